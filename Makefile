@@ -1,0 +1,49 @@
+# akagate — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Build with the DPDK backend when the system's DPDK is present (make deps installs it).
+DPDK_FEATURE := $(shell pkg-config --exists libdpdk 2>/dev/null && echo --features dpdk)
+
+APT_PACKAGES := python3-scapy python3-cryptography libdpdk-dev dpdk libclang-dev clang pkg-config \
+                iproute2 openssl tshark ethtool
+
+.PHONY: all deps build test lint fmt bench demo clean
+
+all: build
+
+## deps: install the Debian packages the build, tests and benches need (needs root)
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	  fi; \
+	else \
+	  echo "make deps: not root; install these yourself: $(APT_PACKAGES)"; \
+	fi
+
+## build: release build of every crate
+build:
+	$(CARGO) build --release --workspace $(DPDK_FEATURE)
+
+## lint: rustfmt and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets $(DPDK_FEATURE) -- -D warnings
+
+## test: lint, then the whole test suite (network-namespace tests need root)
+test: deps lint
+	$(CARGO) test --workspace $(DPDK_FEATURE)
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: criterion benches plus the OpenSSL baseline, printed side by side
+bench: deps
+	./bench/run.sh
+
+## demo: the main job on embedded defaults
+demo: deps
+	./scripts/demo.sh
+
+clean:
+	$(CARGO) clean

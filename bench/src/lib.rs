@@ -1,0 +1,1 @@
+//! UE simulator, pktgen harness and benchmark helpers for akagate.

@@ -1,0 +1,4 @@
+//! The akagate fast path: ESP, SA tables, per-UE TCP/IP stacks and the worker loop.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod esp;

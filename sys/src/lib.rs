@@ -1,0 +1,1 @@
+//! Packet I/O for akagate workers: burst receive/transmit over reusable buffers.

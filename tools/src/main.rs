@@ -1,0 +1,3 @@
+//! `akactl`: operator tool for akagate.
+
+fn main() {}
