@@ -1,1 +1,5 @@
 //! The akagate slowpath: SIP, sec-agree, IMS-AKA, registrar and proxy, written sans-IO.
+#![forbid(unsafe_code)]
+
+pub mod aka;
+pub mod sip;

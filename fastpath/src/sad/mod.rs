@@ -1,0 +1,1 @@
+//! SPI-indexed, epoch-protected SA table (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! IMS-AKA: Milenage (TS 35.206), AUTN/AUTS/SQN (TS 33.102), AKAv1-MD5 (RFC 3310), ESP keys (TS 33.203 Annex I).
