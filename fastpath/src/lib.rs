@@ -2,4 +2,5 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod esp;
+pub mod ipc;
 pub mod sad;

@@ -1,0 +1,111 @@
+//! What workers and the slowpath tell each other: SIP events up, commands and SA sets down.
+//!
+//! The slowpath is sans-IO; its actions are expressed in these types so the daemon can hand
+//! them to the worker that owns the UE (one UE, one worker) without translation.
+
+use std::net::IpAddr;
+
+use crate::esp::Suite;
+
+/// Transport protocol of a SIP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// SIP over UDP (RFC 3261 18.1.1: only for messages that fit the MTU).
+    Udp,
+    /// SIP over TCP (the normal case for IMS).
+    Tcp,
+}
+
+/// One SIP flow between a UE and the P-CSCF, seen from the P-CSCF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// The UE's IP address.
+    pub ue: IpAddr,
+    /// The UE's port.
+    pub ue_port: u16,
+    /// Our (P-CSCF) address.
+    pub local: IpAddr,
+    /// Our port (5060, port_ps or port_pc).
+    pub local_port: u16,
+    /// TCP or UDP.
+    pub proto: Proto,
+}
+
+/// A SIP message received by a worker, with the transport facts the slowpath needs.
+#[derive(Clone, Debug)]
+pub struct SipIn {
+    /// The flow it arrived on.
+    pub flow: Flow,
+    /// SPI of the inbound ESP SA it came through, or `None` if it arrived unprotected.
+    pub via_spi: Option<u32>,
+    /// The complete SIP message (framed by Content-Length on TCP, one datagram on UDP).
+    pub bytes: Vec<u8>,
+}
+
+/// Events from a worker to the slowpath.
+#[derive(Clone, Debug)]
+pub enum WorkerEvent {
+    /// A complete SIP message.
+    Sip(SipIn),
+    /// A TCP connection closed (by the UE, reset, or timeout).
+    TcpClosed(Flow),
+    /// A connection the slowpath asked for could not be opened; the messages queued on it are lost.
+    ConnectFailed(Flow),
+}
+
+/// The four SAs of one registration attempt (TS 33.203 7.1), P-CSCF view.
+#[derive(Clone, Debug)]
+pub struct SaSet {
+    /// The UE's address.
+    pub ue: IpAddr,
+    /// Our address the SAs are bound to.
+    pub local: IpAddr,
+    /// Negotiated algorithms and keys (TS 33.203 Annex I); the same for all four SAs.
+    pub suite: Suite,
+    /// Inbound SPI at our protected client port (UE port_us -> port_pc).
+    pub spi_pc: u32,
+    /// Inbound SPI at our protected server port (UE port_uc -> port_ps).
+    pub spi_ps: u32,
+    /// Outbound SPI towards the UE's protected client port (port_ps -> port_uc).
+    pub spi_uc: u32,
+    /// Outbound SPI towards the UE's protected server port (port_pc -> port_us).
+    pub spi_us: u32,
+    /// Our protected client port.
+    pub port_pc: u16,
+    /// Our protected server port.
+    pub port_ps: u16,
+    /// The UE's protected client port.
+    pub port_uc: u16,
+    /// The UE's protected server port.
+    pub port_us: u16,
+}
+
+/// Commands from the slowpath to the worker that owns a UE.
+#[derive(Clone, Debug)]
+pub enum WorkerCommand {
+    /// Send a SIP message on a flow. For TCP with `connect_if_absent`, open the connection
+    /// from `flow.local_port` to `flow.ue_port` first when it does not exist (the P-CSCF's
+    /// port_pc -> UE port_us connection), queueing the bytes until it is established.
+    Send {
+        /// Where to send.
+        flow: Flow,
+        /// The serialized SIP message.
+        bytes: Vec<u8>,
+        /// Open the TCP connection if there is none.
+        connect_if_absent: bool,
+    },
+    /// Close a TCP connection (graceful FIN).
+    Close(Flow),
+    /// Install an SA set: inbound SAs (spi_pc, spi_ps) become valid for this UE, outbound
+    /// SAs (spi_uc, spi_us) are used for traffic from port_ps/port_pc to port_uc/port_us.
+    InstallSaSet(Box<SaSet>),
+    /// Remove an SA set (identified by its inbound SPIs) once its last message was sent.
+    RemoveSaSet {
+        /// The UE.
+        ue: IpAddr,
+        /// Inbound SPI at port_pc of the set.
+        spi_pc: u32,
+        /// Inbound SPI at port_ps of the set.
+        spi_ps: u32,
+    },
+}
