@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod aka;
+pub mod secagree;
 pub mod sip;

@@ -1,0 +1,169 @@
+//! Choosing one `ipsec-3gpp` offer of a Security-Client by the profile (TS 33.203 7.2), and
+//! the Security-Server the P-CSCF answers with.
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+
+use super::{ImsAkaProfile, SecMechanism};
+
+/// The mechanism name of IMS-AKA ESP (TS 33.203 Annex H).
+pub const IPSEC_3GPP: &str = "ipsec-3gpp";
+/// The `q` value we put in Security-Server (a single mechanism, as real P-CSCFs do).
+const SERVER_Q: &str = "0.1";
+
+/// The offer the P-CSCF picked: algorithms and the UE's SPIs and ports (TS 33.203 7.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChosenMechanism {
+    /// Integrity algorithm.
+    pub auth: AuthAlg,
+    /// Encryption algorithm (`null` when `ealg` was absent).
+    pub encr: EncrAlg,
+    /// UE's inbound SPI at its protected client port (`spi-c`).
+    pub spi_uc: u32,
+    /// UE's inbound SPI at its protected server port (`spi-s`).
+    pub spi_us: u32,
+    /// UE's protected client port (`port-c`).
+    pub port_uc: u16,
+    /// UE's protected server port (`port-s`).
+    pub port_us: u16,
+}
+
+impl ChosenMechanism {
+    /// The single-entry Security-Server for this choice with our SPIs and ports.
+    pub fn security_server(
+        &self,
+        spi_pc: u32,
+        spi_ps: u32,
+        port_pc: u16,
+        port_ps: u16,
+    ) -> SecMechanism {
+        SecMechanism::new(IPSEC_3GPP)
+            .with("alg", self.auth.token())
+            .with("ealg", self.encr.token())
+            .with("prot", "esp")
+            .with("mod", "trans")
+            .with("spi-c", spi_pc)
+            .with("spi-s", spi_ps)
+            .with("port-c", port_pc)
+            .with("port-s", port_ps)
+            .with("q", SERVER_Q)
+    }
+}
+
+/// Reads one `ipsec-3gpp` offer; `None` for other mechanisms, unknown algorithms, `prot=ah`,
+/// `mod=tun`, or missing/invalid SPIs and ports.
+fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
+    if !m.name.eq_ignore_ascii_case(IPSEC_3GPP) {
+        return None;
+    }
+    // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
+    if m.param("prot")
+        .is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
+        || m.param("mod")
+            .is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
+    {
+        return None;
+    }
+    let auth = AuthAlg::from_token(m.param("alg")?)?;
+    // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
+    let encr = match m.param("ealg") {
+        Some(e) => EncrAlg::from_token(e)?,
+        None => EncrAlg::Null,
+    };
+    // RFC 4303 2.1: SPIs 0..=255 are reserved.
+    let spi_uc = m.param_u32("spi-c").filter(|s| *s > 255)?;
+    let spi_us = m.param_u32("spi-s").filter(|s| *s > 255)?;
+    let port_uc = m.param_u16("port-c").filter(|p| *p != 0)?;
+    let port_us = m.param_u16("port-s").filter(|p| *p != 0)?;
+    Some(ChosenMechanism {
+        auth,
+        encr,
+        spi_uc,
+        spi_us,
+        port_uc,
+        port_us,
+    })
+}
+
+/// Picks the offer the profile prefers most: the first `encr_alg_list` entry that is offered
+/// with any allowed `alg`, then the first such `auth_alg_list` entry; `None` if nothing fits.
+pub fn choose(profile: &ImsAkaProfile, offers: &[SecMechanism]) -> Option<ChosenMechanism> {
+    let valid: Vec<ChosenMechanism> = offers.iter().filter_map(offer).collect();
+    for encr in &profile.encr_alg_list {
+        for auth in &profile.auth_alg_list {
+            if let Some(c) = valid.iter().find(|c| c.encr == *encr && c.auth == *auth) {
+                return Some(c.clone());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secagree::parse_security_header;
+
+    /// The six offers of a China Mobile VoLTE phone (real capture, see tests/fixtures/reg).
+    const CMCC: &str = "ipsec-3gpp; alg=hmac-md5-96; ealg=des-ede3-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-md5-96; ealg=aes-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-md5-96; ealg=null; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=des-ede3-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=aes-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=null; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904";
+
+    #[test]
+    fn default_profile_picks_sha1_aes_from_six_offers() {
+        let c = choose(
+            &ImsAkaProfile::default(),
+            &parse_security_header(CMCC).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthAlg::HmacSha1_96);
+        assert_eq!(c.encr, EncrAlg::AesCbc);
+        assert_eq!(
+            (c.spi_uc, c.spi_us, c.port_uc, c.port_us),
+            (1028536224, 455113919, 8034, 8904)
+        );
+    }
+
+    #[test]
+    fn profile_order_decides() {
+        let p = ImsAkaProfile {
+            encr_alg_list: vec![EncrAlg::Null, EncrAlg::AesCbc],
+            auth_alg_list: vec![AuthAlg::HmacMd5_96, AuthAlg::HmacSha1_96],
+            ..ImsAkaProfile::default()
+        };
+        let c = choose(&p, &parse_security_header(CMCC).unwrap()).unwrap();
+        assert_eq!((c.auth, c.encr), (AuthAlg::HmacMd5_96, EncrAlg::Null));
+    }
+
+    #[test]
+    fn missing_ealg_is_null_and_unacceptable_offers_are_skipped() {
+        let offers = parse_security_header(
+            "tls;q=0.2, ipsec-3gpp;alg=hmac-sha-1-96;prot=ah;spi-c=1000;spi-s=1001;port-c=1;port-s=2, \
+             ipsec-3gpp;alg=hmac-sha-1-96;spi-c=7;spi-s=1001;port-c=1;port-s=2, \
+             ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1000;spi-s=1001;port-c=5062;port-s=5064",
+        )
+        .unwrap();
+        let c = choose(&ImsAkaProfile::default(), &offers).unwrap();
+        assert_eq!(c.encr, EncrAlg::Null);
+        assert_eq!((c.spi_uc, c.port_uc), (1000, 5062));
+    }
+
+    #[test]
+    fn nothing_acceptable() {
+        let offers = parse_security_header(
+            "ipsec-3gpp;alg=hmac-md5-96;ealg=null;spi-c=1000;spi-s=1001;port-c=1;port-s=2",
+        )
+        .unwrap();
+        assert_eq!(choose(&ImsAkaProfile::default(), &offers), None);
+    }
+
+    #[test]
+    fn security_server_rendering_is_stable() {
+        let c = choose(
+            &ImsAkaProfile::default(),
+            &parse_security_header(CMCC).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.security_server(4096, 4097, 5100, 6100).render(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=4096;spi-s=4097;port-c=5100;port-s=6100;q=0.1"
+        );
+    }
+}

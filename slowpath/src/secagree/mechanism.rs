@@ -1,0 +1,312 @@
+//! One `sec-mechanism` of a Security-Client/-Server/-Verify header (RFC 3329 2.2): parsing,
+//! rendering, and the parameter-for-parameter comparison Security-Verify needs (RFC 3329 2.3.1).
+
+use thiserror::Error;
+
+/// Upper bound on mechanisms accepted in one header (real UEs send up to 6).
+const MAX_MECHANISMS: usize = 32;
+/// Upper bound on parameters of one mechanism.
+const MAX_PARAMS: usize = 32;
+
+/// Why a security header could not be parsed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SecAgreeError {
+    /// The header value holds no mechanism.
+    #[error("empty security header")]
+    Empty,
+    /// A mechanism has no name (e.g. `;alg=...` or `,,`).
+    #[error("mechanism without a name")]
+    MissingMechanismName,
+    /// A mechanism name or parameter name is not a token.
+    #[error("bad token in security header")]
+    BadToken,
+    /// A quoted string is not closed.
+    #[error("unterminated quoted string in security header")]
+    UnterminatedQuote,
+    /// More mechanisms or parameters than we accept.
+    #[error("too many mechanisms or parameters in security header")]
+    TooLarge,
+}
+
+/// One security mechanism with its parameters, names lower-cased, values as sent (trimmed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecMechanism {
+    /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...).
+    pub name: String,
+    /// Parameters in the order sent; a parameter without `=value` has an empty value.
+    pub params: Vec<(String, String)>,
+}
+
+impl SecMechanism {
+    /// A mechanism with no parameters.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_ascii_lowercase(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Appends a parameter (builder style).
+    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
+        self.params
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// The value of parameter `name` (case-insensitive), if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A decimal `u32` parameter (`spi-c`, `spi-s`); `None` when absent or malformed.
+    pub fn param_u32(&self, name: &str) -> Option<u32> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+
+    /// A decimal `u16` parameter (`port-c`, `port-s`); `None` when absent or malformed.
+    pub fn param_u16(&self, name: &str) -> Option<u16> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+
+    /// Whether two mechanisms are the same parameter for parameter, ignoring case, whitespace
+    /// and parameter order (RFC 3329 2.3.1 step 3, TS 33.203 7.2); `q` compared as a number.
+    pub fn equivalent(&self, other: &SecMechanism) -> bool {
+        self.name.eq_ignore_ascii_case(&other.name) && self.normalized() == other.normalized()
+    }
+
+    fn normalized(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .params
+            .iter()
+            .map(|(n, val)| (n.to_ascii_lowercase(), normalize_value(n, val)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Renders the mechanism as `name;p=v;p=v` (no spaces).
+    pub fn render(&self) -> String {
+        let mut s = self.name.clone();
+        for (n, v) in &self.params {
+            s.push(';');
+            s.push_str(n);
+            if !v.is_empty() {
+                s.push('=');
+                s.push_str(v);
+            }
+        }
+        s
+    }
+}
+
+/// Lower-cases a value, strips quotes and leading zeros of numbers, and writes `q` in
+/// thousandths so `0.1` equals `0.100`.
+fn normalize_value(name: &str, value: &str) -> String {
+    let v = value.trim().trim_matches('"').to_ascii_lowercase();
+    if name.eq_ignore_ascii_case("q") {
+        if let Some(t) = qvalue_thousandths(&v) {
+            return t.to_string();
+        }
+    }
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let t = v.trim_start_matches('0');
+        return if t.is_empty() { "0".into() } else { t.into() };
+    }
+    v
+}
+
+/// RFC 3261 qvalue (`0[.ddd]` / `1[.000]`) in thousandths.
+fn qvalue_thousandths(v: &str) -> Option<u32> {
+    let (int, frac) = match v.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (v, ""),
+    };
+    if int.len() != 1 || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let i: u32 = int.parse().ok()?;
+    let mut f = 0u32;
+    for k in 0..3 {
+        f = f * 10 + frac.as_bytes().get(k).map_or(0, |d| u32::from(d - b'0'));
+    }
+    let t = i * 1000 + f;
+    (t <= 1000).then_some(t)
+}
+
+/// RFC 3261 25.1 `token` characters.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
+fn split_outside_quotes(s: &str, sep: u8) -> Result<Vec<&str>, SecAgreeError> {
+    let mut parts = Vec::new();
+    let bytes = s.as_bytes();
+    let (mut start, mut in_q, mut esc) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_q {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_q = false;
+            }
+        } else if b == b'"' {
+            in_q = true;
+        } else if b == sep {
+            parts.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    if in_q {
+        return Err(SecAgreeError::UnterminatedQuote);
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+/// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
+/// header line's value; callers concatenate several lines' lists).
+pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeError> {
+    let mut out = Vec::new();
+    for mech in split_outside_quotes(value, b',')? {
+        if mech.trim().is_empty() && value.trim().is_empty() {
+            break;
+        }
+        if out.len() == MAX_MECHANISMS {
+            return Err(SecAgreeError::TooLarge);
+        }
+        let mut items = split_outside_quotes(mech, b';')?.into_iter();
+        let name = items.next().unwrap_or("").trim();
+        if name.is_empty() {
+            return Err(SecAgreeError::MissingMechanismName);
+        }
+        if !is_token(name) {
+            return Err(SecAgreeError::BadToken);
+        }
+        let mut m = SecMechanism::new(name);
+        for item in items {
+            if m.params.len() == MAX_PARAMS {
+                return Err(SecAgreeError::TooLarge);
+            }
+            let (n, v) = match item.split_once('=') {
+                Some((n, v)) => (n.trim(), v.trim()),
+                None => (item.trim(), ""),
+            };
+            if !is_token(n) {
+                return Err(SecAgreeError::BadToken);
+            }
+            m.params.push((n.to_ascii_lowercase(), v.to_string()));
+        }
+        out.push(m);
+    }
+    if out.is_empty() {
+        return Err(SecAgreeError::Empty);
+    }
+    Ok(out)
+}
+
+/// Renders a list of mechanisms as one header value, separated by `, `.
+pub fn render_security_header(mechs: &[SecMechanism]) -> String {
+    mechs
+        .iter()
+        .map(SecMechanism::render)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_boghe_security_client() {
+        // DoubangoTelecom/boghe issue 227, REGISTER to Open IMS Core.
+        let v = "ipsec-3gpp;alg=hmac-sha-1-96;ealg=null;prot=esp;mod=trans;spi-c=51018934;spi-s=2732688522;port-c=63375;port-s=63374";
+        let m = parse_security_header(v).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].name, "ipsec-3gpp");
+        assert_eq!(m[0].param("alg"), Some("hmac-sha-1-96"));
+        assert_eq!(m[0].param_u32("spi-s"), Some(2732688522));
+        assert_eq!(m[0].param_u16("port-c"), Some(63375));
+        assert_eq!(m[0].render(), v);
+    }
+
+    #[test]
+    fn parses_spaces_after_semicolons_and_several_mechanisms() {
+        let v = "ipsec-3gpp; alg=hmac-md5-96; ealg=des-ede3-cbc; spi-c=1; spi-s=2; port-c=3; port-s=4,ipsec-3gpp ; alg = hmac-sha-1-96 ; q=0.5";
+        let m = parse_security_header(v).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].param("ealg"), Some("des-ede3-cbc"));
+        assert_eq!(m[1].param("alg"), Some("hmac-sha-1-96"));
+        assert_eq!(m[1].param("q"), Some("0.5"));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert_eq!(parse_security_header(""), Err(SecAgreeError::Empty));
+        assert_eq!(
+            parse_security_header(";alg=x"),
+            Err(SecAgreeError::MissingMechanismName)
+        );
+        assert_eq!(
+            parse_security_header("ipsec-3gpp,,tls"),
+            Err(SecAgreeError::MissingMechanismName)
+        );
+        assert_eq!(
+            parse_security_header("digest;d-ver=\"abc"),
+            Err(SecAgreeError::UnterminatedQuote)
+        );
+        assert_eq!(
+            parse_security_header("ipsec 3gpp;alg=x"),
+            Err(SecAgreeError::BadToken)
+        );
+        let many = vec!["tls"; 40].join(",");
+        assert_eq!(parse_security_header(&many), Err(SecAgreeError::TooLarge));
+    }
+
+    #[test]
+    fn quoted_comma_does_not_split() {
+        let m = parse_security_header("digest;d-ver=\"a,b\";q=0.1,tls").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].param("d-ver"), Some("\"a,b\""));
+    }
+
+    #[test]
+    fn equivalence_ignores_case_space_order_and_q_format() {
+        let a = &parse_security_header(
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;spi-c=4096;spi-s=4097;port-c=5100;port-s=6100;q=0.1",
+        )
+        .unwrap()[0];
+        let b = &parse_security_header(
+            "IPSEC-3GPP; q=0.100 ; PORT-S=6100;port-c=5100; spi-s=4097;spi-c=4096;EALG=AES-CBC;alg=HMAC-SHA-1-96",
+        )
+        .unwrap()[0];
+        assert!(a.equivalent(b));
+        // A changed algorithm (bidding down) or a dropped parameter is not equivalent.
+        let c = &parse_security_header(
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=null;spi-c=4096;spi-s=4097;port-c=5100;port-s=6100;q=0.1",
+        )
+        .unwrap()[0];
+        assert!(!a.equivalent(c));
+        let d = &parse_security_header(
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;spi-c=4096;spi-s=4097;port-c=5100;port-s=6100",
+        )
+        .unwrap()[0];
+        assert!(!a.equivalent(d));
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(qvalue_thousandths("0.1"), Some(100));
+        assert_eq!(qvalue_thousandths("1"), Some(1000));
+        assert_eq!(qvalue_thousandths("1.5"), None);
+        assert_eq!(qvalue_thousandths("0.1234"), None);
+    }
+}

@@ -1,0 +1,10 @@
+//! sec-agree (RFC 3329, TS 33.203 7.2, TS 24.229 7.2A.7): `Security-Client`/`-Server`/`-Verify`
+//! headers, the P-CSCF's IMS-AKA profile, and the choice of one `ipsec-3gpp` mechanism.
+
+mod choose;
+mod mechanism;
+mod profile;
+
+pub use choose::{choose, ChosenMechanism, IPSEC_3GPP};
+pub use mechanism::{parse_security_header, render_security_header, SecAgreeError, SecMechanism};
+pub use profile::ImsAkaProfile;
