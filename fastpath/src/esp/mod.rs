@@ -1,5 +1,17 @@
 //! RFC 4303 ESP in transport mode, in place on packet buffers.
+//!
+//! Build an [`OutboundSa`] / [`InboundSa`] from `(spi, &Suite)`; key schedules and HMAC pad
+//! states are computed once there, so per-packet processing allocates nothing.
 
+pub mod error;
+pub mod integ;
+pub mod ip;
+pub mod replay;
+pub mod sa;
 pub mod suite;
+mod transform;
 
+pub use error::{EspCounters, EspError, SaError};
+pub use replay::{ReplayWindow, REPLAY_WINDOW};
+pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
 pub use suite::{AuthAlg, EncrAlg, SaKeys, Suite};

@@ -57,9 +57,14 @@ impl EncrAlg {
 
     /// Parses an `ealg=` token (case-insensitive).
     pub fn from_token(s: &str) -> Option<Self> {
-        [EncrAlg::Null, EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::AesGcm]
-            .into_iter()
-            .find(|a| a.token().eq_ignore_ascii_case(s))
+        [
+            EncrAlg::Null,
+            EncrAlg::AesCbc,
+            EncrAlg::DesEde3Cbc,
+            EncrAlg::AesGcm,
+        ]
+        .into_iter()
+        .find(|a| a.token().eq_ignore_ascii_case(s))
     }
 }
 

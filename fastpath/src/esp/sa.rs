@@ -1,0 +1,341 @@
+//! Outbound and inbound ESP security associations: transport-mode encapsulation and
+//! decapsulation in place on a packet buffer (RFC 4303 3.3 and 3.4).
+//!
+//! A packet is `buf[range]`, an IP packet with headroom before and tailroom after it.
+//! Encapsulation moves only the IP header (and IPv6 extension headers before ESP) into the
+//! headroom, never the payload, and writes padding, trailer and ICV into the tailroom.
+
+use core::ops::Range;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::error::{EspCounters, EspError, SaError};
+use super::ip::{self, IPPROTO_ESP};
+use super::replay::ReplayWindow;
+use super::suite::Suite;
+use super::transform::{Geometry, Transform, ESP_HDR_LEN};
+
+/// Largest ESP header + IV any suite puts in front of the payload.
+pub const MAX_HEADROOM: usize = ESP_HDR_LEN + 16;
+/// Largest padding + trailer + ICV any suite appends (AES-CBC: 15 + 2 + 12; GCM: 3 + 2 + 16).
+pub const MAX_TAILROOM: usize = 29;
+
+/// Next-header value of a dummy packet (RFC 4303 2.6).
+const NH_DUMMY: u8 = 59;
+
+fn check_spi(spi: u32) -> Result<(), SaError> {
+    // RFC 4303 2.1: 1..=255 reserved by IANA, 0 for local use only.
+    if spi <= 255 {
+        Err(SaError::ReservedSpi(spi))
+    } else {
+        Ok(())
+    }
+}
+
+/// SPI of an ESP packet (the first four bytes after the IP and extension headers), for the
+/// SA lookup that precedes [`InboundSa::decapsulate`]. Validates only the IP framing.
+pub fn peek_spi(pkt: &[u8]) -> Result<u32, EspError> {
+    let lay = ip::layout(pkt)?;
+    if lay.next_header != IPPROTO_ESP {
+        return Err(EspError::NotEsp);
+    }
+    match pkt.get(lay.esp_offset..lay.esp_offset + 4) {
+        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(EspError::Truncated),
+    }
+}
+
+/// An outbound SA: sequence-number counter, IV generator and keyed transform.
+pub struct OutboundSa {
+    spi: u32,
+    /// Last sequence number sent (0: none yet). `u64` so ESN can be added without a new type.
+    seq: u64,
+    transform: Transform,
+    geometry: Geometry,
+    /// CSPRNG for CBC IVs, seeded from the OS once per SA (RFC 3602 2.1: unpredictable IVs).
+    rng: StdRng,
+    counters: EspCounters,
+}
+
+impl core::fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("seq", &self.seq)
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboundSa {
+    /// Builds the SA for `spi` (the peer's inbound SPI) from the negotiated suite.
+    pub fn new(spi: u32, suite: &Suite) -> Result<Self, SaError> {
+        check_spi(spi)?;
+        let transform = Transform::new(suite)?;
+        let rng = StdRng::from_rng(rand::rngs::OsRng).map_err(|_| SaError::Entropy)?;
+        Ok(Self {
+            spi,
+            seq: 0,
+            geometry: transform.geometry(),
+            transform,
+            rng,
+            counters: EspCounters::default(),
+        })
+    }
+
+    /// SPI written into every packet.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// Last sequence number sent (0 before the first packet).
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Packet and drop counters of this SA.
+    pub fn counters(&self) -> &EspCounters {
+        &self.counters
+    }
+
+    /// Headroom this SA needs in front of the IP packet (ESP header + IV).
+    pub fn headroom(&self) -> usize {
+        ESP_HDR_LEN + self.geometry.iv_len
+    }
+
+    /// Worst-case tailroom this SA needs after the IP packet (padding + trailer + ICV).
+    pub fn tailroom(&self) -> usize {
+        self.geometry.align - 1 + 2 + self.geometry.icv_len
+    }
+
+    /// Test hook: sets the last sequence number sent, e.g. to exercise exhaustion. Moving it
+    /// backwards would reuse sequence numbers (and, for GCM, nonces): never do that with live
+    /// keys.
+    #[doc(hidden)]
+    pub fn set_last_seq_for_test(&mut self, seq: u32) {
+        self.seq = u64::from(seq);
+    }
+
+    /// Encapsulates the IP packet `buf[pkt]` in place and returns the range of the ESP packet.
+    pub fn encapsulate(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+    ) -> Result<Range<usize>, EspError> {
+        self.encapsulate_inner(buf, pkt, None)
+    }
+
+    /// [`encapsulate`](Self::encapsulate) with a caller-chosen IV, for known-answer tests
+    /// (RFC 3602 section 4, draft-mcgrew-gcm-test-01). A repeated IV breaks GCM: never use this
+    /// with live keys.
+    #[doc(hidden)]
+    pub fn encapsulate_with_iv(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: &[u8],
+    ) -> Result<Range<usize>, EspError> {
+        self.encapsulate_inner(buf, pkt, Some(iv))
+    }
+
+    fn encapsulate_inner(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: Option<&[u8]>,
+    ) -> Result<Range<usize>, EspError> {
+        match self.encap(buf, pkt, iv) {
+            Ok((r, payload)) => {
+                self.counters.packets += 1;
+                self.counters.bytes += payload as u64;
+                Ok(r)
+            }
+            Err(e) => {
+                self.counters.count(e);
+                Err(e)
+            }
+        }
+    }
+
+    fn encap(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: Option<&[u8]>,
+    ) -> Result<(Range<usize>, usize), EspError> {
+        let g = self.geometry;
+        let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
+        let lay = ip::layout(ip_pkt)?;
+        let hdr_len = lay.esp_offset;
+        let payload_len = lay.len - hdr_len;
+        let pad_len = (g.align - (payload_len + 2) % g.align) % g.align;
+        let body_len = payload_len + pad_len + 2;
+        let front = ESP_HDR_LEN + g.iv_len;
+        let new_len = hdr_len + front + body_len + g.icv_len;
+        if new_len > ip::max_len(lay.version) {
+            return Err(EspError::TooLarge);
+        }
+        let start = pkt.start.checked_sub(front).ok_or(EspError::NoHeadroom)?;
+        let end = start + new_len;
+        if end > buf.len() {
+            return Err(EspError::NoTailroom);
+        }
+        // RFC 4303 3.3.3: never let the 32-bit counter cycle; the SA must be rekeyed.
+        let seq = self.seq + 1;
+        if seq > u64::from(u32::MAX) {
+            return Err(EspError::SeqExhausted);
+        }
+        self.seq = seq;
+
+        let out = &mut buf[start..end];
+        // Move the IP header (and extension headers before ESP) into the headroom.
+        out.copy_within(front..front + hdr_len, 0);
+        let esp = &mut out[hdr_len..];
+        esp[0..4].copy_from_slice(&self.spi.to_be_bytes());
+        esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        let iv_slot = &mut esp[ESP_HDR_LEN..front];
+        match iv {
+            Some(iv) if iv.len() == iv_slot.len() => iv_slot.copy_from_slice(iv),
+            Some(_) => return Err(EspError::BadLength),
+            // RFC 4106 8.1: a counter is a valid GCM IV; the 64-bit seq never repeats per key.
+            None if self.transform.iv_from_seq() => iv_slot.copy_from_slice(&seq.to_be_bytes()),
+            None => self.rng.fill_bytes(iv_slot),
+        }
+        // RFC 4303 2.4: padding bytes 1, 2, 3, ..., then pad length and next header.
+        let trailer = front + payload_len;
+        for (i, b) in esp[trailer..trailer + pad_len].iter_mut().enumerate() {
+            *b = (i + 1) as u8;
+        }
+        esp[trailer + pad_len] = pad_len as u8;
+        esp[trailer + pad_len + 1] = lay.next_header;
+        self.transform.seal(esp);
+        ip::fix_header(out, &lay, IPPROTO_ESP, new_len);
+        Ok((start..end, payload_len))
+    }
+}
+
+/// An inbound SA: anti-replay window and keyed transform.
+pub struct InboundSa {
+    spi: u32,
+    window: ReplayWindow,
+    transform: Transform,
+    counters: EspCounters,
+}
+
+impl core::fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("window", &self.window)
+            .field("geometry", &self.transform.geometry())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboundSa {
+    /// Builds the SA for `spi` (our own inbound SPI) from the negotiated suite.
+    pub fn new(spi: u32, suite: &Suite) -> Result<Self, SaError> {
+        check_spi(spi)?;
+        Ok(Self {
+            spi,
+            window: ReplayWindow::new(),
+            transform: Transform::new(suite)?,
+            counters: EspCounters::default(),
+        })
+    }
+
+    /// SPI this SA accepts.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+
+    /// Packet and drop counters of this SA.
+    pub fn counters(&self) -> &EspCounters {
+        &self.counters
+    }
+
+    /// The anti-replay window (read-only).
+    pub fn window(&self) -> &ReplayWindow {
+        &self.window
+    }
+
+    /// Decapsulates the ESP packet `buf[pkt]` in place and returns the range of the restored
+    /// IP packet (its protocol / next header is the ESP trailer's next header). On error the
+    /// buffer contents are unspecified and the packet must be dropped.
+    pub fn decapsulate(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+    ) -> Result<Range<usize>, EspError> {
+        match self.decap(buf, pkt) {
+            Ok((r, payload)) => {
+                self.counters.packets += 1;
+                self.counters.bytes += payload as u64;
+                Ok(r)
+            }
+            Err(e) => {
+                self.counters.count(e);
+                Err(e)
+            }
+        }
+    }
+
+    fn decap(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+    ) -> Result<(Range<usize>, usize), EspError> {
+        let g = self.transform.geometry();
+        let ip_pkt = buf.get_mut(pkt.clone()).ok_or(EspError::Truncated)?;
+        let lay = ip::layout(ip_pkt)?;
+        if lay.next_header != IPPROTO_ESP {
+            return Err(EspError::NotEsp);
+        }
+        let hdr_len = lay.esp_offset;
+        let front = ESP_HDR_LEN + g.iv_len;
+        let ip_pkt = &mut ip_pkt[..lay.len];
+        let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
+        if esp.len() < front + 2 + g.icv_len {
+            return Err(EspError::Truncated);
+        }
+        // RFC 4303 3.4.2: the caller found the SA by SPI; make sure it is this one.
+        if esp[0..4] != self.spi.to_be_bytes() {
+            return Err(EspError::SpiMismatch);
+        }
+        let seq = u64::from(u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]));
+        // RFC 4303 3.4.3: cheap replay check first, window update only after the ICV.
+        self.window.check(seq)?;
+        let window = &mut self.window;
+        self.transform.open(esp, || window.update(seq))?;
+
+        let body_end = esp.len() - g.icv_len;
+        let next_header = esp[body_end - 1];
+        let pad_len = usize::from(esp[body_end - 2]);
+        let payload_end = (body_end - 2)
+            .checked_sub(pad_len)
+            .ok_or(EspError::BadPadding)?;
+        if payload_end < front {
+            return Err(EspError::BadPadding);
+        }
+        // RFC 4303 2.4: the receiver checks the monotonic padding (1, 2, 3, ...).
+        let pad_ok = esp[payload_end..body_end - 2]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| usize::from(b) == i + 1);
+        if !pad_ok {
+            return Err(EspError::BadPadding);
+        }
+        if next_header == NH_DUMMY {
+            return Err(EspError::Dummy);
+        }
+        let payload_len = payload_end - front;
+        let new_len = hdr_len + payload_len;
+        // Move the IP header forward over ESP header and IV; the payload stays where it is.
+        ip_pkt.copy_within(0..hdr_len, front);
+        let out = &mut ip_pkt[front..front + new_len];
+        ip::fix_header(out, &lay, next_header, new_len);
+        let start = pkt.start + front;
+        Ok((start..start + new_len, payload_len))
+    }
+}

@@ -1,0 +1,355 @@
+//! The cryptographic transform of one SA: keyed cipher and integrity state built once, then
+//! applied in place to the ESP part of a packet (`SPI | seq | IV | body | ICV`).
+
+use aes::cipher::{
+    generic_array::GenericArray, BlockDecrypt, BlockEncrypt, BlockSizeUser, KeyInit,
+};
+use aes::{Aes128, Aes192, Aes256};
+use aes_gcm::aead::consts::U12;
+use aes_gcm::{AeadInPlace, AesGcm};
+use des::TdesEde3;
+use sha1::digest::{Digest, FixedOutputReset, Reset};
+use subtle::ConstantTimeEq;
+
+use super::error::{EspError, SaError};
+use super::integ::{Hmac96, HmacKey, HmacMd5Key, HmacSha1Key, HMAC96_ICV_LEN};
+use super::suite::{AuthAlg, EncrAlg, Suite};
+
+/// ESP header length: SPI and sequence number (RFC 4303 2).
+pub const ESP_HDR_LEN: usize = 8;
+/// ICV length of AES-GCM-16 and AES-GMAC (RFC 4106 / RFC 4543).
+const GCM_ICV_LEN: usize = 16;
+/// Explicit IV length of AES-GCM / AES-GMAC (RFC 4106 3.1).
+const GCM_IV_LEN: usize = 8;
+/// How many blocks CBC decryption hands to the cipher at once (AES-NI pipelines 8).
+const CBC_PAR: usize = 8;
+/// HMAC is fed ciphertext in chunks of one hash block while CBC encryption proceeds, so the
+/// CPU overlaps the two dependency chains (software "stitching").
+const STITCH_CHUNK: usize = 64;
+
+/// Block cipher for the CBC suites.
+pub(super) enum CbcCipher {
+    Aes128(Aes128),
+    Tdes(TdesEde3),
+}
+
+/// AES-GCM with a 128-, 192- or 256-bit key (RFC 4106 allows all three).
+pub(super) enum Gcm {
+    A128(AesGcm<Aes128, U12>),
+    A192(AesGcm<Aes192, U12>),
+    A256(AesGcm<Aes256, U12>),
+}
+
+/// The keyed transform of one SA.
+pub(crate) enum Transform {
+    /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451).
+    Cbc { cipher: CbcCipher, integ: Hmac96 },
+    /// null encryption (RFC 2410) with an HMAC-96.
+    Null { integ: Hmac96 },
+    /// aes-gcm-16 (RFC 4106).
+    Gcm { aead: Gcm, salt: [u8; 4] },
+    /// aes-gmac (RFC 4543): null encryption, GMAC over header, IV and payload.
+    Gmac { aead: Gcm, salt: [u8; 4] },
+}
+
+/// Sizes that shape an ESP packet of one transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Explicit IV bytes after the ESP header.
+    pub iv_len: usize,
+    /// The body (payload, padding, pad length, next header) is a multiple of this
+    /// (RFC 4303 2.4: the cipher block size, at least 4).
+    pub align: usize,
+    /// ICV bytes at the end.
+    pub icv_len: usize,
+}
+
+fn integ_from(suite: &Suite) -> Result<Hmac96, SaError> {
+    let key = &suite.keys.integ_key;
+    match suite.auth {
+        AuthAlg::HmacSha1_96 if key.len() == 20 => Ok(Hmac96::Sha1(HmacSha1Key::new(key))),
+        AuthAlg::HmacMd5_96 if key.len() == 16 => Ok(Hmac96::Md5(HmacMd5Key::new(key))),
+        AuthAlg::HmacSha1_96 | AuthAlg::HmacMd5_96 => Err(SaError::BadKeyLength {
+            which: "integrity",
+            len: key.len(),
+        }),
+        AuthAlg::AesGmac => Err(SaError::UnsupportedSuite),
+    }
+}
+
+fn gcm_from(key: &[u8]) -> Result<Gcm, SaError> {
+    let bad = || SaError::BadKeyLength {
+        which: "encryption",
+        len: key.len(),
+    };
+    Ok(match key.len() {
+        16 => Gcm::A128(AesGcm::new_from_slice(key).map_err(|_| bad())?),
+        24 => Gcm::A192(AesGcm::new_from_slice(key).map_err(|_| bad())?),
+        32 => Gcm::A256(AesGcm::new_from_slice(key).map_err(|_| bad())?),
+        _ => return Err(bad()),
+    })
+}
+
+impl Transform {
+    /// Keys the transform for `suite` (key schedules and HMAC pads computed here, once).
+    pub(crate) fn new(suite: &Suite) -> Result<Self, SaError> {
+        let ekey = &suite.keys.encr_key;
+        let bad_ekey = || SaError::BadKeyLength {
+            which: "encryption",
+            len: ekey.len(),
+        };
+        match (suite.encr, suite.auth) {
+            (EncrAlg::AesGcm, _) => Ok(Transform::Gcm {
+                aead: gcm_from(ekey)?,
+                salt: suite.keys.salt,
+            }),
+            (EncrAlg::Null, AuthAlg::AesGmac) => Ok(Transform::Gmac {
+                aead: gcm_from(&suite.keys.integ_key).map_err(|_| SaError::BadKeyLength {
+                    which: "integrity",
+                    len: suite.keys.integ_key.len(),
+                })?,
+                salt: suite.keys.salt,
+            }),
+            (_, AuthAlg::AesGmac) => Err(SaError::UnsupportedSuite),
+            (EncrAlg::Null, _) => Ok(Transform::Null {
+                integ: integ_from(suite)?,
+            }),
+            (EncrAlg::AesCbc, _) => {
+                let c = Aes128::new_from_slice(ekey).map_err(|_| bad_ekey())?;
+                Ok(Transform::Cbc {
+                    cipher: CbcCipher::Aes128(c),
+                    integ: integ_from(suite)?,
+                })
+            }
+            (EncrAlg::DesEde3Cbc, _) => {
+                let c = TdesEde3::new_from_slice(ekey).map_err(|_| bad_ekey())?;
+                Ok(Transform::Cbc {
+                    cipher: CbcCipher::Tdes(c),
+                    integ: integ_from(suite)?,
+                })
+            }
+        }
+    }
+
+    /// Packet geometry of this transform.
+    pub(crate) fn geometry(&self) -> Geometry {
+        match self {
+            Transform::Cbc {
+                cipher: CbcCipher::Aes128(_),
+                ..
+            } => Geometry {
+                iv_len: 16,
+                align: 16,
+                icv_len: HMAC96_ICV_LEN,
+            },
+            Transform::Cbc {
+                cipher: CbcCipher::Tdes(_),
+                ..
+            } => Geometry {
+                iv_len: 8,
+                align: 8,
+                icv_len: HMAC96_ICV_LEN,
+            },
+            Transform::Null { .. } => Geometry {
+                iv_len: 0,
+                align: 4,
+                icv_len: HMAC96_ICV_LEN,
+            },
+            Transform::Gcm { .. } | Transform::Gmac { .. } => Geometry {
+                iv_len: GCM_IV_LEN,
+                align: 4,
+                icv_len: GCM_ICV_LEN,
+            },
+        }
+    }
+
+    /// True if the IV is taken from the sequence number (GCM/GMAC, RFC 4106 8.1) rather than
+    /// drawn at random (CBC, RFC 3602 2.1).
+    pub(crate) fn iv_from_seq(&self) -> bool {
+        matches!(self, Transform::Gcm { .. } | Transform::Gmac { .. })
+    }
+
+    /// Encrypts and authenticates `esp` = `hdr | IV | body | ICV space` in place; header,
+    /// IV and plaintext body are already in place, the body aligned per [`Geometry`].
+    pub(crate) fn seal(&self, esp: &mut [u8]) {
+        let g = self.geometry();
+        let (authed, icv) = esp.split_at_mut(esp.len() - g.icv_len);
+        let (hdr_iv, body) = authed.split_at_mut(ESP_HDR_LEN + g.iv_len);
+        match self {
+            Transform::Cbc { cipher, integ } => {
+                let iv = &hdr_iv[ESP_HDR_LEN..];
+                let out = match (cipher, integ) {
+                    (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
+                    (CbcCipher::Aes128(c), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
+                    (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
+                    (CbcCipher::Tdes(c), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
+                };
+                icv.copy_from_slice(&out);
+            }
+            Transform::Null { integ } => icv.copy_from_slice(&integ.icv(&[hdr_iv, body])),
+            Transform::Gcm { aead, salt } => {
+                let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
+                // RFC 4106 5: AAD is SPI || sequence number (32-bit, no ESN).
+                let tag = aead.seal(&nonce, &hdr_iv[..ESP_HDR_LEN], body);
+                icv.copy_from_slice(&tag);
+            }
+            Transform::Gmac { aead, salt } => {
+                let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
+                // RFC 4543 3.3: everything from the SPI to the trailer is AAD, nothing encrypted.
+                let tag = aead.seal(&nonce, authed, &mut []);
+                icv.copy_from_slice(&tag);
+            }
+        }
+    }
+
+    /// Verifies the ICV of `esp` (`hdr | IV | body | ICV`) in constant time and, only if it
+    /// matches, decrypts the body in place. `before_decrypt` runs between the two steps (the
+    /// caller's replay-window update, RFC 4303 3.4.3).
+    pub(crate) fn open(
+        &self,
+        esp: &mut [u8],
+        before_decrypt: impl FnOnce(),
+    ) -> Result<(), EspError> {
+        let g = self.geometry();
+        if esp.len() < ESP_HDR_LEN + g.iv_len + g.icv_len {
+            return Err(EspError::Truncated);
+        }
+        let (authed, icv) = esp.split_at_mut(esp.len() - g.icv_len);
+        let (hdr_iv, body) = authed.split_at_mut(ESP_HDR_LEN + g.iv_len);
+        if body.len() < 2 {
+            return Err(EspError::Truncated);
+        }
+        match self {
+            Transform::Cbc { integ, .. } | Transform::Null { integ } => {
+                // RFC 4303 2.4: CBC ciphertext is whole blocks (checked before any crypto).
+                if body.len() % g.align != 0 && matches!(self, Transform::Cbc { .. }) {
+                    return Err(EspError::BadLength);
+                }
+                let expect = integ.icv(&[hdr_iv, body]);
+                // RFC 4303 3.4.4: ICV first, compared in constant time.
+                if !bool::from(expect.ct_eq(icv)) {
+                    return Err(EspError::AuthFailed);
+                }
+                before_decrypt();
+                if let Transform::Cbc { cipher, .. } = self {
+                    let iv = &hdr_iv[ESP_HDR_LEN..];
+                    match cipher {
+                        CbcCipher::Aes128(c) => cbc_decrypt(c, iv, body),
+                        CbcCipher::Tdes(c) => cbc_decrypt(c, iv, body),
+                    }
+                }
+                Ok(())
+            }
+            Transform::Gcm { aead, salt } => {
+                let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
+                // aes-gcm checks the tag (constant time) before it applies the keystream.
+                aead.verify_then(&nonce, &hdr_iv[..ESP_HDR_LEN], body, icv, before_decrypt)
+            }
+            Transform::Gmac { aead, salt } => {
+                let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
+                aead.verify_then(&nonce, authed, &mut [], icv, before_decrypt)
+            }
+        }
+    }
+}
+
+fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
+    // RFC 4106 4: nonce = salt || explicit IV.
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(salt);
+    n[4..].copy_from_slice(iv);
+    n
+}
+
+impl Gcm {
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; GCM_ICV_LEN] {
+        let n = GenericArray::from_slice(nonce);
+        // Encryption of a slice in place cannot fail below the GCM length limit (2^36 bytes).
+        let tag = match self {
+            Gcm::A128(a) => a.encrypt_in_place_detached(n, aad, buf),
+            Gcm::A192(a) => a.encrypt_in_place_detached(n, aad, buf),
+            Gcm::A256(a) => a.encrypt_in_place_detached(n, aad, buf),
+        };
+        tag.map(Into::into).unwrap_or([0; GCM_ICV_LEN])
+    }
+
+    fn verify_then(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        icv: &[u8],
+        before_decrypt: impl FnOnce(),
+    ) -> Result<(), EspError> {
+        let n = GenericArray::from_slice(nonce);
+        let t = GenericArray::from_slice(icv);
+        // aes-gcm decrypts only after a successful tag check and restores nothing on
+        // failure, so the window update can follow; the body is plaintext afterwards.
+        let ok = match self {
+            Gcm::A128(a) => a.decrypt_in_place_detached(n, aad, buf, t),
+            Gcm::A192(a) => a.decrypt_in_place_detached(n, aad, buf, t),
+            Gcm::A256(a) => a.decrypt_in_place_detached(n, aad, buf, t),
+        };
+        ok.map_err(|_| EspError::AuthFailed)?;
+        before_decrypt();
+        Ok(())
+    }
+}
+
+/// CBC encryption of `body` in place with HMAC over `hdr_iv || ciphertext`, the MAC fed one
+/// hash block behind the cipher so the two chains run side by side.
+fn cbc_seal<C, D>(
+    c: &C,
+    k: &HmacKey<D>,
+    hdr_iv: &[u8],
+    iv: &[u8],
+    body: &mut [u8],
+) -> [u8; HMAC96_ICV_LEN]
+where
+    C: BlockEncrypt,
+    D: Digest + Clone + Reset + FixedOutputReset,
+{
+    let mut mac = k.start();
+    mac.update(hdr_iv);
+    let mut prev = GenericArray::<u8, C::BlockSize>::clone_from_slice(iv);
+    for chunk in body.chunks_mut(STITCH_CHUNK) {
+        for block in chunk.chunks_exact_mut(C::block_size()) {
+            let block = GenericArray::from_mut_slice(block);
+            for (b, p) in block.iter_mut().zip(prev.iter()) {
+                *b ^= p;
+            }
+            c.encrypt_block(block);
+            prev.copy_from_slice(block);
+        }
+        mac.update(chunk);
+    }
+    mac.finish96()
+}
+
+/// CBC decryption of `body` in place, `CBC_PAR` blocks per cipher call.
+fn cbc_decrypt<C: BlockDecrypt + BlockSizeUser>(c: &C, iv: &[u8], body: &mut [u8]) {
+    let bs = C::block_size();
+    let mut prev = GenericArray::<u8, C::BlockSize>::clone_from_slice(iv);
+    let mut tmp: [GenericArray<u8, C::BlockSize>; CBC_PAR] = Default::default();
+    for chunk in body.chunks_mut(CBC_PAR * bs) {
+        let n = chunk.len() / bs;
+        for (t, b) in tmp.iter_mut().zip(chunk.chunks_exact(bs)) {
+            t.copy_from_slice(b);
+        }
+        c.decrypt_blocks(&mut tmp[..n]);
+        // Walk backwards so each block still sees the ciphertext of the one before it.
+        let next_prev = GenericArray::<u8, C::BlockSize>::clone_from_slice(&chunk[(n - 1) * bs..]);
+        for j in (0..n).rev() {
+            let (before, this) = chunk.split_at_mut(j * bs);
+            let chain: &[u8] = if j == 0 {
+                &prev
+            } else {
+                &before[(j - 1) * bs..]
+            };
+            for ((o, d), p) in this[..bs].iter_mut().zip(tmp[j].iter()).zip(chain.iter()) {
+                *o = d ^ p;
+            }
+        }
+        prev = next_prev;
+    }
+}
