@@ -2,5 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod aka;
+pub mod hss;
 pub mod secagree;
 pub mod sip;
