@@ -1,0 +1,610 @@
+//! Parser and renderer for Digest parameter lists, the values of `WWW-Authenticate` and
+//! `Authorization` (RFC 2617 3.2.1/3.2.2, RFC 3261 25.1, RFC 3310 3), with typed challenge and
+//! credentials views. Never panics on input; every failure is a `DigestParseError`.
+
+/// Most parameters accepted in one header value (bounds the work per header).
+pub const MAX_PARAMS: usize = 32;
+
+/// A Digest parameter list could not be parsed or lacks what its role requires.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestParseError {
+    /// The value does not start with the `Digest` scheme.
+    #[error("authentication scheme is not Digest")]
+    NotDigest,
+    /// A token (scheme or parameter name/value) was expected at this byte offset.
+    #[error("expected a token at offset {0}")]
+    ExpectedToken(usize),
+    /// `=` was expected after a parameter name.
+    #[error("expected '=' at offset {0}")]
+    ExpectedEquals(usize),
+    /// `,` or the end was expected after a parameter.
+    #[error("expected ',' at offset {0}")]
+    ExpectedComma(usize),
+    /// A quoted-string was not closed.
+    #[error("unterminated quoted-string starting at offset {0}")]
+    UnterminatedQuote(usize),
+    /// A control character or a bare CR/LF at this offset.
+    #[error("invalid character at offset {0}")]
+    InvalidChar(usize),
+    /// The same parameter appeared twice (RFC 2617: each directive at most once).
+    #[error("duplicate parameter {0}")]
+    DuplicateParam(String),
+    /// More than `MAX_PARAMS` parameters.
+    #[error("more than {MAX_PARAMS} parameters")]
+    TooManyParams,
+    /// A parameter required for this header is missing.
+    #[error("missing parameter {0}")]
+    MissingParam(&'static str),
+    /// A parameter has a value this implementation does not accept.
+    #[error("invalid value for parameter {0}")]
+    InvalidValue(&'static str),
+    /// A parameter name given to the builder is not a token.
+    #[error("invalid parameter name")]
+    InvalidName,
+}
+
+/// One `name=value` parameter. Names are stored in lower case (they are case-insensitive);
+/// values are unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestParam {
+    /// Lower-case parameter name.
+    pub name: String,
+    /// The value, with quoted-string escapes removed.
+    pub value: String,
+    /// Whether the value was (or is to be rendered as) a quoted-string.
+    pub quoted: bool,
+}
+
+/// The parameter list of a `Digest` challenge or credentials, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestParams {
+    params: Vec<DigestParam>,
+}
+
+fn is_tchar(b: u8) -> bool {
+    // RFC 3261 25.1 token characters (a superset of RFC 7230's tchar: adds nothing else).
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~#$&^|".contains(&b)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.b.len()
+    }
+
+    /// Skips LWS: SP, HTAB, and CRLF/LF line folding followed by SP/HTAB (RFC 3261 25.1).
+    /// Returns whether anything was skipped.
+    fn skip_lws(&mut self) -> Result<bool, DigestParseError> {
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t') => self.pos += 1,
+                Some(b'\r' | b'\n') => {
+                    let nl = if self.peek() == Some(b'\r') {
+                        if self.b.get(self.pos + 1) != Some(&b'\n') {
+                            return Err(DigestParseError::InvalidChar(self.pos));
+                        }
+                        2
+                    } else {
+                        1
+                    };
+                    match self.b.get(self.pos + nl) {
+                        Some(b' ' | b'\t') => self.pos += nl + 1,
+                        _ => return Err(DigestParseError::InvalidChar(self.pos)),
+                    }
+                }
+                _ => return Ok(self.pos > start),
+            }
+        }
+    }
+
+    fn token(&mut self) -> Result<&str, DigestParseError> {
+        let start = self.pos;
+        while self.peek().is_some_and(is_tchar) {
+            self.pos += 1;
+        }
+        match self.b.get(start..self.pos) {
+            Some(t) if !t.is_empty() => {
+                // tchar is ASCII, so this slice is valid UTF-8.
+                core::str::from_utf8(t).map_err(|_| DigestParseError::ExpectedToken(start))
+            }
+            _ => Err(DigestParseError::ExpectedToken(start)),
+        }
+    }
+
+    /// quoted-string = DQUOTE *(qdtext / quoted-pair) DQUOTE (RFC 3261 25.1); the cursor is
+    /// on the opening quote.
+    fn quoted(&mut self) -> Result<String, DigestParseError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None => return Err(DigestParseError::UnterminatedQuote(start)),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return String::from_utf8(out).map_err(|_| DigestParseError::InvalidChar(start));
+                }
+                Some(b'\\') => match self.b.get(self.pos + 1) {
+                    // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+                    Some(&c) if c < 0x80 && c != b'\r' && c != b'\n' => {
+                        out.push(c);
+                        self.pos += 2;
+                    }
+                    Some(_) => return Err(DigestParseError::InvalidChar(self.pos + 1)),
+                    None => return Err(DigestParseError::UnterminatedQuote(start)),
+                },
+                Some(b'\r' | b'\n') => {
+                    // Folded LWS inside a quoted-string stands for one SP.
+                    self.skip_lws()?;
+                    out.push(b' ');
+                }
+                Some(c) if (c < 0x20 && c != b'\t') || c == 0x7f => {
+                    return Err(DigestParseError::InvalidChar(self.pos));
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+}
+
+fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
+    if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        return Err(DigestParseError::InvalidValue(name));
+    }
+    Ok(())
+}
+
+impl DigestParams {
+    /// An empty list (for the builder).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
+    /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
+    pub fn parse(input: &str) -> Result<Self, DigestParseError> {
+        let mut c = Cursor {
+            b: input.as_bytes(),
+            pos: 0,
+        };
+        c.skip_lws()?;
+        let scheme_at = c.pos;
+        let scheme = c.token()?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return Err(DigestParseError::NotDigest);
+        }
+        if !c.skip_lws()? && !c.at_end() {
+            return Err(DigestParseError::ExpectedToken(scheme_at));
+        }
+        let mut params = DigestParams::new();
+        loop {
+            c.skip_lws()?;
+            match c.peek() {
+                None => break,
+                Some(b',') => {
+                    c.pos += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let name = c.token()?.to_ascii_lowercase();
+            c.skip_lws()?;
+            if c.peek() != Some(b'=') {
+                return Err(DigestParseError::ExpectedEquals(c.pos));
+            }
+            c.pos += 1;
+            c.skip_lws()?;
+            let (value, quoted) = if c.peek() == Some(b'"') {
+                (c.quoted()?, true)
+            } else {
+                (c.token()?.to_owned(), false)
+            };
+            params.insert(DigestParam {
+                name,
+                value,
+                quoted,
+            })?;
+            c.skip_lws()?;
+            match c.peek() {
+                None => break,
+                Some(b',') => c.pos += 1,
+                Some(_) => return Err(DigestParseError::ExpectedComma(c.pos)),
+            }
+        }
+        Ok(params)
+    }
+
+    fn insert(&mut self, p: DigestParam) -> Result<(), DigestParseError> {
+        if self.get(&p.name).is_some() {
+            return Err(DigestParseError::DuplicateParam(p.name));
+        }
+        if self.params.len() >= MAX_PARAMS {
+            return Err(DigestParseError::TooManyParams);
+        }
+        self.params.push(p);
+        Ok(())
+    }
+
+    /// Appends a parameter (builder). The name must be a token; a value that is not rendered
+    /// quoted must be a token too; control characters are refused (header injection).
+    pub fn push(&mut self, name: &str, value: &str, quoted: bool) -> Result<(), DigestParseError> {
+        if !is_token(name) {
+            return Err(DigestParseError::InvalidName);
+        }
+        check_value(value, "value")?;
+        if !quoted && !is_token(value) {
+            return Err(DigestParseError::InvalidValue("value"));
+        }
+        self.insert(DigestParam {
+            name: name.to_ascii_lowercase(),
+            value: value.to_owned(),
+            quoted,
+        })
+    }
+
+    /// The value of a parameter (name case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_str())
+    }
+
+    /// Removes a parameter, returning its value (e.g. `ck`/`ik` before a 401 leaves the
+    /// P-CSCF).
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let i = self
+            .params
+            .iter()
+            .position(|p| p.name.eq_ignore_ascii_case(name))?;
+        Some(self.params.remove(i).value)
+    }
+
+    /// All parameters in order.
+    pub fn iter(&self) -> impl Iterator<Item = &DigestParam> {
+        self.params.iter()
+    }
+
+    /// Renders `Digest a="..", b=token, ...`.
+    pub fn render(&self) -> String {
+        let mut out = String::from("Digest");
+        for (i, p) in self.params.iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ", " });
+            out.push_str(&p.name);
+            out.push('=');
+            if p.quoted {
+                out.push('"');
+                for ch in p.value.chars() {
+                    if ch == '"' || ch == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(ch);
+                }
+                out.push('"');
+            } else {
+                out.push_str(&p.value);
+            }
+        }
+        out
+    }
+
+    fn require(&self, name: &'static str) -> Result<&str, DigestParseError> {
+        self.get(name).ok_or(DigestParseError::MissingParam(name))
+    }
+}
+
+/// A `WWW-Authenticate: Digest ...` challenge (RFC 2617 3.2.1, RFC 3310 3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestChallenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce` (for AKA: base64(RAND || AUTN [|| server data])).
+    pub nonce: String,
+    /// `algorithm`, e.g. `AKAv1-MD5`; absent means MD5.
+    pub algorithm: Option<String>,
+    /// `qop` options as sent, e.g. `auth` or `auth,auth-int`.
+    pub qop: Option<String>,
+    /// `opaque`.
+    pub opaque: Option<String>,
+    /// `stale=true`.
+    pub stale: bool,
+}
+
+impl DigestChallenge {
+    /// Parses a challenge header value.
+    pub fn parse(value: &str) -> Result<Self, DigestParseError> {
+        Self::from_params(&DigestParams::parse(value)?)
+    }
+
+    /// Extracts a challenge from a parsed list (`realm` and `nonce` required).
+    pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
+        let stale = match p.get("stale") {
+            None => false,
+            Some(s) if s.eq_ignore_ascii_case("true") => true,
+            Some(s) if s.eq_ignore_ascii_case("false") => false,
+            Some(_) => return Err(DigestParseError::InvalidValue("stale")),
+        };
+        Ok(DigestChallenge {
+            realm: p.require("realm")?.to_owned(),
+            nonce: p.require("nonce")?.to_owned(),
+            algorithm: p.get("algorithm").map(str::to_owned),
+            qop: p.get("qop").map(str::to_owned),
+            opaque: p.get("opaque").map(str::to_owned),
+            stale,
+        })
+    }
+
+    /// Whether `qop` offers `auth`.
+    pub fn offers_qop_auth(&self) -> bool {
+        self.qop.as_deref().is_some_and(|q| {
+            q.split(',')
+                .any(|o| o.trim().eq_ignore_ascii_case("auth"))
+        })
+    }
+
+    /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
+    /// opaque="..", stale=TRUE`.
+    pub fn render(&self) -> Result<String, DigestParseError> {
+        let mut p = DigestParams::new();
+        p.push("realm", &self.realm, true)?;
+        p.push("nonce", &self.nonce, true)?;
+        if let Some(a) = &self.algorithm {
+            p.push("algorithm", a, false)?;
+        }
+        if let Some(q) = &self.qop {
+            p.push("qop", q, true)?;
+        }
+        if let Some(o) = &self.opaque {
+            p.push("opaque", o, true)?;
+        }
+        if self.stale {
+            p.push("stale", "TRUE", false)?;
+        }
+        Ok(p.render())
+    }
+}
+
+/// An `Authorization: Digest ...` credentials value (RFC 2617 3.2.2, RFC 3310 3.2/3.4,
+/// TS 24.229 `integrity-protected`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestCredentials {
+    /// `username` (the IMPI in IMS).
+    pub username: String,
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`, echoed from the challenge.
+    pub nonce: String,
+    /// `uri` (digest-uri).
+    pub uri: String,
+    /// `response`: 32 lower/upper-case hex digits, or empty (RFC 3310 MAC failure, or the
+    /// initial unprotected REGISTER).
+    pub response: String,
+    /// `algorithm`.
+    pub algorithm: Option<String>,
+    /// `qop` (only `auth` is accepted).
+    pub qop: Option<String>,
+    /// `nc`, 8 hex digits, present with `qop`.
+    pub nc: Option<String>,
+    /// `cnonce`, present with `qop`.
+    pub cnonce: Option<String>,
+    /// `opaque`, echoed.
+    pub opaque: Option<String>,
+    /// `auts`: base64(AUTS) on a synchronisation failure (RFC 3310 3.4).
+    pub auts: Option<String>,
+    /// `integrity-protected` (TS 24.229 7.2A.?), e.g. `yes`, `no`, `ip-assoc-pending`.
+    pub integrity_protected: Option<String>,
+}
+
+impl DigestCredentials {
+    /// Parses a credentials header value.
+    pub fn parse(value: &str) -> Result<Self, DigestParseError> {
+        Self::from_params(&DigestParams::parse(value)?)
+    }
+
+    /// Extracts and checks credentials from a parsed list.
+    pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
+        let response = p.require("response")?;
+        if !(response.is_empty()
+            || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
+        {
+            return Err(DigestParseError::InvalidValue("response"));
+        }
+        let qop = p.get("qop");
+        let (nc, cnonce) = match qop {
+            Some(q) if q.eq_ignore_ascii_case("auth") => {
+                let nc = p.require("nc")?;
+                if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(DigestParseError::InvalidValue("nc"));
+                }
+                (Some(nc.to_owned()), Some(p.require("cnonce")?.to_owned()))
+            }
+            // auth-int needs the body hash; RFC 3310 IMS use is qop=auth.
+            Some(_) => return Err(DigestParseError::InvalidValue("qop")),
+            None => (None, None),
+        };
+        Ok(DigestCredentials {
+            username: p.require("username")?.to_owned(),
+            realm: p.require("realm")?.to_owned(),
+            nonce: p.require("nonce")?.to_owned(),
+            uri: p.require("uri")?.to_owned(),
+            response: response.to_owned(),
+            algorithm: p.get("algorithm").map(str::to_owned),
+            qop: qop.map(str::to_owned),
+            nc,
+            cnonce,
+            opaque: p.get("opaque").map(str::to_owned),
+            auts: p.get("auts").map(str::to_owned),
+            integrity_protected: p.get("integrity-protected").map(str::to_owned),
+        })
+    }
+
+    /// Renders the header value in the usual order (strings quoted; algorithm, qop, nc and
+    /// integrity-protected as tokens).
+    pub fn render(&self) -> Result<String, DigestParseError> {
+        let mut p = DigestParams::new();
+        p.push("username", &self.username, true)?;
+        p.push("realm", &self.realm, true)?;
+        p.push("nonce", &self.nonce, true)?;
+        p.push("uri", &self.uri, true)?;
+        p.push("response", &self.response, true)?;
+        if let Some(a) = &self.algorithm {
+            p.push("algorithm", a, false)?;
+        }
+        if let Some(q) = &self.qop {
+            p.push("qop", q, false)?;
+        }
+        if let Some(nc) = &self.nc {
+            p.push("nc", nc, false)?;
+        }
+        if let Some(c) = &self.cnonce {
+            p.push("cnonce", c, true)?;
+        }
+        if let Some(o) = &self.opaque {
+            p.push("opaque", o, true)?;
+        }
+        if let Some(a) = &self.auts {
+            p.push("auts", a, true)?;
+        }
+        if let Some(i) = &self.integrity_protected {
+            p.push("integrity-protected", i, false)?;
+        }
+        Ok(p.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tolerantly() {
+        let p = DigestParams::parse(
+            "  dIgEsT   Username = \"a\\\"b\" ,, REALM=\"r\"\r\n\t,nonce=\"n\", algorithm = AKAv1-MD5 ,",
+        )
+        .unwrap();
+        assert_eq!(p.get("username"), Some("a\"b"));
+        assert_eq!(p.get("Realm"), Some("r"));
+        assert_eq!(p.get("nonce"), Some("n"));
+        assert_eq!(p.get("algorithm"), Some("AKAv1-MD5"));
+        assert_eq!(p.iter().count(), 4);
+    }
+
+    #[test]
+    fn typed_errors() {
+        use DigestParseError as E;
+        assert_eq!(DigestParams::parse("Basic abc"), Err(E::NotDigest));
+        assert_eq!(DigestParams::parse(""), Err(E::ExpectedToken(0)));
+        assert_eq!(DigestParams::parse("Digest realm"), Err(E::ExpectedEquals(12)));
+        assert_eq!(DigestParams::parse("Digest realm=\"x"), Err(E::UnterminatedQuote(13)));
+        assert_eq!(DigestParams::parse("Digest a=b c=d"), Err(E::ExpectedComma(11)));
+        assert_eq!(DigestParams::parse("Digest a=\"\x01\""), Err(E::InvalidChar(10)));
+        assert_eq!(DigestParams::parse("Digest a=b\r\nc=d"), Err(E::InvalidChar(10)));
+        assert_eq!(
+            DigestParams::parse("Digest a=b, A=c"),
+            Err(E::DuplicateParam("a".into()))
+        );
+        assert_eq!(DigestParams::parse("Digest a="), Err(E::ExpectedToken(9)));
+        assert_eq!(DigestParams::parse("Digestx a=b"), Err(E::NotDigest));
+        let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=v")).collect();
+        assert_eq!(
+            DigestParams::parse(&format!("Digest {}", many.join(","))),
+            Err(E::TooManyParams)
+        );
+    }
+
+    #[test]
+    fn builder_refuses_injection() {
+        let mut p = DigestParams::new();
+        assert_eq!(
+            p.push("realm", "x\r\nVia: evil", true),
+            Err(DigestParseError::InvalidValue("value"))
+        );
+        assert_eq!(p.push("bad name", "x", true), Err(DigestParseError::InvalidName));
+        assert_eq!(p.push("alg", "a b", false), Err(DigestParseError::InvalidValue("value")));
+    }
+
+    #[test]
+    fn render_parse_round_trip_with_escapes() {
+        let mut p = DigestParams::new();
+        p.push("username", "we\"ird\\name", true).unwrap();
+        p.push("algorithm", "AKAv1-MD5", false).unwrap();
+        let text = p.render();
+        assert_eq!(text, r#"Digest username="we\"ird\\name", algorithm=AKAv1-MD5"#);
+        assert_eq!(DigestParams::parse(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn strip_ck_ik() {
+        let mut p = DigestParams::parse(
+            r#"Digest realm="ims", nonce="abc", algorithm=AKAv1-MD5, ck="00112233", ik="44556677", qop="auth""#,
+        )
+        .unwrap();
+        assert_eq!(p.remove("CK").as_deref(), Some("00112233"));
+        assert_eq!(p.remove("ik").as_deref(), Some("44556677"));
+        assert_eq!(
+            p.render(),
+            r#"Digest realm="ims", nonce="abc", algorithm=AKAv1-MD5, qop="auth""#
+        );
+    }
+
+    #[test]
+    fn credentials_checks() {
+        let base = r#"Digest username="u", realm="r", nonce="n", uri="sip:r""#;
+        assert_eq!(
+            DigestCredentials::parse(base),
+            Err(DigestParseError::MissingParam("response"))
+        );
+        let ok = DigestCredentials::parse(&format!(r#"{base}, response="""#)).unwrap();
+        assert_eq!(ok.response, "");
+        assert_eq!(
+            DigestCredentials::parse(&format!(r#"{base}, response="zz""#)),
+            Err(DigestParseError::InvalidValue("response"))
+        );
+        let r = "6629fae49393a05397450978507c4ef1";
+        assert_eq!(
+            DigestCredentials::parse(&format!(r#"{base}, response="{r}", qop=auth, cnonce="c""#)),
+            Err(DigestParseError::MissingParam("nc"))
+        );
+        assert_eq!(
+            DigestCredentials::parse(&format!(
+                r#"{base}, response="{r}", qop=auth, nc=1, cnonce="c""#
+            )),
+            Err(DigestParseError::InvalidValue("nc"))
+        );
+        assert_eq!(
+            DigestCredentials::parse(&format!(
+                r#"{base}, response="{r}", qop=auth-int, nc=00000001, cnonce="c""#
+            )),
+            Err(DigestParseError::InvalidValue("qop"))
+        );
+    }
+
+    #[test]
+    fn challenge_qop_list() {
+        let c = DigestChallenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int, auth""#)
+            .unwrap();
+        assert!(c.offers_qop_auth());
+        let c = DigestChallenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int""#).unwrap();
+        assert!(!c.offers_qop_auth());
+        assert_eq!(
+            DigestChallenge::parse(r#"Digest realm="r""#),
+            Err(DigestParseError::MissingParam("nonce"))
+        );
+    }
+}
