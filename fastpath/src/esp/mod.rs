@@ -11,6 +11,8 @@ pub mod sa;
 pub mod suite;
 mod transform;
 
+pub use transform::cbc;
+
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
 pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

@@ -311,8 +311,20 @@ where
 {
     let mut mac = k.start();
     mac.update(hdr_iv);
+    cbc_encrypt_chunked(c, iv, body, |chunk| mac.update(chunk));
+    mac.finish96()
+}
+
+/// CBC encryption in place; `on_chunk` sees each `STITCH_CHUNK` of ciphertext as soon as it
+/// is ready. `data` must be whole blocks.
+fn cbc_encrypt_chunked<C: BlockEncrypt>(
+    c: &C,
+    iv: &[u8],
+    data: &mut [u8],
+    mut on_chunk: impl FnMut(&[u8]),
+) {
     let mut prev = GenericArray::<u8, C::BlockSize>::clone_from_slice(iv);
-    for chunk in body.chunks_mut(STITCH_CHUNK) {
+    for chunk in data.chunks_mut(STITCH_CHUNK) {
         for block in chunk.chunks_exact_mut(C::block_size()) {
             let block = GenericArray::from_mut_slice(block);
             for (b, p) in block.iter_mut().zip(prev.iter()) {
@@ -321,9 +333,25 @@ where
             c.encrypt_block(block);
             prev.copy_from_slice(block);
         }
-        mac.update(chunk);
+        on_chunk(chunk);
     }
-    mac.finish96()
+}
+
+/// Plain CBC (RFC 3602 2.4) on whole blocks, exposed for known-answer tests of the chaining.
+pub mod cbc {
+    use super::*;
+
+    /// Encrypts `data` (a multiple of 16 bytes) in place with AES-128-CBC.
+    pub fn aes128_encrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
+        let c = Aes128::new(key.into());
+        cbc_encrypt_chunked(&c, iv, data, |_| {});
+    }
+
+    /// Decrypts `data` (a multiple of 16 bytes) in place with AES-128-CBC.
+    pub fn aes128_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
+        let c = Aes128::new(key.into());
+        cbc_decrypt(&c, iv, data);
+    }
 }
 
 /// CBC decryption of `body` in place, `CBC_PAR` blocks per cipher call.
