@@ -36,7 +36,11 @@ fn all_test_sets_all_functions() {
         for m in [Milenage::from_op(&k, &op), Milenage::new(&k, &opc)] {
             assert_eq!(m.opc(), opc, "set {n}");
             assert_eq!(m.f1(&rand, &sqn, &amf), h::<8>(set, "f1"), "f1, set {n}");
-            assert_eq!(m.f1_star(&rand, &sqn, &amf), h::<8>(set, "f1star"), "f1*, set {n}");
+            assert_eq!(
+                m.f1_star(&rand, &sqn, &amf),
+                h::<8>(set, "f1star"),
+                "f1*, set {n}"
+            );
             let out = m.f2345(&rand);
             assert_eq!(out.res.as_bytes(), h::<8>(set, "f2"), "f2, set {n}");
             assert_eq!(out.ck.as_bytes(), &h::<16>(set, "f3"), "f3, set {n}");
@@ -106,7 +110,10 @@ fn auts_for_test_set_1() {
     let m = Milenage::new(&h::<16>(set, "K"), &h::<16>(set, "OPc"));
     let rand = h::<16>(set, "RAND");
     let auts = Auts::generate(&m, &rand, Sqn::from_bytes(h::<6>(set, "SQN")));
-    assert_eq!(&auts.as_bytes()[..6], &hex::decode("ba853f3c123c").unwrap()[..]);
+    assert_eq!(
+        &auts.as_bytes()[..6],
+        &hex::decode("ba853f3c123c").unwrap()[..]
+    );
     assert_eq!(hex::encode(auts.as_bytes()), "ba853f3c123ccf44e93596e355c6");
     // MAC-S uses AMF* = 0000, not the set's AMF: so it differs from the published f1*.
     assert_ne!(&auts.as_bytes()[6..], &h::<8>(set, "f1star"));

@@ -258,7 +258,11 @@ mod tests {
             qop: None,
         };
         let good = digest_response(&input, b"pw");
-        assert!(verify_response(&input, b"pw", &good.as_str().to_uppercase()));
+        assert!(verify_response(
+            &input,
+            b"pw",
+            &good.as_str().to_uppercase()
+        ));
         assert!(!verify_response(&input, b"pw", &good.as_str()[..31]));
         assert!(!verify_response(&input, b"px", good.as_str()));
     }

@@ -135,7 +135,8 @@ impl Cursor<'_> {
                 None => return Err(DigestParseError::UnterminatedQuote(start)),
                 Some(b'"') => {
                     self.pos += 1;
-                    return String::from_utf8(out).map_err(|_| DigestParseError::InvalidChar(start));
+                    return String::from_utf8(out)
+                        .map_err(|_| DigestParseError::InvalidChar(start));
                 }
                 Some(b'\\') => match self.b.get(self.pos + 1) {
                     // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
@@ -352,10 +353,9 @@ impl DigestChallenge {
 
     /// Whether `qop` offers `auth`.
     pub fn offers_qop_auth(&self) -> bool {
-        self.qop.as_deref().is_some_and(|q| {
-            q.split(',')
-                .any(|o| o.trim().eq_ignore_ascii_case("auth"))
-        })
+        self.qop
+            .as_deref()
+            .is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")))
     }
 
     /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
@@ -510,11 +510,26 @@ mod tests {
         use DigestParseError as E;
         assert_eq!(DigestParams::parse("Basic abc"), Err(E::NotDigest));
         assert_eq!(DigestParams::parse(""), Err(E::ExpectedToken(0)));
-        assert_eq!(DigestParams::parse("Digest realm"), Err(E::ExpectedEquals(12)));
-        assert_eq!(DigestParams::parse("Digest realm=\"x"), Err(E::UnterminatedQuote(13)));
-        assert_eq!(DigestParams::parse("Digest a=b c=d"), Err(E::ExpectedComma(11)));
-        assert_eq!(DigestParams::parse("Digest a=\"\x01\""), Err(E::InvalidChar(10)));
-        assert_eq!(DigestParams::parse("Digest a=b\r\nc=d"), Err(E::InvalidChar(10)));
+        assert_eq!(
+            DigestParams::parse("Digest realm"),
+            Err(E::ExpectedEquals(12))
+        );
+        assert_eq!(
+            DigestParams::parse("Digest realm=\"x"),
+            Err(E::UnterminatedQuote(13))
+        );
+        assert_eq!(
+            DigestParams::parse("Digest a=b c=d"),
+            Err(E::ExpectedComma(11))
+        );
+        assert_eq!(
+            DigestParams::parse("Digest a=\"\x01\""),
+            Err(E::InvalidChar(10))
+        );
+        assert_eq!(
+            DigestParams::parse("Digest a=b\r\nc=d"),
+            Err(E::InvalidChar(10))
+        );
         assert_eq!(
             DigestParams::parse("Digest a=b, A=c"),
             Err(E::DuplicateParam("a".into()))
@@ -535,8 +550,14 @@ mod tests {
             p.push("realm", "x\r\nVia: evil", true),
             Err(DigestParseError::InvalidValue("value"))
         );
-        assert_eq!(p.push("bad name", "x", true), Err(DigestParseError::InvalidName));
-        assert_eq!(p.push("alg", "a b", false), Err(DigestParseError::InvalidValue("value")));
+        assert_eq!(
+            p.push("bad name", "x", true),
+            Err(DigestParseError::InvalidName)
+        );
+        assert_eq!(
+            p.push("alg", "a b", false),
+            Err(DigestParseError::InvalidValue("value"))
+        );
     }
 
     #[test]
@@ -545,7 +566,10 @@ mod tests {
         p.push("username", "we\"ird\\name", true).unwrap();
         p.push("algorithm", "AKAv1-MD5", false).unwrap();
         let text = p.render();
-        assert_eq!(text, r#"Digest username="we\"ird\\name", algorithm=AKAv1-MD5"#);
+        assert_eq!(
+            text,
+            r#"Digest username="we\"ird\\name", algorithm=AKAv1-MD5"#
+        );
         assert_eq!(DigestParams::parse(&text).unwrap(), p);
     }
 
@@ -597,8 +621,8 @@ mod tests {
 
     #[test]
     fn challenge_qop_list() {
-        let c = DigestChallenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int, auth""#)
-            .unwrap();
+        let c =
+            DigestChallenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int, auth""#).unwrap();
         assert!(c.offers_qop_auth());
         let c = DigestChallenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int""#).unwrap();
         assert!(!c.offers_qop_auth());

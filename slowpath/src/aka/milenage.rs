@@ -225,11 +225,20 @@ mod tests {
         let m = Milenage::from_op(&k, &op);
         assert_eq!(hex::encode(m.opc()), "cd63cb71954a9f4e48a5994e37a02baf");
         assert_eq!(hex::encode(m.f1(&rand, &sqn, &amf)), "4a9ffac354dfafb3");
-        assert_eq!(hex::encode(m.f1_star(&rand, &sqn, &amf)), "01cfaf9ec4e871e9");
+        assert_eq!(
+            hex::encode(m.f1_star(&rand, &sqn, &amf)),
+            "01cfaf9ec4e871e9"
+        );
         let o = m.f2345(&rand);
         assert_eq!(hex::encode(o.res.as_bytes()), "a54211d5e3ba50bf");
-        assert_eq!(hex::encode(o.ck.as_bytes()), "b40ba9a3c58b2a05bbf0d987b21bf8cb");
-        assert_eq!(hex::encode(o.ik.as_bytes()), "f769bcd751044604127672711c6d3441");
+        assert_eq!(
+            hex::encode(o.ck.as_bytes()),
+            "b40ba9a3c58b2a05bbf0d987b21bf8cb"
+        );
+        assert_eq!(
+            hex::encode(o.ik.as_bytes()),
+            "f769bcd751044604127672711c6d3441"
+        );
         assert_eq!(hex::encode(o.ak), "aa689c648370");
         assert_eq!(hex::encode(m.f5(&rand)), "aa689c648370");
         assert_eq!(hex::encode(m.f5_star(&rand)), "451e8beca43b");

@@ -197,11 +197,11 @@ impl SqnArray {
     /// SQN_MS, the value reported in AUTS: the highest SEQ in the array joined with its IND
     /// (TS 33.102 C.2.2: SEQ_MS is the highest previously accepted SEQ).
     pub fn sqn_ms(&self) -> Sqn {
-        let (ind, seq) = self
-            .seq_ms
-            .iter()
-            .enumerate()
-            .fold((0, 0), |best, (i, &s)| if s > best.1 { (i, s) } else { best });
+        let (ind, seq) =
+            self.seq_ms.iter().enumerate().fold(
+                (0, 0),
+                |best, (i, &s)| if s > best.1 { (i, s) } else { best },
+            );
         self.policy.join(seq, ind).unwrap_or(Sqn(0))
     }
 
@@ -335,10 +335,16 @@ mod tests {
 
     #[test]
     fn delta_and_l_limits() {
-        let p = SqnPolicy::new(5).unwrap().with_delta(Some(100)).with_l(Some(10));
+        let p = SqnPolicy::new(5)
+            .unwrap()
+            .with_delta(Some(100))
+            .with_l(Some(10));
         let mut a = SqnArray::new(p);
         a.accept(p.join(100, 0).unwrap()).unwrap();
-        assert_eq!(a.check(p.join(201, 1).unwrap()), Err(SqnReject::TooFarAhead));
+        assert_eq!(
+            a.check(p.join(201, 1).unwrap()),
+            Err(SqnReject::TooFarAhead)
+        );
         assert_eq!(a.check(p.join(200, 1).unwrap()), Ok(()));
         assert_eq!(a.check(p.join(90, 1).unwrap()), Err(SqnReject::TooOld));
         assert_eq!(a.check(p.join(91, 1).unwrap()), Ok(()));
