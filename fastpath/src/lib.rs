@@ -4,3 +4,4 @@
 pub mod esp;
 pub mod ipc;
 pub mod sad;
+pub mod stack;

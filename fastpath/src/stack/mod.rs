@@ -1,0 +1,672 @@
+//! One small smoltcp TCP/IP stack per UE (Medium::Ip): listeners on the SIP ports, TCP
+//! connections with SIP framing, UDP datagrams, and the slowpath's send/connect/close.
+//!
+//! The stack is sans-IO: inner IP packets and `now` go in, IP packets and [`WorkerEvent`]s
+//! come out. The worker owns ESP, Ethernet and the choice of which ports to listen on.
+
+pub mod device;
+pub mod framing;
+pub mod ports;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+
+use crate::ipc::{Flow, Proto, SipIn, WorkerEvent};
+use device::QueueDevice;
+use framing::{Frame, SipFramer};
+use ports::transport_ports;
+
+/// Sizes and limits of one per-UE stack; all memory of a stack is bounded by these.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// TCP receive buffer per connection, bytes.
+    pub tcp_rx_buf: usize,
+    /// TCP send buffer per connection, bytes.
+    pub tcp_tx_buf: usize,
+    /// UDP receive buffer per bound port, bytes.
+    pub udp_rx_buf: usize,
+    /// UDP send buffer per bound port, bytes.
+    pub udp_tx_buf: usize,
+    /// UDP datagrams held per direction and port.
+    pub udp_packets: usize,
+    /// TCP connections (accepted + opened) per UE; listeners are not re-armed beyond it.
+    pub max_tcp_conns: usize,
+    /// Largest SIP header section accepted on TCP.
+    pub max_sip_header: usize,
+    /// Largest SIP body accepted on TCP.
+    pub max_sip_body: usize,
+    /// Bytes queued per connection beyond the TCP send buffer (while connecting or blocked).
+    pub max_pending: usize,
+    /// IP MTU of the inner packets (path MTU minus the ESP overhead).
+    pub ip_mtu: usize,
+    /// Packets held in each direction of the in-memory device.
+    pub max_queue: usize,
+    /// TCP connect / retransmission timeout; the connection is aborted after it.
+    pub tcp_timeout: Duration,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            tcp_rx_buf: 16 * 1024,
+            tcp_tx_buf: 16 * 1024,
+            udp_rx_buf: 8 * 1024,
+            udp_tx_buf: 8 * 1024,
+            udp_packets: 8,
+            max_tcp_conns: 8,
+            max_sip_header: 8 * 1024,
+            max_sip_body: 64 * 1024,
+            max_pending: 64 * 1024,
+            ip_mtu: 1400,
+            max_queue: 64,
+            tcp_timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+impl StackConfig {
+    /// Largest SIP request that may go over UDP: 1300 bytes, or the path MTU minus 200 if
+    /// smaller (RFC 3261 18.1.1); larger requests go over TCP.
+    pub fn udp_max_request(&self) -> usize {
+        1300.min(self.ip_mtu.saturating_sub(200))
+    }
+}
+
+/// Why the stack refused a command or a packet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StackError {
+    /// The inbound packet queue is full.
+    #[error("stack input queue full")]
+    QueueFull,
+    /// No TCP connection for the flow and the command did not ask to open one.
+    #[error("no connection for the flow")]
+    NoConnection,
+    /// The per-UE connection limit is reached.
+    #[error("connection limit reached")]
+    ConnLimit,
+    /// More bytes queued on the connection than `max_pending`.
+    #[error("send queue of the connection is full")]
+    SendQueueFull,
+    /// No UDP socket is bound to the flow's local port.
+    #[error("no UDP socket on the local port")]
+    NoUdpSocket,
+    /// The UDP send buffer is full or the datagram is larger than it.
+    #[error("UDP send buffer full")]
+    UdpBufferFull,
+    /// The flow's addresses are not this stack's.
+    #[error("flow does not belong to this stack")]
+    WrongFlow,
+    /// smoltcp refused to open the connection (e.g. port 0).
+    #[error("connect refused by the stack")]
+    ConnectRefused,
+}
+
+/// Drop and event counters of one stack; the worker sums them per reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackCounters {
+    /// Streams closed because SIP framing failed.
+    pub framing_errors: u64,
+    /// Keep-alive pings answered.
+    pub pings_answered: u64,
+    /// SIP messages delivered.
+    pub messages_in: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Times a listener stayed unarmed because the connection limit was reached (SYNs
+    /// meanwhile are answered by RST).
+    pub conn_limit: u64,
+}
+
+/// One TCP connection and its SIP framing state.
+#[derive(Debug)]
+struct TcpConn {
+    flow: Flow,
+    framer: SipFramer,
+    /// Bytes the slowpath asked to send that did not yet fit the socket.
+    pending: Vec<u8>,
+    /// Opened by us (port_pc -> port_us) rather than accepted.
+    outgoing: bool,
+    /// Reached ESTABLISHED at least once.
+    established: bool,
+    /// Close once `pending` is flushed.
+    close_requested: bool,
+}
+
+/// A listening TCP socket or a bound UDP socket on one of our ports.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    port: u16,
+    handle: SocketHandle,
+}
+
+/// The per-UE TCP/IP stack.
+pub struct UeStack {
+    local: IpAddr,
+    peer: IpAddr,
+    cfg: StackConfig,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dev: QueueDevice,
+    /// Ports that should always have a TCP listener armed.
+    tcp_ports: Vec<u16>,
+    tcp_listeners: Vec<Bound>,
+    udp_sockets: Vec<Bound>,
+    conns: HashMap<SocketHandle, TcpConn>,
+    /// SPI (or none) of the last inbound packet per (proto, peer port, local port).
+    last_spi: HashMap<(Proto, u16, u16), Option<u32>>,
+    counters: StackCounters,
+}
+
+impl core::fmt::Debug for UeStack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UeStack")
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UeStack {
+    /// A stack owning `local` that talks to `peer` (the UE; or the P-CSCF when used as a UE
+    /// in tests). Returns `None` if the two addresses are of different families.
+    pub fn new(cfg: StackConfig, local: IpAddr, peer: IpAddr, now: Instant) -> Option<Self> {
+        let mut dev = QueueDevice::new(cfg.ip_mtu, cfg.max_queue);
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = rand::random();
+        let mut iface = Interface::new(config, &mut dev, now);
+        let ok = match (local, peer) {
+            (IpAddr::V4(l), IpAddr::V4(p)) => {
+                iface.update_ip_addrs(|a| {
+                    let _ = a.push(IpCidr::new(IpAddress::Ipv4(l), 32));
+                });
+                // Medium::Ip has no next hop: any route makes the peer reachable.
+                iface.routes_mut().add_default_ipv4_route(p).is_ok()
+            }
+            (IpAddr::V6(l), IpAddr::V6(p)) => {
+                iface.update_ip_addrs(|a| {
+                    let _ = a.push(IpCidr::new(IpAddress::Ipv6(l), 128));
+                });
+                iface.routes_mut().add_default_ipv6_route(p).is_ok()
+            }
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+        Some(UeStack {
+            local,
+            peer,
+            cfg,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            dev,
+            tcp_ports: Vec::new(),
+            tcp_listeners: Vec::new(),
+            udp_sockets: Vec::new(),
+            conns: HashMap::new(),
+            last_spi: HashMap::new(),
+            counters: StackCounters::default(),
+        })
+    }
+
+    /// Our address.
+    pub fn local(&self) -> IpAddr {
+        self.local
+    }
+
+    /// The peer's (UE's) address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
+    }
+
+    /// The stack's counters.
+    pub fn counters(&self) -> StackCounters {
+        self.counters
+    }
+
+    /// Open TCP connections (accepted or opened, not yet closed).
+    pub fn tcp_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// True when no TCP connection is open and nothing is queued: the stack may be freed
+    /// if the UE has no registration either.
+    pub fn is_idle(&self) -> bool {
+        self.conns.is_empty() && self.dev.rx_len() == 0 && self.dev.tx_len() == 0
+    }
+
+    /// Listens on `port` for TCP (keeping one listener armed after every accept) and/or
+    /// binds a UDP socket to it. Idempotent.
+    pub fn listen(&mut self, port: u16, tcp: bool, udp: bool) {
+        if tcp && !self.tcp_ports.contains(&port) {
+            self.tcp_ports.push(port);
+            self.rearm_missing();
+        }
+        if udp && !self.udp_sockets.iter().any(|b| b.port == port) {
+            let rx = udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
+                vec![0u8; self.cfg.udp_rx_buf],
+            );
+            let tx = udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
+                vec![0u8; self.cfg.udp_tx_buf],
+            );
+            let mut s = udp::Socket::new(rx, tx);
+            let ep = IpListenEndpoint {
+                addr: Some(self.local.into()),
+                port,
+            };
+            if s.bind(ep).is_ok() {
+                let handle = self.sockets.add(s);
+                self.udp_sockets.push(Bound { port, handle });
+            }
+        }
+    }
+
+    /// Stops listening on `port` (TCP and UDP); established connections stay.
+    pub fn unlisten(&mut self, port: u16) {
+        self.tcp_ports.retain(|&p| p != port);
+        let sockets = &mut self.sockets;
+        self.tcp_listeners.retain(|b| {
+            if b.port == port {
+                sockets.remove(b.handle);
+            }
+            b.port != port
+        });
+        self.udp_sockets.retain(|b| {
+            if b.port == port {
+                sockets.remove(b.handle);
+            }
+            b.port != port
+        });
+    }
+
+    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
+            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
+        );
+        s.set_timeout(Some(self.cfg.tcp_timeout));
+        // SIP messages are written whole; Nagle would only delay the last segment.
+        s.set_nagle_enabled(false);
+        s
+    }
+
+    fn arm_listener(&mut self, port: u16) {
+        let mut s = self.new_tcp_socket();
+        let ep = IpListenEndpoint {
+            addr: Some(self.local.into()),
+            port,
+        };
+        if s.listen(ep).is_ok() {
+            let handle = self.sockets.add(s);
+            self.tcp_listeners.push(Bound { port, handle });
+        }
+    }
+
+    /// Hands an inbound (decrypted) IP packet to the stack. `via_spi` is the inbound SA it
+    /// came through, reported with the SIP messages of that flow.
+    pub fn push_inbound(
+        &mut self,
+        packet: Vec<u8>,
+        via_spi: Option<u32>,
+    ) -> Result<(), StackError> {
+        let ports = transport_ports(&packet);
+        self.dev
+            .push_rx(packet)
+            .map_err(|_| StackError::QueueFull)?;
+        if let Some(p) = ports {
+            // Bounded: one entry per flow; flows are bounded by sockets and ports.
+            if self.last_spi.len() > 4 * (self.cfg.max_tcp_conns + 8) {
+                self.last_spi.clear();
+            }
+            self.last_spi.insert((p.proto, p.src, p.dst), via_spi);
+        }
+        Ok(())
+    }
+
+    /// Takes the next IP packet the stack wants to send.
+    pub fn pop_outbound(&mut self) -> Option<Vec<u8>> {
+        self.dev.pop_tx()
+    }
+
+    /// When the stack next needs [`UeStack::poll`]; `Some(now)` if input is queued.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        if self.dev.rx_len() > 0 {
+            return Some(now);
+        }
+        self.iface.poll_at(now, &self.sockets)
+    }
+
+    /// Runs the stack: consumes queued input, accepts connections (re-arming listeners),
+    /// frames received SIP, answers keep-alives, flushes queued sends and produces output.
+    pub fn poll(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
+        // One packet at a time so a listener is re-armed before the next SYN is seen.
+        loop {
+            let r = self
+                .iface
+                .poll_ingress_single(now, &mut self.dev, &mut self.sockets);
+            self.accept();
+            if r == PollIngressSingleResult::None {
+                break;
+            }
+        }
+        self.service(events);
+        self.iface
+            .poll_egress(now, &mut self.dev, &mut self.sockets);
+        // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
+        self.reap(events);
+    }
+
+    /// Removes connections that reached CLOSED or TIME-WAIT and reports them.
+    fn reap(&mut self, events: &mut Vec<WorkerEvent>) {
+        let mut gone = Vec::new();
+        for (&handle, conn) in &self.conns {
+            let s = self.sockets.get::<tcp::Socket>(handle);
+            if s.state() == tcp::State::Established {
+                continue;
+            }
+            if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+                let ev = if conn.established || !conn.outgoing {
+                    WorkerEvent::TcpClosed(conn.flow)
+                } else {
+                    WorkerEvent::ConnectFailed(conn.flow)
+                };
+                gone.push((handle, Some(ev)));
+            }
+        }
+        self.remove_conns(gone, events);
+    }
+
+    fn remove_conns(
+        &mut self,
+        gone: Vec<(SocketHandle, Option<WorkerEvent>)>,
+        events: &mut Vec<WorkerEvent>,
+    ) {
+        if gone.is_empty() {
+            return;
+        }
+        for (handle, ev) in gone {
+            self.conns.remove(&handle);
+            self.sockets.remove(handle);
+            events.extend(ev);
+        }
+        // Listeners not re-armed at the connection limit come back when a slot frees.
+        self.rearm_missing();
+    }
+
+    /// Moves listeners that left LISTEN into the connection table and arms new ones.
+    fn accept(&mut self) {
+        let mut i = 0;
+        while i < self.tcp_listeners.len() {
+            let Bound { port, handle } = self.tcp_listeners[i];
+            let s = self.sockets.get::<tcp::Socket>(handle);
+            if s.is_listening() {
+                i += 1;
+                continue;
+            }
+            self.tcp_listeners.swap_remove(i);
+            if let Some(remote) = s.remote_endpoint() {
+                let flow = self.flow(Proto::Tcp, remote.port, port);
+                self.conns.insert(handle, self.new_conn(flow, false));
+                self.counters.accepted += 1;
+            } else {
+                self.sockets.remove(handle);
+            }
+        }
+        self.rearm_missing();
+    }
+
+    fn new_conn(&self, flow: Flow, outgoing: bool) -> TcpConn {
+        TcpConn {
+            flow,
+            framer: SipFramer::new(self.cfg.max_sip_header, self.cfg.max_sip_body),
+            pending: Vec::new(),
+            outgoing,
+            established: false,
+            close_requested: false,
+        }
+    }
+
+    fn flow(&self, proto: Proto, peer_port: u16, local_port: u16) -> Flow {
+        Flow {
+            ue: self.peer,
+            ue_port: peer_port,
+            local: self.local,
+            local_port,
+            proto,
+        }
+    }
+
+    fn service(&mut self, events: &mut Vec<WorkerEvent>) {
+        let mut gone = Vec::new();
+        let mut buf = [0u8; 2048];
+        for (&handle, conn) in self.conns.iter_mut() {
+            let s = self.sockets.get_mut::<tcp::Socket>(handle);
+            if s.is_listening() {
+                // RST in SYN-RECEIVED sends smoltcp back to LISTEN: the attempt is over.
+                gone.push((handle, None));
+                continue;
+            }
+            if s.state() == tcp::State::Established {
+                conn.established = true;
+            }
+            let mut fail = false;
+            while s.can_recv() {
+                let n = match s.recv_slice(&mut buf) {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
+                };
+                conn.framer.push(&buf[..n]);
+                loop {
+                    match conn.framer.next_frame() {
+                        Ok(Some(Frame::Message(bytes))) => {
+                            self.counters.messages_in += 1;
+                            let f = conn.flow;
+                            let via_spi = self
+                                .last_spi
+                                .get(&(Proto::Tcp, f.ue_port, f.local_port))
+                                .copied()
+                                .flatten();
+                            events.push(WorkerEvent::Sip(SipIn {
+                                flow: f,
+                                via_spi,
+                                bytes,
+                            }));
+                        }
+                        Ok(Some(Frame::Ping)) => {
+                            // RFC 5626 4.4.1: answer a CRLFCRLF ping with a CRLF pong.
+                            self.counters.pings_answered += 1;
+                            conn.pending.extend_from_slice(b"\r\n");
+                        }
+                        Ok(Some(Frame::Pong)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            fail = true;
+                            break;
+                        }
+                    }
+                }
+                if fail {
+                    break;
+                }
+            }
+            if fail {
+                self.counters.framing_errors += 1;
+                s.abort();
+                gone.push((handle, Some(WorkerEvent::TcpClosed(conn.flow))));
+                continue;
+            }
+            if !conn.pending.is_empty() && s.may_send() {
+                if let Ok(n) = s.send_slice(&conn.pending) {
+                    conn.pending.drain(..n);
+                }
+            }
+            if conn.close_requested && conn.pending.is_empty() {
+                s.close();
+            }
+            // The UE closed its side: finish ours (SIP has nothing to say after FIN).
+            if s.state() == tcp::State::CloseWait && conn.pending.is_empty() {
+                s.close();
+            }
+        }
+        self.remove_conns(gone, events);
+        for b in &self.udp_sockets {
+            let s = self.sockets.get_mut::<udp::Socket>(b.handle);
+            while let Ok((data, meta)) = s.recv() {
+                let flow = Flow {
+                    ue: self.peer,
+                    ue_port: meta.endpoint.port,
+                    local: self.local,
+                    local_port: b.port,
+                    proto: Proto::Udp,
+                };
+                if IpAddr::from(meta.endpoint.addr) != self.peer {
+                    continue;
+                }
+                let via_spi = self
+                    .last_spi
+                    .get(&(Proto::Udp, flow.ue_port, b.port))
+                    .copied()
+                    .flatten();
+                self.counters.messages_in += 1;
+                events.push(WorkerEvent::Sip(SipIn {
+                    flow,
+                    via_spi,
+                    bytes: data.to_vec(),
+                }));
+            }
+        }
+    }
+
+    fn rearm_missing(&mut self) {
+        for i in 0..self.tcp_ports.len() {
+            let port = self.tcp_ports[i];
+            if !self.tcp_listeners.iter().any(|b| b.port == port) {
+                if self.conns.len() >= self.cfg.max_tcp_conns {
+                    self.counters.conn_limit += 1;
+                    return;
+                }
+                self.arm_listener(port);
+            }
+        }
+    }
+
+    /// Sends a SIP message on `flow` (see [`crate::ipc::WorkerCommand::Send`]). A UDP request
+    /// larger than [`StackConfig::udp_max_request`] goes over TCP between the same ports
+    /// (RFC 3261 18.1.1), opening the connection if needed.
+    pub fn send(
+        &mut self,
+        flow: Flow,
+        bytes: &[u8],
+        connect_if_absent: bool,
+    ) -> Result<(), StackError> {
+        if flow.ue != self.peer || flow.local != self.local {
+            return Err(StackError::WrongFlow);
+        }
+        match flow.proto {
+            Proto::Udp
+                if bytes.len() > self.cfg.udp_max_request() && !bytes.starts_with(b"SIP/2.0 ") =>
+            {
+                let tcp_flow = Flow {
+                    proto: Proto::Tcp,
+                    ..flow
+                };
+                self.send_tcp(tcp_flow, bytes, true)
+            }
+            Proto::Udp => self.send_udp(flow, bytes),
+            Proto::Tcp => self.send_tcp(flow, bytes, connect_if_absent),
+        }
+    }
+
+    fn send_udp(&mut self, flow: Flow, bytes: &[u8]) -> Result<(), StackError> {
+        let b = self
+            .udp_sockets
+            .iter()
+            .find(|b| b.port == flow.local_port)
+            .ok_or(StackError::NoUdpSocket)?;
+        let s = self.sockets.get_mut::<udp::Socket>(b.handle);
+        let meta = udp::UdpMetadata {
+            endpoint: IpEndpoint::new(flow.ue.into(), flow.ue_port),
+            local_address: Some(flow.local.into()),
+            meta: Default::default(),
+        };
+        s.send_slice(bytes, meta)
+            .map_err(|_| StackError::UdpBufferFull)
+    }
+
+    fn find_conn(&self, flow: &Flow) -> Option<SocketHandle> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.flow == *flow && !c.close_requested)
+            .map(|(h, _)| *h)
+    }
+
+    fn send_tcp(
+        &mut self,
+        flow: Flow,
+        bytes: &[u8],
+        connect_if_absent: bool,
+    ) -> Result<(), StackError> {
+        let handle = match self.find_conn(&flow) {
+            Some(h) => h,
+            None if !connect_if_absent => return Err(StackError::NoConnection),
+            None => self.connect(flow)?,
+        };
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return Err(StackError::NoConnection);
+        };
+        if conn.pending.len() + bytes.len() > self.cfg.max_pending {
+            return Err(StackError::SendQueueFull);
+        }
+        conn.pending.extend_from_slice(bytes);
+        let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        if s.may_send() {
+            if let Ok(n) = s.send_slice(&conn.pending) {
+                conn.pending.drain(..n);
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&mut self, flow: Flow) -> Result<SocketHandle, StackError> {
+        if self.conns.len() >= self.cfg.max_tcp_conns {
+            return Err(StackError::ConnLimit);
+        }
+        let mut s = self.new_tcp_socket();
+        let remote = IpEndpoint::new(flow.ue.into(), flow.ue_port);
+        let local = IpListenEndpoint {
+            addr: Some(flow.local.into()),
+            port: flow.local_port,
+        };
+        s.connect(self.iface.context(), remote, local)
+            .map_err(|_| StackError::ConnectRefused)?;
+        let handle = self.sockets.add(s);
+        self.conns.insert(handle, self.new_conn(flow, true));
+        Ok(handle)
+    }
+
+    /// Closes the TCP connection of `flow` gracefully once its queued bytes are sent.
+    pub fn close(&mut self, flow: Flow) -> Result<(), StackError> {
+        let handle = self.find_conn(&flow).ok_or(StackError::NoConnection)?;
+        if let Some(c) = self.conns.get_mut(&handle) {
+            c.close_requested = true;
+            if c.pending.is_empty() {
+                self.sockets.get_mut::<tcp::Socket>(handle).close();
+            }
+        }
+        Ok(())
+    }
+
+    /// True if an ESTABLISHED TCP connection exists for `flow`.
+    pub fn is_established(&self, flow: &Flow) -> bool {
+        self.find_conn(flow)
+            .is_some_and(|h| self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Established)
+    }
+}

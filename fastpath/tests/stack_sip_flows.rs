@@ -1,0 +1,396 @@
+//! Two per-UE stacks talking over in-memory queues: a "UE" (the stack type in client role)
+//! and the P-CSCF's stack for that UE. Checks SIP framing on TCP, the P-CSCF-initiated
+//! port_pc -> port_us connection, keep-alives, listener re-arming and UDP.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerEvent};
+use akagate_fastpath::stack::ports::{transport_ports, Ports};
+use akagate_fastpath::stack::{StackConfig, StackError, UeStack};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket};
+
+const P4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+const U4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 7));
+const SIP: u16 = 5060;
+const PORT_PS: u16 = 5064;
+const PORT_PC: u16 = 5066;
+const PORT_UC: u16 = 31800;
+const PORT_US: u16 = 31900;
+const SPI_PS: u32 = 0x1000_0101;
+
+const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
+const REGISTER_V6: &[u8] = include_bytes!("fixtures/stack/register_chinamobile_ipv6_compact.sip");
+
+fn invite(body_len: usize) -> Vec<u8> {
+    let mut m = format!(
+        "INVITE sip:bob@ims.example SIP/2.0\r\nVia: SIP/2.0/TCP 10.45.0.7:31800;branch=z9hG4bK1\r\nContent-Type: application/sdp\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes();
+    m.extend((0..body_len).map(|i| b'a' + (i % 26) as u8));
+    m
+}
+
+/// An INVITE of exactly `total` bytes.
+fn invite_of_len(total: usize) -> Vec<u8> {
+    let m = (0..total).map(invite).find(|m| m.len() == total).unwrap();
+    assert_eq!(m.len(), total);
+    m
+}
+
+/// Both ends of one UE's traffic, the packets between them, and a clock.
+struct Link {
+    pcscf: UeStack,
+    ue: UeStack,
+    now: Instant,
+    /// Events of the P-CSCF stack and of the UE stack.
+    ev_p: Vec<WorkerEvent>,
+    ev_u: Vec<WorkerEvent>,
+    /// Every packet the P-CSCF sent and every packet the UE sent.
+    wire_p: Vec<Vec<u8>>,
+    wire_u: Vec<Vec<u8>>,
+}
+
+impl Link {
+    fn new(p: IpAddr, u: IpAddr, cfg: StackConfig) -> Link {
+        Link::with(p, u, cfg, StackConfig::default())
+    }
+
+    fn with(p: IpAddr, u: IpAddr, cfg: StackConfig, ue_cfg: StackConfig) -> Link {
+        let now = Instant::from_millis(1_000);
+        let mut pcscf = UeStack::new(cfg, p, u, now).unwrap();
+        pcscf.listen(SIP, true, true);
+        pcscf.listen(PORT_PS, true, true);
+        pcscf.listen(PORT_PC, false, true);
+        let mut ue = UeStack::new(ue_cfg, u, p, now).unwrap();
+        ue.listen(PORT_US, true, true);
+        ue.listen(PORT_UC, false, true);
+        Link {
+            pcscf,
+            ue,
+            now,
+            ev_p: vec![],
+            ev_u: vec![],
+            wire_p: vec![],
+            wire_u: vec![],
+        }
+    }
+
+    /// Runs both stacks for `rounds` steps of 5 ms, moving packets both ways. Packets from
+    /// the UE to port_ps are tagged as having come through SPI_PS.
+    fn pump(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.pcscf.poll(self.now, &mut self.ev_p);
+            self.ue.poll(self.now, &mut self.ev_u);
+            while let Some(pk) = self.ue.pop_outbound() {
+                let spi = match transport_ports(&pk) {
+                    Some(Ports { dst: PORT_PS, .. }) => Some(SPI_PS),
+                    _ => None,
+                };
+                self.wire_u.push(pk.clone());
+                self.pcscf.push_inbound(pk, spi).unwrap();
+            }
+            while let Some(pk) = self.pcscf.pop_outbound() {
+                self.wire_p.push(pk.clone());
+                self.ue.push_inbound(pk, None).unwrap();
+            }
+            self.now += Duration::from_millis(5);
+        }
+    }
+
+    fn sip_p(&self) -> Vec<&SipIn> {
+        sips(&self.ev_p)
+    }
+}
+
+fn sips(ev: &[WorkerEvent]) -> Vec<&SipIn> {
+    ev.iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Sip(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The UE's flow to our port `local_port` as the UE stack sees it.
+fn ue_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
+    Flow {
+        ue: link.pcscf.local(),
+        ue_port: pcscf_port,
+        local: link.ue.local(),
+        local_port: ue_port,
+        proto,
+    }
+}
+
+/// The same flow as the P-CSCF sees it.
+fn pcscf_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
+    Flow {
+        ue: link.ue.local(),
+        ue_port,
+        local: link.pcscf.local(),
+        local_port: pcscf_port,
+        proto,
+    }
+}
+
+/// TCP payloads (non-empty) in a list of IPv4 packets, with their ports.
+fn tcp_payloads(wire: &[Vec<u8>]) -> Vec<(u16, u16, Vec<u8>)> {
+    wire.iter()
+        .filter_map(|pk| {
+            let ip = Ipv4Packet::new_checked(pk.as_slice()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            (!tcp.payload().is_empty())
+                .then(|| (tcp.src_port(), tcp.dst_port(), tcp.payload().to_vec()))
+        })
+        .collect()
+}
+
+fn syns(wire: &[Vec<u8>]) -> Vec<(u16, u16)> {
+    wire.iter()
+        .filter_map(|pk| {
+            let ip = Ipv4Packet::new_checked(pk.as_slice()).ok()?;
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            (tcp.syn() && !tcp.ack()).then(|| (tcp.src_port(), tcp.dst_port()))
+        })
+        .collect()
+}
+
+#[test]
+fn two_messages_in_one_segment_over_port_ps() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let both = [REGISTER, &invite(10)[..]].concat();
+    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), &both, true)
+        .unwrap();
+    l.pump(20);
+    // Both messages travelled in one TCP segment.
+    let segs = tcp_payloads(&l.wire_u);
+    assert_eq!(segs, vec![(PORT_UC, PORT_PS, both.clone())]);
+    let got = l.sip_p();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].bytes, REGISTER);
+    assert_eq!(got[1].bytes, invite(10));
+    for s in got {
+        assert_eq!(s.flow, pcscf_side(&l, PORT_UC, PORT_PS, Proto::Tcp));
+        assert_eq!(s.via_spi, Some(SPI_PS));
+    }
+}
+
+#[test]
+fn one_message_over_many_segments() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let msg = invite(3000);
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    for chunk in msg.chunks(97) {
+        l.ue.send(flow, chunk, true).unwrap();
+        l.pump(2);
+        assert!(l.sip_p().is_empty() || chunk.as_ptr_range().end == msg.as_ptr_range().end);
+    }
+    l.pump(20);
+    assert!(tcp_payloads(&l.wire_u).len() >= msg.len() / 97);
+    let got = l.sip_p();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bytes, msg);
+}
+
+#[test]
+fn pcscf_opens_port_pc_to_port_us_then_closes_and_reopens_from_port_pc() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = pcscf_side(&l, PORT_US, PORT_PC, Proto::Tcp);
+    // No connection yet and none requested.
+    assert_eq!(
+        l.pcscf.send(flow, b"x", false),
+        Err(StackError::NoConnection)
+    );
+    let msg = invite(20);
+    l.pcscf.send(flow, &msg, true).unwrap();
+    l.pump(20);
+    assert_eq!(syns(&l.wire_p), vec![(PORT_PC, PORT_US)]);
+    let got = sips(&l.ev_u);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bytes, msg);
+    assert_eq!(got[0].flow, ue_side(&l, PORT_US, PORT_PC, Proto::Tcp));
+    assert!(l.pcscf.is_established(&flow));
+
+    // The UE answers on the same connection.
+    let answer = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    l.ue.send(ue_side(&l, PORT_US, PORT_PC, Proto::Tcp), answer, false)
+        .unwrap();
+    l.pump(10);
+    assert_eq!(l.sip_p().last().unwrap().bytes, answer);
+    assert_eq!(l.sip_p().last().unwrap().flow, flow);
+
+    l.pcscf.close(flow).unwrap();
+    l.pump(40);
+    assert!(l
+        .ev_p
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == flow)));
+    assert_eq!(l.pcscf.tcp_connections(), 0);
+    assert!(l.pcscf.is_idle());
+
+    // Reopened from port_pc, never from 5060.
+    l.pcscf.send(flow, &msg, true).unwrap();
+    l.pump(20);
+    assert_eq!(
+        syns(&l.wire_p),
+        vec![(PORT_PC, PORT_US), (PORT_PC, PORT_US)]
+    );
+    assert_eq!(sips(&l.ev_u).len(), 2);
+    assert!(l
+        .wire_p
+        .iter()
+        .all(|p| transport_ports(p).is_some_and(|p| p.src != SIP)));
+}
+
+#[test]
+fn connect_to_closed_port_reports_connect_failed() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = pcscf_side(&l, 40000, PORT_PC, Proto::Tcp);
+    l.pcscf.send(flow, b"x", true).unwrap();
+    l.pump(10);
+    assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::ConnectFailed(f)] if *f == flow));
+}
+
+#[test]
+fn crlfcrlf_ping_is_answered_by_crlf() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    l.ue.send(flow, REGISTER, true).unwrap();
+    l.pump(10);
+    l.ue.send(flow, b"\r\n\r\n", false).unwrap();
+    l.pump(10);
+    let from_p = tcp_payloads(&l.wire_p);
+    assert_eq!(from_p, vec![(PORT_PS, PORT_UC, b"\r\n".to_vec())]);
+    assert_eq!(l.pcscf.counters().pings_answered, 1);
+    assert_eq!(l.sip_p().len(), 1);
+}
+
+#[test]
+fn listener_rearmed_for_successive_connections_to_5060() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    // Both SYNs reach the P-CSCF in the same poll.
+    l.ue.send(ue_side(&l, 40001, SIP, Proto::Tcp), REGISTER, true)
+        .unwrap();
+    l.ue.send(ue_side(&l, 40002, SIP, Proto::Tcp), &invite(5), true)
+        .unwrap();
+    l.pump(20);
+    let mut got: Vec<(u16, Vec<u8>)> = l
+        .sip_p()
+        .iter()
+        .map(|s| (s.flow.ue_port, s.bytes.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(40001, REGISTER.to_vec()), (40002, invite(5))]);
+    assert!(l
+        .sip_p()
+        .iter()
+        .all(|s| s.via_spi.is_none() && s.flow.local_port == SIP));
+    // A third one later still finds a listener.
+    l.ue.send(ue_side(&l, 40003, SIP, Proto::Tcp), REGISTER, true)
+        .unwrap();
+    l.pump(10);
+    assert_eq!(l.sip_p().len(), 3);
+    assert_eq!(l.pcscf.counters().accepted, 3);
+}
+
+#[test]
+fn connection_limit_refuses_then_recovers() {
+    let cfg = StackConfig {
+        max_tcp_conns: 1,
+        ..StackConfig::default()
+    };
+    let mut l = Link::with(P4, U4, cfg, StackConfig::default());
+    let first = ue_side(&l, 40001, SIP, Proto::Tcp);
+    l.ue.send(first, REGISTER, true).unwrap();
+    l.pump(10);
+    l.ue.send(ue_side(&l, 40002, SIP, Proto::Tcp), REGISTER, true)
+        .unwrap();
+    l.pump(10);
+    assert_eq!(l.sip_p().len(), 1);
+    assert!(l
+        .ev_u
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::ConnectFailed(f) if f.local_port == 40002)));
+    l.ue.close(first).unwrap();
+    l.pump(40);
+    l.ue.send(ue_side(&l, 40003, SIP, Proto::Tcp), REGISTER, true)
+        .unwrap();
+    l.pump(10);
+    assert_eq!(l.sip_p().len(), 2);
+}
+
+#[test]
+fn framing_error_aborts_connection() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    l.ue.send(
+        flow,
+        b"REGISTER sip:x SIP/2.0\r\nContent-Length: zz\r\n\r\n",
+        true,
+    )
+    .unwrap();
+    l.pump(10);
+    assert_eq!(l.pcscf.counters().framing_errors, 1);
+    assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::TcpClosed(f)] if f.ue_port == PORT_UC));
+    assert_eq!(l.pcscf.tcp_connections(), 0);
+}
+
+#[test]
+fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    l.ue.listen(45000, false, true);
+    l.ue.send(ue_side(&l, 45000, SIP, Proto::Udp), REGISTER, false)
+        .unwrap();
+    l.pump(3);
+    let got = l.sip_p();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bytes, REGISTER);
+    assert_eq!(got[0].flow, pcscf_side(&l, 45000, SIP, Proto::Udp));
+
+    // With an inner MTU of 1400, a 1200-byte request fits UDP; one byte more must go over
+    // TCP (RFC 3261 18.1.1: within 200 bytes of the path MTU).
+    let small = invite_of_len(1200);
+    let big = invite_of_len(1201);
+    let udp = pcscf_side(&l, PORT_US, PORT_PC, Proto::Udp);
+    l.pcscf.send(udp, &small, false).unwrap();
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(20);
+    let at_ue = sips(&l.ev_u);
+    assert_eq!(at_ue.len(), 2);
+    assert_eq!(
+        (at_ue[0].flow.proto, at_ue[0].bytes.len()),
+        (Proto::Udp, small.len())
+    );
+    assert_eq!(at_ue[0].bytes, small);
+    assert_eq!(
+        (at_ue[1].flow.proto, at_ue[1].bytes.len()),
+        (Proto::Tcp, big.len())
+    );
+    assert_eq!(at_ue[1].bytes, big);
+    assert_eq!(syns(&l.wire_p), vec![(PORT_PC, PORT_US)]);
+}
+
+#[test]
+fn ipv6_register_over_port_ps() {
+    let p: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    let u: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x45, 0, 0, 0, 0, 7));
+    let mut l = Link::new(p, u, StackConfig::default());
+    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), REGISTER_V6, true)
+        .unwrap();
+    l.pump(10);
+    let got = l.sip_p();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bytes, REGISTER_V6);
+    assert_eq!(got[0].flow.ue, u);
+    assert_eq!(got[0].via_spi, Some(SPI_PS));
+}
+
+#[test]
+fn mixed_families_are_refused() {
+    let v6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    assert!(UeStack::new(StackConfig::default(), P4, v6, Instant::from_millis(0)).is_none());
+}
