@@ -1,0 +1,142 @@
+//! The backend-independent port interface: a port owns queues, each queue belongs to one
+//! worker and does burst receive/transmit over [`PacketBuf`]s from its own pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+
+/// Link facts of a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface or device name.
+    pub name: String,
+    /// Ethernet address.
+    pub mac: [u8; 6],
+    /// IP MTU of the link (frame payload), e.g. 1500.
+    pub mtu: usize,
+}
+
+/// A network port split into independent queues, one per worker.
+pub trait Port {
+    /// The per-worker queue type.
+    type Queue: PortQueue;
+    /// Link address, MTU and name.
+    fn link(&self) -> &LinkInfo;
+    /// Number of queues the port was opened with.
+    fn num_queues(&self) -> usize;
+    /// Hand out the queues (once); index `i` of the result is queue `i`.
+    fn take_queues(&mut self) -> Vec<Self::Queue>;
+    /// Shared counters of every queue, for stats readers on other threads.
+    fn counters(&self) -> Vec<Arc<QueueCounters>>;
+}
+
+/// One queue of a port, used by exactly one worker thread.
+pub trait PortQueue: Send {
+    /// Index of this queue within its port.
+    fn queue_id(&self) -> usize;
+    /// Append up to `max` received frames to `out`; returns how many were appended.
+    /// Never blocks.
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize;
+    /// Transmit frames from the front of `pkts`; the sent ones are removed (their buffers go
+    /// back to this queue's pool), unsent ones stay in order. Returns how many were sent.
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> usize;
+    /// An empty buffer from this queue's pool, for frames the worker builds itself.
+    fn alloc(&mut self) -> Option<PacketBuf>;
+    /// Return a buffer to this queue's pool (e.g. after dropping a frame).
+    fn free(&mut self, buf: PacketBuf);
+    /// This queue's counters.
+    fn counters(&self) -> &Arc<QueueCounters>;
+}
+
+impl<Q: PortQueue + ?Sized> PortQueue for Box<Q> {
+    fn queue_id(&self) -> usize {
+        (**self).queue_id()
+    }
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        (**self).rx_burst(out, max)
+    }
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> usize {
+        (**self).tx_burst(pkts)
+    }
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        (**self).alloc()
+    }
+    fn free(&mut self, buf: PacketBuf) {
+        (**self).free(buf)
+    }
+    fn counters(&self) -> &Arc<QueueCounters> {
+        (**self).counters()
+    }
+}
+
+/// Per-queue counters: written by the owning worker only, read by anyone.
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Frames received.
+    pub rx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Frames the kernel or NIC dropped because the receive ring was full.
+    pub rx_dropped: AtomicU64,
+    /// Receive stopped early because the queue's buffer pool was empty.
+    pub rx_nobuf: AtomicU64,
+    /// Frames larger than a buffer, or cut short by the ring, that were discarded.
+    pub rx_truncated: AtomicU64,
+    /// Frames transmitted.
+    pub tx_packets: AtomicU64,
+    /// Bytes transmitted.
+    pub tx_bytes: AtomicU64,
+    /// Transmit stopped because the transmit ring was full.
+    pub tx_ring_full: AtomicU64,
+    /// Frames the backend refused to transmit (too long, rejected by the kernel).
+    pub tx_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`QueueCounters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames dropped by the kernel/NIC, ring full.
+    pub rx_dropped: u64,
+    /// Receive bursts cut short by an empty pool.
+    pub rx_nobuf: u64,
+    /// Oversized or truncated frames discarded.
+    pub rx_truncated: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Transmit bursts cut short by a full ring.
+    pub tx_ring_full: u64,
+    /// Frames refused on transmit.
+    pub tx_errors: u64,
+}
+
+impl QueueCounters {
+    /// Add `n` to `c`. Only the owning worker writes, so a load and a store suffice
+    /// (no locked read-modify-write on the hot path).
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Copy all counters.
+    pub fn snapshot(&self) -> QueueStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        QueueStats {
+            rx_packets: l(&self.rx_packets),
+            rx_bytes: l(&self.rx_bytes),
+            rx_dropped: l(&self.rx_dropped),
+            rx_nobuf: l(&self.rx_nobuf),
+            rx_truncated: l(&self.rx_truncated),
+            tx_packets: l(&self.tx_packets),
+            tx_bytes: l(&self.tx_bytes),
+            tx_ring_full: l(&self.tx_ring_full),
+            tx_errors: l(&self.tx_errors),
+        }
+    }
+}
