@@ -1,1 +1,109 @@
-fn main() {}
+//! SA table benchmarks: lookup cost with 1 Ki and 4 Mi installed SAs (random SPIs, one pin per
+//! 64-lookup burst as a worker does), and the slowpath's allocate+install+remove+release rate
+//! while another thread spins on lookups.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use akagate_fastpath::sad::{self, SaTable, SpiAllocator};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// Roughly the size of an inbound SA: SPI, keys, replay window and counters.
+struct FakeSa {
+    spi: u32,
+    _keys: [u8; 64],
+    _window: [u64; 8],
+}
+
+fn fake_sa(spi: u32) -> FakeSa {
+    FakeSa {
+        spi,
+        _keys: [0x5a; 64],
+        _window: [0; 8],
+    }
+}
+
+const BURST: usize = 64;
+
+fn full_table(n: usize) -> (SaTable<FakeSa>, Vec<u32>) {
+    let table = SaTable::with_capacity(n).expect("capacity");
+    let mut spis = Vec::with_capacity(n);
+    for _ in 0..n {
+        let spi = table.allocate().expect("allocate");
+        table.install(spi, fake_sa(spi)).expect("install");
+        spis.push(spi);
+    }
+    spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+    // Probe a random sequence of at most 1 Mi SPIs (all SPIs for the small table).
+    spis.truncate(1 << 20);
+    (table, spis)
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sad_lookup");
+    group.throughput(Throughput::Elements(BURST as u64));
+    for n in [1usize << 10, 4 << 20] {
+        let (table, spis) = full_table(n);
+        let mut bursts = spis.chunks_exact(BURST).cycle();
+        group.bench_function(BenchmarkId::new("burst64", n), |b| {
+            b.iter(|| {
+                let burst = bursts.next().expect("cycle");
+                let guard = sad::pin();
+                let mut found = 0u32;
+                for &spi in burst {
+                    if let Some(sa) = table.lookup(black_box(spi), &guard) {
+                        found = found.wrapping_add(sa.spi);
+                    }
+                }
+                black_box(found)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn install_remove(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sad_update");
+    group.throughput(Throughput::Elements(1));
+    let (table, spis) = full_table(1 << 16);
+    let table = Arc::new(table);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (table, stop, spis) = (table.clone(), stop.clone(), spis.clone());
+        std::thread::spawn(move || {
+            let mut lookups = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for burst in spis.chunks_exact(BURST) {
+                    let guard = sad::pin();
+                    for &spi in burst {
+                        black_box(table.lookup(spi, &guard).map(|sa| sa.spi));
+                    }
+                    lookups += BURST as u64;
+                }
+            }
+            lookups
+        })
+    };
+    // Leave room for the churn: release a quarter of the table first.
+    for &spi in &spis[..spis.len() / 4] {
+        table.release(spi).expect("release");
+    }
+    group.bench_function("allocate_install_remove_release_with_reader", |b| {
+        b.iter(|| {
+            let spi = table.allocate().expect("allocate");
+            table.install(spi, fake_sa(spi)).expect("install");
+            table.remove(spi).expect("remove");
+            table.release(spi).expect("release");
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    let lookups = reader.join().expect("reader thread");
+    eprintln!("sad_update: concurrent reader did {lookups} lookups");
+    group.finish();
+}
+
+criterion_group!(benches, lookup, install_remove);
+criterion_main!(benches);

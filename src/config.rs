@@ -1,0 +1,1213 @@
+//! The daemon's TOML configuration: typed, validated, and with every error located at the
+//! line and column of the offending key (keys and their meaning are documented in docs/CONFIG.md).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_fastpath::sad::MAX_CAPACITY;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The embedded default configuration: an in-memory demo that needs no NIC.
+pub const DEFAULT_CONFIG: &str = r#"# akagate embedded defaults: the in-memory demo (no NIC needed).
+[[sip-ports]]
+address = "10.0.0.1"
+port = 5060
+transport-protocol = ["udp", "tcp"]
+allow-anonymous = "registered"
+ims-aka-profile = "default"
+
+[[sip-ports]]
+address = "2001:db8::1"
+port = 5060
+transport-protocol = ["udp", "tcp"]
+allow-anonymous = "registered"
+ims-aka-profile = "default"
+
+[[ims-aka-profile]]
+name = "default"
+protected-client-port = 5062
+protected-server-port = 5064
+encr-alg-list = ["aes-cbc", "des-ede3-cbc", "null"]
+auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96"]
+sec-agree-required = true
+
+[port]
+backend = "memory"
+queues = 1
+
+[cores]
+workers = [1]
+slowpath = 0
+
+[addresses]
+ipv4 = ["10.0.0.1"]
+ipv6 = ["2001:db8::1"]
+
+[registration]
+min-expires = 600
+max-expires = 7200
+default-expires = 3600
+
+[sa-table]
+capacity = 1048576
+
+[stack]
+tcp-rx-buffer = 16384
+tcp-tx-buffer = 16384
+"#;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listening SIP ports (`[[sip-ports]]`), at least one.
+    pub sip_ports: Vec<SipPort>,
+    /// IMS-AKA / sec-agree profiles (`[[ims-aka-profile]]`), at least one.
+    pub ims_aka_profiles: Vec<ImsAkaProfile>,
+    /// Packet I/O backend (`[port]`).
+    pub port: PortConfig,
+    /// Core pinning (`[cores]`).
+    pub cores: Cores,
+    /// Addresses the fast path owns (`[addresses]`).
+    pub addresses: Addresses,
+    /// Subscriber store file (`[subscribers]`), resolved against the config file's directory.
+    pub subscribers: Option<PathBuf>,
+    /// Registration expiry bounds (`[registration]`).
+    pub registration: Registration,
+    /// Inbound SA table size (`[sa-table]`).
+    pub sa_table: SaTableConfig,
+    /// Per-UE TCP/IP stack sizes (`[stack]`).
+    pub stack: StackConfig,
+}
+
+/// One listening SIP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipPort {
+    /// Local address, one of `[addresses]`.
+    pub address: IpAddr,
+    /// Unprotected SIP port (usually 5060).
+    pub port: u16,
+    /// Transports accepted on it.
+    pub transports: Vec<Transport>,
+    /// Which unregistered sources may send requests here.
+    pub allow_anonymous: AllowAnonymous,
+    /// Index into [`Config::ims_aka_profiles`].
+    pub ims_aka_profile: usize,
+}
+
+/// A SIP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// The configuration token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Which requests from sources without a registration a SIP port accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowAnonymous {
+    /// Only REGISTER from unregistered sources; everything else must come over the SAs of a
+    /// registered UE.
+    Registered,
+    /// Any request from any source (lab use).
+    All,
+}
+
+impl AllowAnonymous {
+    /// The configuration token.
+    pub fn token(self) -> &'static str {
+        match self {
+            AllowAnonymous::Registered => "registered",
+            AllowAnonymous::All => "all",
+        }
+    }
+}
+
+/// An IMS-AKA profile: the P-CSCF's protected ports and its sec-agree algorithm preferences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImsAkaProfile {
+    /// Profile name referenced by `sip-ports.ims-aka-profile`.
+    pub name: String,
+    /// `port_pc`, the P-CSCF's protected client port (TS 33.203 7.1).
+    pub port_pc: u16,
+    /// `port_ps`, the P-CSCF's protected server port (TS 33.203 7.1).
+    pub port_ps: u16,
+    /// Encryption algorithms, most preferred first.
+    pub encr_algs: Vec<EncrAlg>,
+    /// Integrity algorithms, most preferred first.
+    pub auth_algs: Vec<AuthAlg>,
+    /// Whether a REGISTER without `Security-Client` / `Require: sec-agree` is refused.
+    pub sec_agree_required: bool,
+}
+
+/// The packet I/O backend and its queue count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Which backend and its own settings.
+    pub backend: Backend,
+    /// Receive/transmit queue pairs, one per worker.
+    pub queues: u16,
+}
+
+/// A packet I/O backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// AF_PACKET TPACKET_V3 rings on a kernel interface.
+    AfPacket {
+        /// Interface name, e.g. `veth0`.
+        interface: String,
+    },
+    /// DPDK ethdev; the EAL arguments are passed verbatim.
+    Dpdk {
+        /// `rte_eal_init` arguments.
+        eal_args: Vec<String>,
+    },
+    /// In-memory port pair (demo and tests).
+    Memory,
+}
+
+impl Backend {
+    /// The configuration token.
+    pub fn token(&self) -> &'static str {
+        match self {
+            Backend::AfPacket { .. } => "af_packet",
+            Backend::Dpdk { .. } => "dpdk",
+            Backend::Memory => "memory",
+        }
+    }
+}
+
+/// CPU cores for the worker and slowpath threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cores {
+    /// One pinned worker per core, at least one.
+    pub workers: Vec<usize>,
+    /// Core of the slowpath thread, unpinned if absent.
+    pub slowpath: Option<usize>,
+}
+
+/// The addresses the fast path answers for (ARP/ND, ICMP echo, SIP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    /// IPv4 addresses.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses.
+    pub ipv6: Vec<Ipv6Addr>,
+}
+
+/// Registration expiry bounds in seconds (RFC 3261 10.2.8, 10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// Shorter requested expiries are answered with 423 Interval Too Brief.
+    pub min_expires: u32,
+    /// Longer requested expiries are shortened to this.
+    pub max_expires: u32,
+    /// Used when the REGISTER carries no expiry.
+    pub default_expires: u32,
+}
+
+/// Size of the inbound SA table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaTableConfig {
+    /// Number of inbound SPIs (two per registration, four while one is refreshed).
+    pub capacity: usize,
+}
+
+/// Per-UE TCP/IP stack settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackConfig {
+    /// Receive buffer of each TCP socket, in bytes.
+    pub tcp_rx_buffer: usize,
+    /// Transmit buffer of each TCP socket, in bytes.
+    pub tcp_tx_buffer: usize,
+}
+
+/// One configuration error, located in the source text (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Line of the offending key or value.
+    pub line: usize,
+    /// Column (in characters) of the offending key or value.
+    pub column: usize,
+    /// What is wrong, starting with the key's dotted path.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Why a configuration file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file was read but is invalid.
+    #[error("{} error(s) in the configuration", .0.len())]
+    Invalid(Vec<ConfigError>),
+}
+
+const DEFAULT_REGISTRATION: Registration = Registration {
+    min_expires: 600,
+    max_expires: 7200,
+    default_expires: 3600,
+};
+const DEFAULT_SA_TABLE_CAPACITY: usize = 1 << 20;
+const DEFAULT_TCP_BUFFER: usize = 16384;
+const TCP_BUFFER_RANGE: Range<i64> = 1024..(4 << 20) + 1;
+/// Highest core id accepted (Linux's CPU_SETSIZE is 1024).
+const MAX_CORE: i64 = 1023;
+/// IFNAMSIZ - 1.
+const MAX_IFNAME: usize = 15;
+
+impl Default for Config {
+    /// The embedded in-memory demo configuration ([`DEFAULT_CONFIG`]).
+    fn default() -> Self {
+        // Not input: a constant whose validity `tests::default_config_is_valid` checks.
+        parse(DEFAULT_CONFIG).expect("the embedded default configuration is valid")
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`; a relative subscriber file is resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let src = std::fs::read_to_string(path)?;
+        let mut config = parse(&src).map_err(LoadError::Invalid)?;
+        if let (Some(file), Some(dir)) = (config.subscribers.as_mut(), path.parent()) {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// A one-paragraph human summary, printed by `akagate --check-config`.
+    pub fn summary(&self) -> String {
+        let join = |v: Vec<String>| v.join(", ");
+        let ports = join(
+            self.sip_ports
+                .iter()
+                .map(|p| {
+                    let transports: Vec<&str> = p.transports.iter().map(|t| t.token()).collect();
+                    let profile = self
+                        .ims_aka_profiles
+                        .get(p.ims_aka_profile)
+                        .map_or("?", |a| a.name.as_str());
+                    format!(
+                        "{} {} (anonymous: {}, profile \"{profile}\")",
+                        std::net::SocketAddr::new(p.address, p.port),
+                        transports.join("+"),
+                        p.allow_anonymous.token()
+                    )
+                })
+                .collect(),
+        );
+        let profiles = join(
+            self.ims_aka_profiles
+                .iter()
+                .map(|a| {
+                    let ealg: Vec<&str> = a.encr_algs.iter().map(|e| e.token()).collect();
+                    let alg: Vec<&str> = a.auth_algs.iter().map(|e| e.token()).collect();
+                    format!(
+                        "\"{}\" with port_pc {} and port_ps {}, ealg {}, alg {}, sec-agree {}",
+                        a.name,
+                        a.port_pc,
+                        a.port_ps,
+                        ealg.join(","),
+                        alg.join(","),
+                        if a.sec_agree_required {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    )
+                })
+                .collect(),
+        );
+        let backend = match &self.port.backend {
+            Backend::AfPacket { interface } => format!("af_packet on {interface}"),
+            Backend::Dpdk { eal_args } => format!("dpdk with EAL args [{}]", eal_args.join(" ")),
+            Backend::Memory => "memory".to_string(),
+        };
+        let workers: Vec<String> = self.cores.workers.iter().map(|c| c.to_string()).collect();
+        let slowpath = self
+            .cores
+            .slowpath
+            .map_or("unpinned".to_string(), |c| format!("on core {c}"));
+        let addresses: Vec<String> = self
+            .addresses
+            .ipv4
+            .iter()
+            .map(ToString::to_string)
+            .chain(self.addresses.ipv6.iter().map(ToString::to_string))
+            .collect();
+        let subscribers = self
+            .subscribers
+            .as_ref()
+            .map_or("no subscriber file".to_string(), |f| {
+                format!("subscribers from {}", f.display())
+            });
+        let r = self.registration;
+        format!(
+            "SIP on {ports}; IMS-AKA profile(s) {profiles}; backend {backend} with {} queue(s); \
+             workers on core(s) {}, slowpath {slowpath}; addresses {}; {subscribers}; \
+             registration expires {}..={} s (default {}); SA table of {} SPIs; \
+             TCP buffers {} rx / {} tx bytes.",
+            self.port.queues,
+            workers.join(","),
+            addresses.join(", "),
+            r.min_expires,
+            r.max_expires,
+            r.default_expires,
+            self.sa_table.capacity,
+            self.stack.tcp_rx_buffer,
+            self.stack.tcp_tx_buffer,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written, with spans.
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    sip_ports: S<Vec<RawSipPort>>,
+    ims_aka_profile: S<Vec<RawProfile>>,
+    port: RawPort,
+    cores: RawCores,
+    addresses: RawAddresses,
+    subscribers: Option<RawSubscribers>,
+    registration: Option<RawRegistration>,
+    sa_table: Option<RawSaTable>,
+    stack: Option<RawStack>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSipPort {
+    address: S<String>,
+    port: S<i64>,
+    transport_protocol: Option<S<Vec<S<String>>>>,
+    allow_anonymous: Option<S<String>>,
+    ims_aka_profile: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawProfile {
+    name: S<String>,
+    protected_client_port: S<i64>,
+    protected_server_port: S<i64>,
+    encr_alg_list: Option<S<Vec<S<String>>>>,
+    auth_alg_list: Option<S<Vec<S<String>>>>,
+    sec_agree_required: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPort {
+    backend: S<String>,
+    interface: Option<S<String>>,
+    queues: Option<S<i64>>,
+    eal_args: Option<S<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCores {
+    workers: S<Vec<S<i64>>>,
+    slowpath: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAddresses {
+    #[serde(default)]
+    ipv4: Vec<S<String>>,
+    #[serde(default)]
+    ipv6: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSubscribers {
+    file: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRegistration {
+    min_expires: Option<S<i64>>,
+    max_expires: Option<S<i64>>,
+    default_expires: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSaTable {
+    capacity: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStack {
+    tcp_rx_buffer: Option<S<i64>>,
+    tcp_tx_buffer: Option<S<i64>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// Parses and validates a configuration; on failure returns every error found, in file order.
+pub fn parse(src: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut v = Validator {
+        src,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(src) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            // toml's messages can span lines; keep one error per output line.
+            let message = e.message().trim_end().replace('\n', "; ");
+            v.error(&span, message);
+            return Err(v.errors);
+        }
+    };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        config.ok_or(v.errors)
+    } else {
+        v.errors.sort_by_key(|e| (e.line, e.column));
+        Err(v.errors)
+    }
+}
+
+struct Validator<'a> {
+    src: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    /// Records an error at the start of `span`.
+    fn error(&mut self, span: &Range<usize>, message: String) {
+        let (line, column) = line_column(self.src, span.start);
+        self.errors.push(ConfigError {
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let addresses = self.addresses(&raw.addresses);
+        let profiles = self.profiles(&raw.ims_aka_profile);
+        let sip_ports = self.sip_ports(&raw.sip_ports, &raw.ims_aka_profile, addresses.as_ref());
+        self.protected_ports_clash(&raw.sip_ports, &raw.ims_aka_profile);
+        let cores = self.cores(&raw.cores);
+        let port = self.port(&raw.port, cores.as_ref());
+        let subscribers = raw.subscribers.as_ref().and_then(|s| self.subscribers(s));
+        let registration = match &raw.registration {
+            Some(r) => self.registration(r),
+            None => Some(DEFAULT_REGISTRATION),
+        };
+        let sa_table = self.sa_table(raw.sa_table.as_ref());
+        let stack = self.stack(raw.stack.as_ref());
+        Some(Config {
+            sip_ports: sip_ports?,
+            ims_aka_profiles: profiles?,
+            port: port?,
+            cores: cores?,
+            addresses: addresses?,
+            subscribers: match raw.subscribers {
+                Some(_) => Some(subscribers?),
+                None => None,
+            },
+            registration: registration?,
+            sa_table: sa_table?,
+            stack: stack?,
+        })
+    }
+
+    /// An integer in `range`, or an error naming `key`.
+    fn int_in(&mut self, v: &S<i64>, key: &str, range: Range<i64>, what: &str) -> Option<i64> {
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            Some(n)
+        } else {
+            self.error(
+                &v.span(),
+                format!(
+                    "{key}: {n} is not {what} ({}..={})",
+                    range.start,
+                    range.end - 1
+                ),
+            );
+            None
+        }
+    }
+
+    fn port_number(&mut self, v: &S<i64>, key: &str) -> Option<u16> {
+        self.int_in(v, key, 1..65536, "a port number")
+            .and_then(|n| u16::try_from(n).ok())
+    }
+
+    /// A non-empty list of known tokens without repetitions.
+    fn token_list<T: PartialEq + Copy>(
+        &mut self,
+        list: &S<Vec<S<String>>>,
+        key: &str,
+        known: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        if list.get_ref().is_empty() {
+            self.error(&list.span(), format!("{key}: must not be empty"));
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in list.get_ref() {
+            match parse(item.get_ref()) {
+                Some(t) if out.contains(&t) => {
+                    self.error(
+                        &item.span(),
+                        format!("{key}: \"{}\" is listed twice", item.get_ref()),
+                    );
+                    ok = false;
+                }
+                Some(t) => out.push(t),
+                None => {
+                    self.error(
+                        &item.span(),
+                        format!(
+                            "{key}: unknown value \"{}\" (expected one of {known})",
+                            item.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn addresses(&mut self, raw: &RawAddresses) -> Option<Addresses> {
+        let mut ok = true;
+        let mut seen = HashSet::new();
+        let mut ipv4 = Vec::new();
+        let mut ipv6 = Vec::new();
+        for (family, list) in [("ipv4", &raw.ipv4), ("ipv6", &raw.ipv6)] {
+            for (i, a) in list.iter().enumerate() {
+                let key = format!("addresses.{family}[{i}]");
+                match a.get_ref().parse::<IpAddr>() {
+                    Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+                        self.error(
+                            &a.span(),
+                            format!("{key}: {ip} is not a unicast host address"),
+                        );
+                        ok = false;
+                    }
+                    Ok(ip) if !seen.insert(ip) => {
+                        self.error(&a.span(), format!("{key}: {ip} is listed twice"));
+                        ok = false;
+                    }
+                    Ok(IpAddr::V4(ip)) if family == "ipv4" => ipv4.push(ip),
+                    Ok(IpAddr::V6(ip)) if family == "ipv6" => ipv6.push(ip),
+                    Ok(ip) => {
+                        self.error(&a.span(), format!("{key}: {ip} is not an {family} address"));
+                        ok = false;
+                    }
+                    Err(_) => {
+                        self.error(
+                            &a.span(),
+                            format!("{key}: \"{}\" is not an IP address", a.get_ref()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if ok && ipv4.is_empty() && ipv6.is_empty() {
+            self.error(
+                &(0..0),
+                "addresses: at least one of addresses.ipv4 and addresses.ipv6 must be set"
+                    .to_string(),
+            );
+            ok = false;
+        }
+        ok.then_some(Addresses { ipv4, ipv6 })
+    }
+
+    fn profiles(&mut self, raw: &S<Vec<RawProfile>>) -> Option<Vec<ImsAkaProfile>> {
+        if raw.get_ref().is_empty() {
+            self.error(
+                &raw.span(),
+                "ims-aka-profile: at least one is required".into(),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (i, p) in raw.get_ref().iter().enumerate() {
+            let key = |k: &str| format!("ims-aka-profile[{i}].{k}");
+            let name = p.name.get_ref();
+            if name.is_empty() {
+                self.error(
+                    &p.name.span(),
+                    format!("{}: must not be empty", key("name")),
+                );
+                ok = false;
+            } else if !names.insert(name.as_str()) {
+                self.error(
+                    &p.name.span(),
+                    format!("{}: profile \"{name}\" is defined twice", key("name")),
+                );
+                ok = false;
+            }
+            let port_pc = self.port_number(&p.protected_client_port, &key("protected-client-port"));
+            let port_ps = self.port_number(&p.protected_server_port, &key("protected-server-port"));
+            if let (Some(pc), Some(ps)) = (port_pc, port_ps) {
+                // TS 33.203 7.1: port_pc and port_ps are two distinct ports.
+                if pc == ps {
+                    self.error(
+                        &p.protected_server_port.span(),
+                        format!(
+                            "{}: {ps} equals protected-client-port; port_pc and port_ps must differ",
+                            key("protected-server-port")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            let encr_algs = match &p.encr_alg_list {
+                Some(list) => self.token_list(
+                    list,
+                    &key("encr-alg-list"),
+                    "aes-cbc, des-ede3-cbc, aes-gcm, null",
+                    EncrAlg::from_token,
+                ),
+                None => Some(vec![EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::Null]),
+            };
+            let auth_algs = match &p.auth_alg_list {
+                Some(list) => self.token_list(
+                    list,
+                    &key("auth-alg-list"),
+                    "hmac-sha-1-96, hmac-md5-96, aes-gmac",
+                    AuthAlg::from_token,
+                ),
+                None => Some(vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]),
+            };
+            match (port_pc, port_ps, encr_algs, auth_algs) {
+                (Some(port_pc), Some(port_ps), Some(encr_algs), Some(auth_algs)) => {
+                    out.push(ImsAkaProfile {
+                        name: name.clone(),
+                        port_pc,
+                        port_ps,
+                        encr_algs,
+                        auth_algs,
+                        sec_agree_required: p.sec_agree_required.unwrap_or(true),
+                    })
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn sip_ports(
+        &mut self,
+        raw: &S<Vec<RawSipPort>>,
+        profiles: &S<Vec<RawProfile>>,
+        addresses: Option<&Addresses>,
+    ) -> Option<Vec<SipPort>> {
+        if raw.get_ref().is_empty() {
+            self.error(&raw.span(), "sip-ports: at least one is required".into());
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut seen = HashSet::new();
+        for (i, p) in raw.get_ref().iter().enumerate() {
+            let key = |k: &str| format!("sip-ports[{i}].{k}");
+            let address = match p.address.get_ref().parse::<IpAddr>() {
+                Ok(ip) => {
+                    let owned = addresses.map_or(true, |a| match ip {
+                        IpAddr::V4(v4) => a.ipv4.contains(&v4),
+                        IpAddr::V6(v6) => a.ipv6.contains(&v6),
+                    });
+                    if !owned {
+                        self.error(
+                            &p.address.span(),
+                            format!("{}: {ip} is not one of [addresses]", key("address")),
+                        );
+                    }
+                    owned.then_some(ip)
+                }
+                Err(_) => {
+                    self.error(
+                        &p.address.span(),
+                        format!(
+                            "{}: \"{}\" is not an IP address",
+                            key("address"),
+                            p.address.get_ref()
+                        ),
+                    );
+                    None
+                }
+            };
+            let port = self.port_number(&p.port, &key("port"));
+            if let (Some(a), Some(n)) = (address, port) {
+                if !seen.insert((a, n)) {
+                    self.error(
+                        &p.port.span(),
+                        format!("{}: {a} port {n} is listed twice", key("port")),
+                    );
+                    ok = false;
+                }
+            }
+            let transports = match &p.transport_protocol {
+                Some(list) => {
+                    self.token_list(list, &key("transport-protocol"), "udp, tcp", |s| match s {
+                        "udp" => Some(Transport::Udp),
+                        "tcp" => Some(Transport::Tcp),
+                        _ => None,
+                    })
+                }
+                None => Some(vec![Transport::Udp, Transport::Tcp]),
+            };
+            let allow_anonymous = match &p.allow_anonymous {
+                None => Some(AllowAnonymous::Registered),
+                Some(s) => match s.get_ref().as_str() {
+                    "registered" => Some(AllowAnonymous::Registered),
+                    "all" => Some(AllowAnonymous::All),
+                    other => {
+                        self.error(
+                            &s.span(),
+                            format!(
+                                "{}: unknown value \"{other}\" (expected \"registered\" or \"all\")",
+                                key("allow-anonymous")
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            let wanted = p.ims_aka_profile.get_ref();
+            let profile = profiles
+                .get_ref()
+                .iter()
+                .position(|q| q.name.get_ref() == wanted);
+            if profile.is_none() {
+                self.error(
+                    &p.ims_aka_profile.span(),
+                    format!(
+                        "{}: no [[ims-aka-profile]] is named \"{wanted}\"",
+                        key("ims-aka-profile")
+                    ),
+                );
+            }
+            match (address, port, transports, allow_anonymous, profile) {
+                (Some(address), Some(port), Some(transports), Some(allow_anonymous), Some(p)) => {
+                    out.push(SipPort {
+                        address,
+                        port,
+                        transports,
+                        allow_anonymous,
+                        ims_aka_profile: p,
+                    })
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Protected ports must not be any SIP port: the unprotected port and the SAs' ports are
+    /// told apart by port number alone.
+    fn protected_ports_clash(&mut self, sip: &S<Vec<RawSipPort>>, profiles: &S<Vec<RawProfile>>) {
+        for (i, p) in profiles.get_ref().iter().enumerate() {
+            for (k, v) in [
+                ("protected-client-port", &p.protected_client_port),
+                ("protected-server-port", &p.protected_server_port),
+            ] {
+                if let Some(j) = sip
+                    .get_ref()
+                    .iter()
+                    .position(|s| s.port.get_ref() == v.get_ref())
+                {
+                    self.error(
+                        &v.span(),
+                        format!(
+                            "ims-aka-profile[{i}].{k}: {} is also the SIP port sip-ports[{j}].port",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn core(&mut self, v: &S<i64>, key: &str) -> Option<usize> {
+        self.int_in(v, key, 0..MAX_CORE + 1, "a core id")
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    fn cores(&mut self, raw: &RawCores) -> Option<Cores> {
+        let mut ok = true;
+        if raw.workers.get_ref().is_empty() {
+            self.error(
+                &raw.workers.span(),
+                "cores.workers: at least one worker core is required".into(),
+            );
+            ok = false;
+        }
+        let mut workers = Vec::new();
+        for (i, w) in raw.workers.get_ref().iter().enumerate() {
+            let key = format!("cores.workers[{i}]");
+            match self.core(w, &key) {
+                Some(c) if workers.contains(&c) => {
+                    self.error(&w.span(), format!("{key}: core {c} is listed twice"));
+                    ok = false;
+                }
+                Some(c) => workers.push(c),
+                None => ok = false,
+            }
+        }
+        let slowpath = match &raw.slowpath {
+            Some(s) => match self.core(s, "cores.slowpath") {
+                Some(c) if workers.contains(&c) => {
+                    self.error(
+                        &s.span(),
+                        format!(
+                            "cores.slowpath: core {c} is also a worker core; workers busy-poll"
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+                Some(c) => Some(c),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        ok.then_some(Cores { workers, slowpath })
+    }
+
+    fn port(&mut self, raw: &RawPort, cores: Option<&Cores>) -> Option<PortConfig> {
+        let only = |this: &mut Self, span: Range<usize>, key: &str, backend: &str| {
+            this.error(
+                &span,
+                format!("port.{key}: only used with backend = \"{backend}\""),
+            );
+        };
+        let backend = match raw.backend.get_ref().as_str() {
+            "af_packet" => {
+                if let Some(e) = &raw.eal_args {
+                    only(self, e.span(), "eal-args", "dpdk");
+                }
+                match &raw.interface {
+                    None => {
+                        self.error(
+                            &raw.backend.span(),
+                            "port.interface: required with backend = \"af_packet\"".into(),
+                        );
+                        None
+                    }
+                    Some(i) => {
+                        let name = i.get_ref();
+                        let bad = name.is_empty()
+                            || name.len() > MAX_IFNAME
+                            || name.contains(['/', ':'])
+                            || name.chars().any(|c| c.is_whitespace() || c.is_control());
+                        if bad {
+                            self.error(
+                                &i.span(),
+                                format!(
+                                    "port.interface: \"{name}\" is not a Linux interface name \
+                                     (1..={MAX_IFNAME} characters, no '/', ':' or whitespace)"
+                                ),
+                            );
+                            None
+                        } else {
+                            Some(Backend::AfPacket {
+                                interface: name.clone(),
+                            })
+                        }
+                    }
+                }
+            }
+            "dpdk" => {
+                if let Some(i) = &raw.interface {
+                    only(self, i.span(), "interface", "af_packet");
+                }
+                match &raw.eal_args {
+                    None => {
+                        self.error(
+                            &raw.backend.span(),
+                            "port.eal-args: required with backend = \"dpdk\"".into(),
+                        );
+                        None
+                    }
+                    Some(a) => Some(Backend::Dpdk {
+                        eal_args: a.get_ref().clone(),
+                    }),
+                }
+            }
+            "memory" => {
+                if let Some(i) = &raw.interface {
+                    only(self, i.span(), "interface", "af_packet");
+                }
+                if let Some(e) = &raw.eal_args {
+                    only(self, e.span(), "eal-args", "dpdk");
+                }
+                Some(Backend::Memory)
+            }
+            other => {
+                self.error(
+                    &raw.backend.span(),
+                    format!(
+                        "port.backend: unknown value \"{other}\" \
+                         (expected \"af_packet\", \"dpdk\" or \"memory\")"
+                    ),
+                );
+                None
+            }
+        };
+        let workers = cores.map(|c| c.workers.len());
+        let queues = match &raw.queues {
+            None => workers.and_then(|w| u16::try_from(w).ok()),
+            Some(q) => {
+                let n = self
+                    .int_in(q, "port.queues", 1..1025, "a queue count")
+                    .and_then(|n| u16::try_from(n).ok());
+                match (n, workers) {
+                    (Some(n), Some(w)) if usize::from(n) != w => {
+                        self.error(
+                            &q.span(),
+                            format!(
+                                "port.queues: {n} queues for {w} worker(s); each worker owns \
+                                 exactly one queue"
+                            ),
+                        );
+                        None
+                    }
+                    (n, _) => n,
+                }
+            }
+        };
+        Some(PortConfig {
+            backend: backend?,
+            queues: queues?,
+        })
+    }
+
+    fn subscribers(&mut self, raw: &RawSubscribers) -> Option<PathBuf> {
+        if raw.file.get_ref().is_empty() {
+            self.error(
+                &raw.file.span(),
+                "subscribers.file: must not be empty".into(),
+            );
+            return None;
+        }
+        Some(PathBuf::from(raw.file.get_ref()))
+    }
+
+    fn registration(&mut self, raw: &RawRegistration) -> Option<Registration> {
+        let range = 1..i64::from(u32::MAX) + 1;
+        let get = |this: &mut Self, v: &Option<S<i64>>, key: &str, default: u32| match v {
+            None => Some(default),
+            Some(v) => this
+                .int_in(v, key, range.clone(), "an expiry in seconds")
+                .and_then(|n| u32::try_from(n).ok()),
+        };
+        let d = DEFAULT_REGISTRATION;
+        let min = get(
+            self,
+            &raw.min_expires,
+            "registration.min-expires",
+            d.min_expires,
+        );
+        let max = get(
+            self,
+            &raw.max_expires,
+            "registration.max-expires",
+            d.max_expires,
+        );
+        let default = get(
+            self,
+            &raw.default_expires,
+            "registration.default-expires",
+            d.default_expires,
+        );
+        let (min, max, default) = (min?, max?, default?);
+        // Point at the key that breaks the order, or at the table if neither is written.
+        let span_of = |v: &Option<S<i64>>| v.as_ref().map(|v| v.span());
+        if min > max {
+            let span = span_of(&raw.max_expires)
+                .or(span_of(&raw.min_expires))
+                .unwrap_or(0..0);
+            self.error(
+                &span,
+                format!("registration.max-expires: {max} is below min-expires {min}"),
+            );
+            return None;
+        }
+        if !(min..=max).contains(&default) {
+            let span = span_of(&raw.default_expires)
+                .or(span_of(&raw.min_expires))
+                .or(span_of(&raw.max_expires))
+                .unwrap_or(0..0);
+            self.error(
+                &span,
+                format!(
+                    "registration.default-expires: {default} is outside min-expires..=max-expires \
+                     ({min}..={max})"
+                ),
+            );
+            return None;
+        }
+        Some(Registration {
+            min_expires: min,
+            max_expires: max,
+            default_expires: default,
+        })
+    }
+
+    fn sa_table(&mut self, raw: Option<&RawSaTable>) -> Option<SaTableConfig> {
+        match raw.and_then(|r| r.capacity.as_ref()) {
+            None => Some(SaTableConfig {
+                capacity: DEFAULT_SA_TABLE_CAPACITY,
+            }),
+            Some(c) => {
+                let max = i64::try_from(MAX_CAPACITY).unwrap_or(i64::MAX);
+                // Two inbound SPIs per registration (spi_pc, spi_ps; TS 33.203 7.1).
+                self.int_in(c, "sa-table.capacity", 2..max + 1, "a capacity")
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map(|capacity| SaTableConfig { capacity })
+            }
+        }
+    }
+
+    fn stack(&mut self, raw: Option<&RawStack>) -> Option<StackConfig> {
+        let mut buffer = |v: Option<&S<i64>>, key: &str| match v {
+            None => Some(DEFAULT_TCP_BUFFER),
+            Some(v) => self
+                .int_in(v, key, TCP_BUFFER_RANGE, "a buffer size in bytes")
+                .and_then(|n| usize::try_from(n).ok()),
+        };
+        let rx = buffer(
+            raw.and_then(|r| r.tcp_rx_buffer.as_ref()),
+            "stack.tcp-rx-buffer",
+        );
+        let tx = buffer(
+            raw.and_then(|r| r.tcp_tx_buffer.as_ref()),
+            "stack.tcp-tx-buffer",
+        );
+        Some(StackConfig {
+            tcp_rx_buffer: rx?,
+            tcp_tx_buffer: tx?,
+        })
+    }
+}
+
+/// 1-based line and character column of byte `offset` in `src`.
+fn line_column(src: &str, offset: usize) -> (usize, usize) {
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.port.backend, Backend::Memory);
+        assert_eq!(c.addresses.ipv4, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+        assert_eq!(
+            c.addresses.ipv6,
+            vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(c.sip_ports.len(), 2);
+        assert!(c.sip_ports.iter().all(|p| p.port == 5060));
+        let p = &c.ims_aka_profiles[0];
+        assert_eq!((p.port_pc, p.port_ps), (5062, 5064));
+        assert_eq!(
+            p.encr_algs,
+            vec![EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::Null]
+        );
+        assert_eq!(p.auth_algs, vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]);
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        let src = "a\nbé = 1\n";
+        assert_eq!(line_column(src, 0), (1, 1));
+        assert_eq!(line_column(src, 2), (2, 1));
+        assert_eq!(line_column(src, 6), (2, 4)); // after "bé " (é is two bytes)
+        assert_eq!(line_column(src, 1000), (3, 1));
+    }
+
+    #[test]
+    fn optional_sections_take_defaults() {
+        let src = r#"
+[[sip-ports]]
+address = "10.0.0.1"
+port = 5060
+ims-aka-profile = "p"
+[[ims-aka-profile]]
+name = "p"
+protected-client-port = 5062
+protected-server-port = 5064
+[port]
+backend = "memory"
+[cores]
+workers = [2, 3]
+[addresses]
+ipv4 = ["10.0.0.1"]
+"#;
+        let c = parse(src).unwrap();
+        assert_eq!(c.port.queues, 2);
+        assert_eq!(c.registration, DEFAULT_REGISTRATION);
+        assert_eq!(c.sa_table.capacity, 1 << 20);
+        assert_eq!(c.stack.tcp_rx_buffer, 16384);
+        assert_eq!(c.subscribers, None);
+        assert_eq!(c.cores.slowpath, None);
+        assert_eq!(
+            c.sip_ports[0].transports,
+            vec![Transport::Udp, Transport::Tcp]
+        );
+        assert_eq!(c.sip_ports[0].allow_anonymous, AllowAnonymous::Registered);
+        assert!(c.ims_aka_profiles[0].sec_agree_required);
+    }
+}
