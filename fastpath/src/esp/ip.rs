@@ -39,16 +39,27 @@ pub struct IpLayout {
     pub len: usize,
 }
 
-/// Finds the ESP insertion (outbound) or ESP header (inbound) position of `pkt`.
-///
-/// IPv6: ESP follows hop-by-hop, routing and destination-options headers (RFC 4303 3.1.1);
-/// a fragment header is refused, because ESP is applied before fragmentation and removed
-/// after reassembly (RFC 4303 3.3.4, 3.4.1).
+/// Finds the ESP header of an inbound packet: it follows the IPv4 header, or the IPv6 header
+/// and any hop-by-hop, routing and destination-options headers (RFC 4303 3.1.1). A fragment
+/// header is refused: fragments are reassembled before ESP is removed (RFC 4303 3.4.1).
 pub fn layout(pkt: &[u8]) -> Result<IpLayout, EspError> {
+    layout_dir(pkt, false)
+}
+
+/// Finds where ESP goes in an outbound packet. IPv6: after hop-by-hop, routing and the
+/// destination options that precede a routing header; destination options that follow a
+/// routing header are for the final destination and go inside ESP (RFC 4303 3.1.1 allows
+/// either; this is the placement of Linux and scapy). Fragments are refused: ESP is applied
+/// before fragmentation (RFC 4303 3.3.4).
+pub fn layout_outbound(pkt: &[u8]) -> Result<IpLayout, EspError> {
+    layout_dir(pkt, true)
+}
+
+fn layout_dir(pkt: &[u8], outbound: bool) -> Result<IpLayout, EspError> {
     let first = *pkt.first().ok_or(EspError::Truncated)?;
     match first >> 4 {
         4 => layout_v4(pkt),
-        6 => layout_v6(pkt),
+        6 => layout_v6(pkt, outbound),
         _ => Err(EspError::BadIpHeader),
     }
 }
@@ -85,7 +96,7 @@ fn layout_v4(pkt: &[u8]) -> Result<IpLayout, EspError> {
     })
 }
 
-fn layout_v6(pkt: &[u8]) -> Result<IpLayout, EspError> {
+fn layout_v6(pkt: &[u8], outbound: bool) -> Result<IpLayout, EspError> {
     if pkt.len() < 40 {
         return Err(EspError::Truncated);
     }
@@ -100,10 +111,13 @@ fn layout_v6(pkt: &[u8]) -> Result<IpLayout, EspError> {
     }
     let mut nh_at = 6;
     let mut off = 40;
+    let mut seen_routing = false;
     loop {
         let nh = pkt[nh_at];
+        let final_dstopts = outbound && nh == IPV6_DSTOPTS && seen_routing;
         match nh {
-            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS if !final_dstopts => {
+                seen_routing |= nh == IPV6_ROUTING;
                 if nh == IPV6_HOPOPTS && nh_at != 6 {
                     // Hop-by-hop is only allowed right after the base header (RFC 8200 4.1).
                     return Err(EspError::BadIpHeader);
@@ -206,6 +220,27 @@ mod tests {
         assert_eq!(layout(&p), Err(EspError::Fragment));
         p[48] = IPV6_HOPOPTS;
         assert_eq!(layout(&p), Err(EspError::BadIpHeader));
+    }
+
+    #[test]
+    fn v6_final_dstopts_stay_inside_esp_outbound() {
+        // IPv6 | routing | dest-opts | UDP
+        let mut p = vec![0u8; 40 + 8 + 8 + 8];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&24u16.to_be_bytes());
+        p[6] = IPV6_ROUTING;
+        p[40] = IPV6_DSTOPTS;
+        p[48] = 17;
+        let out = layout_outbound(&p).unwrap();
+        assert_eq!(
+            (out.esp_offset, out.next_header_at, out.next_header),
+            (48, 40, IPV6_DSTOPTS)
+        );
+        let inb = layout(&p).unwrap();
+        assert_eq!(
+            (inb.esp_offset, inb.next_header_at, inb.next_header),
+            (56, 48, 17)
+        );
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl OutboundSa {
     ) -> Result<(Range<usize>, usize), EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let lay = ip::layout(ip_pkt)?;
+        let lay = ip::layout_outbound(ip_pkt)?;
         let hdr_len = lay.esp_offset;
         let payload_len = lay.len - hdr_len;
         let pad_len = (g.align - (payload_len + 2) % g.align) % g.align;
