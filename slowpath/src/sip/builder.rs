@@ -1,0 +1,202 @@
+//! Building SIP messages: a compact request/response builder that always writes a correct
+//! Content-Length, responses derived from a request (RFC 3261 8.2.6) and the ACK for a
+//! non-2xx final response (RFC 3261 17.1.1.3).
+
+use super::error::ParseError;
+use super::header_name::HeaderKind;
+use super::message::Message;
+
+/// Accumulates a start line, headers and a body; [`MessageBuilder::build`] appends
+/// Content-Length. CR and LF inside names or values are replaced by spaces so a value can
+/// never inject a header line.
+#[derive(Debug, Clone)]
+pub struct MessageBuilder {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn push_clean(out: &mut Vec<u8>, s: &str) {
+    out.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+}
+
+impl MessageBuilder {
+    /// Starts a request `method request_uri SIP/2.0`.
+    pub fn request(method: &str, request_uri: &str) -> Self {
+        let mut head = Vec::with_capacity(512);
+        push_clean(&mut head, method);
+        head.push(b' ');
+        push_clean(&mut head, request_uri);
+        head.extend_from_slice(b" SIP/2.0\r\n");
+        MessageBuilder {
+            head,
+            body: Vec::new(),
+        }
+    }
+
+    /// Starts a response `SIP/2.0 code reason`.
+    pub fn response(code: u16, reason: &str) -> Self {
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(format!("SIP/2.0 {code} ").as_bytes());
+        push_clean(&mut head, reason);
+        head.extend_from_slice(b"\r\n");
+        MessageBuilder {
+            head,
+            body: Vec::new(),
+        }
+    }
+
+    /// Appends a header line; a Content-Length given here is ignored (it is computed).
+    pub fn push_header(&mut self, name: &str, value: &str) {
+        if HeaderKind::from_name(name) == HeaderKind::ContentLength {
+            return;
+        }
+        push_clean(&mut self.head, name);
+        self.head.extend_from_slice(b": ");
+        push_clean(&mut self.head, value);
+        self.head.extend_from_slice(b"\r\n");
+    }
+
+    /// Appends a header line (builder style).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.push_header(name, value);
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &str, body: &[u8]) -> Self {
+        self.push_header("Content-Type", content_type);
+        self.body = body.to_vec();
+        self
+    }
+
+    /// Serialises the message with `Content-Length` set to the body length.
+    pub fn build(mut self) -> Vec<u8> {
+        self.head
+            .extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        self.head.extend_from_slice(&self.body);
+        self.head
+    }
+}
+
+/// A response to `request` per RFC 3261 8.2.6.2: Via headers in order, From, To (adding
+/// `to_tag` unless the To already has a tag or the code is 100), Call-ID and CSeq; a 100 also
+/// copies Timestamp (8.2.6.1). Fails if one of those headers is missing or malformed.
+pub fn response_to(
+    request: &Message<'_>,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> Result<MessageBuilder, ParseError> {
+    let to = request.to_header()?;
+    let from = request.required(HeaderKind::From)?;
+    let call_id = request.call_id()?;
+    let cseq = request.required(HeaderKind::CSeq)?;
+    request.top_via()?;
+    let mut b = MessageBuilder::response(code, reason);
+    for via in request.header_values(HeaderKind::Via) {
+        b.push_header("Via", via);
+    }
+    b.push_header("From", from);
+    let to_raw = request.required(HeaderKind::To)?;
+    match to_tag {
+        Some(tag) if code > 100 && to.tag().is_none() => {
+            b.push_header("To", &format!("{to_raw};tag={tag}"));
+        }
+        _ => b.push_header("To", to_raw),
+    }
+    b.push_header("Call-ID", call_id);
+    b.push_header("CSeq", cseq);
+    if code == 100 {
+        if let Some(ts) = request.header(HeaderKind::Timestamp) {
+            b.push_header("Timestamp", ts);
+        }
+    }
+    Ok(b)
+}
+
+/// The ACK a client INVITE transaction sends for a 300-699 response (RFC 3261 17.1.1.3):
+/// Request-URI, top Via, From, Call-ID and Route of the INVITE, To of the response and
+/// CSeq with the INVITE's number and method ACK.
+pub fn ack_for_non2xx(invite: &Message<'_>, response: &Message<'_>) -> Result<Vec<u8>, ParseError> {
+    let ruri = invite.request_uri().ok_or(ParseError::BadRequestLine)?;
+    let top_via = invite
+        .list_values(HeaderKind::Via)
+        .next()
+        .ok_or(ParseError::MissingHeader("Via"))??;
+    let cseq = invite.cseq()?;
+    let mut b = MessageBuilder::request("ACK", ruri)
+        .header("Via", top_via)
+        .header("Max-Forwards", "70")
+        .header("From", invite.required(HeaderKind::From)?)
+        .header("To", response.required(HeaderKind::To)?)
+        .header("Call-ID", invite.call_id()?)
+        .header("CSeq", &format!("{} ACK", cseq.seq));
+    for route in invite.header_values(HeaderKind::Route) {
+        b.push_header("Route", route);
+    }
+    Ok(b.build())
+}
+
+/// The default reason phrase of a status code (RFC 3261 21, RFC 3329, RFC 5626).
+pub fn default_reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_with_content_length() {
+        let m = MessageBuilder::request("MESSAGE", "sip:b@example.com")
+            .header("Via", "SIP/2.0/TCP a.example.com;branch=z9hG4bK1")
+            .header("Content-Length", "999")
+            .header("X-Evil", "a\r\nInjected: yes")
+            .body("text/plain", b"hello")
+            .build();
+        assert_eq!(
+            m,
+            b"MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/TCP a.example.com;branch=z9hG4bK1\r\nX-Evil: a  Injected: yes\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+        );
+    }
+}

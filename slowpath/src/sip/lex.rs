@@ -1,0 +1,173 @@
+//! Lexical helpers shared by the SIP parsers: LWS, tokens, quoted strings and comma lists
+//! (RFC 3261 25.1). Header values keep folded line breaks, so CR and LF count as whitespace here.
+
+use std::borrow::Cow;
+
+use super::error::ParseError;
+
+/// True for SP, HTAB and the CR/LF of a folded line (RFC 3261 25.1 LWS).
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without leading and trailing linear white space.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+}
+
+/// `s` without leading linear white space.
+pub(crate) fn trim_lws_start(s: &str) -> &str {
+    s.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+}
+
+/// True for a `token` character (RFC 3261 25.1).
+pub(crate) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// True if `s` is a non-empty `token`.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_char)
+}
+
+/// Given `s[start] == b'"'`, the index just past the closing quote (backslash escapes honoured).
+pub(crate) fn quoted_end(s: &[u8], start: usize) -> Result<usize, ParseError> {
+    let mut i = start + 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(ParseError::UnterminatedQuote)
+}
+
+/// The content of a quoted string (`"..."`, quotes included in `s`) with escapes resolved;
+/// `s` without quotes is returned unchanged.
+pub fn unquote(s: &str) -> Cow<'_, str> {
+    let inner = match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => return Cow::Borrowed(s),
+    };
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Iterator over the comma-separated elements of a header value, trimmed of LWS, that does not
+/// split inside quoted strings or `<...>` (RFC 3261 7.3.1). Empty elements are yielded as `""`.
+#[derive(Debug, Clone)]
+pub struct ListIter<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> ListIter<'a> {
+    /// Splits `value`.
+    pub fn new(value: &'a str) -> Self {
+        ListIter { rest: Some(value) }
+    }
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = Result<&'a str, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest?;
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut in_angle = false;
+        while i < b.len() {
+            match b[i] {
+                b'"' if !in_angle => match quoted_end(b, i) {
+                    Ok(end) => {
+                        i = end;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.rest = None;
+                        return Some(Err(e));
+                    }
+                },
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b',' if !in_angle => {
+                    self.rest = Some(&s[i + 1..]);
+                    return Some(Ok(trim_lws(&s[..i])));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.rest = None;
+        Some(Ok(trim_lws(s)))
+    }
+}
+
+/// Parses a decimal number of at most `max`; `None` on an empty, non-digit or too large value.
+pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_respects_quotes_and_angles() {
+        let v = r#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z>,"#;
+        let parts: Vec<_> = ListIter::new(v).map(|r| r.unwrap()).collect();
+        assert_eq!(parts, vec![r#""a, b" <sip:x@y;p=1,2>;q=1"#, "<sip:z>", ""]);
+    }
+
+    #[test]
+    fn escaped_quote_does_not_close() {
+        let parts: Vec<_> = ListIter::new(r#""x \", y", z"#)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(parts, vec![r#""x \", y""#, "z"]);
+        assert_eq!(unquote(r#""J Rosenberg \\\"""#), "J Rosenberg \\\"");
+    }
+
+    #[test]
+    fn unterminated_quote_is_an_error() {
+        assert_eq!(
+            ListIter::new("\"abc").next(),
+            Some(Err(ParseError::UnterminatedQuote))
+        );
+    }
+
+    #[test]
+    fn decimal_bounds() {
+        assert_eq!(parse_decimal("0068", 255), Some(68));
+        assert_eq!(parse_decimal("256", 255), None);
+        assert_eq!(parse_decimal("-1", 255), None);
+        assert_eq!(parse_decimal("99999999999999999999999", u64::MAX), None);
+    }
+}

@@ -1,0 +1,455 @@
+//! Zero-copy SIP message (RFC 3261 7): start line, header index and body borrowed from the input.
+//! The header index lives inline for up to [`INLINE_HEADERS`] headers, so the common path does
+//! not allocate.
+
+use super::error::ParseError;
+use super::header_name::HeaderKind;
+use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
+
+/// Headers kept without allocation; longer messages spill into a `Vec`.
+pub const INLINE_HEADERS: usize = 32;
+/// Upper bound on the number of header lines of one message.
+pub const MAX_HEADERS: usize = 256;
+
+/// The first line of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    /// `Method SP Request-URI SP SIP/2.0`
+    Request {
+        /// The method token (case-sensitive, RFC 3261 7.1).
+        method: &'a str,
+        /// The Request-URI text, checked by [`Message::validate`].
+        uri: &'a str,
+    },
+    /// `SIP/2.0 SP Status-Code SP Reason-Phrase`
+    Response {
+        /// Status code, 100..=699.
+        code: u16,
+        /// Reason phrase (may be empty, RFC 4475 3.1.1.13).
+        reason: &'a str,
+    },
+}
+
+/// One header line: name as written, value with surrounding LWS removed (folds kept inside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header<'a> {
+    /// Name as written (may be the compact form).
+    pub name: &'a str,
+    /// Value, trimmed; a folded value still contains its CRLF + white space.
+    pub value: &'a str,
+    /// The resolved header kind.
+    pub kind: HeaderKind,
+}
+
+#[derive(Debug, Clone)]
+struct HeaderList<'a> {
+    inline: [Header<'a>; INLINE_HEADERS],
+    len: usize,
+    spill: Vec<Header<'a>>,
+}
+
+impl<'a> HeaderList<'a> {
+    fn new() -> Self {
+        HeaderList {
+            inline: [Header::default(); INLINE_HEADERS],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, h: Header<'a>) -> Result<(), ParseError> {
+        if self.len >= MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders);
+        }
+        if self.len < INLINE_HEADERS {
+            self.inline[self.len] = h;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(h);
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[Header<'a>] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+/// A parsed SIP request or response borrowing its bytes.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    raw: &'a [u8],
+    start: StartLine<'a>,
+    headers: HeaderList<'a>,
+    body: &'a [u8],
+    content_length: Option<usize>,
+}
+
+/// Iterator over the header lines of a header section (folded continuation lines joined),
+/// excluding the start line; shared with the stream framer.
+pub(crate) struct HeaderLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> HeaderLines<'a> {
+    /// `section` starts after the start line's CRLF and ends before the empty line.
+    pub(crate) fn new(section: &'a [u8]) -> Self {
+        HeaderLines { rest: section }
+    }
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let b = self.rest;
+        let mut i = 0;
+        loop {
+            match find_crlf(b, i) {
+                Some(p) if matches!(b.get(p + 2), Some(b' ' | b'\t')) => i = p + 2,
+                Some(p) => {
+                    self.rest = &b[p + 2..];
+                    return Some(&b[..p]);
+                }
+                None => {
+                    self.rest = &[];
+                    return Some(b);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
+    let tail = b.get(from..)?;
+    tail.windows(2).position(|w| w == b"\r\n").map(|p| p + from)
+}
+
+/// Index of the CRLFCRLF that ends the header section.
+pub(crate) fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Splits a header line into (name, value); rejects lines without a colon or with a bad name,
+/// and CR/LF that are not part of a fold (RFC 3261 7.3.1).
+pub(crate) fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ParseError::BadHeaderLine)?;
+    let mut name = &line[..colon];
+    while let [rest @ .., b' ' | b'\t'] = name {
+        name = rest;
+    }
+    if name.is_empty() || !name.iter().all(|&b| super::lex::is_token_char(b)) {
+        return Err(ParseError::BadHeaderLine);
+    }
+    let value = &line[colon + 1..];
+    for (i, &b) in value.iter().enumerate() {
+        let ok = match b {
+            b'\r' => value.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t')),
+            _ => true,
+        };
+        if !ok {
+            return Err(ParseError::BadHeaderLine);
+        }
+    }
+    Ok((name, value))
+}
+
+/// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT).
+pub(crate) fn parse_content_length(value: &str) -> Result<usize, ParseError> {
+    parse_decimal(trim_lws(value), u32::MAX.into())
+        .map(|v| v as usize)
+        .ok_or(ParseError::BadContentLength)
+}
+
+fn parse_version(v: &str) -> Result<(), ParseError> {
+    let rest = v.strip_prefix("SIP/").ok_or(ParseError::BadRequestLine)?;
+    let (major, minor) = rest.split_once('.').ok_or(ParseError::BadRequestLine)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return Err(ParseError::BadRequestLine);
+    }
+    if major != "2" || minor != "0" {
+        return Err(ParseError::UnsupportedVersion);
+    }
+    Ok(())
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        let sp = rest.find(' ').ok_or(ParseError::BadStatusLine)?;
+        parse_version(&line[..4 + sp]).map_err(|e| match e {
+            ParseError::BadRequestLine => ParseError::BadStatusLine,
+            e => e,
+        })?;
+        let rest = &rest[sp + 1..];
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 {
+            return Err(ParseError::BadStatusCode);
+        }
+        let code = parse_decimal(code, 699)
+            .filter(|&c| c >= 100)
+            .ok_or(ParseError::BadStatusCode)? as u16;
+        if reason.bytes().any(|b| b < 0x20 && b != b'\t') {
+            return Err(ParseError::BadStatusLine);
+        }
+        return Ok(StartLine::Response { code, reason });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::BadRequestLine);
+    };
+    if !is_token(method) {
+        return Err(ParseError::BadMethod);
+    }
+    if uri.is_empty() || uri.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+        return Err(ParseError::BadRequestLine);
+    }
+    parse_version(version)?;
+    Ok(StartLine::Request { method, uri })
+}
+
+impl<'a> Message<'a> {
+    /// Parses one message. Content-Length, when present, bounds the body; extra bytes after it
+    /// are ignored and fewer bytes are an error (RFC 3261 18.3). Without Content-Length the body
+    /// is the rest of the input (datagram). Semantic checks are in [`Message::validate`].
+    pub fn parse(raw: &'a [u8]) -> Result<Message<'a>, ParseError> {
+        let head_end = find_head_end(raw).ok_or(ParseError::Truncated)?;
+        let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let (start_line, section) = match head.find("\r\n") {
+            Some(p) => (&head[..p], &head[p + 2..]),
+            None => (head, ""),
+        };
+        if section.starts_with([' ', '\t']) {
+            return Err(ParseError::BadHeaderLine);
+        }
+        let start = parse_start_line(start_line)?;
+        let mut headers = HeaderList::new();
+        let mut content_length = None;
+        for line in HeaderLines::new(section.as_bytes()) {
+            let (name, value) = split_header_line(line)?;
+            // Both slices are sub-slices of `section` at ASCII boundaries, so they are UTF-8.
+            let name = std::str::from_utf8(name).map_err(|_| ParseError::NotUtf8)?;
+            let value = trim_lws(std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8)?);
+            let kind = HeaderKind::from_name(name);
+            if kind == HeaderKind::ContentLength {
+                if content_length.is_some() {
+                    return Err(ParseError::MultipleContentLength);
+                }
+                content_length = Some(parse_content_length(value)?);
+            }
+            headers.push(Header { name, value, kind })?;
+        }
+        let rest = &raw[head_end + 4..];
+        let body = match content_length {
+            Some(n) => rest.get(..n).ok_or(ParseError::BodyTooShort)?,
+            None => rest,
+        };
+        Ok(Message {
+            raw,
+            start,
+            headers,
+            body,
+            content_length,
+        })
+    }
+
+    /// The input this message was parsed from (including any ignored trailing bytes).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The start line.
+    pub fn start_line(&self) -> StartLine<'a> {
+        self.start
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The request method, for requests.
+    pub fn method(&self) -> Option<&'a str> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI text, for requests.
+    pub fn request_uri(&self) -> Option<&'a str> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, for responses.
+    pub fn status_code(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase, for responses.
+    pub fn reason(&self) -> Option<&'a str> {
+        match self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// All header lines in order.
+    pub fn headers(&self) -> &[Header<'a>] {
+        self.headers.as_slice()
+    }
+
+    /// The body (bounded by Content-Length when present).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The Content-Length value, if the header is present.
+    pub fn content_length(&self) -> Option<usize> {
+        self.content_length
+    }
+
+    /// Values of every header line of `kind`, in order.
+    pub fn header_values(&self, kind: HeaderKind) -> impl Iterator<Item = &'a str> + '_ {
+        self.headers()
+            .iter()
+            .filter(move |h| h.kind == kind)
+            .map(|h| h.value)
+    }
+
+    /// The first value of `kind`.
+    pub fn header(&self, kind: HeaderKind) -> Option<&'a str> {
+        self.header_values(kind).next()
+    }
+
+    /// Values of every header line called `name` (full or compact form, any case).
+    pub fn header_values_by_name<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'a str> + 's {
+        let kind = HeaderKind::from_name(name);
+        self.headers()
+            .iter()
+            .filter(move |h| {
+                h.kind == kind && (kind != HeaderKind::Other || h.name.eq_ignore_ascii_case(name))
+            })
+            .map(|h| h.value)
+    }
+
+    /// The first value of the header called `name`.
+    pub fn header_by_name(&self, name: &str) -> Option<&'a str> {
+        self.header_values_by_name(name).next()
+    }
+
+    /// Comma-separated elements over all lines of a list header of `kind` (RFC 3261 7.3.1).
+    pub fn list_values(
+        &self,
+        kind: HeaderKind,
+    ) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        self.header_values(kind).flat_map(ListIter::new)
+    }
+
+    /// The single value of a header that must appear at most once; `Ok(None)` if absent.
+    pub fn single(&self, kind: HeaderKind) -> Result<Option<&'a str>, ParseError> {
+        let mut it = self.header_values(kind);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(ParseError::MultipleHeaders(kind.label()));
+        }
+        Ok(first)
+    }
+
+    /// Like [`Message::single`] but the header is mandatory.
+    pub fn required(&self, kind: HeaderKind) -> Result<&'a str, ParseError> {
+        self.single(kind)?
+            .ok_or(ParseError::MissingHeader(kind.label()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nX-Long: a\r\n  b\r\nl: 3\r\n\r\nabcdef";
+
+    #[test]
+    fn parses_headers_and_body() {
+        let m = Message::parse(REQ).unwrap();
+        assert_eq!(m.method(), Some("OPTIONS"));
+        assert_eq!(m.request_uri(), Some("sip:a@b"));
+        assert_eq!(m.headers().len(), 3);
+        assert_eq!(m.header_by_name("x-long"), Some("a\r\n  b"));
+        assert_eq!(m.body(), b"abc");
+        assert_eq!(m.content_length(), Some(3));
+    }
+
+    #[test]
+    fn spills_past_inline_capacity() {
+        let mut s = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+        for i in 0..40 {
+            s.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        s.push_str("\r\n");
+        let m = Message::parse(s.as_bytes()).unwrap();
+        assert_eq!(m.headers().len(), 40);
+        assert_eq!(m.header_by_name("X-H39"), Some("39"));
+        assert_eq!(m.header_by_name("X-H0"), Some("0"));
+    }
+
+    #[test]
+    fn rejects_bare_lf_and_missing_colon() {
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nX: a\nb\r\n\r\n").unwrap_err(),
+            ParseError::BadHeaderLine
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n").unwrap_err(),
+            ParseError::BadHeaderLine
+        );
+    }
+
+    #[test]
+    fn start_lines() {
+        assert_eq!(
+            Message::parse(b"SIP/2.0 100 \r\n\r\n").unwrap().start_line(),
+            StartLine::Response {
+                code: 100,
+                reason: ""
+            }
+        );
+        assert_eq!(
+            Message::parse(b"SIP/2.0 4294967301 x\r\n\r\n").unwrap_err(),
+            ParseError::BadStatusCode
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a SIP/7.0\r\n\r\n").unwrap_err(),
+            ParseError::UnsupportedVersion
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS  sip:a SIP/2.0\r\n\r\n").unwrap_err(),
+            ParseError::BadRequestLine
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Typed accessors on [`Message`] for the headers a P-CSCF reads: Via, From, To, Call-ID,
+//! CSeq, Contact, the route sets, Max-Forwards, Expires and option tags (RFC 3261 20).
+
+use super::error::ParseError;
+use super::header_name::HeaderKind;
+use super::lex::{is_lws, is_token, parse_decimal, trim_lws};
+use super::message::Message;
+use super::name_addr::{delta_seconds, Contact, NameAddr};
+use super::via::Via;
+
+/// The CSeq header (RFC 3261 20.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// Sequence number, below 2^31 (RFC 3261 8.1.1.5).
+    pub seq: u32,
+    /// Method token.
+    pub method: &'a str,
+}
+
+impl<'a> CSeq<'a> {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(s: &'a str) -> Result<CSeq<'a>, ParseError> {
+        let bad = ParseError::BadHeader("CSeq");
+        let s = trim_lws(s);
+        let split = s.bytes().position(is_lws).ok_or(bad)?;
+        let seq = parse_decimal(&s[..split], (1 << 31) - 1).ok_or(bad)? as u32;
+        let method = trim_lws(&s[split..]);
+        if !is_token(method) {
+            return Err(bad);
+        }
+        Ok(CSeq { seq, method })
+    }
+}
+
+/// Call-ID = word ["@" word] (RFC 3261 25.1).
+fn is_word_char(b: u8) -> bool {
+    super::lex::is_token_char(b)
+        || matches!(
+            b,
+            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+        )
+}
+
+impl<'a> Message<'a> {
+    fn single_name_addr(&self, kind: HeaderKind) -> Result<NameAddr<'a>, ParseError> {
+        let label = kind.label();
+        let value = self.required(kind)?;
+        let mut it = super::lex::ListIter::new(value);
+        let first = it
+            .next()
+            .ok_or(ParseError::BadHeader(label))?
+            .map_err(|_| ParseError::BadHeader(label))?;
+        if it.next().is_some() {
+            return Err(ParseError::MultipleHeaders(label));
+        }
+        NameAddr::parse(first).map_err(|_| ParseError::BadHeader(label))
+    }
+
+    /// Every Via value, topmost first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
+        self.list_values(HeaderKind::Via)
+            .map(|r| r.map_err(|_| ParseError::BadHeader("Via")).and_then(Via::parse))
+    }
+
+    /// The topmost Via (the one that identifies the transaction).
+    pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+        self.vias()
+            .next()
+            .unwrap_or(Err(ParseError::MissingHeader("Via")))
+    }
+
+    /// The From header.
+    pub fn from_header(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single_name_addr(HeaderKind::From)
+    }
+
+    /// The To header.
+    pub fn to_header(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single_name_addr(HeaderKind::To)
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Result<&'a str, ParseError> {
+        let v = self.required(HeaderKind::CallId)?;
+        let ok = !v.is_empty()
+            && v.bytes().all(|b| is_word_char(b) || b == b'@')
+            && v.bytes().filter(|&b| b == b'@').count() <= 1
+            && !v.starts_with('@')
+            && !v.ends_with('@');
+        ok.then_some(v).ok_or(ParseError::BadHeader("Call-ID"))
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
+        CSeq::parse(self.required(HeaderKind::CSeq)?)
+    }
+
+    /// Every Contact value in order.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
+        self.list_values(HeaderKind::Contact).map(|r| {
+            r.and_then(Contact::parse)
+                .map_err(|_| ParseError::BadHeader("Contact"))
+        })
+    }
+
+    /// Every name-addr of a list header (Route, Record-Route, Path, Service-Route,
+    /// P-Associated-URI ...), in order.
+    pub fn name_addrs(
+        &self,
+        kind: HeaderKind,
+    ) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        let label = kind.label();
+        self.list_values(kind)
+            .map(move |r| r.and_then(NameAddr::parse).map_err(|_| ParseError::BadHeader(label)))
+    }
+
+    /// Route values.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.name_addrs(HeaderKind::Route)
+    }
+
+    /// Record-Route values.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.name_addrs(HeaderKind::RecordRoute)
+    }
+
+    /// Path values (RFC 3327).
+    pub fn paths(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.name_addrs(HeaderKind::Path)
+    }
+
+    /// Service-Route values (RFC 3608).
+    pub fn service_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.name_addrs(HeaderKind::ServiceRoute)
+    }
+
+    /// Max-Forwards, 0..=255 (RFC 3261 20.22).
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        self.single(HeaderKind::MaxForwards)?
+            .map(|v| {
+                parse_decimal(v, 255)
+                    .map(|v| v as u8)
+                    .ok_or(ParseError::BadHeader("Max-Forwards"))
+            })
+            .transpose()
+    }
+
+    /// Expires in seconds, saturated at 2^32-1 (RFC 3261 20.19).
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.single(HeaderKind::Expires)?
+            .map(|v| delta_seconds(v).ok_or(ParseError::BadHeader("Expires")))
+            .transpose()
+    }
+
+    /// Option tags of Require / Proxy-Require / Supported / Unsupported.
+    pub fn option_tags(
+        &self,
+        kind: HeaderKind,
+    ) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        let label = kind.label();
+        self.list_values(kind).map(move |r| match r {
+            Ok(t) if is_token(t) => Ok(t),
+            _ => Err(ParseError::BadHeader(label)),
+        })
+    }
+
+    /// Require option tags.
+    pub fn require(&self) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        self.option_tags(HeaderKind::Require)
+    }
+
+    /// Proxy-Require option tags.
+    pub fn proxy_require(&self) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        self.option_tags(HeaderKind::ProxyRequire)
+    }
+
+    /// Supported option tags.
+    pub fn supported(&self) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        self.option_tags(HeaderKind::Supported)
+    }
+
+    /// True if `tag` is listed in the option-tag header `kind`.
+    pub fn has_option_tag(&self, kind: HeaderKind, tag: &str) -> bool {
+        self.option_tags(kind)
+            .any(|t| t.is_ok_and(|t| t.eq_ignore_ascii_case(tag)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cseq_forms() {
+        assert_eq!(
+            CSeq::parse("0009\r\n  INVITE").unwrap(),
+            CSeq {
+                seq: 9,
+                method: "INVITE"
+            }
+        );
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert!(CSeq::parse("2147483647 INVITE").is_ok());
+        assert!(CSeq::parse("1").is_err());
+        assert!(CSeq::parse("1 INVITE x").is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! SIP, SIPS and tel URIs (RFC 3261 19.1, RFC 3966) parsed in place; other schemes are kept
+//! opaque so that a header may carry them (RFC 4475 3.3.4).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::error::ParseError;
+use super::lex::parse_decimal;
+use super::params::Params;
+
+/// The URI scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme<'a> {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// `tel:` (RFC 3966)
+    Tel,
+    /// Any other scheme (not routable by a P-CSCF).
+    Other(&'a str),
+}
+
+/// A host: IPv4 address, IPv6 reference (`[2001:db8::1]`) or host name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// Dotted-quad IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// IPv6 address (written in brackets).
+    Ipv6(Ipv6Addr),
+    /// A domain name, as written.
+    Name(&'a str),
+}
+
+impl<'a> Host<'a> {
+    /// Parses a host (`[v6]`, dotted IPv4 or hostname).
+    pub fn parse(s: &'a str) -> Result<Host<'a>, ParseError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(ParseError::BadUri)?;
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(Host::Ipv6)
+                .map_err(|_| ParseError::BadUri);
+        }
+        if s.is_empty() {
+            return Err(ParseError::BadUri);
+        }
+        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return s
+                .parse::<Ipv4Addr>()
+                .map(Host::Ipv4)
+                .map_err(|_| ParseError::BadUri);
+        }
+        let ok = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !ok || s.starts_with('.') || s.starts_with('-') {
+            return Err(ParseError::BadUri);
+        }
+        Ok(Host::Name(s))
+    }
+
+    /// Parses `host[:port]` as in a URI or a Via sent-by.
+    pub fn parse_with_port(s: &'a str) -> Result<(Host<'a>, Option<u16>), ParseError> {
+        let (host, port) = if s.starts_with('[') {
+            let close = s.find(']').ok_or(ParseError::BadUri)?;
+            let (h, rest) = s.split_at(close + 1);
+            match rest {
+                "" => (h, None),
+                _ => (h, Some(rest.strip_prefix(':').ok_or(ParseError::BadUri)?)),
+            }
+        } else {
+            match s.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            }
+        };
+        let port = match port {
+            Some(p) => Some(parse_decimal(p, 65535).ok_or(ParseError::BadUri)? as u16),
+            None => None,
+        };
+        Ok((Host::parse(host)?, port))
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{a}]"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A parsed URI borrowing its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    /// The whole URI as written.
+    pub raw: &'a str,
+    /// Its scheme.
+    pub scheme: Scheme<'a>,
+    /// User part (sip/sips), still %-escaped; may contain `;` (RFC 4475 3.1.1.9).
+    pub user: Option<&'a str>,
+    /// Password part (sip/sips), still %-escaped.
+    pub password: Option<&'a str>,
+    /// Host (sip/sips only).
+    pub host: Option<Host<'a>>,
+    /// Port (sip/sips only).
+    pub port: Option<u16>,
+    /// The subscriber number of a tel URI, or everything after `scheme:` for other schemes.
+    pub opaque: &'a str,
+    /// uri-parameters (`;transport=tcp;lr`).
+    pub params: Params<'a>,
+    /// `?headers` part without the `?`.
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a URI (no surrounding `<>`, no white space).
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
+        check_uri_chars(s)?;
+        let colon = s.find(':').ok_or(ParseError::BadUri)?;
+        let scheme_s = &s[..colon];
+        let valid_scheme = scheme_s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme_s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(ParseError::BadUri);
+        }
+        let rest = &s[colon + 1..];
+        let scheme = if scheme_s.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme_s.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme_s.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other(scheme_s)
+        };
+        let mut uri = Uri {
+            raw: s,
+            scheme,
+            user: None,
+            password: None,
+            host: None,
+            port: None,
+            opaque: rest,
+            params: Params::default(),
+            headers: None,
+        };
+        match scheme {
+            Scheme::Sip | Scheme::Sips => parse_sip(rest, &mut uri)?,
+            Scheme::Tel => {
+                let (number, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+                if number.is_empty() {
+                    return Err(ParseError::BadUri);
+                }
+                uri.opaque = number;
+                uri.params = Params::new(params);
+                uri.params.validate().map_err(|_| ParseError::BadUri)?;
+            }
+            Scheme::Other(_) => {
+                if rest.is_empty() {
+                    return Err(ParseError::BadUri);
+                }
+            }
+        }
+        Ok(uri)
+    }
+
+    /// True for sip and sips URIs.
+    pub fn is_sip(&self) -> bool {
+        matches!(self.scheme, Scheme::Sip | Scheme::Sips)
+    }
+
+    /// The user part with %-escapes decoded (RFC 3261 19.1.4).
+    pub fn user_decoded(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(percent_decode)
+    }
+}
+
+fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
+    // `@` cannot occur after the userinfo (RFC 3261 25.1), so the first one ends it.
+    let hostpart = match rest.find('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if user.is_empty() {
+                return Err(ParseError::BadUri);
+            }
+            uri.user = Some(user);
+            uri.password = password;
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let (before_headers, headers) = match hostpart.split_once('?') {
+        Some((b, h)) => {
+            if h.is_empty() {
+                return Err(ParseError::BadUri);
+            }
+            (b, Some(h))
+        }
+        None => (hostpart, None),
+    };
+    let (hostport, params) =
+        before_headers.split_at(before_headers.find(';').unwrap_or(before_headers.len()));
+    let (host, port) = Host::parse_with_port(hostport)?;
+    uri.host = Some(host);
+    uri.port = port;
+    uri.params = Params::new(params);
+    uri.params.validate().map_err(|_| ParseError::BadUri)?;
+    uri.headers = headers;
+    Ok(())
+}
+
+/// URIs are printable ASCII without `<>"` and with well-formed `%HH` escapes (RFC 3986 2.1).
+fn check_uri_chars(s: &str) -> Result<(), ParseError> {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if !(0x21..=0x7e).contains(&c) || matches!(c, b'<' | b'>' | b'"') {
+            return Err(ParseError::BadUri);
+        }
+        if c == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(ParseError::BadUri)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(ParseError::BadUri);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `%HH` escapes; malformed escapes are kept literally.
+pub fn percent_decode(s: &str) -> Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let decoded = if b[i] == b'%' {
+            b.get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        } else {
+            None
+        };
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_parts() {
+        let u = Uri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi")
+            .unwrap();
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("secret"));
+        assert_eq!(u.host, Some(Host::Ipv6("2001:db8::1".parse().unwrap())));
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.params.value("transport"), Some("tcp"));
+        assert!(u.params.contains("lr"));
+        assert_eq!(u.headers, Some("Subject=hi"));
+    }
+
+    #[test]
+    fn tel_and_other() {
+        let u = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
+        assert_eq!(u.scheme, Scheme::Tel);
+        assert_eq!(u.opaque, "+1-201-555-0123");
+        assert_eq!(u.params.value("phone-context"), Some("example.com"));
+        let o = Uri::parse("isbn:2983792873").unwrap();
+        assert_eq!(o.scheme, Scheme::Other("isbn"));
+    }
+
+    #[test]
+    fn rejects_bad_uris() {
+        for bad in [
+            "sip:user@exa mple.com",
+            "sip:@host",
+            "sip:host:99999",
+            "sip:[::1",
+            "sip:1.2.3.256",
+            "sip:u@h;;",
+            "1sip:x",
+            "sip:u%4@h",
+            "nocolon",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        let u = Uri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(&*u.user_decoded().unwrap(), b"null-\0-null");
+    }
+}

@@ -1,0 +1,68 @@
+//! Semantic checks a stateful proxy applies after parsing (RFC 3261 8.2.1-8.2.2, 16.3):
+//! mandatory and single-valued headers, well-formed typed headers, Request-URI scheme.
+
+use super::error::ParseError;
+use super::header_name::HeaderKind;
+use super::lex::trim_lws;
+use super::message::{Message, StartLine};
+use super::uri::{Scheme, Uri};
+
+impl<'a> Message<'a> {
+    /// Checks everything the P-CSCF relies on. A request that fails is answered with
+    /// `err.status_code()`; a response that fails is dropped.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if let StartLine::Request { method, .. } = self.start_line() {
+            let ruri = self.parsed_request_uri()?;
+            if ruri.headers.is_some() {
+                return Err(ParseError::RequestUriHeaders);
+            }
+            let cseq = self.cseq()?;
+            if cseq.method != method {
+                return Err(ParseError::CSeqMethodMismatch);
+            }
+            self.max_forwards()?;
+        } else {
+            self.cseq()?;
+        }
+        self.top_via()?;
+        self.vias().try_for_each(|v| v.map(|_| ()))?;
+        self.from_header()?;
+        self.to_header()?;
+        self.call_id()?;
+        self.contacts().try_for_each(|c| c.map(|_| ()))?;
+        for kind in [
+            HeaderKind::Route,
+            HeaderKind::RecordRoute,
+            HeaderKind::Path,
+            HeaderKind::ServiceRoute,
+        ] {
+            self.name_addrs(kind).try_for_each(|a| a.map(|_| ()))?;
+        }
+        for kind in [
+            HeaderKind::Require,
+            HeaderKind::ProxyRequire,
+            HeaderKind::Supported,
+        ] {
+            self.option_tags(kind).try_for_each(|t| t.map(|_| ()))?;
+        }
+        self.expires()?;
+        self.single(HeaderKind::ContentType)?;
+        // RFC 3261 20.17: SIP-date is always GMT (RFC 4475 3.1.2.12).
+        if let Some(date) = self.single(HeaderKind::Date)? {
+            if !trim_lws(date).ends_with(" GMT") {
+                return Err(ParseError::BadHeader("Date"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Request-URI parsed; schemes other than sip, sips and tel give 416 (RFC 3261 8.2.2.1).
+    pub fn parsed_request_uri(&self) -> Result<Uri<'a>, ParseError> {
+        let raw = self.request_uri().ok_or(ParseError::BadRequestLine)?;
+        let uri = Uri::parse(raw)?;
+        if let Scheme::Other(_) = uri.scheme {
+            return Err(ParseError::UnsupportedUriScheme);
+        }
+        Ok(uri)
+    }
+}

@@ -1,0 +1,187 @@
+//! The Via header (RFC 3261 20.42, 18.2.1; RFC 3581 rport): sent-protocol, sent-by and the
+//! branch / received / rport parameters transactions and response routing depend on.
+
+use std::net::IpAddr;
+
+use super::error::ParseError;
+use super::lex::{is_lws, is_token_char, parse_decimal, trim_lws, trim_lws_start};
+use super::params::Params;
+use super::uri::Host;
+
+/// The RFC 3261 branch magic cookie (17.2.3).
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// One Via value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// protocol-name, `SIP`.
+    pub protocol: &'a str,
+    /// protocol-version, `2.0`.
+    pub version: &'a str,
+    /// transport (`UDP`, `TCP`, `TLS`, `SCTP` or an extension token).
+    pub transport: &'a str,
+    /// sent-by host.
+    pub host: Host<'a>,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// sent-by as written (`host[:port]`).
+    pub sent_by: &'a str,
+    /// via-params.
+    pub params: Params<'a>,
+}
+
+fn take_token(s: &str) -> (&str, &str) {
+    let n = s.bytes().take_while(|&b| is_token_char(b)).count();
+    s.split_at(n)
+}
+
+fn slash(s: &str) -> Result<&str, ParseError> {
+    trim_lws_start(s)
+        .strip_prefix('/')
+        .map(trim_lws_start)
+        .ok_or(ParseError::BadHeader("Via"))
+}
+
+impl<'a> Via<'a> {
+    /// Parses one (comma-split) Via value; LWS is allowed around `/` (RFC 4475 3.1.1.1).
+    pub fn parse(s: &'a str) -> Result<Via<'a>, ParseError> {
+        let bad = ParseError::BadHeader("Via");
+        let s = trim_lws(s);
+        let (protocol, rest) = take_token(s);
+        let (version, rest) = take_token(slash(rest)?);
+        let (transport, rest) = take_token(slash(rest)?);
+        if protocol.is_empty() || version.is_empty() || transport.is_empty() {
+            return Err(bad);
+        }
+        if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+            return Err(bad);
+        }
+        let rest = trim_lws_start(rest);
+        let end = rest
+            .bytes()
+            .position(|b| b == b';' || is_lws(b))
+            .unwrap_or(rest.len());
+        let sent_by = &rest[..end];
+        let (host, port) = Host::parse_with_port(sent_by).map_err(|_| bad)?;
+        let params = Params::new(&rest[end..]);
+        let via = Via {
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            sent_by,
+            params,
+        };
+        via.check_params().map_err(|_| bad)?;
+        Ok(via)
+    }
+
+    fn check_params(&self) -> Result<(), ParseError> {
+        for p in self.params.iter() {
+            let p = p?;
+            let name = p.name.to_ascii_lowercase();
+            let ok = match (name.as_str(), p.value) {
+                ("branch", v) => v.is_some_and(|v| v.bytes().all(is_token_char)),
+                ("received", Some(v)) => parse_ip(v).is_some(),
+                ("received", None) => false,
+                ("rport", Some(v)) => parse_decimal(v, 65535).is_some(),
+                ("ttl", Some(v)) => parse_decimal(v, 255).is_some(),
+                _ => true,
+            };
+            if !ok {
+                return Err(ParseError::BadParam);
+            }
+        }
+        Ok(())
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.value("branch")
+    }
+
+    /// True if the branch carries the RFC 3261 magic cookie.
+    pub fn is_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` address.
+    pub fn received(&self) -> Option<IpAddr> {
+        self.params.value("received").and_then(parse_ip)
+    }
+
+    /// True if `rport` is present, with or without a value (RFC 3581 4).
+    pub fn has_rport(&self) -> bool {
+        self.params.contains("rport")
+    }
+
+    /// The `rport` value filled in by a server.
+    pub fn rport(&self) -> Option<u16> {
+        self.params
+            .value("rport")
+            .and_then(|v| parse_decimal(v, 65535))
+            .map(|v| v as u16)
+    }
+
+    /// The sent-by port or the transport default (RFC 3261 18.2.2: 5060, 5061 for TLS).
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(if self.transport.eq_ignore_ascii_case("TLS") {
+            5061
+        } else {
+            5060
+        })
+    }
+}
+
+fn parse_ip(v: &str) -> Option<IpAddr> {
+    let v = v
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(v);
+    v.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tortuous_via() {
+        let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.protocol, v.version, v.transport),
+            ("SIP", "2.0", "UDP")
+        );
+        assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.is_rfc3261_branch());
+        let v = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239")
+            .unwrap();
+        assert_eq!(v.branch(), Some("z9hG4bK30239"));
+    }
+
+    #[test]
+    fn rport_received_ipv6() {
+        let v = Via::parse("SIP/2.0/TCP [2409:8800::1]:8904;branch=z9hG4bK1;rport;received=10.0.0.1")
+            .unwrap();
+        assert_eq!(v.port, Some(8904));
+        assert!(v.has_rport());
+        assert_eq!(v.rport(), None);
+        assert_eq!(v.received(), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(v.sent_by, "[2409:8800::1]:8904");
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0 192.0.2.15",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP host;received=nothost",
+            "SIP/2.0/UDP host;branch",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
