@@ -3,5 +3,7 @@
 
 pub mod esp;
 pub mod ipc;
+pub mod reasm;
 pub mod sad;
 pub mod stack;
+pub mod timer;
