@@ -1,1 +1,96 @@
-fn main() {}
+//! ESP transport-mode encapsulation and decapsulation per suite at 64, 256, 1024 and 1408
+//! bytes of upper-layer payload (IPv4, in place, one core). Throughput is payload bytes.
+//!
+//! Bench ids: `esp_encrypt/<suite>/<size>` and `esp_decrypt/<suite>/<size>`; `bench/run.sh`
+//! reads criterion's estimates under these names.
+
+use std::time::Duration;
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+
+const SIZES: [usize; 4] = [64, 256, 1024, 1408];
+const ROOM: usize = 128;
+const SPI: u32 = 0x0001_0001;
+
+fn suites() -> Vec<(&'static str, Suite)> {
+    let s = |auth, encr, integ_key: &[u8], encr_key: &[u8]| Suite {
+        auth,
+        encr,
+        keys: SaKeys {
+            integ_key: integ_key.to_vec(),
+            encr_key: encr_key.to_vec(),
+            salt: [1, 2, 3, 4],
+        },
+    };
+    let ik20 = [0x11u8; 20];
+    let k16 = [0x22u8; 16];
+    let k24: Vec<u8> = (1..=24).collect();
+    vec![
+        ("sha1_aescbc", s(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik20, &k16)),
+        ("md5_aescbc", s(AuthAlg::HmacMd5_96, EncrAlg::AesCbc, &k16, &k16)),
+        ("sha1_3des", s(AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc, &ik20, &k24)),
+        ("sha1_null", s(AuthAlg::HmacSha1_96, EncrAlg::Null, &ik20, &[])),
+        ("aesgcm", s(AuthAlg::HmacSha1_96, EncrAlg::AesGcm, &[], &k16)),
+        ("aesgmac", s(AuthAlg::AesGmac, EncrAlg::Null, &k16, &[])),
+    ]
+}
+
+/// An IPv4/UDP packet whose IP payload is `size` bytes, placed in a buffer with room.
+fn packet(size: usize) -> (Vec<u8>, core::ops::Range<usize>) {
+    let total = 20 + size;
+    let mut buf = vec![0u8; ROOM + total + ROOM];
+    let ip = &mut buf[ROOM..ROOM + total];
+    ip[..20].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    for (i, b) in ip[20..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    (buf, ROOM..ROOM + total)
+}
+
+fn bench_esp(c: &mut Criterion) {
+    let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
+    for (dir, encrypt) in [("esp_encrypt", true), ("esp_decrypt", false)] {
+        let mut g = c.benchmark_group(dir);
+        g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
+        g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
+        g.sample_size(if fast { 10 } else { 30 });
+        for (name, suite) in suites() {
+            for size in SIZES {
+                g.throughput(Throughput::Bytes(size as u64));
+                let id = BenchmarkId::new(name, size);
+                let mut out = OutboundSa::new(SPI, &suite).expect("suite");
+                let (template, range) = packet(size);
+                if encrypt {
+                    g.bench_function(id, |b| {
+                        b.iter_batched_ref(
+                            || template.clone(),
+                            |buf| out.encapsulate(buf, range.clone()).expect("encapsulate"),
+                            BatchSize::SmallInput,
+                        )
+                    });
+                } else {
+                    let mut inb = InboundSa::new(SPI, &suite).expect("suite");
+                    g.bench_function(id, |b| {
+                        b.iter_batched_ref(
+                            || {
+                                let mut buf = template.clone();
+                                let r = out.encapsulate(&mut buf, range.clone()).expect("encap");
+                                (buf, r)
+                            },
+                            |(buf, r)| inb.decapsulate(buf, r.clone()).expect("decapsulate"),
+                            BatchSize::SmallInput,
+                        )
+                    });
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_esp);
+criterion_main!(benches);

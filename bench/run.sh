@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `make bench`: runs akagate's criterion benches and external baselines, prints one table per
+# section and writes bench/results/<section>.json.
+#
+# Sections are shell functions named section_<name>, registered in SECTIONS below. To add one
+# (SA lookup, packet I/O, ...): write section_<name>, make it print its table and write
+# "$RESULTS/<name>.json", and append <name> to SECTIONS. Run a subset with
+#   bench/run.sh esp            # only the ESP section
+# Environment: ESP_BENCH_QUICK=1 shortens criterion's measurement (for smoke runs),
+# OPENSSL_SECONDS (default 3) sets how long each `openssl speed` run lasts.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RESULTS="$ROOT/bench/results"
+PY=/usr/bin/python3
+mkdir -p "$RESULTS"
+cd "$ROOT"
+
+TARGET_DIR="$(cargo metadata --no-deps --format-version 1 |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+CRITERION="$TARGET_DIR/criterion"
+
+# criterion_mean_ns <group> <function> <parameter>: mean time per iteration in ns.
+criterion_mean_ns() {
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["mean"]["point_estimate"])' \
+        "$CRITERION/$1/$2/$3/new/estimates.json"
+}
+
+# openssl_bytes_per_s <cipher> <bytes> [-decrypt]: `openssl speed -evp` throughput in bytes/s
+# (machine-readable "+F:<n>:<cipher>:<bytes/s>" line).
+openssl_bytes_per_s() {
+    local cipher=$1 bytes=$2
+    shift 2
+    openssl speed -mr -seconds "${OPENSSL_SECONDS:-3}" -bytes "$bytes" "$@" -evp "$cipher" 2>/dev/null |
+        awk -F: '/^\+F:/ { print $4 }' | tail -n 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# ESP: our encapsulation/decapsulation per suite vs OpenSSL's stitched AES-CBC-HMAC-SHA1 and
+# AES-GCM on one core. Sizes are upper-layer payload bytes, the same N as `openssl speed -bytes`.
+ESP_SIZES=(64 256 1024 1408)
+ESP_SUITES=(sha1_aescbc md5_aescbc sha1_3des sha1_null aesgcm aesgmac)
+
+section_esp() {
+    echo "== ESP: cargo bench -p akagate-bench --bench esp"
+    cargo bench -p akagate-bench --bench esp >"$RESULTS/esp-criterion.log" 2>&1 || {
+        tail -n 30 "$RESULTS/esp-criterion.log"
+        return 1
+    }
+    echo "== ESP: openssl $(openssl version | awk '{print $2}') speed -evp, ${OPENSSL_SECONDS:-3}s per size"
+    local rows=() size suite dir ns ossl_cipher ossl ossl_dec_args
+    declare -A ossl_cache
+    for size in "${ESP_SIZES[@]}"; do
+        ossl_cache["cbc-enc-$size"]=$(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size")
+        ossl_cache["cbc-dec-$size"]=$(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size" -decrypt)
+        ossl_cache["gcm-enc-$size"]=$(openssl_bytes_per_s aes-128-gcm "$size")
+        ossl_cache["gcm-dec-$size"]=$(openssl_bytes_per_s aes-128-gcm "$size" -decrypt)
+    done
+    for dir in encrypt decrypt; do
+        for suite in "${ESP_SUITES[@]}"; do
+            for size in "${ESP_SIZES[@]}"; do
+                ns=$(criterion_mean_ns "esp_$dir" "$suite" "$size")
+                case $suite in
+                    sha1_aescbc) ossl_cipher=cbc ;;
+                    aesgcm) ossl_cipher=gcm ;;
+                    *) ossl_cipher= ;;
+                esac
+                ossl=""
+                if [[ -n $ossl_cipher ]]; then
+                    ossl=${ossl_cache["$ossl_cipher-${dir:0:3}-$size"]}
+                fi
+                rows+=("$dir $suite $size $ns ${ossl:-none}")
+            done
+        done
+    done
+    printf '%s\n' "${rows[@]}" | "$PY" -c '
+import json, sys
+results = []
+print(f"{\"dir\":8} {\"suite\":12} {\"size\":>5} {\"our Mpps\":>9} {\"our Gbps\":>9} {\"OpenSSL Gbps\":>13} {\"ratio\":>6}")
+for line in sys.stdin:
+    d, suite, size, ns, ossl = line.split()
+    size, ns = int(size), float(ns)
+    mpps = 1e3 / ns
+    gbps = size * 8 / ns
+    o = None if ossl == "none" else float(ossl) * 8 / 1e9
+    ratio = None if o is None else gbps / o
+    fmt = lambda v, w, p: f"{v:>{w}.{p}f}" if v is not None else f"{\"-\":>{w}}"
+    print(f"{d:8} {suite:12} {size:>5} {mpps:>9.3f} {gbps:>9.2f} {fmt(o, 13, 2)} {fmt(ratio, 6, 2)}")
+    results.append({"direction": d, "suite": suite, "payload_bytes": size, "ns_per_packet": ns,
+                    "mpps": mpps, "gbps": gbps, "openssl_gbps": o, "ratio_vs_openssl": ratio})
+baseline = {"sha1_aescbc": "openssl speed -evp aes-128-cbc-hmac-sha1 -bytes N (stitched, TLS mode)",
+            "aesgcm": "openssl speed -evp aes-128-gcm -bytes N"}
+json.dump({"section": "esp", "unit_note": "sizes are upper-layer payload bytes per packet; Gbps counts payload",
+           "openssl_baseline": baseline, "results": results},
+          open(sys.argv[1], "w"), indent=2)
+' "$RESULTS/esp.json"
+    echo "wrote $RESULTS/esp.json (criterion log: $RESULTS/esp-criterion.log)"
+}
+
+SECTIONS=(esp)
+
+want=("$@")
+[[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")
+for s in "${want[@]}"; do
+    if ! declare -F "section_$s" >/dev/null; then
+        echo "unknown section '$s' (have: ${SECTIONS[*]})" >&2
+        exit 2
+    fi
+    "section_$s"
+done
