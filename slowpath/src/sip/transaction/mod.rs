@@ -1,1 +1,121 @@
-//! SIP transactions (RFC 3261 17).
+//! SIP transactions (RFC 3261 17) as sans-IO state machines: feed messages and `now`, then
+//! poll for bytes to send, events for the transaction user and the next timer deadline.
+
+mod client_invite;
+mod client_non_invite;
+mod key;
+mod layer;
+mod server_invite;
+mod server_non_invite;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::error::ParseError;
+
+pub use client_invite::{ClientInvite, ClientInviteState};
+pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
+pub use key::{ClientKey, ServerKey};
+pub use layer::{Incoming, Peer, TransactionLayer, Transmit, Transport, TxId};
+pub use server_invite::{ServerInvite, ServerInviteState};
+pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
+
+/// Timer base values (RFC 3261 17.1.1.1, Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate, 500 ms.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses, 4 s.
+    pub t2: Duration,
+    /// Maximum time a message stays in the network, 5 s.
+    pub t4: Duration,
+    /// Timer D for unreliable transports, at least 32 s.
+    pub timer_d: Duration,
+    /// Delay after which a server INVITE transaction sends 100 Trying itself (17.2.1: 200 ms).
+    pub trying_delay: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            timer_d: Duration::from_secs(32),
+            trying_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// 64*T1: timers B, F, H and J.
+    pub fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// What a transaction reports to its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxEvent {
+    /// Client transactions: a response for the transaction user (1xx, 2xx, first final).
+    Response(Vec<u8>),
+    /// Timer B, F or H fired: no (final) response or no ACK in time (RFC 3261 17.1.1.2 -> 408).
+    Timeout,
+    /// The transaction reached Terminated and may be forgotten.
+    Terminated,
+}
+
+/// Misuse of a transaction by its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TransactionError {
+    /// The message handed in does not parse.
+    #[error("message does not parse: {0}")]
+    Parse(#[from] ParseError),
+    /// A response was sent in a state that does not allow it (e.g. after the final one).
+    #[error("not allowed in the transaction's current state")]
+    InvalidState,
+    /// A request or response of the wrong kind for this transaction.
+    #[error("wrong message for this transaction")]
+    WrongMessage,
+    /// No transaction with that id.
+    #[error("no such transaction")]
+    NotFound,
+}
+
+/// Common surface of the four transaction kinds.
+pub trait Transaction {
+    /// Processes every timer that is due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The earliest pending timer deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next message to hand to the transport.
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    /// The next event for the transaction user.
+    fn poll_event(&mut self) -> Option<TxEvent>;
+    /// True once in the Terminated state.
+    fn is_terminated(&self) -> bool;
+}
+
+/// Queues shared by all transaction kinds.
+#[derive(Debug, Default, Clone)]
+struct Outbox {
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<TxEvent>,
+}
+
+/// A retransmission timer: deadline and the interval used to arm it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retransmit {
+    at: Instant,
+    interval: Duration,
+}
+
+fn due(t: Option<Instant>, now: Instant) -> bool {
+    t.is_some_and(|t| t <= now)
+}
+
+fn earliest(timers: &[Option<Instant>]) -> Option<Instant> {
+    timers.iter().flatten().min().copied()
+}

@@ -1,0 +1,151 @@
+//! INVITE client transaction (RFC 3261 17.1.1, Figure 5): timers A, B and D, and the ACK the
+//! transaction itself sends for a 300-699 response.
+
+use std::time::Instant;
+
+use super::{due, earliest, Outbox, Retransmit, TimerConfig, Transaction, TxEvent};
+use crate::sip::builder::ack_for_non2xx;
+use crate::sip::message::Message;
+
+/// States of Figure 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientInviteState {
+    /// INVITE sent, nothing received.
+    Calling,
+    /// A provisional response arrived.
+    Proceeding,
+    /// A 300-699 arrived and was ACKed; absorbing retransmissions until Timer D.
+    Completed,
+    /// Done.
+    Terminated,
+}
+
+/// An INVITE client transaction.
+#[derive(Debug, Clone)]
+pub struct ClientInvite {
+    state: ClientInviteState,
+    reliable: bool,
+    cfg: TimerConfig,
+    request: Vec<u8>,
+    ack: Option<Vec<u8>>,
+    timer_a: Option<Retransmit>,
+    timer_b: Option<Instant>,
+    timer_d: Option<Instant>,
+    out: Outbox,
+}
+
+impl ClientInvite {
+    /// Starts the transaction: the INVITE is queued for transmission at once.
+    pub fn new(request: Vec<u8>, reliable: bool, cfg: TimerConfig, now: Instant) -> Self {
+        let mut out = Outbox::default();
+        out.transmits.push_back(request.clone());
+        ClientInvite {
+            state: ClientInviteState::Calling,
+            reliable,
+            cfg,
+            timer_a: (!reliable).then_some(Retransmit {
+                at: now + cfg.t1,
+                interval: cfg.t1,
+            }),
+            timer_b: Some(now + cfg.t1x64()),
+            timer_d: None,
+            request,
+            ack: None,
+            out,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientInviteState {
+        self.state
+    }
+
+    fn terminate(&mut self) {
+        self.state = ClientInviteState::Terminated;
+        self.timer_a = None;
+        self.timer_b = None;
+        self.timer_d = None;
+        self.out.events.push_back(TxEvent::Terminated);
+    }
+
+    /// Processes a response matched to this transaction (RFC 3261 17.1.3).
+    pub fn handle_response(&mut self, response: &Message<'_>, now: Instant) {
+        use ClientInviteState::*;
+        let Some(code) = response.status_code() else {
+            return;
+        };
+        match (self.state, code) {
+            (Calling | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                self.timer_a = None;
+                self.timer_b = None;
+                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+            }
+            (Calling | Proceeding, 200..=299) => {
+                // The TU (core) handles 2xx retransmissions and the ACK (17.1.1.2).
+                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.terminate();
+            }
+            (Calling | Proceeding, _) => {
+                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.ack = Message::parse(&self.request)
+                    .and_then(|invite| ack_for_non2xx(&invite, response))
+                    .ok();
+                if let Some(ack) = &self.ack {
+                    self.out.transmits.push_back(ack.clone());
+                }
+                self.timer_a = None;
+                self.timer_b = None;
+                if self.reliable {
+                    self.terminate();
+                } else {
+                    self.state = Completed;
+                    self.timer_d = Some(now + self.cfg.timer_d);
+                }
+            }
+            (Completed, 300..) => {
+                if let Some(ack) = &self.ack {
+                    self.out.transmits.push_back(ack.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Transaction for ClientInvite {
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(a) = self.timer_a.filter(|a| a.at <= now) {
+            // Timer A doubles without the T2 cap (17.1.1.2).
+            self.out.transmits.push_back(self.request.clone());
+            let interval = a.interval * 2;
+            self.timer_a = Some(Retransmit {
+                at: now + interval,
+                interval,
+            });
+        }
+        if due(self.timer_b, now) {
+            self.out.events.push_back(TxEvent::Timeout);
+            self.terminate();
+        }
+        if due(self.timer_d, now) {
+            self.terminate();
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        earliest(&[self.timer_a.map(|a| a.at), self.timer_b, self.timer_d])
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<TxEvent> {
+        self.out.events.pop_front()
+    }
+
+    fn is_terminated(&self) -> bool {
+        self.state == ClientInviteState::Terminated
+    }
+}
