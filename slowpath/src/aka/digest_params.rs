@@ -409,7 +409,7 @@ pub struct DigestCredentials {
     pub opaque: Option<String>,
     /// `auts`: base64(AUTS) on a synchronisation failure (RFC 3310 3.4).
     pub auts: Option<String>,
-    /// `integrity-protected` (TS 24.229 7.2A.?), e.g. `yes`, `no`, `ip-assoc-pending`.
+    /// `integrity-protected` (the TS 24.229 Authorization extension), e.g. `yes`, `no`, `ip-assoc-pending`.
     pub integrity_protected: Option<String>,
 }
 

@@ -28,11 +28,8 @@ pub enum KeyError {
 /// The TS 33.220 Annex B KDF with one parameter: HMAC-SHA-256(Key, FC || P0 || L0), where
 /// L0 is the 2-byte big-endian length of P0.
 pub fn kdf_33220(key: &[u8], fc: u8, p0: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so new_from_slice cannot fail here.
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
-    };
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .expect("HMAC accepts keys of any length (RFC 2104)");
     mac.update(&[fc]);
     mac.update(p0);
     // P0 values are short constants; saturate rather than truncate if one ever were not.
@@ -59,21 +56,28 @@ pub fn salt(ck: &Ck, ik: &Ik, fc: u8, p0: &[u8]) -> [u8; 4] {
 /// with the GMAC salt; aes-cbc: CK_ESP = CK_IM; des-ede3-cbc: CK_ESP = CK1 || CK2 || CK1 where
 /// CK_IM = CK1 || CK2; null: no key; aes-gcm: CK_ESP = CK_IM with the GCM salt and no separate
 /// integrity key (GCM's own ICV protects the packet).
-pub fn derive_suite(auth: AuthAlg, encr: EncrAlg, ck: &Ck, ik: &Ik) -> Result<Suite, KeyError> {
-    let ck = ck.as_bytes();
-    let ik_bytes = ik.as_bytes();
+pub fn derive_suite(
+    auth: AuthAlg,
+    encr: EncrAlg,
+    ck_im: &Ck,
+    ik_im: &Ik,
+) -> Result<Suite, KeyError> {
+    let ck = ck_im.as_bytes();
+    let ik = ik_im.as_bytes();
     let mut salt_out = [0u8; 4];
     let encr_key = match encr {
         EncrAlg::Null => Vec::new(),
         EncrAlg::AesCbc => ck.to_vec(),
         EncrAlg::DesEde3Cbc => {
+            // CK1 = CK_IM[0..8], CK2 = CK_IM[8..16]; no DES parity adjustment (none is
+            // specified, and the kernel/OpenSSL ignore parity bits).
             let mut k = Vec::with_capacity(24);
             k.extend_from_slice(ck);
             k.extend_from_slice(&ck[..8]);
             k
         }
         EncrAlg::AesGcm => {
-            salt_out = salt(&Ck::new(*ck), ik, FC_AES_GCM_SALT, P0_AES_GCM_SALT);
+            salt_out = salt(ck_im, ik_im, FC_AES_GCM_SALT, P0_AES_GCM_SALT);
             ck.to_vec()
         }
     };
@@ -81,14 +85,14 @@ pub fn derive_suite(auth: AuthAlg, encr: EncrAlg, ck: &Ck, ik: &Ik) -> Result<Su
         (EncrAlg::AesGcm, _) => Vec::new(),
         (_, AuthAlg::HmacSha1_96) => {
             let mut k = Vec::with_capacity(20);
-            k.extend_from_slice(ik_bytes);
+            k.extend_from_slice(ik);
             k.extend_from_slice(&[0; 4]);
             k
         }
-        (_, AuthAlg::HmacMd5_96) => ik_bytes.to_vec(),
+        (_, AuthAlg::HmacMd5_96) => ik.to_vec(),
         (EncrAlg::Null, AuthAlg::AesGmac) => {
-            salt_out = salt(&Ck::new(*ck), ik, FC_AES_GMAC_SALT, P0_AES_GMAC_SALT);
-            ik_bytes.to_vec()
+            salt_out = salt(ck_im, ik_im, FC_AES_GMAC_SALT, P0_AES_GMAC_SALT);
+            ik.to_vec()
         }
         (e, AuthAlg::AesGmac) => return Err(KeyError::GmacWithEncryption(e.token())),
     };

@@ -7,7 +7,7 @@ use zeroize::Zeroize;
 
 use super::material::{Ck, Ik, Res};
 
-/// Outputs of f2..f5 for one RAND: RES, CK, IK and AK.
+/// Outputs of f2..f5 for one RAND: RES, CK, IK and AK (zeroized on drop).
 #[derive(Debug, Clone)]
 pub struct F2345 {
     /// RES (f2), 64 bits in Milenage.
@@ -26,6 +26,13 @@ pub struct F2345 {
 pub struct Milenage {
     cipher: Aes128,
     opc: [u8; 16],
+}
+
+impl Drop for F2345 {
+    fn drop(&mut self) {
+        // RES, CK and IK zeroize themselves.
+        self.ak.zeroize();
+    }
 }
 
 impl core::fmt::Debug for Milenage {
