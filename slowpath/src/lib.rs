@@ -2,6 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod aka;
+pub mod core;
 pub mod hss;
+pub mod proxy;
+pub mod registrar;
 pub mod secagree;
 pub mod sip;
+pub use crate::core::{Action, Core, CoreConfig};

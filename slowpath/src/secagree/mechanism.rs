@@ -144,7 +144,7 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
-fn split_outside_quotes(s: &str, sep: u8) -> Result<Vec<&str>, SecAgreeError> {
+pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<Vec<&str>, SecAgreeError> {
     let mut parts = Vec::new();
     let bytes = s.as_bytes();
     let (mut start, mut in_q, mut esc) = (0usize, false, false);
