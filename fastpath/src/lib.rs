@@ -3,6 +3,7 @@
 
 pub mod esp;
 pub mod ipc;
+pub mod l2;
 pub mod reasm;
 pub mod sad;
 pub mod stack;

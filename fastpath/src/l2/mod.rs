@@ -1,0 +1,250 @@
+//! The worker's link layer: Ethernet in and out, ARP and IPv6 Neighbor Discovery for our
+//! addresses, a neighbour cache for egress, and ICMP echo replies.
+
+pub mod arp;
+pub mod icmp;
+pub mod nd;
+pub mod neighbor;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Cidr, Ipv6Cidr};
+
+use neighbor::NeighborCache;
+
+/// Ethernet header length (untagged).
+pub const ETH_HDR_LEN: usize = 14;
+
+/// Our link: MAC, addresses with their on-link prefixes, default gateways.
+#[derive(Clone, Debug)]
+pub struct L2Config {
+    /// Our Ethernet address.
+    pub mac: EthernetAddress,
+    /// Our IPv4 addresses and on-link prefixes.
+    pub ipv4: Vec<Ipv4Cidr>,
+    /// Our IPv6 addresses and on-link prefixes.
+    pub ipv6: Vec<Ipv6Cidr>,
+    /// IPv4 next hop for destinations not on a link prefix.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// IPv6 next hop for destinations not on a link prefix.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// Neighbour cache size.
+    pub max_neighbors: usize,
+    /// Lifetime of a learned neighbour.
+    pub neighbor_ttl: Duration,
+    /// Minimum interval between solicitations of one unresolved next hop.
+    pub solicit_retry: Duration,
+}
+
+/// What an inbound frame turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// An IP packet for us at `frame[offset..offset + len]` (Ethernet padding removed).
+    Ip {
+        /// Start of the IP header in the frame.
+        offset: usize,
+        /// IP packet length from its header.
+        len: usize,
+    },
+    /// ARP or ND, fully handled here (replies, if any, were queued).
+    Handled,
+}
+
+/// Why a frame was dropped or could not be sent; each is a drop counter reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum L2Drop {
+    /// Truncated or inconsistent Ethernet/ARP/IP/ND.
+    #[error("malformed frame")]
+    Malformed,
+    /// Not addressed to us (MAC, ARP target, ND target or IP destination).
+    #[error("not for us")]
+    NotForUs,
+    /// An ethertype we do not handle.
+    #[error("unsupported ethertype")]
+    Ethertype,
+    /// Egress: the next hop's Ethernet address is not known yet (a solicitation was sent).
+    #[error("next hop unresolved")]
+    NoNeighbor,
+    /// Egress: no address of ours or gateway for the destination's family.
+    #[error("no route")]
+    NoRoute,
+}
+
+/// Link-layer counters of one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L2Counters {
+    /// ARP replies sent.
+    pub arp_replies: u64,
+    /// Neighbor Advertisements sent.
+    pub nd_replies: u64,
+    /// ARP requests / Neighbor Solicitations sent.
+    pub solicitations: u64,
+}
+
+/// Link-layer state of one worker.
+#[derive(Debug)]
+pub struct L2 {
+    cfg: L2Config,
+    neighbors: NeighborCache,
+    counters: L2Counters,
+}
+
+impl L2 {
+    /// Link layer for `cfg` with an empty neighbour cache.
+    pub fn new(cfg: L2Config) -> Self {
+        let neighbors = NeighborCache::new(cfg.max_neighbors, cfg.neighbor_ttl, cfg.solicit_retry);
+        L2 {
+            cfg,
+            neighbors,
+            counters: L2Counters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &L2Config {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> L2Counters {
+        self.counters
+    }
+
+    /// The neighbour cache.
+    pub fn neighbors(&mut self) -> &mut NeighborCache {
+        &mut self.neighbors
+    }
+
+    /// True if `ip` is one of our addresses.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.cfg.ipv4.iter().any(|c| c.address() == a),
+            IpAddr::V6(a) => self.cfg.ipv6.iter().any(|c| c.address() == a),
+        }
+    }
+
+    /// Classifies an inbound Ethernet frame: ARP and ND are handled here (answers appended
+    /// to `replies`), IP packets for our addresses are returned.
+    pub fn input(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        replies: &mut Vec<Vec<u8>>,
+    ) -> Result<Input, L2Drop> {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| L2Drop::Malformed)?;
+        let dst = eth.dst_addr();
+        if dst != self.cfg.mac && !dst.is_broadcast() && !dst.is_multicast() {
+            return Err(L2Drop::NotForUs);
+        }
+        let payload = eth.payload();
+        match eth.ethertype() {
+            EthernetProtocol::Arp => self
+                .arp_input(payload, now, replies)
+                .map(|()| Input::Handled),
+            EthernetProtocol::Ipv4 => {
+                let len = ip_len(payload, 4, 20, |p| {
+                    usize::from(u16::from_be_bytes([p[2], p[3]]))
+                })?;
+                let d = Ipv4Addr::new(payload[16], payload[17], payload[18], payload[19]);
+                if !self.is_local(IpAddr::V4(d)) {
+                    return Err(L2Drop::NotForUs);
+                }
+                Ok(Input::Ip {
+                    offset: ETH_HDR_LEN,
+                    len,
+                })
+            }
+            EthernetProtocol::Ipv6 => {
+                let len = ip_len(payload, 6, 40, |p| {
+                    40 + usize::from(u16::from_be_bytes([p[4], p[5]]))
+                })?;
+                let ip = &payload[..len];
+                if nd::is_nd(ip) {
+                    return self
+                        .nd_input(eth.src_addr(), ip, now, replies)
+                        .map(|()| Input::Handled);
+                }
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&ip[24..40]);
+                if !self.is_local(IpAddr::V6(Ipv6Addr::from(d))) {
+                    return Err(L2Drop::NotForUs);
+                }
+                Ok(Input::Ip {
+                    offset: ETH_HDR_LEN,
+                    len,
+                })
+            }
+            _ => Err(L2Drop::Ethertype),
+        }
+    }
+
+    /// The next hop towards `dst`: itself if on one of our prefixes, else the gateway.
+    pub fn next_hop(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(a) => {
+                if self.cfg.ipv4.iter().any(|c| c.contains_addr(&a)) {
+                    Some(dst)
+                } else {
+                    self.cfg.gateway_v4.map(IpAddr::V4)
+                }
+            }
+            IpAddr::V6(a) => {
+                if self.cfg.ipv6.iter().any(|c| c.contains_addr(&a)) {
+                    Some(dst)
+                } else {
+                    self.cfg.gateway_v6.map(IpAddr::V6)
+                }
+            }
+        }
+    }
+
+    /// The Ethernet header for sending an IP packet to `dst`, or a drop reason. When the
+    /// next hop is unresolved a rate-limited ARP request / NS is appended to `replies`.
+    pub fn header_for(
+        &mut self,
+        dst: IpAddr,
+        now: Instant,
+        replies: &mut Vec<Vec<u8>>,
+    ) -> Result<[u8; ETH_HDR_LEN], L2Drop> {
+        let hop = self.next_hop(dst).ok_or(L2Drop::NoRoute)?;
+        let Some(mac) = self.neighbors.lookup(&hop, now) else {
+            if self.neighbors.should_solicit(hop, now) {
+                let req = match hop {
+                    IpAddr::V4(a) => self.arp_request(a),
+                    IpAddr::V6(a) => self.nd_solicit(a),
+                };
+                if let Some(f) = req {
+                    self.counters.solicitations += 1;
+                    replies.push(f);
+                }
+            }
+            return Err(L2Drop::NoNeighbor);
+        };
+        let ethertype: u16 = match dst {
+            IpAddr::V4(_) => 0x0800,
+            IpAddr::V6(_) => 0x86dd,
+        };
+        let mut h = [0u8; ETH_HDR_LEN];
+        h[..6].copy_from_slice(mac.as_bytes());
+        h[6..12].copy_from_slice(self.cfg.mac.as_bytes());
+        h[12..].copy_from_slice(&ethertype.to_be_bytes());
+        Ok(h)
+    }
+}
+
+/// Length of the IP packet at the front of `p` (version `v`, minimum header `min`) from its
+/// header, checked against the bytes present.
+fn ip_len(p: &[u8], v: u8, min: usize, len: impl Fn(&[u8]) -> usize) -> Result<usize, L2Drop> {
+    if p.len() < min || p[0] >> 4 != v {
+        return Err(L2Drop::Malformed);
+    }
+    let n = len(p);
+    if n < min || n > p.len() {
+        return Err(L2Drop::Malformed);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The worker's neighbour cache: IPv4/IPv6 next hop to Ethernet address, learned from ARP
+//! (RFC 826) and Neighbor Discovery (RFC 4861), with expiry and a size bound.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
+
+/// Bounded neighbour cache with per-entry expiry and solicitation rate limiting.
+#[derive(Debug)]
+pub struct NeighborCache {
+    entries: HashMap<IpAddr, (EthernetAddress, Instant)>,
+    /// When we last solicited each unresolved next hop.
+    solicited: HashMap<IpAddr, Instant>,
+    max: usize,
+    ttl: Duration,
+    retry: Duration,
+}
+
+impl NeighborCache {
+    /// A cache of at most `max` entries, each valid for `ttl`; an unresolved next hop is
+    /// solicited at most once per `retry`.
+    pub fn new(max: usize, ttl: Duration, retry: Duration) -> Self {
+        NeighborCache {
+            entries: HashMap::new(),
+            solicited: HashMap::new(),
+            max,
+            ttl,
+            retry,
+        }
+    }
+
+    /// The Ethernet address of `ip` if known and not expired.
+    pub fn lookup(&self, ip: &IpAddr, now: Instant) -> Option<EthernetAddress> {
+        self.entries
+            .get(ip)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(mac, _)| *mac)
+    }
+
+    /// Records `ip` at `mac`. A full cache drops expired entries first and otherwise refuses
+    /// new addresses (existing ones are still refreshed).
+    pub fn learn(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant) {
+        if !mac.is_unicast() {
+            return;
+        }
+        if !self.entries.contains_key(&ip) && self.entries.len() >= self.max {
+            self.entries.retain(|_, (_, exp)| *exp > now);
+            if self.entries.len() >= self.max {
+                return;
+            }
+        }
+        self.entries.insert(ip, (mac, now + self.ttl));
+        self.solicited.remove(&ip);
+    }
+
+    /// True if `ip` exists in the cache (even expired): RFC 826 updates only known senders.
+    pub fn knows(&self, ip: &IpAddr) -> bool {
+        self.entries.contains_key(ip)
+    }
+
+    /// True if a solicitation for `ip` should be sent now (and records it).
+    pub fn should_solicit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if let Some(&last) = self.solicited.get(&ip) {
+            if now < last + self.retry {
+                return false;
+            }
+        }
+        if self.solicited.len() >= self.max {
+            let retry = self.retry;
+            self.solicited.retain(|_, t| now < *t + retry);
+            if self.solicited.len() >= self.max {
+                return false;
+            }
+        }
+        self.solicited.insert(ip, now);
+        true
+    }
+
+    /// Number of entries (including expired ones not yet dropped).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
