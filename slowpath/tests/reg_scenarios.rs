@@ -2,12 +2,12 @@
 //! REGISTERs, 401 + Security-Server + SA install, protected REGISTER, 403, AUTS resync,
 //! re-registration, de-registration ordering, 421/494 and unprotected-request refusal.
 
-mod common;
+mod reg_common;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::{SaSet, WorkerCommand};
 use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy, Usim};
-use common::*;
+use reg_common::*;
 
 #[test]
 fn real_phone_register_gets_401_with_security_server_and_sa_set() {

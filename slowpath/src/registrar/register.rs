@@ -172,8 +172,7 @@ impl Core {
             _ => false,
         };
 
-        if answers_pending {
-            let creds = creds.as_ref().expect("answers_pending implies credentials");
+        if let (true, Some(creds)) = (answers_pending, creds.as_ref()) {
             if let Some(auts) = &creds.auts {
                 return self.resync(msg, sip, &key, auts, now, out);
             }
@@ -187,9 +186,12 @@ impl Core {
 
         match kind {
             Some(SetKind::Active) | Some(SetKind::Old) => {
-                let reg = self.regs.get(&key).expect("entry exists");
                 let sent = match kind {
-                    Some(SetKind::Active) => reg.active.as_ref().map(|a| a.security_server.clone()),
+                    Some(SetKind::Active) => self
+                        .regs
+                        .get(&key)
+                        .and_then(|r| r.active.as_ref())
+                        .map(|a| a.security_server.clone()),
                     _ => None,
                 };
                 // The old set has no Security-Server kept; refreshes must use the active set.
