@@ -52,6 +52,7 @@ pub struct PacketBuf {
     buf: Box<[u8]>,
     range: Range<usize>,
     default_headroom: usize,
+    max_frame: usize,
 }
 
 impl std::fmt::Debug for PacketBuf {
@@ -71,6 +72,7 @@ impl PacketBuf {
             buf: vec![0u8; layout.capacity()].into_boxed_slice(),
             range: layout.headroom..layout.headroom,
             default_headroom: layout.headroom,
+            max_frame: layout.max_frame,
         }
     }
 
@@ -151,6 +153,27 @@ impl PacketBuf {
         dst.copy_from_slice(frame);
         self.range = start..end;
         Ok(())
+    }
+
+    /// Let `f` write a frame of at most the layout's `max_frame` bytes after the default
+    /// headroom and return its length (`None`: nothing written, the buffer stays empty).
+    pub fn fill_with(&mut self, f: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        let start = self.default_headroom;
+        let end = (start + self.max_frame).min(self.buf.len());
+        let Some(area) = self.buf.get_mut(start..end) else {
+            return false;
+        };
+        let cap = area.len();
+        match f(area) {
+            Some(n) if n <= cap => {
+                self.range = start..start + n;
+                true
+            }
+            _ => {
+                self.range = start..start;
+                false
+            }
+        }
     }
 
     /// Grow the frame by `n` bytes at the front and return the new bytes.
@@ -284,6 +307,14 @@ mod tests {
         assert!(b.set_range(0..1770).is_ok());
         assert!(b.fill(&[0u8; 1643]).is_err());
         assert!(b.trim_front(1771).is_err());
+        assert!(!b.fill_with(|a| Some(a.len() + 1)));
+        assert!(b.is_empty());
+        assert!(b.fill_with(|a| {
+            assert_eq!(a.len(), 1514);
+            a[..3].copy_from_slice(b"abc");
+            Some(3)
+        }));
+        assert_eq!(b.data(), b"abc");
     }
 
     #[test]
