@@ -3,6 +3,7 @@
 
 mod args;
 mod milenage_cmd;
+mod subscribers;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "milenage" => milenage_cmd::run(rest).map_err(|e| format!("akactl milenage: {e}")),
+        "subscribers" => subscribers::run(rest).map_err(|e| format!("akactl subscribers: {e}")),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
