@@ -97,7 +97,25 @@ json.dump({"section": "esp", "unit_note": "sizes are upper-layer payload bytes p
     echo "wrote $RESULTS/esp.json (criterion log: $RESULTS/esp-criterion.log)"
 }
 
+# ---------------------------------------------------------------------------------------------
+# I/O (akagate-sys): packets per second through AF_PACKET (TX ring / sendmmsg, with and without
+# qdisc bypass; TPACKET_V3 RX ring) on a veth pair between two network namespaces at 64 and
+# 1400 bytes, and through DPDK's net_af_packet vdev when libdpdk is installed. Needs root.
+section_io() {
+    local features=()
+    pkg-config --exists libdpdk 2>/dev/null && features=(--features dpdk)
+    echo "== I/O: cargo bench -p akagate-bench --bench io ${features[*]}"
+    AKG_IO_JSON="$RESULTS/io.json" cargo bench -p akagate-bench --bench io "${features[@]}" \
+        2>"$RESULTS/io-bench.log" || {
+        tail -n 30 "$RESULTS/io-bench.log"
+        return 1
+    }
+    [[ -f $RESULTS/io.json ]] && echo "wrote $RESULTS/io.json (build log: $RESULTS/io-bench.log)"
+}
+# ---------------------------------------------------------------------------------------------
+
 SECTIONS=(esp)
+SECTIONS+=(io)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")

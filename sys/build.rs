@@ -38,7 +38,9 @@ mod dpdk {
         let cflags = pkg_config("--cflags");
 
         let mut cc = cc::Build::new();
-        cc.file("shim/akg_dpdk_shim.c").include("shim").warnings(false);
+        cc.file("shim/akg_dpdk_shim.c")
+            .include("shim")
+            .warnings(false);
         for f in &cflags {
             cc.flag(f);
         }

@@ -211,17 +211,15 @@ impl AfPacketPort {
         for id in 0..cfg.queues {
             let q = AfPacketQueue::open(cfg, id, ifindex as i32)?;
             let fd = q.fd.as_raw_fd();
-            if id == 0 {
-                if cfg.promiscuous {
-                    let mr = libc::packet_mreq {
-                        mr_ifindex: ifindex as i32,
-                        mr_type: libc::PACKET_MR_PROMISC as u16,
-                        mr_alen: 0,
-                        mr_address: [0; 8],
-                    };
-                    if setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr) < 0 {
-                        return Err(IoError::last_os("setsockopt(PACKET_ADD_MEMBERSHIP)", ifn));
-                    }
+            if id == 0 && cfg.promiscuous {
+                let mr = libc::packet_mreq {
+                    mr_ifindex: ifindex as i32,
+                    mr_type: libc::PACKET_MR_PROMISC as u16,
+                    mr_alen: 0,
+                    mr_address: [0; 8],
+                };
+                if setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr) < 0 {
+                    return Err(IoError::last_os("setsockopt(PACKET_ADD_MEMBERSHIP)", ifn));
                 }
             }
             if cfg.queues > 1 {
@@ -263,7 +261,13 @@ impl AfPacketPort {
         // drop-all filter; from here on every queue accepts what the fanout gives it.
         for q in &queues {
             let one = 1i32;
-            if setsockopt(q.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &one) < 0 {
+            if setsockopt(
+                q.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                &one,
+            ) < 0
+            {
                 return Err(IoError::last_os("setsockopt(SO_DETACH_FILTER)", ifn));
             }
         }
@@ -319,7 +323,9 @@ impl AfPacketQueue {
         if setsockopt(s, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx) < 0 {
             return Err(IoError::last_os("setsockopt(PACKET_RX_RING)", ifn));
         }
-        let tx_frame_size = (TP3_HDR + cfg.layout.max_frame).next_power_of_two().max(2048);
+        let tx_frame_size = (TP3_HDR + cfg.layout.max_frame)
+            .next_power_of_two()
+            .max(2048);
         let tx_block_size = tx_frame_size.max(1 << 16);
         let per_block = tx_block_size / tx_frame_size;
         // With a TX ring mapped, every sendmsg on the socket flushes the ring and ignores
@@ -422,7 +428,7 @@ impl AfPacketQueue {
 
     /// The 32-bit status word at byte `off` of the mapping.
     fn status(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= self.map.len && off % 4 == 0);
+        debug_assert!(off + 4 <= self.map.len && off.is_multiple_of(4));
         // SAFETY: off is inside the mapping and 4-aligned (block and frame starts are
         // page/16-aligned, status fields at fixed 4-aligned offsets); the kernel and we
         // access the word atomically.
@@ -513,9 +519,8 @@ impl AfPacketQueue {
         }
         if n > 0 {
             // SAFETY: zero-length send on our socket flushes the TX ring.
-            let r = unsafe {
-                libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT)
-            };
+            let r =
+                unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
             if r < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error();
                 if e != Some(libc::EAGAIN) && e != Some(libc::ENOBUFS) {
@@ -598,7 +603,7 @@ impl PortQueue for AfPacketQueue {
 
     fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
         self.bursts = self.bursts.wrapping_add(1);
-        if self.bursts % 4096 == 0 {
+        if self.bursts.is_multiple_of(4096) {
             self.sync_kernel_stats();
         }
         let (mut n, mut bytes, mut trunc, mut nobuf) = (0usize, 0u64, 0u64, false);
@@ -632,7 +637,10 @@ impl PortQueue for AfPacketQueue {
                 blk.get(o..o + 4)
                     .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
             };
-            let rd16 = |o: usize| blk.get(o..o + 2).map_or(0, |w| u16::from_ne_bytes([w[0], w[1]]));
+            let rd16 = |o: usize| {
+                blk.get(o..o + 2)
+                    .map_or(0, |w| u16::from_ne_bytes([w[0], w[1]]))
+            };
             // tpacket3_hdr: next_offset@0, snaplen@12, len@16, mac@24.
             let next = rd(o) as usize;
             let snap = rd(o + 12) as usize;

@@ -95,7 +95,11 @@ pub fn mem_pair(cfg: &MemPairConfig) -> Result<(MemPort, MemPort), IoError> {
         let _ = pool.push(PacketBuf::new(cfg.layout));
     }
     let rings = |n: usize| -> Arc<Vec<Arc<ArrayQueue<PacketBuf>>>> {
-        Arc::new((0..n).map(|_| Arc::new(ArrayQueue::new(cfg.ring_size))).collect())
+        Arc::new(
+            (0..n)
+                .map(|_| Arc::new(ArrayQueue::new(cfg.ring_size)))
+                .collect(),
+        )
     };
     let a_rx = rings(cfg.a.queues);
     let b_rx = rings(cfg.b.queues);
@@ -262,7 +266,8 @@ mod tests {
             let mut got = Vec::new();
             q.rx_burst(&mut got, 128);
             for p in &got {
-                let key = u32::from_be_bytes([p.data()[26], p.data()[27], p.data()[28], p.data()[29]]);
+                let key =
+                    u32::from_be_bytes([p.data()[26], p.data()[27], p.data()[28], p.data()[29]]);
                 assert_eq!(queue_for_key(key, 4), qi);
                 assert_eq!(p.data()[59], p.data()[29]);
             }

@@ -9,11 +9,14 @@ use crate::error::IoError;
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 fn ip(args: &[&str]) -> Result<(), IoError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| IoError::Sys {
-        call: "exec ip",
-        ifname: args.join(" "),
-        source: e,
-    })?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| IoError::Sys {
+            call: "exec ip",
+            ifname: args.join(" "),
+            source: e,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
@@ -64,12 +67,18 @@ impl VethPair {
             b: format!("ak{id}b"),
         };
         if pair.a.len() > 15 {
-            return Err(IoError::Config(format!("interface name {} too long", pair.a)));
+            return Err(IoError::Config(format!(
+                "interface name {} too long",
+                pair.a
+            )));
         }
         // From here on, Drop cleans up whatever part was created.
         ip(&["netns", "add", &pair.ns_a])?;
         ip(&["netns", "add", &pair.ns_b])?;
-        ip(&["link", "add", &pair.a, "netns", &pair.ns_a, "type", "veth", "peer", "name", &pair.b, "netns", &pair.ns_b])?;
+        ip(&[
+            "link", "add", &pair.a, "netns", &pair.ns_a, "type", "veth", "peer", "name", &pair.b,
+            "netns", &pair.ns_b,
+        ])?;
         for (ns, dev) in [(&pair.ns_a, &pair.a), (&pair.ns_b, &pair.b)] {
             let key = format!("net.ipv6.conf.{dev}.disable_ipv6=1");
             ip(&["netns", "exec", ns, "sysctl", "-qw", &key])?;
@@ -92,9 +101,8 @@ impl VethPair {
                 source: e,
             })?;
             // SAFETY: setns on a valid namespace fd; only this thread changes namespace.
-            let r = unsafe {
-                libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
-            };
+            let r =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             if r < 0 {
                 return Err(IoError::last_os("setns", &path));
             }

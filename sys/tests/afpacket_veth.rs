@@ -23,7 +23,14 @@ fn skip() -> bool {
 
 /// An untagged Ethernet frame carrying IPv4 with protocol `proto`, padded to `len`, ending in
 /// MAGIC and `seq`.
-fn v4_frame(dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, len: usize, seq: u32) -> Vec<u8> {
+fn v4_frame(
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    len: usize,
+    seq: u32,
+) -> Vec<u8> {
     let len = len.max(14 + 20 + 8);
     let mut f = vec![0u8; len];
     f[0..6].copy_from_slice(&dst_mac);
@@ -149,7 +156,16 @@ fn frames_cross_both_directions() {
 
     // A -> B through the TX ring: sizes from minimum to a full 1514-byte frame.
     let fwd: Vec<Vec<u8>> = (0..300u32)
-        .map(|i| v4_frame(mac_b, [10, 1, 0, 1], [10, 2, 0, 1], 17, 60 + (i as usize * 97) % 1455, i))
+        .map(|i| {
+            v4_frame(
+                mac_b,
+                [10, 1, 0, 1],
+                [10, 2, 0, 1],
+                17,
+                60 + (i as usize * 97) % 1455,
+                i,
+            )
+        })
         .collect();
     send_all(&mut qa[0], &fwd);
     let got = recv_all(&mut qb, fwd.len());
@@ -160,7 +176,16 @@ fn frames_cross_both_directions() {
 
     // B -> A with sendmmsg and qdisc bypass.
     let back: Vec<Vec<u8>> = (0..300u32)
-        .map(|i| v4_frame(mac_a, [10, 2, 0, 1], [10, 1, 0, 1], 6, 1514 - (i as usize * 31) % 1400, i))
+        .map(|i| {
+            v4_frame(
+                mac_a,
+                [10, 2, 0, 1],
+                [10, 1, 0, 1],
+                6,
+                1514 - (i as usize * 31) % 1400,
+                i,
+            )
+        })
         .collect();
     send_all(&mut qb[0], &back);
     let got = recv_all(&mut qa, back.len());
@@ -200,7 +225,14 @@ fn fanout_keeps_each_ue_on_one_queue() {
     for round in 0..3 {
         for ue in 0..64u8 {
             for proto in [50u8, 6] {
-                frames.push(v4_frame(mac_b, [10, 45, ue / 16, ue], [198, 51, 100, 1], proto, 80 + round * 200, seq));
+                frames.push(v4_frame(
+                    mac_b,
+                    [10, 45, ue / 16, ue],
+                    [198, 51, 100, 1],
+                    proto,
+                    80 + round * 200,
+                    seq,
+                ));
                 seq += 1;
             }
         }
@@ -220,7 +252,11 @@ fn fanout_keeps_each_ue_on_one_queue() {
     let mut queues_of_ue: HashMap<(u16, u32), HashSet<usize>> = HashMap::new();
     for (q, f) in &got {
         // The kernel ran our cBPF program; it must agree with the Rust steering function.
-        assert_eq!(*q, queue_for_frame(f, UeSide::Source, QUEUES), "frame on wrong queue");
+        assert_eq!(
+            *q,
+            queue_for_frame(f, UeSide::Source, QUEUES),
+            "frame on wrong queue"
+        );
         let et = u16::from_be_bytes([f[12], f[13]]);
         if let Some(k) = ue_key(f, UeSide::Source) {
             queues_of_ue.entry((et, k)).or_default().insert(*q);
@@ -229,7 +265,10 @@ fn fanout_keeps_each_ue_on_one_queue() {
         }
     }
     assert_eq!(queues_of_ue.len(), 64 + 16);
-    assert!(queues_of_ue.values().all(|s| s.len() == 1), "one UE, one queue");
+    assert!(
+        queues_of_ue.values().all(|s| s.len() == 1),
+        "one UE, one queue"
+    );
     let used: HashSet<usize> = got.iter().map(|(q, _)| *q).collect();
     assert_eq!(used.len(), QUEUES, "UEs spread over all queues");
     let total: u64 = pb.counters().iter().map(|c| c.snapshot().rx_packets).sum();
@@ -254,7 +293,16 @@ fn fanout_by_destination_side() {
     // Unicast to a foreign MAC: only seen because the port is promiscuous (veth delivers it
     // anyway, but the membership must be accepted by the kernel).
     let frames: Vec<Vec<u8>> = (0..120u32)
-        .map(|i| v4_frame([0x02, 0xbb, 0, 0, 0, 9], [203, 0, 113, 5], [10, 9, (i % 40) as u8, 1], 50, 100, i))
+        .map(|i| {
+            v4_frame(
+                [0x02, 0xbb, 0, 0, 0, 9],
+                [203, 0, 113, 5],
+                [10, 9, (i % 40) as u8, 1],
+                50,
+                100,
+                i,
+            )
+        })
         .collect();
     send_all(&mut qa[0], &frames);
     let got = recv_all(&mut qb, frames.len());
@@ -270,6 +318,11 @@ fn missing_interface_is_a_typed_error() {
     if skip() {
         return;
     }
-    let err = AfPacketPort::open(&AfPacketConfig::new("akg-nope0")).err().expect("must fail");
-    assert!(matches!(err, akagate_sys::IoError::NoSuchInterface(_)), "{err}");
+    let err = AfPacketPort::open(&AfPacketConfig::new("akg-nope0"))
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(err, akagate_sys::IoError::NoSuchInterface(_)),
+        "{err}"
+    );
 }

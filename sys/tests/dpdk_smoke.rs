@@ -27,7 +27,11 @@ fn ours(f: &[u8]) -> bool {
     f.len() >= 8 && &f[f.len() - 8..f.len() - 4] == b"AKGD"
 }
 
-fn exchange<S: PortQueue, R: PortQueue>(tx: &mut S, rx: &mut R, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+fn exchange<S: PortQueue, R: PortQueue>(
+    tx: &mut S,
+    rx: &mut R,
+    frames: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut pending: Vec<PacketBuf> = Vec::new();
     let mut got = Vec::new();
@@ -62,9 +66,11 @@ fn net_af_packet_exchanges_frames_with_the_kernel_end() {
     let net = VethPair::new().expect("veth pair");
     let mut kernel = {
         let ifname = net.a.clone();
-        VethPair::run_in(&net.ns_a, move || AfPacketPort::open(&AfPacketConfig::new(&ifname)))
-            .unwrap()
-            .unwrap()
+        VethPair::run_in(&net.ns_a, move || {
+            AfPacketPort::open(&AfPacketConfig::new(&ifname))
+        })
+        .unwrap()
+        .unwrap()
     };
     // The PMD opens its socket during EAL init, in the calling thread's namespace.
     let args: Vec<String> = [
@@ -82,10 +88,13 @@ fn net_af_packet_exchanges_frames_with_the_kernel_end() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut dpdk = VethPair::run_in(&net.ns_b, move || -> Result<DpdkPort, akagate_sys::IoError> {
-        eal_init(&args)?;
-        DpdkPort::open(&DpdkConfig::new("net_af_packet0"))
-    })
+    let mut dpdk = VethPair::run_in(
+        &net.ns_b,
+        move || -> Result<DpdkPort, akagate_sys::IoError> {
+            eal_init(&args)?;
+            DpdkPort::open(&DpdkConfig::new("net_af_packet0"))
+        },
+    )
     .unwrap()
     .expect("DPDK port on net_af_packet");
     assert_eq!(dpdk.num_queues(), 1);
@@ -94,11 +103,15 @@ fn net_af_packet_exchanges_frames_with_the_kernel_end() {
     let mut dq = dpdk.take_queues().pop().unwrap();
     let mut kq = kernel.take_queues().pop().unwrap();
 
-    let to_dpdk: Vec<Vec<u8>> = (0..200).map(|i| frame(mac_dpdk, i, 60 + (i as usize * 53) % 1454)).collect();
+    let to_dpdk: Vec<Vec<u8>> = (0..200)
+        .map(|i| frame(mac_dpdk, i, 60 + (i as usize * 53) % 1454))
+        .collect();
     let got = exchange(&mut kq, &mut dq, &to_dpdk);
     assert_eq!(got, to_dpdk, "kernel -> DPDK");
 
-    let to_kernel: Vec<Vec<u8>> = (0..200).map(|i| frame(mac_kernel, i, 1514 - (i as usize * 37) % 1454)).collect();
+    let to_kernel: Vec<Vec<u8>> = (0..200)
+        .map(|i| frame(mac_kernel, i, 1514 - (i as usize * 37) % 1454))
+        .collect();
     let got = exchange(&mut dq, &mut kq, &to_kernel);
     assert_eq!(got, to_kernel, "DPDK -> kernel");
 

@@ -19,7 +19,9 @@ static EAL: Mutex<Option<Vec<String>>> = Mutex::new(None);
 fn rte_err(what: &str, code: i32) -> IoError {
     let code = if code < 0 { -code } else { code };
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
-    let msg = unsafe { CStr::from_ptr(b::rte_strerror(code)) }.to_string_lossy().into_owned();
+    let msg = unsafe { CStr::from_ptr(b::rte_strerror(code)) }
+        .to_string_lossy()
+        .into_owned();
     IoError::Dpdk(format!("{what}: {msg} ({code})"))
 }
 
@@ -27,7 +29,9 @@ fn rte_err(what: &str, code: i32) -> IoError {
 /// be started once per process; a second call with the same arguments is a no-op, with
 /// different arguments an error.
 pub fn eal_init(args: &[String]) -> Result<(), IoError> {
-    let mut g = EAL.lock().map_err(|_| IoError::Dpdk("EAL lock poisoned".into()))?;
+    let mut g = EAL
+        .lock()
+        .map_err(|_| IoError::Dpdk("EAL lock poisoned".into()))?;
     if let Some(prev) = g.as_ref() {
         return if prev == args {
             Ok(())
@@ -250,7 +254,9 @@ impl DpdkPort {
         };
         if mp.is_null() {
             // SAFETY: pure getter.
-            return Err(rte_err("rte_pktmbuf_pool_create", unsafe { b::akg_errno() }));
+            return Err(rte_err("rte_pktmbuf_pool_create", unsafe {
+                b::akg_errno()
+            }));
         }
         let dev = Arc::new(Device { port_id, mp });
         for q in 0..nq {
@@ -263,8 +269,9 @@ impl DpdkPort {
                 return Err(rte_err("rte_eth_rx_queue_setup", r));
             }
             // SAFETY: as above.
-            let r =
-                unsafe { b::rte_eth_tx_queue_setup(port_id, q, ntx, socket as u32, std::ptr::null()) };
+            let r = unsafe {
+                b::rte_eth_tx_queue_setup(port_id, q, ntx, socket as u32, std::ptr::null())
+            };
             if r != 0 {
                 return Err(rte_err("rte_eth_tx_queue_setup", r));
             }
@@ -355,9 +362,9 @@ impl PortQueue for DpdkQueue {
             return 0;
         }
         // SAFETY: mbufs has room for BURST >= want pointers; the queue id is ours.
-        let got = unsafe {
-            b::akg_rx_burst(self.dev.port_id, self.id, self.mbufs.as_mut_ptr(), want)
-        } as usize;
+        let got =
+            unsafe { b::akg_rx_burst(self.dev.port_id, self.id, self.mbufs.as_mut_ptr(), want) }
+                as usize;
         let (mut n, mut bytes, mut trunc) = (0usize, 0u64, 0u64);
         for &m in self.mbufs.iter().take(got) {
             match self.pool.get() {
@@ -436,7 +443,12 @@ impl PortQueue for DpdkQueue {
         }
         // SAFETY: the first `filled` mbufs are filled; DPDK takes ownership of the sent ones.
         let sent = unsafe {
-            b::akg_tx_burst(self.dev.port_id, self.id, self.mbufs.as_mut_ptr(), filled as u16)
+            b::akg_tx_burst(
+                self.dev.port_id,
+                self.id,
+                self.mbufs.as_mut_ptr(),
+                filled as u16,
+            )
         } as usize;
         for &m in self.mbufs.iter().take(filled).skip(sent) {
             // SAFETY: unsent mbufs are still ours and freed once.
