@@ -292,8 +292,7 @@ impl TransactionLayer {
         }
     }
 
-    /// The earliest deadline (may be early after a transaction ended or was re-armed; then
-    /// `handle_timeout` does nothing).
+    /// The earliest deadline of any live transaction.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
@@ -311,6 +310,21 @@ impl TransactionLayer {
     /// Moves a transaction's output into the layer queues, re-arms its deadline and forgets it
     /// once terminated.
     fn drain(&mut self, id: TxId) {
+        self.drain_one(id);
+        self.prune_stale();
+    }
+
+    /// Drops stale heap entries at the top so `poll_timeout` is exact.
+    fn prune_stale(&mut self) {
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if self.entries.get(&id).and_then(|e| e.armed) == Some(at) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+    }
+
+    fn drain_one(&mut self, id: TxId) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };

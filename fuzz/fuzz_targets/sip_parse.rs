@@ -1,0 +1,29 @@
+//! Fuzz target: the SIP parser, every typed accessor, validation and the stream framer must
+//! never panic on any input (seed corpus: slowpath/tests/fixtures/sip/).
+#![no_main]
+
+use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
+use akagate_slowpath::sip::{next_frame, FrameLimits, HeaderKind, Message};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = next_frame(data, &FrameLimits::default());
+    let Ok(m) = Message::parse(data) else {
+        return;
+    };
+    let _ = m.validate();
+    for v in m.vias().flatten() {
+        let _ = (v.branch(), v.received(), v.rport());
+    }
+    for a in [m.from_header(), m.to_header()].into_iter().flatten() {
+        let _ = (a.tag(), a.display_name_unquoted(), a.uri.user_decoded());
+    }
+    for c in m.contacts().flatten() {
+        let _ = (c.expires(), c.sip_instance(), c.feature_tags().count());
+    }
+    for a in m.name_addrs(HeaderKind::Route).flatten() {
+        let _ = a.uri.params.iter().count();
+    }
+    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.expires());
+    let _ = (ServerKey::for_request(&m), ClientKey::for_message(&m));
+});
