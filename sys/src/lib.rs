@@ -11,6 +11,7 @@ pub mod buf;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod error;
+pub mod hugepages;
 pub mod mempair;
 pub mod port;
 pub mod steer;
@@ -21,3 +22,20 @@ pub use buf::{BufLayout, BufPool, PacketBuf};
 pub use error::{BufError, IoError};
 pub use port::{LinkInfo, Port, PortQueue, QueueCounters, QueueStats};
 pub use steer::UeSide;
+
+/// Whether this build contains the DPDK backend (cargo feature `dpdk`).
+pub const DPDK_ENABLED: bool = cfg!(feature = "dpdk");
+
+/// How to get the DPDK backend into a build that lacks it.
+pub const DPDK_HOWTO: &str = "this build has no DPDK backend: install libdpdk-dev, libclang-dev \
+     and pkg-config (`make deps`), then build with `--features dpdk` (make does this when \
+     `pkg-config libdpdk` succeeds)";
+
+/// `Ok` if the DPDK backend is compiled in, otherwise an error that says how to enable it.
+pub fn require_dpdk() -> Result<(), IoError> {
+    if DPDK_ENABLED {
+        Ok(())
+    } else {
+        Err(IoError::Config(DPDK_HOWTO.into()))
+    }
+}
