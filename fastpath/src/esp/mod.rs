@@ -3,11 +3,15 @@
 //! Build an [`OutboundSa`] / [`InboundSa`] from `(spi, &Suite)`; key schedules and HMAC pad
 //! states are computed once there, so per-packet processing allocates nothing.
 
+#[cfg(target_arch = "x86_64")]
+mod aesni;
 pub mod error;
 pub mod integ;
 pub mod ip;
 pub mod replay;
 pub mod sa;
+#[cfg(target_arch = "x86_64")]
+mod stitch;
 pub mod suite;
 mod transform;
 

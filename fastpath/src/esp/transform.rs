@@ -27,13 +27,49 @@ const CBC_PAR: usize = 8;
 /// CPU overlaps the two dependency chains (software "stitching").
 const STITCH_CHUNK: usize = 64;
 
-/// Block cipher for the CBC suites.
+/// Block cipher for the CBC suites. Held inline: an SA is long-lived and the key schedule is
+/// read on every packet, so a box would only add a pointer chase.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum CbcCipher {
+    /// AES-128 on AES-NI with register-resident round keys, plus the SHA-NI HMAC-SHA-1 pad
+    /// states when the suite is hmac-sha-1-96 and the CPU can run the stitched path.
+    #[cfg(target_arch = "x86_64")]
+    Aes128Ni(super::aesni::Aes128Ni, Option<super::stitch::Sha1NiKey>),
+    /// AES-128 through the `aes` crate (portable fallback).
     Aes128(Aes128),
+    /// Three-key triple DES.
     Tdes(TdesEde3),
 }
 
+/// CBC mode over whole blocks, in place (RFC 3602 2.4, RFC 2451).
+trait CbcMode {
+    /// Encrypts; `on_chunk` sees each `STITCH_CHUNK` of ciphertext as soon as it is ready.
+    fn encrypt(&self, iv: &[u8], data: &mut [u8], on_chunk: impl FnMut(&[u8]));
+    /// Decrypts.
+    fn decrypt(&self, iv: &[u8], data: &mut [u8]);
+}
+
+impl<C: BlockEncrypt + BlockDecrypt> CbcMode for C {
+    fn encrypt(&self, iv: &[u8], data: &mut [u8], on_chunk: impl FnMut(&[u8])) {
+        cbc_encrypt_chunked(self, iv, data, on_chunk)
+    }
+    fn decrypt(&self, iv: &[u8], data: &mut [u8]) {
+        cbc_decrypt(self, iv, data)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl CbcMode for super::aesni::Aes128Ni {
+    fn encrypt(&self, iv: &[u8], data: &mut [u8], on_chunk: impl FnMut(&[u8])) {
+        self.cbc_encrypt(iv, data, on_chunk)
+    }
+    fn decrypt(&self, iv: &[u8], data: &mut [u8]) {
+        self.cbc_decrypt(iv, data)
+    }
+}
+
 /// AES-GCM with a 128-, 192- or 256-bit key (RFC 4106 allows all three).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Gcm {
     A128(AesGcm<Aes128, U12>),
     A192(AesGcm<Aes192, U12>),
@@ -115,10 +151,23 @@ impl Transform {
                 integ: integ_from(suite)?,
             }),
             (EncrAlg::AesCbc, _) => {
-                let c = Aes128::new_from_slice(ekey).map_err(|_| bad_ekey())?;
+                let integ = integ_from(suite)?;
+                let key: &[u8; 16] = ekey.as_slice().try_into().map_err(|_| bad_ekey())?;
+                #[cfg(target_arch = "x86_64")]
+                if let Some(c) = super::aesni::Aes128Ni::new(key) {
+                    let stitched = match suite.auth {
+                        AuthAlg::HmacSha1_96 => {
+                            super::stitch::Sha1NiKey::new(&suite.keys.integ_key)
+                        }
+                        _ => None,
+                    };
+                    let cipher = CbcCipher::Aes128Ni(c, stitched);
+                    return Ok(Transform::Cbc { cipher, integ });
+                }
+                let c = Aes128::new(key.into());
                 Ok(Transform::Cbc {
                     cipher: CbcCipher::Aes128(c),
-                    integ: integ_from(suite)?,
+                    integ,
                 })
             }
             (EncrAlg::DesEde3Cbc, _) => {
@@ -134,22 +183,18 @@ impl Transform {
     /// Packet geometry of this transform.
     pub(crate) fn geometry(&self) -> Geometry {
         match self {
-            Transform::Cbc {
-                cipher: CbcCipher::Aes128(_),
-                ..
-            } => Geometry {
-                iv_len: 16,
-                align: 16,
-                icv_len: HMAC96_ICV_LEN,
-            },
-            Transform::Cbc {
-                cipher: CbcCipher::Tdes(_),
-                ..
-            } => Geometry {
-                iv_len: 8,
-                align: 8,
-                icv_len: HMAC96_ICV_LEN,
-            },
+            Transform::Cbc { cipher, .. } => {
+                // RFC 3602 / RFC 2451: the IV is one cipher block, the body whole blocks.
+                let block = match cipher {
+                    CbcCipher::Tdes(_) => 8,
+                    _ => 16,
+                };
+                Geometry {
+                    iv_len: block,
+                    align: block,
+                    icv_len: HMAC96_ICV_LEN,
+                }
+            }
             Transform::Null { .. } => Geometry {
                 iv_len: 0,
                 align: 4,
@@ -179,6 +224,16 @@ impl Transform {
             Transform::Cbc { cipher, integ } => {
                 let iv = &hdr_iv[ESP_HDR_LEN..];
                 let out = match (cipher, integ) {
+                    #[cfg(target_arch = "x86_64")]
+                    (CbcCipher::Aes128Ni(c, Some(mac)), Hmac96::Sha1(_)) => {
+                        super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (CbcCipher::Aes128Ni(c, _), Hmac96::Sha1(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (CbcCipher::Aes128Ni(c, _), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
                     (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
                     (CbcCipher::Aes128(c), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
                     (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
@@ -234,8 +289,10 @@ impl Transform {
                 if let Transform::Cbc { cipher, .. } = self {
                     let iv = &hdr_iv[ESP_HDR_LEN..];
                     match cipher {
-                        CbcCipher::Aes128(c) => cbc_decrypt(c, iv, body),
-                        CbcCipher::Tdes(c) => cbc_decrypt(c, iv, body),
+                        #[cfg(target_arch = "x86_64")]
+                        CbcCipher::Aes128Ni(c, _) => c.decrypt(iv, body),
+                        CbcCipher::Aes128(c) => CbcMode::decrypt(c, iv, body),
+                        CbcCipher::Tdes(c) => CbcMode::decrypt(c, iv, body),
                     }
                 }
                 Ok(())
@@ -306,12 +363,12 @@ fn cbc_seal<C, D>(
     body: &mut [u8],
 ) -> [u8; HMAC96_ICV_LEN]
 where
-    C: BlockEncrypt,
+    C: CbcMode,
     D: Digest + Clone + Reset + FixedOutputReset,
 {
     let mut mac = k.start();
     mac.update(hdr_iv);
-    cbc_encrypt_chunked(c, iv, body, |chunk| mac.update(chunk));
+    c.encrypt(iv, body, |chunk| mac.update(chunk));
     mac.finish96()
 }
 
