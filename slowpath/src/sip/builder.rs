@@ -16,7 +16,10 @@ pub struct MessageBuilder {
 }
 
 fn push_clean(out: &mut Vec<u8>, s: &str) {
-    out.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend(
+        s.bytes()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
 }
 
 impl MessageBuilder {

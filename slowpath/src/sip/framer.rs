@@ -125,7 +125,10 @@ mod tests {
             Err(ParseError::BadContentLength)
         );
         assert_eq!(
-            next_frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx", &lim),
+            next_frame(
+                b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx",
+                &lim
+            ),
             Err(ParseError::MultipleContentLength)
         );
         let small = FrameLimits {

@@ -143,7 +143,10 @@ impl HeaderKind {
 
     /// The canonical (full) name, or `None` for `Other`.
     pub fn name(self) -> Option<&'static str> {
-        TABLE.iter().find(|(k, _, _)| *k == self).map(|(_, n, _)| *n)
+        TABLE
+            .iter()
+            .find(|(k, _, _)| *k == self)
+            .map(|(_, n, _)| *n)
     }
 
     /// A static name for error messages (`"header"` for `Other`).

@@ -12,12 +12,12 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// `s` without leading and trailing linear white space.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    s.trim_matches([' ', '\t', '\r', '\n'])
 }
 
 /// `s` without leading linear white space.
 pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    s.trim_start_matches([' ', '\t', '\r', '\n'])
 }
 
 /// True for a `token` character (RFC 3261 25.1).

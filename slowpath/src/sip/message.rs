@@ -158,7 +158,9 @@ pub(crate) fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseErro
     for (i, &b) in value.iter().enumerate() {
         let ok = match b {
             b'\r' => value.get(i + 1) == Some(&b'\n'),
-            b'\n' => i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t')),
+            b'\n' => {
+                i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t'))
+            }
             _ => true,
         };
         if !ok {
@@ -433,7 +435,9 @@ mod tests {
     #[test]
     fn start_lines() {
         assert_eq!(
-            Message::parse(b"SIP/2.0 100 \r\n\r\n").unwrap().start_line(),
+            Message::parse(b"SIP/2.0 100 \r\n\r\n")
+                .unwrap()
+                .start_line(),
             StartLine::Response {
                 code: 100,
                 reason: ""

@@ -161,14 +161,16 @@ mod tests {
 
     #[test]
     fn forms() {
-        let a = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#)
-            .unwrap();
+        let a = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(a.display_name_unquoted().unwrap(), "J Rosenberg \\\"");
         assert_eq!(a.tag(), Some("98asjd8"));
         let b = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(b.display_name, Some("caller"));
-        let c = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
-            .unwrap();
+        let c =
+            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert!(!c.bracketed);
         assert_eq!(c.tag(), Some("1918181833n"));
     }
@@ -190,7 +192,10 @@ mod tests {
     #[test]
     fn contact_params() {
         let c = Contact::parse(r#"<sip:u@[2409:8800::1]:8904>;+sip.instance="<urn:gsma:imei:86717902-002037-0>";+g.3gpp.smsip;expires=99999999999"#).unwrap();
-        assert_eq!(c.sip_instance().unwrap(), "<urn:gsma:imei:86717902-002037-0>");
+        assert_eq!(
+            c.sip_instance().unwrap(),
+            "<urn:gsma:imei:86717902-002037-0>"
+        );
         assert_eq!(c.feature_tags().count(), 2);
         assert_eq!(c.expires(), Some(u32::MAX));
         assert_eq!(Contact::parse(" * ").unwrap(), Contact::Star);

@@ -37,7 +37,18 @@ fn is_word_char(b: u8) -> bool {
     super::lex::is_token_char(b)
         || matches!(
             b,
-            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
         )
 }
 
@@ -58,8 +69,10 @@ impl<'a> Message<'a> {
 
     /// Every Via value, topmost first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
-        self.list_values(HeaderKind::Via)
-            .map(|r| r.map_err(|_| ParseError::BadHeader("Via")).and_then(Via::parse))
+        self.list_values(HeaderKind::Via).map(|r| {
+            r.map_err(|_| ParseError::BadHeader("Via"))
+                .and_then(Via::parse)
+        })
     }
 
     /// The topmost Via (the one that identifies the transaction).
@@ -110,8 +123,10 @@ impl<'a> Message<'a> {
         kind: HeaderKind,
     ) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
         let label = kind.label();
-        self.list_values(kind)
-            .map(move |r| r.and_then(NameAddr::parse).map_err(|_| ParseError::BadHeader(label)))
+        self.list_values(kind).map(move |r| {
+            r.and_then(NameAddr::parse)
+                .map_err(|_| ParseError::BadHeader(label))
+        })
     }
 
     /// Route values.

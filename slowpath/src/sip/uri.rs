@@ -123,7 +123,10 @@ impl<'a> Uri<'a> {
         check_uri_chars(s)?;
         let colon = s.find(':').ok_or(ParseError::BadUri)?;
         let scheme_s = &s[..colon];
-        let valid_scheme = scheme_s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        let valid_scheme = scheme_s
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
             && scheme_s
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
@@ -273,8 +276,8 @@ mod tests {
 
     #[test]
     fn sip_uri_parts() {
-        let u = Uri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi")
-            .unwrap();
+        let u =
+            Uri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi").unwrap();
         assert_eq!(u.scheme, Scheme::Sips);
         assert_eq!(u.user, Some("alice"));
         assert_eq!(u.password, Some("secret"));

@@ -126,11 +126,12 @@ impl<'a> Via<'a> {
 
     /// The sent-by port or the transport default (RFC 3261 18.2.2: 5060, 5061 for TLS).
     pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(if self.transport.eq_ignore_ascii_case("TLS") {
-            5061
-        } else {
-            5060
-        })
+        self.port
+            .unwrap_or(if self.transport.eq_ignore_ascii_case("TLS") {
+                5061
+            } else {
+                5060
+            })
     }
 }
 
@@ -149,10 +150,7 @@ mod tests {
     #[test]
     fn tortuous_via() {
         let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
-        assert_eq!(
-            (v.protocol, v.version, v.transport),
-            ("SIP", "2.0", "UDP")
-        );
+        assert_eq!((v.protocol, v.version, v.transport), ("SIP", "2.0", "UDP"));
         assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert!(!v.is_rfc3261_branch());
@@ -163,8 +161,9 @@ mod tests {
 
     #[test]
     fn rport_received_ipv6() {
-        let v = Via::parse("SIP/2.0/TCP [2409:8800::1]:8904;branch=z9hG4bK1;rport;received=10.0.0.1")
-            .unwrap();
+        let v =
+            Via::parse("SIP/2.0/TCP [2409:8800::1]:8904;branch=z9hG4bK1;rport;received=10.0.0.1")
+                .unwrap();
         assert_eq!(v.port, Some(8904));
         assert!(v.has_rport());
         assert_eq!(v.rport(), None);

@@ -79,15 +79,21 @@ impl ClientInvite {
                 self.state = Proceeding;
                 self.timer_a = None;
                 self.timer_b = None;
-                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out
+                    .events
+                    .push_back(TxEvent::Response(response.raw().to_vec()));
             }
             (Calling | Proceeding, 200..=299) => {
                 // The TU (core) handles 2xx retransmissions and the ACK (17.1.1.2).
-                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out
+                    .events
+                    .push_back(TxEvent::Response(response.raw().to_vec()));
                 self.terminate();
             }
             (Calling | Proceeding, _) => {
-                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out
+                    .events
+                    .push_back(TxEvent::Response(response.raw().to_vec()));
                 self.ack = Message::parse(&self.request)
                     .and_then(|invite| ack_for_non2xx(&invite, response))
                     .ok();

@@ -73,10 +73,14 @@ impl ClientNonInvite {
         match (self.state, code) {
             (Trying | Proceeding, 100..=199) => {
                 self.state = Proceeding;
-                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out
+                    .events
+                    .push_back(TxEvent::Response(response.raw().to_vec()));
             }
             (Trying | Proceeding, _) => {
-                self.out.events.push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out
+                    .events
+                    .push_back(TxEvent::Response(response.raw().to_vec()));
                 self.timer_e = None;
                 self.timer_f = None;
                 if self.reliable {

@@ -58,11 +58,7 @@ impl ServerKey {
         }
         Ok(ServerKey::Rfc2543 {
             request_uri: request.request_uri().unwrap_or_default().to_string(),
-            from_tag: request
-                .from_header()?
-                .tag()
-                .unwrap_or_default()
-                .to_string(),
+            from_tag: request.from_header()?.tag().unwrap_or_default().to_string(),
             call_id: request.call_id()?.to_string(),
             cseq: request.cseq()?.seq,
             top_via: format!("{};{}", sent_by(&via), via.branch().unwrap_or_default()),

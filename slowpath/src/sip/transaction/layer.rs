@@ -72,21 +72,22 @@ pub enum Incoming {
     Stray,
 }
 
+/// The four machines of RFC 3261 17: INVITE/non-INVITE client and server transactions.
 #[derive(Debug)]
 enum Tx {
-    ClientInvite(ClientInvite),
-    ClientNonInvite(ClientNonInvite),
-    ServerInvite(ServerInvite),
-    ServerNonInvite(ServerNonInvite),
+    Ict(ClientInvite),
+    Nict(ClientNonInvite),
+    Ist(ServerInvite),
+    Nist(ServerNonInvite),
 }
 
 impl Tx {
     fn core(&mut self) -> &mut dyn Transaction {
         match self {
-            Tx::ClientInvite(t) => t,
-            Tx::ClientNonInvite(t) => t,
-            Tx::ServerInvite(t) => t,
-            Tx::ServerNonInvite(t) => t,
+            Tx::Ict(t) => t,
+            Tx::Nict(t) => t,
+            Tx::Ist(t) => t,
+            Tx::Nist(t) => t,
         }
     }
 }
@@ -156,8 +157,8 @@ impl TransactionLayer {
             if let Some(&id) = self.servers.get(&key) {
                 if let Some(entry) = self.entries.get_mut(&id) {
                     match &mut entry.tx {
-                        Tx::ServerInvite(t) => t.handle_request(msg, now),
-                        Tx::ServerNonInvite(t) => t.handle_request(msg, now),
+                        Tx::Ist(t) => t.handle_request(msg, now),
+                        Tx::Nist(t) => t.handle_request(msg, now),
                         _ => {}
                     }
                 }
@@ -167,16 +168,13 @@ impl TransactionLayer {
             let tx = match msg.method() {
                 // An ACK without an INVITE transaction belongs to a 2xx: core handles it.
                 Some("ACK") => return Ok(Incoming::Stray),
-                Some("INVITE") => Tx::ServerInvite(ServerInvite::new(
+                Some("INVITE") => Tx::Ist(ServerInvite::new(
                     msg,
                     peer.transport.is_reliable(),
                     self.cfg,
                     now,
                 )),
-                _ => Tx::ServerNonInvite(ServerNonInvite::new(
-                    peer.transport.is_reliable(),
-                    self.cfg,
-                )),
+                _ => Tx::Nist(ServerNonInvite::new(peer.transport.is_reliable(), self.cfg)),
             };
             let id = self.alloc();
             self.servers.insert(key.clone(), id);
@@ -198,8 +196,8 @@ impl TransactionLayer {
         };
         if let Some(entry) = self.entries.get_mut(&id) {
             match &mut entry.tx {
-                Tx::ClientInvite(t) => t.handle_response(msg, now),
-                Tx::ClientNonInvite(t) => t.handle_response(msg, now),
+                Tx::Ict(t) => t.handle_response(msg, now),
+                Tx::Nict(t) => t.handle_response(msg, now),
                 _ => {}
             }
         }
@@ -227,9 +225,9 @@ impl TransactionLayer {
         }
         let reliable = peer.transport.is_reliable();
         let tx = if is_invite {
-            Tx::ClientInvite(ClientInvite::new(request, reliable, self.cfg, now))
+            Tx::Ict(ClientInvite::new(request, reliable, self.cfg, now))
         } else {
-            Tx::ClientNonInvite(ClientNonInvite::new(request, reliable, self.cfg, now))
+            Tx::Nict(ClientNonInvite::new(request, reliable, self.cfg, now))
         };
         let id = self.alloc();
         self.clients.insert(key.clone(), id);
@@ -253,10 +251,13 @@ impl TransactionLayer {
         response: Vec<u8>,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let entry = self.entries.get_mut(&id).ok_or(TransactionError::NotFound)?;
+        let entry = self
+            .entries
+            .get_mut(&id)
+            .ok_or(TransactionError::NotFound)?;
         match &mut entry.tx {
-            Tx::ServerInvite(t) => t.send_response(response, now)?,
-            Tx::ServerNonInvite(t) => t.send_response(response, now)?,
+            Tx::Ist(t) => t.send_response(response, now)?,
+            Tx::Nist(t) => t.send_response(response, now)?,
             _ => return Err(TransactionError::WrongMessage),
         }
         self.drain(id);

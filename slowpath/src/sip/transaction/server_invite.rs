@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{due, earliest, Outbox, Retransmit, TimerConfig, Transaction, TransactionError, TxEvent};
+use super::{
+    due, earliest, Outbox, Retransmit, TimerConfig, Transaction, TransactionError, TxEvent,
+};
 use crate::sip::builder::response_to;
 use crate::sip::message::Message;
 
@@ -93,7 +95,11 @@ impl ServerInvite {
     }
 
     /// Sends a response from the transaction user.
-    pub fn send_response(&mut self, response: Vec<u8>, now: Instant) -> Result<(), TransactionError> {
+    pub fn send_response(
+        &mut self,
+        response: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
         let code = Message::parse(&response)?
             .status_code()
             .ok_or(TransactionError::WrongMessage)?;
@@ -123,8 +129,8 @@ impl Transaction for ServerInvite {
     fn handle_timeout(&mut self, now: Instant) {
         if due(self.timer_trying, now) {
             self.timer_trying = None;
-            if let Ok(trying) = Message::parse(&self.request)
-                .and_then(|req| response_to(&req, 100, "Trying", None))
+            if let Ok(trying) =
+                Message::parse(&self.request).and_then(|req| response_to(&req, 100, "Trying", None))
             {
                 let trying = trying.build();
                 self.out.transmits.push_back(trying.clone());

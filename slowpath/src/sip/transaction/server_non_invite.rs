@@ -67,7 +67,11 @@ impl ServerNonInvite {
     }
 
     /// Sends a response from the transaction user.
-    pub fn send_response(&mut self, response: Vec<u8>, now: Instant) -> Result<(), TransactionError> {
+    pub fn send_response(
+        &mut self,
+        response: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
         let code = Message::parse(&response)?
             .status_code()
             .ok_or(TransactionError::WrongMessage)?;
