@@ -8,3 +8,4 @@ pub mod reasm;
 pub mod sad;
 pub mod stack;
 pub mod timer;
+pub mod worker;

@@ -230,6 +230,11 @@ impl UeStack {
         self.counters
     }
 
+    /// Returns the counters and resets them, for a worker that sums them.
+    pub fn take_counters(&mut self) -> StackCounters {
+        std::mem::take(&mut self.counters)
+    }
+
     /// Open TCP connections (accepted or opened, not yet closed).
     pub fn tcp_connections(&self) -> usize {
         self.conns.len()

@@ -1,0 +1,122 @@
+//! Commands from the slowpath: send (opening port_pc -> port_us when asked), close, and
+//! installing or removing a UE's SA set.
+
+use akagate_sys::PortQueue;
+use smoltcp::time::Instant;
+
+use super::counters::inc;
+use super::{SaSetState, Worker};
+use crate::ipc::{Proto, SaSet, WorkerCommand, WorkerEvent};
+use crate::stack::StackError;
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Executes up to `commands_per_loop` queued commands; returns how many.
+    pub(super) fn run_commands(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        while n < self.cfg.commands_per_loop {
+            let Ok(cmd) = self.commands.try_recv() else {
+                break;
+            };
+            n += 1;
+            inc(&self.counters.commands);
+            self.command(cmd, now);
+        }
+        self.forward_events();
+        n
+    }
+
+    /// Executes one command (also usable directly by tests and the daemon).
+    pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
+        match cmd {
+            WorkerCommand::Send {
+                flow,
+                bytes,
+                connect_if_absent,
+            } => {
+                let create = connect_if_absent || flow.proto == Proto::Udp;
+                let Some(ue) = self.ue_entry(flow.ue, flow.local, create, now) else {
+                    self.stack_events.push(WorkerEvent::ConnectFailed(flow));
+                    return;
+                };
+                match ue.stack.send(flow, &bytes, connect_if_absent) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        inc(&self.counters.drop_send_failed);
+                        if matches!(
+                            e,
+                            StackError::NoConnection
+                                | StackError::ConnLimit
+                                | StackError::ConnectRefused
+                        ) {
+                            self.stack_events.push(WorkerEvent::ConnectFailed(flow));
+                        }
+                    }
+                }
+                self.timers.schedule(flow.ue, now);
+            }
+            WorkerCommand::Close(flow) => {
+                if let Some(ue) = self.ues.get_mut(&flow.ue) {
+                    let _ = ue.stack.close(flow);
+                    self.timers.schedule(flow.ue, now);
+                }
+            }
+            WorkerCommand::InstallSaSet(set) => self.install(&set, now),
+            WorkerCommand::RemoveSaSet { ue, spi_pc, spi_ps } => {
+                self.remove_set(ue, spi_pc, spi_ps, now)
+            }
+        }
+    }
+
+    fn install(&mut self, set: &SaSet, now: Instant) {
+        if !self.l2.is_local(set.local) {
+            inc(&self.counters.drop_sa_install);
+            return;
+        }
+        let Ok((state, ps, pc)) = SaSetState::build(set, self.cfg.id) else {
+            inc(&self.counters.drop_sa_install);
+            return;
+        };
+        let table = self.table.clone();
+        let Some(ue) = self.ue_entry(set.ue, set.local, true, now) else {
+            inc(&self.counters.drop_sa_install);
+            return;
+        };
+        if table.install(set.spi_ps, ps).is_err() {
+            inc(&self.counters.drop_sa_install);
+            return;
+        }
+        if table.install(set.spi_pc, pc).is_err() {
+            let _ = table.remove(set.spi_ps);
+            inc(&self.counters.drop_sa_install);
+            return;
+        }
+        // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,
+        // TCP there belongs to connections we open.
+        ue.stack.listen(set.port_ps, true, true);
+        ue.stack.listen(set.port_pc, false, true);
+        ue.sa_sets.insert(0, state);
+        self.timers.schedule(set.ue, now);
+    }
+
+    fn remove_set(&mut self, ue_ip: std::net::IpAddr, spi_pc: u32, spi_ps: u32, now: Instant) {
+        let Some(ue) = self.ues.get_mut(&ue_ip) else {
+            return;
+        };
+        let Some(i) = ue
+            .sa_sets
+            .iter()
+            .position(|s| s.spi_pc == spi_pc && s.spi_ps == spi_ps)
+        else {
+            return;
+        };
+        let set = ue.sa_sets.remove(i);
+        let _ = self.table.remove(spi_ps);
+        let _ = self.table.remove(spi_pc);
+        for port in [set.port_ps, set.port_pc] {
+            if !ue.sa_sets.iter().any(|s| s.is_protected_port(port)) {
+                ue.stack.unlisten(port);
+            }
+        }
+        self.timers.schedule(ue_ip, now);
+    }
+}

@@ -1,0 +1,254 @@
+//! Inbound path of a burst: link layer, reassembly, then ESP through the SA table or the
+//! unprotected SIP port, into the UE's stack.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+use akagate_sys::PortQueue;
+use smoltcp::time::Instant;
+
+use super::counters::inc;
+use super::{InboundTable, Worker};
+use crate::esp::ip::{layout, IPPROTO_ESP};
+use crate::esp::peek_spi;
+use crate::l2::{icmp, Input, L2Drop};
+use crate::reasm::{Reasm, ReasmDrop};
+use crate::sad::{self, ReadGuard};
+use crate::stack::ports::transport_ports;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// Source and destination address of an IPv4/IPv6 packet (length already checked).
+fn addrs(pkt: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let s: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
+            Some((Ipv4Addr::from(s).into(), Ipv4Addr::from(d).into()))
+        }
+        6 => {
+            let s: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
+            Some((Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into()))
+        }
+        _ => None,
+    }
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Receives and processes one burst; returns the number of frames.
+    pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
+        let mut rx = std::mem::take(&mut self.rx);
+        let n = self.queue.rx_burst(&mut rx, self.cfg.burst);
+        if n == 0 {
+            self.rx = rx;
+            self.reasm.expire(now);
+            return 0;
+        }
+        super::counters::add(&self.counters.rx_frames, n as u64);
+        let table = self.table.clone();
+        // One epoch pin per burst (see sad::ReadGuard).
+        let guard = sad::pin();
+        for mut b in rx.drain(..) {
+            let (raw, range) = b.raw_mut();
+            self.frame(&table, &guard, raw, range, now);
+            self.queue.free(b);
+        }
+        drop(guard);
+        self.rx = rx;
+        n
+    }
+
+    fn frame(
+        &mut self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        raw: &mut [u8],
+        range: Range<usize>,
+        now: Instant,
+    ) {
+        let Some(frame) = raw.get(range.clone()) else {
+            return;
+        };
+        let ip = match self.l2.input(frame, now, &mut self.ctrl) {
+            Ok(Input::Handled) => return,
+            Ok(Input::Ip { offset, len }) => range.start + offset..range.start + offset + len,
+            Err(e) => {
+                inc(match e {
+                    L2Drop::NotForUs => &self.counters.drop_l2_not_for_us,
+                    L2Drop::Ethertype => &self.counters.drop_l2_ethertype,
+                    _ => &self.counters.drop_l2_malformed,
+                });
+                return;
+            }
+        };
+        // TS 33.203 / RFC 4303 3.4.1: fragments are joined before ESP is removed.
+        match self.reasm.push(&raw[ip.clone()], now) {
+            Ok(Reasm::NotFragment) => self.ip_packet(table, guard, raw, ip, now),
+            Ok(Reasm::Incomplete) => {}
+            Ok(Reasm::Complete(mut whole)) => {
+                let r = 0..whole.len();
+                self.ip_packet(table, guard, &mut whole, r, now);
+            }
+            Err(e) => inc(match e {
+                ReasmDrop::Malformed => &self.counters.drop_reasm_malformed,
+                ReasmDrop::Overlap => &self.counters.drop_reasm_overlap,
+                ReasmDrop::Duplicate => &self.counters.drop_reasm_duplicate,
+                ReasmDrop::TooBig => &self.counters.drop_reasm_too_big,
+                ReasmDrop::NoMemory => &self.counters.drop_reasm_no_memory,
+            }),
+        }
+    }
+
+    /// One whole outer IP packet at `buf[r]`, addressed to us.
+    fn ip_packet(
+        &mut self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        buf: &mut [u8],
+        r: Range<usize>,
+        now: Instant,
+    ) {
+        let pkt = &buf[r.clone()];
+        let (Ok(lay), Some((src, dst))) = (layout(pkt), addrs(pkt)) else {
+            inc(&self.counters.drop_ip_malformed);
+            return;
+        };
+        match lay.next_header {
+            IPPROTO_ESP => self.esp_packet(table, guard, buf, r, src, dst, now),
+            IPPROTO_TCP | IPPROTO_UDP => self.clear_packet(buf, r, src, dst, now),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => match icmp::echo_reply(pkt) {
+                Some(reply) => {
+                    inc(&self.counters.echo_replies);
+                    self.send_local(&reply, now);
+                }
+                None => inc(&self.counters.drop_ip_protocol),
+            },
+            _ => inc(&self.counters.drop_ip_protocol),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn esp_packet(
+        &mut self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        buf: &mut [u8],
+        r: Range<usize>,
+        src: IpAddr,
+        dst: IpAddr,
+        now: Instant,
+    ) {
+        let Ok(spi) = peek_spi(&buf[r.clone()]) else {
+            inc(&self.counters.drop_ip_malformed);
+            return;
+        };
+        let Some(entry) = table.lookup(spi, guard) else {
+            inc(&self.counters.drop_esp_unknown_spi);
+            return;
+        };
+        if entry.ue != src || entry.local != dst {
+            inc(&self.counters.drop_esp_address);
+            return;
+        }
+        if entry.worker != self.cfg.id {
+            inc(&self.counters.drop_esp_stray);
+            return;
+        }
+        let inner = match entry.sa.lock() {
+            Ok(mut sa) => sa.decapsulate(buf, r),
+            Err(_) => {
+                inc(&self.counters.drop_esp_invalid);
+                return;
+            }
+        };
+        let Ok(inner) = inner else {
+            inc(&self.counters.drop_esp_invalid);
+            return;
+        };
+        inc(&self.counters.esp_in);
+        let pkt = &buf[inner];
+        // TS 33.203 7.1: the SA for spi_ps carries only port_uc -> port_ps, the one for
+        // spi_pc only port_us -> port_pc.
+        match transport_ports(pkt) {
+            Some(p)
+                if p.src == entry.ue_port
+                    && p.dst == entry.local_port
+                    && addrs(pkt) == Some((src, dst)) => {}
+            _ => {
+                inc(&self.counters.drop_esp_selector);
+                return;
+            }
+        }
+        self.deliver(src, dst, pkt, Some(spi), false, now);
+    }
+
+    fn clear_packet(
+        &mut self,
+        buf: &[u8],
+        r: Range<usize>,
+        src: IpAddr,
+        dst: IpAddr,
+        now: Instant,
+    ) {
+        let pkt = &buf[r];
+        let Some(p) = transport_ports(pkt) else {
+            inc(&self.counters.drop_ip_malformed);
+            return;
+        };
+        if p.dst != self.cfg.sip_port {
+            let protected = self
+                .ues
+                .get(&src)
+                .is_some_and(|u| u.sa_sets.iter().any(|s| s.is_protected_port(p.dst)));
+            inc(if protected {
+                &self.counters.drop_clear_to_protected
+            } else {
+                &self.counters.drop_closed_port
+            });
+            return;
+        }
+        self.deliver(src, dst, pkt, None, true, now);
+    }
+
+    /// Queues an inner packet on the UE's stack (creating it for unprotected SIP) and marks
+    /// the stack due.
+    fn deliver(
+        &mut self,
+        ue: IpAddr,
+        local: IpAddr,
+        pkt: &[u8],
+        spi: Option<u32>,
+        create: bool,
+        now: Instant,
+    ) {
+        let Some(u) = self.ue_entry(ue, local, create, now) else {
+            return;
+        };
+        if u.stack.push_inbound(pkt.to_vec(), spi).is_err() {
+            inc(&self.counters.drop_stack_queue_full);
+            return;
+        }
+        self.timers.schedule(ue, now);
+    }
+
+    /// Sends an IP packet built by the worker itself (echo reply) in clear.
+    fn send_local(&mut self, pkt: &[u8], now: Instant) {
+        let Some((_, dst)) = addrs(pkt) else {
+            return;
+        };
+        let mut out = super::egress::Out {
+            l2: &mut self.l2,
+            queue: &mut self.queue,
+            tx: &mut self.tx,
+            ctrl: &mut self.ctrl,
+            counters: &self.counters,
+            sip_port: self.cfg.sip_port,
+            link_mtu: self.cfg.link_mtu,
+        };
+        out.frame(dst, pkt, None, now);
+    }
+}

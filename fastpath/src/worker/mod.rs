@@ -1,0 +1,299 @@
+//! The worker loop: rx burst -> link layer -> outer reassembly -> ESP decap -> per-UE stack
+//! -> SIP events to the slowpath; slowpath commands and stack output -> ESP encap -> tx burst.
+//!
+//! One worker owns a port queue and every UE steered to it (see docs/ARCHITECTURE.md), so all
+//! per-UE state here is single-threaded.
+
+mod commands;
+pub mod counters;
+mod egress;
+mod ingress;
+pub mod sa;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use akagate_sys::{PacketBuf, PortQueue};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use smoltcp::time::{Duration, Instant};
+
+use crate::ipc::{WorkerCommand, WorkerEvent};
+use crate::l2::{L2Config, L2};
+use crate::reasm::{ReasmConfig, Reassembler};
+use crate::stack::{StackConfig, UeStack};
+use crate::timer::TimerWheel;
+pub use counters::WorkerCounters;
+use counters::{add, inc};
+pub use sa::{InboundEntry, InboundTable, SaSetState};
+
+/// Everything a worker is configured with.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Index of this worker (the owner recorded in inbound SA entries).
+    pub id: usize,
+    /// Link layer: MAC, addresses, gateways, neighbour cache.
+    pub l2: L2Config,
+    /// Per-UE stack sizes.
+    pub stack: StackConfig,
+    /// Outer reassembly bounds.
+    pub reasm: ReasmConfig,
+    /// The unprotected SIP port (5060).
+    pub sip_port: u16,
+    /// Frames per rx burst.
+    pub burst: usize,
+    /// Commands executed per loop iteration at most.
+    pub commands_per_loop: usize,
+    /// UE stacks this worker holds at most.
+    pub max_ues: usize,
+    /// IP MTU of the link (outer packets).
+    pub link_mtu: usize,
+    /// Timer wheel tick.
+    pub timer_tick: Duration,
+    /// Timer wheel slots.
+    pub timer_slots: usize,
+}
+
+/// Per-UE state: its stack and its installed SA sets, newest first.
+#[derive(Debug)]
+struct Ue {
+    stack: UeStack,
+    sa_sets: Vec<SaSetState>,
+}
+
+/// One fast-path worker over a port queue `Q`.
+pub struct Worker<Q: PortQueue> {
+    cfg: WorkerConfig,
+    queue: Q,
+    l2: L2,
+    reasm: Reassembler,
+    table: Arc<InboundTable>,
+    ues: HashMap<IpAddr, Ue>,
+    timers: TimerWheel<IpAddr>,
+    events: Sender<WorkerEvent>,
+    commands: Receiver<WorkerCommand>,
+    counters: Arc<WorkerCounters>,
+    rx: Vec<PacketBuf>,
+    tx: Vec<PacketBuf>,
+    /// Frames built here (ARP/ND answers and solicitations).
+    ctrl: Vec<Vec<u8>>,
+    due: Vec<IpAddr>,
+    stack_events: Vec<WorkerEvent>,
+}
+
+impl<Q: PortQueue> core::fmt::Debug for Worker<Q> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.cfg.id)
+            .field("ues", &self.ues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// A worker on `queue`, reading inbound SAs from `table`, sending events on `events` and
+    /// taking commands from `commands`.
+    pub fn new(
+        cfg: WorkerConfig,
+        queue: Q,
+        table: Arc<InboundTable>,
+        events: Sender<WorkerEvent>,
+        commands: Receiver<WorkerCommand>,
+        now: Instant,
+    ) -> Self {
+        Worker {
+            l2: L2::new(cfg.l2.clone()),
+            reasm: Reassembler::new(cfg.reasm),
+            timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
+            rx: Vec::with_capacity(cfg.burst),
+            tx: Vec::with_capacity(cfg.burst * 2),
+            cfg,
+            queue,
+            table,
+            ues: HashMap::new(),
+            events,
+            commands,
+            counters: Arc::default(),
+            ctrl: Vec::new(),
+            due: Vec::new(),
+            stack_events: Vec::new(),
+        }
+    }
+
+    /// The worker's counters (shareable with stats readers).
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    /// Number of UE stacks held.
+    pub fn ue_count(&self) -> usize {
+        self.ues.len()
+    }
+
+    /// True if a stack exists for `ue`.
+    pub fn has_ue(&self, ue: &IpAddr) -> bool {
+        self.ues.contains_key(ue)
+    }
+
+    /// Busy-polls until `stop` is set, with time measured from the call.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let start = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::from_micros(
+                i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX),
+            );
+            if self.run_once(now) == 0 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// One loop iteration: commands, one rx burst, due stacks, tx. Returns the amount of work
+    /// done (frames + commands + stacks polled); 0 means idle.
+    pub fn run_once(&mut self, now: Instant) -> usize {
+        let mut work = self.run_commands(now);
+        work += self.rx_burst(now);
+        work += self.poll_due(now);
+        self.flush_ctrl();
+        self.tx_flush();
+        self.publish_counters();
+        work
+    }
+
+    /// Polls every stack whose deadline has come, forwarding events and output.
+    fn poll_due(&mut self, now: Instant) -> usize {
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.expire(now, &mut due);
+        let n = due.len();
+        for ip in due.drain(..) {
+            self.poll_ue(ip, now);
+        }
+        self.due = due;
+        n
+    }
+
+    /// Runs one UE's stack, sends its output, reschedules it or frees it.
+    fn poll_ue(&mut self, ip: IpAddr, now: Instant) {
+        let Some(ue) = self.ues.get_mut(&ip) else {
+            return;
+        };
+        ue.stack.poll(now, &mut self.stack_events);
+        let sc = ue.stack.take_counters();
+        add(&self.counters.drop_framing, sc.framing_errors);
+        while let Some(pkt) = ue.stack.pop_outbound() {
+            egress::emit(
+                &mut egress::Out {
+                    l2: &mut self.l2,
+                    queue: &mut self.queue,
+                    tx: &mut self.tx,
+                    ctrl: &mut self.ctrl,
+                    counters: &self.counters,
+                    sip_port: self.cfg.sip_port,
+                    link_mtu: self.cfg.link_mtu,
+                },
+                &mut ue.sa_sets,
+                &pkt,
+                now,
+            );
+        }
+        if ue.sa_sets.is_empty() && ue.stack.is_idle() {
+            self.ues.remove(&ip);
+            self.timers.cancel(&ip);
+            inc(&self.counters.ues_freed);
+        } else if let Some(at) = ue.stack.poll_at(now) {
+            self.timers.schedule(ip, at);
+        }
+        self.forward_events();
+    }
+
+    /// Sends collected stack events to the slowpath.
+    fn forward_events(&mut self) {
+        for ev in self.stack_events.drain(..) {
+            if matches!(ev, WorkerEvent::Sip(_)) {
+                inc(&self.counters.sip_in);
+            }
+            match self.events.try_send(ev) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    inc(&self.counters.drop_event_queue_full);
+                }
+            }
+        }
+    }
+
+    /// Returns the stack of `ue` (creating it for `local` if allowed), or `None`.
+    fn ue_entry(
+        &mut self,
+        ue: IpAddr,
+        local: IpAddr,
+        create: bool,
+        now: Instant,
+    ) -> Option<&mut Ue> {
+        if !self.ues.contains_key(&ue) {
+            if !create {
+                inc(&self.counters.drop_no_ue);
+                return None;
+            }
+            if self.ues.len() >= self.cfg.max_ues {
+                inc(&self.counters.drop_ue_limit);
+                return None;
+            }
+            let mut stack = UeStack::new(self.cfg.stack.clone(), local, ue, now)?;
+            stack.listen(self.cfg.sip_port, true, true);
+            self.ues.insert(
+                ue,
+                Ue {
+                    stack,
+                    sa_sets: Vec::new(),
+                },
+            );
+            inc(&self.counters.ues);
+        }
+        let u = self.ues.get_mut(&ue)?;
+        if u.stack.local() != local {
+            inc(&self.counters.drop_local_address);
+            return None;
+        }
+        Some(u)
+    }
+
+    /// Copies ARP/ND frames built this iteration into port buffers.
+    fn flush_ctrl(&mut self) {
+        for f in self.ctrl.drain(..) {
+            let Some(mut b) = self.queue.alloc() else {
+                inc(&self.counters.drop_no_buffer);
+                continue;
+            };
+            if b.fill(&f).is_ok() {
+                self.tx.push(b);
+            } else {
+                self.queue.free(b);
+                inc(&self.counters.drop_egress_too_big);
+            }
+        }
+    }
+
+    /// Transmits queued frames; what the ring does not take is dropped and counted.
+    fn tx_flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let sent = self.queue.tx_burst(&mut self.tx);
+        add(&self.counters.tx_frames, sent as u64);
+        if self.tx.len() > self.cfg.burst * 4 {
+            for b in self.tx.drain(..) {
+                self.queue.free(b);
+                inc(&self.counters.drop_tx_full);
+            }
+        }
+    }
+
+    /// Copies reassembly and link-layer counters into the shared counters.
+    fn publish_counters(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = self.reasm.counters();
+        self.counters.drop_reasm_timeout.store(r.timeouts, Relaxed);
+        self.counters.drop_reasm_evicted.store(r.evicted, Relaxed);
+    }
+}

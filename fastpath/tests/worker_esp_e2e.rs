@@ -1,0 +1,561 @@
+//! End to end through a worker over the in-memory port pair: a simulated UE (the per-UE
+//! stack type in client role, ESP from the `esp` module, hand-made Ethernet) registers in
+//! clear on 5060, then talks over the four SAs of TS 33.203 7.1; negative cases are counted.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
+use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
+use akagate_fastpath::l2::L2Config;
+use akagate_fastpath::reasm::ReasmConfig;
+use akagate_fastpath::sad::SpiAllocator;
+use akagate_fastpath::stack::ports::transport_ports;
+use akagate_fastpath::stack::{StackConfig, UeStack};
+use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig};
+use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
+use akagate_sys::{PacketBuf, Port, PortQueue};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
+};
+
+const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
+const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
+const PCSCF: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const UE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
+const PORT_PS: u16 = 5064;
+const PORT_PC: u16 = 5066;
+const PORT_UC: u16 = 31800;
+const PORT_US: u16 = 31900;
+const SPI_UC: u32 = 0x0100_0001;
+const SPI_US: u32 = 0x0100_0002;
+
+const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
+
+fn msg(first: &str) -> Vec<u8> {
+    format!("{first}\r\nVia: SIP/2.0/TCP 10.0.0.7:31800;branch=z9hG4bK77\r\nContent-Length: 4\r\n\r\nbody").into_bytes()
+}
+
+fn suite() -> Suite {
+    Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: (0..20).collect(),
+            encr_key: (100..116).collect(),
+            salt: [0; 4],
+        },
+    }
+}
+
+/// The UE: a stack in client role, its ESP SAs and an Ethernet port.
+struct UeSim {
+    q: MemQueue,
+    stack: UeStack,
+    events: Vec<WorkerEvent>,
+    /// Outbound SAs by (local port, remote port).
+    out: HashMap<(u16, u16), OutboundSa>,
+    inbound: HashMap<u32, InboundSa>,
+    /// SPIs of ESP packets received from the P-CSCF, in order.
+    spis_seen: Vec<u32>,
+    /// Clear frames received (ARP replies, echo replies, clear TCP).
+    clear_seen: Vec<Vec<u8>>,
+    /// Send everything in clear (to test the P-CSCF's refusal).
+    force_clear: bool,
+    /// Use this SPI's SA for everything (to test selector checks).
+    force_sa: Option<(u16, u16)>,
+}
+
+impl UeSim {
+    fn eth(&self, ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
+        let repr = EthernetRepr {
+            src_addr: UE_MAC,
+            dst_addr: PCSCF_MAC,
+            ethertype,
+        };
+        let mut f = vec![0u8; 14 + payload.len()];
+        let mut fr = EthernetFrame::new_unchecked(&mut f[..]);
+        repr.emit(&mut fr);
+        fr.payload_mut().copy_from_slice(payload);
+        f
+    }
+
+    fn send_frame(&mut self, frame: &[u8]) {
+        let mut b = self.q.alloc().expect("pool");
+        b.fill(frame).unwrap();
+        let mut v = vec![b];
+        assert_eq!(self.q.tx_burst(&mut v), 1);
+    }
+
+    fn send_ip(&mut self, pkt: &[u8]) {
+        let f = self.eth(EthernetProtocol::Ipv4, pkt);
+        self.send_frame(&f);
+    }
+
+    fn step(&mut self, now: Instant) {
+        let mut rx: Vec<PacketBuf> = Vec::new();
+        self.q.rx_burst(&mut rx, 64);
+        for mut b in rx {
+            let frame = b.data().to_vec();
+            let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+            assert_eq!(eth.src_addr(), PCSCF_MAC);
+            if eth.ethertype() == EthernetProtocol::Ipv4 {
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                if ip.next_header() == IpProtocol::IpSecEsp {
+                    let spi = u32::from_be_bytes(ip.payload()[..4].try_into().unwrap());
+                    self.spis_seen.push(spi);
+                    let sa = self.inbound.get_mut(&spi).expect("known SPI");
+                    b.trim_front(14).unwrap();
+                    let (raw, r) = b.raw_mut();
+                    let inner = sa.decapsulate(raw, r).expect("valid ESP");
+                    let (raw, _) = b.raw();
+                    self.stack
+                        .push_inbound(raw[inner].to_vec(), Some(spi))
+                        .unwrap();
+                } else {
+                    self.clear_seen.push(frame.clone());
+                    self.stack
+                        .push_inbound(eth.payload().to_vec(), None)
+                        .unwrap();
+                }
+            } else {
+                self.clear_seen.push(frame.clone());
+            }
+            self.q.free(b);
+        }
+        self.stack.poll(now, &mut self.events);
+        while let Some(pkt) = self.stack.pop_outbound() {
+            let p = transport_ports(&pkt).unwrap();
+            let key = self.force_sa.unwrap_or((p.src, p.dst));
+            match self.out.get_mut(&key) {
+                Some(sa) if !self.force_clear => {
+                    let mut b = self.q.alloc().unwrap();
+                    b.fill(&pkt).unwrap();
+                    let (raw, r) = b.raw_mut();
+                    let nr = sa.encapsulate(raw, r).unwrap();
+                    b.set_range(nr).unwrap();
+                    let ip = b.data().to_vec();
+                    self.q.free(b);
+                    self.send_ip(&ip);
+                }
+                _ => self.send_ip(&pkt),
+            }
+        }
+    }
+}
+
+struct Bed {
+    worker: Worker<MemQueue>,
+    ue: UeSim,
+    table: Arc<InboundTable>,
+    events: Receiver<WorkerEvent>,
+    cmds: Sender<WorkerCommand>,
+    now: Instant,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let (mut a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
+        let wq = a.take_queues().pop().unwrap();
+        let uq = b.take_queues().pop().unwrap();
+        let table = Arc::new(InboundTable::with_capacity(1024).unwrap());
+        let (ev_tx, ev_rx) = bounded(256);
+        let (cmd_tx, cmd_rx) = bounded(64);
+        let now = Instant::from_millis(10_000);
+        let cfg = WorkerConfig {
+            id: 0,
+            l2: L2Config {
+                mac: PCSCF_MAC,
+                ipv4: vec![Ipv4Cidr::new(PCSCF, 24)],
+                ipv6: vec![],
+                gateway_v4: None,
+                gateway_v6: None,
+                max_neighbors: 64,
+                neighbor_ttl: Duration::from_secs(300),
+                solicit_retry: Duration::from_secs(1),
+            },
+            stack: StackConfig::default(),
+            reasm: ReasmConfig::default(),
+            sip_port: 5060,
+            burst: 32,
+            commands_per_loop: 16,
+            max_ues: 16,
+            link_mtu: 1500,
+            timer_tick: Duration::from_millis(1),
+            timer_slots: 256,
+        };
+        let worker = Worker::new(cfg, wq, table.clone(), ev_tx, cmd_rx, now);
+        let mut stack = UeStack::new(StackConfig::default(), UE.into(), PCSCF.into(), now).unwrap();
+        stack.listen(PORT_US, true, true);
+        let ue = UeSim {
+            q: uq,
+            stack,
+            events: vec![],
+            out: HashMap::new(),
+            inbound: HashMap::new(),
+            spis_seen: vec![],
+            clear_seen: vec![],
+            force_clear: false,
+            force_sa: None,
+        };
+        Bed {
+            worker,
+            ue,
+            table,
+            events: ev_rx,
+            cmds: cmd_tx,
+            now,
+        }
+    }
+
+    fn pump(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.ue.step(self.now);
+            self.worker.run_once(self.now);
+            self.now += Duration::from_millis(5);
+        }
+    }
+
+    fn events(&self) -> Vec<WorkerEvent> {
+        self.events.try_iter().collect()
+    }
+
+    fn count(&self, name: &str) -> u64 {
+        self.worker.counters().get(name).unwrap()
+    }
+
+    /// ARP so the worker learns the UE's MAC (RFC 826: a request for us teaches the sender).
+    fn arp(&mut self) {
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: UE_MAC,
+            source_protocol_addr: UE,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: PCSCF,
+        };
+        let mut p = vec![0u8; 28];
+        arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
+        let f = self.ue.eth(EthernetProtocol::Arp, &p);
+        self.ue.send_frame(&f);
+        self.pump(2);
+    }
+
+    /// Allocates SPIs, sends InstallSaSet and gives the UE the mirror SAs; returns (spi_pc, spi_ps).
+    fn install(&mut self) -> (u32, u32) {
+        let spi_pc = self.table.allocate().unwrap();
+        let spi_ps = self.table.allocate().unwrap();
+        let set = SaSet {
+            ue: UE.into(),
+            local: PCSCF.into(),
+            suite: suite(),
+            spi_pc,
+            spi_ps,
+            spi_uc: SPI_UC,
+            spi_us: SPI_US,
+            port_pc: PORT_PC,
+            port_ps: PORT_PS,
+            port_uc: PORT_UC,
+            port_us: PORT_US,
+        };
+        self.cmds
+            .send(WorkerCommand::InstallSaSet(Box::new(set)))
+            .unwrap();
+        let s = suite();
+        self.ue
+            .out
+            .insert((PORT_UC, PORT_PS), OutboundSa::new(spi_ps, &s).unwrap());
+        self.ue
+            .out
+            .insert((PORT_US, PORT_PC), OutboundSa::new(spi_pc, &s).unwrap());
+        self.ue
+            .inbound
+            .insert(SPI_UC, InboundSa::new(SPI_UC, &s).unwrap());
+        self.ue
+            .inbound
+            .insert(SPI_US, InboundSa::new(SPI_US, &s).unwrap());
+        self.pump(1);
+        (spi_pc, spi_ps)
+    }
+}
+
+fn pcscf_flow(ue_port: u16, local_port: u16) -> Flow {
+    Flow {
+        ue: UE.into(),
+        ue_port,
+        local: PCSCF.into(),
+        local_port,
+        proto: Proto::Tcp,
+    }
+}
+
+fn ue_flow(ue_port: u16, pcscf_port: u16) -> Flow {
+    Flow {
+        ue: PCSCF.into(),
+        ue_port: pcscf_port,
+        local: UE.into(),
+        local_port: ue_port,
+        proto: Proto::Tcp,
+    }
+}
+
+fn sips(ev: &[WorkerEvent]) -> Vec<(Flow, Option<u32>, Vec<u8>)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Sip(s) => Some((s.flow, s.via_spi, s.bytes.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn register_in_clear_then_four_sas_end_to_end() {
+    let mut t = Bed::new();
+    t.arp();
+    // The ARP reply came back.
+    let arp_reply =
+        t.ue.clear_seen
+            .iter()
+            .find(|f| f[12..14] == [0x08, 0x06])
+            .expect("ARP reply");
+    assert_eq!(&arp_reply[0..6], UE_MAC.as_bytes());
+
+    // 1. Initial REGISTER in clear to 5060.
+    t.ue.stack
+        .send(ue_flow(40000, 5060), REGISTER, true)
+        .unwrap();
+    t.pump(10);
+    let got = sips(&t.events());
+    assert_eq!(
+        got,
+        vec![(pcscf_flow(40000, 5060), None, REGISTER.to_vec())]
+    );
+    assert!(t.worker.has_ue(&IpAddr::V4(UE)));
+
+    // 2. SAs installed; protected REGISTER from port_uc to port_ps through spi_ps.
+    let (spi_pc, spi_ps) = t.install();
+    let reg2 = msg("REGISTER sip:ims.example SIP/2.0");
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), &reg2, true)
+        .unwrap();
+    t.pump(10);
+    let got = sips(&t.events());
+    assert_eq!(
+        got,
+        vec![(pcscf_flow(PORT_UC, PORT_PS), Some(spi_ps), reg2.clone())]
+    );
+    assert!(t.count("esp_in") >= 2); // SYN, then the ACK carrying the data
+
+    // 3. 200 OK back on the same connection, through spi_uc.
+    let ok = msg("SIP/2.0 200 OK");
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: pcscf_flow(PORT_UC, PORT_PS),
+            bytes: ok.clone(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.pump(10);
+    assert!(sips(&t.ue.events)
+        .iter()
+        .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.spis_seen.contains(&SPI_UC));
+    assert!(!t.ue.spis_seen.contains(&SPI_US));
+
+    // 4. The P-CSCF opens port_pc -> port_us (the third connection) through spi_us.
+    let invite = msg("INVITE sip:ue@10.0.0.7:31900 SIP/2.0");
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: pcscf_flow(PORT_US, PORT_PC),
+            bytes: invite.clone(),
+            connect_if_absent: true,
+        })
+        .unwrap();
+    t.pump(10);
+    assert!(sips(&t.ue.events)
+        .iter()
+        .any(|(f, _, b)| *f == ue_flow(PORT_US, PORT_PC) && *b == invite));
+    assert!(t.ue.spis_seen.contains(&SPI_US));
+    // The UE answers through spi_pc.
+    let ringing = msg("SIP/2.0 180 Ringing");
+    t.ue.stack
+        .send(ue_flow(PORT_US, PORT_PC), &ringing, false)
+        .unwrap();
+    t.pump(10);
+    assert_eq!(
+        sips(&t.events()),
+        vec![(pcscf_flow(PORT_US, PORT_PC), Some(spi_pc), ringing)]
+    );
+    // Everything the P-CSCF sent after installation was ESP (the only clear frames are the
+    // ARP reply and the 5060 connection's segments).
+    assert!(t
+        .ue
+        .clear_seen
+        .iter()
+        .all(|f| f[12..14] == [0x08, 0x06] || transport_ports(&f[14..]).unwrap().src == 5060));
+    assert_eq!(t.count("drop_egress_no_sa"), 0);
+    assert_eq!(t.count("drop_esp_invalid"), 0);
+}
+
+#[test]
+fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
+    let mut t = Bed::new();
+    t.arp();
+    t.ue.stack
+        .send(ue_flow(40000, 5060), REGISTER, true)
+        .unwrap();
+    t.pump(10);
+    let (_spi_pc, _spi_ps) = t.install();
+    let _ = t.events();
+
+    // Clear TCP to port_ps.
+    t.ue.force_clear = true;
+    t.ue.stack
+        .send(ue_flow(40001, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(4);
+    assert!(t.count("drop_clear_to_protected") >= 1);
+    assert!(sips(&t.events()).is_empty());
+    t.ue.force_clear = false;
+
+    // uc -> ps traffic through the SA of spi_pc: decrypts, but the selectors do not match.
+    t.ue.force_sa = Some((PORT_US, PORT_PC));
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(4);
+    assert!(t.count("drop_esp_selector") >= 1);
+    assert!(sips(&t.events()).is_empty());
+    t.ue.force_sa = None;
+
+    // An unknown SPI.
+    let mut sa = OutboundSa::new(0x00ab_cdef, &suite()).unwrap();
+    let ip = udp_packet(PORT_UC, PORT_PS, b"x");
+    let mut buf = vec![0u8; 64 + ip.len() + 64];
+    buf[64..64 + ip.len()].copy_from_slice(&ip);
+    let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
+    t.ue.send_ip(&buf[r]);
+    t.pump(1);
+    assert_eq!(t.count("drop_esp_unknown_spi"), 1);
+
+    // Clear UDP to a closed port.
+    t.ue.send_ip(&udp_packet(40000, 6000, b"x"));
+    t.pump(1);
+    assert_eq!(t.count("drop_closed_port"), 1);
+}
+
+#[test]
+fn icmp_echo_is_answered() {
+    let mut t = Bed::new();
+    t.arp();
+    let echo = Icmpv4Repr::EchoRequest {
+        ident: 7,
+        seq_no: 1,
+        data: b"ping",
+    };
+    let ip = Ipv4Repr {
+        src_addr: UE,
+        dst_addr: PCSCF,
+        next_header: IpProtocol::Icmp,
+        payload_len: echo.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut p = vec![0u8; 20 + echo.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk, &caps);
+    echo.emit(&mut Icmpv4Packet::new_unchecked(pk.payload_mut()), &caps);
+    t.ue.send_ip(&p);
+    t.pump(2);
+    assert_eq!(t.count("echo_replies"), 1);
+    let reply =
+        t.ue.clear_seen
+            .iter()
+            .find(|f| f[12..14] == [0x08, 0x00])
+            .expect("echo reply");
+    let ipr = Ipv4Packet::new_checked(&reply[14..]).unwrap();
+    assert_eq!(ipr.dst_addr(), UE);
+    let icmp = Icmpv4Packet::new_checked(ipr.payload()).unwrap();
+    assert_eq!(
+        Icmpv4Repr::parse(&icmp, &caps).unwrap(),
+        Icmpv4Repr::EchoReply {
+            ident: 7,
+            seq_no: 1,
+            data: b"ping"
+        }
+    );
+}
+
+#[test]
+fn sa_removal_and_idle_ue_is_freed() {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
+    t.pump(20);
+    assert!(t
+        .events()
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if f.ue_port == PORT_UC)));
+    assert!(
+        t.worker.has_ue(&IpAddr::V4(UE)),
+        "the registration keeps the stack"
+    );
+    t.cmds
+        .send(WorkerCommand::RemoveSaSet {
+            ue: UE.into(),
+            spi_pc,
+            spi_ps,
+        })
+        .unwrap();
+    t.pump(2);
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE)));
+    assert_eq!(t.count("ues_freed"), 1);
+    let g = akagate_fastpath::sad::pin();
+    assert!(t.table.lookup(spi_ps, &g).is_none());
+    drop(g);
+    // Late ESP for the removed SA is counted as unknown.
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(2);
+    assert!(t.count("drop_esp_unknown_spi") >= 1);
+}
+
+/// A UDP/IPv4 packet from the UE to the P-CSCF.
+fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    use smoltcp::wire::{UdpPacket, UdpRepr};
+    let udp = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    let ip = Ipv4Repr {
+        src_addr: UE,
+        dst_addr: PCSCF,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
+    let caps = ChecksumCapabilities::default();
+    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(pk.payload_mut()),
+        &UE.into(),
+        &PCSCF.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    p
+}
