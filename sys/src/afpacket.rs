@@ -1,7 +1,17 @@
 //! AF_PACKET backend: per queue one packet socket with a TPACKET_V3 memory-mapped RX ring and
 //! a mapped TX ring (or `sendmmsg`), joined into a `PACKET_FANOUT_CBPF` group whose classic-BPF
 //! program spreads frames by the UE's IP address (see [`crate::steer`]).
-
+//!
+//! Design notes:
+//! - Each received frame is copied once from the ring into a [`PacketBuf`] with headroom, so
+//!   ring blocks go back to the kernel at once and ESP can grow packets in place.
+//! - A socket with a TX ring sends *only* from the ring (`sendmsg` flushes it and ignores its
+//!   iovec), so [`TxMode::Sendmmsg`] sockets are opened without one.
+//! - Sockets drop everything (`SO_ATTACH_FILTER` "ret 0") until the whole fanout group is
+//!   assembled, so no frame lands on a queue the fanout program would not choose.
+//! - The fanout program reads addresses relative to the network header (`SKF_NET_OFF`) and
+//!   the EtherType from `skb->protocol`, which is right whether or not the MAC header has
+//!   been pulled; the kernel takes its result modulo the group size, and so does the program.
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
