@@ -559,3 +559,90 @@ fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     );
     p
 }
+
+#[test]
+fn idle_stacks_are_not_polled() {
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(40);
+    assert_eq!(sips(&t.events()).len(), 1);
+    // The connection is established and quiet: no deadline, so no polls.
+    let polls = t.count("stack_polls");
+    assert!(polls > 0);
+    for _ in 0..200 {
+        t.worker.run_once(t.now);
+        t.now += Duration::from_millis(5);
+    }
+    assert_eq!(t.count("stack_polls"), polls);
+    // A command makes the stack due again.
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: pcscf_flow(PORT_UC, PORT_PS),
+            bytes: msg("SIP/2.0 200 OK"),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.pump(5);
+    assert!(t.count("stack_polls") > polls);
+}
+
+/// Splits an IPv4 packet into fragments of at most `max_data` payload bytes (RFC 791).
+fn fragment_v4(pkt: &[u8], max_data: usize) -> Vec<Vec<u8>> {
+    let hl = 20;
+    let data = &pkt[hl..];
+    let step = max_data / 8 * 8;
+    let mut out = Vec::new();
+    for (i, chunk) in data.chunks(step).enumerate() {
+        let mut f = pkt[..hl].to_vec();
+        f.extend_from_slice(chunk);
+        let len = f.len() as u16;
+        let more = (i + 1) * step < data.len();
+        let mut p = Ipv4Packet::new_unchecked(&mut f[..]);
+        p.set_total_len(len);
+        p.set_dont_frag(false);
+        p.set_more_frags(more);
+        p.set_frag_offset((i * step) as u16);
+        p.fill_checksum();
+        out.push(f);
+    }
+    out
+}
+
+#[test]
+fn fragmented_esp_is_reassembled_before_decryption() {
+    let mut t = Bed::new();
+    t.arp();
+    let (_, spi_ps) = t.install();
+    // A 2000-byte SIP response over UDP port_uc -> port_ps, ESP-protected, then fragmented.
+    let mut body = msg("SIP/2.0 200 OK");
+    let pad = 2000 - body.len();
+    let head = format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.7:31800;branch=z9hG4bK77\r\nContent-Length: {pad}\r\n\r\n");
+    body = head.into_bytes();
+    body.extend(std::iter::repeat_n(b'z', pad));
+    let ip = udp_packet(PORT_UC, PORT_PS, &body);
+    let sa = t.ue.out.get_mut(&(PORT_UC, PORT_PS)).unwrap();
+    let mut buf = vec![0u8; 64 + ip.len() + 64];
+    buf[64..64 + ip.len()].copy_from_slice(&ip);
+    let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
+    let esp = buf[r].to_vec();
+    let frags = fragment_v4(&esp, 1000);
+    assert_eq!(frags.len(), 3);
+    // Out of order.
+    for i in [2, 0, 1] {
+        t.ue.send_ip(&frags[i]);
+    }
+    t.pump(2);
+    let got = sips(&t.events());
+    assert_eq!(got.len(), 1);
+    let (flow, spi, bytes) = &got[0];
+    assert_eq!(
+        (flow.proto, flow.ue_port, flow.local_port, *spi),
+        (Proto::Udp, PORT_UC, PORT_PS, Some(spi_ps))
+    );
+    assert_eq!(bytes, &body);
+    assert_eq!(t.count("esp_in"), 1);
+}

@@ -47,6 +47,7 @@ worker_counters! {
     esp_in: "ESP packets decapsulated.",
     esp_out: "ESP packets encapsulated.",
     sip_in: "SIP messages passed to the slowpath.",
+    stack_polls: "Per-UE stack polls (only stacks that are due are polled).",
     commands: "Commands executed.",
     ues: "UE stacks created.",
     ues_freed: "UE stacks freed (no connection, no SA set).",

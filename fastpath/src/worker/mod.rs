@@ -178,6 +178,7 @@ impl<Q: PortQueue> Worker<Q> {
         let Some(ue) = self.ues.get_mut(&ip) else {
             return;
         };
+        inc(&self.counters.stack_polls);
         ue.stack.poll(now, &mut self.stack_events);
         let sc = ue.stack.take_counters();
         add(&self.counters.drop_framing, sc.framing_errors);
