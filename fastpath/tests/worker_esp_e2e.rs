@@ -3,7 +3,7 @@
 //! clear on 5060, then talks over the four SAs of TS 33.203 7.1; negative cases are counted.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
@@ -21,7 +21,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
 };
 
 const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
@@ -93,7 +93,12 @@ impl UeSim {
     }
 
     fn send_ip(&mut self, pkt: &[u8]) {
-        let f = self.eth(EthernetProtocol::Ipv4, pkt);
+        let ethertype = if pkt[0] >> 4 == 6 {
+            EthernetProtocol::Ipv6
+        } else {
+            EthernetProtocol::Ipv4
+        };
+        let f = self.eth(ethertype, pkt);
         self.send_frame(&f);
     }
 
@@ -104,27 +109,36 @@ impl UeSim {
             let frame = b.data().to_vec();
             let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
             assert_eq!(eth.src_addr(), PCSCF_MAC);
-            if eth.ethertype() == EthernetProtocol::Ipv4 {
-                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                if ip.next_header() == IpProtocol::IpSecEsp {
-                    let spi = u32::from_be_bytes(ip.payload()[..4].try_into().unwrap());
-                    self.spis_seen.push(spi);
-                    let sa = self.inbound.get_mut(&spi).expect("known SPI");
-                    b.trim_front(14).unwrap();
-                    let (raw, r) = b.raw_mut();
-                    let inner = sa.decapsulate(raw, r).expect("valid ESP");
-                    let (raw, _) = b.raw();
-                    self.stack
-                        .push_inbound(raw[inner].to_vec(), Some(spi))
-                        .unwrap();
-                } else {
-                    self.clear_seen.push(frame.clone());
-                    self.stack
-                        .push_inbound(eth.payload().to_vec(), None)
-                        .unwrap();
+            let ip = eth.payload();
+            let esp_spi = match eth.ethertype() {
+                EthernetProtocol::Ipv4 => {
+                    let p = Ipv4Packet::new_checked(ip).unwrap();
+                    (p.next_header() == IpProtocol::IpSecEsp)
+                        .then(|| u32::from_be_bytes(p.payload()[..4].try_into().unwrap()))
                 }
+                // No extension headers in this test bed.
+                EthernetProtocol::Ipv6 => {
+                    (ip[6] == 50).then(|| u32::from_be_bytes(ip[40..44].try_into().unwrap()))
+                }
+                _ => {
+                    self.clear_seen.push(frame.clone());
+                    self.q.free(b);
+                    continue;
+                }
+            };
+            if let Some(spi) = esp_spi {
+                self.spis_seen.push(spi);
+                let sa = self.inbound.get_mut(&spi).expect("known SPI");
+                b.trim_front(14).unwrap();
+                let (raw, r) = b.raw_mut();
+                let inner = sa.decapsulate(raw, r).expect("valid ESP");
+                let (raw, _) = b.raw();
+                self.stack
+                    .push_inbound(raw[inner].to_vec(), Some(spi))
+                    .unwrap();
             } else {
                 self.clear_seen.push(frame.clone());
+                self.stack.push_inbound(ip.to_vec(), None).unwrap();
             }
             self.q.free(b);
         }
@@ -150,6 +164,8 @@ impl UeSim {
 }
 
 struct Bed {
+    ue_ip: IpAddr,
+    pcscf_ip: IpAddr,
     worker: Worker<MemQueue>,
     ue: UeSim,
     table: Arc<InboundTable>,
@@ -160,6 +176,14 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
+        Bed::with(UE.into(), PCSCF.into())
+    }
+
+    fn with(ue_ip: IpAddr, pcscf_ip: IpAddr) -> Bed {
+        let (ipv4, ipv6) = match pcscf_ip {
+            IpAddr::V4(a) => (vec![Ipv4Cidr::new(a, 24)], vec![]),
+            IpAddr::V6(a) => (vec![], vec![Ipv6Cidr::new(a, 64)]),
+        };
         let (mut a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
         let wq = a.take_queues().pop().unwrap();
         let uq = b.take_queues().pop().unwrap();
@@ -171,8 +195,8 @@ impl Bed {
             id: 0,
             l2: L2Config {
                 mac: PCSCF_MAC,
-                ipv4: vec![Ipv4Cidr::new(PCSCF, 24)],
-                ipv6: vec![],
+                ipv4,
+                ipv6,
                 gateway_v4: None,
                 gateway_v6: None,
                 max_neighbors: 64,
@@ -190,7 +214,7 @@ impl Bed {
             timer_slots: 256,
         };
         let worker = Worker::new(cfg, wq, table.clone(), ev_tx, cmd_rx, now);
-        let mut stack = UeStack::new(StackConfig::default(), UE.into(), PCSCF.into(), now).unwrap();
+        let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, now).unwrap();
         stack.listen(PORT_US, true, true);
         let ue = UeSim {
             q: uq,
@@ -204,6 +228,8 @@ impl Bed {
             force_sa: None,
         };
         Bed {
+            ue_ip,
+            pcscf_ip,
             worker,
             ue,
             table,
@@ -250,8 +276,8 @@ impl Bed {
         let spi_pc = self.table.allocate().unwrap();
         let spi_ps = self.table.allocate().unwrap();
         let set = SaSet {
-            ue: UE.into(),
-            local: PCSCF.into(),
+            ue: self.ue_ip,
+            local: self.pcscf_ip,
             suite: suite(),
             spi_pc,
             spi_ps,
@@ -645,4 +671,87 @@ fn fragmented_esp_is_reassembled_before_decryption() {
     );
     assert_eq!(bytes, &body);
     assert_eq!(t.count("esp_in"), 1);
+}
+
+#[test]
+fn ipv6_neighbor_discovery_register_and_esp() {
+    use smoltcp::wire::{
+        Icmpv6Packet, Icmpv6Repr, Ipv6Packet, Ipv6Repr, NdiscRepr, RawHardwareAddress,
+    };
+    let ue6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+    let p6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let mut t = Bed::with(ue6.into(), p6.into());
+    // NS for the P-CSCF's address with our link-layer address: answered, and teaches the worker.
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: p6,
+        lladdr: Some(RawHardwareAddress::from(UE_MAC)),
+    });
+    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1);
+    let ip = Ipv6Repr {
+        src_addr: ue6,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: ns.buffer_len(),
+        hop_limit: 255,
+    };
+    let mut p = vec![0u8; 40 + ns.buffer_len()];
+    let mut pk = Ipv6Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk);
+    ns.emit(
+        &ue6,
+        &dst,
+        &mut Icmpv6Packet::new_unchecked(pk.payload_mut()),
+        &ChecksumCapabilities::default(),
+    );
+    t.ue.send_ip(&p);
+    t.pump(2);
+    let na =
+        t.ue.clear_seen
+            .iter()
+            .find(|f| f[12..14] == [0x86, 0xdd])
+            .expect("NA");
+    assert_eq!(na[14 + 40], 136);
+
+    let flow = |ue_port, local_port| Flow {
+        ue: ue6.into(),
+        ue_port,
+        local: p6.into(),
+        local_port,
+        proto: Proto::Tcp,
+    };
+    let uflow = |ue_port, pport| Flow {
+        ue: p6.into(),
+        ue_port: pport,
+        local: ue6.into(),
+        local_port: ue_port,
+        proto: Proto::Tcp,
+    };
+    t.ue.stack.send(uflow(40000, 5060), REGISTER, true).unwrap();
+    t.pump(10);
+    assert_eq!(
+        sips(&t.events()),
+        vec![(flow(40000, 5060), None, REGISTER.to_vec())]
+    );
+    let (_, spi_ps) = t.install();
+    t.ue.stack
+        .send(uflow(PORT_UC, PORT_PS), REGISTER, true)
+        .unwrap();
+    t.pump(10);
+    assert_eq!(
+        sips(&t.events()),
+        vec![(flow(PORT_UC, PORT_PS), Some(spi_ps), REGISTER.to_vec())]
+    );
+    let ok = msg("SIP/2.0 200 OK");
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: flow(PORT_UC, PORT_PS),
+            bytes: ok.clone(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.pump(10);
+    assert!(sips(&t.ue.events)
+        .iter()
+        .any(|(f, _, b)| *f == uflow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.spis_seen.contains(&SPI_UC));
 }
