@@ -127,18 +127,91 @@ const TABLE: &[(HeaderKind, &str, u8)] = &[
 impl HeaderKind {
     /// Resolves a header name (full or compact form, any case).
     pub fn from_name(name: &str) -> HeaderKind {
+        // Lower-case into a stack buffer, then one `match` the compiler turns into length and
+        // word compares; no known name is longer than 32 bytes.
         let b = name.as_bytes();
-        if b.len() == 1 {
-            let c = b[0].to_ascii_lowercase();
-            return TABLE
-                .iter()
-                .find(|(_, _, compact)| *compact == c)
-                .map_or(HeaderKind::Other, |(k, _, _)| *k);
+        let mut buf = [0u8; 32];
+        let Some(dst) = buf.get_mut(..b.len()) else {
+            return HeaderKind::Other;
+        };
+        for (d, s) in dst.iter_mut().zip(b) {
+            *d = s.to_ascii_lowercase();
         }
-        TABLE
-            .iter()
-            .find(|(_, full, _)| full.len() == b.len() && full.eq_ignore_ascii_case(name))
-            .map_or(HeaderKind::Other, |(k, _, _)| *k)
+        match &*dst {
+            b"via" => HeaderKind::Via,
+            b"v" => HeaderKind::Via,
+            b"from" => HeaderKind::From,
+            b"f" => HeaderKind::From,
+            b"to" => HeaderKind::To,
+            b"t" => HeaderKind::To,
+            b"call-id" => HeaderKind::CallId,
+            b"i" => HeaderKind::CallId,
+            b"cseq" => HeaderKind::CSeq,
+            b"contact" => HeaderKind::Contact,
+            b"m" => HeaderKind::Contact,
+            b"max-forwards" => HeaderKind::MaxForwards,
+            b"expires" => HeaderKind::Expires,
+            b"min-expires" => HeaderKind::MinExpires,
+            b"content-length" => HeaderKind::ContentLength,
+            b"l" => HeaderKind::ContentLength,
+            b"content-type" => HeaderKind::ContentType,
+            b"c" => HeaderKind::ContentType,
+            b"content-encoding" => HeaderKind::ContentEncoding,
+            b"e" => HeaderKind::ContentEncoding,
+            b"supported" => HeaderKind::Supported,
+            b"k" => HeaderKind::Supported,
+            b"unsupported" => HeaderKind::Unsupported,
+            b"require" => HeaderKind::Require,
+            b"proxy-require" => HeaderKind::ProxyRequire,
+            b"route" => HeaderKind::Route,
+            b"record-route" => HeaderKind::RecordRoute,
+            b"path" => HeaderKind::Path,
+            b"service-route" => HeaderKind::ServiceRoute,
+            b"subject" => HeaderKind::Subject,
+            b"s" => HeaderKind::Subject,
+            b"event" => HeaderKind::Event,
+            b"o" => HeaderKind::Event,
+            b"allow-events" => HeaderKind::AllowEvents,
+            b"u" => HeaderKind::AllowEvents,
+            b"refer-to" => HeaderKind::ReferTo,
+            b"r" => HeaderKind::ReferTo,
+            b"referred-by" => HeaderKind::ReferredBy,
+            b"b" => HeaderKind::ReferredBy,
+            b"session-expires" => HeaderKind::SessionExpires,
+            b"x" => HeaderKind::SessionExpires,
+            b"accept-contact" => HeaderKind::AcceptContact,
+            b"a" => HeaderKind::AcceptContact,
+            b"reject-contact" => HeaderKind::RejectContact,
+            b"j" => HeaderKind::RejectContact,
+            b"request-disposition" => HeaderKind::RequestDisposition,
+            b"d" => HeaderKind::RequestDisposition,
+            b"identity" => HeaderKind::Identity,
+            b"y" => HeaderKind::Identity,
+            b"allow" => HeaderKind::Allow,
+            b"accept" => HeaderKind::Accept,
+            b"date" => HeaderKind::Date,
+            b"timestamp" => HeaderKind::Timestamp,
+            b"authorization" => HeaderKind::Authorization,
+            b"proxy-authorization" => HeaderKind::ProxyAuthorization,
+            b"www-authenticate" => HeaderKind::WwwAuthenticate,
+            b"proxy-authenticate" => HeaderKind::ProxyAuthenticate,
+            b"authentication-info" => HeaderKind::AuthenticationInfo,
+            b"security-client" => HeaderKind::SecurityClient,
+            b"security-server" => HeaderKind::SecurityServer,
+            b"security-verify" => HeaderKind::SecurityVerify,
+            b"p-associated-uri" => HeaderKind::PAssociatedUri,
+            b"p-asserted-identity" => HeaderKind::PAssertedIdentity,
+            b"p-preferred-identity" => HeaderKind::PPreferredIdentity,
+            b"p-access-network-info" => HeaderKind::PAccessNetworkInfo,
+            b"p-visited-network-id" => HeaderKind::PVisitedNetworkId,
+            b"p-charging-vector" => HeaderKind::PChargingVector,
+            b"p-charging-function-addresses" => HeaderKind::PChargingFunctionAddresses,
+            b"retry-after" => HeaderKind::RetryAfter,
+            b"warning" => HeaderKind::Warning,
+            b"user-agent" => HeaderKind::UserAgent,
+            b"server" => HeaderKind::Server,
+            _ => HeaderKind::Other,
+        }
     }
 
     /// The canonical (full) name, or `None` for `Other`.
@@ -185,8 +258,24 @@ mod tests {
             ("call-id", HeaderKind::CallId),
             ("X-Foo", HeaderKind::Other),
             ("q", HeaderKind::Other),
+            (
+                "P-Charging-Function-Addresses-Extra-Long",
+                HeaderKind::Other,
+            ),
         ] {
             assert_eq!(HeaderKind::from_name(c), k, "{c}");
+        }
+    }
+
+    #[test]
+    fn every_table_name_round_trips() {
+        for &(kind, name, compact) in TABLE {
+            assert_eq!(HeaderKind::from_name(name), kind);
+            assert_eq!(HeaderKind::from_name(&name.to_ascii_uppercase()), kind);
+            assert_eq!(kind.name(), Some(name));
+            if compact != 0 {
+                assert_eq!(HeaderKind::from_name(&(compact as char).to_string()), kind);
+            }
         }
     }
 }

@@ -131,22 +131,32 @@ impl<'a> Iterator for HeaderLines<'a> {
 }
 
 pub(crate) fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
-    let tail = b.get(from..)?;
-    tail.windows(2).position(|w| w == b"\r\n").map(|p| p + from)
+    let mut i = from;
+    loop {
+        i += memchr::memchr(b'\r', b.get(i..)?)?;
+        if b.get(i + 1) == Some(&b'\n') {
+            return Some(i);
+        }
+        i += 1;
+    }
 }
 
 /// Index of the CRLFCRLF that ends the header section.
 pub(crate) fn find_head_end(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n")
+    let mut i = 0;
+    loop {
+        let p = find_crlf(b, i)?;
+        if b.get(p + 2..p + 4) == Some(b"\r\n") {
+            return Some(p);
+        }
+        i = p + 2;
+    }
 }
 
 /// Splits a header line into (name, value); rejects lines without a colon or with a bad name,
 /// and CR/LF that are not part of a fold (RFC 3261 7.3.1).
 pub(crate) fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(ParseError::BadHeaderLine)?;
+    let colon = memchr::memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
     let mut name = &line[..colon];
     while let [rest @ .., b' ' | b'\t'] = name {
         name = rest;
@@ -155,8 +165,8 @@ pub(crate) fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseErro
         return Err(ParseError::BadHeaderLine);
     }
     let value = &line[colon + 1..];
-    for (i, &b) in value.iter().enumerate() {
-        let ok = match b {
+    for i in memchr::memchr2_iter(b'\r', b'\n', value) {
+        let ok = match value[i] {
             b'\r' => value.get(i + 1) == Some(&b'\n'),
             b'\n' => {
                 i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t'))
