@@ -394,3 +394,26 @@ fn mixed_families_are_refused() {
     let v6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
     assert!(UeStack::new(StackConfig::default(), P4, v6, Instant::from_millis(0)).is_none());
 }
+
+#[test]
+fn idle_stack_holds_no_socket_memory() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    l.pump(2);
+    assert_eq!(
+        l.pcscf.socket_count(),
+        0,
+        "listening costs nothing until a SYN comes"
+    );
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    l.ue.send(flow, REGISTER, true).unwrap();
+    l.ue.listen(PORT_UC, false, true);
+    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Udp), REGISTER, false)
+        .unwrap();
+    l.pump(10);
+    assert_eq!(l.sip_p().len(), 2);
+    assert_eq!(l.pcscf.socket_count(), 1, "only the connection remains");
+    l.ue.close(flow).unwrap();
+    l.pump(40);
+    assert_eq!(l.pcscf.socket_count(), 0);
+    assert!(l.pcscf.is_idle());
+}

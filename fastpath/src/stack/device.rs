@@ -35,6 +35,11 @@ impl QueueDevice {
         Ok(())
     }
 
+    /// The next inbound packet the stack will consume.
+    pub fn peek_rx(&self) -> Option<&[u8]> {
+        self.rx.front().map(Vec::as_slice)
+    }
+
     /// Takes the oldest outbound IP packet.
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
         self.tx.pop_front()

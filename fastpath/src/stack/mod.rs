@@ -19,7 +19,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndp
 use crate::ipc::{Flow, Proto, SipIn, WorkerEvent};
 use device::QueueDevice;
 use framing::{Frame, SipFramer};
-use ports::transport_ports;
+use ports::{is_tcp_syn, transport_ports};
 
 /// Sizes and limits of one per-UE stack; all memory of a stack is bounded by these.
 #[derive(Clone, Debug)]
@@ -117,8 +117,7 @@ pub struct StackCounters {
     pub messages_in: u64,
     /// Connections accepted.
     pub accepted: u64,
-    /// Times a listener stayed unarmed because the connection limit was reached (SYNs
-    /// meanwhile are answered by RST).
+    /// SYNs refused (answered by RST) because the connection limit was reached.
     pub conn_limit: u64,
 }
 
@@ -152,8 +151,10 @@ pub struct UeStack {
     iface: Interface,
     sockets: SocketSet<'static>,
     dev: QueueDevice,
-    /// Ports that should always have a TCP listener armed.
+    /// Ports accepting TCP connections; a listener is armed when a SYN for one arrives.
     tcp_ports: Vec<u16>,
+    /// Ports receiving UDP; a socket is bound while datagrams are in flight.
+    udp_ports: Vec<u16>,
     tcp_listeners: Vec<Bound>,
     udp_sockets: Vec<Bound>,
     conns: HashMap<SocketHandle, TcpConn>,
@@ -207,6 +208,7 @@ impl UeStack {
             sockets: SocketSet::new(Vec::new()),
             dev,
             tcp_ports: Vec::new(),
+            udp_ports: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
             conns: HashMap::new(),
@@ -235,6 +237,12 @@ impl UeStack {
         std::mem::take(&mut self.counters)
     }
 
+    /// Sockets currently allocated (connections, armed listeners, busy UDP sockets); 0 for
+    /// an idle stack, whatever ports it listens on.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.iter().count()
+    }
+
     /// Open TCP connections (accepted or opened, not yet closed).
     pub fn tcp_connections(&self) -> usize {
         self.conns.len()
@@ -246,37 +254,79 @@ impl UeStack {
         self.conns.is_empty() && self.dev.rx_len() == 0 && self.dev.tx_len() == 0
     }
 
-    /// Listens on `port` for TCP (keeping one listener armed after every accept) and/or
-    /// binds a UDP socket to it. Idempotent.
+    /// Accepts TCP connections and/or UDP datagrams on `port`. Idempotent.
+    ///
+    /// No socket memory is spent until traffic comes: a listener is armed just before a SYN
+    /// for the port is processed (so every SYN finds one, smoltcp turning the listener into
+    /// the connection), and a UDP socket lives only while it has datagrams queued.
     pub fn listen(&mut self, port: u16, tcp: bool, udp: bool) {
         if tcp && !self.tcp_ports.contains(&port) {
             self.tcp_ports.push(port);
-            self.rearm_missing();
         }
-        if udp && !self.udp_sockets.iter().any(|b| b.port == port) {
-            let rx = udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
-                vec![0u8; self.cfg.udp_rx_buf],
-            );
-            let tx = udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
-                vec![0u8; self.cfg.udp_tx_buf],
-            );
-            let mut s = udp::Socket::new(rx, tx);
-            let ep = IpListenEndpoint {
-                addr: Some(self.local.into()),
-                port,
-            };
-            if s.bind(ep).is_ok() {
-                let handle = self.sockets.add(s);
-                self.udp_sockets.push(Bound { port, handle });
+        if udp && !self.udp_ports.contains(&port) {
+            self.udp_ports.push(port);
+        }
+    }
+
+    /// The UDP socket bound to `port`, bound now if `port` receives UDP.
+    fn udp_socket(&mut self, port: u16) -> Option<SocketHandle> {
+        if let Some(b) = self.udp_sockets.iter().find(|b| b.port == port) {
+            return Some(b.handle);
+        }
+        if !self.udp_ports.contains(&port) {
+            return None;
+        }
+        let rx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
+            vec![0u8; self.cfg.udp_rx_buf],
+        );
+        let tx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; self.cfg.udp_packets],
+            vec![0u8; self.cfg.udp_tx_buf],
+        );
+        let mut s = udp::Socket::new(rx, tx);
+        s.bind(IpListenEndpoint {
+            addr: Some(self.local.into()),
+            port,
+        })
+        .ok()?;
+        let handle = self.sockets.add(s);
+        self.udp_sockets.push(Bound { port, handle });
+        Some(handle)
+    }
+
+    /// Prepares sockets for the next queued packet: a listener for a SYN to a TCP port, a
+    /// bound socket for a datagram to a UDP port.
+    fn prepare_for_next(&mut self) {
+        let Some(front) = self.dev.peek_rx() else {
+            return;
+        };
+        let Some(p) = transport_ports(front) else {
+            return;
+        };
+        match p.proto {
+            Proto::Tcp if is_tcp_syn(front) && self.tcp_ports.contains(&p.dst) => {
+                if self.tcp_listeners.iter().any(|b| b.port == p.dst) {
+                    return;
+                }
+                if self.conns.len() >= self.cfg.max_tcp_conns {
+                    // smoltcp answers the SYN with RST.
+                    self.counters.conn_limit += 1;
+                    return;
+                }
+                self.arm_listener(p.dst);
             }
+            Proto::Udp => {
+                let _ = self.udp_socket(p.dst);
+            }
+            Proto::Tcp => {}
         }
     }
 
     /// Stops listening on `port` (TCP and UDP); established connections stay.
     pub fn unlisten(&mut self, port: u16) {
         self.tcp_ports.retain(|&p| p != port);
+        self.udp_ports.retain(|&p| p != port);
         let sockets = &mut self.sockets;
         self.tcp_listeners.retain(|b| {
             if b.port == port {
@@ -352,8 +402,9 @@ impl UeStack {
     /// Runs the stack: consumes queued input, accepts connections (re-arming listeners),
     /// frames received SIP, answers keep-alives, flushes queued sends and produces output.
     pub fn poll(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
-        // One packet at a time so a listener is re-armed before the next SYN is seen.
+        // One packet at a time so each SYN finds a listener and each datagram a socket.
         loop {
+            self.prepare_for_next();
             let r = self
                 .iface
                 .poll_ingress_single(now, &mut self.dev, &mut self.sockets);
@@ -367,6 +418,27 @@ impl UeStack {
             .poll_egress(now, &mut self.dev, &mut self.sockets);
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
+        self.release_idle_sockets();
+    }
+
+    /// Frees listeners nobody connected to and UDP sockets with nothing queued.
+    fn release_idle_sockets(&mut self) {
+        let sockets = &mut self.sockets;
+        self.tcp_listeners.retain(|b| {
+            let keep = !sockets.get::<tcp::Socket>(b.handle).is_listening();
+            if !keep {
+                sockets.remove(b.handle);
+            }
+            keep
+        });
+        self.udp_sockets.retain(|b| {
+            let s = sockets.get::<udp::Socket>(b.handle);
+            let keep = s.send_queue() > 0 || s.recv_queue() > 0;
+            if !keep {
+                sockets.remove(b.handle);
+            }
+            keep
+        });
     }
 
     /// Removes connections that reached CLOSED or TIME-WAIT and reports them.
@@ -402,11 +474,9 @@ impl UeStack {
             self.sockets.remove(handle);
             events.extend(ev);
         }
-        // Listeners not re-armed at the connection limit come back when a slot frees.
-        self.rearm_missing();
     }
 
-    /// Moves listeners that left LISTEN into the connection table and arms new ones.
+    /// Moves listeners that left LISTEN into the connection table.
     fn accept(&mut self) {
         let mut i = 0;
         while i < self.tcp_listeners.len() {
@@ -425,7 +495,6 @@ impl UeStack {
                 self.sockets.remove(handle);
             }
         }
-        self.rearm_missing();
     }
 
     fn new_conn(&self, flow: Flow, outgoing: bool) -> TcpConn {
@@ -550,19 +619,6 @@ impl UeStack {
         }
     }
 
-    fn rearm_missing(&mut self) {
-        for i in 0..self.tcp_ports.len() {
-            let port = self.tcp_ports[i];
-            if !self.tcp_listeners.iter().any(|b| b.port == port) {
-                if self.conns.len() >= self.cfg.max_tcp_conns {
-                    self.counters.conn_limit += 1;
-                    return;
-                }
-                self.arm_listener(port);
-            }
-        }
-    }
-
     /// Sends a SIP message on `flow` (see [`crate::ipc::WorkerCommand::Send`]). A UDP request
     /// larger than [`StackConfig::udp_max_request`] goes over TCP between the same ports
     /// (RFC 3261 18.1.1), opening the connection if needed.
@@ -591,12 +647,10 @@ impl UeStack {
     }
 
     fn send_udp(&mut self, flow: Flow, bytes: &[u8]) -> Result<(), StackError> {
-        let b = self
-            .udp_sockets
-            .iter()
-            .find(|b| b.port == flow.local_port)
+        let handle = self
+            .udp_socket(flow.local_port)
             .ok_or(StackError::NoUdpSocket)?;
-        let s = self.sockets.get_mut::<udp::Socket>(b.handle);
+        let s = self.sockets.get_mut::<udp::Socket>(handle);
         let meta = udp::UdpMetadata {
             endpoint: IpEndpoint::new(flow.ue.into(), flow.ue_port),
             local_address: Some(flow.local.into()),

@@ -16,10 +16,10 @@ pub struct Ports {
     pub dst: u16,
 }
 
-/// The ports of an unfragmented IPv4/IPv6 packet whose payload is TCP or UDP directly
-/// (ESP transport mode carries no extension headers between IP and the transport header).
-/// `None` for anything else, including non-first fragments.
-pub fn transport_ports(ip: &[u8]) -> Option<Ports> {
+/// The transport protocol and transport segment of an unfragmented IPv4/IPv6 packet whose
+/// payload is TCP or UDP directly (ESP transport mode carries no extension headers between IP
+/// and the transport header). `None` for anything else, including non-first fragments.
+fn transport(ip: &[u8]) -> Option<(Proto, &[u8])> {
     let (proto, payload) = match ip.first()? >> 4 {
         4 => {
             let p = Ipv4Packet::new_checked(ip).ok()?;
@@ -42,9 +42,24 @@ pub fn transport_ports(ip: &[u8]) -> Option<Ports> {
         IpProtocol::Udp => Proto::Udp,
         _ => return None,
     };
-    let src = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
-    let dst = u16::from_be_bytes([*payload.get(2)?, *payload.get(3)?]);
+    Some((proto, payload))
+}
+
+/// The ports of an unfragmented IPv4/IPv6 packet carrying TCP or UDP directly.
+pub fn transport_ports(ip: &[u8]) -> Option<Ports> {
+    let (proto, seg) = transport(ip)?;
+    let src = u16::from_be_bytes([*seg.first()?, *seg.get(1)?]);
+    let dst = u16::from_be_bytes([*seg.get(2)?, *seg.get(3)?]);
     Some(Ports { proto, src, dst })
+}
+
+/// True if the packet is a TCP segment with SYN set and ACK clear (a connection attempt).
+pub fn is_tcp_syn(ip: &[u8]) -> bool {
+    // RFC 9293 3.1: flags in byte 13 of the TCP header; SYN 0x02, ACK 0x10.
+    match transport(ip) {
+        Some((Proto::Tcp, seg)) => seg.get(13).is_some_and(|f| f & 0x12 == 0x02),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +84,18 @@ mod tests {
         assert_eq!(transport_ports(&p[..22]), None);
         assert_eq!(transport_ports(&[]), None);
         assert_eq!(transport_ports(&[0x60; 10]), None);
+        assert!(!is_tcp_syn(&p));
+    }
+
+    #[test]
+    fn tcp_syn_flag() {
+        // IPv4 + 20-byte TCP header, 5060 -> 5064, flags SYN, then SYN|ACK.
+        let mut p = hex::decode("45000028000000004006000000a000010a000002").unwrap();
+        p.extend_from_slice(&hex::decode("13c413c8000000010000000050020000").unwrap());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(is_tcp_syn(&p));
+        p[20 + 13] = 0x12;
+        assert!(!is_tcp_syn(&p));
+        assert!(!is_tcp_syn(&p[..30]));
     }
 }
