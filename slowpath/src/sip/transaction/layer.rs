@@ -144,8 +144,9 @@ impl TransactionLayer {
         TxId(self.next_id)
     }
 
-    /// Routes a received (parsed) message to its transaction, creating a server transaction
-    /// for a new request.
+    /// Routes a received message to its transaction, creating a server transaction for a new
+    /// request. Run [`Message::validate`] first: a request that fails it is answered
+    /// statelessly and a response that fails it is dropped.
     pub fn handle_message(
         &mut self,
         msg: &Message<'_>,
