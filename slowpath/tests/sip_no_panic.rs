@@ -88,7 +88,12 @@ fn exercise(bytes: &[u8]) {
         let _ = (a.tag(), a.display_name_unquoted(), a.uri.user_decoded());
     }
     for c in m.contacts().flatten() {
-        let _ = (c.expires(), c.q(), c.sip_instance(), c.feature_tags().count());
+        let _ = (
+            c.expires(),
+            c.q(),
+            c.sip_instance(),
+            c.feature_tags().count(),
+        );
     }
     for kind in [HeaderKind::Route, HeaderKind::RecordRoute, HeaderKind::Path] {
         for a in m.name_addrs(kind).flatten() {

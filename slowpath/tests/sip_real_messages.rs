@@ -56,7 +56,10 @@ fn boghe_register() {
         .header(HeaderKind::SecurityClient)
         .unwrap()
         .contains("spi-c=51018934"));
-    assert!(m.header(HeaderKind::Authorization).unwrap().starts_with("Digest "));
+    assert!(m
+        .header(HeaderKind::Authorization)
+        .unwrap()
+        .starts_with("Digest "));
     assert_eq!(m.cseq().unwrap().seq, 1835);
 }
 
@@ -141,7 +144,10 @@ fn response_to_register_is_byte_exact() {
     let req = Message::parse(&raw).unwrap();
     let resp = response_to(&req, 401, "Unauthorized", Some("abc"))
         .unwrap()
-        .header("WWW-Authenticate", "Digest realm=\"open-ims.test\", nonce=\"x\"")
+        .header(
+            "WWW-Authenticate",
+            "Digest realm=\"open-ims.test\", nonce=\"x\"",
+        )
         .build();
     let expected = "SIP/2.0 401 Unauthorized\r\n\
         Via: SIP/2.0/UDP 192.168.200.100:63373;branch=z9hG4bK-332948456;rport\r\n\
@@ -155,7 +161,9 @@ fn response_to_register_is_byte_exact() {
     let parsed = Message::parse(&resp).unwrap();
     parsed.validate().unwrap();
     // 100 Trying never gets a To tag (RFC 3261 8.2.6.2).
-    let trying = response_to(&req, 100, "Trying", Some("abc")).unwrap().build();
+    let trying = response_to(&req, 100, "Trying", Some("abc"))
+        .unwrap()
+        .build();
     let t = Message::parse(&trying).unwrap();
     assert_eq!(t.to_header().unwrap().tag(), None);
 }
@@ -196,7 +204,9 @@ fn ack_for_non_2xx_follows_17_1_1_3() {
         .header("CSeq", "7 INVITE")
         .build();
     let inv = Message::parse(&invite).unwrap();
-    let resp = response_to(&inv, 486, "Busy Here", Some("b9")).unwrap().build();
+    let resp = response_to(&inv, 486, "Busy Here", Some("b9"))
+        .unwrap()
+        .build();
     let ack = ack_for_non2xx(&inv, &Message::parse(&resp).unwrap()).unwrap();
     let expected = "ACK sip:bob@example.com SIP/2.0\r\n\
         Via: SIP/2.0/UDP pc.example.net;branch=z9hG4bKinv1\r\n\

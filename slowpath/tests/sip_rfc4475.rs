@@ -94,8 +94,14 @@ fn intmeth_wide_range_of_characters() {
     assert_eq!(m.method(), Some(method));
     assert_eq!(m.cseq().unwrap().method, method);
     let ruri = m.parsed_request_uri().unwrap();
-    assert_eq!(ruri.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-    assert_eq!(ruri.password, Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    assert_eq!(
+        ruri.user,
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
+    assert_eq!(
+        ruri.password,
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
     assert_eq!(ruri.host, Some(Host::Name("example.com")));
     let to = m.to_header().unwrap();
     assert_eq!(
@@ -106,7 +112,13 @@ fn intmeth_wide_range_of_characters() {
     assert_eq!(from.display_name, Some("token1~` token2'+_ token3*%!.-"));
     assert_eq!(from.tag(), Some("_token~1'+`*%!-."));
     assert_eq!(
-        from.params.iter().next().unwrap().unwrap().unquoted().unwrap(),
+        from.params
+            .iter()
+            .next()
+            .unwrap()
+            .unwrap()
+            .unquoted()
+            .unwrap(),
         "работающий"
     );
     assert_eq!(
@@ -148,7 +160,15 @@ fn escnull_escaped_nulls() {
     let m = Message::parse(&raw).unwrap();
     let users: Vec<Vec<u8>> = m
         .contacts()
-        .map(|c| c.unwrap().addr().unwrap().uri.user_decoded().unwrap().into_owned())
+        .map(|c| {
+            c.unwrap()
+                .addr()
+                .unwrap()
+                .uri
+                .user_decoded()
+                .unwrap()
+                .into_owned()
+        })
         .collect();
     assert_eq!(users, vec![vec![0u8], vec![0, 0]]);
     assert_eq!(
@@ -308,13 +328,13 @@ fn scalar02_field_by_field() {
     let raw = fixture("3.1.2.4_scalar02");
     let m = Message::parse(&raw).unwrap();
     assert!(m.cseq().is_err());
-    assert_eq!(
-        m.max_forwards(),
-        Err(ParseError::BadHeader("Max-Forwards"))
-    );
+    assert_eq!(m.max_forwards(), Err(ParseError::BadHeader("Max-Forwards")));
     // Overlarge delta-seconds saturate (RFC 4475 3.1.2.4 allows any sane default).
     assert_eq!(m.expires(), Ok(Some(u32::MAX)));
-    assert_eq!(m.contacts().next().unwrap().unwrap().expires(), Some(u32::MAX));
+    assert_eq!(
+        m.contacts().next().unwrap().unwrap().expires(),
+        Some(u32::MAX)
+    );
 }
 
 #[test]
@@ -374,9 +394,6 @@ fn inv2543_old_syntax_uses_2543_matching() {
     let to: Uri<'_> = m.to_header().unwrap().uri;
     assert_eq!(to.params.raw(), "");
     // Without <>, ;user=phone belongs to the header, not the URI (RFC 3261 20.10).
-    assert_eq!(
-        m.to_header().unwrap().params.value("user"),
-        Some("phone")
-    );
+    assert_eq!(m.to_header().unwrap().params.value("user"), Some("phone"));
     let _: Option<Cow<'_, str>> = m.from_header().unwrap().display_name_unquoted();
 }

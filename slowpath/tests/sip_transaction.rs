@@ -35,7 +35,10 @@ fn response(req: &[u8], code: u16) -> Vec<u8> {
 
 fn ack(branch: &str) -> Vec<u8> {
     MessageBuilder::request("ACK", "sip:bob@example.com")
-        .header("Via", &format!("SIP/2.0/UDP ue.example.com;branch={branch}"))
+        .header(
+            "Via",
+            &format!("SIP/2.0/UDP ue.example.com;branch={branch}"),
+        )
         .header("Max-Forwards", "70")
         .header("From", "<sip:alice@example.com>;tag=a1")
         .header("To", "<sip:bob@example.com>;tag=b1")
@@ -89,7 +92,9 @@ fn non_invite_client_udp_retransmits_t1_doubling_to_t2_then_timer_f() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     let req = request("OPTIONS", "z9hG4bKa", "pc.example.net");
-    layer.send_request(req.clone(), peer(Transport::Udp), t0).unwrap();
+    layer
+        .send_request(req.clone(), peer(Transport::Udp), t0)
+        .unwrap();
     assert_eq!(layer.poll_transmit().unwrap().bytes, req);
     let (tx, ev) = run_until(&mut layer, t0, Duration::from_secs(60));
     assert_eq!(
@@ -125,7 +130,9 @@ fn reliable_transport_has_no_retransmissions() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     let req = request("OPTIONS", "z9hG4bKt", "pc.example.net");
-    layer.send_request(req.clone(), peer(Transport::Tcp), t0).unwrap();
+    layer
+        .send_request(req.clone(), peer(Transport::Tcp), t0)
+        .unwrap();
     layer.poll_transmit().unwrap();
     assert_eq!(layer.poll_timeout(), Some(t0 + Duration::from_secs(32)));
     let resp = response(&req, 200);
@@ -147,7 +154,9 @@ fn non_invite_client_proceeding_retransmits_every_t2_and_timer_k() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     let req = request("REGISTER", "z9hG4bKr", "pc.example.net");
-    layer.send_request(req.clone(), peer(Transport::Udp), t0).unwrap();
+    layer
+        .send_request(req.clone(), peer(Transport::Udp), t0)
+        .unwrap();
     let (mut tx, mut ev) = (Vec::new(), Vec::new());
     drain(&mut layer, t0, t0, &mut tx, &mut ev);
     let mut events_at = |layer: &mut TransactionLayer, at_ms: u64, msg: Option<Vec<u8>>| {
@@ -185,7 +194,9 @@ fn invite_client_acks_non_2xx_and_absorbs_retransmissions_until_timer_d() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     let req = request("INVITE", "z9hG4bKc", "pc.example.net");
-    layer.send_request(req.clone(), peer(Transport::Udp), t0).unwrap();
+    layer
+        .send_request(req.clone(), peer(Transport::Udp), t0)
+        .unwrap();
     layer.poll_transmit().unwrap();
     let busy = response(&req, 486);
     let m = Message::parse(&busy).unwrap();
@@ -197,7 +208,10 @@ fn invite_client_acks_non_2xx_and_absorbs_retransmissions_until_timer_d() {
     assert_eq!(a.cseq().unwrap().method, "ACK");
     assert_eq!(a.to_header().unwrap().tag(), Some("b1"));
     assert_eq!(a.top_via().unwrap().branch(), Some("z9hG4bKc"));
-    assert_eq!(layer.poll_event().unwrap().1, TxEvent::Response(busy.clone()));
+    assert_eq!(
+        layer.poll_event().unwrap().1,
+        TxEvent::Response(busy.clone())
+    );
     // The retransmitted 486 is not passed up again, but the ACK is re-sent.
     let t2 = t0 + Duration::from_secs(2);
     assert!(matches!(
@@ -218,14 +232,18 @@ fn invite_client_2xx_terminates_and_is_passed_up() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     let req = request("INVITE", "z9hG4bK2xx", "pc.example.net");
-    layer.send_request(req.clone(), peer(Transport::Udp), t0).unwrap();
+    layer
+        .send_request(req.clone(), peer(Transport::Udp), t0)
+        .unwrap();
     layer.poll_transmit().unwrap();
     for code in [180, 200] {
         let r = response(&req, code);
         let m = Message::parse(&r).unwrap();
         layer.handle_message(&m, peer(Transport::Udp), t0).unwrap();
     }
-    let ev: Vec<_> = std::iter::from_fn(|| layer.poll_event()).map(|e| e.1).collect();
+    let ev: Vec<_> = std::iter::from_fn(|| layer.poll_event())
+        .map(|e| e.1)
+        .collect();
     assert_eq!(
         ev,
         vec![
@@ -259,13 +277,21 @@ fn non_invite_server_absorbs_then_replays_final_until_timer_j() {
         panic!("new request expected")
     };
     // Retransmission in Trying: absorbed, nothing sent.
-    assert_eq!(recv(&mut layer, &req, t0 + Duration::from_millis(500)), Incoming::Absorbed(id));
+    assert_eq!(
+        recv(&mut layer, &req, t0 + Duration::from_millis(500)),
+        Incoming::Absorbed(id)
+    );
     assert!(layer.poll_transmit().is_none());
     let ok = response(&req, 200);
-    layer.send_response(id, ok.clone(), t0 + Duration::from_secs(1)).unwrap();
+    layer
+        .send_response(id, ok.clone(), t0 + Duration::from_secs(1))
+        .unwrap();
     assert_eq!(layer.poll_transmit().unwrap().bytes, ok);
     // Retransmission in Completed: the final response is re-sent.
-    assert_eq!(recv(&mut layer, &req, t0 + Duration::from_secs(2)), Incoming::Absorbed(id));
+    assert_eq!(
+        recv(&mut layer, &req, t0 + Duration::from_secs(2)),
+        Incoming::Absorbed(id)
+    );
     assert_eq!(layer.poll_transmit().unwrap().bytes, ok);
     assert!(layer
         .send_response(id, response(&req, 500), t0 + Duration::from_secs(2))
@@ -308,7 +334,10 @@ fn invite_server_sends_100_after_200ms_and_retransmits_final_with_timer_g() {
     assert!(ev.is_empty());
     // The ACK is absorbed (Confirmed), stops Timer G and starts Timer I (T4).
     let t2 = t0 + Duration::from_secs(5);
-    assert_eq!(recv(&mut layer, &ack("z9hG4bKsi"), t2), Incoming::Absorbed(id));
+    assert_eq!(
+        recv(&mut layer, &ack("z9hG4bKsi"), t2),
+        Incoming::Absorbed(id)
+    );
     assert!(layer.poll_transmit().is_none());
     let (tx, ev) = run_until(&mut layer, t0, Duration::from_secs(60));
     assert!(tx.is_empty());
@@ -324,7 +353,9 @@ fn invite_server_timer_h_without_ack() {
         panic!("new request expected")
     };
     layer.send_response(id, response(&req, 180), t0).unwrap();
-    layer.send_response(id, response(&req, 603), t0 + Duration::from_secs(1)).unwrap();
+    layer
+        .send_response(id, response(&req, 603), t0 + Duration::from_secs(1))
+        .unwrap();
     let sent: Vec<_> = std::iter::from_fn(|| layer.poll_transmit()).collect();
     assert_eq!(sent.len(), 2, "no automatic 100 after a provisional");
     let (tx, ev) = run_until(&mut layer, t0, Duration::from_secs(60));
@@ -377,7 +408,9 @@ fn matching_uses_branch_sent_by_and_method() {
 
     // Client side: a response matches by branch and CSeq method (17.1.3).
     let out = request("INVITE", "z9hG4bKout", "pc.example.net");
-    let out_id: TxId = layer.send_request(out.clone(), peer(Transport::Udp), t0).unwrap();
+    let out_id: TxId = layer
+        .send_request(out.clone(), peer(Transport::Udp), t0)
+        .unwrap();
     let cancel_out = request("CANCEL", "z9hG4bKout", "pc.example.net");
     let resp_to_cancel = response(&cancel_out, 200);
     assert_eq!(recv(&mut layer, &resp_to_cancel, t0), Incoming::Stray);
@@ -394,10 +427,18 @@ fn layer_deadline_is_the_earliest_of_all_transactions() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(TimerConfig::default());
     layer
-        .send_request(request("OPTIONS", "z9hG4bK1", "a"), peer(Transport::Udp), t0 + Duration::from_millis(300))
+        .send_request(
+            request("OPTIONS", "z9hG4bK1", "a"),
+            peer(Transport::Udp),
+            t0 + Duration::from_millis(300),
+        )
         .unwrap();
     layer
-        .send_request(request("OPTIONS", "z9hG4bK2", "a"), peer(Transport::Udp), t0)
+        .send_request(
+            request("OPTIONS", "z9hG4bK2", "a"),
+            peer(Transport::Udp),
+            t0,
+        )
         .unwrap();
     assert_eq!(layer.poll_timeout(), Some(t0 + Duration::from_millis(500)));
     layer.handle_timeout(t0 + Duration::from_millis(500));
