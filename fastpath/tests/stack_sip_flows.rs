@@ -337,6 +337,15 @@ fn framing_error_aborts_connection() {
     assert_eq!(l.pcscf.counters().framing_errors, 1);
     assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::TcpClosed(f)] if f.ue_port == PORT_UC));
     assert_eq!(l.pcscf.tcp_connections(), 0);
+    // The UE was told with a RST.
+    assert!(l.wire_p.iter().any(|pk| {
+        let ip = Ipv4Packet::new_checked(pk.as_slice()).unwrap();
+        TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.rst())
+    }));
+    assert!(l
+        .ev_u
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(_))));
 }
 
 #[test]

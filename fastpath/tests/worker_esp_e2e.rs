@@ -349,6 +349,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
             .find(|f| f[12..14] == [0x08, 0x06])
             .expect("ARP reply");
     assert_eq!(&arp_reply[0..6], UE_MAC.as_bytes());
+    assert_eq!(t.count("arp_replies"), 1);
 
     // 1. Initial REGISTER in clear to 5060.
     t.ue.stack
@@ -671,6 +672,7 @@ fn fragmented_esp_is_reassembled_before_decryption() {
     );
     assert_eq!(bytes, &body);
     assert_eq!(t.count("esp_in"), 1);
+    assert_eq!(t.count("reasm_completed"), 1);
 }
 
 #[test]

@@ -572,9 +572,11 @@ impl UeStack {
                 }
             }
             if fail {
+                // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
+                // out with this poll's egress; `reap` then reports the close.
                 self.counters.framing_errors += 1;
+                conn.pending.clear();
                 s.abort();
-                gone.push((handle, Some(WorkerEvent::TcpClosed(conn.flow))));
                 continue;
             }
             if !conn.pending.is_empty() && s.may_send() {

@@ -296,5 +296,10 @@ impl<Q: PortQueue> Worker<Q> {
         let r = self.reasm.counters();
         self.counters.drop_reasm_timeout.store(r.timeouts, Relaxed);
         self.counters.drop_reasm_evicted.store(r.evicted, Relaxed);
+        self.counters.reasm_completed.store(r.completed, Relaxed);
+        let l = self.l2.counters();
+        self.counters.arp_replies.store(l.arp_replies, Relaxed);
+        self.counters.nd_replies.store(l.nd_replies, Relaxed);
+        self.counters.solicitations.store(l.solicitations, Relaxed);
     }
 }
