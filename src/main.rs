@@ -1,12 +1,14 @@
-//! `akagate`: the P-CSCF security edge daemon. For now it loads and checks its configuration;
-//! the daemon wiring (threads, ports, slowpath) lands with issue 5.
-
-mod config;
+//! `akagate`: the P-CSCF security edge daemon. Loads and checks its configuration, runs the
+//! daemon until SIGINT/SIGTERM, then shuts it down cleanly (queues drained, SQNs persisted).
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use config::{Config, LoadError};
+use akagate::config::{self, Backend, Config, LoadError};
+use akagate::{Daemon, DaemonHandle, IdlePolicy, StartOptions};
 
 const USAGE: &str = "\
 usage: akagate [--config FILE]
@@ -19,7 +21,8 @@ usage: akagate [--config FILE]
                          FILE:LINE:COL: message (exit status 2)
   --print-default-config print the embedded default configuration (an in-memory demo)
 
-Exit status: 0 ok, 2 invalid configuration or daemon not available, 64 usage error.
+Exit status: 0 ok (also after SIGINT/SIGTERM), 1 the daemon failed to start or stopped
+uncleanly, 2 invalid configuration, 64 usage error. Log level: AKAGATE_LOG=error..trace.
 Configuration keys: docs/CONFIG.md.";
 
 /// What the command line asks for.
@@ -33,8 +36,10 @@ enum Command {
 
 /// Exit status for a command-line usage error (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
-/// Exit status for an invalid configuration or a daemon that cannot run.
+/// Exit status for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
+/// Exit status for a daemon that could not start or did not stop cleanly.
+const EXIT_RUN: u8 = 1;
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
     match args {
@@ -105,13 +110,70 @@ fn main() -> ExitCode {
                 },
                 None => Config::default(),
             };
-            eprintln!(
-                "akagate: configuration ok ({} SIP port(s), backend {}), but the daemon is not \
-                 wired yet: it lands with issue 5",
-                config.sip_ports.len(),
-                config.port.backend.token()
-            );
-            ExitCode::from(EXIT_CONFIG)
+            run(&config)
+        }
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM (a second signal exits at once).
+fn run(config: &Config) -> ExitCode {
+    akagate::logger::init();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal sets the flag; with the flag already set the next one terminates.
+        let registered = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+        if let Err(e) = registered {
+            eprintln!("akagate: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_RUN);
+        }
+    }
+    let memory = config.port.backend == Backend::Memory;
+    let mut opts = StartOptions::production();
+    if memory {
+        // The in-memory demo shares the host with whatever drives it: do not hog cores.
+        opts.idle = IdlePolicy::Backoff {
+            max_sleep: Duration::from_micros(200),
+        };
+    }
+    let handle: DaemonHandle = match Daemon::start(config, opts) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("akagate: cannot start: {e}");
+            return ExitCode::from(EXIT_RUN);
+        }
+    };
+    if memory {
+        eprintln!(
+            "akagate: running on the in-memory backend with no UE attached: nothing can reach \
+             it, so this run only shows that start-up and shutdown work (Ctrl-C to stop). \
+             Simulated UEs attach through the library (Daemon::start_with_port)."
+        );
+    }
+    eprintln!("akagate: running; SIGINT or SIGTERM stops it");
+    while !stop.load(Ordering::Relaxed) {
+        if !handle.is_running() {
+            log::error!("a daemon thread ended unexpectedly; shutting down");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = stop.load(Ordering::Relaxed);
+    match handle.shutdown() {
+        Ok(report) => {
+            match &report.sqn_state {
+                Some(p) => eprintln!("akagate: stopped; SQN state saved in {}", p.display()),
+                None => eprintln!("akagate: stopped"),
+            }
+            if signalled {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUN)
+            }
+        }
+        Err(e) => {
+            eprintln!("akagate: unclean shutdown: {e}");
+            ExitCode::from(EXIT_RUN)
         }
     }
 }

@@ -1,0 +1,512 @@
+//! The daemon: one pinned worker thread per port queue and one slowpath thread, joined by
+//! bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
+
+mod ports;
+mod setup;
+mod slowpath;
+mod stats;
+mod steer;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
+use akagate_fastpath::sad::{SadError, SpiAllocator};
+use akagate_fastpath::worker::InboundTable;
+use akagate_slowpath::hss::HssError;
+use akagate_slowpath::Core;
+use akagate_sys::affinity::CorePlan;
+use akagate_sys::mempair::MemPort;
+use akagate_sys::{IoError, LinkInfo, Port};
+use crossbeam_channel::bounded;
+use rand::SeedableRng;
+
+use crate::config::{Backend, Config};
+pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
+pub use setup::default_sqn_state;
+pub use stats::{SlowpathStats, Stats, WorkerStats};
+pub use steer::{ue_key, worker_for};
+
+/// Whether threads are pinned to the configured cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Workers on `cores.workers`, the slowpath on `cores.slowpath` (if set); a core that does
+    /// not exist is a start error.
+    Configured,
+    /// No pinning (tests, and hosts shared with other work).
+    Unpinned,
+}
+
+/// What an idle worker does between polls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Spin: lowest latency, one core fully used per worker (the DPDK model).
+    BusyPoll,
+    /// Spin briefly, then yield, then sleep `max_sleep` per idle iteration.
+    Backoff {
+        /// Sleep per idle iteration once backing off.
+        max_sleep: Duration,
+    },
+}
+
+/// How [`Daemon::start`] runs the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Core pinning.
+    pub pinning: Pinning,
+    /// Idle behaviour of the workers.
+    pub idle: IdlePolicy,
+    /// Period of the one-line stats log (`log::info!`), or none.
+    pub stats_interval: Option<Duration>,
+    /// SQN state file; `None` means [`default_sqn_state`] of the subscriber file.
+    pub sqn_state: Option<PathBuf>,
+    /// Capacity of the worker -> slowpath event queue (shared by all workers).
+    pub event_queue: usize,
+    /// Capacity of each slowpath -> worker command queue.
+    pub command_queue: usize,
+}
+
+impl StartOptions {
+    /// Production: pinned, busy-polling workers, stats every 10 s.
+    pub fn production() -> Self {
+        StartOptions {
+            pinning: Pinning::Configured,
+            idle: IdlePolicy::BusyPoll,
+            stats_interval: Some(Duration::from_secs(10)),
+            sqn_state: None,
+            event_queue: 8192,
+            command_queue: 4096,
+        }
+    }
+
+    /// Tests and shared hosts: unpinned workers that sleep when idle, no periodic log.
+    pub fn unpinned() -> Self {
+        StartOptions {
+            pinning: Pinning::Unpinned,
+            idle: IdlePolicy::Backoff {
+                max_sleep: Duration::from_micros(200),
+            },
+            stats_interval: None,
+            ..StartOptions::production()
+        }
+    }
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions::production()
+    }
+}
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The port could not be opened, or does not match the configuration.
+    #[error("port: {0}")]
+    Port(#[source] IoError),
+    /// A configured core does not exist or cannot be used.
+    #[error("cores: {0}")]
+    Cores(#[source] IoError),
+    /// The subscriber file could not be loaded.
+    #[error("subscribers {}: {source}", path.display())]
+    Subscribers {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: HssError,
+    },
+    /// The SQN state could not be opened.
+    #[error("SQN state {}: {source}", path.display())]
+    SqnState {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: HssError,
+    },
+    /// The SA table could not be created.
+    #[error("SA table: {0}")]
+    SaTable(#[source] SadError),
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A thread could not be spawned, or died while starting.
+    #[error("thread {name}: {reason}")]
+    Thread {
+        /// Thread name.
+        name: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Why the shutdown was not clean.
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    /// A thread panicked (the others were still stopped and joined).
+    #[error("thread {0} panicked")]
+    Panicked(String),
+    /// The SQN state could not be written; the journal still holds every SQN handed out.
+    #[error("SQN state {}: {source}", path.display())]
+    SqnState {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: HssError,
+    },
+}
+
+/// What a clean shutdown leaves behind.
+#[derive(Debug)]
+pub struct ShutdownReport {
+    /// The counters after every thread stopped.
+    pub stats: Stats,
+    /// The SQN state file that was made durable, if the HSS has one.
+    pub sqn_state: Option<PathBuf>,
+}
+
+/// Starts the daemon.
+#[derive(Debug)]
+pub struct Daemon;
+
+impl Daemon {
+    /// Opens the configured port backend and starts on it. With the memory backend the far
+    /// end of the pair is kept in the handle ([`DaemonHandle::take_memory_peer`]).
+    pub fn start(config: &Config, opts: StartOptions) -> Result<DaemonHandle, StartError> {
+        match &config.port.backend {
+            Backend::Memory => {
+                let (port, peer) = memory_pair(config).map_err(StartError::Port)?;
+                let mut handle = Daemon::start_with_port(config, port, opts)?;
+                handle.memory_peer = Some(peer);
+                Ok(handle)
+            }
+            #[cfg(target_os = "linux")]
+            Backend::AfPacket { interface } => {
+                check_cores(config, &opts)?;
+                let port = ports::af_packet(config, interface).map_err(StartError::Port)?;
+                Daemon::start_with_port(config, port, opts)
+            }
+            #[cfg(not(target_os = "linux"))]
+            Backend::AfPacket { .. } => Err(StartError::Unsupported(
+                "the af_packet backend needs Linux".into(),
+            )),
+            #[cfg(feature = "dpdk")]
+            Backend::Dpdk { eal_args } => {
+                check_cores(config, &opts)?;
+                let port = ports::dpdk(config, eal_args).map_err(StartError::Port)?;
+                Daemon::start_with_port(config, port, opts)
+            }
+            #[cfg(not(feature = "dpdk"))]
+            Backend::Dpdk { .. } => {
+                Err(StartError::Unsupported(akagate_sys::DPDK_HOWTO.to_string()))
+            }
+        }
+    }
+
+    /// Starts on a port the caller opened (e.g. one end of an in-memory pair from
+    /// [`memory_pair`], keeping the other end for simulated UEs). The port must have one queue
+    /// per configured worker and steer by the UE's address (`akagate_sys::steer`).
+    pub fn start_with_port<P: Port>(
+        config: &Config,
+        mut port: P,
+        opts: StartOptions,
+    ) -> Result<DaemonHandle, StartError>
+    where
+        P::Queue: 'static,
+    {
+        check_cores(config, &opts)?;
+        let nworkers = config.cores.workers.len();
+        if port.num_queues() != nworkers {
+            return Err(StartError::Port(IoError::Config(format!(
+                "port {} has {} queue(s) for {nworkers} worker(s)",
+                port.link().name,
+                port.num_queues()
+            ))));
+        }
+        let sip_port = setup::sip_port(config)?;
+        let core_config = setup::core_config(config)?;
+        let (hss, sqn_state) = setup::load_hss(config, opts.sqn_state.as_deref())?;
+        let table = Arc::new(
+            InboundTable::with_capacity(config.sa_table.capacity).map_err(StartError::SaTable)?,
+        );
+        let link = port.link().clone();
+        let queue_counters = port.counters();
+        let queues = port.take_queues();
+        drop(port);
+        if queues.len() != nworkers {
+            return Err(StartError::Port(IoError::Config(format!(
+                "port {} handed out {} queue(s) for {nworkers} worker(s)",
+                link.name,
+                queues.len()
+            ))));
+        }
+
+        let (event_tx, event_rx) = bounded::<WorkerEvent>(opts.event_queue.max(1));
+        let workers_stop = Arc::new(AtomicBool::new(false));
+        let slowpath_stop = Arc::new(AtomicBool::new(false));
+        let pinned = opts.pinning == Pinning::Configured;
+        let mut handle = DaemonHandle {
+            link: link.clone(),
+            workers: Vec::with_capacity(nworkers),
+            slowpath: None,
+            workers_stop: workers_stop.clone(),
+            slowpath_stop: slowpath_stop.clone(),
+            memory_peer: None,
+            stats: stats::StatsSource {
+                started: Instant::now(),
+                workers: Vec::with_capacity(nworkers),
+                slowpath: Arc::default(),
+                table: table.clone(),
+            },
+            sqn_state: None,
+            stopped: None,
+        };
+
+        let mut command_txs = Vec::with_capacity(nworkers);
+        for (id, queue) in queues.into_iter().enumerate() {
+            let (cmd_tx, cmd_rx) = bounded::<WorkerCommand>(opts.command_queue.max(1));
+            command_txs.push(cmd_tx);
+            let core = if pinned {
+                config.cores.workers.get(id).copied()
+            } else {
+                None
+            };
+            let thread = worker::WorkerThread {
+                cfg: setup::worker_config(config, id, &link, sip_port),
+                queue,
+                table: table.clone(),
+                events: event_tx.clone(),
+                commands: cmd_rx,
+                core,
+                idle: opts.idle,
+                stop: workers_stop.clone(),
+            };
+            let (ready_tx, ready_rx) = bounded(1);
+            let name = format!("akagate-w{id}");
+            let join = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || thread.run(ready_tx))
+                .map_err(|e| StartError::Thread {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            handle.workers.push((name.clone(), join));
+            let counters = match ready_rx.recv() {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(StartError::Cores(e)),
+                Err(_) => {
+                    return Err(StartError::Thread {
+                        name,
+                        reason: "exited while starting".into(),
+                    })
+                }
+            };
+            handle.stats.workers.push(stats::WorkerSource {
+                id,
+                core,
+                counters,
+                queue: queue_counters.get(id).cloned().unwrap_or_default(),
+            });
+        }
+        // Only the workers hold event senders: when all of them are gone the slowpath sees it.
+        drop(event_tx);
+
+        handle
+            .stats
+            .slowpath
+            .subscribers
+            .store(hss.len() as u64, Ordering::Relaxed);
+        let spis: Arc<dyn SpiAllocator> = table.clone();
+        let core = Core::new(
+            core_config,
+            hss,
+            spis,
+            Box::new(rand::rngs::StdRng::from_entropy()),
+        );
+        let slowpath = slowpath::Slowpath {
+            core,
+            events: event_rx,
+            commands: command_txs,
+            counters: handle.stats.slowpath.clone(),
+            stop: slowpath_stop,
+            sqn_state: sqn_state.clone(),
+            stats_interval: opts.stats_interval,
+            stats: handle.stats.clone(),
+        };
+        let slowpath_core = if pinned { config.cores.slowpath } else { None };
+        let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);
+        let join = std::thread::Builder::new()
+            .name("akagate-slowpath".into())
+            .spawn(move || {
+                if let Some(c) = slowpath_core {
+                    if let Err(e) = akagate_sys::affinity::pin_current_thread(c) {
+                        let _ = ready_tx.send(Err(e));
+                        return None;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
+                Some(slowpath.run())
+            })
+            .map_err(|e| StartError::Thread {
+                name: "akagate-slowpath".into(),
+                reason: e.to_string(),
+            })?;
+        handle.slowpath = Some(join);
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Cores(e)),
+            Err(_) => {
+                return Err(StartError::Thread {
+                    name: "akagate-slowpath".into(),
+                    reason: "exited while starting".into(),
+                })
+            }
+        }
+        handle.sqn_state = sqn_state;
+        log::info!(
+            "akagate running on {} (mtu {}) with {nworkers} worker(s){}; SIP on port {sip_port}; \
+             {} subscriber(s); SA table of {} SPIs",
+            link.name,
+            link.mtu,
+            if pinned { " pinned" } else { ", unpinned" },
+            handle.stats.slowpath.subscribers.load(Ordering::Relaxed),
+            table.capacity(),
+        );
+        Ok(handle)
+    }
+}
+
+/// Checks the configured cores before anything is opened (a clear error naming the usable
+/// cores when one does not exist).
+fn check_cores(config: &Config, opts: &StartOptions) -> Result<(), StartError> {
+    if opts.pinning == Pinning::Unpinned {
+        return Ok(());
+    }
+    CorePlan {
+        workers: config.cores.workers.clone(),
+        slowpath: config.cores.slowpath,
+    }
+    .validate()
+    .map_err(StartError::Cores)
+}
+
+/// The running daemon. Dropping it shuts it down like [`DaemonHandle::shutdown`], ignoring
+/// errors.
+pub struct DaemonHandle {
+    link: LinkInfo,
+    workers: Vec<(String, JoinHandle<()>)>,
+    slowpath: Option<JoinHandle<Option<slowpath::SlowpathExit>>>,
+    workers_stop: Arc<AtomicBool>,
+    slowpath_stop: Arc<AtomicBool>,
+    memory_peer: Option<MemPort>,
+    stats: stats::StatsSource,
+    sqn_state: Option<PathBuf>,
+    stopped: Option<Result<ShutdownReport, ShutdownError>>,
+}
+
+impl core::fmt::Debug for DaemonHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DaemonHandle")
+            .field("link", &self.link.name)
+            .field("workers", &self.workers.len())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DaemonHandle {
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> Stats {
+        self.stats.snapshot()
+    }
+
+    /// The port's name, Ethernet address and MTU.
+    pub fn link(&self) -> &LinkInfo {
+        &self.link
+    }
+
+    /// The SQN state file in use, if the HSS has one.
+    pub fn sqn_state(&self) -> Option<&std::path::Path> {
+        self.sqn_state.as_deref()
+    }
+
+    /// With the memory backend started by [`Daemon::start`]: the far end of the pair, once.
+    pub fn take_memory_peer(&mut self) -> Option<MemPort> {
+        self.memory_peer.take()
+    }
+
+    /// True while every thread runs (false after a thread died or after shutdown).
+    pub fn is_running(&self) -> bool {
+        self.slowpath.as_ref().is_some_and(|j| !j.is_finished())
+            && self.workers.iter().all(|(_, j)| !j.is_finished())
+    }
+
+    /// Polls [`Self::stats`] every millisecond until `pred` holds (returning that snapshot)
+    /// or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Stats) -> bool) -> Option<Stats> {
+        let end = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return Some(s);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops the daemon: the slowpath stops taking new events, handles those already queued
+    /// and persists the SQN state; then the workers execute the commands it sent, flush their
+    /// transmit queues and are joined.
+    pub fn shutdown(mut self) -> Result<ShutdownReport, ShutdownError> {
+        self.stop();
+        self.stopped
+            .take()
+            .unwrap_or(Err(ShutdownError::Panicked("already stopped".into())))
+    }
+
+    fn stop(&mut self) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let mut result = Ok(());
+        self.slowpath_stop.store(true, Ordering::Release);
+        let exit = match self.slowpath.take().map(JoinHandle::join) {
+            Some(Ok(exit)) => exit,
+            Some(Err(_)) => {
+                result = Err(ShutdownError::Panicked("akagate-slowpath".into()));
+                None
+            }
+            None => None,
+        };
+        self.workers_stop.store(true, Ordering::Release);
+        for (name, join) in self.workers.drain(..) {
+            if join.join().is_err() && result.is_ok() {
+                result = Err(ShutdownError::Panicked(name));
+            }
+        }
+        let mut sqn_state = None;
+        if let Some(exit) = exit {
+            sqn_state = exit.sqn_state;
+            if let Some((path, source)) = exit.persist_error {
+                if result.is_ok() {
+                    result = Err(ShutdownError::SqnState { path, source });
+                }
+            }
+        }
+        let stats = self.stats.snapshot();
+        log::info!("akagate stopped: {stats}");
+        self.stopped = Some(result.map(|()| ShutdownReport { stats, sqn_state }));
+    }
+}
+
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

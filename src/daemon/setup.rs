@@ -1,0 +1,249 @@
+//! From the validated [`Config`] to the parts the daemon runs: the worker configuration, the
+//! slowpath core's configuration and the HSS with its durable SQN state.
+
+use std::path::{Path, PathBuf};
+
+use akagate_fastpath::l2::L2Config;
+use akagate_fastpath::reasm::ReasmConfig;
+use akagate_fastpath::stack::StackConfig;
+use akagate_fastpath::worker::WorkerConfig;
+use akagate_slowpath::hss::Hss;
+use akagate_slowpath::secagree::ImsAkaProfile;
+use akagate_slowpath::CoreConfig;
+use akagate_sys::LinkInfo;
+use smoltcp::time::Duration;
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
+
+use super::StartError;
+use crate::config::Config;
+
+/// Frames per receive burst (DPDK ipsec-secgw and VPP use 32-64).
+const BURST: usize = 32;
+/// Slowpath commands a worker executes per loop iteration at most, so a burst of commands
+/// cannot starve packet processing.
+const COMMANDS_PER_LOOP: usize = 64;
+/// Timer wheel of the per-UE stacks: 1 ms ticks, 4096 slots (4 s per turn).
+const TIMER_TICK_MS: u64 = 1;
+const TIMER_SLOTS: usize = 4096;
+/// Bytes kept free below the link MTU for ESP: header 8 + IV 16 + padding and trailer 17 +
+/// ICV 16 = 57 in transport mode; 100 leaves room for options.
+const ESP_MTU_RESERVE: usize = 100;
+/// Smallest inner MTU handed to the stacks (IPv6's minimum link MTU, RFC 8200 5).
+const MIN_INNER_MTU: usize = 1280;
+
+/// The unprotected SIP port the workers listen on. The worker serves one such port for all
+/// addresses, so every `[[sip-ports]]` entry must use the same number.
+pub(super) fn sip_port(config: &Config) -> Result<u16, StartError> {
+    let first = config
+        .sip_ports
+        .first()
+        .map(|p| p.port)
+        .ok_or_else(|| StartError::Unsupported("no [[sip-ports]] entry".into()))?;
+    match config.sip_ports.iter().find(|p| p.port != first) {
+        None => Ok(first),
+        Some(p) => Err(StartError::Unsupported(format!(
+            "sip-ports use ports {first} and {}; the fast path serves one unprotected SIP port \
+             on all addresses",
+            p.port
+        ))),
+    }
+}
+
+/// The IMS-AKA profile the core applies. The core holds one profile, so all `[[sip-ports]]`
+/// entries must name the same one.
+fn profile(config: &Config) -> Result<ImsAkaProfile, StartError> {
+    let index = config.sip_ports.first().map_or(0, |p| p.ims_aka_profile);
+    if let Some(p) = config.sip_ports.iter().find(|p| p.ims_aka_profile != index) {
+        return Err(StartError::Unsupported(format!(
+            "sip-port {}:{} uses another ims-aka-profile than the first sip-port; one profile \
+             for all ports is supported",
+            p.address, p.port
+        )));
+    }
+    let p = config
+        .ims_aka_profiles
+        .get(index)
+        .ok_or_else(|| StartError::Unsupported("no [[ims-aka-profile]]".into()))?;
+    Ok(ImsAkaProfile {
+        protected_client_port: p.port_pc,
+        protected_server_port: p.port_ps,
+        encr_alg_list: p.encr_algs.clone(),
+        auth_alg_list: p.auth_algs.clone(),
+        sec_agree_required: p.sec_agree_required,
+    })
+}
+
+/// Our address as it appears in `Path` / `Service-Route`: the first IPv4 address, else the
+/// first IPv6 address in brackets (RFC 3261 25.1 `IPv6reference`).
+fn pcscf_host(config: &Config) -> String {
+    match (config.addresses.ipv4.first(), config.addresses.ipv6.first()) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(a)) => format!("[{a}]"),
+        (None, None) => "localhost".into(),
+    }
+}
+
+/// The slowpath core's configuration.
+pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
+    Ok(CoreConfig {
+        profile: profile(config)?,
+        pcscf_host: pcscf_host(config),
+        default_expires: config.registration.default_expires,
+        max_expires: config.registration.max_expires,
+        ..CoreConfig::default()
+    })
+}
+
+/// The SQN state file used when none is given: `<subscriber file>.sqn-state`.
+pub fn default_sqn_state(subscribers: &Path) -> PathBuf {
+    let mut s = subscribers.as_os_str().to_owned();
+    s.push(".sqn-state");
+    PathBuf::from(s)
+}
+
+/// Loads the subscriber file (none: an empty HSS) and attaches the SQN state, which is
+/// `sqn_state` or [`default_sqn_state`]; returns the HSS and the state file in use.
+pub(super) fn load_hss(
+    config: &Config,
+    sqn_state: Option<&Path>,
+) -> Result<(Hss, Option<PathBuf>), StartError> {
+    let Some(file) = config.subscribers.as_deref() else {
+        let hss = Hss::from_records(&[]).map_err(|source| StartError::Subscribers {
+            path: PathBuf::new(),
+            source,
+        })?;
+        return Ok((hss, None));
+    };
+    let hss = Hss::load(file).map_err(|source| StartError::Subscribers {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let state = sqn_state.map_or_else(|| default_sqn_state(file), Path::to_path_buf);
+    let hss = hss
+        .with_sqn_state(&state)
+        .map_err(|source| StartError::SqnState {
+            path: state.clone(),
+            source,
+        })?;
+    Ok((hss, Some(state)))
+}
+
+/// The configuration of worker `id` on a link.
+///
+/// Our addresses get prefix length 0: every destination is on-link and resolved by ARP/ND
+/// directly, which fits a P-CSCF on its access link (the configuration has no gateways yet).
+pub(super) fn worker_config(
+    config: &Config,
+    id: usize,
+    link: &LinkInfo,
+    sip_port: u16,
+) -> WorkerConfig {
+    let ip_mtu = link.mtu.saturating_sub(ESP_MTU_RESERVE).max(MIN_INNER_MTU);
+    let stack = StackConfig {
+        tcp_rx_buf: config.stack.tcp_rx_buffer,
+        tcp_tx_buf: config.stack.tcp_tx_buffer,
+        ip_mtu,
+        ..StackConfig::default()
+    };
+    WorkerConfig {
+        id,
+        l2: L2Config {
+            mac: EthernetAddress(link.mac),
+            ipv4: config
+                .addresses
+                .ipv4
+                .iter()
+                .map(|&a| Ipv4Cidr::new(a, 0))
+                .collect(),
+            ipv6: config
+                .addresses
+                .ipv6
+                .iter()
+                .map(|&a| Ipv6Cidr::new(a, 0))
+                .collect(),
+            gateway_v4: None,
+            gateway_v6: None,
+            max_neighbors: 4096,
+            neighbor_ttl: Duration::from_secs(300),
+            solicit_retry: Duration::from_secs(1),
+        },
+        stack,
+        reasm: ReasmConfig::default(),
+        sip_port,
+        burst: BURST,
+        commands_per_loop: COMMANDS_PER_LOOP,
+        // Two inbound SPIs per registered UE; unregistered UEs count too, so the bound is
+        // the table's share, not a tight fit.
+        max_ues: (config.sa_table.capacity / 2).max(1),
+        link_mtu: link.mtu,
+        timer_tick: Duration::from_millis(TIMER_TICK_MS),
+        timer_slots: TIMER_SLOTS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+
+    fn link() -> LinkInfo {
+        LinkInfo {
+            name: "t".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn default_config_maps_to_worker_and_core() {
+        let c = Config::default();
+        let port = sip_port(&c).unwrap();
+        assert_eq!(port, 5060);
+        let w = worker_config(&c, 3, &link(), port);
+        assert_eq!(w.id, 3);
+        assert_eq!(w.sip_port, 5060);
+        assert_eq!(w.stack.ip_mtu, 1400);
+        assert_eq!(w.stack.tcp_rx_buf, 16384);
+        assert_eq!(w.l2.mac, EthernetAddress([2, 0, 0, 0, 0, 1]));
+        assert_eq!(w.l2.ipv4.len(), 1);
+        assert_eq!(w.l2.ipv6.len(), 1);
+        let core = core_config(&c).unwrap();
+        assert_eq!(core.profile.protected_client_port, 5062);
+        assert_eq!(core.profile.protected_server_port, 5064);
+        assert_eq!(
+            core.profile.encr_alg_list,
+            vec![EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::Null]
+        );
+        assert_eq!(
+            core.profile.auth_alg_list,
+            vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]
+        );
+        assert_eq!(core.pcscf_host, "10.0.0.1");
+        assert_eq!(core.default_expires, 3600);
+        assert_eq!(core.max_expires, 7200);
+    }
+
+    #[test]
+    fn mixed_sip_port_numbers_are_refused() {
+        let mut c = Config::default();
+        c.sip_ports[1].port = 5070;
+        let e = sip_port(&c).unwrap_err().to_string();
+        assert!(e.contains("5060 and 5070"), "{e}");
+    }
+
+    #[test]
+    fn small_links_keep_the_ipv6_minimum_mtu() {
+        let mut l = link();
+        l.mtu = 1300;
+        let w = worker_config(&Config::default(), 0, &l, 5060);
+        assert_eq!(w.stack.ip_mtu, MIN_INNER_MTU);
+    }
+
+    #[test]
+    fn sqn_state_sits_next_to_the_subscriber_file() {
+        assert_eq!(
+            default_sqn_state(Path::new("/etc/akagate/subs.toml")),
+            PathBuf::from("/etc/akagate/subs.toml.sqn-state")
+        );
+    }
+}
