@@ -7,6 +7,7 @@
 # "$RESULTS/<name>.json", and append <name> to SECTIONS. Run a subset with
 #   bench/run.sh esp            # only the ESP section
 # Environment: ESP_BENCH_QUICK=1 shortens criterion's measurement (for smoke runs),
+# BENCH_REUSE=1 reuses the last criterion results instead of re-running cargo bench,
 # OPENSSL_SECONDS (default 3) sets how long each `openssl speed` run lasts.
 set -euo pipefail
 
@@ -42,11 +43,15 @@ ESP_SIZES=(64 256 1024 1408)
 ESP_SUITES=(sha1_aescbc md5_aescbc sha1_3des sha1_null aesgcm aesgmac)
 
 section_esp() {
-    echo "== ESP: cargo bench -p akagate-bench --bench esp"
-    cargo bench -p akagate-bench --bench esp >"$RESULTS/esp-criterion.log" 2>&1 || {
-        tail -n 30 "$RESULTS/esp-criterion.log"
-        return 1
-    }
+    if [[ -n ${BENCH_REUSE:-} ]]; then
+        echo "== ESP: reusing the last criterion results (BENCH_REUSE set)"
+    else
+        echo "== ESP: cargo bench -p akagate-bench --bench esp"
+        cargo bench -p akagate-bench --bench esp >"$RESULTS/esp-criterion.log" 2>&1 || {
+            tail -n 30 "$RESULTS/esp-criterion.log"
+            return 1
+        }
+    fi
     echo "== ESP: openssl $(openssl version | awk '{print $2}') speed -evp, ${OPENSSL_SECONDS:-3}s per size"
     local rows=() size suite dir ns ossl_cipher ossl ossl_dec_args
     declare -A ossl_cache
@@ -73,27 +78,37 @@ section_esp() {
             done
         done
     done
-    printf '%s\n' "${rows[@]}" | "$PY" -c '
+    local rows_file="$RESULTS/.esp-rows"
+    printf '%s\n' "${rows[@]}" >"$rows_file"
+    "$PY" - "$rows_file" "$RESULTS/esp.json" <<'PYEOF'
 import json, sys
+
+def cell(v, width, prec):
+    return f"{v:>{width}.{prec}f}" if v is not None else "-".rjust(width)
+
 results = []
-print(f"{\"dir\":8} {\"suite\":12} {\"size\":>5} {\"our Mpps\":>9} {\"our Gbps\":>9} {\"OpenSSL Gbps\":>13} {\"ratio\":>6}")
-for line in sys.stdin:
+head = ("dir", "suite", "size", "our Mpps", "our Gbps", "OpenSSL Gbps", "ratio")
+print(f"{head[0]:8} {head[1]:12} {head[2]:>5} {head[3]:>9} {head[4]:>9} {head[5]:>13} {head[6]:>6}")
+for line in open(sys.argv[1]):
     d, suite, size, ns, ossl = line.split()
     size, ns = int(size), float(ns)
     mpps = 1e3 / ns
     gbps = size * 8 / ns
     o = None if ossl == "none" else float(ossl) * 8 / 1e9
     ratio = None if o is None else gbps / o
-    fmt = lambda v, w, p: f"{v:>{w}.{p}f}" if v is not None else f"{\"-\":>{w}}"
-    print(f"{d:8} {suite:12} {size:>5} {mpps:>9.3f} {gbps:>9.2f} {fmt(o, 13, 2)} {fmt(ratio, 6, 2)}")
+    print(f"{d:8} {suite:12} {size:>5} {mpps:>9.3f} {gbps:>9.2f} {cell(o, 13, 2)} {cell(ratio, 6, 2)}")
     results.append({"direction": d, "suite": suite, "payload_bytes": size, "ns_per_packet": ns,
                     "mpps": mpps, "gbps": gbps, "openssl_gbps": o, "ratio_vs_openssl": ratio})
-baseline = {"sha1_aescbc": "openssl speed -evp aes-128-cbc-hmac-sha1 -bytes N (stitched, TLS mode)",
-            "aesgcm": "openssl speed -evp aes-128-gcm -bytes N"}
-json.dump({"section": "esp", "unit_note": "sizes are upper-layer payload bytes per packet; Gbps counts payload",
-           "openssl_baseline": baseline, "results": results},
-          open(sys.argv[1], "w"), indent=2)
-' "$RESULTS/esp.json"
+baseline = {
+    "sha1_aescbc": "openssl speed -evp aes-128-cbc-hmac-sha1 -bytes N (stitched, TLS mode)",
+    "aesgcm": "openssl speed -evp aes-128-gcm -bytes N",
+}
+with open(sys.argv[2], "w") as f:
+    json.dump({"section": "esp",
+               "unit_note": "sizes are upper-layer payload bytes per packet; Gbps counts payload",
+               "openssl_baseline": baseline, "results": results}, f, indent=2)
+PYEOF
+    rm -f "$rows_file"
     echo "wrote $RESULTS/esp.json (criterion log: $RESULTS/esp-criterion.log)"
 }
 
