@@ -1,1 +1,9 @@
 //! UE simulator, pktgen harness and benchmark helpers for akagate.
+//!
+//! [`ue::Ue`] is a sans-IO simulated UE (Ethernet, ESP, TCP/UDP, IMS-AKA, SIP calls);
+//! [`fleet::Fleet`] runs many of them behind one port queue; [`gateway::InProcessGateway`]
+//! steps the real fast-path worker and slowpath core in-process for tests and `akabench`.
+
+pub mod fleet;
+pub mod gateway;
+pub mod ue;

@@ -1,0 +1,3 @@
+//! `akabench`: registers simulated UEs against akagate and places calls.
+
+fn main() {}

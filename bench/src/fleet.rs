@@ -1,0 +1,191 @@
+//! Many simulated UEs behind one port queue: frames are handed to the UE they are addressed
+//! to (by MAC, or by ARP/ND target for broadcast and multicast), and only UEs with input or a
+//! due deadline are polled.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use akagate_sys::{PacketBuf, PortQueue};
+use smoltcp::time::Instant;
+
+use crate::ue::Ue;
+
+/// Frames received per rx burst.
+const BURST: usize = 64;
+
+/// Counters of the fleet's own I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetCounters {
+    /// Frames no UE claimed.
+    pub unclaimed: u64,
+    /// Frames dropped because no transmit buffer was free.
+    pub tx_no_buffer: u64,
+    /// Frames larger than a buffer.
+    pub tx_too_big: u64,
+}
+
+/// UEs sharing one port queue.
+pub struct Fleet<Q: PortQueue> {
+    q: Q,
+    ues: Vec<Ue>,
+    by_mac: HashMap<[u8; 6], usize>,
+    by_ip: HashMap<IpAddr, usize>,
+    next_poll: Vec<Option<Instant>>,
+    rx: Vec<PacketBuf>,
+    tx: Vec<PacketBuf>,
+    frames: Vec<Vec<u8>>,
+    counters: FleetCounters,
+}
+
+impl<Q: PortQueue> core::fmt::Debug for Fleet<Q> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("ues", &self.ues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address an ARP request or IPv6 Neighbor Solicitation asks for.
+fn solicited_target(frame: &[u8]) -> Option<IpAddr> {
+    match frame.get(12..14)? {
+        [0x08, 0x06] => {
+            let t: [u8; 4] = frame.get(38..42)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(t)))
+        }
+        // IPv6, ICMPv6 type 135 (NS): target after the 8-byte ICMPv6 header.
+        [0x86, 0xdd] if frame.get(20) == Some(&58) && frame.get(54) == Some(&135) => {
+            let t: [u8; 16] = frame.get(62..78)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(t)))
+        }
+        _ => None,
+    }
+}
+
+impl<Q: PortQueue> Fleet<Q> {
+    /// An empty fleet on `q`.
+    pub fn new(q: Q) -> Self {
+        Fleet {
+            q,
+            ues: Vec::new(),
+            by_mac: HashMap::new(),
+            by_ip: HashMap::new(),
+            next_poll: Vec::new(),
+            rx: Vec::with_capacity(BURST),
+            tx: Vec::new(),
+            frames: Vec::new(),
+            counters: FleetCounters::default(),
+        }
+    }
+
+    /// Adds a UE; returns its index.
+    pub fn add(&mut self, ue: Ue) -> usize {
+        let i = self.ues.len();
+        self.by_mac.insert(ue.mac().0, i);
+        self.by_ip.insert(ue.ip(), i);
+        self.ues.push(ue);
+        self.next_poll.push(None);
+        i
+    }
+
+    /// Number of UEs.
+    pub fn len(&self) -> usize {
+        self.ues.len()
+    }
+
+    /// True if there are no UEs.
+    pub fn is_empty(&self) -> bool {
+        self.ues.is_empty()
+    }
+
+    /// UE `i`.
+    pub fn ue(&self, i: usize) -> Option<&Ue> {
+        self.ues.get(i)
+    }
+
+    /// UE `i` for commands (register, call, ...); it is polled at the next step.
+    pub fn ue_mut(&mut self, i: usize) -> Option<&mut Ue> {
+        if let Some(p) = self.next_poll.get_mut(i) {
+            *p = None;
+        }
+        let ue = self.ues.get_mut(i)?;
+        Some(ue)
+    }
+
+    /// All UEs.
+    pub fn ues(&self) -> &[Ue] {
+        &self.ues
+    }
+
+    /// The fleet's I/O counters.
+    pub fn counters(&self) -> FleetCounters {
+        self.counters
+    }
+
+    fn deliver(&mut self, i: usize, frame: &[u8], now: Instant) {
+        if let Some(ue) = self.ues.get_mut(i) {
+            ue.handle_frame(frame, now);
+            self.next_poll[i] = None;
+        }
+    }
+
+    /// One round: receive and dispatch frames, poll UEs that are due, transmit their frames.
+    /// `on_poll(i, ue)` runs after each polled UE (to collect its events). Returns the work done.
+    pub fn step(&mut self, now: Instant, mut on_poll: impl FnMut(usize, &mut Ue)) -> usize {
+        let mut work = 0;
+        loop {
+            let mut rx = std::mem::take(&mut self.rx);
+            let n = self.q.rx_burst(&mut rx, BURST);
+            for b in rx.drain(..) {
+                let frame = b.data();
+                let dst: Option<[u8; 6]> = frame.get(..6).and_then(|d| d.try_into().ok());
+                let unicast = dst.is_some_and(|d| d[0] & 1 == 0);
+                let target = if unicast {
+                    dst.and_then(|d| self.by_mac.get(&d).copied())
+                } else {
+                    solicited_target(frame).and_then(|ip| self.by_ip.get(&ip).copied())
+                };
+                match target {
+                    Some(i) => {
+                        let f = frame.to_vec();
+                        self.deliver(i, &f, now);
+                    }
+                    None => self.counters.unclaimed += 1,
+                }
+                self.q.free(b);
+            }
+            self.rx = rx;
+            work += n;
+            if n < BURST {
+                break;
+            }
+        }
+        for i in 0..self.ues.len() {
+            // `None` means "poll now" (new input or a command since the last poll).
+            if self.next_poll[i].is_some_and(|t| t > now) {
+                continue;
+            }
+            let ue = &mut self.ues[i];
+            ue.poll(now);
+            ue.drain_frames(&mut self.frames);
+            on_poll(i, ue);
+            self.next_poll[i] = Some(ue.poll_at(now).unwrap_or(now + smoltcp::time::Duration::from_secs(3600)));
+            work += 1;
+        }
+        for f in self.frames.drain(..) {
+            let Some(mut b) = self.q.alloc() else {
+                self.counters.tx_no_buffer += 1;
+                continue;
+            };
+            if b.fill(&f).is_err() {
+                self.counters.tx_too_big += 1;
+                self.q.free(b);
+                continue;
+            }
+            self.tx.push(b);
+        }
+        if !self.tx.is_empty() {
+            work += self.q.tx_burst(&mut self.tx);
+        }
+        work
+    }
+}

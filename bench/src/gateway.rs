@@ -1,0 +1,158 @@
+//! An in-process P-CSCF for tests and the memory backend of `akabench`: one fast-path
+//! [`Worker`] and the slowpath [`Core`] stepped in a single thread over a port queue.
+//!
+//! It wires the real components exactly as the daemon does (worker events into the core,
+//! core actions into the worker, core timeouts), but without threads, so scenarios are
+//! deterministic. It stands in until the daemon's `Daemon::start_with_port` is available.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
+use akagate_fastpath::l2::L2Config;
+use akagate_fastpath::reasm::ReasmConfig;
+use akagate_fastpath::sad::SadError;
+use akagate_fastpath::stack::StackConfig;
+use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig, WorkerCounters};
+use akagate_slowpath::hss::Hss;
+use akagate_slowpath::{Core, CoreConfig};
+use akagate_sys::PortQueue;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
+
+/// What the in-process P-CSCF is configured with.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Our Ethernet address.
+    pub mac: EthernetAddress,
+    /// Our IPv4 address and on-link prefix.
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// Our IPv6 address and on-link prefix.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// Slowpath configuration (sec-agree profile, ports, lifetimes).
+    pub core: CoreConfig,
+    /// UE stacks the worker holds at most.
+    pub max_ues: usize,
+    /// Per-UE stack sizes.
+    pub stack: StackConfig,
+    /// Capacity of the worker -> slowpath event queue.
+    pub event_queue: usize,
+}
+
+impl GatewayConfig {
+    /// 10.0.0.1/16 and fd00::1/64 on MAC 02:00:00:00:00:0a, default core profile.
+    pub fn new(max_ues: usize) -> Self {
+        GatewayConfig {
+            mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]),
+            ipv4: Some((Ipv4Addr::new(10, 0, 0, 1), 16)),
+            ipv6: Some((Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1), 64)),
+            core: CoreConfig::default(),
+            max_ues,
+            stack: StackConfig::default(),
+            event_queue: 64 * 1024,
+        }
+    }
+}
+
+/// The P-CSCF: a worker over a port queue and the slowpath core, stepped together.
+pub struct InProcessGateway<Q: PortQueue> {
+    worker: Worker<Q>,
+    core: Core,
+    events: Receiver<WorkerEvent>,
+    /// Kept so the worker's command channel stays open; commands are executed directly.
+    _commands: Sender<WorkerCommand>,
+    base: std::time::Instant,
+}
+
+impl<Q: PortQueue> core::fmt::Debug for InProcessGateway<Q> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InProcessGateway")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Q: PortQueue> InProcessGateway<Q> {
+    /// A P-CSCF on `queue` serving the subscribers of `hss`.
+    pub fn new(cfg: GatewayConfig, hss: Hss, queue: Q, now: Instant) -> Result<Self, SadError> {
+        // Each registration holds up to three sets (pending, active, old) of two inbound SPIs.
+        let table = Arc::new(InboundTable::with_capacity(
+            (cfg.max_ues * 6 + 1024).next_power_of_two(),
+        )?);
+        let (ev_tx, ev_rx) = bounded(cfg.event_queue);
+        let (cmd_tx, cmd_rx) = bounded(1);
+        let wcfg = WorkerConfig {
+            id: 0,
+            l2: L2Config {
+                mac: cfg.mac,
+                ipv4: cfg
+                    .ipv4
+                    .iter()
+                    .map(|(a, p)| Ipv4Cidr::new(*a, *p))
+                    .collect(),
+                ipv6: cfg
+                    .ipv6
+                    .iter()
+                    .map(|(a, p)| Ipv6Cidr::new(*a, *p))
+                    .collect(),
+                gateway_v4: None,
+                gateway_v6: None,
+                max_neighbors: cfg.max_ues + 64,
+                neighbor_ttl: Duration::from_secs(3600),
+                solicit_retry: Duration::from_millis(500),
+            },
+            stack: cfg.stack.clone(),
+            reasm: ReasmConfig::default(),
+            sip_port: 5060,
+            burst: 64,
+            commands_per_loop: 64,
+            max_ues: cfg.max_ues,
+            link_mtu: 1500,
+            timer_tick: Duration::from_millis(1),
+            timer_slots: 4096,
+        };
+        let worker = Worker::new(wcfg, queue, table.clone(), ev_tx, cmd_rx, now);
+        let core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
+        Ok(InProcessGateway {
+            worker,
+            core,
+            events: ev_rx,
+            _commands: cmd_tx,
+            base: std::time::Instant::now(),
+        })
+    }
+
+    fn std_time(&self, now: Instant) -> std::time::Instant {
+        self.base + std::time::Duration::from_micros(now.total_micros().max(0).unsigned_abs())
+    }
+
+    /// One round: the worker's loop iteration, then every event through the core and its
+    /// actions into the worker, then due core timeouts. Returns the work done (0: idle).
+    pub fn step(&mut self, now: Instant) -> usize {
+        let mut work = self.worker.run_once(now);
+        let t = self.std_time(now);
+        let mut actions = Vec::new();
+        while let Ok(ev) = self.events.try_recv() {
+            work += 1;
+            actions.extend(self.core.handle(ev, t));
+        }
+        if self.core.poll_timeout().is_some_and(|d| d <= t) {
+            actions.extend(self.core.handle_timeout(t));
+        }
+        for a in actions {
+            self.worker.command(a, now);
+        }
+        work
+    }
+
+    /// The slowpath core (registrations, HSS).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The worker's counters (drops by reason, ESP in/out, ...).
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        self.worker.counters()
+    }
+}

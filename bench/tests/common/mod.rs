@@ -1,0 +1,159 @@
+//! Test bed shared by the end-to-end tests: the in-process P-CSCF (real worker + real core)
+//! on one end of an in-memory Ethernet pair, simulated UEs on the other, a virtual clock.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use akagate_bench::fleet::Fleet;
+use akagate_bench::gateway::{GatewayConfig, InProcessGateway};
+use akagate_bench::ue::usim::{usim_for, usim_with_seq};
+use akagate_bench::ue::{Ue, UeConfig, UeEvent};
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_fastpath::ipc::Proto;
+use akagate_slowpath::hss::{parse_toml, Hss, SubscriberRecord};
+use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
+use akagate_sys::Port;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
+
+pub const SUBSCRIBERS: &str = include_str!("../fixtures/subscribers.toml");
+pub const PCSCF_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const PCSCF_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+pub const PORT_PC: u16 = 5100;
+pub const PORT_PS: u16 = 6100;
+
+pub fn records() -> Vec<SubscriberRecord> {
+    parse_toml(SUBSCRIBERS).unwrap()
+}
+
+/// Every algorithm pair the P-CSCF is configured to accept in these tests.
+pub fn all_auth() -> Vec<AuthAlg> {
+    vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96, AuthAlg::AesGmac]
+}
+
+pub fn all_encr() -> Vec<EncrAlg> {
+    vec![
+        EncrAlg::AesCbc,
+        EncrAlg::DesEde3Cbc,
+        EncrAlg::AesGcm,
+        EncrAlg::Null,
+    ]
+}
+
+pub struct Bed {
+    pub gw: InProcessGateway<MemQueue>,
+    pub fleet: Fleet<MemQueue>,
+    pub now: Instant,
+    /// Events of every UE, by index.
+    pub events: Vec<Vec<UeEvent>>,
+}
+
+impl Bed {
+    pub fn new() -> Bed {
+        let (mut a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
+        let now = Instant::from_millis(1_000);
+        let mut cfg = GatewayConfig::new(64);
+        cfg.core.profile.auth_alg_list = all_auth();
+        cfg.core.profile.encr_alg_list = all_encr();
+        let hss = Hss::from_records(&records()).unwrap();
+        let gw = InProcessGateway::new(cfg, hss, a.take_queues().pop().unwrap(), now).unwrap();
+        let fleet = Fleet::new(b.take_queues().pop().unwrap());
+        Bed {
+            gw,
+            fleet,
+            now,
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds UE number `n` (0-based subscriber index) on IPv4 or IPv6 with one offer.
+    pub fn add_ue(
+        &mut self,
+        sub: usize,
+        v6: bool,
+        proto: Proto,
+        offer: (AuthAlg, EncrAlg),
+        seq_ms: u64,
+    ) -> usize {
+        let rec = &records()[sub];
+        let host = 7 + sub as u8;
+        let (ip, pcscf) = if v6 {
+            (
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(host))),
+                IpAddr::V6(PCSCF_V6),
+            )
+        } else {
+            (
+                IpAddr::V4(Ipv4Addr::new(10, 0, 1, host)),
+                IpAddr::V4(PCSCF_V4),
+            )
+        };
+        let mac = EthernetAddress([0x02, 0, 0, 0, 1, host]);
+        let mut cfg = UeConfig::new(mac, ip, pcscf, &rec.impi, &rec.impu[0]);
+        cfg.transport = proto;
+        cfg.offers = vec![offer];
+        cfg.sec.port_uc = 31800 + sub as u16 * 10;
+        cfg.sec.port_us = 31900 + sub as u16 * 10;
+        cfg.hold = Some(Duration::from_millis(50));
+        let usim = if seq_ms == 0 {
+            usim_for(rec).unwrap()
+        } else {
+            usim_with_seq(rec, seq_ms).unwrap()
+        };
+        let ue = Ue::new(cfg, usim, self.now).unwrap();
+        self.events.push(Vec::new());
+        self.fleet.add(ue)
+    }
+
+    pub fn ue(&self, i: usize) -> &Ue {
+        self.fleet.ue(i).unwrap()
+    }
+
+    pub fn ue_mut(&mut self, i: usize) -> &mut Ue {
+        self.fleet.ue_mut(i).unwrap()
+    }
+
+    /// Advances the virtual clock by 1 ms per round.
+    pub fn pump(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.gw.step(self.now);
+            let events = &mut self.events;
+            self.fleet.step(self.now, |i, ue| {
+                while let Some(e) = ue.poll_event() {
+                    events[i].push(e);
+                }
+            });
+            self.now += Duration::from_millis(1);
+        }
+    }
+
+    /// Pumps until `pred` holds on UE `i`'s events, at most `max_ms` virtual milliseconds.
+    pub fn until(&mut self, i: usize, max_ms: usize, pred: impl Fn(&UeEvent) -> bool) -> bool {
+        for _ in 0..max_ms {
+            if self.events[i].iter().any(&pred) {
+                return true;
+            }
+            self.pump(1);
+        }
+        self.events[i].iter().any(&pred)
+    }
+
+    /// Registers UE `i` and asserts success.
+    pub fn register(&mut self, i: usize) {
+        let now = self.now;
+        self.ue_mut(i).register(now).unwrap();
+        let ok = self.until(i, 5_000, |e| {
+            matches!(e, UeEvent::Registered | UeEvent::RegistrationFailed(_))
+        });
+        assert!(ok, "no registration outcome for UE {i}: {:?}", self.events[i]);
+        assert!(
+            self.events[i].contains(&UeEvent::Registered),
+            "UE {i} did not register: {:?}",
+            self.events[i]
+        );
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.gw.counters().get(name).unwrap()
+    }
+}
