@@ -181,6 +181,9 @@ impl OutboundSa {
         if end > buf.len() {
             return Err(EspError::NoTailroom);
         }
+        if iv.is_some_and(|iv| iv.len() != g.iv_len) {
+            return Err(EspError::BadLength);
+        }
         // RFC 4303 3.3.3: never let the 32-bit counter cycle; the SA must be rekeyed.
         let seq = self.seq + 1;
         if seq > u64::from(u32::MAX) {
@@ -196,8 +199,7 @@ impl OutboundSa {
         esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
         let iv_slot = &mut esp[ESP_HDR_LEN..front];
         match iv {
-            Some(iv) if iv.len() == iv_slot.len() => iv_slot.copy_from_slice(iv),
-            Some(_) => return Err(EspError::BadLength),
+            Some(iv) => iv_slot.copy_from_slice(iv),
             // RFC 4106 8.1: a counter is a valid GCM IV; the 64-bit seq never repeats per key.
             None if self.transform.iv_from_seq() => iv_slot.copy_from_slice(&seq.to_be_bytes()),
             None => self.rng.fill_bytes(iv_slot),

@@ -88,6 +88,15 @@ pub(crate) enum Transform {
     Gmac { aead: Gcm, salt: [u8; 4] },
 }
 
+impl Drop for Transform {
+    fn drop(&mut self) {
+        // The cipher and MAC states zeroize themselves; the RFC 4106 salt is key material too.
+        if let Transform::Gcm { salt, .. } | Transform::Gmac { salt, .. } = self {
+            zeroize::Zeroize::zeroize(salt);
+        }
+    }
+}
+
 /// Sizes that shape an ESP packet of one transform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
