@@ -253,3 +253,20 @@ fn gcm_iv_is_the_sequence_number() {
         }
     }
 }
+
+/// RFC 3602 2.1: CBC IVs are unpredictable; two packets never share one.
+#[test]
+fn cbc_ivs_are_fresh_per_packet() {
+    for (encr, ek, iv_len) in [(EncrAlg::AesCbc, 16, 16), (EncrAlg::DesEde3Cbc, 24, 8)] {
+        let ck: Vec<u8> = (1..=ek).collect();
+        let s = suite(AuthAlg::HmacSha1_96, encr, &[3; 20], &ck, &[0; 4]);
+        let mut out = OutboundSa::new(0x1000, &s).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let (mut buf, r) = in_buffer(&ipv4(17, b"same payload"));
+            let er = out.encapsulate(&mut buf, r).unwrap();
+            let iv = buf[er.start + 28..er.start + 28 + iv_len].to_vec();
+            assert!(seen.insert(iv), "{encr:?}: IV repeated");
+        }
+    }
+}

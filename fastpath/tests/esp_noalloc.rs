@@ -1,0 +1,65 @@
+//! Per-packet ESP processing allocates nothing: a counting global allocator watches
+//! encapsulation and decapsulation of every suite (SA creation may allocate).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn encapsulate_and_decapsulate_do_not_allocate() {
+    let suites = [
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc, 20, 16),
+        (AuthAlg::HmacMd5_96, EncrAlg::AesCbc, 16, 16),
+        (AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc, 20, 24),
+        (AuthAlg::HmacSha1_96, EncrAlg::Null, 20, 0),
+        (AuthAlg::HmacSha1_96, EncrAlg::AesGcm, 0, 16),
+        (AuthAlg::AesGmac, EncrAlg::Null, 16, 0),
+    ];
+    let mut buf = vec![0u8; 128 + 1500 + 128];
+    let total = 20 + 1408;
+    for (auth, encr, ik, ek) in suites {
+        let keys = SaKeys {
+            integ_key: (0..ik as u8).collect(),
+            encr_key: (1..=ek as u8).collect(),
+            salt: [1, 2, 3, 4],
+        };
+        let suite = Suite { auth, encr, keys };
+        let mut out = OutboundSa::new(0x4000, &suite).unwrap();
+        let mut inb = InboundSa::new(0x4000, &suite).unwrap();
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            buf[128..148].copy_from_slice(&[
+                0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ]);
+            buf[130..132].copy_from_slice(&(total as u16).to_be_bytes());
+            let r = out.encapsulate(&mut buf, 128..128 + total).unwrap();
+            let r = inb.decapsulate(&mut buf, r).unwrap();
+            assert_eq!(r.len(), total);
+        }
+        assert_eq!(
+            ALLOCS.load(Ordering::Relaxed),
+            before,
+            "{auth:?}/{encr:?} allocated"
+        );
+    }
+}
