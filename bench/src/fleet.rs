@@ -35,6 +35,16 @@ pub struct Fleet<Q: PortQueue> {
     tx: Vec<PacketBuf>,
     frames: Vec<Vec<u8>>,
     counters: FleetCounters,
+    capture: Option<Vec<Captured>>,
+}
+
+/// A frame seen on the fleet's port, for tests that inspect the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// True if a UE sent it, false if it arrived for the UEs.
+    pub from_ue: bool,
+    /// The Ethernet frame.
+    pub frame: Vec<u8>,
 }
 
 impl<Q: PortQueue> core::fmt::Debug for Fleet<Q> {
@@ -74,6 +84,7 @@ impl<Q: PortQueue> Fleet<Q> {
             tx: Vec::new(),
             frames: Vec::new(),
             counters: FleetCounters::default(),
+            capture: None,
         }
     }
 
@@ -116,6 +127,16 @@ impl<Q: PortQueue> Fleet<Q> {
         &self.ues
     }
 
+    /// Starts recording every frame sent and received (unbounded: for tests only).
+    pub fn enable_capture(&mut self) {
+        self.capture.get_or_insert_with(Vec::new);
+    }
+
+    /// The frames recorded since [`Fleet::enable_capture`], in order.
+    pub fn captured(&self) -> &[Captured] {
+        self.capture.as_deref().unwrap_or(&[])
+    }
+
     /// The fleet's I/O counters.
     pub fn counters(&self) -> FleetCounters {
         self.counters
@@ -137,6 +158,12 @@ impl<Q: PortQueue> Fleet<Q> {
             let n = self.q.rx_burst(&mut rx, BURST);
             for b in rx.drain(..) {
                 let frame = b.data();
+                if let Some(c) = self.capture.as_mut() {
+                    c.push(Captured {
+                        from_ue: false,
+                        frame: frame.to_vec(),
+                    });
+                }
                 let dst: Option<[u8; 6]> = frame.get(..6).and_then(|d| d.try_into().ok());
                 let unicast = dst.is_some_and(|d| d[0] & 1 == 0);
                 let target = if unicast {
@@ -170,6 +197,12 @@ impl<Q: PortQueue> Fleet<Q> {
             on_poll(i, ue);
             self.next_poll[i] = Some(ue.poll_at(now).unwrap_or(now + smoltcp::time::Duration::from_secs(3600)));
             work += 1;
+        }
+        if let Some(c) = self.capture.as_mut() {
+            c.extend(self.frames.iter().map(|f| Captured {
+                from_ue: true,
+                frame: f.clone(),
+            }));
         }
         for f in self.frames.drain(..) {
             let Some(mut b) = self.q.alloc() else {

@@ -62,6 +62,10 @@ pub struct InProcessGateway<Q: PortQueue> {
     events: Receiver<WorkerEvent>,
     /// Kept so the worker's command channel stays open; commands are executed directly.
     _commands: Sender<WorkerCommand>,
+    /// SA-set removals held until the worker has run once more, so the messages queued
+    /// before them (e.g. the 200 OK to a de-REGISTER) leave through the set first
+    /// (`WorkerCommand::RemoveSaSet`: "once its last message was sent").
+    deferred: Vec<WorkerCommand>,
     base: std::time::Instant,
 }
 
@@ -119,6 +123,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             core,
             events: ev_rx,
             _commands: cmd_tx,
+            deferred: Vec::new(),
             base: std::time::Instant::now(),
         })
     }
@@ -131,6 +136,9 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     /// actions into the worker, then due core timeouts. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
         let mut work = self.worker.run_once(now);
+        for c in std::mem::take(&mut self.deferred) {
+            self.worker.command(c, now);
+        }
         let t = self.std_time(now);
         let mut actions = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
@@ -141,7 +149,10 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             actions.extend(self.core.handle_timeout(t));
         }
         for a in actions {
-            self.worker.command(a, now);
+            match a {
+                WorkerCommand::RemoveSaSet { .. } => self.deferred.push(a),
+                a => self.worker.command(a, now),
+            }
         }
         work
     }

@@ -157,3 +157,106 @@ impl Bed {
         self.gw.counters().get(name).unwrap()
     }
 }
+
+/// One frame decoded with smoltcp's wire types (independently of the code under test).
+#[derive(Clone, Debug)]
+pub struct Pkt {
+    pub from_ue: bool,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol / next header.
+    pub proto: u8,
+    /// Clear TCP/UDP ports.
+    pub ports: Option<(u16, u16)>,
+    /// TCP SYN without ACK.
+    pub syn_only: bool,
+    /// ESP SPI.
+    pub spi: Option<u32>,
+    /// IP payload (ESP packet, TCP segment or UDP datagram).
+    pub payload: Vec<u8>,
+    /// TCP/UDP payload for clear packets.
+    pub data: Vec<u8>,
+}
+
+pub fn decode(c: &akagate_bench::fleet::Captured) -> Option<Pkt> {
+    use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+    let eth = EthernetFrame::new_checked(&c.frame[..]).ok()?;
+    let (src, dst, proto, payload): (IpAddr, IpAddr, u8, Vec<u8>) = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            (
+                IpAddr::V4(ip.src_addr()),
+                IpAddr::V4(ip.dst_addr()),
+                ip.next_header().into(),
+                ip.payload().to_vec(),
+            )
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            (
+                IpAddr::V6(ip.src_addr()),
+                IpAddr::V6(ip.dst_addr()),
+                ip.next_header().into(),
+                ip.payload().to_vec(),
+            )
+        }
+        _ => return None,
+    };
+    let mut p = Pkt {
+        from_ue: c.from_ue,
+        src,
+        dst,
+        proto,
+        ports: None,
+        syn_only: false,
+        spi: None,
+        payload: payload.clone(),
+        data: Vec::new(),
+    };
+    match proto {
+        6 => {
+            let t = TcpPacket::new_checked(&payload[..]).ok()?;
+            p.ports = Some((t.src_port(), t.dst_port()));
+            p.syn_only = t.syn() && !t.ack();
+            p.data = t.payload().to_vec();
+        }
+        17 => {
+            let u = UdpPacket::new_checked(&payload[..]).ok()?;
+            p.ports = Some((u.src_port(), u.dst_port()));
+            p.data = u.payload().to_vec();
+        }
+        50 => {
+            p.spi = Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?));
+        }
+        _ => {}
+    }
+    Some(p)
+}
+
+pub fn packets(bed: &Bed) -> Vec<Pkt> {
+    bed.fleet.captured().iter().filter_map(decode).collect()
+}
+
+/// For ESP with null encryption and a 12-byte ICV (hmac-sha-1-96 / hmac-md5-96): the inner
+/// next header (RFC 4303 2.6: the trailer byte just before the ICV) and the inner payload.
+pub fn esp_null_inner(p: &Pkt) -> Option<(u8, &[u8])> {
+    let n = p.payload.len();
+    let nh = *p.payload.get(n.checked_sub(13)?)?;
+    let pad = usize::from(*p.payload.get(n - 14)?);
+    let inner = p.payload.get(8..(n - 14).checked_sub(pad)?)?;
+    Some((nh, inner))
+}
+
+/// A header value of the first SIP message in `text` that has it.
+pub fn header_value(text: &str, name: &str) -> Option<String> {
+    text.split("\r\n")
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+/// The value of `param` in a `;`-separated list.
+pub fn param(v: &str, param: &str) -> Option<String> {
+    v.split(';').find_map(|kv| {
+        let (k, val) = kv.split_once('=')?;
+        (k.trim() == param).then(|| val.trim().to_string())
+    })
+}
