@@ -390,6 +390,11 @@ impl Ue {
         &self.cfg
     }
 
+    /// The configuration, for changes that apply to later requests (hold, INVITE size).
+    pub fn config_mut(&mut self) -> &mut UeConfig {
+        &mut self.cfg
+    }
+
     /// Our address.
     pub fn ip(&self) -> IpAddr {
         self.cfg.ip
