@@ -27,11 +27,26 @@ fn suites() -> Vec<(&'static str, Suite)> {
     let k16 = [0x22u8; 16];
     let k24: Vec<u8> = (1..=24).collect();
     vec![
-        ("sha1_aescbc", s(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik20, &k16)),
-        ("md5_aescbc", s(AuthAlg::HmacMd5_96, EncrAlg::AesCbc, &k16, &k16)),
-        ("sha1_3des", s(AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc, &ik20, &k24)),
-        ("sha1_null", s(AuthAlg::HmacSha1_96, EncrAlg::Null, &ik20, &[])),
-        ("aesgcm", s(AuthAlg::HmacSha1_96, EncrAlg::AesGcm, &[], &k16)),
+        (
+            "sha1_aescbc",
+            s(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik20, &k16),
+        ),
+        (
+            "md5_aescbc",
+            s(AuthAlg::HmacMd5_96, EncrAlg::AesCbc, &k16, &k16),
+        ),
+        (
+            "sha1_3des",
+            s(AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc, &ik20, &k24),
+        ),
+        (
+            "sha1_null",
+            s(AuthAlg::HmacSha1_96, EncrAlg::Null, &ik20, &[]),
+        ),
+        (
+            "aesgcm",
+            s(AuthAlg::HmacSha1_96, EncrAlg::AesGcm, &[], &k16),
+        ),
         ("aesgmac", s(AuthAlg::AesGmac, EncrAlg::Null, &k16, &[])),
     ]
 }

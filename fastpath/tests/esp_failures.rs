@@ -215,6 +215,9 @@ fn truncations_of_every_length_never_panic() {
             let mut cut = good[..len].to_vec();
             if len >= 20 {
                 cut[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                cut[10..12].fill(0);
+                let sum = ipv4_checksum(&cut[..20]);
+                cut[10..12].copy_from_slice(&sum.to_be_bytes());
             }
             assert!(decap(&mut inb, &cut).is_err(), "{s:?} fixed len {len}");
         }
@@ -252,6 +255,9 @@ fn garbage_never_panics() {
                 p[7] = 0;
                 p[9] = 50;
                 p[20..24].copy_from_slice(&SPI.to_be_bytes());
+                p[10..12].fill(0);
+                let sum = ipv4_checksum(&p[..20]);
+                p[10..12].copy_from_slice(&sum.to_be_bytes());
             }
         }
         let _ = akagate_fastpath::esp::peek_spi(&p);
@@ -317,6 +323,9 @@ fn headroom_tailroom_spi_and_protocol_errors() {
     let mut frag = esp.clone();
     frag[6] = 0x20;
     assert_eq!(decap(&mut inb, &frag), Err(EspError::Fragment));
+    let mut corrupt = esp.clone();
+    corrupt[15] ^= 1; // source address, not covered by the ICV
+    assert_eq!(decap(&mut inb, &corrupt), Err(EspError::BadIpHeader));
     assert_eq!(decap(&mut inb, &esp), Ok(p));
 }
 

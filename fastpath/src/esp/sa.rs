@@ -295,6 +295,11 @@ impl InboundSa {
             return Err(EspError::NotEsp);
         }
         let hdr_len = lay.esp_offset;
+        // The ICV does not cover the outer header, and we rewrite its checksum on the way
+        // out, so a corrupted IPv4 header must be caught here rather than laundered.
+        if lay.version == ip::IpVersion::V4 && ip::ipv4_checksum(&ip_pkt[..hdr_len]) != 0 {
+            return Err(EspError::BadIpHeader);
+        }
         let front = ESP_HDR_LEN + g.iv_len;
         let ip_pkt = &mut ip_pkt[..lay.len];
         let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
