@@ -98,6 +98,9 @@ unsafe fn compress(state: &mut [u32; 5], block: &[u8; 64], mut aes: Option<&mut 
         None => (0, 0),
     };
     let mut x = _mm_setzero_si128();
+    // The CBC chaining value stays in a register: a round trip through memory would add a
+    // store-to-load forward to the serial AES chain of every block.
+    let mut chain = aes.as_deref().map_or(_mm_setzero_si128(), |j| j.chain);
 
     macro_rules! quad {
         ($r:literal, $f:literal) => {{
@@ -127,7 +130,7 @@ unsafe fn compress(state: &mut [u32; 5], block: &[u8; 64], mut aes: Option<&mut 
                         0 => {
                             // SAFETY: off + 16 <= data.len() because r/5 < n_aes.
                             let p = unsafe { _mm_loadu_si128(j.data.as_ptr().add(off).cast()) };
-                            x = _mm_xor_si128(_mm_xor_si128(p, j.chain), k[0]);
+                            x = _mm_xor_si128(_mm_xor_si128(p, chain), k[0]);
                             x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[1]), k[2]);
                         }
                         1 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[3]), k[4]),
@@ -137,7 +140,7 @@ unsafe fn compress(state: &mut [u32; 5], block: &[u8; 64], mut aes: Option<&mut 
                             x = _mm_aesenclast_si128(_mm_aesenc_si128(x, k[9]), k[10]);
                             // SAFETY: as above, within data.
                             unsafe { _mm_storeu_si128(j.data.as_mut_ptr().add(off).cast(), x) };
-                            j.chain = x;
+                            chain = x;
                         }
                     }
                 }
@@ -171,6 +174,7 @@ unsafe fn compress(state: &mut [u32; 5], block: &[u8; 64], mut aes: Option<&mut 
     unsafe { _mm_storeu_si128(state.as_mut_ptr().cast(), _mm_shuffle_epi32::<0x1b>(abcd)) };
     state[4] = _mm_extract_epi32::<3>(e) as u32;
     if let Some(j) = aes {
+        j.chain = chain;
         j.done += 16 * n_aes;
     }
 }
