@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# make demo: builds release and runs the end-to-end demo (lands with the UE simulator, issue 6).
+# make demo: builds release, generates test subscribers and runs the end-to-end demo on the
+# in-memory backend: 1,000 simulated UEs register through IMS-AKA and ESP (TCP, hmac-sha-1-96
+# + aes-cbc), place 500 calls between them and de-register. Exits 0 only if all succeed.
+# Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace
-echo "make demo: the end-to-end demo (1,000 UEs registering through IPsec) is not wired yet."
-echo "What works today: the IMS-AKA calculator, e.g.:"
-./target/release/akactl milenage --k 465b5ce8b199b49faa5f0a2ee238a6bc --op cdc202d5123e20f62b6d676ac72cb318 \
-  --rand 23553cbe9637a89d218ae64dae47bf35 --sqn ff9bb4d0b607 --amf b9b9
+
+UES=${UES:-1000}
+CALLS=${CALLS:-500}
+TRANSPORT=${TRANSPORT:-tcp}
+ALG=${ALG:-hmac-sha-1-96}
+EALG=${EALG:-aes-cbc}
+REPORT=${REPORT:-target/akabench-demo.json}
+
+cargo build --release -p akagate-tools -p akagate-bench
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+./target/release/akactl subscribers --count "$UES" --out "$work/subscribers.toml"
+
+extra=()
+if [ -n "${IPV6:-}" ]; then extra+=(--ipv6); fi
+./target/release/akabench --subscribers "$work/subscribers.toml" --ues "$UES" --calls "$CALLS" \
+  --transport "$TRANSPORT" --alg "$ALG" --ealg "$EALG" --deregister --report "$REPORT" \
+  "${extra[@]}"

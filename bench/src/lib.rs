@@ -2,8 +2,11 @@
 //!
 //! [`ue::Ue`] is a sans-IO simulated UE (Ethernet, ESP, TCP/UDP, IMS-AKA, SIP calls);
 //! [`fleet::Fleet`] runs many of them behind one port queue; [`gateway::InProcessGateway`]
-//! steps the real fast-path worker and slowpath core in-process for tests and `akabench`.
+//! steps the real fast-path worker and slowpath core in-process for tests and `akabench`;
+//! [`load`] is the `akabench` run and [`report`] its statistics.
 
 pub mod fleet;
 pub mod gateway;
+pub mod load;
+pub mod report;
 pub mod ue;

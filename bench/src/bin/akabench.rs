@@ -1,3 +1,190 @@
-//! `akabench`: registers simulated UEs against akagate and places calls.
+//! `akabench`: registers N simulated UEs against akagate, places M calls between them and
+//! reports successes, failures by cause, rates and latency percentiles (also as JSON).
 
-fn main() {}
+use std::path::Path;
+use std::process::ExitCode;
+
+use akagate_bench::load::{run, Backend, LoadConfig};
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_fastpath::ipc::Proto;
+use akagate_slowpath::hss::{parse_csv, parse_toml};
+use smoltcp::time::Duration;
+
+const USAGE: &str = "\
+usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
+                [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
+                [--ipv6] [--concurrency C] [--hold-ms MS] [--deregister] [--timeout-s S]
+                [--backend memory|af_packet --iface X --pcscf IP] [--report FILE] [--quiet]
+
+  --subscribers FILE  HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
+  --backend memory    (default) in-process akagate over an in-memory Ethernet pair
+  --backend af_packet UEs on interface X towards an akagate at --pcscf IP
+  --report FILE       JSON report (default akabench-report.json)
+
+Exit status: 0 if every registration and call succeeded, 1 otherwise, 64 usage error.";
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("akabench: {msg}\n{USAGE}");
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = std::collections::HashMap::new();
+    let mut flags = std::collections::HashSet::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "--ipv6" | "--deregister" | "--quiet" => {
+                flags.insert(a.clone());
+            }
+            s if s.starts_with("--") => match it.next() {
+                Some(v) => {
+                    opts.insert(s.trim_start_matches("--").to_string(), v.clone());
+                }
+                None => return usage(&format!("{s} needs a value")),
+            },
+            s => return usage(&format!("unexpected argument {s}")),
+        }
+    }
+    let known = [
+        "subscribers",
+        "ues",
+        "calls",
+        "transport",
+        "alg",
+        "ealg",
+        "concurrency",
+        "hold-ms",
+        "timeout-s",
+        "backend",
+        "iface",
+        "pcscf",
+        "report",
+    ];
+    if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
+        return usage(&format!("unknown option --{k}"));
+    }
+    let num = |k: &str, d: u64| -> Result<u64, String> {
+        opts.get(k)
+            .map_or(Ok(d), |v| v.parse().map_err(|_| format!("--{k}: not a number")))
+    };
+    let (ues, calls, conc, hold, timeout) = match (
+        num("ues", 0),
+        num("calls", 0),
+        num("concurrency", 64),
+        num("hold-ms", 0),
+        num("timeout-s", 300),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+        (a, b, c, d, e) => {
+            let err = [a, b, c, d, e].into_iter().find_map(Result::err);
+            return usage(&err.unwrap_or_default());
+        }
+    };
+    if ues == 0 || conc == 0 {
+        return usage("--ues and --concurrency must be at least 1");
+    }
+    let Some(file) = opts.get("subscribers") else {
+        return usage("--subscribers FILE is required");
+    };
+    let transport = match opts.get("transport").map(String::as_str) {
+        None | Some("tcp") => Proto::Tcp,
+        Some("udp") => Proto::Udp,
+        Some(t) => return usage(&format!("--transport {t}: tcp or udp")),
+    };
+    let Some(alg) = AuthAlg::from_token(opts.get("alg").map_or("hmac-sha-1-96", String::as_str))
+    else {
+        return usage("--alg: unknown algorithm");
+    };
+    let Some(ealg) = EncrAlg::from_token(opts.get("ealg").map_or("aes-cbc", String::as_str))
+    else {
+        return usage("--ealg: unknown algorithm");
+    };
+    let backend = match opts.get("backend").map(String::as_str) {
+        None | Some("memory") => Backend::Memory,
+        Some("af_packet") => {
+            let (Some(iface), Some(pcscf)) = (opts.get("iface"), opts.get("pcscf")) else {
+                return usage("--backend af_packet needs --iface and --pcscf");
+            };
+            let Ok(pcscf) = pcscf.parse() else {
+                return usage("--pcscf: not an IP address");
+            };
+            Backend::AfPacket {
+                iface: iface.clone(),
+                pcscf,
+            }
+        }
+        Some(b) => return usage(&format!("--backend {b}: memory or af_packet")),
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return usage(&format!("{file}: {e}")),
+    };
+    let records = if Path::new(file)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        parse_csv(&text)
+    } else {
+        parse_toml(&text)
+    };
+    let subscribers = match records {
+        Ok(r) => r,
+        Err(e) => return usage(&format!("{file}: {e}")),
+    };
+    let cfg = LoadConfig {
+        subscribers,
+        ues: usize::try_from(ues).unwrap_or(usize::MAX),
+        calls: usize::try_from(calls).unwrap_or(usize::MAX),
+        transport,
+        alg,
+        ealg,
+        ipv6: flags.contains("--ipv6"),
+        concurrency: usize::try_from(conc).unwrap_or(usize::MAX),
+        hold: Duration::from_millis(hold),
+        deregister: flags.contains("--deregister"),
+        timeout: std::time::Duration::from_secs(timeout),
+        backend,
+        progress: !flags.contains("--quiet"),
+    };
+    let report = match run(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("akabench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", report.summary());
+    let out = opts
+        .get("report")
+        .cloned()
+        .unwrap_or_else(|| "akabench-report.json".into());
+    match serde_json::to_string_pretty(&report) {
+        Ok(j) => {
+            if let Err(e) = std::fs::write(&out, j + "\n") {
+                eprintln!("akabench: {out}: {e}");
+                return ExitCode::from(1);
+            }
+            println!("report: {out}");
+        }
+        Err(e) => {
+            eprintln!("akabench: report: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let all_ok = report.registration_failures == 0
+        && report.call_failures == 0
+        && report.failures_by_cause.is_empty()
+        && report.registered == ues
+        && report.calls_completed == calls;
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

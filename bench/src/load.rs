@@ -1,0 +1,436 @@
+//! The `akabench` load run: N UEs register (at most `concurrency` at a time), then M calls
+//! are placed between them, optionally followed by de-registration; live progress, a report.
+//!
+//! The memory backend runs the in-process P-CSCF and the UEs in one thread over an in-memory
+//! Ethernet pair, on real (monotonic) time; the AF_PACKET backend drives the UEs over an
+//! interface towards an external akagate.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_fastpath::ipc::Proto;
+use akagate_slowpath::hss::{Hss, SubscriberRecord};
+use akagate_sys::mempair::{mem_pair, MemPairConfig};
+use akagate_sys::{Port, PortQueue};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::EthernetAddress;
+
+use crate::fleet::Fleet;
+use crate::gateway::{GatewayConfig, InProcessGateway};
+use crate::report::{Report, Stats};
+use crate::ue::usim::usim_for;
+use crate::ue::{Ue, UeConfig, UeEvent};
+
+/// Which packet I/O the UEs use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// In-memory pair with the P-CSCF in-process.
+    Memory,
+    /// AF_PACKET on an interface, towards an external P-CSCF at `pcscf`.
+    AfPacket {
+        /// Interface name.
+        iface: String,
+        /// The P-CSCF's address.
+        pcscf: IpAddr,
+    },
+}
+
+/// Parameters of one run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// Subscribers (the first `ues` are used).
+    pub subscribers: Vec<SubscriberRecord>,
+    /// Number of UEs.
+    pub ues: usize,
+    /// Number of calls.
+    pub calls: usize,
+    /// SIP transport.
+    pub transport: Proto,
+    /// Offered integrity algorithm.
+    pub alg: AuthAlg,
+    /// Offered encryption algorithm.
+    pub ealg: EncrAlg,
+    /// IPv6 instead of IPv4.
+    pub ipv6: bool,
+    /// Registrations / calls in flight at most.
+    pub concurrency: usize,
+    /// Call hold time.
+    pub hold: Duration,
+    /// De-register every UE at the end.
+    pub deregister: bool,
+    /// Give up after this long.
+    pub timeout: std::time::Duration,
+    /// Packet I/O.
+    pub backend: Backend,
+    /// Print a live progress line to stderr.
+    pub progress: bool,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Fewer subscribers than UEs, bad keys, etc.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The address of UE `i` (IPv4 10.1.0.0/16 upwards, IPv6 fd00::1:0/112 upwards).
+fn ue_addr(i: usize, v6: bool) -> IpAddr {
+    let n = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            1,
+            (n >> 16) as u16,
+            (n & 0xffff) as u16,
+        ))
+    } else {
+        let [_, b, c, d] = n.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(10, 1 + b, c, d))
+    }
+}
+
+fn ue_mac(i: usize) -> EthernetAddress {
+    let n = u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes();
+    EthernetAddress([0x02, 0x01, n[0], n[1], n[2], n[3]])
+}
+
+/// Phases of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Register,
+    Call,
+    Deregister,
+    Done,
+}
+
+/// Drives the fleet (and the in-process gateway, if any) until done or timed out.
+struct Driver {
+    cfg: LoadConfig,
+    stats: Stats,
+    phase: Phase,
+    next_reg: usize,
+    reg_in_flight: usize,
+    reg_done: usize,
+    next_call: usize,
+    calls_in_flight: usize,
+    calls_done: usize,
+    next_dereg: usize,
+    dereg_in_flight: usize,
+    dereg_done: usize,
+    registered: Vec<bool>,
+    t0: std::time::Instant,
+    reg_s: f64,
+    call_start: Option<std::time::Instant>,
+    call_s: f64,
+    last_progress: std::time::Instant,
+}
+
+impl Driver {
+    fn now(&self) -> Instant {
+        Instant::from_micros(i64::try_from(self.t0.elapsed().as_micros()).unwrap_or(i64::MAX))
+    }
+
+    fn on_event(&mut self, i: usize, ev: &UeEvent) {
+        self.stats.record(ev);
+        match ev {
+            UeEvent::Registered => {
+                self.registered[i] = true;
+                self.reg_in_flight = self.reg_in_flight.saturating_sub(1);
+                self.reg_done += 1;
+            }
+            UeEvent::RegistrationFailed(_) if self.phase == Phase::Register => {
+                self.reg_in_flight = self.reg_in_flight.saturating_sub(1);
+                self.reg_done += 1;
+            }
+            UeEvent::RegistrationFailed(_) | UeEvent::Deregistered
+                if self.phase == Phase::Deregister =>
+            {
+                self.dereg_in_flight = self.dereg_in_flight.saturating_sub(1);
+                self.dereg_done += 1;
+            }
+            UeEvent::CallEnded(_) | UeEvent::CallFailed(..) => {
+                self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+                self.calls_done += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts new work within the concurrency limit and moves between phases.
+    fn feed<Q: PortQueue>(&mut self, fleet: &mut Fleet<Q>, now: Instant) {
+        let n = self.cfg.ues;
+        match self.phase {
+            Phase::Register => {
+                while self.reg_in_flight < self.cfg.concurrency && self.next_reg < n {
+                    let i = self.next_reg;
+                    self.next_reg += 1;
+                    if let Some(ue) = fleet.ue_mut(i) {
+                        match ue.register(now) {
+                            Ok(()) => self.reg_in_flight += 1,
+                            Err(e) => {
+                                self.stats.fail(&format!("register: {e}"));
+                                self.reg_done += 1;
+                            }
+                        }
+                    }
+                }
+                if self.reg_done == n {
+                    self.reg_s = self.t0.elapsed().as_secs_f64();
+                    self.phase = Phase::Call;
+                    self.call_start = Some(std::time::Instant::now());
+                }
+            }
+            Phase::Call => {
+                // Call k: UE k % n calls UE (k + n/2) % n; with concurrency <= n/2 no UE is
+                // in two calls at once.
+                let half = (n / 2).max(1);
+                let limit = self.cfg.concurrency.min(half);
+                while self.calls_in_flight < limit && self.next_call < self.cfg.calls && n >= 2 {
+                    let k = self.next_call;
+                    self.next_call += 1;
+                    let (a, b) = (k % n, (k + half) % n);
+                    if !(self.registered[a] && self.registered[b]) {
+                        self.stats.fail("call_party_not_registered");
+                        self.calls_done += 1;
+                        self.stats.call_failures += 1;
+                        continue;
+                    }
+                    let target = fleet.ue(b).map(|u| u.config().impu.clone());
+                    let placed = match (target, fleet.ue_mut(a)) {
+                        (Some(t), Some(ue)) => ue.call(&t, now).is_ok(),
+                        _ => false,
+                    };
+                    if placed {
+                        self.calls_in_flight += 1;
+                    } else {
+                        self.stats.fail("call_not_placed");
+                        self.stats.call_failures += 1;
+                        self.calls_done += 1;
+                    }
+                }
+                if self.calls_done >= self.cfg.calls || n < 2 {
+                    if n < 2 && self.cfg.calls > 0 {
+                        self.stats.fail("calls_need_two_ues");
+                    }
+                    self.call_s = self
+                        .call_start
+                        .map_or(0.0, |s| s.elapsed().as_secs_f64());
+                    self.phase = if self.cfg.deregister {
+                        Phase::Deregister
+                    } else {
+                        Phase::Done
+                    };
+                }
+            }
+            Phase::Deregister => {
+                while self.dereg_in_flight < self.cfg.concurrency && self.next_dereg < n {
+                    let i = self.next_dereg;
+                    self.next_dereg += 1;
+                    let started = self.registered[i]
+                        && fleet.ue_mut(i).is_some_and(|ue| ue.deregister(now).is_ok());
+                    if started {
+                        self.dereg_in_flight += 1;
+                    } else {
+                        self.dereg_done += 1;
+                    }
+                }
+                if self.dereg_done == n {
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn progress(&mut self) {
+        if !self.cfg.progress || self.last_progress.elapsed().as_millis() < 250 {
+            return;
+        }
+        self.last_progress = std::time::Instant::now();
+        let t = self.t0.elapsed().as_secs_f64();
+        eprint!(
+            "\r[{t:7.2}s] registered {}/{} (failed {})  calls {}/{} (failed {})  dereg {}   ",
+            self.stats.registered,
+            self.cfg.ues,
+            self.stats.registration_failures,
+            self.stats.calls_completed,
+            self.cfg.calls,
+            self.stats.call_failures,
+            self.stats.deregistered,
+        );
+        let _ = std::io::stderr().flush();
+    }
+}
+
+fn build_fleet<Q: PortQueue>(cfg: &LoadConfig, q: Q, pcscf: IpAddr) -> Result<Fleet<Q>, LoadError> {
+    let mut fleet = Fleet::new(q);
+    let now = Instant::from_micros(0);
+    for (i, rec) in cfg.subscribers.iter().take(cfg.ues).enumerate() {
+        let usim = usim_for(rec).map_err(|e| LoadError::Setup(e.to_string()))?;
+        let impu = rec
+            .impu
+            .iter()
+            .find(|u| u.starts_with("sip:"))
+            .or(rec.impu.first())
+            .cloned()
+            .ok_or_else(|| LoadError::Setup(format!("{}: no IMPU", rec.impi)))?;
+        let mut uc = UeConfig::new(ue_mac(i), ue_addr(i, cfg.ipv6), pcscf, &rec.impi, &impu);
+        uc.prefix_len = if cfg.ipv6 { 64 } else { 8 };
+        uc.transport = cfg.transport;
+        uc.offers = vec![(cfg.alg, cfg.ealg)];
+        uc.hold = Some(cfg.hold);
+        let ue = Ue::new(uc, usim, now).map_err(|e| LoadError::Setup(e.to_string()))?;
+        fleet.add(ue);
+    }
+    Ok(fleet)
+}
+
+fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    p.insert("ues".into(), cfg.ues.to_string());
+    p.insert("calls".into(), cfg.calls.to_string());
+    p.insert(
+        "transport".into(),
+        format!("{:?}", cfg.transport).to_lowercase(),
+    );
+    p.insert("alg".into(), cfg.alg.token().into());
+    p.insert("ealg".into(), cfg.ealg.token().into());
+    p.insert("ip".into(), if cfg.ipv6 { "ipv6" } else { "ipv4" }.into());
+    p.insert("concurrency".into(), cfg.concurrency.to_string());
+    p.insert("hold_ms".into(), cfg.hold.total_millis().to_string());
+    p.insert(
+        "backend".into(),
+        match &cfg.backend {
+            Backend::Memory => "memory".into(),
+            Backend::AfPacket { iface, .. } => format!("af_packet:{iface}"),
+        },
+    );
+    p
+}
+
+/// Runs the load and returns the report; `Err` only if the run could not be set up.
+pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
+    if cfg.subscribers.len() < cfg.ues {
+        return Err(LoadError::Setup(format!(
+            "{} UEs requested but the subscriber file has {}",
+            cfg.ues,
+            cfg.subscribers.len()
+        )));
+    }
+    let mut driver = Driver {
+        stats: Stats::new(),
+        phase: Phase::Register,
+        next_reg: 0,
+        reg_in_flight: 0,
+        reg_done: 0,
+        next_call: 0,
+        calls_in_flight: 0,
+        calls_done: 0,
+        next_dereg: 0,
+        dereg_in_flight: 0,
+        dereg_done: 0,
+        registered: vec![false; cfg.ues],
+        t0: std::time::Instant::now(),
+        reg_s: 0.0,
+        call_start: None,
+        call_s: 0.0,
+        last_progress: std::time::Instant::now(),
+        cfg,
+    };
+    match driver.cfg.backend.clone() {
+        Backend::Memory => {
+            let ring = (driver.cfg.ues * 8).clamp(1024, 1 << 16);
+            let pair = MemPairConfig {
+                ring_size: ring,
+                pool_size: ring * 4,
+                ..MemPairConfig::default()
+            };
+            let (mut a, mut b) =
+                mem_pair(&pair).map_err(|e| LoadError::Setup(e.to_string()))?;
+            let (Some(qa), Some(qb)) = (a.take_queues().pop(), b.take_queues().pop()) else {
+                return Err(LoadError::Setup("memory pair without queues".into()));
+            };
+            let mut gcfg = GatewayConfig::new(driver.cfg.ues + 16);
+            gcfg.ipv4 = Some((Ipv4Addr::new(10, 0, 0, 1), 8));
+            gcfg.core.profile.auth_alg_list =
+                vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96, AuthAlg::AesGmac];
+            gcfg.core.profile.encr_alg_list = vec![
+                EncrAlg::AesCbc,
+                EncrAlg::AesGcm,
+                EncrAlg::DesEde3Cbc,
+                EncrAlg::Null,
+            ];
+            let pcscf = if driver.cfg.ipv6 {
+                IpAddr::V6(gcfg.ipv6.map_or(Ipv6Addr::LOCALHOST, |(a, _)| a))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+            };
+            let hss = Hss::from_records(&driver.cfg.subscribers)
+                .map_err(|e| LoadError::Setup(e.to_string()))?;
+            let mut gw = InProcessGateway::new(gcfg, hss, qa, driver.now())
+                .map_err(|e| LoadError::Setup(e.to_string()))?;
+            let mut fleet = build_fleet(&driver.cfg, qb, pcscf)?;
+            drive(&mut driver, &mut fleet, |now| gw.step(now));
+        }
+        Backend::AfPacket { iface, pcscf } => run_af_packet(&mut driver, &iface, pcscf)?,
+    }
+    if driver.phase != Phase::Done {
+        driver.stats.fail("run_timeout");
+    }
+    if driver.cfg.progress {
+        eprintln!();
+    }
+    let (reg_s, call_s) = (driver.reg_s, driver.call_s);
+    Ok(driver.stats.report(params(&driver.cfg), reg_s, call_s))
+}
+
+#[cfg(target_os = "linux")]
+fn run_af_packet(driver: &mut Driver, iface: &str, pcscf: IpAddr) -> Result<(), LoadError> {
+    use akagate_sys::afpacket::{AfPacketConfig, AfPacketPort};
+    let mut port = AfPacketPort::open(&AfPacketConfig::new(iface))
+        .map_err(|e| LoadError::Setup(format!("{iface}: {e}")))?;
+    let q = port
+        .take_queues()
+        .pop()
+        .ok_or_else(|| LoadError::Setup(format!("{iface}: no queue")))?;
+    let mut fleet = build_fleet(&driver.cfg, q, pcscf)?;
+    drive(driver, &mut fleet, |_| 0);
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_af_packet(_: &mut Driver, _: &str, _: IpAddr) -> Result<(), LoadError> {
+    Err(LoadError::Setup("AF_PACKET needs Linux".into()))
+}
+
+fn drive<Q: PortQueue>(
+    driver: &mut Driver,
+    fleet: &mut Fleet<Q>,
+    mut gateway: impl FnMut(Instant) -> usize,
+) {
+    while driver.phase != Phase::Done && driver.t0.elapsed() < driver.cfg.timeout {
+        let now = driver.now();
+        driver.feed(fleet, now);
+        let mut work = gateway(now);
+        let mut evs = Vec::new();
+        work += fleet.step(now, |i, ue| {
+            while let Some(e) = ue.poll_event() {
+                evs.push((i, e));
+            }
+        });
+        for (i, e) in &evs {
+            driver.on_event(*i, e);
+        }
+        driver.progress();
+        if work == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
