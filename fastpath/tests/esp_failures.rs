@@ -95,7 +95,7 @@ fn replayed_and_left_of_window() {
         assert_eq!(decap(&mut inb, &first), Ok(udp4(10)));
         assert_eq!(decap(&mut inb, &first), Err(EspError::Replayed));
         let third = encap(&mut out, &udp4(12));
-        out.set_last_seq_for_test(3 + REPLAY_WINDOW as u32);
+        out.set_last_seq_for_test(3 + REPLAY_WINDOW);
         let far = encap(&mut out, &udp4(13));
         assert_eq!(decap(&mut inb, &far), Ok(udp4(13)));
         // Seq 3 is now exactly REPLAY_WINDOW below the top: left of the window.
@@ -271,7 +271,7 @@ fn garbage_never_panics() {
 fn sequence_number_exhaustion() {
     for s in all_suites() {
         let (mut out, mut inb) = pair(&s);
-        out.set_last_seq_for_test(u32::MAX - 1);
+        out.set_last_seq_for_test(u64::from(u32::MAX - 1));
         let last = encap(&mut out, &udp4(5));
         assert_eq!(&last[24..28], &u32::MAX.to_be_bytes());
         assert_eq!(decap(&mut inb, &last), Ok(udp4(5)));

@@ -142,7 +142,7 @@ fn aes_cbc_rfc3602_esp_packets_5_to_8() {
         };
         let s = suite(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik, &key, &[0; 4]);
         let mut out = OutboundSa::new(spi, &s).unwrap();
-        out.set_last_seq_for_test(seq - 1);
+        out.set_last_seq_for_test(u64::from(seq - 1));
         let (mut buf, r) = in_buffer(&original);
         let er = out.encapsulate_with_iv(&mut buf, r, &h(&c["iv"])).unwrap();
         let pkt = buf[er.clone()].to_vec();
@@ -178,21 +178,28 @@ fn aes_cbc_rfc3602_esp_packets_5_to_8() {
     }
 }
 
-/// draft-mcgrew-gcm-test-01 ESP packets with 32-bit sequence numbers, in both directions.
+/// draft-mcgrew-gcm-test-01 ESP packets, 32-bit and extended sequence numbers (ESN: AAD is
+/// SPI || seq_hi || seq_lo, RFC 4106 5), in both directions.
 #[test]
 fn aes_gcm_and_gmac_draft_mcgrew_gcm_test_01() {
     let v = vectors();
-    let mut ran = 0;
+    let (mut ran, mut ran_esn) = (0, 0);
     for c in v["aes_gcm_esp"]["cases"].as_array().unwrap() {
-        if c["esn"].as_bool() == Some(true) {
-            continue;
-        }
+        let esn = c["esn"].as_bool() == Some(true);
         let page = c["draft_page"].as_u64().unwrap();
         let key = h(&c["key"]);
         let salt = h(&c["salt"]);
         let aad = h(&c["aad"]);
         let spi = u32::from_be_bytes(aad[0..4].try_into().unwrap());
-        let seq = u32::from_be_bytes(aad[4..8].try_into().unwrap());
+        let (seq_hi, seq_lo) = if esn {
+            (
+                u32::from_be_bytes(aad[4..8].try_into().unwrap()),
+                u32::from_be_bytes(aad[8..12].try_into().unwrap()),
+            )
+        } else {
+            (0, u32::from_be_bytes(aad[4..8].try_into().unwrap()))
+        };
+        let seq = (u64::from(seq_hi) << 32) | u64::from(seq_lo);
         let iv = h(&c["iv"]);
         let gmac = c["mode"].as_str().unwrap().starts_with("AES-GMAC");
         // The draft's plaintext is the ESP body: payload, padding, pad length, next header.
@@ -207,7 +214,8 @@ fn aes_gcm_and_gmac_draft_mcgrew_gcm_test_01() {
         let pad = usize::from(body[body.len() - 2]);
         let payload = &body[..body.len() - 2 - pad];
         let original = ipv4(nh, payload);
-        let mut esp_expected = aad[..8].to_vec();
+        let mut esp_expected = spi.to_be_bytes().to_vec();
+        esp_expected.extend(seq_lo.to_be_bytes());
         esp_expected.extend(&iv);
         esp_expected.extend(&ciphertext);
         esp_expected.extend(h(&c["icv"]));
@@ -218,7 +226,13 @@ fn aes_gcm_and_gmac_draft_mcgrew_gcm_test_01() {
             continue;
         }
         let mut out = OutboundSa::new(spi, &s).unwrap();
+        let mut inb = InboundSa::new(spi, &s).unwrap();
+        if esn {
+            out = out.with_esn().unwrap();
+            inb = inb.with_esn().unwrap();
+        }
         out.set_last_seq_for_test(seq - 1);
+        inb.set_window_top_for_test(seq - 1);
         let (mut buf, r) = in_buffer(&original);
         let er = out.encapsulate_with_iv(&mut buf, r, &iv).unwrap();
         assert_eq!(
@@ -227,12 +241,48 @@ fn aes_gcm_and_gmac_draft_mcgrew_gcm_test_01() {
             "page {page} encapsulation"
         );
 
-        let mut inb = InboundSa::new(spi, &s).unwrap();
         let dr = inb.decapsulate(&mut buf, er).unwrap();
         assert_eq!(buf[dr].to_vec(), original, "page {page} decapsulation");
-        ran += 1;
+        if esn {
+            ran_esn += 1;
+        } else {
+            ran += 1;
+        }
     }
-    assert_eq!(ran, 5, "non-ESN GCM/GMAC vectors exercised");
+    assert_eq!((ran, ran_esn), (5, 11), "GCM/GMAC vectors exercised");
+}
+
+/// RFC 4303 2.2.1: with ESN the high 32 bits are not sent but are covered by the HMAC ICV
+/// (appended after the trailer); checked against the `hmac` crate, and a receiver whose
+/// window is in another 2^32 subspace rejects the packet.
+#[test]
+fn esn_hmac_icv_covers_the_high_bits() {
+    let ik = [0x33u8; 20];
+    let s = suite(AuthAlg::HmacSha1_96, EncrAlg::Null, &ik, &[], &[0; 4]);
+    let mut out = OutboundSa::new(0x2000, &s).unwrap().with_esn().unwrap();
+    out.set_last_seq_for_test((7 << 32) | 0xffff_ffff);
+    let (mut buf, r) = in_buffer(&ipv4(17, b"esn payload!"));
+    let er = out.encapsulate(&mut buf, r).unwrap();
+    let pkt = buf[er.clone()].to_vec();
+    assert_eq!(&pkt[24..28], &[0, 0, 0, 0], "low half on the wire");
+    let mut authed = pkt[20..pkt.len() - 12].to_vec();
+    authed.extend(8u32.to_be_bytes());
+    assert_eq!(&pkt[pkt.len() - 12..], &sha1_96(&ik, &authed)[..]);
+
+    let mut inb = InboundSa::new(0x2000, &s).unwrap().with_esn().unwrap();
+    inb.set_window_top_for_test((7 << 32) | 0xffff_fff0);
+    let (mut b2, r2) = in_buffer(&pkt);
+    assert!(
+        inb.decapsulate(&mut b2, r2).is_ok(),
+        "inferred seq_hi 8 after a wrap"
+    );
+    let mut wrong = InboundSa::new(0x2000, &s).unwrap().with_esn().unwrap();
+    wrong.set_window_top_for_test(3 << 32 | 10);
+    let (mut b3, r3) = in_buffer(&pkt);
+    assert!(wrong.decapsulate(&mut b3, r3).is_err());
+    // AES-GMAC with ESN is not offered.
+    let gmac = suite(AuthAlg::AesGmac, EncrAlg::Null, &[1; 16], &[], &[1; 4]);
+    assert!(OutboundSa::new(0x2000, &gmac).unwrap().with_esn().is_err());
 }
 
 /// RFC 4106 8.1: without a test IV the GCM/GMAC IV is the 64-bit sequence number.

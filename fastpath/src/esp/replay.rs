@@ -57,7 +57,8 @@ impl ReplayWindow {
         if seq > self.top {
             return Ok(());
         }
-        if seq + REPLAY_WINDOW <= self.top {
+        // Written as a difference: `seq + REPLAY_WINDOW` could overflow near 2^64 with ESN.
+        if self.top - seq >= REPLAY_WINDOW {
             return Err(EspError::TooOld);
         }
         let (word, bit) = Self::position(seq);
@@ -135,6 +136,18 @@ mod tests {
         assert_eq!(accept(&mut w, top - REPLAY_WINDOW + 1), Ok(()));
         assert_eq!(accept(&mut w, top - REPLAY_WINDOW), Err(EspError::TooOld));
         assert_eq!(accept(&mut w, top - 1), Err(EspError::Replayed));
+    }
+
+    #[test]
+    fn top_of_the_64_bit_space() {
+        let mut w = ReplayWindow::new();
+        assert_eq!(accept(&mut w, u64::MAX), Ok(()));
+        assert_eq!(accept(&mut w, u64::MAX), Err(EspError::Replayed));
+        assert_eq!(accept(&mut w, u64::MAX - 5), Ok(()));
+        assert_eq!(
+            accept(&mut w, u64::MAX - REPLAY_WINDOW),
+            Err(EspError::TooOld)
+        );
     }
 
     #[test]

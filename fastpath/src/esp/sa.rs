@@ -12,7 +12,7 @@ use rand::{RngCore, SeedableRng};
 
 use super::error::{EspCounters, EspError, SaError};
 use super::ip::{self, IPPROTO_ESP};
-use super::replay::ReplayWindow;
+use super::replay::{ReplayWindow, REPLAY_WINDOW};
 use super::suite::Suite;
 use super::transform::{Geometry, Transform, ESP_HDR_LEN};
 
@@ -49,8 +49,10 @@ pub fn peek_spi(pkt: &[u8]) -> Result<u32, EspError> {
 /// An outbound SA: sequence-number counter, IV generator and keyed transform.
 pub struct OutboundSa {
     spi: u32,
-    /// Last sequence number sent (0: none yet). `u64` so ESN can be added without a new type.
+    /// Last sequence number sent (0: none yet); 64-bit with ESN.
     seq: u64,
+    /// Extended (64-bit) sequence numbers negotiated (RFC 4303 2.2.1).
+    esn: bool,
     transform: Transform,
     geometry: Geometry,
     /// CSPRNG for CBC IVs, seeded from the OS once per SA (RFC 3602 2.1: unpredictable IVs).
@@ -77,11 +79,22 @@ impl OutboundSa {
         Ok(Self {
             spi,
             seq: 0,
+            esn: false,
             geometry: transform.geometry(),
             transform,
             rng,
             counters: EspCounters::default(),
         })
+    }
+
+    /// Switches the SA to extended sequence numbers (RFC 4303 2.2.1; not negotiated by
+    /// TS 33.203, offered for completeness). Not available with AES-GMAC.
+    pub fn with_esn(mut self) -> Result<Self, SaError> {
+        if !self.transform.supports_esn() {
+            return Err(SaError::UnsupportedSuite);
+        }
+        self.esn = true;
+        Ok(self)
     }
 
     /// SPI written into every packet.
@@ -113,8 +126,8 @@ impl OutboundSa {
     /// backwards would reuse sequence numbers (and, for GCM, nonces): never do that with live
     /// keys.
     #[doc(hidden)]
-    pub fn set_last_seq_for_test(&mut self, seq: u32) {
-        self.seq = u64::from(seq);
+    pub fn set_last_seq_for_test(&mut self, seq: u64) {
+        self.seq = seq;
     }
 
     /// Encapsulates the IP packet `buf[pkt]` in place and returns the range of the ESP packet.
@@ -184,11 +197,16 @@ impl OutboundSa {
         if iv.is_some_and(|iv| iv.len() != g.iv_len) {
             return Err(EspError::BadLength);
         }
-        // RFC 4303 3.3.3: never let the 32-bit counter cycle; the SA must be rekeyed.
-        let seq = self.seq + 1;
-        if seq > u64::from(u32::MAX) {
-            return Err(EspError::SeqExhausted);
-        }
+        // RFC 4303 3.3.3: never let the counter cycle; the SA must be rekeyed.
+        let limit = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        let seq = match self.seq.checked_add(1) {
+            Some(s) if s <= limit => s,
+            _ => return Err(EspError::SeqExhausted),
+        };
         self.seq = seq;
 
         let out = &mut buf[start..end];
@@ -211,7 +229,8 @@ impl OutboundSa {
         }
         esp[trailer + pad_len] = pad_len as u8;
         esp[trailer + pad_len + 1] = lay.next_header;
-        self.transform.seal(esp);
+        let seq_hi = self.esn.then_some((seq >> 32) as u32);
+        self.transform.seal(esp, seq_hi);
         ip::fix_header(out, &lay, IPPROTO_ESP, new_len);
         Ok((start..end, payload_len))
     }
@@ -220,6 +239,8 @@ impl OutboundSa {
 /// An inbound SA: anti-replay window and keyed transform.
 pub struct InboundSa {
     spi: u32,
+    /// Extended (64-bit) sequence numbers negotiated (RFC 4303 2.2.1).
+    esn: bool,
     window: ReplayWindow,
     transform: Transform,
     counters: EspCounters,
@@ -241,10 +262,30 @@ impl InboundSa {
         check_spi(spi)?;
         Ok(Self {
             spi,
+            esn: false,
             window: ReplayWindow::new(),
             transform: Transform::new(suite)?,
             counters: EspCounters::default(),
         })
+    }
+
+    /// Switches the SA to extended sequence numbers (RFC 4303 2.2.1); the high half of each
+    /// packet's sequence number is inferred per RFC 4303 Appendix A2.2. Not with AES-GMAC.
+    pub fn with_esn(mut self) -> Result<Self, SaError> {
+        if !self.transform.supports_esn() {
+            return Err(SaError::UnsupportedSuite);
+        }
+        self.esn = true;
+        Ok(self)
+    }
+
+    /// Test hook: positions the replay window as if `top` had been received.
+    #[doc(hidden)]
+    pub fn set_window_top_for_test(&mut self, top: u64) {
+        self.window = ReplayWindow::new();
+        if top > 0 {
+            self.window.update(top);
+        }
     }
 
     /// SPI this SA accepts.
@@ -310,11 +351,17 @@ impl InboundSa {
         if esp[0..4] != self.spi.to_be_bytes() {
             return Err(EspError::SpiMismatch);
         }
-        let seq = u64::from(u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]));
+        let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
+        let seq = if self.esn {
+            infer_esn(self.window.top(), seq_lo)
+        } else {
+            u64::from(seq_lo)
+        };
         // RFC 4303 3.4.3: cheap replay check first, window update only after the ICV.
         self.window.check(seq)?;
         let window = &mut self.window;
-        self.transform.open(esp, || window.update(seq))?;
+        let seq_hi = self.esn.then_some((seq >> 32) as u32);
+        self.transform.open(esp, seq_hi, || window.update(seq))?;
 
         let body_end = esp.len() - g.icv_len;
         let next_header = esp[body_end - 1];
@@ -344,5 +391,50 @@ impl InboundSa {
         ip::fix_header(out, &lay, next_header, new_len);
         let start = pkt.start + front;
         Ok((start..start + new_len, payload_len))
+    }
+}
+
+/// RFC 4303 Appendix A2.2: the full 64-bit sequence number of a packet carrying `seq_lo`,
+/// given the highest authenticated one `top`. The ICV check is the final arbiter.
+fn infer_esn(top: u64, seq_lo: u32) -> u64 {
+    let th = (top >> 32) as u32;
+    let tl = top as u32;
+    let w = REPLAY_WINDOW as u32;
+    let seq_hi = if tl >= w - 1 {
+        // Case A: the window lies within one 2^32 subspace.
+        if seq_lo >= tl - (w - 1) {
+            th
+        } else {
+            th.wrapping_add(1)
+        }
+    } else if seq_lo >= tl.wrapping_sub(w - 1) {
+        // Case B: the window spans two subspaces and seq_lo is in the lower (older) one.
+        th.wrapping_sub(1)
+    } else {
+        th
+    };
+    (u64::from(seq_hi) << 32) | u64::from(seq_lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esn_inference_rfc4303_a2() {
+        let w = REPLAY_WINDOW;
+        // Case A, same subspace, and the next subspace after a wrap of the low half.
+        assert_eq!(infer_esn(5 << 32 | 10_000, 9_000), 5 << 32 | 9_000);
+        assert_eq!(infer_esn(5 << 32 | 10_000, 20_000), 5 << 32 | 20_000);
+        assert_eq!(
+            infer_esn(5 << 32 | 10_000, 10_000 - w as u32),
+            6 << 32 | (10_000 - w)
+        );
+        assert_eq!(infer_esn(5 << 32 | 0xffff_fff0, 3), 6 << 32 | 3);
+        // Case B: the window straddles a subspace boundary.
+        assert_eq!(infer_esn(6 << 32 | 5, 0xffff_fff0), 5 << 32 | 0xffff_fff0);
+        assert_eq!(infer_esn(6 << 32 | 5, 100), 6 << 32 | 100);
+        // Fresh window: low numbers are in subspace 0.
+        assert_eq!(infer_esn(0, 1), 1);
     }
 }

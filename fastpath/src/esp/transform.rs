@@ -223,38 +223,58 @@ impl Transform {
         matches!(self, Transform::Gcm { .. } | Transform::Gmac { .. })
     }
 
+    /// True if the transform can carry extended sequence numbers (RFC 4303 2.2.1). AES-GMAC
+    /// with ESN would need a non-contiguous AAD and is not offered.
+    pub(crate) fn supports_esn(&self) -> bool {
+        !matches!(self, Transform::Gmac { .. })
+    }
+
     /// Encrypts and authenticates `esp` = `hdr | IV | body | ICV space` in place; header,
     /// IV and plaintext body are already in place, the body aligned per [`Geometry`].
-    pub(crate) fn seal(&self, esp: &mut [u8]) {
+    /// `seq_hi` is the high half of an extended sequence number, authenticated but not sent.
+    pub(crate) fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) {
         let g = self.geometry();
         let (authed, icv) = esp.split_at_mut(esp.len() - g.icv_len);
         let (hdr_iv, body) = authed.split_at_mut(ESP_HDR_LEN + g.iv_len);
+        // RFC 4303 2.2.1 / 3.3.2.1: the ESN high bits follow the payload in the ICV input.
+        let hi_bytes = seq_hi.map(u32::to_be_bytes);
+        let suffix: &[u8] = hi_bytes.as_ref().map_or(&[], |b| &b[..]);
         match self {
             Transform::Cbc { cipher, integ } => {
                 let iv = &hdr_iv[ESP_HDR_LEN..];
                 let out = match (cipher, integ) {
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(c, Some(mac)), Hmac96::Sha1(_)) => {
+                    (CbcCipher::Aes128Ni(c, Some(mac)), Hmac96::Sha1(_)) if seq_hi.is_none() => {
                         super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
                     }
                     #[cfg(target_arch = "x86_64")]
                     (CbcCipher::Aes128Ni(c, _), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body)
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
                     }
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(c, _), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
-                    (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
-                    (CbcCipher::Aes128(c), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
-                    (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => cbc_seal(c, k, hdr_iv, iv, body),
-                    (CbcCipher::Tdes(c), Hmac96::Md5(k)) => cbc_seal(c, k, hdr_iv, iv, body),
+                    (CbcCipher::Aes128Ni(c, _), Hmac96::Md5(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                    }
+                    (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                    }
+                    (CbcCipher::Aes128(c), Hmac96::Md5(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                    }
+                    (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                    }
+                    (CbcCipher::Tdes(c), Hmac96::Md5(k)) => {
+                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                    }
                 };
                 icv.copy_from_slice(&out);
             }
-            Transform::Null { integ } => icv.copy_from_slice(&integ.icv(&[hdr_iv, body])),
+            Transform::Null { integ } => icv.copy_from_slice(&integ.icv(&[hdr_iv, body, suffix])),
             Transform::Gcm { aead, salt } => {
                 let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
-                // RFC 4106 5: AAD is SPI || sequence number (32-bit, no ESN).
-                let tag = aead.seal(&nonce, &hdr_iv[..ESP_HDR_LEN], body);
+                let (aad, aad_len) = gcm_aad(&hdr_iv[..ESP_HDR_LEN], seq_hi);
+                let tag = aead.seal(&nonce, &aad[..aad_len], body);
                 icv.copy_from_slice(&tag);
             }
             Transform::Gmac { aead, salt } => {
@@ -272,9 +292,12 @@ impl Transform {
     pub(crate) fn open(
         &self,
         esp: &mut [u8],
+        seq_hi: Option<u32>,
         before_decrypt: impl FnOnce(),
     ) -> Result<(), EspError> {
         let g = self.geometry();
+        let hi_bytes = seq_hi.map(u32::to_be_bytes);
+        let suffix: &[u8] = hi_bytes.as_ref().map_or(&[], |b| &b[..]);
         if esp.len() < ESP_HDR_LEN + g.iv_len + g.icv_len {
             return Err(EspError::Truncated);
         }
@@ -289,7 +312,7 @@ impl Transform {
                 if body.len() % g.align != 0 && matches!(self, Transform::Cbc { .. }) {
                     return Err(EspError::BadLength);
                 }
-                let expect = integ.icv(&[hdr_iv, body]);
+                let expect = integ.icv(&[hdr_iv, body, suffix]);
                 // RFC 4303 3.4.4: ICV first, compared in constant time.
                 if !bool::from(expect.ct_eq(icv)) {
                     return Err(EspError::AuthFailed);
@@ -308,13 +331,31 @@ impl Transform {
             }
             Transform::Gcm { aead, salt } => {
                 let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
+                let (aad, aad_len) = gcm_aad(&hdr_iv[..ESP_HDR_LEN], seq_hi);
                 // aes-gcm checks the tag (constant time) before it applies the keystream.
-                aead.verify_then(&nonce, &hdr_iv[..ESP_HDR_LEN], body, icv, before_decrypt)
+                aead.verify_then(&nonce, &aad[..aad_len], body, icv, before_decrypt)
             }
             Transform::Gmac { aead, salt } => {
                 let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
                 aead.verify_then(&nonce, authed, &mut [], icv, before_decrypt)
             }
+        }
+    }
+}
+
+/// RFC 4106 5: AAD is SPI || seq (8 bytes), or SPI || seq_hi || seq_lo (12 bytes) with ESN.
+fn gcm_aad(hdr: &[u8], seq_hi: Option<u32>) -> ([u8; 12], usize) {
+    let mut aad = [0u8; 12];
+    match seq_hi {
+        None => {
+            aad[..8].copy_from_slice(&hdr[..8]);
+            (aad, 8)
+        }
+        Some(hi) => {
+            aad[..4].copy_from_slice(&hdr[..4]);
+            aad[4..8].copy_from_slice(&hi.to_be_bytes());
+            aad[8..].copy_from_slice(&hdr[4..8]);
+            (aad, 12)
         }
     }
 }
@@ -370,6 +411,7 @@ fn cbc_seal<C, D>(
     hdr_iv: &[u8],
     iv: &[u8],
     body: &mut [u8],
+    suffix: &[u8],
 ) -> [u8; HMAC96_ICV_LEN]
 where
     C: CbcMode,
@@ -378,6 +420,7 @@ where
     let mut mac = k.start();
     mac.update(hdr_iv);
     c.encrypt(iv, body, |chunk| mac.update(chunk));
+    mac.update(suffix);
     mac.finish96()
 }
 
