@@ -335,6 +335,7 @@ impl Daemon {
             sqn_state: sqn_state.clone(),
             stats_interval: opts.stats_interval,
             stats: handle.stats.clone(),
+            deferred: std::collections::VecDeque::new(),
         };
         let slowpath_core = if pinned { config.cores.slowpath } else { None };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);

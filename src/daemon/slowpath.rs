@@ -3,6 +3,7 @@
 //! On stop it handles the events still queued, closes the command queues and makes the
 //! HSS's SQN state durable.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,11 @@ const EVENT_BATCH: usize = 256;
 const COMMAND_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the registration gauge is refreshed (it walks all registrations).
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
+/// How long a `RemoveSaSet` is held back. A worker executes a batch of commands before it
+/// polls its stacks, so a removal sent right behind the last message over the set (the 200 OK
+/// to a de-REGISTER) would take the outbound SA away before that message is encrypted; the
+/// command means "once its last message was sent" (`WorkerCommand::RemoveSaSet`).
+const SA_REMOVE_DELAY: Duration = Duration::from_millis(100);
 
 /// How the slowpath thread ended.
 #[derive(Debug)]
@@ -47,6 +53,8 @@ pub(super) struct Slowpath {
     pub sqn_state: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
     pub stats: StatsSource,
+    /// `RemoveSaSet` commands and when they may go (see [`SA_REMOVE_DELAY`]).
+    pub deferred: VecDeque<(Instant, WorkerCommand)>,
 }
 
 impl Slowpath {
@@ -63,6 +71,9 @@ impl Slowpath {
                 wake = wake.min(t);
             }
             if let Some(t) = next_log {
+                wake = wake.min(t);
+            }
+            if let Some(&(t, _)) = self.deferred.front() {
                 wake = wake.min(t);
             }
             if timer_ran {
@@ -93,6 +104,11 @@ impl Slowpath {
                     inc(&self.counters.timeouts);
                 }
                 self.dispatch(actions);
+            }
+            while self.deferred.front().is_some_and(|&(t, _)| t <= now) {
+                if let Some((_, cmd)) = self.deferred.pop_front() {
+                    self.send(cmd);
+                }
             }
             if now >= next_gauge {
                 self.publish_gauges();
@@ -130,8 +146,16 @@ impl Slowpath {
             core,
             commands,
             sqn_state,
+            deferred,
             ..
         } = self;
+        // The workers stop right after this; SAs held for removal die with the SA table.
+        if !deferred.is_empty() {
+            log::debug!(
+                "slowpath: {} SA set removal(s) not sent at shutdown",
+                deferred.len()
+            );
+        }
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
         drop(commands);
@@ -163,36 +187,46 @@ impl Slowpath {
 
     /// Sends each command, in order, to the worker owning its UE (one UE, one worker), so
     /// an `InstallSaSet` always reaches the worker before the 401 that announces the SAs.
+    /// `RemoveSaSet` is held back for [`SA_REMOVE_DELAY`].
     fn dispatch(&mut self, actions: Vec<WorkerCommand>) {
-        let n = self.commands.len();
         for cmd in actions {
-            let ue = match &cmd {
-                WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-                WorkerCommand::InstallSaSet(set) => set.ue,
-                WorkerCommand::RemoveSaSet { ue, .. } => *ue,
-            };
-            let counter = match &cmd {
-                WorkerCommand::InstallSaSet(_) => Some(&self.counters.sa_sets_installed),
-                WorkerCommand::RemoveSaSet { .. } => Some(&self.counters.sa_sets_removed),
-                _ => None,
-            };
-            let Some(queue) = self.commands.get(worker_for(ue, n)) else {
+            if matches!(cmd, WorkerCommand::RemoveSaSet { .. }) {
+                self.deferred
+                    .push_back((Instant::now() + SA_REMOVE_DELAY, cmd));
+            } else {
+                self.send(cmd);
+            }
+        }
+    }
+
+    /// Hands one command to the worker that owns its UE.
+    fn send(&mut self, cmd: WorkerCommand) {
+        let ue = match &cmd {
+            WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
+            WorkerCommand::InstallSaSet(set) => set.ue,
+            WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+        };
+        let counter = match &cmd {
+            WorkerCommand::InstallSaSet(_) => Some(&self.counters.sa_sets_installed),
+            WorkerCommand::RemoveSaSet { .. } => Some(&self.counters.sa_sets_removed),
+            _ => None,
+        };
+        let Some(queue) = self.commands.get(worker_for(ue, self.commands.len())) else {
+            inc(&self.counters.commands_dropped);
+            return;
+        };
+        match queue.send_timeout(cmd, COMMAND_SEND_TIMEOUT) {
+            Ok(()) => {
+                inc(&self.counters.commands);
+                if let Some(c) = counter {
+                    inc(c);
+                }
+            }
+            Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => {
                 inc(&self.counters.commands_dropped);
-                continue;
-            };
-            match queue.send_timeout(cmd, COMMAND_SEND_TIMEOUT) {
-                Ok(()) => {
-                    inc(&self.counters.commands);
-                    if let Some(c) = counter {
-                        inc(c);
-                    }
-                }
-                Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => {
-                    inc(&self.counters.commands_dropped);
-                    log::warn!(
-                        "slowpath: command for UE {ue} dropped, its worker's queue is full or gone"
-                    );
-                }
+                log::warn!(
+                    "slowpath: command for UE {ue} dropped, its worker's queue is full or gone"
+                );
             }
         }
     }
@@ -203,5 +237,106 @@ impl Slowpath {
             .store(self.core.registered() as u64, Ordering::Relaxed);
         c.subscribers
             .store(self.core.hss().len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akagate_fastpath::ipc::{Flow, Proto, SipIn};
+    use akagate_fastpath::worker::InboundTable;
+    use akagate_slowpath::hss::{Hss, SubscriberRecord};
+    use akagate_slowpath::CoreConfig;
+    use crossbeam_channel::bounded;
+    use rand::SeedableRng;
+
+    const REGISTER: &[u8] = include_bytes!(
+        "../../tests/fixtures/daemon/01_register_initial_security_client_boghe_openims.sip"
+    );
+
+    /// An event queued before the stop is still handled, its commands reach the worker's
+    /// queue in order (SA set before the 401), and the SQN state is compacted to one file.
+    #[test]
+    fn stop_handles_queued_events_and_persists_sqns() {
+        let dir =
+            std::env::temp_dir().join(format!("akagate-slowpath-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("sqn-state");
+        let hss = Hss::from_records(&[SubscriberRecord {
+            impi: "alice@open-ims.test".into(),
+            impu: vec!["sip:alice@open-ims.test".into()],
+            // TS 35.208 4.3.1 Test Set 1.
+            k: "465b5ce8b199b49faa5f0a2ee238a6bc".into(),
+            opc: Some("cd63cb71954a9f4e48a5994e37a02baf".into()),
+            op: None,
+            amf: "8000".into(),
+            sqn: "000000000000".into(),
+        }])
+        .unwrap()
+        .with_sqn_state(&state)
+        .unwrap();
+        let table = Arc::new(InboundTable::with_capacity(64).unwrap());
+        let core = Core::new(
+            CoreConfig::default(),
+            hss,
+            table.clone(),
+            Box::new(rand::rngs::StdRng::seed_from_u64(1)),
+        );
+        let (events_tx, events) = bounded(4);
+        let (commands_tx, commands_rx) = bounded(4);
+        let flow = Flow {
+            ue: "192.168.200.100".parse().unwrap(),
+            ue_port: 63373,
+            local: "192.168.200.1".parse().unwrap(),
+            local_port: 5060,
+            proto: Proto::Udp,
+        };
+        events_tx
+            .send(WorkerEvent::Sip(SipIn {
+                flow,
+                via_spi: None,
+                bytes: REGISTER.to_vec(),
+            }))
+            .unwrap();
+        let counters = Arc::new(SlowpathCounters::default());
+        let slowpath = Slowpath {
+            core,
+            events,
+            commands: vec![commands_tx],
+            counters: counters.clone(),
+            stop: Arc::new(AtomicBool::new(true)),
+            sqn_state: Some(state.clone()),
+            stats_interval: None,
+            stats: StatsSource {
+                started: Instant::now(),
+                workers: Vec::new(),
+                slowpath: counters.clone(),
+                table,
+            },
+            deferred: VecDeque::new(),
+        };
+        let exit = slowpath.run();
+        assert!(exit.persist_error.is_none(), "{:?}", exit.persist_error);
+        assert_eq!(exit.sqn_state.as_deref(), Some(state.as_path()));
+        assert_eq!(counters.drained_at_shutdown.load(Ordering::Relaxed), 1);
+
+        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+        assert!(
+            matches!(cmds.first(), Some(WorkerCommand::InstallSaSet(s)) if s.ue == flow.ue),
+            "{cmds:?}"
+        );
+        match cmds.get(1) {
+            Some(WorkerCommand::Send { flow: f, bytes, .. }) => {
+                assert_eq!(*f, flow);
+                assert!(bytes.starts_with(b"SIP/2.0 401 "));
+            }
+            other => panic!("expected the 401, got {other:?}"),
+        }
+        // The journal was folded into the snapshot and emptied.
+        let snapshot = std::fs::read_to_string(&state).unwrap();
+        assert!(snapshot.contains("\"alice@open-ims.test\""), "{snapshot}");
+        let journal = std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
+        assert_eq!(journal, "");
     }
 }

@@ -127,3 +127,106 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         log::debug!("worker {id} stopped with {} UE stack(s)", worker.ue_count());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::daemon::ports::{memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
+    use crate::daemon::setup::worker_config;
+    use akagate_fastpath::ipc::{Flow, Proto};
+    use akagate_sys::{PacketBuf, Port};
+    use crossbeam_channel::bounded;
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+        EthernetRepr, IpProtocol, Ipv4Packet, UdpPacket,
+    };
+    use std::net::Ipv4Addr;
+
+    const UE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
+    const PCSCF: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    fn arp_request() -> Vec<u8> {
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(MEMORY_PEER_MAC),
+            source_protocol_addr: UE,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: PCSCF,
+        };
+        let mut f = vec![0u8; 14 + arp.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        EthernetRepr {
+            src_addr: EthernetAddress(MEMORY_PEER_MAC),
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EthernetProtocol::Arp,
+        }
+        .emit(&mut eth);
+        arp.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        f
+    }
+
+    /// A worker told to stop before it ever ran still executes the commands queued for it
+    /// and transmits their output: that is what lets shutdown deliver the slowpath's last
+    /// answers.
+    #[test]
+    fn a_stopped_worker_executes_queued_commands_before_exiting() {
+        let config = Config::default();
+        let (mut daemon_end, mut ue_end) = memory_pair(&config).unwrap();
+        let link = daemon_end.link().clone();
+        let queue = daemon_end.take_queues().pop().unwrap();
+        let mut ue_q = ue_end.take_queues().pop().unwrap();
+        // The UE's ARP request waits in the ring, so its address is known when the answer
+        // leaves (the worker reads commands, then frames, then polls stacks).
+        let mut b = ue_q.alloc().unwrap();
+        b.fill(&arp_request()).unwrap();
+        assert_eq!(ue_q.tx_burst(&mut vec![b]), 1);
+
+        let (events, _events_rx) = bounded(16);
+        let (commands_tx, commands) = bounded(16);
+        let flow = Flow {
+            ue: UE.into(),
+            ue_port: 5060,
+            local: PCSCF.into(),
+            local_port: 5060,
+            proto: Proto::Udp,
+        };
+        commands_tx
+            .send(WorkerCommand::Send {
+                flow,
+                bytes: b"SIP/2.0 401 Unauthorized\r\n\r\n".to_vec(),
+                connect_if_absent: false,
+            })
+            .unwrap();
+        drop(commands_tx);
+        let thread = WorkerThread {
+            cfg: worker_config(&config, 0, &link, 5060),
+            queue,
+            table: Arc::new(InboundTable::with_capacity(64).unwrap()),
+            events,
+            commands,
+            core: None,
+            idle: IdlePolicy::BusyPoll,
+            stop: Arc::new(AtomicBool::new(true)),
+        };
+        let (ready, ready_rx) = bounded(1);
+        thread.run(ready);
+        let counters = ready_rx.recv().unwrap().unwrap();
+        assert_eq!(counters.get("commands"), Some(1));
+
+        let mut rx: Vec<PacketBuf> = Vec::new();
+        ue_q.rx_burst(&mut rx, 16);
+        let udp: Vec<Vec<u8>> = rx
+            .iter()
+            .filter_map(|b| {
+                let eth = EthernetFrame::new_checked(b.data()).ok()?;
+                assert_eq!(eth.src_addr(), EthernetAddress(MEMORY_DAEMON_MAC));
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                (ip.next_header() == IpProtocol::Udp).then(|| ip.payload().to_vec())
+            })
+            .collect();
+        assert_eq!(udp.len(), 1, "{rx:?}");
+        let u = UdpPacket::new_checked(&udp[0][..]).unwrap();
+        assert_eq!(u.payload(), b"SIP/2.0 401 Unauthorized\r\n\r\n");
+    }
+}
