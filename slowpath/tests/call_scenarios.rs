@@ -58,10 +58,19 @@ fn invite_routed_over_port_pc_to_callee_port_us_and_back() {
         Some(sa.spi_ps),
         &invite(&a, &b.impu(), &sa),
     );
-    assert_eq!(out.len(), 1, "{out:?}");
-    let (flow, fwd) = sent(&out[0]);
+    // RFC 3261 16.2 / 17.2.1: 100 Trying to the caller (no To tag, 8.2.6.2), then the INVITE.
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (f, trying) = sent(&out[0]);
+    assert_eq!(f, a.protected_flow(&sa));
+    assert!(trying.starts_with("SIP/2.0 100 Trying\r\n"), "{trying}");
+    assert_eq!(
+        header(&trying, "To").as_deref(),
+        Some(format!("<{}>", b.impu()).as_str())
+    );
+    assert!(!sent_connect(&out[0]));
+    let (flow, fwd) = sent(&out[1]);
     assert!(
-        sent_connect(&out[0]),
+        sent_connect(&out[1]),
         "the port_pc connection is opened when absent"
     );
     assert_eq!(
@@ -170,7 +179,11 @@ fn unknown_and_unregistered_callees() {
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
-        &invite(&a, "tel:+15550003", &sa).replace("call-1", "call-2"),
+        // A new request has a new branch (RFC 3261 8.1.1.7); with the old one it would be a
+        // retransmission of the first INVITE and get its 404 again (17.2.3).
+        &invite(&a, "tel:+15550003", &sa)
+            .replace("call-1", "call-2")
+            .replace("z9hG4bKinv1", "z9hG4bKinv2"),
     );
     let (f, r) = sent(&out[0]);
     assert_eq!(f, a.protected_flow(&sa));

@@ -1,18 +1,39 @@
 //! The proxy: requests from registered UEs routed to registered callees over the protected
-//! client port (TS 24.229 5.2.6-5.2.7), responses back along Via, in-dialog requests, and the
-//! reg-event subscription (RFC 3680).
+//! client port (TS 24.229 5.2.6-5.2.7) through client transactions, responses back through
+//! the server transactions, hop-by-hop CANCEL, in-dialog requests, and the reg-event
+//! subscription (RFC 3680).
 
-pub(crate) mod message;
 mod reginfo;
+mod reject;
 mod route;
+mod transport;
+
+pub(crate) use reject::raw_error_response;
+pub(crate) use transport::with_received;
 
 use akagate_fastpath::ipc::Flow;
 
-/// A request we forwarded: where its responses go (`None`: our own request, absorbed).
+use crate::sip::transaction::TxId;
+
+/// A client transaction the proxy started.
 #[derive(Clone, Debug)]
-pub(crate) struct Transaction {
-    /// The flow the request arrived on.
-    pub origin: Option<Flow>,
+pub(crate) struct Forwarded {
+    /// The server transaction whose request it forwards (`None`: our own NOTIFY).
+    pub server: Option<TxId>,
+    /// The request as sent (for a CANCEL, RFC 3261 9.1).
+    pub request: Vec<u8>,
+    /// Where it went.
+    pub flow: Flow,
+    /// Our Via branch.
+    pub branch: String,
+    /// True for INVITE.
+    pub invite: bool,
+    /// A provisional response arrived (a CANCEL may be sent, RFC 3261 9.1).
+    pub provisional: bool,
+    /// The caller cancelled before any provisional response: send CANCEL on the first one.
+    pub cancel_pending: bool,
+    /// A CANCEL was sent.
+    pub cancelled: bool,
 }
 
 /// A call between two registered UEs, by IMPI key.

@@ -1,254 +1,474 @@
-//! Request and response routing between registered UEs over their SA sets.
+//! Request and response routing between registered UEs over their SA sets, through the
+//! transaction layer: forwarding (RFC 3261 16.6), response relaying (16.7), CANCEL (16.10),
+//! in-dialog ACK, and the reg-event SUBSCRIBE / NOTIFY.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Flow, SipIn};
+use akagate_fastpath::ipc::{Proto, SaSet, SipIn};
 
-use super::message::{identity_key, uri_of, via_branch, SipMsg, Start};
 use super::reginfo::reginfo_full;
-use super::{Dialog, Transaction};
-use crate::core::{Action, Core};
-use crate::registrar::{SaSetExt, SetKind};
+use super::transport::{choose_transport, host};
+use super::{Dialog, Forwarded};
+use crate::core::{peer_of, Action, Core, Req, TimerKey};
+use crate::registrar::SetKind;
+use crate::sip::transaction::{Incoming, TxEvent, TxId};
+use crate::sip::{response_to, HeaderKind, Message, MessageBuilder, MessageEdit, NameAddr};
 
-/// Our host in Via / Record-Route / Contact (IPv6 in brackets, RFC 3261 25.1).
-fn host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    }
+/// A URI without its parameters and headers, lower-cased, for identity comparison
+/// (`sip:User@Host;user=phone` -> `sip:user@host`).
+fn identity_key(uri: &str) -> String {
+    uri.split([';', '?'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
-/// Removes `sec-agree` from an option-tag header, dropping the header if nothing is left
-/// (TS 24.229 5.2.6.3: sec-agree is hop-by-hop between UE and P-CSCF).
-fn strip_tag(msg: &mut SipMsg, name: &str, tag: &str) {
-    let rest: Vec<String> = msg
-        .list(name)
-        .into_iter()
-        .filter(|t| !t.eq_ignore_ascii_case(tag))
-        .collect();
-    let had = msg.header(name).is_some();
-    msg.remove(name);
-    if had && !rest.is_empty() {
-        msg.push(name, rest.join(", "));
-    }
+/// The URI of a name-addr header value.
+fn uri_of(value: &str) -> Option<&str> {
+    NameAddr::parse(value).ok().map(|a| a.uri.raw)
+}
+
+/// Where a request goes: the target registration's client flow.
+struct Target {
+    /// Target IMPI key.
+    key: String,
+    /// Its active SA set.
+    set: SaSet,
+    /// The transport it registered over.
+    proto: Proto,
+    /// Its registered contact (the Request-URI of an initial request).
+    contact: String,
+    /// Not part of a known dialog.
+    initial: bool,
 }
 
 impl Core {
-    fn reply_to(
-        &mut self,
-        out: &mut Vec<Action>,
-        flow: Flow,
-        msg: &SipMsg,
-        code: u16,
-        reason: &str,
-    ) {
-        if msg.method() == Some("ACK") {
-            return;
-        }
-        let tag = self.token(8);
-        Core::send(out, flow, &msg.response(code, reason, &tag), false);
+    /// The registration and SPI of a message that came through an active (or still living
+    /// old) set (TS 24.229 5.2.6.1; TS 33.203 6.3: nothing but REGISTER passes unprotected).
+    fn sender_of(&self, via_spi: Option<u32>) -> Option<(String, u32)> {
+        let spi = via_spi?;
+        let key = self.by_spi.get(&spi)?.clone();
+        let kind = self.regs.get(&key)?.kind_of(spi)?;
+        (kind != SetKind::Pending).then_some((key, spi))
     }
 
-    /// A non-REGISTER request from a UE.
-    pub(crate) fn on_request(
-        &mut self,
-        mut msg: SipMsg,
-        sip: &SipIn,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        // Only requests through an active (or still living old) SA of a registration pass
-        // (TS 24.229 5.2.6.1; TS 33.203 6.3: unprotected requests other than REGISTER are refused).
-        let from = sip.via_spi.and_then(|spi| {
-            let key = self.by_spi.get(&spi)?.clone();
-            let kind = self.regs.get(&key)?.kind_of(spi)?;
-            (kind != SetKind::Pending).then_some((key, spi))
-        });
-        let Some((key, spi)) = from else {
-            return self.reply_to(out, sip.flow, &msg, 403, "Forbidden");
-        };
-        self.note_traffic(&key, spi, out);
-
-        let max_forwards = match msg.header("Max-Forwards").map(|v| v.trim().parse::<u8>()) {
-            None => 70,
-            Some(Ok(0)) => return self.reply_to(out, sip.flow, &msg, 483, "Too Many Hops"),
-            Some(Ok(n)) => n - 1,
-            Some(Err(_)) => return self.reply_to(out, sip.flow, &msg, 400, "Bad Max-Forwards"),
-        };
-        let (Some(call_id), Some(method)) = (
-            msg.header("Call-ID").map(str::to_string),
-            msg.method().map(str::to_string),
-        ) else {
-            return self.reply_to(out, sip.flow, &msg, 400, "Bad Request");
-        };
-        if method == "SUBSCRIBE"
-            && msg.header("Event").is_some_and(|e| {
-                e.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("reg"))
-            })
-        {
-            return self.reg_subscribe(&msg, sip, &key, now, out);
-        }
-
-        // Target: the other party of a dialog, else the registered owner of the Request-URI.
-        let dialog = self.dialogs.get(&call_id).cloned();
-        let initial = dialog.is_none();
-        let target = match &dialog {
+    /// The target of a request from `key`: the other party of its dialog, else the
+    /// registered owner of the Request-URI (404 / 480 otherwise).
+    fn target_of(&self, msg: &Message<'_>, key: &str) -> Result<Target, (u16, &'static str)> {
+        let call_id = msg.call_id().map_err(|_| (400, "Bad Request"))?;
+        let dialog = self.dialogs.get(call_id);
+        let target = match dialog {
             Some(d) if d.caller == key => d.callee.clone(),
             Some(d) => d.caller.clone(),
             None => {
-                let Start::Request { uri, .. } = &msg.start else {
-                    return;
-                };
-                let Some(sub) = self.hss.by_impu(&identity_key(uri)) else {
-                    return self.reply_to(out, sip.flow, &msg, 404, "Not Found");
-                };
+                let uri = msg.request_uri().ok_or((400, "Bad Request"))?;
+                let sub = self
+                    .hss
+                    .by_impu(&identity_key(uri))
+                    .ok_or((404, "Not Found"))?;
                 sub.impi().to_ascii_lowercase()
             }
         };
-        let Some((set, contact)) = self
+        let active = self
             .regs
             .get(&target)
             .and_then(|r| r.active.as_ref())
-            .map(|a| (a.set.clone(), a.contact.clone()))
-        else {
-            return self.reply_to(out, sip.flow, &msg, 480, "Temporarily Unavailable");
-        };
-        let flow = set.client_flow();
-        let ours = host(flow.local);
-        let port_ps = set.port_ps;
+            .ok_or((480, "Temporarily Unavailable"))?;
+        Ok(Target {
+            key: target,
+            set: active.set.clone(),
+            proto: active.proto,
+            contact: active.contact.clone(),
+            initial: dialog.is_none(),
+        })
+    }
 
-        for h in ["Security-Verify", "Security-Client"] {
-            msg.remove(h);
+    /// The copy of `msg` that leaves towards `target` (without our Via): sec-agree headers
+    /// removed, our Route entries consumed, Max-Forwards set, and for an initial request the
+    /// Request-URI, P-Asserted-Identity and (INVITE / SUBSCRIBE) Record-Route.
+    fn prepare<'a>(
+        &mut self,
+        msg: &Message<'a>,
+        key: &str,
+        target: &Target,
+        max_forwards: u8,
+    ) -> MessageEdit<'a> {
+        let mut e = MessageEdit::new(msg);
+        let ours = host(target.set.local);
+        // TS 24.229 5.2.6.3: sec-agree is hop-by-hop between UE and P-CSCF.
+        e.remove("Security-Verify");
+        e.remove("Security-Client");
+        for kind in [HeaderKind::Require, HeaderKind::ProxyRequire] {
+            let rest: Vec<String> = msg
+                .option_tags(kind)
+                .filter_map(Result::ok)
+                .filter(|t| !t.eq_ignore_ascii_case("sec-agree"))
+                .map(str::to_string)
+                .collect();
+            if let Some(name) = kind.name() {
+                e.set_list(name, &rest);
+            }
         }
-        for h in ["Require", "Proxy-Require"] {
-            strip_tag(&mut msg, h, "sec-agree");
-        }
-        // Our own Route entries (Service-Route / Record-Route) are consumed here.
+        // Our own Route entries (Service-Route / Record-Route) are consumed here (16.4).
         let me = [
             self.cfg.pcscf_host.to_ascii_lowercase(),
             ours.to_ascii_lowercase(),
         ];
         let routes: Vec<String> = msg
-            .list("Route")
-            .into_iter()
+            .list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
             .filter(|r| {
-                let u = uri_of(r).to_ascii_lowercase();
+                let u = uri_of(r).unwrap_or(r).to_ascii_lowercase();
                 !me.iter().any(|m| u.contains(m.as_str()))
             })
+            .map(str::to_string)
             .collect();
-        msg.remove("Route");
-        if !routes.is_empty() {
-            msg.push("Route", routes.join(", "));
-        }
-        msg.remove("Max-Forwards");
-        msg.push("Max-Forwards", max_forwards.to_string());
-
-        if initial {
-            if let Start::Request { uri, .. } = &mut msg.start {
-                *uri = contact;
-            }
+        e.set_list("Route", &routes);
+        // RFC 3261 16.6 step 3.
+        e.replace("Max-Forwards", max_forwards.to_string());
+        if target.initial {
+            e.set_request_uri(&target.contact);
             // TS 24.229 5.2.6.3.3: assert the identity from the registration.
             let impus = self
                 .regs
-                .get(&key)
+                .get(key)
                 .map(|r| r.impus.clone())
                 .unwrap_or_default();
             let preferred = msg
-                .header("P-Preferred-Identity")
-                .map(|p| identity_key(uri_of(p)));
+                .header(HeaderKind::PPreferredIdentity)
+                .and_then(uri_of)
+                .map(identity_key);
             let asserted = preferred
                 .and_then(|p| impus.iter().find(|u| identity_key(u) == p).cloned())
                 .or_else(|| impus.first().cloned());
-            msg.remove("P-Preferred-Identity");
-            msg.remove("P-Asserted-Identity");
+            e.remove("P-Preferred-Identity");
+            e.remove("P-Asserted-Identity");
             if let Some(a) = asserted {
-                msg.push("P-Asserted-Identity", format!("<{a}>"));
+                e.push("P-Asserted-Identity", format!("<{a}>"));
             }
-            if matches!(method.as_str(), "INVITE" | "SUBSCRIBE") {
-                msg.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr>"));
-                self.dialogs.insert(
-                    call_id.clone(),
-                    Dialog {
-                        caller: key.clone(),
-                        callee: target.clone(),
-                    },
-                );
+            if matches!(msg.method(), Some("INVITE" | "SUBSCRIBE")) {
+                let port_ps = target.set.port_ps;
+                e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr>"));
             }
         }
-        // TS 24.229: sent-by names our protected server port, so a UE opening a new
-        // connection for the response opens it to port_ps.
-        let branch = format!("z9hG4bK{}", self.token(8));
-        msg.push_front(
-            "Via",
-            format!("SIP/2.0/TCP {ours}:{port_ps};branch={branch}"),
-        );
-        if method != "ACK" {
-            self.transactions.insert(
-                branch,
-                Transaction {
-                    origin: Some(sip.flow),
+        e
+    }
+
+    /// Puts our Via on top and serialises for the target's transport.
+    fn with_our_via(
+        edit: &MessageEdit<'_>,
+        target: &Target,
+        branch: &str,
+    ) -> (Vec<u8>, akagate_fastpath::ipc::Flow) {
+        let ours = host(target.set.local);
+        let port_ps = target.set.port_ps;
+        // TS 24.229: sent-by names our protected server port, so a UE sends the response
+        // from its port_uc to port_ps (TS 33.203 7.1) when it does not reuse the connection.
+        choose_transport(&target.set, target.proto, |t| {
+            let mut e = edit.clone();
+            e.push_front(
+                "Via",
+                format!("SIP/2.0/{t} {ours}:{port_ps};branch={branch}"),
+            );
+            e.to_bytes()
+        })
+    }
+
+    /// A non-REGISTER request from a UE in its new server transaction.
+    pub(crate) fn on_request(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
+        let Some((key, spi)) = self.sender_of(req.via_spi) else {
+            return self.respond(req, 403, "Forbidden", &[], now, out);
+        };
+        self.note_traffic(&key, spi, out);
+        let msg = req.msg;
+        let method = msg.method().unwrap_or_default();
+        if method == "CANCEL" {
+            return self.on_cancel(req, now, out);
+        }
+        let max_forwards = match msg.max_forwards() {
+            Ok(None) => 70,
+            // RFC 3261 16.3 step 3.
+            Ok(Some(0)) => return self.respond(req, 483, "Too Many Hops", &[], now, out),
+            Ok(Some(n)) => n - 1,
+            Err(_) => return self.respond(req, 400, "Bad Max-Forwards", &[], now, out),
+        };
+        let is_reg_event = msg.header(HeaderKind::Event).is_some_and(|e| {
+            e.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("reg"))
+        });
+        if method == "SUBSCRIBE" && is_reg_event {
+            return self.reg_subscribe(req, &key, now, out);
+        }
+        let target = match self.target_of(msg, &key) {
+            Ok(t) => t,
+            Err((code, reason)) => return self.respond(req, code, reason, &[], now, out),
+        };
+        let call_id = msg.call_id().unwrap_or_default().to_string();
+        let edit = self.prepare(msg, &key, &target, max_forwards);
+        let invite = method == "INVITE";
+        if target.initial && matches!(method, "INVITE" | "SUBSCRIBE") {
+            self.dialogs.insert(
+                call_id.clone(),
+                Dialog {
+                    caller: key.clone(),
+                    callee: target.key.clone(),
                 },
             );
         }
-        if method == "BYE" || method == "CANCEL" {
+        if method == "BYE" {
             self.dialogs.remove(&call_id);
         }
-        Core::send(out, flow, &msg, true);
+        if invite {
+            // RFC 3261 16.2 / 17.2.1: the INVITE is being forwarded; stop the caller's
+            // retransmissions at once instead of after the transaction's 200 ms.
+            self.respond(req, 100, "Trying", &[], now, out);
+        }
+        let branch = self.branch();
+        let (bytes, flow) = Self::with_our_via(&edit, &target, &branch);
+        if let Some(info) = self.txs.get_mut(&req.tx) {
+            info.request = Some(msg.raw().to_vec());
+        }
+        let Some(client) = self.send_request(bytes.clone(), flow, now, out) else {
+            return self.respond(req, 500, "Server Internal Error", &[], now, out);
+        };
+        self.forwarded.insert(
+            client,
+            Forwarded {
+                server: Some(req.tx),
+                request: bytes,
+                flow,
+                branch,
+                invite,
+                provisional: false,
+                cancel_pending: false,
+                cancelled: false,
+            },
+        );
+        self.forwarded_by_server.insert(req.tx, client);
     }
 
-    /// A response from a UE: pop our Via and return it to where the request came from.
-    pub(crate) fn on_response(
+    /// CANCEL is hop-by-hop (RFC 3261 16.10): 200 to it, and a CANCEL of our own on the
+    /// forwarded INVITE's branch; the callee's 487 then ends the INVITE.
+    fn on_cancel(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
+        let Some(invite) = self.txl.invite_for_cancel(req.msg) else {
+            // RFC 3261 9.2: no transaction to cancel.
+            return self.respond(req, 481, "Call/Transaction Does Not Exist", &[], now, out);
+        };
+        self.respond(req, 200, "OK", &[], now, out);
+        if let Some(&client) = self.forwarded_by_server.get(&invite) {
+            self.cancel_client(client, now, out);
+        }
+    }
+
+    /// Sends CANCEL for client INVITE transaction `client` once it has a provisional
+    /// response (RFC 3261 9.1: not before).
+    fn cancel_client(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+        let Some(link) = self.forwarded.get_mut(&client) else {
+            return;
+        };
+        if link.cancelled || !link.invite {
+            return;
+        }
+        if !link.provisional {
+            link.cancel_pending = true;
+            return;
+        }
+        link.cancelled = true;
+        let flow = link.flow;
+        let Ok(invite) = Message::parse(&link.request) else {
+            return;
+        };
+        let built = (|| {
+            // RFC 3261 9.1: Request-URI, Call-ID, To, From, CSeq number and Route of the
+            // INVITE; a single Via equal to the INVITE's top Via.
+            let top_via = invite.list_values(HeaderKind::Via).next()?.ok()?;
+            let cseq = invite.cseq().ok()?;
+            let mut b = MessageBuilder::request("CANCEL", invite.request_uri()?)
+                .header("Via", top_via)
+                .header("Max-Forwards", "70")
+                .header("From", invite.header(HeaderKind::From)?)
+                .header("To", invite.header(HeaderKind::To)?)
+                .header("Call-ID", invite.header(HeaderKind::CallId)?)
+                .header("CSeq", &format!("{} CANCEL", cseq.seq));
+            for r in invite.header_values(HeaderKind::Route) {
+                b.push_header("Route", r);
+            }
+            Some(b.build())
+        })();
+        if let Some(cancel) = built {
+            self.send_request(cancel, flow, now, out);
+        }
+    }
+
+    /// An ACK that matched no INVITE server transaction: the ACK for a 2xx, routed along
+    /// the dialog without a transaction (RFC 3261 16.11, 17.1.1.3).
+    pub(crate) fn on_stray_request(
         &mut self,
-        mut msg: SipMsg,
+        msg: &Message<'_>,
         sip: &SipIn,
         _now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if msg.method() != Some("ACK") {
+            return;
+        }
+        let Some((key, spi)) = self.sender_of(sip.via_spi) else {
+            return;
+        };
+        self.note_traffic(&key, spi, out);
+        let max_forwards = match msg.max_forwards() {
+            Ok(None) => 70,
+            Ok(Some(n)) if n > 0 => n - 1,
+            _ => return,
+        };
+        let Ok(target) = self.target_of(msg, &key) else {
+            return;
+        };
+        let edit = self.prepare(msg, &key, &target, max_forwards);
+        let branch = self.branch();
+        let (bytes, flow) = Self::with_our_via(&edit, &target, &branch);
+        Core::send_direct(out, flow, bytes, true);
+    }
+
+    /// A response from a UE: into its client transaction (whose events relay it), or, for
+    /// a retransmitted 2xx to an INVITE, straight back to the caller.
+    pub(crate) fn on_response(
+        &mut self,
+        msg: &Message<'_>,
+        sip: &SipIn,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(key) = sip.via_spi.and_then(|s| self.by_spi.get(&s).cloned()) else {
+            self.stats.unprotected_responses += 1;
             log::debug!("dropping unprotected response from {}", sip.flow.ue);
             return;
         };
         if let Some(spi) = sip.via_spi {
             self.note_traffic(&key, spi, out);
         }
-        let Some(top) = msg.pop_first("Via") else {
-            return;
-        };
-        let Some(branch) = via_branch(&top).map(str::to_string) else {
-            return;
-        };
-        let code = match msg.start {
-            Start::Response { code, .. } => code,
-            Start::Request { .. } => return,
-        };
-        let Some(t) = self.transactions.get(&branch).cloned() else {
-            return;
-        };
-        if code >= 200 {
-            self.transactions.remove(&branch);
-            if code >= 300 && msg.method() == Some("INVITE") {
-                if let Some(cid) = msg.header("Call-ID") {
-                    self.dialogs.remove(cid);
+        match self.txl.handle_message(msg, peer_of(sip.flow), now) {
+            Ok(Incoming::Response(_)) => self.flush(out),
+            Ok(_) => self.on_stray_response(msg, out),
+            Err(_) => self.stats.malformed_responses += 1,
+        }
+    }
+
+    /// RFC 3261 16.7 / 17.1.1.2: 2xx retransmissions to an INVITE whose client transaction
+    /// ended are relayed statelessly; anything else unmatched is dropped.
+    fn on_stray_response(&mut self, msg: &Message<'_>, out: &mut Vec<Action>) {
+        let branch = msg.top_via().ok().and_then(|v| v.branch());
+        let is_invite_2xx = msg.cseq().is_ok_and(|c| c.method == "INVITE")
+            && msg.status_code().is_some_and(|c| (200..300).contains(&c));
+        match branch.and_then(|b| self.accepted.get(b)) {
+            Some(&origin) if is_invite_2xx => {
+                let mut e = MessageEdit::new(msg);
+                e.pop_first_element("Via");
+                Core::send_direct(out, origin, e.to_bytes(), false);
+            }
+            _ => self.stats.stray_responses += 1,
+        }
+    }
+
+    /// A transaction event: relay responses, answer timeouts with 408, forget the ended.
+    pub(crate) fn on_tx_event(
+        &mut self,
+        id: TxId,
+        ev: TxEvent,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        match ev {
+            TxEvent::Response(bytes) => self.relay_response(id, &bytes, now, out),
+            TxEvent::Timeout => {
+                if self.forwarded.contains_key(&id) {
+                    self.stats.transaction_timeouts += 1;
+                    self.relay_timeout(id, now, out);
                 }
             }
+            TxEvent::Terminated => {
+                self.txs.remove(&id);
+                if let Some(f) = self.forwarded.remove(&id) {
+                    if let Some(s) = f.server {
+                        if self.forwarded_by_server.get(&s) == Some(&id) {
+                            self.forwarded_by_server.remove(&s);
+                        }
+                    }
+                }
+                self.forwarded_by_server.remove(&id);
+            }
         }
-        if let Some(flow) = t.origin {
-            Core::send(out, flow, &msg, false);
+    }
+
+    /// A response of client transaction `client` goes back through its server transaction
+    /// without our Via (RFC 3261 16.7); 100 Trying stays here (16.7 step 5).
+    fn relay_response(&mut self, client: TxId, bytes: &[u8], now: Instant, out: &mut Vec<Action>) {
+        let Ok(msg) = Message::parse(bytes) else {
+            return;
+        };
+        let Some(code) = msg.status_code() else {
+            return;
+        };
+        let Some(link) = self.forwarded.get_mut(&client) else {
+            return;
+        };
+        let (server, invite, branch) = (link.server, link.invite, link.branch.clone());
+        if invite && code < 200 {
+            link.provisional = true;
+            if link.cancel_pending {
+                self.cancel_client(client, now, out);
+            }
+        }
+        if invite && code >= 300 {
+            if let Ok(cid) = msg.call_id() {
+                self.dialogs.remove(cid);
+            }
+        }
+        let Some(server) = server else {
+            return;
+        };
+        if code == 100 {
+            return;
+        }
+        let mut e = MessageEdit::new(&msg);
+        e.pop_first_element("Via");
+        if invite && (200..300).contains(&code) {
+            if let Some(origin) = self.txs.get(&server).map(|i| i.flow) {
+                self.accepted.insert(branch.clone(), origin);
+                let until = now + self.cfg.timers.t1x64();
+                self.arm(TimerKey::Accepted(branch), None, Some(until));
+            }
+        }
+        self.send_response(server, e.to_bytes(), now, out);
+    }
+
+    /// Timer B / F of a forwarded request: the caller gets 408 (RFC 3261 16.8).
+    fn relay_timeout(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+        let Some(server) = self.forwarded.get(&client).and_then(|f| f.server) else {
+            return;
+        };
+        let Some(request) = self.txs.get(&server).and_then(|i| i.request.clone()) else {
+            return;
+        };
+        let Ok(msg) = Message::parse(&request) else {
+            return;
+        };
+        if msg.method() == Some("INVITE") {
+            if let Ok(cid) = msg.call_id() {
+                self.dialogs.remove(cid);
+            }
+        }
+        let tag = self.token(8);
+        if let Ok(b) = response_to(&msg, 408, "Request Timeout", Some(&tag)) {
+            self.send_response(server, b.build(), now, out);
         }
     }
 
     /// SUBSCRIBE to the UE's own reg event: 200 OK, then a full-state NOTIFY over port_pc.
-    fn reg_subscribe(
-        &mut self,
-        msg: &SipMsg,
-        sip: &SipIn,
-        key: &str,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
+    fn reg_subscribe(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+        let msg = req.msg;
         let Some(reg) = self.regs.get(key) else {
             return;
         };
@@ -256,54 +476,74 @@ impl Core {
             return;
         };
         let impus = reg.impus.clone();
-        let (set, reg_contact, left) = (
+        let (set, proto, reg_contact, left) = (
             active.set.clone(),
+            active.proto,
             active.contact.clone(),
             active.expires_at.saturating_duration_since(now).as_secs(),
         );
-        let Start::Request { uri, .. } = &msg.start else {
-            return;
-        };
+        let uri = msg.request_uri().unwrap_or_default();
         if !impus.iter().any(|u| identity_key(u) == identity_key(uri)) {
-            return self.reply_to(out, sip.flow, msg, 403, "Forbidden");
+            return self.respond(req, 403, "Forbidden", &[], now, out);
         }
         let expires = msg
-            .header("Expires")
-            .and_then(|e| e.trim().parse::<u64>().ok())
-            .unwrap_or(600_000)
+            .expires()
+            .ok()
+            .flatten()
+            .map_or(600_000, u64::from)
             .min(left);
         let ours = host(set.local);
         let tag = self.token(8);
-        let mut ok = msg.response(200, "OK", &tag);
-        ok.push("Expires", expires.to_string());
-        ok.push("Contact", format!("<sip:{ours}:{}>", set.port_ps));
-        Core::send(out, sip.flow, &ok, false);
+        let Ok(ok) = response_to(msg, 200, "OK", Some(&tag)) else {
+            return;
+        };
+        let ok = ok
+            .header("Expires", &expires.to_string())
+            .header("Contact", &format!("<sip:{ours}:{}>", set.port_ps));
+        self.send_response(req.tx, ok.build(), now, out);
 
         let sub_contact = msg
-            .header("Contact")
-            .map(|c| uri_of(c).to_string())
+            .contacts()
+            .next()
+            .and_then(Result::ok)
+            .and_then(|c| c.addr().map(|a| a.uri.raw.to_string()))
             .unwrap_or(reg_contact.clone());
-        let branch = format!("z9hG4bK{}", self.token(8));
-        let mut n = SipMsg::request("NOTIFY", &sub_contact);
-        n.push(
-            "Via",
-            format!("SIP/2.0/TCP {ours}:{};branch={branch}", set.port_ps),
-        );
-        n.push("Max-Forwards", "70");
-        n.push("From", format!("<{uri}>;tag={tag}"));
-        n.push("To", msg.header("From").unwrap_or_default().to_string());
-        n.push(
-            "Call-ID",
-            msg.header("Call-ID").unwrap_or_default().to_string(),
-        );
-        n.push("CSeq", "1 NOTIFY");
-        n.push("Contact", format!("<sip:{ours}:{}>", set.port_ps));
-        n.push("Event", "reg");
-        n.push("Subscription-State", format!("active;expires={expires}"));
-        n.push("Content-Type", "application/reginfo+xml");
-        n.body = reginfo_full(0, &impus, &reg_contact, left).into_bytes();
-        self.transactions
-            .insert(branch, Transaction { origin: None });
-        Core::send(out, set.client_flow(), &n, true);
+        let from = msg.header(HeaderKind::From).unwrap_or_default();
+        let call_id = msg.call_id().unwrap_or_default();
+        let body = reginfo_full(0, &impus, &reg_contact, left);
+        let branch = self.branch();
+        let port_ps = set.port_ps;
+        let (bytes, flow) = choose_transport(&set, proto, |t| {
+            MessageBuilder::request("NOTIFY", &sub_contact)
+                .header(
+                    "Via",
+                    &format!("SIP/2.0/{t} {ours}:{port_ps};branch={branch}"),
+                )
+                .header("Max-Forwards", "70")
+                .header("From", &format!("<{uri}>;tag={tag}"))
+                .header("To", from)
+                .header("Call-ID", call_id)
+                .header("CSeq", "1 NOTIFY")
+                .header("Contact", &format!("<sip:{ours}:{port_ps}>"))
+                .header("Event", "reg")
+                .header("Subscription-State", &format!("active;expires={expires}"))
+                .body("application/reginfo+xml", body.as_bytes())
+                .build()
+        });
+        if let Some(client) = self.send_request(bytes.clone(), flow, now, out) {
+            self.forwarded.insert(
+                client,
+                Forwarded {
+                    server: None,
+                    request: bytes,
+                    flow,
+                    branch,
+                    invite: false,
+                    provisional: false,
+                    cancel_pending: false,
+                    cancelled: false,
+                },
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ pub(crate) use sa::SaSetExt;
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::SaSet;
+use akagate_fastpath::ipc::{Proto, SaSet};
 
 use crate::aka::Res;
 use crate::secagree::SecMechanism;
@@ -37,6 +37,9 @@ pub(crate) struct Active {
     pub security_server: SecMechanism,
     /// The registered Contact URI.
     pub contact: String,
+    /// The transport the UE registered over: P-CSCF-originated requests use it too
+    /// (UDP unless the message exceeds 1300 bytes, RFC 3261 18.1.1).
+    pub proto: Proto,
     /// When the binding (and set) expire.
     pub expires_at: Instant,
     /// Whether the UE has sent anything over this set after its 200 OK.
@@ -56,6 +59,8 @@ pub(crate) struct Registration {
     pub active: Option<Active>,
     /// Previous binding's SA set and its expiry.
     pub old: Option<(SaSet, Instant)>,
+    /// The deadline this registration has in the core's timer set.
+    pub armed: Option<Instant>,
 }
 
 impl Registration {

@@ -1,36 +1,41 @@
 //! REGISTER handling: initial challenge (401 + Security-Server + SA install), protected
-//! REGISTER (Security-Verify, AKAv1-MD5), AUTS resync, re-registration, de-registration, expiry.
+//! REGISTER (Security-Verify, AKAv1-MD5), AUTS resync, re-registration (authenticated with a
+//! new SA set, or a plain refresh over the existing one), de-registration, expiry.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{SaSet, SipIn, WorkerCommand};
+use akagate_fastpath::ipc::{SaSet, WorkerCommand};
 
 use super::{Active, Pending, Registration, SaSetExt, SetKind};
 use crate::aka::{
     decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5,
 };
-use crate::core::{Action, Core};
-use crate::proxy::message::{uri_of, SipMsg};
+use crate::core::{Action, Core, Req, TimerKey};
 use crate::secagree::{
     choose, parse_security_header, render_security_header, SecMechanism, IPSEC_3GPP,
 };
+use crate::sip::{HeaderKind, Message, Scheme};
 
 /// The sec-agree option tag (RFC 3329 2.2).
 const SEC_AGREE: &str = "sec-agree";
 
 /// The IMPI of a REGISTER: Authorization `username`, else derived from the To URI
 /// (TS 24.229 5.1.1.2: a UE without ISIM derives it the same way).
-fn impi_of(msg: &SipMsg, creds: Option<&DigestCredentials>) -> Option<String> {
+fn impi_of(msg: &Message<'_>, creds: Option<&DigestCredentials>) -> Option<String> {
     if let Some(c) = creds {
         if !c.username.is_empty() {
             return Some(c.username.clone());
         }
     }
-    let to = uri_of(msg.header("To")?);
-    let user_host = to
-        .strip_prefix("sip:")
-        .or_else(|| to.strip_prefix("sips:"))?;
-    Some(user_host.split([';', '?']).next()?.to_string())
+    let to = msg.to_header().ok()?;
+    if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return None;
+    }
+    let host = to.uri.host?;
+    Some(match to.uri.user {
+        Some(u) => format!("{u}@{host}"),
+        None => host.to_string(),
+    })
 }
 
 /// The realm: the domain part of the IMPI (TS 33.203 6.1.1, TS 23.003 13.3).
@@ -39,32 +44,37 @@ fn realm_of(impi: &str) -> &str {
 }
 
 /// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
-fn requested_expires(msg: &SipMsg) -> Option<u32> {
-    let contact = msg.header("Contact")?;
-    let from_param = contact
-        .rsplit_once('>')
-        .map_or(contact, |(_, p)| p)
-        .split(';')
-        .find_map(|p| {
-            let (n, v) = p.split_once('=')?;
-            n.trim()
-                .eq_ignore_ascii_case("expires")
-                .then(|| v.trim().parse().ok())?
-        });
-    from_param.or_else(|| msg.header("Expires").and_then(|e| e.trim().parse().ok()))
+fn requested_expires(msg: &Message<'_>) -> Option<u32> {
+    let from_contact = msg
+        .contacts()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|c| c.expires());
+    from_contact.or_else(|| msg.expires().ok().flatten())
+}
+
+/// The first Contact URI of a REGISTER (`None` for none or `*`).
+fn contact_uri(msg: &Message<'_>) -> Option<String> {
+    let c = msg.contacts().next()?.ok()?;
+    Some(c.addr()?.uri.raw.to_string())
+}
+
+/// All mechanisms of every line of a Security-* header (RFC 3329 2.2).
+fn mechanisms(msg: &Message<'_>, kind: HeaderKind) -> Result<Vec<SecMechanism>, ()> {
+    let mut v = Vec::new();
+    for line in msg.header_values(kind) {
+        v.extend(parse_security_header(line).map_err(|_| ())?);
+    }
+    Ok(v)
 }
 
 /// Whether Security-Verify echoes `sent` (RFC 3329 2.3.1, TS 33.203 7.2): exactly one
 /// mechanism, equal parameter for parameter.
-fn verify_matches(msg: &SipMsg, sent: &SecMechanism) -> bool {
-    let mut got = Vec::new();
-    for v in msg.list("Security-Verify") {
-        match parse_security_header(&v) {
-            Ok(m) => got.extend(m),
-            Err(_) => return false,
-        }
+fn verify_matches(msg: &Message<'_>, sent: &SecMechanism) -> bool {
+    match mechanisms(msg, HeaderKind::SecurityVerify) {
+        Ok(got) => got.len() == 1 && got.iter().all(|m| m.equivalent(sent)),
+        Err(()) => false,
     }
-    got.len() == 1 && got.iter().all(|m| m.equivalent(sent))
 }
 
 impl Core {
@@ -87,9 +97,20 @@ impl Core {
         render_security_header(&v)
     }
 
-    fn reply(&mut self, out: &mut Vec<Action>, sip: &SipIn, msg: &SipMsg, code: u16, reason: &str) {
-        let tag = self.token(8);
-        Core::send(out, sip.flow, &msg.response(code, reason, &tag), false);
+    /// 421 / 494 with `Require: sec-agree` and our Security-Server (RFC 3329 2.3.1).
+    fn require_sec_agree(
+        &mut self,
+        req: &Req<'_, '_>,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let extra = [
+            ("Require", SEC_AGREE.to_string()),
+            ("Security-Server", self.supported_mechanisms()),
+        ];
+        self.respond(req, code, reason, &extra, now, out);
     }
 
     /// Frees a set's inbound SPIs and forgets them.
@@ -108,80 +129,112 @@ impl Core {
         self.release_set(set);
     }
 
-    pub(crate) fn on_register(
-        &mut self,
-        msg: &SipMsg,
-        sip: &SipIn,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        let creds = match msg.header("Authorization").map(DigestCredentials::parse) {
+    /// Puts registration `key`'s next deadline into the timer set (or takes it out).
+    pub(crate) fn rearm(&mut self, key: &str) {
+        let Some(reg) = self.regs.get_mut(key) else {
+            return;
+        };
+        let (previous, next) = (reg.armed, reg.next_deadline());
+        reg.armed = next;
+        self.arm(TimerKey::Registration(key.to_string()), previous, next);
+    }
+
+    /// Forgets registration `key` and its timer.
+    fn forget(&mut self, key: &str) -> Option<Registration> {
+        let reg = self.regs.remove(key)?;
+        self.arm(TimerKey::Registration(key.to_string()), reg.armed, None);
+        Some(reg)
+    }
+
+    /// A REGISTER in its server transaction.
+    pub(crate) fn on_register(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
+        let msg = req.msg;
+        let creds = match msg
+            .header(HeaderKind::Authorization)
+            .map(DigestCredentials::parse)
+        {
             None => None,
             Some(Ok(c)) => Some(c),
-            Some(Err(_)) => return self.reply(out, sip, msg, 400, "Bad Authorization"),
+            Some(Err(_)) => return self.respond(req, 400, "Bad Authorization", &[], now, out),
         };
         let Some(impi) = impi_of(msg, creds.as_ref()) else {
-            return self.reply(out, sip, msg, 400, "Missing To");
+            return self.respond(req, 400, "Missing To", &[], now, out);
         };
         let Some(sub) = self.hss.subscriber(&impi) else {
-            return self.reply(out, sip, msg, 403, "Forbidden");
+            return self.respond(req, 403, "Forbidden", &[], now, out);
         };
         let (impi, impus) = (sub.impi().to_string(), sub.impu().to_vec());
         let key = impi.to_ascii_lowercase();
+        self.register_for(req, &key, impi, impus, creds.as_ref(), now, out);
+        self.rearm(&key);
+    }
 
+    #[allow(clippy::too_many_arguments)]
+    fn register_for(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        impi: String,
+        impus: Vec<String>,
+        creds: Option<&DigestCredentials>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let msg = req.msg;
         // Which SA set did it come through? Decided by the SA, never by the port.
-        let kind = match sip.via_spi {
+        let kind = match req.via_spi {
             None => None,
             Some(spi) => match self.by_spi.get(&spi) {
-                Some(k) if *k == key => self.regs.get(&key).and_then(|r| r.kind_of(spi)),
+                Some(k) if k == key => self.regs.get(key).and_then(|r| r.kind_of(spi)),
                 // Through another UE's SA, or an SA we no longer know: refuse.
-                _ => return self.reply(out, sip, msg, 403, "Forbidden"),
+                _ => return self.respond(req, 403, "Forbidden", &[], now, out),
             },
         };
+        let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
 
-        if kind.is_none() && msg.header("Security-Client").is_none() {
+        if kind.is_none() && !has_security_client {
             // RFC 3329 2.3.1, TS 24.229 5.2.2.1: no sec-agree at all -> 421; sec-agree but
             // no Security-Client -> 494; both carry Require: sec-agree and Security-Server.
-            let tagged = ["Require", "Proxy-Require", "Supported"]
-                .iter()
-                .any(|h| msg.has_tag(h, SEC_AGREE));
-            let (code, reason) = if tagged {
-                (494, "Security Agreement Required")
+            let tagged = [
+                HeaderKind::Require,
+                HeaderKind::ProxyRequire,
+                HeaderKind::Supported,
+            ]
+            .into_iter()
+            .any(|h| msg.has_option_tag(h, SEC_AGREE));
+            return if tagged {
+                self.require_sec_agree(req, 494, "Security Agreement Required", now, out)
             } else {
-                (421, "Extension Required")
+                self.require_sec_agree(req, 421, "Extension Required", now, out)
             };
-            let tag = self.token(8);
-            let mut r = msg.response(code, reason, &tag);
-            r.push("Require", SEC_AGREE);
-            r.push("Security-Server", self.supported_mechanisms());
-            return Core::send(out, sip.flow, &r, false);
         }
 
         let reg = self
             .regs
-            .entry(key.clone())
+            .entry(key.to_string())
             .or_insert_with(|| Registration {
-                impi: impi.clone(),
+                impi,
                 impus,
                 pending: None,
                 active: None,
                 old: None,
+                armed: None,
             });
-        let answers_pending = match (&creds, &reg.pending) {
+        let answers_pending = match (creds, &reg.pending) {
             (Some(c), Some(p)) => c.nonce == p.nonce,
             _ => false,
         };
 
-        if let (true, Some(creds)) = (answers_pending, creds.as_ref()) {
+        if let (true, Some(creds)) = (answers_pending, creds) {
             if let Some(auts) = &creds.auts {
-                return self.resync(msg, sip, &key, auts, now, out);
+                return self.resync(req, key, auts, now, out);
             }
             if kind != Some(SetKind::Pending) {
                 // TS 33.203 6.1: the answer must come over the new SAs; an empty response
                 // outside them is the UE reporting a MAC failure (RFC 3310 3.3).
-                return self.fail_pending(msg, sip, &key, out);
+                return self.fail_pending(req, key, now, out);
             }
-            return self.complete(msg, sip, &key, creds, now, out);
+            return self.complete(req, key, creds, now, out);
         }
 
         match kind {
@@ -189,53 +242,52 @@ impl Core {
                 let sent = match kind {
                     Some(SetKind::Active) => self
                         .regs
-                        .get(&key)
+                        .get(key)
                         .and_then(|r| r.active.as_ref())
                         .map(|a| a.security_server.clone()),
                     _ => None,
                 };
                 // The old set has no Security-Server kept; refreshes must use the active set.
                 let Some(sent) = sent else {
-                    return self.reply(out, sip, msg, 403, "Forbidden");
+                    return self.respond(req, 403, "Forbidden", &[], now, out);
                 };
                 if !verify_matches(msg, &sent) {
-                    return self.reply(out, sip, msg, 403, "Security-Verify mismatch");
+                    return self.respond(req, 403, "Security-Verify mismatch", &[], now, out);
+                }
+                if let Some(spi) = req.via_spi {
+                    self.note_traffic(key, spi, out);
                 }
                 if requested_expires(msg) == Some(0) {
-                    return self.deregister(msg, sip, &key, out);
+                    return self.deregister(req, key, now, out);
                 }
-                self.challenge(msg, sip, &key, now, out);
+                if has_security_client {
+                    // TS 24.229 5.4.1.2.2 1): the registrar may authenticate any REGISTER;
+                    // we do whenever the UE offers a Security-Client, so the refresh also
+                    // renews the keys and SAs (TS 33.203 7.4).
+                    self.challenge(req, key, now, out);
+                } else {
+                    // Without Security-Client there is nothing to build new SAs from
+                    // (TS 33.203 7.1 needs the UE's SPIs and ports), so this REGISTER over the
+                    // registered set is not re-authenticated (TS 24.229 5.4.1.2.2 1) leaves
+                    // that to the registrar): the binding is refreshed and the SAs stay
+                    // (TS 24.228 flow 6.x: the SAs are only replaced after a new 401).
+                    self.refresh(req, key, now, out);
+                }
             }
-            Some(SetKind::Pending) => self.fail_pending(msg, sip, &key, out),
-            None => self.challenge(msg, sip, &key, now, out),
+            Some(SetKind::Pending) => self.fail_pending(req, key, now, out),
+            None => self.challenge(req, key, now, out),
         }
     }
 
     /// Sends a fresh challenge with a new SA set; any earlier pending set is removed after
     /// the 401 left, so exactly one pending set remains (the latest challenge's).
-    fn challenge(
-        &mut self,
-        msg: &SipMsg,
-        sip: &SipIn,
-        key: &str,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        let offers: Vec<SecMechanism> = match msg
-            .list("Security-Client")
-            .iter()
-            .map(|v| parse_security_header(v))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(v) => v.into_iter().flatten().collect(),
-            Err(_) => return self.reply(out, sip, msg, 400, "Bad Security-Client"),
+    fn challenge(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+        let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
+            Ok(v) => v,
+            Err(()) => return self.respond(req, 400, "Bad Security-Client", &[], now, out),
         };
         let Some(chosen) = choose(&self.cfg.profile, &offers) else {
-            let tag = self.token(8);
-            let mut r = msg.response(494, "Security Agreement Required", &tag);
-            r.push("Require", SEC_AGREE);
-            r.push("Security-Server", self.supported_mechanisms());
-            return Core::send(out, sip.flow, &r, false);
+            return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
         };
         let Some(impi) = self.regs.get(key).map(|r| r.impi.clone()) else {
             return;
@@ -247,11 +299,11 @@ impl Core {
             Ok(av) => av,
             Err(e) => {
                 log::warn!("HSS challenge for {impi}: {e}");
-                return self.reply(out, sip, msg, 500, "Server Internal Error");
+                return self.respond(req, 500, "Server Internal Error", &[], now, out);
             }
         };
         let Ok(suite) = derive_suite(chosen.auth, chosen.encr, &av.ck, &av.ik) else {
-            return self.reply(out, sip, msg, 500, "Server Internal Error");
+            return self.respond(req, 500, "Server Internal Error", &[], now, out);
         };
         let spi_pc = self.spis.allocate();
         let spi_ps = self.spis.allocate();
@@ -261,7 +313,7 @@ impl Core {
                 for s in [a, b].into_iter().flatten() {
                     let _ = self.spis.release(s);
                 }
-                return self.reply(out, sip, msg, 503, "Service Unavailable");
+                return self.respond(req, 503, "Service Unavailable", &[], now, out);
             }
         };
         let (port_pc, port_ps) = (
@@ -269,8 +321,8 @@ impl Core {
             self.cfg.profile.protected_server_port,
         );
         let set = SaSet {
-            ue: sip.flow.ue,
-            local: sip.flow.local,
+            ue: req.flow.ue,
+            local: req.flow.local,
             suite,
             spi_pc,
             spi_ps,
@@ -299,15 +351,15 @@ impl Core {
         .render();
         let Ok(www) = www else {
             self.release_set(&set);
-            return self.reply(out, sip, msg, 500, "Server Internal Error");
+            return self.respond(req, 500, "Server Internal Error", &[], now, out);
         };
         // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401 leaves.
         out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
-        let tag = self.token(8);
-        let mut r = msg.response(401, "Unauthorized", &tag);
-        r.push("WWW-Authenticate", www);
-        r.push("Security-Server", security_server.render());
-        Core::send(out, sip.flow, &r, false);
+        let extra = [
+            ("WWW-Authenticate", www),
+            ("Security-Server", security_server.render()),
+        ];
+        self.respond(req, 401, "Unauthorized", &extra, now, out);
         self.by_spi.insert(spi_pc, key.to_string());
         self.by_spi.insert(spi_ps, key.to_string());
         let pending = Pending {
@@ -330,8 +382,7 @@ impl Core {
     /// AUTS: re-synchronise the HSS and challenge again (RFC 3310 3.4, TS 33.102 6.3.5).
     fn resync(
         &mut self,
-        msg: &SipMsg,
-        sip: &SipIn,
+        req: &Req<'_, '_>,
         key: &str,
         auts: &str,
         now: Instant,
@@ -348,14 +399,14 @@ impl Core {
             .ok()
             .is_some_and(|a| self.hss.resync(&impi, &rand, a.as_bytes()).is_ok());
         if !ok {
-            return self.fail_pending(msg, sip, key, out);
+            return self.fail_pending(req, key, now, out);
         }
-        self.challenge(msg, sip, key, now, out);
+        self.challenge(req, key, now, out);
     }
 
     /// 403 and removal of the attempt's SAs (after the 403 left).
-    fn fail_pending(&mut self, msg: &SipMsg, sip: &SipIn, key: &str, out: &mut Vec<Action>) {
-        self.reply(out, sip, msg, 403, "Forbidden");
+    fn fail_pending(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+        self.respond(req, 403, "Forbidden", &[], now, out);
         if let Some(p) = self.regs.get_mut(key).and_then(|r| r.pending.take()) {
             self.remove_set(&p.set, out);
         }
@@ -368,25 +419,62 @@ impl Core {
             .get(key)
             .is_some_and(|r| r.pending.is_none() && r.active.is_none() && r.old.is_none())
         {
-            self.regs.remove(key);
+            self.forget(key);
         }
+    }
+
+    /// The lifetime granted for `msg` (RFC 3261 10.3 step 7, capped by configuration).
+    fn granted_expires(&self, msg: &Message<'_>) -> u32 {
+        requested_expires(msg)
+            .unwrap_or(self.cfg.default_expires)
+            .min(self.cfg.max_expires)
+    }
+
+    /// The 200 OK to a successful (re-)registration (TS 24.229 5.4.1.2.2 step 2).
+    fn registered_ok(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        contact: &str,
+        expires: u32,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let impus = self
+            .regs
+            .get(key)
+            .map(|r| r.impus.clone())
+            .unwrap_or_default();
+        let host = &self.cfg.pcscf_host;
+        let extra = [
+            ("Contact", format!("<{contact}>;expires={expires}")),
+            ("Expires", expires.to_string()),
+            ("Path", format!("<sip:term@{host};lr>")),
+            ("Service-Route", format!("<sip:orig@{host};lr>")),
+            (
+                "P-Associated-URI",
+                impus
+                    .iter()
+                    .map(|u| format!("<{u}>"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ];
+        self.respond(req, 200, "OK", &extra, now, out);
     }
 
     /// The protected REGISTER over the pending set: check Security-Verify and the digest,
     /// then bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2).
     fn complete(
         &mut self,
-        msg: &SipMsg,
-        sip: &SipIn,
+        req: &Req<'_, '_>,
         key: &str,
         creds: &DigestCredentials,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(reg) = self.regs.get(key) else {
-            return;
-        };
-        let Some(p) = reg.pending.as_ref() else {
+        let msg = req.msg;
+        let Some(p) = self.regs.get(key).and_then(|r| r.pending.as_ref()) else {
             return;
         };
         let ok = verify_matches(msg, &p.security_server)
@@ -396,26 +484,21 @@ impl Core {
                 .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
             && creds.verify("REGISTER", p.xres.as_bytes());
         if !ok {
-            return self.fail_pending(msg, sip, key, out);
+            return self.fail_pending(req, key, now, out);
         }
-        let expires = requested_expires(msg)
-            .unwrap_or(self.cfg.default_expires)
-            .min(self.cfg.max_expires);
-        let contact = msg
-            .header("Contact")
-            .map(|c| uri_of(c).to_string())
-            .unwrap_or_default();
+        let expires = self.granted_expires(msg);
+        let contact = contact_uri(msg).unwrap_or_default();
         let Some(reg) = self.regs.get_mut(key) else {
             return;
         };
         let Some(p) = reg.pending.take() else { return };
         let previous = reg.active.take();
-        let impus = reg.impus.clone();
         reg.active = Some(Active {
             set: p.set,
             security_server: p.security_server,
             contact: contact.clone(),
-            expires_at: now + std::time::Duration::from_secs(u64::from(expires)),
+            proto: req.flow.proto,
+            expires_at: now + Duration::from_secs(u64::from(expires)),
             used: false,
         });
         let mut superseded = None;
@@ -424,46 +507,43 @@ impl Core {
             superseded = reg.old.replace((prev.set, prev.expires_at));
         }
         if expires == 0 {
-            return self.deregister(msg, sip, key, out);
+            return self.deregister(req, key, now, out);
         }
-        let tag = self.token(8);
-        let mut r = msg.response(200, "OK", &tag);
-        r.push("Contact", format!("<{contact}>;expires={expires}"));
-        r.push("Expires", expires.to_string());
-        r.push("Path", format!("<sip:term@{};lr>", self.cfg.pcscf_host));
-        r.push(
-            "Service-Route",
-            format!("<sip:orig@{};lr>", self.cfg.pcscf_host),
-        );
-        r.push(
-            "P-Associated-URI",
-            impus
-                .iter()
-                .map(|u| format!("<{u}>"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        Core::send(out, sip.flow, &r, false);
+        self.registered_ok(req, key, &contact, expires, now, out);
         if let Some((set, _)) = superseded {
             self.remove_set(&set, out);
         }
     }
 
-    /// `Expires: 0`: 200 OK through the SAs, then every set of the UE removed.
-    fn deregister(&mut self, msg: &SipMsg, sip: &SipIn, key: &str, out: &mut Vec<Action>) {
-        let tag = self.token(8);
-        let mut r = msg.response(200, "OK", &tag);
-        if let Some(c) = msg.header("Contact") {
-            r.push("Contact", format!("<{}>;expires=0", uri_of(c)));
+    /// A re-REGISTER over the registered set without a new Security-Client: new lifetime
+    /// (and contact), same SAs.
+    fn refresh(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+        let expires = self.granted_expires(req.msg);
+        let Some(active) = self.regs.get_mut(key).and_then(|r| r.active.as_mut()) else {
+            return self.respond(req, 403, "Forbidden", &[], now, out);
+        };
+        if let Some(c) = contact_uri(req.msg) {
+            active.contact = c;
         }
-        r.push("Expires", "0");
-        Core::send(out, sip.flow, &r, false);
+        active.expires_at = now + Duration::from_secs(u64::from(expires));
+        let contact = active.contact.clone();
+        self.registered_ok(req, key, &contact, expires, now, out);
+    }
+
+    /// `Expires: 0`: 200 OK through the SAs, then every set of the UE removed.
+    fn deregister(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+        let mut extra = Vec::new();
+        if let Some(c) = contact_uri(req.msg) {
+            extra.push(("Contact", format!("<{c}>;expires=0")));
+        }
+        extra.push(("Expires", "0".to_string()));
+        self.respond(req, 200, "OK", &extra, now, out);
         self.drop_registration(key, out);
     }
 
     /// Removes all sets of a registration (after whatever is already in `out`).
     pub(crate) fn drop_registration(&mut self, key: &str, out: &mut Vec<Action>) {
-        if let Some(reg) = self.regs.remove(key) {
+        if let Some(reg) = self.forget(key) {
             let sets = [
                 reg.active.map(|a| a.set),
                 reg.old.map(|o| o.0),
@@ -491,20 +571,24 @@ impl Core {
         if let Some((set, _)) = reg.old.take() {
             self.remove_set(&set, out);
         }
+        self.rearm(key);
     }
 
-    /// Expires challenges, old sets and registrations whose time has come.
+    /// Runs the timers due at `now`: expired challenges, old sets and registrations, and
+    /// the end of 2xx relaying for accepted INVITEs.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let due: Vec<String> = self
-            .regs
-            .iter()
-            .filter(|(_, r)| r.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        for (_, key) in self.due_timers(now) {
+            let key = match key {
+                TimerKey::Accepted(branch) => {
+                    self.accepted.remove(&branch);
+                    continue;
+                }
+                TimerKey::Registration(key) => key,
+            };
             let Some(reg) = self.regs.get_mut(&key) else {
                 continue;
             };
+            reg.armed = None;
             if reg.active.as_ref().is_some_and(|a| a.expires_at <= now) {
                 self.drop_registration(&key, out);
                 continue;
@@ -518,6 +602,7 @@ impl Core {
                 self.remove_set(&set, out);
             }
             self.drop_if_empty(&key);
+            self.rearm(&key);
         }
     }
 }

@@ -7,7 +7,7 @@ pub(crate) trait SaSetExt {
     /// Whether `spi` is one of the set's inbound SPIs.
     fn has_spi(&self, spi: u32) -> bool;
     /// The flow of P-CSCF-originated requests: port_pc -> UE port_us (TS 33.203 7.1).
-    fn client_flow(&self) -> Flow;
+    fn client_flow(&self, proto: Proto) -> Flow;
     /// The command removing this set.
     fn remove_cmd(&self) -> WorkerCommand;
 }
@@ -17,13 +17,13 @@ impl SaSetExt for SaSet {
         self.spi_pc == spi || self.spi_ps == spi
     }
 
-    fn client_flow(&self) -> Flow {
+    fn client_flow(&self, proto: Proto) -> Flow {
         Flow {
             ue: self.ue,
             ue_port: self.port_us,
             local: self.local,
             local_port: self.port_pc,
-            proto: Proto::Tcp,
+            proto,
         }
     }
 

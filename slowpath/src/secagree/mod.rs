@@ -6,6 +6,5 @@ mod mechanism;
 mod profile;
 
 pub use choose::{choose, ChosenMechanism, IPSEC_3GPP};
-pub(crate) use mechanism::split_outside_quotes;
 pub use mechanism::{parse_security_header, render_security_header, SecAgreeError, SecMechanism};
 pub use profile::ImsAkaProfile;

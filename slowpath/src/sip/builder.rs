@@ -72,6 +72,12 @@ impl MessageBuilder {
         self
     }
 
+    /// Sets the body without adding a Content-Type (the caller's headers already carry it).
+    pub fn raw_body(mut self, body: &[u8]) -> Self {
+        self.body = body.to_vec();
+        self
+    }
+
     /// Serialises the message with `Content-Length` set to the body length.
     pub fn build(mut self) -> Vec<u8> {
         self.head

@@ -2,6 +2,7 @@
 //! sans-IO transactions.
 
 pub mod builder;
+pub mod edit;
 pub mod error;
 pub mod framer;
 pub mod header_name;
@@ -16,6 +17,7 @@ pub mod validate;
 pub mod via;
 
 pub use builder::{response_to, MessageBuilder};
+pub use edit::MessageEdit;
 pub use error::ParseError;
 pub use framer::{next_frame, Frame, FrameLimits};
 pub use header_name::HeaderKind;

@@ -116,7 +116,7 @@ pub struct TransactionLayer {
     clients: HashMap<ClientKey, TxId>,
     entries: HashMap<TxId, Entry>,
     deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
-    transmits: VecDeque<Transmit>,
+    transmits: VecDeque<(TxId, Transmit)>,
     events: VecDeque<(TxId, TxEvent)>,
 }
 
@@ -301,6 +301,12 @@ impl TransactionLayer {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front().map(|(_, t)| t)
+    }
+
+    /// The next message to send with the transaction it belongs to (so the caller can map
+    /// it to richer transport state than a [`Peer`]).
+    pub fn poll_transmit_with_id(&mut self) -> Option<(TxId, Transmit)> {
         self.transmits.pop_front()
     }
 
@@ -333,7 +339,7 @@ impl TransactionLayer {
         let peer = entry.peer;
         let core = entry.tx.core();
         while let Some(bytes) = core.poll_transmit() {
-            self.transmits.push_back(Transmit { peer, bytes });
+            self.transmits.push_back((id, Transmit { peer, bytes }));
         }
         while let Some(ev) = core.poll_event() {
             self.events.push_back((id, ev));

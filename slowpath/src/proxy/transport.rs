@@ -1,0 +1,133 @@
+//! Transport facts of proxied messages: the `received` / `rport` a server notes in the top
+//! Via (RFC 3261 18.2.1, RFC 3581 4) and the UDP-or-TCP choice for requests the P-CSCF sends
+//! to a UE (RFC 3261 18.1.1).
+
+use std::net::IpAddr;
+
+use akagate_fastpath::ipc::{Flow, Proto, SaSet};
+
+use crate::registrar::SaSetExt;
+use crate::sip::{Host, Message, MessageEdit};
+
+/// Largest request sent over UDP when the path MTU is unknown (RFC 3261 18.1.1).
+pub(crate) const UDP_MAX: usize = 1300;
+
+/// Our host in Via / Record-Route / Contact (IPv6 in brackets, RFC 3261 25.1).
+pub(crate) fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// The request re-serialised with `received` (when the sent-by host is not the source
+/// address, or `rport` asks for it) and the `rport` value filled in; `None` when the top Via
+/// needs no change.
+pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
+    let via = msg.top_via().ok()?;
+    let host_is_source = match via.host {
+        Host::Ipv4(a) => IpAddr::V4(a) == flow.ue,
+        Host::Ipv6(a) => IpAddr::V6(a) == flow.ue,
+        Host::Name(_) => false,
+    };
+    let rport = via.has_rport();
+    let received_ok = host_is_source && !rport || via.received() == Some(flow.ue);
+    let rport_ok = !rport || via.rport() == Some(flow.ue_port);
+    if received_ok && rport_ok {
+        return None;
+    }
+    let mut params = String::new();
+    for p in via.params.iter() {
+        let p = p.ok()?;
+        if p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        params.push(';');
+        params.push_str(p.name);
+        if let Some(v) = p.value {
+            params.push('=');
+            params.push_str(v);
+        }
+    }
+    // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
+    params.push_str(&format!(";received={}", flow.ue));
+    if rport {
+        params.push_str(&format!(";rport={}", flow.ue_port));
+    }
+    let element = format!(
+        "{}/{}/{} {}{}",
+        via.protocol, via.version, via.transport, via.sent_by, params
+    );
+    let mut e = MessageEdit::new(msg);
+    e.replace_first_element("Via", &element)
+        .then(|| e.to_bytes())
+}
+
+/// Serialises a request to the UE of `set` with `build(transport)` (the Via transport token)
+/// and picks its flow: UDP from port_pc to port_us when the UE registered over UDP and the
+/// request fits in [`UDP_MAX`] bytes, else TCP over the same ports (RFC 3261 18.1.1).
+pub(crate) fn choose_transport(
+    set: &SaSet,
+    proto: Proto,
+    build: impl Fn(&str) -> Vec<u8>,
+) -> (Vec<u8>, Flow) {
+    if proto == Proto::Udp {
+        let bytes = build("UDP");
+        if bytes.len() <= UDP_MAX {
+            return (bytes, set.client_flow(Proto::Udp));
+        }
+    }
+    (build("TCP"), set.client_flow(Proto::Tcp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(ue: &str, port: u16) -> Flow {
+        Flow {
+            ue: ue.parse().unwrap(),
+            ue_port: port,
+            local: "10.0.0.1".parse().unwrap(),
+            local_port: 5060,
+            proto: Proto::Udp,
+        }
+    }
+
+    const REQ: &str = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;rport, SIP/2.0/UDP x;branch=z9hG4bK0\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn rport_and_received_filled_in() {
+        // RFC 3581 4: rport gets the source port, received the source address.
+        let m = Message::parse(REQ.as_bytes()).unwrap();
+        let b = with_received(&m, flow("192.0.2.7", 40000)).unwrap();
+        let m2 = Message::parse(&b).unwrap();
+        let vias: Vec<_> = m2.header_values_by_name("Via").collect();
+        assert_eq!(
+            vias,
+            [
+                "SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;received=192.0.2.7;rport=40000, SIP/2.0/UDP x;branch=z9hG4bK0"
+            ]
+        );
+        // Already noted: no rewrite.
+        assert!(with_received(&m2, flow("192.0.2.7", 40000)).is_none());
+    }
+
+    #[test]
+    fn matching_host_without_rport_is_left_alone() {
+        let r = REQ.replace(
+            "h.example:5062;branch=z9hG4bK1;rport",
+            "192.0.2.7:5062;branch=z9hG4bK1",
+        );
+        let m = Message::parse(r.as_bytes()).unwrap();
+        assert!(with_received(&m, flow("192.0.2.7", 40000)).is_none());
+        // RFC 3261 18.2.1: a different sent-by host gets `received`.
+        let b = with_received(&m, flow("2001:db8::9", 40000)).unwrap();
+        let m2 = Message::parse(&b).unwrap();
+        assert_eq!(
+            m2.top_via().unwrap().received(),
+            Some("2001:db8::9".parse().unwrap())
+        );
+        assert_eq!(m2.top_via().unwrap().rport(), None);
+    }
+}
