@@ -250,7 +250,9 @@ impl Driver {
     }
 
     fn progress(&mut self) {
-        if !self.cfg.progress || self.last_progress.elapsed().as_millis() < 250 {
+        if !self.cfg.progress
+            || (self.last_progress != self.t0 && self.last_progress.elapsed().as_millis() < 250)
+        {
             return;
         }
         self.last_progress = std::time::Instant::now();
@@ -385,6 +387,8 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
         driver.stats.fail("run_timeout");
     }
     if driver.cfg.progress {
+        driver.last_progress = driver.t0;
+        driver.progress();
         eprintln!();
     }
     let (reg_s, call_s) = (driver.reg_s, driver.call_s);

@@ -1,6 +1,7 @@
 //! `akabench`: registers N simulated UEs against akagate, places M calls between them and
 //! reports successes, failures by cause, rates and latency percentiles (also as JSON).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--help" | "-h" => {
-                println!("{USAGE}");
+                let _ = writeln!(std::io::stdout(), "{USAGE}");
                 return ExitCode::SUCCESS;
             }
             "--ipv6" | "--deregister" | "--quiet" => {
@@ -159,7 +160,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print!("{}", report.summary());
+    // Output errors (e.g. a closed pipe) must not turn a good run into a failure.
+    let _ = write!(std::io::stdout(), "{}", report.summary());
     let out = opts
         .get("report")
         .cloned()
@@ -170,7 +172,7 @@ fn main() -> ExitCode {
                 eprintln!("akabench: {out}: {e}");
                 return ExitCode::from(1);
             }
-            println!("report: {out}");
+            let _ = writeln!(std::io::stdout(), "report: {out}");
         }
         Err(e) => {
             eprintln!("akabench: report: {e}");
