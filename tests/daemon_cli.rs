@@ -89,7 +89,11 @@ fn sigterm_and_sigint_stop_the_daemon_cleanly_and_persist_sqns() {
         let (mut child, rx) = spawn(&config);
         signal(&child, sig);
         let status = child.wait().unwrap();
-        let rest: Vec<String> = rx.try_iter().collect();
+        // Everything up to EOF of stderr (the reader thread ends there).
+        let mut rest = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            rest.push(line);
+        }
         assert_eq!(status.code(), Some(0), "{sig}: {rest:#?}");
         let state = dir.join("subs.toml.sqn-state");
         assert!(

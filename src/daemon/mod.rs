@@ -262,6 +262,7 @@ impl Daemon {
                 table: table.clone(),
             },
             sqn_state: None,
+            done: false,
             stopped: None,
         };
 
@@ -405,6 +406,8 @@ pub struct DaemonHandle {
     memory_peer: Option<MemPort>,
     stats: stats::StatsSource,
     sqn_state: Option<PathBuf>,
+    /// Set once [`Self::stop`] ran; `stopped` holds its result until `shutdown` takes it.
+    done: bool,
     stopped: Option<Result<ShutdownReport, ShutdownError>>,
 }
 
@@ -472,9 +475,10 @@ impl DaemonHandle {
     }
 
     fn stop(&mut self) {
-        if self.stopped.is_some() {
+        if self.done {
             return;
         }
+        self.done = true;
         let mut result = Ok(());
         self.slowpath_stop.store(true, Ordering::Release);
         let exit = match self.slowpath.take().map(JoinHandle::join) {
