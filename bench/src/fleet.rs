@@ -195,7 +195,10 @@ impl<Q: PortQueue> Fleet<Q> {
             ue.poll(now);
             ue.drain_frames(&mut self.frames);
             on_poll(i, ue);
-            self.next_poll[i] = Some(ue.poll_at(now).unwrap_or(now + smoltcp::time::Duration::from_secs(3600)));
+            self.next_poll[i] = Some(
+                ue.poll_at(now)
+                    .unwrap_or(now + smoltcp::time::Duration::from_secs(3600)),
+            );
             work += 1;
         }
         if let Some(c) = self.capture.as_mut() {

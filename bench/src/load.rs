@@ -219,9 +219,7 @@ impl Driver {
                     if n < 2 && self.cfg.calls > 0 {
                         self.stats.fail("calls_need_two_ues");
                     }
-                    self.call_s = self
-                        .call_start
-                        .map_or(0.0, |s| s.elapsed().as_secs_f64());
+                    self.call_s = self.call_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
                     self.phase = if self.cfg.deregister {
                         Phase::Deregister
                     } else {
@@ -354,8 +352,7 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
                 pool_size: ring * 4,
                 ..MemPairConfig::default()
             };
-            let (mut a, mut b) =
-                mem_pair(&pair).map_err(|e| LoadError::Setup(e.to_string()))?;
+            let (mut a, mut b) = mem_pair(&pair).map_err(|e| LoadError::Setup(e.to_string()))?;
             let (Some(qa), Some(qb)) = (a.take_queues().pop(), b.take_queues().pop()) else {
                 return Err(LoadError::Setup("memory pair without queues".into()));
             };

@@ -40,15 +40,26 @@ fn register_and_check(v6: bool, proto: Proto, pair: (AuthAlg, EncrAlg)) {
         .iter()
         .find(|p| p.from_ue && !p.data.is_empty())
         .expect("a first SIP packet");
-    assert_eq!(first.proto, if proto == Proto::Tcp { 6 } else { 17 }, "{what}");
+    assert_eq!(
+        first.proto,
+        if proto == Proto::Tcp { 6 } else { 17 },
+        "{what}"
+    );
     assert_eq!(first.ports.unwrap().1, 5060, "{what}");
     let text = String::from_utf8_lossy(&first.data).to_string();
     assert!(text.starts_with("REGISTER sip:"), "{what}");
     let sc = header_value(&text, "Security-Client").unwrap();
     assert_eq!(param(&sc, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(param(&sc, "ealg").as_deref(), Some(pair.1.token()), "{what}");
+    assert_eq!(
+        param(&sc, "ealg").as_deref(),
+        Some(pair.1.token()),
+        "{what}"
+    );
     assert_eq!(header_value(&text, "Require").as_deref(), Some("sec-agree"));
-    assert_eq!(header_value(&text, "Proxy-Require").as_deref(), Some("sec-agree"));
+    assert_eq!(
+        header_value(&text, "Proxy-Require").as_deref(),
+        Some("sec-agree")
+    );
 
     // 2. The 401 comes back in clear from 5060 with the P-CSCF's choice.
     let clear_down: String = pk
@@ -56,10 +67,17 @@ fn register_and_check(v6: bool, proto: Proto, pair: (AuthAlg, EncrAlg)) {
         .filter(|p| !p.from_ue && p.ports.is_some_and(|(s, _)| s == 5060))
         .map(|p| String::from_utf8_lossy(&p.data).to_string())
         .collect();
-    assert!(clear_down.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{what}: {clear_down}");
+    assert!(
+        clear_down.starts_with("SIP/2.0 401 Unauthorized\r\n"),
+        "{what}: {clear_down}"
+    );
     let ss = header_value(&clear_down, "Security-Server").unwrap();
     assert_eq!(param(&ss, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(param(&ss, "ealg").as_deref(), Some(pair.1.token()), "{what}");
+    assert_eq!(
+        param(&ss, "ealg").as_deref(),
+        Some(pair.1.token()),
+        "{what}"
+    );
     assert_eq!(param(&ss, "port-s").as_deref(), Some("6100"));
     assert_eq!(param(&ss, "port-c").as_deref(), Some("5100"));
     let spi_ps: u32 = param(&ss, "spi-s").unwrap().parse().unwrap();
@@ -85,7 +103,10 @@ fn register_and_check(v6: bool, proto: Proto, pair: (AuthAlg, EncrAlg)) {
     let esp_up = pk.iter().filter(|p| p.from_ue && p.spi.is_some()).count();
     let esp_down = pk.iter().filter(|p| !p.from_ue && p.spi.is_some()).count();
     let (min_up, min_down) = if proto == Proto::Tcp { (2, 2) } else { (1, 1) };
-    assert!(esp_up >= min_up && esp_down >= min_down, "{what}: {esp_up}/{esp_down}");
+    assert!(
+        esp_up >= min_up && esp_down >= min_down,
+        "{what}: {esp_up}/{esp_down}"
+    );
     // With null encryption the protected REGISTER is readable: it echoes Security-Server.
     if pair.1 == EncrAlg::Null && pair.0 != AuthAlg::AesGmac {
         let reg2 = pk
@@ -137,12 +158,25 @@ fn sqn_failure_is_resynchronised_with_auts() {
     let mut bed = Bed::new();
     // The USIM has seen SEQ 1000 already; the HSS starts far below, so the first AUTN fails
     // the freshness check (TS 33.102 C.2.2) and the UE answers with AUTS.
-    let u = bed.add_ue(1, false, Proto::Tcp, (AuthAlg::HmacSha1_96, EncrAlg::AesCbc), 1000);
+    let u = bed.add_ue(
+        1,
+        false,
+        Proto::Tcp,
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+        1000,
+    );
     bed.register(u);
     let challenges: Vec<_> = bed.events[u]
         .iter()
         .filter(|e| {
-            matches!(e, UeEvent::Transaction { kind: TxKind::RegisterChallenge, code: 401, .. })
+            matches!(
+                e,
+                UeEvent::Transaction {
+                    kind: TxKind::RegisterChallenge,
+                    code: 401,
+                    ..
+                }
+            )
         })
         .collect();
     assert_eq!(challenges.len(), 2, "{:?}", bed.events[u]);
@@ -152,11 +186,22 @@ fn sqn_failure_is_resynchronised_with_auts() {
 #[test]
 fn deregistration_removes_the_binding() {
     let mut bed = Bed::new();
-    let u = bed.add_ue(2, true, Proto::Tcp, (AuthAlg::HmacSha1_96, EncrAlg::AesCbc), 0);
+    let u = bed.add_ue(
+        2,
+        true,
+        Proto::Tcp,
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+        0,
+    );
     bed.register(u);
     let now = bed.now;
     bed.ue_mut(u).deregister(now).unwrap();
     let done = bed.until(u, 2_000, |e| *e == UeEvent::Deregistered);
-    assert!(done, "{:?} no_sa={}", bed.events[u], bed.counter("drop_egress_no_sa"));
+    assert!(
+        done,
+        "{:?} no_sa={}",
+        bed.events[u],
+        bed.counter("drop_egress_no_sa")
+    );
     assert_eq!(bed.gw.core().registered(), 0);
 }

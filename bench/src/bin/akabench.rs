@@ -71,8 +71,9 @@ fn main() -> ExitCode {
         return usage(&format!("unknown option --{k}"));
     }
     let num = |k: &str, d: u64| -> Result<u64, String> {
-        opts.get(k)
-            .map_or(Ok(d), |v| v.parse().map_err(|_| format!("--{k}: not a number")))
+        opts.get(k).map_or(Ok(d), |v| {
+            v.parse().map_err(|_| format!("--{k}: not a number"))
+        })
     };
     let (ues, calls, conc, hold, timeout) = match (
         num("ues", 0),
@@ -102,8 +103,7 @@ fn main() -> ExitCode {
     else {
         return usage("--alg: unknown algorithm");
     };
-    let Some(ealg) = EncrAlg::from_token(opts.get("ealg").map_or("aes-cbc", String::as_str))
-    else {
+    let Some(ealg) = EncrAlg::from_token(opts.get("ealg").map_or("aes-cbc", String::as_str)) else {
         return usage("--ealg: unknown algorithm");
     };
     let backend = match opts.get("backend").map(String::as_str) {

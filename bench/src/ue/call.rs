@@ -284,18 +284,16 @@ impl Ue {
         };
         let latency = now - c.tx_start;
         match (method, code) {
-            ("INVITE", 100) => {}
-            ("INVITE", 101..=199) => {
-                if c.state == CallState::Inviting {
-                    c.state = CallState::Ringing;
-                    self.events.push_back(UeEvent::Transaction {
-                        kind: TxKind::InviteRinging,
-                        code,
-                        latency,
-                    });
-                    self.events.push_back(UeEvent::CallRinging(call_id));
-                }
+            ("INVITE", 101..=199) if c.state == CallState::Inviting => {
+                c.state = CallState::Ringing;
+                self.events.push_back(UeEvent::Transaction {
+                    kind: TxKind::InviteRinging,
+                    code,
+                    latency,
+                });
+                self.events.push_back(UeEvent::CallRinging(call_id));
             }
+            ("INVITE", 100..=199) => {}
             ("INVITE", 200..=299) => {
                 if !matches!(c.state, CallState::Inviting | CallState::Ringing) {
                     return;
@@ -356,7 +354,8 @@ impl Ue {
                     code,
                     latency,
                 });
-                let f = (!(200..300).contains(&code)).then_some(Failure::Rejected(TxKind::Bye, code));
+                let f =
+                    (!(200..300).contains(&code)).then_some(Failure::Rejected(TxKind::Bye, code));
                 self.end_call(&call_id, f);
             }
             _ => {}
@@ -416,7 +415,8 @@ impl Ue {
                         to_tag: tag,
                     },
                 );
-                self.events.push_back(UeEvent::IncomingCall(call_id.clone()));
+                self.events
+                    .push_back(UeEvent::IncomingCall(call_id.clone()));
                 if self.cfg.answer_delay == smoltcp::time::Duration::ZERO {
                     self.answer(&call_id);
                 }

@@ -216,7 +216,10 @@ mod tests {
         let (inner, spi) = ue.unprotect(&encap(&mut out_uc, &down)).unwrap();
         assert_eq!((inner, spi), (down, P.spi_uc));
         let down = udp(P.port_pc, P.port_us, false);
-        assert_eq!(ue.unprotect(&encap(&mut out_us, &down)).unwrap().1, P.spi_us);
+        assert_eq!(
+            ue.unprotect(&encap(&mut out_us, &down)).unwrap().1,
+            P.spi_us
+        );
         let wrong = udp(P.port_pc, P.port_uc, false);
         assert_eq!(
             ue.unprotect(&encap(&mut out_uc, &wrong)),

@@ -450,7 +450,9 @@ impl Ue {
     /// Sends a SIP message on `flow` through our stack.
     pub(crate) fn send(&mut self, flow: Flow, bytes: &[u8], connect: bool) -> Result<(), UeError> {
         self.dirty = true;
-        self.stack.send(flow, bytes, connect).map_err(UeError::Stack)
+        self.stack
+            .send(flow, bytes, connect)
+            .map_err(UeError::Stack)
     }
 
     /// Handles one received Ethernet frame.
@@ -668,8 +670,7 @@ impl Ue {
     }
 
     fn on_connect_failed(&mut self, flow: Flow) {
-        if flow.local_port == self.cfg.sec.port_uc || flow.local_port == self.cfg.unprotected_port
-        {
+        if flow.local_port == self.cfg.sec.port_uc || flow.local_port == self.cfg.unprotected_port {
             self.fail_registration(Failure::Transport("connection to the P-CSCF failed"));
         }
     }

@@ -145,7 +145,11 @@ impl Bed {
         let ok = self.until(i, 5_000, |e| {
             matches!(e, UeEvent::Registered | UeEvent::RegistrationFailed(_))
         });
-        assert!(ok, "no registration outcome for UE {i}: {:?}", self.events[i]);
+        assert!(
+            ok,
+            "no registration outcome for UE {i}: {:?}",
+            self.events[i]
+        );
         assert!(
             self.events[i].contains(&UeEvent::Registered),
             "UE {i} did not register: {:?}",
@@ -179,7 +183,9 @@ pub struct Pkt {
 }
 
 pub fn decode(c: &akagate_bench::fleet::Captured) -> Option<Pkt> {
-    use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+    };
     let eth = EthernetFrame::new_checked(&c.frame[..]).ok()?;
     let (src, dst, proto, payload): (IpAddr, IpAddr, u8, Vec<u8>) = match eth.ethertype() {
         EthernetProtocol::Ipv4 => {
