@@ -247,6 +247,8 @@ pub struct Ue {
     pub local: IpAddr,
     /// The Security-Server of the last 401 (what Security-Verify echoes).
     pub security_server: String,
+    /// The transport the UE uses for SIP.
+    pub proto: Proto,
 }
 
 impl Ue {
@@ -260,6 +262,40 @@ impl Ue {
             spi_us: 0x2000_0000 + u32::from(port_uc),
             local: t.local,
             security_server: String::new(),
+            proto: Proto::Tcp,
+        }
+    }
+
+    /// The same UE speaking SIP over `proto`.
+    pub fn with_proto(&self, proto: Proto) -> Ue {
+        Ue {
+            proto,
+            ..self.clone()
+        }
+    }
+
+    /// The same UE at `ip`, talking to our address `local`.
+    pub fn with_ip(&self, ip: &str, local: &str) -> Ue {
+        Ue {
+            ip: ip.parse().unwrap(),
+            local: local.parse().unwrap(),
+            ..self.clone()
+        }
+    }
+
+    /// The Via transport token.
+    pub fn transport(&self) -> &'static str {
+        match self.proto {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+
+    /// The address as written in a Via or URI host.
+    pub fn host(&self) -> String {
+        match self.ip {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
         }
     }
 
@@ -297,7 +333,7 @@ impl Ue {
             ue_port: 5080,
             local: self.local,
             local_port: 5060,
-            proto: Proto::Tcp,
+            proto: self.proto,
         }
     }
 
@@ -308,7 +344,7 @@ impl Ue {
             ue_port: self.port_uc,
             local: self.local,
             local_port: set.port_ps,
-            proto: Proto::Tcp,
+            proto: self.proto,
         }
     }
 
@@ -327,11 +363,13 @@ impl Ue {
 
     fn register_text(&self, cseq: u32, sport: u16, extra: &str) -> String {
         format!(
-            "REGISTER sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/TCP {ip}:{sport};branch=z9hG4bKreg{cseq}\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=ue{cseq}\r\nTo: <{impu}>\r\nCall-ID: reg-{imsi}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{imsi}@{ip}:{pus};transport=tcp>;expires=600\r\nSupported: path, sec-agree\r\nRequire: sec-agree\r\nProxy-Require: sec-agree\r\n{extra}Content-Length: 0\r\n\r\n",
-            ip = self.ip,
+            "REGISTER sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/{tp} {ip}:{sport};branch=z9hG4bKreg{cseq}\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=ue{cseq}\r\nTo: <{impu}>\r\nCall-ID: reg-{imsi}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{imsi}@{ip}:{pus};transport={tpl}>;expires=600\r\nSupported: path, sec-agree\r\nRequire: sec-agree\r\nProxy-Require: sec-agree\r\n{extra}Content-Length: 0\r\n\r\n",
+            ip = self.host(),
             impu = self.impu(),
             imsi = self.imsi,
             pus = self.port_us,
+            tp = self.transport(),
+            tpl = self.transport().to_ascii_lowercase(),
         )
     }
 
@@ -429,12 +467,13 @@ impl Ue {
 
     pub fn options(&self, _set: &SaSet) -> String {
         format!(
-            "OPTIONS {impu} SIP/2.0\r\nVia: SIP/2.0/TCP {ip}:{uc};branch=z9hG4bKopt\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=o1\r\nTo: <{impu}>\r\nCall-ID: opt-{imsi}\r\nCSeq: 1 OPTIONS\r\nSecurity-Verify: {sv}\r\nContent-Length: 0\r\n\r\n",
+            "OPTIONS {impu} SIP/2.0\r\nVia: SIP/2.0/{tp} {ip}:{uc};branch=z9hG4bKopt\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=o1\r\nTo: <{impu}>\r\nCall-ID: opt-{imsi}\r\nCSeq: 1 OPTIONS\r\nSecurity-Verify: {sv}\r\nContent-Length: 0\r\n\r\n",
             impu = self.impu(),
-            ip = self.ip,
+            ip = self.host(),
             uc = self.port_uc,
             imsi = self.imsi,
-            sv = self.security_server
+            sv = self.security_server,
+            tp = self.transport(),
         )
     }
 
@@ -459,5 +498,78 @@ impl Ue {
         );
         assert_eq!(out.len(), 1, "{out:?}");
         (set, sent(&out[0]).1)
+    }
+}
+
+/// An INVITE from `from` to `to_uri` over its protected client port with `body` as SDP.
+pub fn invite_text(from: &Ue, to_uri: &str, branch: &str, max_forwards: u8, body: &str) -> String {
+    format!(
+        "INVITE {to_uri} SIP/2.0\r\nVia: SIP/2.0/{tp} {host}:{uc};branch={branch}\r\nMax-Forwards: {max_forwards}\r\nRoute: <sip:orig@pcscf.ims.mnc001.mcc001.3gppnetwork.org;lr>\r\nFrom: <{impu}>;tag=caller1\r\nTo: <{to_uri}>\r\nCall-ID: call-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:{imsi}@{host}:{us};transport={tpl}>\r\nSecurity-Verify: {sv}\r\nRequire: sec-agree\r\nProxy-Require: sec-agree\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+        tp = from.transport(),
+        tpl = from.transport().to_ascii_lowercase(),
+        host = from.host(),
+        uc = from.port_uc,
+        us = from.port_us,
+        impu = from.impu(),
+        imsi = from.imsi,
+        sv = from.security_server,
+        len = body.len(),
+    )
+}
+
+/// A minimal SDP offer.
+pub fn sdp(ue: &Ue) -> String {
+    let ip = match ue.ip {
+        IpAddr::V4(a) => format!("IP4 {a}"),
+        IpAddr::V6(a) => format!("IP6 {a}"),
+    };
+    format!("v=0\r\no=- 1 1 IN {ip}\r\ns=-\r\nc=IN {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+}
+
+/// A response from the UE to the request `req` it received (Via copied, To tag added).
+pub fn answer(req: &str, code: u16, reason: &str) -> String {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in headers(req, "Via") {
+        s.push_str(&format!("Via: {v}\r\n"));
+    }
+    s.push_str(&format!("From: {}\r\n", header(req, "From").unwrap()));
+    let to = header(req, "To").unwrap();
+    if to.contains(";tag=") {
+        s.push_str(&format!("To: {to}\r\n"));
+    } else {
+        s.push_str(&format!("To: {to};tag=callee1\r\n"));
+    }
+    s.push_str(&format!(
+        "Call-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(req, "Call-ID").unwrap(),
+        header(req, "CSeq").unwrap()
+    ));
+    s
+}
+
+/// Two registered UEs (subscribers 1 and 2) over `proto`, on IPv6 when `v6`.
+pub fn registered_pair_over(proto: Proto, v6: bool) -> (Testbed, Ue, SaSet, Ue, SaSet) {
+    let mut t = Testbed::new();
+    let mut a = Ue::new(&mut t, 0, 7000).with_proto(proto);
+    let mut b = Ue::new(&mut t, 1, 9000).with_proto(proto);
+    if v6 {
+        a = a.with_ip("2001:db8:1::1", "2001:db8::1");
+        b = b.with_ip("2001:db8:1::2", "2001:db8::1");
+    }
+    let (sa, _) = a.register(&mut t);
+    let a = a.with_server(&sa);
+    let (sb, _) = b.register(&mut t);
+    let b = b.with_server(&sb);
+    (t, a, sa, b, sb)
+}
+
+/// The flow of P-CSCF-originated requests to `ue`: our port_pc -> its port_us.
+pub fn client_flow(ue: &Ue, set: &SaSet, proto: Proto) -> Flow {
+    Flow {
+        ue: ue.ip,
+        ue_port: set.port_us,
+        local: ue.local,
+        local_port: set.port_pc,
+        proto,
     }
 }
