@@ -58,7 +58,10 @@ fn udp_register_retransmissions_are_absorbed_and_the_last_response_resent() {
     assert_eq!(t.core.poll_timeout(), Some(t0 + T1 * 64));
     assert!(t.core.handle_timeout(t.now + T1 * 64).is_empty());
     assert_eq!(t.core.transactions(), 0);
-    assert_eq!(t.core.poll_timeout(), Some(t.now + Duration::from_secs(600)));
+    assert_eq!(
+        t.core.poll_timeout(),
+        Some(t.now + Duration::from_secs(600))
+    );
 }
 
 /// Pads an SDP body so that the whole INVITE is `total` bytes.
@@ -112,7 +115,10 @@ fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
         vias[0].starts_with("SIP/2.0/TCP [2001:db8::1]:6100;branch=z9hG4bK"),
         "{vias:?}"
     );
-    assert_eq!(vias[1], "SIP/2.0/UDP [2001:db8:1::1]:7000;branch=z9hG4bKbig");
+    assert_eq!(
+        vias[1],
+        "SIP/2.0/UDP [2001:db8:1::1]:7000;branch=z9hG4bKbig"
+    );
     assert!(fwd.starts_with(&format!(
         "INVITE sip:{}@[2001:db8:1::2]:{};transport=udp SIP/2.0\r\n",
         b.imsi, b.port_us
@@ -167,7 +173,10 @@ fn udp_invite_retransmitted_by_timer_a_until_180() {
     let mut at = start;
     for interval in [T1, T1 * 2, T1 * 4] {
         at += interval;
-        assert!(t.core.handle_timeout(at - Duration::from_millis(1)).is_empty());
+        assert!(t
+            .core
+            .handle_timeout(at - Duration::from_millis(1))
+            .is_empty());
         let out = t.core.handle_timeout(at);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(sent(&out[0]), (flow, fwd.clone()));
