@@ -21,9 +21,10 @@ TARGET_DIR="$(cargo metadata --no-deps --format-version 1 |
     "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 CRITERION="$TARGET_DIR/criterion"
 
-# criterion_mean_ns <group> <function> <parameter>: mean time per iteration in ns.
-criterion_mean_ns() {
-    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["mean"]["point_estimate"])' \
+# criterion_ns <group> <function> <parameter>: median time per iteration in ns (the median,
+# not the mean, because the build machine is shared and other jobs cause outliers).
+criterion_ns() {
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
         "$CRITERION/$1/$2/$3/new/estimates.json"
 }
 
@@ -64,7 +65,7 @@ section_esp() {
     for dir in encrypt decrypt; do
         for suite in "${ESP_SUITES[@]}"; do
             for size in "${ESP_SIZES[@]}"; do
-                ns=$(criterion_mean_ns "esp_$dir" "$suite" "$size")
+                ns=$(criterion_ns "esp_$dir" "$suite" "$size")
                 case $suite in
                     sha1_aescbc) ossl_cipher=cbc ;;
                     aesgcm) ossl_cipher=gcm ;;
