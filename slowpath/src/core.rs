@@ -37,6 +37,9 @@ pub struct CoreConfig {
     pub challenge_timeout: Duration,
     /// SIP transaction timers (RFC 3261 17, Table 4).
     pub timers: TimerConfig,
+    /// Timer C: how long a forwarded INVITE may ring without a new provisional response
+    /// (RFC 3261 16.6 step 11: more than 3 minutes).
+    pub timer_c: Duration,
 }
 
 impl Default for CoreConfig {
@@ -48,6 +51,7 @@ impl Default for CoreConfig {
             max_expires: 600_000,
             challenge_timeout: Duration::from_secs(240),
             timers: TimerConfig::default(),
+            timer_c: Duration::from_secs(181),
         }
     }
 }
@@ -65,10 +69,13 @@ pub struct CoreStats {
     pub unprotected_responses: u64,
     /// Responses that matched no client transaction (dropped, RFC 3261 16.7 / 17.1.3).
     pub stray_responses: u64,
-    /// Request retransmissions absorbed by a server transaction (RFC 3261 17.2).
+    /// Request retransmissions (and ACKs for non-2xx responses) absorbed by a server
+    /// transaction (RFC 3261 17.2).
     pub retransmissions_absorbed: u64,
     /// Client transactions that timed out (timer B or F).
     pub transaction_timeouts: u64,
+    /// Forwarded INVITEs given up after Timer C (RFC 3261 16.8).
+    pub timer_c_expiries: u64,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core
@@ -90,6 +97,8 @@ pub(crate) enum TimerKey {
     Registration(String),
     /// How long 2xx retransmissions to a forwarded INVITE are still relayed, by our branch.
     Accepted(String),
+    /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
+    TimerC(TxId),
 }
 
 /// One received request in its server transaction.

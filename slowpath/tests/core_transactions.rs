@@ -204,3 +204,42 @@ fn refresh_without_security_client_keeps_the_sas() {
     assert!(matches!(out[0], WorkerCommand::InstallSaSet(_)));
     assert!(sent(&out[1]).1.starts_with("SIP/2.0 401 "));
 }
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_too_long() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let start = t.now;
+    let fwd = start_call(&mut t, &a, &sa, &b, "z9hG4bKlong");
+    let to_b = client_flow(&b, &sb, Proto::Tcp);
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        t.sip(to_b, Some(sb.spi_pc), &answer(&fwd, 180, "Ringing"))
+            .len(),
+        1
+    );
+    // RFC 3261 16.7 step 2: another provisional response at +100 s resets Timer C.
+    t.now = start + secs(100);
+    assert_eq!(
+        t.sip(
+            to_b,
+            Some(sb.spi_pc),
+            &answer(&fwd, 183, "Session Progress")
+        )
+        .len(),
+        1
+    );
+    assert!(t.core.handle_timeout(start + secs(200)).is_empty());
+    // 181 s after the last provisional: CANCEL to the callee, 408 to the caller (16.8).
+    let out = t.core.handle_timeout(start + secs(281));
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (f, cancel) = sent(&out[0]);
+    assert_eq!(f, to_b);
+    assert!(cancel.starts_with("CANCEL "));
+    let (f, r408) = sent(&out[1]);
+    assert_eq!(f, a.protected_flow(&sa));
+    assert!(r408.starts_with("SIP/2.0 408 Request Timeout\r\n"));
+    assert_eq!(t.core.stats().timer_c_expiries, 1);
+    // A callee that never answers: 64*T1 later every transaction is gone.
+    let _ = t.core.handle_timeout(start + secs(281 + 32));
+    assert_eq!(t.core.transactions(), 0);
+}

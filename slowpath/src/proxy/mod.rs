@@ -34,6 +34,10 @@ pub(crate) struct Forwarded {
     pub cancel_pending: bool,
     /// A CANCEL was sent.
     pub cancelled: bool,
+    /// Timer C's deadline (INVITE only), also the grace period after it fired once.
+    pub timer_c: Option<std::time::Instant>,
+    /// Timer C fired once: the caller got 408 and the branch was cancelled.
+    pub timer_c_fired: bool,
 }
 
 /// A call between two registered UEs, by IMPI key.

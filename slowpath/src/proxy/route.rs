@@ -244,9 +244,14 @@ impl Core {
                 provisional: false,
                 cancel_pending: false,
                 cancelled: false,
+                timer_c: None,
+                timer_c_fired: false,
             },
         );
         self.forwarded_by_server.insert(req.tx, client);
+        if invite {
+            self.set_timer_c(client, Some(now + self.cfg.timer_c));
+        }
     }
 
     /// CANCEL is hop-by-hop (RFC 3261 16.10): 200 to it, and a CANCEL of our own on the
@@ -388,18 +393,49 @@ impl Core {
                     self.relay_timeout(id, now, out);
                 }
             }
-            TxEvent::Terminated => {
-                self.txs.remove(&id);
-                if let Some(f) = self.forwarded.remove(&id) {
-                    if let Some(s) = f.server {
-                        if self.forwarded_by_server.get(&s) == Some(&id) {
-                            self.forwarded_by_server.remove(&s);
-                        }
-                    }
+            TxEvent::Terminated => self.forget_tx(id),
+        }
+    }
+
+    /// Drops everything the core keeps about transaction `id`.
+    fn forget_tx(&mut self, id: TxId) {
+        self.txs.remove(&id);
+        if let Some(f) = self.forwarded.remove(&id) {
+            self.arm(TimerKey::TimerC(id), f.timer_c, None);
+            if let Some(s) = f.server {
+                if self.forwarded_by_server.get(&s) == Some(&id) {
+                    self.forwarded_by_server.remove(&s);
                 }
-                self.forwarded_by_server.remove(&id);
             }
         }
+        self.forwarded_by_server.remove(&id);
+    }
+
+    /// Moves Timer C of client transaction `client` to `at` (or stops it).
+    fn set_timer_c(&mut self, client: TxId, at: Option<Instant>) {
+        let Some(f) = self.forwarded.get_mut(&client) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut f.timer_c, at);
+        self.arm(TimerKey::TimerC(client), previous, at);
+    }
+
+    /// RFC 3261 16.8: Timer C fired on a ringing branch: CANCEL it and answer the caller 408;
+    /// if the branch is still there 64*T1 later, forget it.
+    pub(crate) fn on_timer_c(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+        let Some(f) = self.forwarded.get_mut(&client) else {
+            return;
+        };
+        f.timer_c = None;
+        if f.timer_c_fired {
+            self.txl.abandon(client);
+            return self.forget_tx(client);
+        }
+        f.timer_c_fired = true;
+        self.stats.timer_c_expiries += 1;
+        self.cancel_client(client, now, out);
+        self.relay_timeout(client, now, out);
+        self.set_timer_c(client, Some(now + self.cfg.timers.t1x64()));
     }
 
     /// A response of client transaction `client` goes back through its server transaction
@@ -415,11 +451,19 @@ impl Core {
             return;
         };
         let (server, invite, branch) = (link.server, link.invite, link.branch.clone());
+        let fired = link.timer_c_fired;
         if invite && code < 200 {
             link.provisional = true;
             if link.cancel_pending {
                 self.cancel_client(client, now, out);
             }
+            // RFC 3261 16.7 step 2: a provisional response other than 100 resets Timer C.
+            if code > 100 && !fired {
+                self.set_timer_c(client, Some(now + self.cfg.timer_c));
+            }
+        }
+        if invite && code >= 200 && !fired {
+            self.set_timer_c(client, None);
         }
         if invite && code >= 300 {
             if let Ok(cid) = msg.call_id() {
@@ -469,11 +513,13 @@ impl Core {
     /// SUBSCRIBE to the UE's own reg event: 200 OK, then a full-state NOTIFY over port_pc.
     fn reg_subscribe(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
         let msg = req.msg;
-        let Some(reg) = self.regs.get(key) else {
-            return;
-        };
-        let Some(active) = reg.active.as_ref() else {
-            return;
+        // Every new server transaction gets a final response, or it would never end.
+        let Some((reg, active)) = self
+            .regs
+            .get(key)
+            .and_then(|r| Some((r, r.active.as_ref()?)))
+        else {
+            return self.respond(req, 403, "Forbidden", &[], now, out);
         };
         let impus = reg.impus.clone();
         let (set, proto, reg_contact, left) = (
@@ -542,6 +588,8 @@ impl Core {
                     provisional: false,
                     cancel_pending: false,
                     cancelled: false,
+                    timer_c: None,
+                    timer_c_fired: false,
                 },
             );
         }

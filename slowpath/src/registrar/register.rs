@@ -290,7 +290,7 @@ impl Core {
             return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
         };
         let Some(impi) = self.regs.get(key).map(|r| r.impi.clone()) else {
-            return;
+            return self.respond(req, 500, "Server Internal Error", &[], now, out);
         };
         let mut rand = [0u8; 16];
         self.rng.fill_bytes(&mut rand);
@@ -574,13 +574,17 @@ impl Core {
         self.rearm(key);
     }
 
-    /// Runs the timers due at `now`: expired challenges, old sets and registrations, and
-    /// the end of 2xx relaying for accepted INVITEs.
+    /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end
+    /// of 2xx relaying for accepted INVITEs, and Timer C of forwarded INVITEs.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
         for (_, key) in self.due_timers(now) {
             let key = match key {
                 TimerKey::Accepted(branch) => {
                     self.accepted.remove(&branch);
+                    continue;
+                }
+                TimerKey::TimerC(client) => {
+                    self.on_timer_c(client, now, out);
                     continue;
                 }
                 TimerKey::Registration(key) => key,

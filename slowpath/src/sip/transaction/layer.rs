@@ -271,6 +271,20 @@ impl TransactionLayer {
         self.servers.get(&key).copied()
     }
 
+    /// Forgets transaction `id` at once, without a `Terminated` event (a proxy giving up on
+    /// a branch after Timer C, RFC 3261 16.8). Returns false if it was not live.
+    pub fn abandon(&mut self, id: TxId) -> bool {
+        let Some(entry) = self.entries.remove(&id) else {
+            return false;
+        };
+        match entry.key {
+            Key::Server(k) => self.servers.remove(&k),
+            Key::Client(k) => self.clients.remove(&k),
+        };
+        self.prune_stale();
+        true
+    }
+
     /// The peer of transaction `id`.
     pub fn peer(&self, id: TxId) -> Option<Peer> {
         self.entries.get(&id).map(|e| e.peer)
