@@ -8,4 +8,4 @@ pub mod proxy;
 pub mod registrar;
 pub mod secagree;
 pub mod sip;
-pub use crate::core::{Action, Core, CoreConfig};
+pub use crate::core::{Action, Core, CoreConfig, CoreStats};
