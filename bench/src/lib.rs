@@ -5,6 +5,7 @@
 //! steps the real fast-path worker and slowpath core in-process for tests and `akabench`;
 //! [`load`] is the `akabench` run and [`report`] its statistics.
 
+pub mod daemon;
 pub mod fleet;
 pub mod gateway;
 pub mod load;

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use akagate_bench::daemon::{start_memory_daemon, MemoryDaemon};
 use akagate_bench::fleet::Fleet;
 use akagate_bench::gateway::{GatewayConfig, InProcessGateway};
 use akagate_bench::ue::usim::{usim_for, usim_with_seq};
@@ -40,8 +41,21 @@ pub fn all_encr() -> Vec<EncrAlg> {
     ]
 }
 
+pub mod scenarios;
+
+/// The P-CSCF under test.
+pub enum Pcscf {
+    /// Worker + core stepped in this thread on a virtual clock.
+    Inline(Box<InProcessGateway<MemQueue>>),
+    /// The daemon's own threads (`Daemon::start`, memory backend), on real time.
+    Daemon {
+        handle: akagate::DaemonHandle,
+        clock: std::time::Instant,
+    },
+}
+
 pub struct Bed {
-    pub gw: InProcessGateway<MemQueue>,
+    pub pcscf: Pcscf,
     pub fleet: Fleet<MemQueue>,
     pub now: Instant,
     /// Events of every UE, by index.
@@ -59,10 +73,48 @@ impl Bed {
         let gw = InProcessGateway::new(cfg, hss, a.take_queues().pop().unwrap(), now).unwrap();
         let fleet = Fleet::new(b.take_queues().pop().unwrap());
         Bed {
-            gw,
+            pcscf: Pcscf::Inline(Box::new(gw)),
             fleet,
             now,
             events: Vec::new(),
+        }
+    }
+
+    /// The real daemon (memory backend, one worker) with the fixture subscribers.
+    pub fn daemon() -> Bed {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("bench-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let subs = dir.join("subscribers.toml");
+        std::fs::write(&subs, SUBSCRIBERS).unwrap();
+        let MemoryDaemon { handle, queue } = start_memory_daemon(&dir, &subs, 1, 1024).unwrap();
+        Bed {
+            pcscf: Pcscf::Daemon {
+                handle,
+                clock: std::time::Instant::now(),
+            },
+            fleet: Fleet::new(queue),
+            now: Instant::from_millis(0),
+            events: Vec::new(),
+        }
+    }
+
+    /// Registrations with an active SA set, as the P-CSCF counts them (the daemon refreshes
+    /// its gauge every 100 ms, so it is given 150 ms first).
+    pub fn registered(&mut self) -> u64 {
+        if let Pcscf::Daemon { clock, .. } = &self.pcscf {
+            let until = clock.elapsed() + std::time::Duration::from_millis(150);
+            let clock = *clock;
+            while clock.elapsed() < until {
+                self.pump(1);
+            }
+        }
+        match &self.pcscf {
+            Pcscf::Inline(gw) => gw.core().registered() as u64,
+            Pcscf::Daemon { handle, .. } => handle.stats().slowpath.registrations,
         }
     }
 
@@ -116,14 +168,24 @@ impl Bed {
     /// Advances the virtual clock by 1 ms per round.
     pub fn pump(&mut self, rounds: usize) {
         for _ in 0..rounds {
-            self.gw.step(self.now);
+            match &mut self.pcscf {
+                Pcscf::Inline(gw) => {
+                    gw.step(self.now);
+                }
+                Pcscf::Daemon { clock, .. } => {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                    self.now = Instant::from_micros(clock.elapsed().as_micros() as i64);
+                }
+            }
             let events = &mut self.events;
             self.fleet.step(self.now, |i, ue| {
                 while let Some(e) = ue.poll_event() {
                     events[i].push(e);
                 }
             });
-            self.now += Duration::from_millis(1);
+            if matches!(self.pcscf, Pcscf::Inline(_)) {
+                self.now += Duration::from_millis(1);
+            }
         }
     }
 
@@ -157,8 +219,17 @@ impl Bed {
         );
     }
 
+    /// A worker counter (summed over workers for the daemon).
     pub fn counter(&self, name: &str) -> u64 {
-        self.gw.counters().get(name).unwrap()
+        match &self.pcscf {
+            Pcscf::Inline(gw) => gw.counters().get(name).unwrap(),
+            Pcscf::Daemon { handle, .. } => handle
+                .stats()
+                .workers
+                .iter()
+                .map(|w| w.get(name).unwrap())
+                .sum(),
+        }
     }
 }
 

@@ -1,0 +1,65 @@
+//! The same end-to-end scenarios against the real daemon (`Daemon::start`, memory backend,
+//! its own worker and slowpath threads) instead of the inline gateway: registration over TCP
+//! and UDP, IPv4 and IPv6, calls with the port_pc reconnect, the 1500-byte IPv6 INVITE.
+
+mod common;
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_fastpath::ipc::Proto;
+use common::scenarios::*;
+use common::*;
+
+#[test]
+fn daemon_register_every_pair_tcp_ipv4_and_ipv6() {
+    for v6 in [false, true] {
+        for p in pairs() {
+            register_and_check(Bed::daemon, v6, Proto::Tcp, p);
+        }
+    }
+}
+
+#[test]
+fn daemon_register_udp() {
+    for v6 in [false, true] {
+        register_and_check(
+            Bed::daemon,
+            v6,
+            Proto::Udp,
+            (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+        );
+    }
+}
+
+#[test]
+fn daemon_calls_over_tcp_ipv4_and_ipv6() {
+    scenario(
+        Bed::daemon,
+        false,
+        Proto::Tcp,
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+        0,
+    );
+    scenario(
+        Bed::daemon,
+        true,
+        Proto::Tcp,
+        (AuthAlg::HmacMd5_96, EncrAlg::AesGcm),
+        0,
+    );
+}
+
+#[test]
+fn daemon_calls_over_udp_ipv4() {
+    scenario(
+        Bed::daemon,
+        false,
+        Proto::Udp,
+        (AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc),
+        0,
+    );
+}
+
+#[test]
+fn daemon_calls_over_udp_ipv6_with_a_1500_byte_invite_forced_onto_tcp() {
+    large_invite_over_udp(Bed::daemon);
+}
