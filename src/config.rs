@@ -82,6 +82,8 @@ pub struct Config {
     pub sa_table: SaTableConfig,
     /// Per-UE TCP/IP stack sizes (`[stack]`).
     pub stack: StackConfig,
+    /// Control socket for `akactl` (`[control]`).
+    pub control: ControlConfig,
 }
 
 /// One listening SIP port.
@@ -237,6 +239,15 @@ pub struct StackConfig {
     pub tcp_tx_buffer: usize,
 }
 
+/// The `akactl` control socket (`[control]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Unix socket path; `None` means the default (`crate::control::default_socket`).
+    pub socket: Option<PathBuf>,
+    /// Whether the `keys` command may export ESP keys (for Wireshark); off by default.
+    pub allow_key_export: bool,
+}
+
 /// One configuration error, located in the source text (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -292,6 +303,11 @@ impl Config {
         let src = std::fs::read_to_string(path)?;
         let mut config = parse(&src).map_err(LoadError::Invalid)?;
         if let (Some(file), Some(dir)) = (config.subscribers.as_mut(), path.parent()) {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
+        if let (Some(file), Some(dir)) = (config.control.socket.as_mut(), path.parent()) {
             if file.is_relative() {
                 *file = dir.join(&*file);
             }
@@ -401,6 +417,7 @@ struct RawConfig {
     registration: Option<RawRegistration>,
     sa_table: Option<RawSaTable>,
     stack: Option<RawStack>,
+    control: Option<RawControl>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +493,13 @@ struct RawStack {
     tcp_tx_buffer: Option<S<i64>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawControl {
+    socket: Option<S<String>>,
+    allow_key_export: Option<bool>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
@@ -534,6 +558,7 @@ impl Validator<'_> {
         };
         let sa_table = self.sa_table(raw.sa_table.as_ref());
         let stack = self.stack(raw.stack.as_ref());
+        let control = self.control(raw.control.as_ref());
         Some(Config {
             sip_ports: sip_ports?,
             ims_aka_profiles: profiles?,
@@ -547,6 +572,7 @@ impl Validator<'_> {
             registration: registration?,
             sa_table: sa_table?,
             stack: stack?,
+            control: control?,
         })
     }
 
@@ -1111,6 +1137,21 @@ impl Validator<'_> {
                     .map(|capacity| SaTableConfig { capacity })
             }
         }
+    }
+
+    fn control(&mut self, raw: Option<&RawControl>) -> Option<ControlConfig> {
+        let socket = match raw.and_then(|r| r.socket.as_ref()) {
+            None => None,
+            Some(s) if s.get_ref().is_empty() => {
+                self.error(&s.span(), "control.socket: must not be empty".into());
+                return None;
+            }
+            Some(s) => Some(PathBuf::from(s.get_ref())),
+        };
+        Some(ControlConfig {
+            socket,
+            allow_key_export: raw.and_then(|r| r.allow_key_export).unwrap_or(false),
+        })
     }
 
     fn stack(&mut self, raw: Option<&RawStack>) -> Option<StackConfig> {

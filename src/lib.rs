@@ -2,6 +2,7 @@
 //! that wires port queues, pinned fast-path workers and the slowpath thread together ([`daemon`]).
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod logger;
 

@@ -133,6 +133,9 @@ pub enum StartError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The control socket could not be opened.
+    #[error("control socket {0}")]
+    Control(#[source] crate::control::ControlError),
     /// A thread could not be spawned, or died while starting.
     #[error("thread {name}: {reason}")]
     Thread {
@@ -264,6 +267,7 @@ impl Daemon {
             sqn_state: None,
             done: false,
             stopped: None,
+            control: None,
         };
 
         let mut command_txs = Vec::with_capacity(nworkers);
@@ -327,7 +331,9 @@ impl Daemon {
             spis,
             Box::new(rand::rngs::StdRng::from_entropy()),
         );
+        let (query_port, queries) = crate::control::channel();
         let slowpath = slowpath::Slowpath {
+            control: queries,
             core,
             events: event_rx,
             commands: command_txs,
@@ -368,6 +374,10 @@ impl Daemon {
             }
         }
         handle.sqn_state = sqn_state;
+        let stats = handle.stats.clone();
+        let stats = crate::control::stats_fn(move || stats.snapshot());
+        handle.control = crate::control::ControlServer::start(config, stats, query_port)
+            .map_err(StartError::Control)?;
         log::info!(
             "akagate running on {} (mtu {}) with {nworkers} worker(s){}; SIP on port {sip_port}; \
              {} subscriber(s); SA table of {} SPIs",
@@ -409,6 +419,8 @@ pub struct DaemonHandle {
     /// Set once [`Self::stop`] ran; `stopped` holds its result until `shutdown` takes it.
     done: bool,
     stopped: Option<Result<ShutdownReport, ShutdownError>>,
+    /// The `akactl` control socket, if it could be opened.
+    control: Option<crate::control::ControlServer>,
 }
 
 impl core::fmt::Debug for DaemonHandle {
@@ -479,6 +491,7 @@ impl DaemonHandle {
             return;
         }
         self.done = true;
+        drop(self.control.take());
         let mut result = Ok(());
         self.slowpath_stop.store(true, Ordering::Release);
         let exit = match self.slowpath.take().map(JoinHandle::join) {

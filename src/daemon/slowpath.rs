@@ -55,6 +55,8 @@ pub(super) struct Slowpath {
     pub stats: StatsSource,
     /// `RemoveSaSet` commands and when they may go (see [`SA_REMOVE_DELAY`]).
     pub deferred: VecDeque<(Instant, WorkerCommand)>,
+    /// Read-only queries of the control socket, answered once per loop turn.
+    pub control: crate::control::Queries,
 }
 
 impl Slowpath {
@@ -110,6 +112,7 @@ impl Slowpath {
                     self.send(cmd);
                 }
             }
+            self.control.serve(&self.core, now);
             if now >= next_gauge {
                 self.publish_gauges();
                 next_gauge = now + GAUGE_PERIOD;
@@ -315,6 +318,7 @@ mod tests {
                 table,
             },
             deferred: VecDeque::new(),
+            control: crate::control::channel().1,
         };
         let exit = slowpath.run();
         assert!(exit.persist_error.is_none(), "{:?}", exit.persist_error);

@@ -3,8 +3,10 @@
 
 mod register;
 mod sa;
+mod view;
 
 pub(crate) use sa::SaSetExt;
+pub use view::{RegistrationView, SaSetState, SaSetView};
 
 use std::time::Instant;
 

@@ -1,0 +1,103 @@
+//! Read-only views of the registrar for operators (`akactl sas`, `akactl registrations`):
+//! each registration's binding and the SA sets it holds, borrowed from the core.
+
+use std::time::{Duration, Instant};
+
+use akagate_fastpath::ipc::{Proto, SaSet};
+
+use crate::core::Core;
+
+/// Which of a registration's SA sets a view shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaSetState {
+    /// Installed with the 401, waiting for the protected REGISTER (TS 33.203 7.1).
+    Pending,
+    /// The set the 200 OK went through: the registration's current set.
+    Active,
+    /// The previous active set, kept until the new one carries traffic or it expires.
+    Old,
+}
+
+impl SaSetState {
+    /// Lower-case name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaSetState::Pending => "pending",
+            SaSetState::Active => "active",
+            SaSetState::Old => "old",
+        }
+    }
+}
+
+/// One SA set of a registration.
+#[derive(Debug)]
+pub struct SaSetView<'a> {
+    /// Pending, active or old.
+    pub state: SaSetState,
+    /// The set (SPIs, ports, suite). Its suite holds keys: never log or print it.
+    pub set: &'a SaSet,
+    /// Time left until the set lapses (challenge timeout, binding expiry or old-set expiry).
+    pub expires_in: Duration,
+}
+
+/// One registration (one IMPI) as the registrar holds it.
+#[derive(Debug)]
+pub struct RegistrationView<'a> {
+    /// The private identity.
+    pub impi: &'a str,
+    /// Its public identities.
+    pub impus: &'a [String],
+    /// The registered Contact, once the protected REGISTER was answered 200.
+    pub contact: Option<&'a str>,
+    /// The transport the UE registered over.
+    pub proto: Option<Proto>,
+    /// Time left of the binding, once registered.
+    pub expires_in: Option<Duration>,
+    /// Its SA sets: pending, active, old (those present, in that order).
+    pub sets: Vec<SaSetView<'a>>,
+}
+
+impl Core {
+    /// Every registration with its SA sets, ordered by IMPI; times are relative to `now`.
+    pub fn registrations_view(&self, now: Instant) -> Vec<RegistrationView<'_>> {
+        let left = |t: Instant| t.saturating_duration_since(now);
+        let mut out: Vec<RegistrationView<'_>> = self
+            .regs
+            .values()
+            .map(|r| {
+                let mut sets = Vec::with_capacity(3);
+                if let Some(p) = &r.pending {
+                    sets.push(SaSetView {
+                        state: SaSetState::Pending,
+                        set: &p.set,
+                        expires_in: left(p.deadline),
+                    });
+                }
+                if let Some(a) = &r.active {
+                    sets.push(SaSetView {
+                        state: SaSetState::Active,
+                        set: &a.set,
+                        expires_in: left(a.expires_at),
+                    });
+                }
+                if let Some((set, until)) = &r.old {
+                    sets.push(SaSetView {
+                        state: SaSetState::Old,
+                        set,
+                        expires_in: left(*until),
+                    });
+                }
+                RegistrationView {
+                    impi: &r.impi,
+                    impus: &r.impus,
+                    contact: r.active.as_ref().map(|a| a.contact.as_str()),
+                    proto: r.active.as_ref().map(|a| a.proto),
+                    expires_in: r.active.as_ref().map(|a| left(a.expires_at)),
+                    sets,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.impi.cmp(b.impi));
+        out
+    }
+}

@@ -1,0 +1,268 @@
+//! The control socket's wire format: one JSON object per line each way. A request is
+//! `{"cmd":"stats"}`; an answer is `{"ok":true,"<cmd>":...}` or `{"ok":false,"error":"..."}`.
+
+use serde_json::{json, Map, Value};
+
+use super::query::{RegistrationInfo, SaKeyRecord, SaSetInfo};
+use crate::daemon::Stats;
+
+/// Longest request line accepted, in bytes.
+pub const MAX_REQUEST: usize = 4096;
+
+/// A parsed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `stats`: every counter.
+    Stats,
+    /// `sas`: the SA sets, without keys.
+    Sas,
+    /// `registrations`: the registrations.
+    Registrations,
+    /// `keys`: the ESP keys, if the configuration allows their export.
+    Keys,
+}
+
+/// Why a request line was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not a JSON object.
+    #[error("request is not a JSON object: {0}")]
+    Json(String),
+    /// No string `cmd` member.
+    #[error("request has no \"cmd\" string")]
+    NoCmd,
+    /// An unknown command.
+    #[error("unknown command \"{0}\" (known: stats, sas, registrations, keys)")]
+    Unknown(String),
+}
+
+impl Command {
+    /// The name on the wire, also the answer's member name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Stats => "stats",
+            Command::Sas => "sas",
+            Command::Registrations => "registrations",
+            Command::Keys => "keys",
+        }
+    }
+
+    /// Parses one request line.
+    pub fn parse(line: &[u8]) -> Result<Command, RequestError> {
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| RequestError::Json(e.to_string()))?;
+        let cmd = v
+            .as_object()
+            .ok_or_else(|| RequestError::Json("expected an object".into()))?
+            .get("cmd")
+            .and_then(Value::as_str)
+            .ok_or(RequestError::NoCmd)?;
+        [
+            Command::Stats,
+            Command::Sas,
+            Command::Registrations,
+            Command::Keys,
+        ]
+        .into_iter()
+        .find(|c| c.name() == cmd)
+        .ok_or_else(|| RequestError::Unknown(cmd.chars().take(64).collect()))
+    }
+}
+
+/// `{"ok":false,"error":msg}`.
+pub fn error(msg: &str) -> Value {
+    json!({ "ok": false, "error": msg })
+}
+
+/// `{"ok":true,name:body}`.
+pub fn ok(cmd: Command, body: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("ok".into(), Value::Bool(true));
+    m.insert(cmd.name().into(), body);
+    Value::Object(m)
+}
+
+/// The [`Stats`] snapshot: uptime, per-worker counters and queue counters, drop totals by
+/// reason, the slowpath's counters and the SA table's occupancy.
+pub fn stats(s: &Stats) -> Value {
+    let workers: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            let q = &w.queue;
+            let counters: Map<String, Value> = w
+                .counters
+                .iter()
+                .map(|&(n, v)| (n.to_string(), Value::from(v)))
+                .collect();
+            json!({
+                "id": w.id,
+                "core": w.core,
+                "queue": {
+                    "rx_packets": q.rx_packets,
+                    "rx_bytes": q.rx_bytes,
+                    "rx_dropped": q.rx_dropped,
+                    "rx_nobuf": q.rx_nobuf,
+                    "rx_truncated": q.rx_truncated,
+                    "tx_packets": q.tx_packets,
+                    "tx_bytes": q.tx_bytes,
+                    "tx_ring_full": q.tx_ring_full,
+                    "tx_errors": q.tx_errors,
+                },
+                "counters": counters,
+            })
+        })
+        .collect();
+    let drops: Map<String, Value> = s
+        .drops()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), Value::from(v)))
+        .collect();
+    let sp = &s.slowpath;
+    json!({
+        "uptime_s": s.uptime.as_secs_f64(),
+        "workers": workers,
+        "drops": drops,
+        "slowpath": {
+            "events": sp.events,
+            "sip_messages": sp.sip_messages,
+            "commands": sp.commands,
+            "commands_dropped": sp.commands_dropped,
+            "sa_sets_installed": sp.sa_sets_installed,
+            "sa_sets_removed": sp.sa_sets_removed,
+            "timeouts": sp.timeouts,
+            "registrations": sp.registrations,
+            "subscribers": sp.subscribers,
+            "drained_at_shutdown": sp.drained_at_shutdown,
+        },
+        "sa_table": {
+            "installed": s.sa_installed,
+            "allocated": s.sa_allocated,
+            "capacity": s.sa_capacity,
+        },
+    })
+}
+
+/// The SA sets (no keys).
+pub fn sas(sets: &[SaSetInfo]) -> Value {
+    Value::Array(
+        sets.iter()
+            .map(|s| {
+                json!({
+                    "impi": s.impi,
+                    "state": s.state.name(),
+                    "ue": s.ue.to_string(),
+                    "local": s.local.to_string(),
+                    "alg": s.auth.token(),
+                    "ealg": s.encr.token(),
+                    "spi_pc": s.spi_pc,
+                    "spi_ps": s.spi_ps,
+                    "spi_uc": s.spi_uc,
+                    "spi_us": s.spi_us,
+                    "port_pc": s.port_pc,
+                    "port_ps": s.port_ps,
+                    "port_uc": s.port_uc,
+                    "port_us": s.port_us,
+                    "expires_in_s": s.expires_in.as_secs(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The registrations.
+pub fn registrations(regs: &[RegistrationInfo]) -> Value {
+    Value::Array(
+        regs.iter()
+            .map(|r| {
+                let sets: Vec<Value> = r
+                    .sets
+                    .iter()
+                    .map(|(state, [pc, ps, uc, us])| {
+                        json!({
+                            "state": state.name(),
+                            "spi_pc": pc,
+                            "spi_ps": ps,
+                            "spi_uc": uc,
+                            "spi_us": us,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "impi": r.impi,
+                    "impus": r.impus,
+                    "contact": r.contact,
+                    "ue": r.ue.map(|a| a.to_string()),
+                    "transport": r.proto.map(|p| match p {
+                        akagate_fastpath::ipc::Proto::Udp => "udp",
+                        akagate_fastpath::ipc::Proto::Tcp => "tcp",
+                    }),
+                    "registered": r.contact.is_some(),
+                    "expires_in_s": r.expires_in.map(|d| d.as_secs()),
+                    "sa_sets": sets,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The keys, one object per SA (lower-case hex). The caller zeroizes the serialized text.
+pub fn keys(records: &[SaKeyRecord]) -> Value {
+    Value::Array(
+        records
+            .iter()
+            .map(|k| {
+                json!({
+                    "src": k.src.to_string(),
+                    "dst": k.dst.to_string(),
+                    "spi": k.spi,
+                    "alg": k.auth.token(),
+                    "ealg": k.encr.token(),
+                    "integ_key": hex::encode(&k.integ_key),
+                    "encr_key": hex::encode(&k.encr_key),
+                    "salt": hex::encode(k.salt),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_bad_ones_are_typed_errors() {
+        assert_eq!(Command::parse(br#"{"cmd":"stats"}"#), Ok(Command::Stats));
+        assert_eq!(
+            Command::parse(br#" {"cmd": "keys", "x": 1} "#),
+            Ok(Command::Keys)
+        );
+        assert_eq!(Command::parse(br#"{"cmd":1}"#), Err(RequestError::NoCmd));
+        assert_eq!(
+            Command::parse(br#"{"cmd":"reboot"}"#),
+            Err(RequestError::Unknown("reboot".into()))
+        );
+        assert!(matches!(
+            Command::parse(b"stats"),
+            Err(RequestError::Json(_))
+        ));
+        assert!(matches!(
+            Command::parse(br#"["stats"]"#),
+            Err(RequestError::Json(_))
+        ));
+        assert!(matches!(
+            Command::parse(&[0xff, 0xfe]),
+            Err(RequestError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn answers_carry_ok_and_the_command_name() {
+        assert_eq!(
+            ok(Command::Sas, Value::Array(vec![])).to_string(),
+            r#"{"ok":true,"sas":[]}"#
+        );
+        assert_eq!(error("no").to_string(), r#"{"error":"no","ok":false}"#);
+    }
+}
