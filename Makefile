@@ -7,7 +7,7 @@ DPDK_FEATURE := $(shell pkg-config --exists libdpdk 2>/dev/null && echo --featur
 APT_PACKAGES := python3-scapy python3-cryptography libdpdk-dev dpdk libclang-dev clang pkg-config \
                 iproute2 openssl tshark ethtool
 
-.PHONY: all deps build test lint fmt bench demo clean
+.PHONY: all deps build test lint fmt bench demo clean fuzz-smoke
 
 all: build
 
@@ -44,6 +44,23 @@ bench: deps
 ## demo: the main job on embedded defaults
 demo: deps
 	./scripts/demo.sh
+
+## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs nightly + cargo-fuzz
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	@if ! $(CARGO) +nightly --version >/dev/null 2>&1 || ! $(CARGO) +nightly fuzz --version >/dev/null 2>&1; then \
+	  echo "make fuzz-smoke: needs a nightly toolchain and cargo-fuzz:"; \
+	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz"; \
+	  exit 1; \
+	fi
+	@mkdir -p fuzz/target; for t in $$($(CARGO) +nightly fuzz list); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  if ! $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      > fuzz/target/smoke-$$t.log 2>&1; then \
+	    tail -n 40 fuzz/target/smoke-$$t.log; echo "fuzz $$t FAILED (reproducer in fuzz/artifacts/$$t)"; exit 1; \
+	  fi; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' fuzz/target/smoke-$$t.log; \
+	done
 
 clean:
 	$(CARGO) clean
