@@ -18,7 +18,7 @@ const BURST: usize = 64;
 pub struct FleetCounters {
     /// Frames no UE claimed.
     pub unclaimed: u64,
-    /// Frames dropped because no transmit buffer was free.
+    /// Times transmission paused because no buffer was free (the frames waited).
     pub tx_no_buffer: u64,
     /// Frames larger than a buffer.
     pub tx_too_big: u64,
@@ -207,18 +207,23 @@ impl<Q: PortQueue> Fleet<Q> {
                 frame: f.clone(),
             }));
         }
-        for f in self.frames.drain(..) {
+        // Frames wait here while the pool is empty (the peer holds the buffers) rather than
+        // being dropped: a loss would cost the UE a TCP retransmission timeout.
+        let mut sent = 0;
+        for f in &self.frames {
             let Some(mut b) = self.q.alloc() else {
                 self.counters.tx_no_buffer += 1;
-                continue;
+                break;
             };
-            if b.fill(&f).is_err() {
+            sent += 1;
+            if b.fill(f).is_err() {
                 self.counters.tx_too_big += 1;
                 self.q.free(b);
                 continue;
             }
             self.tx.push(b);
         }
+        self.frames.drain(..sent);
         if !self.tx.is_empty() {
             work += self.q.tx_burst(&mut self.tx);
         }

@@ -26,8 +26,17 @@ use crate::ue::{Ue, UeConfig, UeEvent};
 /// Which packet I/O the UEs use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// In-memory pair with the P-CSCF in-process.
-    Memory,
+    /// The akagate daemon started in-process (its worker and slowpath threads) on the memory
+    /// backend, with the subscriber file at this path.
+    Memory {
+        /// The subscriber file the daemon loads.
+        subscribers: std::path::PathBuf,
+        /// Worker threads.
+        workers: usize,
+    },
+    /// The fast-path worker and slowpath core stepped inline in this thread (no threads,
+    /// deterministic; see [`crate::gateway`]).
+    Inline,
     /// AF_PACKET on an interface, towards an external P-CSCF at `pcscf`.
     AfPacket {
         /// Interface name.
@@ -130,6 +139,7 @@ struct Driver {
     call_start: Option<std::time::Instant>,
     call_s: f64,
     last_progress: std::time::Instant,
+    pcscf_counters: BTreeMap<String, u64>,
 }
 
 impl Driver {
@@ -308,7 +318,8 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p.insert(
         "backend".into(),
         match &cfg.backend {
-            Backend::Memory => "memory".into(),
+            Backend::Memory { workers, .. } => format!("memory (daemon, {workers} worker(s))"),
+            Backend::Inline => "inline".into(),
             Backend::AfPacket { iface, .. } => format!("af_packet:{iface}"),
         },
     );
@@ -342,10 +353,49 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
         call_start: None,
         call_s: 0.0,
         last_progress: std::time::Instant::now(),
+        pcscf_counters: BTreeMap::new(),
         cfg,
     };
     match driver.cfg.backend.clone() {
-        Backend::Memory => {
+        Backend::Memory {
+            subscribers,
+            workers,
+        } => {
+            let dir = std::env::temp_dir().join(format!("akabench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| LoadError::Setup(e.to_string()))?;
+            let n = driver.cfg.ues;
+            let started = crate::daemon::start_memory_daemon(&dir, &subscribers, workers, n * 8);
+            let result = started.map_err(LoadError::Setup).and_then(|d| {
+                let pcscf = if driver.cfg.ipv6 {
+                    IpAddr::V6(crate::daemon::DAEMON_V6)
+                } else {
+                    IpAddr::V4(crate::daemon::DAEMON_V4)
+                };
+                let mut fleet = build_fleet(&driver.cfg, d.queue, pcscf)?;
+                drive(&mut driver, &mut fleet, |_| 0);
+                for w in d.handle.stats().workers {
+                    for (name, v) in w.drops() {
+                        *driver.pcscf_counters.entry(name.to_string()).or_default() += v;
+                    }
+                    for (name, v) in [
+                        ("queue_rx_dropped", w.queue.rx_dropped),
+                        ("queue_tx_ring_full", w.queue.tx_ring_full),
+                        ("queue_tx_errors", w.queue.tx_errors),
+                    ] {
+                        if v > 0 {
+                            *driver.pcscf_counters.entry(name.to_string()).or_default() += v;
+                        }
+                    }
+                }
+                if let Err(e) = d.handle.shutdown() {
+                    driver.stats.fail(&format!("daemon shutdown: {e}"));
+                }
+                Ok(())
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        Backend::Inline => {
             let ring = (driver.cfg.ues * 8).clamp(1024, 1 << 16);
             let pair = MemPairConfig {
                 ring_size: ring,
@@ -389,7 +439,9 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
         eprintln!();
     }
     let (reg_s, call_s) = (driver.reg_s, driver.call_s);
-    Ok(driver.stats.report(params(&driver.cfg), reg_s, call_s))
+    let mut report = driver.stats.report(params(&driver.cfg), reg_s, call_s);
+    report.pcscf_counters = std::mem::take(&mut driver.pcscf_counters);
+    Ok(report)
 }
 
 #[cfg(target_os = "linux")]

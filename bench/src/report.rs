@@ -52,6 +52,9 @@ pub struct Report {
     pub calls_per_second: f64,
     /// Latency percentiles per transaction type, microseconds.
     pub latency_us: BTreeMap<String, Percentiles>,
+    /// The P-CSCF's non-zero drop counters and transmit-queue counters, when it ran
+    /// in-process.
+    pub pcscf_counters: BTreeMap<String, u64>,
 }
 
 /// Accumulates UE events.
@@ -161,6 +164,7 @@ impl Stats {
                 .keys()
                 .filter_map(|k| Some((k.name().to_string(), self.percentiles(*k)?)))
                 .collect(),
+            pcscf_counters: BTreeMap::new(),
         }
     }
 }
@@ -183,6 +187,12 @@ impl Report {
         if !self.failures_by_cause.is_empty() {
             s.push_str("failures by cause:\n");
             for (c, n) in &self.failures_by_cause {
+                s.push_str(&format!("  {c}: {n}\n"));
+            }
+        }
+        if !self.pcscf_counters.is_empty() {
+            s.push_str("P-CSCF counters:\n");
+            for (c, n) in &self.pcscf_counters {
                 s.push_str(&format!("  {c}: {n}\n"));
             }
         }

@@ -15,10 +15,13 @@ const USAGE: &str = "\
 usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
                 [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
                 [--ipv6] [--concurrency C] [--hold-ms MS] [--deregister] [--timeout-s S]
-                [--backend memory|af_packet --iface X --pcscf IP] [--report FILE] [--quiet]
+                [--backend memory|inline|af_packet --iface X --pcscf IP] [--workers W]
+                [--report FILE] [--quiet]
 
   --subscribers FILE  HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
-  --backend memory    (default) in-process akagate over an in-memory Ethernet pair
+  --backend memory    (default) the akagate daemon started in-process (W worker threads and
+                      the slowpath thread) over an in-memory Ethernet pair
+  --backend inline    akagate's worker and slowpath stepped in this one thread (deterministic)
   --backend af_packet UEs on interface X towards an akagate at --pcscf IP
   --report FILE       JSON report (default akabench-report.json)
 
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         "iface",
         "pcscf",
         "report",
+        "workers",
     ];
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return usage(&format!("unknown option --{k}"));
@@ -75,21 +79,22 @@ fn main() -> ExitCode {
             v.parse().map_err(|_| format!("--{k}: not a number"))
         })
     };
-    let (ues, calls, conc, hold, timeout) = match (
+    let (ues, calls, conc, hold, timeout, workers) = match (
         num("ues", 0),
         num("calls", 0),
         num("concurrency", 64),
         num("hold-ms", 0),
         num("timeout-s", 300),
+        num("workers", 1),
     ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-        (a, b, c, d, e) => {
-            let err = [a, b, c, d, e].into_iter().find_map(Result::err);
+        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) => (a, b, c, d, e, f),
+        (a, b, c, d, e, f) => {
+            let err = [a, b, c, d, e, f].into_iter().find_map(Result::err);
             return usage(&err.unwrap_or_default());
         }
     };
-    if ues == 0 || conc == 0 {
-        return usage("--ues and --concurrency must be at least 1");
+    if ues == 0 || conc == 0 || workers == 0 {
+        return usage("--ues, --concurrency and --workers must be at least 1");
     }
     let Some(file) = opts.get("subscribers") else {
         return usage("--subscribers FILE is required");
@@ -107,7 +112,11 @@ fn main() -> ExitCode {
         return usage("--ealg: unknown algorithm");
     };
     let backend = match opts.get("backend").map(String::as_str) {
-        None | Some("memory") => Backend::Memory,
+        None | Some("memory") => Backend::Memory {
+            subscribers: file.into(),
+            workers: usize::try_from(workers).unwrap_or(1),
+        },
+        Some("inline") => Backend::Inline,
         Some("af_packet") => {
             let (Some(iface), Some(pcscf)) = (opts.get("iface"), opts.get("pcscf")) else {
                 return usage("--backend af_packet needs --iface and --pcscf");
@@ -120,7 +129,7 @@ fn main() -> ExitCode {
                 pcscf,
             }
         }
-        Some(b) => return usage(&format!("--backend {b}: memory or af_packet")),
+        Some(b) => return usage(&format!("--backend {b}: memory, inline or af_packet")),
     };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,

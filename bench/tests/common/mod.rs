@@ -49,7 +49,7 @@ pub enum Pcscf {
     Inline(Box<InProcessGateway<MemQueue>>),
     /// The daemon's own threads (`Daemon::start`, memory backend), on real time.
     Daemon {
-        handle: akagate::DaemonHandle,
+        handle: Box<akagate::DaemonHandle>,
         clock: std::time::Instant,
     },
 }
@@ -93,7 +93,7 @@ impl Bed {
         let MemoryDaemon { handle, queue } = start_memory_daemon(&dir, &subs, 1, 1024).unwrap();
         Bed {
             pcscf: Pcscf::Daemon {
-                handle,
+                handle: Box::new(handle),
                 clock: std::time::Instant::now(),
             },
             fleet: Fleet::new(queue),
