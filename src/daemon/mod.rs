@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::{SadError, SpiAllocator};
-use akagate_fastpath::worker::InboundTable;
+use akagate_fastpath::worker::{Handoff, InboundTable};
 use akagate_slowpath::hss::HssError;
 use akagate_slowpath::Core;
 use akagate_sys::affinity::CorePlan;
@@ -30,6 +30,10 @@ pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 pub use setup::default_sqn_state;
 pub use stats::{SlowpathStats, Stats, WorkerStats};
 pub use steer::{ue_key, worker_for};
+
+/// Frames (and neighbours) each worker's handoff inbox holds; strays beyond it are dropped
+/// and counted (`drop_handoff_full`).
+const HANDOFF_RING: usize = 1024;
 
 /// Whether threads are pinned to the configured cores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +215,7 @@ impl Daemon {
 
     /// Starts on a port the caller opened (e.g. one end of an in-memory pair from
     /// [`memory_pair`], keeping the other end for simulated UEs). The port must have one queue
-    /// per configured worker and steer by the UE's address (`akagate_sys::steer`).
+    /// per configured worker; [`Port::steering`] names the worker of each UE.
     pub fn start_with_port<P: Port>(
         config: &Config,
         mut port: P,
@@ -237,6 +241,9 @@ impl Daemon {
         );
         let link = port.link().clone();
         let queue_counters = port.counters();
+        // The port's own steering names the worker of a UE, for the slowpath's commands and
+        // the workers' handoff of strays (one UE, one worker).
+        let steering = port.steering();
         let queues = port.take_queues();
         drop(port);
         if queues.len() != nworkers {
@@ -270,6 +277,7 @@ impl Daemon {
             control: None,
         };
 
+        let handoff = Arc::new(Handoff::new(nworkers, HANDOFF_RING));
         let mut command_txs = Vec::with_capacity(nworkers);
         for (id, queue) in queues.into_iter().enumerate() {
             let (cmd_tx, cmd_rx) = bounded::<WorkerCommand>(opts.command_queue.max(1));
@@ -282,6 +290,7 @@ impl Daemon {
             let thread = worker::WorkerThread {
                 cfg: setup::worker_config(config, id, &link, sip_port),
                 queue,
+                peers: (nworkers > 1).then(|| (steering.clone(), handoff.clone())),
                 table: table.clone(),
                 events: event_tx.clone(),
                 commands: cmd_rx,
@@ -342,7 +351,7 @@ impl Daemon {
             sqn_state: sqn_state.clone(),
             stats_interval: opts.stats_interval,
             stats: handle.stats.clone(),
-            deferred: std::collections::VecDeque::new(),
+            steering,
         };
         let slowpath_core = if pinned { config.cores.slowpath } else { None };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);

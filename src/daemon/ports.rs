@@ -87,6 +87,10 @@ pub(super) fn dpdk(
     eal_init(&args)?;
     let mut cfg = DpdkConfig::new(&device);
     cfg.queues = config.cores.workers.len();
+    // Hashed with the UE's address when the NIC cannot hash the source alone; UEs talking to
+    // another of our addresses reach their worker through the handoff rings.
+    cfg.rss_local_v4 = config.addresses.ipv4.first().copied();
+    cfg.rss_local_v6 = config.addresses.ipv6.first().copied();
     DpdkPort::open(&cfg)
 }
 

@@ -3,7 +3,6 @@
 //! On stop it handles the events still queued, closes the command queues and makes the
 //! HSS's SQN state durable.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use super::stats::{inc, SlowpathCounters, StatsSource};
-use super::steer::worker_for;
+use akagate_sys::steer::Steering;
 
 /// Longest sleep without looking at the stop flag, the stats clock and the core's timers.
 const TICK: Duration = Duration::from_millis(100);
@@ -28,11 +27,6 @@ const EVENT_BATCH: usize = 256;
 const COMMAND_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the registration gauge is refreshed (it walks all registrations).
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
-/// How long a `RemoveSaSet` is held back. A worker executes a batch of commands before it
-/// polls its stacks, so a removal sent right behind the last message over the set (the 200 OK
-/// to a de-REGISTER) would take the outbound SA away before that message is encrypted; the
-/// command means "once its last message was sent" (`WorkerCommand::RemoveSaSet`).
-const SA_REMOVE_DELAY: Duration = Duration::from_millis(100);
 
 /// How the slowpath thread ended.
 #[derive(Debug)]
@@ -53,8 +47,8 @@ pub(super) struct Slowpath {
     pub sqn_state: Option<PathBuf>,
     pub stats_interval: Option<Duration>,
     pub stats: StatsSource,
-    /// `RemoveSaSet` commands and when they may go (see [`SA_REMOVE_DELAY`]).
-    pub deferred: VecDeque<(Instant, WorkerCommand)>,
+    /// The port's steering: which worker owns a UE.
+    pub steering: Steering,
     /// Read-only queries of the control socket, answered once per loop turn.
     pub control: crate::control::Queries,
 }
@@ -73,9 +67,6 @@ impl Slowpath {
                 wake = wake.min(t);
             }
             if let Some(t) = next_log {
-                wake = wake.min(t);
-            }
-            if let Some(&(t, _)) = self.deferred.front() {
                 wake = wake.min(t);
             }
             if timer_ran {
@@ -106,11 +97,6 @@ impl Slowpath {
                     inc(&self.counters.timeouts);
                 }
                 self.dispatch(actions);
-            }
-            while self.deferred.front().is_some_and(|&(t, _)| t <= now) {
-                if let Some((_, cmd)) = self.deferred.pop_front() {
-                    self.send(cmd);
-                }
             }
             self.control.serve(&self.core, now);
             if now >= next_gauge {
@@ -149,16 +135,8 @@ impl Slowpath {
             core,
             commands,
             sqn_state,
-            deferred,
             ..
         } = self;
-        // The workers stop right after this; SAs held for removal die with the SA table.
-        if !deferred.is_empty() {
-            log::debug!(
-                "slowpath: {} SA set removal(s) not sent at shutdown",
-                deferred.len()
-            );
-        }
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
         drop(commands);
@@ -189,16 +167,11 @@ impl Slowpath {
     }
 
     /// Sends each command, in order, to the worker owning its UE (one UE, one worker), so
-    /// an `InstallSaSet` always reaches the worker before the 401 that announces the SAs.
-    /// `RemoveSaSet` is held back for [`SA_REMOVE_DELAY`].
+    /// an `InstallSaSet` always reaches the worker before the 401 that announces the SAs, and
+    /// a `RemoveSaSet` after the last message over the set (the worker drains the set).
     fn dispatch(&mut self, actions: Vec<WorkerCommand>) {
         for cmd in actions {
-            if matches!(cmd, WorkerCommand::RemoveSaSet { .. }) {
-                self.deferred
-                    .push_back((Instant::now() + SA_REMOVE_DELAY, cmd));
-            } else {
-                self.send(cmd);
-            }
+            self.send(cmd);
         }
     }
 
@@ -214,7 +187,7 @@ impl Slowpath {
             WorkerCommand::RemoveSaSet { .. } => Some(&self.counters.sa_sets_removed),
             _ => None,
         };
-        let Some(queue) = self.commands.get(worker_for(ue, self.commands.len())) else {
+        let Some(queue) = self.commands.get(self.steering.queue_for_ue(ue)) else {
             inc(&self.counters.commands_dropped);
             return;
         };

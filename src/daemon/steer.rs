@@ -1,25 +1,20 @@
-//! Which worker owns a UE: the port's own steering rule (`akagate_sys::steer`) applied to the
-//! UE's address, so slowpath commands reach the worker whose queue receives the UE's packets.
+//! Which worker owns a UE under AF_PACKET fanout and the in-memory pair (`Steering::UeKey`);
+//! the daemon itself asks the port (`Port::steering`), which also covers DPDK's RSS.
 
 use std::net::IpAddr;
 
-use akagate_sys::steer::queue_for_key;
+use akagate_sys::steer::{ue_key_of, Steering};
 
 /// The word of `ue` the port steers on: the IPv4 address, or the low 32 bits of the IPv6
 /// address (the same word `akagate_sys::steer::ue_key` reads from a frame).
 pub fn ue_key(ue: IpAddr) -> u32 {
-    match ue {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
-        }
-    }
+    ue_key_of(ue)
 }
 
-/// Index of the worker that owns `ue` among `workers` workers.
+/// Index of the worker that owns `ue` among `workers` workers of an AF_PACKET or in-memory
+/// port.
 pub fn worker_for(ue: IpAddr, workers: usize) -> usize {
-    queue_for_key(ue_key(ue), workers)
+    Steering::UeKey { queues: workers }.queue_for_ue(ue)
 }
 
 #[cfg(test)]

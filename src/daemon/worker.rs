@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
-use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig, WorkerCounters};
+use akagate_fastpath::worker::{Handoff, InboundTable, Worker, WorkerConfig, WorkerCounters};
+use akagate_sys::steer::Steering;
 use akagate_sys::{IoError, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
 
@@ -25,6 +26,8 @@ const YIELD_ITERATIONS: u32 = 256;
 pub(super) struct WorkerThread<Q> {
     pub cfg: WorkerConfig,
     pub queue: Q,
+    /// With several workers: the port's steering and the handoff rings between the workers.
+    pub peers: Option<(Steering, Arc<Handoff>)>,
     pub table: Arc<InboundTable>,
     pub events: Sender<WorkerEvent>,
     pub commands: Receiver<WorkerCommand>,
@@ -67,6 +70,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         let WorkerThread {
             cfg,
             queue,
+            peers,
             table,
             events,
             commands,
@@ -90,6 +94,9 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         // A second handle on the command queue, only to see whether it is empty when draining.
         let pending = commands.clone();
         let mut worker = Worker::new(cfg, queue, table, events, commands, now());
+        if let Some((steering, handoff)) = peers {
+            worker = worker.with_peers(steering, handoff);
+        }
         if ready.send(Ok(worker.counters().clone())).is_err() {
             return;
         }
@@ -202,6 +209,7 @@ mod tests {
         let thread = WorkerThread {
             cfg: worker_config(&config, 0, &link, 5060),
             queue,
+            peers: None,
             table: Arc::new(InboundTable::with_capacity(64).unwrap()),
             events,
             commands,

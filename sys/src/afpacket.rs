@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::buf::{BufLayout, BufPool, PacketBuf};
 use crate::error::IoError;
 use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
-use crate::steer::{cbpf, UeSide};
+use crate::steer::{cbpf, Steering, UeSide};
 
 /// How a queue transmits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -728,5 +728,11 @@ impl Port for AfPacketPort {
     }
     fn counters(&self) -> Vec<Arc<QueueCounters>> {
         self.counters.clone()
+    }
+    fn steering(&self) -> Steering {
+        // The fanout program computes `queue_for_key` of the UE key (steer::cbpf).
+        Steering::UeKey {
+            queues: self.counters.len(),
+        }
     }
 }

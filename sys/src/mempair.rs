@@ -9,7 +9,7 @@ use crossbeam_queue::ArrayQueue;
 use crate::buf::{BufLayout, PacketBuf};
 use crate::error::IoError;
 use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
-use crate::steer::{queue_for_frame, UeSide};
+use crate::steer::{queue_for_frame, Steering, UeSide};
 
 /// Configuration of one end of a [`mem_pair`].
 #[derive(Debug, Clone)]
@@ -149,6 +149,12 @@ impl Port for MemPort {
     }
     fn counters(&self) -> Vec<Arc<QueueCounters>> {
         self.counters.clone()
+    }
+    fn steering(&self) -> Steering {
+        // The peer's transmit side steers with `queue_for_frame` on the UE key.
+        Steering::UeKey {
+            queues: self.counters.len(),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The backend-independent port interface: a port owns queues, each queue belongs to one
 //! worker and does burst receive/transmit over [`PacketBuf`]s from its own pool.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
+use crate::steer::Steering;
 
 /// Link facts of a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,13 @@ pub trait Port {
     fn take_queues(&mut self) -> Vec<Self::Queue>;
     /// Shared counters of every queue, for stats readers on other threads.
     fn counters(&self) -> Vec<Arc<QueueCounters>>;
+    /// How this port spreads ingress frames over its queues, matching its own kernel or
+    /// hardware steering (shareable with the slowpath and the workers).
+    fn steering(&self) -> Steering;
+    /// The queue that receives the frames of the UE at `ue` (one UE, one worker).
+    fn queue_for_ue(&self, ue: IpAddr) -> usize {
+        self.steering().queue_for_ue(ue)
+    }
 }
 
 /// One queue of a port, used by exactly one worker thread.

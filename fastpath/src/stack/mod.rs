@@ -725,6 +725,26 @@ impl UeStack {
         Ok(())
     }
 
+    /// Bytes still to leave, or to be acknowledged, on the flows from our `local_port` to the
+    /// peer's `peer_port`: queued TCP bytes not yet in the socket, the TCP send buffers, and
+    /// the UDP socket of `local_port`. 0 once everything written so far is gone (the worker's
+    /// drain of a removed SA set waits for this).
+    pub fn queued_bytes(&self, local_port: u16, peer_port: u16) -> usize {
+        let tcp: usize = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.flow.local_port == local_port && c.flow.ue_port == peer_port)
+            .map(|(&h, c)| c.pending.len() + self.sockets.get::<tcp::Socket>(h).send_queue())
+            .sum();
+        let udp: usize = self
+            .udp_sockets
+            .iter()
+            .filter(|b| b.port == local_port)
+            .map(|b| self.sockets.get::<udp::Socket>(b.handle).send_queue())
+            .sum();
+        tcp + udp
+    }
+
     /// True if an ESTABLISHED TCP connection exists for `flow`.
     pub fn is_established(&self, flow: &Flow) -> bool {
         self.find_conn(flow)

@@ -98,6 +98,12 @@ impl<Q: PortQueue> Worker<Q> {
         self.timers.schedule(set.ue, now);
     }
 
+    /// `RemoveSaSet` (TS 33.203 7.4 / 7.5): the inbound SAs go at once (the slowpath has
+    /// released their SPIs already), the outbound SAs drain. The set stays behind the live
+    /// sets, so it only carries what no live set protects: the bytes queued before this
+    /// command (the 200 OK to a de-REGISTER leaves through the SAs it de-registers) and their
+    /// retransmissions, until the poll after which nothing is queued on its flows or
+    /// [`super::SA_DRAIN_LIMIT`] (see `Worker::finish_drains`).
     fn remove_set(&mut self, ue_ip: std::net::IpAddr, spi_pc: u32, spi_ps: u32, now: Instant) {
         let Some(ue) = self.ues.get_mut(&ue_ip) else {
             return;
@@ -105,18 +111,26 @@ impl<Q: PortQueue> Worker<Q> {
         let Some(i) = ue
             .sa_sets
             .iter()
-            .position(|s| s.spi_pc == spi_pc && s.spi_ps == spi_ps)
+            .position(|s| s.spi_pc == spi_pc && s.spi_ps == spi_ps && s.is_live())
         else {
             return;
         };
-        let set = ue.sa_sets.remove(i);
+        let mut set = ue.sa_sets.remove(i);
         let _ = self.table.remove(spi_ps);
         let _ = self.table.remove(spi_pc);
         for port in [set.port_ps, set.port_pc] {
-            if !ue.sa_sets.iter().any(|s| s.is_protected_port(port)) {
+            if !ue
+                .sa_sets
+                .iter()
+                .any(|s| s.is_live() && s.is_protected_port(port))
+            {
                 ue.stack.unlisten(port);
             }
         }
+        set.drain_until = Some(now + super::SA_DRAIN_LIMIT);
+        // After the live sets, before older draining ones: egress takes the first match.
+        let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
+        ue.sa_sets.insert(at, set);
         self.timers.schedule(ue_ip, now);
     }
 }

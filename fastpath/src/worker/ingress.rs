@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use akagate_sys::PortQueue;
+use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::Instant;
 
 use super::counters::inc;
@@ -38,6 +38,30 @@ fn addrs(pkt: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
+fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
+    let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let p = frame.get(14..)?;
+    match et {
+        // Ethernet/IPv4 ARP: hlen 6, plen 4, sender protocol address at 14..18.
+        0x0806 if p.get(4..6)? == [6, 4] => {
+            let a: [u8; 4] = p.get(14..18)?.try_into().ok()?;
+            Some(Ipv4Addr::from(a).into())
+        }
+        0x86dd if p.get(6) == Some(&IPPROTO_ICMPV6) => {
+            let field = match p.get(40)? {
+                135 => 8..24,  // NS: the IPv6 source address
+                136 => 48..64, // NA: the target address
+                _ => return None,
+            };
+            let a: [u8; 16] = p.get(field)?.try_into().ok()?;
+            let a = Ipv6Addr::from(a);
+            (!a.is_unspecified()).then_some(a.into())
+        }
+        _ => None,
+    }
+}
+
 impl<Q: PortQueue> Worker<Q> {
     /// Receives and processes one burst; returns the number of frames.
     pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
@@ -54,27 +78,85 @@ impl<Q: PortQueue> Worker<Q> {
         let guard = sad::pin();
         for mut b in rx.drain(..) {
             let (raw, range) = b.raw_mut();
-            self.frame(&table, &guard, raw, range, now);
-            self.queue.free(b);
+            match self.frame(&table, &guard, raw, range, true, now) {
+                None => self.queue.free(b),
+                Some(owner) => self.hand_off(owner, b),
+            }
         }
         drop(guard);
         self.rx = rx;
         n
     }
 
+    /// Passes a frame of a UE owned by worker `owner` to it.
+    fn hand_off(&mut self, owner: usize, b: PacketBuf) {
+        let Some(p) = &self.peers else {
+            return self.queue.free(b);
+        };
+        match p.handoff.send_frame(self.cfg.id, owner, b) {
+            Ok(()) => inc(&self.counters.handoff_out),
+            Err(b) => {
+                self.queue.free(b);
+                inc(&self.counters.drop_handoff_full);
+            }
+        }
+    }
+
+    /// Takes what the other workers sent: buffers coming back, neighbours they learned, and
+    /// up to one burst of frames of UEs this worker owns. Returns the work done.
+    pub(super) fn handed_in(&mut self, now: Instant) -> usize {
+        let Some(p) = &self.peers else {
+            return 0;
+        };
+        let handoff = p.handoff.clone();
+        let me = self.cfg.id;
+        let mut work = 0;
+        while let Some(b) = handoff.returned(me) {
+            self.queue.free(b);
+        }
+        while let Some((ip, mac)) = handoff.recv_neighbor(me) {
+            self.l2.neighbors().learn(ip, mac, now);
+            inc(&self.counters.neighbors_from_peers);
+            work += 1;
+        }
+        let mut frames = 0;
+        let mut guard = None;
+        let table = self.table.clone();
+        while frames < self.cfg.burst {
+            let Some((from, mut b)) = handoff.recv_frame(me) else {
+                break;
+            };
+            frames += 1;
+            inc(&self.counters.handoff_in);
+            let g = guard.get_or_insert_with(sad::pin);
+            let (raw, range) = b.raw_mut();
+            // Never handed on again: the steering named this worker.
+            let _ = self.frame(&table, g, raw, range, false, now);
+            if let Err(b) = handoff.give_back(from, b) {
+                self.queue.free(b);
+            }
+        }
+        work + frames
+    }
+
+    /// One received frame. Returns the worker to hand it to when it is an IP packet of a UE
+    /// that another worker owns (and `may_hand_off`); `None` when it was handled here.
     fn frame(
         &mut self,
         table: &InboundTable,
         guard: &ReadGuard,
         raw: &mut [u8],
         range: Range<usize>,
+        may_hand_off: bool,
         now: Instant,
-    ) {
-        let Some(frame) = raw.get(range.clone()) else {
-            return;
-        };
-        let ip = match self.l2.input(frame, now, &mut self.ctrl) {
-            Ok(Input::Handled) => return,
+    ) -> Option<usize> {
+        let frame = raw.get(range.clone())?;
+        let input = self.l2.input(frame, now, &mut self.ctrl);
+        if !matches!(input, Ok(Input::Ip { .. })) && self.peers.is_some() {
+            self.share_learned(frame, now);
+        }
+        let ip = match input {
+            Ok(Input::Handled) => return None,
             Ok(Input::Ip { offset, len }) => range.start + offset..range.start + offset + len,
             Err(e) => {
                 inc(match e {
@@ -82,9 +164,14 @@ impl<Q: PortQueue> Worker<Q> {
                     L2Drop::Ethertype => &self.counters.drop_l2_ethertype,
                     _ => &self.counters.drop_l2_malformed,
                 });
-                return;
+                return None;
             }
         };
+        if may_hand_off {
+            if let Some(owner) = self.owner_elsewhere(raw.get(ip.clone())?) {
+                return Some(owner);
+            }
+        }
         // TS 33.203 / RFC 4303 3.4.1: fragments are joined before ESP is removed.
         match self.reasm.push(&raw[ip.clone()], now) {
             Ok(Reasm::NotFragment) => self.ip_packet(table, guard, raw, ip, now),
@@ -101,6 +188,35 @@ impl<Q: PortQueue> Worker<Q> {
                 ReasmDrop::NoMemory => &self.counters.drop_reasm_no_memory,
             }),
         }
+        None
+    }
+
+    /// The worker owning the sender (the UE) of an IP packet, if that is not this worker.
+    /// Fragments carry the addresses too, so a datagram is reassembled by its owner.
+    fn owner_elsewhere(&self, pkt: &[u8]) -> Option<usize> {
+        let p = self.peers.as_ref()?;
+        let (src, _) = addrs(pkt)?;
+        let owner = p.steering.queue_for_ue(src);
+        (owner != self.cfg.id && owner < p.handoff.workers()).then_some(owner)
+    }
+
+    /// After an ARP or ND frame: tells the other workers the neighbour it may have taught
+    /// (the ARP sender, an NS's source, an NA's target) if the cache now holds it. ARP has no
+    /// IP address to steer by and lands on queue 0, while the worker that asked may be another.
+    fn share_learned(&mut self, frame: &[u8], now: Instant) {
+        let Some(p) = &self.peers else {
+            return;
+        };
+        let handoff = p.handoff.clone();
+        let Some(ip) = neighbor_taught(frame) else {
+            return;
+        };
+        let Some(mac) = self.l2.neighbors().lookup(&ip, now) else {
+            return;
+        };
+        inc(&self.counters.neighbors_shared);
+        let full = handoff.share_neighbor(self.cfg.id, ip, mac);
+        super::counters::add(&self.counters.drop_neighbor_share_full, full);
     }
 
     /// One whole outer IP packet at `buf[r]`, addressed to us.

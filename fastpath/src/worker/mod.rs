@@ -7,6 +7,7 @@
 mod commands;
 pub mod counters;
 mod egress;
+mod handoff;
 mod ingress;
 pub mod sa;
 
@@ -26,7 +27,16 @@ use crate::stack::{StackConfig, UeStack};
 use crate::timer::TimerWheel;
 pub use counters::WorkerCounters;
 use counters::{add, inc};
+pub use handoff::Handoff;
+use handoff::Peers;
 pub use sa::{InboundEntry, InboundTable, SaSetState};
+
+/// How long a removed SA set keeps its outbound SAs for the bytes queued before the removal
+/// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: the UE's ACKs cannot
+/// come back (the inbound SAs are gone at once), so this bounds the retransmissions of the
+/// last message (the 200 OK to a de-REGISTER) that still leave encrypted. Two seconds cover
+/// smoltcp's initial retransmission timeout of one second.
+pub const SA_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Everything a worker is configured with.
 #[derive(Clone, Debug)]
@@ -80,6 +90,8 @@ pub struct Worker<Q: PortQueue> {
     ctrl: Vec<Vec<u8>>,
     due: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
+    /// The other workers of the port (none: this worker owns every UE).
+    peers: Option<Peers>,
 }
 
 impl<Q: PortQueue> core::fmt::Debug for Worker<Q> {
@@ -118,7 +130,20 @@ impl<Q: PortQueue> Worker<Q> {
             ctrl: Vec::new(),
             due: Vec::new(),
             stack_events: Vec::new(),
+            peers: None,
         }
+    }
+
+    /// Makes this worker one of several on a port: a UE belongs to worker
+    /// `steering.queue_for_ue(ue)` (the port's own steering); frames of UEs owned by another
+    /// worker are handed to it through `handoff`, and neighbours learned here are shared.
+    pub fn with_peers(
+        mut self,
+        steering: akagate_sys::steer::Steering,
+        handoff: Arc<Handoff>,
+    ) -> Self {
+        self.peers = Some(Peers { steering, handoff });
+        self
     }
 
     /// The worker's counters (shareable with stats readers).
@@ -153,6 +178,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// done (frames + commands + stacks polled); 0 means idle.
     pub fn run_once(&mut self, now: Instant) -> usize {
         let mut work = self.run_commands(now);
+        work += self.handed_in(now);
         work += self.rx_burst(now);
         work += self.poll_due(now);
         self.flush_ctrl();
@@ -198,14 +224,48 @@ impl<Q: PortQueue> Worker<Q> {
                 now,
             );
         }
+        let drain_next = Self::finish_drains(ue, &self.counters, now);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             self.ues.remove(&ip);
             self.timers.cancel(&ip);
             inc(&self.counters.ues_freed);
-        } else if let Some(at) = ue.stack.poll_at(now) {
-            self.timers.schedule(ip, at);
+        } else {
+            let at = match (ue.stack.poll_at(now), drain_next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = at {
+                self.timers.schedule(ip, at);
+            }
         }
         self.forward_events();
+    }
+
+    /// Drops the draining SA sets of `ue` whose bytes have all left (nothing queued on their
+    /// flows after this poll) or whose drain time is up; returns the earliest deadline of
+    /// those that remain. Called after a poll, so everything queued before the removal went
+    /// through egress at least once.
+    fn finish_drains(ue: &mut Ue, counters: &WorkerCounters, now: Instant) -> Option<Instant> {
+        let Ue { stack, sa_sets } = ue;
+        let mut next: Option<Instant> = None;
+        sa_sets.retain(|s| {
+            let Some(until) = s.drain_until else {
+                return true;
+            };
+            let queued =
+                stack.queued_bytes(s.port_ps, s.port_uc) + stack.queued_bytes(s.port_pc, s.port_us);
+            if queued == 0 || now >= until {
+                inc(if queued == 0 {
+                    &counters.sa_sets_drained
+                } else {
+                    &counters.sa_drain_timeouts
+                });
+                return false;
+            }
+            next = Some(next.map_or(until, |n| n.min(until)));
+            true
+        });
+        next
     }
 
     /// Sends collected stack events to the slowpath.

@@ -50,6 +50,9 @@ pub struct SaSetState {
     pub out_uc: OutboundSa,
     /// Outbound SA port_pc -> port_us (spi_us).
     pub out_us: OutboundSa,
+    /// Set once the set was removed: its inbound SAs are gone and its outbound SAs only carry
+    /// what was queued before the removal, until nothing is left or this deadline passes.
+    pub drain_until: Option<smoltcp::time::Instant>,
 }
 
 impl SaSetState {
@@ -67,6 +70,7 @@ impl SaSetState {
             port_us: set.port_us,
             out_uc: OutboundSa::new(set.spi_uc, &set.suite)?,
             out_us: OutboundSa::new(set.spi_us, &set.suite)?,
+            drain_until: None,
         };
         let entry = |spi, ue_port, local_port| -> Result<InboundEntry, SaError> {
             Ok(InboundEntry {
@@ -92,6 +96,11 @@ impl SaSetState {
         } else {
             None
         }
+    }
+
+    /// True while the set is installed and not draining.
+    pub fn is_live(&self) -> bool {
+        self.drain_until.is_none()
     }
 
     /// True if `port` is one of our protected ports of this set.

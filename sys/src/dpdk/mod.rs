@@ -1,7 +1,10 @@
 //! DPDK ethdev backend (cargo feature `dpdk`): the EAL is started once per process with the
 //! configured arguments verbatim (`--vdev`, `--no-huge`, `-a <pci>` ...), a port gets one RX
-//! and one TX queue per worker with RSS over IP addresses only, and mbufs come from a mempool
-//! (on hugepages when the EAL has them). Frames are copied between mbufs and [`PacketBuf`]s.
+//! and one TX queue per worker with RSS over IP addresses only (the source address alone when
+//! the driver offers `RTE_ETH_RSS_L3_SRC_ONLY`), and mbufs come from a mempool (on hugepages
+//! when the EAL has them). Frames are copied between mbufs and [`PacketBuf`]s. The port reads
+//! back the NIC's RSS key and redirection table so [`Port::steering`] predicts the queue of a
+//! UE in software (`steer::RssSteering`).
 
 pub mod bindings;
 
@@ -12,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use crate::buf::{BufLayout, BufPool, PacketBuf};
 use crate::error::IoError;
 use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
+use crate::steer::{RssInput, RssSteering, Steering};
 use bindings as b;
 
 static EAL: Mutex<Option<Vec<String>>> = Mutex::new(None);
@@ -89,6 +93,11 @@ pub struct DpdkConfig {
     pub pool_size: usize,
     /// Enable promiscuous mode.
     pub promiscuous: bool,
+    /// Our IPv4 address UEs talk to: hashed with the UE's address when the NIC cannot hash
+    /// the source address alone (see [`RssInput::L3SrcDst`]).
+    pub rss_local_v4: Option<std::net::Ipv4Addr>,
+    /// Our IPv6 address UEs talk to, likewise.
+    pub rss_local_v6: Option<std::net::Ipv6Addr>,
 }
 
 impl DpdkConfig {
@@ -103,6 +112,8 @@ impl DpdkConfig {
             layout: BufLayout::STANDARD,
             pool_size: 4096,
             promiscuous: true,
+            rss_local_v4: None,
+            rss_local_v6: None,
         }
     }
 }
@@ -134,6 +145,7 @@ impl Drop for Device {
 /// A DPDK ethdev port.
 pub struct DpdkPort {
     link: LinkInfo,
+    steering: Steering,
     queues: Vec<DpdkQueue>,
     counters: Vec<Arc<QueueCounters>>,
     dev: Arc<Device>,
@@ -156,6 +168,9 @@ unsafe impl Send for DpdkQueue {}
 const BURST: usize = 64;
 /// Data bytes of a default mbuf (`RTE_MBUF_DEFAULT_DATAROOM`).
 const MBUF_DATA_ROOM: usize = 2048;
+
+/// `RTE_ETH_RSS_L3_SRC_ONLY` (rte_ethdev.h: `RTE_BIT64(63)`): hash the source address only.
+const RSS_L3_SRC_ONLY: u64 = 1 << 63;
 
 /// Symmetric Toeplitz key (0x6d5a repeated): both directions of a flow hash alike.
 const RSS_KEY: [u8; 40] = [
@@ -201,17 +216,24 @@ impl DpdkPort {
         // SAFETY: rte_eth_conf is plain old data; all-zero is the documented default.
         let mut conf: b::rte_eth_conf = unsafe { std::mem::zeroed() };
         let mut key = RSS_KEY;
+        let mut rss = false;
         if nq > 1 {
             // RSS over IPv4/IPv6 addresses only: all packets of one UE, ESP included, land on
-            // one queue (ports are not hashed, fragments stay together).
+            // one queue (ports are not hashed, fragments stay together). With the source
+            // address alone the queue depends on the UE only, whichever of our addresses it uses.
             // SAFETY: pure getter.
-            let hf = unsafe { b::akg_rss_ip() } & info.flow_type_rss_offloads;
+            let mut hf = unsafe { b::akg_rss_ip() } & info.flow_type_rss_offloads;
+            if hf != 0 && info.flow_type_rss_offloads & RSS_L3_SRC_ONLY != 0 {
+                hf |= RSS_L3_SRC_ONLY;
+            }
             if hf == 0 {
                 log::warn!(
-                    "{}: no RSS on IP addresses; the driver spreads queues its own way",
+                    "{}: no RSS on IP addresses; the driver spreads queues its own way and \
+                     workers hand strays to the UE's owner",
                     cfg.device
                 );
             } else {
+                rss = true;
                 conf.rxmode.mq_mode = b::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
                 if info.hash_key_size as usize == key.len() {
@@ -285,6 +307,15 @@ impl DpdkPort {
             // SAFETY: started port.
             let _ = unsafe { b::rte_eth_promiscuous_enable(port_id) };
         }
+        let steering = if rss {
+            rss_steering(port_id, nq, cfg)
+        } else {
+            None
+        }
+        .unwrap_or(Steering::UeKey {
+            queues: usize::from(nq),
+        });
+        log::debug!("{}: steering {steering:?}", cfg.device);
         let mut mac = b::rte_ether_addr::default();
         let mut mtu = 0u16;
         // SAFETY: valid port and out-parameters.
@@ -303,6 +334,7 @@ impl DpdkPort {
             })
             .collect();
         Ok(DpdkPort {
+            steering,
             link: LinkInfo {
                 name: cfg.device.clone(),
                 mac: mac.addr_bytes,
@@ -342,6 +374,77 @@ impl Port for DpdkPort {
     fn counters(&self) -> Vec<Arc<QueueCounters>> {
         self.counters.clone()
     }
+    fn steering(&self) -> Steering {
+        self.steering.clone()
+    }
+}
+
+/// The NIC's RSS as configured on the started port: key, hashed fields and redirection table,
+/// read back from the driver. `None` when the driver does not report them; the port then
+/// steers its own way and [`Steering::UeKey`] only names an owner for the workers' handoff.
+fn rss_steering(port_id: u16, nq: u16, cfg: &DpdkConfig) -> Option<Steering> {
+    let mut key = [0u8; 64];
+    // SAFETY: rte_eth_rss_conf is plain old data.
+    let mut conf: b::rte_eth_rss_conf = unsafe { std::mem::zeroed() };
+    conf.rss_key = key.as_mut_ptr();
+    conf.rss_key_len = key.len() as u8;
+    // SAFETY: valid port; rss_key points at rss_key_len writable bytes.
+    let r = unsafe { b::rte_eth_dev_rss_hash_conf_get(port_id, &mut conf) };
+    if r != 0 || conf.rss_hf == 0 {
+        return None;
+    }
+    // SAFETY: as in open().
+    let mut info: b::rte_eth_dev_info = unsafe { std::mem::zeroed() };
+    // SAFETY: valid port id and out-parameter.
+    if unsafe { b::rte_eth_dev_info_get(port_id, &mut info) } != 0 {
+        return None;
+    }
+    // Not every driver updates rss_key_len; the device's key size is authoritative.
+    let key_len = match usize::from(info.hash_key_size) {
+        0 => usize::from(conf.rss_key_len),
+        n => n,
+    }
+    .min(key.len());
+    let size = usize::from(info.reta_size);
+    let reta = if size == 0 {
+        // No table reported: the hash picks the queue directly (hash % queues).
+        (0..nq).collect()
+    } else {
+        let groups = size.div_ceil(64);
+        let mut entries: Vec<b::rte_eth_rss_reta_entry64> = (0..groups)
+            .map(|_| b::rte_eth_rss_reta_entry64 {
+                mask: u64::MAX,
+                ..Default::default()
+            })
+            .collect();
+        // SAFETY: `entries` holds reta_size / 64 groups with every mask bit set, as the API
+        // requires for a query of the whole table.
+        let r =
+            unsafe { b::rte_eth_dev_rss_reta_query(port_id, entries.as_mut_ptr(), info.reta_size) };
+        if r == 0 {
+            entries
+                .iter()
+                .flat_map(|e| e.reta.iter().copied())
+                .take(size)
+                .collect()
+        } else {
+            // The documented default of the PMDs: entry i is queue i % nq.
+            (0..size).map(|i| (i % usize::from(nq)) as u16).collect()
+        }
+    };
+    let input = if conf.rss_hf & RSS_L3_SRC_ONLY != 0 {
+        RssInput::L3Src
+    } else {
+        RssInput::L3SrcDst {
+            local_v4: cfg.rss_local_v4,
+            local_v6: cfg.rss_local_v6,
+        }
+    };
+    Some(Steering::Rss(RssSteering {
+        key: key[..key_len].to_vec(),
+        reta,
+        input,
+    }))
 }
 
 impl PortQueue for DpdkQueue {

@@ -1,0 +1,145 @@
+//! Bounded lock-free rings between the workers of one port: a frame that reached a worker which
+//! does not own its UE goes to the owner (and its buffer comes back), and neighbours learned by
+//! one worker from ARP/ND are told to all the others.
+//!
+//! Ownership is the port's own steering function (`akagate_sys::steer::Steering`), so strays
+//! are the exception: ARP (no IP address, queue 0), NICs that cannot hash the source address
+//! alone, and packets from a UE to another of our addresses than the one RSS assumes.
+
+use std::net::IpAddr;
+
+use akagate_sys::steer::Steering;
+use akagate_sys::PacketBuf;
+use crossbeam_queue::ArrayQueue;
+use smoltcp::wire::EthernetAddress;
+
+/// One worker's inboxes.
+#[derive(Debug)]
+struct Mailbox {
+    /// Frames for UEs this worker owns, with the index of the worker they came from.
+    frames: ArrayQueue<(usize, PacketBuf)>,
+    /// Buffers this worker handed away, coming back so its pool does not drain.
+    returns: ArrayQueue<PacketBuf>,
+    /// Neighbours (IP, Ethernet address) another worker learned.
+    neighbors: ArrayQueue<(IpAddr, EthernetAddress)>,
+}
+
+/// The rings of all workers of a port; shared by them behind an `Arc`.
+#[derive(Debug)]
+pub struct Handoff {
+    boxes: Vec<Mailbox>,
+}
+
+impl Handoff {
+    /// Rings for `workers` workers, each inbox holding `capacity` frames and `capacity`
+    /// neighbours (at least 1). The return ring of a worker holds every buffer it can have
+    /// lent out (a full inbox at each other worker plus the one each is processing), so
+    /// returning does not fail.
+    pub fn new(workers: usize, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let workers = workers.max(1);
+        Handoff {
+            boxes: (0..workers)
+                .map(|_| Mailbox {
+                    frames: ArrayQueue::new(capacity),
+                    returns: ArrayQueue::new((capacity + 1) * workers),
+                    neighbors: ArrayQueue::new(capacity),
+                })
+                .collect(),
+        }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.boxes.len()
+    }
+
+    /// Hands `frame` from worker `from` to worker `to`; gives it back if the ring is full.
+    pub(super) fn send_frame(
+        &self,
+        from: usize,
+        to: usize,
+        frame: PacketBuf,
+    ) -> Result<(), PacketBuf> {
+        match self.boxes.get(to) {
+            Some(b) => b.frames.push((from, frame)).map_err(|(_, f)| f),
+            None => Err(frame),
+        }
+    }
+
+    /// The next frame handed to worker `me`, with the worker it came from.
+    pub(super) fn recv_frame(&self, me: usize) -> Option<(usize, PacketBuf)> {
+        self.boxes.get(me)?.frames.pop()
+    }
+
+    /// Gives a buffer back to the worker `owner` that received it from its port; returns it
+    /// if that is impossible.
+    pub(super) fn give_back(&self, owner: usize, buf: PacketBuf) -> Result<(), PacketBuf> {
+        match self.boxes.get(owner) {
+            Some(b) => b.returns.push(buf),
+            None => Err(buf),
+        }
+    }
+
+    /// A buffer worker `me` lent out and got back.
+    pub(super) fn returned(&self, me: usize) -> Option<PacketBuf> {
+        self.boxes.get(me)?.returns.pop()
+    }
+
+    /// Tells every worker but `from` that `ip` is at `mac`; returns how many rings were full.
+    pub(super) fn share_neighbor(&self, from: usize, ip: IpAddr, mac: EthernetAddress) -> u64 {
+        let mut full = 0;
+        for (i, b) in self.boxes.iter().enumerate() {
+            if i != from && b.neighbors.push((ip, mac)).is_err() {
+                full += 1;
+            }
+        }
+        full
+    }
+
+    /// The next neighbour another worker learned.
+    pub(super) fn recv_neighbor(&self, me: usize) -> Option<(IpAddr, EthernetAddress)> {
+        self.boxes.get(me)?.neighbors.pop()
+    }
+}
+
+/// What a worker knows about the other workers of its port.
+#[derive(Debug)]
+pub(super) struct Peers {
+    /// The port's steering: the owner of a UE is `steering.queue_for_ue(ue)`.
+    pub steering: Steering,
+    /// The rings.
+    pub handoff: std::sync::Arc<Handoff>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akagate_sys::BufLayout;
+
+    #[test]
+    fn frames_neighbours_and_returns_are_bounded_and_addressed() {
+        let h = Handoff::new(3, 2);
+        let b = || PacketBuf::new(BufLayout::STANDARD);
+        assert!(h.send_frame(0, 2, b()).is_ok());
+        assert!(h.send_frame(1, 2, b()).is_ok());
+        assert!(h.send_frame(0, 2, b()).is_err(), "ring of 2");
+        assert!(h.send_frame(0, 7, b()).is_err(), "no worker 7");
+        assert_eq!(h.recv_frame(2).map(|(from, _)| from), Some(0));
+        assert_eq!(h.recv_frame(2).map(|(from, _)| from), Some(1));
+        assert!(h.recv_frame(2).is_none());
+        assert!(h.recv_frame(0).is_none());
+
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 9]);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(h.share_neighbor(1, ip, mac), 0);
+        assert_eq!(h.recv_neighbor(0), Some((ip, mac)));
+        assert_eq!(h.recv_neighbor(2), Some((ip, mac)));
+        assert_eq!(h.recv_neighbor(1), None, "not told to itself");
+
+        for _ in 0..9 {
+            assert!(h.give_back(0, b()).is_ok());
+        }
+        assert!(h.returned(0).is_some());
+    }
+}
