@@ -2,6 +2,19 @@
 //!
 //! Build an [`OutboundSa`] / [`InboundSa`] from `(spi, &Suite)`; key schedules and HMAC pad
 //! states are computed once there, so per-packet processing allocates nothing.
+//!
+//! - A packet is `buf[range]` (an IP packet) with headroom and tailroom around it;
+//!   [`OutboundSa::encapsulate`] and [`InboundSa::decapsulate`] return the new range. Only the
+//!   IP header (and IPv6 extension headers before ESP) moves; the payload stays put.
+//! - Inbound order (RFC 4303 3.4): caller finds the SA by [`peek_spi`]; sequence number against
+//!   the [`ReplayWindow`]; ICV in constant time; window update; decryption; padding and
+//!   next-header checks. Every drop is an [`EspError`] counted in the SA's [`EspCounters`].
+//! - IPv6 placement: ESP follows hop-by-hop, routing and destination options that precede a
+//!   routing header; final destination options are protected inside ESP (as Linux and scapy).
+//! - IVs: CBC from a per-SA ChaCha CSPRNG seeded from the OS; GCM/GMAC use the 64-bit sequence
+//!   number (RFC 4106 8.1). Sequence numbers are 32-bit unless `with_esn()` (RFC 4303 2.2.1).
+//! - Hot path: on CPUs with AES-NI and SHA-NI, `aes-cbc` + `hmac-sha-1-96` encryption runs
+//!   both algorithms stitched in one pass (`stitch`); elsewhere the RustCrypto crates are used.
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
