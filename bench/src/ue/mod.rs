@@ -689,3 +689,111 @@ impl Ue {
         self.dirty = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy};
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+    };
+    use std::net::Ipv4Addr;
+
+    const PEER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
+    const ME: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 1, 7]);
+
+    fn ue() -> Ue {
+        let cfg = UeConfig::new(
+            ME,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 1, 7)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            "1@ims.example",
+            "sip:1@ims.example",
+        );
+        let usim = Usim::new(
+            Milenage::new(&[1; 16], &[2; 16]),
+            SqnArray::new(SqnPolicy::default()),
+        );
+        Ue::new(cfg, usim, Instant::from_millis(0)).unwrap()
+    }
+
+    fn arp(op: ArpOperation, target: Ipv4Addr, dst: EthernetAddress) -> Vec<u8> {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: PEER,
+            source_protocol_addr: Ipv4Addr::new(10, 0, 0, 1),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        let mut f = vec![0u8; 14 + repr.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        EthernetRepr {
+            src_addr: PEER,
+            dst_addr: dst,
+            ethertype: EthernetProtocol::Arp,
+        }
+        .emit(&mut eth);
+        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        f
+    }
+
+    #[test]
+    fn answers_arp_for_its_own_address_only() {
+        let mut u = ue();
+        let now = Instant::from_millis(1);
+        u.handle_frame(
+            &arp(
+                ArpOperation::Request,
+                Ipv4Addr::new(10, 0, 1, 7),
+                EthernetAddress::BROADCAST,
+            ),
+            now,
+        );
+        let mut out = Vec::new();
+        u.drain_frames(&mut out);
+        assert_eq!(out.len(), 1);
+        let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
+        assert_eq!((eth.dst_addr(), eth.src_addr()), (PEER, ME));
+        let reply = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+        assert!(matches!(
+            reply,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: ME,
+                ..
+            }
+        ));
+        u.handle_frame(
+            &arp(
+                ArpOperation::Request,
+                Ipv4Addr::new(10, 0, 1, 8),
+                EthernetAddress::BROADCAST,
+            ),
+            now,
+        );
+        u.drain_frames(&mut out);
+        assert_eq!(out.len(), 1, "no answer for someone else's address");
+    }
+
+    #[test]
+    fn resolves_the_pcscf_before_sending_and_then_flushes() {
+        let mut u = ue();
+        let t0 = Instant::from_millis(1);
+        u.register(t0).unwrap();
+        u.poll(t0);
+        let mut out = Vec::new();
+        u.drain_frames(&mut out);
+        // Only an ARP request for the P-CSCF leaves; the SYN waits for the answer.
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0][12..14], &[0x08, 0x06]);
+        let reply = arp(ArpOperation::Reply, Ipv4Addr::new(10, 0, 1, 7), ME);
+        u.handle_frame(&reply, t0);
+        u.poll(t0);
+        out.clear();
+        u.drain_frames(&mut out);
+        assert!(!out.is_empty());
+        let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
+        assert_eq!(eth.dst_addr(), PEER);
+        assert_eq!(eth.ethertype(), EthernetProtocol::Ipv4);
+    }
+}
