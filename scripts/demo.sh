@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: builds release, generates test subscribers and runs the end-to-end demo on the
-# in-memory backend: 1,000 simulated UEs register through IMS-AKA and ESP (TCP, hmac-sha-1-96
+# make demo: builds release, generates test subscribers and runs the end-to-end demo against
+# the akagate daemon started in-process on the memory backend: 1,000 simulated UEs register
+# through IMS-AKA and ESP (TCP, hmac-sha-1-96
 # + aes-cbc), place 500 calls between them and de-register. Exits 0 only if all succeed.
 # Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file.
 set -euo pipefail
