@@ -757,3 +757,140 @@ fn ipv6_neighbor_discovery_register_and_esp() {
         .any(|(f, _, b)| *f == uflow(PORT_UC, PORT_PS) && *b == ok));
     assert!(t.ue.spis_seen.contains(&SPI_UC));
 }
+
+/// What the slowpath does when it removes a set: release the inbound SPIs (the table drops
+/// the SAs with them), then send `RemoveSaSet` behind the last message over the set.
+fn release(t: &Bed, spi_pc: u32, spi_ps: u32) {
+    t.table.release(spi_pc).unwrap();
+    t.table.release(spi_ps).unwrap();
+}
+
+fn esp_count(t: &Bed, spi: u32) -> usize {
+    t.ue.spis_seen.iter().filter(|&&s| s == spi).count()
+}
+
+/// TS 33.203 7.4 / issue 4: the 200 OK to a de-REGISTER over TCP, queued just before
+/// `RemoveSaSet`, leaves encrypted with the old outbound SA (spi_uc); the UE's ACK is refused
+/// (the inbound SAs go at once), the set drains until `SA_DRAIN_LIMIT`, and afterwards
+/// nothing leaves through it any more.
+#[test]
+fn de_register_200_over_tcp_leaves_through_the_removed_set_then_the_set_is_gone() {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
+        .unwrap();
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    let before = esp_count(&t, SPI_UC);
+
+    release(&t, spi_pc, spi_ps);
+    let ok = msg("SIP/2.0 200 OK");
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: pcscf_flow(PORT_UC, PORT_PS),
+            bytes: ok.clone(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.cmds
+        .send(WorkerCommand::RemoveSaSet {
+            ue: UE.into(),
+            spi_pc,
+            spi_ps,
+        })
+        .unwrap();
+    t.pump(4);
+    assert!(
+        sips(&t.ue.events)
+            .iter()
+            .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok),
+        "the 200 OK reached the UE"
+    );
+    assert!(esp_count(&t, SPI_UC) > before, "through spi_uc");
+    assert_eq!(t.count("drop_egress_no_sa"), 0);
+    // The UE's ACK came through spi_ps, which is gone.
+    assert!(t.count("drop_esp_unknown_spi") >= 1);
+    assert_eq!(t.count("sa_drain_timeouts"), 0, "still draining");
+
+    // Past the drain limit the set is gone: retransmissions no longer leave through it.
+    let rounds = (akagate_fastpath::worker::SA_DRAIN_LIMIT.total_millis() / 5 + 10) as usize;
+    t.pump(rounds);
+    assert_eq!(t.count("sa_drain_timeouts"), 1);
+    let after_drain = esp_count(&t, SPI_UC);
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: pcscf_flow(PORT_UC, PORT_PS),
+            bytes: msg("SIP/2.0 200 OK"),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.pump(400);
+    assert_eq!(
+        esp_count(&t, SPI_UC),
+        after_drain,
+        "nothing through the removed set"
+    );
+    assert!(t.count("drop_egress_no_sa") >= 1);
+    assert!(t.ue.clear_seen.iter().all(|f| f[12..14] == [0x08, 0x06]
+        || transport_ports(&f[14..]).is_some_and(|p| p.src == 5060 || p.dst == 5060)));
+}
+
+/// Over UDP the set is dropped right after the poll that sent the 200 OK: nothing is left
+/// queued on its flows, so there is nothing to wait for.
+#[test]
+fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_once() {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    t.ue.stack.listen(PORT_UC, false, true);
+    let udp = |f: Flow| Flow {
+        proto: Proto::Udp,
+        ..f
+    };
+    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
+    t.ue.stack
+        .send(udp(ue_flow(PORT_UC, PORT_PS)), &dereg, false)
+        .unwrap();
+    t.pump(4);
+    assert_eq!(sips(&t.events()).len(), 1);
+
+    release(&t, spi_pc, spi_ps);
+    let ok = msg("SIP/2.0 200 OK");
+    for cmd in [
+        WorkerCommand::Send {
+            flow: udp(pcscf_flow(PORT_UC, PORT_PS)),
+            bytes: ok.clone(),
+            connect_if_absent: false,
+        },
+        WorkerCommand::RemoveSaSet {
+            ue: UE.into(),
+            spi_pc,
+            spi_ps,
+        },
+    ] {
+        t.cmds.send(cmd).unwrap();
+    }
+    t.pump(2);
+    assert!(sips(&t.ue.events)
+        .iter()
+        .any(|(f, spi, b)| *f == udp(ue_flow(PORT_UC, PORT_PS))
+            && *spi == Some(SPI_UC)
+            && *b == ok));
+    assert_eq!(t.count("sa_sets_drained"), 1);
+    assert_eq!(t.count("sa_drain_timeouts"), 0);
+    let seen = esp_count(&t, SPI_UC);
+    t.cmds
+        .send(WorkerCommand::Send {
+            flow: udp(pcscf_flow(PORT_UC, PORT_PS)),
+            bytes: ok,
+            connect_if_absent: false,
+        })
+        .unwrap();
+    t.pump(2);
+    assert_eq!(esp_count(&t, SPI_UC), seen);
+    // port_ps is no longer ours to send from: the set that protected it is gone.
+    assert_eq!(t.count("drop_send_failed"), 1);
+}

@@ -118,15 +118,9 @@ impl<Q: PortQueue> Worker<Q> {
         let mut set = ue.sa_sets.remove(i);
         let _ = self.table.remove(spi_ps);
         let _ = self.table.remove(spi_pc);
-        for port in [set.port_ps, set.port_pc] {
-            if !ue
-                .sa_sets
-                .iter()
-                .any(|s| s.is_live() && s.is_protected_port(port))
-            {
-                ue.stack.unlisten(port);
-            }
-        }
+        // The listeners stay until the drain ends: unlistening would drop the UDP socket with
+        // the datagrams queued before this command. Nothing new arrives on them meanwhile
+        // (clear packets to protected ports are refused and the inbound SAs are gone).
         set.drain_until = Some(now + super::SA_DRAIN_LIMIT);
         // After the live sets, before older draining ones: egress takes the first match.
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();

@@ -248,6 +248,7 @@ impl<Q: PortQueue> Worker<Q> {
     fn finish_drains(ue: &mut Ue, counters: &WorkerCounters, now: Instant) -> Option<Instant> {
         let Ue { stack, sa_sets } = ue;
         let mut next: Option<Instant> = None;
+        let mut done_ports: Vec<u16> = Vec::new();
         sa_sets.retain(|s| {
             let Some(until) = s.drain_until else {
                 return true;
@@ -260,11 +261,17 @@ impl<Q: PortQueue> Worker<Q> {
                 } else {
                     &counters.sa_drain_timeouts
                 });
+                done_ports.extend([s.port_ps, s.port_pc]);
                 return false;
             }
             next = Some(next.map_or(until, |n| n.min(until)));
             true
         });
+        for port in done_ports {
+            if !sa_sets.iter().any(|s| s.is_protected_port(port)) {
+                stack.unlisten(port);
+            }
+        }
         next
     }
 
