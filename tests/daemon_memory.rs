@@ -588,6 +588,90 @@ fn several_workers_each_get_their_queue_and_ues_are_steered() {
     handle.shutdown().unwrap();
 }
 
+/// ARP lands on queue 0, so worker 0 learns the UE's address; the UE's owner is another
+/// worker, which answers the REGISTER with the 401 through the neighbour worker 0 shared,
+/// without soliciting it again (this UE does not answer ARP requests).
+#[test]
+fn the_owner_answers_through_the_neighbour_worker_0_learned() {
+    let dir = temp_dir("neighbours");
+    let config = config_in(&dir, "[0, 1, 2]");
+    let (port, mut peer) = memory_pair(&config).unwrap();
+    let owner = port.queue_for_ue(IpAddr::V4(UE_V4));
+    assert_ne!(owner, 0, "the test needs a UE not owned by worker 0");
+    let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
+    let mut ue = Ue {
+        q: peer.take_queues().pop().unwrap(),
+    };
+    learn_arp(&mut ue);
+    let resp = register(&mut ue);
+    check_401(&resp, &set1_milenage());
+    let stats = handle.stats();
+    assert_eq!(stats.workers[0].get("neighbors_shared"), Some(1));
+    assert_eq!(stats.workers[owner].get("neighbors_from_peers"), Some(1));
+    assert_eq!(stats.workers[owner].get("solicitations"), Some(0));
+    assert_eq!(stats.workers[owner].get("sip_in"), Some(1));
+    handle.shutdown().unwrap();
+}
+
+/// A port whose steering names worker 2 for every UE while its frames land by the UE key
+/// (like a NIC whose RSS the software cannot hash): the daemon must route by the port's
+/// steering, and the workers hand the UE's frames to worker 2.
+struct SteeredPort {
+    inner: akagate_sys::mempair::MemPort,
+    steering: akagate_sys::steer::Steering,
+}
+
+impl Port for SteeredPort {
+    type Queue = MemQueue;
+    fn link(&self) -> &akagate_sys::LinkInfo {
+        self.inner.link()
+    }
+    fn num_queues(&self) -> usize {
+        self.inner.num_queues()
+    }
+    fn take_queues(&mut self) -> Vec<MemQueue> {
+        self.inner.take_queues()
+    }
+    fn counters(&self) -> Vec<std::sync::Arc<akagate_sys::QueueCounters>> {
+        self.inner.counters()
+    }
+    fn steering(&self) -> akagate_sys::steer::Steering {
+        self.steering.clone()
+    }
+}
+
+#[test]
+fn commands_and_strays_follow_the_ports_steering() {
+    use akagate_sys::steer::{RssInput, RssSteering, Steering};
+    let dir = temp_dir("steering");
+    let config = config_in(&dir, "[0, 1, 2]");
+    let (port, mut peer) = memory_pair(&config).unwrap();
+    let landing = port.queue_for_ue(IpAddr::V4(UE_V4));
+    assert_ne!(landing, 2, "the test needs the UE's frames off worker 2");
+    let port = SteeredPort {
+        inner: port,
+        steering: Steering::Rss(RssSteering {
+            key: [0x6d, 0x5a].repeat(20),
+            reta: vec![2],
+            input: RssInput::L3Src,
+        }),
+    };
+    let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
+    let mut ue = Ue {
+        q: peer.take_queues().pop().unwrap(),
+    };
+    learn_arp(&mut ue);
+    check_401(&register(&mut ue), &set1_milenage());
+    let stats = handle.stats();
+    assert_eq!(stats.workers[landing].get("handoff_out"), Some(1));
+    assert_eq!(stats.workers[2].get("handoff_in"), Some(1));
+    assert_eq!(stats.workers[2].get("sip_in"), Some(1));
+    // The SA set and the 401 went to worker 2, which sent the 401.
+    assert_eq!(stats.workers[2].get("commands"), Some(2));
+    assert_eq!(stats.workers[2].get("drop_sa_install"), Some(0));
+    handle.shutdown().unwrap();
+}
+
 #[test]
 fn start_errors_are_clear() {
     let dir = temp_dir("errors");

@@ -367,7 +367,7 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
     let mut buf = vec![0u8; 64 + ip.len() + 64];
     buf[64..64 + ip.len()].copy_from_slice(&ip);
     let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
-    t.send(EthernetProtocol::Ipv4, PCSCF_MAC, &buf[r].to_vec());
+    t.send(EthernetProtocol::Ipv4, PCSCF_MAC, &buf[r]);
     t.run(3);
     let got = t.sip_events();
     assert_eq!(got.len(), 1, "{got:?}");

@@ -290,7 +290,7 @@ mod tests {
                 slowpath: counters.clone(),
                 table,
             },
-            deferred: VecDeque::new(),
+            steering: akagate_sys::steer::Steering::UeKey { queues: 1 },
             control: crate::control::channel().1,
         };
         let exit = slowpath.run();
