@@ -14,11 +14,15 @@
 //! - IVs: CBC from a per-SA ChaCha CSPRNG seeded from the OS; GCM/GMAC use the 64-bit sequence
 //!   number (RFC 4106 8.1). Sequence numbers are 32-bit unless `with_esn()` (RFC 4303 2.2.1).
 //! - Hot path: on CPUs with AES-NI and SHA-NI, `aes-cbc` + `hmac-sha-1-96` encryption runs
-//!   both algorithms stitched in one pass (`stitch`); elsewhere the RustCrypto crates are used.
+//!   both algorithms stitched in one pass (`stitch`); with AES-NI and PCLMULQDQ, AES-128-GCM
+//!   and GMAC run CTR stitched with an aggregated GHASH (`gcm_ni`); elsewhere the RustCrypto
+//!   crates are used.
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
 pub mod error;
+#[cfg(target_arch = "x86_64")]
+mod gcm_ni;
 pub mod integ;
 pub mod ip;
 pub mod replay;

@@ -71,6 +71,9 @@ impl CbcMode for super::aesni::Aes128Ni {
 /// AES-GCM with a 128-, 192- or 256-bit key (RFC 4106 allows all three).
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Gcm {
+    /// AES-128 on AES-NI + PCLMULQDQ, CTR stitched with an aggregated GHASH.
+    #[cfg(target_arch = "x86_64")]
+    Ni128(super::gcm_ni::Aes128GcmNi),
     A128(AesGcm<Aes128, U12>),
     A192(AesGcm<Aes192, U12>),
     A256(AesGcm<Aes256, U12>),
@@ -127,6 +130,13 @@ fn gcm_from(key: &[u8]) -> Result<Gcm, SaError> {
         which: "encryption",
         len: key.len(),
     };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(g) = <&[u8; 16]>::try_from(key)
+        .ok()
+        .and_then(super::gcm_ni::Aes128GcmNi::new)
+    {
+        return Ok(Gcm::Ni128(g));
+    }
     Ok(match key.len() {
         16 => Gcm::A128(AesGcm::new_from_slice(key).map_err(|_| bad())?),
         24 => Gcm::A192(AesGcm::new_from_slice(key).map_err(|_| bad())?),
@@ -373,6 +383,8 @@ impl Gcm {
         let n = GenericArray::from_slice(nonce);
         // Encryption of a slice in place cannot fail below the GCM length limit (2^36 bytes).
         let tag = match self {
+            #[cfg(target_arch = "x86_64")]
+            Gcm::Ni128(g) => return g.seal(nonce, aad, buf),
             Gcm::A128(a) => a.encrypt_in_place_detached(n, aad, buf),
             Gcm::A192(a) => a.encrypt_in_place_detached(n, aad, buf),
             Gcm::A256(a) => a.encrypt_in_place_detached(n, aad, buf),
@@ -393,6 +405,15 @@ impl Gcm {
         // aes-gcm decrypts only after a successful tag check and restores nothing on
         // failure, so the window update can follow; the body is plaintext afterwards.
         let ok = match self {
+            // One pass: hashes and decrypts together, restores the ciphertext on a bad tag.
+            #[cfg(target_arch = "x86_64")]
+            Gcm::Ni128(g) => {
+                if !g.open(nonce, aad, buf, icv) {
+                    return Err(EspError::AuthFailed);
+                }
+                before_decrypt();
+                return Ok(());
+            }
             Gcm::A128(a) => a.decrypt_in_place_detached(n, aad, buf, t),
             Gcm::A192(a) => a.decrypt_in_place_detached(n, aad, buf, t),
             Gcm::A256(a) => a.decrypt_in_place_detached(n, aad, buf, t),
