@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod fleet;
 pub mod gateway;
 pub mod load;
+pub mod pktgen;
 pub mod report;
 pub mod ue;
