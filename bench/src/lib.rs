@@ -3,12 +3,15 @@
 //! [`ue::Ue`] is a sans-IO simulated UE (Ethernet, ESP, TCP/UDP, IMS-AKA, SIP calls);
 //! [`fleet::Fleet`] runs many of them behind one port queue; [`gateway::InProcessGateway`]
 //! steps the real fast-path worker and slowpath core in-process for tests and `akabench`;
-//! [`load`] is the `akabench` run and [`report`] its statistics.
+//! [`load`] is the `akabench` run and [`report`] its statistics; `netns` is the AF_PACKET bed
+//! (two namespaces and a veth pair, Linux only).
 
 pub mod daemon;
 pub mod fleet;
 pub mod gateway;
 pub mod load;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod pktgen;
 pub mod report;
 pub mod ue;

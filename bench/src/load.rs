@@ -86,7 +86,7 @@ pub enum LoadError {
 }
 
 /// The address of UE `i` (IPv4 10.1.0.0/16 upwards, IPv6 fd00::1:0/112 upwards).
-fn ue_addr(i: usize, v6: bool) -> IpAddr {
+pub fn ue_addr(i: usize, v6: bool) -> IpAddr {
     let n = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
     if v6 {
         IpAddr::V6(Ipv6Addr::new(

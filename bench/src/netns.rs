@@ -1,0 +1,228 @@
+//! The AF_PACKET test bed: two fresh network namespaces joined by a veth pair, the akagate
+//! daemon on end `a` (its `af_packet` backend opened inside namespace `a`) and the simulated
+//! UEs' AF_PACKET port on end `b` (opened inside namespace `b`). Needs root.
+//!
+//! The kernels of both namespaces stay out of the way: neither end has an address, so the
+//! UEs' and the P-CSCF's TCP is never answered or reset by a kernel stack (AF_PACKET sees
+//! every frame anyway), IPv6 is disabled on both ends (no DAD, RS or MLD frames), and
+//! checksum offload is switched off so no frame on the link can carry a partial checksum.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use akagate::config::Config;
+use akagate::{Daemon, DaemonHandle, StartOptions};
+use akagate_sys::afpacket::{AfPacketConfig, AfPacketPort, AfPacketQueue};
+use akagate_sys::testnet::VethPair;
+use akagate_sys::{IoError, Port};
+
+use crate::daemon::{DAEMON_V4, DAEMON_V6, PORT_PC, PORT_PS};
+
+/// Why the bed could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// Creating the namespaces or the veth pair, or opening a port, failed.
+    #[error("{0}")]
+    Io(#[from] IoError),
+    /// A helper command (`ip`, `ethtool`) failed.
+    #[error("{0}")]
+    Command(String),
+    /// The daemon's configuration or start failed.
+    #[error("daemon: {0}")]
+    Daemon(String),
+}
+
+/// Two namespaces and the veth pair between them; dropping it deletes both namespaces (and
+/// with them the pair), also when a test panics.
+#[derive(Debug)]
+pub struct VethLink {
+    /// Namespaces and interface names.
+    pub pair: VethPair,
+    /// Whether `ethtool` switched checksum offload off on both ends (false: no `ethtool`).
+    pub offload_off: bool,
+}
+
+/// Runs `ethtool -K dev tx off rx off` in namespace `ns`; `Ok(false)` if there is no ethtool.
+pub fn checksum_offload_off(ns: &str, dev: &str) -> Result<bool, NetnsError> {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
+        ])
+        .output()
+        .map_err(|e| NetnsError::Command(format!("ip netns exec {ns} ethtool: {e}")))?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    // `ip netns exec` reports a missing program as exec failure with status 255.
+    if err.contains("No such file") || err.contains("not found") {
+        return Ok(false);
+    }
+    Err(NetnsError::Command(format!(
+        "ethtool -K {dev} tx off rx off in {ns}: {}",
+        err.trim()
+    )))
+}
+
+impl VethLink {
+    /// Fresh namespaces `pair.ns_a` / `pair.ns_b` with veth ends `pair.a` / `pair.b`, up,
+    /// without IPv6 and (if `ethtool` is installed) without checksum offload.
+    pub fn new() -> Result<Self, NetnsError> {
+        let pair = VethPair::new()?;
+        let mut offload_off = true;
+        for (ns, dev) in [(&pair.ns_a, &pair.a), (&pair.ns_b, &pair.b)] {
+            offload_off &= checksum_offload_off(ns, dev)?;
+        }
+        Ok(VethLink { pair, offload_off })
+    }
+
+    /// Opens a one-queue AF_PACKET port on end `b` inside namespace `b` and returns its queue
+    /// (the simulated UEs' side).
+    pub fn open_ue_queue(&self) -> Result<AfPacketQueue, NetnsError> {
+        let iface = self.pair.b.clone();
+        let q = VethPair::run_in(&self.pair.ns_b, move || -> Result<_, IoError> {
+            let mut port = AfPacketPort::open(&AfPacketConfig::new(&iface))?;
+            port.take_queues()
+                .pop()
+                .ok_or_else(|| IoError::Config(format!("{iface}: no queue")))
+        })??;
+        Ok(q)
+    }
+
+    /// Writes the daemon's configuration into `dir` (see [`af_packet_config`]) and starts the
+    /// daemon unpinned inside namespace `a` on end `a`, with its SQN state and control socket
+    /// in `dir`.
+    pub fn start_daemon(
+        &self,
+        dir: &Path,
+        subscribers: &Path,
+        workers: usize,
+        sa_capacity: usize,
+    ) -> Result<DaemonHandle, NetnsError> {
+        let subs = std::fs::canonicalize(subscribers)
+            .map_err(|e| NetnsError::Daemon(format!("{}: {e}", subscribers.display())))?;
+        let text = af_packet_config(
+            &self.pair.a,
+            &subs,
+            workers,
+            sa_capacity,
+            Some(&dir.join("akagate.sock")),
+        );
+        let path = dir.join("akagate.toml");
+        std::fs::write(&path, text)
+            .map_err(|e| NetnsError::Daemon(format!("{}: {e}", path.display())))?;
+        let config = Config::load(&path)
+            .map_err(|e| NetnsError::Daemon(format!("{}: {e:?}", path.display())))?;
+        let mut opts = StartOptions::unpinned();
+        opts.sqn_state = Some(dir.join("sqn.state"));
+        opts.event_queue = 64 * 1024;
+        opts.command_queue = 64 * 1024;
+        // The worker threads are spawned from the thread inside namespace `a`; their socket
+        // is already open there, so where they run later does not matter.
+        let handle = VethPair::run_in(&self.pair.ns_a, move || Daemon::start(&config, opts))?
+            .map_err(|e| NetnsError::Daemon(e.to_string()))?;
+        Ok(handle)
+    }
+
+    /// The daemon's address of the family of `ue` ([`DAEMON_V4`] or [`DAEMON_V6`]).
+    pub fn pcscf_for(ue: IpAddr) -> IpAddr {
+        match ue {
+            IpAddr::V4(_) => IpAddr::V4(DAEMON_V4),
+            IpAddr::V6(_) => IpAddr::V6(DAEMON_V6),
+        }
+    }
+}
+
+/// An `af_packet` configuration on `interface`: addresses [`DAEMON_V4`] / [`DAEMON_V6`] with
+/// SIP on 5060, protected ports [`PORT_PC`] / [`PORT_PS`], every ESP algorithm allowed,
+/// `workers` worker threads (cores 0..workers, for pinned runs), `subscribers` as the HSS file
+/// and, if given, the control socket path.
+pub fn af_packet_config(
+    interface: &str,
+    subscribers: &Path,
+    workers: usize,
+    sa_capacity: usize,
+    control_socket: Option<&Path>,
+) -> String {
+    let cores: Vec<String> = (0..workers.max(1)).map(|i| i.to_string()).collect();
+    let control = control_socket.map_or(String::new(), |p| {
+        format!("\n[control]\nsocket = \"{}\"\n", p.display())
+    });
+    format!(
+        r#"[[sip-ports]]
+address = "{DAEMON_V4}"
+port = 5060
+ims-aka-profile = "all"
+
+[[sip-ports]]
+address = "{DAEMON_V6}"
+port = 5060
+ims-aka-profile = "all"
+
+[[ims-aka-profile]]
+name = "all"
+protected-client-port = {PORT_PC}
+protected-server-port = {PORT_PS}
+encr-alg-list = ["aes-cbc", "aes-gcm", "des-ede3-cbc", "null"]
+auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96", "aes-gmac"]
+
+[port]
+backend = "af_packet"
+interface = "{interface}"
+
+[cores]
+workers = [{}]
+
+[addresses]
+ipv4 = ["{DAEMON_V4}"]
+ipv6 = ["{DAEMON_V6}"]
+
+[subscribers]
+file = "{}"
+
+[sa-table]
+capacity = {}
+{control}"#,
+        cores.join(", "),
+        subscribers.display(),
+        sa_capacity.next_power_of_two().max(1024),
+    )
+}
+
+/// A fresh directory under the system temp dir for one bed's files (configuration, SQN
+/// state, control socket); the caller removes it.
+pub fn scratch_dir(tag: &str) -> Result<PathBuf, NetnsError> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("akagate-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| NetnsError::Command(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_config_is_valid_and_uses_af_packet() {
+        let text = af_packet_config(
+            "veth-x",
+            Path::new("/tmp/subs.toml"),
+            2,
+            3000,
+            Some(Path::new("/tmp/x.sock")),
+        );
+        let c = akagate::config::parse(&text).expect("valid configuration");
+        assert_eq!(
+            c.port.backend,
+            akagate::config::Backend::AfPacket {
+                interface: "veth-x".into()
+            }
+        );
+        assert_eq!(c.cores.workers, vec![0, 1]);
+        assert_eq!(c.sa_table.capacity, 4096);
+    }
+}
