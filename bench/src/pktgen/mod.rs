@@ -347,6 +347,10 @@ fn params(cfg: &PktgenConfig) -> BTreeMap<String, String> {
     p
 }
 
+/// The slowpath thread's name as `/proc` shows it (`comm` keeps 15 bytes of
+/// "akagate-slowpath").
+const SLOWPATH_COMM: &str = "akagate-slowpat";
+
 /// CPU nanoseconds of the daemon's threads whose name starts with `prefix`.
 fn threads_cpu_ns(prefix: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -519,10 +523,7 @@ fn establish_and_blast<Q: PortQueue>(
         }
     }
     let before = daemon.map(daemon_counters);
-    let (w0, s0) = (
-        threads_cpu_ns("akagate-w"),
-        threads_cpu_ns("akagate-slowpath"),
-    );
+    let (w0, s0) = (threads_cpu_ns("akagate-w"), threads_cpu_ns(SLOWPATH_COMM));
     let expected = traffic.len() as u64;
     let start = std::time::Instant::now();
     let last_change = std::cell::Cell::new(start);
@@ -550,10 +551,7 @@ fn establish_and_blast<Q: PortQueue>(
     let b: BlastResult = blast(q, &traffic, cfg.rate_pps, done, drain);
     let gateway = match (daemon, before) {
         (Some(h), Some(before)) => {
-            let (w1, s1) = (
-                threads_cpu_ns("akagate-w"),
-                threads_cpu_ns("akagate-slowpath"),
-            );
+            let (w1, s1) = (threads_cpu_ns("akagate-w"), threads_cpu_ns(SLOWPATH_COMM));
             let after = daemon_counters(h);
             let delta =
                 |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
