@@ -107,5 +107,48 @@ fn bench_esp(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_esp);
+/// Same-run baseline for the aes-gcm suite: the `aes-gcm` crate (what `esp_*/aesgcm` used
+/// before `gcm_ni`) sealing/opening the ESP body of a 1408-byte payload (1412 bytes, 8 bytes
+/// of AAD), crypto only. Ids: `esp_gcm_baseline/{seal,open}/1412`.
+fn bench_gcm_baseline(c: &mut Criterion) {
+    use aes_gcm::{AeadInPlace, Aes128Gcm, KeyInit};
+    let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
+    let mut g = c.benchmark_group("esp_gcm_baseline");
+    g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
+    g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
+    g.sample_size(if fast { 10 } else { 30 });
+    let body = 1412;
+    g.throughput(Throughput::Bytes(1408));
+    let aead = Aes128Gcm::new(&[0x22u8; 16].into());
+    let nonce = [1u8, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 1].into();
+    let aad = [0u8, 1, 0, 1, 0, 0, 0, 1];
+    let plain = vec![0x5au8; body];
+    g.bench_function(BenchmarkId::new("seal", body), |b| {
+        b.iter_batched_ref(
+            || plain.clone(),
+            |buf| {
+                aead.encrypt_in_place_detached(&nonce, &aad, buf)
+                    .expect("seal")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut sealed = plain.clone();
+    let tag = aead
+        .encrypt_in_place_detached(&nonce, &aad, &mut sealed)
+        .expect("seal");
+    g.bench_function(BenchmarkId::new("open", body), |b| {
+        b.iter_batched_ref(
+            || sealed.clone(),
+            |buf| {
+                aead.decrypt_in_place_detached(&nonce, &aad, buf, &tag)
+                    .expect("open")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_esp, bench_gcm_baseline);
 criterion_main!(benches);
