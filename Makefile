@@ -32,7 +32,7 @@ lint:
 
 ## test: lint, then the whole test suite (network-namespace tests need root)
 test: deps lint
-	$(CARGO) test --workspace $(DPDK_FEATURE)
+	$(CARGO) test --workspace --no-fail-fast $(DPDK_FEATURE)
 
 fmt:
 	$(CARGO) fmt --all
