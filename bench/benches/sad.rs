@@ -1,12 +1,13 @@
 //! SA table benchmarks: lookup cost with 1 Ki and 4 Mi installed SAs (random SPIs, one pin per
 //! 64-lookup burst as a worker does), and the slowpath's allocate+install+remove+release rate
-//! while another thread spins on lookups.
+//! while another thread spins on lookups. `sad_lookup_plain` repeats the 4 Mi case with the
+//! arrays on plain 4 KiB pages, the same-run baseline for the huge-page backing.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use akagate_fastpath::sad::{self, SaTable, SpiAllocator};
+use akagate_fastpath::sad::{self, BackingPolicy, SaTable, SpiAllocator};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -29,7 +30,11 @@ fn fake_sa(spi: u32) -> FakeSa {
 const BURST: usize = 64;
 
 fn full_table(n: usize) -> (SaTable<FakeSa>, Vec<u32>) {
-    let table = SaTable::with_capacity(n).expect("capacity");
+    full_table_on(n, BackingPolicy::Auto)
+}
+
+fn full_table_on(n: usize, policy: BackingPolicy) -> (SaTable<FakeSa>, Vec<u32>) {
+    let table = SaTable::with_backing(n, policy).expect("capacity");
     let mut spis = Vec::with_capacity(n);
     for _ in 0..n {
         let spi = table.allocate().expect("allocate");
@@ -43,10 +48,16 @@ fn full_table(n: usize) -> (SaTable<FakeSa>, Vec<u32>) {
 }
 
 fn lookup(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sad_lookup");
+    lookup_on(c, "sad_lookup", &[1 << 10, 4 << 20], BackingPolicy::Auto);
+    lookup_on(c, "sad_lookup_plain", &[4 << 20], BackingPolicy::Plain);
+}
+
+fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPolicy) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(BURST as u64));
-    for n in [1usize << 10, 4 << 20] {
-        let (table, spis) = full_table(n);
+    for &n in sizes {
+        let (table, spis) = full_table_on(n, policy);
+        eprintln!("{name}/{n}: slot array on {:?}", table.memory_backing());
         let mut bursts = spis.chunks_exact(BURST).cycle();
         group.bench_function(BenchmarkId::new("burst64", n), |b| {
             b.iter(|| {

@@ -5,11 +5,14 @@
 //! epoch-protected pointers indexed by the slot. Workers read it under a [`ReadGuard`] that they
 //! re-pin once per receive burst (see [`ReadGuard`] for why that matters).
 
+mod backing;
 mod error;
 mod guard;
+mod slab;
 mod spi;
 mod table;
 
+pub use backing::{BackingPolicy, MemoryBacking, HUGE_PAGE};
 pub use error::SadError;
 pub use guard::{pin, ReadGuard};
 pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS, RESERVED_SPI_MAX};

@@ -2,10 +2,12 @@
 //! slot bits, read lock-free by workers and written by the slowpath under its allocator lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crossbeam_epoch::{Atomic, Owned};
+use crossbeam_epoch::{Atomic, Owned, Shared};
 
+use super::backing::{BackingPolicy, HugeArray, MemoryBacking};
+use super::slab::Slab;
 use super::spi::{SlotAllocator, SpiLayout};
 use super::{ReadGuard, SadError};
 
@@ -29,11 +31,16 @@ struct Entry<T> {
 /// SPI-indexed table of inbound SAs of type `T`, with a fixed capacity chosen at start.
 ///
 /// Memory: one pointer per slot in the table plus 8 bytes per slot in the allocator
-/// (16 bytes per slot, 64 MiB for 4 Mi slots), allocated once; each installed SA is one heap
-/// allocation of `T` plus its 4-byte SPI.
+/// (16 bytes per slot, 64 MiB for 4 Mi slots), allocated once; each installed SA is `T` plus
+/// its 4-byte SPI in a cell of the table's slab (reserved for capacity + 1/8 SAs, committed as
+/// used), or on the heap once removed SAs awaiting reclamation fill the spare eighth. Slot
+/// array and slab sit on 2 MiB pages when at least that large and the host offers them
+/// ([`SaTable::memory_backing`]), so a lookup's two accesses miss no TLB.
 pub struct SaTable<T> {
     layout: SpiLayout,
-    slots: Box<[Atomic<Entry<T>>]>,
+    slots: HugeArray<Atomic<Entry<T>>>,
+    /// Where installed entries live; shared with the deferred destructors of removed ones.
+    entries: Arc<Slab<Entry<T>>>,
     /// Slowpath side: every write to `slots` happens with this lock held, which orders
     /// install/remove against release of the same SPI.
     allocator: Mutex<SlotAllocator>,
@@ -42,12 +49,24 @@ pub struct SaTable<T> {
 
 impl<T: Send + Sync + 'static> SaTable<T> {
     /// A table of `capacity` slots (1..=[`MAX_CAPACITY`](super::MAX_CAPACITY)), all free.
+    /// The slot array goes on huge pages if it can ([`BackingPolicy::Auto`]).
     pub fn with_capacity(capacity: usize) -> Result<Self, SadError> {
+        Self::with_backing(capacity, BackingPolicy::Auto)
+    }
+
+    /// A table of `capacity` slots whose slot array is placed as `policy` allows.
+    pub fn with_backing(capacity: usize, policy: BackingPolicy) -> Result<Self, SadError> {
         let layout = SpiLayout::for_capacity(capacity)?;
-        let slots = (0..capacity).map(|_| Atomic::null()).collect();
+        let slots = HugeArray::new(capacity, policy, Atomic::null);
+        // Removed SAs keep their cell until the epoch moves on: leave an eighth spare.
+        let cells = capacity
+            .saturating_add(capacity / 8 + 64)
+            .min(u32::MAX as usize) as u32;
+        let entries = Arc::new(Slab::new(cells, policy));
         Ok(Self {
             layout,
             slots,
+            entries,
             allocator: Mutex::new(SlotAllocator::new(layout, capacity)),
             installed: AtomicUsize::new(0),
         })
@@ -60,7 +79,7 @@ impl<T: Send + Sync + 'static> SaTable<T> {
     /// per burst (see [`ReadGuard`]).
     #[inline]
     pub fn lookup<'g>(&'g self, spi: u32, guard: &'g ReadGuard) -> Option<&'g T> {
-        let slot = self.slots.get(self.layout.slot(spi))?;
+        let slot = self.slots.as_slice().get(self.layout.slot(spi))?;
         let shared = slot.load(Ordering::Acquire, guard.epoch_guard());
         // SAFETY: the pointer is null or was published by `install` (Release store, paired
         // with the Acquire load above) and has not been destroyed: `remove`/`release` unlink
@@ -82,7 +101,12 @@ impl<T: Send + Sync + 'static> SaTable<T> {
         if !slot.load(Ordering::Relaxed, &guard).is_null() {
             return Err(SadError::AlreadyInstalled { spi });
         }
-        slot.store(Owned::new(Entry { spi, value }), Ordering::Release);
+        let entry = Entry { spi, value };
+        match self.entries.alloc(entry) {
+            // The cell is ours until `unlink` retires it; `Shared::from` keeps its address.
+            Ok(p) => slot.store(Shared::from(p), Ordering::Release),
+            Err(entry) => slot.store(Owned::new(entry), Ordering::Release),
+        }
         self.installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -108,11 +132,19 @@ impl<T: Send + Sync + 'static> SaTable<T> {
             return false;
         }
         self.installed.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: `old` is no longer reachable from the table (swapped out above, and only
-        // lock holders store into slots), so no new reader can obtain it; readers that loaded
-        // it before the swap are pinned, and the collector runs the destructor only after
-        // they unpin. `T: Send + 'static` lets the destructor run on any thread, at any time.
-        unsafe { guard.defer_destroy(old) };
+        if let Some(index) = self.entries.index_of(old.as_raw()) {
+            let slab = Arc::clone(&self.entries);
+            // SAFETY: `old` is no longer reachable from the table
+            // (swapped out above, and only lock holders store into slots), so no new reader can
+            // obtain it; readers that loaded it before the swap are pinned, and the collector
+            // runs this closure only after they unpin. The closure holds the slab alive and
+            // is the only release of this cell's value. `T: Send + 'static` lets it run on any
+            // thread, at any time.
+            guard.defer(move || unsafe { slab.free(index) });
+        } else {
+            // SAFETY: as above, for an entry that overflowed into its own heap allocation.
+            unsafe { guard.defer_destroy(old) };
+        }
         true
     }
 
@@ -126,6 +158,7 @@ impl<T: Send + Sync + 'static> SaTable<T> {
             return Err(SadError::NotAllocated { spi });
         }
         self.slots
+            .as_slice()
             .get(self.layout.slot(spi))
             .ok_or(SadError::NotAllocated { spi })
     }
@@ -140,7 +173,17 @@ impl<T: Send + Sync + 'static> SaTable<T> {
 
     /// Number of slots, fixed at construction.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.slots.as_slice().len()
+    }
+
+    /// Which pages hold the slot array (huge pages avoid TLB misses in large tables).
+    pub fn memory_backing(&self) -> MemoryBacking {
+        self.slots.backing()
+    }
+
+    /// Which pages hold the installed SAs.
+    pub fn entry_backing(&self) -> MemoryBacking {
+        self.entries.backing()
     }
 
     /// The SPI layout (slot and generation bits) of this table.
@@ -160,8 +203,7 @@ impl<T: Send + Sync + 'static> SaTable<T> {
 
     /// Bytes preallocated for the slot array and the allocator (not counting installed SAs).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * core::mem::size_of::<Atomic<Entry<T>>>()
-            + self.lock_allocator().memory_bytes()
+        core::mem::size_of_val(self.slots.as_slice()) + self.lock_allocator().memory_bytes()
     }
 }
 
@@ -180,15 +222,19 @@ impl<T: Send + Sync + 'static> SpiAllocator for SaTable<T> {
 
 impl<T> Drop for SaTable<T> {
     fn drop(&mut self) {
-        for slot in self.slots.iter() {
+        for slot in self.slots.as_slice().iter() {
             // SAFETY: `&mut self` means no reader holds a reference obtained from `lookup`
             // (those borrow `&self`), and removed entries were already handed to the collector,
             // so every non-null pointer here is owned by the table alone.
             unsafe {
                 let guard = crossbeam_epoch::unprotected();
                 let entry = slot.load(Ordering::Relaxed, guard);
-                if !entry.is_null() {
-                    drop(entry.into_owned());
+                if entry.is_null() {
+                    continue;
+                }
+                match self.entries.index_of(entry.as_raw()) {
+                    Some(index) => self.entries.drop_value(index),
+                    None => drop(entry.into_owned()),
                 }
             }
         }
@@ -199,7 +245,9 @@ impl<T> core::fmt::Debug for SaTable<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never prints the SAs: they hold keys.
         f.debug_struct("SaTable")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &self.slots.as_slice().len())
+            .field("backing", &self.slots.backing())
+            .field("entry_backing", &self.entries.backing())
             .field("slot_bits", &self.layout.slot_bits())
             .field("installed", &self.installed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -322,6 +370,47 @@ mod tests {
         let spi = t.allocate().unwrap();
         t.install(spi, [9; 256]).unwrap();
         assert_eq!(t.lookup(spi, &pin()).map(|v| v[255]), Some(9));
+    }
+
+    /// Removals faster than the epoch reclaims them use up the slab's spare cells; further
+    /// installs overflow to the heap, lookups find both kinds, and every value is dropped once.
+    #[test]
+    fn removed_entries_beyond_the_spare_cells_overflow_to_the_heap() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct D(u32, Arc<AtomicUsize>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let drops = Arc::new(AtomicUsize::new(0));
+        let t = SaTable::<D>::with_capacity(8).unwrap(); // 8 + 1 + 64 cells
+        let held = pin(); // nothing removed from now on can be reclaimed
+        let mut installs = 0;
+        for _ in 0..200 {
+            let spi = t.allocate().unwrap();
+            t.install(spi, D(spi, drops.clone())).unwrap();
+            installs += 1;
+            assert_eq!(t.lookup(spi, &held).map(|d| d.0), Some(spi));
+            t.release(spi).unwrap();
+        }
+        let kept: Vec<u32> = (0..8).map(|_| t.allocate().unwrap()).collect();
+        for &spi in &kept {
+            t.install(spi, D(spi, drops.clone())).unwrap();
+            installs += 1;
+        }
+        for &spi in &kept {
+            assert_eq!(t.lookup(spi, &held).map(|d| d.0), Some(spi));
+        }
+        drop(held);
+        drop(t);
+        for _ in 0..10_000 {
+            if drops.load(Ordering::SeqCst) == installs {
+                break;
+            }
+            crossbeam_epoch::pin().flush();
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), installs);
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! Memory for the SA table's preallocated arrays on 2 MiB pages where the host offers them:
+//! a lookup in a table of millions of SAs then finds its page in the TLB instead of walking
+//! the page tables of a 64 MiB array of 4 KiB pages.
+
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+/// Size of the huge pages asked for (x86_64 and aarch64 default).
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Which pages hold a table's slot array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryBacking {
+    /// Explicit huge pages (`MAP_HUGETLB`), taken from the pool of `/proc/sys/vm/nr_hugepages`.
+    HugeTlb,
+    /// Transparent huge pages asked for with `madvise(MADV_HUGEPAGE)` on a 2 MiB-aligned
+    /// mapping (THP in `madvise` or `always` mode); the kernel may still use 4 KiB pages
+    /// where it finds no free 2 MiB frame.
+    TransparentHuge,
+    /// Ordinary heap memory: a table under 2 MiB, THP disabled, or [`BackingPolicy::Plain`].
+    Plain,
+}
+
+/// What a table may ask for when it allocates its arrays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackingPolicy {
+    /// Explicit huge pages if enough are free, else transparent huge pages, else plain memory.
+    #[default]
+    Auto,
+    /// Plain heap memory (benchmark baselines, hosts where huge pages are unwanted).
+    Plain,
+}
+
+/// A fixed-length array of `S`, on huge pages if possible.
+pub(crate) struct HugeArray<S> {
+    ptr: NonNull<S>,
+    len: usize,
+    storage: Storage,
+}
+
+enum Storage {
+    /// A `Box<[S]>` turned into `ptr`/`len`.
+    Heap,
+    /// An anonymous mapping (`base`, `map_len`) that contains the array.
+    Mapped {
+        base: NonNull<libc::c_void>,
+        map_len: usize,
+        backing: MemoryBacking,
+    },
+}
+
+// SAFETY: `HugeArray<S>` owns its elements like a `Box<[S]>` does; sending or sharing it is
+// sending or sharing the `S`s.
+unsafe impl<S: Send> Send for HugeArray<S> {}
+// SAFETY: as above; `&HugeArray<S>` only hands out `&[S]`.
+unsafe impl<S: Sync> Sync for HugeArray<S> {}
+
+impl<S> HugeArray<S> {
+    /// `len` elements made by `init`, placed as `policy` allows.
+    pub(crate) fn new(len: usize, policy: BackingPolicy, mut init: impl FnMut() -> S) -> Self {
+        let bytes = len.saturating_mul(core::mem::size_of::<S>());
+        if policy == BackingPolicy::Auto && bytes >= HUGE_PAGE {
+            if let Some((base, map_len, backing)) = map_huge(bytes, false) {
+                let ptr = base.cast::<S>();
+                for i in 0..len {
+                    // SAFETY: the mapping holds at least `bytes` = `len * size_of::<S>()`
+                    // writable bytes from `base`, which is page-aligned (so aligned for `S`);
+                    // element `i` is written once, before anything reads it.
+                    unsafe { ptr.as_ptr().add(i).write(init()) };
+                }
+                return HugeArray {
+                    ptr,
+                    len,
+                    storage: Storage::Mapped {
+                        base,
+                        map_len,
+                        backing,
+                    },
+                };
+            }
+        }
+        let boxed: Box<[S]> = (0..len).map(|_| init()).collect();
+        let raw = Box::into_raw(boxed);
+        // SAFETY: `Box::into_raw` never returns null.
+        let ptr = unsafe { NonNull::new_unchecked(raw.cast::<S>()) };
+        HugeArray {
+            ptr,
+            len,
+            storage: Storage::Heap,
+        }
+    }
+
+    /// The elements.
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[S] {
+        // SAFETY: `ptr` points at `len` initialized elements owned by `self` (written in
+        // `new`), alive until `drop`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Which pages hold the array.
+    pub(crate) fn backing(&self) -> MemoryBacking {
+        match self.storage {
+            Storage::Heap => MemoryBacking::Plain,
+            Storage::Mapped { backing, .. } => backing,
+        }
+    }
+}
+
+impl<E> HugeArray<UnsafeCell<MaybeUninit<E>>> {
+    /// `len` uninitialized cells, reserved but not touched: on transparent huge pages (never
+    /// the explicit pool, which a sparse reservation would drain) if `policy` allows, with
+    /// `MAP_NORESERVE`, so memory is committed only as cells are used.
+    pub(crate) fn new_uninit_cells(len: usize, policy: BackingPolicy) -> Self {
+        let bytes = len.saturating_mul(core::mem::size_of::<E>());
+        if policy == BackingPolicy::Auto && bytes >= HUGE_PAGE {
+            if let Some((base, map_len, backing)) = map_huge(bytes, true) {
+                return HugeArray {
+                    ptr: base.cast(),
+                    len,
+                    storage: Storage::Mapped {
+                        base,
+                        map_len,
+                        backing,
+                    },
+                };
+            }
+        }
+        let raw = Box::into_raw(Box::<[E]>::new_uninit_slice(len));
+        // SAFETY: `Box::into_raw` never returns null; `UnsafeCell<MaybeUninit<E>>` has the
+        // layout of `MaybeUninit<E>` (repr(transparent)), so the cast slice is the same
+        // allocation with the same element layout, and `Drop` frees it as such.
+        let ptr = unsafe { NonNull::new_unchecked(raw.cast::<UnsafeCell<MaybeUninit<E>>>()) };
+        HugeArray {
+            ptr,
+            len,
+            storage: Storage::Heap,
+        }
+    }
+}
+
+impl<S> Drop for HugeArray<S> {
+    fn drop(&mut self) {
+        let elems = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        match self.storage {
+            // SAFETY: `elems` is exactly the pointer and length `Box::into_raw` gave in `new`.
+            Storage::Heap => drop(unsafe { Box::from_raw(elems) }),
+            Storage::Mapped { base, map_len, .. } => {
+                // SAFETY: the elements were initialized in `new` and are dropped once here;
+                // then the mapping `new` created is unmapped with its own base and length.
+                unsafe {
+                    core::ptr::drop_in_place(elems);
+                    libc::munmap(base.as_ptr(), map_len);
+                }
+            }
+        }
+    }
+}
+
+/// Free explicit huge pages of [`HUGE_PAGE`] size, from `/proc/meminfo`.
+fn free_hugetlb_pages() -> u64 {
+    match akagate_sys::hugepages::free_hugepages() {
+        Some((free, kib)) if kib * 1024 == HUGE_PAGE as u64 => free,
+        _ => 0,
+    }
+}
+
+/// Maps at least `bytes` of zeroed, writable memory on huge pages: `MAP_HUGETLB` if enough
+/// pages are free (not for `lazy` reservations, which also get `MAP_NORESERVE`), else a 2 MiB-aligned window of a larger anonymous mapping with
+/// `MADV_HUGEPAGE`. Returns the array's base, the mapping's length (to unmap; for THP the
+/// mapping starts at `base` too, its unused head and tail having been unmapped) and the kind.
+fn map_huge(bytes: usize, lazy: bool) -> Option<(NonNull<libc::c_void>, usize, MemoryBacking)> {
+    let rounded = bytes.checked_next_multiple_of(HUGE_PAGE)?;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let mut anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    if lazy {
+        anon |= libc::MAP_NORESERVE;
+    } else if free_hugetlb_pages() >= (rounded / HUGE_PAGE) as u64 {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches
+        // no existing memory; the result is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                rounded,
+                prot,
+                anon | libc::MAP_HUGETLB | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            return Some((NonNull::new(p)?, rounded, MemoryBacking::HugeTlb));
+        }
+        log::debug!("sad: MAP_HUGETLB of {rounded} bytes failed; trying THP");
+    }
+    if !thp_enabled() {
+        return None;
+    }
+    // Over-allocate by one huge page so a 2 MiB-aligned window of `rounded` bytes fits, then
+    // give the unaligned head and the tail back.
+    let map_len = rounded.checked_add(HUGE_PAGE)?;
+    // SAFETY: as above.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), map_len, prot, anon, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    let addr = p as usize;
+    let aligned = addr.checked_next_multiple_of(HUGE_PAGE)?;
+    let head = aligned - addr;
+    let tail = map_len - head - rounded;
+    // SAFETY: `[addr, addr + head)` and `[aligned + rounded, addr + map_len)` lie inside the
+    // mapping just created and nothing refers to them; `aligned..aligned + rounded` is a
+    // range of that mapping too, and MADV_HUGEPAGE only changes how it is backed.
+    unsafe {
+        if head > 0 {
+            libc::munmap(p, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + rounded) as *mut libc::c_void, tail);
+        }
+        let base = aligned as *mut libc::c_void;
+        if libc::madvise(base, rounded, libc::MADV_HUGEPAGE) != 0 {
+            libc::munmap(base, rounded);
+            return None;
+        }
+        Some((NonNull::new(base)?, rounded, MemoryBacking::TransparentHuge))
+    }
+}
+
+/// True if transparent huge pages are in `always` or `madvise` mode.
+fn thp_enabled() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map(|s| s.contains("[always]") || s.contains("[madvise]"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_arrays_stay_on_the_heap() {
+        let a = HugeArray::new(1000, BackingPolicy::Auto, || 7u64);
+        assert_eq!(a.backing(), MemoryBacking::Plain);
+        assert!(a.as_slice().iter().all(|&v| v == 7));
+    }
+
+    #[test]
+    fn large_arrays_get_huge_pages_when_the_host_offers_them() {
+        let n = (4 << 20) / 8 + 3; // a bit over 4 MiB of u64
+        let a = HugeArray::new(n, BackingPolicy::Auto, || 0x5au64);
+        let expect = if free_hugetlb_pages() >= 3 {
+            MemoryBacking::HugeTlb
+        } else if thp_enabled() {
+            MemoryBacking::TransparentHuge
+        } else {
+            MemoryBacking::Plain
+        };
+        assert_eq!(a.backing(), expect);
+        assert_eq!(a.as_slice().len(), n);
+        assert!(a.as_slice().iter().all(|&v| v == 0x5a));
+        if a.backing() != MemoryBacking::Plain {
+            assert_eq!(
+                a.as_slice().as_ptr() as usize % HUGE_PAGE,
+                0,
+                "2 MiB aligned"
+            );
+        }
+        let plain = HugeArray::new(n, BackingPolicy::Plain, || 1u64);
+        assert_eq!(plain.backing(), MemoryBacking::Plain);
+    }
+
+    #[test]
+    fn elements_are_dropped_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let drops = Arc::new(AtomicUsize::new(0));
+        struct D(Arc<AtomicUsize>, #[allow(dead_code)] [u64; 7]);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let n = HUGE_PAGE / 64 + 1;
+        for policy in [BackingPolicy::Auto, BackingPolicy::Plain] {
+            drops.store(0, Ordering::Relaxed);
+            drop(HugeArray::new(n, policy, || D(drops.clone(), [0; 7])));
+            assert_eq!(drops.load(Ordering::Relaxed), n, "{policy:?}");
+        }
+    }
+}
