@@ -6,7 +6,8 @@
 # (SA lookup, packet I/O, ...): write section_<name>, make it print its table and write
 # "$RESULTS/<name>.json", and append <name> to SECTIONS. Run a subset with
 #   bench/run.sh esp            # only the ESP section
-# Environment: ESP_BENCH_QUICK=1 shortens criterion's measurement (for smoke runs),
+# Environment: BENCH_QUICK=1 shrinks every section (smoke run, a few minutes),
+# ESP_BENCH_QUICK=1 shortens criterion's measurement (for smoke runs),
 # BENCH_REUSE=1 reuses the last criterion results instead of re-running cargo bench,
 # OPENSSL_SECONDS (default 3) sets how long each `openssl speed` run lasts.
 set -euo pipefail
@@ -132,8 +133,236 @@ section_io() {
 }
 # ---------------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------------
+# Sizes of the end-to-end runs; BENCH_QUICK=1 shrinks everything for a smoke run.
+if [[ -n ${BENCH_QUICK:-} ]]; then
+    E2E_UES=${E2E_UES:-200} E2E_CALLS=${E2E_CALLS:-100}
+    PKTGEN_PKTS_64=${PKTGEN_PKTS_64:-500} PKTGEN_PKTS_1408=${PKTGEN_PKTS_1408:-200}
+    MEM_UES=${MEM_UES:-1000,10000}
+    export ESP_BENCH_QUICK=1 OPENSSL_SECONDS=${OPENSSL_SECONDS:-1}
+else
+    E2E_UES=${E2E_UES:-2000} E2E_CALLS=${E2E_CALLS:-1000}
+    PKTGEN_PKTS_64=${PKTGEN_PKTS_64:-4000} PKTGEN_PKTS_1408=${PKTGEN_PKTS_1408:-1000}
+    MEM_UES=${MEM_UES:-10000,100000}
+fi
+PKTGEN_UES=${PKTGEN_UES:-64}
+
+release_bins() {
+    cargo build --release -q -p akagate-bench --bin akabench --bin akapktgen
+    cargo build --release -q -p akagate-tools --bin akactl
+}
+
+# ---------------------------------------------------------------------------------------------
+# End to end (akabench): E2E_UES UEs register (IMS-AKA, SAs, protected REGISTER), E2E_CALLS
+# calls between them, then de-registration; once with the worker and slowpath stepped inline
+# in one thread (one core does everything) and once against the daemon's own threads (one
+# worker, memory backend). Rates, latency percentiles and failures from akabench's JSON.
+section_e2e() {
+    echo "== e2e: akabench --backend inline|memory, $E2E_UES UEs, $E2E_CALLS calls"
+    release_bins
+    local work
+    work=$(mktemp -d)
+    ./target/release/akactl subscribers --count "$E2E_UES" --out "$work/subscribers.toml" >/dev/null
+    local b rc
+    for b in inline memory; do
+        rc=0
+        ./target/release/akabench --subscribers "$work/subscribers.toml" --ues "$E2E_UES" \
+            --calls "$E2E_CALLS" --deregister --quiet --backend "$b" --concurrency 64 \
+            --report "$RESULTS/e2e-$b.json" >"$RESULTS/e2e-$b.log" 2>&1 || rc=$?
+        [[ $rc -ne 0 ]] && echo "   akabench --backend $b exited $rc (failures are in the report)"
+    done
+    rm -rf "$work"
+    "$PY" - "$RESULTS" <<'PYEOF'
+import json, os, sys
+res = sys.argv[1]
+out = {"section": "e2e", "note": "protected_sip_per_second counts the messages that crossed "
+       "an SA: 2 per registration (protected REGISTER, 200), 2 per de-registration, 12 per "
+       "call (INVITE, 180, 200, ACK, BYE, 200 on each of the two legs), over the run's time",
+       "results": []}
+print(f"{'backend':8} {'reg/s':>8} {'calls/s':>8} {'prot.SIP/s':>10} {'failures':>8}   latency p50/p99 (ms)")
+for b in ("inline", "memory"):
+    p = os.path.join(res, f"e2e-{b}.json")
+    if not os.path.exists(p):
+        continue
+    r = json.load(open(p))
+    secs = r["registration_seconds"] + r["call_seconds"]
+    msgs = 2 * r["registered"] + 2 * r["deregistered"] + 12 * r["calls_completed"]
+    sip_s = msgs / secs if secs > 0 else 0.0
+    fails = r["registration_failures"] + r["call_failures"] + sum(r["failures_by_cause"].values())
+    lat = "  ".join(f"{k} {v['p50']/1e3:.2f}/{v['p99']/1e3:.2f}" for k, v in sorted(r["latency_us"].items()))
+    print(f"{b:8} {r['registrations_per_second']:>8.0f} {r['calls_per_second']:>8.0f} {sip_s:>10.0f} {fails:>8}   {lat}")
+    out["results"].append({"backend": b, "ues": r["registered"], "calls": r["calls_completed"],
+                           "registrations_per_second": r["registrations_per_second"],
+                           "calls_per_second": r["calls_per_second"],
+                           "protected_sip_per_second": sip_s, "failures": fails,
+                           "latency_us": r["latency_us"], "params": r["params"]})
+json.dump(out, open(os.path.join(res, "e2e.json"), "w"), indent=2)
+PYEOF
+    echo "wrote $RESULTS/e2e.json (akabench reports: $RESULTS/e2e-{inline,memory}.json)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fast path (akapktgen): PKTGEN_UES UEs register through the in-process daemon (one worker
+# thread), then pre-built ESP (hmac-sha-1-96 + aes-cbc) SIP-over-TCP segments of 64 and 1408
+# inner bytes are blasted at its port. Per worker core = packets / worker-thread CPU seconds.
+section_pktgen() {
+    echo "== pktgen: akapktgen, $PKTGEN_UES UEs, 64 B x $PKTGEN_PKTS_64 and 1408 B x $PKTGEN_PKTS_1408 per UE"
+    release_bins
+    local size pkts
+    for size in 64 1408; do
+        pkts=$PKTGEN_PKTS_64
+        [[ $size == 1408 ]] && pkts=$PKTGEN_PKTS_1408
+        ./target/release/akapktgen --ues "$PKTGEN_UES" --size "$size" --packets-per-ue "$pkts" \
+            --sip-bytes 1024 --quiet --report "$RESULTS/pktgen-$size.json" || {
+            echo "   akapktgen --size $size failed"
+            return 1
+        }
+    done
+    "$PY" - "$RESULTS" <<'PYEOF'
+import json, os, sys
+res = sys.argv[1]
+out = {"section": "pktgen", "results": []}
+print(f"{'size':>5} {'frames':>8} {'Mpps/core':>9} {'Gbps/core':>9} {'inner Gbps':>10} {'ns/pkt':>7} {'SIP msg/s/core':>14} {'wall Mpps':>9}  drops")
+for size in (64, 1408):
+    r = json.load(open(os.path.join(res, f"pktgen-{size}.json")))
+    g = r["gateway"]
+    sip = g["sip_in"] / g["worker_busy_seconds"] if g["worker_busy_seconds"] else 0.0
+    drops = ",".join(f"{k}={v}" for k, v in g["drops"].items()) or "none"
+    print(f"{size:>5} {r['packets']:>8} {g['mpps_per_core']:>9.3f} {g['gbps_per_core']:>9.2f} "
+          f"{g['inner_gbps_per_core']:>10.2f} {g['ns_per_packet']:>7.0f} {sip:>14.0f} {g['mpps']:>9.3f}  {drops}")
+    out["results"].append({"size": size, "packets": r["packets"], "esp_in": g["esp_in"],
+                           "mpps_per_core": g["mpps_per_core"], "gbps_per_core": g["gbps_per_core"],
+                           "inner_gbps_per_core": g["inner_gbps_per_core"],
+                           "ns_per_packet": g["ns_per_packet"], "sip_per_core_second": sip,
+                           "wall_mpps": g["mpps"], "drops": g["drops"], "params": r["params"]})
+json.dump(out, open(os.path.join(res, "pktgen.json"), "w"), indent=2)
+PYEOF
+    echo "wrote $RESULTS/pktgen.json"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Memory per registered UE (bench/benches/mem.rs): the gateway's heap after registering
+# MEM_UES UEs through the inline gateway, counted by a counting global allocator.
+section_mem() {
+    echo "== mem: cargo bench -p akagate-bench --bench mem (UEs: $MEM_UES)"
+    AKG_MEM_UES="$MEM_UES" AKG_MEM_JSON="$RESULTS/mem.json" \
+        cargo bench -p akagate-bench --bench mem 2>"$RESULTS/mem-bench.log" || {
+        tail -n 30 "$RESULTS/mem-bench.log"
+        return 1
+    }
+    echo "wrote $RESULTS/mem.json"
+}
+
+# ---------------------------------------------------------------------------------------------
+# One table of every figure next to its baseline, from the JSON files of this run (or the last
+# run of a section not run now: the table says when each file was written), and
+# bench/results/summary.svg (latency distribution per transaction type, throughput per
+# scenario), drawn here without plotting libraries.
+section_summary() {
+    echo "== summary (bench/results/*.json)"
+    "$PY" - "$RESULTS" <<'PYEOF'
+import json, os, sys, time, math
+res = sys.argv[1]
+def load(name):
+    p = os.path.join(res, name + ".json")
+    if not os.path.exists(p):
+        return None, None
+    return json.load(open(p)), time.strftime("%H:%M", time.localtime(os.path.getmtime(p)))
+
+rows = []   # (figure, ours, unit, baseline, baseline label, written)
+esp, t = load("esp")
+if esp:
+    for r in esp["results"]:
+        if r["suite"] == "sha1_aescbc" and r["payload_bytes"] in (64, 1408):
+            rows.append((f"ESP {r['direction']} sha1+aes-cbc {r['payload_bytes']} B", r["mpps"], "Mpps/core",
+                         None, "", t))
+            rows.append((f"ESP {r['direction']} sha1+aes-cbc {r['payload_bytes']} B", r["gbps"], "Gbps/core",
+                         r["openssl_gbps"], "openssl aes-128-cbc-hmac-sha1", t))
+io, tio = load("io")
+io_base = {}
+if io:
+    for r in io["results"]:
+        if r["backend"] == "af_packet":
+            k = r["frame_bytes"]
+            io_base[k] = max(io_base.get(k, 0), r["rx_pps"] / 1e6)
+pk, t = load("pktgen")
+if pk:
+    for r in pk["results"]:
+        base = io_base.get(64 if r["size"] == 64 else 1400)
+        rows.append((f"fast path ESP in, {r['size']} B inner", r["mpps_per_core"], "Mpps/core", base,
+                     "raw AF_PACKET veth rx (io)" if base else "", t))
+        rows.append((f"fast path ESP in, {r['size']} B inner", r["gbps_per_core"], "Gbps/core", None, "", t))
+        rows.append((f"protected SIP msgs framed ({r['size']} B segs)", r["sip_per_core_second"], "msg/s/core",
+                     None, "", t))
+e2e, t = load("e2e")
+if e2e:
+    for r in e2e["results"]:
+        b = r["backend"]
+        rows.append((f"registrations ({b})", r["registrations_per_second"], "reg/s", None, "", t))
+        rows.append((f"calls ({b})", r["calls_per_second"], "calls/s", None, "", t))
+        rows.append((f"protected SIP messages ({b})", r["protected_sip_per_second"], "msg/s", None, "", t))
+mem, t = load("mem")
+if mem:
+    for r in mem["results"]:
+        rows.append((f"memory per registered UE @ {r['ues']}", r["bytes_per_ue"] / 1024, "KiB/UE", None,
+                     f"+{r['fixed_bytes_per_ue_slot']/1024:.1f} KiB/slot prealloc", t))
+print(f"{'figure':44} {'ours':>10} {'unit':10} {'baseline':>10}  {'baseline source':32} {'at':>5}")
+for f, v, u, b, bl, t in rows:
+    bs = f"{b:>10.3f}" if b is not None else " " * 10
+    print(f"{f:44} {v:>10.3f} {u:10} {bs}  {bl:32} {t:>5}")
+json.dump({"section": "summary", "rows": [dict(zip(("figure", "ours", "unit", "baseline", "baseline_source", "written"), r)) for r in rows]},
+          open(os.path.join(res, "summary.json"), "w"), indent=2)
+
+# --- SVG: left, latency percentiles per transaction type (log axis); right, throughput bars.
+W, H = 1100, 40 + 22 * 30
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+       '<rect width="100%" height="100%" fill="white"/>',
+       '<text x="10" y="18" font-size="14" font-weight="bold">akagate make bench: latency (akabench, ms, log) and throughput per scenario</text>']
+lat = []
+if e2e:
+    for r in e2e["results"]:
+        for k, p in sorted(r["latency_us"].items()):
+            lat.append((f"{r['backend']} {k}", p))
+x0, x1, y = 190, 520, 40
+lo, hi = 0.01, 10000.0
+def lx(ms):
+    ms = min(max(ms, lo), hi)
+    return x0 + (x1 - x0) * (math.log10(ms) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+for d in range(-2, 5):
+    xx = lx(10 ** d)
+    svg.append(f'<line x1="{xx:.1f}" y1="{y-6}" x2="{xx:.1f}" y2="{y + 18*len(lat)}" stroke="#ddd"/>')
+    svg.append(f'<text x="{xx:.1f}" y="{y + 18*len(lat) + 12}" text-anchor="middle">{10**d:g}</text>')
+for i, (name, p) in enumerate(lat):
+    yy = y + 18 * i + 6
+    svg.append(f'<text x="{x0-6}" y="{yy+4}" text-anchor="end">{name}</text>')
+    a, b = lx(p["p50"] / 1e3), lx(p["p99"] / 1e3)
+    svg.append(f'<line x1="{a:.1f}" y1="{yy}" x2="{lx(p["max"]/1e3):.1f}" y2="{yy}" stroke="#999"/>')
+    svg.append(f'<rect x="{a:.1f}" y="{yy-5}" width="{max(b-a,1):.1f}" height="10" fill="#4a90d9"/>')
+    svg.append(f'<line x1="{lx(p["p90"]/1e3):.1f}" y1="{yy-6}" x2="{lx(p["p90"]/1e3):.1f}" y2="{yy+6}" stroke="black"/>')
+if lat:
+    svg.append(f'<text x="{x0}" y="{y + 18*len(lat) + 28}">bar p50..p99, tick p90, line to max</text>')
+# Throughput: one bar per row, scaled within its unit; baseline as a grey bar under it.
+bx0, bx1 = 840, 1080
+units = {}
+for f, v, u, b, bl, t in rows:
+    units[u] = max(units.get(u, 0), v, b or 0)
+for i, (f, v, u, b, bl, t) in enumerate(rows):
+    yy = 40 + 22 * i
+    m = units[u] or 1
+    svg.append(f'<text x="{bx0-6}" y="{yy+9}" text-anchor="end">{f} ({u})</text>')
+    svg.append(f'<rect x="{bx0}" y="{yy}" width="{(bx1-bx0)*v/m:.1f}" height="9" fill="#e07b39"/>')
+    if b is not None:
+        svg.append(f'<rect x="{bx0}" y="{yy+10}" width="{(bx1-bx0)*b/m:.1f}" height="5" fill="#aaa"/>')
+    svg.append(f'<text x="{bx0+2}" y="{yy+8}" font-size="9">{v:.3g}{"" if b is None else f" (base {b:.3g})"}</text>')
+svg.append("</svg>")
+open(os.path.join(res, "summary.svg"), "w").write("\n".join(svg) + "\n")
+print(f"wrote {res}/summary.json and {res}/summary.svg")
+PYEOF
+}
+
 SECTIONS=(esp)
 SECTIONS+=(io)
+SECTIONS+=(e2e pktgen mem summary)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")
