@@ -22,7 +22,9 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
   --backend memory    (default) the akagate daemon started in-process (W worker threads and
                       the slowpath thread) over an in-memory Ethernet pair
   --backend inline    akagate's worker and slowpath stepped in this one thread (deterministic)
-  --backend af_packet UEs on interface X towards an akagate at --pcscf IP
+  --backend af_packet UEs on interface X (of this network namespace: run under `ip netns exec`)
+                      towards an akagate daemon at --pcscf IP on that link; the UEs' own
+                      addresses must not be configured there (scripts/demo.sh sets this up)
   --report FILE       JSON report (default akabench-report.json)
 
 Exit status: 0 if every registration and call succeeded, 1 otherwise, 64 usage error.";
