@@ -77,6 +77,25 @@ pub struct LoadConfig {
     pub progress: bool,
 }
 
+/// Open-loop arrivals: registrations and calls start at fixed times (`k / rate` after the
+/// phase starts) whatever the gateway's latency, and each transaction's latency counts from
+/// its scheduled time, so a slow gateway shows as latency rather than as a lower offered load
+/// (no coordinated omission). `None` keeps the closed loop (`concurrency` in flight).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OpenLoop {
+    /// Registrations started per second.
+    pub reg_rate: Option<f64>,
+    /// Calls started per second.
+    pub call_rate: Option<f64>,
+}
+
+impl OpenLoop {
+    /// The scheduled start of arrival `k` of a phase that started at `t0`.
+    fn scheduled(t0: Instant, k: usize, rate: f64) -> Instant {
+        t0 + Duration::from_micros((k as f64 * 1e6 / rate) as u64)
+    }
+}
+
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -140,6 +159,9 @@ struct Driver {
     call_s: f64,
     last_progress: std::time::Instant,
     pcscf_counters: BTreeMap<String, u64>,
+    open: OpenLoop,
+    reg_t0: Option<Instant>,
+    call_t0: Option<Instant>,
 }
 
 impl Driver {
@@ -178,11 +200,22 @@ impl Driver {
         let n = self.cfg.ues;
         match self.phase {
             Phase::Register => {
-                while self.reg_in_flight < self.cfg.concurrency && self.next_reg < n {
+                let open = self.open.reg_rate.filter(|r| *r > 0.0);
+                let t0 = *self.reg_t0.get_or_insert(now);
+                loop {
+                    let at = match open {
+                        Some(rate) => OpenLoop::scheduled(t0, self.next_reg, rate),
+                        None if self.reg_in_flight < self.cfg.concurrency => now,
+                        None => break,
+                    };
+                    if self.next_reg >= n || at > now {
+                        break;
+                    }
                     let i = self.next_reg;
                     self.next_reg += 1;
                     if let Some(ue) = fleet.ue_mut(i) {
-                        match ue.register(now) {
+                        // Open loop: the UE times the transaction from its scheduled start.
+                        match ue.register(at) {
                             Ok(()) => self.reg_in_flight += 1,
                             Err(e) => {
                                 self.stats.fail(&format!("register: {e}"));
@@ -202,7 +235,17 @@ impl Driver {
                 // in two calls at once.
                 let half = (n / 2).max(1);
                 let limit = self.cfg.concurrency.min(half);
-                while self.calls_in_flight < limit && self.next_call < self.cfg.calls && n >= 2 {
+                let open = self.open.call_rate.filter(|r| *r > 0.0);
+                let t0 = *self.call_t0.get_or_insert(now);
+                while self.next_call < self.cfg.calls && n >= 2 {
+                    let at = match open {
+                        Some(rate) => OpenLoop::scheduled(t0, self.next_call, rate),
+                        None if self.calls_in_flight < limit => now,
+                        None => break,
+                    };
+                    if at > now {
+                        break;
+                    }
                     let k = self.next_call;
                     self.next_call += 1;
                     let (a, b) = (k % n, (k + half) % n);
@@ -214,7 +257,7 @@ impl Driver {
                     }
                     let target = fleet.ue(b).map(|u| u.config().impu.clone());
                     let placed = match (target, fleet.ue_mut(a)) {
-                        (Some(t), Some(ue)) => ue.call(&t, now).is_ok(),
+                        (Some(t), Some(ue)) => ue.call(&t, at).is_ok(),
                         _ => false,
                     };
                     if placed {
@@ -326,8 +369,14 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p
 }
 
-/// Runs the load and returns the report; `Err` only if the run could not be set up.
+/// Runs the load (closed loop) and returns the report; `Err` only if the run could not be
+/// set up.
 pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
+    run_open(cfg, OpenLoop::default())
+}
+
+/// Runs the load with open-loop arrivals where `open` sets a rate.
+pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
     if cfg.subscribers.len() < cfg.ues {
         return Err(LoadError::Setup(format!(
             "{} UEs requested but the subscriber file has {}",
@@ -354,6 +403,9 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
         call_s: 0.0,
         last_progress: std::time::Instant::now(),
         pcscf_counters: BTreeMap::new(),
+        open,
+        reg_t0: None,
+        call_t0: None,
         cfg,
     };
     match driver.cfg.backend.clone() {
@@ -439,7 +491,17 @@ pub fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
         eprintln!();
     }
     let (reg_s, call_s) = (driver.reg_s, driver.call_s);
-    let mut report = driver.stats.report(params(&driver.cfg), reg_s, call_s);
+    let mut p = params(&driver.cfg);
+    for (k, r) in [
+        ("reg_rate", driver.open.reg_rate),
+        ("call_rate", driver.open.call_rate),
+    ] {
+        p.insert(
+            k.into(),
+            r.map_or("closed-loop".into(), |r| format!("{r}/s")),
+        );
+    }
+    let mut report = driver.stats.report(p, reg_s, call_s);
     report.pcscf_counters = std::mem::take(&mut driver.pcscf_counters);
     Ok(report)
 }
@@ -485,5 +547,57 @@ fn drive<Q: PortQueue>(
         if work == 0 {
             std::thread::yield_now();
         }
+    }
+}
+
+#[cfg(test)]
+mod open_loop_tests {
+    use super::*;
+    use akagate_slowpath::hss::{generate_subscribers, Plmn};
+
+    #[test]
+    fn arrivals_are_scheduled_at_fixed_times() {
+        let t0 = Instant::from_millis(1000);
+        assert_eq!(OpenLoop::scheduled(t0, 0, 200.0), t0);
+        assert_eq!(
+            OpenLoop::scheduled(t0, 10, 200.0),
+            Instant::from_millis(1050)
+        );
+    }
+
+    #[test]
+    fn open_loop_registrations_follow_the_rate_not_the_gateway() {
+        let cfg = LoadConfig {
+            subscribers: generate_subscribers(20, 3, Plmn::default()),
+            ues: 20,
+            calls: 10,
+            transport: Proto::Tcp,
+            alg: AuthAlg::HmacSha1_96,
+            ealg: EncrAlg::AesCbc,
+            ipv6: false,
+            // A closed loop this narrow would serialise the registrations.
+            concurrency: 1,
+            hold: Duration::from_millis(0),
+            deregister: false,
+            timeout: std::time::Duration::from_secs(60),
+            backend: Backend::Inline,
+            progress: false,
+        };
+        let open = OpenLoop {
+            reg_rate: Some(100.0),
+            call_rate: Some(100.0),
+        };
+        let r = run_open(cfg, open).unwrap();
+        assert_eq!(
+            (r.registered, r.calls_completed),
+            (20, 10),
+            "{}",
+            r.summary()
+        );
+        // 20 arrivals 10 ms apart: the phase cannot end before the 20th is scheduled.
+        assert!(r.registration_seconds >= 0.19, "{}", r.registration_seconds);
+        assert!(r.call_seconds >= 0.09, "{}", r.call_seconds);
+        assert_eq!(r.params.get("reg_rate").map(String::as_str), Some("100/s"));
+        assert!(r.latency_us.contains_key("registration"));
     }
 }

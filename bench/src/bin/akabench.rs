@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use akagate_bench::load::{run, Backend, LoadConfig};
+use akagate_bench::load::{run_open, Backend, LoadConfig, OpenLoop};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
 use akagate_slowpath::hss::{parse_csv, parse_toml};
@@ -16,7 +16,7 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
                 [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
                 [--ipv6] [--concurrency C] [--hold-ms MS] [--deregister] [--timeout-s S]
                 [--backend memory|inline|af_packet --iface X --pcscf IP] [--workers W]
-                [--report FILE] [--quiet]
+                [--reg-rate R] [--call-rate C] [--report FILE] [--quiet]
 
   --subscribers FILE  HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
   --backend memory    (default) the akagate daemon started in-process (W worker threads and
@@ -25,6 +25,9 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
   --backend af_packet UEs on interface X (of this network namespace: run under `ip netns exec`)
                       towards an akagate daemon at --pcscf IP on that link; the UEs' own
                       addresses must not be configured there (scripts/demo.sh sets this up)
+  --reg-rate R        open loop: start R registrations per second at fixed times (latency
+                      counted from each scheduled start; --concurrency no longer limits them)
+  --call-rate C       open loop: start C calls per second at fixed times
   --report FILE       JSON report (default akabench-report.json)
 
 Exit status: 0 if every registration and call succeeded, 1 otherwise, 64 usage error.";
@@ -72,6 +75,8 @@ fn main() -> ExitCode {
         "pcscf",
         "report",
         "workers",
+        "reg-rate",
+        "call-rate",
     ];
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return usage(&format!("unknown option --{k}"));
@@ -164,7 +169,20 @@ fn main() -> ExitCode {
         backend,
         progress: !flags.contains("--quiet"),
     };
-    let report = match run(cfg) {
+    let rate = |k: &str| -> Result<Option<f64>, String> {
+        opts.get(k).map_or(Ok(None), |v| match v.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Some(r)),
+            _ => Err(format!("--{k}: a positive rate per second")),
+        })
+    };
+    let open = match (rate("reg-rate"), rate("call-rate")) {
+        (Ok(reg_rate), Ok(call_rate)) => OpenLoop {
+            reg_rate,
+            call_rate,
+        },
+        (Err(e), _) | (_, Err(e)) => return usage(&e),
+    };
+    let report = match run_open(cfg, open) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("akabench: {e}");
