@@ -4,8 +4,12 @@
 //!
 //! The kernels of both namespaces stay out of the way: neither end has an address, so the
 //! UEs' and the P-CSCF's TCP is never answered or reset by a kernel stack (AF_PACKET sees
-//! every frame anyway), IPv6 is disabled on both ends (no DAD, RS or MLD frames), and
-//! checksum offload is switched off so no frame on the link can carry a partial checksum.
+//! every frame anyway), and IPv6 is disabled on both ends (no DAD, RS or MLD frames).
+//! Checksums: frames written through AF_PACKET keep the checksums their writer computed
+//! (veth passes them unchanged, with offload on or off; `e2e_afpacket` verifies every TCP and
+//! UDP checksum it sees); only segments of a kernel TCP stack would reach a packet socket with a
+//! partial checksum (CHECKSUM_PARTIAL). Offload is switched off anyway, so a kernel packet on
+//! the link could not carry one either.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -412,6 +412,19 @@ fn scenario(v6: bool, pair: (AuthAlg, EncrAlg)) {
         esp += usize::from(p.spi.is_some());
     }
     assert!(clear >= 10 && esp >= 20, "{clear} clear, {esp} ESP packets");
+    // Neither kernel spoke on the link: every frame the UEs received is the daemon's ARP or
+    // IP from one of its addresses (a kernel would use a link-local or no source address).
+    let ours = [
+        VethLink::pcscf_for(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        VethLink::pcscf_for(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ];
+    for c in bed.fleet.captured().iter().filter(|c| !c.from_ue) {
+        let from_daemon = match c.frame.get(12..14) {
+            Some([0x08, 0x06]) => c.frame.get(28..32) == Some(&[10, 0, 0, 1][..]),
+            _ => decode(c).is_some_and(|p| ours.contains(&p.src)),
+        };
+        assert!(from_daemon, "a frame not from the daemon: {:02x?}", c.frame);
+    }
     for name in [
         "drop_esp_invalid",
         "drop_clear_to_protected",
