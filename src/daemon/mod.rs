@@ -6,6 +6,7 @@ mod setup;
 mod slowpath;
 mod stats;
 mod steer;
+mod wake;
 mod worker;
 
 use std::path::PathBuf;
@@ -279,9 +280,12 @@ impl Daemon {
 
         let handoff = Arc::new(Handoff::new(nworkers, HANDOFF_RING));
         let mut command_txs = Vec::with_capacity(nworkers);
+        let mut wakers = Vec::with_capacity(nworkers);
         for (id, queue) in queues.into_iter().enumerate() {
             let (cmd_tx, cmd_rx) = bounded::<WorkerCommand>(opts.command_queue.max(1));
             command_txs.push(cmd_tx);
+            let wake = Arc::new(wake::WorkerWake::default());
+            wakers.push(wake.clone());
             let core = if pinned {
                 config.cores.workers.get(id).copied()
             } else {
@@ -297,6 +301,7 @@ impl Daemon {
                 core,
                 idle: opts.idle,
                 stop: workers_stop.clone(),
+                wake,
             };
             let (ready_tx, ready_rx) = bounded(1);
             let name = format!("akagate-w{id}");
@@ -346,6 +351,7 @@ impl Daemon {
             core,
             events: event_rx,
             commands: command_txs,
+            wakers,
             counters: handle.stats.slowpath.clone(),
             stop: slowpath_stop,
             sqn_state: sqn_state.clone(),

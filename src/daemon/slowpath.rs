@@ -14,6 +14,7 @@ use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use super::stats::{inc, SlowpathCounters, StatsSource};
+use super::wake::WorkerWake;
 use akagate_sys::steer::Steering;
 
 /// Longest sleep without looking at the stop flag, the stats clock and the core's timers.
@@ -42,6 +43,8 @@ pub(super) struct Slowpath {
     pub core: Core,
     pub events: Receiver<WorkerEvent>,
     pub commands: Vec<Sender<WorkerCommand>>,
+    /// Per worker, parallel to `commands`: wakes it when a command was queued.
+    pub wakers: Vec<Arc<WorkerWake>>,
     pub counters: Arc<SlowpathCounters>,
     pub stop: Arc<AtomicBool>,
     pub sqn_state: Option<PathBuf>,
@@ -187,12 +190,16 @@ impl Slowpath {
             WorkerCommand::RemoveSaSet { .. } => Some(&self.counters.sa_sets_removed),
             _ => None,
         };
-        let Some(queue) = self.commands.get(self.steering.queue_for_ue(ue)) else {
+        let owner = self.steering.queue_for_ue(ue);
+        let Some(queue) = self.commands.get(owner) else {
             inc(&self.counters.commands_dropped);
             return;
         };
         match queue.send_timeout(cmd, COMMAND_SEND_TIMEOUT) {
             Ok(()) => {
+                if let Some(w) = self.wakers.get(owner) {
+                    w.wake();
+                }
                 inc(&self.counters.commands);
                 if let Some(c) = counter {
                     inc(c);
@@ -280,6 +287,7 @@ mod tests {
             core,
             events,
             commands: vec![commands_tx],
+            wakers: vec![Arc::default()],
             counters: counters.clone(),
             stop: Arc::new(AtomicBool::new(true)),
             sqn_state: Some(state.clone()),

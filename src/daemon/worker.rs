@@ -11,6 +11,7 @@ use akagate_sys::steer::Steering;
 use akagate_sys::{IoError, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
 
+use super::wake::WorkerWake;
 use super::IdlePolicy;
 
 /// After `stop`, how long the worker may keep running to empty its command queue.
@@ -34,16 +35,21 @@ pub(super) struct WorkerThread<Q> {
     pub core: Option<usize>,
     pub idle: IdlePolicy,
     pub stop: Arc<AtomicBool>,
+    /// How the slowpath wakes this worker when it queues a command.
+    pub wake: Arc<WorkerWake>,
 }
 
 /// Waits between idle iterations according to the [`IdlePolicy`].
 struct Backoff {
     policy: IdlePolicy,
     idle: u32,
+    wake: Arc<WorkerWake>,
 }
 
 impl Backoff {
-    fn after(&mut self, work: usize) {
+    /// `pending()` tells whether commands are queued: a backing-off worker never parks then,
+    /// and a command queued while it is parked wakes it ([`WorkerWake`]).
+    fn after(&mut self, work: usize, pending: impl Fn() -> bool) {
         if work > 0 {
             self.idle = 0;
             return;
@@ -57,7 +63,7 @@ impl Backoff {
                 } else if self.idle < YIELD_ITERATIONS {
                     std::thread::yield_now();
                 } else {
-                    std::thread::sleep(max_sleep);
+                    self.wake.sleep(max_sleep, pending);
                 }
             }
         }
@@ -77,6 +83,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             core,
             idle,
             stop,
+            wake,
         } = self;
         let id = cfg.id;
         if let Some(core) = core {
@@ -102,13 +109,15 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         }
         drop(ready);
         log::debug!("worker {id} running (core {core:?})");
+        wake.register_current();
         let mut backoff = Backoff {
             policy: idle,
             idle: 0,
+            wake,
         };
         while !stop.load(Ordering::Acquire) {
             let work = worker.run_once(now());
-            backoff.after(work);
+            backoff.after(work, || !pending.is_empty());
         }
         // Drain: the slowpath has stopped and dropped its command senders; execute what it
         // sent and let the stacks transmit it.
@@ -216,6 +225,7 @@ mod tests {
             core: None,
             idle: IdlePolicy::BusyPoll,
             stop: Arc::new(AtomicBool::new(true)),
+            wake: Arc::default(),
         };
         let (ready, ready_rx) = bounded(1);
         thread.run(ready);

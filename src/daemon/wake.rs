@@ -1,0 +1,89 @@
+//! Waking an idle worker when the slowpath queues a command for it, so a backing-off worker
+//! can sleep when idle without adding its sleep to every command's latency.
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::thread::Thread;
+use std::time::Duration;
+
+/// One worker's sleep flag and thread handle, shared with the slowpath.
+#[derive(Debug, Default)]
+pub(super) struct WorkerWake {
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl WorkerWake {
+    /// Called by the worker thread once, before it first sleeps.
+    pub fn register_current(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Parks the calling worker for at most `max`, unless `pending()` (commands queued)
+    /// says there is work already. A [`WorkerWake::wake`] ends the park early.
+    pub fn sleep(&self, max: Duration, pending: impl Fn() -> bool) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake`: either the slowpath sees `sleeping` and unparks,
+        // or this check sees its command (a store-load pair on each side, Dekker style).
+        // Should both miss, the park still ends after `max`.
+        fence(Ordering::SeqCst);
+        if !pending() {
+            std::thread::park_timeout(max);
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Called by the slowpath after queueing a command: unparks the worker if it sleeps
+    /// (an unpark before the park makes the park return at once).
+    pub fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A worker parked for up to 10 s is back as soon as a command is announced, and a
+    /// pending command keeps it from parking at all.
+    #[test]
+    fn wake_ends_a_long_sleep_and_pending_work_skips_it() {
+        let w = Arc::new(WorkerWake::default());
+        let (tx, rx) = crossbeam_channel::bounded::<u32>(4);
+        let worker = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                w.register_current();
+                let t = Instant::now();
+                while rx.is_empty() {
+                    w.sleep(Duration::from_secs(10), || !rx.is_empty());
+                }
+                let first = t.elapsed();
+                // A command already queued: no park at all.
+                let t = Instant::now();
+                w.sleep(Duration::from_secs(10), || !rx.is_empty());
+                (first, t.elapsed(), rx.recv().unwrap())
+            })
+        };
+        // Let the worker park, then hand it a command.
+        while !w.sleeping.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        tx.send(7).unwrap();
+        w.wake();
+        let (first, second, cmd) = worker.join().unwrap();
+        assert_eq!(cmd, 7);
+        assert!(
+            first < Duration::from_secs(5),
+            "woken, not timed out: {first:?}"
+        );
+        assert!(second < Duration::from_secs(5), "did not park: {second:?}");
+    }
+}
