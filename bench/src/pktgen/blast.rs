@@ -155,10 +155,16 @@ pub fn blast<Q: PortQueue>(
             std::thread::yield_now();
         }
     }
-    // Whatever is still in flight back to us.
+    // Whatever is still on its way back (the gateway's delayed ACKs): until 50 ms pass
+    // without a frame, at most one second.
     let settle = std::time::Instant::now();
-    while settle.elapsed() < std::time::Duration::from_millis(20) {
-        if receive(q, &mut r) == 0 {
+    let mut quiet = std::time::Instant::now();
+    while quiet.elapsed() < std::time::Duration::from_millis(50)
+        && settle.elapsed() < std::time::Duration::from_secs(1)
+    {
+        if receive(q, &mut r) > 0 {
+            quiet = std::time::Instant::now();
+        } else {
             std::thread::yield_now();
         }
     }

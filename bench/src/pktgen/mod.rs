@@ -351,18 +351,28 @@ fn params(cfg: &PktgenConfig) -> BTreeMap<String, String> {
 /// "akagate-slowpath").
 const SLOWPATH_COMM: &str = "akagate-slowpat";
 
-/// CPU nanoseconds of the daemon's threads whose name starts with `prefix`.
-fn threads_cpu_ns(prefix: &str) -> u64 {
+/// CPU nanoseconds of each thread whose name starts with `prefix`, by its `/proc` task path.
+fn threads_cpu_ns(prefix: &str) -> BTreeMap<PathBuf, u64> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return BTreeMap::new();
     };
     dir.flatten()
         .map(|e| e.path())
         .filter(|p| {
             std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix))
         })
-        .filter_map(|p| cputime::thread_cpu_ns(&p))
-        .sum()
+        .filter_map(|p| Some((p.clone(), cputime::thread_cpu_ns(&p)?)))
+        .collect()
+}
+
+/// CPU seconds the threads of `before` spent until `after` (threads that ended or started
+/// in between are left out: with several daemons in one process, as in tests, names repeat).
+fn cpu_seconds(before: &BTreeMap<PathBuf, u64>, after: &BTreeMap<PathBuf, u64>) -> f64 {
+    before
+        .iter()
+        .filter_map(|(t, b)| Some(after.get(t)?.saturating_sub(*b)))
+        .sum::<u64>() as f64
+        / 1e9
 }
 
 /// Registers, snapshots, pre-builds and blasts; see the module documentation.
@@ -557,7 +567,7 @@ fn establish_and_blast<Q: PortQueue>(
                 |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
             let esp_in = delta("esp_in");
             let wall = last_change.get().duration_since(start).as_secs_f64();
-            let busy = (w1.saturating_sub(w0)) as f64 / 1e9;
+            let busy = cpu_seconds(&w0, &w1);
             let per_core = |x: f64| if busy > 0.0 { x / busy } else { 0.0 };
             let frac = if expected > 0 {
                 esp_in as f64 / expected as f64
@@ -576,7 +586,7 @@ fn establish_and_blast<Q: PortQueue>(
                     .collect(),
                 wall_seconds: wall,
                 worker_busy_seconds: busy,
-                slowpath_busy_seconds: (s1.saturating_sub(s0)) as f64 / 1e9,
+                slowpath_busy_seconds: cpu_seconds(&s0, &s1),
                 mpps: if wall > 0.0 {
                     esp_in as f64 / wall / 1e6
                 } else {

@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::pcap::{parse, LINKTYPE_ETHERNET};
 use super::*;
 
+/// One daemon at a time: the worker-CPU figure reads threads by name from `/proc/self`.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn short_run(size: usize, ipv6: bool, pcap: Option<PathBuf>) -> PktgenReport {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = PktgenConfig::new();
     cfg.ues = 6;
     cfg.size = size;
@@ -35,7 +39,11 @@ fn assert_all_delivered(r: &PktgenReport) {
         r.summary()
     );
     assert!(g.drops.is_empty(), "no drops: {:?}", g.drops);
-    assert!(r.returned_frames > 0, "the gateway ACKs the segments");
+    assert!(
+        r.returned_frames > 0,
+        "the gateway ACKs the segments: {}",
+        r.summary()
+    );
     assert!(g.worker_busy_seconds > 0.0);
 }
 
