@@ -41,7 +41,7 @@ fmt:
 bench: deps
 	./bench/run.sh
 
-## demo: the main job on embedded defaults
+## demo: 1,000 simulated UEs register through IMS-AKA/ESP and place 500 calls (veth + AF_PACKET as root, in-memory otherwise)
 demo: deps
 	./scripts/demo.sh
 
