@@ -128,7 +128,11 @@ impl UeSim {
             };
             if let Some(spi) = esp_spi {
                 self.spis_seen.push(spi);
-                let sa = self.inbound.get_mut(&spi).expect("known SPI");
+                let Some(sa) = self.inbound.get_mut(&spi) else {
+                    // The UE dropped this SA (de-registration): nothing to open it with.
+                    self.q.free(b);
+                    continue;
+                };
                 b.trim_front(14).unwrap();
                 let (raw, r) = b.raw_mut();
                 let inner = sa.decapsulate(raw, r).expect("valid ESP");
@@ -770,11 +774,12 @@ fn esp_count(t: &Bed, spi: u32) -> usize {
 }
 
 /// TS 33.203 7.4 / issue 4: the 200 OK to a de-REGISTER over TCP, queued just before
-/// `RemoveSaSet`, leaves encrypted with the old outbound SA (spi_uc); the UE's ACK is refused
-/// (the inbound SAs go at once), the set drains until `SA_DRAIN_LIMIT`, and afterwards
-/// nothing leaves through it any more.
+/// `RemoveSaSet`, leaves encrypted with the old outbound SA (spi_uc). The UE's ACK comes back
+/// through spi_ps, whose SPI the slowpath already released: the draining set still opens it,
+/// so the ACK ends the drain at once (no unknown SPI, no 2 s wait) and the connection is
+/// discarded without a segment; nothing leaves through the set afterwards.
 #[test]
-fn de_register_200_over_tcp_leaves_through_the_removed_set_then_the_set_is_gone() {
+fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_takes_the_ack() {
     let mut t = Bed::new();
     t.arp();
     let (spi_pc, spi_ps) = t.install();
@@ -802,6 +807,7 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_then_the_set_is_gone(
             spi_ps,
         })
         .unwrap();
+    // 4 rounds of 5 ms: far below SA_DRAIN_LIMIT and smoltcp's 1 s retransmission timeout.
     t.pump(4);
     assert!(
         sips(&t.ue.events)
@@ -809,17 +815,26 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_then_the_set_is_gone(
             .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok),
         "the 200 OK reached the UE"
     );
-    assert!(esp_count(&t, SPI_UC) > before, "through spi_uc");
-    assert_eq!(t.count("drop_egress_no_sa"), 0);
-    // The UE's ACK came through spi_ps, which is gone.
-    assert!(t.count("drop_esp_unknown_spi") >= 1);
-    assert_eq!(t.count("sa_drain_timeouts"), 0, "still draining");
+    assert_eq!(esp_count(&t, SPI_UC), before + 1, "once, through spi_uc");
+    assert_eq!(t.count("drop_esp_unknown_spi"), 0, "the ACK was taken");
+    assert_eq!(t.count("sa_sets_drained"), 1, "drained by the ACK");
+    assert_eq!(t.count("sa_drain_timeouts"), 0);
+    assert_eq!(t.count("sa_conns_discarded"), 1);
+    assert!(t
+        .events()
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == pcscf_flow(PORT_UC, PORT_PS))));
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE)), "the stack is freed");
+    let frames = t.ue.spis_seen.len() + t.ue.clear_seen.len();
 
-    // Past the drain limit the set is gone: retransmissions no longer leave through it.
-    let rounds = (akagate_fastpath::worker::SA_DRAIN_LIMIT.total_millis() / 5 + 10) as usize;
-    t.pump(rounds);
-    assert_eq!(t.count("sa_drain_timeouts"), 1);
-    let after_drain = esp_count(&t, SPI_UC);
+    // The set is gone: its inbound SA with it, and nothing can be sent on its flow.
+    t.ue.stack
+        .send(
+            ue_flow(PORT_UC, PORT_PS),
+            &msg("OPTIONS sip:x SIP/2.0"),
+            false,
+        )
+        .unwrap();
     t.cmds
         .send(WorkerCommand::Send {
             flow: pcscf_flow(PORT_UC, PORT_PS),
@@ -828,14 +843,72 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_then_the_set_is_gone(
         })
         .unwrap();
     t.pump(400);
+    assert!(t.count("drop_esp_unknown_spi") >= 1, "late ESP is unknown");
+    assert_eq!(t.count("drop_no_ue"), 1, "no stack left to send from");
+    assert_eq!(t.count("drop_egress_no_sa"), 0);
+    assert_eq!(
+        t.ue.spis_seen.len() + t.ue.clear_seen.len(),
+        frames,
+        "nothing from the P-CSCF after the set went"
+    );
+}
+
+/// A UE that drops its SAs right after its de-REGISTER never ACKs the 200 OK: the P-CSCF
+/// retransmits it through the draining set until `SA_DRAIN_LIMIT`, then discards the
+/// connection without a segment. Nothing tries to leave afterwards (no retransmission, FIN
+/// or RST without an SA: `drop_egress_no_sa` stays 0) and the stack is freed.
+#[test]
+fn a_drain_that_times_out_discards_its_tcp_connection_silently() {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
+    t.ue.stack
+        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
+        .unwrap();
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    // The UE forgets everything at once (its SAs and its connection, silently).
+    let mut ev = Vec::new();
+    assert_eq!(t.ue.stack.discard_flows(PORT_UC, PORT_PS, &mut ev), 1);
+    t.ue.inbound.clear();
+    t.ue.out.clear();
+
+    release(&t, spi_pc, spi_ps);
+    for cmd in [
+        WorkerCommand::Send {
+            flow: pcscf_flow(PORT_UC, PORT_PS),
+            bytes: msg("SIP/2.0 200 OK"),
+            connect_if_absent: false,
+        },
+        WorkerCommand::RemoveSaSet {
+            ue: UE.into(),
+            spi_pc,
+            spi_ps,
+        },
+    ] {
+        t.cmds.send(cmd).unwrap();
+    }
+    let rounds = (akagate_fastpath::worker::SA_DRAIN_LIMIT.total_millis() / 5 + 10) as usize;
+    t.pump(rounds);
+    assert_eq!(t.count("sa_drain_timeouts"), 1);
+    assert_eq!(t.count("sa_conns_discarded"), 1);
+    let sent = esp_count(&t, SPI_UC);
+    assert!(
+        sent >= 2,
+        "the 200 and its retransmission(s) left encrypted: {sent}"
+    );
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE)), "the stack is freed");
+    // Ten more seconds: smoltcp's backoff would retransmit at 3 s and 7 s after the 200.
+    t.pump(2_000);
     assert_eq!(
         esp_count(&t, SPI_UC),
-        after_drain,
+        sent,
         "nothing through the removed set"
     );
-    assert!(t.count("drop_egress_no_sa") >= 1);
-    assert!(t.ue.clear_seen.iter().all(|f| f[12..14] == [0x08, 0x06]
-        || transport_ports(&f[14..]).is_some_and(|p| p.src == 5060 || p.dst == 5060)));
+    assert_eq!(t.count("drop_egress_no_sa"), 0, "nothing tried to leave");
+    assert_eq!(t.count("drop_esp_unknown_spi"), 0);
+    assert!(t.ue.clear_seen.iter().all(|f| f[12..14] == [0x08, 0x06]));
 }
 
 /// Over UDP the set is dropped right after the poll that sent the 200 OK: nothing is left

@@ -54,6 +54,11 @@ impl QueueDevice {
     pub fn tx_len(&self) -> usize {
         self.tx.len()
     }
+
+    /// Drops the outbound packets not yet taken for which `keep` is false.
+    pub fn retain_tx(&mut self, keep: impl FnMut(&Vec<u8>) -> bool) {
+        self.tx.retain(keep);
+    }
 }
 
 /// Receive token holding one inbound packet.

@@ -725,6 +725,43 @@ impl UeStack {
         Ok(())
     }
 
+    /// Discards every TCP connection between our `local_port` and the peer's `peer_port`
+    /// without sending anything (no FIN, RST or retransmission: the SA that protected the
+    /// flow is gone, TS 33.203 7.4/7.5), with their queued bytes and any of their packets not
+    /// yet taken from the stack. Reports each as closed (or, if ours never connected, as
+    /// failed) and returns how many there were.
+    pub fn discard_flows(
+        &mut self,
+        local_port: u16,
+        peer_port: u16,
+        events: &mut Vec<WorkerEvent>,
+    ) -> usize {
+        let gone: Vec<(SocketHandle, Option<WorkerEvent>)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.flow.local_port == local_port && c.flow.ue_port == peer_port)
+            .map(|(&h, c)| {
+                let ev = if c.established || !c.outgoing {
+                    WorkerEvent::TcpClosed(c.flow)
+                } else {
+                    WorkerEvent::ConnectFailed(c.flow)
+                };
+                (h, Some(ev))
+            })
+            .collect();
+        let n = gone.len();
+        for (h, _) in &gone {
+            // abort() alone would send RST at the next egress; the socket is removed before.
+            self.sockets.get_mut::<tcp::Socket>(*h).abort();
+        }
+        self.remove_conns(gone, events);
+        self.dev.retain_tx(|pkt| {
+            transport_ports(pkt)
+                .is_none_or(|p| p.proto != Proto::Tcp || p.src != local_port || p.dst != peer_port)
+        });
+        n
+    }
+
     /// Bytes still to leave, or to be acknowledged, on the flows from our `local_port` to the
     /// peer's `peer_port`: queued TCP bytes not yet in the socket, the TCP send buffers, and
     /// the UDP socket of `local_port`. 0 once everything written so far is gone (the worker's

@@ -98,12 +98,14 @@ impl<Q: PortQueue> Worker<Q> {
         self.timers.schedule(set.ue, now);
     }
 
-    /// `RemoveSaSet` (TS 33.203 7.4 / 7.5): the inbound SAs go at once (the slowpath has
-    /// released their SPIs already), the outbound SAs drain. The set stays behind the live
-    /// sets, so it only carries what no live set protects: the bytes queued before this
-    /// command (the 200 OK to a de-REGISTER leaves through the SAs it de-registers) and their
-    /// retransmissions, until the poll after which nothing is queued on its flows or
-    /// [`super::SA_DRAIN_LIMIT`] (see `Worker::finish_drains`).
+    /// `RemoveSaSet` (TS 33.203 7.4 / 7.5): the SPIs leave the table at once (the slowpath has
+    /// released them already; removed here too for callers that did not), the set drains. It
+    /// stays behind the live sets, so its outbound SAs only carry what no live set protects:
+    /// the bytes queued before this command (the 200 OK to a de-REGISTER leaves through the
+    /// SAs it de-registers) and their retransmissions; its inbound SAs, reached through the set
+    /// rather than the table, take the UE's ACKs of them. It goes after the poll at which
+    /// nothing is queued on its flows, or at [`super::SA_DRAIN_LIMIT`], taking its flows with
+    /// it (see `Worker::finish_drains`).
     fn remove_set(&mut self, ue_ip: std::net::IpAddr, spi_pc: u32, spi_ps: u32, now: Instant) {
         let Some(ue) = self.ues.get_mut(&ue_ip) else {
             return;

@@ -58,6 +58,7 @@ worker_counters! {
     reasm_completed: "Datagrams reassembled from fragments.",
     sa_sets_drained: "Removed SA sets dropped once everything queued before the removal left.",
     sa_drain_timeouts: "Removed SA sets dropped at SA_DRAIN_LIMIT with bytes still unacknowledged.",
+    sa_conns_discarded: "TCP connections discarded without a segment when their SA set was dropped.",
     handoff_out: "Frames handed to the worker that owns their UE (port steering disagreed).",
     handoff_in: "Frames received from another worker for a UE this worker owns.",
     neighbors_shared: "Neighbours learned from ARP/ND here and told to the other workers.",

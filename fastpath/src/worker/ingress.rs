@@ -262,9 +262,19 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_ip_malformed);
             return;
         };
-        let Some(entry) = table.lookup(spi, guard) else {
-            inc(&self.counters.drop_esp_unknown_spi);
-            return;
+        let draining;
+        let entry = match table.lookup(spi, guard) {
+            Some(e) => e,
+            None => match self.draining_inbound(src, spi) {
+                Some(e) => {
+                    draining = e;
+                    &draining
+                }
+                None => {
+                    inc(&self.counters.drop_esp_unknown_spi);
+                    return;
+                }
+            },
         };
         if entry.ue != src || entry.local != dst {
             inc(&self.counters.drop_esp_address);
@@ -300,6 +310,19 @@ impl<Q: PortQueue> Worker<Q> {
             }
         }
         self.deliver(src, dst, pkt, Some(spi), false, now);
+    }
+
+    /// The inbound SA `spi` of a draining set of UE `src` (the slowpath released its SPI when
+    /// it removed the set): it still takes the UE's packets on the set's flows until the drain
+    /// ends, so the ACK of the last answer (the 200 OK to a de-REGISTER) ends the drain instead
+    /// of being counted as an unknown SPI (TS 33.203 7.4: the SAs go after that answer).
+    fn draining_inbound(&self, src: IpAddr, spi: u32) -> Option<super::InboundEntry> {
+        let ue = self.ues.get(&src)?;
+        let local = ue.stack.local();
+        ue.sa_sets
+            .iter()
+            .filter(|s| !s.is_live())
+            .find_map(|s| s.inbound_entry(spi, src, local, self.cfg.id))
     }
 
     fn clear_packet(

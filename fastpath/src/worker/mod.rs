@@ -31,10 +31,11 @@ pub use handoff::Handoff;
 use handoff::Peers;
 pub use sa::{InboundEntry, InboundTable, SaSetState};
 
-/// How long a removed SA set keeps its outbound SAs for the bytes queued before the removal
-/// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: the UE's ACKs cannot
-/// come back (the inbound SAs are gone at once), so this bounds the retransmissions of the
-/// last message (the 200 OK to a de-REGISTER) that still leave encrypted. Two seconds cover
+/// How long a removed SA set keeps its SAs for the bytes queued before the removal
+/// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
+/// (through the set's inbound SA, kept for the drain) ends the drain within a round trip; a UE
+/// that dropped its SAs first never ACKs, and this bounds the retransmissions of the last
+/// message (the 200 OK to a de-REGISTER) that still leave encrypted. Two seconds cover
 /// smoltcp's initial retransmission timeout of one second.
 pub const SA_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -224,7 +225,7 @@ impl<Q: PortQueue> Worker<Q> {
                 now,
             );
         }
-        let drain_next = Self::finish_drains(ue, &self.counters, now);
+        let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             self.ues.remove(&ip);
             self.timers.cancel(&ip);
@@ -245,10 +246,21 @@ impl<Q: PortQueue> Worker<Q> {
     /// flows after this poll) or whose drain time is up; returns the earliest deadline of
     /// those that remain. Called after a poll, so everything queued before the removal went
     /// through egress at least once.
-    fn finish_drains(ue: &mut Ue, counters: &WorkerCounters, now: Instant) -> Option<Instant> {
+    ///
+    /// A dropped set takes its flows with it: TCP connections between its port pairs that no
+    /// remaining set protects are discarded without a segment (there is no SA left to send a
+    /// FIN, RST or retransmission through, TS 33.203 7.4/7.5), so nothing of theirs tries to
+    /// leave afterwards and the stack can be freed; ports no remaining set protects are
+    /// unlistened, dropping their UDP sockets and queued datagrams.
+    fn finish_drains(
+        ue: &mut Ue,
+        counters: &WorkerCounters,
+        now: Instant,
+        events: &mut Vec<WorkerEvent>,
+    ) -> Option<Instant> {
         let Ue { stack, sa_sets } = ue;
         let mut next: Option<Instant> = None;
-        let mut done_ports: Vec<u16> = Vec::new();
+        let mut dropped: Vec<[(u16, u16); 2]> = Vec::new();
         sa_sets.retain(|s| {
             let Some(until) = s.drain_until else {
                 return true;
@@ -261,15 +273,19 @@ impl<Q: PortQueue> Worker<Q> {
                 } else {
                     &counters.sa_drain_timeouts
                 });
-                done_ports.extend([s.port_ps, s.port_pc]);
+                dropped.push([(s.port_ps, s.port_uc), (s.port_pc, s.port_us)]);
                 return false;
             }
             next = Some(next.map_or(until, |n| n.min(until)));
             true
         });
-        for port in done_ports {
-            if !sa_sets.iter().any(|s| s.is_protected_port(port)) {
-                stack.unlisten(port);
+        for (local, peer) in dropped.into_iter().flatten() {
+            if !sa_sets.iter().any(|s| s.protects_pair(local, peer)) {
+                let n = stack.discard_flows(local, peer, events);
+                add(&counters.sa_conns_discarded, n as u64);
+            }
+            if !sa_sets.iter().any(|s| s.is_protected_port(local)) {
+                stack.unlisten(local);
             }
         }
         next

@@ -2,7 +2,7 @@
 //! (with their selectors), outbound SAs per SA set inside the UE's state (TS 33.203 7.1).
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::esp::{InboundSa, OutboundSa, SaError};
 use crate::ipc::SaSet;
@@ -12,6 +12,8 @@ use crate::stack::ports::Ports;
 ///
 /// The mutex is never contended: only the worker owning the UE decapsulates its packets (one
 /// UE, one worker); it makes the replay window's single writer explicit without `unsafe`.
+/// The SA is shared with the worker's [`SaSetState`], so a removed set's inbound SAs keep
+/// their replay windows while it drains, after the slowpath released their SPIs.
 #[derive(Debug)]
 pub struct InboundEntry {
     /// The UE the SA belongs to (outer and inner source address).
@@ -24,8 +26,8 @@ pub struct InboundEntry {
     pub local_port: u16,
     /// Index of the worker that owns the UE.
     pub worker: usize,
-    /// The SA itself.
-    pub sa: Mutex<InboundSa>,
+    /// The SA itself (also held by the set's [`SaSetState`] for the drain).
+    pub sa: Arc<Mutex<InboundSa>>,
 }
 
 /// The table type shared by the slowpath (SPI allocation) and the workers.
@@ -50,17 +52,36 @@ pub struct SaSetState {
     pub out_uc: OutboundSa,
     /// Outbound SA port_pc -> port_us (spi_us).
     pub out_us: OutboundSa,
-    /// Set once the set was removed: its inbound SAs are gone and its outbound SAs only carry
-    /// what was queued before the removal, until nothing is left or this deadline passes.
+    /// Inbound SA port_uc -> port_ps (spi_ps), the one the table entry holds.
+    pub in_ps: Arc<Mutex<InboundSa>>,
+    /// Inbound SA port_us -> port_pc (spi_pc), the one the table entry holds.
+    pub in_pc: Arc<Mutex<InboundSa>>,
+    /// Set once the set was removed: its SPIs are out of the table, its inbound SAs only take
+    /// what belongs to the flows it still drains (TCP ACKs of the last answer) and its outbound
+    /// SAs only carry what was queued before the removal, until nothing is left or this
+    /// deadline passes.
     pub drain_until: Option<smoltcp::time::Instant>,
 }
 
 impl SaSetState {
-    /// Builds the outbound SAs of `set` and the two inbound table entries for `worker`.
+    /// Builds the four SAs of `set`: the outbound ones and, shared with the two table entries
+    /// returned for `worker`, the inbound ones.
     pub fn build(
         set: &SaSet,
         worker: usize,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
+        let in_ps = Arc::new(Mutex::new(InboundSa::new(set.spi_ps, &set.suite)?));
+        let in_pc = Arc::new(Mutex::new(InboundSa::new(set.spi_pc, &set.suite)?));
+        let entry = |sa: &Arc<Mutex<InboundSa>>, ue_port, local_port| InboundEntry {
+            ue: set.ue,
+            local: set.local,
+            ue_port,
+            local_port,
+            worker,
+            sa: Arc::clone(sa),
+        };
+        let ps = entry(&in_ps, set.port_uc, set.port_ps);
+        let pc = entry(&in_pc, set.port_us, set.port_pc);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -70,21 +91,44 @@ impl SaSetState {
             port_us: set.port_us,
             out_uc: OutboundSa::new(set.spi_uc, &set.suite)?,
             out_us: OutboundSa::new(set.spi_us, &set.suite)?,
+            in_ps,
+            in_pc,
             drain_until: None,
         };
-        let entry = |spi, ue_port, local_port| -> Result<InboundEntry, SaError> {
-            Ok(InboundEntry {
-                ue: set.ue,
-                local: set.local,
-                ue_port,
-                local_port,
-                worker,
-                sa: Mutex::new(InboundSa::new(spi, &set.suite)?),
-            })
-        };
-        let ps = entry(set.spi_ps, set.port_uc, set.port_ps)?;
-        let pc = entry(set.spi_pc, set.port_us, set.port_pc)?;
         Ok((state, ps, pc))
+    }
+
+    /// The table entry this set had for inbound `spi`, rebuilt for a draining set whose SPIs
+    /// the slowpath already released: same SA (same replay window), same selectors.
+    pub fn inbound_entry(
+        &self,
+        spi: u32,
+        ue: IpAddr,
+        local: IpAddr,
+        worker: usize,
+    ) -> Option<InboundEntry> {
+        let (sa, ue_port, local_port) = if spi == self.spi_ps {
+            (&self.in_ps, self.port_uc, self.port_ps)
+        } else if spi == self.spi_pc {
+            (&self.in_pc, self.port_us, self.port_pc)
+        } else {
+            return None;
+        };
+        Some(InboundEntry {
+            ue,
+            local,
+            ue_port,
+            local_port,
+            worker,
+            sa: Arc::clone(sa),
+        })
+    }
+
+    /// True if this set protects the flow between our `local_port` and the UE's `ue_port`
+    /// (port_ps <-> port_uc or port_pc <-> port_us).
+    pub fn protects_pair(&self, local_port: u16, ue_port: u16) -> bool {
+        (local_port == self.port_ps && ue_port == self.port_uc)
+            || (local_port == self.port_pc && ue_port == self.port_us)
     }
 
     /// The outbound SA for a packet with these ports, if this set protects it.
