@@ -113,8 +113,10 @@ impl<S> HugeArray<S> {
 impl<E> HugeArray<UnsafeCell<MaybeUninit<E>>> {
     /// `len` uninitialized cells, reserved but not touched: on transparent huge pages (never
     /// the explicit pool, which a sparse reservation would drain) if `policy` allows, with
-    /// `MAP_NORESERVE`, so memory is committed only as cells are used.
-    pub(crate) fn new_uninit_cells(len: usize, policy: BackingPolicy) -> Self {
+    /// `MAP_NORESERVE`, so memory is committed only as cells are used. Without huge pages
+    /// the cells go on the heap only up to `heap_max` bytes, else there are none (`len` 0):
+    /// a large up-front heap reservation could fail where per-SA boxes would not.
+    pub(crate) fn new_uninit_cells(len: usize, policy: BackingPolicy, heap_max: usize) -> Self {
         let bytes = len.saturating_mul(core::mem::size_of::<E>());
         if policy == BackingPolicy::Auto && bytes >= HUGE_PAGE {
             if let Some((base, map_len, backing)) = map_huge(bytes, true) {
@@ -129,6 +131,7 @@ impl<E> HugeArray<UnsafeCell<MaybeUninit<E>>> {
                 };
             }
         }
+        let len = if bytes <= heap_max { len } else { 0 };
         let raw = Box::into_raw(Box::<[E]>::new_uninit_slice(len));
         // SAFETY: `Box::into_raw` never returns null; `UnsafeCell<MaybeUninit<E>>` has the
         // layout of `MaybeUninit<E>` (repr(transparent)), so the cast slice is the same

@@ -10,6 +10,10 @@ use std::sync::{Mutex, PoisonError};
 
 use super::backing::{BackingPolicy, HugeArray, MemoryBacking};
 
+/// Largest slab kept on the heap when no huge pages back it; a larger one gets no cells and
+/// its table boxes each SA, as it would without a slab.
+const HEAP_SLAB_MAX: usize = 16 << 20;
+
 /// Fixed-capacity storage of `E` values, reserved lazily (pages are touched on first use).
 pub(crate) struct Slab<E> {
     cells: HugeArray<UnsafeCell<MaybeUninit<E>>>,
@@ -30,11 +34,11 @@ unsafe impl<E: Send + Sync> Sync for Slab<E> {}
 unsafe impl<E: Send> Send for Slab<E> {}
 
 impl<E> Slab<E> {
-    /// Room for `len` values (at most `u32::MAX`), on transparent huge pages if `policy`
-    /// allows and the host offers them.
+    /// Room for `len` values, on transparent huge pages if `policy` allows and the host offers
+    /// them; else on the heap up to [`HEAP_SLAB_MAX`] bytes, else no room at all.
     pub(crate) fn new(len: u32, policy: BackingPolicy) -> Self {
         Slab {
-            cells: HugeArray::new_uninit_cells(len as usize, policy),
+            cells: HugeArray::new_uninit_cells(len as usize, policy, HEAP_SLAB_MAX),
             free: Mutex::new(FreeCells {
                 fresh: 0,
                 reclaimed: Vec::new(),
@@ -160,9 +164,13 @@ mod tests {
             MemoryBacking::Plain
         };
         assert_eq!(s.backing(), expect);
-        assert_eq!(
-            Slab::<[u64; 32]>::new(1 << 16, BackingPolicy::Plain).backing(),
-            MemoryBacking::Plain
+        let plain = Slab::<[u64; 32]>::new(1 << 16, BackingPolicy::Plain);
+        assert_eq!(plain.backing(), MemoryBacking::Plain);
+        assert!(
+            plain.alloc([1; 32]).is_ok(),
+            "16 MiB still fits on the heap"
         );
+        let big = Slab::<[u64; 32]>::new((1 << 16) + 1, BackingPolicy::Plain);
+        assert!(big.alloc([1; 32]).is_err(), "no heap slab above 16 MiB");
     }
 }

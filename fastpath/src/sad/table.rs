@@ -33,9 +33,11 @@ struct Entry<T> {
 /// Memory: one pointer per slot in the table plus 8 bytes per slot in the allocator
 /// (16 bytes per slot, 64 MiB for 4 Mi slots), allocated once; each installed SA is `T` plus
 /// its 4-byte SPI in a cell of the table's slab (reserved for capacity + 1/8 SAs, committed as
-/// used), or on the heap once removed SAs awaiting reclamation fill the spare eighth. Slot
-/// array and slab sit on 2 MiB pages when at least that large and the host offers them
-/// ([`SaTable::memory_backing`]), so a lookup's two accesses miss no TLB.
+/// used), or in its own heap box once removed SAs awaiting reclamation fill the spare eighth
+/// (or when the slab got no room: no huge pages and over 16 MiB). Slot array and slab sit on
+/// 2 MiB pages when at least that large and the host offers them
+/// ([`SaTable::memory_backing`], [`SaTable::entry_backing`]), so a lookup's two accesses
+/// miss no TLB.
 pub struct SaTable<T> {
     layout: SpiLayout,
     slots: HugeArray<Atomic<Entry<T>>>,
@@ -83,9 +85,9 @@ impl<T: Send + Sync + 'static> SaTable<T> {
         let shared = slot.load(Ordering::Acquire, guard.epoch_guard());
         // SAFETY: the pointer is null or was published by `install` (Release store, paired
         // with the Acquire load above) and has not been destroyed: `remove`/`release` unlink
-        // it before `defer_destroy`, which frees it only after every guard pinned before the
-        // unlink, `guard` included, is dropped or re-pinned; `Drop` needs `&mut self`, which
-        // cannot coexist with the `&'g self` borrow.
+        // it before deferring its destruction (slab cell or box), which runs only after every
+        // guard pinned before the unlink, `guard` included, is dropped or re-pinned; `Drop`
+        // needs `&mut self`, which cannot coexist with the `&'g self` borrow.
         let entry = unsafe { shared.as_ref() }?;
         (entry.spi == spi).then_some(&entry.value)
     }
@@ -134,12 +136,11 @@ impl<T: Send + Sync + 'static> SaTable<T> {
         self.installed.fetch_sub(1, Ordering::Relaxed);
         if let Some(index) = self.entries.index_of(old.as_raw()) {
             let slab = Arc::clone(&self.entries);
-            // SAFETY: `old` is no longer reachable from the table
-            // (swapped out above, and only lock holders store into slots), so no new reader can
-            // obtain it; readers that loaded it before the swap are pinned, and the collector
-            // runs this closure only after they unpin. The closure holds the slab alive and
-            // is the only release of this cell's value. `T: Send + 'static` lets it run on any
-            // thread, at any time.
+            // SAFETY: `old` is no longer reachable from the table (swapped out above, and only
+            // lock holders store into slots), so no new reader can obtain it; readers that
+            // loaded it before the swap are pinned, and the collector runs this closure only
+            // after they unpin. The closure holds the slab alive and is the only release of
+            // this cell's value. `T: Send + 'static` lets it run on any thread, at any time.
             guard.defer(move || unsafe { slab.free(index) });
         } else {
             // SAFETY: as above, for an entry that overflowed into its own heap allocation.
