@@ -1,5 +1,6 @@
 //! The `akabench` load run: N UEs register (at most `concurrency` at a time), then M calls
-//! are placed between them, optionally followed by de-registration; live progress, a report.
+//! are placed between them, optionally followed by a re-registration of every UE (new
+//! Security-Client, new SAs, TS 33.203 7.4) and by de-registration; live progress, a report.
 //!
 //! The memory backend runs the in-process P-CSCF and the UEs in one thread over an in-memory
 //! Ethernet pair, on real (monotonic) time; the AF_PACKET backend drives the UEs over an
@@ -67,6 +68,9 @@ pub struct LoadConfig {
     pub concurrency: usize,
     /// Call hold time.
     pub hold: Duration,
+    /// Re-register every UE once after the calls (and by itself at half the granted
+    /// Expires while the run lasts).
+    pub reregister: bool,
     /// De-register every UE at the end.
     pub deregister: bool,
     /// Give up after this long.
@@ -134,6 +138,7 @@ fn ue_mac(i: usize) -> EthernetAddress {
 enum Phase {
     Register,
     Call,
+    Reregister,
     Deregister,
     Done,
 }
@@ -149,6 +154,9 @@ struct Driver {
     next_call: usize,
     calls_in_flight: usize,
     calls_done: usize,
+    next_rereg: usize,
+    rereg_in_flight: usize,
+    rereg_done: usize,
     next_dereg: usize,
     dereg_in_flight: usize,
     dereg_done: usize,
@@ -180,6 +188,12 @@ impl Driver {
             UeEvent::RegistrationFailed(_) if self.phase == Phase::Register => {
                 self.reg_in_flight = self.reg_in_flight.saturating_sub(1);
                 self.reg_done += 1;
+            }
+            UeEvent::Reregistered | UeEvent::RegistrationFailed(_)
+                if self.phase == Phase::Reregister =>
+            {
+                self.rereg_in_flight = self.rereg_in_flight.saturating_sub(1);
+                self.rereg_done += 1;
             }
             UeEvent::RegistrationFailed(_) | UeEvent::Deregistered
                 if self.phase == Phase::Deregister =>
@@ -273,6 +287,25 @@ impl Driver {
                         self.stats.fail("calls_need_two_ues");
                     }
                     self.call_s = self.call_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                    self.phase = self.after_calls();
+                }
+            }
+            Phase::Reregister => {
+                while self.rereg_in_flight < self.cfg.concurrency && self.next_rereg < n {
+                    let i = self.next_rereg;
+                    self.next_rereg += 1;
+                    let started = self.registered[i]
+                        && fleet.ue_mut(i).is_some_and(|ue| ue.reregister(now).is_ok());
+                    if started {
+                        self.rereg_in_flight += 1;
+                    } else {
+                        if self.registered[i] {
+                            self.stats.fail("reregister_not_started");
+                        }
+                        self.rereg_done += 1;
+                    }
+                }
+                if self.rereg_done == n {
                     self.phase = if self.cfg.deregister {
                         Phase::Deregister
                     } else {
@@ -300,6 +333,17 @@ impl Driver {
         }
     }
 
+    /// The phase after the calls.
+    fn after_calls(&self) -> Phase {
+        if self.cfg.reregister {
+            Phase::Reregister
+        } else if self.cfg.deregister {
+            Phase::Deregister
+        } else {
+            Phase::Done
+        }
+    }
+
     fn progress(&mut self) {
         if !self.cfg.progress
             || (self.last_progress != self.t0 && self.last_progress.elapsed().as_millis() < 250)
@@ -309,13 +353,14 @@ impl Driver {
         self.last_progress = std::time::Instant::now();
         let t = self.t0.elapsed().as_secs_f64();
         eprint!(
-            "\r[{t:7.2}s] registered {}/{} (failed {})  calls {}/{} (failed {})  dereg {}   ",
+            "\r[{t:7.2}s] registered {}/{} (failed {})  calls {}/{} (failed {})  rereg {}  dereg {}   ",
             self.stats.registered,
             self.cfg.ues,
             self.stats.registration_failures,
             self.stats.calls_completed,
             self.cfg.calls,
             self.stats.call_failures,
+            self.rereg_done,
             self.stats.deregistered,
         );
         let _ = std::io::stderr().flush();
@@ -339,6 +384,7 @@ fn build_fleet<Q: PortQueue>(cfg: &LoadConfig, q: Q, pcscf: IpAddr) -> Result<Fl
         uc.transport = cfg.transport;
         uc.offers = vec![(cfg.alg, cfg.ealg)];
         uc.hold = Some(cfg.hold);
+        uc.auto_reregister = cfg.reregister;
         let ue = Ue::new(uc, usim, now).map_err(|e| LoadError::Setup(e.to_string()))?;
         fleet.add(ue);
     }
@@ -358,6 +404,7 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p.insert("ip".into(), if cfg.ipv6 { "ipv6" } else { "ipv4" }.into());
     p.insert("concurrency".into(), cfg.concurrency.to_string());
     p.insert("hold_ms".into(), cfg.hold.total_millis().to_string());
+    p.insert("reregister".into(), cfg.reregister.to_string());
     p.insert(
         "backend".into(),
         match &cfg.backend {
@@ -393,6 +440,9 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
         next_call: 0,
         calls_in_flight: 0,
         calls_done: 0,
+        next_rereg: 0,
+        rereg_in_flight: 0,
+        rereg_done: 0,
         next_dereg: 0,
         dereg_in_flight: 0,
         dereg_done: 0,
@@ -578,6 +628,7 @@ mod open_loop_tests {
             // A closed loop this narrow would serialise the registrations.
             concurrency: 1,
             hold: Duration::from_millis(0),
+            reregister: false,
             deregister: false,
             timeout: std::time::Duration::from_secs(60),
             backend: Backend::Inline,

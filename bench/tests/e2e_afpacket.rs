@@ -487,6 +487,7 @@ fn afpacket_akabench_load_on_two_workers() {
             ipv6: v6,
             concurrency: 8,
             hold: Duration::from_millis(10),
+            reregister: false,
             deregister: false,
             timeout: StdDuration::from_secs(60),
             backend: Backend::AfPacket {

@@ -90,4 +90,28 @@ fn deregistration_removes_the_binding() {
         bed.counter("drop_egress_no_sa")
     );
     assert_eq!(bed.registered(), 0);
+    // TS 33.203 7.4/7.5: the UE ACKs the 200 through the SAs, then drops them and its
+    // protected connections without a segment; the P-CSCF's drain ends on that ACK and its
+    // connection goes silently. Well past the drain limit and smoltcp's retransmission
+    // timeouts, nothing was sent through a missing SA on either side.
+    bed.pump(5_000);
+    for name in [
+        "drop_esp_unknown_spi",
+        "drop_egress_no_sa",
+        "drop_esp_invalid",
+        "drop_clear_to_protected",
+        "sa_drain_timeouts",
+    ] {
+        assert_eq!(bed.counter(name), 0, "{name}");
+    }
+    assert_eq!(bed.counter("sa_sets_drained"), 1);
+    assert_eq!(bed.counter("sa_conns_discarded"), 1);
+    assert_eq!(
+        bed.counter("ues_freed"),
+        1,
+        "the P-CSCF freed the UE's stack"
+    );
+    let c = bed.ue(u).counters();
+    assert_eq!((c.drop_esp, c.drop_no_sa, c.drop_sip), (0, 0, 0), "{c:?}");
+    assert!(bed.ue(u).sa_set().is_none());
 }

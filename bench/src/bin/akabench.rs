@@ -14,7 +14,8 @@ use smoltcp::time::Duration;
 const USAGE: &str = "\
 usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
                 [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
-                [--ipv6] [--concurrency C] [--hold-ms MS] [--deregister] [--timeout-s S]
+                [--ipv6] [--concurrency C] [--hold-ms MS] [--reregister] [--deregister]
+                [--timeout-s S]
                 [--backend memory|inline|af_packet --iface X --pcscf IP] [--workers W]
                 [--reg-rate R] [--call-rate C] [--report FILE] [--quiet]
 
@@ -25,6 +26,9 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
   --backend af_packet UEs on interface X (of this network namespace: run under `ip netns exec`)
                       towards an akagate daemon at --pcscf IP on that link; the UEs' own
                       addresses must not be configured there (scripts/demo.sh sets this up)
+  --reregister        after the calls every UE re-registers over its SAs with a new
+                      Security-Client (new SPIs and ports, TS 33.203 7.4) and moves to the
+                      new SAs; UEs also re-register by themselves at half the granted Expires
   --reg-rate R        open loop: start R registrations per second at fixed times (latency
                       counted from each scheduled start; --concurrency no longer limits them)
   --call-rate C       open loop: start C calls per second at fixed times
@@ -48,7 +52,7 @@ fn main() -> ExitCode {
                 let _ = writeln!(std::io::stdout(), "{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            "--ipv6" | "--deregister" | "--quiet" => {
+            "--ipv6" | "--reregister" | "--deregister" | "--quiet" => {
                 flags.insert(a.clone());
             }
             s if s.starts_with("--") => match it.next() {
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
         ipv6: flags.contains("--ipv6"),
         concurrency: usize::try_from(conc).unwrap_or(usize::MAX),
         hold: Duration::from_millis(hold),
+        reregister: flags.contains("--reregister"),
         deregister: flags.contains("--deregister"),
         timeout: std::time::Duration::from_secs(timeout),
         backend,

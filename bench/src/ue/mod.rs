@@ -35,6 +35,10 @@ use sip::UaIdentity;
 const MAX_AWAITING_L2: usize = 64;
 /// Requests remembered in [`Ue::requests_received`].
 const MAX_REQUEST_LOG: usize = 64;
+/// How long SAs outlive the final 200 OK that ends their use (de-registration, or the
+/// re-registration that replaced them): long enough for the stack's delayed ACK (smoltcp
+/// waits 10 ms) to acknowledge the 200 through them, so the P-CSCF's drain ends at once.
+pub const SA_TEARDOWN_GRACE: Duration = Duration::from_millis(50);
 
 /// Everything a UE is configured with.
 #[derive(Clone, Debug)]
@@ -57,7 +61,8 @@ pub struct UeConfig {
     pub transport: Proto,
     /// Security-Client offers, most preferred first.
     pub offers: Vec<(AuthAlg, EncrAlg)>,
-    /// Our SPIs and protected ports.
+    /// Our SPIs and protected ports: those of the SA set in use (a re-registration replaces
+    /// them with [`ClientSecParams::renewed`] ones once its 200 OK arrives).
     pub sec: ClientSecParams,
     /// Our source port of the unprotected initial REGISTER.
     pub unprotected_port: u16,
@@ -78,6 +83,9 @@ pub struct UeConfig {
     pub invite_size: usize,
     /// Synchronisation failures answered with AUTS before giving up.
     pub max_resyncs: u8,
+    /// Re-register by itself at half the granted Expires (TS 24.229 5.1.1.4.1), over the
+    /// SAs in use and with a new Security-Client (TS 33.203 7.4).
+    pub auto_reregister: bool,
 }
 
 impl UeConfig {
@@ -115,6 +123,7 @@ impl UeConfig {
             answer_delay: Duration::from_millis(0),
             invite_size: 0,
             max_resyncs: 2,
+            auto_reregister: false,
         }
     }
 
@@ -133,6 +142,8 @@ pub enum TxKind {
     RegisterProtected,
     /// Whole registration: first REGISTER -> 200.
     Registration,
+    /// Whole re-registration: re-REGISTER over the old SAs -> 200 over the new ones.
+    Reregistration,
     /// REGISTER with Expires: 0 -> 200.
     Deregister,
     /// INVITE -> 180.
@@ -150,6 +161,7 @@ impl TxKind {
             TxKind::RegisterChallenge => "register_401",
             TxKind::RegisterProtected => "register_200",
             TxKind::Registration => "registration",
+            TxKind::Reregistration => "reregistration",
             TxKind::Deregister => "deregister",
             TxKind::InviteRinging => "invite_180",
             TxKind::InviteAnswer => "invite_200",
@@ -200,6 +212,9 @@ impl Failure {
 pub enum UeEvent {
     /// 200 OK to the protected REGISTER: SAs in use.
     Registered,
+    /// 200 OK to the protected REGISTER of a re-registration: the new SAs are in use, the
+    /// old ones are dropped.
+    Reregistered,
     /// 200 OK to the de-REGISTER; SAs dropped.
     Deregistered,
     /// A registration attempt failed.
@@ -261,6 +276,9 @@ pub struct UeCounters {
     pub drop_esp: u64,
     /// Clear TCP/UDP to one of our protected ports (must never happen).
     pub drop_clear_to_protected: u64,
+    /// Outbound packets of a protected port with no SA left to protect them (never sent in
+    /// clear).
+    pub drop_no_sa: u64,
     /// Frames not for us or malformed.
     pub drop_l2: u64,
     /// Packets dropped because the next hop stayed unresolved.
@@ -290,6 +308,10 @@ pub struct Ue {
     l2: L2,
     pub(crate) stack: UeStack,
     pub(crate) sas: Option<UeSaSet>,
+    /// The set negotiated by a re-registration, in use once its 200 OK arrives.
+    pub(crate) next_sas: Option<UeSaSet>,
+    /// Sets whose use ended, deleted with their connections at the given time.
+    pub(crate) retiring: Vec<(Instant, UeSaSet)>,
     awaiting_l2: VecDeque<(IpAddr, Vec<u8>)>,
     out_frames: Vec<Vec<u8>>,
     pub(crate) events: VecDeque<UeEvent>,
@@ -371,6 +393,8 @@ impl Ue {
             usim,
             stack,
             sas: None,
+            next_sas: None,
+            retiring: Vec::new(),
             awaiting_l2: VecDeque::new(),
             out_frames: Vec::new(),
             events: VecDeque::new(),
@@ -482,7 +506,12 @@ impl Ue {
             }
         };
         if proto == IPPROTO_ESP {
-            let Some(sas) = self.sas.as_mut() else {
+            let spi = akagate_fastpath::esp::peek_spi(pkt).unwrap_or(0);
+            let set = [self.next_sas.as_mut(), self.sas.as_mut()]
+                .into_iter()
+                .flatten()
+                .find(|s| s.has_inbound_spi(spi));
+            let Some(sas) = set else {
                 self.counters.drop_esp += 1;
                 return;
             };
@@ -499,7 +528,7 @@ impl Ue {
         }
         if let Some(p) = transport_ports(pkt) {
             // TS 33.203 7.1: our protected ports take only ESP.
-            if p.dst == self.cfg.sec.port_uc || p.dst == self.cfg.sec.port_us {
+            if self.is_protected_port(p.dst) {
                 self.counters.drop_clear_to_protected += 1;
                 return;
             }
@@ -525,6 +554,7 @@ impl Ue {
             }
         };
         consider(self.reg_deadline());
+        consider(self.retiring.iter().map(|(t, _)| *t).min());
         for c in self.calls.values() {
             consider(c.next_deadline());
         }
@@ -555,6 +585,63 @@ impl Ue {
             self.dirty = false;
         }
         self.egress(now);
+        self.retire_due(now);
+    }
+
+    /// True if `port` is a protected port of ours: of the set in use, of the one being
+    /// negotiated, of one being retired, or offered in our Security-Client.
+    pub(crate) fn is_protected_port(&self, port: u16) -> bool {
+        port == self.cfg.sec.port_uc
+            || port == self.cfg.sec.port_us
+            || [self.sas.as_ref(), self.next_sas.as_ref()]
+                .into_iter()
+                .flatten()
+                .chain(self.retiring.iter().map(|(_, s)| s))
+                .any(|s| s.is_protected_port(port))
+    }
+
+    /// Schedules the deletion of `set` after [`SA_TEARDOWN_GRACE`].
+    pub(crate) fn retire(&mut self, set: UeSaSet, now: Instant) {
+        self.retiring.push((now + SA_TEARDOWN_GRACE, set));
+        self.dirty = true;
+    }
+
+    /// Deletes the retired sets whose time has come, with their connections.
+    fn retire_due(&mut self, now: Instant) {
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.retiring = keep;
+        for (_, set) in due {
+            self.delete_set(&set);
+        }
+    }
+
+    /// Deletes retired sets at once (a new registration starts).
+    pub(crate) fn retire_all(&mut self) {
+        for (_, set) in std::mem::take(&mut self.retiring) {
+            self.delete_set(&set);
+        }
+    }
+
+    /// Deletes an SA set (TS 33.203 7.4/7.5): its TCP connections are discarded without a
+    /// segment (no FIN through SAs the P-CSCF has dropped or is dropping) and its ports,
+    /// unless still protected, are no longer listened on.
+    pub(crate) fn delete_set(&mut self, set: &UeSaSet) {
+        let p = *set.params();
+        let mut evs = Vec::new();
+        self.stack.discard_flows(p.port_uc, p.port_ps, &mut evs);
+        self.stack.discard_flows(p.port_us, p.port_pc, &mut evs);
+        for ev in evs {
+            if let WorkerEvent::TcpClosed(f) | WorkerEvent::ConnectFailed(f) = ev {
+                self.server_flows.retain(|x| *x != f);
+            }
+        }
+        for port in [p.port_uc, p.port_us] {
+            if !self.is_protected_port(port) {
+                self.stack.unlisten(port);
+            }
+        }
     }
 
     fn egress(&mut self, now: Instant) {
@@ -566,13 +653,22 @@ impl Ue {
             }
         }
         while let Some(pkt) = self.stack.pop_outbound() {
-            let pkt = match self.sas.as_mut().and_then(|s| s.protect(&pkt)) {
+            let protected = [self.next_sas.as_mut(), self.sas.as_mut()]
+                .into_iter()
+                .flatten()
+                .chain(self.retiring.iter_mut().map(|(_, s)| s))
+                .find_map(|s| s.protect(&pkt));
+            let pkt = match protected {
                 Some(Ok(esp)) => {
                     self.counters.esp_out += 1;
                     esp
                 }
                 Some(Err(_)) => {
                     self.counters.drop_esp += 1;
+                    continue;
+                }
+                None if transport_ports(&pkt).is_some_and(|p| self.is_protected_port(p.src)) => {
+                    self.counters.drop_no_sa += 1;
                     continue;
                 }
                 None => pkt,
@@ -620,13 +716,26 @@ impl Ue {
         self.dirty = true;
         let flow = sip.flow;
         // Messages at our protected ports must have come through the matching SA.
-        let expected = if flow.local_port == self.cfg.sec.port_uc {
-            Some(self.cfg.sec.spi_uc)
-        } else if flow.local_port == self.cfg.sec.port_us {
-            Some(self.cfg.sec.spi_us)
-        } else {
-            None
-        };
+        let expected = [self.next_sas.as_ref(), self.sas.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(self.retiring.iter().map(|(_, s)| s))
+            .map(UeSaSet::params)
+            .find_map(|p| {
+                if flow.local_port == p.port_uc {
+                    Some(p.spi_uc)
+                } else if flow.local_port == p.port_us {
+                    Some(p.spi_us)
+                } else {
+                    None
+                }
+            })
+            .or_else(|| {
+                let s = &self.cfg.sec;
+                [(s.port_uc, s.spi_uc), (s.port_us, s.spi_us)]
+                    .into_iter()
+                    .find_map(|(port, spi)| (port == flow.local_port).then_some(spi))
+            });
         if expected.is_some() && sip.via_spi != expected {
             self.counters.drop_sip += 1;
             return;

@@ -1,6 +1,9 @@
 //! The UE's registration (TS 24.229 5.1.1, TS 33.203 6.1/7): unprotected REGISTER to the
 //! P-CSCF's SIP port, 401 with the AKA nonce and Security-Server, AUTN check (AUTS on SQN
 //! failure), SAs, protected REGISTER from port_uc to port_ps with Security-Verify, 200.
+//! Re-registration (TS 24.229 5.1.1.4, TS 33.203 7.4) runs the same exchange over the SAs in
+//! use with a new Security-Client; its 200 OK over the new SAs retires the old ones.
+//! De-registration's 200 OK retires every set.
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::{Flow, Proto};
@@ -14,7 +17,7 @@ use akagate_slowpath::sip::Message;
 use smoltcp::time::Instant;
 
 use super::esp::{SaParams, UeSaSet};
-use super::sip::{self, RequestParts};
+use super::sip::{self, ClientSecParams, RequestParts};
 use super::{token, Failure, TxKind, Ue, UeError, UeEvent};
 
 /// The digest state after a challenge: what the next Authorization needs.
@@ -62,10 +65,19 @@ pub(crate) struct RegData {
     pub service_routes: Vec<String>,
     /// The registration flow over the SAs (UE view).
     pub protected_flow: Option<Flow>,
+    /// What the outstanding REGISTER offers in Security-Client (ports and SPIs).
+    pub offered: ClientSecParams,
+    /// A re-registration is running: its 401 builds `Ue::next_sas`, its 200 promotes them.
+    pub renewing: bool,
+    /// During a re-registration, after its 401: the new Security-Server and protected flow.
+    pub next: Option<(String, Flow)>,
+    /// When to re-register by ourselves ([`super::UeConfig::auto_reregister`]).
+    pub rereg_at: Option<Instant>,
 }
 
 impl Ue {
     fn reg_data(&mut self) -> &mut RegData {
+        let offered = self.cfg.sec;
         self.reg_data.get_or_insert_with(|| RegData {
             call_id: format!("{}@akabench", token(8)),
             from_tag: token(4),
@@ -74,7 +86,26 @@ impl Ue {
             auth: None,
             service_routes: Vec::new(),
             protected_flow: None,
+            offered,
+            renewing: false,
+            next: None,
+            rereg_at: None,
         })
+    }
+
+    /// True while a re-registration runs.
+    fn renewing(&self) -> bool {
+        self.reg_data.as_ref().is_some_and(|r| r.renewing)
+    }
+
+    /// Where an unsolicited REGISTER of the running registration goes, with its
+    /// Security-Verify: over the SAs in use during a re-registration, else unprotected.
+    fn request_flow(&mut self) -> (Flow, Option<String>) {
+        let r = self.reg_data();
+        match (r.renewing, r.protected_flow) {
+            (true, Some(f)) => (f, r.security_server.clone()),
+            _ => (self.unprotected_flow(), None),
+        }
     }
 
     /// True after the 200 OK to the protected REGISTER (until de-registration).
@@ -99,9 +130,15 @@ impl Ue {
         ) {
             return Err(UeError::Busy);
         }
+        self.retire_all();
         self.sas = None;
+        self.next_sas = None;
         self.reg_data = None;
         self.reg_data();
+        // TS 33.203 7.1: we accept the P-CSCF's requests at port_us (TCP and UDP) and take
+        // responses at port_uc (UDP; TCP ones arrive on our own connection).
+        self.stack.listen(self.cfg.sec.port_us, true, true);
+        self.stack.listen(self.cfg.sec.port_uc, false, true);
         // TS 24.229 5.1.1.2.1: the initial REGISTER carries an Authorization with the IMPI and
         // empty nonce/response, so the network knows the private identity.
         let creds = DigestCredentials {
@@ -121,7 +158,7 @@ impl Ue {
         let authz = creds
             .render()
             .map_err(|_| UeError::Config("identity not renderable"))?;
-        self.send_register(false, None, &authz, self.cfg.expires)?;
+        self.send_register(self.unprotected_flow(), None, &authz, self.cfg.expires)?;
         self.reg = RegState::Sent {
             protected: false,
             sent_at: now,
@@ -131,26 +168,58 @@ impl Ue {
         Ok(())
     }
 
-    /// Sends a REGISTER unprotected (to the SIP port) or through the SAs.
+    /// Re-registers before expiry (TS 24.229 5.1.1.4.1, TS 33.203 7.4): a REGISTER over the
+    /// SAs in use (port_uc -> port_ps, Security-Verify as before) offering a new
+    /// Security-Client with fresh SPIs and ports ([`ClientSecParams::renewed`]). The 401 sets
+    /// up the new SAs, the protected REGISTER goes over a new connection from the new port_uc,
+    /// and its 200 OK makes the new set current and retires the old one
+    /// ([`UeEvent::Reregistered`]). On failure the old set stays in use.
+    pub fn reregister(&mut self, now: Instant) -> Result<(), UeError> {
+        if !self.is_registered() {
+            return Err(UeError::NotRegistered);
+        }
+        let mut rng = rand::thread_rng();
+        let new = self.cfg.sec.renewed(|| rand::RngCore::next_u32(&mut rng));
+        let r = self.reg_data();
+        let flow = r.protected_flow.ok_or(UeError::NotRegistered)?;
+        let verify = r.security_server.clone();
+        r.offered = new;
+        r.renewing = true;
+        r.next = None;
+        r.rereg_at = None;
+        let sent = self
+            .next_authorization("REGISTER", None)
+            .and_then(|a| self.send_register(flow, verify, &a, self.cfg.expires));
+        if let Err(e) = sent {
+            let sec = self.cfg.sec;
+            let r = self.reg_data();
+            r.offered = sec;
+            r.renewing = false;
+            return Err(e);
+        }
+        self.reg = RegState::Sent {
+            protected: true,
+            sent_at: now,
+            started: now,
+            resyncs: 0,
+        };
+        Ok(())
+    }
+
+    /// Sends a REGISTER on `flow` (unprotected to the SIP port, or through the SAs), offering
+    /// the Security-Client of [`RegData::offered`] and its port_us as Contact.
     fn send_register(
         &mut self,
-        protected: bool,
+        flow: Flow,
         verify: Option<String>,
         authz: &str,
         expires: u32,
     ) -> Result<(), UeError> {
-        let (flow, via_port) = if protected {
-            let f = self
-                .reg_data()
-                .protected_flow
-                .ok_or(UeError::NotRegistered)?;
-            (f, f.local_port)
-        } else {
-            (self.unprotected_flow(), self.cfg.unprotected_port)
-        };
+        let via_port = flow.local_port;
         let r = self.reg_data();
         r.cseq += 1;
-        let (call_id, from_tag, cseq) = (r.call_id.clone(), r.from_tag.clone(), r.cseq);
+        let (call_id, from_tag, cseq, sec) =
+            (r.call_id.clone(), r.from_tag.clone(), r.cseq, r.offered);
         let branch = format!("z9hG4bK{}", token(8));
         let parts = RequestParts {
             proto: flow.proto,
@@ -163,7 +232,7 @@ impl Ue {
         let msg = sip::register(
             &self.id,
             &parts,
-            &self.cfg.sec,
+            &sec,
             &self.cfg.offers,
             expires,
             verify.as_deref(),
@@ -177,9 +246,11 @@ impl Ue {
         if !self.is_registered() {
             return Err(UeError::NotRegistered);
         }
-        let verify = self.reg_data().security_server.clone();
+        let r = self.reg_data();
+        let flow = r.protected_flow.ok_or(UeError::NotRegistered)?;
+        let verify = r.security_server.clone();
         let authz = self.next_authorization("REGISTER", None)?;
-        self.send_register(true, verify, &authz, 0)?;
+        self.send_register(flow, verify, &authz, 0)?;
         self.reg = RegState::Deregistering { sent_at: now };
         Ok(())
     }
@@ -233,10 +304,25 @@ impl Ue {
     }
 
     pub(crate) fn fail_registration(&mut self, f: Failure) {
-        if matches!(self.reg, RegState::Sent { .. }) {
-            self.reg = RegState::Failed;
-            self.events.push_back(UeEvent::RegistrationFailed(f));
+        if !matches!(self.reg, RegState::Sent { .. }) {
+            return;
         }
+        if self.renewing() && self.sas.is_some() {
+            // A failed re-registration leaves the registration and its SAs as they were;
+            // the new set (if the 401 came) is dropped with the P-CSCF's pending one.
+            if let Some(n) = self.next_sas.take() {
+                self.delete_set(&n);
+            }
+            let sec = self.cfg.sec;
+            let r = self.reg_data();
+            r.renewing = false;
+            r.next = None;
+            r.offered = sec;
+            self.reg = RegState::Registered;
+        } else {
+            self.reg = RegState::Failed;
+        }
+        self.events.push_back(UeEvent::RegistrationFailed(f));
     }
 
     pub(crate) fn reg_deadline(&self) -> Option<Instant> {
@@ -244,11 +330,24 @@ impl Ue {
             RegState::Sent { sent_at, .. } | RegState::Deregistering { sent_at } => {
                 Some(sent_at + self.cfg.transaction_timeout)
             }
+            RegState::Registered => self.reg_data.as_ref().and_then(|r| r.rereg_at),
             _ => None,
         }
     }
 
     pub(crate) fn reg_timers(&mut self, now: Instant) {
+        if matches!(self.reg, RegState::Registered) && self.reg_deadline().is_some_and(|d| d <= now)
+        {
+            if let Err(e) = self.reregister(now) {
+                self.reg_data().rereg_at = None;
+                self.events
+                    .push_back(UeEvent::RegistrationFailed(Failure::Transport(match e {
+                        UeError::Stack(_) => "re-REGISTER not sent",
+                        _ => "re-registration not started",
+                    })));
+            }
+            return;
+        }
         if self.reg_deadline().is_some_and(|d| d <= now) {
             match self.reg {
                 RegState::Sent { protected, .. } => {
@@ -285,10 +384,16 @@ impl Ue {
                 started,
                 resyncs,
             } => {
-                let kind = if protected {
-                    TxKind::RegisterProtected
-                } else {
+                // The re-REGISTER over the old SAs is the challenge leg of a re-registration.
+                let challenge_leg = !protected
+                    || self
+                        .reg_data
+                        .as_ref()
+                        .is_some_and(|r| r.renewing && r.next.is_none());
+                let kind = if challenge_leg {
                     TxKind::RegisterChallenge
+                } else {
+                    TxKind::RegisterProtected
                 };
                 self.events.push_back(UeEvent::Transaction {
                     kind,
@@ -297,8 +402,17 @@ impl Ue {
                 });
                 match (code, protected) {
                     (401, _) => self.on_challenge(msg, now, started, resyncs),
+                    (200..=299, true) if self.renewing() => {
+                        self.on_reregistered(msg, now);
+                        self.events.push_back(UeEvent::Transaction {
+                            kind: TxKind::Reregistration,
+                            code,
+                            latency: now - started,
+                        });
+                    }
                     (200..=299, true) => {
                         self.on_registered(msg, flow);
+                        self.schedule_reregistration(msg, now);
                         self.events.push_back(UeEvent::Transaction {
                             kind: TxKind::Registration,
                             code,
@@ -318,11 +432,19 @@ impl Ue {
                     latency: now - sent_at,
                 });
                 if (200..300).contains(&code) {
+                    // TS 33.203 7.4/7.5: the SAs go with the registration, and the protected
+                    // connections with them, without a FIN through SAs the P-CSCF is removing
+                    // (after SA_TEARDOWN_GRACE, so the 200 OK is acknowledged first).
                     self.reg = RegState::Idle;
-                    if let Some(f) = self.reg_data.as_ref().and_then(|r| r.protected_flow) {
-                        let _ = self.stack.close(f);
+                    if let Some(r) = self.reg_data.as_mut() {
+                        r.rereg_at = None;
                     }
-                    self.close_server_connections();
+                    for set in [self.sas.take(), self.next_sas.take()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        self.retire(set, now);
+                    }
                     self.events.push_back(UeEvent::Deregistered);
                 } else {
                     self.reg = RegState::Failed;
@@ -335,6 +457,49 @@ impl Ue {
             }
             _ => self.counters.drop_sip += 1,
         }
+    }
+
+    /// Arms the automatic re-registration at half the lifetime the 200 OK granted
+    /// (TS 24.229 5.1.1.4.1 lets the UE choose when; half is the usual choice).
+    fn schedule_reregistration(&mut self, msg: &Message<'_>, now: Instant) {
+        if !self.cfg.auto_reregister {
+            return;
+        }
+        let granted = msg
+            .header_by_name("Expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(u64::from(self.cfg.expires));
+        self.reg_data().rereg_at =
+            (granted > 0).then(|| now + smoltcp::time::Duration::from_millis(granted * 500));
+    }
+
+    /// The 200 OK of a re-registration (over the new SAs): the new set becomes current, the
+    /// old one is retired with its connections (TS 33.203 7.4).
+    fn on_reregistered(&mut self, msg: &Message<'_>, now: Instant) {
+        let next = self.reg_data().next.take();
+        let (Some(new), Some((ss, flow))) = (self.next_sas.take(), next) else {
+            // 200 to the re-REGISTER itself: refreshed without new SAs; keep the old ones.
+            let sec = self.cfg.sec;
+            let r = self.reg_data();
+            r.renewing = false;
+            r.offered = sec;
+            self.reg = RegState::Registered;
+            self.schedule_reregistration(msg, now);
+            self.events.push_back(UeEvent::Reregistered);
+            return;
+        };
+        if let Some(old) = self.sas.replace(new) {
+            self.retire(old, now);
+        }
+        let r = self.reg_data();
+        r.renewing = false;
+        r.security_server = Some(ss);
+        r.protected_flow = Some(flow);
+        let offered = r.offered;
+        self.cfg.sec = offered;
+        self.reg = RegState::Registered;
+        self.schedule_reregistration(msg, now);
+        self.events.push_back(UeEvent::Reregistered);
     }
 
     fn on_registered(&mut self, msg: &Message<'_>, _flow: Flow) {
@@ -390,11 +555,22 @@ impl Ue {
                 let Ok(set) = UeSaSet::new(params, &suite) else {
                     return self.fail_registration(Failure::Protocol("SA refused (SPI)"));
                 };
-                self.sas = Some(set);
                 let pflow = self.flow(params.port_uc, params.port_ps, self.cfg.transport);
+                if self.renewing() {
+                    // TS 33.203 7.4: the new set stands beside the old one until its 200 OK.
+                    if let Some(n) = self.next_sas.replace(set) {
+                        self.delete_set(&n);
+                    }
+                    self.stack.listen(params.port_us, true, true);
+                    self.stack.listen(params.port_uc, false, true);
+                    self.reg_data().next = Some((ss_raw.clone(), pflow));
+                } else {
+                    self.sas = Some(set);
+                    let r = self.reg_data();
+                    r.security_server = Some(ss_raw.clone());
+                    r.protected_flow = Some(pflow);
+                }
                 let r = self.reg_data();
-                r.security_server = Some(ss_raw.clone());
-                r.protected_flow = Some(pflow);
                 r.auth = Some(AuthState {
                     realm: www.realm.clone(),
                     nonce: www.nonce.clone(),
@@ -403,7 +579,7 @@ impl Ue {
                 });
                 let sent = self
                     .next_authorization("REGISTER", None)
-                    .and_then(|a| self.send_register(true, Some(ss_raw), &a, self.cfg.expires));
+                    .and_then(|a| self.send_register(pflow, Some(ss_raw), &a, self.cfg.expires));
                 if sent.is_err() {
                     return self.fail_registration(Failure::Transport("protected REGISTER"));
                 }
@@ -426,9 +602,10 @@ impl Ue {
                     res: None,
                 });
                 let auts = encode_auts(&auts);
+                let (flow, verify) = self.request_flow();
                 let sent = self
                     .next_authorization("REGISTER", Some(&auts))
-                    .and_then(|a| self.send_register(false, None, &a, self.cfg.expires));
+                    .and_then(|a| self.send_register(flow, verify, &a, self.cfg.expires));
                 if sent.is_err() {
                     return self.fail_registration(Failure::Transport("AUTS REGISTER"));
                 }
@@ -456,7 +633,8 @@ impl Ue {
                     integrity_protected: None,
                 };
                 if let Ok(a) = creds.render() {
-                    let _ = self.send_register(false, None, &a, self.cfg.expires);
+                    let (flow, verify) = self.request_flow();
+                    let _ = self.send_register(flow, verify, &a, self.cfg.expires);
                 }
                 self.fail_registration(Failure::AkaMac);
             }
@@ -476,7 +654,7 @@ impl Ue {
         if !self.cfg.offers.contains(&(auth, encr)) {
             return None;
         }
-        let sec = self.cfg.sec;
+        let sec = self.reg_data.as_ref().map_or(self.cfg.sec, |r| r.offered);
         Some((
             SaParams {
                 spi_uc: sec.spi_uc,

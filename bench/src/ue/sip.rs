@@ -55,6 +55,40 @@ pub struct ClientSecParams {
     pub port_us: u16,
 }
 
+impl ClientSecParams {
+    /// Fresh parameters for a re-registration (TS 33.203 7.4: new SPIs and new protected
+    /// ports, so the new SAs and the new TCP connection from port_uc never meet the old
+    /// ones): random `spi-c`/`spi-s` distinct from ours, each port one up (skipping the other
+    /// ports in play, wrapping above 65535 to 1024).
+    pub fn renewed(&self, mut random: impl FnMut() -> u32) -> Self {
+        let old_spis = [self.spi_uc, self.spi_us];
+        let spi_uc = loop {
+            // SPIs 256.. (RFC 4303 2.1 reserves 1..=255); spi_us = spi_uc + 1.
+            let s = 0x1000 + random() % 0x7fff_0000;
+            if !old_spis.contains(&s) && !old_spis.contains(&(s + 1)) {
+                break s;
+            }
+        };
+        let next = |p: u16, avoid: &[u16]| {
+            let mut q = p;
+            loop {
+                q = q.checked_add(1).unwrap_or(1024);
+                if !avoid.contains(&q) {
+                    return q;
+                }
+            }
+        };
+        let port_uc = next(self.port_uc, &[self.port_uc, self.port_us]);
+        let port_us = next(self.port_us, &[self.port_uc, self.port_us, port_uc]);
+        ClientSecParams {
+            spi_uc,
+            spi_us: spi_uc + 1,
+            port_uc,
+            port_us,
+        }
+    }
+}
+
 /// Identity and addressing of the UE, shared by every message it builds.
 #[derive(Clone, Debug)]
 pub struct UaIdentity {
@@ -325,6 +359,29 @@ mod tests {
             .starts_with("<sip:001010000000001@[fd00::7]:31900>;expires=600"));
         assert_eq!(msg.header_by_name("Require"), Some("sec-agree"));
         assert_eq!(msg.header_by_name("Proxy-Require"), Some("sec-agree"));
+    }
+
+    #[test]
+    fn renewed_parameters_share_nothing_with_the_old_ones() {
+        let old = ClientSecParams {
+            spi_uc: 0x2000,
+            spi_us: 0x2001,
+            port_uc: 31899,
+            port_us: 31900,
+        };
+        // The first random SPI collides with the old pair and is skipped.
+        let mut draws = [0x1000u32, 0x0fff, 0x5000].into_iter();
+        let new = old.renewed(|| draws.next().unwrap_or(7));
+        assert_eq!((new.spi_uc, new.spi_us), (0x6000, 0x6001));
+        // 31899 + 1 is the old port_us: skipped.
+        assert_eq!((new.port_uc, new.port_us), (31901, 31902));
+        let top = ClientSecParams {
+            port_uc: 65535,
+            port_us: 1024,
+            ..old
+        };
+        let n = top.renewed(|| 0x100);
+        assert_eq!((n.port_uc, n.port_us), (1025, 1026));
     }
 
     #[test]

@@ -312,16 +312,17 @@ impl<Q: PortQueue> Worker<Q> {
         self.deliver(src, dst, pkt, Some(spi), false, now);
     }
 
-    /// The inbound SA `spi` of a draining set of UE `src` (the slowpath released its SPI when
-    /// it removed the set): it still takes the UE's packets on the set's flows until the drain
-    /// ends, so the ACK of the last answer (the 200 OK to a de-REGISTER) ends the drain instead
-    /// of being counted as an unknown SPI (TS 33.203 7.4: the SAs go after that answer).
+    /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
+    /// SPI, taking it out of the table, when it decided the removal): the set still takes the
+    /// UE's packets on its flows while `RemoveSaSet` is on its way and until its drain ends, so
+    /// the ACK of the last answer (the 200 OK to a de-REGISTER) ends the drain instead of
+    /// being counted as an unknown SPI (TS 33.203 7.4: the SAs go after that answer). SIP
+    /// over it is refused by the slowpath, which no longer knows the SPI.
     fn draining_inbound(&self, src: IpAddr, spi: u32) -> Option<super::InboundEntry> {
         let ue = self.ues.get(&src)?;
         let local = ue.stack.local();
         ue.sa_sets
             .iter()
-            .filter(|s| !s.is_live())
             .find_map(|s| s.inbound_entry(spi, src, local, self.cfg.id))
     }
 
