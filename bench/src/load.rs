@@ -575,12 +575,26 @@ fn run_af_packet(_: &mut Driver, _: &str, _: IpAddr) -> Result<(), LoadError> {
     Err(LoadError::Setup("AF_PACKET needs Linux".into()))
 }
 
+/// How long the UEs keep running after the last phase: the final 200 OKs are ACKed and the
+/// UEs' SAs torn down (after `SA_TEARDOWN_GRACE`), so the P-CSCF's drains end on those ACKs
+/// rather than at their time limit after the run.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn drive<Q: PortQueue>(
     driver: &mut Driver,
     fleet: &mut Fleet<Q>,
     mut gateway: impl FnMut(Instant) -> usize,
 ) {
-    while driver.phase != Phase::Done && driver.t0.elapsed() < driver.cfg.timeout {
+    let mut linger_until = None;
+    loop {
+        if driver.phase == Phase::Done {
+            let until = *linger_until.get_or_insert_with(|| std::time::Instant::now() + LINGER);
+            if std::time::Instant::now() >= until {
+                break;
+            }
+        } else if driver.t0.elapsed() >= driver.cfg.timeout {
+            break;
+        }
         let now = driver.now();
         driver.feed(fleet, now);
         let mut work = gateway(now);
@@ -604,6 +618,62 @@ fn drive<Q: PortQueue>(
 mod open_loop_tests {
     use super::*;
     use akagate_slowpath::hss::{generate_subscribers, Plmn};
+
+    /// The full lifecycle against the daemon (its own threads, memory backend): register,
+    /// call, re-register every UE with a new Security-Client, de-register. Every step succeeds
+    /// and the daemon drops nothing for want of an SA: no ESP under an SPI it no longer knows
+    /// (the UEs' ACKs reach the draining sets, nothing comes after), nothing from a protected
+    /// port without an outbound SA (the dropped sets' connections go silently).
+    #[test]
+    fn reregister_and_deregister_through_the_daemon_leave_no_sa_drops() {
+        let dir = std::env::temp_dir().join(format!("akabench-rereg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let subscribers = generate_subscribers(12, 11, Plmn::default());
+        let path = dir.join("subscribers.toml");
+        std::fs::write(&path, akagate_slowpath::hss::render_toml(&subscribers)).unwrap();
+        let cfg = LoadConfig {
+            subscribers,
+            ues: 12,
+            calls: 6,
+            transport: Proto::Tcp,
+            alg: AuthAlg::HmacSha1_96,
+            ealg: EncrAlg::AesCbc,
+            ipv6: false,
+            concurrency: 4,
+            hold: Duration::from_millis(0),
+            reregister: true,
+            deregister: true,
+            timeout: std::time::Duration::from_secs(60),
+            backend: Backend::Memory {
+                subscribers: path,
+                workers: 1,
+            },
+            progress: false,
+        };
+        let r = run(cfg).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            (r.registered, r.calls_completed, r.deregistered),
+            (12, 6, 12),
+            "{}",
+            r.summary()
+        );
+        assert_eq!(r.registration_failures, 0, "{}", r.summary());
+        assert!(r.failures_by_cause.is_empty(), "{:?}", r.failures_by_cause);
+        assert!(
+            r.latency_us.contains_key("reregistration"),
+            "{:?}",
+            r.latency_us
+        );
+        assert_eq!(r.params.get("reregister").map(String::as_str), Some("true"));
+        for name in [
+            "drop_esp_unknown_spi",
+            "drop_egress_no_sa",
+            "drop_esp_invalid",
+        ] {
+            assert_eq!(r.pcscf_counters.get(name), None, "{:?}", r.pcscf_counters);
+        }
+    }
 
     #[test]
     fn arrivals_are_scheduled_at_fixed_times() {
