@@ -507,9 +507,11 @@ impl Ue {
         };
         if proto == IPPROTO_ESP {
             let spi = akagate_fastpath::esp::peek_spi(pkt).unwrap_or(0);
+            // A retiring set still takes what arrives before its grace ends.
             let set = [self.next_sas.as_mut(), self.sas.as_mut()]
                 .into_iter()
                 .flatten()
+                .chain(self.retiring.iter_mut().map(|(_, s)| s))
                 .find(|s| s.has_inbound_spi(spi));
             let Some(sas) = set else {
                 self.counters.drop_esp += 1;
