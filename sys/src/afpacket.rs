@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::buf::{BufLayout, BufPool, PacketBuf};
 use crate::error::IoError;
-use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
+use crate::port::{LinkInfo, Port, PortQueue, QueueCounters, RxTally, TxTally};
 use crate::steer::{cbpf, Steering, UeSide};
 
 /// How a queue transmits.
@@ -541,13 +541,12 @@ impl AfPacketQueue {
         for p in pkts.drain(..n) {
             self.pool.put(p);
         }
-        let c = &self.counters;
-        QueueCounters::add(&c.tx_packets, n as u64 - errors);
-        QueueCounters::add(&c.tx_bytes, bytes);
-        QueueCounters::add(&c.tx_errors, errors);
-        if full {
-            QueueCounters::add(&c.tx_ring_full, 1);
-        }
+        self.counters.count_tx(TxTally {
+            packets: n as u64 - errors,
+            bytes,
+            errors,
+            ring_full: full,
+        });
         n
     }
 
@@ -594,11 +593,12 @@ impl AfPacketQueue {
             r as usize
         };
         let bytes: u64 = pkts[..sent].iter().map(|p| p.len() as u64).sum();
-        QueueCounters::add(&c.tx_packets, sent as u64);
-        QueueCounters::add(&c.tx_bytes, bytes);
-        if sent < count {
-            QueueCounters::add(&c.tx_ring_full, 1);
-        }
+        c.count_tx(TxTally {
+            packets: sent as u64,
+            bytes,
+            errors: 0,
+            ring_full: sent < count,
+        });
         for p in pkts.drain(..sent) {
             self.pool.put(p);
         }
@@ -676,13 +676,12 @@ impl PortQueue for AfPacketQueue {
                 self.rx_pkt_off = o + next;
             }
         }
-        let c = &self.counters;
-        QueueCounters::add(&c.rx_packets, n as u64);
-        QueueCounters::add(&c.rx_bytes, bytes);
-        QueueCounters::add(&c.rx_truncated, trunc);
-        if nobuf {
-            QueueCounters::add(&c.rx_nobuf, 1);
-        }
+        self.counters.count_rx(RxTally {
+            packets: n as u64,
+            bytes,
+            truncated: trunc,
+            nobuf,
+        });
         n
     }
 

@@ -20,7 +20,7 @@ pub mod testnet;
 
 pub use buf::{BufLayout, BufPool, PacketBuf};
 pub use error::{BufError, IoError};
-pub use port::{LinkInfo, Port, PortQueue, QueueCounters, QueueStats};
+pub use port::{LinkInfo, Port, PortQueue, QueueCounters, QueueStats, RxTally, TxTally};
 pub use steer::UeSide;
 
 /// Whether this build contains the DPDK backend (cargo feature `dpdk`).

@@ -8,7 +8,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::buf::{BufLayout, PacketBuf};
 use crate::error::IoError;
-use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
+use crate::port::{LinkInfo, Port, PortQueue, QueueCounters, RxTally, TxTally};
 use crate::steer::{queue_for_frame, Steering, UeSide};
 
 /// Configuration of one end of a [`mem_pair`].
@@ -176,8 +176,11 @@ impl PortQueue for MemQueue {
                 None => break,
             }
         }
-        QueueCounters::add(&self.counters.rx_packets, n as u64);
-        QueueCounters::add(&self.counters.rx_bytes, bytes);
+        self.counters.count_rx(RxTally {
+            packets: n as u64,
+            bytes,
+            ..RxTally::default()
+        });
         n
     }
 
@@ -212,13 +215,12 @@ impl PortQueue for MemQueue {
             }
         }
         pkts.append(&mut self.retry);
-        let c = &self.counters;
-        QueueCounters::add(&c.tx_packets, sent);
-        QueueCounters::add(&c.tx_bytes, bytes);
-        QueueCounters::add(&c.tx_errors, errors);
-        if full {
-            QueueCounters::add(&c.tx_ring_full, 1);
-        }
+        self.counters.count_tx(TxTally {
+            packets: sent,
+            bytes,
+            errors,
+            ring_full: full,
+        });
         sent as usize + errors as usize
     }
 

@@ -102,6 +102,32 @@ pub struct QueueCounters {
     pub tx_errors: AtomicU64,
 }
 
+/// What one receive burst did, added to a queue's counters by [`QueueCounters::count_rx`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RxTally {
+    /// Frames handed to the caller.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Frames discarded as oversized or cut short.
+    pub truncated: u64,
+    /// Whether the burst stopped early for want of a pool buffer.
+    pub nobuf: bool,
+}
+
+/// What one transmit burst did, added to a queue's counters by [`QueueCounters::count_tx`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxTally {
+    /// Frames transmitted.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Frames refused (too long, rejected by the kernel or the NIC).
+    pub errors: u64,
+    /// Whether the burst stopped early on a full transmit ring.
+    pub ring_full: bool,
+}
+
 /// A point-in-time copy of [`QueueCounters`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct QueueStats {
@@ -133,6 +159,28 @@ impl QueueCounters {
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Adds what one receive burst did; `rx_nobuf` counts bursts cut short, not frames.
+    #[inline]
+    pub fn count_rx(&self, t: RxTally) {
+        Self::add(&self.rx_packets, t.packets);
+        Self::add(&self.rx_bytes, t.bytes);
+        Self::add(&self.rx_truncated, t.truncated);
+        if t.nobuf {
+            Self::add(&self.rx_nobuf, 1);
+        }
+    }
+
+    /// Adds what one transmit burst did; `tx_ring_full` counts bursts cut short, not frames.
+    #[inline]
+    pub fn count_tx(&self, t: TxTally) {
+        Self::add(&self.tx_packets, t.packets);
+        Self::add(&self.tx_bytes, t.bytes);
+        Self::add(&self.tx_errors, t.errors);
+        if t.ring_full {
+            Self::add(&self.tx_ring_full, 1);
+        }
+    }
+
     /// Copy all counters.
     pub fn snapshot(&self) -> QueueStats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -147,5 +195,44 @@ impl QueueCounters {
             tx_ring_full: l(&self.tx_ring_full),
             tx_errors: l(&self.tx_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_add_frames_and_count_cut_bursts_once() {
+        let c = QueueCounters::default();
+        let rx = RxTally {
+            packets: 3,
+            bytes: 180,
+            truncated: 1,
+            nobuf: true,
+        };
+        c.count_rx(rx);
+        c.count_rx(RxTally { nobuf: false, ..rx });
+        c.count_tx(TxTally {
+            packets: 2,
+            bytes: 120,
+            errors: 1,
+            ring_full: true,
+        });
+        c.count_tx(TxTally::default());
+        assert_eq!(
+            c.snapshot(),
+            QueueStats {
+                rx_packets: 6,
+                rx_bytes: 360,
+                rx_dropped: 0,
+                rx_nobuf: 1,
+                rx_truncated: 2,
+                tx_packets: 2,
+                tx_bytes: 120,
+                tx_ring_full: 1,
+                tx_errors: 1,
+            }
+        );
     }
 }

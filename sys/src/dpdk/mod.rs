@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::buf::{BufLayout, BufPool, PacketBuf};
 use crate::error::IoError;
-use crate::port::{LinkInfo, Port, PortQueue, QueueCounters};
+use crate::port::{LinkInfo, Port, PortQueue, QueueCounters, RxTally, TxTally};
 use crate::steer::{RssInput, RssSteering, Steering};
 use bindings as b;
 
@@ -493,10 +493,12 @@ impl PortQueue for DpdkQueue {
             // SAFETY: m came from rx_burst and is freed once.
             unsafe { b::akg_pktmbuf_free(m) };
         }
-        let c = &self.counters;
-        QueueCounters::add(&c.rx_packets, n as u64);
-        QueueCounters::add(&c.rx_bytes, bytes);
-        QueueCounters::add(&c.rx_truncated, trunc);
+        self.counters.count_rx(RxTally {
+            packets: n as u64,
+            bytes,
+            truncated: trunc,
+            nobuf: false,
+        });
         n
     }
 
@@ -558,13 +560,12 @@ impl PortQueue for DpdkQueue {
             unsafe { b::akg_pktmbuf_free(m) };
         }
         let bytes: u64 = pkts[..sent].iter().map(|p| p.len() as u64).sum();
-        let c = &self.counters;
-        QueueCounters::add(&c.tx_packets, sent as u64);
-        QueueCounters::add(&c.tx_bytes, bytes);
-        QueueCounters::add(&c.tx_errors, errors);
-        if sent < filled {
-            QueueCounters::add(&c.tx_ring_full, 1);
-        }
+        self.counters.count_tx(TxTally {
+            packets: sent as u64,
+            bytes,
+            errors,
+            ring_full: sent < filled,
+        });
         for p in pkts.drain(..sent) {
             self.pool.put(p);
         }
