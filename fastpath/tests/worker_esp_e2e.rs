@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
+mod support;
+
+use akagate_fastpath::esp::{InboundSa, OutboundSa};
 use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
 use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
@@ -23,6 +25,7 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
 };
+use support::{suite, udp_v4};
 
 const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
@@ -39,18 +42,6 @@ const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.si
 
 fn msg(first: &str) -> Vec<u8> {
     format!("{first}\r\nVia: SIP/2.0/TCP 10.0.0.7:31800;branch=z9hG4bK77\r\nContent-Length: 4\r\n\r\nbody").into_bytes()
-}
-
-fn suite() -> Suite {
-    Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: (0..20).collect(),
-            encr_key: (100..116).collect(),
-            salt: [0; 4],
-        },
-    }
 }
 
 /// The UE: a stack in client role, its ESP SAs and an Ethernet port.
@@ -564,31 +555,7 @@ fn sa_removal_and_idle_ue_is_freed() {
 
 /// A UDP/IPv4 packet from the UE to the P-CSCF.
 fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    use smoltcp::wire::{UdpPacket, UdpRepr};
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let ip = Ipv4Repr {
-        src_addr: UE,
-        dst_addr: PCSCF,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
-    let caps = ChecksumCapabilities::default();
-    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pk, &caps);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(pk.payload_mut()),
-        &UE.into(),
-        &PCSCF.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    p
+    udp_v4(UE, PCSCF, sport, dport, payload)
 }
 
 #[test]

@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg, OutboundSa, SaKeys, Suite};
+mod support;
+
+use akagate_fastpath::esp::OutboundSa;
 use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
 use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
@@ -16,12 +18,12 @@ use akagate_sys::mempair::{mem_pair, MemEndConfig, MemPairConfig, MemQueue};
 use akagate_sys::steer::{RssInput, RssSteering, Steering};
 use akagate_sys::{PacketBuf, Port, PortQueue, UeSide};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, UdpPacket,
 };
+use support::{suite, udp_v4};
 
 const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
@@ -178,33 +180,6 @@ impl Bed {
     }
 }
 
-fn udp_packet(ue: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let ip = Ipv4Repr {
-        src_addr: ue,
-        dst_addr: PCSCF,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
-    let caps = ChecksumCapabilities::default();
-    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pk, &caps);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(pk.payload_mut()),
-        &ue.into(),
-        &PCSCF.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    p
-}
-
 /// A UE address that `steering` gives to worker `want`.
 fn ue_owned_by(steering: &Steering, want: usize) -> Ipv4Addr {
     (2..250u8)
@@ -287,18 +262,6 @@ fn an_arp_reply_on_queue_0_teaches_the_owner() {
     assert_eq!(t.count(1, "drop_egress_no_neighbor"), 1);
 }
 
-fn suite() -> Suite {
-    Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: (0..20).collect(),
-            encr_key: (100..116).collect(),
-            salt: [0; 4],
-        },
-    }
-}
-
 /// The port steers by `queue_for_key` of the source address, but the workers own UEs by an
 /// RSS table that gives every UE to worker 1 (a NIC whose hash the port cannot reproduce):
 /// every frame of a UE steered to queue 0 is a stray. The clear REGISTER and the protected
@@ -318,7 +281,13 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
     t.send(
         EthernetProtocol::Ipv4,
         PCSCF_MAC,
-        &udp_packet(ue, 5060, 5060, b"REGISTER sip:ims.example SIP/2.0\r\n\r\n"),
+        &udp_v4(
+            ue,
+            PCSCF,
+            5060,
+            5060,
+            b"REGISTER sip:ims.example SIP/2.0\r\n\r\n",
+        ),
     );
     t.run(3);
     let got = t.sip_events();
@@ -363,7 +332,7 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
     assert!(t.workers[1].has_ue(&IpAddr::V4(ue)));
     let mut sa = OutboundSa::new(spi_ps, &suite()).unwrap();
     let body = b"MESSAGE sip:ims.example SIP/2.0\r\n\r\n";
-    let ip = udp_packet(ue, PORT_UC, PORT_PS, body);
+    let ip = udp_v4(ue, PCSCF, PORT_UC, PORT_PS, body);
     let mut buf = vec![0u8; 64 + ip.len() + 64];
     buf[64..64 + ip.len()].copy_from_slice(&ip);
     let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
