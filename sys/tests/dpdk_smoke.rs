@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use akagate_sys::afpacket::{AfPacketConfig, AfPacketPort};
-use akagate_sys::dpdk::{eal_init, DpdkConfig, DpdkPort};
+use akagate_sys::dpdk::open_af_packet_vdev;
 use akagate_sys::testnet::{unavailable_reason, VethPair};
 use akagate_sys::{PacketBuf, Port, PortQueue};
 
@@ -73,28 +73,10 @@ fn net_af_packet_exchanges_frames_with_the_kernel_end() {
         .unwrap()
     };
     // The PMD opens its socket during EAL init, in the calling thread's namespace.
-    let args: Vec<String> = [
-        "akagate-test",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "-m",
-        "128",
-        "-l",
-        "0",
-        "--log-level=error",
-        &format!("--vdev=net_af_packet0,iface={}", net.b),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut dpdk = VethPair::run_in(
-        &net.ns_b,
-        move || -> Result<DpdkPort, akagate_sys::IoError> {
-            eal_init(&args)?;
-            DpdkPort::open(&DpdkConfig::new("net_af_packet0"))
-        },
-    )
+    let iface = net.b.clone();
+    let mut dpdk = VethPair::run_in(&net.ns_b, move || {
+        open_af_packet_vdev("akagate-test", &iface, 128)
+    })
     .unwrap()
     .expect("DPDK port on net_af_packet");
     assert_eq!(dpdk.num_queues(), 1);

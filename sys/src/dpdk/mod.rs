@@ -63,6 +63,37 @@ pub fn eal_init(args: &[String]) -> Result<(), IoError> {
     Ok(())
 }
 
+/// The vdev name of [`open_af_packet_vdev`]'s port.
+pub const AF_PACKET_VDEV: &str = "net_af_packet0";
+
+/// Starts the EAL without huge pages, PCI scan or shared config (`memory_mb` MiB of memory,
+/// lcore 0, `program` as `argv[0]`) with DPDK's `net_af_packet` PMD on kernel interface
+/// `iface`, and opens that port: DPDK on a veth end, for tests and benches. The PMD opens its
+/// socket in the calling thread's network namespace.
+pub fn open_af_packet_vdev(
+    program: &str,
+    iface: &str,
+    memory_mb: u32,
+) -> Result<DpdkPort, IoError> {
+    let args: Vec<String> = [
+        program,
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "-m",
+        &memory_mb.to_string(),
+        "-l",
+        "0",
+        "--log-level=error",
+        &format!("--vdev={AF_PACKET_VDEV},iface={iface}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    eal_init(&args)?;
+    DpdkPort::open(&DpdkConfig::new(AF_PACKET_VDEV))
+}
+
 /// Make the calling (non-EAL) thread an EAL thread so mempool caches work on it.
 pub fn register_thread() {
     // SAFETY: rte_lcore_id reads a thread-local; rte_thread_register may be called by any
