@@ -12,7 +12,7 @@ use akagate_fastpath::sad::SpiAllocator;
 use rand::RngCore;
 
 use crate::hss::Hss;
-use crate::proxy::{Dialog, Forwarded};
+use crate::proxy::{Dialog, Forwarded, KeepAlive, RegEnd, RegSubscription};
 use crate::registrar::Registration;
 use crate::secagree::ImsAkaProfile;
 use crate::sip::transaction::{Incoming, Peer, TimerConfig, TransactionLayer, Transport, TxId};
@@ -40,6 +40,9 @@ pub struct CoreConfig {
     /// Timer C: how long a forwarded INVITE may ring without a new provisional response
     /// (RFC 3261 16.6 step 11: more than 3 minutes).
     pub timer_c: Duration,
+    /// How often the P-CSCF sends an OPTIONS keep-alive to each registered UE (from port_pc
+    /// through the SA); `None` turns keep-alives off.
+    pub keepalive_interval: Option<Duration>,
 }
 
 impl Default for CoreConfig {
@@ -52,6 +55,7 @@ impl Default for CoreConfig {
             challenge_timeout: Duration::from_secs(240),
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(181),
+            keepalive_interval: None,
         }
     }
 }
@@ -76,6 +80,21 @@ pub struct CoreStats {
     pub transaction_timeouts: u64,
     /// Forwarded INVITEs given up after Timer C (RFC 3261 16.8).
     pub timer_c_expiries: u64,
+    /// Client transactions failed at once because the worker could not open their
+    /// connection (`ConnectFailed`).
+    pub connect_failures: u64,
+    /// OPTIONS keep-alives sent.
+    pub keepalives_sent: u64,
+    /// Keep-alives the UE answered (any final response but 408 / 503).
+    pub keepalives_answered: u64,
+    /// Keep-alives that timed out, got 408 / 503, or could not be sent.
+    pub keepalive_failures: u64,
+    /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
+    pub notify_failures: u64,
+    /// Dialogs the P-CSCF released with BYE because a party's registration ended.
+    pub dialogs_released: u64,
+    /// BYEs of ours that failed (timeout, connection failure, non-2xx).
+    pub bye_failures: u64,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core
@@ -99,6 +118,8 @@ pub(crate) enum TimerKey {
     Accepted(String),
     /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
     TimerC(TxId),
+    /// The next OPTIONS keep-alive of a registration, by IMPI key.
+    KeepAlive(String),
 }
 
 /// One received request in its server transaction.
@@ -125,8 +146,12 @@ pub struct Core {
     pub(crate) regs: HashMap<String, Registration>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
     pub(crate) by_spi: HashMap<u32, String>,
-    /// Call-ID -> the two registered parties.
+    /// Call-ID -> the dialog between two registered parties.
     pub(crate) dialogs: HashMap<String, Dialog>,
+    /// reg-event subscriptions by IMPI key of the registration watched.
+    pub(crate) reg_subs: HashMap<String, Vec<RegSubscription>>,
+    /// Keep-alive state by IMPI key.
+    pub(crate) keepalives: HashMap<String, KeepAlive>,
     /// Every server and client transaction (RFC 3261 17).
     pub(crate) txl: TransactionLayer,
     /// Transport state of each live transaction.
@@ -183,6 +208,8 @@ impl Core {
             regs: HashMap::new(),
             by_spi: HashMap::new(),
             dialogs: HashMap::new(),
+            reg_subs: HashMap::new(),
+            keepalives: HashMap::new(),
             txl,
             txs: HashMap::new(),
             forwarded: HashMap::new(),
@@ -214,14 +241,55 @@ impl Core {
         self.txl.len()
     }
 
+    /// Number of dialogs (and INVITEs establishing one) between registered UEs.
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Number of live reg-event subscriptions.
+    pub fn reg_subscriptions(&self) -> usize {
+        self.reg_subs.values().map(Vec::len).sum()
+    }
+
+    /// When the UE registered as `impi` last answered an OPTIONS keep-alive.
+    pub fn last_seen(&self, impi: &str) -> Option<Instant> {
+        self.keepalives
+            .get(&impi.to_ascii_lowercase())
+            .and_then(|k| k.last_seen)
+    }
+
+    /// Registration `key` got its 200 OK (first registration, re-registration or refresh):
+    /// reg-event subscribers learn of the refresh and keep-alives are armed.
+    pub(crate) fn on_registered(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
+        self.notify_refreshed(key, now, out);
+        self.arm_keepalive(key, now);
+    }
+
+    /// Registration `key` ends (`why`), while its SAs still exist: the last NOTIFYs and the
+    /// BYEs of its dialogs leave first (TS 24.229 5.2.8.1.2, RFC 3680), then the caller
+    /// removes the sets. Keep-alives stop.
+    pub(crate) fn on_registration_ending(
+        &mut self,
+        key: &str,
+        why: RegEnd,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.notify_ended(key, why, now, out);
+        self.release_dialogs(key, why, now, out);
+        self.forget_keepalive(key);
+    }
+
     /// Handles one event from a worker.
     pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
             WorkerEvent::Sip(sip) => self.on_sip(&sip, now, &mut out),
             // Connections come and go; registrations are bound to SAs, not to connections.
-            // A request lost with a failed connection ends with timer B/F (RFC 3261 17.1).
-            WorkerEvent::TcpClosed(_) | WorkerEvent::ConnectFailed(_) => {}
+            WorkerEvent::TcpClosed(_) => {}
+            // The requests waiting on a connection that could not be opened fail now, not
+            // after timer B / F (RFC 3261 16.9).
+            WorkerEvent::ConnectFailed(flow) => self.on_connect_failed(flow, now, &mut out),
         }
         self.process_events(now, &mut out);
         out

@@ -1,13 +1,20 @@
 //! The proxy: requests from registered UEs routed to registered callees over the protected
 //! client port (TS 24.229 5.2.6-5.2.7) through client transactions, responses back through
-//! the server transactions, hop-by-hop CANCEL, in-dialog requests, and the reg-event
-//! subscription (RFC 3680).
+//! the server transactions, hop-by-hop CANCEL, in-dialog requests, the reg-event
+//! subscription (RFC 3680), OPTIONS keep-alives and the release of a departing UE's dialogs.
 
+mod dialog;
+mod failure;
+mod keepalive;
+mod regevent;
 mod reginfo;
 mod reject;
 mod route;
 mod transport;
 
+pub(crate) use dialog::Dialog;
+pub(crate) use keepalive::KeepAlive;
+pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
 pub(crate) use transport::with_received;
 
@@ -15,11 +22,41 @@ use akagate_fastpath::ipc::Flow;
 
 use crate::sip::transaction::TxId;
 
+/// Why a registration ends (the reg-event contact `event`, RFC 3680 5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegEnd {
+    /// The UE de-registered (`Expires: 0`): `event="unregistered"`.
+    Deregistered,
+    /// The binding's lifetime ran out: `event="expired"`.
+    Expired,
+}
+
+/// A request the P-CSCF itself originated towards a UE, and what its outcome updates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Own {
+    /// A reg-event NOTIFY of registration `key`'s subscription `call_id`.
+    Notify {
+        /// The IMPI key of the registration.
+        key: String,
+        /// The subscription's Call-ID.
+        call_id: String,
+    },
+    /// An OPTIONS keep-alive to registration `key`.
+    KeepAlive {
+        /// The IMPI key of the registration.
+        key: String,
+    },
+    /// A BYE releasing a dialog of a departing UE (TS 24.229 5.2.8.1.2).
+    Bye,
+}
+
 /// A client transaction the proxy started.
 #[derive(Clone, Debug)]
 pub(crate) struct Forwarded {
-    /// The server transaction whose request it forwards (`None`: our own NOTIFY).
+    /// The server transaction whose request it forwards (`None`: a request of our own).
     pub server: Option<TxId>,
+    /// What a request of our own was for (`None` for a forwarded request).
+    pub own: Option<Own>,
     /// The request as sent (for a CANCEL, RFC 3261 9.1).
     pub request: Vec<u8>,
     /// Where it went.
@@ -28,6 +65,8 @@ pub(crate) struct Forwarded {
     pub branch: String,
     /// True for INVITE.
     pub invite: bool,
+    /// A dialog-creating request outside any dialog (its failure ends the dialog record).
+    pub initial: bool,
     /// A provisional response arrived (a CANCEL may be sent, RFC 3261 9.1).
     pub provisional: bool,
     /// The caller cancelled before any provisional response: send CANCEL on the first one.
@@ -40,11 +79,22 @@ pub(crate) struct Forwarded {
     pub timer_c_fired: bool,
 }
 
-/// A call between two registered UEs, by IMPI key.
-#[derive(Clone, Debug)]
-pub(crate) struct Dialog {
-    /// The UE that sent the initial INVITE.
-    pub caller: String,
-    /// The UE it was routed to.
-    pub callee: String,
+impl Forwarded {
+    /// A client transaction for a request of our own (`own`) on `flow`.
+    pub(crate) fn own(own: Own, request: Vec<u8>, flow: Flow, branch: String) -> Self {
+        Forwarded {
+            server: None,
+            own: Some(own),
+            request,
+            flow,
+            branch,
+            invite: false,
+            initial: false,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            timer_c: None,
+            timer_c_fired: false,
+        }
+    }
 }

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use akagate_fastpath::ipc::{Proto, SaSet, SipIn};
 
-use super::reginfo::reginfo_full;
-use super::transport::{choose_transport, host};
+use super::transport::{choose_transport, host, is_ours};
 use super::{Dialog, Forwarded};
 use crate::core::{peer_of, Action, Core, Req, TimerKey};
 use crate::registrar::SetKind;
@@ -54,13 +53,20 @@ impl Core {
     }
 
     /// The target of a request from `key`: the other party of its dialog, else the
-    /// registered owner of the Request-URI (404 / 480 otherwise).
+    /// registered owner of the Request-URI (404 / 480 otherwise). A request with a To tag
+    /// belongs to a dialog; one we do not know gets 481 (RFC 3261 12.2.2): we Record-Route
+    /// every dialog we set up, so nobody else could route it.
     fn target_of(&self, msg: &Message<'_>, key: &str) -> Result<Target, (u16, &'static str)> {
         let call_id = msg.call_id().map_err(|_| (400, "Bad Request"))?;
-        let dialog = self.dialogs.get(call_id);
+        let dialog = self
+            .dialogs
+            .get(call_id)
+            .filter(|d| d.caller == key || d.callee == key);
+        let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
         let target = match dialog {
             Some(d) if d.caller == key => d.callee.clone(),
             Some(d) => d.caller.clone(),
+            None if in_dialog => return Err((481, "Call/Transaction Does Not Exist")),
             None => {
                 let uri = msg.request_uri().ok_or((400, "Bad Request"))?;
                 let sub = self
@@ -111,17 +117,10 @@ impl Core {
             }
         }
         // Our own Route entries (Service-Route / Record-Route) are consumed here (16.4).
-        let me = [
-            self.cfg.pcscf_host.to_ascii_lowercase(),
-            ours.to_ascii_lowercase(),
-        ];
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| {
-                let u = uri_of(r).unwrap_or(r).to_ascii_lowercase();
-                !me.iter().any(|m| u.contains(m.as_str()))
-            })
+            .filter(|r| !is_ours(r, &self.cfg.pcscf_host, target.set.local))
             .map(str::to_string)
             .collect();
         e.set_list("Route", &routes);
@@ -208,14 +207,12 @@ impl Core {
         let call_id = msg.call_id().unwrap_or_default().to_string();
         let edit = self.prepare(msg, &key, &target, max_forwards);
         let invite = method == "INVITE";
-        if target.initial && matches!(method, "INVITE" | "SUBSCRIBE") {
-            self.dialogs.insert(
-                call_id.clone(),
-                Dialog {
-                    caller: key.clone(),
-                    callee: target.key.clone(),
-                },
-            );
+        let initial = target.initial && matches!(method, "INVITE" | "SUBSCRIBE");
+        if initial {
+            self.dialogs
+                .insert(call_id.clone(), Dialog::new(&key, &target.key, msg));
+        } else if let (Some(d), Ok(cseq)) = (self.dialogs.get_mut(&call_id), msg.cseq()) {
+            d.note_cseq(&key, cseq.seq);
         }
         if method == "BYE" {
             self.dialogs.remove(&call_id);
@@ -237,10 +234,12 @@ impl Core {
             client,
             Forwarded {
                 server: Some(req.tx),
+                own: None,
                 request: bytes,
                 flow,
                 branch,
                 invite,
+                initial,
                 provisional: false,
                 cancel_pending: false,
                 cancelled: false,
@@ -256,9 +255,14 @@ impl Core {
 
     /// CANCEL is hop-by-hop (RFC 3261 16.10): 200 to it, and a CANCEL of our own on the
     /// forwarded INVITE's branch; the callee's 487 then ends the INVITE.
+    ///
+    /// A CANCEL that matches no INVITE server transaction gets 481 (RFC 3261 9.2). 16.10
+    /// would have a proxy forward it statelessly, because the INVITE may have been forwarded
+    /// statelessly before; this P-CSCF forwards every INVITE statefully, so an unmatched
+    /// CANCEL names an INVITE that never reached us or whose transaction is over, and there
+    /// is no branch it could be forwarded to (the callee never saw that INVITE from us).
     fn on_cancel(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
         let Some(invite) = self.txl.invite_for_cancel(req.msg) else {
-            // RFC 3261 9.2: no transaction to cancel.
             return self.respond(req, 481, "Call/Transaction Does Not Exist", &[], now, out);
         };
         self.respond(req, 200, "OK", &[], now, out);
@@ -269,7 +273,7 @@ impl Core {
 
     /// Sends CANCEL for client INVITE transaction `client` once it has a provisional
     /// response (RFC 3261 9.1: not before).
-    fn cancel_client(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn cancel_client(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
         let Some(link) = self.forwarded.get_mut(&client) else {
             return;
         };
@@ -388,9 +392,12 @@ impl Core {
         match ev {
             TxEvent::Response(bytes) => self.relay_response(id, &bytes, now, out),
             TxEvent::Timeout => {
-                if self.forwarded.contains_key(&id) {
+                if let Some(f) = self.forwarded.get(&id) {
                     self.stats.transaction_timeouts += 1;
-                    self.relay_timeout(id, now, out);
+                    match f.own.clone() {
+                        Some(own) => self.own_failed(&own, now),
+                        None => self.relay_timeout(id, now, out),
+                    }
                 }
             }
             TxEvent::Terminated => self.forget_tx(id),
@@ -398,7 +405,7 @@ impl Core {
     }
 
     /// Drops everything the core keeps about transaction `id`.
-    fn forget_tx(&mut self, id: TxId) {
+    pub(crate) fn forget_tx(&mut self, id: TxId) {
         self.txs.remove(&id);
         if let Some(f) = self.forwarded.remove(&id) {
             self.arm(TimerKey::TimerC(id), f.timer_c, None);
@@ -451,7 +458,7 @@ impl Core {
             return;
         };
         let (server, invite, branch) = (link.server, link.invite, link.branch.clone());
-        let fired = link.timer_c_fired;
+        let (fired, initial, own) = (link.timer_c_fired, link.initial, link.own.clone());
         if invite && code < 200 {
             link.provisional = true;
             if link.cancel_pending {
@@ -465,10 +472,22 @@ impl Core {
         if invite && code >= 200 && !fired {
             self.set_timer_c(client, None);
         }
-        if invite && code >= 300 {
+        // Only the initial request's answer makes or breaks the dialog record; a rejected
+        // re-INVITE leaves the dialog as it was (RFC 3261 14.1).
+        if initial && code >= 200 {
             if let Ok(cid) = msg.call_id() {
-                self.dialogs.remove(cid);
+                if code >= 300 {
+                    self.dialogs.remove(cid);
+                } else if let Some(local) = self.forwarded.get(&client).map(|f| f.flow.local) {
+                    let pcscf = self.cfg.pcscf_host.clone();
+                    if let Some(d) = self.dialogs.get_mut(cid) {
+                        d.confirm(&msg, |r| is_ours(r, &pcscf, local));
+                    }
+                }
             }
+        }
+        if let (Some(own), true) = (&own, code >= 200) {
+            self.own_final(own, code, now);
         }
         let Some(server) = server else {
             return;
@@ -499,7 +518,8 @@ impl Core {
         let Ok(msg) = Message::parse(&request) else {
             return;
         };
-        if msg.method() == Some("INVITE") {
+        let initial = self.forwarded.get(&client).is_some_and(|f| f.initial);
+        if initial {
             if let Ok(cid) = msg.call_id() {
                 self.dialogs.remove(cid);
             }
@@ -507,91 +527,6 @@ impl Core {
         let tag = self.token(8);
         if let Ok(b) = response_to(&msg, 408, "Request Timeout", Some(&tag)) {
             self.send_response(server, b.build(), now, out);
-        }
-    }
-
-    /// SUBSCRIBE to the UE's own reg event: 200 OK, then a full-state NOTIFY over port_pc.
-    fn reg_subscribe(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
-        let msg = req.msg;
-        // Every new server transaction gets a final response, or it would never end.
-        let Some((reg, active)) = self
-            .regs
-            .get(key)
-            .and_then(|r| Some((r, r.active.as_ref()?)))
-        else {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
-        };
-        let impus = reg.impus.clone();
-        let (set, proto, reg_contact, left) = (
-            active.set.clone(),
-            active.proto,
-            active.contact.clone(),
-            active.expires_at.saturating_duration_since(now).as_secs(),
-        );
-        let uri = msg.request_uri().unwrap_or_default();
-        if !impus.iter().any(|u| identity_key(u) == identity_key(uri)) {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
-        }
-        let expires = msg
-            .expires()
-            .ok()
-            .flatten()
-            .map_or(600_000, u64::from)
-            .min(left);
-        let ours = host(set.local);
-        let tag = self.token(8);
-        let Ok(ok) = response_to(msg, 200, "OK", Some(&tag)) else {
-            return;
-        };
-        let ok = ok
-            .header("Expires", &expires.to_string())
-            .header("Contact", &format!("<sip:{ours}:{}>", set.port_ps));
-        self.send_response(req.tx, ok.build(), now, out);
-
-        let sub_contact = msg
-            .contacts()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|c| c.addr().map(|a| a.uri.raw.to_string()))
-            .unwrap_or(reg_contact.clone());
-        let from = msg.header(HeaderKind::From).unwrap_or_default();
-        let call_id = msg.call_id().unwrap_or_default();
-        let body = reginfo_full(0, &impus, &reg_contact, left);
-        let branch = self.branch();
-        let port_ps = set.port_ps;
-        let (bytes, flow) = choose_transport(&set, proto, |t| {
-            MessageBuilder::request("NOTIFY", &sub_contact)
-                .header(
-                    "Via",
-                    &format!("SIP/2.0/{t} {ours}:{port_ps};branch={branch}"),
-                )
-                .header("Max-Forwards", "70")
-                .header("From", &format!("<{uri}>;tag={tag}"))
-                .header("To", from)
-                .header("Call-ID", call_id)
-                .header("CSeq", "1 NOTIFY")
-                .header("Contact", &format!("<sip:{ours}:{port_ps}>"))
-                .header("Event", "reg")
-                .header("Subscription-State", &format!("active;expires={expires}"))
-                .body("application/reginfo+xml", body.as_bytes())
-                .build()
-        });
-        if let Some(client) = self.send_request(bytes.clone(), flow, now, out) {
-            self.forwarded.insert(
-                client,
-                Forwarded {
-                    server: None,
-                    request: bytes,
-                    flow,
-                    branch,
-                    invite: false,
-                    provisional: false,
-                    cancel_pending: false,
-                    cancelled: false,
-                    timer_c: None,
-                    timer_c_fired: false,
-                },
-            );
         }
     }
 }

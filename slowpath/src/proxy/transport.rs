@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use akagate_fastpath::ipc::{Flow, Proto, SaSet};
 
 use crate::registrar::SaSetExt;
-use crate::sip::{Host, Message, MessageEdit};
+use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri};
 
 /// Largest request sent over UDP when the path MTU is unknown (RFC 3261 18.1.1).
 pub(crate) const UDP_MAX: usize = 1300;
@@ -80,6 +80,41 @@ pub(crate) fn choose_transport(
     (build("TCP"), set.client_flow(Proto::Tcp))
 }
 
+/// Serialises a request the P-CSCF originates towards the UE of `set` (keep-alive, NOTIFY,
+/// BYE): `build(via)` gets our Via with sent-by naming port_ps (TS 24.229 5.2.6, TS 33.203
+/// 7.1: the UE answers to our protected server port) and the transport chosen as in
+/// [`choose_transport`].
+pub(crate) fn own_request(
+    set: &SaSet,
+    proto: Proto,
+    branch: &str,
+    build: impl Fn(&str) -> Vec<u8>,
+) -> (Vec<u8>, Flow) {
+    let ours = host(set.local);
+    let port_ps = set.port_ps;
+    choose_transport(set, proto, |t| {
+        build(&format!("SIP/2.0/{t} {ours}:{port_ps};branch={branch}"))
+    })
+}
+
+/// Whether a Route / Record-Route value names this P-CSCF: its host is our configured name
+/// or our address `local` (RFC 3261 16.4: a proxy removes the Route entry that is itself).
+pub(crate) fn is_ours(value: &str, pcscf_host: &str, local: IpAddr) -> bool {
+    let uri = match NameAddr::parse(value) {
+        Ok(a) => a.uri,
+        Err(_) => match Uri::parse(value.trim()) {
+            Ok(u) => u,
+            Err(_) => return false,
+        },
+    };
+    match uri.host {
+        Some(Host::Name(n)) => n.eq_ignore_ascii_case(pcscf_host),
+        Some(Host::Ipv4(a)) => IpAddr::V4(a) == local,
+        Some(Host::Ipv6(a)) => IpAddr::V6(a) == local,
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +130,20 @@ mod tests {
     }
 
     const REQ: &str = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;rport, SIP/2.0/UDP x;branch=z9hG4bK0\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn our_route_entries_by_exact_host() {
+        let local = "10.0.0.1".parse().unwrap();
+        let name = "pcscf.example.net";
+        assert!(is_ours("<sip:10.0.0.1:6100;lr>", name, local));
+        assert!(is_ours("<sip:orig@PCSCF.example.net;lr>", name, local));
+        // A prefix of another address or name is not us.
+        assert!(!is_ours("<sip:10.0.0.10:6100;lr>", name, local));
+        assert!(!is_ours("<sip:pcscf.example.net.evil;lr>", name, local));
+        assert!(!is_ours("garbage", name, local));
+        let v6 = "2001:db8::1".parse().unwrap();
+        assert!(is_ours("<sip:[2001:db8::1]:6100;lr>", name, v6));
+    }
 
     #[test]
     fn rport_and_received_filled_in() {

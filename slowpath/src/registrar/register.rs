@@ -461,6 +461,7 @@ impl Core {
             ),
         ];
         self.respond(req, 200, "OK", &extra, now, out);
+        self.on_registered(key, now, out);
     }
 
     /// The protected REGISTER over the pending set: check Security-Verify and the digest,
@@ -538,6 +539,7 @@ impl Core {
         }
         extra.push(("Expires", "0".to_string()));
         self.respond(req, 200, "OK", &extra, now, out);
+        self.on_registration_ending(key, crate::proxy::RegEnd::Deregistered, now, out);
         self.drop_registration(key, out);
     }
 
@@ -583,6 +585,10 @@ impl Core {
                     self.accepted.remove(&branch);
                     continue;
                 }
+                TimerKey::KeepAlive(key) => {
+                    self.on_keepalive_timer(&key, now, out);
+                    continue;
+                }
                 TimerKey::TimerC(client) => {
                     self.on_timer_c(client, now, out);
                     continue;
@@ -594,6 +600,7 @@ impl Core {
             };
             reg.armed = None;
             if reg.active.as_ref().is_some_and(|a| a.expires_at <= now) {
+                self.on_registration_ending(&key, crate::proxy::RegEnd::Expired, now, out);
                 self.drop_registration(&key, out);
                 continue;
             }

@@ -1,0 +1,114 @@
+//! Failed client transactions: a connection the worker could not open (`ConnectFailed`)
+//! fails every request waiting on it at once instead of after timer B / F, and the outcome
+//! of requests the P-CSCF originated (keep-alive, NOTIFY, BYE) is counted.
+
+use std::time::Instant;
+
+use akagate_fastpath::ipc::Flow;
+
+use super::Own;
+use crate::core::{Action, Core};
+use crate::sip::transaction::TxId;
+use crate::sip::{response_to, Message};
+
+impl Core {
+    /// The worker could not open `flow` (our port_pc to a UE's port_us): the requests queued
+    /// on it are lost. RFC 3261 16.9 treats this as a 503 from that branch; 16.7 step 6 says
+    /// a proxy should not pass a 503 upstream (it would claim *we* are unavailable), and the
+    /// callee is registered but cannot be reached, so the caller gets
+    /// `480 Temporarily Unavailable` (RFC 3261 21.4.18). Our own NOTIFY / OPTIONS / BYE on
+    /// the flow count as failed.
+    pub(crate) fn on_connect_failed(&mut self, flow: Flow, now: Instant, out: &mut Vec<Action>) {
+        let mut waiting: Vec<TxId> = self
+            .txs
+            .iter()
+            .filter(|(_, info)| info.flow == flow && info.connect_if_absent)
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort();
+        for client in waiting {
+            let link = self.forwarded.get(&client).cloned();
+            self.txl.abandon(client);
+            self.forget_tx(client);
+            self.stats.connect_failures += 1;
+            let Some(link) = link else {
+                continue; // a CANCEL of ours: the INVITE it cancels fails with it
+            };
+            if let Some(own) = &link.own {
+                self.own_failed(own, now);
+            }
+            let Some(server) = link.server else {
+                continue;
+            };
+            if link.invite && link.initial {
+                if let Some(cid) = Message::parse(&link.request)
+                    .ok()
+                    .and_then(|m| m.call_id().ok().map(str::to_string))
+                {
+                    self.dialogs.remove(&cid);
+                }
+            }
+            self.fail_server(server, 480, "Temporarily Unavailable", now, out);
+        }
+    }
+
+    /// Answers server transaction `server` with `code reason`, built from the request it
+    /// received (RFC 3261 8.2.6); nothing if it already has a final response.
+    pub(crate) fn fail_server(
+        &mut self,
+        server: TxId,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(request) = self.txs.get(&server).and_then(|i| i.request.clone()) else {
+            return;
+        };
+        let Ok(msg) = Message::parse(&request) else {
+            return;
+        };
+        let tag = self.token(8);
+        if let Ok(b) = response_to(&msg, code, reason, Some(&tag)) {
+            self.send_response(server, b.build(), now, out);
+        }
+    }
+
+    /// A final response to a request of our own.
+    pub(crate) fn own_final(&mut self, own: &Own, code: u16, now: Instant) {
+        match own {
+            // RFC 3261 11.2: any answer but "timeout" / "unavailable" means reachable.
+            Own::KeepAlive { key } => {
+                let alive = !matches!(code, 408 | 503);
+                self.keepalive_outcome(key, alive, now);
+            }
+            Own::Notify { key, call_id } => {
+                if !(200..300).contains(&code) {
+                    self.stats.notify_failures += 1;
+                    // RFC 6665 4.2.2: 481 says the subscriber no longer has the dialog.
+                    if code == 481 {
+                        self.drop_subscription(key, call_id);
+                    }
+                }
+            }
+            Own::Bye => {
+                if !(200..300).contains(&code) {
+                    self.stats.bye_failures += 1;
+                }
+            }
+        }
+    }
+
+    /// A request of our own got no answer (timer F) or could not be sent.
+    pub(crate) fn own_failed(&mut self, own: &Own, now: Instant) {
+        match own {
+            Own::KeepAlive { key } => self.keepalive_outcome(key, false, now),
+            Own::Notify { key, call_id } => {
+                self.stats.notify_failures += 1;
+                // RFC 6665 4.2.2: a NOTIFY that times out ends the subscription.
+                self.drop_subscription(key, call_id);
+            }
+            Own::Bye => self.stats.bye_failures += 1,
+        }
+    }
+}
