@@ -277,6 +277,7 @@ impl Core {
     ) {
         self.notify_ended(key, why, now, out);
         self.release_dialogs(key, why, now, out);
+        self.abandon_towards(key, now, out);
         self.forget_keepalive(key);
     }
 

@@ -52,6 +52,39 @@ impl Core {
         }
     }
 
+    /// Registration `key` ends: the client transactions towards it (port_pc -> its port_us)
+    /// can no longer be answered, since its inbound SAs go now (TS 33.203 7.4 / 7.5). They
+    /// are dropped without retransmissions or timeouts, and a request we forwarded there is
+    /// answered 480 to its sender (it would otherwise wait for timer B / F).
+    pub(crate) fn abandon_towards(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
+        let Some(reg) = self.regs.get(key) else {
+            return;
+        };
+        let sets: Vec<(std::net::IpAddr, u16)> = [
+            reg.active.as_ref().map(|a| &a.set),
+            reg.old.as_ref().map(|o| &o.0),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| (s.ue, s.port_pc))
+        .collect();
+        let mut towards: Vec<TxId> = self
+            .txs
+            .iter()
+            .filter(|(_, i)| sets.contains(&(i.flow.ue, i.flow.local_port)))
+            .map(|(id, _)| *id)
+            .collect();
+        towards.sort();
+        for client in towards {
+            let server = self.forwarded.get(&client).and_then(|f| f.server);
+            self.txl.abandon(client);
+            self.forget_tx(client);
+            if let Some(server) = server {
+                self.fail_server(server, 480, "Temporarily Unavailable", now, out);
+            }
+        }
+    }
+
     /// Answers server transaction `server` with `code reason`, built from the request it
     /// received (RFC 3261 8.2.6); nothing if it already has a final response.
     pub(crate) fn fail_server(

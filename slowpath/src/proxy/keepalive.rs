@@ -70,7 +70,9 @@ impl Core {
         if outstanding || contact.is_empty() {
             return;
         }
-        let (branch, tag, call_id) = (self.branch(), self.token(8), self.token(12));
+        let (branch, tag) = (self.branch(), self.token(8));
+        // The sequence number keeps Call-IDs unique even with a poor random source.
+        let call_id = format!("{}{:x}", self.token(12), self.branch_seq);
         let pcscf = self.cfg.pcscf_host.clone();
         let (bytes, flow) = own_request(&set, proto, &branch, |via| {
             MessageBuilder::request("OPTIONS", &contact)

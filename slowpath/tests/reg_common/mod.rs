@@ -98,6 +98,11 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn new() -> Self {
+        Testbed::with_config(|_| {})
+    }
+
+    /// A test bed whose core configuration `tweak` adjusts (e.g. keep-alives on).
+    pub fn with_config(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
         let hss = Hss::from_records(&[
             rec("001010000000001", REALM, "+15550001"),
             rec("001010000000002", REALM, "+15550002"),
@@ -111,10 +116,11 @@ impl Testbed {
         ])
         .unwrap();
         let spis = Arc::new(CountingSpis::default());
-        let cfg = CoreConfig {
+        let mut cfg = CoreConfig {
             default_expires: 600,
             ..CoreConfig::default()
         };
+        tweak(&mut cfg);
         let core = Core::new(cfg, hss, spis.clone(), Box::new(FixedRng));
         Testbed {
             core,
@@ -208,6 +214,38 @@ pub fn headers(msg: &str, name: &str) -> Vec<String> {
                 .then(|| v.trim().to_string())
         })
         .collect()
+}
+
+/// The value of `;name=value` in a header value (e.g. a Via `branch` or a `tag`).
+pub fn semi_param(v: &str, name: &str) -> Option<String> {
+    v.split(';').skip(1).find_map(|p| {
+        let (n, val) = p.split_once('=')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| val.trim().to_string())
+    })
+}
+
+/// The body of a message text.
+pub fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Indices of the commands in `out` that are Sends whose text starts with `start`.
+pub fn sends_starting(out: &[WorkerCommand], start: &str) -> Vec<usize> {
+    out.iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(start.as_bytes()))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Index of the first RemoveSaSet in `out`.
+pub fn first_remove(out: &[WorkerCommand]) -> Option<usize> {
+    out.iter()
+        .position(|c| matches!(c, WorkerCommand::RemoveSaSet { .. }))
 }
 
 /// A quoted parameter of a Digest header.
@@ -549,7 +587,16 @@ pub fn answer(req: &str, code: u16, reason: &str) -> String {
 
 /// Two registered UEs (subscribers 1 and 2) over `proto`, on IPv6 when `v6`.
 pub fn registered_pair_over(proto: Proto, v6: bool) -> (Testbed, Ue, SaSet, Ue, SaSet) {
-    let mut t = Testbed::new();
+    registered_pair_with(proto, v6, |_| {})
+}
+
+/// [`registered_pair_over`] with a core configuration adjusted by `tweak`.
+pub fn registered_pair_with(
+    proto: Proto,
+    v6: bool,
+    tweak: impl FnOnce(&mut CoreConfig),
+) -> (Testbed, Ue, SaSet, Ue, SaSet) {
+    let mut t = Testbed::with_config(tweak);
     let mut a = Ue::new(&mut t, 0, 7000).with_proto(proto);
     let mut b = Ue::new(&mut t, 1, 9000).with_proto(proto);
     if v6 {
