@@ -12,6 +12,9 @@ use akagate_fastpath::sad::MAX_CAPACITY;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod template;
+pub use template::ConfigTemplate;
+
 /// The embedded default configuration: an in-memory demo that needs no NIC.
 pub const DEFAULT_CONFIG: &str = r#"# akagate embedded defaults: the in-memory demo (no NIC needed).
 [[sip-ports]]

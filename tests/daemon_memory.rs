@@ -7,9 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use akagate::config::Config;
+use akagate::config::{Config, ConfigTemplate};
 use akagate::daemon::{memory_pair, StartError, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 use akagate::{Daemon, DaemonHandle, StartOptions};
+use akagate_fastpath::esp::EncrAlg;
 use akagate_slowpath::aka::Milenage;
 use akagate_sys::mempair::MemQueue;
 use akagate_sys::{PacketBuf, Port, PortQueue};
@@ -59,7 +60,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Writes a small memory-backend config and a subscriber file (alice with TS 35.208 set 1
 /// keys, as in the fixture's Authorization username) into `dir`; loads it like `--config`.
-fn config_in(dir: &Path, workers: &str) -> Config {
+fn config_in(dir: &Path, workers: &[usize]) -> Config {
     std::fs::write(
         dir.join("subscribers.toml"),
         format!(
@@ -71,45 +72,18 @@ fn config_in(dir: &Path, workers: &str) -> Config {
         ),
     )
     .unwrap();
-    let config = format!(
-        r#"
-[[sip-ports]]
-address = "{PCSCF_V4}"
-port = 5060
-ims-aka-profile = "default"
-
-[[sip-ports]]
-address = "{PCSCF_V6}"
-port = 5060
-ims-aka-profile = "default"
-
-[[ims-aka-profile]]
-name = "default"
-protected-client-port = 5062
-protected-server-port = 5064
-encr-alg-list = ["aes-cbc", "null"]
-auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96"]
-
-[port]
-backend = "memory"
-
-[cores]
-workers = {workers}
-
-[addresses]
-ipv4 = ["{PCSCF_V4}"]
-ipv6 = ["{PCSCF_V6}"]
-
-[subscribers]
-file = "subscribers.toml"
-
-[sa-table]
-capacity = 1024
-"#
-    );
-    let path = dir.join("akagate.toml");
-    std::fs::write(&path, config).unwrap();
-    Config::load(&path).unwrap()
+    ConfigTemplate {
+        ipv4: vec![PCSCF_V4],
+        ipv6: vec![PCSCF_V6],
+        encr_algs: vec![EncrAlg::AesCbc, EncrAlg::Null],
+        workers: workers.to_vec(),
+        slowpath: None,
+        subscribers: Some("subscribers.toml".into()),
+        sa_capacity: 1024,
+        ..ConfigTemplate::default()
+    }
+    .write(&dir.join("akagate.toml"))
+    .unwrap()
 }
 
 /// The simulated UE side: the peer end of the in-memory pair.
@@ -275,7 +249,7 @@ fn icmpv6_from_pcscf(f: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, Vec<u8>)> {
 
 /// A daemon over a fresh memory pair with the test config, unpinned.
 fn start(dir: &Path) -> (DaemonHandle, Ue, Config) {
-    let config = config_in(dir, "[0]");
+    let config = config_in(dir, &[0]);
     let mut handle = Daemon::start(&config, StartOptions::unpinned()).unwrap();
     let mut peer = handle
         .take_memory_peer()
@@ -563,7 +537,7 @@ fn shutdown_sends_the_answer_to_an_event_already_handed_to_the_slowpath() {
 #[test]
 fn several_workers_each_get_their_queue_and_ues_are_steered() {
     let dir = temp_dir("workers");
-    let config = config_in(&dir, "[0, 1, 2]");
+    let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
     let mut ue = Ue {
@@ -594,7 +568,7 @@ fn several_workers_each_get_their_queue_and_ues_are_steered() {
 #[test]
 fn the_owner_answers_through_the_neighbour_worker_0_learned() {
     let dir = temp_dir("neighbours");
-    let config = config_in(&dir, "[0, 1, 2]");
+    let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let owner = port.queue_for_ue(IpAddr::V4(UE_V4));
     assert_ne!(owner, 0, "the test needs a UE not owned by worker 0");
@@ -644,7 +618,7 @@ impl Port for SteeredPort {
 fn commands_and_strays_follow_the_ports_steering() {
     use akagate_sys::steer::{RssInput, RssSteering, Steering};
     let dir = temp_dir("steering");
-    let config = config_in(&dir, "[0, 1, 2]");
+    let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let landing = port.queue_for_ue(IpAddr::V4(UE_V4));
     assert_ne!(landing, 2, "the test needs the UE's frames off worker 2");
@@ -675,10 +649,10 @@ fn commands_and_strays_follow_the_ports_steering() {
 #[test]
 fn start_errors_are_clear() {
     let dir = temp_dir("errors");
-    let mut config = config_in(&dir, "[0]");
+    let mut config = config_in(&dir, &[0]);
 
     // A port whose queue count does not match the workers.
-    let (port, _peer) = memory_pair(&config_in(&dir, "[0, 1]")).unwrap();
+    let (port, _peer) = memory_pair(&config_in(&dir, &[0, 1])).unwrap();
     let e = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap_err();
     assert!(matches!(e, StartError::Port(_)), "{e}");
     assert!(e.to_string().contains("2 queue(s) for 1 worker(s)"), "{e}");

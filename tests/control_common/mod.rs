@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use akagate::config::Config;
+use akagate::config::{Config, ConfigTemplate};
 use akagate::daemon::{MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 use akagate::{Daemon, DaemonHandle, StartOptions};
 use akagate_fastpath::esp::{
@@ -60,7 +60,7 @@ pub fn temp_dir(base: &str, name: &str) -> PathBuf {
 }
 
 /// Writes a memory-backend config (socket `ctl.sock` in `dir`) and alice's subscriber entry;
-/// `extra_control` is appended to the `[control]` table.
+/// `extra_control` is `""` or `"allow-key-export = true"` for the `[control]` table.
 pub fn config_in(dir: &Path, extra_control: &str) -> Config {
     std::fs::write(
         dir.join("subscribers.toml"),
@@ -70,43 +70,33 @@ pub fn config_in(dir: &Path, extra_control: &str) -> Config {
         ),
     )
     .unwrap();
-    let config = format!(
-        r#"
-[[sip-ports]]
-address = "{PCSCF_V4}"
-port = 5060
-ims-aka-profile = "default"
-
-[[ims-aka-profile]]
-name = "default"
-protected-client-port = {PORT_PC}
-protected-server-port = {PORT_PS}
-encr-alg-list = ["aes-cbc", "aes-gcm", "des-ede3-cbc", "null"]
-auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96"]
-
-[port]
-backend = "memory"
-
-[cores]
-workers = [0]
-
-[addresses]
-ipv4 = ["{PCSCF_V4}"]
-
-[subscribers]
-file = "subscribers.toml"
-
-[sa-table]
-capacity = 1024
-
-[control]
-socket = "ctl.sock"
-{extra_control}
-"#
-    );
-    let path = dir.join("akagate.toml");
-    std::fs::write(&path, config).unwrap();
-    Config::load(&path).unwrap()
+    // The callers' `[control]` lines, as a knob of the template.
+    let allow_key_export = match extra_control.trim() {
+        "" => false,
+        "allow-key-export = true" => true,
+        other => panic!("config_in: unsupported [control] line {other:?}"),
+    };
+    ConfigTemplate {
+        ipv4: vec![PCSCF_V4],
+        ipv6: vec![],
+        port_pc: PORT_PC,
+        port_ps: PORT_PS,
+        encr_algs: vec![
+            EncrAlg::AesCbc,
+            EncrAlg::AesGcm,
+            EncrAlg::DesEde3Cbc,
+            EncrAlg::Null,
+        ],
+        workers: vec![0],
+        slowpath: None,
+        subscribers: Some("subscribers.toml".into()),
+        sa_capacity: 1024,
+        control_socket: Some("ctl.sock".into()),
+        allow_key_export,
+        ..ConfigTemplate::default()
+    }
+    .write(&dir.join("akagate.toml"))
+    .unwrap()
 }
 
 /// A started daemon, its UE, and the socket path.
