@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use akagate::config::Config;
+use akagate::config::{Backend, ConfigTemplate};
 use akagate::{Daemon, DaemonHandle, StartOptions};
 use akagate_sys::mempair::MemQueue;
 use akagate_sys::Port;
@@ -32,10 +32,8 @@ impl core::fmt::Debug for MemoryDaemon {
     }
 }
 
-/// Writes a memory-backend configuration into `dir` (addresses [`DAEMON_V4`]/[`DAEMON_V6`],
-/// every ESP algorithm allowed, ports [`PORT_PC`]/[`PORT_PS`], `workers` worker threads) for
-/// the subscriber file `subscribers`, and starts the daemon unpinned with its SQN state in
-/// `dir`.
+/// Writes the memory-backend [`daemon_config`] into `dir` for the subscriber file
+/// `subscribers` and starts the daemon with [`start_options`].
 pub fn start_memory_daemon(
     dir: &Path,
     subscribers: &Path,
@@ -44,57 +42,82 @@ pub fn start_memory_daemon(
 ) -> Result<MemoryDaemon, String> {
     let subs = std::fs::canonicalize(subscribers)
         .map_err(|e| format!("{}: {e}", subscribers.display()))?;
-    let cores: Vec<String> = (0..workers.max(1)).map(|i| i.to_string()).collect();
-    let text = format!(
-        r#"
-[[sip-ports]]
-address = "{DAEMON_V4}"
-port = 5060
-ims-aka-profile = "all"
-
-[[sip-ports]]
-address = "{DAEMON_V6}"
-port = 5060
-ims-aka-profile = "all"
-
-[[ims-aka-profile]]
-name = "all"
-protected-client-port = {PORT_PC}
-protected-server-port = {PORT_PS}
-encr-alg-list = ["aes-cbc", "aes-gcm", "des-ede3-cbc", "null"]
-auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96", "aes-gmac"]
-
-[port]
-backend = "memory"
-
-[cores]
-workers = [{}]
-
-[addresses]
-ipv4 = ["{DAEMON_V4}"]
-ipv6 = ["{DAEMON_V6}"]
-
-[subscribers]
-file = "{}"
-
-[sa-table]
-capacity = {}
-"#,
-        cores.join(", "),
-        subs.display(),
-        sa_capacity.next_power_of_two().max(1024),
-    );
     let path = dir.join("akagate.toml");
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let config = Config::load(&path).map_err(|e| format!("{}: {e:?}", path.display()))?;
-    let mut opts = StartOptions::unpinned();
-    opts.sqn_state = Some(dir.join("sqn.state"));
-    opts.event_queue = 64 * 1024;
-    opts.command_queue = 64 * 1024;
-    let mut handle = Daemon::start(&config, opts).map_err(|e| e.to_string())?;
+    let config = daemon_config(Backend::Memory, &subs, workers, sa_capacity)
+        .write(&path)
+        .map_err(|e| format!("{}: {e:?}", path.display()))?;
+    let mut handle = Daemon::start(&config, start_options(dir)).map_err(|e| e.to_string())?;
     let mut peer = handle
         .take_memory_peer()
         .ok_or("the memory backend kept no peer end")?;
     let queue = peer.take_queues().pop().ok_or("peer end without a queue")?;
     Ok(MemoryDaemon { handle, queue })
+}
+
+/// The bench daemon's configuration on `backend`: addresses [`DAEMON_V4`] / [`DAEMON_V6`] with
+/// SIP on 5060, protected ports [`PORT_PC`] / [`PORT_PS`], every ESP algorithm allowed,
+/// `workers` worker threads (cores `0..workers`, for pinned runs), `subscribers` as the HSS
+/// file and an SA table for at least `sa_capacity` SPIs (a power of two, at least 1024).
+pub fn daemon_config(
+    backend: Backend,
+    subscribers: &Path,
+    workers: usize,
+    sa_capacity: usize,
+) -> ConfigTemplate {
+    ConfigTemplate {
+        backend,
+        ipv4: vec![DAEMON_V4],
+        ipv6: vec![DAEMON_V6],
+        profile: "all".into(),
+        port_pc: PORT_PC,
+        port_ps: PORT_PS,
+        workers: (0..workers.max(1)).collect(),
+        slowpath: None,
+        subscribers: Some(subscribers.to_path_buf()),
+        sa_capacity: sa_capacity.next_power_of_two().max(1024),
+        ..ConfigTemplate::default()
+    }
+    .all_algorithms()
+}
+
+/// How the benches start a daemon: unpinned, its SQN state in `dir`, and event and command
+/// queues deep enough for bursts of thousands of UEs.
+pub fn start_options(dir: &Path) -> StartOptions {
+    let mut opts = StartOptions::unpinned();
+    opts.sqn_state = Some(dir.join("sqn.state"));
+    opts.event_queue = 64 * 1024;
+    opts.command_queue = 64 * 1024;
+    opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn af_packet_config_is_valid_with_rounded_capacity() {
+        let mut template = daemon_config(
+            Backend::AfPacket {
+                interface: "veth-x".into(),
+            },
+            Path::new("/tmp/subs.toml"),
+            2,
+            3000,
+        );
+        template.control_socket = Some("/tmp/x.sock".into());
+        let c = template.build().expect("valid configuration");
+        assert_eq!(
+            c.port.backend,
+            Backend::AfPacket {
+                interface: "veth-x".into()
+            }
+        );
+        assert_eq!(c.cores.workers, vec![0, 1]);
+        assert_eq!(c.sa_table.capacity, 4096);
+        assert_eq!(c.control.socket, Some("/tmp/x.sock".into()));
+        assert_eq!(c.addresses.ipv4, vec![DAEMON_V4]);
+        assert_eq!(c.addresses.ipv6, vec![DAEMON_V6]);
+        let p = &c.ims_aka_profiles[0];
+        assert_eq!((p.port_pc, p.port_ps), (PORT_PC, PORT_PS));
+    }
 }

@@ -15,13 +15,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use akagate::config::Config;
-use akagate::{Daemon, DaemonHandle, StartOptions};
+use akagate::config::Backend;
+use akagate::{Daemon, DaemonHandle};
 use akagate_sys::afpacket::{AfPacketConfig, AfPacketPort, AfPacketQueue};
 use akagate_sys::testnet::VethPair;
 use akagate_sys::{IoError, Port};
 
-use crate::daemon::{DAEMON_V4, DAEMON_V6, PORT_PC, PORT_PS};
+use crate::daemon::{daemon_config, start_options, DAEMON_V4, DAEMON_V6};
 
 /// Why the bed could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +94,9 @@ impl VethLink {
         Ok(q)
     }
 
-    /// Writes the daemon's configuration into `dir` (see [`af_packet_config`]) and starts the
-    /// daemon unpinned inside namespace `a` on end `a`, with its SQN state and control socket
-    /// in `dir`.
+    /// Writes the daemon's af_packet configuration into `dir` (see [`daemon_config`]) and
+    /// starts the daemon inside namespace `a` on end `a` with [`start_options`], its control
+    /// socket in `dir`.
     pub fn start_daemon(
         &self,
         dir: &Path,
@@ -106,22 +106,15 @@ impl VethLink {
     ) -> Result<DaemonHandle, NetnsError> {
         let subs = std::fs::canonicalize(subscribers)
             .map_err(|e| NetnsError::Daemon(format!("{}: {e}", subscribers.display())))?;
-        let text = af_packet_config(
-            &self.pair.a,
-            &subs,
-            workers,
-            sa_capacity,
-            Some(&dir.join("akagate.sock")),
-        );
+        let interface = self.pair.a.clone();
+        let mut template =
+            daemon_config(Backend::AfPacket { interface }, &subs, workers, sa_capacity);
+        template.control_socket = Some(dir.join("akagate.sock"));
         let path = dir.join("akagate.toml");
-        std::fs::write(&path, text)
-            .map_err(|e| NetnsError::Daemon(format!("{}: {e}", path.display())))?;
-        let config = Config::load(&path)
+        let config = template
+            .write(&path)
             .map_err(|e| NetnsError::Daemon(format!("{}: {e:?}", path.display())))?;
-        let mut opts = StartOptions::unpinned();
-        opts.sqn_state = Some(dir.join("sqn.state"));
-        opts.event_queue = 64 * 1024;
-        opts.command_queue = 64 * 1024;
+        let opts = start_options(dir);
         // The worker threads are spawned from the thread inside namespace `a`; their socket
         // is already open there, so where they run later does not matter.
         let handle = VethPair::run_in(&self.pair.ns_a, move || Daemon::start(&config, opts))?
@@ -138,62 +131,6 @@ impl VethLink {
     }
 }
 
-/// An `af_packet` configuration on `interface`: addresses [`DAEMON_V4`] / [`DAEMON_V6`] with
-/// SIP on 5060, protected ports [`PORT_PC`] / [`PORT_PS`], every ESP algorithm allowed,
-/// `workers` worker threads (cores 0..workers, for pinned runs), `subscribers` as the HSS file
-/// and, if given, the control socket path.
-pub fn af_packet_config(
-    interface: &str,
-    subscribers: &Path,
-    workers: usize,
-    sa_capacity: usize,
-    control_socket: Option<&Path>,
-) -> String {
-    let cores: Vec<String> = (0..workers.max(1)).map(|i| i.to_string()).collect();
-    let control = control_socket.map_or(String::new(), |p| {
-        format!("\n[control]\nsocket = \"{}\"\n", p.display())
-    });
-    format!(
-        r#"[[sip-ports]]
-address = "{DAEMON_V4}"
-port = 5060
-ims-aka-profile = "all"
-
-[[sip-ports]]
-address = "{DAEMON_V6}"
-port = 5060
-ims-aka-profile = "all"
-
-[[ims-aka-profile]]
-name = "all"
-protected-client-port = {PORT_PC}
-protected-server-port = {PORT_PS}
-encr-alg-list = ["aes-cbc", "aes-gcm", "des-ede3-cbc", "null"]
-auth-alg-list = ["hmac-sha-1-96", "hmac-md5-96", "aes-gmac"]
-
-[port]
-backend = "af_packet"
-interface = "{interface}"
-
-[cores]
-workers = [{}]
-
-[addresses]
-ipv4 = ["{DAEMON_V4}"]
-ipv6 = ["{DAEMON_V6}"]
-
-[subscribers]
-file = "{}"
-
-[sa-table]
-capacity = {}
-{control}"#,
-        cores.join(", "),
-        subscribers.display(),
-        sa_capacity.next_power_of_two().max(1024),
-    )
-}
-
 /// A fresh directory under the system temp dir for one bed's files (configuration, SQN
 /// state, control socket); the caller removes it.
 pub fn scratch_dir(tag: &str) -> Result<PathBuf, NetnsError> {
@@ -204,29 +141,4 @@ pub fn scratch_dir(tag: &str) -> Result<PathBuf, NetnsError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| NetnsError::Command(format!("{}: {e}", dir.display())))?;
     Ok(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_config_is_valid_and_uses_af_packet() {
-        let text = af_packet_config(
-            "veth-x",
-            Path::new("/tmp/subs.toml"),
-            2,
-            3000,
-            Some(Path::new("/tmp/x.sock")),
-        );
-        let c = akagate::config::parse(&text).expect("valid configuration");
-        assert_eq!(
-            c.port.backend,
-            akagate::config::Backend::AfPacket {
-                interface: "veth-x".into()
-            }
-        );
-        assert_eq!(c.cores.workers, vec![0, 1]);
-        assert_eq!(c.sa_table.capacity, 4096);
-    }
 }
