@@ -131,30 +131,12 @@ fn afpacket_run(size: usize, mode: TxMode, bypass: bool, secs: f64) -> Row {
 
 #[cfg(feature = "dpdk")]
 fn dpdk_runs(secs: f64, rows: &mut Vec<Row>) {
-    use akagate_sys::dpdk::{eal_init, DpdkConfig, DpdkPort};
+    use akagate_sys::dpdk::open_af_packet_vdev;
     let net = VethPair::new().expect("veth pair");
-    let args: Vec<String> = [
-        "akagate-bench",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "-m",
-        "256",
-        "-l",
-        "0",
-        "--log-level=error",
-        &format!("--vdev=net_af_packet0,iface={}", net.b),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut dp = VethPair::run_in(
-        &net.ns_b,
-        move || -> Result<DpdkPort, akagate_sys::IoError> {
-            eal_init(&args)?;
-            DpdkPort::open(&DpdkConfig::new("net_af_packet0"))
-        },
-    )
+    let iface = net.b.clone();
+    let mut dp = VethPair::run_in(&net.ns_b, move || {
+        open_af_packet_vdev("akagate-bench", &iface, 256)
+    })
     .expect("namespace")
     .expect("DPDK port");
     let mut cfg_a = AfPacketConfig::new(&net.a);
