@@ -235,7 +235,9 @@ impl Core {
             RegEnd::Deregistered => ContactEvent::Unregistered,
             RegEnd::Expired => ContactEvent::Expired,
         };
-        for sub in subs.into_iter().filter(|s| s.expires_at > now) {
+        // A subscription granted up to the registration's end lapses with it: it still
+        // gets this last NOTIFY.
+        for sub in subs.into_iter().filter(|s| s.expires_at >= now) {
             let state = "terminated;reason=noresource".to_string();
             self.send_notify(key, sub, event, state, Delivery::Last, now, out);
         }
