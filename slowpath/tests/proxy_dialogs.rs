@@ -34,10 +34,12 @@ impl Call {
     fn to_b(&self) -> Flow {
         client_flow(&self.b, &self.sb, Proto::Tcp)
     }
-    fn from_a(&self) -> Flow {
+    /// a's own flow: port_uc -> our port_ps.
+    fn a_side(&self) -> Flow {
         self.a.protected_flow(&self.sa)
     }
-    fn from_b(&self) -> Flow {
+    /// b's own flow: port_uc -> our port_ps.
+    fn b_side(&self) -> Flow {
         self.b.protected_flow(&self.sb)
     }
 }
@@ -131,7 +133,7 @@ fn call_until(code: u16, reason: &str, extra: &str) -> (Call, String, String) {
     let relayed = out
         .iter()
         .map(sent)
-        .find(|(f, _)| *f == call.from_a())
+        .find(|(f, _)| *f == call.a_side())
         .expect("relayed to the caller")
         .1;
     (call, fwd, relayed)
@@ -153,7 +155,7 @@ fn established() -> Call {
         "",
         "",
     );
-    let (from_a, spi) = (c.from_a(), c.sa.spi_ps);
+    let (from_a, spi) = (c.a_side(), c.sa.spi_ps);
     let out = c.t.sip(from_a, Some(spi), &ack);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(sent(&out[0]).0, c.to_b());
@@ -211,7 +213,7 @@ fn assert_in_dialog(fwd: &str, method: &str, ruri: &str, sender: &Ue) {
 #[test]
 fn reinvite_update_message_follow_the_dialog_both_ways() {
     let mut c = established();
-    let (to_a, to_b, from_a, from_b) = (c.to_a(), c.to_b(), c.from_a(), c.from_b());
+    let (to_a, to_b, from_a, from_b) = (c.to_a(), c.to_b(), c.a_side(), c.b_side());
     let (a, b) = (c.a.clone(), c.b.clone());
     let (spi_a_ps, spi_a_pc, spi_b_ps, spi_b_pc) =
         (c.sa.spi_ps, c.sa.spi_pc, c.sb.spi_ps, c.sb.spi_pc);
@@ -378,7 +380,7 @@ fn prack_and_reliable_provisional_pass_100rel_untouched() {
         "RAck: 1 1 INVITE\r\nRequire: sec-agree, 100rel\r\nProxy-Require: sec-agree\r\n",
         "",
     );
-    let (from_a, to_b, spi) = (c.from_a(), c.to_b(), c.sa.spi_ps);
+    let (from_a, to_b, spi) = (c.a_side(), c.to_b(), c.sa.spi_ps);
     let fwd = forward(&mut c, from_a, spi, &prack, to_b);
     assert_in_dialog(&fwd, "PRACK", &c.b_target, &a);
     assert_eq!(header(&fwd, "RAck").as_deref(), Some("1 1 INVITE"));
@@ -471,7 +473,7 @@ fn page_mode_message_is_routed_like_invite() {
 #[test]
 fn unknown_dialog_gets_481_and_so_does_a_cancel_after_the_2xx() {
     let mut c = established();
-    let (a, from_a, spi) = (c.a.clone(), c.from_a(), c.sa.spi_ps);
+    let (a, from_a, spi) = (c.a.clone(), c.a_side(), c.sa.spi_ps);
     let stray = in_dialog(
         "UPDATE",
         &a,
@@ -520,7 +522,7 @@ fn assert_bye(bye: &str, ruri: &str, from: &str, to: &str, call_id: &str, cseq: 
 #[test]
 fn deregistration_releases_the_dialog_with_bye_to_both_before_the_sas_go() {
     let mut c = established();
-    let (a, from_a, spi) = (c.a.clone(), c.from_a(), c.sa.spi_ps);
+    let (a, from_a, spi) = (c.a.clone(), c.a_side(), c.sa.spi_ps);
     // The caller used CSeq 3 meanwhile.
     let up = in_dialog(
         "UPDATE",
@@ -595,7 +597,7 @@ fn expiry_of_the_callee_releases_the_dialog() {
             .split_inclusive("\r\n")
             .filter(|l| !l.starts_with("Security-Client:"))
             .collect();
-    let (from_a, spi) = (c.from_a(), c.sa.spi_ps);
+    let (from_a, spi) = (c.a_side(), c.sa.spi_ps);
     let out = c.t.sip(from_a, Some(spi), &refresh);
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK"));
 
@@ -628,7 +630,7 @@ fn a_callee_leaving_while_ringing_gets_the_call_cancelled_and_the_caller_480() {
     let (mut c, fwd, r180) = call_until(180, "Ringing", "");
     assert!(r180.starts_with("SIP/2.0 180 Ringing"));
     let b = c.b.clone();
-    let (from_b, spi) = (c.from_b(), c.sb.spi_ps);
+    let (from_b, spi) = (c.b_side(), c.sb.spi_ps);
     let out = c.t.sip(from_b, Some(spi), &b.dereg(&c.sb));
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK"));
     let removed = first_remove(&out).expect("RemoveSaSet");
@@ -639,7 +641,7 @@ fn a_callee_leaving_while_ringing_gets_the_call_cancelled_and_the_caller_480() {
     assert!(cancel.starts_with(&fwd.lines().next().unwrap().replace("INVITE ", "CANCEL ")));
     let r480 = sends_starting(&out, "SIP/2.0 480 ");
     assert_eq!(r480.len(), 1, "{out:?}");
-    assert_eq!(sent(&out[r480[0]]).0, c.from_a());
+    assert_eq!(sent(&out[r480[0]]).0, c.a_side());
     assert!(cancels[0] < removed && r480[0] < removed);
     assert!(sends_starting(&out, "BYE ").is_empty());
     assert_eq!(c.t.core.dialogs(), 0);
