@@ -43,10 +43,7 @@ impl ClientInvite {
             state: ClientInviteState::Calling,
             reliable,
             cfg,
-            timer_a: (!reliable).then_some(Retransmit {
-                at: now + cfg.t1,
-                interval: cfg.t1,
-            }),
+            timer_a: (!reliable).then_some(Retransmit::after(now, cfg.t1)),
             timer_b: Some(now + cfg.t1x64()),
             timer_d: None,
             request,
@@ -79,27 +76,19 @@ impl ClientInvite {
                 self.state = Proceeding;
                 self.timer_a = None;
                 self.timer_b = None;
-                self.out
-                    .events
-                    .push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out.report_response(response);
             }
             (Calling | Proceeding, 200..=299) => {
                 // The TU (core) handles 2xx retransmissions and the ACK (17.1.1.2).
-                self.out
-                    .events
-                    .push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out.report_response(response);
                 self.terminate();
             }
             (Calling | Proceeding, _) => {
-                self.out
-                    .events
-                    .push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out.report_response(response);
                 self.ack = Message::parse(&self.request)
                     .and_then(|invite| ack_for_non2xx(&invite, response))
                     .ok();
-                if let Some(ack) = &self.ack {
-                    self.out.transmits.push_back(ack.clone());
-                }
+                self.out.resend(self.ack.as_deref());
                 self.timer_a = None;
                 self.timer_b = None;
                 if self.reliable {
@@ -110,9 +99,7 @@ impl ClientInvite {
                 }
             }
             (Completed, 300..) => {
-                if let Some(ack) = &self.ack {
-                    self.out.transmits.push_back(ack.clone());
-                }
+                self.out.resend(self.ack.as_deref());
             }
             _ => {}
         }
@@ -124,11 +111,7 @@ impl Transaction for ClientInvite {
         if let Some(a) = self.timer_a.filter(|a| a.at <= now) {
             // Timer A doubles without the T2 cap (17.1.1.2).
             self.out.transmits.push_back(self.request.clone());
-            let interval = a.interval * 2;
-            self.timer_a = Some(Retransmit {
-                at: now + interval,
-                interval,
-            });
+            self.timer_a = Some(Retransmit::after(now, a.interval * 2));
         }
         if due(self.timer_b, now) {
             self.out.events.push_back(TxEvent::Timeout);

@@ -41,10 +41,7 @@ impl ClientNonInvite {
             reliable,
             cfg,
             request,
-            timer_e: (!reliable).then_some(Retransmit {
-                at: now + cfg.t1,
-                interval: cfg.t1,
-            }),
+            timer_e: (!reliable).then_some(Retransmit::after(now, cfg.t1)),
             timer_f: Some(now + cfg.t1x64()),
             timer_k: None,
             out,
@@ -73,14 +70,10 @@ impl ClientNonInvite {
         match (self.state, code) {
             (Trying | Proceeding, 100..=199) => {
                 self.state = Proceeding;
-                self.out
-                    .events
-                    .push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out.report_response(response);
             }
             (Trying | Proceeding, _) => {
-                self.out
-                    .events
-                    .push_back(TxEvent::Response(response.raw().to_vec()));
+                self.out.report_response(response);
                 self.timer_e = None;
                 self.timer_f = None;
                 if self.reliable {
@@ -104,10 +97,7 @@ impl Transaction for ClientNonInvite {
                 ClientNonInviteState::Trying => (e.interval * 2).min(self.cfg.t2),
                 _ => self.cfg.t2,
             };
-            self.timer_e = Some(Retransmit {
-                at: now + interval,
-                interval,
-            });
+            self.timer_e = Some(Retransmit::after(now, interval));
         }
         if due(self.timer_f, now) {
             self.out.events.push_back(TxEvent::Timeout);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::error::ParseError;
+use super::message::Message;
 
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
@@ -105,11 +106,45 @@ struct Outbox {
     events: VecDeque<TxEvent>,
 }
 
+impl Outbox {
+    /// Queues a copy of a kept message (last response, ACK), if there is one, for a
+    /// retransmission.
+    fn resend(&mut self, kept: Option<&[u8]>) {
+        if let Some(bytes) = kept {
+            self.transmits.push_back(bytes.to_vec());
+        }
+    }
+
+    /// Hands a received response to the transaction user.
+    fn report_response(&mut self, response: &Message<'_>) {
+        self.events
+            .push_back(TxEvent::Response(response.raw().to_vec()));
+    }
+}
+
+/// The status code of a response the transaction user hands in for sending.
+fn status_of(response: &[u8]) -> Result<u16, TransactionError> {
+    Message::parse(response)?
+        .status_code()
+        .ok_or(TransactionError::WrongMessage)
+}
+
 /// A retransmission timer: deadline and the interval used to arm it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Retransmit {
     at: Instant,
     interval: Duration,
+}
+
+impl Retransmit {
+    /// Armed to fire `interval` after `now` (each caller picks the interval its clause
+    /// prescribes: doubling, capped at T2 or not).
+    fn after(now: Instant, interval: Duration) -> Self {
+        Retransmit {
+            at: now + interval,
+            interval,
+        }
+    }
 }
 
 fn due(t: Option<Instant>, now: Instant) -> bool {

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use super::{
-    due, earliest, Outbox, Retransmit, TimerConfig, Transaction, TransactionError, TxEvent,
+    due, earliest, status_of, Outbox, Retransmit, TimerConfig, Transaction, TransactionError,
+    TxEvent,
 };
 use crate::sip::builder::response_to;
 use crate::sip::message::Message;
@@ -68,18 +69,12 @@ impl ServerInvite {
         self.out.events.push_back(TxEvent::Terminated);
     }
 
-    fn resend_last(&mut self) {
-        if let Some(r) = &self.last_response {
-            self.out.transmits.push_back(r.clone());
-        }
-    }
-
     /// Processes a retransmitted INVITE or an ACK matched to this transaction (17.2.3).
     pub fn handle_request(&mut self, request: &Message<'_>, now: Instant) {
         use ServerInviteState::*;
         let is_ack = request.method() == Some("ACK");
         match (self.state, is_ack) {
-            (Proceeding | Completed, false) => self.resend_last(),
+            (Proceeding | Completed, false) => self.out.resend(self.last_response.as_deref()),
             (Completed, true) => {
                 self.timer_g = None;
                 self.timer_h = None;
@@ -100,9 +95,7 @@ impl ServerInvite {
         response: Vec<u8>,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let code = Message::parse(&response)?
-            .status_code()
-            .ok_or(TransactionError::WrongMessage)?;
+        let code = status_of(&response)?;
         if self.state != ServerInviteState::Proceeding {
             return Err(TransactionError::InvalidState);
         }
@@ -115,10 +108,7 @@ impl ServerInvite {
                 self.last_response = Some(response);
                 self.state = ServerInviteState::Completed;
                 self.timer_h = Some(now + self.cfg.t1x64());
-                self.timer_g = (!self.reliable).then_some(Retransmit {
-                    at: now + self.cfg.t1,
-                    interval: self.cfg.t1,
-                });
+                self.timer_g = (!self.reliable).then_some(Retransmit::after(now, self.cfg.t1));
             }
         }
         Ok(())
@@ -138,12 +128,8 @@ impl Transaction for ServerInvite {
             }
         }
         if let Some(g) = self.timer_g.filter(|g| g.at <= now) {
-            self.resend_last();
-            let interval = (g.interval * 2).min(self.cfg.t2);
-            self.timer_g = Some(Retransmit {
-                at: now + interval,
-                interval,
-            });
+            self.out.resend(self.last_response.as_deref());
+            self.timer_g = Some(Retransmit::after(now, (g.interval * 2).min(self.cfg.t2)));
         }
         if due(self.timer_h, now) {
             self.out.events.push_back(TxEvent::Timeout);

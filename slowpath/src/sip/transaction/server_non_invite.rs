@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{due, earliest, Outbox, TimerConfig, Transaction, TransactionError, TxEvent};
+use super::{
+    due, earliest, status_of, Outbox, TimerConfig, Transaction, TransactionError, TxEvent,
+};
 use crate::sip::message::Message;
 
 /// States of Figure 8.
@@ -60,9 +62,7 @@ impl ServerNonInvite {
             self.state,
             ServerNonInviteState::Proceeding | ServerNonInviteState::Completed
         ) {
-            if let Some(r) = &self.last_response {
-                self.out.transmits.push_back(r.clone());
-            }
+            self.out.resend(self.last_response.as_deref());
         }
     }
 
@@ -72,9 +72,7 @@ impl ServerNonInvite {
         response: Vec<u8>,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let code = Message::parse(&response)?
-            .status_code()
-            .ok_or(TransactionError::WrongMessage)?;
+        let code = status_of(&response)?;
         if !matches!(
             self.state,
             ServerNonInviteState::Trying | ServerNonInviteState::Proceeding
