@@ -52,10 +52,12 @@ impl Core {
         }
     }
 
-    /// Registration `key` ends: the client transactions towards it (port_pc -> its port_us)
-    /// can no longer be answered, since its inbound SAs go now (TS 33.203 7.4 / 7.5). They
-    /// are dropped without retransmissions or timeouts, and a request we forwarded there is
-    /// answered 480 to its sender (it would otherwise wait for timer B / F).
+    /// Registration `key` ends: the transactions on its protected flows can no longer be
+    /// completed, since its inbound SAs go now (TS 33.203 7.4 / 7.5). Client transactions
+    /// towards it (port_pc -> its port_us) and its server transactions (its port_uc ->
+    /// port_ps, already answered) are dropped without retransmissions or timeouts, and a
+    /// request we forwarded to it is answered 480 to its sender (it would otherwise wait for
+    /// timer B / F).
     pub(crate) fn abandon_towards(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
         let Some(reg) = self.regs.get(key) else {
             return;
@@ -66,7 +68,7 @@ impl Core {
         ]
         .into_iter()
         .flatten()
-        .map(|s| (s.ue, s.port_pc))
+        .flat_map(|s| [(s.ue, s.port_pc), (s.ue, s.port_ps)])
         .collect();
         let mut towards: Vec<TxId> = self
             .txs

@@ -1,6 +1,6 @@
 //! Request and response routing between registered UEs over their SA sets, through the
 //! transaction layer: forwarding (RFC 3261 16.6), response relaying (16.7), CANCEL (16.10),
-//! in-dialog ACK, and the reg-event SUBSCRIBE / NOTIFY.
+//! in-dialog requests and ACK along the recorded dialog.
 
 use std::time::Instant;
 
