@@ -10,12 +10,10 @@ mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
 use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
-use akagate_fastpath::l2::L2Config;
-use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, UeStack};
-use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig};
+use akagate_fastpath::worker::{InboundTable, Worker};
 use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
 use akagate_sys::{PacketBuf, Port, PortQueue};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -25,7 +23,7 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
 };
-use support::{suite, udp_v4};
+use support::{suite, udp_v4, worker_config};
 
 const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
@@ -186,28 +184,7 @@ impl Bed {
         let (ev_tx, ev_rx) = bounded(256);
         let (cmd_tx, cmd_rx) = bounded(64);
         let now = Instant::from_millis(10_000);
-        let cfg = WorkerConfig {
-            id: 0,
-            l2: L2Config {
-                mac: PCSCF_MAC,
-                ipv4,
-                ipv6,
-                gateway_v4: None,
-                gateway_v6: None,
-                max_neighbors: 64,
-                neighbor_ttl: Duration::from_secs(300),
-                solicit_retry: Duration::from_secs(1),
-            },
-            stack: StackConfig::default(),
-            reasm: ReasmConfig::default(),
-            sip_port: 5060,
-            burst: 32,
-            commands_per_loop: 16,
-            max_ues: 16,
-            link_mtu: 1500,
-            timer_tick: Duration::from_millis(1),
-            timer_slots: 256,
-        };
+        let cfg = worker_config(0, PCSCF_MAC, ipv4, ipv6);
         let worker = Worker::new(cfg, wq, table.clone(), ev_tx, cmd_rx, now);
         let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, now).unwrap();
         stack.listen(PORT_US, true, true);

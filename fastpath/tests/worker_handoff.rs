@@ -9,11 +9,8 @@ mod support;
 
 use akagate_fastpath::esp::OutboundSa;
 use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
-use akagate_fastpath::l2::L2Config;
-use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SpiAllocator;
-use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::{Handoff, InboundTable, Worker, WorkerConfig};
+use akagate_fastpath::worker::{Handoff, InboundTable, Worker};
 use akagate_sys::mempair::{mem_pair, MemEndConfig, MemPairConfig, MemQueue};
 use akagate_sys::steer::{RssInput, RssSteering, Steering};
 use akagate_sys::{PacketBuf, Port, PortQueue, UeSide};
@@ -23,7 +20,7 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, UdpPacket,
 };
-use support::{suite, udp_v4};
+use support::{suite, udp_v4, worker_config};
 
 const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
@@ -70,28 +67,7 @@ fn bed(n: usize, owner_steering: Steering) -> Bed {
     let mut cmds = Vec::new();
     for (id, q) in a.take_queues().into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = bounded(64);
-        let cfg = WorkerConfig {
-            id,
-            l2: L2Config {
-                mac: PCSCF_MAC,
-                ipv4: vec![Ipv4Cidr::new(PCSCF, 24)],
-                ipv6: vec![],
-                gateway_v4: None,
-                gateway_v6: None,
-                max_neighbors: 64,
-                neighbor_ttl: Duration::from_secs(300),
-                solicit_retry: Duration::from_secs(1),
-            },
-            stack: StackConfig::default(),
-            reasm: ReasmConfig::default(),
-            sip_port: 5060,
-            burst: 32,
-            commands_per_loop: 16,
-            max_ues: 16,
-            link_mtu: 1500,
-            timer_tick: Duration::from_millis(1),
-            timer_slots: 256,
-        };
+        let cfg = worker_config(id, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF, 24)], vec![]);
         let w = Worker::new(cfg, q, table.clone(), ev_tx.clone(), cmd_rx, now)
             .with_peers(owner_steering.clone(), handoff.clone());
         workers.push(w);
