@@ -226,6 +226,19 @@ impl Core {
         &self.hss
     }
 
+    /// Group commit from here on: challenges only append their SQN to the HSS's journal, and
+    /// the caller must call [`Core::commit`] before dispatching any actions.
+    pub fn defer_sqn_commit(&mut self) {
+        self.hss.set_commit_mode(crate::hss::CommitMode::Deferred);
+    }
+
+    /// Makes every SQN handed out so far durable (one fsync if any); call before dispatching
+    /// the actions returned since the last commit. On error, no 401 of those may be sent
+    /// (TS 33.102 6.3: an SQN is never reused after a restart).
+    pub fn commit(&mut self) -> Result<(), crate::hss::HssError> {
+        self.hss.commit()
+    }
+
     /// Number of registrations with an active (200 OK'd) SA set.
     pub fn registered(&self) -> usize {
         self.regs.values().filter(|r| r.active.is_some()).count()

@@ -1,5 +1,6 @@
 //! Durable SQN state: a snapshot file rewritten atomically (temp + fsync + rename) and an
-//! append-only journal fsynced per challenge, so a restart never reuses an SQN (TS 33.102 6.3).
+//! append-only journal, fsynced per challenge or once per group of challenges (group commit),
+//! so a restart never reuses an SQN that left in a challenge (TS 33.102 6.3).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -9,11 +10,24 @@ use std::path::{Path, PathBuf};
 use super::HssError;
 
 /// The SQN state of all subscribers on disk: `<path>` (snapshot, TOML map IMPI -> last SQN in
-/// hex) and `<path>.journal` (lines `<sqn hex> <impi>`, appended and fsynced per challenge).
+/// hex) and `<path>.journal` (lines `<sqn hex> <impi>`, appended by [`SqnJournal::append`] and
+/// made durable by [`SqnJournal::sync`]).
+///
+/// After a failed write or fsync the journal is *poisoned*: on Linux a failed fsync may drop
+/// the dirty pages and a later fsync report success without them, and a torn line would merge
+/// with the next one. So nothing more is appended until [`SqnJournal::checkpoint`] has written
+/// a fresh snapshot from the caller's state and started an empty journal.
 #[derive(Debug)]
 pub struct SqnJournal {
+    path: PathBuf,
     journal_path: PathBuf,
     journal: File,
+    /// Lines appended since the last successful fsync.
+    dirty: bool,
+    /// A write or fsync failed; only a checkpoint makes the journal usable again.
+    poisoned: bool,
+    /// Successful fsyncs of the journal (group commits), for statistics and tests.
+    syncs: u64,
 }
 
 fn io(path: &Path, e: std::io::Error) -> HssError {
@@ -37,6 +51,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HssError
     f.sync_all().map_err(|e| io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    sync_dir(path)
+}
+
+/// Fsyncs the directory holding `path`, so a file created or renamed there stays.
+fn sync_dir(path: &Path) -> Result<(), HssError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -48,8 +67,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HssError
 
 impl SqnJournal {
     /// Opens (or creates) the state at `path`, returns it with the recovered last SQN per IMPI,
-    /// and compacts the journal into the snapshot. A torn last journal line (a crash during the
-    /// append) is ignored: its challenge was never sent, because sending waits for the fsync.
+    /// and compacts the journal into the snapshot. Lines after the last fsync may be lost or
+    /// torn by a crash; a torn one is ignored: no challenge carrying them was sent, because
+    /// sending waits for the fsync (group commit).
     pub fn open(path: &Path) -> Result<(Self, BTreeMap<String, u64>), HssError> {
         let journal_path = with_suffix(path, ".journal");
         let mut state = BTreeMap::new();
@@ -86,44 +106,138 @@ impl SqnJournal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&journal_path, e)),
         }
-        let snap: BTreeMap<&String, String> = state
-            .iter()
-            .map(|(k, v)| (k, format!("{v:012x}")))
-            .collect();
-        let text = toml::to_string(&snap).map_err(|e| HssError::Parse {
-            line: 0,
-            reason: e.to_string(),
-        })?;
-        write_atomically(path, text.as_bytes())?;
+        write_snapshot(path, state.iter().map(|(k, v)| (k.as_str(), *v)))?;
         // Only after the snapshot holds everything is the journal emptied.
-        let journal = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&journal_path)
-            .map_err(|e| io(&journal_path, e))?;
-        journal.sync_all().map_err(|e| io(&journal_path, e))?;
-        let journal = OpenOptions::new()
-            .append(true)
-            .open(&journal_path)
-            .map_err(|e| io(&journal_path, e))?;
+        let journal = empty_journal(&journal_path)?;
         Ok((
             SqnJournal {
+                path: path.to_path_buf(),
                 journal_path,
                 journal,
+                dirty: false,
+                poisoned: false,
+                syncs: 0,
             },
             state,
         ))
     }
 
-    /// Records that `sqn` was handed out for `impi`; returns once it is on stable storage.
+    /// Records that `sqn` was handed out for `impi`; returns once it is on stable storage
+    /// (an [`append`](Self::append) and a [`sync`](Self::sync)).
     pub fn record(&mut self, impi: &str, sqn: u64) -> Result<(), HssError> {
-        let line = format!("{sqn:012x} {impi}\n");
-        self.journal
-            .write_all(line.as_bytes())
-            .and_then(|_| self.journal.sync_data())
-            .map_err(|e| io(&self.journal_path, e))
+        self.append(impi, sqn)?;
+        self.sync()
     }
+
+    /// Appends the record that `sqn` was handed out for `impi`, without waiting for the disk:
+    /// the SQN is durable only after the next successful [`sync`](Self::sync).
+    pub fn append(&mut self, impi: &str, sqn: u64) -> Result<(), HssError> {
+        if self.poisoned {
+            return Err(self.poisoned_error());
+        }
+        let line = format!("{sqn:012x} {impi}\n");
+        // Dirty before the write: a partial write leaves bytes that only a sync or a
+        // checkpoint may vouch for.
+        self.dirty = true;
+        self.journal.write_all(line.as_bytes()).map_err(|e| {
+            self.poisoned = true;
+            io(&self.journal_path, e)
+        })
+    }
+
+    /// Makes every appended record durable (one fsync, none if nothing was appended since
+    /// the last one). A failure poisons the journal (see [`SqnJournal`]).
+    pub fn sync(&mut self) -> Result<(), HssError> {
+        if self.poisoned {
+            return Err(self.poisoned_error());
+        }
+        if !self.dirty {
+            return Ok(());
+        }
+        match self.journal.sync_data() {
+            Ok(()) => {
+                self.dirty = false;
+                self.syncs += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(io(&self.journal_path, e))
+            }
+        }
+    }
+
+    /// Replaces the whole state on disk by `state` (IMPI -> last SQN; it must cover every SQN
+    /// ever appended): a new snapshot, atomically, then an empty journal. This is how a
+    /// poisoned journal recovers; the old journal's content is no longer needed.
+    pub fn checkpoint<'a>(
+        &mut self,
+        state: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<(), HssError> {
+        self.poisoned = true;
+        write_snapshot(&self.path, state)?;
+        self.journal = empty_journal(&self.journal_path)?;
+        self.poisoned = false;
+        self.dirty = false;
+        self.syncs += 1;
+        Ok(())
+    }
+
+    /// Whether records were appended since the last successful sync.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Whether a write or fsync failed and no checkpoint has recovered since.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Successful fsyncs and checkpoints so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    fn poisoned_error(&self) -> HssError {
+        HssError::Io {
+            path: self.journal_path.display().to_string(),
+            reason: "journal unusable after an earlier write or fsync failure".into(),
+        }
+    }
+}
+
+/// Writes the snapshot `path` (TOML map IMPI -> SQN in 12 hex digits) atomically.
+fn write_snapshot<'a>(
+    path: &Path,
+    state: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), HssError> {
+    let snap: BTreeMap<&str, String> = state
+        .into_iter()
+        .map(|(k, v)| (k, format!("{v:012x}")))
+        .collect();
+    let text = toml::to_string(&snap).map_err(|e| HssError::Parse {
+        line: 0,
+        reason: e.to_string(),
+    })?;
+    write_atomically(path, text.as_bytes())
+}
+
+/// Truncates (or creates) the journal durably and reopens it for appending.
+fn empty_journal(journal_path: &Path) -> Result<File, HssError> {
+    let journal = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(journal_path)
+        .map_err(|e| io(journal_path, e))?;
+    journal.sync_all().map_err(|e| io(journal_path, e))?;
+    // A new journal's directory entry must be durable too, or fdatasync of its lines
+    // would protect a file that a power cut can make disappear.
+    sync_dir(journal_path)?;
+    OpenOptions::new()
+        .append(true)
+        .open(journal_path)
+        .map_err(|e| io(journal_path, e))
 }
 
 /// Parses 12 hex digits (a 48-bit SQN).

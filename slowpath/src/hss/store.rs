@@ -1,7 +1,8 @@
 //! The subscriber store: lookup by IMPI/IMPU, AKA vector generation with SQN advanced and
-//! persisted first, and re-synchronisation from AUTS (TS 33.102 6.3.3, 6.3.5).
+//! journaled first (durable at once, or at the next group commit), and re-synchronisation
+//! from AUTS (TS 33.102 6.3.3, 6.3.5).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use thiserror::Error;
@@ -61,6 +62,9 @@ pub struct Subscriber {
     milenage: Milenage,
     amf: [u8; 2],
     sqn: SqnGenerator,
+    /// The largest SQN ever journaled or recovered for this subscriber: a restart resumes
+    /// above it, so every checkpoint writes it (a resync may move SEQ_HE below it).
+    sqn_floor: u64,
 }
 
 impl core::fmt::Debug for Subscriber {
@@ -107,6 +111,17 @@ fn key(id: &str) -> String {
     id.trim().to_ascii_lowercase()
 }
 
+/// When the SQN journal is fsynced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Every [`Hss::challenge`] is durable when it returns (standalone use: tests, tools).
+    #[default]
+    PerChallenge,
+    /// Challenges only append; [`Hss::commit`] makes them durable with one fsync (group
+    /// commit). Whoever selects this must commit before any vector leaves the process.
+    Deferred,
+}
+
 /// The embedded HSS.
 #[derive(Debug)]
 pub struct Hss {
@@ -115,6 +130,9 @@ pub struct Hss {
     by_impu: HashMap<String, usize>,
     policy: SqnPolicy,
     journal: Option<SqnJournal>,
+    commit_mode: CommitMode,
+    /// SQN state of IMPIs not provisioned (any more), kept so a checkpoint does not lose it.
+    foreign: BTreeMap<String, u64>,
 }
 
 impl Hss {
@@ -127,6 +145,8 @@ impl Hss {
             by_impu: HashMap::new(),
             policy,
             journal: None,
+            commit_mode: CommitMode::PerChallenge,
+            foreign: BTreeMap::new(),
         };
         for r in records {
             let impi = r.impi.trim();
@@ -185,6 +205,7 @@ impl Hss {
                 milenage,
                 amf,
                 sqn: gen,
+                sqn_floor: sqn,
             });
         }
         Ok(hss)
@@ -209,22 +230,74 @@ impl Hss {
 
     /// Attaches durable SQN state at `path` (see [`SqnJournal`]): each subscriber continues
     /// from the larger of the file's SQN and the recorded one, and every later challenge is
-    /// recorded before it is returned.
+    /// journaled before it is returned (and durable then, unless [`CommitMode::Deferred`]).
     pub fn with_sqn_state(mut self, path: &Path) -> Result<Self, HssError> {
         let (journal, state) = SqnJournal::open(path)?;
         for (impi, sqn) in state {
-            if let Some(&i) = self.by_impi.get(&key(&impi)) {
-                if let Some(s) = self.subs.get_mut(i) {
-                    let (seq, _) = self.policy.split(Sqn::from_bytes(sqn_bytes(sqn)));
-                    if seq > s.sqn.seq_he() {
-                        s.sqn = SqnGenerator::new(self.policy, seq)
-                            .map_err(|_| HssError::SqnExhausted)?;
-                    }
-                }
+            let Some(s) = self
+                .by_impi
+                .get(&key(&impi))
+                .and_then(|&i| self.subs.get_mut(i))
+            else {
+                self.foreign.insert(impi, sqn);
+                continue;
+            };
+            s.sqn_floor = s.sqn_floor.max(sqn);
+            let (seq, _) = self.policy.split(Sqn::from_bytes(sqn_bytes(sqn)));
+            if seq > s.sqn.seq_he() {
+                s.sqn = SqnGenerator::new(self.policy, seq).map_err(|_| HssError::SqnExhausted)?;
             }
         }
         self.journal = Some(journal);
         Ok(self)
+    }
+
+    /// Selects when the SQN journal is fsynced (default [`CommitMode::PerChallenge`]).
+    pub fn set_commit_mode(&mut self, mode: CommitMode) {
+        self.commit_mode = mode;
+    }
+
+    /// When the SQN journal is fsynced.
+    pub fn commit_mode(&self) -> CommitMode {
+        self.commit_mode
+    }
+
+    /// Makes every SQN handed out so far durable: one fsync of the journal if anything was
+    /// appended since the last commit, nothing otherwise (and nothing without SQN state).
+    ///
+    /// If the fsync fails, the journal is not trusted any more (a failed fsync may have
+    /// dropped its pages) and the whole state is rewritten from memory instead: a new
+    /// snapshot (atomic rename, fsynced) and an empty journal. Only if that fails too is the
+    /// error returned; the SQNs of this group are then not durable and their vectors must
+    /// not be sent. Every later challenge and commit retries the rewrite first.
+    pub fn commit(&mut self) -> Result<(), HssError> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if !journal.is_poisoned() {
+            match journal.sync() {
+                Ok(()) => return Ok(()),
+                Err(e) => log::error!("SQN journal fsync failed ({e}); rewriting the SQN state"),
+            }
+        }
+        let state = self
+            .subs
+            .iter()
+            .map(|s| (s.impi.as_str(), s.sqn_floor))
+            .chain(self.foreign.iter().map(|(k, v)| (k.as_str(), *v)));
+        journal.checkpoint(state)
+    }
+
+    /// Whether SQNs were handed out that are not durable yet (a commit is due).
+    pub fn has_uncommitted(&self) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|j| j.is_dirty() || j.is_poisoned())
+    }
+
+    /// How many times the SQN journal was made durable (fsyncs and checkpoints since open).
+    pub fn sync_count(&self) -> u64 {
+        self.journal.as_ref().map_or(0, SqnJournal::syncs)
     }
 
     /// Number of subscribers.
@@ -254,18 +327,28 @@ impl Hss {
             .ok_or(HssError::UnknownImpi)
     }
 
-    /// A fresh authentication vector for `impi` with the given RAND: the next SQN is made
-    /// durable first, so the vector may be sent as soon as this returns (TS 33.102 6.3.2).
+    /// A fresh authentication vector for `impi` with the given RAND; the next SQN is
+    /// journaled first (TS 33.102 6.3.2). In [`CommitMode::PerChallenge`] it is durable when
+    /// this returns, so the vector may be sent at once; in [`CommitMode::Deferred`] only
+    /// after the next successful [`Hss::commit`].
     pub fn challenge(&mut self, impi: &str, rand: [u8; 16]) -> Result<AuthVector, HssError> {
         let i = self.index(impi)?;
+        if self.journal.as_ref().is_some_and(SqnJournal::is_poisoned) {
+            self.commit()?;
+        }
         let s = self.subs.get_mut(i).ok_or(HssError::UnknownImpi)?;
         let mut gen = s.sqn.clone();
         let sqn = gen.next_sqn().map_err(|_| HssError::SqnExhausted)?;
         if let Some(j) = self.journal.as_mut() {
-            j.record(&s.impi, sqn.value())?;
+            j.append(&s.impi, sqn.value())?;
         }
         s.sqn = gen;
-        Ok(AuthVector::generate(&s.milenage, rand, sqn, s.amf))
+        s.sqn_floor = s.sqn_floor.max(sqn.value());
+        let av = AuthVector::generate(&s.milenage, rand, sqn, s.amf);
+        if self.commit_mode == CommitMode::PerChallenge {
+            self.commit()?;
+        }
+        Ok(av)
     }
 
     /// Re-synchronises `impi` from the AUTS the UE returned for `rand` (TS 33.102 6.3.5);
