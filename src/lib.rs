@@ -1,5 +1,7 @@
 //! akagate, the P-CSCF security edge: the validated configuration ([`config`]) and the daemon
 //! that wires port queues, pinned fast-path workers and the slowpath thread together ([`daemon`]).
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 pub mod control;

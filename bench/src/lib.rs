@@ -5,6 +5,8 @@
 //! steps the real fast-path worker and slowpath core in-process for tests and `akabench`;
 //! [`load`] is the `akabench` run and [`report`] its statistics; `netns` is the AF_PACKET bed
 //! (two namespaces and a veth pair, Linux only).
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod daemon;
 pub mod fleet;

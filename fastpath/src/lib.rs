@@ -1,5 +1,7 @@
 //! The akagate fast path: ESP, SA tables, per-UE TCP/IP stacks and the worker loop.
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod esp;
 pub mod ipc;

@@ -1,5 +1,7 @@
 //! The akagate slowpath: SIP, sec-agree, IMS-AKA, registrar and proxy, written sans-IO.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod aka;
 pub mod core;

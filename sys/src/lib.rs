@@ -3,6 +3,8 @@
 //! One interface ([`Port`] / [`PortQueue`]) with several backends: AF_PACKET TPACKET_V3 rings
 //! ([`afpacket`]), DPDK ethdev behind the cargo feature `dpdk` (`dpdk`), and an in-memory pair
 //! for tests ([`mempair`]). Frames are steered to queues by the UE's IP address ([`steer`]).
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod affinity;
 #[cfg(target_os = "linux")]
