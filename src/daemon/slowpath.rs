@@ -1,7 +1,8 @@
 //! The slowpath thread: waits for worker events up to the core's next deadline, runs the
-//! sans-IO [`Core`], and hands each resulting command to the worker that owns the UE.
-//! On stop it handles the events still queued, closes the command queues and makes the
-//! HSS's SQN state durable.
+//! sans-IO [`Core`] over a batch of them, makes the batch's SQNs durable with one fsync (group
+//! commit) and only then hands each resulting command to the worker that owns the UE.
+//! On stop it handles the events still queued, closes the command queues and compacts the
+//! HSS's SQN state.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,8 @@ pub(super) struct Slowpath {
 impl Slowpath {
     /// The thread body.
     pub fn run(mut self) -> SlowpathExit {
+        // Every batch is committed before its commands leave (`release`).
+        self.core.defer_sqn_commit();
         self.publish_gauges();
         let mut next_gauge = Instant::now() + GAUGE_PERIOD;
         let mut next_log = self.stats_interval.map(|i| Instant::now() + i);
@@ -75,12 +78,13 @@ impl Slowpath {
             if timer_ran {
                 wake = wake.max(now + MIN_TIMER_WAIT);
             }
+            let mut batch = Vec::new();
             match self.events.recv_deadline(wake) {
                 Ok(ev) => {
-                    self.on_event(ev);
+                    self.on_event(ev, &mut batch);
                     for _ in 1..EVENT_BATCH {
                         match self.events.try_recv() {
-                            Ok(ev) => self.on_event(ev),
+                            Ok(ev) => self.on_event(ev, &mut batch),
                             Err(_) => break,
                         }
                     }
@@ -88,6 +92,7 @@ impl Slowpath {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     log::error!("slowpath: every worker is gone; stopping");
+                    self.release(batch);
                     break;
                 }
             }
@@ -99,8 +104,9 @@ impl Slowpath {
                 if !actions.is_empty() {
                     inc(&self.counters.timeouts);
                 }
-                self.dispatch(actions);
+                batch.extend(actions);
             }
+            self.release(batch);
             self.control.serve(&self.core, now);
             if now >= next_gauge {
                 self.publish_gauges();
@@ -121,15 +127,17 @@ impl Slowpath {
     fn finish(mut self) -> SlowpathExit {
         let queued = self.events.len();
         let mut drained = 0;
+        let mut batch = Vec::new();
         for _ in 0..queued {
             match self.events.try_recv() {
                 Ok(ev) => {
-                    self.on_event(ev);
+                    self.on_event(ev, &mut batch);
                     drained += 1;
                 }
                 Err(_) => break,
             }
         }
+        self.release(batch);
         self.counters
             .drained_at_shutdown
             .store(drained, Ordering::Relaxed);
@@ -143,7 +151,8 @@ impl Slowpath {
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
         drop(commands);
-        // Dropping the core closes the HSS's journal; every SQN handed out is already in it.
+        // Dropping the core closes the HSS's journal; every SQN handed out is already in it
+        // (the last batch was committed before its commands were queued).
         drop(core);
         let mut exit = SlowpathExit {
             sqn_state: None,
@@ -160,13 +169,44 @@ impl Slowpath {
         exit
     }
 
-    fn on_event(&mut self, ev: WorkerEvent) {
+    /// Runs one event through the core; its commands join `batch` (sent by `release`).
+    fn on_event(&mut self, ev: WorkerEvent, batch: &mut Vec<WorkerCommand>) {
         inc(&self.counters.events);
         if matches!(ev, WorkerEvent::Sip(_)) {
             inc(&self.counters.sip_messages);
         }
-        let actions = self.core.handle(ev, Instant::now());
-        self.dispatch(actions);
+        batch.extend(self.core.handle(ev, Instant::now()));
+    }
+
+    /// Group commit: one fsync makes the SQNs of every challenge in `batch` durable, then
+    /// the batch is dispatched, so no 401 leaves before its SQN would survive a crash
+    /// (TS 33.102 6.3; a restart never reuses a challenge).
+    fn release(&mut self, batch: Vec<WorkerCommand>) {
+        let committed = self.core.commit();
+        self.dispatch_committed(batch, committed);
+    }
+
+    /// Dispatches `batch` if `committed` is `Ok`. Otherwise its SQNs may not survive a crash:
+    /// the 401s are dropped ([`withhold_challenges`], counted in `commands_dropped`, UEs retry
+    /// or retransmit) and everything else is sent, since it carries no SQN and holding back
+    /// SA installs/removals or other answers would leave workers and core out of step.
+    fn dispatch_committed(&mut self, batch: Vec<WorkerCommand>, committed: Result<(), HssError>) {
+        let batch = match committed {
+            Ok(()) => batch,
+            Err(e) => {
+                let (rest, dropped) = withhold_challenges(batch);
+                let c = &self.counters.commands_dropped;
+                c.store(
+                    c.load(Ordering::Relaxed).wrapping_add(dropped as u64),
+                    Ordering::Relaxed,
+                );
+                log::error!(
+                    "slowpath: SQN state not durable ({e}); {dropped} 401 challenge(s) withheld"
+                );
+                rest
+            }
+        };
+        self.dispatch(batch);
     }
 
     /// Sends each command, in order, to the worker owning its UE (one UE, one worker), so
@@ -223,6 +263,19 @@ impl Slowpath {
     }
 }
 
+/// Splits off every 401 response (the only messages that may carry an AKA challenge, i.e.
+/// an SQN in AUTN, TS 33.203 6.1) from `batch`; returns the rest, in order, and how many were
+/// removed. A 401 relayed from elsewhere is removed too: harmless, its transaction retries.
+fn withhold_challenges(batch: Vec<WorkerCommand>) -> (Vec<WorkerCommand>, usize) {
+    let before = batch.len();
+    let rest: Vec<WorkerCommand> = batch
+        .into_iter()
+        .filter(|c| !matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 ")))
+        .collect();
+    let dropped = before - rest.len();
+    (rest, dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,14 +290,32 @@ mod tests {
         "../../tests/fixtures/daemon/01_register_initial_security_client_boghe_openims.sip"
     );
 
-    /// An event queued before the stop is still handled, its commands reach the worker's
-    /// queue in order (SA set before the 401), and the SQN state is compacted to one file.
-    #[test]
-    fn stop_handles_queued_events_and_persists_sqns() {
-        let dir =
-            std::env::temp_dir().join(format!("akagate-slowpath-stop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn flow() -> Flow {
+        Flow {
+            ue: "192.168.200.100".parse().unwrap(),
+            ue_port: 63373,
+            local: "192.168.200.1".parse().unwrap(),
+            local_port: 5060,
+            proto: Proto::Udp,
+        }
+    }
+
+    fn register() -> WorkerEvent {
+        WorkerEvent::Sip(SipIn {
+            flow: flow(),
+            via_spi: None,
+            bytes: REGISTER.to_vec(),
+        })
+    }
+
+    /// A slowpath over one worker queue whose HSS (alice, TS 35.208 4.3.1 Test Set 1) keeps
+    /// its SQN state in `dir`; returns it with its event sender and the worker's queue.
+    fn slowpath_in(
+        dir: &std::path::Path,
+        stop: bool,
+    ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
         let state = dir.join("sqn-state");
         let hss = Hss::from_records(&[SubscriberRecord {
             impi: "alice@open-ims.test".into(),
@@ -268,20 +339,6 @@ mod tests {
         );
         let (events_tx, events) = bounded(4);
         let (commands_tx, commands_rx) = bounded(4);
-        let flow = Flow {
-            ue: "192.168.200.100".parse().unwrap(),
-            ue_port: 63373,
-            local: "192.168.200.1".parse().unwrap(),
-            local_port: 5060,
-            proto: Proto::Udp,
-        };
-        events_tx
-            .send(WorkerEvent::Sip(SipIn {
-                flow,
-                via_spi: None,
-                bytes: REGISTER.to_vec(),
-            }))
-            .unwrap();
         let counters = Arc::new(SlowpathCounters::default());
         let slowpath = Slowpath {
             core,
@@ -289,18 +346,34 @@ mod tests {
             commands: vec![commands_tx],
             wakers: vec![Arc::default()],
             counters: counters.clone(),
-            stop: Arc::new(AtomicBool::new(true)),
-            sqn_state: Some(state.clone()),
+            stop: Arc::new(AtomicBool::new(stop)),
+            sqn_state: Some(state),
             stats_interval: None,
             stats: StatsSource {
                 started: Instant::now(),
                 workers: Vec::new(),
-                slowpath: counters.clone(),
+                slowpath: counters,
                 table,
             },
             steering: akagate_sys::steer::Steering::UeKey { queues: 1 },
             control: crate::control::channel().1,
         };
+        (slowpath, events_tx, commands_rx)
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("akagate-slowpath-{name}-{}", std::process::id()))
+    }
+
+    /// An event queued before the stop is still handled, its commands reach the worker's
+    /// queue in order (SA set before the 401), and the SQN state is compacted to one file.
+    #[test]
+    fn stop_handles_queued_events_and_persists_sqns() {
+        let dir = tmp("stop");
+        let (slowpath, events_tx, commands_rx) = slowpath_in(&dir, true);
+        let state = dir.join("sqn-state");
+        let counters = slowpath.counters.clone();
+        events_tx.send(register()).unwrap();
         let exit = slowpath.run();
         assert!(exit.persist_error.is_none(), "{:?}", exit.persist_error);
         assert_eq!(exit.sqn_state.as_deref(), Some(state.as_path()));
@@ -308,12 +381,12 @@ mod tests {
 
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(
-            matches!(cmds.first(), Some(WorkerCommand::InstallSaSet(s)) if s.ue == flow.ue),
+            matches!(cmds.first(), Some(WorkerCommand::InstallSaSet(s)) if s.ue == flow().ue),
             "{cmds:?}"
         );
         match cmds.get(1) {
             Some(WorkerCommand::Send { flow: f, bytes, .. }) => {
-                assert_eq!(*f, flow);
+                assert_eq!(*f, flow());
                 assert!(bytes.starts_with(b"SIP/2.0 401 "));
             }
             other => panic!("expected the 401, got {other:?}"),
@@ -323,5 +396,68 @@ mod tests {
         assert!(snapshot.contains("\"alice@open-ims.test\""), "{snapshot}");
         let journal = std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
         assert_eq!(journal, "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A batch whose commit failed loses its 401 (counted), but the SA set install and
+    /// everything else still reach the worker; a committed batch goes out whole.
+    #[test]
+    fn failed_commit_withholds_the_401() {
+        let dir = tmp("failed-commit");
+        let (mut slowpath, _events_tx, commands_rx) = slowpath_in(&dir, true);
+        slowpath.core.defer_sqn_commit();
+        let batch = slowpath.core.handle(register(), Instant::now());
+        assert!(slowpath.core.hss().has_uncommitted());
+        let failure = HssError::Io {
+            path: "sqn-state.journal".into(),
+            reason: "EIO".into(),
+        };
+        slowpath.dispatch_committed(batch.clone(), Err(failure));
+        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+        assert_eq!(cmds.len(), batch.len() - 1, "{cmds:?}");
+        assert!(matches!(cmds.first(), Some(WorkerCommand::InstallSaSet(_))));
+        assert!(!cmds.iter().any(
+            |c| matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401"))
+        ));
+        assert_eq!(
+            slowpath.counters.commands_dropped.load(Ordering::Relaxed),
+            1
+        );
+
+        slowpath.dispatch_committed(batch.clone(), Ok(()));
+        assert_eq!(commands_rx.try_iter().count(), batch.len());
+        assert_eq!(
+            slowpath.counters.commands_dropped.load(Ordering::Relaxed),
+            1
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// In the running loop the 401 reaches the worker's queue only once its SQN is in the
+    /// journal (that the batch's fsync comes first is checked on the core, in
+    /// `slowpath/tests/hss_group_commit.rs`).
+    #[test]
+    fn loop_commits_before_dispatch() {
+        let dir = tmp("loop-commit");
+        let (slowpath, events_tx, commands_rx) = slowpath_in(&dir, false);
+        let stop = slowpath.stop.clone();
+        let thread = std::thread::spawn(move || slowpath.run());
+        events_tx.send(register()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let journal = loop {
+            let cmd = commands_rx
+                .recv_deadline(deadline)
+                .expect("no 401 from the slowpath");
+            if matches!(&cmd, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 "))
+            {
+                break std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
+            }
+        };
+        stop.store(true, Ordering::Release);
+        let exit = thread.join().unwrap();
+        assert!(exit.persist_error.is_none(), "{:?}", exit.persist_error);
+        // SEQ 1, IND 0 with the default 5 IND bits (TS 33.102 C.3.2).
+        assert_eq!(journal, "000000000020 alice@open-ims.test\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
