@@ -117,7 +117,9 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             timer_slots: 4096,
         };
         let worker = Worker::new(wcfg, queue, table.clone(), ev_tx, cmd_rx, now);
-        let core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
+        let mut core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
+        // As the daemon: one SQN commit per step, before the step's actions (`step`).
+        core.defer_sqn_commit();
         Ok(InProcessGateway {
             worker,
             core,
@@ -132,8 +134,9 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         self.base + std::time::Duration::from_micros(now.total_micros().max(0).unsigned_abs())
     }
 
-    /// One round: the worker's loop iteration, then every event through the core and its
-    /// actions into the worker, then due core timeouts. Returns the work done (0: idle).
+    /// One round: the worker's loop iteration, then every event through the core, due core
+    /// timeouts, one SQN commit (group commit, as the daemon) and the actions into the
+    /// worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
@@ -147,6 +150,13 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         }
         if self.core.poll_timeout().is_some_and(|d| d <= t) {
             actions.extend(self.core.handle_timeout(t));
+        }
+        if let Err(e) = self.core.commit() {
+            // No 401 may leave before its SQN is durable; the rest carries no SQN.
+            eprintln!("gateway: SQN state not durable ({e}); this step's 401s withheld");
+            actions.retain(|a| {
+                !matches!(a, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 "))
+            });
         }
         for a in actions {
             match a {
