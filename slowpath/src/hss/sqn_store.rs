@@ -198,6 +198,12 @@ impl SqnJournal {
         self.syncs
     }
 
+    /// Swaps the journal's file handle (tests: a handle whose writes fail, e.g. /dev/full).
+    #[cfg(test)]
+    pub(crate) fn replace_file_for_test(&mut self, file: File) {
+        self.journal = file;
+    }
+
     fn poisoned_error(&self) -> HssError {
         HssError::Io {
             path: self.journal_path.display().to_string(),

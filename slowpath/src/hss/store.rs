@@ -496,4 +496,105 @@ mod tests {
         assert_eq!(hss.subscriber(impi).unwrap().seq_he(), 4);
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    fn state_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("akagate-hss-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const IMPI: &str = "001010000000001@ims.mnc001.mcc001.3gppnetwork.org";
+
+    #[test]
+    fn deferred_mode_syncs_once_per_commit() {
+        let d = state_dir("deferred");
+        let state = d.join("sqn.state");
+        let mut hss = Hss::from_records(&[rec(false, "000000000000")])
+            .unwrap()
+            .with_sqn_state(&state)
+            .unwrap();
+        // Standalone use stays durable per challenge.
+        assert_eq!(hss.commit_mode(), CommitMode::PerChallenge);
+        for n in 1..=3 {
+            hss.challenge(IMPI, RAND).unwrap();
+            assert_eq!(hss.sync_count(), n);
+            assert!(!hss.has_uncommitted());
+        }
+        hss.set_commit_mode(CommitMode::Deferred);
+        for _ in 0..100 {
+            hss.challenge(IMPI, RAND).unwrap();
+        }
+        assert_eq!(hss.sync_count(), 3);
+        assert!(hss.has_uncommitted());
+        let journal = std::fs::read_to_string(d.join("sqn.state.journal")).unwrap();
+        assert_eq!(journal.lines().count(), 103);
+        // SEQ 103 with IND (103 - 1) % 32 = 6 (TS 33.102 C.3.2, 5 IND bits).
+        assert_eq!(
+            journal.lines().last(),
+            Some(format!("{:012x} {IMPI}", (103 << 5) | 6).as_str())
+        );
+        hss.commit().unwrap();
+        assert_eq!(hss.sync_count(), 4);
+        assert!(!hss.has_uncommitted());
+        hss.commit().unwrap();
+        assert_eq!(hss.sync_count(), 4, "nothing to commit: no fsync");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn failed_journal_write_recovers_by_checkpoint() {
+        let d = state_dir("poisoned");
+        let state = d.join("sqn.state");
+        // An IMPI that is no longer provisioned keeps its state through checkpoints.
+        std::fs::write(&state, "\"ghost@x\" = \"000000000400\"\n").unwrap();
+        let mut hss = Hss::from_records(&[rec(false, "000000000000")])
+            .unwrap()
+            .with_sqn_state(&state)
+            .unwrap();
+        hss.set_commit_mode(CommitMode::Deferred);
+        hss.challenge(IMPI, RAND).unwrap();
+        hss.commit().unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        if let Some(j) = hss.journal.as_mut() {
+            j.replace_file_for_test(full);
+        }
+        // ENOSPC on the append: no vector, SEQ_HE unchanged, the journal is poisoned.
+        assert!(matches!(
+            hss.challenge(IMPI, RAND),
+            Err(HssError::Io { .. })
+        ));
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 1);
+        assert!(hss.has_uncommitted());
+        // The rewrite cannot happen either while the directory is gone.
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(matches!(
+            hss.challenge(IMPI, RAND),
+            Err(HssError::Io { .. })
+        ));
+        assert!(hss.commit().is_err());
+        std::fs::create_dir_all(&d).unwrap();
+        hss.commit().unwrap();
+        assert!(!hss.has_uncommitted());
+        let snapshot = std::fs::read_to_string(&state).unwrap();
+        assert!(
+            snapshot.contains(&format!("\"{IMPI}\" = \"000000000020\"")),
+            "{snapshot}"
+        );
+        assert!(
+            snapshot.contains("\"ghost@x\" = \"000000000400\""),
+            "{snapshot}"
+        );
+        // Appends go to the fresh journal again.
+        hss.challenge(IMPI, RAND).unwrap();
+        hss.commit().unwrap();
+        drop(hss);
+        let (_, recovered) = SqnJournal::open(&state).unwrap();
+        assert_eq!(recovered.get(IMPI), Some(&((2 << 5) | 1)));
+        assert_eq!(recovered.get("ghost@x"), Some(&0x400));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
