@@ -3,8 +3,8 @@
 //! Security-Client, new SAs, TS 33.203 7.4) and by de-registration; live progress, a report.
 //!
 //! The memory backend runs the in-process P-CSCF and the UEs in one thread over an in-memory
-//! Ethernet pair, on real (monotonic) time; the AF_PACKET backend drives the UEs over an
-//! interface towards an external akagate.
+//! Ethernet pair, on real (monotonic) time; the AF_PACKET and DPDK backends drive the UEs over
+//! an interface (a kernel one, or an ethdev port of DPDK's EAL) towards an external akagate.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -45,6 +45,93 @@ pub enum Backend {
         /// The P-CSCF's address.
         pcscf: IpAddr,
     },
+    /// A DPDK ethdev port (cargo feature `dpdk`), towards an external P-CSCF at `pcscf`.
+    Dpdk {
+        /// EAL arguments and the port to open.
+        port: DpdkPortSpec,
+        /// The P-CSCF's address.
+        pcscf: IpAddr,
+    },
+}
+
+/// How the UEs' DPDK port is opened: the EAL arguments, verbatim, and the ethdev to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpdkPortSpec {
+    /// EAL arguments after `argv[0]`, e.g. `--no-huge --no-pci --vdev=net_af_packet0,iface=veth1`.
+    pub eal_args: Vec<String>,
+    /// The ethdev's name as the EAL knows it (`net_af_packet0`, `0000:03:00.0`).
+    pub device: String,
+}
+
+impl DpdkPortSpec {
+    /// From a command line's `--eal-args` (split at whitespace, no shell quoting) and an
+    /// optional device name; without one the device is the first one the EAL arguments create
+    /// or allow (see [`eal_device`]).
+    pub fn new(eal_args: &str, device: Option<&str>) -> Result<Self, String> {
+        let eal_args: Vec<String> = eal_args.split_whitespace().map(str::to_owned).collect();
+        let device = match device {
+            Some(d) if !d.is_empty() => d.to_owned(),
+            _ => eal_device(&eal_args).ok_or(
+                "the EAL arguments name no device (--vdev=NAME,... or -a PCI); say which with \
+                 --dpdk-port NAME",
+            )?,
+        };
+        Ok(DpdkPortSpec { eal_args, device })
+    }
+
+    /// Starts the EAL with `program` as `argv[0]` and these arguments (once per process; the
+    /// same arguments again are accepted) and opens [`Self::device`] with one queue,
+    /// promiscuous, so every UE's MAC address is received. The port is stopped and closed
+    /// when the queue is dropped; a closed virtual device cannot be opened again in the
+    /// same process.
+    #[cfg(feature = "dpdk")]
+    pub fn open(
+        &self,
+        program: &str,
+    ) -> Result<akagate_sys::dpdk::DpdkQueue, akagate_sys::IoError> {
+        use akagate_sys::dpdk::{eal_init, DpdkConfig, DpdkPort};
+        let mut args = Vec::with_capacity(self.eal_args.len() + 1);
+        args.push(program.to_owned());
+        args.extend(self.eal_args.iter().cloned());
+        eal_init(&args)?;
+        let mut port = DpdkPort::open(&DpdkConfig::new(&self.device))?;
+        port.take_queues()
+            .pop()
+            .ok_or_else(|| akagate_sys::IoError::Config(format!("{}: no queue", self.device)))
+    }
+}
+
+/// The ethdev name of the first device the EAL arguments create or allow: the vdev name of
+/// `--vdev=net_af_packet0,iface=veth1` (a vdev's port is named after it), the PCI address of
+/// `-a 0000:03:00.0` / `--allow=03:00.0,rxq=2` (with the PCI domain, as DPDK names the port).
+pub fn eal_device(args: &[String]) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (value, pci) = if let Some(v) = a.strip_prefix("--vdev=") {
+            (v.to_owned(), false)
+        } else if a == "--vdev" {
+            (it.next()?.clone(), false)
+        } else if let Some(v) = a.strip_prefix("--allow=") {
+            (v.to_owned(), true)
+        } else if a == "-a" || a == "--allow" || a == "-w" {
+            (it.next()?.clone(), true)
+        } else if let Some(v) = a.strip_prefix("-a").filter(|v| !v.is_empty()) {
+            (v.to_owned(), true)
+        } else {
+            continue;
+        };
+        let name = value.split(',').next().unwrap_or_default();
+        if name.is_empty() {
+            return None;
+        }
+        // A bus:device.function without domain ("03:00.0") gets the default domain 0000.
+        return Some(if pci && name.matches(':').count() == 1 {
+            format!("0000:{name}")
+        } else {
+            name.to_owned()
+        });
+    }
+    None
 }
 
 /// Parameters of one run.
@@ -411,6 +498,7 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
             Backend::Memory { workers, .. } => format!("memory (daemon, {workers} worker(s))"),
             Backend::Inline => "inline".into(),
             Backend::AfPacket { iface, .. } => format!("af_packet:{iface}"),
+            Backend::Dpdk { port, .. } => format!("dpdk:{}", port.device),
         },
     );
     p
@@ -531,6 +619,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
             drive(&mut driver, &mut fleet, |now| gw.step(now));
         }
         Backend::AfPacket { iface, pcscf } => run_af_packet(&mut driver, &iface, pcscf)?,
+        Backend::Dpdk { port, pcscf } => run_dpdk(&mut driver, &port, pcscf)?,
     }
     if driver.phase != Phase::Done {
         driver.stats.fail("run_timeout");
@@ -573,6 +662,23 @@ fn run_af_packet(driver: &mut Driver, iface: &str, pcscf: IpAddr) -> Result<(), 
 #[cfg(not(target_os = "linux"))]
 fn run_af_packet(_: &mut Driver, _: &str, _: IpAddr) -> Result<(), LoadError> {
     Err(LoadError::Setup("AF_PACKET needs Linux".into()))
+}
+
+/// The UEs on a DPDK port: the EAL starts in this thread (a `net_af_packet` vdev opens its
+/// socket in this thread's network namespace), which then drives the fleet.
+#[cfg(feature = "dpdk")]
+fn run_dpdk(driver: &mut Driver, port: &DpdkPortSpec, pcscf: IpAddr) -> Result<(), LoadError> {
+    let q = port
+        .open("akabench")
+        .map_err(|e| LoadError::Setup(format!("DPDK {}: {e}", port.device)))?;
+    let mut fleet = build_fleet(&driver.cfg, q, pcscf)?;
+    drive(driver, &mut fleet, |_| 0);
+    Ok(())
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(_: &mut Driver, _: &DpdkPortSpec, _: IpAddr) -> Result<(), LoadError> {
+    Err(LoadError::Setup(akagate_sys::DPDK_HOWTO.into()))
 }
 
 /// How long the UEs keep running after the last phase: the final 200 OKs are ACKed and the
@@ -720,5 +826,76 @@ mod open_loop_tests {
         assert!(r.call_seconds >= 0.09, "{}", r.call_seconds);
         assert_eq!(r.params.get("reg_rate").map(String::as_str), Some("100/s"));
         assert!(r.latency_us.contains_key("registration"));
+    }
+}
+
+#[cfg(test)]
+mod dpdk_tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_device_is_the_first_vdev_or_allowed_pci_address() {
+        for (eal, dev) in [
+            (
+                "--no-huge --no-pci --vdev=net_af_packet0,iface=veth1",
+                Some("net_af_packet0"),
+            ),
+            (
+                "--vdev net_tap3,iface=t0 --vdev=net_null0",
+                Some("net_tap3"),
+            ),
+            ("-l 0-1 -a 0000:03:00.0,rxq=2", Some("0000:03:00.0")),
+            ("--allow=03:00.1", Some("0000:03:00.1")),
+            ("-a03:00.0", Some("0000:03:00.0")),
+            ("-l 0 --no-huge", None),
+            ("--vdev=,iface=x", None),
+            ("-a", None),
+        ] {
+            assert_eq!(eal_device(&args(eal)).as_deref(), dev, "{eal}");
+        }
+    }
+
+    #[test]
+    fn a_spec_needs_a_device_from_the_arguments_or_named() {
+        let s = DpdkPortSpec::new(" --no-huge  --vdev=net_af_packet0,iface=v1 ", None).unwrap();
+        assert_eq!(s.eal_args, args("--no-huge --vdev=net_af_packet0,iface=v1"));
+        assert_eq!(s.device, "net_af_packet0");
+        let s = DpdkPortSpec::new("-l 0", Some("0000:81:00.0")).unwrap();
+        assert_eq!(s.device, "0000:81:00.0");
+        let e = DpdkPortSpec::new("-l 0", None).unwrap_err();
+        assert!(e.contains("--dpdk-port"), "{e}");
+    }
+
+    /// Without the `dpdk` feature the backend exists but the run fails with the hint of how
+    /// to build it in, before anything is set up.
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn without_the_feature_the_dpdk_backend_says_how_to_get_it() {
+        use akagate_slowpath::hss::{generate_subscribers, Plmn};
+        let cfg = LoadConfig {
+            subscribers: generate_subscribers(1, 1, Plmn::default()),
+            ues: 1,
+            calls: 0,
+            transport: Proto::Tcp,
+            alg: AuthAlg::HmacSha1_96,
+            ealg: EncrAlg::AesCbc,
+            ipv6: false,
+            concurrency: 1,
+            hold: Duration::from_millis(0),
+            reregister: false,
+            deregister: false,
+            timeout: std::time::Duration::from_secs(5),
+            backend: Backend::Dpdk {
+                port: DpdkPortSpec::new("--vdev=net_af_packet0,iface=v1", None).unwrap(),
+                pcscf: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            },
+            progress: false,
+        };
+        let e = run(cfg).unwrap_err().to_string();
+        assert_eq!(e, akagate_sys::DPDK_HOWTO);
     }
 }

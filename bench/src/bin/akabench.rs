@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use akagate_bench::load::{run_open, Backend, LoadConfig, OpenLoop};
+use akagate_bench::load::{run_open, Backend, DpdkPortSpec, LoadConfig, OpenLoop};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
 use akagate_slowpath::hss::{parse_csv, parse_toml};
@@ -17,6 +17,7 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
                 [--ipv6] [--concurrency C] [--hold-ms MS] [--reregister] [--deregister]
                 [--timeout-s S]
                 [--backend memory|inline|af_packet --iface X --pcscf IP] [--workers W]
+                [--backend dpdk --eal-args \"EAL ARGS\" [--dpdk-port NAME] --pcscf IP]
                 [--reg-rate R] [--call-rate C] [--report FILE] [--quiet]
 
   --subscribers FILE  HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
@@ -26,6 +27,10 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
   --backend af_packet UEs on interface X (of this network namespace: run under `ip netns exec`)
                       towards an akagate daemon at --pcscf IP on that link; the UEs' own
                       addresses must not be configured there (scripts/demo.sh sets this up)
+  --backend dpdk      UEs on a DPDK port (build with --features dpdk) towards an akagate
+                      daemon at --pcscf IP; the EAL gets --eal-args verbatim (split at spaces),
+                      e.g. \"--no-huge --no-pci --vdev=net_af_packet0,iface=veth1\"; the port
+                      is --dpdk-port NAME, or the first --vdev / -a device of the EAL args
   --reregister        after the calls every UE re-registers over its SAs with a new
                       Security-Client (new SPIs and ports, TS 33.203 7.4) and moves to the
                       new SAs; UEs also re-register by themselves at half the granted Expires
@@ -34,7 +39,8 @@ usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
   --call-rate C       open loop: start C calls per second at fixed times
   --report FILE       JSON report (default akabench-report.json)
 
-Exit status: 0 if every registration and call succeeded, 1 otherwise, 64 usage error.";
+Exit status: 0 if every registration and call succeeded, 1 otherwise, 2 if the backend is
+not in this build, 64 usage error.";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("akabench: {msg}\n{USAGE}");
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
         "workers",
         "reg-rate",
         "call-rate",
+        "eal-args",
+        "dpdk-port",
     ];
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return usage(&format!("unknown option --{k}"));
@@ -140,7 +148,23 @@ fn main() -> ExitCode {
                 pcscf,
             }
         }
-        Some(b) => return usage(&format!("--backend {b}: memory, inline or af_packet")),
+        Some("dpdk") => {
+            if akagate_sys::require_dpdk().is_err() {
+                eprintln!("akabench: --backend dpdk: {}", akagate_sys::DPDK_HOWTO);
+                return ExitCode::from(2);
+            }
+            let (Some(eal), Some(pcscf)) = (opts.get("eal-args"), opts.get("pcscf")) else {
+                return usage("--backend dpdk needs --eal-args and --pcscf");
+            };
+            let Ok(pcscf) = pcscf.parse() else {
+                return usage("--pcscf: not an IP address");
+            };
+            match DpdkPortSpec::new(eal, opts.get("dpdk-port").map(String::as_str)) {
+                Ok(port) => Backend::Dpdk { port, pcscf },
+                Err(e) => return usage(&e),
+            }
+        }
+        Some(b) => return usage(&format!("--backend {b}: memory, inline, af_packet or dpdk")),
     };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,

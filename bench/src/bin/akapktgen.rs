@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use akagate_bench::load::DpdkPortSpec;
 use akagate_bench::pktgen::{run, PktgenConfig, Target};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_slowpath::hss::{parse_csv, parse_toml};
@@ -14,21 +15,30 @@ const USAGE: &str = "\
 usage: akapktgen [--ues N] [--size BYTES] [--packets-per-ue P] [--sip-bytes S] [--rate PPS]
                  [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
                  [--ipv6] [--concurrency C] [--workers W] [--subscribers FILE]
-                 [--iface X --pcscf IP] [--pcap FILE] [--report FILE] [--quiet]
+                 [--backend daemon|af_packet|dpdk] [--iface X] [--pcscf IP]
+                 [--eal-args \"EAL ARGS\"] [--dpdk-port NAME]
+                 [--pcap FILE] [--report FILE] [--quiet]
 
   --size BYTES        inner IP packet size (IP + TCP + SIP bytes, what ESP protects); default 64
   --packets-per-ue P  segments per UE (rounded up to whole SIP messages); default 2000
   --sip-bytes S       size of each SIP message in the TCP stream (>= 200); default 1024
   --rate PPS          fixed offered rate; default: as fast as the port takes frames
   --workers W         worker threads of the in-process daemon (memory backend, default 1)
-  --iface X --pcscf IP  blast an external akagate over AF_PACKET instead (needs --subscribers
-                      matching its HSS; only transmit and returned frames are measured)
+  --backend daemon    (default without --iface) the akagate daemon started in-process on
+                      the memory backend
+  --backend af_packet (default with --iface) --iface X --pcscf IP: blast an external akagate
+                      over AF_PACKET (needs --subscribers matching its HSS; only transmit and
+                      returned frames are measured)
+  --backend dpdk      --eal-args \"...\" --pcscf IP: the same over a DPDK port (build with
+                      --features dpdk); the EAL gets --eal-args verbatim (split at spaces), e.g.
+                      \"--no-huge --no-pci --vdev=net_af_packet0,iface=veth1\"; the port is
+                      --dpdk-port NAME, or the first --vdev / -a device of the EAL args
   --subscribers FILE  HSS subscriber file (TOML, or CSV); default: generated (seed 1)
   --pcap FILE         also write the pre-built frames as a pcap (linktype Ethernet)
   --report FILE       JSON report (default akapktgen-report.json)
 
 Exit status: 0 if every frame was sent (and, in-process, decapsulated with no drops),
-1 otherwise, 64 usage error.";
+1 otherwise, 2 if the backend is not in this build, 64 usage error.";
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("akapktgen: {msg}\n{USAGE}");
@@ -73,9 +83,18 @@ fn main() -> ExitCode {
         "pcscf",
         "pcap",
         "report",
+        "backend",
+        "eal-args",
+        "dpdk-port",
     ];
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return usage(&format!("unknown option --{k}"));
+    }
+    if opts.get("backend").map(String::as_str) == Some("dpdk")
+        && akagate_sys::require_dpdk().is_err()
+    {
+        eprintln!("akapktgen: --backend dpdk: {}", akagate_sys::DPDK_HOWTO);
+        return ExitCode::from(2);
     }
     let mut cfg = PktgenConfig::new();
     let num = |k: &str, d: usize| -> Result<usize, String> {
@@ -102,15 +121,39 @@ fn main() -> ExitCode {
         }
         cfg.ipv6 = flags.contains("--ipv6");
         cfg.pcap = opts.get("pcap").map(Into::into);
-        cfg.target = match (opts.get("iface"), opts.get("pcscf")) {
-            (None, None) => Target::Daemon {
-                workers: workers.max(1),
+        let pcscf = |need: &str| -> Result<std::net::IpAddr, String> {
+            let p = opts.get("pcscf").ok_or(format!("{need} needs --pcscf"))?;
+            p.parse()
+                .map_err(|_| "--pcscf: not an IP address".to_string())
+        };
+        let backend = match opts.get("backend").map(String::as_str) {
+            Some(b) => b,
+            None if opts.contains_key("iface") => "af_packet",
+            None => "daemon",
+        };
+        cfg.target = match backend {
+            "daemon" if !opts.contains_key("iface") && !opts.contains_key("pcscf") => {
+                Target::Daemon {
+                    workers: workers.max(1),
+                }
+            }
+            "daemon" => return Err("--iface and --pcscf are for an external akagate".into()),
+            "af_packet" => Target::AfPacket {
+                iface: opts
+                    .get("iface")
+                    .ok_or("--backend af_packet needs --iface")?
+                    .clone(),
+                pcscf: pcscf("--iface")?,
             },
-            (Some(i), Some(p)) => Target::AfPacket {
-                iface: i.clone(),
-                pcscf: p.parse().map_err(|_| "--pcscf: not an IP address")?,
+            "dpdk" => Target::Dpdk {
+                port: DpdkPortSpec::new(
+                    opts.get("eal-args")
+                        .ok_or("--backend dpdk needs --eal-args")?,
+                    opts.get("dpdk-port").map(String::as_str),
+                )?,
+                pcscf: pcscf("--backend dpdk")?,
             },
-            _ => return Err("--iface and --pcscf go together".into()),
+            b => return Err(format!("--backend {b}: daemon, af_packet or dpdk")),
         };
         if let Some(file) = opts.get("subscribers") {
             let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
@@ -123,8 +166,8 @@ fn main() -> ExitCode {
                 parse_toml(&text)
             };
             cfg.subscribers = Some(recs.map_err(|e| format!("{file}: {e}"))?);
-        } else if matches!(cfg.target, Target::AfPacket { .. }) {
-            return Err("--iface needs --subscribers (the external gateway's HSS)".into());
+        } else if !matches!(cfg.target, Target::Daemon { .. }) {
+            return Err("an external gateway needs --subscribers (its HSS)".into());
         }
         Ok(())
     })();

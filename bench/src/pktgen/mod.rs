@@ -3,7 +3,8 @@
 //! protected connection are pre-built, and the whole set is blasted at the gateway's port as
 //! fast as the backend allows (or at a set rate), like pktgen-dpdk or TRex; the same frames
 //! can be written as a pcap for replay on real NICs. The report gives packets/s and Gbps per
-//! worker core from the gateway's own counters and its worker threads' CPU time.
+//! worker core from the gateway's own counters and its worker threads' CPU time. Against an
+//! external gateway (over AF_PACKET or a DPDK port) only the transmit side is measured.
 
 pub mod blast;
 pub mod cputime;
@@ -27,6 +28,7 @@ use establish::{make_ue, register_all, snapshot, Lent, Snapshot};
 use segments::sip_message;
 
 use crate::fleet::Fleet;
+use crate::load::DpdkPortSpec;
 use crate::ue::Ue;
 
 /// Where the gateway is.
@@ -43,6 +45,14 @@ pub enum Target {
     AfPacket {
         /// Interface name.
         iface: String,
+        /// The P-CSCF's address.
+        pcscf: IpAddr,
+    },
+    /// An external akagate reached through a DPDK ethdev port (cargo feature `dpdk`), at
+    /// `pcscf`; measured like [`Target::AfPacket`].
+    Dpdk {
+        /// EAL arguments and the port to open.
+        port: DpdkPortSpec,
         /// The P-CSCF's address.
         pcscf: IpAddr,
     },
@@ -342,6 +352,7 @@ fn params(cfg: &PktgenConfig) -> BTreeMap<String, String> {
         match &cfg.target {
             Target::Daemon { workers } => format!("daemon (memory, {workers} worker(s))"),
             Target::AfPacket { iface, pcscf } => format!("af_packet:{iface} -> {pcscf}"),
+            Target::Dpdk { port, pcscf } => format!("dpdk:{} -> {pcscf}", port.device),
         },
     );
     p
@@ -396,6 +407,7 @@ pub fn run(cfg: &PktgenConfig) -> Result<PktgenReport, PktgenError> {
     match &cfg.target {
         Target::Daemon { workers } => run_daemon(cfg, &subscribers, *workers),
         Target::AfPacket { iface, pcscf } => run_af_packet(cfg, &subscribers, iface, *pcscf),
+        Target::Dpdk { port, pcscf } => run_dpdk(cfg, &subscribers, port, *pcscf),
     }
 }
 
@@ -468,6 +480,30 @@ fn run_af_packet(
     _: IpAddr,
 ) -> Result<PktgenReport, PktgenError> {
     Err(PktgenError::Setup("AF_PACKET needs Linux".into()))
+}
+
+/// The UEs on a DPDK port; the EAL starts in this thread (see [`DpdkPortSpec::open`]).
+#[cfg(feature = "dpdk")]
+fn run_dpdk(
+    cfg: &PktgenConfig,
+    subscribers: &[SubscriberRecord],
+    port: &DpdkPortSpec,
+    pcscf: IpAddr,
+) -> Result<PktgenReport, PktgenError> {
+    let mut q = port
+        .open("akapktgen")
+        .map_err(|e| PktgenError::Setup(format!("DPDK {}: {e}", port.device)))?;
+    establish_and_blast(cfg, subscribers, &mut q, pcscf, None)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(
+    _: &PktgenConfig,
+    _: &[SubscriberRecord],
+    _: &DpdkPortSpec,
+    _: IpAddr,
+) -> Result<PktgenReport, PktgenError> {
+    Err(PktgenError::Setup(akagate_sys::DPDK_HOWTO.into()))
 }
 
 fn establish_and_blast<Q: PortQueue>(

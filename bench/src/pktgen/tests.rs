@@ -113,3 +113,17 @@ fn full_size_ipv6_packets_are_all_decrypted_and_delivered() {
     assert_eq!(r.sip_messages, 6 * 78);
     assert_eq!(r.packets, 6 * 41);
 }
+
+/// Without the `dpdk` feature the DPDK target exists but says how to build it in.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_target_without_the_feature_says_how_to_get_it() {
+    let mut cfg = PktgenConfig::new();
+    cfg.ues = 1;
+    cfg.target = Target::Dpdk {
+        port: DpdkPortSpec::new("--no-huge --vdev=net_af_packet0,iface=v1", None).unwrap(),
+        pcscf: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
+    };
+    let e = run(&cfg).unwrap_err().to_string();
+    assert_eq!(e, format!("setup: {}", akagate_sys::DPDK_HOWTO));
+}
