@@ -52,14 +52,13 @@ impl Bed {
     }
 }
 
-/// EAL arguments for the UEs' port: no huge pages, no PCI scan, no shared config, a file
-/// prefix and no telemetry socket of our own (nothing shared with another DPDK process), and
-/// `net_af_packet` on the veth end `iface`.
+/// EAL arguments for the UEs' port: no huge pages, no PCI scan, no shared config (hence no
+/// multi-process socket) and no telemetry socket, so nothing is shared with another DPDK
+/// process on the host, and `net_af_packet` on the veth end `iface`.
 fn eal_args(iface: &str) -> String {
     format!(
-        "--no-huge --no-pci --no-shconf --no-telemetry --file-prefix=akg-e2e-{} -m 128 -l 0 \
-         --log-level=error --vdev=net_af_packet0,iface={iface}",
-        std::process::id()
+        "--no-huge --no-pci --no-shconf --no-telemetry -m 128 -l 0 --log-level=error \
+         --vdev=net_af_packet0,iface={iface}"
     )
 }
 
