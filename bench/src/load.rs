@@ -66,12 +66,14 @@ pub struct DpdkPortSpec {
 impl DpdkPortSpec {
     /// From a command line's `--eal-args` (split at whitespace, no shell quoting) and an
     /// optional device name; without one the device is the first one the EAL arguments create
-    /// or allow (see [`eal_device`]).
+    /// or allow, as the daemon's `port.eal-args` picks it ([`akagate::daemon::dpdk_device`]:
+    /// `net_af_packet0` of `--vdev=net_af_packet0,iface=veth1`, `0000:03:00.0` of
+    /// `-a 0000:03:00.0`).
     pub fn new(eal_args: &str, device: Option<&str>) -> Result<Self, String> {
         let eal_args: Vec<String> = eal_args.split_whitespace().map(str::to_owned).collect();
         let device = match device {
             Some(d) if !d.is_empty() => d.to_owned(),
-            _ => eal_device(&eal_args).ok_or(
+            _ => akagate::daemon::dpdk_device(&eal_args).ok_or(
                 "the EAL arguments name no device (--vdev=NAME,... or -a PCI); say which with \
                  --dpdk-port NAME",
             )?,
@@ -99,39 +101,6 @@ impl DpdkPortSpec {
             .pop()
             .ok_or_else(|| akagate_sys::IoError::Config(format!("{}: no queue", self.device)))
     }
-}
-
-/// The ethdev name of the first device the EAL arguments create or allow: the vdev name of
-/// `--vdev=net_af_packet0,iface=veth1` (a vdev's port is named after it), the PCI address of
-/// `-a 0000:03:00.0` / `--allow=03:00.0,rxq=2` (with the PCI domain, as DPDK names the port).
-pub fn eal_device(args: &[String]) -> Option<String> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (value, pci) = if let Some(v) = a.strip_prefix("--vdev=") {
-            (v.to_owned(), false)
-        } else if a == "--vdev" {
-            (it.next()?.clone(), false)
-        } else if let Some(v) = a.strip_prefix("--allow=") {
-            (v.to_owned(), true)
-        } else if a == "-a" || a == "--allow" || a == "-w" {
-            (it.next()?.clone(), true)
-        } else if let Some(v) = a.strip_prefix("-a").filter(|v| !v.is_empty()) {
-            (v.to_owned(), true)
-        } else {
-            continue;
-        };
-        let name = value.split(',').next().unwrap_or_default();
-        if name.is_empty() {
-            return None;
-        }
-        // A bus:device.function without domain ("03:00.0") gets the default domain 0000.
-        return Some(if pci && name.matches(':').count() == 1 {
-            format!("0000:{name}")
-        } else {
-            name.to_owned()
-        });
-    }
-    None
 }
 
 /// Parameters of one run.
@@ -838,33 +807,13 @@ mod dpdk_tests {
     }
 
     #[test]
-    fn the_device_is_the_first_vdev_or_allowed_pci_address() {
-        for (eal, dev) in [
-            (
-                "--no-huge --no-pci --vdev=net_af_packet0,iface=veth1",
-                Some("net_af_packet0"),
-            ),
-            (
-                "--vdev net_tap3,iface=t0 --vdev=net_null0",
-                Some("net_tap3"),
-            ),
-            ("-l 0-1 -a 0000:03:00.0,rxq=2", Some("0000:03:00.0")),
-            ("--allow=03:00.1", Some("0000:03:00.1")),
-            ("-a03:00.0", Some("0000:03:00.0")),
-            ("-l 0 --no-huge", None),
-            ("--vdev=,iface=x", None),
-            ("-a", None),
-        ] {
-            assert_eq!(eal_device(&args(eal)).as_deref(), dev, "{eal}");
-        }
-    }
-
-    #[test]
     fn a_spec_needs_a_device_from_the_arguments_or_named() {
         let s = DpdkPortSpec::new(" --no-huge  --vdev=net_af_packet0,iface=v1 ", None).unwrap();
         assert_eq!(s.eal_args, args("--no-huge --vdev=net_af_packet0,iface=v1"));
         assert_eq!(s.device, "net_af_packet0");
-        let s = DpdkPortSpec::new("-l 0", Some("0000:81:00.0")).unwrap();
+        let s = DpdkPortSpec::new("-l 0-1 -a 0000:03:00.0,rxq=2", None).unwrap();
+        assert_eq!(s.device, "0000:03:00.0");
+        let s = DpdkPortSpec::new("-l 0 --vdev=net_null0", Some("0000:81:00.0")).unwrap();
         assert_eq!(s.device, "0000:81:00.0");
         let e = DpdkPortSpec::new("-l 0", None).unwrap_err();
         assert!(e.contains("--dpdk-port"), "{e}");

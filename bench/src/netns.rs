@@ -1,6 +1,7 @@
 //! The AF_PACKET test bed: two fresh network namespaces joined by a veth pair, the akagate
 //! daemon on end `a` (its `af_packet` backend opened inside namespace `a`) and the simulated
-//! UEs' AF_PACKET port on end `b` (opened inside namespace `b`). Needs root.
+//! UEs' AF_PACKET port on end `b` (opened inside namespace `b`), or a DPDK port on end `b`
+//! through the `net_af_packet` vdev ([`VethLink::ue_eal_args`]). Needs root.
 //!
 //! The kernels of both namespaces stay out of the way: neither end has an address, so the
 //! UEs' and the P-CSCF's TCP is never answered or reset by a kernel stack (AF_PACKET sees
@@ -92,6 +93,19 @@ impl VethLink {
                 .ok_or_else(|| IoError::Config(format!("{iface}: no queue")))
         })??;
         Ok(q)
+    }
+
+    /// EAL arguments (after `argv[0]`) for a DPDK port of the simulated UEs on end `b`: no
+    /// huge pages, no PCI scan, no shared configuration (hence no multi-process socket) and no
+    /// telemetry socket, so nothing is shared with another DPDK process on the host, and
+    /// `net_af_packet0` on end `b`. The EAL must start in a thread inside namespace `b` (the
+    /// PMD opens its socket there), e.g. under [`VethPair::run_in`] or `ip netns exec`.
+    pub fn ue_eal_args(&self) -> String {
+        format!(
+            "--no-huge --no-pci --no-shconf --no-telemetry -m 128 -l 0 --log-level=error \
+             --vdev=net_af_packet0,iface={}",
+            self.pair.b
+        )
     }
 
     /// Writes the daemon's af_packet configuration into `dir` (see [`daemon_config`]) and

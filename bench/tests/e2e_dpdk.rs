@@ -4,13 +4,18 @@
 //! UEs register over TCP/IPv4 (TS 33.203 7.1: unprotected REGISTER, 401, protected REGISTER
 //! over spi_ps, 200 over spi_uc) and one call completes (INVITE to the callee over the
 //! connection from port_pc under spi_us). The daemon's counters on the far end of the veth
-//! confirm the traffic crossed it as ESP and nothing was dropped.
+//! confirm the traffic crossed it as ESP and nothing was dropped. Then the `akapktgen` binary
+//! (its own process, so its own EAL) registers other UEs over IPv6 through the same vdev and
+//! blasts ESP-protected SIP segments at the daemon, which must decapsulate every frame and
+//! frame every SIP message.
 //!
 //! One test function: DPDK's EAL starts once per process and a closed vdev cannot be opened
 //! again. Needs root (namespaces); skipped with a printed reason otherwise.
 #![cfg(feature = "dpdk")]
 
+use std::fs::File;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration as StdDuration;
 
 use akagate::DaemonHandle;
@@ -18,7 +23,7 @@ use akagate_bench::load::{self, Backend, DpdkPortSpec, LoadConfig};
 use akagate_bench::netns::{scratch_dir, VethLink};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
-use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn};
+use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn, SubscriberRecord};
 use akagate_sys::testnet::{unavailable_reason, VethPair};
 use smoltcp::time::Duration;
 
@@ -52,16 +57,6 @@ impl Bed {
     }
 }
 
-/// EAL arguments for the UEs' port: no huge pages, no PCI scan, no shared config (hence no
-/// multi-process socket) and no telemetry socket, so nothing is shared with another DPDK
-/// process on the host, and `net_af_packet` on the veth end `iface`.
-fn eal_args(iface: &str) -> String {
-    format!(
-        "--no-huge --no-pci --no-shconf --no-telemetry -m 128 -l 0 --log-level=error \
-         --vdev=net_af_packet0,iface={iface}"
-    )
-}
-
 #[test]
 fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
     if let Some(why) = unavailable_reason() {
@@ -75,19 +70,20 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
         dir,
         link,
     };
-    let subscribers = generate_subscribers(UES as u64, 6, Plmn::default());
+    // The daemon knows 2 * UES subscribers: the first UES for the load, the rest for pktgen.
+    let subscribers = generate_subscribers(2 * UES as u64, 6, Plmn::default());
     let subs = bed.dir.join("subscribers.toml");
     std::fs::write(&subs, render_toml(&subscribers)).expect("subscriber file");
     bed.daemon = Some(
         bed.link
-            .start_daemon(&bed.dir, &subs, 1, 8 * UES)
+            .start_daemon(&bed.dir, &subs, 1, 16 * UES)
             .expect("daemon in namespace A"),
     );
 
-    let port = DpdkPortSpec::new(&eal_args(&bed.link.pair.b), None).expect("EAL arguments");
+    let port = DpdkPortSpec::new(&bed.link.ue_eal_args(), None).expect("EAL arguments");
     assert_eq!(port.device, "net_af_packet0");
     let cfg = LoadConfig {
-        subscribers,
+        subscribers: subscribers[..UES].to_vec(),
         ues: UES,
         calls: 1,
         transport: Proto::Tcp,
@@ -178,6 +174,8 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
         assert_eq!(stats.worker_total(name), 0, "{name}");
     }
 
+    pktgen_over_dpdk(&bed, &subscribers[UES..]);
+
     let ns = (bed.link.pair.ns_a.clone(), bed.link.pair.ns_b.clone());
     drop(bed);
     for n in [ns.0, ns.1] {
@@ -185,5 +183,100 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
             !std::path::Path::new(&format!("/var/run/netns/{n}")).exists(),
             "namespace {n} left behind"
         );
+    }
+}
+
+/// `akapktgen --backend dpdk` in namespace B (a child process under `ip netns exec`, killed
+/// after [`WATCHDOG`]) with `subscribers` over IPv6, at a rate the daemon's AF_PACKET ring
+/// keeps up with: every frame is sent, and the daemon decapsulates all of them and frames
+/// every SIP message of the streams.
+fn pktgen_over_dpdk(bed: &Bed, subscribers: &[SubscriberRecord]) {
+    let subs = bed.dir.join("pktgen-subscribers.toml");
+    std::fs::write(&subs, render_toml(subscribers)).expect("pktgen subscriber file");
+    let report = bed.dir.join("pktgen.json");
+    let (out, err) = (bed.dir.join("pktgen.out"), bed.dir.join("pktgen.err"));
+    let before = bed.daemon().stats();
+    let ues = subscribers.len().to_string();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &bed.link.pair.ns_b])
+        .arg(env!("CARGO_BIN_EXE_akapktgen"))
+        .args(["--backend", "dpdk", "--eal-args", &bed.link.ue_eal_args()])
+        .args([
+            "--pcscf",
+            &VethLink::pcscf_for(load::ue_addr(0, true)).to_string(),
+        ])
+        .args([
+            "--ipv6",
+            "--ues",
+            &ues,
+            "--size",
+            "256",
+            "--packets-per-ue",
+            "100",
+        ])
+        .args(["--sip-bytes", "600", "--rate", "20000", "--quiet"])
+        .arg("--subscribers")
+        .arg(&subs)
+        .arg("--report")
+        .arg(&report)
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("ip netns exec akapktgen");
+    let end = std::time::Instant::now() + WATCHDOG;
+    let status = loop {
+        match child.try_wait().expect("akapktgen status") {
+            Some(s) => break Some(s),
+            None if std::time::Instant::now() >= end => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(StdDuration::from_millis(50)),
+        }
+    };
+    let logs = || {
+        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        format!("stdout:\n{}\nstderr:\n{}", read(&out), read(&err))
+    };
+    let status = status.unwrap_or_else(|| panic!("akapktgen did not end; {}", logs()));
+    assert!(status.success(), "akapktgen {status}; {}", logs());
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("pktgen report"))
+            .expect("pktgen report JSON");
+    let num = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    let (packets, sip_messages) = (num("packets"), num("sip_messages"));
+    assert_eq!(num("ues"), subscribers.len() as u64, "{r}");
+    assert_eq!(num("sent"), packets, "{r}");
+    assert!(packets >= 100 * subscribers.len() as u64, "{r}");
+    assert_eq!(
+        r["params"]["target"].as_str(),
+        Some("dpdk:net_af_packet0 -> fd00::1"),
+        "{r}"
+    );
+    // The blast's frames all reached the daemon: besides them each UE's registration brought
+    // two SIP messages (the unprotected and the protected REGISTER; no retransmissions over
+    // TCP, RFC 3261 17.1.1.2) and at least two ESP packets (SYN, REGISTER) under its SAs.
+    let reg = 2 * subscribers.len() as u64;
+    let delta = |s: &akagate::daemon::Stats, k: &str| s.worker_total(k) - before.worker_total(k);
+    let got = bed.daemon().wait_for(StdDuration::from_secs(5), |s| {
+        delta(s, "esp_in") >= packets + reg && delta(s, "sip_in") >= sip_messages + reg
+    });
+    let after = bed.daemon().stats();
+    assert!(
+        got.is_some(),
+        "esp_in +{} sip_in +{} for {packets} frames, {sip_messages} SIP messages; queue {:?}",
+        delta(&after, "esp_in"),
+        delta(&after, "sip_in"),
+        after.workers[0].queue
+    );
+    assert_eq!(delta(&after, "sip_in"), sip_messages + reg);
+    assert_eq!(after.slowpath.registrations, 2 * UES as u64);
+    for name in [
+        "drop_esp_invalid",
+        "drop_esp_unknown_spi",
+        "drop_esp_selector",
+    ] {
+        assert_eq!(after.worker_total(name), 0, "{name}");
     }
 }
