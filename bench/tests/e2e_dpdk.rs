@@ -2,9 +2,9 @@
 //! namespace A (its `af_packet` backend), `akabench`'s DPDK backend (`load::run` with
 //! `Backend::Dpdk`) on the other end in namespace B through DPDK's `net_af_packet` vdev. A few
 //! UEs register over TCP/IPv4 (TS 33.203 7.1: unprotected REGISTER, 401, protected REGISTER
-//! over spi_ps, 200 over spi_uc) and one call completes (INVITE to the callee over the
-//! connection from port_pc under spi_us). The daemon's counters on the far end of the veth
-//! confirm the traffic crossed it as ESP and nothing was dropped. Then the `akapktgen` binary
+//! over spi_ps, 200 over spi_uc) and one call completes (the wire itself is checked in
+//! `e2e_afpacket`, which shares the daemon side). The daemon's counters on the far end of the
+//! veth confirm the traffic crossed it as ESP and nothing was dropped. Then the `akapktgen` binary
 //! (its own process, so its own EAL) registers other UEs over IPv6 through the same vdev and
 //! blasts ESP-protected SIP segments at the daemon, which must decapsulate every frame and
 //! frame every SIP message.
