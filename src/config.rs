@@ -3,9 +3,10 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::sad::MAX_CAPACITY;
@@ -87,6 +88,10 @@ pub struct Config {
     pub stack: StackConfig,
     /// Control socket for `akactl` (`[control]`).
     pub control: ControlConfig,
+    /// SIP transaction timers (`[sip-timers]`).
+    pub sip_timers: SipTimers,
+    /// Prometheus metrics endpoint (`[metrics]`).
+    pub metrics: MetricsConfig,
 }
 
 /// One listening SIP port.
@@ -96,10 +101,9 @@ pub struct SipPort {
     pub address: IpAddr,
     /// Unprotected SIP port (usually 5060).
     pub port: u16,
-    /// Transports accepted on it.
+    /// Transports accepted on it; SIP over any other transport to this address and port is
+    /// dropped by the daemon (`sip_transport_refused`).
     pub transports: Vec<Transport>,
-    /// Which unregistered sources may send requests here.
-    pub allow_anonymous: AllowAnonymous,
     /// Index into [`Config::ims_aka_profiles`].
     pub ims_aka_profile: usize,
 }
@@ -119,26 +123,6 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
-        }
-    }
-}
-
-/// Which requests from sources without a registration a SIP port accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowAnonymous {
-    /// Only REGISTER from unregistered sources; everything else must come over the SAs of a
-    /// registered UE.
-    Registered,
-    /// Any request from any source (lab use).
-    All,
-}
-
-impl AllowAnonymous {
-    /// The configuration token.
-    pub fn token(self) -> &'static str {
-        match self {
-            AllowAnonymous::Registered => "registered",
-            AllowAnonymous::All => "all",
         }
     }
 }
@@ -215,7 +199,8 @@ pub struct Addresses {
     pub ipv6: Vec<Ipv6Addr>,
 }
 
-/// Registration expiry bounds in seconds (RFC 3261 10.2.8, 10.3).
+/// Registration expiry bounds in seconds (RFC 3261 10.2.8, 10.3), the challenge timeout and
+/// the OPTIONS keep-alive interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
     /// Shorter requested expiries are answered with 423 Interval Too Brief.
@@ -224,6 +209,36 @@ pub struct Registration {
     pub max_expires: u32,
     /// Used when the REGISTER carries no expiry.
     pub default_expires: u32,
+    /// How long a challenge and its pending SA set wait for the protected REGISTER
+    /// (TS 24.229 reg-await-auth).
+    pub challenge_timeout: Duration,
+    /// Period of the OPTIONS keep-alives to each registered UE; `None` is off.
+    pub keepalive_interval: Option<Duration>,
+}
+
+/// SIP transaction timers (RFC 3261 17, Table 4; 16.6 step 11 for Timer C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipTimers {
+    /// T1, the round-trip estimate (500 ms); timers A, B, E, F, G, H, J derive from it.
+    pub t1: Duration,
+    /// T2, the longest retransmit interval of non-INVITE requests and INVITE responses (4 s).
+    pub t2: Duration,
+    /// T4, how long a message may stay in the network (5 s; timers I and K).
+    pub t4: Duration,
+    /// Timer D, how long a client INVITE transaction absorbs retransmitted final responses
+    /// over UDP (at least 32 s).
+    pub timer_d: Duration,
+    /// Timer C, how long a forwarded INVITE may ring without a new provisional response
+    /// (more than 3 minutes).
+    pub timer_c: Duration,
+}
+
+/// The Prometheus metrics endpoint (`[metrics]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// TCP address of the HTTP endpoint serving `GET /metrics`; off when `None`. Port 0 picks
+    /// a free port (see `DaemonHandle::metrics_addr`).
+    pub listen: Option<SocketAddr>,
 }
 
 /// Size of the inbound SA table.
@@ -283,7 +298,33 @@ const DEFAULT_REGISTRATION: Registration = Registration {
     min_expires: 600,
     max_expires: 7200,
     default_expires: 3600,
+    challenge_timeout: Duration::from_secs(240),
+    keepalive_interval: None,
 };
+/// RFC 3261 17.1.1.1 (T1, T2), 17.1.2.2 (T4), 17.1.1.2 (Timer D: at least 32 s),
+/// 16.6 step 11 (Timer C: more than 3 minutes).
+const DEFAULT_SIP_TIMERS: SipTimers = SipTimers {
+    t1: Duration::from_millis(500),
+    t2: Duration::from_secs(4),
+    t4: Duration::from_secs(5),
+    timer_d: Duration::from_secs(32),
+    timer_c: Duration::from_secs(181),
+};
+/// Challenge timeout bounds in seconds.
+const CHALLENGE_TIMEOUT_RANGE: Range<i64> = 1..3601;
+/// Keep-alive interval bounds in seconds (0 is off).
+const KEEPALIVE_RANGE: Range<i64> = 10..86401;
+/// T1 in ms: RFC 3261 17.1.1.1 advises against less than 500 ms on the public Internet but
+/// allows it in managed networks; 10 s bounds Timer B/F (64*T1) to about 11 minutes.
+const T1_MS: Range<i64> = 100..10_001;
+/// T2 in ms (4 s by default), at least T1.
+const T2_MS: Range<i64> = 100..60_001;
+/// T4 in ms (5 s by default).
+const T4_MS: Range<i64> = 100..60_001;
+/// Timer D in s: at least 32 (RFC 3261 17.1.1.2).
+const TIMER_D_S: Range<i64> = 32..601;
+/// Timer C in s: more than 3 minutes (RFC 3261 16.6 step 11).
+const TIMER_C_S: Range<i64> = 181..86_401;
 const DEFAULT_SA_TABLE_CAPACITY: usize = 1 << 20;
 const DEFAULT_TCP_BUFFER: usize = 16384;
 const TCP_BUFFER_RANGE: Range<i64> = 1024..(4 << 20) + 1;
@@ -331,10 +372,9 @@ impl Config {
                         .get(p.ims_aka_profile)
                         .map_or("?", |a| a.name.as_str());
                     format!(
-                        "{} {} (anonymous: {}, profile \"{profile}\")",
-                        std::net::SocketAddr::new(p.address, p.port),
+                        "{} {} (profile \"{profile}\")",
+                        SocketAddr::new(p.address, p.port),
                         transports.join("+"),
-                        p.allow_anonymous.token()
                     )
                 })
                 .collect(),
@@ -385,17 +425,32 @@ impl Config {
                 format!("subscribers from {}", f.display())
             });
         let r = self.registration;
+        let keepalive = r
+            .keepalive_interval
+            .map_or("off".to_string(), |d| format!("every {} s", d.as_secs()));
+        let t = self.sip_timers;
+        let metrics = self
+            .metrics
+            .listen
+            .map_or("off".to_string(), |a| format!("on http://{a}/metrics"));
         format!(
             "SIP on {ports}; IMS-AKA profile(s) {profiles}; backend {backend} with {} queue(s); \
              workers on core(s) {}, slowpath {slowpath}; addresses {}; {subscribers}; \
-             registration expires {}..={} s (default {}); SA table of {} SPIs; \
-             TCP buffers {} rx / {} tx bytes.",
+             registration expires {}..={} s (default {}), challenge timeout {} s, \
+             keep-alives {keepalive}; SIP timers T1 {} ms, T2 {} ms, T4 {} ms, D {} s, C {} s; \
+             SA table of {} SPIs; TCP buffers {} rx / {} tx bytes; metrics {metrics}.",
             self.port.queues,
             workers.join(","),
             addresses.join(", "),
             r.min_expires,
             r.max_expires,
             r.default_expires,
+            r.challenge_timeout.as_secs(),
+            t.t1.as_millis(),
+            t.t2.as_millis(),
+            t.t4.as_millis(),
+            t.timer_d.as_secs(),
+            t.timer_c.as_secs(),
             self.sa_table.capacity,
             self.stack.tcp_rx_buffer,
             self.stack.tcp_tx_buffer,
@@ -421,6 +476,8 @@ struct RawConfig {
     sa_table: Option<RawSaTable>,
     stack: Option<RawStack>,
     control: Option<RawControl>,
+    sip_timers: Option<S<RawSipTimers>>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -481,6 +538,24 @@ struct RawRegistration {
     min_expires: Option<S<i64>>,
     max_expires: Option<S<i64>>,
     default_expires: Option<S<i64>>,
+    challenge_timeout: Option<S<i64>>,
+    keepalive_interval: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSipTimers {
+    t1_ms: Option<S<i64>>,
+    t2_ms: Option<S<i64>>,
+    t4_ms: Option<S<i64>>,
+    timer_d_s: Option<S<i64>>,
+    timer_c_s: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMetrics {
+    listen: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -562,6 +637,11 @@ impl Validator<'_> {
         let sa_table = self.sa_table(raw.sa_table.as_ref());
         let stack = self.stack(raw.stack.as_ref());
         let control = self.control(raw.control.as_ref());
+        let sip_timers = match &raw.sip_timers {
+            Some(t) => self.sip_timers(t),
+            None => Some(DEFAULT_SIP_TIMERS),
+        };
+        let metrics = self.metrics(raw.metrics.as_ref());
         Some(Config {
             sip_ports: sip_ports?,
             ims_aka_profiles: profiles?,
@@ -576,6 +656,8 @@ impl Validator<'_> {
             sa_table: sa_table?,
             stack: stack?,
             control: control?,
+            sip_timers: sip_timers?,
+            metrics: metrics?,
         })
     }
 
@@ -826,16 +908,30 @@ impl Validator<'_> {
                 }
                 None => Some(vec![Transport::Udp, Transport::Tcp]),
             };
+            // TS 33.203 6.3 / TS 24.229 5.2.6.1: only REGISTER passes outside the SAs; the core
+            // answers anything else from an unregistered source 403. The key states that
+            // policy; it has no other value.
             let allow_anonymous = match &p.allow_anonymous {
-                None => Some(AllowAnonymous::Registered),
+                None => Some(()),
                 Some(s) => match s.get_ref().as_str() {
-                    "registered" => Some(AllowAnonymous::Registered),
-                    "all" => Some(AllowAnonymous::All),
+                    "registered" => Some(()),
+                    "all" => {
+                        self.error(
+                            &s.span(),
+                            format!(
+                                "{}: \"all\" is not supported: only REGISTER may arrive outside \
+                                 the SAs (TS 33.203 6.3), other requests from unregistered \
+                                 sources get 403; remove the key or write \"registered\"",
+                                key("allow-anonymous")
+                            ),
+                        );
+                        None
+                    }
                     other => {
                         self.error(
                             &s.span(),
                             format!(
-                                "{}: unknown value \"{other}\" (expected \"registered\" or \"all\")",
+                                "{}: unknown value \"{other}\" (expected \"registered\")",
                                 key("allow-anonymous")
                             ),
                         );
@@ -858,12 +954,11 @@ impl Validator<'_> {
                 );
             }
             match (address, port, transports, allow_anonymous, profile) {
-                (Some(address), Some(port), Some(transports), Some(allow_anonymous), Some(p)) => {
+                (Some(address), Some(port), Some(transports), Some(()), Some(p)) => {
                     out.push(SipPort {
                         address,
                         port,
                         transports,
-                        allow_anonymous,
                         ims_aka_profile: p,
                     })
                 }
@@ -1093,6 +1188,7 @@ impl Validator<'_> {
             "registration.default-expires",
             d.default_expires,
         );
+        let (challenge_timeout, keepalive_interval) = self.registration_timers(raw);
         let (min, max, default) = (min?, max?, default?);
         // Point at the key that breaks the order, or at the table if neither is written.
         let span_of = |v: &Option<S<i64>>| v.as_ref().map(|v| v.span());
@@ -1124,7 +1220,140 @@ impl Validator<'_> {
             min_expires: min,
             max_expires: max,
             default_expires: default,
+            challenge_timeout: challenge_timeout?,
+            keepalive_interval: keepalive_interval?,
         })
+    }
+
+    /// `[registration] challenge-timeout` (seconds) and `keepalive-interval` (seconds, 0 off).
+    fn registration_timers(
+        &mut self,
+        raw: &RawRegistration,
+    ) -> (Option<Duration>, Option<Option<Duration>>) {
+        let challenge = match &raw.challenge_timeout {
+            None => Some(DEFAULT_REGISTRATION.challenge_timeout),
+            Some(v) => self
+                .int_in(
+                    v,
+                    "registration.challenge-timeout",
+                    CHALLENGE_TIMEOUT_RANGE,
+                    "a timeout in seconds",
+                )
+                .map(secs),
+        };
+        let keepalive = match &raw.keepalive_interval {
+            None => Some(DEFAULT_REGISTRATION.keepalive_interval),
+            Some(v) if *v.get_ref() == 0 => Some(None),
+            Some(v) => {
+                let n = *v.get_ref();
+                if KEEPALIVE_RANGE.contains(&n) {
+                    Some(Some(secs(n)))
+                } else {
+                    self.error(
+                        &v.span(),
+                        format!(
+                            "registration.keepalive-interval: {n} is not 0 (off) or an interval \
+                             in seconds ({}..={})",
+                            KEEPALIVE_RANGE.start,
+                            KEEPALIVE_RANGE.end - 1
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        (challenge, keepalive)
+    }
+
+    /// `[sip-timers]`: each timer within its range, and T2 not below T1 (RFC 3261 17.1.2.2:
+    /// the retransmit interval doubles from T1 up to T2).
+    fn sip_timers(&mut self, raw: &S<RawSipTimers>) -> Option<SipTimers> {
+        let table = raw.get_ref();
+        let d = DEFAULT_SIP_TIMERS;
+        let mut get = |v: &Option<S<i64>>,
+                       key: &str,
+                       range: Range<i64>,
+                       what: &str,
+                       unit: fn(i64) -> Duration,
+                       default: Duration| match v {
+            None => Some(default),
+            Some(v) => self.int_in(v, key, range, what).map(unit),
+        };
+        let ms = "a time in milliseconds";
+        let s = "a time in seconds";
+        let t1 = get(&table.t1_ms, "sip-timers.t1-ms", T1_MS, ms, millis, d.t1);
+        let t2 = get(&table.t2_ms, "sip-timers.t2-ms", T2_MS, ms, millis, d.t2);
+        let t4 = get(&table.t4_ms, "sip-timers.t4-ms", T4_MS, ms, millis, d.t4);
+        // RFC 3261 17.1.1.2: Timer D at least 32 s for unreliable transports.
+        let timer_d = get(
+            &table.timer_d_s,
+            "sip-timers.timer-d-s",
+            TIMER_D_S,
+            s,
+            secs,
+            d.timer_d,
+        );
+        // RFC 3261 16.6 step 11: Timer C MUST be larger than 3 minutes.
+        let timer_c = get(
+            &table.timer_c_s,
+            "sip-timers.timer-c-s",
+            TIMER_C_S,
+            s,
+            secs,
+            d.timer_c,
+        );
+        let (t1, t2, t4, timer_d, timer_c) = (t1?, t2?, t4?, timer_d?, timer_c?);
+        if t2 < t1 {
+            let span = table
+                .t2_ms
+                .as_ref()
+                .or(table.t1_ms.as_ref())
+                .map_or(raw.span(), |v| v.span());
+            self.error(
+                &span,
+                format!(
+                    "sip-timers.t2-ms: {} is below t1-ms {}; T2 caps the retransmit interval \
+                     that starts at T1 (RFC 3261 17.1.2.2)",
+                    t2.as_millis(),
+                    t1.as_millis()
+                ),
+            );
+            return None;
+        }
+        Some(SipTimers {
+            t1,
+            t2,
+            t4,
+            timer_d,
+            timer_c,
+        })
+    }
+
+    fn metrics(&mut self, raw: Option<&RawMetrics>) -> Option<MetricsConfig> {
+        let Some(listen) = raw.and_then(|r| r.listen.as_ref()) else {
+            return Some(MetricsConfig::default());
+        };
+        match listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_multicast() => {
+                self.error(
+                    &listen.span(),
+                    format!("metrics.listen: {a} is a multicast address"),
+                );
+                None
+            }
+            Ok(a) => Some(MetricsConfig { listen: Some(a) }),
+            Err(_) => {
+                self.error(
+                    &listen.span(),
+                    format!(
+                        "metrics.listen: \"{}\" is not an address and port \
+                         (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")",
+                        listen.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn sa_table(&mut self, raw: Option<&RawSaTable>) -> Option<SaTableConfig> {
@@ -1177,6 +1406,16 @@ impl Validator<'_> {
             tcp_tx_buffer: tx?,
         })
     }
+}
+
+/// `n` seconds (`n` already checked non-negative by its range).
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0))
+}
+
+/// `n` milliseconds (`n` already checked non-negative by its range).
+fn millis(n: i64) -> Duration {
+    Duration::from_millis(u64::try_from(n).unwrap_or(0))
 }
 
 /// 1-based line and character column of byte `offset` in `src`.
@@ -1251,7 +1490,6 @@ ipv4 = ["10.0.0.1"]
             c.sip_ports[0].transports,
             vec![Transport::Udp, Transport::Tcp]
         );
-        assert_eq!(c.sip_ports[0].allow_anonymous, AllowAnonymous::Registered);
         assert!(c.ims_aka_profiles[0].sec_agree_required);
     }
 }

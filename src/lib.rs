@@ -7,5 +7,6 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logger;
+pub mod metrics;
 
 pub use daemon::{Daemon, DaemonHandle, IdlePolicy, Pinning, StartError, StartOptions, Stats};

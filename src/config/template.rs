@@ -2,12 +2,12 @@
 //! that [`super::parse`] validates like any operator's file (keys as in docs/CONFIG.md).
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 
-use super::{parse, Backend, Config, ConfigError, LoadError};
+use super::{parse, Backend, Config, ConfigError, LoadError, Transport};
 
 /// A one-profile configuration: SIP on [`ConfigTemplate::sip_port`] of every address, one
 /// IMS-AKA profile, and the backend, workers, subscriber file, SA table and control socket
@@ -23,6 +23,8 @@ pub struct ConfigTemplate {
     pub ipv6: Vec<Ipv6Addr>,
     /// Unprotected SIP port on every address (usually 5060).
     pub sip_port: u16,
+    /// Transports accepted on the SIP port (`[[sip-ports]] transport-protocol`).
+    pub transports: Vec<Transport>,
     /// Name of the single `[[ims-aka-profile]]`.
     pub profile: String,
     /// `port_pc`, the protected client port (TS 33.203 7.1).
@@ -46,6 +48,8 @@ pub struct ConfigTemplate {
     pub control_socket: Option<PathBuf>,
     /// Whether `akactl keys` may export ESP keys (`[control] allow-key-export`).
     pub allow_key_export: bool,
+    /// Prometheus endpoint (`[metrics] listen`), off if `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ConfigTemplate {
@@ -56,6 +60,7 @@ impl Default for ConfigTemplate {
             ipv4: vec![Ipv4Addr::new(10, 0, 0, 1)],
             ipv6: vec![Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)],
             sip_port: 5060,
+            transports: vec![Transport::Udp, Transport::Tcp],
             profile: "default".into(),
             port_pc: 5062,
             port_ps: 5064,
@@ -67,6 +72,7 @@ impl Default for ConfigTemplate {
             sa_capacity: super::DEFAULT_SA_TABLE_CAPACITY,
             control_socket: None,
             allow_key_export: false,
+            metrics_listen: None,
         }
     }
 }
@@ -101,6 +107,8 @@ impl ConfigTemplate {
             line("[[sip-ports]]".into());
             line(format!("address = {}", quoted(&address)));
             line(format!("port = {}", self.sip_port));
+            let transports: Vec<&str> = self.transports.iter().map(|t| t.token()).collect();
+            line(format!("transport-protocol = {}", list(&transports)));
             line(format!("ims-aka-profile = {}", quoted(&self.profile)));
             line(String::new());
         }
@@ -151,6 +159,11 @@ impl ConfigTemplate {
                 line("allow-key-export = true".into());
             }
         }
+        if let Some(listen) = self.metrics_listen {
+            line(String::new());
+            line("[metrics]".into());
+            line(format!("listen = {}", quoted(&listen.to_string())));
+        }
         out
     }
 
@@ -191,7 +204,7 @@ fn list<S: AsRef<str>>(items: &[S]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AllowAnonymous, Transport, DEFAULT_CONFIG};
+    use super::super::DEFAULT_CONFIG;
     use super::*;
 
     #[test]
@@ -221,6 +234,8 @@ mod tests {
             sa_capacity: 4096,
             control_socket: Some("/tmp/x.sock".into()),
             allow_key_export: true,
+            transports: vec![Transport::Tcp],
+            metrics_listen: Some("[::1]:9464".parse().unwrap()),
             ..ConfigTemplate::default()
         }
         .all_algorithms();
@@ -244,8 +259,8 @@ mod tests {
             (sip.address.to_string().as_str(), sip.port),
             ("192.168.200.1", 5070)
         );
-        assert_eq!(sip.transports, vec![Transport::Udp, Transport::Tcp]);
-        assert_eq!(sip.allow_anonymous, AllowAnonymous::Registered);
+        assert_eq!(sip.transports, vec![Transport::Tcp]);
+        assert_eq!(c.metrics.listen, Some("[::1]:9464".parse().unwrap()));
         let p = &c.ims_aka_profiles[sip.ims_aka_profile];
         assert_eq!((p.name.as_str(), p.port_pc, p.port_ps), ("lab", 5100, 6100));
         assert_eq!(

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::query::{RegistrationInfo, SaKeyRecord, SaSetInfo};
-use crate::daemon::Stats;
+use crate::daemon::{core_counters, queue_counters, Sample, Stats};
 
 /// Longest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 4096;
@@ -82,14 +82,24 @@ pub fn ok(cmd: Command, body: Value) -> Value {
     Value::Object(m)
 }
 
+/// Samples as one JSON object, `name: value`.
+fn object(samples: impl IntoIterator<Item = Sample>) -> Value {
+    Value::Object(
+        samples
+            .into_iter()
+            .map(|c| (c.name.to_string(), Value::from(c.value)))
+            .collect(),
+    )
+}
+
 /// The [`Stats`] snapshot: uptime, per-worker counters and queue counters, drop totals by
-/// reason, the slowpath's counters and the SA table's occupancy.
+/// reason, the slowpath's counters and gauges, the core's SIP counters (`sip`) and the SA
+/// table's occupancy.
 pub fn stats(s: &Stats) -> Value {
     let workers: Vec<Value> = s
         .workers
         .iter()
         .map(|w| {
-            let q = &w.queue;
             let counters: Map<String, Value> = w
                 .counters
                 .iter()
@@ -98,17 +108,7 @@ pub fn stats(s: &Stats) -> Value {
             json!({
                 "id": w.id,
                 "core": w.core,
-                "queue": {
-                    "rx_packets": q.rx_packets,
-                    "rx_bytes": q.rx_bytes,
-                    "rx_dropped": q.rx_dropped,
-                    "rx_nobuf": q.rx_nobuf,
-                    "rx_truncated": q.rx_truncated,
-                    "tx_packets": q.tx_packets,
-                    "tx_bytes": q.tx_bytes,
-                    "tx_ring_full": q.tx_ring_full,
-                    "tx_errors": q.tx_errors,
-                },
+                "queue": object(queue_counters(&w.queue)),
                 "counters": counters,
             })
         })
@@ -123,18 +123,8 @@ pub fn stats(s: &Stats) -> Value {
         "uptime_s": s.uptime.as_secs_f64(),
         "workers": workers,
         "drops": drops,
-        "slowpath": {
-            "events": sp.events,
-            "sip_messages": sp.sip_messages,
-            "commands": sp.commands,
-            "commands_dropped": sp.commands_dropped,
-            "sa_sets_installed": sp.sa_sets_installed,
-            "sa_sets_removed": sp.sa_sets_removed,
-            "timeouts": sp.timeouts,
-            "registrations": sp.registrations,
-            "subscribers": sp.subscribers,
-            "drained_at_shutdown": sp.drained_at_shutdown,
-        },
+        "slowpath": object(sp.counters().into_iter().chain(sp.gauges())),
+        "sip": object(core_counters(&s.core)),
         "sa_table": {
             "installed": s.sa_installed,
             "allocated": s.sa_allocated,
@@ -255,6 +245,42 @@ mod tests {
             Command::parse(&[0xff, 0xfe]),
             Err(RequestError::Json(_))
         ));
+    }
+
+    #[test]
+    fn stats_carry_every_slowpath_and_sip_counter() {
+        use akagate_slowpath::CoreStats;
+        let s = Stats {
+            uptime: std::time::Duration::from_secs(1),
+            workers: Vec::new(),
+            slowpath: crate::daemon::SlowpathStats {
+                challenges_withheld: 3,
+                sqn_commits: 5,
+                sip_transport_refused: 7,
+                registrations: 2,
+                ..Default::default()
+            },
+            core: CoreStats {
+                retransmissions_absorbed: 11,
+                keepalives_sent: 13,
+                dialogs_released: 17,
+                ..CoreStats::default()
+            },
+            sa_installed: 0,
+            sa_allocated: 0,
+            sa_capacity: 8,
+        };
+        let v = stats(&s);
+        assert_eq!(v["slowpath"]["challenges_withheld"], 3);
+        assert_eq!(v["slowpath"]["sqn_commits"], 5);
+        assert_eq!(v["slowpath"]["sip_transport_refused"], 7);
+        assert_eq!(v["slowpath"]["commands_dropped"], 0);
+        assert_eq!(v["slowpath"]["registrations"], 2);
+        assert_eq!(v["sip"]["retransmissions_absorbed"], 11);
+        assert_eq!(v["sip"]["keepalives_sent"], 13);
+        assert_eq!(v["sip"]["dialogs_released"], 17);
+        assert_eq!(v["sip"].as_object().unwrap().len(), 15);
+        assert_eq!(v["slowpath"].as_object().unwrap().len(), 16);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use crate::config::{Backend, Config};
 pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 pub use setup::default_sqn_state;
-pub use stats::{SlowpathStats, Stats, WorkerStats};
+pub use stats::{core_counters, queue_counters, Sample, SlowpathStats, Stats, WorkerStats};
 pub use steer::{ue_key, worker_for};
 
 /// Frames (and neighbours) each worker's handoff inbox holds; strays beyond it are dropped
@@ -141,6 +141,9 @@ pub enum StartError {
     /// The control socket could not be opened.
     #[error("control socket {0}")]
     Control(#[source] crate::control::ControlError),
+    /// The Prometheus endpoint could not be opened.
+    #[error("{0}")]
+    Metrics(#[source] crate::metrics::MetricsError),
     /// A thread could not be spawned, or died while starting.
     #[error("thread {name}: {reason}")]
     Thread {
@@ -276,6 +279,7 @@ impl Daemon {
             done: false,
             stopped: None,
             control: None,
+            metrics: None,
         };
 
         let handoff = Arc::new(Handoff::new(nworkers, HANDOFF_RING));
@@ -358,6 +362,7 @@ impl Daemon {
             stats_interval: opts.stats_interval,
             stats: handle.stats.clone(),
             steering,
+            access: setup::sip_access(config, sip_port),
         };
         let slowpath_core = if pinned { config.cores.slowpath } else { None };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);
@@ -391,8 +396,13 @@ impl Daemon {
         handle.sqn_state = sqn_state;
         let stats = handle.stats.clone();
         let stats = crate::control::stats_fn(move || stats.snapshot());
-        handle.control = crate::control::ControlServer::start(config, stats, query_port)
+        handle.control = crate::control::ControlServer::start(config, stats.clone(), query_port)
             .map_err(StartError::Control)?;
+        if let Some(addr) = config.metrics.listen {
+            handle.metrics = Some(
+                crate::metrics::MetricsServer::start(addr, stats).map_err(StartError::Metrics)?,
+            );
+        }
         log::info!(
             "akagate running on {} (mtu {}) with {nworkers} worker(s){}; SIP on port {sip_port}; \
              {} subscriber(s); SA table of {} SPIs",
@@ -436,6 +446,8 @@ pub struct DaemonHandle {
     stopped: Option<Result<ShutdownReport, ShutdownError>>,
     /// The `akactl` control socket, if it could be opened.
     control: Option<crate::control::ControlServer>,
+    /// The Prometheus endpoint, if configured.
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl core::fmt::Debug for DaemonHandle {
@@ -457,6 +469,12 @@ impl DaemonHandle {
     /// The port's name, Ethernet address and MTU.
     pub fn link(&self) -> &LinkInfo {
         &self.link
+    }
+
+    /// The address the Prometheus endpoint listens on (`[metrics] listen`, with the port the
+    /// system chose if it was 0), `None` when it is off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// The SQN state file in use, if the HSS has one.
@@ -507,6 +525,7 @@ impl DaemonHandle {
         }
         self.done = true;
         drop(self.control.take());
+        drop(self.metrics.take());
         let mut result = Ok(());
         self.slowpath_stop.store(true, Ordering::Release);
         let exit = match self.slowpath.take().map(JoinHandle::join) {

@@ -1,21 +1,24 @@
 //! From the validated [`Config`] to the parts the daemon runs: the worker configuration, the
 //! slowpath core's configuration and the HSS with its durable SQN state.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use akagate_fastpath::ipc::{Flow, Proto};
 use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::stack::StackConfig;
 use akagate_fastpath::worker::WorkerConfig;
 use akagate_slowpath::hss::Hss;
 use akagate_slowpath::secagree::ImsAkaProfile;
+use akagate_slowpath::sip::transaction::TimerConfig;
 use akagate_slowpath::CoreConfig;
 use akagate_sys::LinkInfo;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 
 use super::StartError;
-use crate::config::Config;
+use crate::config::{Config, Transport};
 
 /// Frames per receive burst (DPDK ipsec-secgw and VPP use 32-64).
 const BURST: usize = 32;
@@ -83,15 +86,72 @@ fn pcscf_host(config: &Config) -> String {
     }
 }
 
-/// The slowpath core's configuration.
+/// The slowpath core's configuration: profile, expiries, challenge timeout, keep-alives and
+/// the SIP timers (RFC 3261 17; the 100 Trying delay stays at 17.2.1's 200 ms).
 pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
+    let r = &config.registration;
+    let t = &config.sip_timers;
+    let defaults = CoreConfig::default();
     Ok(CoreConfig {
         profile: profile(config)?,
         pcscf_host: pcscf_host(config),
-        default_expires: config.registration.default_expires,
-        max_expires: config.registration.max_expires,
-        ..CoreConfig::default()
+        default_expires: r.default_expires,
+        max_expires: r.max_expires,
+        challenge_timeout: r.challenge_timeout,
+        timers: TimerConfig {
+            t1: t.t1,
+            t2: t.t2,
+            t4: t.t4,
+            timer_d: t.timer_d,
+            ..defaults.timers
+        },
+        timer_c: t.timer_c,
+        keepalive_interval: r.keepalive_interval,
+        ..defaults
     })
+}
+
+/// The transports each address accepts on the unprotected SIP port (`[[sip-ports]]
+/// transport-protocol`); an address without an entry accepts none.
+pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
+    let mut by_address: Vec<(IpAddr, Vec<Proto>)> = Vec::new();
+    for p in &config.sip_ports {
+        let protos = p.transports.iter().map(|t| match t {
+            Transport::Udp => Proto::Udp,
+            Transport::Tcp => Proto::Tcp,
+        });
+        match by_address.iter_mut().find(|(a, _)| *a == p.address) {
+            Some((_, v)) => v.extend(protos),
+            None => by_address.push((p.address, protos.collect())),
+        }
+    }
+    SipAccess {
+        sip_port,
+        by_address,
+    }
+}
+
+/// Which transports reach the unprotected SIP port of each of our addresses. The workers
+/// serve the SIP port on every address and transport; the slowpath thread drops what this
+/// refuses before the core sees it (TCP connections are then closed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SipAccess {
+    sip_port: u16,
+    by_address: Vec<(IpAddr, Vec<Proto>)>,
+}
+
+impl SipAccess {
+    /// Whether a message on `flow` may go to the core: anything not on the unprotected SIP
+    /// port (the SAs' ports follow the registration), and on it only a configured transport.
+    pub fn allows(&self, flow: &Flow) -> bool {
+        if flow.local_port != self.sip_port {
+            return true;
+        }
+        self.by_address
+            .iter()
+            .find(|(a, _)| *a == flow.local)
+            .is_some_and(|(_, protos)| protos.contains(&flow.proto))
+    }
 }
 
 /// The SQN state file used when none is given: `<subscriber file>.sqn-state`.

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Proto, WorkerCommand, WorkerEvent};
 use akagate_slowpath::hss::{HssError, SqnJournal};
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
+use super::setup::SipAccess;
 use super::stats::{inc, SlowpathCounters, StatsSource};
 use super::wake::WorkerWake;
 use akagate_sys::steer::Steering;
@@ -55,6 +56,8 @@ pub(super) struct Slowpath {
     pub steering: Steering,
     /// Read-only queries of the control socket, answered once per loop turn.
     pub control: crate::control::Queries,
+    /// Which transports the unprotected SIP port takes on each address.
+    pub access: SipAccess,
 }
 
 impl Slowpath {
@@ -107,6 +110,7 @@ impl Slowpath {
                 batch.extend(actions);
             }
             self.release(batch);
+            self.publish_counters();
             self.control.serve(&self.core, now);
             if now >= next_gauge {
                 self.publish_gauges();
@@ -141,6 +145,7 @@ impl Slowpath {
         self.counters
             .drained_at_shutdown
             .store(drained, Ordering::Relaxed);
+        self.publish_counters();
         self.publish_gauges();
         let Slowpath {
             core,
@@ -169,11 +174,27 @@ impl Slowpath {
         exit
     }
 
-    /// Runs one event through the core; its commands join `batch` (sent by `release`).
+    /// Runs one event through the core; its commands join `batch` (sent by `release`). SIP
+    /// over a transport the SIP port does not take on that address never reaches the core;
+    /// its TCP connection is closed.
     fn on_event(&mut self, ev: WorkerEvent, batch: &mut Vec<WorkerCommand>) {
         inc(&self.counters.events);
-        if matches!(ev, WorkerEvent::Sip(_)) {
+        if let WorkerEvent::Sip(sip) = &ev {
             inc(&self.counters.sip_messages);
+            if !self.access.allows(&sip.flow) {
+                inc(&self.counters.sip_transport_refused);
+                log::debug!(
+                    "slowpath: SIP from {} over {:?} to {}:{} refused (transport-protocol)",
+                    sip.flow.ue,
+                    sip.flow.proto,
+                    sip.flow.local,
+                    sip.flow.local_port
+                );
+                if sip.flow.proto == Proto::Tcp {
+                    batch.push(WorkerCommand::Close(sip.flow));
+                }
+                return;
+            }
         }
         batch.extend(self.core.handle(ev, Instant::now()));
     }
@@ -187,15 +208,16 @@ impl Slowpath {
     }
 
     /// Dispatches `batch` if `committed` is `Ok`. Otherwise its SQNs may not survive a crash:
-    /// the 401s are dropped ([`withhold_challenges`], counted in `commands_dropped`, UEs retry
-    /// or retransmit) and everything else is sent, since it carries no SQN and holding back
+    /// the 401s are dropped ([`withhold_challenges`], counted in `challenges_withheld`, UEs
+    /// retry or retransmit) and everything else is sent, since it carries no SQN and holding back
     /// SA installs/removals or other answers would leave workers and core out of step.
     fn dispatch_committed(&mut self, batch: Vec<WorkerCommand>, committed: Result<(), HssError>) {
         let batch = match committed {
             Ok(()) => batch,
             Err(e) => {
                 let (rest, dropped) = withhold_challenges(batch);
-                let c = &self.counters.commands_dropped;
+                inc(&self.counters.sqn_commit_failures);
+                let c = &self.counters.challenges_withheld;
                 c.store(
                     c.load(Ordering::Relaxed).wrapping_add(dropped as u64),
                     Ordering::Relaxed,
@@ -254,12 +276,26 @@ impl Slowpath {
         }
     }
 
+    /// Copies the core's counters and the HSS's commit count for other threads (cheap: a
+    /// few stores, once per loop turn).
+    fn publish_counters(&self) {
+        let c = &self.counters;
+        c.core.store(&self.core.stats());
+        c.sqn_commits
+            .store(self.core.hss().sync_count(), Ordering::Relaxed);
+    }
+
+    /// Levels that need a walk or a count of the core's state (every `GAUGE_PERIOD`).
     fn publish_gauges(&self) {
         let c = &self.counters;
         c.registrations
             .store(self.core.registered() as u64, Ordering::Relaxed);
         c.subscribers
             .store(self.core.hss().len() as u64, Ordering::Relaxed);
+        c.transactions
+            .store(self.core.transactions() as u64, Ordering::Relaxed);
+        c.dialogs
+            .store(self.core.dialogs() as u64, Ordering::Relaxed);
     }
 }
 
@@ -279,6 +315,7 @@ fn withhold_challenges(batch: Vec<WorkerCommand>) -> (Vec<WorkerCommand>, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigTemplate, Transport};
     use akagate_fastpath::ipc::{Flow, Proto, SipIn};
     use akagate_fastpath::worker::InboundTable;
     use akagate_slowpath::hss::{Hss, SubscriberRecord};
@@ -357,8 +394,85 @@ mod tests {
             },
             steering: akagate_sys::steer::Steering::UeKey { queues: 1 },
             control: crate::control::channel().1,
+            access: access(&[Transport::Udp, Transport::Tcp]),
         };
         (slowpath, events_tx, commands_rx)
+    }
+
+    /// SIP on 192.168.200.1:5060 (the fixture's P-CSCF) over `transports`.
+    fn access(transports: &[Transport]) -> SipAccess {
+        let config = ConfigTemplate {
+            ipv4: vec!["192.168.200.1".parse().unwrap()],
+            ipv6: vec![],
+            transports: transports.to_vec(),
+            ..ConfigTemplate::default()
+        }
+        .build()
+        .unwrap();
+        crate::daemon::setup::sip_access(&config, 5060)
+    }
+
+    /// A UDP REGISTER to a TCP-only SIP port never reaches the core (no SA set, no 401) and
+    /// is counted; over TCP to a UDP-only port the connection is closed instead.
+    #[test]
+    fn sip_over_an_unconfigured_transport_is_refused() {
+        let dir = tmp("transport");
+        let (mut slowpath, _events_tx, _commands_rx) = slowpath_in(&dir, true);
+        slowpath.access = access(&[Transport::Tcp]);
+        let mut batch = Vec::new();
+        slowpath.on_event(register(), &mut batch);
+        assert!(batch.is_empty(), "{batch:?}");
+        assert_eq!(slowpath.core.stats(), Default::default());
+        let refused = |s: &Slowpath| s.counters.sip_transport_refused.load(Ordering::Relaxed);
+        assert_eq!(refused(&slowpath), 1);
+
+        slowpath.access = access(&[Transport::Udp]);
+        let tcp = Flow {
+            proto: Proto::Tcp,
+            ..flow()
+        };
+        let WorkerEvent::Sip(mut sip) = register() else {
+            unreachable!()
+        };
+        sip.flow = tcp;
+        slowpath.on_event(WorkerEvent::Sip(sip), &mut batch);
+        assert!(
+            matches!(batch.as_slice(), [WorkerCommand::Close(f)] if *f == tcp),
+            "{batch:?}"
+        );
+        assert_eq!(refused(&slowpath), 2);
+
+        // Over UDP the same request is the core's: the SA set and the 401.
+        batch.clear();
+        slowpath.on_event(register(), &mut batch);
+        assert!(matches!(
+            batch.first(),
+            Some(WorkerCommand::InstallSaSet(_))
+        ));
+        assert_eq!(refused(&slowpath), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The protected ports are not subject to `transport-protocol`; another of our addresses
+    /// without a `[[sip-ports]]` entry takes nothing on the SIP port.
+    #[test]
+    fn access_applies_to_the_sip_port_of_listed_addresses() {
+        let a = access(&[Transport::Tcp]);
+        let udp = flow();
+        assert!(!a.allows(&udp));
+        assert!(a.allows(&Flow {
+            local_port: 5064,
+            ..udp
+        }));
+        assert!(a.allows(&Flow {
+            proto: Proto::Tcp,
+            ..udp
+        }));
+        assert!(!a.allows(&Flow {
+            proto: Proto::Tcp,
+            local: "192.168.200.2".parse().unwrap(),
+            ..udp
+        }));
     }
 
     fn tmp(name: &str) -> std::path::PathBuf {
@@ -419,17 +533,20 @@ mod tests {
         assert!(!cmds.iter().any(
             |c| matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401"))
         ));
-        assert_eq!(
-            slowpath.counters.commands_dropped.load(Ordering::Relaxed),
-            1
-        );
+        let withheld = |s: &Slowpath| {
+            let c = &s.counters;
+            (
+                c.challenges_withheld.load(Ordering::Relaxed),
+                c.sqn_commit_failures.load(Ordering::Relaxed),
+                c.commands_dropped.load(Ordering::Relaxed),
+            )
+        };
+        // One 401 withheld by one failed commit; no command was lost to a full queue.
+        assert_eq!(withheld(&slowpath), (1, 1, 0));
 
         slowpath.dispatch_committed(batch.clone(), Ok(()));
         assert_eq!(commands_rx.try_iter().count(), batch.len());
-        assert_eq!(
-            slowpath.counters.commands_dropped.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(withheld(&slowpath), (1, 1, 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
