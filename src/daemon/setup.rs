@@ -91,7 +91,7 @@ fn pcscf_host(config: &Config) -> String {
 pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
     let r = &config.registration;
     let t = &config.sip_timers;
-    let defaults = CoreConfig::default();
+    // Every field listed (no `..`): a new core knob does not compile until it is mapped.
     Ok(CoreConfig {
         profile: profile(config)?,
         pcscf_host: pcscf_host(config),
@@ -103,11 +103,10 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
             t2: t.t2,
             t4: t.t4,
             timer_d: t.timer_d,
-            ..defaults.timers
+            ..TimerConfig::default()
         },
         timer_c: t.timer_c,
         keepalive_interval: r.keepalive_interval,
-        ..defaults
     })
 }
 
@@ -281,6 +280,42 @@ mod tests {
         assert_eq!(core.pcscf_host, "10.0.0.1");
         assert_eq!(core.default_expires, 3600);
         assert_eq!(core.max_expires, 7200);
+    }
+
+    #[test]
+    fn timers_and_keepalives_reach_the_core() {
+        let dflt = core_config(&Config::default()).unwrap();
+        // The documented defaults are the core's own (RFC 3261 Table 4, 16.6).
+        let core = CoreConfig::default();
+        assert_eq!(
+            (dflt.timers.t1, dflt.timers.t2, dflt.timers.t4),
+            (core.timers.t1, core.timers.t2, core.timers.t4)
+        );
+        assert_eq!(dflt.timers.timer_d, core.timers.timer_d);
+        assert_eq!(dflt.timer_c, core.timer_c);
+        assert_eq!(dflt.challenge_timeout, core.challenge_timeout);
+        assert_eq!(dflt.keepalive_interval, None);
+
+        let text = format!(
+            "{}\n[sip-timers]\nt1-ms = 250\nt2-ms = 2000\nt4-ms = 2500\ntimer-d-s = 40\n\
+             timer-c-s = 200\n",
+            crate::config::DEFAULT_CONFIG.replace(
+                "default-expires = 3600",
+                "default-expires = 3600\nchallenge-timeout = 30\nkeepalive-interval = 60"
+            )
+        );
+        let c = crate::config::parse(&text).unwrap();
+        let core = core_config(&c).unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            (core.timers.t1, core.timers.t2, core.timers.t4),
+            (ms(250), ms(2000), ms(2500))
+        );
+        assert_eq!(core.timers.timer_d, ms(40_000));
+        assert_eq!(core.timers.trying_delay, ms(200));
+        assert_eq!(core.timer_c, ms(200_000));
+        assert_eq!(core.challenge_timeout, ms(30_000));
+        assert_eq!(core.keepalive_interval, Some(ms(60_000)));
     }
 
     #[test]
