@@ -16,7 +16,7 @@ commands:
   milenage --k HEX (--op HEX | --opc HEX) --rand HEX --sqn HEX --amf HEX
       Milenage (TS 35.206) outputs and AUTN as one JSON object (lowercase hex).
   stats [--socket PATH] [--json]
-      The daemon's counters: per worker, per drop reason, slowpath, SA table.
+      The daemon's counters: per worker, per drop reason, slowpath, SIP core, SA table.
   sas [--socket PATH] [--json]
       Installed SA sets: UE, SPIs, ports, algorithms (never keys).
   registrations [--socket PATH] [--json]

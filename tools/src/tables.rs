@@ -50,8 +50,9 @@ fn u64_of(v: &Value, path: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
-/// `akactl stats`: a summary, the slowpath counters, then every non-zero worker counter (one
-/// column per worker and a total).
+/// `akactl stats`: a summary, the slowpath thread's counters and gauges, the SIP core's
+/// counters (drops, absorbed retransmissions, timeouts, keep-alives), then every non-zero
+/// worker counter (one column per worker and a total).
 pub fn stats(v: &Value) -> Result<String, String> {
     let workers = array(v.get("workers").unwrap_or(&Value::Null), "workers")?;
     let mut out = format!(
@@ -62,13 +63,15 @@ pub fn stats(v: &Value) -> Result<String, String> {
         u64_of(v, &["sa_table", "allocated"]),
         u64_of(v, &["sa_table", "capacity"]),
     );
-    if let Some(sp) = v.get("slowpath").and_then(Value::as_object) {
-        let rows: Vec<Vec<String>> = sp
-            .iter()
-            .map(|(k, v)| vec![k.clone(), cell(Some(v))])
-            .collect();
-        out.push_str(&render(&["slowpath", "value"], &rows));
-        out.push('\n');
+    for section in ["slowpath", "sip"] {
+        if let Some(m) = v.get(section).and_then(Value::as_object) {
+            let rows: Vec<Vec<String>> = m
+                .iter()
+                .map(|(k, v)| vec![k.clone(), cell(Some(v))])
+                .collect();
+            out.push_str(&render(&[section, "value"], &rows));
+            out.push('\n');
+        }
     }
     // Worker counters: queue counters first, then the worker's own, in the daemon's order.
     let mut names: Vec<String> = Vec::new();
@@ -239,7 +242,8 @@ mod tests {
                 {"id": 1, "core": null, "queue": {"rx_packets": 1, "tx_errors": 0},
                  "counters": {"esp_in": 0, "drop_no_ue": 4}}
             ],
-            "slowpath": {"events": 7},
+            "slowpath": {"events": 7, "challenges_withheld": 1},
+            "sip": {"retransmissions_absorbed": 12, "keepalives_sent": 0},
             "sa_table": {"installed": 2, "allocated": 2, "capacity": 1024}
         });
         let t = stats(&v).unwrap();
@@ -249,7 +253,16 @@ mod tests {
             ),
             "{t}"
         );
-        assert!(t.contains("events    7\n"), "{t}");
+        assert!(
+            t.contains(
+                "slowpath             value\nchallenges_withheld  1\nevents               7\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("sip                       value\nkeepalives_sent           0\nretransmissions_absorbed  12\n"),
+            "{t}"
+        );
         assert!(
             t.contains("counter          w0 (core 1)  w1  total\n"),
             "{t}"
