@@ -33,6 +33,9 @@ fn example_file_validates() {
         "workers on core(s) 1,2, slowpath on core 0",
         "registration expires 600..=7200 s (default 3600)",
         "SA table of 1048576 SPIs",
+        "challenge timeout 240 s, keep-alives off",
+        "SIP timers T1 500 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
+        "metrics on http://127.0.0.1:9464/metrics",
     ] {
         assert!(summary.contains(part), "missing {part:?} in {summary}");
     }
