@@ -417,6 +417,47 @@ fn scrapes_are_well_formed_and_counters_move_with_traffic() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The format check itself refuses each kind of malformed exposition (so the scrape tests
+/// above can fail).
+#[test]
+fn the_format_check_refuses_malformed_text() {
+    // A valid base of 101 samples, then one defect each.
+    let mut good = String::from("# HELP a_total A.\n# TYPE a_total counter\n");
+    for i in 0..101 {
+        good.push_str(&format!("a_total{{worker=\"{i}\"}} 1\n"));
+    }
+    check_exposition(&good);
+    let bad = [
+        // TYPE before HELP.
+        good.replacen(
+            "# HELP a_total A.\n# TYPE a_total counter\n",
+            "# TYPE a_total counter\n# HELP a_total A.\n",
+            1,
+        ),
+        // A counter without _total.
+        good.replace("a_total", "a_count"),
+        // A metric name with a forbidden character.
+        good.replace("a_total", "a-b_total"),
+        // A sample of a family that was never declared.
+        good.clone() + "b_total 1\n",
+        // A family declared twice, not contiguous.
+        good.clone() + "# HELP c A.\n# TYPE c gauge\nc 1\n# HELP a_total A.\n",
+        // A label name with a forbidden character.
+        good.replacen("{worker=", "{wor-ker=", 1),
+        // A duplicate series.
+        good.clone() + "a_total{worker=\"0\"} 2\n",
+        // A negative or unparsable value.
+        good.replacen(" 1\n", " -1\n", 1),
+        good.replacen(" 1\n", " one\n", 1),
+        // No final line feed.
+        good.trim_end().to_string(),
+    ];
+    for (i, text) in bad.iter().enumerate() {
+        let refused = std::panic::catch_unwind(|| check_exposition(text)).is_err();
+        assert!(refused, "defect {i} accepted:\n{text}");
+    }
+}
+
 #[test]
 fn only_get_and_head_of_metrics_are_served() {
     let dir = temp_dir("http");

@@ -101,8 +101,8 @@ pub fn parse_request(head: &[u8]) -> Result<Request, HttpError> {
     })
 }
 
-/// What to answer a parsed request, given the metrics body to serve: status, extra header
-/// lines, and whether the body goes out (not for HEAD, RFC 9110 9.3.2).
+/// What to answer a parsed request: the metrics for `GET` / `HEAD /metrics` (no body for
+/// HEAD, RFC 9110 9.3.2), 405 for another method there, 404 for any other path.
 pub fn route(req: &Request) -> Route {
     if req.path != METRICS_PATH {
         return Route::Status(404, "Not Found");
