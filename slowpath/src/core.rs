@@ -30,6 +30,9 @@ pub struct CoreConfig {
     pub pcscf_host: String,
     /// Registration lifetime granted when the UE asks for none (seconds).
     pub default_expires: u32,
+    /// Shortest registration lifetime accepted (seconds); a REGISTER asking for less (but not
+    /// 0) gets `423 Interval Too Brief` with `Min-Expires` (RFC 3261 10.3 step 7). 0: no minimum.
+    pub min_expires: u32,
     /// Largest registration lifetime granted (seconds).
     pub max_expires: u32,
     /// How long a challenge and its SA set wait for the protected REGISTER
@@ -51,6 +54,7 @@ impl Default for CoreConfig {
             profile: ImsAkaProfile::default(),
             pcscf_host: "pcscf.ims.mnc001.mcc001.3gppnetwork.org".into(),
             default_expires: 3600,
+            min_expires: 0,
             max_expires: 600_000,
             challenge_timeout: Duration::from_secs(240),
             timers: TimerConfig::default(),

@@ -96,6 +96,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         profile: profile(config)?,
         pcscf_host: pcscf_host(config),
         default_expires: r.default_expires,
+        min_expires: r.min_expires,
         max_expires: r.max_expires,
         challenge_timeout: r.challenge_timeout,
         timers: TimerConfig {

@@ -163,6 +163,14 @@ impl Core {
         let Some(sub) = self.hss.subscriber(&impi) else {
             return self.respond(req, 403, "Forbidden", &[], now, out);
         };
+        // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
+        // de-registration, is refused before any challenge or SA set is spent on it.
+        let min = self.cfg.min_expires;
+        if let Some(asked) = requested_expires(msg).filter(|&e| e != 0 && e < min) {
+            log::debug!("REGISTER for {impi} asks {asked} s, below min-expires {min}");
+            let extra = [("Min-Expires", min.to_string())];
+            return self.respond(req, 423, "Interval Too Brief", &extra, now, out);
+        }
         let (impi, impus) = (sub.impi().to_string(), sub.impu().to_vec());
         let key = impi.to_ascii_lowercase();
         self.register_for(req, &key, impi, impus, creds.as_ref(), now, out);
