@@ -127,6 +127,12 @@ impl Aes128Ni {
         }
     }
 
+    /// The encryption round keys as bytes (FIPS-197 5.2 order), for the burst kernels'
+    /// per-lane key tables.
+    pub(super) fn enc_bytes(&self) -> &[[u8; 16]; 11] {
+        &self.enc
+    }
+
     /// The encryption round keys, loaded into registers.
     #[inline(always)]
     pub(super) fn enc_keys(&self) -> [__m128i; 11] {

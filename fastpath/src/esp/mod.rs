@@ -20,6 +20,9 @@
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
+pub mod burst;
+#[cfg(target_arch = "x86_64")]
+mod cbc_mb;
 pub mod error;
 #[cfg(target_arch = "x86_64")]
 mod gcm_ni;
@@ -28,12 +31,17 @@ pub mod ip;
 pub mod replay;
 pub mod sa;
 #[cfg(target_arch = "x86_64")]
+mod sha1_mb;
+#[cfg(target_arch = "x86_64")]
 mod stitch;
 pub mod suite;
 mod transform;
 
 pub use transform::cbc;
 
+#[cfg(target_arch = "x86_64")]
+pub use burst::CbcKernel;
+pub use burst::{encapsulate_burst, BurstError, EncapItem};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
 pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

@@ -177,6 +177,37 @@ impl OutboundSa {
         pkt: Range<usize>,
         iv: Option<&[u8]>,
     ) -> Result<(Range<usize>, usize), EspError> {
+        let f = self.frame(buf, pkt, iv)?;
+        self.transform.seal(&mut buf[f.esp.clone()], f.seq_hi);
+        Ok((f.range, f.payload_len))
+    }
+
+    /// The keyed transform, for the burst path (`burst`).
+    pub(super) fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    /// Counts the outcome of one packet of a burst, as `encapsulate` does.
+    pub(super) fn count(&mut self, r: Result<usize, EspError>) {
+        match r {
+            Ok(payload) => {
+                self.counters.packets += 1;
+                self.counters.bytes += payload as u64;
+            }
+            Err(e) => self.counters.count(e),
+        }
+    }
+
+    /// Everything of an encapsulation but the cipher and the ICV: IP header moved, ESP header
+    /// (SPI, next sequence number), IV, padding and trailer written, IP header fixed up. The
+    /// caller then seals `buf[esp]` (header, IV, plaintext body, ICV space) with
+    /// [`Transform::seal`] or a burst kernel.
+    pub(super) fn frame(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: Option<&[u8]>,
+    ) -> Result<Framed, EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
         let lay = ip::layout_outbound(ip_pkt)?;
@@ -230,10 +261,27 @@ impl OutboundSa {
         esp[trailer + pad_len] = pad_len as u8;
         esp[trailer + pad_len + 1] = lay.next_header;
         let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        self.transform.seal(esp, seq_hi);
         ip::fix_header(out, &lay, IPPROTO_ESP, new_len);
-        Ok((start..end, payload_len))
+        Ok(Framed {
+            range: start..end,
+            esp: start + hdr_len..end,
+            seq_hi,
+            payload_len,
+        })
     }
+}
+
+/// A framed outbound packet waiting for its cipher and ICV (see [`OutboundSa::frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Framed {
+    /// The whole ESP packet in the buffer (what `encapsulate` returns).
+    pub(super) range: Range<usize>,
+    /// Its ESP part: `SPI | seq | IV | body | ICV space`, absolute in the buffer.
+    pub(super) esp: Range<usize>,
+    /// High half of an extended sequence number (authenticated, not sent).
+    pub(super) seq_hi: Option<u32>,
+    /// Upper-layer bytes, for the counters.
+    pub(super) payload_len: usize,
 }
 
 /// An inbound SA: anti-replay window and keyed transform.

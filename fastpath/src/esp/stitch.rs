@@ -34,8 +34,8 @@ pub(super) fn available() -> bool {
 /// HMAC-SHA-1 pad states (RFC 2104): the chaining values after `K ^ ipad` and `K ^ opad`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(super) struct Sha1NiKey {
-    ipad: [u32; 5],
-    opad: [u32; 5],
+    pub(super) ipad: [u32; 5],
+    pub(super) opad: [u32; 5],
 }
 
 impl Sha1NiKey {
@@ -67,7 +67,7 @@ impl Sha1NiKey {
 }
 
 /// An AES-128-CBC encryption in progress: the chaining value and the blocks still to encrypt.
-struct CbcJob<'a> {
+pub(super) struct CbcJob<'a> {
     keys: [__m128i; 11],
     chain: __m128i,
     data: &'a mut [u8],
@@ -82,7 +82,10 @@ struct CbcJob<'a> {
 /// The CPU must support AES-NI, SHA, SSSE3 and SSE4.1 (see [`available`]).
 #[target_feature(enable = "aes,sha,sse2,ssse3,sse4.1")]
 #[allow(unused_assignments)] // the last quad-rounds' ring and AES-state writes are dead
-unsafe fn compress(state: &mut [u32; 5], block: &[u8; 64], mut aes: Option<&mut CbcJob<'_>>) {
+pub(super) unsafe fn compress(
+    state: &mut [u32; 5],
+    block: &[u8; 64],
+    mut aes: Option<&mut CbcJob<'_>>) {
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
     // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.

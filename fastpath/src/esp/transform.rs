@@ -199,6 +199,21 @@ impl Transform {
         }
     }
 
+    /// The AES-NI round keys and SHA-NI HMAC pad states of an aes-cbc + hmac-sha-1-96 SA
+    /// when this CPU runs those kernels: what the multi-buffer burst path (`burst`) needs.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn aes_sha1_ni(
+        &self,
+    ) -> Option<(&super::aesni::Aes128Ni, &super::stitch::Sha1NiKey)> {
+        match self {
+            Transform::Cbc {
+                cipher: CbcCipher::Aes128Ni(c, Some(k)),
+                integ: Hmac96::Sha1(_),
+            } => Some((c, k)),
+            _ => None,
+        }
+    }
+
     /// Packet geometry of this transform.
     pub(crate) fn geometry(&self) -> Geometry {
         match self {
