@@ -1,5 +1,7 @@
-//! A smoltcp `Device` over two bounded in-memory queues of IP packets: the worker pushes
-//! decrypted inner packets in and pulls the stack's output to encrypt.
+//! smoltcp `Device`s of a per-UE stack: [`QueueDevice`], two bounded in-memory queues of owned
+//! IP packets (tests, the UE simulator), and [`SinkDevice`], which lends smoltcp the worker's
+//! packet buffer for one inbound packet and lets it write its output straight into buffers of
+//! a [`PacketSink`] (the worker's port pool), so the fast path copies no packet into a `Vec`.
 
 use std::collections::VecDeque;
 
@@ -82,6 +84,13 @@ impl phy::TxToken for QueueTxToken<'_> {
     }
 }
 
+impl Default for QueueDevice {
+    /// An empty device with no room (a placeholder while the real one is lent out).
+    fn default() -> Self {
+        QueueDevice::new(0, 0)
+    }
+}
+
 impl phy::Device for QueueDevice {
     type RxToken<'a> = QueueRxToken;
     type TxToken<'a> = QueueTxToken<'a>;
@@ -106,5 +115,123 @@ impl phy::Device for QueueDevice {
         caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = Some(self.max_queue);
         caps
+    }
+}
+
+/// Where a stack's outbound IP packets go when it is driven through a [`SinkDevice`]: smoltcp
+/// writes each packet once, into a buffer the sink provides, and the sink sends it on.
+pub trait PacketSink {
+    /// Lets `fill` write one IP packet of `len` bytes into a buffer of the sink, then sends
+    /// it. A sink without a buffer to spare still calls `fill` (smoltcp needs its result),
+    /// on scratch space, and drops the packet.
+    fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R;
+
+    /// Whether the sink can take another packet now; smoltcp keeps what it would send for a
+    /// later poll otherwise.
+    fn can_send(&mut self) -> bool;
+}
+
+/// A device over at most one borrowed inbound packet and a [`PacketSink`] for output.
+#[derive(Debug)]
+pub struct SinkDevice<'a, S> {
+    rx: Option<&'a [u8]>,
+    sink: &'a mut S,
+    mtu: usize,
+}
+
+impl<'a, S: PacketSink> SinkDevice<'a, S> {
+    /// A device that hands `rx` (if any) to the stack once and sends through `sink`.
+    pub fn new(rx: Option<&'a [u8]>, sink: &'a mut S, mtu: usize) -> Self {
+        SinkDevice { rx, sink, mtu }
+    }
+}
+
+/// Receive token lending one inbound packet in place.
+pub struct SliceRxToken<'a>(&'a [u8]);
+
+/// Transmit token writing into the sink's next buffer.
+pub struct SinkTxToken<'a, S>(&'a mut S);
+
+impl phy::RxToken for SliceRxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl<S: PacketSink> phy::TxToken for SinkTxToken<'_, S> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        self.0.send(len, f)
+    }
+}
+
+impl<S: PacketSink> phy::Device for SinkDevice<'_, S> {
+    type RxToken<'b>
+        = SliceRxToken<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = SinkTxToken<'b, S>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let packet = self.rx.take()?;
+        // A direct answer (RST, ICMP) to the one packet goes to the sink like any output.
+        Some((SliceRxToken(packet), SinkTxToken(&mut *self.sink)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
+        if !self.sink.can_send() {
+            return None;
+        }
+        Some(SinkTxToken(&mut *self.sink))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = self.mtu;
+        caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::{Device, RxToken, TxToken};
+
+    /// Collects packets; refuses after `room` of them.
+    struct Collect {
+        out: Vec<Vec<u8>>,
+        room: usize,
+    }
+
+    impl PacketSink for Collect {
+        fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+            let mut b = vec![0u8; len];
+            let r = fill(&mut b);
+            self.out.push(b);
+            r
+        }
+        fn can_send(&mut self) -> bool {
+            self.out.len() < self.room
+        }
+    }
+
+    #[test]
+    fn sink_device_lends_one_packet_and_sends_to_the_sink() {
+        let pkt = [1u8, 2, 3];
+        let mut sink = Collect {
+            out: vec![],
+            room: 1,
+        };
+        let mut dev = SinkDevice::new(Some(&pkt), &mut sink, 1400);
+        let (rx, tx) = dev.receive(Instant::from_millis(0)).unwrap();
+        assert_eq!(rx.consume(|b| b.as_ptr()), pkt.as_ptr(), "not borrowed in place");
+        tx.consume(2, |b| b.copy_from_slice(&[9, 9]));
+        assert!(dev.receive(Instant::from_millis(0)).is_none());
+        assert!(dev.transmit(Instant::from_millis(0)).is_none(), "sink full");
+        assert_eq!(dev.capabilities().max_transmission_unit, 1400);
+        assert_eq!(sink.out, vec![vec![9, 9]]);
     }
 }

@@ -112,9 +112,28 @@ impl SipFramer {
         if data.len() < total {
             return Ok(None);
         }
-        let msg = data[..total].to_vec();
-        self.start += total;
+        let msg = if self.start == 0 && total == self.buf.len() {
+            // The usual case, one message and nothing after it: hand over the buffer itself.
+            std::mem::take(&mut self.buf)
+        } else {
+            let m = data[..total].to_vec();
+            self.start += total;
+            m
+        };
         Ok(Some(Frame::Message(msg)))
+    }
+
+    /// Frees the buffer's memory when nothing is pending, unless it is small (keep-alives),
+    /// so an idle connection holds none.
+    pub fn release_idle(&mut self) {
+        if self.pending() == 0 {
+            if self.buf.capacity() > 256 {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
+            self.start = 0;
+        }
     }
 }
 

@@ -2,22 +2,27 @@
 //! connections with SIP framing, UDP datagrams, and the slowpath's send/connect/close.
 //!
 //! The stack is sans-IO: inner IP packets and `now` go in, IP packets and [`WorkerEvent`]s
-//! come out. The worker owns ESP, Ethernet and the choice of which ports to listen on.
+//! come out. The worker owns ESP, Ethernet and the choice of which ports to listen on. It drives
+//! the stack without copies ([`UeStack::input`] borrows the decrypted packet, [`UeStack::poll_with`]
+//! writes output into the worker's port buffers); [`UeStack::push_inbound`] / [`UeStack::poll`] /
+//! [`UeStack::pop_outbound`] queue owned packets instead (tests, the UE simulator).
 
 pub mod device;
 pub mod framing;
 pub mod ports;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::ipc::{Flow, Proto, SipIn, WorkerEvent};
 use device::QueueDevice;
+pub use device::{PacketSink, SinkDevice};
 use framing::{Frame, SipFramer};
 use ports::{is_tcp_syn, transport_ports};
 
@@ -126,14 +131,37 @@ pub struct StackCounters {
 struct TcpConn {
     flow: Flow,
     framer: SipFramer,
-    /// Bytes the slowpath asked to send that did not yet fit the socket.
-    pending: Vec<u8>,
+    /// Bytes the slowpath asked to send that did not yet fit the socket; fed to it as the
+    /// window opens, so a message may be larger than the send buffer.
+    pending: VecDeque<u8>,
     /// Opened by us (port_pc -> port_us) rather than accepted.
     outgoing: bool,
     /// Reached ESTABLISHED at least once.
     established: bool,
     /// Close once `pending` is flushed.
     close_requested: bool,
+}
+
+/// Spare capacity an empty per-connection queue keeps (a keep-alive's worth); larger ones are
+/// freed once empty, so an idle connection holds only its socket buffers.
+const IDLE_KEEP: usize = 256;
+
+impl TcpConn {
+    /// Moves as much of `pending` into the socket as its send buffer takes.
+    fn flush(&mut self, s: &mut tcp::Socket<'_>) {
+        while !self.pending.is_empty() && s.may_send() {
+            let (front, _) = self.pending.as_slices();
+            match s.send_slice(front) {
+                Ok(n) if n > 0 => {
+                    self.pending.drain(..n);
+                }
+                _ => break,
+            }
+        }
+        if self.pending.is_empty() && self.pending.capacity() > IDLE_KEEP {
+            self.pending = VecDeque::new();
+        }
+    }
 }
 
 /// A listening TCP socket or a bound UDP socket on one of our ports.
@@ -295,12 +323,9 @@ impl UeStack {
         Some(handle)
     }
 
-    /// Prepares sockets for the next queued packet: a listener for a SYN to a TCP port, a
-    /// bound socket for a datagram to a UDP port.
-    fn prepare_for_next(&mut self) {
-        let Some(front) = self.dev.peek_rx() else {
-            return;
-        };
+    /// Prepares sockets for the inbound packet `front`: a listener for a SYN to a TCP port,
+    /// a bound socket for a datagram to a UDP port.
+    fn prepare_for(&mut self, front: &[u8]) {
         let Some(p) = transport_ports(front) else {
             return;
         };
@@ -376,14 +401,45 @@ impl UeStack {
         self.dev
             .push_rx(packet)
             .map_err(|_| StackError::QueueFull)?;
+        self.note_spi(ports, via_spi);
+        Ok(())
+    }
+
+    /// Remembers the SA the flow's last packet came through.
+    fn note_spi(&mut self, ports: Option<ports::Ports>, via_spi: Option<u32>) {
         if let Some(p) = ports {
+            let key = (p.proto, p.src, p.dst);
             // Bounded: one entry per flow; flows are bounded by sockets and ports.
-            if self.last_spi.len() > 4 * (self.cfg.max_tcp_conns + 8) {
+            if !self.last_spi.contains_key(&key)
+                && self.last_spi.len() > 4 * (self.cfg.max_tcp_conns + 8)
+            {
                 self.last_spi.clear();
             }
-            self.last_spi.insert((p.proto, p.src, p.dst), via_spi);
+            self.last_spi.insert(key, via_spi);
         }
-        Ok(())
+    }
+
+    /// Runs one inbound (decrypted) IP packet through the stack now, reading it in place
+    /// from the caller's buffer (no copy, no queue). `via_spi` is the inbound SA it came
+    /// through, reported with the SIP messages of that flow. A direct answer of smoltcp (an
+    /// RST, a duplicate ACK) goes to `sink`; received data waits in its socket for the next
+    /// [`UeStack::poll_with`], which frames it and sends what is due.
+    ///
+    /// Packets queued with [`UeStack::push_inbound`] are not looked at: a stack is driven
+    /// either this way or through its queues.
+    pub fn input<S: PacketSink>(
+        &mut self,
+        packet: &[u8],
+        via_spi: Option<u32>,
+        now: Instant,
+        sink: &mut S,
+    ) {
+        self.note_spi(transport_ports(packet), via_spi);
+        self.prepare_for(packet);
+        let mut dev = SinkDevice::new(Some(packet), sink, self.cfg.ip_mtu);
+        self.iface
+            .poll_ingress_single(now, &mut dev, &mut self.sockets);
+        self.accept();
     }
 
     /// Takes the next IP packet the stack wants to send.
@@ -400,22 +456,44 @@ impl UeStack {
     }
 
     /// Runs the stack: consumes queued input, accepts connections (re-arming listeners),
-    /// frames received SIP, answers keep-alives, flushes queued sends and produces output.
+    /// frames received SIP, answers keep-alives, flushes queued sends and queues output for
+    /// [`UeStack::pop_outbound`].
     pub fn poll(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
+        // Lent out for the poll (the placeholder allocates nothing).
+        let mut dev = std::mem::take(&mut self.dev);
         // One packet at a time so each SYN finds a listener and each datagram a socket.
         loop {
-            self.prepare_for_next();
+            if let Some(front) = dev.peek_rx() {
+                self.prepare_for(front);
+            }
             let r = self
                 .iface
-                .poll_ingress_single(now, &mut self.dev, &mut self.sockets);
+                .poll_ingress_single(now, &mut dev, &mut self.sockets);
             self.accept();
             if r == PollIngressSingleResult::None {
                 break;
             }
         }
+        self.finish_poll(now, events, &mut dev);
+        self.dev = dev;
+    }
+
+    /// [`UeStack::poll`] for a stack fed with [`UeStack::input`]: frames received SIP,
+    /// answers keep-alives, flushes queued sends and writes output straight into `sink`.
+    pub fn poll_with<S: PacketSink>(
+        &mut self,
+        now: Instant,
+        events: &mut Vec<WorkerEvent>,
+        sink: &mut S,
+    ) {
+        let mut dev = SinkDevice::new(None, sink, self.cfg.ip_mtu);
+        self.finish_poll(now, events, &mut dev);
+    }
+
+    /// The part of a poll after ingress: service the connections, egress, clean up.
+    fn finish_poll<D: Device>(&mut self, now: Instant, events: &mut Vec<WorkerEvent>, dev: &mut D) {
         self.service(events);
-        self.iface
-            .poll_egress(now, &mut self.dev, &mut self.sockets);
+        self.iface.poll_egress(now, dev, &mut self.sockets);
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
         self.release_idle_sockets();
@@ -501,7 +579,7 @@ impl UeStack {
         TcpConn {
             flow,
             framer: SipFramer::new(self.cfg.max_sip_header, self.cfg.max_sip_body),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             outgoing,
             established: false,
             close_requested: false,
@@ -520,7 +598,6 @@ impl UeStack {
 
     fn service(&mut self, events: &mut Vec<WorkerEvent>) {
         let mut gone = Vec::new();
-        let mut buf = [0u8; 2048];
         for (&handle, conn) in self.conns.iter_mut() {
             let s = self.sockets.get_mut::<tcp::Socket>(handle);
             if s.is_listening() {
@@ -533,11 +610,15 @@ impl UeStack {
             }
             let mut fail = false;
             while s.can_recv() {
-                let n = match s.recv_slice(&mut buf) {
-                    Ok(n) if n > 0 => n,
-                    _ => break,
-                };
-                conn.framer.push(&buf[..n]);
+                // Straight from the socket's ring into the framer (twice when it wraps).
+                let framer = &mut conn.framer;
+                let n = s.recv(|data| {
+                    framer.push(data);
+                    (data.len(), data.len())
+                });
+                if !matches!(n, Ok(n) if n > 0) {
+                    break;
+                }
                 loop {
                     match conn.framer.next_frame() {
                         Ok(Some(Frame::Message(bytes))) => {
@@ -557,7 +638,7 @@ impl UeStack {
                         Ok(Some(Frame::Ping)) => {
                             // RFC 5626 4.4.1: answer a CRLFCRLF ping with a CRLF pong.
                             self.counters.pings_answered += 1;
-                            conn.pending.extend_from_slice(b"\r\n");
+                            conn.pending.extend(b"\r\n");
                         }
                         Ok(Some(Frame::Pong)) => {}
                         Ok(None) => break,
@@ -571,19 +652,16 @@ impl UeStack {
                     break;
                 }
             }
+            conn.framer.release_idle();
             if fail {
                 // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
                 // out with this poll's egress; `reap` then reports the close.
                 self.counters.framing_errors += 1;
-                conn.pending.clear();
+                conn.pending = VecDeque::new();
                 s.abort();
                 continue;
             }
-            if !conn.pending.is_empty() && s.may_send() {
-                if let Ok(n) = s.send_slice(&conn.pending) {
-                    conn.pending.drain(..n);
-                }
-            }
+            conn.flush(s);
             if conn.close_requested && conn.pending.is_empty() {
                 s.close();
             }
@@ -683,16 +761,24 @@ impl UeStack {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return Err(StackError::NoConnection);
         };
-        if conn.pending.len() + bytes.len() > self.cfg.max_pending {
+        let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        // Straight into the socket while nothing waits before it; what does not fit waits in
+        // `pending` (at most `max_pending` bytes) and follows as the window opens.
+        let room = if conn.pending.is_empty() && s.may_send() {
+            s.send_capacity() - s.send_queue()
+        } else {
+            0
+        };
+        if conn.pending.len() + bytes.len().saturating_sub(room) > self.cfg.max_pending {
             return Err(StackError::SendQueueFull);
         }
-        conn.pending.extend_from_slice(bytes);
-        let s = self.sockets.get_mut::<tcp::Socket>(handle);
-        if s.may_send() {
-            if let Ok(n) = s.send_slice(&conn.pending) {
-                conn.pending.drain(..n);
-            }
-        }
+        let sent = if room > 0 {
+            s.send_slice(bytes).unwrap_or(0)
+        } else {
+            0
+        };
+        conn.pending.extend(bytes.get(sent..).unwrap_or_default());
+        conn.flush(s);
         Ok(())
     }
 

@@ -354,8 +354,8 @@ impl<Q: PortQueue> Worker<Q> {
         self.deliver(src, dst, pkt, None, true, now);
     }
 
-    /// Queues an inner packet on the UE's stack (creating it for unprotected SIP) and marks
-    /// the stack due.
+    /// Runs an inner packet through the UE's stack (creating it for unprotected SIP) in place
+    /// and marks the stack due.
     fn deliver(
         &mut self,
         ue: IpAddr,
@@ -365,13 +365,37 @@ impl<Q: PortQueue> Worker<Q> {
         create: bool,
         now: Instant,
     ) {
-        let Some(u) = self.ue_entry(ue, local, create, now) else {
+        let Some(u) = super::ue_entry_in(
+            &mut self.ues,
+            &self.cfg,
+            &self.counters,
+            ue,
+            local,
+            create,
+            now,
+        ) else {
             return;
         };
-        if u.stack.push_inbound(pkt.to_vec(), spi).is_err() {
-            inc(&self.counters.drop_stack_queue_full);
-            return;
-        }
+        let out = super::egress::Out {
+            l2: &mut self.l2,
+            queue: &mut self.queue,
+            tx: &mut self.tx,
+            ctrl: &mut self.ctrl,
+            counters: &self.counters,
+            sip_port: self.cfg.sip_port,
+            link_mtu: self.cfg.link_mtu,
+        };
+        let mut sink = super::egress::StackSink::new(
+            out,
+            &mut u.sa_sets,
+            now,
+            &mut self.scratch,
+            self.cfg.burst * 4,
+        );
+        // Straight from the rx buffer into the stack: the data waits in its socket, framed
+        // and answered by the poll scheduled here (once per UE and burst).
+        u.stack.input(pkt, spi, now, &mut sink);
+        drop(sink);
         self.timers.schedule(ue, now);
     }
 

@@ -91,6 +91,8 @@ pub struct Worker<Q: PortQueue> {
     ctrl: Vec<Vec<u8>>,
     due: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
+    /// Where a stack's packet goes when the pool has no buffer for it.
+    scratch: Vec<u8>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
 }
@@ -131,6 +133,7 @@ impl<Q: PortQueue> Worker<Q> {
             ctrl: Vec::new(),
             due: Vec::new(),
             stack_events: Vec::new(),
+            scratch: Vec::new(),
             peers: None,
         }
     }
@@ -206,25 +209,26 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         inc(&self.counters.stack_polls);
-        ue.stack.poll(now, &mut self.stack_events);
+        let out = egress::Out {
+            l2: &mut self.l2,
+            queue: &mut self.queue,
+            tx: &mut self.tx,
+            ctrl: &mut self.ctrl,
+            counters: &self.counters,
+            sip_port: self.cfg.sip_port,
+            link_mtu: self.cfg.link_mtu,
+        };
+        let mut sink = egress::StackSink::new(
+            out,
+            &mut ue.sa_sets,
+            now,
+            &mut self.scratch,
+            self.cfg.burst * 4,
+        );
+        ue.stack.poll_with(now, &mut self.stack_events, &mut sink);
+        drop(sink);
         let sc = ue.stack.take_counters();
         add(&self.counters.drop_framing, sc.framing_errors);
-        while let Some(pkt) = ue.stack.pop_outbound() {
-            egress::emit(
-                &mut egress::Out {
-                    l2: &mut self.l2,
-                    queue: &mut self.queue,
-                    tx: &mut self.tx,
-                    ctrl: &mut self.ctrl,
-                    counters: &self.counters,
-                    sip_port: self.cfg.sip_port,
-                    link_mtu: self.cfg.link_mtu,
-                },
-                &mut ue.sa_sets,
-                &pkt,
-                now,
-            );
-        }
         let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             self.ues.remove(&ip);
@@ -314,32 +318,7 @@ impl<Q: PortQueue> Worker<Q> {
         create: bool,
         now: Instant,
     ) -> Option<&mut Ue> {
-        if !self.ues.contains_key(&ue) {
-            if !create {
-                inc(&self.counters.drop_no_ue);
-                return None;
-            }
-            if self.ues.len() >= self.cfg.max_ues {
-                inc(&self.counters.drop_ue_limit);
-                return None;
-            }
-            let mut stack = UeStack::new(self.cfg.stack.clone(), local, ue, now)?;
-            stack.listen(self.cfg.sip_port, true, true);
-            self.ues.insert(
-                ue,
-                Ue {
-                    stack,
-                    sa_sets: Vec::new(),
-                },
-            );
-            inc(&self.counters.ues);
-        }
-        let u = self.ues.get_mut(&ue)?;
-        if u.stack.local() != local {
-            inc(&self.counters.drop_local_address);
-            return None;
-        }
-        Some(u)
+        ue_entry_in(&mut self.ues, &self.cfg, &self.counters, ue, local, create, now)
     }
 
     /// Copies ARP/ND frames built this iteration into port buffers.
@@ -385,4 +364,43 @@ impl<Q: PortQueue> Worker<Q> {
         self.counters.nd_replies.store(l.nd_replies, Relaxed);
         self.counters.solicitations.store(l.solicitations, Relaxed);
     }
+}
+
+/// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
+fn ue_entry_in<'u>(
+    ues: &'u mut HashMap<IpAddr, Ue>,
+    cfg: &WorkerConfig,
+    counters: &WorkerCounters,
+    ue: IpAddr,
+    local: IpAddr,
+    create: bool,
+    now: Instant,
+) -> Option<&'u mut Ue> {
+    use std::collections::hash_map::Entry;
+    let full = ues.len() >= cfg.max_ues;
+    let u = match ues.entry(ue) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(_) if !create => {
+            inc(&counters.drop_no_ue);
+            return None;
+        }
+        Entry::Vacant(_) if full => {
+            inc(&counters.drop_ue_limit);
+            return None;
+        }
+        Entry::Vacant(e) => {
+            let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
+            stack.listen(cfg.sip_port, true, true);
+            inc(&counters.ues);
+            e.insert(Ue {
+                stack,
+                sa_sets: Vec::new(),
+            })
+        }
+    };
+    if u.stack.local() != local {
+        inc(&counters.drop_local_address);
+        return None;
+    }
+    Some(u)
 }
