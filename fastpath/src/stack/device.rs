@@ -227,7 +227,11 @@ mod tests {
         };
         let mut dev = SinkDevice::new(Some(&pkt), &mut sink, 1400);
         let (rx, tx) = dev.receive(Instant::from_millis(0)).unwrap();
-        assert_eq!(rx.consume(|b| b.as_ptr()), pkt.as_ptr(), "not borrowed in place");
+        assert_eq!(
+            rx.consume(|b| b.as_ptr()),
+            pkt.as_ptr(),
+            "not borrowed in place"
+        );
         tx.consume(2, |b| b.copy_from_slice(&[9, 9]));
         assert!(dev.receive(Instant::from_millis(0)).is_none());
         assert!(dev.transmit(Instant::from_millis(0)).is_none(), "sink full");

@@ -318,7 +318,15 @@ impl<Q: PortQueue> Worker<Q> {
         create: bool,
         now: Instant,
     ) -> Option<&mut Ue> {
-        ue_entry_in(&mut self.ues, &self.cfg, &self.counters, ue, local, create, now)
+        ue_entry_in(
+            &mut self.ues,
+            &self.cfg,
+            &self.counters,
+            ue,
+            local,
+            create,
+            now,
+        )
     }
 
     /// Copies ARP/ND frames built this iteration into port buffers.
