@@ -1,8 +1,9 @@
 //! ESP transport-mode encapsulation and decapsulation per suite at 64, 256, 1024 and 1408
 //! bytes of upper-layer payload (IPv4, in place, one core). Throughput is payload bytes.
 //!
-//! Bench ids: `esp_encrypt/<suite>/<size>` and `esp_decrypt/<suite>/<size>`; `bench/run.sh`
-//! reads criterion's estimates under these names.
+//! Bench ids: `esp_encrypt/<suite>/<size>`, `esp_decrypt/<suite>/<size>` and
+//! `esp_burst/<variant>/<size>` (a burst of 32); `bench/run.sh` reads criterion's estimates
+//! under these names.
 
 use std::time::Duration;
 
@@ -150,5 +151,67 @@ fn bench_gcm_baseline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_esp, bench_gcm_baseline);
+/// Multi-buffer encapsulation: bursts of `BURST` hmac-sha-1-96 + aes-cbc packets spread
+/// round-robin over 4 SAs (different keys), through `encapsulate_burst`. Ids:
+/// `esp_burst/<variant>/<size>`, time per burst; `mb` is the kernel the CPU picks, `vaes16`
+/// and `aesni8` force one, `single` runs the same burst API with every packet through the
+/// single-packet stitched path (the same-run baseline).
+fn bench_burst(c: &mut Criterion) {
+    use akagate_fastpath::esp::burst::encapsulate_burst_with;
+    use akagate_fastpath::esp::{CbcKernel, EncapItem};
+    const BURST: usize = 32;
+    const SAS: usize = 4;
+    let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
+    let mut g = c.benchmark_group("esp_burst");
+    g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
+    g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
+    g.sample_size(if fast { 10 } else { 30 });
+    let mut sas: Vec<OutboundSa> = (0..SAS as u8)
+        .map(|i| {
+            let suite = Suite {
+                auth: AuthAlg::HmacSha1_96,
+                encr: EncrAlg::AesCbc,
+                keys: SaKeys {
+                    integ_key: vec![0x11 ^ i; 20],
+                    encr_key: vec![0x22 ^ i; 16],
+                    salt: [0; 4],
+                },
+            };
+            OutboundSa::new(SPI + u32::from(i), &suite).expect("suite")
+        })
+        .collect();
+    let variants = [
+        ("mb", CbcKernel::detect()),
+        ("vaes16", Some(CbcKernel::Vaes16)),
+        ("aesni8", Some(CbcKernel::AesNi8)),
+        ("single", None),
+    ];
+    for size in SIZES {
+        g.throughput(Throughput::Bytes((BURST * size) as u64));
+        let (template, range) = packet(size);
+        for (name, kernel) in variants {
+            if kernel.is_some_and(|k| !k.supported()) {
+                continue;
+            }
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_batched_ref(
+                    || vec![template.clone(); BURST],
+                    |bufs| {
+                        let mut items: Vec<EncapItem<'_>> = bufs
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, buf)| EncapItem::new(i % SAS, buf, range.clone()))
+                            .collect();
+                        encapsulate_burst_with(&mut sas, &mut items, kernel).expect("burst");
+                        items.iter().all(|i| i.result.is_ok())
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_esp, bench_gcm_baseline, bench_burst);
 criterion_main!(benches);
