@@ -80,11 +80,14 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
 
     /// Appends to `due` every key whose deadline falls in a tick up to `now`'s, removing them.
     pub fn expire(&mut self, now: Instant, due: &mut Vec<K>) {
-        for key in std::mem::take(&mut self.ready) {
+        // Drained in place: the vector keeps its capacity (no allocation per schedule).
+        let mut ready = std::mem::take(&mut self.ready);
+        for key in ready.drain(..) {
             if self.deadlines.remove(&key).is_some() {
                 due.push(key);
             }
         }
+        self.ready = ready;
         let end = self.tick_of(now);
         if end <= self.cursor {
             return;

@@ -74,6 +74,12 @@ impl SipFramer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Makes room for `n` more bytes at once, so bytes read in pieces (a socket's ring
+    /// buffer wraps) cost one allocation.
+    pub fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
     /// Bytes buffered but not yet returned as a frame.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
@@ -110,6 +116,9 @@ impl SipFramer {
         }
         let total = head_len + body_len;
         if data.len() < total {
+            // The rest of the message arrives in one allocation's room.
+            let missing = total - data.len();
+            self.buf.reserve(missing);
             return Ok(None);
         }
         let msg = if self.start == 0 && total == self.buf.len() {

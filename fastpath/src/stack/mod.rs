@@ -609,6 +609,7 @@ impl UeStack {
                 conn.established = true;
             }
             let mut fail = false;
+            conn.framer.reserve(s.recv_queue());
             while s.can_recv() {
                 // Straight from the socket's ring into the framer (twice when it wraps).
                 let framer = &mut conn.framer;
