@@ -33,7 +33,11 @@ fn invite(body_len: usize) -> Vec<u8> {
 
 /// An INVITE of exactly `total` bytes.
 fn invite_of_len(total: usize) -> Vec<u8> {
-    let m = (0..total).map(invite).find(|m| m.len() == total).unwrap();
+    // The header is under 300 bytes, so the body is at least `total - 300`.
+    let m = (total.saturating_sub(300)..total)
+        .map(invite)
+        .find(|m| m.len() == total)
+        .unwrap();
     assert_eq!(m.len(), total);
     m
 }
@@ -425,4 +429,103 @@ fn idle_stack_holds_no_socket_memory() {
     l.pump(40);
     assert_eq!(l.pcscf.socket_count(), 0);
     assert!(l.pcscf.is_idle());
+}
+
+/// The largest TCP window the P-CSCF stack advertised in `wire` (no window scaling: the
+/// buffers are far below 64 KiB, RFC 7323 2.2).
+fn max_window(wire: &[Vec<u8>]) -> usize {
+    wire.iter()
+        .filter_map(|pk| {
+            let ip = Ipv4Packet::new_checked(pk.as_slice()).ok()?;
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            Some(usize::from(tcp.window_len()))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sends `msg` from the UE over port_uc -> port_ps and back from the P-CSCF on the same
+/// connection, and checks both arrive whole.
+fn both_ways(l: &mut Link, msg: &[u8]) {
+    let ue_flow = ue_side(l, PORT_UC, PORT_PS, Proto::Tcp);
+    let p_flow = pcscf_side(l, PORT_UC, PORT_PS, Proto::Tcp);
+    l.ue.send(ue_flow, msg, true).unwrap();
+    l.pump(200);
+    let got = l.sip_p();
+    assert_eq!(got.len(), 1, "UE -> P-CSCF");
+    assert!(got[0].bytes == msg, "UE -> P-CSCF bytes differ");
+    assert_eq!(got[0].via_spi, Some(SPI_PS));
+    l.pcscf.send(p_flow, msg, false).unwrap();
+    l.pump(200);
+    let got = sips(&l.ev_u);
+    assert_eq!(got.len(), 1, "P-CSCF -> UE");
+    assert!(got[0].bytes == msg, "P-CSCF -> UE bytes differ");
+    assert_eq!(
+        l.pcscf.queued_bytes(PORT_PS, PORT_UC),
+        0,
+        "all sent and acknowledged"
+    );
+}
+
+#[test]
+fn a_20_kib_message_crosses_the_small_default_buffers_both_ways() {
+    let cfg = StackConfig::default();
+    let msg = invite_of_len(20 * 1024);
+    assert!(msg.len() > 4 * cfg.tcp_rx_buf.max(cfg.tcp_tx_buf));
+    let mut l = Link::new(P4, U4, cfg.clone());
+    both_ways(&mut l, &msg);
+    // The receive buffer is the window: never more was offered, so it never had to hold more.
+    assert!(max_window(&l.wire_p) <= cfg.tcp_rx_buf);
+    // Our side sent it in several flights, fed from the pending queue as the UE acknowledged.
+    let from_us: usize = tcp_payloads(&l.wire_p)
+        .iter()
+        .map(|(_, _, p)| p.len())
+        .sum();
+    assert_eq!(from_us, msg.len());
+    assert!(tcp_payloads(&l.wire_p).len() >= msg.len() / 1360);
+}
+
+#[test]
+fn a_64_kib_message_crosses_both_ways() {
+    let cfg = StackConfig::default();
+    // 64 KiB in all, the body just under `max_sip_body`.
+    let msg = invite_of_len(64 * 1024);
+    let mut l = Link::new(P4, U4, cfg);
+    both_ways(&mut l, &msg);
+}
+
+#[test]
+fn pending_bound_counts_only_what_the_socket_does_not_take() {
+    let cfg = StackConfig {
+        tcp_tx_buf: 4096,
+        max_pending: 8192,
+        ..StackConfig::default()
+    };
+    let mut l = Link::new(P4, U4, cfg);
+    let p_flow = pcscf_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), REGISTER, true)
+        .unwrap();
+    l.pump(20);
+    assert!(l.pcscf.is_established(&p_flow));
+    // One more byte than the send buffer and the pending bound hold together: refused whole,
+    // nothing of it leaves.
+    let too_big = invite_of_len(4096 + 8192 + 1);
+    assert_eq!(
+        l.pcscf.send(p_flow, &too_big, false),
+        Err(StackError::SendQueueFull)
+    );
+    l.pump(20);
+    assert!(tcp_payloads(&l.wire_p).is_empty());
+    // Exactly what they hold is taken, and then nothing more until the UE acknowledges.
+    let fits = invite_of_len(4096 + 8192);
+    l.pcscf.send(p_flow, &fits, false).unwrap();
+    assert_eq!(
+        l.pcscf.send(p_flow, b"\r\n", false),
+        Err(StackError::SendQueueFull)
+    );
+    l.pump(100);
+    let got = sips(&l.ev_u);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].bytes == fits);
+    l.pcscf.send(p_flow, &fits, false).unwrap();
 }

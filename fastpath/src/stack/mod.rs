@@ -58,8 +58,11 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
-            tcp_rx_buf: 16 * 1024,
-            tcp_tx_buf: 16 * 1024,
+            // Enough for one window of three full segments: the framer copies each message
+            // out of the receive buffer as it completes and the send path feeds larger ones
+            // from `pending` as the peer acknowledges, so neither bounds the message size.
+            tcp_rx_buf: 4 * 1024,
+            tcp_tx_buf: 4 * 1024,
             udp_rx_buf: 8 * 1024,
             udp_tx_buf: 8 * 1024,
             udp_packets: 8,
@@ -141,6 +144,11 @@ struct TcpConn {
     /// Close once `pending` is flushed.
     close_requested: bool,
 }
+
+/// Socket slots a stack's socket set starts with: a UE's usual peak is two sockets (the
+/// connection to the SIP port and the protected one, or the listener that becomes it). The
+/// set grows beyond that when needed and is freed whenever no socket is left.
+const SOCKET_SLOTS: usize = 2;
 
 /// Spare capacity an empty per-connection queue keeps (a keep-alive's worth); larger ones are
 /// freed once empty, so an idle connection holds only its socket buffers.
@@ -318,7 +326,7 @@ impl UeStack {
             port,
         })
         .ok()?;
-        let handle = self.sockets.add(s);
+        let handle = self.add_socket(s);
         self.udp_sockets.push(Bound { port, handle });
         Some(handle)
     }
@@ -385,7 +393,7 @@ impl UeStack {
             port,
         };
         if s.listen(ep).is_ok() {
-            let handle = self.sockets.add(s);
+            let handle = self.add_socket(s);
             self.tcp_listeners.push(Bound { port, handle });
         }
     }
@@ -497,6 +505,28 @@ impl UeStack {
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
         self.release_idle_sockets();
+        self.free_empty_socket_set();
+    }
+
+    /// Sockets this stack holds: connections, armed listeners, bound UDP sockets.
+    fn live_sockets(&self) -> usize {
+        self.conns.len() + self.tcp_listeners.len() + self.udp_sockets.len()
+    }
+
+    /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first.
+    fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> SocketHandle {
+        if self.live_sockets() == 0 {
+            // No handle is outstanding, so the set may be replaced.
+            self.sockets = SocketSet::new(Vec::with_capacity(SOCKET_SLOTS));
+        }
+        self.sockets.add(s)
+    }
+
+    /// Frees the socket set's memory once no socket is left (an idle stack holds none).
+    fn free_empty_socket_set(&mut self) {
+        if self.live_sockets() == 0 {
+            self.sockets = SocketSet::new(Vec::new());
+        }
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
@@ -795,7 +825,7 @@ impl UeStack {
         };
         s.connect(self.iface.context(), remote, local)
             .map_err(|_| StackError::ConnectRefused)?;
-        let handle = self.sockets.add(s);
+        let handle = self.add_socket(s);
         self.conns.insert(handle, self.new_conn(flow, true));
         Ok(handle)
     }

@@ -80,7 +80,9 @@ pub struct Worker<Q: PortQueue> {
     l2: L2,
     reasm: Reassembler,
     table: Arc<InboundTable>,
-    ues: HashMap<IpAddr, Ue>,
+    /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (2.8 KB,
+    /// mostly smoltcp's `Interface`).
+    ues: HashMap<IpAddr, Box<Ue>>,
     timers: TimerWheel<IpAddr>,
     events: Sender<WorkerEvent>,
     commands: Receiver<WorkerCommand>,
@@ -376,7 +378,7 @@ impl<Q: PortQueue> Worker<Q> {
 
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
 fn ue_entry_in<'u>(
-    ues: &'u mut HashMap<IpAddr, Ue>,
+    ues: &'u mut HashMap<IpAddr, Box<Ue>>,
     cfg: &WorkerConfig,
     counters: &WorkerCounters,
     ue: IpAddr,
@@ -400,10 +402,10 @@ fn ue_entry_in<'u>(
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
             stack.listen(cfg.sip_port, true, true);
             inc(&counters.ues);
-            e.insert(Ue {
+            e.insert(Box::new(Ue {
                 stack,
                 sa_sets: Vec::new(),
-            })
+            }))
         }
     };
     if u.stack.local() != local {
