@@ -169,8 +169,8 @@ fn multi_buffer(sa: &OutboundSa) -> bool {
 #[cfg(target_arch = "x86_64")]
 fn seal_multi<S: BorrowMut<OutboundSa>>(sas: &[S], group: &mut [EncapItem<'_>], k: CbcKernel) {
     use super::cbc_mb::{self, CbcStream};
-    use super::sha1_mb::{self, HmacJob};
     use super::integ::HMAC96_ICV_LEN;
+    use super::sha1_mb::{self, HmacJob};
     const FRONT: usize = ESP_HDR_LEN + 16;
 
     let streams = group.iter_mut().filter_map(|it| {

@@ -85,7 +85,8 @@ pub(super) struct CbcJob<'a> {
 pub(super) unsafe fn compress(
     state: &mut [u32; 5],
     block: &[u8; 64],
-    mut aes: Option<&mut CbcJob<'_>>) {
+    mut aes: Option<&mut CbcJob<'_>>,
+) {
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
     // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.
