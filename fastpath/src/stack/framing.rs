@@ -47,6 +47,12 @@ pub struct SipFramer {
     buf: Vec<u8>,
     /// Bytes of `buf` already consumed by returned frames.
     start: usize,
+    /// Bytes after `start` already searched for the end of the header section without
+    /// finding it: a message arriving in many small segments is scanned once, not once per
+    /// segment.
+    scanned: usize,
+    /// Total length of the message at `start`, once its header section is parsed.
+    want: Option<usize>,
     max_header: usize,
     max_body: usize,
 }
@@ -57,6 +63,8 @@ impl SipFramer {
         SipFramer {
             buf: Vec::new(),
             start: 0,
+            scanned: 0,
+            want: None,
             max_header,
             max_body,
         }
@@ -87,34 +95,48 @@ impl SipFramer {
 
     /// Returns the next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
-        let data = &self.buf[self.start..];
-        // RFC 5626 4.4.1: keep-alives only appear between messages.
-        if data.starts_with(CRLF) {
-            if data.starts_with(CRLFCRLF) {
-                self.start += CRLFCRLF.len();
-                return Ok(Some(Frame::Ping));
+        let data = self.buf.get(self.start..).unwrap_or_default();
+        let total = match self.want {
+            Some(total) => total,
+            None => {
+                // RFC 5626 4.4.1: keep-alives only appear between messages.
+                if data.starts_with(CRLF) {
+                    if data.starts_with(CRLFCRLF) {
+                        self.consumed(CRLFCRLF.len());
+                        return Ok(Some(Frame::Ping));
+                    }
+                    // "\r\n" alone or "\r\n\r" may still become a ping.
+                    if data.len() < CRLFCRLF.len() && CRLFCRLF.starts_with(data) {
+                        return Ok(None);
+                    }
+                    self.consumed(CRLF.len());
+                    return Ok(Some(Frame::Pong));
+                }
+                // Resume the search where the last one ended, minus a possibly split CRLFCRLF.
+                let from = self.scanned.saturating_sub(CRLFCRLF.len() - 1);
+                let found = data
+                    .get(from..)
+                    .and_then(|rest| find(rest, CRLFCRLF))
+                    .map(|i| from + i + CRLFCRLF.len());
+                let Some(head_len) = found else {
+                    self.scanned = data.len();
+                    if data.len() > self.max_header {
+                        return Err(FramingError::HeaderTooLong(self.max_header));
+                    }
+                    return Ok(None);
+                };
+                if head_len > self.max_header {
+                    return Err(FramingError::HeaderTooLong(self.max_header));
+                }
+                let body_len = content_length(&data[..head_len])?;
+                if body_len > self.max_body {
+                    return Err(FramingError::BodyTooLong(body_len));
+                }
+                let total = head_len + body_len;
+                self.want = Some(total);
+                total
             }
-            // "\r\n" alone or "\r\n\r" may still become a ping.
-            if data.len() < CRLFCRLF.len() && CRLFCRLF.starts_with(data) {
-                return Ok(None);
-            }
-            self.start += CRLF.len();
-            return Ok(Some(Frame::Pong));
-        }
-        let Some(head_len) = find(data, CRLFCRLF).map(|i| i + CRLFCRLF.len()) else {
-            if data.len() > self.max_header {
-                return Err(FramingError::HeaderTooLong(self.max_header));
-            }
-            return Ok(None);
         };
-        if head_len > self.max_header {
-            return Err(FramingError::HeaderTooLong(self.max_header));
-        }
-        let body_len = content_length(&data[..head_len])?;
-        if body_len > self.max_body {
-            return Err(FramingError::BodyTooLong(body_len));
-        }
-        let total = head_len + body_len;
         if data.len() < total {
             // The rest of the message arrives in one allocation's room.
             let missing = total - data.len();
@@ -123,13 +145,22 @@ impl SipFramer {
         }
         let msg = if self.start == 0 && total == self.buf.len() {
             // The usual case, one message and nothing after it: hand over the buffer itself.
+            self.want = None;
+            self.scanned = 0;
             std::mem::take(&mut self.buf)
         } else {
             let m = data[..total].to_vec();
-            self.start += total;
+            self.consumed(total);
             m
         };
         Ok(Some(Frame::Message(msg)))
+    }
+
+    /// Moves past a returned frame of `n` bytes.
+    fn consumed(&mut self, n: usize) {
+        self.start += n;
+        self.scanned = 0;
+        self.want = None;
     }
 
     /// Frees the buffer's memory when nothing is pending, unless it is small (keep-alives),
@@ -142,6 +173,8 @@ impl SipFramer {
                 self.buf.clear();
             }
             self.start = 0;
+            self.scanned = 0;
+            self.want = None;
         }
     }
 }
