@@ -1,9 +1,13 @@
-//! Burst ESP encapsulation over several outbound SAs. Each packet is framed in order (sequence
-//! number, IV, padding, trailer: exactly what [`OutboundSa::encapsulate`] writes); then the
-//! hmac-sha-1-96 + aes-cbc packets are sealed together by the multi-buffer kernels (CBC
-//! chains of many packets in lock-step, two SHA-1 messages interleaved), and every other
-//! suite by the single-packet transform. The output is byte-identical to calling
-//! `encapsulate` on each packet in turn.
+//! Burst ESP processing over several SAs, with the results of the single-packet calls.
+//!
+//! Outbound: each packet is framed in order (sequence number, IV, padding, trailer: exactly
+//! what [`OutboundSa::encapsulate`] writes); then the hmac-sha-1-96 + aes-cbc packets are
+//! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, four
+//! SHA-1 messages interleaved), every other suite by the single-packet transform.
+//! Inbound: the checks that need no crypto run first for the whole burst, the hmac-sha-1-96
+//! ICVs are computed multi-buffer, then each packet is finished in order (replay check again,
+//! ICV compare, window update, CBC decryption 8 blocks in flight), so a duplicate inside a
+//! burst is refused exactly as by [`InboundSa::decapsulate`].
 
 use core::borrow::BorrowMut;
 use core::ops::Range;
@@ -13,7 +17,7 @@ use thiserror::Error;
 #[cfg(target_arch = "x86_64")]
 pub use super::cbc_mb::CbcKernel;
 use super::error::EspError;
-use super::sa::{Framed, OutboundSa};
+use super::sa::{Checked, Framed, InboundSa, OutboundSa};
 #[cfg(target_arch = "x86_64")]
 use super::transform::ESP_HDR_LEN;
 
@@ -197,6 +201,153 @@ fn seal_multi<S: BorrowMut<OutboundSa>>(sas: &[S], group: &mut [EncapItem<'_>], 
             key,
             msg,
             seq_hi: f.seq_hi,
+            icv,
+        })
+    });
+    sha1_mb::hmac_sha1_96(jobs);
+}
+
+/// Where an inbound burst item is.
+#[derive(Debug)]
+enum Stage {
+    /// Not looked at yet, or done.
+    Idle,
+    /// Passed the checks that need no crypto.
+    Checked(Checked),
+    /// ESN SA: decapsulated whole at its turn (the inferred sequence number depends on the
+    /// window as earlier packets of the burst leave it).
+    Deferred,
+}
+
+/// One ESP packet of an inbound burst: its SA, its buffer and the ESP packet's range in it.
+#[derive(Debug)]
+pub struct DecapItem<'a> {
+    /// Index of the packet's SA in the `sas` slice given to [`decapsulate_burst`].
+    pub sa: usize,
+    /// The packet buffer.
+    pub buf: &'a mut [u8],
+    /// The IP packet (carrying ESP) in `buf`.
+    pub pkt: Range<usize>,
+    /// Set by [`decapsulate_burst`]: the restored IP packet's range in `buf`, or why it was
+    /// dropped (counted in the SA's counters, as by `decapsulate`).
+    pub result: Result<Range<usize>, EspError>,
+    stage: Stage,
+    icv: Option<[u8; 12]>,
+}
+
+impl<'a> DecapItem<'a> {
+    /// An ESP packet `buf[pkt]` for the SA at index `sa` (found by the caller from its SPI).
+    pub fn new(sa: usize, buf: &'a mut [u8], pkt: Range<usize>) -> Self {
+        Self {
+            sa,
+            buf,
+            pkt,
+            result: Err(EspError::Truncated),
+            stage: Stage::Idle,
+            icv: None,
+        }
+    }
+}
+
+/// Decapsulates every item of the burst in place with its SA; each item's `result` tells
+/// the outcome, exactly as [`InboundSa::decapsulate`] on each item in turn would.
+pub fn decapsulate_burst<S: BorrowMut<InboundSa>>(
+    sas: &mut [S],
+    items: &mut [DecapItem<'_>],
+) -> Result<(), BurstError> {
+    decapsulate_burst_with(sas, items, true)
+}
+
+/// [`decapsulate_burst`] with the multi-buffer HMAC switched off (`multi == false`: every
+/// packet through the single-packet path), for tests and benchmarks.
+#[doc(hidden)]
+pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
+    sas: &mut [S],
+    items: &mut [DecapItem<'_>],
+    multi: bool,
+) -> Result<(), BurstError> {
+    let count = sas.len();
+    if let Some((item, it)) = items.iter().enumerate().find(|(_, it)| it.sa >= count) {
+        return Err(BurstError::NoSuchSa {
+            item,
+            sa: it.sa,
+            count,
+        });
+    }
+    for group in items.chunks_mut(GROUP) {
+        for it in group.iter_mut() {
+            let Some(sa) = sas.get_mut(it.sa) else {
+                continue;
+            };
+            let sa: &mut InboundSa = sa.borrow_mut();
+            if sa.esn() {
+                it.stage = Stage::Deferred;
+                continue;
+            }
+            // Non-ESN: the window only moves forward, so a packet refused now would be
+            // refused at its turn too.
+            match sa.precheck(it.buf, it.pkt.clone()) {
+                Ok(c) => it.stage = Stage::Checked(c),
+                Err(e) => {
+                    sa.count(Err(e));
+                    it.result = Err(e);
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if multi {
+            icvs_multi(sas, group);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = multi;
+        for it in group.iter_mut() {
+            let Some(sa) = sas.get_mut(it.sa) else {
+                continue;
+            };
+            let sa: &mut InboundSa = sa.borrow_mut();
+            let r = match core::mem::replace(&mut it.stage, Stage::Idle) {
+                Stage::Idle => continue,
+                Stage::Checked(c) => sa.finish(it.buf, &c, it.icv.as_ref()),
+                Stage::Deferred => sa
+                    .precheck(it.buf, it.pkt.clone())
+                    .and_then(|c| sa.finish(it.buf, &c, None)),
+            };
+            if let Some(icv) = it.icv.as_mut() {
+                zeroize::Zeroize::zeroize(icv);
+            }
+            it.icv = None;
+            sa.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
+            it.result = r.map(|(range, _)| range);
+        }
+    }
+    Ok(())
+}
+
+/// Computes the expected ICVs of the checked hmac-sha-1-96 + aes-cbc items of `group`
+/// multi-buffer; the single path checks the others (and lengths it refuses).
+#[cfg(target_arch = "x86_64")]
+fn icvs_multi<S: BorrowMut<InboundSa>>(sas: &[S], group: &mut [DecapItem<'_>]) {
+    use super::integ::HMAC96_ICV_LEN;
+    use super::sha1_mb::{self, HmacJob};
+    const FRONT: usize = ESP_HDR_LEN + 16;
+
+    let jobs = group.iter_mut().filter_map(|it| {
+        let Stage::Checked(c) = &it.stage else {
+            return None;
+        };
+        let sa: &InboundSa = sas.get(it.sa)?.borrow();
+        let (_, key) = sa.transform().aes_sha1_ni()?;
+        let esp = it.buf.get(c.esp.clone())?;
+        let msg = esp.get(..esp.len().checked_sub(HMAC96_ICV_LEN)?)?;
+        // RFC 4303 2.4: whole cipher blocks, else the single path refuses it (BadLength).
+        if msg.len() < FRONT || (msg.len() - FRONT) % 16 != 0 {
+            return None;
+        }
+        let icv = it.icv.insert([0; HMAC96_ICV_LEN]);
+        Some(HmacJob {
+            key,
+            msg,
+            seq_hi: sa.seq_hi(c.seq),
             icv,
         })
     });

@@ -41,7 +41,7 @@ pub use transform::cbc;
 
 #[cfg(target_arch = "x86_64")]
 pub use burst::CbcKernel;
-pub use burst::{encapsulate_burst, BurstError, EncapItem};
+pub use burst::{decapsulate_burst, encapsulate_burst, BurstError, DecapItem, EncapItem};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
 pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

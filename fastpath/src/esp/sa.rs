@@ -271,6 +271,21 @@ impl OutboundSa {
     }
 }
 
+/// An inbound packet that passed [`InboundSa::precheck`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Checked {
+    /// Its IP layout.
+    pub(super) lay: ip::IpLayout,
+    /// Where its IP header starts in the buffer.
+    pub(super) start: usize,
+    /// Its ESP part (`SPI | seq | IV | body | ICV`), absolute in the buffer.
+    pub(super) esp: Range<usize>,
+    /// The sequence number as inferred at the precheck.
+    pub(super) seq: u64,
+    /// The low half carried in the packet.
+    pub(super) seq_lo: u32,
+}
+
 /// A framed outbound packet waiting for its cipher and ICV (see [`OutboundSa::frame`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Framed {
@@ -377,8 +392,45 @@ impl InboundSa {
         buf: &mut [u8],
         pkt: Range<usize>,
     ) -> Result<(Range<usize>, usize), EspError> {
+        let c = self.precheck(buf, pkt)?;
+        self.finish(buf, &c, None)
+    }
+
+    /// The keyed transform, for the burst path (`burst`).
+    pub(super) fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    /// Counts the outcome of one packet of a burst, as `decapsulate` does.
+    pub(super) fn count(&mut self, r: Result<usize, EspError>) {
+        match r {
+            Ok(payload) => {
+                self.counters.packets += 1;
+                self.counters.bytes += payload as u64;
+            }
+            Err(e) => self.counters.count(e),
+        }
+    }
+
+    /// True if the SA uses extended sequence numbers.
+    pub(super) fn esn(&self) -> bool {
+        self.esn
+    }
+
+    /// The full sequence number of a packet whose low half is `seq_lo` (RFC 4303 A2.2).
+    fn seq_of(&self, seq_lo: u32) -> u64 {
+        if self.esn {
+            infer_esn(self.window.top(), seq_lo)
+        } else {
+            u64::from(seq_lo)
+        }
+    }
+
+    /// The checks of RFC 4303 3.4 that need no cryptography: IP framing, lengths, SPI, and the
+    /// replay check against the window as it is now. Changes nothing.
+    pub(super) fn precheck(&self, buf: &[u8], pkt: Range<usize>) -> Result<Checked, EspError> {
         let g = self.transform.geometry();
-        let ip_pkt = buf.get_mut(pkt.clone()).ok_or(EspError::Truncated)?;
+        let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
         let lay = ip::layout(ip_pkt)?;
         if lay.next_header != IPPROTO_ESP {
             return Err(EspError::NotEsp);
@@ -390,8 +442,8 @@ impl InboundSa {
             return Err(EspError::BadIpHeader);
         }
         let front = ESP_HDR_LEN + g.iv_len;
-        let ip_pkt = &mut ip_pkt[..lay.len];
-        let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
+        let ip_pkt = &ip_pkt[..lay.len];
+        let esp = ip_pkt.get(hdr_len..).ok_or(EspError::Truncated)?;
         if esp.len() < front + 2 + g.icv_len {
             return Err(EspError::Truncated);
         }
@@ -400,16 +452,45 @@ impl InboundSa {
             return Err(EspError::SpiMismatch);
         }
         let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
-        let seq = if self.esn {
-            infer_esn(self.window.top(), seq_lo)
-        } else {
-            u64::from(seq_lo)
-        };
+        let seq = self.seq_of(seq_lo);
         // RFC 4303 3.4.3: cheap replay check first, window update only after the ICV.
         self.window.check(seq)?;
+        Ok(Checked {
+            lay,
+            start: pkt.start,
+            esp: pkt.start + hdr_len..pkt.start + lay.len,
+            seq,
+            seq_lo,
+        })
+    }
+
+    /// ESN high half of `seq`, if this SA uses ESN.
+    pub(super) fn seq_hi(&self, seq: u64) -> Option<u32> {
+        self.esn.then_some((seq >> 32) as u32)
+    }
+
+    /// The rest of a decapsulation after [`precheck`](Self::precheck): the replay check again
+    /// (earlier packets of a burst may have moved the window), ICV (`icv`: computed by the
+    /// burst path for `c.seq`; ignored if the sequence number now infers differently), window
+    /// update, decryption, padding and next-header checks, IP header restored.
+    pub(super) fn finish(
+        &mut self,
+        buf: &mut [u8],
+        c: &Checked,
+        icv: Option<&[u8; 12]>,
+    ) -> Result<(Range<usize>, usize), EspError> {
+        let g = self.transform.geometry();
+        let front = ESP_HDR_LEN + g.iv_len;
+        let hdr_len = c.lay.esp_offset;
+        let seq = self.seq_of(c.seq_lo);
+        self.window.check(seq)?;
+        let icv = icv.filter(|_| seq == c.seq);
+        let seq_hi = self.seq_hi(seq);
+        let ip_pkt = buf.get_mut(c.start..c.esp.end).ok_or(EspError::Truncated)?;
+        let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
         let window = &mut self.window;
-        let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        self.transform.open(esp, seq_hi, || window.update(seq))?;
+        self.transform
+            .open_with(esp, seq_hi, icv, || window.update(seq))?;
 
         let body_end = esp.len() - g.icv_len;
         let next_header = esp[body_end - 1];
@@ -436,8 +517,8 @@ impl InboundSa {
         // Move the IP header forward over ESP header and IV; the payload stays where it is.
         ip_pkt.copy_within(0..hdr_len, front);
         let out = &mut ip_pkt[front..front + new_len];
-        ip::fix_header(out, &lay, next_header, new_len);
-        let start = pkt.start + front;
+        ip::fix_header(out, &c.lay, next_header, new_len);
+        let start = c.start + front;
         Ok((start..start + new_len, payload_len))
     }
 }

@@ -313,11 +313,14 @@ impl Transform {
 
     /// Verifies the ICV of `esp` (`hdr | IV | body | ICV`) in constant time and, only if it
     /// matches, decrypts the body in place. `before_decrypt` runs between the two steps (the
-    /// caller's replay-window update, RFC 4303 3.4.3).
-    pub(crate) fn open(
+    /// caller's replay-window update, RFC 4303 3.4.3). `precomputed` is the expected HMAC-96
+    /// ICV if the burst path already computed it (multi-buffer) over the same bytes; the
+    /// GCM/GMAC transforms ignore it.
+    pub(crate) fn open_with(
         &self,
         esp: &mut [u8],
         seq_hi: Option<u32>,
+        precomputed: Option<&[u8; HMAC96_ICV_LEN]>,
         before_decrypt: impl FnOnce(),
     ) -> Result<(), EspError> {
         let g = self.geometry();
@@ -337,7 +340,10 @@ impl Transform {
                 if body.len() % g.align != 0 && matches!(self, Transform::Cbc { .. }) {
                     return Err(EspError::BadLength);
                 }
-                let expect = integ.icv(&[hdr_iv, body, suffix]);
+                let expect = match precomputed {
+                    Some(icv) => *icv,
+                    None => integ.icv(&[hdr_iv, body, suffix]),
+                };
                 // RFC 4303 3.4.4: ICV first, compared in constant time.
                 if !bool::from(expect.ct_eq(icv)) {
                     return Err(EspError::AuthFailed);
