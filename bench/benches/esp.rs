@@ -155,7 +155,8 @@ fn bench_gcm_baseline(c: &mut Criterion) {
 /// round-robin over 4 SAs (different keys), through `encapsulate_burst`. Ids:
 /// `esp_burst/<variant>/<size>`, time per burst; `mb` is the kernel the CPU picks, `vaes16`
 /// and `aesni8` force one, `single` runs the same burst API with every packet through the
-/// single-packet stitched path (the same-run baseline).
+/// single-packet stitched path (the same-run baseline). Then `esp_burst_decrypt/{mb,single}`:
+/// the same bursts through `decapsulate_burst`, multi-buffer HMAC or not.
 fn bench_burst(c: &mut Criterion) {
     use akagate_fastpath::esp::burst::encapsulate_burst_with;
     use akagate_fastpath::esp::{CbcKernel, EncapItem};
@@ -203,6 +204,61 @@ fn bench_burst(c: &mut Criterion) {
                             .map(|(i, buf)| EncapItem::new(i % SAS, buf, range.clone()))
                             .collect();
                         encapsulate_burst_with(&mut sas, &mut items, kernel).expect("burst");
+                        items.iter().all(|i| i.result.is_ok())
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+
+    // Inbound: the same bursts decapsulated (`esp_burst_decrypt/{mb,single}/<size>`); each
+    // iteration's packets are fresh (setup, not timed), as the replay window requires.
+    use akagate_fastpath::esp::burst::decapsulate_burst_with;
+    use akagate_fastpath::esp::{DecapItem, InboundSa};
+    let mut g = c.benchmark_group("esp_burst_decrypt");
+    g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
+    g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
+    g.sample_size(if fast { 10 } else { 30 });
+    let mut inb: Vec<InboundSa> = (0..SAS as u8)
+        .map(|i| {
+            let suite = Suite {
+                auth: AuthAlg::HmacSha1_96,
+                encr: EncrAlg::AesCbc,
+                keys: SaKeys {
+                    integ_key: vec![0x11 ^ i; 20],
+                    encr_key: vec![0x22 ^ i; 16],
+                    salt: [0; 4],
+                },
+            };
+            InboundSa::new(SPI + u32::from(i), &suite).expect("suite")
+        })
+        .collect();
+    for size in SIZES {
+        g.throughput(Throughput::Bytes((BURST * size) as u64));
+        let (template, range) = packet(size);
+        for (name, multi) in [("mb", true), ("single", false)] {
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter_batched_ref(
+                    || {
+                        (0..BURST)
+                            .map(|i| {
+                                let mut buf = template.clone();
+                                let r = sas[i % SAS]
+                                    .encapsulate(&mut buf, range.clone())
+                                    .expect("encap");
+                                (buf, r)
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                    |pkts| {
+                        let mut items: Vec<DecapItem<'_>> = pkts
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, (buf, r))| DecapItem::new(i % SAS, buf, r.clone()))
+                            .collect();
+                        decapsulate_burst_with(&mut inb, &mut items, multi).expect("burst");
                         items.iter().all(|i| i.result.is_ok())
                     },
                     BatchSize::SmallInput,

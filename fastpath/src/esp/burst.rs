@@ -340,7 +340,7 @@ fn icvs_multi<S: BorrowMut<InboundSa>>(sas: &[S], group: &mut [DecapItem<'_>]) {
         let esp = it.buf.get(c.esp.clone())?;
         let msg = esp.get(..esp.len().checked_sub(HMAC96_ICV_LEN)?)?;
         // RFC 4303 2.4: whole cipher blocks, else the single path refuses it (BadLength).
-        if msg.len() < FRONT || (msg.len() - FRONT) % 16 != 0 {
+        if msg.len() < FRONT || !(msg.len() - FRONT).is_multiple_of(16) {
             return None;
         }
         let icv = it.icv.insert([0; HMAC96_ICV_LEN]);

@@ -167,10 +167,12 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
                 l.finished = true;
             }
         }
-        // SAFETY (all arms): SHA-NI and SSE4.1 are present (see above).
+        // The SHA-NI calls below rely on SHA, SSSE3 and SSE4.1, present since a
+        // `Sha1NiKey` exists (see above).
         let k = match active.as_mut_slice() {
             [Some(a), Some(b), Some(c), Some(d), ..] => {
                 match (a.src.block(), b.src.block(), c.src.block(), d.src.block()) {
+                    // SAFETY: CPU features as above.
                     (Some(ba), Some(bb), Some(bc), Some(bd)) => unsafe {
                         compress_n(
                             [&mut a.state, &mut b.state, &mut c.state, &mut d.state],
@@ -183,6 +185,7 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
             }
             [Some(a), Some(b), Some(c), ..] => {
                 match (a.src.block(), b.src.block(), c.src.block()) {
+                    // SAFETY: CPU features as above.
                     (Some(ba), Some(bb), Some(bc)) => unsafe {
                         compress_n([&mut a.state, &mut b.state, &mut c.state], [ba, bb, bc]);
                         3
@@ -191,6 +194,7 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
                 }
             }
             [Some(a), Some(b), ..] => match (a.src.block(), b.src.block()) {
+                // SAFETY: CPU features as above.
                 (Some(ba), Some(bb)) => unsafe {
                     compress_n([&mut a.state, &mut b.state], [ba, bb]);
                     2
@@ -198,6 +202,7 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
                 _ => 0,
             },
             [Some(a), ..] => match a.src.block() {
+                // SAFETY: CPU features as above.
                 Some(ba) => unsafe {
                     stitch::compress(&mut a.state, ba, None);
                     1
@@ -236,9 +241,10 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
 unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8; 64]; N]) {
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
-    // SAFETY: each state holds five u32; the first four are an unaligned 16-byte load.
     let abcd0: [__m128i; N] = core::array::from_fn(|i| {
-        _mm_shuffle_epi32::<0x1b>(unsafe { _mm_loadu_si128(states[i].as_ptr().cast()) })
+        // SAFETY: each state holds five u32; the first four are an unaligned 16-byte load.
+        let v = unsafe { _mm_loadu_si128(states[i].as_ptr().cast()) };
+        _mm_shuffle_epi32::<0x1b>(v)
     });
     let e_save: [__m128i; N] =
         core::array::from_fn(|i| _mm_set_epi32(states[i][4] as i32, 0, 0, 0));
@@ -354,7 +360,7 @@ mod tests {
         let mut icvs = vec![[0u8; 12]; 32];
         let mut best = [u128::MAX; 5];
         for _ in 0..2000 {
-            for l in 1..=4 {
+            for (l, best) in best.iter_mut().enumerate().skip(1) {
                 let jobs = icvs
                     .iter_mut()
                     .zip(data.chunks(1448))
@@ -371,7 +377,7 @@ mod tests {
                     3 => hmac_lanes::<3>(jobs),
                     _ => hmac_lanes::<4>(jobs),
                 }
-                best[l] = best[l].min(t.elapsed().as_nanos());
+                *best = (*best).min(t.elapsed().as_nanos());
             }
         }
         for (l, b) in best.iter().enumerate().skip(1) {
