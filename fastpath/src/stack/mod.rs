@@ -11,7 +11,7 @@ pub mod device;
 pub mod framing;
 pub mod ports;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
@@ -172,6 +172,17 @@ impl TcpConn {
     }
 }
 
+/// A flow as the stack keys it: protocol, peer port, local port.
+type FlowKey = (Proto, u16, u16);
+
+/// The SPI the last inbound packet of `key` came through.
+fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
+    last_spi
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, s)| *s)
+}
+
 /// A listening TCP socket or a bound UDP socket on one of our ports.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -193,9 +204,11 @@ pub struct UeStack {
     udp_ports: Vec<u16>,
     tcp_listeners: Vec<Bound>,
     udp_sockets: Vec<Bound>,
-    conns: HashMap<SocketHandle, TcpConn>,
+    /// A few at most (`max_tcp_conns`): a vector kept at its exact length is smaller than a
+    /// map and as fast to search.
+    conns: Vec<(SocketHandle, TcpConn)>,
     /// SPI (or none) of the last inbound packet per (proto, peer port, local port).
-    last_spi: HashMap<(Proto, u16, u16), Option<u32>>,
+    last_spi: Vec<(FlowKey, Option<u32>)>,
     counters: StackCounters,
 }
 
@@ -247,8 +260,8 @@ impl UeStack {
             udp_ports: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
-            conns: HashMap::new(),
-            last_spi: HashMap::new(),
+            conns: Vec::new(),
+            last_spi: Vec::new(),
             counters: StackCounters::default(),
         })
     }
@@ -418,12 +431,14 @@ impl UeStack {
         if let Some(p) = ports {
             let key = (p.proto, p.src, p.dst);
             // Bounded: one entry per flow; flows are bounded by sockets and ports.
-            if !self.last_spi.contains_key(&key)
-                && self.last_spi.len() > 4 * (self.cfg.max_tcp_conns + 8)
-            {
+            if let Some(e) = self.last_spi.iter_mut().find(|(k, _)| *k == key) {
+                e.1 = via_spi;
+                return;
+            }
+            if self.last_spi.len() > 4 * (self.cfg.max_tcp_conns + 8) {
                 self.last_spi.clear();
             }
-            self.last_spi.insert(key, via_spi);
+            self.last_spi.push((key, via_spi));
         }
     }
 
@@ -552,7 +567,7 @@ impl UeStack {
     /// Removes connections that reached CLOSED or TIME-WAIT and reports them.
     fn reap(&mut self, events: &mut Vec<WorkerEvent>) {
         let mut gone = Vec::new();
-        for (&handle, conn) in &self.conns {
+        for &(handle, ref conn) in &self.conns {
             let s = self.sockets.get::<tcp::Socket>(handle);
             if s.state() == tcp::State::Established {
                 continue;
@@ -578,7 +593,9 @@ impl UeStack {
             return;
         }
         for (handle, ev) in gone {
-            self.conns.remove(&handle);
+            if let Some(i) = self.conns.iter().position(|(h, _)| *h == handle) {
+                self.conns.remove(i);
+            }
             self.sockets.remove(handle);
             events.extend(ev);
         }
@@ -597,12 +614,19 @@ impl UeStack {
             self.tcp_listeners.swap_remove(i);
             if let Some(remote) = s.remote_endpoint() {
                 let flow = self.flow(Proto::Tcp, remote.port, port);
-                self.conns.insert(handle, self.new_conn(flow, false));
+                let conn = self.new_conn(flow, false);
+                self.push_conn(handle, conn);
                 self.counters.accepted += 1;
             } else {
                 self.sockets.remove(handle);
             }
         }
+    }
+
+    /// Adds a connection, growing the table by exactly one.
+    fn push_conn(&mut self, handle: SocketHandle, conn: TcpConn) {
+        self.conns.reserve_exact(1);
+        self.conns.push((handle, conn));
     }
 
     fn new_conn(&self, flow: Flow, outgoing: bool) -> TcpConn {
@@ -628,7 +652,8 @@ impl UeStack {
 
     fn service(&mut self, events: &mut Vec<WorkerEvent>) {
         let mut gone = Vec::new();
-        for (&handle, conn) in self.conns.iter_mut() {
+        for (handle, conn) in self.conns.iter_mut() {
+            let handle = *handle;
             let s = self.sockets.get_mut::<tcp::Socket>(handle);
             if s.is_listening() {
                 // RST in SYN-RECEIVED sends smoltcp back to LISTEN: the attempt is over.
@@ -655,11 +680,8 @@ impl UeStack {
                         Ok(Some(Frame::Message(bytes))) => {
                             self.counters.messages_in += 1;
                             let f = conn.flow;
-                            let via_spi = self
-                                .last_spi
-                                .get(&(Proto::Tcp, f.ue_port, f.local_port))
-                                .copied()
-                                .flatten();
+                            let via_spi =
+                                spi_of(&self.last_spi, (Proto::Tcp, f.ue_port, f.local_port));
                             events.push(WorkerEvent::Sip(SipIn {
                                 flow: f,
                                 via_spi,
@@ -715,11 +737,7 @@ impl UeStack {
                 if IpAddr::from(meta.endpoint.addr) != self.peer {
                     continue;
                 }
-                let via_spi = self
-                    .last_spi
-                    .get(&(Proto::Udp, flow.ue_port, b.port))
-                    .copied()
-                    .flatten();
+                let via_spi = spi_of(&self.last_spi, (Proto::Udp, flow.ue_port, b.port));
                 self.counters.messages_in += 1;
                 events.push(WorkerEvent::Sip(SipIn {
                     flow,
@@ -789,7 +807,7 @@ impl UeStack {
             None if !connect_if_absent => return Err(StackError::NoConnection),
             None => self.connect(flow)?,
         };
-        let Some(conn) = self.conns.get_mut(&handle) else {
+        let Some((_, conn)) = self.conns.iter_mut().find(|(h, _)| *h == handle) else {
             return Err(StackError::NoConnection);
         };
         let s = self.sockets.get_mut::<tcp::Socket>(handle);
@@ -826,14 +844,15 @@ impl UeStack {
         s.connect(self.iface.context(), remote, local)
             .map_err(|_| StackError::ConnectRefused)?;
         let handle = self.add_socket(s);
-        self.conns.insert(handle, self.new_conn(flow, true));
+        let conn = self.new_conn(flow, true);
+        self.push_conn(handle, conn);
         Ok(handle)
     }
 
     /// Closes the TCP connection of `flow` gracefully once its queued bytes are sent.
     pub fn close(&mut self, flow: Flow) -> Result<(), StackError> {
         let handle = self.find_conn(&flow).ok_or(StackError::NoConnection)?;
-        if let Some(c) = self.conns.get_mut(&handle) {
+        if let Some((_, c)) = self.conns.iter_mut().find(|(h, _)| *h == handle) {
             c.close_requested = true;
             if c.pending.is_empty() {
                 self.sockets.get_mut::<tcp::Socket>(handle).close();
@@ -857,7 +876,7 @@ impl UeStack {
             .conns
             .iter()
             .filter(|(_, c)| c.flow.local_port == local_port && c.flow.ue_port == peer_port)
-            .map(|(&h, c)| {
+            .map(|&(h, ref c)| {
                 let ev = if c.established || !c.outgoing {
                     WorkerEvent::TcpClosed(c.flow)
                 } else {
@@ -888,7 +907,7 @@ impl UeStack {
             .conns
             .iter()
             .filter(|(_, c)| c.flow.local_port == local_port && c.flow.ue_port == peer_port)
-            .map(|(&h, c)| c.pending.len() + self.sockets.get::<tcp::Socket>(h).send_queue())
+            .map(|(h, c)| c.pending.len() + self.sockets.get::<tcp::Socket>(*h).send_queue())
             .sum();
         let udp: usize = self
             .udp_sockets
