@@ -76,3 +76,65 @@ fn encapsulate_and_decapsulate_do_not_allocate() {
         );
     }
 }
+
+/// Burst encapsulation and decapsulation (multi-buffer kernels included) allocate nothing
+/// beyond the caller's item slices.
+#[test]
+fn bursts_do_not_allocate() {
+    use akagate_fastpath::esp::{decapsulate_burst, encapsulate_burst, DecapItem, EncapItem};
+    let suite = |i: u8| Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: vec![i; 20],
+            encr_key: vec![i ^ 0x5a; 16],
+            salt: [0; 4],
+        },
+    };
+    let mut out: Vec<OutboundSa> = (0..4u8)
+        .map(|i| OutboundSa::new(0x4000 + u32::from(i), &suite(i)).unwrap())
+        .collect();
+    let mut inb: Vec<InboundSa> = (0..4u8)
+        .map(|i| InboundSa::new(0x4000 + u32::from(i), &suite(i)).unwrap())
+        .collect();
+    let total = 20 + 1408;
+    let mut bufs = vec![vec![0u8; 128 + 1500 + 128]; 32];
+    for round in 0..10 {
+        for b in bufs.iter_mut() {
+            b[128..148].copy_from_slice(&[
+                0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ]);
+            b[130..132].copy_from_slice(&(total as u16).to_be_bytes());
+        }
+        // The item vectors are the caller's; only the calls are watched.
+        let mut enc: Vec<EncapItem<'_>> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| EncapItem::new(i % 4, b, 128..128 + total))
+            .collect();
+        let before = allocs_on_this_thread();
+        encapsulate_burst(&mut out, &mut enc).unwrap();
+        assert_eq!(
+            allocs_on_this_thread(),
+            before,
+            "round {round}: encapsulation allocated"
+        );
+        let ranges: Vec<_> = enc.into_iter().map(|it| it.result.unwrap()).collect();
+        let mut dec: Vec<DecapItem<'_>> = bufs
+            .iter_mut()
+            .zip(&ranges)
+            .enumerate()
+            .map(|(i, (b, r))| DecapItem::new(i % 4, b, r.clone()))
+            .collect();
+        let before = allocs_on_this_thread();
+        decapsulate_burst(&mut inb, &mut dec).unwrap();
+        assert_eq!(
+            allocs_on_this_thread(),
+            before,
+            "round {round}: decapsulation allocated"
+        );
+        for it in dec {
+            assert_eq!(it.result.unwrap().len(), total, "round {round}");
+        }
+    }
+}
