@@ -17,6 +17,10 @@
 //!   both algorithms stitched in one pass (`stitch`); with AES-NI and PCLMULQDQ, AES-128-GCM
 //!   and GMAC run CTR stitched with an aggregated GHASH (`gcm_ni`); elsewhere the RustCrypto
 //!   crates are used.
+//! - Bursts: [`encapsulate_burst`] / [`decapsulate_burst`] take a burst over several SAs and
+//!   give each packet the result of the single-packet call; `aes-cbc` + `hmac-sha-1-96` runs
+//!   multi-buffer there (`cbc_mb`: many CBC chains in lock-step, VAES or AES-NI; `sha1_mb`:
+//!   four HMAC-SHA-1 messages interleaved on SHA-NI).
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
