@@ -40,12 +40,24 @@ pub fn start_memory_daemon(
     workers: usize,
     sa_capacity: usize,
 ) -> Result<MemoryDaemon, String> {
+    start_memory_daemon_with(dir, subscribers, workers, sa_capacity, |_| {})
+}
+
+/// [`start_memory_daemon`] with `tweak` applied to the loaded configuration before start.
+pub fn start_memory_daemon_with(
+    dir: &Path,
+    subscribers: &Path,
+    workers: usize,
+    sa_capacity: usize,
+    tweak: impl FnOnce(&mut akagate::config::Config),
+) -> Result<MemoryDaemon, String> {
     let subs = std::fs::canonicalize(subscribers)
         .map_err(|e| format!("{}: {e}", subscribers.display()))?;
     let path = dir.join("akagate.toml");
-    let config = daemon_config(Backend::Memory, &subs, workers, sa_capacity)
+    let mut config = daemon_config(Backend::Memory, &subs, workers, sa_capacity)
         .write(&path)
         .map_err(|e| format!("{}: {e:?}", path.display()))?;
+    tweak(&mut config);
     let mut handle = Daemon::start(&config, start_options(dir)).map_err(|e| e.to_string())?;
     let mut peer = handle
         .take_memory_peer()

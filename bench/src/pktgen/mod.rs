@@ -58,6 +58,10 @@ pub enum Target {
     },
 }
 
+/// Receive buffer the in-process gateway gets for a blast (see `run`): covers the segments
+/// one UE receives between two polls of its stack at full rate.
+const BLAST_RX_WINDOW: usize = 64 * 1024;
+
 /// Parameters of one pktgen run.
 #[derive(Clone, Debug)]
 pub struct PktgenConfig {
@@ -438,7 +442,14 @@ fn run_daemon(
         let subs = dir.join("subscribers.toml");
         std::fs::write(&subs, render_toml(&subscribers[..cfg.ues]))
             .map_err(|e| PktgenError::Setup(format!("{}: {e}", subs.display())))?;
-        let mut d = crate::daemon::start_memory_daemon(&dir, &subs, workers, cfg.ues * 8)
+        // The blast is pre-built and ignores the gateway's advertised TCP window (a real
+        // sender never would), so give the gateway's sockets room for a whole burst per UE
+        // instead of the 4 KiB default; otherwise segments beyond the window are dropped by
+        // TCP and the measurement would count them as lost.
+        let mut d =
+            crate::daemon::start_memory_daemon_with(&dir, &subs, workers, cfg.ues * 8, |c| {
+                c.stack.tcp_rx_buffer = c.stack.tcp_rx_buffer.max(BLAST_RX_WINDOW);
+            })
             .map_err(PktgenError::Setup)?;
         let pcscf = if cfg.ipv6 {
             IpAddr::V6(crate::daemon::DAEMON_V6)
