@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod cli;
 pub mod daemon;
 pub mod fleet;
 pub mod gateway;

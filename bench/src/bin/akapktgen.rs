@@ -47,27 +47,6 @@ fn usage(msg: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = std::collections::HashMap::new();
-    let mut flags = std::collections::HashSet::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--help" | "-h" => {
-                let _ = writeln!(std::io::stdout(), "{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "--ipv6" | "--quiet" => {
-                flags.insert(a.clone());
-            }
-            s if s.starts_with("--") => match it.next() {
-                Some(v) => {
-                    opts.insert(s.trim_start_matches("--").to_string(), v.clone());
-                }
-                None => return usage(&format!("{s} needs a value")),
-            },
-            s => return usage(&format!("unexpected argument {s}")),
-        }
-    }
     let known = [
         "ues",
         "size",
@@ -87,9 +66,14 @@ fn main() -> ExitCode {
         "eal-args",
         "dpdk-port",
     ];
-    if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
-        return usage(&format!("unknown option --{k}"));
-    }
+    let (opts, flags) = match akagate_bench::cli::parse(&args, &["--ipv6", "--quiet"], &known) {
+        Ok(akagate_bench::cli::Parsed::Help) => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(akagate_bench::cli::Parsed::Args { opts, flags }) => (opts, flags),
+        Err(e) => return usage(&e),
+    };
     if opts.get("backend").map(String::as_str) == Some("dpdk")
         && akagate_sys::require_dpdk().is_err()
     {
