@@ -117,9 +117,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             timer_slots: 4096,
         };
         let worker = Worker::new(wcfg, queue, table.clone(), ev_tx, cmd_rx, now);
-        let mut core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
-        // As the daemon: one SQN commit per step, before the step's actions (`step`).
-        core.defer_sqn_commit();
+        let core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
         Ok(InProcessGateway {
             worker,
             core,
@@ -135,8 +133,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     }
 
     /// One round: the worker's loop iteration, then every event through the core, due core
-    /// timeouts, one SQN commit (group commit, as the daemon) and the actions into the
-    /// worker. Returns the work done (0: idle).
+    /// timeouts and the actions into the worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
@@ -151,12 +148,11 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         if self.core.poll_timeout().is_some_and(|d| d <= t) {
             actions.extend(self.core.handle_timeout(t));
         }
-        if let Err(e) = self.core.commit() {
-            // No 401 may leave before its SQN is durable; the rest carries no SQN.
-            eprintln!("gateway: SQN state not durable ({e}); this step's 401s withheld");
-            actions.retain(|a| {
-                !matches!(a, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 "))
-            });
+        // The gateway keeps no SQN state on disk: an HSS without one queues no records and
+        // holds no challenge; any record is acknowledged as it comes.
+        let last = std::iter::from_fn(|| self.core.poll_persist()).last();
+        if let Some(r) = last {
+            actions.extend(self.core.on_durable(r.ticket()));
         }
         for a in actions {
             match a {

@@ -10,4 +10,4 @@ pub mod proxy;
 pub mod registrar;
 pub mod secagree;
 pub mod sip;
-pub use crate::core::{Action, Core, CoreConfig, CoreStats};
+pub use crate::core::{Action, Core, CoreConfig, CoreStats, Withheld};

@@ -1,6 +1,7 @@
 //! The daemon: one pinned worker thread per port queue and one slowpath thread, joined by
 //! bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
 
+mod journal;
 mod ports;
 mod setup;
 mod slowpath;
@@ -239,7 +240,8 @@ impl Daemon {
         }
         let sip_port = setup::sip_port(config)?;
         let core_config = setup::core_config(config)?;
-        let (hss, sqn_state) = setup::load_hss(config, opts.sqn_state.as_deref())?;
+        let (hss, journal) = setup::load_hss(config, opts.sqn_state.as_deref())?;
+        let sqn_state = journal.as_ref().map(|j| j.path().to_path_buf());
         let table = Arc::new(
             InboundTable::with_capacity(config.sa_table.capacity).map_err(StartError::SaTable)?,
         );
@@ -358,7 +360,7 @@ impl Daemon {
             wakers,
             counters: handle.stats.slowpath.clone(),
             stop: slowpath_stop,
-            sqn_state: sqn_state.clone(),
+            journal,
             stats_interval: opts.stats_interval,
             stats: handle.stats.clone(),
             steering,

@@ -17,6 +17,7 @@ use akagate_sys::LinkInfo;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 
+use super::journal::SqnJournal;
 use super::StartError;
 use crate::config::{Config, Transport};
 
@@ -161,12 +162,14 @@ pub fn default_sqn_state(subscribers: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Loads the subscriber file (none: an empty HSS) and attaches the SQN state, which is
-/// `sqn_state` or [`default_sqn_state`]; returns the HSS and the state file in use.
+/// Loads the subscriber file (none: an empty HSS) and opens the SQN state, which is
+/// `sqn_state` or [`default_sqn_state`]: the journal is replayed into the snapshot and the HSS
+/// continues from it (TS 33.102 6.3.2). Returns the HSS and the journal the slowpath thread
+/// writes its SQN records to.
 pub(super) fn load_hss(
     config: &Config,
     sqn_state: Option<&Path>,
-) -> Result<(Hss, Option<PathBuf>), StartError> {
+) -> Result<(Hss, Option<SqnJournal>), StartError> {
     let Some(file) = config.subscribers.as_deref() else {
         let hss = Hss::from_records(&[]).map_err(|source| StartError::Subscribers {
             path: PathBuf::new(),
@@ -178,14 +181,14 @@ pub(super) fn load_hss(
         path: file.to_path_buf(),
         source,
     })?;
-    let state = sqn_state.map_or_else(|| default_sqn_state(file), Path::to_path_buf);
-    let hss = hss
-        .with_sqn_state(&state)
-        .map_err(|source| StartError::SqnState {
-            path: state.clone(),
-            source,
-        })?;
-    Ok((hss, Some(state)))
+    let path = sqn_state.map_or_else(|| default_sqn_state(file), Path::to_path_buf);
+    let state_error = |source| StartError::SqnState {
+        path: path.clone(),
+        source,
+    };
+    let (journal, state) = SqnJournal::open(&path).map_err(state_error)?;
+    let hss = hss.with_sqn_state(state).map_err(state_error)?;
+    Ok((hss, Some(journal)))
 }
 
 /// The configuration of worker `id` on a link.

@@ -1,6 +1,7 @@
 //! The slowpath thread: waits for worker events up to the core's next deadline, runs the
-//! sans-IO [`Core`] over a batch of them, makes the batch's SQNs durable with one fsync (group
-//! commit) and only then hands each resulting command to the worker that owns the UE.
+//! sans-IO [`Core`] over a batch of them, writes the batch's SQN records to the journal with
+//! one fsync (group commit), reports them durable to the core, which releases the challenges
+//! it held for them, and hands each command to the worker that owns the UE.
 //! On stop it handles the events still queued, closes the command queues and compacts the
 //! HSS's SQN state.
 
@@ -10,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{Proto, WorkerCommand, WorkerEvent};
-use akagate_slowpath::hss::{HssError, SqnJournal};
+use akagate_slowpath::hss::{HssError, PersistRecord};
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
+use super::journal::SqnJournal;
 use super::setup::SipAccess;
 use super::stats::{inc, SlowpathCounters, StatsSource};
 use super::wake::WorkerWake;
@@ -49,7 +51,8 @@ pub(super) struct Slowpath {
     pub wakers: Vec<Arc<WorkerWake>>,
     pub counters: Arc<SlowpathCounters>,
     pub stop: Arc<AtomicBool>,
-    pub sqn_state: Option<PathBuf>,
+    /// Where the HSS's SQN records go (none without a subscriber file).
+    pub journal: Option<SqnJournal>,
     pub stats_interval: Option<Duration>,
     pub stats: StatsSource,
     /// The port's steering: which worker owns a UE.
@@ -63,8 +66,6 @@ pub(super) struct Slowpath {
 impl Slowpath {
     /// The thread body.
     pub fn run(mut self) -> SlowpathExit {
-        // Every batch is committed before its commands leave (`release`).
-        self.core.defer_sqn_commit();
         self.publish_gauges();
         let mut next_gauge = Instant::now() + GAUGE_PERIOD;
         let mut next_log = self.stats_interval.map(|i| Instant::now() + i);
@@ -150,20 +151,22 @@ impl Slowpath {
         let Slowpath {
             core,
             commands,
-            sqn_state,
+            journal,
             ..
         } = self;
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
         drop(commands);
-        // Dropping the core closes the HSS's journal; every SQN handed out is already in it
-        // (the last batch was committed before its commands were queued).
+        // Every SQN handed out is already in the journal: the last batch was persisted before
+        // its commands were queued, and the core holds nothing more.
         drop(core);
         let mut exit = SlowpathExit {
             sqn_state: None,
             persist_error: None,
         };
-        if let Some(path) = sqn_state {
+        if let Some(journal) = journal {
+            let path = journal.path().to_path_buf();
+            drop(journal);
             // Reopening compacts the journal into the snapshot file (atomic rename + fsync),
             // so the state survives as one file (TS 33.102 6.3: an SQN is never reused).
             match SqnJournal::open(&path) {
@@ -199,36 +202,58 @@ impl Slowpath {
         batch.extend(self.core.handle(ev, Instant::now()));
     }
 
-    /// Group commit: one fsync makes the SQNs of every challenge in `batch` durable, then
-    /// the batch is dispatched, so no 401 leaves before its SQN would survive a crash
-    /// (TS 33.102 6.3; a restart never reuses a challenge).
-    fn release(&mut self, batch: Vec<WorkerCommand>) {
-        let committed = self.core.commit();
-        self.dispatch_committed(batch, committed);
+    /// Persists the batch's SQN records (group commit, [`Slowpath::persist`]), then sends the
+    /// batch followed by the challenges the core released, so no 401 leaves before its SQN
+    /// would survive a crash (TS 33.102 6.3; a restart never reuses a challenge).
+    fn release(&mut self, mut batch: Vec<WorkerCommand>) {
+        batch.extend(self.persist());
+        self.dispatch(batch);
     }
 
-    /// Dispatches `batch` if `committed` is `Ok`. Otherwise its SQNs may not survive a crash:
-    /// the 401s are dropped ([`withhold_challenges`], counted in `challenges_withheld`, UEs
-    /// retry or retransmit) and everything else is sent, since it carries no SQN and holding back
-    /// SA installs/removals or other answers would leave workers and core out of step.
-    fn dispatch_committed(&mut self, batch: Vec<WorkerCommand>, committed: Result<(), HssError>) {
-        let batch = match committed {
-            Ok(()) => batch,
+    /// Group commit: takes the core's SQN records, writes them to the journal with one fsync
+    /// (or rewrites the whole state if the journal failed) and reports them durable; returns
+    /// the commands the core held for them. If nothing could be made durable, the held 401s
+    /// are dropped (counted in `challenges_withheld`; UEs retry or retransmit) and the rest is
+    /// returned: it carries no SQN, and holding back SA installs/removals would leave workers
+    /// and core out of step. A poisoned journal is retried every turn, records or not.
+    fn persist(&mut self) -> Vec<WorkerCommand> {
+        let Slowpath {
+            core,
+            journal,
+            counters,
+            ..
+        } = self;
+        let Some(journal) = journal.as_mut() else {
+            return Vec::new();
+        };
+        let records: Vec<PersistRecord> = std::iter::from_fn(|| core.poll_persist()).collect();
+        if records.is_empty() && !journal.is_poisoned() {
+            return Vec::new();
+        }
+        // Records are taken as they are queued, so the latest ticket is the last record's;
+        // a checkpoint covers it too.
+        let Some(ticket) = core.hss().last_ticket() else {
+            return Vec::new();
+        };
+        let hss = core.hss();
+        match journal.commit(&records, || hss.sqn_state()) {
+            Ok(()) => core.on_durable(ticket),
             Err(e) => {
-                let (rest, dropped) = withhold_challenges(batch);
-                inc(&self.counters.sqn_commit_failures);
-                let c = &self.counters.challenges_withheld;
+                let withheld = core.on_persist_failed(ticket);
+                inc(&counters.sqn_commit_failures);
+                let c = &counters.challenges_withheld;
                 c.store(
-                    c.load(Ordering::Relaxed).wrapping_add(dropped as u64),
+                    c.load(Ordering::Relaxed)
+                        .wrapping_add(withheld.challenges as u64),
                     Ordering::Relaxed,
                 );
                 log::error!(
-                    "slowpath: SQN state not durable ({e}); {dropped} 401 challenge(s) withheld"
+                    "slowpath: SQN state not durable ({e}); {} 401 challenge(s) withheld",
+                    withheld.challenges
                 );
-                rest
+                withheld.actions
             }
-        };
-        self.dispatch(batch);
+        }
     }
 
     /// Sends each command, in order, to the worker owning its UE (one UE, one worker), so
@@ -281,8 +306,8 @@ impl Slowpath {
     fn publish_counters(&self) {
         let c = &self.counters;
         c.core.store(&self.core.stats());
-        c.sqn_commits
-            .store(self.core.hss().sync_count(), Ordering::Relaxed);
+        let syncs = self.journal.as_ref().map_or(0, SqnJournal::syncs);
+        c.sqn_commits.store(syncs, Ordering::Relaxed);
     }
 
     /// Levels that need a walk or a count of the core's state (every `GAUGE_PERIOD`).
@@ -297,19 +322,6 @@ impl Slowpath {
         c.dialogs
             .store(self.core.dialogs() as u64, Ordering::Relaxed);
     }
-}
-
-/// Splits off every 401 response (the only messages that may carry an AKA challenge, i.e.
-/// an SQN in AUTN, TS 33.203 6.1) from `batch`; returns the rest, in order, and how many were
-/// removed. A 401 relayed from elsewhere is removed too: harmless, its transaction retries.
-fn withhold_challenges(batch: Vec<WorkerCommand>) -> (Vec<WorkerCommand>, usize) {
-    let before = batch.len();
-    let rest: Vec<WorkerCommand> = batch
-        .into_iter()
-        .filter(|c| !matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 ")))
-        .collect();
-    let dropped = before - rest.len();
-    (rest, dropped)
 }
 
 #[cfg(test)]
@@ -353,7 +365,7 @@ mod tests {
     ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
-        let state = dir.join("sqn-state");
+        let (journal, recovered) = SqnJournal::open(&dir.join("sqn-state")).unwrap();
         let hss = Hss::from_records(&[SubscriberRecord {
             impi: "alice@open-ims.test".into(),
             impu: vec!["sip:alice@open-ims.test".into()],
@@ -365,7 +377,7 @@ mod tests {
             sqn: "000000000000".into(),
         }])
         .unwrap()
-        .with_sqn_state(&state)
+        .with_sqn_state(recovered)
         .unwrap();
         let table = Arc::new(InboundTable::with_capacity(64).unwrap());
         let core = Core::new(
@@ -384,7 +396,7 @@ mod tests {
             wakers: vec![Arc::default()],
             counters: counters.clone(),
             stop: Arc::new(AtomicBool::new(stop)),
-            sqn_state: Some(state),
+            journal: Some(journal),
             stats_interval: None,
             stats: StatsSource {
                 started: Instant::now(),
@@ -513,27 +525,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A batch whose commit failed loses its 401 (counted), but the SA set install and
-    /// everything else still reach the worker; a committed batch goes out whole.
+    fn register_branch(branch: &str) -> WorkerEvent {
+        let text = String::from_utf8(REGISTER.to_vec()).unwrap();
+        WorkerEvent::Sip(SipIn {
+            flow: flow(),
+            via_spi: None,
+            bytes: text.replace("z9hG4bK-332948456", branch).into_bytes(),
+        })
+    }
+
+    fn is_401(c: &WorkerCommand) -> bool {
+        matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 "))
+    }
+
+    /// The core holds the 401 until the journal has its SQN; a batch whose write failed
+    /// loses its 401 (counted) while the SA set install still reaches the worker; until the
+    /// state is rewritten new challenges get 500, and a retransmitted REGISTER gets its 401
+    /// once the rewrite succeeded.
     #[test]
-    fn failed_commit_withholds_the_401() {
+    fn failed_write_withholds_the_401_until_the_state_is_durable() {
         let dir = tmp("failed-commit");
         let (mut slowpath, _events_tx, commands_rx) = slowpath_in(&dir, true);
-        slowpath.core.defer_sqn_commit();
-        let batch = slowpath.core.handle(register(), Instant::now());
-        assert!(slowpath.core.hss().has_uncommitted());
-        let failure = HssError::Io {
-            path: "sqn-state.journal".into(),
-            reason: "EIO".into(),
-        };
-        slowpath.dispatch_committed(batch.clone(), Err(failure));
-        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
-        assert_eq!(cmds.len(), batch.len() - 1, "{cmds:?}");
-        assert!(matches!(cmds.first(), Some(WorkerCommand::InstallSaSet(_))));
-        assert!(!cmds.iter().any(
-            |c| matches!(c, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401"))
-        ));
-        let withheld = |s: &Slowpath| {
+        let counts = |s: &Slowpath| {
             let c = &s.counters;
             (
                 c.challenges_withheld.load(Ordering::Relaxed),
@@ -541,18 +554,73 @@ mod tests {
                 c.commands_dropped.load(Ordering::Relaxed),
             )
         };
-        // One 401 withheld by one failed commit; no command was lost to a full queue.
-        assert_eq!(withheld(&slowpath), (1, 1, 0));
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        if let Some(j) = slowpath.journal.as_mut() {
+            j.replace_file_for_test(full);
+        }
+        // Without its directory the state cannot be rewritten either.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut batch = Vec::new();
+        slowpath.on_event(register(), &mut batch);
+        assert!(
+            matches!(batch.as_slice(), [WorkerCommand::InstallSaSet(_)]),
+            "the 401 waits in the core: {batch:?}"
+        );
+        assert_eq!(slowpath.core.held(), 1);
+        slowpath.release(batch);
+        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+        assert!(
+            matches!(cmds.as_slice(), [WorkerCommand::InstallSaSet(_)]),
+            "{cmds:?}"
+        );
+        assert_eq!(slowpath.core.held(), 0);
+        // One 401 withheld by one failed write; no command lost to a full queue.
+        assert_eq!(counts(&slowpath), (1, 1, 0));
 
-        slowpath.dispatch_committed(batch.clone(), Ok(()));
-        assert_eq!(commands_rx.try_iter().count(), batch.len());
-        assert_eq!(withheld(&slowpath), (1, 1, 0));
+        // A new REGISTER is refused while nothing can be made durable; the retransmitted one
+        // waits again for durability.
+        let mut batch = Vec::new();
+        slowpath.on_event(register_branch("z9hG4bK-second"), &mut batch);
+        slowpath.on_event(register(), &mut batch);
+        assert!(
+            matches!(batch.as_slice(), [WorkerCommand::Send { bytes, .. }] if bytes.starts_with(b"SIP/2.0 500 ")),
+            "{batch:?}"
+        );
+        assert_eq!(slowpath.core.held(), 1);
+        slowpath.release(batch);
+        assert_eq!(commands_rx.try_iter().count(), 1, "the 500 only");
+        assert_eq!(counts(&slowpath), (2, 2, 0));
+
+        // The directory is back: the next turn rewrites the state, and the retransmission
+        // of the REGISTER now gets its 401.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut batch = Vec::new();
+        slowpath.on_event(register(), &mut batch);
+        assert!(batch.is_empty(), "{batch:?}");
+        slowpath.release(batch);
+        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+        assert!(matches!(cmds.as_slice(), [c] if is_401(c)), "{cmds:?}");
+        assert_eq!(counts(&slowpath), (2, 2, 0));
+        let snapshot = std::fs::read_to_string(dir.join("sqn-state")).unwrap();
+        assert!(
+            snapshot.contains("\"alice@open-ims.test\" = \"000000000020\""),
+            "{snapshot}"
+        );
+        // Challenges are made again.
+        let mut batch = Vec::new();
+        slowpath.on_event(register_branch("z9hG4bK-third"), &mut batch);
+        slowpath.release(batch);
+        let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+        assert!(cmds.iter().any(is_401), "{cmds:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// In the running loop the 401 reaches the worker's queue only once its SQN is in the
-    /// journal (that the batch's fsync comes first is checked on the core, in
-    /// `slowpath/tests/hss_group_commit.rs`).
+    /// journal (that the core holds it until `on_durable` is checked in
+    /// `slowpath/tests/core_durability.rs`).
     #[test]
     fn loop_commits_before_dispatch() {
         let dir = tmp("loop-commit");
@@ -565,8 +633,7 @@ mod tests {
             let cmd = commands_rx
                 .recv_deadline(deadline)
                 .expect("no 401 from the slowpath");
-            if matches!(&cmd, WorkerCommand::Send { bytes, .. } if bytes.starts_with(b"SIP/2.0 401 "))
-            {
+            if is_401(&cmd) {
                 break std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
             }
         };

@@ -1,13 +1,15 @@
 //! The embedded HSS: subscribers (IMPI, IMPUs, K, OPc, AMF, SQN) loaded from TOML or CSV, AKA
-//! vectors from Milenage, and SQN state persisted durably before a challenge leaves (per
-//! challenge, or per group of challenges with [`CommitMode::Deferred`] and [`Hss::commit`]).
+//! vectors from Milenage, and SQN advances queued as [`PersistRecord`]s for whoever owns the
+//! disk (the daemon journals them and reports them durable before a challenge may leave).
 
 mod generate;
+mod persist;
 mod record;
-mod sqn_store;
 mod store;
 
 pub use generate::{generate_subscribers, render_toml, Plmn};
+pub use persist::{
+    apply_journal, parse_snapshot, render_snapshot, PersistRecord, PersistTicket, SqnState,
+};
 pub use record::{parse_csv, parse_toml, SubscriberRecord};
-pub use sqn_store::SqnJournal;
-pub use store::{CommitMode, Hss, HssError, Subscriber};
+pub use store::{Hss, HssError, Subscriber};

@@ -1,15 +1,15 @@
-//! The subscriber store: lookup by IMPI/IMPU, AKA vector generation with SQN advanced and
-//! journaled first (durable at once, or at the next group commit), and re-synchronisation
-//! from AUTS (TS 33.102 6.3.3, 6.3.5).
+//! The subscriber store: lookup by IMPI/IMPU, AKA vector generation with the SQN advanced and
+//! queued for persistence ([`PersistRecord`]), and re-synchronisation from AUTS
+//! (TS 33.102 6.3.3, 6.3.5). No file is written here; see [`super::persist`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use thiserror::Error;
 use zeroize::Zeroize;
 
+use super::persist::{parse_sqn_hex, PersistRecord, PersistTicket, SqnState};
 use super::record::{parse_csv, parse_toml, SubscriberRecord};
-use super::sqn_store::{parse_sqn_hex, SqnJournal};
 use crate::aka::autn::{AuthVector, Auts};
 use crate::aka::milenage::Milenage;
 use crate::aka::sqn::{Sqn, SqnGenerator, SqnPolicy};
@@ -53,6 +53,10 @@ pub enum HssError {
     /// AUTS failed its MAC-S check (TS 33.102 6.3.5).
     #[error("AUTS MAC-S check failed")]
     AutsMacFailure,
+    /// The SQN state could not be made durable and has not recovered: no vector may be
+    /// handed out (TS 33.102 6.3.2).
+    #[error("SQN state not durable")]
+    NotDurable,
 }
 
 /// One provisioned subscriber. `Debug` shows identities only.
@@ -111,17 +115,6 @@ fn key(id: &str) -> String {
     id.trim().to_ascii_lowercase()
 }
 
-/// When the SQN journal is fsynced.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CommitMode {
-    /// Every [`Hss::challenge`] is durable when it returns (standalone use: tests, tools).
-    #[default]
-    PerChallenge,
-    /// Challenges only append; [`Hss::commit`] makes them durable with one fsync (group
-    /// commit). Whoever selects this must commit before any vector leaves the process.
-    Deferred,
-}
-
 /// The embedded HSS.
 #[derive(Debug)]
 pub struct Hss {
@@ -129,10 +122,27 @@ pub struct Hss {
     by_impi: HashMap<String, usize>,
     by_impu: HashMap<String, usize>,
     policy: SqnPolicy,
-    journal: Option<SqnJournal>,
-    commit_mode: CommitMode,
+    /// SQN records not yet taken by the owner of the disk (`None`: SQNs are not persisted).
+    persist: Option<Outbox>,
     /// SQN state of IMPIs not provisioned (any more), kept so a checkpoint does not lose it.
     foreign: BTreeMap<String, u64>,
+}
+
+/// The SQN records of an HSS whose state is persisted.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Records not yet taken by [`Hss::poll_persist`], oldest first.
+    queue: VecDeque<PersistRecord>,
+    /// The ticket of the last record queued.
+    last: PersistTicket,
+    /// Persistence failed and has not recovered: challenges are refused.
+    failed: bool,
+}
+
+impl Default for PersistTicket {
+    fn default() -> Self {
+        PersistTicket::ZERO
+    }
 }
 
 impl Hss {
@@ -144,8 +154,7 @@ impl Hss {
             by_impi: HashMap::new(),
             by_impu: HashMap::new(),
             policy,
-            journal: None,
-            commit_mode: CommitMode::PerChallenge,
+            persist: None,
             foreign: BTreeMap::new(),
         };
         for r in records {
@@ -228,11 +237,12 @@ impl Hss {
         Self::from_records(&records)
     }
 
-    /// Attaches durable SQN state at `path` (see [`SqnJournal`]): each subscriber continues
-    /// from the larger of the file's SQN and the recorded one, and every later challenge is
-    /// journaled before it is returned (and durable then, unless [`CommitMode::Deferred`]).
-    pub fn with_sqn_state(mut self, path: &Path) -> Result<Self, HssError> {
-        let (journal, state) = SqnJournal::open(path)?;
+    /// Persists SQNs from here on, continuing from `state` (IMPI -> last SQN, as recovered
+    /// from disk): each subscriber continues above the larger of the file's SQN and the
+    /// recovered one, and every later challenge queues a [`PersistRecord`]
+    /// ([`Hss::poll_persist`]). IMPIs of `state` that are not provisioned are kept for
+    /// [`Hss::sqn_state`].
+    pub fn with_sqn_state(mut self, state: SqnState) -> Result<Self, HssError> {
         for (impi, sqn) in state {
             let Some(s) = self
                 .by_impi
@@ -248,56 +258,51 @@ impl Hss {
                 s.sqn = SqnGenerator::new(self.policy, seq).map_err(|_| HssError::SqnExhausted)?;
             }
         }
-        self.journal = Some(journal);
+        self.persist = Some(Outbox::default());
         Ok(self)
     }
 
-    /// Selects when the SQN journal is fsynced (default [`CommitMode::PerChallenge`]).
-    pub fn set_commit_mode(&mut self, mode: CommitMode) {
-        self.commit_mode = mode;
+    /// Whether SQNs are persisted ([`Hss::with_sqn_state`]).
+    pub fn persists_sqns(&self) -> bool {
+        self.persist.is_some()
     }
 
-    /// When the SQN journal is fsynced.
-    pub fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
+    /// The oldest SQN record not yet taken, in the order the SQNs were handed out.
+    pub fn poll_persist(&mut self) -> Option<PersistRecord> {
+        self.persist.as_mut()?.queue.pop_front()
     }
 
-    /// Makes every SQN handed out so far durable: one fsync of the journal if anything was
-    /// appended since the last commit, nothing otherwise (and nothing without SQN state).
-    ///
-    /// If the fsync fails, the journal is not trusted any more (a failed fsync may have
-    /// dropped its pages) and the whole state is rewritten from memory instead: a new
-    /// snapshot (atomic rename, fsynced) and an empty journal. Only if that fails too is the
-    /// error returned; the SQNs of this group are then not durable and their vectors must
-    /// not be sent. Every later challenge and commit retries the rewrite first.
-    pub fn commit(&mut self) -> Result<(), HssError> {
-        let Some(journal) = self.journal.as_mut() else {
-            return Ok(());
-        };
-        if !journal.is_poisoned() {
-            match journal.sync() {
-                Ok(()) => return Ok(()),
-                Err(e) => log::error!("SQN journal fsync failed ({e}); rewriting the SQN state"),
-            }
+    /// The ticket of the last record queued (`None` before the first, or without persistence).
+    pub fn last_ticket(&self) -> Option<PersistTicket> {
+        self.persist
+            .as_ref()
+            .map(|p| p.last)
+            .filter(|&t| t != PersistTicket::ZERO)
+    }
+
+    /// Every record up to the latest one is durable (or the whole state was rewritten):
+    /// challenges are handed out again if a failure had stopped them.
+    pub fn on_durable(&mut self) {
+        if let Some(p) = self.persist.as_mut() {
+            p.failed = false;
         }
-        let state = self
-            .subs
+    }
+
+    /// The records could not be made durable: until [`Hss::on_durable`], every challenge
+    /// fails with [`HssError::NotDurable`].
+    pub fn on_persist_failed(&mut self) {
+        if let Some(p) = self.persist.as_mut() {
+            p.failed = true;
+        }
+    }
+
+    /// The whole SQN state (IMPI -> largest SQN ever handed out or recovered, provisioned or
+    /// not), to rewrite the state on disk from memory (a checkpoint).
+    pub fn sqn_state(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.subs
             .iter()
             .map(|s| (s.impi.as_str(), s.sqn_floor))
-            .chain(self.foreign.iter().map(|(k, v)| (k.as_str(), *v)));
-        journal.checkpoint(state)
-    }
-
-    /// Whether SQNs were handed out that are not durable yet (a commit is due).
-    pub fn has_uncommitted(&self) -> bool {
-        self.journal
-            .as_ref()
-            .is_some_and(|j| j.is_dirty() || j.is_poisoned())
-    }
-
-    /// How many times the SQN journal was made durable (fsyncs and checkpoints since open).
-    pub fn sync_count(&self) -> u64 {
-        self.journal.as_ref().map_or(0, SqnJournal::syncs)
+            .chain(self.foreign.iter().map(|(k, v)| (k.as_str(), *v)))
     }
 
     /// Number of subscribers.
@@ -327,28 +332,24 @@ impl Hss {
             .ok_or(HssError::UnknownImpi)
     }
 
-    /// A fresh authentication vector for `impi` with the given RAND; the next SQN is
-    /// journaled first (TS 33.102 6.3.2). In [`CommitMode::PerChallenge`] it is durable when
-    /// this returns, so the vector may be sent at once; in [`CommitMode::Deferred`] only
-    /// after the next successful [`Hss::commit`].
+    /// A fresh authentication vector for `impi` with the given RAND (TS 33.102 6.3.2). With
+    /// persistence, the SQN's record is queued ([`Hss::poll_persist`]) and the vector must
+    /// not leave the process before the record is durable; its ticket is the
+    /// [`Hss::last_ticket`] then.
     pub fn challenge(&mut self, impi: &str, rand: [u8; 16]) -> Result<AuthVector, HssError> {
         let i = self.index(impi)?;
-        if self.journal.as_ref().is_some_and(SqnJournal::is_poisoned) {
-            self.commit()?;
+        if self.persist.as_ref().is_some_and(|p| p.failed) {
+            return Err(HssError::NotDurable);
         }
         let s = self.subs.get_mut(i).ok_or(HssError::UnknownImpi)?;
-        let mut gen = s.sqn.clone();
-        let sqn = gen.next_sqn().map_err(|_| HssError::SqnExhausted)?;
-        if let Some(j) = self.journal.as_mut() {
-            j.append(&s.impi, sqn.value())?;
-        }
-        s.sqn = gen;
+        let sqn = s.sqn.next_sqn().map_err(|_| HssError::SqnExhausted)?;
         s.sqn_floor = s.sqn_floor.max(sqn.value());
-        let av = AuthVector::generate(&s.milenage, rand, sqn, s.amf);
-        if self.commit_mode == CommitMode::PerChallenge {
-            self.commit()?;
+        if let Some(p) = self.persist.as_mut() {
+            p.last = p.last.next();
+            p.queue
+                .push_back(PersistRecord::new(p.last, &s.impi, sqn.value()));
         }
-        Ok(av)
+        Ok(AuthVector::generate(&s.milenage, rand, sqn, s.amf))
     }
 
     /// Re-synchronises `impi` from the AUTS the UE returned for `rand` (TS 33.102 6.3.5);
@@ -472,129 +473,96 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn restart_never_reuses_an_sqn() {
-        let d = std::env::temp_dir().join(format!("akagate-hss-restart-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        let state = d.join("sqn.state");
-        let impi = "001010000000001@ims.mnc001.mcc001.3gppnetwork.org";
-        let first = {
-            let mut hss = Hss::from_records(&[rec(false, "000000000020")])
-                .unwrap()
-                .with_sqn_state(&state)
-                .unwrap();
-            hss.challenge(impi, RAND).unwrap();
-            hss.challenge(impi, RAND).unwrap().autn
-        };
-        let mut hss = Hss::from_records(&[rec(false, "000000000020")])
-            .unwrap()
-            .with_sqn_state(&state)
-            .unwrap();
-        let next = hss.challenge(impi, RAND).unwrap().autn;
-        assert_ne!(first, next);
-        assert_eq!(hss.subscriber(impi).unwrap().seq_he(), 4);
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    fn state_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("akagate-hss-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     const IMPI: &str = "001010000000001@ims.mnc001.mcc001.3gppnetwork.org";
 
-    #[test]
-    fn deferred_mode_syncs_once_per_commit() {
-        let d = state_dir("deferred");
-        let state = d.join("sqn.state");
-        let mut hss = Hss::from_records(&[rec(false, "000000000000")])
-            .unwrap()
-            .with_sqn_state(&state)
-            .unwrap();
-        // Standalone use stays durable per challenge.
-        assert_eq!(hss.commit_mode(), CommitMode::PerChallenge);
-        for n in 1..=3 {
-            hss.challenge(IMPI, RAND).unwrap();
-            assert_eq!(hss.sync_count(), n);
-            assert!(!hss.has_uncommitted());
-        }
-        hss.set_commit_mode(CommitMode::Deferred);
-        for _ in 0..100 {
-            hss.challenge(IMPI, RAND).unwrap();
-        }
-        assert_eq!(hss.sync_count(), 3);
-        assert!(hss.has_uncommitted());
-        let journal = std::fs::read_to_string(d.join("sqn.state.journal")).unwrap();
-        assert_eq!(journal.lines().count(), 103);
-        // SEQ 103 with IND (103 - 1) % 32 = 6 (TS 33.102 C.3.2, 5 IND bits).
-        assert_eq!(
-            journal.lines().last(),
-            Some(format!("{:012x} {IMPI}", (103 << 5) | 6).as_str())
-        );
-        hss.commit().unwrap();
-        assert_eq!(hss.sync_count(), 4);
-        assert!(!hss.has_uncommitted());
-        hss.commit().unwrap();
-        assert_eq!(hss.sync_count(), 4, "nothing to commit: no fsync");
-        let _ = std::fs::remove_dir_all(&d);
+    /// Takes every queued record, as the daemon does before writing them.
+    fn drain(hss: &mut Hss) -> Vec<PersistRecord> {
+        std::iter::from_fn(|| hss.poll_persist()).collect()
     }
 
     #[test]
-    fn failed_journal_write_recovers_by_checkpoint() {
-        let d = state_dir("poisoned");
-        let state = d.join("sqn.state");
-        // An IMPI that is no longer provisioned keeps its state through checkpoints.
-        std::fs::write(&state, "\"ghost@x\" = \"000000000400\"\n").unwrap();
+    fn without_sqn_state_nothing_is_queued() {
+        let mut hss = Hss::from_records(&[rec(false, "000000000020")]).unwrap();
+        hss.challenge(IMPI, RAND).unwrap();
+        assert!(!hss.persists_sqns());
+        assert_eq!(hss.poll_persist(), None);
+        assert_eq!(hss.last_ticket(), None);
+    }
+
+    #[test]
+    fn records_come_out_in_order_with_rising_tickets() {
         let mut hss = Hss::from_records(&[rec(false, "000000000000")])
             .unwrap()
-            .with_sqn_state(&state)
+            .with_sqn_state(SqnState::new())
             .unwrap();
-        hss.set_commit_mode(CommitMode::Deferred);
-        hss.challenge(IMPI, RAND).unwrap();
-        hss.commit().unwrap();
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        if let Some(j) = hss.journal.as_mut() {
-            j.replace_file_for_test(full);
+        assert_eq!(hss.last_ticket(), None);
+        for _ in 0..3 {
+            hss.challenge(IMPI, RAND).unwrap();
         }
-        // ENOSPC on the append: no vector, SEQ_HE unchanged, the journal is poisoned.
-        assert!(matches!(
-            hss.challenge(IMPI, RAND),
-            Err(HssError::Io { .. })
-        ));
-        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 1);
-        assert!(hss.has_uncommitted());
-        // The rewrite cannot happen either while the directory is gone.
-        std::fs::remove_dir_all(&d).unwrap();
-        assert!(matches!(
-            hss.challenge(IMPI, RAND),
-            Err(HssError::Io { .. })
-        ));
-        assert!(hss.commit().is_err());
-        std::fs::create_dir_all(&d).unwrap();
-        hss.commit().unwrap();
-        assert!(!hss.has_uncommitted());
-        let snapshot = std::fs::read_to_string(&state).unwrap();
-        assert!(
-            snapshot.contains(&format!("\"{IMPI}\" = \"000000000020\"")),
-            "{snapshot}"
+        let records = drain(&mut hss);
+        let got: Vec<(u64, &str, u64)> = records
+            .iter()
+            .map(|r| (r.ticket().get(), r.impi(), r.sqn()))
+            .collect();
+        // SEQ 1, 2, 3 with IND 0, 1, 2 (TS 33.102 C.3.2, 5 IND bits).
+        assert_eq!(
+            got,
+            [
+                (1, IMPI, 0x20),
+                (2, IMPI, (2 << 5) | 1),
+                (3, IMPI, (3 << 5) | 2)
+            ]
         );
-        assert!(
-            snapshot.contains("\"ghost@x\" = \"000000000400\""),
-            "{snapshot}"
-        );
-        // Appends go to the fresh journal again.
+        assert_eq!(hss.last_ticket(), records.last().map(PersistRecord::ticket));
+        assert_eq!(hss.poll_persist(), None);
+    }
+
+    #[test]
+    fn restart_never_reuses_an_sqn() {
+        let mut first = Hss::from_records(&[rec(false, "000000000020")])
+            .unwrap()
+            .with_sqn_state(SqnState::new())
+            .unwrap();
+        first.challenge(IMPI, RAND).unwrap();
+        let sent = first.challenge(IMPI, RAND).unwrap().autn;
+        // What the daemon wrote: the journal lines of every record.
+        let journal: String = drain(&mut first)
+            .iter()
+            .map(PersistRecord::journal_line)
+            .collect();
+        let mut state = SqnState::new();
+        crate::hss::apply_journal(&mut state, &journal);
+        let mut hss = Hss::from_records(&[rec(false, "000000000020")])
+            .unwrap()
+            .with_sqn_state(state)
+            .unwrap();
+        let next = hss.challenge(IMPI, RAND).unwrap().autn;
+        assert_ne!(sent, next);
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 4);
+    }
+
+    #[test]
+    fn failed_persistence_refuses_challenges_until_durable() {
+        // An IMPI that is no longer provisioned keeps its state through checkpoints.
+        let recovered = SqnState::from([("ghost@x".to_string(), 0x400)]);
+        let mut hss = Hss::from_records(&[rec(false, "000000000000")])
+            .unwrap()
+            .with_sqn_state(recovered)
+            .unwrap();
         hss.challenge(IMPI, RAND).unwrap();
-        hss.commit().unwrap();
-        drop(hss);
-        let (_, recovered) = SqnJournal::open(&state).unwrap();
-        assert_eq!(recovered.get(IMPI), Some(&((2 << 5) | 1)));
-        assert_eq!(recovered.get("ghost@x"), Some(&0x400));
-        let _ = std::fs::remove_dir_all(&d);
+        hss.on_persist_failed();
+        assert_eq!(hss.challenge(IMPI, RAND).err(), Some(HssError::NotDurable));
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 1);
+        assert_eq!(
+            drain(&mut hss).len(),
+            1,
+            "the refused challenge queued nothing"
+        );
+        // What a checkpoint writes covers every SQN handed out, and the ghost.
+        let state: Vec<(&str, u64)> = hss.sqn_state().collect();
+        assert_eq!(state, [(IMPI, 0x20), ("ghost@x", 0x400)]);
+        hss.on_durable();
+        hss.challenge(IMPI, RAND).unwrap();
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 2);
     }
 }

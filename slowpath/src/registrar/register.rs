@@ -302,7 +302,8 @@ impl Core {
         };
         let mut rand = [0u8; 16];
         self.rng.fill_bytes(&mut rand);
-        // The SQN is durable before the vector exists (TS 33.102 6.3.2).
+        // The SQN is queued for persistence with the vector; the 401 waits for it
+        // (TS 33.102 6.3.2).
         let av = match self.hss.challenge(&impi, rand) {
             Ok(av) => av,
             Err(e) => {
@@ -367,6 +368,10 @@ impl Core {
             ("WWW-Authenticate", www),
             ("Security-Server", security_server.render()),
         ];
+        let ticket = self.hss.last_ticket().filter(|_| self.hss.persists_sqns());
+        if let Some(t) = ticket {
+            self.held.wait_for(req.tx, t);
+        }
         self.respond(req, 401, "Unauthorized", &extra, now, out);
         self.by_spi.insert(spi_pc, key.to_string());
         self.by_spi.insert(spi_ps, key.to_string());
@@ -382,9 +387,11 @@ impl Core {
             .regs
             .get_mut(key)
             .and_then(|r| r.pending.replace(pending));
+        let mut after = Vec::new();
         if let Some(old) = old {
-            self.remove_set(&old.set, out);
+            self.remove_set(&old.set, &mut after);
         }
+        self.after_challenge(ticket, after, out);
     }
 
     /// AUTS: re-synchronise the HSS and challenge again (RFC 3310 3.4, TS 33.102 6.3.5).

@@ -1,6 +1,12 @@
 //! The sans-IO slowpath core: worker events and time in, worker commands out. It owns the
 //! registrar (sec-agree, IMS-AKA, SA sets), the embedded HSS, the proxy's routing state and
-//! the RFC 3261 17 transaction layer every message passes through.
+//! the RFC 3261 17 transaction layer every message passes through. It never touches a file:
+//! SQN advances come out as records ([`Core::poll_persist`]) and each challenge is held until
+//! its owner reports them durable ([`Core::on_durable`]).
+
+mod durability;
+
+pub use durability::Withheld;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -11,12 +17,13 @@ use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use rand::RngCore;
 
-use crate::hss::Hss;
+use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Dialog, Forwarded, KeepAlive, RegEnd, RegSubscription};
 use crate::registrar::Registration;
 use crate::secagree::ImsAkaProfile;
 use crate::sip::transaction::{Incoming, Peer, TimerConfig, TransactionLayer, Transport, TxId};
 use crate::sip::{response_to, Message, MessageBuilder};
+use durability::Held;
 
 /// What the core asks the workers to do; executed in order.
 pub type Action = WorkerCommand;
@@ -139,8 +146,8 @@ pub(crate) struct Req<'m, 'a> {
     pub tx: TxId,
 }
 
-/// The slowpath state machine (`handle`, `handle_timeout`, `poll_timeout`), no I/O except the
-/// HSS's SQN journal.
+/// The slowpath state machine (`handle`, `handle_timeout`, `poll_timeout`; `poll_persist` and
+/// `on_durable` for SQN durability), no I/O.
 pub struct Core {
     pub(crate) cfg: CoreConfig,
     pub(crate) hss: Hss,
@@ -171,6 +178,8 @@ pub struct Core {
     /// Makes every branch we create unique even with a poor random source.
     pub(crate) branch_seq: u64,
     pub(crate) stats: CoreStats,
+    /// Challenges (and what followed them) waiting for their SQN to be durable.
+    pub(crate) held: Held,
 }
 
 impl core::fmt::Debug for Core {
@@ -222,6 +231,7 @@ impl Core {
             timers: BTreeSet::new(),
             branch_seq: 0,
             stats: CoreStats::default(),
+            held: Held::default(),
         }
     }
 
@@ -230,17 +240,49 @@ impl Core {
         &self.hss
     }
 
-    /// Group commit from here on: challenges only append their SQN to the HSS's journal, and
-    /// the caller must call [`Core::commit`] before dispatching any actions.
-    pub fn defer_sqn_commit(&mut self) {
-        self.hss.set_commit_mode(crate::hss::CommitMode::Deferred);
+    /// The oldest SQN record not yet taken, in the order the SQNs were handed out (none
+    /// unless the HSS persists SQNs, [`Hss::with_sqn_state`]). Write it durably, then report
+    /// its ticket to [`Core::on_durable`]: until then its challenge stays in the core.
+    pub fn poll_persist(&mut self) -> Option<PersistRecord> {
+        self.hss.poll_persist()
     }
 
-    /// Makes every SQN handed out so far durable (one fsync if any); call before dispatching
-    /// the actions returned since the last commit. On error, no 401 of those may be sent
-    /// (TS 33.102 6.3: an SQN is never reused after a restart).
-    pub fn commit(&mut self) -> Result<(), crate::hss::HssError> {
-        self.hss.commit()
+    /// Every record up to `ticket` is durable (or the whole SQN state was rewritten from
+    /// [`Hss::sqn_state`]): the challenges waiting for them leave now, in the order they were
+    /// made, with whatever followed them. Challenges are made again if a failure had
+    /// stopped them.
+    pub fn on_durable(&mut self, ticket: PersistTicket) -> Vec<Action> {
+        self.hss.on_durable();
+        self.held.release(ticket)
+    }
+
+    /// The records up to `ticket` could not be made durable: their challenges must never
+    /// leave (TS 33.102 6.3.2) and are dropped; the commands that followed them carry no SQN
+    /// and are returned. New challenges fail (500) until [`Core::on_durable`].
+    pub fn on_persist_failed(&mut self, ticket: PersistTicket) -> Withheld {
+        self.hss.on_persist_failed();
+        self.held.withhold(ticket)
+    }
+
+    /// Number of commands waiting for durability.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Holds `actions` until `ticket` is durable (`None`: they leave now), after a challenge
+    /// whose 401 already waits for it.
+    pub(crate) fn after_challenge(
+        &mut self,
+        ticket: Option<PersistTicket>,
+        actions: Vec<Action>,
+        out: &mut Vec<Action>,
+    ) {
+        match ticket {
+            Some(t) => actions
+                .into_iter()
+                .for_each(|a| self.held.hold(t, a, false)),
+            None => out.extend(actions),
+        }
     }
 
     /// Number of registrations with an active (200 OK'd) SA set.
@@ -392,16 +434,22 @@ impl Core {
         }
     }
 
-    /// Moves everything the transaction layer wants to send into `out`, in order.
+    /// Moves everything the transaction layer wants to send into `out`, in order; a 401
+    /// whose SQN is not durable yet (or its retransmission) is held instead.
     pub(crate) fn flush(&mut self, out: &mut Vec<Action>) {
         while let Some((id, t)) = self.txl.poll_transmit_with_id() {
-            match self.txs.get(&id) {
-                Some(info) => out.push(WorkerCommand::Send {
-                    flow: info.flow,
-                    bytes: t.bytes,
-                    connect_if_absent: info.connect_if_absent,
-                }),
-                None => log::warn!("transmit for unknown transaction {id:?} dropped"),
+            let Some(info) = self.txs.get(&id) else {
+                log::warn!("transmit for unknown transaction {id:?} dropped");
+                continue;
+            };
+            let send = WorkerCommand::Send {
+                flow: info.flow,
+                bytes: t.bytes,
+                connect_if_absent: info.connect_if_absent,
+            };
+            match self.held.ticket_of(id) {
+                Some(ticket) => self.held.hold(ticket, send, true),
+                None => out.push(send),
             }
         }
     }

@@ -1,17 +1,19 @@
-//! Durable SQN state: a snapshot file rewritten atomically (temp + fsync + rename) and an
-//! append-only journal, fsynced per challenge or once per group of challenges (group commit),
-//! so a restart never reuses an SQN that left in a challenge (TS 33.102 6.3).
+//! The HSS's SQN state on disk: a snapshot file rewritten atomically (temp + fsync + rename)
+//! and an append-only journal of the core's [`PersistRecord`]s, fsynced once per batch (group
+//! commit), so a restart never reuses an SQN that left in a challenge (TS 33.102 6.3). The
+//! text forms come from `akagate_slowpath::hss`; only this module touches the files.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::HssError;
+use akagate_slowpath::hss::{
+    apply_journal, parse_snapshot, render_snapshot, HssError, PersistRecord, SqnState,
+};
 
 /// The SQN state of all subscribers on disk: `<path>` (snapshot, TOML map IMPI -> last SQN in
-/// hex) and `<path>.journal` (lines `<sqn hex> <impi>`, appended by [`SqnJournal::append`] and
-/// made durable by [`SqnJournal::sync`]).
+/// hex) and `<path>.journal` (one [`PersistRecord::journal_line`] per SQN, appended by
+/// [`SqnJournal::append`] and made durable by [`SqnJournal::sync`]).
 ///
 /// After a failed write or fsync the journal is *poisoned*: on Linux a failed fsync may drop
 /// the dirty pages and a later fsync report success without them, and a torn line would merge
@@ -44,7 +46,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` atomically: write a temp file, fsync it, rename, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HssError> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HssError> {
     let tmp = with_suffix(path, ".tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| io(&tmp, e))?;
@@ -70,39 +72,15 @@ impl SqnJournal {
     /// and compacts the journal into the snapshot. Lines after the last fsync may be lost or
     /// torn by a crash; a torn one is ignored: no challenge carrying them was sent, because
     /// sending waits for the fsync (group commit).
-    pub fn open(path: &Path) -> Result<(Self, BTreeMap<String, u64>), HssError> {
+    pub fn open(path: &Path) -> Result<(Self, SqnState), HssError> {
         let journal_path = with_suffix(path, ".journal");
-        let mut state = BTreeMap::new();
-        match fs::read_to_string(path) {
-            Ok(text) => {
-                let snap: BTreeMap<String, String> =
-                    toml::from_str(&text).map_err(|e| HssError::Parse {
-                        line: 0,
-                        reason: format!("SQN state: {}", e.message()),
-                    })?;
-                for (impi, hex) in snap {
-                    let sqn = parse_sqn_hex(&hex).ok_or(HssError::Parse {
-                        line: 0,
-                        reason: format!("SQN state: bad SQN for {impi}"),
-                    })?;
-                    state.insert(impi, sqn);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let mut state = match fs::read_to_string(path) {
+            Ok(text) => parse_snapshot(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SqnState::new(),
             Err(e) => return Err(io(path, e)),
-        }
+        };
         match fs::read_to_string(&journal_path) {
-            Ok(text) => {
-                for line in text.lines() {
-                    let Some((hex, impi)) = line.split_once(' ') else {
-                        continue;
-                    };
-                    if let Some(sqn) = parse_sqn_hex(hex) {
-                        let e = state.entry(impi.to_string()).or_insert(0);
-                        *e = (*e).max(sqn);
-                    }
-                }
-            }
+            Ok(text) => apply_journal(&mut state, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&journal_path, e)),
         }
@@ -122,20 +100,18 @@ impl SqnJournal {
         ))
     }
 
-    /// Records that `sqn` was handed out for `impi`; returns once it is on stable storage
-    /// (an [`append`](Self::append) and a [`sync`](Self::sync)).
-    pub fn record(&mut self, impi: &str, sqn: u64) -> Result<(), HssError> {
-        self.append(impi, sqn)?;
-        self.sync()
+    /// The snapshot file (the journal is `<path>.journal`).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Appends the record that `sqn` was handed out for `impi`, without waiting for the disk:
-    /// the SQN is durable only after the next successful [`sync`](Self::sync).
-    pub fn append(&mut self, impi: &str, sqn: u64) -> Result<(), HssError> {
+    /// Appends `record` without waiting for the disk: it is durable only after the next
+    /// successful [`sync`](Self::sync).
+    pub fn append(&mut self, record: &PersistRecord) -> Result<(), HssError> {
         if self.poisoned {
             return Err(self.poisoned_error());
         }
-        let line = format!("{sqn:012x} {impi}\n");
+        let line = record.journal_line();
         // Dirty before the write: a partial write leaves bytes that only a sync or a
         // checkpoint may vouch for.
         self.dirty = true;
@@ -143,6 +119,32 @@ impl SqnJournal {
             self.poisoned = true;
             io(&self.journal_path, e)
         })
+    }
+
+    /// Group commit: appends `records` and makes them durable with one fsync (none if there
+    /// is nothing to sync). If a write or the fsync fails, or failed before, the journal is
+    /// not trusted and the whole state is rewritten from `state` instead (a checkpoint: it
+    /// must cover every SQN handed out, these records included). Only if that fails too is
+    /// the error returned; the records are then not durable.
+    pub fn commit<'a, I>(
+        &mut self,
+        records: &[PersistRecord],
+        state: impl FnOnce() -> I,
+    ) -> Result<(), HssError>
+    where
+        I: IntoIterator<Item = (&'a str, u64)>,
+    {
+        if !self.poisoned {
+            let written = records
+                .iter()
+                .try_for_each(|r| self.append(r))
+                .and_then(|()| self.sync());
+            match written {
+                Ok(()) => return Ok(()),
+                Err(e) => log::error!("SQN journal write failed ({e}); rewriting the SQN state"),
+            }
+        }
+        self.checkpoint(state())
     }
 
     /// Makes every appended record durable (one fsync, none if nothing was appended since
@@ -183,11 +185,6 @@ impl SqnJournal {
         Ok(())
     }
 
-    /// Whether records were appended since the last successful sync.
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
     /// Whether a write or fsync failed and no checkpoint has recovered since.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -200,7 +197,7 @@ impl SqnJournal {
 
     /// Swaps the journal's file handle (tests: a handle whose writes fail, e.g. /dev/full).
     #[cfg(test)]
-    pub(crate) fn replace_file_for_test(&mut self, file: File) {
+    pub(super) fn replace_file_for_test(&mut self, file: File) {
         self.journal = file;
     }
 
@@ -217,15 +214,7 @@ fn write_snapshot<'a>(
     path: &Path,
     state: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> Result<(), HssError> {
-    let snap: BTreeMap<&str, String> = state
-        .into_iter()
-        .map(|(k, v)| (k, format!("{v:012x}")))
-        .collect();
-    let text = toml::to_string(&snap).map_err(|e| HssError::Parse {
-        line: 0,
-        reason: e.to_string(),
-    })?;
-    write_atomically(path, text.as_bytes())
+    write_atomically(path, render_snapshot(state)?.as_bytes())
 }
 
 /// Truncates (or creates) the journal durably and reopens it for appending.
@@ -246,17 +235,10 @@ fn empty_journal(journal_path: &Path) -> Result<File, HssError> {
         .map_err(|e| io(journal_path, e))
 }
 
-/// Parses 12 hex digits (a 48-bit SQN).
-pub(crate) fn parse_sqn_hex(hex: &str) -> Option<u64> {
-    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use akagate_slowpath::hss::{generate_subscribers, Hss, Plmn, SubscriberRecord};
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("akagate-sqn-{name}-{}", std::process::id()));
@@ -265,16 +247,40 @@ mod tests {
         d
     }
 
+    fn subscribers() -> Vec<SubscriberRecord> {
+        generate_subscribers(2, 1, Plmn::default())
+    }
+
+    /// An HSS over two generated subscribers continuing from `state`.
+    fn hss(state: SqnState) -> Hss {
+        Hss::from_records(&subscribers())
+            .unwrap()
+            .with_sqn_state(state)
+            .unwrap()
+    }
+
+    /// `n` challenges of subscriber `who` (0 or 1), returned as the records they queued.
+    fn challenges(hss: &mut Hss, who: usize, n: usize) -> Vec<PersistRecord> {
+        let impi = subscribers()[who].impi.clone();
+        for _ in 0..n {
+            hss.challenge(&impi, [7; 16]).unwrap();
+        }
+        std::iter::from_fn(|| hss.poll_persist()).collect()
+    }
+
     #[test]
     fn journal_survives_reopen_and_torn_line() {
         let d = tmpdir("reopen");
         let p = d.join("sqn.toml");
+        let (a, b) = (subscribers()[0].impi.clone(), subscribers()[1].impi.clone());
         {
             let (mut j, s) = SqnJournal::open(&p).unwrap();
             assert!(s.is_empty());
-            j.record("a@x", 0x20).unwrap();
-            j.record("a@x", 0x40).unwrap();
-            j.record("b@x", 0x60).unwrap();
+            let mut hss = hss(s);
+            let mut records = challenges(&mut hss, 0, 2);
+            records.extend(challenges(&mut hss, 1, 1));
+            j.commit(&records, || hss.sqn_state()).unwrap();
+            assert_eq!(j.syncs(), 1, "one fsync for the batch");
         }
         // A crash mid-append leaves a partial line.
         OpenOptions::new()
@@ -284,13 +290,71 @@ mod tests {
             .write_all(b"0000000")
             .unwrap();
         let (mut j, s) = SqnJournal::open(&p).unwrap();
-        assert_eq!(s.get("a@x"), Some(&0x40));
-        assert_eq!(s.get("b@x"), Some(&0x60));
+        assert_eq!(s.get(&a), Some(&((2 << 5) | 1)));
+        assert_eq!(s.get(&b), Some(&0x20));
         assert_eq!(fs::read_to_string(d.join("sqn.toml.journal")).unwrap(), "");
-        j.record("a@x", 0x80).unwrap();
+        let mut hss = hss(s);
+        let records = challenges(&mut hss, 0, 1);
+        j.commit(&records, || hss.sqn_state()).unwrap();
         drop(j);
         let (_, s) = SqnJournal::open(&p).unwrap();
-        assert_eq!(s.get("a@x"), Some(&0x80));
+        // SEQ 3; IND starts again at 0 after a restart (TS 33.102 C.3.2).
+        assert_eq!(s.get(&a), Some(&(3 << 5)));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_commit_without_records_costs_no_fsync() {
+        let d = tmpdir("idle");
+        let (mut j, s) = SqnJournal::open(&d.join("sqn.toml")).unwrap();
+        let hss = hss(s);
+        j.commit(&[], || hss.sqn_state()).unwrap();
+        assert_eq!(j.syncs(), 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn failed_journal_write_recovers_by_checkpoint() {
+        let d = tmpdir("poisoned");
+        let state = d.join("sqn.state");
+        let impi = subscribers()[0].impi.clone();
+        // An IMPI that is no longer provisioned keeps its state through checkpoints.
+        fs::write(&state, "\"ghost@x\" = \"000000000400\"\n").unwrap();
+        let (mut j, s) = SqnJournal::open(&state).unwrap();
+        let mut hss = hss(s);
+        let records = challenges(&mut hss, 0, 1);
+        j.commit(&records, || hss.sqn_state()).unwrap();
+        j.replace_file_for_test(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        // ENOSPC on the append, and the rewrite cannot happen while the directory is gone:
+        // the commit fails and the journal stays poisoned.
+        let records = challenges(&mut hss, 0, 1);
+        fs::remove_dir_all(&d).unwrap();
+        assert!(matches!(
+            j.commit(&records, || hss.sqn_state()),
+            Err(HssError::Io { .. })
+        ));
+        assert!(j.is_poisoned());
+        assert!(j.commit(&[], || hss.sqn_state()).is_err());
+        // Once the directory is back, the next commit rewrites the state from memory.
+        fs::create_dir_all(&d).unwrap();
+        j.commit(&[], || hss.sqn_state()).unwrap();
+        assert!(!j.is_poisoned());
+        let snapshot = fs::read_to_string(&state).unwrap();
+        assert!(
+            snapshot.contains(&format!("\"{impi}\" = \"{:012x}\"", (2 << 5) | 1)),
+            "{snapshot}"
+        );
+        assert!(
+            snapshot.contains("\"ghost@x\" = \"000000000400\""),
+            "{snapshot}"
+        );
+        // Appends go to the fresh journal again.
+        let records = challenges(&mut hss, 0, 1);
+        j.commit(&records, || hss.sqn_state()).unwrap();
+        drop(j);
+        let (_, recovered) = SqnJournal::open(&state).unwrap();
+        assert_eq!(recovered.get(&impi), Some(&((3 << 5) | 2)));
+        assert_eq!(recovered.get("ghost@x"), Some(&0x400));
         let _ = fs::remove_dir_all(&d);
     }
 }

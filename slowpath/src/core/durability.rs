@@ -1,0 +1,97 @@
+//! Commands held until the SQN they depend on is durable (TS 33.102 6.3.2: a restart never
+//! reuses an SQN that left in a challenge). A 401 carries an SQN in its AUTN, so its `Send`
+//! (and whatever the same challenge queued after it) waits here for
+//! [`Core::on_durable`](crate::Core::on_durable); so does every retransmission of it by its
+//! server transaction. The SA install goes out at once: it carries no SQN, and the worker
+//! must have it before the 401 anyway (TS 33.203 7.1).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::core::Action;
+use crate::hss::PersistTicket;
+use crate::sip::transaction::TxId;
+
+/// One command waiting for durability.
+#[derive(Debug)]
+struct HeldCommand {
+    /// Every record up to this ticket must be durable before it leaves.
+    ticket: PersistTicket,
+    action: Action,
+    /// It carries the challenge (the 401 itself), as opposed to what followed it.
+    challenge: bool,
+}
+
+/// What a failed write leaves to send: the commands that carry no SQN, and how many
+/// challenges were dropped instead (the UE retries, or retransmits its REGISTER and gets the
+/// 401 once a later write succeeded).
+#[derive(Debug, Default)]
+pub struct Withheld {
+    /// The held commands that carry no challenge, in order.
+    pub actions: Vec<Action>,
+    /// The 401s dropped.
+    pub challenges: usize,
+}
+
+/// The commands held for durability and the transactions whose sends must wait.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    queue: VecDeque<HeldCommand>,
+    /// Server transactions whose every send waits for a ticket (their response is a 401).
+    awaiting: HashMap<TxId, PersistTicket>,
+}
+
+impl Held {
+    /// Holds `action` until `ticket` is durable; `challenge`: it carries the SQN.
+    pub fn hold(&mut self, ticket: PersistTicket, action: Action, challenge: bool) {
+        self.queue.push_back(HeldCommand {
+            ticket,
+            action,
+            challenge,
+        });
+    }
+
+    /// Every send of transaction `tx` waits for `ticket` from now on.
+    pub fn wait_for(&mut self, tx: TxId, ticket: PersistTicket) {
+        self.awaiting.insert(tx, ticket);
+    }
+
+    /// The ticket transaction `tx`'s sends wait for, if they wait.
+    pub fn ticket_of(&self, tx: TxId) -> Option<PersistTicket> {
+        self.awaiting.get(&tx).copied()
+    }
+
+    /// Everything up to `ticket` is durable: the commands waiting for it, in order.
+    pub fn release(&mut self, ticket: PersistTicket) -> Vec<Action> {
+        self.awaiting.retain(|_, t| *t > ticket);
+        self.take(ticket).into_iter().map(|h| h.action).collect()
+    }
+
+    /// Nothing up to `ticket` could be made durable: the challenges waiting for it are
+    /// dropped, the rest is returned. Their transactions keep waiting, so a retransmitted
+    /// 401 leaves only after a later write succeeded.
+    pub fn withhold(&mut self, ticket: PersistTicket) -> Withheld {
+        let mut w = Withheld::default();
+        for h in self.take(ticket) {
+            if h.challenge {
+                w.challenges += 1;
+            } else {
+                w.actions.push(h.action);
+            }
+        }
+        w
+    }
+
+    /// Number of commands held.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Removes the commands waiting for tickets up to `ticket`, in order.
+    fn take(&mut self, ticket: PersistTicket) -> VecDeque<HeldCommand> {
+        let (due, rest) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|h| h.ticket <= ticket);
+        self.queue = rest;
+        due
+    }
+}
