@@ -5,6 +5,7 @@
 //! its owner reports them durable ([`Core::on_durable`]).
 
 mod durability;
+mod register;
 
 pub use durability::Withheld;
 
@@ -19,7 +20,7 @@ use rand::RngCore;
 
 use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Dialog, Forwarded, KeepAlive, RegEnd, RegSubscription};
-use crate::registrar::Registration;
+use crate::registrar::{Registrar, RegistrationView};
 use crate::secagree::ImsAkaProfile;
 use crate::sip::transaction::{Incoming, Peer, TimerConfig, TransactionLayer, Transport, TxId};
 use crate::sip::{response_to, Message, MessageBuilder};
@@ -153,10 +154,8 @@ pub struct Core {
     pub(crate) hss: Hss,
     pub(crate) spis: Arc<dyn SpiAllocator>,
     pub(crate) rng: Box<dyn RngCore + Send>,
-    /// Registrations by lower-cased IMPI.
-    pub(crate) regs: HashMap<String, Registration>,
-    /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
-    pub(crate) by_spi: HashMap<u32, String>,
+    /// Every registration and its SA sets.
+    pub(crate) registrar: Registrar,
     /// Call-ID -> the dialog between two registered parties.
     pub(crate) dialogs: HashMap<String, Dialog>,
     /// reg-event subscriptions by IMPI key of the registration watched.
@@ -185,7 +184,7 @@ pub struct Core {
 impl core::fmt::Debug for Core {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Core")
-            .field("registrations", &self.regs.len())
+            .field("registrations", &self.registrar.len())
             .field("dialogs", &self.dialogs.len())
             .field("transactions", &self.txl.len())
             .finish_non_exhaustive()
@@ -218,8 +217,7 @@ impl Core {
             hss,
             spis,
             rng,
-            regs: HashMap::new(),
-            by_spi: HashMap::new(),
+            registrar: Registrar::default(),
             dialogs: HashMap::new(),
             reg_subs: HashMap::new(),
             keepalives: HashMap::new(),
@@ -287,7 +285,13 @@ impl Core {
 
     /// Number of registrations with an active (200 OK'd) SA set.
     pub fn registered(&self) -> usize {
-        self.regs.values().filter(|r| r.active.is_some()).count()
+        self.registrar.registered()
+    }
+
+    /// Every registration with its SA sets, ordered by IMPI; times are relative to `now`
+    /// (`akactl sas`, `akactl registrations`).
+    pub fn registrations_view(&self, now: Instant) -> Vec<RegistrationView<'_>> {
+        self.registrar.view(now)
     }
 
     /// Drop and absorption counters.

@@ -129,8 +129,8 @@ impl ByeTo<'_> {
 impl Core {
     /// The active set and transport of registration `key`.
     pub(crate) fn active_of(&self, key: &str) -> Option<(SaSet, Proto)> {
-        let a = self.regs.get(key)?.active.as_ref()?;
-        Some((a.set.clone(), a.proto))
+        let b = self.registrar.binding(key)?;
+        Some((b.set.clone(), b.proto))
     }
 
     /// TS 24.229 5.2.8.1.2: registration `key` ends (`why`), so every dialog it is part of

@@ -59,17 +59,10 @@ impl Core {
     /// request we forwarded to it is answered 480 to its sender (it would otherwise wait for
     /// timer B / F).
     pub(crate) fn abandon_towards(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
-        let Some(reg) = self.regs.get(key) else {
+        let sets = self.registrar.protected_ports(key);
+        if sets.is_empty() {
             return;
-        };
-        let sets: Vec<(std::net::IpAddr, u16)> = [
-            reg.active.as_ref().map(|a| &a.set),
-            reg.old.as_ref().map(|o| &o.0),
-        ]
-        .into_iter()
-        .flatten()
-        .flat_map(|s| [(s.ue, s.port_pc), (s.ue, s.port_ps)])
-        .collect();
+        }
         let mut towards: Vec<TxId> = self
             .txs
             .iter()

@@ -55,13 +55,12 @@ impl Core {
         };
         ka.armed = None;
         let outstanding = ka.outstanding;
-        let Some((set, proto, contact, impu)) = self.regs.get(key).and_then(|r| {
-            let a = r.active.as_ref()?;
+        let Some((set, proto, contact, impu)) = self.registrar.binding(key).and_then(|b| {
             Some((
-                a.set.clone(),
-                a.proto,
-                a.contact.clone(),
-                r.impus.first()?.clone(),
+                b.set.clone(),
+                b.proto,
+                b.contact.to_string(),
+                b.impus.first()?.clone(),
             ))
         }) else {
             return self.forget_keepalive(key);
@@ -109,7 +108,7 @@ impl Core {
             ka.failures = ka.failures.saturating_add(1);
             self.stats.keepalive_failures += 1;
             let failures = ka.failures;
-            let impi = self.regs.get(key).map_or(key, |r| r.impi.as_str());
+            let impi = self.registrar.impi(key).unwrap_or(key);
             log::info!("keep-alive to {impi} failed ({failures} in a row)");
         }
     }

@@ -63,12 +63,11 @@ impl Core {
     ) {
         let msg = req.msg;
         // Every new server transaction gets a final response, or it would never end.
-        let Some((impus, left)) = self.regs.get(key).and_then(|r| {
-            let a = r.active.as_ref()?;
-            Some((
-                r.impus.clone(),
-                a.expires_at.saturating_duration_since(now).as_secs(),
-            ))
+        let Some((impus, left)) = self.registrar.binding(key).map(|b| {
+            (
+                b.impus.to_vec(),
+                b.expires_at.saturating_duration_since(now).as_secs(),
+            )
         }) else {
             return self.respond(req, 403, "Forbidden", &[], now, out);
         };
@@ -114,10 +113,9 @@ impl Core {
         self.send_response(req.tx, ok.build(), now, out);
 
         let reg_contact = self
-            .regs
-            .get(key)
-            .and_then(|r| r.active.as_ref())
-            .map(|a| a.contact.clone())
+            .registrar
+            .binding(key)
+            .map(|b| b.contact.to_string())
             .unwrap_or_default();
         let target = msg
             .contacts()
@@ -256,15 +254,14 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some((impus, contact, left, set, proto)) = self.regs.get(key).and_then(|r| {
-            let a = r.active.as_ref()?;
-            Some((
-                r.impus.clone(),
-                a.contact.clone(),
-                a.expires_at.saturating_duration_since(now).as_secs(),
-                a.set.clone(),
-                a.proto,
-            ))
+        let Some((impus, contact, left, set, proto)) = self.registrar.binding(key).map(|b| {
+            (
+                b.impus.to_vec(),
+                b.contact.to_string(),
+                b.expires_at.saturating_duration_since(now).as_secs(),
+                b.set.clone(),
+                b.proto,
+            )
         }) else {
             return;
         };

@@ -47,9 +47,8 @@ impl Core {
     /// old) set (TS 24.229 5.2.6.1; TS 33.203 6.3: nothing but REGISTER passes unprotected).
     fn sender_of(&self, via_spi: Option<u32>) -> Option<(String, u32)> {
         let spi = via_spi?;
-        let key = self.by_spi.get(&spi)?.clone();
-        let kind = self.regs.get(&key)?.kind_of(spi)?;
-        (kind != SetKind::Pending).then_some((key, spi))
+        let (key, kind) = self.registrar.set_of_spi(spi)?;
+        (kind != SetKind::Pending).then(|| (key.to_string(), spi))
     }
 
     /// The target of a request from `key`: the other party of its dialog, else the
@@ -77,15 +76,14 @@ impl Core {
             }
         };
         let active = self
-            .regs
-            .get(&target)
-            .and_then(|r| r.active.as_ref())
+            .registrar
+            .binding(&target)
             .ok_or((480, "Temporarily Unavailable"))?;
         Ok(Target {
             key: target,
             set: active.set.clone(),
             proto: active.proto,
-            contact: active.contact.clone(),
+            contact: active.contact.to_string(),
             initial: dialog.is_none(),
         })
     }
@@ -129,11 +127,7 @@ impl Core {
         if target.initial {
             e.set_request_uri(&target.contact);
             // TS 24.229 5.2.6.3.3: assert the identity from the registration.
-            let impus = self
-                .regs
-                .get(key)
-                .map(|r| r.impus.clone())
-                .unwrap_or_default();
+            let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
             let preferred = msg
                 .header(HeaderKind::PPreferredIdentity)
                 .and_then(uri_of)
@@ -350,7 +344,11 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(key) = sip.via_spi.and_then(|s| self.by_spi.get(&s).cloned()) else {
+        let key = sip
+            .via_spi
+            .and_then(|s| self.registrar.key_of_spi(s))
+            .map(str::to_string);
+        let Some(key) = key else {
             self.stats.unprotected_responses += 1;
             log::debug!("dropping unprotected response from {}", sip.flow.ue);
             return;

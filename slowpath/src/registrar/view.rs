@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{Proto, SaSet};
 
-use crate::core::Core;
+use super::Registrar;
 
 /// Which of a registration's SA sets a view shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,42 +57,41 @@ pub struct RegistrationView<'a> {
     pub sets: Vec<SaSetView<'a>>,
 }
 
-impl Core {
+impl Registrar {
     /// Every registration with its SA sets, ordered by IMPI; times are relative to `now`.
-    pub fn registrations_view(&self, now: Instant) -> Vec<RegistrationView<'_>> {
+    pub fn view(&self, now: Instant) -> Vec<RegistrationView<'_>> {
         let left = |t: Instant| t.saturating_duration_since(now);
         let mut out: Vec<RegistrationView<'_>> = self
-            .regs
-            .values()
-            .map(|r| {
+            .registrations()
+            .map(|(impi, impus, state)| {
                 let mut sets = Vec::with_capacity(3);
-                if let Some(p) = &r.pending {
+                if let Some(p) = state.pending() {
                     sets.push(SaSetView {
                         state: SaSetState::Pending,
                         set: &p.set,
                         expires_in: left(p.deadline),
                     });
                 }
-                if let Some(a) = &r.active {
+                if let Some(a) = state.active() {
                     sets.push(SaSetView {
                         state: SaSetState::Active,
                         set: &a.set,
                         expires_in: left(a.expires_at),
                     });
                 }
-                if let Some((set, until)) = &r.old {
+                if let Some(o) = state.old() {
                     sets.push(SaSetView {
                         state: SaSetState::Old,
-                        set,
-                        expires_in: left(*until),
+                        set: &o.set,
+                        expires_in: left(o.until),
                     });
                 }
                 RegistrationView {
-                    impi: &r.impi,
-                    impus: &r.impus,
-                    contact: r.active.as_ref().map(|a| a.contact.as_str()),
-                    proto: r.active.as_ref().map(|a| a.proto),
-                    expires_in: r.active.as_ref().map(|a| left(a.expires_at)),
+                    impi,
+                    impus,
+                    contact: state.active().map(|a| a.contact.as_str()),
+                    proto: state.active().map(|a| a.proto),
+                    expires_in: state.active().map(|a| left(a.expires_at)),
                     sets,
                 }
             })

@@ -1,81 +1,26 @@
-//! REGISTER handling: initial challenge (401 + Security-Server + SA install), protected
-//! REGISTER (Security-Verify, AKAv1-MD5), AUTS resync, re-registration (authenticated with a
-//! new SA set, or a plain refresh over the existing one), de-registration, expiry.
+//! The REGISTER procedure (TS 24.229 5.2.2, 5.4.1; TS 33.203 6-7): initial challenge (401 +
+//! Security-Server + SA install), protected REGISTER (Security-Verify, AKAv1-MD5), AUTS
+//! resync, re-registration (authenticated with a new SA set, or a plain refresh over the
+//! existing one), de-registration, expiry. The [`Registrar`](crate::registrar::Registrar)
+//! holds the state; this is the SIP around it.
 
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{SaSet, WorkerCommand};
 
-use super::{Active, Pending, Registration, SaSetExt, SetKind};
 use crate::aka::{
     decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5,
 };
 use crate::core::{Action, Core, Req, TimerKey};
-use crate::secagree::{
-    choose, parse_security_header, render_security_header, SecMechanism, IPSEC_3GPP,
+use crate::registrar::{
+    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SaSetExt, SetKind,
 };
-use crate::sip::{HeaderKind, Message, Scheme};
+use crate::secagree::{choose, render_security_header, SecMechanism, IPSEC_3GPP};
+use crate::sip::{HeaderKind, Message};
 
 /// The sec-agree option tag (RFC 3329 2.2).
 const SEC_AGREE: &str = "sec-agree";
-
-/// The IMPI of a REGISTER: Authorization `username`, else derived from the To URI
-/// (TS 24.229 5.1.1.2: a UE without ISIM derives it the same way).
-fn impi_of(msg: &Message<'_>, creds: Option<&DigestCredentials>) -> Option<String> {
-    if let Some(c) = creds {
-        if !c.username.is_empty() {
-            return Some(c.username.clone());
-        }
-    }
-    let to = msg.to_header().ok()?;
-    if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
-        return None;
-    }
-    let host = to.uri.host?;
-    Some(match to.uri.user {
-        Some(u) => format!("{u}@{host}"),
-        None => host.to_string(),
-    })
-}
-
-/// The realm: the domain part of the IMPI (TS 33.203 6.1.1, TS 23.003 13.3).
-fn realm_of(impi: &str) -> &str {
-    impi.rsplit_once('@').map_or(impi, |(_, d)| d)
-}
-
-/// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
-fn requested_expires(msg: &Message<'_>) -> Option<u32> {
-    let from_contact = msg
-        .contacts()
-        .next()
-        .and_then(Result::ok)
-        .and_then(|c| c.expires());
-    from_contact.or_else(|| msg.expires().ok().flatten())
-}
-
-/// The first Contact URI of a REGISTER (`None` for none or `*`).
-fn contact_uri(msg: &Message<'_>) -> Option<String> {
-    let c = msg.contacts().next()?.ok()?;
-    Some(c.addr()?.uri.raw.to_string())
-}
-
-/// All mechanisms of every line of a Security-* header (RFC 3329 2.2).
-fn mechanisms(msg: &Message<'_>, kind: HeaderKind) -> Result<Vec<SecMechanism>, ()> {
-    let mut v = Vec::new();
-    for line in msg.header_values(kind) {
-        v.extend(parse_security_header(line).map_err(|_| ())?);
-    }
-    Ok(v)
-}
-
-/// Whether Security-Verify echoes `sent` (RFC 3329 2.3.1, TS 33.203 7.2): exactly one
-/// mechanism, equal parameter for parameter.
-fn verify_matches(msg: &Message<'_>, sent: &SecMechanism) -> bool {
-    match mechanisms(msg, HeaderKind::SecurityVerify) {
-        Ok(got) => got.len() == 1 && got.iter().all(|m| m.equivalent(sent)),
-        Err(()) => false,
-    }
-}
 
 impl Core {
     /// Our supported mechanisms, for 421/494 answers (RFC 3329 2.3.1).
@@ -113,37 +58,38 @@ impl Core {
         self.respond(req, code, reason, &extra, now, out);
     }
 
-    /// Frees a set's inbound SPIs and forgets them.
+    /// Frees a set's inbound SPIs (the registrar has already let go of the set).
     fn release_set(&mut self, set: &SaSet) {
         for spi in [set.spi_pc, set.spi_ps] {
-            self.by_spi.remove(&spi);
             if let Err(e) = self.spis.release(spi) {
                 log::warn!("releasing SPI {spi}: {e}");
             }
         }
     }
 
-    /// Removes a set: the worker command (after anything already queued) and the SPIs.
+    /// Removes a set the registrar let go of: the worker command (after anything already
+    /// queued) and the SPIs.
     pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<Action>) {
         out.push(set.remove_cmd());
         self.release_set(set);
     }
 
-    /// Puts registration `key`'s next deadline into the timer set (or takes it out).
-    pub(crate) fn rearm(&mut self, key: &str) {
-        let Some(reg) = self.regs.get_mut(key) else {
-            return;
-        };
-        let (previous, next) = (reg.armed, reg.next_deadline());
-        reg.armed = next;
-        self.arm(TimerKey::Registration(key.to_string()), previous, next);
+    /// Removes sets the registrar let go of, in order.
+    fn remove_sets(&mut self, sets: impl IntoIterator<Item = SaSet>, out: &mut Vec<Action>) {
+        for set in sets {
+            self.remove_set(&set, out);
+        }
     }
 
-    /// Forgets registration `key` and its timer.
-    fn forget(&mut self, key: &str) -> Option<Registration> {
-        let reg = self.regs.remove(key)?;
-        self.arm(TimerKey::Registration(key.to_string()), reg.armed, None);
-        Some(reg)
+    /// Puts registration `key`'s next deadline into the timer set (or takes it out), and
+    /// the deadlines of registrations gone meanwhile out.
+    pub(crate) fn rearm(&mut self, key: &str) {
+        for (gone, armed) in self.registrar.take_disarmed() {
+            self.arm(TimerKey::Registration(gone), armed, None);
+        }
+        if let Some((previous, next)) = self.registrar.rearm(key) {
+            self.arm(TimerKey::Registration(key.to_string()), previous, next);
+        }
     }
 
     /// A REGISTER in its server transaction.
@@ -160,7 +106,7 @@ impl Core {
         let Some(impi) = impi_of(msg, creds.as_ref()) else {
             return self.respond(req, 400, "Missing To", &[], now, out);
         };
-        let Some(sub) = self.hss.subscriber(&impi) else {
+        let Some(ids) = self.hss.identities(&impi) else {
             return self.respond(req, 403, "Forbidden", &[], now, out);
         };
         // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
@@ -171,19 +117,16 @@ impl Core {
             let extra = [("Min-Expires", min.to_string())];
             return self.respond(req, 423, "Interval Too Brief", &extra, now, out);
         }
-        let (impi, impus) = (sub.impi().to_string(), sub.impu().to_vec());
-        let key = impi.to_ascii_lowercase();
-        self.register_for(req, &key, impi, impus, creds.as_ref(), now, out);
+        let key = ids.impi.to_ascii_lowercase();
+        self.register_for(req, &key, &ids, creds.as_ref(), now, out);
         self.rearm(&key);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn register_for(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
-        impi: String,
-        impus: Vec<String>,
+        ids: &Identities,
         creds: Option<&DigestCredentials>,
         now: Instant,
         out: &mut Vec<Action>,
@@ -192,8 +135,8 @@ impl Core {
         // Which SA set did it come through? Decided by the SA, never by the port.
         let kind = match req.via_spi {
             None => None,
-            Some(spi) => match self.by_spi.get(&spi) {
-                Some(k) if k == key => self.regs.get(key).and_then(|r| r.kind_of(spi)),
+            Some(spi) => match self.registrar.key_of_spi(spi) {
+                Some(k) if k == key => self.registrar.kind_of(key, spi),
                 // Through another UE's SA, or an SA we no longer know: refuse.
                 _ => return self.respond(req, 403, "Forbidden", &[], now, out),
             },
@@ -217,25 +160,14 @@ impl Core {
             };
         }
 
-        let reg = self
-            .regs
-            .entry(key.to_string())
-            .or_insert_with(|| Registration {
-                impi,
-                impus,
-                pending: None,
-                active: None,
-                old: None,
-                armed: None,
-            });
-        let answers_pending = match (creds, &reg.pending) {
+        let answers_pending = match (creds, self.registrar.pending(key)) {
             (Some(c), Some(p)) => c.nonce == p.nonce,
             _ => false,
         };
 
         if let (true, Some(creds)) = (answers_pending, creds) {
             if let Some(auts) = &creds.auts {
-                return self.resync(req, key, auts, now, out);
+                return self.resync(req, key, ids, auts, now, out);
             }
             if kind != Some(SetKind::Pending) {
                 // TS 33.203 6.1: the answer must come over the new SAs; an empty response
@@ -248,11 +180,7 @@ impl Core {
         match kind {
             Some(SetKind::Active) | Some(SetKind::Old) => {
                 let sent = match kind {
-                    Some(SetKind::Active) => self
-                        .regs
-                        .get(key)
-                        .and_then(|r| r.active.as_ref())
-                        .map(|a| a.security_server.clone()),
+                    Some(SetKind::Active) => self.registrar.active_security_server(key).cloned(),
                     _ => None,
                 };
                 // The old set has no Security-Server kept; refreshes must use the active set.
@@ -272,7 +200,7 @@ impl Core {
                     // TS 24.229 5.4.1.2.2 1): the registrar may authenticate any REGISTER;
                     // we do whenever the UE offers a Security-Client, so the refresh also
                     // renews the keys and SAs (TS 33.203 7.4).
-                    self.challenge(req, key, now, out);
+                    self.challenge(req, key, ids, now, out);
                 } else {
                     // Without Security-Client there is nothing to build new SAs from
                     // (TS 33.203 7.1 needs the UE's SPIs and ports), so this REGISTER over the
@@ -283,13 +211,20 @@ impl Core {
                 }
             }
             Some(SetKind::Pending) => self.fail_pending(req, key, now, out),
-            None => self.challenge(req, key, now, out),
+            None => self.challenge(req, key, ids, now, out),
         }
     }
 
     /// Sends a fresh challenge with a new SA set; any earlier pending set is removed after
     /// the 401 left, so exactly one pending set remains (the latest challenge's).
-    fn challenge(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+    fn challenge(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        ids: &Identities,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
             Ok(v) => v,
             Err(()) => return self.respond(req, 400, "Bad Security-Client", &[], now, out),
@@ -297,20 +232,18 @@ impl Core {
         let Some(chosen) = choose(&self.cfg.profile, &offers) else {
             return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
         };
-        let Some(impi) = self.regs.get(key).map(|r| r.impi.clone()) else {
-            return self.respond(req, 500, "Server Internal Error", &[], now, out);
-        };
-        let mut rand = [0u8; 16];
-        self.rng.fill_bytes(&mut rand);
-        // The SQN is queued for persistence with the vector; the 401 waits for it
-        // (TS 33.102 6.3.2).
-        let av = match self.hss.challenge(&impi, rand) {
-            Ok(av) => av,
+        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
+        // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
+        // it (TS 33.102 6.3.2).
+        let source: &mut dyn AuthVectorSource = &mut self.hss;
+        let IssuedVector { av, durable_after } = match source.vector(&impi, &mut *self.rng) {
+            Ok(v) => v,
             Err(e) => {
-                log::warn!("HSS challenge for {impi}: {e}");
+                log::warn!("no authentication vector for {impi}: {e}");
                 return self.respond(req, 500, "Server Internal Error", &[], now, out);
             }
         };
+        let rand = av.rand;
         let Ok(suite) = derive_suite(chosen.auth, chosen.encr, &av.ck, &av.ik) else {
             return self.respond(req, 500, "Server Internal Error", &[], now, out);
         };
@@ -368,13 +301,10 @@ impl Core {
             ("WWW-Authenticate", www),
             ("Security-Server", security_server.render()),
         ];
-        let ticket = self.hss.last_ticket().filter(|_| self.hss.persists_sqns());
-        if let Some(t) = ticket {
+        if let Some(t) = durable_after {
             self.held.wait_for(req.tx, t);
         }
         self.respond(req, 401, "Unauthorized", &extra, now, out);
-        self.by_spi.insert(spi_pc, key.to_string());
-        self.by_spi.insert(spi_ps, key.to_string());
         let pending = Pending {
             set,
             security_server,
@@ -383,15 +313,12 @@ impl Core {
             xres: av.xres.clone(),
             deadline: now + self.cfg.challenge_timeout,
         };
-        let old = self
-            .regs
-            .get_mut(key)
-            .and_then(|r| r.pending.replace(pending));
+        let replaced = self
+            .registrar
+            .challenged(key, &ids.impi, &ids.impus, pending);
         let mut after = Vec::new();
-        if let Some(old) = old {
-            self.remove_set(&old.set, &mut after);
-        }
-        self.after_challenge(ticket, after, out);
+        self.remove_sets(replaced, &mut after);
+        self.after_challenge(durable_after, after, out);
     }
 
     /// AUTS: re-synchronise the HSS and challenge again (RFC 3310 3.4, TS 33.102 6.3.5).
@@ -399,43 +326,30 @@ impl Core {
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
+        ids: &Identities,
         auts: &str,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some((impi, rand)) = self
-            .regs
-            .get(key)
-            .and_then(|r| Some((r.impi.clone(), r.pending.as_ref()?.rand)))
-        else {
+        let (Some(impi), Some(p)) = (self.registrar.impi(key), self.registrar.pending(key)) else {
             return;
         };
+        let (impi, rand) = (impi.to_string(), p.rand);
+        let source: &mut dyn AuthVectorSource = &mut self.hss;
         let ok = decode_auts(auts)
             .ok()
-            .is_some_and(|a| self.hss.resync(&impi, &rand, a.as_bytes()).is_ok());
+            .is_some_and(|a| source.resync(&impi, &rand, a.as_bytes()).is_ok());
         if !ok {
             return self.fail_pending(req, key, now, out);
         }
-        self.challenge(req, key, now, out);
+        self.challenge(req, key, ids, now, out);
     }
 
     /// 403 and removal of the attempt's SAs (after the 403 left).
     fn fail_pending(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
         self.respond(req, 403, "Forbidden", &[], now, out);
-        if let Some(p) = self.regs.get_mut(key).and_then(|r| r.pending.take()) {
-            self.remove_set(&p.set, out);
-        }
-        self.drop_if_empty(key);
-    }
-
-    fn drop_if_empty(&mut self, key: &str) {
-        if self
-            .regs
-            .get(key)
-            .is_some_and(|r| r.pending.is_none() && r.active.is_none() && r.old.is_none())
-        {
-            self.forget(key);
-        }
+        let failed = self.registrar.fail_pending(key);
+        self.remove_sets(failed, out);
     }
 
     /// The lifetime granted for `msg` (RFC 3261 10.3 step 7, capped by configuration).
@@ -455,11 +369,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let impus = self
-            .regs
-            .get(key)
-            .map(|r| r.impus.clone())
-            .unwrap_or_default();
+        let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
         let host = &self.cfg.pcscf_host;
         let extra = [
             ("Contact", format!("<{contact}>;expires={expires}")),
@@ -490,7 +400,7 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         let msg = req.msg;
-        let Some(p) = self.regs.get(key).and_then(|r| r.pending.as_ref()) else {
+        let Some(p) = self.registrar.pending(key) else {
             return;
         };
         let ok = verify_matches(msg, &p.security_server)
@@ -504,45 +414,32 @@ impl Core {
         }
         let expires = self.granted_expires(msg);
         let contact = contact_uri(msg).unwrap_or_default();
-        let Some(reg) = self.regs.get_mut(key) else {
+        let expires_at = now + Duration::from_secs(u64::from(expires));
+        let Some(superseded) =
+            self.registrar
+                .complete(key, contact.clone(), req.flow.proto, expires_at)
+        else {
             return;
         };
-        let Some(p) = reg.pending.take() else { return };
-        let previous = reg.active.take();
-        reg.active = Some(Active {
-            set: p.set,
-            security_server: p.security_server,
-            contact: contact.clone(),
-            proto: req.flow.proto,
-            expires_at: now + Duration::from_secs(u64::from(expires)),
-            used: false,
-        });
-        let mut superseded = None;
-        if let Some(prev) = previous {
-            // The previous set lives until the new one carries traffic or it expires.
-            superseded = reg.old.replace((prev.set, prev.expires_at));
-        }
         if expires == 0 {
-            return self.deregister(req, key, now, out);
+            self.deregister(req, key, now, out);
+        } else {
+            self.registered_ok(req, key, &contact, expires, now, out);
         }
-        self.registered_ok(req, key, &contact, expires, now, out);
-        if let Some((set, _)) = superseded {
-            self.remove_set(&set, out);
-        }
+        self.remove_sets(superseded, out);
     }
 
     /// A re-REGISTER over the registered set without a new Security-Client: new lifetime
     /// (and contact), same SAs.
     fn refresh(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
         let expires = self.granted_expires(req.msg);
-        let Some(active) = self.regs.get_mut(key).and_then(|r| r.active.as_mut()) else {
+        let expires_at = now + Duration::from_secs(u64::from(expires));
+        let Some(contact) = self
+            .registrar
+            .refresh(key, contact_uri(req.msg), expires_at)
+        else {
             return self.respond(req, 403, "Forbidden", &[], now, out);
         };
-        if let Some(c) = contact_uri(req.msg) {
-            active.contact = c;
-        }
-        active.expires_at = now + Duration::from_secs(u64::from(expires));
-        let contact = active.contact.clone();
         self.registered_ok(req, key, &contact, expires, now, out);
     }
 
@@ -560,35 +457,19 @@ impl Core {
 
     /// Removes all sets of a registration (after whatever is already in `out`).
     pub(crate) fn drop_registration(&mut self, key: &str, out: &mut Vec<Action>) {
-        if let Some(reg) = self.forget(key) {
-            let sets = [
-                reg.active.map(|a| a.set),
-                reg.old.map(|o| o.0),
-                reg.pending.map(|p| p.set),
-            ];
-            for set in sets.into_iter().flatten() {
-                self.remove_set(&set, out);
-            }
-        }
+        let sets = self.registrar.remove(key);
+        self.remove_sets(sets, out);
+        self.rearm(key);
         self.dialogs
             .retain(|_, d| d.caller != key && d.callee != key);
     }
 
     /// Notes traffic over `spi`: the first message over a new active set retires the old one.
     pub(crate) fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<Action>) {
-        let Some(reg) = self.regs.get_mut(key) else {
-            return;
-        };
-        if reg.kind_of(spi) != Some(SetKind::Active) {
-            return;
+        if let Some(old) = self.registrar.note_traffic(key, spi) {
+            self.remove_set(&old, out);
+            self.rearm(key);
         }
-        if let Some(a) = reg.active.as_mut() {
-            a.used = true;
-        }
-        if let Some((set, _)) = reg.old.take() {
-            self.remove_set(&set, out);
-        }
-        self.rearm(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end
@@ -610,25 +491,17 @@ impl Core {
                 }
                 TimerKey::Registration(key) => key,
             };
-            let Some(reg) = self.regs.get_mut(&key) else {
-                continue;
-            };
-            reg.armed = None;
-            if reg.active.as_ref().is_some_and(|a| a.expires_at <= now) {
-                self.on_registration_ending(&key, crate::proxy::RegEnd::Expired, now, out);
-                self.drop_registration(&key, out);
-                continue;
+            match self.registrar.expire(&key, now) {
+                None => continue,
+                Some(Expiry::Ended) => {
+                    self.on_registration_ending(&key, crate::proxy::RegEnd::Expired, now, out);
+                    self.drop_registration(&key, out);
+                }
+                Some(Expiry::Lapsed(sets)) => {
+                    self.remove_sets(sets, out);
+                    self.rearm(&key);
+                }
             }
-            let pending = reg.pending.take_if(|p| p.deadline <= now);
-            let old = reg.old.take_if(|o| o.1 <= now);
-            for set in [pending.map(|p| p.set), old.map(|o| o.0)]
-                .into_iter()
-                .flatten()
-            {
-                self.remove_set(&set, out);
-            }
-            self.drop_if_empty(&key);
-            self.rearm(&key);
         }
     }
 }

@@ -1,0 +1,64 @@
+//! What the registrar reads from a REGISTER: the IMPI and realm, the requested lifetime and
+//! Contact, the Security-* mechanisms, and whether Security-Verify echoes what we sent.
+
+use crate::aka::DigestCredentials;
+use crate::secagree::{parse_security_header, SecMechanism};
+use crate::sip::{HeaderKind, Message, Scheme};
+
+/// The IMPI of a REGISTER: Authorization `username`, else derived from the To URI
+/// (TS 24.229 5.1.1.2: a UE without ISIM derives it the same way).
+pub(crate) fn impi_of(msg: &Message<'_>, creds: Option<&DigestCredentials>) -> Option<String> {
+    if let Some(c) = creds {
+        if !c.username.is_empty() {
+            return Some(c.username.clone());
+        }
+    }
+    let to = msg.to_header().ok()?;
+    if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return None;
+    }
+    let host = to.uri.host?;
+    Some(match to.uri.user {
+        Some(u) => format!("{u}@{host}"),
+        None => host.to_string(),
+    })
+}
+
+/// The realm: the domain part of the IMPI (TS 33.203 6.1.1, TS 23.003 13.3).
+pub(crate) fn realm_of(impi: &str) -> &str {
+    impi.rsplit_once('@').map_or(impi, |(_, d)| d)
+}
+
+/// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
+pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
+    let from_contact = msg
+        .contacts()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|c| c.expires());
+    from_contact.or_else(|| msg.expires().ok().flatten())
+}
+
+/// The first Contact URI of a REGISTER (`None` for none or `*`).
+pub(crate) fn contact_uri(msg: &Message<'_>) -> Option<String> {
+    let c = msg.contacts().next()?.ok()?;
+    Some(c.addr()?.uri.raw.to_string())
+}
+
+/// All mechanisms of every line of a Security-* header (RFC 3329 2.2).
+pub(crate) fn mechanisms(msg: &Message<'_>, kind: HeaderKind) -> Result<Vec<SecMechanism>, ()> {
+    let mut v = Vec::new();
+    for line in msg.header_values(kind) {
+        v.extend(parse_security_header(line).map_err(|_| ())?);
+    }
+    Ok(v)
+}
+
+/// Whether Security-Verify echoes `sent` (RFC 3329 2.3.1, TS 33.203 7.2): exactly one
+/// mechanism, equal parameter for parameter.
+pub(crate) fn verify_matches(msg: &Message<'_>, sent: &SecMechanism) -> bool {
+    match mechanisms(msg, HeaderKind::SecurityVerify) {
+        Ok(got) => got.len() == 1 && got.iter().all(|m| m.equivalent(sent)),
+        Err(()) => false,
+    }
+}
