@@ -6,10 +6,10 @@
 
 mod durability;
 mod register;
+mod shared;
 
 pub use durability::Withheld;
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,12 +19,12 @@ use akagate_fastpath::sad::SpiAllocator;
 use rand::RngCore;
 
 use crate::hss::{Hss, PersistRecord, PersistTicket};
-use crate::proxy::{Dialog, Forwarded, KeepAlive, RegEnd, RegSubscription};
+use crate::proxy::{Proxy, RegEnd};
 use crate::registrar::{Registrar, RegistrationView};
 use crate::secagree::ImsAkaProfile;
-use crate::sip::transaction::{Incoming, Peer, TimerConfig, TransactionLayer, Transport, TxId};
+use crate::sip::transaction::{Incoming, Peer, TimerConfig, Transport, TxId};
 use crate::sip::{response_to, Message, MessageBuilder};
-use durability::Held;
+pub(crate) use shared::Shared;
 
 /// What the core asks the workers to do; executed in order.
 pub type Action = WorkerCommand;
@@ -150,43 +150,21 @@ pub(crate) struct Req<'m, 'a> {
 /// The slowpath state machine (`handle`, `handle_timeout`, `poll_timeout`; `poll_persist` and
 /// `on_durable` for SQN durability), no I/O.
 pub struct Core {
-    pub(crate) cfg: CoreConfig,
+    /// What every part of the core uses: configuration, transactions, timers, counters.
+    pub(crate) shared: Shared,
     pub(crate) hss: Hss,
-    pub(crate) spis: Arc<dyn SpiAllocator>,
-    pub(crate) rng: Box<dyn RngCore + Send>,
     /// Every registration and its SA sets.
     pub(crate) registrar: Registrar,
-    /// Call-ID -> the dialog between two registered parties.
-    pub(crate) dialogs: HashMap<String, Dialog>,
-    /// reg-event subscriptions by IMPI key of the registration watched.
-    pub(crate) reg_subs: HashMap<String, Vec<RegSubscription>>,
-    /// Keep-alive state by IMPI key.
-    pub(crate) keepalives: HashMap<String, KeepAlive>,
-    /// Every server and client transaction (RFC 3261 17).
-    pub(crate) txl: TransactionLayer,
-    /// Transport state of each live transaction.
-    pub(crate) txs: HashMap<TxId, TxInfo>,
-    /// Client transactions the proxy started, with the server transaction they serve.
-    pub(crate) forwarded: HashMap<TxId, Forwarded>,
-    /// Server transaction -> the client transaction forwarding it (for CANCEL).
-    pub(crate) forwarded_by_server: HashMap<TxId, TxId>,
-    /// Our branch of an INVITE answered 2xx -> the caller's flow, for 2xx retransmissions.
-    pub(crate) accepted: HashMap<String, Flow>,
-    /// Registration and 2xx-relay deadlines, earliest first.
-    pub(crate) timers: BTreeSet<(Instant, TimerKey)>,
-    /// Makes every branch we create unique even with a poor random source.
-    pub(crate) branch_seq: u64,
-    pub(crate) stats: CoreStats,
-    /// Challenges (and what followed them) waiting for their SQN to be durable.
-    pub(crate) held: Held,
+    /// Dialogs, forwarded transactions, reg-event subscriptions and keep-alives.
+    pub(crate) proxy: Proxy,
 }
 
 impl core::fmt::Debug for Core {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Core")
             .field("registrations", &self.registrar.len())
-            .field("dialogs", &self.dialogs.len())
-            .field("transactions", &self.txl.len())
+            .field("dialogs", &self.proxy.dialogs())
+            .field("transactions", &self.shared.txl.len())
             .finish_non_exhaustive()
     }
 }
@@ -211,26 +189,31 @@ impl Core {
         spis: Arc<dyn SpiAllocator>,
         rng: Box<dyn RngCore + Send>,
     ) -> Self {
-        let txl = TransactionLayer::new(cfg.timers);
         Core {
-            cfg,
+            shared: Shared::new(cfg, spis, rng),
             hss,
-            spis,
-            rng,
             registrar: Registrar::default(),
-            dialogs: HashMap::new(),
-            reg_subs: HashMap::new(),
-            keepalives: HashMap::new(),
-            txl,
-            txs: HashMap::new(),
-            forwarded: HashMap::new(),
-            forwarded_by_server: HashMap::new(),
-            accepted: HashMap::new(),
-            timers: BTreeSet::new(),
-            branch_seq: 0,
-            stats: CoreStats::default(),
-            held: Held::default(),
+            proxy: Proxy::default(),
         }
+    }
+
+    /// The context of a handler outside the core's own state.
+    pub(crate) fn cx(&mut self) -> Cx<'_> {
+        Cx {
+            shared: &mut self.shared,
+            registrar: &mut self.registrar,
+            hss: &self.hss,
+        }
+    }
+
+    /// The proxy and the context its handlers work in.
+    pub(crate) fn proxy_cx(&mut self) -> (&mut Proxy, Cx<'_>) {
+        let cx = Cx {
+            shared: &mut self.shared,
+            registrar: &mut self.registrar,
+            hss: &self.hss,
+        };
+        (&mut self.proxy, cx)
     }
 
     /// The HSS (e.g. for `akactl` queries).
@@ -251,7 +234,7 @@ impl Core {
     /// stopped them.
     pub fn on_durable(&mut self, ticket: PersistTicket) -> Vec<Action> {
         self.hss.on_durable();
-        self.held.release(ticket)
+        self.shared.held.release(ticket)
     }
 
     /// The records up to `ticket` could not be made durable: their challenges must never
@@ -259,12 +242,12 @@ impl Core {
     /// and are returned. New challenges fail (500) until [`Core::on_durable`].
     pub fn on_persist_failed(&mut self, ticket: PersistTicket) -> Withheld {
         self.hss.on_persist_failed();
-        self.held.withhold(ticket)
+        self.shared.held.withhold(ticket)
     }
 
     /// Number of commands waiting for durability.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.shared.held.len()
     }
 
     /// Holds `actions` until `ticket` is durable (`None`: they leave now), after a challenge
@@ -278,7 +261,7 @@ impl Core {
         match ticket {
             Some(t) => actions
                 .into_iter()
-                .for_each(|a| self.held.hold(t, a, false)),
+                .for_each(|a| self.shared.held.hold(t, a, false)),
             None => out.extend(actions),
         }
     }
@@ -296,36 +279,35 @@ impl Core {
 
     /// Drop and absorption counters.
     pub fn stats(&self) -> CoreStats {
-        self.stats
+        self.shared.stats
     }
 
     /// Number of live SIP transactions.
     pub fn transactions(&self) -> usize {
-        self.txl.len()
+        self.shared.txl.len()
     }
 
     /// Number of dialogs (and INVITEs establishing one) between registered UEs.
     pub fn dialogs(&self) -> usize {
-        self.dialogs.len()
+        self.proxy.dialogs()
     }
 
     /// Number of live reg-event subscriptions.
     pub fn reg_subscriptions(&self) -> usize {
-        self.reg_subs.values().map(Vec::len).sum()
+        self.proxy.reg_subscriptions()
     }
 
     /// When the UE registered as `impi` last answered an OPTIONS keep-alive.
     pub fn last_seen(&self, impi: &str) -> Option<Instant> {
-        self.keepalives
-            .get(&impi.to_ascii_lowercase())
-            .and_then(|k| k.last_seen)
+        self.proxy.last_seen(&impi.to_ascii_lowercase())
     }
 
     /// Registration `key` got its 200 OK (first registration, re-registration or refresh):
     /// reg-event subscribers learn of the refresh and keep-alives are armed.
     pub(crate) fn on_registered(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
-        self.notify_refreshed(key, now, out);
-        self.arm_keepalive(key, now);
+        let (proxy, mut cx) = self.proxy_cx();
+        proxy.notify_refreshed(&mut cx, key, now, out);
+        proxy.arm_keepalive(&mut cx, key, now);
     }
 
     /// Registration `key` ends (`why`), while its SAs still exist: the last NOTIFYs and the
@@ -338,10 +320,11 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        self.notify_ended(key, why, now, out);
-        self.release_dialogs(key, why, now, out);
-        self.abandon_towards(key, now, out);
-        self.forget_keepalive(key);
+        let (proxy, mut cx) = self.proxy_cx();
+        proxy.notify_ended(&mut cx, key, why, now, out);
+        proxy.release_dialogs(&mut cx, key, why, now, out);
+        proxy.abandon_towards(&mut cx, key, now, out);
+        proxy.forget_keepalive(&mut cx, key);
     }
 
     /// Handles one event from a worker.
@@ -353,7 +336,10 @@ impl Core {
             WorkerEvent::TcpClosed(_) => {}
             // The requests waiting on a connection that could not be opened fail now, not
             // after timer B / F (RFC 3261 16.9).
-            WorkerEvent::ConnectFailed(flow) => self.on_connect_failed(flow, now, &mut out),
+            WorkerEvent::ConnectFailed(flow) => {
+                let (proxy, mut cx) = self.proxy_cx();
+                proxy.on_connect_failed(&mut cx, flow, now, &mut out);
+            }
         }
         self.process_events(now, &mut out);
         out
@@ -368,7 +354,8 @@ impl Core {
             return self.reject_malformed(&sip.bytes, Some(&msg), e, sip.flow, out);
         }
         if !msg.is_request() {
-            return self.on_response(&msg, sip, now, out);
+            let (proxy, mut cx) = self.proxy_cx();
+            return proxy.on_response(&mut cx, &msg, sip, now, out);
         }
         // RFC 3261 18.2.1, RFC 3581 4: note the source address in the top Via before the
         // request reaches a transaction, so every response (ours or relayed) carries it.
@@ -384,17 +371,20 @@ impl Core {
             },
             None => &msg,
         };
-        let id = match self.txl.handle_message(msg, peer_of(sip.flow), now) {
+        let id = match self.shared.txl.handle_message(msg, peer_of(sip.flow), now) {
             Ok(Incoming::NewRequest(id)) => id,
             Ok(Incoming::Absorbed(_)) => {
-                self.stats.retransmissions_absorbed += 1;
-                return self.flush(out);
+                self.shared.stats.retransmissions_absorbed += 1;
+                return self.shared.flush(out);
             }
-            Ok(Incoming::Stray) => return self.on_stray_request(msg, sip, now, out),
+            Ok(Incoming::Stray) => {
+                let (proxy, mut cx) = self.proxy_cx();
+                return proxy.on_stray_request(&mut cx, msg, sip, now, out);
+            }
             Ok(Incoming::Response(_)) => return,
             Err(e) => return self.reject_malformed(&sip.bytes, Some(msg), e, sip.flow, out),
         };
-        self.txs.insert(
+        self.shared.txs.insert(
             id,
             TxInfo {
                 flow: sip.flow,
@@ -403,7 +393,7 @@ impl Core {
             },
         );
         // The server transaction may already have something queued (nothing today).
-        self.flush(out);
+        self.shared.flush(out);
         let req = Req {
             msg,
             flow: sip.flow,
@@ -413,7 +403,8 @@ impl Core {
         if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
         } else {
-            self.on_request(&req, now, out);
+            let (proxy, mut cx) = self.proxy_cx();
+            proxy.on_request(&mut cx, &req, now, out);
         }
     }
 
@@ -421,8 +412,8 @@ impl Core {
     /// challenges, and the end of 2xx relaying.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        self.txl.handle_timeout(now);
-        self.flush(&mut out);
+        self.shared.txl.handle_timeout(now);
+        self.shared.flush(&mut out);
         self.process_events(now, &mut out);
         self.expire(now, &mut out);
         self.process_events(now, &mut out);
@@ -431,149 +422,19 @@ impl Core {
 
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self.timers.first().map(|(at, _)| *at);
-        match (ours, self.txl.poll_timeout()) {
+        let ours = self.shared.timers.first().map(|(at, _)| *at);
+        match (ours, self.shared.txl.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Moves everything the transaction layer wants to send into `out`, in order; a 401
-    /// whose SQN is not durable yet (or its retransmission) is held instead.
-    pub(crate) fn flush(&mut self, out: &mut Vec<Action>) {
-        while let Some((id, t)) = self.txl.poll_transmit_with_id() {
-            let Some(info) = self.txs.get(&id) else {
-                log::warn!("transmit for unknown transaction {id:?} dropped");
-                continue;
-            };
-            let send = WorkerCommand::Send {
-                flow: info.flow,
-                bytes: t.bytes,
-                connect_if_absent: info.connect_if_absent,
-            };
-            match self.held.ticket_of(id) {
-                Some(ticket) => self.held.hold(ticket, send, true),
-                None => out.push(send),
-            }
-        }
-    }
-
-    /// Sends `response` through server transaction `tx`.
-    pub(crate) fn send_response(
-        &mut self,
-        tx: TxId,
-        response: Vec<u8>,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        if let Err(e) = self.txl.send_response(tx, response, now) {
-            log::debug!("response on {tx:?} not sent: {e}");
-        }
-        self.flush(out);
-    }
-
-    /// Answers `req` with `code reason` plus `extra` headers (RFC 3261 8.2.6).
-    pub(crate) fn respond(
-        &mut self,
-        req: &Req<'_, '_>,
-        code: u16,
-        reason: &str,
-        extra: &[(&str, String)],
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) {
-        let tag = self.token(8);
-        let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
-            Ok(b) => b,
-            Err(e) => return log::debug!("cannot answer {code}: {e}"),
-        };
-        for (n, v) in extra {
-            b.push_header(n, v);
-        }
-        self.send_response(req.tx, b.build(), now, out);
-    }
-
-    /// Starts a client transaction for `request` on `flow` and sends it.
-    pub(crate) fn send_request(
-        &mut self,
-        request: Vec<u8>,
-        flow: Flow,
-        now: Instant,
-        out: &mut Vec<Action>,
-    ) -> Option<TxId> {
-        let id = match self.txl.send_request(request, peer_of(flow), now) {
-            Ok(id) => id,
-            Err(e) => {
-                log::warn!("request to {} not sent: {e}", flow.ue);
-                return None;
-            }
-        };
-        self.txs.insert(
-            id,
-            TxInfo {
-                flow,
-                connect_if_absent: flow.proto == Proto::Tcp,
-                request: None,
-            },
-        );
-        self.flush(out);
-        Some(id)
-    }
-
-    /// Sends bytes outside any transaction (ACK for a 2xx, relayed 2xx retransmissions).
-    pub(crate) fn send_direct(out: &mut Vec<Action>, flow: Flow, bytes: Vec<u8>, connect: bool) {
-        out.push(WorkerCommand::Send {
-            flow,
-            bytes,
-            connect_if_absent: connect && flow.proto == Proto::Tcp,
-        });
-    }
-
     /// Delivers transaction events (responses, timeouts, terminations) to the proxy.
     fn process_events(&mut self, now: Instant, out: &mut Vec<Action>) {
-        while let Some((id, ev)) = self.txl.poll_event() {
-            self.on_tx_event(id, ev, now, out);
+        let (proxy, mut cx) = self.proxy_cx();
+        while let Some((id, ev)) = cx.shared.txl.poll_event() {
+            proxy.on_tx_event(&mut cx, id, ev, now, out);
         }
-    }
-
-    /// Arms `key`'s timer at `at`, replacing `previous`.
-    pub(crate) fn arm(&mut self, key: TimerKey, previous: Option<Instant>, at: Option<Instant>) {
-        if previous == at {
-            return;
-        }
-        if let Some(p) = previous {
-            self.timers.remove(&(p, key.clone()));
-        }
-        if let Some(a) = at {
-            self.timers.insert((a, key));
-        }
-    }
-
-    /// Takes every timer due at `now`, earliest first.
-    pub(crate) fn due_timers(&mut self, now: Instant) -> Vec<(Instant, TimerKey)> {
-        let mut due = Vec::new();
-        while let Some(first) = self.timers.first() {
-            if first.0 > now {
-                break;
-            }
-            if let Some(t) = self.timers.pop_first() {
-                due.push(t);
-            }
-        }
-        due
-    }
-
-    /// A random lower-case hex token of `n` bytes (tags, branches).
-    pub(crate) fn token(&mut self, n: usize) -> String {
-        let mut b = vec![0u8; n];
-        self.rng.fill_bytes(&mut b);
-        hex::encode(b)
-    }
-
-    /// A new RFC 3261 branch (magic cookie, random part, per-core sequence number).
-    pub(crate) fn branch(&mut self) -> String {
-        self.branch_seq += 1;
-        format!("z9hG4bK{}{:x}", self.token(8), self.branch_seq)
     }
 
     /// Answers a malformed request statelessly with the error's status (RFC 3261 8.2.1,
@@ -593,12 +454,12 @@ impl Core {
             None => raw.starts_with(b"SIP/"),
         };
         if is_response {
-            self.stats.malformed_responses += 1;
+            self.shared.stats.malformed_responses += 1;
             log::debug!("dropping malformed response from {}: {err}", flow.ue);
             return;
         }
-        self.stats.malformed_requests += 1;
-        let tag = self.token(8);
+        self.shared.stats.malformed_requests += 1;
+        let tag = self.shared.token(8);
         let built = match parsed {
             Some(m) if m.method() == Some("ACK") => None,
             Some(m) => response_to(m, code, &reason, Some(&tag))
@@ -608,11 +469,44 @@ impl Core {
             None => crate::proxy::raw_error_response(raw, code, &reason, &tag),
         };
         match built {
-            Some(bytes) => Core::send_direct(out, flow, bytes, false),
+            Some(bytes) => Shared::send_direct(out, flow, bytes, false),
             None => {
-                self.stats.malformed_requests_unanswered += 1;
+                self.shared.stats.malformed_requests_unanswered += 1;
                 log::debug!("dropping malformed request from {}: {err}", flow.ue);
             }
         }
+    }
+}
+
+/// What a handler outside the core's own state needs: the shared machinery, the registrar
+/// and the HSS (subscribers by IMPU). The proxy's handlers take it as a parameter.
+pub(crate) struct Cx<'a> {
+    /// Configuration, transactions, timers, counters.
+    pub shared: &'a mut Shared,
+    /// Every registration.
+    pub registrar: &'a mut Registrar,
+    /// The subscribers (routing by IMPU).
+    pub hss: &'a Hss,
+}
+
+impl Cx<'_> {
+    /// Notes traffic from `key` over `spi`: the first message over a new active set retires
+    /// the old one.
+    pub fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<Action>) {
+        if let Some(old) = self.registrar.note_traffic(key, spi) {
+            self.shared.remove_set(&old, out);
+            rearm(self.shared, self.registrar, key);
+        }
+    }
+}
+
+/// Puts registration `key`'s next deadline into the timer set (or takes it out), and the
+/// deadlines of registrations gone meanwhile out.
+pub(crate) fn rearm(shared: &mut Shared, registrar: &mut Registrar, key: &str) {
+    for (gone, armed) in registrar.take_disarmed() {
+        shared.arm(TimerKey::Registration(gone), armed, None);
+    }
+    if let Some((previous, next)) = registrar.rearm(key) {
+        shared.arm(TimerKey::Registration(key.to_string()), previous, next);
     }
 }

@@ -14,7 +14,7 @@ use crate::aka::{
 use crate::core::{Action, Core, Req, TimerKey};
 use crate::registrar::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
-    AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SaSetExt, SetKind,
+    AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{choose, render_security_header, SecMechanism, IPSEC_3GPP};
 use crate::sip::{HeaderKind, Message};
@@ -25,7 +25,7 @@ const SEC_AGREE: &str = "sec-agree";
 impl Core {
     /// Our supported mechanisms, for 421/494 answers (RFC 3329 2.3.1).
     fn supported_mechanisms(&self) -> String {
-        let p = &self.cfg.profile;
+        let p = &self.shared.cfg.profile;
         let mut v = Vec::new();
         for e in &p.encr_alg_list {
             for a in &p.auth_alg_list {
@@ -55,41 +55,19 @@ impl Core {
             ("Require", SEC_AGREE.to_string()),
             ("Security-Server", self.supported_mechanisms()),
         ];
-        self.respond(req, code, reason, &extra, now, out);
-    }
-
-    /// Frees a set's inbound SPIs (the registrar has already let go of the set).
-    fn release_set(&mut self, set: &SaSet) {
-        for spi in [set.spi_pc, set.spi_ps] {
-            if let Err(e) = self.spis.release(spi) {
-                log::warn!("releasing SPI {spi}: {e}");
-            }
-        }
-    }
-
-    /// Removes a set the registrar let go of: the worker command (after anything already
-    /// queued) and the SPIs.
-    pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<Action>) {
-        out.push(set.remove_cmd());
-        self.release_set(set);
+        self.shared.respond(req, code, reason, &extra, now, out);
     }
 
     /// Removes sets the registrar let go of, in order.
     fn remove_sets(&mut self, sets: impl IntoIterator<Item = SaSet>, out: &mut Vec<Action>) {
         for set in sets {
-            self.remove_set(&set, out);
+            self.shared.remove_set(&set, out);
         }
     }
 
-    /// Puts registration `key`'s next deadline into the timer set (or takes it out), and
-    /// the deadlines of registrations gone meanwhile out.
+    /// Puts registration `key`'s next deadline into the timer set (or takes it out).
     pub(crate) fn rearm(&mut self, key: &str) {
-        for (gone, armed) in self.registrar.take_disarmed() {
-            self.arm(TimerKey::Registration(gone), armed, None);
-        }
-        if let Some((previous, next)) = self.registrar.rearm(key) {
-            self.arm(TimerKey::Registration(key.to_string()), previous, next);
-        }
+        crate::core::rearm(&mut self.shared, &mut self.registrar, key);
     }
 
     /// A REGISTER in its server transaction.
@@ -101,21 +79,27 @@ impl Core {
         {
             None => None,
             Some(Ok(c)) => Some(c),
-            Some(Err(_)) => return self.respond(req, 400, "Bad Authorization", &[], now, out),
+            Some(Err(_)) => {
+                return self
+                    .shared
+                    .respond(req, 400, "Bad Authorization", &[], now, out)
+            }
         };
         let Some(impi) = impi_of(msg, creds.as_ref()) else {
-            return self.respond(req, 400, "Missing To", &[], now, out);
+            return self.shared.respond(req, 400, "Missing To", &[], now, out);
         };
         let Some(ids) = self.hss.identities(&impi) else {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
+            return self.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
         // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
         // de-registration, is refused before any challenge or SA set is spent on it.
-        let min = self.cfg.min_expires;
+        let min = self.shared.cfg.min_expires;
         if let Some(asked) = requested_expires(msg).filter(|&e| e != 0 && e < min) {
             log::debug!("REGISTER for {impi} asks {asked} s, below min-expires {min}");
             let extra = [("Min-Expires", min.to_string())];
-            return self.respond(req, 423, "Interval Too Brief", &extra, now, out);
+            return self
+                .shared
+                .respond(req, 423, "Interval Too Brief", &extra, now, out);
         }
         let key = ids.impi.to_ascii_lowercase();
         self.register_for(req, &key, &ids, creds.as_ref(), now, out);
@@ -138,7 +122,7 @@ impl Core {
             Some(spi) => match self.registrar.key_of_spi(spi) {
                 Some(k) if k == key => self.registrar.kind_of(key, spi),
                 // Through another UE's SA, or an SA we no longer know: refuse.
-                _ => return self.respond(req, 403, "Forbidden", &[], now, out),
+                _ => return self.shared.respond(req, 403, "Forbidden", &[], now, out),
             },
         };
         let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
@@ -185,13 +169,20 @@ impl Core {
                 };
                 // The old set has no Security-Server kept; refreshes must use the active set.
                 let Some(sent) = sent else {
-                    return self.respond(req, 403, "Forbidden", &[], now, out);
+                    return self.shared.respond(req, 403, "Forbidden", &[], now, out);
                 };
                 if !verify_matches(msg, &sent) {
-                    return self.respond(req, 403, "Security-Verify mismatch", &[], now, out);
+                    return self.shared.respond(
+                        req,
+                        403,
+                        "Security-Verify mismatch",
+                        &[],
+                        now,
+                        out,
+                    );
                 }
                 if let Some(spi) = req.via_spi {
-                    self.note_traffic(key, spi, out);
+                    self.cx().note_traffic(key, spi, out);
                 }
                 if requested_expires(msg) == Some(0) {
                     return self.deregister(req, key, now, out);
@@ -227,40 +218,50 @@ impl Core {
     ) {
         let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
             Ok(v) => v,
-            Err(()) => return self.respond(req, 400, "Bad Security-Client", &[], now, out),
+            Err(()) => {
+                return self
+                    .shared
+                    .respond(req, 400, "Bad Security-Client", &[], now, out)
+            }
         };
-        let Some(chosen) = choose(&self.cfg.profile, &offers) else {
+        let Some(chosen) = choose(&self.shared.cfg.profile, &offers) else {
             return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
         };
         let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
         // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
         // it (TS 33.102 6.3.2).
         let source: &mut dyn AuthVectorSource = &mut self.hss;
-        let IssuedVector { av, durable_after } = match source.vector(&impi, &mut *self.rng) {
+        let IssuedVector { av, durable_after } = match source.vector(&impi, &mut *self.shared.rng) {
             Ok(v) => v,
             Err(e) => {
                 log::warn!("no authentication vector for {impi}: {e}");
-                return self.respond(req, 500, "Server Internal Error", &[], now, out);
+                return self
+                    .shared
+                    .respond(req, 500, "Server Internal Error", &[], now, out);
             }
         };
         let rand = av.rand;
         let Ok(suite) = derive_suite(chosen.auth, chosen.encr, &av.ck, &av.ik) else {
-            return self.respond(req, 500, "Server Internal Error", &[], now, out);
+            return self
+                .shared
+                .respond(req, 500, "Server Internal Error", &[], now, out);
         };
-        let spi_pc = self.spis.allocate();
-        let spi_ps = self.spis.allocate();
+        let spi_pc = self.shared.spis.allocate();
+        let spi_ps = self.shared.spis.allocate();
         let (spi_pc, spi_ps) = match (spi_pc, spi_ps) {
             (Ok(a), Ok(b)) => (a, b),
             (a, b) => {
                 for s in [a, b].into_iter().flatten() {
-                    let _ = self.spis.release(s);
+                    let _ = self.shared.spis.release(s);
                 }
-                return self.respond(req, 503, "Service Unavailable", &[], now, out);
+                return self
+                    .shared
+                    .respond(req, 503, "Service Unavailable", &[], now, out);
             }
         };
         let (port_pc, port_ps) = (
-            self.cfg.profile.protected_client_port,
-            self.cfg.profile.protected_server_port,
+            self.shared.cfg.profile.protected_client_port,
+            self.shared.cfg.profile.protected_server_port,
         );
         let set = SaSet {
             ue: req.flow.ue,
@@ -292,8 +293,10 @@ impl Core {
         }
         .render();
         let Ok(www) = www else {
-            self.release_set(&set);
-            return self.respond(req, 500, "Server Internal Error", &[], now, out);
+            self.shared.release_spis(&set);
+            return self
+                .shared
+                .respond(req, 500, "Server Internal Error", &[], now, out);
         };
         // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401 leaves.
         out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
@@ -302,16 +305,17 @@ impl Core {
             ("Security-Server", security_server.render()),
         ];
         if let Some(t) = durable_after {
-            self.held.wait_for(req.tx, t);
+            self.shared.held.wait_for(req.tx, t);
         }
-        self.respond(req, 401, "Unauthorized", &extra, now, out);
+        self.shared
+            .respond(req, 401, "Unauthorized", &extra, now, out);
         let pending = Pending {
             set,
             security_server,
             nonce,
             rand,
             xres: av.xres.clone(),
-            deadline: now + self.cfg.challenge_timeout,
+            deadline: now + self.shared.cfg.challenge_timeout,
         };
         let replaced = self
             .registrar
@@ -347,7 +351,7 @@ impl Core {
 
     /// 403 and removal of the attempt's SAs (after the 403 left).
     fn fail_pending(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
-        self.respond(req, 403, "Forbidden", &[], now, out);
+        self.shared.respond(req, 403, "Forbidden", &[], now, out);
         let failed = self.registrar.fail_pending(key);
         self.remove_sets(failed, out);
     }
@@ -355,8 +359,8 @@ impl Core {
     /// The lifetime granted for `msg` (RFC 3261 10.3 step 7, capped by configuration).
     fn granted_expires(&self, msg: &Message<'_>) -> u32 {
         requested_expires(msg)
-            .unwrap_or(self.cfg.default_expires)
-            .min(self.cfg.max_expires)
+            .unwrap_or(self.shared.cfg.default_expires)
+            .min(self.shared.cfg.max_expires)
     }
 
     /// The 200 OK to a successful (re-)registration (TS 24.229 5.4.1.2.2 step 2).
@@ -370,7 +374,7 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
-        let host = &self.cfg.pcscf_host;
+        let host = &self.shared.cfg.pcscf_host;
         let extra = [
             ("Contact", format!("<{contact}>;expires={expires}")),
             ("Expires", expires.to_string()),
@@ -385,7 +389,7 @@ impl Core {
                     .join(", "),
             ),
         ];
-        self.respond(req, 200, "OK", &extra, now, out);
+        self.shared.respond(req, 200, "OK", &extra, now, out);
         self.on_registered(key, now, out);
     }
 
@@ -438,7 +442,7 @@ impl Core {
             .registrar
             .refresh(key, contact_uri(req.msg), expires_at)
         else {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
+            return self.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
         self.registered_ok(req, key, &contact, expires, now, out);
     }
@@ -450,7 +454,7 @@ impl Core {
             extra.push(("Contact", format!("<{c}>;expires=0")));
         }
         extra.push(("Expires", "0".to_string()));
-        self.respond(req, 200, "OK", &extra, now, out);
+        self.shared.respond(req, 200, "OK", &extra, now, out);
         self.on_registration_ending(key, crate::proxy::RegEnd::Deregistered, now, out);
         self.drop_registration(key, out);
     }
@@ -460,33 +464,26 @@ impl Core {
         let sets = self.registrar.remove(key);
         self.remove_sets(sets, out);
         self.rearm(key);
-        self.dialogs
-            .retain(|_, d| d.caller != key && d.callee != key);
-    }
-
-    /// Notes traffic over `spi`: the first message over a new active set retires the old one.
-    pub(crate) fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<Action>) {
-        if let Some(old) = self.registrar.note_traffic(key, spi) {
-            self.remove_set(&old, out);
-            self.rearm(key);
-        }
+        self.proxy.forget_dialogs_of(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end
     /// of 2xx relaying for accepted INVITEs, and Timer C of forwarded INVITEs.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
-        for (_, key) in self.due_timers(now) {
+        for (_, key) in self.shared.due_timers(now) {
             let key = match key {
                 TimerKey::Accepted(branch) => {
-                    self.accepted.remove(&branch);
+                    self.proxy.end_accepted(&branch);
                     continue;
                 }
                 TimerKey::KeepAlive(key) => {
-                    self.on_keepalive_timer(&key, now, out);
+                    let (proxy, mut cx) = self.proxy_cx();
+                    proxy.on_keepalive_timer(&mut cx, &key, now, out);
                     continue;
                 }
                 TimerKey::TimerC(client) => {
-                    self.on_timer_c(client, now, out);
+                    let (proxy, mut cx) = self.proxy_cx();
+                    proxy.on_timer_c(&mut cx, client, now, out);
                     continue;
                 }
                 TimerKey::Registration(key) => key,

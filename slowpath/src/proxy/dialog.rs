@@ -8,8 +8,9 @@ use std::time::Instant;
 use akagate_fastpath::ipc::{Proto, SaSet};
 
 use super::transport::own_request;
+use super::Proxy;
 use super::{Forwarded, Own, RegEnd};
-use crate::core::{Action, Core};
+use crate::core::{Action, Cx, Shared};
 use crate::sip::{HeaderKind, Message, MessageBuilder};
 
 /// A dialog (or an INVITE still establishing one) between two registered UEs, by IMPI key.
@@ -126,10 +127,10 @@ impl ByeTo<'_> {
     }
 }
 
-impl Core {
+impl Proxy {
     /// The active set and transport of registration `key`.
-    pub(crate) fn active_of(&self, key: &str) -> Option<(SaSet, Proto)> {
-        let b = self.registrar.binding(key)?;
+    pub(crate) fn active_of(&self, cx: &Cx<'_>, key: &str) -> Option<(SaSet, Proto)> {
+        let b = cx.registrar.binding(key)?;
         Some((b.set.clone(), b.proto))
     }
 
@@ -140,6 +141,7 @@ impl Core {
     /// cancelled towards the callee and answered to the caller (RFC 3261 9.1, 16.10).
     pub(crate) fn release_dialogs(
         &mut self,
+        cx: &mut Cx<'_>,
         key: &str,
         why: RegEnd,
         now: Instant,
@@ -164,10 +166,10 @@ impl Core {
                 continue; // a subscription dialog: nothing to release with BYE
             }
             if !d.confirmed() {
-                self.abort_early(&call_id, key == d.callee, now, out);
+                self.abort_early(cx, &call_id, key == d.callee, now, out);
                 continue;
             }
-            self.stats.dialogs_released += 1;
+            cx.shared.stats.dialogs_released += 1;
             let Some(callee_to) = d.callee_to.as_deref() else {
                 continue;
             };
@@ -186,16 +188,16 @@ impl Core {
                 route: &d.route_to_caller,
             });
             for (party, bye) in [(&d.callee, to_callee), (&d.caller, to_caller)] {
-                let (Some(bye), Some((set, proto))) = (bye, self.active_of(party)) else {
+                let (Some(bye), Some((set, proto))) = (bye, self.active_of(cx, party)) else {
                     continue;
                 };
-                let branch = self.branch();
+                let branch = cx.shared.branch();
                 let (bytes, flow) =
                     own_request(&set, proto, &branch, |via| bye.build(via, &call_id, reason));
                 if party == key {
-                    Core::send_direct(out, flow, bytes, true);
+                    Shared::send_direct(out, flow, bytes, true);
                 } else {
-                    self.send_own(Own::Bye, bytes, flow, branch, now, out);
+                    self.send_own(cx, Own::Bye, bytes, flow, branch, now, out);
                 }
             }
         }
@@ -206,6 +208,7 @@ impl Core {
     /// answer the caller 480 if the callee left, 487 if the caller did (RFC 3261 9.2).
     fn abort_early(
         &mut self,
+        cx: &mut Cx<'_>,
         call_id: &str,
         callee_left: bool,
         now: Instant,
@@ -218,21 +221,23 @@ impl Core {
             .map(|(id, f)| (*id, f.server))
             .collect();
         for (client, server) in clients {
-            self.cancel_client(client, now, out);
+            self.cancel_client(cx, client, now, out);
             if let Some(server) = server {
                 let (code, reason) = if callee_left {
                     (480, "Temporarily Unavailable")
                 } else {
                     (487, "Request Terminated")
                 };
-                self.fail_server(server, code, reason, now, out);
+                self.fail_server(cx, server, code, reason, now, out);
             }
         }
     }
 
     /// Starts a client transaction for a request of our own and remembers what it is for.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_own(
         &mut self,
+        cx: &mut Cx<'_>,
         own: Own,
         bytes: Vec<u8>,
         flow: akagate_fastpath::ipc::Flow,
@@ -240,7 +245,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> Option<crate::sip::transaction::TxId> {
-        let client = self.send_request(bytes.clone(), flow, now, out)?;
+        let client = cx.shared.send_request(bytes.clone(), flow, now, out)?;
         self.forwarded
             .insert(client, Forwarded::own(own, bytes, flow, branch));
         Some(client)

@@ -7,19 +7,27 @@ use std::time::Instant;
 use akagate_fastpath::ipc::Flow;
 
 use super::Own;
-use crate::core::{Action, Core};
+use super::Proxy;
+use crate::core::{Action, Cx};
 use crate::sip::transaction::TxId;
 use crate::sip::{response_to, Message};
 
-impl Core {
+impl Proxy {
     /// The worker could not open `flow` (our port_pc to a UE's port_us): the requests queued
     /// on it are lost. RFC 3261 16.9 treats this as a 503 from that branch; 16.7 step 6 says
     /// a proxy should not pass a 503 upstream (it would claim *we* are unavailable), and the
     /// callee is registered but cannot be reached, so the caller gets
     /// `480 Temporarily Unavailable` (RFC 3261 21.4.18). Our own NOTIFY / OPTIONS / BYE on
     /// the flow count as failed.
-    pub(crate) fn on_connect_failed(&mut self, flow: Flow, now: Instant, out: &mut Vec<Action>) {
-        let mut waiting: Vec<TxId> = self
+    pub(crate) fn on_connect_failed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let mut waiting: Vec<TxId> = cx
+            .shared
             .txs
             .iter()
             .filter(|(_, info)| info.flow == flow && info.connect_if_absent)
@@ -28,14 +36,14 @@ impl Core {
         waiting.sort();
         for client in waiting {
             let link = self.forwarded.get(&client).cloned();
-            self.txl.abandon(client);
-            self.forget_tx(client);
-            self.stats.connect_failures += 1;
+            cx.shared.txl.abandon(client);
+            self.forget_tx(cx, client);
+            cx.shared.stats.connect_failures += 1;
             let Some(link) = link else {
                 continue; // a CANCEL of ours: the INVITE it cancels fails with it
             };
             if let Some(own) = &link.own {
-                self.own_failed(own, now);
+                self.own_failed(cx, own, now);
             }
             let Some(server) = link.server else {
                 continue;
@@ -48,7 +56,7 @@ impl Core {
                     self.dialogs.remove(&cid);
                 }
             }
-            self.fail_server(server, 480, "Temporarily Unavailable", now, out);
+            self.fail_server(cx, server, 480, "Temporarily Unavailable", now, out);
         }
     }
 
@@ -58,12 +66,19 @@ impl Core {
     /// port_ps, already answered) are dropped without retransmissions or timeouts, and a
     /// request we forwarded to it is answered 480 to its sender (it would otherwise wait for
     /// timer B / F).
-    pub(crate) fn abandon_towards(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
-        let sets = self.registrar.protected_ports(key);
+    pub(crate) fn abandon_towards(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let sets = cx.registrar.protected_ports(key);
         if sets.is_empty() {
             return;
         }
-        let mut towards: Vec<TxId> = self
+        let mut towards: Vec<TxId> = cx
+            .shared
             .txs
             .iter()
             .filter(|(_, i)| sets.contains(&(i.flow.ue, i.flow.local_port)))
@@ -72,10 +87,10 @@ impl Core {
         towards.sort();
         for client in towards {
             let server = self.forwarded.get(&client).and_then(|f| f.server);
-            self.txl.abandon(client);
-            self.forget_tx(client);
+            cx.shared.txl.abandon(client);
+            self.forget_tx(cx, client);
             if let Some(server) = server {
-                self.fail_server(server, 480, "Temporarily Unavailable", now, out);
+                self.fail_server(cx, server, 480, "Temporarily Unavailable", now, out);
             }
         }
     }
@@ -84,35 +99,36 @@ impl Core {
     /// received (RFC 3261 8.2.6); nothing if it already has a final response.
     pub(crate) fn fail_server(
         &mut self,
+        cx: &mut Cx<'_>,
         server: TxId,
         code: u16,
         reason: &str,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(request) = self.txs.get(&server).and_then(|i| i.request.clone()) else {
+        let Some(request) = cx.shared.txs.get(&server).and_then(|i| i.request.clone()) else {
             return;
         };
         let Ok(msg) = Message::parse(&request) else {
             return;
         };
-        let tag = self.token(8);
+        let tag = cx.shared.token(8);
         if let Ok(b) = response_to(&msg, code, reason, Some(&tag)) {
-            self.send_response(server, b.build(), now, out);
+            cx.shared.send_response(server, b.build(), now, out);
         }
     }
 
     /// A final response to a request of our own.
-    pub(crate) fn own_final(&mut self, own: &Own, code: u16, now: Instant) {
+    pub(crate) fn own_final(&mut self, cx: &mut Cx<'_>, own: &Own, code: u16, now: Instant) {
         match own {
             // RFC 3261 11.2: any answer but "timeout" / "unavailable" means reachable.
             Own::KeepAlive { key } => {
                 let alive = !matches!(code, 408 | 503);
-                self.keepalive_outcome(key, alive, now);
+                self.keepalive_outcome(cx, key, alive, now);
             }
             Own::Notify { key, call_id } => {
                 if !(200..300).contains(&code) {
-                    self.stats.notify_failures += 1;
+                    cx.shared.stats.notify_failures += 1;
                     // RFC 6665 4.2.2: 481 says the subscriber no longer has the dialog.
                     if code == 481 {
                         self.drop_subscription(key, call_id);
@@ -121,22 +137,22 @@ impl Core {
             }
             Own::Bye => {
                 if !(200..300).contains(&code) {
-                    self.stats.bye_failures += 1;
+                    cx.shared.stats.bye_failures += 1;
                 }
             }
         }
     }
 
     /// A request of our own got no answer (timer F) or could not be sent.
-    pub(crate) fn own_failed(&mut self, own: &Own, now: Instant) {
+    pub(crate) fn own_failed(&mut self, cx: &mut Cx<'_>, own: &Own, now: Instant) {
         match own {
-            Own::KeepAlive { key } => self.keepalive_outcome(key, false, now),
+            Own::KeepAlive { key } => self.keepalive_outcome(cx, key, false, now),
             Own::Notify { key, call_id } => {
-                self.stats.notify_failures += 1;
+                cx.shared.stats.notify_failures += 1;
                 // RFC 6665 4.2.2: a NOTIFY that times out ends the subscription.
                 self.drop_subscription(key, call_id);
             }
-            Own::Bye => self.stats.bye_failures += 1,
+            Own::Bye => cx.shared.stats.bye_failures += 1,
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::transport::own_request;
 use super::Own;
-use crate::core::{Action, Core, TimerKey};
+use super::Proxy;
+use crate::core::{Action, Cx, TimerKey};
 use crate::sip::MessageBuilder;
 
 /// Keep-alive state of one registration.
@@ -24,11 +25,11 @@ pub(crate) struct KeepAlive {
     pub failures: u32,
 }
 
-impl Core {
+impl Proxy {
     /// Arms registration `key`'s keep-alive one interval from `now`, unless it is armed or
     /// keep-alives are off.
-    pub(crate) fn arm_keepalive(&mut self, key: &str, now: Instant) {
-        let Some(every) = self.cfg.keepalive_interval else {
+    pub(crate) fn arm_keepalive(&mut self, cx: &mut Cx<'_>, key: &str, now: Instant) {
+        let Some(every) = cx.shared.cfg.keepalive_interval else {
             return;
         };
         let ka = self.keepalives.entry(key.to_string()).or_default();
@@ -37,25 +38,33 @@ impl Core {
         }
         let at = now + every;
         ka.armed = Some(at);
-        self.arm(TimerKey::KeepAlive(key.to_string()), None, Some(at));
+        cx.shared
+            .arm(TimerKey::KeepAlive(key.to_string()), None, Some(at));
     }
 
     /// Stops registration `key`'s keep-alives and forgets their state.
-    pub(crate) fn forget_keepalive(&mut self, key: &str) {
+    pub(crate) fn forget_keepalive(&mut self, cx: &mut Cx<'_>, key: &str) {
         if let Some(ka) = self.keepalives.remove(key) {
-            self.arm(TimerKey::KeepAlive(key.to_string()), ka.armed, None);
+            cx.shared
+                .arm(TimerKey::KeepAlive(key.to_string()), ka.armed, None);
         }
     }
 
     /// The keep-alive timer of `key` fired: send OPTIONS to its registered contact and arm
     /// the next one.
-    pub(crate) fn on_keepalive_timer(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn on_keepalive_timer(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(ka) = self.keepalives.get_mut(key) else {
             return;
         };
         ka.armed = None;
         let outstanding = ka.outstanding;
-        let Some((set, proto, contact, impu)) = self.registrar.binding(key).and_then(|b| {
+        let Some((set, proto, contact, impu)) = cx.registrar.binding(key).and_then(|b| {
             Some((
                 b.set.clone(),
                 b.proto,
@@ -63,16 +72,16 @@ impl Core {
                 b.impus.first()?.clone(),
             ))
         }) else {
-            return self.forget_keepalive(key);
+            return self.forget_keepalive(cx, key);
         };
-        self.arm_keepalive(key, now);
+        self.arm_keepalive(cx, key, now);
         if outstanding || contact.is_empty() {
             return;
         }
-        let (branch, tag) = (self.branch(), self.token(8));
+        let (branch, tag) = (cx.shared.branch(), cx.shared.token(8));
         // The sequence number keeps Call-IDs unique even with a poor random source.
-        let call_id = format!("{}{:x}", self.token(12), self.branch_seq);
-        let pcscf = self.cfg.pcscf_host.clone();
+        let call_id = format!("{}{:x}", cx.shared.token(12), cx.shared.branch_seq);
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
         let (bytes, flow) = own_request(&set, proto, &branch, |via| {
             MessageBuilder::request("OPTIONS", &contact)
                 .header("Via", via)
@@ -86,8 +95,11 @@ impl Core {
         let own = Own::KeepAlive {
             key: key.to_string(),
         };
-        if self.send_own(own, bytes, flow, branch, now, out).is_some() {
-            self.stats.keepalives_sent += 1;
+        if self
+            .send_own(cx, own, bytes, flow, branch, now, out)
+            .is_some()
+        {
+            cx.shared.stats.keepalives_sent += 1;
             if let Some(ka) = self.keepalives.get_mut(key) {
                 ka.outstanding = true;
             }
@@ -95,7 +107,13 @@ impl Core {
     }
 
     /// The outcome of registration `key`'s keep-alive: answered (`alive`) or failed.
-    pub(crate) fn keepalive_outcome(&mut self, key: &str, alive: bool, now: Instant) {
+    pub(crate) fn keepalive_outcome(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        alive: bool,
+        now: Instant,
+    ) {
         let Some(ka) = self.keepalives.get_mut(key) else {
             return;
         };
@@ -103,12 +121,12 @@ impl Core {
         if alive {
             ka.last_seen = Some(now);
             ka.failures = 0;
-            self.stats.keepalives_answered += 1;
+            cx.shared.stats.keepalives_answered += 1;
         } else {
             ka.failures = ka.failures.saturating_add(1);
-            self.stats.keepalive_failures += 1;
+            cx.shared.stats.keepalive_failures += 1;
             let failures = ka.failures;
-            let impi = self.registrar.impi(key).unwrap_or(key);
+            let impi = cx.registrar.impi(key).unwrap_or(key);
             log::info!("keep-alive to {impi} failed ({failures} in a row)");
         }
     }

@@ -18,9 +18,59 @@ pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
 pub(crate) use transport::with_received;
 
+use std::collections::HashMap;
+use std::time::Instant;
+
 use akagate_fastpath::ipc::Flow;
 
 use crate::sip::transaction::TxId;
+
+/// The proxy's state: dialogs between registered UEs, the client transactions it started,
+/// 2xx relays, reg-event subscriptions and keep-alives. Its handlers take the core's
+/// [`Cx`](crate::core::Cx) (transactions, timers, registrar) as a parameter.
+#[derive(Default)]
+pub(crate) struct Proxy {
+    /// Call-ID -> the dialog between two registered parties.
+    dialogs: HashMap<String, Dialog>,
+    /// reg-event subscriptions by IMPI key of the registration watched.
+    reg_subs: HashMap<String, Vec<RegSubscription>>,
+    /// Keep-alive state by IMPI key.
+    keepalives: HashMap<String, KeepAlive>,
+    /// Client transactions the proxy started, with the server transaction they serve.
+    forwarded: HashMap<TxId, Forwarded>,
+    /// Server transaction -> the client transaction forwarding it (for CANCEL).
+    forwarded_by_server: HashMap<TxId, TxId>,
+    /// Our branch of an INVITE answered 2xx -> the caller's flow, for 2xx retransmissions.
+    accepted: HashMap<String, Flow>,
+}
+
+impl Proxy {
+    /// Number of dialogs (and INVITEs establishing one).
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Number of live reg-event subscriptions.
+    pub fn reg_subscriptions(&self) -> usize {
+        self.reg_subs.values().map(Vec::len).sum()
+    }
+
+    /// When registration `key` last answered an OPTIONS keep-alive.
+    pub fn last_seen(&self, key: &str) -> Option<Instant> {
+        self.keepalives.get(key).and_then(|k| k.last_seen)
+    }
+
+    /// Registration `key` is gone: the dialogs it was part of are forgotten.
+    pub fn forget_dialogs_of(&mut self, key: &str) {
+        self.dialogs
+            .retain(|_, d| d.caller != key && d.callee != key);
+    }
+
+    /// 2xx retransmissions on our branch `branch` are no longer relayed (RFC 3261 16.7).
+    pub fn end_accepted(&mut self, branch: &str) {
+        self.accepted.remove(branch);
+    }
+}
 
 /// Why a registration ends (the reg-event contact `event`, RFC 3680 5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::reginfo::{reginfo_full, ContactEvent};
 use super::transport::{host, own_request};
+use super::Proxy;
 use super::{Own, RegEnd};
-use crate::core::{Action, Core, Req};
+use crate::core::{Action, Cx, Req, Shared};
 use crate::sip::{response_to, HeaderKind, MessageBuilder};
 
 /// One reg-event subscription: a dialog in which we are the notifier (RFC 6665 4.2).
@@ -49,13 +50,14 @@ enum Delivery {
     Last,
 }
 
-impl Core {
+impl Proxy {
     /// SUBSCRIBE to the UE's own reg event (TS 24.229 5.2.3 sends it to the S-CSCF; here the
     /// P-CSCF is the registrar): 200 OK, then a full-state NOTIFY over port_pc. A SUBSCRIBE
     /// with our tag refreshes the subscription or, with `Expires: 0`, ends it (RFC 6665
     /// 4.2.1.2, 4.2.1.4); one with an unknown tag gets 481.
     pub(crate) fn reg_subscribe(
         &mut self,
+        cx: &mut Cx<'_>,
         req: &Req<'_, '_>,
         key: &str,
         now: Instant,
@@ -63,17 +65,17 @@ impl Core {
     ) {
         let msg = req.msg;
         // Every new server transaction gets a final response, or it would never end.
-        let Some((impus, left)) = self.registrar.binding(key).map(|b| {
+        let Some((impus, left)) = cx.registrar.binding(key).map(|b| {
             (
                 b.impus.to_vec(),
                 b.expires_at.saturating_duration_since(now).as_secs(),
             )
         }) else {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
+            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
         let uri = msg.request_uri().unwrap_or_default();
         if !impus.iter().any(|u| identity_key(u) == identity_key(uri)) {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
+            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
         }
         let call_id = msg.call_id().unwrap_or_default().to_string();
         let to_tag = msg
@@ -87,11 +89,13 @@ impl Core {
                 .map(|s| s.our_tag.clone())
         });
         let our_tag = match existing {
-            None => self.token(8),
+            None => cx.shared.token(8),
             Some(Some(tag)) => tag,
             // RFC 6665 4.2.1.2: a refresh of a subscription we do not have.
             Some(None) => {
-                return self.respond(req, 481, "Subscription Does Not Exist", &[], now, out)
+                return cx
+                    .shared
+                    .respond(req, 481, "Subscription Does Not Exist", &[], now, out)
             }
         };
         let expires = msg
@@ -100,7 +104,7 @@ impl Core {
             .flatten()
             .map_or(600_000, u64::from)
             .min(left);
-        let Some((set, _)) = self.active_of(key) else {
+        let Some((set, _)) = self.active_of(cx, key) else {
             return;
         };
         let Ok(ok) = response_to(msg, 200, "OK", Some(&our_tag)) else {
@@ -110,9 +114,9 @@ impl Core {
             "Contact",
             &format!("<sip:{}:{}>", host(set.local), set.port_ps),
         );
-        self.send_response(req.tx, ok.build(), now, out);
+        cx.shared.send_response(req.tx, ok.build(), now, out);
 
-        let reg_contact = self
+        let reg_contact = cx
             .registrar
             .binding(key)
             .map(|b| b.contact.to_string())
@@ -145,6 +149,7 @@ impl Core {
             };
             let state = "terminated;reason=timeout".to_string();
             self.send_notify(
+                cx,
                 key,
                 sub,
                 ContactEvent::Registered,
@@ -157,6 +162,7 @@ impl Core {
             let state = format!("active;expires={expires}");
             if let Some(sub) = self.sub_mut(key, &call_id).cloned() {
                 self.send_notify(
+                    cx,
                     key,
                     sub,
                     ContactEvent::Registered,
@@ -194,7 +200,13 @@ impl Core {
 
     /// Registration `key` was refreshed: every live subscription gets a NOTIFY with the
     /// contact `event="refreshed"` (RFC 3680 5.1); lapsed subscriptions are dropped.
-    pub(crate) fn notify_refreshed(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn notify_refreshed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(subs) = self.reg_subs.get_mut(key) else {
             return;
         };
@@ -204,6 +216,7 @@ impl Core {
             let left = sub.expires_at.saturating_duration_since(now).as_secs();
             let state = format!("active;expires={left}");
             self.send_notify(
+                cx,
                 key,
                 sub,
                 ContactEvent::Refreshed,
@@ -221,6 +234,7 @@ impl Core {
     /// resource is gone). They leave before the SAs are removed; the subscriptions end.
     pub(crate) fn notify_ended(
         &mut self,
+        cx: &mut Cx<'_>,
         key: &str,
         why: RegEnd,
         now: Instant,
@@ -237,7 +251,7 @@ impl Core {
         // gets this last NOTIFY.
         for sub in subs.into_iter().filter(|s| s.expires_at >= now) {
             let state = "terminated;reason=noresource".to_string();
-            self.send_notify(key, sub, event, state, Delivery::Last, now, out);
+            self.send_notify(cx, key, sub, event, state, Delivery::Last, now, out);
         }
     }
 
@@ -246,6 +260,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn send_notify(
         &mut self,
+        cx: &mut Cx<'_>,
         key: &str,
         sub: RegSubscription,
         event: ContactEvent,
@@ -254,7 +269,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some((impus, contact, left, set, proto)) = self.registrar.binding(key).map(|b| {
+        let Some((impus, contact, left, set, proto)) = cx.registrar.binding(key).map(|b| {
             (
                 b.impus.to_vec(),
                 b.contact.to_string(),
@@ -270,7 +285,7 @@ impl Core {
             s.notifies = s.notifies.saturating_add(1);
         }
         let body = reginfo_full(version, &impus, &contact, event, left);
-        let branch = self.branch();
+        let branch = cx.shared.branch();
         let ours = host(set.local);
         let port_ps = set.port_ps;
         let (bytes, flow) = own_request(&set, proto, &branch, |via| {
@@ -293,9 +308,9 @@ impl Core {
                     key: key.to_string(),
                     call_id: sub.call_id.clone(),
                 };
-                self.send_own(own, bytes, flow, branch, now, out);
+                self.send_own(cx, own, bytes, flow, branch, now, out);
             }
-            Delivery::Last => Core::send_direct(out, flow, bytes, true),
+            Delivery::Last => Shared::send_direct(out, flow, bytes, true),
         }
     }
 }

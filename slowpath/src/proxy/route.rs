@@ -7,8 +7,9 @@ use std::time::Instant;
 use akagate_fastpath::ipc::{Proto, SaSet, SipIn};
 
 use super::transport::{choose_transport, host, is_ours};
+use super::Proxy;
 use super::{Dialog, Forwarded};
-use crate::core::{peer_of, Action, Core, Req, TimerKey};
+use crate::core::{peer_of, Action, Cx, Req, Shared, TimerKey};
 use crate::registrar::SetKind;
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{response_to, HeaderKind, Message, MessageBuilder, MessageEdit, NameAddr};
@@ -42,12 +43,12 @@ struct Target {
     initial: bool,
 }
 
-impl Core {
+impl Proxy {
     /// The registration and SPI of a message that came through an active (or still living
     /// old) set (TS 24.229 5.2.6.1; TS 33.203 6.3: nothing but REGISTER passes unprotected).
-    fn sender_of(&self, via_spi: Option<u32>) -> Option<(String, u32)> {
+    fn sender_of(&self, cx: &Cx<'_>, via_spi: Option<u32>) -> Option<(String, u32)> {
         let spi = via_spi?;
-        let (key, kind) = self.registrar.set_of_spi(spi)?;
+        let (key, kind) = cx.registrar.set_of_spi(spi)?;
         (kind != SetKind::Pending).then(|| (key.to_string(), spi))
     }
 
@@ -55,7 +56,12 @@ impl Core {
     /// registered owner of the Request-URI (404 / 480 otherwise). A request with a To tag
     /// belongs to a dialog; one we do not know gets 481 (RFC 3261 12.2.2): we Record-Route
     /// every dialog we set up, so nobody else could route it.
-    fn target_of(&self, msg: &Message<'_>, key: &str) -> Result<Target, (u16, &'static str)> {
+    fn target_of(
+        &self,
+        cx: &Cx<'_>,
+        msg: &Message<'_>,
+        key: &str,
+    ) -> Result<Target, (u16, &'static str)> {
         let call_id = msg.call_id().map_err(|_| (400, "Bad Request"))?;
         let dialog = self
             .dialogs
@@ -68,14 +74,14 @@ impl Core {
             None if in_dialog => return Err((481, "Call/Transaction Does Not Exist")),
             None => {
                 let uri = msg.request_uri().ok_or((400, "Bad Request"))?;
-                let sub = self
+                let sub = cx
                     .hss
                     .by_impu(&identity_key(uri))
                     .ok_or((404, "Not Found"))?;
                 sub.impi().to_ascii_lowercase()
             }
         };
-        let active = self
+        let active = cx
             .registrar
             .binding(&target)
             .ok_or((480, "Temporarily Unavailable"))?;
@@ -93,6 +99,7 @@ impl Core {
     /// Request-URI, P-Asserted-Identity and (INVITE / SUBSCRIBE) Record-Route.
     fn prepare<'a>(
         &mut self,
+        cx: &mut Cx<'_>,
         msg: &Message<'a>,
         key: &str,
         target: &Target,
@@ -118,7 +125,7 @@ impl Core {
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| !is_ours(r, &self.cfg.pcscf_host, target.set.local))
+            .filter(|r| !is_ours(r, &cx.shared.cfg.pcscf_host, target.set.local))
             .map(str::to_string)
             .collect();
         e.set_list("Route", &routes);
@@ -127,7 +134,7 @@ impl Core {
         if target.initial {
             e.set_request_uri(&target.contact);
             // TS 24.229 5.2.6.3.3: assert the identity from the registration.
-            let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
+            let impus = cx.registrar.impus(key).unwrap_or_default().to_vec();
             let preferred = msg
                 .header(HeaderKind::PPreferredIdentity)
                 .and_then(uri_of)
@@ -169,22 +176,32 @@ impl Core {
     }
 
     /// A non-REGISTER request from a UE in its new server transaction.
-    pub(crate) fn on_request(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
-        let Some((key, spi)) = self.sender_of(req.via_spi) else {
-            return self.respond(req, 403, "Forbidden", &[], now, out);
+    pub(crate) fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some((key, spi)) = self.sender_of(cx, req.via_spi) else {
+            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
-        self.note_traffic(&key, spi, out);
+        cx.note_traffic(&key, spi, out);
         let msg = req.msg;
         let method = msg.method().unwrap_or_default();
         if method == "CANCEL" {
-            return self.on_cancel(req, now, out);
+            return self.on_cancel(cx, req, now, out);
         }
         let max_forwards = match msg.max_forwards() {
             Ok(None) => 70,
             // RFC 3261 16.3 step 3.
-            Ok(Some(0)) => return self.respond(req, 483, "Too Many Hops", &[], now, out),
+            Ok(Some(0)) => return cx.shared.respond(req, 483, "Too Many Hops", &[], now, out),
             Ok(Some(n)) => n - 1,
-            Err(_) => return self.respond(req, 400, "Bad Max-Forwards", &[], now, out),
+            Err(_) => {
+                return cx
+                    .shared
+                    .respond(req, 400, "Bad Max-Forwards", &[], now, out)
+            }
         };
         let is_reg_event = msg.header(HeaderKind::Event).is_some_and(|e| {
             e.split(';')
@@ -192,14 +209,14 @@ impl Core {
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("reg"))
         });
         if method == "SUBSCRIBE" && is_reg_event {
-            return self.reg_subscribe(req, &key, now, out);
+            return self.reg_subscribe(cx, req, &key, now, out);
         }
-        let target = match self.target_of(msg, &key) {
+        let target = match self.target_of(cx, msg, &key) {
             Ok(t) => t,
-            Err((code, reason)) => return self.respond(req, code, reason, &[], now, out),
+            Err((code, reason)) => return cx.shared.respond(req, code, reason, &[], now, out),
         };
         let call_id = msg.call_id().unwrap_or_default().to_string();
-        let edit = self.prepare(msg, &key, &target, max_forwards);
+        let edit = self.prepare(cx, msg, &key, &target, max_forwards);
         let invite = method == "INVITE";
         let initial = target.initial && matches!(method, "INVITE" | "SUBSCRIBE");
         if initial {
@@ -214,15 +231,17 @@ impl Core {
         if invite {
             // RFC 3261 16.2 / 17.2.1: the INVITE is being forwarded; stop the caller's
             // retransmissions at once instead of after the transaction's 200 ms.
-            self.respond(req, 100, "Trying", &[], now, out);
+            cx.shared.respond(req, 100, "Trying", &[], now, out);
         }
-        let branch = self.branch();
+        let branch = cx.shared.branch();
         let (bytes, flow) = Self::with_our_via(&edit, &target, &branch);
-        if let Some(info) = self.txs.get_mut(&req.tx) {
+        if let Some(info) = cx.shared.txs.get_mut(&req.tx) {
             info.request = Some(msg.raw().to_vec());
         }
-        let Some(client) = self.send_request(bytes.clone(), flow, now, out) else {
-            return self.respond(req, 500, "Server Internal Error", &[], now, out);
+        let Some(client) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
+            return cx
+                .shared
+                .respond(req, 500, "Server Internal Error", &[], now, out);
         };
         self.forwarded.insert(
             client,
@@ -243,7 +262,7 @@ impl Core {
         );
         self.forwarded_by_server.insert(req.tx, client);
         if invite {
-            self.set_timer_c(client, Some(now + self.cfg.timer_c));
+            self.set_timer_c(cx, client, Some(now + cx.shared.cfg.timer_c));
         }
     }
 
@@ -255,19 +274,33 @@ impl Core {
     /// statelessly before; this P-CSCF forwards every INVITE statefully, so an unmatched
     /// CANCEL names an INVITE that never reached us or whose transaction is over, and there
     /// is no branch it could be forwarded to (the callee never saw that INVITE from us).
-    fn on_cancel(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
-        let Some(invite) = self.txl.invite_for_cancel(req.msg) else {
-            return self.respond(req, 481, "Call/Transaction Does Not Exist", &[], now, out);
+    fn on_cancel(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(invite) = cx.shared.txl.invite_for_cancel(req.msg) else {
+            return cx
+                .shared
+                .respond(req, 481, "Call/Transaction Does Not Exist", &[], now, out);
         };
-        self.respond(req, 200, "OK", &[], now, out);
+        cx.shared.respond(req, 200, "OK", &[], now, out);
         if let Some(&client) = self.forwarded_by_server.get(&invite) {
-            self.cancel_client(client, now, out);
+            self.cancel_client(cx, client, now, out);
         }
     }
 
     /// Sends CANCEL for client INVITE transaction `client` once it has a provisional
     /// response (RFC 3261 9.1: not before).
-    pub(crate) fn cancel_client(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn cancel_client(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(link) = self.forwarded.get_mut(&client) else {
             return;
         };
@@ -301,7 +334,7 @@ impl Core {
             Some(b.build())
         })();
         if let Some(cancel) = built {
-            self.send_request(cancel, flow, now, out);
+            cx.shared.send_request(cancel, flow, now, out);
         }
     }
 
@@ -309,6 +342,7 @@ impl Core {
     /// the dialog without a transaction (RFC 3261 16.11, 17.1.1.3).
     pub(crate) fn on_stray_request(
         &mut self,
+        cx: &mut Cx<'_>,
         msg: &Message<'_>,
         sip: &SipIn,
         _now: Instant,
@@ -317,28 +351,29 @@ impl Core {
         if msg.method() != Some("ACK") {
             return;
         }
-        let Some((key, spi)) = self.sender_of(sip.via_spi) else {
+        let Some((key, spi)) = self.sender_of(cx, sip.via_spi) else {
             return;
         };
-        self.note_traffic(&key, spi, out);
+        cx.note_traffic(&key, spi, out);
         let max_forwards = match msg.max_forwards() {
             Ok(None) => 70,
             Ok(Some(n)) if n > 0 => n - 1,
             _ => return,
         };
-        let Ok(target) = self.target_of(msg, &key) else {
+        let Ok(target) = self.target_of(cx, msg, &key) else {
             return;
         };
-        let edit = self.prepare(msg, &key, &target, max_forwards);
-        let branch = self.branch();
+        let edit = self.prepare(cx, msg, &key, &target, max_forwards);
+        let branch = cx.shared.branch();
         let (bytes, flow) = Self::with_our_via(&edit, &target, &branch);
-        Core::send_direct(out, flow, bytes, true);
+        Shared::send_direct(out, flow, bytes, true);
     }
 
     /// A response from a UE: into its client transaction (whose events relay it), or, for
     /// a retransmitted 2xx to an INVITE, straight back to the caller.
     pub(crate) fn on_response(
         &mut self,
+        cx: &mut Cx<'_>,
         msg: &Message<'_>,
         sip: &SipIn,
         now: Instant,
@@ -346,26 +381,26 @@ impl Core {
     ) {
         let key = sip
             .via_spi
-            .and_then(|s| self.registrar.key_of_spi(s))
+            .and_then(|s| cx.registrar.key_of_spi(s))
             .map(str::to_string);
         let Some(key) = key else {
-            self.stats.unprotected_responses += 1;
+            cx.shared.stats.unprotected_responses += 1;
             log::debug!("dropping unprotected response from {}", sip.flow.ue);
             return;
         };
         if let Some(spi) = sip.via_spi {
-            self.note_traffic(&key, spi, out);
+            cx.note_traffic(&key, spi, out);
         }
-        match self.txl.handle_message(msg, peer_of(sip.flow), now) {
-            Ok(Incoming::Response(_)) => self.flush(out),
-            Ok(_) => self.on_stray_response(msg, out),
-            Err(_) => self.stats.malformed_responses += 1,
+        match cx.shared.txl.handle_message(msg, peer_of(sip.flow), now) {
+            Ok(Incoming::Response(_)) => cx.shared.flush(out),
+            Ok(_) => self.on_stray_response(cx, msg, out),
+            Err(_) => cx.shared.stats.malformed_responses += 1,
         }
     }
 
     /// RFC 3261 16.7 / 17.1.1.2: 2xx retransmissions to an INVITE whose client transaction
     /// ended are relayed statelessly; anything else unmatched is dropped.
-    fn on_stray_response(&mut self, msg: &Message<'_>, out: &mut Vec<Action>) {
+    fn on_stray_response(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, out: &mut Vec<Action>) {
         let branch = msg.top_via().ok().and_then(|v| v.branch());
         let is_invite_2xx = msg.cseq().is_ok_and(|c| c.method == "INVITE")
             && msg.status_code().is_some_and(|c| (200..300).contains(&c));
@@ -373,40 +408,41 @@ impl Core {
             Some(&origin) if is_invite_2xx => {
                 let mut e = MessageEdit::new(msg);
                 e.pop_first_element("Via");
-                Core::send_direct(out, origin, e.to_bytes(), false);
+                Shared::send_direct(out, origin, e.to_bytes(), false);
             }
-            _ => self.stats.stray_responses += 1,
+            _ => cx.shared.stats.stray_responses += 1,
         }
     }
 
     /// A transaction event: relay responses, answer timeouts with 408, forget the ended.
     pub(crate) fn on_tx_event(
         &mut self,
+        cx: &mut Cx<'_>,
         id: TxId,
         ev: TxEvent,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         match ev {
-            TxEvent::Response(bytes) => self.relay_response(id, &bytes, now, out),
+            TxEvent::Response(bytes) => self.relay_response(cx, id, &bytes, now, out),
             TxEvent::Timeout => {
                 if let Some(f) = self.forwarded.get(&id) {
-                    self.stats.transaction_timeouts += 1;
+                    cx.shared.stats.transaction_timeouts += 1;
                     match f.own.clone() {
-                        Some(own) => self.own_failed(&own, now),
-                        None => self.relay_timeout(id, now, out),
+                        Some(own) => self.own_failed(cx, &own, now),
+                        None => self.relay_timeout(cx, id, now, out),
                     }
                 }
             }
-            TxEvent::Terminated => self.forget_tx(id),
+            TxEvent::Terminated => self.forget_tx(cx, id),
         }
     }
 
     /// Drops everything the core keeps about transaction `id`.
-    pub(crate) fn forget_tx(&mut self, id: TxId) {
-        self.txs.remove(&id);
+    pub(crate) fn forget_tx(&mut self, cx: &mut Cx<'_>, id: TxId) {
+        cx.shared.txs.remove(&id);
         if let Some(f) = self.forwarded.remove(&id) {
-            self.arm(TimerKey::TimerC(id), f.timer_c, None);
+            cx.shared.arm(TimerKey::TimerC(id), f.timer_c, None);
             if let Some(s) = f.server {
                 if self.forwarded_by_server.get(&s) == Some(&id) {
                     self.forwarded_by_server.remove(&s);
@@ -417,35 +453,48 @@ impl Core {
     }
 
     /// Moves Timer C of client transaction `client` to `at` (or stops it).
-    fn set_timer_c(&mut self, client: TxId, at: Option<Instant>) {
+    fn set_timer_c(&mut self, cx: &mut Cx<'_>, client: TxId, at: Option<Instant>) {
         let Some(f) = self.forwarded.get_mut(&client) else {
             return;
         };
         let previous = std::mem::replace(&mut f.timer_c, at);
-        self.arm(TimerKey::TimerC(client), previous, at);
+        cx.shared.arm(TimerKey::TimerC(client), previous, at);
     }
 
     /// RFC 3261 16.8: Timer C fired on a ringing branch: CANCEL it and answer the caller 408;
     /// if the branch is still there 64*T1 later, forget it.
-    pub(crate) fn on_timer_c(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn on_timer_c(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(f) = self.forwarded.get_mut(&client) else {
             return;
         };
         f.timer_c = None;
         if f.timer_c_fired {
-            self.txl.abandon(client);
-            return self.forget_tx(client);
+            cx.shared.txl.abandon(client);
+            return self.forget_tx(cx, client);
         }
         f.timer_c_fired = true;
-        self.stats.timer_c_expiries += 1;
-        self.cancel_client(client, now, out);
-        self.relay_timeout(client, now, out);
-        self.set_timer_c(client, Some(now + self.cfg.timers.t1x64()));
+        cx.shared.stats.timer_c_expiries += 1;
+        self.cancel_client(cx, client, now, out);
+        self.relay_timeout(cx, client, now, out);
+        self.set_timer_c(cx, client, Some(now + cx.shared.cfg.timers.t1x64()));
     }
 
     /// A response of client transaction `client` goes back through its server transaction
     /// without our Via (RFC 3261 16.7); 100 Trying stays here (16.7 step 5).
-    fn relay_response(&mut self, client: TxId, bytes: &[u8], now: Instant, out: &mut Vec<Action>) {
+    fn relay_response(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Ok(msg) = Message::parse(bytes) else {
             return;
         };
@@ -460,15 +509,15 @@ impl Core {
         if invite && code < 200 {
             link.provisional = true;
             if link.cancel_pending {
-                self.cancel_client(client, now, out);
+                self.cancel_client(cx, client, now, out);
             }
             // RFC 3261 16.7 step 2: a provisional response other than 100 resets Timer C.
             if code > 100 && !fired {
-                self.set_timer_c(client, Some(now + self.cfg.timer_c));
+                self.set_timer_c(cx, client, Some(now + cx.shared.cfg.timer_c));
             }
         }
         if invite && code >= 200 && !fired {
-            self.set_timer_c(client, None);
+            self.set_timer_c(cx, client, None);
         }
         // Only the initial request's answer makes or breaks the dialog record; a rejected
         // re-INVITE leaves the dialog as it was (RFC 3261 14.1).
@@ -477,7 +526,7 @@ impl Core {
                 if code >= 300 {
                     self.dialogs.remove(cid);
                 } else if let Some(local) = self.forwarded.get(&client).map(|f| f.flow.local) {
-                    let pcscf = self.cfg.pcscf_host.clone();
+                    let pcscf = cx.shared.cfg.pcscf_host.clone();
                     if let Some(d) = self.dialogs.get_mut(cid) {
                         d.confirm(&msg, |r| is_ours(r, &pcscf, local));
                     }
@@ -485,7 +534,7 @@ impl Core {
             }
         }
         if let (Some(own), true) = (&own, code >= 200) {
-            self.own_final(own, code, now);
+            self.own_final(cx, own, code, now);
         }
         let Some(server) = server else {
             return;
@@ -496,21 +545,27 @@ impl Core {
         let mut e = MessageEdit::new(&msg);
         e.pop_first_element("Via");
         if invite && (200..300).contains(&code) {
-            if let Some(origin) = self.txs.get(&server).map(|i| i.flow) {
+            if let Some(origin) = cx.shared.txs.get(&server).map(|i| i.flow) {
                 self.accepted.insert(branch.clone(), origin);
-                let until = now + self.cfg.timers.t1x64();
-                self.arm(TimerKey::Accepted(branch), None, Some(until));
+                let until = now + cx.shared.cfg.timers.t1x64();
+                cx.shared.arm(TimerKey::Accepted(branch), None, Some(until));
             }
         }
-        self.send_response(server, e.to_bytes(), now, out);
+        cx.shared.send_response(server, e.to_bytes(), now, out);
     }
 
     /// Timer B / F of a forwarded request: the caller gets 408 (RFC 3261 16.8).
-    fn relay_timeout(&mut self, client: TxId, now: Instant, out: &mut Vec<Action>) {
+    fn relay_timeout(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(server) = self.forwarded.get(&client).and_then(|f| f.server) else {
             return;
         };
-        let Some(request) = self.txs.get(&server).and_then(|i| i.request.clone()) else {
+        let Some(request) = cx.shared.txs.get(&server).and_then(|i| i.request.clone()) else {
             return;
         };
         let Ok(msg) = Message::parse(&request) else {
@@ -522,9 +577,9 @@ impl Core {
                 self.dialogs.remove(cid);
             }
         }
-        let tag = self.token(8);
+        let tag = cx.shared.token(8);
         if let Ok(b) = response_to(&msg, 408, "Request Timeout", Some(&tag)) {
-            self.send_response(server, b.build(), now, out);
+            cx.shared.send_response(server, b.build(), now, out);
         }
     }
 }

@@ -1,0 +1,201 @@
+//! What every part of the core uses: the configuration, the RFC 3261 17 transaction layer
+//! and the transport state of each transaction, the timer set, the random source for tags
+//! and branches, the SA table's SPI allocator, the counters and the commands held for SQN
+//! durability. The REGISTER procedure and the proxy reach it through [`Cx`](super::Cx).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_fastpath::sad::SpiAllocator;
+use rand::RngCore;
+
+use super::durability::Held;
+use super::{peer_of, Action, CoreConfig, CoreStats, Req, TimerKey, TxInfo};
+use crate::registrar::SaSetExt;
+use crate::sip::response_to;
+use crate::sip::transaction::{TransactionLayer, TxId};
+
+/// The core's shared machinery (see the module documentation).
+pub(crate) struct Shared {
+    pub cfg: CoreConfig,
+    pub spis: Arc<dyn SpiAllocator>,
+    pub rng: Box<dyn RngCore + Send>,
+    /// Every server and client transaction (RFC 3261 17).
+    pub txl: TransactionLayer,
+    /// Transport state of each live transaction.
+    pub txs: HashMap<TxId, TxInfo>,
+    /// Registration, keep-alive, Timer C and 2xx-relay deadlines, earliest first.
+    pub timers: BTreeSet<(Instant, TimerKey)>,
+    /// Makes every branch we create unique even with a poor random source.
+    pub branch_seq: u64,
+    pub stats: CoreStats,
+    /// Challenges (and what followed them) waiting for their SQN to be durable.
+    pub held: Held,
+}
+
+impl Shared {
+    /// The shared machinery of a new core.
+    pub fn new(cfg: CoreConfig, spis: Arc<dyn SpiAllocator>, rng: Box<dyn RngCore + Send>) -> Self {
+        let txl = TransactionLayer::new(cfg.timers);
+        Shared {
+            cfg,
+            spis,
+            rng,
+            txl,
+            txs: HashMap::new(),
+            timers: BTreeSet::new(),
+            branch_seq: 0,
+            stats: CoreStats::default(),
+            held: Held::default(),
+        }
+    }
+
+    /// Moves everything the transaction layer wants to send into `out`, in order; a 401
+    /// whose SQN is not durable yet (or its retransmission) is held instead.
+    pub(crate) fn flush(&mut self, out: &mut Vec<Action>) {
+        while let Some((id, t)) = self.txl.poll_transmit_with_id() {
+            let Some(info) = self.txs.get(&id) else {
+                log::warn!("transmit for unknown transaction {id:?} dropped");
+                continue;
+            };
+            let send = WorkerCommand::Send {
+                flow: info.flow,
+                bytes: t.bytes,
+                connect_if_absent: info.connect_if_absent,
+            };
+            match self.held.ticket_of(id) {
+                Some(ticket) => self.held.hold(ticket, send, true),
+                None => out.push(send),
+            }
+        }
+    }
+
+    /// Sends `response` through server transaction `tx`.
+    pub(crate) fn send_response(
+        &mut self,
+        tx: TxId,
+        response: Vec<u8>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let Err(e) = self.txl.send_response(tx, response, now) {
+            log::debug!("response on {tx:?} not sent: {e}");
+        }
+        self.flush(out);
+    }
+
+    /// Answers `req` with `code reason` plus `extra` headers (RFC 3261 8.2.6).
+    pub(crate) fn respond(
+        &mut self,
+        req: &Req<'_, '_>,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let tag = self.token(8);
+        let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
+            Ok(b) => b,
+            Err(e) => return log::debug!("cannot answer {code}: {e}"),
+        };
+        for (n, v) in extra {
+            b.push_header(n, v);
+        }
+        self.send_response(req.tx, b.build(), now, out);
+    }
+
+    /// Starts a client transaction for `request` on `flow` and sends it.
+    pub(crate) fn send_request(
+        &mut self,
+        request: Vec<u8>,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Option<TxId> {
+        let id = match self.txl.send_request(request, peer_of(flow), now) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("request to {} not sent: {e}", flow.ue);
+                return None;
+            }
+        };
+        self.txs.insert(
+            id,
+            TxInfo {
+                flow,
+                connect_if_absent: flow.proto == Proto::Tcp,
+                request: None,
+            },
+        );
+        self.flush(out);
+        Some(id)
+    }
+
+    /// Sends bytes outside any transaction (ACK for a 2xx, relayed 2xx retransmissions).
+    pub(crate) fn send_direct(out: &mut Vec<Action>, flow: Flow, bytes: Vec<u8>, connect: bool) {
+        out.push(WorkerCommand::Send {
+            flow,
+            bytes,
+            connect_if_absent: connect && flow.proto == Proto::Tcp,
+        });
+    }
+
+    /// Arms `key`'s timer at `at`, replacing `previous`.
+    pub(crate) fn arm(&mut self, key: TimerKey, previous: Option<Instant>, at: Option<Instant>) {
+        if previous == at {
+            return;
+        }
+        if let Some(p) = previous {
+            self.timers.remove(&(p, key.clone()));
+        }
+        if let Some(a) = at {
+            self.timers.insert((a, key));
+        }
+    }
+
+    /// Takes every timer due at `now`, earliest first.
+    pub(crate) fn due_timers(&mut self, now: Instant) -> Vec<(Instant, TimerKey)> {
+        let mut due = Vec::new();
+        while let Some(first) = self.timers.first() {
+            if first.0 > now {
+                break;
+            }
+            if let Some(t) = self.timers.pop_first() {
+                due.push(t);
+            }
+        }
+        due
+    }
+
+    /// A random lower-case hex token of `n` bytes (tags, branches).
+    pub(crate) fn token(&mut self, n: usize) -> String {
+        let mut b = vec![0u8; n];
+        self.rng.fill_bytes(&mut b);
+        hex::encode(b)
+    }
+
+    /// A new RFC 3261 branch (magic cookie, random part, per-core sequence number).
+    pub(crate) fn branch(&mut self) -> String {
+        self.branch_seq += 1;
+        format!("z9hG4bK{}{:x}", self.token(8), self.branch_seq)
+    }
+
+    /// Removes a set the registrar let go of: the worker command (after anything already
+    /// queued) and its inbound SPIs.
+    pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<Action>) {
+        out.push(set.remove_cmd());
+        self.release_spis(set);
+    }
+
+    /// Frees a set's inbound SPIs.
+    pub(crate) fn release_spis(&mut self, set: &SaSet) {
+        for spi in [set.spi_pc, set.spi_ps] {
+            if let Err(e) = self.spis.release(spi) {
+                log::warn!("releasing SPI {spi}: {e}");
+            }
+        }
+    }
+}
