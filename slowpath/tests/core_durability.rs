@@ -44,6 +44,15 @@ fn testbed(hss: Hss) -> Testbed {
     t
 }
 
+/// A persisting core with three UEs (port_uc from `base`) and their USIMs.
+fn three_ues(base: u16) -> (Testbed, Vec<Ue>, Vec<Usim>) {
+    let mut t = testbed(persisted_hss(SqnState::new()));
+    let ues = (0..3u8)
+        .map(|n| Ue::new(&mut t, n, base + 10 * u16::from(n)))
+        .collect();
+    (t, ues, (0..3).map(|_| set1_usim()).collect())
+}
+
 /// `ue`'s initial REGISTER as transaction `attempt`.
 fn register_text(ue: &Ue, attempt: u32) -> String {
     ue.initial_register()
@@ -102,11 +111,7 @@ fn challenge_durably(t: &mut Testbed, ue: &Ue, attempt: u32, disk: &mut String) 
 
 #[test]
 fn a_challenge_leaves_only_when_its_record_is_durable() {
-    let mut t = testbed(persisted_hss(SqnState::new()));
-    let ues: Vec<Ue> = (0..3)
-        .map(|n| Ue::new(&mut t, n, 6100 + 10 * n as u16))
-        .collect();
-    let mut usims: Vec<Usim> = (0..3).map(|_| set1_usim()).collect();
+    let (mut t, ues, mut usims) = three_ues(6100);
     let mut records = Vec::new();
     for ue in &ues {
         let out = t.sip(ue.unprotected_flow(), None, &register_text(ue, 1));
@@ -200,11 +205,7 @@ fn a_failed_write_drops_the_401_and_releases_the_rest() {
 #[test]
 fn restart_from_the_written_records_never_reuses_a_durable_sqn() {
     let mut disk = String::new();
-    let mut t = testbed(persisted_hss(SqnState::new()));
-    let ues: Vec<Ue> = (0..3)
-        .map(|n| Ue::new(&mut t, n, 6200 + 10 * n as u16))
-        .collect();
-    let mut usims: Vec<Usim> = (0..3).map(|_| set1_usim()).collect();
+    let (mut t, ues, mut usims) = three_ues(6200);
 
     // Durable and sent: UE 0 twice, UE 1 once; each USIM accepts its challenges.
     let mut sent = Vec::new();
