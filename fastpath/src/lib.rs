@@ -4,7 +4,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod esp;
-pub mod ipc;
+pub use akagate_proto::ipc;
 pub mod l2;
 pub mod reasm;
 pub mod sad;

@@ -7,7 +7,7 @@ mod reg_common;
 
 use std::path::{Path, PathBuf};
 
-use akagate_fastpath::ipc::WorkerCommand;
+use akagate_proto::ipc::WorkerCommand;
 use akagate_slowpath::aka::{AkaFailure, Usim};
 use akagate_slowpath::hss::{Hss, SubscriberRecord};
 use akagate_slowpath::{Core, CoreConfig};

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use super::transport::own_request;
 use super::{Forwarded, Own, RegEnd};
@@ -235,7 +235,7 @@ impl Core {
         &mut self,
         own: Own,
         bytes: Vec<u8>,
-        flow: akagate_fastpath::ipc::Flow,
+        flow: akagate_proto::ipc::Flow,
         branch: String,
         now: Instant,
         out: &mut Vec<Action>,

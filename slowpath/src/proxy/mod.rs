@@ -18,7 +18,7 @@ pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
 pub(crate) use transport::with_received;
 
-use akagate_fastpath::ipc::Flow;
+use akagate_proto::ipc::Flow;
 
 use crate::sip::transaction::TxId;
 

@@ -10,7 +10,7 @@ pub use view::{RegistrationView, SaSetState, SaSetView};
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use crate::aka::Res;
 use crate::secagree::SecMechanism;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, WorkerCommand};
 
 use super::{Active, Pending, Registration, SaSetExt, SetKind};
 use crate::aka::{
