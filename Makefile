@@ -46,7 +46,7 @@ test-package:
 ## deb: target/debian/akagate_*.deb with cargo-deb (cargo install cargo-deb --locked)
 deb:
 	$(CARGO) build --release -p akagate -p akagate-tools
-	$(CARGO) deb --no-build
+	$(CARGO) deb --no-build --strip
 
 # make install: PREFIX and DESTDIR are honoured; an existing config is never overwritten.
 PREFIX ?= /usr/local
@@ -68,7 +68,7 @@ install:
 	sed -e 's|/usr/bin/akagate|$(BINDIR)/akagate|' -e 's|/etc/akagate/|$(SYSCONFDIR)/akagate/|g' \
 	  -e 's|/usr/share/doc/akagate/|$(DOCDIR)/|g' packaging/akagate.service > $(DESTDIR)$(UNITDIR)/akagate.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/akagate.service
-	install -m 644 packaging/akagate.sysusers $(DESTDIR)$(SYSUSERSDIR)/akagate.conf
+	install -m 644 packaging/sysusers.d/akagate.conf $(DESTDIR)$(SYSUSERSDIR)/akagate.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/akagate/akagate.toml ] || \
 	  install -m 644 packaging/akagate.toml $(DESTDIR)$(SYSCONFDIR)/akagate/akagate.toml
 	install -m 644 README.md docs/CONFIG.md docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/
