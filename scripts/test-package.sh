@@ -36,6 +36,7 @@ done
 if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q ' installed$'; then
     skip "package $PKG is already installed on this machine; not touching it"
 fi
+[[ ! -e /run/akagate/akagate.sock ]] || skip "an akagate control socket exists in /run/akagate"
 
 WORK=$(mktemp -d)
 NS="akgpkg$$"
@@ -196,7 +197,7 @@ done
 [[ -n $stats ]] || fail "akactl stats got no answer in 20 s"
 grep -q '"uptime_s"' <<<"$stats" || fail "akactl stats answered without uptime_s: $stats"
 [[ $(stat -c %U /run/akagate/akagate.sock) == "$SVC_USER" ]] || fail "the socket is not $SVC_USER's"
-[[ $(ps -o user= -p "$DAEMON_PID") == "$SVC_USER" ]] || fail "the daemon does not run as $SVC_USER"
+[[ $(stat -c %U "/proc/$DAEMON_PID") == "$SVC_USER" ]] || fail "the daemon does not run as $SVC_USER"
 metrics=$(ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 &&
     printf "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n" >&3 && cat <&3') ||
     fail "no metrics endpoint"
