@@ -42,7 +42,7 @@ WORK=$(mktemp -d)
 NS="akgpkg$$"
 DAEMON_PID=
 USER_EXISTED=$(getent passwd akagate >/dev/null && echo yes || echo no)
-RUN_DIR_EXISTED=no
+RUN_DIR_EXISTED=$([[ -d /run/akagate ]] && echo yes || echo no)
 
 cleanup() {
     local rc=$?
@@ -114,7 +114,6 @@ dpkg-deb --info "$DEB" conffiles | grep -qx /etc/akagate/akagate.toml ||
 
 # --- install -------------------------------------------------------------------------------
 step "install"
-if [[ -d /run/akagate ]]; then RUN_DIR_EXISTED=yes; fi
 if command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$DEB" \
         >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; fail "apt-get install"; }
