@@ -63,6 +63,7 @@ def load(res, name):
 
 
 def esp_rows(res):
+    """Single-packet and multi-buffer ESP against OpenSSL, 64 and 1408 bytes."""
     esp, t = load(res, "esp")
     if not esp:
         return []
@@ -94,6 +95,7 @@ def best_af_packet_rx(io):
 
 
 def io_rows(res):
+    """DPDK net_af_packet against raw AF_PACKET; also returns the raw rates per size."""
     io, t = load(res, "io")
     if not io:
         return [], {}
@@ -110,6 +112,7 @@ def io_rows(res):
 
 
 def pktgen_rows(res, io_best):
+    """The fast path per worker core: ESP in against raw AF_PACKET, framed SIP against a goal."""
     pk, t = load(res, "pktgen")
     if not pk:
         return []
@@ -119,29 +122,30 @@ def pktgen_rows(res, io_best):
         out.append(row(SECTION_FAST, f"ESP in, {r['size']} B inner", r["mpps_per_core"], "Mpps",
                        t, base, "raw AF_PACKET rx" if base else "",
                        also=[(r["gbps_per_core"], "Gbps")]))
-    for r in pk["results"]:
-        out.append(goal_row(SECTION_FAST, f"protected SIP framed, {r['size']} B segments",
-                            r["sip_per_core_second"], "msg/s", t, "protected_sip"))
-    return out
+    return out + [goal_row(SECTION_FAST, f"protected SIP framed, {r['size']} B segments",
+                           r["sip_per_core_second"], "msg/s", t, "protected_sip")
+                  for r in pk["results"]]
+
+
+# e2e figures: (name, key in e2e.json, unit, goal).
+E2E_FIGURES = [
+    ("registrations", "registrations_per_second", "reg/s", "registrations"),
+    ("calls", "calls_per_second", "calls/s", "calls"),
+    ("protected SIP messages", "protected_sip_per_second", "msg/s", "protected_sip"),
+]
 
 
 def e2e_rows(res):
+    """akabench's rates per backend against the goals."""
     e2e, t = load(res, "e2e")
     if not e2e:
         return []
-    out = []
-    for r in e2e["results"]:
-        b = r["backend"]
-        out.append(goal_row(SECTION_E2E, f"registrations ({b})", r["registrations_per_second"],
-                            "reg/s", t, "registrations"))
-        out.append(goal_row(SECTION_E2E, f"calls ({b})", r["calls_per_second"], "calls/s", t,
-                            "calls"))
-        out.append(goal_row(SECTION_E2E, f"protected SIP messages ({b})",
-                            r["protected_sip_per_second"], "msg/s", t, "protected_sip"))
-    return out
+    return [goal_row(SECTION_E2E, f"{name} ({r['backend']})", r[key], unit, t, goal)
+            for r in e2e["results"] for name, key, unit, goal in E2E_FIGURES]
 
 
 def mem_rows(res):
+    """Heap per registered UE against a goal (lower is better)."""
     mem, t = load(res, "mem")
     if not mem:
         return []
@@ -158,6 +162,7 @@ def num(v):
 
 
 def main():
+    """Prints the table and writes RESULTS/summary.json."""
     res = sys.argv[1]
     io, io_best = io_rows(res)
     rows = esp_rows(res) + io + pktgen_rows(res, io_best) + e2e_rows(res) + mem_rows(res)
