@@ -76,20 +76,24 @@ class Svg:
         self.background = []   # drawn first, under the grid
 
     def text(self, x, y, s, size=FONT, anchor="start", fill="black", weight="normal"):
+        """`s` at (x, y) (the baseline), escaped."""
         self.items.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" '
                           f'text-anchor="{anchor}" fill="{fill}" font-weight="{weight}">'
                           f"{escape(s)}</text>")
 
-    def line(self, x1, y1, x2, y2, stroke="#ccc", width=1, dash=None):
-        d = f' stroke-dasharray="{dash}"' if dash else ""
+    def line(self, x1, y1, x2, y2, stroke="#ccc", width=1):
+        """A straight line."""
         self.items.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                          f'stroke="{stroke}" stroke-width="{width}"{d}/>')
+                          f'stroke="{stroke}" stroke-width="{width}"/>')
 
     def rect(self, x, y, w, h, fill, background=False):
-        (self.background if background else self.items).append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 1):.1f}" '
-                          f'height="{h:.1f}" fill="{fill}"/>')
+        """A filled rectangle at least 1 px wide; `background` ones go under everything."""
+        layer = self.background if background else self.items
+        layer.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 1):.1f}" '
+                     f'height="{h:.1f}" fill="{fill}"/>')
 
     def render(self, height):
+        """The whole document, `height` pixels tall."""
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
                 f'viewBox="0 0 {WIDTH} {height:.0f}" font-family="sans-serif">')
         return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>',

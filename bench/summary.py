@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from chart import num
+
 # Goals for the figures that have no baseline in the same run. They are sizing targets, not
 # measurements: change them here and the table, summary.json and the chart follow.
 REG_GOAL = 100_000 / 60
@@ -154,11 +156,6 @@ def mem_rows(res):
                      also=[(r["fixed_bytes_per_ue_slot"] / 1024, "KiB/slot preallocated")],
                      lower_is_better=True)
             for r in mem["results"]]
-
-
-def num(v):
-    """A figure with three significant digits and thousands separators."""
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def main():
