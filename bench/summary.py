@@ -27,8 +27,8 @@ GOALS = {
     "calls": (CALL_GOAL, "goal: 3.6 M busy-hour call attempts"),
     "protected_sip": (2 * REG_GOAL + 12 * CALL_GOAL,
                       "goal: the SIP of the registration and call goals"),
-    "framed_per_core": (500_000.0, "goal: 500k protected SIP messages per worker core-second (issue 11)"),
-    "memory_per_ue_kib": (16.0, "goal: 1 M registered UEs in 16 GiB (issue 10)"),
+    "framed_per_core": (500_000.0, "goal of issue 11"),
+    "memory_per_ue_kib": (16.0, "goal: 1 M UEs in 16 GiB"),
 }
 
 SECTION_ESP = "ESP crypto, one core (criterion vs openssl speed)"
