@@ -29,6 +29,7 @@ build:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(DPDK_FEATURE) -- -D warnings
+	python3 scripts/module-graph.py
 
 ## test: lint, then the whole test suite (network-namespace tests need root)
 test: deps lint
@@ -92,17 +93,16 @@ bench: deps
 demo: deps
 	./scripts/demo.sh
 
-## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs nightly + cargo-fuzz
+## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs cargo-fuzz (runs on stable with RUSTC_BOOTSTRAP=1)
 FUZZ_SECONDS ?= 20
 fuzz-smoke:
-	@if ! $(CARGO) +nightly --version >/dev/null 2>&1 || ! $(CARGO) +nightly fuzz --version >/dev/null 2>&1; then \
-	  echo "make fuzz-smoke: needs a nightly toolchain and cargo-fuzz:"; \
-	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz"; \
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+	  echo "make fuzz-smoke: needs cargo-fuzz: cargo install cargo-fuzz --locked"; \
 	  exit 1; \
 	fi
-	@mkdir -p fuzz/target; for t in $$($(CARGO) +nightly fuzz list); do \
+	@mkdir -p fuzz/target; for t in $$($(CARGO) fuzz list); do \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  if ! $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  if ! RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	      > fuzz/target/smoke-$$t.log 2>&1; then \
 	    tail -n 40 fuzz/target/smoke-$$t.log; echo "fuzz $$t FAILED (reproducer in fuzz/artifacts/$$t)"; exit 1; \
 	  fi; \
