@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::query::{RegistrationInfo, SaKeyRecord, SaSetInfo};
-use crate::daemon::{core_counters, queue_counters, Sample, Stats};
+use crate::stats::{CounterDesc, Section, Stats};
 
 /// Longest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 4096;
@@ -82,55 +82,46 @@ pub fn ok(cmd: Command, body: Value) -> Value {
     Value::Object(m)
 }
 
-/// Samples as one JSON object, `name: value`.
-fn object(samples: impl IntoIterator<Item = Sample>) -> Value {
+/// `(descriptor, value)` pairs as one JSON object, `name: value`.
+fn object(values: Vec<(&'static CounterDesc, u64)>) -> Value {
     Value::Object(
-        samples
+        values
             .into_iter()
-            .map(|c| (c.name.to_string(), Value::from(c.value)))
+            .map(|(d, v)| (d.name.to_string(), Value::from(v)))
             .collect(),
     )
 }
 
-/// The [`Stats`] snapshot: uptime, per-worker counters and queue counters, drop totals by
-/// reason, the slowpath's counters and gauges, the core's SIP counters (`sip`) and the SA
-/// table's occupancy.
+/// The [`Stats`] snapshot: uptime, per worker its [`Section::Port`] (`queue`) and
+/// [`Section::Worker`] (`counters`) values, drop totals by reason, then the daemon-wide
+/// sections (`slowpath`, `sip`, `sa_table`); every name from the counter descriptors.
 pub fn stats(s: &Stats) -> Value {
+    let mut answer = Map::new();
+    answer.insert("uptime_s".into(), Value::from(s.uptime.as_secs_f64()));
     let workers: Vec<Value> = s
         .workers
         .iter()
         .map(|w| {
-            let counters: Map<String, Value> = w
-                .counters
-                .iter()
-                .map(|&(n, v)| (n.to_string(), Value::from(v)))
-                .collect();
-            json!({
-                "id": w.id,
-                "core": w.core,
-                "queue": object(queue_counters(&w.queue)),
-                "counters": counters,
-            })
+            let mut m = Map::new();
+            m.insert("id".into(), Value::from(w.id));
+            m.insert("core".into(), w.core.map_or(Value::Null, Value::from));
+            for section in Section::ALL.into_iter().filter(|s| s.per_worker()) {
+                m.insert(section.json().into(), object(w.section(section)));
+            }
+            Value::Object(m)
         })
         .collect();
+    answer.insert("workers".into(), Value::Array(workers));
     let drops: Map<String, Value> = s
         .drops()
         .into_iter()
         .map(|(n, v)| (n.to_string(), Value::from(v)))
         .collect();
-    let sp = &s.slowpath;
-    json!({
-        "uptime_s": s.uptime.as_secs_f64(),
-        "workers": workers,
-        "drops": drops,
-        "slowpath": object(sp.counters().into_iter().chain(sp.gauges())),
-        "sip": object(core_counters(&s.core)),
-        "sa_table": {
-            "installed": s.sa_installed,
-            "allocated": s.sa_allocated,
-            "capacity": s.sa_capacity,
-        },
-    })
+    answer.insert("drops".into(), Value::Object(drops));
+    for section in Section::ALL.into_iter().filter(|s| !s.per_worker()) {
+        answer.insert(section.json().into(), object(s.section(section)));
+    }
+    Value::Object(answer)
 }
 
 /// The SA sets (no keys).
@@ -253,7 +244,7 @@ mod tests {
         let s = Stats {
             uptime: std::time::Duration::from_secs(1),
             workers: Vec::new(),
-            slowpath: crate::daemon::SlowpathStats {
+            slowpath: crate::stats::SlowpathStats {
                 challenges_withheld: 3,
                 sqn_commits: 5,
                 sip_transport_refused: 7,

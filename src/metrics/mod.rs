@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::control::StatsFn;
+use crate::stats::StatsFn;
 pub use exposition::render;
 
 /// Scrapes served at once; more get 503 and are closed.
