@@ -225,45 +225,58 @@ mod tests {
 
     #[test]
     fn names_keep_their_published_form() {
-        let d = |s: Section, n: &str| {
-            let d = s.descs().into_iter().find(|d| d.name == n).unwrap();
-            s.series(d)
-        };
-        let plain = |f: &str| Series {
-            family: f.into(),
-            reason: None,
-        };
-        assert_eq!(
-            d(Section::Port, "rx_packets"),
-            plain("akagate_port_rx_packets_total")
-        );
-        assert_eq!(
-            d(Section::Worker, "esp_in"),
-            plain("akagate_worker_esp_in_total")
-        );
-        assert_eq!(
-            d(Section::Worker, "drop_esp_invalid"),
-            Series {
-                family: "akagate_worker_drops_total".into(),
-                reason: Some("esp_invalid"),
-            }
-        );
-        assert_eq!(
-            d(Section::Slowpath, "events"),
-            plain("akagate_slowpath_events_total")
-        );
-        assert_eq!(
-            d(Section::Slowpath, "registrations"),
-            plain("akagate_registrations")
-        );
-        assert_eq!(
-            d(Section::Sip, "stray_responses"),
-            plain("akagate_sip_stray_responses_total")
-        );
-        assert_eq!(
-            d(Section::SaTable, "capacity"),
-            plain("akagate_sa_table_capacity")
-        );
+        for (section, name, family, reason) in [
+            (
+                Section::Port,
+                "rx_packets",
+                "akagate_port_rx_packets_total",
+                None,
+            ),
+            (
+                Section::Worker,
+                "esp_in",
+                "akagate_worker_esp_in_total",
+                None,
+            ),
+            (
+                Section::Worker,
+                "drop_esp_invalid",
+                "akagate_worker_drops_total",
+                Some("esp_invalid"),
+            ),
+            (
+                Section::Slowpath,
+                "events",
+                "akagate_slowpath_events_total",
+                None,
+            ),
+            (
+                Section::Slowpath,
+                "registrations",
+                "akagate_registrations",
+                None,
+            ),
+            (
+                Section::Sip,
+                "stray_responses",
+                "akagate_sip_stray_responses_total",
+                None,
+            ),
+            (
+                Section::SaTable,
+                "capacity",
+                "akagate_sa_table_capacity",
+                None,
+            ),
+        ] {
+            let d = section.descs().into_iter().find(|d| d.name == name);
+            let d = d.unwrap_or_else(|| panic!("{section:?} has no {name}"));
+            let want = Series {
+                family: family.into(),
+                reason,
+            };
+            assert_eq!(section.series(d), want, "{section:?} {name}");
+        }
     }
 
     /// docs/OPERATIONS.md's counter table is [`markdown`]; `AKAGATE_UPDATE_DOCS=1` rewrites it.
