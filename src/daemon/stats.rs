@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-pub(super) use akagate_fastpath::counters::inc;
 use akagate_fastpath::worker::{InboundTable, WorkerCounters};
+pub(super) use akagate_proto::counters::inc;
 use akagate_sys::QueueCounters;
 
 pub(super) use crate::stats::SlowpathCounters;

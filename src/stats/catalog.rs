@@ -2,8 +2,8 @@
 //! counter, the few values that are not in a counter struct (uptime, SA table, UE stacks), and
 //! the counter table of docs/OPERATIONS.md generated from all of it.
 
-use akagate_fastpath::counters::{CounterDesc, CounterKind, CounterTable};
 use akagate_fastpath::worker::WorkerCounterValues;
+use akagate_proto::counters::{CounterDesc, CounterKind, CounterTable};
 use akagate_sys::QueueStats;
 
 use super::slowpath::{SlowpathStats, CORE};
@@ -15,7 +15,7 @@ pub const PREFIX: &str = "akagate";
 pub const DROP_PREFIX: &str = "drop_";
 
 /// Every counter of a port queue ([`QueueStats`]).
-pub const QUEUE: CounterTable<QueueStats> = akagate_fastpath::counter_table!(QueueStats {
+pub const QUEUE: CounterTable<QueueStats> = akagate_proto::counter_table!(QueueStats {
     /// Frames received by the port queue.
     rx_packets: Counter,
     /// Bytes received by the port queue.

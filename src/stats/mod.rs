@@ -10,8 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use akagate_fastpath::counters::{CounterDesc, CounterKind, CounterTable};
 pub use akagate_fastpath::worker::WorkerCounterValues;
+pub use akagate_proto::counters::{CounterDesc, CounterKind, CounterTable};
 use akagate_slowpath::CoreStats;
 use akagate_sys::QueueStats;
 pub use catalog::Section;

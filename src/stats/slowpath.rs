@@ -3,10 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use akagate_fastpath::counters::CounterTable;
+use akagate_proto::counters::CounterTable;
 use akagate_slowpath::CoreStats;
 
-akagate_fastpath::counters! {
+akagate_proto::counters! {
     /// The slowpath's counters, written by the slowpath thread alone.
     pub struct SlowpathCounters {
         /// The core's counters, copied by the slowpath thread after every batch.
@@ -49,7 +49,7 @@ akagate_fastpath::counters! {
 
 /// Every counter of the slowpath core ([`CoreStats`]): SIP messages dropped or absorbed,
 /// transaction timeouts, keep-alives, released dialogs.
-pub const CORE: CounterTable<CoreStats> = akagate_fastpath::counter_table!(CoreStats {
+pub const CORE: CounterTable<CoreStats> = akagate_proto::counter_table!(CoreStats {
     /// Requests that failed parsing or validation (answered 400/416/505 when possible).
     malformed_requests: Counter,
     /// Malformed requests too broken to answer.
@@ -135,7 +135,7 @@ mod tests {
     fn slowpath_gauges_are_the_levels() {
         let gauges: Vec<&str> = SlowpathStats::TABLE
             .descs()
-            .filter(|d| d.kind == akagate_fastpath::counters::CounterKind::Gauge)
+            .filter(|d| d.kind == akagate_proto::counters::CounterKind::Gauge)
             .map(|d| d.name)
             .collect();
         assert_eq!(

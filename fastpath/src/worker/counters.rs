@@ -4,7 +4,7 @@
 
 pub use crate::counters::{add, inc};
 
-crate::counters! {
+akagate_proto::counters! {
     /// Counters of one worker; every dropped packet or message increments exactly one
     /// `drop_*` field.
     pub struct WorkerCounters => /// A snapshot of [`WorkerCounters`].
