@@ -275,6 +275,45 @@ mod tests {
     }
 
     #[test]
+    fn workers_carry_every_descriptor_by_name_and_drops_are_summed() {
+        use crate::stats::tests::worker;
+        use crate::stats::WorkerCounterValues;
+        let s = Stats {
+            uptime: std::time::Duration::from_millis(1500),
+            workers: vec![
+                worker(0, &[("drop_no_ue", 2)]),
+                worker(1, &[("drop_no_ue", 1)]),
+            ],
+            slowpath: Default::default(),
+            core: Default::default(),
+            sa_installed: 1,
+            sa_allocated: 2,
+            sa_capacity: 8,
+        };
+        let v = stats(&s);
+        assert_eq!(v["uptime_s"], 1.5);
+        let w = &v["workers"][1];
+        assert_eq!((w["id"].as_u64(), w["core"].is_null()), (Some(1), true));
+        let counters = w["counters"].as_object().unwrap();
+        let names: Vec<&str> = WorkerCounterValues::TABLE.descs().map(|d| d.name).collect();
+        let mut want = names.clone();
+        want.sort_unstable();
+        assert_eq!(
+            counters.keys().map(String::as_str).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(w["counters"]["esp_in"], 2);
+        assert_eq!(w["counters"]["drop_no_ue"], 1);
+        assert_eq!(w["queue"]["rx_packets"], 10);
+        assert_eq!(w["queue"].as_object().unwrap().len(), 9);
+        assert_eq!(v["drops"], serde_json::json!({"drop_no_ue": 3}));
+        assert_eq!(
+            v["sa_table"],
+            serde_json::json!({"installed": 1, "allocated": 2, "capacity": 8})
+        );
+    }
+
+    #[test]
     fn answers_carry_ok_and_the_command_name() {
         assert_eq!(
             ok(Command::Sas, Value::Array(vec![])).to_string(),

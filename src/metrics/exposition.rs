@@ -102,7 +102,7 @@ fn per_worker(e: &mut Exposition, s: &Stats, ids: &[String], section: Section) {
         }
     }
     if section == Section::Worker {
-        let name = family_name("worker_", UE_STACKS.name, UE_STACKS.kind);
+        let name = section.series(&UE_STACKS).family;
         e.family(&name, UE_STACKS.kind, UE_STACKS.help);
         for (w, id) in s.workers.iter().zip(ids) {
             e.sample(&name, &[("worker", id)], w.ue_stacks());

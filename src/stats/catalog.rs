@@ -212,7 +212,7 @@ pub fn markdown() -> String {
             row(&json, &format!("{}{labels}", s.family), d);
         }
         if section == Section::Worker {
-            let series = family_name("worker_", UE_STACKS.name, UE_STACKS.kind) + "{worker}";
+            let series = section.series(&UE_STACKS).family + "{worker}";
             row("(`ues` − `ues_freed`)", &series, &UE_STACKS);
         }
     }
