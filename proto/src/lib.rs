@@ -6,7 +6,7 @@
 //! issued ([`spi::SpiAllocator`]), the one [`Transport`] enum, and the SIP header-line
 //! scanner ([`sipscan`]) that the fast path's stream framer and the slowpath's parser share,
 //! so the two cannot disagree on where a message ends; and the counter descriptors
-//! ([`counters`]) both sides' statistics are declared with, so every counter's name, help text
+//! ([`counters`](mod@counters)) both sides' statistics are declared with, so every counter's name, help text
 //! and kind are written once. It depends on no other akagate crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
