@@ -38,8 +38,12 @@ fn stats_sas_and_registrations_describe_a_registered_ue() {
     assert_eq!(s["sa_table"]["capacity"], 1024);
     assert_eq!(s["sa_table"]["installed"], snapshot.sa_installed);
     // Every worker counter of the snapshot is there by name.
-    for (name, _) in &snapshot.workers[0].counters {
-        assert!(s["workers"][0]["counters"].get(*name).is_some(), "{name}");
+    for (d, _) in snapshot.workers[0].counters.iter() {
+        assert!(
+            s["workers"][0]["counters"].get(d.name).is_some(),
+            "{}",
+            d.name
+        );
     }
     assert!(s["workers"][0]["counters"]["esp_in"].as_u64().unwrap() >= 1);
     assert!(s["workers"][0]["counters"]["esp_out"].as_u64().unwrap() >= 1);

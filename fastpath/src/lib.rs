@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub use akagate_proto::counters;
 pub mod esp;
 pub use akagate_proto::ipc;
 pub mod l2;

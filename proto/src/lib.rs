@@ -5,10 +5,13 @@
 //! [`ipc::SaSet`] descriptor and its negotiated [`suite::Suite`]), how inbound SPIs are
 //! issued ([`spi::SpiAllocator`]), the one [`Transport`] enum, and the SIP header-line
 //! scanner ([`sipscan`]) that the fast path's stream framer and the slowpath's parser share,
-//! so the two cannot disagree on where a message ends. It depends on no other akagate crate.
+//! so the two cannot disagree on where a message ends; and the counter descriptors
+//! ([`counters`](mod@counters)) both sides' statistics are declared with, so every counter's name, help text
+//! and kind are written once. It depends on no other akagate crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod counters;
 pub mod ipc;
 pub mod sipscan;
 pub mod spi;
