@@ -25,8 +25,8 @@ use smoltcp::wire::{
 };
 use support::{
     arp, encapsulate, eth_frame, sa_set, send_frame, suite, udp_v4, ue_sas, worker_config,
-    worker_on_pair, PairSizes, WorkerOnPair, PCSCF_MAC, PCSCF_V4, PORT_PC, PORT_PS, PORT_UC,
-    PORT_US, SPI_UC, SPI_US, UE_MAC, UE_V4,
+    worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PORT_PC, PORT_PS, PORT_UC, PORT_US, SPI_UC,
+    SPI_US, UE_MAC, UE_V4,
 };
 
 const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
@@ -157,21 +157,14 @@ impl Bed {
             IpAddr::V4(a) => (vec![Ipv4Cidr::new(a, 24)], vec![]),
             IpAddr::V6(a) => (vec![], vec![Ipv6Cidr::new(a, 64)]),
         };
-        let WorkerOnPair {
-            worker,
-            ue: uq,
-            table,
-            events,
-            cmds,
-            now,
-        } = worker_on_pair(
+        let w = worker_on_pair(
             worker_config(0, PCSCF_MAC, ipv4, ipv6),
             &PairSizes::default(),
         );
-        let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, now).unwrap();
+        let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, w.now).unwrap();
         stack.listen(PORT_US, true, true);
         let ue = UeSim {
-            q: uq,
+            q: w.ue,
             stack,
             events: vec![],
             out: HashMap::new(),
@@ -184,12 +177,12 @@ impl Bed {
         Bed {
             ue_ip,
             pcscf_ip,
-            worker,
+            worker: w.worker,
             ue,
-            table,
-            events,
-            cmds,
-            now,
+            table: w.table,
+            events: w.events,
+            cmds: w.cmds,
+            now: w.now,
         }
     }
 
@@ -199,6 +192,11 @@ impl Bed {
             self.worker.run_once(self.now);
             self.now += Duration::from_millis(5);
         }
+    }
+
+    /// The UE's stack sends `bytes` on `flow` (connecting first if asked).
+    fn ue_send(&mut self, flow: Flow, bytes: &[u8], connect: bool) {
+        self.ue.stack.send(flow, bytes, connect).unwrap();
     }
 
     /// The slowpath sends `bytes` on `flow` (opening a TCP connection if asked).
@@ -301,9 +299,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
     assert_eq!(t.count("arp_replies"), 1);
 
     // 1. Initial REGISTER in clear to 5060.
-    t.ue.stack
-        .send(ue_flow(40000, 5060), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40000, 5060), REGISTER, true);
     t.pump(10);
     let got = sips(&t.events());
     assert_eq!(
@@ -315,9 +311,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
     // 2. SAs installed; protected REGISTER from port_uc to port_ps through spi_ps.
     let (spi_pc, spi_ps) = t.install();
     let reg2 = msg("REGISTER sip:ims.example SIP/2.0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &reg2, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &reg2, true);
     t.pump(10);
     let got = sips(&t.events());
     assert_eq!(
@@ -346,9 +340,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
     assert!(t.ue.spis_seen.contains(&SPI_US));
     // The UE answers through spi_pc.
     let ringing = msg("SIP/2.0 180 Ringing");
-    t.ue.stack
-        .send(ue_flow(PORT_US, PORT_PC), &ringing, false)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_US, PORT_PC), &ringing, false);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
@@ -369,18 +361,14 @@ fn register_in_clear_then_four_sas_end_to_end() {
 fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
     let mut t = Bed::new();
     t.arp();
-    t.ue.stack
-        .send(ue_flow(40000, 5060), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40000, 5060), REGISTER, true);
     t.pump(10);
     let (_spi_pc, _spi_ps) = t.install();
     let _ = t.events();
 
     // Clear TCP to port_ps.
     t.ue.force_clear = true;
-    t.ue.stack
-        .send(ue_flow(40001, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40001, PORT_PS), REGISTER, true);
     t.pump(4);
     assert!(t.count("drop_clear_to_protected") >= 1);
     assert!(sips(&t.events()).is_empty());
@@ -388,9 +376,7 @@ fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
 
     // uc -> ps traffic through the SA of spi_pc: decrypts, but the selectors do not match.
     t.ue.force_sa = Some((PORT_US, PORT_PC));
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(4);
     assert!(t.count("drop_esp_selector") >= 1);
     assert!(sips(&t.events()).is_empty());
@@ -456,9 +442,7 @@ fn sa_removal_and_idle_ue_is_freed() {
     let mut t = Bed::new();
     t.arp();
     let (spi_pc, spi_ps) = t.install();
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(10);
     assert_eq!(sips(&t.events()).len(), 1);
     t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
@@ -479,9 +463,7 @@ fn sa_removal_and_idle_ue_is_freed() {
     assert!(t.table.lookup(spi_ps, &g).is_none());
     drop(g);
     // Late ESP for the removed SA is counted as unknown.
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(2);
     assert!(t.count("drop_esp_unknown_spi") >= 1);
 }
@@ -496,9 +478,7 @@ fn idle_stacks_are_not_polled() {
     let mut t = Bed::new();
     t.arp();
     t.install();
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(40);
     assert_eq!(sips(&t.events()).len(), 1);
     // The connection is established and quiet: no deadline, so no polls.
@@ -623,16 +603,14 @@ fn ipv6_neighbor_discovery_register_and_esp() {
         local_port: ue_port,
         proto: Proto::Tcp,
     };
-    t.ue.stack.send(uflow(40000, 5060), REGISTER, true).unwrap();
+    t.ue_send(uflow(40000, 5060), REGISTER, true);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
         vec![(flow(40000, 5060), None, REGISTER.to_vec())]
     );
     let (_, spi_ps) = t.install();
-    t.ue.stack
-        .send(uflow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(uflow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
@@ -654,6 +632,20 @@ fn release(t: &Bed, spi_pc: u32, spi_ps: u32) {
     t.table.release(spi_ps).unwrap();
 }
 
+/// A bed whose UE, with its SA set installed, sent a de-REGISTER (Expires: 0) over its
+/// protected connection port_uc -> port_ps, which reached the slowpath; returns it with the
+/// set's (spi_pc, spi_ps).
+fn de_registered_over_tcp() -> (Bed, u32, u32) {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &dereg, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    (t, spi_pc, spi_ps)
+}
+
 fn esp_count(t: &Bed, spi: u32) -> usize {
     t.ue.spis_seen.iter().filter(|&&s| s == spi).count()
 }
@@ -665,15 +657,7 @@ fn esp_count(t: &Bed, spi: u32) -> usize {
 /// discarded without a segment; nothing leaves through the set afterwards.
 #[test]
 fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_takes_the_ack() {
-    let mut t = Bed::new();
-    t.arp();
-    let (spi_pc, spi_ps) = t.install();
-    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
-        .unwrap();
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let (mut t, spi_pc, spi_ps) = de_registered_over_tcp();
     let before = esp_count(&t, SPI_UC);
 
     release(&t, spi_pc, spi_ps);
@@ -701,13 +685,11 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_take
     let frames = t.ue.spis_seen.len() + t.ue.clear_seen.len();
 
     // The set is gone: its inbound SA with it, and nothing can be sent on its flow.
-    t.ue.stack
-        .send(
-            ue_flow(PORT_UC, PORT_PS),
-            &msg("OPTIONS sip:x SIP/2.0"),
-            false,
-        )
-        .unwrap();
+    t.ue_send(
+        ue_flow(PORT_UC, PORT_PS),
+        &msg("OPTIONS sip:x SIP/2.0"),
+        false,
+    );
     t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), msg("SIP/2.0 200 OK"), false);
     t.pump(400);
     assert!(t.count("drop_esp_unknown_spi") >= 1, "late ESP is unknown");
@@ -726,15 +708,7 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_take
 /// or RST without an SA: `drop_egress_no_sa` stays 0) and the stack is freed.
 #[test]
 fn a_drain_that_times_out_discards_its_tcp_connection_silently() {
-    let mut t = Bed::new();
-    t.arp();
-    let (spi_pc, spi_ps) = t.install();
-    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
-        .unwrap();
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let (mut t, spi_pc, spi_ps) = de_registered_over_tcp();
     // The UE forgets everything at once (its SAs and its connection, silently).
     let mut ev = Vec::new();
     assert_eq!(t.ue.stack.discard_flows(PORT_UC, PORT_PS, &mut ev), 1);
@@ -779,9 +753,7 @@ fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_on
         ..f
     };
     let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(udp(ue_flow(PORT_UC, PORT_PS)), &dereg, false)
-        .unwrap();
+    t.ue_send(udp(ue_flow(PORT_UC, PORT_PS)), &dereg, false);
     t.pump(4);
     assert_eq!(sips(&t.events()).len(), 1);
 

@@ -25,8 +25,8 @@ use crossbeam_channel::{Receiver, Sender};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{ArpOperation, EthernetAddress, EthernetProtocol, Ipv4Cidr};
 use support::{
-    arp, eth_frame, sa_set, send_frame, suite, worker_config, worker_on_pair, PairSizes,
-    WorkerOnPair, PCSCF_MAC, PCSCF_V4, PORT_PS, PORT_UC, SPI_UC, UE_MAC, UE_V4,
+    arp, eth_frame, sa_set, send_frame, suite, worker_config, worker_on_pair, PairSizes, PCSCF_MAC,
+    PCSCF_V4, PORT_PS, PORT_UC, SPI_UC, UE_MAC, UE_V4,
 };
 
 struct Counting;
@@ -103,22 +103,16 @@ struct Bed {
 
 impl Bed {
     fn new() -> (Bed, u32) {
-        let WorkerOnPair {
-            mut worker,
-            ue: q,
-            table,
-            events,
-            cmds,
-            now,
-        } = worker_on_pair(
+        let w = worker_on_pair(
             worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]),
             &PairSizes {
                 events: 1024,
                 ..PairSizes::default()
             },
         );
-        let spi_pc = table.allocate().unwrap();
-        let spi_ps = table.allocate().unwrap();
+        let (mut worker, now) = (w.worker, w.now);
+        let spi_pc = w.table.allocate().unwrap();
+        let spi_ps = w.table.allocate().unwrap();
         let set = sa_set(UE_V4.into(), PCSCF_V4.into(), suite(), spi_pc, spi_ps);
         worker.command(WorkerCommand::InstallSaSet(Box::new(set)), now);
         // The UE's send ring holds a whole number of OPTIONS, so it never splits one over two
@@ -131,13 +125,13 @@ impl Bed {
         let s = suite();
         let mut bed = Bed {
             worker,
-            q,
+            q: w.ue,
             ue,
             ue_events: Vec::new(),
             out_ps: OutboundSa::new(spi_ps, &s).unwrap(),
             in_uc: InboundSa::new(SPI_UC, &s).unwrap(),
-            events,
-            _cmds: cmds,
+            events: w.events,
+            _cmds: w.cmds,
             now,
             sip: 0,
         };

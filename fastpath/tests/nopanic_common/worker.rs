@@ -27,8 +27,7 @@ use crate::esp::{ip_header, suites};
 use crate::input::{put_chunk, Input};
 use crate::support::{
     arp, encapsulate, eth_frame, sa_set, ue_sas, worker_config, worker_on_pair, PairSizes,
-    WorkerOnPair, PCSCF_MAC, PCSCF_V4, PCSCF_V6, PORT_PC, PORT_PS, PORT_UC, SIP_PORT, UE_MAC,
-    UE_V4, UE_V6,
+    PCSCF_MAC, PCSCF_V4, PCSCF_V6, PORT_PC, PORT_PS, PORT_UC, SIP_PORT, UE_MAC, UE_V4, UE_V6,
 };
 
 /// How far one input got.
@@ -127,35 +126,29 @@ impl Bed {
         };
         // The command sender is dropped once the SA set is queued, as the slowpath never
         // speaks again in this harness.
-        let WorkerOnPair {
-            worker,
-            ue,
-            table,
-            events,
-            cmds,
-            now,
-        } = worker_on_pair(wcfg, &sizes);
+        let w = worker_on_pair(wcfg, &sizes);
         let suite = suites().swap_remove(suite_ix);
-        let spi_pc = table.allocate().expect("spi");
-        let spi_ps = table.allocate().expect("spi");
+        let spi_pc = w.table.allocate().expect("spi");
+        let spi_ps = w.table.allocate().expect("spi");
         let (ue_ip, local): (IpAddr, IpAddr) = if v6 {
             (UE_V6.into(), PCSCF_V6.into())
         } else {
             (UE_V4.into(), PCSCF_V4.into())
         };
         let set = sa_set(ue_ip, local, suite.clone(), spi_pc, spi_ps);
-        cmds.send(WorkerCommand::InstallSaSet(Box::new(set)))
+        w.cmds
+            .send(WorkerCommand::InstallSaSet(Box::new(set)))
             .expect("command queue");
-        drop(cmds);
+        drop(w.cmds);
         let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
         let mut bed = Bed {
-            worker,
-            ue,
-            events,
+            worker: w.worker,
+            ue: w.ue,
+            events: w.events,
             v6,
             out,
             inbound,
-            now,
+            now: w.now,
             stats: Stats::default(),
             conn: None,
         };
