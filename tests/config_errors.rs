@@ -1,8 +1,9 @@
 //! Each class of configuration error is reported by `akagate --check-config` as
 //! `FILE:LINE:COL: message` at the line and column of the offending key or value, exit status 2.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::{check_config, replace_line};
 
 /// A valid configuration; the cases below replace one numbered line (1-based) of it.
 const BASE: &str = r#"[[sip-ports]]
@@ -46,40 +47,14 @@ tcp-rx-buffer = 16384
 tcp-tx-buffer = 16384
 "#;
 
-/// Runs `--check-config` on `text`, returns (exit code, stdout, stderr lines with the file
-/// prefix removed).
+/// Runs `--check-config` on `text`: (exit code, stdout, stderr lines without the file prefix).
 fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config_errors");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .arg("--check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let prefix = format!("{}:", path.display());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let lines = stderr
-        .lines()
-        .map(|l| {
-            l.strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("{name}: error line without the file prefix: {l}"))
-                .to_string()
-        })
-        .collect();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        lines,
-    )
+    check_config("config_errors", name, text)
 }
 
 /// `BASE` with line `n` (1-based) replaced by `with`.
 fn base_with(n: usize, with: &str) -> String {
-    let mut lines: Vec<&str> = BASE.lines().collect();
-    lines[n - 1] = with;
-    lines.join("\n") + "\n"
+    replace_line(BASE, n, with)
 }
 
 #[test]

@@ -1,13 +1,8 @@
 //! The shipped example `akagate.toml` and the embedded defaults both validate.
 
-use std::process::Command;
+mod support;
 
-fn akagate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use support::akagate;
 
 #[test]
 fn example_file_validates() {

@@ -3,8 +3,9 @@
 //! `allow-anonymous = "all"` — validated by `akagate --check-config` with located errors
 //! (`FILE:LINE:COL: message`, exit status 2) and shown in the summary when valid.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::{check_config, replace_line};
 
 /// A valid memory-backend configuration with every new key; cases replace one line (1-based).
 const BASE: &str = r#"[[sip-ports]]
@@ -48,37 +49,12 @@ listen = "127.0.0.1:9464"
 
 /// Runs `--check-config` on `text`: (exit code, stdout, stderr lines without the file prefix).
 fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config_knobs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .arg("--check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let prefix = format!("{}:", path.display());
-    let lines = String::from_utf8(out.stderr)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            l.strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("{name}: error line without the file prefix: {l}"))
-                .to_string()
-        })
-        .collect();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        lines,
-    )
+    check_config("config_knobs", name, text)
 }
 
+/// `BASE` with line `n` (1-based) replaced by `with`.
 fn base_with(n: usize, with: &str) -> String {
-    let mut lines: Vec<&str> = BASE.lines().collect();
-    assert!(!lines[n - 1].is_empty(), "line {n} is blank");
-    lines[n - 1] = with;
-    lines.join("\n") + "\n"
+    replace_line(BASE, n, with)
 }
 
 #[test]
