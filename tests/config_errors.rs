@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{check_config, replace_line};
+use support::CheckConfig;
 
 /// A valid configuration; the cases below replace one numbered line (1-based) of it.
 const BASE: &str = r#"[[sip-ports]]
@@ -47,19 +47,15 @@ tcp-rx-buffer = 16384
 tcp-tx-buffer = 16384
 "#;
 
-/// Runs `--check-config` on `text`: (exit code, stdout, stderr lines without the file prefix).
-fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    check_config("config_errors", name, text)
-}
-
-/// `BASE` with line `n` (1-based) replaced by `with`.
-fn base_with(n: usize, with: &str) -> String {
-    replace_line(BASE, n, with)
-}
+/// `--check-config` on [`BASE`] and its variants.
+const CONFIG: CheckConfig = CheckConfig {
+    dir: "config_errors",
+    base: BASE,
+};
 
 #[test]
 fn base_is_valid() {
-    let (code, stdout, errors) = check("base", BASE);
+    let (code, stdout, errors) = CONFIG.check("base", BASE);
     assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
     assert!(stdout.starts_with("ok\n"), "{stdout}");
 }
@@ -311,7 +307,7 @@ const CASES: &[(&str, usize, &str, &str, &str)] = &[
 fn each_error_class_is_located() {
     let mut failures = Vec::new();
     for &(name, line, with, at, message) in CASES {
-        let (code, stdout, errors) = check(name, &base_with(line, with));
+        let (code, stdout, errors) = CONFIG.check(name, &CONFIG.base_with(line, with));
         let expected = format!("{at}{message}");
         let found = errors
             .iter()
@@ -327,7 +323,7 @@ fn each_error_class_is_located() {
 
 #[test]
 fn dpdk_backend_needs_eal_args_and_no_interface() {
-    let (code, _, errors) = check("dpdk", &base_with(17, "backend = \"dpdk\""));
+    let (code, _, errors) = CONFIG.check("dpdk", &CONFIG.base_with(17, "backend = \"dpdk\""));
     assert_eq!(code, 2);
     assert_eq!(
         errors,
@@ -336,19 +332,21 @@ fn dpdk_backend_needs_eal_args_and_no_interface() {
             "18:13: port.interface: only used with backend = \"af_packet\"".to_string(),
         ]
     );
-    let text = base_with(17, "backend = \"dpdk\"").replace(
+    let text = CONFIG.base_with(17, "backend = \"dpdk\"").replace(
         "interface = \"veth0\"",
         "eal-args = [\"--no-huge\", \"--vdev=net_af_packet0,iface=veth0\"]",
     );
-    let (code, stdout, errors) = check("dpdk_ok", &text);
+    let (code, stdout, errors) = CONFIG.check("dpdk_ok", &text);
     assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
     assert!(stdout.contains("dpdk with EAL args [--no-huge --vdev=net_af_packet0,iface=veth0]"));
 }
 
 #[test]
 fn several_errors_are_all_reported_in_file_order() {
-    let text = base_with(35, "capacity = 1").replace("port = 5060", "port = 0");
-    let (code, _, errors) = check("several", &text);
+    let text = CONFIG
+        .base_with(35, "capacity = 1")
+        .replace("port = 5060", "port = 0");
+    let (code, _, errors) = CONFIG.check("several", &text);
     assert_eq!(code, 2);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
@@ -367,7 +365,7 @@ fn columns_count_characters_not_bytes() {
     let text = BASE.replace("name = \"default\"\n", "name = \"default\" # é\n");
     let text = text.replace("[port]", "# ééé\n[port]");
     let text = text.replace("interface = \"veth0\"", "interface = \"véth 0\"");
-    let (code, _, errors) = check("utf8", &text);
+    let (code, _, errors) = CONFIG.check("utf8", &text);
     assert_eq!(code, 2);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("19:13: port.interface"), "{errors:?}");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{check_config, replace_line};
+use support::{assert_contains_all, CheckConfig};
 
 /// A valid memory-backend configuration with every new key; cases replace one line (1-based).
 const BASE: &str = r#"[[sip-ports]]
@@ -47,29 +47,26 @@ timer-c-s = 181
 listen = "127.0.0.1:9464"
 "#;
 
-/// Runs `--check-config` on `text`: (exit code, stdout, stderr lines without the file prefix).
-fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    check_config("config_knobs", name, text)
-}
-
-/// `BASE` with line `n` (1-based) replaced by `with`.
-fn base_with(n: usize, with: &str) -> String {
-    replace_line(BASE, n, with)
-}
+/// `--check-config` on [`BASE`] and its variants.
+const CONFIG: CheckConfig = CheckConfig {
+    dir: "config_knobs",
+    base: BASE,
+};
 
 #[test]
 fn every_knob_shows_in_the_summary() {
-    let (code, stdout, errors) = check("base", BASE);
+    let (code, stdout, errors) = CONFIG.check("base", BASE);
     assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
-    for part in [
-        "SIP on 10.0.0.1:5060 tcp (profile \"default\")",
-        "challenge timeout 30 s",
-        "keep-alives every 120 s",
-        "SIP timers T1 250 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
-        "metrics on http://127.0.0.1:9464/metrics",
-    ] {
-        assert!(stdout.contains(part), "missing {part:?} in {stdout}");
-    }
+    assert_contains_all(
+        &stdout,
+        &[
+            "SIP on 10.0.0.1:5060 tcp (profile \"default\")",
+            "challenge timeout 30 s",
+            "keep-alives every 120 s",
+            "SIP timers T1 250 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
+            "metrics on http://127.0.0.1:9464/metrics",
+        ],
+    );
 }
 
 #[test]
@@ -78,18 +75,22 @@ fn defaults_when_left_out() {
         .replace("challenge-timeout = 30\n", "")
         .replace("keepalive-interval = 120\n", "");
     let text = text.split("[sip-timers]").next().unwrap().to_string();
-    let (code, stdout, errors) = check("defaults", &text);
+    let (code, stdout, errors) = CONFIG.check("defaults", &text);
     assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
-    for part in [
-        "challenge timeout 240 s",
-        "keep-alives off",
-        "SIP timers T1 500 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
-        "metrics off",
-    ] {
-        assert!(stdout.contains(part), "missing {part:?} in {stdout}");
-    }
+    assert_contains_all(
+        &stdout,
+        &[
+            "challenge timeout 240 s",
+            "keep-alives off",
+            "SIP timers T1 500 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
+            "metrics off",
+        ],
+    );
     // keepalive-interval = 0 is "off" too.
-    let (code, stdout, _) = check("keepalive_off", &base_with(27, "keepalive-interval = 0"));
+    let (code, stdout, _) = CONFIG.check(
+        "keepalive_off",
+        &CONFIG.base_with(27, "keepalive-interval = 0"),
+    );
     assert_eq!(code, 0);
     assert!(stdout.contains("keep-alives off"), "{stdout}");
 }
@@ -187,7 +188,7 @@ const CASES: &[(&str, usize, &str, &str)] = &[
 #[test]
 fn each_bad_knob_is_located() {
     for &(name, line, with, expected) in CASES {
-        let (code, _, errors) = check(name, &base_with(line, with));
+        let (code, _, errors) = CONFIG.check(name, &CONFIG.base_with(line, with));
         assert_eq!(code, 2, "{name}: {errors:?}");
         assert_eq!(errors.len(), 1, "{name}: {errors:?}");
         assert!(
@@ -204,7 +205,7 @@ fn t2_is_checked_against_the_default_t1() {
     let text = BASE
         .replace("t1-ms = 250\n", "")
         .replace("t2-ms = 4000", "t2-ms = 400");
-    let (code, _, errors) = check("t2_default_t1", &text);
+    let (code, _, errors) = CONFIG.check("t2_default_t1", &text);
     assert_eq!(code, 2);
     assert!(
         errors[0].starts_with("30:9: sip-timers.t2-ms: 400 is below t1-ms 500"),

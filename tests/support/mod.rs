@@ -23,7 +23,7 @@ pub mod control;
 pub mod daemon;
 pub mod ue;
 
-pub use cli::{akagate, akagate_bin, check_config, replace_line};
+pub use cli::{akagate, akagate_bin, assert_contains_all, stdout_of_success, CheckConfig};
 pub use control::{
     ask, config_in, start, write_pcap, Harness, Registered, PORT_PC, PORT_PS, PORT_UC, PORT_US,
     SPI_UC, SPI_US, UE_PORT,
