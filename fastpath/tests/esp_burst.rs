@@ -91,6 +91,11 @@ fn specs() -> Vec<SaSpec> {
     ]
 }
 
+/// A fresh outbound SA for every spec.
+fn outbound_sas(specs: &[SaSpec]) -> Vec<OutboundSa> {
+    specs.iter().map(outbound).collect()
+}
+
 fn outbound(s: &SaSpec) -> OutboundSa {
     let sa = OutboundSa::new(s.spi, &s.suite).unwrap();
     if s.esn {
@@ -232,8 +237,7 @@ fn random_bursts_match_single_packet_path() {
     let specs = specs();
     let mut r = Rng(0x00b0_5eed_1234_5678);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let mut inb: Vec<InboundSa> = specs.iter().map(inbound).collect();
         for round in 0..60 {
             let n = 1 + r.below(64);
@@ -301,8 +305,7 @@ fn every_padding_length() {
     let specs = specs();
     let mut r = Rng(0x9ad);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let cases: Vec<Case> = (0..64)
             .map(|i| {
                 let sa = i % 4;
@@ -327,8 +330,7 @@ fn drops_inside_a_burst() {
     let specs = specs();
     let mut r = Rng(0xbad);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         // SA 1 has one sequence number left.
         burst_sas[1].set_last_seq_for_test(u64::from(u32::MAX) - 1);
         single_sas[1].set_last_seq_for_test(u64::from(u32::MAX) - 1);

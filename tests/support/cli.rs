@@ -48,6 +48,14 @@ impl CheckConfig {
         )
     }
 
+    /// Like [`check`](Self::check) for a text that must be valid: exit status 0 and no
+    /// error line; returns stdout.
+    pub fn check_valid(&self, name: &str, text: &str) -> String {
+        let (code, stdout, errors) = self.check(name, text);
+        assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
+        stdout
+    }
+
     /// The base text with line `n` (1-based, not blank) replaced by `with`.
     pub fn base_with(&self, n: usize, with: &str) -> String {
         let mut lines: Vec<&str> = self.base.lines().collect();
