@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The built `akagate` binary (cargo names it only to the root package's tests; `tools/`
-/// includes this module too but never runs it).
+/// includes this module too but never runs it, so `env!` would not compile there).
+#[allow(clippy::option_env_unwrap)]
 pub fn akagate_bin() -> &'static str {
     option_env!("CARGO_BIN_EXE_akagate").expect("a test of the akagate package")
 }
