@@ -121,18 +121,7 @@ impl Ue {
 
     /// Sends `payload` as IP protocol `proto` from the UE to the P-CSCF over IPv4.
     pub fn ipv4(&mut self, proto: IpProtocol, payload: &[u8]) {
-        let ip = Ipv4Repr {
-            src_addr: UE_V4,
-            dst_addr: PCSCF_V4,
-            next_header: proto,
-            payload_len: payload.len(),
-            hop_limit: 64,
-        };
-        let mut p = vec![0u8; ip.buffer_len() + payload.len()];
-        let mut pkt = Ipv4Packet::new_unchecked(&mut p[..]);
-        ip.emit(&mut pkt, &ChecksumCapabilities::default());
-        pkt.payload_mut().copy_from_slice(payload);
-        self.send(EthernetProtocol::Ipv4, &p);
+        self.send(EthernetProtocol::Ipv4, &ipv4_packet(proto, payload));
     }
 
     /// Sends a UDP datagram from the UE's `src_port` to the P-CSCF's `dst_port` over IPv4.
@@ -175,17 +164,22 @@ pub fn udp_v4(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
         |b| b.copy_from_slice(payload),
         &ChecksumCapabilities::default(),
     );
+    ipv4_packet(IpProtocol::Udp, &u)
+}
+
+/// An IPv4 packet UE -> P-CSCF (TTL 64) carrying `payload` as protocol `proto`.
+pub fn ipv4_packet(proto: IpProtocol, payload: &[u8]) -> Vec<u8> {
     let ip = Ipv4Repr {
         src_addr: UE_V4,
         dst_addr: PCSCF_V4,
-        next_header: IpProtocol::Udp,
-        payload_len: u.len(),
+        next_header: proto,
+        payload_len: payload.len(),
         hop_limit: 64,
     };
-    let mut p = vec![0u8; ip.buffer_len() + u.len()];
+    let mut p = vec![0u8; ip.buffer_len() + payload.len()];
     let mut pkt = Ipv4Packet::new_unchecked(&mut p[..]);
     ip.emit(&mut pkt, &ChecksumCapabilities::default());
-    pkt.payload_mut().copy_from_slice(&u);
+    pkt.payload_mut().copy_from_slice(payload);
     p
 }
 

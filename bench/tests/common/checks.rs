@@ -7,16 +7,17 @@ use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 
 use super::{header_value, param};
 
+/// The security mechanism `mechanism` (RFC 3329 2.2) names exactly `pair`.
+fn check_pair(mechanism: &str, pair: (AuthAlg, EncrAlg), what: &str) {
+    let (alg, ealg) = (param(mechanism, "alg"), param(mechanism, "ealg"));
+    assert_eq!(alg.as_deref(), Some(pair.0.token()), "{what}");
+    assert_eq!(ealg.as_deref(), Some(pair.1.token()), "{what}");
+}
+
 /// The unprotected REGISTER `text` offers exactly `pair` and requires sec-agree.
 pub fn check_offer(text: &str, pair: (AuthAlg, EncrAlg), what: &str) {
     assert!(text.starts_with("REGISTER sip:"), "{what}: {text}");
-    let sc = header_value(text, "Security-Client").unwrap();
-    assert_eq!(param(&sc, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(
-        param(&sc, "ealg").as_deref(),
-        Some(pair.1.token()),
-        "{what}"
-    );
+    check_pair(&header_value(text, "Security-Client").unwrap(), pair, what);
     assert_eq!(header_value(text, "Require").as_deref(), Some("sec-agree"));
 }
 
@@ -33,12 +34,7 @@ pub fn check_challenge(
         "{what}: {text}"
     );
     let ss = header_value(text, "Security-Server").unwrap();
-    assert_eq!(param(&ss, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(
-        param(&ss, "ealg").as_deref(),
-        Some(pair.1.token()),
-        "{what}"
-    );
+    check_pair(&ss, pair, what);
     assert_eq!(param(&ss, "port-s"), Some(port_ps.to_string()), "{what}");
     assert_eq!(param(&ss, "port-c"), Some(port_pc.to_string()), "{what}");
     let spi_ps: u32 = param(&ss, "spi-s").unwrap().parse().unwrap();
