@@ -54,6 +54,13 @@ struct UeSim {
 }
 
 impl UeSim {
+    /// Whether the UE's stack passed up `bytes` as a SIP message on `flow`.
+    fn received(&self, flow: Flow, bytes: &[u8]) -> bool {
+        sips(&self.events)
+            .iter()
+            .any(|(f, _, b)| *f == flow && b == bytes)
+    }
+
     /// Sends `payload` to the P-CSCF in an Ethernet frame.
     fn send_eth(&mut self, ethertype: EthernetProtocol, payload: &[u8]) {
         send_frame(
@@ -324,9 +331,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
     let ok = msg("SIP/2.0 200 OK");
     t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), ok.clone(), false);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.received(ue_flow(PORT_UC, PORT_PS), &ok));
     assert!(t.ue.spis_seen.contains(&SPI_UC));
     assert!(!t.ue.spis_seen.contains(&SPI_US));
 
@@ -334,9 +339,7 @@ fn register_in_clear_then_four_sas_end_to_end() {
     let invite = msg("INVITE sip:ue@10.0.0.7:31900 SIP/2.0");
     t.pcscf_send(pcscf_flow(PORT_US, PORT_PC), invite.clone(), true);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == ue_flow(PORT_US, PORT_PC) && *b == invite));
+    assert!(t.ue.received(ue_flow(PORT_US, PORT_PC), &invite));
     assert!(t.ue.spis_seen.contains(&SPI_US));
     // The UE answers through spi_pc.
     let ringing = msg("SIP/2.0 180 Ringing");
@@ -619,9 +622,7 @@ fn ipv6_neighbor_discovery_register_and_esp() {
     let ok = msg("SIP/2.0 200 OK");
     t.pcscf_send(flow(PORT_UC, PORT_PS), ok.clone(), false);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == uflow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.received(uflow(PORT_UC, PORT_PS), &ok));
     assert!(t.ue.spis_seen.contains(&SPI_UC));
 }
 
@@ -667,9 +668,7 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_take
     // 4 rounds of 5 ms: far below SA_DRAIN_LIMIT and smoltcp's 1 s retransmission timeout.
     t.pump(4);
     assert!(
-        sips(&t.ue.events)
-            .iter()
-            .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok),
+        t.ue.received(ue_flow(PORT_UC, PORT_PS), &ok),
         "the 200 OK reached the UE"
     );
     assert_eq!(esp_count(&t, SPI_UC), before + 1, "once, through spi_uc");
