@@ -7,7 +7,7 @@ DPDK_FEATURE := $(shell pkg-config --exists libdpdk 2>/dev/null && echo --featur
 APT_PACKAGES := python3-scapy python3-cryptography libdpdk-dev dpdk libclang-dev clang pkg-config \
                 iproute2 openssl tshark ethtool
 
-.PHONY: all deps build test lint fmt bench demo clean fuzz-smoke
+.PHONY: all deps build test lint fmt bench demo clean fuzz-smoke test-chart test-package deb install uninstall
 
 all: build
 
@@ -29,10 +29,58 @@ build:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(DPDK_FEATURE) -- -D warnings
+	python3 scripts/module-graph.py
 
 ## test: lint, then the whole test suite (network-namespace tests need root)
 test: deps lint
 	$(CARGO) test --workspace --no-fail-fast $(DPDK_FEATURE)
+	$(MAKE) --no-print-directory test-chart test-package
+
+## test-chart: bench/chart.py and bench/summary.py on the committed bench/results
+test-chart:
+	python3 -m unittest discover -s bench -p 'test_*.py'
+
+## test-package: build the .deb, install it, run the installed daemon as its unit would, purge (root + cargo-deb, skipped otherwise)
+test-package:
+	./scripts/test-package.sh
+
+## deb: target/debian/akagate_*.deb with cargo-deb (cargo install cargo-deb --locked)
+deb:
+	$(CARGO) build --release -p akagate -p akagate-tools
+	$(CARGO) deb --no-build --strip
+
+# make install: PREFIX and DESTDIR are honoured; an existing config is never overwritten.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR ?= $(PREFIX)/share/doc/akagate
+RELEASE_BINS := target/release/akagate target/release/akactl
+
+## install: akagate, akactl, the systemd unit, the example config ($(SYSCONFDIR)/akagate), docs; run make build first
+install:
+	@for b in $(RELEASE_BINS); do \
+	  [ -x $$b ] || { echo "make install: $$b is missing; run make build first"; exit 1; }; \
+	done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/akagate $(DESTDIR)$(DOCDIR)
+	install -m 755 $(RELEASE_BINS) $(DESTDIR)$(BINDIR)/
+	sed -e 's|/usr/bin/akagate|$(BINDIR)/akagate|' -e 's|/etc/akagate/|$(SYSCONFDIR)/akagate/|g' \
+	  -e 's|/usr/share/doc/akagate/|$(DOCDIR)/|g' packaging/akagate.service > $(DESTDIR)$(UNITDIR)/akagate.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/akagate.service
+	install -m 644 packaging/sysusers.d/akagate.conf $(DESTDIR)$(SYSUSERSDIR)/akagate.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/akagate/akagate.toml ] || \
+	  install -m 644 packaging/akagate.toml $(DESTDIR)$(SYSCONFDIR)/akagate/akagate.toml
+	install -m 644 README.md docs/CONFIG.md docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/
+	@echo "installed; then: systemd-sysusers; provision /var/lib/akagate/subscribers.toml;" \
+	  "edit $(SYSCONFDIR)/akagate/akagate.toml; systemctl daemon-reload; systemctl enable --now akagate"
+
+## uninstall: remove what make install put there (the config in $(SYSCONFDIR)/akagate stays)
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/akagate $(DESTDIR)$(BINDIR)/akactl $(DESTDIR)$(UNITDIR)/akagate.service \
+	  $(DESTDIR)$(SYSUSERSDIR)/akagate.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 fmt:
 	$(CARGO) fmt --all
@@ -45,17 +93,16 @@ bench: deps
 demo: deps
 	./scripts/demo.sh
 
-## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs nightly + cargo-fuzz
+## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs cargo-fuzz (runs on stable with RUSTC_BOOTSTRAP=1)
 FUZZ_SECONDS ?= 20
 fuzz-smoke:
-	@if ! $(CARGO) +nightly --version >/dev/null 2>&1 || ! $(CARGO) +nightly fuzz --version >/dev/null 2>&1; then \
-	  echo "make fuzz-smoke: needs a nightly toolchain and cargo-fuzz:"; \
-	  echo "  rustup toolchain install nightly && cargo install cargo-fuzz"; \
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+	  echo "make fuzz-smoke: needs cargo-fuzz: cargo install cargo-fuzz --locked"; \
 	  exit 1; \
 	fi
-	@mkdir -p fuzz/target; for t in $$($(CARGO) +nightly fuzz list); do \
+	@mkdir -p fuzz/target; for t in $$($(CARGO) fuzz list); do \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  if ! $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  if ! RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	      > fuzz/target/smoke-$$t.log 2>&1; then \
 	    tail -n 40 fuzz/target/smoke-$$t.log; echo "fuzz $$t FAILED (reproducer in fuzz/artifacts/$$t)"; exit 1; \
 	  fi; \

@@ -301,110 +301,17 @@ section_mem() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# One table of every figure next to its baseline, from the JSON files of this run (or the last
-# run of a section not run now: the table says when each file was written), and
-# bench/results/summary.svg (latency distribution per transaction type, throughput per
-# scenario), drawn here without plotting libraries.
+# One table of every figure next to its reference (a baseline of the same run, or a goal), from
+# the JSON files of this run (or the last run of a section not run now: the table says when
+# each file was written): bench/summary.py writes bench/results/summary.json, bench/chart.py
+# draws it as bench/results/summary.svg (ratios to the references, latency per transaction).
 section_summary() {
     echo "== summary (bench/results/*.json)"
-    "$PY" - "$RESULTS" <<'PYEOF'
-import json, os, sys, time, math
-res = sys.argv[1]
-def load(name):
-    p = os.path.join(res, name + ".json")
-    if not os.path.exists(p):
-        return None, None
-    return json.load(open(p)), time.strftime("%H:%M", time.localtime(os.path.getmtime(p)))
-
-rows = []   # (figure, ours, unit, baseline, baseline label, written)
-esp, t = load("esp")
-if esp:
-    for r in esp["results"]:
-        if r["suite"] == "sha1_aescbc" and r["payload_bytes"] in (64, 1408):
-            rows.append((f"ESP {r['direction']} sha1+aes-cbc {r['payload_bytes']} B", r["mpps"], "Mpps/core",
-                         None, "", t))
-            rows.append((f"ESP {r['direction']} sha1+aes-cbc {r['payload_bytes']} B", r["gbps"], "Gbps/core",
-                         r["openssl_gbps"], "openssl aes-128-cbc-hmac-sha1", t))
-io, tio = load("io")
-io_base = {}
-if io:
-    for r in io["results"]:
-        if r["backend"] == "af_packet":
-            k = r["frame_bytes"]
-            io_base[k] = max(io_base.get(k, 0), r["rx_pps"] / 1e6)
-pk, t = load("pktgen")
-if pk:
-    for r in pk["results"]:
-        base = io_base.get(64 if r["size"] == 64 else 1400)
-        rows.append((f"fast path ESP in, {r['size']} B inner", r["mpps_per_core"], "Mpps/core", base,
-                     "raw AF_PACKET veth rx (io)" if base else "", t))
-        rows.append((f"fast path ESP in, {r['size']} B inner", r["gbps_per_core"], "Gbps/core", None, "", t))
-        rows.append((f"protected SIP msgs framed ({r['size']} B segs)", r["sip_per_core_second"], "msg/s/core",
-                     None, "", t))
-e2e, t = load("e2e")
-if e2e:
-    for r in e2e["results"]:
-        b = r["backend"]
-        rows.append((f"registrations ({b})", r["registrations_per_second"], "reg/s", None, "", t))
-        rows.append((f"calls ({b})", r["calls_per_second"], "calls/s", None, "", t))
-        rows.append((f"protected SIP messages ({b})", r["protected_sip_per_second"], "msg/s", None, "", t))
-mem, t = load("mem")
-if mem:
-    for r in mem["results"]:
-        rows.append((f"memory per registered UE @ {r['ues']}", r["bytes_per_ue"] / 1024, "KiB/UE", None,
-                     f"+{r['fixed_bytes_per_ue_slot']/1024:.1f} KiB/slot prealloc", t))
-print(f"{'figure':44} {'ours':>10} {'unit':10} {'baseline':>10}  {'baseline source':32} {'at':>5}")
-for f, v, u, b, bl, t in rows:
-    bs = f"{b:>10.3f}" if b is not None else " " * 10
-    print(f"{f:44} {v:>10.3f} {u:10} {bs}  {bl:32} {t:>5}")
-json.dump({"section": "summary", "rows": [dict(zip(("figure", "ours", "unit", "baseline", "baseline_source", "written"), r)) for r in rows]},
-          open(os.path.join(res, "summary.json"), "w"), indent=2)
-
-# --- SVG: left, latency percentiles per transaction type (log axis); right, throughput bars.
-W, H = 1100, 40 + 22 * 30
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-       '<rect width="100%" height="100%" fill="white"/>',
-       '<text x="10" y="18" font-size="14" font-weight="bold">akagate make bench: latency (akabench, ms, log) and throughput per scenario</text>']
-lat = []
-if e2e:
-    for r in e2e["results"]:
-        for k, p in sorted(r["latency_us"].items()):
-            lat.append((f"{r['backend']} {k}", p))
-x0, x1, y = 190, 520, 40
-lo, hi = 0.01, 10000.0
-def lx(ms):
-    ms = min(max(ms, lo), hi)
-    return x0 + (x1 - x0) * (math.log10(ms) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-for d in range(-2, 5):
-    xx = lx(10 ** d)
-    svg.append(f'<line x1="{xx:.1f}" y1="{y-6}" x2="{xx:.1f}" y2="{y + 18*len(lat)}" stroke="#ddd"/>')
-    svg.append(f'<text x="{xx:.1f}" y="{y + 18*len(lat) + 12}" text-anchor="middle">{10**d:g}</text>')
-for i, (name, p) in enumerate(lat):
-    yy = y + 18 * i + 6
-    svg.append(f'<text x="{x0-6}" y="{yy+4}" text-anchor="end">{name}</text>')
-    a, b = lx(p["p50"] / 1e3), lx(p["p99"] / 1e3)
-    svg.append(f'<line x1="{a:.1f}" y1="{yy}" x2="{lx(p["max"]/1e3):.1f}" y2="{yy}" stroke="#999"/>')
-    svg.append(f'<rect x="{a:.1f}" y="{yy-5}" width="{max(b-a,1):.1f}" height="10" fill="#4a90d9"/>')
-    svg.append(f'<line x1="{lx(p["p90"]/1e3):.1f}" y1="{yy-6}" x2="{lx(p["p90"]/1e3):.1f}" y2="{yy+6}" stroke="black"/>')
-if lat:
-    svg.append(f'<text x="{x0}" y="{y + 18*len(lat) + 28}">bar p50..p99, tick p90, line to max</text>')
-# Throughput: one bar per row, scaled within its unit; baseline as a grey bar under it.
-bx0, bx1 = 840, 1080
-units = {}
-for f, v, u, b, bl, t in rows:
-    units[u] = max(units.get(u, 0), v, b or 0)
-for i, (f, v, u, b, bl, t) in enumerate(rows):
-    yy = 40 + 22 * i
-    m = units[u] or 1
-    svg.append(f'<text x="{bx0-6}" y="{yy+9}" text-anchor="end">{f} ({u})</text>')
-    svg.append(f'<rect x="{bx0}" y="{yy}" width="{(bx1-bx0)*v/m:.1f}" height="9" fill="#e07b39"/>')
-    if b is not None:
-        svg.append(f'<rect x="{bx0}" y="{yy+10}" width="{(bx1-bx0)*b/m:.1f}" height="5" fill="#aaa"/>')
-    svg.append(f'<text x="{bx0+2}" y="{yy+8}" font-size="9">{v:.3g}{"" if b is None else f" (base {b:.3g})"}</text>')
-svg.append("</svg>")
-open(os.path.join(res, "summary.svg"), "w").write("\n".join(svg) + "\n")
-print(f"wrote {res}/summary.json and {res}/summary.svg")
-PYEOF
+    "$PY" "$ROOT/bench/summary.py" "$RESULTS"
+    local latency=()
+    [[ -f $RESULTS/e2e.json ]] && latency=(--latency "$RESULTS/e2e.json")
+    "$PY" "$ROOT/bench/chart.py" "$RESULTS/summary.json" "${latency[@]}" -o "$RESULTS/summary.svg"
+    echo "wrote $RESULTS/summary.json and $RESULTS/summary.svg"
 }
 
 SECTIONS=(esp)

@@ -108,24 +108,8 @@ pub struct SipPort {
     pub ims_aka_profile: usize,
 }
 
-/// A SIP transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// SIP over UDP.
-    Udp,
-    /// SIP over TCP.
-    Tcp,
-}
-
-impl Transport {
-    /// The configuration token.
-    pub fn token(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
+/// A SIP transport protocol (the contract crate's one enum).
+pub use akagate_proto::Transport;
 
 /// An IMS-AKA profile: the P-CSCF's protected ports and its sec-agree algorithm preferences.
 #[derive(Debug, Clone, PartialEq, Eq)]

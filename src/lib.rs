@@ -8,5 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod logger;
 pub mod metrics;
+pub mod stats;
 
-pub use daemon::{Daemon, DaemonHandle, IdlePolicy, Pinning, StartError, StartOptions, Stats};
+pub use daemon::{Daemon, DaemonHandle, IdlePolicy, Pinning, StartError, StartOptions};
+pub use stats::Stats;

@@ -1,16 +1,13 @@
 //! The `akagate` binary's command line and exit statuses: 0 ok, 1 daemon start failure,
 //! 2 invalid configuration, 64 usage error.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
+
+use support::akagate;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/akagate.toml");
-
-fn akagate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -1,8 +1,9 @@
 //! Each class of configuration error is reported by `akagate --check-config` as
 //! `FILE:LINE:COL: message` at the line and column of the offending key or value, exit status 2.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::CheckConfig;
 
 /// A valid configuration; the cases below replace one numbered line (1-based) of it.
 const BASE: &str = r#"[[sip-ports]]
@@ -46,46 +47,15 @@ tcp-rx-buffer = 16384
 tcp-tx-buffer = 16384
 "#;
 
-/// Runs `--check-config` on `text`, returns (exit code, stdout, stderr lines with the file
-/// prefix removed).
-fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config_errors");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .arg("--check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let prefix = format!("{}:", path.display());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let lines = stderr
-        .lines()
-        .map(|l| {
-            l.strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("{name}: error line without the file prefix: {l}"))
-                .to_string()
-        })
-        .collect();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        lines,
-    )
-}
-
-/// `BASE` with line `n` (1-based) replaced by `with`.
-fn base_with(n: usize, with: &str) -> String {
-    let mut lines: Vec<&str> = BASE.lines().collect();
-    lines[n - 1] = with;
-    lines.join("\n") + "\n"
-}
+/// `--check-config` on [`BASE`] and its variants.
+const CONFIG: CheckConfig = CheckConfig {
+    dir: "config_errors",
+    base: BASE,
+};
 
 #[test]
 fn base_is_valid() {
-    let (code, stdout, errors) = check("base", BASE);
-    assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
+    let stdout = CONFIG.check_valid("base", BASE);
     assert!(stdout.starts_with("ok\n"), "{stdout}");
 }
 
@@ -336,7 +306,7 @@ const CASES: &[(&str, usize, &str, &str, &str)] = &[
 fn each_error_class_is_located() {
     let mut failures = Vec::new();
     for &(name, line, with, at, message) in CASES {
-        let (code, stdout, errors) = check(name, &base_with(line, with));
+        let (code, stdout, errors) = CONFIG.check(name, &CONFIG.base_with(line, with));
         let expected = format!("{at}{message}");
         let found = errors
             .iter()
@@ -352,7 +322,7 @@ fn each_error_class_is_located() {
 
 #[test]
 fn dpdk_backend_needs_eal_args_and_no_interface() {
-    let (code, _, errors) = check("dpdk", &base_with(17, "backend = \"dpdk\""));
+    let (code, _, errors) = CONFIG.check("dpdk", &CONFIG.base_with(17, "backend = \"dpdk\""));
     assert_eq!(code, 2);
     assert_eq!(
         errors,
@@ -361,19 +331,20 @@ fn dpdk_backend_needs_eal_args_and_no_interface() {
             "18:13: port.interface: only used with backend = \"af_packet\"".to_string(),
         ]
     );
-    let text = base_with(17, "backend = \"dpdk\"").replace(
+    let text = CONFIG.base_with(17, "backend = \"dpdk\"").replace(
         "interface = \"veth0\"",
         "eal-args = [\"--no-huge\", \"--vdev=net_af_packet0,iface=veth0\"]",
     );
-    let (code, stdout, errors) = check("dpdk_ok", &text);
-    assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
+    let stdout = CONFIG.check_valid("dpdk_ok", &text);
     assert!(stdout.contains("dpdk with EAL args [--no-huge --vdev=net_af_packet0,iface=veth0]"));
 }
 
 #[test]
 fn several_errors_are_all_reported_in_file_order() {
-    let text = base_with(35, "capacity = 1").replace("port = 5060", "port = 0");
-    let (code, _, errors) = check("several", &text);
+    let text = CONFIG
+        .base_with(35, "capacity = 1")
+        .replace("port = 5060", "port = 0");
+    let (code, _, errors) = CONFIG.check("several", &text);
     assert_eq!(code, 2);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
@@ -392,7 +363,7 @@ fn columns_count_characters_not_bytes() {
     let text = BASE.replace("name = \"default\"\n", "name = \"default\" # é\n");
     let text = text.replace("[port]", "# ééé\n[port]");
     let text = text.replace("interface = \"veth0\"", "interface = \"véth 0\"");
-    let (code, _, errors) = check("utf8", &text);
+    let (code, _, errors) = CONFIG.check("utf8", &text);
     assert_eq!(code, 2);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("19:13: port.interface"), "{errors:?}");

@@ -3,8 +3,9 @@
 //! `allow-anonymous = "all"` — validated by `akagate --check-config` with located errors
 //! (`FILE:LINE:COL: message`, exit status 2) and shown in the summary when valid.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::{assert_contains_all, CheckConfig};
 
 /// A valid memory-backend configuration with every new key; cases replace one line (1-based).
 const BASE: &str = r#"[[sip-ports]]
@@ -46,54 +47,25 @@ timer-c-s = 181
 listen = "127.0.0.1:9464"
 "#;
 
-/// Runs `--check-config` on `text`: (exit code, stdout, stderr lines without the file prefix).
-fn check(name: &str, text: &str) -> (i32, String, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("config_knobs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .arg("--check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let prefix = format!("{}:", path.display());
-    let lines = String::from_utf8(out.stderr)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            l.strip_prefix(&prefix)
-                .unwrap_or_else(|| panic!("{name}: error line without the file prefix: {l}"))
-                .to_string()
-        })
-        .collect();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        lines,
-    )
-}
-
-fn base_with(n: usize, with: &str) -> String {
-    let mut lines: Vec<&str> = BASE.lines().collect();
-    assert!(!lines[n - 1].is_empty(), "line {n} is blank");
-    lines[n - 1] = with;
-    lines.join("\n") + "\n"
-}
+/// `--check-config` on [`BASE`] and its variants.
+const CONFIG: CheckConfig = CheckConfig {
+    dir: "config_knobs",
+    base: BASE,
+};
 
 #[test]
 fn every_knob_shows_in_the_summary() {
-    let (code, stdout, errors) = check("base", BASE);
-    assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
-    for part in [
-        "SIP on 10.0.0.1:5060 tcp (profile \"default\")",
-        "challenge timeout 30 s",
-        "keep-alives every 120 s",
-        "SIP timers T1 250 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
-        "metrics on http://127.0.0.1:9464/metrics",
-    ] {
-        assert!(stdout.contains(part), "missing {part:?} in {stdout}");
-    }
+    let stdout = CONFIG.check_valid("base", BASE);
+    assert_contains_all(
+        &stdout,
+        &[
+            "SIP on 10.0.0.1:5060 tcp (profile \"default\")",
+            "challenge timeout 30 s",
+            "keep-alives every 120 s",
+            "SIP timers T1 250 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
+            "metrics on http://127.0.0.1:9464/metrics",
+        ],
+    );
 }
 
 #[test]
@@ -102,18 +74,21 @@ fn defaults_when_left_out() {
         .replace("challenge-timeout = 30\n", "")
         .replace("keepalive-interval = 120\n", "");
     let text = text.split("[sip-timers]").next().unwrap().to_string();
-    let (code, stdout, errors) = check("defaults", &text);
-    assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
-    for part in [
-        "challenge timeout 240 s",
-        "keep-alives off",
-        "SIP timers T1 500 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
-        "metrics off",
-    ] {
-        assert!(stdout.contains(part), "missing {part:?} in {stdout}");
-    }
+    let stdout = CONFIG.check_valid("defaults", &text);
+    assert_contains_all(
+        &stdout,
+        &[
+            "challenge timeout 240 s",
+            "keep-alives off",
+            "SIP timers T1 500 ms, T2 4000 ms, T4 5000 ms, D 32 s, C 181 s",
+            "metrics off",
+        ],
+    );
     // keepalive-interval = 0 is "off" too.
-    let (code, stdout, _) = check("keepalive_off", &base_with(27, "keepalive-interval = 0"));
+    let (code, stdout, _) = CONFIG.check(
+        "keepalive_off",
+        &CONFIG.base_with(27, "keepalive-interval = 0"),
+    );
     assert_eq!(code, 0);
     assert!(stdout.contains("keep-alives off"), "{stdout}");
 }
@@ -211,7 +186,7 @@ const CASES: &[(&str, usize, &str, &str)] = &[
 #[test]
 fn each_bad_knob_is_located() {
     for &(name, line, with, expected) in CASES {
-        let (code, _, errors) = check(name, &base_with(line, with));
+        let (code, _, errors) = CONFIG.check(name, &CONFIG.base_with(line, with));
         assert_eq!(code, 2, "{name}: {errors:?}");
         assert_eq!(errors.len(), 1, "{name}: {errors:?}");
         assert!(
@@ -228,7 +203,7 @@ fn t2_is_checked_against_the_default_t1() {
     let text = BASE
         .replace("t1-ms = 250\n", "")
         .replace("t2-ms = 4000", "t2-ms = 400");
-    let (code, _, errors) = check("t2_default_t1", &text);
+    let (code, _, errors) = CONFIG.check("t2_default_t1", &text);
     assert_eq!(code, 2);
     assert!(
         errors[0].starts_with("30:9: sip-timers.t2-ms: 400 is below t1-ms 500"),

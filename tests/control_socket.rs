@@ -3,21 +3,19 @@
 //! against what the UE negotiated; key export refused unless configured; bad requests answered
 //! with typed errors; the socket removed at shutdown.
 
-mod control_common;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use control_common::*;
 use serde_json::Value;
-
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+use support::*;
 
 #[test]
 fn stats_sas_and_registrations_describe_a_registered_ue() {
-    let dir = temp_dir(TMP, "socket-query");
+    let dir = temp_dir("control-socket-query");
     let mut h = start(&dir, "");
     let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket readable by its owner only");
@@ -38,8 +36,12 @@ fn stats_sas_and_registrations_describe_a_registered_ue() {
     assert_eq!(s["sa_table"]["capacity"], 1024);
     assert_eq!(s["sa_table"]["installed"], snapshot.sa_installed);
     // Every worker counter of the snapshot is there by name.
-    for (name, _) in &snapshot.workers[0].counters {
-        assert!(s["workers"][0]["counters"].get(*name).is_some(), "{name}");
+    for (d, _) in snapshot.workers[0].counters.iter() {
+        assert!(
+            s["workers"][0]["counters"].get(d.name).is_some(),
+            "{}",
+            d.name
+        );
     }
     assert!(s["workers"][0]["counters"]["esp_in"].as_u64().unwrap() >= 1);
     assert!(s["workers"][0]["counters"]["esp_out"].as_u64().unwrap() >= 1);
@@ -115,7 +117,7 @@ fn stats_sas_and_registrations_describe_a_registered_ue() {
 
 #[test]
 fn keys_are_exported_when_allowed_and_match_the_negotiated_suite() {
-    let dir = temp_dir(TMP, "socket-keys");
+    let dir = temp_dir("control-socket-keys");
     let mut h = start(&dir, "allow-key-export = true");
     h.ue.learn_arp();
     let reg = h.ue.register(AuthAlg::HmacMd5_96, EncrAlg::DesEde3Cbc);
@@ -155,7 +157,7 @@ fn keys_are_exported_when_allowed_and_match_the_negotiated_suite() {
 
 #[test]
 fn bad_requests_get_typed_errors_and_the_connection_serves_several_lines() {
-    let dir = temp_dir(TMP, "socket-errors");
+    let dir = temp_dir("control-socket-errors");
     let h = start(&dir, "");
     let mut s = UnixStream::connect(&h.socket).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -201,7 +203,7 @@ fn bad_requests_get_typed_errors_and_the_connection_serves_several_lines() {
 
 #[test]
 fn a_configured_socket_in_use_is_a_start_error_and_a_stale_one_is_replaced() {
-    let dir = temp_dir(TMP, "socket-in-use");
+    let dir = temp_dir("control-socket-in-use");
     let h = start(&dir, "");
     let config = config_in(&dir, "");
     let err = akagate::Daemon::start(&config, akagate::StartOptions::unpinned()).unwrap_err();

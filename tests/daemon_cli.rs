@@ -1,27 +1,25 @@
 //! The `akagate` binary as an operator runs it: `--config FILE` starts the daemon, SIGTERM or
 //! SIGINT stops it cleanly with exit status 0 and the SQN state on disk; start errors exit 1.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-cli-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use support::{akagate, akagate_bin, temp_dir, SET1_K, SET1_OPC};
 
 /// A memory-backend config pinned to cores this host has, with one subscriber (TS 35.208
 /// Test Set 1 keys).
 fn write_config(dir: &Path, workers: &str) -> PathBuf {
     std::fs::write(
         dir.join("subs.toml"),
-        "[[subscriber]]\nimpi = \"alice@open-ims.test\"\nimpu = [\"sip:alice@open-ims.test\"]\n\
-         k = \"465b5ce8b199b49faa5f0a2ee238a6bc\"\nopc = \"cd63cb71954a9f4e48a5994e37a02baf\"\n\
-         sqn = \"000000000020\"\n",
+        format!(
+            "[[subscriber]]\nimpi = \"alice@open-ims.test\"\nimpu = [\"sip:alice@open-ims.test\"]\n\
+             k = \"{SET1_K}\"\nopc = \"{SET1_OPC}\"\nsqn = \"000000000020\"\n"
+        ),
     )
     .unwrap();
     let text = akagate::config::DEFAULT_CONFIG.replace(
@@ -35,7 +33,7 @@ fn write_config(dir: &Path, workers: &str) -> PathBuf {
 
 /// Starts the binary and waits until it says it runs; the rest of stderr goes to the channel.
 fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_akagate"))
+    let mut child = Command::new(akagate_bin())
         .args(["--config", config.to_str().unwrap()])
         .env("AKAGATE_LOG", "info")
         .stdout(Stdio::null())
@@ -84,7 +82,7 @@ fn worker_core() -> usize {
 #[test]
 fn sigterm_and_sigint_stop_the_daemon_cleanly_and_persist_sqns() {
     for sig in ["-TERM", "-INT"] {
-        let dir = temp_dir(sig.trim_start_matches('-'));
+        let dir = temp_dir(&format!("daemon-cli-{}", sig.trim_start_matches('-')));
         let config = write_config(&dir, &format!("[{}]", worker_core()));
         let (mut child, rx) = spawn(&config);
         signal(&child, sig);
@@ -111,12 +109,9 @@ fn sigterm_and_sigint_stop_the_daemon_cleanly_and_persist_sqns() {
 
 #[test]
 fn a_missing_core_is_a_start_error_with_exit_status_1() {
-    let dir = temp_dir("nocore");
+    let dir = temp_dir("daemon-cli-nocore");
     let config = write_config(&dir, "[1023]");
-    let out = Command::new(env!("CARGO_BIN_EXE_akagate"))
-        .args(["--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = akagate(&["--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

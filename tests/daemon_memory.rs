@@ -3,229 +3,71 @@
 //! unprotected REGISTER over UDP (a real Boghe client message) — and the daemon answers through
 //! its worker and slowpath threads. Shutdown is checked to drain and to persist the HSS's SQN.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod support;
 
-use akagate::config::{Config, ConfigTemplate};
-use akagate::daemon::{memory_pair, StartError, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use akagate::config::Config;
+use akagate::daemon::{memory_pair, StartError};
 use akagate::{Daemon, DaemonHandle, StartOptions};
 use akagate_fastpath::esp::EncrAlg;
 use akagate_slowpath::aka::Milenage;
 use akagate_sys::mempair::MemQueue;
-use akagate_sys::{PacketBuf, Port, PortQueue};
+use akagate_sys::Port;
 use base64::Engine;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
-    UdpPacket, UdpRepr,
+    ArpOperation, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet,
+    Icmpv6Repr, IpAddress, IpProtocol, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr,
+    RawHardwareAddress, UdpPacket,
+};
+use support::{
+    header, hx, ipv4_payload_from_pcscf, memory_config, param, start_memory, subscriber, temp_dir,
+    write_subscribers, Ue, IMPI, IMPU, PCSCF_MAC, PCSCF_V4, PCSCF_V6, SET1_K, SET1_OPC, UE_MAC,
+    UE_V4, UE_V6, WAIT,
 };
 
 const REGISTER: &str =
     include_str!("fixtures/daemon/01_register_initial_security_client_boghe_openims.sip");
 
-const PCSCF_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 1);
-/// The Boghe client's address and port in the REGISTER fixture.
-const UE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 100);
+/// The Boghe client's port in the REGISTER fixture.
 const UE_SIP_PORT: u16 = 63373;
-const PCSCF_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const UE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
-const UE_MAC: EthernetAddress = EthernetAddress(MEMORY_PEER_MAC);
-const PCSCF_MAC: EthernetAddress = EthernetAddress(MEMORY_DAEMON_MAC);
 
-/// TS 35.208 4.3.1 Test Set 1.
-const SET1_K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
-const SET1_OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
+/// TS 35.208 4.3.1 Test Set 1 (K and OPc in `support`).
 const SET1_RAND: &str = "23553cbe9637a89d218ae64dae47bf35";
 const SET1_SQN: &str = "ff9bb4d0b607";
 const SET1_AMF: &str = "b9b9";
 const SET1_F1: &str = "4a9ffac354dfafb3";
 const SET1_F5: &str = "aa689c648370";
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn hx<const N: usize>(s: &str) -> [u8; N] {
-    hex::decode(s).unwrap().try_into().unwrap()
-}
-
-/// A fresh directory under cargo's per-test-target temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Writes a small memory-backend config and a subscriber file (alice with TS 35.208 set 1
-/// keys, as in the fixture's Authorization username) into `dir`; loads it like `--config`.
+/// keys, as in the fixture's Authorization username, and bob) into `dir`; loads it like
+/// `--config`.
 fn config_in(dir: &Path, workers: &[usize]) -> Config {
-    std::fs::write(
-        dir.join("subscribers.toml"),
-        format!(
-            "[[subscriber]]\nimpi = \"alice@open-ims.test\"\n\
-             impu = [\"sip:alice@open-ims.test\", \"tel:+15550100\"]\n\
-             k = \"{SET1_K}\"\nopc = \"{SET1_OPC}\"\namf = \"8000\"\nsqn = \"000000000000\"\n\n\
-             [[subscriber]]\nimpi = \"bob@open-ims.test\"\nimpu = [\"sip:bob@open-ims.test\"]\n\
-             k = \"{SET1_K}\"\nopc = \"{SET1_OPC}\"\n"
-        ),
-    )
-    .unwrap();
-    ConfigTemplate {
-        ipv4: vec![PCSCF_V4],
+    write_subscribers(
+        dir,
+        &[
+            subscriber(IMPI, &[IMPU, "tel:+15550100"]),
+            format!(
+                "[[subscriber]]\nimpi = \"bob@open-ims.test\"\nimpu = [\"sip:bob@open-ims.test\"]\n\
+                 k = \"{SET1_K}\"\nopc = \"{SET1_OPC}\"\n"
+            ),
+        ],
+    );
+    akagate::config::ConfigTemplate {
         ipv6: vec![PCSCF_V6],
         encr_algs: vec![EncrAlg::AesCbc, EncrAlg::Null],
         workers: workers.to_vec(),
-        slowpath: None,
-        subscribers: Some("subscribers.toml".into()),
-        sa_capacity: 1024,
-        ..ConfigTemplate::default()
+        ..memory_config()
     }
     .write(&dir.join("akagate.toml"))
     .unwrap()
 }
 
-/// The simulated UE side: the peer end of the in-memory pair.
-struct Ue {
-    q: MemQueue,
-}
-
-impl Ue {
-    fn send(&mut self, ethertype: EthernetProtocol, payload: &[u8]) {
-        let mut f = vec![0u8; 14 + payload.len()];
-        let mut frame = EthernetFrame::new_unchecked(&mut f[..]);
-        EthernetRepr {
-            src_addr: UE_MAC,
-            dst_addr: if ethertype == EthernetProtocol::Arp {
-                EthernetAddress::BROADCAST
-            } else {
-                PCSCF_MAC
-            },
-            ethertype,
-        }
-        .emit(&mut frame);
-        frame.payload_mut().copy_from_slice(payload);
-        let mut b = self.q.alloc().expect("buffer");
-        b.fill(&f).unwrap();
-        let mut burst = vec![b];
-        assert_eq!(self.q.tx_burst(&mut burst), 1);
-    }
-
-    /// The first frame for which `pick` returns something, within `WAIT`; other frames are
-    /// returned too, in `skipped`.
-    fn expect<T>(&mut self, skipped: &mut Vec<Vec<u8>>, pick: impl Fn(&[u8]) -> Option<T>) -> T {
-        let end = Instant::now() + WAIT;
-        loop {
-            let mut rx: Vec<PacketBuf> = Vec::new();
-            self.q.rx_burst(&mut rx, 64);
-            let mut found = None;
-            for b in rx {
-                let f = b.data().to_vec();
-                self.q.free(b);
-                if found.is_none() {
-                    if let Some(t) = pick(&f) {
-                        found = Some(t);
-                        continue;
-                    }
-                }
-                skipped.push(f);
-            }
-            if let Some(t) = found {
-                return t;
-            }
-            assert!(
-                Instant::now() < end,
-                "no matching frame; got {skipped:02x?}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn arp_request(&mut self) {
-        let arp = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: UE_MAC,
-            source_protocol_addr: UE_V4,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: PCSCF_V4,
-        };
-        let mut p = vec![0u8; arp.buffer_len()];
-        arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
-        self.send(EthernetProtocol::Arp, &p);
-    }
-
-    fn ipv4(&mut self, proto: IpProtocol, payload: &[u8]) {
-        let ip = Ipv4Repr {
-            src_addr: UE_V4,
-            dst_addr: PCSCF_V4,
-            next_header: proto,
-            payload_len: payload.len(),
-            hop_limit: 64,
-        };
-        let mut p = vec![0u8; ip.buffer_len() + payload.len()];
-        let mut pkt = Ipv4Packet::new_unchecked(&mut p[..]);
-        ip.emit(&mut pkt, &ChecksumCapabilities::default());
-        pkt.payload_mut().copy_from_slice(payload);
-        self.send(EthernetProtocol::Ipv4, &p);
-    }
-
-    fn udp_to_5060(&mut self, payload: &[u8]) {
-        let mut u = vec![0u8; 8 + payload.len()];
-        UdpRepr {
-            src_port: UE_SIP_PORT,
-            dst_port: 5060,
-        }
-        .emit(
-            &mut UdpPacket::new_unchecked(&mut u[..]),
-            &IpAddress::Ipv4(UE_V4),
-            &IpAddress::Ipv4(PCSCF_V4),
-            payload.len(),
-            |b| b.copy_from_slice(payload),
-            &ChecksumCapabilities::default(),
-        );
-        self.ipv4(IpProtocol::Udp, &u);
-    }
-
-    fn icmpv6(&mut self, dst: Ipv6Addr, hop_limit: u8, repr: &Icmpv6Repr<'_>) {
-        let mut icmp = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &UE_V6,
-            &dst,
-            &mut Icmpv6Packet::new_unchecked(&mut icmp[..]),
-            &ChecksumCapabilities::default(),
-        );
-        let ip = Ipv6Repr {
-            src_addr: UE_V6,
-            dst_addr: dst,
-            next_header: IpProtocol::Icmpv6,
-            payload_len: icmp.len(),
-            hop_limit,
-        };
-        let mut p = vec![0u8; ip.buffer_len() + icmp.len()];
-        let mut pkt = Ipv6Packet::new_unchecked(&mut p[..]);
-        ip.emit(&mut pkt);
-        pkt.payload_mut().copy_from_slice(&icmp);
-        self.send(EthernetProtocol::Ipv6, &p);
-    }
-}
-
-/// The IPv4 payload of a frame from the P-CSCF to the UE with protocol `proto`, checksums
-/// verified.
-fn ipv4_from_pcscf(f: &[u8], proto: IpProtocol) -> Option<Vec<u8>> {
-    let eth = EthernetFrame::new_checked(f).ok()?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    assert_eq!(eth.src_addr(), PCSCF_MAC);
-    assert_eq!(eth.dst_addr(), UE_MAC);
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    let repr = Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).ok()?;
-    if repr.next_header != proto {
-        return None;
-    }
-    assert_eq!((repr.src_addr, repr.dst_addr), (PCSCF_V4, UE_V4));
-    Some(ip.payload().to_vec())
+/// Sends a UDP datagram from the fixture's SIP port to 5060.
+fn udp_to_5060(ue: &mut Ue, payload: &[u8]) {
+    ue.udp(UE_SIP_PORT, 5060, payload);
 }
 
 /// The ICMPv6 message of a frame from the P-CSCF, as `(src, dst, hop limit, icmp bytes)`.
@@ -250,23 +92,14 @@ fn icmpv6_from_pcscf(f: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, Vec<u8>)> {
 /// A daemon over a fresh memory pair with the test config, unpinned.
 fn start(dir: &Path) -> (DaemonHandle, Ue, Config) {
     let config = config_in(dir, &[0]);
-    let mut handle = Daemon::start(&config, StartOptions::unpinned()).unwrap();
-    let mut peer = handle
-        .take_memory_peer()
-        .expect("memory backend keeps the far end");
-    let q = peer.take_queues().pop().unwrap();
-    (handle, Ue { q }, config)
+    let (handle, ue) = start_memory(&config);
+    (handle, ue, config)
 }
 
+/// ARP for the P-CSCF; its reply names it and answers us.
 fn learn_arp(ue: &mut Ue) {
-    ue.arp_request();
-    let reply = ue.expect(&mut Vec::new(), |f| {
-        let eth = EthernetFrame::new_checked(f).ok()?;
-        (eth.ethertype() == EthernetProtocol::Arp)
-            .then(|| ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok())?
-    });
     assert_eq!(
-        reply,
+        ue.learn_arp(),
         ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Reply,
             source_hardware_addr: PCSCF_MAC,
@@ -279,7 +112,7 @@ fn learn_arp(ue: &mut Ue) {
 
 #[test]
 fn arp_and_icmp_echo_v4_and_v6_through_the_daemon() {
-    let dir = temp_dir("echo");
+    let dir = temp_dir("daemon-echo");
     let (handle, mut ue, _) = start(&dir);
     learn_arp(&mut ue);
 
@@ -295,7 +128,7 @@ fn arp_and_icmp_echo_v4_and_v6_through_the_daemon() {
         &ChecksumCapabilities::default(),
     );
     ue.ipv4(IpProtocol::Icmp, &icmp);
-    let reply = ue.expect(&mut Vec::new(), |f| ipv4_from_pcscf(f, IpProtocol::Icmp));
+    let reply = ue.expect(|f| ipv4_payload_from_pcscf(f, IpProtocol::Icmp));
     let pkt = Icmpv4Packet::new_checked(&reply[..]).unwrap();
     assert_eq!(
         Icmpv4Repr::parse(&pkt, &ChecksumCapabilities::default()).unwrap(),
@@ -316,7 +149,7 @@ fn arp_and_icmp_echo_v4_and_v6_through_the_daemon() {
             lladdr: Some(RawHardwareAddress::from(UE_MAC)),
         }),
     );
-    let na = ue.expect(&mut Vec::new(), |f| {
+    let na = ue.expect(|f| {
         let (src, dst, hop, icmp) = icmpv6_from_pcscf(f)?;
         let pkt = Icmpv6Packet::new_checked(&icmp[..]).ok()?;
         match Icmpv6Repr::parse(&src, &dst, &pkt, &ChecksumCapabilities::default()).ok()? {
@@ -342,7 +175,7 @@ fn arp_and_icmp_echo_v4_and_v6_through_the_daemon() {
             data,
         },
     );
-    let (src, dst, echo) = ue.expect(&mut Vec::new(), |f| {
+    let (src, dst, echo) = ue.expect(|f| {
         let (src, dst, _, icmp) = icmpv6_from_pcscf(f)?;
         (icmp.first() == Some(&129)).then_some((src, dst, icmp))
     });
@@ -366,28 +199,10 @@ fn arp_and_icmp_echo_v4_and_v6_through_the_daemon() {
     assert!(report.stats.workers[0].queue.tx_packets >= 4);
 }
 
-/// The value of header `name` in a SIP message.
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    let head = msg.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// A `name=value` parameter of a header value (quotes removed).
-fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    value
-        .split([';', ','])
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().trim_matches('"'))
-}
-
 /// Sends the fixture REGISTER in clear over UDP and returns the response text.
 fn register(ue: &mut Ue) -> String {
-    ue.udp_to_5060(REGISTER.as_bytes());
-    let udp = ue.expect(&mut Vec::new(), |f| ipv4_from_pcscf(f, IpProtocol::Udp));
+    udp_to_5060(ue, REGISTER.as_bytes());
+    let udp = ue.expect(|f| ipv4_payload_from_pcscf(f, IpProtocol::Udp));
     let pkt = UdpPacket::new_checked(&udp[..]).unwrap();
     assert!(pkt.verify_checksum(&IpAddress::Ipv4(PCSCF_V4), &IpAddress::Ipv4(UE_V4)));
     assert_eq!((pkt.src_port(), pkt.dst_port()), (5060, UE_SIP_PORT));
@@ -467,7 +282,7 @@ fn persisted_sqn(state: &Path, impi: &str) -> u64 {
 #[test]
 fn unprotected_register_gets_401_and_the_sqn_survives_a_restart() {
     let milenage = set1_milenage();
-    let dir = temp_dir("register");
+    let dir = temp_dir("daemon-register");
     let (handle, mut ue, config) = start(&dir);
     let state = handle.sqn_state().unwrap().to_path_buf();
     assert_eq!(state, dir.join("subscribers.toml.sqn-state"));
@@ -497,11 +312,7 @@ fn unprotected_register_gets_401_and_the_sqn_survives_a_restart() {
     );
 
     // A restart continues above the persisted SQN: no SQN is handed out twice (TS 33.102 6.3).
-    let mut handle = Daemon::start(&config, StartOptions::unpinned()).unwrap();
-    let mut peer = handle.take_memory_peer().unwrap();
-    let mut ue = Ue {
-        q: peer.take_queues().pop().unwrap(),
-    };
+    let (handle, mut ue) = start_memory(&config);
     learn_arp(&mut ue);
     let sqn2 = check_401(&register(&mut ue), &milenage);
     assert!(sqn2 > sqn1, "{sqn2:x} after {sqn1:x}");
@@ -511,10 +322,10 @@ fn unprotected_register_gets_401_and_the_sqn_survives_a_restart() {
 
 #[test]
 fn shutdown_sends_the_answer_to_an_event_already_handed_to_the_slowpath() {
-    let dir = temp_dir("drain");
+    let dir = temp_dir("daemon-drain");
     let (handle, mut ue, _) = start(&dir);
     learn_arp(&mut ue);
-    ue.udp_to_5060(REGISTER.as_bytes());
+    udp_to_5060(&mut ue, REGISTER.as_bytes());
     // Stop as soon as the worker has passed the REGISTER up: the slowpath may not have seen
     // it yet, but it must still be answered before shutdown returns.
     handle
@@ -523,11 +334,10 @@ fn shutdown_sends_the_answer_to_an_event_already_handed_to_the_slowpath() {
     let report = handle.shutdown().unwrap();
     assert_eq!(report.stats.slowpath.sip_messages, 1);
     assert_eq!(report.stats.slowpath.commands_dropped, 0);
-    let mut rx: Vec<PacketBuf> = Vec::new();
-    ue.q.rx_burst(&mut rx, 64);
-    let answers: Vec<String> = rx
+    let answers: Vec<String> = ue
+        .received()
         .iter()
-        .filter_map(|b| ipv4_from_pcscf(b.data(), IpProtocol::Udp))
+        .filter_map(|f| ipv4_payload_from_pcscf(f, IpProtocol::Udp))
         .map(|u| String::from_utf8_lossy(&u[8..]).into_owned())
         .collect();
     assert_eq!(answers.len(), 1, "{answers:?}");
@@ -536,13 +346,11 @@ fn shutdown_sends_the_answer_to_an_event_already_handed_to_the_slowpath() {
 
 #[test]
 fn several_workers_each_get_their_queue_and_ues_are_steered() {
-    let dir = temp_dir("workers");
+    let dir = temp_dir("daemon-workers");
     let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
-    let mut ue = Ue {
-        q: peer.take_queues().pop().unwrap(),
-    };
+    let mut ue = Ue::on(&mut peer);
     // Queue 0 gets ARP (no IP address to steer by); the UE's IP traffic goes to the worker
     // its address maps to.
     learn_arp(&mut ue);
@@ -550,7 +358,7 @@ fn several_workers_each_get_their_queue_and_ues_are_steered() {
     let stats = handle.stats();
     assert_eq!(stats.workers.len(), 3);
     assert_eq!(stats.workers[0].get("rx_frames"), Some(1));
-    ue.udp_to_5060(REGISTER.as_bytes());
+    udp_to_5060(&mut ue, REGISTER.as_bytes());
     let stats = handle
         .wait_for(WAIT, |s| s.workers[owner].get("sip_in") == Some(1))
         .expect("the owning worker received the REGISTER");
@@ -567,15 +375,13 @@ fn several_workers_each_get_their_queue_and_ues_are_steered() {
 /// without soliciting it again (this UE does not answer ARP requests).
 #[test]
 fn the_owner_answers_through_the_neighbour_worker_0_learned() {
-    let dir = temp_dir("neighbours");
+    let dir = temp_dir("daemon-neighbours");
     let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let owner = port.queue_for_ue(IpAddr::V4(UE_V4));
     assert_ne!(owner, 0, "the test needs a UE not owned by worker 0");
     let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
-    let mut ue = Ue {
-        q: peer.take_queues().pop().unwrap(),
-    };
+    let mut ue = Ue::on(&mut peer);
     learn_arp(&mut ue);
     let resp = register(&mut ue);
     check_401(&resp, &set1_milenage());
@@ -617,7 +423,7 @@ impl Port for SteeredPort {
 #[test]
 fn commands_and_strays_follow_the_ports_steering() {
     use akagate_sys::steer::{RssInput, RssSteering, Steering};
-    let dir = temp_dir("steering");
+    let dir = temp_dir("daemon-steering");
     let config = config_in(&dir, &[0, 1, 2]);
     let (port, mut peer) = memory_pair(&config).unwrap();
     let landing = port.queue_for_ue(IpAddr::V4(UE_V4));
@@ -631,9 +437,7 @@ fn commands_and_strays_follow_the_ports_steering() {
         }),
     };
     let handle = Daemon::start_with_port(&config, port, StartOptions::unpinned()).unwrap();
-    let mut ue = Ue {
-        q: peer.take_queues().pop().unwrap(),
-    };
+    let mut ue = Ue::on(&mut peer);
     learn_arp(&mut ue);
     check_401(&register(&mut ue), &set1_milenage());
     let stats = handle.stats();
@@ -648,7 +452,7 @@ fn commands_and_strays_follow_the_ports_steering() {
 
 #[test]
 fn start_errors_are_clear() {
-    let dir = temp_dir("errors");
+    let dir = temp_dir("daemon-errors");
     let mut config = config_in(&dir, &[0]);
 
     // A port whose queue count does not match the workers.

@@ -7,143 +7,53 @@
 //! `transport-protocol` is checked end to end too: a UDP REGISTER to a TCP-only port is
 //! counted and never challenged.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use akagate::config::{ConfigTemplate, Transport};
-use akagate::daemon::{MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
-use akagate::{Daemon, DaemonHandle, StartOptions};
-use akagate_sys::mempair::MemQueue;
-use akagate_sys::{PacketBuf, Port, PortQueue};
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+use akagate::config::Transport;
+use akagate::DaemonHandle;
+use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet, UdpPacket};
+use support::{
+    memory_config, start_memory, subscriber, temp_dir, write_subscribers, Ue, IMPI, IMPU, WAIT,
 };
 
 /// A real client's initial REGISTER (see tests/fixtures/daemon/README.md).
 const REGISTER: &str =
     include_str!("fixtures/daemon/01_register_initial_security_client_boghe_openims.sip");
-/// The P-CSCF and the UE of the fixture.
-const PCSCF_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 1);
-const UE_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 100);
+/// The UE's SIP port in the fixture.
 const UE_SIP_PORT: u16 = 63373;
-const WAIT: Duration = Duration::from_secs(10);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("metrics-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Starts a daemon with alice (TS 35.208 4.3.1 Test Set 1 keys) and the metrics endpoint on
-/// 127.0.0.1:0, SIP over `transports`; returns it with the UE's queue.
-fn start(dir: &Path, transports: &[Transport]) -> (DaemonHandle, MemQueue) {
-    std::fs::write(
-        dir.join("subscribers.toml"),
-        "[[subscriber]]\nimpi = \"alice@open-ims.test\"\nimpu = [\"sip:alice@open-ims.test\"]\n\
-         k = \"465b5ce8b199b49faa5f0a2ee238a6bc\"\nopc = \"cd63cb71954a9f4e48a5994e37a02baf\"\n\
-         amf = \"8000\"\nsqn = \"000000000000\"\n",
-    )
-    .unwrap();
-    let config = ConfigTemplate {
-        ipv4: vec![PCSCF_V4],
-        ipv6: vec![],
+/// 127.0.0.1:0, SIP over `transports`; returns it with the UE.
+fn start(dir: &Path, transports: &[Transport]) -> (DaemonHandle, Ue) {
+    write_subscribers(dir, &[subscriber(IMPI, &[IMPU])]);
+    let config = akagate::config::ConfigTemplate {
         transports: transports.to_vec(),
-        workers: vec![0],
-        slowpath: None,
-        subscribers: Some("subscribers.toml".into()),
-        sa_capacity: 1024,
         control_socket: Some("ctl.sock".into()),
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ConfigTemplate::default()
+        ..memory_config()
     }
     .write(&dir.join("akagate.toml"))
     .unwrap();
-    let mut handle = Daemon::start(&config, StartOptions::unpinned()).unwrap();
-    let mut peer = handle.take_memory_peer().unwrap();
-    let q = peer.take_queues().pop().unwrap();
-    (handle, q)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The UE side: Ethernet frames built with smoltcp::wire.
-
-fn send(q: &mut MemQueue, ethertype: EthernetProtocol, payload: &[u8]) {
-    let mut f = vec![0u8; 14 + payload.len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut f[..]);
-    EthernetRepr {
-        src_addr: EthernetAddress(MEMORY_PEER_MAC),
-        dst_addr: if ethertype == EthernetProtocol::Arp {
-            EthernetAddress::BROADCAST
-        } else {
-            EthernetAddress(MEMORY_DAEMON_MAC)
-        },
-        ethertype,
-    }
-    .emit(&mut frame);
-    frame.payload_mut().copy_from_slice(payload);
-    let mut b = q.alloc().expect("buffer");
-    b.fill(&f).unwrap();
-    assert_eq!(q.tx_burst(&mut vec![b]), 1);
-}
-
-fn arp_request(q: &mut MemQueue) {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress(MEMORY_PEER_MAC),
-        source_protocol_addr: UE_V4,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: PCSCF_V4,
-    };
-    let mut p = vec![0u8; arp.buffer_len()];
-    arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
-    send(q, EthernetProtocol::Arp, &p);
+    start_memory(&config)
 }
 
 /// A UDP datagram from the UE's SIP port to 5060.
-fn udp_to_5060(q: &mut MemQueue, payload: &[u8]) {
-    let mut u = vec![0u8; 8 + payload.len()];
-    UdpRepr {
-        src_port: UE_SIP_PORT,
-        dst_port: 5060,
-    }
-    .emit(
-        &mut UdpPacket::new_unchecked(&mut u[..]),
-        &IpAddress::Ipv4(UE_V4),
-        &IpAddress::Ipv4(PCSCF_V4),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    let ip = Ipv4Repr {
-        src_addr: UE_V4,
-        dst_addr: PCSCF_V4,
-        next_header: IpProtocol::Udp,
-        payload_len: u.len(),
-        hop_limit: 64,
-    };
-    let mut p = vec![0u8; ip.buffer_len() + u.len()];
-    let mut pkt = Ipv4Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pkt, &ChecksumCapabilities::default());
-    pkt.payload_mut().copy_from_slice(&u);
-    send(q, EthernetProtocol::Ipv4, &p);
+fn udp_to_5060(ue: &mut Ue, payload: &[u8]) {
+    ue.udp(UE_SIP_PORT, 5060, payload);
 }
 
 /// Every frame the daemon sent within `d`, as the UDP payloads to the UE's SIP port.
-fn sip_answers(q: &mut MemQueue, d: Duration) -> Vec<String> {
+fn sip_answers(ue: &mut Ue, d: Duration) -> Vec<String> {
     let end = Instant::now() + d;
     let mut out = Vec::new();
     while Instant::now() < end {
-        let mut rx: Vec<PacketBuf> = Vec::new();
-        q.rx_burst(&mut rx, 64);
-        for b in rx {
-            let f = b.data().to_vec();
-            q.free(b);
+        for f in ue.received() {
             let Ok(eth) = EthernetFrame::new_checked(&f[..]) else {
                 continue;
             };
@@ -323,7 +233,7 @@ fn wait_for(handle: &DaemonHandle, what: &str, pred: impl Fn(&akagate::Stats) ->
 
 #[test]
 fn scrapes_are_well_formed_and_counters_move_with_traffic() {
-    let dir = temp_dir("scrape");
+    let dir = temp_dir("metrics-scrape");
     let (handle, mut ue) = start(&dir, &[Transport::Udp, Transport::Tcp]);
     let addr = handle.metrics_addr().expect("metrics endpoint");
     assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
@@ -346,7 +256,7 @@ fn scrapes_are_well_formed_and_counters_move_with_traffic() {
         0.0
     );
 
-    arp_request(&mut ue);
+    ue.arp_request();
     wait_for(&handle, "the ARP reply", |s| {
         s.worker_total("arp_replies") == 1
     });
@@ -460,7 +370,7 @@ fn the_format_check_refuses_malformed_text() {
 
 #[test]
 fn only_get_and_head_of_metrics_are_served() {
-    let dir = temp_dir("http");
+    let dir = temp_dir("metrics-http");
     let (handle, _ue) = start(&dir, &[Transport::Udp, Transport::Tcp]);
     let addr = handle.metrics_addr().unwrap();
 
@@ -498,10 +408,10 @@ fn only_get_and_head_of_metrics_are_served() {
 
 #[test]
 fn udp_to_a_tcp_only_sip_port_is_refused_and_counted() {
-    let dir = temp_dir("tcp-only");
+    let dir = temp_dir("metrics-tcp-only");
     let (handle, mut ue) = start(&dir, &[Transport::Tcp]);
     let addr = handle.metrics_addr().unwrap();
-    arp_request(&mut ue);
+    ue.arp_request();
     udp_to_5060(&mut ue, REGISTER.as_bytes());
     wait_for(&handle, "the refusal", |s| {
         s.slowpath.sip_transport_refused == 1

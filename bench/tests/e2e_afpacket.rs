@@ -18,7 +18,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use akagate::DaemonHandle;
@@ -26,15 +25,20 @@ use akagate_bench::fleet::Fleet;
 use akagate_bench::load::{self, Backend, LoadConfig};
 use akagate_bench::netns::{scratch_dir, VethLink};
 use akagate_bench::ue::usim::usim_for;
-use akagate_bench::ue::{Ue, UeConfig, UeEvent};
+use akagate_bench::ue::{Ue, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
 use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn};
 use akagate_sys::afpacket::AfPacketQueue;
-use akagate_sys::testnet::{unavailable_reason, VethPair};
-use common::{decode, esp_null_inner, header_value, param, records, Pkt, SUBSCRIBERS};
+use akagate_sys::testnet::VethPair;
+use common::checks::{
+    assert_ue_clean, assert_zero, check_call_events, check_challenge, check_offer,
+    last_dialog_requests,
+};
+use common::netns::{assert_namespaces_removed, skip_reason, NetnsDaemon};
+use common::{decode, esp_null_inner, header_value, records, ue_addr, ue_config, Pkt, SUBSCRIBERS};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpAddress, TcpPacket, UdpPacket};
+use smoltcp::wire::{IpAddress, TcpPacket, UdpPacket};
 
 /// The daemon's protected ports (TS 33.203 7.1 port_pc / port_ps) in the generated config.
 const PORT_PC: u16 = akagate_bench::daemon::PORT_PC;
@@ -43,33 +47,19 @@ const PORT_PS: u16 = akagate_bench::daemon::PORT_PS;
 /// Wall-clock limit for one registration or one call.
 const STEP_TIMEOUT: StdDuration = StdDuration::from_secs(20);
 
-/// Daemon in namespace A, UE fleet in namespace B. Field order is drop order after
-/// `Drop::drop`: the fleet's socket, then the namespaces (the daemon is stopped in `drop`).
+/// Daemon in namespace A, UE fleet in namespace B. `drop` stops the daemon first; then the
+/// fields go in order: the fleet's socket, then the namespaces.
 struct AfBed {
     fleet: Fleet<AfPacketQueue>,
-    daemon: Option<DaemonHandle>,
-    dir: PathBuf,
-    link: VethLink,
+    ns: NetnsDaemon,
     clock: std::time::Instant,
     events: Vec<Vec<UeEvent>>,
 }
 
 impl Drop for AfBed {
     fn drop(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            let _ = d.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.ns.stop();
     }
-}
-
-/// `None` (after printing why) when namespaces and AF_PACKET are not available.
-fn skip_reason() -> Option<String> {
-    let r = unavailable_reason();
-    if let Some(why) = &r {
-        eprintln!("skipped: {why}");
-    }
-    r
 }
 
 impl AfBed {
@@ -88,16 +78,18 @@ impl AfBed {
         fleet.enable_capture();
         AfBed {
             fleet,
-            daemon: Some(daemon),
-            dir,
-            link,
+            ns: NetnsDaemon {
+                daemon: Some(daemon),
+                dir,
+                link,
+            },
             clock: std::time::Instant::now(),
             events: Vec::new(),
         }
     }
 
     fn daemon(&self) -> &DaemonHandle {
-        self.daemon.as_ref().expect("daemon running")
+        self.ns.daemon()
     }
 
     fn now(&self) -> Instant {
@@ -106,21 +98,9 @@ impl AfBed {
 
     /// UE for fixture subscriber `sub`, on IPv4 or IPv6, TCP, offering only `offer`.
     fn add_ue(&mut self, sub: usize, v6: bool, offer: (AuthAlg, EncrAlg)) -> usize {
-        let rec = &records()[sub];
-        let host = 7 + sub as u8;
-        let ip = if v6 {
-            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(host)))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(10, 0, 1, host))
-        };
-        let mac = EthernetAddress([0x02, 0, 0, 0, 1, host]);
-        let mut cfg = UeConfig::new(mac, ip, VethLink::pcscf_for(ip), &rec.impi, &rec.impu[0]);
-        cfg.transport = Proto::Tcp;
-        cfg.offers = vec![offer];
-        cfg.sec.port_uc = 31800 + sub as u16 * 10;
-        cfg.sec.port_us = 31900 + sub as u16 * 10;
-        cfg.hold = Some(Duration::from_millis(50));
-        let ue = Ue::new(cfg, usim_for(rec).unwrap(), self.now()).unwrap();
+        let ip = ue_addr(sub, v6);
+        let cfg = ue_config(sub, ip, VethLink::pcscf_for(ip), Proto::Tcp, offer);
+        let ue = Ue::new(cfg, usim_for(&records()[sub]).unwrap(), self.now()).unwrap();
         self.events.push(Vec::new());
         self.fleet.add(ue)
     }
@@ -235,12 +215,8 @@ fn check_registration_wire(bed: &AfBed, u: usize, pair: (AuthAlg, EncrAlg)) {
         .find(|p| p.from_ue && !p.data.is_empty())
         .expect("a first SIP packet");
     assert_eq!((first.proto, first.ports.unwrap().1), (6, 5060));
-    let text = String::from_utf8_lossy(&first.data).to_string();
-    assert!(text.starts_with("REGISTER sip:"), "{text}");
-    let sc = header_value(&text, "Security-Client").unwrap();
-    assert_eq!(param(&sc, "alg").as_deref(), Some(pair.0.token()));
-    assert_eq!(param(&sc, "ealg").as_deref(), Some(pair.1.token()));
-    assert_eq!(header_value(&text, "Require").as_deref(), Some("sec-agree"));
+    let what = format!("UE {u}");
+    check_offer(&String::from_utf8_lossy(&first.data), pair, &what);
 
     // 2. The 401 in clear from 5060 with the P-CSCF's choice and its protected ports.
     let clear_down: String = pk
@@ -248,18 +224,7 @@ fn check_registration_wire(bed: &AfBed, u: usize, pair: (AuthAlg, EncrAlg)) {
         .filter(|p| !p.from_ue && p.dst == cfg.ip && p.ports.is_some_and(|(s, _)| s == 5060))
         .map(|p| String::from_utf8_lossy(&p.data).to_string())
         .collect();
-    assert!(
-        clear_down.starts_with("SIP/2.0 401 Unauthorized\r\n"),
-        "{clear_down}"
-    );
-    let ss = header_value(&clear_down, "Security-Server").unwrap();
-    assert_eq!(param(&ss, "alg").as_deref(), Some(pair.0.token()));
-    assert_eq!(param(&ss, "ealg").as_deref(), Some(pair.1.token()));
-    assert_eq!(param(&ss, "port-s"), Some(PORT_PS.to_string()));
-    assert_eq!(param(&ss, "port-c"), Some(PORT_PC.to_string()));
-    let spi_ps: u32 = param(&ss, "spi-s").unwrap().parse().unwrap();
-    let www = header_value(&clear_down, "WWW-Authenticate").unwrap();
-    assert!(www.contains("algorithm=AKAv1-MD5"), "{www}");
+    let (ss, spi_ps) = check_challenge(&clear_down, pair, (PORT_PC, PORT_PS), &what);
 
     // 3. The protected connection: a SYN port_uc -> port_ps under spi_ps, then the second
     //    REGISTER over it with Security-Verify = Security-Server and the digest response.
@@ -313,38 +278,10 @@ fn one_call(bed: &mut AfBed, a: usize, b: usize) {
     );
     bed.pump_for(StdDuration::from_millis(50));
     assert!(done, "call did not end: {:?}", &bed.events[a][ea..]);
-    let caller: Vec<_> = bed.events[a][ea..]
-        .iter()
-        .filter(|e| !matches!(e, UeEvent::Transaction { .. }))
-        .cloned()
-        .collect();
-    assert_eq!(
-        caller,
-        vec![
-            UeEvent::CallRinging(call_id.clone()),
-            UeEvent::CallAnswered(call_id.clone()),
-            UeEvent::CallEnded(call_id.clone()),
-        ]
-    );
-    assert_eq!(
-        bed.events[b][eb..].to_vec(),
-        vec![
-            UeEvent::IncomingCall(call_id.clone()),
-            UeEvent::IncomingCallEstablished(call_id.clone()),
-            UeEvent::IncomingCallEnded(call_id.clone()),
-        ]
-    );
+    check_call_events(&bed.events[a][ea..], &bed.events[b][eb..], &call_id);
     let cfg = bed.ue(b).config().clone();
-    let reqs: Vec<_> = bed
-        .ue(b)
-        .requests_received()
-        .filter(|r| ["INVITE", "ACK", "BYE"].contains(&r.method.as_str()))
-        .cloned()
-        .collect();
-    let last3 = &reqs[reqs.len().saturating_sub(3)..];
-    assert_eq!(last3.len(), 3);
+    let last3 = last_dialog_requests(bed.ue(b));
     for (r, m) in last3.iter().zip(["INVITE", "ACK", "BYE"]) {
-        assert_eq!(r.method, m);
         assert_eq!(r.flow.proto, Proto::Tcp, "{m}");
         assert_eq!(r.flow.ue_port, PORT_PC, "{m} not from port_pc");
         assert_eq!(r.flow.local_port, cfg.sec.port_us, "{m}");
@@ -425,29 +362,21 @@ fn scenario(v6: bool, pair: (AuthAlg, EncrAlg)) {
         };
         assert!(from_daemon, "a frame not from the daemon: {:02x?}", c.frame);
     }
-    for name in [
-        "drop_esp_invalid",
-        "drop_clear_to_protected",
-        "drop_egress_no_sa",
-        "drop_esp_unknown_spi",
-    ] {
-        assert_eq!(bed.counter(name), 0, "{name}");
-    }
+    assert_zero(
+        |name| bed.counter(name),
+        &[
+            "drop_esp_invalid",
+            "drop_clear_to_protected",
+            "drop_egress_no_sa",
+            "drop_esp_unknown_spi",
+        ],
+    );
     for u in [a, b] {
-        let c = bed.ue(u).counters();
-        assert_eq!(
-            (c.drop_esp, c.drop_clear_to_protected, c.drop_sip),
-            (0, 0, 0)
-        );
+        assert_ue_clean(bed.ue(u));
     }
-    let ns = (bed.link.pair.ns_a.clone(), bed.link.pair.ns_b.clone());
+    let namespaces = bed.ns.namespaces();
     drop(bed);
-    for n in [ns.0, ns.1] {
-        assert!(
-            !std::path::Path::new(&format!("/var/run/netns/{n}")).exists(),
-            "namespace {n} left behind"
-        );
-    }
+    assert_namespaces_removed(namespaces);
 }
 
 #[test]
@@ -518,13 +447,14 @@ fn afpacket_akabench_load_on_two_workers() {
         .collect();
     assert_eq!(ues, expected.to_vec(), "UE stacks per worker");
     assert!(expected.iter().all(|&n| n > 0), "{expected:?}");
-    for name in [
-        "drop_esp_invalid",
-        "drop_clear_to_protected",
-        "drop_egress_no_sa",
-    ] {
-        assert_eq!(stats.worker_total(name), 0, "{name}");
-    }
+    assert_zero(
+        |name| stats.worker_total(name),
+        &[
+            "drop_esp_invalid",
+            "drop_clear_to_protected",
+            "drop_egress_no_sa",
+        ],
+    );
     daemon.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

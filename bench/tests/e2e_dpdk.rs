@@ -13,18 +13,21 @@
 //! again. Needs root (namespaces); skipped with a printed reason otherwise.
 #![cfg(feature = "dpdk")]
 
+mod common;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration as StdDuration;
 
-use akagate::DaemonHandle;
 use akagate_bench::load::{self, Backend, DpdkPortSpec, LoadConfig};
 use akagate_bench::netns::{scratch_dir, VethLink};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
 use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn, SubscriberRecord};
-use akagate_sys::testnet::{unavailable_reason, VethPair};
+use akagate_sys::testnet::VethPair;
+use common::checks::assert_zero;
+use common::netns::{assert_namespaces_removed, skip_reason, NetnsDaemon};
 use smoltcp::time::Duration;
 
 /// UEs that register; UE 0 calls UE 2 (`load`'s call k: UE k calls UE k + N/2).
@@ -34,38 +37,14 @@ const UES: usize = 4;
 const RUN_TIMEOUT: StdDuration = StdDuration::from_secs(60);
 const WATCHDOG: StdDuration = StdDuration::from_secs(120);
 
-/// The daemon and its scratch directory; dropping it (also on a failed assertion) stops the
-/// daemon, removes the directory and then, with `link`, both namespaces.
-struct Bed {
-    daemon: Option<DaemonHandle>,
-    dir: PathBuf,
-    link: VethLink,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            let _ = d.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Bed {
-    fn daemon(&self) -> &DaemonHandle {
-        self.daemon.as_ref().expect("daemon running")
-    }
-}
-
 #[test]
 fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
-    if let Some(why) = unavailable_reason() {
-        eprintln!("skipped: {why}");
+    if skip_reason().is_some() {
         return;
     }
     let link = VethLink::new().expect("namespaces and veth pair");
     let dir = scratch_dir("e2e-dpdk").expect("scratch directory");
-    let mut bed = Bed {
+    let mut bed = NetnsDaemon {
         daemon: None,
         dir,
         link,
@@ -165,32 +144,28 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
         "{:?}",
         w.queue
     );
-    for name in [
-        "drop_esp_invalid",
-        "drop_esp_unknown_spi",
-        "drop_clear_to_protected",
-        "drop_egress_no_sa",
-    ] {
-        assert_eq!(stats.worker_total(name), 0, "{name}");
-    }
+    assert_zero(
+        |name| stats.worker_total(name),
+        &[
+            "drop_esp_invalid",
+            "drop_esp_unknown_spi",
+            "drop_clear_to_protected",
+            "drop_egress_no_sa",
+        ],
+    );
 
     pktgen_over_dpdk(&bed, &subscribers[UES..]);
 
-    let ns = (bed.link.pair.ns_a.clone(), bed.link.pair.ns_b.clone());
+    let namespaces = bed.namespaces();
     drop(bed);
-    for n in [ns.0, ns.1] {
-        assert!(
-            !std::path::Path::new(&format!("/var/run/netns/{n}")).exists(),
-            "namespace {n} left behind"
-        );
-    }
+    assert_namespaces_removed(namespaces);
 }
 
 /// `akapktgen --backend dpdk` in namespace B (a child process under `ip netns exec`, killed
 /// after [`WATCHDOG`]) with `subscribers` over IPv6, at a rate the daemon's AF_PACKET ring
 /// keeps up with: every frame is sent, and the daemon decapsulates all of them and frames
 /// every SIP message of the streams.
-fn pktgen_over_dpdk(bed: &Bed, subscribers: &[SubscriberRecord]) {
+fn pktgen_over_dpdk(bed: &NetnsDaemon, subscribers: &[SubscriberRecord]) {
     let subs = bed.dir.join("pktgen-subscribers.toml");
     std::fs::write(&subs, render_toml(subscribers)).expect("pktgen subscriber file");
     let report = bed.dir.join("pktgen.json");
@@ -272,11 +247,12 @@ fn pktgen_over_dpdk(bed: &Bed, subscribers: &[SubscriberRecord]) {
     );
     assert_eq!(delta(&after, "sip_in"), sip_messages + reg);
     assert_eq!(after.slowpath.registrations, 2 * UES as u64);
-    for name in [
-        "drop_esp_invalid",
-        "drop_esp_unknown_spi",
-        "drop_esp_selector",
-    ] {
-        assert_eq!(after.worker_total(name), 0, "{name}");
-    }
+    assert_zero(
+        |name| after.worker_total(name),
+        &[
+            "drop_esp_invalid",
+            "drop_esp_unknown_spi",
+            "drop_esp_selector",
+        ],
+    );
 }

@@ -9,6 +9,7 @@ mod common;
 use akagate_bench::ue::{TxKind, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
+use common::checks::assert_zero;
 use common::scenarios::*;
 use common::*;
 
@@ -95,15 +96,16 @@ fn deregistration_removes_the_binding() {
     // connection goes silently. Well past the drain limit and smoltcp's retransmission
     // timeouts, nothing was sent through a missing SA on either side.
     bed.pump(5_000);
-    for name in [
-        "drop_esp_unknown_spi",
-        "drop_egress_no_sa",
-        "drop_esp_invalid",
-        "drop_clear_to_protected",
-        "sa_drain_timeouts",
-    ] {
-        assert_eq!(bed.counter(name), 0, "{name}");
-    }
+    assert_zero(
+        |name| bed.counter(name),
+        &[
+            "drop_esp_unknown_spi",
+            "drop_egress_no_sa",
+            "drop_esp_invalid",
+            "drop_clear_to_protected",
+            "sa_drain_timeouts",
+        ],
+    );
     assert_eq!(bed.counter("sa_sets_drained"), 1);
     assert_eq!(bed.counter("sa_conns_discarded"), 1);
     assert_eq!(

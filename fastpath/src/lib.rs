@@ -3,8 +3,9 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub use akagate_proto::counters;
 pub mod esp;
-pub mod ipc;
+pub use akagate_proto::ipc;
 pub mod l2;
 pub mod reasm;
 pub mod sad;

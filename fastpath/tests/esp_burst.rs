@@ -91,6 +91,11 @@ fn specs() -> Vec<SaSpec> {
     ]
 }
 
+/// A fresh outbound SA for every spec.
+fn outbound_sas(specs: &[SaSpec]) -> Vec<OutboundSa> {
+    specs.iter().map(outbound).collect()
+}
+
 fn outbound(s: &SaSpec) -> OutboundSa {
     let sa = OutboundSa::new(s.spi, &s.suite).unwrap();
     if s.esn {
@@ -155,6 +160,13 @@ struct Case {
     iv: Vec<u8>,
     /// Headroom in front of the packet (short headroom makes the packet fail).
     room: usize,
+}
+
+/// `pkt` with [`ROOM`] zero bytes on both sides, at `ROOM..ROOM + pkt.len()`.
+fn padded(pkt: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 2 * ROOM + pkt.len()];
+    buf[ROOM..ROOM + pkt.len()].copy_from_slice(pkt);
+    buf
 }
 
 fn buffer(c: &Case) -> Vec<u8> {
@@ -225,8 +237,7 @@ fn random_bursts_match_single_packet_path() {
     let specs = specs();
     let mut r = Rng(0x00b0_5eed_1234_5678);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let mut inb: Vec<InboundSa> = specs.iter().map(inbound).collect();
         for round in 0..60 {
             let n = 1 + r.below(64);
@@ -294,8 +305,7 @@ fn every_padding_length() {
     let specs = specs();
     let mut r = Rng(0x9ad);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let cases: Vec<Case> = (0..64)
             .map(|i| {
                 let sa = i % 4;
@@ -320,8 +330,7 @@ fn drops_inside_a_burst() {
     let specs = specs();
     let mut r = Rng(0xbad);
     for kernel in kernels() {
-        let mut burst_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
-        let mut single_sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
+        let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         // SA 1 has one sequence number left.
         burst_sas[1].set_last_seq_for_test(u64::from(u32::MAX) - 1);
         single_sas[1].set_last_seq_for_test(u64::from(u32::MAX) - 1);
@@ -350,8 +359,7 @@ fn unknown_sa_index_is_refused_before_any_work() {
     let mut sas: Vec<OutboundSa> = specs.iter().take(2).map(outbound).collect();
     let mut r = Rng(7);
     let ip = ip_packet(&mut r, 100, false);
-    let mut a = vec![0u8; 2 * ROOM + ip.len()];
-    a[ROOM..ROOM + ip.len()].copy_from_slice(&ip);
+    let mut a = padded(&ip);
     let mut b = a.clone();
     let before = a.clone();
     let mut items = vec![
@@ -382,14 +390,7 @@ fn default_kernel_with_references_round_trips() {
     let packets: Vec<(usize, Vec<u8>)> = (0..32)
         .map(|i| (i % specs.len(), ip_packet(&mut r, 1408, false)))
         .collect();
-    let mut bufs: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|(_, ip)| {
-            let mut b = vec![0u8; 2 * ROOM + ip.len()];
-            b[ROOM..ROOM + ip.len()].copy_from_slice(ip);
-            b
-        })
-        .collect();
+    let mut bufs: Vec<Vec<u8>> = packets.iter().map(|(_, ip)| padded(ip)).collect();
     let mut refs: Vec<&mut OutboundSa> = owned.iter_mut().collect();
     let mut items: Vec<EncapItem<'_>> = bufs
         .iter_mut()
@@ -427,8 +428,7 @@ fn burst_timing() {
     let mut r = Rng(5);
     for size in [64usize, 256, 1024, 1408] {
         let ip = ip_packet(&mut r, size, false);
-        let mut template = vec![0u8; 2 * ROOM + ip.len()];
-        template[ROOM..ROOM + ip.len()].copy_from_slice(&ip);
+        let template = padded(&ip);
         let mut bufs = vec![template.clone(); 32];
         for kernel in kernels() {
             let mut best = u128::MAX;
@@ -482,8 +482,7 @@ fn decapsulate_bursts_match_single_packet_path() {
                 let len = 1 + r.below(1500);
                 let v6 = r.below(4) == 0;
                 let ip = ip_packet(&mut r, len, v6);
-                let mut buf = vec![0u8; 2 * ROOM + ip.len()];
-                buf[ROOM..ROOM + ip.len()].copy_from_slice(&ip);
+                let mut buf = padded(&ip);
                 let range = out[sa]
                     .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                     .unwrap();
@@ -519,19 +518,11 @@ fn decapsulate_bursts_match_single_packet_path() {
             }
             let mut single = Vec::new();
             for (sa, p) in &pkts {
-                let mut buf = vec![0u8; 2 * ROOM + p.len()];
-                buf[ROOM..ROOM + p.len()].copy_from_slice(p);
+                let mut buf = padded(p);
                 let res = single_sas[*sa].decapsulate(&mut buf, ROOM..ROOM + p.len());
                 single.push((buf, res));
             }
-            let mut bufs: Vec<Vec<u8>> = pkts
-                .iter()
-                .map(|(_, p)| {
-                    let mut b = vec![0u8; 2 * ROOM + p.len()];
-                    b[ROOM..ROOM + p.len()].copy_from_slice(p);
-                    b
-                })
-                .collect();
+            let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|(_, p)| padded(p)).collect();
             let mut items: Vec<DecapItem<'_>> = bufs
                 .iter_mut()
                 .zip(&pkts)
@@ -582,8 +573,7 @@ fn hostile_decapsulate_bursts_match_single_packet_path() {
                 let sa = r.below(4);
                 let len = 1 + r.below(700);
                 let ip = ip_packet(&mut r, len, false);
-                let mut buf = vec![0u8; 2 * ROOM + ip.len()];
-                buf[ROOM..ROOM + ip.len()].copy_from_slice(&ip);
+                let mut buf = padded(&ip);
                 let range = out[sa]
                     .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                     .unwrap();
@@ -607,18 +597,10 @@ fn hostile_decapsulate_bursts_match_single_packet_path() {
             .collect();
         let mut single = Vec::new();
         for (sa, p) in &pkts {
-            let mut buf = vec![0u8; 2 * ROOM + p.len()];
-            buf[ROOM..ROOM + p.len()].copy_from_slice(p);
+            let mut buf = padded(p);
             single.push(single_sas[*sa].decapsulate(&mut buf, ROOM..ROOM + p.len()));
         }
-        let mut bufs: Vec<Vec<u8>> = pkts
-            .iter()
-            .map(|(_, p)| {
-                let mut b = vec![0u8; 2 * ROOM + p.len()];
-                b[ROOM..ROOM + p.len()].copy_from_slice(p);
-                b
-            })
-            .collect();
+        let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|(_, p)| padded(p)).collect();
         let mut items: Vec<DecapItem<'_>> = bufs
             .iter_mut()
             .zip(&pkts)

@@ -9,6 +9,7 @@ mod esp;
 mod input;
 #[path = "nopanic_common/mutate.rs"]
 mod mutate;
+mod support;
 #[path = "nopanic_common/worker.rs"]
 mod worker;
 

@@ -4,19 +4,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+mod support;
+
 use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerEvent};
 use akagate_fastpath::stack::ports::{transport_ports, Ports};
 use akagate_fastpath::stack::{StackConfig, StackError, UeStack};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket};
+use support::{PORT_PC, PORT_PS, PORT_UC, PORT_US, SIP_PORT};
 
 const P4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 const U4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 7));
-const SIP: u16 = 5060;
-const PORT_PS: u16 = 5064;
-const PORT_PC: u16 = 5066;
-const PORT_UC: u16 = 31800;
-const PORT_US: u16 = 31900;
 const SPI_PS: u32 = 0x1000_0101;
 
 const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
@@ -63,7 +61,7 @@ impl Link {
     fn with(p: IpAddr, u: IpAddr, cfg: StackConfig, ue_cfg: StackConfig) -> Link {
         let now = Instant::from_millis(1_000);
         let mut pcscf = UeStack::new(cfg, p, u, now).unwrap();
-        pcscf.listen(SIP, true, true);
+        pcscf.listen(SIP_PORT, true, true);
         pcscf.listen(PORT_PS, true, true);
         pcscf.listen(PORT_PC, false, true);
         let mut ue = UeStack::new(ue_cfg, u, p, now).unwrap();
@@ -247,7 +245,7 @@ fn pcscf_opens_port_pc_to_port_us_then_closes_and_reopens_from_port_pc() {
     assert!(l
         .wire_p
         .iter()
-        .all(|p| transport_ports(p).is_some_and(|p| p.src != SIP)));
+        .all(|p| transport_ports(p).is_some_and(|p| p.src != SIP_PORT)));
 }
 
 #[test]
@@ -277,9 +275,9 @@ fn crlfcrlf_ping_is_answered_by_crlf() {
 fn listener_rearmed_for_successive_connections_to_5060() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     // Both SYNs reach the P-CSCF in the same poll.
-    l.ue.send(ue_side(&l, 40001, SIP, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40001, SIP_PORT, Proto::Tcp), REGISTER, true)
         .unwrap();
-    l.ue.send(ue_side(&l, 40002, SIP, Proto::Tcp), &invite(5), true)
+    l.ue.send(ue_side(&l, 40002, SIP_PORT, Proto::Tcp), &invite(5), true)
         .unwrap();
     l.pump(20);
     let mut got: Vec<(u16, Vec<u8>)> = l
@@ -292,9 +290,9 @@ fn listener_rearmed_for_successive_connections_to_5060() {
     assert!(l
         .sip_p()
         .iter()
-        .all(|s| s.via_spi.is_none() && s.flow.local_port == SIP));
+        .all(|s| s.via_spi.is_none() && s.flow.local_port == SIP_PORT));
     // A third one later still finds a listener.
-    l.ue.send(ue_side(&l, 40003, SIP, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40003, SIP_PORT, Proto::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 3);
@@ -308,10 +306,10 @@ fn connection_limit_refuses_then_recovers() {
         ..StackConfig::default()
     };
     let mut l = Link::with(P4, U4, cfg, StackConfig::default());
-    let first = ue_side(&l, 40001, SIP, Proto::Tcp);
+    let first = ue_side(&l, 40001, SIP_PORT, Proto::Tcp);
     l.ue.send(first, REGISTER, true).unwrap();
     l.pump(10);
-    l.ue.send(ue_side(&l, 40002, SIP, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40002, SIP_PORT, Proto::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 1);
@@ -321,7 +319,7 @@ fn connection_limit_refuses_then_recovers() {
         .any(|e| matches!(e, WorkerEvent::ConnectFailed(f) if f.local_port == 40002)));
     l.ue.close(first).unwrap();
     l.pump(40);
-    l.ue.send(ue_side(&l, 40003, SIP, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40003, SIP_PORT, Proto::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 2);
@@ -356,13 +354,13 @@ fn framing_error_aborts_connection() {
 fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     l.ue.listen(45000, false, true);
-    l.ue.send(ue_side(&l, 45000, SIP, Proto::Udp), REGISTER, false)
+    l.ue.send(ue_side(&l, 45000, SIP_PORT, Proto::Udp), REGISTER, false)
         .unwrap();
     l.pump(3);
     let got = l.sip_p();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, REGISTER);
-    assert_eq!(got[0].flow, pcscf_side(&l, 45000, SIP, Proto::Udp));
+    assert_eq!(got[0].flow, pcscf_side(&l, 45000, SIP_PORT, Proto::Udp));
 
     // With an inner MTU of 1400, a 1200-byte request fits UDP; one byte more must go over
     // TCP (RFC 3261 18.1.1: within 200 bytes of the path MTU).

@@ -3,38 +3,31 @@
 //! clear on 5060, then talks over the four SAs of TS 33.203 7.1; negative cases are counted.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, UeStack};
 use akagate_fastpath::worker::{InboundTable, Worker};
-use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
-use akagate_sys::{PacketBuf, Port, PortQueue};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use akagate_sys::mempair::MemQueue;
+use akagate_sys::{PacketBuf, PortQueue};
+use crossbeam_channel::{Receiver, Sender};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
+    ArpOperation, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
 };
-use support::{suite, udp_v4, worker_config};
-
-const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
-const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
-const PCSCF: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const UE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
-const PORT_PS: u16 = 5064;
-const PORT_PC: u16 = 5066;
-const PORT_UC: u16 = 31800;
-const PORT_US: u16 = 31900;
-const SPI_UC: u32 = 0x0100_0001;
-const SPI_US: u32 = 0x0100_0002;
+use support::{
+    arp, encapsulate, eth_frame, sa_set, send_frame, suite, udp_v4, ue_sas, worker_config,
+    worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PORT_PC, PORT_PS, PORT_UC, PORT_US, SPI_UC,
+    SPI_US, UE_MAC, UE_V4,
+};
 
 const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
 
@@ -61,24 +54,19 @@ struct UeSim {
 }
 
 impl UeSim {
-    fn eth(&self, ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
-        let repr = EthernetRepr {
-            src_addr: UE_MAC,
-            dst_addr: PCSCF_MAC,
-            ethertype,
-        };
-        let mut f = vec![0u8; 14 + payload.len()];
-        let mut fr = EthernetFrame::new_unchecked(&mut f[..]);
-        repr.emit(&mut fr);
-        fr.payload_mut().copy_from_slice(payload);
-        f
+    /// Whether the UE's stack passed up `bytes` as a SIP message on `flow`.
+    fn received(&self, flow: Flow, bytes: &[u8]) -> bool {
+        sips(&self.events)
+            .iter()
+            .any(|(f, _, b)| *f == flow && b == bytes)
     }
 
-    fn send_frame(&mut self, frame: &[u8]) {
-        let mut b = self.q.alloc().expect("pool");
-        b.fill(frame).unwrap();
-        let mut v = vec![b];
-        assert_eq!(self.q.tx_burst(&mut v), 1);
+    /// Sends `payload` to the P-CSCF in an Ethernet frame.
+    fn send_eth(&mut self, ethertype: EthernetProtocol, payload: &[u8]) {
+        send_frame(
+            &mut self.q,
+            &eth_frame(UE_MAC, PCSCF_MAC, ethertype, payload),
+        );
     }
 
     fn send_ip(&mut self, pkt: &[u8]) {
@@ -87,8 +75,7 @@ impl UeSim {
         } else {
             EthernetProtocol::Ipv4
         };
-        let f = self.eth(ethertype, pkt);
-        self.send_frame(&f);
+        self.send_eth(ethertype, pkt);
     }
 
     fn step(&mut self, now: Instant) {
@@ -169,7 +156,7 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
-        Bed::with(UE.into(), PCSCF.into())
+        Bed::with(UE_V4.into(), PCSCF_V4.into())
     }
 
     fn with(ue_ip: IpAddr, pcscf_ip: IpAddr) -> Bed {
@@ -177,19 +164,14 @@ impl Bed {
             IpAddr::V4(a) => (vec![Ipv4Cidr::new(a, 24)], vec![]),
             IpAddr::V6(a) => (vec![], vec![Ipv6Cidr::new(a, 64)]),
         };
-        let (mut a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
-        let wq = a.take_queues().pop().unwrap();
-        let uq = b.take_queues().pop().unwrap();
-        let table = Arc::new(InboundTable::with_capacity(1024).unwrap());
-        let (ev_tx, ev_rx) = bounded(256);
-        let (cmd_tx, cmd_rx) = bounded(64);
-        let now = Instant::from_millis(10_000);
-        let cfg = worker_config(0, PCSCF_MAC, ipv4, ipv6);
-        let worker = Worker::new(cfg, wq, table.clone(), ev_tx, cmd_rx, now);
-        let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, now).unwrap();
+        let w = worker_on_pair(
+            worker_config(0, PCSCF_MAC, ipv4, ipv6),
+            &PairSizes::default(),
+        );
+        let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, w.now).unwrap();
         stack.listen(PORT_US, true, true);
         let ue = UeSim {
-            q: uq,
+            q: w.ue,
             stack,
             events: vec![],
             out: HashMap::new(),
@@ -202,12 +184,12 @@ impl Bed {
         Bed {
             ue_ip,
             pcscf_ip,
-            worker,
+            worker: w.worker,
             ue,
-            table,
-            events: ev_rx,
-            cmds: cmd_tx,
-            now,
+            table: w.table,
+            events: w.events,
+            cmds: w.cmds,
+            now: w.now,
         }
     }
 
@@ -217,6 +199,33 @@ impl Bed {
             self.worker.run_once(self.now);
             self.now += Duration::from_millis(5);
         }
+    }
+
+    /// The UE's stack sends `bytes` on `flow` (connecting first if asked).
+    fn ue_send(&mut self, flow: Flow, bytes: &[u8], connect: bool) {
+        self.ue.stack.send(flow, bytes, connect).unwrap();
+    }
+
+    /// The slowpath sends `bytes` on `flow` (opening a TCP connection if asked).
+    fn pcscf_send(&self, flow: Flow, bytes: impl Into<Vec<u8>>, connect_if_absent: bool) {
+        self.cmds
+            .send(WorkerCommand::Send {
+                flow,
+                bytes: bytes.into(),
+                connect_if_absent,
+            })
+            .unwrap();
+    }
+
+    /// The slowpath removes the UE's SA set.
+    fn remove_sa_set(&self, spi_pc: u32, spi_ps: u32) {
+        self.cmds
+            .send(WorkerCommand::RemoveSaSet {
+                ue: UE_V4.into(),
+                spi_pc,
+                spi_ps,
+            })
+            .unwrap();
     }
 
     fn events(&self) -> Vec<WorkerEvent> {
@@ -229,17 +238,12 @@ impl Bed {
 
     /// ARP so the worker learns the UE's MAC (RFC 826: a request for us teaches the sender).
     fn arp(&mut self) {
-        let arp = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: UE_MAC,
-            source_protocol_addr: UE,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: PCSCF,
-        };
-        let mut p = vec![0u8; 28];
-        arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
-        let f = self.ue.eth(EthernetProtocol::Arp, &p);
-        self.ue.send_frame(&f);
+        let request = arp(
+            ArpOperation::Request,
+            (UE_MAC, UE_V4),
+            (EthernetAddress([0; 6]), PCSCF_V4),
+        );
+        self.ue.send_eth(EthernetProtocol::Arp, &request);
         self.pump(2);
     }
 
@@ -247,35 +251,13 @@ impl Bed {
     fn install(&mut self) -> (u32, u32) {
         let spi_pc = self.table.allocate().unwrap();
         let spi_ps = self.table.allocate().unwrap();
-        let set = SaSet {
-            ue: self.ue_ip,
-            local: self.pcscf_ip,
-            suite: suite(),
-            spi_pc,
-            spi_ps,
-            spi_uc: SPI_UC,
-            spi_us: SPI_US,
-            port_pc: PORT_PC,
-            port_ps: PORT_PS,
-            port_uc: PORT_UC,
-            port_us: PORT_US,
-        };
+        let set = sa_set(self.ue_ip, self.pcscf_ip, suite(), spi_pc, spi_ps);
         self.cmds
             .send(WorkerCommand::InstallSaSet(Box::new(set)))
             .unwrap();
-        let s = suite();
-        self.ue
-            .out
-            .insert((PORT_UC, PORT_PS), OutboundSa::new(spi_ps, &s).unwrap());
-        self.ue
-            .out
-            .insert((PORT_US, PORT_PC), OutboundSa::new(spi_pc, &s).unwrap());
-        self.ue
-            .inbound
-            .insert(SPI_UC, InboundSa::new(SPI_UC, &s).unwrap());
-        self.ue
-            .inbound
-            .insert(SPI_US, InboundSa::new(SPI_US, &s).unwrap());
+        let (out, inbound) = ue_sas(&suite(), spi_pc, spi_ps);
+        self.ue.out.extend(out);
+        self.ue.inbound.extend(inbound);
         self.pump(1);
         (spi_pc, spi_ps)
     }
@@ -283,9 +265,9 @@ impl Bed {
 
 fn pcscf_flow(ue_port: u16, local_port: u16) -> Flow {
     Flow {
-        ue: UE.into(),
+        ue: UE_V4.into(),
         ue_port,
-        local: PCSCF.into(),
+        local: PCSCF_V4.into(),
         local_port,
         proto: Proto::Tcp,
     }
@@ -293,9 +275,9 @@ fn pcscf_flow(ue_port: u16, local_port: u16) -> Flow {
 
 fn ue_flow(ue_port: u16, pcscf_port: u16) -> Flow {
     Flow {
-        ue: PCSCF.into(),
+        ue: PCSCF_V4.into(),
         ue_port: pcscf_port,
-        local: UE.into(),
+        local: UE_V4.into(),
         local_port: ue_port,
         proto: Proto::Tcp,
     }
@@ -324,23 +306,19 @@ fn register_in_clear_then_four_sas_end_to_end() {
     assert_eq!(t.count("arp_replies"), 1);
 
     // 1. Initial REGISTER in clear to 5060.
-    t.ue.stack
-        .send(ue_flow(40000, 5060), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40000, 5060), REGISTER, true);
     t.pump(10);
     let got = sips(&t.events());
     assert_eq!(
         got,
         vec![(pcscf_flow(40000, 5060), None, REGISTER.to_vec())]
     );
-    assert!(t.worker.has_ue(&IpAddr::V4(UE)));
+    assert!(t.worker.has_ue(&IpAddr::V4(UE_V4)));
 
     // 2. SAs installed; protected REGISTER from port_uc to port_ps through spi_ps.
     let (spi_pc, spi_ps) = t.install();
     let reg2 = msg("REGISTER sip:ims.example SIP/2.0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &reg2, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &reg2, true);
     t.pump(10);
     let got = sips(&t.events());
     assert_eq!(
@@ -351,39 +329,21 @@ fn register_in_clear_then_four_sas_end_to_end() {
 
     // 3. 200 OK back on the same connection, through spi_uc.
     let ok = msg("SIP/2.0 200 OK");
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: pcscf_flow(PORT_UC, PORT_PS),
-            bytes: ok.clone(),
-            connect_if_absent: false,
-        })
-        .unwrap();
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), ok.clone(), false);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.received(ue_flow(PORT_UC, PORT_PS), &ok));
     assert!(t.ue.spis_seen.contains(&SPI_UC));
     assert!(!t.ue.spis_seen.contains(&SPI_US));
 
     // 4. The P-CSCF opens port_pc -> port_us (the third connection) through spi_us.
     let invite = msg("INVITE sip:ue@10.0.0.7:31900 SIP/2.0");
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: pcscf_flow(PORT_US, PORT_PC),
-            bytes: invite.clone(),
-            connect_if_absent: true,
-        })
-        .unwrap();
+    t.pcscf_send(pcscf_flow(PORT_US, PORT_PC), invite.clone(), true);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == ue_flow(PORT_US, PORT_PC) && *b == invite));
+    assert!(t.ue.received(ue_flow(PORT_US, PORT_PC), &invite));
     assert!(t.ue.spis_seen.contains(&SPI_US));
     // The UE answers through spi_pc.
     let ringing = msg("SIP/2.0 180 Ringing");
-    t.ue.stack
-        .send(ue_flow(PORT_US, PORT_PC), &ringing, false)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_US, PORT_PC), &ringing, false);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
@@ -404,18 +364,14 @@ fn register_in_clear_then_four_sas_end_to_end() {
 fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
     let mut t = Bed::new();
     t.arp();
-    t.ue.stack
-        .send(ue_flow(40000, 5060), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40000, 5060), REGISTER, true);
     t.pump(10);
     let (_spi_pc, _spi_ps) = t.install();
     let _ = t.events();
 
     // Clear TCP to port_ps.
     t.ue.force_clear = true;
-    t.ue.stack
-        .send(ue_flow(40001, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(40001, PORT_PS), REGISTER, true);
     t.pump(4);
     assert!(t.count("drop_clear_to_protected") >= 1);
     assert!(sips(&t.events()).is_empty());
@@ -423,9 +379,7 @@ fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
 
     // uc -> ps traffic through the SA of spi_pc: decrypts, but the selectors do not match.
     t.ue.force_sa = Some((PORT_US, PORT_PC));
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(4);
     assert!(t.count("drop_esp_selector") >= 1);
     assert!(sips(&t.events()).is_empty());
@@ -434,10 +388,7 @@ fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
     // An unknown SPI.
     let mut sa = OutboundSa::new(0x00ab_cdef, &suite()).unwrap();
     let ip = udp_packet(PORT_UC, PORT_PS, b"x");
-    let mut buf = vec![0u8; 64 + ip.len() + 64];
-    buf[64..64 + ip.len()].copy_from_slice(&ip);
-    let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
-    t.ue.send_ip(&buf[r]);
+    t.ue.send_ip(&encapsulate(&mut sa, &ip).unwrap());
     t.pump(1);
     assert_eq!(t.count("drop_esp_unknown_spi"), 1);
 
@@ -457,8 +408,8 @@ fn icmp_echo_is_answered() {
         data: b"ping",
     };
     let ip = Ipv4Repr {
-        src_addr: UE,
-        dst_addr: PCSCF,
+        src_addr: UE_V4,
+        dst_addr: PCSCF_V4,
         next_header: IpProtocol::Icmp,
         payload_len: echo.buffer_len(),
         hop_limit: 64,
@@ -477,7 +428,7 @@ fn icmp_echo_is_answered() {
             .find(|f| f[12..14] == [0x08, 0x00])
             .expect("echo reply");
     let ipr = Ipv4Packet::new_checked(&reply[14..]).unwrap();
-    assert_eq!(ipr.dst_addr(), UE);
+    assert_eq!(ipr.dst_addr(), UE_V4);
     let icmp = Icmpv4Packet::new_checked(ipr.payload()).unwrap();
     assert_eq!(
         Icmpv4Repr::parse(&icmp, &caps).unwrap(),
@@ -494,9 +445,7 @@ fn sa_removal_and_idle_ue_is_freed() {
     let mut t = Bed::new();
     t.arp();
     let (spi_pc, spi_ps) = t.install();
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(10);
     assert_eq!(sips(&t.events()).len(), 1);
     t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
@@ -506,33 +455,25 @@ fn sa_removal_and_idle_ue_is_freed() {
         .iter()
         .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if f.ue_port == PORT_UC)));
     assert!(
-        t.worker.has_ue(&IpAddr::V4(UE)),
+        t.worker.has_ue(&IpAddr::V4(UE_V4)),
         "the registration keeps the stack"
     );
-    t.cmds
-        .send(WorkerCommand::RemoveSaSet {
-            ue: UE.into(),
-            spi_pc,
-            spi_ps,
-        })
-        .unwrap();
+    t.remove_sa_set(spi_pc, spi_ps);
     t.pump(2);
-    assert!(!t.worker.has_ue(&IpAddr::V4(UE)));
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE_V4)));
     assert_eq!(t.count("ues_freed"), 1);
     let g = akagate_fastpath::sad::pin();
     assert!(t.table.lookup(spi_ps, &g).is_none());
     drop(g);
     // Late ESP for the removed SA is counted as unknown.
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(2);
     assert!(t.count("drop_esp_unknown_spi") >= 1);
 }
 
 /// A UDP/IPv4 packet from the UE to the P-CSCF.
 fn udp_packet(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    udp_v4(UE, PCSCF, sport, dport, payload)
+    udp_v4(UE_V4, PCSCF_V4, sport, dport, payload)
 }
 
 #[test]
@@ -540,9 +481,7 @@ fn idle_stacks_are_not_polled() {
     let mut t = Bed::new();
     t.arp();
     t.install();
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(40);
     assert_eq!(sips(&t.events()).len(), 1);
     // The connection is established and quiet: no deadline, so no polls.
@@ -554,13 +493,7 @@ fn idle_stacks_are_not_polled() {
     }
     assert_eq!(t.count("stack_polls"), polls);
     // A command makes the stack due again.
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: pcscf_flow(PORT_UC, PORT_PS),
-            bytes: msg("SIP/2.0 200 OK"),
-            connect_if_absent: false,
-        })
-        .unwrap();
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), msg("SIP/2.0 200 OK"), false);
     t.pump(5);
     assert!(t.count("stack_polls") > polls);
 }
@@ -600,10 +533,7 @@ fn fragmented_esp_is_reassembled_before_decryption() {
     body.extend(std::iter::repeat_n(b'z', pad));
     let ip = udp_packet(PORT_UC, PORT_PS, &body);
     let sa = t.ue.out.get_mut(&(PORT_UC, PORT_PS)).unwrap();
-    let mut buf = vec![0u8; 64 + ip.len() + 64];
-    buf[64..64 + ip.len()].copy_from_slice(&ip);
-    let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
-    let esp = buf[r].to_vec();
+    let esp = encapsulate(sa, &ip).unwrap();
     let frags = fragment_v4(&esp, 1000);
     assert_eq!(frags.len(), 3);
     // Out of order.
@@ -676,33 +606,23 @@ fn ipv6_neighbor_discovery_register_and_esp() {
         local_port: ue_port,
         proto: Proto::Tcp,
     };
-    t.ue.stack.send(uflow(40000, 5060), REGISTER, true).unwrap();
+    t.ue_send(uflow(40000, 5060), REGISTER, true);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
         vec![(flow(40000, 5060), None, REGISTER.to_vec())]
     );
     let (_, spi_ps) = t.install();
-    t.ue.stack
-        .send(uflow(PORT_UC, PORT_PS), REGISTER, true)
-        .unwrap();
+    t.ue_send(uflow(PORT_UC, PORT_PS), REGISTER, true);
     t.pump(10);
     assert_eq!(
         sips(&t.events()),
         vec![(flow(PORT_UC, PORT_PS), Some(spi_ps), REGISTER.to_vec())]
     );
     let ok = msg("SIP/2.0 200 OK");
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: flow(PORT_UC, PORT_PS),
-            bytes: ok.clone(),
-            connect_if_absent: false,
-        })
-        .unwrap();
+    t.pcscf_send(flow(PORT_UC, PORT_PS), ok.clone(), false);
     t.pump(10);
-    assert!(sips(&t.ue.events)
-        .iter()
-        .any(|(f, _, b)| *f == uflow(PORT_UC, PORT_PS) && *b == ok));
+    assert!(t.ue.received(uflow(PORT_UC, PORT_PS), &ok));
     assert!(t.ue.spis_seen.contains(&SPI_UC));
 }
 
@@ -711,6 +631,20 @@ fn ipv6_neighbor_discovery_register_and_esp() {
 fn release(t: &Bed, spi_pc: u32, spi_ps: u32) {
     t.table.release(spi_pc).unwrap();
     t.table.release(spi_ps).unwrap();
+}
+
+/// A bed whose UE, with its SA set installed, sent a de-REGISTER (Expires: 0) over its
+/// protected connection port_uc -> port_ps, which reached the slowpath; returns it with the
+/// set's (spi_pc, spi_ps).
+fn de_registered_over_tcp() -> (Bed, u32, u32) {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &dereg, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    (t, spi_pc, spi_ps)
 }
 
 fn esp_count(t: &Bed, spi: u32) -> usize {
@@ -724,39 +658,17 @@ fn esp_count(t: &Bed, spi: u32) -> usize {
 /// discarded without a segment; nothing leaves through the set afterwards.
 #[test]
 fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_takes_the_ack() {
-    let mut t = Bed::new();
-    t.arp();
-    let (spi_pc, spi_ps) = t.install();
-    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
-        .unwrap();
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let (mut t, spi_pc, spi_ps) = de_registered_over_tcp();
     let before = esp_count(&t, SPI_UC);
 
     release(&t, spi_pc, spi_ps);
     let ok = msg("SIP/2.0 200 OK");
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: pcscf_flow(PORT_UC, PORT_PS),
-            bytes: ok.clone(),
-            connect_if_absent: false,
-        })
-        .unwrap();
-    t.cmds
-        .send(WorkerCommand::RemoveSaSet {
-            ue: UE.into(),
-            spi_pc,
-            spi_ps,
-        })
-        .unwrap();
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), ok.clone(), false);
+    t.remove_sa_set(spi_pc, spi_ps);
     // 4 rounds of 5 ms: far below SA_DRAIN_LIMIT and smoltcp's 1 s retransmission timeout.
     t.pump(4);
     assert!(
-        sips(&t.ue.events)
-            .iter()
-            .any(|(f, _, b)| *f == ue_flow(PORT_UC, PORT_PS) && *b == ok),
+        t.ue.received(ue_flow(PORT_UC, PORT_PS), &ok),
         "the 200 OK reached the UE"
     );
     assert_eq!(esp_count(&t, SPI_UC), before + 1, "once, through spi_uc");
@@ -768,24 +680,16 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_take
         .events()
         .iter()
         .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == pcscf_flow(PORT_UC, PORT_PS))));
-    assert!(!t.worker.has_ue(&IpAddr::V4(UE)), "the stack is freed");
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE_V4)), "the stack is freed");
     let frames = t.ue.spis_seen.len() + t.ue.clear_seen.len();
 
     // The set is gone: its inbound SA with it, and nothing can be sent on its flow.
-    t.ue.stack
-        .send(
-            ue_flow(PORT_UC, PORT_PS),
-            &msg("OPTIONS sip:x SIP/2.0"),
-            false,
-        )
-        .unwrap();
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: pcscf_flow(PORT_UC, PORT_PS),
-            bytes: msg("SIP/2.0 200 OK"),
-            connect_if_absent: false,
-        })
-        .unwrap();
+    t.ue_send(
+        ue_flow(PORT_UC, PORT_PS),
+        &msg("OPTIONS sip:x SIP/2.0"),
+        false,
+    );
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), msg("SIP/2.0 200 OK"), false);
     t.pump(400);
     assert!(t.count("drop_esp_unknown_spi") >= 1, "late ESP is unknown");
     assert_eq!(t.count("drop_no_ue"), 1, "no stack left to send from");
@@ -803,15 +707,7 @@ fn de_register_200_over_tcp_leaves_through_the_removed_set_whose_inbound_sa_take
 /// or RST without an SA: `drop_egress_no_sa` stays 0) and the stack is freed.
 #[test]
 fn a_drain_that_times_out_discards_its_tcp_connection_silently() {
-    let mut t = Bed::new();
-    t.arp();
-    let (spi_pc, spi_ps) = t.install();
-    let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(ue_flow(PORT_UC, PORT_PS), &dereg, true)
-        .unwrap();
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let (mut t, spi_pc, spi_ps) = de_registered_over_tcp();
     // The UE forgets everything at once (its SAs and its connection, silently).
     let mut ev = Vec::new();
     assert_eq!(t.ue.stack.discard_flows(PORT_UC, PORT_PS, &mut ev), 1);
@@ -819,20 +715,8 @@ fn a_drain_that_times_out_discards_its_tcp_connection_silently() {
     t.ue.out.clear();
 
     release(&t, spi_pc, spi_ps);
-    for cmd in [
-        WorkerCommand::Send {
-            flow: pcscf_flow(PORT_UC, PORT_PS),
-            bytes: msg("SIP/2.0 200 OK"),
-            connect_if_absent: false,
-        },
-        WorkerCommand::RemoveSaSet {
-            ue: UE.into(),
-            spi_pc,
-            spi_ps,
-        },
-    ] {
-        t.cmds.send(cmd).unwrap();
-    }
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), msg("SIP/2.0 200 OK"), false);
+    t.remove_sa_set(spi_pc, spi_ps);
     let rounds = (akagate_fastpath::worker::SA_DRAIN_LIMIT.total_millis() / 5 + 10) as usize;
     t.pump(rounds);
     assert_eq!(t.count("sa_drain_timeouts"), 1);
@@ -842,7 +726,7 @@ fn a_drain_that_times_out_discards_its_tcp_connection_silently() {
         sent >= 2,
         "the 200 and its retransmission(s) left encrypted: {sent}"
     );
-    assert!(!t.worker.has_ue(&IpAddr::V4(UE)), "the stack is freed");
+    assert!(!t.worker.has_ue(&IpAddr::V4(UE_V4)), "the stack is freed");
     // Ten more seconds: smoltcp's backoff would retransmit at 3 s and 7 s after the 200.
     t.pump(2_000);
     assert_eq!(
@@ -868,28 +752,14 @@ fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_on
         ..f
     };
     let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");
-    t.ue.stack
-        .send(udp(ue_flow(PORT_UC, PORT_PS)), &dereg, false)
-        .unwrap();
+    t.ue_send(udp(ue_flow(PORT_UC, PORT_PS)), &dereg, false);
     t.pump(4);
     assert_eq!(sips(&t.events()).len(), 1);
 
     release(&t, spi_pc, spi_ps);
     let ok = msg("SIP/2.0 200 OK");
-    for cmd in [
-        WorkerCommand::Send {
-            flow: udp(pcscf_flow(PORT_UC, PORT_PS)),
-            bytes: ok.clone(),
-            connect_if_absent: false,
-        },
-        WorkerCommand::RemoveSaSet {
-            ue: UE.into(),
-            spi_pc,
-            spi_ps,
-        },
-    ] {
-        t.cmds.send(cmd).unwrap();
-    }
+    t.pcscf_send(udp(pcscf_flow(PORT_UC, PORT_PS)), ok.clone(), false);
+    t.remove_sa_set(spi_pc, spi_ps);
     t.pump(2);
     assert!(sips(&t.ue.events)
         .iter()
@@ -899,13 +769,7 @@ fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_on
     assert_eq!(t.count("sa_sets_drained"), 1);
     assert_eq!(t.count("sa_drain_timeouts"), 0);
     let seen = esp_count(&t, SPI_UC);
-    t.cmds
-        .send(WorkerCommand::Send {
-            flow: udp(pcscf_flow(PORT_UC, PORT_PS)),
-            bytes: ok,
-            connect_if_absent: false,
-        })
-        .unwrap();
+    t.pcscf_send(udp(pcscf_flow(PORT_UC, PORT_PS)), ok, false);
     t.pump(2);
     assert_eq!(esp_count(&t, SPI_UC), seen);
     // port_ps is no longer ours to send from: the set that protected it is gone.

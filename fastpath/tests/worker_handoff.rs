@@ -8,7 +8,7 @@ use std::sync::Arc;
 mod support;
 
 use akagate_fastpath::esp::OutboundSa;
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::{Handoff, InboundTable, Worker};
 use akagate_sys::mempair::{mem_pair, MemEndConfig, MemPairConfig, MemQueue};
@@ -17,18 +17,13 @@ use akagate_sys::{PacketBuf, Port, PortQueue, UeSide};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, UdpPacket,
+    ArpOperation, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr,
+    Ipv4Packet, UdpPacket,
 };
-use support::{suite, udp_v4, worker_config};
-
-const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
-const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
-const PCSCF: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const PORT_PS: u16 = 5064;
-const PORT_PC: u16 = 5066;
-const PORT_UC: u16 = 31800;
-const PORT_US: u16 = 31900;
+use support::{
+    arp, encapsulate, eth_frame, sa_set, send_frame, suite, udp_v4, worker_config, PCSCF_MAC,
+    PCSCF_V4, PORT_PS, PORT_UC, UE_MAC,
+};
 
 struct Bed {
     workers: Vec<Worker<MemQueue>>,
@@ -67,7 +62,7 @@ fn bed(n: usize, owner_steering: Steering) -> Bed {
     let mut cmds = Vec::new();
     for (id, q) in a.take_queues().into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = bounded(64);
-        let cfg = worker_config(id, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF, 24)], vec![]);
+        let cfg = worker_config(id, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
         let w = Worker::new(cfg, q, table.clone(), ev_tx.clone(), cmd_rx, now)
             .with_peers(owner_steering.clone(), handoff.clone());
         workers.push(w);
@@ -98,34 +93,16 @@ impl Bed {
     }
 
     fn send(&mut self, ethertype: EthernetProtocol, dst: EthernetAddress, payload: &[u8]) {
-        let mut f = vec![0u8; 14 + payload.len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-        EthernetRepr {
-            src_addr: UE_MAC,
-            dst_addr: dst,
-            ethertype,
-        }
-        .emit(&mut eth);
-        eth.payload_mut().copy_from_slice(payload);
-        let mut b = self.ue.alloc().unwrap();
-        b.fill(&f).unwrap();
-        assert_eq!(self.ue.tx_burst(&mut vec![b]), 1);
+        send_frame(&mut self.ue, &eth_frame(UE_MAC, dst, ethertype, payload));
     }
 
     fn arp(&mut self, operation: ArpOperation, ue: Ipv4Addr) {
-        let arp = ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr: UE_MAC,
-            source_protocol_addr: ue,
-            target_hardware_addr: if operation == ArpOperation::Reply {
-                PCSCF_MAC
-            } else {
-                EthernetAddress([0; 6])
-            },
-            target_protocol_addr: PCSCF,
+        let target_mac = if operation == ArpOperation::Reply {
+            PCSCF_MAC
+        } else {
+            EthernetAddress([0; 6])
         };
-        let mut p = vec![0u8; arp.buffer_len()];
-        arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
+        let p = arp(operation, (UE_MAC, ue), (target_mac, PCSCF_V4));
         let dst = if operation == ArpOperation::Reply {
             PCSCF_MAC
         } else {
@@ -197,7 +174,7 @@ fn an_arp_reply_on_queue_0_teaches_the_owner() {
     let flow = Flow {
         ue: ue.into(),
         ue_port: 5060,
-        local: PCSCF.into(),
+        local: PCSCF_V4.into(),
         local_port: 5060,
         proto: Proto::Udp,
     };
@@ -259,7 +236,7 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
         PCSCF_MAC,
         &udp_v4(
             ue,
-            PCSCF,
+            PCSCF_V4,
             5060,
             5060,
             b"REGISTER sip:ims.example SIP/2.0\r\n\r\n",
@@ -290,29 +267,21 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
     let spi_pc = t.table.allocate().unwrap();
     let spi_ps = t.table.allocate().unwrap();
     t.cmds[1]
-        .send(WorkerCommand::InstallSaSet(Box::new(SaSet {
-            ue: ue.into(),
-            local: PCSCF.into(),
-            suite: suite(),
+        .send(WorkerCommand::InstallSaSet(Box::new(sa_set(
+            ue.into(),
+            PCSCF_V4.into(),
+            suite(),
             spi_pc,
             spi_ps,
-            spi_uc: 0x0100_0001,
-            spi_us: 0x0100_0002,
-            port_pc: PORT_PC,
-            port_ps: PORT_PS,
-            port_uc: PORT_UC,
-            port_us: PORT_US,
-        })))
+        ))))
         .unwrap();
     t.run(1);
     assert!(t.workers[1].has_ue(&IpAddr::V4(ue)));
     let mut sa = OutboundSa::new(spi_ps, &suite()).unwrap();
     let body = b"MESSAGE sip:ims.example SIP/2.0\r\n\r\n";
-    let ip = udp_v4(ue, PCSCF, PORT_UC, PORT_PS, body);
-    let mut buf = vec![0u8; 64 + ip.len() + 64];
-    buf[64..64 + ip.len()].copy_from_slice(&ip);
-    let r = sa.encapsulate(&mut buf, 64..64 + ip.len()).unwrap();
-    t.send(EthernetProtocol::Ipv4, PCSCF_MAC, &buf[r]);
+    let ip = udp_v4(ue, PCSCF_V4, PORT_UC, PORT_PS, body);
+    let esp = encapsulate(&mut sa, &ip).unwrap();
+    t.send(EthernetProtocol::Ipv4, PCSCF_MAC, &esp);
     t.run(3);
     let got = t.sip_events();
     assert_eq!(got.len(), 1, "{got:?}");

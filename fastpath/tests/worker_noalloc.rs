@@ -9,26 +9,25 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
 mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, UeStack};
-use akagate_fastpath::worker::{InboundTable, Worker};
-use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
-use akagate_sys::{PacketBuf, Port, PortQueue};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use akagate_fastpath::worker::Worker;
+use akagate_sys::mempair::MemQueue;
+use akagate_sys::{PacketBuf, PortQueue};
+use crossbeam_channel::{Receiver, Sender};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Ipv4Cidr,
+use smoltcp::wire::{ArpOperation, EthernetAddress, EthernetProtocol, Ipv4Cidr};
+use support::{
+    arp, eth_frame, sa_set, send_frame, suite, worker_config, worker_on_pair, PairSizes, PCSCF_MAC,
+    PCSCF_V4, PORT_PS, PORT_UC, SPI_UC, UE_MAC, UE_V4,
 };
-use support::{suite, worker_config};
 
 struct Counting;
 
@@ -81,17 +80,6 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (r, ALLOCS.with(Cell::get) - before)
 }
 
-const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
-const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
-const PCSCF: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const UE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
-const PORT_PS: u16 = 5064;
-const PORT_PC: u16 = 5066;
-const PORT_UC: u16 = 31800;
-const PORT_US: u16 = 31900;
-const SPI_UC: u32 = 0x0100_0001;
-const SPI_US: u32 = 0x0100_0002;
-
 /// An OPTIONS request of about 100 bytes (RFC 3261 11), one TCP segment.
 const OPTIONS: &[u8] =
     b"OPTIONS sip:pcscf.ims.example SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.7:31800;branch=z9hG4bK9\r\nContent-Length: 0\r\n\r\n";
@@ -115,30 +103,17 @@ struct Bed {
 
 impl Bed {
     fn new() -> (Bed, u32) {
-        let (mut a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
-        let wq = a.take_queues().pop().unwrap();
-        let q = b.take_queues().pop().unwrap();
-        let table = Arc::new(InboundTable::with_capacity(1024).unwrap());
-        let (ev_tx, events) = bounded(1024);
-        let (cmds, cmd_rx) = bounded(64);
-        let now = Instant::from_millis(10_000);
-        let cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF, 24)], vec![]);
-        let mut worker = Worker::new(cfg, wq, table.clone(), ev_tx, cmd_rx, now);
-        let spi_pc = table.allocate().unwrap();
-        let spi_ps = table.allocate().unwrap();
-        let set = SaSet {
-            ue: UE.into(),
-            local: PCSCF.into(),
-            suite: suite(),
-            spi_pc,
-            spi_ps,
-            spi_uc: SPI_UC,
-            spi_us: SPI_US,
-            port_pc: PORT_PC,
-            port_ps: PORT_PS,
-            port_uc: PORT_UC,
-            port_us: PORT_US,
-        };
+        let w = worker_on_pair(
+            worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]),
+            &PairSizes {
+                events: 1024,
+                ..PairSizes::default()
+            },
+        );
+        let (mut worker, now) = (w.worker, w.now);
+        let spi_pc = w.table.allocate().unwrap();
+        let spi_ps = w.table.allocate().unwrap();
+        let set = sa_set(UE_V4.into(), PCSCF_V4.into(), suite(), spi_pc, spi_ps);
         worker.command(WorkerCommand::InstallSaSet(Box::new(set)), now);
         // The UE's send ring holds a whole number of OPTIONS, so it never splits one over two
         // segments at its wrap (a split message costs the framer a second allocation).
@@ -146,17 +121,17 @@ impl Bed {
             tcp_tx_buf: OPTIONS.len() * 64,
             ..StackConfig::default()
         };
-        let ue = UeStack::new(ue_cfg, UE.into(), PCSCF.into(), now).unwrap();
+        let ue = UeStack::new(ue_cfg, UE_V4.into(), PCSCF_V4.into(), now).unwrap();
         let s = suite();
         let mut bed = Bed {
             worker,
-            q,
+            q: w.ue,
             ue,
             ue_events: Vec::new(),
             out_ps: OutboundSa::new(spi_ps, &s).unwrap(),
             in_uc: InboundSa::new(SPI_UC, &s).unwrap(),
-            events,
-            _cmds: cmds,
+            events: w.events,
+            _cmds: w.cmds,
             now,
             sip: 0,
         };
@@ -165,33 +140,20 @@ impl Bed {
     }
 
     fn send_frame(&mut self, ethertype: EthernetProtocol, payload: &[u8]) {
-        let repr = EthernetRepr {
-            src_addr: UE_MAC,
-            dst_addr: PCSCF_MAC,
-            ethertype,
-        };
-        let mut f = vec![0u8; 14 + payload.len()];
-        let mut fr = EthernetFrame::new_unchecked(&mut f[..]);
-        repr.emit(&mut fr);
-        fr.payload_mut().copy_from_slice(payload);
-        let mut b = self.q.alloc().expect("pool");
-        b.fill(&f).unwrap();
-        let mut v = vec![b];
-        assert_eq!(self.q.tx_burst(&mut v), 1);
+        send_frame(
+            &mut self.q,
+            &eth_frame(UE_MAC, PCSCF_MAC, ethertype, payload),
+        );
     }
 
     /// ARP request for us, so the worker learns the UE's MAC (RFC 826).
     fn arp(&mut self) {
-        let arp = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: UE_MAC,
-            source_protocol_addr: UE,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: PCSCF,
-        };
-        let mut p = vec![0u8; 28];
-        arp.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
-        self.send_frame(EthernetProtocol::Arp, &p);
+        let request = arp(
+            ArpOperation::Request,
+            (UE_MAC, UE_V4),
+            (EthernetAddress([0; 6]), PCSCF_V4),
+        );
+        self.send_frame(EthernetProtocol::Arp, &request);
         self.round();
     }
 
@@ -258,9 +220,9 @@ impl Bed {
 /// The UE's end of the protected connection port_uc -> port_ps.
 fn ue_flow() -> Flow {
     Flow {
-        ue: IpAddr::V4(PCSCF),
+        ue: IpAddr::V4(PCSCF_V4),
         ue_port: PORT_PS,
-        local: UE.into(),
+        local: UE_V4.into(),
         local_port: PORT_UC,
         proto: Proto::Tcp,
     }

@@ -1,11 +1,14 @@
 //! Fuzz target: the fast path's per-connection `SipFramer` (`fastpath/src/stack/framing.rs`)
 //! over an arbitrary stream pushed in arbitrary pieces. It never panics, frames do not depend
-//! on segmentation, and where the slowpath framer (`sip::next_frame`, a second
-//! implementation) also finds a complete message at the same point, both agree on its length.
+//! on segmentation, and it agrees with the slowpath framer (`sip::next_frame`) on the
+//! outcome at the front of the stream — the same message length, keep-alive, "need more" or
+//! error — so a split between the two (say a folded `Subject: x\r\n l: 7` taken for a
+//! Content-Length by one side only) is caught whichever side fails. A framed message that
+//! the full parser accepts has exactly the body its Content-Length announces.
 #![no_main]
 
 use akagate_fastpath::stack::framing::{Frame, FramingError, SipFramer};
-use akagate_slowpath::sip::{next_frame, Frame as SlowFrame, FrameLimits};
+use akagate_slowpath::sip::{next_frame, Frame as SlowFrame, FrameLimits, Message, ParseError};
 use libfuzzer_sys::fuzz_target;
 
 fn drive<'a>(
@@ -58,12 +61,26 @@ fuzz_target!(|data: &[u8]| {
         whole,
         "framing depends on segmentation"
     );
-    // Differential: the first frame of the stream, where both framers produce a message.
-    let mut f = SipFramer::new(8192, 65536);
+    // Differential: the outcome at the front of the stream, failures included.
+    let mut f = SipFramer::new(max_header, max_body);
     f.push(stream);
-    if let Ok(Some(Frame::Message(m))) = f.next_frame() {
-        if let Ok(SlowFrame::Message(n)) = next_frame(stream, &FrameLimits::default()) {
-            assert_eq!(m.len(), n, "fast path and slowpath frame different lengths");
+    let fast = match f.next_frame() {
+        Ok(Some(Frame::Message(m))) => Ok(SlowFrame::Message(m.len())),
+        Ok(Some(Frame::Ping)) => Ok(SlowFrame::Ping(4)),
+        Ok(Some(Frame::Pong)) => Ok(SlowFrame::Pong(2)),
+        Ok(None) => Ok(SlowFrame::NeedMore),
+        Err(e) => Err(ParseError::from(e)),
+    };
+    let limits = FrameLimits {
+        max_head: max_header,
+        max_body,
+    };
+    let slow = next_frame(stream, &limits);
+    assert_eq!(fast, slow, "fast path and slowpath framers disagree");
+    if let Ok(SlowFrame::Message(n)) = slow {
+        if let Ok(msg) = Message::parse(&stream[..n]) {
+            assert_eq!(msg.content_length(), Some(msg.body().len()));
+            assert_eq!(msg.body().as_ptr_range().end, stream[..n].as_ptr_range().end);
         }
     }
 });

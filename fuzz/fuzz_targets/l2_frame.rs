@@ -11,6 +11,8 @@ mod esp;
 #[path = "../../fastpath/tests/nopanic_common/input.rs"]
 #[allow(dead_code)]
 mod input;
+#[path = "../../fastpath/tests/support/mod.rs"]
+mod support;
 #[path = "../../fastpath/tests/nopanic_common/worker.rs"]
 #[allow(dead_code)]
 mod worker;

@@ -2,7 +2,7 @@
 //! verification, a synchronisation failure ending in AUTS -> resync -> fresh challenge ->
 //! success, and a MAC failure.
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
 use akagate_slowpath::aka::{
     aka_response, derive_suite, AkaFailure, AkaNonce, AuthVector, DigestChallenge,
     DigestCredentials, DigestInput, Milenage, QopAuth, SqnArray, SqnGenerator, SqnPolicy,

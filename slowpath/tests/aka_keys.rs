@@ -1,7 +1,7 @@
 //! TS 33.203 Annex I ESP keys from TS 35.208 Test Set 1 CK/IK, with the GCM/GMAC salts
 //! recomputed here from a hand-built KDF input S (TS 33.220 Annex B).
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
 use akagate_slowpath::aka::{derive_suite, Ck, Ik, KeyError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -3,7 +3,7 @@
 
 mod reg_common;
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet};
+use akagate_proto::ipc::{Flow, Proto, SaSet};
 use reg_common::*;
 
 fn invite(from: &Ue, to_uri: &str, _set: &SaSet) -> String {

@@ -4,7 +4,7 @@
 
 mod reg_common;
 
-use akagate_fastpath::ipc::{Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Proto, SaSet, WorkerCommand};
 use reg_common::*;
 
 fn cancel_text(from: &Ue, to_uri: &str, branch: &str) -> String {

@@ -7,7 +7,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_fastpath::ipc::{Proto, WorkerCommand};
+use akagate_proto::ipc::{Proto, WorkerCommand};
 use reg_common::*;
 
 const T1: Duration = Duration::from_millis(500);

@@ -8,7 +8,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
 use reg_common::*;
 
 const RR: &str = "<sip:10.0.0.1:6100;lr>";

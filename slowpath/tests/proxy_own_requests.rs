@@ -6,7 +6,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_fastpath::ipc::{Proto, WorkerCommand, WorkerEvent};
+use akagate_proto::ipc::{Proto, WorkerCommand, WorkerEvent};
 use reg_common::*;
 
 const EVERY: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_fastpath::ipc::{Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Proto, SaSet, WorkerCommand};
 use reg_common::*;
 
 /// What a reginfo body says, read loosely (attribute values by name).

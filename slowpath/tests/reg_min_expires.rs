@@ -43,7 +43,7 @@ fn deregistration_is_never_too_brief() {
     assert!(
         out.iter()
             .filter_map(|c| match c {
-                akagate_fastpath::ipc::WorkerCommand::Send { bytes, .. } => Some(bytes),
+                akagate_proto::ipc::WorkerCommand::Send { bytes, .. } => Some(bytes),
                 _ => None,
             })
             .all(|b| !b.starts_with(b"SIP/2.0 423")),

@@ -4,8 +4,8 @@
 
 mod reg_common;
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::{SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, WorkerCommand};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
 use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy, Usim};
 use reg_common::*;
 

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::{Backend, Config};
-use crate::daemon::Stats;
+use crate::stats::StatsFn;
 pub use query::{channel, Queries, QueryPort};
-pub use server::StatsFn;
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -191,9 +190,4 @@ fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     listener.set_nonblocking(true).map_err(io)?;
     Ok(listener)
-}
-
-/// Reads a [`Stats`] snapshot through `f` (helper for [`ControlServer::start`]).
-pub fn stats_fn(f: impl Fn() -> Stats + Send + Sync + 'static) -> StatsFn {
-    Arc::new(f)
 }

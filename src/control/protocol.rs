@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::query::{RegistrationInfo, SaKeyRecord, SaSetInfo};
-use crate::daemon::{core_counters, queue_counters, Sample, Stats};
+use crate::stats::{CounterDesc, Section, Stats};
 
 /// Longest request line accepted, in bytes.
 pub const MAX_REQUEST: usize = 4096;
@@ -82,55 +82,46 @@ pub fn ok(cmd: Command, body: Value) -> Value {
     Value::Object(m)
 }
 
-/// Samples as one JSON object, `name: value`.
-fn object(samples: impl IntoIterator<Item = Sample>) -> Value {
+/// `(descriptor, value)` pairs as one JSON object, `name: value`.
+fn object(values: Vec<(&'static CounterDesc, u64)>) -> Value {
     Value::Object(
-        samples
+        values
             .into_iter()
-            .map(|c| (c.name.to_string(), Value::from(c.value)))
+            .map(|(d, v)| (d.name.to_string(), Value::from(v)))
             .collect(),
     )
 }
 
-/// The [`Stats`] snapshot: uptime, per-worker counters and queue counters, drop totals by
-/// reason, the slowpath's counters and gauges, the core's SIP counters (`sip`) and the SA
-/// table's occupancy.
+/// The [`Stats`] snapshot: uptime, per worker its [`Section::Port`] (`queue`) and
+/// [`Section::Worker`] (`counters`) values, drop totals by reason, then the daemon-wide
+/// sections (`slowpath`, `sip`, `sa_table`); every name from the counter descriptors.
 pub fn stats(s: &Stats) -> Value {
+    let mut answer = Map::new();
+    answer.insert("uptime_s".into(), Value::from(s.uptime.as_secs_f64()));
     let workers: Vec<Value> = s
         .workers
         .iter()
         .map(|w| {
-            let counters: Map<String, Value> = w
-                .counters
-                .iter()
-                .map(|&(n, v)| (n.to_string(), Value::from(v)))
-                .collect();
-            json!({
-                "id": w.id,
-                "core": w.core,
-                "queue": object(queue_counters(&w.queue)),
-                "counters": counters,
-            })
+            let mut m = Map::new();
+            m.insert("id".into(), Value::from(w.id));
+            m.insert("core".into(), w.core.map_or(Value::Null, Value::from));
+            for section in Section::ALL.into_iter().filter(|s| s.per_worker()) {
+                m.insert(section.json().into(), object(w.section(section)));
+            }
+            Value::Object(m)
         })
         .collect();
+    answer.insert("workers".into(), Value::Array(workers));
     let drops: Map<String, Value> = s
         .drops()
         .into_iter()
         .map(|(n, v)| (n.to_string(), Value::from(v)))
         .collect();
-    let sp = &s.slowpath;
-    json!({
-        "uptime_s": s.uptime.as_secs_f64(),
-        "workers": workers,
-        "drops": drops,
-        "slowpath": object(sp.counters().into_iter().chain(sp.gauges())),
-        "sip": object(core_counters(&s.core)),
-        "sa_table": {
-            "installed": s.sa_installed,
-            "allocated": s.sa_allocated,
-            "capacity": s.sa_capacity,
-        },
-    })
+    answer.insert("drops".into(), Value::Object(drops));
+    for section in Section::ALL.into_iter().filter(|s| !s.per_worker()) {
+        answer.insert(section.json().into(), object(s.section(section)));
+    }
+    Value::Object(answer)
 }
 
 /// The SA sets (no keys).
@@ -253,7 +244,7 @@ mod tests {
         let s = Stats {
             uptime: std::time::Duration::from_secs(1),
             workers: Vec::new(),
-            slowpath: crate::daemon::SlowpathStats {
+            slowpath: crate::stats::SlowpathStats {
                 challenges_withheld: 3,
                 sqn_commits: 5,
                 sip_transport_refused: 7,
@@ -281,6 +272,45 @@ mod tests {
         assert_eq!(v["sip"]["dialogs_released"], 17);
         assert_eq!(v["sip"].as_object().unwrap().len(), 15);
         assert_eq!(v["slowpath"].as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn workers_carry_every_descriptor_by_name_and_drops_are_summed() {
+        use crate::stats::tests::worker;
+        use crate::stats::WorkerCounterValues;
+        let s = Stats {
+            uptime: std::time::Duration::from_millis(1500),
+            workers: vec![
+                worker(0, &[("drop_no_ue", 2)]),
+                worker(1, &[("drop_no_ue", 1)]),
+            ],
+            slowpath: Default::default(),
+            core: Default::default(),
+            sa_installed: 1,
+            sa_allocated: 2,
+            sa_capacity: 8,
+        };
+        let v = stats(&s);
+        assert_eq!(v["uptime_s"], 1.5);
+        let w = &v["workers"][1];
+        assert_eq!((w["id"].as_u64(), w["core"].is_null()), (Some(1), true));
+        let counters = w["counters"].as_object().unwrap();
+        let names: Vec<&str> = WorkerCounterValues::TABLE.descs().map(|d| d.name).collect();
+        let mut want = names.clone();
+        want.sort_unstable();
+        assert_eq!(
+            counters.keys().map(String::as_str).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(w["counters"]["esp_in"], 2);
+        assert_eq!(w["counters"]["drop_no_ue"], 1);
+        assert_eq!(w["queue"]["rx_packets"], 10);
+        assert_eq!(w["queue"].as_object().unwrap().len(), 9);
+        assert_eq!(v["drops"], serde_json::json!({"drop_no_ue": 3}));
+        assert_eq!(
+            v["sa_table"],
+            serde_json::json!({"installed": 1, "allocated": 2, "capacity": 8})
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::protocol::{self, Command, MAX_REQUEST};
 use super::query::{Answer, Query, QueryPort};
-use crate::daemon::Stats;
+use crate::stats::StatsFn;
 
 /// Connections served at once; more are answered with an error and closed.
 const MAX_CONNECTIONS: usize = 8;
@@ -24,9 +24,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a write to a slow client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Reads a [`Stats`] snapshot.
-pub type StatsFn = Arc<dyn Fn() -> Stats + Send + Sync>;
 
 /// What every connection shares.
 #[derive(Clone)]

@@ -28,9 +28,10 @@ use crossbeam_channel::bounded;
 use rand::SeedableRng;
 
 use crate::config::{Backend, Config};
+pub use crate::stats::Stats;
+use crate::stats::StatsFn;
 pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 pub use setup::default_sqn_state;
-pub use stats::{core_counters, queue_counters, Sample, SlowpathStats, Stats, WorkerStats};
 pub use steer::{ue_key, worker_for};
 
 /// Frames (and neighbours) each worker's handoff inbox holds; strays beyond it are dropped
@@ -397,7 +398,7 @@ impl Daemon {
         }
         handle.sqn_state = sqn_state;
         let stats = handle.stats.clone();
-        let stats = crate::control::stats_fn(move || stats.snapshot());
+        let stats: StatsFn = Arc::new(move || stats.snapshot());
         handle.control = crate::control::ControlServer::start(config, stats.clone(), query_port)
             .map_err(StartError::Control)?;
         if let Some(addr) = config.metrics.listen {

@@ -3,17 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::daemon::{core_counters, queue_counters, Sample, Stats};
-
-/// Prefix of every metric name.
-const PREFIX: &str = "akagate";
-
-/// A metric family's type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-}
+use crate::stats::catalog::{family_name, DROPS, UE_STACKS, UPTIME};
+use crate::stats::{CounterDesc, CounterKind, Section, Stats};
 
 /// The text being written.
 struct Exposition {
@@ -22,14 +13,10 @@ struct Exposition {
 
 impl Exposition {
     /// Starts family `name` (HELP, then TYPE). Each name must be written once.
-    fn family(&mut self, name: &str, kind: Kind, help: &str) {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
+    fn family(&mut self, name: &str, kind: CounterKind, help: &str) {
         // Writing into a String cannot fail.
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
     }
 
     /// One sample of the family just started.
@@ -49,7 +36,7 @@ impl Exposition {
     }
 
     /// A family with a single unlabelled sample.
-    fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl std::fmt::Display) {
+    fn single(&mut self, name: &str, kind: CounterKind, help: &str, value: impl std::fmt::Display) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }
@@ -67,209 +54,94 @@ fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The meaning of the worker counters that are not drops (`WorkerCounters`); a counter
-/// missing here is still exported, with a generic help text.
-const WORKER_HELP: &[(&str, &str)] = &[
-    ("rx_frames", "Frames received."),
-    ("tx_frames", "Frames handed to the port for transmission."),
-    ("esp_in", "ESP packets decapsulated."),
-    ("esp_out", "ESP packets encapsulated."),
-    ("sip_in", "SIP messages passed to the slowpath."),
-    ("stack_polls", "Per-UE stack polls."),
-    ("commands", "Slowpath commands executed."),
-    ("ues", "UE stacks created."),
-    ("ues_freed", "UE stacks freed."),
-    ("echo_replies", "ICMP and ICMPv6 echo replies sent."),
-    ("arp_replies", "ARP replies sent."),
-    ("nd_replies", "IPv6 Neighbor Advertisements sent."),
-    (
-        "solicitations",
-        "ARP requests and Neighbor Solicitations sent.",
-    ),
-    ("reasm_completed", "Datagrams reassembled from fragments."),
-    (
-        "sa_sets_drained",
-        "Removed SA sets dropped once everything queued before the removal left.",
-    ),
-    (
-        "sa_drain_timeouts",
-        "Removed SA sets dropped at the drain limit with bytes unacknowledged.",
-    ),
-    (
-        "sa_conns_discarded",
-        "TCP connections discarded without a segment when their SA set was dropped.",
-    ),
-    (
-        "handoff_out",
-        "Frames handed to the worker that owns their UE.",
-    ),
-    (
-        "handoff_in",
-        "Frames received from another worker for a UE owned here.",
-    ),
-    (
-        "neighbors_shared",
-        "Neighbours learned here and told to the other workers.",
-    ),
-    (
-        "neighbors_from_peers",
-        "Neighbours learned from another worker.",
-    ),
-];
-
-/// Prefix of the worker's per-reason drop counters.
-const DROP: &str = "drop_";
-
-/// Renders every counter of `s`: per worker (label `worker`) the port queue, the worker
-/// counters and the drops by `reason`; the slowpath's counters and gauges; the core's SIP
-/// counters; the SA table's occupancy; uptime.
+/// Renders every counter of `s`, iterating the counter descriptors section by section
+/// ([`Section::ALL`]): per worker (label `worker`) the port queue, the worker counters, the
+/// UE stacks held and the drops by `reason`; then the slowpath's counters and gauges, the
+/// SIP core's counters and the SA table's occupancy; uptime first.
 pub fn render(s: &Stats) -> String {
     let mut e = Exposition {
         out: String::with_capacity(16 * 1024),
     };
-    let ids: Vec<String> = s.workers.iter().map(|w| w.id.to_string()).collect();
-
     e.single(
-        &format!("{PREFIX}_uptime_seconds"),
-        Kind::Gauge,
-        "Seconds since the daemon started.",
+        &family_name("", UPTIME.name, UPTIME.kind),
+        UPTIME.kind,
+        UPTIME.help,
         s.uptime.as_secs_f64(),
     );
-
-    // Port queues: one family per counter, one sample per worker (queue i is worker i's).
-    if let Some(first) = s.workers.first() {
-        for (i, q) in queue_counters(&first.queue).iter().enumerate() {
-            let name = format!("{PREFIX}_port_{}_total", q.name);
-            e.family(&name, Kind::Counter, q.help);
-            for (w, id) in s.workers.iter().zip(&ids) {
-                let v = queue_counters(&w.queue).get(i).map_or(0, |c| c.value);
-                e.sample(&name, &[("worker", id)], v);
+    let ids: Vec<String> = s.workers.iter().map(|w| w.id.to_string()).collect();
+    for section in Section::ALL {
+        if section.per_worker() {
+            per_worker(&mut e, s, &ids, section);
+        } else {
+            for (d, v) in s.section(section) {
+                e.single(&section.series(d).family, d.kind, d.help, v);
             }
         }
-    }
-
-    // Worker counters other than drops, in the workers' order of names.
-    let names: Vec<&'static str> = s.workers.first().map_or_else(Vec::new, |w| {
-        w.counters
-            .iter()
-            .map(|&(n, _)| n)
-            .filter(|n| !n.starts_with(DROP))
-            .collect()
-    });
-    for n in &names {
-        let name = format!("{PREFIX}_worker_{n}_total");
-        let generic = format!("Worker counter {n}.");
-        let help = WORKER_HELP
-            .iter()
-            .find_map(|&(k, h)| (k == *n).then_some(h))
-            .unwrap_or(&generic);
-        e.family(&name, Kind::Counter, help);
-        for (w, id) in s.workers.iter().zip(&ids) {
-            e.sample(&name, &[("worker", id)], w.get(n).unwrap_or(0));
-        }
-    }
-    let name = format!("{PREFIX}_worker_ue_stacks");
-    e.family(&name, Kind::Gauge, "UE stacks a worker holds now.");
-    for (w, id) in s.workers.iter().zip(&ids) {
-        let live = w
-            .get("ues")
-            .unwrap_or(0)
-            .saturating_sub(w.get("ues_freed").unwrap_or(0));
-        e.sample(&name, &[("worker", id)], live);
-    }
-
-    // Drops: one family, every reason of every worker (zeros too, so a series exists
-    // before its first drop).
-    let name = format!("{PREFIX}_worker_drops_total");
-    e.family(
-        &name,
-        Kind::Counter,
-        "Packets or messages a worker dropped, by reason (each drop counts under one reason).",
-    );
-    for (w, id) in s.workers.iter().zip(&ids) {
-        for &(n, v) in &w.counters {
-            if let Some(reason) = n.strip_prefix(DROP) {
-                e.sample(&name, &[("worker", id), ("reason", reason)], v);
-            }
-        }
-    }
-
-    let slowpath_counters = s.slowpath.counters();
-    write_counters(&mut e, "slowpath", &slowpath_counters);
-    for g in s.slowpath.gauges() {
-        e.single(
-            &format!("{PREFIX}_{}", g.name),
-            Kind::Gauge,
-            g.help,
-            g.value,
-        );
-    }
-    write_counters(&mut e, "sip", &core_counters(&s.core));
-
-    for (n, help, v) in [
-        (
-            "installed",
-            "Inbound SAs installed in the SA table.",
-            s.sa_installed,
-        ),
-        (
-            "allocated",
-            "Inbound SPIs allocated (installed or waiting for their SA).",
-            s.sa_allocated,
-        ),
-        (
-            "capacity",
-            "Inbound SPIs the SA table holds.",
-            s.sa_capacity,
-        ),
-    ] {
-        e.single(&format!("{PREFIX}_sa_table_{n}"), Kind::Gauge, help, v);
     }
     e.out
 }
 
-/// One unlabelled counter family per sample, named `akagate_<section>_<name>_total`.
-fn write_counters(e: &mut Exposition, section: &str, samples: &[Sample]) {
-    for c in samples {
-        e.single(
-            &format!("{PREFIX}_{section}_{}_total", c.name),
-            Kind::Counter,
-            c.help,
-            c.value,
-        );
+/// One family per counter of a per-worker `section`, one sample per worker; the drop
+/// counters as the samples of one family labelled by reason (zeros too, so a series exists
+/// before its first drop), after the UE stacks gauge.
+fn per_worker(e: &mut Exposition, s: &Stats, ids: &[String], section: Section) {
+    let values: Vec<Vec<(&'static CounterDesc, u64)>> =
+        s.workers.iter().map(|w| w.section(section)).collect();
+    let descs = section.descs();
+    let mut drops = Vec::new();
+    for (i, &d) in descs.iter().enumerate() {
+        let series = section.series(d);
+        if let Some(reason) = series.reason {
+            drops.push((i, series.family, reason));
+            continue;
+        }
+        e.family(&series.family, d.kind, d.help);
+        for (w, id) in values.iter().zip(ids) {
+            let v = w.get(i).map_or(0, |&(_, v)| v);
+            e.sample(&series.family, &[("worker", id)], v);
+        }
+    }
+    if section == Section::Worker {
+        let name = section.series(&UE_STACKS).family;
+        e.family(&name, UE_STACKS.kind, UE_STACKS.help);
+        for (w, id) in s.workers.iter().zip(ids) {
+            e.sample(&name, &[("worker", id)], w.ue_stacks());
+        }
+    }
+    if let Some((_, family, _)) = drops.first() {
+        e.family(family, DROPS.kind, DROPS.help);
+        for (w, id) in values.iter().zip(ids) {
+            for (i, family, reason) in &drops {
+                let v = w.get(*i).map_or(0, |&(_, v)| v);
+                e.sample(family, &[("worker", id), ("reason", reason)], v);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::{SlowpathStats, WorkerStats};
-    use akagate_fastpath::worker::WorkerCounters;
+    use crate::stats::{SlowpathStats, WorkerCounterValues, WorkerStats};
     use akagate_slowpath::CoreStats;
     use akagate_sys::QueueStats;
     use std::time::Duration;
 
     fn stats() -> Stats {
-        let worker = |id: usize, esp_in: u64, drop: u64| {
-            let mut counters = WorkerCounters::default().snapshot();
-            for (n, v) in &mut counters {
-                match *n {
-                    "esp_in" => *v = esp_in,
-                    "drop_esp_invalid" => *v = drop,
-                    "ues" => *v = 5,
-                    "ues_freed" => *v = 2,
-                    _ => {}
-                }
-            }
-            WorkerStats {
-                id,
-                core: Some(id + 1),
-                queue: QueueStats {
-                    rx_packets: 10 + id as u64,
-                    ..QueueStats::default()
-                },
-                counters,
-            }
+        let worker = |id: usize, esp_in: u64, drop: u64| WorkerStats {
+            id,
+            core: Some(id + 1),
+            queue: QueueStats {
+                rx_packets: 10 + id as u64,
+                ..QueueStats::default()
+            },
+            counters: WorkerCounterValues {
+                esp_in,
+                drop_esp_invalid: drop,
+                ues: 5,
+                ues_freed: 2,
+                ..WorkerCounterValues::default()
+            },
         };
         Stats {
             uptime: Duration::from_millis(2500),
@@ -289,16 +161,35 @@ mod tests {
         }
     }
 
+    /// Every family rendered is a row of the generated docs table and every row is rendered:
+    /// the docs cannot list a metric the endpoint lacks, nor miss one.
     #[test]
-    fn every_worker_counter_has_its_own_help() {
-        for (n, _) in WorkerCounters::default().snapshot() {
-            if !n.starts_with(DROP) {
-                assert!(
-                    WORKER_HELP.iter().any(|&(k, _)| k == n),
-                    "no help text for worker counter {n}"
-                );
-            }
-        }
+    fn the_docs_table_lists_exactly_the_rendered_families() {
+        let text = render(&stats());
+        let mut rendered: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let doc = crate::stats::catalog::markdown();
+        let mut documented: Vec<&str> = doc
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(" | ").nth(1))
+            .filter_map(|series| series.trim_matches('`').split('{').next())
+            .collect();
+        rendered.sort_unstable();
+        documented.sort_unstable();
+        documented.dedup();
+        assert_eq!(rendered, documented);
+        let help_lines = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(help_lines, rendered.len(), "one HELP per family");
+        assert!(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# HELP "))
+                .all(|l| l.split_once(' ').is_some_and(|(_, h)| h.len() > 5)),
+            "every family has a help text"
+        );
     }
 
     #[test]

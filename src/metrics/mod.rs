@@ -1,6 +1,7 @@
 //! The Prometheus endpoint (`[metrics] listen`): a small HTTP/1.1 server on a std
-//! `TcpListener` answering `GET /metrics` with every counter of the daemon's [`Stats`]
-//! (see docs/OPERATIONS.md); requests are bounded in size and time, one per connection.
+//! `TcpListener` answering `GET /metrics` with every counter of the daemon's
+//! [`Stats`](crate::stats::Stats) (see docs/OPERATIONS.md); requests are bounded in size and
+//! time, one per connection.
 
 pub mod exposition;
 pub mod http;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::control::StatsFn;
+use crate::stats::StatsFn;
 pub use exposition::render;
 
 /// Scrapes served at once; more get 503 and are closed.

@@ -73,7 +73,8 @@ pub fn stats(v: &Value) -> Result<String, String> {
             out.push('\n');
         }
     }
-    // Worker counters: queue counters first, then the worker's own, in the daemon's order.
+    // Worker counters: the port queue's first (as `port.<name>`), then the worker's own, each
+    // section in the order of the answer's keys.
     let mut names: Vec<String> = Vec::new();
     let mut per_worker: Vec<Vec<(String, u64)>> = Vec::new();
     for w in workers {

@@ -1,16 +1,15 @@
 //! The built `akactl` against a running daemon's control socket (tables and `--json` after a
 //! real registration) and without one (a clear error naming the socket, exit status 1).
 
-#[path = "../../tests/control_common/mod.rs"]
-mod control_common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::process::{Command, Output};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use control_common::*;
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_akactl");
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 
 fn akactl(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -28,7 +27,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn tables_and_json_from_a_running_daemon() {
-    let dir = temp_dir(TMP, "akactl-tables");
+    let dir = temp_dir("control-akactl-tables");
     let mut h = start(&dir, "");
     h.ue.learn_arp();
     let reg = h.ue.register(AuthAlg::HmacSha1_96, EncrAlg::AesCbc);
@@ -141,7 +140,7 @@ fn tables_and_json_from_a_running_daemon() {
 
 #[test]
 fn without_a_daemon_each_command_fails_clearly_with_status_1() {
-    let dir = temp_dir(TMP, "akactl-nodaemon");
+    let dir = temp_dir("control-akactl-nodaemon");
     let sock = dir.join("absent.sock");
     let sock = sock.to_str().unwrap();
     for cmd in ["stats", "sas", "registrations"] {

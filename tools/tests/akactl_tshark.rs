@@ -4,17 +4,16 @@
 //! the daemon's socket, and tshark (a third implementation) must decrypt both SIP messages.
 //! Skipped, with the reason printed, when tshark is not installed.
 
-#[path = "../../tests/control_common/mod.rs"]
-mod control_common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use control_common::*;
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_akactl");
-const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 
 fn tshark_available() -> bool {
     match Command::new("tshark").arg("--version").output() {
@@ -58,7 +57,7 @@ fn check_suite(name: &str, auth: AuthAlg, encr: EncrAlg) {
     if !tshark_available() {
         return;
     }
-    let dir = temp_dir(TMP, &format!("tshark-{name}"));
+    let dir = temp_dir(&format!("control-tshark-{name}"));
     let mut h = start(&dir, "allow-key-export = true");
     h.ue.learn_arp();
     let reg = h.ue.register(auth, encr);

@@ -420,8 +420,8 @@ fn daemon_counters(h: &akagate::DaemonHandle) -> BTreeMap<String, u64> {
     let st = h.stats();
     let mut m = BTreeMap::new();
     for w in &st.workers {
-        for (k, v) in &w.counters {
-            *m.entry((*k).to_string()).or_default() += *v;
+        for (d, v) in w.counters.iter() {
+            *m.entry(d.name.to_string()).or_default() += v;
         }
     }
     m

@@ -41,7 +41,40 @@ pub fn all_encr() -> Vec<EncrAlg> {
     ]
 }
 
+pub mod checks;
+pub mod netns;
 pub mod scenarios;
+
+/// The address of the UE for fixture subscriber `sub`: 10.0.1.(7 + sub) or fd00::(7 + sub).
+pub fn ue_addr(sub: usize, v6: bool) -> IpAddr {
+    let host = 7 + sub as u8;
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(host)))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 1, host))
+    }
+}
+
+/// The UE for fixture subscriber `sub` at `ip` (MAC 02:00:00:00:01:(7 + sub)) registering
+/// with `pcscf` over `proto`, offering only `offer`, with port_uc 31800 + 10 sub and port_us
+/// 31900 + 10 sub, holding its calls 50 ms.
+pub fn ue_config(
+    sub: usize,
+    ip: IpAddr,
+    pcscf: IpAddr,
+    proto: Proto,
+    offer: (AuthAlg, EncrAlg),
+) -> UeConfig {
+    let rec = &records()[sub];
+    let mac = EthernetAddress([0x02, 0, 0, 0, 1, 7 + sub as u8]);
+    let mut cfg = UeConfig::new(mac, ip, pcscf, &rec.impi, &rec.impu[0]);
+    cfg.transport = proto;
+    cfg.offers = vec![offer];
+    cfg.sec.port_uc = 31800 + sub as u16 * 10;
+    cfg.sec.port_us = 31900 + sub as u16 * 10;
+    cfg.hold = Some(Duration::from_millis(50));
+    cfg
+}
 
 /// The P-CSCF under test.
 pub enum Pcscf {
@@ -128,25 +161,13 @@ impl Bed {
         seq_ms: u64,
     ) -> usize {
         let rec = &records()[sub];
-        let host = 7 + sub as u8;
-        let (ip, pcscf) = if v6 {
-            (
-                IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(host))),
-                IpAddr::V6(PCSCF_V6),
-            )
+        let ip = ue_addr(sub, v6);
+        let pcscf = if v6 {
+            IpAddr::V6(PCSCF_V6)
         } else {
-            (
-                IpAddr::V4(Ipv4Addr::new(10, 0, 1, host)),
-                IpAddr::V4(PCSCF_V4),
-            )
+            IpAddr::V4(PCSCF_V4)
         };
-        let mac = EthernetAddress([0x02, 0, 0, 0, 1, host]);
-        let mut cfg = UeConfig::new(mac, ip, pcscf, &rec.impi, &rec.impu[0]);
-        cfg.transport = proto;
-        cfg.offers = vec![offer];
-        cfg.sec.port_uc = 31800 + sub as u16 * 10;
-        cfg.sec.port_us = 31900 + sub as u16 * 10;
-        cfg.hold = Some(Duration::from_millis(50));
+        let cfg = ue_config(sub, ip, pcscf, proto, offer);
         let usim = if seq_ms == 0 {
             usim_for(rec).unwrap()
         } else {

@@ -4,6 +4,9 @@ use akagate_bench::ue::UeEvent;
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
 
+use super::checks::{
+    assert_ue_clean, check_call_events, check_challenge, check_offer, last_dialog_requests,
+};
 use super::*;
 
 pub fn pairs() -> Vec<(AuthAlg, EncrAlg)> {
@@ -42,15 +45,7 @@ pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAl
     );
     assert_eq!(first.ports.unwrap().1, 5060, "{what}");
     let text = String::from_utf8_lossy(&first.data).to_string();
-    assert!(text.starts_with("REGISTER sip:"), "{what}");
-    let sc = header_value(&text, "Security-Client").unwrap();
-    assert_eq!(param(&sc, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(
-        param(&sc, "ealg").as_deref(),
-        Some(pair.1.token()),
-        "{what}"
-    );
-    assert_eq!(header_value(&text, "Require").as_deref(), Some("sec-agree"));
+    check_offer(&text, pair, &what);
     assert_eq!(
         header_value(&text, "Proxy-Require").as_deref(),
         Some("sec-agree")
@@ -62,22 +57,7 @@ pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAl
         .filter(|p| !p.from_ue && p.ports.is_some_and(|(s, _)| s == 5060))
         .map(|p| String::from_utf8_lossy(&p.data).to_string())
         .collect();
-    assert!(
-        clear_down.starts_with("SIP/2.0 401 Unauthorized\r\n"),
-        "{what}: {clear_down}"
-    );
-    let ss = header_value(&clear_down, "Security-Server").unwrap();
-    assert_eq!(param(&ss, "alg").as_deref(), Some(pair.0.token()), "{what}");
-    assert_eq!(
-        param(&ss, "ealg").as_deref(),
-        Some(pair.1.token()),
-        "{what}"
-    );
-    assert_eq!(param(&ss, "port-s").as_deref(), Some("6100"));
-    assert_eq!(param(&ss, "port-c").as_deref(), Some("5100"));
-    let spi_ps: u32 = param(&ss, "spi-s").unwrap().parse().unwrap();
-    let www = header_value(&clear_down, "WWW-Authenticate").unwrap();
-    assert!(www.contains("algorithm=AKAv1-MD5"), "{what}: {www}");
+    let (ss, spi_ps) = check_challenge(&clear_down, pair, (PORT_PC, PORT_PS), &what);
 
     // 3. Nothing in clear ever reaches or leaves a protected port; after the 401 every UE
     //    packet to the P-CSCF is ESP under spi_ps, every one back under spi_uc.
@@ -144,40 +124,12 @@ pub fn one_call(
     );
     bed.pump(20);
     assert!(done, "call {round} did not end: {:?}", &bed.events[a][ea..]);
-    let caller: Vec<_> = bed.events[a][ea..]
-        .iter()
-        .filter(|e| !matches!(e, UeEvent::Transaction { .. }))
-        .cloned()
-        .collect();
-    assert_eq!(
-        caller,
-        vec![
-            UeEvent::CallRinging(call_id.clone()),
-            UeEvent::CallAnswered(call_id.clone()),
-            UeEvent::CallEnded(call_id.clone()),
-        ]
-    );
-    let callee: Vec<_> = bed.events[b][eb..].to_vec();
-    assert_eq!(
-        callee,
-        vec![
-            UeEvent::IncomingCall(call_id.clone()),
-            UeEvent::IncomingCallEstablished(call_id.clone()),
-            UeEvent::IncomingCallEnded(call_id.clone()),
-        ]
-    );
+    check_call_events(&bed.events[a][ea..], &bed.events[b][eb..], &call_id);
     // INVITE, ACK and BYE reached the callee from the P-CSCF's port_pc through the callee's
     // spi_us, on the registered transport (TCP for a request over 1300 bytes).
     let cfg = bed.ue(b).config().clone();
-    let reqs: Vec<_> = bed
-        .ue(b)
-        .requests_received()
-        .filter(|r| ["INVITE", "ACK", "BYE"].contains(&r.method.as_str()))
-        .cloned()
-        .collect();
-    let last3 = &reqs[reqs.len() - 3..];
+    let last3 = last_dialog_requests(bed.ue(b));
     for (r, m) in last3.iter().zip(["INVITE", "ACK", "BYE"]) {
-        assert_eq!(r.method, m);
         assert_eq!(r.flow.ue_port, PORT_PC, "{m} not from port_pc");
         assert_eq!(r.flow.local_port, cfg.sec.port_us);
         // Near the limit a request may legitimately switch to TCP (RFC 3261 18.1.1), so with
@@ -243,11 +195,7 @@ pub fn scenario(
     assert_eq!(bed.ue(b).accepted_connections(), 2 * tcp_conns);
     check_wire(&bed);
     for u in [a, b] {
-        let c = bed.ue(u).counters();
-        assert_eq!(
-            (c.drop_esp, c.drop_clear_to_protected, c.drop_sip),
-            (0, 0, 0)
-        );
+        assert_ue_clean(bed.ue(u));
     }
     bed
 }

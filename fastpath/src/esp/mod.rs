@@ -38,15 +38,14 @@ pub mod sa;
 mod sha1_mb;
 #[cfg(target_arch = "x86_64")]
 mod stitch;
-pub mod suite;
 mod transform;
 
 pub use transform::cbc;
 
+pub use akagate_proto::suite::{self, AuthAlg, EncrAlg, SaKeys, Suite};
 #[cfg(target_arch = "x86_64")]
 pub use burst::CbcKernel;
 pub use burst::{decapsulate_burst, encapsulate_burst, BurstError, DecapItem, EncapItem};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
 pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
-pub use suite::{AuthAlg, EncrAlg, SaKeys, Suite};

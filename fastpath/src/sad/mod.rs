@@ -6,14 +6,13 @@
 //! re-pin once per receive burst (see [`ReadGuard`] for why that matters).
 
 mod backing;
-mod error;
 mod guard;
 mod slab;
 mod spi;
 mod table;
 
+pub use akagate_proto::spi::{SadError, SpiAllocator, RESERVED_SPI_MAX};
 pub use backing::{BackingPolicy, MemoryBacking, HUGE_PAGE};
-pub use error::SadError;
 pub use guard::{pin, ReadGuard};
-pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS, RESERVED_SPI_MAX};
-pub use table::{SaTable, SpiAllocator};
+pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS};
+pub use table::SaTable;

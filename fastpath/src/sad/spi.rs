@@ -3,10 +3,8 @@
 use std::collections::VecDeque;
 
 use super::SadError;
-
-/// SPIs `0..=RESERVED_SPI_MAX` are never issued: 1..=255 are reserved by IANA and 0 is for
-/// local use only (RFC 4303 2.1).
-pub const RESERVED_SPI_MAX: u32 = 255;
+#[cfg(test)]
+use super::RESERVED_SPI_MAX;
 
 /// Fewest generation bits an SPI keeps; this bounds [`MAX_CAPACITY`].
 pub const MIN_GENERATION_BITS: u32 = 8;

@@ -9,17 +9,7 @@ use crossbeam_epoch::{Atomic, Owned, Shared};
 use super::backing::{BackingPolicy, HugeArray, MemoryBacking};
 use super::slab::Slab;
 use super::spi::{SlotAllocator, SpiLayout};
-use super::{ReadGuard, SadError};
-
-/// Issues and takes back inbound SPIs without knowing what kind of SA they will carry, so the
-/// slowpath's sec-agree code can choose `spi_pc` / `spi_ps` (TS 33.203 7.1) on its own.
-pub trait SpiAllocator: Send + Sync {
-    /// Allocates a fresh inbound SPI (never in `0..=255`, RFC 4303 2.1).
-    fn allocate(&self) -> Result<u32, SadError>;
-    /// Releases `spi`, removing its SA first if one is installed; the slot's generation advances
-    /// so the same SPI is not reissued while late packets of the old SA may still arrive.
-    fn release(&self, spi: u32) -> Result<(), SadError>;
-}
+use super::{ReadGuard, SadError, SpiAllocator};
 
 /// What one slot points at: the value and the full SPI it was installed under, so a lookup
 /// verifies the SPI's generation with the same load that finds the value.

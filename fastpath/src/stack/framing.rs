@@ -1,8 +1,11 @@
 //! SIP message framing on a TCP byte stream: cut messages by `Content-Length` (RFC 3261 18.3)
 //! and recognise RFC 5626 4.4.1 CRLF keep-alives between messages.
 //!
-//! Only the header end and the `Content-Length` / `l` header are looked at; full parsing
-//! is the slowpath's job.
+//! The rule itself is `akagate_proto::sipscan::scan_frame`, shared with the slowpath's
+//! parser and framer (header folding included); this module adds the per-connection buffer.
+//! Full parsing is the slowpath's job.
+
+use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned, CRLF, CRLFCRLF};
 
 /// What the framer found at the front of the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,30 +18,9 @@ pub enum Frame {
     Pong,
 }
 
-/// Why a stream cannot be framed; the connection must be closed (RFC 3261 18.3).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FramingError {
-    /// The header section grew beyond the configured bound without a blank line.
-    #[error("SIP header section longer than {0} bytes")]
-    HeaderTooLong(usize),
-    /// A message on a stream transport without `Content-Length` (mandatory, RFC 3261 18.3).
-    #[error("SIP message on a stream without Content-Length")]
-    MissingContentLength,
-    /// `Content-Length` is not a decimal number.
-    #[error("malformed Content-Length value")]
-    BadContentLength,
-    /// Two `Content-Length` headers with different values.
-    #[error("conflicting Content-Length headers")]
-    ConflictingContentLength,
-    /// The announced body is larger than the configured bound.
-    #[error("SIP body of {0} bytes exceeds the bound")]
-    BodyTooLong(usize),
-}
-
-/// The CRLF sequence ending each line.
-const CRLF: &[u8] = b"\r\n";
-/// The blank line ending the header section, also the keep-alive ping.
-const CRLFCRLF: &[u8] = b"\r\n\r\n";
+/// Why a stream cannot be framed; the connection must be closed (RFC 3261 18.3). The
+/// shared scanner's error, so both framers fail alike.
+pub use akagate_proto::sipscan::ScanError as FramingError;
 
 /// Incremental framer for one TCP connection; feed bytes with [`SipFramer::push`] and take
 /// frames with [`SipFramer::next_frame`].
@@ -53,8 +35,7 @@ pub struct SipFramer {
     scanned: usize,
     /// Total length of the message at `start`, once its header section is parsed.
     want: Option<usize>,
-    max_header: usize,
-    max_body: usize,
+    limits: FrameLimits,
 }
 
 impl SipFramer {
@@ -65,8 +46,10 @@ impl SipFramer {
             start: 0,
             scanned: 0,
             want: None,
-            max_header,
-            max_body,
+            limits: FrameLimits {
+                max_head: max_header,
+                max_body,
+            },
         }
     }
 
@@ -98,49 +81,28 @@ impl SipFramer {
         let data = self.buf.get(self.start..).unwrap_or_default();
         let total = match self.want {
             Some(total) => total,
-            None => {
-                // RFC 5626 4.4.1: keep-alives only appear between messages.
-                if data.starts_with(CRLF) {
-                    if data.starts_with(CRLFCRLF) {
-                        self.consumed(CRLFCRLF.len());
-                        return Ok(Some(Frame::Ping));
-                    }
-                    // "\r\n" alone or "\r\n\r" may still become a ping.
-                    if data.len() < CRLFCRLF.len() && CRLFCRLF.starts_with(data) {
-                        return Ok(None);
-                    }
+            None => match scan_frame(data, &self.limits, self.scanned)? {
+                Scanned::Ping => {
+                    self.consumed(CRLFCRLF.len());
+                    return Ok(Some(Frame::Ping));
+                }
+                Scanned::Pong => {
                     self.consumed(CRLF.len());
                     return Ok(Some(Frame::Pong));
                 }
-                // Resume the search where the last one ended, minus a possibly split CRLFCRLF.
-                let from = self.scanned.saturating_sub(CRLFCRLF.len() - 1);
-                let found = data
-                    .get(from..)
-                    .and_then(|rest| find(rest, CRLFCRLF))
-                    .map(|i| from + i + CRLFCRLF.len());
-                let Some(head_len) = found else {
-                    self.scanned = data.len();
-                    if data.len() > self.max_header {
-                        return Err(FramingError::HeaderTooLong(self.max_header));
+                Scanned::Message { len } => len,
+                Scanned::Incomplete { scanned, len } => {
+                    self.scanned = scanned;
+                    self.want = len;
+                    if let Some(total) = len {
+                        // The rest of the message arrives in one allocation's room.
+                        self.buf.reserve(total.saturating_sub(data.len()));
                     }
                     return Ok(None);
-                };
-                if head_len > self.max_header {
-                    return Err(FramingError::HeaderTooLong(self.max_header));
                 }
-                let body_len = content_length(&data[..head_len])?;
-                if body_len > self.max_body {
-                    return Err(FramingError::BodyTooLong(body_len));
-                }
-                let total = head_len + body_len;
-                self.want = Some(total);
-                total
-            }
+            },
         };
         if data.len() < total {
-            // The rest of the message arrives in one allocation's room.
-            let missing = total - data.len();
-            self.buf.reserve(missing);
             return Ok(None);
         }
         let msg = if self.start == 0 && total == self.buf.len() {
@@ -177,40 +139,6 @@ impl SipFramer {
             self.want = None;
         }
     }
-}
-
-/// Position of `needle` in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of `Content-Length` (or compact `l`, RFC 3261 7.3.3) in a header section
-/// that ends with the blank line.
-pub fn content_length(head: &[u8]) -> Result<usize, FramingError> {
-    let mut found: Option<usize> = None;
-    // Skip the start line; header lines follow, each ending in CRLF.
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
-            continue;
-        }
-        let value = line[colon + 1..].trim_ascii();
-        if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
-            return Err(FramingError::BadContentLength);
-        }
-        let n = value
-            .iter()
-            .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
-        match found {
-            Some(prev) if prev != n => return Err(FramingError::ConflictingContentLength),
-            _ => found = Some(n),
-        }
-    }
-    found.ok_or(FramingError::MissingContentLength)
 }
 
 #[cfg(test)]
@@ -259,17 +187,14 @@ mod tests {
     }
 
     #[test]
-    fn compact_and_case_insensitive_header() {
-        assert_eq!(
-            content_length(b"INVITE x SIP/2.0\r\nCONTENT-length :  12 \r\n\r\n"),
-            Ok(12)
-        );
-        assert_eq!(content_length(b"INVITE x SIP/2.0\r\nL: 3\r\n\r\n"), Ok(3));
-        // A header whose name only ends in "l" is not Content-Length.
-        assert_eq!(
-            content_length(b"INVITE x SIP/2.0\r\nUrl: 3\r\n\r\n"),
-            Err(FramingError::MissingContentLength)
-        );
+    fn folded_continuation_is_not_a_content_length() {
+        // RFC 3261 7.3.1: " l: 7" continues Subject; the message has a 2-byte body.
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: x\r\n l: 7\r\nContent-Length: 2\r\n\r\nhi";
+        let mut f = framer();
+        f.push(m);
+        f.push(OPT);
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(m.to_vec()))));
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(OPT.to_vec()))));
     }
 
     #[test]
@@ -277,24 +202,25 @@ mod tests {
         let mut f = framer();
         f.push(b"INVITE x SIP/2.0\r\nContent-Length: x1\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FramingError::BadContentLength));
+        let mut f = framer();
+        f.push(b"A\r\nContent-Length: 1\r\nl: 2\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FramingError::ConflictingContentLength));
+        let mut f = framer();
+        f.push(b"A\r\nContent-Length: 1\r\nl: 1\r\n\r\nx");
         assert_eq!(
-            content_length(b"A\r\nContent-Length: 1\r\nl: 2\r\n\r\n"),
-            Err(FramingError::ConflictingContentLength)
-        );
-        assert_eq!(
-            content_length(b"A\r\nContent-Length: 1\r\nl: 1\r\n\r\n"),
-            Ok(1)
-        );
-        assert_eq!(
-            content_length(b"A\r\nContent-Length: 99999999999\r\n\r\n"),
-            Err(FramingError::BadContentLength)
+            f.next_frame(),
+            Ok(Some(Frame::Message(
+                b"A\r\nContent-Length: 1\r\nl: 1\r\n\r\nx".to_vec()
+            )))
         );
         let mut f = SipFramer::new(64, 10);
         f.push(b"A\r\nContent-Length: 11\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FramingError::BodyTooLong(11)));
         let mut f = SipFramer::new(16, 10);
-        f.push(&[b'a'; 17]);
-        assert_eq!(f.next_frame(), Err(FramingError::HeaderTooLong(16)));
+        f.push(&[b'a'; 19]);
+        assert_eq!(f.next_frame(), Ok(None));
+        f.push(b"a");
+        assert_eq!(f.next_frame(), Err(FramingError::HeadTooLong(16)));
     }
 
     #[test]

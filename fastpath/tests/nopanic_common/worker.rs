@@ -2,41 +2,33 @@
 //! on an in-memory port with one installed SA set takes arbitrary Ethernet frames, IP
 //! packets, clear and ESP-protected UDP/TCP (checksums fixed so they reach the stacks) and a
 //! scripted TCP handshake followed by arbitrary stream bytes, so input reaches L2, ARP/ND/ICMP,
-//! reassembly, ESP, the selector checks, the per-UE smoltcp stacks and the SIP framer.
+//! reassembly, ESP, the selector checks, the per-UE smoltcp stacks and the SIP framer. The
+//! bed (addresses, SA set, worker on a pair) is the scenario tests' `support` module, which
+//! the including crate declares next to this one.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{SaSet, WorkerCommand, WorkerEvent};
-use akagate_fastpath::l2::L2Config;
+use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig};
-use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
-use akagate_sys::{BufLayout, PacketBuf, Port, PortQueue};
-use crossbeam_channel::{bounded, Receiver};
+use akagate_fastpath::worker::Worker;
+use akagate_sys::mempair::{MemPairConfig, MemQueue};
+use akagate_sys::{BufLayout, PacketBuf, PortQueue};
+use crossbeam_channel::Receiver;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr, TcpPacket};
+use smoltcp::wire::{
+    ArpOperation, EthernetAddress, EthernetProtocol, Ipv4Cidr, Ipv6Cidr, TcpPacket,
+};
 
 use crate::esp::{ip_header, suites};
 use crate::input::{put_chunk, Input};
-
-const PCSCF_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const UE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
-const PCSCF4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const UE4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
-const PCSCF6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const UE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
-const SIP_PORT: u16 = 5060;
-const PORT_PC: u16 = 5066;
-const PORT_PS: u16 = 5064;
-const PORT_UC: u16 = 31800;
-const PORT_US: u16 = 31900;
-const SPI_UC: u32 = 0x0100_0001;
-const SPI_US: u32 = 0x0100_0002;
+use crate::support::{
+    arp, encapsulate, eth_frame, sa_set, ue_sas, worker_config, worker_on_pair, PairSizes,
+    PCSCF_MAC, PCSCF_V4, PCSCF_V6, PORT_PC, PORT_PS, PORT_UC, SIP_PORT, UE_MAC, UE_V4, UE_V6,
+};
 
 /// How far one input got.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -96,103 +88,78 @@ fn l4_checksum(ip_hdr: &[u8], proto: u8, seg: &[u8]) -> u16 {
 
 impl Bed {
     fn new(suite_ix: usize, v6: bool) -> Bed {
-        let cfg = MemPairConfig {
-            ring_size: 64,
-            pool_size: 192,
-            layout: BufLayout::STANDARD,
-            ..MemPairConfig::default()
+        // The scenario tests' worker, with every table and buffer small so that inputs reach
+        // their limits.
+        let mut wcfg = worker_config(
+            0,
+            PCSCF_MAC,
+            vec![Ipv4Cidr::new(PCSCF_V4, 24)],
+            vec![Ipv6Cidr::new(PCSCF_V6, 64)],
+        );
+        wcfg.l2.max_neighbors = 8;
+        wcfg.stack = StackConfig {
+            tcp_rx_buf: 4096,
+            tcp_tx_buf: 4096,
+            max_sip_header: 2048,
+            max_sip_body: 2048,
+            max_pending: 8192,
+            ..StackConfig::default()
         };
-        let (mut a, mut b) = mem_pair(&cfg).expect("mem pair");
-        let wq = a.take_queues().pop().expect("queue");
-        let ue = b.take_queues().pop().expect("queue");
-        let table = Arc::new(InboundTable::with_capacity(64).expect("table"));
-        let (ev_tx, events) = bounded(64);
-        let (cmd_tx, cmd_rx) = bounded(4);
-        let now = Instant::from_millis(10_000);
-        let wcfg = WorkerConfig {
-            id: 0,
-            l2: L2Config {
-                mac: EthernetAddress(PCSCF_MAC),
-                ipv4: vec![Ipv4Cidr::new(PCSCF4, 24)],
-                ipv6: vec![Ipv6Cidr::new(PCSCF6, 64)],
-                gateway_v4: None,
-                gateway_v6: None,
-                max_neighbors: 8,
-                neighbor_ttl: Duration::from_secs(300),
-                solicit_retry: Duration::from_secs(1),
-            },
-            stack: StackConfig {
-                tcp_rx_buf: 4096,
-                tcp_tx_buf: 4096,
-                max_sip_header: 2048,
-                max_sip_body: 2048,
-                max_pending: 8192,
-                ..StackConfig::default()
-            },
-            reasm: ReasmConfig {
-                max_bytes: 16 * 1024,
-                max_datagrams: 4,
-                timeout: Duration::from_secs(2),
-            },
-            sip_port: SIP_PORT,
-            burst: 32,
-            commands_per_loop: 4,
-            max_ues: 4,
-            link_mtu: 1500,
-            timer_tick: Duration::from_millis(1),
-            timer_slots: 64,
+        wcfg.reasm = ReasmConfig {
+            max_bytes: 16 * 1024,
+            max_datagrams: 4,
+            timeout: Duration::from_secs(2),
         };
-        let worker = Worker::new(wcfg, wq, table.clone(), ev_tx, cmd_rx, now);
+        wcfg.commands_per_loop = 4;
+        wcfg.max_ues = 4;
+        wcfg.timer_slots = 64;
+        let sizes = PairSizes {
+            pair: MemPairConfig {
+                ring_size: 64,
+                pool_size: 192,
+                layout: BufLayout::STANDARD,
+                ..MemPairConfig::default()
+            },
+            table: 64,
+            events: 64,
+            commands: 4,
+        };
+        // The command sender is dropped once the SA set is queued, as the slowpath never
+        // speaks again in this harness.
+        let w = worker_on_pair(wcfg, &sizes);
         let suite = suites().swap_remove(suite_ix);
-        let spi_pc = table.allocate().expect("spi");
-        let spi_ps = table.allocate().expect("spi");
+        let spi_pc = w.table.allocate().expect("spi");
+        let spi_ps = w.table.allocate().expect("spi");
         let (ue_ip, local): (IpAddr, IpAddr) = if v6 {
-            (UE6.into(), PCSCF6.into())
+            (UE_V6.into(), PCSCF_V6.into())
         } else {
-            (UE4.into(), PCSCF4.into())
+            (UE_V4.into(), PCSCF_V4.into())
         };
-        let set = SaSet {
-            ue: ue_ip,
-            local,
-            suite: suite.clone(),
-            spi_pc,
-            spi_ps,
-            spi_uc: SPI_UC,
-            spi_us: SPI_US,
-            port_pc: PORT_PC,
-            port_ps: PORT_PS,
-            port_uc: PORT_UC,
-            port_us: PORT_US,
-        };
-        cmd_tx
+        let set = sa_set(ue_ip, local, suite.clone(), spi_pc, spi_ps);
+        w.cmds
             .send(WorkerCommand::InstallSaSet(Box::new(set)))
             .expect("command queue");
-        let sa = |spi| OutboundSa::new(spi, &suite).expect("suite");
-        let out = HashMap::from([
-            ((PORT_UC, PORT_PS), sa(spi_ps)),
-            ((PORT_US, PORT_PC), sa(spi_pc)),
-        ]);
-        let isa = |spi| InboundSa::new(spi, &suite).expect("suite");
-        let inbound = HashMap::from([(SPI_UC, isa(SPI_UC)), (SPI_US, isa(SPI_US))]);
+        drop(w.cmds);
+        let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
         let mut bed = Bed {
-            worker,
-            ue,
-            events,
+            worker: w.worker,
+            ue: w.ue,
+            events: w.events,
             v6,
             out,
             inbound,
-            now,
+            now: w.now,
             stats: Stats::default(),
             conn: None,
         };
         bed.step();
         // RFC 826: an ARP request for us teaches the worker the UE's MAC.
-        let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
-        arp.extend_from_slice(&UE_MAC);
-        arp.extend_from_slice(&UE4.octets());
-        arp.extend_from_slice(&[0; 6]);
-        arp.extend_from_slice(&PCSCF4.octets());
-        bed.send_eth(0x0806, &arp);
+        let request = arp(
+            ArpOperation::Request,
+            (UE_MAC, UE_V4),
+            (EthernetAddress([0; 6]), PCSCF_V4),
+        );
+        bed.send_eth(0x0806, &request);
         bed
     }
 
@@ -213,11 +180,8 @@ impl Bed {
     }
 
     fn send_eth(&mut self, ethertype: u16, payload: &[u8]) {
-        let mut f = PCSCF_MAC.to_vec();
-        f.extend_from_slice(&UE_MAC);
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(payload);
-        self.send_frame(&f);
+        let ethertype = EthernetProtocol::from(ethertype);
+        self.send_frame(&eth_frame(UE_MAC, PCSCF_MAC, ethertype, payload));
     }
 
     fn send_ip(&mut self, pkt: &[u8]) {
@@ -253,11 +217,7 @@ impl Bed {
         let Some(sa) = self.out.get_mut(&key) else {
             return;
         };
-        let room = 64;
-        let mut buf = vec![0u8; room + inner.len() + room];
-        buf[room..room + inner.len()].copy_from_slice(&inner);
-        if let Ok(r) = sa.encapsulate(&mut buf, room..room + inner.len()) {
-            let pkt = buf[r].to_vec();
+        if let Ok(pkt) = encapsulate(sa, &inner) {
             self.send_ip(&pkt);
         }
     }

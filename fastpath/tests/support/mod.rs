@@ -1,92 +1,48 @@
-//! Helpers shared by the worker scenario tests (`worker_esp_e2e`, `worker_handoff`): the
-//! worker configuration, the SA suite both sides use and UDP/IPv4 packets built with
+//! Set-up shared by the fast path's scenario tests (`worker_esp_e2e`, `worker_noalloc`,
+//! `worker_handoff`, `stack_sip_flows`, `nopanic_worker` and the `l2_frame` fuzz target):
+//! the addresses, ports and SPIs of the test bed (TS 33.203 7.1 names), a worker on one end
+//! of an in-memory port pair, the SA set both sides install, and frames built with
 //! `smoltcp::wire`.
-#![allow(dead_code)]
+//!
+//! - [`bed`]: the worker configuration, one worker on an in-memory pair, the SA set and the
+//!   UE's mirror SAs.
+//! - [`frames`]: Ethernet, ARP and UDP/IPv4 packets, ESP encapsulation with room to spare.
+// Each test binary uses part of this module.
+#![allow(dead_code, unused_imports)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg, SaKeys, Suite};
-use akagate_fastpath::l2::L2Config;
-use akagate_fastpath::reasm::ReasmConfig;
-use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::WorkerConfig;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::time::Duration;
-use smoltcp::wire::{
-    EthernetAddress, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr, UdpPacket, UdpRepr,
-};
+use smoltcp::wire::EthernetAddress;
 
-/// Worker `id` of a scenario test: the P-CSCF at `mac` with `ipv4`/`ipv6`, no gateways,
-/// default stack and reassembly, SIP on 5060, bursts of 32, 16 UEs, a 1 ms timer tick.
-pub fn worker_config(
-    id: usize,
-    mac: EthernetAddress,
-    ipv4: Vec<Ipv4Cidr>,
-    ipv6: Vec<Ipv6Cidr>,
-) -> WorkerConfig {
-    WorkerConfig {
-        id,
-        l2: L2Config {
-            mac,
-            ipv4,
-            ipv6,
-            gateway_v4: None,
-            gateway_v6: None,
-            max_neighbors: 64,
-            neighbor_ttl: Duration::from_secs(300),
-            solicit_retry: Duration::from_secs(1),
-        },
-        stack: StackConfig::default(),
-        reasm: ReasmConfig::default(),
-        sip_port: 5060,
-        burst: 32,
-        commands_per_loop: 16,
-        max_ues: 16,
-        link_mtu: 1500,
-        timer_tick: Duration::from_millis(1),
-        timer_slots: 256,
-    }
-}
+pub mod bed;
+pub mod frames;
 
-/// hmac-sha-1-96 with aes-cbc and fixed test keys (IK 0..20, CK 100..116), as the P-CSCF and
-/// the simulated UE both install it.
-pub fn suite() -> Suite {
-    Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: (0..20).collect(),
-            encr_key: (100..116).collect(),
-            salt: [0; 4],
-        },
-    }
-}
+pub use bed::{sa_set, suite, ue_sas, worker_config, worker_on_pair, PairSizes, WorkerOnPair};
+pub use frames::{arp, encapsulate, eth_frame, send_frame, udp_v4};
 
-/// An IPv4 packet (TTL 64, checksums filled) carrying `payload` in UDP from `src:sport` to
-/// `dst:dport`.
-pub fn udp_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
-    let caps = ChecksumCapabilities::default();
-    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pk, &caps);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(pk.payload_mut()),
-        &src.into(),
-        &dst.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    p
-}
+/// The P-CSCF's (the worker's) MAC address.
+pub const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
+/// The simulated UE's MAC address.
+pub const UE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);
+/// The P-CSCF's IPv4 address (in a /24 with the UE).
+pub const PCSCF_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The UE's IPv4 address.
+pub const UE_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
+/// The P-CSCF's IPv6 address (in a /64 with the UE).
+pub const PCSCF_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// The UE's IPv6 address.
+pub const UE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+/// The unprotected SIP port.
+pub const SIP_PORT: u16 = 5060;
+/// The P-CSCF's protected server port (port_ps).
+pub const PORT_PS: u16 = 5064;
+/// The P-CSCF's protected client port (port_pc).
+pub const PORT_PC: u16 = 5066;
+/// The UE's protected client port (port_uc).
+pub const PORT_UC: u16 = 31800;
+/// The UE's protected server port (port_us).
+pub const PORT_US: u16 = 31900;
+/// The UE's inbound SPI at port_uc (spi_uc): the P-CSCF sends port_ps -> port_uc through it.
+pub const SPI_UC: u32 = 0x0100_0001;
+/// The UE's inbound SPI at port_us (spi_us): the P-CSCF sends port_pc -> port_us through it.
+pub const SPI_US: u32 = 0x0100_0002;

@@ -1,7 +1,7 @@
 //! ESP keys from CK_IM/IK_IM per TS 33.203 Annex I, into the fast path's `Suite`/`SaKeys`,
 //! including the AES-GCM/GMAC salts from the TS 33.220 Annex B KDF.
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg, SaKeys, Suite};
+use akagate_proto::suite::{AuthAlg, EncrAlg, SaKeys, Suite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroize;

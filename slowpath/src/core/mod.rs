@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerCommand, WorkerEvent};
-use akagate_fastpath::sad::SpiAllocator;
+use akagate_proto::ipc::{Flow, Proto, SipIn, WorkerCommand, WorkerEvent};
+use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
 use crate::hss::{Hss, PersistRecord, PersistTicket};

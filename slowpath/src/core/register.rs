@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, WorkerCommand};
 
 use crate::aka::{
     decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5,

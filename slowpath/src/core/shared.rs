@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand};
-use akagate_fastpath::sad::SpiAllocator;
+use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
 use super::durability::Held;

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use super::transport::own_request;
 use super::Proxy;
@@ -240,7 +240,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         own: Own,
         bytes: Vec<u8>,
-        flow: akagate_fastpath::ipc::Flow,
+        flow: akagate_proto::ipc::Flow,
         branch: String,
         now: Instant,
         out: &mut Vec<Action>,

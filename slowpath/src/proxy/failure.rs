@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::Flow;
+use akagate_proto::ipc::Flow;
 
 use super::Own;
 use super::Proxy;

@@ -21,7 +21,7 @@ pub(crate) use transport::with_received;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use akagate_fastpath::ipc::Flow;
+use akagate_proto::ipc::Flow;
 
 use crate::sip::transaction::TxId;
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet, SipIn};
+use akagate_proto::ipc::{Proto, SaSet, SipIn};
 
 use super::transport::{choose_transport, host, is_ours};
 use super::Proxy;
@@ -160,7 +160,7 @@ impl Proxy {
         edit: &MessageEdit<'_>,
         target: &Target,
         branch: &str,
-    ) -> (Vec<u8>, akagate_fastpath::ipc::Flow) {
+    ) -> (Vec<u8>, akagate_proto::ipc::Flow) {
         let ours = host(target.set.local);
         let port_ps = target.set.port_ps;
         // TS 24.229: sent-by names our protected server port, so a UE sends the response

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet};
+use akagate_proto::ipc::{Flow, Proto, SaSet};
 
 use crate::registrar::SaSetExt;
 use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri};

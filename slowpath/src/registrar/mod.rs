@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use crate::secagree::SecMechanism;
 use state::{Completed, RegState};
@@ -331,7 +331,7 @@ impl Registrar {
 mod tests {
     use std::time::Duration;
 
-    use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+    use akagate_proto::suite::{AuthAlg, EncrAlg};
 
     use super::*;
     use crate::aka::{derive_suite, Ck, Ik, Res};

@@ -1,6 +1,6 @@
 //! SA-set helpers: membership of an inbound SPI, the flows of a set, and the remove command.
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
 
 /// Convenience methods on [`SaSet`].
 pub(crate) trait SaSetExt {

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use super::SaSetExt;
 use crate::aka::Res;

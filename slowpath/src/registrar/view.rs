@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{Proto, SaSet};
 
 use super::Registrar;
 

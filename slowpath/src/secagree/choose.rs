@@ -1,7 +1,7 @@
 //! Choosing one `ipsec-3gpp` offer of a Security-Client by the profile (TS 33.203 7.2), and
 //! the Security-Server the P-CSCF answers with.
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
 
 use super::{ImsAkaProfile, SecMechanism};
 

@@ -1,6 +1,6 @@
 //! The P-CSCF's IMS-AKA profile: protected ports and the allowed ESP algorithms, in preference order.
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
 
 /// sec-agree configuration of the P-CSCF (mirrors the daemon's `ims-aka-profile`).
 #[derive(Clone, Debug, PartialEq, Eq)]

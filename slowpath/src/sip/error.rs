@@ -1,5 +1,6 @@
 //! Typed SIP parse errors and the SIP status each one maps to (RFC 3261 8.2, 21.4, 21.5).
 
+use akagate_proto::sipscan::ScanError;
 use thiserror::Error;
 
 /// Why a SIP message (or one of its headers) was rejected.
@@ -77,6 +78,18 @@ pub enum ParseError {
     /// The CSeq method differs from the request method (RFC 4475 3.1.2.17).
     #[error("CSeq method does not match the request method")]
     CSeqMethodMismatch,
+}
+
+impl From<ScanError> for ParseError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::BadHeaderLine => ParseError::BadHeaderLine,
+            ScanError::BadContentLength => ParseError::BadContentLength,
+            ScanError::ConflictingContentLength => ParseError::MultipleContentLength,
+            ScanError::MissingContentLength => ParseError::MissingContentLength,
+            ScanError::HeadTooLong(_) | ScanError::BodyTooLong(_) => ParseError::TooLarge,
+        }
+    }
 }
 
 impl ParseError {

@@ -1,29 +1,15 @@
 //! Cuts SIP messages out of a TCP byte stream by Content-Length (RFC 3261 18.3) and recognises
-//! RFC 5626 keep-alives (CRLFCRLF ping, CRLF pong). Used by the fast path per connection.
+//! RFC 5626 keep-alives (CRLFCRLF ping, CRLF pong). The rule is the shared scanner's
+//! (`akagate_proto::sipscan`), the same the fast path's per-connection framer runs.
+
+use akagate_proto::sipscan::{scan_frame, Scanned, CRLF, CRLFCRLF};
 
 use super::error::ParseError;
-use super::message::{find_crlf, parse_content_length, split_header_line, HeaderLines};
+
+pub use akagate_proto::sipscan::FrameLimits;
 
 /// The answer to a CRLFCRLF ping (RFC 5626 3.5.1).
 pub const PONG: &[u8] = b"\r\n";
-
-/// Size limits for one message on a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameLimits {
-    /// Largest header section (start line to the empty line), bytes.
-    pub max_head: usize,
-    /// Largest body, bytes.
-    pub max_body: usize,
-}
-
-impl Default for FrameLimits {
-    fn default() -> Self {
-        FrameLimits {
-            max_head: 16 * 1024,
-            max_body: 64 * 1024,
-        }
-    }
-}
 
 /// What the front of a stream buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,49 +28,12 @@ pub enum Frame {
 /// Inspects the start of `buf`. Errors mean the stream cannot be resynchronised and the
 /// connection should be closed (after a 400/513 if a request can be identified).
 pub fn next_frame(buf: &[u8], limits: &FrameLimits) -> Result<Frame, ParseError> {
-    if buf.starts_with(b"\r\n") {
-        return Ok(match buf.get(2..4) {
-            Some(b"\r\n") => Frame::Ping(4),
-            Some(_) => Frame::Pong(2),
-            // "\r\n" or "\r\n\r" could still become a ping.
-            None if buf.get(2).is_some_and(|&b| b != b'\r') => Frame::Pong(2),
-            None => Frame::NeedMore,
-        });
-    }
-    let search_end = buf.len().min(limits.max_head + 4);
-    let Some(head_end) = find_head_end(&buf[..search_end]) else {
-        if buf.len() >= limits.max_head + 4 {
-            return Err(ParseError::TooLarge);
-        }
-        return Ok(Frame::NeedMore);
-    };
-    let first = find_crlf(buf, 0).unwrap_or(head_end);
-    let section = buf.get(first + 2..head_end).unwrap_or(&[]);
-    let mut content_length = None;
-    for line in HeaderLines::new(section) {
-        let (name, value) = split_header_line(line)?;
-        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            if content_length.is_some() {
-                return Err(ParseError::MultipleContentLength);
-            }
-            let value = std::str::from_utf8(value).map_err(|_| ParseError::BadContentLength)?;
-            content_length = Some(parse_content_length(value)?);
-        }
-    }
-    let body = content_length.ok_or(ParseError::MissingContentLength)?;
-    if body > limits.max_body {
-        return Err(ParseError::TooLarge);
-    }
-    let total = head_end + 4 + body;
-    Ok(if buf.len() >= total {
-        Frame::Message(total)
-    } else {
-        Frame::NeedMore
+    Ok(match scan_frame(buf, limits, 0)? {
+        Scanned::Message { len } => Frame::Message(len),
+        Scanned::Ping => Frame::Ping(CRLFCRLF.len()),
+        Scanned::Pong => Frame::Pong(CRLF.len()),
+        Scanned::Incomplete { .. } => Frame::NeedMore,
     })
-}
-
-fn find_head_end(b: &[u8]) -> Option<usize> {
-    super::message::find_head_end(b)
 }
 
 #[cfg(test)]
@@ -126,11 +75,15 @@ mod tests {
         );
         assert_eq!(
             next_frame(
-                b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx",
+                b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nxy",
                 &lim
             ),
             Err(ParseError::MultipleContentLength)
         );
+        // Equal repeated values still frame; the parser then refuses the message (400).
+        let twice = b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nx";
+        assert_eq!(next_frame(twice, &lim), Ok(Frame::Message(twice.len())));
+        assert!(crate::sip::Message::parse(twice).is_err());
         let small = FrameLimits {
             max_head: 8,
             max_body: 2,

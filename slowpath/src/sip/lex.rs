@@ -20,14 +20,7 @@ pub(crate) fn trim_lws_start(s: &str) -> &str {
     s.trim_start_matches([' ', '\t', '\r', '\n'])
 }
 
-/// True for a `token` character (RFC 3261 25.1).
-pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
+pub(crate) use akagate_proto::sipscan::is_token_char;
 
 /// True if `s` is a non-empty `token`.
 pub fn is_token(s: &str) -> bool {

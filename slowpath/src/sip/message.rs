@@ -2,6 +2,8 @@
 //! The header index lives inline for up to [`INLINE_HEADERS`] headers, so the common path does
 //! not allocate.
 
+use akagate_proto::sipscan::{self, find_head_end, HeaderLines};
+
 use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
@@ -92,99 +94,9 @@ pub struct Message<'a> {
     content_length: Option<usize>,
 }
 
-/// Iterator over the header lines of a header section (folded continuation lines joined),
-/// excluding the start line; shared with the stream framer.
-pub(crate) struct HeaderLines<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> HeaderLines<'a> {
-    /// `section` starts after the start line's CRLF and ends before the empty line.
-    pub(crate) fn new(section: &'a [u8]) -> Self {
-        HeaderLines { rest: section }
-    }
-}
-
-impl<'a> Iterator for HeaderLines<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let b = self.rest;
-        let mut i = 0;
-        loop {
-            match find_crlf(b, i) {
-                Some(p) if matches!(b.get(p + 2), Some(b' ' | b'\t')) => i = p + 2,
-                Some(p) => {
-                    self.rest = &b[p + 2..];
-                    return Some(&b[..p]);
-                }
-                None => {
-                    self.rest = &[];
-                    return Some(b);
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    loop {
-        i += memchr::memchr(b'\r', b.get(i..)?)?;
-        if b.get(i + 1) == Some(&b'\n') {
-            return Some(i);
-        }
-        i += 1;
-    }
-}
-
-/// Index of the CRLFCRLF that ends the header section.
-pub(crate) fn find_head_end(b: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    loop {
-        let p = find_crlf(b, i)?;
-        if b.get(p + 2..p + 4) == Some(b"\r\n") {
-            return Some(p);
-        }
-        i = p + 2;
-    }
-}
-
-/// Splits a header line into (name, value); rejects lines without a colon or with a bad name,
-/// and CR/LF that are not part of a fold (RFC 3261 7.3.1).
-pub(crate) fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
-    let colon = memchr::memchr(b':', line).ok_or(ParseError::BadHeaderLine)?;
-    let mut name = &line[..colon];
-    while let [rest @ .., b' ' | b'\t'] = name {
-        name = rest;
-    }
-    if name.is_empty() || !name.iter().all(|&b| super::lex::is_token_char(b)) {
-        return Err(ParseError::BadHeaderLine);
-    }
-    let value = &line[colon + 1..];
-    for i in memchr::memchr2_iter(b'\r', b'\n', value) {
-        let ok = match value[i] {
-            b'\r' => value.get(i + 1) == Some(&b'\n'),
-            b'\n' => {
-                i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t'))
-            }
-            _ => true,
-        };
-        if !ok {
-            return Err(ParseError::BadHeaderLine);
-        }
-    }
-    Ok((name, value))
-}
-
-/// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT).
+/// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT), by the shared scanner's rule.
 pub(crate) fn parse_content_length(value: &str) -> Result<usize, ParseError> {
-    parse_decimal(trim_lws(value), u32::MAX.into())
-        .map(|v| v as usize)
-        .ok_or(ParseError::BadContentLength)
+    Ok(sipscan::parse_content_length(value.as_bytes())?)
 }
 
 fn parse_version(v: &str) -> Result<(), ParseError> {
@@ -254,7 +166,7 @@ impl<'a> Message<'a> {
         let mut headers = HeaderList::new();
         let mut content_length = None;
         for line in HeaderLines::new(section.as_bytes()) {
-            let (name, value) = split_header_line(line)?;
+            let (name, value) = sipscan::split_header_line(line)?;
             // Both slices are sub-slices of `section` at ASCII boundaries, so they are UTF-8.
             let name = std::str::from_utf8(name).map_err(|_| ParseError::NotUtf8)?;
             let value = trim_lws(std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8)?);

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use akagate_fastpath::ipc::{Flow, Proto, SaSet, SipIn, WorkerCommand, WorkerEvent};
-use akagate_fastpath::sad::{SadError, SpiAllocator};
+use akagate_proto::ipc::{Flow, Proto, SaSet, SipIn, WorkerCommand, WorkerEvent};
+use akagate_proto::spi::{SadError, SpiAllocator};
 use akagate_slowpath::aka::{
     aka_response, AkaFailure, AkaNonce, AkaSuccess, DigestInput, Milenage, QopAuth, Res, SqnArray,
     SqnPolicy, Usim,

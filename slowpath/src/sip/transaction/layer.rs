@@ -15,23 +15,7 @@ use super::{
 use crate::sip::error::ParseError;
 use crate::sip::message::Message;
 
-/// Transport protocol of a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Unreliable: retransmission timers run.
-    Udp,
-    /// Reliable.
-    Tcp,
-    /// Reliable.
-    Tls,
-}
-
-impl Transport {
-    /// True for TCP and TLS (RFC 3261 17: no retransmissions, zero-length wait timers).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Transport::Udp)
-    }
-}
+pub use akagate_proto::Transport;
 
 /// Where a transaction's messages go: the remote address, our local port (5060, port_ps or
 /// port_pc) and the transport.

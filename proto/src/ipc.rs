@@ -5,16 +5,11 @@
 
 use std::net::IpAddr;
 
-use crate::esp::Suite;
+use crate::suite::Suite;
+pub use crate::Transport;
 
-/// Transport protocol of a SIP flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proto {
-    /// SIP over UDP (RFC 3261 18.1.1: only for messages that fit the MTU).
-    Udp,
-    /// SIP over TCP (the normal case for IMS).
-    Tcp,
-}
+/// Former name of [`Transport`] in this module, kept while call sites move over.
+pub use crate::Transport as Proto;
 
 /// One SIP flow between a UE and the P-CSCF, seen from the P-CSCF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,9 +1,25 @@
-//! Errors of the SA table; none of them carries key material.
+//! Inbound SPI allocation as the slowpath sees it: the [`SpiAllocator`] trait, the SPI range
+//! rule and the SA table's error (none of which carries key material).
+
+/// SPIs `0..=RESERVED_SPI_MAX` are never issued: 1..=255 are reserved by IANA and 0 is for
+/// local use only (RFC 4303 2.1).
+pub const RESERVED_SPI_MAX: u32 = 255;
+
+/// Issues and takes back inbound SPIs without knowing what kind of SA they will carry, so the
+/// slowpath's sec-agree code can choose `spi_pc` / `spi_ps` (TS 33.203 7.1) on its own. The
+/// fast path's SA table implements it.
+pub trait SpiAllocator: Send + Sync {
+    /// Allocates a fresh inbound SPI (never in `0..=RESERVED_SPI_MAX`, RFC 4303 2.1).
+    fn allocate(&self) -> Result<u32, SadError>;
+    /// Releases `spi`, removing its SA first if one is installed; the slot's generation advances
+    /// so the same SPI is not reissued while late packets of the old SA may still arrive.
+    fn release(&self, spi: u32) -> Result<(), SadError>;
+}
 
 /// Why an SA table operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SadError {
-    /// The requested capacity is zero or above [`MAX_CAPACITY`](super::MAX_CAPACITY).
+    /// The requested capacity is zero or above the table's largest supported capacity.
     #[error("SA table capacity {capacity} is outside 1..={max}")]
     InvalidCapacity {
         /// The capacity that was asked for.

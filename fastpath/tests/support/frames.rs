@@ -1,0 +1,98 @@
+//! Frames and packets the simulated UE sends, built with `smoltcp::wire` (independently of
+//! the code under test), and ESP encapsulation into a buffer with room on both sides.
+
+use std::net::Ipv4Addr;
+
+use akagate_fastpath::esp::{EspError, OutboundSa};
+use akagate_sys::mempair::MemQueue;
+use akagate_sys::PortQueue;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+
+/// Head- and tailroom [`encapsulate`] leaves around the packet (more than any suite needs).
+const ROOM: usize = 64;
+
+/// An Ethernet frame from `src` to `dst` carrying `payload`.
+pub fn eth_frame(
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    ethertype: EthernetProtocol,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + payload.len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut f[..]);
+    EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype,
+    }
+    .emit(&mut frame);
+    frame.payload_mut().copy_from_slice(payload);
+    f
+}
+
+/// An ARP packet (RFC 826) `operation` from `sender` (MAC, IPv4) to `target`.
+pub fn arp(
+    operation: ArpOperation,
+    sender: (EthernetAddress, Ipv4Addr),
+    target: (EthernetAddress, Ipv4Addr),
+) -> Vec<u8> {
+    let repr = ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: sender.0,
+        source_protocol_addr: sender.1,
+        target_hardware_addr: target.0,
+        target_protocol_addr: target.1,
+    };
+    let mut p = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ArpPacket::new_unchecked(&mut p[..]));
+    p
+}
+
+/// Sends `frame` on `q` as a burst of one; panics when the pool or the ring is full.
+pub fn send_frame(q: &mut MemQueue, frame: &[u8]) {
+    let mut b = q.alloc().expect("pool");
+    b.fill(frame).unwrap();
+    let mut burst = vec![b];
+    assert_eq!(q.tx_burst(&mut burst), 1);
+}
+
+/// An IPv4 packet (TTL 64, checksums filled) carrying `payload` in UDP from `src:sport` to
+/// `dst:dport`.
+pub fn udp_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
+    let caps = ChecksumCapabilities::default();
+    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(pk.payload_mut()),
+        &src.into(),
+        &dst.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    p
+}
+
+/// The ESP packet `sa` makes of the IP packet `ip` (transport mode, RFC 4303).
+pub fn encapsulate(sa: &mut OutboundSa, ip: &[u8]) -> Result<Vec<u8>, EspError> {
+    let mut buf = vec![0u8; ROOM + ip.len() + ROOM];
+    buf[ROOM..ROOM + ip.len()].copy_from_slice(ip);
+    let r = sa.encapsulate(&mut buf, ROOM..ROOM + ip.len())?;
+    Ok(buf[r].to_vec())
+}

@@ -1,0 +1,412 @@
+//! The one SIP header-line and Content-Length scanner (RFC 3261 7.3.1, 7.5, 18.3, 20.14).
+//!
+//! Both the fast path's per-connection stream framer and the slowpath's parser use these
+//! functions, so they cannot disagree on where a header line or a message ends. Header lines
+//! honour folding: a line that starts with SP or HTAB continues the one before it, so a folded
+//! `Subject: x\r\n l: 7` is part of `Subject`, never a compact `Content-Length`.
+//!
+//! [`scan_frame`] is the framing rule for stream transports: RFC 5626 keep-alives between
+//! messages, then a header section up to the blank line and exactly `Content-Length` body
+//! bytes. It looks only at what framing needs. A header line it cannot split is skipped
+//! there (the full parser rejects the message with a `400` later), but two `Content-Length`
+//! values that differ leave no way to find the next message, so that is an error.
+
+/// CRLF, the end of every line.
+pub const CRLF: &[u8] = b"\r\n";
+/// The blank line ending a header section; alone between messages it is a keep-alive ping.
+pub const CRLFCRLF: &[u8] = b"\r\n\r\n";
+/// Largest Content-Length accepted (RFC 3261 20.14 sets no bound; a body over 4 GiB is
+/// not a SIP message).
+pub const MAX_CONTENT_LENGTH: usize = u32::MAX as usize;
+
+/// Why bytes cannot be scanned as SIP; on a stream the connection cannot be resynchronised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// A header line without a colon, with an empty or non-token name, or with a bare CR or
+    /// LF in its value.
+    #[error("malformed header line")]
+    BadHeaderLine,
+    /// `Content-Length` is not `1*DIGIT` or is above [`MAX_CONTENT_LENGTH`].
+    #[error("malformed Content-Length value")]
+    BadContentLength,
+    /// Two `Content-Length` headers with different values.
+    #[error("conflicting Content-Length headers")]
+    ConflictingContentLength,
+    /// A message on a stream transport without `Content-Length` (mandatory, RFC 3261 18.3).
+    #[error("SIP message on a stream without Content-Length")]
+    MissingContentLength,
+    /// The header section is longer than [`FrameLimits::max_head`] without ending.
+    #[error("SIP header section longer than {0} bytes")]
+    HeadTooLong(usize),
+    /// The announced body is longer than [`FrameLimits::max_body`].
+    #[error("SIP body of {0} bytes exceeds the bound")]
+    BodyTooLong(usize),
+}
+
+/// Size limits for one message on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest header section (start line to the last header line, without the blank line).
+    pub max_head: usize,
+    /// Largest body.
+    pub max_body: usize,
+}
+
+impl Default for FrameLimits {
+    fn default() -> Self {
+        FrameLimits {
+            max_head: 16 * 1024,
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+/// What the front of a stream buffer holds, by [`scan_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned {
+    /// A complete message of `len` bytes (header section, blank line, body).
+    Message {
+        /// Bytes of the whole message.
+        len: usize,
+    },
+    /// A CRLFCRLF keep-alive ping of 4 bytes: consume it and answer CRLF (RFC 5626 4.4.1).
+    Ping,
+    /// A lone CRLF (a pong, or CRLF before a start line, RFC 3261 7.5) of 2 bytes: consume it.
+    Pong,
+    /// More bytes are needed.
+    Incomplete {
+        /// How far the search for the end of the header section got; pass it back as
+        /// `resume` so a message arriving in small pieces is scanned once.
+        scanned: usize,
+        /// The whole message's length once its header section is complete: the caller may
+        /// wait for that many bytes without scanning again.
+        len: Option<usize>,
+    },
+}
+
+/// Position of the first CRLF in `b` at or after `from`.
+pub fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        i += memchr::memchr(b'\r', b.get(i..)?)?;
+        if b.get(i + 1) == Some(&b'\n') {
+            return Some(i);
+        }
+        i += 1;
+    }
+}
+
+/// Position of the CRLFCRLF that ends the header section (the index of its first CR).
+pub fn find_head_end(b: &[u8]) -> Option<usize> {
+    find_head_end_from(b, 0)
+}
+
+/// [`find_head_end`], starting the search at `from` (a line boundary or any earlier offset).
+fn find_head_end_from(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        let p = find_crlf(b, i)?;
+        if b.get(p + 2..p + 4) == Some(CRLF) {
+            return Some(p);
+        }
+        i = p + 2;
+    }
+}
+
+/// Iterator over the logical header lines of a header section, folded continuation lines
+/// joined into the line they continue (their CRLF and leading white space stay in the slice).
+#[derive(Debug, Clone)]
+pub struct HeaderLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> HeaderLines<'a> {
+    /// `section` starts after the start line's CRLF and ends before the blank line.
+    pub fn new(section: &'a [u8]) -> Self {
+        HeaderLines { rest: section }
+    }
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let b = self.rest;
+        let mut i = 0;
+        loop {
+            match find_crlf(b, i) {
+                Some(p) if matches!(b.get(p + 2), Some(b' ' | b'\t')) => i = p + 2,
+                Some(p) => {
+                    self.rest = b.get(p + 2..).unwrap_or_default();
+                    return Some(&b[..p]);
+                }
+                None => {
+                    self.rest = &[];
+                    return Some(b);
+                }
+            }
+        }
+    }
+}
+
+/// True for a `token` character (RFC 3261 25.1).
+pub fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Splits a logical header line into (name, value); refuses lines without a colon or with a
+/// bad name, and CR/LF that are not part of a fold (RFC 3261 7.3.1). The value is untrimmed.
+pub fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ScanError> {
+    let colon = memchr::memchr(b':', line).ok_or(ScanError::BadHeaderLine)?;
+    let mut name = &line[..colon];
+    while let [rest @ .., b' ' | b'\t'] = name {
+        name = rest;
+    }
+    if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+        return Err(ScanError::BadHeaderLine);
+    }
+    let value = &line[colon + 1..];
+    for i in memchr::memchr2_iter(b'\r', b'\n', value) {
+        let ok = match value[i] {
+            b'\r' => value.get(i + 1) == Some(&b'\n'),
+            _ => i > 0 && value[i - 1] == b'\r' && matches!(value.get(i + 1), Some(b' ' | b'\t')),
+        };
+        if !ok {
+            return Err(ScanError::BadHeaderLine);
+        }
+    }
+    Ok((name, value))
+}
+
+/// True for the `Content-Length` header name or its compact form `l` (RFC 3261 7.3.3).
+pub fn is_content_length_name(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")
+}
+
+/// Parses a Content-Length value (`1*DIGIT`, RFC 3261 20.14) with the surrounding linear
+/// white space (folds included) trimmed.
+pub fn parse_content_length(value: &[u8]) -> Result<usize, ScanError> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ScanError::BadContentLength);
+    }
+    digits
+        .iter()
+        .try_fold(0usize, |n, &d| {
+            n.checked_mul(10)?
+                .checked_add(usize::from(d - b'0'))
+                .filter(|&n| n <= MAX_CONTENT_LENGTH)
+        })
+        .ok_or(ScanError::BadContentLength)
+}
+
+/// The body length a header section announces for a stream. `head` runs from the start line
+/// to the blank line (which it may include). Lines that cannot be split are skipped here (the
+/// parser answers them); equal repeated values are accepted, different ones are not.
+pub fn stream_content_length(head: &[u8]) -> Result<usize, ScanError> {
+    let head = match find_head_end(head) {
+        Some(end) => &head[..end],
+        None => head,
+    };
+    let Some(first) = find_crlf(head, 0) else {
+        return Err(ScanError::MissingContentLength);
+    };
+    let mut found = None;
+    for line in HeaderLines::new(&head[first + 2..]) {
+        let Ok((name, value)) = split_header_line(line) else {
+            continue;
+        };
+        if !is_content_length_name(name) {
+            continue;
+        }
+        let n = parse_content_length(value)?;
+        match found {
+            Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
+            _ => found = Some(n),
+        }
+    }
+    found.ok_or(ScanError::MissingContentLength)
+}
+
+/// Inspects the front of a stream buffer: a keep-alive, a complete message, or how much is
+/// missing. `resume` is the `scanned` of the previous [`Scanned::Incomplete`] for the same
+/// buffer front (0 the first time).
+pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned, ScanError> {
+    // RFC 5626 4.4.1: keep-alives only appear between messages.
+    if buf.starts_with(CRLF) {
+        return Ok(if buf.starts_with(CRLFCRLF) {
+            Scanned::Ping
+        } else if buf.len() < CRLFCRLF.len() && CRLFCRLF.starts_with(buf) {
+            // "\r\n" alone or "\r\n\r" may still become a ping.
+            Scanned::Incomplete {
+                scanned: 0,
+                len: None,
+            }
+        } else {
+            Scanned::Pong
+        });
+    }
+    let search_end = buf.len().min(limits.max_head + CRLFCRLF.len());
+    // Resume before a CRLFCRLF that may have been split by the previous end of the buffer.
+    let from = resume.min(search_end).saturating_sub(CRLFCRLF.len() - 1);
+    let Some(head_end) = find_head_end_from(&buf[..search_end], from) else {
+        if buf.len() >= limits.max_head + CRLFCRLF.len() {
+            return Err(ScanError::HeadTooLong(limits.max_head));
+        }
+        return Ok(Scanned::Incomplete {
+            scanned: buf.len(),
+            len: None,
+        });
+    };
+    let head_len = head_end + CRLFCRLF.len();
+    let body = stream_content_length(&buf[..head_len])?;
+    if body > limits.max_body {
+        return Err(ScanError::BodyTooLong(body));
+    }
+    let len = head_len + body;
+    Ok(if buf.len() >= len {
+        Scanned::Message { len }
+    } else {
+        // Resuming here finds the same blank line again.
+        Scanned::Incomplete {
+            scanned: head_end,
+            len: Some(len),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\r\n\r\nabc";
+
+    fn scan(b: &[u8]) -> Result<Scanned, ScanError> {
+        scan_frame(b, &FrameLimits::default(), 0)
+    }
+
+    #[test]
+    fn frames_by_content_length_at_every_cut() {
+        for cut in 0..MSG.len() {
+            assert!(
+                matches!(scan(&MSG[..cut]), Ok(Scanned::Incomplete { .. })),
+                "{cut}"
+            );
+        }
+        assert_eq!(
+            scan(&[MSG, MSG].concat()),
+            Ok(Scanned::Message { len: MSG.len() })
+        );
+    }
+
+    #[test]
+    fn resumed_scan_finds_a_split_blank_line() {
+        let lim = FrameLimits::default();
+        let mut scanned = 0;
+        for cut in 1..=MSG.len() {
+            match scan_frame(&MSG[..cut], &lim, scanned).unwrap() {
+                Scanned::Incomplete { scanned: s, .. } => scanned = s,
+                Scanned::Message { len } => {
+                    assert_eq!((cut, len), (MSG.len(), MSG.len()));
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("never complete");
+    }
+
+    #[test]
+    fn folded_line_is_not_a_content_length() {
+        // RFC 3261 7.3.1: " l: 7" continues Subject.
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: x\r\n l: 7\r\nContent-Length: 2\r\n\r\nhi";
+        assert_eq!(scan(m), Ok(Scanned::Message { len: m.len() }));
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: x\r\n l: 7\r\n\r\n";
+        assert_eq!(scan(m), Err(ScanError::MissingContentLength));
+        // A folded Content-Length value is still one value.
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length:\r\n 2\r\n\r\nhi";
+        assert_eq!(scan(m), Ok(Scanned::Message { len: m.len() }));
+    }
+
+    #[test]
+    fn keepalives() {
+        assert_eq!(scan(b"\r\n\r\n"), Ok(Scanned::Ping));
+        assert!(matches!(scan(b"\r\n"), Ok(Scanned::Incomplete { .. })));
+        assert!(matches!(scan(b"\r\n\r"), Ok(Scanned::Incomplete { .. })));
+        assert_eq!(scan(b"\r\nOPTIONS"), Ok(Scanned::Pong));
+        assert_eq!(scan(b"\r\n\rX"), Ok(Scanned::Pong));
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let cl = stream_content_length;
+        assert_eq!(
+            cl(b"INVITE x SIP/2.0\r\nCONTENT-length :  12 \r\n\r\n"),
+            Ok(12)
+        );
+        assert_eq!(cl(b"INVITE x SIP/2.0\r\nL: 3\r\n\r\n"), Ok(3));
+        assert_eq!(
+            cl(b"A\r\nUrl: 3\r\n\r\n"),
+            Err(ScanError::MissingContentLength)
+        );
+        assert_eq!(cl(b"A\r\nl: 1\r\nContent-Length: 1\r\n\r\n"), Ok(1));
+        assert_eq!(
+            cl(b"A\r\nContent-Length: 1\r\nl: 2\r\n\r\n"),
+            Err(ScanError::ConflictingContentLength)
+        );
+        assert_eq!(cl(b"A\r\nl: -1\r\n\r\n"), Err(ScanError::BadContentLength));
+        assert_eq!(cl(b"A\r\nl: x1\r\n\r\n"), Err(ScanError::BadContentLength));
+        assert_eq!(
+            cl(b"A\r\nl: 4294967296\r\n\r\n"),
+            Err(ScanError::BadContentLength)
+        );
+        assert_eq!(cl(b"A\r\nl: 4294967295\r\n\r\n"), Ok(4294967295));
+        // A line the parser will refuse does not hide the Content-Length after it.
+        assert_eq!(cl(b"A\r\nno colon here\r\nl: 5\r\n\r\n"), Ok(5));
+    }
+
+    #[test]
+    fn limits() {
+        let small = FrameLimits {
+            max_head: 8,
+            max_body: 2,
+        };
+        assert_eq!(
+            scan_frame(&[b'A'; 12], &small, 0),
+            Err(ScanError::HeadTooLong(8))
+        );
+        assert!(matches!(
+            scan_frame(&[b'A'; 11], &small, 0),
+            Ok(Scanned::Incomplete { .. })
+        ));
+        let lim = FrameLimits {
+            max_head: 64,
+            max_body: 2,
+        };
+        assert_eq!(scan_frame(MSG, &lim, 0), Err(ScanError::BodyTooLong(3)));
+    }
+
+    #[test]
+    fn header_line_splitting() {
+        assert_eq!(split_header_line(b"Via : x"), Ok((&b"Via"[..], &b" x"[..])));
+        assert_eq!(
+            split_header_line(b"no colon"),
+            Err(ScanError::BadHeaderLine)
+        );
+        assert_eq!(split_header_line(b": x"), Err(ScanError::BadHeaderLine));
+        assert_eq!(split_header_line(b"A: x\ry"), Err(ScanError::BadHeaderLine));
+        assert_eq!(
+            split_header_line(b"A: x\r\n y"),
+            Ok((&b"A"[..], &b" x\r\n y"[..]))
+        );
+        let lines: Vec<_> = HeaderLines::new(b"A: 1\r\n 2\r\nB: 3").collect();
+        assert_eq!(lines, vec![&b"A: 1\r\n 2"[..], &b"B: 3"[..]]);
+    }
+}

@@ -1,0 +1,146 @@
+//! The slowpath thread's counters and gauges, and the SIP core's [`CoreStats`] described and
+//! mirrored into atomics, so other threads read what the slowpath counted without touching it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use akagate_proto::counters::CounterTable;
+use akagate_slowpath::CoreStats;
+
+akagate_proto::counters! {
+    /// The slowpath's counters, written by the slowpath thread alone.
+    pub struct SlowpathCounters {
+        /// The core's counters, copied by the slowpath thread after every batch.
+        pub core: CoreCounters,
+    } => /// The slowpath thread's counters at a point in time.
+    pub struct SlowpathStats;
+    /// Events received from the workers.
+    events: Counter,
+    /// Complete SIP messages received from the workers.
+    sip_messages: Counter,
+    /// Commands handed to the workers.
+    commands: Counter,
+    /// Commands lost because a worker's command queue stayed full or was closed.
+    commands_dropped: Counter,
+    /// 401 challenges withheld because their batch's SQN commit failed.
+    challenges_withheld: Counter,
+    /// Successful SQN journal commits (fsyncs or state rewrites).
+    sqn_commits: Counter,
+    /// Batches whose SQN commit failed (their 401s withheld).
+    sqn_commit_failures: Counter,
+    /// SIP messages to the SIP port over a transport not configured for its address.
+    sip_transport_refused: Counter,
+    /// InstallSaSet commands sent (one per challenge).
+    sa_sets_installed: Counter,
+    /// RemoveSaSet commands sent.
+    sa_sets_removed: Counter,
+    /// Timer runs of the slowpath core that produced commands.
+    timeouts: Counter,
+    /// Registrations with an active SA set.
+    registrations: Gauge,
+    /// Subscribers loaded into the HSS.
+    subscribers: Gauge,
+    /// Live SIP transactions.
+    transactions: Gauge,
+    /// Dialogs between registered UEs.
+    dialogs: Gauge,
+    /// Events still queued at shutdown and handled before the workers stopped.
+    drained_at_shutdown: Counter,
+}
+
+/// Every counter of the slowpath core ([`CoreStats`]): SIP messages dropped or absorbed,
+/// transaction timeouts, keep-alives, released dialogs.
+pub const CORE: CounterTable<CoreStats> = akagate_proto::counter_table!(CoreStats {
+    /// Requests that failed parsing or validation (answered 400/416/505 when possible).
+    malformed_requests: Counter,
+    /// Malformed requests too broken to answer.
+    malformed_requests_unanswered: Counter,
+    /// Responses that failed parsing or validation (dropped).
+    malformed_responses: Counter,
+    /// Responses that arrived outside every SA (dropped).
+    unprotected_responses: Counter,
+    /// Responses that matched no client transaction (dropped).
+    stray_responses: Counter,
+    /// Request retransmissions absorbed by a server transaction.
+    retransmissions_absorbed: Counter,
+    /// Client transactions that timed out (timer B or F).
+    transaction_timeouts: Counter,
+    /// Forwarded INVITEs given up after Timer C.
+    timer_c_expiries: Counter,
+    /// Client transactions failed because the worker could not open their connection.
+    connect_failures: Counter,
+    /// OPTIONS keep-alives sent.
+    keepalives_sent: Counter,
+    /// Keep-alives the UE answered (any final response but 408/503).
+    keepalives_answered: Counter,
+    /// Keep-alives that timed out, got 408/503 or could not be sent.
+    keepalive_failures: Counter,
+    /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
+    notify_failures: Counter,
+    /// Dialogs released with BYE because a party's registration ended.
+    dialogs_released: Counter,
+    /// BYEs of the P-CSCF that failed (timeout, connection failure, non-2xx).
+    bye_failures: Counter,
+});
+
+/// [`CoreStats`] as atomics, one per entry of [`CORE`] (single writer: the slowpath thread).
+#[derive(Debug)]
+pub struct CoreCounters {
+    values: Box<[AtomicU64]>,
+}
+
+impl Default for CoreCounters {
+    fn default() -> Self {
+        CoreCounters {
+            values: CORE.fields().iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl CoreCounters {
+    /// Publishes `s`.
+    pub fn store(&self, s: &CoreStats) {
+        for (slot, (_, v)) in self.values.iter().zip(CORE.values(s)) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// What was last published.
+    pub fn snapshot(&self) -> CoreStats {
+        let mut s = CoreStats::default();
+        for (slot, f) in self.values.iter().zip(CORE.fields()) {
+            (f.set)(&mut s, slot.load(Ordering::Relaxed));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_counters_round_trip_every_field() {
+        let mut s = CoreStats::default();
+        for (i, f) in CORE.fields().iter().enumerate() {
+            (f.set)(&mut s, 100 + i as u64);
+        }
+        let c = CoreCounters::default();
+        c.store(&s);
+        assert_eq!(c.snapshot(), s);
+        assert_eq!(c.snapshot().bye_failures, 114);
+        assert_eq!(CORE.get(&s, "malformed_requests"), Some(100));
+    }
+
+    #[test]
+    fn slowpath_gauges_are_the_levels() {
+        let gauges: Vec<&str> = SlowpathStats::TABLE
+            .descs()
+            .filter(|d| d.kind == akagate_proto::counters::CounterKind::Gauge)
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(
+            gauges,
+            ["registrations", "subscribers", "transactions", "dialogs"]
+        );
+    }
+}
