@@ -12,11 +12,52 @@ const SUBSCRIBERS: &str = concat!(
 );
 
 fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
+    run_logged(bin, args, None)
+}
+
+/// Runs `bin` with `RUST_LOG` set to `rust_log` (or unset).
+fn run_logged(bin: &str, args: &[&str], rust_log: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .env_remove("RUST_LOG")
-        .output()
-        .expect("run the binary")
+        .env_remove("AKAGATE_LOG");
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
+    }
+    cmd.output().expect("run the binary")
+}
+
+/// `akabench` on the inline backend: 2 UEs register, one call, with `RUST_LOG=rust_log`;
+/// returns stderr after checking the run succeeded.
+fn inline_run(report: &str, rust_log: Option<&str>) -> String {
+    let report = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(report);
+    let _ = std::fs::remove_file(&report);
+    let args = [
+        "--subscribers",
+        SUBSCRIBERS,
+        "--ues",
+        "2",
+        "--calls",
+        "1",
+        "--backend",
+        "inline",
+        "--quiet",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let out = run_logged(AKABENCH, &args, rust_log);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("report: {}", report.display())),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["registered"], 2, "{json}");
+    assert_eq!(json["calls_completed"], 1, "{json}");
+    stderr
 }
 
 /// Expects exit status 2, nothing on stdout and clap's `error: ...` containing `needle`.
@@ -178,37 +219,44 @@ fn eal_args_take_values_that_start_with_dashes() {
 
 #[test]
 fn a_small_inline_run_succeeds_and_writes_its_report() {
-    let report = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-akabench.json");
-    let _ = std::fs::remove_file(&report);
-    let out = run(
-        AKABENCH,
-        &[
-            "--subscribers",
-            SUBSCRIBERS,
-            "--ues",
-            "2",
-            "--calls",
-            "1",
-            "--backend",
-            "inline",
-            "--quiet",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Without RUST_LOG the tool prints no log records.
+    let stderr = inline_run("cli-plain.json", None);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn rust_log_filters_the_gateways_records_per_module() {
+    // smoltcp's `log` records pass through the bridge; only the selected module's do.
+    let stderr = inline_run("cli-filter.json", Some("warn,smoltcp::socket::tcp=trace"));
+    let lines: Vec<&str> = stderr.lines().collect();
     assert!(
-        stdout.contains(&format!("report: {}", report.display())),
-        "{stdout}"
+        lines
+            .iter()
+            .any(|l| l.contains(" TRACE smoltcp::socket::tcp: ")),
+        "{stderr}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["registered"], 2, "{json}");
-    assert_eq!(json["calls_completed"], 1, "{json}");
+    for line in &lines {
+        let low = line.contains(" TRACE ") || line.contains(" DEBUG ") || line.contains(" INFO ");
+        assert!(!low || line.contains(" smoltcp::socket::tcp: "), "{line}");
+    }
+}
+
+#[test]
+fn no_key_material_in_a_trace_log() {
+    let stderr = inline_run("cli-trace.json", Some("trace")).to_ascii_lowercase();
+    assert!(stderr.lines().count() > 10, "{stderr}");
+    let subscribers = std::fs::read_to_string(SUBSCRIBERS).unwrap();
+    let secrets: Vec<&str> = subscribers
+        .lines()
+        .filter_map(|l| l.split_once(" = \""))
+        .filter(|(key, _)| matches!(key.trim(), "k" | "opc" | "op"))
+        .map(|(_, v)| v.trim_end_matches('"'))
+        .collect();
+    assert!(secrets.len() >= 4, "{secrets:?}");
+    for secret in secrets {
+        assert!(
+            !stderr.contains(&secret.to_ascii_lowercase()),
+            "{secret} logged"
+        );
+    }
 }
