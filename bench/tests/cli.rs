@@ -106,35 +106,22 @@ fn usage_errors_exit_2_in_both_tools() {
         &["--ues", "1"],
         "the following required arguments were not provided",
     );
-    expect_usage_error(
-        AKABENCH,
-        &[
-            "--subscribers",
-            SUBSCRIBERS,
-            "--ues",
-            "1",
-            "--backend",
-            "af_packet",
-        ],
-        "--backend af_packet needs --iface and --pcscf",
-    );
-    expect_usage_error(
-        AKABENCH,
-        &["--subscribers", SUBSCRIBERS, "--ues", "0"],
-        "invalid value '0' for '--ues <N>'",
-    );
-    expect_usage_error(
-        AKABENCH,
-        &[
-            "--subscribers",
-            SUBSCRIBERS,
-            "--ues",
-            "1",
-            "--reg-rate",
-            "0",
-        ],
-        "--reg-rate <R>",
-    );
+    // Checks of akabench's values and of option combinations, with a subscriber file.
+    for (args, needle) in [
+        (&["--ues", "0"][..], "invalid value '0' for '--ues <N>'"),
+        (&["--ues", "1", "--reg-rate", "0"], "--reg-rate <R>"),
+        (
+            &["--ues", "1", "--backend", "af_packet"],
+            "--backend af_packet needs --iface and --pcscf",
+        ),
+    ] {
+        let with_file: Vec<&str> = ["--subscribers", SUBSCRIBERS]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        expect_usage_error(AKABENCH, &with_file, needle);
+    }
     expect_usage_error(
         AKAPKTGEN,
         &["--pcscf", "10.0.0.1"],
