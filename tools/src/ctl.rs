@@ -26,10 +26,10 @@ pub const SOCKET_ENV: &str = "AKAGATE_SOCKET";
 pub struct CtlArgs {
     /// The daemon's control socket (default: $AKAGATE_SOCKET, else the daemon's default paths)
     #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Print the daemon's JSON answer instead of tables
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Options of `keys`.

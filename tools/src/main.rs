@@ -83,3 +83,47 @@ fn usage_error(subcommand: &str, msg: &str) -> ExitCode {
     };
     err.exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Command, ErrorKind> {
+        Cli::try_parse_from(std::iter::once("akactl").chain(args.iter().copied()))
+            .map(|c| c.command)
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn control_options_in_both_forms_and_misuse() {
+        assert!(matches!(
+            parse(&["stats", "--socket", "/s", "--json"]),
+            Ok(Command::Stats(a)) if a.json && a.socket.as_deref() == Some("/s".as_ref())
+        ));
+        assert!(matches!(
+            parse(&["keys", "--socket=/s", "--wireshark=/f"]),
+            Ok(Command::Keys(_))
+        ));
+        assert_eq!(
+            parse(&["keys", "--socket", "/s"]).err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse(&["sas", "--wireshark", "/f"]).err(),
+            Some(ErrorKind::UnknownArgument)
+        );
+        assert_eq!(
+            parse(&["sas", "--socket"]).err(),
+            Some(ErrorKind::InvalidValue)
+        );
+        assert_eq!(
+            parse(&["sas", "--json", "--json"]).err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            parse(&["sas", "--json=yes"]).err(),
+            Some(ErrorKind::TooManyValues)
+        );
+    }
+}
