@@ -105,25 +105,17 @@ mod tests {
             parse(&["keys", "--socket=/s", "--wireshark=/f"]),
             Ok(Command::Keys(_))
         ));
-        assert_eq!(
-            parse(&["keys", "--socket", "/s"]).err(),
-            Some(ErrorKind::MissingRequiredArgument)
-        );
-        assert_eq!(
-            parse(&["sas", "--wireshark", "/f"]).err(),
-            Some(ErrorKind::UnknownArgument)
-        );
-        assert_eq!(
-            parse(&["sas", "--socket"]).err(),
-            Some(ErrorKind::InvalidValue)
-        );
-        assert_eq!(
-            parse(&["sas", "--json", "--json"]).err(),
-            Some(ErrorKind::ArgumentConflict)
-        );
-        assert_eq!(
-            parse(&["sas", "--json=yes"]).err(),
-            Some(ErrorKind::TooManyValues)
-        );
+        for (args, kind) in [
+            (
+                &["keys", "--socket", "/s"][..],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (&["sas", "--wireshark", "/f"], ErrorKind::UnknownArgument),
+            (&["sas", "--socket"], ErrorKind::InvalidValue),
+            (&["sas", "--json", "--json"], ErrorKind::ArgumentConflict),
+            (&["sas", "--json=yes"], ErrorKind::TooManyValues),
+        ] {
+            assert_eq!(parse(args).err(), Some(kind), "{args:?}");
+        }
     }
 }
