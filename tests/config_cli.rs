@@ -1,11 +1,11 @@
 //! The `akagate` binary's command line and exit statuses: 0 ok, 1 daemon start failure,
-//! 2 invalid configuration, 64 usage error.
+//! 2 invalid configuration or usage error.
 
 mod support;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
-use support::akagate;
+use support::{akagate, akagate_bin};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/akagate.toml");
 
@@ -58,26 +58,74 @@ fn config_with_errors_exits_2_with_located_errors() {
     assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
 }
 
+/// Runs with `args`; expects exit status 2, nothing on stdout, and clap's message `needle`.
+fn expect_usage_error(args: &[&str], needle: &str) {
+    let out = akagate(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    let err = stderr(&out);
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
 #[test]
-fn usage_errors_exit_64() {
-    for args in [
-        &["--check-config"][..],
-        &["--config"][..],
-        &["--frobnicate"][..],
-        &["--check-config", EXAMPLE, "extra"][..],
-    ] {
-        let out = akagate(args);
-        assert_eq!(out.status.code(), Some(64), "{args:?}");
-        assert!(stderr(&out).contains("usage: akagate"), "{args:?}");
-    }
+fn usage_errors_exit_2() {
+    expect_usage_error(
+        &["--check-config"],
+        "a value is required for '--check-config <FILE>'",
+    );
+    expect_usage_error(&["--config"], "a value is required for '--config <FILE>'");
+    expect_usage_error(&["--frobnicate"], "unexpected argument '--frobnicate'");
+    expect_usage_error(
+        &["--check-config", EXAMPLE, "extra"],
+        "unexpected argument 'extra'",
+    );
+    expect_usage_error(
+        &["--config", EXAMPLE, "--config", EXAMPLE],
+        "the argument '--config <FILE>' cannot be used multiple times",
+    );
+    expect_usage_error(
+        &["--config", EXAMPLE, "--check-config", EXAMPLE],
+        "cannot be used with",
+    );
+    // A value that looks like an option is not taken as the FILE.
+    expect_usage_error(
+        &["--config", "--print-default-config"],
+        "a value is required for '--config <FILE>'",
+    );
+    expect_usage_error(
+        &["--log-format", "xml"],
+        "invalid value 'xml' for '--log-format <FORMAT>'",
+    );
 }
 
 #[test]
 fn help_and_version_exit_0() {
     let out = akagate(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--check-config FILE"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--config <FILE>",
+        "--check-config <FILE>",
+        "--log-format <FORMAT>",
+    ] {
+        assert!(help.contains(option), "{help}");
+    }
     let out = akagate(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("akagate "));
+}
+
+#[test]
+fn an_invalid_log_filter_exits_2_naming_the_variable() {
+    let out = Command::new(akagate_bin())
+        .env("RUST_LOG", "info,akagate=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("akagate: RUST_LOG: invalid filter \"info,akagate=loud\""),
+        "{}",
+        stderr(&out)
+    );
 }

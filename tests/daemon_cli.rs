@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -31,11 +31,19 @@ fn write_config(dir: &Path, workers: &str) -> PathBuf {
     path
 }
 
-/// Starts the binary and waits until it says it runs; the rest of stderr goes to the channel.
-fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
+/// Starts the binary with `--config config` and `extra` arguments and the log filter
+/// `rust_log`, and waits until it says it runs; the lines before that and the rest of stderr
+/// are returned.
+fn spawn_with(
+    config: &Path,
+    extra: &[&str],
+    rust_log: &str,
+) -> (Child, Vec<String>, mpsc::Receiver<String>) {
     let mut child = Command::new(akagate_bin())
         .args(["--config", config.to_str().unwrap()])
-        .env("AKAGATE_LOG", "info")
+        .args(extra)
+        .env("RUST_LOG", rust_log)
+        .env_remove("AKAGATE_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -49,12 +57,14 @@ fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
             }
         }
     });
+    let mut before = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("akagate: running; SIGINT or SIGTERM stops it") => {
-                return (child, rx);
+            Ok(line) if line.contains("running; SIGINT or SIGTERM stops it") => {
+                before.push(line);
+                return (child, before, rx);
             }
-            Ok(_) => {}
+            Ok(line) => before.push(line),
             Err(e) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -62,6 +72,24 @@ fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
             }
         }
     }
+}
+
+/// Starts the binary with `--config config` at log level info (see [`spawn_with`]).
+fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
+    let (child, _, rx) = spawn_with(config, &[], "info");
+    (child, rx)
+}
+
+/// Sends `sig`, waits for the exit and returns its status with the rest of stderr.
+fn stop(mut child: Child, rx: mpsc::Receiver<String>, sig: &str) -> (ExitStatus, Vec<String>) {
+    signal(&child, sig);
+    let status = child.wait().unwrap();
+    // Everything up to EOF of stderr (the reader thread ends there).
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
+    (status, rest)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -84,14 +112,8 @@ fn sigterm_and_sigint_stop_the_daemon_cleanly_and_persist_sqns() {
     for sig in ["-TERM", "-INT"] {
         let dir = temp_dir(&format!("daemon-cli-{}", sig.trim_start_matches('-')));
         let config = write_config(&dir, &format!("[{}]", worker_core()));
-        let (mut child, rx) = spawn(&config);
-        signal(&child, sig);
-        let status = child.wait().unwrap();
-        // Everything up to EOF of stderr (the reader thread ends there).
-        let mut rest = Vec::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-            rest.push(line);
-        }
+        let (child, rx) = spawn(&config);
+        let (status, rest) = stop(child, rx, sig);
         assert_eq!(status.code(), Some(0), "{sig}: {rest:#?}");
         let state = dir.join("subs.toml.sqn-state");
         assert!(
@@ -118,4 +140,74 @@ fn a_missing_core_is_a_start_error_with_exit_status_1() {
         err.contains("akagate: cannot start: cores: core 1023 does not exist"),
         "{err}"
     );
+}
+
+/// TS 35.208 Test Set 1's K and OPc as written in the subscriber file.
+const SECRETS: [&str; 2] = [
+    "465b5ce8b199b49faa5f0a2ee238a6bc",
+    "cd63cb71954a9f4e48a5994e37a02baf",
+];
+
+#[test]
+fn json_logs_are_one_object_per_line_and_carry_no_keys() {
+    let dir = temp_dir("daemon-cli-json");
+    let config = write_config(&dir, &format!("[{}]", worker_core()));
+    let (child, before, rx) = spawn_with(&config, &["--log-format", "json"], "trace");
+    let (status, rest) = stop(child, rx, "-TERM");
+    assert_eq!(status.code(), Some(0), "{rest:#?}");
+    let lines: Vec<String> = before.into_iter().chain(rest).collect();
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            let message = r["fields"]["message"].as_str().expect("a message");
+            (r["target"].as_str().expect("a target"), message)
+        })
+        .collect();
+    // The binary's own events and the library's `log` records both arrive, with their targets.
+    assert!(
+        messages.contains(&("akagate", "running; SIGINT or SIGTERM stops it")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(t, m)| *t == "akagate::daemon" && m.starts_with("akagate running on")),
+        "{messages:#?}"
+    );
+    for line in &lines {
+        let lower = line.to_ascii_lowercase();
+        for secret in SECRETS {
+            assert!(!lower.contains(secret), "key material logged: {line}");
+        }
+    }
+}
+
+#[test]
+fn rust_log_filters_per_module() {
+    let dir = temp_dir("daemon-cli-filter");
+    let config = write_config(&dir, &format!("[{}]", worker_core()));
+    let filter = "info,akagate::control=off,akagate::daemon::worker=debug";
+    let (child, before, rx) = spawn_with(&config, &[], filter);
+    let (status, rest) = stop(child, rx, "-TERM");
+    assert_eq!(status.code(), Some(0), "{rest:#?}");
+    let lines: Vec<String> = before.into_iter().chain(rest).collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    // akagate::daemon::worker at debug; akagate::daemon at info; akagate::control silenced.
+    assert!(
+        has("DEBUG akagate::daemon::worker: worker 0 running"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("INFO akagate::daemon: akagate running on"),
+        "{lines:#?}"
+    );
+    assert!(!has("akagate::control"), "{lines:#?}");
+    let debug_elsewhere = lines
+        .iter()
+        .filter(|l| l.contains("DEBUG") && !l.contains("DEBUG akagate::daemon::worker:"));
+    assert_eq!(debug_elsewhere.count(), 0, "{lines:#?}");
 }

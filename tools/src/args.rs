@@ -1,119 +1,123 @@
-//! A small `--name VALUE` / `--name=VALUE` option parser for akactl subcommands, with errors
-//! that name the offending argument.
+//! Value parsers for akactl's options that clap does not have: fixed-length hex (keys, RAND,
+//! SQN, AMF) and decimal digit strings (MCC, MNC). Their errors name the option and never
+//! repeat the value (it may be a key).
 
-use std::collections::BTreeMap;
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 
-/// A command-line usage error; its text names the argument at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
+/// Parses exactly `N` bytes of hex (either case).
+#[derive(Debug, Clone, Copy)]
+pub struct Hex<const N: usize>;
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Parses a string of one of the `lengths` of decimal digits.
+#[derive(Debug, Clone, Copy)]
+pub struct Digits(pub &'static [usize]);
+
+/// The option's name as clap shows it (`--k`), or `value` when clap gives none.
+fn option_name(arg: Option<&clap::Arg>) -> String {
+    arg.and_then(clap::Arg::get_long)
+        .map_or_else(|| "value".to_owned(), |long| format!("--{long}"))
 }
 
-/// Parsed options of one subcommand: each allowed `--name` at most once.
-#[derive(Debug, Default)]
-pub struct Options {
-    values: BTreeMap<String, String>,
+/// A value error for `arg` whose message is `problem` (the value itself is not shown).
+fn invalid(cmd: &clap::Command, arg: Option<&clap::Arg>, problem: &str) -> clap::Error {
+    cmd.clone().error(
+        ErrorKind::ValueValidation,
+        format!("{}: {problem}", option_name(arg)),
+    )
 }
 
-impl Options {
-    /// Parses `args`, accepting only the option names in `allowed` (without the dashes).
-    pub fn parse(args: &[String], allowed: &[&str]) -> Result<Self, UsageError> {
-        let mut values = BTreeMap::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let Some(body) = arg.strip_prefix("--") else {
-                return Err(UsageError(format!("unexpected argument '{arg}'")));
-            };
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (body, None),
-            };
-            if !allowed.contains(&name) {
-                return Err(UsageError(format!("--{name}: unknown option")));
-            }
-            let value = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| UsageError(format!("--{name}: missing value")))?,
-            };
-            if values.insert(name.to_owned(), value).is_some() {
-                return Err(UsageError(format!("--{name}: given more than once")));
-            }
-        }
-        Ok(Options { values })
-    }
-
-    /// The value of `--name`, if given.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    /// The value of `--name`, or an error naming it.
-    pub fn require(&self, name: &str) -> Result<&str, UsageError> {
-        self.get(name)
-            .ok_or_else(|| UsageError(format!("--{name}: missing (required)")))
-    }
-}
-
-/// Decodes exactly `N` bytes of hex from `--name`'s value.
-pub fn hex_arg<const N: usize>(name: &str, value: &str) -> Result<[u8; N], UsageError> {
+/// Decodes exactly `N` bytes from `value`, or says what is wrong with it.
+pub fn decode_hex<const N: usize>(value: &str) -> Result<[u8; N], String> {
     if value.len() != 2 * N {
-        return Err(UsageError(format!(
-            "--{name}: expected {} hex digits ({N} bytes), got {} characters",
+        return Err(format!(
+            "expected {} hex digits ({N} bytes), got {} characters",
             2 * N,
             value.chars().count()
-        )));
+        ));
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(value, &mut out)
-        .map_err(|_| UsageError(format!("--{name}: not hexadecimal")))?;
+    hex::decode_to_slice(value, &mut out).map_err(|_| "not hexadecimal".to_owned())?;
     Ok(out)
+}
+
+impl<const N: usize> TypedValueParser for Hex<N> {
+    type Value = [u8; N];
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid(cmd, arg, "not UTF-8"))?;
+        decode_hex(text).map_err(|problem| invalid(cmd, arg, &problem))
+    }
+}
+
+impl TypedValueParser for Digits {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        match value.to_str() {
+            Some(s) if self.0.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(s.to_owned())
+            }
+            _ => Err(invalid(cmd, arg, &format!("expected {:?} digits", self.0))),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn parses_both_forms_and_names_errors() {
-        let o = Options::parse(&s(&["--a", "1", "--b=2"]), &["a", "b"]).unwrap();
-        assert_eq!((o.get("a"), o.get("b")), (Some("1"), Some("2")));
-        let e = |v: &[&str]| Options::parse(&s(v), &["a"]).unwrap_err().0;
-        assert_eq!(e(&["--c", "1"]), "--c: unknown option");
-        assert_eq!(e(&["--a"]), "--a: missing value");
-        assert_eq!(e(&["--a", "1", "--a=2"]), "--a: given more than once");
-        assert_eq!(e(&["x"]), "unexpected argument 'x'");
-    }
-
     #[test]
     fn hex_lengths() {
-        assert_eq!(hex_arg::<2>("amf", "B9b9").unwrap(), [0xb9, 0xb9]);
+        assert_eq!(decode_hex::<2>("B9b9").unwrap(), [0xb9, 0xb9]);
         assert_eq!(
-            hex_arg::<2>("amf", "b9b").unwrap_err().0,
-            "--amf: expected 4 hex digits (2 bytes), got 3 characters"
+            decode_hex::<2>("b9b").unwrap_err(),
+            "expected 4 hex digits (2 bytes), got 3 characters"
         );
-        assert_eq!(
-            hex_arg::<2>("amf", "zzzz").unwrap_err().0,
-            "--amf: not hexadecimal"
-        );
+        assert_eq!(decode_hex::<2>("zzzz").unwrap_err(), "not hexadecimal");
         // Multi-byte characters count as characters, not hex digits, and never panic.
         assert_eq!(
-            hex_arg::<2>("amf", "é9").unwrap_err().0,
-            "--amf: expected 4 hex digits (2 bytes), got 2 characters"
+            decode_hex::<2>("é9").unwrap_err(),
+            "expected 4 hex digits (2 bytes), got 2 characters"
         );
+        assert_eq!(decode_hex::<2>("éé").unwrap_err(), "not hexadecimal");
+    }
+
+    #[test]
+    fn errors_name_the_option_and_hide_the_value() {
+        let arg = clap::Arg::new("k").long("k");
+        let cmd = clap::Command::new("t").arg(arg.clone());
+        let err = Hex::<2>
+            .parse_ref(&cmd, Some(&arg), "c0ffee".as_ref())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("error: --k: expected 4 hex digits"),
+            "{text}"
+        );
+        assert!(!text.contains("c0ffee"), "{text}");
+        let err = Digits(&[2, 3])
+            .parse_ref(&cmd, Some(&arg), "1a".as_ref())
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("error: --k: expected [2, 3] digits"));
         assert_eq!(
-            hex_arg::<2>("amf", "éé").unwrap_err().0,
-            "--amf: not hexadecimal"
+            Digits(&[3]).parse_ref(&cmd, None, "001".as_ref()).unwrap(),
+            "001"
         );
     }
 }

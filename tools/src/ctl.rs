@@ -16,53 +16,34 @@ use crate::wireshark::{esp_sa_file, KeyRecord};
 
 /// Exit status when the daemon cannot be reached or refuses the request.
 const EXIT_FAILURE: u8 = 1;
-/// Exit status for a usage error (as for the other subcommands).
-const EXIT_USAGE: u8 = 2;
 /// How long to wait for the daemon's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Environment variable naming the socket when `--socket` is absent.
 pub const SOCKET_ENV: &str = "AKAGATE_SOCKET";
 
-/// Options of the control subcommands.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct CtlArgs {
-    socket: Option<PathBuf>,
-    json: bool,
-    wireshark: Option<PathBuf>,
+/// Options of `stats`, `sas` and `registrations`.
+#[derive(Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct CtlArgs {
+    /// The daemon's control socket (default: $AKAGATE_SOCKET, else the daemon's default paths)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
+    /// Print the daemon's JSON answer instead of tables
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
-fn parse_args(cmd: &str, args: &[String]) -> Result<CtlArgs, String> {
-    let mut out = CtlArgs::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("{name}: missing value"))
-        };
-        let given_twice = || Err(format!("{name}: given more than once"));
-        match name {
-            "--socket" if out.socket.is_some() => return given_twice(),
-            "--socket" => out.socket = Some(value(name)?.into()),
-            "--wireshark" if cmd == "keys" && out.wireshark.is_some() => return given_twice(),
-            "--wireshark" if cmd == "keys" => out.wireshark = Some(value(name)?.into()),
-            "--json" if inline.is_some() => return Err("--json takes no value".into()),
-            "--json" if out.json => return given_twice(),
-            "--json" => out.json = true,
-            _ if name.starts_with("--") => return Err(format!("{name}: unknown option")),
-            _ => return Err(format!("unexpected argument '{arg}'")),
-        }
-    }
-    if cmd == "keys" && out.wireshark.is_none() && !out.json {
-        return Err("--wireshark FILE (or --json) is required".into());
-    }
-    Ok(out)
+/// Options of `keys`.
+#[derive(Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct KeysArgs {
+    /// The daemon's control socket (default: $AKAGATE_SOCKET, else the daemon's default paths)
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Write the keys to FILE as a Wireshark esp_sa file (mode 0600)
+    #[arg(long, value_name = "FILE", required_unless_present = "json")]
+    wireshark: Option<PathBuf>,
+    /// Print the daemon's JSON answer (with the keys)
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the socket is: `--socket`, else `$AKAGATE_SOCKET`, else the first of the daemon's
@@ -136,16 +117,22 @@ fn ask(path: &Path, cmd: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("answer without \"{cmd}\""))
 }
 
-/// Runs `akactl <cmd> ...` for `stats`, `sas`, `registrations` and `keys`.
-pub fn main(cmd: &str, args: &[String]) -> ExitCode {
-    let opts = match parse_args(cmd, args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("akactl {cmd}: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    match run(cmd, opts) {
+/// Runs `akactl stats|sas|registrations` (`cmd`) and prints the answer.
+pub fn main(cmd: &str, args: &CtlArgs) -> ExitCode {
+    finish(cmd, query(cmd, args))
+}
+
+/// Runs `akactl keys` and prints or writes the keys.
+pub fn main_keys(args: &KeysArgs) -> ExitCode {
+    let result = socket_path(args.socket.clone())
+        .and_then(|path| ask(&path, "keys"))
+        .and_then(|body| keys(&body, args.json, args.wireshark.as_deref()));
+    finish("keys", result)
+}
+
+/// Prints `result`'s text, or its error as `akactl CMD: error` with exit status 1.
+fn finish(cmd: &str, result: Result<Zeroizing<String>, String>) -> ExitCode {
+    match result {
         Ok(out) => {
             print!("{}", out.as_str());
             ExitCode::SUCCESS
@@ -157,12 +144,9 @@ pub fn main(cmd: &str, args: &[String]) -> ExitCode {
     }
 }
 
-fn run(cmd: &str, opts: CtlArgs) -> Result<Zeroizing<String>, String> {
-    let path = socket_path(opts.socket)?;
+fn query(cmd: &str, opts: &CtlArgs) -> Result<Zeroizing<String>, String> {
+    let path = socket_path(opts.socket.clone())?;
     let body = ask(&path, cmd)?;
-    if cmd == "keys" {
-        return keys(&body, opts.json, opts.wireshark.as_deref());
-    }
     if opts.json {
         return Ok(Zeroizing::new(format!("{body}\n")));
     }
@@ -214,53 +198,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn options_parse_and_misuse_is_named() {
-        assert_eq!(
-            parse_args("stats", &args(&["--socket", "/s", "--json"])),
-            Ok(CtlArgs {
-                socket: Some("/s".into()),
-                json: true,
-                wireshark: None
-            })
-        );
-        assert_eq!(
-            parse_args("keys", &args(&["--socket=/s", "--wireshark=/f"])),
-            Ok(CtlArgs {
-                socket: Some("/s".into()),
-                json: false,
-                wireshark: Some("/f".into())
-            })
-        );
-        assert_eq!(
-            parse_args("keys", &args(&["--socket", "/s"])),
-            Err("--wireshark FILE (or --json) is required".into())
-        );
-        assert_eq!(
-            parse_args("sas", &args(&["--wireshark", "/f"])),
-            Err("--wireshark: unknown option".into())
-        );
-        assert_eq!(
-            parse_args("sas", &args(&["--socket"])),
-            Err("--socket: missing value".into())
-        );
-        assert_eq!(
-            parse_args("sas", &args(&["--socket", "/a", "--socket", "/b"])),
-            Err("--socket: given more than once".into())
-        );
-        assert_eq!(
-            parse_args("sas", &args(&["extra"])),
-            Err("unexpected argument 'extra'".into())
-        );
-    }
 }

@@ -3,28 +3,49 @@
 
 use akagate_slowpath::aka::{AuthVector, Milenage, Sqn};
 
-use crate::args::{hex_arg, Options, UsageError};
+use crate::args::Hex;
 
-const OPTIONS: &[&str] = &["k", "op", "opc", "rand", "sqn", "amf"];
+/// `akactl milenage`: one subscriber's K and OP or OPc, and one challenge (hex, either case).
+/// No `Debug`: the values are keys.
+#[derive(clap::Args)]
+pub struct MilenageArgs {
+    /// Subscriber key K (16 bytes)
+    #[arg(long, value_name = "HEX", value_parser = Hex::<16>)]
+    k: [u8; 16],
+    #[command(flatten)]
+    operator: OperatorKey,
+    /// RAND (16 bytes)
+    #[arg(long, value_name = "HEX", value_parser = Hex::<16>)]
+    rand: [u8; 16],
+    /// SQN (6 bytes)
+    #[arg(long, value_name = "HEX", value_parser = Hex::<6>)]
+    sqn: [u8; 6],
+    /// AMF (2 bytes)
+    #[arg(long, value_name = "HEX", value_parser = Hex::<2>)]
+    amf: [u8; 2],
+}
 
-/// Runs the subcommand on its arguments; returns the JSON line or a usage error.
-pub fn run(args: &[String]) -> Result<String, UsageError> {
-    let o = Options::parse(args, OPTIONS)?;
-    let k = hex_arg::<16>("k", o.require("k")?)?;
-    let m = match (o.get("op"), o.get("opc")) {
-        (Some(op), None) => Milenage::from_op(&k, &hex_arg::<16>("op", op)?),
-        (None, Some(opc)) => Milenage::new(&k, &hex_arg::<16>("opc", opc)?),
-        (Some(_), Some(_)) => {
-            return Err(UsageError(
-                "--op/--opc: give exactly one, not both".to_owned(),
-            ))
-        }
-        (None, None) => return Err(UsageError("--op/--opc: one of them is required".to_owned())),
+/// The operator variant key: exactly one of OP and OPc.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct OperatorKey {
+    /// Operator variant key OP (16 bytes); OPc is derived from it
+    #[arg(long, value_name = "HEX", value_parser = Hex::<16>)]
+    op: Option<[u8; 16]>,
+    /// Derived operator key OPc (16 bytes)
+    #[arg(long, value_name = "HEX", value_parser = Hex::<16>)]
+    opc: Option<[u8; 16]>,
+}
+
+/// Computes the outputs for `a`; returns the JSON line, or a usage error (clap's group already
+/// asks for exactly one of `--op` and `--opc`).
+pub fn run(a: &MilenageArgs) -> Result<String, String> {
+    let (k, rand, sqn, amf) = (&a.k, a.rand, a.sqn, a.amf);
+    let m = match (&a.operator.op, &a.operator.opc) {
+        (Some(op), None) => Milenage::from_op(k, op),
+        (None, Some(opc)) => Milenage::new(k, opc),
+        _ => return Err("give exactly one of --op and --opc".to_owned()),
     };
-    let rand = hex_arg::<16>("rand", o.require("rand")?)?;
-    let sqn = hex_arg::<6>("sqn", o.require("sqn")?)?;
-    let amf = hex_arg::<2>("amf", o.require("amf")?)?;
-
     let av = AuthVector::generate(&m, rand, Sqn::from_bytes(sqn), amf);
     let mac_s = m.f1_star(&rand, &sqn, &amf);
     let ak = m.f5(&rand);

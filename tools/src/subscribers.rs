@@ -1,54 +1,61 @@
 //! `akactl subscribers --count N --out FILE [--seed S] [--mcc MCC --mnc MNC]`: writes N test
 //! subscribers (random K/OPc, deterministic for a seed) as an HSS TOML file.
 
+use std::path::PathBuf;
+
 use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn};
 
-use crate::args::{Options, UsageError};
+use crate::args::Digits;
 
-/// Runs the subcommand; returns the summary line.
-pub fn run(args: &[String]) -> Result<String, UsageError> {
-    let o = Options::parse(args, &["count", "out", "seed", "mcc", "mnc"])?;
-    let num = |name: &str, default: Option<u64>| -> Result<u64, UsageError> {
-        match o.get(name) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| UsageError(format!("--{name}: not a number"))),
-            None => default.ok_or_else(|| UsageError(format!("--{name}: missing (required)"))),
-        }
-    };
-    let count = num("count", None)?;
-    if count == 0 || count > 10_000_000 {
-        return Err(UsageError("--count: must be 1..=10000000".into()));
-    }
-    let seed = num("seed", Some(1))?;
-    let mcc = o.get("mcc").unwrap_or("001");
-    let mnc = o.get("mnc").unwrap_or("01");
-    let digits = |s: &str, n: &[usize], name: &str| -> Result<u16, UsageError> {
-        if n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse()
-                .map_err(|_| UsageError(format!("--{name}: bad value")))
-        } else {
-            Err(UsageError(format!("--{name}: expected {n:?} digits")))
-        }
-    };
+/// `akactl subscribers`: how many subscribers, where, and of which PLMN.
+#[derive(Debug, clap::Args)]
+pub struct SubscribersArgs {
+    /// Number of subscribers (1..=10000000)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    count: u64,
+    /// HSS TOML file to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Seed of the random K and OPc (the same seed writes the same file)
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Mobile country code (3 digits)
+    #[arg(long, value_name = "MCC", default_value = "001", value_parser = Digits(&[3]))]
+    mcc: String,
+    /// Mobile network code (2 or 3 digits)
+    #[arg(long, value_name = "MNC", default_value = "01", value_parser = Digits(&[2, 3]))]
+    mnc: String,
+}
+
+/// Writes the file; returns the summary line, or the write error (a runtime error).
+pub fn run(a: &SubscribersArgs) -> Result<String, String> {
+    // Digits() admitted only 2 or 3 decimal digits, so these parse.
     let plmn = Plmn {
-        mcc: digits(mcc, &[3], "mcc")?,
-        mnc: digits(mnc, &[2, 3], "mnc")?,
-        mnc3: mnc.len() == 3,
+        mcc: a.mcc.parse().unwrap_or_default(),
+        mnc: a.mnc.parse().unwrap_or_default(),
+        mnc3: a.mnc.len() == 3,
     };
-    let out = o.require("out")?;
-    let text = render_toml(&generate_subscribers(count, seed, plmn));
-    std::fs::write(out, text).map_err(|e| UsageError(format!("--out {out}: {e}")))?;
-    Ok(format!("wrote {count} subscribers to {out}"))
+    let text = render_toml(&generate_subscribers(a.count, a.seed, plmn));
+    let out = a.out.display();
+    std::fs::write(&a.out, text).map_err(|e| format!("cannot write {out}: {e}"))?;
+    Ok(format!("wrote {} subscribers to {out}", a.count))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use akagate_slowpath::hss::{parse_toml, Hss};
+    use clap::Parser;
 
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    /// The subcommand's options alone, as clap parses them.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SubscribersArgs,
+    }
+
+    fn parse(v: &[&str]) -> Result<SubscribersArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("subscribers").chain(v.iter().copied())).map(|c| c.args)
     }
 
     #[test]
@@ -57,7 +64,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
         for p in [&a, &b] {
-            let msg = run(&args(&[
+            let args = parse(&[
                 "--count",
                 "5",
                 "--seed",
@@ -68,9 +75,9 @@ mod tests {
                 "002",
                 "--out",
                 p.to_str().unwrap(),
-            ]))
+            ])
             .unwrap();
-            assert!(msg.starts_with("wrote 5 subscribers"));
+            assert!(run(&args).unwrap().starts_with("wrote 5 subscribers"));
         }
         let text = std::fs::read_to_string(&a).unwrap();
         assert_eq!(text, std::fs::read_to_string(&b).unwrap());
@@ -80,9 +87,20 @@ mod tests {
             "460002000000001@ims.mnc002.mcc460.3gppnetwork.org"
         );
         assert_eq!(Hss::load(&a).unwrap().len(), 5);
-        assert!(run(&args(&["--count", "0", "--out", "x"])).is_err());
-        assert!(run(&args(&["--count", "1", "--mcc", "12", "--out", "x"])).is_err());
-        assert!(run(&args(&["--count", "1"])).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_and_a_failed_write_is_not() {
+        assert!(parse(&["--count", "0", "--out", "x"]).is_err());
+        assert!(parse(&["--count", "1", "--mcc", "12", "--out", "x"]).is_err());
+        assert!(parse(&["--count", "1", "--mnc", "1234", "--out", "x"]).is_err());
+        assert!(parse(&["--count", "1"]).is_err());
+        let args = parse(&["--count", "1", "--out", "/nonexistent/dir/s.toml"]).unwrap();
+        let err = run(&args).unwrap_err();
+        assert!(
+            err.starts_with("cannot write /nonexistent/dir/s.toml: "),
+            "{err}"
+        );
     }
 }

@@ -70,13 +70,14 @@ fn test_set_1_with_op_and_with_opc() {
     check_set_1(&out);
 }
 
-/// Runs with `args`, expects exit status 2 and a single stderr line containing `needle`.
+/// Runs with `args`, expects exit status 2, nothing on stdout and clap's error on stderr
+/// (`error: ...` containing `needle`, then the usage).
 fn expect_usage_error(args: &[&str], needle: &str) {
     let out = akactl(args);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     assert!(out.stdout.is_empty(), "{args:?}");
     let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: {err}");
 }
 
@@ -117,14 +118,14 @@ fn op_opc_missing_or_both() {
         &[
             "milenage", "--k", K, "--rand", RAND, "--sqn", SQN, "--amf", AMF,
         ],
-        "--op/--opc: one of them is required",
+        "the following required arguments were not provided:\n  <--op <HEX>|--opc <HEX>>",
     );
     expect_usage_error(
         &[
             "milenage", "--k", K, "--op", OP, "--opc", OPC, "--rand", RAND, "--sqn", SQN, "--amf",
             AMF,
         ],
-        "--op/--opc: give exactly one",
+        "the argument '--op <HEX>' cannot be used with '--opc <HEX>'",
     );
 }
 
@@ -135,21 +136,48 @@ fn missing_unknown_and_repeated_arguments() {
         let i = a.iter().position(|x| x == flag).unwrap();
         a.drain(i..i + 2);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        expect_usage_error(&a, &format!("{flag}: missing (required)"));
+        expect_usage_error(
+            &a,
+            &format!("the following required arguments were not provided:\n  {flag} <HEX>"),
+        );
     }
-    expect_usage_error(&["milenage", "--k"], "--k: missing value");
-    expect_usage_error(&["milenage", "--kk", K], "--kk: unknown option");
+    expect_usage_error(
+        &["milenage", "--k"],
+        "a value is required for '--k <HEX>' but none was supplied",
+    );
+    // A value that looks like an option is not taken as the value.
+    expect_usage_error(
+        &["milenage", "--k", "--op", OP],
+        "a value is required for '--k <HEX>' but none was supplied",
+    );
+    expect_usage_error(&["milenage", "--kk", K], "unexpected argument '--kk' found");
     expect_usage_error(
         &["milenage", "--k", K, "--k", K],
-        "--k: given more than once",
+        "the argument '--k <HEX>' cannot be used multiple times",
     );
-    expect_usage_error(&["milenage", "stray"], "unexpected argument 'stray'");
-    expect_usage_error(&["frobnicate"], "unknown command 'frobnicate'");
+    expect_usage_error(&["milenage", "stray"], "unexpected argument 'stray' found");
+    expect_usage_error(&["frobnicate"], "unrecognized subcommand 'frobnicate'");
+    // Without a command: the help on stderr, exit status 2.
     let out = akactl(&[]);
     assert_eq!(out.status.code(), Some(2));
-    let out = akactl(&["help"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout)
+    assert!(String::from_utf8(out.stderr)
         .unwrap()
-        .contains("milenage --k HEX"));
+        .contains("Usage: akactl <COMMAND>"));
+    for help in [
+        &["help"][..],
+        &["--help"],
+        &["help", "milenage"],
+        &["milenage", "--help"],
+    ] {
+        let out = akactl(help);
+        assert_eq!(out.status.code(), Some(0), "{help:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("milenage"), "{help:?}: {text}");
+    }
+    let out = akactl(&["milenage", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("--k <HEX>") && text.contains("--opc <HEX>"),
+        "{text}"
+    );
 }

@@ -2,237 +2,195 @@
 //! reports successes, failures by cause, rates and latency percentiles (also as JSON).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use akagate_bench::cli::{
+    init_logging, load_subscribers, positive_rate, usage_error, write_report, GatewayArgs,
+    SuiteArgs, EXIT_FAILURE, EXIT_NOT_BUILT,
+};
 use akagate_bench::load::{run_open, Backend, DpdkPortSpec, LoadConfig, OpenLoop};
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::Proto;
-use akagate_slowpath::hss::{parse_csv, parse_toml};
+use clap::{value_parser, Parser, ValueEnum};
 use smoltcp::time::Duration;
 
-const USAGE: &str = "\
-usage: akabench --subscribers FILE --ues N [--calls M] [--transport tcp|udp]
-                [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
-                [--ipv6] [--concurrency C] [--hold-ms MS] [--reregister] [--deregister]
-                [--timeout-s S]
-                [--backend memory|inline|af_packet --iface X --pcscf IP] [--workers W]
-                [--backend dpdk --eal-args \"EAL ARGS\" [--dpdk-port NAME] --pcscf IP]
-                [--reg-rate R] [--call-rate C] [--report FILE] [--quiet]
+const AFTER_HELP: &str = "\
+Exit status: 0 if every registration and call succeeded, 1 otherwise (also when the
+subscriber file cannot be read or the report cannot be written), 2 usage error or a backend
+that is not in this build. RUST_LOG=info (or finer filters) shows the gateway's log on stderr.";
 
-  --subscribers FILE  HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
-  --backend memory    (default) the akagate daemon started in-process (W worker threads and
-                      the slowpath thread) over an in-memory Ethernet pair
-  --backend inline    akagate's worker and slowpath stepped in this one thread (deterministic)
-  --backend af_packet UEs on interface X (of this network namespace: run under `ip netns exec`)
-                      towards an akagate daemon at --pcscf IP on that link; the UEs' own
-                      addresses must not be configured there (scripts/demo.sh sets this up)
-  --backend dpdk      UEs on a DPDK port (build with --features dpdk) towards an akagate
-                      daemon at --pcscf IP; the EAL gets --eal-args verbatim (split at spaces),
-                      e.g. \"--no-huge --no-pci --vdev=net_af_packet0,iface=veth1\"; the port
-                      is --dpdk-port NAME, or the first --vdev / -a device of the EAL args
-  --reregister        after the calls every UE re-registers over its SAs with a new
-                      Security-Client (new SPIs and ports, TS 33.203 7.4) and moves to the
-                      new SAs; UEs also re-register by themselves at half the granted Expires
-  --reg-rate R        open loop: start R registrations per second at fixed times (latency
-                      counted from each scheduled start; --concurrency no longer limits them)
-  --call-rate C       open loop: start C calls per second at fixed times
-  --report FILE       JSON report (default akabench-report.json)
+/// Registers N simulated UEs against akagate (IMS-AKA, ESP SAs, SIP over TCP or UDP), places M
+/// calls between them and reports successes, failures by cause, rates and latency percentiles.
+#[derive(Debug, Parser)]
+#[command(name = "akabench", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// HSS subscriber file (TOML, or CSV if it ends in .csv); the first N are used
+    #[arg(long, value_name = "FILE")]
+    subscribers: PathBuf,
+    /// Number of simulated UEs
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    ues: u64,
+    /// Calls placed between the registered UEs
+    #[arg(long, value_name = "M", default_value_t = 0)]
+    calls: u64,
+    /// SIP transport of the UEs
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// IPv6 instead of IPv4
+    #[arg(long)]
+    ipv6: bool,
+    /// Registrations / calls in flight at most (closed loop)
+    #[arg(long, value_name = "C", default_value_t = 64, value_parser = value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Call hold time in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    hold_ms: u64,
+    /// After the calls every UE re-registers over its SAs with a new Security-Client (new SPIs
+    /// and ports, TS 33.203 7.4) and moves to the new SAs; UEs also re-register by themselves
+    /// at half the granted Expires
+    #[arg(long)]
+    reregister: bool,
+    /// De-register every UE at the end
+    #[arg(long)]
+    deregister: bool,
+    /// Give up after S seconds
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    timeout_s: u64,
+    /// Packet I/O towards the gateway
+    #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
+    backend: BackendKind,
+    /// Worker threads of the in-process daemon (memory backend)
+    #[arg(long, value_name = "W", default_value_t = 1, value_parser = value_parser!(u64).range(1..))]
+    workers: u64,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Open loop: start R registrations per second at fixed times (latency counted from each
+    /// scheduled start; --concurrency no longer limits them)
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    reg_rate: Option<f64>,
+    /// Open loop: start C calls per second at fixed times
+    #[arg(long, value_name = "C", value_parser = positive_rate)]
+    call_rate: Option<f64>,
+    /// JSON report
+    #[arg(long, value_name = "FILE", default_value = "akabench-report.json")]
+    report: PathBuf,
+    /// No live progress line on stderr
+    #[arg(long)]
+    quiet: bool,
+}
 
-Exit status: 0 if every registration and call succeeded, 1 otherwise, 2 if the backend is
-not in this build, 64 usage error.";
+/// `--transport`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Transport {
+    /// SIP over TCP
+    Tcp,
+    /// SIP over UDP
+    Udp,
+}
 
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("akabench: {msg}\n{USAGE}");
-    ExitCode::from(64)
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// The akagate daemon started in-process (W worker threads and the slowpath thread) over
+    /// an in-memory Ethernet pair
+    Memory,
+    /// akagate's worker and slowpath stepped in this one thread (deterministic)
+    Inline,
+    /// UEs on interface --iface (run under `ip netns exec`) towards an akagate daemon at
+    /// --pcscf on that link; the UEs' own addresses must not be configured there
+    #[value(name = "af_packet")]
+    AfPacket,
+    /// UEs on a DPDK port (build with --features dpdk) towards an akagate daemon at --pcscf;
+    /// the EAL gets --eal-args
+    Dpdk,
+}
+
+/// The backend the options name, or the usage error.
+fn backend(cli: &Cli) -> Result<Backend, String> {
+    let g = &cli.gateway;
+    Ok(match cli.backend {
+        BackendKind::Memory => Backend::Memory {
+            subscribers: cli.subscribers.clone(),
+            workers: usize::try_from(cli.workers).unwrap_or(1),
+        },
+        BackendKind::Inline => Backend::Inline,
+        BackendKind::AfPacket => match (&g.iface, g.pcscf) {
+            (Some(iface), Some(pcscf)) => Backend::AfPacket {
+                iface: iface.clone(),
+                pcscf,
+            },
+            _ => return Err("--backend af_packet needs --iface and --pcscf".into()),
+        },
+        BackendKind::Dpdk => match (&g.eal_args, g.pcscf) {
+            (Some(eal), Some(pcscf)) => Backend::Dpdk {
+                port: DpdkPortSpec::new(eal, g.dpdk_port.as_deref())?,
+                pcscf,
+            },
+            _ => return Err("--backend dpdk needs --eal-args and --pcscf".into()),
+        },
+    })
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let known = [
-        "subscribers",
-        "ues",
-        "calls",
-        "transport",
-        "alg",
-        "ealg",
-        "concurrency",
-        "hold-ms",
-        "timeout-s",
-        "backend",
-        "iface",
-        "pcscf",
-        "report",
-        "workers",
-        "reg-rate",
-        "call-rate",
-        "eal-args",
-        "dpdk-port",
-    ];
-    let (opts, flags) = match akagate_bench::cli::parse(
-        &args,
-        &["--ipv6", "--reregister", "--deregister", "--quiet"],
-        &known,
-    ) {
-        Ok(akagate_bench::cli::Parsed::Help) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(akagate_bench::cli::Parsed::Args { opts, flags }) => (opts, flags),
-        Err(e) => return usage(&e),
-    };
-    let num = |k: &str, d: u64| -> Result<u64, String> {
-        opts.get(k).map_or(Ok(d), |v| {
-            v.parse().map_err(|_| format!("--{k}: not a number"))
-        })
-    };
-    let (ues, calls, conc, hold, timeout, workers) = match (
-        num("ues", 0),
-        num("calls", 0),
-        num("concurrency", 64),
-        num("hold-ms", 0),
-        num("timeout-s", 300),
-        num("workers", 1),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) => (a, b, c, d, e, f),
-        (a, b, c, d, e, f) => {
-            let err = [a, b, c, d, e, f].into_iter().find_map(Result::err);
-            return usage(&err.unwrap_or_default());
-        }
-    };
-    if ues == 0 || conc == 0 || workers == 0 {
-        return usage("--ues, --concurrency and --workers must be at least 1");
+    let cli = Cli::parse();
+    if cli.backend == BackendKind::Dpdk && akagate_sys::require_dpdk().is_err() {
+        eprintln!("akabench: --backend dpdk: {}", akagate_sys::DPDK_HOWTO);
+        return ExitCode::from(EXIT_NOT_BUILT);
     }
-    let Some(file) = opts.get("subscribers") else {
-        return usage("--subscribers FILE is required");
-    };
-    let transport = match opts.get("transport").map(String::as_str) {
-        None | Some("tcp") => Proto::Tcp,
-        Some("udp") => Proto::Udp,
-        Some(t) => return usage(&format!("--transport {t}: tcp or udp")),
-    };
-    let Some(alg) = AuthAlg::from_token(opts.get("alg").map_or("hmac-sha-1-96", String::as_str))
-    else {
-        return usage("--alg: unknown algorithm");
-    };
-    let Some(ealg) = EncrAlg::from_token(opts.get("ealg").map_or("aes-cbc", String::as_str)) else {
-        return usage("--ealg: unknown algorithm");
-    };
-    let backend = match opts.get("backend").map(String::as_str) {
-        None | Some("memory") => Backend::Memory {
-            subscribers: file.into(),
-            workers: usize::try_from(workers).unwrap_or(1),
-        },
-        Some("inline") => Backend::Inline,
-        Some("af_packet") => {
-            let (Some(iface), Some(pcscf)) = (opts.get("iface"), opts.get("pcscf")) else {
-                return usage("--backend af_packet needs --iface and --pcscf");
-            };
-            let Ok(pcscf) = pcscf.parse() else {
-                return usage("--pcscf: not an IP address");
-            };
-            Backend::AfPacket {
-                iface: iface.clone(),
-                pcscf,
-            }
+    let backend = backend(&cli).unwrap_or_else(|e| usage_error::<Cli>(e));
+    init_logging("akabench");
+    let subscribers = match load_subscribers(&cli.subscribers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("akabench: {e}");
+            return ExitCode::from(EXIT_FAILURE);
         }
-        Some("dpdk") => {
-            if akagate_sys::require_dpdk().is_err() {
-                eprintln!("akabench: --backend dpdk: {}", akagate_sys::DPDK_HOWTO);
-                return ExitCode::from(2);
-            }
-            let (Some(eal), Some(pcscf)) = (opts.get("eal-args"), opts.get("pcscf")) else {
-                return usage("--backend dpdk needs --eal-args and --pcscf");
-            };
-            let Ok(pcscf) = pcscf.parse() else {
-                return usage("--pcscf: not an IP address");
-            };
-            match DpdkPortSpec::new(eal, opts.get("dpdk-port").map(String::as_str)) {
-                Ok(port) => Backend::Dpdk { port, pcscf },
-                Err(e) => return usage(&e),
-            }
-        }
-        Some(b) => return usage(&format!("--backend {b}: memory, inline, af_packet or dpdk")),
-    };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return usage(&format!("{file}: {e}")),
-    };
-    let records = if Path::new(file)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
-        parse_csv(&text)
-    } else {
-        parse_toml(&text)
-    };
-    let subscribers = match records {
-        Ok(r) => r,
-        Err(e) => return usage(&format!("{file}: {e}")),
     };
     let cfg = LoadConfig {
         subscribers,
-        ues: usize::try_from(ues).unwrap_or(usize::MAX),
-        calls: usize::try_from(calls).unwrap_or(usize::MAX),
-        transport,
-        alg,
-        ealg,
-        ipv6: flags.contains("--ipv6"),
-        concurrency: usize::try_from(conc).unwrap_or(usize::MAX),
-        hold: Duration::from_millis(hold),
-        reregister: flags.contains("--reregister"),
-        deregister: flags.contains("--deregister"),
-        timeout: std::time::Duration::from_secs(timeout),
-        backend,
-        progress: !flags.contains("--quiet"),
-    };
-    let rate = |k: &str| -> Result<Option<f64>, String> {
-        opts.get(k).map_or(Ok(None), |v| match v.parse::<f64>() {
-            Ok(r) if r > 0.0 && r.is_finite() => Ok(Some(r)),
-            _ => Err(format!("--{k}: a positive rate per second")),
-        })
-    };
-    let open = match (rate("reg-rate"), rate("call-rate")) {
-        (Ok(reg_rate), Ok(call_rate)) => OpenLoop {
-            reg_rate,
-            call_rate,
+        ues: usize::try_from(cli.ues).unwrap_or(usize::MAX),
+        calls: usize::try_from(cli.calls).unwrap_or(usize::MAX),
+        transport: match cli.transport {
+            Transport::Tcp => Proto::Tcp,
+            Transport::Udp => Proto::Udp,
         },
-        (Err(e), _) | (_, Err(e)) => return usage(&e),
+        alg: cli.suite.alg,
+        ealg: cli.suite.ealg,
+        ipv6: cli.ipv6,
+        concurrency: usize::try_from(cli.concurrency).unwrap_or(usize::MAX),
+        hold: Duration::from_millis(cli.hold_ms),
+        reregister: cli.reregister,
+        deregister: cli.deregister,
+        timeout: std::time::Duration::from_secs(cli.timeout_s),
+        backend,
+        progress: !cli.quiet,
+    };
+    let open = OpenLoop {
+        reg_rate: cli.reg_rate,
+        call_rate: cli.call_rate,
     };
     let report = match run_open(cfg, open) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("akabench: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     // Output errors (e.g. a closed pipe) must not turn a good run into a failure.
     let _ = write!(std::io::stdout(), "{}", report.summary());
-    let out = opts
-        .get("report")
-        .cloned()
-        .unwrap_or_else(|| "akabench-report.json".into());
-    match serde_json::to_string_pretty(&report) {
-        Ok(j) => {
-            if let Err(e) = std::fs::write(&out, j + "\n") {
-                eprintln!("akabench: {out}: {e}");
-                return ExitCode::from(1);
-            }
-            let _ = writeln!(std::io::stdout(), "report: {out}");
-        }
-        Err(e) => {
-            eprintln!("akabench: report: {e}");
-            return ExitCode::from(1);
-        }
+    if let Err(status) = write_report("akabench", &cli.report, &report) {
+        return status;
     }
     let all_ok = report.registration_failures == 0
         && report.call_failures == 0
         && report.failures_by_cause.is_empty()
-        && report.registered == ues
-        && report.calls_completed == calls;
+        && report.registered == cli.ues
+        && report.calls_completed == cli.calls;
     if all_ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(EXIT_FAILURE)
     }
 }

@@ -3,187 +3,164 @@
 //! and reports fast-path packets/s and Gbps per worker core (optionally also as a pcap).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use akagate_bench::cli::{
+    init_logging, load_subscribers, usage_error, write_report, GatewayArgs, SuiteArgs,
+    EXIT_FAILURE, EXIT_NOT_BUILT,
+};
 use akagate_bench::load::DpdkPortSpec;
 use akagate_bench::pktgen::{run, PktgenConfig, Target};
-use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_slowpath::hss::{parse_csv, parse_toml};
+use clap::{Parser, ValueEnum};
 
-const USAGE: &str = "\
-usage: akapktgen [--ues N] [--size BYTES] [--packets-per-ue P] [--sip-bytes S] [--rate PPS]
-                 [--alg hmac-sha-1-96|hmac-md5-96|aes-gmac] [--ealg aes-cbc|des-ede3-cbc|aes-gcm|null]
-                 [--ipv6] [--concurrency C] [--workers W] [--subscribers FILE]
-                 [--backend daemon|af_packet|dpdk] [--iface X] [--pcscf IP]
-                 [--eal-args \"EAL ARGS\"] [--dpdk-port NAME]
-                 [--pcap FILE] [--report FILE] [--quiet]
-
-  --size BYTES        inner IP packet size (IP + TCP + SIP bytes, what ESP protects); default 64
-  --packets-per-ue P  segments per UE (rounded up to whole SIP messages); default 2000
-  --sip-bytes S       size of each SIP message in the TCP stream (>= 200); default 1024
-  --rate PPS          fixed offered rate; default: as fast as the port takes frames
-  --workers W         worker threads of the in-process daemon (memory backend, default 1)
-  --backend daemon    (default without --iface) the akagate daemon started in-process on
-                      the memory backend
-  --backend af_packet (default with --iface) --iface X --pcscf IP: blast an external akagate
-                      over AF_PACKET (needs --subscribers matching its HSS; only transmit and
-                      returned frames are measured)
-  --backend dpdk      --eal-args \"...\" --pcscf IP: the same over a DPDK port (build with
-                      --features dpdk); the EAL gets --eal-args verbatim (split at spaces), e.g.
-                      \"--no-huge --no-pci --vdev=net_af_packet0,iface=veth1\"; the port is
-                      --dpdk-port NAME, or the first --vdev / -a device of the EAL args
-  --subscribers FILE  HSS subscriber file (TOML, or CSV); default: generated (seed 1)
-  --pcap FILE         also write the pre-built frames as a pcap (linktype Ethernet)
-  --report FILE       JSON report (default akapktgen-report.json)
-
+const AFTER_HELP: &str = "\
 Exit status: 0 if every frame was sent (and, in-process, decapsulated with no drops),
-1 otherwise, 2 if the backend is not in this build, 64 usage error.";
+1 otherwise (also when the subscriber file cannot be read or the report cannot be written),
+2 usage error or a backend that is not in this build. RUST_LOG=info (or finer filters)
+shows the gateway's log on stderr.";
 
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("akapktgen: {msg}\n{USAGE}");
-    ExitCode::from(64)
+/// Registers N simulated UEs through akagate, pre-builds ESP-protected SIP-over-TCP segments
+/// continuing their protected connections, blasts them at the gateway and reports fast-path
+/// packets/s and Gbps per worker core.
+#[derive(Debug, Parser)]
+#[command(name = "akapktgen", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Number of simulated UEs [default: 64]
+    #[arg(long, value_name = "N")]
+    ues: Option<usize>,
+    /// Inner IP packet size (IP + TCP + SIP bytes, what ESP protects) [default: 64]
+    #[arg(long, value_name = "BYTES")]
+    size: Option<usize>,
+    /// Segments per UE (rounded up to whole SIP messages) [default: 2000]
+    #[arg(long, value_name = "P")]
+    packets_per_ue: Option<usize>,
+    /// Size of each SIP message in the TCP stream (>= 200) [default: 1024]
+    #[arg(long, value_name = "S")]
+    sip_bytes: Option<usize>,
+    /// Fixed offered rate in packets per second (0: as fast as the port takes frames, the
+    /// default)
+    #[arg(long, value_name = "PPS")]
+    rate: Option<f64>,
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// IPv6 instead of IPv4
+    #[arg(long)]
+    ipv6: bool,
+    /// Registrations in flight at most [default: 64]
+    #[arg(long, value_name = "C")]
+    concurrency: Option<usize>,
+    /// Worker threads of the in-process daemon (memory backend)
+    #[arg(long, value_name = "W", default_value_t = 1)]
+    workers: usize,
+    /// HSS subscriber file (TOML, or CSV); default: generated (seed 1); an external gateway
+    /// needs the file of its HSS
+    #[arg(long, value_name = "FILE")]
+    subscribers: Option<PathBuf>,
+    /// Packet I/O towards the gateway [default: daemon, or af_packet with --iface]
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Also write the pre-built frames as a pcap (linktype Ethernet)
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// JSON report
+    #[arg(long, value_name = "FILE", default_value = "akapktgen-report.json")]
+    report: PathBuf,
+    /// No summary on stdout (the report is still written)
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// The akagate daemon started in-process on the memory backend
+    Daemon,
+    /// Blast an external akagate (--iface X --pcscf IP) over AF_PACKET; only transmitted and
+    /// returned frames are measured
+    #[value(name = "af_packet")]
+    AfPacket,
+    /// The same over a DPDK port (build with --features dpdk; --eal-args, --pcscf)
+    Dpdk,
+}
+
+/// The run the options describe, or the usage error.
+fn config(cli: &Cli) -> Result<PktgenConfig, String> {
+    let mut cfg = PktgenConfig::new();
+    let g = &cli.gateway;
+    cfg.ues = cli.ues.unwrap_or(cfg.ues);
+    cfg.size = cli.size.unwrap_or(cfg.size);
+    cfg.packets_per_ue = cli.packets_per_ue.unwrap_or(cfg.packets_per_ue);
+    cfg.sip_bytes = cli.sip_bytes.unwrap_or(cfg.sip_bytes);
+    cfg.concurrency = cli.concurrency.unwrap_or(cfg.concurrency);
+    cfg.rate_pps = cli.rate.filter(|r| *r > 0.0);
+    cfg.alg = cli.suite.alg;
+    cfg.ealg = cli.suite.ealg;
+    cfg.ipv6 = cli.ipv6;
+    cfg.pcap = cli.pcap.clone();
+    let pcscf = |need: &str| g.pcscf.ok_or(format!("{need} needs --pcscf"));
+    let backend = match cli.backend {
+        Some(b) => b,
+        None if g.iface.is_some() => BackendKind::AfPacket,
+        None => BackendKind::Daemon,
+    };
+    cfg.target = match backend {
+        BackendKind::Daemon if g.iface.is_none() && g.pcscf.is_none() => Target::Daemon {
+            workers: cli.workers.max(1),
+        },
+        BackendKind::Daemon => return Err("--iface and --pcscf are for an external akagate".into()),
+        BackendKind::AfPacket => Target::AfPacket {
+            iface: g.iface.clone().ok_or("--backend af_packet needs --iface")?,
+            pcscf: pcscf("--iface")?,
+        },
+        BackendKind::Dpdk => Target::Dpdk {
+            port: DpdkPortSpec::new(
+                g.eal_args
+                    .as_deref()
+                    .ok_or("--backend dpdk needs --eal-args")?,
+                g.dpdk_port.as_deref(),
+            )?,
+            pcscf: pcscf("--backend dpdk")?,
+        },
+    };
+    if cli.subscribers.is_none() && !matches!(cfg.target, Target::Daemon { .. }) {
+        return Err("an external gateway needs --subscribers (its HSS)".into());
+    }
+    Ok(cfg)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let known = [
-        "ues",
-        "size",
-        "packets-per-ue",
-        "sip-bytes",
-        "rate",
-        "alg",
-        "ealg",
-        "concurrency",
-        "workers",
-        "subscribers",
-        "iface",
-        "pcscf",
-        "pcap",
-        "report",
-        "backend",
-        "eal-args",
-        "dpdk-port",
-    ];
-    let (opts, flags) = match akagate_bench::cli::parse(&args, &["--ipv6", "--quiet"], &known) {
-        Ok(akagate_bench::cli::Parsed::Help) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(akagate_bench::cli::Parsed::Args { opts, flags }) => (opts, flags),
-        Err(e) => return usage(&e),
-    };
-    if opts.get("backend").map(String::as_str) == Some("dpdk")
-        && akagate_sys::require_dpdk().is_err()
-    {
+    let cli = Cli::parse();
+    if cli.backend == Some(BackendKind::Dpdk) && akagate_sys::require_dpdk().is_err() {
         eprintln!("akapktgen: --backend dpdk: {}", akagate_sys::DPDK_HOWTO);
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_NOT_BUILT);
     }
-    let mut cfg = PktgenConfig::new();
-    let num = |k: &str, d: usize| -> Result<usize, String> {
-        opts.get(k).map_or(Ok(d), |v| {
-            v.parse().map_err(|_| format!("--{k}: not a number"))
-        })
-    };
-    let parsed = (|| -> Result<(), String> {
-        cfg.ues = num("ues", cfg.ues)?;
-        cfg.size = num("size", cfg.size)?;
-        cfg.packets_per_ue = num("packets-per-ue", cfg.packets_per_ue)?;
-        cfg.sip_bytes = num("sip-bytes", cfg.sip_bytes)?;
-        cfg.concurrency = num("concurrency", cfg.concurrency)?;
-        let workers = num("workers", 1)?;
-        if let Some(r) = opts.get("rate") {
-            let r: f64 = r.parse().map_err(|_| "--rate: not a number".to_string())?;
-            cfg.rate_pps = (r > 0.0).then_some(r);
-        }
-        if let Some(a) = opts.get("alg") {
-            cfg.alg = AuthAlg::from_token(a).ok_or("--alg: unknown algorithm")?;
-        }
-        if let Some(e) = opts.get("ealg") {
-            cfg.ealg = EncrAlg::from_token(e).ok_or("--ealg: unknown algorithm")?;
-        }
-        cfg.ipv6 = flags.contains("--ipv6");
-        cfg.pcap = opts.get("pcap").map(Into::into);
-        let pcscf = |need: &str| -> Result<std::net::IpAddr, String> {
-            let p = opts.get("pcscf").ok_or(format!("{need} needs --pcscf"))?;
-            p.parse()
-                .map_err(|_| "--pcscf: not an IP address".to_string())
-        };
-        let backend = match opts.get("backend").map(String::as_str) {
-            Some(b) => b,
-            None if opts.contains_key("iface") => "af_packet",
-            None => "daemon",
-        };
-        cfg.target = match backend {
-            "daemon" if !opts.contains_key("iface") && !opts.contains_key("pcscf") => {
-                Target::Daemon {
-                    workers: workers.max(1),
-                }
+    let mut cfg = config(&cli).unwrap_or_else(|e| usage_error::<Cli>(e));
+    init_logging("akapktgen");
+    if let Some(file) = &cli.subscribers {
+        match load_subscribers(file) {
+            Ok(s) => cfg.subscribers = Some(s),
+            Err(e) => {
+                eprintln!("akapktgen: {e}");
+                return ExitCode::from(EXIT_FAILURE);
             }
-            "daemon" => return Err("--iface and --pcscf are for an external akagate".into()),
-            "af_packet" => Target::AfPacket {
-                iface: opts
-                    .get("iface")
-                    .ok_or("--backend af_packet needs --iface")?
-                    .clone(),
-                pcscf: pcscf("--iface")?,
-            },
-            "dpdk" => Target::Dpdk {
-                port: DpdkPortSpec::new(
-                    opts.get("eal-args")
-                        .ok_or("--backend dpdk needs --eal-args")?,
-                    opts.get("dpdk-port").map(String::as_str),
-                )?,
-                pcscf: pcscf("--backend dpdk")?,
-            },
-            b => return Err(format!("--backend {b}: daemon, af_packet or dpdk")),
-        };
-        if let Some(file) = opts.get("subscribers") {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            let csv = Path::new(file)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-            let recs = if csv {
-                parse_csv(&text)
-            } else {
-                parse_toml(&text)
-            };
-            cfg.subscribers = Some(recs.map_err(|e| format!("{file}: {e}"))?);
-        } else if !matches!(cfg.target, Target::Daemon { .. }) {
-            return Err("an external gateway needs --subscribers (its HSS)".into());
         }
-        Ok(())
-    })();
-    if let Err(e) = parsed {
-        return usage(&e);
     }
     let report = match run(&cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("akapktgen: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
-    if !flags.contains("--quiet") {
+    if !cli.quiet {
+        // Output errors (e.g. a closed pipe) must not turn a good run into a failure.
         let _ = write!(std::io::stdout(), "{}", report.summary());
     }
-    let out = opts
-        .get("report")
-        .cloned()
-        .unwrap_or_else(|| "akapktgen-report.json".into());
-    match serde_json::to_string_pretty(&report) {
-        Ok(j) => {
-            if let Err(e) = std::fs::write(&out, j + "\n") {
-                eprintln!("akapktgen: {out}: {e}");
-                return ExitCode::from(1);
-            }
-            let _ = writeln!(std::io::stdout(), "report: {out}");
-        }
-        Err(e) => {
-            eprintln!("akapktgen: report: {e}");
-            return ExitCode::from(1);
-        }
+    if let Err(status) = write_report("akapktgen", &cli.report, &report) {
+        return status;
     }
     let ok = report.sent == report.packets
         && report
@@ -193,6 +170,6 @@ fn main() -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(EXIT_FAILURE)
     }
 }
