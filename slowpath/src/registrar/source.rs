@@ -60,8 +60,8 @@ impl AuthVectorSource for Hss {
         let mut rand = [0u8; 16];
         rng.fill_bytes(&mut rand);
         let av = self.challenge(impi, rand)?;
-        // With SQN state, `challenge` queued exactly one record: the latest.
-        let durable_after = self.last_ticket().filter(|_| self.persists_sqns());
+        // With SQN state, `challenge` queued exactly one record: the latest; without, none.
+        let durable_after = self.last_ticket();
         Ok(IssuedVector { av, durable_after })
     }
 
