@@ -48,5 +48,5 @@ pub use burst::CbcKernel;
 pub use burst::{decapsulate_burst, encapsulate_burst, BurstError, DecapItem, EncapItem};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
-pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
+pub use sa::{peek_spi, spi_of, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
 pub use suite::{AuthAlg, EncrAlg, SaKeys, Suite};

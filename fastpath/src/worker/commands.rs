@@ -67,8 +67,11 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
+    /// `InstallSaSet`: builds the set's SAs, creates the UE's stack if needed and puts the
+    /// inbound SAs into the table. A UE this created is freed again if the table refuses an
+    /// SPI (nothing else holds it then).
     fn install(&mut self, set: &SaSet, now: Instant) {
-        if !self.l2.is_local(set.local) {
+        if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
             return;
         }
@@ -77,17 +80,25 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         let table = self.table.clone();
+        let existed = self.ues.contains_key(&set.ue);
         let Some(ue) = self.ue_entry(set.ue, set.local, true, now) else {
             inc(&self.counters.drop_sa_install);
             return;
         };
-        if table.install(set.spi_ps, ps).is_err() {
+        let installed = match table.install(set.spi_ps, ps) {
+            Ok(()) if table.install(set.spi_pc, pc).is_ok() => true,
+            Ok(()) => {
+                let _ = table.remove(set.spi_ps);
+                false
+            }
+            Err(_) => false,
+        };
+        if !installed {
             inc(&self.counters.drop_sa_install);
-            return;
-        }
-        if table.install(set.spi_pc, pc).is_err() {
-            let _ = table.remove(set.spi_ps);
-            inc(&self.counters.drop_sa_install);
+            if !existed {
+                self.ues.remove(&set.ue);
+                inc(&self.counters.ues_freed);
+            }
             return;
         }
         // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,
@@ -128,5 +139,106 @@ impl<Q: PortQueue> Worker<Q> {
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
         ue.sa_sets.insert(at, set);
         self.timers.schedule(ue_ip, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use akagate_sys::mempair::{mem_pair, MemPairConfig};
+    use akagate_sys::Port;
+    use smoltcp::time::{Duration, Instant};
+    use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+
+    use super::super::{InboundTable, Worker, WorkerConfig};
+    use crate::esp::{AuthAlg, EncrAlg, SaKeys, Suite};
+    use crate::ipc::{SaSet, WorkerCommand};
+    use crate::l2::L2Config;
+    use crate::reasm::ReasmConfig;
+    use crate::sad::SpiAllocator;
+    use crate::stack::StackConfig;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    fn set(ue: IpAddr, spi_pc: u32, spi_ps: u32) -> SaSet {
+        SaSet {
+            ue,
+            local: LOCAL.into(),
+            suite: Suite {
+                auth: AuthAlg::HmacSha1_96,
+                encr: EncrAlg::AesCbc,
+                keys: SaKeys {
+                    integ_key: vec![1; 20],
+                    encr_key: vec![2; 16],
+                    salt: [0; 4],
+                },
+            },
+            spi_pc,
+            spi_ps,
+            spi_uc: 0x1001,
+            spi_us: 0x1002,
+            port_pc: 5064,
+            port_ps: 5066,
+            port_uc: 6000,
+            port_us: 6001,
+        }
+    }
+
+    #[test]
+    fn a_new_ue_whose_set_the_table_refuses_is_freed() {
+        let (mut a, _b) = mem_pair(&MemPairConfig::default()).unwrap();
+        let queue = a.take_queues().pop().unwrap();
+        let table = Arc::new(InboundTable::with_capacity(64).unwrap());
+        let (ev_tx, _ev_rx) = crossbeam_channel::bounded(16);
+        let (_cmd_tx, cmd_rx) = crossbeam_channel::bounded(16);
+        let cfg = WorkerConfig {
+            id: 0,
+            l2: L2Config {
+                mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                ipv4: vec![Ipv4Cidr::new(LOCAL, 24)],
+                ipv6: vec![],
+                gateway_v4: None,
+                gateway_v6: None,
+                max_neighbors: 8,
+                neighbor_ttl: Duration::from_secs(300),
+                solicit_retry: Duration::from_secs(1),
+            },
+            stack: StackConfig::default(),
+            reasm: ReasmConfig::default(),
+            sip_port: 5060,
+            burst: 32,
+            commands_per_loop: 16,
+            max_ues: 4,
+            link_mtu: 1500,
+            timer_tick: Duration::from_millis(1),
+            timer_slots: 64,
+        };
+        let mut now = Instant::from_millis(1_000);
+        let mut w = Worker::new(cfg, queue, table.clone(), ev_tx, cmd_rx, now);
+        let (spi_pc, spi_ps) = (table.allocate().unwrap(), table.allocate().unwrap());
+        let first: IpAddr = Ipv4Addr::new(10, 0, 0, 7).into();
+        w.command(WorkerCommand::InstallSaSet(Box::new(set(first, spi_pc, spi_ps))), now);
+        assert!(w.has_ue(&first));
+
+        // The same SPIs again, for another UE: the table refuses spi_ps (and, with a fresh
+        // spi_ps, spi_pc), so the UE created for the set must not stay behind.
+        let second: IpAddr = Ipv4Addr::new(10, 0, 0, 8).into();
+        let fresh_ps = table.allocate().unwrap();
+        for (pc, ps) in [(spi_pc, spi_ps), (spi_pc, fresh_ps)] {
+            w.command(WorkerCommand::InstallSaSet(Box::new(set(second, pc, ps))), now);
+            for _ in 0..3 {
+                now += Duration::from_millis(5);
+                w.run_once(now);
+            }
+            assert!(!w.has_ue(&second), "UE left behind by a failed install");
+            assert_eq!(w.ue_count(), 1);
+        }
+        assert_eq!(w.counters().get("drop_sa_install"), Some(2));
+        assert_eq!(w.counters().get("ues_freed"), Some(2));
+        // The spi_ps rolled back after spi_pc was refused is free for a later install.
+        assert!(table.remove(fresh_ps).is_err(), "rolled back");
+        assert!(w.has_ue(&first));
     }
 }
