@@ -2,8 +2,8 @@
 //! after ESP is inserted or removed (RFC 4303 3.1.1).
 
 use super::error::EspError;
-use crate::wire::ip::{Direction, IpError, IpRepr};
 pub use crate::wire::ip::{ipv4_checksum, IpVersion};
+use crate::wire::ip::{Direction, IpError, IpRepr};
 
 /// IP protocol number of ESP.
 pub const IPPROTO_ESP: u8 = 50;

@@ -1,8 +1,8 @@
 //! Link-layer behaviour checked byte for byte against frames built by Scapy.
 
 use super::*;
-use smoltcp::wire::{Ipv4Address, Ipv6Address};
 use crate::wire::ip::{Direction, IpRepr};
+use smoltcp::wire::{Ipv4Address, Ipv6Address};
 
 const OUR: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const PEER: EthernetAddress = EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);

@@ -390,7 +390,9 @@ fn walk_v6(pkt: &[u8], dir: Direction) -> Result<(usize, usize, Option<Fragment>
                     // Hop-by-hop is only allowed right after the fixed header (RFC 8200 4.1).
                     return Err(IpError::Header);
                 }
-                let len = *pkt.get(off + field::ext::LENGTH).ok_or(IpError::Truncated)?;
+                let len = *pkt
+                    .get(off + field::ext::LENGTH)
+                    .ok_or(IpError::Truncated)?;
                 let ext_len = (usize::from(len) + 1) * 8;
                 if off + ext_len > pkt.len() {
                     return Err(IpError::Truncated);
@@ -476,7 +478,10 @@ mod tests {
         );
         p[0] = 0x44;
         let pkt = IpPacket::new_checked(&p[..]).unwrap();
-        assert_eq!(IpRepr::parse(&pkt, Direction::Inbound), Err(IpError::Header));
+        assert_eq!(
+            IpRepr::parse(&pkt, Direction::Inbound),
+            Err(IpError::Header)
+        );
     }
 
     #[test]

@@ -57,19 +57,15 @@ impl Segment {
             _ => return None,
         };
         let seg = pkt.get(ip.payload_offset..ip.len)?;
-        let port = |f: core::ops::Range<usize>| {
-            seg.get(f)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        };
+        let port =
+            |f: core::ops::Range<usize>| seg.get(f).map(|b| u16::from_be_bytes([b[0], b[1]]));
         let ports = Ports {
             proto,
             src: port(field::SRC_PORT)?,
             dst: port(field::DST_PORT)?,
         };
-        let syn = proto == Proto::Tcp
-            && seg
-                .get(field::TCP_FLAGS)
-                .is_some_and(|f| f & 0x12 == 0x02);
+        let syn =
+            proto == Proto::Tcp && seg.get(field::TCP_FLAGS).is_some_and(|f| f & 0x12 == 0x02);
         Some(Segment { ports, syn })
     }
 }
@@ -98,7 +94,10 @@ mod tests {
         assert!(!segment(&p).unwrap().syn);
         // UDP, and a second fragment.
         p[9] = IPPROTO_UDP;
-        assert_eq!(segment(&p).map(|s| (s.ports.proto, s.syn)), Some((Proto::Udp, false)));
+        assert_eq!(
+            segment(&p).map(|s| (s.ports.proto, s.syn)),
+            Some((Proto::Udp, false))
+        );
         p[7] = 1;
         assert_eq!(segment(&p), None);
         // IPv6 with a destination-options header before UDP.

@@ -1,6 +1,6 @@
-//! Helpers shared by the worker scenario tests (`worker_esp_e2e`, `worker_handoff`): the
-//! worker configuration, the SA suite both sides use and UDP/IPv4 packets built with
-//! `smoltcp::wire`.
+//! Helpers shared by the worker scenario tests (`worker_esp_e2e`, `worker_handoff`,
+//! `worker_install`): the worker configuration, the SA suite both sides use and UDP/IPv4
+//! packets built with `smoltcp::wire`.
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
