@@ -4,10 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use akagate_sys::{PacketBuf, PortQueue};
+use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
 
 use super::counters::inc;
+use super::handoff::Handed;
 use super::{InboundTable, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::spi_of;
@@ -63,9 +64,17 @@ impl<Q: PortQueue> Worker<Q> {
         let guard = sad::pin();
         for mut b in rx.drain(..) {
             let (raw, range) = b.raw_mut();
-            match self.frame(&table, &guard, raw, range, true, now) {
+            match self.frame(&table, &guard, raw, range, now) {
                 None => self.link.queue.free(b),
-                Some(owner) => self.hand_off(owner, b),
+                Some((owner, offset, ip)) => self.hand_off(
+                    owner,
+                    Handed {
+                        from: self.cfg.id,
+                        buf: b,
+                        offset,
+                        ip,
+                    },
+                ),
             }
         }
         drop(guard);
@@ -73,15 +82,15 @@ impl<Q: PortQueue> Worker<Q> {
         n
     }
 
-    /// Passes a frame of a UE owned by worker `owner` to it.
-    fn hand_off(&mut self, owner: usize, b: PacketBuf) {
+    /// Passes a frame of a UE owned by worker `owner` to it, with its parsed IP header.
+    fn hand_off(&mut self, owner: usize, h: Handed) {
         let Some(p) = &self.peers else {
-            return self.link.queue.free(b);
+            return self.link.queue.free(h.buf);
         };
-        match p.handoff.send_frame(self.cfg.id, owner, b) {
+        match p.handoff.send_frame(owner, h) {
             Ok(()) => inc(&self.counters.handoff_out),
-            Err(b) => {
-                self.link.queue.free(b);
+            Err(h) => {
+                self.link.queue.free(h.buf);
                 inc(&self.counters.drop_handoff_full);
             }
         }
@@ -108,7 +117,7 @@ impl<Q: PortQueue> Worker<Q> {
         let mut guard = None;
         let table = self.table.clone();
         while frames < self.cfg.burst {
-            let Some((from, mut b)) = handoff.recv_frame(me) else {
+            let Some(mut h) = handoff.recv_frame(me) else {
                 break;
             };
             if frames == 0 {
@@ -117,39 +126,41 @@ impl<Q: PortQueue> Worker<Q> {
             frames += 1;
             inc(&self.counters.handoff_in);
             let g = guard.get_or_insert_with(sad::pin);
-            let (raw, range) = b.raw_mut();
-            // Never handed on again: the steering named this worker.
-            let _ = self.frame(&table, g, raw, range, false, now);
-            if let Err(b) = handoff.give_back(from, b) {
+            let (raw, range) = h.buf.raw_mut();
+            // The sender's link layer classified and parsed it (same configuration); never
+            // handed on again: the steering named this worker.
+            let start = range.start + h.offset;
+            let r = start..start + h.ip.len;
+            if r.end <= range.end {
+                self.ip_input(&table, g, raw, r, &h.ip, now);
+            }
+            if let Err(b) = handoff.give_back(h.from, h.buf) {
                 self.link.queue.free(b);
             }
         }
         work + frames
     }
 
-    /// One received frame. Returns the worker to hand it to when it is an IP packet of a UE
-    /// that another worker owns (and `may_hand_off`); `None` when it was handled here.
+    /// One received frame. When it is an IP packet of a UE that another worker owns, returns
+    /// that worker, the offset of the IP header in the frame and the parsed header; `None`
+    /// when it was handled here.
     fn frame(
         &mut self,
         table: &InboundTable,
         guard: &ReadGuard,
         raw: &mut [u8],
         range: Range<usize>,
-        may_hand_off: bool,
         now: Instant,
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize, IpRepr)> {
         let frame = raw.get(range.clone())?;
         let input = self.link.l2.input(frame, now, &mut self.link.ctrl);
         if !matches!(input, Ok(Input::Ip { .. })) && self.peers.is_some() {
             self.share_learned(frame, now);
         }
         // The one parse of the IP header: everything below works on `ip`.
-        let (r, ip) = match input {
+        let (offset, ip) = match input {
             Ok(Input::Handled) => return None,
-            Ok(Input::Ip { offset, ip }) => {
-                let start = range.start + offset;
-                (start..start + ip.len, ip)
-            }
+            Ok(Input::Ip { offset, ip }) => (offset, ip),
             Err(e) => {
                 inc(match e {
                     L2Drop::NotForUs => &self.counters.drop_l2_not_for_us,
@@ -160,17 +171,30 @@ impl<Q: PortQueue> Worker<Q> {
                 return None;
             }
         };
-        if may_hand_off {
-            if let Some(owner) = self.owner_elsewhere(ip.src) {
-                return Some(owner);
-            }
+        if let Some(owner) = self.owner_elsewhere(ip.src) {
+            return Some((owner, offset, ip));
         }
+        let start = range.start + offset;
+        self.ip_input(table, guard, raw, start..start + ip.len, &ip, now);
+        None
+    }
+
+    /// An IP packet for this worker at `buf[r]` with its parsed header `ip`: fragments go
+    /// through reassembly, whole packets on.
+    fn ip_input(
+        &mut self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        raw: &mut [u8],
+        r: Range<usize>,
+        ip: &IpRepr,
+        now: Instant,
+    ) {
         if ip.fragment.is_none() {
-            self.ip_packet(table, guard, raw, r, &ip, now);
-            return None;
+            return self.ip_packet(table, guard, raw, r, ip, now);
         }
         // TS 33.203 / RFC 4303 3.4.1: fragments are joined before ESP is removed.
-        match self.reasm.push_parsed(&raw[r], &ip, now) {
+        match self.reasm.push_parsed(&raw[r], ip, now) {
             Ok(Reasm::NotFragment | Reasm::Incomplete) => {}
             Ok(Reasm::Complete(mut whole)) => {
                 // A new packet: its header (the first fragment's, with the headers of the
@@ -191,7 +215,6 @@ impl<Q: PortQueue> Worker<Q> {
                 ReasmDrop::NoMemory => &self.counters.drop_reasm_no_memory,
             }),
         }
-        None
     }
 
     /// The worker owning the sender `src` (the UE) of an IP packet, if that is not this
