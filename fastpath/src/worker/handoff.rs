@@ -72,6 +72,9 @@ impl Handoff {
     }
 
     /// Hands `frame` to worker `to`; gives it back if the ring is full.
+    // The frame goes back by value, as `ArrayQueue::push` gives it: boxing it would allocate
+    // per handed frame.
+    #[allow(clippy::result_large_err)]
     pub(super) fn send_frame(&self, to: usize, frame: Handed) -> Result<(), Handed> {
         match self.boxes.get(to) {
             Some(b) => b.frames.push(frame),
