@@ -1,4 +1,5 @@
-//! The akagate fast path: ESP, SA tables, per-UE TCP/IP stacks and the worker loop.
+//! The akagate fast path: packet views (`wire`), ESP, SA tables, per-UE TCP/IP stacks and
+//! the worker loop.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -11,4 +12,5 @@ pub mod reasm;
 pub mod sad;
 pub mod stack;
 pub mod timer;
+pub mod wire;
 pub mod worker;

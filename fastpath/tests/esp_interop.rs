@@ -243,7 +243,7 @@ fn interop_with_scapy_all_suites_ipv4_ipv6() {
         for (i, (name, p)) in pkts.iter().enumerate() {
             let seq = i as u32 + 1;
             let ours = encap(&mut out, p);
-            let esp = layout(&ours).unwrap().esp_offset;
+            let esp = layout(&ours).unwrap().payload_offset;
             let iv = ours[esp + 8..esp + 8 + iv_len(d)].to_vec();
             // 1) scapy decrypts ours; 2) scapy encrypts with our IV: must equal ours byte for
             // byte; 3) scapy encrypts with its own IV: we decapsulate.

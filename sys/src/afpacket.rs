@@ -283,7 +283,7 @@ impl AfPacketPort {
         }
         let link = link_info(queues[0].fd.as_raw_fd(), ifn)?;
         if cfg.layout.max_frame < link.mtu + 14 {
-            log::warn!(
+            tracing::warn!(
                 "{ifn}: MTU {} needs frames of {} bytes, buffers hold {}",
                 link.mtu,
                 link.mtu + 14,
@@ -534,7 +534,7 @@ impl AfPacketQueue {
             if r < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error();
                 if e != Some(libc::EAGAIN) && e != Some(libc::ENOBUFS) {
-                    log::debug!("tx ring kick failed: {e:?}");
+                    tracing::debug!("tx ring kick failed: {e:?}");
                 }
             }
         }

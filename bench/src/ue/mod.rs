@@ -488,7 +488,7 @@ impl Ue {
         self.out_frames.append(&mut replies);
         let (offset, len) = match input {
             Ok(Input::Handled) => return,
-            Ok(Input::Ip { offset, len }) => (offset, len),
+            Ok(Input::Ip { offset, ip }) => (offset, ip.len),
             Err(_) => {
                 self.counters.drop_l2 += 1;
                 return;

@@ -131,7 +131,7 @@ fn encapsulate_burst_inner<S: BorrowMut<OutboundSa>>(
                 continue;
             };
             let sa: &mut OutboundSa = sa.borrow_mut();
-            match sa.frame(it.buf, it.pkt.clone(), it.iv) {
+            match sa.frame(it.buf, it.pkt.clone(), it.iv, None) {
                 Ok(f) => {
                     sa.count(Ok(f.payload_len));
                     it.result = Ok(f.range.clone());
@@ -286,7 +286,7 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
             }
             // Non-ESN: the window only moves forward, so a packet refused now would be
             // refused at its turn too.
-            match sa.precheck(it.buf, it.pkt.clone()) {
+            match sa.precheck(it.buf, it.pkt.clone(), None) {
                 Ok(c) => it.stage = Stage::Checked(c),
                 Err(e) => {
                     sa.count(Err(e));
@@ -309,7 +309,7 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
                 Stage::Idle => continue,
                 Stage::Checked(c) => sa.finish(it.buf, &c, it.icv.as_ref()),
                 Stage::Deferred => sa
-                    .precheck(it.buf, it.pkt.clone())
+                    .precheck(it.buf, it.pkt.clone(), None)
                     .and_then(|c| sa.finish(it.buf, &c, None)),
             };
             if let Some(icv) = it.icv.as_mut() {

@@ -6,6 +6,8 @@
 //! - A packet is `buf[range]` (an IP packet) with headroom and tailroom around it;
 //!   [`OutboundSa::encapsulate`] and [`InboundSa::decapsulate`] return the new range. Only the
 //!   IP header (and IPv6 extension headers before ESP) moves; the payload stays put.
+//! - Callers that parsed the IP header already (the worker, `crate::wire`) pass it along:
+//!   [`spi_of`], [`InboundSa::decapsulate_parsed`], [`OutboundSa::encapsulate_parsed`].
 //! - Inbound order (RFC 4303 3.4): caller finds the SA by [`peek_spi`]; sequence number against
 //!   the [`ReplayWindow`]; ICV in constant time; window update; decryption; padding and
 //!   next-header checks. Every drop is an [`EspError`] counted in the SA's [`EspCounters`].
@@ -48,4 +50,4 @@ pub use burst::CbcKernel;
 pub use burst::{decapsulate_burst, encapsulate_burst, BurstError, DecapItem, EncapItem};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
-pub use sa::{peek_spi, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
+pub use sa::{peek_spi, spi_of, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

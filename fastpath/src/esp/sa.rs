@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use super::error::{EspCounters, EspError, SaError};
-use super::ip::{self, IPPROTO_ESP};
+use super::ip::{self, IpLayout, IPPROTO_ESP};
 use super::replay::{ReplayWindow, REPLAY_WINDOW};
 use super::suite::Suite;
 use super::transform::{Geometry, Transform, ESP_HDR_LEN};
@@ -36,14 +36,27 @@ fn check_spi(spi: u32) -> Result<(), SaError> {
 /// SPI of an ESP packet (the first four bytes after the IP and extension headers), for the
 /// SA lookup that precedes [`InboundSa::decapsulate`]. Validates only the IP framing.
 pub fn peek_spi(pkt: &[u8]) -> Result<u32, EspError> {
-    let lay = ip::layout(pkt)?;
-    if lay.next_header != IPPROTO_ESP {
+    spi_of(pkt, &ip::layout(pkt)?)
+}
+
+/// [`peek_spi`] of the packet `ip` was parsed from (inbound), without parsing it again.
+pub fn spi_of(pkt: &[u8], ip: &IpLayout) -> Result<u32, EspError> {
+    if ip.next_header != IPPROTO_ESP {
         return Err(EspError::NotEsp);
     }
-    match pkt.get(lay.esp_offset..lay.esp_offset + 4) {
-        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        None => Err(EspError::Truncated),
+    let esp = pkt
+        .get(ip.payload_offset..ip.len)
+        .ok_or(EspError::Truncated)?;
+    let esp = crate::wire::EspPacket::new_checked(esp).map_err(|_| EspError::Truncated)?;
+    Ok(esp.security_parameters_index())
+}
+
+/// The parsed header a caller passed along, checked to fit `pkt` and to be no fragment.
+fn given_layout(pkt: &[u8], ip: &IpLayout) -> Result<IpLayout, EspError> {
+    if !ip.fits(pkt.len()) {
+        return Err(EspError::BadIpHeader);
     }
+    ip::unfragmented(*ip)
 }
 
 /// An outbound SA: sequence-number counter, IV generator and keyed transform.
@@ -136,7 +149,20 @@ impl OutboundSa {
         buf: &mut [u8],
         pkt: Range<usize>,
     ) -> Result<Range<usize>, EspError> {
-        self.encapsulate_inner(buf, pkt, None)
+        self.encapsulate_inner(buf, pkt, None, None)
+    }
+
+    /// [`encapsulate`](Self::encapsulate) of a packet whose header the caller has parsed
+    /// already (`ip`, from [`IpRepr::parse`](crate::wire::IpRepr::parse) of `buf[pkt]` with
+    /// [`Direction::Outbound`](crate::wire::Direction::Outbound)): the header is not parsed
+    /// again.
+    pub fn encapsulate_parsed(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        ip: &IpLayout,
+    ) -> Result<Range<usize>, EspError> {
+        self.encapsulate_inner(buf, pkt, None, Some(ip))
     }
 
     /// [`encapsulate`](Self::encapsulate) with a caller-chosen IV, for known-answer tests
@@ -149,7 +175,7 @@ impl OutboundSa {
         pkt: Range<usize>,
         iv: &[u8],
     ) -> Result<Range<usize>, EspError> {
-        self.encapsulate_inner(buf, pkt, Some(iv))
+        self.encapsulate_inner(buf, pkt, Some(iv), None)
     }
 
     fn encapsulate_inner(
@@ -157,8 +183,9 @@ impl OutboundSa {
         buf: &mut [u8],
         pkt: Range<usize>,
         iv: Option<&[u8]>,
+        ip: Option<&IpLayout>,
     ) -> Result<Range<usize>, EspError> {
-        match self.encap(buf, pkt, iv) {
+        match self.encap(buf, pkt, iv, ip) {
             Ok((r, payload)) => {
                 self.counters.packets += 1;
                 self.counters.bytes += payload as u64;
@@ -176,8 +203,9 @@ impl OutboundSa {
         buf: &mut [u8],
         pkt: Range<usize>,
         iv: Option<&[u8]>,
+        ip: Option<&IpLayout>,
     ) -> Result<(Range<usize>, usize), EspError> {
-        let f = self.frame(buf, pkt, iv)?;
+        let f = self.frame(buf, pkt, iv, ip)?;
         self.transform.seal(&mut buf[f.esp.clone()], f.seq_hi);
         Ok((f.range, f.payload_len))
     }
@@ -201,17 +229,22 @@ impl OutboundSa {
     /// Everything of an encapsulation but the cipher and the ICV: IP header moved, ESP header
     /// (SPI, next sequence number), IV, padding and trailer written, IP header fixed up. The
     /// caller then seals `buf[esp]` (header, IV, plaintext body, ICV space) with
-    /// [`Transform::seal`] or a burst kernel.
+    /// [`Transform::seal`] or a burst kernel. `ip`: the packet's header if the caller parsed
+    /// it already.
     pub(super) fn frame(
         &mut self,
         buf: &mut [u8],
         pkt: Range<usize>,
         iv: Option<&[u8]>,
+        ip: Option<&IpLayout>,
     ) -> Result<Framed, EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let lay = ip::layout_outbound(ip_pkt)?;
-        let hdr_len = lay.esp_offset;
+        let lay = match ip {
+            Some(ip) => given_layout(ip_pkt, ip)?,
+            None => ip::layout_outbound(ip_pkt)?,
+        };
+        let hdr_len = lay.payload_offset;
         let payload_len = lay.len - hdr_len;
         let pad_len = (g.align - (payload_len + 2) % g.align) % g.align;
         let body_len = payload_len + pad_len + 2;
@@ -374,7 +407,33 @@ impl InboundSa {
         buf: &mut [u8],
         pkt: Range<usize>,
     ) -> Result<Range<usize>, EspError> {
-        match self.decap(buf, pkt) {
+        self.decapsulate_inner(buf, pkt, None)
+    }
+
+    /// [`decapsulate`](Self::decapsulate) of a packet whose header the caller has parsed
+    /// already (`ip`, from [`IpRepr::parse`](crate::wire::IpRepr::parse) of `buf[pkt]` with
+    /// [`Direction::Inbound`](crate::wire::Direction::Inbound)) and whose IPv4 header
+    /// checksum it verified ([`crate::l2::L2::input`] does both). Returns the restored packet
+    /// with its header as parsed: the same addresses and headers, the ESP trailer's next
+    /// header and the new length.
+    pub fn decapsulate_parsed(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        ip: &IpLayout,
+    ) -> Result<(Range<usize>, IpLayout), EspError> {
+        let r = self.decapsulate_inner(buf, pkt, Some(ip))?;
+        let next_header = buf[r.start + ip.next_header_at];
+        Ok((r.clone(), ip.with_payload(next_header, r.len())))
+    }
+
+    fn decapsulate_inner(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        ip: Option<&IpLayout>,
+    ) -> Result<Range<usize>, EspError> {
+        match self.decap(buf, pkt, ip) {
             Ok((r, payload)) => {
                 self.counters.packets += 1;
                 self.counters.bytes += payload as u64;
@@ -391,8 +450,9 @@ impl InboundSa {
         &mut self,
         buf: &mut [u8],
         pkt: Range<usize>,
+        ip: Option<&IpLayout>,
     ) -> Result<(Range<usize>, usize), EspError> {
-        let c = self.precheck(buf, pkt)?;
+        let c = self.precheck(buf, pkt, ip)?;
         self.finish(buf, &c, None)
     }
 
@@ -427,18 +487,31 @@ impl InboundSa {
     }
 
     /// The checks of RFC 4303 3.4 that need no cryptography: IP framing, lengths, SPI, and the
-    /// replay check against the window as it is now. Changes nothing.
-    pub(super) fn precheck(&self, buf: &[u8], pkt: Range<usize>) -> Result<Checked, EspError> {
+    /// replay check against the window as it is now. Changes nothing. `ip`: the packet's
+    /// header if the caller parsed it (and verified its IPv4 checksum) already.
+    pub(super) fn precheck(
+        &self,
+        buf: &[u8],
+        pkt: Range<usize>,
+        ip: Option<&IpLayout>,
+    ) -> Result<Checked, EspError> {
         let g = self.transform.geometry();
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let lay = ip::layout(ip_pkt)?;
+        let lay = match ip {
+            Some(ip) => given_layout(ip_pkt, ip)?,
+            None => ip::layout(ip_pkt)?,
+        };
         if lay.next_header != IPPROTO_ESP {
             return Err(EspError::NotEsp);
         }
-        let hdr_len = lay.esp_offset;
+        let hdr_len = lay.payload_offset;
         // The ICV does not cover the outer header, and we rewrite its checksum on the way
-        // out, so a corrupted IPv4 header must be caught here rather than laundered.
-        if lay.version == ip::IpVersion::V4 && ip::ipv4_checksum(&ip_pkt[..hdr_len]) != 0 {
+        // out, so a corrupted IPv4 header must be caught here rather than laundered (a caller
+        // that passes the parsed header has checked it).
+        if ip.is_none()
+            && lay.version == ip::IpVersion::V4
+            && ip::ipv4_checksum(&ip_pkt[..hdr_len]) != 0
+        {
             return Err(EspError::BadIpHeader);
         }
         let front = ESP_HDR_LEN + g.iv_len;
@@ -481,7 +554,7 @@ impl InboundSa {
     ) -> Result<(Range<usize>, usize), EspError> {
         let g = self.transform.geometry();
         let front = ESP_HDR_LEN + g.iv_len;
-        let hdr_len = c.lay.esp_offset;
+        let hdr_len = c.lay.payload_offset;
         let seq = self.seq_of(c.seq_lo);
         self.window.check(seq)?;
         let icv = icv.filter(|_| seq == c.seq);

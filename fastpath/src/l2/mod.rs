@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Cidr, Ipv6Cidr};
 
+use crate::wire::ip::{Direction, IpPacket, IpRepr, IpVersion};
 use neighbor::NeighborCache;
 
 /// Ethernet header length (untagged).
@@ -40,12 +41,14 @@ pub struct L2Config {
 /// What an inbound frame turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// An IP packet for us at `frame[offset..offset + len]` (Ethernet padding removed).
+    /// An IP packet for us at `frame[offset..offset + ip.len]` (Ethernet padding removed),
+    /// its header parsed once here for everything after the link layer.
     Ip {
         /// Start of the IP header in the frame.
         offset: usize,
-        /// IP packet length from its header.
-        len: usize,
+        /// The packet's header: addresses, length, where ESP or the upper layer starts,
+        /// fragment fields.
+        ip: IpRepr,
     },
     /// ARP or ND, fully handled here (replies, if any, were queued).
     Handled,
@@ -54,9 +57,14 @@ pub enum Input {
 /// Why a frame was dropped or could not be sent; each is a drop counter reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum L2Drop {
-    /// Truncated or inconsistent Ethernet/ARP/IP/ND.
+    /// Truncated or inconsistent Ethernet/ARP/ND, or an IP packet whose version, fixed
+    /// header or length field does not fit the frame.
     #[error("malformed frame")]
     Malformed,
+    /// An IP packet for us whose header is malformed beyond its framing: IPv4 header length
+    /// or checksum, IPv6 extension headers (counted as an IP-layer drop).
+    #[error("malformed IP header")]
+    IpHeader,
     /// Not addressed to us (MAC, ARP target, ND target or IP destination).
     #[error("not for us")]
     NotForUs,
@@ -125,7 +133,8 @@ impl L2 {
     }
 
     /// Classifies an inbound Ethernet frame: ARP and ND are handled here (answers appended
-    /// to `replies`), IP packets for our addresses are returned.
+    /// to `replies`), IP packets for our addresses are returned with their parsed header
+    /// (IPv4 checksum verified).
     pub fn input(
         &mut self,
         frame: &[u8],
@@ -142,41 +151,33 @@ impl L2 {
             EthernetProtocol::Arp => self
                 .arp_input(payload, now, replies)
                 .map(|()| Input::Handled),
-            EthernetProtocol::Ipv4 => {
-                let len = ip_len(payload, 4, 20, |p| {
-                    usize::from(u16::from_be_bytes([p[2], p[3]]))
-                })?;
-                let d = Ipv4Addr::new(payload[16], payload[17], payload[18], payload[19]);
-                if !self.is_local(IpAddr::V4(d)) {
-                    return Err(L2Drop::NotForUs);
-                }
-                Ok(Input::Ip {
-                    offset: ETH_HDR_LEN,
-                    len,
-                })
-            }
+            EthernetProtocol::Ipv4 => self.ip_input(ip_view(payload, IpVersion::V4)?),
             EthernetProtocol::Ipv6 => {
-                let len = ip_len(payload, 6, 40, |p| {
-                    40 + usize::from(u16::from_be_bytes([p[4], p[5]]))
-                })?;
-                let ip = &payload[..len];
-                if nd::is_nd(ip) {
+                let pkt = ip_view(payload, IpVersion::V6)?;
+                if nd::is_nd(pkt.packet()) {
                     return self
-                        .nd_input(eth.src_addr(), ip, now, replies)
+                        .nd_input(eth.src_addr(), pkt.packet(), now, replies)
                         .map(|()| Input::Handled);
                 }
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&ip[24..40]);
-                if !self.is_local(IpAddr::V6(Ipv6Addr::from(d))) {
-                    return Err(L2Drop::NotForUs);
-                }
-                Ok(Input::Ip {
-                    offset: ETH_HDR_LEN,
-                    len,
-                })
+                self.ip_input(pkt)
             }
             _ => Err(L2Drop::Ethertype),
         }
+    }
+
+    /// An IP packet, if it is for us: the one parse of its header on the inbound path.
+    fn ip_input(&self, pkt: IpPacket<&[u8]>) -> Result<Input, L2Drop> {
+        if !self.is_local(pkt.dst_addr()) {
+            return Err(L2Drop::NotForUs);
+        }
+        if !pkt.verify_checksum() {
+            return Err(L2Drop::IpHeader);
+        }
+        let ip = IpRepr::parse(&pkt, Direction::Inbound).map_err(|_| L2Drop::IpHeader)?;
+        Ok(Input::Ip {
+            offset: ETH_HDR_LEN,
+            ip,
+        })
     }
 
     /// The next hop towards `dst`: itself if on one of our prefixes, else the gateway.
@@ -233,17 +234,13 @@ impl L2 {
     }
 }
 
-/// Length of the IP packet at the front of `p` (version `v`, minimum header `min`) from its
-/// header, checked against the bytes present.
-fn ip_len(p: &[u8], v: u8, min: usize, len: impl Fn(&[u8]) -> usize) -> Result<usize, L2Drop> {
-    if p.len() < min || p[0] >> 4 != v {
-        return Err(L2Drop::Malformed);
+/// The checked view of the IP packet at the front of `p`, which the ethertype says is of
+/// `version`.
+fn ip_view(p: &[u8], version: IpVersion) -> Result<IpPacket<&[u8]>, L2Drop> {
+    match IpPacket::new_checked(p) {
+        Ok(pkt) if pkt.version() == version => Ok(pkt),
+        _ => Err(L2Drop::Malformed),
     }
-    let n = len(p);
-    if n < min || n > p.len() {
-        return Err(L2Drop::Malformed);
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Link-layer behaviour checked byte for byte against frames built by Scapy.
 
 use super::*;
+use crate::wire::ip::{Direction, IpRepr};
 use smoltcp::wire::{Ipv4Address, Ipv6Address};
 
 const OUR: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
@@ -141,9 +142,13 @@ fn ip_frames_are_trimmed_and_filtered() {
         l.input(&frame, t(0), &mut out),
         Ok(Input::Ip {
             offset: 14,
-            len: ip.len()
+            ip: IpRepr::from_bytes(&ip, Direction::Inbound).unwrap()
         })
     );
+    // A corrupted IPv4 header checksum.
+    let mut bad = frame.clone();
+    bad[14 + 10] ^= 1;
+    assert_eq!(l.input(&bad, t(0), &mut out), Err(L2Drop::IpHeader));
     // Another MAC.
     let mut other = frame.clone();
     other[5] = 0x0b;

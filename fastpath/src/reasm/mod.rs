@@ -2,16 +2,13 @@
 //! removed, with bounded memory, a timeout, and overlapping fragments rejected (RFC 5722).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{Ipv4Packet, Ipv6Packet};
+use smoltcp::wire::Ipv4Packet;
 
-/// IPv6 next-header values walked before the fragment header (RFC 8200 4.1).
-const NH_HOP_BY_HOP: u8 = 0;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_DEST_OPTS: u8 = 60;
+use crate::wire::ip::{Direction, IpPacket, IpRepr, IpVersion};
+
 /// Largest IPv4 total length / IPv6 payload length.
 const MAX_IP_LEN: usize = 65535;
 
@@ -163,15 +160,27 @@ impl Reassembler {
         self.table.len()
     }
 
-    /// Offers an IPv4 or IPv6 packet (starting at the IP header, trimmed to its length).
+    /// Offers an IPv4 or IPv6 packet (starting at the IP header, trimmed to its length); its
+    /// header is parsed and, for IPv4, its checksum verified.
     pub fn push(&mut self, packet: &[u8], now: Instant) -> Result<Reasm, ReasmDrop> {
+        let pkt = IpPacket::new_checked(packet).map_err(|_| ReasmDrop::Malformed)?;
+        if !pkt.verify_checksum() {
+            return Err(ReasmDrop::Malformed);
+        }
+        let ip = IpRepr::parse(&pkt, Direction::Inbound).map_err(|_| ReasmDrop::Malformed)?;
+        self.push_parsed(packet, &ip, now)
+    }
+
+    /// [`push`](Self::push) of a packet whose header the caller parsed (and whose IPv4
+    /// checksum it verified) already: `ip` describes `packet`.
+    pub fn push_parsed(
+        &mut self,
+        packet: &[u8],
+        ip: &IpRepr,
+        now: Instant,
+    ) -> Result<Reasm, ReasmDrop> {
         self.expire(now);
-        let frag = match packet.first().map(|b| b >> 4) {
-            Some(4) => parse_v4(packet)?,
-            Some(6) => parse_v6(packet)?,
-            _ => return Err(ReasmDrop::Malformed),
-        };
-        let Some(frag) = frag else {
+        let Some(frag) = fragment(packet, ip)? else {
             return Ok(Reasm::NotFragment);
         };
         if frag.offset == 0 && !frag.more {
@@ -318,82 +327,54 @@ impl Reassembler {
     }
 }
 
-/// Parses an IPv4 packet; `None` if it is not a fragment.
-fn parse_v4(packet: &[u8]) -> Result<Option<Fragment<'_>>, ReasmDrop> {
-    let p = Ipv4Packet::new_checked(packet).map_err(|_| ReasmDrop::Malformed)?;
-    if !p.verify_checksum() {
-        return Err(ReasmDrop::Malformed);
-    }
-    if !p.more_frags() && p.frag_offset() == 0 {
+/// The fragment `packet` is according to its parsed header `ip`; `None` if it is none.
+fn fragment<'a>(packet: &'a [u8], ip: &IpRepr) -> Result<Option<Fragment<'a>>, ReasmDrop> {
+    let Some(f) = ip.fragment else {
         return Ok(None);
-    }
-    let hl = usize::from(p.header_len());
-    let data = packet
-        .get(hl..usize::from(p.total_len()))
-        .ok_or(ReasmDrop::Malformed)?;
-    // All fragments but the last carry a multiple of 8 bytes (RFC 791).
-    if data.is_empty() || p.more_frags() && !data.len().is_multiple_of(8) {
+    };
+    if !ip.fits(packet.len()) {
         return Err(ReasmDrop::Malformed);
     }
-    Ok(Some(Fragment {
-        key: Key::V4 {
-            src: p.src_addr(),
-            dst: p.dst_addr(),
-            proto: u8::from(p.next_header()),
-            id: p.ident(),
-        },
-        offset: usize::from(p.frag_offset()),
-        more: p.more_frags(),
-        data,
-        header: packet.get(..hl).ok_or(ReasmDrop::Malformed)?,
-        nh_at: 9,
-        v6_next: 0,
-    }))
-}
-
-/// Parses an IPv6 packet, walking extension headers to a fragment header; `None` if it
-/// has none.
-fn parse_v6(packet: &[u8]) -> Result<Option<Fragment<'_>>, ReasmDrop> {
-    let p = Ipv6Packet::new_checked(packet).map_err(|_| ReasmDrop::Malformed)?;
-    let end = 40 + usize::from(p.payload_len());
-    let packet = packet.get(..end).ok_or(ReasmDrop::Malformed)?;
-    let mut nh = u8::from(p.next_header());
-    let mut nh_at = 6;
-    let mut at = 40;
-    loop {
-        match nh {
-            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
-                let len = usize::from(*packet.get(at + 1).ok_or(ReasmDrop::Malformed)?) * 8 + 8;
-                nh = *packet.get(at).ok_or(ReasmDrop::Malformed)?;
-                nh_at = at;
-                at += len;
+    let hl = ip.payload_offset;
+    let (key, data, v6_next) = match (ip.version, ip.src, ip.dst) {
+        (IpVersion::V4, IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let key = Key::V4 {
+                src,
+                dst,
+                proto: f.next_header,
+                id: f.ident as u16,
+            };
+            let data = &packet[hl..ip.len];
+            // All fragments but the last carry a multiple of 8 bytes (RFC 791).
+            if data.is_empty() || f.more && !data.len().is_multiple_of(8) {
+                return Err(ReasmDrop::Malformed);
             }
-            NH_FRAGMENT => break,
-            _ => return Ok(None),
+            (key, data, 0)
         }
-    }
-    let fh = packet.get(at..at + 8).ok_or(ReasmDrop::Malformed)?;
-    let off_m = u16::from_be_bytes([fh[2], fh[3]]);
-    let more = off_m & 1 == 1;
-    let offset = usize::from(off_m & !7);
-    let id = u32::from_be_bytes([fh[4], fh[5], fh[6], fh[7]]);
-    let data = &packet[at + 8..];
-    // RFC 8200 4.5: non-last fragments are a multiple of 8 bytes long.
-    if more && (data.is_empty() || !data.len().is_multiple_of(8)) {
-        return Err(ReasmDrop::Malformed);
-    }
+        (IpVersion::V6, IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let key = Key::V6 {
+                src,
+                dst,
+                id: f.ident,
+            };
+            // After the 8-byte Fragment header at `payload_offset`.
+            let data = packet.get(hl + 8..ip.len).ok_or(ReasmDrop::Malformed)?;
+            // RFC 8200 4.5: non-last fragments are a multiple of 8 bytes long.
+            if f.more && (data.is_empty() || !data.len().is_multiple_of(8)) {
+                return Err(ReasmDrop::Malformed);
+            }
+            (key, data, f.next_header)
+        }
+        _ => return Err(ReasmDrop::Malformed),
+    };
     Ok(Some(Fragment {
-        key: Key::V6 {
-            src: p.src_addr(),
-            dst: p.dst_addr(),
-            id,
-        },
-        offset,
-        more,
+        key,
+        offset: f.offset,
+        more: f.more,
         data,
-        header: &packet[..at],
-        nh_at,
-        v6_next: fh[0],
+        header: &packet[..hl],
+        nh_at: ip.next_header_at,
+        v6_next,
     }))
 }
 

@@ -24,7 +24,7 @@ use crate::ipc::{Flow, Proto, SipIn, WorkerEvent};
 use device::QueueDevice;
 pub use device::{PacketSink, SinkDevice};
 use framing::{Frame, SipFramer};
-use ports::{is_tcp_syn, transport_ports};
+use ports::{segment, transport_ports, Segment};
 
 /// Sizes and limits of one per-UE stack; all memory of a stack is bounded by these.
 #[derive(Clone, Debug)]
@@ -344,14 +344,14 @@ impl UeStack {
         Some(handle)
     }
 
-    /// Prepares sockets for the inbound packet `front`: a listener for a SYN to a TCP port,
-    /// a bound socket for a datagram to a UDP port.
-    fn prepare_for(&mut self, front: &[u8]) {
-        let Some(p) = transport_ports(front) else {
+    /// Prepares sockets for an inbound packet with the transport facts `seg`: a listener for
+    /// a SYN to a TCP port, a bound socket for a datagram to a UDP port.
+    fn prepare_for(&mut self, seg: Option<Segment>) {
+        let Some(Segment { ports: p, syn }) = seg else {
             return;
         };
         match p.proto {
-            Proto::Tcp if is_tcp_syn(front) && self.tcp_ports.contains(&p.dst) => {
+            Proto::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
                 if self.tcp_listeners.iter().any(|b| b.port == p.dst) {
                     return;
                 }
@@ -457,8 +457,36 @@ impl UeStack {
         now: Instant,
         sink: &mut S,
     ) {
-        self.note_spi(transport_ports(packet), via_spi);
-        self.prepare_for(packet);
+        match segment(packet) {
+            Some(seg) => self.input_segment(packet, seg, via_spi, now, sink),
+            None => self.input_inner(packet, None, via_spi, now, sink),
+        }
+    }
+
+    /// [`UeStack::input`] of a packet whose transport facts the caller has read already
+    /// (`seg`, from its parsed header: the worker's one parse), so the header is not read
+    /// again before smoltcp's own.
+    pub fn input_segment<S: PacketSink>(
+        &mut self,
+        packet: &[u8],
+        seg: Segment,
+        via_spi: Option<u32>,
+        now: Instant,
+        sink: &mut S,
+    ) {
+        self.input_inner(packet, Some(seg), via_spi, now, sink);
+    }
+
+    fn input_inner<S: PacketSink>(
+        &mut self,
+        packet: &[u8],
+        seg: Option<Segment>,
+        via_spi: Option<u32>,
+        now: Instant,
+        sink: &mut S,
+    ) {
+        self.note_spi(seg.map(|s| s.ports), via_spi);
+        self.prepare_for(seg);
         let mut dev = SinkDevice::new(Some(packet), sink, self.cfg.ip_mtu);
         self.iface
             .poll_ingress_single(now, &mut dev, &mut self.sockets);
@@ -487,7 +515,7 @@ impl UeStack {
         // One packet at a time so each SYN finds a listener and each datagram a socket.
         loop {
             if let Some(front) = dev.peek_rx() {
-                self.prepare_for(front);
+                self.prepare_for(segment(front));
             }
             let r = self
                 .iface

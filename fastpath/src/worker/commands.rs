@@ -67,8 +67,11 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
+    /// `InstallSaSet`: builds the set's SAs, creates the UE's stack if needed and puts the
+    /// inbound SAs into the table. A UE this created is freed again if the table refuses an
+    /// SPI (nothing else holds it then).
     fn install(&mut self, set: &SaSet, now: Instant) {
-        if !self.l2.is_local(set.local) {
+        if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
             return;
         }
@@ -77,17 +80,25 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         let table = self.table.clone();
+        let existed = self.ues.contains_key(&set.ue);
         let Some(ue) = self.ue_entry(set.ue, set.local, true, now) else {
             inc(&self.counters.drop_sa_install);
             return;
         };
-        if table.install(set.spi_ps, ps).is_err() {
+        let installed = match table.install(set.spi_ps, ps) {
+            Ok(()) if table.install(set.spi_pc, pc).is_ok() => true,
+            Ok(()) => {
+                let _ = table.remove(set.spi_ps);
+                false
+            }
+            Err(_) => false,
+        };
+        if !installed {
             inc(&self.counters.drop_sa_install);
-            return;
-        }
-        if table.install(set.spi_pc, pc).is_err() {
-            let _ = table.remove(set.spi_ps);
-            inc(&self.counters.drop_sa_install);
+            if !existed {
+                self.ues.remove(&set.ue);
+                inc(&self.counters.ues_freed);
+            }
             return;
         }
         // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,

@@ -7,130 +7,223 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::Instant;
 
-use super::counters::inc;
-use super::{SaSetState, WorkerCounters};
+use super::counters::{add, inc};
+use super::{SaSetState, WorkerConfig, WorkerCounters};
 use crate::esp::OutboundSa;
 use crate::l2::{L2Drop, ETH_HDR_LEN, L2};
-use crate::stack::ports::transport_ports;
 use crate::stack::PacketSink;
+use crate::wire::ip::{Direction, IpRepr};
+use crate::wire::Segment;
 
-/// The parts of a worker the egress path writes to.
-pub(super) struct Out<'a, Q: PortQueue> {
-    pub l2: &'a mut L2,
-    pub queue: &'a mut Q,
-    pub tx: &'a mut Vec<PacketBuf>,
-    pub ctrl: &'a mut Vec<Vec<u8>>,
-    pub counters: &'a WorkerCounters,
-    pub sip_port: u16,
-    pub link_mtu: usize,
+/// The worker's side of its port queue and the one owner of everything that transmits: the
+/// queue, the link layer (neighbours, ARP/ND), the frames waiting for the ring and the
+/// ARP/ND frames built this turn. Ingress reads frames from `queue` and classifies them with
+/// `l2`; every packet leaves through [`Link::sink`] (a stack's output), [`Link::send_clear`]
+/// (a packet the worker built) or [`Link::flush_ctrl`].
+pub(super) struct Link<Q: PortQueue> {
+    /// The port queue (rx and tx).
+    pub queue: Q,
+    /// Link layer: Ethernet, ARP, ND, neighbour cache.
+    pub l2: L2,
+    /// Frames queued for the next `tx_burst`.
+    tx: Vec<PacketBuf>,
+    /// Frames built here (ARP/ND answers and solicitations).
+    pub ctrl: Vec<Vec<u8>>,
+    /// Where a stack's packet goes when the pool has no buffer for it.
+    scratch: Vec<u8>,
+    counters: Arc<WorkerCounters>,
+    sip_port: u16,
+    link_mtu: usize,
+    /// Frames queued for transmission beyond which stacks are held back (four bursts).
+    tx_limit: usize,
 }
 
-/// Destination address of an IP packet.
-fn dst_addr(pkt: &[u8]) -> Option<IpAddr> {
-    match pkt.first()? >> 4 {
-        4 => {
-            let d: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(d))
+impl<Q: PortQueue> Link<Q> {
+    /// The link of a worker configured with `cfg` on `queue`, counting into `counters`.
+    pub(super) fn new(cfg: &WorkerConfig, queue: Q, counters: Arc<WorkerCounters>) -> Self {
+        Link {
+            queue,
+            l2: L2::new(cfg.l2.clone()),
+            tx: Vec::with_capacity(cfg.burst * 2),
+            ctrl: Vec::new(),
+            scratch: Vec::new(),
+            counters,
+            sip_port: cfg.sip_port,
+            link_mtu: cfg.link_mtu,
+            tx_limit: cfg.burst * 4,
         }
-        6 => {
-            let d: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(d))
-        }
-        _ => None,
     }
-}
 
-/// Sends one packet of a UE's stack, already in `b`: picks the SA, or refuses clear text from
-/// protected ports.
-fn emit<Q: PortQueue>(out: &mut Out<'_, Q>, sets: &mut [SaSetState], b: PacketBuf, now: Instant) {
-    let pkt = b.data();
-    let (Some(ports), Some(dst)) = (transport_ports(pkt), dst_addr(pkt)) else {
-        return out.drop(b, &out.counters.drop_egress_not_sip);
-    };
-    // The newest set that protects this port pair wins (TS 33.203 7.4: after a
-    // re-registration the new set is used once it has carried traffic).
-    let sa = sets.iter_mut().find_map(|s| s.outbound_for(&ports));
-    if sa.is_none() && ports.src != out.sip_port {
-        return out.drop(b, &out.counters.drop_egress_no_sa);
+    /// The sink a UE's stack writes into for one input or poll; `sets` are the UE's SA sets.
+    pub(super) fn sink<'a>(
+        &'a mut self,
+        sets: &'a mut [SaSetState],
+        now: Instant,
+    ) -> StackSink<'a, Q> {
+        StackSink {
+            link: self,
+            sets,
+            now,
+            spare: None,
+        }
     }
-    out.frame_buf(dst, b, sa, now);
+
+    /// Copies ARP/ND frames built this iteration into port buffers.
+    pub(super) fn flush_ctrl(&mut self) {
+        for f in self.ctrl.drain(..) {
+            let Some(mut b) = self.queue.alloc() else {
+                inc(&self.counters.drop_no_buffer);
+                continue;
+            };
+            if b.fill(&f).is_ok() {
+                self.tx.push(b);
+            } else {
+                self.queue.free(b);
+                inc(&self.counters.drop_egress_too_big);
+            }
+        }
+    }
+
+    /// Transmits queued frames; what the ring does not take is dropped and counted once more
+    /// than four bursts wait.
+    pub(super) fn tx_flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let sent = self.queue.tx_burst(&mut self.tx);
+        add(&self.counters.tx_frames, sent as u64);
+        if self.tx.len() > self.tx_limit {
+            for b in self.tx.drain(..) {
+                self.queue.free(b);
+                inc(&self.counters.drop_tx_full);
+            }
+        }
+    }
+
+    /// Frames a copy of the IP packet `pkt` (built by the worker itself, e.g. an echo reply)
+    /// for `dst` and queues it, in clear.
+    pub(super) fn send_clear(&mut self, dst: IpAddr, pkt: &[u8], now: Instant) {
+        let Some(mut b) = self.queue.alloc() else {
+            return inc(&self.counters.drop_no_buffer);
+        };
+        if b.fill(pkt).is_err() {
+            return self.drop(b, |c| &c.drop_egress_too_big);
+        }
+        self.frame_buf(dst, b, None, now);
+    }
+
+    /// Frees `b`, counting it as the drop `reason` picks.
+    fn drop(&mut self, b: PacketBuf, reason: fn(&WorkerCounters) -> &AtomicU64) {
+        self.queue.free(b);
+        inc(reason(&self.counters));
+    }
+
+    /// Encapsulates (if `sa`, with the packet's parsed header) and frames the IP packet in
+    /// `b` for `dst` in place, queueing it for transmission.
+    fn frame_buf(
+        &mut self,
+        dst: IpAddr,
+        mut b: PacketBuf,
+        sa: Option<(&mut OutboundSa, &IpRepr)>,
+        now: Instant,
+    ) {
+        let hdr = match self.l2.header_for(dst, now, &mut self.ctrl) {
+            Ok(h) => h,
+            Err(L2Drop::NoNeighbor) => return self.drop(b, |c| &c.drop_egress_no_neighbor),
+            Err(_) => return self.drop(b, |c| &c.drop_egress_no_route),
+        };
+        if let Some((sa, ip)) = sa {
+            let (raw, r) = b.raw_mut();
+            let encapsulated = sa.encapsulate_parsed(raw, r, ip).map(|nr| b.set_range(nr));
+            match encapsulated {
+                Ok(Ok(())) => inc(&self.counters.esp_out),
+                _ => return self.drop(b, |c| &c.drop_egress_esp),
+            }
+        }
+        if b.len() > self.link_mtu {
+            return self.drop(b, |c| &c.drop_egress_too_big);
+        }
+        match b.prepend(ETH_HDR_LEN) {
+            Ok(h) => h.copy_from_slice(&hdr),
+            Err(_) => return self.drop(b, |c| &c.drop_egress_too_big),
+        }
+        self.tx.push(b);
+    }
+
+    /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
+    /// SA by its ports, or refuses clear text from protected ports.
+    fn emit(&mut self, sets: &mut [SaSetState], b: PacketBuf, now: Instant) {
+        let pkt = b.data();
+        let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
+            .ok()
+            .and_then(|ip| Some((ip, Segment::parse(pkt, &ip)?)));
+        let Some((ip, seg)) = parsed else {
+            return self.drop(b, |c| &c.drop_egress_not_sip);
+        };
+        // The newest set that protects this port pair wins (TS 33.203 7.4: after a
+        // re-registration the new set is used once it has carried traffic).
+        let sa = sets.iter_mut().find_map(|s| s.outbound_for(&seg.ports));
+        if sa.is_none() && seg.ports.src != self.sip_port {
+            return self.drop(b, |c| &c.drop_egress_no_sa);
+        }
+        self.frame_buf(ip.dst, b, sa.map(|sa| (sa, &ip)), now);
+    }
 }
 
 /// The [`PacketSink`] a UE's stack writes into: each packet goes into a buffer of the port's
-/// pool and on through [`emit`]. One is made per input or poll of a stack.
-pub(super) struct StackSink<'a, 'o, Q: PortQueue> {
-    out: Out<'o, Q>,
+/// pool and on through [`Link::emit`]. One is made per input or poll of a stack
+/// ([`Link::sink`]).
+pub(super) struct StackSink<'a, Q: PortQueue> {
+    link: &'a mut Link<Q>,
     sets: &'a mut [SaSetState],
     now: Instant,
     /// A buffer taken by `can_send` for the next packet.
     spare: Option<PacketBuf>,
-    /// Where smoltcp writes a packet there is no buffer for (it must write it somewhere).
-    scratch: &'a mut Vec<u8>,
-    /// Frames queued for transmission beyond which the stack is held back.
-    tx_limit: usize,
 }
 
-impl<'a, 'o, Q: PortQueue> StackSink<'a, 'o, Q> {
-    /// A sink for the stack of the UE whose SA sets are `sets`.
-    pub(super) fn new(
-        out: Out<'o, Q>,
-        sets: &'a mut [SaSetState],
-        now: Instant,
-        scratch: &'a mut Vec<u8>,
-        tx_limit: usize,
-    ) -> Self {
-        StackSink {
-            out,
-            sets,
-            now,
-            spare: None,
-            scratch,
-            tx_limit,
-        }
-    }
-}
-
-impl<Q: PortQueue> PacketSink for StackSink<'_, '_, Q> {
+impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
     fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
-        let Some(mut b) = self.spare.take().or_else(|| self.out.queue.alloc()) else {
-            inc(&self.out.counters.drop_no_buffer);
-            return discard(self.scratch, len, fill);
+        let link = &mut *self.link;
+        let Some(mut b) = self.spare.take().or_else(|| link.queue.alloc()) else {
+            inc(&link.counters.drop_no_buffer);
+            return discard(&mut link.scratch, len, fill);
         };
         // A fresh buffer's data starts after the pool's headroom, which leaves room for the
         // ESP header, IV and Ethernet header in front.
         let (raw, r) = b.raw_mut();
         let area = r.start..r.start + len;
         let Some(dst) = raw.get_mut(area.clone()) else {
-            self.out.drop(b, &self.out.counters.drop_egress_too_big);
-            return discard(self.scratch, len, fill);
+            link.drop(b, |c| &c.drop_egress_too_big);
+            return discard(&mut link.scratch, len, fill);
         };
         let result = fill(dst);
         match b.set_range(area) {
-            Ok(()) => emit(&mut self.out, self.sets, b, self.now),
-            Err(_) => self.out.drop(b, &self.out.counters.drop_egress_too_big),
+            Ok(()) => link.emit(self.sets, b, self.now),
+            Err(_) => link.drop(b, |c| &c.drop_egress_too_big),
         }
         result
     }
 
     fn can_send(&mut self) -> bool {
-        if self.out.tx.len() >= self.tx_limit {
+        if self.link.tx.len() >= self.link.tx_limit {
             return false;
         }
         if self.spare.is_none() {
-            self.spare = self.out.queue.alloc();
+            self.spare = self.link.queue.alloc();
         }
         self.spare.is_some()
     }
 }
 
-impl<Q: PortQueue> Drop for StackSink<'_, '_, Q> {
+impl<Q: PortQueue> Drop for StackSink<'_, Q> {
     fn drop(&mut self) {
         if let Some(b) = self.spare.take() {
-            self.out.queue.free(b);
+            self.link.queue.free(b);
         }
     }
 }
@@ -141,61 +234,4 @@ fn discard<R>(scratch: &mut Vec<u8>, len: usize, fill: impl FnOnce(&mut [u8]) ->
         scratch.resize(len, 0);
     }
     fill(&mut scratch[..len])
-}
-
-impl<Q: PortQueue> Out<'_, Q> {
-    fn drop(&mut self, b: PacketBuf, c: &AtomicU64) {
-        self.queue.free(b);
-        inc(c);
-    }
-
-    /// Encapsulates (if `sa`) and frames a copy of `pkt` for `dst`, queueing it for
-    /// transmission (packets the worker builds itself).
-    pub(super) fn frame(
-        &mut self,
-        dst: IpAddr,
-        pkt: &[u8],
-        sa: Option<&mut OutboundSa>,
-        now: Instant,
-    ) {
-        let Some(mut b) = self.queue.alloc() else {
-            return inc(&self.counters.drop_no_buffer);
-        };
-        if b.fill(pkt).is_err() {
-            return self.drop(b, &self.counters.drop_egress_too_big);
-        }
-        self.frame_buf(dst, b, sa, now);
-    }
-
-    /// Encapsulates (if `sa`) and frames the IP packet in `b` for `dst` in place, queueing it
-    /// for transmission.
-    fn frame_buf(
-        &mut self,
-        dst: IpAddr,
-        mut b: PacketBuf,
-        sa: Option<&mut OutboundSa>,
-        now: Instant,
-    ) {
-        let hdr = match self.l2.header_for(dst, now, self.ctrl) {
-            Ok(h) => h,
-            Err(L2Drop::NoNeighbor) => return self.drop(b, &self.counters.drop_egress_no_neighbor),
-            Err(_) => return self.drop(b, &self.counters.drop_egress_no_route),
-        };
-        if let Some(sa) = sa {
-            let (raw, r) = b.raw_mut();
-            let encapsulated = sa.encapsulate(raw, r).map(|nr| b.set_range(nr));
-            match encapsulated {
-                Ok(Ok(())) => inc(&self.counters.esp_out),
-                _ => return self.drop(b, &self.counters.drop_egress_esp),
-            }
-        }
-        if b.len() > self.link_mtu {
-            return self.drop(b, &self.counters.drop_egress_too_big);
-        }
-        match b.prepend(ETH_HDR_LEN) {
-            Ok(h) => h.copy_from_slice(&hdr),
-            Err(_) => return self.drop(b, &self.counters.drop_egress_too_big),
-        }
-        self.tx.push(b);
-    }
 }

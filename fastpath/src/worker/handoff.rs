@@ -13,11 +13,28 @@ use akagate_sys::PacketBuf;
 use crossbeam_queue::ArrayQueue;
 use smoltcp::wire::EthernetAddress;
 
+use crate::wire::IpRepr;
+
+/// A frame on its way to the worker that owns its UE, with what the sender's link layer
+/// found (the owner's would find the same: the workers of a port share one configuration),
+/// so the owner does not parse it again.
+#[derive(Debug)]
+pub(super) struct Handed {
+    /// The worker it came from (the buffer goes back there).
+    pub from: usize,
+    /// The frame.
+    pub buf: PacketBuf,
+    /// Where its IP header starts in the frame.
+    pub offset: usize,
+    /// Its parsed IP header.
+    pub ip: IpRepr,
+}
+
 /// One worker's inboxes.
 #[derive(Debug)]
 struct Mailbox {
-    /// Frames for UEs this worker owns, with the index of the worker they came from.
-    frames: ArrayQueue<(usize, PacketBuf)>,
+    /// Frames for UEs this worker owns.
+    frames: ArrayQueue<Handed>,
     /// Buffers this worker handed away, coming back so its pool does not drain.
     returns: ArrayQueue<PacketBuf>,
     /// Neighbours (IP, Ethernet address) another worker learned.
@@ -54,21 +71,19 @@ impl Handoff {
         self.boxes.len()
     }
 
-    /// Hands `frame` from worker `from` to worker `to`; gives it back if the ring is full.
-    pub(super) fn send_frame(
-        &self,
-        from: usize,
-        to: usize,
-        frame: PacketBuf,
-    ) -> Result<(), PacketBuf> {
+    /// Hands `frame` to worker `to`; gives it back if the ring is full.
+    // The frame goes back by value, as `ArrayQueue::push` gives it: boxing it would allocate
+    // per handed frame.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn send_frame(&self, to: usize, frame: Handed) -> Result<(), Handed> {
         match self.boxes.get(to) {
-            Some(b) => b.frames.push((from, frame)).map_err(|(_, f)| f),
+            Some(b) => b.frames.push(frame),
             None => Err(frame),
         }
     }
 
-    /// The next frame handed to worker `me`, with the worker it came from.
-    pub(super) fn recv_frame(&self, me: usize) -> Option<(usize, PacketBuf)> {
+    /// The next frame handed to worker `me`.
+    pub(super) fn recv_frame(&self, me: usize) -> Option<Handed> {
         self.boxes.get(me)?.frames.pop()
     }
 
@@ -121,12 +136,22 @@ mod tests {
     fn frames_neighbours_and_returns_are_bounded_and_addressed() {
         let h = Handoff::new(3, 2);
         let b = || PacketBuf::new(BufLayout::STANDARD);
-        assert!(h.send_frame(0, 2, b()).is_ok());
-        assert!(h.send_frame(1, 2, b()).is_ok());
-        assert!(h.send_frame(0, 2, b()).is_err(), "ring of 2");
-        assert!(h.send_frame(0, 7, b()).is_err(), "no worker 7");
-        assert_eq!(h.recv_frame(2).map(|(from, _)| from), Some(0));
-        assert_eq!(h.recv_frame(2).map(|(from, _)| from), Some(1));
+        // IPv4 UDP 10.0.0.1 -> 10.0.0.2, 8 bytes of UDP header.
+        let pkt = hex::decode("4500001c00000000401100000a0000010a00000213c4177000080000").unwrap();
+        let ip = IpRepr::from_bytes(&pkt, crate::wire::Direction::Inbound).unwrap();
+        let handed = |from| Handed {
+            from,
+            buf: b(),
+            offset: 14,
+            ip,
+        };
+        assert!(h.send_frame(2, handed(0)).is_ok());
+        assert!(h.send_frame(2, handed(1)).is_ok());
+        assert!(h.send_frame(2, handed(0)).is_err(), "ring of 2");
+        assert!(h.send_frame(7, handed(0)).is_err(), "no worker 7");
+        let first = h.recv_frame(2).unwrap();
+        assert_eq!((first.from, first.offset, first.ip), (0, 14, ip));
+        assert_eq!(h.recv_frame(2).map(|f| f.from), Some(1));
         assert!(h.recv_frame(2).is_none());
         assert!(h.recv_frame(0).is_none());
 

@@ -4,39 +4,23 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use akagate_sys::{PacketBuf, PortQueue};
+use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
 
 use super::counters::inc;
+use super::handoff::Handed;
 use super::{InboundTable, Worker};
-use crate::esp::ip::{layout, IPPROTO_ESP};
-use crate::esp::peek_spi;
+use crate::esp::ip::IPPROTO_ESP;
+use crate::esp::spi_of;
 use crate::l2::{icmp, Input, L2Drop};
 use crate::reasm::{Reasm, ReasmDrop};
 use crate::sad::{self, ReadGuard};
-use crate::stack::ports::transport_ports;
+use crate::wire::ip::{Direction, IpRepr};
+use crate::wire::transport::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::wire::Segment;
 
 const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
-
-/// Source and destination address of an IPv4/IPv6 packet (length already checked).
-fn addrs(pkt: &[u8]) -> Option<(IpAddr, IpAddr)> {
-    match pkt.first()? >> 4 {
-        4 => {
-            let s: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
-            let d: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
-            Some((Ipv4Addr::from(s).into(), Ipv4Addr::from(d).into()))
-        }
-        6 => {
-            let s: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
-            let d: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
-            Some((Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into()))
-        }
-        _ => None,
-    }
-}
 
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
 fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
@@ -66,10 +50,12 @@ impl<Q: PortQueue> Worker<Q> {
     /// Receives and processes one burst; returns the number of frames.
     pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
         let mut rx = std::mem::take(&mut self.rx);
-        let n = self.queue.rx_burst(&mut rx, self.cfg.burst);
+        let n = self.link.queue.rx_burst(&mut rx, self.cfg.burst);
+        // Once per burst (every packet of it has the same `now`); reassembly itself only sees
+        // fragments.
+        self.reasm.expire(now);
         if n == 0 {
             self.rx = rx;
-            self.reasm.expire(now);
             return 0;
         }
         super::counters::add(&self.counters.rx_frames, n as u64);
@@ -78,9 +64,17 @@ impl<Q: PortQueue> Worker<Q> {
         let guard = sad::pin();
         for mut b in rx.drain(..) {
             let (raw, range) = b.raw_mut();
-            match self.frame(&table, &guard, raw, range, true, now) {
-                None => self.queue.free(b),
-                Some(owner) => self.hand_off(owner, b),
+            match self.frame(&table, &guard, raw, range, now) {
+                None => self.link.queue.free(b),
+                Some((owner, offset, ip)) => self.hand_off(
+                    owner,
+                    Handed {
+                        from: self.cfg.id,
+                        buf: b,
+                        offset,
+                        ip,
+                    },
+                ),
             }
         }
         drop(guard);
@@ -88,15 +82,15 @@ impl<Q: PortQueue> Worker<Q> {
         n
     }
 
-    /// Passes a frame of a UE owned by worker `owner` to it.
-    fn hand_off(&mut self, owner: usize, b: PacketBuf) {
+    /// Passes a frame of a UE owned by worker `owner` to it, with its parsed IP header.
+    fn hand_off(&mut self, owner: usize, h: Handed) {
         let Some(p) = &self.peers else {
-            return self.queue.free(b);
+            return self.link.queue.free(h.buf);
         };
-        match p.handoff.send_frame(self.cfg.id, owner, b) {
+        match p.handoff.send_frame(owner, h) {
             Ok(()) => inc(&self.counters.handoff_out),
-            Err(b) => {
-                self.queue.free(b);
+            Err(h) => {
+                self.link.queue.free(h.buf);
                 inc(&self.counters.drop_handoff_full);
             }
         }
@@ -112,10 +106,10 @@ impl<Q: PortQueue> Worker<Q> {
         let me = self.cfg.id;
         let mut work = 0;
         while let Some(b) = handoff.returned(me) {
-            self.queue.free(b);
+            self.link.queue.free(b);
         }
         while let Some((ip, mac)) = handoff.recv_neighbor(me) {
-            self.l2.neighbors().learn(ip, mac, now);
+            self.link.l2.neighbors().learn(ip, mac, now);
             inc(&self.counters.neighbors_from_peers);
             work += 1;
         }
@@ -123,62 +117,95 @@ impl<Q: PortQueue> Worker<Q> {
         let mut guard = None;
         let table = self.table.clone();
         while frames < self.cfg.burst {
-            let Some((from, mut b)) = handoff.recv_frame(me) else {
+            let Some(mut h) = handoff.recv_frame(me) else {
                 break;
             };
+            if frames == 0 {
+                self.reasm.expire(now);
+            }
             frames += 1;
             inc(&self.counters.handoff_in);
             let g = guard.get_or_insert_with(sad::pin);
-            let (raw, range) = b.raw_mut();
-            // Never handed on again: the steering named this worker.
-            let _ = self.frame(&table, g, raw, range, false, now);
-            if let Err(b) = handoff.give_back(from, b) {
-                self.queue.free(b);
+            let (raw, range) = h.buf.raw_mut();
+            // The sender's link layer classified and parsed it (same configuration); never
+            // handed on again: the steering named this worker.
+            let start = range.start + h.offset;
+            let r = start..start + h.ip.len;
+            if r.end <= range.end {
+                self.ip_input(&table, g, raw, r, &h.ip, now);
+            }
+            if let Err(b) = handoff.give_back(h.from, h.buf) {
+                self.link.queue.free(b);
             }
         }
         work + frames
     }
 
-    /// One received frame. Returns the worker to hand it to when it is an IP packet of a UE
-    /// that another worker owns (and `may_hand_off`); `None` when it was handled here.
+    /// One received frame. When it is an IP packet of a UE that another worker owns, returns
+    /// that worker, the offset of the IP header in the frame and the parsed header; `None`
+    /// when it was handled here.
     fn frame(
         &mut self,
         table: &InboundTable,
         guard: &ReadGuard,
         raw: &mut [u8],
         range: Range<usize>,
-        may_hand_off: bool,
         now: Instant,
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize, IpRepr)> {
         let frame = raw.get(range.clone())?;
-        let input = self.l2.input(frame, now, &mut self.ctrl);
+        let input = self.link.l2.input(frame, now, &mut self.link.ctrl);
         if !matches!(input, Ok(Input::Ip { .. })) && self.peers.is_some() {
             self.share_learned(frame, now);
         }
-        let ip = match input {
+        // The one parse of the IP header: everything below works on `ip`.
+        let (offset, ip) = match input {
             Ok(Input::Handled) => return None,
-            Ok(Input::Ip { offset, len }) => range.start + offset..range.start + offset + len,
+            Ok(Input::Ip { offset, ip }) => (offset, ip),
             Err(e) => {
                 inc(match e {
                     L2Drop::NotForUs => &self.counters.drop_l2_not_for_us,
                     L2Drop::Ethertype => &self.counters.drop_l2_ethertype,
+                    L2Drop::IpHeader => &self.counters.drop_ip_malformed,
                     _ => &self.counters.drop_l2_malformed,
                 });
                 return None;
             }
         };
-        if may_hand_off {
-            if let Some(owner) = self.owner_elsewhere(raw.get(ip.clone())?) {
-                return Some(owner);
-            }
+        if let Some(owner) = self.owner_elsewhere(ip.src) {
+            return Some((owner, offset, ip));
+        }
+        let start = range.start + offset;
+        self.ip_input(table, guard, raw, start..start + ip.len, &ip, now);
+        None
+    }
+
+    /// An IP packet for this worker at `buf[r]` with its parsed header `ip`: fragments go
+    /// through reassembly, whole packets on.
+    fn ip_input(
+        &mut self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        raw: &mut [u8],
+        r: Range<usize>,
+        ip: &IpRepr,
+        now: Instant,
+    ) {
+        if ip.fragment.is_none() {
+            return self.ip_packet(table, guard, raw, r, ip, now);
         }
         // TS 33.203 / RFC 4303 3.4.1: fragments are joined before ESP is removed.
-        match self.reasm.push(&raw[ip.clone()], now) {
-            Ok(Reasm::NotFragment) => self.ip_packet(table, guard, raw, ip, now),
-            Ok(Reasm::Incomplete) => {}
+        match self.reasm.push_parsed(&raw[r], ip, now) {
+            Ok(Reasm::NotFragment | Reasm::Incomplete) => {}
             Ok(Reasm::Complete(mut whole)) => {
-                let r = 0..whole.len();
-                self.ip_packet(table, guard, &mut whole, r, now);
+                // A new packet: its header (the first fragment's, with the headers of the
+                // fragmentable part after it) is parsed once more.
+                match IpRepr::from_bytes(&whole, Direction::Inbound) {
+                    Ok(ip) => {
+                        let r = 0..whole.len();
+                        self.ip_packet(table, guard, &mut whole, r, &ip, now);
+                    }
+                    Err(_) => inc(&self.counters.drop_ip_malformed),
+                }
             }
             Err(e) => inc(match e {
                 ReasmDrop::Malformed => &self.counters.drop_reasm_malformed,
@@ -188,14 +215,12 @@ impl<Q: PortQueue> Worker<Q> {
                 ReasmDrop::NoMemory => &self.counters.drop_reasm_no_memory,
             }),
         }
-        None
     }
 
-    /// The worker owning the sender (the UE) of an IP packet, if that is not this worker.
-    /// Fragments carry the addresses too, so a datagram is reassembled by its owner.
-    fn owner_elsewhere(&self, pkt: &[u8]) -> Option<usize> {
+    /// The worker owning the sender `src` (the UE) of an IP packet, if that is not this
+    /// worker. Fragments carry the addresses too, so a datagram is reassembled by its owner.
+    fn owner_elsewhere(&self, src: IpAddr) -> Option<usize> {
         let p = self.peers.as_ref()?;
-        let (src, _) = addrs(pkt)?;
         let owner = p.steering.queue_for_ue(src);
         (owner != self.cfg.id && owner < p.handoff.workers()).then_some(owner)
     }
@@ -211,7 +236,7 @@ impl<Q: PortQueue> Worker<Q> {
         let Some(ip) = neighbor_taught(frame) else {
             return;
         };
-        let Some(mac) = self.l2.neighbors().lookup(&ip, now) else {
+        let Some(mac) = self.link.l2.neighbors().lookup(&ip, now) else {
             return;
         };
         inc(&self.counters.neighbors_shared);
@@ -219,27 +244,27 @@ impl<Q: PortQueue> Worker<Q> {
         super::counters::add(&self.counters.drop_neighbor_share_full, full);
     }
 
-    /// One whole outer IP packet at `buf[r]`, addressed to us.
+    /// One whole outer IP packet at `buf[r]`, addressed to us, with its parsed header `ip`.
     fn ip_packet(
         &mut self,
         table: &InboundTable,
         guard: &ReadGuard,
         buf: &mut [u8],
         r: Range<usize>,
+        ip: &IpRepr,
         now: Instant,
     ) {
-        let pkt = &buf[r.clone()];
-        let (Ok(lay), Some((src, dst))) = (layout(pkt), addrs(pkt)) else {
-            inc(&self.counters.drop_ip_malformed);
-            return;
-        };
-        match lay.next_header {
-            IPPROTO_ESP => self.esp_packet(table, guard, buf, r, src, dst, now),
-            IPPROTO_TCP | IPPROTO_UDP => self.clear_packet(buf, r, src, dst, now),
-            IPPROTO_ICMP | IPPROTO_ICMPV6 => match icmp::echo_reply(pkt) {
+        if ip.fragment.is_some() {
+            // A fragment inside a reassembled datagram.
+            return inc(&self.counters.drop_ip_malformed);
+        }
+        match ip.next_header {
+            IPPROTO_ESP => self.esp_packet(table, guard, buf, r, ip, now),
+            IPPROTO_TCP | IPPROTO_UDP => self.clear_packet(&buf[r], ip, now),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => match icmp::echo_reply(&buf[r]) {
                 Some(reply) => {
                     inc(&self.counters.echo_replies);
-                    self.send_local(&reply, now);
+                    self.link.send_clear(ip.src, &reply, now);
                 }
                 None => inc(&self.counters.drop_ip_protocol),
             },
@@ -247,21 +272,23 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// An ESP packet: SA by SPI (or a draining set of the UE), address and owner checks,
+    /// decapsulation in place with the parsed header, the selectors of TS 33.203 7.1 on the
+    /// inner ports, then the UE's stack.
     fn esp_packet(
         &mut self,
         table: &InboundTable,
         guard: &ReadGuard,
         buf: &mut [u8],
         r: Range<usize>,
-        src: IpAddr,
-        dst: IpAddr,
+        ip: &IpRepr,
         now: Instant,
     ) {
-        let Ok(spi) = peek_spi(&buf[r.clone()]) else {
+        let Ok(spi) = spi_of(&buf[r.clone()], ip) else {
             inc(&self.counters.drop_ip_malformed);
             return;
         };
+        let (src, dst) = (ip.src, ip.dst);
         let draining;
         let entry = match table.lookup(spi, guard) {
             Some(e) => e,
@@ -285,31 +312,29 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         }
         let inner = match entry.sa.lock() {
-            Ok(mut sa) => sa.decapsulate(buf, r),
+            Ok(mut sa) => sa.decapsulate_parsed(buf, r, ip),
             Err(_) => {
                 inc(&self.counters.drop_esp_invalid);
                 return;
             }
         };
-        let Ok(inner) = inner else {
+        let Ok((inner, inner_ip)) = inner else {
             inc(&self.counters.drop_esp_invalid);
             return;
         };
         inc(&self.counters.esp_in);
         let pkt = &buf[inner];
         // TS 33.203 7.1: the SA for spi_ps carries only port_uc -> port_ps, the one for
-        // spi_pc only port_us -> port_pc.
-        match transport_ports(pkt) {
-            Some(p)
-                if p.src == entry.ue_port
-                    && p.dst == entry.local_port
-                    && addrs(pkt) == Some((src, dst)) => {}
+        // spi_pc only port_us -> port_pc. The inner header is the outer one moved (same
+        // addresses), so only the ports are read.
+        let seg = match Segment::parse(pkt, &inner_ip) {
+            Some(s) if s.ports.src == entry.ue_port && s.ports.dst == entry.local_port => s,
             _ => {
                 inc(&self.counters.drop_esp_selector);
                 return;
             }
-        }
-        self.deliver(src, dst, pkt, Some(spi), false, now);
+        };
+        self.deliver(src, dst, pkt, seg, Some(spi), false, now);
     }
 
     /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
@@ -326,23 +351,17 @@ impl<Q: PortQueue> Worker<Q> {
             .find_map(|s| s.inbound_entry(spi, src, local, self.cfg.id))
     }
 
-    fn clear_packet(
-        &mut self,
-        buf: &[u8],
-        r: Range<usize>,
-        src: IpAddr,
-        dst: IpAddr,
-        now: Instant,
-    ) {
-        let pkt = &buf[r];
-        let Some(p) = transport_ports(pkt) else {
+    /// A clear TCP/UDP packet: only the unprotected SIP port takes it.
+    fn clear_packet(&mut self, pkt: &[u8], ip: &IpRepr, now: Instant) {
+        let Some(seg) = Segment::parse(pkt, ip) else {
             inc(&self.counters.drop_ip_malformed);
             return;
         };
+        let p = seg.ports;
         if p.dst != self.cfg.sip_port {
             let protected = self
                 .ues
-                .get(&src)
+                .get(&ip.src)
                 .is_some_and(|u| u.sa_sets.iter().any(|s| s.is_protected_port(p.dst)));
             inc(if protected {
                 &self.counters.drop_clear_to_protected
@@ -351,16 +370,18 @@ impl<Q: PortQueue> Worker<Q> {
             });
             return;
         }
-        self.deliver(src, dst, pkt, None, true, now);
+        self.deliver(ip.src, ip.dst, pkt, seg, None, true, now);
     }
 
-    /// Runs an inner packet through the UE's stack (creating it for unprotected SIP) in place
-    /// and marks the stack due.
+    /// Runs an inner packet (with its transport facts `seg`) through the UE's stack (creating
+    /// it for unprotected SIP) in place and marks the stack due.
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         ue: IpAddr,
         local: IpAddr,
         pkt: &[u8],
+        seg: Segment,
         spi: Option<u32>,
         create: bool,
         now: Instant,
@@ -376,43 +397,11 @@ impl<Q: PortQueue> Worker<Q> {
         ) else {
             return;
         };
-        let out = super::egress::Out {
-            l2: &mut self.l2,
-            queue: &mut self.queue,
-            tx: &mut self.tx,
-            ctrl: &mut self.ctrl,
-            counters: &self.counters,
-            sip_port: self.cfg.sip_port,
-            link_mtu: self.cfg.link_mtu,
-        };
-        let mut sink = super::egress::StackSink::new(
-            out,
-            &mut u.sa_sets,
-            now,
-            &mut self.scratch,
-            self.cfg.burst * 4,
-        );
+        let mut sink = self.link.sink(&mut u.sa_sets, now);
         // Straight from the rx buffer into the stack: the data waits in its socket, framed
         // and answered by the poll scheduled here (once per UE and burst).
-        u.stack.input(pkt, spi, now, &mut sink);
+        u.stack.input_segment(pkt, seg, spi, now, &mut sink);
         drop(sink);
         self.timers.schedule(ue, now);
-    }
-
-    /// Sends an IP packet built by the worker itself (echo reply) in clear.
-    fn send_local(&mut self, pkt: &[u8], now: Instant) {
-        let Some((_, dst)) = addrs(pkt) else {
-            return;
-        };
-        let mut out = super::egress::Out {
-            l2: &mut self.l2,
-            queue: &mut self.queue,
-            tx: &mut self.tx,
-            ctrl: &mut self.ctrl,
-            counters: &self.counters,
-            sip_port: self.cfg.sip_port,
-            link_mtu: self.cfg.link_mtu,
-        };
-        out.frame(dst, pkt, None, now);
     }
 }

@@ -13,7 +13,6 @@ pub mod sa;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use akagate_sys::{PacketBuf, PortQueue};
@@ -21,12 +20,13 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use smoltcp::time::{Duration, Instant};
 
 use crate::ipc::{WorkerCommand, WorkerEvent};
-use crate::l2::{L2Config, L2};
+use crate::l2::L2Config;
 use crate::reasm::{ReasmConfig, Reassembler};
 use crate::stack::{StackConfig, UeStack};
 use crate::timer::TimerWheel;
 use counters::{add, inc};
 pub use counters::{WorkerCounterValues, WorkerCounters};
+use egress::Link;
 pub use handoff::Handoff;
 use handoff::Peers;
 pub use sa::{InboundEntry, InboundTable, SaSetState};
@@ -76,8 +76,8 @@ struct Ue {
 /// One fast-path worker over a port queue `Q`.
 pub struct Worker<Q: PortQueue> {
     cfg: WorkerConfig,
-    queue: Q,
-    l2: L2,
+    /// The port queue, the link layer and everything that transmits.
+    link: Link<Q>,
     reasm: Reassembler,
     table: Arc<InboundTable>,
     /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (2.8 KB,
@@ -88,13 +88,8 @@ pub struct Worker<Q: PortQueue> {
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
-    tx: Vec<PacketBuf>,
-    /// Frames built here (ARP/ND answers and solicitations).
-    ctrl: Vec<Vec<u8>>,
     due: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
-    /// Where a stack's packet goes when the pool has no buffer for it.
-    scratch: Vec<u8>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
 }
@@ -119,23 +114,20 @@ impl<Q: PortQueue> Worker<Q> {
         commands: Receiver<WorkerCommand>,
         now: Instant,
     ) -> Self {
+        let counters = Arc::<WorkerCounters>::default();
         Worker {
-            l2: L2::new(cfg.l2.clone()),
+            link: Link::new(&cfg, queue, counters.clone()),
             reasm: Reassembler::new(cfg.reasm),
             timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
             rx: Vec::with_capacity(cfg.burst),
-            tx: Vec::with_capacity(cfg.burst * 2),
             cfg,
-            queue,
             table,
             ues: HashMap::new(),
             events,
             commands,
-            counters: Arc::default(),
-            ctrl: Vec::new(),
+            counters,
             due: Vec::new(),
             stack_events: Vec::new(),
-            scratch: Vec::new(),
             peers: None,
         }
     }
@@ -167,19 +159,6 @@ impl<Q: PortQueue> Worker<Q> {
         self.ues.contains_key(ue)
     }
 
-    /// Busy-polls until `stop` is set, with time measured from the call.
-    pub fn run(&mut self, stop: &AtomicBool) {
-        let start = std::time::Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            let now = Instant::from_micros(
-                i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX),
-            );
-            if self.run_once(now) == 0 {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
     /// One loop iteration: commands, one rx burst, due stacks, tx. Returns the amount of work
     /// done (frames + commands + stacks polled); 0 means idle.
     pub fn run_once(&mut self, now: Instant) -> usize {
@@ -187,8 +166,8 @@ impl<Q: PortQueue> Worker<Q> {
         work += self.handed_in(now);
         work += self.rx_burst(now);
         work += self.poll_due(now);
-        self.flush_ctrl();
-        self.tx_flush();
+        self.link.flush_ctrl();
+        self.link.tx_flush();
         self.publish_counters();
         work
     }
@@ -211,22 +190,7 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         inc(&self.counters.stack_polls);
-        let out = egress::Out {
-            l2: &mut self.l2,
-            queue: &mut self.queue,
-            tx: &mut self.tx,
-            ctrl: &mut self.ctrl,
-            counters: &self.counters,
-            sip_port: self.cfg.sip_port,
-            link_mtu: self.cfg.link_mtu,
-        };
-        let mut sink = egress::StackSink::new(
-            out,
-            &mut ue.sa_sets,
-            now,
-            &mut self.scratch,
-            self.cfg.burst * 4,
-        );
+        let mut sink = self.link.sink(&mut ue.sa_sets, now);
         ue.stack.poll_with(now, &mut self.stack_events, &mut sink);
         drop(sink);
         let sc = ue.stack.take_counters();
@@ -331,37 +295,6 @@ impl<Q: PortQueue> Worker<Q> {
         )
     }
 
-    /// Copies ARP/ND frames built this iteration into port buffers.
-    fn flush_ctrl(&mut self) {
-        for f in self.ctrl.drain(..) {
-            let Some(mut b) = self.queue.alloc() else {
-                inc(&self.counters.drop_no_buffer);
-                continue;
-            };
-            if b.fill(&f).is_ok() {
-                self.tx.push(b);
-            } else {
-                self.queue.free(b);
-                inc(&self.counters.drop_egress_too_big);
-            }
-        }
-    }
-
-    /// Transmits queued frames; what the ring does not take is dropped and counted.
-    fn tx_flush(&mut self) {
-        if self.tx.is_empty() {
-            return;
-        }
-        let sent = self.queue.tx_burst(&mut self.tx);
-        add(&self.counters.tx_frames, sent as u64);
-        if self.tx.len() > self.cfg.burst * 4 {
-            for b in self.tx.drain(..) {
-                self.queue.free(b);
-                inc(&self.counters.drop_tx_full);
-            }
-        }
-    }
-
     /// Copies reassembly and link-layer counters into the shared counters.
     fn publish_counters(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -369,7 +302,7 @@ impl<Q: PortQueue> Worker<Q> {
         self.counters.drop_reasm_timeout.store(r.timeouts, Relaxed);
         self.counters.drop_reasm_evicted.store(r.evicted, Relaxed);
         self.counters.reasm_completed.store(r.completed, Relaxed);
-        let l = self.l2.counters();
+        let l = self.link.l2.counters();
         self.counters.arp_replies.store(l.arp_replies, Relaxed);
         self.counters.nd_replies.store(l.nd_replies, Relaxed);
         self.counters.solicitations.store(l.solicitations, Relaxed);

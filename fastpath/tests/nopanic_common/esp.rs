@@ -358,7 +358,7 @@ pub fn run(data: &[u8]) -> Stats {
                     continue;
                 };
                 let mut esp = buf[r].to_vec();
-                let Ok(esp_at) = layout_outbound(&inner).map(|l| l.esp_offset) else {
+                let Ok(esp_at) = layout_outbound(&inner).map(|l| l.payload_offset) else {
                     panic!("encapsulated a packet without an ESP position");
                 };
                 let tamper = inp.u8();

@@ -258,7 +258,7 @@ impl DpdkPort {
                 hf |= RSS_L3_SRC_ONLY;
             }
             if hf == 0 {
-                log::warn!(
+                tracing::warn!(
                     "{}: no RSS on IP addresses; the driver spreads queues its own way and \
                      workers hand strays to the UE's owner",
                     cfg.device
@@ -346,7 +346,7 @@ impl DpdkPort {
         .unwrap_or(Steering::UeKey {
             queues: usize::from(nq),
         });
-        log::debug!("{}: steering {steering:?}", cfg.device);
+        tracing::debug!("{}: steering {steering:?}", cfg.device);
         let mut mac = b::rte_ether_addr::default();
         let mut mtu = 0u16;
         // SAFETY: valid port and out-parameters.
