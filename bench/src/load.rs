@@ -11,7 +11,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::hss::{Hss, SubscriberRecord};
 use akagate_sys::mempair::{mem_pair, MemPairConfig};
 use akagate_sys::{Port, PortQueue};
@@ -113,7 +113,7 @@ pub struct LoadConfig {
     /// Number of calls.
     pub calls: usize,
     /// SIP transport.
-    pub transport: Proto,
+    pub transport: Transport,
     /// Offered integrity algorithm.
     pub alg: AuthAlg,
     /// Offered encryption algorithm.
@@ -710,7 +710,7 @@ mod open_loop_tests {
             subscribers,
             ues: 12,
             calls: 6,
-            transport: Proto::Tcp,
+            transport: Transport::Tcp,
             alg: AuthAlg::HmacSha1_96,
             ealg: EncrAlg::AesCbc,
             ipv6: false,
@@ -766,7 +766,7 @@ mod open_loop_tests {
             subscribers: generate_subscribers(20, 3, Plmn::default()),
             ues: 20,
             calls: 10,
-            transport: Proto::Tcp,
+            transport: Transport::Tcp,
             alg: AuthAlg::HmacSha1_96,
             ealg: EncrAlg::AesCbc,
             ipv6: false,
@@ -829,7 +829,7 @@ mod dpdk_tests {
             subscribers: generate_subscribers(1, 1, Plmn::default()),
             ues: 1,
             calls: 0,
-            transport: Proto::Tcp,
+            transport: Transport::Tcp,
             alg: AuthAlg::HmacSha1_96,
             ealg: EncrAlg::AesCbc,
             ipv6: false,

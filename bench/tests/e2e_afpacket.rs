@@ -27,7 +27,7 @@ use akagate_bench::netns::{scratch_dir, VethLink};
 use akagate_bench::ue::usim::usim_for;
 use akagate_bench::ue::{Ue, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn};
 use akagate_sys::afpacket::AfPacketQueue;
 use akagate_sys::testnet::VethPair;
@@ -99,7 +99,7 @@ impl AfBed {
     /// UE for fixture subscriber `sub`, on IPv4 or IPv6, TCP, offering only `offer`.
     fn add_ue(&mut self, sub: usize, v6: bool, offer: (AuthAlg, EncrAlg)) -> usize {
         let ip = ue_addr(sub, v6);
-        let cfg = ue_config(sub, ip, VethLink::pcscf_for(ip), Proto::Tcp, offer);
+        let cfg = ue_config(sub, ip, VethLink::pcscf_for(ip), Transport::Tcp, offer);
         let ue = Ue::new(cfg, usim_for(&records()[sub]).unwrap(), self.now()).unwrap();
         self.events.push(Vec::new());
         self.fleet.add(ue)
@@ -282,7 +282,7 @@ fn one_call(bed: &mut AfBed, a: usize, b: usize) {
     let cfg = bed.ue(b).config().clone();
     let last3 = last_dialog_requests(bed.ue(b));
     for (r, m) in last3.iter().zip(["INVITE", "ACK", "BYE"]) {
-        assert_eq!(r.flow.proto, Proto::Tcp, "{m}");
+        assert_eq!(r.flow.proto, Transport::Tcp, "{m}");
         assert_eq!(r.flow.ue_port, PORT_PC, "{m} not from port_pc");
         assert_eq!(r.flow.local_port, cfg.sec.port_us, "{m}");
         assert_eq!(r.via_spi, Some(cfg.sec.spi_us), "{m}");
@@ -410,7 +410,7 @@ fn afpacket_akabench_load_on_two_workers() {
             subscribers: subscribers.clone(),
             ues: UES,
             calls: UES / 2,
-            transport: Proto::Tcp,
+            transport: Transport::Tcp,
             alg: AuthAlg::HmacSha1_96,
             ealg,
             ipv6: v6,

@@ -8,7 +8,7 @@
 mod common;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use common::scenarios::*;
 use common::*;
 
@@ -17,7 +17,7 @@ fn calls_over_tcp_ipv4() {
     scenario(
         Bed::new,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         0,
     );
@@ -28,7 +28,7 @@ fn calls_over_tcp_ipv6() {
     scenario(
         Bed::new,
         true,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacMd5_96, EncrAlg::DesEde3Cbc),
         0,
     );
@@ -39,7 +39,7 @@ fn calls_over_udp_ipv4() {
     scenario(
         Bed::new,
         false,
-        Proto::Udp,
+        Transport::Udp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesGcm),
         0,
     );

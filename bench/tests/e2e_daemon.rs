@@ -5,7 +5,7 @@
 mod common;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use common::scenarios::*;
 use common::*;
 
@@ -13,7 +13,7 @@ use common::*;
 fn daemon_register_every_pair_tcp_ipv4_and_ipv6() {
     for v6 in [false, true] {
         for p in pairs() {
-            register_and_check(Bed::daemon, v6, Proto::Tcp, p);
+            register_and_check(Bed::daemon, v6, Transport::Tcp, p);
         }
     }
 }
@@ -24,7 +24,7 @@ fn daemon_register_udp() {
         register_and_check(
             Bed::daemon,
             v6,
-            Proto::Udp,
+            Transport::Udp,
             (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         );
     }
@@ -35,14 +35,14 @@ fn daemon_calls_over_tcp_ipv4_and_ipv6() {
     scenario(
         Bed::daemon,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         0,
     );
     scenario(
         Bed::daemon,
         true,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacMd5_96, EncrAlg::AesGcm),
         0,
     );
@@ -53,7 +53,7 @@ fn daemon_calls_over_udp_ipv4() {
     scenario(
         Bed::daemon,
         false,
-        Proto::Udp,
+        Transport::Udp,
         (AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc),
         0,
     );

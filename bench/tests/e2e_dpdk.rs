@@ -23,7 +23,7 @@ use std::time::Duration as StdDuration;
 use akagate_bench::load::{self, Backend, DpdkPortSpec, LoadConfig};
 use akagate_bench::netns::{scratch_dir, VethLink};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::hss::{generate_subscribers, render_toml, Plmn, SubscriberRecord};
 use akagate_sys::testnet::VethPair;
 use common::checks::assert_zero;
@@ -65,7 +65,7 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
         subscribers: subscribers[..UES].to_vec(),
         ues: UES,
         calls: 1,
-        transport: Proto::Tcp,
+        transport: Transport::Tcp,
         alg: AuthAlg::HmacSha1_96,
         ealg: EncrAlg::AesCbc,
         ipv6: false,

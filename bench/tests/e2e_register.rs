@@ -8,7 +8,7 @@ mod common;
 
 use akagate_bench::ue::{TxKind, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use common::checks::assert_zero;
 use common::scenarios::*;
 use common::*;
@@ -16,14 +16,14 @@ use common::*;
 #[test]
 fn register_tcp_ipv4_every_pair() {
     for p in pairs() {
-        register_and_check(Bed::new, false, Proto::Tcp, p);
+        register_and_check(Bed::new, false, Transport::Tcp, p);
     }
 }
 
 #[test]
 fn register_tcp_ipv6_every_pair() {
     for p in pairs() {
-        register_and_check(Bed::new, true, Proto::Tcp, p);
+        register_and_check(Bed::new, true, Transport::Tcp, p);
     }
 }
 
@@ -35,7 +35,7 @@ fn register_udp_ipv4_and_ipv6() {
             (AuthAlg::HmacSha1_96, EncrAlg::Null),
             (AuthAlg::HmacMd5_96, EncrAlg::DesEde3Cbc),
         ] {
-            register_and_check(Bed::new, v6, Proto::Udp, p);
+            register_and_check(Bed::new, v6, Transport::Udp, p);
         }
     }
 }
@@ -48,7 +48,7 @@ fn sqn_failure_is_resynchronised_with_auts() {
     let u = bed.add_ue(
         1,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         1000,
     );
@@ -76,7 +76,7 @@ fn deregistration_removes_the_binding() {
     let u = bed.add_ue(
         2,
         true,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         0,
     );

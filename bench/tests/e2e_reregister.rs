@@ -10,7 +10,7 @@ mod common;
 
 use akagate_bench::ue::{TxKind, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use common::scenarios::*;
 use common::*;
 
@@ -135,7 +135,12 @@ fn assert_no_sa_drops(bed: &Bed, what: &str) {
     }
 }
 
-fn reregister_twice_then_call(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAlg, EncrAlg)) {
+fn reregister_twice_then_call(
+    mk: fn() -> Bed,
+    v6: bool,
+    proto: Transport,
+    pair: (AuthAlg, EncrAlg),
+) {
     let what = format!("v6={v6} {proto:?} {}/{}", pair.0.token(), pair.1.token());
     let mut bed = mk();
     bed.fleet.enable_capture();
@@ -144,7 +149,7 @@ fn reregister_twice_then_call(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (Au
     bed.register(a);
     bed.register(b);
     // A first call opens the P-CSCF's connection to the callee's first port_us.
-    let invite_proto = (proto == Proto::Tcp).then_some(Proto::Tcp);
+    let invite_proto = (proto == Transport::Tcp).then_some(Transport::Tcp);
     one_call(&mut bed, a, b, 1, invite_proto, proto);
     let first = [pcscf_spis(&bed, a), pcscf_spis(&bed, b)];
     let first_sec = bed.ue(b).config().sec;
@@ -171,7 +176,7 @@ fn reregister_twice_then_call(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (Au
     assert_eq!(last_invite.flow.local_port, sec.port_us, "{what}");
     assert_eq!(last_invite.flow.ue_port, PORT_PC, "{what}");
     assert_eq!(last_invite.via_spi, Some(sec.spi_us), "{what}");
-    if proto == Proto::Tcp {
+    if proto == Transport::Tcp {
         // A new connection to the new port_us: the old one went with its set.
         assert_eq!(bed.ue(b).accepted_connections(), accepted + 1, "{what}");
     }
@@ -238,7 +243,7 @@ fn reregister_twice_then_call_tcp_ipv4() {
     reregister_twice_then_call(
         Bed::new,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
     );
 }
@@ -248,7 +253,7 @@ fn reregister_twice_then_call_tcp_ipv6_gcm() {
     reregister_twice_then_call(
         Bed::new,
         true,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesGcm),
     );
 }
@@ -258,7 +263,7 @@ fn reregister_twice_then_call_udp_ipv4() {
     reregister_twice_then_call(
         Bed::new,
         false,
-        Proto::Udp,
+        Transport::Udp,
         (AuthAlg::HmacMd5_96, EncrAlg::DesEde3Cbc),
     );
 }
@@ -268,7 +273,7 @@ fn daemon_reregister_twice_then_call_tcp_ipv4() {
     reregister_twice_then_call(
         Bed::daemon,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
     );
 }
@@ -278,7 +283,7 @@ fn daemon_reregister_twice_then_call_udp_ipv6() {
     reregister_twice_then_call(
         Bed::daemon,
         true,
-        Proto::Udp,
+        Transport::Udp,
         (AuthAlg::HmacSha1_96, EncrAlg::Null),
     );
 }
@@ -290,7 +295,7 @@ fn automatic_reregistration_at_half_the_granted_expires() {
     let a = bed.add_ue(
         0,
         false,
-        Proto::Tcp,
+        Transport::Tcp,
         (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
         0,
     );

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod support;
 
-use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, SipIn, Transport, WorkerEvent};
 use akagate_fastpath::stack::ports::{transport_ports, Ports};
 use akagate_fastpath::stack::{StackConfig, StackError, UeStack};
 use smoltcp::time::{Duration, Instant};
@@ -115,7 +115,7 @@ fn sips(ev: &[WorkerEvent]) -> Vec<&SipIn> {
 }
 
 /// The UE's flow to our port `local_port` as the UE stack sees it.
-fn ue_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
+fn ue_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Transport) -> Flow {
     Flow {
         ue: link.pcscf.local(),
         ue_port: pcscf_port,
@@ -126,7 +126,7 @@ fn ue_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
 }
 
 /// The same flow as the P-CSCF sees it.
-fn pcscf_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
+fn pcscf_side(link: &Link, ue_port: u16, pcscf_port: u16, proto: Transport) -> Flow {
     Flow {
         ue: link.ue.local(),
         ue_port,
@@ -165,7 +165,7 @@ fn syns(wire: &[Vec<u8>]) -> Vec<(u16, u16)> {
 fn two_messages_in_one_segment_over_port_ps() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     let both = [REGISTER, &invite(10)[..]].concat();
-    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), &both, true)
+    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp), &both, true)
         .unwrap();
     l.pump(20);
     // Both messages travelled in one TCP segment.
@@ -176,7 +176,7 @@ fn two_messages_in_one_segment_over_port_ps() {
     assert_eq!(got[0].bytes, REGISTER);
     assert_eq!(got[1].bytes, invite(10));
     for s in got {
-        assert_eq!(s.flow, pcscf_side(&l, PORT_UC, PORT_PS, Proto::Tcp));
+        assert_eq!(s.flow, pcscf_side(&l, PORT_UC, PORT_PS, Transport::Tcp));
         assert_eq!(s.via_spi, Some(SPI_PS));
     }
 }
@@ -185,7 +185,7 @@ fn two_messages_in_one_segment_over_port_ps() {
 fn one_message_over_many_segments() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     let msg = invite(3000);
-    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp);
     for chunk in msg.chunks(97) {
         l.ue.send(flow, chunk, true).unwrap();
         l.pump(2);
@@ -201,7 +201,7 @@ fn one_message_over_many_segments() {
 #[test]
 fn pcscf_opens_port_pc_to_port_us_then_closes_and_reopens_from_port_pc() {
     let mut l = Link::new(P4, U4, StackConfig::default());
-    let flow = pcscf_side(&l, PORT_US, PORT_PC, Proto::Tcp);
+    let flow = pcscf_side(&l, PORT_US, PORT_PC, Transport::Tcp);
     // No connection yet and none requested.
     assert_eq!(
         l.pcscf.send(flow, b"x", false),
@@ -214,12 +214,12 @@ fn pcscf_opens_port_pc_to_port_us_then_closes_and_reopens_from_port_pc() {
     let got = sips(&l.ev_u);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, msg);
-    assert_eq!(got[0].flow, ue_side(&l, PORT_US, PORT_PC, Proto::Tcp));
+    assert_eq!(got[0].flow, ue_side(&l, PORT_US, PORT_PC, Transport::Tcp));
     assert!(l.pcscf.is_established(&flow));
 
     // The UE answers on the same connection.
     let answer = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
-    l.ue.send(ue_side(&l, PORT_US, PORT_PC, Proto::Tcp), answer, false)
+    l.ue.send(ue_side(&l, PORT_US, PORT_PC, Transport::Tcp), answer, false)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().last().unwrap().bytes, answer);
@@ -251,7 +251,7 @@ fn pcscf_opens_port_pc_to_port_us_then_closes_and_reopens_from_port_pc() {
 #[test]
 fn connect_to_closed_port_reports_connect_failed() {
     let mut l = Link::new(P4, U4, StackConfig::default());
-    let flow = pcscf_side(&l, 40000, PORT_PC, Proto::Tcp);
+    let flow = pcscf_side(&l, 40000, PORT_PC, Transport::Tcp);
     l.pcscf.send(flow, b"x", true).unwrap();
     l.pump(10);
     assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::ConnectFailed(f)] if *f == flow));
@@ -260,7 +260,7 @@ fn connect_to_closed_port_reports_connect_failed() {
 #[test]
 fn crlfcrlf_ping_is_answered_by_crlf() {
     let mut l = Link::new(P4, U4, StackConfig::default());
-    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp);
     l.ue.send(flow, REGISTER, true).unwrap();
     l.pump(10);
     l.ue.send(flow, b"\r\n\r\n", false).unwrap();
@@ -275,10 +275,14 @@ fn crlfcrlf_ping_is_answered_by_crlf() {
 fn listener_rearmed_for_successive_connections_to_5060() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     // Both SYNs reach the P-CSCF in the same poll.
-    l.ue.send(ue_side(&l, 40001, SIP_PORT, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40001, SIP_PORT, Transport::Tcp), REGISTER, true)
         .unwrap();
-    l.ue.send(ue_side(&l, 40002, SIP_PORT, Proto::Tcp), &invite(5), true)
-        .unwrap();
+    l.ue.send(
+        ue_side(&l, 40002, SIP_PORT, Transport::Tcp),
+        &invite(5),
+        true,
+    )
+    .unwrap();
     l.pump(20);
     let mut got: Vec<(u16, Vec<u8>)> = l
         .sip_p()
@@ -292,7 +296,7 @@ fn listener_rearmed_for_successive_connections_to_5060() {
         .iter()
         .all(|s| s.via_spi.is_none() && s.flow.local_port == SIP_PORT));
     // A third one later still finds a listener.
-    l.ue.send(ue_side(&l, 40003, SIP_PORT, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40003, SIP_PORT, Transport::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 3);
@@ -306,10 +310,10 @@ fn connection_limit_refuses_then_recovers() {
         ..StackConfig::default()
     };
     let mut l = Link::with(P4, U4, cfg, StackConfig::default());
-    let first = ue_side(&l, 40001, SIP_PORT, Proto::Tcp);
+    let first = ue_side(&l, 40001, SIP_PORT, Transport::Tcp);
     l.ue.send(first, REGISTER, true).unwrap();
     l.pump(10);
-    l.ue.send(ue_side(&l, 40002, SIP_PORT, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40002, SIP_PORT, Transport::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 1);
@@ -319,7 +323,7 @@ fn connection_limit_refuses_then_recovers() {
         .any(|e| matches!(e, WorkerEvent::ConnectFailed(f) if f.local_port == 40002)));
     l.ue.close(first).unwrap();
     l.pump(40);
-    l.ue.send(ue_side(&l, 40003, SIP_PORT, Proto::Tcp), REGISTER, true)
+    l.ue.send(ue_side(&l, 40003, SIP_PORT, Transport::Tcp), REGISTER, true)
         .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 2);
@@ -328,7 +332,7 @@ fn connection_limit_refuses_then_recovers() {
 #[test]
 fn framing_error_aborts_connection() {
     let mut l = Link::new(P4, U4, StackConfig::default());
-    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp);
     l.ue.send(
         flow,
         b"REGISTER sip:x SIP/2.0\r\nContent-Length: zz\r\n\r\n",
@@ -354,19 +358,23 @@ fn framing_error_aborts_connection() {
 fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     let mut l = Link::new(P4, U4, StackConfig::default());
     l.ue.listen(45000, false, true);
-    l.ue.send(ue_side(&l, 45000, SIP_PORT, Proto::Udp), REGISTER, false)
-        .unwrap();
+    l.ue.send(
+        ue_side(&l, 45000, SIP_PORT, Transport::Udp),
+        REGISTER,
+        false,
+    )
+    .unwrap();
     l.pump(3);
     let got = l.sip_p();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, REGISTER);
-    assert_eq!(got[0].flow, pcscf_side(&l, 45000, SIP_PORT, Proto::Udp));
+    assert_eq!(got[0].flow, pcscf_side(&l, 45000, SIP_PORT, Transport::Udp));
 
     // With an inner MTU of 1400, a 1200-byte request fits UDP; one byte more must go over
     // TCP (RFC 3261 18.1.1: within 200 bytes of the path MTU).
     let small = invite_of_len(1200);
     let big = invite_of_len(1201);
-    let udp = pcscf_side(&l, PORT_US, PORT_PC, Proto::Udp);
+    let udp = pcscf_side(&l, PORT_US, PORT_PC, Transport::Udp);
     l.pcscf.send(udp, &small, false).unwrap();
     l.pcscf.send(udp, &big, false).unwrap();
     l.pump(20);
@@ -374,12 +382,12 @@ fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     assert_eq!(at_ue.len(), 2);
     assert_eq!(
         (at_ue[0].flow.proto, at_ue[0].bytes.len()),
-        (Proto::Udp, small.len())
+        (Transport::Udp, small.len())
     );
     assert_eq!(at_ue[0].bytes, small);
     assert_eq!(
         (at_ue[1].flow.proto, at_ue[1].bytes.len()),
-        (Proto::Tcp, big.len())
+        (Transport::Tcp, big.len())
     );
     assert_eq!(at_ue[1].bytes, big);
     assert_eq!(syns(&l.wire_p), vec![(PORT_PC, PORT_US)]);
@@ -390,8 +398,12 @@ fn ipv6_register_over_port_ps() {
     let p: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
     let u: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x45, 0, 0, 0, 0, 7));
     let mut l = Link::new(p, u, StackConfig::default());
-    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), REGISTER_V6, true)
-        .unwrap();
+    l.ue.send(
+        ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp),
+        REGISTER_V6,
+        true,
+    )
+    .unwrap();
     l.pump(10);
     let got = l.sip_p();
     assert_eq!(got.len(), 1);
@@ -415,11 +427,15 @@ fn idle_stack_holds_no_socket_memory() {
         0,
         "listening costs nothing until a SYN comes"
     );
-    let flow = ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
+    let flow = ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp);
     l.ue.send(flow, REGISTER, true).unwrap();
     l.ue.listen(PORT_UC, false, true);
-    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Udp), REGISTER, false)
-        .unwrap();
+    l.ue.send(
+        ue_side(&l, PORT_UC, PORT_PS, Transport::Udp),
+        REGISTER,
+        false,
+    )
+    .unwrap();
     l.pump(10);
     assert_eq!(l.sip_p().len(), 2);
     assert_eq!(l.pcscf.socket_count(), 1, "only the connection remains");
@@ -445,8 +461,8 @@ fn max_window(wire: &[Vec<u8>]) -> usize {
 /// Sends `msg` from the UE over port_uc -> port_ps and back from the P-CSCF on the same
 /// connection, and checks both arrive whole.
 fn both_ways(l: &mut Link, msg: &[u8]) {
-    let ue_flow = ue_side(l, PORT_UC, PORT_PS, Proto::Tcp);
-    let p_flow = pcscf_side(l, PORT_UC, PORT_PS, Proto::Tcp);
+    let ue_flow = ue_side(l, PORT_UC, PORT_PS, Transport::Tcp);
+    let p_flow = pcscf_side(l, PORT_UC, PORT_PS, Transport::Tcp);
     l.ue.send(ue_flow, msg, true).unwrap();
     l.pump(200);
     let got = l.sip_p();
@@ -500,9 +516,13 @@ fn pending_bound_counts_only_what_the_socket_does_not_take() {
         ..StackConfig::default()
     };
     let mut l = Link::new(P4, U4, cfg);
-    let p_flow = pcscf_side(&l, PORT_UC, PORT_PS, Proto::Tcp);
-    l.ue.send(ue_side(&l, PORT_UC, PORT_PS, Proto::Tcp), REGISTER, true)
-        .unwrap();
+    let p_flow = pcscf_side(&l, PORT_UC, PORT_PS, Transport::Tcp);
+    l.ue.send(
+        ue_side(&l, PORT_UC, PORT_PS, Transport::Tcp),
+        REGISTER,
+        true,
+    )
+    .unwrap();
     l.pump(20);
     assert!(l.pcscf.is_established(&p_flow));
     // One more byte than the send buffer and the pending bound hold together: refused whole,

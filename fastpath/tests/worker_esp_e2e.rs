@@ -9,7 +9,7 @@ use std::sync::Arc;
 mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, UeStack};
@@ -269,7 +269,7 @@ fn pcscf_flow(ue_port: u16, local_port: u16) -> Flow {
         ue_port,
         local: PCSCF_V4.into(),
         local_port,
-        proto: Proto::Tcp,
+        proto: Transport::Tcp,
     }
 }
 
@@ -279,7 +279,7 @@ fn ue_flow(ue_port: u16, pcscf_port: u16) -> Flow {
         ue_port: pcscf_port,
         local: UE_V4.into(),
         local_port: ue_port,
-        proto: Proto::Tcp,
+        proto: Transport::Tcp,
     }
 }
 
@@ -546,7 +546,7 @@ fn fragmented_esp_is_reassembled_before_decryption() {
     let (flow, spi, bytes) = &got[0];
     assert_eq!(
         (flow.proto, flow.ue_port, flow.local_port, *spi),
-        (Proto::Udp, PORT_UC, PORT_PS, Some(spi_ps))
+        (Transport::Udp, PORT_UC, PORT_PS, Some(spi_ps))
     );
     assert_eq!(bytes, &body);
     assert_eq!(t.count("esp_in"), 1);
@@ -597,14 +597,14 @@ fn ipv6_neighbor_discovery_register_and_esp() {
         ue_port,
         local: p6.into(),
         local_port,
-        proto: Proto::Tcp,
+        proto: Transport::Tcp,
     };
     let uflow = |ue_port, pport| Flow {
         ue: p6.into(),
         ue_port: pport,
         local: ue6.into(),
         local_port: ue_port,
-        proto: Proto::Tcp,
+        proto: Transport::Tcp,
     };
     t.ue_send(uflow(40000, 5060), REGISTER, true);
     t.pump(10);
@@ -748,7 +748,7 @@ fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_on
     let (spi_pc, spi_ps) = t.install();
     t.ue.stack.listen(PORT_UC, false, true);
     let udp = |f: Flow| Flow {
-        proto: Proto::Udp,
+        proto: Transport::Udp,
         ..f
     };
     let dereg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 0");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 mod support;
 
 use akagate_fastpath::esp::OutboundSa;
-use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::{Handoff, InboundTable, Worker};
 use akagate_sys::mempair::{mem_pair, MemEndConfig, MemPairConfig, MemQueue};
@@ -176,7 +176,7 @@ fn an_arp_reply_on_queue_0_teaches_the_owner() {
         ue_port: 5060,
         local: PCSCF_V4.into(),
         local_port: 5060,
-        proto: Proto::Udp,
+        proto: Transport::Udp,
     };
     let send = |t: &Bed, body: &[u8]| {
         t.cmds[1]

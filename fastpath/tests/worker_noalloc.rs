@@ -14,7 +14,7 @@ use std::net::IpAddr;
 mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{Flow, Proto, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, UeStack};
@@ -224,7 +224,7 @@ fn ue_flow() -> Flow {
         ue_port: PORT_PS,
         local: UE_V4.into(),
         local_port: PORT_UC,
-        proto: Proto::Tcp,
+        proto: Transport::Tcp,
     }
 }
 

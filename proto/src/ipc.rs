@@ -8,9 +8,6 @@ use std::net::IpAddr;
 use crate::suite::Suite;
 pub use crate::Transport;
 
-/// Former name of [`Transport`] in this module, kept while call sites move over.
-pub use crate::Transport as Proto;
-
 /// One SIP flow between a UE and the P-CSCF, seen from the P-CSCF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
@@ -23,7 +20,7 @@ pub struct Flow {
     /// Our port (5060, port_ps or port_pc).
     pub local_port: u16,
     /// TCP or UDP.
-    pub proto: Proto,
+    pub proto: Transport,
 }
 
 /// A SIP message received by a worker, with the transport facts the slowpath needs.

@@ -4,10 +4,11 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod aka;
+mod context;
 pub mod core;
 pub mod hss;
 pub mod proxy;
 pub mod registrar;
 pub mod secagree;
 pub mod sip;
-pub use crate::core::{Action, Core, CoreConfig, CoreStats, Withheld};
+pub use crate::core::{Core, CoreConfig, CoreStats, Withheld};

@@ -3,7 +3,7 @@
 
 mod reg_common;
 
-use akagate_proto::ipc::{Flow, Proto, SaSet};
+use akagate_proto::ipc::{Flow, SaSet, Transport};
 use reg_common::*;
 
 fn invite(from: &Ue, to_uri: &str, _set: &SaSet) -> String {
@@ -80,7 +80,7 @@ fn invite_routed_over_port_pc_to_callee_port_us_and_back() {
             ue_port: b.port_us,
             local: t.local,
             local_port: 5100,
-            proto: Proto::Tcp
+            proto: Transport::Tcp
         }
     );
     assert_eq!(sb.port_us, b.port_us);
@@ -153,7 +153,7 @@ fn invite_routed_over_port_pc_to_callee_port_us_and_back() {
             ue_port: a.port_us,
             local: t.local,
             local_port: 5100,
-            proto: Proto::Tcp
+            proto: Transport::Tcp
         }
     );
     assert!(sent_connect(&out[0]));
@@ -211,7 +211,7 @@ fn reg_event_subscribe_gets_200_and_notify_over_port_pc() {
             ue_port: a.port_us,
             local: t.local,
             local_port: 5100,
-            proto: Proto::Tcp
+            proto: Transport::Tcp
         }
     );
     assert!(sent_connect(&out[1]));

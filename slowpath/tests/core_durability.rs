@@ -154,7 +154,7 @@ fn a_challenge_leaves_only_when_its_record_is_durable() {
 #[test]
 fn a_retransmission_waits_with_its_challenge() {
     let mut t = testbed(persisted_hss(SqnState::new()));
-    let ue = Ue::new(&mut t, 0, 6300).with_proto(akagate_proto::ipc::Proto::Udp);
+    let ue = Ue::new(&mut t, 0, 6300).with_proto(akagate_proto::ipc::Transport::Udp);
     let (_, record) = challenge_held(&mut t, &ue, 1);
     // The UE retransmits before the record is durable: its transaction answers, but the
     // answer is the 401 and waits too.

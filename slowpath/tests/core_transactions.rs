@@ -4,7 +4,7 @@
 
 mod reg_common;
 
-use akagate_proto::ipc::{Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 use reg_common::*;
 
 fn cancel_text(from: &Ue, to_uri: &str, branch: &str) -> String {
@@ -28,9 +28,9 @@ fn start_call(t: &mut Testbed, a: &Ue, sa: &SaSet, b: &Ue, branch: &str) -> Stri
 
 #[test]
 fn cancel_is_hop_by_hop_and_the_487_is_acked_by_the_proxy() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let fwd = start_call(&mut t, &a, &sa, &b, "z9hG4bKinv1");
-    let to_b = client_flow(&b, &sb, Proto::Tcp);
+    let to_b = client_flow(&b, &sb, Transport::Tcp);
     let out = t.sip(to_b, Some(sb.spi_pc), &answer(&fwd, 180, "Ringing"));
     assert_eq!(out.len(), 1);
 
@@ -102,7 +102,7 @@ fn cancel_is_hop_by_hop_and_the_487_is_acked_by_the_proxy() {
 
 #[test]
 fn cancel_before_any_provisional_waits_for_it() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let fwd = start_call(&mut t, &a, &sa, &b, "z9hG4bKinv2");
     let out = t.sip(
         a.protected_flow(&sa),
@@ -112,7 +112,7 @@ fn cancel_before_any_provisional_waits_for_it() {
     // RFC 3261 9.1: no CANCEL before a provisional response; only the 200 to the CANCEL.
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK\r\n"));
-    let to_b = client_flow(&b, &sb, Proto::Tcp);
+    let to_b = client_flow(&b, &sb, Transport::Tcp);
     let out = t.sip(to_b, Some(sb.spi_pc), &answer(&fwd, 180, "Ringing"));
     let starts: Vec<(bool, String)> = out
         .iter()
@@ -131,7 +131,7 @@ fn cancel_before_any_provisional_waits_for_it() {
 
 #[test]
 fn cancel_of_an_unknown_invite_gets_481() {
-    let (mut t, a, sa, b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, _sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
@@ -145,7 +145,7 @@ fn cancel_of_an_unknown_invite_gets_481() {
 
 #[test]
 fn max_forwards_zero_gets_483_and_one_is_forwarded_as_zero() {
-    let (mut t, a, sa, b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, _sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
@@ -207,10 +207,10 @@ fn refresh_without_security_client_keeps_the_sas() {
 
 #[test]
 fn timer_c_cancels_a_branch_that_rings_too_long() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let start = t.now;
     let fwd = start_call(&mut t, &a, &sa, &b, "z9hG4bKlong");
-    let to_b = client_flow(&b, &sb, Proto::Tcp);
+    let to_b = client_flow(&b, &sb, Transport::Tcp);
     let secs = std::time::Duration::from_secs;
     assert_eq!(
         t.sip(to_b, Some(sb.spi_pc), &answer(&fwd, 180, "Ringing"))

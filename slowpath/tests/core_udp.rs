@@ -7,7 +7,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_proto::ipc::{Proto, WorkerCommand};
+use akagate_proto::ipc::{Transport, WorkerCommand};
 use reg_common::*;
 
 const T1: Duration = Duration::from_millis(500);
@@ -15,12 +15,12 @@ const T1: Duration = Duration::from_millis(500);
 #[test]
 fn udp_register_retransmissions_are_absorbed_and_the_last_response_resent() {
     let mut t = Testbed::new();
-    let ue = Ue::new(&mut t, 0, 7000).with_proto(Proto::Udp);
+    let ue = Ue::new(&mut t, 0, 7000).with_proto(Transport::Udp);
     let first = t.sip(ue.unprotected_flow(), None, &ue.initial_register());
     assert_eq!(first.len(), 2, "{first:?}");
     let set = installed(&first[0]);
     let (flow, r401) = sent(&first[1]);
-    assert_eq!(flow.proto, Proto::Udp);
+    assert_eq!(flow.proto, Transport::Udp);
     assert_eq!(flow, ue.unprotected_flow());
     assert!(r401.starts_with("SIP/2.0 401 Unauthorized\r\n"));
     assert_eq!(
@@ -44,7 +44,7 @@ fn udp_register_retransmissions_are_absorbed_and_the_last_response_resent() {
     assert_eq!(out.len(), 1, "{out:?}");
     let (f, ok) = sent(&out[0]);
     assert_eq!(f, ue.protected_flow(&set));
-    assert_eq!(f.proto, Proto::Udp);
+    assert_eq!(f.proto, Transport::Udp);
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
     let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &reg2);
     assert_eq!(out.len(), 1, "{out:?}");
@@ -78,7 +78,7 @@ fn invite_of_size(from: &Ue, to: &Ue, branch: &str, total: usize) -> String {
 
 #[test]
 fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Udp, true);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Udp, true);
 
     // Small: UDP from port_pc to port_us, Via SIP/2.0/UDP, no connection to open.
     let out = t.sip(
@@ -91,7 +91,7 @@ fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
     assert_eq!(f, a.protected_flow(&sa));
     assert!(trying.starts_with("SIP/2.0 100 Trying\r\n"));
     let (f, fwd) = sent(&out[1]);
-    assert_eq!(f, client_flow(&b, &sb, Proto::Udp));
+    assert_eq!(f, client_flow(&b, &sb, Transport::Udp));
     assert!(!sent_connect(&out[1]));
     assert!(fwd.len() <= 1300);
     assert!(
@@ -107,7 +107,7 @@ fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 100 Trying\r\n"));
     let (f, fwd) = sent(&out[1]);
     assert!(fwd.len() > 1300, "{}", fwd.len());
-    assert_eq!(f, client_flow(&b, &sb, Proto::Tcp));
+    assert_eq!(f, client_flow(&b, &sb, Transport::Tcp));
     assert_eq!((f.local_port, f.ue_port), (5100, b.port_us));
     assert!(sent_connect(&out[1]));
     let vias = headers(&fwd, "Via");
@@ -138,7 +138,7 @@ fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
         }
         for c in t.core.handle_timeout(at) {
             if let WorkerCommand::Send { bytes, flow, .. } = &c {
-                if flow.proto == Proto::Tcp && bytes.windows(10).any(|w| w == b"z9hG4bKbig") {
+                if flow.proto == Transport::Tcp && bytes.windows(10).any(|w| w == b"z9hG4bKbig") {
                     retransmitted_big += 1;
                 }
             }
@@ -158,7 +158,7 @@ fn udp_call_small_invite_over_udp_large_ipv6_invite_over_tcp() {
 
 #[test]
 fn udp_invite_retransmitted_by_timer_a_until_180() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Udp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Udp, false);
     let start = t.now;
     let out = t.sip(
         a.protected_flow(&sa),
@@ -166,7 +166,7 @@ fn udp_invite_retransmitted_by_timer_a_until_180() {
         &invite_text(&a, &b.impu(), "z9hG4bKinvA", 70, &sdp(&a)),
     );
     let (flow, fwd) = sent(&out[1]);
-    assert_eq!(flow, client_flow(&b, &sb, Proto::Udp));
+    assert_eq!(flow, client_flow(&b, &sb, Transport::Udp));
     assert_eq!(t.core.poll_timeout(), Some(start + T1));
 
     // Timer A: T1, 2*T1, 4*T1 ... (RFC 3261 17.1.1.2), the same bytes each time.
@@ -206,7 +206,7 @@ fn udp_invite_retransmitted_by_timer_a_until_180() {
 
 #[test]
 fn udp_notify_retransmitted_by_timer_e_then_timer_f() {
-    let (mut t, a, sa, _b, sb) = registered_pair_over(Proto::Udp, false);
+    let (mut t, a, sa, _b, sb) = registered_pair_over(Transport::Udp, false);
     let _ = sb;
     let sub = format!(
         "SUBSCRIBE {impu} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{uc};branch=z9hG4bKsub1\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=s1\r\nTo: <{impu}>\r\nCall-ID: sub-1\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:{imsi}@{ip}:{us};transport=udp>\r\nEvent: reg\r\nExpires: 600000\r\nContent-Length: 0\r\n\r\n",
@@ -216,7 +216,7 @@ fn udp_notify_retransmitted_by_timer_e_then_timer_f() {
     let out = t.sip(a.protected_flow(&sa), Some(sa.spi_ps), &sub);
     assert_eq!(out.len(), 2, "{out:?}");
     let (flow, notify) = sent(&out[1]);
-    assert_eq!(flow, client_flow(&a, &sa, Proto::Udp));
+    assert_eq!(flow, client_flow(&a, &sa, Transport::Udp));
     assert!(header(&notify, "Via")
         .unwrap()
         .starts_with("SIP/2.0/UDP 10.0.0.1:6100;branch="));

@@ -8,7 +8,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
 use reg_common::*;
 
 const RR: &str = "<sip:10.0.0.1:6100;lr>";
@@ -29,10 +29,10 @@ struct Call {
 
 impl Call {
     fn to_a(&self) -> Flow {
-        client_flow(&self.a, &self.sa, Proto::Tcp)
+        client_flow(&self.a, &self.sa, Transport::Tcp)
     }
     fn to_b(&self) -> Flow {
-        client_flow(&self.b, &self.sb, Proto::Tcp)
+        client_flow(&self.b, &self.sb, Transport::Tcp)
     }
     /// a's own flow: port_uc -> our port_ps.
     fn a_side(&self) -> Flow {
@@ -105,7 +105,7 @@ fn in_dialog(
 
 /// INVITE a -> b answered `code` by b (no ACK yet); returns the call and the forwarded INVITE.
 fn call_until(code: u16, reason: &str, extra: &str) -> (Call, String, String) {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
@@ -407,7 +407,7 @@ fn page(from: &Ue, to: &str, branch: &str) -> String {
 
 #[test]
 fn page_mode_message_is_routed_like_invite() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
@@ -416,7 +416,7 @@ fn page_mode_message_is_routed_like_invite() {
     // RFC 3428: no 100 Trying for a non-INVITE over TCP, just the forwarded MESSAGE.
     assert_eq!(out.len(), 1, "{out:?}");
     let (f, fwd) = sent(&out[0]);
-    assert_eq!(f, client_flow(&b, &sb, Proto::Tcp));
+    assert_eq!(f, client_flow(&b, &sb, Transport::Tcp));
     assert!(sent_connect(&out[0]));
     assert!(
         fwd.starts_with(&format!("MESSAGE {} SIP/2.0\r\n", target(&b))),
@@ -442,7 +442,7 @@ fn page_mode_message_is_routed_like_invite() {
     assert!(fwd.ends_with("\r\n\r\nhello"));
     assert_eq!(t.core.dialogs(), 0);
     let out = t.sip(
-        client_flow(&b, &sb, Proto::Tcp),
+        client_flow(&b, &sb, Transport::Tcp),
         Some(sb.spi_pc),
         &answer(&fwd, 200, "OK"),
     );

@@ -6,7 +6,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_proto::ipc::{Proto, WorkerCommand, WorkerEvent};
+use akagate_proto::ipc::{Transport, WorkerCommand, WorkerEvent};
 use reg_common::*;
 
 const EVERY: Duration = Duration::from_secs(30);
@@ -39,7 +39,7 @@ fn expected_options(ue: &Ue, tp: &str, got: &str) -> String {
 
 #[test]
 fn keepalives_are_off_by_default() {
-    let (t, _a, _sa, _b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (t, _a, _sa, _b, _sb) = registered_pair_over(Transport::Tcp, false);
     // The only deadline is the registrations' expiry.
     assert_eq!(
         t.core.poll_timeout(),
@@ -49,7 +49,7 @@ fn keepalives_are_off_by_default() {
 
 #[test]
 fn tcp_keepalive_from_port_pc_answered_failed_and_timed_out() {
-    let (mut t, a, sa, _b, _sb) = registered_pair_with(Proto::Tcp, false, keepalive_on);
+    let (mut t, a, sa, _b, _sb) = registered_pair_with(Transport::Tcp, false, keepalive_on);
     let start = t.now;
     assert_eq!(t.core.poll_timeout(), Some(start + EVERY));
     assert!(t
@@ -61,7 +61,7 @@ fn tcp_keepalive_from_port_pc_answered_failed_and_timed_out() {
     // absent, byte-exact (no Route: the contact is the next hop).
     let out = t.core.handle_timeout(start + EVERY);
     assert_eq!(out.len(), 2, "{out:?}");
-    let to_a = client_flow(&a, &sa, Proto::Tcp);
+    let to_a = client_flow(&a, &sa, Transport::Tcp);
     let i = out
         .iter()
         .position(|c| sent(c).0 == to_a)
@@ -124,16 +124,16 @@ fn tcp_keepalive_from_port_pc_answered_failed_and_timed_out() {
 
 #[test]
 fn udp_keepalive_uses_udp_and_stops_after_deregistration() {
-    let (mut t, a, sa, b, sb) = registered_pair_with(Proto::Udp, false, keepalive_on);
+    let (mut t, a, sa, b, sb) = registered_pair_with(Transport::Udp, false, keepalive_on);
     let start = t.now;
     let out = t.core.handle_timeout(start + EVERY);
-    let to_b = client_flow(&b, &sb, Proto::Udp);
+    let to_b = client_flow(&b, &sb, Transport::Udp);
     let (f, opt) = out
         .iter()
         .map(sent)
         .find(|(f, _)| *f == to_b)
         .expect("OPTIONS to b");
-    assert_eq!(f.proto, Proto::Udp);
+    assert_eq!(f.proto, Transport::Udp);
     assert!(!out.iter().any(sent_connect), "no connection for UDP");
     assert_eq!(opt, expected_options(&b, "UDP", &opt));
     // The UE answers from port_us -> port_pc through spi_pc.
@@ -169,7 +169,7 @@ fn udp_keepalive_uses_udp_and_stops_after_deregistration() {
 
 #[test]
 fn connect_failed_answers_the_caller_480_at_once() {
-    let (mut t, a, sa, b, sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
@@ -177,7 +177,7 @@ fn connect_failed_answers_the_caller_480_at_once() {
     );
     assert_eq!(out.len(), 2, "{out:?}");
     let (to_b, _) = sent(&out[1]);
-    assert_eq!(to_b, client_flow(&b, &sb, Proto::Tcp));
+    assert_eq!(to_b, client_flow(&b, &sb, Transport::Tcp));
     assert_eq!(t.core.dialogs(), 1);
 
     // Another flow failing changes nothing.
@@ -222,9 +222,9 @@ fn connect_failed_answers_the_caller_480_at_once() {
 
 #[test]
 fn connect_failed_fails_message_notify_and_keepalive() {
-    let (mut t, a, sa, b, sb) = registered_pair_with(Proto::Tcp, false, keepalive_on);
-    let to_a = client_flow(&a, &sa, Proto::Tcp);
-    let to_b = client_flow(&b, &sb, Proto::Tcp);
+    let (mut t, a, sa, b, sb) = registered_pair_with(Transport::Tcp, false, keepalive_on);
+    let to_a = client_flow(&a, &sa, Transport::Tcp);
+    let to_b = client_flow(&b, &sb, Transport::Tcp);
     // A page-mode MESSAGE to b.
     let msg = format!(
         "MESSAGE {bi} SIP/2.0\r\nVia: SIP/2.0/TCP {ip}:{uc};branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <{ai}>;tag=m1\r\nTo: <{bi}>\r\nCall-ID: msg-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",

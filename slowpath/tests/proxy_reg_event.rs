@@ -8,7 +8,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_proto::ipc::{Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 use reg_common::*;
 
 /// What a reginfo body says, read loosely (attribute values by name).
@@ -80,7 +80,7 @@ fn subscribed(t: &mut Testbed, a: &Ue, sa: &SaSet) -> (String, String) {
     let ok = sent(&out[0]).1;
     let tag = semi_param(&header(&ok, "To").unwrap(), "tag").unwrap();
     let (f, n) = sent(&out[1]);
-    assert_eq!(f, client_flow(a, sa, Proto::Tcp));
+    assert_eq!(f, client_flow(a, sa, Transport::Tcp));
     assert_eq!(header(&n, "CSeq").as_deref(), Some("1 NOTIFY"));
     assert_eq!(
         header(&n, "From"),
@@ -107,9 +107,9 @@ fn refresh_without_security_client(ue: &Ue, set: &SaSet) -> String {
 
 #[test]
 fn refresh_then_deregistration_notify_with_versions_and_order() {
-    let (mut t, a, sa, _b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, _b, _sb) = registered_pair_over(Transport::Tcp, false);
     let (tag, first) = subscribed(&mut t, &a, &sa);
-    let to_a = client_flow(&a, &sa, Proto::Tcp);
+    let to_a = client_flow(&a, &sa, Transport::Tcp);
 
     // Refresh at +100 s: 200 OK first, then NOTIFY version 1, contact refreshed.
     t.now += Duration::from_secs(100);
@@ -185,14 +185,14 @@ fn refresh_then_deregistration_notify_with_versions_and_order() {
 
 #[test]
 fn expiry_notifies_expired_before_the_sas_go() {
-    let (mut t, a, sa, _b, _sb) = registered_pair_over(Proto::Udp, false);
+    let (mut t, a, sa, _b, _sb) = registered_pair_over(Transport::Udp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),
         &subscribe(&a, None, 1, 600_000, "z9hG4bKsub1").replace("/TCP", "/UDP"),
     );
     let (f, n) = sent(&out[1]);
-    assert_eq!(f, client_flow(&a, &sa, Proto::Udp));
+    assert_eq!(f, client_flow(&a, &sa, Transport::Udp));
     assert!(t.sip(f, Some(sa.spi_pc), &answer(&n, 200, "OK")).is_empty());
 
     let out = t.core.handle_timeout(t.now + Duration::from_secs(600));
@@ -221,9 +221,9 @@ fn expiry_notifies_expired_before_the_sas_go() {
 
 #[test]
 fn resubscribe_unsubscribe_and_unknown_tag() {
-    let (mut t, a, sa, _b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, _b, _sb) = registered_pair_over(Transport::Tcp, false);
     let (tag, _) = subscribed(&mut t, &a, &sa);
-    let to_a = client_flow(&a, &sa, Proto::Tcp);
+    let to_a = client_flow(&a, &sa, Transport::Tcp);
 
     // A refresh within the dialog: 200 with our tag kept, NOTIFY version 1.
     let out = t.sip(
@@ -276,7 +276,7 @@ fn resubscribe_unsubscribe_and_unknown_tag() {
 
 #[test]
 fn a_notify_answered_481_ends_the_subscription() {
-    let (mut t, a, sa, _b, _sb) = registered_pair_over(Proto::Tcp, false);
+    let (mut t, a, sa, _b, _sb) = registered_pair_over(Transport::Tcp, false);
     let out = t.sip(
         a.protected_flow(&sa),
         Some(sa.spi_ps),

@@ -174,10 +174,7 @@ pub fn registrations(regs: &[RegistrationInfo]) -> Value {
                     "impus": r.impus,
                     "contact": r.contact,
                     "ue": r.ue.map(|a| a.to_string()),
-                    "transport": r.proto.map(|p| match p {
-                        akagate_fastpath::ipc::Proto::Udp => "udp",
-                        akagate_fastpath::ipc::Proto::Tcp => "tcp",
-                    }),
+                    "transport": r.proto.map(|p| p.token()),
                     "registered": r.contact.is_some(),
                     "expires_in_s": r.expires_in.map(|d| d.as_secs()),
                     "sa_sets": sets,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::{Proto, SaSet};
+use akagate_fastpath::ipc::{SaSet, Transport};
 use akagate_slowpath::registrar::{RegistrationView, SaSetState};
 use akagate_slowpath::Core;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -84,7 +84,7 @@ pub struct RegistrationInfo {
     /// The UE's address (of its newest SA set).
     pub ue: Option<IpAddr>,
     /// The transport it registered over.
-    pub proto: Option<Proto>,
+    pub proto: Option<Transport>,
     /// Time left of the binding, once registered.
     pub expires_in: Option<Duration>,
     /// `(state, spi_pc, spi_ps, spi_uc, spi_us)` of each SA set it holds.

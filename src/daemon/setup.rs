@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use akagate_fastpath::ipc::{Flow, Proto};
+use akagate_fastpath::ipc::{Flow, Transport};
 use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::stack::StackConfig;
@@ -19,7 +19,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 
 use super::journal::SqnJournal;
 use super::StartError;
-use crate::config::{Config, Transport};
+use crate::config::Config;
 
 /// Frames per receive burst (DPDK ipsec-secgw and VPP use 32-64).
 const BURST: usize = 32;
@@ -115,12 +115,9 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
 /// The transports each address accepts on the unprotected SIP port (`[[sip-ports]]
 /// transport-protocol`); an address without an entry accepts none.
 pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
-    let mut by_address: Vec<(IpAddr, Vec<Proto>)> = Vec::new();
+    let mut by_address: Vec<(IpAddr, Vec<Transport>)> = Vec::new();
     for p in &config.sip_ports {
-        let protos = p.transports.iter().map(|t| match t {
-            Transport::Udp => Proto::Udp,
-            Transport::Tcp => Proto::Tcp,
-        });
+        let protos = p.transports.iter().copied();
         match by_address.iter_mut().find(|(a, _)| *a == p.address) {
             Some((_, v)) => v.extend(protos),
             None => by_address.push((p.address, protos.collect())),
@@ -138,7 +135,7 @@ pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct SipAccess {
     sip_port: u16,
-    by_address: Vec<(IpAddr, Vec<Proto>)>,
+    by_address: Vec<(IpAddr, Vec<Transport>)>,
 }
 
 impl SipAccess {

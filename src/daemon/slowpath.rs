@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{Proto, WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Transport, WorkerCommand, WorkerEvent};
 use akagate_slowpath::hss::{HssError, PersistRecord};
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
@@ -193,7 +193,7 @@ impl Slowpath {
                     sip.flow.local,
                     sip.flow.local_port
                 );
-                if sip.flow.proto == Proto::Tcp {
+                if sip.flow.proto == Transport::Tcp {
                     batch.push(WorkerCommand::Close(sip.flow));
                 }
                 return;
@@ -328,7 +328,7 @@ impl Slowpath {
 mod tests {
     use super::*;
     use crate::config::{ConfigTemplate, Transport};
-    use akagate_fastpath::ipc::{Flow, Proto, SipIn};
+    use akagate_fastpath::ipc::{Flow, SipIn};
     use akagate_fastpath::worker::InboundTable;
     use akagate_slowpath::hss::{Hss, SubscriberRecord};
     use akagate_slowpath::CoreConfig;
@@ -345,7 +345,7 @@ mod tests {
             ue_port: 63373,
             local: "192.168.200.1".parse().unwrap(),
             local_port: 5060,
-            proto: Proto::Udp,
+            proto: Transport::Udp,
         }
     }
 
@@ -440,7 +440,7 @@ mod tests {
 
         slowpath.access = access(&[Transport::Udp]);
         let tcp = Flow {
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
             ..flow()
         };
         let WorkerEvent::Sip(mut sip) = register() else {
@@ -477,11 +477,11 @@ mod tests {
             ..udp
         }));
         assert!(a.allows(&Flow {
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
             ..udp
         }));
         assert!(!a.allows(&Flow {
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
             local: "192.168.200.2".parse().unwrap(),
             ..udp
         }));

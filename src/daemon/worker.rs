@@ -150,7 +150,7 @@ mod tests {
     use crate::config::Config;
     use crate::daemon::ports::{memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
     use crate::daemon::setup::worker_config;
-    use akagate_fastpath::ipc::{Flow, Proto};
+    use akagate_fastpath::ipc::{Flow, Transport};
     use akagate_sys::{PacketBuf, Port};
     use crossbeam_channel::bounded;
     use smoltcp::wire::{
@@ -205,7 +205,7 @@ mod tests {
             ue_port: 5060,
             local: PCSCF.into(),
             local_port: 5060,
-            proto: Proto::Udp,
+            proto: Transport::Udp,
         };
         commands_tx
             .send(WorkerCommand::Send {

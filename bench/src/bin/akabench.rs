@@ -10,7 +10,7 @@ use akagate_bench::cli::{
     SuiteArgs, EXIT_FAILURE, EXIT_NOT_BUILT,
 };
 use akagate_bench::load::{run_open, Backend, DpdkPortSpec, LoadConfig, OpenLoop};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use clap::{value_parser, Parser, ValueEnum};
 use smoltcp::time::Duration;
 
@@ -34,8 +34,8 @@ struct Cli {
     #[arg(long, value_name = "M", default_value_t = 0)]
     calls: u64,
     /// SIP transport of the UEs
-    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
-    transport: Transport,
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
     #[command(flatten)]
     suite: SuiteArgs,
     /// IPv6 instead of IPv4
@@ -81,9 +81,9 @@ struct Cli {
     quiet: bool,
 }
 
-/// `--transport`.
+/// `--transport` (clap's view of the contract's [`Transport`]).
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Transport {
+enum TransportArg {
     /// SIP over TCP
     Tcp,
     /// SIP over UDP
@@ -153,8 +153,8 @@ fn main() -> ExitCode {
         ues: usize::try_from(cli.ues).unwrap_or(usize::MAX),
         calls: usize::try_from(cli.calls).unwrap_or(usize::MAX),
         transport: match cli.transport {
-            Transport::Tcp => Proto::Tcp,
-            Transport::Udp => Proto::Udp,
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Udp => Transport::Udp,
         },
         alg: cli.suite.alg,
         ealg: cli.suite.ealg,

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use akagate_fastpath::esp::ip::IPPROTO_ESP;
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::{Flow, Proto, SipIn, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, SipIn, Transport, WorkerEvent};
 use akagate_fastpath::l2::{icmp, Input, L2Config, L2};
 use akagate_fastpath::stack::ports::transport_ports;
 use akagate_fastpath::stack::{StackConfig, StackError, UeStack};
@@ -58,7 +58,7 @@ pub struct UeConfig {
     /// Default public identity.
     pub impu: String,
     /// SIP transport for our requests (TCP, or UDP with TCP for large requests).
-    pub transport: Proto,
+    pub transport: Transport,
     /// Security-Client offers, most preferred first.
     pub offers: Vec<(AuthAlg, EncrAlg)>,
     /// Our SPIs and protected ports: those of the SA set in use (a re-registration replaces
@@ -103,7 +103,7 @@ impl UeConfig {
             gateway: None,
             impi: impi.into(),
             impu: impu.into(),
-            transport: Proto::Tcp,
+            transport: Transport::Tcp,
             offers: vec![
                 (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
                 (AuthAlg::HmacSha1_96, EncrAlg::Null),
@@ -461,7 +461,7 @@ impl Ue {
     }
 
     /// The flow to the P-CSCF, UE view.
-    pub(crate) fn flow(&self, local_port: u16, pcscf_port: u16, proto: Proto) -> Flow {
+    pub(crate) fn flow(&self, local_port: u16, pcscf_port: u16, proto: Transport) -> Flow {
         Flow {
             ue: self.cfg.pcscf,
             ue_port: pcscf_port,
@@ -756,7 +756,7 @@ impl Ue {
                 flow,
                 via_spi: sip.via_spi,
             });
-            if flow.proto == Proto::Tcp
+            if flow.proto == Transport::Tcp
                 && flow.local_port == self.cfg.sec.port_us
                 && !self.server_flows.contains(&flow)
             {

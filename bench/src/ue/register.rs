@@ -6,7 +6,7 @@
 //! De-registration's 200 OK retires every set.
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::{Flow, Proto};
+use akagate_fastpath::ipc::{Flow, Transport};
 use akagate_slowpath::aka::{
     aka_response, derive_suite, digest_response, encode_auts, AkaFailure, AkaNonce,
     DigestChallenge, DigestCredentials, DigestInput, QopAuth, Res, ALGORITHM_AKAV1_MD5,
@@ -513,7 +513,7 @@ impl Ue {
         self.reg_data().service_routes = routes;
         // The unprotected connection has served its purpose (TS 33.203 7.4: from now on
         // everything goes through the SAs).
-        if self.cfg.transport == Proto::Tcp {
+        if self.cfg.transport == Transport::Tcp {
             let f = self.unprotected_flow();
             let _ = self.stack.close(f);
         }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::sip::{response_to, Message, MessageBuilder};
 
 /// A host as it appears in a SIP URI or Via (IPv6 in brackets, RFC 3261 25.1).
@@ -16,10 +16,10 @@ pub fn host(ip: IpAddr) -> String {
 }
 
 /// The transport token of a Via.
-pub fn via_transport(p: Proto) -> &'static str {
+pub fn via_transport(p: Transport) -> &'static str {
     match p {
-        Proto::Tcp => "TCP",
-        Proto::Udp => "UDP",
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
     }
 }
 
@@ -126,7 +126,7 @@ impl UaIdentity {
 #[derive(Clone, Debug)]
 pub struct RequestParts<'a> {
     /// Transport of the Via.
-    pub proto: Proto,
+    pub proto: Transport,
     /// Our port in the Via sent-by.
     pub via_port: u16,
     /// Via branch (with the `z9hG4bK` cookie).
@@ -335,7 +335,7 @@ mod tests {
             port_us: 31900,
         };
         let parts = RequestParts {
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
             via_port: 40000,
             branch: "z9hG4bKabc",
             call_id: "c1",

@@ -10,7 +10,7 @@ use akagate_bench::gateway::{GatewayConfig, InProcessGateway};
 use akagate_bench::ue::usim::{usim_for, usim_with_seq};
 use akagate_bench::ue::{Ue, UeConfig, UeEvent};
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::hss::{parse_toml, Hss, SubscriberRecord};
 use akagate_sys::mempair::{mem_pair, MemPairConfig, MemQueue};
 use akagate_sys::Port;
@@ -62,7 +62,7 @@ pub fn ue_config(
     sub: usize,
     ip: IpAddr,
     pcscf: IpAddr,
-    proto: Proto,
+    proto: Transport,
     offer: (AuthAlg, EncrAlg),
 ) -> UeConfig {
     let rec = &records()[sub];
@@ -156,7 +156,7 @@ impl Bed {
         &mut self,
         sub: usize,
         v6: bool,
-        proto: Proto,
+        proto: Transport,
         offer: (AuthAlg, EncrAlg),
         seq_ms: u64,
     ) -> usize {

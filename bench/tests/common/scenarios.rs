@@ -2,7 +2,7 @@
 
 use akagate_bench::ue::UeEvent;
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::Proto;
+use akagate_fastpath::ipc::Transport;
 
 use super::checks::{
     assert_ue_clean, check_call_events, check_challenge, check_offer, last_dialog_requests,
@@ -23,7 +23,7 @@ pub fn pairs() -> Vec<(AuthAlg, EncrAlg)> {
 }
 
 /// Registers one UE and checks the exchange on the wire.
-pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAlg, EncrAlg)) {
+pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Transport, pair: (AuthAlg, EncrAlg)) {
     let what = format!("v6={v6} {proto:?} {}/{}", pair.0.token(), pair.1.token());
     let mut bed = mk();
     bed.fleet.enable_capture();
@@ -40,7 +40,7 @@ pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAl
         .expect("a first SIP packet");
     assert_eq!(
         first.proto,
-        if proto == Proto::Tcp { 6 } else { 17 },
+        if proto == Transport::Tcp { 6 } else { 17 },
         "{what}"
     );
     assert_eq!(first.ports.unwrap().1, 5060, "{what}");
@@ -77,7 +77,11 @@ pub fn register_and_check(mk: fn() -> Bed, v6: bool, proto: Proto, pair: (AuthAl
     }
     let esp_up = pk.iter().filter(|p| p.from_ue && p.spi.is_some()).count();
     let esp_down = pk.iter().filter(|p| !p.from_ue && p.spi.is_some()).count();
-    let (min_up, min_down) = if proto == Proto::Tcp { (2, 2) } else { (1, 1) };
+    let (min_up, min_down) = if proto == Transport::Tcp {
+        (2, 2)
+    } else {
+        (1, 1)
+    };
     assert!(
         esp_up >= min_up && esp_down >= min_down,
         "{what}: {esp_up}/{esp_down}"
@@ -110,9 +114,9 @@ pub fn one_call(
     a: usize,
     b: usize,
     round: u64,
-    invite_proto: Option<Proto>,
-    proto: Proto,
-) -> Proto {
+    invite_proto: Option<Transport>,
+    proto: Transport,
+) -> Transport {
     let target = bed.ue(b).config().impu.clone();
     let now = bed.now;
     let (ea, eb) = (bed.events[a].len(), bed.events[b].len());
@@ -169,7 +173,7 @@ pub fn check_wire(bed: &Bed) {
 pub fn scenario(
     mk: fn() -> Bed,
     v6: bool,
-    proto: Proto,
+    proto: Transport,
     pair: (AuthAlg, EncrAlg),
     invite_size: usize,
 ) -> Bed {
@@ -182,9 +186,9 @@ pub fn scenario(
     bed.register(b);
     assert_eq!(bed.registered(), 2);
 
-    let invite_proto = (proto == Proto::Tcp || invite_size > 1300).then_some(Proto::Tcp);
+    let invite_proto = (proto == Transport::Tcp || invite_size > 1300).then_some(Transport::Tcp);
     let used = one_call(&mut bed, a, b, 1, invite_proto, proto);
-    let tcp_conns = u64::from(used == Proto::Tcp);
+    let tcp_conns = u64::from(used == Transport::Tcp);
     assert_eq!(bed.ue(b).accepted_connections(), tcp_conns);
 
     // The callee closes the P-CSCF's connection; the next call must reopen it from port_pc.
@@ -206,7 +210,7 @@ pub fn large_invite_over_udp(mk: fn() -> Bed) {
     let bed = scenario(
         mk,
         true,
-        Proto::Udp,
+        Transport::Udp,
         (AuthAlg::HmacSha1_96, EncrAlg::Null),
         1500,
     );

@@ -20,7 +20,7 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
-use crate::ipc::{Flow, Proto, SipIn, WorkerEvent};
+use crate::ipc::{Flow, SipIn, Transport, WorkerEvent};
 use device::QueueDevice;
 pub use device::{PacketSink, SinkDevice};
 use framing::{Frame, SipFramer};
@@ -173,7 +173,7 @@ impl TcpConn {
 }
 
 /// A flow as the stack keys it: protocol, peer port, local port.
-type FlowKey = (Proto, u16, u16);
+type FlowKey = (Transport, u16, u16);
 
 /// The SPI the last inbound packet of `key` came through.
 fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
@@ -351,7 +351,7 @@ impl UeStack {
             return;
         };
         match p.proto {
-            Proto::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
+            Transport::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
                 if self.tcp_listeners.iter().any(|b| b.port == p.dst) {
                     return;
                 }
@@ -362,10 +362,10 @@ impl UeStack {
                 }
                 self.arm_listener(p.dst);
             }
-            Proto::Udp => {
+            Transport::Udp => {
                 let _ = self.udp_socket(p.dst);
             }
-            Proto::Tcp => {}
+            Transport::Tcp => {}
         }
     }
 
@@ -641,7 +641,7 @@ impl UeStack {
             }
             self.tcp_listeners.swap_remove(i);
             if let Some(remote) = s.remote_endpoint() {
-                let flow = self.flow(Proto::Tcp, remote.port, port);
+                let flow = self.flow(Transport::Tcp, remote.port, port);
                 let conn = self.new_conn(flow, false);
                 self.push_conn(handle, conn);
                 self.counters.accepted += 1;
@@ -668,7 +668,7 @@ impl UeStack {
         }
     }
 
-    fn flow(&self, proto: Proto, peer_port: u16, local_port: u16) -> Flow {
+    fn flow(&self, proto: Transport, peer_port: u16, local_port: u16) -> Flow {
         Flow {
             ue: self.peer,
             ue_port: peer_port,
@@ -709,7 +709,7 @@ impl UeStack {
                             self.counters.messages_in += 1;
                             let f = conn.flow;
                             let via_spi =
-                                spi_of(&self.last_spi, (Proto::Tcp, f.ue_port, f.local_port));
+                                spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
                             events.push(WorkerEvent::Sip(SipIn {
                                 flow: f,
                                 via_spi,
@@ -760,12 +760,12 @@ impl UeStack {
                     ue_port: meta.endpoint.port,
                     local: self.local,
                     local_port: b.port,
-                    proto: Proto::Udp,
+                    proto: Transport::Udp,
                 };
                 if IpAddr::from(meta.endpoint.addr) != self.peer {
                     continue;
                 }
-                let via_spi = spi_of(&self.last_spi, (Proto::Udp, flow.ue_port, b.port));
+                let via_spi = spi_of(&self.last_spi, (Transport::Udp, flow.ue_port, b.port));
                 self.counters.messages_in += 1;
                 events.push(WorkerEvent::Sip(SipIn {
                     flow,
@@ -789,17 +789,17 @@ impl UeStack {
             return Err(StackError::WrongFlow);
         }
         match flow.proto {
-            Proto::Udp
+            Transport::Udp
                 if bytes.len() > self.cfg.udp_max_request() && !bytes.starts_with(b"SIP/2.0 ") =>
             {
                 let tcp_flow = Flow {
-                    proto: Proto::Tcp,
+                    proto: Transport::Tcp,
                     ..flow
                 };
                 self.send_tcp(tcp_flow, bytes, true)
             }
-            Proto::Udp => self.send_udp(flow, bytes),
-            Proto::Tcp => self.send_tcp(flow, bytes, connect_if_absent),
+            Transport::Udp => self.send_udp(flow, bytes),
+            Transport::Tcp => self.send_tcp(flow, bytes, connect_if_absent),
         }
     }
 
@@ -920,8 +920,9 @@ impl UeStack {
         }
         self.remove_conns(gone, events);
         self.dev.retain_tx(|pkt| {
-            transport_ports(pkt)
-                .is_none_or(|p| p.proto != Proto::Tcp || p.src != local_port || p.dst != peer_port)
+            transport_ports(pkt).is_none_or(|p| {
+                p.proto != Transport::Tcp || p.src != local_port || p.dst != peer_port
+            })
         });
         n
     }

@@ -23,7 +23,7 @@ pub fn is_tcp_syn(ip: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipc::Proto;
+    use crate::ipc::Transport;
 
     #[test]
     fn ipv4_udp_and_truncated() {
@@ -35,7 +35,7 @@ mod tests {
         assert_eq!(
             transport_ports(&p),
             Some(Ports {
-                proto: Proto::Udp,
+                proto: Transport::Udp,
                 src: 5060,
                 dst: 6000
             })

@@ -3,7 +3,7 @@
 //! (TS 33.203 7.1: an SA is bound to a port pair).
 
 use super::ip::{IpRepr, IpVersion};
-use crate::ipc::Proto;
+use crate::ipc::Transport;
 
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
@@ -24,7 +24,7 @@ mod field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ports {
     /// TCP or UDP.
-    pub proto: Proto,
+    pub proto: Transport,
     /// Source port.
     pub src: u16,
     /// Destination port.
@@ -52,8 +52,8 @@ impl Segment {
             return None;
         }
         let proto = match ip.next_header {
-            IPPROTO_TCP => Proto::Tcp,
-            IPPROTO_UDP => Proto::Udp,
+            IPPROTO_TCP => Transport::Tcp,
+            IPPROTO_UDP => Transport::Udp,
             _ => return None,
         };
         let seg = pkt.get(ip.payload_offset..ip.len)?;
@@ -65,7 +65,7 @@ impl Segment {
             dst: port(field::DST_PORT)?,
         };
         let syn =
-            proto == Proto::Tcp && seg.get(field::TCP_FLAGS).is_some_and(|f| f & 0x12 == 0x02);
+            proto == Transport::Tcp && seg.get(field::TCP_FLAGS).is_some_and(|f| f & 0x12 == 0x02);
         Some(Segment { ports, syn })
     }
 }
@@ -88,7 +88,7 @@ mod tests {
         let s = segment(&p).unwrap();
         assert_eq!(
             (s.ports.proto, s.ports.src, s.ports.dst, s.syn),
-            (Proto::Tcp, 5060, 5064, true)
+            (Transport::Tcp, 5060, 5064, true)
         );
         p[20 + 13] = 0x12;
         assert!(!segment(&p).unwrap().syn);
@@ -96,7 +96,7 @@ mod tests {
         p[9] = IPPROTO_UDP;
         assert_eq!(
             segment(&p).map(|s| (s.ports.proto, s.syn)),
-            Some((Proto::Udp, false))
+            Some((Transport::Udp, false))
         );
         p[7] = 1;
         assert_eq!(segment(&p), None);

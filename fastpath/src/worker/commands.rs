@@ -6,7 +6,7 @@ use smoltcp::time::Instant;
 
 use super::counters::inc;
 use super::{SaSetState, Worker};
-use crate::ipc::{Proto, SaSet, WorkerCommand, WorkerEvent};
+use crate::ipc::{SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
 impl<Q: PortQueue> Worker<Q> {
@@ -33,7 +33,7 @@ impl<Q: PortQueue> Worker<Q> {
                 bytes,
                 connect_if_absent,
             } => {
-                let create = connect_if_absent || flow.proto == Proto::Udp;
+                let create = connect_if_absent || flow.proto == Transport::Udp;
                 let Some(ue) = self.ue_entry(flow.ue, flow.local, create, now) else {
                     self.stack_events.push(WorkerEvent::ConnectFailed(flow));
                     return;

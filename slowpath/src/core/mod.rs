@@ -4,148 +4,23 @@
 //! SQN advances come out as records ([`Core::poll_persist`]) and each challenge is held until
 //! its owner reports them durable ([`Core::on_durable`]).
 
-mod durability;
 mod register;
-mod shared;
 
-pub use durability::Withheld;
+pub use crate::context::{CoreConfig, CoreStats, Withheld};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, Proto, SipIn, WorkerCommand, WorkerEvent};
+use akagate_proto::ipc::{Flow, SipIn, WorkerCommand, WorkerEvent};
 use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
+use crate::context::{peer_of, rearm, Cx, Req, Shared, TimerKey, TxInfo};
 use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Proxy, RegEnd};
 use crate::registrar::{Registrar, RegistrationView};
-use crate::secagree::ImsAkaProfile;
-use crate::sip::transaction::{Incoming, Peer, TimerConfig, Transport, TxId};
+use crate::sip::transaction::Incoming;
 use crate::sip::{response_to, Message, MessageBuilder};
-pub(crate) use shared::Shared;
-
-/// What the core asks the workers to do; executed in order.
-pub type Action = WorkerCommand;
-
-/// Configuration of the core.
-#[derive(Clone, Debug)]
-pub struct CoreConfig {
-    /// sec-agree profile (ports, algorithms, whether sec-agree is required).
-    pub profile: ImsAkaProfile,
-    /// Our host name or address as it appears in `Path` and `Service-Route`.
-    pub pcscf_host: String,
-    /// Registration lifetime granted when the UE asks for none (seconds).
-    pub default_expires: u32,
-    /// Shortest registration lifetime accepted (seconds); a REGISTER asking for less (but not
-    /// 0) gets `423 Interval Too Brief` with `Min-Expires` (RFC 3261 10.3 step 7). 0: no minimum.
-    pub min_expires: u32,
-    /// Largest registration lifetime granted (seconds).
-    pub max_expires: u32,
-    /// How long a challenge and its SA set wait for the protected REGISTER
-    /// (TS 24.229 reg-await-auth).
-    pub challenge_timeout: Duration,
-    /// SIP transaction timers (RFC 3261 17, Table 4).
-    pub timers: TimerConfig,
-    /// Timer C: how long a forwarded INVITE may ring without a new provisional response
-    /// (RFC 3261 16.6 step 11: more than 3 minutes).
-    pub timer_c: Duration,
-    /// How often the P-CSCF sends an OPTIONS keep-alive to each registered UE (from port_pc
-    /// through the SA); `None` turns keep-alives off.
-    pub keepalive_interval: Option<Duration>,
-}
-
-impl Default for CoreConfig {
-    fn default() -> Self {
-        CoreConfig {
-            profile: ImsAkaProfile::default(),
-            pcscf_host: "pcscf.ims.mnc001.mcc001.3gppnetwork.org".into(),
-            default_expires: 3600,
-            min_expires: 0,
-            max_expires: 600_000,
-            challenge_timeout: Duration::from_secs(240),
-            timers: TimerConfig::default(),
-            timer_c: Duration::from_secs(181),
-            keepalive_interval: None,
-        }
-    }
-}
-
-/// Counters of messages the core dropped or absorbed, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CoreStats {
-    /// Requests that failed parsing or validation (answered 400/416/505 when possible).
-    pub malformed_requests: u64,
-    /// Malformed requests that could not even be answered (no Via/From/To/Call-ID/CSeq, ACK).
-    pub malformed_requests_unanswered: u64,
-    /// Responses that failed parsing or validation (dropped, RFC 3261 18.1.2).
-    pub malformed_responses: u64,
-    /// Responses that arrived outside every SA (dropped).
-    pub unprotected_responses: u64,
-    /// Responses that matched no client transaction (dropped, RFC 3261 16.7 / 17.1.3).
-    pub stray_responses: u64,
-    /// Request retransmissions (and ACKs for non-2xx responses) absorbed by a server
-    /// transaction (RFC 3261 17.2).
-    pub retransmissions_absorbed: u64,
-    /// Client transactions that timed out (timer B or F).
-    pub transaction_timeouts: u64,
-    /// Forwarded INVITEs given up after Timer C (RFC 3261 16.8).
-    pub timer_c_expiries: u64,
-    /// Client transactions failed at once because the worker could not open their
-    /// connection (`ConnectFailed`).
-    pub connect_failures: u64,
-    /// OPTIONS keep-alives sent.
-    pub keepalives_sent: u64,
-    /// Keep-alives the UE answered (any final response but 408 / 503).
-    pub keepalives_answered: u64,
-    /// Keep-alives that timed out, got 408 / 503, or could not be sent.
-    pub keepalive_failures: u64,
-    /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
-    pub notify_failures: u64,
-    /// Dialogs the P-CSCF released with BYE because a party's registration ended.
-    pub dialogs_released: u64,
-    /// BYEs of ours that failed (timeout, connection failure, non-2xx).
-    pub bye_failures: u64,
-}
-
-/// What a live transaction needs to reach the worker: the flow and, for requests the core
-/// sends over TCP, whether the worker opens the connection when it is gone.
-#[derive(Clone, Debug)]
-pub(crate) struct TxInfo {
-    /// The flow the request arrived on (server) or leaves on (client).
-    pub flow: Flow,
-    /// `connect_if_absent` of every Send for this transaction.
-    pub connect_if_absent: bool,
-    /// Server transactions of proxied requests: the request as received (for 408 / 487).
-    pub request: Option<Vec<u8>>,
-}
-
-/// A deadline in the core's timer set.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum TimerKey {
-    /// A registration's next deadline (challenge, binding or old set), by IMPI key.
-    Registration(String),
-    /// How long 2xx retransmissions to a forwarded INVITE are still relayed, by our branch.
-    Accepted(String),
-    /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
-    TimerC(TxId),
-    /// The next OPTIONS keep-alive of a registration, by IMPI key.
-    KeepAlive(String),
-}
-
-/// One received request in its server transaction.
-#[derive(Clone, Copy)]
-pub(crate) struct Req<'m, 'a> {
-    /// The validated request.
-    pub msg: &'m Message<'a>,
-    /// The flow it arrived on.
-    pub flow: Flow,
-    /// The inbound SA it came through.
-    pub via_spi: Option<u32>,
-    /// Its server transaction.
-    pub tx: TxId,
-}
 
 /// The slowpath state machine (`handle`, `handle_timeout`, `poll_timeout`; `poll_persist` and
 /// `on_durable` for SQN durability), no I/O.
@@ -166,18 +41,6 @@ impl core::fmt::Debug for Core {
             .field("dialogs", &self.proxy.dialogs())
             .field("transactions", &self.shared.txl.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// The transaction layer's view of a flow.
-pub(crate) fn peer_of(flow: Flow) -> Peer {
-    Peer {
-        remote: SocketAddr::new(flow.ue, flow.ue_port),
-        local_port: flow.local_port,
-        transport: match flow.proto {
-            Proto::Udp => Transport::Udp,
-            Proto::Tcp => Transport::Tcp,
-        },
     }
 }
 
@@ -232,7 +95,7 @@ impl Core {
     /// [`Hss::sqn_state`]): the challenges waiting for them leave now, in the order they were
     /// made, with whatever followed them. Challenges are made again if a failure had
     /// stopped them.
-    pub fn on_durable(&mut self, ticket: PersistTicket) -> Vec<Action> {
+    pub fn on_durable(&mut self, ticket: PersistTicket) -> Vec<WorkerCommand> {
         self.hss.on_durable();
         self.shared.held.release(ticket)
     }
@@ -255,8 +118,8 @@ impl Core {
     pub(crate) fn after_challenge(
         &mut self,
         ticket: Option<PersistTicket>,
-        actions: Vec<Action>,
-        out: &mut Vec<Action>,
+        actions: Vec<WorkerCommand>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         match ticket {
             Some(t) => actions
@@ -304,7 +167,7 @@ impl Core {
 
     /// Registration `key` got its 200 OK (first registration, re-registration or refresh):
     /// reg-event subscribers learn of the refresh and keep-alives are armed.
-    pub(crate) fn on_registered(&mut self, key: &str, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn on_registered(&mut self, key: &str, now: Instant, out: &mut Vec<WorkerCommand>) {
         let (proxy, mut cx) = self.proxy_cx();
         proxy.notify_refreshed(&mut cx, key, now, out);
         proxy.arm_keepalive(&mut cx, key, now);
@@ -318,7 +181,7 @@ impl Core {
         key: &str,
         why: RegEnd,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let (proxy, mut cx) = self.proxy_cx();
         proxy.notify_ended(&mut cx, key, why, now, out);
@@ -328,7 +191,7 @@ impl Core {
     }
 
     /// Handles one event from a worker.
-    pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<Action> {
+    pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
         match event {
             WorkerEvent::Sip(sip) => self.on_sip(&sip, now, &mut out),
@@ -345,7 +208,7 @@ impl Core {
         out
     }
 
-    fn on_sip(&mut self, sip: &SipIn, now: Instant, out: &mut Vec<Action>) {
+    fn on_sip(&mut self, sip: &SipIn, now: Instant, out: &mut Vec<WorkerCommand>) {
         let msg = match Message::parse(&sip.bytes) {
             Ok(m) => m,
             Err(e) => return self.reject_malformed(&sip.bytes, None, e, sip.flow, out),
@@ -410,7 +273,7 @@ impl Core {
 
     /// Handles timers: transaction retransmissions and timeouts, expired registrations and
     /// challenges, and the end of 2xx relaying.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
         self.shared.txl.handle_timeout(now);
         self.shared.flush(&mut out);
@@ -430,7 +293,7 @@ impl Core {
     }
 
     /// Delivers transaction events (responses, timeouts, terminations) to the proxy.
-    fn process_events(&mut self, now: Instant, out: &mut Vec<Action>) {
+    fn process_events(&mut self, now: Instant, out: &mut Vec<WorkerCommand>) {
         let (proxy, mut cx) = self.proxy_cx();
         while let Some((id, ev)) = cx.shared.txl.poll_event() {
             proxy.on_tx_event(&mut cx, id, ev, now, out);
@@ -445,7 +308,7 @@ impl Core {
         parsed: Option<&Message<'_>>,
         err: crate::sip::ParseError,
         flow: Flow,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let code = err.status_code();
         let reason = err.reason_phrase();
@@ -475,38 +338,5 @@ impl Core {
                 log::debug!("dropping malformed request from {}: {err}", flow.ue);
             }
         }
-    }
-}
-
-/// What a handler outside the core's own state needs: the shared machinery, the registrar
-/// and the HSS (subscribers by IMPU). The proxy's handlers take it as a parameter.
-pub(crate) struct Cx<'a> {
-    /// Configuration, transactions, timers, counters.
-    pub shared: &'a mut Shared,
-    /// Every registration.
-    pub registrar: &'a mut Registrar,
-    /// The subscribers (routing by IMPU).
-    pub hss: &'a Hss,
-}
-
-impl Cx<'_> {
-    /// Notes traffic from `key` over `spi`: the first message over a new active set retires
-    /// the old one.
-    pub fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<Action>) {
-        if let Some(old) = self.registrar.note_traffic(key, spi) {
-            self.shared.remove_set(&old, out);
-            rearm(self.shared, self.registrar, key);
-        }
-    }
-}
-
-/// Puts registration `key`'s next deadline into the timer set (or takes it out), and the
-/// deadlines of registrations gone meanwhile out.
-pub(crate) fn rearm(shared: &mut Shared, registrar: &mut Registrar, key: &str) {
-    for (gone, armed) in registrar.take_disarmed() {
-        shared.arm(TimerKey::Registration(gone), armed, None);
-    }
-    if let Some((previous, next)) = registrar.rearm(key) {
-        shared.arm(TimerKey::Registration(key.to_string()), previous, next);
     }
 }

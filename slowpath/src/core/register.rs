@@ -11,7 +11,7 @@ use akagate_proto::ipc::{SaSet, WorkerCommand};
 use crate::aka::{
     decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5,
 };
-use crate::core::{Action, Core, Req, TimerKey};
+use crate::core::{Core, Req, TimerKey};
 use crate::registrar::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
     AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
@@ -49,7 +49,7 @@ impl Core {
         code: u16,
         reason: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let extra = [
             ("Require", SEC_AGREE.to_string()),
@@ -59,7 +59,7 @@ impl Core {
     }
 
     /// Removes sets the registrar let go of, in order.
-    fn remove_sets(&mut self, sets: impl IntoIterator<Item = SaSet>, out: &mut Vec<Action>) {
+    fn remove_sets(&mut self, sets: impl IntoIterator<Item = SaSet>, out: &mut Vec<WorkerCommand>) {
         for set in sets {
             self.shared.remove_set(&set, out);
         }
@@ -71,7 +71,12 @@ impl Core {
     }
 
     /// A REGISTER in its server transaction.
-    pub(crate) fn on_register(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn on_register(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         let msg = req.msg;
         let creds = match msg
             .header(HeaderKind::Authorization)
@@ -113,7 +118,7 @@ impl Core {
         ids: &Identities,
         creds: Option<&DigestCredentials>,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
         // Which SA set did it come through? Decided by the SA, never by the port.
@@ -214,7 +219,7 @@ impl Core {
         key: &str,
         ids: &Identities,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
             Ok(v) => v,
@@ -333,7 +338,7 @@ impl Core {
         ids: &Identities,
         auts: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let (Some(impi), Some(p)) = (self.registrar.impi(key), self.registrar.pending(key)) else {
             return;
@@ -350,7 +355,13 @@ impl Core {
     }
 
     /// 403 and removal of the attempt's SAs (after the 403 left).
-    fn fail_pending(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+    fn fail_pending(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         self.shared.respond(req, 403, "Forbidden", &[], now, out);
         let failed = self.registrar.fail_pending(key);
         self.remove_sets(failed, out);
@@ -371,7 +382,7 @@ impl Core {
         contact: &str,
         expires: u32,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
         let host = &self.shared.cfg.pcscf_host;
@@ -401,7 +412,7 @@ impl Core {
         key: &str,
         creds: &DigestCredentials,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
         let Some(p) = self.registrar.pending(key) else {
@@ -435,7 +446,13 @@ impl Core {
 
     /// A re-REGISTER over the registered set without a new Security-Client: new lifetime
     /// (and contact), same SAs.
-    fn refresh(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+    fn refresh(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         let expires = self.granted_expires(req.msg);
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let Some(contact) = self
@@ -448,7 +465,13 @@ impl Core {
     }
 
     /// `Expires: 0`: 200 OK through the SAs, then every set of the UE removed.
-    fn deregister(&mut self, req: &Req<'_, '_>, key: &str, now: Instant, out: &mut Vec<Action>) {
+    fn deregister(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         let mut extra = Vec::new();
         if let Some(c) = contact_uri(req.msg) {
             extra.push(("Contact", format!("<{c}>;expires=0")));
@@ -460,7 +483,7 @@ impl Core {
     }
 
     /// Removes all sets of a registration (after whatever is already in `out`).
-    pub(crate) fn drop_registration(&mut self, key: &str, out: &mut Vec<Action>) {
+    pub(crate) fn drop_registration(&mut self, key: &str, out: &mut Vec<WorkerCommand>) {
         let sets = self.registrar.remove(key);
         self.remove_sets(sets, out);
         self.rearm(key);
@@ -469,7 +492,7 @@ impl Core {
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end
     /// of 2xx relaying for accepted INVITEs, and Timer C of forwarded INVITEs.
-    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<WorkerCommand>) {
         for (_, key) in self.shared.due_timers(now) {
             let key = match key {
                 TimerKey::Accepted(branch) => {

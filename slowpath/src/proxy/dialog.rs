@@ -5,12 +5,12 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
 use super::transport::own_request;
 use super::Proxy;
 use super::{Forwarded, Own, RegEnd};
-use crate::core::{Action, Cx, Shared};
+use crate::context::{Cx, Shared};
 use crate::sip::{HeaderKind, Message, MessageBuilder};
 
 /// A dialog (or an INVITE still establishing one) between two registered UEs, by IMPI key.
@@ -129,7 +129,7 @@ impl ByeTo<'_> {
 
 impl Proxy {
     /// The active set and transport of registration `key`.
-    pub(crate) fn active_of(&self, cx: &Cx<'_>, key: &str) -> Option<(SaSet, Proto)> {
+    pub(crate) fn active_of(&self, cx: &Cx<'_>, key: &str) -> Option<(SaSet, Transport)> {
         let b = cx.registrar.binding(key)?;
         Some((b.set.clone(), b.proto))
     }
@@ -145,7 +145,7 @@ impl Proxy {
         key: &str,
         why: RegEnd,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let mut ids: Vec<String> = self
             .dialogs
@@ -212,7 +212,7 @@ impl Proxy {
         call_id: &str,
         callee_left: bool,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let clients: Vec<_> = self
             .forwarded
@@ -243,7 +243,7 @@ impl Proxy {
         flow: akagate_proto::ipc::Flow,
         branch: String,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) -> Option<crate::sip::transaction::TxId> {
         let client = cx.shared.send_request(bytes.clone(), flow, now, out)?;
         self.forwarded

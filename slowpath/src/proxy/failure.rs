@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::Flow;
+use akagate_proto::ipc::{Flow, WorkerCommand};
 
 use super::Own;
 use super::Proxy;
-use crate::core::{Action, Cx};
+use crate::context::Cx;
 use crate::sip::transaction::TxId;
 use crate::sip::{response_to, Message};
 
@@ -24,7 +24,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         flow: Flow,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let mut waiting: Vec<TxId> = cx
             .shared
@@ -71,7 +71,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         key: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let sets = cx.registrar.protected_ports(key);
         if sets.is_empty() {
@@ -104,7 +104,7 @@ impl Proxy {
         code: u16,
         reason: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(request) = cx.shared.txs.get(&server).and_then(|i| i.request.clone()) else {
             return;

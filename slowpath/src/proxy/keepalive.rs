@@ -4,12 +4,13 @@
 //! alive (RFC 3261 11.2: a UA answers OPTIONS as it would an INVITE, so 486 still means
 //! "reachable"); a timeout (timer F), 408, 503 or a failed connection counts as a failure.
 
+use akagate_proto::ipc::WorkerCommand;
 use std::time::Instant;
 
 use super::transport::own_request;
 use super::Own;
 use super::Proxy;
-use crate::core::{Action, Cx, TimerKey};
+use crate::context::{Cx, TimerKey};
 use crate::sip::MessageBuilder;
 
 /// Keep-alive state of one registration.
@@ -57,7 +58,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         key: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(ka) = self.keepalives.get_mut(key) else {
             return;

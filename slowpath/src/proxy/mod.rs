@@ -27,7 +27,7 @@ use crate::sip::transaction::TxId;
 
 /// The proxy's state: dialogs between registered UEs, the client transactions it started,
 /// 2xx relays, reg-event subscriptions and keep-alives. Its handlers take the core's
-/// [`Cx`](crate::core::Cx) (transactions, timers, registrar) as a parameter.
+/// [`Cx`](crate::context::Cx) (transactions, timers, registrar) as a parameter.
 #[derive(Default)]
 pub(crate) struct Proxy {
     /// Call-ID -> the dialog between two registered parties.

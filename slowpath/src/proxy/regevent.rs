@@ -3,13 +3,14 @@
 //! within the subscription dialog, and a NOTIFY on every change of the registration
 //! (refreshed, de-registered, expired) with the `version` counting up from 0.
 
+use akagate_proto::ipc::WorkerCommand;
 use std::time::{Duration, Instant};
 
 use super::reginfo::{reginfo_full, ContactEvent};
 use super::transport::{host, own_request};
 use super::Proxy;
 use super::{Own, RegEnd};
-use crate::core::{Action, Cx, Req, Shared};
+use crate::context::{Cx, Req, Shared};
 use crate::sip::{response_to, HeaderKind, MessageBuilder};
 
 /// One reg-event subscription: a dialog in which we are the notifier (RFC 6665 4.2).
@@ -61,7 +62,7 @@ impl Proxy {
         req: &Req<'_, '_>,
         key: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
         // Every new server transaction gets a final response, or it would never end.
@@ -205,7 +206,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         key: &str,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(subs) = self.reg_subs.get_mut(key) else {
             return;
@@ -238,7 +239,7 @@ impl Proxy {
         key: &str,
         why: RegEnd,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(subs) = self.reg_subs.remove(key) else {
             return;
@@ -267,7 +268,7 @@ impl Proxy {
         state: String,
         delivery: Delivery,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some((impus, contact, left, set, proto)) = cx.registrar.binding(key).map(|b| {
             (

@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{Proto, SaSet, SipIn};
+use akagate_proto::ipc::{SaSet, SipIn, Transport, WorkerCommand};
 
 use super::transport::{choose_transport, host, is_ours};
 use super::Proxy;
 use super::{Dialog, Forwarded};
-use crate::core::{peer_of, Action, Cx, Req, Shared, TimerKey};
+use crate::context::{peer_of, Cx, Req, Shared, TimerKey};
 use crate::registrar::SetKind;
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{response_to, HeaderKind, Message, MessageBuilder, MessageEdit, NameAddr};
@@ -36,7 +36,7 @@ struct Target {
     /// Its active SA set.
     set: SaSet,
     /// The transport it registered over.
-    proto: Proto,
+    proto: Transport,
     /// Its registered contact (the Request-URI of an initial request).
     contact: String,
     /// Not part of a known dialog.
@@ -181,7 +181,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         req: &Req<'_, '_>,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some((key, spi)) = self.sender_of(cx, req.via_spi) else {
             return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
@@ -279,7 +279,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         req: &Req<'_, '_>,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(invite) = cx.shared.txl.invite_for_cancel(req.msg) else {
             return cx
@@ -299,7 +299,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         client: TxId,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(link) = self.forwarded.get_mut(&client) else {
             return;
@@ -346,7 +346,7 @@ impl Proxy {
         msg: &Message<'_>,
         sip: &SipIn,
         _now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         if msg.method() != Some("ACK") {
             return;
@@ -377,7 +377,7 @@ impl Proxy {
         msg: &Message<'_>,
         sip: &SipIn,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let key = sip
             .via_spi
@@ -400,7 +400,12 @@ impl Proxy {
 
     /// RFC 3261 16.7 / 17.1.1.2: 2xx retransmissions to an INVITE whose client transaction
     /// ended are relayed statelessly; anything else unmatched is dropped.
-    fn on_stray_response(&mut self, cx: &mut Cx<'_>, msg: &Message<'_>, out: &mut Vec<Action>) {
+    fn on_stray_response(
+        &mut self,
+        cx: &mut Cx<'_>,
+        msg: &Message<'_>,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         let branch = msg.top_via().ok().and_then(|v| v.branch());
         let is_invite_2xx = msg.cseq().is_ok_and(|c| c.method == "INVITE")
             && msg.status_code().is_some_and(|c| (200..300).contains(&c));
@@ -421,7 +426,7 @@ impl Proxy {
         id: TxId,
         ev: TxEvent,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         match ev {
             TxEvent::Response(bytes) => self.relay_response(cx, id, &bytes, now, out),
@@ -468,7 +473,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         client: TxId,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(f) = self.forwarded.get_mut(&client) else {
             return;
@@ -493,7 +498,7 @@ impl Proxy {
         client: TxId,
         bytes: &[u8],
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Ok(msg) = Message::parse(bytes) else {
             return;
@@ -560,7 +565,7 @@ impl Proxy {
         cx: &mut Cx<'_>,
         client: TxId,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let Some(server) = self.forwarded.get(&client).and_then(|f| f.server) else {
             return;

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use akagate_proto::ipc::{Flow, Proto, SaSet};
+use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::registrar::SaSetExt;
 use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri};
@@ -68,16 +68,16 @@ pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
 /// request fits in [`UDP_MAX`] bytes, else TCP over the same ports (RFC 3261 18.1.1).
 pub(crate) fn choose_transport(
     set: &SaSet,
-    proto: Proto,
+    proto: Transport,
     build: impl Fn(&str) -> Vec<u8>,
 ) -> (Vec<u8>, Flow) {
-    if proto == Proto::Udp {
+    if proto == Transport::Udp {
         let bytes = build("UDP");
         if bytes.len() <= UDP_MAX {
-            return (bytes, set.client_flow(Proto::Udp));
+            return (bytes, set.client_flow(Transport::Udp));
         }
     }
-    (build("TCP"), set.client_flow(Proto::Tcp))
+    (build("TCP"), set.client_flow(Transport::Tcp))
 }
 
 /// Serialises a request the P-CSCF originates towards the UE of `set` (keep-alive, NOTIFY,
@@ -86,7 +86,7 @@ pub(crate) fn choose_transport(
 /// [`choose_transport`].
 pub(crate) fn own_request(
     set: &SaSet,
-    proto: Proto,
+    proto: Transport,
     branch: &str,
     build: impl Fn(&str) -> Vec<u8>,
 ) -> (Vec<u8>, Flow) {
@@ -125,7 +125,7 @@ mod tests {
             ue_port: port,
             local: "10.0.0.1".parse().unwrap(),
             local_port: 5060,
-            proto: Proto::Udp,
+            proto: Transport::Udp,
         }
     }
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_proto::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{SaSet, Transport};
 
 use crate::secagree::SecMechanism;
 use state::{Completed, RegState};
@@ -48,7 +48,7 @@ pub(crate) struct Binding<'a> {
     /// The active SA set.
     pub set: &'a SaSet,
     /// The transport the UE registered over.
-    pub proto: Proto,
+    pub proto: Transport,
     /// The registered Contact URI.
     pub contact: &'a str,
     /// When the binding expires.
@@ -211,7 +211,7 @@ impl Registrar {
         &mut self,
         key: &str,
         contact: String,
-        proto: Proto,
+        proto: Transport,
         expires_at: Instant,
     ) -> Option<Option<SaSet>> {
         let reg = self.regs.remove(key)?;
@@ -380,7 +380,7 @@ mod tests {
     /// Challenged, then registered over 1000 with the binding expiring at `t + 600 s`.
     fn registered(r: &mut Registrar, t: Instant) {
         assert!(r.challenged(KEY, KEY, &[], pending(1000, t)).is_none());
-        let superseded = r.complete(KEY, "sip:a@ue".into(), Proto::Tcp, t + secs(600));
+        let superseded = r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
         assert!(matches!(superseded, Some(None)));
     }
 
@@ -422,7 +422,7 @@ mod tests {
         assert!(r.challenged(KEY, KEY, &[], pending(2000, t)).is_none());
         assert!(r.binding(KEY).is_some() && r.pending(KEY).is_some());
         assert_eq!(r.protected_ports(KEY).len(), 2, "the active set only");
-        let superseded = r.complete(KEY, "sip:a@ue2".into(), Proto::Udp, t + secs(900));
+        let superseded = r.complete(KEY, "sip:a@ue2".into(), Transport::Udp, t + secs(900));
         assert!(matches!(superseded, Some(None)));
         assert_eq!(r.set_of_spi(2000), Some((KEY, SetKind::Active)));
         assert_eq!(r.set_of_spi(1000), Some((KEY, SetKind::Old)));
@@ -440,14 +440,14 @@ mod tests {
         registered(&mut r, t);
         for spi in [2000, 3000] {
             r.challenged(KEY, KEY, &[], pending(spi, t));
-            let superseded = r.complete(KEY, "sip:a@ue".into(), Proto::Tcp, t + secs(600));
+            let superseded = r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
             if spi == 3000 {
                 assert_eq!(superseded.flatten().map(|s| s.spi_pc), Some(1000));
             }
         }
         assert_eq!(r.set_of_spi(2000), Some((KEY, SetKind::Old)));
         // Completing with nothing pending changes nothing.
-        assert!(r.complete(KEY, "x".into(), Proto::Tcp, t).is_none());
+        assert!(r.complete(KEY, "x".into(), Transport::Tcp, t).is_none());
         assert_eq!(r.set_of_spi(3000), Some((KEY, SetKind::Active)));
     }
 
@@ -494,7 +494,7 @@ mod tests {
         let (mut r, t) = (Registrar::default(), Instant::now());
         registered(&mut r, t);
         r.challenged(KEY, KEY, &[], pending(2000, t));
-        r.complete(KEY, "sip:a@ue".into(), Proto::Tcp, t + secs(600));
+        r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
         r.challenged(KEY, KEY, &[], pending(3000, t));
         assert_eq!(spis(&r.remove(KEY)), [2000, 1000, 3000]);
         assert!([1000, 2000, 3000, 3001]

@@ -1,13 +1,13 @@
 //! SA-set helpers: membership of an inbound SPI, the flows of a set, and the remove command.
 
-use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
 
 /// Convenience methods on [`SaSet`].
 pub(crate) trait SaSetExt {
     /// Whether `spi` is one of the set's inbound SPIs.
     fn has_spi(&self, spi: u32) -> bool;
     /// The flow of P-CSCF-originated requests: port_pc -> UE port_us (TS 33.203 7.1).
-    fn client_flow(&self, proto: Proto) -> Flow;
+    fn client_flow(&self, proto: Transport) -> Flow;
     /// The command removing this set.
     fn remove_cmd(&self) -> WorkerCommand;
 }
@@ -17,7 +17,7 @@ impl SaSetExt for SaSet {
         self.spi_pc == spi || self.spi_ps == spi
     }
 
-    fn client_flow(&self, proto: Proto) -> Flow {
+    fn client_flow(&self, proto: Transport) -> Flow {
         Flow {
             ue: self.ue,
             ue_port: self.port_us,

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{SaSet, Transport};
 
 use super::SaSetExt;
 use crate::aka::Res;
@@ -37,7 +37,7 @@ pub(crate) struct Active {
     pub contact: String,
     /// The transport the UE registered over: P-CSCF-originated requests use it too
     /// (UDP unless the message exceeds 1300 bytes, RFC 3261 18.1.1).
-    pub proto: Proto,
+    pub proto: Transport,
     /// When the binding (and set) expire.
     pub expires_at: Instant,
 }

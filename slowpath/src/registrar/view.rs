@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use akagate_proto::ipc::{Proto, SaSet};
+use akagate_proto::ipc::{SaSet, Transport};
 
 use super::Registrar;
 
@@ -50,7 +50,7 @@ pub struct RegistrationView<'a> {
     /// The registered Contact, once the protected REGISTER was answered 200.
     pub contact: Option<&'a str>,
     /// The transport the UE registered over.
-    pub proto: Option<Proto>,
+    pub proto: Option<Transport>,
     /// Time left of the binding, once registered.
     pub expires_in: Option<Duration>,
     /// Its SA sets: pending, active, old (those present, in that order).

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, Proto, SaSet, SipIn, WorkerCommand, WorkerEvent};
+use akagate_proto::ipc::{Flow, SaSet, SipIn, Transport, WorkerCommand, WorkerEvent};
 use akagate_proto::spi::{SadError, SpiAllocator};
 use akagate_slowpath::aka::{
     aka_response, AkaFailure, AkaNonce, AkaSuccess, DigestInput, Milenage, QopAuth, Res, SqnArray,
@@ -141,7 +141,7 @@ impl Testbed {
             ue_port,
             local,
             local_port,
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
         }
     }
 
@@ -286,7 +286,7 @@ pub struct Ue {
     /// The Security-Server of the last 401 (what Security-Verify echoes).
     pub security_server: String,
     /// The transport the UE uses for SIP.
-    pub proto: Proto,
+    pub proto: Transport,
 }
 
 impl Ue {
@@ -300,12 +300,12 @@ impl Ue {
             spi_us: 0x2000_0000 + u32::from(port_uc),
             local: t.local,
             security_server: String::new(),
-            proto: Proto::Tcp,
+            proto: Transport::Tcp,
         }
     }
 
     /// The same UE speaking SIP over `proto`.
-    pub fn with_proto(&self, proto: Proto) -> Ue {
+    pub fn with_proto(&self, proto: Transport) -> Ue {
         Ue {
             proto,
             ..self.clone()
@@ -323,10 +323,7 @@ impl Ue {
 
     /// The Via transport token.
     pub fn transport(&self) -> &'static str {
-        match self.proto {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        }
+        self.proto.via_token()
     }
 
     /// The address as written in a Via or URI host.
@@ -586,13 +583,13 @@ pub fn answer(req: &str, code: u16, reason: &str) -> String {
 }
 
 /// Two registered UEs (subscribers 1 and 2) over `proto`, on IPv6 when `v6`.
-pub fn registered_pair_over(proto: Proto, v6: bool) -> (Testbed, Ue, SaSet, Ue, SaSet) {
+pub fn registered_pair_over(proto: Transport, v6: bool) -> (Testbed, Ue, SaSet, Ue, SaSet) {
     registered_pair_with(proto, v6, |_| {})
 }
 
 /// [`registered_pair_over`] with a core configuration adjusted by `tweak`.
 pub fn registered_pair_with(
-    proto: Proto,
+    proto: Transport,
     v6: bool,
     tweak: impl FnOnce(&mut CoreConfig),
 ) -> (Testbed, Ue, SaSet, Ue, SaSet) {
@@ -611,7 +608,7 @@ pub fn registered_pair_with(
 }
 
 /// The flow of P-CSCF-originated requests to `ue`: our port_pc -> its port_us.
-pub fn client_flow(ue: &Ue, set: &SaSet, proto: Proto) -> Flow {
+pub fn client_flow(ue: &Ue, set: &SaSet, proto: Transport) -> Flow {
     Flow {
         ue: ue.ip,
         ue_port: set.port_us,

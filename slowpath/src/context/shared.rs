@@ -7,12 +7,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, Proto, SaSet, WorkerCommand};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
 use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
 use super::durability::Held;
-use super::{peer_of, Action, CoreConfig, CoreStats, Req, TimerKey, TxInfo};
+use super::{peer_of, CoreConfig, CoreStats, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
 use crate::sip::response_to;
 use crate::sip::transaction::{TransactionLayer, TxId};
@@ -54,7 +54,7 @@ impl Shared {
 
     /// Moves everything the transaction layer wants to send into `out`, in order; a 401
     /// whose SQN is not durable yet (or its retransmission) is held instead.
-    pub(crate) fn flush(&mut self, out: &mut Vec<Action>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<WorkerCommand>) {
         while let Some((id, t)) = self.txl.poll_transmit_with_id() {
             let Some(info) = self.txs.get(&id) else {
                 log::warn!("transmit for unknown transaction {id:?} dropped");
@@ -78,7 +78,7 @@ impl Shared {
         tx: TxId,
         response: Vec<u8>,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         if let Err(e) = self.txl.send_response(tx, response, now) {
             log::debug!("response on {tx:?} not sent: {e}");
@@ -94,7 +94,7 @@ impl Shared {
         reason: &str,
         extra: &[(&str, String)],
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) {
         let tag = self.token(8);
         let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
@@ -113,7 +113,7 @@ impl Shared {
         request: Vec<u8>,
         flow: Flow,
         now: Instant,
-        out: &mut Vec<Action>,
+        out: &mut Vec<WorkerCommand>,
     ) -> Option<TxId> {
         let id = match self.txl.send_request(request, peer_of(flow), now) {
             Ok(id) => id,
@@ -126,7 +126,7 @@ impl Shared {
             id,
             TxInfo {
                 flow,
-                connect_if_absent: flow.proto == Proto::Tcp,
+                connect_if_absent: flow.proto == Transport::Tcp,
                 request: None,
             },
         );
@@ -135,11 +135,16 @@ impl Shared {
     }
 
     /// Sends bytes outside any transaction (ACK for a 2xx, relayed 2xx retransmissions).
-    pub(crate) fn send_direct(out: &mut Vec<Action>, flow: Flow, bytes: Vec<u8>, connect: bool) {
+    pub(crate) fn send_direct(
+        out: &mut Vec<WorkerCommand>,
+        flow: Flow,
+        bytes: Vec<u8>,
+        connect: bool,
+    ) {
         out.push(WorkerCommand::Send {
             flow,
             bytes,
-            connect_if_absent: connect && flow.proto == Proto::Tcp,
+            connect_if_absent: connect && flow.proto == Transport::Tcp,
         });
     }
 
@@ -185,7 +190,7 @@ impl Shared {
 
     /// Removes a set the registrar let go of: the worker command (after anything already
     /// queued) and its inbound SPIs.
-    pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<Action>) {
+    pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<WorkerCommand>) {
         out.push(set.remove_cmd());
         self.release_spis(set);
     }

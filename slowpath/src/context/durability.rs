@@ -5,9 +5,9 @@
 //! server transaction. The SA install goes out at once: it carries no SQN, and the worker
 //! must have it before the 401 anyway (TS 33.203 7.1).
 
+use akagate_proto::ipc::WorkerCommand;
 use std::collections::{HashMap, VecDeque};
 
-use crate::core::Action;
 use crate::hss::PersistTicket;
 use crate::sip::transaction::TxId;
 
@@ -16,7 +16,7 @@ use crate::sip::transaction::TxId;
 struct HeldCommand {
     /// Every record up to this ticket must be durable before it leaves.
     ticket: PersistTicket,
-    action: Action,
+    action: WorkerCommand,
     /// It carries the challenge (the 401 itself), as opposed to what followed it.
     challenge: bool,
 }
@@ -27,7 +27,7 @@ struct HeldCommand {
 #[derive(Debug, Default)]
 pub struct Withheld {
     /// The held commands that carry no challenge, in order.
-    pub actions: Vec<Action>,
+    pub actions: Vec<WorkerCommand>,
     /// The 401s dropped.
     pub challenges: usize,
 }
@@ -42,7 +42,7 @@ pub(crate) struct Held {
 
 impl Held {
     /// Holds `action` until `ticket` is durable; `challenge`: it carries the SQN.
-    pub fn hold(&mut self, ticket: PersistTicket, action: Action, challenge: bool) {
+    pub fn hold(&mut self, ticket: PersistTicket, action: WorkerCommand, challenge: bool) {
         self.queue.push_back(HeldCommand {
             ticket,
             action,
@@ -61,7 +61,7 @@ impl Held {
     }
 
     /// Everything up to `ticket` is durable: the commands waiting for it, in order.
-    pub fn release(&mut self, ticket: PersistTicket) -> Vec<Action> {
+    pub fn release(&mut self, ticket: PersistTicket) -> Vec<WorkerCommand> {
         self.awaiting.retain(|_, t| *t > ticket);
         self.take(ticket).into_iter().map(|h| h.action).collect()
     }

@@ -1,0 +1,181 @@
+//! What the parts of the slowpath core share, below all of them: configuration, counters,
+//! the transaction and timer machinery ([`Shared`]), commands held for SQN durability, and
+//! the context a handler outside the core's own state receives ([`Cx`]). `core` and `proxy`
+//! both build on it; it imports neither, so the core's parts form no import cycle.
+
+mod durability;
+mod shared;
+
+pub use durability::Withheld;
+pub(crate) use shared::Shared;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use akagate_proto::ipc::{Flow, WorkerCommand};
+
+use crate::hss::Hss;
+use crate::registrar::Registrar;
+use crate::secagree::ImsAkaProfile;
+use crate::sip::transaction::{Peer, TimerConfig, TxId};
+use crate::sip::Message;
+
+/// Configuration of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// sec-agree profile (ports, algorithms, whether sec-agree is required).
+    pub profile: ImsAkaProfile,
+    /// Our host name or address as it appears in `Path` and `Service-Route`.
+    pub pcscf_host: String,
+    /// Registration lifetime granted when the UE asks for none (seconds).
+    pub default_expires: u32,
+    /// Shortest registration lifetime accepted (seconds); a REGISTER asking for less (but not
+    /// 0) gets `423 Interval Too Brief` with `Min-Expires` (RFC 3261 10.3 step 7). 0: no minimum.
+    pub min_expires: u32,
+    /// Largest registration lifetime granted (seconds).
+    pub max_expires: u32,
+    /// How long a challenge and its SA set wait for the protected REGISTER
+    /// (TS 24.229 reg-await-auth).
+    pub challenge_timeout: Duration,
+    /// SIP transaction timers (RFC 3261 17, Table 4).
+    pub timers: TimerConfig,
+    /// Timer C: how long a forwarded INVITE may ring without a new provisional response
+    /// (RFC 3261 16.6 step 11: more than 3 minutes).
+    pub timer_c: Duration,
+    /// How often the P-CSCF sends an OPTIONS keep-alive to each registered UE (from port_pc
+    /// through the SA); `None` turns keep-alives off.
+    pub keepalive_interval: Option<Duration>,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            profile: ImsAkaProfile::default(),
+            pcscf_host: "pcscf.ims.mnc001.mcc001.3gppnetwork.org".into(),
+            default_expires: 3600,
+            min_expires: 0,
+            max_expires: 600_000,
+            challenge_timeout: Duration::from_secs(240),
+            timers: TimerConfig::default(),
+            timer_c: Duration::from_secs(181),
+            keepalive_interval: None,
+        }
+    }
+}
+
+/// Counters of messages the core dropped or absorbed, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Requests that failed parsing or validation (answered 400/416/505 when possible).
+    pub malformed_requests: u64,
+    /// Malformed requests that could not even be answered (no Via/From/To/Call-ID/CSeq, ACK).
+    pub malformed_requests_unanswered: u64,
+    /// Responses that failed parsing or validation (dropped, RFC 3261 18.1.2).
+    pub malformed_responses: u64,
+    /// Responses that arrived outside every SA (dropped).
+    pub unprotected_responses: u64,
+    /// Responses that matched no client transaction (dropped, RFC 3261 16.7 / 17.1.3).
+    pub stray_responses: u64,
+    /// Request retransmissions (and ACKs for non-2xx responses) absorbed by a server
+    /// transaction (RFC 3261 17.2).
+    pub retransmissions_absorbed: u64,
+    /// Client transactions that timed out (timer B or F).
+    pub transaction_timeouts: u64,
+    /// Forwarded INVITEs given up after Timer C (RFC 3261 16.8).
+    pub timer_c_expiries: u64,
+    /// Client transactions failed at once because the worker could not open their
+    /// connection (`ConnectFailed`).
+    pub connect_failures: u64,
+    /// OPTIONS keep-alives sent.
+    pub keepalives_sent: u64,
+    /// Keep-alives the UE answered (any final response but 408 / 503).
+    pub keepalives_answered: u64,
+    /// Keep-alives that timed out, got 408 / 503, or could not be sent.
+    pub keepalive_failures: u64,
+    /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
+    pub notify_failures: u64,
+    /// Dialogs the P-CSCF released with BYE because a party's registration ended.
+    pub dialogs_released: u64,
+    /// BYEs of ours that failed (timeout, connection failure, non-2xx).
+    pub bye_failures: u64,
+}
+
+/// What a live transaction needs to reach the worker: the flow and, for requests the core
+/// sends over TCP, whether the worker opens the connection when it is gone.
+#[derive(Clone, Debug)]
+pub(crate) struct TxInfo {
+    /// The flow the request arrived on (server) or leaves on (client).
+    pub flow: Flow,
+    /// `connect_if_absent` of every Send for this transaction.
+    pub connect_if_absent: bool,
+    /// Server transactions of proxied requests: the request as received (for 408 / 487).
+    pub request: Option<Vec<u8>>,
+}
+
+/// A deadline in the core's timer set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    /// A registration's next deadline (challenge, binding or old set), by IMPI key.
+    Registration(String),
+    /// How long 2xx retransmissions to a forwarded INVITE are still relayed, by our branch.
+    Accepted(String),
+    /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
+    TimerC(TxId),
+    /// The next OPTIONS keep-alive of a registration, by IMPI key.
+    KeepAlive(String),
+}
+
+/// One received request in its server transaction.
+#[derive(Clone, Copy)]
+pub(crate) struct Req<'m, 'a> {
+    /// The validated request.
+    pub msg: &'m Message<'a>,
+    /// The flow it arrived on.
+    pub flow: Flow,
+    /// The inbound SA it came through.
+    pub via_spi: Option<u32>,
+    /// Its server transaction.
+    pub tx: TxId,
+}
+
+/// The transaction layer's view of a flow.
+pub(crate) fn peer_of(flow: Flow) -> Peer {
+    Peer {
+        remote: SocketAddr::new(flow.ue, flow.ue_port),
+        local_port: flow.local_port,
+        transport: flow.proto,
+    }
+}
+
+/// What a handler outside the core's own state needs: the shared machinery, the registrar
+/// and the HSS (subscribers by IMPU). The proxy's handlers take it as a parameter.
+pub(crate) struct Cx<'a> {
+    /// Configuration, transactions, timers, counters.
+    pub shared: &'a mut Shared,
+    /// Every registration.
+    pub registrar: &'a mut Registrar,
+    /// The subscribers (routing by IMPU).
+    pub hss: &'a Hss,
+}
+
+impl Cx<'_> {
+    /// Notes traffic from `key` over `spi`: the first message over a new active set retires
+    /// the old one.
+    pub fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<WorkerCommand>) {
+        if let Some(old) = self.registrar.note_traffic(key, spi) {
+            self.shared.remove_set(&old, out);
+            rearm(self.shared, self.registrar, key);
+        }
+    }
+}
+
+/// Puts registration `key`'s next deadline into the timer set (or takes it out), and the
+/// deadlines of registrations gone meanwhile out.
+pub(crate) fn rearm(shared: &mut Shared, registrar: &mut Registrar, key: &str) {
+    for (gone, armed) in registrar.take_disarmed() {
+        shared.arm(TimerKey::Registration(gone), armed, None);
+    }
+    if let Some((previous, next)) = registrar.rearm(key) {
+        shared.arm(TimerKey::Registration(key.to_string()), previous, next);
+    }
+}
