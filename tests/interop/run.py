@@ -14,6 +14,9 @@ decides what reaches it. Exit status 0 when every selected scenario passed.
 
     run.py --akagate target/debug/akagate [--scenario NAME ...] [--verbose]
 
+Without --scenario, INTEROP_SCENARIOS=a,b (or "all") names the scenarios; otherwise the
+default ones run.
+
 Needs root. Prints the daemon's log tail and counters when something fails.
 """
 
@@ -177,7 +180,9 @@ def main():
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
                "--wire-if", bed.veth_w, "--control", bed.sock,
                "--subscribers", os.path.join(HERE, "fixtures", "subscribers.toml")]
-        cmd += sum((["--scenario", s] for s in args.scenario), [])
+        wanted = args.scenario or [s for s in os.environ.get("INTEROP_SCENARIOS", "").split(",")
+                                   if s.strip()]
+        cmd += sum((["--scenario", s.strip()] for s in wanted), [])
         if args.verbose:
             cmd.append("--verbose")
         status = subprocess.call(cmd)

@@ -241,26 +241,38 @@ def sc_resync(ctx):
     ctx.done(u)
 
 
-def sc_reregister(ctx):
-    """Re-registration with new ports, then with the same ports (new SPIs each time); a
-    call reaches the UE after each; de-registration."""
+def reregister_twice(ctx, new_ports):
+    """Two re-registrations (new SPIs each time; new ports or the same ones); a call reaches
+    the re-registered UE after each; de-registration."""
     a = ctx.ue("erin", 0)
     b = ctx.ue("frank", 1)
     a.register()
     b.register()
-    for new_ports in (True, False):
-        old_spi = a.spi_uc
+    for _ in range(2):
+        old = (b.spi_uc, b.spi_us, b.port_uc, b.port_us)
         b.reregister(new_ports)
-        expect(b.spi_uc != old_spi or True, "")
         check_registered(ctx, b)
+        expect(b.spi_uc not in old[:2] and b.spi_us not in old[:2], "SPIs not renewed")
+        expect((b.port_uc, b.port_us) != old[2:] if new_ports else
+               (b.port_uc, b.port_us) == old[2:], "ports %s -> %s" % (old[2:], (b.port_uc,
+                                                                             b.port_us)))
         size, ok, bye = a.call(b)
-        expect(ok.status == 200 and bye.status == 200, "call after re-registration failed")
+        expect(ok.status == 200 and bye is not None and bye.status == 200,
+               "call after re-registration failed")
         ctx.world.note("re-registered with %s ports (%d, %d); call completed" % (
             "new" if new_ports else "the same", b.port_uc, b.port_us))
     for u in (a, b):
         u.deregister()
         check_deregistered(ctx, u)
     ctx.done(a, b)
+
+
+def sc_reregister_new_ports(ctx):
+    reregister_twice(ctx, True)
+
+
+def sc_reregister_same_ports(ctx):
+    reregister_twice(ctx, False)
 
 
 SCENARIOS = [
@@ -271,7 +283,10 @@ SCENARIOS = [
     ("udp-v6", sc_udp_v6, True),
     ("algorithms", sc_algorithms, True),
     ("resync", sc_resync, True),
-    ("reregister", sc_reregister, True),
+    ("reregister-new-ports", sc_reregister_new_ports, True),
+    # KNOWN_FAILURES.md 1: the 401 to a re-REGISTER with reused ports is sent under the
+    # pending SAs, whose keys the UE cannot have yet.
+    ("reregister-same-ports", sc_reregister_same_ports, False),
     ("udp-call-v4", sc_udp_call_v4, True),
 ]
 
@@ -297,10 +312,13 @@ def main():
     ip("route", "add", PCSCF_V4 + "/32", "dev", TUN)
     ip("-6", "route", "add", PCSCF_V6 + "/128", "dev", TUN)
     shim = Shim(tun, wire, mac)
+    shim.trace = args.verbose
     shim.start()
     ctx = Context(World(shim, args.verbose), subs, args.control)
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
+    if wanted == ["all"]:
+        wanted = [s for s, _, _ in SCENARIOS]
     unknown = set(wanted) - {s for s, _, _ in SCENARIOS}
     if unknown:
         print("interop: unknown scenario(s): %s" % ", ".join(sorted(unknown)))

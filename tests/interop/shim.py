@@ -117,6 +117,7 @@ class Shim(threading.Thread):
         self.counters = {}
         self.drop_next = {}       # (UE IP, "clear"|"esp") -> number of inbound packets to lose
         self.stopping = False
+        self.trace = False        # print one line per packet (--verbose)
 
     # -- control, called by UEs ------------------------------------------------------------
 
@@ -143,8 +144,14 @@ class Shim(threading.Thread):
         with self.lock:
             self.drop_next[(ue_ip, kind)] = n
 
-    def count(self, what):
+    def count(self, what, pkt=None):
         self.counters[what] = self.counters.get(what, 0) + 1
+        if self.trace and pkt is not None:
+            p = ports_of(pkt)
+            spi = (" spi %d" % pkt[ESP].spi) if ESP in pkt else ""
+            flags = (" [%s]" % pkt[TCP].flags) if TCP in pkt else ""
+            print("   shim %-22s %s:%s -> %s:%s%s%s" % (what, pkt.src, p and p[1], pkt.dst,
+                                                      p and p[2], spi, flags), flush=True)
 
     def resolve(self, ip, timeout=3.0):
         """The P-CSCF's MAC, by ARP (IPv4) or neighbour solicitation (IPv6) from a UE address.
@@ -189,7 +196,7 @@ class Shim(threading.Thread):
         pkt = IP(b) if b[0] >> 4 == 4 else IPv6(b)
         p = ports_of(pkt)
         if p is None:
-            return self.count("out_drop_not_tcp_udp")
+            return self.count("out_drop_not_tcp_udp", pkt)
         _, sport, dport = p
         with self.lock:
             sa, ports = None, (sport, dport)
@@ -200,15 +207,15 @@ class Shim(threading.Thread):
                     break
         if sa is not None:
             out = sa.encrypt(pkt, seq_num=seq)
-            self.count("out_esp")
+            self.count("out_esp", pkt)
         elif dport == SIP_PORT:
             out = pkt
-            self.count("out_clear")
+            self.count("out_clear", pkt)
         else:
-            return self.count("out_drop_no_policy")
+            return self.count("out_drop_no_policy", pkt)
         dst_mac = self.neigh.get(pkt.dst)
         if dst_mac is None:  # UEs resolve the P-CSCF before they send (Ue.start)
-            return self.count("out_drop_no_neighbour")
+            return self.count("out_drop_no_neighbour", pkt)
         self.wire.send(raw(Ether(src=self.mac, dst=dst_mac, type=0x0800 if pkt.version == 4
                                  else 0x86DD) / out))
 
@@ -231,9 +238,9 @@ class Shim(threading.Thread):
         if p is not None and p[1] == SIP_PORT:
             if self._lose(pkt.dst, "clear"):
                 return
-            self.count("in_clear")
+            self.count("in_clear", pkt)
             return os.write(self.tun, raw(pkt))
-        self.count("in_drop_no_policy")
+        self.count("in_drop_no_policy", pkt)
 
     def inbound_esp(self, pkt):
         spi = pkt[ESP].spi
@@ -244,15 +251,15 @@ class Shim(threading.Thread):
                     found = s.inb[spi]
                     break
         if found is None:
-            return self.count("in_drop_unknown_spi")
+            return self.count("in_drop_unknown_spi", pkt)
         sa, want = found
         inner = sa.decrypt(pkt)  # raises on a bad ICV
         p = ports_of(inner)
         if p is None or (p[1], p[2]) != want:
-            return self.count("in_drop_selector")
+            return self.count("in_drop_selector", inner)
         if self._lose(pkt.dst, "esp"):
             return
-        self.count("in_esp")
+        self.count("in_esp", inner)
         os.write(self.tun, raw(inner))
 
     def _lose(self, ue_ip, kind):

@@ -315,8 +315,10 @@ class Ue:
             raise RuntimeError("%s: protected REGISTER answered %s" % (self.name, ok.start))
         if renewing and old_protected is not None and old_protected is not flow \
                 and old_protected.proto == "tcp" and old_protected in self.flows:
-            self.flows.remove(old_protected)
-            old_protected.sock.close()
+            # Close the old connection while its SAs still carry the FIN exchange, then
+            # delete the old set (TS 33.203 7.4).
+            old_protected.sock.shutdown(socket.SHUT_WR)
+            self.world.wait(lambda: old_protected not in self.flows, 1.0)
         self.world.shim.remove_older(self.ip, new_set)
         self.sa, self.security_server, self.protected = new_set, server_value, flow
         self.service_routes = ok.all("service-route")
