@@ -337,6 +337,10 @@ def main():
             print("interop: %s FAILED (%.1f s); shim counters %s" % (
                 name, time.monotonic() - t, shim.counters), flush=True)
             failed.append(name)
+            try:
+                print("interop: the daemon's SA sets: %s" % json.dumps(ctx.control("sas")))
+            except (OSError, AssertionError) as e:
+                print("interop: no SA sets from the daemon: %s" % e)
             for u in list(ctx.world.ues):
                 ctx.world.shim.clear(u.ip)
                 ctx.done(u)

@@ -430,6 +430,9 @@ class World:
     def trace(self, ue, arrow, msg):
         if self.verbose:
             print("   %-6s %s %s" % (ue.name, arrow, msg.start), flush=True)
+            for name in ("Security-Client", "Security-Server", "Security-Verify"):
+                for v in msg.all(name):
+                    print("            %s: %s" % (name, v), flush=True)
 
     def pump(self, timeout):
         """Reads whatever arrives on any UE socket within `timeout` seconds."""
