@@ -148,8 +148,12 @@ def check_registered(ctx, u):
 
 
 def check_deregistered(ctx, u):
+    """Neither a registration nor an SA set of the UE is left at the daemon."""
     expect(ctx.world.wait(lambda: ctx.registration(u) is None, 2),
            "%s: still registered at the daemon after de-registration" % u.name)
+    expect(ctx.world.wait(lambda: not any(
+        normalise_ip(str(s.get("ue"))) == u.ip for s in ctx.control("sas")), 2),
+        "%s: SA sets left at the daemon after de-registration" % u.name)
 
 
 def register_call_deregister(ctx, v6, transport):
@@ -164,17 +168,23 @@ def register_call_deregister(ctx, v6, transport):
     expect(size > 1300, "INVITE only %d bytes" % size)
     expect(ok.status == 200, "INVITE answered %s" % ok.start)
     expect(bye is not None and bye.status == 200, "BYE answered %s" % (bye and bye.start))
-    inv = [r for r in b.requests if r.method == "INVITE"]
-    expect(inv and len(inv[0].body) >= LARGE_INVITE, "callee did not get the whole INVITE")
-    # The INVITE reached Bob over a connection the P-CSCF opened from port_pc to port_us.
-    peers = {f.peer for f in b.flows if f.proto == "tcp"}
-    ctx.world.note("INVITE of %d bytes; callee's connections from %s" % (size, sorted(peers)))
-    expect(any(p[1] == b.pcscf_ports[0] for p in peers if p),
-           "callee has no connection from the P-CSCF's port_pc")
+    check_invite_path(ctx, b, size)
     for u in (a, b):
         u.deregister()
         check_deregistered(ctx, u)
     ctx.done(a, b)
+
+
+def check_invite_path(ctx, callee, size):
+    """The whole INVITE reached the callee over TCP from the P-CSCF's port_pc - the
+    connection the P-CSCF opened to port_us through spi_us, never one from port 5060."""
+    inv = [r for r in callee.requests if r.method == "INVITE"][-1]
+    expect(len(inv.body) >= LARGE_INVITE, "callee got %d bytes of SDP" % len(inv.body))
+    proto, peer = inv.arrived_on
+    ctx.world.note("INVITE of %d bytes reached %s over %s from %s" % (size, callee.name, proto,
+                                                                     peer))
+    expect(proto == "tcp" and peer == (callee.pcscf, callee.pcscf_ports[0]),
+           "INVITE came over %s from %s, not TCP from port_pc" % (proto, peer))
 
 
 def sc_tcp_v4(ctx):
@@ -217,16 +227,22 @@ def sc_udp_call_v4(ctx):
     register_call_deregister(ctx, False, "udp")
 
 
+def sc_udp_call_v6(ctx):
+    register_call_deregister(ctx, True, "udp")
+
+
 def sc_algorithms(ctx):
-    """Every algorithm pair: register over TCP with only that pair offered, de-register."""
+    """Every algorithm pair, offered alone: once over TCP/IPv4, once over UDP/IPv6;
+    register, check the daemon chose that pair, de-register."""
     for i, pair in enumerate(ALGORITHM_PAIRS):
-        u = ctx.ue("alg%d" % i, 0, v6=(i % 2 == 1), offers=[pair])
-        u.register()
-        check_registered(ctx, u)
-        u.deregister()
-        check_deregistered(ctx, u)
-        ctx.world.note("%s + %s over IPv%d" % (pair[0], pair[1], 6 if i % 2 else 4))
-        ctx.done(u)
+        for v6, transport in ((False, "tcp"), (True, "udp")):
+            u = ctx.ue("alg%d" % i, 0, v6=v6, transport=transport, offers=[pair])
+            u.register()
+            check_registered(ctx, u)
+            u.deregister()
+            check_deregistered(ctx, u)
+            ctx.done(u)
+        ctx.world.note("%s + %s over TCP/IPv4 and UDP/IPv6" % pair)
 
 
 def sc_resync(ctx):
@@ -236,6 +252,19 @@ def sc_resync(ctx):
     u.register()
     check_registered(ctx, u)
     expect(max(u.usim.seq) > 1 << 20, "the USIM never accepted a resynchronised SQN")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
+def sc_resync_network_ahead(ctx):
+    """The network's SQN is 2^29 SEQs ahead of the USIM's, beyond its delta of 2^28 (TS
+    33.102 C.2.1): the USIM refuses the challenge with AUTS, the HSS takes SQN_MS from it
+    and the next challenge is accepted."""
+    u = ctx.ue("grace", 4, seq_ms=0)
+    u.register()
+    check_registered(ctx, u)
+    expect(max(u.usim.seq) < 1 << 28, "the USIM accepted a SEQ beyond delta")
     u.deregister()
     check_deregistered(ctx, u)
     ctx.done(u)
@@ -283,11 +312,13 @@ SCENARIOS = [
     ("udp-v6", sc_udp_v6, True),
     ("algorithms", sc_algorithms, True),
     ("resync", sc_resync, True),
+    ("resync-network-ahead", sc_resync_network_ahead, True),
     ("reregister-new-ports", sc_reregister_new_ports, True),
     # KNOWN_FAILURES.md 1: the 401 to a re-REGISTER with reused ports is sent under the
     # pending SAs, whose keys the UE cannot have yet.
     ("reregister-same-ports", sc_reregister_same_ports, False),
     ("udp-call-v4", sc_udp_call_v4, True),
+    ("udp-call-v6", sc_udp_call_v6, True),
 ]
 
 

@@ -154,6 +154,7 @@ class Ue:
             reply = flow
         for m in msgs:
             self.world.trace(self, "<-", m)
+            m.arrived_on = (flow.proto, reply.peer)  # how it came: for the tests' checks
             if m.is_request():
                 self.requests.append(m)
                 self.on_request(m, reply)
@@ -363,8 +364,11 @@ class Ue:
                                                        self.security_server))
         if ok.status != 200:
             raise RuntimeError("%s: de-REGISTER answered %s" % (self.name, ok.start))
-        self.world.shim.clear(self.ip)
+        # Close the connections while the SAs can still carry the FINs, then delete the SAs
+        # (the daemon removes its own with the 200 OK, so what is late is dropped there).
         self.close_all()
+        self.world.pump(0.2)
+        self.world.shim.clear(self.ip)
         return ok
 
     # -- calls -------------------------------------------------------------------------------
