@@ -24,11 +24,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from daemonctl import control
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT_PC, PORT_PS = 5100, 6100
@@ -79,26 +80,10 @@ def sh(*args, check=True):
                           text=True)
 
 
-def control(path, cmd):
-    """One request to the daemon's control socket (docs/OPERATIONS.md)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(path)
-    s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    return json.loads(buf)
-
-
 class Bed:
     """Namespaces, the veth pair and the daemon; torn down by close()."""
 
-    def __init__(self, akagate, work):
+    def __init__(self, work):
         tag = "%d" % os.getpid()
         self.ns_d, self.ns_w, self.ns_u = "akgi%sd" % tag, "akgi%sw" % tag, "akgi%su" % tag
         self.veth_d, self.veth_w = "akgi%sd" % tag, "akgi%sw" % tag
@@ -174,7 +159,7 @@ def main():
     bed = None
     status = 1
     try:
-        bed = Bed(args.akagate, work)
+        bed = Bed(work)
         bed.start_daemon(args.akagate)
         cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,

@@ -11,14 +11,13 @@ import argparse
 import ctypes
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import tomllib
 import traceback
 
-import sip
+from daemonctl import control
 from milenage import Usim, check_vectors
 from shim import Shim, normalise_ip, open_tun, wire_socket
 from ue import LARGE_INVITE, Ue, World
@@ -71,18 +70,7 @@ class Context:
         self.usims = {}
 
     def control(self, cmd):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(self.control_path)
-        s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        s.close()
-        reply = json.loads(buf)
+        reply = control(self.control_path, cmd)
         assert reply.get("ok"), reply
         return reply[cmd]
 

@@ -33,7 +33,7 @@ from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
                                  ICMPv6NDOptSrcLLAddr, IPv6)
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Raw, raw
+from scapy.packet import raw
 
 SIP_PORT = 5060
 TUNSETIFF = 0x400454CA
@@ -304,5 +304,3 @@ def normalise_ip(ip):
     fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
     return socket.inet_ntop(fam, socket.inet_pton(fam, ip))
 
-
-__all__ = ["Shim", "SaSet", "open_tun", "wire_socket", "esp_keys", "normalise_ip", "Raw"]

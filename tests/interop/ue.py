@@ -376,12 +376,14 @@ class Ue:
     def call(self, callee, sdp_size=LARGE_INVITE):
         """INVITE `callee` (a large one, so over TCP), wait for 200, ACK, then BYE.
         Returns (INVITE bytes sent, final response to INVITE, response to BYE)."""
-        flow = self.protected
-        if flow.proto == "udp" or flow not in self.flows:
-            # RFC 3261 18.1.1: a request within 200 bytes of the MTU goes over TCP; the
-            # P-CSCF's protected server port takes TCP on the same SA (TS 33.203 7.1).
+        # RFC 3261 18.1.1: a request within 200 bytes of the MTU goes over TCP; the P-CSCF's
+        # protected server port takes TCP under the same SA (TS 33.203 7.1), so a UE
+        # registered over UDP opens a TCP connection port_uc -> port_ps for it.
+        peer = (self.pcscf, self.pcscf_ports[1])
+        flow = next((f for f in self.flows if f.proto == "tcp" and f.peer == peer
+                     and f.local_port == self.port_uc), None)
+        if flow is None:
             flow = self.connect(self.port_uc, self.pcscf_ports[1], "tcp")
-            self.protected_tcp = flow
         route = ["<sip:%s:%d;lr>" % (sip.host(self.pcscf), self.pcscf_ports[1])]
         route += self.service_routes
         call_id, tag = sip.token(), sip.token(4)
