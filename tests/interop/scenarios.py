@@ -17,6 +17,8 @@ import time
 import tomllib
 import traceback
 
+from scapy.layers.inet import IP, UDP
+
 from daemonctl import control
 from milenage import Usim, check_vectors
 from shim import Shim, normalise_ip, open_tun, wire_socket
@@ -258,6 +260,43 @@ def sc_resync_network_ahead(ctx):
     ctx.done(u)
 
 
+def worker_counter(ctx, name):
+    return sum(w["counters"].get(name, 0) for w in ctx.control("stats")["workers"])
+
+
+def sc_protection(ctx):
+    """The daemon enforces the SAs against this UE: an ESP packet with a bad ICV and a
+    replayed one are dropped (the UE's TCP retransmits and the call still completes), and
+    SIP sent in clear to the protected port is dropped, never answered."""
+    a = ctx.ue("heidi", 0)
+    b = ctx.ue("ivan", 1)
+    a.register()
+    b.register()
+    invalid = worker_counter(ctx, "drop_esp_invalid")
+    ctx.world.shim.tamper_next(a.ip)
+    size, ok, bye = a.call(b)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "call with a tampered first segment failed")
+    after_tamper = worker_counter(ctx, "drop_esp_invalid")
+    expect(after_tamper > invalid, "bad ICV not counted (drop_esp_invalid %d -> %d)" %
+           (invalid, after_tamper))
+    ctx.world.shim.replay_last(a.ip)
+    expect(ctx.world.wait(lambda: worker_counter(ctx, "drop_esp_invalid") > after_tamper, 2),
+           "replayed ESP packet not counted in drop_esp_invalid")
+    clear = worker_counter(ctx, "drop_clear_to_protected")
+    opts = ("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKclear\r\n"
+            "Content-Length: 0\r\n\r\n" % (a.domain, a.ip, a.port_uc)).encode()
+    ctx.world.shim.inject(IP(src=a.ip, dst=a.pcscf) / UDP(sport=a.port_uc,
+                                                          dport=a.pcscf_ports[1]) / opts)
+    expect(ctx.world.wait(lambda: worker_counter(ctx, "drop_clear_to_protected") > clear, 2),
+           "clear SIP to port_ps not counted in drop_clear_to_protected")
+    ctx.world.note("bad ICV, replay and clear text to port_ps each dropped and counted")
+    for u in (a, b):
+        u.deregister()
+        check_deregistered(ctx, u)
+    ctx.done(a, b)
+
+
 def reregister_twice(ctx, new_ports):
     """Two re-registrations (new SPIs each time; new ports or the same ones); a call reaches
     the re-registered UE after each; de-registration."""
@@ -305,6 +344,7 @@ SCENARIOS = [
     # KNOWN_FAILURES.md 1: the 401 to a re-REGISTER with reused ports is sent under the
     # pending SAs, whose keys the UE cannot have yet.
     ("reregister-same-ports", sc_reregister_same_ports, False),
+    ("protection", sc_protection, True),
     ("udp-call-v4", sc_udp_call_v4, True),
     ("udp-call-v6", sc_udp_call_v6, True),
 ]

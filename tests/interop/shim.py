@@ -116,6 +116,8 @@ class Shim(threading.Thread):
         self.neigh_event = threading.Condition(self.lock)
         self.counters = {}
         self.drop_next = {}       # (UE IP, "clear"|"esp") -> number of inbound packets to lose
+        self.tamper = set()       # UE IPs whose next outbound ESP packet gets a bad ICV
+        self.last_esp = {}        # UE IP -> its last ESP frame sent (for a replay)
         self.stopping = False
         self.trace = False        # print one line per packet (--verbose)
 
@@ -143,6 +145,22 @@ class Shim(threading.Thread):
         """Test hook: loses the next `n` inbound packets of `kind` for the UE (radio loss)."""
         with self.lock:
             self.drop_next[(ue_ip, kind)] = n
+
+    def tamper_next(self, ue_ip):
+        """Test hook: flips the last ICV bit of the UE's next outbound ESP packet."""
+        with self.lock:
+            self.tamper.add(ue_ip)
+
+    def replay_last(self, ue_ip):
+        """Test hook: sends the UE's last ESP frame again, unchanged (same sequence number)."""
+        with self.lock:
+            frame = self.last_esp[ue_ip]
+        self.wire.send(frame)
+
+    def inject(self, pkt):
+        """Test hook: sends an IP packet to the P-CSCF in clear, bypassing the policy."""
+        self.wire.send(raw(Ether(src=self.mac, dst=self.neigh[pkt.dst],
+                                 type=0x0800 if pkt.version == 4 else 0x86DD) / pkt))
 
     def count(self, what, pkt=None):
         self.counters[what] = self.counters.get(what, 0) + 1
@@ -206,7 +224,13 @@ class Shim(threading.Thread):
                     sa, seq = s.out[ports], s.seq[ports]
                     break
         if sa is not None:
-            out = sa.encrypt(pkt, seq_num=seq)
+            out = raw(sa.encrypt(pkt, seq_num=seq))
+            with self.lock:
+                if pkt.src in self.tamper:
+                    self.tamper.discard(pkt.src)
+                    out = out[:-1] + bytes([out[-1] ^ 1])
+                    self.count("out_esp_tampered")
+            out = IP(out) if pkt.version == 4 else IPv6(out)
             self.count("out_esp", pkt)
         elif dport == SIP_PORT:
             out = pkt
@@ -216,8 +240,11 @@ class Shim(threading.Thread):
         dst_mac = self.neigh.get(pkt.dst)
         if dst_mac is None:  # UEs resolve the P-CSCF before they send (Ue.start)
             return self.count("out_drop_no_neighbour", pkt)
-        self.wire.send(raw(Ether(src=self.mac, dst=dst_mac, type=0x0800 if pkt.version == 4
-                                 else 0x86DD) / out))
+        frame = raw(Ether(src=self.mac, dst=dst_mac, type=0x0800 if pkt.version == 4
+                          else 0x86DD) / out)
+        if sa is not None:
+            self.last_esp[pkt.src] = frame
+        self.wire.send(frame)
 
     def inbound(self, frame):
         eth = Ether(frame)
