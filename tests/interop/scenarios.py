@@ -297,11 +297,11 @@ def sc_protection(ctx):
     ctx.done(a, b)
 
 
-def reregister_twice(ctx, new_ports):
+def reregister_twice(ctx, new_ports, v6=False, transport="tcp"):
     """Two re-registrations (new SPIs each time; new ports or the same ones); a call reaches
     the re-registered UE after each; de-registration."""
-    a = ctx.ue("erin", 0)
-    b = ctx.ue("frank", 1)
+    a = ctx.ue("erin", 0, v6=v6, transport=transport)
+    b = ctx.ue("frank", 1, v6=v6, transport=transport)
     a.register()
     b.register()
     for _ in range(2):
@@ -327,6 +327,10 @@ def sc_reregister_new_ports(ctx):
     reregister_twice(ctx, True)
 
 
+def sc_reregister_udp_v6(ctx):
+    reregister_twice(ctx, True, v6=True, transport="udp")
+
+
 def sc_reregister_same_ports(ctx):
     reregister_twice(ctx, False)
 
@@ -341,6 +345,7 @@ SCENARIOS = [
     ("resync", sc_resync, True),
     ("resync-network-ahead", sc_resync_network_ahead, True),
     ("reregister-new-ports", sc_reregister_new_ports, True),
+    ("reregister-udp-v6", sc_reregister_udp_v6, True),
     # KNOWN_FAILURES.md 1: the 401 to a re-REGISTER with reused ports is sent under the
     # pending SAs, whose keys the UE cannot have yet.
     ("reregister-same-ports", sc_reregister_same_ports, False),
