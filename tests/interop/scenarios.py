@@ -32,7 +32,7 @@ CLONE_NEWNET = 0x40000000
 
 SHA1, MD5 = "hmac-sha-1-96", "hmac-md5-96"
 ALGORITHM_PAIRS = [(a, e) for a in (SHA1, MD5) for e in ("null", "aes-cbc", "des-ede3-cbc")]
-ALGORITHM_PAIRS += [(SHA1, "aes-gcm")]
+ALGORITHM_PAIRS += [(SHA1, "aes-gcm"), ("aes-gmac", "null")]
 
 
 def setns(path):

@@ -15,7 +15,8 @@ spi_uc / spi_us (decrypted, the inner ports checked against the SA) and clear TC
 P-CSCF's port 5060, and writes the inner packet into the TUN. It answers ARP and IPv6 neighbour
 solicitations for the UEs' addresses and resolves the P-CSCF's MAC the same way.
 
-ESP itself is scapy's `SecurityAssociation` (transport mode); keys follow TS 33.203 Annex I.
+ESP itself is scapy's `SecurityAssociation` (transport mode), except aes-gmac (gmac.py); keys
+follow TS 33.203 Annex I.
 """
 
 import fcntl
@@ -34,6 +35,8 @@ from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
+
+from gmac import GmacSa
 
 SIP_PORT = 5060
 TUNSETIFF = 0x400454CA
@@ -61,6 +64,9 @@ def esp_keys(alg, ealg, ck, ik):
 
 
 def scapy_sa(spi, alg, ealg, ck, ik):
+    """One direction's SA: scapy's, or ours for aes-gmac (gmac.py; scapy 2.5 lacks it)."""
+    if alg == "aes-gmac":
+        return GmacSa(spi, ik, kdf_salt(ck, ik, 0x58, b"AES_GMAC_SALT"))
     integ, encr = esp_keys(alg, ealg, ck, ik)
     auth = "NULL" if ealg == "aes-gcm" else SCAPY_AUTH[alg]
     return SecurityAssociation(ESP, spi=spi, crypt_algo=SCAPY_CRYPT[ealg], crypt_key=encr,
