@@ -22,7 +22,7 @@ from scapy.layers.inet import IP, UDP
 from daemonctl import control
 from milenage import Usim, check_vectors
 from shim import Shim, normalise_ip, open_tun, wire_socket
-from ue import LARGE_INVITE, Ue, World
+from ue import LARGE_INVITE, AuthenticationRejected, Ue, World
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
@@ -297,6 +297,22 @@ def sc_protection(ctx):
     ctx.done(a, b)
 
 
+def sc_mac_failure(ctx):
+    """The USIM holds a wrong K, so AUTN's MAC fails: the UE reports it with an empty
+    response; the network answers with a final error, registers nothing and keeps no SAs."""
+    u = ctx.ue("judy", 2)
+    r = ctx.subs[2]
+    u.usim = Usim(bytes(16), bytes.fromhex(r["opc"]))
+    try:
+        u.register()
+        raise AssertionError("registered with a wrong K")
+    except AuthenticationRejected as e:
+        ctx.world.note("MAC failure reported; the network answered %s" % e.response.start)
+        expect(400 <= e.response.status < 700, "answered %s" % e.response.start)
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
 def reregister_twice(ctx, new_ports, v6=False, transport="tcp"):
     """Two re-registrations (new SPIs each time; new ports or the same ones); a call reaches
     the re-registered UE after each; de-registration."""
@@ -350,6 +366,7 @@ SCENARIOS = [
     # pending SAs, whose keys the UE cannot have yet.
     ("reregister-same-ports", sc_reregister_same_ports, False),
     ("protection", sc_protection, True),
+    ("mac-failure", sc_mac_failure, True),
     ("udp-call-v4", sc_udp_call_v4, True),
     ("udp-call-v6", sc_udp_call_v6, True),
 ]

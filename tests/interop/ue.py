@@ -29,11 +29,19 @@ import struct
 import time
 
 import sip
-from milenage import SyncFailure
+from milenage import MacFailure, SyncFailure
 from shim import SaSet
 
 T1, T2 = 0.5, 4.0
 LARGE_INVITE = 1400  # bytes of SDP: with headers well over the 1300-byte UDP limit
+
+
+class AuthenticationRejected(Exception):
+    """The USIM found AUTN's MAC wrong; carries the network's answer to our report."""
+
+    def __init__(self, response):
+        super().__init__("network authentication failed; answered %s" % response.start)
+        self.response = response
 
 
 class Flow:
@@ -267,6 +275,18 @@ class Ue:
                 raise RuntimeError("%s: REGISTER answered %s" % (self.name, r.start))
             try:
                 return self.answer_challenge(r, expires)
+            except MacFailure:
+                # RFC 3310 3.3 / TS 24.229 5.1.1.5.3: the network is not authentic; say so
+                # with an empty response in a new unprotected REGISTER, then give up.
+                p = sip.params(r.get("www-authenticate").split(" ", 1)[1])
+                authz = ('Digest username="%s", realm="%s", nonce="%s", uri="sip:%s", '
+                         'response="", algorithm=AKAv1-MD5' % (self.impi, p["realm"],
+                                                              p["nonce"], self.domain))
+                unprot = self.connect(0, 5060, self.transport)
+                final = self.transact(unprot, self.register_request(unprot, expires, authz))
+                self.flows.remove(unprot)
+                unprot.sock.close()
+                raise AuthenticationRejected(final)
             except SyncFailure as e:
                 resyncs += 1
                 if resyncs > max_resyncs:
