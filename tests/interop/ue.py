@@ -21,7 +21,6 @@ after T1, 2*T1, ... capped at T2, until a response arrives.
 """
 
 import base64
-import errno
 import os
 import select
 import socket
@@ -90,12 +89,13 @@ class Ue:
 
     # -- sockets -----------------------------------------------------------------------------
 
-    def _socket(self, proto, port, reuse=True):
+    def _socket(self, proto, port):
+        """A socket bound to the UE's address and `port` (0: the kernel picks one)."""
         s = socket.socket(self.family, socket.SOCK_STREAM if proto == "tcp"
                           else socket.SOCK_DGRAM)
-        if reuse:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self.ip, port))
+        s.settimeout(10)  # reads happen only when select() says so; sends may wait
         return s
 
     def open_server_ports(self):
@@ -122,9 +122,7 @@ class Ue:
             f = Flow(self._socket("udp", local_port), "udp", peer)
         else:
             s = self._socket("tcp", local_port)
-            s.settimeout(10)
             s.connect(peer)
-            s.setblocking(False)
             f = Flow(s, "tcp", peer)
         self.flows.append(f)
         return f
@@ -138,7 +136,7 @@ class Ue:
         """Handles one readable socket of this UE."""
         if sock in self.listeners:
             conn, peer = sock.accept()
-            conn.setblocking(False)
+            conn.settimeout(10)
             self.flows.append(Flow(conn, "tcp", peer[:2]))
             return
         flow = next(f for f in self.flows if f.sock is sock)
@@ -149,11 +147,8 @@ class Ue:
         else:
             try:
                 data = sock.recv(65535)
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.ECONNRESET):
-                    data = b""
-                else:
-                    raise
+            except ConnectionResetError:
+                data = b""
             if not data:
                 self.flows.remove(flow)
                 sock.close()
