@@ -134,6 +134,10 @@ def check_registered(ctx, u):
     expect((s["spi_uc"], s["spi_us"], s["port_uc"], s["port_us"]) ==
            (u.spi_uc, u.spi_us, u.port_uc, u.port_us),
            "%s: daemon's UE-side SPIs/ports differ: %s" % (u.name, s))
+    srv = u.sa.server
+    expect((s["spi_pc"], s["spi_ps"], s["port_pc"], s["port_ps"]) ==
+           (srv["spi_c"], srv["spi_s"], srv["port_c"], srv["port_s"]),
+           "%s: daemon's own SPIs/ports differ from its Security-Server: %s" % (u.name, s))
     expect(ctx.registration(u) is not None, "%s: not in the daemon's registrar" % u.name)
 
 
