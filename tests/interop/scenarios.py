@@ -98,7 +98,7 @@ class Context:
         u = Ue(self.world, name, self.subs[sub], self.usim(sub, seq_ms), addr, pcscf, transport,
                [list(o) for o in offers], 20000 + n * 10, 20000 + n * 10 + 1)
         self.world.ues.append(u)
-        self.world.shim.resolve(pcscf)
+        self.world.shim.resolve(pcscf, addr)
         return u
 
     def registration(self, u):

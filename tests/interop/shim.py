@@ -119,6 +119,7 @@ class Shim(threading.Thread):
         self.ue_ips = set()
         self.sets = {}            # UE IP -> [SaSet], newest first
         self.neigh = {}           # P-CSCF IP -> MAC
+        self.neigh_answers = {}   # P-CSCF IP -> ARP/ND answers seen
         self.neigh_event = threading.Condition(self.lock)
         self.counters = {}
         self.drop_next = {}       # (UE IP, "clear"|"esp") -> number of inbound packets to lose
@@ -177,13 +178,14 @@ class Shim(threading.Thread):
             print("   shim %-22s %s:%s -> %s:%s%s%s" % (what, pkt.src, p and p[1], pkt.dst,
                                                       p and p[2], spi, flags), flush=True)
 
-    def resolve(self, ip, timeout=3.0):
-        """The P-CSCF's MAC, by ARP (IPv4) or neighbour solicitation (IPv6) from a UE address.
-        Called from a UE's thread while the shim runs (the shim thread takes the answer)."""
+    def resolve(self, ip, src, timeout=3.0):
+        """The P-CSCF's MAC, by ARP (IPv4) or neighbour solicitation (IPv6) from UE address
+        `src`, as a host does before its first packet from a new address (so the P-CSCF learns
+        the UE's MAC too). Called from a UE's thread while the shim thread takes the answer."""
         deadline = time.monotonic() + timeout
         with self.lock:
-            while ip not in self.neigh:
-                src = next(a for a in self.ue_ips if (":" in a) == (":" in ip))
+            answers = self.neigh_answers.get(ip, 0)
+            while self.neigh_answers.get(ip, 0) == answers:
                 self._send_solicit(ip, src)
                 self.neigh_event.wait(0.3)
                 if time.monotonic() > deadline:
@@ -322,6 +324,7 @@ class Shim(threading.Thread):
     def learn(self, ip, mac):
         with self.lock:
             self.neigh[ip] = mac
+            self.neigh_answers[ip] = self.neigh_answers.get(ip, 0) + 1
             self.neigh_event.notify_all()
 
 
