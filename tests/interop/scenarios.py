@@ -203,6 +203,7 @@ def udp_register_with_loss(ctx, v6):
     after = ctx.control("stats")["sip"].get("retransmissions_absorbed", 0)
     ctx.world.note("%d REGISTER retransmissions; daemon retransmissions_absorbed %d -> %d" %
                    (u.retransmissions, before, after))
+    expect(after >= before + 2, "the daemon did not absorb both retransmitted REGISTERs")
     u.deregister()
     check_deregistered(ctx, u)
     ctx.done(u)
