@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""Runs the independent UE against the real akagate daemon on AF_PACKET.
+
+Three network namespaces:
+
+    daemon ns                 wire ns                        UE ns
+    akagate (af_packet) --- veth ---> AF_PACKET socket  ==  shim thread  <==> TUN "uetun"
+    10.0.0.1, fd00::1         (no addresses)                 (scenarios.py)   UE addresses,
+                                                                              kernel sockets
+
+The UE process (scenarios.py) is started inside the UE namespace; it opens its AF_PACKET
+socket in the wire namespace first, so the UE kernel never sees the wire and only the shim
+decides what reaches it. Exit status 0 when every selected scenario passed.
+
+    run.py --akagate target/debug/akagate [--scenario NAME ...] [--verbose]
+
+Without --scenario, INTEROP_SCENARIOS=a,b (or "all") names the scenarios; otherwise the
+default ones run.
+
+Needs root. Prints the daemon's log tail and counters when something fails.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from daemonctl import control
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PORT_PC, PORT_PS = 5100, 6100
+PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
+
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+class Bed:
+    """Namespaces, the veth pair and the daemon; torn down by close()."""
+
+    def __init__(self, work):
+        tag = "%d" % os.getpid()
+        self.ns_d, self.ns_w, self.ns_u = "akgi%sd" % tag, "akgi%sw" % tag, "akgi%su" % tag
+        self.veth_d, self.veth_w = "akgi%sd" % tag, "akgi%sw" % tag
+        self.work, self.daemon = work, None
+        self.sock = os.path.join(work, "akagate.sock")
+        self.log = os.path.join(work, "akagate.log")
+        for ns in (self.ns_d, self.ns_w, self.ns_u):
+            sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", self.veth_d, "netns", self.ns_d, "type", "veth", "peer",
+           "name", self.veth_w, "netns", self.ns_w)
+        for ns, dev in ((self.ns_d, self.veth_d), (self.ns_w, self.veth_w)):
+            # No addresses and no IPv6 on the wire: neither kernel answers or resets anything.
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % dev)
+            if shutil.which("ethtool"):
+                sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
+                   check=False)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", self.ns_u, "link", "set", "lo", "up")
+        shutil.copy(os.path.join(HERE, "fixtures", "subscribers.toml"), work)
+        cores = os.cpu_count() or 1
+        with open(os.path.join(HERE, "fixtures", "akagate.toml.in")) as f:
+            template = f.read()
+        with open(os.path.join(work, "akagate.toml"), "w") as f:
+            f.write(template.format(veth=self.veth_d, ns=self.ns_d, v4=PCSCF_V4, v6=PCSCF_V6,
+                                  pc=PORT_PC, ps=PORT_PS, worker=cores - 1 if cores > 1 else 0,
+                                  sock=self.sock))
+
+    def start_daemon(self, akagate):
+        env = dict(os.environ, AKAGATE_LOG=os.environ.get("AKAGATE_LOG", "info"))
+        self.daemon = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns_d, akagate, "--config",
+             os.path.join(self.work, "akagate.toml")],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env)
+        for _ in range(200):
+            if self.daemon.poll() is not None:
+                break
+            try:
+                control(self.sock, "stats")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("akagate did not start:\n" + open(self.log).read())
+
+    def stop_daemon(self):
+        """SIGTERM; returns the exit status."""
+        if self.daemon is None:
+            return 0
+        self.daemon.terminate()
+        try:
+            status = self.daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            status = self.daemon.wait()
+        self.daemon = None
+        return status
+
+    def close(self):
+        self.stop_daemon()
+        for ns in (self.ns_d, self.ns_w, self.ns_u):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--akagate", required=True, help="the daemon binary")
+    ap.add_argument("--scenario", action="append", default=[],
+                    help="run only these (default: every default scenario)")
+    ap.add_argument("--verbose", action="store_true", help="print every SIP message")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("interop: skipped: not root (network namespaces, TUN and AF_PACKET need it)")
+        return 0
+    work = tempfile.mkdtemp(prefix="akagate-interop-")
+    bed = None
+    status = 1
+    try:
+        bed = Bed(work)
+        bed.start_daemon(args.akagate)
+        cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
+               os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
+               "--wire-if", bed.veth_w, "--control", bed.sock,
+               "--subscribers", os.path.join(HERE, "fixtures", "subscribers.toml")]
+        wanted = args.scenario or [s for s in os.environ.get("INTEROP_SCENARIOS", "").split(",")
+                                   if s.strip()]
+        cmd += sum((["--scenario", s.strip()] for s in wanted), [])
+        if args.verbose:
+            cmd.append("--verbose")
+        status = subprocess.call(cmd)
+        if status != 0:
+            try:
+                print("== akagate stats\n" + json.dumps(control(bed.sock, "stats")["stats"],
+                                                        indent=None)[:6000])
+            except OSError as e:
+                print("== akagate stats unavailable: %s" % e)
+        daemon_status = bed.stop_daemon()
+        if daemon_status != 0:
+            print("interop: akagate exited with status %d" % daemon_status)
+            status = status or 1
+        if status != 0:
+            print("== akagate log (tail)")
+            print("".join(open(bed.log).readlines()[-40:]))
+    finally:
+        if bed is not None:
+            bed.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("interop: work directory kept: %s" % work)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
