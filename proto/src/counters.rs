@@ -174,10 +174,10 @@ macro_rules! counters {
             $($( $(#[doc = $xdoc])+ $xvis $xfield: $xty, )*)?
         }
 
-        $(#[doc = $vdoc])+
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        $vvis struct $values {
-            $( $(#[doc = $doc])+ pub $field: u64, )*
+        $crate::counter_values! {
+            $(#[doc = $vdoc])+
+            $vvis struct $values;
+            $( $(#[doc = $doc])+ $field: $kind ),*
         }
 
         impl $atomics {
@@ -196,6 +196,26 @@ macro_rules! counters {
                     _ => None,
                 }
             }
+        }
+
+    };
+}
+
+/// Declares a plain struct of `u64` counters once: `counter_values! { /// doc\n pub struct
+/// Values; /// help\n name: Counter, ... }` generates `Values` (one `u64` field per entry,
+/// documented by its help text) with `Values::TABLE` (a [`CounterTable`]), `iter` and `get`.
+/// For counters kept by one thread in plain integers (e.g. a sans-IO core's statistics).
+#[macro_export]
+macro_rules! counter_values {
+    (
+        $(#[doc = $vdoc:literal])+
+        $vvis:vis struct $values:ident;
+        $( $(#[doc = $doc:literal])+ $field:ident : $kind:ident ),* $(,)?
+    ) => {
+        $(#[doc = $vdoc])+
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        $vvis struct $values {
+            $( $(#[doc = $doc])+ pub $field: u64, )*
         }
 
         impl $values {

@@ -15,26 +15,7 @@ pub const PREFIX: &str = "akagate";
 pub const DROP_PREFIX: &str = "drop_";
 
 /// Every counter of a port queue ([`QueueStats`]).
-pub const QUEUE: CounterTable<QueueStats> = akagate_proto::counter_table!(QueueStats {
-    /// Frames received by the port queue.
-    rx_packets: Counter,
-    /// Bytes received by the port queue.
-    rx_bytes: Counter,
-    /// Frames dropped by the kernel or NIC (ring full).
-    rx_dropped: Counter,
-    /// Receive bursts cut short by an empty buffer pool.
-    rx_nobuf: Counter,
-    /// Oversized or truncated frames discarded.
-    rx_truncated: Counter,
-    /// Frames transmitted by the port queue.
-    tx_packets: Counter,
-    /// Bytes transmitted by the port queue.
-    tx_bytes: Counter,
-    /// Transmit bursts cut short by a full ring.
-    tx_ring_full: Counter,
-    /// Frames refused on transmit.
-    tx_errors: Counter,
-});
+pub const QUEUE: CounterTable<QueueStats> = QueueStats::TABLE;
 
 /// The SA table's occupancy, in the order of [`Stats::sa_table`](super::Stats::sa_table).
 pub const SA_TABLE: [CounterDesc; 3] = [

@@ -48,39 +48,8 @@ akagate_proto::counters! {
 }
 
 /// Every counter of the slowpath core ([`CoreStats`]): SIP messages dropped or absorbed,
-/// transaction timeouts, keep-alives, released dialogs.
-pub const CORE: CounterTable<CoreStats> = akagate_proto::counter_table!(CoreStats {
-    /// Requests that failed parsing or validation (answered 400/416/505 when possible).
-    malformed_requests: Counter,
-    /// Malformed requests too broken to answer.
-    malformed_requests_unanswered: Counter,
-    /// Responses that failed parsing or validation (dropped).
-    malformed_responses: Counter,
-    /// Responses that arrived outside every SA (dropped).
-    unprotected_responses: Counter,
-    /// Responses that matched no client transaction (dropped).
-    stray_responses: Counter,
-    /// Request retransmissions absorbed by a server transaction.
-    retransmissions_absorbed: Counter,
-    /// Client transactions that timed out (timer B or F).
-    transaction_timeouts: Counter,
-    /// Forwarded INVITEs given up after Timer C.
-    timer_c_expiries: Counter,
-    /// Client transactions failed because the worker could not open their connection.
-    connect_failures: Counter,
-    /// OPTIONS keep-alives sent.
-    keepalives_sent: Counter,
-    /// Keep-alives the UE answered (any final response but 408/503).
-    keepalives_answered: Counter,
-    /// Keep-alives that timed out, got 408/503 or could not be sent.
-    keepalive_failures: Counter,
-    /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
-    notify_failures: Counter,
-    /// Dialogs released with BYE because a party's registration ended.
-    dialogs_released: Counter,
-    /// BYEs of the P-CSCF that failed (timeout, connection failure, non-2xx).
-    bye_failures: Counter,
-});
+/// transaction timeouts, keep-alives, released dialogs (described where they are declared).
+pub const CORE: CounterTable<CoreStats> = CoreStats::TABLE;
 
 /// [`CoreStats`] as atomics, one per entry of [`CORE`] (single writer: the slowpath thread).
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! worker and does burst receive/transmit over [`PacketBuf`]s from its own pool.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
@@ -79,27 +79,28 @@ impl<Q: PortQueue + ?Sized> PortQueue for Box<Q> {
     }
 }
 
-/// Per-queue counters: written by the owning worker only, read by anyone.
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    /// Frames received.
-    pub rx_packets: AtomicU64,
-    /// Bytes received.
-    pub rx_bytes: AtomicU64,
+akagate_proto::counters! {
+    /// Per-queue counters: written by the owning worker only, read by anyone.
+    pub struct QueueCounters => /// A point-in-time copy of [`QueueCounters`].
+    pub struct QueueStats;
+    /// Frames received by the port queue.
+    rx_packets: Counter,
+    /// Bytes received by the port queue.
+    rx_bytes: Counter,
     /// Frames the kernel or NIC dropped because the receive ring was full.
-    pub rx_dropped: AtomicU64,
-    /// Receive stopped early because the queue's buffer pool was empty.
-    pub rx_nobuf: AtomicU64,
+    rx_dropped: Counter,
+    /// Receive bursts cut short by an empty buffer pool.
+    rx_nobuf: Counter,
     /// Frames larger than a buffer, or cut short by the ring, that were discarded.
-    pub rx_truncated: AtomicU64,
-    /// Frames transmitted.
-    pub tx_packets: AtomicU64,
-    /// Bytes transmitted.
-    pub tx_bytes: AtomicU64,
-    /// Transmit stopped because the transmit ring was full.
-    pub tx_ring_full: AtomicU64,
+    rx_truncated: Counter,
+    /// Frames transmitted by the port queue.
+    tx_packets: Counter,
+    /// Bytes transmitted by the port queue.
+    tx_bytes: Counter,
+    /// Transmit bursts cut short by a full ring.
+    tx_ring_full: Counter,
     /// Frames the backend refused to transmit (too long, rejected by the kernel).
-    pub tx_errors: AtomicU64,
+    tx_errors: Counter,
 }
 
 /// What one receive burst did, added to a queue's counters by [`QueueCounters::count_rx`].
@@ -128,35 +129,12 @@ pub struct TxTally {
     pub ring_full: bool,
 }
 
-/// A point-in-time copy of [`QueueCounters`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames dropped by the kernel/NIC, ring full.
-    pub rx_dropped: u64,
-    /// Receive bursts cut short by an empty pool.
-    pub rx_nobuf: u64,
-    /// Oversized or truncated frames discarded.
-    pub rx_truncated: u64,
-    /// Frames transmitted.
-    pub tx_packets: u64,
-    /// Bytes transmitted.
-    pub tx_bytes: u64,
-    /// Transmit bursts cut short by a full ring.
-    pub tx_ring_full: u64,
-    /// Frames refused on transmit.
-    pub tx_errors: u64,
-}
-
 impl QueueCounters {
     /// Add `n` to `c`. Only the owning worker writes, so a load and a store suffice
     /// (no locked read-modify-write on the hot path).
     #[inline]
     pub fn add(c: &AtomicU64, n: u64) {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        akagate_proto::counters::add(c, n);
     }
 
     /// Adds what one receive burst did; `rx_nobuf` counts bursts cut short, not frames.
@@ -178,22 +156,6 @@ impl QueueCounters {
         Self::add(&self.tx_errors, t.errors);
         if t.ring_full {
             Self::add(&self.tx_ring_full, 1);
-        }
-    }
-
-    /// Copy all counters.
-    pub fn snapshot(&self) -> QueueStats {
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        QueueStats {
-            rx_packets: l(&self.rx_packets),
-            rx_bytes: l(&self.rx_bytes),
-            rx_dropped: l(&self.rx_dropped),
-            rx_nobuf: l(&self.rx_nobuf),
-            rx_truncated: l(&self.rx_truncated),
-            tx_packets: l(&self.tx_packets),
-            tx_bytes: l(&self.tx_bytes),
-            tx_ring_full: l(&self.tx_ring_full),
-            tx_errors: l(&self.tx_errors),
         }
     }
 }

@@ -63,41 +63,42 @@ impl Default for CoreConfig {
     }
 }
 
-/// Counters of messages the core dropped or absorbed, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CoreStats {
+akagate_proto::counter_values! {
+    /// Counters of messages the core dropped or absorbed, by reason. Each entry's doc comment
+    /// is also its help text in `akactl stats`, on the metrics endpoint and in the docs.
+    pub struct CoreStats;
     /// Requests that failed parsing or validation (answered 400/416/505 when possible).
-    pub malformed_requests: u64,
+    malformed_requests: Counter,
     /// Malformed requests that could not even be answered (no Via/From/To/Call-ID/CSeq, ACK).
-    pub malformed_requests_unanswered: u64,
+    malformed_requests_unanswered: Counter,
     /// Responses that failed parsing or validation (dropped, RFC 3261 18.1.2).
-    pub malformed_responses: u64,
+    malformed_responses: Counter,
     /// Responses that arrived outside every SA (dropped).
-    pub unprotected_responses: u64,
+    unprotected_responses: Counter,
     /// Responses that matched no client transaction (dropped, RFC 3261 16.7 / 17.1.3).
-    pub stray_responses: u64,
+    stray_responses: Counter,
     /// Request retransmissions (and ACKs for non-2xx responses) absorbed by a server
     /// transaction (RFC 3261 17.2).
-    pub retransmissions_absorbed: u64,
+    retransmissions_absorbed: Counter,
     /// Client transactions that timed out (timer B or F).
-    pub transaction_timeouts: u64,
+    transaction_timeouts: Counter,
     /// Forwarded INVITEs given up after Timer C (RFC 3261 16.8).
-    pub timer_c_expiries: u64,
+    timer_c_expiries: Counter,
     /// Client transactions failed at once because the worker could not open their
     /// connection (`ConnectFailed`).
-    pub connect_failures: u64,
+    connect_failures: Counter,
     /// OPTIONS keep-alives sent.
-    pub keepalives_sent: u64,
+    keepalives_sent: Counter,
     /// Keep-alives the UE answered (any final response but 408 / 503).
-    pub keepalives_answered: u64,
+    keepalives_answered: Counter,
     /// Keep-alives that timed out, got 408 / 503, or could not be sent.
-    pub keepalive_failures: u64,
+    keepalive_failures: Counter,
     /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
-    pub notify_failures: u64,
+    notify_failures: Counter,
     /// Dialogs the P-CSCF released with BYE because a party's registration ended.
-    pub dialogs_released: u64,
+    dialogs_released: Counter,
     /// BYEs of ours that failed (timeout, connection failure, non-2xx).
-    pub bye_failures: u64,
+    bye_failures: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core
