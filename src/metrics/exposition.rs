@@ -212,8 +212,8 @@ mod tests {
             "akagate_sa_table_capacity 1024",
             "# TYPE akagate_worker_drops_total counter",
             "# TYPE akagate_registrations gauge",
-            "# HELP akagate_sip_retransmissions_absorbed_total Request retransmissions absorbed \
-             by a server transaction.",
+            "# HELP akagate_sip_retransmissions_absorbed_total Request retransmissions (and ACKs \
+             for non-2xx responses) absorbed by a server transaction (RFC 3261 17.2).",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
