@@ -775,3 +775,73 @@ fn de_register_200_over_udp_leaves_through_the_removed_set_which_then_goes_at_on
     // port_ps is no longer ours to send from: the set that protected it is gone.
     assert_eq!(t.count("drop_send_failed"), 1);
 }
+
+/// TS 33.203 7.4, issue 13: a re-registration that keeps the UE's ports (only the SPIs
+/// change) installs a pending set whose outbound SAs the UE cannot open before it has the
+/// 401. The 401 (and everything else on those ports) leaves through the old set until the UE
+/// sends through the new one; from then on the new set carries the answers.
+#[test]
+fn a_re_registration_with_the_same_ports_answers_through_the_old_set_until_the_new_one_is_used() {
+    const SPI_UC_NEW: u32 = 0x0200_0001;
+    const SPI_US_NEW: u32 = 0x0200_0002;
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    let flow = pcscf_flow(PORT_UC, PORT_PS);
+    let reg = msg("REGISTER sip:ims.example SIP/2.0\r\nExpires: 600");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &reg, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+
+    // The re-REGISTER offered new SPIs and the same ports: the slowpath installs the pending
+    // set and answers 401 on the connection the request came on.
+    let (spi_pc_new, spi_ps_new) = (t.table.allocate().unwrap(), t.table.allocate().unwrap());
+    let pending = akagate_fastpath::ipc::SaSet {
+        spi_uc: SPI_UC_NEW,
+        spi_us: SPI_US_NEW,
+        ..sa_set(t.ue_ip, t.pcscf_ip, suite(), spi_pc_new, spi_ps_new)
+    };
+    t.cmds
+        .send(WorkerCommand::InstallSaSet(Box::new(pending)))
+        .unwrap();
+    let challenge = msg("SIP/2.0 401 Unauthorized");
+    t.pcscf_send(flow, challenge.clone(), false);
+    t.pump(4);
+    assert!(t.ue.received(ue_flow(PORT_UC, PORT_PS), &challenge));
+    assert_eq!(
+        esp_count(&t, SPI_UC_NEW),
+        0,
+        "the 401 left through the pending set"
+    );
+
+    // The UE derives the new keys from the 401 and sends its protected REGISTER through the
+    // new set, on the same connection.
+    let s = suite();
+    t.ue.inbound
+        .insert(SPI_UC_NEW, InboundSa::new(SPI_UC_NEW, &s).unwrap());
+    t.ue.inbound
+        .insert(SPI_US_NEW, InboundSa::new(SPI_US_NEW, &s).unwrap());
+    t.ue.out
+        .insert((PORT_UC, PORT_PS), OutboundSa::new(spi_ps_new, &s).unwrap());
+    t.ue.out
+        .insert((PORT_US, PORT_PC), OutboundSa::new(spi_pc_new, &s).unwrap());
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &reg, false);
+    t.pump(6);
+    assert!(sips(&t.events())
+        .iter()
+        .any(|(_, spi, b)| *spi == Some(spi_ps_new) && *b == reg));
+    let ok = msg("SIP/2.0 200 OK");
+    let old_before = esp_count(&t, SPI_UC);
+    t.pcscf_send(flow, ok.clone(), false);
+    t.pump(4);
+    assert!(t.ue.received(ue_flow(PORT_UC, PORT_PS), &ok));
+    assert!(
+        esp_count(&t, SPI_UC_NEW) >= 1,
+        "the 200 OK left through the new set"
+    );
+    assert_eq!(
+        esp_count(&t, SPI_UC),
+        old_before,
+        "nothing more through the old set"
+    );
+}

@@ -165,9 +165,9 @@ impl<Q: PortQueue> Link<Q> {
         let Some((ip, seg)) = parsed else {
             return self.drop(b, |c| &c.drop_egress_not_sip);
         };
-        // The newest set that protects this port pair wins (TS 33.203 7.4: after a
-        // re-registration the new set is used once it has carried traffic).
-        let sa = sets.iter_mut().find_map(|s| s.outbound_for(&seg.ports));
+        // TS 33.203 7.4: after a re-registration the new set is used once it has carried
+        // traffic; until then the old set of the same ports answers.
+        let sa = SaSetState::pick_outbound(sets, &seg.ports);
         if sa.is_none() && seg.ports.src != self.sip_port {
             return self.drop(b, |c| &c.drop_egress_no_sa);
         }

@@ -9,7 +9,7 @@ use smoltcp::time::Instant;
 
 use super::counters::inc;
 use super::handoff::Handed;
-use super::{InboundTable, Worker};
+use super::{InboundTable, SaSetState, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::spi_of;
 use crate::l2::{icmp, Input, L2Drop};
@@ -397,6 +397,9 @@ impl<Q: PortQueue> Worker<Q> {
         ) else {
             return;
         };
+        if let Some(spi) = spi {
+            SaSetState::note_inbound(&mut u.sa_sets, spi);
+        }
         let mut sink = self.link.sink(&mut u.sa_sets, now);
         // Straight from the rx buffer into the stack: the data waits in its socket, framed
         // and answered by the poll scheduled here (once per UE and burst).

@@ -61,6 +61,10 @@ pub struct SaSetState {
     /// SAs only carry what was queued before the removal, until nothing is left or this
     /// deadline passes.
     pub drain_until: Option<smoltcp::time::Instant>,
+    /// Set when one of its inbound SAs first opened a packet of the UE. Until then the UE may
+    /// not have the set's keys (a re-registration's 401 is still on its way), so egress keeps
+    /// using an older set of the same ports that has carried traffic (TS 33.203 7.4).
+    pub used: bool,
 }
 
 impl SaSetState {
@@ -94,6 +98,7 @@ impl SaSetState {
             in_ps,
             in_pc,
             drain_until: None,
+            used: false,
         };
         Ok((state, ps, pc))
     }
@@ -139,6 +144,29 @@ impl SaSetState {
             Some(&mut self.out_us)
         } else {
             None
+        }
+    }
+
+    /// The outbound SA for a packet with these ports among a UE's `sets` (newest first): the
+    /// newest set that protects the ports and has carried traffic, else the newest that
+    /// protects them. A re-registration that keeps the UE's ports (many phones change only
+    /// their SPIs) thus answers over the old set until the UE uses the new one.
+    pub fn pick_outbound<'a>(sets: &'a mut [SaSetState], p: &Ports) -> Option<&'a mut OutboundSa> {
+        let protects = |s: &SaSetState| s.protects_pair(p.src, p.dst);
+        let at = sets
+            .iter()
+            .position(|s| s.used && protects(s))
+            .or_else(|| sets.iter().position(protects))?;
+        sets.get_mut(at)?.outbound_for(p)
+    }
+
+    /// Marks the set that owns inbound `spi` as used (see [`SaSetState::used`]).
+    pub fn note_inbound(sets: &mut [SaSetState], spi: u32) {
+        if let Some(s) = sets
+            .iter_mut()
+            .find(|s| !s.used && (s.spi_ps == spi || s.spi_pc == spi))
+        {
+            s.used = true;
         }
     }
 
