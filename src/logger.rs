@@ -1,7 +1,7 @@
 //! Logging for the `akagate` binary: `tracing-subscriber` on stderr with `RUST_LOG`-style
 //! per-module filters (`RUST_LOG`, else `AKAGATE_LOG`, else `info`), as text or as JSON lines
-//! for log shippers. Records of the `log` crate (the library crates still use it) are bridged
-//! into the same subscriber, so the filters apply to them too.
+//! for log shippers. Every akagate crate logs through `tracing`; records of the `log` crate
+//! (smoltcp's) are bridged into the same subscriber, so the filters apply to them too.
 
 use std::io::IsTerminal;
 
@@ -101,7 +101,7 @@ where
 
 /// Installs the stderr subscriber for `format` with the environment's filter, and the bridge
 /// that turns `log` records into `tracing` events. The `log` crate's maximum level follows the
-/// filter, so disabled `log::debug!` calls in the fast path still cost one comparison.
+/// filter, so smoltcp's disabled `log` calls in the fast path still cost one comparison.
 pub fn init(format: LogFormat) -> Result<(), InitError> {
     let filter = filter_from_env()?;
     let max = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);

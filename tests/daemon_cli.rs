@@ -167,7 +167,7 @@ fn json_logs_are_one_object_per_line_and_carry_no_keys() {
             (r["target"].as_str().expect("a target"), message)
         })
         .collect();
-    // The binary's own events and the library's `log` records both arrive, with their targets.
+    // The binary's own events and the daemon library's events both arrive, with their targets.
     assert!(
         messages.contains(&("akagate", "running; SIGINT or SIGTERM stops it")),
         "{messages:#?}"

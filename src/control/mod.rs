@@ -84,7 +84,9 @@ impl ControlServer {
         let listener = match bind(&path) {
             Ok(l) => l,
             Err(e) if !explicit => {
-                log::warn!("control socket not available ({e}); akactl cannot reach this daemon");
+                tracing::warn!(
+                    "control socket not available ({e}); akactl cannot reach this daemon"
+                );
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -113,7 +115,7 @@ impl ControlServer {
             .spawn(move || server::accept_loop(listener, shared))
             .map_err(io)?;
         server.thread = Some(thread);
-        log::info!(
+        tracing::info!(
             "control socket on {}{}",
             path.display(),
             if config.control.allow_key_export {
@@ -140,7 +142,7 @@ impl ControlServer {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                log::error!("control: the accept thread panicked");
+                tracing::error!("control: the accept thread panicked");
             }
             if let Ok(m) = std::fs::symlink_metadata(&self.path) {
                 if (m.dev(), m.ino()) == self.ident {

@@ -41,13 +41,13 @@ pub(super) fn accept_loop(listener: UnixListener, shared: Shared) {
         match listener.accept() {
             Ok((stream, _)) => {
                 if let Err(e) = spawn_connection(stream, &shared) {
-                    log::warn!("control: cannot serve a connection: {e}");
+                    tracing::warn!("control: cannot serve a connection: {e}");
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                log::warn!("control: accept failed: {e}");
+                tracing::warn!("control: accept failed: {e}");
                 std::thread::sleep(POLL);
             }
         }
@@ -163,7 +163,7 @@ fn respond(request: &[u8], shared: &Shared) -> Zeroizing<Vec<u8>> {
                 Ok(Answer::Registrations(r)) => protocol::ok(cmd, protocol::registrations(&r)),
                 Ok(Answer::Keys(k)) => {
                     // Audit trail without the keys themselves.
-                    log::warn!("control: ESP keys of {} SA(s) exported", k.len());
+                    tracing::warn!("control: ESP keys of {} SA(s) exported", k.len());
                     let body = protocol::keys(&k);
                     return serialize_secret(&protocol::ok(cmd, body));
                 }

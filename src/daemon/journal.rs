@@ -141,7 +141,9 @@ impl SqnJournal {
                 .and_then(|()| self.sync());
             match written {
                 Ok(()) => return Ok(()),
-                Err(e) => log::error!("SQN journal write failed ({e}); rewriting the SQN state"),
+                Err(e) => {
+                    tracing::error!("SQN journal write failed ({e}); rewriting the SQN state")
+                }
             }
         }
         self.checkpoint(state())

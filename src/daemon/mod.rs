@@ -67,7 +67,7 @@ pub struct StartOptions {
     pub pinning: Pinning,
     /// Idle behaviour of the workers.
     pub idle: IdlePolicy,
-    /// Period of the one-line stats log (`log::info!`), or none.
+    /// Period of the one-line stats log (`tracing::info!`), or none.
     pub stats_interval: Option<Duration>,
     /// SQN state file; `None` means [`default_sqn_state`] of the subscriber file.
     pub sqn_state: Option<PathBuf>,
@@ -406,7 +406,7 @@ impl Daemon {
                 crate::metrics::MetricsServer::start(addr, stats).map_err(StartError::Metrics)?,
             );
         }
-        log::info!(
+        tracing::info!(
             "akagate running on {} (mtu {}) with {nworkers} worker(s){}; SIP on port {sip_port}; \
              {} subscriber(s); SA table of {} SPIs",
             link.name,
@@ -555,7 +555,7 @@ impl DaemonHandle {
             }
         }
         let stats = self.stats.snapshot();
-        log::info!("akagate stopped: {stats}");
+        tracing::info!("akagate stopped: {stats}");
         self.stopped = Some(result.map(|()| ShutdownReport { stats, sqn_state }));
     }
 }

@@ -95,7 +95,7 @@ impl Slowpath {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    log::error!("slowpath: every worker is gone; stopping");
+                    tracing::error!("slowpath: every worker is gone; stopping");
                     self.release(batch);
                     break;
                 }
@@ -119,7 +119,7 @@ impl Slowpath {
             }
             if let (Some(t), Some(i)) = (next_log, self.stats_interval) {
                 if now >= t {
-                    log::info!("stats: {}", self.stats.snapshot());
+                    tracing::info!("stats: {}", self.stats.snapshot());
                     next_log = Some(now + i);
                 }
             }
@@ -186,7 +186,7 @@ impl Slowpath {
             inc(&self.counters.sip_messages);
             if !self.access.allows(&sip.flow) {
                 inc(&self.counters.sip_transport_refused);
-                log::debug!(
+                tracing::debug!(
                     "slowpath: SIP from {} over {:?} to {}:{} refused (transport-protocol)",
                     sip.flow.ue,
                     sip.flow.proto,
@@ -247,7 +247,7 @@ impl Slowpath {
                         .wrapping_add(withheld.challenges as u64),
                     Ordering::Relaxed,
                 );
-                log::error!(
+                tracing::error!(
                     "slowpath: SQN state not durable ({e}); {} 401 challenge(s) withheld",
                     withheld.challenges
                 );
@@ -294,7 +294,7 @@ impl Slowpath {
             }
             Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => {
                 inc(&self.counters.commands_dropped);
-                log::warn!(
+                tracing::warn!(
                     "slowpath: command for UE {ue} dropped, its worker's queue is full or gone"
                 );
             }

@@ -108,7 +108,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             return;
         }
         drop(ready);
-        log::debug!("worker {id} running (core {core:?})");
+        tracing::debug!("worker {id} running (core {core:?})");
         wake.register_current();
         let mut backoff = Backoff {
             policy: idle,
@@ -132,7 +132,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
                 break;
             }
             if t >= limit {
-                log::warn!(
+                tracing::warn!(
                     "worker {id}: stopped with {} command(s) unexecuted",
                     pending.len()
                 );
@@ -140,7 +140,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             }
             std::thread::yield_now();
         }
-        log::debug!("worker {id} stopped with {} UE stack(s)", worker.ue_count());
+        tracing::debug!("worker {id} stopped with {} UE stack(s)", worker.ue_count());
     }
 }
 

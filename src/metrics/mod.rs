@@ -69,7 +69,7 @@ impl MetricsServer {
             .name("akagate-metrics".into())
             .spawn(move || accept_loop(&listener, &shared))
             .map_err(err)?;
-        log::info!("metrics on http://{bound}/metrics");
+        tracing::info!("metrics on http://{bound}/metrics");
         Ok(MetricsServer {
             addr: bound,
             stop,
@@ -88,7 +88,7 @@ impl Drop for MetricsServer {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                log::error!("metrics: the accept thread panicked");
+                tracing::error!("metrics: the accept thread panicked");
             }
         }
     }
@@ -109,7 +109,7 @@ fn accept_loop(listener: &TcpListener, shared: &Shared) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                log::warn!("metrics: accept failed: {e}");
+                tracing::warn!("metrics: accept failed: {e}");
                 std::thread::sleep(POLL);
             }
         }
@@ -136,7 +136,7 @@ fn spawn_connection(mut stream: TcpStream, shared: &Shared) {
         });
     if let Err(e) = spawned {
         shared.connections.fetch_sub(1, Ordering::AcqRel);
-        log::warn!("metrics: cannot serve a connection: {e}");
+        tracing::warn!("metrics: cannot serve a connection: {e}");
     }
 }
 

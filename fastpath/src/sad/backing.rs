@@ -197,7 +197,7 @@ fn map_huge(bytes: usize, lazy: bool) -> Option<(NonNull<libc::c_void>, usize, M
         if p != libc::MAP_FAILED {
             return Some((NonNull::new(p)?, rounded, MemoryBacking::HugeTlb));
         }
-        log::debug!("sad: MAP_HUGETLB of {rounded} bytes failed; trying THP");
+        tracing::debug!("sad: MAP_HUGETLB of {rounded} bytes failed; trying THP");
     }
     if !thp_enabled() {
         return None;

@@ -57,7 +57,7 @@ impl Shared {
     pub(crate) fn flush(&mut self, out: &mut Vec<WorkerCommand>) {
         while let Some((id, t)) = self.txl.poll_transmit_with_id() {
             let Some(info) = self.txs.get(&id) else {
-                log::warn!("transmit for unknown transaction {id:?} dropped");
+                tracing::warn!("transmit for unknown transaction {id:?} dropped");
                 continue;
             };
             let send = WorkerCommand::Send {
@@ -81,7 +81,7 @@ impl Shared {
         out: &mut Vec<WorkerCommand>,
     ) {
         if let Err(e) = self.txl.send_response(tx, response, now) {
-            log::debug!("response on {tx:?} not sent: {e}");
+            tracing::debug!("response on {tx:?} not sent: {e}");
         }
         self.flush(out);
     }
@@ -99,7 +99,7 @@ impl Shared {
         let tag = self.token(8);
         let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
             Ok(b) => b,
-            Err(e) => return log::debug!("cannot answer {code}: {e}"),
+            Err(e) => return tracing::debug!("cannot answer {code}: {e}"),
         };
         for (n, v) in extra {
             b.push_header(n, v);
@@ -118,7 +118,7 @@ impl Shared {
         let id = match self.txl.send_request(request, peer_of(flow), now) {
             Ok(id) => id,
             Err(e) => {
-                log::warn!("request to {} not sent: {e}", flow.ue);
+                tracing::warn!("request to {} not sent: {e}", flow.ue);
                 return None;
             }
         };
@@ -199,7 +199,7 @@ impl Shared {
     pub(crate) fn release_spis(&mut self, set: &SaSet) {
         for spi in [set.spi_pc, set.spi_ps] {
             if let Err(e) = self.spis.release(spi) {
-                log::warn!("releasing SPI {spi}: {e}");
+                tracing::warn!("releasing SPI {spi}: {e}");
             }
         }
     }

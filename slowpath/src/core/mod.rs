@@ -318,7 +318,7 @@ impl Core {
         };
         if is_response {
             self.shared.stats.malformed_responses += 1;
-            log::debug!("dropping malformed response from {}: {err}", flow.ue);
+            tracing::debug!("dropping malformed response from {}: {err}", flow.ue);
             return;
         }
         self.shared.stats.malformed_requests += 1;
@@ -335,7 +335,7 @@ impl Core {
             Some(bytes) => Shared::send_direct(out, flow, bytes, false),
             None => {
                 self.shared.stats.malformed_requests_unanswered += 1;
-                log::debug!("dropping malformed request from {}: {err}", flow.ue);
+                tracing::debug!("dropping malformed request from {}: {err}", flow.ue);
             }
         }
     }

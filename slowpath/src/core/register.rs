@@ -100,7 +100,7 @@ impl Core {
         // de-registration, is refused before any challenge or SA set is spent on it.
         let min = self.shared.cfg.min_expires;
         if let Some(asked) = requested_expires(msg).filter(|&e| e != 0 && e < min) {
-            log::debug!("REGISTER for {impi} asks {asked} s, below min-expires {min}");
+            tracing::debug!("REGISTER for {impi} asks {asked} s, below min-expires {min}");
             let extra = [("Min-Expires", min.to_string())];
             return self
                 .shared
@@ -239,7 +239,7 @@ impl Core {
         let IssuedVector { av, durable_after } = match source.vector(&impi, &mut *self.shared.rng) {
             Ok(v) => v,
             Err(e) => {
-                log::warn!("no authentication vector for {impi}: {e}");
+                tracing::warn!("no authentication vector for {impi}: {e}");
                 return self
                     .shared
                     .respond(req, 500, "Server Internal Error", &[], now, out);

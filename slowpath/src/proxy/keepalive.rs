@@ -128,7 +128,7 @@ impl Proxy {
             cx.shared.stats.keepalive_failures += 1;
             let failures = ka.failures;
             let impi = cx.registrar.impi(key).unwrap_or(key);
-            log::info!("keep-alive to {impi} failed ({failures} in a row)");
+            tracing::info!("keep-alive to {impi} failed ({failures} in a row)");
         }
     }
 }

@@ -385,7 +385,7 @@ impl Proxy {
             .map(str::to_string);
         let Some(key) = key else {
             cx.shared.stats.unprotected_responses += 1;
-            log::debug!("dropping unprotected response from {}", sip.flow.ue);
+            tracing::debug!("dropping unprotected response from {}", sip.flow.ue);
             return;
         };
         if let Some(spi) = sip.via_spi {
