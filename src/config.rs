@@ -810,7 +810,9 @@ impl Validator<'_> {
                     list,
                     &key("auth-alg-list"),
                     "hmac-sha-1-96, hmac-md5-96, aes-gmac",
-                    AuthAlg::from_token,
+                    // `alg=null` is implied by aes-gcm in encr-alg-list (TS 33.203 Annex H),
+                    // never listed: on its own it would mean no integrity.
+                    |t| AuthAlg::from_token(t).filter(|a| *a != AuthAlg::Null),
                 ),
                 None => Some(vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]),
             };

@@ -50,6 +50,7 @@ fn spec(auth: AuthAlg, encr: EncrAlg, seed: u8, esn: bool) -> SaSpec {
         (AuthAlg::AesGmac, _) => (k(16), vec![]),
         (AuthAlg::HmacMd5_96, e) => (k(16), ek(e, seed)),
         (AuthAlg::HmacSha1_96, e) => (k(20), ek(e, seed)),
+        (AuthAlg::Null, e) => (vec![], ek(e, seed)),
     };
     SaSpec {
         suite: Suite {

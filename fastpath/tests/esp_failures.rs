@@ -18,6 +18,7 @@ fn suite(auth: AuthAlg, encr: EncrAlg) -> Suite {
         (AuthAlg::AesGmac, _) => (CK.to_vec(), vec![]),
         (AuthAlg::HmacMd5_96, e) => (IK[..16].to_vec(), ek(e)),
         (AuthAlg::HmacSha1_96, e) => (IK.to_vec(), ek(e)),
+        (AuthAlg::Null, e) => (vec![], ek(e)),
     };
     Suite {
         auth,

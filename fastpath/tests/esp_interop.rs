@@ -82,6 +82,7 @@ fn keys(d: SuiteDef) -> SaKeys {
         _ if d.ealg == EncrAlg::AesGcm => vec![],
         AuthAlg::HmacSha1_96 => (0..20).map(|i| 0x10 + i).collect(),
         AuthAlg::HmacMd5_96 | AuthAlg::AesGmac => (0..16).map(|i| 0x30 + i).collect(),
+        AuthAlg::Null => vec![],
     };
     let encr_key: Vec<u8> = match d.ealg {
         EncrAlg::Null => vec![],

@@ -11,6 +11,9 @@ pub enum AuthAlg {
     HmacSha1_96,
     /// `aes-gmac` (RFC 4543): 128-bit key + 32-bit salt, 16-byte ICV, no encryption.
     AesGmac,
+    /// `null`: no separate integrity algorithm. Only valid with `ealg=aes-gcm`, whose own ICV
+    /// protects the packet (TS 33.203 Annex H, Rel-13+ offers `alg=null; ealg=aes-gcm`).
+    Null,
 }
 
 /// Encryption algorithm (`ealg=` in Security-Client/Server; absent means null).
@@ -33,13 +36,19 @@ impl AuthAlg {
             AuthAlg::HmacMd5_96 => "hmac-md5-96",
             AuthAlg::HmacSha1_96 => "hmac-sha-1-96",
             AuthAlg::AesGmac => "aes-gmac",
+            AuthAlg::Null => "null",
         }
     }
 
     /// Parses an `alg=` token (case-insensitive).
     pub fn from_token(s: &str) -> Option<Self> {
-        [AuthAlg::HmacMd5_96, AuthAlg::HmacSha1_96, AuthAlg::AesGmac]
-            .into_iter()
+        [
+            AuthAlg::HmacMd5_96,
+            AuthAlg::HmacSha1_96,
+            AuthAlg::AesGmac,
+            AuthAlg::Null,
+        ]
+        .into_iter()
             .find(|a| a.token().eq_ignore_ascii_case(s))
     }
 }

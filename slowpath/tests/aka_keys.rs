@@ -43,6 +43,18 @@ fn salts_match_hand_built_kdf_and_notes() {
     assert_eq!(hex::encode(s.keys.salt), gcm);
     assert_eq!(hex::encode(&s.keys.encr_key), CK);
     assert!(s.keys.integ_key.is_empty(), "GCM carries its own ICV");
+    // `alg=null; ealg=aes-gcm` (how OpenSIPS and handsets offer GCM): the same keys.
+    let n = derive_suite(AuthAlg::Null, EncrAlg::AesGcm, &ck(), &ik()).unwrap();
+    assert_eq!(hex::encode(n.keys.salt), gcm);
+    assert_eq!(hex::encode(&n.keys.encr_key), CK);
+    assert!(n.keys.integ_key.is_empty());
+    // alg=null with any other ealg would leave the SA without integrity.
+    for e in [EncrAlg::Null, EncrAlg::AesCbc, EncrAlg::DesEde3Cbc] {
+        assert_eq!(
+            derive_suite(AuthAlg::Null, e, &ck(), &ik()).unwrap_err(),
+            KeyError::NullIntegrity(e.token())
+        );
+    }
 
     let s = derive_suite(AuthAlg::AesGmac, EncrAlg::Null, &ck(), &ik()).unwrap();
     assert_eq!(hex::encode(s.keys.salt), gmac);

@@ -121,7 +121,8 @@ fn integ_from(suite: &Suite) -> Result<Hmac96, SaError> {
             which: "integrity",
             len: key.len(),
         }),
-        AuthAlg::AesGmac => Err(SaError::UnsupportedSuite),
+        // alg=null carries no integrity of its own: only aes-gcm (handled before) may use it.
+        AuthAlg::AesGmac | AuthAlg::Null => Err(SaError::UnsupportedSuite),
     }
 }
 

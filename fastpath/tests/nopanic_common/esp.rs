@@ -24,17 +24,18 @@ const MAX_BODY: usize = 4096;
 
 /// The seven suites of TS 33.203 Annex H plus the RFC 4106/4543 ones, with fixed keys.
 pub fn suites() -> Vec<Suite> {
-    use AuthAlg::*;
-    use EncrAlg::*;
+    use AuthAlg::{AesGmac, HmacMd5_96, HmacSha1_96};
+    use EncrAlg::{AesCbc, AesGcm, DesEde3Cbc};
     [
         (HmacSha1_96, AesCbc),
         (HmacMd5_96, AesCbc),
         (HmacSha1_96, DesEde3Cbc),
         (HmacMd5_96, DesEde3Cbc),
-        (HmacSha1_96, Null),
-        (HmacMd5_96, Null),
+        (HmacSha1_96, EncrAlg::Null),
+        (HmacMd5_96, EncrAlg::Null),
         (HmacSha1_96, AesGcm),
-        (AesGmac, Null),
+        (AuthAlg::Null, AesGcm),
+        (AesGmac, EncrAlg::Null),
     ]
     .into_iter()
     .map(|(auth, encr)| suite(auth, encr))
@@ -47,6 +48,7 @@ fn suite(auth: AuthAlg, encr: EncrAlg) -> Suite {
         (AuthAlg::AesGmac, _) => CK.to_vec(),
         (AuthAlg::HmacMd5_96, _) => IK[..16].to_vec(),
         (AuthAlg::HmacSha1_96, _) => IK.to_vec(),
+        (AuthAlg::Null, _) => vec![],
     };
     let encr_key = match encr {
         EncrAlg::Null => vec![],

@@ -23,6 +23,9 @@ pub enum KeyError {
     /// aes-gmac is integrity-only (RFC 4543 ENCR_NULL_AUTH_AES_GMAC): only with ealg=null.
     #[error("alg=aes-gmac cannot be combined with ealg={0}")]
     GmacWithEncryption(&'static str),
+    /// alg=null has no integrity of its own: only with ealg=aes-gcm (TS 33.203 Annex H).
+    #[error("alg=null requires ealg=aes-gcm, not ealg={0}")]
+    NullIntegrity(&'static str),
 }
 
 /// The TS 33.220 Annex B KDF with one parameter: HMAC-SHA-256(Key, FC || P0 || L0), where
@@ -55,7 +58,8 @@ pub fn salt(ck: &Ck, ik: &Ik, fc: u8, p0: &[u8]) -> [u8; 4] {
 /// hmac-sha-1-96: IK_ESP = IK_IM || 0^32; hmac-md5-96: IK_ESP = IK_IM; aes-gmac: IK_ESP = IK_IM
 /// with the GMAC salt; aes-cbc: CK_ESP = CK_IM; des-ede3-cbc: CK_ESP = CK1 || CK2 || CK1 where
 /// CK_IM = CK1 || CK2; null: no key; aes-gcm: CK_ESP = CK_IM with the GCM salt and no separate
-/// integrity key (GCM's own ICV protects the packet).
+/// integrity key (GCM's own ICV protects the packet), whether `alg` was offered as `null` or as
+/// an HMAC (the HMAC is then unused).
 pub fn derive_suite(
     auth: AuthAlg,
     encr: EncrAlg,
@@ -95,6 +99,7 @@ pub fn derive_suite(
             ik.to_vec()
         }
         (e, AuthAlg::AesGmac) => return Err(KeyError::GmacWithEncryption(e.token())),
+        (e, AuthAlg::Null) => return Err(KeyError::NullIntegrity(e.token())),
     };
     Ok(Suite {
         auth,

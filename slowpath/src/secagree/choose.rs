@@ -69,6 +69,11 @@ fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
         Some(e) => EncrAlg::from_token(e)?,
         None => EncrAlg::Null,
     };
+    // TS 33.203 Annex H: `alg=null` is only meaningful with the combined-mode aes-gcm, whose
+    // ICV is the integrity protection; with any other ealg the SA would have none.
+    if auth == AuthAlg::Null && encr != EncrAlg::AesGcm {
+        return None;
+    }
     // RFC 4303 2.1: SPIs 0..=255 are reserved.
     let spi_uc = m.param_u32("spi-c").filter(|s| *s > 255)?;
     let spi_us = m.param_u32("spi-s").filter(|s| *s > 255)?;
@@ -86,10 +91,13 @@ fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
 
 /// Picks the offer the profile prefers most: the first `encr_alg_list` entry that is offered
 /// with any allowed `alg`, then the first such `auth_alg_list` entry; `None` if nothing fits.
+/// For `aes-gcm` an offer with `alg=null` is accepted after the listed `alg`s: GCM brings its
+/// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
 pub fn choose(profile: &ImsAkaProfile, offers: &[SecMechanism]) -> Option<ChosenMechanism> {
     let valid: Vec<ChosenMechanism> = offers.iter().filter_map(offer).collect();
     for encr in &profile.encr_alg_list {
-        for auth in &profile.auth_alg_list {
+        let gcm_null = (*encr == EncrAlg::AesGcm).then_some(&AuthAlg::Null);
+        for auth in profile.auth_alg_list.iter().chain(gcm_null) {
             if let Some(c) = valid.iter().find(|c| c.encr == *encr && c.auth == *auth) {
                 return Some(c.clone());
             }
@@ -152,6 +160,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(choose(&ImsAkaProfile::default(), &offers), None);
+    }
+
+    /// How OpenSIPS and Rel-13+ handsets offer AES-GCM.
+    const GCM_NULL: &str =
+        "ipsec-3gpp; alg=null; ealg=aes-gcm; spi-c=3000; spi-s=3001; port-c=7000; port-s=7001";
+
+    fn gcm_profile() -> ImsAkaProfile {
+        ImsAkaProfile {
+            encr_alg_list: vec![EncrAlg::AesGcm, EncrAlg::AesCbc],
+            ..ImsAkaProfile::default()
+        }
+    }
+
+    #[test]
+    fn alg_null_with_aes_gcm_is_chosen_and_echoed() {
+        let c = choose(&gcm_profile(), &parse_security_header(GCM_NULL).unwrap()).unwrap();
+        assert_eq!((c.auth, c.encr), (AuthAlg::Null, EncrAlg::AesGcm));
+        assert_eq!(
+            c.security_server(4096, 4097, 5100, 6100).render(),
+            "ipsec-3gpp;alg=null;ealg=aes-gcm;prot=esp;mod=trans;spi-c=4096;spi-s=4097;port-c=5100;port-s=6100;q=0.1"
+        );
+        // Not offered with aes-gcm allowed by the profile: nothing fits.
+        assert_eq!(
+            choose(
+                &ImsAkaProfile::default(),
+                &parse_security_header(GCM_NULL).unwrap()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn hmac_with_aes_gcm_is_still_preferred_over_alg_null() {
+        let offers = parse_security_header(&format!(
+            "{GCM_NULL}, ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-gcm;spi-c=3000;spi-s=3001;port-c=7000;port-s=7001"
+        ))
+        .unwrap();
+        let c = choose(&gcm_profile(), &offers).unwrap();
+        assert_eq!((c.auth, c.encr), (AuthAlg::HmacSha1_96, EncrAlg::AesGcm));
+    }
+
+    #[test]
+    fn alg_null_without_aes_gcm_is_never_accepted() {
+        let p = ImsAkaProfile {
+            encr_alg_list: vec![EncrAlg::AesGcm, EncrAlg::AesCbc, EncrAlg::Null],
+            auth_alg_list: vec![AuthAlg::HmacSha1_96, AuthAlg::Null],
+            ..ImsAkaProfile::default()
+        };
+        for ealg in ["null", "aes-cbc", "des-ede3-cbc"] {
+            let offers = parse_security_header(&format!(
+                "ipsec-3gpp;alg=null;ealg={ealg};spi-c=3000;spi-s=3001;port-c=7000;port-s=7001"
+            ))
+            .unwrap();
+            assert_eq!(choose(&p, &offers), None, "ealg={ealg}");
+        }
+        // alg=null without ealg (null encryption) carries no protection at all.
+        let offers = parse_security_header(
+            "ipsec-3gpp;alg=null;spi-c=3000;spi-s=3001;port-c=7000;port-s=7001",
+        )
+        .unwrap();
+        assert_eq!(choose(&p, &offers), None);
     }
 
     #[test]
