@@ -49,7 +49,7 @@ impl AuthAlg {
             AuthAlg::Null,
         ]
         .into_iter()
-            .find(|a| a.token().eq_ignore_ascii_case(s))
+        .find(|a| a.token().eq_ignore_ascii_case(s))
     }
 }
 

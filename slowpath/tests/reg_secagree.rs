@@ -4,6 +4,7 @@
 
 mod reg_common;
 
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 use reg_common::*;
 
@@ -37,7 +38,10 @@ fn alg_null_aes_gcm_registers_with_annex_i_keys_and_echoed_security_server() {
             set.spi_pc, set.spi_ps
         )
     );
-    assert_eq!((set.suite.auth, set.suite.encr), (AuthAlg::Null, EncrAlg::AesGcm));
+    assert_eq!(
+        (set.suite.auth, set.suite.encr),
+        (AuthAlg::Null, EncrAlg::AesGcm)
+    );
     // TS 33.203 Annex I: CK_ESP = CK_IM (TS 35.208 set 1), the GCM salt from the TS 33.220
     // KDF (FC 0x59, "AES_GCM_SALT"; IMS-AKA-NOTES worked example), no integrity key.
     assert_eq!(
@@ -106,4 +110,177 @@ fn alg_null_with_other_ealg_gets_494() {
             "ealg={ealg}: {out:?}"
         );
     }
+}
+
+/// `text` with every sec-agree trace removed: no Security-Client/Verify, no option tag.
+fn without_sec_agree(text: &str) -> String {
+    text.split("\r\n")
+        .filter(|l| {
+            !(l.starts_with("Security-Client:")
+                || l.starts_with("Security-Verify:")
+                || l.starts_with("Require: sec-agree")
+                || l.starts_with("Proxy-Require: sec-agree"))
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .replace("Supported: path, sec-agree", "Supported: path")
+}
+
+/// A UE on `proto` registering without sec-agree on its unprotected flow: the 401 has no
+/// Security-Server and no set is installed; the answer on the same flow gets 200 OK.
+/// Returns a throwaway set (of another subscriber) for the helpers that take one unused.
+fn register_plain(t: &mut Testbed, ue: &Ue) -> SaSet {
+    let flow = ue.unprotected_flow();
+    let out = t.sip(flow, None, &without_sec_agree(&ue.initial_register()));
+    assert_eq!(out.len(), 1, "only the 401, no InstallSaSet: {out:?}");
+    let (to, r401) = sent(&out[0]);
+    assert_eq!(to, flow);
+    assert!(r401.starts_with("SIP/2.0 401 "), "{r401}");
+    assert_eq!(header(&r401, "Security-Server"), None);
+    let nonce = param(&header(&r401, "WWW-Authenticate").unwrap(), "nonce").unwrap();
+    let res = set1_usim_res(&nonce);
+    // protected_register's set argument is unused: any set will do.
+    let (dummy, _) = Ue::new(t, 2, 11000).initial(t);
+    let reg2 = without_sec_agree(&ue.protected_register(&dummy, &nonce, &res, None));
+    let out = t.sip(flow, None, &reg2);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (to, ok) = sent(&out[0]);
+    assert_eq!(to, flow);
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    dummy
+}
+
+fn no_sec_agree_testbed() -> Testbed {
+    Testbed::with_config(|c| c.profile.sec_agree_required = false)
+}
+
+#[test]
+fn sec_agree_required_true_still_gets_421_without_any_set() {
+    let mut t = Testbed::new();
+    let ue = Ue::new(&mut t, 0, 7000);
+    let out = t.sip(
+        ue.unprotected_flow(),
+        None,
+        &without_sec_agree(&ue.initial_register()),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 421 "), "{out:?}");
+}
+
+#[test]
+fn sec_agree_not_required_registers_flow_bound_over_tcp_and_udp() {
+    for proto in [Transport::Tcp, Transport::Udp] {
+        let mut t = no_sec_agree_testbed();
+        let ue = Ue::new(&mut t, 0, 7000).with_proto(proto);
+        let dummy = register_plain(&mut t, &ue);
+        // An OPTIONS on the registered flow is the UE's: it is proxied (not 403).
+        let opts = without_sec_agree(&ue.options(&dummy));
+        let out = t.sip(ue.unprotected_flow(), None, &opts);
+        let answers: Vec<_> = out.iter().map(sent).map(|(_, m)| m).collect();
+        assert!(!answers.is_empty(), "{proto:?}: {out:?}");
+        assert!(
+            answers.iter().all(|m| !m.starts_with("SIP/2.0 403")),
+            "{proto:?}: {answers:?}"
+        );
+        // The same request from the UE's address on another port (another connection, or
+        // another UDP source port) is not the registered flow: 403.
+        let other = Flow {
+            ue_port: 5090,
+            ..ue.unprotected_flow()
+        };
+        let out = t.sip(
+            other,
+            None,
+            &opts.replace("branch=z9hG4bKopt", "branch=z9hG4bKopt2"),
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (to, r) = sent(&out[0]);
+        assert_eq!(to, other);
+        assert!(r.starts_with("SIP/2.0 403 "), "{proto:?}: {r}");
+    }
+}
+
+#[test]
+fn sec_agree_not_required_answer_from_another_flow_is_refused() {
+    let mut t = no_sec_agree_testbed();
+    let ue = Ue::new(&mut t, 0, 7000);
+    let flow = ue.unprotected_flow();
+    let out = t.sip(flow, None, &without_sec_agree(&ue.initial_register()));
+    let nonce = param(
+        &header(&sent(&out[0]).1, "WWW-Authenticate").unwrap(),
+        "nonce",
+    )
+    .unwrap();
+    let (dummy, _) = Ue::new(&mut t, 2, 11000).initial(&mut t);
+    let reg2 =
+        without_sec_agree(&ue.protected_register(&dummy, &nonce, &set1_usim_res(&nonce), None));
+    let other = Flow {
+        ue_port: 5090,
+        ..flow
+    };
+    let out = t.sip(other, None, &reg2);
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
+}
+
+#[test]
+fn call_between_ipsec_ue_and_flow_bound_ue_both_ways() {
+    for proto in [Transport::Tcp, Transport::Udp] {
+        let mut t = no_sec_agree_testbed();
+        let a = Ue::new(&mut t, 0, 7000).with_proto(proto);
+        let (sa, _) = a.register(&mut t);
+        let a = a.with_server(&sa);
+        let b = Ue::new(&mut t, 1, 9000).with_proto(proto);
+        register_plain(&mut t, &b);
+        let b_flow = b.unprotected_flow();
+
+        // IPsec UE -> flow-bound UE: the INVITE goes to b's registered flow, unprotected.
+        let inv = invite_text(&a, &b.impu(), "z9hG4bKab1", 70, &sdp(&a));
+        let out = t.sip(a.protected_flow(&sa), Some(sa.spi_ps), &inv);
+        let fwd: Vec<_> = out
+            .iter()
+            .map(sent)
+            .filter(|(_, m)| m.starts_with("INVITE "))
+            .collect();
+        assert_eq!(fwd.len(), 1, "{proto:?}: {out:?}");
+        assert_eq!(fwd[0].0, b_flow, "{proto:?}");
+        // b answers on its flow; the 200 reaches a over its SA's flow.
+        let out = t.sip(b_flow, None, &answer(&fwd[0].1, 200, "OK"));
+        let ok: Vec<_> = out
+            .iter()
+            .map(sent)
+            .filter(|(_, m)| m.starts_with("SIP/2.0 200 "))
+            .collect();
+        assert_eq!(ok.len(), 1, "{proto:?}: {out:?}");
+        assert_eq!(ok[0].0, a.protected_flow(&sa), "{proto:?}");
+
+        // Flow-bound UE -> IPsec UE: accepted from b's flow, sent to a's port_us.
+        let b_inv = without_sec_agree(&invite_text(&b, &a.impu(), "z9hG4bKba1", 70, &sdp(&b)))
+            .replace("call-z9hG4bKba1", "call-ba");
+        let out = t.sip(b_flow, None, &b_inv);
+        let fwd: Vec<_> = out
+            .iter()
+            .map(sent)
+            .filter(|(_, m)| m.starts_with("INVITE "))
+            .collect();
+        assert_eq!(fwd.len(), 1, "{proto:?}: {out:?}");
+        assert_eq!(fwd[0].0, client_flow(&a, &sa, proto), "{proto:?}");
+    }
+}
+
+#[test]
+fn flow_bound_deregistration_removes_no_sa_and_closes_the_flow() {
+    let mut t = no_sec_agree_testbed();
+    let ue = Ue::new(&mut t, 0, 7000).with_proto(Transport::Udp);
+    let dummy = register_plain(&mut t, &ue);
+    let flow = ue.unprotected_flow();
+    let out = t.sip(flow, None, &without_sec_agree(&ue.dereg(&dummy)));
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK"), "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|c| matches!(c, WorkerCommand::RemoveSaSet { .. })),
+        "a flow-bound registration has no SAs to remove: {out:?}"
+    );
+    // The flow no longer stands for anyone.
+    let out = t.sip(flow, None, &without_sec_agree(&ue.options(&dummy)));
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
 }

@@ -189,9 +189,11 @@ impl Shared {
     }
 
     /// Removes a set the registrar let go of: the worker command (after anything already
-    /// queued) and its inbound SPIs.
+    /// queued; none for a flow-bound set, which was never installed) and its inbound SPIs.
     pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<WorkerCommand>) {
-        out.push(set.remove_cmd());
+        if !set.is_unprotected() {
+            out.push(set.remove_cmd());
+        }
         self.release_spis(set);
     }
 

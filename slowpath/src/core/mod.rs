@@ -194,7 +194,14 @@ impl Core {
     pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
         match event {
-            WorkerEvent::Sip(sip) => self.on_sip(&sip, now, &mut out),
+            WorkerEvent::Sip(mut sip) => {
+                // A flow-bound registration (no sec-agree): its flow stands for its set, as
+                // an SA's SPI would (the fast path only sets `via_spi` for ESP).
+                if sip.via_spi.is_none() {
+                    sip.via_spi = self.registrar.spi_of_flow(&sip.flow);
+                }
+                self.on_sip(&sip, now, &mut out)
+            }
             // Connections come and go; registrations are bound to SAs, not to connections.
             WorkerEvent::TcpClosed(_) => {}
             // The requests waiting on a connection that could not be opened fail now, not

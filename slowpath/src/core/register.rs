@@ -13,8 +13,8 @@ use crate::aka::{
 };
 use crate::core::{Core, Req, TimerKey};
 use crate::registrar::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
-    AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
+    contact_uri, impi_of, mechanisms, realm_of, requested_expires, unprotected_suite,
+    verify_matches, AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{choose, render_security_header, SecMechanism, IPSEC_3GPP};
 use crate::sip::{HeaderKind, Message};
@@ -132,7 +132,9 @@ impl Core {
         };
         let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
 
-        if kind.is_none() && !has_security_client {
+        // `sec-agree-required = false`: a UE without sec-agree is challenged and registered
+        // without SAs, bound to the flow it registers on (see `challenge`).
+        if kind.is_none() && !has_security_client && self.shared.cfg.profile.sec_agree_required {
             // RFC 3329 2.3.1, TS 24.229 5.2.2.1: no sec-agree at all -> 421; sec-agree but
             // no Security-Client -> 494; both carry Require: sec-agree and Security-Server.
             let tagged = [
@@ -169,14 +171,15 @@ impl Core {
         match kind {
             Some(SetKind::Active) | Some(SetKind::Old) => {
                 let sent = match kind {
-                    Some(SetKind::Active) => self.registrar.active_security_server(key).cloned(),
+                    Some(SetKind::Active) => self.registrar.active_security_server(key),
                     _ => None,
                 };
                 // The old set has no Security-Server kept; refreshes must use the active set.
                 let Some(sent) = sent else {
                     return self.shared.respond(req, 403, "Forbidden", &[], now, out);
                 };
-                if !verify_matches(msg, &sent) {
+                // A flow-bound registration agreed no mechanism: nothing to verify.
+                if sent.is_some_and(|s| !verify_matches(msg, s)) {
                     return self.shared.respond(
                         req,
                         403,
@@ -213,6 +216,12 @@ impl Core {
 
     /// Sends a fresh challenge with a new SA set; any earlier pending set is removed after
     /// the 401 left, so exactly one pending set remains (the latest challenge's).
+    ///
+    /// Without a Security-Client (only reached when the profile's `sec-agree-required` is
+    /// false) the set is *flow-bound*: no SAs are installed, the 401 carries no
+    /// Security-Server, and the set stands for the flow the REGISTER came on (for TCP the
+    /// connection's 4-tuple, for UDP the UE's address and port): the answer and every later
+    /// request of the UE are accepted from that flow only, and requests to the UE go there.
     fn challenge(
         &mut self,
         req: &Req<'_, '_>,
@@ -221,16 +230,21 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
-            Ok(v) => v,
-            Err(()) => {
-                return self
-                    .shared
-                    .respond(req, 400, "Bad Security-Client", &[], now, out)
-            }
-        };
-        let Some(chosen) = choose(&self.shared.cfg.profile, &offers) else {
-            return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
+        let chosen = if req.msg.header(HeaderKind::SecurityClient).is_some() {
+            let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
+                Ok(v) => v,
+                Err(()) => {
+                    return self
+                        .shared
+                        .respond(req, 400, "Bad Security-Client", &[], now, out)
+                }
+            };
+            let Some(chosen) = choose(&self.shared.cfg.profile, &offers) else {
+                return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
+            };
+            Some(chosen)
+        } else {
+            None
         };
         let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
         // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
@@ -246,7 +260,11 @@ impl Core {
             }
         };
         let rand = av.rand;
-        let Ok(suite) = derive_suite(chosen.auth, chosen.encr, &av.ck, &av.ik) else {
+        let suite = match &chosen {
+            Some(c) => derive_suite(c.auth, c.encr, &av.ck, &av.ik),
+            None => Ok(unprotected_suite()),
+        };
+        let Ok(suite) = suite else {
             return self
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);
@@ -264,24 +282,34 @@ impl Core {
                     .respond(req, 503, "Service Unavailable", &[], now, out);
             }
         };
-        let (port_pc, port_ps) = (
-            self.shared.cfg.profile.protected_client_port,
-            self.shared.cfg.profile.protected_server_port,
-        );
+        let (port_pc, port_ps) = match chosen {
+            Some(_) => (
+                self.shared.cfg.profile.protected_client_port,
+                self.shared.cfg.profile.protected_server_port,
+            ),
+            // Flow-bound: our side of the flow is both "ports"; the UE's port is both of its.
+            None => (req.flow.local_port, req.flow.local_port),
+        };
+        let (spi_uc, spi_us, port_uc, port_us) = match &chosen {
+            Some(c) => (c.spi_uc, c.spi_us, c.port_uc, c.port_us),
+            None => (0, 0, req.flow.ue_port, req.flow.ue_port),
+        };
         let set = SaSet {
             ue: req.flow.ue,
             local: req.flow.local,
             suite,
             spi_pc,
             spi_ps,
-            spi_uc: chosen.spi_uc,
-            spi_us: chosen.spi_us,
+            spi_uc,
+            spi_us,
             port_pc,
             port_ps,
-            port_uc: chosen.port_uc,
-            port_us: chosen.port_us,
+            port_uc,
+            port_us,
         };
-        let security_server = chosen.security_server(spi_pc, spi_ps, port_pc, port_ps);
+        let security_server = chosen
+            .as_ref()
+            .map(|c| c.security_server(spi_pc, spi_ps, port_pc, port_ps));
         let nonce = AkaNonce {
             rand,
             autn: av.autn,
@@ -303,12 +331,13 @@ impl Core {
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);
         };
-        // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401 leaves.
-        out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
-        let extra = [
-            ("WWW-Authenticate", www),
-            ("Security-Server", security_server.render()),
-        ];
+        let mut extra = vec![("WWW-Authenticate", www)];
+        if let Some(server) = &security_server {
+            // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401
+            // leaves.
+            out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
+            extra.push(("Security-Server", server.render()));
+        }
         if let Some(t) = durable_after {
             self.shared.held.wait_for(req.tx, t);
         }
@@ -321,6 +350,7 @@ impl Core {
             rand,
             xres: av.xres.clone(),
             deadline: now + self.shared.cfg.challenge_timeout,
+            bound_flow: chosen.is_none().then_some(req.flow),
         };
         let replaced = self
             .registrar
@@ -418,7 +448,10 @@ impl Core {
         let Some(p) = self.registrar.pending(key) else {
             return;
         };
-        let ok = verify_matches(msg, &p.security_server)
+        let ok = p
+            .security_server
+            .as_ref()
+            .is_none_or(|s| verify_matches(msg, s))
             && creds
                 .algorithm
                 .as_deref()

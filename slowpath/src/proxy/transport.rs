@@ -66,6 +66,8 @@ pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
 /// Serialises a request to the UE of `set` with `build(transport)` (the Via transport token)
 /// and picks its flow: UDP from port_pc to port_us when the UE registered over UDP and the
 /// request fits in [`UDP_MAX`] bytes, else TCP over the same ports (RFC 3261 18.1.1).
+/// A flow-bound set (registered without sec-agree) keeps to its UDP flow: its UE's port was
+/// never agreed for TCP.
 pub(crate) fn choose_transport(
     set: &SaSet,
     proto: Transport,
@@ -73,7 +75,7 @@ pub(crate) fn choose_transport(
 ) -> (Vec<u8>, Flow) {
     if proto == Transport::Udp {
         let bytes = build("UDP");
-        if bytes.len() <= UDP_MAX {
+        if bytes.len() <= UDP_MAX || set.is_unprotected() {
             return (bytes, set.client_flow(Transport::Udp));
         }
     }

@@ -15,7 +15,7 @@ mod view;
 pub(crate) use request::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
 };
-pub(crate) use sa::SaSetExt;
+pub(crate) use sa::{unprotected_suite, SaSetExt};
 pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
 pub(crate) use state::{Active, Pending, SetKind};
 pub use view::{RegistrationView, SaSetState, SaSetView};
@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_proto::ipc::{SaSet, Transport};
+use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::secagree::SecMechanism;
 use state::{Completed, RegState};
@@ -70,6 +70,8 @@ pub(crate) struct Registrar {
     regs: HashMap<String, Registration>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
     by_spi: HashMap<u32, String>,
+    /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
+    by_flow: HashMap<Flow, u32>,
     /// Armed deadlines of registrations gone since [`Registrar::take_disarmed`].
     disarmed: Vec<(String, Option<Instant>)>,
 }
@@ -133,9 +135,16 @@ impl Registrar {
         self.regs.get(key)?.state.pending()
     }
 
-    /// The Security-Server agreed for `key`'s active set.
-    pub fn active_security_server(&self, key: &str) -> Option<&SecMechanism> {
-        Some(&self.regs.get(key)?.state.active()?.security_server)
+    /// The Security-Server agreed for `key`'s active set: `None` if not registered,
+    /// `Some(None)` if registered without sec-agree (flow-bound).
+    pub fn active_security_server(&self, key: &str) -> Option<Option<&SecMechanism>> {
+        Some(self.regs.get(key)?.state.active()?.security_server.as_ref())
+    }
+
+    /// The inbound SPI standing for flow `flow` if a flow-bound set (a registration without
+    /// sec-agree) was made on it: requests on that flow count as coming through that set.
+    pub fn spi_of_flow(&self, flow: &Flow) -> Option<u32> {
+        self.by_flow.get(flow).copied()
     }
 
     /// The (UE address, our port) pairs of `key`'s registered sets (active and old): the
@@ -167,6 +176,9 @@ impl Registrar {
         let pending = Box::new(pending);
         for spi in [pending.set.spi_pc, pending.set.spi_ps] {
             self.by_spi.insert(spi, key.to_string());
+        }
+        if let Some(flow) = pending.bound_flow {
+            self.by_flow.insert(flow, pending.set.spi_ps);
         }
         let replaced = match self.regs.remove(key) {
             Some(mut reg) => {
@@ -323,6 +335,9 @@ impl Registrar {
         for spi in [set.spi_pc, set.spi_ps] {
             self.by_spi.remove(&spi);
         }
+        if set.is_unprotected() {
+            self.by_flow.retain(|_, spi| *spi != set.spi_ps);
+        }
         set
     }
 }
@@ -365,7 +380,8 @@ mod tests {
     fn pending(spi: u32, deadline: Instant) -> Pending {
         Pending {
             set: set(spi),
-            security_server: SecMechanism::new("ipsec-3gpp"),
+            security_server: Some(SecMechanism::new("ipsec-3gpp")),
+            bound_flow: None,
             nonce: format!("nonce-{spi}"),
             rand: [0; 16],
             xres: Res::new(&[9; 8]).unwrap(),

@@ -1,6 +1,23 @@
-//! SA-set helpers: membership of an inbound SPI, the flows of a set, and the remove command.
+//! SA-set helpers: membership of an inbound SPI, the flows of a set, and the remove command;
+//! and the *flow-bound* set of a UE registered without sec-agree.
 
 use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
+use akagate_proto::suite::{AuthAlg, EncrAlg, SaKeys, Suite};
+
+/// The suite of a flow-bound set (a registration without sec-agree, `sec-agree-required =
+/// false`): no SAs exist. `alg=null` with `ealg=null` is never negotiated (sec-agree refuses
+/// `alg=null` without aes-gcm), so it marks such a set unambiguously.
+pub(crate) fn unprotected_suite() -> Suite {
+    Suite {
+        auth: AuthAlg::Null,
+        encr: EncrAlg::Null,
+        keys: SaKeys {
+            integ_key: Vec::new(),
+            encr_key: Vec::new(),
+            salt: [0; 4],
+        },
+    }
+}
 
 /// Convenience methods on [`SaSet`].
 pub(crate) trait SaSetExt {
@@ -10,6 +27,8 @@ pub(crate) trait SaSetExt {
     fn client_flow(&self, proto: Transport) -> Flow;
     /// The command removing this set.
     fn remove_cmd(&self) -> WorkerCommand;
+    /// Whether this is a flow-bound set (no SAs, never installed; see [`unprotected_suite`]).
+    fn is_unprotected(&self) -> bool;
 }
 
 impl SaSetExt for SaSet {
@@ -25,6 +44,10 @@ impl SaSetExt for SaSet {
             local_port: self.port_pc,
             proto,
         }
+    }
+
+    fn is_unprotected(&self) -> bool {
+        self.suite.auth == AuthAlg::Null && self.suite.encr == EncrAlg::Null
     }
 
     fn remove_cmd(&self) -> WorkerCommand {

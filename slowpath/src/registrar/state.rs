@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{SaSet, Transport};
+use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use super::SaSetExt;
 use crate::aka::Res;
@@ -15,8 +15,9 @@ use crate::secagree::SecMechanism;
 pub(crate) struct Pending {
     /// The SA set installed with the 401.
     pub set: SaSet,
-    /// The Security-Server we sent (what Security-Verify must echo).
-    pub security_server: SecMechanism,
+    /// The Security-Server we sent (what Security-Verify must echo); `None` for a
+    /// flow-bound challenge (no sec-agree, no Security-Verify expected).
+    pub security_server: Option<SecMechanism>,
     /// The nonce of the challenge (base64(RAND || AUTN)).
     pub nonce: String,
     /// RAND, for resynchronisation.
@@ -25,14 +26,17 @@ pub(crate) struct Pending {
     pub xres: Res,
     /// When the challenge lapses.
     pub deadline: Instant,
+    /// The flow a flow-bound challenge was sent on (the only flow its answer and, once
+    /// registered, the UE's requests are accepted from); `None` with sec-agree.
+    pub bound_flow: Option<Flow>,
 }
 
 /// A completed registration's SA set and binding.
 pub(crate) struct Active {
     /// The SA set the 200 OK went through.
     pub set: SaSet,
-    /// The Security-Server agreed for this set.
-    pub security_server: SecMechanism,
+    /// The Security-Server agreed for this set (`None`: flow-bound, no sec-agree).
+    pub security_server: Option<SecMechanism>,
     /// The registered Contact URI.
     pub contact: String,
     /// The transport the UE registered over: P-CSCF-originated requests use it too
