@@ -175,6 +175,15 @@ const CASES: &[(&str, usize, &str, &str, &str)] = &[
         "ims-aka-profile[0].auth-alg-list: unknown value \"hmac-sha-256\"",
     ),
     (
+        // alg=null is implied by aes-gcm (TS 33.203 Annex H); listed alone it would mean no
+        // integrity.
+        "null_alg",
+        13,
+        "auth-alg-list = [\"null\"]",
+        "13:18: ",
+        "ims-aka-profile[0].auth-alg-list: unknown value \"null\"",
+    ),
+    (
         "unknown_backend",
         17,
         "backend = \"netmap\"",
