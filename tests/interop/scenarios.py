@@ -22,7 +22,8 @@ from scapy.layers.inet import IP, UDP
 from daemonctl import control
 from milenage import Usim, check_vectors
 from shim import Shim, normalise_ip, open_tun, wire_socket
-from ue import LARGE_INVITE, AuthenticationRejected, Ue, World
+import sip
+from ue import LARGE_INVITE, AuthenticationRejected, PlainUe, Ue, World
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
@@ -84,8 +85,8 @@ class Context:
         return self.usims[sub]
 
     def ue(self, name, sub, v6=False, transport="tcp", offers=((SHA1, "aes-cbc"),),
-           seq_ms=None):
-        """A new UE with a fresh address on the TUN."""
+           seq_ms=None, cls=Ue):
+        """A new UE (a `cls`) with a fresh address on the TUN."""
         n = self.next_host
         self.next_host += 1
         if v6:
@@ -95,7 +96,7 @@ class Context:
             addr, pcscf = "10.0.1.%d" % n, PCSCF_V4
             ip("addr", "add", addr + "/32", "dev", TUN)
         addr = normalise_ip(addr)
-        u = Ue(self.world, name, self.subs[sub], self.usim(sub, seq_ms), addr, pcscf, transport,
+        u = cls(self.world, name, self.subs[sub], self.usim(sub, seq_ms), addr, pcscf, transport,
                [list(o) for o in offers], 20000 + n * 10, 20000 + n * 10 + 1)
         self.world.ues.append(u)
         self.world.shim.resolve(pcscf, addr)
@@ -356,6 +357,80 @@ def sc_reregister_same_ports(ctx):
     reregister_twice(ctx, False)
 
 
+def sc_gcm_null(ctx):
+    """AES-GCM offered as OpenSIPS and handsets do, `alg=null; ealg=aes-gcm` alone: the
+    daemon chooses it, echoes it in Security-Server, keys it per TS 33.203 Annex I (the GCM
+    salt from the TS 33.220 KDF); calls both ways with an hmac-sha-1-96 + aes-cbc UE."""
+    a = ctx.ue("gina", 0, offers=[("null", "aes-gcm")])
+    b = ctx.ue("hank", 1)
+    a.register()
+    check_registered(ctx, a)
+    expect("alg=null" in a.security_server.replace(" ", "") and
+           "ealg=aes-gcm" in a.security_server.replace(" ", ""),
+           "Security-Server does not echo the offer: %s" % a.security_server)
+    b.register()
+    for caller, callee in ((a, b), (b, a)):
+        size, ok, bye = caller.call(callee)
+        expect(ok.status == 200 and bye is not None and bye.status == 200,
+               "%s -> %s: call failed" % (caller.name, callee.name))
+        check_invite_path(ctx, callee, size)
+    ctx.world.note("alg=null + ealg=aes-gcm registered; calls to and from it completed")
+    for u in (a, b):
+        u.deregister()
+        check_deregistered(ctx, u)
+    ctx.done(a, b)
+
+
+def options_from_other_flow(u):
+    """An OPTIONS from the UE's address on a new flow (another connection / UDP port)."""
+    flow = u.connect(0, 5060, u.transport)
+    h = [("Via", u.via(flow)), ("Max-Forwards", "70"),
+         ("From", "<%s>;tag=%s" % (u.impu, sip.token(4))), ("To", "<%s>" % u.impu),
+         ("Call-ID", sip.token()), ("CSeq", "1 OPTIONS")]
+    r = u.transact(flow, sip.request("OPTIONS", u.impu, h))
+    u.flows.remove(flow)
+    flow.sock.close()
+    return r
+
+
+def sc_no_sec_agree(ctx):
+    """sec-agree-required = false (this run's profile): a phone without sec-agree registers
+    with AKA but no SAs, over TCP and over UDP; an IPsec UE calls it (the INVITE arrives on
+    the flow it registered from) and it calls the IPsec UE; the same phone on another flow
+    is refused with 403; nothing of it is left after de-registration."""
+    a = ctx.ue("olga", 0)
+    a.register()
+    check_registered(ctx, a)
+    for transport in ("tcp", "udp"):
+        b = ctx.ue("pete", 1, transport=transport, cls=PlainUe)
+        b.register()
+        reg = ctx.registration(b)
+        expect(reg is not None and reg.get("registered"), "%s: not registered" % b.name)
+        expect(reg.get("transport") == transport, "registered over %s" % reg.get("transport"))
+        # Over UDP the flow stays UDP: keep the INVITE within one datagram on the wire.
+        sdp = LARGE_INVITE if transport == "tcp" else 300
+        size, ok, bye = a.call(b, sdp_size=sdp)
+        expect(ok.status == 200 and bye is not None and bye.status == 200,
+               "IPsec UE -> no-IPsec UE over %s failed" % transport)
+        inv = [r for r in b.requests if r.method == "INVITE"][-1]
+        expect(inv.arrived_on == (transport, (b.pcscf, 5060)),
+               "INVITE reached the no-IPsec UE over %s from %s, not its registered flow" %
+               inv.arrived_on)
+        size, ok, bye = b.call(a, sdp_size=sdp)
+        expect(ok.status == 200 and bye is not None and bye.status == 200,
+               "no-IPsec UE -> IPsec UE over %s failed" % transport)
+        r = options_from_other_flow(b)
+        expect(r.status == 403, "request from another flow answered %s" % r.start)
+        ctx.world.note("no sec-agree over %s: registered, calls both ways, other flow 403" %
+                       transport)
+        b.deregister()
+        check_deregistered(ctx, b)
+        ctx.done(b)
+    a.deregister()
+    check_deregistered(ctx, a)
+    ctx.done(a)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -374,6 +449,8 @@ SCENARIOS = [
     ("mac-failure", sc_mac_failure, True),
     ("udp-call-v4", sc_udp_call_v4, True),
     ("udp-call-v6", sc_udp_call_v6, True),
+    ("gcm-null", sc_gcm_null, True),
+    ("no-sec-agree", sc_no_sec_agree, True),
 ]
 
 

@@ -388,17 +388,27 @@ class Ue:
 
     # -- calls -------------------------------------------------------------------------------
 
+    def call_flow(self):
+        """The flow our calls go on: TCP port_uc -> port_ps through the SAs."""
+        peer = (self.pcscf, self.pcscf_ports[1])
+        flow = next((f for f in self.flows if f.proto == "tcp" and f.peer == peer
+                     and f.local_port == self.port_uc), None)
+        if flow is None:
+            flow = self.connect(self.port_uc, self.pcscf_ports[1], "tcp")
+        return flow
+
+    def sec_agree_headers(self):
+        """What every request after the registration carries for sec-agree (RFC 3329 2.3.1)."""
+        return [("Security-Verify", self.security_server), ("Require", "sec-agree"),
+                ("Proxy-Require", "sec-agree")]
+
     def call(self, callee, sdp_size=LARGE_INVITE):
         """INVITE `callee` (a large one, so over TCP), wait for 200, ACK, then BYE.
         Returns (INVITE bytes sent, final response to INVITE, response to BYE)."""
         # RFC 3261 18.1.1: a request within 200 bytes of the MTU goes over TCP; the P-CSCF's
         # protected server port takes TCP under the same SA (TS 33.203 7.1), so a UE
         # registered over UDP opens a TCP connection port_uc -> port_ps for it.
-        peer = (self.pcscf, self.pcscf_ports[1])
-        flow = next((f for f in self.flows if f.proto == "tcp" and f.peer == peer
-                     and f.local_port == self.port_uc), None)
-        if flow is None:
-            flow = self.connect(self.port_uc, self.pcscf_ports[1], "tcp")
+        flow = self.call_flow()
         route = ["<sip:%s:%d;lr>" % (sip.host(self.pcscf), self.pcscf_ports[1])]
         route += self.service_routes
         call_id, tag = sip.token(), sip.token(4)
@@ -407,9 +417,8 @@ class Ue:
         h += [("From", "<%s>;tag=%s" % (self.impu, tag)), ("To", "<%s>" % callee.impu),
               ("Call-ID", call_id), ("CSeq", "1 INVITE"),
               ("Contact", "<sip:%s@%s:%d>" % (self.user, sip.host(self.ip), self.port_us)),
-              ("P-Preferred-Identity", "<%s>" % self.impu),
-              ("Security-Verify", self.security_server), ("Require", "sec-agree"),
-              ("Proxy-Require", "sec-agree"), ("Content-Type", "application/sdp")]
+              ("P-Preferred-Identity", "<%s>" % self.impu)]
+        h += self.sec_agree_headers() + [("Content-Type", "application/sdp")]
         invite = sip.request("INVITE", callee.impu, h, sip.sdp(self.ip, sdp_size))
         size = len(invite.to_bytes())
         ok = self.transact(flow, invite, timeout=15)
@@ -425,9 +434,8 @@ class Ue:
             hh = [("Via", self.via(flow)), ("Max-Forwards", "70")]
             hh += [("Route", r) for r in routes]
             hh += [("From", "<%s>;tag=%s" % (self.impu, tag)), ("To", to),
-                   ("Call-ID", call_id), ("CSeq", "%d %s" % (cseq, method)),
-                   ("Security-Verify", self.security_server), ("Require", "sec-agree"),
-                   ("Proxy-Require", "sec-agree")]
+                   ("Call-ID", call_id), ("CSeq", "%d %s" % (cseq, method))]
+            hh += self.sec_agree_headers()
             return sip.request(method, target, hh)
 
         self.send(flow, in_dialog("ACK", 1))
@@ -437,6 +445,55 @@ class Ue:
             raise RuntimeError("%s: the callee never got the ACK" % self.name)
         bye_ok = self.transact(flow, in_dialog("BYE", 2))
         return size, ok, bye_ok
+
+
+class PlainUe(Ue):
+    """A phone without sec-agree (a Wi-Fi client, a lab phone), for a P-CSCF whose profile
+    has sec-agree-required = false: no Security-Client, no SAs. It registers with AKA over one
+    flow to port 5060 (a TCP connection, or a UDP socket) and keeps using that flow for
+    everything: the P-CSCF accepts its requests only there and sends its requests there."""
+
+    def register_request(self, flow, expires, authorization, verify=None):
+        req = super().register_request(flow, expires, authorization)
+        req.headers = [(n, v) for n, v in req.headers
+                       if n.lower() not in ("security-client", "require", "proxy-require")]
+        req.headers = [(n, "path" if n.lower() == "supported" else v) for n, v in req.headers]
+        return req
+
+    def register(self, expires=600, max_resyncs=0):
+        self.new_sec_params()
+        flow = self.connect(0, 5060, self.transport)
+        authz = ('Digest username="%s", realm="%s", nonce="", uri="sip:%s", response=""'
+                 % (self.impi, self.domain, self.domain))
+        r = self.transact(flow, self.register_request(flow, expires, authz))
+        if r.status != 401 or r.get("security-server"):
+            raise RuntimeError("%s: REGISTER answered %s (Security-Server %r)" % (
+                self.name, r.start, r.get("security-server")))
+        p, rand, autn = sip.challenge(r.get("www-authenticate"))
+        res, _ck, _ik = self.usim.authenticate(rand, autn)
+        self.auth, self.nc = (p["realm"], p["nonce"], res), 0
+        # The answer on the same flow: the P-CSCF takes it from nowhere else.
+        ok = self.transact(flow, self.register_request(flow, expires, self.authorization()))
+        if ok.status != 200:
+            raise RuntimeError("%s: second REGISTER answered %s" % (self.name, ok.start))
+        self.protected = flow
+        self.service_routes = ok.all("service-route")
+        self.pcscf_ports = (5060, 5060)
+        return ok
+
+    def call_flow(self):
+        return self.protected
+
+    def sec_agree_headers(self):
+        return []
+
+    def deregister(self):
+        ok = self.transact(self.protected, self.register_request(
+            self.protected, 0, self.authorization()))
+        if ok.status != 200:
+            raise RuntimeError("%s: de-REGISTER answered %s" % (self.name, ok.start))
+        self.close_all()
+        return ok
 
 
 class World:
