@@ -212,7 +212,9 @@ pub fn answer(query: Query, core: &Core, now: Instant) -> Answer {
         Query::Registrations => Answer::Registrations(regs.iter().map(registration_info).collect()),
         Query::Keys => Answer::Keys(
             regs.iter()
-                .flat_map(|r| r.sets.iter().flat_map(|s| key_records(s.set)))
+                // A flow-bound set (no sec-agree) has no SAs, so no keys to export.
+                .flat_map(|r| r.sets.iter().filter(|s| !s.flow_bound))
+                .flat_map(|s| key_records(s.set))
                 .collect(),
         ),
     }

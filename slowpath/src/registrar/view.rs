@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{SaSet, Transport};
 
-use super::Registrar;
+use super::{Registrar, SaSetExt};
 
 /// Which of a registration's SA sets a view shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct SaSetView<'a> {
     pub set: &'a SaSet,
     /// Time left until the set lapses (challenge timeout, binding expiry or old-set expiry).
     pub expires_in: Duration,
+    /// A flow-bound set of a registration without sec-agree: no SAs exist, no keys.
+    pub flow_bound: bool,
 }
 
 /// One registration (one IMPI) as the registrar holds it.
@@ -70,6 +72,7 @@ impl Registrar {
                         state: SaSetState::Pending,
                         set: &p.set,
                         expires_in: left(p.deadline),
+                        flow_bound: p.set.is_unprotected(),
                     });
                 }
                 if let Some(a) = state.active() {
@@ -77,6 +80,7 @@ impl Registrar {
                         state: SaSetState::Active,
                         set: &a.set,
                         expires_in: left(a.expires_at),
+                        flow_bound: a.set.is_unprotected(),
                     });
                 }
                 if let Some(o) = state.old() {
@@ -84,6 +88,7 @@ impl Registrar {
                         state: SaSetState::Old,
                         set: &o.set,
                         expires_in: left(o.until),
+                        flow_bound: o.set.is_unprotected(),
                     });
                 }
                 RegistrationView {
