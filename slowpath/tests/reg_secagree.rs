@@ -112,6 +112,13 @@ fn alg_null_with_other_ealg_gets_494() {
     }
 }
 
+/// The single message in `out` that starts with `start`, and its flow.
+fn only(out: &[WorkerCommand], start: &str) -> (Flow, String) {
+    let i = sends_starting(out, start);
+    assert_eq!(i.len(), 1, "one {start:?} expected: {out:?}");
+    sent(&out[i[0]])
+}
+
 /// `text` with every sec-agree trace removed: no Security-Client/Verify, no option tag.
 fn without_sec_agree(text: &str) -> String {
     text.split("\r\n")
@@ -126,10 +133,10 @@ fn without_sec_agree(text: &str) -> String {
         .replace("Supported: path, sec-agree", "Supported: path")
 }
 
-/// A UE on `proto` registering without sec-agree on its unprotected flow: the 401 has no
-/// Security-Server and no set is installed; the answer on the same flow gets 200 OK.
-/// Returns a throwaway set (of another subscriber) for the helpers that take one unused.
-fn register_plain(t: &mut Testbed, ue: &Ue) -> SaSet {
+/// A UE without sec-agree sends its first REGISTER on its unprotected flow: the 401 has no
+/// Security-Server and no set is installed. Returns the answering REGISTER (digest over the
+/// nonce) and a throwaway set (of another subscriber) for the helpers that take one unused.
+fn plain_challenge(t: &mut Testbed, ue: &Ue) -> (String, SaSet) {
     let flow = ue.unprotected_flow();
     let out = t.sip(flow, None, &without_sec_agree(&ue.initial_register()));
     assert_eq!(out.len(), 1, "only the 401, no InstallSaSet: {out:?}");
@@ -139,9 +146,15 @@ fn register_plain(t: &mut Testbed, ue: &Ue) -> SaSet {
     assert_eq!(header(&r401, "Security-Server"), None);
     let nonce = param(&header(&r401, "WWW-Authenticate").unwrap(), "nonce").unwrap();
     let res = set1_usim_res(&nonce);
-    // protected_register's set argument is unused: any set will do.
     let (dummy, _) = Ue::new(t, 2, 11000).initial(t);
     let reg2 = without_sec_agree(&ue.protected_register(&dummy, &nonce, &res, None));
+    (reg2, dummy)
+}
+
+/// [`plain_challenge`], then the answer on the same flow gets 200 OK.
+fn register_plain(t: &mut Testbed, ue: &Ue) -> SaSet {
+    let flow = ue.unprotected_flow();
+    let (reg2, dummy) = plain_challenge(t, ue);
     let out = t.sip(flow, None, &reg2);
     assert_eq!(out.len(), 1, "{out:?}");
     let (to, ok) = sent(&out[0]);
@@ -204,19 +217,10 @@ fn sec_agree_not_required_registers_flow_bound_over_tcp_and_udp() {
 fn sec_agree_not_required_answer_from_another_flow_is_refused() {
     let mut t = no_sec_agree_testbed();
     let ue = Ue::new(&mut t, 0, 7000);
-    let flow = ue.unprotected_flow();
-    let out = t.sip(flow, None, &without_sec_agree(&ue.initial_register()));
-    let nonce = param(
-        &header(&sent(&out[0]).1, "WWW-Authenticate").unwrap(),
-        "nonce",
-    )
-    .unwrap();
-    let (dummy, _) = Ue::new(&mut t, 2, 11000).initial(&mut t);
-    let reg2 =
-        without_sec_agree(&ue.protected_register(&dummy, &nonce, &set1_usim_res(&nonce), None));
+    let (reg2, _) = plain_challenge(&mut t, &ue);
     let other = Flow {
         ue_port: 5090,
-        ..flow
+        ..ue.unprotected_flow()
     };
     let out = t.sip(other, None, &reg2);
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
@@ -236,34 +240,25 @@ fn call_between_ipsec_ue_and_flow_bound_ue_both_ways() {
         // IPsec UE -> flow-bound UE: the INVITE goes to b's registered flow, unprotected.
         let inv = invite_text(&a, &b.impu(), "z9hG4bKab1", 70, &sdp(&a));
         let out = t.sip(a.protected_flow(&sa), Some(sa.spi_ps), &inv);
-        let fwd: Vec<_> = out
-            .iter()
-            .map(sent)
-            .filter(|(_, m)| m.starts_with("INVITE "))
-            .collect();
-        assert_eq!(fwd.len(), 1, "{proto:?}: {out:?}");
-        assert_eq!(fwd[0].0, b_flow, "{proto:?}");
+        let (to, fwd) = only(&out, "INVITE ");
+        assert_eq!(to, b_flow, "{proto:?}");
         // b answers on its flow; the 200 reaches a over its SA's flow.
-        let out = t.sip(b_flow, None, &answer(&fwd[0].1, 200, "OK"));
-        let ok: Vec<_> = out
-            .iter()
-            .map(sent)
-            .filter(|(_, m)| m.starts_with("SIP/2.0 200 "))
-            .collect();
-        assert_eq!(ok.len(), 1, "{proto:?}: {out:?}");
-        assert_eq!(ok[0].0, a.protected_flow(&sa), "{proto:?}");
+        let out = t.sip(b_flow, None, &answer(&fwd, 200, "OK"));
+        assert_eq!(
+            only(&out, "SIP/2.0 200 ").0,
+            a.protected_flow(&sa),
+            "{proto:?}"
+        );
 
         // Flow-bound UE -> IPsec UE: accepted from b's flow, sent to a's port_us.
         let b_inv = without_sec_agree(&invite_text(&b, &a.impu(), "z9hG4bKba1", 70, &sdp(&b)))
             .replace("call-z9hG4bKba1", "call-ba");
         let out = t.sip(b_flow, None, &b_inv);
-        let fwd: Vec<_> = out
-            .iter()
-            .map(sent)
-            .filter(|(_, m)| m.starts_with("INVITE "))
-            .collect();
-        assert_eq!(fwd.len(), 1, "{proto:?}: {out:?}");
-        assert_eq!(fwd[0].0, client_flow(&a, &sa, proto), "{proto:?}");
+        assert_eq!(
+            only(&out, "INVITE ").0,
+            client_flow(&a, &sa, proto),
+            "{proto:?}"
+        );
     }
 }
 

@@ -170,6 +170,14 @@ def register_call_deregister(ctx, v6, transport):
     ctx.done(a, b)
 
 
+def deregister_all(ctx, *ues):
+    """Each UE de-registers; nothing of it is left at the daemon."""
+    for u in ues:
+        u.deregister()
+        check_deregistered(ctx, u)
+    ctx.done(*ues)
+
+
 def check_invite_path(ctx, callee, size):
     """The whole INVITE reached the callee over TCP from the P-CSCF's port_pc - the
     connection the P-CSCF opened to port_us through spi_us, never one from port 5060."""
@@ -375,10 +383,7 @@ def sc_gcm_null(ctx):
                "%s -> %s: call failed" % (caller.name, callee.name))
         check_invite_path(ctx, callee, size)
     ctx.world.note("alg=null + ealg=aes-gcm registered; calls to and from it completed")
-    for u in (a, b):
-        u.deregister()
-        check_deregistered(ctx, u)
-    ctx.done(a, b)
+    deregister_all(ctx, a, b)
 
 
 def options_from_other_flow(u):
@@ -423,12 +428,8 @@ def sc_no_sec_agree(ctx):
         expect(r.status == 403, "request from another flow answered %s" % r.start)
         ctx.world.note("no sec-agree over %s: registered, calls both ways, other flow 403" %
                        transport)
-        b.deregister()
-        check_deregistered(ctx, b)
-        ctx.done(b)
-    a.deregister()
-    check_deregistered(ctx, a)
-    ctx.done(a)
+        deregister_all(ctx, b)
+    deregister_all(ctx, a)
 
 
 SCENARIOS = [
