@@ -84,8 +84,7 @@ impl<T> PendingQueue<T> {
     }
 
     /// Hands back, in arrival order, every packet whose neighbour `resolve` now answers and
-    /// every packet past its deadline; the others stay. `resolve` is asked once per waiting
-    /// packet (it may solicit again for those it cannot answer).
+    /// every packet past its deadline; the others stay.
     pub fn service<R>(
         &mut self,
         now: Instant,
@@ -112,6 +111,11 @@ impl<T> PendingQueue<T> {
                 None => i += 1,
             }
         }
+    }
+
+    /// The neighbours packets wait for, once per waiting packet.
+    pub fn hops(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.held.iter().map(|h| h.hop)
     }
 
     /// Packets waiting.

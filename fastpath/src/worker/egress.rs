@@ -198,13 +198,7 @@ impl<Q: PortQueue> Link<Q> {
         } = self;
         pending.service(
             now,
-            |hop| {
-                let h = l2.header_to(hop, now);
-                if h.is_none() {
-                    l2.solicit(hop, now, ctrl);
-                }
-                h
-            },
+            |hop| l2.header_to(hop, now),
             |b, released| match released {
                 Released::Resolved(hdr) => {
                     inc(&counters.neighbor_released);
@@ -216,6 +210,11 @@ impl<Q: PortQueue> Link<Q> {
                 }
             },
         );
+        // RFC 4861 7.3.3: retransmit the solicitation every RetransTimer until the packets
+        // give up (solicit is rate-limited per neighbour).
+        for hop in pending.hops() {
+            l2.solicit(hop, now, ctrl);
+        }
     }
 
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
