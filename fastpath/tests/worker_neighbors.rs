@@ -77,7 +77,10 @@ fn sip_flow() -> Flow {
 }
 
 fn count(w: &WorkerOnPair, name: &str) -> u64 {
-    w.worker.counters().get(name).unwrap_or_else(|| panic!("no counter {name}"))
+    w.worker
+        .counters()
+        .get(name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
 }
 
 /// A worker whose UE sends a REGISTER in clear over UDP without ARPing first; returns the
@@ -195,5 +198,8 @@ fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
     w.worker.run_once(now + Duration::from_millis(1));
     // The oldest made room; the other three leave in order.
     let udp = drain(&mut w.ue).udp;
-    assert_eq!(udp, vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]);
+    assert_eq!(
+        udp,
+        vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
+    );
 }

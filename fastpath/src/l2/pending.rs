@@ -79,7 +79,11 @@ impl<T> PendingQueue<T> {
         if self.held.len() >= self.total {
             return Hold::Full(item);
         }
-        self.held.push(Held { hop, item, deadline });
+        self.held.push(Held {
+            hop,
+            item,
+            deadline,
+        });
         Hold::Queued
     }
 

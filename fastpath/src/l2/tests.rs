@@ -251,7 +251,10 @@ mod pending_queue {
         q.hold(ue(1), 3, t(1));
         q.hold(ue(2), 4, t(1));
         q.hold(ue(1), 5, t(2));
-        assert!(service(&mut q, t(10), &[]).is_empty(), "nothing resolved yet");
+        assert!(
+            service(&mut q, t(10), &[]).is_empty(),
+            "nothing resolved yet"
+        );
         assert_eq!(
             service(&mut q, t(20), &[ue(1)]),
             vec![(1, Some(ue(1))), (3, Some(ue(1))), (5, Some(ue(1)))]
