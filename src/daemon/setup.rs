@@ -32,6 +32,8 @@ const TIMER_SLOTS: usize = 4096;
 /// Bytes kept free below the link MTU for ESP: header 8 + IV 16 + padding and trailer 17 +
 /// ICV 16 = 57 in transport mode; 100 leaves room for options.
 const ESP_MTU_RESERVE: usize = 100;
+/// Neighbour cache entries beyond one per UE: routers and other hosts of the access link.
+const NEIGHBOR_SLACK: usize = 64;
 /// Smallest inner MTU handed to the stacks (IPv6's minimum link MTU, RFC 8200 5).
 const MIN_INNER_MTU: usize = 1280;
 
@@ -199,6 +201,9 @@ pub(super) fn worker_config(
     sip_port: u16,
 ) -> WorkerConfig {
     let ip_mtu = link.mtu.saturating_sub(ESP_MTU_RESERVE).max(MIN_INNER_MTU);
+    // Two inbound SPIs per registered UE; unregistered UEs count too, so the bound is the
+    // table's share, not a tight fit.
+    let max_ues = (config.sa_table.capacity / 2).max(1);
     let stack = StackConfig {
         tcp_rx_buf: config.stack.tcp_rx_buffer,
         tcp_tx_buf: config.stack.tcp_tx_buffer,
@@ -223,7 +228,10 @@ pub(super) fn worker_config(
                 .collect(),
             gateway_v4: None,
             gateway_v6: None,
-            max_neighbors: 4096,
+            // Every worker learns every neighbour of the port (ARP replies land on one queue
+            // and are shared), so each cache holds as many UEs as the port may serve, plus
+            // room for routers and other hosts on the link. The cache grows with use.
+            max_neighbors: max_ues.saturating_add(NEIGHBOR_SLACK),
             neighbor_ttl: Duration::from_secs(300),
             solicit_retry: Duration::from_secs(1),
         },
@@ -232,9 +240,7 @@ pub(super) fn worker_config(
         sip_port,
         burst: BURST,
         commands_per_loop: COMMANDS_PER_LOOP,
-        // Two inbound SPIs per registered UE; unregistered UEs count too, so the bound is
-        // the table's share, not a tight fit.
-        max_ues: (config.sa_table.capacity / 2).max(1),
+        max_ues,
         link_mtu: link.mtu,
         timer_tick: Duration::from_millis(TIMER_TICK_MS),
         timer_slots: TIMER_SLOTS,
@@ -267,6 +273,13 @@ mod tests {
         assert_eq!(w.l2.mac, EthernetAddress([2, 0, 0, 0, 0, 1]));
         assert_eq!(w.l2.ipv4.len(), 1);
         assert_eq!(w.l2.ipv6.len(), 1);
+        // Neighbour state scales with the UEs the SA table allows, not a constant.
+        assert_eq!(w.max_ues, c.sa_table.capacity / 2);
+        assert_eq!(w.l2.max_neighbors, w.max_ues + NEIGHBOR_SLACK);
+        let mut small = c.clone();
+        small.sa_table.capacity = 20_000;
+        let w = worker_config(&small, 0, &link(), port);
+        assert_eq!(w.l2.max_neighbors, 10_000 + NEIGHBOR_SLACK);
         let core = core_config(&c).unwrap();
         assert_eq!(core.profile.protected_client_port, 5062);
         assert_eq!(core.profile.protected_server_port, 5064);

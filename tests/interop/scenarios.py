@@ -85,8 +85,11 @@ class Context:
         return self.usims[sub]
 
     def ue(self, name, sub, v6=False, transport="tcp", offers=((SHA1, "aes-cbc"),),
-           seq_ms=None, cls=Ue):
-        """A new UE (a `cls`) with a fresh address on the TUN."""
+           seq_ms=None, announce=True, cls=Ue):
+        """A new UE (a `cls`) with a fresh address on the TUN. With `announce` it resolves the
+        P-CSCF from its own address first, as a host does (so the P-CSCF learns the UE's MAC
+        from the ARP request / NS); without, the P-CSCF's MAC is found from a scout address that
+        is no UE, and the P-CSCF meets the UE first in its REGISTER."""
         n = self.next_host
         self.next_host += 1
         if v6:
@@ -99,7 +102,8 @@ class Context:
         u = cls(self.world, name, self.subs[sub], self.usim(sub, seq_ms), addr, pcscf, transport,
                [list(o) for o in offers], 20000 + n * 10, 20000 + n * 10 + 1)
         self.world.ues.append(u)
-        self.world.shim.resolve(pcscf, addr)
+        scout = normalise_ip("fd00::1:fe" if v6 else "10.0.1.254")
+        self.world.shim.resolve(pcscf, addr if announce else scout)
         return u
 
     def registration(self, u):
@@ -224,6 +228,33 @@ def sc_udp_v4(ctx):
 
 def sc_udp_v6(ctx):
     udp_register_with_loss(ctx, True)
+
+
+def unannounced_udp_register(ctx, v6):
+    """A UE that never ARPs / solicits the P-CSCF from its own address registers over UDP:
+    the daemon resolves the UE itself while it holds the 401, so nothing is lost and timer E
+    never fires (it used to drop the 401, `drop_egress_no_neighbor`, costing one
+    retransmission per new UE)."""
+    held = worker_counter(ctx, "neighbor_queued")
+    lost = worker_counter(ctx, "drop_egress_no_neighbor")
+    u = ctx.ue("olivia", 4, v6=v6, transport="udp", announce=False)
+    u.register()
+    check_registered(ctx, u)
+    expect(u.retransmissions == 0, "%d REGISTER retransmissions" % u.retransmissions)
+    expect(worker_counter(ctx, "neighbor_queued") > held, "nothing waited for the UE's MAC")
+    expect(worker_counter(ctx, "drop_egress_no_neighbor") == lost,
+           "a packet was dropped for want of the UE's MAC")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
+def sc_unannounced_udp_v4(ctx):
+    unannounced_udp_register(ctx, False)
+
+
+def sc_unannounced_udp_v6(ctx):
+    unannounced_udp_register(ctx, True)
 
 
 def sc_udp_call_v4(ctx):
@@ -450,6 +481,8 @@ SCENARIOS = [
     ("mac-failure", sc_mac_failure, True),
     ("udp-call-v4", sc_udp_call_v4, True),
     ("udp-call-v6", sc_udp_call_v6, True),
+    ("unannounced-udp-v4", sc_unannounced_udp_v4, True),
+    ("unannounced-udp-v6", sc_unannounced_udp_v6, True),
     ("gcm-null", sc_gcm_null, True),
     ("no-sec-agree", sc_no_sec_agree, True),
 ]

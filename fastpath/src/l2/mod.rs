@@ -5,6 +5,7 @@ pub mod arp;
 pub mod icmp;
 pub mod nd;
 pub mod neighbor;
+pub mod pending;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -209,20 +210,17 @@ impl L2 {
         replies: &mut Vec<Vec<u8>>,
     ) -> Result<[u8; ETH_HDR_LEN], L2Drop> {
         let hop = self.next_hop(dst).ok_or(L2Drop::NoRoute)?;
-        let Some(mac) = self.neighbors.lookup(&hop, now) else {
-            if self.neighbors.should_solicit(hop, now) {
-                let req = match hop {
-                    IpAddr::V4(a) => self.arp_request(a),
-                    IpAddr::V6(a) => self.nd_solicit(a),
-                };
-                if let Some(f) = req {
-                    self.counters.solicitations += 1;
-                    replies.push(f);
-                }
-            }
-            return Err(L2Drop::NoNeighbor);
-        };
-        let ethertype: u16 = match dst {
+        self.header_to(hop, now).ok_or_else(|| {
+            self.solicit(hop, now, replies);
+            L2Drop::NoNeighbor
+        })
+    }
+
+    /// The Ethernet header for sending an IP packet to the next hop `hop` (an IP packet of
+    /// the same family), if its Ethernet address is known.
+    pub fn header_to(&self, hop: IpAddr, now: Instant) -> Option<[u8; ETH_HDR_LEN]> {
+        let mac = self.neighbors.lookup(&hop, now)?;
+        let ethertype: u16 = match hop {
             IpAddr::V4(_) => 0x0800,
             IpAddr::V6(_) => 0x86dd,
         };
@@ -230,7 +228,23 @@ impl L2 {
         h[..6].copy_from_slice(mac.as_bytes());
         h[6..12].copy_from_slice(self.cfg.mac.as_bytes());
         h[12..].copy_from_slice(&ethertype.to_be_bytes());
-        Ok(h)
+        Some(h)
+    }
+
+    /// Appends an ARP request / NS for the unresolved next hop `hop` to `replies`, unless
+    /// one went out less than `solicit_retry` ago.
+    pub fn solicit(&mut self, hop: IpAddr, now: Instant, replies: &mut Vec<Vec<u8>>) {
+        if !self.neighbors.should_solicit(hop, now) {
+            return;
+        }
+        let req = match hop {
+            IpAddr::V4(a) => self.arp_request(a),
+            IpAddr::V6(a) => self.nd_solicit(a),
+        };
+        if let Some(f) = req {
+            self.counters.solicitations += 1;
+            replies.push(f);
+        }
     }
 }
 

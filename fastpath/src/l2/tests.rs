@@ -183,3 +183,114 @@ fn echo_replies_match_scapy() {
     bad[n - 1] ^= 0xff;
     assert_eq!(icmp::echo_reply(&bad), None);
 }
+
+mod pending_queue {
+    use super::*;
+    use crate::l2::pending::{Hold, PendingQueue, Released, PER_NEIGHBOR};
+
+    fn ue(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+    }
+
+    /// Runs `service` at `now` with the neighbours in `known` resolved (to their own number);
+    /// returns what came out, in order: (item, Some(answer)) sent, (item, None) failed.
+    fn service(
+        q: &mut PendingQueue<u32>,
+        now: Instant,
+        known: &[IpAddr],
+    ) -> Vec<(u32, Option<IpAddr>)> {
+        let mut out = Vec::new();
+        q.service(
+            now,
+            |hop| known.contains(&hop).then_some(hop),
+            |item, r| {
+                out.push((
+                    item,
+                    match r {
+                        Released::Resolved(h) => Some(*h),
+                        Released::Failed => None,
+                    },
+                ))
+            },
+        );
+        out
+    }
+
+    #[test]
+    fn a_neighbour_holds_three_packets_and_the_oldest_makes_room() {
+        let mut q = PendingQueue::new(8, Duration::from_secs(3));
+        for i in 0..PER_NEIGHBOR as u32 {
+            assert_eq!(q.hold(ue(7), i, t(0)), Hold::Queued);
+        }
+        // Linux's unres_qlen: the fourth pushes out the first.
+        assert_eq!(q.hold(ue(7), 3, t(1)), Hold::Evicted(0));
+        assert_eq!(q.hold(ue(8), 10, t(1)), Hold::Queued);
+        assert_eq!(q.len(), 4);
+        assert_eq!(
+            service(&mut q, t(2), &[ue(7)]),
+            vec![(1, Some(ue(7))), (2, Some(ue(7))), (3, Some(ue(7)))]
+        );
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn the_total_bound_refuses_new_packets() {
+        let mut q = PendingQueue::new(4, Duration::from_secs(3));
+        for n in 0..4u8 {
+            assert_eq!(q.hold(ue(n), u32::from(n), t(0)), Hold::Queued);
+        }
+        assert_eq!(q.hold(ue(9), 9, t(0)), Hold::Full(9));
+        assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn resolution_releases_in_arrival_order_and_keeps_the_others() {
+        let mut q = PendingQueue::new(8, Duration::from_secs(3));
+        q.hold(ue(1), 1, t(0));
+        q.hold(ue(2), 2, t(0));
+        q.hold(ue(1), 3, t(1));
+        q.hold(ue(2), 4, t(1));
+        q.hold(ue(1), 5, t(2));
+        assert!(
+            service(&mut q, t(10), &[]).is_empty(),
+            "nothing resolved yet"
+        );
+        assert_eq!(
+            service(&mut q, t(20), &[ue(1)]),
+            vec![(1, Some(ue(1))), (3, Some(ue(1))), (5, Some(ue(1)))]
+        );
+        assert_eq!(
+            service(&mut q, t(30), &[ue(1), ue(2)]),
+            vec![(2, Some(ue(2))), (4, Some(ue(2)))]
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn unresolved_packets_fail_at_their_deadline() {
+        let mut q = PendingQueue::new(8, Duration::from_secs(3));
+        q.hold(ue(1), 1, t(0));
+        q.hold(ue(1), 2, t(1000));
+        assert!(service(&mut q, t(2999), &[]).is_empty());
+        assert_eq!(service(&mut q, t(3000), &[]), vec![(1, None)]);
+        assert_eq!(service(&mut q, t(4000), &[]), vec![(2, None)]);
+        assert!(q.is_empty());
+    }
+}
+
+#[test]
+fn header_to_a_resolved_hop_and_solicit_rate_limited() {
+    let mut l = l2();
+    let mut out = Vec::new();
+    let gw = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254));
+    assert_eq!(l.header_to(gw, t(0)), None);
+    l.solicit(gw, t(0), &mut out);
+    l.solicit(gw, t(999), &mut out);
+    assert_eq!(out.len(), 1, "one solicitation per retry interval");
+    l.solicit(gw, t(1000), &mut out);
+    assert_eq!(out.len(), 2);
+    l.input(&fx("arp_request"), t(1100), &mut out).unwrap();
+    let h = l.header_to(gw, t(1200)).unwrap();
+    assert_eq!(&h[..6], PEER.as_bytes());
+    assert_eq!(&h[12..], &[0x08, 0x00]);
+}

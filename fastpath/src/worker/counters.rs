@@ -51,6 +51,10 @@ akagate_proto::counters! {
     neighbors_shared: Counter,
     /// Neighbours learned from another worker.
     neighbors_from_peers: Counter,
+    /// Outbound packets queued while their next hop was resolved.
+    neighbor_queued: Counter,
+    /// Queued outbound packets sent once their next hop resolved.
+    neighbor_released: Counter,
     /// Malformed Ethernet/ARP/ND/IP frame.
     drop_l2_malformed: Counter,
     /// Frame or packet not addressed to us.
@@ -109,8 +113,11 @@ akagate_proto::counters! {
     drop_egress_not_sip: Counter,
     /// ESP encapsulation failed.
     drop_egress_esp: Counter,
-    /// Outbound packet with an unresolved next hop.
+    /// Queued outbound packet whose next hop did not answer three solicitations.
     drop_egress_no_neighbor: Counter,
+    /// Outbound packet dropped waiting for its next hop: the oldest of a neighbour's three
+    /// queued packets, or any when the worker's queue is full.
+    drop_neighbor_queue_full: Counter,
     /// Outbound packet with no route for its address family.
     drop_egress_no_route: Counter,
     /// Outbound frame larger than the link MTU.

@@ -15,7 +15,8 @@ use smoltcp::time::Instant;
 use super::counters::{add, inc};
 use super::{SaSetState, WorkerConfig, WorkerCounters};
 use crate::esp::OutboundSa;
-use crate::l2::{L2Drop, ETH_HDR_LEN, L2};
+use crate::l2::pending::{Hold, PendingQueue, Released};
+use crate::l2::{ETH_HDR_LEN, L2};
 use crate::stack::PacketSink;
 use crate::wire::ip::{Direction, IpRepr};
 use crate::wire::Segment;
@@ -34,6 +35,8 @@ pub(super) struct Link<Q: PortQueue> {
     tx: Vec<PacketBuf>,
     /// Frames built here (ARP/ND answers and solicitations).
     pub ctrl: Vec<Vec<u8>>,
+    /// Packets (IP, encapsulated) waiting for their next hop's Ethernet address.
+    pending: PendingQueue<PacketBuf>,
     /// Where a stack's packet goes when the pool has no buffer for it.
     scratch: Vec<u8>,
     counters: Arc<WorkerCounters>,
@@ -51,6 +54,12 @@ impl<Q: PortQueue> Link<Q> {
             l2: L2::new(cfg.l2.clone()),
             tx: Vec::with_capacity(cfg.burst * 2),
             ctrl: Vec::new(),
+            // RFC 4861 7.2.2 / 10: MAX_MULTICAST_SOLICIT (3) solicitations, RETRANS_TIMER
+            // apart, before resolution fails; as many packets wait as may wait for the ring.
+            pending: PendingQueue::new(
+                cfg.burst * 4,
+                cfg.l2.solicit_retry * crate::l2::pending::PER_NEIGHBOR as u32,
+            ),
             scratch: Vec::new(),
             counters,
             sip_port: cfg.sip_port,
@@ -124,7 +133,8 @@ impl<Q: PortQueue> Link<Q> {
     }
 
     /// Encapsulates (if `sa`, with the packet's parsed header) and frames the IP packet in
-    /// `b` for `dst` in place, queueing it for transmission.
+    /// `b` for `dst` in place, queueing it for transmission, or, while its next hop is
+    /// unresolved, holding it until the neighbour answers (RFC 4861 7.2.2).
     fn frame_buf(
         &mut self,
         dst: IpAddr,
@@ -132,10 +142,8 @@ impl<Q: PortQueue> Link<Q> {
         sa: Option<(&mut OutboundSa, &IpRepr)>,
         now: Instant,
     ) {
-        let hdr = match self.l2.header_for(dst, now, &mut self.ctrl) {
-            Ok(h) => h,
-            Err(L2Drop::NoNeighbor) => return self.drop(b, |c| &c.drop_egress_no_neighbor),
-            Err(_) => return self.drop(b, |c| &c.drop_egress_no_route),
+        let Some(hop) = self.l2.next_hop(dst) else {
+            return self.drop(b, |c| &c.drop_egress_no_route);
         };
         if let Some((sa, ip)) = sa {
             let (raw, r) = b.raw_mut();
@@ -148,11 +156,65 @@ impl<Q: PortQueue> Link<Q> {
         if b.len() > self.link_mtu {
             return self.drop(b, |c| &c.drop_egress_too_big);
         }
-        match b.prepend(ETH_HDR_LEN) {
-            Ok(h) => h.copy_from_slice(&hdr),
-            Err(_) => return self.drop(b, |c| &c.drop_egress_too_big),
+        let Some(hdr) = self.l2.header_to(hop, now) else {
+            return self.hold(hop, b, now);
+        };
+        if !self.pending.is_empty() {
+            // What waited for this neighbour leaves first, in order.
+            self.release_pending(now);
         }
-        self.tx.push(b);
+        push_framed(&mut self.tx, &mut self.queue, &self.counters, b, &hdr);
+    }
+
+    /// Holds the framed-to-be packet `b` for the unresolved next hop `hop` and solicits it
+    /// (rate-limited).
+    fn hold(&mut self, hop: IpAddr, b: PacketBuf, now: Instant) {
+        self.l2.solicit(hop, now, &mut self.ctrl);
+        match self.pending.hold(hop, b, now) {
+            Hold::Queued => inc(&self.counters.neighbor_queued),
+            Hold::Evicted(old) => {
+                inc(&self.counters.neighbor_queued);
+                self.drop(old, |c| &c.drop_neighbor_queue_full);
+            }
+            Hold::Full(b) => self.drop(b, |c| &c.drop_neighbor_queue_full),
+        }
+    }
+
+    /// Sends, in the order they were held, the packets whose next hop has resolved, drops
+    /// those whose neighbour did not answer three solicitations, and solicits again (at most
+    /// once per `solicit_retry`) for the others. Nothing to do when nothing waits.
+    pub(super) fn release_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Link {
+            pending,
+            l2,
+            ctrl,
+            tx,
+            queue,
+            counters,
+            ..
+        } = self;
+        pending.service(
+            now,
+            |hop| l2.header_to(hop, now),
+            |b, released| match released {
+                Released::Resolved(hdr) => {
+                    inc(&counters.neighbor_released);
+                    push_framed(tx, queue, counters, b, hdr);
+                }
+                Released::Failed => {
+                    queue.free(b);
+                    inc(&counters.drop_egress_no_neighbor);
+                }
+            },
+        );
+        // RFC 4861 7.3.3: retransmit the solicitation every RetransTimer until the packets
+        // give up (solicit is rate-limited per neighbour).
+        for hop in pending.hops() {
+            l2.solicit(hop, now, ctrl);
+        }
     }
 
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
@@ -224,6 +286,26 @@ impl<Q: PortQueue> Drop for StackSink<'_, Q> {
     fn drop(&mut self) {
         if let Some(b) = self.spare.take() {
             self.link.queue.free(b);
+        }
+    }
+}
+
+/// Puts the Ethernet header `hdr` in front of the IP packet in `b` and queues it on `tx`.
+fn push_framed<Q: PortQueue>(
+    tx: &mut Vec<PacketBuf>,
+    queue: &mut Q,
+    counters: &WorkerCounters,
+    mut b: PacketBuf,
+    hdr: &[u8; ETH_HDR_LEN],
+) {
+    match b.prepend(ETH_HDR_LEN) {
+        Ok(h) => {
+            h.copy_from_slice(hdr);
+            tx.push(b);
+        }
+        Err(_) => {
+            queue.free(b);
+            inc(&counters.drop_egress_too_big);
         }
     }
 }

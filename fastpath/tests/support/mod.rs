@@ -1,5 +1,6 @@
 //! Set-up shared by the fast path's scenario tests (`worker_esp_e2e`, `worker_noalloc`,
-//! `worker_handoff`, `worker_install`, `stack_sip_flows`, `nopanic_worker` and the `l2_frame` fuzz target):
+//! `worker_neighbors`, `worker_handoff`, `worker_install`, `stack_sip_flows`, `nopanic_worker`
+//! and the `l2_frame` fuzz target):
 //! the addresses, ports and SPIs of the test bed (TS 33.203 7.1 names), a worker on one end
 //! of an in-memory port pair, the SA set both sides install, and frames built with
 //! `smoltcp::wire`.

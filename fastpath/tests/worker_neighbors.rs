@@ -1,0 +1,205 @@
+//! A never-seen UE that did not announce itself (no ARP request before its REGISTER): the
+//! worker's first answer waits for ARP to resolve the UE and then leaves, with nothing for the
+//! UE to retransmit; a UE that never answers costs three solicitations and the held packets.
+
+use std::net::IpAddr;
+
+mod support;
+
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
+use akagate_sys::mempair::MemQueue;
+use akagate_sys::{PacketBuf, PortQueue};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr,
+    Ipv4Packet, UdpPacket,
+};
+use support::{
+    arp, eth_frame, send_frame, udp_v4, worker_config, worker_on_pair, PairSizes, WorkerOnPair,
+    PCSCF_MAC, PCSCF_V4, SIP_PORT, UE_MAC, UE_V4,
+};
+
+const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
+const UE_PORT: u16 = 5060;
+
+/// What reached the UE's end of the link.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Targets of ARP requests.
+    arp_requests: Vec<std::net::Ipv4Addr>,
+    /// UDP payloads to the UE.
+    udp: Vec<Vec<u8>>,
+}
+
+fn drain(ue: &mut MemQueue) -> Seen {
+    let mut rx: Vec<PacketBuf> = Vec::new();
+    ue.rx_burst(&mut rx, 64);
+    let mut seen = Seen::default();
+    for b in rx {
+        let frame = b.data().to_vec();
+        ue.free(b);
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        match eth.ethertype() {
+            EthernetProtocol::Arp => {
+                let pkt = ArpPacket::new_checked(eth.payload()).unwrap();
+                if let Ok(ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Request,
+                    target_protocol_addr,
+                    ..
+                }) = ArpRepr::parse(&pkt)
+                {
+                    seen.arp_requests.push(target_protocol_addr);
+                }
+            }
+            EthernetProtocol::Ipv4 => {
+                assert_eq!(eth.dst_addr(), UE_MAC, "IP only to the resolved MAC");
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                if ip.next_header() == IpProtocol::Udp {
+                    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+                    seen.udp.push(udp.payload().to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// The UE's unprotected SIP flow over UDP, as the slowpath names it.
+fn sip_flow() -> Flow {
+    Flow {
+        ue: IpAddr::V4(UE_V4),
+        ue_port: UE_PORT,
+        local: IpAddr::V4(PCSCF_V4),
+        local_port: SIP_PORT,
+        proto: Transport::Udp,
+    }
+}
+
+fn count(w: &WorkerOnPair, name: &str) -> u64 {
+    w.worker
+        .counters()
+        .get(name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// A worker whose UE sends a REGISTER in clear over UDP without ARPing first; returns the
+/// worker after the REGISTER reached the slowpath and the slowpath's answer was handed over.
+fn unannounced_register(answers: &[&[u8]]) -> (WorkerOnPair, Instant) {
+    let mut w = worker_on_pair(
+        worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]),
+        &PairSizes::default(),
+    );
+    let mut now = w.now;
+    let register = udp_v4(UE_V4, PCSCF_V4, UE_PORT, SIP_PORT, REGISTER);
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Ipv4, &register),
+    );
+    w.worker.run_once(now);
+    let flow = match w.events.try_recv() {
+        Ok(WorkerEvent::Sip(s)) => s.flow,
+        other => panic!("REGISTER not passed up: {other:?}"),
+    };
+    assert_eq!(flow, sip_flow());
+    for answer in answers {
+        w.cmds
+            .send(WorkerCommand::Send {
+                flow,
+                bytes: answer.to_vec(),
+                connect_if_absent: false,
+            })
+            .unwrap();
+    }
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    (w, now)
+}
+
+#[test]
+fn the_first_answer_to_an_unannounced_ue_leaves_once_arp_resolves() {
+    let answer = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+    let (mut w, mut now) = unannounced_register(&[answer]);
+    // The 401 waits; the worker asks who the UE is.
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.arp_requests, vec![UE_V4]);
+    assert!(seen.udp.is_empty());
+    assert_eq!(count(&w, "neighbor_queued"), 1);
+
+    // The UE answers the ARP request; the held 401 leaves, nothing was lost.
+    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+    );
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.udp, vec![answer.to_vec()]);
+    assert_eq!(count(&w, "neighbor_released"), 1);
+    assert_eq!(count(&w, "drop_egress_no_neighbor"), 0);
+    assert_eq!(count(&w, "drop_neighbor_queue_full"), 0);
+    assert_eq!(count(&w, "solicitations"), 1);
+
+    // The next answer goes straight out.
+    let flow = sip_flow();
+    w.cmds
+        .send(WorkerCommand::Send {
+            flow,
+            bytes: b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    w.worker.run_once(now);
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.udp, vec![b"SIP/2.0 200 OK\r\n\r\n".to_vec()]);
+    assert_eq!(count(&w, "neighbor_queued"), 1);
+}
+
+#[test]
+fn a_ue_that_never_answers_gets_three_solicitations_then_its_packets_are_dropped() {
+    let (mut w, start) = unannounced_register(&[b"SIP/2.0 401 Unauthorized\r\n\r\n"]);
+    let mut asked = drain(&mut w.ue).arp_requests.len();
+    let mut now = start;
+    for _ in 0..400 {
+        now += Duration::from_millis(10);
+        w.worker.run_once(now);
+        asked += drain(&mut w.ue).arp_requests.len();
+    }
+    // RFC 4861 7.2.2 / Linux: MAX_MULTICAST_SOLICIT (3) one retry apart, then failure.
+    assert_eq!(asked, 3);
+    assert_eq!(count(&w, "solicitations"), 3);
+    assert_eq!(count(&w, "drop_egress_no_neighbor"), 1);
+    assert_eq!(count(&w, "neighbor_released"), 0);
+}
+
+#[test]
+fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
+    let (mut w, now) = unannounced_register(&[b"one"]);
+    let flow = sip_flow();
+    // One answer per loop: the UE's stack sends one queued datagram per poll.
+    for body in [&b"two"[..], b"three", b"four"] {
+        w.cmds
+            .send(WorkerCommand::Send {
+                flow,
+                bytes: body.to_vec(),
+                connect_if_absent: false,
+            })
+            .unwrap();
+        w.worker.run_once(now);
+    }
+    assert_eq!(count(&w, "neighbor_queued"), 4);
+    assert_eq!(count(&w, "drop_neighbor_queue_full"), 1);
+    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+    );
+    w.worker.run_once(now + Duration::from_millis(1));
+    // The oldest made room; the other three leave in order.
+    let udp = drain(&mut w.ue).udp;
+    assert_eq!(
+        udp,
+        vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
+    );
+}
