@@ -43,6 +43,10 @@ pub enum WorkerEvent {
     TcpClosed(Flow),
     /// A connection the slowpath asked for could not be opened; the messages queued on it are lost.
     ConnectFailed(Flow),
+    /// An established connection ended (reset by the UE, or timed out) while bytes written to
+    /// it were not yet acknowledged: the messages among them are lost, a transport error for
+    /// their transactions (RFC 3261 8.1.3.1, 18). Reported instead of `TcpClosed`.
+    SendLost(Flow),
 }
 
 /// The four SAs of one registration attempt (TS 33.203 7.1), P-CSCF view.
