@@ -273,3 +273,75 @@ fn connect_failed_fails_message_notify_and_keepalive() {
         .iter()
         .any(|c| sent(c).0 == to_a && sent(c).1.starts_with("OPTIONS ")));
 }
+
+#[test]
+fn send_lost_resends_the_invite_once_then_answers_480() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
+    let out = t.sip(
+        a.protected_flow(&sa),
+        Some(sa.spi_ps),
+        &invite_text(&a, &b.impu(), "z9hG4bKsl1", 70, &sdp(&a)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (to_b, forwarded) = sent(&out[1]);
+    assert_eq!(to_b, client_flow(&b, &sb, Transport::Tcp));
+
+    // Another flow's loss changes nothing.
+    let mut other = to_b;
+    other.ue_port += 1;
+    assert!(t
+        .core
+        .handle(WorkerEvent::SendLost(other), t.now)
+        .is_empty());
+
+    // b reset the connection the INVITE was written to (RFC 3261 18): the same INVITE goes
+    // out again at once, on a connection the worker opens afresh.
+    let out = t.core.handle(WorkerEvent::SendLost(to_b), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        matches!(&out[0], WorkerCommand::Send { flow, bytes, connect_if_absent: true }
+            if *flow == to_b && *bytes == forwarded.as_bytes()),
+        "{out:?}"
+    );
+    assert_eq!(t.core.stats().requests_resent, 1);
+
+    // Lost again: the caller hears 480 now, not 408 after timer B.
+    let out = t.core.handle(WorkerEvent::SendLost(to_b), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, a.protected_flow(&sa));
+    assert!(r.starts_with("SIP/2.0 480 "), "{r}");
+    assert_eq!(header(&r, "CSeq").as_deref(), Some("1 INVITE"));
+    assert_eq!(t.core.dialogs(), 0);
+    let mut later = Vec::new();
+    while let Some(at) = t.core.poll_timeout() {
+        if at > t.now + Duration::from_secs(200) {
+            break;
+        }
+        later.extend(t.core.handle_timeout(at));
+    }
+    assert!(later.is_empty(), "{later:?}");
+}
+
+#[test]
+fn send_lost_after_a_provisional_response_changes_nothing() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
+    let out = t.sip(
+        a.protected_flow(&sa),
+        Some(sa.spi_ps),
+        &invite_text(&a, &b.impu(), "z9hG4bKsl2", 70, &sdp(&a)),
+    );
+    let (to_b, forwarded) = sent(&out[1]);
+    // b answered 180: the INVITE got through; a later reset loses nothing of it.
+    let via = headers(&forwarded, "Via").join(", ");
+    let ringing = format!(
+        "SIP/2.0 180 Ringing\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to};tag=b1\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        from = header(&forwarded, "From").unwrap(),
+        to = header(&forwarded, "To").unwrap(),
+        cid = header(&forwarded, "Call-ID").unwrap(),
+    );
+    let out = t.sip(client_flow(&b, &sb, Transport::Tcp), Some(sb.spi_pc), &ringing);
+    assert!(out.iter().any(|c| sent(c).1.starts_with("SIP/2.0 180 ")), "{out:?}");
+    assert!(t.core.handle(WorkerEvent::SendLost(to_b), t.now).is_empty());
+    assert_eq!(t.core.stats().requests_resent, 0);
+}

@@ -1,5 +1,6 @@
 //! Failed client transactions: a connection the worker could not open (`ConnectFailed`)
-//! fails every request waiting on it at once instead of after timer B / F, and the outcome
+//! fails every request waiting on it at once instead of after timer B / F, a request lost to
+//! a reset (`SendLost`) is resent once on a fresh connection and then failed, and the outcome
 //! of requests the P-CSCF originated (keep-alive, NOTIFY, BYE) is counted.
 
 use std::time::Instant;
@@ -9,7 +10,7 @@ use akagate_proto::ipc::{Flow, WorkerCommand};
 use super::Own;
 use super::Proxy;
 use crate::context::Cx;
-use crate::sip::transaction::TxId;
+use crate::sip::transaction::{TransportErrorOutcome, TxId};
 use crate::sip::{response_to, Message};
 
 impl Proxy {
@@ -26,6 +27,37 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        let waiting = Self::waiting_on(cx, flow);
+        self.fail_clients(cx, waiting, now, out);
+    }
+
+    /// A connection to a UE ended with requests written to it unacknowledged (`SendLost`: the
+    /// UE reset it, e.g. after closing its socket as the request arrived). A transport error
+    /// for each of their client transactions (RFC 3261 8.1.3.1, 18): a request nothing has
+    /// answered yet is sent once more, which opens a fresh connection from port_pc; lost a
+    /// second time it fails at once as in [`Proxy::on_connect_failed`], never by timer B / F.
+    pub(crate) fn on_send_lost(
+        &mut self,
+        cx: &mut Cx<'_>,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let mut failed = Vec::new();
+        for client in Self::waiting_on(cx, flow) {
+            match cx.shared.txl.transport_error(client) {
+                TransportErrorOutcome::Resent => cx.shared.stats.requests_resent += 1,
+                TransportErrorOutcome::Failed => failed.push(client),
+                TransportErrorOutcome::Ignored => {}
+            }
+        }
+        cx.shared.flush(out);
+        self.fail_clients(cx, failed, now, out);
+    }
+
+    /// The client transactions whose requests go on `flow` through a connection the worker
+    /// opens (our port_pc to a UE's port_us), oldest first.
+    fn waiting_on(cx: &Cx<'_>, flow: Flow) -> Vec<TxId> {
         let mut waiting: Vec<TxId> = cx
             .shared
             .txs
@@ -34,7 +66,19 @@ impl Proxy {
             .map(|(id, _)| *id)
             .collect();
         waiting.sort();
-        for client in waiting {
+        waiting
+    }
+
+    /// Fails client transactions `clients` whose requests could not be delivered: each is
+    /// forgotten, the request it forwarded answered 480 (see [`Proxy::on_connect_failed`]).
+    fn fail_clients(
+        &mut self,
+        cx: &mut Cx<'_>,
+        clients: Vec<TxId>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        for client in clients {
             let link = self.forwarded.get(&client).cloned();
             cx.shared.txl.abandon(client);
             self.forget_tx(cx, client);
