@@ -619,3 +619,39 @@ fn bytes_lost_to_a_reset_are_reported_and_the_next_send_reconnects() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].bytes, lost);
 }
+
+#[test]
+fn after_tcp_to_the_ports_failed_a_large_request_that_fits_the_mtu_goes_over_udp() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    // The UE takes only UDP at port_us: the P-CSCF's SYN is refused.
+    l.ue.unlisten(PORT_US);
+    l.ue.listen(PORT_US, false, true);
+    let udp = pcscf_side(&l, PORT_US, PORT_PC, Transport::Udp);
+    let tcp = Flow {
+        proto: Transport::Tcp,
+        ..udp
+    };
+    let big = invite_of_len(1300);
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(10);
+    assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::ConnectFailed(f)] if *f == tcp));
+    assert_eq!(syns(&l.wire_p).len(), 1);
+
+    // RFC 3261 18.1.1: the retry may go over UDP; 1300 + 28 bytes fit the 1400-byte MTU.
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(10);
+    let at_ue = sips(&l.ev_u);
+    assert_eq!(at_ue.len(), 1);
+    assert_eq!(
+        (at_ue[0].flow.proto, &at_ue[0].bytes),
+        (Transport::Udp, &big)
+    );
+    assert_eq!(syns(&l.wire_p).len(), 1);
+
+    // One that would need fragmenting still goes over TCP.
+    let too_big = invite_of_len(1400 - 28 + 1);
+    l.pcscf.send(udp, &too_big, false).unwrap();
+    l.pump(10);
+    assert_eq!(sips(&l.ev_u).len(), 1);
+    assert_eq!(syns(&l.wire_p).len(), 2);
+}

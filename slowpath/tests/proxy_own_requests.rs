@@ -340,8 +340,15 @@ fn send_lost_after_a_provisional_response_changes_nothing() {
         to = header(&forwarded, "To").unwrap(),
         cid = header(&forwarded, "Call-ID").unwrap(),
     );
-    let out = t.sip(client_flow(&b, &sb, Transport::Tcp), Some(sb.spi_pc), &ringing);
-    assert!(out.iter().any(|c| sent(c).1.starts_with("SIP/2.0 180 ")), "{out:?}");
+    let out = t.sip(
+        client_flow(&b, &sb, Transport::Tcp),
+        Some(sb.spi_pc),
+        &ringing,
+    );
+    assert!(
+        out.iter().any(|c| sent(c).1.starts_with("SIP/2.0 180 ")),
+        "{out:?}"
+    );
     assert!(t.core.handle(WorkerEvent::SendLost(to_b), t.now).is_empty());
     assert_eq!(t.core.stats().requests_resent, 0);
 }

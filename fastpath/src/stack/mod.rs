@@ -196,6 +196,15 @@ fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
         .and_then(|(_, s)| *s)
 }
 
+/// Bytes of a fixed IP header of `addr`'s family.
+fn ip_header_len(addr: IpAddr) -> usize {
+    if addr.is_ipv4() {
+        20
+    } else {
+        40
+    }
+}
+
 /// A listening TCP socket or a bound UDP socket on one of our ports.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -224,6 +233,9 @@ pub struct UeStack {
     last_spi: Vec<(FlowKey, Option<u32>)>,
     /// Events of connections dropped outside a poll (see `drop_stale`), reported at the next.
     deferred: Vec<WorkerEvent>,
+    /// (our port, peer port) of connections we could not open, until one opens: a large UDP
+    /// request to them is sent over UDP when it fits the MTU (RFC 3261 18.1.1's retry).
+    tcp_refused: Vec<(u16, u16)>,
     counters: StackCounters,
 }
 
@@ -278,6 +290,7 @@ impl UeStack {
             conns: Vec::new(),
             last_spi: Vec::new(),
             deferred: Vec::new(),
+            tcp_refused: Vec::new(),
             counters: StackCounters::default(),
         })
     }
@@ -640,6 +653,15 @@ impl UeStack {
                 self.conns.remove(i);
             }
             self.sockets.remove(handle);
+            if let Some(WorkerEvent::ConnectFailed(f)) = ev {
+                let key = (f.local_port, f.ue_port);
+                if !self.tcp_refused.contains(&key) {
+                    if self.tcp_refused.len() >= self.cfg.max_tcp_conns {
+                        self.tcp_refused.remove(0);
+                    }
+                    self.tcp_refused.push(key);
+                }
+            }
             events.extend(ev);
         }
     }
@@ -703,8 +725,10 @@ impl UeStack {
                 gone.push((handle, None));
                 continue;
             }
-            if s.state() == tcp::State::Established {
+            if s.state() == tcp::State::Established && !conn.established {
                 conn.established = true;
+                let key = (conn.flow.local_port, conn.flow.ue_port);
+                self.tcp_refused.retain(|k| *k != key);
             }
             let mut fail = false;
             conn.framer.reserve(s.recv_queue());
@@ -793,7 +817,9 @@ impl UeStack {
 
     /// Sends a SIP message on `flow` (see [`crate::ipc::WorkerCommand::Send`]). A UDP request
     /// larger than [`StackConfig::udp_max_request`] goes over TCP between the same ports
-    /// (RFC 3261 18.1.1), opening the connection if needed.
+    /// (RFC 3261 18.1.1), opening the connection if needed, unless opening one between those
+    /// ports failed last time and the datagram fits `ip_mtu`: then it is the retry over UDP
+    /// RFC 3261 18.1.1 allows.
     pub fn send(
         &mut self,
         flow: Flow,
@@ -804,6 +830,14 @@ impl UeStack {
             return Err(StackError::WrongFlow);
         }
         match flow.proto {
+            // RFC 3261 18.1.1: the client MAY retry over UDP a request whose TCP connection
+            // failed; only unfragmented (transport-mode ESP takes whole datagrams only).
+            Transport::Udp
+                if self.tcp_refused.contains(&(flow.local_port, flow.ue_port))
+                    && bytes.len() + 8 + ip_header_len(flow.local) <= self.cfg.ip_mtu =>
+            {
+                self.send_udp(flow, bytes)
+            }
             Transport::Udp
                 if bytes.len() > self.cfg.udp_max_request() && !bytes.starts_with(b"SIP/2.0 ") =>
             {

@@ -5,11 +5,12 @@
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, WorkerCommand};
+use akagate_proto::ipc::{Flow, Transport, WorkerCommand};
 
+use super::transport::with_via_transport;
 use super::Own;
 use super::Proxy;
-use crate::context::Cx;
+use crate::context::{Cx, TimerKey};
 use crate::sip::transaction::{TransportErrorOutcome, TxId};
 use crate::sip::{response_to, Message};
 
@@ -27,8 +28,58 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let waiting = Self::waiting_on(cx, flow);
-        self.fail_clients(cx, waiting, now, out);
+        let mut failed = Self::waiting_on(cx, flow);
+        failed.retain(|&client| !self.retry_over_udp(cx, client, now, out));
+        self.fail_clients(cx, failed, now, out);
+    }
+
+    /// RFC 3261 18.1.1: a request that went over TCP to a UE registered over UDP only for its
+    /// size, whose connection could not be opened, MAY be retried over UDP. It is when it fits
+    /// the path MTU (see [`super::transport::udp_path_max`]): client transaction `client` is
+    /// replaced by a UDP one with the same branch (timer A / E retransmit it, timer C keeps its
+    /// deadline). Returns whether it took care of `client`; larger requests fail as before.
+    fn retry_over_udp(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        let Some(link) = self.forwarded.get(&client) else {
+            return false;
+        };
+        let Some(max) = link.udp_fallback else {
+            return false;
+        };
+        let Some(bytes) = with_via_transport(&link.request, "UDP").filter(|b| b.len() <= max)
+        else {
+            return false;
+        };
+        let mut link = link.clone();
+        let flow = Flow {
+            proto: Transport::Udp,
+            ..link.flow
+        };
+        cx.shared.txl.abandon(client);
+        self.forget_tx(cx, client);
+        let Some(udp) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
+            // Not startable (not expected for a request that was sent once): answer for it.
+            cx.shared.stats.connect_failures += 1;
+            if let Some(server) = link.server {
+                self.fail_server(cx, server, 480, "Temporarily Unavailable", now, out);
+            }
+            return true;
+        };
+        cx.shared.stats.udp_fallbacks += 1;
+        cx.shared.arm(TimerKey::TimerC(udp), None, link.timer_c);
+        if let Some(server) = link.server {
+            self.forwarded_by_server.insert(server, udp);
+        }
+        link.request = bytes;
+        link.flow = flow;
+        link.udp_fallback = None;
+        self.forwarded.insert(udp, link);
+        true
     }
 
     /// A connection to a UE ended with requests written to it unacknowledged (`SendLost`: the
