@@ -11,6 +11,8 @@ import argparse
 import ctypes
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -356,6 +358,90 @@ def sc_reregister_same_ports(ctx):
     reregister_twice(ctx, False)
 
 
+def call_answered(ctx, caller, callee):
+    """A call that must complete; returns the INVITE's size."""
+    size, ok, bye = caller.call(callee)
+    expect(ok.status == 200, "INVITE answered %s" % ok.start)
+    expect(bye is not None and bye.status == 200, "BYE answered %s" % (bye and bye.start))
+    return size
+
+
+def registered_pair(ctx):
+    a = ctx.ue("alice", 0)
+    b = ctx.ue("bob", 1)
+    for u in (a, b):
+        u.register()
+        check_registered(ctx, u)
+    return a, b
+
+
+def deregister_all(ctx, *ues):
+    for u in ues:
+        u.deregister()
+        check_deregistered(ctx, u)
+    ctx.done(*ues)
+
+
+def sc_callee_closes(ctx):
+    """The callee closes the P-CSCF's connection (port_pc -> its port_us) just as the next
+    INVITE for it arrives: the daemon never writes after the callee's FIN but opens a new
+    connection from port_pc (or, if the INVITE met the closed socket's RST, sends it again
+    on one), so the second call completes instead of ending in 408 after 32 s."""
+    a, b = registered_pair(ctx)
+    call_answered(ctx, a, b)
+    peer = (b.pcscf, b.pcscf_ports[0])
+    conn = next((f for f in b.flows if f.proto == "tcp" and f.peer == peer), None)
+    expect(conn is not None, "bob has no connection from port_pc")
+    b.flows.remove(conn)
+    conn.sock.close()
+    t = time.monotonic()
+    size = call_answered(ctx, a, b)
+    ctx.world.note("second call answered %.1f s after bob closed" % (time.monotonic() - t))
+    check_invite_path(ctx, b, size)
+    expect(not any(f is conn for f in b.flows), "the old connection is back")
+    deregister_all(ctx, a, b)
+
+
+def sc_caller_closes(ctx):
+    """The caller resets its connection (port_uc -> port_ps) after its INVITE's 100 Trying,
+    before the callee answers: the daemon sends the 180 and 200 on a new connection from
+    port_pc to the caller's port_us (RFC 3261 18.2.2; the UE's server port, the one it
+    listens on), instead of dropping them for want of a connection."""
+    a, b = registered_pair(ctx)
+    b.auto_answer = False
+    flow = a.call_flow()
+    invite = a.invite(b, flow)
+    call_id = invite.get("call-id")
+    a.send(flow, invite)
+    expect(ctx.world.wait(lambda: b.held, 10), "bob never got the INVITE")
+    expect(ctx.world.wait(lambda: any(r.status == 100 for r in a.responses), 2),
+           "no 100 Trying on alice's connection")
+    # SO_LINGER 0: closed with RST, as a phone dropping its socket does; no TIME-WAIT, so
+    # alice can connect from port_uc again for the ACK.
+    a.flows.remove(flow)
+    flow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    flow.sock.close()
+    ctx.world.pump(0.3)
+    b.auto_answer = True
+    b.answer_held()
+
+    def final():
+        return next((r for r in a.responses if r.status == 200
+                     and r.get("call-id") == call_id), None)
+
+    expect(ctx.world.wait(lambda: final() is not None, 10), "alice never got the 200 OK")
+    ok = final()
+    a.responses = [r for r in a.responses if r.get("call-id") != call_id]
+    proto, peer = ok.arrived_on
+    ctx.world.note("200 OK reached alice over %s from %s" % (proto, peer))
+    expect(proto == "tcp" and peer == (a.pcscf, a.pcscf_ports[0]),
+           "the 200 OK came over %s from %s, not a new connection from port_pc" % (proto, peer))
+    a.protected = a.connect(a.port_uc, a.pcscf_ports[1], "tcp")
+    bye = a.ack_and_bye(b, a.protected, invite, ok)
+    expect(bye.status == 200, "BYE answered %s" % bye.start)
+    deregister_all(ctx, a, b)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -374,6 +460,8 @@ SCENARIOS = [
     ("mac-failure", sc_mac_failure, True),
     ("udp-call-v4", sc_udp_call_v4, True),
     ("udp-call-v6", sc_udp_call_v6, True),
+    ("callee-closes", sc_callee_closes, True),
+    ("caller-closes", sc_caller_closes, True),
 ]
 
 
