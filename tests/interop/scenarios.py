@@ -358,9 +358,9 @@ def sc_reregister_same_ports(ctx):
     reregister_twice(ctx, False)
 
 
-def call_answered(ctx, caller, callee):
+def call_answered(ctx, caller, callee, sdp_size=LARGE_INVITE):
     """A call that must complete; returns the INVITE's size."""
-    size, ok, bye = caller.call(callee)
+    size, ok, bye = caller.call(callee, sdp_size)
     expect(ok.status == 200, "INVITE answered %s" % ok.start)
     expect(bye is not None and bye.status == 200, "BYE answered %s" % (bye and bye.start))
     return size
@@ -442,6 +442,33 @@ def sc_caller_closes(ctx):
     deregister_all(ctx, a, b)
 
 
+UDP_FALLBACK_SDP = 700  # bytes of SDP: the forwarded INVITE is 1300-1372 bytes (fits the MTU)
+
+
+def sc_udp_callee_without_tcp(ctx):
+    """RFC 3261 18.1.1: the callee registered over UDP and takes no TCP (its port_us answers
+    the SYN with RST). The INVITE the P-CSCF sends over TCP only for its size is retried over
+    UDP, since it fits the MTU, instead of failing with 480 at once."""
+    a = ctx.ue("alice", 0, transport="udp")
+    b = ctx.ue("bob", 1, transport="udp")
+    b.tcp_server = False
+    for u in (a, b):
+        u.register()
+        check_registered(ctx, u)
+    before = ctx.control("stats")["sip"].get("udp_fallbacks", 0)
+    call_answered(ctx, a, b, UDP_FALLBACK_SDP)
+    inv = [r for r in b.requests if r.method == "INVITE"][-1]
+    proto, peer = inv.arrived_on
+    size = len(inv.to_bytes())
+    ctx.world.note("INVITE of %d bytes reached bob over %s from %s" % (size, proto, peer))
+    expect(size > 1300, "the forwarded INVITE is only %d bytes: it never needed TCP" % size)
+    expect(proto == "udp" and peer == (b.pcscf, b.pcscf_ports[0]),
+           "INVITE came over %s from %s, not UDP from port_pc" % (proto, peer))
+    after = ctx.control("stats")["sip"].get("udp_fallbacks", 0)
+    expect(after == before + 1, "udp_fallbacks %d -> %d" % (before, after))
+    deregister_all(ctx, a, b)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -462,6 +489,7 @@ SCENARIOS = [
     ("udp-call-v6", sc_udp_call_v6, True),
     ("callee-closes", sc_callee_closes, True),
     ("caller-closes", sc_caller_closes, True),
+    ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
 ]
 
 

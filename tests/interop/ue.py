@@ -86,6 +86,7 @@ class Ue:
         self.protected = None    # Flow port_uc -> port_ps
         self.retransmissions = 0
         self.auto_answer = True  # INVITEs answered at once; else held for answer_held()
+        self.tcp_server = True   # listen for TCP on port_us (a UDP-only phone does not)
         self.held = []           # (INVITE, Flow) not answered yet
         world.shim.add_ue(ip)
 
@@ -102,9 +103,10 @@ class Ue:
 
     def open_server_ports(self):
         """Step 1: listen on port_us (TCP, UDP) and receive on port_uc (UDP)."""
-        lst = self._socket("tcp", self.port_us)
-        lst.listen(8)
-        self.listeners.append(lst)
+        if self.tcp_server:
+            lst = self._socket("tcp", self.port_us)
+            lst.listen(8)
+            self.listeners.append(lst)
         self.flows.append(Flow(self._socket("udp", self.port_us), "udp", None))
         if self.transport == "udp":
             self.protected = Flow(self._socket("udp", self.port_uc), "udp", None)
