@@ -348,10 +348,11 @@ fn framing_error_aborts_connection() {
         let ip = Ipv4Packet::new_checked(pk.as_slice()).unwrap();
         TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.rst())
     }));
+    // The UE's bytes went unacknowledged: to it, they are lost.
     assert!(l
         .ev_u
         .iter()
-        .any(|e| matches!(e, WorkerEvent::TcpClosed(_))));
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(_) | WorkerEvent::SendLost(_))));
 }
 
 #[test]
@@ -546,4 +547,111 @@ fn pending_bound_counts_only_what_the_socket_does_not_take() {
     assert_eq!(got.len(), 1);
     assert!(got[0].bytes == fits);
     l.pcscf.send(p_flow, &fits, false).unwrap();
+}
+
+/// Establishes the P-CSCF's port_pc -> port_us connection with one INVITE; returns the
+/// P-CSCF's view of the flow.
+fn established_to_port_us(l: &mut Link) -> Flow {
+    let flow = pcscf_side(l, PORT_US, PORT_PC, Transport::Tcp);
+    l.pcscf.send(flow, &invite(20), true).unwrap();
+    l.pump(20);
+    assert!(l.pcscf.is_established(&flow));
+    assert_eq!(sips(&l.ev_u).len(), 1);
+    flow
+}
+
+#[test]
+fn request_after_the_ue_closed_goes_on_a_new_connection_from_port_pc() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = established_to_port_us(&mut l);
+    // The callee closes its side; its FIN reaches the P-CSCF, which answers with its own
+    // (CLOSE-WAIT -> LAST-ACK) before the UE has acknowledged it.
+    l.ue.close(ue_side(&l, PORT_US, PORT_PC, Transport::Tcp))
+        .unwrap();
+    l.ue.poll(l.now, &mut l.ev_u);
+    while let Some(pk) = l.ue.pop_outbound() {
+        l.pcscf.push_inbound(pk, None).unwrap();
+    }
+    l.pcscf.poll(l.now, &mut l.ev_p);
+    assert!(!l.pcscf.is_established(&flow));
+    // The next request for the callee arrives now: it must not wait behind that FIN.
+    let next = invite(30);
+    l.pcscf.send(flow, &next, true).unwrap();
+    // Up to two seconds: the SYN may cross the UE's last ACK of the old connection and
+    // be retransmitted.
+    l.pump(400);
+    let syns = syns(&l.wire_p);
+    assert!(syns.len() >= 2 && syns.iter().all(|s| *s == (PORT_PC, PORT_US)));
+    let got = sips(&l.ev_u);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].bytes, next);
+    assert!(l.pcscf.is_established(&flow));
+    // The old connection is reported closed, nothing is reported lost.
+    assert!(l
+        .ev_p
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == flow)));
+    assert!(!l
+        .ev_p
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::SendLost(_) | WorkerEvent::ConnectFailed(_))));
+}
+
+#[test]
+fn bytes_lost_to_a_reset_are_reported_and_the_next_send_reconnects() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    let flow = established_to_port_us(&mut l);
+    // The UE's socket is gone without a FIN (an orphaned kernel socket): the next segment
+    // the P-CSCF sends is answered by RST.
+    let mut ev = Vec::new();
+    assert_eq!(l.ue.discard_flows(PORT_US, PORT_PC, &mut ev), 1);
+    let lost = invite(40);
+    l.pcscf.send(flow, &lost, true).unwrap();
+    l.pump(10);
+    assert_eq!(sips(&l.ev_u).len(), 1);
+    // RFC 3261 18: a transport error the transaction hears of at once, not a plain close.
+    assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::SendLost(f)] if *f == flow));
+    assert_eq!(l.pcscf.tcp_connections(), 0);
+    // The slowpath's retry opens a fresh connection from port_pc.
+    l.pcscf.send(flow, &lost, true).unwrap();
+    l.pump(20);
+    let got = sips(&l.ev_u);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].bytes, lost);
+}
+
+#[test]
+fn after_tcp_to_the_ports_failed_a_large_request_that_fits_the_mtu_goes_over_udp() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    // The UE takes only UDP at port_us: the P-CSCF's SYN is refused.
+    l.ue.unlisten(PORT_US);
+    l.ue.listen(PORT_US, false, true);
+    let udp = pcscf_side(&l, PORT_US, PORT_PC, Transport::Udp);
+    let tcp = Flow {
+        proto: Transport::Tcp,
+        ..udp
+    };
+    let big = invite_of_len(1300);
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(10);
+    assert!(matches!(l.ev_p.as_slice(), [WorkerEvent::ConnectFailed(f)] if *f == tcp));
+    assert_eq!(syns(&l.wire_p).len(), 1);
+
+    // RFC 3261 18.1.1: the retry may go over UDP; 1300 + 28 bytes fit the 1400-byte MTU.
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(10);
+    let at_ue = sips(&l.ev_u);
+    assert_eq!(at_ue.len(), 1);
+    assert_eq!(
+        (at_ue[0].flow.proto, &at_ue[0].bytes),
+        (Transport::Udp, &big)
+    );
+    assert_eq!(syns(&l.wire_p).len(), 1);
+
+    // One that would need fragmenting still goes over TCP.
+    let too_big = invite_of_len(1400 - 28 + 1);
+    l.pcscf.send(udp, &too_big, false).unwrap();
+    l.pump(10);
+    assert_eq!(sips(&l.ev_u).len(), 1);
+    assert_eq!(syns(&l.wire_p).len(), 2);
 }

@@ -845,3 +845,36 @@ fn a_re_registration_with_the_same_ports_answers_through_the_old_set_until_the_n
         "nothing more through the old set"
     );
 }
+
+/// RFC 3261 18.2.2: the UE closed the connection its request came on before the answer was
+/// ready; the answer goes on a new connection from port_pc to the UE's protected server port
+/// (its Via sent-by, TS 24.229 5.1.2A.1), through the same set's spi_us, instead of being
+/// dropped as "no connection".
+#[test]
+fn a_response_after_the_ue_closed_goes_on_a_new_connection_to_port_us() {
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    let invite = msg("INVITE sip:bob@ims.example SIP/2.0");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &invite, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
+    t.pump(40);
+    assert_eq!(t.ue.stack.tcp_connections(), 0);
+    let before = esp_count(&t, SPI_US);
+
+    let ok = msg("SIP/2.0 200 OK");
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), ok.clone(), false);
+    t.pump(40);
+    assert!(
+        t.ue.received(ue_flow(PORT_US, PORT_PC), &ok),
+        "the 200 OK reached the UE's port_us"
+    );
+    assert!(esp_count(&t, SPI_US) > before, "through spi_us");
+    assert_eq!(t.count("drop_send_failed"), 0);
+    assert!(!t
+        .events()
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::ConnectFailed(_) | WorkerEvent::SendLost(_))));
+}

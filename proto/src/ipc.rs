@@ -43,6 +43,10 @@ pub enum WorkerEvent {
     TcpClosed(Flow),
     /// A connection the slowpath asked for could not be opened; the messages queued on it are lost.
     ConnectFailed(Flow),
+    /// An established connection ended (reset by the UE, or timed out) while bytes written to
+    /// it were not yet acknowledged: the messages among them are lost, a transport error for
+    /// their transactions (RFC 3261 8.1.3.1, 18). Reported instead of `TcpClosed`.
+    SendLost(Flow),
 }
 
 /// The four SAs of one registration attempt (TS 33.203 7.1), P-CSCF view.
@@ -77,7 +81,9 @@ pub struct SaSet {
 pub enum WorkerCommand {
     /// Send a SIP message on a flow. For TCP with `connect_if_absent`, open the connection
     /// from `flow.local_port` to `flow.ue_port` first when it does not exist (the P-CSCF's
-    /// port_pc -> UE port_us connection), queueing the bytes until it is established.
+    /// port_pc -> UE port_us connection), queueing the bytes until it is established. A
+    /// response for a protected port_uc -> port_ps connection the UE has closed goes on
+    /// port_pc -> port_us instead, opened if needed (RFC 3261 18.2.2).
     Send {
         /// Where to send.
         flow: Flow,

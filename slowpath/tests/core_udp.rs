@@ -240,3 +240,65 @@ fn udp_notify_retransmitted_by_timer_e_then_timer_f() {
     // Timer F fired: our own request, so nobody gets a 408.
     assert_eq!(t.core.stats().transaction_timeouts, 1);
 }
+
+/// RFC 3261 18.1.1: a request over TCP only for its size, to a UE registered over UDP, whose
+/// connection cannot be opened MAY be retried over UDP: it is when it fits the MTU (one
+/// UDP datagram in one ESP packet), with the same branch and a Via saying UDP, and timer A
+/// then retransmits it; a larger one fails with 480 at once as before.
+#[test]
+fn connect_failed_to_a_udp_registered_ue_retries_over_udp_within_the_mtu() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Udp, false);
+    let tcp = client_flow(&b, &sb, Transport::Tcp);
+    let udp = client_flow(&b, &sb, Transport::Udp);
+
+    let mid = invite_of_size(&a, &b, "z9hG4bKmid", 1400);
+    let out = t.sip(a.protected_flow(&sa), Some(sa.spi_ps), &mid);
+    let (f, fwd) = sent(&out[1]);
+    assert_eq!(f, tcp, "{}", fwd.len());
+    assert!((1301..=1372).contains(&fwd.len()), "{}", fwd.len());
+
+    let out = t
+        .core
+        .handle(akagate_proto::ipc::WorkerEvent::ConnectFailed(tcp), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, again) = sent(&out[0]);
+    assert_eq!(f, udp);
+    assert!(!sent_connect(&out[0]));
+    assert_eq!(
+        again,
+        fwd.replacen(
+            "SIP/2.0/TCP 10.0.0.1:6100;",
+            "SIP/2.0/UDP 10.0.0.1:6100;",
+            1
+        )
+    );
+    assert_ne!(again, fwd);
+    assert_eq!(t.core.stats().udp_fallbacks, 1);
+    assert_eq!(t.core.stats().connect_failures, 0);
+    // Timer A retransmits it over UDP (RFC 3261 17.1.1.2).
+    let out = t.core.handle_timeout(t.now + T1);
+    assert!(
+        out.iter().any(|c| sent(c) == (udp, again.clone())),
+        "{out:?}"
+    );
+    // The callee's 180 and 200 over UDP complete the call.
+    let ok = answer(&again, 200, "OK");
+    let out = t.sip(udp, Some(sb.spi_pc), &ok);
+    assert!(
+        out.iter()
+            .any(|c| sent(c).0 == a.protected_flow(&sa) && sent(c).1.starts_with("SIP/2.0 200 OK")),
+        "{out:?}"
+    );
+
+    // Beyond the MTU: 480 at once, no UDP.
+    let big = invite_of_size(&a, &b, "z9hG4bKbig2", 1500);
+    let out = t.sip(a.protected_flow(&sa), Some(sa.spi_ps), &big);
+    assert_eq!(sent(&out[1]).0, tcp);
+    let out = t
+        .core
+        .handle(akagate_proto::ipc::WorkerEvent::ConnectFailed(tcp), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, a.protected_flow(&sa));
+    assert!(r.starts_with("SIP/2.0 480 "), "{r}");
+}

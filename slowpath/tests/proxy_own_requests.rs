@@ -6,7 +6,7 @@ mod reg_common;
 
 use std::time::Duration;
 
-use akagate_proto::ipc::{Transport, WorkerCommand, WorkerEvent};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
 use reg_common::*;
 
 const EVERY: Duration = Duration::from_secs(30);
@@ -167,26 +167,53 @@ fn udp_keepalive_uses_udp_and_stops_after_deregistration() {
     let _ = sa;
 }
 
+/// a's INVITE (branch `branch`) forwarded to b: the flow it left on and the bytes.
+fn invite_a_to_b(
+    t: &mut Testbed,
+    a: &Ue,
+    sa: &SaSet,
+    b: &Ue,
+    sb: &SaSet,
+    branch: &str,
+) -> (Flow, String) {
+    let out = t.sip(
+        a.protected_flow(sa),
+        Some(sa.spi_ps),
+        &invite_text(a, &b.impu(), branch, 70, &sdp(a)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (to_b, forwarded) = sent(&out[1]);
+    assert_eq!(to_b, client_flow(b, sb, Transport::Tcp));
+    (to_b, forwarded)
+}
+
+/// `event` for a flow next to `flow` (another port) changes nothing.
+fn other_flow_changes_nothing(t: &mut Testbed, flow: Flow, event: fn(Flow) -> WorkerEvent) {
+    let mut other = flow;
+    other.ue_port += 1;
+    assert!(t.core.handle(event(other), t.now).is_empty());
+}
+
+/// No timer produces anything in the next 200 s (no 408 after timer B, no Timer C).
+fn nothing_later(t: &mut Testbed) {
+    let mut later = Vec::new();
+    while let Some(at) = t.core.poll_timeout() {
+        if at > t.now + Duration::from_secs(200) {
+            break;
+        }
+        later.extend(t.core.handle_timeout(at));
+    }
+    assert!(later.is_empty(), "{later:?}");
+}
+
 #[test]
 fn connect_failed_answers_the_caller_480_at_once() {
     let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
-    let out = t.sip(
-        a.protected_flow(&sa),
-        Some(sa.spi_ps),
-        &invite_text(&a, &b.impu(), "z9hG4bKcf1", 70, &sdp(&a)),
-    );
-    assert_eq!(out.len(), 2, "{out:?}");
-    let (to_b, _) = sent(&out[1]);
-    assert_eq!(to_b, client_flow(&b, &sb, Transport::Tcp));
+    let (to_b, _) = invite_a_to_b(&mut t, &a, &sa, &b, &sb, "z9hG4bKcf1");
     assert_eq!(t.core.dialogs(), 1);
 
     // Another flow failing changes nothing.
-    let mut other = to_b;
-    other.ue_port += 1;
-    assert!(t
-        .core
-        .handle(WorkerEvent::ConnectFailed(other), t.now)
-        .is_empty());
+    other_flow_changes_nothing(&mut t, to_b, WorkerEvent::ConnectFailed);
 
     let out = t.core.handle(WorkerEvent::ConnectFailed(to_b), t.now);
     assert_eq!(out.len(), 1, "{out:?}");
@@ -209,14 +236,7 @@ fn connect_failed_answers_the_caller_480_at_once() {
     assert_eq!(t.core.dialogs(), 0);
 
     // Timer B has nothing left to do: no 408 after 32 s, no Timer C after 181 s.
-    let mut later = Vec::new();
-    while let Some(at) = t.core.poll_timeout() {
-        if at > t.now + Duration::from_secs(200) {
-            break;
-        }
-        later.extend(t.core.handle_timeout(at));
-    }
-    assert!(later.is_empty(), "{later:?}");
+    nothing_later(&mut t);
     assert_eq!(t.core.stats().transaction_timeouts, 0);
 }
 
@@ -272,4 +292,53 @@ fn connect_failed_fails_message_notify_and_keepalive() {
     assert!(out
         .iter()
         .any(|c| sent(c).0 == to_a && sent(c).1.starts_with("OPTIONS ")));
+}
+
+#[test]
+fn send_lost_resends_the_invite_once_then_answers_480() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
+    let (to_b, forwarded) = invite_a_to_b(&mut t, &a, &sa, &b, &sb, "z9hG4bKsl1");
+
+    // Another flow's loss changes nothing.
+    other_flow_changes_nothing(&mut t, to_b, WorkerEvent::SendLost);
+
+    // b reset the connection the INVITE was written to (RFC 3261 18): the same INVITE goes
+    // out again at once, on a connection the worker opens afresh.
+    let out = t.core.handle(WorkerEvent::SendLost(to_b), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        matches!(&out[0], WorkerCommand::Send { flow, bytes, connect_if_absent: true }
+            if *flow == to_b && *bytes == forwarded.as_bytes()),
+        "{out:?}"
+    );
+    assert_eq!(t.core.stats().requests_resent, 1);
+
+    // Lost again: the caller hears 480 now, not 408 after timer B.
+    let out = t.core.handle(WorkerEvent::SendLost(to_b), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, a.protected_flow(&sa));
+    assert!(r.starts_with("SIP/2.0 480 "), "{r}");
+    assert_eq!(header(&r, "CSeq").as_deref(), Some("1 INVITE"));
+    assert_eq!(t.core.dialogs(), 0);
+    nothing_later(&mut t);
+}
+
+#[test]
+fn send_lost_after_a_provisional_response_changes_nothing() {
+    let (mut t, a, sa, b, sb) = registered_pair_over(Transport::Tcp, false);
+    let (to_b, forwarded) = invite_a_to_b(&mut t, &a, &sa, &b, &sb, "z9hG4bKsl2");
+    // b answered 180: the INVITE got through; a later reset loses nothing of it.
+    let ringing = answer(&forwarded, 180, "Ringing");
+    let out = t.sip(
+        client_flow(&b, &sb, Transport::Tcp),
+        Some(sb.spi_pc),
+        &ringing,
+    );
+    assert!(
+        out.iter().any(|c| sent(c).1.starts_with("SIP/2.0 180 ")),
+        "{out:?}"
+    );
+    assert!(t.core.handle(WorkerEvent::SendLost(to_b), t.now).is_empty());
+    assert_eq!(t.core.stats().requests_resent, 0);
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use akagate_slowpath::sip::transaction::{
-    Incoming, Peer, TimerConfig, TransactionLayer, Transport, TxEvent, TxId,
+    Incoming, Peer, TimerConfig, TransactionLayer, Transport, TransportErrorOutcome, TxEvent, TxId,
 };
 use akagate_slowpath::sip::{response_to, Message, MessageBuilder};
 
@@ -444,4 +444,40 @@ fn layer_deadline_is_the_earliest_of_all_transactions() {
     layer.handle_timeout(t0 + Duration::from_millis(500));
     assert_eq!(layer.poll_timeout(), Some(t0 + Duration::from_millis(800)));
     assert_eq!(layer.len(), 2);
+}
+
+/// RFC 3261 8.1.3.1 / 18: a transport error on a request nothing has answered queues it once
+/// more (timer B keeps its deadline); a second one removes the transaction for the TU to
+/// fail; once answered, a transport error changes nothing.
+#[test]
+fn transport_error_resends_once_then_fails_and_ignores_answered_requests() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    let req = request("INVITE", "z9hG4bKte", "pc.example.net");
+    let id = layer
+        .send_request(req.clone(), peer(Transport::Tcp), t0)
+        .unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().bytes, req);
+    assert_eq!(layer.transport_error(id), TransportErrorOutcome::Resent);
+    assert_eq!(layer.poll_transmit().unwrap().bytes, req);
+    assert_eq!(layer.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+    assert_eq!(layer.transport_error(id), TransportErrorOutcome::Failed);
+    assert!(layer.is_empty());
+    assert!(
+        layer.poll_event().is_none(),
+        "no Terminated: the TU fails it"
+    );
+    assert_eq!(layer.transport_error(id), TransportErrorOutcome::Ignored);
+
+    let req = request("OPTIONS", "z9hG4bKte2", "pc.example.net");
+    let id = layer
+        .send_request(req.clone(), peer(Transport::Tcp), t0)
+        .unwrap();
+    layer.poll_transmit().unwrap();
+    let trying = response(&req, 100);
+    let m = Message::parse(&trying).unwrap();
+    layer.handle_message(&m, peer(Transport::Tcp), t0).unwrap();
+    assert_eq!(layer.transport_error(id), TransportErrorOutcome::Ignored);
+    assert!(layer.poll_transmit().is_none());
+    assert_eq!(layer.len(), 1);
 }

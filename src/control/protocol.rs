@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(v["sip"]["retransmissions_absorbed"], 11);
         assert_eq!(v["sip"]["keepalives_sent"], 13);
         assert_eq!(v["sip"]["dialogs_released"], 17);
-        assert_eq!(v["sip"].as_object().unwrap().len(), 15);
+        assert_eq!(v["sip"].as_object().unwrap().len(), 17);
         assert_eq!(v["slowpath"].as_object().unwrap().len(), 16);
     }
 

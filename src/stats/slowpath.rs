@@ -96,7 +96,7 @@ mod tests {
         let c = CoreCounters::default();
         c.store(&s);
         assert_eq!(c.snapshot(), s);
-        assert_eq!(c.snapshot().bye_failures, 114);
+        assert_eq!(c.snapshot().bye_failures, 116);
         assert_eq!(CORE.get(&s, "malformed_requests"), Some(100));
     }
 

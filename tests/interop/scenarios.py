@@ -11,6 +11,8 @@ import argparse
 import ctypes
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -463,6 +465,110 @@ def sc_no_sec_agree(ctx):
     deregister_all(ctx, a)
 
 
+def call_answered(ctx, caller, callee, sdp_size=LARGE_INVITE):
+    """A call that must complete; returns the INVITE's size."""
+    size, ok, bye = caller.call(callee, sdp_size)
+    expect(ok.status == 200, "INVITE answered %s" % ok.start)
+    expect(bye is not None and bye.status == 200, "BYE answered %s" % (bye and bye.start))
+    return size
+
+
+def registered_pair(ctx):
+    a = ctx.ue("alice", 0)
+    b = ctx.ue("bob", 1)
+    for u in (a, b):
+        u.register()
+        check_registered(ctx, u)
+    return a, b
+
+
+def sc_callee_closes(ctx):
+    """The callee closes the P-CSCF's connection (port_pc -> its port_us) just as the next
+    INVITE for it arrives: the daemon never writes after the callee's FIN but opens a new
+    connection from port_pc (or, if the INVITE met the closed socket's RST, sends it again
+    on one), so the second call completes instead of ending in 408 after 32 s."""
+    a, b = registered_pair(ctx)
+    call_answered(ctx, a, b)
+    peer = (b.pcscf, b.pcscf_ports[0])
+    conn = next((f for f in b.flows if f.proto == "tcp" and f.peer == peer), None)
+    expect(conn is not None, "bob has no connection from port_pc")
+    b.flows.remove(conn)
+    conn.sock.close()
+    t = time.monotonic()
+    size = call_answered(ctx, a, b)
+    ctx.world.note("second call answered %.1f s after bob closed" % (time.monotonic() - t))
+    check_invite_path(ctx, b, size)
+    expect(not any(f is conn for f in b.flows), "the old connection is back")
+    deregister_all(ctx, a, b)
+
+
+def sc_caller_closes(ctx):
+    """The caller resets its connection (port_uc -> port_ps) after its INVITE's 100 Trying,
+    before the callee answers: the daemon sends the 180 and 200 on a new connection from
+    port_pc to the caller's port_us (RFC 3261 18.2.2; the UE's server port, the one it
+    listens on), instead of dropping them for want of a connection."""
+    a, b = registered_pair(ctx)
+    b.auto_answer = False
+    flow = a.call_flow()
+    invite = a.invite(b, flow)
+    call_id = invite.get("call-id")
+    a.send(flow, invite)
+    expect(ctx.world.wait(lambda: b.held, 10), "bob never got the INVITE")
+    expect(ctx.world.wait(lambda: any(r.status == 100 for r in a.responses), 2),
+           "no 100 Trying on alice's connection")
+    # SO_LINGER 0: closed with RST, as a phone dropping its socket does; no TIME-WAIT, so
+    # alice can connect from port_uc again for the ACK.
+    a.flows.remove(flow)
+    flow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    flow.sock.close()
+    ctx.world.pump(0.3)
+    b.auto_answer = True
+    b.answer_held()
+
+    def final():
+        return next((r for r in a.responses if r.status == 200
+                     and r.get("call-id") == call_id), None)
+
+    expect(ctx.world.wait(lambda: final() is not None, 10), "alice never got the 200 OK")
+    ok = final()
+    a.responses = [r for r in a.responses if r.get("call-id") != call_id]
+    proto, peer = ok.arrived_on
+    ctx.world.note("200 OK reached alice over %s from %s" % (proto, peer))
+    expect(proto == "tcp" and peer == (a.pcscf, a.pcscf_ports[0]),
+           "the 200 OK came over %s from %s, not a new connection from port_pc" % (proto, peer))
+    a.protected = a.connect(a.port_uc, a.pcscf_ports[1], "tcp")
+    bye = a.ack_and_bye(b, a.protected, invite, ok)
+    expect(bye.status == 200, "BYE answered %s" % bye.start)
+    deregister_all(ctx, a, b)
+
+
+UDP_FALLBACK_SDP = 700  # bytes of SDP: the forwarded INVITE is 1300-1372 bytes (fits the MTU)
+
+
+def sc_udp_callee_without_tcp(ctx):
+    """RFC 3261 18.1.1: the callee registered over UDP and takes no TCP (its port_us answers
+    the SYN with RST). The INVITE the P-CSCF sends over TCP only for its size is retried over
+    UDP, since it fits the MTU, instead of failing with 480 at once."""
+    a = ctx.ue("alice", 0, transport="udp")
+    b = ctx.ue("bob", 1, transport="udp")
+    b.tcp_server = False
+    for u in (a, b):
+        u.register()
+        check_registered(ctx, u)
+    before = ctx.control("stats")["sip"].get("udp_fallbacks", 0)
+    call_answered(ctx, a, b, UDP_FALLBACK_SDP)
+    inv = [r for r in b.requests if r.method == "INVITE"][-1]
+    proto, peer = inv.arrived_on
+    size = len(inv.to_bytes())
+    ctx.world.note("INVITE of %d bytes reached bob over %s from %s" % (size, proto, peer))
+    expect(size > 1300, "the forwarded INVITE is only %d bytes: it never needed TCP" % size)
+    expect(proto == "udp" and peer == (b.pcscf, b.pcscf_ports[0]),
+           "INVITE came over %s from %s, not UDP from port_pc" % (proto, peer))
+    after = ctx.control("stats")["sip"].get("udp_fallbacks", 0)
+    expect(after == before + 1, "udp_fallbacks %d -> %d" % (before, after))
+    deregister_all(ctx, a, b)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -485,6 +591,9 @@ SCENARIOS = [
     ("unannounced-udp-v6", sc_unannounced_udp_v6, True),
     ("gcm-null", sc_gcm_null, True),
     ("no-sec-agree", sc_no_sec_agree, True),
+    ("callee-closes", sc_callee_closes, True),
+    ("caller-closes", sc_caller_closes, True),
+    ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
 ]
 
 

@@ -85,6 +85,9 @@ class Ue:
         self.service_routes = []
         self.protected = None    # Flow port_uc -> port_ps
         self.retransmissions = 0
+        self.auto_answer = True  # INVITEs answered at once; else held for answer_held()
+        self.tcp_server = True   # listen for TCP on port_us (a UDP-only phone does not)
+        self.held = []           # (INVITE, Flow) not answered yet
         world.shim.add_ue(ip)
 
     # -- sockets -----------------------------------------------------------------------------
@@ -100,9 +103,10 @@ class Ue:
 
     def open_server_ports(self):
         """Step 1: listen on port_us (TCP, UDP) and receive on port_uc (UDP)."""
-        lst = self._socket("tcp", self.port_us)
-        lst.listen(8)
-        self.listeners.append(lst)
+        if self.tcp_server:
+            lst = self._socket("tcp", self.port_us)
+            lst.listen(8)
+            self.listeners.append(lst)
         self.flows.append(Flow(self._socket("udp", self.port_us), "udp", None))
         if self.transport == "udp":
             self.protected = Flow(self._socket("udp", self.port_uc), "udp", None)
@@ -167,17 +171,28 @@ class Ue:
     def on_request(self, req, flow):
         """A UA server: answers what the P-CSCF sends (calls are answered at once)."""
         m = req.method
-        if m == "INVITE":
-            tag = sip.token(4)
-            contact = ("Contact", "<sip:%s@%s:%d>" % (self.user, sip.host(self.ip),
-                                                     self.port_us))
-            self.send(flow, sip.response_to(req, 180, "Ringing", tag, [contact]))
-            ok = sip.response_to(req, 200, "OK", tag, [contact, ("Content-Type",
-                                                                "application/sdp")])
-            ok.body = sip.sdp(self.ip)
-            self.send(flow, ok)
+        if m == "INVITE" and not self.auto_answer:
+            self.held.append((req, flow))
+        elif m == "INVITE":
+            self.answer_invite(req, flow)
         elif m in ("BYE", "OPTIONS", "NOTIFY", "MESSAGE", "CANCEL", "UPDATE"):
             self.send(flow, sip.response_to(req, 200, "OK"))
+
+    def answer_held(self):
+        """Answers the INVITEs held while `auto_answer` was off, on the flows they came on."""
+        held, self.held = self.held, []
+        for req, flow in held:
+            self.answer_invite(req, flow)
+
+    def answer_invite(self, req, flow):
+        """180 then 200 with an SDP answer."""
+        tag = sip.token(4)
+        contact = ("Contact", "<sip:%s@%s:%d>" % (self.user, sip.host(self.ip), self.port_us))
+        self.send(flow, sip.response_to(req, 180, "Ringing", tag, [contact]))
+        ok = sip.response_to(req, 200, "OK", tag, [contact, ("Content-Type",
+                                                            "application/sdp")])
+        ok.body = sip.sdp(self.ip)
+        self.send(flow, ok)
 
     def send(self, flow, msg):
         self.world.trace(self, "->", msg)
@@ -389,7 +404,10 @@ class Ue:
     # -- calls -------------------------------------------------------------------------------
 
     def call_flow(self):
-        """The flow our calls go on: TCP port_uc -> port_ps through the SAs."""
+        """The TCP flow port_uc -> port_ps a call's requests go on, connected if absent."""
+        # RFC 3261 18.1.1: a request within 200 bytes of the MTU goes over TCP; the P-CSCF's
+        # protected server port takes TCP under the same SA (TS 33.203 7.1), so a UE
+        # registered over UDP opens a TCP connection port_uc -> port_ps for it.
         peer = (self.pcscf, self.pcscf_ports[1])
         flow = next((f for f in self.flows if f.proto == "tcp" and f.peer == peer
                      and f.local_port == self.port_uc), None)
@@ -402,38 +420,43 @@ class Ue:
         return [("Security-Verify", self.security_server), ("Require", "sec-agree"),
                 ("Proxy-Require", "sec-agree")]
 
-    def call(self, callee, sdp_size=LARGE_INVITE):
-        """INVITE `callee` (a large one, so over TCP), wait for 200, ACK, then BYE.
-        Returns (INVITE bytes sent, final response to INVITE, response to BYE)."""
-        # RFC 3261 18.1.1: a request within 200 bytes of the MTU goes over TCP; the P-CSCF's
-        # protected server port takes TCP under the same SA (TS 33.203 7.1), so a UE
-        # registered over UDP opens a TCP connection port_uc -> port_ps for it.
-        flow = self.call_flow()
+    def invite(self, callee, flow, sdp_size=LARGE_INVITE):
+        """A new INVITE to `callee` for `flow` (a large one by default, so over TCP)."""
         route = ["<sip:%s:%d;lr>" % (sip.host(self.pcscf), self.pcscf_ports[1])]
         route += self.service_routes
-        call_id, tag = sip.token(), sip.token(4)
         h = [("Via", self.via(flow)), ("Max-Forwards", "70")]
         h += [("Route", r) for r in route]
-        h += [("From", "<%s>;tag=%s" % (self.impu, tag)), ("To", "<%s>" % callee.impu),
-              ("Call-ID", call_id), ("CSeq", "1 INVITE"),
+        h += [("From", "<%s>;tag=%s" % (self.impu, sip.token(4))), ("To", "<%s>" % callee.impu),
+              ("Call-ID", sip.token()), ("CSeq", "1 INVITE"),
               ("Contact", "<sip:%s@%s:%d>" % (self.user, sip.host(self.ip), self.port_us)),
               ("P-Preferred-Identity", "<%s>" % self.impu)]
         h += self.sec_agree_headers() + [("Content-Type", "application/sdp")]
-        invite = sip.request("INVITE", callee.impu, h, sip.sdp(self.ip, sdp_size))
+        return sip.request("INVITE", callee.impu, h, sip.sdp(self.ip, sdp_size))
+
+    def call(self, callee, sdp_size=LARGE_INVITE):
+        """INVITE `callee` (a large one, so over TCP), wait for 200, ACK, then BYE.
+        Returns (INVITE bytes sent, final response to INVITE, response to BYE)."""
+        flow = self.call_flow()
+        invite = self.invite(callee, flow, sdp_size)
         size = len(invite.to_bytes())
         ok = self.transact(flow, invite, timeout=15)
         if ok.status != 200:
             return size, ok, None
+        return size, ok, self.ack_and_bye(callee, flow, invite, ok)
+
+    def ack_and_bye(self, callee, flow, invite, ok):
+        """ACKs the 200 `ok` to `invite` on `flow`, waits for the callee to get it, then ends
+        the dialog with BYE; returns the response to the BYE."""
         # RFC 3261 12.1.2: the dialog's remote target is the Contact, its route set the
         # Record-Route in reverse.
         target = ok.get("contact").strip("<>").split(">")[0]
         routes = list(reversed(ok.all("record-route")))
-        to = ok.get("to")
+        to, call_id = ok.get("to"), invite.get("call-id")
 
         def in_dialog(method, cseq):
             hh = [("Via", self.via(flow)), ("Max-Forwards", "70")]
             hh += [("Route", r) for r in routes]
-            hh += [("From", "<%s>;tag=%s" % (self.impu, tag)), ("To", to),
+            hh += [("From", invite.get("from")), ("To", to),
                    ("Call-ID", call_id), ("CSeq", "%d %s" % (cseq, method))]
             hh += self.sec_agree_headers()
             return sip.request(method, target, hh)
@@ -443,8 +466,7 @@ class Ue:
             r.method == "ACK" and r.get("call-id") == call_id for r in callee.requests), 5)
         if not callee_acked:
             raise RuntimeError("%s: the callee never got the ACK" % self.name)
-        bye_ok = self.transact(flow, in_dialog("BYE", 2))
-        return size, ok, bye_ok
+        return self.transact(flow, in_dialog("BYE", 2))
 
 
 class PlainUe(Ue):

@@ -635,7 +635,10 @@ impl Ue {
         self.stack.discard_flows(p.port_uc, p.port_ps, &mut evs);
         self.stack.discard_flows(p.port_us, p.port_pc, &mut evs);
         for ev in evs {
-            if let WorkerEvent::TcpClosed(f) | WorkerEvent::ConnectFailed(f) = ev {
+            if let WorkerEvent::TcpClosed(f)
+            | WorkerEvent::ConnectFailed(f)
+            | WorkerEvent::SendLost(f) = ev
+            {
                 self.server_flows.retain(|x| *x != f);
             }
         }
@@ -706,7 +709,7 @@ impl Ue {
     fn on_stack_event(&mut self, ev: WorkerEvent, now: Instant) {
         match ev {
             WorkerEvent::Sip(sip) => self.on_sip(sip, now),
-            WorkerEvent::TcpClosed(flow) => {
+            WorkerEvent::TcpClosed(flow) | WorkerEvent::SendLost(flow) => {
                 self.server_flows.retain(|f| *f != flow);
             }
             WorkerEvent::ConnectFailed(flow) => self.on_connect_failed(flow),

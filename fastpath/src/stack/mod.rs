@@ -155,6 +155,19 @@ const SOCKET_SLOTS: usize = 2;
 const IDLE_KEEP: usize = 256;
 
 impl TcpConn {
+    /// What the slowpath is told when this connection goes with its socket `s`.
+    fn end_event(&self, s: &tcp::Socket<'_>) -> WorkerEvent {
+        if !self.established && self.outgoing {
+            WorkerEvent::ConnectFailed(self.flow)
+        } else if self.pending.len() + s.send_queue() > 0 {
+            // A reset (or the retransmission timeout) took bytes the UE never acknowledged:
+            // a transport error for their transactions (RFC 3261 18).
+            WorkerEvent::SendLost(self.flow)
+        } else {
+            WorkerEvent::TcpClosed(self.flow)
+        }
+    }
+
     /// Moves as much of `pending` into the socket as its send buffer takes.
     fn flush(&mut self, s: &mut tcp::Socket<'_>) {
         while !self.pending.is_empty() && s.may_send() {
@@ -183,6 +196,15 @@ fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
         .and_then(|(_, s)| *s)
 }
 
+/// Bytes of a fixed IP header of `addr`'s family.
+fn ip_header_len(addr: IpAddr) -> usize {
+    if addr.is_ipv4() {
+        20
+    } else {
+        40
+    }
+}
+
 /// A listening TCP socket or a bound UDP socket on one of our ports.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -209,6 +231,11 @@ pub struct UeStack {
     conns: Vec<(SocketHandle, TcpConn)>,
     /// SPI (or none) of the last inbound packet per (proto, peer port, local port).
     last_spi: Vec<(FlowKey, Option<u32>)>,
+    /// Events of connections dropped outside a poll (see `drop_stale`), reported at the next.
+    deferred: Vec<WorkerEvent>,
+    /// (our port, peer port) of connections we could not open, until one opens: a large UDP
+    /// request to them is sent over UDP when it fits the MTU (RFC 3261 18.1.1's retry).
+    tcp_refused: Vec<(u16, u16)>,
     counters: StackCounters,
 }
 
@@ -262,6 +289,8 @@ impl UeStack {
             udp_sockets: Vec::new(),
             conns: Vec::new(),
             last_spi: Vec::new(),
+            deferred: Vec::new(),
+            tcp_refused: Vec::new(),
             counters: StackCounters::default(),
         })
     }
@@ -300,7 +329,10 @@ impl UeStack {
     /// True when no TCP connection is open and nothing is queued: the stack may be freed
     /// if the UE has no registration either.
     pub fn is_idle(&self) -> bool {
-        self.conns.is_empty() && self.dev.rx_len() == 0 && self.dev.tx_len() == 0
+        self.conns.is_empty()
+            && self.deferred.is_empty()
+            && self.dev.rx_len() == 0
+            && self.dev.tx_len() == 0
     }
 
     /// Accepts TCP connections and/or UDP datagrams on `port`. Idempotent.
@@ -500,7 +532,7 @@ impl UeStack {
 
     /// When the stack next needs [`UeStack::poll`]; `Some(now)` if input is queued.
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        if self.dev.rx_len() > 0 {
+        if self.dev.rx_len() > 0 || !self.deferred.is_empty() {
             return Some(now);
         }
         self.iface.poll_at(now, &self.sockets)
@@ -543,6 +575,7 @@ impl UeStack {
 
     /// The part of a poll after ingress: service the connections, egress, clean up.
     fn finish_poll<D: Device>(&mut self, now: Instant, events: &mut Vec<WorkerEvent>, dev: &mut D) {
+        events.append(&mut self.deferred);
         self.service(events);
         self.iface.poll_egress(now, dev, &mut self.sockets);
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
@@ -601,12 +634,7 @@ impl UeStack {
                 continue;
             }
             if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
-                let ev = if conn.established || !conn.outgoing {
-                    WorkerEvent::TcpClosed(conn.flow)
-                } else {
-                    WorkerEvent::ConnectFailed(conn.flow)
-                };
-                gone.push((handle, Some(ev)));
+                gone.push((handle, Some(conn.end_event(s))));
             }
         }
         self.remove_conns(gone, events);
@@ -625,6 +653,15 @@ impl UeStack {
                 self.conns.remove(i);
             }
             self.sockets.remove(handle);
+            if let Some(WorkerEvent::ConnectFailed(f)) = ev {
+                let key = (f.local_port, f.ue_port);
+                if !self.tcp_refused.contains(&key) {
+                    if self.tcp_refused.len() >= self.cfg.max_tcp_conns {
+                        self.tcp_refused.remove(0);
+                    }
+                    self.tcp_refused.push(key);
+                }
+            }
             events.extend(ev);
         }
     }
@@ -688,8 +725,10 @@ impl UeStack {
                 gone.push((handle, None));
                 continue;
             }
-            if s.state() == tcp::State::Established {
+            if s.state() == tcp::State::Established && !conn.established {
                 conn.established = true;
+                let key = (conn.flow.local_port, conn.flow.ue_port);
+                self.tcp_refused.retain(|k| *k != key);
             }
             let mut fail = false;
             conn.framer.reserve(s.recv_queue());
@@ -778,7 +817,9 @@ impl UeStack {
 
     /// Sends a SIP message on `flow` (see [`crate::ipc::WorkerCommand::Send`]). A UDP request
     /// larger than [`StackConfig::udp_max_request`] goes over TCP between the same ports
-    /// (RFC 3261 18.1.1), opening the connection if needed.
+    /// (RFC 3261 18.1.1), opening the connection if needed, unless opening one between those
+    /// ports failed last time and the datagram fits `ip_mtu`: then it is the retry over UDP
+    /// RFC 3261 18.1.1 allows.
     pub fn send(
         &mut self,
         flow: Flow,
@@ -789,6 +830,14 @@ impl UeStack {
             return Err(StackError::WrongFlow);
         }
         match flow.proto {
+            // RFC 3261 18.1.1: the client MAY retry over UDP a request whose TCP connection
+            // failed; only unfragmented (transport-mode ESP takes whole datagrams only).
+            Transport::Udp
+                if self.tcp_refused.contains(&(flow.local_port, flow.ue_port))
+                    && bytes.len() + 8 + ip_header_len(flow.local) <= self.cfg.ip_mtu =>
+            {
+                self.send_udp(flow, bytes)
+            }
             Transport::Udp
                 if bytes.len() > self.cfg.udp_max_request() && !bytes.starts_with(b"SIP/2.0 ") =>
             {
@@ -817,11 +866,40 @@ impl UeStack {
             .map_err(|_| StackError::UdpBufferFull)
     }
 
+    /// The connection of `flow` that may carry new messages: opening or established, not
+    /// closing. Once the UE has sent its FIN (CLOSE-WAIT, LAST-ACK, CLOSING) or either side
+    /// closed, bytes written to it would wait in `pending` for a window that never opens, or
+    /// reach a UE socket that answers them with RST.
     fn find_conn(&self, flow: &Flow) -> Option<SocketHandle> {
         self.conns
             .iter()
-            .find(|(_, c)| c.flow == *flow && !c.close_requested)
+            .find(|&&(h, ref c)| {
+                c.flow == *flow
+                    && !c.close_requested
+                    && matches!(
+                        self.sockets.get::<tcp::Socket>(h).state(),
+                        tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Established
+                    )
+            })
             .map(|(h, _)| *h)
+    }
+
+    /// Drops the connections of `flow` that can no longer carry messages (see
+    /// [`UeStack::find_conn`]) so a new one can take its four-tuple; each is reported as
+    /// closed (or its unacknowledged bytes as lost). No segment is sent for them: the UE has
+    /// closed its side, and a RST would only race the new connection's SYN.
+    /// The events go out with the next poll.
+    fn drop_stale(&mut self, flow: &Flow) {
+        let sockets = &self.sockets;
+        let gone: Vec<(SocketHandle, Option<WorkerEvent>)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.flow == *flow)
+            .map(|&(h, ref c)| (h, Some(c.end_event(sockets.get::<tcp::Socket>(h)))))
+            .collect();
+        let mut events = std::mem::take(&mut self.deferred);
+        self.remove_conns(gone, &mut events);
+        self.deferred = events;
     }
 
     fn send_tcp(
@@ -833,7 +911,12 @@ impl UeStack {
         let handle = match self.find_conn(&flow) {
             Some(h) => h,
             None if !connect_if_absent => return Err(StackError::NoConnection),
-            None => self.connect(flow)?,
+            None => {
+                // The UE closed the old connection: a new one from the same port (RFC 3261
+                // 18.1.1 opens a new connection when none is usable), never data after its FIN.
+                self.drop_stale(&flow);
+                self.connect(flow)?
+            }
         };
         let Some((_, conn)) = self.conns.iter_mut().find(|(h, _)| *h == handle) else {
             return Err(StackError::NoConnection);

@@ -9,6 +9,31 @@ use super::{SaSetState, Worker};
 use crate::ipc::{SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
+/// Where a response goes when the UE has closed the TCP connection its request came on
+/// (port_uc -> port_ps of a live set): a new connection from our port_pc to the UE's port_us,
+/// under the same set's spi_us / spi_pc. RFC 3261 18.2.2 opens it to the sent-by port of the
+/// request's Via, which a UE sets to its protected server port (TS 24.229 5.1.1.2, 5.1.2A.1),
+/// the port it accepts connections on; port_uc is the client port it connects from and need
+/// not listen (TS 33.203 7.1). `None` for anything else (requests, other flows).
+fn response_flow_after_close(
+    sets: &[SaSetState],
+    flow: crate::ipc::Flow,
+    bytes: &[u8],
+) -> Option<crate::ipc::Flow> {
+    if flow.proto != Transport::Tcp || !bytes.starts_with(b"SIP/2.0 ") {
+        return None;
+    }
+    let set = sets
+        .iter()
+        .filter(|s| s.is_live())
+        .find(|s| s.port_ps == flow.local_port && s.port_uc == flow.ue_port)?;
+    Some(crate::ipc::Flow {
+        ue_port: set.port_us,
+        local_port: set.port_pc,
+        ..flow
+    })
+}
+
 impl<Q: PortQueue> Worker<Q> {
     /// Executes up to `commands_per_loop` queued commands; returns how many.
     pub(super) fn run_commands(&mut self, now: Instant) -> usize {
@@ -38,7 +63,13 @@ impl<Q: PortQueue> Worker<Q> {
                     self.stack_events.push(WorkerEvent::ConnectFailed(flow));
                     return;
                 };
-                match ue.stack.send(flow, &bytes, connect_if_absent) {
+                let mut sent = ue.stack.send(flow, &bytes, connect_if_absent);
+                if sent == Err(StackError::NoConnection) {
+                    if let Some(to_us) = response_flow_after_close(&ue.sa_sets, flow, &bytes) {
+                        sent = ue.stack.send(to_us, &bytes, true);
+                    }
+                }
+                match sent {
                     Ok(()) => {}
                     Err(e) => {
                         inc(&self.counters.drop_send_failed);

@@ -87,6 +87,12 @@ akagate_proto::counter_values! {
     /// Client transactions failed at once because the worker could not open their
     /// connection (`ConnectFailed`).
     connect_failures: Counter,
+    /// Requests sent again on a fresh connection because a reset lost them (`SendLost`,
+    /// RFC 3261 18).
+    requests_resent: Counter,
+    /// Requests sent over UDP after the TCP connection to a UE registered over UDP could not
+    /// be opened (RFC 3261 18.1.1; only requests within the path MTU).
+    udp_fallbacks: Counter,
     /// OPTIONS keep-alives sent.
     keepalives_sent: Counter,
     /// Keep-alives the UE answered (any final response but 408 / 503).

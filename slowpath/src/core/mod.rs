@@ -210,6 +210,11 @@ impl Core {
                 let (proxy, mut cx) = self.proxy_cx();
                 proxy.on_connect_failed(&mut cx, flow, now, &mut out);
             }
+            // Requests lost to a reset are resent on a fresh connection, or fail now.
+            WorkerEvent::SendLost(flow) => {
+                let (proxy, mut cx) = self.proxy_cx();
+                proxy.on_send_lost(&mut cx, flow, now, &mut out);
+            }
         }
         self.process_events(now, &mut out);
         out

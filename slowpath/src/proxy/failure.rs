@@ -1,15 +1,17 @@
 //! Failed client transactions: a connection the worker could not open (`ConnectFailed`)
-//! fails every request waiting on it at once instead of after timer B / F, and the outcome
+//! fails every request waiting on it at once instead of after timer B / F, a request lost to
+//! a reset (`SendLost`) is resent once on a fresh connection and then failed, and the outcome
 //! of requests the P-CSCF originated (keep-alive, NOTIFY, BYE) is counted.
 
 use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, WorkerCommand};
+use akagate_proto::ipc::{Flow, Transport, WorkerCommand};
 
+use super::transport::with_via_transport;
 use super::Own;
 use super::Proxy;
-use crate::context::Cx;
-use crate::sip::transaction::TxId;
+use crate::context::{Cx, TimerKey};
+use crate::sip::transaction::{TransportErrorOutcome, TxId};
 use crate::sip::{response_to, Message};
 
 impl Proxy {
@@ -26,6 +28,87 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        let mut failed = Self::waiting_on(cx, flow);
+        failed.retain(|&client| !self.retry_over_udp(cx, client, now, out));
+        self.fail_clients(cx, failed, now, out);
+    }
+
+    /// RFC 3261 18.1.1: a request that went over TCP to a UE registered over UDP only for its
+    /// size, whose connection could not be opened, MAY be retried over UDP. It is when it fits
+    /// the path MTU (see [`super::transport::udp_path_max`]): client transaction `client` is
+    /// replaced by a UDP one with the same branch (timer A / E retransmit it, timer C keeps its
+    /// deadline). Returns whether it took care of `client`; larger requests fail as before.
+    fn retry_over_udp(
+        &mut self,
+        cx: &mut Cx<'_>,
+        client: TxId,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        let Some(link) = self.forwarded.get(&client) else {
+            return false;
+        };
+        let Some(max) = link.udp_fallback else {
+            return false;
+        };
+        let Some(bytes) = with_via_transport(&link.request, "UDP").filter(|b| b.len() <= max)
+        else {
+            return false;
+        };
+        let mut link = link.clone();
+        let flow = Flow {
+            proto: Transport::Udp,
+            ..link.flow
+        };
+        cx.shared.txl.abandon(client);
+        self.forget_tx(cx, client);
+        let Some(udp) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
+            // Not startable (not expected for a request that was sent once): answer for it.
+            cx.shared.stats.connect_failures += 1;
+            if let Some(server) = link.server {
+                self.fail_server(cx, server, 480, "Temporarily Unavailable", now, out);
+            }
+            return true;
+        };
+        cx.shared.stats.udp_fallbacks += 1;
+        cx.shared.arm(TimerKey::TimerC(udp), None, link.timer_c);
+        if let Some(server) = link.server {
+            self.forwarded_by_server.insert(server, udp);
+        }
+        link.request = bytes;
+        link.flow = flow;
+        link.udp_fallback = None;
+        self.forwarded.insert(udp, link);
+        true
+    }
+
+    /// A connection to a UE ended with requests written to it unacknowledged (`SendLost`: the
+    /// UE reset it, e.g. after closing its socket as the request arrived). A transport error
+    /// for each of their client transactions (RFC 3261 8.1.3.1, 18): a request nothing has
+    /// answered yet is sent once more, which opens a fresh connection from port_pc; lost a
+    /// second time it fails at once as in [`Proxy::on_connect_failed`], never by timer B / F.
+    pub(crate) fn on_send_lost(
+        &mut self,
+        cx: &mut Cx<'_>,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let mut failed = Vec::new();
+        for client in Self::waiting_on(cx, flow) {
+            match cx.shared.txl.transport_error(client) {
+                TransportErrorOutcome::Resent => cx.shared.stats.requests_resent += 1,
+                TransportErrorOutcome::Failed => failed.push(client),
+                TransportErrorOutcome::Ignored => {}
+            }
+        }
+        cx.shared.flush(out);
+        self.fail_clients(cx, failed, now, out);
+    }
+
+    /// The client transactions whose requests go on `flow` through a connection the worker
+    /// opens (our port_pc to a UE's port_us), oldest first.
+    fn waiting_on(cx: &Cx<'_>, flow: Flow) -> Vec<TxId> {
         let mut waiting: Vec<TxId> = cx
             .shared
             .txs
@@ -34,7 +117,19 @@ impl Proxy {
             .map(|(id, _)| *id)
             .collect();
         waiting.sort();
-        for client in waiting {
+        waiting
+    }
+
+    /// Fails client transactions `clients` whose requests could not be delivered: each is
+    /// forgotten, the request it forwarded answered 480 (see [`Proxy::on_connect_failed`]).
+    fn fail_clients(
+        &mut self,
+        cx: &mut Cx<'_>,
+        clients: Vec<TxId>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        for client in clients {
             let link = self.forwarded.get(&client).cloned();
             cx.shared.txl.abandon(client);
             self.forget_tx(cx, client);

@@ -127,6 +127,9 @@ pub(crate) struct Forwarded {
     pub timer_c: Option<std::time::Instant>,
     /// Timer C fired once: the caller got 408 and the branch was cancelled.
     pub timer_c_fired: bool,
+    /// Sent over TCP to a UE registered over UDP only for its size: the largest request that
+    /// may go over UDP instead if the connection cannot be opened (RFC 3261 18.1.1).
+    pub udp_fallback: Option<usize>,
 }
 
 impl Forwarded {
@@ -145,6 +148,7 @@ impl Forwarded {
             cancelled: false,
             timer_c: None,
             timer_c_fired: false,
+            udp_fallback: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use akagate_proto::ipc::{SaSet, SipIn, Transport, WorkerCommand};
 
-use super::transport::{choose_transport, host, is_ours};
+use super::transport::{choose_transport, host, is_ours, udp_path_max};
 use super::Proxy;
 use super::{Dialog, Forwarded};
 use crate::context::{peer_of, Cx, Req, Shared, TimerKey};
@@ -258,6 +258,8 @@ impl Proxy {
                 cancelled: false,
                 timer_c: None,
                 timer_c_fired: false,
+                udp_fallback: (target.proto == Transport::Udp && flow.proto == Transport::Tcp)
+                    .then(|| udp_path_max(&target.set)),
             },
         );
         self.forwarded_by_server.insert(req.tx, client);

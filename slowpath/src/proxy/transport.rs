@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::registrar::SaSetExt;
-use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri};
+use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri, Via};
 
 /// Largest request sent over UDP when the path MTU is unknown (RFC 3261 18.1.1).
 pub(crate) const UDP_MAX: usize = 1300;
@@ -18,6 +18,27 @@ pub(crate) fn host(ip: IpAddr) -> String {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
     }
+}
+
+/// A Via element like `via` with `transport`, without the parameters named in `skip`.
+fn via_element(via: &Via<'_>, transport: &str, skip: &[&str]) -> Option<String> {
+    let mut element = format!(
+        "{}/{}/{} {}",
+        via.protocol, via.version, transport, via.sent_by
+    );
+    for p in via.params.iter() {
+        let p = p.ok()?;
+        if skip.iter().any(|n| p.name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        element.push(';');
+        element.push_str(p.name);
+        if let Some(v) = p.value {
+            element.push('=');
+            element.push_str(v);
+        }
+    }
+    Some(element)
 }
 
 /// The request re-serialised with `received` (when the sent-by host is not the source
@@ -36,29 +57,40 @@ pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
     if received_ok && rport_ok {
         return None;
     }
-    let mut params = String::new();
-    for p in via.params.iter() {
-        let p = p.ok()?;
-        if p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport") {
-            continue;
-        }
-        params.push(';');
-        params.push_str(p.name);
-        if let Some(v) = p.value {
-            params.push('=');
-            params.push_str(v);
-        }
-    }
+    let mut element = via_element(&via, via.transport, &["received", "rport"])?;
     // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-    params.push_str(&format!(";received={}", flow.ue));
+    element.push_str(&format!(";received={}", flow.ue));
     if rport {
-        params.push_str(&format!(";rport={}", flow.ue_port));
+        element.push_str(&format!(";rport={}", flow.ue_port));
     }
-    let element = format!(
-        "{}/{}/{} {}{}",
-        via.protocol, via.version, via.transport, via.sent_by, params
-    );
     let mut e = MessageEdit::new(msg);
+    e.replace_first_element("Via", &element)
+        .then(|| e.to_bytes())
+}
+
+/// Inner IP MTU assumed towards a UE: RFC 3261 18.1.1 takes an Ethernet path's 1500 bytes
+/// when the MTU is not known, less the 100 bytes the daemon keeps for ESP (header, IV,
+/// padding, trailer and ICV of the largest suite: 57 in transport mode), as the fast path's
+/// stacks do (`StackConfig::ip_mtu`).
+const INNER_MTU: usize = 1500 - 100;
+
+/// Largest SIP request that still fits one UDP datagram inside one ESP packet towards the UE
+/// of `set`: what may go over UDP when a TCP connection to a UE registered over UDP fails
+/// (RFC 3261 18.1.1: the client MAY then retry over UDP; a larger one would be fragmented,
+/// which transport-mode ESP does not allow, RFC 4303 3.3.5, so it fails instead).
+pub(crate) fn udp_path_max(set: &SaSet) -> usize {
+    let ip_header = if set.ue.is_ipv4() { 20 } else { 40 };
+    INNER_MTU - ip_header - 8
+}
+
+/// `request` with the transport of its top Via (ours) set to `transport` ("UDP" / "TCP"),
+/// for the same request sent over another transport (RFC 3261 18.1.1); `None` if it does
+/// not parse.
+pub(crate) fn with_via_transport(request: &[u8], transport: &str) -> Option<Vec<u8>> {
+    let msg = Message::parse(request).ok()?;
+    let via = msg.top_via().ok()?;
+    let element = via_element(&via, transport, &[])?;
+    let mut e = MessageEdit::new(&msg);
     e.replace_first_element("Via", &element)
         .then(|| e.to_bytes())
 }

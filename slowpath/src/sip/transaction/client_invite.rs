@@ -57,6 +57,16 @@ impl ClientInvite {
         self.state
     }
 
+    /// Queues the INVITE again after a transport error, if nothing has answered it yet
+    /// (state Calling); returns whether it did. Timer B keeps running from the first send.
+    pub fn resend(&mut self) -> bool {
+        if self.state != ClientInviteState::Calling {
+            return false;
+        }
+        self.out.transmits.push_back(self.request.clone());
+        true
+    }
+
     fn terminate(&mut self) {
         self.state = ClientInviteState::Terminated;
         self.timer_a = None;

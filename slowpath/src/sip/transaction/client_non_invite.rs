@@ -53,6 +53,16 @@ impl ClientNonInvite {
         self.state
     }
 
+    /// Queues the request again after a transport error, if nothing has answered it yet
+    /// (state Trying); returns whether it did. Timer F keeps running from the first send.
+    pub fn resend(&mut self) -> bool {
+        if self.state != ClientNonInviteState::Trying {
+            return false;
+        }
+        self.out.transmits.push_back(self.request.clone());
+        true
+    }
+
     fn terminate(&mut self) {
         self.state = ClientNonInviteState::Terminated;
         self.timer_e = None;

@@ -56,6 +56,19 @@ pub enum Incoming {
     Stray,
 }
 
+/// What [`TransactionLayer::transport_error`] did with a client transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportErrorOutcome {
+    /// The request was queued again, once, for a fresh connection.
+    Resent,
+    /// The request was lost again (or could not be resent): the transaction is gone and the
+    /// TU must treat it as failed (RFC 3261 8.1.3.1: as a 503 from the next hop).
+    Failed,
+    /// Nothing to do: not a client transaction, or one that has been answered already (the
+    /// request got through; its responses may arrive on another connection).
+    Ignored,
+}
+
 /// The four machines of RFC 3261 17: INVITE/non-INVITE client and server transactions.
 #[derive(Debug)]
 enum Tx {
@@ -89,6 +102,8 @@ struct Entry {
     key: Key,
     /// The deadline this entry has in the heap; other heap entries for it are stale.
     armed: Option<Instant>,
+    /// Its request was already resent after a transport error.
+    resent: bool,
 }
 
 /// All live transactions of one slowpath.
@@ -170,6 +185,7 @@ impl TransactionLayer {
                     peer,
                     key: Key::Server(key),
                     armed: None,
+                    resent: false,
                 },
             );
             self.drain(id);
@@ -223,6 +239,7 @@ impl TransactionLayer {
                 peer,
                 key: Key::Client(key),
                 armed: None,
+                resent: false,
             },
         );
         self.drain(id);
@@ -267,6 +284,37 @@ impl TransactionLayer {
         };
         self.prune_stale();
         true
+    }
+
+    /// A transport error on client transaction `id` (RFC 3261 8.1.3.1, 18): the connection
+    /// its request was written to ended before the request was acknowledged. The first time,
+    /// a request nothing has answered yet is queued again, to go out on a fresh connection;
+    /// the second time the transaction is removed (without a `Terminated` event) and the TU
+    /// fails it at once instead of waiting for timer B / F.
+    pub fn transport_error(&mut self, id: TxId) -> TransportErrorOutcome {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return TransportErrorOutcome::Ignored;
+        };
+        let waiting = match &entry.tx {
+            Tx::Ict(t) => t.state() == super::ClientInviteState::Calling,
+            Tx::Nict(t) => t.state() == super::ClientNonInviteState::Trying,
+            Tx::Ist(_) | Tx::Nist(_) => false,
+        };
+        if !waiting {
+            return TransportErrorOutcome::Ignored;
+        }
+        if entry.resent {
+            self.abandon(id);
+            return TransportErrorOutcome::Failed;
+        }
+        entry.resent = true;
+        match &mut entry.tx {
+            Tx::Ict(t) => t.resend(),
+            Tx::Nict(t) => t.resend(),
+            Tx::Ist(_) | Tx::Nist(_) => false,
+        };
+        self.drain(id);
+        TransportErrorOutcome::Resent
     }
 
     /// The peer of transaction `id`.

@@ -19,7 +19,9 @@ use super::message::Message;
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
 pub use key::{ClientKey, ServerKey};
-pub use layer::{Incoming, Peer, TransactionLayer, Transmit, Transport, TxId};
+pub use layer::{
+    Incoming, Peer, TransactionLayer, Transmit, Transport, TransportErrorOutcome, TxId,
+};
 pub use server_invite::{ServerInvite, ServerInviteState};
 pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
 
