@@ -203,3 +203,25 @@ fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
         vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
     );
 }
+
+/// Several answers handed over in one loop to a UE without SAs: its stack sends one queued
+/// datagram per poll, and must stay alive (not freed as idle) until the last one has left.
+#[test]
+fn several_answers_in_one_loop_all_reach_the_ue() {
+    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
+    let (mut w, mut now) = unannounced_register(&[b"one", b"two", b"three"]);
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+    );
+    let mut udp = Vec::new();
+    for _ in 0..10 {
+        now += Duration::from_millis(1);
+        w.worker.run_once(now);
+        udp.extend(drain(&mut w.ue).udp);
+    }
+    assert_eq!(
+        udp,
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+}

@@ -326,13 +326,18 @@ impl UeStack {
         self.conns.len()
     }
 
-    /// True when no TCP connection is open and nothing is queued: the stack may be freed
-    /// if the UE has no registration either.
+    /// True when no TCP connection is open and nothing is queued, UDP datagrams included
+    /// (smoltcp sends one per socket and poll): the stack may be freed if the UE has no
+    /// registration either.
     pub fn is_idle(&self) -> bool {
         self.conns.is_empty()
             && self.deferred.is_empty()
             && self.dev.rx_len() == 0
             && self.dev.tx_len() == 0
+            && self
+                .udp_sockets
+                .iter()
+                .all(|b| self.sockets.get::<udp::Socket>(b.handle).send_queue() == 0)
     }
 
     /// Accepts TCP connections and/or UDP datagrams on `port`. Idempotent.
