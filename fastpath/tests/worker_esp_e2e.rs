@@ -878,3 +878,36 @@ fn a_response_after_the_ue_closed_goes_on_a_new_connection_to_port_us() {
         .iter()
         .any(|e| matches!(e, WorkerEvent::ConnectFailed(_) | WorkerEvent::SendLost(_))));
 }
+
+/// Issue 13: a phone that lost its state (a reboot) opens its protected connection again
+/// from the same port_uc. Its SYN comes through an SA, so it is the UE's own: the P-CSCF's
+/// stale connection on that four-tuple is dropped without a segment and the SYN opens the
+/// new one at once, instead of being ignored until the UE gives up (32 s).
+#[test]
+fn a_syn_through_an_sa_on_a_stale_four_tuple_replaces_the_old_connection() {
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    let first = msg("REGISTER sip:ims.example SIP/2.0\r\nCSeq: 1 REGISTER");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &first, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+
+    // The UE forgets everything but its SAs (as after a reboot and a new registration that
+    // kept the ports) and connects from the same port again.
+    let mut stack = UeStack::new(StackConfig::default(), t.ue_ip, t.pcscf_ip, t.now).unwrap();
+    stack.listen(PORT_US, true, true);
+    t.ue.stack = stack;
+    let second = msg("REGISTER sip:ims.example SIP/2.0\r\nCSeq: 2 REGISTER");
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &second, true);
+    t.pump(10);
+    let events = t.events();
+    assert!(
+        sips(&events).iter().any(|(_, _, b)| *b == second),
+        "the new connection did not carry the message: {events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == pcscf_flow(PORT_UC, PORT_PS))));
+    assert_eq!(t.count("conns_replaced"), 1);
+}

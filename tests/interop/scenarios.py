@@ -482,6 +482,44 @@ def registered_pair(ctx):
     return a, b
 
 
+def reboot(u):
+    """The phone loses every state at once, as a reboot does: its SAs go first, so whatever the
+    kernel sends for the sockets it closes finds no policy and is dropped (a rebooting phone
+    sends nothing), then the sockets close without a FIN (SO_LINGER 0). Its ports and address
+    stay, as many phones bind the same protected ports again."""
+    u.world.shim.clear(u.ip)
+    for f in u.flows:
+        if f.proto == "tcp":
+            f.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    u.close_all()
+    u.world.pump(0.2)
+
+
+def sc_reboot_same_ports(ctx):
+    """A registered phone reboots and registers again from the same address and ports while
+    its old registration, SAs and connections are still live at the P-CSCF (TS 33.203 7.4:
+    the new set wins once used): the registration completes at once and calls reach it in
+    both directions, over new connections, not the stale ones."""
+    a, b = registered_pair(ctx)
+    call_answered(ctx, a, b)
+    call_answered(ctx, b, a)
+    ports = (b.port_uc, b.port_us)
+    for n in range(2):
+        reboot(b)
+        t = time.monotonic()
+        b.register()
+        took = time.monotonic() - t
+        check_registered(ctx, b)
+        expect((b.port_uc, b.port_us) == ports, "ports changed: %s" % ((b.port_uc, b.port_us),))
+        expect(took < 3.0, "registration after the reboot took %.1f s" % took)
+        t = time.monotonic()
+        call_answered(ctx, a, b)
+        call_answered(ctx, b, a)
+        ctx.world.note("reboot %d: registered in %.2f s, calls both ways in %.2f s" % (
+            n + 1, took, time.monotonic() - t))
+    deregister_all(ctx, a, b)
+
+
 def sc_callee_closes(ctx):
     """The callee closes the P-CSCF's connection (port_pc -> its port_us) just as the next
     INVITE for it arrives: the daemon never writes after the callee's FIN but opens a new
@@ -592,6 +630,7 @@ SCENARIOS = [
     ("gcm-null", sc_gcm_null, True),
     ("no-sec-agree", sc_no_sec_agree, True),
     ("callee-closes", sc_callee_closes, True),
+    ("reboot-same-ports", sc_reboot_same_ports, True),
     ("caller-closes", sc_caller_closes, True),
     ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
 ]

@@ -127,6 +127,8 @@ pub struct StackCounters {
     pub accepted: u64,
     /// SYNs refused (answered by RST) because the connection limit was reached.
     pub conn_limit: u64,
+    /// Connections dropped because the UE opened their four-tuple again through an SA.
+    pub conns_replaced: u64,
 }
 
 /// One TCP connection and its SIP framing state.
@@ -383,12 +385,15 @@ impl UeStack {
 
     /// Prepares sockets for an inbound packet with the transport facts `seg`: a listener for
     /// a SYN to a TCP port, a bound socket for a datagram to a UDP port.
-    fn prepare_for(&mut self, seg: Option<Segment>) {
+    fn prepare_for(&mut self, seg: Option<Segment>, via_spi: Option<u32>) {
         let Some(Segment { ports: p, syn }) = seg else {
             return;
         };
         match p.proto {
             Transport::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
+                if via_spi.is_some() {
+                    self.replace_lost_connection(p.src, p.dst);
+                }
                 if self.tcp_listeners.iter().any(|b| b.port == p.dst) {
                     return;
                 }
@@ -403,6 +408,30 @@ impl UeStack {
                 let _ = self.udp_socket(p.dst);
             }
             Transport::Tcp => {}
+        }
+    }
+
+    /// A SYN through an SA (so from the UE itself, TS 33.203 7.1) for the four-tuple of a
+    /// connection past its handshake means the UE lost that connection: it rebooted, or
+    /// registered again with the same ports (TS 33.203 7.4: the new SA set wins once used).
+    /// The old connection is dropped without a segment and reported closed at the next poll,
+    /// so the SYN opens the new one at once. (On the unprotected port, where anyone could
+    /// send the SYN, smoltcp's answer to a SYN on an open connection stands, RFC 5961 4.)
+    fn replace_lost_connection(&mut self, ue_port: u16, local_port: u16) {
+        let flow = Flow {
+            ue: self.peer,
+            ue_port,
+            local: self.local,
+            local_port,
+            proto: Transport::Tcp,
+        };
+        let sockets = &self.sockets;
+        let lost = self.conns.iter().any(|&(h, ref c)| {
+            c.flow == flow && sockets.get::<tcp::Socket>(h).state() != tcp::State::SynReceived
+        });
+        if lost {
+            self.counters.conns_replaced += 1;
+            self.drop_stale(&flow);
         }
     }
 
@@ -523,7 +552,7 @@ impl UeStack {
         sink: &mut S,
     ) {
         self.note_spi(seg.map(|s| s.ports), via_spi);
-        self.prepare_for(seg);
+        self.prepare_for(seg, via_spi);
         let mut dev = SinkDevice::new(Some(packet), sink, self.cfg.ip_mtu);
         self.iface
             .poll_ingress_single(now, &mut dev, &mut self.sockets);
@@ -552,7 +581,8 @@ impl UeStack {
         // One packet at a time so each SYN finds a listener and each datagram a socket.
         loop {
             if let Some(front) = dev.peek_rx() {
-                self.prepare_for(segment(front));
+                // The queue device (UE simulator, tests) keeps no SPI per packet.
+                self.prepare_for(segment(front), None);
             }
             let r = self
                 .iface

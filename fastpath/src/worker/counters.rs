@@ -43,6 +43,9 @@ akagate_proto::counters! {
     sa_drain_timeouts: Counter,
     /// TCP connections discarded without a segment when their SA set was dropped.
     sa_conns_discarded: Counter,
+    /// TCP connections dropped without a segment because the UE opened their four-tuple
+    /// again with a SYN through an SA (it rebooted or re-registered with the same ports).
+    conns_replaced: Counter,
     /// Frames handed to the worker that owns their UE (port steering disagreed).
     handoff_out: Counter,
     /// Frames received from another worker for a UE this worker owns.

@@ -196,6 +196,7 @@ impl<Q: PortQueue> Worker<Q> {
         drop(sink);
         let sc = ue.stack.take_counters();
         add(&self.counters.drop_framing, sc.framing_errors);
+        add(&self.counters.conns_replaced, sc.conns_replaced);
         let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             self.ues.remove(&ip);
