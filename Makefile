@@ -40,8 +40,11 @@ test: deps lint
 test-chart:
 	python3 -m unittest discover -s bench -p 'test_*.py'
 
-## test-package: build the .deb, install it, run the installed daemon as its unit would, purge (root + cargo-deb, skipped otherwise)
+## test-package: build the .deb, install it, run the installed daemon as its unit would, purge (as root; installs cargo-deb if missing; skipped when not root)
 test-package:
+	@if [ "$$(id -u)" = 0 ] && ! $(CARGO) deb --version >/dev/null 2>&1; then \
+	  echo "make test-package: installing cargo-deb"; $(CARGO) install cargo-deb --locked --quiet; \
+	fi
 	./scripts/test-package.sh
 
 ## deb: target/debian/akagate_*.deb with cargo-deb (cargo install cargo-deb --locked)
