@@ -105,6 +105,9 @@ akagate_proto::counter_values! {
     dialogs_released: Counter,
     /// BYEs of ours that failed (timeout, connection failure, non-2xx).
     bye_failures: Counter,
+    /// 401s to REGISTERs for IMPIs the HSS does not know, answered like a real challenge
+    /// but with nothing spent or stored (so strangers cannot tell which IMPIs exist).
+    decoy_challenges: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core

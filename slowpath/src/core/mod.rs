@@ -4,7 +4,10 @@
 //! SQN advances come out as records ([`Core::poll_persist`]) and each challenge is held until
 //! its owner reports them durable ([`Core::on_durable`]).
 
+mod decoy;
 mod register;
+
+use decoy::DecoyKey;
 
 pub use crate::context::{CoreConfig, CoreStats, Withheld};
 
@@ -32,6 +35,8 @@ pub struct Core {
     pub(crate) registrar: Registrar,
     /// Dialogs, forwarded transactions, reg-event subscriptions and keep-alives.
     pub(crate) proxy: Proxy,
+    /// Makes the challenges of unknown IMPIs recognisable without state (`decoy`).
+    pub(crate) decoy_key: DecoyKey,
 }
 
 impl core::fmt::Debug for Core {
@@ -50,9 +55,11 @@ impl Core {
         cfg: CoreConfig,
         hss: Hss,
         spis: Arc<dyn SpiAllocator>,
-        rng: Box<dyn RngCore + Send>,
+        mut rng: Box<dyn RngCore + Send>,
     ) -> Self {
+        let decoy_key = DecoyKey::new(&mut *rng);
         Core {
+            decoy_key,
             shared: Shared::new(cfg, spis, rng),
             hss,
             registrar: Registrar::default(),

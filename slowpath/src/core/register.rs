@@ -16,7 +16,7 @@ use crate::registrar::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, unprotected_suite,
     verify_matches, AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
-use crate::secagree::{choose, render_security_header, SecMechanism, IPSEC_3GPP};
+use crate::secagree::{choose, render_security_header, ChosenMechanism, SecMechanism, IPSEC_3GPP};
 use crate::sip::{HeaderKind, Message};
 
 /// The sec-agree option tag (RFC 3329 2.2).
@@ -58,6 +58,64 @@ impl Core {
         self.shared.respond(req, code, reason, &extra, now, out);
     }
 
+    /// An unprotected REGISTER without Security-Client where sec-agree is required: answers
+    /// it (RFC 3329 2.3.1, TS 24.229 5.2.2.1: no sec-agree at all -> 421; sec-agree but no
+    /// Security-Client -> 494; both carry Require: sec-agree and Security-Server) and returns
+    /// true. With `sec-agree-required = false` such a UE is challenged and registered without
+    /// SAs, bound to the flow it registers on (see `challenge`).
+    fn missing_sec_agree(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        let msg = req.msg;
+        if msg.header(HeaderKind::SecurityClient).is_some()
+            || !self.shared.cfg.profile.sec_agree_required
+        {
+            return false;
+        }
+        let tagged = [
+            HeaderKind::Require,
+            HeaderKind::ProxyRequire,
+            HeaderKind::Supported,
+        ]
+        .into_iter()
+        .any(|h| msg.has_option_tag(h, SEC_AGREE));
+        if tagged {
+            self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
+        } else {
+            self.require_sec_agree(req, 421, "Extension Required", now, out);
+        }
+        true
+    }
+
+    /// The offer of the request's Security-Client the profile prefers: `Some(None)` without
+    /// a Security-Client (flow-bound), `None` once the request was answered (400 for a
+    /// malformed header, 494 when nothing fits).
+    pub(crate) fn choose_offer(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> Option<Option<ChosenMechanism>> {
+        if req.msg.header(HeaderKind::SecurityClient).is_none() {
+            return Some(None);
+        }
+        let Ok(offers) = mechanisms(req.msg, HeaderKind::SecurityClient) else {
+            self.shared
+                .respond(req, 400, "Bad Security-Client", &[], now, out);
+            return None;
+        };
+        match choose(&self.shared.cfg.profile, &offers) {
+            Some(c) => Some(Some(c)),
+            None => {
+                self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
+                None
+            }
+        }
+    }
+
     /// Removes sets the registrar let go of, in order.
     fn remove_sets(&mut self, sets: impl IntoIterator<Item = SaSet>, out: &mut Vec<WorkerCommand>) {
         for set in sets {
@@ -93,9 +151,6 @@ impl Core {
         let Some(impi) = impi_of(msg, creds.as_ref()) else {
             return self.shared.respond(req, 400, "Missing To", &[], now, out);
         };
-        let Some(ids) = self.hss.identities(&impi) else {
-            return self.shared.respond(req, 403, "Forbidden", &[], now, out);
-        };
         // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
         // de-registration, is refused before any challenge or SA set is spent on it.
         let min = self.shared.cfg.min_expires;
@@ -106,6 +161,16 @@ impl Core {
                 .shared
                 .respond(req, 423, "Interval Too Brief", &extra, now, out);
         }
+        let Some(ids) = self.hss.identities(&impi) else {
+            // The answers a real IMPI would get, and nothing spent (see `decoy`).
+            if req.via_spi.is_some() {
+                return self.shared.respond(req, 403, "Forbidden", &[], now, out);
+            }
+            if self.missing_sec_agree(req, now, out) {
+                return;
+            }
+            return self.register_unknown(req, &impi, creds.as_ref(), now, out);
+        };
         let key = ids.impi.to_ascii_lowercase();
         self.register_for(req, &key, &ids, creds.as_ref(), now, out);
         self.rearm(&key);
@@ -132,23 +197,8 @@ impl Core {
         };
         let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
 
-        // `sec-agree-required = false`: a UE without sec-agree is challenged and registered
-        // without SAs, bound to the flow it registers on (see `challenge`).
-        if kind.is_none() && !has_security_client && self.shared.cfg.profile.sec_agree_required {
-            // RFC 3329 2.3.1, TS 24.229 5.2.2.1: no sec-agree at all -> 421; sec-agree but
-            // no Security-Client -> 494; both carry Require: sec-agree and Security-Server.
-            let tagged = [
-                HeaderKind::Require,
-                HeaderKind::ProxyRequire,
-                HeaderKind::Supported,
-            ]
-            .into_iter()
-            .any(|h| msg.has_option_tag(h, SEC_AGREE));
-            return if tagged {
-                self.require_sec_agree(req, 494, "Security Agreement Required", now, out)
-            } else {
-                self.require_sec_agree(req, 421, "Extension Required", now, out)
-            };
+        if kind.is_none() && self.missing_sec_agree(req, now, out) {
+            return;
         }
 
         let answers_pending = match (creds, self.registrar.pending(key)) {
@@ -230,21 +280,8 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let chosen = if req.msg.header(HeaderKind::SecurityClient).is_some() {
-            let offers = match mechanisms(req.msg, HeaderKind::SecurityClient) {
-                Ok(v) => v,
-                Err(()) => {
-                    return self
-                        .shared
-                        .respond(req, 400, "Bad Security-Client", &[], now, out)
-                }
-            };
-            let Some(chosen) = choose(&self.shared.cfg.profile, &offers) else {
-                return self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
-            };
-            Some(chosen)
-        } else {
-            None
+        let Some(chosen) = self.choose_offer(req, now, out) else {
+            return;
         };
         let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
         // With SQN state, the vector's SQN is queued for persistence and the 401 waits for

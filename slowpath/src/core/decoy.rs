@@ -1,0 +1,134 @@
+//! Challenges for IMPIs the HSS does not know (issue 14: do not tell strangers which IMPIs
+//! exist). An unknown IMPI gets the same answers a real one gets — 423, 421/494, 400 for a
+//! bad Security-Client, then a 401 with `WWW-Authenticate` and `Security-Server` — but
+//! nothing is spent on it: no SQN, no SA set installed, no state kept. The nonce is
+//! `base64(RAND || AUTN)` with AUTN = HMAC-SHA-256(key, IMPI || RAND) truncated, so a later
+//! REGISTER that answers it outside any SA (which a real challenge answers with 403) is
+//! recognised without storing anything. Its SPIs are issued and released at once, so they
+//! look like real ones and hold no slot; a protected REGISTER can never reach us through them
+//! (no SA exists), just as an attacker without K cannot build one for a real IMPI.
+
+use std::time::Instant;
+
+use akagate_proto::ipc::WorkerCommand;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::aka::{AkaNonce, Autn, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5};
+use crate::core::{Core, Req};
+use crate::registrar::realm_of;
+
+/// The secret that makes decoy nonces recognisable (random per start; never logged).
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct DecoyKey([u8; 32]);
+
+impl DecoyKey {
+    /// A fresh key from `rng`.
+    pub(crate) fn new(rng: &mut dyn RngCore) -> Self {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        DecoyKey(k)
+    }
+
+    /// The AUTN of the decoy challenge for `impi` with `rand`.
+    fn autn(&self, impi: &str, rand: &[u8; 16]) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length (RFC 2104)");
+        mac.update(impi.to_ascii_lowercase().as_bytes());
+        mac.update(rand);
+        let full = mac.finalize().into_bytes();
+        let mut autn = [0u8; 16];
+        autn.copy_from_slice(&full[..16]);
+        autn
+    }
+
+    /// A new decoy nonce for `impi`.
+    pub(crate) fn nonce(&self, impi: &str, rng: &mut dyn RngCore) -> String {
+        let mut rand = [0u8; 16];
+        rng.fill_bytes(&mut rand);
+        AkaNonce {
+            rand,
+            autn: Autn::from_bytes(self.autn(impi, &rand)),
+            server_data: Vec::new(),
+        }
+        .encode()
+    }
+
+    /// True if `nonce` is a decoy nonce this key made for `impi`.
+    pub(crate) fn made(&self, impi: &str, nonce: &str) -> bool {
+        AkaNonce::decode(nonce).is_ok_and(|n| {
+            n.server_data.is_empty()
+                && bool::from(n.autn.as_bytes().ct_eq(&self.autn(impi, &n.rand)))
+        })
+    }
+}
+
+impl core::fmt::Debug for DecoyKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DecoyKey(..)")
+    }
+}
+
+impl Core {
+    /// A REGISTER for an IMPI the HSS does not know, after the checks every REGISTER gets
+    /// (Authorization syntax, min-expires, sec-agree): 403 to an answer to one of our decoy
+    /// challenges (as a real challenge answered outside its SAs), else a decoy 401.
+    pub(crate) fn register_unknown(
+        &mut self,
+        req: &Req<'_, '_>,
+        impi: &str,
+        creds: Option<&DigestCredentials>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        if creds.is_some_and(|c| self.decoy_key.made(impi, &c.nonce)) {
+            return self.shared.respond(req, 403, "Forbidden", &[], now, out);
+        }
+        let Some(chosen) = self.choose_offer(req, now, out) else {
+            return;
+        };
+        let nonce = self.decoy_key.nonce(impi, &mut *self.shared.rng);
+        let www = DigestChallenge {
+            realm: realm_of(impi).to_string(),
+            nonce,
+            algorithm: Some(ALGORITHM_AKAV1_MD5.into()),
+            qop: Some("auth".into()),
+            opaque: None,
+            stale: false,
+        }
+        .render();
+        let Ok(www) = www else {
+            return self
+                .shared
+                .respond(req, 500, "Server Internal Error", &[], now, out);
+        };
+        let mut extra = vec![("WWW-Authenticate", www)];
+        if let Some(c) = chosen {
+            let (Ok(spi_pc), Ok(spi_ps)) =
+                (self.shared.spis.allocate(), self.shared.spis.allocate())
+            else {
+                return self
+                    .shared
+                    .respond(req, 503, "Service Unavailable", &[], now, out);
+            };
+            for spi in [spi_pc, spi_ps] {
+                let _ = self.shared.spis.release(spi);
+            }
+            let p = &self.shared.cfg.profile;
+            let server = c.security_server(
+                spi_pc,
+                spi_ps,
+                p.protected_client_port,
+                p.protected_server_port,
+            );
+            extra.push(("Security-Server", server.render()));
+        }
+        self.shared.stats.decoy_challenges += 1;
+        tracing::debug!("REGISTER for an unknown IMPI: decoy challenge");
+        self.shared
+            .respond(req, 401, "Unauthorized", &extra, now, out);
+    }
+}
