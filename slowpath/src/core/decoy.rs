@@ -17,9 +17,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::aka::{AkaNonce, Autn, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5};
+use super::register::aka_challenge;
+use crate::aka::{AkaNonce, Autn, DigestCredentials};
 use crate::core::{Core, Req};
-use crate::registrar::realm_of;
 
 /// The secret that makes decoy nonces recognisable (random per start; never logged).
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -91,16 +91,7 @@ impl Core {
             return;
         };
         let nonce = self.decoy_key.nonce(impi, &mut *self.shared.rng);
-        let www = DigestChallenge {
-            realm: realm_of(impi).to_string(),
-            nonce,
-            algorithm: Some(ALGORITHM_AKAV1_MD5.into()),
-            qop: Some("auth".into()),
-            opaque: None,
-            stale: false,
-        }
-        .render();
-        let Ok(www) = www else {
+        let Ok(www) = aka_challenge(impi, nonce) else {
             return self
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use akagate_proto::ipc::{SaSet, WorkerCommand};
 
 use crate::aka::{
-    decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, ALGORITHM_AKAV1_MD5,
+    decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, DigestParseError,
+    ALGORITHM_AKAV1_MD5,
 };
 use crate::core::{Core, Req, TimerKey};
 use crate::registrar::{
@@ -18,6 +19,19 @@ use crate::registrar::{
 };
 use crate::secagree::{choose, render_security_header, ChosenMechanism, SecMechanism, IPSEC_3GPP};
 use crate::sip::{HeaderKind, Message};
+
+/// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1).
+pub(crate) fn aka_challenge(impi: &str, nonce: String) -> Result<String, DigestParseError> {
+    DigestChallenge {
+        realm: realm_of(impi).to_string(),
+        nonce,
+        algorithm: Some(ALGORITHM_AKAV1_MD5.into()),
+        qop: Some("auth".into()),
+        opaque: None,
+        stale: false,
+    }
+    .render()
+}
 
 /// The sec-agree option tag (RFC 3329 2.2).
 const SEC_AGREE: &str = "sec-agree";
@@ -353,16 +367,7 @@ impl Core {
             server_data: Vec::new(),
         }
         .encode();
-        let www = DigestChallenge {
-            realm: realm_of(&impi).to_string(),
-            nonce: nonce.clone(),
-            algorithm: Some(ALGORITHM_AKAV1_MD5.into()),
-            qop: Some("auth".into()),
-            opaque: None,
-            stale: false,
-        }
-        .render();
-        let Ok(www) = www else {
+        let Ok(www) = aka_challenge(&impi, nonce.clone()) else {
             self.shared.release_spis(&set);
             return self
                 .shared
