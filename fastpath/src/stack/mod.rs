@@ -418,13 +418,7 @@ impl UeStack {
     /// so the SYN opens the new one at once. (On the unprotected port, where anyone could
     /// send the SYN, smoltcp's answer to a SYN on an open connection stands, RFC 5961 4.)
     fn replace_lost_connection(&mut self, ue_port: u16, local_port: u16) {
-        let flow = Flow {
-            ue: self.peer,
-            ue_port,
-            local: self.local,
-            local_port,
-            proto: Transport::Tcp,
-        };
+        let flow = self.flow(Transport::Tcp, ue_port, local_port);
         let sockets = &self.sockets;
         let lost = self.conns.iter().any(|&(h, ref c)| {
             c.flow == flow && sockets.get::<tcp::Socket>(h).state() != tcp::State::SynReceived
