@@ -11,4 +11,5 @@ pub mod proxy;
 pub mod registrar;
 pub mod secagree;
 pub mod sip;
+pub mod upstream;
 pub use crate::core::{Core, CoreConfig, CoreStats, Withheld};

@@ -45,6 +45,8 @@ pub struct CoreConfig {
     /// How often the P-CSCF sends an OPTIONS keep-alive to each registered UE (from port_pc
     /// through the SA); `None` turns keep-alives off.
     pub keepalive_interval: Option<Duration>,
+    /// Proxy mode: the IMS core REGISTERs are relayed to (`None`: the embedded registrar).
+    pub upstream: Option<crate::upstream::Upstream>,
 }
 
 impl Default for CoreConfig {
@@ -59,6 +61,7 @@ impl Default for CoreConfig {
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(181),
             keepalive_interval: None,
+            upstream: None,
         }
     }
 }
@@ -108,6 +111,16 @@ akagate_proto::counter_values! {
     /// 401s to REGISTERs for IMPIs the HSS does not know, answered like a real challenge
     /// but with nothing spent or stored (so strangers cannot tell which IMPIs exist).
     decoy_challenges: Counter,
+    /// SIP on the core side from an address not trusted as the core (dropped).
+    core_untrusted_dropped: Counter,
+    /// 401s from the core without usable `ck`/`ik` (the UE got 500, nothing installed).
+    core_challenges_without_keys: Counter,
+    /// Relayed REGISTERs sent to the next core next hop after a timeout or transport failure.
+    core_failovers: Counter,
+    /// Relayed REGISTERs no core next hop answered (the UE got 408).
+    core_timeouts: Counter,
+    /// Requests from the core refused (501): routing core requests to UEs is not built yet.
+    core_requests_refused: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core

@@ -6,8 +6,11 @@
 
 mod decoy;
 mod register;
+mod relay;
+mod saset;
 
 use decoy::DecoyKey;
+use relay::RelayState;
 
 pub use crate::context::{CoreConfig, CoreStats, Withheld};
 
@@ -37,6 +40,8 @@ pub struct Core {
     pub(crate) proxy: Proxy,
     /// Makes the challenges of unknown IMPIs recognisable without state (`decoy`).
     pub(crate) decoy_key: DecoyKey,
+    /// Proxy mode: REGISTERs relayed to the IMS core and what the core granted.
+    pub(crate) relay: RelayState,
 }
 
 impl core::fmt::Debug for Core {
@@ -64,6 +69,7 @@ impl Core {
             hss,
             registrar: Registrar::default(),
             proxy: Proxy::default(),
+            relay: RelayState::default(),
         }
     }
 
@@ -213,6 +219,11 @@ impl Core {
             WorkerEvent::TcpClosed(_) => {}
             // The requests waiting on a connection that could not be opened fail now, not
             // after timer B / F (RFC 3261 16.9).
+            WorkerEvent::ConnectFailed(flow) | WorkerEvent::SendLost(flow)
+                if self.is_core_flow(&flow) =>
+            {
+                self.on_core_flow_failed(flow, now, &mut out)
+            }
             WorkerEvent::ConnectFailed(flow) => {
                 let (proxy, mut cx) = self.proxy_cx();
                 proxy.on_connect_failed(&mut cx, flow, now, &mut out);
@@ -227,7 +238,19 @@ impl Core {
         out
     }
 
+    /// Whether `flow` is on the core side (proxy mode).
+    fn is_core_flow(&self, flow: &Flow) -> bool {
+        self.shared
+            .cfg
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.is_core_flow(flow))
+    }
+
     fn on_sip(&mut self, sip: &SipIn, now: Instant, out: &mut Vec<WorkerCommand>) {
+        if self.is_core_flow(&sip.flow) {
+            return self.on_core_sip(sip, now, out);
+        }
         let msg = match Message::parse(&sip.bytes) {
             Ok(m) => m,
             Err(e) => return self.reject_malformed(&sip.bytes, None, e, sip.flow, out),
@@ -282,7 +305,9 @@ impl Core {
             via_spi: sip.via_spi,
             tx: id,
         };
-        if msg.method() == Some("REGISTER") {
+        if msg.method() == Some("REGISTER") && self.shared.cfg.upstream.is_some() {
+            self.relay_register(&req, now, out);
+        } else if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
         } else {
             let (proxy, mut cx) = self.proxy_cx();
@@ -313,8 +338,12 @@ impl Core {
 
     /// Delivers transaction events (responses, timeouts, terminations) to the proxy.
     fn process_events(&mut self, now: Instant, out: &mut Vec<WorkerCommand>) {
-        let (proxy, mut cx) = self.proxy_cx();
-        while let Some((id, ev)) = cx.shared.txl.poll_event() {
+        while let Some((id, ev)) = self.shared.txl.poll_event() {
+            if self.is_relay(id) {
+                self.on_relay_event(id, ev, now, out);
+                continue;
+            }
+            let (proxy, mut cx) = self.proxy_cx();
             proxy.on_tx_event(&mut cx, id, ev, now, out);
         }
     }

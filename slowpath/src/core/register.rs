@@ -77,7 +77,7 @@ impl Core {
     /// Security-Client -> 494; both carry Require: sec-agree and Security-Server) and returns
     /// true. With `sec-agree-required = false` such a UE is challenged and registered without
     /// SAs, bound to the flow it registers on (see `challenge`).
-    fn missing_sec_agree(
+    pub(crate) fn missing_sec_agree(
         &mut self,
         req: &Req<'_, '_>,
         now: Instant,
@@ -563,6 +563,7 @@ impl Core {
         self.remove_sets(sets, out);
         self.rearm(key);
         self.proxy.forget_dialogs_of(key);
+        self.relay.forget(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end

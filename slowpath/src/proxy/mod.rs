@@ -16,7 +16,7 @@ pub(crate) use dialog::Dialog;
 pub(crate) use keepalive::KeepAlive;
 pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
-pub(crate) use transport::with_received;
+pub(crate) use transport::{host, with_received};
 
 use std::collections::HashMap;
 use std::time::Instant;

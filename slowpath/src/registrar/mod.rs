@@ -117,7 +117,14 @@ impl Registrar {
         self.regs.get(key).map(|r| r.impus.as_slice())
     }
 
-    /// The binding of registration `key`, if registered.
+    /// Replaces the public identities of `key` (proxy mode: the P-Associated-URIs of the 200).
+    pub fn set_impus(&mut self, key: &str, impus: Vec<String>) {
+        if let Some(reg) = self.regs.get_mut(key) {
+            reg.impus = impus;
+        }
+    }
+
+    /// The active binding of `key`.
     pub fn binding(&self, key: &str) -> Option<Binding<'_>> {
         let r = self.regs.get(key)?;
         let a = r.state.active()?;

@@ -1,0 +1,664 @@
+//! Proxy mode's registration relay (TS 24.229 5.2.2): the UE's REGISTERs go to the IMS core
+//! (I-CSCF / S-CSCF) instead of the embedded registrar; the S-CSCF authenticates the UE and
+//! hands CK and IK to the P-CSCF inside its 401 (TS 33.203 7.1), which takes them out, builds
+//! and installs the SA set and announces it in `Security-Server`; the S-CSCF's 200 OK to the
+//! protected REGISTER activates the set. Sec-agree (421 / 494, Security-Verify), the SA sets
+//! and their lifecycle are the same as in embedded mode; what differs is who owns the
+//! vectors and the registration's lifetime.
+//!
+//! Messages on the core side travel as flows whose local address is our core-facing address
+//! (`Upstream::is_core_flow`); the daemon carries them over kernel sockets.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use akagate_proto::ipc::{Flow, SipIn, WorkerCommand};
+use rand::RngCore;
+use zeroize::Zeroize;
+
+use super::saset::{new_sa_set, NoSet};
+use crate::aka::{AkaNonce, DigestCredentials, DigestParams, Res};
+use crate::context::{peer_of, Req, TxInfo};
+use crate::core::Core;
+use crate::proxy::RegEnd;
+use crate::registrar::{contact_uri, impi_of, mechanisms, verify_matches, Pending, SetKind};
+use crate::secagree::{choose, ChosenMechanism};
+use crate::sip::transaction::{Incoming, TxEvent, TxId};
+use crate::sip::{response_to, HeaderKind, Message, MessageEdit};
+use crate::upstream::{forward_register, registration_facts, take_keys, Integrity, RegisterHop};
+
+/// How the relayed REGISTER reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Through {
+    /// Outside every SA: the initial REGISTER (or a new one after the UE lost its SAs).
+    Unprotected,
+    /// Through the pending set: the answer to the S-CSCF's challenge (or AUTS).
+    Pending,
+    /// Through the active set: a re-registration, refresh or de-registration.
+    Active,
+}
+
+/// A REGISTER relayed to the core, by the client transaction carrying it.
+#[derive(Clone, Debug)]
+pub(crate) struct Relay {
+    /// The UE's server transaction.
+    server: TxId,
+    /// The registration's IMPI key.
+    key: String,
+    /// The IMPI as the UE wrote it.
+    impi: String,
+    /// The flow the UE's REGISTER arrived on.
+    flow: Flow,
+    through: Through,
+    /// The mechanism of the REGISTER's Security-Client, if it had one we accept.
+    chosen: Option<ChosenMechanism>,
+    /// No sec-agree at all (`sec-agree-required = false`): the set stands for the flow.
+    flow_bound: bool,
+    /// The UE's Contact.
+    contact: Option<String>,
+    /// The REGISTER as forwarded, without our Via (sent again to the next hop on failure).
+    request: Vec<u8>,
+    /// Index of the next hop it went to.
+    hop: usize,
+}
+
+/// What proxy mode keeps per registration besides the registrar's state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CoreBinding {
+    /// Our Path entry's user part: a request from the core carrying it is for this UE.
+    pub path_token: String,
+    /// The Service-Route the S-CSCF gave (the Route set of the UE's requests).
+    pub service_route: Vec<String>,
+    /// The mechanism of the last challenge, for a new challenge to a REGISTER without one.
+    pub chosen: Option<ChosenMechanism>,
+}
+
+/// Proxy mode's state in the core.
+#[derive(Default)]
+pub(crate) struct RelayState {
+    relays: HashMap<TxId, Relay>,
+    /// Path token -> IMPI key.
+    by_path: HashMap<String, String>,
+    /// IMPI key -> what the core told us.
+    bindings: HashMap<String, CoreBinding>,
+}
+
+impl RelayState {
+    /// Registration `key` is gone.
+    pub fn forget(&mut self, key: &str) {
+        if let Some(b) = self.bindings.remove(key) {
+            self.by_path.remove(&b.path_token);
+        }
+    }
+}
+
+/// The quiet choice of a REGISTER's Security-Client (protected REGISTERs: no 494 over SAs).
+fn quiet_choice(core: &Core, msg: &Message<'_>) -> Option<ChosenMechanism> {
+    let offers = mechanisms(msg, HeaderKind::SecurityClient).ok()?;
+    choose(&core.shared.cfg.profile, &offers)
+}
+
+impl Core {
+    /// A REGISTER from a UE in proxy mode (see the module documentation).
+    pub(crate) fn relay_register(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let msg = req.msg;
+        let creds = match msg
+            .header(HeaderKind::Authorization)
+            .map(DigestCredentials::parse)
+        {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => {
+                return self
+                    .shared
+                    .respond(req, 400, "Bad Authorization", &[], now, out)
+            }
+        };
+        let Some(impi) = impi_of(msg, creds.as_ref()) else {
+            return self.shared.respond(req, 400, "Missing To", &[], now, out);
+        };
+        let key = impi.to_ascii_lowercase();
+        // Which set did it come through? Decided by the SA, never by the port.
+        let through = match req.via_spi {
+            None => Through::Unprotected,
+            Some(spi) => match self.registrar.key_of_spi(spi) {
+                Some(k) if k == key => match self.registrar.kind_of(&key, spi) {
+                    Some(SetKind::Pending) => Through::Pending,
+                    Some(SetKind::Active) => Through::Active,
+                    _ => return self.shared.respond(req, 403, "Forbidden", &[], now, out),
+                },
+                // Through another UE's SA, or one we no longer know (a UE never speaks for
+                // another, TS 24.229 5.2.6.1).
+                _ => return self.shared.respond(req, 403, "Forbidden", &[], now, out),
+            },
+        };
+        let (chosen, flow_bound) = match through {
+            Through::Unprotected => {
+                if self.missing_sec_agree(req, now, out) {
+                    return;
+                }
+                match self.choose_offer(req, now, out) {
+                    None => return,
+                    Some(c) => (c.clone(), c.is_none()),
+                }
+            }
+            Through::Pending => {
+                let Some(p) = self.registrar.pending(&key) else {
+                    return self.shared.respond(req, 403, "Forbidden", &[], now, out);
+                };
+                let flow_bound = p.bound_flow.is_some();
+                if p.security_server
+                    .as_ref()
+                    .is_some_and(|s| !verify_matches(msg, s))
+                {
+                    self.shared
+                        .respond(req, 403, "Security-Verify mismatch", &[], now, out);
+                    if let Some(set) = self.registrar.fail_pending(&key) {
+                        self.shared.remove_set(&set, out);
+                    }
+                    self.forget_if_gone(&key);
+                    return self.rearm(&key);
+                }
+                (quiet_choice(self, msg), flow_bound)
+            }
+            Through::Active => {
+                let Some(sent) = self.registrar.active_security_server(&key) else {
+                    return self.shared.respond(req, 403, "Forbidden", &[], now, out);
+                };
+                if sent.is_some_and(|s| !verify_matches(msg, s)) {
+                    return self.shared.respond(
+                        req,
+                        403,
+                        "Security-Verify mismatch",
+                        &[],
+                        now,
+                        out,
+                    );
+                }
+                let flow_bound = sent.is_none();
+                if let Some(spi) = req.via_spi {
+                    self.cx().note_traffic(&key, spi, out);
+                }
+                (quiet_choice(self, msg), flow_bound)
+            }
+        };
+        let max_forwards = match msg.max_forwards() {
+            Ok(None) => 70,
+            // RFC 3261 16.3 step 3.
+            Ok(Some(0)) => {
+                return self
+                    .shared
+                    .respond(req, 483, "Too Many Hops", &[], now, out)
+            }
+            Ok(Some(n)) => n - 1,
+            Err(_) => {
+                return self
+                    .shared
+                    .respond(req, 400, "Bad Max-Forwards", &[], now, out)
+            }
+        };
+        let Some(up) = self.shared.cfg.upstream.clone() else {
+            return;
+        };
+        let token = match self.relay.bindings.get(&key) {
+            Some(b) => b.path_token.clone(),
+            None => {
+                let t = format!("r{}", self.shared.token(8));
+                self.relay.by_path.insert(t.clone(), key.clone());
+                self.relay.bindings.insert(
+                    key.clone(),
+                    CoreBinding {
+                        path_token: t.clone(),
+                        ..CoreBinding::default()
+                    },
+                );
+                t
+            }
+        };
+        let path = format!("sip:{token}@{};lr", up.sent_by());
+        let icid = self.shared.token(16);
+        let generated_at = crate::proxy::host(up.local.ip());
+        let hop = RegisterHop {
+            impi: &impi,
+            integrity: match through {
+                Through::Unprotected => Integrity::No,
+                _ => Integrity::Yes,
+            },
+            path: &path,
+            icid: &icid,
+            icid_generated_at: &generated_at,
+            visited_network_id: &up.visited_network_id,
+            max_forwards,
+        };
+        let Some(request) = forward_register(msg, &hop) else {
+            return self
+                .shared
+                .respond(req, 400, "Bad Authorization", &[], now, out);
+        };
+        if let Some(info) = self.shared.txs.get_mut(&req.tx) {
+            info.request = Some(msg.raw().to_vec());
+        }
+        let relay = Relay {
+            server: req.tx,
+            key,
+            impi,
+            flow: req.flow,
+            through,
+            chosen,
+            flow_bound,
+            contact: contact_uri(msg),
+            request,
+            hop: 0,
+        };
+        self.send_relay(relay, now, out);
+    }
+
+    /// Sends `relay`'s REGISTER to its next hop (or the first after it that takes it) with
+    /// our Via on top; answers the UE 503 when no next hop is left.
+    fn send_relay(&mut self, mut relay: Relay, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let Some(up) = self.shared.cfg.upstream.clone() else {
+            return;
+        };
+        let Ok(base) = Message::parse(&relay.request) else {
+            return;
+        };
+        // Our Via adds at most this much; the transport follows the size with it.
+        let via_room = 120;
+        while let Some(flow) = up.flow_to(relay.hop, relay.request.len() + via_room) {
+            let branch = self.shared.branch();
+            let mut e = MessageEdit::new(&base);
+            e.push_front(
+                "Via",
+                format!(
+                    "SIP/2.0/{} {};branch={branch};rport",
+                    flow.proto.via_token(),
+                    up.sent_by()
+                ),
+            );
+            if let Some(id) = self.shared.send_request(e.to_bytes(), flow, now, out) {
+                self.relay.relays.insert(id, relay);
+                return;
+            }
+            relay.hop += 1;
+        }
+        self.relay_failed(&relay, 503, "Service Unavailable", now, out);
+    }
+
+    /// The relay of `relay` ends without an answer from the core: the UE gets `code`
+    /// (RFC 3261 16.7 step 6 / 16.8), a challenge it was answering is dropped.
+    fn relay_failed(
+        &mut self,
+        relay: &Relay,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        tracing::warn!(
+            "REGISTER of {} not answered by any core next hop: {code}",
+            relay.impi
+        );
+        let (proxy, mut cx) = self.proxy_cx();
+        proxy.fail_server(&mut cx, relay.server, code, reason, now, out);
+        if relay.through == Through::Pending {
+            self.drop_pending(&relay.key, out);
+        }
+    }
+
+    /// Drops `key`'s pending set (after what `out` holds).
+    fn drop_pending(&mut self, key: &str, out: &mut Vec<WorkerCommand>) {
+        if let Some(set) = self.registrar.fail_pending(key) {
+            self.shared.remove_set(&set, out);
+        }
+        self.forget_if_gone(key);
+        self.rearm(key);
+    }
+
+    /// Forgets proxy mode's binding of `key` when the registrar no longer has it.
+    fn forget_if_gone(&mut self, key: &str) {
+        if self.registrar.impi(key).is_none() {
+            self.relay.forget(key);
+        }
+    }
+
+    /// Whether client transaction `id` carries a relayed REGISTER.
+    pub(crate) fn is_relay(&self, id: TxId) -> bool {
+        self.relay.relays.contains_key(&id)
+    }
+
+    /// A transaction event of a relayed REGISTER.
+    pub(crate) fn on_relay_event(
+        &mut self,
+        id: TxId,
+        ev: TxEvent,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        match ev {
+            TxEvent::Response(mut bytes) => {
+                self.on_relay_response(id, &bytes, now, out);
+                // A 401 from the core carried CK and IK.
+                bytes.zeroize();
+            }
+            TxEvent::Timeout => {
+                self.shared.stats.transaction_timeouts += 1;
+                self.relay_failover(id, "timed out", now, out);
+            }
+            TxEvent::Terminated => {
+                self.relay.relays.remove(&id);
+                self.shared.txs.remove(&id);
+            }
+        }
+    }
+
+    /// Client transaction `id` failed (timeout, transport): the next next hop gets the
+    /// REGISTER (RFC 3263 4.3), or the UE 408 when none is left (RFC 3261 16.8).
+    fn relay_failover(&mut self, id: TxId, why: &str, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let Some(mut relay) = self.relay.relays.remove(&id) else {
+            return;
+        };
+        self.shared.txl.abandon(id);
+        self.shared.txs.remove(&id);
+        relay.hop += 1;
+        let hops = self
+            .shared
+            .cfg
+            .upstream
+            .as_ref()
+            .map_or(0, |u| u.next_hops.len());
+        tracing::debug!("REGISTER of {} to the core {why}", relay.impi);
+        if relay.hop < hops {
+            self.shared.stats.core_failovers += 1;
+            return self.send_relay(relay, now, out);
+        }
+        self.shared.stats.core_timeouts += 1;
+        self.relay_failed(&relay, 408, "Request Timeout", now, out);
+    }
+
+    /// A core-side flow could not be opened or lost what was written to it: every REGISTER
+    /// waiting on it fails over at once.
+    pub(crate) fn on_core_flow_failed(
+        &mut self,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let mut ids: Vec<TxId> = self
+            .relay
+            .relays
+            .keys()
+            .copied()
+            .filter(|id| self.shared.txs.get(id).is_some_and(|i| i.flow == flow))
+            .collect();
+        ids.sort();
+        for id in ids {
+            self.relay_failover(id, "could not be delivered", now, out);
+        }
+    }
+
+    /// A response from the core to a relayed REGISTER.
+    fn on_relay_response(
+        &mut self,
+        id: TxId,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let Ok(msg) = Message::parse(bytes) else {
+            return;
+        };
+        let Some(code) = msg.status_code() else {
+            return;
+        };
+        if code < 200 {
+            // RFC 3261 16.7 step 5: 100 stays here; other provisionals go on.
+            if let (true, Some(server)) = (code > 100, self.relay.relays.get(&id).map(|r| r.server))
+            {
+                self.relay_as_is(server, &msg, now, out);
+            }
+            return;
+        }
+        let Some(relay) = self.relay.relays.remove(&id) else {
+            return;
+        };
+        match code {
+            401 => self.relay_challenge(&relay, &msg, now, out),
+            200..=299 => self.relay_ok(&relay, &msg, now, out),
+            _ => {
+                // 403 / 404 / 5xx ...: the UE learns it; its attempt's set goes.
+                self.relay_as_is(relay.server, &msg, now, out);
+                if relay.through == Through::Pending {
+                    self.drop_pending(&relay.key, out);
+                }
+            }
+        }
+    }
+
+    /// Sends a core response to the UE without our Via (RFC 3261 16.7 step 3).
+    fn relay_as_is(
+        &mut self,
+        server: TxId,
+        msg: &Message<'_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let mut e = MessageEdit::new(msg);
+        e.pop_first_element("Via");
+        self.shared.send_response(server, e.to_bytes(), now, out);
+    }
+
+    /// The S-CSCF's 401: CK and IK out, SA set in, Security-Server on, 401 to the UE
+    /// (TS 24.229 5.2.2.1, TS 33.203 7.1). Without usable keys the UE gets 500 and nothing
+    /// is installed.
+    fn relay_challenge(
+        &mut self,
+        relay: &Relay,
+        msg: &Message<'_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let keys = msg
+            .header(HeaderKind::WwwAuthenticate)
+            .ok_or(crate::upstream::KeyExtractError::NoChallenge)
+            .and_then(take_keys);
+        let (www, ck, ik) = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                self.shared.stats.core_challenges_without_keys += 1;
+                tracing::warn!(
+                    "401 from the core for {} has no usable CK/IK ({e}); the UE gets 500",
+                    relay.impi
+                );
+                return self.relay_failed(relay, 500, "Server Internal Error", now, out);
+            }
+        };
+        let remembered = self
+            .relay
+            .bindings
+            .get(&relay.key)
+            .and_then(|b| b.chosen.clone());
+        let chosen = relay.chosen.clone().or(remembered);
+        if chosen.is_none() && !relay.flow_bound {
+            tracing::warn!(
+                "401 for {}: no sec-agree mechanism to build SAs from",
+                relay.impi
+            );
+            return self.relay_failed(relay, 500, "Server Internal Error", now, out);
+        }
+        let chosen = chosen.filter(|_| !relay.flow_bound);
+        let (set, server) =
+            match new_sa_set(&mut self.shared, relay.flow, chosen.as_ref(), &ck, &ik) {
+                Ok(s) => s,
+                Err(NoSet { code, reason }) => {
+                    return self.relay_failed(relay, code, reason, now, out)
+                }
+            };
+        let nonce = DigestParams::parse(&www)
+            .ok()
+            .and_then(|p| p.get("nonce").map(str::to_string))
+            .unwrap_or_default();
+        let rand = AkaNonce::decode(&nonce).map(|n| n.rand).unwrap_or_default();
+        let mut e = MessageEdit::new(msg);
+        e.pop_first_element("Via");
+        e.replace("WWW-Authenticate", www);
+        if let Some(s) = &server {
+            // TS 33.203 7.1: the SAs exist before the UE can use them.
+            out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
+            e.push("Security-Server", s.render());
+        }
+        self.shared
+            .send_response(relay.server, e.to_bytes(), now, out);
+        // The S-CSCF checks the answer; this XRES is random so no digest could ever match
+        // it should embedded-mode code look at a relayed challenge.
+        let mut unguessable = [0u8; 16];
+        self.shared.rng.fill_bytes(&mut unguessable);
+        let Ok(xres) = Res::new(&unguessable) else {
+            return;
+        };
+        let pending = Pending {
+            set,
+            security_server: server,
+            nonce,
+            rand,
+            xres,
+            deadline: now + self.shared.cfg.challenge_timeout,
+            bound_flow: relay.flow_bound.then_some(relay.flow),
+        };
+        let impus = self
+            .registrar
+            .impus(&relay.key)
+            .unwrap_or_default()
+            .to_vec();
+        let replaced = self
+            .registrar
+            .challenged(&relay.key, &relay.impi, &impus, pending);
+        if let Some(b) = self.relay.bindings.get_mut(&relay.key) {
+            b.chosen = chosen;
+        }
+        if let Some(old) = replaced {
+            self.shared.remove_set(&old, out);
+        }
+        self.rearm(&relay.key);
+    }
+
+    /// The S-CSCF's 2xx: the pending set becomes active with the lifetime, Service-Route
+    /// and associated identities the core granted; a refresh renews the binding; a lifetime
+    /// of 0 de-registers (the 200 leaves through the SAs, then they go).
+    fn relay_ok(
+        &mut self,
+        relay: &Relay,
+        msg: &Message<'_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let facts = registration_facts(msg, relay.contact.as_deref());
+        let key = relay.key.as_str();
+        let expires_at = now + Duration::from_secs(u64::from(facts.expires));
+        if relay.through == Through::Unprotected {
+            // The core registered a UE it did not challenge: nothing is bound here, and the
+            // UE has no SAs to send anything else through.
+            tracing::warn!("core accepted an unprotected REGISTER of {}", relay.impi);
+            return self.relay_as_is(relay.server, msg, now, out);
+        }
+        if facts.expires == 0 {
+            self.relay_as_is(relay.server, msg, now, out);
+            self.on_registration_ending(key, RegEnd::Deregistered, now, out);
+            self.drop_registration(key, out);
+            self.relay.forget(key);
+            return;
+        }
+        let contact = relay.contact.clone().unwrap_or_default();
+        let superseded = match relay.through {
+            Through::Pending => self
+                .registrar
+                .complete(key, contact, relay.flow.proto, expires_at)
+                .flatten(),
+            _ => {
+                self.registrar
+                    .refresh(key, relay.contact.clone(), expires_at);
+                None
+            }
+        };
+        if !facts.associated_uris.is_empty() {
+            self.registrar.set_impus(key, facts.associated_uris);
+        }
+        if let Some(b) = self.relay.bindings.get_mut(key) {
+            b.service_route = facts.service_route;
+        }
+        self.relay_as_is(relay.server, msg, now, out);
+        self.on_registered(key, now, out);
+        if let Some(old) = superseded {
+            self.shared.remove_set(&old, out);
+        }
+        self.rearm(key);
+    }
+
+    /// SIP from the core side: only from trusted addresses; responses go to their client
+    /// transactions (whose events the relay handles). Requests from the core are not routed
+    /// to UEs yet: OPTIONS is answered 200 (the core's health check), the rest 501.
+    pub(crate) fn on_core_sip(&mut self, sip: &SipIn, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let trusted = self
+            .shared
+            .cfg
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.trusts(sip.flow.ue));
+        if !trusted {
+            self.shared.stats.core_untrusted_dropped += 1;
+            tracing::debug!(
+                "SIP on the core side from untrusted {} dropped",
+                sip.flow.ue
+            );
+            return;
+        }
+        let Ok(msg) = Message::parse(&sip.bytes) else {
+            return self.on_malformed_core(&sip.bytes);
+        };
+        if msg.validate().is_err() {
+            return self.on_malformed_core(&sip.bytes);
+        }
+        match self.shared.txl.handle_message(&msg, peer_of(sip.flow), now) {
+            Ok(Incoming::Response(_)) => self.shared.flush(out),
+            Ok(Incoming::NewRequest(id)) => {
+                self.shared.txs.insert(
+                    id,
+                    TxInfo {
+                        flow: sip.flow,
+                        connect_if_absent: false,
+                        request: None,
+                    },
+                );
+                let (code, reason) = match msg.method() {
+                    Some("OPTIONS") => (200, "OK"),
+                    _ => {
+                        self.shared.stats.core_requests_refused += 1;
+                        (501, "Not Implemented")
+                    }
+                };
+                let tag = self.shared.token(8);
+                if let Ok(b) = response_to(&msg, code, reason, Some(&tag)) {
+                    self.shared.send_response(id, b.build(), now, out);
+                }
+            }
+            Ok(Incoming::Absorbed(_)) => {
+                self.shared.stats.retransmissions_absorbed += 1;
+                self.shared.flush(out);
+            }
+            Ok(Incoming::Stray) => self.shared.stats.stray_responses += 1,
+            Err(_) => self.on_malformed_core(&sip.bytes),
+        }
+    }
+
+    fn on_malformed_core(&mut self, raw: &[u8]) {
+        if raw.starts_with(b"SIP/") {
+            self.shared.stats.malformed_responses += 1;
+        } else {
+            self.shared.stats.malformed_requests += 1;
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Proxy mode: akagate as the P-CSCF in front of an IMS core's I-CSCF / S-CSCF
+//! (TS 24.229 5.2). This module holds what the core side is (next hops, our core-facing
+//! address, the addresses trusted as the core) and the pure message edits of the
+//! registration relay (`edit`); the relay itself is `core::relay`, the sockets are the
+//! daemon's (`src/daemon/corelink.rs`).
+
+mod edit;
+
+pub use edit::{
+    forward_register, registration_facts, take_keys, Integrity, KeyExtractError, RegisterHop,
+    RegistrationFacts,
+};
+
+use std::net::{IpAddr, SocketAddr};
+
+use akagate_proto::ipc::{Flow, Transport};
+use ipnet::IpNet;
+
+/// The largest request sent over UDP towards the core (RFC 3261 18.1.1: 200 bytes under a
+/// 1500-byte path MTU); anything larger goes over TCP.
+pub const CORE_UDP_MAX: usize = 1300;
+
+/// One next hop towards the I-CSCF / S-CSCF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The transport its URI names (`;transport=`), or `None`: UDP, TCP for large requests.
+    pub transport: Option<Transport>,
+}
+
+/// The core side of proxy mode.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Next hops in priority order; the next one is tried when one fails (RFC 3263 4.3).
+    pub next_hops: Vec<NextHop>,
+    /// Our core-facing address and SIP port (UDP and TCP).
+    pub local: SocketAddr,
+    /// Sources accepted as the core; SIP from anywhere else on the core side is dropped.
+    pub trusted: Vec<IpNet>,
+    /// `P-Visited-Network-ID` added to REGISTERs (TS 24.229 5.2.2.1); empty: none.
+    pub visited_network_id: String,
+}
+
+impl Upstream {
+    /// Whether `flow` is on the core side (our core-facing address), not a UE's.
+    pub fn is_core_flow(&self, flow: &Flow) -> bool {
+        flow.local == self.local.ip()
+    }
+
+    /// Whether `ip` may speak for the core.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+            || self.next_hops.iter().any(|h| h.addr.ip() == ip)
+    }
+
+    /// The flow a request of `len` bytes takes to next hop `index`.
+    pub fn flow_to(&self, index: usize, len: usize) -> Option<Flow> {
+        let hop = self.next_hops.get(index)?;
+        let proto = match hop.transport {
+            Some(t) => t,
+            None if len > CORE_UDP_MAX => Transport::Tcp,
+            None => Transport::Udp,
+        };
+        Some(Flow {
+            ue: hop.addr.ip(),
+            ue_port: hop.addr.port(),
+            local: self.local.ip(),
+            local_port: self.local.port(),
+            proto,
+        })
+    }
+
+    /// Our core-side host:port as it appears in Via and Path.
+    pub fn sent_by(&self) -> String {
+        match self.local {
+            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> Upstream {
+        Upstream {
+            next_hops: vec![NextHop {
+                addr: "10.0.0.2:5060".parse().unwrap(),
+                transport: None,
+            }],
+            local: "10.0.0.1:5060".parse().unwrap(),
+            trusted: vec!["10.1.0.0/16".parse().unwrap()],
+            visited_network_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn large_requests_go_over_tcp() {
+        let u = upstream();
+        assert_eq!(u.flow_to(0, 1300).unwrap().proto, Transport::Udp);
+        assert_eq!(u.flow_to(0, 1301).unwrap().proto, Transport::Tcp);
+        assert!(u.flow_to(1, 10).is_none());
+    }
+
+    #[test]
+    fn next_hops_and_prefixes_are_trusted() {
+        let u = upstream();
+        assert!(u.trusts("10.0.0.2".parse().unwrap()));
+        assert!(u.trusts("10.1.200.3".parse().unwrap()));
+        assert!(!u.trusts("10.2.0.1".parse().unwrap()));
+        assert_eq!(u.sent_by(), "10.0.0.1:5060");
+    }
+}
