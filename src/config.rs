@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::sad::MAX_CAPACITY;
+use akagate_slowpath::upstream::{NextHop, Upstream};
+use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -92,6 +94,9 @@ pub struct Config {
     pub sip_timers: SipTimers,
     /// Prometheus metrics endpoint (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Proxy mode (`[ims-core]`): REGISTERs go to this IMS core instead of the embedded
+    /// registrar. `None`: embedded mode.
+    pub ims_core: Option<Upstream>,
 }
 
 /// One listening SIP port.
@@ -462,6 +467,17 @@ struct RawConfig {
     control: Option<RawControl>,
     sip_timers: Option<S<RawSipTimers>>,
     metrics: Option<RawMetrics>,
+    ims_core: Option<RawImsCore>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawImsCore {
+    next_hops: S<Vec<S<String>>>,
+    local: S<String>,
+    #[serde(default)]
+    trusted: Vec<S<String>>,
+    visited_network_id: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -626,6 +642,10 @@ impl Validator<'_> {
             None => Some(DEFAULT_SIP_TIMERS),
         };
         let metrics = self.metrics(raw.metrics.as_ref());
+        let ims_core = match &raw.ims_core {
+            Some(c) => self.ims_core(c, addresses.as_ref()).map(Some),
+            None => Some(None),
+        };
         Some(Config {
             sip_ports: sip_ports?,
             ims_aka_profiles: profiles?,
@@ -642,6 +662,94 @@ impl Validator<'_> {
             control: control?,
             sip_timers: sip_timers?,
             metrics: metrics?,
+            ims_core: ims_core?,
+        })
+    }
+
+    /// `[ims-core]`: next hops (addresses; RFC 3263 names are refused with a clear error),
+    /// our core-facing address (not one the fast path owns: the core side uses the kernel's
+    /// sockets), trusted prefixes.
+    fn ims_core(&mut self, raw: &RawImsCore, addresses: Option<&Addresses>) -> Option<Upstream> {
+        let mut ok = true;
+        let mut next_hops = Vec::new();
+        if raw.next_hops.get_ref().is_empty() {
+            self.error(&raw.next_hops.span(), "ims-core.next-hops: must not be empty".into());
+            ok = false;
+        }
+        for h in raw.next_hops.get_ref() {
+            match NextHop::parse(h.get_ref()) {
+                Ok(hop) => next_hops.push(hop),
+                Err(e) => {
+                    self.error(
+                        &h.span(),
+                        format!("ims-core.next-hops: \"{}\": {e}", h.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let local = match raw.local.get_ref().parse::<SocketAddr>() {
+            Ok(a)
+                if addresses.is_some_and(|x| match a.ip() {
+                    IpAddr::V4(v4) => x.ipv4.contains(&v4),
+                    IpAddr::V6(v6) => x.ipv6.contains(&v6),
+                }) =>
+            {
+                self.error(
+                    &raw.local.span(),
+                    format!(
+                        "ims-core.local: {} belongs to the fast path ([addresses]); the core side \
+                         needs an address of the host's own network stack",
+                        a.ip()
+                    ),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    &raw.local.span(),
+                    format!(
+                        "ims-core.local: \"{}\" is not an address and port (e.g. \"10.0.0.1:5060\")",
+                        raw.local.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let mut trusted = Vec::new();
+        for t in &raw.trusted {
+            let parsed = t
+                .get_ref()
+                .parse::<IpNet>()
+                .or_else(|_| t.get_ref().parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => trusted.push(n),
+                Err(_) => {
+                    self.error(
+                        &t.span(),
+                        format!(
+                            "ims-core.trusted: \"{}\" is not an address or prefix",
+                            t.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let visited_network_id = raw
+            .visited_network_id
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_default();
+        if !ok {
+            return None;
+        }
+        Some(Upstream {
+            next_hops,
+            local: local?,
+            trusted,
+            visited_network_id,
         })
     }
 

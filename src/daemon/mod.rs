@@ -1,6 +1,7 @@
 //! The daemon: one pinned worker thread per port queue and one slowpath thread, joined by
 //! bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
 
+mod corelink;
 mod journal;
 mod ports;
 mod setup;
@@ -143,6 +144,14 @@ pub enum StartError {
     /// The control socket could not be opened.
     #[error("control socket {0}")]
     Control(#[source] crate::control::ControlError),
+    /// The core side of proxy mode (`[ims-core] local`) could not be bound.
+    #[error("ims-core.local {addr}: {reason}")]
+    CoreLink {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
     /// The Prometheus endpoint could not be opened.
     #[error("{0}")]
     Metrics(#[source] crate::metrics::MetricsError),
@@ -337,7 +346,18 @@ impl Daemon {
                 queue: queue_counters.get(id).cloned().unwrap_or_default(),
             });
         }
-        // Only the workers hold event senders: when all of them are gone the slowpath sees it.
+        // The core side of proxy mode delivers into the same queue.
+        let core_link = match &config.ims_core {
+            Some(up) => Some(corelink::CoreLink::start(up.local, event_tx.clone()).map_err(
+                |e| StartError::CoreLink {
+                    addr: up.local,
+                    reason: e.to_string(),
+                },
+            )?),
+            None => None,
+        };
+        // Only the workers (and the core link) hold event senders: when all of them are gone
+        // the slowpath sees it.
         drop(event_tx);
 
         handle
@@ -366,6 +386,7 @@ impl Daemon {
             stats: handle.stats.clone(),
             steering,
             access: setup::sip_access(config, sip_port),
+            core_link,
         };
         let slowpath_core = if pinned { config.cores.slowpath } else { None };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);

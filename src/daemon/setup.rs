@@ -111,6 +111,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         },
         timer_c: t.timer_c,
         keepalive_interval: r.keepalive_interval,
+        upstream: config.ims_core.clone(),
     })
 }
 

@@ -61,6 +61,8 @@ pub(super) struct Slowpath {
     pub control: crate::control::Queries,
     /// Which transports the unprotected SIP port takes on each address.
     pub access: SipAccess,
+    /// Proxy mode: the kernel sockets towards the IMS core.
+    pub core_link: Option<super::corelink::CoreLink>,
 }
 
 impl Slowpath {
@@ -152,8 +154,12 @@ impl Slowpath {
             core,
             commands,
             journal,
+            core_link,
             ..
         } = self;
+        if let Some(link) = core_link {
+            link.stop();
+        }
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
         drop(commands);
@@ -184,7 +190,8 @@ impl Slowpath {
         inc(&self.counters.events);
         if let WorkerEvent::Sip(sip) = &ev {
             inc(&self.counters.sip_messages);
-            if !self.access.allows(&sip.flow) {
+            let core_side = self.core_link.as_ref().is_some_and(|l| l.owns(&sip.flow));
+            if !core_side && !self.access.allows(&sip.flow) {
                 inc(&self.counters.sip_transport_refused);
                 tracing::debug!(
                     "slowpath: SIP from {} over {:?} to {}:{} refused (transport-protocol)",
@@ -267,6 +274,18 @@ impl Slowpath {
 
     /// Hands one command to the worker that owns its UE.
     fn send(&mut self, cmd: WorkerCommand) {
+        if let (Some(link), WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow)) =
+            (&self.core_link, &cmd)
+        {
+            if link.owns(flow) {
+                if link.submit(cmd) {
+                    inc(&self.counters.commands);
+                } else {
+                    inc(&self.counters.commands_dropped);
+                }
+                return;
+            }
+        }
         let ue = match &cmd {
             WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
             WorkerCommand::InstallSaSet(set) => set.ue,

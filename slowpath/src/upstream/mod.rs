@@ -16,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use akagate_proto::ipc::{Flow, Transport};
 use ipnet::IpNet;
 
+use crate::sip::{Host, Scheme, Uri};
+
 /// The largest request sent over UDP towards the core (RFC 3261 18.1.1: 200 bytes under a
 /// 1500-byte path MTU); anything larger goes over TCP.
 pub const CORE_UDP_MAX: usize = 1300;
@@ -29,8 +31,46 @@ pub struct NextHop {
     pub transport: Option<Transport>,
 }
 
+/// Why a next-hop URI was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NextHopError {
+    /// Not a `sip:` URI.
+    #[error("not a sip: URI")]
+    NotSip,
+    /// A host name: RFC 3263 resolution is not built yet, so an address is needed.
+    #[error("host names are not resolved (RFC 3263 NAPTR/SRV is not supported yet); give an IP address")]
+    HostName,
+    /// `transport=` names something other than udp or tcp.
+    #[error("transport must be udp or tcp")]
+    Transport,
+}
+
+impl NextHop {
+    /// Parses `sip:ADDRESS[:PORT][;transport=udp|tcp]` (port 5060 when absent, RFC 3263 4.2).
+    pub fn parse(uri: &str) -> Result<NextHop, NextHopError> {
+        let u = Uri::parse(uri.trim()).map_err(|_| NextHopError::NotSip)?;
+        if u.scheme != Scheme::Sip || u.user.is_some() {
+            return Err(NextHopError::NotSip);
+        }
+        let ip: IpAddr = match u.host {
+            Some(Host::Ipv4(a)) => a.into(),
+            Some(Host::Ipv6(a)) => a.into(),
+            Some(Host::Name(_)) => return Err(NextHopError::HostName),
+            None => return Err(NextHopError::NotSip),
+        };
+        let transport = match u.params.value("transport") {
+            None => None,
+            Some(t) => Some(Transport::from_token(t).ok_or(NextHopError::Transport)?),
+        };
+        Ok(NextHop {
+            addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+            transport,
+        })
+    }
+}
+
 /// The core side of proxy mode.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     /// Next hops in priority order; the next one is tried when one fails (RFC 3263 4.3).
     pub next_hops: Vec<NextHop>,
@@ -102,6 +142,25 @@ mod tests {
         assert_eq!(u.flow_to(0, 1300).unwrap().proto, Transport::Udp);
         assert_eq!(u.flow_to(0, 1301).unwrap().proto, Transport::Tcp);
         assert!(u.flow_to(1, 10).is_none());
+    }
+
+    #[test]
+    fn next_hop_uris() {
+        let h = NextHop::parse("sip:10.0.0.2;transport=tcp").unwrap();
+        assert_eq!(h.addr, "10.0.0.2:5060".parse().unwrap());
+        assert_eq!(h.transport, Some(Transport::Tcp));
+        let h = NextHop::parse("sip:[2001:db8::1]:6060").unwrap();
+        assert_eq!(h.addr, "[2001:db8::1]:6060".parse().unwrap());
+        assert_eq!(h.transport, None);
+        assert_eq!(
+            NextHop::parse("sip:icscf.ims.example"),
+            Err(NextHopError::HostName)
+        );
+        assert_eq!(NextHop::parse("tel:+1555"), Err(NextHopError::NotSip));
+        assert_eq!(
+            NextHop::parse("sip:10.0.0.2;transport=sctp"),
+            Err(NextHopError::Transport)
+        );
     }
 
     #[test]
