@@ -28,12 +28,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 from daemonctl import control
+from scscf import Scscf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT_PC, PORT_PS = 5100, 6100
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
+# Proxy mode: akagate's core side and SIPp's S-CSCF on the daemon namespace's loopback.
+CORE_LOCAL, SCSCF_IP, SCSCF_PORT = "127.0.0.1:5070", "127.0.0.2", 5080
+VISITED = "visited.mnc001.mcc001.3gppnetwork.org"
+PROXY_SCENARIOS = ["proxy-register-tcp"]
 
 
 
@@ -45,7 +51,7 @@ def sh(*args, check=True):
 class Bed:
     """Namespaces, the veth pair and the daemon; torn down by close()."""
 
-    def __init__(self, work):
+    def __init__(self, work, proxy=False):
         tag = "%d" % os.getpid()
         self.ns_d, self.ns_w, self.ns_u = "akgi%sd" % tag, "akgi%sw" % tag, "akgi%su" % tag
         self.veth_d, self.veth_w = "akgi%sd" % tag, "akgi%sw" % tag
@@ -72,6 +78,13 @@ class Bed:
             f.write(template.format(veth=self.veth_d, ns=self.ns_d, v4=PCSCF_V4, v6=PCSCF_V6,
                                   pc=PORT_PC, ps=PORT_PS, worker=cores - 1 if cores > 1 else 0,
                                   sock=self.sock))
+            if proxy:
+                # SIP to the core over TCP; only the loopback may speak for the core.
+                f.write('\n[ims-core]\nnext-hops = ["sip:%s:%d;transport=tcp"]\n'
+                        'local = "%s"\ntrusted = ["127.0.0.0/8"]\n'
+                        'visited-network-id = "%s"\n'
+                        % (SCSCF_IP, SCSCF_PORT, CORE_LOCAL, VISITED))
+        sh("ip", "-n", self.ns_d, "link", "set", "lo", "up")
 
     def start_daemon(self, akagate):
         env = dict(os.environ, AKAGATE_LOG=os.environ.get("AKAGATE_LOG", "info"))
@@ -115,15 +128,25 @@ def main():
                     help="run only these (default: every default scenario)")
     ap.add_argument("--verbose", action="store_true", help="print every SIP message")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--mode", choices=("embedded", "proxy"), default="embedded",
+                    help="proxy: akagate in front of SIPp playing the S-CSCF")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("interop: skipped: not root (network namespaces, TUN and AF_PACKET need it)")
         return 0
     work = tempfile.mkdtemp(prefix="akagate-interop-")
     bed = None
+    scscf = None
     status = 1
     try:
-        bed = Bed(work)
+        proxy = args.mode == "proxy"
+        bed = Bed(work, proxy)
+        if proxy:
+            with open(os.path.join(HERE, "fixtures", "subscribers.toml"), "rb") as f:
+                sub = tomllib.load(f)["subscriber"][0]
+            scscf = Scscf(work, bed.ns_d, SCSCF_IP, SCSCF_PORT, "tcp", sub, VISITED)
+            scscf.write_vectors(8)
+            scscf.start()
         bed.start_daemon(args.akagate)
         cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
@@ -131,10 +154,20 @@ def main():
                "--subscribers", os.path.join(HERE, "fixtures", "subscribers.toml")]
         wanted = args.scenario or [s for s in os.environ.get("INTEROP_SCENARIOS", "").split(",")
                                    if s.strip()]
+        if proxy:
+            wanted = args.scenario or PROXY_SCENARIOS
         cmd += sum((["--scenario", s.strip()] for s in wanted), [])
         if args.verbose:
             cmd.append("--verbose")
         status = subprocess.call(cmd)
+        if proxy and status == 0:
+            errors = scscf.check_relayed_registration("10.0.1.")
+            for e in errors:
+                print("interop: S-CSCF side: " + e)
+            if errors:
+                status = 1
+            else:
+                print("interop: S-CSCF side: relayed REGISTERs and the UE's digest check out")
         if status != 0:
             try:
                 print("== akagate stats\n" + json.dumps(control(bed.sock, "stats")["stats"],
@@ -149,6 +182,10 @@ def main():
             print("== akagate log (tail)")
             print("".join(open(bed.log).readlines()[-40:]))
     finally:
+        if scscf is not None:
+            scscf.stop()
+            if status != 0 and os.path.exists(scscf.log):
+                print("== SIPp log (tail)\n" + "".join(open(scscf.log).readlines()[-30:]))
         if bed is not None:
             bed.close()
         if not args.keep:

@@ -607,6 +607,30 @@ def sc_udp_callee_without_tcp(ctx):
     deregister_all(ctx, a, b)
 
 
+def proxy_register(ctx, transport):
+    """Proxy mode (run.py --mode proxy, SIPp as the S-CSCF): the UE registers through akagate
+    with the S-CSCF's vector - AUTN verified by the UE's own USIM, the SAs built from the CK/IK
+    akagate took out of the 401 - then de-registers. run.py checks what SIPp received."""
+    u = ctx.ue("proxied", 0, transport=transport)
+    ok = u.register()
+    www = u.last_challenge.get("www-authenticate")
+    expect("ck=" not in www and "ik=" not in www,
+           "the 401 reached the UE with CK/IK: %s" % www)
+    expect(u.last_challenge.get("security-server") is not None, "401 without Security-Server")
+    expect(ok.all("service-route") == ["<sip:orig@127.0.0.2:5080;lr>"],
+           "Service-Route not relayed: %s" % ok.all("service-route"))
+    check_registered(ctx, u)
+    impus = ctx.registration(u).get("impus", [])
+    expect("tel:+15550001" in impus, "P-Associated-URI not taken: %s" % impus)
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
+def sc_proxy_register_tcp(ctx):
+    proxy_register(ctx, "tcp")
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -633,6 +657,8 @@ SCENARIOS = [
     ("reboot-same-ports", sc_reboot_same_ports, True),
     ("caller-closes", sc_caller_closes, True),
     ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
+    # Proxy mode only (run.py --mode proxy).
+    ("proxy-register-tcp", sc_proxy_register_tcp, False),
 ]
 
 

@@ -306,6 +306,7 @@ class Ue:
 
     def answer_challenge(self, r401, expires, renewing=False):
         """Step 3-5: USIM, SAs, the protected REGISTER. Raises SyncFailure with AUTS."""
+        self.last_challenge = r401
         p, rand, autn = sip.challenge(r401.get("www-authenticate"))
         try:
             res, ck, ik = self.usim.authenticate(rand, autn)
