@@ -1,56 +1,800 @@
+//! Proxy mode (issue 9, TS 24.229 5.2.2) driven sans-IO from both sides: the test plays the
+//! UE on the access side and the S-CSCF on the core side (flows whose local address is our
+//! core-facing address), builds every message itself and checks what the core puts on the
+//! wire towards each: the REGISTER as relayed (Path, P-Charging-Vector, integrity-protected),
+//! the S-CSCF's CK/IK turned into the SA set and taken out of the 401, the protected
+//! REGISTER, the 200 that activates the set, hostile core input, failover and
+//! de-registration.
+
 mod reg_common;
 
-use akagate_proto::ipc::{Flow, Transport, WorkerCommand};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
+use akagate_proto::suite::{AuthAlg, EncrAlg};
+use akagate_slowpath::registrar::SaSetState;
 use akagate_slowpath::upstream::{NextHop, Upstream};
+use base64::Engine;
 use reg_common::*;
 
+/// Our core-facing address: Via sent-by, Path host, icid-generated-at.
 const LOCAL: &str = "10.9.0.1:5060";
+/// The next hops towards the I-CSCF / S-CSCF, in priority order.
 const HOP0: &str = "10.9.0.10:5060";
+const HOP1: &str = "10.9.0.11:5060";
+/// Trusted as the core besides the next hops.
+const TRUSTED: &str = "10.9.1.0/24";
+const VISITED: &str = "visited.mnc001.mcc001.3gppnetwork.org";
+
+/// The S-CSCF's vector: TS 35.208 4.3.1 test set 1 (RAND, SQN ff9bb4d0b607, AMF b9b9,
+/// AK aa689c648370, MAC-A 4a9ffac354dfafb3, RES, CK, IK); the nonce is
+/// base64(RAND || SQN^AK || AMF || MAC-A) (RFC 3310 3.2), checked in `the_vector_is_test_set_1`.
+const NONCE1: &str = "I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M=";
+const RES1: &str = "a54211d5e3ba50bf";
 const CK1: &str = "b40ba9a3c58b2a05bbf0d987b21bf8cb";
 const IK1: &str = "f769bcd751044604127672711c6d3441";
-const NONCE1: &str = "I1U8vpY3qJ0hiuZNrke/NVXzKLQ1d7m5Sp/6w1Tfr7M=";
+/// The S-CSCF's second challenge (after AUTS): material of the test's own, which the relay
+/// only carries (the nonce) or turns into keys (CK/IK).
+const NONCE2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+const CK2: &str = "000102030405060708090a0b0c0d0e0f";
+const IK2: &str = "101112131415161718191a1b1c1d1e1f";
+/// An AUTS (14 bytes, base64) as the UE sends it; the HSS checks it, the relay carries it.
+const AUTS: &str = "AQIDBAUGBwgJCgsMDQ4=";
+/// What the S-CSCF grants the UE's contact.
+const GRANTED: u64 = 3600;
+const SERVICE_ROUTE: &str = "<sip:orig@scscf.ims.mnc001.mcc001.3gppnetwork.org:6060;lr>";
+/// RFC 3261 17.1.2.2 timer F (64 * T1, T1 = 500 ms).
+const TIMER_F: Duration = Duration::from_secs(32);
 
-fn bed() -> Testbed {
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn core_ip() -> IpAddr {
+    addr(LOCAL).ip()
+}
+
+/// A core in proxy mode towards `hops` (address, `;transport=`).
+fn proxy_bed(hops: &[(&str, Option<Transport>)]) -> Testbed {
+    let next_hops = hops
+        .iter()
+        .map(|&(a, transport)| NextHop {
+            addr: addr(a),
+            transport,
+        })
+        .collect();
     Testbed::with_config(|c| {
         c.upstream = Some(Upstream {
-            next_hops: vec![NextHop { addr: HOP0.parse().unwrap(), transport: Some(Transport::Udp) }],
-            local: LOCAL.parse().unwrap(),
-            trusted: vec!["10.9.1.0/24".parse().unwrap()],
-            visited_network_id: "visited.example.net".into(),
+            next_hops,
+            local: addr(LOCAL),
+            trusted: vec![TRUSTED.parse().unwrap()],
+            visited_network_id: VISITED.into(),
         })
     })
 }
 
-fn core_answer(req: &str, status: &str, extra: &str) -> String {
+/// The core-side flow between us and `peer` over `proto`.
+fn core_flow(peer: &str, proto: Transport) -> Flow {
+    let peer = addr(peer);
+    let local = addr(LOCAL);
+    Flow {
+        ue: peer.ip(),
+        ue_port: peer.port(),
+        local: local.ip(),
+        local_port: local.port(),
+        proto,
+    }
+}
+
+/// The Sends in `out` on the core side (`true`) or the access side (`false`).
+fn sends(out: &[WorkerCommand], core_side: bool) -> Vec<(Flow, String)> {
+    out.iter()
+        .filter(|c| matches!(c, WorkerCommand::Send { flow, .. } if (flow.local == core_ip()) == core_side))
+        .map(sent)
+        .collect()
+}
+
+/// The S-CSCF's answer to the request `req` it received (RFC 3261 8.2.6.2): every Via (ours
+/// on top), From, To with the S-CSCF's tag, Call-ID, CSeq, then `extra` header lines.
+fn scscf_answer(req: &str, status: &str, extra: &str) -> String {
     let mut s = format!("SIP/2.0 {status}\r\n");
     for v in headers(req, "Via") {
         s.push_str(&format!("Via: {v}\r\n"));
     }
-    s.push_str(&format!("From: {}\r\nTo: {};tag=scscf\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
-        header(req, "From").unwrap(), header(req, "To").unwrap(), header(req, "Call-ID").unwrap(), header(req, "CSeq").unwrap()));
+    s.push_str(&format!(
+        "From: {}\r\nTo: {};tag=scscf1\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+        header(req, "From").unwrap(),
+        header(req, "To").unwrap(),
+        header(req, "Call-ID").unwrap(),
+        header(req, "CSeq").unwrap(),
+    ));
     s
 }
 
-#[test]
-fn explore() {
-    let mut t = bed();
-    let ue = Ue::new(&mut t, 0, 7000);
-    let reg = ue.initial_register().replace(">;expires=600\r\n", ">;expires=600000\r\n");
-    let out = t.sip(ue.unprotected_flow(), None, &reg);
-    for c in &out { if let WorkerCommand::Send{flow, bytes, ..} = c { eprintln!("SEND {flow:?}\n{}", String::from_utf8_lossy(bytes)); } else { eprintln!("{c:?}"); } }
-    let (f, fwd): (Flow, String) = sent(&out[0]);
-    let a = core_answer(&fwd, "401 Unauthorized", &format!("WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"{NONCE1}\", algorithm=AKAv1-MD5, ck=\"{CK1}\", ik=\"{IK1}\", qop=\"auth\"\r\n"));
-    eprintln!("CORE401\n{a}");
-    let out = t.sip(f, None, &a);
-    for c in &out { if let WorkerCommand::Send{flow, bytes, ..} = c { eprintln!("SEND {flow:?}\n{}", String::from_utf8_lossy(bytes)); } else { eprintln!("{c:?}"); } }
+/// The S-CSCF's AKA challenge without the keys (what the UE must see).
+fn www_value(nonce: &str) -> String {
+    format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=AKAv1-MD5, qop=\"auth\"")
+}
+
+/// The S-CSCF's `WWW-Authenticate` line with `ck` / `ik` (TS 24.229 7.2A.? / TS 33.203 7.1),
+/// placed between the other parameters.
+fn www_with_keys(nonce: &str, ck: &str, ik: &str) -> String {
+    format!(
+        "WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=AKAv1-MD5, ck=\"{ck}\", ik=\"{ik}\", qop=\"auth\"\r\n"
+    )
+}
+
+/// `text` without its first Via line (what a proxy relays back, RFC 3261 16.7 step 3).
+fn without_top_via(text: &str) -> String {
+    let top = headers(text, "Via").remove(0);
+    text.replacen(&format!("Via: {top}\r\n"), "", 1)
+}
+
+/// `text` with the header line `line` added before Content-Length.
+fn with_line(text: &str, line: &str) -> String {
+    text.replacen("Content-Length:", &format!("{line}\r\nContent-Length:"), 1)
+}
+
+/// The branch of our Via on top of a relayed request, after checking that Via's form.
+fn our_via_branch(fwd: &str, proto: Transport) -> String {
+    let top = headers(fwd, "Via").remove(0);
+    let branch = semi_param(&top, "branch").unwrap();
+    assert!(branch.starts_with("z9hG4bK") && branch.len() > 10, "{top}");
+    assert_eq!(
+        top,
+        format!(
+            "SIP/2.0/{} {LOCAL};branch={branch};rport",
+            proto.via_token()
+        )
+    );
+    branch
+}
+
+/// The user part of our Path entry (`<sip:TOKEN@LOCAL;lr>`).
+fn path_token(fwd: &str) -> String {
+    assert_eq!(headers(fwd, "Path").len(), 1, "{fwd}");
+    let path = header(fwd, "Path").unwrap();
+    let token = path
+        .strip_prefix("<sip:")
+        .and_then(|p| p.strip_suffix(&format!("@{LOCAL};lr>")))
+        .unwrap_or_else(|| panic!("Path {path}"))
+        .to_string();
+    assert!(token.len() > 1, "{path}");
+    token
+}
+
+/// Checks what every relayed REGISTER carries towards the core (TS 24.229 5.2.2.1: Path,
+/// Require/Supported path, P-Visited-Network-ID, P-Charging-Vector; RFC 3329 2.2: nothing of
+/// sec-agree) and that the UE's own identity headers went through unchanged.
+fn assert_relayed(ue_req: &str, fwd: &str) {
+    assert!(
+        fwd.starts_with(&format!("REGISTER sip:{REALM} SIP/2.0\r\n")),
+        "{fwd}"
+    );
+    for h in ["From", "To", "Call-ID", "CSeq", "Contact", "Expires"] {
+        assert_eq!(header(fwd, h), header(ue_req, h), "{h}");
+    }
+    assert_eq!(header(fwd, "Max-Forwards").as_deref(), Some("69"));
+    assert_eq!(header(fwd, "Require").as_deref(), Some("path"));
+    assert_eq!(header(fwd, "Supported").as_deref(), Some("path"));
+    assert_eq!(
+        header(fwd, "P-Visited-Network-ID"),
+        Some(format!("\"{VISITED}\""))
+    );
+    let pcv = header(fwd, "P-Charging-Vector").unwrap();
+    let icid = pcv
+        .strip_prefix("icid-value=")
+        .and_then(|v| v.strip_suffix(";icid-generated-at=10.9.0.1"))
+        .unwrap_or_else(|| panic!("P-Charging-Vector {pcv}"));
+    assert!(
+        !icid.is_empty() && icid.chars().all(|c| c.is_ascii_hexdigit()),
+        "{pcv}"
+    );
+    for h in ["Proxy-Require", "Security-Client", "Security-Verify"] {
+        assert_eq!(header(fwd, h), None, "{h} must not reach the core");
+    }
+    assert!(
+        !fwd.to_ascii_lowercase().contains("sec-agree"),
+        "sec-agree is hop-by-hop: {fwd}"
+    );
+    let vias = headers(fwd, "Via");
+    assert_eq!(vias.len(), 2, "{fwd}");
+    assert_eq!(Some(&vias[1]), headers(ue_req, "Via").first());
+}
+
+/// The UE's initial REGISTER (TCP, Security-Client, empty Authorization) asking for a
+/// lifetime of 600000 s.
+fn initial_register(ue: &Ue) -> String {
+    ue.initial_register()
+        .replace(">;expires=600\r\n", ">;expires=600000\r\n")
+}
+
+fn res1() -> [u8; 8] {
+    hex::decode(RES1).unwrap().try_into().unwrap()
+}
+
+/// The Security-Server we announce for SPIs `spi_c`/`spi_s` (the UE offers aes-cbc with
+/// hmac-sha-1-96, the profile's first choice; our ports are the profile's 5100 / 6100).
+fn security_server(spi_c: u32, spi_s: u32) -> String {
+    format!("ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c={spi_c};spi-s={spi_s};port-c=5100;port-s=6100;q=0.1")
+}
+
+/// The UE's initial REGISTER relayed to the first next hop: (hop flow, relayed text).
+fn relay_initial(t: &mut Testbed, ue: &Ue) -> (Flow, String) {
+    let out = t.sip(ue.unprotected_flow(), None, &initial_register(ue));
+    assert_eq!(out.len(), 1, "{out:?}");
+    sent(&out[0])
+}
+
+/// Initial REGISTER, relayed, answered 401 with CK1/IK1: (the UE knowing our
+/// Security-Server, the pending set, the hop flow).
+fn challenged(t: &mut Testbed, ue: &Ue) -> (Ue, SaSet, Flow) {
+    let (hop, fwd) = relay_initial(t, ue);
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
     let set = installed(&out[0]);
+    (ue.with_server(&set), set, hop)
+}
+
+/// The S-CSCF's 200 to `fwd` granting `expires` to `ue`'s contact.
+fn scscf_ok(ue: &Ue, fwd: &str, expires: u64) -> String {
+    scscf_answer(
+        fwd,
+        "200 OK",
+        &format!(
+            "Contact: <sip:{}@{}:{};transport=tcp>;expires={expires}\r\nService-Route: {SERVICE_ROUTE}\r\nP-Associated-URI: <{}>, <tel:+15550001>\r\n",
+            ue.imsi,
+            ue.host(),
+            ue.port_us,
+            ue.impu()
+        ),
+    )
+}
+
+/// A UE registered through the core: (UE with its Security-Server, active set, hop flow).
+fn registered(t: &mut Testbed, ue: &Ue) -> (Ue, SaSet, Flow) {
+    let (ue, set, _) = challenged(t, ue);
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.protected_register(&set, NONCE1, &res1(), None),
+    );
+    let (hop, fwd) = sent(&out[0]);
+    let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK\r\n"));
+    assert_eq!(t.core.registered(), 1);
+    (ue, set, hop)
+}
+
+/// Runs the core's timers over `by`, in steps of T1 / 2, collecting what they send.
+fn advance(t: &mut Testbed, by: Duration) -> Vec<WorkerCommand> {
+    let end = t.now + by;
+    let mut out = Vec::new();
+    while t.now < end {
+        t.now = (t.now + Duration::from_millis(250)).min(end);
+        out.extend(t.core.handle_timeout(t.now));
+    }
+    out
+}
+
+fn is_remove_of(c: &WorkerCommand, set: &SaSet) -> bool {
+    matches!(c, WorkerCommand::RemoveSaSet { ue, spi_pc, spi_ps }
+        if *ue == set.ue && *spi_pc == set.spi_pc && *spi_ps == set.spi_ps)
+}
+
+#[test]
+fn the_vector_is_test_set_1() {
+    // TS 35.208 4.3.1 test set 1: AUTN = (SQN xor AK) || AMF || MAC-A.
+    let sqn = hex::decode("ff9bb4d0b607").unwrap();
+    let ak = hex::decode("aa689c648370").unwrap();
+    let mut material = hex::decode(SET1_RAND).unwrap();
+    material.extend(sqn.iter().zip(&ak).map(|(s, a)| s ^ a));
+    material.extend(hex::decode("b9b9").unwrap());
+    material.extend(hex::decode("4a9ffac354dfafb3").unwrap());
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(&material),
+        NONCE1
+    );
+}
+
+#[test]
+fn register_is_relayed_challenged_with_core_keys_and_activated_by_the_200() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp)), (HOP1, None)]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let reg = initial_register(&ue);
+
+    // 1. The unprotected REGISTER goes to next hop 0, marked and stripped.
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    assert_eq!(hop, core_flow(HOP0, Transport::Udp));
+    assert_relayed(&reg, &fwd);
+    let branch1 = our_via_branch(&fwd, Transport::Udp);
+    let token = path_token(&fwd);
+    assert_eq!(
+        header(&fwd, "Authorization"),
+        Some(format!(
+            "Digest username=\"{impi}\", realm=\"{REALM}\", nonce=\"\", uri=\"sip:{REALM}\", response=\"\", integrity-protected=\"no\"",
+            impi = ue.impi()
+        ))
+    );
+    assert_eq!(t.core.registrations_view(t.now).len(), 0);
+
+    // 2. The S-CSCF's 401 with CK/IK: the SA set from those keys, the 401 to the UE
+    // without them and without our Via, with our Security-Server.
+    let c401 = scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1));
+    let out = t.sip(hop, None, &c401);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let set = installed(&out[0]);
+    assert_eq!((set.ue, set.local), (ue.ip, ue.local));
+    assert_eq!(
+        (set.spi_pc, set.spi_ps, set.port_pc, set.port_ps),
+        (4096, 4097, 5100, 6100)
+    );
+    assert_eq!(
+        (set.spi_uc, set.spi_us, set.port_uc, set.port_us),
+        (ue.spi_uc, ue.spi_us, 7000, 7001)
+    );
+    // TS 33.203 Annex I: hmac-sha-1-96 keys with IK || 32 zero bits, aes-cbc with CK.
+    assert_eq!(
+        (set.suite.auth, set.suite.encr),
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc)
+    );
+    assert_eq!(
+        hex::encode(&set.suite.keys.integ_key),
+        format!("{IK1}00000000")
+    );
+    assert_eq!(hex::encode(&set.suite.keys.encr_key), CK1);
+    let (f, r401) = sent(&out[1]);
+    assert_eq!(f, ue.unprotected_flow());
+    let server = security_server(4096, 4097);
+    assert_eq!(
+        r401,
+        format!(
+            "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/TCP 10.0.1.1:5080;branch=z9hG4bKreg1\r\nFrom: <{impu}>;tag=ue1\r\nTo: <{impu}>;tag=scscf1\r\nCall-ID: reg-{imsi}\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: {www}\r\nSecurity-Server: {server}\r\nContent-Length: 0\r\n\r\n",
+            impu = ue.impu(),
+            imsi = ue.imsi,
+            www = www_value(NONCE1),
+        )
+    );
+    let view = t.core.registrations_view(t.now);
+    assert_eq!(view.len(), 1);
+    assert_eq!(view[0].sets.len(), 1);
+    assert_eq!(view[0].sets[0].state, SaSetState::Pending);
+    assert_eq!(view[0].sets[0].set.spi_ps, 4097);
+    assert_eq!(t.core.registered(), 0);
+
+    // 3. The protected REGISTER through the new SA: Security-Verify checked and removed,
+    // integrity-protected="yes", same Path token, a new branch.
     let ue = ue.with_server(&set);
-    let res: [u8; 8] = hx16("a54211d5e3ba50bf0000000000000000")[..8].try_into().unwrap();
-    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &ue.protected_register(&set, NONCE1, &res, None));
-    for c in &out { if let WorkerCommand::Send{flow, bytes, ..} = c { eprintln!("SEND {flow:?}\n{}", String::from_utf8_lossy(bytes)); } else { eprintln!("{c:?}"); } }
+    assert_eq!(ue.security_server, server);
+    let preg = ue.protected_register(&set, NONCE1, &res1(), None);
+    assert_eq!(header(&preg, "Security-Verify"), Some(server.clone()));
+    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop2, fwd2) = sent(&out[0]);
+    assert_eq!(hop2, hop);
+    assert_relayed(&preg, &fwd2);
+    assert_ne!(our_via_branch(&fwd2, Transport::Udp), branch1);
+    assert_eq!(path_token(&fwd2), token);
+    assert_eq!(
+        header(&fwd2, "Authorization"),
+        Some(format!(
+            "{}, integrity-protected=\"yes\"",
+            header(&preg, "Authorization").unwrap()
+        ))
+    );
+
+    // 4. The S-CSCF's 200 (it grants 3600 s of the 600000 asked): relayed without our Via
+    // through the SA; the set is active with the core's lifetime and identities.
+    let c200 = scscf_ok(&ue, &fwd2, GRANTED);
+    let out = t.sip(hop, None, &c200);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r200) = sent(&out[0]);
+    assert_eq!(f, ue.protected_flow(&set));
+    assert_eq!(r200, without_top_via(&c200));
+    assert_eq!(
+        headers(&r200, "Via"),
+        vec![format!(
+            "SIP/2.0/TCP 10.0.1.1:{};branch=z9hG4bKreg2",
+            ue.port_uc
+        )]
+    );
+    assert_eq!(t.core.registered(), 1);
+    let view = t.core.registrations_view(t.now);
+    assert_eq!(view.len(), 1);
+    let r = &view[0];
+    assert_eq!(r.impi, ue.impi());
+    assert_eq!(r.impus, [ue.impu(), "tel:+15550001".to_string()]);
+    assert_eq!(
+        r.contact,
+        Some(format!("sip:{}@10.0.1.1:7001;transport=tcp", ue.imsi).as_str())
+    );
+    assert_eq!(r.proto, Some(Transport::Tcp));
+    assert_eq!(r.expires_in, Some(Duration::from_secs(GRANTED)));
+    assert_eq!(r.sets.len(), 1);
+    assert_eq!(r.sets[0].state, SaSetState::Active);
+    assert_eq!(
+        (r.sets[0].set.spi_pc, r.sets[0].set.spi_ps),
+        (set.spi_pc, set.spi_ps)
+    );
+    assert!(t.released().is_empty());
+}
+
+#[test]
+fn challenge_without_usable_keys_gets_500_and_installs_nothing() {
+    let cases = [
+        // No ck / ik at all.
+        format!("WWW-Authenticate: {}\r\n", www_value(NONCE1)),
+        // ik missing.
+        format!(
+            "WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"{NONCE1}\", algorithm=AKAv1-MD5, ck=\"{CK1}\", qop=\"auth\"\r\n"
+        ),
+        // ck too short (30 hex digits).
+        www_with_keys(NONCE1, &CK1[..30], IK1),
+        // ck not hex.
+        www_with_keys(NONCE1, &format!("zz{}", &CK1[2..]), IK1),
+    ];
+    for www in cases {
+        let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+        let ue = Ue::new(&mut t, 0, 7000);
+        let (hop, fwd) = relay_initial(&mut t, &ue);
+        let out = t.sip(hop, None, &scscf_answer(&fwd, "401 Unauthorized", &www));
+        assert_eq!(out.len(), 1, "{www}: {out:?}");
+        let (f, r) = sent(&out[0]);
+        assert_eq!(f, ue.unprotected_flow());
+        assert!(
+            r.starts_with("SIP/2.0 500 Server Internal Error\r\n"),
+            "{r}"
+        );
+        assert_eq!(
+            headers(&r, "Via"),
+            vec!["SIP/2.0/TCP 10.0.1.1:5080;branch=z9hG4bKreg1".to_string()]
+        );
+        assert_eq!(header(&r, "Security-Server"), None);
+        assert_eq!(header(&r, "WWW-Authenticate"), None);
+        assert_eq!(t.core.stats().core_challenges_without_keys, 1, "{www}");
+        assert!(t.core.registrations_view(t.now).is_empty(), "{www}");
+        // No SPI was allocated, so none to release.
+        assert!(t.released().is_empty());
+    }
+}
+
+#[test]
+fn security_verify_mismatch_gets_403_removes_the_pending_set_and_forwards_nothing() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = challenged(&mut t, &ue);
+    // Bidding down: the UE echoes ealg=null instead of the aes-cbc we chose.
+    let sv = ue.security_server.replace("ealg=aes-cbc", "ealg=null");
+    let preg = ue.protected_register(&set, NONCE1, &res1(), Some(&sv));
+    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(sends(&out, true).is_empty());
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.protected_flow(&set));
+    assert!(
+        r.starts_with("SIP/2.0 403 Security-Verify mismatch\r\n"),
+        "{r}"
+    );
+    assert!(is_remove_of(&out[1], &set), "{out:?}");
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.core.registered(), 0);
+}
+
+#[test]
+fn core_side_sip_from_untrusted_addresses_is_dropped() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (hop, fwd) = relay_initial(&mut t, &ue);
+    let c401 = scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1));
+    // The right answer from the wrong place: nothing happens.
+    let stranger = core_flow("10.8.0.5:5060", Transport::Udp);
+    assert!(t.sip(stranger, None, &c401).is_empty());
+    assert_eq!(t.core.stats().core_untrusted_dropped, 1);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert!(t.released().is_empty());
+    // A request from there neither.
+    let options = format!(
+        "OPTIONS sip:{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP 10.8.0.5:5060;branch=z9hG4bKprobe\r\nMax-Forwards: 70\r\nFrom: <sip:probe@10.8.0.5>;tag=p\r\nTo: <sip:{LOCAL}>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(t.sip(stranger, None, &options).is_empty());
+    assert_eq!(t.core.stats().core_untrusted_dropped, 2);
+    // The same OPTIONS from a trusted core address is answered (its health check).
+    let trusted = core_flow("10.9.1.7:5060", Transport::Udp);
+    let out = t.sip(trusted, None, &options.replace("10.8.0.5", "10.9.1.7"));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, trusted);
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    assert_eq!(t.core.stats().core_untrusted_dropped, 2);
+    // And the 401 from the next hop itself still completes the challenge.
+    let out = t.sip(hop, None, &c401);
+    assert_eq!(out.len(), 2, "{out:?}");
+    installed(&out[0]);
+    assert!(sent(&out[1]).1.starts_with("SIP/2.0 401 Unauthorized\r\n"));
+}
+
+#[test]
+fn unanswered_next_hop_fails_over_then_the_ue_gets_408() {
+    // Next hops without ;transport: UDP for a request this size (RFC 3261 18.1.1).
+    let mut t = proxy_bed(&[(HOP0, None), (HOP1, None)]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (hop0, fwd0) = relay_initial(&mut t, &ue);
+    assert_eq!(hop0, core_flow(HOP0, Transport::Udp));
+    let branch0 = our_via_branch(&fwd0, Transport::Udp);
+
+    // Until timer F, hop 0 gets retransmissions of the same request (timer E); at timer F
+    // the REGISTER goes to hop 1 with a new branch.
+    let out = advance(&mut t, TIMER_F - Duration::from_millis(250));
+    assert!(!out.is_empty());
+    for c in &out {
+        assert_eq!(sent(c), (hop0, fwd0.clone()));
+    }
+    assert_eq!(t.core.stats().core_failovers, 0);
+    let out = advance(&mut t, Duration::from_millis(500));
+    let to_hop1: Vec<_> = sends(&out, true)
+        .into_iter()
+        .filter(|(f, _)| f.ue != hop0.ue)
+        .collect();
+    assert_eq!(to_hop1.len(), 1, "{out:?}");
+    let (hop1, fwd1) = &to_hop1[0];
+    assert_eq!(*hop1, core_flow(HOP1, Transport::Udp));
+    assert_ne!(our_via_branch(fwd1, Transport::Udp), branch0);
+    // The same request otherwise (Path, icid, Authorization ...).
+    assert_eq!(without_top_via(fwd1), without_top_via(&fwd0));
+    assert!(sends(&out, false).is_empty(), "{out:?}");
+    assert_eq!(t.core.stats().core_failovers, 1);
+    assert_eq!(t.core.stats().core_timeouts, 0);
+
+    // Hop 1 is silent too: the UE gets 408 (RFC 3261 16.7 step 6 / 16.8).
+    let out = advance(&mut t, TIMER_F);
+    let to_ue = sends(&out, false);
+    assert_eq!(to_ue.len(), 1, "{out:?}");
+    assert_eq!(to_ue[0].0, ue.unprotected_flow());
+    assert!(
+        to_ue[0].1.starts_with("SIP/2.0 408 Request Timeout\r\n"),
+        "{}",
+        to_ue[0].1
+    );
+    assert_eq!(
+        headers(&to_ue[0].1, "Via"),
+        vec!["SIP/2.0/TCP 10.0.1.1:5080;branch=z9hG4bKreg1".to_string()]
+    );
+    assert_eq!(t.core.stats().core_failovers, 1);
+    assert_eq!(t.core.stats().core_timeouts, 1);
+    assert_eq!(t.core.stats().transaction_timeouts, 2);
+    assert!(t.core.registrations_view(t.now).is_empty());
+}
+
+#[test]
+fn connection_failure_to_a_tcp_next_hop_fails_over_at_once() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Tcp)), (HOP1, Some(Transport::Tcp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let out = t.sip(ue.unprotected_flow(), None, &initial_register(&ue));
+    assert_eq!(out.len(), 1, "{out:?}");
+    // The worker opens the TCP connection to the next hop.
+    assert!(sent_connect(&out[0]));
+    let (hop0, fwd0) = sent(&out[0]);
+    assert_eq!(hop0, core_flow(HOP0, Transport::Tcp));
+    our_via_branch(&fwd0, Transport::Tcp);
+
+    let out = t.core.handle(WorkerEvent::ConnectFailed(hop0), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sent_connect(&out[0]));
+    let (hop1, fwd1) = sent(&out[0]);
+    assert_eq!(hop1, core_flow(HOP1, Transport::Tcp));
+    our_via_branch(&fwd1, Transport::Tcp);
+    assert_eq!(without_top_via(&fwd1), without_top_via(&fwd0));
+    assert_eq!(t.core.stats().core_failovers, 1);
+    assert_eq!(t.core.stats().transaction_timeouts, 0);
+
+    // The last hop failing too: the UE hears at once, not after timer F.
+    let out = t.core.handle(WorkerEvent::ConnectFailed(hop1), t.now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.unprotected_flow());
+    assert!(r.starts_with("SIP/2.0 408 Request Timeout\r\n"), "{r}");
+    assert_eq!(t.core.stats().core_timeouts, 1);
+    // A failure of a flow nothing waits on changes nothing.
+    assert!(t
+        .core
+        .handle(WorkerEvent::ConnectFailed(hop0), t.now)
+        .is_empty());
+}
+
+#[test]
+fn large_register_goes_to_the_core_over_tcp() {
+    // RFC 3261 18.1.1: a request within 200 bytes of the path MTU goes over TCP.
+    let mut t = proxy_bed(&[(HOP0, None)]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let reg = with_line(
+        &initial_register(&ue),
+        &format!("User-Agent: {}", "x".repeat(1300)),
+    );
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    assert_eq!(hop, core_flow(HOP0, Transport::Tcp));
+    our_via_branch(&fwd, Transport::Tcp);
+}
+
+#[test]
+fn protected_register_unanswered_gets_408_and_drops_the_pending_set() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Tcp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = challenged(&mut t, &ue);
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.protected_register(&set, NONCE1, &res1(), None),
+    );
+    assert_eq!(sends(&out, true).len(), 1, "{out:?}");
+    let out = advance(&mut t, TIMER_F + Duration::from_millis(250));
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.protected_flow(&set));
+    assert!(r.starts_with("SIP/2.0 408 Request Timeout\r\n"), "{r}");
+    assert!(is_remove_of(&out[1], &set), "{out:?}");
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.core.stats().core_timeouts, 1);
+}
+
+#[test]
+fn deregistration_is_relayed_answered_through_the_sas_then_removes_them() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, hop) = registered(&mut t, &ue);
+    let dereg = ue.dereg(&set);
+    assert_eq!(header(&dereg, "Expires").as_deref(), Some("0"));
+    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &dereg);
+    assert_eq!(out.len(), 1, "{out:?}");
     let (f, fwd) = sent(&out[0]);
-    let a = core_answer(&fwd, "200 OK", "Contact: <sip:001010000000001@10.0.1.1:7001;transport=tcp>;expires=3600\r\nService-Route: <sip:orig@scscf.example:6060;lr>\r\nP-Associated-URI: <sip:001010000000001@ims.mnc001.mcc001.3gppnetwork.org>, <tel:+15550001>\r\n");
-    let out = t.sip(f, None, &a);
-    for c in &out { if let WorkerCommand::Send{flow, bytes, ..} = c { eprintln!("SEND {flow:?}\n{}", String::from_utf8_lossy(bytes)); } else { eprintln!("{c:?}"); } }
-    eprintln!("{:#?}", t.core.registrations_view(t.now));
+    assert_eq!(f, hop);
+    assert_relayed(&dereg, &fwd);
+    our_via_branch(&fwd, Transport::Udp);
+    // No Authorization from the UE: ours names the IMPI and vouches for the SA.
+    assert_eq!(
+        header(&fwd, "Authorization"),
+        Some(format!(
+            "Digest username=\"{}\", realm=\"{REALM}\", uri=\"sip:{REALM}\", nonce=\"\", response=\"\", integrity-protected=\"yes\"",
+            ue.impi()
+        ))
+    );
+    // Nothing changes before the core answers.
+    assert_eq!(t.core.registered(), 1);
+
+    let c200 = scscf_ok(&ue, &fwd, 0);
+    let out = t.sip(hop, None, &c200);
+    assert_eq!(out.len(), 2, "{out:?}");
+    // The 200 leaves through the SAs first, then they go.
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.protected_flow(&set));
+    assert_eq!(r, without_top_via(&c200));
+    assert!(is_remove_of(&out[1], &set), "{out:?}");
+    assert_eq!(t.core.registered(), 0);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+}
+
+#[test]
+fn core_403_to_the_protected_register_is_relayed_and_drops_the_pending_set() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = challenged(&mut t, &ue);
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.protected_register(&set, NONCE1, &res1(), None),
+    );
+    let (hop, fwd) = sent(&out[0]);
+    let c403 = scscf_answer(&fwd, "403 Forbidden", "");
+    let out = t.sip(hop, None, &c403);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.protected_flow(&set));
+    assert_eq!(r, without_top_via(&c403));
+    assert!(is_remove_of(&out[1], &set), "{out:?}");
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.core.registered(), 0);
+}
+
+#[test]
+fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set1, _) = challenged(&mut t, &ue);
+    // The USIM rejected SQN: it answers through the pending SAs with AUTS (TS 33.203 6.3).
+    let resync = with_line(
+        &ue.auts_register(NONCE1, AUTS)
+            .replace(":5080;branch=", &format!(":{};branch=", ue.port_uc)),
+        &format!("Security-Verify: {}", ue.security_server),
+    );
+    let out = t.sip(ue.protected_flow(&set1), Some(set1.spi_ps), &resync);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    assert_relayed(&resync, &fwd);
+    assert_eq!(
+        header(&fwd, "Authorization"),
+        Some(format!(
+            "{}, integrity-protected=\"yes\"",
+            header(&resync, "Authorization").unwrap()
+        ))
+    );
+    assert_eq!(
+        param(&header(&fwd, "Authorization").unwrap(), "auts").as_deref(),
+        Some(AUTS)
+    );
+
+    // The S-CSCF challenges again with a fresh vector: a new set from the new keys, the 401
+    // with its Security-Server, then the first pending set goes.
+    let c401 = scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE2, CK2, IK2));
+    let out = t.sip(hop, None, &c401);
+    assert_eq!(out.len(), 3, "{out:?}");
+    let set2 = installed(&out[0]);
+    assert_eq!((set2.spi_pc, set2.spi_ps), (4098, 4099));
+    assert_eq!(
+        hex::encode(&set2.suite.keys.integ_key),
+        format!("{IK2}00000000")
+    );
+    assert_eq!(hex::encode(&set2.suite.keys.encr_key), CK2);
+    let (f, r401) = sent(&out[1]);
+    assert_eq!(f, ue.protected_flow(&set1));
+    assert_eq!(header(&r401, "WWW-Authenticate"), Some(www_value(NONCE2)));
+    assert_eq!(
+        header(&r401, "Security-Server"),
+        Some(security_server(4098, 4099))
+    );
+    assert!(is_remove_of(&out[2], &set1), "{out:?}");
+    assert_eq!(t.released(), vec![set1.spi_pc, set1.spi_ps]);
+    let view = t.core.registrations_view(t.now);
+    assert_eq!(view.len(), 1);
+    assert_eq!(view[0].sets.len(), 1);
+    assert_eq!(view[0].sets[0].state, SaSetState::Pending);
+    assert_eq!(view[0].sets[0].set.spi_ps, set2.spi_ps);
+
+    // The answer through the new set registers the UE.
+    let ue = ue.with_server(&set2);
+    let out = t.sip(
+        ue.protected_flow(&set2),
+        Some(set2.spi_ps),
+        &ue.protected_register(&set2, NONCE2, &res1(), None),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sent(&out[0]).0, ue.protected_flow(&set2));
+    assert_eq!(t.core.registered(), 1);
+    let view = t.core.registrations_view(t.now);
+    assert_eq!(view[0].sets.len(), 1);
+    assert_eq!(view[0].sets[0].state, SaSetState::Active);
+    assert_eq!(view[0].sets[0].set.spi_ps, set2.spi_ps);
+}
+
+#[test]
+fn register_through_another_ues_sa_is_refused_and_not_relayed() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let a = Ue::new(&mut t, 0, 7000);
+    let (a, set_a, _) = registered(&mut t, &a);
+    // UE B's identity through A's SA (TS 24.229 5.2.6.1: a UE never speaks for another).
+    let b = Ue::new(&mut t, 1, 7000).with_server(&set_a);
+    let out = t.sip(
+        a.protected_flow(&set_a),
+        Some(set_a.spi_ps),
+        &b.dereg(&set_a),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sends(&out, true).is_empty());
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "));
+    assert_eq!(t.core.registered(), 1);
 }
