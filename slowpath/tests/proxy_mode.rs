@@ -554,8 +554,12 @@ fn unanswered_next_hop_fails_over_then_the_ue_gets_408() {
     assert_eq!(t.core.stats().core_failovers, 1);
     assert_eq!(t.core.stats().core_timeouts, 0);
 
-    // Hop 1 is silent too: the UE gets 408 (RFC 3261 16.7 step 6 / 16.8).
+    // Hop 1 is silent too: the UE gets 408 (RFC 3261 16.7 step 6 / 16.8). Hop 0 hears
+    // nothing more (its transaction was abandoned), hop 1 gets retransmissions.
     let out = advance(&mut t, TIMER_F);
+    for (f, text) in sends(&out, true) {
+        assert_eq!((f, text), (*hop1, fwd1.clone()));
+    }
     let to_ue = sends(&out, false);
     assert_eq!(to_ue.len(), 1, "{out:?}");
     assert_eq!(to_ue[0].0, ue.unprotected_flow());
@@ -797,4 +801,327 @@ fn register_through_another_ues_sa_is_refused_and_not_relayed() {
     assert!(sends(&out, true).is_empty());
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "));
     assert_eq!(t.core.registered(), 1);
+}
+
+#[test]
+fn core_401_retransmissions_are_absorbed_and_no_challenge_leaks_keys() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (hop, fwd) = relay_initial(&mut t, &ue);
+    // Two challenges, both with keys: only the first is used, neither's keys reach the UE.
+    let c401 = scscf_answer(
+        &fwd,
+        "401 Unauthorized",
+        &format!(
+            "{}{}",
+            www_with_keys(NONCE1, CK1, IK1),
+            www_with_keys(NONCE2, CK2, IK2)
+        ),
+    );
+    let out = t.sip(hop, None, &c401);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let set = installed(&out[0]);
+    assert_eq!(hex::encode(&set.suite.keys.encr_key), CK1);
+    let (_, r401) = sent(&out[1]);
+    assert_eq!(header(&r401, "WWW-Authenticate"), Some(www_value(NONCE1)));
+    for key in [CK1, IK1, CK2, IK2] {
+        assert!(!r401.contains(key), "{r401}");
+    }
+    assert!(!r401.contains("ck=") && !r401.contains("ik="), "{r401}");
+    // The S-CSCF resends its 401 (it saw our REGISTER twice over UDP): the completed client
+    // transaction absorbs it (RFC 3261 17.1.2.2), nothing is installed twice.
+    assert!(t.sip(hop, None, &c401).is_empty());
+    assert_eq!(t.core.registrations_view(t.now)[0].sets.len(), 1);
+    assert!(t.released().is_empty());
+}
+
+#[test]
+fn ue_retransmissions_over_udp_are_absorbed_not_relayed_twice() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000).with_proto(Transport::Udp);
+    let reg = initial_register(&ue);
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    // The UE's retransmission while the core thinks: absorbed (RFC 3261 17.2.2).
+    assert!(t.sip(ue.unprotected_flow(), None, &reg).is_empty());
+    assert_eq!(t.core.stats().retransmissions_absorbed, 1);
+    // The core's 100 Trying stays here (RFC 3261 16.7 step 5).
+    assert!(t
+        .sip(hop, None, &scscf_answer(&fwd, "100 Trying", ""))
+        .is_empty());
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let (f, r401) = sent(&out[1]);
+    assert_eq!(f, ue.unprotected_flow());
+    assert_eq!(
+        headers(&r401, "Via"),
+        vec!["SIP/2.0/UDP 10.0.1.1:5080;branch=z9hG4bKreg1".to_string()]
+    );
+    // A late retransmission gets the same 401 again, not a new relay or a new set.
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sent(&out[0]), (f, r401));
+    assert_eq!(t.core.stats().retransmissions_absorbed, 2);
+}
+
+#[test]
+fn stray_and_malformed_core_responses_are_counted_and_dropped() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (hop, fwd) = relay_initial(&mut t, &ue);
+    let branch = our_via_branch(&fwd, Transport::Udp);
+    let stray = scscf_answer(&fwd.replace(&branch, "z9hG4bKnotours"), "200 OK", "");
+    assert!(t.sip(hop, None, &stray).is_empty());
+    assert_eq!(t.core.stats().stray_responses, 1);
+    assert!(t
+        .sip(hop, None, "SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n")
+        .is_empty());
+    assert_eq!(t.core.stats().malformed_responses, 1);
+    // The relay still waits for its answer.
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+}
+
+#[test]
+fn ue_headers_meant_for_the_core_are_replaced_not_trusted() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    // An unprotected REGISTER claiming integrity protection, an asserted identity, a route,
+    // charging and visited-network values of its own.
+    let reg = initial_register(&ue).replace(
+        "response=\"\"",
+        "response=\"\", integrity-protected=\"yes\"",
+    );
+    let reg = with_line(
+        &reg,
+        "P-Asserted-Identity: <sip:boss@ims.mnc001.mcc001.3gppnetwork.org>\r\nP-Preferred-Identity: <sip:boss@ims.mnc001.mcc001.3gppnetwork.org>\r\nRoute: <sip:evil.example;lr>\r\nP-Charging-Vector: icid-value=forged\r\nP-Visited-Network-ID: \"forged.example\"\r\nPath: <sip:evil.example;lr>",
+    );
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (_, fwd) = sent(&out[0]);
+    assert_relayed(&reg, &fwd);
+    let auth = header(&fwd, "Authorization").unwrap();
+    assert!(auth.ends_with(", integrity-protected=\"no\""), "{auth}");
+    assert_eq!(auth.matches("integrity-protected").count(), 1, "{auth}");
+    for h in ["P-Asserted-Identity", "P-Preferred-Identity", "Route"] {
+        assert_eq!(header(&fwd, h), None, "{h}");
+    }
+    assert_eq!(headers(&fwd, "P-Charging-Vector").len(), 1);
+    assert_eq!(headers(&fwd, "P-Visited-Network-ID").len(), 1);
+    assert!(!fwd.contains("forged"), "{fwd}");
+    // Our Path is the topmost: the core's terminating requests reach us first.
+    let paths = headers(&fwd, "Path");
+    assert!(
+        paths[0].starts_with("<sip:r") && paths[0].ends_with(&format!("@{LOCAL};lr>")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn max_forwards_zero_gets_483_and_nothing_reaches_the_core() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let reg = initial_register(&ue).replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.unprotected_flow());
+    assert!(r.starts_with("SIP/2.0 483 Too Many Hops\r\n"), "{r}");
+}
+
+#[test]
+fn no_next_hop_gets_503() {
+    let mut t = proxy_bed(&[]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let out = t.sip(ue.unprotected_flow(), None, &initial_register(&ue));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (f, r) = sent(&out[0]);
+    assert_eq!(f, ue.unprotected_flow());
+    assert!(r.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{r}");
+    assert!(t.core.registrations_view(t.now).is_empty());
+}
+
+#[test]
+fn unanswered_challenge_lapses_with_its_set() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (_, set, _) = challenged(&mut t, &ue);
+    // TS 24.229 reg-await-auth: the default challenge timeout is 240 s.
+    assert!(advance(&mut t, Duration::from_secs(239)).is_empty());
+    let out = advance(&mut t, Duration::from_secs(2));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(is_remove_of(&out[0], &set), "{out:?}");
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+}
+
+#[test]
+fn registration_ends_at_the_lifetime_the_core_granted() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (_, set, _) = registered(&mut t, &ue);
+    // The UE asked for 600000 s; the core granted 3600 s, and that is what counts.
+    assert!(advance(&mut t, Duration::from_secs(GRANTED - 1)).is_empty());
+    assert_eq!(t.core.registered(), 1);
+    let out = advance(&mut t, Duration::from_secs(2));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(is_remove_of(&out[0], &set), "{out:?}");
+    assert_eq!(t.core.registered(), 0);
+    assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+}
+
+#[test]
+fn reregistration_gets_new_sas_and_keeps_the_old_set() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set1, hop) = registered(&mut t, &ue);
+    // A re-registration through the active set with new ports and SPIs (TS 33.203 7.4).
+    let ue2 = ue.with_ports(7010);
+    let rereg = ue2.refresh(&set1, &ue.security_server);
+    let out = t.sip(ue.protected_flow(&set1), Some(set1.spi_ps), &rereg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (_, fwd) = sent(&out[0]);
+    assert_relayed(&rereg, &fwd);
+    // The UE's own integrity-protected=yes is not what the core sees: ours is.
+    let auth = header(&fwd, "Authorization").unwrap();
+    assert!(auth.ends_with(", integrity-protected=\"yes\""), "{auth}");
+    assert_eq!(auth.matches("integrity-protected").count(), 1, "{auth}");
+
+    // The S-CSCF re-authenticates: a new pending set towards the new ports, the active
+    // one untouched, the 401 through the active SAs.
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE2, CK2, IK2)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let set2 = installed(&out[0]);
+    assert_eq!(
+        (set2.spi_pc, set2.spi_ps, set2.port_uc, set2.port_us),
+        (4098, 4099, 7010, 7011)
+    );
+    assert_eq!(hex::encode(&set2.suite.keys.encr_key), CK2);
+    let (f, r401) = sent(&out[1]);
+    assert_eq!(f, ue.protected_flow(&set1));
+    assert_eq!(
+        header(&r401, "Security-Server"),
+        Some(security_server(4098, 4099))
+    );
+    assert_eq!(t.core.registered(), 1);
+
+    let ue2 = ue2.with_server(&set2);
+    let out = t.sip(
+        ue2.protected_flow(&set2),
+        Some(set2.spi_ps),
+        &ue2.protected_register(&set2, NONCE2, &res1(), None),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (_, fwd) = sent(&out[0]);
+    let out = t.sip(hop, None, &scscf_ok(&ue2, &fwd, GRANTED));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sent(&out[0]).0, ue2.protected_flow(&set2));
+    // The new set is active, the old one kept until the new carries traffic.
+    let view = t.core.registrations_view(t.now);
+    let states: Vec<_> = view[0]
+        .sets
+        .iter()
+        .map(|s| (s.state, s.set.spi_ps))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (SaSetState::Active, set2.spi_ps),
+            (SaSetState::Old, set1.spi_ps)
+        ]
+    );
+    assert_eq!(
+        view[0].contact,
+        Some(format!("sip:{}@10.0.1.1:7011;transport=tcp", ue.imsi).as_str())
+    );
+    assert!(t.released().is_empty());
+}
+
+#[test]
+fn refresh_with_a_wrong_security_verify_is_refused_and_keeps_the_registration() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = registered(&mut t, &ue);
+    let sv = ue.security_server.replace("ealg=aes-cbc", "ealg=null");
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.refresh(&set, &sv),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sent(&out[0])
+        .1
+        .starts_with("SIP/2.0 403 Security-Verify mismatch\r\n"));
+    assert_eq!(t.core.registered(), 1);
+    assert!(t.released().is_empty());
+}
+
+#[test]
+fn ipv6_ue_registers_through_an_ipv4_core_side() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000).with_ip("2001:db8:1::1", "2001:db8::1");
+    let (ue, set, hop) = challenged(&mut t, &ue);
+    assert_eq!((set.ue, set.local), (ue.ip, ue.local));
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.protected_register(&set, NONCE1, &res1(), None),
+    );
+    let (f, fwd) = sent(&out[0]);
+    assert_eq!(f, hop);
+    our_via_branch(&fwd, Transport::Udp);
+    assert_eq!(
+        headers(&fwd, "Via")[1],
+        "SIP/2.0/TCP [2001:db8:1::1]:7000;branch=z9hG4bKreg2"
+    );
+    let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sent(&out[0]).0, ue.protected_flow(&set));
+    assert_eq!(t.core.registered(), 1);
+}
+
+#[test]
+#[ignore = "BUG: relay_ok/registration_facts match the UE's contact in the S-CSCF's 200 by \
+            byte equality (ignoring case); a contact listed in an RFC 3261 19.1.4-equivalent \
+            form (URI parameters in another order) counts as not listed, i.e. expires 0, so \
+            the 200 to the protected REGISTER is relayed (the UE believes it is registered) \
+            and then the just-activated SA set is removed (registered() == 0)"]
+fn contact_listed_in_an_equivalent_form_still_registers() {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = challenged(&mut t, &ue);
+    let preg = ue
+        .protected_register(&set, NONCE1, &res1(), None)
+        .replace(";transport=tcp>", ";transport=tcp;ob>");
+    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    let (hop, fwd) = sent(&out[0]);
+    // RFC 3261 19.1.4: URI parameters compare in any order.
+    let c200 = scscf_answer(
+        &fwd,
+        "200 OK",
+        &format!(
+            "Contact: <sip:{}@10.0.1.1:7001;ob;transport=tcp>;expires={GRANTED}\r\nService-Route: {SERVICE_ROUTE}\r\n",
+            ue.imsi
+        ),
+    );
+    let out = t.sip(hop, None, &c200);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sent(&out[0]).0, ue.protected_flow(&set));
+    assert_eq!(t.core.registered(), 1);
+    let view = t.core.registrations_view(t.now);
+    assert_eq!(view[0].expires_in, Some(Duration::from_secs(GRANTED)));
+    assert!(t.released().is_empty());
 }
