@@ -673,7 +673,10 @@ impl Validator<'_> {
         let mut ok = true;
         let mut next_hops = Vec::new();
         if raw.next_hops.get_ref().is_empty() {
-            self.error(&raw.next_hops.span(), "ims-core.next-hops: must not be empty".into());
+            self.error(
+                &raw.next_hops.span(),
+                "ims-core.next-hops: must not be empty".into(),
+            );
             ok = false;
         }
         for h in raw.next_hops.get_ref() {

@@ -124,16 +124,23 @@ impl CoreLink {
         };
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(f)
+            std::thread::Builder::new().name(name.to_string()).spawn(f)
         };
         let (s, u) = (shared.clone(), udp.try_clone()?);
-        threads.push(spawn("akagate-core-udp", Box::new(move || udp_receiver(&s, &u)))?);
+        threads.push(spawn(
+            "akagate-core-udp",
+            Box::new(move || udp_receiver(&s, &u)),
+        )?);
         let s = shared.clone();
-        threads.push(spawn("akagate-core-acc", Box::new(move || acceptor(&s, &listener)))?);
+        threads.push(spawn(
+            "akagate-core-acc",
+            Box::new(move || acceptor(&s, &listener)),
+        )?);
         let s = shared.clone();
-        threads.push(spawn("akagate-core-tx", Box::new(move || writer(&s, &udp, &out_rx)))?);
+        threads.push(spawn(
+            "akagate-core-tx",
+            Box::new(move || writer(&s, &udp, &out_rx)),
+        )?);
         tracing::info!("core link on {local} (UDP and TCP)");
         Ok(CoreLink {
             local,
@@ -181,7 +188,10 @@ fn udp_receiver(s: &Shared, udp: &UdpSocket) {
             Ok((n, peer)) => {
                 let datagram = buf.get(..n).unwrap_or_default();
                 // RFC 5626 4.4.2 keep-alives and empty datagrams carry no message.
-                if datagram.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | 0)) {
+                if datagram
+                    .iter()
+                    .all(|b| matches!(b, b'\r' | b'\n' | b' ' | 0))
+                {
                     continue;
                 }
                 inc(&s.counters.received);
@@ -316,7 +326,11 @@ fn writer(s: &Shared, udp: &UdpSocket, out: &Receiver<Outgoing>) {
             Outgoing::Send { flow, bytes } => send(s, udp, flow, &bytes),
             Outgoing::Close(flow) => {
                 let peer = SocketAddr::new(flow.ue, flow.ue_port);
-                let conn = s.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+                let conn = s
+                    .conns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&peer);
                 if let Some(c) = conn {
                     let _ = c.shutdown(Shutdown::Both);
                 }
@@ -335,6 +349,7 @@ fn writer(s: &Shared, udp: &UdpSocket, out: &Receiver<Outgoing>) {
 fn send(s: &Shared, udp: &UdpSocket, flow: Flow, bytes: &[u8]) {
     let peer = SocketAddr::new(flow.ue, flow.ue_port);
     if flow.proto == Transport::Udp {
+        tracing::trace!("core link: {} bytes to {peer} over UDP", bytes.len());
         match udp.send_to(bytes, peer) {
             Ok(_) => inc(&s.counters.sent),
             Err(e) => {
@@ -362,12 +377,18 @@ fn send(s: &Shared, udp: &UdpSocket, flow: Flow, bytes: &[u8]) {
         },
     };
     match conn.write_all(bytes) {
-        Ok(()) => inc(&s.counters.sent),
+        Ok(()) => {
+            tracing::trace!("core link: {} bytes to {peer} over TCP", bytes.len());
+            inc(&s.counters.sent);
+        }
         Err(e) => {
             inc(&s.counters.dropped);
             tracing::warn!("core link: write to {peer} failed: {e}");
             let _ = conn.shutdown(Shutdown::Both);
-            s.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+            s.conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&peer);
             s.deliver(WorkerEvent::SendLost(flow));
         }
     }

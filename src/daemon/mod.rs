@@ -348,12 +348,14 @@ impl Daemon {
         }
         // The core side of proxy mode delivers into the same queue.
         let core_link = match &config.ims_core {
-            Some(up) => Some(corelink::CoreLink::start(up.local, event_tx.clone()).map_err(
-                |e| StartError::CoreLink {
-                    addr: up.local,
-                    reason: e.to_string(),
-                },
-            )?),
+            Some(up) => Some(
+                corelink::CoreLink::start(up.local, event_tx.clone()).map_err(|e| {
+                    StartError::CoreLink {
+                        addr: up.local,
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
             None => None,
         };
         // Only the workers (and the core link) hold event senders: when all of them are gone

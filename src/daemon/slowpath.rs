@@ -426,6 +426,7 @@ mod tests {
             steering: akagate_sys::steer::Steering::UeKey { queues: 1 },
             control: crate::control::channel().1,
             access: access(&[Transport::Udp, Transport::Tcp]),
+            core_link: None,
         };
         (slowpath, events_tx, commands_rx)
     }

@@ -23,6 +23,7 @@ from scapy.layers.inet import IP, UDP
 
 from daemonctl import control
 from milenage import Usim, check_vectors
+from scscf import received as scscf_received, run_terminating_call
 from shim import Shim, normalise_ip, open_tun, wire_socket
 import sip
 from ue import LARGE_INVITE, AuthenticationRejected, PlainUe, Ue, World
@@ -631,6 +632,53 @@ def sc_proxy_register_tcp(ctx):
     proxy_register(ctx, "tcp")
 
 
+class FarEnd:
+    """A party behind the IMS core (SIPp answers for it)."""
+
+    def __init__(self, impu):
+        self.impu = impu
+
+
+def sc_proxy_calls_tcp(ctx):
+    """Proxy mode: a call from the UE out through the core (SIPp answers as the far end,
+    TS 24.229 5.2.6) and a call from the core in to the UE (SIPp as the S-CSCF sends the
+    INVITE to the UE's contact along the Path akagate put in the REGISTER, TS 24.229 5.2.7):
+    both with double Record-Route, ACK and BYE along the recorded routes, the terminating
+    INVITE delivered from port_pc to the UE's port_us through the SAs."""
+    u = ctx.ue("proxied", 0, transport="tcp")
+    u.register()
+    flow = u.call_flow()
+    invite = u.invite(FarEnd("sip:+15559999@ims.mnc001.mcc001.3gppnetwork.org"), flow)
+    ok = u.transact(flow, invite, timeout=15)
+    expect(ok.status == 200, "outgoing INVITE answered %s" % ok.start)
+    # RFC 5658 double record-routing, as the caller's route set reads it (RFC 3261 12.1.2:
+    # the Record-Route in reverse): akagate's access side first, then its core side.
+    route_set = list(reversed([e.strip() for v in ok.all("record-route") for e in v.split(",")]))
+    expect(route_set[:2] == ["<sip:%s:%d;lr>" % (u.pcscf, u.pcscf_ports[1]),
+                             "<sip:127.0.0.1:5070;lr>"],
+           "the caller's route set does not start at akagate's access then core side: %s"
+           % route_set)
+    bye = u.ack_and_bye(None, flow, invite, ok)
+    expect(bye.status == 200, "BYE answered %s" % bye.start)
+    regs = [m for m in scscf_received(ctx.scscf_log) if m.method == "REGISTER"
+            and u.ip in (m.all("via") or [""])[-1]]
+    expect(regs, "no REGISTER of this UE at the S-CSCF")
+    path = regs[-1].get("path")
+    before = len([r for r in u.requests if r.method == "INVITE"])
+    status = run_terminating_call(ctx.daemon_netns, "127.0.0.1:5070", u, path,
+                                  os.path.dirname(ctx.scscf_log), ctx.world.pump)
+    expect(status == 0, "SIPp's terminating call failed (status %d)" % status)
+    invites = [r for r in u.requests if r.method == "INVITE"]
+    expect(len(invites) == before + 1, "the UE got %d INVITEs" % (len(invites) - before))
+    proto, peer = invites[-1].arrived_on
+    expect(proto == "tcp" and peer == (u.pcscf, u.pcscf_ports[0]),
+           "terminating INVITE came over %s from %s, not TCP from port_pc" % (proto, peer))
+    expect(any(r.method == "BYE" for r in u.requests), "the UE never got the BYE")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -659,6 +707,7 @@ SCENARIOS = [
     ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
     # Proxy mode only (run.py --mode proxy).
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
+    ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
 ]
 
 
@@ -670,6 +719,8 @@ def main():
     ap.add_argument("--subscribers", required=True)
     ap.add_argument("--scenario", action="append", default=[])
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
+    ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
     args = ap.parse_args()
 
     n = check_vectors(os.path.join(HERE, "fixtures", "milenage_ts35208.json"))
@@ -686,6 +737,7 @@ def main():
     shim.trace = args.verbose
     shim.start()
     ctx = Context(World(shim, args.verbose), subs, args.control)
+    ctx.daemon_netns, ctx.scscf_log = args.daemon_netns, args.scscf_log
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
     if wanted == ["all"]:

@@ -26,6 +26,50 @@ def md5_hex(s):
     return hashlib.md5(s).hexdigest()
 
 
+def received(trace):
+    """The SIP messages a SIPp `-trace_msg` file says were received, in order."""
+    if not os.path.exists(trace):
+        return []
+    text = open(trace, "rb").read().decode("utf-8", "replace")
+    out = []
+    for block in re.split(r"-{20,}[^\n]*\n", text):
+        m = re.match(r"\s*(UDP|TCP) message received \[\d+\] bytes :\s*\n\n?", block)
+        if not m:
+            continue
+        raw = block[m.end():].rstrip("\n").replace("\r\n", "\n").replace("\n", "\r\n")
+        if not raw.endswith("\r\n\r\n"):
+            raw += "\r\n\r\n" if not raw.endswith("\r\n") else "\r\n"
+        out.append(sip.Message.parse(raw.encode()))
+    return out
+
+
+def run_terminating_call(netns, target, ue, path, work, pump):
+    """SIPp as the S-CSCF delivers a call (fixtures/scscf-mt.xml) to `ue`'s contact with
+    Route `path`, through akagate's core side at `target`; `pump()` runs the UE meanwhile.
+    Returns SIPp's exit status (0: the call went through: 200, ACK, BYE answered)."""
+    csv = os.path.join(work, "scscf-mt.csv")
+    contact = "sip:%s@%s:%d" % (ue.user, sip.host(ue.ip), ue.port_us)
+    path_uri = path.strip().strip("<>").split(";")[0]  # SIPp fields are ';'-separated
+    with open(csv, "w") as f:
+        f.write("SEQUENTIAL\n%s;%s;%s\n" % (contact, path_uri, ue.impu))
+    log = os.path.join(work, "scscf-mt.log")
+    cmd = ["ip", "netns", "exec", netns, "sipp", target, "-sf",
+           os.path.join(HERE, "fixtures", "scscf-mt.xml"), "-inf", csv, "-i", "127.0.0.2",
+           "-p", "5081", "-t", "t1", "-m", "1", "-nostdin", "-timeout", "20s",
+           "-timeout_error", "-trace_err", "-error_file", log + ".err"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    end = time.monotonic() + 25
+    while proc.poll() is None and time.monotonic() < end:
+        pump(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    status = proc.wait()
+    if status != 0:
+        print("".join(open(log, errors="replace").readlines()[-25:]))
+    return status
+
+
 class Scscf:
     def __init__(self, work, netns, ip, port, transport, subscriber, visited):
         self.work, self.netns, self.ip, self.port = work, netns, ip, port
@@ -79,19 +123,7 @@ class Scscf:
 
     def received(self):
         """The SIP messages SIPp received, in order (parsed by sip.py)."""
-        if not os.path.exists(self.trace):
-            return []
-        text = open(self.trace, "rb").read().decode("utf-8", "replace")
-        out = []
-        for block in re.split(r"-{20,}[^\n]*\n", text):
-            m = re.match(r"\s*(UDP|TCP) message received \[\d+\] bytes :\s*\n\n?", block)
-            if not m:
-                continue
-            raw = block[m.end():].rstrip("\n").replace("\r\n", "\n").replace("\n", "\r\n")
-            if not raw.endswith("\r\n\r\n"):
-                raw += "\r\n\r\n" if not raw.endswith("\r\n") else "\r\n"
-            out.append(sip.Message.parse(raw.encode()))
-        return out
+        return received(self.trace)
 
     def check_relayed_registration(self, ue_ip):
         """The three REGISTERs of one UE as relayed by akagate. Returns a list of failures."""

@@ -446,8 +446,9 @@ class Ue:
         return size, ok, self.ack_and_bye(callee, flow, invite, ok)
 
     def ack_and_bye(self, callee, flow, invite, ok):
-        """ACKs the 200 `ok` to `invite` on `flow`, waits for the callee to get it, then ends
-        the dialog with BYE; returns the response to the BYE."""
+        """ACKs the 200 `ok` to `invite` on `flow`, waits for the callee to get it (unless
+        `callee` is None: a party we cannot watch), then ends the dialog with BYE; returns
+        the response to the BYE."""
         # RFC 3261 12.1.2: the dialog's remote target is the Contact, its route set the
         # Record-Route in reverse.
         target = ok.get("contact").strip("<>").split(">")[0]
@@ -463,6 +464,9 @@ class Ue:
             return sip.request(method, target, hh)
 
         self.send(flow, in_dialog("ACK", 1))
+        if callee is None:
+            self.world.pump(0.3)
+            return self.transact(flow, in_dialog("BYE", 2))
         callee_acked = self.world.wait(lambda: any(
             r.method == "ACK" and r.get("call-id") == call_id for r in callee.requests), 5)
         if not callee_acked:

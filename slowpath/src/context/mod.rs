@@ -119,8 +119,8 @@ akagate_proto::counter_values! {
     core_failovers: Counter,
     /// Relayed REGISTERs no core next hop answered (the UE got 408).
     core_timeouts: Counter,
-    /// Requests from the core refused (501): routing core requests to UEs is not built yet.
-    core_requests_refused: Counter,
+    /// Requests from the core for no UE registered here (404, or 481 inside a dialog).
+    core_requests_unroutable: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core

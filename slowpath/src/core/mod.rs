@@ -282,6 +282,9 @@ impl Core {
                 self.shared.stats.retransmissions_absorbed += 1;
                 return self.shared.flush(out);
             }
+            Ok(Incoming::Stray) if self.shared.cfg.upstream.is_some() => {
+                return self.originate_ack_from_ue(msg, sip, out);
+            }
             Ok(Incoming::Stray) => {
                 let (proxy, mut cx) = self.proxy_cx();
                 return proxy.on_stray_request(&mut cx, msg, sip, now, out);
@@ -309,6 +312,8 @@ impl Core {
             self.relay_register(&req, now, out);
         } else if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
+        } else if self.shared.cfg.upstream.is_some() {
+            self.originate_from_ue(&req, now, out);
         } else {
             let (proxy, mut cx) = self.proxy_cx();
             proxy.on_request(&mut cx, &req, now, out);

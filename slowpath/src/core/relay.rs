@@ -24,7 +24,7 @@ use crate::proxy::RegEnd;
 use crate::registrar::{contact_uri, impi_of, mechanisms, verify_matches, Pending, SetKind};
 use crate::secagree::{choose, ChosenMechanism};
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
-use crate::sip::{response_to, HeaderKind, Message, MessageEdit};
+use crate::sip::{HeaderKind, Message, MessageEdit};
 use crate::upstream::{forward_register, registration_facts, take_keys, Integrity, RegisterHop};
 
 /// How the relayed REGISTER reached us.
@@ -65,6 +65,9 @@ pub(crate) struct Relay {
 /// What proxy mode keeps per registration besides the registrar's state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CoreBinding {
+    /// The registered Contact (lower case): a request from the core addressed to it is for
+    /// this UE.
+    pub contact: Option<String>,
     /// Our Path entry's user part: a request from the core carrying it is for this UE.
     pub path_token: String,
     /// The Service-Route the S-CSCF gave (the Route set of the UE's requests).
@@ -81,6 +84,8 @@ pub(crate) struct RelayState {
     by_path: HashMap<String, String>,
     /// IMPI key -> what the core told us.
     bindings: HashMap<String, CoreBinding>,
+    /// Registered Contact (lower case) -> IMPI key.
+    by_contact: HashMap<String, String>,
 }
 
 impl RelayState {
@@ -88,7 +93,24 @@ impl RelayState {
     pub fn forget(&mut self, key: &str) {
         if let Some(b) = self.bindings.remove(key) {
             self.by_path.remove(&b.path_token);
+            if let Some(c) = b.contact {
+                self.by_contact.remove(&c);
+            }
         }
+    }
+
+    /// The registration a request from the core is for: the Path token in its Route
+    /// (initial requests, TS 24.229 5.2.7), else its Request-URI among registered contacts.
+    fn key_for(&self, up: &crate::upstream::Upstream, msg: &Message<'_>) -> Option<String> {
+        msg.list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
+            .find_map(|r| up.path_token(r))
+            .and_then(|t| self.by_path.get(t))
+            .or_else(|| {
+                let uri = msg.request_uri()?.to_ascii_lowercase();
+                self.by_contact.get(&uri)
+            })
+            .cloned()
     }
 }
 
@@ -587,8 +609,15 @@ impl Core {
         if !facts.associated_uris.is_empty() {
             self.registrar.set_impus(key, facts.associated_uris);
         }
+        let contact = relay.contact.as_ref().map(|c| c.to_ascii_lowercase());
         if let Some(b) = self.relay.bindings.get_mut(key) {
             b.service_route = facts.service_route;
+            if let Some(old) = std::mem::replace(&mut b.contact, contact.clone()) {
+                self.relay.by_contact.remove(&old);
+            }
+            if let Some(c) = contact {
+                self.relay.by_contact.insert(c, key.to_string());
+            }
         }
         self.relay_as_is(relay.server, msg, now, out);
         self.on_registered(key, now, out);
@@ -633,25 +662,101 @@ impl Core {
                         request: None,
                     },
                 );
-                let (code, reason) = match msg.method() {
-                    Some("OPTIONS") => (200, "OK"),
-                    _ => {
-                        self.shared.stats.core_requests_refused += 1;
-                        (501, "Not Implemented")
-                    }
+                let req = Req {
+                    msg: &msg,
+                    flow: sip.flow,
+                    via_spi: None,
+                    tx: id,
                 };
-                let tag = self.shared.token(8);
-                if let Ok(b) = response_to(&msg, code, reason, Some(&tag)) {
-                    self.shared.send_response(id, b.build(), now, out);
-                }
+                self.on_core_request(&req, now, out);
             }
             Ok(Incoming::Absorbed(_)) => {
                 self.shared.stats.retransmissions_absorbed += 1;
                 self.shared.flush(out);
             }
-            Ok(Incoming::Stray) => self.shared.stats.stray_responses += 1,
+            Ok(Incoming::Stray) if msg.is_request() => {
+                // An ACK for a 2xx: along the dialog to its UE (RFC 3261 16.11).
+                let key = self.core_key(&msg);
+                if let (Some(key), Some("ACK")) = (key, msg.method()) {
+                    let (proxy, mut cx) = self.proxy_cx();
+                    proxy.terminate_ack(&mut cx, &msg, &key, out);
+                }
+            }
+            Ok(Incoming::Stray) => {
+                let (proxy, mut cx) = self.proxy_cx();
+                proxy.on_stray_response(&mut cx, &msg, out);
+            }
             Err(_) => self.on_malformed_core(&sip.bytes),
         }
+    }
+
+    /// The registration a request from the core is for (Path token, dialog, contact).
+    fn core_key(&self, msg: &Message<'_>) -> Option<String> {
+        let up = self.shared.cfg.upstream.as_ref()?;
+        self.relay
+            .key_for(up, msg)
+            .or_else(|| self.proxy.core_dialog_key(msg).map(str::to_string))
+    }
+
+    /// A new request from the core: to the UE it is for (TS 24.229 5.2.7); OPTIONS to us is
+    /// the core's health check (200); anything for nobody here gets 404 (481 in a dialog).
+    fn on_core_request(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let msg = req.msg;
+        if let Some(key) = self.core_key(msg) {
+            let (proxy, mut cx) = self.proxy_cx();
+            return proxy.terminate(&mut cx, req, &key, now, out);
+        }
+        let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
+        let (code, reason) = match msg.method() {
+            Some("OPTIONS") if !in_dialog => (200, "OK"),
+            _ if in_dialog => (481, "Call/Transaction Does Not Exist"),
+            _ => (404, "Not Found"),
+        };
+        if code != 200 {
+            self.shared.stats.core_requests_unroutable += 1;
+        }
+        self.shared.respond(req, code, reason, &[], now, out);
+    }
+
+    /// A request (not REGISTER) from a UE in proxy mode: through the SAs of a registered UE
+    /// to the core along its Service-Route (TS 24.229 5.2.6); anything else 403.
+    pub(crate) fn originate_from_ue(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let (proxy, cx) = self.proxy_cx();
+        let Some((key, spi)) = proxy.sender_of(&cx, req.via_spi) else {
+            return self.shared.respond(req, 403, "Forbidden", &[], now, out);
+        };
+        let route = self
+            .relay
+            .bindings
+            .get(&key)
+            .map(|b| b.service_route.clone())
+            .unwrap_or_default();
+        let (proxy, mut cx) = self.proxy_cx();
+        cx.note_traffic(&key, spi, out);
+        proxy.originate(&mut cx, req, &key, &route, now, out);
+    }
+
+    /// An ACK for a 2xx from a UE in proxy mode (RFC 3261 16.11).
+    pub(crate) fn originate_ack_from_ue(
+        &mut self,
+        msg: &Message<'_>,
+        sip: &SipIn,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        if msg.method() != Some("ACK") {
+            return;
+        }
+        let (proxy, mut cx) = self.proxy_cx();
+        let Some((key, spi)) = proxy.sender_of(&cx, sip.via_spi) else {
+            return;
+        };
+        cx.note_traffic(&key, spi, out);
+        proxy.originate_ack(&mut cx, msg, &key, out);
     }
 
     fn on_malformed_core(&mut self, raw: &[u8]) {

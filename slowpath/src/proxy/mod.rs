@@ -3,6 +3,7 @@
 //! the server transactions, hop-by-hop CANCEL, in-dialog requests, the reg-event
 //! subscription (RFC 3680), OPTIONS keep-alives and the release of a departing UE's dialogs.
 
+mod core_route;
 mod dialog;
 mod failure;
 mod keepalive;
@@ -42,6 +43,9 @@ pub(crate) struct Proxy {
     forwarded_by_server: HashMap<TxId, TxId>,
     /// Our branch of an INVITE answered 2xx -> the caller's flow, for 2xx retransmissions.
     accepted: HashMap<String, Flow>,
+    /// Proxy mode: Call-ID -> the registration on our access side of a dialog through the
+    /// core (in-dialog requests from the core find their UE by it).
+    core_dialogs: HashMap<String, String>,
 }
 
 impl Proxy {
@@ -64,6 +68,7 @@ impl Proxy {
     pub fn forget_dialogs_of(&mut self, key: &str) {
         self.dialogs
             .retain(|_, d| d.caller != key && d.callee != key);
+        self.core_dialogs.retain(|_, k| k != key);
     }
 
     /// 2xx retransmissions on our branch `branch` are no longer relayed (RFC 3261 16.7).
@@ -149,6 +154,22 @@ impl Forwarded {
             timer_c: None,
             timer_c_fired: false,
             udp_fallback: None,
+        }
+    }
+
+    /// A client transaction forwarding server transaction `server`'s request on `flow`.
+    pub(crate) fn relayed(
+        server: TxId,
+        request: Vec<u8>,
+        flow: Flow,
+        branch: String,
+        invite: bool,
+    ) -> Self {
+        Forwarded {
+            server: Some(server),
+            own: None,
+            invite,
+            ..Forwarded::own(Own::Bye, request, flow, branch)
         }
     }
 }

@@ -43,10 +43,47 @@ struct Target {
     initial: bool,
 }
 
+/// TS 24.229 5.2.6.3: sec-agree is hop-by-hop between UE and P-CSCF; its headers and option
+/// tags do not go on.
+pub(super) fn strip_sec_agree(e: &mut MessageEdit<'_>, msg: &Message<'_>) {
+    e.remove("Security-Verify");
+    e.remove("Security-Client");
+    for kind in [HeaderKind::Require, HeaderKind::ProxyRequire] {
+        let rest: Vec<String> = msg
+            .option_tags(kind)
+            .filter_map(Result::ok)
+            .filter(|t| !t.eq_ignore_ascii_case("sec-agree"))
+            .map(str::to_string)
+            .collect();
+        if let Some(name) = kind.name() {
+            e.set_list(name, &rest);
+        }
+    }
+}
+
+/// TS 24.229 5.2.6.3.3: the identity asserted for registration `key`: its
+/// `P-Preferred-Identity` if that is one of its URIs, else its default one. Whatever the UE
+/// wrote as P-Asserted-Identity is never trusted.
+pub(super) fn assert_identity(e: &mut MessageEdit<'_>, cx: &Cx<'_>, key: &str, msg: &Message<'_>) {
+    let impus = cx.registrar.impus(key).unwrap_or_default();
+    let preferred = msg
+        .header(HeaderKind::PPreferredIdentity)
+        .and_then(uri_of)
+        .map(identity_key);
+    let asserted = preferred
+        .and_then(|p| impus.iter().find(|u| identity_key(u) == p).cloned())
+        .or_else(|| impus.first().cloned());
+    e.remove("P-Preferred-Identity");
+    e.remove("P-Asserted-Identity");
+    if let Some(a) = asserted {
+        e.push("P-Asserted-Identity", format!("<{a}>"));
+    }
+}
+
 impl Proxy {
     /// The registration and SPI of a message that came through an active (or still living
     /// old) set (TS 24.229 5.2.6.1; TS 33.203 6.3: nothing but REGISTER passes unprotected).
-    fn sender_of(&self, cx: &Cx<'_>, via_spi: Option<u32>) -> Option<(String, u32)> {
+    pub(crate) fn sender_of(&self, cx: &Cx<'_>, via_spi: Option<u32>) -> Option<(String, u32)> {
         let spi = via_spi?;
         let (key, kind) = cx.registrar.set_of_spi(spi)?;
         (kind != SetKind::Pending).then(|| (key.to_string(), spi))
@@ -107,20 +144,7 @@ impl Proxy {
     ) -> MessageEdit<'a> {
         let mut e = MessageEdit::new(msg);
         let ours = host(target.set.local);
-        // TS 24.229 5.2.6.3: sec-agree is hop-by-hop between UE and P-CSCF.
-        e.remove("Security-Verify");
-        e.remove("Security-Client");
-        for kind in [HeaderKind::Require, HeaderKind::ProxyRequire] {
-            let rest: Vec<String> = msg
-                .option_tags(kind)
-                .filter_map(Result::ok)
-                .filter(|t| !t.eq_ignore_ascii_case("sec-agree"))
-                .map(str::to_string)
-                .collect();
-            if let Some(name) = kind.name() {
-                e.set_list(name, &rest);
-            }
-        }
+        strip_sec_agree(&mut e, msg);
         // Our own Route entries (Service-Route / Record-Route) are consumed here (16.4).
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
@@ -133,20 +157,7 @@ impl Proxy {
         e.replace("Max-Forwards", max_forwards.to_string());
         if target.initial {
             e.set_request_uri(&target.contact);
-            // TS 24.229 5.2.6.3.3: assert the identity from the registration.
-            let impus = cx.registrar.impus(key).unwrap_or_default().to_vec();
-            let preferred = msg
-                .header(HeaderKind::PPreferredIdentity)
-                .and_then(uri_of)
-                .map(identity_key);
-            let asserted = preferred
-                .and_then(|p| impus.iter().find(|u| identity_key(u) == p).cloned())
-                .or_else(|| impus.first().cloned());
-            e.remove("P-Preferred-Identity");
-            e.remove("P-Asserted-Identity");
-            if let Some(a) = asserted {
-                e.push("P-Asserted-Identity", format!("<{a}>"));
-            }
+            assert_identity(&mut e, cx, key, msg);
             if matches!(msg.method(), Some("INVITE" | "SUBSCRIBE")) {
                 let port_ps = target.set.port_ps;
                 e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr>"));
@@ -276,7 +287,7 @@ impl Proxy {
     /// statelessly before; this P-CSCF forwards every INVITE statefully, so an unmatched
     /// CANCEL names an INVITE that never reached us or whose transaction is over, and there
     /// is no branch it could be forwarded to (the callee never saw that INVITE from us).
-    fn on_cancel(
+    pub(super) fn on_cancel(
         &mut self,
         cx: &mut Cx<'_>,
         req: &Req<'_, '_>,
@@ -402,7 +413,7 @@ impl Proxy {
 
     /// RFC 3261 16.7 / 17.1.1.2: 2xx retransmissions to an INVITE whose client transaction
     /// ended are relayed statelessly; anything else unmatched is dropped.
-    fn on_stray_response(
+    pub(crate) fn on_stray_response(
         &mut self,
         cx: &mut Cx<'_>,
         msg: &Message<'_>,
@@ -460,7 +471,7 @@ impl Proxy {
     }
 
     /// Moves Timer C of client transaction `client` to `at` (or stops it).
-    fn set_timer_c(&mut self, cx: &mut Cx<'_>, client: TxId, at: Option<Instant>) {
+    pub(super) fn set_timer_c(&mut self, cx: &mut Cx<'_>, client: TxId, at: Option<Instant>) {
         let Some(f) = self.forwarded.get_mut(&client) else {
             return;
         };

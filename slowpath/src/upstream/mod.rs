@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use akagate_proto::ipc::{Flow, Transport};
 use ipnet::IpNet;
 
-use crate::sip::{Host, Scheme, Uri};
+use crate::sip::{Host, NameAddr, Scheme, Uri};
 
 /// The largest request sent over UDP towards the core (RFC 3261 18.1.1: 200 bytes under a
 /// 1500-byte path MTU); anything larger goes over TCP.
@@ -38,7 +38,9 @@ pub enum NextHopError {
     #[error("not a sip: URI")]
     NotSip,
     /// A host name: RFC 3263 resolution is not built yet, so an address is needed.
-    #[error("host names are not resolved (RFC 3263 NAPTR/SRV is not supported yet); give an IP address")]
+    #[error(
+        "host names are not resolved (RFC 3263 NAPTR/SRV is not supported yet); give an IP address"
+    )]
     HostName,
     /// `transport=` names something other than udp or tcp.
     #[error("transport must be udp or tcp")]
@@ -111,6 +113,71 @@ impl Upstream {
         })
     }
 
+    /// Where a request of `len` bytes whose next Route entry (or, without one, Request-URI)
+    /// is `next` goes (RFC 3261 16.6 steps 6-7): that URI's address when it is an IP
+    /// literal (port 5060 and the transport by size unless the URI names them), else the
+    /// first next hop, which resolves names for us.
+    pub fn flow_for(&self, next: Option<&str>, len: usize) -> Option<Flow> {
+        // A Route value is a name-addr; a bare Request-URI keeps its own parameters
+        // (`;transport=tcp` would be a header parameter of an addr-spec).
+        let uri = next.and_then(|v| match v.contains('<') {
+            true => NameAddr::parse(v).ok().map(|a| a.uri),
+            false => Uri::parse(v.trim()).ok(),
+        });
+        let literal = uri.and_then(|u| {
+            let ip: IpAddr = match u.host? {
+                Host::Ipv4(a) => a.into(),
+                Host::Ipv6(a) => a.into(),
+                Host::Name(_) => return None,
+            };
+            let transport = u.params.value("transport").and_then(Transport::from_token);
+            Some((SocketAddr::new(ip, u.port.unwrap_or(5060)), transport))
+        });
+        let Some((addr, transport)) = literal else {
+            return self.flow_to(0, len);
+        };
+        let proto = match transport {
+            Some(t) => t,
+            None if len > CORE_UDP_MAX => Transport::Tcp,
+            None => Transport::Udp,
+        };
+        Some(Flow {
+            ue: addr.ip(),
+            ue_port: addr.port(),
+            local: self.local.ip(),
+            local_port: self.local.port(),
+            proto,
+        })
+    }
+
+    /// Whether a Route / Record-Route value names our core side (RFC 3261 16.4).
+    pub fn is_ours(&self, value: &str) -> bool {
+        let uri = match NameAddr::parse(value) {
+            Ok(a) => a.uri,
+            Err(_) => match Uri::parse(value.trim()) {
+                Ok(u) => u,
+                Err(_) => return false,
+            },
+        };
+        let ip: Option<IpAddr> = match uri.host {
+            Some(Host::Ipv4(a)) => Some(a.into()),
+            Some(Host::Ipv6(a)) => Some(a.into()),
+            _ => None,
+        };
+        ip == Some(self.local.ip()) && uri.port.unwrap_or(5060) == self.local.port()
+    }
+
+    /// The user part of a Route value naming our core side (our Path token).
+    pub fn path_token<'v>(&self, value: &'v str) -> Option<&'v str> {
+        if !self.is_ours(value) {
+            return None;
+        }
+        let start = value.find("sip:")? + 4;
+        let rest = value.get(start..)?;
+        let at = rest.find('@')?;
+        rest.get(..at)
+    }
+
     /// Our core-side host:port as it appears in Via and Path.
     pub fn sent_by(&self) -> String {
         match self.local {
@@ -142,6 +209,29 @@ mod tests {
         assert_eq!(u.flow_to(0, 1300).unwrap().proto, Transport::Udp);
         assert_eq!(u.flow_to(0, 1301).unwrap().proto, Transport::Tcp);
         assert!(u.flow_to(1, 10).is_none());
+    }
+
+    #[test]
+    fn routes_by_literal_or_next_hop() {
+        let u = upstream();
+        let f = u
+            .flow_for(Some("<sip:orig@10.0.0.9:6060;lr;transport=tcp>"), 10)
+            .unwrap();
+        assert_eq!(
+            (f.ue, f.ue_port, f.proto),
+            ("10.0.0.9".parse().unwrap(), 6060, Transport::Tcp)
+        );
+        let f = u
+            .flow_for(Some("sip:callee@10.0.0.9:5080;transport=TCP"), 10)
+            .unwrap();
+        assert_eq!((f.ue_port, f.proto), (5080, Transport::Tcp));
+        let f = u.flow_for(Some("<sip:scscf.ims.example;lr>"), 10).unwrap();
+        assert_eq!((f.ue, f.ue_port), ("10.0.0.2".parse().unwrap(), 5060));
+        assert!(u.is_ours("<sip:r12@10.0.0.1:5060;lr>"));
+        assert!(u.is_ours("<sip:10.0.0.1;lr>"));
+        assert!(!u.is_ours("<sip:10.0.0.1:5070;lr>"));
+        assert_eq!(u.path_token("<sip:r12@10.0.0.1:5060;lr>"), Some("r12"));
+        assert_eq!(u.path_token("<sip:r12@10.0.0.2;lr>"), None);
     }
 
     #[test]

@@ -1,0 +1,349 @@
+//! Proxy mode's request routing through the IMS core (TS 24.229 5.2.6 originating, 5.2.7
+//! terminating): a request from a registered UE goes to the core along its Service-Route
+//! with the identity we assert; a request from the core for a UE we registered goes to it
+//! through its SAs, from our protected client port to its protected server port, opening
+//! that connection when it does not exist. Dialog-creating requests get two Record-Route
+//! entries (RFC 5658 double record-routing), one per side, so in-dialog requests from either
+//! party come back through us on the right side. Responses, CANCEL, timer C and 2xx
+//! retransmissions use the same client/server transaction pairs as embedded routing.
+
+use std::time::Instant;
+
+use akagate_proto::ipc::{Transport, WorkerCommand};
+
+use super::route::{assert_identity, strip_sec_agree};
+use super::transport::{choose_transport, host, is_ours, udp_path_max};
+use super::{Forwarded, Proxy};
+use crate::context::{Cx, Req, Shared};
+use crate::sip::{HeaderKind, Message, MessageEdit};
+use crate::upstream::Upstream;
+
+/// Max-Forwards after our hop, or the response refusing the request (RFC 3261 16.3 step 3).
+fn next_max_forwards(msg: &Message<'_>) -> Result<u8, (u16, &'static str)> {
+    match msg.max_forwards() {
+        Ok(None) => Ok(70),
+        Ok(Some(0)) => Err((483, "Too Many Hops")),
+        Ok(Some(n)) => Ok(n - 1),
+        Err(_) => Err((400, "Bad Max-Forwards")),
+    }
+}
+
+/// Whether `msg` creates a dialog we record-route (an initial INVITE or SUBSCRIBE).
+fn creates_dialog(msg: &Message<'_>) -> bool {
+    let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
+    !in_dialog && matches!(msg.method(), Some("INVITE" | "SUBSCRIBE"))
+}
+
+impl Proxy {
+    /// A request (not REGISTER) from registered UE `key`, through its SAs, to the core.
+    /// `service_route` is what the S-CSCF gave at registration.
+    pub(crate) fn originate(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        key: &str,
+        service_route: &[String],
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let msg = req.msg;
+        let Some(up) = cx.shared.cfg.upstream.clone() else {
+            return;
+        };
+        if msg.method() == Some("CANCEL") {
+            return self.on_cancel(cx, req, now, out);
+        }
+        let max_forwards = match next_max_forwards(msg) {
+            Ok(n) => n,
+            Err((code, reason)) => return cx.shared.respond(req, code, reason, &[], now, out),
+        };
+        let Some(active) = cx.registrar.binding(key) else {
+            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
+        };
+        let (access_local, port_ps) = (active.set.local, active.set.port_ps);
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
+        let initial = creates_dialog(msg);
+        let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
+        let mut e = MessageEdit::new(msg);
+        strip_sec_agree(&mut e, msg);
+        let routes: Vec<String> = if in_dialog {
+            // The dialog's route set, our own entries consumed (RFC 3261 16.4).
+            msg.list_values(HeaderKind::Route)
+                .filter_map(Result::ok)
+                .filter(|r| !is_ours(r, &pcscf, access_local) && !up.is_ours(r))
+                .map(str::to_string)
+                .collect()
+        } else {
+            // TS 24.229 5.2.6.3.2: the route is the Service-Route of the registration,
+            // whatever the UE preloaded.
+            service_route.to_vec()
+        };
+        if in_dialog {
+            // Only the P-CSCF asserts identities (TS 24.229 5.2.6.3.3).
+            e.remove("P-Asserted-Identity");
+        } else {
+            assert_identity(&mut e, cx, key, msg);
+        }
+        e.set_list("Route", &routes);
+        e.replace("Max-Forwards", max_forwards.to_string());
+        if initial {
+            // RFC 5658: the core sees our core side on top, the UE our access side.
+            let access = host(access_local);
+            e.push_front("Record-Route", format!("<sip:{access}:{port_ps};lr>"));
+            e.push_front("Record-Route", format!("<sip:{};lr>", up.sent_by()));
+        }
+        let next = routes
+            .first()
+            .map(String::as_str)
+            .or(msg.request_uri().filter(|_| in_dialog));
+        tracing::debug!("originate {:?} from {key} towards {next:?}", msg.method());
+        self.forward_to_core(cx, req, &up, e, next, key, initial, now, out);
+    }
+
+    /// Puts our core-side Via on `e` and sends it to the core as the client transaction
+    /// forwarding `req`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_to_core(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        up: &Upstream,
+        mut e: MessageEdit<'_>,
+        next: Option<&str>,
+        key: &str,
+        initial: bool,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let msg = req.msg;
+        let invite = msg.method() == Some("INVITE");
+        let branch = cx.shared.branch();
+        let Some(flow) = up.flow_for(next, msg.raw().len() + 200) else {
+            return cx
+                .shared
+                .respond(req, 503, "Service Unavailable", &[], now, out);
+        };
+        e.push_front(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                flow.proto.via_token(),
+                up.sent_by()
+            ),
+        );
+        let bytes = e.to_bytes();
+        self.start_forward(cx, req, bytes, flow, branch, invite, now, out);
+        if initial {
+            if let Ok(cid) = msg.call_id() {
+                self.core_dialogs.insert(cid.to_string(), key.to_string());
+            }
+        }
+    }
+
+    /// Starts the client transaction forwarding `req` as `bytes` on `flow` (100 Trying and
+    /// timer C for INVITE).
+    #[allow(clippy::too_many_arguments)]
+    fn start_forward(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        bytes: Vec<u8>,
+        flow: akagate_proto::ipc::Flow,
+        branch: String,
+        invite: bool,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> Option<crate::sip::transaction::TxId> {
+        if invite {
+            // RFC 3261 16.2 / 17.2.1: stop the sender's retransmissions at once.
+            cx.shared.respond(req, 100, "Trying", &[], now, out);
+        }
+        if let Some(info) = cx.shared.txs.get_mut(&req.tx) {
+            info.request = Some(req.msg.raw().to_vec());
+        }
+        let Some(client) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
+            cx.shared
+                .respond(req, 500, "Server Internal Error", &[], now, out);
+            return None;
+        };
+        self.forwarded.insert(
+            client,
+            Forwarded::relayed(req.tx, bytes, flow, branch, invite),
+        );
+        self.forwarded_by_server.insert(req.tx, client);
+        if invite {
+            self.set_timer_c(cx, client, Some(now + cx.shared.cfg.timer_c));
+        }
+        Some(client)
+    }
+
+    /// The registration a request from the core is for, besides its Path token: the
+    /// dialog it belongs to.
+    pub(crate) fn core_dialog_key(&self, msg: &Message<'_>) -> Option<&str> {
+        let cid = msg.call_id().ok()?;
+        self.core_dialogs.get(cid).map(String::as_str)
+    }
+
+    /// A request from the core for registration `key`: to the UE through its SAs
+    /// (TS 24.229 5.2.7), from port_pc to its port_us.
+    pub(crate) fn terminate(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        key: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let msg = req.msg;
+        let Some(up) = cx.shared.cfg.upstream.clone() else {
+            return;
+        };
+        if msg.method() == Some("CANCEL") {
+            return self.on_cancel(cx, req, now, out);
+        }
+        if msg.method() == Some("BYE") {
+            if let Ok(cid) = msg.call_id() {
+                self.core_dialogs.remove(cid);
+            }
+        }
+        let max_forwards = match next_max_forwards(msg) {
+            Ok(n) => n,
+            Err((code, reason)) => return cx.shared.respond(req, code, reason, &[], now, out),
+        };
+        let Some(active) = cx.registrar.binding(key) else {
+            return cx
+                .shared
+                .respond(req, 480, "Temporarily Unavailable", &[], now, out);
+        };
+        let (set, proto) = (active.set.clone(), active.proto);
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
+        let initial = creates_dialog(msg);
+        let mut e = MessageEdit::new(msg);
+        let routes: Vec<String> = msg
+            .list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
+            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, set.local))
+            .map(str::to_string)
+            .collect();
+        e.set_list("Route", &routes);
+        e.replace("Max-Forwards", max_forwards.to_string());
+        let access = host(set.local);
+        if initial {
+            // RFC 5658: the UE sees our access side on top, the core our core side.
+            e.push_front("Record-Route", format!("<sip:{};lr>", up.sent_by()));
+            e.push_front("Record-Route", format!("<sip:{access}:{};lr>", set.port_ps));
+        }
+        let invite = msg.method() == Some("INVITE");
+        let branch = cx.shared.branch();
+        let port_ps = set.port_ps;
+        // TS 24.229: sent-by names our protected server port (TS 33.203 7.1).
+        let (bytes, flow) = choose_transport(&set, proto, |t| {
+            let mut v = e.clone();
+            v.push_front(
+                "Via",
+                format!("SIP/2.0/{t} {access}:{port_ps};branch={branch}"),
+            );
+            v.to_bytes()
+        });
+        let fallback =
+            (proto == Transport::Udp && flow.proto == Transport::Tcp).then(|| udp_path_max(&set));
+        if let Some(client) = self.start_forward(cx, req, bytes, flow, branch, invite, now, out) {
+            if let Some(f) = self.forwarded.get_mut(&client) {
+                f.udp_fallback = fallback;
+            }
+        }
+        if initial {
+            if let Ok(cid) = msg.call_id() {
+                self.core_dialogs.insert(cid.to_string(), key.to_string());
+            }
+        }
+    }
+
+    /// An ACK for a 2xx (no transaction, RFC 3261 16.11) from UE `key` to the core, along
+    /// the dialog's route.
+    pub(crate) fn originate_ack(
+        &mut self,
+        cx: &mut Cx<'_>,
+        msg: &Message<'_>,
+        key: &str,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let Some(up) = cx.shared.cfg.upstream.clone() else {
+            return;
+        };
+        let Some(access_local) = cx.registrar.binding(key).map(|b| b.set.local) else {
+            return;
+        };
+        let Ok(max_forwards) = next_max_forwards(msg) else {
+            return;
+        };
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
+        let routes: Vec<String> = msg
+            .list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
+            .filter(|r| !is_ours(r, &pcscf, access_local) && !up.is_ours(r))
+            .map(str::to_string)
+            .collect();
+        let mut e = MessageEdit::new(msg);
+        strip_sec_agree(&mut e, msg);
+        e.remove("P-Asserted-Identity");
+        e.set_list("Route", &routes);
+        e.replace("Max-Forwards", max_forwards.to_string());
+        let next = routes.first().map(String::as_str).or(msg.request_uri());
+        let Some(flow) = up.flow_for(next, msg.raw().len() + 200) else {
+            return;
+        };
+        let branch = cx.shared.branch();
+        e.push_front(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                flow.proto.via_token(),
+                up.sent_by()
+            ),
+        );
+        Shared::send_direct(out, flow, e.to_bytes(), true);
+    }
+
+    /// An ACK for a 2xx from the core to UE `key` (RFC 3261 16.11).
+    pub(crate) fn terminate_ack(
+        &mut self,
+        cx: &mut Cx<'_>,
+        msg: &Message<'_>,
+        key: &str,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let Some(up) = cx.shared.cfg.upstream.clone() else {
+            return;
+        };
+        let Some(active) = cx.registrar.binding(key) else {
+            return;
+        };
+        let (set, proto) = (active.set.clone(), active.proto);
+        let Ok(max_forwards) = next_max_forwards(msg) else {
+            return;
+        };
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
+        let routes: Vec<String> = msg
+            .list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
+            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, set.local))
+            .map(str::to_string)
+            .collect();
+        let mut e = MessageEdit::new(msg);
+        e.set_list("Route", &routes);
+        e.replace("Max-Forwards", max_forwards.to_string());
+        let access = host(set.local);
+        let branch = cx.shared.branch();
+        let port_ps = set.port_ps;
+        let (bytes, flow) = choose_transport(&set, proto, |t| {
+            let mut v = e.clone();
+            v.push_front(
+                "Via",
+                format!("SIP/2.0/{t} {access}:{port_ps};branch={branch}"),
+            );
+            v.to_bytes()
+        });
+        Shared::send_direct(out, flow, bytes, true);
+    }
+}
