@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
 use akagate_proto::suite::{AuthAlg, EncrAlg};
+use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy, Usim};
 use akagate_slowpath::registrar::SaSetState;
 use akagate_slowpath::upstream::{NextHop, Upstream};
 use base64::Engine;
@@ -117,7 +118,7 @@ fn www_value(nonce: &str) -> String {
     format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=AKAv1-MD5, qop=\"auth\"")
 }
 
-/// The S-CSCF's `WWW-Authenticate` line with `ck` / `ik` (TS 24.229 7.2A.? / TS 33.203 7.1),
+/// The S-CSCF's `WWW-Authenticate` line with `ck` / `ik` (TS 24.229 7.2A.1, TS 33.203 7.1),
 /// placed between the other parameters.
 fn www_with_keys(nonce: &str, ck: &str, ik: &str) -> String {
     format!(
@@ -259,17 +260,44 @@ fn scscf_ok(ue: &Ue, fwd: &str, expires: u64) -> String {
 /// A UE registered through the core: (UE with its Security-Server, active set, hop flow).
 fn registered(t: &mut Testbed, ue: &Ue) -> (Ue, SaSet, Flow) {
     let (ue, set, _) = challenged(t, ue);
-    let out = t.sip(
-        ue.protected_flow(&set),
-        Some(set.spi_ps),
-        &ue.protected_register(&set, NONCE1, &res1(), None),
-    );
-    let (hop, fwd) = sent(&out[0]);
+    let (hop, fwd) = answer_relayed(t, &ue, &set, NONCE1);
     let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
     assert_eq!(out.len(), 1, "{out:?}");
-    assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK\r\n"));
+    answer_to(&out[0], ue.protected_flow(&set), "200 OK");
     assert_eq!(t.core.registered(), 1);
     (ue, set, hop)
+}
+
+/// A proxy-mode core with one UDP next hop, and UE 1 (TCP, protected ports 7000 / 7001).
+fn bed_and_ue() -> (Testbed, Ue) {
+    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
+    let ue = Ue::new(&mut t, 0, 7000);
+    (t, ue)
+}
+
+/// `text` from `ue` through `set`: its port_uc to our port_ps, by the SA at `spi_ps`.
+fn through(t: &mut Testbed, ue: &Ue, set: &SaSet, text: &str) -> Vec<WorkerCommand> {
+    t.sip(ue.protected_flow(set), Some(set.spi_ps), text)
+}
+
+/// The response `c` sends to `flow`, after checking it starts with `status_line`.
+fn answer_to(c: &WorkerCommand, flow: Flow, status_line: &str) -> String {
+    let (f, r) = sent(c);
+    assert_eq!(f, flow, "{r}");
+    assert!(r.starts_with(&format!("SIP/2.0 {status_line}\r\n")), "{r}");
+    r
+}
+
+/// The UE's REGISTER answering `nonce` through `set`, relayed: (hop flow, relayed text).
+fn answer_relayed(t: &mut Testbed, ue: &Ue, set: &SaSet, nonce: &str) -> (Flow, String) {
+    let out = through(
+        t,
+        ue,
+        set,
+        &ue.protected_register(set, nonce, &res1(), None),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    sent(&out[0])
 }
 
 /// Runs the core's timers over `by`, in steps of T1 / 2, collecting what they send.
@@ -301,6 +329,16 @@ fn the_vector_is_test_set_1() {
         base64::engine::general_purpose::STANDARD.encode(&material),
         NONCE1
     );
+    // A set-1 USIM (no SQN window: the test set's SQN is far ahead of a fresh one) accepts
+    // it and derives the RES, CK and IK the S-CSCF's 401 carries.
+    let mut usim = Usim::new(
+        Milenage::new(&hx16(SET1_K), &hx16(SET1_OPC)),
+        SqnArray::new(SqnPolicy::new(5).unwrap()),
+    );
+    let ok = ue_authenticate(&mut usim, NONCE1).expect("USIM accepts AUTN");
+    assert_eq!(hex::encode(ok.res.as_bytes()), RES1);
+    assert_eq!(hex::encode(ok.ck.as_bytes()), CK1);
+    assert_eq!(hex::encode(ok.ik.as_bytes()), IK1);
 }
 
 #[test]
@@ -376,7 +414,7 @@ fn register_is_relayed_challenged_with_core_keys_and_activated_by_the_200() {
     assert_eq!(ue.security_server, server);
     let preg = ue.protected_register(&set, NONCE1, &res1(), None);
     assert_eq!(header(&preg, "Security-Verify"), Some(server.clone()));
-    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    let out = through(&mut t, &ue, &set, &preg);
     assert_eq!(out.len(), 1, "{out:?}");
     let (hop2, fwd2) = sent(&out[0]);
     assert_eq!(hop2, hop);
@@ -468,20 +506,18 @@ fn challenge_without_usable_keys_gets_500_and_installs_nothing() {
 
 #[test]
 fn security_verify_mismatch_gets_403_removes_the_pending_set_and_forwards_nothing() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set, _) = challenged(&mut t, &ue);
     // Bidding down: the UE echoes ealg=null instead of the aes-cbc we chose.
     let sv = ue.security_server.replace("ealg=aes-cbc", "ealg=null");
     let preg = ue.protected_register(&set, NONCE1, &res1(), Some(&sv));
-    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    let out = through(&mut t, &ue, &set, &preg);
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(sends(&out, true).is_empty());
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, ue.protected_flow(&set));
-    assert!(
-        r.starts_with("SIP/2.0 403 Security-Verify mismatch\r\n"),
-        "{r}"
+    answer_to(
+        &out[0],
+        ue.protected_flow(&set),
+        "403 Security-Verify mismatch",
     );
     assert!(is_remove_of(&out[1], &set), "{out:?}");
     assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
@@ -491,8 +527,7 @@ fn security_verify_mismatch_gets_403_removes_the_pending_set_and_forwards_nothin
 
 #[test]
 fn core_side_sip_from_untrusted_addresses_is_dropped() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (hop, fwd) = relay_initial(&mut t, &ue);
     let c401 = scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1));
     // The right answer from the wrong place: nothing happens.
@@ -511,9 +546,7 @@ fn core_side_sip_from_untrusted_addresses_is_dropped() {
     let trusted = core_flow("10.9.1.7:5060", Transport::Udp);
     let out = t.sip(trusted, None, &options.replace("10.8.0.5", "10.9.1.7"));
     assert_eq!(out.len(), 1, "{out:?}");
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, trusted);
-    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    answer_to(&out[0], trusted, "200 OK");
     assert_eq!(t.core.stats().core_untrusted_dropped, 2);
     // And the 401 from the next hop itself still completes the challenge.
     let out = t.sip(hop, None, &c401);
@@ -603,9 +636,7 @@ fn connection_failure_to_a_tcp_next_hop_fails_over_at_once() {
     // The last hop failing too: the UE hears at once, not after timer F.
     let out = t.core.handle(WorkerEvent::ConnectFailed(hop1), t.now);
     assert_eq!(out.len(), 1, "{out:?}");
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, ue.unprotected_flow());
-    assert!(r.starts_with("SIP/2.0 408 Request Timeout\r\n"), "{r}");
+    answer_to(&out[0], ue.unprotected_flow(), "408 Request Timeout");
     assert_eq!(t.core.stats().core_timeouts, 1);
     // A failure of a flow nothing waits on changes nothing.
     assert!(t
@@ -635,17 +666,16 @@ fn protected_register_unanswered_gets_408_and_drops_the_pending_set() {
     let mut t = proxy_bed(&[(HOP0, Some(Transport::Tcp))]);
     let ue = Ue::new(&mut t, 0, 7000);
     let (ue, set, _) = challenged(&mut t, &ue);
-    let out = t.sip(
-        ue.protected_flow(&set),
-        Some(set.spi_ps),
+    let out = through(
+        &mut t,
+        &ue,
+        &set,
         &ue.protected_register(&set, NONCE1, &res1(), None),
     );
     assert_eq!(sends(&out, true).len(), 1, "{out:?}");
     let out = advance(&mut t, TIMER_F + Duration::from_millis(250));
     assert_eq!(out.len(), 2, "{out:?}");
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, ue.protected_flow(&set));
-    assert!(r.starts_with("SIP/2.0 408 Request Timeout\r\n"), "{r}");
+    answer_to(&out[0], ue.protected_flow(&set), "408 Request Timeout");
     assert!(is_remove_of(&out[1], &set), "{out:?}");
     assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
     assert!(t.core.registrations_view(t.now).is_empty());
@@ -654,12 +684,11 @@ fn protected_register_unanswered_gets_408_and_drops_the_pending_set() {
 
 #[test]
 fn deregistration_is_relayed_answered_through_the_sas_then_removes_them() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set, hop) = registered(&mut t, &ue);
     let dereg = ue.dereg(&set);
     assert_eq!(header(&dereg, "Expires").as_deref(), Some("0"));
-    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &dereg);
+    let out = through(&mut t, &ue, &set, &dereg);
     assert_eq!(out.len(), 1, "{out:?}");
     let (f, fwd) = sent(&out[0]);
     assert_eq!(f, hop);
@@ -691,15 +720,9 @@ fn deregistration_is_relayed_answered_through_the_sas_then_removes_them() {
 
 #[test]
 fn core_403_to_the_protected_register_is_relayed_and_drops_the_pending_set() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set, _) = challenged(&mut t, &ue);
-    let out = t.sip(
-        ue.protected_flow(&set),
-        Some(set.spi_ps),
-        &ue.protected_register(&set, NONCE1, &res1(), None),
-    );
-    let (hop, fwd) = sent(&out[0]);
+    let (hop, fwd) = answer_relayed(&mut t, &ue, &set, NONCE1);
     let c403 = scscf_answer(&fwd, "403 Forbidden", "");
     let out = t.sip(hop, None, &c403);
     assert_eq!(out.len(), 2, "{out:?}");
@@ -714,8 +737,7 @@ fn core_403_to_the_protected_register_is_relayed_and_drops_the_pending_set() {
 
 #[test]
 fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set1, _) = challenged(&mut t, &ue);
     // The USIM rejected SQN: it answers through the pending SAs with AUTS (TS 33.203 6.3).
     let resync = with_line(
@@ -723,7 +745,7 @@ fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
             .replace(":5080;branch=", &format!(":{};branch=", ue.port_uc)),
         &format!("Security-Verify: {}", ue.security_server),
     );
-    let out = t.sip(ue.protected_flow(&set1), Some(set1.spi_ps), &resync);
+    let out = through(&mut t, &ue, &set1, &resync);
     assert_eq!(out.len(), 1, "{out:?}");
     let (hop, fwd) = sent(&out[0]);
     assert_relayed(&resync, &fwd);
@@ -768,13 +790,7 @@ fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
 
     // The answer through the new set registers the UE.
     let ue = ue.with_server(&set2);
-    let out = t.sip(
-        ue.protected_flow(&set2),
-        Some(set2.spi_ps),
-        &ue.protected_register(&set2, NONCE2, &res1(), None),
-    );
-    assert_eq!(out.len(), 1, "{out:?}");
-    let (hop, fwd) = sent(&out[0]);
+    let (hop, fwd) = answer_relayed(&mut t, &ue, &set2, NONCE2);
     let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(sent(&out[0]).0, ue.protected_flow(&set2));
@@ -787,16 +803,11 @@ fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
 
 #[test]
 fn register_through_another_ues_sa_is_refused_and_not_relayed() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let a = Ue::new(&mut t, 0, 7000);
+    let (mut t, a) = bed_and_ue();
     let (a, set_a, _) = registered(&mut t, &a);
     // UE B's identity through A's SA (TS 24.229 5.2.6.1: a UE never speaks for another).
     let b = Ue::new(&mut t, 1, 7000).with_server(&set_a);
-    let out = t.sip(
-        a.protected_flow(&set_a),
-        Some(set_a.spi_ps),
-        &b.dereg(&set_a),
-    );
+    let out = through(&mut t, &a, &set_a, &b.dereg(&set_a));
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(sends(&out, true).is_empty());
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "));
@@ -805,8 +816,7 @@ fn register_through_another_ues_sa_is_refused_and_not_relayed() {
 
 #[test]
 fn core_401_retransmissions_are_absorbed_and_no_challenge_leaks_keys() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (hop, fwd) = relay_initial(&mut t, &ue);
     // Two challenges, both with keys: only the first is used, neither's keys reach the UE.
     let c401 = scscf_answer(
@@ -871,8 +881,7 @@ fn ue_retransmissions_over_udp_are_absorbed_not_relayed_twice() {
 
 #[test]
 fn stray_and_malformed_core_responses_are_counted_and_dropped() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (hop, fwd) = relay_initial(&mut t, &ue);
     let branch = our_via_branch(&fwd, Transport::Udp);
     let stray = scscf_answer(&fwd.replace(&branch, "z9hG4bKnotours"), "200 OK", "");
@@ -893,8 +902,7 @@ fn stray_and_malformed_core_responses_are_counted_and_dropped() {
 
 #[test]
 fn ue_headers_meant_for_the_core_are_replaced_not_trusted() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     // An unprotected REGISTER claiming integrity protection, an asserted identity, a route,
     // charging and visited-network values of its own.
     let reg = initial_register(&ue).replace(
@@ -928,14 +936,11 @@ fn ue_headers_meant_for_the_core_are_replaced_not_trusted() {
 
 #[test]
 fn max_forwards_zero_gets_483_and_nothing_reaches_the_core() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let reg = initial_register(&ue).replace("Max-Forwards: 70", "Max-Forwards: 0");
     let out = t.sip(ue.unprotected_flow(), None, &reg);
     assert_eq!(out.len(), 1, "{out:?}");
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, ue.unprotected_flow());
-    assert!(r.starts_with("SIP/2.0 483 Too Many Hops\r\n"), "{r}");
+    answer_to(&out[0], ue.unprotected_flow(), "483 Too Many Hops");
 }
 
 #[test]
@@ -944,16 +949,13 @@ fn no_next_hop_gets_503() {
     let ue = Ue::new(&mut t, 0, 7000);
     let out = t.sip(ue.unprotected_flow(), None, &initial_register(&ue));
     assert_eq!(out.len(), 1, "{out:?}");
-    let (f, r) = sent(&out[0]);
-    assert_eq!(f, ue.unprotected_flow());
-    assert!(r.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{r}");
+    answer_to(&out[0], ue.unprotected_flow(), "503 Service Unavailable");
     assert!(t.core.registrations_view(t.now).is_empty());
 }
 
 #[test]
 fn unanswered_challenge_lapses_with_its_set() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (_, set, _) = challenged(&mut t, &ue);
     // TS 24.229 reg-await-auth: the default challenge timeout is 240 s.
     assert!(advance(&mut t, Duration::from_secs(239)).is_empty());
@@ -966,8 +968,7 @@ fn unanswered_challenge_lapses_with_its_set() {
 
 #[test]
 fn registration_ends_at_the_lifetime_the_core_granted() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (_, set, _) = registered(&mut t, &ue);
     // The UE asked for 600000 s; the core granted 3600 s, and that is what counts.
     assert!(advance(&mut t, Duration::from_secs(GRANTED - 1)).is_empty());
@@ -981,13 +982,12 @@ fn registration_ends_at_the_lifetime_the_core_granted() {
 
 #[test]
 fn reregistration_gets_new_sas_and_keeps_the_old_set() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set1, hop) = registered(&mut t, &ue);
     // A re-registration through the active set with new ports and SPIs (TS 33.203 7.4).
     let ue2 = ue.with_ports(7010);
     let rereg = ue2.refresh(&set1, &ue.security_server);
-    let out = t.sip(ue.protected_flow(&set1), Some(set1.spi_ps), &rereg);
+    let out = through(&mut t, &ue, &set1, &rereg);
     assert_eq!(out.len(), 1, "{out:?}");
     let (_, fwd) = sent(&out[0]);
     assert_relayed(&rereg, &fwd);
@@ -1019,13 +1019,7 @@ fn reregistration_gets_new_sas_and_keeps_the_old_set() {
     assert_eq!(t.core.registered(), 1);
 
     let ue2 = ue2.with_server(&set2);
-    let out = t.sip(
-        ue2.protected_flow(&set2),
-        Some(set2.spi_ps),
-        &ue2.protected_register(&set2, NONCE2, &res1(), None),
-    );
-    assert_eq!(out.len(), 1, "{out:?}");
-    let (_, fwd) = sent(&out[0]);
+    let (_, fwd) = answer_relayed(&mut t, &ue2, &set2, NONCE2);
     let out = t.sip(hop, None, &scscf_ok(&ue2, &fwd, GRANTED));
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(sent(&out[0]).0, ue2.protected_flow(&set2));
@@ -1052,15 +1046,10 @@ fn reregistration_gets_new_sas_and_keeps_the_old_set() {
 
 #[test]
 fn refresh_with_a_wrong_security_verify_is_refused_and_keeps_the_registration() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set, _) = registered(&mut t, &ue);
     let sv = ue.security_server.replace("ealg=aes-cbc", "ealg=null");
-    let out = t.sip(
-        ue.protected_flow(&set),
-        Some(set.spi_ps),
-        &ue.refresh(&set, &sv),
-    );
+    let out = through(&mut t, &ue, &set, &ue.refresh(&set, &sv));
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(sent(&out[0])
         .1
@@ -1075,12 +1064,7 @@ fn ipv6_ue_registers_through_an_ipv4_core_side() {
     let ue = Ue::new(&mut t, 0, 7000).with_ip("2001:db8:1::1", "2001:db8::1");
     let (ue, set, hop) = challenged(&mut t, &ue);
     assert_eq!((set.ue, set.local), (ue.ip, ue.local));
-    let out = t.sip(
-        ue.protected_flow(&set),
-        Some(set.spi_ps),
-        &ue.protected_register(&set, NONCE1, &res1(), None),
-    );
-    let (f, fwd) = sent(&out[0]);
+    let (f, fwd) = answer_relayed(&mut t, &ue, &set, NONCE1);
     assert_eq!(f, hop);
     our_via_branch(&fwd, Transport::Udp);
     assert_eq!(
@@ -1100,13 +1084,12 @@ fn ipv6_ue_registers_through_an_ipv4_core_side() {
             the 200 to the protected REGISTER is relayed (the UE believes it is registered) \
             and then the just-activated SA set is removed (registered() == 0)"]
 fn contact_listed_in_an_equivalent_form_still_registers() {
-    let mut t = proxy_bed(&[(HOP0, Some(Transport::Udp))]);
-    let ue = Ue::new(&mut t, 0, 7000);
+    let (mut t, ue) = bed_and_ue();
     let (ue, set, _) = challenged(&mut t, &ue);
     let preg = ue
         .protected_register(&set, NONCE1, &res1(), None)
         .replace(";transport=tcp>", ";transport=tcp;ob>");
-    let out = t.sip(ue.protected_flow(&set), Some(set.spi_ps), &preg);
+    let out = through(&mut t, &ue, &set, &preg);
     let (hop, fwd) = sent(&out[0]);
     // RFC 3261 19.1.4: URI parameters compare in any order.
     let c200 = scscf_answer(
