@@ -1108,3 +1108,27 @@ fn contact_listed_in_an_equivalent_form_still_registers() {
     assert_eq!(view[0].expires_in, Some(Duration::from_secs(GRANTED)));
     assert!(t.released().is_empty());
 }
+
+#[test]
+#[ignore = "BUG: the Path token binding (RelayState bindings/by_path) made in relay_register is \
+            only forgotten when the registrar drops a registration; a REGISTER the core never \
+            challenges (403/404/5xx, timeout, 401 without keys, 400) leaves it for ever: \
+            unbounded growth from unauthenticated REGISTERs with arbitrary IMPIs, and core \
+            requests to that token are taken as for a known UE (480, not 404/unroutable)"]
+fn refused_registration_leaves_no_path_token_behind() {
+    let (mut t, ue) = bed_and_ue();
+    let (hop, fwd) = relay_initial(&mut t, &ue);
+    let token = path_token(&fwd);
+    let out = t.sip(hop, None, &scscf_answer(&fwd, "403 Forbidden", ""));
+    answer_to(&out[0], ue.unprotected_flow(), "403 Forbidden");
+    assert!(t.core.registrations_view(t.now).is_empty());
+    // A request from the core along that Path finds nobody here (TS 24.229 5.2.7).
+    let message = format!(
+        "MESSAGE {impu} SIP/2.0\r\nVia: SIP/2.0/UDP {HOP0};branch=z9hG4bKmt1\r\nRoute: <sip:{token}@{LOCAL};lr>\r\nMax-Forwards: 68\r\nFrom: <sip:other@{REALM}>;tag=mt\r\nTo: <{impu}>\r\nCall-ID: mt1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        impu = ue.impu()
+    );
+    let out = t.sip(hop, None, &message);
+    assert_eq!(out.len(), 1, "{out:?}");
+    answer_to(&out[0], hop, "404 Not Found");
+    assert_eq!(t.core.stats().core_requests_unroutable, 1);
+}
