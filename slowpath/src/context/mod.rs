@@ -119,6 +119,9 @@ akagate_proto::counter_values! {
     core_failovers: Counter,
     /// Relayed REGISTERs no core next hop answered (the UE got 408).
     core_timeouts: Counter,
+    /// 200 OKs from the core completing a registration without a Service-Route (accepted;
+    /// the UE's requests then go to the first next hop).
+    core_ok_without_service_route: Counter,
     /// Requests from the core for no UE registered here (404, or 481 inside a dialog).
     core_requests_unroutable: Counter,
 }

@@ -227,20 +227,12 @@ impl Core {
         let Some(up) = self.shared.cfg.upstream.clone() else {
             return;
         };
-        let token = match self.relay.bindings.get(&key) {
-            Some(b) => b.path_token.clone(),
-            None => {
-                let t = format!("r{}", self.shared.token(8));
-                self.relay.by_path.insert(t.clone(), key.clone());
-                self.relay.bindings.insert(
-                    key.clone(),
-                    CoreBinding {
-                        path_token: t.clone(),
-                        ..CoreBinding::default()
-                    },
-                );
-                t
-            }
+        // A registration keeps its Path token; a new one is kept only once the REGISTER
+        // leaves, and forgotten if no registration comes of it.
+        let existing = self.relay.bindings.get(&key).map(|b| b.path_token.clone());
+        let token = match &existing {
+            Some(t) => t.clone(),
+            None => format!("r{}", self.shared.token(8)),
         };
         let path = format!("sip:{token}@{};lr", up.sent_by());
         let icid = self.shared.token(16);
@@ -264,6 +256,16 @@ impl Core {
         };
         if let Some(info) = self.shared.txs.get_mut(&req.tx) {
             info.request = Some(msg.raw().to_vec());
+        }
+        if existing.is_none() {
+            self.relay.by_path.insert(token.clone(), key.clone());
+            self.relay.bindings.insert(
+                key.clone(),
+                CoreBinding {
+                    path_token: token,
+                    ..CoreBinding::default()
+                },
+            );
         }
         let relay = Relay {
             server: req.tx,
@@ -330,6 +332,7 @@ impl Core {
         if relay.through == Through::Pending {
             self.drop_pending(&relay.key, out);
         }
+        self.forget_if_gone(&relay.key);
     }
 
     /// Drops `key`'s pending set (after what `out` holds).
@@ -457,6 +460,7 @@ impl Core {
                 if relay.through == Through::Pending {
                     self.drop_pending(&relay.key, out);
                 }
+                self.forget_if_gone(&relay.key);
             }
         }
     }
@@ -585,7 +589,8 @@ impl Core {
             // The core registered a UE it did not challenge: nothing is bound here, and the
             // UE has no SAs to send anything else through.
             tracing::warn!("core accepted an unprotected REGISTER of {}", relay.impi);
-            return self.relay_as_is(relay.server, msg, now, out);
+            self.relay_as_is(relay.server, msg, now, out);
+            return self.forget_if_gone(key);
         }
         if facts.expires == 0 {
             self.relay_as_is(relay.server, msg, now, out);
@@ -606,6 +611,12 @@ impl Core {
                 None
             }
         };
+        if relay.through == Through::Pending && facts.service_route.is_empty() {
+            // TS 24.229 5.4.1.2.2: the S-CSCF returns a Service-Route; without one the UE's
+            // requests go to the first next hop.
+            self.shared.stats.core_ok_without_service_route += 1;
+            tracing::warn!("200 from the core for {} has no Service-Route", relay.impi);
+        }
         if !facts.associated_uris.is_empty() {
             self.registrar.set_impus(key, facts.associated_uris);
         }

@@ -5,10 +5,15 @@
 //! daemon's (`src/daemon/corelink.rs`).
 
 mod edit;
+mod reginfo;
 
 pub use edit::{
     forward_register, registration_facts, take_keys, Integrity, KeyExtractError, RegisterHop,
     RegistrationFacts,
+};
+
+pub use reginfo::{
+    parse_reginfo, verdict_for, ContactState, ContactVerdict, ReginfoError, RegistrationState,
 };
 
 use std::net::{IpAddr, SocketAddr};
