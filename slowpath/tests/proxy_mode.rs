@@ -259,13 +259,155 @@ fn scscf_ok(ue: &Ue, fwd: &str, expires: u64) -> String {
 
 /// A UE registered through the core: (UE with its Security-Server, active set, hop flow).
 fn registered(t: &mut Testbed, ue: &Ue) -> (Ue, SaSet, Flow) {
+    let (ue, set, hop, _) = registered_with_sub(t, ue);
+    (ue, set, hop)
+}
+
+/// As [`registered`], with the reg-event SUBSCRIBE the P-CSCF sent (and the core accepted).
+fn registered_with_sub(t: &mut Testbed, ue: &Ue) -> (Ue, SaSet, Flow, String) {
     let (ue, set, _) = challenged(t, ue);
     let (hop, fwd) = answer_relayed(t, &ue, &set, NONCE1);
     let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
-    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out.len(), 2, "{out:?}");
     answer_to(&out[0], ue.protected_flow(&set), "200 OK");
+    assert_reg_subscribe(&out[1], &ue, hop);
+    // The S-CSCF accepts the subscription: nothing more goes out.
+    let sub = sent(&out[1]).1;
+    let ok = scscf_answer(&sub, "200 OK", "Expires: 600000\r\n");
+    assert!(t.sip(hop, None, &ok).is_empty());
     assert_eq!(t.core.registered(), 1);
-    (ue, set, hop)
+    (ue, set, hop, sub)
+}
+
+/// The S-CSCF's reg-event NOTIFY in the subscription `sub` (RFC 3680) saying `ue`'s contact
+/// is `state` with `attrs` (`event="..."`, `expires="..."`).
+fn reg_notify(sub: &str, ue: &Ue, state: &str, attrs: &str, sub_state: &str) -> String {
+    let body = format!(
+        "<?xml version=\"1.0\"?>\n<reginfo xmlns=\"urn:ietf:params:xml:ns:reginfo\" version=\"1\" state=\"full\">\n<registration aor=\"{impu}\" id=\"r1\" state=\"{reg}\">\n<contact id=\"c1\" state=\"{state}\" {attrs}><uri>sip:{imsi}@{host}:{port};transport=tcp</uri></contact>\n</registration>\n</reginfo>\n",
+        impu = ue.impu(),
+        reg = if state == "active" { "active" } else { "terminated" },
+        imsi = ue.imsi,
+        host = ue.host(),
+        port = ue.port_us,
+    );
+    format!(
+        "NOTIFY {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {HOP0};branch=z9hG4bKnotify{n}\r\nMax-Forwards: 69\r\nFrom: {to};tag=scscf1\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: {n} NOTIFY\r\nEvent: reg\r\nSubscription-State: {sub_state}\r\nContent-Type: application/reginfo+xml\r\nContent-Length: {len}\r\n\r\n{body}",
+        contact = header(sub, "Contact").unwrap().trim_matches(['<', '>']),
+        to = header(sub, "To").unwrap(),
+        from = header(sub, "From").unwrap(),
+        cid = header(sub, "Call-ID").unwrap(),
+        n = state.len() + attrs.len(),
+        len = body.len(),
+    )
+}
+
+#[test]
+fn network_deregistration_by_reg_event_removes_the_registration_and_its_sas() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, set, hop, sub) = registered_with_sub(&mut t, &ue);
+    // First the full state: still active, nothing changes.
+    let notify = reg_notify(
+        &sub,
+        &ue,
+        "active",
+        "event=\"registered\" expires=\"3600\"",
+        "active;expires=600000",
+    );
+    let out = t.sip(hop, None, &notify);
+    assert_eq!(out.len(), 1, "{out:?}");
+    answer_to(&out[0], hop, "200 OK");
+    assert_eq!(t.core.registered(), 1);
+    // TS 24.229 5.2.5.1: the network deactivates the contact: registration and SAs go.
+    let notify = reg_notify(
+        &sub,
+        &ue,
+        "terminated",
+        "event=\"deactivated\"",
+        "terminated;reason=noresource",
+    );
+    let out = t.sip(hop, None, &notify);
+    answer_to(&out[0], hop, "200 OK");
+    assert!(out.iter().any(|c| is_remove_of(c, &set)), "{out:?}");
+    assert_eq!(t.core.registered(), 0);
+    assert!(t.core.registrations_view(t.now).is_empty());
+    assert_eq!(t.core.stats().core_deregistrations, 1);
+    // The subscription is over: another NOTIFY in it (a new transaction) finds nobody.
+    let again = reg_notify(
+        &sub,
+        &ue,
+        "terminated",
+        "event=\"expired\"",
+        "terminated;reason=noresource",
+    );
+    let out = t.sip(hop, None, &again);
+    answer_to(&out[0], hop, "481 Call/Transaction Does Not Exist");
+}
+
+#[test]
+fn shortened_registration_by_reg_event_expires_early() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, set, hop, sub) = registered_with_sub(&mut t, &ue);
+    let notify = reg_notify(
+        &sub,
+        &ue,
+        "active",
+        "event=\"shortened\" expires=\"60\"",
+        "active;expires=600000",
+    );
+    let out = t.sip(hop, None, &notify);
+    answer_to(&out[0], hop, "200 OK");
+    assert_eq!(
+        t.core.registrations_view(t.now)[0].expires_in,
+        Some(Duration::from_secs(60))
+    );
+    assert!(advance(&mut t, Duration::from_secs(59)).is_empty());
+    let out = advance(&mut t, Duration::from_secs(2));
+    assert!(out.iter().any(|c| is_remove_of(c, &set)), "{out:?}");
+    assert_eq!(t.core.registered(), 0);
+}
+
+#[test]
+fn reg_event_notify_with_a_bad_body_gets_400_and_changes_nothing() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, _set, hop, sub) = registered_with_sub(&mut t, &ue);
+    let notify = reg_notify(&sub, &ue, "terminated", "event=\"deactivated\"", "active")
+        .replace("<reginfo", "<!DOCTYPE x [<!ENTITY a \"b\">]><reginfo");
+    let notify = {
+        let (head, body) = notify.split_once("\r\n\r\n").unwrap();
+        let head = head
+            .lines()
+            .map(|l| {
+                if l.starts_with("Content-Length") {
+                    format!("Content-Length: {}", body.len())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        format!("{head}\r\n\r\n{body}")
+    };
+    let out = t.sip(hop, None, &notify);
+    assert_eq!(out.len(), 1, "{out:?}");
+    answer_to(&out[0], hop, "400 Bad reginfo");
+    assert_eq!(t.core.registered(), 1);
+}
+
+/// The P-CSCF's reg-event SUBSCRIBE after a UE's first 200 (TS 24.229 5.2.3): to the UE's
+/// default public identity, from and asserting the P-CSCF, towards the first next hop.
+fn assert_reg_subscribe(cmd: &WorkerCommand, ue: &Ue, hop: Flow) {
+    let (f, sub) = sent(cmd);
+    assert_eq!(f, hop);
+    assert!(
+        sub.starts_with(&format!("SUBSCRIBE {} SIP/2.0\r\n", ue.impu())),
+        "{sub}"
+    );
+    assert_eq!(header(&sub, "Event").as_deref(), Some("reg"));
+    assert_eq!(header(&sub, "Expires").as_deref(), Some("600000"));
+    assert_eq!(header(&sub, "To"), Some(format!("<{}>", ue.impu())));
+    let ours = format!("<sip:{}:{}>", hop.local, hop.local_port);
+    assert_eq!(header(&sub, "P-Asserted-Identity"), Some(ours.clone()));
+    assert_eq!(header(&sub, "Contact"), Some(ours));
 }
 
 /// A proxy-mode core with one UDP next hop, and UE 1 (TCP, protected ports 7000 / 7001).
@@ -433,7 +575,8 @@ fn register_is_relayed_challenged_with_core_keys_and_activated_by_the_200() {
     // through the SA; the set is active with the core's lifetime and identities.
     let c200 = scscf_ok(&ue, &fwd2, GRANTED);
     let out = t.sip(hop, None, &c200);
-    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_reg_subscribe(&out[1], &ue, hop);
     let (f, r200) = sent(&out[0]);
     assert_eq!(f, ue.protected_flow(&set));
     assert_eq!(r200, without_top_via(&c200));
@@ -792,8 +935,9 @@ fn auts_through_the_pending_set_gets_a_new_challenge_and_one_pending_set() {
     let ue = ue.with_server(&set2);
     let (hop, fwd) = answer_relayed(&mut t, &ue, &set2, NONCE2);
     let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
-    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(sent(&out[0]).0, ue.protected_flow(&set2));
+    assert_reg_subscribe(&out[1], &ue, hop);
     assert_eq!(t.core.registered(), 1);
     let view = t.core.registrations_view(t.now);
     assert_eq!(view[0].sets.len(), 1);
@@ -1072,8 +1216,9 @@ fn ipv6_ue_registers_through_an_ipv4_core_side() {
         "SIP/2.0/TCP [2001:db8:1::1]:7000;branch=z9hG4bKreg2"
     );
     let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
-    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(sent(&out[0]).0, ue.protected_flow(&set));
+    assert_reg_subscribe(&out[1], &ue, hop);
     assert_eq!(t.core.registered(), 1);
 }
 

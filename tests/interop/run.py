@@ -39,7 +39,7 @@ PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
 # Proxy mode: akagate's core side and SIPp's S-CSCF on the daemon namespace's loopback.
 CORE_LOCAL, SCSCF_IP, SCSCF_PORT = "127.0.0.1:5070", "127.0.0.2", 5080
 VISITED = "visited.mnc001.mcc001.3gppnetwork.org"
-PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp"]
+PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp", "proxy-network-deregister"]
 
 
 

@@ -679,6 +679,71 @@ def sc_proxy_calls_tcp(ctx):
     ctx.done(u)
 
 
+def send_in_netns(netns, peer, msg):
+    """Sends `msg` over a new TCP connection from the namespace `netns` to `peer` and returns
+    the first response (None without one within 5 s)."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        setns("/var/run/netns/" + netns)
+        s = socket.create_connection(peer, timeout=5)
+    finally:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+    with s:
+        s.sendall(msg.to_bytes())
+        framer = sip.Framer()
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            data = s.recv(65535)
+            if not data:
+                return None
+            for m in framer.feed(data):
+                if not m.is_request():
+                    return m
+    return None
+
+
+def sc_proxy_network_deregister(ctx):
+    """Proxy mode: akagate subscribes to the UE's reg event at the S-CSCF after its first
+    200 (TS 24.229 5.2.3); the S-CSCF (SIPp) then deactivates the UE's contact in a NOTIFY,
+    and akagate removes the registration and its SAs at once (5.2.5.1)."""
+    u = ctx.ue("proxied", 0, transport="tcp")
+    u.register()
+    check_registered(ctx, u)
+    expect(ctx.world.wait(lambda: any(
+        m.method == "SUBSCRIBE" for m in scscf_received(ctx.scscf_log)), 2),
+        "akagate never subscribed to the reg event")
+    s = [m for m in scscf_received(ctx.scscf_log) if m.method == "SUBSCRIBE"][-1]
+    expect(s.start.split()[1] == u.impu, "SUBSCRIBE is for %s, not the UE's IMPU" % s.start)
+    expect(s.get("event") == "reg", "SUBSCRIBE Event %r" % s.get("event"))
+    expect(s.get("p-asserted-identity") == "<sip:127.0.0.1:5070>",
+           "SUBSCRIBE asserts %r, not the P-CSCF" % s.get("p-asserted-identity"))
+    before = ctx.control("stats")["sip"].get("core_deregistrations", 0)
+    # The NOTIFY goes in akagate's subscription dialog, whose Call-ID SIPp's UAC cannot take
+    # from an injection file (it matches responses by its own Call-ID), so the harness
+    # writes it on a kernel TCP socket in the daemon's namespace.
+    body = ('<?xml version="1.0"?>\n<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" '
+            'version="1" state="full">\n<registration aor="%s" id="a1" state="terminated">\n'
+            '<contact id="c1" state="terminated" event="deactivated"><uri>sip:%s@%s:%d</uri>'
+            '</contact>\n</registration>\n</reginfo>\n'
+            % (u.impu, u.user, sip.host(u.ip), u.port_us)).encode()
+    notify = sip.request("NOTIFY", s.get("contact").strip("<>"), [
+        ("Via", "SIP/2.0/TCP 127.0.0.2:5083;branch=z9hG4bK%s" % sip.token()),
+        ("Max-Forwards", "70"), ("From", "<%s>;tag=regsubd" % u.impu),
+        ("To", s.get("from")), ("Call-ID", s.get("call-id")), ("CSeq", "2 NOTIFY"),
+        ("Event", "reg"), ("Subscription-State", "terminated;reason=noresource"),
+        ("Content-Type", "application/reginfo+xml")], body)
+    answer = send_in_netns(ctx.daemon_netns, ("127.0.0.1", 5070), notify)
+    expect(answer is not None and answer.status == 200,
+           "the NOTIFY was answered %s" % (answer and answer.start))
+    check_deregistered(ctx, u)
+    after = ctx.control("stats")["sip"].get("core_deregistrations", 0)
+    expect(after == before + 1, "core_deregistrations %d -> %d" % (before, after))
+    ctx.world.shim.clear(u.ip)
+    ctx.done(u)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -708,6 +773,7 @@ SCENARIOS = [
     # Proxy mode only (run.py --mode proxy).
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
+    ("proxy-network-deregister", sc_proxy_network_deregister, False),
 ]
 
 

@@ -122,6 +122,12 @@ akagate_proto::counter_values! {
     /// 200 OKs from the core completing a registration without a Service-Route (accepted;
     /// the UE's requests then go to the first next hop).
     core_ok_without_service_route: Counter,
+    /// reg-event SUBSCRIBEs to the core that failed (non-2xx or timeout; the registration
+    /// stays, without network-initiated events).
+    core_reg_subscribe_failures: Counter,
+    /// Registrations the network ended by a reg-event NOTIFY (network-initiated
+    /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
+    core_deregistrations: Counter,
     /// Requests from the core for no UE registered here (404, or 481 inside a dialog).
     core_requests_unroutable: Counter,
 }

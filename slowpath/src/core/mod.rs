@@ -6,6 +6,7 @@
 
 mod decoy;
 mod register;
+mod regsub;
 mod relay;
 mod saset;
 
@@ -42,6 +43,8 @@ pub struct Core {
     pub(crate) decoy_key: DecoyKey,
     /// Proxy mode: REGISTERs relayed to the IMS core and what the core granted.
     pub(crate) relay: RelayState,
+    /// Proxy mode: our reg-event subscriptions at the S-CSCF.
+    pub(crate) reg_subs: regsub::RegSubs,
 }
 
 impl core::fmt::Debug for Core {
@@ -70,6 +73,7 @@ impl Core {
             registrar: Registrar::default(),
             proxy: Proxy::default(),
             relay: RelayState::default(),
+            reg_subs: regsub::RegSubs::default(),
         }
     }
 
@@ -346,6 +350,10 @@ impl Core {
         while let Some((id, ev)) = self.shared.txl.poll_event() {
             if self.is_relay(id) {
                 self.on_relay_event(id, ev, now, out);
+                continue;
+            }
+            if self.reg_subs.owns(id) {
+                self.on_reg_sub_event(id, ev);
                 continue;
             }
             let (proxy, mut cx) = self.proxy_cx();

@@ -564,6 +564,7 @@ impl Core {
         self.rearm(key);
         self.proxy.forget_dialogs_of(key);
         self.relay.forget(key);
+        self.reg_subs.forget(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end

@@ -632,6 +632,9 @@ impl Core {
         }
         self.relay_as_is(relay.server, msg, now, out);
         self.on_registered(key, now, out);
+        if relay.through == Through::Pending {
+            self.subscribe_reg_event(key, now, out);
+        }
         if let Some(old) = superseded {
             self.shared.remove_set(&old, out);
         }
@@ -713,6 +716,15 @@ impl Core {
     /// the core's health check (200); anything for nobody here gets 404 (481 in a dialog).
     fn on_core_request(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<WorkerCommand>) {
         let msg = req.msg;
+        let sub_key = msg
+            .call_id()
+            .ok()
+            .filter(|_| super::regsub::is_reg_notify(msg))
+            .and_then(|c| self.reg_subs.key_of(c))
+            .map(str::to_string);
+        if let Some(key) = sub_key {
+            return self.on_reg_notify(req, &key, now, out);
+        }
         if let Some(key) = self.core_key(msg) {
             let (proxy, mut cx) = self.proxy_cx();
             return proxy.terminate(&mut cx, req, &key, now, out);

@@ -8,8 +8,8 @@ mod edit;
 mod reginfo;
 
 pub use edit::{
-    forward_register, registration_facts, take_keys, Integrity, KeyExtractError, RegisterHop,
-    RegistrationFacts,
+    forward_register, registration_facts, same_uri, take_keys, Integrity, KeyExtractError,
+    RegisterHop, RegistrationFacts,
 };
 
 pub use reginfo::{
