@@ -38,6 +38,8 @@ pub(crate) struct Held {
     queue: VecDeque<HeldCommand>,
     /// Server transactions whose every send waits for a ticket (their response is a 401).
     awaiting: HashMap<TxId, PersistTicket>,
+    /// Every record up to this ticket was reported durable.
+    durable: Option<PersistTicket>,
 }
 
 impl Held {
@@ -60,8 +62,15 @@ impl Held {
         self.awaiting.get(&tx).copied()
     }
 
+    /// Whether every record up to `ticket` was reported durable (a challenge reusing its
+    /// vector may then leave at once).
+    pub fn is_durable(&self, ticket: PersistTicket) -> bool {
+        self.durable.is_some_and(|d| d >= ticket)
+    }
+
     /// Everything up to `ticket` is durable: the commands waiting for it, in order.
     pub fn release(&mut self, ticket: PersistTicket) -> Vec<WorkerCommand> {
+        self.durable = self.durable.max(Some(ticket));
         self.awaiting.retain(|_, t| *t > ticket);
         self.take(ticket).into_iter().map(|h| h.action).collect()
     }
