@@ -103,6 +103,11 @@ impl Testbed {
 
     /// A test bed whose core configuration `tweak` adjusts (e.g. keep-alives on).
     pub fn with_config(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
+        Testbed::with_rng(tweak, Box::new(FixedRng))
+    }
+
+    /// [`Testbed::with_config`] with the random source `rng` instead of the fixed one.
+    pub fn with_rng(tweak: impl FnOnce(&mut CoreConfig), rng: Box<dyn RngCore + Send>) -> Self {
         let hss = Hss::from_records(&[
             rec("001010000000001", REALM, "+15550001"),
             rec("001010000000002", REALM, "+15550002"),
@@ -121,7 +126,7 @@ impl Testbed {
             ..CoreConfig::default()
         };
         tweak(&mut cfg);
-        let core = Core::new(cfg, hss, spis.clone(), Box::new(FixedRng));
+        let core = Core::new(cfg, hss, spis.clone(), rng);
         Testbed {
             core,
             spis,
