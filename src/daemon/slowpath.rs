@@ -308,6 +308,10 @@ impl Slowpath {
         c.core.store(&self.core.stats());
         let syncs = self.journal.as_ref().map_or(0, SqnJournal::syncs);
         c.sqn_commits.store(syncs, Ordering::Relaxed);
+        let checkpoints = self.journal.as_ref().map_or(0, SqnJournal::checkpoints);
+        c.sqn_checkpoints.store(checkpoints, Ordering::Relaxed);
+        let bytes = self.journal.as_ref().map_or(0, SqnJournal::journal_bytes);
+        c.sqn_journal_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Levels that need a walk or a count of the core's state (every `GAUGE_PERIOD`).

@@ -491,7 +491,8 @@ impl Core {
 
     /// The vector for a challenge of `key`, when it was made and the SQN record its 401
     /// waits for: the newest unanswered one of an unauthenticated REGISTER while fresh (see
-    /// `challenge`), else a new one from the source (`None`: answered 500).
+    /// `challenge`) and not withheld by a failed write, else a new one from the source
+    /// (`None`: answered 500).
     #[allow(clippy::type_complexity)]
     fn vector_for(
         &mut self,
@@ -506,7 +507,8 @@ impl Core {
         let reusable = (!fresh && req.via_spi.is_none())
             .then(|| self.registrar.newest_pending(key))
             .flatten()
-            .filter(|p| now < p.issued + timeout);
+            .filter(|p| now < p.issued + timeout)
+            .filter(|p| !p.ticket.is_some_and(|t| self.shared.held.is_withheld(t)));
         if let Some(p) = reusable {
             self.shared.stats.vectors_reused += 1;
             return Some((p.vector.clone(), p.issued, p.ticket));
