@@ -312,7 +312,7 @@ const DEFAULT_REGISTRATION: Registration = Registration {
 /// about twice the re-registration rate of a million UEs, and a journal of about 16k SQNs.
 pub const DEFAULT_LIMITS: Limits = Limits {
     register_rate_per_source: 20,
-    register_rate_total: 5_000,
+    register_rate_total: 10_000,
     max_pending_per_source: 64,
     max_pending_total: 65_536,
     max_pending_per_impi: 4,
@@ -1595,5 +1595,31 @@ ipv4 = ["10.0.0.1"]
             vec![Transport::Udp, Transport::Tcp]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
+        assert_eq!(c.limits, DEFAULT_LIMITS);
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let src = format!(
+            "{DEFAULT_CONFIG}\n[limits]\nregister-rate-per-source = 3\nmax-pending-per-impi = 2\n\
+             sqn-journal-max-bytes = 65536\n"
+        );
+        let l = parse(&src).unwrap().limits;
+        assert_eq!(
+            (l.register_rate_per_source, l.max_pending_per_impi),
+            (3, 2)
+        );
+        assert_eq!(l.sqn_journal_max_bytes, 65536);
+        assert_eq!(l.register_rate_total, DEFAULT_LIMITS.register_rate_total);
+        let bad = format!("{DEFAULT_CONFIG}\n[limits]\nmax-pending-per-impi = 0\nretry-after = -1\n");
+        let errors = parse(&bad).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "limits.max-pending-per-impi: 0 is not a positive count (1..=64)",
+                "limits.retry-after: -1 is not a positive count (1..=3600)"
+            ]
+        );
     }
 }

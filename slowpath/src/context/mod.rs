@@ -80,7 +80,7 @@ impl Default for CoreConfig {
             max_pending_per_source: 64,
             max_pending_total: 65_536,
             register_rate_per_source: 20,
-            register_rate_total: 5_000,
+            register_rate_total: 10_000,
             retry_after: 5,
         }
     }
