@@ -1605,13 +1605,11 @@ ipv4 = ["10.0.0.1"]
              sqn-journal-max-bytes = 65536\n"
         );
         let l = parse(&src).unwrap().limits;
-        assert_eq!(
-            (l.register_rate_per_source, l.max_pending_per_impi),
-            (3, 2)
-        );
+        assert_eq!((l.register_rate_per_source, l.max_pending_per_impi), (3, 2));
         assert_eq!(l.sqn_journal_max_bytes, 65536);
         assert_eq!(l.register_rate_total, DEFAULT_LIMITS.register_rate_total);
-        let bad = format!("{DEFAULT_CONFIG}\n[limits]\nmax-pending-per-impi = 0\nretry-after = -1\n");
+        let bad =
+            format!("{DEFAULT_CONFIG}\n[limits]\nmax-pending-per-impi = 0\nretry-after = -1\n");
         let errors = parse(&bad).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(

@@ -189,7 +189,11 @@ fn a_repeated_register_reuses_the_unanswered_vector_and_its_durability() {
     let (_, record) = challenge_held(&mut t, &ue, 1);
     // From another address (a stranger naming the IMPI), before the record is durable.
     let stranger = ue.with_ip("10.66.0.1", "10.0.0.1");
-    let out = t.sip(stranger.unprotected_flow(), None, &register_text(&stranger, 2));
+    let out = t.sip(
+        stranger.unprotected_flow(),
+        None,
+        &register_text(&stranger, 2),
+    );
     assert!(
         matches!(out.as_slice(), [WorkerCommand::InstallSaSet(_)]),
         "the 401 waits for the first record: {out:?}"

@@ -30,7 +30,12 @@ fn calls_and_reregistrations_succeed_during_a_flood_of_unauthenticated_registers
     let mut answers = std::collections::BTreeMap::<String, u32>::new();
     for n in 0..FLOOD {
         t.now += Duration::from_secs(1) / FLOOD_RATE;
-        let ip = IpAddr::from([10, rng.gen_range(2..=250), rng.gen(), rng.gen_range(1..=254)]);
+        let ip = IpAddr::from([
+            10,
+            rng.gen_range(2..=250),
+            rng.gen(),
+            rng.gen_range(1..=254),
+        ]);
         let mut who = Ue::new(&mut t, 0, 5080).with_ip(&ip.to_string(), "10.0.0.1");
         who.imsi = match rng.gen_range(0..8) {
             0 => a.imsi.clone(),
@@ -86,7 +91,10 @@ fn calls_and_reregistrations_succeed_during_a_flood_of_unauthenticated_registers
     let challenged = answers.get("SIP/2.0 401 ").copied().unwrap_or(0);
     let shed = answers.get("SIP/2.0 503 ").copied().unwrap_or(0);
     assert_eq!(challenged + shed, FLOOD, "{answers:?}");
-    assert!((2 * per_second - 2..=2 * per_second).contains(&challenged), "{challenged}");
+    assert!(
+        (2 * per_second - 2..=2 * per_second).contains(&challenged),
+        "{challenged}"
+    );
     assert_eq!(stats.register_rate_limited_total, u64::from(shed));
     // The registered UEs' IMPIs were named 5k times: each holds at most the per-IMPI bound of
     // challenges and spent one SQN per reuse window.
@@ -94,7 +102,11 @@ fn calls_and_reregistrations_succeed_during_a_flood_of_unauthenticated_registers
     for (ue, set) in [(&a, &sa), (&b, &sb)] {
         let r = view.iter().find(|r| r.impi == ue.impi()).unwrap();
         assert_eq!(r.ue, Some(ue.ip));
-        let pending = r.sets.iter().filter(|s| s.state.name() == "pending").count();
+        let pending = r
+            .sets
+            .iter()
+            .filter(|s| s.state.name() == "pending")
+            .count();
         assert!(pending <= defaults.max_pending_per_impi, "{pending}");
         assert!(r.sets.iter().any(|s| s.set.spi_ps == set.spi_ps));
     }
@@ -102,7 +114,14 @@ fn calls_and_reregistrations_succeed_during_a_flood_of_unauthenticated_registers
 }
 
 /// A call from `a` to `b` through their SAs: the INVITE reaches `b`, its 200 reaches `a`.
-fn call(t: &mut Testbed, a: &Ue, sa: &akagate_proto::ipc::SaSet, b: &Ue, sb: &akagate_proto::ipc::SaSet, n: u32) {
+fn call(
+    t: &mut Testbed,
+    a: &Ue,
+    sa: &akagate_proto::ipc::SaSet,
+    b: &Ue,
+    sb: &akagate_proto::ipc::SaSet,
+    n: u32,
+) {
     let invite = invite_text(a, &b.impu(), &format!("z9hG4bKcall{n}"), 70, &sdp(a));
     let out = t.sip(a.protected_flow(sa), Some(sa.spi_ps), &invite);
     let to_b = client_flow(b, sb, Transport::Tcp);
@@ -125,7 +144,12 @@ fn call(t: &mut Testbed, a: &Ue, sa: &akagate_proto::ipc::SaSet, b: &Ue, sb: &ak
 }
 
 /// `ue` re-registers through its SAs with new ports (TS 33.203 7.4); returns it and its new set.
-fn reregister(t: &mut Testbed, ue: &Ue, set: &akagate_proto::ipc::SaSet, n: u32) -> (Ue, akagate_proto::ipc::SaSet) {
+fn reregister(
+    t: &mut Testbed,
+    ue: &Ue,
+    set: &akagate_proto::ipc::SaSet,
+    n: u32,
+) -> (Ue, akagate_proto::ipc::SaSet) {
     let next = ue.with_ports(ue.port_uc + 2);
     let req = next
         .refresh(set, &ue.security_server)

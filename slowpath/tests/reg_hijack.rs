@@ -25,7 +25,11 @@ fn register_n(ue: &Ue, n: u32) -> String {
 /// The 401's nonce among `out`.
 fn nonce_in(out: &[WorkerCommand]) -> String {
     let i = sends_starting(out, "SIP/2.0 401 ")[0];
-    param(&header(&sent(&out[i]).1, "WWW-Authenticate").unwrap(), "nonce").unwrap()
+    param(
+        &header(&sent(&out[i]).1, "WWW-Authenticate").unwrap(),
+        "nonce",
+    )
+    .unwrap()
 }
 
 /// Pending sets of every registration, as the operator sees them.
@@ -51,7 +55,9 @@ fn a_stranger_registering_the_victims_impi_between_its_401_and_its_answer_change
     let out = t.sip(bad.unprotected_flow(), None, &register_n(&bad, 1));
     assert!(sends_starting(&out, "SIP/2.0 401 ").len() == 1, "{out:?}");
     assert!(
-        !out.iter().any(|c| matches!(c, WorkerCommand::RemoveSaSet { spi_pc, .. } if *spi_pc == set.spi_pc)),
+        !out.iter().any(
+            |c| matches!(c, WorkerCommand::RemoveSaSet { spi_pc, .. } if *spi_pc == set.spi_pc)
+        ),
         "the victim's pending set stays: {out:?}"
     );
     // It learns the victim's nonce (the vector is reused) and "answers" it outside the SAs,
@@ -66,7 +72,8 @@ fn a_stranger_registering_the_victims_impi_between_its_401_and_its_answer_change
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
     // Only the attacker's own challenge ends.
     assert!(
-        out.iter().all(|c| !matches!(c, WorkerCommand::RemoveSaSet { ue, .. } if *ue != bad.ip)),
+        out.iter()
+            .all(|c| !matches!(c, WorkerCommand::RemoveSaSet { ue, .. } if *ue != bad.ip)),
         "{out:?}"
     );
     // A second stranger is challenged too.
@@ -101,7 +108,11 @@ fn a_registered_victims_binding_and_address_are_never_touched_by_a_stranger() {
     let victim = victim.with_server(&set);
     for n in 1..=3 {
         let bad = attacker(&victim, n);
-        let out = t.sip(bad.unprotected_flow(), None, &register_n(&bad, u32::from(n)));
+        let out = t.sip(
+            bad.unprotected_flow(),
+            None,
+            &register_n(&bad, u32::from(n)),
+        );
         assert_eq!(sends_starting(&out, "SIP/2.0 401 ").len(), 1, "{out:?}");
         assert!(
             !out.iter()
@@ -111,7 +122,11 @@ fn a_registered_victims_binding_and_address_are_never_touched_by_a_stranger() {
     }
     let view = t.core.registrations_view(t.now);
     let reg = view.iter().find(|r| r.impi == victim.impi()).unwrap();
-    assert_eq!(reg.ue, Some(victim.ip), "the address shown stays the victim's");
+    assert_eq!(
+        reg.ue,
+        Some(victim.ip),
+        "the address shown stays the victim's"
+    );
     assert!(reg.contact.is_some_and(|c| c.contains("10.0.1.1")));
     drop(view);
     // Its requests through its SAs still work (an OPTIONS to the P-CSCF is answered).

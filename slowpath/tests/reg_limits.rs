@@ -161,7 +161,11 @@ fn an_unknown_impi_gets_one_nonce_per_window_as_a_real_one_does() {
                 let text = ue.initial_register();
                 let out = t.sip(ue.unprotected_flow(), None, &text);
                 let i = sends_starting(&out, "SIP/2.0 401 ")[0];
-                param(&header(&sent(&out[i]).1, "WWW-Authenticate").unwrap(), "nonce").unwrap()
+                param(
+                    &header(&sent(&out[i]).1, "WWW-Authenticate").unwrap(),
+                    "nonce",
+                )
+                .unwrap()
             })
             .collect()
     };

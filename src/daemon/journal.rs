@@ -379,7 +379,11 @@ mod tests {
         let (_, recovered) = SqnJournal::open(&p).unwrap();
         let expected = hss.sqn_state().collect::<Vec<_>>();
         for impi in [&a, &b] {
-            let want = expected.iter().find(|(k, _)| *k == impi.as_str()).unwrap().1;
+            let want = expected
+                .iter()
+                .find(|(k, _)| *k == impi.as_str())
+                .unwrap()
+                .1;
             assert_eq!(recovered.get(impi.as_str()), Some(&want), "{impi}");
         }
         assert!(recovered.values().any(|&v| v == largest));

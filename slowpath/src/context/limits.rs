@@ -39,8 +39,17 @@ pub(crate) struct Admission {
 impl Admission {
     /// Counts one REGISTER from `source` at `now` against `per_source` and `total` per
     /// second. The newest work is what is shed: a refused request counts for nothing.
-    pub fn admit(&mut self, source: IpAddr, now: Instant, per_source: u32, total: u32) -> RateVerdict {
-        if self.window.is_none_or(|w| now.saturating_duration_since(w) >= WINDOW) {
+    pub fn admit(
+        &mut self,
+        source: IpAddr,
+        now: Instant,
+        per_source: u32,
+        total: u32,
+    ) -> RateVerdict {
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= WINDOW)
+        {
             self.window = Some(now);
             self.total = 0;
             self.by_source.clear();
@@ -105,7 +114,11 @@ impl DecoyLedger {
             if self.live.get(&(source, id)) == Some(&deadline) {
                 self.forget(source, id);
             }
-            if self.vectors.get(&id).is_some_and(|(_, until)| *until <= now) {
+            if self
+                .vectors
+                .get(&id)
+                .is_some_and(|(_, until)| *until <= now)
+            {
                 self.vectors.remove(&id);
             }
         }

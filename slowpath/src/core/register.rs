@@ -443,7 +443,7 @@ impl Core {
             .map(|c| c.security_server(spi_pc, spi_ps, port_pc, port_ps));
         let nonce = AkaNonce {
             rand: vector.rand,
-            autn: vector.autn.clone(),
+            autn: vector.autn,
             server_data: Vec::new(),
         }
         .encode();
@@ -480,9 +480,9 @@ impl Core {
             bound_flow: chosen.is_none().then_some(req.flow),
         };
         let max = self.shared.cfg.max_pending_per_impi;
-        let Displaced { replaced, evicted } =
-            self.registrar
-                .challenged(key, &ids.impi, &ids.impus, pending, max);
+        let Displaced { replaced, evicted } = self
+            .registrar
+            .challenged(key, &ids.impi, &ids.impus, pending, max);
         self.shared.stats.challenges_evicted += evicted.len() as u64;
         let mut after = Vec::new();
         self.remove_sets(replaced.into_iter().chain(evicted), &mut after);

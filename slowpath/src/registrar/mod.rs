@@ -320,8 +320,7 @@ impl Registrar {
         match done {
             Completed::NothingPending => None,
             Completed::Bound(superseded, others) => {
-                let mut sets: Vec<SaSet> =
-                    superseded.into_iter().map(|s| self.detach(s)).collect();
+                let mut sets: Vec<SaSet> = superseded.into_iter().map(|s| self.detach(s)).collect();
                 sets.extend(others.into_iter().map(|p| self.forget(p)));
                 Some(sets)
             }
@@ -634,7 +633,9 @@ mod tests {
         }
         assert_eq!(r.set_of_spi(2000), Some((KEY, SetKind::Old)));
         // Completing with nothing pending changes nothing.
-        assert!(r.complete(KEY, 3000, "x".into(), Transport::Tcp, t).is_none());
+        assert!(r
+            .complete(KEY, 3000, "x".into(), Transport::Tcp, t)
+            .is_none());
         assert_eq!(r.set_of_spi(3000), Some((KEY, SetKind::Active)));
     }
 
