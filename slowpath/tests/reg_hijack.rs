@@ -83,12 +83,7 @@ fn a_stranger_registering_the_victims_impi_between_its_401_and_its_answer_change
     assert_eq!(pending_sets(&t), 2);
 
     // The victim's protected REGISTER still succeeds.
-    let res = set1_usim_res(&nonce);
-    let out = t.sip(
-        victim.protected_flow(&set),
-        Some(set.spi_ps),
-        &victim.protected_register(&set, &nonce, &res, None),
-    );
+    let out = victim.answer_challenge(&mut t, &set, &nonce);
     let (_, ok) = sent(&out[0]);
     assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
     // The second stranger's challenge ended with the registration: its set is removed.
@@ -160,13 +155,7 @@ fn a_flood_from_one_address_holds_one_challenge_and_spends_one_sqn() {
     // it never saw); the attacker's challenge ends with it.
     let (set, nonce) = victim.initial(&mut t);
     assert!(nonces.contains(&nonce));
-    let victim = victim.with_server(&set);
-    let res = set1_usim_res(&nonce);
-    let out = t.sip(
-        victim.protected_flow(&set),
-        Some(set.spi_ps),
-        &victim.protected_register(&set, &nonce, &res, None),
-    );
+    let out = victim.answer_challenge(&mut t, &set, &nonce);
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 200 OK"), "{out:?}");
     assert!(matches!(out[1], WorkerCommand::RemoveSaSet { ue, .. } if ue == bad.ip));
     assert_eq!(pending_sets(&t), 0);

@@ -139,13 +139,7 @@ fn beyond_the_per_impi_bound_the_oldest_challenge_goes() {
     }
     assert_eq!(t.core.stats().challenges_evicted, 1);
     // The victim's challenge was the oldest: its answer through the removed set is refused.
-    let victim = victim.with_server(&set);
-    let res = set1_usim_res(&nonce);
-    let out = t.sip(
-        victim.protected_flow(&set),
-        Some(set.spi_ps),
-        &victim.protected_register(&set, &nonce, &res, None),
-    );
+    let out = victim.answer_challenge(&mut t, &set, &nonce);
     assert!(answer(&out).0.starts_with("SIP/2.0 403 "), "{out:?}");
 }
 

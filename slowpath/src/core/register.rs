@@ -13,7 +13,7 @@ use crate::aka::{
     decode_auts, derive_suite, AkaNonce, AuthVector, DigestChallenge, DigestCredentials,
     DigestParseError, ALGORITHM_AKAV1_MD5,
 };
-use crate::context::RateVerdict;
+use crate::context::{CoreStats, RateVerdict};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
@@ -165,16 +165,28 @@ impl Core {
     ) -> bool {
         let cfg = &self.shared.cfg;
         let (per_source, total) = (cfg.register_rate_per_source, cfg.register_rate_total);
-        let stats = &mut self.shared.stats;
-        match self
-            .shared
-            .admission
-            .admit(req.flow.ue, now, per_source, total)
-        {
-            RateVerdict::Admit => return true,
-            RateVerdict::SourceOver => stats.register_rate_limited_source += 1,
-            RateVerdict::TotalOver => stats.register_rate_limited_total += 1,
-        }
+        let count: fn(&mut CoreStats) =
+            match self
+                .shared
+                .admission
+                .admit(req.flow.ue, now, per_source, total)
+            {
+                RateVerdict::Admit => return true,
+                RateVerdict::SourceOver => |s| s.register_rate_limited_source += 1,
+                RateVerdict::TotalOver => |s| s.register_rate_limited_total += 1,
+            };
+        self.shed_counted(count, req, now, out)
+    }
+
+    /// Counts a shed request (`count`), answers it 503 ([`Core::shed`]) and returns false.
+    fn shed_counted(
+        &mut self,
+        count: fn(&mut CoreStats),
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        count(&mut self.shared.stats);
         self.shed(req, now, out);
         false
     }
@@ -199,15 +211,14 @@ impl Core {
         let from = registrar.pending_from(source) + decoys.from(source);
         let total = registrar.pending_total() + decoys.len();
         let cfg = &self.shared.cfg;
-        if from >= cfg.max_pending_per_source {
-            self.shared.stats.challenges_shed_source += 1;
+        let count: fn(&mut CoreStats) = if from >= cfg.max_pending_per_source {
+            |s| s.challenges_shed_source += 1
         } else if total >= cfg.max_pending_total {
-            self.shared.stats.challenges_shed_total += 1;
+            |s| s.challenges_shed_total += 1
         } else {
             return true;
-        }
-        self.shed(req, now, out);
-        false
+        };
+        self.shed_counted(count, req, now, out)
     }
 
     /// A REGISTER in its server transaction.

@@ -526,16 +526,27 @@ impl Ue {
         (set, nonce)
     }
 
+    /// The protected REGISTER answering `nonce` through `set` (its 401's), as a set-1 USIM
+    /// computes it; returns what the core sent.
+    pub fn answer_challenge(
+        &self,
+        t: &mut Testbed,
+        set: &SaSet,
+        nonce: &str,
+    ) -> Vec<WorkerCommand> {
+        let me = self.with_server(set);
+        let res = set1_usim_res(nonce);
+        t.sip(
+            me.protected_flow(set),
+            Some(set.spi_ps),
+            &me.protected_register(set, nonce, &res, None),
+        )
+    }
+
     /// Full registration -> (active set, 200 OK text). `self` keeps its Security-Server via the return.
     pub fn register(&self, t: &mut Testbed) -> (SaSet, String) {
         let (set, nonce) = self.initial(t);
-        let me = self.with_server(&set);
-        let res = set1_usim_res(&nonce);
-        let out = t.sip(
-            me.protected_flow(&set),
-            Some(set.spi_ps),
-            &me.protected_register(&set, &nonce, &res, None),
-        );
+        let out = self.answer_challenge(t, &set, &nonce);
         assert_eq!(out.len(), 1, "{out:?}");
         (set, sent(&out[0]).1)
     }
