@@ -122,11 +122,21 @@ fn outstanding_challenges_per_address_count_real_and_unknown_impis_alike() {
 #[test]
 fn outstanding_challenges_in_total_are_bounded() {
     let mut t = Testbed::with_config(|c: &mut CoreConfig| c.max_pending_total = 2);
+    let ue = ue_at(&mut t, 2, 9);
+    let (set, _) = ue.register(&mut t);
+    let ue = ue.with_server(&set);
     assert!(is_401(&reg(&mut t, 0, 1, 1)));
     assert!(is_401(&reg(&mut t, 5, 2, 2)));
     assert!(is_503(&reg(&mut t, 1, 3, 3)));
     assert!(is_503(&reg(&mut t, 6, 4, 4)));
     assert_eq!(t.core.stats().challenges_shed_total, 2);
+    // A registered UE re-registering through its SAs is never shed.
+    let out = t.sip(
+        ue.protected_flow(&set),
+        Some(set.spi_ps),
+        &ue.refresh(&set, &ue.security_server),
+    );
+    assert!(is_401(&answer(&out)), "{out:?}");
 }
 
 #[test]

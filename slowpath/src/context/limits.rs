@@ -82,9 +82,14 @@ pub(crate) struct DecoyLedger {
     queue: VecDeque<(Instant, IpAddr, u64)>,
     /// Outstanding pairs per source address.
     by_source: HashMap<IpAddr, usize>,
-    /// RAND of each unknown IMPI's current decoy vector and when it was made.
+    /// RAND of each unknown IMPI's current decoy vector and until when it is reused.
     vectors: HashMap<u64, ([u8; 16], Instant)>,
+    /// `vectors` is swept of lapsed entries when it grows to this size (amortised O(1)).
+    sweep_at: usize,
 }
+
+/// The smallest size at which `vectors` is swept.
+const SWEEP_MIN: usize = 1024;
 
 impl Default for DecoyLedger {
     fn default() -> Self {
@@ -94,6 +99,7 @@ impl Default for DecoyLedger {
             queue: VecDeque::new(),
             by_source: HashMap::new(),
             vectors: HashMap::new(),
+            sweep_at: SWEEP_MIN,
         }
     }
 }
@@ -139,12 +145,15 @@ impl DecoyLedger {
         self.live.len()
     }
 
-    /// A decoy challenge for `id` went to `source`, outstanding until `deadline`.
+    /// A decoy challenge for `id` went to `source`, outstanding until `deadline`. One that
+    /// is outstanding already keeps its first deadline, so the queue holds each pair once
+    /// and never more entries than the bounds on outstanding challenges allow.
     pub fn note(&mut self, source: IpAddr, id: u64, deadline: Instant) {
-        if self.live.insert((source, id), deadline).is_none() {
+        if let Entry::Vacant(e) = self.live.entry((source, id)) {
+            e.insert(deadline);
             *self.by_source.entry(source).or_default() += 1;
+            self.queue.push_back((deadline, source, id));
         }
-        self.queue.push_back((deadline, source, id));
     }
 
     /// The decoy challenge for `id` to `source` ended (its answer was refused).
@@ -163,13 +172,17 @@ impl DecoyLedger {
     /// The RAND of `id`'s decoy vector: the current one while it is reusable (until
     /// `reuse_until` of its making), else `fresh` from now on.
     pub fn rand(&mut self, id: u64, fresh: [u8; 16], now: Instant, reuse: Duration) -> [u8; 16] {
-        match self.vectors.get(&id) {
-            Some((rand, until)) if *until > now => *rand,
-            _ => {
-                self.vectors.insert(id, (fresh, now + reuse));
-                fresh
+        if let Some((rand, until)) = self.vectors.get(&id) {
+            if *until > now {
+                return *rand;
             }
         }
+        if self.vectors.len() >= self.sweep_at {
+            self.vectors.retain(|_, (_, until)| *until > now);
+            self.sweep_at = (2 * self.vectors.len()).max(SWEEP_MIN);
+        }
+        self.vectors.insert(id, (fresh, now + reuse));
+        fresh
     }
 }
 
@@ -203,15 +216,14 @@ mod tests {
         l.note(ip(1), x, t + WINDOW);
         l.note(ip(1), x, t + 2 * WINDOW);
         l.note(ip(1), y, t + 2 * WINDOW);
-        assert_eq!((l.from(ip(1)), l.len()), (2, 2));
-        // The first note of x lapses, but x was noted again later: still outstanding.
+        assert_eq!((l.from(ip(1)), l.len(), l.queue.len()), (2, 2, 2));
+        // x keeps its first deadline.
         l.prune(t + WINDOW);
-        assert!(l.holds(ip(1), x));
+        assert!(!l.holds(ip(1), x));
         l.forget(ip(1), y);
-        assert_eq!(l.from(ip(1)), 1);
-        l.prune(t + 2 * WINDOW);
         assert_eq!((l.from(ip(1)), l.len()), (0, 0));
-        assert!(l.queue.is_empty());
+        l.prune(t + 2 * WINDOW);
+        assert!(l.queue.is_empty() && l.by_source.is_empty());
     }
 
     #[test]

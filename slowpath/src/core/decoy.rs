@@ -103,6 +103,28 @@ impl Core {
         if !self.room_for_challenge(req, held, now, out) {
             return;
         }
+        let server = match chosen {
+            None => None,
+            Some(c) => {
+                let (pc, ps) = (self.shared.spis.allocate(), self.shared.spis.allocate());
+                for spi in [&pc, &ps].into_iter().flatten() {
+                    let _ = self.shared.spis.release(*spi);
+                }
+                let (Ok(spi_pc), Ok(spi_ps)) = (pc, ps) else {
+                    return self.shed(req, now, out);
+                };
+                let p = &self.shared.cfg.profile;
+                let server = c.security_server(
+                    spi_pc,
+                    spi_ps,
+                    p.protected_client_port,
+                    p.protected_server_port,
+                );
+                Some(server.render())
+            }
+        };
+        // The vector's RAND last, once nothing can fail: a decoy vector is made only for a
+        // decoy challenge that leaves.
         let mut fresh = [0u8; 16];
         self.shared.rng.fill_bytes(&mut fresh);
         let timeout = self.shared.cfg.challenge_timeout;
@@ -114,23 +136,7 @@ impl Core {
                 .respond(req, 500, "Server Internal Error", &[], now, out);
         };
         let mut extra = vec![("WWW-Authenticate", www)];
-        if let Some(c) = chosen {
-            let (pc, ps) = (self.shared.spis.allocate(), self.shared.spis.allocate());
-            for spi in [&pc, &ps].into_iter().flatten() {
-                let _ = self.shared.spis.release(*spi);
-            }
-            let (Ok(spi_pc), Ok(spi_ps)) = (pc, ps) else {
-                return self.shed(req, now, out);
-            };
-            let p = &self.shared.cfg.profile;
-            let server = c.security_server(
-                spi_pc,
-                spi_ps,
-                p.protected_client_port,
-                p.protected_server_port,
-            );
-            extra.push(("Security-Server", server.render()));
-        }
+        extra.extend(server.map(|s| ("Security-Server", s)));
         self.shared.decoys.note(source, id, now + timeout);
         self.shared.stats.decoy_challenges += 1;
         tracing::debug!("REGISTER for an unknown IMPI: decoy challenge");

@@ -191,18 +191,19 @@ impl Core {
         false
     }
 
-    /// Whether one more challenge may go to the request's source: none is needed if one for
-    /// this IMPI (`held`) is outstanding there already (it is replaced); else the source's
-    /// and the total count of outstanding challenges, real and decoy alike, must be below
-    /// their bounds. Over a bound the REGISTER is answered 503 and false is returned.
+    /// Whether one more challenge may go to the request's source: always if `exempt` (one
+    /// for this IMPI is outstanding there already and is replaced, or the request came
+    /// through the registered SAs); else the source's and the total count of outstanding
+    /// challenges, real and decoy alike, must be below their bounds. Over a bound the
+    /// REGISTER is answered 503 and false is returned.
     pub(crate) fn room_for_challenge(
         &mut self,
         req: &Req<'_, '_>,
-        held: bool,
+        exempt: bool,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) -> bool {
-        if held {
+        if exempt {
             return true;
         }
         let source = req.flow.ue;
@@ -397,8 +398,10 @@ impl Core {
         let Some(chosen) = self.choose_offer(req, now, out) else {
             return;
         };
-        let held = self.registrar.has_pending_for(key, req.flow.ue);
-        if !self.room_for_challenge(req, held, now, out) {
+        // Through the registered SAs the UE has shown it can answer: never shed (its
+        // challenge still counts towards the totals).
+        let exempt = req.via_spi.is_some() || self.registrar.has_pending_for(key, req.flow.ue);
+        if !self.room_for_challenge(req, exempt, now, out) {
             return;
         }
         let Some((vector, issued, ticket)) = self.vector_for(req, key, ids, fresh, now, out) else {
