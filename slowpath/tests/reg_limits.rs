@@ -94,7 +94,7 @@ fn the_total_rate_sheds_every_address_alike() {
     assert!(is_401(&reg(&mut t, 1, 2, 2)));
     assert!(is_503(&reg(&mut t, 2, 3, 3)));
     assert!(is_503(&reg(&mut t, 6, 4, 4)));
-    assert_eq!(t.core.stats().register_rate_limited_total, 2);
+    assert_eq!(t.core.stats().register_rate_limited_all, 2);
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn outstanding_challenges_in_total_are_bounded() {
     assert!(is_401(&reg(&mut t, 5, 2, 2)));
     assert!(is_503(&reg(&mut t, 1, 3, 3)));
     assert!(is_503(&reg(&mut t, 6, 4, 4)));
-    assert_eq!(t.core.stats().challenges_shed_total, 2);
+    assert_eq!(t.core.stats().challenges_shed_all, 2);
     // A registered UE re-registering through its SAs is never shed.
     let out = t.sip(
         ue.protected_flow(&set),

@@ -142,12 +142,12 @@ akagate_proto::counter_values! {
     register_rate_limited_source: Counter,
     /// Unauthenticated REGISTERs answered 503 because more than `register-rate-total` came
     /// in a second.
-    register_rate_limited_total: Counter,
+    register_rate_limited_all: Counter,
     /// REGISTERs answered 503 because their source address holds `max-pending-per-source`
     /// challenges.
     challenges_shed_source: Counter,
     /// REGISTERs answered 503 because `max-pending-total` challenges are outstanding.
-    challenges_shed_total: Counter,
+    challenges_shed_all: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core

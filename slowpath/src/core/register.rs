@@ -173,7 +173,7 @@ impl Core {
             {
                 RateVerdict::Admit => return true,
                 RateVerdict::SourceOver => |s| s.register_rate_limited_source += 1,
-                RateVerdict::TotalOver => |s| s.register_rate_limited_total += 1,
+                RateVerdict::TotalOver => |s| s.register_rate_limited_all += 1,
             };
         self.shed_counted(count, req, now, out)
     }
@@ -215,7 +215,7 @@ impl Core {
         let count: fn(&mut CoreStats) = if from >= cfg.max_pending_per_source {
             |s| s.challenges_shed_source += 1
         } else if total >= cfg.max_pending_total {
-            |s| s.challenges_shed_total += 1
+            |s| s.challenges_shed_all += 1
         } else {
             return true;
         };
