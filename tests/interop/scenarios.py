@@ -742,6 +742,46 @@ def sc_proxy_network_deregister(ctx):
     expect(after == before + 1, "core_deregistrations %d -> %d" % (before, after))
     ctx.world.shim.clear(u.ip)
     ctx.done(u)
+def unprotected_register(u):
+    """`u`'s unprotected REGISTER with an empty Authorization (step 1); its final answer."""
+    u.new_sec_params()
+    authz = ('Digest username="%s", realm="%s", nonce="", uri="sip:%s", response=""'
+             % (u.impi, u.domain, u.domain))
+    unprot = u.connect(0, 5060, u.transport)
+    r = u.transact(unprot, u.register_request(unprot, 600, authz))
+    u.flows.remove(unprot)
+    unprot.sock.close()
+    return r
+
+
+def sc_challenge_hijack(ctx):
+    """Issue 14: a stranger sends REGISTERs naming the victim's IMPI from another address,
+    between the victim's 401 and its protected REGISTER and once it is registered. The
+    victim's challenge stays (its protected REGISTER gets 200), the stranger learns the same
+    nonce (the unanswered vector is reused, no SQN spent), and the daemon keeps showing the
+    victim's address for its registration."""
+    victim = ctx.ue("victor", 2)
+    stranger = ctx.ue("mallory", 2)
+    victim.open_server_ports()
+    r = unprotected_register(victim)
+    expect(r.status == 401, "victim's REGISTER answered %s" % r.start)
+    before = ctx.control("stats")["sip"].get("vectors_reused", 0)
+    r2 = unprotected_register(stranger)
+    expect(r2.status == 401, "stranger's REGISTER answered %s" % r2.start)
+    nonce = lambda m: sip.challenge(m.get("www-authenticate"))[0]["nonce"]
+    expect(nonce(r2) == nonce(r), "the stranger got another vector: an SQN spent")
+    after = ctx.control("stats")["sip"].get("vectors_reused", 0)
+    expect(after == before + 1, "vectors_reused %d -> %d" % (before, after))
+    victim.answer_challenge(r, 600)
+    check_registered(ctx, victim)
+    r3 = unprotected_register(stranger)
+    expect(r3.status == 401, "stranger's second REGISTER answered %s" % r3.start)
+    check_registered(ctx, victim)
+    reg = ctx.registration(victim)
+    expect(reg is not None, "the registration no longer shows the victim's address")
+    victim.deregister()
+    check_deregistered(ctx, victim)
+    ctx.done(victim, stranger)
 
 
 SCENARIOS = [
@@ -774,6 +814,7 @@ SCENARIOS = [
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
     ("proxy-network-deregister", sc_proxy_network_deregister, False),
+    ("challenge-hijack", sc_challenge_hijack, True),
 ]
 
 

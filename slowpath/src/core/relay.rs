@@ -10,6 +10,7 @@
 //! (`Upstream::is_core_flow`); the daemon carries them over kernel sockets.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{Flow, SipIn, WorkerCommand};
@@ -17,7 +18,7 @@ use rand::RngCore;
 use zeroize::Zeroize;
 
 use super::saset::{new_sa_set, NoSet};
-use crate::aka::{AkaNonce, DigestCredentials, DigestParams, Res};
+use crate::aka::{AkaNonce, AuthVector, Autn, DigestCredentials, DigestParams, Res};
 use crate::context::{peer_of, Req, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
@@ -49,6 +50,8 @@ pub(crate) struct Relay {
     impi: String,
     /// The flow the UE's REGISTER arrived on.
     flow: Flow,
+    /// The inbound SA it came through (the pending set it answers, or the active one).
+    via_spi: Option<u32>,
     through: Through,
     /// The mechanism of the REGISTER's Security-Client, if it had one we accept.
     chosen: Option<ChosenMechanism>,
@@ -161,7 +164,16 @@ impl Core {
         };
         let (chosen, flow_bound) = match through {
             Through::Unprotected => {
+                // The same bounds on unauthenticated work as in embedded mode (issue 14):
+                // a flood must not reach the core either.
+                if !self.admit_unauthenticated(req, now, out) {
+                    return;
+                }
                 if self.missing_sec_agree(req, now, out) {
+                    return;
+                }
+                let exempt = self.registrar.has_pending_for(&key, req.flow.ue);
+                if !self.room_for_challenge(req, exempt, now, out) {
                     return;
                 }
                 match self.choose_offer(req, now, out) {
@@ -170,7 +182,8 @@ impl Core {
                 }
             }
             Through::Pending => {
-                let Some(p) = self.registrar.pending(&key) else {
+                let spi = req.via_spi.unwrap_or_default();
+                let Some(p) = self.registrar.pending_of_spi(&key, spi) else {
                     return self.shared.respond(req, 403, "Forbidden", &[], now, out);
                 };
                 let flow_bound = p.bound_flow.is_some();
@@ -180,7 +193,7 @@ impl Core {
                 {
                     self.shared
                         .respond(req, 403, "Security-Verify mismatch", &[], now, out);
-                    if let Some(set) = self.registrar.fail_pending(&key) {
+                    if let Some(set) = self.registrar.fail_pending(&key, spi) {
                         self.shared.remove_set(&set, out);
                     }
                     self.forget_if_gone(&key);
@@ -272,6 +285,7 @@ impl Core {
             key,
             impi,
             flow: req.flow,
+            via_spi: req.via_spi,
             through,
             chosen,
             flow_bound,
@@ -330,14 +344,15 @@ impl Core {
         let (proxy, mut cx) = self.proxy_cx();
         proxy.fail_server(&mut cx, relay.server, code, reason, now, out);
         if relay.through == Through::Pending {
-            self.drop_pending(&relay.key, out);
+            self.drop_pending(relay, out);
         }
         self.forget_if_gone(&relay.key);
     }
 
-    /// Drops `key`'s pending set (after what `out` holds).
-    fn drop_pending(&mut self, key: &str, out: &mut Vec<WorkerCommand>) {
-        if let Some(set) = self.registrar.fail_pending(key) {
+    /// Drops the pending set `relay`'s REGISTER came through (after what `out` holds).
+    fn drop_pending(&mut self, relay: &Relay, out: &mut Vec<WorkerCommand>) {
+        let (key, spi) = (relay.key.as_str(), relay.via_spi.unwrap_or_default());
+        if let Some(set) = self.registrar.fail_pending(key, spi) {
             self.shared.remove_set(&set, out);
         }
         self.forget_if_gone(key);
@@ -458,7 +473,7 @@ impl Core {
                 // 403 / 404 / 5xx ...: the UE learns it; its attempt's set goes.
                 self.relay_as_is(relay.server, &msg, now, out);
                 if relay.through == Through::Pending {
-                    self.drop_pending(&relay.key, out);
+                    self.drop_pending(&relay, out);
                 }
                 self.forget_if_gone(&relay.key);
             }
@@ -528,7 +543,9 @@ impl Core {
             .ok()
             .and_then(|p| p.get("nonce").map(str::to_string))
             .unwrap_or_default();
-        let rand = AkaNonce::decode(&nonce).map(|n| n.rand).unwrap_or_default();
+        let (rand, autn) = AkaNonce::decode(&nonce)
+            .map(|n| (n.rand, *n.autn.as_bytes()))
+            .unwrap_or_default();
         let mut e = MessageEdit::new(msg);
         e.pop_first_element("Via");
         e.replace("WWW-Authenticate", www);
@@ -546,12 +563,20 @@ impl Core {
         let Ok(xres) = Res::new(&unguessable) else {
             return;
         };
+        let vector = AuthVector {
+            rand,
+            xres,
+            ck,
+            ik,
+            autn: Autn::from_bytes(autn),
+        };
         let pending = Pending {
             set,
             security_server: server,
             nonce,
-            rand,
-            xres,
+            vector: Arc::new(vector),
+            issued: now,
+            ticket: None,
             deadline: now + self.shared.cfg.challenge_timeout,
             bound_flow: relay.flow_bound.then_some(relay.flow),
         };
@@ -560,14 +585,16 @@ impl Core {
             .impus(&relay.key)
             .unwrap_or_default()
             .to_vec();
-        let replaced = self
+        let max = self.shared.cfg.max_pending_per_impi;
+        let displaced = self
             .registrar
-            .challenged(&relay.key, &relay.impi, &impus, pending);
+            .challenged(&relay.key, &relay.impi, &impus, pending, max);
         if let Some(b) = self.relay.bindings.get_mut(&relay.key) {
             b.chosen = chosen;
         }
-        if let Some(old) = replaced {
-            self.shared.remove_set(&old, out);
+        self.shared.stats.challenges_evicted += displaced.evicted.len() as u64;
+        for old in displaced.replaced.iter().chain(&displaced.evicted) {
+            self.shared.remove_set(old, out);
         }
         self.rearm(&relay.key);
     }
@@ -601,14 +628,16 @@ impl Core {
         }
         let contact = relay.contact.clone().unwrap_or_default();
         let superseded = match relay.through {
-            Through::Pending => self
-                .registrar
-                .complete(key, contact, relay.flow.proto, expires_at)
-                .flatten(),
+            Through::Pending => {
+                let spi = relay.via_spi.unwrap_or_default();
+                self.registrar
+                    .complete(key, spi, contact, relay.flow.proto, expires_at)
+                    .unwrap_or_default()
+            }
             _ => {
                 self.registrar
                     .refresh(key, relay.contact.clone(), expires_at);
-                None
+                Vec::new()
             }
         };
         if relay.through == Through::Pending && facts.service_route.is_empty() {
@@ -635,8 +664,8 @@ impl Core {
         if relay.through == Through::Pending {
             self.subscribe_reg_event(key, now, out);
         }
-        if let Some(old) = superseded {
-            self.shared.remove_set(&old, out);
+        for old in &superseded {
+            self.shared.remove_set(old, out);
         }
         self.rearm(key);
     }
