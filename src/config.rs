@@ -513,6 +513,11 @@ struct RawImsCore {
     #[serde(default)]
     trusted: Vec<S<String>>,
     visited_network_id: Option<S<String>>,
+    #[serde(default)]
+    emergency_next_hops: Vec<S<String>>,
+    #[serde(default)]
+    emergency_numbers: Vec<S<String>>,
+    anonymous_emergency: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -721,6 +726,32 @@ impl Validator<'_> {
     fn ims_core(&mut self, raw: &RawImsCore, addresses: Option<&Addresses>) -> Option<Upstream> {
         let mut ok = true;
         let mut next_hops = Vec::new();
+        let mut emergency_next_hops = Vec::new();
+        for h in &raw.emergency_next_hops {
+            match NextHop::parse(h.get_ref()) {
+                Ok(hop) => emergency_next_hops.push(hop),
+                Err(e) => {
+                    self.error(
+                        &h.span(),
+                        format!("ims-core.emergency-next-hops: \"{}\": {e}", h.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut emergency_numbers = Vec::new();
+        for n in &raw.emergency_numbers {
+            let digits = n.get_ref();
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '+') {
+                self.error(
+                    &n.span(),
+                    format!("ims-core.emergency-numbers: \"{digits}\" is not a number"),
+                );
+                ok = false;
+            } else {
+                emergency_numbers.push(digits.clone());
+            }
+        }
         if raw.next_hops.get_ref().is_empty() {
             self.error(
                 &raw.next_hops.span(),
@@ -802,6 +833,9 @@ impl Validator<'_> {
             local: local?,
             trusted,
             visited_network_id,
+            emergency_next_hops,
+            emergency_numbers,
+            anonymous_emergency: raw.anonymous_emergency.unwrap_or(false),
         })
     }
 

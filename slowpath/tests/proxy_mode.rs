@@ -71,6 +71,9 @@ fn proxy_bed(hops: &[(&str, Option<Transport>)]) -> Testbed {
             local: addr(LOCAL),
             trusted: vec![TRUSTED.parse().unwrap()],
             visited_network_id: VISITED.into(),
+            emergency_next_hops: Vec::new(),
+            emergency_numbers: Vec::new(),
+            anonymous_emergency: false,
         })
     })
 }
@@ -1266,4 +1269,128 @@ fn refused_registration_leaves_no_path_token_behind() {
     assert_eq!(out.len(), 1, "{out:?}");
     answer_to(&out[0], hop, "404 Not Found");
     assert_eq!(t.core.stats().core_requests_unroutable, 1);
+}
+
+/// The E-CSCF of the emergency tests.
+const ECSCF: &str = "10.9.0.30:5060";
+
+/// A proxy-mode core with an E-CSCF (and anonymous emergency sessions if `anonymous`).
+fn emergency_bed(anonymous: bool) -> Testbed {
+    Testbed::with_config(|c| {
+        c.upstream = Some(Upstream {
+            next_hops: vec![NextHop {
+                addr: addr(HOP0),
+                transport: Some(Transport::Udp),
+            }],
+            local: addr(LOCAL),
+            trusted: vec![TRUSTED.parse().unwrap()],
+            visited_network_id: VISITED.into(),
+            emergency_next_hops: vec![NextHop {
+                addr: addr(ECSCF),
+                transport: Some(Transport::Tcp),
+            }],
+            emergency_numbers: vec!["112".into()],
+            anonymous_emergency: anonymous,
+        })
+    })
+}
+
+/// An initial INVITE to `ruri` from `ue` over `transport` (`via_port` in its Via).
+fn emergency_invite(ue: &Ue, ruri: &str, via_port: u16) -> String {
+    format!(
+        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP {host}:{via_port};branch=z9hG4bKsos1\r\nMax-Forwards: 70\r\nRoute: <sip:pcscf.example;lr>\r\nFrom: <{impu}>;tag=sos\r\nTo: <{ruri}>\r\nCall-ID: sos-call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:{imsi}@{host}:{via_port};sos>\r\nP-Preferred-Identity: <{impu}>\r\nP-Asserted-Identity: <sip:forged@example.com>\r\nContent-Length: 0\r\n\r\n",
+        host = ue.host(),
+        impu = ue.impu(),
+        imsi = ue.imsi,
+    )
+}
+
+#[test]
+fn emergency_call_of_a_registered_ue_goes_to_the_e_cscf_with_its_identity() {
+    let mut t = emergency_bed(false);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (ue, set, _) = registered(&mut t, &ue);
+    let out = through(
+        &mut t,
+        &ue,
+        &set,
+        &emergency_invite(&ue, "urn:service:sos", ue.port_uc),
+    );
+    let core = sends(&out, true);
+    assert_eq!(core.len(), 1, "{out:?}");
+    let (f, fwd) = &core[0];
+    assert_eq!(*f, core_flow(ECSCF, Transport::Tcp));
+    assert!(
+        fwd.starts_with("INVITE urn:service:sos SIP/2.0\r\n"),
+        "{fwd}"
+    );
+    // Straight to the E-CSCF (no Service-Route), the identity we assert, not the UE's.
+    assert_eq!(header(fwd, "Route"), None);
+    assert_eq!(
+        header(fwd, "P-Asserted-Identity"),
+        Some(format!("<{}>", ue.impu()))
+    );
+    assert_eq!(header(fwd, "P-Preferred-Identity"), None);
+    assert_eq!(t.core.stats().emergency_sessions, 1);
+    // A configured emergency number is one too.
+    let out = through(
+        &mut t,
+        &ue,
+        &set,
+        &emergency_invite(&ue, "tel:112", ue.port_uc)
+            .replace("sos-call-1", "sos-call-2")
+            .replace("bKsos1", "bKsos2"),
+    );
+    assert_eq!(sends(&out, true)[0].0, core_flow(ECSCF, Transport::Tcp));
+}
+
+#[test]
+fn unregistered_emergency_call_is_anonymous_where_allowed_else_380() {
+    // Allowed: forwarded from the unprotected port without any identity asserted.
+    let mut t = emergency_bed(true);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let invite = emergency_invite(&ue, "urn:service:sos.ambulance", 5060);
+    let out = t.sip(ue.unprotected_flow(), None, &invite);
+    let core = sends(&out, true);
+    assert_eq!(core.len(), 1, "{out:?}");
+    let fwd = &core[0].1;
+    assert_eq!(header(fwd, "P-Asserted-Identity"), None);
+    assert_eq!(header(fwd, "P-Preferred-Identity"), None);
+    assert_eq!(t.core.stats().emergency_sessions, 1);
+    // Not allowed: 380 asking for an emergency registration (TS 24.229 5.2.10.3, 7.6).
+    let mut t = emergency_bed(false);
+    let ue = Ue::new(&mut t, 0, 7000);
+    let out = t.sip(ue.unprotected_flow(), None, &invite);
+    assert!(sends(&out, true).is_empty(), "{out:?}");
+    let r = answer_to(
+        out.last().unwrap(),
+        ue.unprotected_flow(),
+        "380 Alternative Service",
+    );
+    assert_eq!(
+        header(&r, "Content-Type").as_deref(),
+        Some("application/3gpp-ims+xml")
+    );
+    assert!(
+        r.contains("<type>emergency</type>")
+            && r.contains("<action>emergency-registration</action>")
+    );
+    assert_eq!(t.core.stats().emergency_refused, 1);
+}
+
+#[test]
+fn emergency_call_without_an_e_cscf_gets_380_not_404() {
+    let mut t = Testbed::new();
+    let ue = Ue::new(&mut t, 0, 7000);
+    let out = t.sip(
+        ue.unprotected_flow(),
+        None,
+        &emergency_invite(&ue, "urn:service:sos", 5060),
+    );
+    let r = answer_to(
+        out.last().unwrap(),
+        ue.unprotected_flow(),
+        "380 Alternative Service",
+    );
+    assert!(r.contains("<type>emergency</type>") && !r.contains("<action>"));
 }

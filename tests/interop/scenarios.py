@@ -784,6 +784,55 @@ def sc_challenge_hijack(ctx):
     ctx.done(victim, stranger)
 
 
+def sc_proxy_emergency(ctx):
+    """Emergency calls in proxy mode (TS 24.229 5.2.10): a registered UE's INVITE to
+    urn:service:sos goes through its SAs to the E-CSCF (a second SIPp), not along its
+    Service-Route, with the identity akagate asserts; an unregistered UE's emergency INVITE on
+    the unprotected port goes there too (anonymous-emergency = true), with no identity; both
+    are answered, ACKed and ended with BYE."""
+    u = ctx.ue("sos", 0, transport="tcp")
+    u.register()
+    flow = u.call_flow()
+    invite = u.invite(FarEnd("urn:service:sos"), flow)
+    invite.start = "INVITE urn:service:sos SIP/2.0"
+    ok = u.transact(flow, invite, timeout=15)
+    expect(ok.status == 200, "emergency INVITE answered %s" % ok.start)
+    bye = u.ack_and_bye(None, flow, invite, ok)
+    expect(bye.status == 200, "BYE answered %s" % bye.start)
+    got = [m for m in scscf_received(ctx.ecscf_log) if m.method == "INVITE"]
+    expect(got and got[-1].start.startswith("INVITE urn:service:sos "),
+           "the E-CSCF never got the emergency INVITE")
+    expect(got[-1].get("p-asserted-identity") == "<%s>" % u.impu,
+           "emergency INVITE asserts %r" % got[-1].get("p-asserted-identity"))
+    expect(not any(m.get("call-id") == invite.get("call-id")
+                   for m in scscf_received(ctx.scscf_log)),
+           "the emergency INVITE went to the S-CSCF")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+    # A UE that is not registered (no SAs): over TCP to port 5060.
+    a = ctx.ue("anon-sos", 1, transport="tcp")
+    a.open_server_ports()
+    flow = a.connect(0, 5060, "tcp")
+    a.pcscf_ports, a.service_routes = (5060, 5060), []
+    inv = a.invite(FarEnd("urn:service:sos"), flow)
+    inv.start = "INVITE urn:service:sos SIP/2.0"
+    inv.headers = [(n, v) for n, v in inv.headers if n.lower() not in (
+        "route", "security-verify", "require", "proxy-require")]
+    a.sec_agree_headers = lambda: []
+    ok = a.transact(flow, inv, timeout=15)
+    expect(ok.status == 200, "anonymous emergency INVITE answered %s" % ok.start)
+    bye = a.ack_and_bye(None, flow, inv, ok)
+    expect(bye.status == 200, "anonymous BYE answered %s" % bye.start)
+    got = [m for m in scscf_received(ctx.ecscf_log) if m.method == "INVITE"][-1]
+    expect(got.get("call-id") == inv.get("call-id"), "the E-CSCF never got it")
+    expect(got.get("p-asserted-identity") is None and got.get("p-preferred-identity") is None,
+           "an identity was passed on for an unauthenticated caller")
+    stats = ctx.control("stats")["sip"]
+    expect(stats.get("emergency_sessions", 0) >= 2, "emergency_sessions %s" % stats)
+    ctx.done(a)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -814,6 +863,7 @@ SCENARIOS = [
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
     ("proxy-network-deregister", sc_proxy_network_deregister, False),
+    ("proxy-emergency", sc_proxy_emergency, False),
     ("challenge-hijack", sc_challenge_hijack, True),
 ]
 
@@ -828,6 +878,7 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
     ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
+    ap.add_argument("--ecscf-log", help="proxy mode: SIPp's message trace of the E-CSCF")
     args = ap.parse_args()
 
     n = check_vectors(os.path.join(HERE, "fixtures", "milenage_ts35208.json"))
@@ -845,6 +896,7 @@ def main():
     shim.start()
     ctx = Context(World(shim, args.verbose), subs, args.control)
     ctx.daemon_netns, ctx.scscf_log = args.daemon_netns, args.scscf_log
+    ctx.ecscf_log = args.ecscf_log
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
     if wanted == ["all"]:

@@ -78,12 +78,12 @@ def run_terminating_call(netns, target, ue, path, work, pump):
 
 
 class Scscf:
-    def __init__(self, work, netns, ip, port, transport, subscriber, visited):
+    def __init__(self, work, netns, ip, port, transport, subscriber, visited, name="scscf"):
         self.work, self.netns, self.ip, self.port = work, netns, ip, port
         self.transport, self.sub, self.visited = transport, subscriber, visited
-        self.csv = os.path.join(work, "scscf-vectors.csv")
-        self.trace = os.path.join(work, "scscf-messages.log")
-        self.log = os.path.join(work, "scscf.log")
+        self.csv = os.path.join(work, name + "-vectors.csv")
+        self.trace = os.path.join(work, name + "-messages.log")
+        self.log = os.path.join(work, name + ".log")
         self.vectors = []
         self.proc = None
 

@@ -151,6 +151,11 @@ akagate_proto::counter_values! {
     /// Registrations the network ended by a reg-event NOTIFY (network-initiated
     /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
     core_deregistrations: Counter,
+    /// Emergency sessions routed to the E-CSCF (TS 24.229 5.2.10), anonymous ones included.
+    emergency_sessions: Counter,
+    /// Emergency requests answered 380 (no E-CSCF configured, or an unregistered UE where
+    /// anonymous emergency sessions are not allowed).
+    emergency_refused: Counter,
     /// Requests from the core for no UE registered here (404, or 481 inside a dialog).
     core_requests_unroutable: Counter,
     /// Challenges that reused the unanswered vector of an earlier challenge of the same IMPI

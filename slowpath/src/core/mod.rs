@@ -5,6 +5,7 @@
 //! its owner reports them durable ([`Core::on_durable`]).
 
 mod decoy;
+mod emergency;
 mod register;
 mod regsub;
 mod relay;
@@ -316,6 +317,8 @@ impl Core {
             self.relay_register(&req, now, out);
         } else if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
+        } else if self.is_emergency_request(msg) {
+            self.on_emergency(&req, now, out);
         } else if self.shared.cfg.upstream.is_some() {
             self.originate_from_ue(&req, now, out);
         } else {

@@ -724,6 +724,7 @@ impl Core {
                     let (proxy, mut cx) = self.proxy_cx();
                     proxy.terminate_ack(&mut cx, &msg, &key, out);
                 }
+                // (An anonymous emergency caller gets no ACK for a 2xx: it is the caller.)
             }
             Ok(Incoming::Stray) => {
                 let (proxy, mut cx) = self.proxy_cx();
@@ -758,6 +759,10 @@ impl Core {
             let (proxy, mut cx) = self.proxy_cx();
             return proxy.terminate(&mut cx, req, &key, now, out);
         }
+        if let Some(flow) = self.proxy.anonymous_emergency_flow(msg) {
+            let (proxy, mut cx) = self.proxy_cx();
+            return proxy.terminate_anonymous(&mut cx, req, flow, now, out);
+        }
         let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
         let (code, reason) = match msg.method() {
             Some("OPTIONS") if !in_dialog => (200, "OK"),
@@ -778,8 +783,15 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let (proxy, cx) = self.proxy_cx();
+        let (proxy, mut cx) = self.proxy_cx();
         let Some((key, spi)) = proxy.sender_of(&cx, req.via_spi) else {
+            // An in-dialog request of an anonymous emergency session, from its caller.
+            let caller = proxy
+                .anonymous_emergency_flow(req.msg)
+                .filter(|f| req.via_spi.is_none() && f.ue == req.flow.ue);
+            if caller.is_some() {
+                return proxy.originate_emergency(&mut cx, req, None, now, out);
+            }
             return self.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
         let route = self
@@ -804,11 +816,20 @@ impl Core {
             return;
         }
         let (proxy, mut cx) = self.proxy_cx();
-        let Some((key, spi)) = proxy.sender_of(&cx, sip.via_spi) else {
-            return;
+        let access_local = match proxy.sender_of(&cx, sip.via_spi) {
+            Some((key, spi)) => {
+                cx.note_traffic(&key, spi, out);
+                cx.registrar.binding(&key).map(|b| b.set.local)
+            }
+            // The ACK of an anonymous emergency session, from its caller's address.
+            None => proxy
+                .anonymous_emergency_flow(msg)
+                .filter(|f| sip.via_spi.is_none() && f.ue == sip.flow.ue)
+                .map(|f| f.local),
         };
-        cx.note_traffic(&key, spi, out);
-        proxy.originate_ack(&mut cx, msg, &key, out);
+        if let Some(local) = access_local {
+            proxy.originate_ack(&mut cx, msg, local, out);
+        }
     }
 
     fn on_malformed_core(&mut self, raw: &[u8]) {
