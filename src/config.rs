@@ -1765,4 +1765,54 @@ ipv4 = ["10.0.0.1"]
             ]
         );
     }
+
+    #[test]
+    fn ims_core_is_read_and_checked() {
+        let src = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:192.0.2.20;transport=tcp\", \"sip:[2001:db8::20]:5070\"]\n\
+             local = \"192.0.2.10:5060\"\ntrusted = [\"192.0.2.0/28\", \"198.51.100.7\"]\n\
+             visited-network-id = \"visited.example\"\nemergency-next-hops = [\"sip:192.0.2.30\"]\n\
+             emergency-numbers = [\"112\", \"911\"]\nanonymous-emergency = true\n"
+        );
+        let up = parse(&src).unwrap().ims_core.unwrap();
+        assert_eq!(up.next_hops.len(), 2);
+        assert_eq!(up.next_hops[0].addr, "192.0.2.20:5060".parse().unwrap());
+        assert_eq!(up.next_hops[1].addr, "[2001:db8::20]:5070".parse().unwrap());
+        assert_eq!(up.local, "192.0.2.10:5060".parse().unwrap());
+        assert!(up.trusts("198.51.100.7".parse().unwrap()));
+        assert!(up.trusts("192.0.2.14".parse().unwrap()));
+        assert!(!up.trusts("192.0.2.16".parse().unwrap()));
+        assert_eq!(up.visited_network_id, "visited.example");
+        assert_eq!(up.emergency_numbers, ["112", "911"]);
+        assert!(up.anonymous_emergency);
+        assert!(parse(DEFAULT_CONFIG).unwrap().ims_core.is_none());
+        let bad = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:icscf.example\"]\nlocal = \"nowhere\"\n\
+             trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\n"
+        );
+        let errors = parse(&bad).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(
+            messages[0].contains("host names are not resolved"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("is not an address and port"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].contains("is not an address or prefix"),
+            "{messages:?}"
+        );
+        assert!(messages[3].contains("is not a number"), "{messages:?}");
+        let ours = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:192.0.2.20\"]\nlocal = \"10.0.0.1:5060\"\n"
+        );
+        let errors = parse(&ours).unwrap_err();
+        assert!(
+            errors[0].message.contains("belongs to the fast path"),
+            "{errors:?}"
+        );
+    }
 }
