@@ -295,6 +295,32 @@ def sc_resync(ctx):
     ctx.done(u)
 
 
+def sc_resync_udp_401_lost(ctx):
+    """AUTS over UDP whose new 401 is lost on the radio: the UE's timer E retransmits the
+    REGISTER carrying AUTS; the daemon answers the retransmission with the same 401 (its
+    server transaction absorbs it: no second resynchronisation, no second vector), and the UE
+    registers with it."""
+    u = ctx.ue("erin", 3, transport="udp", seq_ms=1 << 21)
+    send = u.transact
+
+    def transact(flow, req, timeout=10.0):
+        if "auts=" in (req.get("authorization") or ""):
+            ctx.world.shim.lose_next(u.ip, "clear", 1)
+        return send(flow, req, timeout)
+
+    u.transact = transact
+    before = ctx.control("stats")["sip"].get("retransmissions_absorbed", 0)
+    u.register()
+    check_registered(ctx, u)
+    expect(max(u.usim.seq) > 1 << 21, "the USIM never accepted a resynchronised SQN")
+    expect(u.retransmissions >= 1, "the REGISTER with AUTS was never retransmitted")
+    after = ctx.control("stats")["sip"].get("retransmissions_absorbed", 0)
+    expect(after >= before + 1, "the daemon did not absorb the retransmitted AUTS REGISTER")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
 def sc_resync_network_ahead(ctx):
     """The network's SQN is 2^29 SEQs ahead of the USIM's, beyond its delta of 2^28 (TS
     33.102 C.2.1): the USIM refuses the challenge with AUTS, the HSS takes SQN_MS from it
@@ -436,7 +462,8 @@ def sc_no_sec_agree(ctx):
     """sec-agree-required = false (this run's profile): a phone without sec-agree registers
     with AKA but no SAs, over TCP and over UDP; an IPsec UE calls it (the INVITE arrives on
     the flow it registered from) and it calls the IPsec UE; the same phone on another flow
-    is refused with 403; nothing of it is left after de-registration."""
+    is refused with 403; nothing of it is left after de-registration, and a TCP-bound
+    registration ends when its connection does."""
     a = ctx.ue("olga", 0)
     a.register()
     check_registered(ctx, a)
@@ -463,6 +490,15 @@ def sc_no_sec_agree(ctx):
         ctx.world.note("no sec-agree over %s: registered, calls both ways, other flow 403" %
                        transport)
         deregister_all(ctx, b)
+    # A TCP-bound registration lives as long as its connection: the phone closes it, and
+    # the daemon ends the registration (nothing could reach the phone any more).
+    c = ctx.ue("quinn", 1, transport="tcp", cls=PlainUe)
+    c.register()
+    expect(ctx.registration(c) is not None, "quinn: not registered")
+    c.close_all()
+    expect(ctx.world.wait(lambda: ctx.registration(c) is None, 3),
+           "quinn: still registered after its connection closed")
+    ctx.done(c)
     deregister_all(ctx, a)
 
 
@@ -842,6 +878,7 @@ SCENARIOS = [
     ("algorithms", sc_algorithms, True),
     ("resync", sc_resync, True),
     ("resync-network-ahead", sc_resync_network_ahead, True),
+    ("resync-udp-401-lost", sc_resync_udp_401_lost, True),
     ("reregister-new-ports", sc_reregister_new_ports, True),
     ("reregister-udp-v6", sc_reregister_udp_v6, True),
     # Was KNOWN_FAILURES.md 1 (the 401 left under the pending SAs); fixed in the fast path's

@@ -151,6 +151,8 @@ akagate_proto::counter_values! {
     /// Registrations the network ended by a reg-event NOTIFY (network-initiated
     /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
     core_deregistrations: Counter,
+    /// Flow-bound registrations (no sec-agree) ended because their TCP connection closed.
+    flow_registrations_closed: Counter,
     /// Emergency sessions routed to the E-CSCF (TS 24.229 5.2.10), anonymous ones included.
     emergency_sessions: Counter,
     /// Emergency requests answered 380 (no E-CSCF configured, or an unregistered UE where

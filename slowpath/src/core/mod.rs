@@ -26,7 +26,7 @@ use rand::RngCore;
 use crate::context::{peer_of, rearm, Cx, Req, Shared, TimerKey, TxInfo};
 use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Proxy, RegEnd};
-use crate::registrar::{Registrar, RegistrationView};
+use crate::registrar::{self, Registrar, RegistrationView};
 use crate::sip::transaction::Incoming;
 use crate::sip::{response_to, Message, MessageBuilder};
 
@@ -220,8 +220,9 @@ impl Core {
                 }
                 self.on_sip(&sip, now, &mut out)
             }
-            // Connections come and go; registrations are bound to SAs, not to connections.
-            WorkerEvent::TcpClosed(_) => {}
+            // Connections come and go; registrations are bound to SAs, not to connections —
+            // except a flow-bound one (no sec-agree), which is bound to its connection.
+            WorkerEvent::TcpClosed(flow) => self.on_flow_closed(flow, now, &mut out),
             // The requests waiting on a connection that could not be opened fail now, not
             // after timer B / F (RFC 3261 16.9).
             WorkerEvent::ConnectFailed(flow) | WorkerEvent::SendLost(flow)
@@ -241,6 +242,36 @@ impl Core {
         }
         self.process_events(now, &mut out);
         out
+    }
+
+    /// A TCP connection ended: a flow-bound registration (or challenge) on it ends with it
+    /// (TS 24.229 5.2.2 binds such a UE to its flow; nothing can reach it any more, and the
+    /// UE registers again on a new connection).
+    fn on_flow_closed(&mut self, flow: Flow, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let Some(spi) = self.registrar.spi_of_flow(&flow) else {
+            return;
+        };
+        let Some((key, kind)) = self
+            .registrar
+            .set_of_spi(spi)
+            .map(|(k, kind)| (k.to_string(), kind))
+        else {
+            return;
+        };
+        match kind {
+            registrar::SetKind::Active => {
+                self.shared.stats.flow_registrations_closed += 1;
+                self.on_registration_ending(&key, RegEnd::Deactivated, now, out);
+                self.drop_registration(&key, out);
+            }
+            registrar::SetKind::Pending => {
+                if let Some(set) = self.registrar.fail_pending(&key, spi) {
+                    self.shared.remove_set(&set, out);
+                }
+                self.rearm(&key);
+            }
+            registrar::SetKind::Old => {}
+        }
     }
 
     /// Whether `flow` is on the core side (proxy mode).

@@ -179,7 +179,7 @@ impl Core {
             ContactVerdict::Ended(why) => {
                 tracing::info!("network de-registered {key} ({why})");
                 self.shared.stats.core_deregistrations += 1;
-                self.on_registration_ending(key, RegEnd::Deregistered, now, out);
+                self.on_registration_ending(key, RegEnd::Deactivated, now, out);
                 self.drop_registration(key, out);
                 self.relay.forget(key);
                 self.reg_subs.forget(key);

@@ -87,6 +87,9 @@ pub(crate) enum RegEnd {
     Deregistered,
     /// The binding's lifetime ran out: `event="expired"`.
     Expired,
+    /// The network removed it (a flow-bound registration's connection closed, or the
+    /// S-CSCF deactivated the contact): `event="deactivated"`.
+    Deactivated,
 }
 
 /// A request the P-CSCF itself originated towards a UE, and what its outcome updates.
