@@ -205,6 +205,8 @@ pub struct Registration {
     pub challenge_timeout: Duration,
     /// Period of the OPTIONS keep-alives to each registered UE; `None` is off.
     pub keepalive_interval: Option<Duration>,
+    /// Consecutive failed keep-alives that end a registration (0: never).
+    pub keepalive_failures: u32,
 }
 
 /// Bounds on what strangers can make the P-CSCF do (issue 14) and on the SQN journal
@@ -312,6 +314,7 @@ const DEFAULT_REGISTRATION: Registration = Registration {
     default_expires: 3600,
     challenge_timeout: Duration::from_secs(240),
     keepalive_interval: None,
+    keepalive_failures: 0,
 };
 /// `[limits]` defaults: a few REGISTERs a second per address (a NAT of phones retrying),
 /// about twice the re-registration rate of a million UEs, and a journal of about 16k SQNs.
@@ -592,6 +595,7 @@ struct RawRegistration {
     default_expires: Option<S<i64>>,
     challenge_timeout: Option<S<i64>>,
     keepalive_interval: Option<S<i64>>,
+    keepalive_failures: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1438,6 +1442,12 @@ impl Validator<'_> {
             d.default_expires,
         );
         let (challenge_timeout, keepalive_interval) = self.registration_timers(raw);
+        let keepalive_failures = match &raw.keepalive_failures {
+            None => Some(DEFAULT_REGISTRATION.keepalive_failures),
+            Some(v) => self
+                .int_in(v, "registration.keepalive-failures", 0..101, "a count")
+                .and_then(|n| u32::try_from(n).ok()),
+        };
         let (min, max, default) = (min?, max?, default?);
         // Point at the key that breaks the order, or at the table if neither is written.
         let span_of = |v: &Option<S<i64>>| v.as_ref().map(|v| v.span());
@@ -1471,6 +1481,7 @@ impl Validator<'_> {
             default_expires: default,
             challenge_timeout: challenge_timeout?,
             keepalive_interval: keepalive_interval?,
+            keepalive_failures: keepalive_failures?,
         })
     }
 
@@ -1741,6 +1752,29 @@ ipv4 = ["10.0.0.1"]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
         assert_eq!(c.limits, DEFAULT_LIMITS);
+    }
+
+    #[test]
+    fn keepalive_failures_are_read_and_bounded() {
+        let src = DEFAULT_CONFIG.replace(
+            "[registration]\n",
+            "[registration]\nkeepalive-interval = 30\nkeepalive-failures = 3\n",
+        );
+        assert_eq!(parse(&src).unwrap().registration.keepalive_failures, 3);
+        assert_eq!(
+            parse(DEFAULT_CONFIG)
+                .unwrap()
+                .registration
+                .keepalive_failures,
+            0
+        );
+        let bad = DEFAULT_CONFIG.replace(
+            "[registration]\n",
+            "[registration]\nkeepalive-failures = 101\n",
+        );
+        assert!(parse(&bad).unwrap_err()[0]
+            .message
+            .starts_with("registration.keepalive-failures: 101"));
     }
 
     #[test]

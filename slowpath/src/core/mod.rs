@@ -241,7 +241,23 @@ impl Core {
             }
         }
         self.process_events(now, &mut out);
+        self.end_unreachable(now, &mut out);
         out
+    }
+
+    /// Ends the registrations whose keep-alives failed `keepalive_failures` times in a row:
+    /// the UE is gone (TS 24.229 leaves the policy to the P-CSCF); its SAs go, reg-event
+    /// subscribers learn `deactivated`.
+    fn end_unreachable(&mut self, now: Instant, out: &mut Vec<WorkerCommand>) {
+        for key in self.proxy.take_unreachable() {
+            if self.registrar.binding(&key).is_none() {
+                continue;
+            }
+            self.shared.stats.keepalive_deregistrations += 1;
+            tracing::info!("{key}: keep-alives unanswered; registration ended");
+            self.on_registration_ending(&key, RegEnd::Deactivated, now, out);
+            self.drop_registration(&key, out);
+        }
     }
 
     /// A TCP connection ended: a flow-bound registration (or challenge) on it ends with it
@@ -367,6 +383,7 @@ impl Core {
         self.process_events(now, &mut out);
         self.expire(now, &mut out);
         self.process_events(now, &mut out);
+        self.end_unreachable(now, &mut out);
         out
     }
 
