@@ -104,7 +104,7 @@ mod tests {
         let bye = CORE
             .fields()
             .iter()
-            .position(|f| f.name == "bye_failures")
+            .position(|f| f.desc.name == "bye_failures")
             .unwrap();
         assert_eq!(c.snapshot().bye_failures, 100 + bye as u64);
         assert_eq!(CORE.get(&s, "malformed_requests"), Some(100));
