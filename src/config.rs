@@ -179,6 +179,22 @@ pub struct Cores {
     pub workers: Vec<usize>,
     /// Core of the slowpath thread, unpinned if absent.
     pub slowpath: Option<usize>,
+    /// What an idle worker does (`idle`, `idle-sleep-us`).
+    pub idle: WorkerIdle,
+}
+
+/// What an idle worker does between polls (`[cores] idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerIdle {
+    /// Spin without pause: lowest latency, a whole core per worker (production, DPDK style).
+    BusyPoll,
+    /// Spin briefly, then yield, then park up to `max_sleep` (woken at once by slowpath
+    /// commands): for hosts with fewer cores than threads, so a test box measures the
+    /// gateway and not an idle spin loop.
+    Adaptive {
+        /// Longest park per idle loop turn (`idle-sleep-us`).
+        max_sleep: Duration,
+    },
 }
 
 /// The addresses the fast path answers for (ARP/ND, ICMP echo, SIP).
@@ -570,6 +586,8 @@ struct RawPort {
 struct RawCores {
     workers: S<Vec<S<i64>>>,
     slowpath: Option<S<i64>>,
+    idle: Option<S<String>>,
+    idle_sleep_us: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1292,7 +1310,36 @@ impl Validator<'_> {
             },
             None => None,
         };
-        ok.then_some(Cores { workers, slowpath })
+        let max_sleep = match &raw.idle_sleep_us {
+            None => Some(Duration::from_micros(200)),
+            Some(v) => self
+                .int_in(
+                    v,
+                    "cores.idle-sleep-us",
+                    1..100_001,
+                    "a sleep in microseconds",
+                )
+                .map(|n| Duration::from_micros(n.unsigned_abs())),
+        };
+        let idle = match raw.idle.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("busy-poll", _)) => Some(WorkerIdle::BusyPoll),
+            Some(("adaptive", _)) => max_sleep.map(|max_sleep| WorkerIdle::Adaptive { max_sleep }),
+            Some((other, span)) => {
+                self.error(
+                    &span,
+                    format!(
+                        "cores.idle: unknown value \"{other}\" (expected busy-poll or adaptive)"
+                    ),
+                );
+                None
+            }
+        };
+        let idle = idle?;
+        ok.then_some(Cores {
+            workers,
+            slowpath,
+            idle,
+        })
     }
 
     fn port(&mut self, raw: &RawPort, cores: Option<&Cores>) -> Option<PortConfig> {
@@ -1752,6 +1799,28 @@ ipv4 = ["10.0.0.1"]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
         assert_eq!(c.limits, DEFAULT_LIMITS);
+    }
+
+    #[test]
+    fn worker_idle_policy_is_read() {
+        assert_eq!(
+            parse(DEFAULT_CONFIG).unwrap().cores.idle,
+            WorkerIdle::BusyPoll
+        );
+        let adaptive = DEFAULT_CONFIG.replace(
+            "[cores]\n",
+            "[cores]\nidle = \"adaptive\"\nidle-sleep-us = 500\n",
+        );
+        assert_eq!(
+            parse(&adaptive).unwrap().cores.idle,
+            WorkerIdle::Adaptive {
+                max_sleep: Duration::from_micros(500)
+            }
+        );
+        let bad = DEFAULT_CONFIG.replace("[cores]\n", "[cores]\nidle = \"nap\"\n");
+        assert!(parse(&bad).unwrap_err()[0]
+            .message
+            .starts_with("cores.idle: unknown value \"nap\""));
     }
 
     #[test]
