@@ -114,7 +114,8 @@ impl Slowpath {
             }
             self.release(batch);
             self.publish_counters();
-            self.control.serve(&self.core, now);
+            let commands = self.control.serve(&mut self.core, now);
+            self.dispatch(commands);
             if now >= next_gauge {
                 self.publish_gauges();
                 next_gauge = now + GAUGE_PERIOD;

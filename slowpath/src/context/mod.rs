@@ -129,6 +129,8 @@ akagate_proto::counter_values! {
     keepalives_answered: Counter,
     /// Keep-alives that timed out, got 408 / 503, or could not be sent.
     keepalive_failures: Counter,
+    /// Registrations ended by the operator (`akactl deregister`).
+    operator_deregistrations: Counter,
     /// Registrations ended after `keepalive-failures` keep-alives in a row failed.
     keepalive_deregistrations: Counter,
     /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).

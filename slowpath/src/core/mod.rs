@@ -208,6 +208,27 @@ impl Core {
         proxy.forget_keepalive(&mut cx, key);
     }
 
+    /// Network-initiated de-registration by the operator (`akactl deregister`): the
+    /// registration of `identity` (an IMPU or the IMPI) ends at once — its reg-event
+    /// subscribers get a NOTIFY `deactivated` and its dialogs a BYE through its SAs, then the
+    /// SAs are removed (TS 24.229 5.2.8.1.2 / 5.2.5.1). Returns its IMPI and the commands, or
+    /// `None` when nothing of that identity is registered. In proxy mode the S-CSCF is not
+    /// told: the UE's next REGISTER starts over.
+    pub fn deregister_identity(
+        &mut self,
+        identity: &str,
+        now: Instant,
+    ) -> Option<(String, Vec<WorkerCommand>)> {
+        let key = self.registrar.key_of_identity(identity)?.to_string();
+        let impi = self.registrar.impi(&key).unwrap_or(&key).to_string();
+        let mut out = Vec::new();
+        self.shared.stats.operator_deregistrations += 1;
+        self.on_registration_ending(&key, RegEnd::Deactivated, now, &mut out);
+        self.drop_registration(&key, &mut out);
+        self.process_events(now, &mut out);
+        Some((impi, out))
+    }
+
     /// Handles one event from a worker.
     pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
