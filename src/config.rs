@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::sad::MAX_CAPACITY;
-use akagate_slowpath::upstream::{NextHop, Upstream};
+use akagate_slowpath::upstream::{HopTarget, Upstream};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -537,6 +537,8 @@ struct RawImsCore {
     #[serde(default)]
     emergency_numbers: Vec<S<String>>,
     anonymous_emergency: Option<bool>,
+    #[serde(default)]
+    dns_servers: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -750,7 +752,7 @@ impl Validator<'_> {
         let mut next_hops = Vec::new();
         let mut emergency_next_hops = Vec::new();
         for h in &raw.emergency_next_hops {
-            match NextHop::parse(h.get_ref()) {
+            match HopTarget::parse(h.get_ref()) {
                 Ok(hop) => emergency_next_hops.push(hop),
                 Err(e) => {
                     self.error(
@@ -782,7 +784,7 @@ impl Validator<'_> {
             ok = false;
         }
         for h in raw.next_hops.get_ref() {
-            match NextHop::parse(h.get_ref()) {
+            match HopTarget::parse(h.get_ref()) {
                 Ok(hop) => next_hops.push(hop),
                 Err(e) => {
                     self.error(
@@ -842,6 +844,22 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut dns_servers = Vec::new();
+        for d in &raw.dns_servers {
+            match d.get_ref().parse::<IpAddr>() {
+                Ok(a) => dns_servers.push(a),
+                Err(_) => {
+                    self.error(
+                        &d.span(),
+                        format!(
+                            "ims-core.dns-servers: \"{}\" is not an address",
+                            d.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
         let visited_network_id = raw
             .visited_network_id
             .as_ref()
@@ -851,11 +869,14 @@ impl Validator<'_> {
             return None;
         }
         Some(Upstream {
-            next_hops,
             local: local?,
             trusted,
             visited_network_id,
-            emergency_next_hops,
+            next_hops: Upstream::literal_hops(&next_hops),
+            targets: next_hops,
+            emergency_next_hops: Upstream::literal_hops(&emergency_next_hops),
+            emergency_targets: emergency_next_hops,
+            dns_servers,
             emergency_numbers,
             anonymous_emergency: raw.anonymous_emergency.unwrap_or(false),
         })
@@ -1890,14 +1911,14 @@ ipv4 = ["10.0.0.1"]
         assert!(up.anonymous_emergency);
         assert!(parse(DEFAULT_CONFIG).unwrap().ims_core.is_none());
         let bad = format!(
-            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:icscf.example\"]\nlocal = \"nowhere\"\n\
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:bad_name.example\"]\nlocal = \"nowhere\"\n\
              trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\n"
         );
         let errors = parse(&bad).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages.len(), 4, "{messages:?}");
         assert!(
-            messages[0].contains("host names are not resolved"),
+            messages[0].contains("not a valid host name"),
             "{messages:?}"
         );
         assert!(

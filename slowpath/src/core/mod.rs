@@ -208,6 +208,20 @@ impl Core {
         proxy.forget_keepalive(&mut cx, key);
     }
 
+    /// Proxy mode: the next hops and E-CSCFs as the daemon resolved them now (RFC 3263;
+    /// names are re-resolved as their records expire). Transactions already under way keep
+    /// their hop.
+    pub fn set_next_hops(
+        &mut self,
+        next_hops: Vec<crate::upstream::NextHop>,
+        emergency: Vec<crate::upstream::NextHop>,
+    ) {
+        if let Some(up) = self.shared.cfg.upstream.as_mut() {
+            up.next_hops = next_hops;
+            up.emergency_next_hops = emergency;
+        }
+    }
+
     /// Network-initiated de-registration by the operator (`akactl deregister`): the
     /// registration of `identity` (an IMPU or the IMPI) ends at once — its reg-event
     /// subscribers get a NOTIFY `deactivated` and its dialogs a BYE through its SAs, then the
