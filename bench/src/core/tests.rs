@@ -1,0 +1,414 @@
+//! The S-CSCF sans-IO: registration (challenge with CK/IK, digest against XRES, AUTS), calls
+//! between registered UEs, responses by branch, in-dialog routing, de-registration. The UE
+//! side is the bench's USIM on the same subscriber records.
+
+use super::*;
+use crate::ue::usim::{usim_for, usim_with_seq};
+use akagate_slowpath::aka::{
+    aka_response, digest_response, encode_auts, AkaFailure, DigestInput, DigestParams, QopAuth,
+    Usim, AUTS_PASSWORD,
+};
+use akagate_slowpath::hss::{generate_subscribers, Plmn, SubscriberRecord};
+
+const CORE: &str = "127.0.0.3:5070";
+const PCSCF: &str = "127.0.0.2:5060";
+
+fn records() -> Vec<SubscriberRecord> {
+    generate_subscribers(3, 7, Plmn::default())
+}
+
+fn core() -> Scscf {
+    let cfg = CoreConfig {
+        local: CORE.parse().unwrap(),
+        transport: Transport::Tcp,
+        max_expires: 600,
+    };
+    Scscf::new(cfg, Hss::from_records(&records()).unwrap())
+}
+
+fn pcscf() -> Peer {
+    Peer {
+        addr: "127.0.0.2:40000".parse().unwrap(),
+        transport: Transport::Tcp,
+        conn: Some(1),
+    }
+}
+
+fn impu(rec: &SubscriberRecord) -> &str {
+    rec.impu.iter().find(|u| u.starts_with("sip:")).unwrap()
+}
+
+fn contact(n: usize) -> String {
+    format!("sip:ue{n}@10.1.0.{n}:6100")
+}
+
+/// A REGISTER as akagate relays it (TS 24.229 5.2.2): our Via over the UE's, Path, an
+/// Authorization with `integrity-protected`.
+fn register(n: usize, rec: &SubscriberRecord, cseq: u32, expires: u32, auth: &str) -> Vec<u8> {
+    let realm = rec.impi.split('@').nth(1).unwrap();
+    format!(
+        "REGISTER sip:{realm} SIP/2.0\r\n\
+Via: SIP/2.0/TCP {PCSCF};branch=z9hG4bKp{n}x{cseq};rport\r\n\
+Via: SIP/2.0/TCP 10.1.0.{n}:5100;branch=z9hG4bKue{n}x{cseq}\r\n\
+Max-Forwards: 69\r\n\
+From: <{u}>;tag=f{n}\r\n\
+To: <{u}>\r\n\
+Call-ID: reg{n}\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: <{c}>;expires={expires}\r\n\
+Path: <sip:rtok{n}@{PCSCF};lr>\r\n\
+Require: path\r\n\
+Supported: path\r\n\
+Authorization: Digest {auth}\r\n\
+Content-Length: 0\r\n\r\n",
+        u = impu(rec),
+        c = contact(n)
+    )
+    .into_bytes()
+}
+
+fn initial_auth(rec: &SubscriberRecord) -> String {
+    let realm = rec.impi.split('@').nth(1).unwrap();
+    format!(
+        "username=\"{}\", realm=\"{realm}\", uri=\"sip:{realm}\", nonce=\"\", response=\"\", \
+         integrity-protected=\"no\"",
+        rec.impi
+    )
+}
+
+/// The answer to `challenge` (WWW-Authenticate) with `password`, and its AUTS if any.
+fn answer(rec: &SubscriberRecord, www: &str, password: &[u8], auts: Option<&str>) -> String {
+    let p = DigestParams::parse(www).unwrap();
+    let (realm, nonce) = (p.get("realm").unwrap(), p.get("nonce").unwrap());
+    let uri = format!("sip:{realm}");
+    let input = DigestInput {
+        username: &rec.impi,
+        realm,
+        method: "REGISTER",
+        uri: &uri,
+        nonce,
+        qop: Some(QopAuth {
+            nc: "00000001",
+            cnonce: "c0ffee",
+        }),
+    };
+    let resp = digest_response(&input, password);
+    let auts = auts.map(|a| format!(", auts=\"{a}\"")).unwrap_or_default();
+    format!(
+        "username=\"{}\", realm=\"{realm}\", uri=\"{uri}\", nonce=\"{nonce}\", response=\"{}\", \
+         algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\", integrity-protected=\"yes\"{auts}",
+        rec.impi,
+        resp.as_str()
+    )
+}
+
+fn one(out: Vec<Out>) -> (Dest, Vec<u8>) {
+    assert_eq!(out.len(), 1, "{out:?}");
+    let o = out.into_iter().next().unwrap();
+    (o.dest, o.bytes)
+}
+
+fn status(bytes: &[u8]) -> u16 {
+    Message::parse(bytes).unwrap().status_code().unwrap()
+}
+
+fn header(bytes: &[u8], name: &str) -> Option<String> {
+    Message::parse(bytes)
+        .unwrap()
+        .header_by_name(name)
+        .map(str::to_string)
+}
+
+/// Runs the USIM on a 401: the RES, or the AUTS of a synchronisation failure.
+fn run_usim(usim: &mut Usim, www: &str) -> Result<Res, String> {
+    let p = DigestParams::parse(www).unwrap();
+    let n = AkaNonce::decode(p.get("nonce").unwrap()).unwrap();
+    match usim.authenticate(&n.rand, &n.autn) {
+        Ok(s) => Ok(s.res),
+        Err(AkaFailure::SyncFailure { auts, .. }) => Err(encode_auts(&auts)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Registers UE `n` (record `n`); returns the 200 OK.
+fn register_ue(c: &mut Scscf, n: usize, now: Instant) -> Vec<u8> {
+    register_from(c, n, 1, now)
+}
+
+/// [`register_ue`] with CSeqs `cseq` and `cseq + 1`.
+fn register_from(c: &mut Scscf, n: usize, cseq: u32, now: Instant) -> Vec<u8> {
+    let rec = &records()[n];
+    let (_, r401) = one(c.handle(
+        &register(n, rec, cseq, 600, &initial_auth(rec)),
+        pcscf(),
+        now,
+    ));
+    let www = header(&r401, "WWW-Authenticate").unwrap();
+    let res = run_usim(&mut usim_for(rec).unwrap(), &www).unwrap();
+    let auth = answer(rec, &www, res.as_bytes(), None);
+    let (_, ok) = one(c.handle(&register(n, rec, cseq + 1, 600, &auth), pcscf(), now));
+    ok
+}
+
+#[test]
+fn challenge_carries_ck_ik_and_the_answer_is_checked_against_xres() {
+    let mut c = core();
+    let now = Instant::now();
+    let rec = &records()[0];
+    let (dest, r401) = one(c.handle(&register(0, rec, 1, 600, &initial_auth(rec)), pcscf(), now));
+    assert_eq!(dest, Dest::Reply(pcscf()));
+    assert_eq!(status(&r401), 401);
+    let www = header(&r401, "WWW-Authenticate").unwrap();
+    let p = DigestParams::parse(&www).unwrap();
+    assert_eq!(p.get("algorithm"), Some("AKAv1-MD5"));
+    assert_eq!(p.get("qop"), Some("auth"));
+    // The keys the USIM derives are the ones the P-CSCF gets (TS 33.203 7.1).
+    let n = AkaNonce::decode(p.get("nonce").unwrap()).unwrap();
+    let ok = usim_for(rec)
+        .unwrap()
+        .authenticate(&n.rand, &n.autn)
+        .unwrap();
+    assert_eq!(p.get("ck").unwrap(), hex::encode(ok.ck.as_bytes()));
+    assert_eq!(p.get("ik").unwrap(), hex::encode(ok.ik.as_bytes()));
+    // Both Vias stay in the response (RFC 3261 8.2.6.2).
+    assert_eq!(Message::parse(&r401).unwrap().vias().count(), 2);
+
+    // A wrong RES: 403, and the challenge is spent.
+    let bad = answer(rec, &www, b"not the res", None);
+    let (_, r403) = one(c.handle(&register(0, rec, 2, 600, &bad), pcscf(), now));
+    assert_eq!(status(&r403), 403);
+    assert_eq!(c.counters.auth_failures, 1);
+    let good = answer(rec, &www, ok.res.as_bytes(), None);
+    let (_, again) = one(c.handle(&register(0, rec, 3, 600, &good), pcscf(), now));
+    assert_eq!(status(&again), 401, "a spent challenge is never accepted");
+    assert_eq!(c.registered(), 0);
+}
+
+#[test]
+fn registration_answers_with_service_route_associated_uris_and_path() {
+    let mut c = core();
+    let ok = register_ue(&mut c, 1, Instant::now());
+    assert_eq!(status(&ok), 200);
+    let rec = &records()[1];
+    assert_eq!(
+        header(&ok, "Service-Route").unwrap(),
+        format!("<sip:orig@{CORE};lr;transport=tcp>")
+    );
+    let assoc = header(&ok, "P-Associated-URI").unwrap();
+    for u in &rec.impu {
+        assert!(assoc.contains(&format!("<{u}>")), "{assoc}");
+    }
+    assert_eq!(
+        header(&ok, "Contact").unwrap(),
+        format!("<{}>;expires=600", contact(1))
+    );
+    assert_eq!(
+        header(&ok, "Path").unwrap(),
+        format!("<sip:rtok1@{PCSCF};lr>")
+    );
+    assert_eq!(c.registered(), 1);
+    assert_eq!((c.counters.registrations, c.counters.challenges), (1, 1));
+}
+
+#[test]
+fn auts_resynchronises_and_the_next_challenge_is_accepted() {
+    let mut c = core();
+    let now = Instant::now();
+    let rec = &records()[0];
+    // The USIM has seen SEQ far beyond the HSS's start.
+    let mut usim = usim_with_seq(rec, 1 << 20).unwrap();
+    let (_, r401) = one(c.handle(&register(0, rec, 1, 600, &initial_auth(rec)), pcscf(), now));
+    let www = header(&r401, "WWW-Authenticate").unwrap();
+    let auts = run_usim(&mut usim, &www).unwrap_err();
+    let with_auts = answer(rec, &www, AUTS_PASSWORD, Some(&auts));
+    let (_, second) = one(c.handle(&register(0, rec, 2, 600, &with_auts), pcscf(), now));
+    assert_eq!(status(&second), 401);
+    assert_eq!(c.counters.resyncs, 1);
+    let www2 = header(&second, "WWW-Authenticate").unwrap();
+    assert_ne!(www, www2);
+    let res = run_usim(&mut usim, &www2).expect("the SQN after the resync is fresh");
+    let auth = answer(rec, &www2, res.as_bytes(), None);
+    let (_, ok) = one(c.handle(&register(0, rec, 3, 600, &auth), pcscf(), now));
+    assert_eq!(status(&ok), 200);
+
+    // A forged AUTS is refused.
+    let (_, r401) = one(c.handle(&register(0, rec, 4, 600, &initial_auth(rec)), pcscf(), now));
+    let www = header(&r401, "WWW-Authenticate").unwrap();
+    let forged = answer(rec, &www, AUTS_PASSWORD, Some("AAAAAAAAAAAAAAAAAAA="));
+    let (_, r403) = one(c.handle(&register(0, rec, 5, 600, &forged), pcscf(), now));
+    assert_eq!(status(&r403), 403);
+}
+
+#[test]
+fn protected_deregistration_removes_the_binding() {
+    let mut c = core();
+    let now = Instant::now();
+    register_ue(&mut c, 2, now);
+    let rec = &records()[2];
+    let auth = initial_auth(rec).replace("\"no\"", "\"yes\"");
+    let (_, ok) = one(c.handle(&register(2, rec, 3, 0, &auth), pcscf(), now));
+    assert_eq!(status(&ok), 200);
+    assert_eq!(header(&ok, "Expires").as_deref(), Some("0"));
+    assert_eq!(
+        header(&ok, "Contact").unwrap(),
+        format!("<{}>;expires=0", contact(2))
+    );
+    assert_eq!((c.registered(), c.counters.deregistrations), (0, 1));
+    // Not integrity-protected: challenged, not de-registered.
+    register_from(&mut c, 2, 4, now);
+    let (_, r401) = one(c.handle(&register(2, rec, 6, 0, &initial_auth(rec)), pcscf(), now));
+    assert_eq!(status(&r401), 401);
+    assert_eq!(c.registered(), 1);
+}
+
+fn invite(target: &str, route: &str, to_tag: &str) -> Vec<u8> {
+    let b: String = format!("{target}{to_tag}")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!(
+        "INVITE {target} SIP/2.0\r\n\
+Via: SIP/2.0/TCP {PCSCF};branch=z9hG4bK{b};rport\r\n\
+Via: SIP/2.0/TCP 10.1.0.0:5100;branch=z9hG4bKueinv\r\n\
+Route: {route}\r\n\
+Record-Route: <sip:{PCSCF};lr>\r\n\
+Max-Forwards: 68\r\n\
+From: <sip:caller@x>;tag=a\r\n\
+To: <{target}>{to_tag}\r\n\
+Call-ID: call1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:ue0@10.1.0.0:6100>\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn call_goes_to_the_callee_contact_along_its_path_and_responses_come_back() {
+    let mut c = core();
+    let now = Instant::now();
+    register_ue(&mut c, 0, now);
+    register_ue(&mut c, 1, now);
+    let callee = impu(&records()[1]).to_string();
+    let orig = format!("<sip:orig@{CORE};lr;transport=tcp>");
+    let out = c.handle(&invite(&callee, &orig, ""), pcscf(), now);
+    assert_eq!(out.len(), 2, "100 Trying and the INVITE");
+    assert_eq!(out[0].dest, Dest::Reply(pcscf()));
+    assert_eq!(status(&out[0].bytes), 100);
+    assert_eq!(
+        out[1].dest,
+        Dest::To(PCSCF.parse().unwrap(), Transport::Tcp)
+    );
+    let fwd = Message::parse(&out[1].bytes).unwrap();
+    assert_eq!(fwd.request_uri(), Some(contact(1).as_str()));
+    assert_eq!(
+        fwd.header(HeaderKind::Route),
+        Some(format!("<sip:rtok1@{PCSCF};lr>").as_str())
+    );
+    let rr: Vec<&str> = fwd
+        .list_values(HeaderKind::RecordRoute)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        rr,
+        [
+            format!("<sip:{CORE};lr;transport=tcp>"),
+            format!("<sip:{PCSCF};lr>")
+        ]
+    );
+    assert_eq!(fwd.max_forwards().unwrap(), Some(67));
+    let top = fwd.top_via().unwrap();
+    assert_eq!(top.sent_by, CORE);
+    assert_eq!(fwd.vias().count(), 3);
+    assert_eq!(c.counters.calls, 1);
+
+    // The callee's 200 (through its P-CSCF) goes back to the caller's without our Via.
+    let text = String::from_utf8(out[1].bytes.clone()).unwrap();
+    let vias: String = text
+        .lines()
+        .filter(|l| l.starts_with("Via:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP {PCSCF};branch=z9hG4bKterm\r\n{vias}\
+From: <sip:caller@x>;tag=a\r\nTo: <{callee}>;tag=b\r\nCall-ID: call1\r\nCSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    let ok = ok.replacen(
+        &format!("Via: SIP/2.0/TCP {PCSCF};branch=z9hG4bKterm\r\n"),
+        "",
+        1,
+    );
+    let callee_side = Peer {
+        conn: Some(2),
+        ..pcscf()
+    };
+    let (dest, relayed) = one(c.handle(ok.as_bytes(), callee_side, now));
+    assert_eq!(dest, Dest::Reply(pcscf()));
+    let m = Message::parse(&relayed).unwrap();
+    assert_eq!(m.vias().count(), 2);
+    assert!(m
+        .top_via()
+        .unwrap()
+        .branch()
+        .unwrap()
+        .starts_with("z9hG4bKsip"));
+    assert_eq!(c.counters.calls_answered, 1);
+    // A response nobody asked for is dropped.
+    assert!(
+        c.handle(ok.as_bytes(), callee_side, now).len() == 1,
+        "2xx retransmission relayed"
+    );
+    assert_eq!(c.counters.calls_answered, 1, "and counted once");
+
+    // BYE in the dialog: Route is only us, the Request-URI the callee's contact.
+    let bye = String::from_utf8(invite(
+        &contact(1),
+        &format!("<sip:{CORE};lr;transport=tcp>"),
+        ";tag=b",
+    ))
+    .unwrap()
+    .replace("INVITE", "BYE");
+    let (dest, fwd) = one(c.handle(bye.as_bytes(), pcscf(), now));
+    assert_eq!(dest, Dest::To(PCSCF.parse().unwrap(), Transport::Tcp));
+    let m = Message::parse(&fwd).unwrap();
+    assert_eq!(m.request_uri(), Some(contact(1).as_str()));
+    assert_eq!(
+        m.header(HeaderKind::Route),
+        Some(format!("<sip:rtok1@{PCSCF};lr>").as_str())
+    );
+    assert_eq!(c.counters.routed_by_contact, 1);
+}
+
+#[test]
+fn calls_to_nobody_are_refused() {
+    let mut c = core();
+    let now = Instant::now();
+    let orig = format!("<sip:orig@{CORE};lr>");
+    let known = impu(&records()[2]).to_string();
+    let (_, r) = one(c.handle(&invite(&known, &orig, ""), pcscf(), now));
+    assert_eq!(status(&r), 480);
+    let (_, r) = one(c.handle(&invite("sip:nobody@x", &orig, ""), pcscf(), now));
+    assert_eq!(status(&r), 404);
+    let bye = String::from_utf8(invite("sip:gone@10.9.9.9", &orig, ";tag=z"))
+        .unwrap()
+        .replace("INVITE", "BYE");
+    let (_, r) = one(c.handle(bye.as_bytes(), pcscf(), now));
+    assert_eq!(status(&r), 481);
+    assert_eq!(c.counters.unroutable, 3);
+}
+
+#[test]
+fn retransmitted_requests_get_the_last_response_and_garbage_is_counted() {
+    let mut c = core();
+    let now = Instant::now();
+    let rec = &records()[0];
+    let reg = register(0, rec, 1, 600, &initial_auth(rec));
+    let (_, first) = one(c.handle(&reg, pcscf(), now));
+    let (_, again) = one(c.handle(&reg, pcscf(), now));
+    assert_eq!(first, again);
+    assert_eq!((c.counters.retransmissions, c.counters.challenges), (1, 1));
+    assert!(c.handle(b"\x00\x01garbage", pcscf(), now).is_empty());
+    assert_eq!(c.counters.malformed, 1);
+    let _ = aka_response;
+}
