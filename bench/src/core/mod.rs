@@ -11,8 +11,6 @@
 //! client-side retransmissions (run it over TCP, or UDP on a loss-free link).
 
 pub mod net;
-#[cfg(test)]
-mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

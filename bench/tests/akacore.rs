@@ -1,14 +1,23 @@
-//! The S-CSCF sans-IO: registration (challenge with CK/IK, digest against XRES, AUTS), calls
-//! between registered UEs, responses by branch, in-dialog routing, de-registration. The UE
-//! side is the bench's USIM on the same subscriber records.
+//! akacore: the S-CSCF sans-IO (registration: challenge with CK/IK, digest against XRES,
+//! AUTS; calls between registered UEs, responses by branch, in-dialog routing,
+//! de-registration), then the binary over real UDP and TCP sockets (framing of several
+//! messages per segment and of a message split across segments, counters on SIGTERM). The
+//! UE side is the bench's USIM on the same subscriber records.
 
-use super::*;
-use crate::ue::usim::{usim_for, usim_with_seq};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use akagate_bench::core::{CoreConfig, Dest, Out, Peer, Scscf};
+use akagate_bench::ue::usim::{usim_for, usim_with_seq};
+use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::aka::{
-    aka_response, digest_response, encode_auts, AkaFailure, DigestInput, DigestParams, QopAuth,
+    digest_response, encode_auts, AkaFailure, AkaNonce, DigestInput, DigestParams, QopAuth, Res,
     Usim, AUTS_PASSWORD,
 };
-use akagate_slowpath::hss::{generate_subscribers, Plmn, SubscriberRecord};
+use akagate_slowpath::hss::{generate_subscribers, render_toml, Hss, Plmn, SubscriberRecord};
+use akagate_slowpath::sip::{HeaderKind, Message};
 
 const CORE: &str = "127.0.0.3:5070";
 const PCSCF: &str = "127.0.0.2:5060";
@@ -410,5 +419,94 @@ fn retransmitted_requests_get_the_last_response_and_garbage_is_counted() {
     assert_eq!((c.counters.retransmissions, c.counters.challenges), (1, 1));
     assert!(c.handle(b"\x00\x01garbage", pcscf(), now).is_empty());
     assert_eq!(c.counters.malformed, 1);
-    let _ = aka_response;
+}
+
+/// Reads SIP messages from `s` until `n` complete ones arrived (framed by Content-Length).
+fn read_messages(s: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
+    use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned};
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while out.len() < n {
+        match scan_frame(&buf, &FrameLimits::default(), 0).unwrap() {
+            Scanned::Message { len } => {
+                let rest = buf.split_off(len);
+                out.push(std::mem::replace(&mut buf, rest));
+            }
+            _ => {
+                let k = s.read(&mut chunk).unwrap();
+                assert!(k > 0, "akacore closed the connection");
+                buf.extend_from_slice(&chunk[..k]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn akacore_over_udp_and_tcp_frames_and_counts() {
+    let dir = std::env::temp_dir().join(format!("akacore-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let subs = dir.join("subscribers.toml");
+    std::fs::write(&subs, render_toml(&records())).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_akacore"))
+        .args(["--subscribers", subs.to_str().unwrap(), "--listen", &listen])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("3 subscribers, listening on"), "{first}");
+
+    // Two REGISTERs in one segment: two 401s.
+    let mut tcp = TcpStream::connect(&listen).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (r0, r1) = (&records()[0], &records()[1]);
+    let mut both = register(0, r0, 1, 600, &initial_auth(r0));
+    both.extend(register(1, r1, 1, 600, &initial_auth(r1)));
+    tcp.write_all(&both).unwrap();
+    let got = read_messages(&mut tcp, 2);
+    assert!(got.iter().all(|m| status(m) == 401));
+    let www = header(&got[0], "WWW-Authenticate").unwrap();
+    assert!(www.contains(&r0.impi.split('@').nth(1).unwrap().to_string()));
+    // The answer split across two segments: 200.
+    let res = run_usim(&mut usim_for(r0).unwrap(), &www).unwrap();
+    let answer = register(0, r0, 2, 600, &answer(r0, &www, res.as_bytes(), None));
+    let (a, b) = answer.split_at(answer.len() / 2);
+    tcp.write_all(a).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    tcp.write_all(b).unwrap();
+    let ok = read_messages(&mut tcp, 1);
+    assert_eq!(status(&ok[0]), 200);
+
+    // UDP: the answer goes back to the source address.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    udp.send_to(&register(2, &records()[2], 1, 600, &initial_auth(&records()[2])), &listen)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(status(&buf[..n]), 401);
+
+    // SIGTERM: the counters, exit 0.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let last = rest.lines().last().unwrap_or_default();
+    for want in ["registrations=1 ", "challenges=3 ", "auth_failures=0 ", "connections=1"] {
+        assert!(last.contains(want), "{want} not in {last}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
