@@ -489,8 +489,11 @@ fn akacore_over_udp_and_tcp_frames_and_counts() {
     // UDP: the answer goes back to the source address.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    udp.send_to(&register(2, &records()[2], 1, 600, &initial_auth(&records()[2])), &listen)
-        .unwrap();
+    udp.send_to(
+        &register(2, &records()[2], 1, 600, &initial_auth(&records()[2])),
+        &listen,
+    )
+    .unwrap();
     let mut buf = [0u8; 4096];
     let (n, _) = udp.recv_from(&mut buf).unwrap();
     assert_eq!(status(&buf[..n]), 401);
@@ -505,7 +508,12 @@ fn akacore_over_udp_and_tcp_frames_and_counts() {
     stdout.read_to_string(&mut rest).unwrap();
     assert!(child.wait().unwrap().success());
     let last = rest.lines().last().unwrap_or_default();
-    for want in ["registrations=1 ", "challenges=3 ", "auth_failures=0 ", "connections=1"] {
+    for want in [
+        "registrations=1 ",
+        "challenges=3 ",
+        "auth_failures=0 ",
+        "connections=1",
+    ] {
         assert!(last.contains(want), "{want} not in {last}");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -325,6 +325,7 @@ impl Scscf {
     }
 
     /// A response to `req` from us, sent back to `from` and remembered for retransmissions.
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &mut self,
         req: &Message<'_>,
