@@ -14,7 +14,9 @@
 # with CK/IK, digest checked against XRES) and every call goes UE -> akagate -> akacore ->
 # akagate -> UE. It needs the namespaces (root). CORE_TRANSPORT=udp puts the core side on UDP.
 #
-# Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0,
+# Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0
+# LOGS=dir (the daemon's and akacore's logs and the configuration are copied there),
+# REREGISTER=1 (after the calls every UE re-registers with new SAs, TS 33.203 7.4),
 # and BACKEND=memory to skip the namespaces even as root. The slowpath's CPU time per UE
 # (from /proc, so the busy-polling worker does not count) is printed at the end; with CALLS=0
 # DEREGISTER=0 it is the CPU time per registration.
@@ -54,6 +56,7 @@ cleanup() {
   done
   ip netns del "$ns_a" 2>/dev/null || true
   ip netns del "$ns_b" 2>/dev/null || true
+  if [ -n "${LOGS:-}" ]; then mkdir -p "$LOGS" && cp "$work"/*.log "$work"/*.toml "$LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -63,6 +66,7 @@ trap cleanup EXIT
 extra=()
 if [ -n "${IPV6:-}" ]; then extra+=(--ipv6); fi
 if [ "$DEREGISTER" != 0 ]; then extra+=(--deregister); fi
+if [ -n "${REREGISTER:-}" ]; then extra+=(--reregister); fi
 bench_args=(--subscribers "$work/subscribers.toml" --ues "$UES" --calls "$CALLS"
   --transport "$TRANSPORT" --alg "$ALG" --ealg "$EALG" --report "$REPORT")
 
@@ -212,7 +216,7 @@ EOF
     # The core saw every registration and call (nothing was answered by akagate alone).
     counters=$(tail -n 1 "$work/akacore.log")
     core_count() { echo "$counters" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-    if [ "$(core_count registrations)" != "$UES" ] || [ "$(core_count calls_answered)" != "$CALLS" ] \
+    if [ "$(core_count registrations)" != "$UES" ] || [ "$(core_count calls_answered)" -lt "$CALLS" ] \
        || [ "$(core_count auth_failures)" != 0 ] || [ "$(core_count call_failures)" != 0 ]; then
       echo "demo: akacore's counters do not match $UES registrations and $CALLS calls"
       status=1

@@ -265,6 +265,8 @@ fn protected_deregistration_removes_the_binding() {
     assert_eq!((c.registered(), c.counters.deregistrations), (0, 1));
     // Not integrity-protected: challenged, not de-registered.
     register_from(&mut c, 2, 4, now);
+    register_from(&mut c, 2, 8, now);
+    assert_eq!((c.counters.registrations, c.counters.reregistrations), (2, 1));
     let (_, r401) = one(c.handle(&register(2, rec, 6, 0, &initial_auth(rec)), pcscf(), now));
     assert_eq!(status(&r401), 401);
     assert_eq!(c.registered(), 1);

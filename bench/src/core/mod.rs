@@ -61,8 +61,11 @@ pub struct Out {
 /// What the core counted (printed on exit and with `--stats-interval`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Counters {
-    /// Registrations completed (200 OK to an authenticated REGISTER with a lifetime).
+    /// Registrations completed (200 OK to an authenticated REGISTER with a lifetime) of an
+    /// IMPI not registered before.
     pub registrations: u64,
+    /// Re-registrations completed (the IMPI was registered already).
+    pub reregistrations: u64,
     /// De-registrations (200 OK with Expires 0).
     pub deregistrations: u64,
     /// 401 challenges sent.
@@ -572,6 +575,11 @@ impl Scscf {
             .filter_map(Result::ok)
             .map(str::to_string)
             .collect();
+        if self.bindings.contains_key(&key) {
+            self.counters.reregistrations += 1;
+        } else {
+            self.counters.registrations += 1;
+        }
         self.unbind(&key);
         for u in &impus {
             self.by_impu.insert(uri_key(u), key.clone());
@@ -586,7 +594,6 @@ impl Scscf {
                 expires_at: now + Duration::from_secs(u64::from(expires)),
             },
         );
-        self.counters.registrations += 1;
         let mut headers = vec![("Contact", format!("<{contact}>;expires={expires}"))];
         // RFC 3327 5.3: the Path is echoed in the 200.
         for p in path {
