@@ -208,6 +208,10 @@ EOF
   ./target/release/akactl stats --socket "$work/akagate.sock" || true
   cpu_report "$cpu_before" "$cpu_after" "$UES"
   if [ -n "$core_pid" ]; then
+    # Datagrams the kernel dropped on the core side (a full receive buffer): lost requests are
+    # retransmitted by their client transactions (RFC 3261 17.1.1.2), but they cost time.
+    ip netns exec "$ns_a" awk '/^Udp:/ { if (!seen) { seen = split($0, h) } else { for (i = 2; i <= NF; i++)
+      if (h[i] ~ /InErrors|RcvbufErrors/) printf "core side UDP %s: %s\n", h[i], $i } }' /proc/net/snmp
     kill -TERM "$core_pid"
     wait "$core_pid" || true
     core_pid=""

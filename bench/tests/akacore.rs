@@ -266,7 +266,10 @@ fn protected_deregistration_removes_the_binding() {
     // Not integrity-protected: challenged, not de-registered.
     register_from(&mut c, 2, 4, now);
     register_from(&mut c, 2, 8, now);
-    assert_eq!((c.counters.registrations, c.counters.reregistrations), (2, 1));
+    assert_eq!(
+        (c.counters.registrations, c.counters.reregistrations),
+        (2, 1)
+    );
     let (_, r401) = one(c.handle(&register(2, rec, 6, 0, &initial_auth(rec)), pcscf(), now));
     assert_eq!(status(&r401), 401);
     assert_eq!(c.registered(), 1);
@@ -519,4 +522,40 @@ fn akacore_over_udp_and_tcp_frames_and_counts() {
         assert!(last.contains(want), "{want} not in {last}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn requests_over_udp_are_retransmitted_until_answered() {
+    let cfg = CoreConfig {
+        local: CORE.parse().unwrap(),
+        transport: Transport::Udp,
+        max_expires: 600,
+    };
+    let mut c = Scscf::new(cfg, Hss::from_records(&records()).unwrap());
+    let now = Instant::now();
+    register_ue(&mut c, 1, now);
+    let callee = impu(&records()[1]).to_string();
+    let out = c.handle(
+        &invite(&callee, &format!("<sip:orig@{CORE};lr>"), ""),
+        pcscf(),
+        now,
+    );
+    let fwd = &out[1];
+    assert_eq!(fwd.dest, Dest::To(PCSCF.parse().unwrap(), Transport::Udp));
+    // Timer A: T1, then 2 T1 (RFC 3261 17.1.1.2).
+    assert!(c.poll(now + Duration::from_millis(400)).is_empty());
+    let again = c.poll(now + Duration::from_millis(500));
+    assert_eq!(again, vec![fwd.clone()]);
+    assert!(c.poll(now + Duration::from_millis(1400)).is_empty());
+    assert_eq!(c.poll(now + Duration::from_millis(1500)).len(), 1);
+    // The callee side's 100 ends them.
+    let text = String::from_utf8(fwd.bytes.clone()).unwrap();
+    let top_via = text.lines().find(|l| l.starts_with("Via:")).unwrap();
+    let trying = format!(
+        "SIP/2.0 100 Trying\r\n{top_via}\r\nFrom: <sip:caller@x>;tag=a\r\nTo: <{callee}>\r\n\
+Call-ID: call1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(c.handle(trying.as_bytes(), pcscf(), now).is_empty());
+    assert!(c.poll(now + Duration::from_secs(10)).is_empty());
+    assert_eq!(c.counters.requests_resent, 2);
 }

@@ -7,8 +7,9 @@
 //! branch, in-dialog requests follow Route / Request-URI (we record-route ourselves).
 //!
 //! [`Scscf::handle`] takes one message and where it came from and returns what to send; the
-//! sockets are [`net`]'s. Not a conformant S-CSCF: no iFC, no CANCEL, no forking, no
-//! client-side retransmissions (run it over TCP, or UDP on a loss-free link).
+//! sockets are [`net`]'s, which also call [`Scscf::poll`] for the retransmissions of requests
+//! sent over UDP (RFC 3261 17.1.1.2 / 17.1.2.2 timers A and E). Not a conformant S-CSCF: no
+//! iFC, no CANCEL, no forking, no retransmission of our own final responses.
 
 pub mod net;
 
@@ -25,6 +26,9 @@ use serde::Serialize;
 
 /// How long transaction state is kept (64 x T1, RFC 3261 17.1.1.2 timer B).
 const TX_LIFETIME: Duration = Duration::from_secs(32);
+/// RFC 3261 17.1.1.1: T1 and T2.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
 /// How long an unanswered challenge is kept.
 const CHALLENGE_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -97,6 +101,10 @@ pub struct Counters {
     pub stray_responses: u64,
     /// Messages that did not parse.
     pub malformed: u64,
+    /// Requests sent again over UDP for want of a response (timers A / E).
+    pub requests_resent: u64,
+    /// Requests over UDP given up after 64 x T1 without a response (timers B / F).
+    pub request_timeouts: u64,
 }
 
 impl Counters {
@@ -155,6 +163,16 @@ struct ClientTx {
     at: Instant,
 }
 
+/// A request we sent over UDP and have no response to yet (RFC 3261 17.1.1.2 / 17.1.2.2).
+struct Retransmit {
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    next: Instant,
+    interval: Duration,
+    invite: bool,
+    give_up: Instant,
+}
+
 /// A request we received, by its top Via branch and method: the last response we sent.
 struct ServerTx {
     last: Option<Vec<u8>>,
@@ -174,6 +192,8 @@ pub struct Scscf {
     /// Contact URI (lower case) -> IMPI key.
     by_contact: HashMap<String, String>,
     clients: HashMap<String, ClientTx>,
+    /// Our branch -> a request over UDP not answered yet.
+    retransmits: HashMap<String, Retransmit>,
     servers: HashMap<(String, String), ServerTx>,
     next_branch: u64,
     last_purge: Option<Instant>,
@@ -236,6 +256,7 @@ impl Scscf {
             by_impu: HashMap::new(),
             by_contact: HashMap::new(),
             clients: HashMap::new(),
+            retransmits: HashMap::new(),
             servers: HashMap::new(),
             next_branch: 0,
             last_purge: None,
@@ -738,6 +759,20 @@ impl Scscf {
                 self.counters.calls += 1;
             }
         }
+        let bytes = e.to_bytes();
+        if !is_ack && transport == Transport::Udp {
+            self.retransmits.insert(
+                branch.clone(),
+                Retransmit {
+                    bytes: bytes.clone(),
+                    to: addr,
+                    next: now + T1,
+                    interval: T1,
+                    invite: method == "INVITE",
+                    give_up: now + TX_LIFETIME,
+                },
+            );
+        }
         if !is_ack {
             self.clients.insert(
                 branch,
@@ -751,8 +786,41 @@ impl Scscf {
         }
         out.push(Out {
             dest: Dest::To(addr, transport),
-            bytes: e.to_bytes(),
+            bytes,
         });
+    }
+
+    /// Retransmissions due at `now` of requests sent over UDP: timer A doubles without
+    /// bound for INVITE, timer E up to T2 for the rest; both give up after 64 x T1.
+    pub fn poll(&mut self, now: Instant) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (branch, r) in &mut self.retransmits {
+            if r.next > now {
+                continue;
+            }
+            if now >= r.give_up {
+                gone.push(branch.clone());
+                continue;
+            }
+            r.interval = if r.invite {
+                r.interval * 2
+            } else {
+                (r.interval * 2).min(T2)
+            };
+            r.next = now + r.interval;
+            out.push(Out {
+                dest: Dest::To(r.to, Transport::Udp),
+                bytes: r.bytes.clone(),
+            });
+        }
+        for b in gone {
+            self.retransmits.remove(&b);
+            self.counters.request_timeouts += 1;
+        }
+        self.counters.requests_resent += out.len() as u64;
+        self.counters.messages_out += out.len() as u64;
+        out
     }
 
     /// A response: to the peer the request came from, without our Via (RFC 3261 16.7).
@@ -766,6 +834,12 @@ impl Scscf {
             return;
         };
         let code = msg.status_code().unwrap_or(0);
+        // Any response ends an INVITE's retransmissions, a final one the others'.
+        if let Some(b) = branch.as_ref() {
+            if c.invite || code >= 200 {
+                self.retransmits.remove(b);
+            }
+        }
         if code == 100 {
             return;
         }

@@ -20,6 +20,8 @@ use super::{Counters, Dest, Out, Peer, Scscf};
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
+/// How often the core's retransmission timers are looked at.
+const TIMER_TICK: Duration = Duration::from_millis(20);
 /// How long opening a TCP connection to a P-CSCF may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Receive buffer asked for the UDP socket (bursts of thousands of REGISTERs).
@@ -151,6 +153,7 @@ pub fn run(
     let mut opened: HashMap<SocketAddr, u64> = HashMap::new();
     let start = Instant::now();
     let mut next_tick = interval.map(|i| start + i);
+    let mut last_poll = start;
     while !shared.stopped() {
         let wait = next_tick.map_or(POLL, |t| {
             t.saturating_duration_since(Instant::now()).min(POLL)
@@ -164,6 +167,13 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now.duration_since(last_poll) >= TIMER_TICK {
+            last_poll = now;
+            for o in core.poll(now) {
+                send(&shared, &udp, &mut opened, o);
+            }
         }
         if let (Some(t), Some(i)) = (next_tick, interval) {
             if Instant::now() >= t {
