@@ -76,7 +76,7 @@ thread_cpu() {
   for f in /proc/"$1"/task/*/stat; do
     # The name is field 2 in parentheses (it may hold spaces); utime/stime follow it as the
     # 12th and 13th fields after the closing parenthesis.
-    sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1|\2/' "$f" 2>/dev/null
+    sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1|\2/' "$f" 2>/dev/null || true # a thread may end meanwhile
   done | awk -F'|' '{ split($2, a, " "); t[$1] += a[12] + a[13] } END { for (n in t) print n, t[n] }' | LC_ALL=C sort
 }
 
