@@ -428,20 +428,18 @@ fn retransmitted_requests_get_the_last_response_and_garbage_is_counted() {
 
 /// Reads SIP messages from `s` until `n` complete ones arrived (framed by Content-Length).
 fn read_messages(s: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
-    use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned};
-    let mut buf = Vec::new();
+    use akagate_proto::sipscan::{FrameLimits, StreamFramer, StreamItem};
+    let mut framer = StreamFramer::new(FrameLimits::default());
     let mut out = Vec::new();
     let mut chunk = [0u8; 4096];
     while out.len() < n {
-        match scan_frame(&buf, &FrameLimits::default(), 0).unwrap() {
-            Scanned::Message { len } => {
-                let rest = buf.split_off(len);
-                out.push(std::mem::replace(&mut buf, rest));
-            }
-            _ => {
+        match framer.next_item().unwrap() {
+            Some(StreamItem::Message(m)) => out.push(m),
+            Some(_) => {}
+            None => {
                 let k = s.read(&mut chunk).unwrap();
                 assert!(k > 0, "akacore closed the connection");
-                buf.extend_from_slice(&chunk[..k]);
+                framer.push(&chunk[..k]);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `akacore`'s sockets: UDP and TCP on one address with std threads. One thread receives
 //! UDP, one accepts TCP connections, one reader per connection frames SIP with the fast
-//! path's scanner (`akagate_proto::sipscan`, so many messages per read and messages split
+//! path's scanner (`akagate_proto::sipscan::StreamFramer`, so many messages per read and messages split
 //! across reads both work); every message goes to the single core thread, which runs
 //! [`Scscf`] and writes the answers itself (TCP connections we open to a P-CSCF get a
 //! reader too).
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::Transport;
-use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned};
+use akagate_proto::sipscan::{FrameLimits, StreamFramer, StreamItem};
 use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
 
 use super::{Counters, Dest, Out, Peer, Scscf};
@@ -306,37 +306,26 @@ fn reader(s: &Shared, mut stream: TcpStream, addr: SocketAddr, id: u64) {
         transport: Transport::Tcp,
         conn: Some(id),
     };
-    let limits = FrameLimits::default();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut framer = StreamFramer::new(FrameLimits::default());
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut resume = 0;
     'conn: while !s.stopped() {
         match stream.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(n) => framer.push(chunk.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         }
         loop {
-            match scan_frame(&buf, &limits, resume) {
-                Ok(Scanned::Message { len }) => {
-                    let rest = buf.split_off(len);
-                    let bytes = std::mem::replace(&mut buf, rest);
-                    resume = 0;
+            match framer.next_item() {
+                Ok(Some(StreamItem::Message(bytes))) => {
                     let _ = s.events.send(Event::Msg { bytes, peer });
                 }
-                Ok(Scanned::Ping) => {
-                    buf.drain(..4);
-                    // RFC 5626 4.4.1: a ping gets a pong.
+                // RFC 5626 4.4.1: a ping gets a pong.
+                Ok(Some(StreamItem::Ping)) => {
                     let _ = stream.write_all(b"\r\n");
                 }
-                Ok(Scanned::Pong) => {
-                    buf.drain(..2);
-                }
-                Ok(Scanned::Incomplete { scanned, .. }) => {
-                    resume = scanned;
-                    break;
-                }
+                Ok(Some(StreamItem::Pong)) => {}
+                Ok(None) => break,
                 Err(_) => {
                     s.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
                     break 'conn;
