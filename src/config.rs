@@ -97,6 +97,8 @@ pub struct Config {
     /// Proxy mode (`[ims-core]`): REGISTERs go to this IMS core instead of the embedded
     /// registrar. `None`: embedded mode.
     pub ims_core: Option<Upstream>,
+    /// Bounds on unauthenticated work and on the SQN journal (`[limits]`).
+    pub limits: Limits,
 }
 
 /// One listening SIP port.
@@ -205,6 +207,27 @@ pub struct Registration {
     pub keepalive_interval: Option<Duration>,
 }
 
+/// Bounds on what strangers can make the P-CSCF do (issue 14) and on the SQN journal
+/// (`[limits]`). Registered UEs' requests through their SAs are never limited by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Unauthenticated REGISTERs (outside every SA) taken per source address per second.
+    pub register_rate_per_source: u32,
+    /// Unauthenticated REGISTERs taken per second in total.
+    pub register_rate_total: u32,
+    /// Outstanding challenges (real and decoy) sent to one source address.
+    pub max_pending_per_source: usize,
+    /// Outstanding challenges (real and decoy) in total.
+    pub max_pending_total: usize,
+    /// Outstanding challenges of one IMPI (one per source address; the oldest goes).
+    pub max_pending_per_impi: usize,
+    /// `Retry-After` of the 503s answering shed REGISTERs, in seconds.
+    pub retry_after: u32,
+    /// The SQN journal is checkpointed into the state file once it holds this many bytes
+    /// (or the state file's size, if larger).
+    pub sqn_journal_max_bytes: u64,
+}
+
 /// SIP transaction timers (RFC 3261 17, Table 4; 16.6 step 11 for Timer C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SipTimers {
@@ -289,6 +312,17 @@ const DEFAULT_REGISTRATION: Registration = Registration {
     default_expires: 3600,
     challenge_timeout: Duration::from_secs(240),
     keepalive_interval: None,
+};
+/// `[limits]` defaults: a few REGISTERs a second per address (a NAT of phones retrying),
+/// about twice the re-registration rate of a million UEs, and a journal of about 16k SQNs.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    register_rate_per_source: 20,
+    register_rate_total: 10_000,
+    max_pending_per_source: 64,
+    max_pending_total: 65_536,
+    max_pending_per_impi: 4,
+    retry_after: 5,
+    sqn_journal_max_bytes: 1 << 20,
 };
 /// RFC 3261 17.1.1.1 (T1, T2), 17.1.2.2 (T4), 17.1.1.2 (Timer D: at least 32 s),
 /// 16.6 step 11 (Timer C: more than 3 minutes).
@@ -468,6 +502,7 @@ struct RawConfig {
     sip_timers: Option<S<RawSipTimers>>,
     metrics: Option<RawMetrics>,
     ims_core: Option<RawImsCore>,
+    limits: Option<RawLimits>,
 }
 
 #[derive(Deserialize)]
@@ -478,6 +513,23 @@ struct RawImsCore {
     #[serde(default)]
     trusted: Vec<S<String>>,
     visited_network_id: Option<S<String>>,
+    #[serde(default)]
+    emergency_next_hops: Vec<S<String>>,
+    #[serde(default)]
+    emergency_numbers: Vec<S<String>>,
+    anonymous_emergency: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    register_rate_per_source: Option<S<i64>>,
+    register_rate_total: Option<S<i64>>,
+    max_pending_per_source: Option<S<i64>>,
+    max_pending_total: Option<S<i64>>,
+    max_pending_per_impi: Option<S<i64>>,
+    retry_after: Option<S<i64>>,
+    sqn_journal_max_bytes: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -646,6 +698,7 @@ impl Validator<'_> {
             Some(c) => self.ims_core(c, addresses.as_ref()).map(Some),
             None => Some(None),
         };
+        let limits = self.limits(raw.limits.as_ref());
         Some(Config {
             sip_ports: sip_ports?,
             ims_aka_profiles: profiles?,
@@ -663,6 +716,7 @@ impl Validator<'_> {
             sip_timers: sip_timers?,
             metrics: metrics?,
             ims_core: ims_core?,
+            limits: limits?,
         })
     }
 
@@ -672,6 +726,32 @@ impl Validator<'_> {
     fn ims_core(&mut self, raw: &RawImsCore, addresses: Option<&Addresses>) -> Option<Upstream> {
         let mut ok = true;
         let mut next_hops = Vec::new();
+        let mut emergency_next_hops = Vec::new();
+        for h in &raw.emergency_next_hops {
+            match NextHop::parse(h.get_ref()) {
+                Ok(hop) => emergency_next_hops.push(hop),
+                Err(e) => {
+                    self.error(
+                        &h.span(),
+                        format!("ims-core.emergency-next-hops: \"{}\": {e}", h.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut emergency_numbers = Vec::new();
+        for n in &raw.emergency_numbers {
+            let digits = n.get_ref();
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '+') {
+                self.error(
+                    &n.span(),
+                    format!("ims-core.emergency-numbers: \"{digits}\" is not a number"),
+                );
+                ok = false;
+            } else {
+                emergency_numbers.push(digits.clone());
+            }
+        }
         if raw.next_hops.get_ref().is_empty() {
             self.error(
                 &raw.next_hops.span(),
@@ -753,6 +833,78 @@ impl Validator<'_> {
             local: local?,
             trusted,
             visited_network_id,
+            emergency_next_hops,
+            emergency_numbers,
+            anonymous_emergency: raw.anonymous_emergency.unwrap_or(false),
+        })
+    }
+
+    /// `[limits]`: each key a positive integer within its range.
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Option<Limits> {
+        let d = DEFAULT_LIMITS;
+        let Some(raw) = raw else {
+            return Some(d);
+        };
+        let mut get = |v: &Option<S<i64>>, key: &str, range: Range<i64>, default: u64| match v {
+            None => Some(default),
+            Some(v) => self
+                .int_in(v, key, range, "a positive count")
+                .and_then(|n| u64::try_from(n).ok()),
+        };
+        let per_second = 1..1_000_001;
+        let pending = 1..(1 << 24) + 1;
+        let rate_source = get(
+            &raw.register_rate_per_source,
+            "limits.register-rate-per-source",
+            per_second.clone(),
+            u64::from(d.register_rate_per_source),
+        );
+        let rate_total = get(
+            &raw.register_rate_total,
+            "limits.register-rate-total",
+            per_second,
+            u64::from(d.register_rate_total),
+        );
+        let per_source = get(
+            &raw.max_pending_per_source,
+            "limits.max-pending-per-source",
+            pending.clone(),
+            d.max_pending_per_source as u64,
+        );
+        let total = get(
+            &raw.max_pending_total,
+            "limits.max-pending-total",
+            pending,
+            d.max_pending_total as u64,
+        );
+        let per_impi = get(
+            &raw.max_pending_per_impi,
+            "limits.max-pending-per-impi",
+            1..65,
+            d.max_pending_per_impi as u64,
+        );
+        let retry_after = get(
+            &raw.retry_after,
+            "limits.retry-after",
+            1..3601,
+            u64::from(d.retry_after),
+        );
+        let journal = get(
+            &raw.sqn_journal_max_bytes,
+            "limits.sqn-journal-max-bytes",
+            4096..(1 << 40) + 1,
+            d.sqn_journal_max_bytes,
+        );
+        let count = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
+        let small = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());
+        Some(Limits {
+            register_rate_per_source: small(rate_source)?,
+            register_rate_total: small(rate_total)?,
+            max_pending_per_source: count(per_source)?,
+            max_pending_total: count(total)?,
+            max_pending_per_impi: count(per_impi)?,
+            retry_after: small(retry_after)?,
+            sqn_journal_max_bytes: journal?,
         })
     }
 
@@ -1588,5 +1740,79 @@ ipv4 = ["10.0.0.1"]
             vec![Transport::Udp, Transport::Tcp]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
+        assert_eq!(c.limits, DEFAULT_LIMITS);
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let src = format!(
+            "{DEFAULT_CONFIG}\n[limits]\nregister-rate-per-source = 3\nmax-pending-per-impi = 2\n\
+             sqn-journal-max-bytes = 65536\n"
+        );
+        let l = parse(&src).unwrap().limits;
+        assert_eq!((l.register_rate_per_source, l.max_pending_per_impi), (3, 2));
+        assert_eq!(l.sqn_journal_max_bytes, 65536);
+        assert_eq!(l.register_rate_total, DEFAULT_LIMITS.register_rate_total);
+        let bad =
+            format!("{DEFAULT_CONFIG}\n[limits]\nmax-pending-per-impi = 0\nretry-after = -1\n");
+        let errors = parse(&bad).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "limits.max-pending-per-impi: 0 is not a positive count (1..=64)",
+                "limits.retry-after: -1 is not a positive count (1..=3600)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ims_core_is_read_and_checked() {
+        let src = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:192.0.2.20;transport=tcp\", \"sip:[2001:db8::20]:5070\"]\n\
+             local = \"192.0.2.10:5060\"\ntrusted = [\"192.0.2.0/28\", \"198.51.100.7\"]\n\
+             visited-network-id = \"visited.example\"\nemergency-next-hops = [\"sip:192.0.2.30\"]\n\
+             emergency-numbers = [\"112\", \"911\"]\nanonymous-emergency = true\n"
+        );
+        let up = parse(&src).unwrap().ims_core.unwrap();
+        assert_eq!(up.next_hops.len(), 2);
+        assert_eq!(up.next_hops[0].addr, "192.0.2.20:5060".parse().unwrap());
+        assert_eq!(up.next_hops[1].addr, "[2001:db8::20]:5070".parse().unwrap());
+        assert_eq!(up.local, "192.0.2.10:5060".parse().unwrap());
+        assert!(up.trusts("198.51.100.7".parse().unwrap()));
+        assert!(up.trusts("192.0.2.14".parse().unwrap()));
+        assert!(!up.trusts("192.0.2.16".parse().unwrap()));
+        assert_eq!(up.visited_network_id, "visited.example");
+        assert_eq!(up.emergency_numbers, ["112", "911"]);
+        assert!(up.anonymous_emergency);
+        assert!(parse(DEFAULT_CONFIG).unwrap().ims_core.is_none());
+        let bad = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:icscf.example\"]\nlocal = \"nowhere\"\n\
+             trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\n"
+        );
+        let errors = parse(&bad).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(
+            messages[0].contains("host names are not resolved"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("is not an address and port"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].contains("is not an address or prefix"),
+            "{messages:?}"
+        );
+        assert!(messages[3].contains("is not a number"), "{messages:?}");
+        let ours = format!(
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:192.0.2.20\"]\nlocal = \"10.0.0.1:5060\"\n"
+        );
+        let errors = parse(&ours).unwrap_err();
+        assert!(
+            errors[0].message.contains("belongs to the fast path"),
+            "{errors:?}"
+        );
     }
 }

@@ -78,8 +78,16 @@ fn drain(t: &mut Testbed) -> Vec<PersistRecord> {
     std::iter::from_fn(|| t.core.poll_persist()).collect()
 }
 
-/// Sends `ue`'s REGISTER `attempt`; returns what left at once (no 401) and the record.
+/// Moves past the reuse window of every vector handed out so far (the challenge timeout):
+/// the next challenge spends a fresh SQN.
+fn later(t: &mut Testbed) {
+    t.now += CoreConfig::default().challenge_timeout;
+}
+
+/// Sends `ue`'s REGISTER `attempt` after the reuse window of earlier vectors; returns what
+/// left at once (no 401) and the record of its fresh SQN.
 fn challenge_held(t: &mut Testbed, ue: &Ue, attempt: u32) -> (Vec<WorkerCommand>, PersistRecord) {
+    later(t);
     let out = t.sip(ue.unprotected_flow(), None, &register_text(ue, attempt));
     assert!(
         !out.iter().any(is_401),
@@ -170,6 +178,42 @@ fn a_retransmission_waits_with_its_challenge() {
     assert!(matches!(again.as_slice(), [c] if is_401(c)), "{again:?}");
 }
 
+/// Issue 14: a repeated unauthenticated REGISTER of an IMPI whose challenge is unanswered
+/// reuses that vector (RAND and AUTN are public, only the USIM can answer): no SQN is spent.
+/// Its 401 still waits for the record of the vector's SQN while that is not durable, and
+/// leaves at once when it is.
+#[test]
+fn a_repeated_register_reuses_the_unanswered_vector_and_its_durability() {
+    let mut t = testbed(persisted_hss(SqnState::new()));
+    let ue = Ue::new(&mut t, 0, 6500);
+    let (_, record) = challenge_held(&mut t, &ue, 1);
+    // From another address (a stranger naming the IMPI), before the record is durable.
+    let stranger = ue.with_ip("10.66.0.1", "10.0.0.1");
+    let out = t.sip(
+        stranger.unprotected_flow(),
+        None,
+        &register_text(&stranger, 2),
+    );
+    assert!(
+        matches!(out.as_slice(), [WorkerCommand::InstallSaSet(_)]),
+        "the 401 waits for the first record: {out:?}"
+    );
+    assert_eq!(t.core.poll_persist(), None, "no second SQN");
+    let released = t.core.on_durable(record.ticket());
+    assert_eq!(released.len(), 2, "{released:?}");
+    assert!(released.iter().all(is_401));
+    assert_eq!(nonce_of(&released[0]), nonce_of(&released[1]), "one vector");
+    // Durable now: a third REGISTER gets its 401 at once, with the same vector.
+    let out = t.sip(ue.unprotected_flow(), None, &register_text(&ue, 3));
+    assert!(matches!(out.as_slice(), [WorkerCommand::InstallSaSet(_), c, ..] if is_401(c)));
+    assert_eq!(nonce_of(&out[1]), nonce_of(&released[0]));
+    assert_eq!(t.core.poll_persist(), None);
+    assert_eq!(t.core.stats().vectors_reused, 2);
+    // Past the window, a fresh vector (and SQN).
+    let (_, next) = challenge_held(&mut t, &ue, 4);
+    assert!(next.sqn() > record.sqn());
+}
+
 #[test]
 fn a_failed_write_drops_the_401_and_releases_the_rest() {
     let mut t = testbed(persisted_hss(SqnState::new()));
@@ -193,6 +237,7 @@ fn a_failed_write_drops_the_401_and_releases_the_rest() {
     assert_eq!(t.core.held(), 0);
     assert_eq!(t.released().len(), first + 2, "the first set's SPIs");
     // Until something is durable again, challenges fail.
+    later(&mut t);
     let out = t.sip(ue.unprotected_flow(), None, &register_text(&ue, 3));
     let (_, msg) = sent(&out[0]);
     assert!(msg.starts_with("SIP/2.0 500 "), "{msg}");

@@ -4,7 +4,7 @@
 
 mod reg_common;
 
-use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 use reg_common::*;
 
@@ -278,4 +278,49 @@ fn flow_bound_deregistration_removes_no_sa_and_closes_the_flow() {
     // The flow no longer stands for anyone.
     let out = t.sip(flow, None, &without_sec_agree(&ue.options(&dummy)));
     assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
+}
+
+#[test]
+fn flow_bound_tcp_registration_ends_with_its_connection() {
+    let mut t = no_sec_agree_testbed();
+    let ue = Ue::new(&mut t, 0, 7000).with_proto(Transport::Tcp);
+    register_plain(&mut t, &ue);
+    assert_eq!(t.core.registered(), 1);
+    // Another connection of the UE closing changes nothing.
+    let other = Flow {
+        ue_port: 5090,
+        ..ue.unprotected_flow()
+    };
+    t.core.handle(WorkerEvent::TcpClosed(other), t.now);
+    assert_eq!(t.core.registered(), 1);
+    // Its own flow closing ends it: nothing can reach the UE there any more.
+    let out = t
+        .core
+        .handle(WorkerEvent::TcpClosed(ue.unprotected_flow()), t.now);
+    assert!(
+        out.iter()
+            .all(|c| !matches!(c, WorkerCommand::RemoveSaSet { .. })),
+        "a flow-bound set has no SAs to remove: {out:?}"
+    );
+    assert_eq!(t.core.registered(), 0);
+    let impi = ue.impi();
+    assert!(t
+        .core
+        .registrations_view(t.now)
+        .iter()
+        .all(|r| r.impi != impi));
+    assert_eq!(t.core.stats().flow_registrations_closed, 1);
+}
+
+#[test]
+fn ipsec_registration_outlives_its_connections() {
+    let mut t = Testbed::new();
+    let ue = Ue::new(&mut t, 0, 7000);
+    let (set, _) = ue.register(&mut t);
+    t.core
+        .handle(WorkerEvent::TcpClosed(ue.protected_flow(&set)), t.now);
+    t.core
+        .handle(WorkerEvent::TcpClosed(ue.unprotected_flow()), t.now);
+    assert_eq!(t.core.registered(), 1);
+    assert_eq!(t.core.stats().flow_registrations_closed, 0);
 }

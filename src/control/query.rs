@@ -245,8 +245,7 @@ fn registration_info(r: &RegistrationView<'_>) -> RegistrationInfo {
         impi: r.impi.to_string(),
         impus: r.impus.to_vec(),
         contact: r.contact.map(str::to_string),
-        // The newest set is the last pending one, else the active one.
-        ue: r.sets.first().map(|s| s.set.ue),
+        ue: r.ue,
         proto: r.proto,
         expires_in: r.expires_in,
         sets: r

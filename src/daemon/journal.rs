@@ -1,7 +1,9 @@
 //! The HSS's SQN state on disk: a snapshot file rewritten atomically (temp + fsync + rename)
 //! and an append-only journal of the core's [`PersistRecord`]s, fsynced once per batch (group
 //! commit), so a restart never reuses an SQN that left in a challenge (TS 33.102 6.3). The
-//! text forms come from `akagate_slowpath::hss`; only this module touches the files.
+//! journal is checkpointed while running (a new snapshot, then an empty journal) once it
+//! outgrows its bound, so it stays small whatever the traffic. The text forms come from
+//! `akagate_slowpath::hss`; only this module touches the files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -30,6 +32,14 @@ pub struct SqnJournal {
     poisoned: bool,
     /// Successful fsyncs of the journal (group commits), for statistics and tests.
     syncs: u64,
+    /// Bytes appended since the journal was last emptied.
+    bytes: u64,
+    /// The journal is checkpointed once it holds this many bytes (or the snapshot's size).
+    max_bytes: u64,
+    /// Size of the last snapshot written.
+    snapshot_bytes: u64,
+    /// Checkpoints while running (the journal folded into a new snapshot).
+    checkpoints: u64,
 }
 
 fn io(path: &Path, e: std::io::Error) -> HssError {
@@ -46,14 +56,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` atomically: write a temp file, fsync it, rename, fsync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), HssError> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<u64, HssError> {
     let tmp = with_suffix(path, ".tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| io(&tmp, e))?;
     f.sync_all().map_err(|e| io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    sync_dir(path)
+    sync_dir(path)?;
+    Ok(bytes.len() as u64)
 }
 
 /// Fsyncs the directory holding `path`, so a file created or renamed there stays.
@@ -84,7 +95,7 @@ impl SqnJournal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&journal_path, e)),
         }
-        write_snapshot(path, state.iter().map(|(k, v)| (k.as_str(), *v)))?;
+        let snapshot_bytes = write_snapshot(path, state.iter().map(|(k, v)| (k.as_str(), *v)))?;
         // Only after the snapshot holds everything is the journal emptied.
         let journal = empty_journal(&journal_path)?;
         Ok((
@@ -95,6 +106,10 @@ impl SqnJournal {
                 dirty: false,
                 poisoned: false,
                 syncs: 0,
+                bytes: 0,
+                max_bytes: crate::config::DEFAULT_LIMITS.sqn_journal_max_bytes,
+                snapshot_bytes,
+                checkpoints: 0,
             },
             state,
         ))
@@ -103,6 +118,13 @@ impl SqnJournal {
     /// The snapshot file (the journal is `<path>.journal`).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checkpoints once the journal holds `max_bytes` (or the last snapshot's size, if
+    /// larger) after a commit.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Appends `record` without waiting for the disk: it is durable only after the next
@@ -115,6 +137,7 @@ impl SqnJournal {
         // Dirty before the write: a partial write leaves bytes that only a sync or a
         // checkpoint may vouch for.
         self.dirty = true;
+        self.bytes += line.len() as u64;
         self.journal.write_all(line.as_bytes()).map_err(|e| {
             self.poisoned = true;
             io(&self.journal_path, e)
@@ -125,7 +148,9 @@ impl SqnJournal {
     /// is nothing to sync). If a write or the fsync fails, or failed before, the journal is
     /// not trusted and the whole state is rewritten from `state` instead (a checkpoint: it
     /// must cover every SQN handed out, these records included). Only if that fails too is
-    /// the error returned; the records are then not durable.
+    /// the error returned; the records are then not durable. A journal that reached its
+    /// bound is checkpointed after the records are durable; if that checkpoint fails the
+    /// records stay durable in the journal, and the next commit rewrites the state.
     pub fn commit<'a, I>(
         &mut self,
         records: &[PersistRecord],
@@ -140,6 +165,12 @@ impl SqnJournal {
                 .try_for_each(|r| self.append(r))
                 .and_then(|()| self.sync());
             match written {
+                Ok(()) if self.bytes >= self.max_bytes.max(self.snapshot_bytes) => {
+                    if let Err(e) = self.checkpoint(state()) {
+                        tracing::error!("SQN checkpoint failed ({e}); rewriting the SQN state");
+                    }
+                    return Ok(());
+                }
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::error!("SQN journal write failed ({e}); rewriting the SQN state")
@@ -179,12 +210,24 @@ impl SqnJournal {
         state: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> Result<(), HssError> {
         self.poisoned = true;
-        write_snapshot(&self.path, state)?;
+        self.snapshot_bytes = write_snapshot(&self.path, state)?;
         self.journal = empty_journal(&self.journal_path)?;
         self.poisoned = false;
         self.dirty = false;
+        self.bytes = 0;
         self.syncs += 1;
+        self.checkpoints += 1;
         Ok(())
+    }
+
+    /// Checkpoints so far (while running; the compaction at open is not one).
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints
+    }
+
+    /// Bytes in the journal now.
+    pub fn journal_bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Whether a write or fsync failed and no checkpoint has recovered since.
@@ -211,11 +254,12 @@ impl SqnJournal {
     }
 }
 
-/// Writes the snapshot `path` (TOML map IMPI -> SQN in 12 hex digits) atomically.
+/// Writes the snapshot `path` (TOML map IMPI -> SQN in 12 hex digits) atomically; returns
+/// its size.
 fn write_snapshot<'a>(
     path: &Path,
     state: impl IntoIterator<Item = (&'a str, u64)>,
-) -> Result<(), HssError> {
+) -> Result<u64, HssError> {
     write_atomically(path, render_snapshot(state)?.as_bytes())
 }
 
@@ -302,6 +346,47 @@ mod tests {
         let (_, s) = SqnJournal::open(&p).unwrap();
         // SEQ 3; IND starts again at 0 after a restart (TS 33.102 C.3.2).
         assert_eq!(s.get(&a), Some(&(3 << 5)));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Issue 14: the journal is checkpointed while running once it outgrows its bound (or
+    /// the snapshot), so it stays bounded whatever the challenge rate; a crash at any point,
+    /// including between the snapshot's rename and the journal's truncation, recovers every
+    /// SQN handed out.
+    #[test]
+    fn a_journal_over_its_bound_is_checkpointed_and_every_sqn_survives() {
+        let d = tmpdir("bound");
+        let p = d.join("sqn.toml");
+        let (a, b) = (subscribers()[0].impi.clone(), subscribers()[1].impi.clone());
+        let (j, s) = SqnJournal::open(&p).unwrap();
+        let mut j = j.with_max_bytes(200);
+        let mut hss = hss(s);
+        let mut largest = 0;
+        for round in 0..40 {
+            let records = challenges(&mut hss, round % 2, 1);
+            largest = largest.max(records[0].sqn());
+            j.commit(&records, || hss.sqn_state()).unwrap();
+            let on_disk = fs::metadata(d.join("sqn.toml.journal")).unwrap().len();
+            assert_eq!(on_disk, j.journal_bytes());
+            assert!(on_disk < 200 + 64, "round {round}: {on_disk} bytes");
+        }
+        assert!(j.checkpoints() >= 5, "{}", j.checkpoints());
+        // A crash right after a checkpoint's rename: the old journal is still there.
+        let old_journal = fs::read_to_string(d.join("sqn.toml.journal")).unwrap();
+        j.checkpoint(hss.sqn_state()).unwrap();
+        fs::write(d.join("sqn.toml.journal"), old_journal).unwrap();
+        drop(j);
+        let (_, recovered) = SqnJournal::open(&p).unwrap();
+        let expected = hss.sqn_state().collect::<Vec<_>>();
+        for impi in [&a, &b] {
+            let want = expected
+                .iter()
+                .find(|(k, _)| *k == impi.as_str())
+                .unwrap()
+                .1;
+            assert_eq!(recovered.get(impi.as_str()), Some(&want), "{impi}");
+        }
+        assert!(recovered.values().any(|&v| v == largest));
         let _ = fs::remove_dir_all(&d);
     }
 

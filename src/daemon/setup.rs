@@ -94,6 +94,7 @@ fn pcscf_host(config: &Config) -> String {
 pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
     let r = &config.registration;
     let t = &config.sip_timers;
+    let l = &config.limits;
     // Every field listed (no `..`): a new core knob does not compile until it is mapped.
     Ok(CoreConfig {
         profile: profile(config)?,
@@ -112,6 +113,12 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         timer_c: t.timer_c,
         keepalive_interval: r.keepalive_interval,
         upstream: config.ims_core.clone(),
+        max_pending_per_impi: l.max_pending_per_impi,
+        max_pending_per_source: l.max_pending_per_source,
+        max_pending_total: l.max_pending_total,
+        register_rate_per_source: l.register_rate_per_source,
+        register_rate_total: l.register_rate_total,
+        retry_after: l.retry_after,
     })
 }
 
@@ -187,6 +194,7 @@ pub(super) fn load_hss(
         source,
     };
     let (journal, state) = SqnJournal::open(&path).map_err(state_error)?;
+    let journal = journal.with_max_bytes(config.limits.sqn_journal_max_bytes);
     let hss = hss.with_sqn_state(state).map_err(state_error)?;
     Ok((hss, Some(journal)))
 }

@@ -327,6 +327,10 @@ impl Slowpath {
         c.core.store(&self.core.stats());
         let syncs = self.journal.as_ref().map_or(0, SqnJournal::syncs);
         c.sqn_commits.store(syncs, Ordering::Relaxed);
+        let checkpoints = self.journal.as_ref().map_or(0, SqnJournal::checkpoints);
+        c.sqn_checkpoints.store(checkpoints, Ordering::Relaxed);
+        let bytes = self.journal.as_ref().map_or(0, SqnJournal::journal_bytes);
+        c.sqn_journal_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Levels that need a walk or a count of the core's state (every `GAUGE_PERIOD`).
@@ -382,6 +386,15 @@ mod tests {
         dir: &std::path::Path,
         stop: bool,
     ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
+        slowpath_with(dir, stop, CoreConfig::default())
+    }
+
+    /// [`slowpath_in`] with the core configured by `cfg`.
+    fn slowpath_with(
+        dir: &std::path::Path,
+        stop: bool,
+        cfg: CoreConfig,
+    ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
         let (journal, recovered) = SqnJournal::open(&dir.join("sqn-state")).unwrap();
@@ -400,7 +413,7 @@ mod tests {
         .unwrap();
         let table = Arc::new(InboundTable::with_capacity(64).unwrap());
         let core = Core::new(
-            CoreConfig::default(),
+            cfg,
             hss,
             table.clone(),
             Box::new(rand::rngs::StdRng::seed_from_u64(1)),
@@ -635,6 +648,40 @@ mod tests {
         slowpath.release(batch);
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 14: the journal is checkpointed while running once a commit leaves it beyond its
+    /// bound (here 64 bytes: after every second SQN line), so it stays small however many challenges are
+    /// made; the count is published, and the state on disk holds the last SQN handed out.
+    #[test]
+    fn the_journal_is_checkpointed_while_running() {
+        let dir = tmp("checkpoint");
+        // A vector is reused for at most a millisecond: each REGISTER below spends an SQN.
+        let cfg = CoreConfig {
+            challenge_timeout: Duration::from_millis(1),
+            ..CoreConfig::default()
+        };
+        let (mut slowpath, _events_tx, commands_rx) = slowpath_with(&dir, true, cfg);
+        slowpath.journal = slowpath.journal.take().map(|j| j.with_max_bytes(64));
+        let journal = dir.join("sqn-state.journal");
+        for i in 0..10 {
+            std::thread::sleep(Duration::from_millis(2));
+            let mut batch = Vec::new();
+            slowpath.on_event(register_branch(&format!("z9hG4bK-cp{i}")), &mut batch);
+            slowpath.release(batch);
+            assert!(commands_rx.try_iter().any(|c| is_401(&c)), "REGISTER {i}");
+            let size = std::fs::metadata(&journal).unwrap().len();
+            assert!(size < 64, "{size} bytes after {i}");
+        }
+        slowpath.publish_counters();
+        let c = &slowpath.counters;
+        assert_eq!(c.sqn_checkpoints.load(Ordering::Relaxed), 5);
+        assert_eq!(c.sqn_journal_bytes.load(Ordering::Relaxed), 0);
+        drop(slowpath);
+        // Ten SQNs: SEQ 10, IND 9 (TS 33.102 C.3.2), whether in the snapshot or the journal.
+        let (_, state) = SqnJournal::open(&dir.join("sqn-state")).unwrap();
+        assert_eq!(state.get("alice@open-ims.test"), Some(&((10 << 5) | 9)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

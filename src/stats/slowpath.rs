@@ -27,6 +27,11 @@ akagate_proto::counters! {
     sqn_commits: Counter,
     /// Batches whose SQN commit failed (their 401s withheld).
     sqn_commit_failures: Counter,
+    /// SQN journal checkpoints while running (the journal outgrew `sqn-journal-max-bytes`
+    /// and was folded into the state file).
+    sqn_checkpoints: Counter,
+    /// Bytes in the SQN journal now.
+    sqn_journal_bytes: Gauge,
     /// SIP messages to the SIP port over a transport not configured for its address.
     sip_transport_refused: Counter,
     /// InstallSaSet commands sent (one per challenge).
@@ -109,7 +114,13 @@ mod tests {
             .collect();
         assert_eq!(
             gauges,
-            ["registrations", "subscribers", "transactions", "dialogs"]
+            [
+                "sqn_journal_bytes",
+                "registrations",
+                "subscribers",
+                "transactions",
+                "dialogs"
+            ]
         );
     }
 }

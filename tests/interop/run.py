@@ -38,8 +38,10 @@ PORT_PC, PORT_PS = 5100, 6100
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
 # Proxy mode: akagate's core side and SIPp's S-CSCF on the daemon namespace's loopback.
 CORE_LOCAL, SCSCF_IP, SCSCF_PORT = "127.0.0.1:5070", "127.0.0.2", 5080
+ECSCF_IP = "127.0.0.3"  # a second SIPp answering emergency calls as the E-CSCF
 VISITED = "visited.mnc001.mcc001.3gppnetwork.org"
-PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp"]
+PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp", "proxy-network-deregister",
+                   "proxy-emergency"]
 
 
 
@@ -83,7 +85,9 @@ class Bed:
                 f.write('\n[ims-core]\nnext-hops = ["sip:%s:%d;transport=tcp"]\n'
                         'local = "%s"\ntrusted = ["127.0.0.0/8"]\n'
                         'visited-network-id = "%s"\n'
-                        % (SCSCF_IP, SCSCF_PORT, CORE_LOCAL, VISITED))
+                        'emergency-next-hops = ["sip:%s:%d;transport=tcp"]\n'
+                        'emergency-numbers = ["112"]\nanonymous-emergency = true\n'
+                        % (SCSCF_IP, SCSCF_PORT, CORE_LOCAL, VISITED, ECSCF_IP, SCSCF_PORT))
         sh("ip", "-n", self.ns_d, "link", "set", "lo", "up")
 
     def start_daemon(self, akagate):
@@ -136,7 +140,7 @@ def main():
         return 0
     work = tempfile.mkdtemp(prefix="akagate-interop-")
     bed = None
-    scscf = None
+    scscf = ecscf = None
     status = 1
     try:
         proxy = args.mode == "proxy"
@@ -147,6 +151,9 @@ def main():
             scscf = Scscf(work, bed.ns_d, SCSCF_IP, SCSCF_PORT, "tcp", sub, VISITED)
             scscf.write_vectors(8)
             scscf.start()
+            ecscf = Scscf(work, bed.ns_d, ECSCF_IP, SCSCF_PORT, "tcp", sub, VISITED, "ecscf")
+            ecscf.write_vectors(4)
+            ecscf.start()
         bed.start_daemon(args.akagate)
         cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
@@ -156,7 +163,8 @@ def main():
                                    if s.strip()]
         if proxy:
             wanted = args.scenario or PROXY_SCENARIOS
-            cmd += ["--daemon-netns", bed.ns_d, "--scscf-log", scscf.trace]
+            cmd += ["--daemon-netns", bed.ns_d, "--scscf-log", scscf.trace,
+                    "--ecscf-log", ecscf.trace]
         cmd += sum((["--scenario", s.strip()] for s in wanted), [])
         if args.verbose:
             cmd.append("--verbose")
@@ -183,6 +191,8 @@ def main():
             print("== akagate log (tail)")
             print("".join(open(bed.log).readlines()[-40:]))
     finally:
+        if ecscf is not None:
+            ecscf.stop()
         if scscf is not None:
             scscf.stop()
             if status != 0 and os.path.exists(scscf.log):

@@ -295,6 +295,32 @@ def sc_resync(ctx):
     ctx.done(u)
 
 
+def sc_resync_udp_401_lost(ctx):
+    """AUTS over UDP whose new 401 is lost on the radio: the UE's timer E retransmits the
+    REGISTER carrying AUTS; the daemon answers the retransmission with the same 401 (its
+    server transaction absorbs it: no second resynchronisation, no second vector), and the UE
+    registers with it."""
+    u = ctx.ue("erin", 3, transport="udp", seq_ms=1 << 21)
+    send = u.transact
+
+    def transact(flow, req, timeout=10.0):
+        if "auts=" in (req.get("authorization") or ""):
+            ctx.world.shim.lose_next(u.ip, "clear", 1)
+        return send(flow, req, timeout)
+
+    u.transact = transact
+    before = ctx.control("stats")["sip"].get("retransmissions_absorbed", 0)
+    u.register()
+    check_registered(ctx, u)
+    expect(max(u.usim.seq) > 1 << 21, "the USIM never accepted a resynchronised SQN")
+    expect(u.retransmissions >= 1, "the REGISTER with AUTS was never retransmitted")
+    after = ctx.control("stats")["sip"].get("retransmissions_absorbed", 0)
+    expect(after >= before + 1, "the daemon did not absorb the retransmitted AUTS REGISTER")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+
+
 def sc_resync_network_ahead(ctx):
     """The network's SQN is 2^29 SEQs ahead of the USIM's, beyond its delta of 2^28 (TS
     33.102 C.2.1): the USIM refuses the challenge with AUTS, the HSS takes SQN_MS from it
@@ -436,7 +462,8 @@ def sc_no_sec_agree(ctx):
     """sec-agree-required = false (this run's profile): a phone without sec-agree registers
     with AKA but no SAs, over TCP and over UDP; an IPsec UE calls it (the INVITE arrives on
     the flow it registered from) and it calls the IPsec UE; the same phone on another flow
-    is refused with 403; nothing of it is left after de-registration."""
+    is refused with 403; nothing of it is left after de-registration, and a TCP-bound
+    registration ends when its connection does."""
     a = ctx.ue("olga", 0)
     a.register()
     check_registered(ctx, a)
@@ -463,6 +490,15 @@ def sc_no_sec_agree(ctx):
         ctx.world.note("no sec-agree over %s: registered, calls both ways, other flow 403" %
                        transport)
         deregister_all(ctx, b)
+    # A TCP-bound registration lives as long as its connection: the phone closes it, and
+    # the daemon ends the registration (nothing could reach the phone any more).
+    c = ctx.ue("quinn", 1, transport="tcp", cls=PlainUe)
+    c.register()
+    expect(ctx.registration(c) is not None, "quinn: not registered")
+    c.close_all()
+    expect(ctx.world.wait(lambda: ctx.registration(c) is None, 3),
+           "quinn: still registered after its connection closed")
+    ctx.done(c)
     deregister_all(ctx, a)
 
 
@@ -679,6 +715,160 @@ def sc_proxy_calls_tcp(ctx):
     ctx.done(u)
 
 
+def send_in_netns(netns, peer, msg):
+    """Sends `msg` over a new TCP connection from the namespace `netns` to `peer` and returns
+    the first response (None without one within 5 s)."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        setns("/var/run/netns/" + netns)
+        s = socket.create_connection(peer, timeout=5)
+    finally:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+    with s:
+        s.sendall(msg.to_bytes())
+        framer = sip.Framer()
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            data = s.recv(65535)
+            if not data:
+                return None
+            for m in framer.feed(data):
+                if not m.is_request():
+                    return m
+    return None
+
+
+def sc_proxy_network_deregister(ctx):
+    """Proxy mode: akagate subscribes to the UE's reg event at the S-CSCF after its first
+    200 (TS 24.229 5.2.3); the S-CSCF (SIPp) then deactivates the UE's contact in a NOTIFY,
+    and akagate removes the registration and its SAs at once (5.2.5.1)."""
+    u = ctx.ue("proxied", 0, transport="tcp")
+    u.register()
+    check_registered(ctx, u)
+    expect(ctx.world.wait(lambda: any(
+        m.method == "SUBSCRIBE" for m in scscf_received(ctx.scscf_log)), 2),
+        "akagate never subscribed to the reg event")
+    s = [m for m in scscf_received(ctx.scscf_log) if m.method == "SUBSCRIBE"][-1]
+    expect(s.start.split()[1] == u.impu, "SUBSCRIBE is for %s, not the UE's IMPU" % s.start)
+    expect(s.get("event") == "reg", "SUBSCRIBE Event %r" % s.get("event"))
+    expect(s.get("p-asserted-identity") == "<sip:127.0.0.1:5070>",
+           "SUBSCRIBE asserts %r, not the P-CSCF" % s.get("p-asserted-identity"))
+    before = ctx.control("stats")["sip"].get("core_deregistrations", 0)
+    # The NOTIFY goes in akagate's subscription dialog, whose Call-ID SIPp's UAC cannot take
+    # from an injection file (it matches responses by its own Call-ID), so the harness
+    # writes it on a kernel TCP socket in the daemon's namespace.
+    body = ('<?xml version="1.0"?>\n<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" '
+            'version="1" state="full">\n<registration aor="%s" id="a1" state="terminated">\n'
+            '<contact id="c1" state="terminated" event="deactivated"><uri>sip:%s@%s:%d</uri>'
+            '</contact>\n</registration>\n</reginfo>\n'
+            % (u.impu, u.user, sip.host(u.ip), u.port_us)).encode()
+    notify = sip.request("NOTIFY", s.get("contact").strip("<>"), [
+        ("Via", "SIP/2.0/TCP 127.0.0.2:5083;branch=z9hG4bK%s" % sip.token()),
+        ("Max-Forwards", "70"), ("From", "<%s>;tag=regsubd" % u.impu),
+        ("To", s.get("from")), ("Call-ID", s.get("call-id")), ("CSeq", "2 NOTIFY"),
+        ("Event", "reg"), ("Subscription-State", "terminated;reason=noresource"),
+        ("Content-Type", "application/reginfo+xml")], body)
+    answer = send_in_netns(ctx.daemon_netns, ("127.0.0.1", 5070), notify)
+    expect(answer is not None and answer.status == 200,
+           "the NOTIFY was answered %s" % (answer and answer.start))
+    check_deregistered(ctx, u)
+    after = ctx.control("stats")["sip"].get("core_deregistrations", 0)
+    expect(after == before + 1, "core_deregistrations %d -> %d" % (before, after))
+    ctx.world.shim.clear(u.ip)
+    ctx.done(u)
+def unprotected_register(u):
+    """`u`'s unprotected REGISTER with an empty Authorization (step 1); its final answer."""
+    u.new_sec_params()
+    authz = ('Digest username="%s", realm="%s", nonce="", uri="sip:%s", response=""'
+             % (u.impi, u.domain, u.domain))
+    unprot = u.connect(0, 5060, u.transport)
+    r = u.transact(unprot, u.register_request(unprot, 600, authz))
+    u.flows.remove(unprot)
+    unprot.sock.close()
+    return r
+
+
+def sc_challenge_hijack(ctx):
+    """Issue 14: a stranger sends REGISTERs naming the victim's IMPI from another address,
+    between the victim's 401 and its protected REGISTER and once it is registered. The
+    victim's challenge stays (its protected REGISTER gets 200), the stranger learns the same
+    nonce (the unanswered vector is reused, no SQN spent), and the daemon keeps showing the
+    victim's address for its registration."""
+    victim = ctx.ue("victor", 2)
+    stranger = ctx.ue("mallory", 2)
+    victim.open_server_ports()
+    r = unprotected_register(victim)
+    expect(r.status == 401, "victim's REGISTER answered %s" % r.start)
+    before = ctx.control("stats")["sip"].get("vectors_reused", 0)
+    r2 = unprotected_register(stranger)
+    expect(r2.status == 401, "stranger's REGISTER answered %s" % r2.start)
+    nonce = lambda m: sip.challenge(m.get("www-authenticate"))[0]["nonce"]
+    expect(nonce(r2) == nonce(r), "the stranger got another vector: an SQN spent")
+    after = ctx.control("stats")["sip"].get("vectors_reused", 0)
+    expect(after == before + 1, "vectors_reused %d -> %d" % (before, after))
+    victim.answer_challenge(r, 600)
+    check_registered(ctx, victim)
+    r3 = unprotected_register(stranger)
+    expect(r3.status == 401, "stranger's second REGISTER answered %s" % r3.start)
+    check_registered(ctx, victim)
+    reg = ctx.registration(victim)
+    expect(reg is not None, "the registration no longer shows the victim's address")
+    victim.deregister()
+    check_deregistered(ctx, victim)
+    ctx.done(victim, stranger)
+
+
+def sc_proxy_emergency(ctx):
+    """Emergency calls in proxy mode (TS 24.229 5.2.10): a registered UE's INVITE to
+    urn:service:sos goes through its SAs to the E-CSCF (a second SIPp), not along its
+    Service-Route, with the identity akagate asserts; an unregistered UE's emergency INVITE on
+    the unprotected port goes there too (anonymous-emergency = true), with no identity; both
+    are answered, ACKed and ended with BYE."""
+    u = ctx.ue("sos", 0, transport="tcp")
+    u.register()
+    flow = u.call_flow()
+    invite = u.invite(FarEnd("urn:service:sos"), flow)
+    invite.start = "INVITE urn:service:sos SIP/2.0"
+    ok = u.transact(flow, invite, timeout=15)
+    expect(ok.status == 200, "emergency INVITE answered %s" % ok.start)
+    bye = u.ack_and_bye(None, flow, invite, ok)
+    expect(bye.status == 200, "BYE answered %s" % bye.start)
+    got = [m for m in scscf_received(ctx.ecscf_log) if m.method == "INVITE"]
+    expect(got and got[-1].start.startswith("INVITE urn:service:sos "),
+           "the E-CSCF never got the emergency INVITE")
+    expect(got[-1].get("p-asserted-identity") == "<%s>" % u.impu,
+           "emergency INVITE asserts %r" % got[-1].get("p-asserted-identity"))
+    expect(not any(m.get("call-id") == invite.get("call-id")
+                   for m in scscf_received(ctx.scscf_log)),
+           "the emergency INVITE went to the S-CSCF")
+    u.deregister()
+    check_deregistered(ctx, u)
+    ctx.done(u)
+    # A UE that is not registered (no SAs): over TCP to port 5060.
+    a = ctx.ue("anon-sos", 1, transport="tcp")
+    a.open_server_ports()
+    flow = a.connect(0, 5060, "tcp")
+    a.pcscf_ports, a.service_routes = (5060, 5060), []
+    inv = a.invite(FarEnd("urn:service:sos"), flow)
+    inv.start = "INVITE urn:service:sos SIP/2.0"
+    inv.headers = [(n, v) for n, v in inv.headers if n.lower() not in (
+        "route", "security-verify", "require", "proxy-require")]
+    a.sec_agree_headers = lambda: []
+    ok = a.transact(flow, inv, timeout=15)
+    expect(ok.status == 200, "anonymous emergency INVITE answered %s" % ok.start)
+    bye = a.ack_and_bye(None, flow, inv, ok)
+    expect(bye.status == 200, "anonymous BYE answered %s" % bye.start)
+    got = [m for m in scscf_received(ctx.ecscf_log) if m.method == "INVITE"][-1]
+    expect(got.get("call-id") == inv.get("call-id"), "the E-CSCF never got it")
+    expect(got.get("p-asserted-identity") is None and got.get("p-preferred-identity") is None,
+           "an identity was passed on for an unauthenticated caller")
+    stats = ctx.control("stats")["sip"]
+    expect(stats.get("emergency_sessions", 0) >= 2, "emergency_sessions %s" % stats)
+    ctx.done(a)
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -688,6 +878,7 @@ SCENARIOS = [
     ("algorithms", sc_algorithms, True),
     ("resync", sc_resync, True),
     ("resync-network-ahead", sc_resync_network_ahead, True),
+    ("resync-udp-401-lost", sc_resync_udp_401_lost, True),
     ("reregister-new-ports", sc_reregister_new_ports, True),
     ("reregister-udp-v6", sc_reregister_udp_v6, True),
     # Was KNOWN_FAILURES.md 1 (the 401 left under the pending SAs); fixed in the fast path's
@@ -708,6 +899,9 @@ SCENARIOS = [
     # Proxy mode only (run.py --mode proxy).
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
+    ("proxy-network-deregister", sc_proxy_network_deregister, False),
+    ("proxy-emergency", sc_proxy_emergency, False),
+    ("challenge-hijack", sc_challenge_hijack, True),
 ]
 
 
@@ -721,6 +915,7 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
     ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
+    ap.add_argument("--ecscf-log", help="proxy mode: SIPp's message trace of the E-CSCF")
     args = ap.parse_args()
 
     n = check_vectors(os.path.join(HERE, "fixtures", "milenage_ts35208.json"))
@@ -738,6 +933,7 @@ def main():
     shim.start()
     ctx = Context(World(shim, args.verbose), subs, args.control)
     ctx.daemon_netns, ctx.scscf_log = args.daemon_netns, args.scscf_log
+    ctx.ecscf_log = args.ecscf_log
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
     if wanted == ["all"]:

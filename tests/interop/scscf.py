@@ -43,20 +43,17 @@ def received(trace):
     return out
 
 
-def run_terminating_call(netns, target, ue, path, work, pump):
-    """SIPp as the S-CSCF delivers a call (fixtures/scscf-mt.xml) to `ue`'s contact with
-    Route `path`, through akagate's core side at `target`; `pump()` runs the UE meanwhile.
-    Returns SIPp's exit status (0: the call went through: 200, ACK, BYE answered)."""
-    csv = os.path.join(work, "scscf-mt.csv")
-    contact = "sip:%s@%s:%d" % (ue.user, sip.host(ue.ip), ue.port_us)
-    path_uri = path.strip().strip("<>").split(";")[0]  # SIPp fields are ';'-separated
+def run_uac(netns, target, scenario, fields, work, pump, port):
+    """Runs SIPp as a UAC playing fixtures/`scenario` once against `target` with one row of
+    injected `fields`, while `pump()` runs the UE; returns SIPp's exit status."""
+    csv = os.path.join(work, scenario + ".csv")
     with open(csv, "w") as f:
-        f.write("SEQUENTIAL\n%s;%s;%s\n" % (contact, path_uri, ue.impu))
-    log = os.path.join(work, "scscf-mt.log")
+        f.write("SEQUENTIAL\n%s\n" % ";".join(fields))
+    log = os.path.join(work, scenario + ".log")
     cmd = ["ip", "netns", "exec", netns, "sipp", target, "-sf",
-           os.path.join(HERE, "fixtures", "scscf-mt.xml"), "-inf", csv, "-i", "127.0.0.2",
-           "-p", "5081", "-t", "t1", "-m", "1", "-nostdin", "-timeout", "20s",
-           "-timeout_error", "-trace_err", "-error_file", log + ".err"]
+           os.path.join(HERE, "fixtures", scenario), "-inf", csv, "-i", "127.0.0.2",
+           "-p", str(port), "-t", "t1", "-m", "1", "-nostdin", "-timeout", "20s",
+           "-timeout_error", "-trace_msg", "-message_file", log + ".messages"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT)
     end = time.monotonic() + 25
@@ -70,13 +67,23 @@ def run_terminating_call(netns, target, ue, path, work, pump):
     return status
 
 
+def run_terminating_call(netns, target, ue, path, work, pump):
+    """SIPp as the S-CSCF delivers a call (fixtures/scscf-mt.xml) to `ue`'s contact with
+    Route `path`, through akagate's core side at `target`; `pump()` runs the UE meanwhile.
+    Returns SIPp's exit status (0: the call went through: 200, ACK, BYE answered)."""
+    contact = "sip:%s@%s:%d" % (ue.user, sip.host(ue.ip), ue.port_us)
+    path_uri = path.strip().strip("<>").split(";")[0]  # SIPp fields are ';'-separated
+    return run_uac(netns, target, "scscf-mt.xml", [contact, path_uri, ue.impu], work, pump,
+                   5081)
+
+
 class Scscf:
-    def __init__(self, work, netns, ip, port, transport, subscriber, visited):
+    def __init__(self, work, netns, ip, port, transport, subscriber, visited, name="scscf"):
         self.work, self.netns, self.ip, self.port = work, netns, ip, port
         self.transport, self.sub, self.visited = transport, subscriber, visited
-        self.csv = os.path.join(work, "scscf-vectors.csv")
-        self.trace = os.path.join(work, "scscf-messages.log")
-        self.log = os.path.join(work, "scscf.log")
+        self.csv = os.path.join(work, name + "-vectors.csv")
+        self.trace = os.path.join(work, name + "-messages.log")
+        self.log = os.path.join(work, name + ".log")
         self.vectors = []
         self.proc = None
 

@@ -38,6 +38,10 @@ pub(crate) struct Held {
     queue: VecDeque<HeldCommand>,
     /// Server transactions whose every send waits for a ticket (their response is a 401).
     awaiting: HashMap<TxId, PersistTicket>,
+    /// Every record up to this ticket was reported durable.
+    durable: Option<PersistTicket>,
+    /// The records up to this ticket could not be made durable (their 401s were dropped).
+    failed: Option<PersistTicket>,
 }
 
 impl Held {
@@ -60,8 +64,22 @@ impl Held {
         self.awaiting.get(&tx).copied()
     }
 
+    /// Whether every record up to `ticket` was reported durable (a challenge reusing its
+    /// vector may then leave at once).
+    pub fn is_durable(&self, ticket: PersistTicket) -> bool {
+        self.durable.is_some_and(|d| d >= ticket)
+    }
+
+    /// Whether the record of `ticket` could not be made durable and still is not: its
+    /// vector must not be sent again (a new challenge asks for a fresh one, which fails
+    /// until the state is durable again).
+    pub fn is_withheld(&self, ticket: PersistTicket) -> bool {
+        self.failed.is_some_and(|f| f >= ticket) && !self.is_durable(ticket)
+    }
+
     /// Everything up to `ticket` is durable: the commands waiting for it, in order.
     pub fn release(&mut self, ticket: PersistTicket) -> Vec<WorkerCommand> {
+        self.durable = self.durable.max(Some(ticket));
         self.awaiting.retain(|_, t| *t > ticket);
         self.take(ticket).into_iter().map(|h| h.action).collect()
     }
@@ -70,6 +88,7 @@ impl Held {
     /// dropped, the rest is returned. Their transactions keep waiting, so a retransmitted
     /// 401 leaves only after a later write succeeded.
     pub fn withhold(&mut self, ticket: PersistTicket) -> Withheld {
+        self.failed = self.failed.max(Some(ticket));
         let mut w = Withheld::default();
         for h in self.take(ticket) {
             if h.challenge {

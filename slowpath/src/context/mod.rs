@@ -4,9 +4,11 @@
 //! both build on it; it imports neither, so the core's parts form no import cycle.
 
 mod durability;
+mod limits;
 mod shared;
 
 pub use durability::Withheld;
+pub(crate) use limits::{Admission, DecoyLedger, RateVerdict};
 pub(crate) use shared::Shared;
 
 use std::net::SocketAddr;
@@ -47,6 +49,21 @@ pub struct CoreConfig {
     pub keepalive_interval: Option<Duration>,
     /// Proxy mode: the IMS core REGISTERs are relayed to (`None`: the embedded registrar).
     pub upstream: Option<crate::upstream::Upstream>,
+    /// Outstanding challenges per IMPI (one per source address); beyond it the oldest
+    /// challenge of the IMPI goes. At least 1.
+    pub max_pending_per_impi: usize,
+    /// Outstanding challenges (real and decoy) sent to one source address; a REGISTER that
+    /// would need one more is answered 503.
+    pub max_pending_per_source: usize,
+    /// Outstanding challenges (real and decoy) in total; beyond it new ones are answered 503.
+    pub max_pending_total: usize,
+    /// Unauthenticated REGISTERs (outside every SA) taken from one source address per
+    /// second; more are answered 503.
+    pub register_rate_per_source: u32,
+    /// Unauthenticated REGISTERs taken per second in total; more are answered 503.
+    pub register_rate_total: u32,
+    /// The `Retry-After` of those 503s, in seconds (RFC 3261 20.33).
+    pub retry_after: u32,
 }
 
 impl Default for CoreConfig {
@@ -62,6 +79,12 @@ impl Default for CoreConfig {
             timer_c: Duration::from_secs(181),
             keepalive_interval: None,
             upstream: None,
+            max_pending_per_impi: 4,
+            max_pending_per_source: 64,
+            max_pending_total: 65_536,
+            register_rate_per_source: 20,
+            register_rate_total: 10_000,
+            retry_after: 5,
         }
     }
 }
@@ -119,8 +142,41 @@ akagate_proto::counter_values! {
     core_failovers: Counter,
     /// Relayed REGISTERs no core next hop answered (the UE got 408).
     core_timeouts: Counter,
+    /// 200 OKs from the core completing a registration without a Service-Route (accepted;
+    /// the UE's requests then go to the first next hop).
+    core_ok_without_service_route: Counter,
+    /// reg-event SUBSCRIBEs to the core that failed (non-2xx or timeout; the registration
+    /// stays, without network-initiated events).
+    core_reg_subscribe_failures: Counter,
+    /// Registrations the network ended by a reg-event NOTIFY (network-initiated
+    /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
+    core_deregistrations: Counter,
+    /// Flow-bound registrations (no sec-agree) ended because their TCP connection closed.
+    flow_registrations_closed: Counter,
+    /// Emergency sessions routed to the E-CSCF (TS 24.229 5.2.10), anonymous ones included.
+    emergency_sessions: Counter,
+    /// Emergency requests answered 380 (no E-CSCF configured, or an unregistered UE where
+    /// anonymous emergency sessions are not allowed).
+    emergency_refused: Counter,
     /// Requests from the core for no UE registered here (404, or 481 inside a dialog).
     core_requests_unroutable: Counter,
+    /// Challenges that reused the unanswered vector of an earlier challenge of the same IMPI
+    /// (no SQN spent; only the UE can answer it).
+    vectors_reused: Counter,
+    /// Challenges dropped to make room for a newer one of the same IMPI from another address
+    /// (beyond `max-pending-per-impi`; the oldest goes).
+    challenges_evicted: Counter,
+    /// Unauthenticated REGISTERs answered 503 because their source address sent more than
+    /// `register-rate-per-source` in a second.
+    register_rate_limited_source: Counter,
+    /// Unauthenticated REGISTERs answered 503 because more than `register-rate-total` came
+    /// in a second.
+    register_rate_limited_all: Counter,
+    /// REGISTERs answered 503 because their source address holds `max-pending-per-source`
+    /// challenges.
+    challenges_shed_source: Counter,
+    /// REGISTERs answered 503 because `max-pending-total` challenges are outstanding.
+    challenges_shed_all: Counter,
 }
 
 /// What a live transaction needs to reach the worker: the flow and, for requests the core

@@ -12,7 +12,7 @@ use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
 use super::durability::Held;
-use super::{peer_of, CoreConfig, CoreStats, Req, TimerKey, TxInfo};
+use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
 use crate::sip::response_to;
 use crate::sip::transaction::{TransactionLayer, TxId};
@@ -33,6 +33,10 @@ pub(crate) struct Shared {
     pub stats: CoreStats,
     /// Challenges (and what followed them) waiting for their SQN to be durable.
     pub held: Held,
+    /// The rate of unauthenticated REGISTERs in the current second.
+    pub admission: Admission,
+    /// Outstanding decoy challenges of unknown IMPIs (counted like real ones).
+    pub decoys: DecoyLedger,
 }
 
 impl Shared {
@@ -49,6 +53,8 @@ impl Shared {
             branch_seq: 0,
             stats: CoreStats::default(),
             held: Held::default(),
+            admission: Admission::default(),
+            decoys: DecoyLedger::default(),
         }
     }
 

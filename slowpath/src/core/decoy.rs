@@ -1,12 +1,18 @@
 //! Challenges for IMPIs the HSS does not know (issue 14: do not tell strangers which IMPIs
 //! exist). An unknown IMPI gets the same answers a real one gets — 423, 421/494, 400 for a
 //! bad Security-Client, then a 401 with `WWW-Authenticate` and `Security-Server` — but
-//! nothing is spent on it: no SQN, no SA set installed, no state kept. The nonce is
-//! `base64(RAND || AUTN)` with AUTN = HMAC-SHA-256(key, IMPI || RAND) truncated, so a later
-//! REGISTER that answers it outside any SA (which a real challenge answers with 403) is
-//! recognised without storing anything. Its SPIs are issued and released at once, so they
-//! look like real ones and hold no slot; a protected REGISTER can never reach us through them
-//! (no SA exists), just as an attacker without K cannot build one for a real IMPI.
+//! nothing is spent on it: no SQN, no SA set installed. The nonce is `base64(RAND || AUTN)`
+//! with AUTN = HMAC-SHA-256(key, IMPI || RAND) truncated, so a later REGISTER that answers it
+//! outside any SA (which a real challenge answers with 403) is recognised by the key. Its
+//! SPIs are issued and released at once, so they look like real ones and hold no slot; a
+//! protected REGISTER can never reach us through them (no SA exists), just as an attacker
+//! without K cannot build one for a real IMPI.
+//!
+//! The limits see decoys as real challenges (`context::DecoyLedger`, a few bytes each): they
+//! count against the per-source and total bounds of outstanding challenges and lapse after
+//! the challenge timeout, an answer counts only from the address the decoy went to, and an
+//! unknown IMPI gets the same RAND again while a real IMPI's unanswered vector would be
+//! reused — so neither the 503s nor the nonces tell a stranger which IMPIs exist.
 
 use std::time::Instant;
 
@@ -45,10 +51,8 @@ impl DecoyKey {
         autn
     }
 
-    /// A new decoy nonce for `impi`.
-    pub(crate) fn nonce(&self, impi: &str, rng: &mut dyn RngCore) -> String {
-        let mut rand = [0u8; 16];
-        rng.fill_bytes(&mut rand);
+    /// The decoy nonce for `impi` with `rand`.
+    pub(crate) fn nonce(&self, impi: &str, rand: [u8; 16]) -> String {
         AkaNonce {
             rand,
             autn: Autn::from_bytes(self.autn(impi, &rand)),
@@ -84,39 +88,56 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        if creds.is_some_and(|c| self.decoy_key.made(impi, &c.nonce)) {
+        let source = req.flow.ue;
+        self.shared.decoys.prune(now);
+        let id = self.shared.decoys.id(impi);
+        let held = self.shared.decoys.holds(source, id);
+        // As a real challenge's answer outside its SAs, from the address it went to.
+        if held && creds.is_some_and(|c| self.decoy_key.made(impi, &c.nonce)) {
+            self.shared.decoys.forget(source, id);
             return self.shared.respond(req, 403, "Forbidden", &[], now, out);
         }
         let Some(chosen) = self.choose_offer(req, now, out) else {
             return;
         };
-        let nonce = self.decoy_key.nonce(impi, &mut *self.shared.rng);
+        if !self.room_for_challenge(req, held, now, out) {
+            return;
+        }
+        let server = match chosen {
+            None => None,
+            Some(c) => {
+                let (pc, ps) = (self.shared.spis.allocate(), self.shared.spis.allocate());
+                for spi in [&pc, &ps].into_iter().flatten() {
+                    let _ = self.shared.spis.release(*spi);
+                }
+                let (Ok(spi_pc), Ok(spi_ps)) = (pc, ps) else {
+                    return self.shed(req, now, out);
+                };
+                let p = &self.shared.cfg.profile;
+                let server = c.security_server(
+                    spi_pc,
+                    spi_ps,
+                    p.protected_client_port,
+                    p.protected_server_port,
+                );
+                Some(server.render())
+            }
+        };
+        // The vector's RAND last, once nothing can fail: a decoy vector is made only for a
+        // decoy challenge that leaves.
+        let mut fresh = [0u8; 16];
+        self.shared.rng.fill_bytes(&mut fresh);
+        let timeout = self.shared.cfg.challenge_timeout;
+        let rand = self.shared.decoys.rand(id, fresh, now, timeout);
+        let nonce = self.decoy_key.nonce(impi, rand);
         let Ok(www) = aka_challenge(impi, nonce) else {
             return self
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);
         };
         let mut extra = vec![("WWW-Authenticate", www)];
-        if let Some(c) = chosen {
-            let (Ok(spi_pc), Ok(spi_ps)) =
-                (self.shared.spis.allocate(), self.shared.spis.allocate())
-            else {
-                return self
-                    .shared
-                    .respond(req, 503, "Service Unavailable", &[], now, out);
-            };
-            for spi in [spi_pc, spi_ps] {
-                let _ = self.shared.spis.release(spi);
-            }
-            let p = &self.shared.cfg.profile;
-            let server = c.security_server(
-                spi_pc,
-                spi_ps,
-                p.protected_client_port,
-                p.protected_server_port,
-            );
-            extra.push(("Security-Server", server.render()));
-        }
+        extra.extend(server.map(|s| ("Security-Server", s)));
+        self.shared.decoys.note(source, id, now + timeout);
         self.shared.stats.decoy_challenges += 1;
         tracing::debug!("REGISTER for an unknown IMPI: decoy challenge");
         self.shared

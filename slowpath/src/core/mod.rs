@@ -5,7 +5,9 @@
 //! its owner reports them durable ([`Core::on_durable`]).
 
 mod decoy;
+mod emergency;
 mod register;
+mod regsub;
 mod relay;
 mod saset;
 
@@ -24,7 +26,7 @@ use rand::RngCore;
 use crate::context::{peer_of, rearm, Cx, Req, Shared, TimerKey, TxInfo};
 use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Proxy, RegEnd};
-use crate::registrar::{Registrar, RegistrationView};
+use crate::registrar::{self, Registrar, RegistrationView};
 use crate::sip::transaction::Incoming;
 use crate::sip::{response_to, Message, MessageBuilder};
 
@@ -42,6 +44,8 @@ pub struct Core {
     pub(crate) decoy_key: DecoyKey,
     /// Proxy mode: REGISTERs relayed to the IMS core and what the core granted.
     pub(crate) relay: RelayState,
+    /// Proxy mode: our reg-event subscriptions at the S-CSCF.
+    pub(crate) reg_subs: regsub::RegSubs,
 }
 
 impl core::fmt::Debug for Core {
@@ -70,6 +74,7 @@ impl Core {
             registrar: Registrar::default(),
             proxy: Proxy::default(),
             relay: RelayState::default(),
+            reg_subs: regsub::RegSubs::default(),
         }
     }
 
@@ -215,8 +220,9 @@ impl Core {
                 }
                 self.on_sip(&sip, now, &mut out)
             }
-            // Connections come and go; registrations are bound to SAs, not to connections.
-            WorkerEvent::TcpClosed(_) => {}
+            // Connections come and go; registrations are bound to SAs, not to connections —
+            // except a flow-bound one (no sec-agree), which is bound to its connection.
+            WorkerEvent::TcpClosed(flow) => self.on_flow_closed(flow, now, &mut out),
             // The requests waiting on a connection that could not be opened fail now, not
             // after timer B / F (RFC 3261 16.9).
             WorkerEvent::ConnectFailed(flow) | WorkerEvent::SendLost(flow)
@@ -236,6 +242,36 @@ impl Core {
         }
         self.process_events(now, &mut out);
         out
+    }
+
+    /// A TCP connection ended: a flow-bound registration (or challenge) on it ends with it
+    /// (TS 24.229 5.2.2 binds such a UE to its flow; nothing can reach it any more, and the
+    /// UE registers again on a new connection).
+    fn on_flow_closed(&mut self, flow: Flow, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let Some(spi) = self.registrar.spi_of_flow(&flow) else {
+            return;
+        };
+        let Some((key, kind)) = self
+            .registrar
+            .set_of_spi(spi)
+            .map(|(k, kind)| (k.to_string(), kind))
+        else {
+            return;
+        };
+        match kind {
+            registrar::SetKind::Active => {
+                self.shared.stats.flow_registrations_closed += 1;
+                self.on_registration_ending(&key, RegEnd::Deactivated, now, out);
+                self.drop_registration(&key, out);
+            }
+            registrar::SetKind::Pending => {
+                if let Some(set) = self.registrar.fail_pending(&key, spi) {
+                    self.shared.remove_set(&set, out);
+                }
+                self.rearm(&key);
+            }
+            registrar::SetKind::Old => {}
+        }
     }
 
     /// Whether `flow` is on the core side (proxy mode).
@@ -312,6 +348,8 @@ impl Core {
             self.relay_register(&req, now, out);
         } else if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
+        } else if self.is_emergency_request(msg) {
+            self.on_emergency(&req, now, out);
         } else if self.shared.cfg.upstream.is_some() {
             self.originate_from_ue(&req, now, out);
         } else {
@@ -346,6 +384,10 @@ impl Core {
         while let Some((id, ev)) = self.shared.txl.poll_event() {
             if self.is_relay(id) {
                 self.on_relay_event(id, ev, now, out);
+                continue;
+            }
+            if self.reg_subs.owns(id) {
+                self.on_reg_sub_event(id, ev);
                 continue;
             }
             let (proxy, mut cx) = self.proxy_cx();

@@ -4,18 +4,22 @@
 //! existing one), de-registration, expiry. The [`Registrar`](crate::registrar::Registrar)
 //! holds the state; this is the SIP around it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{SaSet, WorkerCommand};
 
 use crate::aka::{
-    decode_auts, derive_suite, AkaNonce, DigestChallenge, DigestCredentials, DigestParseError,
-    ALGORITHM_AKAV1_MD5,
+    decode_auts, derive_suite, AkaNonce, AuthVector, DigestChallenge, DigestCredentials,
+    DigestParseError, ALGORITHM_AKAV1_MD5,
 };
+use crate::context::{CoreStats, RateVerdict};
 use crate::core::{Core, Req, TimerKey};
+use crate::hss::PersistTicket;
 use crate::registrar::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, unprotected_suite,
-    verify_matches, AuthVectorSource, Expiry, Identities, IssuedVector, Pending, SetKind,
+    verify_matches, AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending,
+    SetKind,
 };
 use crate::secagree::{choose, render_security_header, ChosenMechanism, SecMechanism, IPSEC_3GPP};
 use crate::sip::{HeaderKind, Message};
@@ -142,6 +146,82 @@ impl Core {
         crate::core::rearm(&mut self.shared, &mut self.registrar, key);
     }
 
+    /// `503 Service Unavailable` with `Retry-After` (RFC 3261 21.5.4, 20.33): unauthenticated
+    /// work shed under the limits; the UE tries again later.
+    pub(crate) fn shed(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let extra = [("Retry-After", self.shared.cfg.retry_after.to_string())];
+        self.shared
+            .respond(req, 503, "Service Unavailable", &extra, now, out);
+    }
+
+    /// Counts an unauthenticated REGISTER (outside every SA) against the per-address and
+    /// total rates; over either it is answered 503 and false is returned. Registered UEs'
+    /// requests come through their SAs and never pass here.
+    pub(crate) fn admit_unauthenticated(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        let cfg = &self.shared.cfg;
+        let (per_source, total) = (cfg.register_rate_per_source, cfg.register_rate_total);
+        let count: fn(&mut CoreStats) =
+            match self
+                .shared
+                .admission
+                .admit(req.flow.ue, now, per_source, total)
+            {
+                RateVerdict::Admit => return true,
+                RateVerdict::SourceOver => |s| s.register_rate_limited_source += 1,
+                RateVerdict::TotalOver => |s| s.register_rate_limited_all += 1,
+            };
+        self.shed_counted(count, req, now, out)
+    }
+
+    /// Counts a shed request (`count`), answers it 503 ([`Core::shed`]) and returns false.
+    fn shed_counted(
+        &mut self,
+        count: fn(&mut CoreStats),
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        count(&mut self.shared.stats);
+        self.shed(req, now, out);
+        false
+    }
+
+    /// Whether one more challenge may go to the request's source: always if `exempt` (one
+    /// for this IMPI is outstanding there already and is replaced, or the request came
+    /// through the registered SAs); else the source's and the total count of outstanding
+    /// challenges, real and decoy alike, must be below their bounds. Over a bound the
+    /// REGISTER is answered 503 and false is returned.
+    pub(crate) fn room_for_challenge(
+        &mut self,
+        req: &Req<'_, '_>,
+        exempt: bool,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> bool {
+        if exempt {
+            return true;
+        }
+        let source = req.flow.ue;
+        self.shared.decoys.prune(now);
+        let (registrar, decoys) = (&self.registrar, &self.shared.decoys);
+        let from = registrar.pending_from(source) + decoys.from(source);
+        let total = registrar.pending_total() + decoys.len();
+        let cfg = &self.shared.cfg;
+        let count: fn(&mut CoreStats) = if from >= cfg.max_pending_per_source {
+            |s| s.challenges_shed_source += 1
+        } else if total >= cfg.max_pending_total {
+            |s| s.challenges_shed_all += 1
+        } else {
+            return true;
+        };
+        self.shed_counted(count, req, now, out)
+    }
+
     /// A REGISTER in its server transaction.
     pub(crate) fn on_register(
         &mut self,
@@ -149,6 +229,9 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        if req.via_spi.is_none() && !self.admit_unauthenticated(req, now, out) {
+            return;
+        }
         let msg = req.msg;
         let creds = match msg
             .header(HeaderKind::Authorization)
@@ -215,21 +298,26 @@ impl Core {
             return;
         }
 
-        let answers_pending = match (creds, self.registrar.pending(key)) {
-            (Some(c), Some(p)) => c.nonce == p.nonce,
-            _ => false,
-        };
+        // Which challenge does it answer? Through a pending set, that set's; outside every
+        // SA, one sent to this address (the nonce is no secret: a stranger may know it).
+        let answered = creds.and_then(|c| {
+            let p = match (kind, req.via_spi) {
+                (Some(SetKind::Pending), Some(spi)) => self.registrar.pending_of_spi(key, spi),
+                _ => self.registrar.pending_answered(key, &c.nonce, req.flow.ue),
+            };
+            p.filter(|p| p.nonce == c.nonce).map(|p| p.set.spi_ps)
+        });
 
-        if let (true, Some(creds)) = (answers_pending, creds) {
+        if let (Some(spi), Some(creds)) = (answered, creds) {
             if let Some(auts) = &creds.auts {
-                return self.resync(req, key, ids, auts, now, out);
+                return self.resync(req, key, ids, spi, auts, now, out);
             }
             if kind != Some(SetKind::Pending) {
                 // TS 33.203 6.1: the answer must come over the new SAs; an empty response
                 // outside them is the UE reporting a MAC failure (RFC 3310 3.3).
-                return self.fail_pending(req, key, now, out);
+                return self.fail_pending(req, key, spi, now, out);
             }
-            return self.complete(req, key, creds, now, out);
+            return self.complete(req, key, spi, creds, now, out);
         }
 
         match kind {
@@ -263,7 +351,7 @@ impl Core {
                     // TS 24.229 5.4.1.2.2 1): the registrar may authenticate any REGISTER;
                     // we do whenever the UE offers a Security-Client, so the refresh also
                     // renews the keys and SAs (TS 33.203 7.4).
-                    self.challenge(req, key, ids, now, out);
+                    self.challenge(req, key, ids, false, now, out);
                 } else {
                     // Without Security-Client there is nothing to build new SAs from
                     // (TS 33.203 7.1 needs the UE's SPIs and ports), so this REGISTER over the
@@ -273,13 +361,25 @@ impl Core {
                     self.refresh(req, key, now, out);
                 }
             }
-            Some(SetKind::Pending) => self.fail_pending(req, key, now, out),
-            None => self.challenge(req, key, ids, now, out),
+            Some(SetKind::Pending) => match req.via_spi {
+                Some(spi) => self.fail_pending(req, key, spi, now, out),
+                None => self.shared.respond(req, 403, "Forbidden", &[], now, out),
+            },
+            None => self.challenge(req, key, ids, false, now, out),
         }
     }
 
-    /// Sends a fresh challenge with a new SA set; any earlier pending set is removed after
-    /// the 401 left, so exactly one pending set remains (the latest challenge's).
+    /// Sends a challenge with a new SA set. An earlier challenge of this IMPI to the same
+    /// address is removed after the 401 left; challenges to other addresses stay (up to
+    /// `max_pending_per_impi`, the oldest going first), so a stranger naming the IMPI cannot
+    /// cancel the UE's own challenge.
+    ///
+    /// The vector: an unauthenticated REGISTER reuses the newest unanswered challenge's
+    /// vector of the IMPI while it is fresh (within the challenge timeout of its making).
+    /// RAND and AUTN are public and only the USIM holding K can answer, so a second 401 with
+    /// the same vector gives nothing away, and floods of REGISTERs naming an IMPI spend no
+    /// SQN. A fresh vector is drawn after an AUTS (`fresh`), for a re-registration through
+    /// the registered SAs (the UE has shown it can answer), and when none is reusable.
     ///
     /// Without a Security-Client (only reached when the profile's `sec-agree-required` is
     /// false) the set is *flow-bound*: no SAs are installed, the 401 carries no
@@ -291,28 +391,24 @@ impl Core {
         req: &Req<'_, '_>,
         key: &str,
         ids: &Identities,
+        fresh: bool,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
         let Some(chosen) = self.choose_offer(req, now, out) else {
             return;
         };
-        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
-        // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
-        // it (TS 33.102 6.3.2).
-        let source: &mut dyn AuthVectorSource = &mut self.hss;
-        let IssuedVector { av, durable_after } = match source.vector(&impi, &mut *self.shared.rng) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("no authentication vector for {impi}: {e}");
-                return self
-                    .shared
-                    .respond(req, 500, "Server Internal Error", &[], now, out);
-            }
+        // Through the registered SAs the UE has shown it can answer: never shed (its
+        // challenge still counts towards the totals).
+        let exempt = req.via_spi.is_some() || self.registrar.has_pending_for(key, req.flow.ue);
+        if !self.room_for_challenge(req, exempt, now, out) {
+            return;
+        }
+        let Some((vector, issued, ticket)) = self.vector_for(req, key, ids, fresh, now, out) else {
+            return;
         };
-        let rand = av.rand;
         let suite = match &chosen {
-            Some(c) => derive_suite(c.auth, c.encr, &av.ck, &av.ik),
+            Some(c) => derive_suite(c.auth, c.encr, &vector.ck, &vector.ik),
             None => Ok(unprotected_suite()),
         };
         let Ok(suite) = suite else {
@@ -328,9 +424,7 @@ impl Core {
                 for s in [a, b].into_iter().flatten() {
                     let _ = self.shared.spis.release(s);
                 }
-                return self
-                    .shared
-                    .respond(req, 503, "Service Unavailable", &[], now, out);
+                return self.shed(req, now, out);
             }
         };
         let (port_pc, port_ps) = match chosen {
@@ -362,11 +456,12 @@ impl Core {
             .as_ref()
             .map(|c| c.security_server(spi_pc, spi_ps, port_pc, port_ps));
         let nonce = AkaNonce {
-            rand,
-            autn: av.autn,
+            rand: vector.rand,
+            autn: vector.autn,
             server_data: Vec::new(),
         }
         .encode();
+        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
         let Ok(www) = aka_challenge(&impi, nonce.clone()) else {
             self.shared.release_spis(&set);
             return self
@@ -380,6 +475,9 @@ impl Core {
             out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
             extra.push(("Security-Server", server.render()));
         }
+        // With SQN state, the 401 waits until the vector's SQN is durable (TS 33.102 6.3.2);
+        // a reused vector's may be already.
+        let durable_after = ticket.filter(|&t| !self.shared.held.is_durable(t));
         if let Some(t) = durable_after {
             self.shared.held.wait_for(req.tx, t);
         }
@@ -389,53 +487,103 @@ impl Core {
             set,
             security_server,
             nonce,
-            rand,
-            xres: av.xres.clone(),
+            vector,
+            issued,
+            ticket,
             deadline: now + self.shared.cfg.challenge_timeout,
             bound_flow: chosen.is_none().then_some(req.flow),
         };
-        let replaced = self
+        let max = self.shared.cfg.max_pending_per_impi;
+        let Displaced { replaced, evicted } = self
             .registrar
-            .challenged(key, &ids.impi, &ids.impus, pending);
+            .challenged(key, &ids.impi, &ids.impus, pending, max);
+        self.shared.stats.challenges_evicted += evicted.len() as u64;
         let mut after = Vec::new();
-        self.remove_sets(replaced, &mut after);
+        self.remove_sets(replaced.into_iter().chain(evicted), &mut after);
         self.after_challenge(durable_after, after, out);
     }
 
-    /// AUTS: re-synchronise the HSS and challenge again (RFC 3310 3.4, TS 33.102 6.3.5).
+    /// The vector for a challenge of `key`, when it was made and the SQN record its 401
+    /// waits for: the newest unanswered one of an unauthenticated REGISTER while fresh (see
+    /// `challenge`) and not withheld by a failed write, else a new one from the source
+    /// (`None`: answered 500).
+    #[allow(clippy::type_complexity)]
+    fn vector_for(
+        &mut self,
+        req: &Req<'_, '_>,
+        key: &str,
+        ids: &Identities,
+        fresh: bool,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> Option<(Arc<AuthVector>, Instant, Option<PersistTicket>)> {
+        let timeout = self.shared.cfg.challenge_timeout;
+        let reusable = (!fresh && req.via_spi.is_none())
+            .then(|| self.registrar.newest_pending(key))
+            .flatten()
+            .filter(|p| now < p.issued + timeout)
+            .filter(|p| !p.ticket.is_some_and(|t| self.shared.held.is_withheld(t)));
+        if let Some(p) = reusable {
+            self.shared.stats.vectors_reused += 1;
+            return Some((p.vector.clone(), p.issued, p.ticket));
+        }
+        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
+        // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
+        // it (TS 33.102 6.3.2).
+        let source: &mut dyn AuthVectorSource = &mut self.hss;
+        match source.vector(&impi, &mut *self.shared.rng) {
+            Ok(IssuedVector { av, durable_after }) => Some((Arc::new(av), now, durable_after)),
+            Err(e) => {
+                tracing::warn!("no authentication vector for {impi}: {e}");
+                self.shared
+                    .respond(req, 500, "Server Internal Error", &[], now, out);
+                None
+            }
+        }
+    }
+
+    /// AUTS: re-synchronise the HSS and challenge again with a fresh vector (RFC 3310 3.4,
+    /// TS 33.102 6.3.5). `spi`: a set of the challenge it answers.
+    #[allow(clippy::too_many_arguments)]
     fn resync(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
         ids: &Identities,
+        spi: u32,
         auts: &str,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let (Some(impi), Some(p)) = (self.registrar.impi(key), self.registrar.pending(key)) else {
+        let (Some(impi), Some(p)) = (
+            self.registrar.impi(key),
+            self.registrar.pending_of_spi(key, spi),
+        ) else {
             return;
         };
-        let (impi, rand) = (impi.to_string(), p.rand);
+        let (impi, rand) = (impi.to_string(), p.vector.rand);
         let source: &mut dyn AuthVectorSource = &mut self.hss;
         let ok = decode_auts(auts)
             .ok()
             .is_some_and(|a| source.resync(&impi, &rand, a.as_bytes()).is_ok());
         if !ok {
-            return self.fail_pending(req, key, now, out);
+            return self.fail_pending(req, key, spi, now, out);
         }
-        self.challenge(req, key, ids, now, out);
+        self.challenge(req, key, ids, true, now, out);
     }
 
-    /// 403 and removal of the attempt's SAs (after the 403 left).
+    /// 403 and removal of the attempt's SAs (after the 403 left); `spi`: a set of the failed
+    /// challenge.
     fn fail_pending(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
+        spi: u32,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
         self.shared.respond(req, 403, "Forbidden", &[], now, out);
-        let failed = self.registrar.fail_pending(key);
+        let failed = self.registrar.fail_pending(key, spi);
         self.remove_sets(failed, out);
     }
 
@@ -476,18 +624,19 @@ impl Core {
         self.on_registered(key, now, out);
     }
 
-    /// The protected REGISTER over the pending set: check Security-Verify and the digest,
-    /// then bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2).
+    /// The protected REGISTER over the pending set with inbound SPI `spi`: check
+    /// Security-Verify and the digest, then bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2).
     fn complete(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
+        spi: u32,
         creds: &DigestCredentials,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
-        let Some(p) = self.registrar.pending(key) else {
+        let Some(p) = self.registrar.pending_of_spi(key, spi) else {
             return;
         };
         let ok = p
@@ -498,16 +647,16 @@ impl Core {
                 .algorithm
                 .as_deref()
                 .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
-            && creds.verify("REGISTER", p.xres.as_bytes());
+            && creds.verify("REGISTER", p.vector.xres.as_bytes());
         if !ok {
-            return self.fail_pending(req, key, now, out);
+            return self.fail_pending(req, key, spi, now, out);
         }
         let expires = self.granted_expires(msg);
         let contact = contact_uri(msg).unwrap_or_default();
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let Some(superseded) =
             self.registrar
-                .complete(key, contact.clone(), req.flow.proto, expires_at)
+                .complete(key, spi, contact.clone(), req.flow.proto, expires_at)
         else {
             return;
         };
@@ -564,6 +713,7 @@ impl Core {
         self.rearm(key);
         self.proxy.forget_dialogs_of(key);
         self.relay.forget(key);
+        self.reg_subs.forget(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end

@@ -10,6 +10,7 @@
 //! (`Upstream::is_core_flow`); the daemon carries them over kernel sockets.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{Flow, SipIn, WorkerCommand};
@@ -17,7 +18,7 @@ use rand::RngCore;
 use zeroize::Zeroize;
 
 use super::saset::{new_sa_set, NoSet};
-use crate::aka::{AkaNonce, DigestCredentials, DigestParams, Res};
+use crate::aka::{AkaNonce, AuthVector, Autn, DigestCredentials, DigestParams, Res};
 use crate::context::{peer_of, Req, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
@@ -49,6 +50,8 @@ pub(crate) struct Relay {
     impi: String,
     /// The flow the UE's REGISTER arrived on.
     flow: Flow,
+    /// The inbound SA it came through (the pending set it answers, or the active one).
+    via_spi: Option<u32>,
     through: Through,
     /// The mechanism of the REGISTER's Security-Client, if it had one we accept.
     chosen: Option<ChosenMechanism>,
@@ -161,7 +164,16 @@ impl Core {
         };
         let (chosen, flow_bound) = match through {
             Through::Unprotected => {
+                // The same bounds on unauthenticated work as in embedded mode (issue 14):
+                // a flood must not reach the core either.
+                if !self.admit_unauthenticated(req, now, out) {
+                    return;
+                }
                 if self.missing_sec_agree(req, now, out) {
+                    return;
+                }
+                let exempt = self.registrar.has_pending_for(&key, req.flow.ue);
+                if !self.room_for_challenge(req, exempt, now, out) {
                     return;
                 }
                 match self.choose_offer(req, now, out) {
@@ -170,7 +182,8 @@ impl Core {
                 }
             }
             Through::Pending => {
-                let Some(p) = self.registrar.pending(&key) else {
+                let spi = req.via_spi.unwrap_or_default();
+                let Some(p) = self.registrar.pending_of_spi(&key, spi) else {
                     return self.shared.respond(req, 403, "Forbidden", &[], now, out);
                 };
                 let flow_bound = p.bound_flow.is_some();
@@ -180,7 +193,7 @@ impl Core {
                 {
                     self.shared
                         .respond(req, 403, "Security-Verify mismatch", &[], now, out);
-                    if let Some(set) = self.registrar.fail_pending(&key) {
+                    if let Some(set) = self.registrar.fail_pending(&key, spi) {
                         self.shared.remove_set(&set, out);
                     }
                     self.forget_if_gone(&key);
@@ -227,20 +240,12 @@ impl Core {
         let Some(up) = self.shared.cfg.upstream.clone() else {
             return;
         };
-        let token = match self.relay.bindings.get(&key) {
-            Some(b) => b.path_token.clone(),
-            None => {
-                let t = format!("r{}", self.shared.token(8));
-                self.relay.by_path.insert(t.clone(), key.clone());
-                self.relay.bindings.insert(
-                    key.clone(),
-                    CoreBinding {
-                        path_token: t.clone(),
-                        ..CoreBinding::default()
-                    },
-                );
-                t
-            }
+        // A registration keeps its Path token; a new one is kept only once the REGISTER
+        // leaves, and forgotten if no registration comes of it.
+        let existing = self.relay.bindings.get(&key).map(|b| b.path_token.clone());
+        let token = match &existing {
+            Some(t) => t.clone(),
+            None => format!("r{}", self.shared.token(8)),
         };
         let path = format!("sip:{token}@{};lr", up.sent_by());
         let icid = self.shared.token(16);
@@ -265,11 +270,22 @@ impl Core {
         if let Some(info) = self.shared.txs.get_mut(&req.tx) {
             info.request = Some(msg.raw().to_vec());
         }
+        if existing.is_none() {
+            self.relay.by_path.insert(token.clone(), key.clone());
+            self.relay.bindings.insert(
+                key.clone(),
+                CoreBinding {
+                    path_token: token,
+                    ..CoreBinding::default()
+                },
+            );
+        }
         let relay = Relay {
             server: req.tx,
             key,
             impi,
             flow: req.flow,
+            via_spi: req.via_spi,
             through,
             chosen,
             flow_bound,
@@ -328,13 +344,15 @@ impl Core {
         let (proxy, mut cx) = self.proxy_cx();
         proxy.fail_server(&mut cx, relay.server, code, reason, now, out);
         if relay.through == Through::Pending {
-            self.drop_pending(&relay.key, out);
+            self.drop_pending(relay, out);
         }
+        self.forget_if_gone(&relay.key);
     }
 
-    /// Drops `key`'s pending set (after what `out` holds).
-    fn drop_pending(&mut self, key: &str, out: &mut Vec<WorkerCommand>) {
-        if let Some(set) = self.registrar.fail_pending(key) {
+    /// Drops the pending set `relay`'s REGISTER came through (after what `out` holds).
+    fn drop_pending(&mut self, relay: &Relay, out: &mut Vec<WorkerCommand>) {
+        let (key, spi) = (relay.key.as_str(), relay.via_spi.unwrap_or_default());
+        if let Some(set) = self.registrar.fail_pending(key, spi) {
             self.shared.remove_set(&set, out);
         }
         self.forget_if_gone(key);
@@ -455,8 +473,9 @@ impl Core {
                 // 403 / 404 / 5xx ...: the UE learns it; its attempt's set goes.
                 self.relay_as_is(relay.server, &msg, now, out);
                 if relay.through == Through::Pending {
-                    self.drop_pending(&relay.key, out);
+                    self.drop_pending(&relay, out);
                 }
+                self.forget_if_gone(&relay.key);
             }
         }
     }
@@ -524,7 +543,9 @@ impl Core {
             .ok()
             .and_then(|p| p.get("nonce").map(str::to_string))
             .unwrap_or_default();
-        let rand = AkaNonce::decode(&nonce).map(|n| n.rand).unwrap_or_default();
+        let (rand, autn) = AkaNonce::decode(&nonce)
+            .map(|n| (n.rand, *n.autn.as_bytes()))
+            .unwrap_or_default();
         let mut e = MessageEdit::new(msg);
         e.pop_first_element("Via");
         e.replace("WWW-Authenticate", www);
@@ -542,12 +563,20 @@ impl Core {
         let Ok(xres) = Res::new(&unguessable) else {
             return;
         };
+        let vector = AuthVector {
+            rand,
+            xres,
+            ck,
+            ik,
+            autn: Autn::from_bytes(autn),
+        };
         let pending = Pending {
             set,
             security_server: server,
             nonce,
-            rand,
-            xres,
+            vector: Arc::new(vector),
+            issued: now,
+            ticket: None,
             deadline: now + self.shared.cfg.challenge_timeout,
             bound_flow: relay.flow_bound.then_some(relay.flow),
         };
@@ -556,14 +585,16 @@ impl Core {
             .impus(&relay.key)
             .unwrap_or_default()
             .to_vec();
-        let replaced = self
+        let max = self.shared.cfg.max_pending_per_impi;
+        let displaced = self
             .registrar
-            .challenged(&relay.key, &relay.impi, &impus, pending);
+            .challenged(&relay.key, &relay.impi, &impus, pending, max);
         if let Some(b) = self.relay.bindings.get_mut(&relay.key) {
             b.chosen = chosen;
         }
-        if let Some(old) = replaced {
-            self.shared.remove_set(&old, out);
+        self.shared.stats.challenges_evicted += displaced.evicted.len() as u64;
+        for old in displaced.replaced.iter().chain(&displaced.evicted) {
+            self.shared.remove_set(old, out);
         }
         self.rearm(&relay.key);
     }
@@ -585,7 +616,8 @@ impl Core {
             // The core registered a UE it did not challenge: nothing is bound here, and the
             // UE has no SAs to send anything else through.
             tracing::warn!("core accepted an unprotected REGISTER of {}", relay.impi);
-            return self.relay_as_is(relay.server, msg, now, out);
+            self.relay_as_is(relay.server, msg, now, out);
+            return self.forget_if_gone(key);
         }
         if facts.expires == 0 {
             self.relay_as_is(relay.server, msg, now, out);
@@ -596,16 +628,24 @@ impl Core {
         }
         let contact = relay.contact.clone().unwrap_or_default();
         let superseded = match relay.through {
-            Through::Pending => self
-                .registrar
-                .complete(key, contact, relay.flow.proto, expires_at)
-                .flatten(),
+            Through::Pending => {
+                let spi = relay.via_spi.unwrap_or_default();
+                self.registrar
+                    .complete(key, spi, contact, relay.flow.proto, expires_at)
+                    .unwrap_or_default()
+            }
             _ => {
                 self.registrar
                     .refresh(key, relay.contact.clone(), expires_at);
-                None
+                Vec::new()
             }
         };
+        if relay.through == Through::Pending && facts.service_route.is_empty() {
+            // TS 24.229 5.4.1.2.2: the S-CSCF returns a Service-Route; without one the UE's
+            // requests go to the first next hop.
+            self.shared.stats.core_ok_without_service_route += 1;
+            tracing::warn!("200 from the core for {} has no Service-Route", relay.impi);
+        }
         if !facts.associated_uris.is_empty() {
             self.registrar.set_impus(key, facts.associated_uris);
         }
@@ -621,8 +661,11 @@ impl Core {
         }
         self.relay_as_is(relay.server, msg, now, out);
         self.on_registered(key, now, out);
-        if let Some(old) = superseded {
-            self.shared.remove_set(&old, out);
+        if relay.through == Through::Pending {
+            self.subscribe_reg_event(key, now, out);
+        }
+        for old in &superseded {
+            self.shared.remove_set(old, out);
         }
         self.rearm(key);
     }
@@ -681,6 +724,7 @@ impl Core {
                     let (proxy, mut cx) = self.proxy_cx();
                     proxy.terminate_ack(&mut cx, &msg, &key, out);
                 }
+                // (An anonymous emergency caller gets no ACK for a 2xx: it is the caller.)
             }
             Ok(Incoming::Stray) => {
                 let (proxy, mut cx) = self.proxy_cx();
@@ -702,9 +746,22 @@ impl Core {
     /// the core's health check (200); anything for nobody here gets 404 (481 in a dialog).
     fn on_core_request(&mut self, req: &Req<'_, '_>, now: Instant, out: &mut Vec<WorkerCommand>) {
         let msg = req.msg;
+        let sub_key = msg
+            .call_id()
+            .ok()
+            .filter(|_| super::regsub::is_reg_notify(msg))
+            .and_then(|c| self.reg_subs.key_of(c))
+            .map(str::to_string);
+        if let Some(key) = sub_key {
+            return self.on_reg_notify(req, &key, now, out);
+        }
         if let Some(key) = self.core_key(msg) {
             let (proxy, mut cx) = self.proxy_cx();
             return proxy.terminate(&mut cx, req, &key, now, out);
+        }
+        if let Some(flow) = self.proxy.anonymous_emergency_flow(msg) {
+            let (proxy, mut cx) = self.proxy_cx();
+            return proxy.terminate_anonymous(&mut cx, req, flow, now, out);
         }
         let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
         let (code, reason) = match msg.method() {
@@ -726,8 +783,15 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let (proxy, cx) = self.proxy_cx();
+        let (proxy, mut cx) = self.proxy_cx();
         let Some((key, spi)) = proxy.sender_of(&cx, req.via_spi) else {
+            // An in-dialog request of an anonymous emergency session, from its caller.
+            let caller = proxy
+                .anonymous_emergency_flow(req.msg)
+                .filter(|f| req.via_spi.is_none() && f.ue == req.flow.ue);
+            if caller.is_some() {
+                return proxy.originate_emergency(&mut cx, req, None, now, out);
+            }
             return self.shared.respond(req, 403, "Forbidden", &[], now, out);
         };
         let route = self
@@ -752,11 +816,20 @@ impl Core {
             return;
         }
         let (proxy, mut cx) = self.proxy_cx();
-        let Some((key, spi)) = proxy.sender_of(&cx, sip.via_spi) else {
-            return;
+        let access_local = match proxy.sender_of(&cx, sip.via_spi) {
+            Some((key, spi)) => {
+                cx.note_traffic(&key, spi, out);
+                cx.registrar.binding(&key).map(|b| b.set.local)
+            }
+            // The ACK of an anonymous emergency session, from its caller's address.
+            None => proxy
+                .anonymous_emergency_flow(msg)
+                .filter(|f| sip.via_spi.is_none() && f.ue == sip.flow.ue)
+                .map(|f| f.local),
         };
-        cx.note_traffic(&key, spi, out);
-        proxy.originate_ack(&mut cx, msg, &key, out);
+        if let Some(local) = access_local {
+            proxy.originate_ack(&mut cx, msg, local, out);
+        }
     }
 
     fn on_malformed_core(&mut self, raw: &[u8]) {

@@ -7,16 +7,16 @@
 //! party come back through us on the right side. Responses, CANCEL, timer C and 2xx
 //! retransmissions use the same client/server transaction pairs as embedded routing.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_proto::ipc::{Transport, WorkerCommand};
+use akagate_proto::ipc::{Flow, Transport, WorkerCommand};
 
 use super::route::{assert_identity, strip_sec_agree};
 use super::transport::{choose_transport, host, is_ours, udp_path_max};
 use super::{Forwarded, Proxy};
 use crate::context::{Cx, Req, Shared};
 use crate::sip::{HeaderKind, Message, MessageEdit};
-use crate::upstream::Upstream;
 
 /// Max-Forwards after our hop, or the response refusing the request (RFC 3261 16.3 step 3).
 fn next_max_forwards(msg: &Message<'_>) -> Result<u8, (u16, &'static str)> {
@@ -26,6 +26,15 @@ fn next_max_forwards(msg: &Message<'_>) -> Result<u8, (u16, &'static str)> {
         Ok(Some(n)) => Ok(n - 1),
         Err(_) => Err((400, "Bad Max-Forwards")),
     }
+}
+
+/// Where a request from the access side goes.
+#[derive(Clone, Copy)]
+enum Towards<'r> {
+    /// Along the registration's Service-Route (TS 24.229 5.2.6).
+    ServiceRoute(&'r [String]),
+    /// To the E-CSCF (TS 24.229 5.2.10).
+    Emergency,
 }
 
 /// Whether `msg` creates a dialog we record-route (an initial INVITE or SUBSCRIBE).
@@ -46,6 +55,98 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        let Some(active) = cx.registrar.binding(key) else {
+            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
+        };
+        let access = (active.set.local, active.set.port_ps);
+        let towards = Towards::ServiceRoute(service_route);
+        self.originate_from(cx, req, Some(key), access, towards, now, out);
+    }
+
+    /// An emergency request (TS 24.229 5.2.10) to the E-CSCF: from registered UE `key`
+    /// through its SAs, or (`None`) from a UE that is not registered, on the unprotected
+    /// port, where anonymous emergency sessions are allowed (5.2.10.4: no identity asserted).
+    pub(crate) fn originate_emergency(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        key: Option<&str>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let access = match key.and_then(|k| cx.registrar.binding(k)) {
+            Some(b) => (b.set.local, b.set.port_ps),
+            None => (req.flow.local, req.flow.local_port),
+        };
+        self.originate_from(cx, req, key, access, Towards::Emergency, now, out);
+    }
+
+    /// The caller's flow of the anonymous emergency session `msg` belongs to (TS 24.229
+    /// 5.2.10.4), if any.
+    pub(crate) fn anonymous_emergency_flow(&self, msg: &Message<'_>) -> Option<Flow> {
+        self.anonymous_emergency.get(msg.call_id().ok()?).copied()
+    }
+
+    /// A request from the core in an anonymous emergency session: to its caller on the
+    /// unprotected flow the session started on, our Via naming that port.
+    pub(crate) fn terminate_anonymous(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        flow: Flow,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let msg = req.msg;
+        let Some(up) = cx.shared.cfg.upstream.clone() else {
+            return;
+        };
+        if msg.method() == Some("BYE") {
+            if let Ok(cid) = msg.call_id() {
+                self.anonymous_emergency.remove(cid);
+            }
+        }
+        let max_forwards = match next_max_forwards(msg) {
+            Ok(n) => n,
+            Err((code, reason)) => return cx.shared.respond(req, code, reason, &[], now, out),
+        };
+        let pcscf = cx.shared.cfg.pcscf_host.clone();
+        let mut e = MessageEdit::new(msg);
+        let routes: Vec<String> = msg
+            .list_values(HeaderKind::Route)
+            .filter_map(Result::ok)
+            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, flow.local))
+            .map(str::to_string)
+            .collect();
+        e.set_list("Route", &routes);
+        e.replace("Max-Forwards", max_forwards.to_string());
+        let branch = cx.shared.branch();
+        e.push_front(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={branch}",
+                flow.proto.via_token(),
+                host(flow.local),
+                flow.local_port
+            ),
+        );
+        let invite = msg.method() == Some("INVITE");
+        self.start_forward(cx, req, e.to_bytes(), flow, branch, invite, now, out);
+    }
+
+    /// Sends a request towards the core: `key`'s (or an anonymous emergency caller's) with
+    /// our access side `access` (address, port) recorded, along `towards`.
+    #[allow(clippy::too_many_arguments)]
+    fn originate_from(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &Req<'_, '_>,
+        key: Option<&str>,
+        access: (IpAddr, u16),
+        towards: Towards<'_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
         let msg = req.msg;
         let Some(up) = cx.shared.cfg.upstream.clone() else {
             return;
@@ -57,72 +158,59 @@ impl Proxy {
             Ok(n) => n,
             Err((code, reason)) => return cx.shared.respond(req, code, reason, &[], now, out),
         };
-        let Some(active) = cx.registrar.binding(key) else {
-            return cx.shared.respond(req, 403, "Forbidden", &[], now, out);
-        };
-        let (access_local, port_ps) = (active.set.local, active.set.port_ps);
+        let (access_local, access_port) = access;
         let pcscf = cx.shared.cfg.pcscf_host.clone();
         let initial = creates_dialog(msg);
         let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
         let mut e = MessageEdit::new(msg);
         strip_sec_agree(&mut e, msg);
-        let routes: Vec<String> = if in_dialog {
+        let routes: Vec<String> = match (in_dialog, towards) {
             // The dialog's route set, our own entries consumed (RFC 3261 16.4).
-            msg.list_values(HeaderKind::Route)
+            (true, _) => msg
+                .list_values(HeaderKind::Route)
                 .filter_map(Result::ok)
                 .filter(|r| !is_ours(r, &pcscf, access_local) && !up.is_ours(r))
                 .map(str::to_string)
-                .collect()
-        } else {
+                .collect(),
             // TS 24.229 5.2.6.3.2: the route is the Service-Route of the registration,
             // whatever the UE preloaded.
-            service_route.to_vec()
+            (false, Towards::ServiceRoute(sr)) => sr.to_vec(),
+            // TS 24.229 5.2.10.3: straight to the E-CSCF.
+            (false, Towards::Emergency) => Vec::new(),
         };
-        if in_dialog {
-            // Only the P-CSCF asserts identities (TS 24.229 5.2.6.3.3).
-            e.remove("P-Asserted-Identity");
-        } else {
-            assert_identity(&mut e, cx, key, msg);
+        match key {
+            Some(k) if !in_dialog => assert_identity(&mut e, cx, k, msg),
+            // Only the P-CSCF asserts identities (TS 24.229 5.2.6.3.3), and nobody's for a
+            // caller it has not authenticated.
+            _ => {
+                e.remove("P-Asserted-Identity");
+                e.remove("P-Preferred-Identity");
+            }
         }
         e.set_list("Route", &routes);
         e.replace("Max-Forwards", max_forwards.to_string());
         if initial {
             // RFC 5658: the core sees our core side on top, the UE our access side.
             let access = host(access_local);
-            e.push_front("Record-Route", format!("<sip:{access}:{port_ps};lr>"));
+            e.push_front("Record-Route", format!("<sip:{access}:{access_port};lr>"));
             e.push_front("Record-Route", format!("<sip:{};lr>", up.sent_by()));
         }
         let next = routes
             .first()
             .map(String::as_str)
             .or(msg.request_uri().filter(|_| in_dialog));
-        tracing::debug!("originate {:?} from {key} towards {next:?}", msg.method());
-        self.forward_to_core(cx, req, &up, e, next, key, initial, now, out);
-    }
-
-    /// Puts our core-side Via on `e` and sends it to the core as the client transaction
-    /// forwarding `req`.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_to_core(
-        &mut self,
-        cx: &mut Cx<'_>,
-        req: &Req<'_, '_>,
-        up: &Upstream,
-        mut e: MessageEdit<'_>,
-        next: Option<&str>,
-        key: &str,
-        initial: bool,
-        now: Instant,
-        out: &mut Vec<WorkerCommand>,
-    ) {
-        let msg = req.msg;
-        let invite = msg.method() == Some("INVITE");
-        let branch = cx.shared.branch();
-        let Some(flow) = up.flow_for(next, msg.raw().len() + 200) else {
+        let len = msg.raw().len() + 200;
+        let flow = match (in_dialog, towards) {
+            (false, Towards::Emergency) => up.emergency_flow(len),
+            _ => up.flow_for(next, len),
+        };
+        tracing::debug!("originate {:?} from {key:?} on {flow:?}", msg.method());
+        let Some(flow) = flow else {
             return cx
                 .shared
                 .respond(req, 503, "Service Unavailable", &[], now, out);
         };
+        let branch = cx.shared.branch();
         e.push_front(
             "Via",
             format!(
@@ -131,12 +219,23 @@ impl Proxy {
                 up.sent_by()
             ),
         );
+        let invite = msg.method() == Some("INVITE");
         let bytes = e.to_bytes();
         self.start_forward(cx, req, bytes, flow, branch, invite, now, out);
-        if initial {
-            if let Ok(cid) = msg.call_id() {
-                self.core_dialogs.insert(cid.to_string(), key.to_string());
+        let Ok(cid) = msg.call_id() else {
+            return;
+        };
+        match key {
+            Some(k) if initial => {
+                self.core_dialogs.insert(cid.to_string(), k.to_string());
             }
+            None if initial => {
+                self.anonymous_emergency.insert(cid.to_string(), req.flow);
+            }
+            None if msg.method() == Some("BYE") => {
+                self.anonymous_emergency.remove(cid);
+            }
+            _ => {}
         }
     }
 
@@ -265,13 +364,10 @@ impl Proxy {
         &mut self,
         cx: &mut Cx<'_>,
         msg: &Message<'_>,
-        key: &str,
+        access_local: IpAddr,
         out: &mut Vec<WorkerCommand>,
     ) {
         let Some(up) = cx.shared.cfg.upstream.clone() else {
-            return;
-        };
-        let Some(access_local) = cx.registrar.binding(key).map(|b| b.set.local) else {
             return;
         };
         let Ok(max_forwards) = next_max_forwards(msg) else {

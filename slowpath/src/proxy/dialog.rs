@@ -157,6 +157,7 @@ impl Proxy {
         let reason = match why {
             RegEnd::Deregistered => "SIP;cause=480;text=\"De-registered\"",
             RegEnd::Expired => "SIP;cause=480;text=\"Registration expired\"",
+            RegEnd::Deactivated => "SIP;cause=480;text=\"Registration deactivated\"",
         };
         for call_id in ids {
             let Some(d) = self.dialogs.remove(&call_id) else {

@@ -46,6 +46,9 @@ pub(crate) struct Proxy {
     /// Proxy mode: Call-ID -> the registration on our access side of a dialog through the
     /// core (in-dialog requests from the core find their UE by it).
     core_dialogs: HashMap<String, String>,
+    /// Proxy mode: Call-ID -> the unprotected flow of an anonymous emergency session's
+    /// caller (TS 24.229 5.2.10.4), for the requests of that dialog in both directions.
+    anonymous_emergency: HashMap<String, Flow>,
 }
 
 impl Proxy {
@@ -84,6 +87,9 @@ pub(crate) enum RegEnd {
     Deregistered,
     /// The binding's lifetime ran out: `event="expired"`.
     Expired,
+    /// The network removed it (a flow-bound registration's connection closed, or the
+    /// S-CSCF deactivated the contact): `event="deactivated"`.
+    Deactivated,
 }
 
 /// A request the P-CSCF itself originated towards a UE, and what its outcome updates.

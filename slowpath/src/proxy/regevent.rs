@@ -247,6 +247,7 @@ impl Proxy {
         let event = match why {
             RegEnd::Deregistered => ContactEvent::Unregistered,
             RegEnd::Expired => ContactEvent::Expired,
+            RegEnd::Deactivated => ContactEvent::Deactivated,
         };
         // A subscription granted up to the registration's end lapses with it: it still
         // gets this last NOTIFY.

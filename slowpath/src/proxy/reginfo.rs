@@ -13,6 +13,9 @@ pub(crate) enum ContactEvent {
     Unregistered,
     /// The binding's lifetime ran out; the contact and registration are `terminated`.
     Expired,
+    /// The network removed the binding (its flow closed, or the core deactivated it); the
+    /// contact and registration are `terminated`.
+    Deactivated,
 }
 
 impl ContactEvent {
@@ -22,6 +25,7 @@ impl ContactEvent {
             ContactEvent::Refreshed => "refreshed",
             ContactEvent::Unregistered => "unregistered",
             ContactEvent::Expired => "expired",
+            ContactEvent::Deactivated => "deactivated",
         }
     }
 

@@ -1,7 +1,8 @@
 //! The registrar: IMS-AKA registration state over sec-agree (TS 24.229 5.2.2, TS 33.203 6-7).
 //! [`Registrar`] owns every registration (one per IMPI), each a small state machine
-//! ([`state`]: challenged, registered, refreshing) with one pending, one active and at most
-//! one old SA set, and the index from inbound SPI to registration. It decides nothing about
+//! ([`state`]: challenged, registered, refreshing) with a few pending (one per source
+//! address), one active and at most one old SA set, the index from inbound SPI to
+//! registration, and the count of outstanding challenges per source address. It decides nothing about
 //! SIP: the core's REGISTER procedure (`core/register.rs`) asks it and tells it what
 //! happened; sets it lets go of are handed back to be removed. Authentication vectors come
 //! from an [`AuthVectorSource`].
@@ -74,6 +75,20 @@ pub(crate) struct Registrar {
     by_flow: HashMap<Flow, u32>,
     /// Armed deadlines of registrations gone since [`Registrar::take_disarmed`].
     disarmed: Vec<(String, Option<Instant>)>,
+    /// Outstanding challenges by the address they were sent to (no entry for none).
+    by_source: HashMap<IpAddr, usize>,
+    /// Outstanding challenges in total.
+    pending_total: usize,
+}
+
+/// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
+/// remove after the 401).
+#[derive(Default)]
+pub(crate) struct Displaced {
+    /// The earlier challenge of the same IMPI to the same address (its UE asked again).
+    pub replaced: Vec<SaSet>,
+    /// The oldest challenges of the IMPI to other addresses, beyond the per-IMPI bound.
+    pub evicted: Vec<SaSet>,
 }
 
 impl Registrar {
@@ -137,9 +152,43 @@ impl Registrar {
         })
     }
 
-    /// The outstanding challenge of registration `key`.
-    pub fn pending(&self, key: &str) -> Option<&Pending> {
-        self.regs.get(key)?.state.pending()
+    /// The challenge of registration `key` whose set has inbound SPI `spi`.
+    pub fn pending_of_spi(&self, key: &str, spi: u32) -> Option<&Pending> {
+        self.regs.get(key)?.state.pending_of_spi(spi)
+    }
+
+    /// The challenge of `key` with `nonce` that was sent to `source`: an answer outside the
+    /// SAs (AUTS, a MAC failure) counts only from the address the challenge went to, since
+    /// the nonce itself is no secret.
+    pub fn pending_answered(&self, key: &str, nonce: &str, source: IpAddr) -> Option<&Pending> {
+        let r = self.regs.get(key)?;
+        r.state
+            .pending()
+            .iter()
+            .rev()
+            .find(|p| p.nonce == nonce && p.source() == source)
+    }
+
+    /// The newest outstanding challenge of `key`.
+    pub fn newest_pending(&self, key: &str) -> Option<&Pending> {
+        self.regs.get(key)?.state.pending().last()
+    }
+
+    /// Whether `key` has an outstanding challenge sent to `source`.
+    pub fn has_pending_for(&self, key: &str, source: IpAddr) -> bool {
+        self.regs
+            .get(key)
+            .is_some_and(|r| r.state.pending().iter().any(|p| p.source() == source))
+    }
+
+    /// Outstanding challenges sent to `source`.
+    pub fn pending_from(&self, source: IpAddr) -> usize {
+        self.by_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Outstanding challenges in total.
+    pub fn pending_total(&self) -> usize {
+        self.pending_total
     }
 
     /// The Security-Server agreed for `key`'s active set: `None` if not registered,
@@ -171,82 +220,117 @@ impl Registrar {
     }
 
     /// A new challenge for `key` (`impi`, `impus` from the vector source when it is new):
-    /// its set's SPIs now lead to `key`. Returns the set of the challenge it replaces (to
-    /// remove after the 401), so exactly one pending set remains.
+    /// its set's SPIs now lead to `key`. An earlier challenge of `key` to the same address
+    /// is replaced; challenges to other addresses stay (a stranger naming this IMPI must not
+    /// cancel the UE's own challenge), but beyond `max_pending` the oldest go. Returns the
+    /// sets let go of (to remove after the 401).
     pub fn challenged(
         &mut self,
         key: &str,
         impi: &str,
         impus: &[String],
         pending: Pending,
-    ) -> Option<SaSet> {
-        let pending = Box::new(pending);
+        max_pending: usize,
+    ) -> Displaced {
         for spi in [pending.set.spi_pc, pending.set.spi_ps] {
             self.by_spi.insert(spi, key.to_string());
         }
         if let Some(flow) = pending.bound_flow {
             self.by_flow.insert(flow, pending.set.spi_ps);
         }
-        let replaced = match self.regs.remove(key) {
-            Some(mut reg) => {
-                let (state, replaced) = reg.state.challenge(pending);
-                reg.state = state;
-                self.regs.insert(key.to_string(), reg);
-                replaced
-            }
-            None => {
-                let reg = Registration {
-                    impi: impi.to_string(),
-                    impus: impus.to_vec(),
-                    state: RegState::Challenged { pending },
-                    armed: None,
-                };
-                self.regs.insert(key.to_string(), reg);
-                None
-            }
+        self.count(pending.source(), true);
+        let mut displaced = Displaced::default();
+        let source = pending.source();
+        let Some(reg) = self.regs.remove(key) else {
+            let reg = Registration {
+                impi: impi.to_string(),
+                impus: impus.to_vec(),
+                state: RegState::Challenged {
+                    pending: vec![pending],
+                },
+                armed: None,
+            };
+            self.regs.insert(key.to_string(), reg);
+            return displaced;
         };
-        replaced.map(|p| self.detach(p.set))
+        let (state, replaced) = reg.state.drop_pending(|p| p.source() == source);
+        let others = state.as_ref().map_or(0, |s| s.pending().len());
+        // Room for the new one: the oldest challenges to other addresses go first.
+        let mut excess = (others + 1).saturating_sub(max_pending.max(1));
+        let (state, evicted) = match state {
+            Some(s) => s.drop_pending(|_| {
+                let go = excess > 0;
+                excess = excess.saturating_sub(1);
+                go
+            }),
+            None => (None, Vec::new()),
+        };
+        let state = match state {
+            Some(s) => s.challenge(pending),
+            None => RegState::Challenged {
+                pending: vec![pending],
+            },
+        };
+        self.regs
+            .insert(key.to_string(), Registration { state, ..reg });
+        displaced.replaced = replaced.into_iter().map(|p| self.forget(p)).collect();
+        displaced.evicted = evicted.into_iter().map(|p| self.forget(p)).collect();
+        displaced
     }
 
-    /// The challenge of `key` failed (wrong answer, bad AUTS): returns its set (to remove
-    /// after the answer). A registration left with no set is gone.
-    pub fn fail_pending(&mut self, key: &str) -> Option<SaSet> {
+    /// The challenge of `key` whose set has inbound SPI `spi` failed (wrong answer, bad
+    /// AUTS): returns its set (to remove after the answer). A registration left with no set
+    /// is gone.
+    pub fn fail_pending(&mut self, key: &str, spi: u32) -> Option<SaSet> {
         let reg = self.regs.remove(key)?;
-        let (state, pending) = reg.state.drop_pending();
+        let (state, failed) = reg.state.drop_pending(|p| p.set.has_spi(spi));
         if let Some(state) = state {
             self.regs
                 .insert(key.to_string(), Registration { state, ..reg });
         } else {
             self.disarmed.push((key.to_string(), reg.armed));
         }
-        pending.map(|p| self.detach(p.set))
+        failed.into_iter().map(|p| self.forget(p)).next()
     }
 
-    /// The protected REGISTER of `key` succeeded: its pending set becomes the active one,
-    /// bound to `contact` over `proto` until `expires_at`; the previous active set becomes
-    /// old. Returns the old set this supersedes (to remove after the 200), or `None` if
-    /// nothing was pending.
+    /// The protected REGISTER of `key` through the pending set with inbound SPI `spi`
+    /// succeeded: that set becomes the active one, bound to `contact` over `proto` until
+    /// `expires_at`; the previous active set becomes old, the other challenges end. Returns
+    /// the sets this supersedes (to remove after the 200), or `None` if no such challenge
+    /// was pending.
     pub fn complete(
         &mut self,
         key: &str,
+        spi: u32,
         contact: String,
         proto: Transport,
         expires_at: Instant,
-    ) -> Option<Option<SaSet>> {
+    ) -> Option<Vec<SaSet>> {
         let reg = self.regs.remove(key)?;
-        let bind = |p: Pending| Active {
-            set: p.set,
-            security_server: p.security_server,
-            contact,
-            proto,
-            expires_at,
+        let mut answered = None;
+        let bind = |p: Pending| {
+            answered = Some(p.source());
+            Active {
+                set: p.set,
+                security_server: p.security_server,
+                contact,
+                proto,
+                expires_at,
+            }
         };
-        let (state, done) = reg.state.complete(bind);
+        let (state, done) = reg.state.complete(spi, bind);
         self.regs
             .insert(key.to_string(), Registration { state, ..reg });
+        if let Some(source) = answered {
+            self.count(source, false);
+        }
         match done {
             Completed::NothingPending => None,
-            Completed::Bound(superseded) => Some(superseded.map(|o| self.detach(o.set))),
+            Completed::Bound(superseded, others) => {
+                let mut sets: Vec<SaSet> = superseded.into_iter().map(|s| self.detach(s)).collect();
+                sets.extend(others.into_iter().map(|p| self.forget(p)));
+                Some(sets)
+            }
         }
     }
 
@@ -283,6 +367,9 @@ impl Registrar {
             return Vec::new();
         };
         self.disarmed.push((key.to_string(), reg.armed));
+        for p in reg.state.pending() {
+            self.count(p.source(), false);
+        }
         reg.state
             .into_sets()
             .into_iter()
@@ -290,30 +377,30 @@ impl Registrar {
             .collect()
     }
 
-    /// Registration `key`'s deadline came (`now`): its binding ended, or a lapsed challenge
-    /// or old set is returned to be removed. `None`: no such registration.
+    /// Registration `key`'s deadline came (`now`): its binding ended, or lapsed challenges
+    /// or an old set are returned to be removed. `None`: no such registration.
     pub fn expire(&mut self, key: &str, now: Instant) -> Option<Expiry> {
         let reg = self.regs.get_mut(key)?;
         reg.armed = None;
         if reg.state.active().is_some_and(|a| a.expires_at <= now) {
             return Some(Expiry::Ended);
         }
+        let old = match reg.state.old() {
+            Some(o) if o.until <= now => reg.state.take_old(),
+            _ => None,
+        };
         let mut lapsed = Vec::new();
-        if reg.state.old().is_some_and(|o| o.until <= now) {
-            lapsed.extend(reg.state.take_old().map(|o| o.set));
-        }
-        if reg.state.pending().is_some_and(|p| p.deadline <= now) {
+        if reg.state.pending().iter().any(|p| p.deadline <= now) {
             let reg = self.regs.remove(key)?;
-            let (state, pending) = reg.state.drop_pending();
-            lapsed.splice(0..0, pending.map(|p| p.set));
+            let (state, gone) = reg.state.drop_pending(|p| p.deadline <= now);
             if let Some(state) = state {
                 self.regs
                     .insert(key.to_string(), Registration { state, ..reg });
             }
+            lapsed = gone.into_iter().map(|p| self.forget(p)).collect();
         }
-        Some(Expiry::Lapsed(
-            lapsed.into_iter().map(|s| self.detach(s)).collect(),
-        ))
+        lapsed.extend(old.map(|o| self.detach(o.set)));
+        Some(Expiry::Lapsed(lapsed))
     }
 
     /// Registration `key`'s deadline as armed and as it should be now: `(previous, next)`,
@@ -337,6 +424,29 @@ impl Registrar {
             .map(|r| (r.impi.as_str(), r.impus.as_slice(), &r.state))
     }
 
+    /// A challenge leaves the registrar: it no longer counts for its source, and its set's
+    /// SPIs lead nowhere.
+    fn forget(&mut self, p: Pending) -> SaSet {
+        self.count(p.source(), false);
+        self.detach(p.set)
+    }
+
+    /// One more (`up`) or one fewer outstanding challenge sent to `source`.
+    fn count(&mut self, source: IpAddr, up: bool) {
+        if up {
+            *self.by_source.entry(source).or_default() += 1;
+            self.pending_total += 1;
+            return;
+        }
+        self.pending_total = self.pending_total.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_source.entry(source) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
     /// A set leaves the registrar: its SPIs no longer lead anywhere.
     fn detach(&mut self, set: SaSet) -> SaSet {
         for spi in [set.spi_pc, set.spi_ps] {
@@ -351,17 +461,19 @@ impl Registrar {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use akagate_proto::suite::{AuthAlg, EncrAlg};
 
     use super::*;
-    use crate::aka::{derive_suite, Ck, Ik, Res};
+    use crate::aka::{derive_suite, AuthVector, Autn, Ck, Ik, Res};
 
     const KEY: &str = "alice@x";
+    const MAX: usize = 4;
 
-    /// A set whose inbound SPIs are `spi` and `spi + 1`.
-    fn set(spi: u32) -> SaSet {
+    /// A set to `ue` whose inbound SPIs are `spi` and `spi + 1`.
+    fn set_to(spi: u32, ue: &str) -> SaSet {
         let suite = derive_suite(
             AuthAlg::HmacSha1_96,
             EncrAlg::Null,
@@ -370,7 +482,7 @@ mod tests {
         )
         .unwrap();
         SaSet {
-            ue: "10.0.0.2".parse().unwrap(),
+            ue: ue.parse().unwrap(),
             local: "10.0.0.1".parse().unwrap(),
             suite,
             spi_pc: spi,
@@ -384,16 +496,29 @@ mod tests {
         }
     }
 
-    fn pending(spi: u32, deadline: Instant) -> Pending {
+    /// A challenge to `ue` over SPIs `spi`, `spi + 1`.
+    fn pending_to(spi: u32, ue: &str, deadline: Instant) -> Pending {
         Pending {
-            set: set(spi),
+            set: set_to(spi, ue),
             security_server: Some(SecMechanism::new("ipsec-3gpp")),
             bound_flow: None,
             nonce: format!("nonce-{spi}"),
-            rand: [0; 16],
-            xres: Res::new(&[9; 8]).unwrap(),
+            vector: Arc::new(AuthVector {
+                rand: [0; 16],
+                xres: Res::new(&[9; 8]).unwrap(),
+                ck: Ck::new([1; 16]),
+                ik: Ik::new([2; 16]),
+                autn: Autn::from_bytes([3; 16]),
+            }),
+            issued: deadline,
+            ticket: None,
             deadline,
         }
+    }
+
+    /// A challenge to the UE's usual address 10.0.0.2.
+    fn pending(spi: u32, deadline: Instant) -> Pending {
+        pending_to(spi, "10.0.0.2", deadline)
     }
 
     fn spis(sets: &[SaSet]) -> Vec<u32> {
@@ -402,9 +527,10 @@ mod tests {
 
     /// Challenged, then registered over 1000 with the binding expiring at `t + 600 s`.
     fn registered(r: &mut Registrar, t: Instant) {
-        assert!(r.challenged(KEY, KEY, &[], pending(1000, t)).is_none());
-        let superseded = r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
-        assert!(matches!(superseded, Some(None)));
+        let d = r.challenged(KEY, KEY, &[], pending(1000, t), MAX);
+        assert!(d.replaced.is_empty() && d.evicted.is_empty());
+        let superseded = r.complete(KEY, 1001, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
+        assert_eq!(superseded.map(|s| s.len()), Some(0));
     }
 
     fn secs(n: u64) -> Duration {
@@ -412,27 +538,71 @@ mod tests {
     }
 
     #[test]
-    fn a_new_challenge_replaces_the_pending_one() {
+    fn a_new_challenge_to_the_same_address_replaces_the_pending_one() {
         let (mut r, t) = (Registrar::default(), Instant::now());
-        assert!(r
-            .challenged(KEY, KEY, &["sip:a".into()], pending(1000, t))
-            .is_none());
+        let d = r.challenged(KEY, KEY, &["sip:a".into()], pending(1000, t), MAX);
+        assert!(d.replaced.is_empty());
         assert_eq!(r.set_of_spi(1001), Some((KEY, SetKind::Pending)));
         assert!(r.binding(KEY).is_none());
-        let replaced = r.challenged(KEY, KEY, &[], pending(2000, t)).unwrap();
-        assert_eq!(replaced.spi_pc, 1000);
+        let d = r.challenged(KEY, KEY, &[], pending(2000, t), MAX);
+        assert_eq!(spis(&d.replaced), [1000]);
         assert_eq!(
             r.key_of_spi(1000),
             None,
             "a replaced set's SPIs lead nowhere"
         );
-        assert_eq!(r.pending(KEY).unwrap().nonce, "nonce-2000");
+        assert_eq!(r.newest_pending(KEY).unwrap().nonce, "nonce-2000");
+        assert_eq!((r.pending_total(), r.pending_from(set(0).ue)), (1, 1));
         assert_eq!(
             r.impus(KEY),
             Some(&["sip:a".to_string()][..]),
             "identities kept"
         );
         assert_eq!(r.registered(), 0);
+    }
+
+    fn set(spi: u32) -> SaSet {
+        set_to(spi, "10.0.0.2")
+    }
+
+    #[test]
+    fn challenges_to_other_addresses_stay_up_to_the_bound_oldest_going_first() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        r.challenged(KEY, KEY, &[], pending(1000, t), MAX);
+        for (i, ue) in ["10.9.0.1", "10.9.0.2", "10.9.0.3"].iter().enumerate() {
+            let d = r.challenged(KEY, KEY, &[], pending_to(2000 + 10 * i as u32, ue, t), MAX);
+            assert!(d.replaced.is_empty() && d.evicted.is_empty());
+        }
+        assert_eq!(r.pending_total(), 4);
+        assert_eq!(r.set_of_spi(1001), Some((KEY, SetKind::Pending)), "kept");
+        let d = r.challenged(KEY, KEY, &[], pending_to(3000, "10.9.0.4", t), MAX);
+        assert_eq!(spis(&d.evicted), [1000], "the oldest goes");
+        assert_eq!((r.pending_total(), r.pending_from(set(0).ue)), (4, 0));
+        // An answer outside the SAs counts only from the address its challenge went to.
+        let ue = "10.9.0.1".parse().unwrap();
+        assert!(r.pending_answered(KEY, "nonce-2000", ue).is_some());
+        assert!(r.pending_answered(KEY, "nonce-2010", ue).is_none());
+        // Completing one ends the others.
+        let sets = r
+            .complete(KEY, 2011, "sip:a@ue".into(), Transport::Tcp, t + secs(60))
+            .unwrap();
+        assert_eq!(spis(&sets), [2000, 2020, 3000]);
+        assert_eq!((r.pending_total(), r.registered()), (0, 1));
+        assert!(r.by_source.is_empty());
+    }
+
+    #[test]
+    fn a_challenge_to_a_registered_impi_leaves_its_binding_alone() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        registered(&mut r, t);
+        r.challenged(KEY, KEY, &[], pending_to(2000, "10.6.6.6", t), MAX);
+        let b = r.binding(KEY).unwrap();
+        assert_eq!((b.set.spi_pc, b.set.ue), (1000, set(0).ue));
+        assert_eq!(r.view(t)[0].ue, Some(set(0).ue), "the address shown");
+        // It lapses; the binding stays.
+        assert!(matches!(r.expire(KEY, t), Some(Expiry::Lapsed(s)) if spis(&s) == [2000]));
+        assert_eq!(r.registered(), 1);
+        assert_eq!(r.pending_total(), 0);
     }
 
     #[test]
@@ -442,11 +612,11 @@ mod tests {
         assert_eq!(r.registered(), 1);
         assert_eq!(r.set_of_spi(1000), Some((KEY, SetKind::Active)));
         // Refreshing: a pending set besides the active one.
-        assert!(r.challenged(KEY, KEY, &[], pending(2000, t)).is_none());
-        assert!(r.binding(KEY).is_some() && r.pending(KEY).is_some());
+        r.challenged(KEY, KEY, &[], pending(2000, t), MAX);
+        assert!(r.binding(KEY).is_some() && r.newest_pending(KEY).is_some());
         assert_eq!(r.protected_ports(KEY).len(), 2, "the active set only");
-        let superseded = r.complete(KEY, "sip:a@ue2".into(), Transport::Udp, t + secs(900));
-        assert!(matches!(superseded, Some(None)));
+        let superseded = r.complete(KEY, 2000, "sip:a@ue2".into(), Transport::Udp, t + secs(900));
+        assert_eq!(superseded.map(|s| s.len()), Some(0));
         assert_eq!(r.set_of_spi(2000), Some((KEY, SetKind::Active)));
         assert_eq!(r.set_of_spi(1000), Some((KEY, SetKind::Old)));
         assert_eq!(r.binding(KEY).unwrap().contact, "sip:a@ue2");
@@ -462,33 +632,36 @@ mod tests {
         let (mut r, t) = (Registrar::default(), Instant::now());
         registered(&mut r, t);
         for spi in [2000, 3000] {
-            r.challenged(KEY, KEY, &[], pending(spi, t));
-            let superseded = r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
+            r.challenged(KEY, KEY, &[], pending(spi, t), MAX);
+            let superseded = r.complete(KEY, spi, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
             if spi == 3000 {
-                assert_eq!(superseded.flatten().map(|s| s.spi_pc), Some(1000));
+                assert_eq!(spis(&superseded.unwrap()), [1000]);
             }
         }
         assert_eq!(r.set_of_spi(2000), Some((KEY, SetKind::Old)));
         // Completing with nothing pending changes nothing.
-        assert!(r.complete(KEY, "x".into(), Transport::Tcp, t).is_none());
+        assert!(r
+            .complete(KEY, 3000, "x".into(), Transport::Tcp, t)
+            .is_none());
         assert_eq!(r.set_of_spi(3000), Some((KEY, SetKind::Active)));
     }
 
     #[test]
     fn a_failed_challenge_ends_a_new_registration_but_not_a_bound_one() {
         let (mut r, t) = (Registrar::default(), Instant::now());
-        r.challenged(KEY, KEY, &[], pending(1000, t));
+        r.challenged(KEY, KEY, &[], pending(1000, t), MAX);
         r.rearm(KEY);
-        assert_eq!(r.fail_pending(KEY).map(|s| s.spi_pc), Some(1000));
+        assert_eq!(r.fail_pending(KEY, 1001).map(|s| s.spi_pc), Some(1000));
         assert_eq!(r.len(), 0, "nothing left: gone");
         assert_eq!(r.take_disarmed(), [(KEY.to_string(), Some(t))]);
 
         registered(&mut r, t);
-        r.challenged(KEY, KEY, &[], pending(2000, t));
-        assert_eq!(r.fail_pending(KEY).map(|s| s.spi_pc), Some(2000));
+        r.challenged(KEY, KEY, &[], pending(2000, t), MAX);
+        assert_eq!(r.fail_pending(KEY, 2000).map(|s| s.spi_pc), Some(2000));
         assert_eq!(r.registered(), 1);
-        assert!(r.pending(KEY).is_none());
+        assert!(r.newest_pending(KEY).is_none());
         assert!(r.take_disarmed().is_empty());
+        assert_eq!(r.pending_total(), 0);
     }
 
     #[test]
@@ -496,7 +669,7 @@ mod tests {
         let (mut r, t) = (Registrar::default(), Instant::now());
         registered(&mut r, t);
         assert_eq!(r.rearm(KEY), Some((None, Some(t + secs(600)))));
-        r.challenged(KEY, KEY, &[], pending(2000, t + secs(10)));
+        r.challenged(KEY, KEY, &[], pending(2000, t + secs(10)), MAX);
         assert_eq!(
             r.rearm(KEY),
             Some((Some(t + secs(600)), Some(t + secs(10))))
@@ -516,13 +689,14 @@ mod tests {
     fn removal_returns_active_old_then_pending() {
         let (mut r, t) = (Registrar::default(), Instant::now());
         registered(&mut r, t);
-        r.challenged(KEY, KEY, &[], pending(2000, t));
-        r.complete(KEY, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
-        r.challenged(KEY, KEY, &[], pending(3000, t));
+        r.challenged(KEY, KEY, &[], pending(2000, t), MAX);
+        r.complete(KEY, 2000, "sip:a@ue".into(), Transport::Tcp, t + secs(600));
+        r.challenged(KEY, KEY, &[], pending(3000, t), MAX);
         assert_eq!(spis(&r.remove(KEY)), [2000, 1000, 3000]);
         assert!([1000, 2000, 3000, 3001]
             .iter()
             .all(|&s| r.key_of_spi(s).is_none()));
         assert!(r.view(t).is_empty());
+        assert_eq!(r.pending_total(), 0);
     }
 }

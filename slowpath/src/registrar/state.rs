@@ -1,14 +1,21 @@
-//! One registration's state machine (TS 33.203 7.1-7.4): `Challenged` (a pending SA set
-//! installed with the 401), `Registered` (the active set, maybe the previous one kept as
-//! *old*), `Refreshing` (registered and challenged again: a pending set besides the active
+//! One registration's state machine (TS 33.203 7.1-7.4): `Challenged` (pending SA sets
+//! installed with their 401s), `Registered` (the active set, maybe the previous one kept as
+//! *old*), `Refreshing` (registered and challenged again: pending sets besides the active
 //! one). A registration with no set left is gone (removed from the registrar).
+//!
+//! A registration holds up to a few *pending* challenges at once, one per source address
+//! (issue 14): anyone can send an unauthenticated REGISTER naming any IMPI, so a challenge
+//! sent to another address must not take the place of the UE's own.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use super::SaSetExt;
-use crate::aka::Res;
+use crate::aka::AuthVector;
+use crate::hss::PersistTicket;
 use crate::secagree::SecMechanism;
 
 /// A challenge sent and its SA set installed, waiting for the protected REGISTER.
@@ -20,10 +27,14 @@ pub(crate) struct Pending {
     pub security_server: Option<SecMechanism>,
     /// The nonce of the challenge (base64(RAND || AUTN)).
     pub nonce: String,
-    /// RAND, for resynchronisation.
-    pub rand: [u8; 16],
-    /// XRES (the digest password).
-    pub xres: Res,
+    /// The vector (RAND for resynchronisation, XRES the digest password, CK/IK the SA
+    /// keys), shared with the other challenges that reuse it.
+    pub vector: Arc<AuthVector>,
+    /// When the vector was made: it is reused for other sources only within the challenge
+    /// timeout of that instant.
+    pub issued: Instant,
+    /// The SQN record the vector's 401 waits for (`None`: nothing to wait for).
+    pub ticket: Option<PersistTicket>,
     /// When the challenge lapses.
     pub deadline: Instant,
     /// The flow a flow-bound challenge was sent on (the only flow its answer and, once
@@ -54,13 +65,21 @@ pub(crate) struct OldSet {
     pub until: Instant,
 }
 
-/// Where a registration stands. The challenge is boxed: most registrations are
-/// `Registered`, and need not carry room for one.
+impl Pending {
+    /// The address the challenge was sent to (its source: a challenge per address).
+    pub fn source(&self) -> IpAddr {
+        self.set.ue
+    }
+}
+
+/// Where a registration stands. Challenges are kept in a vector (oldest first, never empty
+/// in `Challenged` and `Refreshing`): most registrations are `Registered`, and need no room
+/// for one.
 pub(crate) enum RegState {
-    /// Challenged, never registered: a pending set waits for the protected REGISTER.
+    /// Challenged, never registered: pending sets wait for the protected REGISTER.
     Challenged {
-        /// The outstanding challenge.
-        pending: Box<Pending>,
+        /// The outstanding challenges, oldest first.
+        pending: Vec<Pending>,
     },
     /// Registered over `active`; `old` is the previous set, until retired.
     Registered {
@@ -69,13 +88,13 @@ pub(crate) enum RegState {
         /// The previous binding's set.
         old: Option<OldSet>,
     },
-    /// Registered and challenged again (TS 33.203 7.4): a new pending set besides the
-    /// active one.
+    /// Registered and challenged again (TS 33.203 7.4): new pending sets besides the active
+    /// one.
     Refreshing {
         /// The current binding.
         active: Active,
-        /// The outstanding challenge.
-        pending: Box<Pending>,
+        /// The outstanding challenges, oldest first.
+        pending: Vec<Pending>,
         /// The previous binding's set.
         old: Option<OldSet>,
     },
@@ -83,10 +102,11 @@ pub(crate) enum RegState {
 
 /// What [`RegState::complete`] did.
 pub(crate) enum Completed {
-    /// Nothing was pending: the state is unchanged.
+    /// No such challenge was pending: the state is unchanged.
     NothingPending,
-    /// The pending set is bound; the old set this supersedes, if one was still kept.
-    Bound(Option<OldSet>),
+    /// The pending set is bound; the sets this supersedes: the old set, if one was still
+    /// kept, then the other challenges (their sources did not answer first).
+    Bound(Vec<SaSet>, Vec<Pending>),
 }
 
 /// Which SA set of a registration a message came through.
@@ -101,14 +121,27 @@ pub(crate) enum SetKind {
 }
 
 impl RegState {
-    /// The outstanding challenge, if any.
-    pub fn pending(&self) -> Option<&Pending> {
+    /// The outstanding challenges, oldest first.
+    pub fn pending(&self) -> &[Pending] {
+        match self {
+            RegState::Challenged { pending } | RegState::Refreshing { pending, .. } => pending,
+            RegState::Registered { .. } => &[],
+        }
+    }
+
+    /// The outstanding challenges, mutably.
+    fn pending_mut(&mut self) -> Option<&mut Vec<Pending>> {
         match self {
             RegState::Challenged { pending } | RegState::Refreshing { pending, .. } => {
                 Some(pending)
             }
             RegState::Registered { .. } => None,
         }
+    }
+
+    /// The challenge whose set has inbound SPI `spi`.
+    pub fn pending_of_spi(&self, spi: u32) -> Option<&Pending> {
+        self.pending().iter().find(|p| p.set.has_spi(spi))
     }
 
     /// The current binding, if registered.
@@ -149,7 +182,7 @@ impl RegState {
 
     /// Which of the sets has inbound SPI `spi`.
     pub fn kind_of(&self, spi: u32) -> Option<SetKind> {
-        if self.pending().is_some_and(|p| p.set.has_spi(spi)) {
+        if self.pending_of_spi(spi).is_some() {
             Some(SetKind::Pending)
         } else if self.active().is_some_and(|a| a.set.has_spi(spi)) {
             Some(SetKind::Active)
@@ -160,79 +193,96 @@ impl RegState {
         }
     }
 
-    /// The earliest deadline: challenge, binding or old set.
+    /// The earliest deadline: a challenge, the binding or the old set.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.pending().map(|p| p.deadline),
-            self.active().map(|a| a.expires_at),
-            self.old().map(|o| o.until),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.pending()
+            .iter()
+            .map(|p| p.deadline)
+            .chain(self.active().map(|a| a.expires_at))
+            .chain(self.old().map(|o| o.until))
+            .min()
     }
 
-    /// A new challenge: the state with `pending` as its challenge, and the challenge it
-    /// replaces (never two pending sets).
-    pub fn challenge(self, pending: Box<Pending>) -> (RegState, Option<Box<Pending>>) {
+    /// A new challenge besides the outstanding ones (the registrar has made room for it).
+    pub fn challenge(self, new: Pending) -> RegState {
         match self {
-            RegState::Challenged { pending: previous } => {
-                (RegState::Challenged { pending }, Some(previous))
+            RegState::Challenged { mut pending } => {
+                pending.push(new);
+                RegState::Challenged { pending }
             }
-            RegState::Registered { active, old } => (
+            RegState::Registered { active, old } => RegState::Refreshing {
+                active,
+                pending: vec![new],
+                old,
+            },
+            RegState::Refreshing {
+                active,
+                mut pending,
+                old,
+            } => {
+                pending.push(new);
                 RegState::Refreshing {
                     active,
                     pending,
                     old,
-                },
-                None,
-            ),
-            RegState::Refreshing {
-                active,
-                pending: previous,
-                old,
-            } => (
-                RegState::Refreshing {
-                    active,
-                    pending,
-                    old,
-                },
-                Some(previous),
-            ),
+                }
+            }
         }
     }
 
-    /// The challenge ends without success (wrong answer, lapsed): the state without it
-    /// (`None`: nothing left, the registration is gone) and the challenge.
-    pub fn drop_pending(self) -> (Option<RegState>, Option<Box<Pending>>) {
-        match self {
-            RegState::Challenged { pending } => (None, Some(pending)),
-            s @ RegState::Registered { .. } => (Some(s), None),
-            RegState::Refreshing {
+    /// Takes out the challenges `drop` selects (a wrong answer, lapsed, room for a new one):
+    /// the state without them (`None`: nothing left, the registration is gone) and the
+    /// challenges, oldest first.
+    pub fn drop_pending(
+        mut self,
+        mut drop: impl FnMut(&Pending) -> bool,
+    ) -> (Option<RegState>, Vec<Pending>) {
+        let Some(pending) = self.pending_mut() else {
+            return (Some(self), Vec::new());
+        };
+        let (gone, kept): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(pending).into_iter().partition(|p| drop(p));
+        let state = match self {
+            RegState::Challenged { .. } if kept.is_empty() => None,
+            RegState::Challenged { .. } => Some(RegState::Challenged { pending: kept }),
+            RegState::Refreshing { active, old, .. } if kept.is_empty() => {
+                Some(RegState::Registered { active, old })
+            }
+            RegState::Refreshing { active, old, .. } => Some(RegState::Refreshing {
                 active,
-                pending,
+                pending: kept,
                 old,
-            } => (Some(RegState::Registered { active, old }), Some(pending)),
-        }
+            }),
+            s @ RegState::Registered { .. } => Some(s),
+        };
+        (state, gone)
     }
 
-    /// The protected REGISTER succeeded: the pending set becomes the active one (`bind`
-    /// makes the binding from the challenge), the previous active set becomes old. Returns
-    /// the new state and what happened.
-    pub fn complete(self, bind: impl FnOnce(Pending) -> Active) -> (RegState, Completed) {
+    /// The protected REGISTER through the set with inbound SPI `spi` succeeded: that pending
+    /// set becomes the active one (`bind` makes the binding from the challenge), the previous
+    /// active set becomes old, and the other challenges end. Returns the new state and what
+    /// happened.
+    pub fn complete(self, spi: u32, bind: impl FnOnce(Pending) -> Active) -> (RegState, Completed) {
+        let Some(i) = self.pending().iter().position(|p| p.set.has_spi(spi)) else {
+            return (self, Completed::NothingPending);
+        };
         match self {
-            RegState::Challenged { pending } => (
-                RegState::Registered {
-                    active: bind(*pending),
-                    old: None,
-                },
-                Completed::Bound(None),
-            ),
+            RegState::Challenged { mut pending } => {
+                let answered = pending.remove(i);
+                (
+                    RegState::Registered {
+                        active: bind(answered),
+                        old: None,
+                    },
+                    Completed::Bound(Vec::new(), pending),
+                )
+            }
             RegState::Refreshing {
                 active: previous,
-                pending,
+                mut pending,
                 old: superseded,
             } => {
+                let answered = pending.remove(i);
                 // The previous set lives until the new one carries traffic or it expires.
                 let old = OldSet {
                     set: previous.set,
@@ -240,10 +290,10 @@ impl RegState {
                 };
                 (
                     RegState::Registered {
-                        active: bind(*pending),
+                        active: bind(answered),
                         old: Some(old),
                     },
-                    Completed::Bound(superseded),
+                    Completed::Bound(superseded.into_iter().map(|o| o.set).collect(), pending),
                 )
             }
             s @ RegState::Registered { .. } => (s, Completed::NothingPending),
@@ -251,21 +301,22 @@ impl RegState {
     }
 
     /// Every set, in the order they are removed when the registration ends: active, old,
-    /// pending.
+    /// pending (oldest first).
     pub fn into_sets(self) -> Vec<SaSet> {
-        match self {
-            RegState::Challenged { pending } => vec![pending.set],
-            RegState::Registered { active, old } => std::iter::once(active.set)
-                .chain(old.map(|o| o.set))
-                .collect(),
+        let (active, old, pending) = match self {
+            RegState::Challenged { pending } => (None, None, pending),
+            RegState::Registered { active, old } => (Some(active), old, Vec::new()),
             RegState::Refreshing {
                 active,
                 pending,
                 old,
-            } => std::iter::once(active.set)
-                .chain(old.map(|o| o.set))
-                .chain(std::iter::once(pending.set))
-                .collect(),
-        }
+            } => (Some(active), old, pending),
+        };
+        active
+            .map(|a| a.set)
+            .into_iter()
+            .chain(old.map(|o| o.set))
+            .chain(pending.into_iter().map(|p| p.set))
+            .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! Read-only views of the registrar for operators (`akactl sas`, `akactl registrations`):
 //! each registration's binding and the SA sets it holds, borrowed from the core.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{SaSet, Transport};
@@ -55,7 +56,10 @@ pub struct RegistrationView<'a> {
     pub proto: Option<Transport>,
     /// Time left of the binding, once registered.
     pub expires_in: Option<Duration>,
-    /// Its SA sets: pending, active, old (those present, in that order).
+    /// The UE's address: the active set's once registered (an unauthenticated REGISTER
+    /// naming this IMPI from elsewhere never changes it), else the newest challenge's.
+    pub ue: Option<IpAddr>,
+    /// Its SA sets: pending (oldest first), active, old (those present, in that order).
     pub sets: Vec<SaSetView<'a>>,
 }
 
@@ -67,7 +71,7 @@ impl Registrar {
             .registrations()
             .map(|(impi, impus, state)| {
                 let mut sets = Vec::with_capacity(3);
-                if let Some(p) = state.pending() {
+                for p in state.pending() {
                     sets.push(SaSetView {
                         state: SaSetState::Pending,
                         set: &p.set,
@@ -97,6 +101,10 @@ impl Registrar {
                     contact: state.active().map(|a| a.contact.as_str()),
                     proto: state.active().map(|a| a.proto),
                     expires_in: state.active().map(|a| left(a.expires_at)),
+                    ue: state
+                        .active()
+                        .map(|a| a.set.ue)
+                        .or(state.pending().last().map(|p| p.set.ue)),
                     sets,
                 }
             })

@@ -56,12 +56,21 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
-    /// The Request-URI parsed; schemes other than sip, sips and tel give 416 (RFC 3261 8.2.2.1).
+    /// The Request-URI parsed; schemes other than sip, sips and tel give 416 (RFC 3261 8.2.2.1),
+    /// except the service URNs of RFC 5031 (`urn:service:sos`...), which a P-CSCF routes
+    /// (TS 24.229 5.2.10).
     pub fn parsed_request_uri(&self) -> Result<Uri<'a>, ParseError> {
         let raw = self.request_uri().ok_or(ParseError::BadRequestLine)?;
         let uri = Uri::parse(raw)?;
-        if let Scheme::Other(_) = uri.scheme {
-            return Err(ParseError::UnsupportedUriScheme);
+        if let Scheme::Other(s) = uri.scheme {
+            let service_urn = s.eq_ignore_ascii_case("urn")
+                && uri
+                    .opaque
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("service:"));
+            if !service_urn {
+                return Err(ParseError::UnsupportedUriScheme);
+            }
         }
         Ok(uri)
     }

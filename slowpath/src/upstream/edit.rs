@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use crate::aka::{Ck, DigestParams, Ik};
 use crate::registrar::realm_of;
-use crate::sip::{HeaderKind, Message, MessageEdit, NameAddr};
+use crate::sip::{HeaderKind, Message, MessageEdit, NameAddr, Scheme, Uri};
 
 /// The sec-agree option tag (RFC 3329 2.2): hop-by-hop between UE and P-CSCF.
 const SEC_AGREE: &str = "sec-agree";
@@ -120,7 +120,9 @@ pub fn forward_register(msg: &Message<'_>, hop: &RegisterHop<'_>) -> Option<Vec<
         "Supported",
         &option_tags(msg, HeaderKind::Supported, SEC_AGREE, Some(PATH)),
     );
-    e.push_front("Path", format!("<{}>", hop.path));
+    // Only the P-CSCF's Path goes on (a UE has no business adding one).
+    e.remove("Path");
+    e.push("Path", format!("<{}>", hop.path));
     e.replace("Authorization", auth);
     if !hop.visited_network_id.is_empty() {
         e.push(
@@ -188,6 +190,39 @@ pub struct RegistrationFacts {
     pub expires: u32,
 }
 
+/// RFC 3261 19.1.4 URI equivalence for SIP URIs: scheme, user (case-sensitive), host
+/// (case-insensitive) and port as written; `user`, `ttl`, `method`, `maddr` and `transport`
+/// must agree when either has them, any other parameter only when both have it; order never
+/// matters. Other schemes compare as text without case.
+pub fn same_uri(a: &str, b: &str) -> bool {
+    let (Ok(x), Ok(y)) = (Uri::parse(a.trim()), Uri::parse(b.trim())) else {
+        return a.trim().eq_ignore_ascii_case(b.trim());
+    };
+    if !matches!(x.scheme, Scheme::Sip | Scheme::Sips) || x.scheme != y.scheme {
+        return a.trim().eq_ignore_ascii_case(b.trim());
+    }
+    let host = |u: &Uri<'_>| u.host.map(|h| h.to_string().to_ascii_lowercase());
+    if x.user != y.user || host(&x) != host(&y) || x.port != y.port {
+        return false;
+    }
+    const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
+    let value = |u: &Uri<'_>, n: &str| u.params.get(n).map(|v| v.map(str::to_ascii_lowercase));
+    let names = x
+        .params
+        .iter()
+        .chain(y.params.iter())
+        .map_while(Result::ok)
+        .map(|p| p.name.to_ascii_lowercase());
+    for n in names {
+        let (vx, vy) = (value(&x, &n), value(&y, &n));
+        let both = vx.is_some() && vy.is_some();
+        if (both || MUST_MATCH.contains(&n.as_str())) && vx != vy {
+            return false;
+        }
+    }
+    true
+}
+
 /// Reads a 200 OK to a REGISTER for `contact`: the lifetime granted to that contact (its
 /// `expires` parameter in the 200's Contact list, else the Expires header; a contact the
 /// 200 no longer lists is gone: 0), Service-Route and P-Associated-URI.
@@ -197,7 +232,7 @@ pub fn registration_facts(ok: &Message<'_>, contact: Option<&str>) -> Registrati
     let mut expires = None;
     for c in ok.contacts().filter_map(Result::ok) {
         let Some(addr) = c.addr() else { continue };
-        let matches = contact.is_none_or(|u| addr.uri.raw.eq_ignore_ascii_case(u));
+        let matches = contact.is_none_or(|u| same_uri(addr.uri.raw, u));
         if matches && expires.is_none() {
             listed = true;
             expires = c.expires().or(expires_header);
@@ -364,5 +399,19 @@ Content-Length: 0\r\n\r\n";
         );
         // A contact the 200 does not list is no longer registered.
         assert_eq!(registration_facts(&msg, Some("sip:gone@x")).expires, 0);
+    }
+
+    #[test]
+    fn uri_equivalence_follows_rfc_3261_19_1_4() {
+        assert!(same_uri(
+            "sip:a@Host.Example:5060;transport=tcp;ob",
+            "sip:a@host.example:5060;ob;TRANSPORT=TCP"
+        ));
+        assert!(same_uri("sip:a@h;x=1", "sip:a@h"));
+        assert!(!same_uri("sip:a@h;transport=tcp", "sip:a@h"));
+        assert!(!same_uri("sip:a@h:5060", "sip:a@h"));
+        assert!(!same_uri("sip:A@h", "sip:a@h"));
+        assert!(!same_uri("sip:a@h;x=1", "sip:a@h;x=2"));
+        assert!(same_uri("tel:+1555", "TEL:+1555"));
     }
 }

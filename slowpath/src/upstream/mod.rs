@@ -5,10 +5,17 @@
 //! daemon's (`src/daemon/corelink.rs`).
 
 mod edit;
+mod emergency;
+mod reginfo;
 
 pub use edit::{
-    forward_register, registration_facts, take_keys, Integrity, KeyExtractError, RegisterHop,
-    RegistrationFacts,
+    forward_register, registration_facts, same_uri, take_keys, Integrity, KeyExtractError,
+    RegisterHop, RegistrationFacts,
+};
+
+pub use emergency::{alternative_service_body, is_emergency, EmergencyAction};
+pub use reginfo::{
+    parse_reginfo, verdict_for, ContactState, ContactVerdict, ReginfoError, RegistrationState,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -82,6 +89,15 @@ pub struct Upstream {
     pub trusted: Vec<IpNet>,
     /// `P-Visited-Network-ID` added to REGISTERs (TS 24.229 5.2.2.1); empty: none.
     pub visited_network_id: String,
+    /// The E-CSCF(s) emergency requests go to (TS 24.229 5.2.10), in priority order; empty:
+    /// emergency requests are answered 380.
+    pub emergency_next_hops: Vec<NextHop>,
+    /// Emergency numbers besides `urn:service:sos` (local dial strings such as 112, 911).
+    pub emergency_numbers: Vec<String>,
+    /// Emergency sessions from UEs that are not registered (unprotected, no identity
+    /// asserted) are routed to the E-CSCF (TS 24.229 5.2.10.4); otherwise they get 380
+    /// asking for an emergency registration.
+    pub anonymous_emergency: bool,
 }
 
 impl Upstream {
@@ -178,6 +194,23 @@ impl Upstream {
         rest.get(..at)
     }
 
+    /// The flow a request of `len` bytes takes to the first E-CSCF.
+    pub fn emergency_flow(&self, len: usize) -> Option<Flow> {
+        let hop = self.emergency_next_hops.first()?;
+        let proto = match hop.transport {
+            Some(t) => t,
+            None if len > CORE_UDP_MAX => Transport::Tcp,
+            None => Transport::Udp,
+        };
+        Some(Flow {
+            ue: hop.addr.ip(),
+            ue_port: hop.addr.port(),
+            local: self.local.ip(),
+            local_port: self.local.port(),
+            proto,
+        })
+    }
+
     /// Our core-side host:port as it appears in Via and Path.
     pub fn sent_by(&self) -> String {
         match self.local {
@@ -200,6 +233,9 @@ mod tests {
             local: "10.0.0.1:5060".parse().unwrap(),
             trusted: vec!["10.1.0.0/16".parse().unwrap()],
             visited_network_id: String::new(),
+            emergency_next_hops: Vec::new(),
+            emergency_numbers: Vec::new(),
+            anonymous_emergency: false,
         }
     }
 

@@ -103,6 +103,11 @@ impl Testbed {
 
     /// A test bed whose core configuration `tweak` adjusts (e.g. keep-alives on).
     pub fn with_config(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
+        Testbed::with_rng(tweak, Box::new(FixedRng))
+    }
+
+    /// [`Testbed::with_config`] with the random source `rng` instead of the fixed one.
+    pub fn with_rng(tweak: impl FnOnce(&mut CoreConfig), rng: Box<dyn RngCore + Send>) -> Self {
         let hss = Hss::from_records(&[
             rec("001010000000001", REALM, "+15550001"),
             rec("001010000000002", REALM, "+15550002"),
@@ -121,7 +126,7 @@ impl Testbed {
             ..CoreConfig::default()
         };
         tweak(&mut cfg);
-        let core = Core::new(cfg, hss, spis.clone(), Box::new(FixedRng));
+        let core = Core::new(cfg, hss, spis.clone(), rng);
         Testbed {
             core,
             spis,
@@ -521,16 +526,27 @@ impl Ue {
         (set, nonce)
     }
 
+    /// The protected REGISTER answering `nonce` through `set` (its 401's), as a set-1 USIM
+    /// computes it; returns what the core sent.
+    pub fn answer_challenge(
+        &self,
+        t: &mut Testbed,
+        set: &SaSet,
+        nonce: &str,
+    ) -> Vec<WorkerCommand> {
+        let me = self.with_server(set);
+        let res = set1_usim_res(nonce);
+        t.sip(
+            me.protected_flow(set),
+            Some(set.spi_ps),
+            &me.protected_register(set, nonce, &res, None),
+        )
+    }
+
     /// Full registration -> (active set, 200 OK text). `self` keeps its Security-Server via the return.
     pub fn register(&self, t: &mut Testbed) -> (SaSet, String) {
         let (set, nonce) = self.initial(t);
-        let me = self.with_server(&set);
-        let res = set1_usim_res(&nonce);
-        let out = t.sip(
-            me.protected_flow(&set),
-            Some(set.spi_ps),
-            &me.protected_register(&set, &nonce, &res, None),
-        );
+        let out = self.answer_challenge(t, &set, &nonce);
         assert_eq!(out.len(), 1, "{out:?}");
         (set, sent(&out[0]).1)
     }
