@@ -557,3 +557,86 @@ Call-ID: call1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     assert!(c.poll(now + Duration::from_secs(10)).is_empty());
     assert_eq!(c.counters.requests_resent, 2);
 }
+
+fn subscribe(impu: &str, expires: u32, to_tag: &str, cseq: u32) -> Vec<u8> {
+    format!(
+        "SUBSCRIBE {impu} SIP/2.0\r\n\
+Via: SIP/2.0/TCP {PCSCF};branch=z9hG4bKsub{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:{PCSCF}>;tag=pc1\r\n\
+To: <{impu}>{to_tag}\r\n\
+Call-ID: sub1@{PCSCF}\r\n\
+CSeq: {cseq} SUBSCRIBE\r\n\
+Event: reg\r\n\
+Expires: {expires}\r\n\
+Accept: application/reginfo+xml\r\n\
+Contact: <sip:{PCSCF}>\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn reg_event_subscription_gets_full_state_and_ends_with_the_registration() {
+    let mut c = core();
+    let now = Instant::now();
+    let rec = &records()[1];
+    let target = impu(rec).to_string();
+    // Nobody registered: 404 (TS 24.229 5.4.2.1.1 needs a registered identity).
+    let (_, r) = one(c.handle(&subscribe(&target, 600000, "", 1), pcscf(), now));
+    assert_eq!(status(&r), 404);
+    register_ue(&mut c, 1, now);
+    let out = c.handle(&subscribe(&target, 600000, "", 2), pcscf(), now);
+    assert_eq!(out.len(), 2, "200 and NOTIFY");
+    assert_eq!(status(&out[0].bytes), 200);
+    assert_eq!(header(&out[0].bytes, "Expires").as_deref(), Some("600"));
+    let tag = Message::parse(&out[0].bytes)
+        .unwrap()
+        .to_header()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        out[1].dest,
+        Dest::To(PCSCF.parse().unwrap(), Transport::Tcp)
+    );
+    let n = Message::parse(&out[1].bytes).unwrap();
+    assert_eq!(n.method(), Some("NOTIFY"));
+    assert_eq!(n.call_id().unwrap(), format!("sub1@{PCSCF}"));
+    assert_eq!(n.from_header().unwrap().tag(), Some(tag.as_str()));
+    assert_eq!(n.to_header().unwrap().tag(), Some("pc1"));
+    assert_eq!(
+        n.header_by_name("Subscription-State"),
+        Some("active;expires=600")
+    );
+    // akagate's own reginfo reader sees our contact active.
+    let regs = akagate_slowpath::upstream::parse_reginfo(n.body()).unwrap();
+    assert_eq!(regs[0].aor, target);
+    assert_eq!(regs[0].contacts[0].uri, contact(1));
+    assert!(regs[0].contacts[0].active);
+    // Its 200 ends there (nothing relayed).
+    let ok =
+        format!(
+        "SIP/2.0 200 OK\r\n{}\r\nFrom: x;tag={tag}\r\nTo: y;tag=pc1\r\nCall-ID: sub1@{PCSCF}\r\n\
+CSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(&out[1].bytes).lines().find(|l| l.starts_with("Via:")).unwrap()
+    );
+    assert!(c.handle(ok.as_bytes(), pcscf(), now).is_empty());
+    assert_eq!(c.counters.stray_responses, 0);
+    // De-registration: 200 and a terminated NOTIFY in the same dialog.
+    let auth = initial_auth(rec).replace("\"no\"", "\"yes\"");
+    let out = c.handle(&register(1, rec, 9, 0, &auth), pcscf(), now);
+    assert_eq!(out.len(), 2);
+    assert_eq!(status(&out[0].bytes), 200);
+    let n = Message::parse(&out[1].bytes).unwrap();
+    assert_eq!(n.method(), Some("NOTIFY"));
+    assert_eq!(n.cseq().unwrap().seq, 2);
+    assert!(n
+        .header_by_name("Subscription-State")
+        .unwrap()
+        .starts_with("terminated"));
+    let regs = akagate_slowpath::upstream::parse_reginfo(n.body()).unwrap();
+    assert!(!regs[0].contacts[0].active);
+    assert_eq!((c.counters.reg_subscriptions, c.counters.notifies), (1, 2));
+}

@@ -4,7 +4,9 @@
 //! (TS 33.203 7.1), keeps Contact and Path per registration (RFC 3327) and routes calls
 //! between registered UEs: an initial INVITE for a registered IMPU goes to the callee's
 //! registered contact along its Path (TS 24.229 5.4.3.3), responses go back by our Via
-//! branch, in-dialog requests follow Route / Request-URI (we record-route ourselves).
+//! branch, in-dialog requests follow Route / Request-URI (we record-route ourselves). The
+//! P-CSCF's reg-event SUBSCRIBE (TS 24.229 5.2.3 / 5.4.2.1, RFC 3680) is answered 200 with a
+//! full-state NOTIFY, and the de-registration ends it with a terminated NOTIFY.
 //!
 //! [`Scscf::handle`] takes one message and where it came from and returns what to send; the
 //! sockets are [`net`]'s, which also call [`Scscf::poll`] for the retransmissions of requests
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 use akagate_fastpath::ipc::Transport;
 use akagate_slowpath::aka::{decode_auts, AkaNonce, DigestCredentials, Res, ALGORITHM_AKAV1_MD5};
 use akagate_slowpath::hss::Hss;
-use akagate_slowpath::sip::{response_to, HeaderKind, Host, Message, MessageEdit, NameAddr, Uri};
+use akagate_slowpath::sip::{
+    response_to, HeaderKind, Host, Message, MessageBuilder, MessageEdit, NameAddr, Uri,
+};
 use rand::RngCore;
 use serde::Serialize;
 
@@ -105,6 +109,12 @@ pub struct Counters {
     pub requests_resent: u64,
     /// Requests over UDP given up after 64 x T1 without a response (timers B / F).
     pub request_timeouts: u64,
+    /// Reg-event subscriptions accepted (RFC 3680).
+    pub reg_subscriptions: u64,
+    /// Reg-event NOTIFYs sent.
+    pub notifies: u64,
+    /// Responses to our NOTIFYs that were not 2xx.
+    pub notify_failures: u64,
 }
 
 impl Counters {
@@ -154,9 +164,26 @@ struct Binding {
     expires_at: Instant,
 }
 
+/// A reg-event subscription (RFC 6665 dialog, we are the notifier).
+#[derive(Clone, Debug)]
+struct RegSubscription {
+    call_id: String,
+    /// The IMPU subscribed to.
+    impu: String,
+    /// Our tag (From of our NOTIFYs).
+    tag: String,
+    /// The subscriber's From (To of our NOTIFYs).
+    subscriber: String,
+    /// Where NOTIFYs go (the SUBSCRIBE's Contact).
+    target: String,
+    cseq: u32,
+    expires: u32,
+}
+
 /// A request we forwarded, by our branch: where its responses go.
 struct ClientTx {
-    source: Peer,
+    /// Where responses go; `None` for a request of our own (NOTIFY): they end here.
+    source: Option<Peer>,
     invite: bool,
     /// A final response was relayed (2xx retransmissions are relayed but not counted).
     answered: bool,
@@ -191,6 +218,8 @@ pub struct Scscf {
     by_impu: HashMap<String, String>,
     /// Contact URI (lower case) -> IMPI key.
     by_contact: HashMap<String, String>,
+    /// IMPI key -> the reg-event subscription to its registration.
+    reg_subs: HashMap<String, RegSubscription>,
     clients: HashMap<String, ClientTx>,
     /// Our branch -> a request over UDP not answered yet.
     retransmits: HashMap<String, Retransmit>,
@@ -255,6 +284,7 @@ impl Scscf {
             bindings: HashMap::new(),
             by_impu: HashMap::new(),
             by_contact: HashMap::new(),
+            reg_subs: HashMap::new(),
             clients: HashMap::new(),
             retransmits: HashMap::new(),
             servers: HashMap::new(),
@@ -410,6 +440,7 @@ impl Scscf {
         }
         match method {
             "REGISTER" => self.on_register(msg, from, now, out),
+            "SUBSCRIBE" if is_reg_event(msg) => self.on_reg_subscribe(msg, from, now, out),
             "OPTIONS" if self.is_for_us(msg) => {
                 self.respond(msg, from, 200, "OK", &[], now, out);
             }
@@ -642,15 +673,20 @@ impl Scscf {
         out: &mut Vec<Out>,
     ) {
         let contact = self.bindings.get(key).map(|b| b.contact.clone());
+        let sub = self.reg_subs.remove(key);
         self.unbind(key);
         self.pending.remove(key);
         self.counters.deregistrations += 1;
         let mut headers = Vec::new();
-        if let Some(c) = contact {
+        if let Some(c) = &contact {
             headers.push(("Contact", format!("<{c}>;expires=0")));
         }
         headers.push(("Expires", "0".to_string()));
         self.respond(msg, from, 200, "OK", &headers, now, out);
+        if let (Some(sub), Some(c)) = (sub, contact.as_deref()) {
+            // RFC 3680 5.2 / TS 24.229 5.4.2.1.2: the subscription ends with the registration.
+            self.notify(sub, c, false, now, out);
+        }
     }
 
     fn unbind(&mut self, key: &str) {
@@ -662,6 +698,201 @@ impl Scscf {
                 }
             }
         }
+    }
+
+    // ---- reg event (RFC 3680, TS 24.229 5.4.2.1) --------------------------------------
+
+    /// A SUBSCRIBE to the reg event of a registered IMPU (new, refresh or Expires 0): 200,
+    /// then a NOTIFY with the registration's full state (terminated for Expires 0).
+    fn on_reg_subscribe(
+        &mut self,
+        msg: &Message<'_>,
+        from: Peer,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let to_tag = msg
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let call_id = msg.call_id().unwrap_or_default().to_string();
+        let key = match &to_tag {
+            // A refresh or an unsubscription: by its dialog.
+            Some(_) => self
+                .reg_subs
+                .iter()
+                .find(|(_, s)| s.call_id == call_id)
+                .map(|(k, _)| k.clone()),
+            None => msg
+                .request_uri()
+                .and_then(|u| self.by_impu.get(&uri_key(u)))
+                .cloned(),
+        };
+        let Some(contact) = key
+            .as_ref()
+            .and_then(|k| self.bindings.get(k))
+            .map(|b| b.contact.clone())
+        else {
+            let (code, reason) = match to_tag {
+                Some(_) => (481, "Call/Transaction Does Not Exist"),
+                None => (404, "Not Found"),
+            };
+            return self.respond(msg, from, code, reason, &[], now, out);
+        };
+        let key = key.unwrap_or_default();
+        let expires = msg
+            .expires()
+            .ok()
+            .flatten()
+            .unwrap_or(self.cfg.max_expires)
+            .min(self.cfg.max_expires);
+        let headers = [("Expires", expires.to_string())];
+        let target = msg
+            .contacts()
+            .filter_map(Result::ok)
+            .find_map(|c| c.addr().map(|a| a.uri.raw.to_string()));
+        let (Some(target), Ok(subscriber)) = (target, msg.required(HeaderKind::From)) else {
+            return self.respond(msg, from, 400, "Missing Contact", &[], now, out);
+        };
+        self.respond(msg, from, 200, "OK", &headers, now, out);
+        let tag = match to_tag {
+            Some(t) => t,
+            None => out
+                .last()
+                .and_then(|o| {
+                    Message::parse(&o.bytes)
+                        .ok()?
+                        .to_header()
+                        .ok()?
+                        .tag()
+                        .map(str::to_string)
+                })
+                .unwrap_or_default(),
+        };
+        let sub = match self.reg_subs.remove(&key) {
+            Some(s) if s.call_id == call_id => RegSubscription { expires, ..s },
+            _ => {
+                self.counters.reg_subscriptions += 1;
+                RegSubscription {
+                    call_id,
+                    impu: msg.request_uri().unwrap_or_default().to_string(),
+                    tag,
+                    subscriber: subscriber.to_string(),
+                    target,
+                    cseq: 0,
+                    expires,
+                }
+            }
+        };
+        if expires == 0 {
+            return self.notify(sub, &contact, false, now, out);
+        }
+        let active = RegSubscription { ..sub.clone() };
+        self.reg_subs.insert(key.clone(), sub);
+        self.notify(active, &contact, true, now, out);
+        if let Some(s) = self.reg_subs.get_mut(&key) {
+            s.cseq += 1;
+        }
+    }
+
+    /// A NOTIFY of `sub` saying `contact` is registered (`active`) or not any more.
+    fn notify(
+        &mut self,
+        mut sub: RegSubscription,
+        contact: &str,
+        active: bool,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((addr, transport)) = addr_of(&sub.target, self.cfg.transport) else {
+            return;
+        };
+        sub.cseq += 1;
+        let (reg_state, contact_attrs, sub_state) = if active {
+            (
+                "active",
+                format!(
+                    "state=\"active\" event=\"registered\" expires=\"{}\"",
+                    sub.expires
+                ),
+                format!("active;expires={}", sub.expires),
+            )
+        } else {
+            (
+                "terminated",
+                "state=\"terminated\" event=\"unregistered\"".to_string(),
+                "terminated;reason=noresource".to_string(),
+            )
+        };
+        // RFC 3680 5.1: the full state of the one registration.
+        let body = format!(
+            "<?xml version=\"1.0\"?>\r\n<reginfo xmlns=\"urn:ietf:params:xml:ns:reginfo\" \
+             version=\"{}\" state=\"full\">\r\n<registration aor=\"{}\" id=\"a1\" state=\"{reg_state}\">\r\n\
+             <contact id=\"c1\" {contact_attrs}><uri>{}</uri></contact>\r\n</registration>\r\n</reginfo>\r\n",
+            sub.cseq - 1,
+            xml_escape(&sub.impu),
+            xml_escape(contact)
+        );
+        let branch = self.branch();
+        let bytes = MessageBuilder::request("NOTIFY", &sub.target)
+            .header(
+                "Via",
+                &format!(
+                    "SIP/2.0/{} {};branch={branch};rport",
+                    transport.via_token(),
+                    host_port(self.cfg.local)
+                ),
+            )
+            .header("Max-Forwards", "70")
+            .header("From", &format!("<{}>;tag={}", sub.impu, sub.tag))
+            .header("To", &sub.subscriber)
+            .header("Call-ID", &sub.call_id)
+            .header("CSeq", &format!("{} NOTIFY", sub.cseq))
+            .header("Event", "reg")
+            .header("Subscription-State", &sub_state)
+            .header("Contact", &format!("<sip:{}>", host_port(self.cfg.local)))
+            .body("application/reginfo+xml", body.as_bytes())
+            .build();
+        self.send_own(branch, bytes, addr, transport, now, out);
+        self.counters.notifies += 1;
+    }
+
+    /// Sends a request of our own (its responses end here), retransmitted over UDP.
+    fn send_own(
+        &mut self,
+        branch: String,
+        bytes: Vec<u8>,
+        addr: SocketAddr,
+        transport: Transport,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if transport == Transport::Udp {
+            self.retransmits.insert(
+                branch.clone(),
+                Retransmit {
+                    bytes: bytes.clone(),
+                    to: addr,
+                    next: now + T1,
+                    interval: T1,
+                    invite: false,
+                    give_up: now + TX_LIFETIME,
+                },
+            );
+        }
+        self.clients.insert(
+            branch,
+            ClientTx {
+                source: None,
+                invite: false,
+                answered: false,
+                at: now,
+            },
+        );
+        out.push(Out {
+            dest: Dest::To(addr, transport),
+            bytes,
+        });
     }
 
     // ---- proxy (RFC 3261 16) -----------------------------------------------------------
@@ -777,7 +1008,7 @@ impl Scscf {
             self.clients.insert(
                 branch,
                 ClientTx {
-                    source: from,
+                    source: Some(from),
                     invite: method == "INVITE",
                     answered: false,
                     at: now,
@@ -848,6 +1079,12 @@ impl Scscf {
             c.answered = true;
         }
         let (source, invite) = (c.source, c.invite);
+        let Some(source) = source else {
+            if first_final && code >= 300 {
+                self.counters.notify_failures += 1;
+            }
+            return;
+        };
         if invite && first_final {
             if code < 300 {
                 self.counters.calls_answered += 1;
@@ -882,4 +1119,19 @@ fn server_key_of_response(msg: &Message<'_>) -> Option<(String, String)> {
     let second = msg.vias().nth(1)?.ok()?;
     let method = msg.cseq().ok()?.method;
     Some((second.branch()?.to_string(), method.to_string()))
+}
+
+/// Whether `msg` is about the reg event package (RFC 3680).
+fn is_reg_event(msg: &Message<'_>) -> bool {
+    msg.header(HeaderKind::Event)
+        .and_then(|e| e.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("reg"))
+}
+
+/// Text for an XML attribute or element.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
