@@ -33,6 +33,10 @@ BACKEND=${BACKEND:-}
 MODE=${MODE:-embedded}
 CORE_TRANSPORT=${CORE_TRANSPORT:-tcp}
 DEREGISTER=${DEREGISTER:-1}
+# akacore's terminated reg-event NOTIFY after a de-registration waits this long: sent at once
+# it can overtake the 200 OK inside akagate (two TCP connections) and akagate then drops the
+# SAs before the UE has its 200 (see docs/BENCHMARKS.md); 0 shows that race.
+DEREG_NOTIFY_DELAY_MS=${DEREG_NOTIFY_DELAY_MS:-1000}
 case $MODE in
   embedded | core) ;;
   *) echo "demo: MODE must be embedded or core, not '$MODE'"; exit 2 ;;
@@ -176,7 +180,8 @@ EOF
   if [ "$MODE" = core ]; then
     echo "demo: proxy mode: akagate's [ims-core] is akacore on $core_listen ($CORE_TRANSPORT) in $ns_a"
     ip netns exec "$ns_a" ./target/release/akacore --subscribers "$work/subscribers.toml" \
-      --listen "$core_listen" --transport "$CORE_TRANSPORT" > "$work/akacore.log" 2>&1 &
+      --listen "$core_listen" --transport "$CORE_TRANSPORT" \
+      --dereg-notify-delay-ms "$DEREG_NOTIFY_DELAY_MS" > "$work/akacore.log" 2>&1 &
     core_pid=$!
     for _ in $(seq 50); do
       if grep -q listening "$work/akacore.log" 2>/dev/null || ! kill -0 "$core_pid" 2>/dev/null; then

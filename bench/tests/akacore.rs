@@ -31,6 +31,7 @@ fn core() -> Scscf {
         local: CORE.parse().unwrap(),
         transport: Transport::Tcp,
         max_expires: 600,
+        dereg_notify_delay: Duration::ZERO,
     };
     Scscf::new(cfg, Hss::from_records(&records()).unwrap())
 }
@@ -528,6 +529,7 @@ fn requests_over_udp_are_retransmitted_until_answered() {
         local: CORE.parse().unwrap(),
         transport: Transport::Udp,
         max_expires: 600,
+        dereg_notify_delay: Duration::ZERO,
     };
     let mut c = Scscf::new(cfg, Hss::from_records(&records()).unwrap());
     let now = Instant::now();
@@ -639,4 +641,20 @@ CSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n",
     let regs = akagate_slowpath::upstream::parse_reginfo(n.body()).unwrap();
     assert!(!regs[0].contacts[0].active);
     assert_eq!((c.counters.reg_subscriptions, c.counters.notifies), (1, 2));
+
+    // With a delay the terminated NOTIFY comes from poll() once it is due.
+    let mut c = core();
+    c.set_dereg_notify_delay(Duration::from_millis(300));
+    register_ue(&mut c, 1, now);
+    assert_eq!(
+        c.handle(&subscribe(&target, 600, "", 2), pcscf(), now)
+            .len(),
+        2
+    );
+    let out = c.handle(&register(1, rec, 9, 0, &auth), pcscf(), now);
+    assert_eq!(out.len(), 1, "only the 200");
+    assert!(c.poll(now + Duration::from_millis(299)).is_empty());
+    let later = c.poll(now + Duration::from_millis(300));
+    assert_eq!(later.len(), 1);
+    assert!(String::from_utf8_lossy(&later[0].bytes).starts_with("NOTIFY "));
 }

@@ -37,6 +37,11 @@ struct Cli {
     /// Largest registration lifetime granted, seconds
     #[arg(long, value_name = "S", default_value_t = 600, value_parser = value_parser!(u32).range(1..))]
     max_expires: u32,
+    /// Delay of the terminated reg-event NOTIFY after the 200 OK to a de-registration
+    /// (0: right after it, as an S-CSCF usually does; see the akagate race in
+    /// docs/BENCHMARKS.md)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    dereg_notify_delay_ms: u64,
     /// Print the counters every S seconds
     #[arg(long, value_name = "S", value_parser = value_parser!(u64).range(1..))]
     stats_interval: Option<u64>,
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
             TransportArg::Udp => Transport::Udp,
         },
         max_expires: cli.max_expires,
+        dereg_notify_delay: Duration::from_millis(cli.dereg_notify_delay_ms),
     };
     println!(
         "akacore: {} subscribers, listening on {} (UDP and TCP)",

@@ -142,6 +142,9 @@ pub struct CoreConfig {
     pub transport: Transport,
     /// The largest registration lifetime granted.
     pub max_expires: u32,
+    /// How long after the 200 OK to a de-registration its terminated reg-event NOTIFY
+    /// waits (zero: sent right after the 200).
+    pub dereg_notify_delay: Duration,
 }
 
 /// An outstanding challenge or the last successful one of an IMPI.
@@ -220,6 +223,9 @@ pub struct Scscf {
     by_contact: HashMap<String, String>,
     /// IMPI key -> the reg-event subscription to its registration.
     reg_subs: HashMap<String, RegSubscription>,
+    /// Terminated NOTIFYs waiting for [`CoreConfig::dereg_notify_delay`]: (when, the
+    /// subscription, the contact).
+    delayed_notifies: Vec<(Instant, RegSubscription, String)>,
     clients: HashMap<String, ClientTx>,
     /// Our branch -> a request over UDP not answered yet.
     retransmits: HashMap<String, Retransmit>,
@@ -285,6 +291,7 @@ impl Scscf {
             by_impu: HashMap::new(),
             by_contact: HashMap::new(),
             reg_subs: HashMap::new(),
+            delayed_notifies: Vec::new(),
             clients: HashMap::new(),
             retransmits: HashMap::new(),
             servers: HashMap::new(),
@@ -292,6 +299,11 @@ impl Scscf {
             last_purge: None,
             counters: Counters::default(),
         }
+    }
+
+    /// Changes [`CoreConfig::dereg_notify_delay`].
+    pub fn set_dereg_notify_delay(&mut self, delay: Duration) {
+        self.cfg.dereg_notify_delay = delay;
     }
 
     /// Registered IMPIs right now.
@@ -683,9 +695,14 @@ impl Scscf {
         }
         headers.push(("Expires", "0".to_string()));
         self.respond(msg, from, 200, "OK", &headers, now, out);
-        if let (Some(sub), Some(c)) = (sub, contact.as_deref()) {
-            // RFC 3680 5.2 / TS 24.229 5.4.2.1.2: the subscription ends with the registration.
-            self.notify(sub, c, false, now, out);
+        if let (Some(sub), Some(c)) = (sub, contact) {
+            // RFC 3680 5.2 / TS 24.229 5.4.1.4: the subscription ends with the registration.
+            if self.cfg.dereg_notify_delay.is_zero() {
+                self.notify(sub, &c, false, now, out);
+            } else {
+                let at = now + self.cfg.dereg_notify_delay;
+                self.delayed_notifies.push((at, sub, c));
+            }
         }
     }
 
@@ -1025,6 +1042,16 @@ impl Scscf {
     /// bound for INVITE, timer E up to T2 for the rest; both give up after 64 x T1.
     pub fn poll(&mut self, now: Instant) -> Vec<Out> {
         let mut out = Vec::new();
+        let due: Vec<_> = {
+            let (due, later) = std::mem::take(&mut self.delayed_notifies)
+                .into_iter()
+                .partition(|(at, _, _)| *at <= now);
+            self.delayed_notifies = later;
+            due
+        };
+        for (_, sub, contact) in due {
+            self.notify(sub, &contact, false, now, &mut out);
+        }
         let mut gone = Vec::new();
         for (branch, r) in &mut self.retransmits {
             if r.next > now {
@@ -1040,6 +1067,7 @@ impl Scscf {
                 (r.interval * 2).min(T2)
             };
             r.next = now + r.interval;
+            self.counters.requests_resent += 1;
             out.push(Out {
                 dest: Dest::To(r.to, Transport::Udp),
                 bytes: r.bytes.clone(),
@@ -1049,7 +1077,6 @@ impl Scscf {
             self.retransmits.remove(&b);
             self.counters.request_timeouts += 1;
         }
-        self.counters.requests_resent += out.len() as u64;
         self.counters.messages_out += out.len() as u64;
         out
     }
