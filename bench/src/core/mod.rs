@@ -874,6 +874,26 @@ impl Scscf {
         self.counters.notifies += 1;
     }
 
+    /// Starts timer A (INVITE) or E for a request sent over UDP (RFC 3261 17.1.1.2, 17.1.2.2).
+    fn arm_retransmit(
+        &mut self,
+        branch: &str,
+        bytes: &[u8],
+        to: SocketAddr,
+        invite: bool,
+        now: Instant,
+    ) {
+        let r = Retransmit {
+            bytes: bytes.to_vec(),
+            to,
+            next: now + T1,
+            interval: T1,
+            invite,
+            give_up: now + TX_LIFETIME,
+        };
+        self.retransmits.insert(branch.to_string(), r);
+    }
+
     /// Sends a request of our own (its responses end here), retransmitted over UDP.
     fn send_own(
         &mut self,
@@ -885,17 +905,7 @@ impl Scscf {
         out: &mut Vec<Out>,
     ) {
         if transport == Transport::Udp {
-            self.retransmits.insert(
-                branch.clone(),
-                Retransmit {
-                    bytes: bytes.clone(),
-                    to: addr,
-                    next: now + T1,
-                    interval: T1,
-                    invite: false,
-                    give_up: now + TX_LIFETIME,
-                },
-            );
+            self.arm_retransmit(&branch, &bytes, addr, false, now);
         }
         self.clients.insert(
             branch,
@@ -1009,17 +1019,7 @@ impl Scscf {
         }
         let bytes = e.to_bytes();
         if !is_ack && transport == Transport::Udp {
-            self.retransmits.insert(
-                branch.clone(),
-                Retransmit {
-                    bytes: bytes.clone(),
-                    to: addr,
-                    next: now + T1,
-                    interval: T1,
-                    invite: method == "INVITE",
-                    give_up: now + TX_LIFETIME,
-                },
-            );
+            self.arm_retransmit(&branch, &bytes, addr, method == "INVITE", now);
         }
         if !is_ack {
             self.clients.insert(
