@@ -4,11 +4,13 @@
 //! [`fleet::Fleet`] runs many of them behind one port queue; [`gateway::InProcessGateway`]
 //! steps the real fast-path worker and slowpath core in-process for tests and `akabench`;
 //! [`load`] is the `akabench` run and [`report`] its statistics; `netns` is the AF_PACKET bed
-//! (two namespaces and a veth pair, Linux only).
+//! (two namespaces and a veth pair, Linux only); [`core`] is `akacore`, the S-CSCF + HSS
+//! behind akagate in proxy mode.
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod core;
 pub mod daemon;
 pub mod fleet;
 pub mod gateway;

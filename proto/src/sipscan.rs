@@ -282,6 +282,69 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
     })
 }
 
+/// What [`StreamFramer::next_item`] found at the front of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamItem {
+    /// One whole SIP message.
+    Message(Vec<u8>),
+    /// A CRLFCRLF keep-alive ping (consumed): answer it with CRLF (RFC 5626 4.4.1).
+    Ping,
+    /// A lone CRLF (consumed).
+    Pong,
+}
+
+/// A byte stream's receive buffer cut into SIP messages by [`scan_frame`] (RFC 3261 18.3:
+/// Content-Length delimits messages on a stream): bytes go in as they arrive, whole messages
+/// and keep-alives come out, a message arriving in pieces is scanned once.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: Vec<u8>,
+    resume: usize,
+    limits: FrameLimits,
+}
+
+impl StreamFramer {
+    /// An empty buffer with these limits.
+    pub fn new(limits: FrameLimits) -> Self {
+        StreamFramer {
+            buf: Vec::new(),
+            resume: 0,
+            limits,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next message or keep-alive, `None` until more bytes arrive; an error means the
+    /// stream cannot be framed any more (close it).
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, ScanError> {
+        Ok(Some(
+            match scan_frame(&self.buf, &self.limits, self.resume)? {
+                Scanned::Message { len } => {
+                    let rest = self.buf.split_off(len);
+                    self.resume = 0;
+                    StreamItem::Message(core::mem::replace(&mut self.buf, rest))
+                }
+                Scanned::Ping => {
+                    self.buf.drain(..4);
+                    StreamItem::Ping
+                }
+                Scanned::Pong => {
+                    self.buf.drain(..2);
+                    StreamItem::Pong
+                }
+                Scanned::Incomplete { scanned, .. } => {
+                    self.resume = scanned;
+                    return Ok(None);
+                }
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +471,24 @@ mod tests {
         );
         let lines: Vec<_> = HeaderLines::new(b"A: 1\r\n 2\r\nB: 3").collect();
         assert_eq!(lines, vec![&b"A: 1\r\n 2"[..], &b"B: 3"[..]]);
+    }
+
+    #[test]
+    fn stream_framer_cuts_messages_keepalives_and_pieces() {
+        let mut f = StreamFramer::new(FrameLimits::default());
+        let mut two = b"\r\n\r\n".to_vec();
+        two.extend_from_slice(MSG);
+        two.extend_from_slice(MSG);
+        two.extend_from_slice(&MSG[..10]);
+        f.push(&two);
+        assert_eq!(f.next_item(), Ok(Some(StreamItem::Ping)));
+        assert_eq!(f.next_item(), Ok(Some(StreamItem::Message(MSG.to_vec()))));
+        assert_eq!(f.next_item(), Ok(Some(StreamItem::Message(MSG.to_vec()))));
+        assert_eq!(f.next_item(), Ok(None));
+        f.push(&MSG[10..]);
+        assert_eq!(f.next_item(), Ok(Some(StreamItem::Message(MSG.to_vec()))));
+        assert_eq!(f.next_item(), Ok(None));
+        f.push(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: x\r\n\r\n");
+        assert!(f.next_item().is_err());
     }
 }
