@@ -33,10 +33,10 @@ BACKEND=${BACKEND:-}
 MODE=${MODE:-embedded}
 CORE_TRANSPORT=${CORE_TRANSPORT:-tcp}
 DEREGISTER=${DEREGISTER:-1}
-# akacore's terminated reg-event NOTIFY after a de-registration waits this long: sent at once
-# it can overtake the 200 OK inside akagate (two TCP connections) and akagate then drops the
-# SAs before the UE has its 200 (see docs/BENCHMARKS.md); 0 shows that race.
-DEREG_NOTIFY_DELAY_MS=${DEREG_NOTIFY_DELAY_MS:-1000}
+# akacore's terminated reg-event NOTIFY after a de-registration is sent this long after the
+# 200 OK. It may overtake the 200 inside akagate (two TCP connections); akagate then leaves
+# the ending to the relayed REGISTER's answer, so 0 (at once) is the default test of it.
+DEREG_NOTIFY_DELAY_MS=${DEREG_NOTIFY_DELAY_MS:-0}
 case $MODE in
   embedded | core) ;;
   *) echo "demo: MODE must be embedded or core, not '$MODE'"; exit 2 ;;

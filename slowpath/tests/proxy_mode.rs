@@ -1400,3 +1400,57 @@ fn emergency_call_without_an_e_cscf_gets_380_not_404() {
     );
     assert!(r.contains("<type>emergency</type>") && !r.contains("<action>"));
 }
+
+#[test]
+fn terminated_notify_overtaking_the_deregistration_200_leaves_the_200_its_sas() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, set, hop, sub) = registered_with_sub(&mut t, &ue);
+    let dereg = ue.dereg(&set);
+    let out = through(&mut t, &ue, &set, &dereg);
+    let fwd = sent(&out[0]).1;
+    // The S-CSCF's terminated NOTIFY arrives before its 200 (another connection).
+    let notify = reg_notify(
+        &sub,
+        &ue,
+        "terminated",
+        "event=\"unregistered\"",
+        "terminated;reason=noresource",
+    );
+    let out = t.sip(hop, None, &notify);
+    assert_eq!(out.len(), 1, "only the 200 to the NOTIFY: {out:?}");
+    answer_to(&out[0], hop, "200 OK");
+    assert_eq!(t.core.registered(), 1);
+    assert_eq!(t.core.stats().core_deregistrations, 0);
+    // The 200 still leaves through the SAs, then they go.
+    let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, 0));
+    assert_eq!(sent(&out[0]).0, ue.protected_flow(&set));
+    assert!(is_remove_of(&out[1], &set), "{out:?}");
+    assert_eq!(t.core.registered(), 0);
+}
+
+#[test]
+fn in_dialog_request_keeps_the_route_entries_below_ours() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, set, hop) = registered(&mut t, &ue);
+    // A dialog between two UEs of this P-CSCF through the core: the caller's route set is
+    // our access side, our core side, the S-CSCF, then the callee's side of us again.
+    let access = format!("<sip:{}:{};lr>", set.local, set.port_ps);
+    let core = format!("<sip:{LOCAL};lr>");
+    let scscf = "<sip:orig@10.9.0.10:6060;lr>".to_string();
+    let callee_access = format!("<sip:{}:{};lr>", set.local, set.port_ps);
+    let bye = format!(
+        "BYE sip:callee@10.0.1.99:7001 SIP/2.0\r\nVia: SIP/2.0/TCP {host}:{port};branch=z9hG4bKbye1\r\nMax-Forwards: 70\r\nRoute: {access}, {core}, {scscf}, {core}, {callee_access}\r\nFrom: <{impu}>;tag=a\r\nTo: <sip:callee@ims.example>;tag=b\r\nCall-ID: dlg-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        host = ue.host(),
+        port = ue.port_uc,
+        impu = ue.impu(),
+    );
+    let out = through(&mut t, &ue, &set, &bye);
+    let core_side = sends(&out, true);
+    assert_eq!(core_side.len(), 1, "{out:?}");
+    let fwd = &core_side[0].1;
+    assert_eq!(
+        headers(fwd, "Route").join(", "),
+        format!("{scscf}, {core}, {callee_access}")
+    );
+    let _ = hop;
+}

@@ -35,7 +35,8 @@ const OUT_QUEUE: usize = 8192;
 /// Open TCP connections on the core side (peers are a few CSCFs; anything beyond is refused).
 const MAX_CONNECTIONS: usize = 256;
 
-/// Counters of the core link (`akactl stats`, metrics).
+/// Counters of the core link, published as the slowpath's `core_link_*` counters
+/// (`akactl stats`, metrics).
 #[derive(Debug, Default)]
 pub(crate) struct CoreLinkCounters {
     /// SIP messages received from the core side.
@@ -111,6 +112,9 @@ impl CoreLink {
     /// Binds UDP and TCP on `local` and starts the threads; messages received go to `events`.
     pub fn start(local: SocketAddr, events: Sender<WorkerEvent>) -> std::io::Result<CoreLink> {
         let udp = UdpSocket::bind(local)?;
+        // A burst of core messages (thousands of registrations at once) must not overflow
+        // the default receive buffer: 4 MiB, as much as the host allows.
+        let _ = socket2::SockRef::from(&udp).set_recv_buffer_size(4 << 20);
         udp.set_read_timeout(Some(POLL))?;
         let listener = TcpListener::bind(local)?;
         listener.set_nonblocking(true)?;

@@ -353,6 +353,17 @@ impl Slowpath {
         c.sqn_checkpoints.store(checkpoints, Ordering::Relaxed);
         let bytes = self.journal.as_ref().map_or(0, SqnJournal::journal_bytes);
         c.sqn_journal_bytes.store(bytes, Ordering::Relaxed);
+        if let Some(link) = &self.core_link {
+            let l = &link.counters;
+            for (to, from) in [
+                (&c.core_link_received, &l.received),
+                (&c.core_link_sent, &l.sent),
+                (&c.core_link_dropped, &l.dropped),
+                (&c.core_link_connections, &l.connections),
+            ] {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Levels that need a walk or a count of the core's state (every `GAUGE_PERIOD`).

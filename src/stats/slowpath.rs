@@ -50,6 +50,15 @@ akagate_proto::counters! {
     dialogs: Gauge,
     /// Events still queued at shutdown and handled before the workers stopped.
     drained_at_shutdown: Counter,
+    /// Proxy mode: SIP messages received from the core side (kernel sockets).
+    core_link_received: Counter,
+    /// Proxy mode: SIP messages sent to the core side.
+    core_link_sent: Counter,
+    /// Proxy mode: core-side messages dropped (queue full, send error, bad framing,
+    /// connection refused).
+    core_link_dropped: Counter,
+    /// Proxy mode: TCP connections opened to or accepted from core peers.
+    core_link_connections: Counter,
 }
 
 /// Every counter of the slowpath core ([`CoreStats`]): SIP messages dropped or absorbed,

@@ -176,6 +176,13 @@ impl Core {
             .map(|c| c.uri.clone())
             .map_or(ContactVerdict::NotMentioned, |uri| verdict_for(&regs, &uri));
         match verdict {
+            // A REGISTER of this UE is on its way through us (a de-registration whose 200
+            // has not come back yet, the core's NOTIFY having overtaken it on another
+            // connection): its answer decides, and its 200 must still reach the UE through
+            // the SAs.
+            ContactVerdict::Ended(why) if self.relay.relaying_for(key) => {
+                tracing::debug!("reg-event for {key} ({why}) while its REGISTER is relayed");
+            }
             ContactVerdict::Ended(why) => {
                 tracing::info!("network de-registered {key} ({why})");
                 self.shared.stats.core_deregistrations += 1;

@@ -92,6 +92,11 @@ pub(crate) struct RelayState {
 }
 
 impl RelayState {
+    /// Whether a REGISTER of registration `key` is being relayed now.
+    pub fn relaying_for(&self, key: &str) -> bool {
+        self.relays.values().any(|r| r.key == key)
+    }
+
     /// Registration `key` is gone.
     pub fn forget(&mut self, key: &str) {
         if let Some(b) = self.bindings.remove(key) {

@@ -115,7 +115,7 @@ impl Proxy {
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, flow.local))
+            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, flow.local))
             .map(str::to_string)
             .collect();
         e.set_list("Route", &routes);
@@ -165,11 +165,12 @@ impl Proxy {
         let mut e = MessageEdit::new(msg);
         strip_sec_agree(&mut e, msg);
         let routes: Vec<String> = match (in_dialog, towards) {
-            // The dialog's route set, our own entries consumed (RFC 3261 16.4).
+            // The dialog's route set, our own entries on top consumed (RFC 3261 16.4): those
+            // further down belong to the other party's side of the dialog.
             (true, _) => msg
                 .list_values(HeaderKind::Route)
                 .filter_map(Result::ok)
-                .filter(|r| !is_ours(r, &pcscf, access_local) && !up.is_ours(r))
+                .skip_while(|r| is_ours(r, &pcscf, access_local) || up.is_ours(r))
                 .map(str::to_string)
                 .collect(),
             // TS 24.229 5.2.6.3.2: the route is the Service-Route of the registration,
@@ -321,7 +322,7 @@ impl Proxy {
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, set.local))
+            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, set.local))
             .map(str::to_string)
             .collect();
         e.set_list("Route", &routes);
@@ -377,7 +378,7 @@ impl Proxy {
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| !is_ours(r, &pcscf, access_local) && !up.is_ours(r))
+            .skip_while(|r| is_ours(r, &pcscf, access_local) || up.is_ours(r))
             .map(str::to_string)
             .collect();
         let mut e = MessageEdit::new(msg);
@@ -423,7 +424,7 @@ impl Proxy {
         let routes: Vec<String> = msg
             .list_values(HeaderKind::Route)
             .filter_map(Result::ok)
-            .filter(|r| !up.is_ours(r) && !is_ours(r, &pcscf, set.local))
+            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, set.local))
             .map(str::to_string)
             .collect();
         let mut e = MessageEdit::new(msg);
