@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use akagate_fastpath::ipc::{Flow, SipIn, Transport, WorkerCommand, WorkerEvent};
-use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned};
+use akagate_proto::sipscan::{FrameLimits, StreamFramer, StreamItem};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 /// How often blocked threads look at the stop flag.
@@ -259,23 +259,18 @@ fn adopt(s: &Shared, stream: TcpStream, peer: SocketAddr) -> std::io::Result<Tcp
 /// Frames SIP from one TCP connection until it closes, fails or the link stops.
 fn reader(s: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let flow = s.flow(peer, Transport::Tcp);
-    let limits = FrameLimits::default();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut framer = StreamFramer::new(FrameLimits::default());
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut resume = 0;
     'conn: while !s.stopped() {
         match stream.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(n) => framer.push(chunk.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         }
         loop {
-            match scan_frame(&buf, &limits, resume) {
-                Ok(Scanned::Message { len }) => {
-                    let rest = buf.split_off(len);
-                    let msg = std::mem::replace(&mut buf, rest);
-                    resume = 0;
+            match framer.next_item() {
+                Ok(Some(StreamItem::Message(msg))) => {
                     inc(&s.counters.received);
                     s.deliver(WorkerEvent::Sip(SipIn {
                         flow,
@@ -283,18 +278,12 @@ fn reader(s: &Shared, mut stream: TcpStream, peer: SocketAddr) {
                         bytes: msg,
                     }));
                 }
-                Ok(Scanned::Ping) => {
-                    buf.drain(..4);
-                    // RFC 5626 4.4.1: answer a ping with a pong.
+                // RFC 5626 4.4.1: answer a ping with a pong.
+                Ok(Some(StreamItem::Ping)) => {
                     let _ = stream.write_all(b"\r\n");
                 }
-                Ok(Scanned::Pong) => {
-                    buf.drain(..2);
-                }
-                Ok(Scanned::Incomplete { scanned, .. }) => {
-                    resume = scanned;
-                    break;
-                }
+                Ok(Some(StreamItem::Pong)) => {}
+                Ok(None) => break,
                 Err(e) => {
                     inc(&s.counters.dropped);
                     tracing::debug!("core link: bad framing from {peer} ({e}); closing");
