@@ -32,3 +32,26 @@ fn mutated_frames_never_panic() {
         worker::run(d);
     });
 }
+
+#[test]
+fn session_seeds_reach_the_sip_layer() {
+    // The session harness takes the same records (plus commands and spoofed sources).
+    for (i, s) in worker::seeds().iter().enumerate() {
+        let st = worker::run_session(s);
+        assert_eq!(st.sip_events, if i % 2 == 0 { 2 } else { 1 }, "{st:?}");
+    }
+}
+
+#[test]
+fn mutated_sessions_never_panic() {
+    let mut seeds = worker::seeds();
+    // Commands, removals, spoofed SYNs and long waits appended to each seed.
+    for s in seeds.clone() {
+        let mut v = s;
+        v.extend_from_slice(&[7, 0, 0, 2, 0, 20, b'x', 8, 0, 9, 1, 9, 0, 0, 0, 10, 40, 8, 1]);
+        seeds.push(v);
+    }
+    mutate::run_mutants(&seeds, 3000, 0x5345_5353, |d| {
+        worker::run_session(d);
+    });
+}
