@@ -86,6 +86,8 @@ pub struct Config {
     pub sa_table: SaTableConfig,
     /// Per-UE TCP/IP stack sizes (`[stack]`).
     pub stack: StackConfig,
+    /// Limits of the unprotected SIP port, per worker (`[sip-limits]`).
+    pub sip_limits: SipLimits,
     /// Control socket for `akactl` (`[control]`).
     pub control: ControlConfig,
     /// SIP transaction timers (`[sip-timers]`).
@@ -240,6 +242,35 @@ pub struct StackConfig {
     /// Transmit buffer of each TCP socket, in bytes.
     pub tcp_tx_buffer: usize,
 }
+
+/// Limits of the unprotected SIP port, per worker (`[sip-limits]`): anyone may connect
+/// there, so connections, handshakes, slow or idle clients and unregistered sources are
+/// bounded; every refusal is dropped and counted (`drop_sip_*`, `sip_conns_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipLimits {
+    /// TCP connections to the SIP port from one source address.
+    pub max_connections_per_source: usize,
+    /// TCP connections to the SIP port in all.
+    pub max_connections: usize,
+    /// Connections to the SIP port still in the handshake (SYN-RECEIVED).
+    pub max_half_open: usize,
+    /// Stacks of source addresses that have no SA set (not yet challenged).
+    pub max_unregistered: usize,
+    /// The handshake, and a SIP message once begun, must complete within this time.
+    pub message_deadline: Duration,
+    /// An unregistered source's connection carrying no message for this long is closed.
+    pub idle_deadline: Duration,
+}
+
+/// `[sip-limits]` when the section or a key is absent.
+pub const DEFAULT_SIP_LIMITS: SipLimits = SipLimits {
+    max_connections_per_source: 4,
+    max_connections: 4096,
+    max_half_open: 1024,
+    max_unregistered: 16384,
+    message_deadline: Duration::from_secs(10),
+    idle_deadline: Duration::from_secs(64),
+};
 
 /// The `akactl` control socket (`[control]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,6 +490,7 @@ struct RawConfig {
     registration: Option<RawRegistration>,
     sa_table: Option<RawSaTable>,
     stack: Option<RawStack>,
+    sip_limits: Option<RawSipLimits>,
     control: Option<RawControl>,
     sip_timers: Option<S<RawSipTimers>>,
     metrics: Option<RawMetrics>,
@@ -557,6 +589,17 @@ struct RawStack {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSipLimits {
+    max_connections_per_source: Option<S<i64>>,
+    max_connections: Option<S<i64>>,
+    max_half_open: Option<S<i64>>,
+    max_unregistered: Option<S<i64>>,
+    message_deadline: Option<S<i64>>,
+    idle_deadline: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawControl {
     socket: Option<S<String>>,
     allow_key_export: Option<bool>,
@@ -620,6 +663,7 @@ impl Validator<'_> {
         };
         let sa_table = self.sa_table(raw.sa_table.as_ref());
         let stack = self.stack(raw.stack.as_ref());
+        let sip_limits = self.sip_limits(raw.sip_limits.as_ref());
         let control = self.control(raw.control.as_ref());
         let sip_timers = match &raw.sip_timers {
             Some(t) => self.sip_timers(t),
@@ -639,6 +683,7 @@ impl Validator<'_> {
             registration: registration?,
             sa_table: sa_table?,
             stack: stack?,
+            sip_limits: sip_limits?,
             control: control?,
             sip_timers: sip_timers?,
             metrics: metrics?,
@@ -1390,6 +1435,60 @@ impl Validator<'_> {
         Some(StackConfig {
             tcp_rx_buffer: rx?,
             tcp_tx_buffer: tx?,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn sip_limits(&mut self, raw: Option<&RawSipLimits>) -> Option<SipLimits> {
+        let d = DEFAULT_SIP_LIMITS;
+        let mut count = |v: Option<&S<i64>>, key: &str, default: usize| match v {
+            None => Some(default),
+            Some(v) => self
+                .int_in(v, key, 1..(1 << 24) + 1, "a count")
+                .and_then(|n| usize::try_from(n).ok()),
+        };
+        let per_source = count(
+            raw.and_then(|r| r.max_connections_per_source.as_ref()),
+            "sip-limits.max-connections-per-source",
+            d.max_connections_per_source,
+        );
+        let conns = count(
+            raw.and_then(|r| r.max_connections.as_ref()),
+            "sip-limits.max-connections",
+            d.max_connections,
+        );
+        let half_open = count(
+            raw.and_then(|r| r.max_half_open.as_ref()),
+            "sip-limits.max-half-open",
+            d.max_half_open,
+        );
+        let unregistered = count(
+            raw.and_then(|r| r.max_unregistered.as_ref()),
+            "sip-limits.max-unregistered",
+            d.max_unregistered,
+        );
+        let mut deadline = |v: Option<&S<i64>>, key: &str, default: Duration| match v {
+            None => Some(default),
+            Some(v) => self.int_in(v, key, 1..3601, "seconds").map(secs),
+        };
+        let message = deadline(
+            raw.and_then(|r| r.message_deadline.as_ref()),
+            "sip-limits.message-deadline",
+            d.message_deadline,
+        );
+        let idle = deadline(
+            raw.and_then(|r| r.idle_deadline.as_ref()),
+            "sip-limits.idle-deadline",
+            d.idle_deadline,
+        );
+        Some(SipLimits {
+            max_connections_per_source: per_source?,
+            max_connections: conns?,
+            max_half_open: half_open?,
+            max_unregistered: unregistered?,
+            message_deadline: message?,
+            idle_deadline: idle?,
         })
     }
 }

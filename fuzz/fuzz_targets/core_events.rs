@@ -6,8 +6,10 @@
 #![no_main]
 
 #[path = "../../slowpath/tests/core_events_common/mod.rs"]
+#[allow(dead_code)]
 mod core_events_common;
 #[path = "../../slowpath/tests/reg_common/mod.rs"]
+#[allow(dead_code)]
 mod reg_common;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

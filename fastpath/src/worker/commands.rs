@@ -44,7 +44,13 @@ impl<Q: PortQueue> Worker<Q> {
             };
             n += 1;
             inc(&self.counters.commands);
+            let ue = match &cmd {
+                WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
+                WorkerCommand::InstallSaSet(set) => set.ue,
+                WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+            };
             self.command(cmd, now);
+            self.recount(&ue);
         }
         self.forward_events();
         n
@@ -127,7 +133,9 @@ impl<Q: PortQueue> Worker<Q> {
         if !installed {
             inc(&self.counters.drop_sa_install);
             if !existed {
-                self.ues.remove(&set.ue);
+                if let Some(ue) = self.ues.remove(&set.ue) {
+                    self.sip_use.sub(ue.sip_use);
+                }
                 inc(&self.counters.ues_freed);
             }
             return;
