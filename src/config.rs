@@ -1576,5 +1576,33 @@ ipv4 = ["10.0.0.1"]
             vec![Transport::Udp, Transport::Tcp]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
+        assert_eq!(c.sip_limits, DEFAULT_SIP_LIMITS);
+    }
+
+    #[test]
+    fn sip_limits_are_read_and_checked() {
+        let src = format!(
+            "{DEFAULT_CONFIG}\n[sip-limits]\nmax-half-open = 64\nmessage-deadline = 5\n"
+        );
+        let c = parse(&src).unwrap();
+        assert_eq!(c.sip_limits.max_half_open, 64);
+        assert_eq!(c.sip_limits.message_deadline, Duration::from_secs(5));
+        assert_eq!(
+            c.sip_limits.max_connections,
+            DEFAULT_SIP_LIMITS.max_connections
+        );
+        let bad = format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-connections = 0\nidle-deadline = 0\n");
+        let errs = parse(&bad).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.contains("sip-limits.max-connections: 0 is not a count")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("sip-limits.idle-deadline: 0 is not seconds")),
+            "{text:?}"
+        );
     }
 }

@@ -55,3 +55,14 @@ fn mutated_sessions_never_panic() {
         worker::run_session(d);
     });
 }
+
+/// Writes the seeds into `$SEED_DIR` (a cargo-fuzz corpus directory); does nothing without it.
+#[test]
+fn dump_seeds_for_the_fuzzer() {
+    let Some(dir) = std::env::var_os("SEED_DIR") else {
+        return;
+    };
+    for (i, s) in worker::seeds().iter().enumerate() {
+        std::fs::write(std::path::Path::new(&dir).join(format!("seed{i:02}")), s).unwrap();
+    }
+}
