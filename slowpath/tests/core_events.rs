@@ -46,3 +46,21 @@ fn mutated_sequences_never_panic() {
         core_events_common::run(&d);
     }
 }
+
+#[test]
+fn a_nul_byte_in_a_header_value_is_answered_400() {
+    use akagate_proto::ipc::WorkerCommand;
+    let mut t = reg_common::Testbed::new();
+    let ue = reg_common::Ue::new(&mut t, 0, 7000);
+    let text = ue
+        .initial_register()
+        .replace("Max-Forwards: 70", "Max-Forwards: 70\r\nSubject: a\0b");
+    let out = t.sip(ue.unprotected_flow(), None, &text);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(!matches!(out[0], WorkerCommand::InstallSaSet(_)));
+    let (_, answer) = reg_common::sent(&out[0]);
+    assert!(
+        answer.starts_with("SIP/2.0 400 Bad Request: NUL byte in a header\r\n"),
+        "{answer}"
+    );
+}
