@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
+use akagate_slowpath::aka::AkaNonce;
 
 use crate::reg_common::{
-    answer, client_flow, header, invite_text, param, registered_pair_over, sdp, set1_usim_res,
-    Testbed, Ue,
+    answer, client_flow, header, invite_text, param, registered_pair_over, sdp, set1_usim, Testbed,
+    Ue,
 };
 
 /// Reads decisions off the front of the input; zeros past the end.
@@ -152,7 +153,17 @@ impl Bed {
             return;
         };
         let me = ue.with_server(&set);
-        let res = set1_usim_res(&nonce);
+        // A challenge the set-1 USIM refuses (a decoy for an IMPI the fuzzer altered, a stale
+        // SQN) is not answered: a real phone would not either.
+        let Ok(n) = AkaNonce::decode(&nonce) else {
+            return;
+        };
+        let Ok(ok) = set1_usim().authenticate(&n.rand, &n.autn) else {
+            return;
+        };
+        let Ok(res) = <[u8; 8]>::try_from(ok.res.as_bytes()) else {
+            return;
+        };
         let text = me.protected_register(&set, &nonce, &res, None);
         let mut prot = me.protected_flow(&set);
         prot.proto = self.proto;
