@@ -66,3 +66,21 @@ fn dump_seeds_for_the_fuzzer() {
         std::fs::write(std::path::Path::new(&dir).join(format!("seed{i:02}")), s).unwrap();
     }
 }
+
+/// Inputs the `worker_session` fuzz target found (base64 of the artifact), kept as regressions.
+const FOUND: &[&str] = &[
+    // A re-installed set (same UE SPIs, fresh sequence numbers) made the harness's UE refuse
+    // the worker's packets as replays, and the harness panicked; it now accepts that.
+    "DM2hAQBrADIABQAPDw8PDAwMAAEMDAwMDw8PDw/5+fn5+fn5+fn5+T/o+fn5+fn5+fn5+fn5+fn5+fn5SPn5+fn5+fn5+fn5+fn5+fn5+Q/5Dw8P+Q8PD2NoOXo5aEc0Yv8BDScKQ29udGVuDw8PDw8PDw8PDw///////w8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PD3Z2dnZ2dnZ2dnZ2dnZ2dnZ2dnYPDw8PDw8PAAATygAHAAIAAAAAT1BPUFQA",
+];
+
+#[test]
+fn inputs_the_fuzzer_found_run_clean() {
+    for b64 in FOUND {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        worker::run_session(&data);
+    }
+}
