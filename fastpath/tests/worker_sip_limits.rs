@@ -288,6 +288,9 @@ fn spoofed(i: u32) -> Ipv4Addr {
 fn syn_flood_from_spoofed_sources_is_bounded_and_counted() {
     let mut bed = Bed::new();
     assert!(bed.protected_exchange());
+    // Two of the sources are on the link (their SYN-ACKs leave); none of them gets a RST.
+    bed.teach(spoofed(0));
+    bed.teach(spoofed(1));
     // 200 SYNs from 200 sources, never completed, sent in bursts of 20.
     for burst in 0..10 {
         for i in 0..20 {
@@ -313,6 +316,8 @@ fn syn_flood_from_spoofed_sources_is_bounded_and_counted() {
         bed.counter("sip_conns_handshake_timeout") as usize,
         LIMITS.max_half_open
     );
+    assert!(bed.syn_acks.contains_key(&(spoofed(0), 40000)));
+    assert!(bed.resets.is_empty(), "handshakes end silently: {:?}", bed.resets);
     assert_eq!(bed.worker.sip_port_use(), (0, 0, 0));
     assert_eq!(bed.worker.ue_count(), 1, "only the registered UE is left");
     assert!(bed.protected_exchange());

@@ -639,19 +639,25 @@ impl UeStack {
         true
     }
 
-    /// Aborts the connections on our `port` past their deadlines (RFC 5321-style server
-    /// timeouts; the unprotected SIP port is open to anyone, so a client that never completes
-    /// its handshake or its message, or never sends one, must not hold a connection): the RST
-    /// leaves with the next poll, which reports them closed. Returns how many, by reason.
+    /// Ends the connections on our `port` past their deadlines (the unprotected SIP port is
+    /// open to anyone, so a client that never completes its handshake or its message, or
+    /// never sends one, must not hold a connection). A handshake is dropped without a segment
+    /// (its source may be spoofed: a RST would be reflected at a stranger); an established
+    /// connection is aborted, its RST leaving with the next poll. Both are reported closed at
+    /// the next poll. Returns how many, by reason.
     pub fn expire_conns(&mut self, port: u16, now: Instant, d: ConnDeadlines) -> Expired {
         let mut ex = Expired::default();
+        let mut handshakes = Vec::new();
         for (h, c) in &self.conns {
             if c.flow.local_port != port || c.outgoing {
                 continue;
             }
             let s = self.sockets.get_mut::<tcp::Socket>(*h);
             let reason = if s.state() == tcp::State::SynReceived {
-                (now >= c.opened + d.message).then_some(&mut ex.handshake)
+                if now >= c.opened + d.message {
+                    handshakes.push((*h, Some(WorkerEvent::TcpClosed(c.flow))));
+                }
+                None
             } else if c.partial_since.is_some_and(|t| now >= t + d.message) {
                 Some(&mut ex.message)
             } else if d.idle.is_some_and(|i| now >= c.last_message + i)
@@ -665,6 +671,12 @@ impl UeStack {
                 *n += 1;
                 s.abort();
             }
+        }
+        ex.handshake = handshakes.len() as u64;
+        if !handshakes.is_empty() {
+            let mut events = std::mem::take(&mut self.deferred);
+            self.remove_conns(handshakes, &mut events);
+            self.deferred = events;
         }
         ex
     }
