@@ -1581,9 +1581,8 @@ ipv4 = ["10.0.0.1"]
 
     #[test]
     fn sip_limits_are_read_and_checked() {
-        let src = format!(
-            "{DEFAULT_CONFIG}\n[sip-limits]\nmax-half-open = 64\nmessage-deadline = 5\n"
-        );
+        let src =
+            format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-half-open = 64\nmessage-deadline = 5\n");
         let c = parse(&src).unwrap();
         assert_eq!(c.sip_limits.max_half_open, 64);
         assert_eq!(c.sip_limits.message_deadline, Duration::from_secs(5));
@@ -1591,7 +1590,8 @@ ipv4 = ["10.0.0.1"]
             c.sip_limits.max_connections,
             DEFAULT_SIP_LIMITS.max_connections
         );
-        let bad = format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-connections = 0\nidle-deadline = 0\n");
+        let bad =
+            format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-connections = 0\nidle-deadline = 0\n");
         let errs = parse(&bad).unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert!(

@@ -13,9 +13,7 @@ use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SadError;
 use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::{
-    InboundTable, SipPortLimits, Worker, WorkerConfig, WorkerCounters,
-};
+use akagate_fastpath::worker::{InboundTable, SipPortLimits, Worker, WorkerConfig, WorkerCounters};
 use akagate_slowpath::hss::Hss;
 use akagate_slowpath::{Core, CoreConfig};
 use akagate_sys::PortQueue;

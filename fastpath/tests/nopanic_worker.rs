@@ -48,7 +48,9 @@ fn mutated_sessions_never_panic() {
     // Commands, removals, spoofed SYNs and long waits appended to each seed.
     for s in seeds.clone() {
         let mut v = s;
-        v.extend_from_slice(&[7, 0, 0, 2, 0, 20, b'x', 8, 0, 9, 1, 9, 0, 0, 0, 10, 40, 8, 1]);
+        v.extend_from_slice(&[
+            7, 0, 0, 2, 0, 20, b'x', 8, 0, 9, 1, 9, 0, 0, 0, 10, 40, 8, 1,
+        ]);
         seeds.push(v);
     }
     mutate::run_mutants(&seeds, 3000, 0x5345_5353, |d| {

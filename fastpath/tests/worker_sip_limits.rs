@@ -52,7 +52,11 @@ fn tcp_v4(
     let tcp = TcpRepr {
         src_port: src.1,
         dst_port: dst.1,
-        control: if syn { TcpControl::Syn } else { TcpControl::None },
+        control: if syn {
+            TcpControl::Syn
+        } else {
+            TcpControl::None
+        },
         seq_number: TcpSeqNumber(seq as i32),
         ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: 65535,
@@ -258,11 +262,25 @@ impl Bed {
         let Some(&isn) = self.syn_acks.get(&src) else {
             return false;
         };
-        let data = tcp_v4(src, (PCSCF_V4, PORT_PS), 5001, Some(isn + 1), false, OPTIONS);
+        let data = tcp_v4(
+            src,
+            (PCSCF_V4, PORT_PS),
+            5001,
+            Some(isn + 1),
+            false,
+            OPTIONS,
+        );
         self.send_protected(&data);
         self.step();
         // Close it again (RST), so each exchange opens a new connection.
-        let rst = tcp_v4(src, (PCSCF_V4, PORT_PS), 5001 + OPTIONS.len() as u32, None, false, &[]);
+        let rst = tcp_v4(
+            src,
+            (PCSCF_V4, PORT_PS),
+            5001 + OPTIONS.len() as u32,
+            None,
+            false,
+            &[],
+        );
         let mut rst = rst;
         rst[33] = 0x04;
         let mut p = TcpPacket::new_unchecked(&mut rst[20..]);
@@ -317,7 +335,11 @@ fn syn_flood_from_spoofed_sources_is_bounded_and_counted() {
         LIMITS.max_half_open
     );
     assert!(bed.syn_acks.contains_key(&(spoofed(0), 40000)));
-    assert!(bed.resets.is_empty(), "handshakes end silently: {:?}", bed.resets);
+    assert!(
+        bed.resets.is_empty(),
+        "handshakes end silently: {:?}",
+        bed.resets
+    );
     assert_eq!(bed.worker.sip_port_use(), (0, 0, 0));
     assert_eq!(bed.worker.ue_count(), 1, "only the registered UE is left");
     assert!(bed.protected_exchange());
@@ -338,7 +360,11 @@ fn new_sources_beyond_the_unregistered_bound_are_dropped() {
     assert_eq!(from_strangers, 16);
     assert!(bed.protected_exchange());
     bed.step();
-    assert_eq!(bed.worker.ue_count(), 1, "UDP-only stacks are freed at once");
+    assert_eq!(
+        bed.worker.ue_count(),
+        1,
+        "UDP-only stacks are freed at once"
+    );
 }
 
 #[test]
@@ -413,14 +439,32 @@ fn a_complete_message_is_not_cut() {
     let isn = bed.syn_acks[&src];
     // The message in two pieces 5 s apart, well within the deadline.
     let (a, b) = OPTIONS.split_at(20);
-    bed.send_ip(&tcp_v4(src, (PCSCF_V4, SIP_PORT), 1001, Some(isn + 1), false, a));
+    bed.send_ip(&tcp_v4(
+        src,
+        (PCSCF_V4, SIP_PORT),
+        1001,
+        Some(isn + 1),
+        false,
+        a,
+    ));
     bed.wait(Duration::from_secs(5));
     let seq = 1001 + a.len() as u32;
-    bed.send_ip(&tcp_v4(src, (PCSCF_V4, SIP_PORT), seq, Some(isn + 1), false, b));
+    bed.send_ip(&tcp_v4(
+        src,
+        (PCSCF_V4, SIP_PORT),
+        seq,
+        Some(isn + 1),
+        false,
+        b,
+    ));
     bed.wait(Duration::from_secs(12));
     assert_eq!(bed.counter("sip_conns_message_timeout"), 0);
     assert!(bed.sip.contains(&(IpAddr::from(src.0), false)));
-    assert_eq!(bed.worker.sip_port_use().0, 1, "open until the idle deadline");
+    assert_eq!(
+        bed.worker.sip_port_use().0,
+        1,
+        "open until the idle deadline"
+    );
 }
 
 #[test]

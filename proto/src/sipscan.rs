@@ -316,7 +316,10 @@ mod tests {
             split_header_line(b"Subject: a\0b"),
             Err(ScanError::NulInHeader)
         );
-        assert_eq!(split_header_line(b"Sub\0ject: ab"), Err(ScanError::NulInHeader));
+        assert_eq!(
+            split_header_line(b"Sub\0ject: ab"),
+            Err(ScanError::NulInHeader)
+        );
         assert_eq!(
             split_header_line(b"To: \"a\\\\\0\" <sip:a@b>"),
             Err(ScanError::NulInHeader)

@@ -237,9 +237,9 @@ fn udp_payload_len(packet: &[u8]) -> usize {
         Some(6) => 40,
         _ => return 0,
     };
-    packet
-        .get(off + 4..off + 6)
-        .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])).saturating_sub(8))
+    packet.get(off + 4..off + 6).map_or(0, |l| {
+        usize::from(u16::from_be_bytes([l[0], l[1]])).saturating_sub(8)
+    })
 }
 
 /// Bytes of a fixed IP header of `addr`'s family.
@@ -623,7 +623,9 @@ impl UeStack {
             .udp_sockets
             .iter()
             .find(|b| b.port == p.dst)
-            .map_or(0, |b| self.sockets.get::<udp::Socket>(b.handle).recv_queue());
+            .map_or(0, |b| {
+                self.sockets.get::<udp::Socket>(b.handle).recv_queue()
+            });
         let n = match self.udp_queued.iter_mut().find(|(port, _)| *port == p.dst) {
             Some((_, n)) => n,
             None => {

@@ -396,7 +396,11 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// [`Worker::sip_port_refusal`] for a SYN from a source holding `conns` connections.
-    fn sip_conn_refusal(&self, conns: usize, seg: Segment) -> Option<&std::sync::atomic::AtomicU64> {
+    fn sip_conn_refusal(
+        &self,
+        conns: usize,
+        seg: Segment,
+    ) -> Option<&std::sync::atomic::AtomicU64> {
         let l = &self.cfg.sip_limits;
         let c = &self.counters;
         if !seg.syn || seg.ports.proto != crate::ipc::Transport::Tcp {

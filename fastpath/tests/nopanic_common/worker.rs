@@ -15,7 +15,6 @@ use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::StackConfig;
 use akagate_fastpath::worker::{InboundTable, Worker};
-use std::sync::Arc;
 use akagate_sys::mempair::{MemPairConfig, MemQueue};
 use akagate_sys::{BufLayout, PacketBuf, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
@@ -23,6 +22,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, EthernetAddress, EthernetProtocol, Ipv4Cidr, Ipv6Cidr, TcpPacket,
 };
+use std::sync::Arc;
 
 use crate::esp::{ip_header, suites};
 use crate::input::{put_chunk, Input};

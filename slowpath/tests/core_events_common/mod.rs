@@ -73,15 +73,18 @@ impl Bed {
         for c in cmds {
             match c {
                 WorkerCommand::InstallSaSet(set) => {
-                    assert!(set.spi_pc > 255 && set.spi_ps > 255, "SPI in 0..=255: {set:?}");
+                    assert!(
+                        set.spi_pc > 255 && set.spi_ps > 255,
+                        "SPI in 0..=255: {set:?}"
+                    );
                     self.last_install = Some(*set);
                 }
                 WorkerCommand::Send { flow, bytes, .. } => {
                     assert!(!bytes.is_empty(), "empty Send on {flow:?}");
                     let text = String::from_utf8_lossy(&bytes).into_owned();
                     if text.starts_with("SIP/2.0 401") {
-                        let nonce = header(&text, "WWW-Authenticate")
-                            .and_then(|v| param(&v, "nonce"));
+                        let nonce =
+                            header(&text, "WWW-Authenticate").and_then(|v| param(&v, "nonce"));
                         if let (Some(set), Some(nonce)) = (self.last_install.clone(), nonce) {
                             self.last_challenge = Some((set, flow, nonce));
                         }
