@@ -666,8 +666,9 @@ def udp_sip(u, text, timeout=3.0):
 
 
 def tcp_sip(u, data):
-    """Sends `data` in clear over a TCP connection from the UE's address to the SIP port; the
-    answer's start line, or None."""
+    """Sends `data` in clear over a TCP connection from the UE's address to the SIP port; what
+    came back first: the answer's start line, "" if the daemon closed or reset the connection
+    without a word, None if nothing came."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((u.ip, 0))
     s.settimeout(3.0)
@@ -675,29 +676,17 @@ def tcp_sip(u, data):
     try:
         s.sendall(data)
         return s.recv(65535).split(b"\r\n", 1)[0].decode("utf-8", "replace")
-    except (socket.timeout, ConnectionResetError):
+    except ConnectionResetError:
+        return ""
+    except (socket.timeout, BrokenPipeError):
         return None
     finally:
         s.close()
 
 
 def tcp_sip_reset(u, data):
-    """Sends `data` in clear over a TCP connection from the UE's address to the SIP port;
-    True if the daemon reset the connection (and sent nothing else)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((u.ip, 0))
-    s.settimeout(3.0)
-    s.connect((u.pcscf, 5060))
-    try:
-        s.sendall(data)
-        got = s.recv(65535)
-        return got == b""
-    except ConnectionResetError:
-        return True
-    except (socket.timeout, BrokenPipeError):
-        return False
-    finally:
-        s.close()
+    """True if the daemon reset the TCP connection `data` was sent on (and said nothing)."""
+    return tcp_sip(u, data) == ""
 
 
 def options(u, branch, extra=""):
