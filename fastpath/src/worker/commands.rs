@@ -44,13 +44,7 @@ impl<Q: PortQueue> Worker<Q> {
             };
             n += 1;
             inc(&self.counters.commands);
-            let ue = match &cmd {
-                WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-                WorkerCommand::InstallSaSet(set) => set.ue,
-                WorkerCommand::RemoveSaSet { ue, .. } => *ue,
-            };
             self.command(cmd, now);
-            self.recount(&ue);
         }
         self.forward_events();
         n
@@ -58,6 +52,18 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Executes one command (also usable directly by tests and the daemon).
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
+        let ue = match &cmd {
+            WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
+            WorkerCommand::InstallSaSet(set) => set.ue,
+            WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+        };
+        self.execute(cmd, now);
+        // A send may open a connection, an install registers the UE: the SIP port's limits
+        // count them at once.
+        self.recount(&ue);
+    }
+
+    fn execute(&mut self, cmd: WorkerCommand, now: Instant) {
         match cmd {
             WorkerCommand::Send {
                 flow,

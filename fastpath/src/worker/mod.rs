@@ -237,6 +237,16 @@ impl<Q: PortQueue> Worker<Q> {
         (u.conns, u.half_open, u.unregistered)
     }
 
+    /// [`Worker::sip_port_use`] counted afresh over every UE (the kept sums must equal it
+    /// after every loop turn; the fuzz harness checks that).
+    pub fn sip_port_use_recounted(&self) -> (usize, usize, usize) {
+        let mut u = SipPortUse::default();
+        for ue in self.ues.values() {
+            u.add(SipPortUse::of(ue, self.cfg.sip_port));
+        }
+        (u.conns, u.half_open, u.unregistered)
+    }
+
     /// True if a stack exists for `ue`.
     pub fn has_ue(&self, ue: &IpAddr) -> bool {
         self.ues.contains_key(ue)

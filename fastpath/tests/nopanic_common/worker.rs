@@ -262,6 +262,11 @@ impl Bed {
     /// Runs the worker once and takes what it sent to the UE; learns the SYN-ACK of `conn`.
     fn step(&mut self) {
         self.worker.run_once(self.now);
+        assert_eq!(
+            self.worker.sip_port_use(),
+            self.worker.sip_port_use_recounted(),
+            "the SIP port's kept sums drifted"
+        );
         self.now += Duration::from_millis(1);
         let mut rx: Vec<PacketBuf> = Vec::new();
         self.ue.rx_burst(&mut rx, 64);
