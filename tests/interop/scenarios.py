@@ -701,8 +701,9 @@ def sc_hostile(ctx):
     """Hostile packets through the whole daemon, each with its exact outcome: ESP with a wrong
     ICV, a replayed and a too-old sequence number, an unknown SPI, truncated, with bad padding
     or a wrong next header, ESP carrying the unprotected port, clear TCP to the protected port,
-    one UE's packet through another UE's SA, a spoofed source, then SIP over the unprotected
-    port with an absurd Content-Length, a header flood, a 64 KiB+ message and a NUL byte.
+    one UE's packet through another UE's SA, a spoofed source, a SYN flood from one address,
+    then SIP over the unprotected port with an absurd Content-Length, a header flood, a
+    64 KiB+ message, too many headers and a NUL byte, and a wrong Security-Verify.
     Each is dropped and counted or answered with its SIP error; the registered UEs keep
     calling and a new UE still registers afterwards (docs/OPERATIONS.md, hostile packets)."""
     pair = ((SHA1, "null"),)
@@ -788,6 +789,15 @@ def sc_hostile(ctx):
     expect(answer == "SIP/2.0 400 Bad Request: NUL byte in a header",
            "NUL byte answered %r" % answer)
     ctx.world.note("%-28s -> %s" % ("NUL byte in a header (UDP)", answer))
+    # A refresh over A's SAs whose Security-Verify is not the Security-Server sent
+    # (RFC 3329 2.3.1): refused, A's registration untouched.
+    bad_verify = a.security_server.replace("port-s=", "port-s=1")
+    r = a.transact(a.protected, a.register_request(a.protected, 600, a.authorization(),
+                                                   bad_verify))
+    expect(r.start == "SIP/2.0 403 Security-Verify mismatch",
+           "a wrong Security-Verify answered %r" % r.start)
+    check_registered(ctx, a)
+    ctx.world.note("%-28s -> %s" % ("wrong Security-Verify", r.start))
     # Nobody was hurt: the registered UEs call, a new UE registers.
     with ctx.world.shim.lock:
         a.sa.seq[ports] += REPLAY_WINDOW  # past everything injected above
