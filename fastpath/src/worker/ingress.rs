@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
+use std::sync::atomic::AtomicU64;
 
 use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
@@ -12,6 +13,7 @@ use super::handoff::Handed;
 use super::{InboundTable, SaSetState, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::spi_of;
+use crate::ipc::Transport;
 use crate::l2::{icmp, Input, L2Drop};
 use crate::reasm::{Reasm, ReasmDrop};
 use crate::sad::{self, ReadGuard};
@@ -380,7 +382,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// port, if one does: a new source beyond the unregistered stacks, a SYN for a new
     /// connection beyond the connections of its source, of the port, or of handshakes. Dropped
     /// without an answer (no RST), so a flood costs no transmission and reflects nothing.
-    fn sip_port_refusal(&self, src: IpAddr, seg: Segment) -> Option<&std::sync::atomic::AtomicU64> {
+    fn sip_port_refusal(&self, src: IpAddr, seg: Segment) -> Option<&AtomicU64> {
         let l = &self.cfg.sip_limits;
         let c = &self.counters;
         let Some(ue) = self.ues.get(&src) else {
@@ -396,14 +398,10 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// [`Worker::sip_port_refusal`] for a SYN from a source holding `conns` connections.
-    fn sip_conn_refusal(
-        &self,
-        conns: usize,
-        seg: Segment,
-    ) -> Option<&std::sync::atomic::AtomicU64> {
+    fn sip_conn_refusal(&self, conns: usize, seg: Segment) -> Option<&AtomicU64> {
         let l = &self.cfg.sip_limits;
         let c = &self.counters;
-        if !seg.syn || seg.ports.proto != crate::ipc::Transport::Tcp {
+        if !seg.syn || seg.ports.proto != Transport::Tcp {
             return None;
         }
         if conns >= l.max_conns_per_source {

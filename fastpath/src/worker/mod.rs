@@ -103,7 +103,7 @@ impl Default for SipPortLimits {
     }
 }
 
-/// What a UE holds on the unprotected SIP port, as last counted into [`SipPortUse`] totals.
+/// Use of the unprotected SIP port: one UE's share as last counted, or the worker's sum of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SipPortUse {
     /// No SA set (not registered).
