@@ -11,7 +11,8 @@ APT_PACKAGES := python3-scapy python3-cryptography python3-dnslib sip-tester lib
 
 all: build
 
-## deps: install the Debian packages the build, tests and benches need (needs root)
+## deps: install the Debian packages the build, tests and benches need (needs root), and
+## cargo-fuzz for `make fuzz-smoke` when missing
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -19,6 +20,9 @@ deps:
 	  fi; \
 	else \
 	  echo "make deps: not root; install these yourself: $(APT_PACKAGES)"; \
+	fi
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+	  $(CARGO) install cargo-fuzz --locked --quiet; \
 	fi
 
 ## build: release build of every crate
@@ -96,11 +100,12 @@ bench: deps
 demo: deps
 	./scripts/demo.sh
 
-## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (20) each; needs cargo-fuzz (runs on stable with RUSTC_BOOTSTRAP=1)
-FUZZ_SECONDS ?= 20
+## fuzz-smoke: every cargo-fuzz target for FUZZ_SECONDS (10) each; needs cargo-fuzz (make deps;
+## runs on stable with RUSTC_BOOTSTRAP=1). CI runs it with FUZZ_SECONDS=5 (.ci/run).
+FUZZ_SECONDS ?= 10
 fuzz-smoke:
 	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
-	  echo "make fuzz-smoke: needs cargo-fuzz: cargo install cargo-fuzz --locked"; \
+	  echo "make fuzz-smoke: needs cargo-fuzz: make deps (cargo install cargo-fuzz --locked)"; \
 	  exit 1; \
 	fi
 	@mkdir -p fuzz/target; for t in $$($(CARGO) fuzz list); do \

@@ -88,6 +88,8 @@ pub struct Config {
     pub sa_table: SaTableConfig,
     /// Per-UE TCP/IP stack sizes (`[stack]`).
     pub stack: StackConfig,
+    /// Limits of the unprotected SIP port, per worker (`[sip-limits]`).
+    pub sip_limits: SipLimits,
     /// Control socket for `akactl` (`[control]`).
     pub control: ControlConfig,
     /// SIP transaction timers (`[sip-timers]`).
@@ -286,6 +288,35 @@ pub struct StackConfig {
     /// Transmit buffer of each TCP socket, in bytes.
     pub tcp_tx_buffer: usize,
 }
+
+/// Limits of the unprotected SIP port, per worker (`[sip-limits]`): anyone may connect
+/// there, so connections, handshakes, slow or idle clients and unregistered sources are
+/// bounded; every refusal is dropped and counted (`drop_sip_*`, `sip_conns_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipLimits {
+    /// TCP connections to the SIP port from one source address.
+    pub max_connections_per_source: usize,
+    /// TCP connections to the SIP port in all.
+    pub max_connections: usize,
+    /// Connections to the SIP port still in the handshake (SYN-RECEIVED).
+    pub max_half_open: usize,
+    /// Stacks of source addresses that have no SA set (not yet challenged).
+    pub max_unregistered: usize,
+    /// The handshake, and a SIP message once begun, must complete within this time.
+    pub message_deadline: Duration,
+    /// An unregistered source's connection carrying no message for this long is closed.
+    pub idle_deadline: Duration,
+}
+
+/// `[sip-limits]` when the section or a key is absent.
+pub const DEFAULT_SIP_LIMITS: SipLimits = SipLimits {
+    max_connections_per_source: 4,
+    max_connections: 4096,
+    max_half_open: 1024,
+    max_unregistered: 16384,
+    message_deadline: Duration::from_secs(10),
+    idle_deadline: Duration::from_secs(64),
+};
 
 /// The `akactl` control socket (`[control]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,6 +548,7 @@ struct RawConfig {
     registration: Option<RawRegistration>,
     sa_table: Option<RawSaTable>,
     stack: Option<RawStack>,
+    sip_limits: Option<RawSipLimits>,
     control: Option<RawControl>,
     sip_timers: Option<S<RawSipTimers>>,
     metrics: Option<RawMetrics>,
@@ -649,6 +681,17 @@ struct RawStack {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSipLimits {
+    max_connections_per_source: Option<S<i64>>,
+    max_connections: Option<S<i64>>,
+    max_half_open: Option<S<i64>>,
+    max_unregistered: Option<S<i64>>,
+    message_deadline: Option<S<i64>>,
+    idle_deadline: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawControl {
     socket: Option<S<String>>,
     allow_key_export: Option<bool>,
@@ -712,6 +755,7 @@ impl Validator<'_> {
         };
         let sa_table = self.sa_table(raw.sa_table.as_ref());
         let stack = self.stack(raw.stack.as_ref());
+        let sip_limits = self.sip_limits(raw.sip_limits.as_ref());
         let control = self.control(raw.control.as_ref());
         let sip_timers = match &raw.sip_timers {
             Some(t) => self.sip_timers(t),
@@ -736,6 +780,7 @@ impl Validator<'_> {
             registration: registration?,
             sa_table: sa_table?,
             stack: stack?,
+            sip_limits: sip_limits?,
             control: control?,
             sip_timers: sip_timers?,
             metrics: metrics?,
@@ -1736,6 +1781,60 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    fn sip_limits(&mut self, raw: Option<&RawSipLimits>) -> Option<SipLimits> {
+        let d = DEFAULT_SIP_LIMITS;
+        let mut count = |v: Option<&S<i64>>, key: &str, default: usize| match v {
+            None => Some(default),
+            Some(v) => self
+                .int_in(v, key, 1..(1 << 24) + 1, "a count")
+                .and_then(|n| usize::try_from(n).ok()),
+        };
+        let per_source = count(
+            raw.and_then(|r| r.max_connections_per_source.as_ref()),
+            "sip-limits.max-connections-per-source",
+            d.max_connections_per_source,
+        );
+        let conns = count(
+            raw.and_then(|r| r.max_connections.as_ref()),
+            "sip-limits.max-connections",
+            d.max_connections,
+        );
+        let half_open = count(
+            raw.and_then(|r| r.max_half_open.as_ref()),
+            "sip-limits.max-half-open",
+            d.max_half_open,
+        );
+        let unregistered = count(
+            raw.and_then(|r| r.max_unregistered.as_ref()),
+            "sip-limits.max-unregistered",
+            d.max_unregistered,
+        );
+        let mut deadline = |v: Option<&S<i64>>, key: &str, default: Duration| match v {
+            None => Some(default),
+            Some(v) => self.int_in(v, key, 1..3601, "seconds").map(secs),
+        };
+        let message = deadline(
+            raw.and_then(|r| r.message_deadline.as_ref()),
+            "sip-limits.message-deadline",
+            d.message_deadline,
+        );
+        let idle = deadline(
+            raw.and_then(|r| r.idle_deadline.as_ref()),
+            "sip-limits.idle-deadline",
+            d.idle_deadline,
+        );
+        Some(SipLimits {
+            max_connections_per_source: per_source?,
+            max_connections: conns?,
+            max_half_open: half_open?,
+            max_unregistered: unregistered?,
+            message_deadline: message?,
+            idle_deadline: idle?,
+        })
+    }
+}
+
 /// `n` seconds (`n` already checked non-negative by its range).
 fn secs(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
@@ -1819,6 +1918,7 @@ ipv4 = ["10.0.0.1"]
             vec![Transport::Udp, Transport::Tcp]
         );
         assert!(c.ims_aka_profiles[0].sec_agree_required);
+        assert_eq!(c.sip_limits, DEFAULT_SIP_LIMITS);
         assert_eq!(c.limits, DEFAULT_LIMITS);
     }
 
@@ -1937,6 +2037,33 @@ ipv4 = ["10.0.0.1"]
         assert!(
             errors[0].message.contains("belongs to the fast path"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn sip_limits_are_read_and_checked() {
+        let src =
+            format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-half-open = 64\nmessage-deadline = 5\n");
+        let c = parse(&src).unwrap();
+        assert_eq!(c.sip_limits.max_half_open, 64);
+        assert_eq!(c.sip_limits.message_deadline, Duration::from_secs(5));
+        assert_eq!(
+            c.sip_limits.max_connections,
+            DEFAULT_SIP_LIMITS.max_connections
+        );
+        let bad =
+            format!("{DEFAULT_CONFIG}\n[sip-limits]\nmax-connections = 0\nidle-deadline = 0\n");
+        let errs = parse(&bad).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.contains("sip-limits.max-connections: 0 is not a count")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("sip-limits.idle-deadline: 0 is not seconds")),
+            "{text:?}"
         );
     }
 }

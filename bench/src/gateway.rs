@@ -13,7 +13,7 @@ use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SadError;
 use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig, WorkerCounters};
+use akagate_fastpath::worker::{InboundTable, SipPortLimits, Worker, WorkerConfig, WorkerCounters};
 use akagate_slowpath::hss::Hss;
 use akagate_slowpath::{Core, CoreConfig};
 use akagate_sys::PortQueue;
@@ -115,6 +115,15 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             link_mtu: 1500,
             timer_tick: Duration::from_millis(1),
             timer_slots: 4096,
+            // The bench opens its UEs' registrations at once: the SIP port's limits
+            // follow the UE count instead of the daemon's defaults.
+            sip_limits: SipPortLimits {
+                max_conns_per_source: 8,
+                max_conns: cfg.max_ues.max(1),
+                max_half_open: cfg.max_ues.max(1),
+                max_unregistered: cfg.max_ues.max(1),
+                ..SipPortLimits::default()
+            },
         };
         let worker = Worker::new(wcfg, queue, table.clone(), ev_tx, cmd_rx, now);
         let core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));

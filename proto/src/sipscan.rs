@@ -26,6 +26,9 @@ pub enum ScanError {
     /// LF in its value.
     #[error("malformed header line")]
     BadHeaderLine,
+    /// A NUL byte in a header line other than a quoted-pair's (see [`has_bare_nul`]).
+    #[error("NUL byte in a header line")]
+    NulInHeader,
     /// `Content-Length` is not `1*DIGIT` or is above [`MAX_CONTENT_LENGTH`].
     #[error("malformed Content-Length value")]
     BadContentLength,
@@ -162,8 +165,12 @@ pub fn is_token_char(b: u8) -> bool {
 }
 
 /// Splits a logical header line into (name, value); refuses lines without a colon or with a
-/// bad name, and CR/LF that are not part of a fold (RFC 3261 7.3.1). The value is untrimmed.
+/// bad name, CR/LF that are not part of a fold (RFC 3261 7.3.1) and bare NUL bytes
+/// ([`has_bare_nul`]). The value is untrimmed.
 pub fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ScanError> {
+    if has_bare_nul(line) {
+        return Err(ScanError::NulInHeader);
+    }
     let colon = memchr::memchr(b':', line).ok_or(ScanError::BadHeaderLine)?;
     let mut name = &line[..colon];
     while let [rest @ .., b' ' | b'\t'] = name {
@@ -183,6 +190,17 @@ pub fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ScanError> {
         }
     }
     Ok((name, value))
+}
+
+/// True if `b` holds a NUL byte that is not escaped as a quoted-pair. RFC 3261 25.1 allows
+/// %x00 in a header section only as `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)` inside
+/// a quoted string (RFC 4475 3.1.1.2 is a valid message with one); anywhere else a NUL is
+/// refused, since C-string handling downstream would cut the value short there.
+pub fn has_bare_nul(b: &[u8]) -> bool {
+    memchr::memchr_iter(0, b).any(|i| {
+        let escapes = b[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+        escapes % 2 == 0
+    })
 }
 
 /// True for the `Content-Length` header name or its compact form `l` (RFC 3261 7.3.3).
@@ -353,6 +371,29 @@ mod tests {
 
     fn scan(b: &[u8]) -> Result<Scanned, ScanError> {
         scan_frame(b, &FrameLimits::default(), 0)
+    }
+
+    #[test]
+    fn nul_in_a_header_line_is_refused() {
+        assert_eq!(
+            split_header_line(b"Subject: a\0b"),
+            Err(ScanError::NulInHeader)
+        );
+        assert_eq!(
+            split_header_line(b"Sub\0ject: ab"),
+            Err(ScanError::NulInHeader)
+        );
+        assert_eq!(
+            split_header_line(b"To: \"a\\\\\0\" <sip:a@b>"),
+            Err(ScanError::NulInHeader)
+        );
+        // A quoted-pair may escape NUL (RFC 3261 25.1, RFC 4475 3.1.1.2).
+        assert!(split_header_line(b"To: \"NUL:\\\0\" <sip:a@b>").is_ok());
+        // Framing skips the line; a NUL in Content-Length leaves the stream without one.
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nl: 3\0\r\n\r\nabc";
+        assert_eq!(scan(m), Err(ScanError::MissingContentLength));
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nX: \0\r\nl: 3\r\n\r\nabc";
+        assert_eq!(scan(m), Ok(Scanned::Message { len: m.len() }));
     }
 
     #[test]

@@ -39,6 +39,18 @@ const MIN_INNER_MTU: usize = 1280;
 
 /// The unprotected SIP port the workers listen on. The worker serves one such port for all
 /// addresses, so every `[[sip-ports]]` entry must use the same number.
+/// The worker's limits of the unprotected SIP port from `[sip-limits]`.
+fn sip_limits(l: &crate::config::SipLimits) -> akagate_fastpath::worker::SipPortLimits {
+    akagate_fastpath::worker::SipPortLimits {
+        max_conns_per_source: l.max_connections_per_source,
+        max_conns: l.max_connections,
+        max_half_open: l.max_half_open,
+        max_unregistered: l.max_unregistered,
+        message_deadline: Duration::from_secs(l.message_deadline.as_secs()),
+        idle_deadline: Duration::from_secs(l.idle_deadline.as_secs()),
+    }
+}
+
 pub(super) fn sip_port(config: &Config) -> Result<u16, StartError> {
     let first = config
         .sip_ports
@@ -254,6 +266,7 @@ pub(super) fn worker_config(
         link_mtu: link.mtu,
         timer_tick: Duration::from_millis(TIMER_TICK_MS),
         timer_slots: TIMER_SLOTS,
+        sip_limits: sip_limits(&config.sip_limits),
     }
 }
 

@@ -9,6 +9,8 @@ says why a scenario is kept out of the default run.
 
 import argparse
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -19,7 +21,8 @@ import time
 import tomllib
 import traceback
 
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.packet import Raw
 
 from daemonctl import control
 from milenage import Usim, check_vectors
@@ -867,6 +870,204 @@ def sc_proxy_emergency(ctx):
     stats = ctx.control("stats")["sip"]
     expect(stats.get("emergency_sessions", 0) >= 2, "emergency_sessions %s" % stats)
     ctx.done(a)
+# -- hostile packets through the whole daemon ------------------------------------------------
+
+REPLAY_WINDOW = 1984  # fastpath/src/esp/replay.rs: 32 words of 64 bits, less one word
+
+
+def esp_null_sha1(u, src, sa_ports, inner, proto, seq, spi=None, pad=None, next_header=None,
+                  tamper=False, sa_set=None):
+    """An ESP packet (RFC 4303, transport mode) built by hand under the UE's outbound SA for
+    `sa_ports` (hmac-sha-1-96 with null encryption, so every field can be set wrong on
+    purpose): `inner` is the transport header and data, `pad` the padding bytes (RFC 4303
+    2.4: 1, 2, 3, ... unless given), `next_header` the trailer's protocol."""
+    sa = (sa_set or u.sa).out[sa_ports]
+    if pad is None:
+        n = -(len(inner) + 2) % 4
+        pad = bytes(range(1, n + 1))
+    body = struct.pack("!II", spi if spi is not None else sa.spi, seq) + inner + pad + bytes(
+        [len(pad), proto if next_header is None else next_header])
+    icv = hmac.new(sa.auth_key, body, hashlib.sha1).digest()[:12]
+    if tamper:
+        icv = icv[:-1] + bytes([icv[-1] ^ 1])
+    return IP(src=src, dst=u.pcscf, proto=50) / Raw(body + icv)
+
+
+def udp_segment(src, dst, sport, dport, data):
+    """A UDP header and `data` with the checksum over the pseudo header of src/dst."""
+    return raw_bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(data))[20:]
+
+
+def raw_bytes(pkt):
+    return bytes(pkt)
+
+
+def next_seq(ctx, u, ports, jump=1):
+    """The next sequence number of the UE's SA for `ports`, shared with the shim's own use."""
+    with ctx.world.shim.lock:
+        u.sa.seq[ports] += jump
+        return u.sa.seq[ports]
+
+
+def udp_sip(u, text, timeout=3.0):
+    """Sends `text` in clear over UDP from the UE's address to the SIP port; the answer's
+    start line, or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((u.ip, 0))
+    s.settimeout(timeout)
+    s.sendto(text, (u.pcscf, 5060))
+    try:
+        data = s.recv(65535)
+        return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    except socket.timeout:
+        return None
+    finally:
+        s.close()
+
+
+def tcp_sip(u, data):
+    """Sends `data` in clear over a TCP connection from the UE's address to the SIP port; what
+    came back first: the answer's start line, "" if the daemon closed or reset the connection
+    without a word, None if nothing came."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((u.ip, 0))
+    s.settimeout(3.0)
+    s.connect((u.pcscf, 5060))
+    try:
+        s.sendall(data)
+        return s.recv(65535).split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    except ConnectionResetError:
+        return ""
+    except (socket.timeout, BrokenPipeError):
+        return None
+    finally:
+        s.close()
+
+
+def tcp_sip_reset(u, data):
+    """True if the daemon reset the TCP connection `data` was sent on (and said nothing)."""
+    return tcp_sip(u, data) == ""
+
+
+def options(u, branch, extra=""):
+    return ("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bK%s;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <%s>;tag=h1\r\nTo: <%s>\r\nCall-ID: %s@%s\r\n"
+            "CSeq: 1 OPTIONS\r\n%sContent-Length: 0\r\n\r\n" % (
+                u.domain, u.ip, u.port_uc, branch, u.impu, u.impu, branch, u.ip,
+                extra)).encode()
+
+
+def sc_hostile(ctx):
+    """Hostile packets through the whole daemon, each with its exact outcome: ESP with a wrong
+    ICV, a replayed and a too-old sequence number, an unknown SPI, truncated, with bad padding
+    or a wrong next header, ESP carrying the unprotected port, clear TCP to the protected port,
+    one UE's packet through another UE's SA, a spoofed source, a SYN flood from one address,
+    then SIP over the unprotected port with an absurd Content-Length, a header flood, a
+    64 KiB+ message, too many headers and a NUL byte, and a wrong Security-Verify.
+    Each is dropped and counted or answered with its SIP error; the registered UEs keep
+    calling and a new UE still registers afterwards (docs/OPERATIONS.md, hostile packets)."""
+    pair = ((SHA1, "null"),)
+    a = ctx.ue("mallory", 0, offers=pair)
+    b = ctx.ue("trent", 1, offers=pair)
+    a.register()
+    b.register()
+    inject = ctx.world.shim.inject
+    ports = (a.port_uc, a.pcscf_ports[1])
+    opts = options(a, "hostile")
+    inner = udp_segment(a.ip, a.pcscf, a.port_uc, a.pcscf_ports[1], opts)
+
+    def outcome(name, counter, send, n=1):
+        before = worker_counter(ctx, counter)
+        send()
+        ok = ctx.world.wait(lambda: worker_counter(ctx, counter) >= before + n, 2)
+        after = worker_counter(ctx, counter)
+        expect(ok and after == before + n, "%s: %s %d -> %d, not +%d" % (
+            name, counter, before, after, n))
+        ctx.world.note("%-28s -> %s +%d" % (name, counter, n))
+
+    # A valid packet first: the SA takes it (the OPTIONS is answered over the SA).
+    esp_in = worker_counter(ctx, "esp_in")
+    good = esp_null_sha1(a, a.ip, ports, inner, 17, next_seq(ctx, a, ports))
+    inject(good)
+    expect(ctx.world.wait(lambda: worker_counter(ctx, "esp_in") > esp_in, 2),
+           "a valid hand-made ESP packet was not taken")
+    outcome("wrong ICV", "drop_esp_invalid", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, inner, 17, next_seq(ctx, a, ports), tamper=True)))
+    outcome("replayed sequence number", "drop_esp_invalid", lambda: inject(good))
+    jumped = esp_null_sha1(a, a.ip, ports, inner, 17,
+                           next_seq(ctx, a, ports, REPLAY_WINDOW + 100))
+    outcome("sequence number jump (valid)", "esp_in", lambda: inject(jumped))
+    outcome("too-old sequence number", "drop_esp_invalid", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, inner, 17, next_seq(ctx, a, ports) - REPLAY_WINDOW - 50)))
+    outcome("unknown SPI", "drop_esp_unknown_spi", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, inner, 17, next_seq(ctx, a, ports), spi=0x7fff_fff0)))
+    outcome("truncated ESP", "drop_esp_invalid", lambda: inject(
+        IP(src=a.ip, dst=a.pcscf, proto=50) / Raw(raw_bytes(good[Raw])[:14])))
+    outcome("ESP header cut short", "drop_ip_malformed", lambda: inject(
+        IP(src=a.ip, dst=a.pcscf, proto=50) / Raw(raw_bytes(good[Raw])[:6])))
+    outcome("bad padding", "drop_esp_invalid", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, inner + b"\0", 17, next_seq(ctx, a, ports),
+                      pad=b"\x07")))
+    outcome("wrong next header", "drop_esp_selector", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, inner, 17, next_seq(ctx, a, ports), next_header=47)))
+    to_5060 = udp_segment(a.ip, a.pcscf, a.port_uc, 5060, opts)
+    outcome("ESP to the unprotected port", "drop_esp_selector", lambda: inject(
+        esp_null_sha1(a, a.ip, ports, to_5060, 17, next_seq(ctx, a, ports))))
+    outcome("clear TCP to port_ps", "drop_clear_to_protected", lambda: inject(
+        IP(src=a.ip, dst=a.pcscf) / TCP(sport=a.port_uc, dport=a.pcscf_ports[1], flags="S")))
+    b_ports = (b.port_uc, b.pcscf_ports[1])
+    b_inner = udp_segment(a.ip, a.pcscf, b.port_uc, b.pcscf_ports[1], options(b, "notme"))
+    outcome("A's packet through B's SA", "drop_esp_address", lambda: inject(
+        esp_null_sha1(b, a.ip, b_ports, b_inner, 17, next_seq(ctx, b, b_ports))))
+    spoof = "10.0.1.250"
+    outcome("spoofed source, A's SA", "drop_esp_address", lambda: inject(
+        esp_null_sha1(a, spoof, ports, inner, 17, next_seq(ctx, a, ports))))
+    # Six SYNs from one (spoofed) address to the SIP port: four half-open connections, the
+    # rest dropped unanswered ([sip-limits] max-connections-per-source = 4).
+    flooder = "10.0.1.251"
+    outcome("SYN flood from one address", "drop_sip_conn_per_source", lambda: [inject(
+        IP(src=flooder, dst=a.pcscf) / TCP(sport=30000 + i, dport=5060, flags="S", seq=1))
+        for i in range(6)], n=2)
+    # SIP over the unprotected port: framing errors reset the connection (RFC 3261 18.3).
+    absurd = opts.replace(b"Content-Length: 0", b"Content-Length: 99999999999")
+    outcome("absurd Content-Length (TCP)", "drop_framing",
+            lambda: expect(tcp_sip_reset(a, absurd), "absurd Content-Length not reset"))
+    flood = opts.replace(b"CSeq:", b"".join(b"X-Flood-%d: x\r\n" % i for i in range(2000))
+                         + b"CSeq:")
+    outcome("header flood (TCP, 30 KB)", "drop_framing",
+            lambda: expect(tcp_sip_reset(a, flood), "header flood not reset"))
+    big = opts.replace(b"Content-Length: 0", b"Content-Length: 70000") + b"x" * 70000
+    outcome("64 KiB+ message (TCP)", "drop_framing",
+            lambda: expect(tcp_sip_reset(a, big), "70 KB message not reset"))
+    many = opts.replace(b"CSeq:", b"".join(b"X%d:x\r\n" % i for i in range(300)) + b"CSeq:")
+    answer = tcp_sip(a, many.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    expect(answer == "SIP/2.0 400 Bad Request: too many headers",
+           "300 headers answered %r" % answer)
+    ctx.world.note("%-28s -> %s" % ("300 headers (TCP, 3 KB)", answer))
+    nul = opts.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\nSubject: a\0b")
+    answer = udp_sip(a, nul)
+    expect(answer == "SIP/2.0 400 Bad Request: NUL byte in a header",
+           "NUL byte answered %r" % answer)
+    ctx.world.note("%-28s -> %s" % ("NUL byte in a header (UDP)", answer))
+    # A refresh over A's SAs whose Security-Verify is not the Security-Server sent
+    # (RFC 3329 2.3.1): refused, A's registration untouched.
+    bad_verify = a.security_server.replace("port-s=", "port-s=1")
+    r = a.transact(a.protected, a.register_request(a.protected, 600, a.authorization(),
+                                                   bad_verify))
+    expect(r.start == "SIP/2.0 403 Security-Verify mismatch",
+           "a wrong Security-Verify answered %r" % r.start)
+    check_registered(ctx, a)
+    ctx.world.note("%-28s -> %s" % ("wrong Security-Verify", r.start))
+    # Nobody was hurt: the registered UEs call, a new UE registers.
+    with ctx.world.shim.lock:
+        a.sa.seq[ports] += REPLAY_WINDOW  # past everything injected above
+    size, ok, bye = a.call(b)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "call after the hostile packets failed")
+    c = ctx.ue("walter", 2)
+    c.register()
+    check_registered(ctx, c)
+    deregister_all(ctx, a, b, c)
 
 
 SCENARIOS = [
@@ -902,6 +1103,7 @@ SCENARIOS = [
     ("proxy-network-deregister", sc_proxy_network_deregister, False),
     ("proxy-emergency", sc_proxy_emergency, False),
     ("challenge-hijack", sc_challenge_hijack, True),
+    ("hostile", sc_hostile, True),
 ]
 
 

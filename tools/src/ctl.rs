@@ -162,10 +162,7 @@ pub fn main_keys(args: &KeysArgs) -> ExitCode {
 /// Prints `result`'s text, or its error as `akactl CMD: error` with exit status 1.
 fn finish(cmd: &str, result: Result<Zeroizing<String>, String>) -> ExitCode {
     match result {
-        Ok(out) => {
-            print!("{}", out.as_str());
-            ExitCode::SUCCESS
-        }
+        Ok(out) => crate::out::write_stdout(cmd, out.as_str()),
         Err(e) => {
             eprintln!("akactl {cmd}: {e}");
             ExitCode::from(EXIT_FAILURE)

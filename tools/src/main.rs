@@ -4,6 +4,7 @@
 mod args;
 mod ctl;
 mod milenage_cmd;
+mod out;
 mod subscribers;
 mod tables;
 mod wireshark;
@@ -53,11 +54,11 @@ const EXIT_FAILURE: u8 = 1;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Milenage(a) => match milenage_cmd::run(&a) {
-            Ok(json) => print_line(&json),
+            Ok(json) => print_line("milenage", &json),
             Err(e) => usage_error("milenage", &e),
         },
         Command::Subscribers(a) => match subscribers::run(&a) {
-            Ok(summary) => print_line(&summary),
+            Ok(summary) => print_line("subscribers", &summary),
             Err(e) => {
                 eprintln!("akactl subscribers: {e}");
                 ExitCode::from(EXIT_FAILURE)
@@ -71,9 +72,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_line(text: &str) -> ExitCode {
-    println!("{text}");
-    ExitCode::SUCCESS
+fn print_line(cmd: &str, text: &str) -> ExitCode {
+    out::write_stdout(cmd, &format!("{text}\n"))
 }
 
 /// Reports a usage error found after parsing the way clap reports its own (exit status 2).

@@ -139,6 +139,33 @@ fn tables_and_json_from_a_running_daemon() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_akactl_quietly() {
+    // `akactl sas --json | head -c0`: the pipe is closed before the answer is written (EPIPE;
+    // Rust ignores SIGPIPE), which made `print!` panic with status 101.
+    let dir = temp_dir("control-akactl-epipe");
+    let mut h = start(&dir, "");
+    h.ue.learn_arp();
+    h.ue.register(AuthAlg::HmacSha1_96, EncrAlg::AesCbc);
+    h.handle
+        .wait_for(WAIT, |s| s.slowpath.registrations == 1)
+        .unwrap();
+    let sock = h.socket.to_str().unwrap().to_string();
+    for cmd in ["sas", "stats", "registrations"] {
+        let mut child = Command::new(BIN)
+            .args([cmd, "--json", "--socket", &sock])
+            .env_remove("AKAGATE_SOCKET")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run akactl");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        assert!(out.stderr.is_empty(), "{cmd}: {out:?}");
+    }
+}
+
+#[test]
 fn without_a_daemon_each_command_fails_clearly_with_status_1() {
     let dir = temp_dir("control-akactl-nodaemon");
     let sock = dir.join("absent.sock");

@@ -129,6 +129,31 @@ pub struct StackCounters {
     pub conn_limit: u64,
     /// Connections dropped because the UE opened their four-tuple again through an SA.
     pub conns_replaced: u64,
+    /// UDP datagrams refused because the port's receive queue was full (`udp_packets`
+    /// datagrams or `udp_rx_buf` bytes waiting for the next poll).
+    pub udp_queue_full: u64,
+}
+
+/// The deadlines of connections on one port (the unprotected SIP port), see
+/// [`UeStack::expire_conns`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnDeadlines {
+    /// The handshake must complete, and a SIP message once begun must be complete, within
+    /// this time.
+    pub message: Duration,
+    /// A connection carrying no complete message for this long is closed (`None`: never).
+    pub idle: Option<Duration>,
+}
+
+/// Connections [`UeStack::expire_conns`] aborted, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Still in the handshake (SYN-RECEIVED) at the message deadline.
+    pub handshake: u64,
+    /// A SIP message begun and not completed within the message deadline.
+    pub message: u64,
+    /// No complete message within the idle deadline.
+    pub idle: u64,
 }
 
 /// One TCP connection and its SIP framing state.
@@ -145,6 +170,12 @@ struct TcpConn {
     established: bool,
     /// Close once `pending` is flushed.
     close_requested: bool,
+    /// When the connection was accepted or opened.
+    opened: Instant,
+    /// When its last complete SIP message (or keep-alive) arrived, else `opened`.
+    last_message: Instant,
+    /// Since when the framer holds the beginning of a message.
+    partial_since: Option<Instant>,
 }
 
 /// Socket slots a stack's socket set starts with: a UE's usual peak is two sockets (the
@@ -198,6 +229,19 @@ fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
         .and_then(|(_, s)| *s)
 }
 
+/// The payload length of the UDP datagram in the IP packet `packet` (0 if it is cut short):
+/// the UDP length field less its header (RFC 768).
+fn udp_payload_len(packet: &[u8]) -> usize {
+    let off = match packet.first().map(|b| b >> 4) {
+        Some(4) => usize::from(packet[0] & 0x0f) * 4,
+        Some(6) => 40,
+        _ => return 0,
+    };
+    packet.get(off + 4..off + 6).map_or(0, |l| {
+        usize::from(u16::from_be_bytes([l[0], l[1]])).saturating_sub(8)
+    })
+}
+
 /// Bytes of a fixed IP header of `addr`'s family.
 fn ip_header_len(addr: IpAddr) -> usize {
     if addr.is_ipv4() {
@@ -238,6 +282,11 @@ pub struct UeStack {
     /// (our port, peer port) of connections we could not open, until one opens: a large UDP
     /// request to them is sent over UDP when it fits the MTU (RFC 3261 18.1.1's retry).
     tcp_refused: Vec<(u16, u16)>,
+    /// Datagrams put into each UDP socket since it was last drained (smoltcp holds at most
+    /// `udp_packets`), by local port.
+    udp_queued: Vec<(u16, usize)>,
+    /// The time of the last input or poll (a connection opened by a send is stamped with it).
+    now: Instant,
     counters: StackCounters,
 }
 
@@ -293,6 +342,8 @@ impl UeStack {
             last_spi: Vec::new(),
             deferred: Vec::new(),
             tcp_refused: Vec::new(),
+            udp_queued: Vec::new(),
+            now,
             counters: StackCounters::default(),
         })
     }
@@ -545,12 +596,138 @@ impl UeStack {
         now: Instant,
         sink: &mut S,
     ) {
+        self.now = now;
         self.note_spi(seg.map(|s| s.ports), via_spi);
+        if !self.admit_datagram(packet, seg) {
+            self.counters.udp_queue_full += 1;
+            return;
+        }
         self.prepare_for(seg, via_spi);
         let mut dev = SinkDevice::new(Some(packet), sink, self.cfg.ip_mtu);
         self.iface
             .poll_ingress_single(now, &mut dev, &mut self.sockets);
         self.accept();
+    }
+
+    /// False when `packet` is a UDP datagram its port's socket has no room for: smoltcp would
+    /// drop it without a trace (it holds `udp_packets` datagrams and `udp_rx_buf` bytes until
+    /// the next poll takes them); refused here, it is counted. Counts the ones let through.
+    fn admit_datagram(&mut self, packet: &[u8], seg: Option<Segment>) -> bool {
+        let Some(Segment { ports: p, .. }) = seg else {
+            return true;
+        };
+        if p.proto != Transport::Udp || !self.udp_ports.contains(&p.dst) {
+            return true;
+        }
+        let queued_bytes = self
+            .udp_sockets
+            .iter()
+            .find(|b| b.port == p.dst)
+            .map_or(0, |b| {
+                self.sockets.get::<udp::Socket>(b.handle).recv_queue()
+            });
+        let n = match self.udp_queued.iter_mut().find(|(port, _)| *port == p.dst) {
+            Some((_, n)) => n,
+            None => {
+                self.udp_queued.push((p.dst, 0));
+                &mut self.udp_queued.last_mut().expect("pushed").1
+            }
+        };
+        let payload = udp_payload_len(packet);
+        if *n >= self.cfg.udp_packets || queued_bytes + payload > self.cfg.udp_rx_buf {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Ends the connections on our `port` past their deadlines (the unprotected SIP port is
+    /// open to anyone, so a client that never completes its handshake or its message, or
+    /// never sends one, must not hold a connection). A handshake is dropped without a segment
+    /// (its source may be spoofed: a RST would be reflected at a stranger); an established
+    /// connection is aborted, its RST leaving with the next poll. Both are reported closed at
+    /// the next poll. Returns how many, by reason.
+    pub fn expire_conns(&mut self, port: u16, now: Instant, d: ConnDeadlines) -> Expired {
+        let mut ex = Expired::default();
+        let mut handshakes = Vec::new();
+        for (h, c) in &self.conns {
+            if c.flow.local_port != port || c.outgoing {
+                continue;
+            }
+            let s = self.sockets.get_mut::<tcp::Socket>(*h);
+            let reason = if s.state() == tcp::State::SynReceived {
+                if now >= c.opened + d.message {
+                    handshakes.push((*h, Some(WorkerEvent::TcpClosed(c.flow))));
+                }
+                None
+            } else if c.partial_since.is_some_and(|t| now >= t + d.message) {
+                Some(&mut ex.message)
+            } else if d.idle.is_some_and(|i| now >= c.last_message + i)
+                && matches!(s.state(), tcp::State::Established | tcp::State::CloseWait)
+            {
+                Some(&mut ex.idle)
+            } else {
+                None
+            };
+            if let Some(n) = reason {
+                *n += 1;
+                s.abort();
+            }
+        }
+        ex.handshake = handshakes.len() as u64;
+        if !handshakes.is_empty() {
+            let mut events = std::mem::take(&mut self.deferred);
+            self.remove_conns(handshakes, &mut events);
+            self.deferred = events;
+        }
+        ex
+    }
+
+    /// The earliest deadline of [`UeStack::expire_conns`] for `port`, if any connection there
+    /// has one.
+    pub fn conn_deadline(&self, port: u16, d: ConnDeadlines) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.flow.local_port == port && !c.outgoing)
+            .filter_map(|(h, c)| {
+                let s = self.sockets.get::<tcp::Socket>(*h);
+                match s.state() {
+                    tcp::State::SynReceived => Some(c.opened + d.message),
+                    tcp::State::Established | tcp::State::CloseWait => {
+                        let idle = d.idle.map(|i| c.last_message + i);
+                        let msg = c.partial_since.map(|t| t + d.message);
+                        match (idle, msg) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        }
+                    }
+                    _ => None,
+                }
+            })
+            .min()
+    }
+
+    /// TCP connections accepted on our `port` (not yet closed) and how many of them are
+    /// still in the handshake (SYN-RECEIVED).
+    pub fn conns_on(&self, port: u16) -> (usize, usize) {
+        let mut n = (0, 0);
+        for (h, c) in &self.conns {
+            if c.flow.local_port == port && !c.outgoing {
+                n.0 += 1;
+                if self.sockets.get::<tcp::Socket>(*h).state() == tcp::State::SynReceived {
+                    n.1 += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// True if a TCP connection of the peer's `peer_port` to our `local_port` exists (a SYN
+    /// for it is a retransmission, not a new connection).
+    pub fn has_conn(&self, peer_port: u16, local_port: u16) -> bool {
+        self.conns
+            .iter()
+            .any(|(_, c)| c.flow.ue_port == peer_port && c.flow.local_port == local_port)
     }
 
     /// Takes the next IP packet the stack wants to send.
@@ -570,6 +747,7 @@ impl UeStack {
     /// frames received SIP, answers keep-alives, flushes queued sends and queues output for
     /// [`UeStack::pop_outbound`].
     pub fn poll(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
+        self.now = now;
         // Lent out for the poll (the placeholder allocates nothing).
         let mut dev = std::mem::take(&mut self.dev);
         // One packet at a time so each SYN finds a listener and each datagram a socket.
@@ -604,8 +782,10 @@ impl UeStack {
 
     /// The part of a poll after ingress: service the connections, egress, clean up.
     fn finish_poll<D: Device>(&mut self, now: Instant, events: &mut Vec<WorkerEvent>, dev: &mut D) {
+        self.now = now;
         events.append(&mut self.deferred);
-        self.service(events);
+        self.service(now, events);
+        self.udp_queued.clear();
         self.iface.poll_egress(now, dev, &mut self.sockets);
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
@@ -731,6 +911,9 @@ impl UeStack {
             outgoing,
             established: false,
             close_requested: false,
+            opened: self.now,
+            last_message: self.now,
+            partial_since: None,
         }
     }
 
@@ -744,7 +927,7 @@ impl UeStack {
         }
     }
 
-    fn service(&mut self, events: &mut Vec<WorkerEvent>) {
+    fn service(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
         let mut gone = Vec::new();
         for (handle, conn) in self.conns.iter_mut() {
             let handle = *handle;
@@ -775,6 +958,8 @@ impl UeStack {
                     match conn.framer.next_frame() {
                         Ok(Some(Frame::Message(bytes))) => {
                             self.counters.messages_in += 1;
+                            conn.last_message = now;
+                            conn.partial_since = None;
                             let f = conn.flow;
                             let via_spi =
                                 spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
@@ -787,6 +972,8 @@ impl UeStack {
                         Ok(Some(Frame::Ping)) => {
                             // RFC 5626 4.4.1: answer a CRLFCRLF ping with a CRLF pong.
                             self.counters.pings_answered += 1;
+                            conn.last_message = now;
+                            conn.partial_since = None;
                             conn.pending.extend(b"\r\n");
                         }
                         Ok(Some(Frame::Pong)) => {}
@@ -800,6 +987,9 @@ impl UeStack {
                 if fail {
                     break;
                 }
+            }
+            if conn.framer.pending() > 0 {
+                conn.partial_since.get_or_insert(now);
             }
             conn.framer.release_idle();
             if fail {

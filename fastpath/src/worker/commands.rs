@@ -52,6 +52,18 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Executes one command (also usable directly by tests and the daemon).
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
+        let ue = match &cmd {
+            WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
+            WorkerCommand::InstallSaSet(set) => set.ue,
+            WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+        };
+        self.execute(cmd, now);
+        // A send may open a connection, an install registers the UE: the SIP port's limits
+        // count them at once.
+        self.recount(&ue);
+    }
+
+    fn execute(&mut self, cmd: WorkerCommand, now: Instant) {
         match cmd {
             WorkerCommand::Send {
                 flow,
@@ -127,7 +139,9 @@ impl<Q: PortQueue> Worker<Q> {
         if !installed {
             inc(&self.counters.drop_sa_install);
             if !existed {
-                self.ues.remove(&set.ue);
+                if let Some(ue) = self.ues.remove(&set.ue) {
+                    self.sip_use.sub(ue.sip_use);
+                }
                 inc(&self.counters.ues_freed);
             }
             return;

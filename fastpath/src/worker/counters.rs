@@ -135,4 +135,28 @@ akagate_proto::counters! {
     drop_handoff_full: Counter,
     /// Neighbour not told to a worker whose ring was full (it solicits).
     drop_neighbor_share_full: Counter,
+    /// SYN refused: the UE's stack holds its maximum of TCP connections (`max_tcp_conns`;
+    /// smoltcp answers with RST).
+    drop_conn_limit: Counter,
+    /// UDP datagram refused: its port's receive queue in the UE's stack was full until the
+    /// next poll.
+    drop_udp_queue_full: Counter,
+    /// SYN to the unprotected SIP port dropped: its source address holds
+    /// `max-connections-per-source` connections there.
+    drop_sip_conn_per_source: Counter,
+    /// SYN to the unprotected SIP port dropped: the worker holds `max-connections` there.
+    drop_sip_conn_limit: Counter,
+    /// SYN to the unprotected SIP port dropped: `max-half-open` handshakes are in progress.
+    drop_sip_half_open: Counter,
+    /// Packet to the unprotected SIP port from a new source dropped: the worker holds
+    /// `max-unregistered` stacks of sources without an SA set.
+    drop_sip_unregistered_limit: Counter,
+    /// Connections to the SIP port reset: handshake not completed within `message-deadline`.
+    sip_conns_handshake_timeout: Counter,
+    /// Connections to the SIP port reset: a SIP message begun and not completed within
+    /// `message-deadline`.
+    sip_conns_message_timeout: Counter,
+    /// Connections to the SIP port of unregistered sources reset: no message within
+    /// `idle-deadline`.
+    sip_conns_idle_timeout: Counter,
 }

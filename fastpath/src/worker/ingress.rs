@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
+use std::sync::atomic::AtomicU64;
 
 use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
@@ -12,6 +13,7 @@ use super::handoff::Handed;
 use super::{InboundTable, SaSetState, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::spi_of;
+use crate::ipc::Transport;
 use crate::l2::{icmp, Input, L2Drop};
 use crate::reasm::{Reasm, ReasmDrop};
 use crate::sad::{self, ReadGuard};
@@ -370,7 +372,47 @@ impl<Q: PortQueue> Worker<Q> {
             });
             return;
         }
+        if let Some(refused) = self.sip_port_refusal(ip.src, seg) {
+            return inc(refused);
+        }
         self.deliver(ip.src, ip.dst, pkt, seg, None, true, now);
+    }
+
+    /// The counter of the limit (`SipPortLimits`) that refuses a clear packet to the SIP
+    /// port, if one does: a new source beyond the unregistered stacks, a SYN for a new
+    /// connection beyond the connections of its source, of the port, or of handshakes. Dropped
+    /// without an answer (no RST), so a flood costs no transmission and reflects nothing.
+    fn sip_port_refusal(&self, src: IpAddr, seg: Segment) -> Option<&AtomicU64> {
+        let l = &self.cfg.sip_limits;
+        let c = &self.counters;
+        let Some(ue) = self.ues.get(&src) else {
+            if self.sip_use.unregistered >= l.max_unregistered {
+                return Some(&c.drop_sip_unregistered_limit);
+            }
+            return self.sip_conn_refusal(0, seg);
+        };
+        if !seg.syn || ue.stack.has_conn(seg.ports.src, seg.ports.dst) {
+            return None;
+        }
+        self.sip_conn_refusal(ue.sip_use.conns, seg)
+    }
+
+    /// [`Worker::sip_port_refusal`] for a SYN from a source holding `conns` connections.
+    fn sip_conn_refusal(&self, conns: usize, seg: Segment) -> Option<&AtomicU64> {
+        let l = &self.cfg.sip_limits;
+        let c = &self.counters;
+        if !seg.syn || seg.ports.proto != Transport::Tcp {
+            return None;
+        }
+        if conns >= l.max_conns_per_source {
+            Some(&c.drop_sip_conn_per_source)
+        } else if self.sip_use.conns >= l.max_conns {
+            Some(&c.drop_sip_conn_limit)
+        } else if self.sip_use.half_open >= l.max_half_open {
+            Some(&c.drop_sip_half_open)
+        } else {
+            None
+        }
     }
 
     /// Runs an inner packet (with its transport facts `seg`) through the UE's stack (creating
@@ -406,5 +448,7 @@ impl<Q: PortQueue> Worker<Q> {
         u.stack.input_segment(pkt, seg, spi, now, &mut sink);
         drop(sink);
         self.timers.schedule(ue, now);
+        // A SYN becomes a connection at once: the limits see it before the next packet.
+        self.recount(&ue);
     }
 }

@@ -22,7 +22,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::ipc::{WorkerCommand, WorkerEvent};
 use crate::l2::L2Config;
 use crate::reasm::{ReasmConfig, Reassembler};
-use crate::stack::{StackConfig, UeStack};
+use crate::stack::{ConnDeadlines, StackConfig, UeStack};
 use crate::timer::TimerWheel;
 use counters::{add, inc};
 pub use counters::{WorkerCounterValues, WorkerCounters};
@@ -64,6 +64,77 @@ pub struct WorkerConfig {
     pub timer_tick: Duration,
     /// Timer wheel slots.
     pub timer_slots: usize,
+    /// Limits of the unprotected SIP port, which anyone may reach.
+    pub sip_limits: SipPortLimits,
+}
+
+/// Limits of the unprotected SIP port (5060) per worker: anyone on the access network may
+/// connect there, so connections, half-open handshakes, slow messages, idle unregistered
+/// connections and the stacks of unregistered sources are bounded, and every refusal is
+/// counted (`drop_sip_*`, `sip_conns_*`). Registered UEs talk over their SAs' ports, which
+/// these limits never touch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipPortLimits {
+    /// TCP connections to the SIP port from one source address.
+    pub max_conns_per_source: usize,
+    /// TCP connections to the SIP port in all (per worker).
+    pub max_conns: usize,
+    /// Connections to the SIP port still in the handshake (SYN-RECEIVED), per worker.
+    pub max_half_open: usize,
+    /// Stacks of sources without an SA set (unregistered), per worker.
+    pub max_unregistered: usize,
+    /// The handshake, and a SIP message once begun, must complete within this time.
+    pub message_deadline: Duration,
+    /// A connection of an unregistered source that carried no message for this long is
+    /// closed.
+    pub idle_deadline: Duration,
+}
+
+impl Default for SipPortLimits {
+    fn default() -> Self {
+        SipPortLimits {
+            max_conns_per_source: 4,
+            max_conns: 4096,
+            max_half_open: 1024,
+            max_unregistered: 16384,
+            message_deadline: Duration::from_secs(10),
+            idle_deadline: Duration::from_secs(64),
+        }
+    }
+}
+
+/// Use of the unprotected SIP port: one UE's share as last counted, or the worker's sum of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SipPortUse {
+    /// No SA set (not registered).
+    unregistered: usize,
+    /// TCP connections to the SIP port.
+    conns: usize,
+    /// Of those, still in the handshake.
+    half_open: usize,
+}
+
+impl SipPortUse {
+    fn of(ue: &Ue, sip_port: u16) -> SipPortUse {
+        let (conns, half_open) = ue.stack.conns_on(sip_port);
+        SipPortUse {
+            unregistered: usize::from(ue.sa_sets.is_empty()),
+            conns,
+            half_open,
+        }
+    }
+
+    fn add(&mut self, o: SipPortUse) {
+        self.unregistered += o.unregistered;
+        self.conns += o.conns;
+        self.half_open += o.half_open;
+    }
+
+    fn sub(&mut self, o: SipPortUse) {
+        self.unregistered = self.unregistered.saturating_sub(o.unregistered);
+        self.conns = self.conns.saturating_sub(o.conns);
+        self.half_open = self.half_open.saturating_sub(o.half_open);
+    }
 }
 
 /// Per-UE state: its stack and its installed SA sets, newest first.
@@ -71,6 +142,8 @@ pub struct WorkerConfig {
 struct Ue {
     stack: UeStack,
     sa_sets: Vec<SaSetState>,
+    /// Its share of the worker's [`Worker::sip_use`], as last counted.
+    sip_use: SipPortUse,
 }
 
 /// One fast-path worker over a port queue `Q`.
@@ -92,6 +165,8 @@ pub struct Worker<Q: PortQueue> {
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
+    /// The unprotected SIP port's use summed over the UEs (see [`SipPortLimits`]).
+    sip_use: SipPortUse,
 }
 
 impl<Q: PortQueue> core::fmt::Debug for Worker<Q> {
@@ -129,6 +204,7 @@ impl<Q: PortQueue> Worker<Q> {
             due: Vec::new(),
             stack_events: Vec::new(),
             peers: None,
+            sip_use: SipPortUse::default(),
         }
     }
 
@@ -152,6 +228,23 @@ impl<Q: PortQueue> Worker<Q> {
     /// Number of UE stacks held.
     pub fn ue_count(&self) -> usize {
         self.ues.len()
+    }
+
+    /// TCP connections to the unprotected SIP port and how many of them are half-open, and
+    /// the stacks of sources without an SA set, as the limits count them.
+    pub fn sip_port_use(&self) -> (usize, usize, usize) {
+        let u = self.sip_use;
+        (u.conns, u.half_open, u.unregistered)
+    }
+
+    /// [`Worker::sip_port_use`] counted afresh over every UE (the kept sums must equal it
+    /// after every loop turn; the fuzz harness checks that).
+    pub fn sip_port_use_recounted(&self) -> (usize, usize, usize) {
+        let mut u = SipPortUse::default();
+        for ue in self.ues.values() {
+            u.add(SipPortUse::of(ue, self.cfg.sip_port));
+        }
+        (u.conns, u.half_open, u.unregistered)
     }
 
     /// True if a stack exists for `ue`.
@@ -191,27 +284,49 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         inc(&self.counters.stack_polls);
+        let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
+        let ex = ue.stack.expire_conns(self.cfg.sip_port, now, deadlines);
+        add(&self.counters.sip_conns_handshake_timeout, ex.handshake);
+        add(&self.counters.sip_conns_message_timeout, ex.message);
+        add(&self.counters.sip_conns_idle_timeout, ex.idle);
         let mut sink = self.link.sink(&mut ue.sa_sets, now);
         ue.stack.poll_with(now, &mut self.stack_events, &mut sink);
         drop(sink);
-        let sc = ue.stack.take_counters();
-        add(&self.counters.drop_framing, sc.framing_errors);
-        add(&self.counters.conns_replaced, sc.conns_replaced);
+        count_stack(&self.counters, &mut ue.stack);
         let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
-            self.ues.remove(&ip);
+            if let Some(ue) = self.ues.remove(&ip) {
+                self.sip_use.sub(ue.sip_use);
+            }
             self.timers.cancel(&ip);
             inc(&self.counters.ues_freed);
         } else {
-            let at = match (ue.stack.poll_at(now), drain_next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            self.sip_use.sub(ue.sip_use);
+            ue.sip_use = SipPortUse::of(ue, self.cfg.sip_port);
+            self.sip_use.add(ue.sip_use);
+            let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
+            let at = [
+                ue.stack.poll_at(now),
+                drain_next,
+                ue.stack.conn_deadline(self.cfg.sip_port, deadlines),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if let Some(at) = at {
                 self.timers.schedule(ip, at);
             }
         }
         self.forward_events();
+    }
+
+    /// Counts `ip`'s use of the SIP port again after its stack or sets changed.
+    fn recount(&mut self, ip: &IpAddr) {
+        if let Some(ue) = self.ues.get_mut(ip) {
+            self.sip_use.sub(ue.sip_use);
+            ue.sip_use = SipPortUse::of(ue, self.cfg.sip_port);
+            self.sip_use.add(ue.sip_use);
+        }
     }
 
     /// Drops the draining SA sets of `ue` whose bytes have all left (nothing queued on their
@@ -230,7 +345,7 @@ impl<Q: PortQueue> Worker<Q> {
         now: Instant,
         events: &mut Vec<WorkerEvent>,
     ) -> Option<Instant> {
-        let Ue { stack, sa_sets } = ue;
+        let Ue { stack, sa_sets, .. } = ue;
         let mut next: Option<Instant> = None;
         let mut dropped: Vec<[(u16, u16); 2]> = Vec::new();
         sa_sets.retain(|s| {
@@ -311,6 +426,24 @@ impl<Q: PortQueue> Worker<Q> {
     }
 }
 
+/// The deadlines of `ue`'s connections to the unprotected SIP port: the idle one only while
+/// it has no SA set (a registered UE's connection there is its own business).
+fn sip_deadlines(l: &SipPortLimits, ue: &Ue) -> ConnDeadlines {
+    ConnDeadlines {
+        message: l.message_deadline,
+        idle: ue.sa_sets.is_empty().then_some(l.idle_deadline),
+    }
+}
+
+/// Adds a stack's drop counters to the worker's.
+fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
+    let sc = stack.take_counters();
+    add(&counters.drop_framing, sc.framing_errors);
+    add(&counters.conns_replaced, sc.conns_replaced);
+    add(&counters.drop_conn_limit, sc.conn_limit);
+    add(&counters.drop_udp_queue_full, sc.udp_queue_full);
+}
+
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
 fn ue_entry_in<'u>(
     ues: &'u mut HashMap<IpAddr, Box<Ue>>,
@@ -340,6 +473,7 @@ fn ue_entry_in<'u>(
             e.insert(Box::new(Ue {
                 stack,
                 sa_sets: Vec::new(),
+                sip_use: SipPortUse::default(),
             }))
         }
     };

@@ -9,19 +9,20 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
+use akagate_fastpath::esp::{EspError, InboundSa, OutboundSa};
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::StackConfig;
-use akagate_fastpath::worker::Worker;
+use akagate_fastpath::worker::{InboundTable, Worker};
 use akagate_sys::mempair::{MemPairConfig, MemQueue};
 use akagate_sys::{BufLayout, PacketBuf, PortQueue};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, EthernetAddress, EthernetProtocol, Ipv4Cidr, Ipv6Cidr, TcpPacket,
 };
+use std::sync::Arc;
 
 use crate::esp::{ip_header, suites};
 use crate::input::{put_chunk, Input};
@@ -61,6 +62,14 @@ struct Bed {
     now: Instant,
     stats: Stats,
     conn: Option<Conn>,
+    /// The slowpath's side of the command queue (session inputs only; else dropped).
+    cmds: Option<Sender<WorkerCommand>>,
+    table: Arc<InboundTable>,
+    suite_ix: usize,
+    /// The (spi_pc, spi_ps) of the sets installed, newest last.
+    sets: Vec<(u32, u32)>,
+    /// A second set was installed (its SAs reuse the UE's SPIs).
+    reinstalled: bool,
 }
 
 /// RFC 1071 checksum over the pseudo header and a UDP/TCP segment whose checksum is zero.
@@ -87,7 +96,7 @@ fn l4_checksum(ip_hdr: &[u8], proto: u8, seg: &[u8]) -> u16 {
 }
 
 impl Bed {
-    fn new(suite_ix: usize, v6: bool) -> Bed {
+    fn new(suite_ix: usize, v6: bool, session: bool) -> Bed {
         // The scenario tests' worker, with every table and buffer small so that inputs reach
         // their limits.
         let mut wcfg = worker_config(
@@ -124,8 +133,8 @@ impl Bed {
             events: 64,
             commands: 4,
         };
-        // The command sender is dropped once the SA set is queued, as the slowpath never
-        // speaks again in this harness.
+        // Unless the input is a session, the command sender is dropped once the SA set is
+        // queued, as the slowpath never speaks again.
         let w = worker_on_pair(wcfg, &sizes);
         let suite = suites().swap_remove(suite_ix);
         let spi_pc = w.table.allocate().expect("spi");
@@ -139,7 +148,7 @@ impl Bed {
         w.cmds
             .send(WorkerCommand::InstallSaSet(Box::new(set)))
             .expect("command queue");
-        drop(w.cmds);
+        let cmds = session.then_some(w.cmds);
         let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
         let mut bed = Bed {
             worker: w.worker,
@@ -151,6 +160,11 @@ impl Bed {
             now: w.now,
             stats: Stats::default(),
             conn: None,
+            cmds,
+            table: w.table,
+            suite_ix,
+            sets: vec![(spi_pc, spi_ps)],
+            reinstalled: false,
         };
         bed.step();
         // RFC 826: an ARP request for us teaches the worker the UE's MAC.
@@ -222,9 +236,37 @@ impl Bed {
         }
     }
 
+    /// A clear segment from source address `host` of the UE's subnet instead of the UE.
+    fn send_spoofed(&mut self, inp: &mut Input, host: u8, proto: u8, mut seg: Vec<u8>) {
+        if proto == 17 {
+            let n = seg.len() as u16;
+            seg[4..6].copy_from_slice(&n.to_be_bytes());
+        }
+        let (mut hdr, _) = ip_header(inp, self.v6, proto, seg.len());
+        if self.v6 {
+            hdr[23] = host;
+        } else {
+            hdr[15] = host;
+            let mut p = smoltcp::wire::Ipv4Packet::new_unchecked(&mut hdr[..]);
+            p.fill_checksum();
+        }
+        let at = if proto == 17 { 6 } else { 16 };
+        if seg.len() >= at + 2 {
+            seg[at..at + 2].fill(0);
+            let c = l4_checksum(&hdr, proto, &seg);
+            seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        self.send_ip(&[hdr, seg].concat());
+    }
+
     /// Runs the worker once and takes what it sent to the UE; learns the SYN-ACK of `conn`.
     fn step(&mut self) {
         self.worker.run_once(self.now);
+        assert_eq!(
+            self.worker.sip_port_use(),
+            self.worker.sip_port_use_recounted(),
+            "the SIP port's kept sums drifted"
+        );
         self.now += Duration::from_millis(1);
         let mut rx: Vec<PacketBuf> = Vec::new();
         self.ue.rx_burst(&mut rx, 64);
@@ -259,9 +301,14 @@ impl Bed {
                 panic!("worker used unknown outbound SPI {spi:#x}");
             };
             let n = clear.len();
-            let r = sa
-                .decapsulate(&mut clear, 0..n)
-                .expect("worker's ESP decapsulates");
+            let r = match sa.decapsulate(&mut clear, 0..n) {
+                Ok(r) => r,
+                // A session's re-installed set reuses the UE's SPIs (the harness keeps
+                // SPI_UC/SPI_US) with a fresh sequence counter, so the UE's window may have
+                // seen its numbers from the older set: a harness artefact, not a worker fault.
+                Err(EspError::Replayed | EspError::TooOld) if self.reinstalled => return,
+                Err(e) => panic!("worker's ESP does not decapsulate: {e:?}"),
+            };
             clear = clear[r].to_vec();
             match clear[0] >> 4 {
                 4 => (clear[9], usize::from(clear[0] & 15) * 4),
@@ -284,6 +331,42 @@ impl Bed {
         }
     }
 
+    /// The UE's and our address.
+    fn addrs(&self) -> (IpAddr, IpAddr) {
+        if self.v6 {
+            (UE_V6.into(), PCSCF_V6.into())
+        } else {
+            (UE_V4.into(), PCSCF_V4.into())
+        }
+    }
+
+    /// Queues a slowpath command and runs the worker (session inputs only).
+    fn command(&mut self, c: WorkerCommand) {
+        let Some(tx) = &self.cmds else {
+            return;
+        };
+        if tx.try_send(c).is_ok() {
+            self.step();
+        }
+    }
+
+    /// Installs a new SA set with fresh SPIs (a re-registration keeping the ports); the UE
+    /// side takes its SAs, which replace those of the same ports.
+    fn reinstall(&mut self) {
+        let (Ok(spi_pc), Ok(spi_ps)) = (self.table.allocate(), self.table.allocate()) else {
+            return;
+        };
+        let suite = suites().swap_remove(self.suite_ix);
+        let (ue, local) = self.addrs();
+        let set = sa_set(ue, local, suite.clone(), spi_pc, spi_ps);
+        let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
+        self.out.extend(out);
+        self.inbound.extend(inbound);
+        self.sets.push((spi_pc, spi_ps));
+        self.reinstalled = true;
+        self.command(WorkerCommand::InstallSaSet(Box::new(set)));
+    }
+
     /// A TCP segment of the harness connection (flags: RFC 9293 header bits).
     fn segment(&self, flags: u8, payload: &[u8]) -> Option<Vec<u8>> {
         let c = self.conn.as_ref()?;
@@ -298,15 +381,51 @@ impl Bed {
     }
 }
 
-/// Runs one harness input.
+/// Runs one harness input: frames from the UE only.
 pub fn run(data: &[u8]) -> Stats {
+    run_with(data, false)
+}
+
+/// Runs one harness input as a session: frames from the UE and from spoofed sources
+/// interleaved with the slowpath's commands (sends, closes, SA sets installed and removed).
+pub fn run_session(data: &[u8]) -> Stats {
+    run_with(data, true)
+}
+
+/// A flow between the UE and us the harness may name in a command.
+fn command_flow(inp: &mut Input, ue: IpAddr, local: IpAddr) -> Flow {
+    let (ue_port, local_port) = [
+        (PORT_UC, PORT_PS),
+        (crate::support::PORT_US, PORT_PC),
+        (40000 + u16::from(inp.u8()), SIP_PORT),
+        (inp.u16(), inp.u16()),
+    ][usize::from(inp.u8() % 4)];
+    Flow {
+        ue,
+        ue_port,
+        local,
+        local_port,
+        proto: if inp.u8() & 1 == 1 {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        },
+    }
+}
+
+fn run_with(data: &[u8], session: bool) -> Stats {
     let mut inp = Input::new(data);
     let first = inp.u8();
-    let mut bed = Bed::new(usize::from(first >> 1) % suites().len(), first & 1 == 1);
+    let mut bed = Bed::new(
+        usize::from(first >> 1) % suites().len(),
+        first & 1 == 1,
+        session,
+    );
+    let ops = if session { 11 } else { 7 };
     let mut records = 0;
     while !inp.is_empty() && records < 48 {
         records += 1;
-        match inp.u8() % 7 {
+        match inp.u8() % ops {
             0 => {
                 let f = inp.chunk(1600);
                 bed.send_frame(f);
@@ -376,8 +495,53 @@ pub fn run(data: &[u8]) -> Stats {
                     }
                 }
             }
-            _ => {
+            6 => {
                 bed.now += Duration::from_millis(u64::from(inp.u16()));
+                bed.step();
+            }
+            // The slowpath sends or closes on a flow (ours, the UE's, or arbitrary).
+            7 => {
+                let (ue, local) = bed.addrs();
+                let flow = command_flow(&mut inp, ue, local);
+                let c = match inp.u8() % 3 {
+                    0 => WorkerCommand::Close(flow),
+                    n => WorkerCommand::Send {
+                        flow,
+                        bytes: inp.chunk(3000).to_vec(),
+                        connect_if_absent: n == 2,
+                    },
+                };
+                bed.command(c);
+            }
+            // A set installed (re-registration) or removed (the newest, the oldest, or
+            // SPIs nobody installed).
+            8 => match inp.u8() % 4 {
+                0 => bed.reinstall(),
+                n => {
+                    let (spi_pc, spi_ps) = match n {
+                        1 => bed.sets.pop().unwrap_or_default(),
+                        2 if !bed.sets.is_empty() => bed.sets.remove(0),
+                        _ => (inp.u32(), inp.u32()),
+                    };
+                    let ue = bed.addrs().0;
+                    bed.command(WorkerCommand::RemoveSaSet { ue, spi_pc, spi_ps });
+                }
+            },
+            // Clear TCP/UDP to the SIP port from another (spoofed) source address.
+            9 => {
+                let tcp = inp.u8() & 1 == 1;
+                let host = inp.u8();
+                let mut seg = inp.chunk(1400).to_vec();
+                seg.resize(seg.len().max(if tcp { 20 } else { 8 }), 0);
+                seg[2..4].copy_from_slice(&SIP_PORT.to_be_bytes());
+                if tcp {
+                    seg[13] = 0x02; // SYN
+                }
+                bed.send_spoofed(&mut inp, host, if tcp { 6 } else { 17 }, seg);
+            }
+            _ => {
+                // Time passes in large steps: idle and message deadlines, TCP timeouts.
+                bed.now += Duration::from_secs(u64::from(inp.u8()));
                 bed.step();
             }
         }

@@ -48,6 +48,7 @@ pub fn worker_config(
         link_mtu: 1500,
         timer_tick: Duration::from_millis(1),
         timer_slots: 256,
+        sip_limits: Default::default(),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum ParseError {
     /// A header line without a colon, with a bad name or with a stray CR/LF.
     #[error("malformed header line")]
     BadHeaderLine,
+    /// A NUL byte in the start line or a header (RFC 3261 25.1).
+    #[error("NUL byte in a header")]
+    NulInHeader,
     /// More headers than the parser accepts.
     #[error("too many headers")]
     TooManyHeaders,
@@ -84,6 +87,7 @@ impl From<ScanError> for ParseError {
     fn from(e: ScanError) -> Self {
         match e {
             ScanError::BadHeaderLine => ParseError::BadHeaderLine,
+            ScanError::NulInHeader => ParseError::NulInHeader,
             ScanError::BadContentLength => ParseError::BadContentLength,
             ScanError::ConflictingContentLength => ParseError::MultipleContentLength,
             ScanError::MissingContentLength => ParseError::MissingContentLength,

@@ -154,6 +154,10 @@ impl<'a> Message<'a> {
     /// is the rest of the input (datagram). Semantic checks are in [`Message::validate`].
     pub fn parse(raw: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let head_end = find_head_end(raw).ok_or(ParseError::Truncated)?;
+        // RFC 3261 25.1: no NUL before the body (start line included) but a quoted-pair's.
+        if sipscan::has_bare_nul(&raw[..head_end]) {
+            return Err(ParseError::NulInHeader);
+        }
         let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
         let (start_line, section) = match head.find("\r\n") {
             Some(p) => (&head[..p], &head[p + 2..]),
