@@ -10,6 +10,7 @@
 pub mod device;
 pub mod framing;
 pub mod ports;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -129,6 +130,8 @@ pub struct StackCounters {
     pub conn_limit: u64,
     /// Connections dropped because the UE opened their four-tuple again through an SA.
     pub conns_replaced: u64,
+    /// TLS connections aborted: failed handshake, bad record or alert (RFC 8446 6).
+    pub tls_errors: u64,
 }
 
 /// One TCP connection and its SIP framing state.
@@ -145,6 +148,9 @@ struct TcpConn {
     established: bool,
     /// Close once `pending` is flushed.
     close_requested: bool,
+    /// The TLS session of a connection on the TLS port: `framer` then takes its plaintext
+    /// and `pending` its records.
+    tls: Option<Box<tls::TlsSession>>,
 }
 
 /// Socket slots a stack's socket set starts with: a UE's usual peak is two sockets (the
@@ -157,6 +163,17 @@ const SOCKET_SLOTS: usize = 2;
 const IDLE_KEEP: usize = 256;
 
 impl TcpConn {
+    /// Queues `bytes` for the peer, as TLS records on a TLS connection.
+    fn queue(&mut self, bytes: &[u8]) -> Result<(), tls::TlsError> {
+        match self.tls.as_mut() {
+            Some(t) => t.send(bytes, &mut self.pending),
+            None => {
+                self.pending.extend(bytes);
+                Ok(())
+            }
+        }
+    }
+
     /// What the slowpath is told when this connection goes with its socket `s`.
     fn end_event(&self, s: &tcp::Socket<'_>) -> WorkerEvent {
         if !self.established && self.outgoing {
@@ -238,6 +255,8 @@ pub struct UeStack {
     /// (our port, peer port) of connections we could not open, until one opens: a large UDP
     /// request to them is sent over UDP when it fits the MTU (RFC 3261 18.1.1's retry).
     tcp_refused: Vec<(u16, u16)>,
+    /// The port speaking TLS, if any (see [`UeStack::listen_tls`]).
+    tls: Option<tls::TlsListener>,
     counters: StackCounters,
 }
 
@@ -293,6 +312,7 @@ impl UeStack {
             last_spi: Vec::new(),
             deferred: Vec::new(),
             tcp_refused: Vec::new(),
+            tls: None,
             counters: StackCounters::default(),
         })
     }
@@ -354,6 +374,13 @@ impl UeStack {
         if udp && !self.udp_ports.contains(&port) {
             self.udp_ports.push(port);
         }
+    }
+
+    /// Accepts TLS over TCP on `listener.port` (RFC 3261 26.2): each connection accepted
+    /// there gets its own TLS session. One TLS port per stack; it replaces the previous one.
+    pub fn listen_tls(&mut self, listener: tls::TlsListener) {
+        self.listen(listener.port, true, false);
+        self.tls = Some(listener);
     }
 
     /// The UDP socket bound to `port`, bound now if `port` receives UDP.
@@ -708,7 +735,17 @@ impl UeStack {
             self.tcp_listeners.swap_remove(i);
             if let Some(remote) = s.remote_endpoint() {
                 let flow = self.flow(Transport::Tcp, remote.port, port);
-                let conn = self.new_conn(flow, false);
+                let mut conn = self.new_conn(flow, false);
+                // Only connections on the TLS port carry a session (it is the heavy part).
+                if let Some(l) = self.tls.as_ref().filter(|l| l.port == port) {
+                    match tls::TlsSession::new(l.config.clone()) {
+                        Ok(t) => conn.tls = Some(Box::new(t)),
+                        Err(_) => {
+                            self.counters.tls_errors += 1;
+                            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                        }
+                    }
+                }
                 self.push_conn(handle, conn);
                 self.counters.accepted += 1;
             } else {
@@ -731,6 +768,7 @@ impl UeStack {
             outgoing,
             established: false,
             close_requested: false,
+            tls: None,
         }
     }
 
@@ -760,15 +798,20 @@ impl UeStack {
                 self.tcp_refused.retain(|k| *k != key);
             }
             let mut fail = false;
+            let mut tls_fail = false;
             conn.framer.reserve(s.recv_queue());
             while s.can_recv() {
-                // Straight from the socket's ring into the framer (twice when it wraps).
-                let framer = &mut conn.framer;
+                // Straight from the socket's ring into the framer (twice when it wraps), or
+                // through the TLS session, which hands the framer the plaintext.
+                let (framer, session) = (&mut conn.framer, &mut conn.tls);
                 let n = s.recv(|data| {
-                    framer.push(data);
+                    match session {
+                        Some(t) => tls_fail |= t.receive(data, &mut |p| framer.push(p)).is_err(),
+                        None => framer.push(data),
+                    }
                     (data.len(), data.len())
                 });
-                if !matches!(n, Ok(n) if n > 0) {
+                if !matches!(n, Ok(n) if n > 0) || tls_fail {
                     break;
                 }
                 loop {
@@ -787,7 +830,7 @@ impl UeStack {
                         Ok(Some(Frame::Ping)) => {
                             // RFC 5626 4.4.1: answer a CRLFCRLF ping with a CRLF pong.
                             self.counters.pings_answered += 1;
-                            conn.pending.extend(b"\r\n");
+                            tls_fail |= conn.queue(b"\r\n").is_err();
                         }
                         Ok(Some(Frame::Pong)) => {}
                         Ok(None) => break,
@@ -802,6 +845,17 @@ impl UeStack {
                 }
             }
             conn.framer.release_idle();
+            if let Some(t) = conn.tls.as_mut() {
+                // Handshake messages and alerts.
+                tls_fail |= t.take_output(&mut conn.pending).is_err();
+            }
+            if tls_fail {
+                // RFC 8446 6: after a fatal error the connection is not used again.
+                self.counters.tls_errors += 1;
+                conn.pending = VecDeque::new();
+                s.abort();
+                continue;
+            }
             if fail {
                 // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
                 // out with this poll's egress; `reap` then reports the close.
@@ -937,9 +991,11 @@ impl UeStack {
         bytes: &[u8],
         connect_if_absent: bool,
     ) -> Result<(), StackError> {
+        let tls_port = self.tls.as_ref().is_some_and(|l| l.port == flow.local_port);
         let handle = match self.find_conn(&flow) {
             Some(h) => h,
-            None if !connect_if_absent => return Err(StackError::NoConnection),
+            // We open no TLS connections: a TLS client reaches us over its own (RFC 3261 26.2).
+            None if !connect_if_absent || tls_port => return Err(StackError::NoConnection),
             None => {
                 // The UE closed the old connection: a new one from the same port (RFC 3261
                 // 18.1.1 opens a new connection when none is usable), never data after its FIN.
@@ -951,6 +1007,20 @@ impl UeStack {
             return Err(StackError::NoConnection);
         };
         let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        if conn.tls.is_some() {
+            // Records go through `pending`; the bound counts their overhead.
+            if conn.pending.len() + tls::sealed_len(bytes.len()) > self.cfg.max_pending {
+                return Err(StackError::SendQueueFull);
+            }
+            if conn.queue(bytes).is_err() {
+                self.counters.tls_errors += 1;
+                conn.pending = VecDeque::new();
+                s.abort();
+                return Err(StackError::NoConnection);
+            }
+            conn.flush(s);
+            return Ok(());
+        }
         // Straight into the socket while nothing waits before it; what does not fit waits in
         // `pending` (at most `max_pending` bytes) and follows as the window opens.
         let room = if conn.pending.is_empty() && s.may_send() {
@@ -994,6 +1064,10 @@ impl UeStack {
         let handle = self.find_conn(&flow).ok_or(StackError::NoConnection)?;
         if let Some((_, c)) = self.conns.iter_mut().find(|(h, _)| *h == handle) {
             c.close_requested = true;
+            if let Some(t) = c.tls.as_mut() {
+                // RFC 8446 6.1: close_notify before the FIN.
+                let _ = t.close(&mut c.pending);
+            }
             if c.pending.is_empty() {
                 self.sockets.get_mut::<tcp::Socket>(handle).close();
             }
