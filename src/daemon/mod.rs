@@ -135,6 +135,9 @@ pub enum StartError {
         /// Why.
         source: HssError,
     },
+    /// The TLS certificate, key or client CA could not be read or do not fit together.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The SA table could not be created.
     #[error("SA table: {0}")]
     SaTable(#[source] SadError),
@@ -249,6 +252,7 @@ impl Daemon {
             ))));
         }
         let sip_port = setup::sip_port(config)?;
+        let tls = setup::tls_listener(config)?;
         let core_config = setup::core_config(config)?;
         let (hss, journal) = setup::load_hss(config, opts.sqn_state.as_deref())?;
         let sqn_state = journal.as_ref().map(|j| j.path().to_path_buf());
@@ -308,7 +312,7 @@ impl Daemon {
                 None
             };
             let thread = worker::WorkerThread {
-                cfg: setup::worker_config(config, id, &link, sip_port),
+                cfg: setup::worker_config(config, id, &link, sip_port, tls.clone()),
                 queue,
                 peers: (nworkers > 1).then(|| (steering.clone(), handoff.clone())),
                 table: table.clone(),

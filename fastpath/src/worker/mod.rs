@@ -22,6 +22,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::ipc::{WorkerCommand, WorkerEvent};
 use crate::l2::L2Config;
 use crate::reasm::{ReasmConfig, Reassembler};
+use crate::stack::tls::TlsListener;
 use crate::stack::{StackConfig, UeStack};
 use crate::timer::TimerWheel;
 use counters::{add, inc};
@@ -52,6 +53,9 @@ pub struct WorkerConfig {
     pub reasm: ReasmConfig,
     /// The unprotected SIP port (5060).
     pub sip_port: u16,
+    /// The unprotected SIP-over-TLS port (5061) and its server configuration, if any
+    /// (RFC 3261 26.2): clear TCP to it is accepted like to `sip_port`, through a TLS session.
+    pub tls: Option<TlsListener>,
     /// Frames per rx burst.
     pub burst: usize,
     /// Commands executed per loop iteration at most.
@@ -196,6 +200,7 @@ impl<Q: PortQueue> Worker<Q> {
         drop(sink);
         let sc = ue.stack.take_counters();
         add(&self.counters.drop_framing, sc.framing_errors);
+        add(&self.counters.drop_tls, sc.tls_errors);
         add(&self.counters.conns_replaced, sc.conns_replaced);
         let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
@@ -336,6 +341,9 @@ fn ue_entry_in<'u>(
         Entry::Vacant(e) => {
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
             stack.listen(cfg.sip_port, true, true);
+            if let Some(l) = &cfg.tls {
+                stack.listen_tls(l.clone());
+            }
             inc(&counters.ues);
             e.insert(Box::new(Ue {
                 stack,
