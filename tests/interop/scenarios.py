@@ -26,7 +26,7 @@ from milenage import Usim, check_vectors
 from scscf import received as scscf_received, run_terminating_call
 from shim import Shim, normalise_ip, open_tun, wire_socket
 import sip
-from ue import LARGE_INVITE, AuthenticationRejected, PlainUe, Ue, World
+from ue import LARGE_INVITE, TLS_PORT, AuthenticationRejected, PlainUe, TlsUe, Ue, World
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
@@ -502,6 +502,36 @@ def sc_no_sec_agree(ctx):
     deregister_all(ctx, a)
 
 
+def sc_tls(ctx):
+    """SIP over TLS on port 5061 (RFC 3261 26.2) from Python's ssl module: the phone checks
+    the P-CSCF's certificate, registers with AKA bound to its TLS connection (no IPsec, no
+    sec-agree), an IPsec UE calls it (the INVITE arrives inside its TLS connection) and it
+    calls back, a request on another TLS connection is refused 403, and it de-registers."""
+    a = ctx.ue("olga", 0)
+    a.register()
+    check_registered(ctx, a)
+    b = ctx.ue("pete", 1, transport="tls", cls=TlsUe)
+    b.register()
+    reg = ctx.registration(b)
+    expect(reg is not None and reg.get("registered"), "pete: not registered over TLS")
+    expect(b.protected.sock.version() is not None, "pete: no TLS session")
+    size, ok, bye = a.call(b)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "IPsec UE -> TLS UE failed")
+    inv = [r for r in b.requests if r.method == "INVITE"][-1]
+    expect(inv.arrived_on == ("tls", (b.pcscf, TLS_PORT)),
+           "INVITE reached the TLS UE over %s from %s, not its TLS connection" % inv.arrived_on)
+    expect(len(inv.body) >= LARGE_INVITE, "TLS UE got %d bytes of SDP" % len(inv.body))
+    size, ok, bye = b.call(a)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "TLS UE -> IPsec UE failed")
+    r = options_from_other_flow(b)
+    expect(r.status == 403, "request on another TLS connection answered %s" % r.start)
+    ctx.world.note("TLS (%s): registered on its connection, calls both ways, other "
+                   "connection 403" % b.protected.sock.version())
+    deregister_all(ctx, b, a)
+
+
 def call_answered(ctx, caller, callee, sdp_size=LARGE_INVITE):
     """A call that must complete; returns the INVITE's size."""
     size, ok, bye = caller.call(callee, sdp_size)
@@ -892,6 +922,7 @@ SCENARIOS = [
     ("unannounced-udp-v6", sc_unannounced_udp_v6, True),
     ("gcm-null", sc_gcm_null, True),
     ("no-sec-agree", sc_no_sec_agree, True),
+    ("tls", sc_tls, True),
     ("callee-closes", sc_callee_closes, True),
     ("reboot-same-ports", sc_reboot_same_ports, True),
     ("caller-closes", sc_caller_closes, True),

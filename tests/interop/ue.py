@@ -24,6 +24,7 @@ import base64
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 
@@ -56,7 +57,7 @@ class Flow:
 
     def send(self, msg):
         data = msg.to_bytes() if isinstance(msg, sip.Message) else msg
-        if self.proto == "tcp":
+        if self.proto in ("tcp", "tls"):
             self.sock.sendall(data)
         else:
             self.sock.sendto(data, self.peer)
@@ -151,7 +152,10 @@ class Ue:
         else:
             try:
                 data = sock.recv(65535)
-            except ConnectionResetError:
+                # TLS: records already decrypted wait in the ssl object, not the socket.
+                while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    data += sock.recv(sock.pending())
+            except (ConnectionResetError, ssl.SSLError):
                 data = b""
             if not data:
                 self.flows.remove(flow)
@@ -520,6 +524,34 @@ class PlainUe(Ue):
         if ok.status != 200:
             raise RuntimeError("%s: de-REGISTER answered %s" % (self.name, ok.start))
         self.close_all()
+        return ok
+
+
+TLS_PORT = 5061
+TLS_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fastpath",
+                      "tests", "fixtures", "tls", "ca.pem")
+
+
+class TlsUe(PlainUe):
+    """A phone that protects SIP with TLS instead of IPsec (RFC 3261 26.2; TS 33.203 for
+    TLS-based access): Python's ssl module over a kernel TCP connection to port 5061, the
+    P-CSCF's certificate checked against the test CA under the name pcscf.test. No
+    sec-agree: it registers with AKA bound to its TLS connection, like a PlainUe."""
+
+    def connect(self, local_port, remote_port, proto):
+        if proto != "tls":
+            return super().connect(local_port, remote_port, proto)
+        s = self._socket("tcp", local_port)
+        s.connect((self.pcscf, TLS_PORT))
+        ctx = ssl.create_default_context(cafile=TLS_CA)
+        f = Flow(ctx.wrap_socket(s, server_hostname="pcscf.test"), "tls",
+                 (self.pcscf, TLS_PORT))
+        self.flows.append(f)
+        return f
+
+    def register(self, expires=600, max_resyncs=0):
+        ok = super().register(expires, max_resyncs)
+        self.pcscf_ports = (TLS_PORT, TLS_PORT)
         return ok
 
 
