@@ -158,6 +158,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         register_rate_per_source: l.register_rate_per_source,
         register_rate_total: l.register_rate_total,
         retry_after: l.retry_after,
+        tls_port: one_port(config, true)?,
     })
 }
 
