@@ -26,7 +26,8 @@ from milenage import Usim, check_vectors
 from scscf import received as scscf_received, run_terminating_call
 from shim import Shim, normalise_ip, open_tun, wire_socket
 import sip
-from ue import LARGE_INVITE, TLS_PORT, AuthenticationRejected, PlainUe, TlsUe, Ue, World
+from ue import (LARGE_INVITE, TLS_PORT, AuthenticationRejected, PlainUe, TlsPlainUe, TlsUe, Ue,
+                World)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
@@ -504,9 +505,11 @@ def sc_no_sec_agree(ctx):
 
 def sc_tls(ctx):
     """SIP over TLS on port 5061 (RFC 3261 26.2) from Python's ssl module: the phone checks
-    the P-CSCF's certificate, registers with AKA bound to its TLS connection (no IPsec, no
-    sec-agree), an IPsec UE calls it (the INVITE arrives inside its TLS connection) and it
-    calls back, a request on another TLS connection is refused 403, and it de-registers."""
+    the P-CSCF's certificate, agrees on sec-agree mechanism `tls` (RFC 3329: Security-Client
+    tls, 401 with Security-Server tls, Security-Verify echoed) and registers with AKA bound to
+    its TLS connection (no IPsec); an IPsec UE calls it (the INVITE arrives inside its TLS
+    connection) and it calls back, a request on another TLS connection is refused 403, and it
+    de-registers. A TLS phone without sec-agree registers bound to its connection too."""
     a = ctx.ue("olga", 0)
     a.register()
     check_registered(ctx, a)
@@ -515,6 +518,7 @@ def sc_tls(ctx):
     reg = ctx.registration(b)
     expect(reg is not None and reg.get("registered"), "pete: not registered over TLS")
     expect(b.protected.sock.version() is not None, "pete: no TLS session")
+    expect(b.security_server.startswith("tls"), "401 had Security-Server %r" % b.security_server)
     size, ok, bye = a.call(b)
     expect(ok.status == 200 and bye is not None and bye.status == 200,
            "IPsec UE -> TLS UE failed")
@@ -529,7 +533,11 @@ def sc_tls(ctx):
     expect(r.status == 403, "request on another TLS connection answered %s" % r.start)
     ctx.world.note("TLS (%s): registered on its connection, calls both ways, other "
                    "connection 403" % b.protected.sock.version())
-    deregister_all(ctx, b, a)
+    deregister_all(ctx, b)
+    c = ctx.ue("quinn", 1, transport="tls", cls=TlsPlainUe)
+    c.register()
+    expect(ctx.registration(c) is not None, "quinn: not registered over TLS without sec-agree")
+    deregister_all(ctx, c, a)
 
 
 def call_answered(ctx, caller, callee, sdp_size=LARGE_INVITE):
