@@ -428,7 +428,11 @@ impl Config {
             self.sip_ports
                 .iter()
                 .map(|p| {
-                    let transports: Vec<&str> = p.transports.iter().map(|t| t.token()).collect();
+                    let mut transports: Vec<&str> =
+                        p.transports.iter().map(|t| t.token()).collect();
+                    if p.tls {
+                        transports = vec!["tls"];
+                    }
                     let profile = self
                         .ims_aka_profiles
                         .get(p.ims_aka_profile)
