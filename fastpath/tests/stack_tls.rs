@@ -46,6 +46,8 @@ struct Ue {
     plain: Vec<u8>,
     /// rustls refused the server (or its alert).
     error: Option<rustls::Error>,
+    /// Records the socket did not take yet.
+    out: Vec<u8>,
 }
 
 /// The P-CSCF's stack, the UE, the wire and a clock.
@@ -59,12 +61,19 @@ struct Link {
 }
 
 fn client_config(with_cert: bool) -> Arc<ClientConfig> {
+    client_config_for(with_cert, rustls::DEFAULT_VERSIONS)
+}
+
+fn client_config_for(
+    with_cert: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(CA).unwrap())
         .unwrap();
     let b = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     Arc::new(if with_cert {
@@ -113,6 +122,7 @@ impl Link {
                 tls,
                 plain: Vec::new(),
                 error: None,
+                out: Vec::new(),
             },
             now,
             events: Vec::new(),
@@ -144,12 +154,13 @@ impl Link {
                 }
                 ue.plain.extend_from_slice(&buf[..n]);
             }
-            // The session's records wait in it until the connection is up.
-            let mut out = Vec::new();
+            // The session's records wait in it until the connection is up, then in `out`
+            // until the socket takes them.
             while s.may_send() && ue.tls.wants_write() {
-                ue.tls.write_tls(&mut out).unwrap();
+                ue.tls.write_tls(&mut ue.out).unwrap();
             }
-            assert_eq!(s.send_slice(&out).unwrap_or(0), out.len());
+            let n = s.send_slice(&ue.out).unwrap_or(0);
+            ue.out.drain(..n);
             ue.iface.poll(self.now, &mut ue.dev, &mut ue.sockets);
             while let Some(pk) = ue.dev.pop_tx() {
                 self.wire_u.extend(tcp_payload(&pk));
@@ -232,6 +243,47 @@ fn register_and_answer_over_tls() {
     l.pump(20);
     assert_eq!(&l.ue.plain[OK.len()..], b"\r\n");
     assert_eq!(l.pcscf.counters().tls_errors, 0);
+}
+
+/// A message larger than a TLS record (16 KiB) and than the socket buffers, both ways: it
+/// crosses as several records and is framed whole.
+#[test]
+fn messages_larger_than_a_record() {
+    let body = vec![b'v'; 20_000];
+    let mut big = format!(
+        "MESSAGE sip:bob@ims.example SIP/2.0\r\nVia: SIP/2.0/TLS 10.45.0.7:40123;branch=z9hG4bK2\r\nCall-ID: tls-2\r\nCSeq: 1 MESSAGE\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    big.extend(&body);
+    let mut l = Link::new(ClientAuth::None, false);
+    l.send_plain(&big);
+    l.pump(200);
+    assert_eq!(l.sips(), vec![(tls_flow(), big.clone())]);
+    l.pcscf.send(tls_flow(), &big, false).unwrap();
+    l.pump(200);
+    assert_eq!(l.ue.plain, big);
+}
+
+/// Handsets that stop at TLS 1.2 (RFC 5246) are served too.
+#[test]
+fn tls_1_2_client() {
+    let mut l = Link::new(ClientAuth::None, false);
+    l.ue.tls = ClientConnection::new(
+        client_config_for(false, &[&rustls::version::TLS12]),
+        ServerName::try_from("pcscf.test").unwrap(),
+    )
+    .unwrap();
+    l.send_plain(REGISTER);
+    l.pump(40);
+    assert_eq!(
+        l.ue.tls.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(l.sips(), vec![(tls_flow(), REGISTER.to_vec())]);
+    l.pcscf.send(tls_flow(), OK, false).unwrap();
+    l.pump(20);
+    assert_eq!(l.ue.plain, OK);
 }
 
 #[test]
