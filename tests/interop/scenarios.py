@@ -509,7 +509,8 @@ def sc_tls(ctx):
     tls, 401 with Security-Server tls, Security-Verify echoed) and registers with AKA bound to
     its TLS connection (no IPsec); an IPsec UE calls it (the INVITE arrives inside its TLS
     connection) and it calls back, a request on another TLS connection is refused 403, and it
-    de-registers. A TLS phone without sec-agree registers bound to its connection too."""
+    de-registers; the same over IPv6. A TLS phone without sec-agree registers bound to its
+    connection too."""
     a = ctx.ue("olga", 0)
     a.register()
     check_registered(ctx, a)
@@ -534,6 +535,11 @@ def sc_tls(ctx):
     ctx.world.note("TLS (%s): registered on its connection, calls both ways, other "
                    "connection 403" % b.protected.sock.version())
     deregister_all(ctx, b)
+    # The same over IPv6.
+    d = ctx.ue("pete6", 1, v6=True, transport="tls", cls=TlsUe)
+    d.register()
+    expect(ctx.registration(d) is not None, "pete6: not registered over TLS on IPv6")
+    deregister_all(ctx, d)
     c = ctx.ue("quinn", 1, transport="tls", cls=TlsPlainUe)
     c.register()
     expect(ctx.registration(c) is not None, "quinn: not registered over TLS without sec-agree")
