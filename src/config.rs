@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::sad::MAX_CAPACITY;
-use akagate_slowpath::upstream::{NextHop, Upstream};
+use akagate_slowpath::upstream::{HopTarget, Upstream};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -210,6 +210,22 @@ pub struct Cores {
     pub workers: Vec<usize>,
     /// Core of the slowpath thread, unpinned if absent.
     pub slowpath: Option<usize>,
+    /// What an idle worker does (`idle`, `idle-sleep-us`).
+    pub idle: WorkerIdle,
+}
+
+/// What an idle worker does between polls (`[cores] idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerIdle {
+    /// Spin without pause: lowest latency, a whole core per worker (production, DPDK style).
+    BusyPoll,
+    /// Spin briefly, then yield, then park up to `max_sleep` (woken at once by slowpath
+    /// commands): for hosts with fewer cores than threads, so a test box measures the
+    /// gateway and not an idle spin loop.
+    Adaptive {
+        /// Longest park per idle loop turn (`idle-sleep-us`).
+        max_sleep: Duration,
+    },
 }
 
 /// The addresses the fast path answers for (ARP/ND, ICMP echo, SIP).
@@ -236,6 +252,8 @@ pub struct Registration {
     pub challenge_timeout: Duration,
     /// Period of the OPTIONS keep-alives to each registered UE; `None` is off.
     pub keepalive_interval: Option<Duration>,
+    /// Consecutive failed keep-alives that end a registration (0: never).
+    pub keepalive_failures: u32,
 }
 
 /// Bounds on what strangers can make the P-CSCF do (issue 14) and on the SQN journal
@@ -343,6 +361,7 @@ const DEFAULT_REGISTRATION: Registration = Registration {
     default_expires: 3600,
     challenge_timeout: Duration::from_secs(240),
     keepalive_interval: None,
+    keepalive_failures: 0,
 };
 /// `[limits]` defaults: a few REGISTERs a second per address (a NAT of phones retrying),
 /// about twice the re-registration rate of a million UEs, and a journal of about 16k SQNs.
@@ -571,6 +590,8 @@ struct RawImsCore {
     #[serde(default)]
     emergency_numbers: Vec<S<String>>,
     anonymous_emergency: Option<bool>,
+    #[serde(default)]
+    dns_servers: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -620,6 +641,8 @@ struct RawPort {
 struct RawCores {
     workers: S<Vec<S<i64>>>,
     slowpath: Option<S<i64>>,
+    idle: Option<S<String>>,
+    idle_sleep_us: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -645,6 +668,7 @@ struct RawRegistration {
     default_expires: Option<S<i64>>,
     challenge_timeout: Option<S<i64>>,
     keepalive_interval: Option<S<i64>>,
+    keepalive_failures: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -783,7 +807,7 @@ impl Validator<'_> {
         let mut next_hops = Vec::new();
         let mut emergency_next_hops = Vec::new();
         for h in &raw.emergency_next_hops {
-            match NextHop::parse(h.get_ref()) {
+            match HopTarget::parse(h.get_ref()) {
                 Ok(hop) => emergency_next_hops.push(hop),
                 Err(e) => {
                     self.error(
@@ -815,7 +839,7 @@ impl Validator<'_> {
             ok = false;
         }
         for h in raw.next_hops.get_ref() {
-            match NextHop::parse(h.get_ref()) {
+            match HopTarget::parse(h.get_ref()) {
                 Ok(hop) => next_hops.push(hop),
                 Err(e) => {
                     self.error(
@@ -875,6 +899,22 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut dns_servers = Vec::new();
+        for d in &raw.dns_servers {
+            match d.get_ref().parse::<IpAddr>() {
+                Ok(a) => dns_servers.push(a),
+                Err(_) => {
+                    self.error(
+                        &d.span(),
+                        format!(
+                            "ims-core.dns-servers: \"{}\" is not an address",
+                            d.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
         let visited_network_id = raw
             .visited_network_id
             .as_ref()
@@ -884,11 +924,14 @@ impl Validator<'_> {
             return None;
         }
         Some(Upstream {
-            next_hops,
             local: local?,
             trusted,
             visited_network_id,
-            emergency_next_hops,
+            next_hops: Upstream::literal_hops(&next_hops),
+            targets: next_hops,
+            emergency_next_hops: Upstream::literal_hops(&emergency_next_hops),
+            emergency_targets: emergency_next_hops,
+            dns_servers,
             emergency_numbers,
             anonymous_emergency: raw.anonymous_emergency.unwrap_or(false),
         })
@@ -1365,7 +1408,36 @@ impl Validator<'_> {
             },
             None => None,
         };
-        ok.then_some(Cores { workers, slowpath })
+        let max_sleep = match &raw.idle_sleep_us {
+            None => Some(Duration::from_micros(200)),
+            Some(v) => self
+                .int_in(
+                    v,
+                    "cores.idle-sleep-us",
+                    1..100_001,
+                    "a sleep in microseconds",
+                )
+                .map(|n| Duration::from_micros(n.unsigned_abs())),
+        };
+        let idle = match raw.idle.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("busy-poll", _)) => Some(WorkerIdle::BusyPoll),
+            Some(("adaptive", _)) => max_sleep.map(|max_sleep| WorkerIdle::Adaptive { max_sleep }),
+            Some((other, span)) => {
+                self.error(
+                    &span,
+                    format!(
+                        "cores.idle: unknown value \"{other}\" (expected busy-poll or adaptive)"
+                    ),
+                );
+                None
+            }
+        };
+        let idle = idle?;
+        ok.then_some(Cores {
+            workers,
+            slowpath,
+            idle,
+        })
     }
 
     fn port(&mut self, raw: &RawPort, cores: Option<&Cores>) -> Option<PortConfig> {
@@ -1599,6 +1671,12 @@ impl Validator<'_> {
             d.default_expires,
         );
         let (challenge_timeout, keepalive_interval) = self.registration_timers(raw);
+        let keepalive_failures = match &raw.keepalive_failures {
+            None => Some(DEFAULT_REGISTRATION.keepalive_failures),
+            Some(v) => self
+                .int_in(v, "registration.keepalive-failures", 0..101, "a count")
+                .and_then(|n| u32::try_from(n).ok()),
+        };
         let (min, max, default) = (min?, max?, default?);
         // Point at the key that breaks the order, or at the table if neither is written.
         let span_of = |v: &Option<S<i64>>| v.as_ref().map(|v| v.span());
@@ -1632,6 +1710,7 @@ impl Validator<'_> {
             default_expires: default,
             challenge_timeout: challenge_timeout?,
             keepalive_interval: keepalive_interval?,
+            keepalive_failures: keepalive_failures?,
         })
     }
 
@@ -1986,6 +2065,51 @@ ipv4 = ["10.0.0.1"]
     }
 
     #[test]
+    fn worker_idle_policy_is_read() {
+        assert_eq!(
+            parse(DEFAULT_CONFIG).unwrap().cores.idle,
+            WorkerIdle::BusyPoll
+        );
+        let adaptive = DEFAULT_CONFIG.replace(
+            "[cores]\n",
+            "[cores]\nidle = \"adaptive\"\nidle-sleep-us = 500\n",
+        );
+        assert_eq!(
+            parse(&adaptive).unwrap().cores.idle,
+            WorkerIdle::Adaptive {
+                max_sleep: Duration::from_micros(500)
+            }
+        );
+        let bad = DEFAULT_CONFIG.replace("[cores]\n", "[cores]\nidle = \"nap\"\n");
+        assert!(parse(&bad).unwrap_err()[0]
+            .message
+            .starts_with("cores.idle: unknown value \"nap\""));
+    }
+
+    #[test]
+    fn keepalive_failures_are_read_and_bounded() {
+        let src = DEFAULT_CONFIG.replace(
+            "[registration]\n",
+            "[registration]\nkeepalive-interval = 30\nkeepalive-failures = 3\n",
+        );
+        assert_eq!(parse(&src).unwrap().registration.keepalive_failures, 3);
+        assert_eq!(
+            parse(DEFAULT_CONFIG)
+                .unwrap()
+                .registration
+                .keepalive_failures,
+            0
+        );
+        let bad = DEFAULT_CONFIG.replace(
+            "[registration]\n",
+            "[registration]\nkeepalive-failures = 101\n",
+        );
+        assert!(parse(&bad).unwrap_err()[0]
+            .message
+            .starts_with("registration.keepalive-failures: 101"));
+    }
+
+    #[test]
     fn limits_are_read_and_checked() {
         let src = format!(
             "{DEFAULT_CONFIG}\n[limits]\nregister-rate-per-source = 3\nmax-pending-per-impi = 2\n\
@@ -2029,14 +2153,14 @@ ipv4 = ["10.0.0.1"]
         assert!(up.anonymous_emergency);
         assert!(parse(DEFAULT_CONFIG).unwrap().ims_core.is_none());
         let bad = format!(
-            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:icscf.example\"]\nlocal = \"nowhere\"\n\
+            "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:bad_name.example\"]\nlocal = \"nowhere\"\n\
              trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\n"
         );
         let errors = parse(&bad).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages.len(), 4, "{messages:?}");
         assert!(
-            messages[0].contains("host names are not resolved"),
+            messages[0].contains("not a valid host name"),
             "{messages:?}"
         );
         assert!(

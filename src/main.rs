@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use akagate::config::{self, Backend, Config, LoadError};
+use akagate::config::{self, Backend, Config, LoadError, WorkerIdle};
 use akagate::logger::{self, LogFormat};
 use akagate::{Daemon, DaemonHandle, IdlePolicy, StartOptions};
 use clap::Parser;
@@ -105,6 +105,9 @@ fn run(config: &Config) -> ExitCode {
     }
     let memory = config.port.backend == Backend::Memory;
     let mut opts = StartOptions::production();
+    if let WorkerIdle::Adaptive { max_sleep } = config.cores.idle {
+        opts.idle = IdlePolicy::Backoff { max_sleep };
+    }
     if memory {
         // The in-memory demo shares the host with whatever drives it: do not hog cores.
         opts.idle = IdlePolicy::Backoff {

@@ -80,6 +80,9 @@ fn proxy_bed_with(
             trusted: vec![TRUSTED.parse().unwrap()],
             visited_network_id: VISITED.into(),
             emergency_next_hops: Vec::new(),
+            targets: Vec::new(),
+            emergency_targets: Vec::new(),
+            dns_servers: Vec::new(),
             emergency_numbers: Vec::new(),
             anonymous_emergency: false,
         });
@@ -1299,6 +1302,9 @@ fn emergency_bed(anonymous: bool) -> Testbed {
                 transport: Some(Transport::Tcp),
             }],
             emergency_numbers: vec!["112".into()],
+            targets: Vec::new(),
+            emergency_targets: Vec::new(),
+            dns_servers: Vec::new(),
             anonymous_emergency: anonymous,
         })
     })

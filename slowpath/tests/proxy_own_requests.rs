@@ -342,3 +342,41 @@ fn send_lost_after_a_provisional_response_changes_nothing() {
     assert!(t.core.handle(WorkerEvent::SendLost(to_b), t.now).is_empty());
     assert_eq!(t.core.stats().requests_resent, 0);
 }
+
+#[test]
+fn keepalives_failing_in_a_row_end_the_registration() {
+    let (mut t, a, sa, _b, _sb) = registered_pair_with(Transport::Tcp, false, |c| {
+        keepalive_on(c);
+        c.keepalive_failures = 2;
+    });
+    let start = t.now;
+    let to_a = client_flow(&a, &sa, Transport::Tcp);
+    // Two OPTIONS to `a` answered 503 in a row (b answers nothing and times out later).
+    for n in 1..=2u32 {
+        let out = t.core.handle_timeout(start + EVERY * n);
+        let opt = out
+            .iter()
+            .map(sent)
+            .find(|(f, _)| *f == to_a)
+            .expect("OPTIONS to a")
+            .1;
+        t.now = start + EVERY * n + Duration::from_millis(50);
+        let out = t.sip(
+            to_a,
+            Some(sa.spi_pc),
+            &answer(&opt, 503, "Service Unavailable"),
+        );
+        if n == 1 {
+            assert!(out.is_empty(), "{out:?}");
+            assert_eq!(t.core.registered(), 2);
+        } else {
+            // The second failure ends a's registration: its set is removed.
+            assert!(
+                out.iter().any(|c| matches!(c, WorkerCommand::RemoveSaSet { spi_ps, .. } if *spi_ps == sa.spi_ps)),
+                "{out:?}"
+            );
+        }
+    }
+    assert_eq!(t.core.stats().keepalive_deregistrations, 1);
+    assert_eq!(t.core.registered(), 1);
+}

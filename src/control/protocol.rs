@@ -20,6 +20,8 @@ pub enum Command {
     Registrations,
     /// `keys`: the ESP keys, if the configuration allows their export.
     Keys,
+    /// `deregister` with `"impu"`: ends that registration (network-initiated).
+    Deregister,
 }
 
 /// Why a request line was refused.
@@ -32,7 +34,7 @@ pub enum RequestError {
     #[error("request has no \"cmd\" string")]
     NoCmd,
     /// An unknown command.
-    #[error("unknown command \"{0}\" (known: stats, sas, registrations, keys)")]
+    #[error("unknown command \"{0}\" (known: stats, sas, registrations, keys, deregister)")]
     Unknown(String),
 }
 
@@ -44,7 +46,14 @@ impl Command {
             Command::Sas => "sas",
             Command::Registrations => "registrations",
             Command::Keys => "keys",
+            Command::Deregister => "deregister",
         }
+    }
+
+    /// The string member `name` of a request line (a command's argument), if any.
+    pub fn argument(line: &[u8], name: &str) -> Option<String> {
+        let v: Value = serde_json::from_slice(line).ok()?;
+        v.get(name)?.as_str().map(str::to_string)
     }
 
     /// Parses one request line.
@@ -62,6 +71,7 @@ impl Command {
             Command::Sas,
             Command::Registrations,
             Command::Keys,
+            Command::Deregister,
         ]
         .into_iter()
         .find(|c| c.name() == cmd)

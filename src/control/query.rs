@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
-use akagate_fastpath::ipc::{SaSet, Transport};
+use akagate_fastpath::ipc::{SaSet, Transport, WorkerCommand};
 use akagate_slowpath::registrar::{RegistrationView, SaSetState};
 use akagate_slowpath::Core;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -16,7 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 const QUERY_QUEUE: usize = 16;
 
 /// What the control socket asks the slowpath.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
     /// Every SA set, without keys.
     SaSets,
@@ -24,6 +24,8 @@ pub enum Query {
     Registrations,
     /// The keys of every SA set (only sent when the configuration allows the export).
     Keys,
+    /// End the registration of this IMPU (or IMPI): the one query that changes state.
+    Deregister(String),
 }
 
 /// The slowpath's answer to a [`Query`].
@@ -35,6 +37,9 @@ pub enum Answer {
     Registrations(Vec<RegistrationInfo>),
     /// For [`Query::Keys`].
     Keys(Vec<SaKeyRecord>),
+    /// For [`Query::Deregister`]: the IMPI whose registration ended, or `None` if nothing
+    /// of that identity was registered.
+    Deregistered(Option<String>),
 }
 
 /// One SA set as `akactl sas` shows it: identities, SPIs, ports, algorithms; never keys.
@@ -186,13 +191,25 @@ impl QueryPort {
 }
 
 impl Queries {
-    /// Answers every query waiting now (called by the slowpath loop; never blocks).
-    pub fn serve(&self, core: &Core, now: Instant) {
+    /// Answers every query waiting now (called by the slowpath loop; never blocks) and
+    /// returns the worker commands a de-registration made, for the loop to send.
+    pub fn serve(&self, core: &mut Core, now: Instant) -> Vec<WorkerCommand> {
+        let mut commands = Vec::new();
         while let Ok(req) = self.rx.try_recv() {
-            let answer = answer(req.query, core, now);
+            let answer = match req.query {
+                Query::Deregister(identity) => {
+                    let done = core.deregister_identity(&identity, now);
+                    Answer::Deregistered(done.map(|(impi, cmds)| {
+                        commands.extend(cmds);
+                        impi
+                    }))
+                }
+                q => answer(q, core, now),
+            };
             // The asker may have given up; its answer is then dropped (keys zeroized).
             let _ = req.reply.try_send(answer);
         }
+        commands
     }
 }
 
@@ -210,6 +227,7 @@ pub fn answer(query: Query, core: &Core, now: Instant) -> Answer {
                 .collect(),
         ),
         Query::Registrations => Answer::Registrations(regs.iter().map(registration_info).collect()),
+        Query::Deregister(_) => Answer::Deregistered(None),
         Query::Keys => Answer::Keys(
             regs.iter()
                 // A flow-bound set (no sec-agree) has no SAs, so no keys to export.

@@ -151,16 +151,27 @@ fn respond(request: &[u8], shared: &Shared) -> Zeroizing<Vec<u8>> {
             "key export is disabled: set allow-key-export = true under [control] in the \
              configuration",
         ),
+        Ok(Command::Deregister) if Command::argument(request, "impu").is_none() => {
+            protocol::error("deregister needs \"impu\": the identity to de-register")
+        }
         Ok(cmd) => {
             let query = match cmd {
                 Command::Sas => Query::SaSets,
                 Command::Registrations => Query::Registrations,
+                Command::Deregister => {
+                    Query::Deregister(Command::argument(request, "impu").unwrap_or_default())
+                }
                 _ => Query::Keys,
             };
             match shared.queries.ask(query, QUERY_TIMEOUT) {
                 Err(e) => protocol::error(&e.to_string()),
                 Ok(Answer::SaSets(s)) => protocol::ok(cmd, protocol::sas(&s)),
                 Ok(Answer::Registrations(r)) => protocol::ok(cmd, protocol::registrations(&r)),
+                Ok(Answer::Deregistered(Some(impi))) => {
+                    tracing::info!("control: registration of {impi} ended by the operator");
+                    protocol::ok(cmd, serde_json::json!({ "impi": impi }))
+                }
+                Ok(Answer::Deregistered(None)) => protocol::error("no such registration"),
                 Ok(Answer::Keys(k)) => {
                     // Audit trail without the keys themselves.
                     tracing::warn!("control: ESP keys of {} SA(s) exported", k.len());

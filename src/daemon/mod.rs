@@ -4,6 +4,7 @@
 mod corelink;
 mod journal;
 mod ports;
+mod resolve;
 mod setup;
 mod slowpath;
 mod stats;
@@ -253,7 +254,33 @@ impl Daemon {
         }
         let sip_port = setup::sip_port(config)?;
         let tls = setup::tls_listener(config)?;
-        let core_config = setup::core_config(config)?;
+        let mut core_config = setup::core_config(config)?;
+        // Proxy mode's next hops given as names: resolved now (RFC 3263), then refreshed by
+        // a thread of their own; the core only ever sees addresses.
+        let mut hop_updates = None;
+        if let Some(up) = core_config.upstream.as_mut().filter(|u| u.has_names()) {
+            let (hops, emergency) = resolve::resolve_now(up).map_err(|e| StartError::CoreLink {
+                addr: up.local,
+                reason: format!("DNS resolver: {e}"),
+            })?;
+            if hops.is_empty() {
+                return Err(StartError::Unsupported(
+                    "ims-core.next-hops: no next hop resolved (RFC 3263 NAPTR/SRV/A/AAAA)".into(),
+                ));
+            }
+            tracing::info!("next hops resolved: {hops:?}; E-CSCFs {emergency:?}");
+            up.next_hops = hops;
+            up.emergency_next_hops = emergency;
+            let (tx, rx) = bounded(1);
+            let stop = Arc::new(AtomicBool::new(false));
+            let refresh = resolve::spawn_refresh(up.clone(), tx, stop.clone()).map_err(|e| {
+                StartError::Thread {
+                    name: "akagate-dns".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            hop_updates = Some(slowpath::HopUpdates { rx, stop, refresh });
+        }
         let (hss, journal) = setup::load_hss(config, opts.sqn_state.as_deref())?;
         let sqn_state = journal.as_ref().map(|j| j.path().to_path_buf());
         let table = Arc::new(
@@ -393,6 +420,7 @@ impl Daemon {
             steering,
             access: setup::sip_access(config, sip_port),
             core_link,
+            hop_updates,
         };
         let slowpath_core = if pinned { config.cores.slowpath } else { None };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);

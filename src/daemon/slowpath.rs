@@ -63,6 +63,18 @@ pub(super) struct Slowpath {
     pub access: SipAccess,
     /// Proxy mode: the kernel sockets towards the IMS core.
     pub core_link: Option<super::corelink::CoreLink>,
+    /// Proxy mode with next hops given as names: their re-resolutions.
+    pub hop_updates: Option<HopUpdates>,
+}
+
+/// The DNS refresh thread of proxy mode's next hops and what it resolves.
+pub(super) struct HopUpdates {
+    /// Each re-resolution: (next hops, E-CSCFs).
+    pub rx: Receiver<super::resolve::Resolved>,
+    /// Stops the thread.
+    pub stop: Arc<AtomicBool>,
+    /// The thread.
+    pub refresh: std::thread::JoinHandle<()>,
 }
 
 impl Slowpath {
@@ -114,7 +126,12 @@ impl Slowpath {
             }
             self.release(batch);
             self.publish_counters();
-            self.control.serve(&self.core, now);
+            if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())
+            {
+                self.core.set_next_hops(hops, emergency);
+            }
+            let commands = self.control.serve(&mut self.core, now);
+            self.dispatch(commands);
             if now >= next_gauge {
                 self.publish_gauges();
                 next_gauge = now + GAUGE_PERIOD;
@@ -155,10 +172,15 @@ impl Slowpath {
             commands,
             journal,
             core_link,
+            hop_updates,
             ..
         } = self;
         if let Some(link) = core_link {
             link.stop();
+        }
+        if let Some(h) = hop_updates {
+            h.stop.store(true, Ordering::Release);
+            let _ = h.refresh.join();
         }
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
@@ -440,6 +462,7 @@ mod tests {
             control: crate::control::channel().1,
             access: access(&[Transport::Udp, Transport::Tcp]),
             core_link: None,
+            hop_updates: None,
         };
         (slowpath, events_tx, commands_rx)
     }

@@ -42,6 +42,7 @@ PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
 # Proxy mode: akagate's core side and SIPp's S-CSCF on the daemon namespace's loopback.
 CORE_LOCAL, SCSCF_IP, SCSCF_PORT = "127.0.0.1:5070", "127.0.0.2", 5080
 ECSCF_IP = "127.0.0.3"  # a second SIPp answering emergency calls as the E-CSCF
+DNS_IP = "127.0.0.5"  # dns.py: NAPTR/SRV/A records of the core
 VISITED = "visited.mnc001.mcc001.3gppnetwork.org"
 PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp", "proxy-network-deregister",
                    "proxy-emergency"]
@@ -85,12 +86,15 @@ class Bed:
                                   sock=self.sock, tls_dir=TLS_DIR))
             if proxy:
                 # SIP to the core over TCP; only the loopback may speak for the core.
-                f.write('\n[ims-core]\nnext-hops = ["sip:%s:%d;transport=tcp"]\n'
+                # The next hops by name, resolved by akagate as RFC 3263 says (NAPTR, SRV,
+                # A) from the DNS server of dns.py.
+                f.write('\n[ims-core]\nnext-hops = ["sip:scscf.ims.test"]\n'
+                        'dns-servers = ["%s"]\n'
                         'local = "%s"\ntrusted = ["127.0.0.0/8"]\n'
                         'visited-network-id = "%s"\n'
-                        'emergency-next-hops = ["sip:%s:%d;transport=tcp"]\n'
+                        'emergency-next-hops = ["sip:ecscf.ims.test:%d;transport=tcp"]\n'
                         'emergency-numbers = ["112"]\nanonymous-emergency = true\n'
-                        % (SCSCF_IP, SCSCF_PORT, CORE_LOCAL, VISITED, ECSCF_IP, SCSCF_PORT))
+                        % (DNS_IP, CORE_LOCAL, VISITED, SCSCF_PORT))
         sh("ip", "-n", self.ns_d, "link", "set", "lo", "up")
 
     def start_daemon(self, akagate):
@@ -143,7 +147,7 @@ def main():
         return 0
     work = tempfile.mkdtemp(prefix="akagate-interop-")
     bed = None
-    scscf = ecscf = None
+    scscf = ecscf = dns = None
     status = 1
     try:
         proxy = args.mode == "proxy"
@@ -157,6 +161,10 @@ def main():
             ecscf = Scscf(work, bed.ns_d, ECSCF_IP, SCSCF_PORT, "tcp", sub, VISITED, "ecscf")
             ecscf.write_vectors(4)
             ecscf.start()
+            dns = subprocess.Popen(["ip", "netns", "exec", bed.ns_d, sys.executable,
+                                    os.path.join(HERE, "dns.py"), DNS_IP, "53"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            time.sleep(0.5)
         bed.start_daemon(args.akagate)
         cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
@@ -194,6 +202,9 @@ def main():
             print("== akagate log (tail)")
             print("".join(open(bed.log).readlines()[-40:]))
     finally:
+        if dns is not None:
+            dns.kill()
+            dns.wait()
         if ecscf is not None:
             ecscf.stop()
         if scscf is not None:

@@ -81,6 +81,11 @@ fn socket_path(arg: Option<PathBuf>) -> Result<PathBuf, String> {
 /// Sends `{"cmd":cmd}` and returns the answer's `cmd` member. The raw answer line is kept in
 /// a zeroizing buffer (a `keys` answer holds keys).
 fn ask(path: &Path, cmd: &str) -> Result<Value, String> {
+    ask_request(path, cmd, &serde_json::json!({ "cmd": cmd }))
+}
+
+/// Sends `request` (whose command is `cmd`) and returns the answer's `cmd` member.
+fn ask_request(path: &Path, cmd: &str, request: &Value) -> Result<Value, String> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot connect to {}: {e}; is akagate running?",
@@ -91,7 +96,7 @@ fn ask(path: &Path, cmd: &str) -> Result<Value, String> {
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
     stream
-        .write_all(format!("{{\"cmd\":\"{cmd}\"}}\n").as_bytes())
+        .write_all(format!("{request}\n").as_bytes())
         .map_err(io)?;
     let mut line = Zeroizing::new(Vec::new());
     BufReader::new(&stream)
@@ -120,6 +125,30 @@ fn ask(path: &Path, cmd: &str) -> Result<Value, String> {
 /// Runs `akactl stats|sas|registrations` (`cmd`) and prints the answer.
 pub fn main(cmd: &str, args: &CtlArgs) -> ExitCode {
     finish(cmd, query(cmd, args))
+}
+
+/// Options of `deregister`.
+#[derive(Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct DeregisterArgs {
+    /// The daemon's control socket (default: $AKAGATE_SOCKET, else the daemon's default paths)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
+    /// The public identity (or IMPI) whose registration ends
+    #[arg(value_name = "IMPU")]
+    pub(crate) impu: String,
+}
+
+/// Runs `akactl deregister IMPU`: the daemon ends that registration (its reg-event
+/// subscribers are notified and its dialogs released through its SAs, then the SAs go).
+pub fn main_deregister(args: &DeregisterArgs) -> ExitCode {
+    let request = serde_json::json!({ "cmd": "deregister", "impu": args.impu });
+    let result = socket_path(args.socket.clone())
+        .and_then(|path| ask_request(&path, "deregister", &request))
+        .map(|body| {
+            let impi = body.get("impi").and_then(Value::as_str).unwrap_or("?");
+            Zeroizing::new(format!("de-registered {impi}\n"))
+        });
+    finish("deregister", result)
 }
 
 /// Runs `akactl keys` and prints or writes the keys.

@@ -43,6 +43,8 @@ enum Command {
     Registrations(ctl::CtlArgs),
     /// ESP keys as a Wireshark esp_sa file (needs [control] allow-key-export = true)
     Keys(ctl::KeysArgs),
+    /// End a UE's registration now (network-initiated: NOTIFY and BYEs through its SAs)
+    Deregister(ctl::DeregisterArgs),
 }
 
 /// Exit status of a subcommand that failed at run time (a usage error is clap's 2).
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Sas(a) => ctl::main("sas", &a),
         Command::Registrations(a) => ctl::main("registrations", &a),
         Command::Keys(a) => ctl::main_keys(&a),
+        Command::Deregister(a) => ctl::main_deregister(&a),
     }
 }
 

@@ -189,3 +189,31 @@ fn without_a_daemon_each_command_fails_clearly_with_status_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains(sock));
 }
+
+#[test]
+fn deregister_ends_a_registration_and_removes_its_sas() {
+    let dir = temp_dir("control-akactl-deregister");
+    let mut h = start(&dir, "");
+    h.ue.learn_arp();
+    h.ue.register(AuthAlg::HmacSha1_96, EncrAlg::AesCbc);
+    h.handle
+        .wait_for(WAIT, |s| s.slowpath.registrations == 1)
+        .unwrap();
+    let sock = h.socket.to_str().unwrap().to_string();
+    // Nobody by that name: exit status 1 and the daemon's reason.
+    let o = akactl(&["deregister", "--socket", &sock, "sip:nobody@example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such registration"));
+    // By its IMPI: gone, and its SA set removed from the workers' table.
+    let out = stdout(&akactl(&["deregister", "--socket", &sock, IMPU]));
+    assert_eq!(out.trim(), format!("de-registered {IMPI}"));
+    h.handle
+        .wait_for(WAIT, |s| {
+            s.slowpath.registrations == 0 && s.sa_installed == 0
+        })
+        .unwrap();
+    assert_eq!(
+        stdout(&akactl(&["sas", "--socket", &sock])).lines().count(),
+        1
+    );
+}

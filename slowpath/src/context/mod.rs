@@ -47,6 +47,9 @@ pub struct CoreConfig {
     /// How often the P-CSCF sends an OPTIONS keep-alive to each registered UE (from port_pc
     /// through the SA); `None` turns keep-alives off.
     pub keepalive_interval: Option<Duration>,
+    /// Consecutive failed keep-alives after which the UE is taken for gone and its
+    /// registration ends (reg-event `deactivated`); 0: never.
+    pub keepalive_failures: u32,
     /// Proxy mode: the IMS core REGISTERs are relayed to (`None`: the embedded registrar).
     pub upstream: Option<crate::upstream::Upstream>,
     /// Outstanding challenges per IMPI (one per source address); beyond it the oldest
@@ -82,6 +85,7 @@ impl Default for CoreConfig {
             timers: TimerConfig::default(),
             timer_c: Duration::from_secs(181),
             keepalive_interval: None,
+            keepalive_failures: 0,
             upstream: None,
             max_pending_per_impi: 4,
             max_pending_per_source: 64,
@@ -130,6 +134,10 @@ akagate_proto::counter_values! {
     keepalives_answered: Counter,
     /// Keep-alives that timed out, got 408 / 503, or could not be sent.
     keepalive_failures: Counter,
+    /// Registrations ended by the operator (`akactl deregister`).
+    operator_deregistrations: Counter,
+    /// Registrations ended after `keepalive-failures` keep-alives in a row failed.
+    keepalive_deregistrations: Counter,
     /// reg-event NOTIFYs that failed (timeout, connection failure, non-2xx).
     notify_failures: Counter,
     /// Dialogs the P-CSCF released with BYE because a party's registration ended.

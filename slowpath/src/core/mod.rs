@@ -208,6 +208,41 @@ impl Core {
         proxy.forget_keepalive(&mut cx, key);
     }
 
+    /// Proxy mode: the next hops and E-CSCFs as the daemon resolved them now (RFC 3263;
+    /// names are re-resolved as their records expire). Transactions already under way keep
+    /// their hop.
+    pub fn set_next_hops(
+        &mut self,
+        next_hops: Vec<crate::upstream::NextHop>,
+        emergency: Vec<crate::upstream::NextHop>,
+    ) {
+        if let Some(up) = self.shared.cfg.upstream.as_mut() {
+            up.next_hops = next_hops;
+            up.emergency_next_hops = emergency;
+        }
+    }
+
+    /// Network-initiated de-registration by the operator (`akactl deregister`): the
+    /// registration of `identity` (an IMPU or the IMPI) ends at once — its reg-event
+    /// subscribers get a NOTIFY `deactivated` and its dialogs a BYE through its SAs, then the
+    /// SAs are removed (TS 24.229 5.2.8.1.2 / 5.2.5.1). Returns its IMPI and the commands, or
+    /// `None` when nothing of that identity is registered. In proxy mode the S-CSCF is not
+    /// told: the UE's next REGISTER starts over.
+    pub fn deregister_identity(
+        &mut self,
+        identity: &str,
+        now: Instant,
+    ) -> Option<(String, Vec<WorkerCommand>)> {
+        let key = self.registrar.key_of_identity(identity)?.to_string();
+        let impi = self.registrar.impi(&key).unwrap_or(&key).to_string();
+        let mut out = Vec::new();
+        self.shared.stats.operator_deregistrations += 1;
+        self.on_registration_ending(&key, RegEnd::Deactivated, now, &mut out);
+        self.drop_registration(&key, &mut out);
+        self.process_events(now, &mut out);
+        Some((impi, out))
+    }
+
     /// Handles one event from a worker.
     pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
@@ -241,7 +276,23 @@ impl Core {
             }
         }
         self.process_events(now, &mut out);
+        self.end_unreachable(now, &mut out);
         out
+    }
+
+    /// Ends the registrations whose keep-alives failed `keepalive_failures` times in a row:
+    /// the UE is gone (TS 24.229 leaves the policy to the P-CSCF); its SAs go, reg-event
+    /// subscribers learn `deactivated`.
+    fn end_unreachable(&mut self, now: Instant, out: &mut Vec<WorkerCommand>) {
+        for key in self.proxy.take_unreachable() {
+            if self.registrar.binding(&key).is_none() {
+                continue;
+            }
+            self.shared.stats.keepalive_deregistrations += 1;
+            tracing::info!("{key}: keep-alives unanswered; registration ended");
+            self.on_registration_ending(&key, RegEnd::Deactivated, now, out);
+            self.drop_registration(&key, out);
+        }
     }
 
     /// A TCP connection ended: a flow-bound registration (or challenge) on it ends with it
@@ -367,6 +418,7 @@ impl Core {
         self.process_events(now, &mut out);
         self.expire(now, &mut out);
         self.process_events(now, &mut out);
+        self.end_unreachable(now, &mut out);
         out
     }
 

@@ -27,6 +27,12 @@ pub(crate) struct KeepAlive {
 }
 
 impl Proxy {
+    /// The registrations whose keep-alives failed `keepalive-failures` times in a row since
+    /// the last call: the core ends them.
+    pub(crate) fn take_unreachable(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.unreachable)
+    }
+
     /// Arms registration `key`'s keep-alive one interval from `now`, unless it is armed or
     /// keep-alives are off.
     pub(crate) fn arm_keepalive(&mut self, cx: &mut Cx<'_>, key: &str, now: Instant) {
@@ -129,6 +135,10 @@ impl Proxy {
             let failures = ka.failures;
             let impi = cx.registrar.impi(key).unwrap_or(key);
             tracing::info!("keep-alive to {impi} failed ({failures} in a row)");
+            let limit = cx.shared.cfg.keepalive_failures;
+            if limit > 0 && failures >= limit {
+                self.unreachable.push(key.to_string());
+            }
         }
     }
 }

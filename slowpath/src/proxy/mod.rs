@@ -49,6 +49,8 @@ pub(crate) struct Proxy {
     /// Proxy mode: Call-ID -> the unprotected flow of an anonymous emergency session's
     /// caller (TS 24.229 5.2.10.4), for the requests of that dialog in both directions.
     anonymous_emergency: HashMap<String, Flow>,
+    /// Registrations whose keep-alives failed too often, for the core to end.
+    unreachable: Vec<String>,
 }
 
 impl Proxy {

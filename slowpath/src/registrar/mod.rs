@@ -132,6 +132,23 @@ impl Registrar {
         self.regs.get(key).map(|r| r.impus.as_slice())
     }
 
+    /// The registration with public identity `impu` (compared without case and without URI
+    /// parameters) or private identity `impu`: a linear search, for operators' commands.
+    pub fn key_of_identity(&self, identity: &str) -> Option<&str> {
+        let bare = |u: &str| {
+            u.split([';', '?'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        };
+        let wanted = bare(identity);
+        self.regs
+            .iter()
+            .find(|(k, r)| **k == wanted || r.impus.iter().any(|u| bare(u) == wanted))
+            .map(|(k, _)| k.as_str())
+    }
+
     /// Replaces the public identities of `key` (proxy mode: the P-Associated-URIs of the 200).
     pub fn set_impus(&mut self, key: &str, impus: Vec<String>) {
         if let Some(reg) = self.regs.get_mut(key) {

@@ -44,14 +44,66 @@ pub enum NextHopError {
     /// Not a `sip:` URI.
     #[error("not a sip: URI")]
     NotSip,
-    /// A host name: RFC 3263 resolution is not built yet, so an address is needed.
-    #[error(
-        "host names are not resolved (RFC 3263 NAPTR/SRV is not supported yet); give an IP address"
-    )]
+    /// A host name where an address is needed.
+    #[error("a host name is not an address")]
     HostName,
+    /// Not a valid host name.
+    #[error("not a valid host name")]
+    BadName,
     /// `transport=` names something other than udp or tcp.
     #[error("transport must be udp or tcp")]
     Transport,
+}
+
+/// A configured next hop: an address, or a name resolved as RFC 3263 says (NAPTR, SRV,
+/// A/AAAA; the daemon resolves it, the core only ever sees addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HopTarget {
+    /// `sip:ADDRESS[:PORT]`.
+    Address(NextHop),
+    /// `sip:NAME[:PORT][;transport=..]`.
+    Name {
+        /// The domain name (lower case, no trailing dot).
+        name: String,
+        /// The port the URI names (no SRV lookup then, RFC 3263 4.2).
+        port: Option<u16>,
+        /// The transport the URI names (no NAPTR lookup then, RFC 3263 4.1).
+        transport: Option<Transport>,
+    },
+}
+
+impl HopTarget {
+    /// Parses `sip:HOST[:PORT][;transport=udp|tcp]`.
+    pub fn parse(uri: &str) -> Result<HopTarget, NextHopError> {
+        match NextHop::parse(uri) {
+            Ok(hop) => Ok(HopTarget::Address(hop)),
+            Err(NextHopError::HostName) => {
+                let u = Uri::parse(uri.trim()).map_err(|_| NextHopError::NotSip)?;
+                let Some(Host::Name(name)) = u.host else {
+                    return Err(NextHopError::NotSip);
+                };
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                let label_ok = |l: &str| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                };
+                if name.len() > 253 || !name.split('.').all(label_ok) {
+                    return Err(NextHopError::BadName);
+                }
+                let transport = match u.params.value("transport") {
+                    None => None,
+                    Some(t) => Some(Transport::from_token(t).ok_or(NextHopError::Transport)?),
+                };
+                Ok(HopTarget::Name {
+                    name,
+                    port: u.port,
+                    transport,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl NextHop {
@@ -81,7 +133,10 @@ impl NextHop {
 /// The core side of proxy mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
-    /// Next hops in priority order; the next one is tried when one fails (RFC 3263 4.3).
+    /// Next hops as configured (addresses and names), in priority order.
+    pub targets: Vec<HopTarget>,
+    /// Next hops in priority order, names resolved; the next one is tried when one fails
+    /// (RFC 3263 4.3).
     pub next_hops: Vec<NextHop>,
     /// Our core-facing address and SIP port (UDP and TCP).
     pub local: SocketAddr,
@@ -89,9 +144,13 @@ pub struct Upstream {
     pub trusted: Vec<IpNet>,
     /// `P-Visited-Network-ID` added to REGISTERs (TS 24.229 5.2.2.1); empty: none.
     pub visited_network_id: String,
-    /// The E-CSCF(s) emergency requests go to (TS 24.229 5.2.10), in priority order; empty:
-    /// emergency requests are answered 380.
+    /// The E-CSCF(s) as configured (addresses and names).
+    pub emergency_targets: Vec<HopTarget>,
+    /// The E-CSCF(s) emergency requests go to (TS 24.229 5.2.10), in priority order, names
+    /// resolved; empty: emergency requests are answered 380.
     pub emergency_next_hops: Vec<NextHop>,
+    /// DNS servers for the names among the targets (empty: the host's resolv.conf).
+    pub dns_servers: Vec<IpAddr>,
     /// Emergency numbers besides `urn:service:sos` (local dial strings such as 112, 911).
     pub emergency_numbers: Vec<String>,
     /// Emergency sessions from UEs that are not registered (unprotected, no identity
@@ -101,6 +160,25 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The addresses among `targets`, in order (what is usable before any name resolves).
+    pub fn literal_hops(targets: &[HopTarget]) -> Vec<NextHop> {
+        targets
+            .iter()
+            .filter_map(|t| match t {
+                HopTarget::Address(h) => Some(h.clone()),
+                HopTarget::Name { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Whether any target is a name to resolve.
+    pub fn has_names(&self) -> bool {
+        self.targets
+            .iter()
+            .chain(&self.emergency_targets)
+            .any(|t| matches!(t, HopTarget::Name { .. }))
+    }
+
     /// Whether `flow` is on the core side (our core-facing address), not a UE's.
     pub fn is_core_flow(&self, flow: &Flow) -> bool {
         flow.local == self.local.ip()
@@ -234,6 +312,9 @@ mod tests {
             trusted: vec!["10.1.0.0/16".parse().unwrap()],
             visited_network_id: String::new(),
             emergency_next_hops: Vec::new(),
+            targets: Vec::new(),
+            emergency_targets: Vec::new(),
+            dns_servers: Vec::new(),
             emergency_numbers: Vec::new(),
             anonymous_emergency: false,
         }
@@ -281,6 +362,25 @@ mod tests {
         assert_eq!(
             NextHop::parse("sip:icscf.ims.example"),
             Err(NextHopError::HostName)
+        );
+        assert_eq!(
+            HopTarget::parse("sip:ICSCF.ims.example.;transport=tcp"),
+            Ok(HopTarget::Name {
+                name: "icscf.ims.example".into(),
+                port: None,
+                transport: Some(Transport::Tcp)
+            })
+        );
+        assert_eq!(
+            HopTarget::parse("sip:10.0.0.2:5070"),
+            Ok(HopTarget::Address(NextHop {
+                addr: "10.0.0.2:5070".parse().unwrap(),
+                transport: None
+            }))
+        );
+        assert_eq!(
+            HopTarget::parse("sip:bad_name.example"),
+            Err(NextHopError::BadName)
         );
         assert_eq!(NextHop::parse("tel:+1555"), Err(NextHopError::NotSip));
         assert_eq!(
