@@ -101,6 +101,34 @@ pub struct Config {
     pub ims_core: Option<Upstream>,
     /// Bounds on unauthenticated work and on the SQN journal (`[limits]`).
     pub limits: Limits,
+    /// Certificate, key and client-auth policy of the TLS sip-ports (`[tls]`); present
+    /// exactly when a sip-port uses `transport-protocol = ["tls"]`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The TLS server identity and client-auth policy (`[tls]`, RFC 3261 26.2). Relative paths
+/// are resolved against the config file's directory; the files are read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, end entity first.
+    pub certificate: PathBuf,
+    /// PEM private key of the certificate.
+    pub key: PathBuf,
+    /// Whether clients present a certificate.
+    pub client_auth: ClientAuthPolicy,
+    /// PEM CA certificates client certificates must chain to (`optional`, `required`).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[tls] client-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthPolicy {
+    /// No client certificate is asked for (the UE authenticates with IMS-AKA).
+    None,
+    /// Asked for; if sent it must chain to `client-ca`.
+    Optional,
+    /// Required, chaining to `client-ca`.
+    Required,
 }
 
 /// One listening SIP port.
@@ -115,6 +143,9 @@ pub struct SipPort {
     pub transports: Vec<Transport>,
     /// Index into [`Config::ims_aka_profiles`].
     pub ims_aka_profile: usize,
+    /// SIP over TLS (`transport-protocol = ["tls"]`): TCP connections carrying TLS;
+    /// `transports` is then `[Tcp]`.
+    pub tls: bool,
 }
 
 /// A SIP transport protocol (the contract crate's one enum).
@@ -429,6 +460,14 @@ impl Config {
                 *file = dir.join(&*file);
             }
         }
+        if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.parent()) {
+            let files = [&mut tls.certificate, &mut tls.key];
+            for file in files.into_iter().chain(tls.client_ca.as_mut()) {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -439,7 +478,11 @@ impl Config {
             self.sip_ports
                 .iter()
                 .map(|p| {
-                    let transports: Vec<&str> = p.transports.iter().map(|t| t.token()).collect();
+                    let mut transports: Vec<&str> =
+                        p.transports.iter().map(|t| t.token()).collect();
+                    if p.tls {
+                        transports = vec!["tls"];
+                    }
                     let profile = self
                         .ims_aka_profiles
                         .get(p.ims_aka_profile)
@@ -554,6 +597,16 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     ims_core: Option<RawImsCore>,
     limits: Option<RawLimits>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTls {
+    certificate: S<String>,
+    key: S<String>,
+    client_auth: Option<S<String>>,
+    client_ca: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -767,6 +820,7 @@ impl Validator<'_> {
             None => Some(None),
         };
         let limits = self.limits(raw.limits.as_ref());
+        let tls = self.tls(raw.tls.as_ref(), sip_ports.as_deref(), &raw.sip_ports);
         Some(Config {
             sip_ports: sip_ports?,
             ims_aka_profiles: profiles?,
@@ -786,6 +840,7 @@ impl Validator<'_> {
             metrics: metrics?,
             ims_core: ims_core?,
             limits: limits?,
+            tls: tls?,
         })
     }
 
@@ -1235,16 +1290,37 @@ impl Validator<'_> {
                     ok = false;
                 }
             }
-            let transports = match &p.transport_protocol {
-                Some(list) => {
-                    self.token_list(list, &key("transport-protocol"), "udp, tcp", |s| match s {
-                        "udp" => Some(Transport::Udp),
-                        "tcp" => Some(Transport::Tcp),
-                        _ => None,
-                    })
-                }
-                None => Some(vec![Transport::Udp, Transport::Tcp]),
-            };
+            // (transport, over TLS)
+            let transports =
+                match &p.transport_protocol {
+                    Some(list) => {
+                        self.token_list(list, &key("transport-protocol"), "udp, tcp, tls", |s| {
+                            match s {
+                                "udp" => Some((Transport::Udp, false)),
+                                "tcp" => Some((Transport::Tcp, false)),
+                                "tls" => Some((Transport::Tcp, true)),
+                                _ => None,
+                            }
+                        })
+                        .and_then(|t| {
+                            // TLS and clear SIP cannot be told apart on one port before the first
+                            // bytes; RFC 3261 26.2 gives TLS its own port (5061).
+                            if t.len() > 1 && t.iter().any(|&(_, tls)| tls) {
+                                self.error(
+                                    &list.span(),
+                                    format!(
+                                        "{}: \"tls\" must be alone on its port; list TLS as a \
+                                     sip-ports entry of its own (usually port 5061)",
+                                        key("transport-protocol")
+                                    ),
+                                );
+                                return None;
+                            }
+                            Some(t)
+                        })
+                    }
+                    None => Some(vec![(Transport::Udp, false), (Transport::Tcp, false)]),
+                };
             // TS 33.203 6.3 / TS 24.229 5.2.6.1: only REGISTER passes outside the SAs; the core
             // answers anything else from an unregistered source 403. The key states that
             // policy; it has no other value.
@@ -1295,7 +1371,8 @@ impl Validator<'_> {
                     out.push(SipPort {
                         address,
                         port,
-                        transports,
+                        tls: transports.iter().any(|&(_, tls)| tls),
+                        transports: transports.into_iter().map(|(t, _)| t).collect(),
                         ims_aka_profile: p,
                     })
                 }
@@ -1514,6 +1591,90 @@ impl Validator<'_> {
             backend: backend?,
             queues: queues?,
         })
+    }
+
+    /// `[tls]`: required by, and only allowed with, a TLS sip-port; `client-ca` exactly when
+    /// client certificates are asked for. `Some(None)`: no TLS.
+    fn tls(
+        &mut self,
+        raw: Option<&RawTls>,
+        ports: Option<&[SipPort]>,
+        raw_ports: &S<Vec<RawSipPort>>,
+    ) -> Option<Option<TlsConfig>> {
+        let first_tls = ports.and_then(|p| p.iter().position(|p| p.tls));
+        let Some(raw) = raw else {
+            if let Some(i) = first_tls {
+                let span = raw_ports.get_ref()[i].port.span();
+                self.error(
+                    &span,
+                    format!("sip-ports[{i}]: transport \"tls\" needs a [tls] section (certificate, key)"),
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        if ports.is_some() && first_tls.is_none() {
+            self.error(
+                &raw.certificate.span(),
+                "tls: no sip-ports entry uses transport-protocol = [\"tls\"]".into(),
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut path = |this: &mut Self, v: &S<String>, key: &str| {
+            if v.get_ref().is_empty() {
+                this.error(&v.span(), format!("tls.{key}: must not be empty"));
+                ok = false;
+            }
+            PathBuf::from(v.get_ref())
+        };
+        let certificate = path(self, &raw.certificate, "certificate");
+        let key = path(self, &raw.key, "key");
+        let client_ca = raw.client_ca.as_ref().map(|c| path(self, c, "client-ca"));
+        let client_auth = match raw.client_auth.as_ref() {
+            None => ClientAuthPolicy::None,
+            Some(s) => match s.get_ref().as_str() {
+                "none" => ClientAuthPolicy::None,
+                "optional" => ClientAuthPolicy::Optional,
+                "required" => ClientAuthPolicy::Required,
+                other => {
+                    self.error(
+                        &s.span(),
+                        format!(
+                            "tls.client-auth: unknown value \"{other}\" (expected one of none, \
+                             optional, required)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        match (client_auth, &client_ca, &raw.client_ca) {
+            (ClientAuthPolicy::None, Some(_), Some(s)) => {
+                self.error(
+                    &s.span(),
+                    "tls.client-ca: only used with client-auth = \"optional\" or \"required\""
+                        .into(),
+                );
+                return None;
+            }
+            (ClientAuthPolicy::Optional | ClientAuthPolicy::Required, None, _) => {
+                self.error(
+                    &raw.certificate.span(),
+                    "tls: client-auth asks for client certificates; client-ca must name the CA \
+                     file they chain to"
+                        .into(),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        ok.then_some(Some(TlsConfig {
+            certificate,
+            key,
+            client_auth,
+            client_ca,
+        }))
     }
 
     fn subscribers(&mut self, raw: &RawSubscribers) -> Option<PathBuf> {
@@ -1920,6 +2081,87 @@ ipv4 = ["10.0.0.1"]
         assert!(c.ims_aka_profiles[0].sec_agree_required);
         assert_eq!(c.sip_limits, DEFAULT_SIP_LIMITS);
         assert_eq!(c.limits, DEFAULT_LIMITS);
+    }
+
+    /// A TLS sip-port at 10.0.0.1:5061 appended to the defaults, with `tls` as its `[tls]`.
+    fn with_tls(transports: &str, tls: &str) -> String {
+        format!(
+            "{DEFAULT_CONFIG}\n[[sip-ports]]\naddress = \"10.0.0.1\"\nport = 5061\n\
+             transport-protocol = {transports}\nims-aka-profile = \"default\"\n{tls}"
+        )
+    }
+
+    fn messages(src: &str) -> Vec<String> {
+        parse(src)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn tls_sip_port_and_section() {
+        let src = with_tls(
+            r#"["tls"]"#,
+            "[tls]\ncertificate = \"pcscf.pem\"\nkey = \"pcscf.key\"\nclient-auth = \"required\"\n\
+             client-ca = \"ca.pem\"\n",
+        );
+        let c = parse(&src).unwrap();
+        let p = &c.sip_ports[2];
+        assert!(p.tls && p.port == 5061);
+        assert_eq!(p.transports, vec![Transport::Tcp]);
+        assert!(c.sip_ports[..2].iter().all(|p| !p.tls));
+        let t = c.tls.unwrap();
+        assert_eq!(t.client_auth, ClientAuthPolicy::Required);
+        assert_eq!(t.client_ca, Some(PathBuf::from("ca.pem")));
+        // Defaults: no client certificates.
+        let src = with_tls(r#"["tls"]"#, "[tls]\ncertificate = \"c\"\nkey = \"k\"\n");
+        assert_eq!(
+            parse(&src).unwrap().tls.unwrap().client_auth,
+            ClientAuthPolicy::None
+        );
+        assert_eq!(Config::default().tls, None);
+    }
+
+    #[test]
+    fn tls_refusals() {
+        let section = "[tls]\ncertificate = \"c\"\nkey = \"k\"\n";
+        assert_eq!(
+            messages(&with_tls(r#"["tcp", "tls"]"#, section)),
+            [
+                "sip-ports[2].transport-protocol: \"tls\" must be alone on its port; list TLS as \
+              a sip-ports entry of its own (usually port 5061)"
+            ]
+        );
+        assert_eq!(
+            messages(&with_tls(r#"["tls"]"#, "")),
+            ["sip-ports[2]: transport \"tls\" needs a [tls] section (certificate, key)"]
+        );
+        assert_eq!(
+            messages(&format!("{DEFAULT_CONFIG}\n{section}")),
+            ["tls: no sip-ports entry uses transport-protocol = [\"tls\"]"]
+        );
+        assert_eq!(
+            messages(&with_tls(
+                r#"["tls"]"#,
+                &format!("{section}client-auth = \"optional\"\n")
+            )),
+            [
+                "tls: client-auth asks for client certificates; client-ca must name the CA file \
+              they chain to"
+            ]
+        );
+        assert_eq!(
+            messages(&with_tls(r#"["tls"]"#, &format!("{section}client-auth = \"maybe\"\n"))),
+            ["tls.client-auth: unknown value \"maybe\" (expected one of none, optional, required)"]
+        );
+        assert_eq!(
+            messages(&with_tls(
+                r#"["tls"]"#,
+                &format!("{section}client-ca = \"ca.pem\"\n")
+            )),
+            ["tls.client-ca: only used with client-auth = \"optional\" or \"required\""]
+        );
     }
 
     #[test]

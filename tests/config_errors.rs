@@ -107,9 +107,16 @@ const CASES: &[(&str, usize, &str, &str, &str)] = &[
     (
         "transport",
         4,
-        "transport-protocol = [\"udp\", \"tls\"]",
+        "transport-protocol = [\"udp\", \"sctp\"]",
         "4:30: ",
-        "sip-ports[0].transport-protocol: unknown value \"tls\"",
+        "sip-ports[0].transport-protocol: unknown value \"sctp\"",
+    ),
+    (
+        "transport_tls_not_alone",
+        4,
+        "transport-protocol = [\"udp\", \"tls\"]",
+        "4:22: ",
+        "sip-ports[0].transport-protocol: \"tls\" must be alone on its port",
     ),
     (
         "transport_empty",

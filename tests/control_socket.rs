@@ -183,7 +183,7 @@ fn bad_requests_get_typed_errors_and_the_connection_serves_several_lines() {
     let b = next();
     assert_eq!(
         b["error"],
-        "unknown command \"reboot\" (known: stats, sas, registrations, keys)"
+        "unknown command \"reboot\" (known: stats, sas, registrations, keys, deregister)"
     );
     assert_eq!(next()["error"], "request has no \"cmd\" string");
     // The blank line is skipped; the next answers are the two queries, in order.

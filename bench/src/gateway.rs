@@ -109,6 +109,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             stack: cfg.stack.clone(),
             reasm: ReasmConfig::default(),
             sip_port: 5060,
+            tls: None,
             burst: 64,
             commands_per_loop: 64,
             max_ues: cfg.max_ues,

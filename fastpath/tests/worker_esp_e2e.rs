@@ -12,8 +12,9 @@ use akagate_fastpath::esp::{InboundSa, OutboundSa};
 use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::stack::ports::transport_ports;
+use akagate_fastpath::stack::tls::{server_config, ClientAuth, TlsListener};
 use akagate_fastpath::stack::{StackConfig, UeStack};
-use akagate_fastpath::worker::{InboundTable, Worker};
+use akagate_fastpath::worker::{InboundTable, Worker, WorkerConfig};
 use akagate_sys::mempair::MemQueue;
 use akagate_sys::{PacketBuf, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
@@ -160,14 +161,18 @@ impl Bed {
     }
 
     fn with(ue_ip: IpAddr, pcscf_ip: IpAddr) -> Bed {
+        Bed::with_worker(ue_ip, pcscf_ip, |_| {})
+    }
+
+    /// A bed whose worker configuration `tweak` adjusts.
+    fn with_worker(ue_ip: IpAddr, pcscf_ip: IpAddr, tweak: impl FnOnce(&mut WorkerConfig)) -> Bed {
         let (ipv4, ipv6) = match pcscf_ip {
             IpAddr::V4(a) => (vec![Ipv4Cidr::new(a, 24)], vec![]),
             IpAddr::V6(a) => (vec![], vec![Ipv6Cidr::new(a, 64)]),
         };
-        let w = worker_on_pair(
-            worker_config(0, PCSCF_MAC, ipv4, ipv6),
-            &PairSizes::default(),
-        );
+        let mut cfg = worker_config(0, PCSCF_MAC, ipv4, ipv6);
+        tweak(&mut cfg);
+        let w = worker_on_pair(cfg, &PairSizes::default());
         let mut stack = UeStack::new(StackConfig::default(), ue_ip, pcscf_ip, w.now).unwrap();
         stack.listen(PORT_US, true, true);
         let ue = UeSim {
@@ -396,6 +401,40 @@ fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
     t.ue.send_ip(&udp_packet(40000, 6000, b"x"));
     t.pump(1);
     assert_eq!(t.count("drop_closed_port"), 1);
+}
+
+/// Clear TCP to the TLS port reaches the UE's stack only when the worker has one (RFC 3261
+/// 26.2): the connection is accepted in clear (no SA), and plain SIP on it, which is no TLS,
+/// resets it and counts `drop_tls` without a SIP event. Without a TLS port the same segments
+/// are dropped as to a closed port.
+#[test]
+fn tls_port_takes_clear_tcp_and_refuses_plain_sip() {
+    const TLS_PORT: u16 = 5061;
+    let config = server_config(
+        include_bytes!("fixtures/tls/server-chain.pem"),
+        include_bytes!("fixtures/tls/server.key"),
+        &ClientAuth::None,
+    )
+    .unwrap();
+    let mut t = Bed::with_worker(UE_V4.into(), PCSCF_V4.into(), |c| {
+        c.tls = Some(TlsListener {
+            port: TLS_PORT,
+            config,
+        })
+    });
+    t.arp();
+    t.ue_send(ue_flow(40000, TLS_PORT), REGISTER, true);
+    t.pump(20);
+    assert!(sips(&t.events()).is_empty());
+    assert_eq!(t.count("drop_tls"), 1);
+    assert_eq!(t.count("drop_closed_port"), 0);
+
+    let mut t = Bed::new();
+    t.arp();
+    t.ue_send(ue_flow(40000, TLS_PORT), REGISTER, true);
+    t.pump(20);
+    assert!(t.count("drop_closed_port") >= 1);
+    assert_eq!(t.count("drop_tls"), 0);
 }
 
 #[test]

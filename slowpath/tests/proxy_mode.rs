@@ -58,6 +58,14 @@ fn core_ip() -> IpAddr {
 
 /// A core in proxy mode towards `hops` (address, `;transport=`).
 fn proxy_bed(hops: &[(&str, Option<Transport>)]) -> Testbed {
+    proxy_bed_with(hops, |_| {})
+}
+
+/// [`proxy_bed`] with the rest of the configuration adjusted by `tweak`.
+fn proxy_bed_with(
+    hops: &[(&str, Option<Transport>)],
+    tweak: impl FnOnce(&mut akagate_slowpath::CoreConfig),
+) -> Testbed {
     let next_hops = hops
         .iter()
         .map(|&(a, transport)| NextHop {
@@ -77,7 +85,8 @@ fn proxy_bed(hops: &[(&str, Option<Transport>)]) -> Testbed {
             dns_servers: Vec::new(),
             emergency_numbers: Vec::new(),
             anonymous_emergency: false,
-        })
+        });
+        tweak(c);
     })
 }
 
@@ -1453,4 +1462,67 @@ fn in_dialog_request_keeps_the_route_entries_below_ours() {
         format!("{scscf}, {core}, {callee_access}")
     );
     let _ = hop;
+}
+
+/// Proxy mode on the TLS port (RFC 3329 2.2): a REGISTER offering `tls` on a TLS connection
+/// is relayed; the core's 401 reaches the UE with `Security-Server: tls;q=0.1` and no SAs are
+/// installed (the set is bound to the connection); the answer must echo it in
+/// `Security-Verify` (403 otherwise, not relayed), and is relayed when it does.
+#[test]
+fn tls_mechanism_is_agreed_in_proxy_mode() {
+    let mut t = proxy_bed_with(&[(HOP0, Some(Transport::Udp))], |c| c.tls_port = Some(5061));
+    let ue = Ue::new(&mut t, 0, 7000);
+    let flow = Flow {
+        local_port: 5061,
+        proto: Transport::Tcp,
+        ..ue.unprotected_flow()
+    };
+    let sc = ue.security_client();
+    let reg = initial_register(&ue).replace(&sc, &format!("{sc}, tls"));
+    let out = t.sip(flow, None, &reg);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (hop, fwd) = sent(&out[0]);
+    let c401 = scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1));
+    let out = t.sip(hop, None, &c401);
+    assert_eq!(out.len(), 1, "the 401 only, no InstallSaSet: {out:?}");
+    let (to, r401) = sent(&out[0]);
+    assert_eq!(to, flow);
+    assert_eq!(
+        header(&r401, "Security-Server").as_deref(),
+        Some("tls;q=0.1")
+    );
+    // The answer on the same connection: Security-Verify must be what we sent.
+    let answer = |verify: &str, branch: &str| {
+        reg.replace("branch=z9hG4bKreg1", branch)
+            .replace("CSeq: 1 ", "CSeq: 2 ")
+            .replace(
+                "Content-Length: 0",
+                &format!("Security-Verify: {verify}\r\nContent-Length: 0"),
+            )
+    };
+    let out = t.sip(flow, None, &answer("tls;q=0.5", "branch=z9hG4bKreg2"));
+    assert_eq!(out.len(), 1, "{out:?}");
+    answer_to(&out[0], flow, "403 Security-Verify mismatch");
+    // That attempt's set is gone; a new challenge, then the right echo is relayed.
+    let out = t.sip(
+        flow,
+        None,
+        &reg.replace("branch=z9hG4bKreg1", "branch=z9hG4bKreg3"),
+    );
+    let (hop, fwd) = sent(&out[0]);
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    assert_eq!(
+        header(&sent(&out[0]).1, "Security-Server").as_deref(),
+        Some("tls;q=0.1")
+    );
+    let out = t.sip(flow, None, &answer("tls;q=0.1", "branch=z9hG4bKreg4"));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (to, fwd) = sent(&out[0]);
+    assert_eq!(to, hop, "relayed to the core: {fwd}");
+    assert!(fwd.starts_with("REGISTER "), "{fwd}");
+    assert_eq!(header(&fwd, "Security-Verify"), None);
 }

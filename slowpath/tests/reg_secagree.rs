@@ -324,3 +324,85 @@ fn ipsec_registration_outlives_its_connections() {
     assert_eq!(t.core.registered(), 1);
     assert_eq!(t.core.stats().flow_registrations_closed, 0);
 }
+
+/// The P-CSCF's SIP-over-TLS port in these tests (RFC 3261 26.2).
+const TLS_PORT: u16 = 5061;
+
+/// The UE's TLS connection to our TLS port.
+fn tls_flow(ue: &Ue) -> Flow {
+    Flow {
+        local_port: TLS_PORT,
+        proto: Transport::Tcp,
+        ..ue.unprotected_flow()
+    }
+}
+
+/// On a TLS connection, a UE offering `tls` (with or without IPsec offers) agrees on `tls`
+/// (RFC 3329 2.2, 2.3.1): the 401 carries `Security-Server: tls;q=0.1` and installs no SAs;
+/// the answer must echo it in `Security-Verify` and then binds the registration to that
+/// connection; a request on another connection gets 403. sec-agree stays required.
+#[test]
+fn tls_mechanism_is_agreed_on_the_tls_port() {
+    for verify in ["tls;q=0.1", "tls;q=0.5"] {
+        let mut t = Testbed::with_config(|c| c.tls_port = Some(TLS_PORT));
+        let ue = Ue::new(&mut t, 0, 7000);
+        let (dummy, _) = Ue::new(&mut t, 2, 11000).initial(&mut t);
+        let flow = tls_flow(&ue);
+        let sc = ue.security_client();
+        let offer = format!("{sc}, tls");
+        let out = t.sip(flow, None, &ue.initial_register().replace(&sc, &offer));
+        assert_eq!(out.len(), 1, "only the 401, no InstallSaSet: {out:?}");
+        let (to, r401) = sent(&out[0]);
+        assert_eq!(to, flow);
+        assert!(r401.starts_with("SIP/2.0 401 "), "{r401}");
+        assert_eq!(
+            header(&r401, "Security-Server").as_deref(),
+            Some("tls;q=0.1")
+        );
+        let nonce = param(&header(&r401, "WWW-Authenticate").unwrap(), "nonce").unwrap();
+        let res = set1_usim_res(&nonce);
+        let reg2 = ue
+            .protected_register(&dummy, &nonce, &res, Some(verify))
+            .replace(&sc, &offer);
+        let out = t.sip(flow, None, &reg2);
+        let (to, answer) = sent(&out[0]);
+        assert_eq!(to, flow);
+        if verify != "tls;q=0.1" {
+            // RFC 3329 2.3.1: Security-Verify must be the Security-Server sent.
+            assert!(!answer.starts_with("SIP/2.0 200 "), "{answer}");
+            continue;
+        }
+        assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+        // The registration is the connection's: a request on another one is refused.
+        let opts = ue.options(&dummy);
+        let other = Flow {
+            ue_port: 5090,
+            ..flow
+        };
+        let out = t.sip(other, None, &opts);
+        assert!(sent(&out[0]).1.starts_with("SIP/2.0 403 "), "{out:?}");
+        let out = t.sip(flow, None, &opts.replace("z9hG4bKopt", "z9hG4bKopt2"));
+        assert!(
+            out.iter()
+                .map(sent)
+                .all(|(_, m)| !m.starts_with("SIP/2.0 403")),
+            "{out:?}"
+        );
+    }
+}
+
+/// `tls` is agreed only on the TLS port: offered alone on the clear SIP port it fits no
+/// profile entry (494).
+#[test]
+fn tls_mechanism_outside_the_tls_port_is_refused() {
+    let mut t = Testbed::with_config(|c| c.tls_port = Some(TLS_PORT));
+    let ue = Ue::new(&mut t, 0, 7000);
+    let sc = ue.security_client();
+    let out = t.sip(
+        ue.unprotected_flow(),
+        None,
+        &ue.initial_register().replace(&sc, "tls"),
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(sent(&out[0]).1.starts_with("SIP/2.0 494 "), "{out:?}");
+}

@@ -136,6 +136,9 @@ pub enum StartError {
         /// Why.
         source: HssError,
     },
+    /// The TLS certificate, key or client CA could not be read or do not fit together.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The SA table could not be created.
     #[error("SA table: {0}")]
     SaTable(#[source] SadError),
@@ -250,6 +253,7 @@ impl Daemon {
             ))));
         }
         let sip_port = setup::sip_port(config)?;
+        let tls = setup::tls_listener(config)?;
         let mut core_config = setup::core_config(config)?;
         // Proxy mode's next hops given as names: resolved now (RFC 3263), then refreshed by
         // a thread of their own; the core only ever sees addresses.
@@ -335,7 +339,7 @@ impl Daemon {
                 None
             };
             let thread = worker::WorkerThread {
-                cfg: setup::worker_config(config, id, &link, sip_port),
+                cfg: setup::worker_config(config, id, &link, sip_port, tls.clone()),
                 queue,
                 peers: (nworkers > 1).then(|| (steering.clone(), handoff.clone())),
                 table: table.clone(),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use akagate_fastpath::ipc::{Flow, Transport};
 use akagate_fastpath::l2::L2Config;
 use akagate_fastpath::reasm::ReasmConfig;
+use akagate_fastpath::stack::tls::{self, ClientAuth, TlsListener};
 use akagate_fastpath::stack::StackConfig;
 use akagate_fastpath::worker::WorkerConfig;
 use akagate_slowpath::hss::Hss;
@@ -19,7 +20,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 
 use super::journal::SqnJournal;
 use super::StartError;
-use crate::config::Config;
+use crate::config::{ClientAuthPolicy, Config};
 
 /// Frames per receive burst (DPDK ipsec-secgw and VPP use 32-64).
 const BURST: usize = 32;
@@ -37,8 +38,6 @@ const NEIGHBOR_SLACK: usize = 64;
 /// Smallest inner MTU handed to the stacks (IPv6's minimum link MTU, RFC 8200 5).
 const MIN_INNER_MTU: usize = 1280;
 
-/// The unprotected SIP port the workers listen on. The worker serves one such port for all
-/// addresses, so every `[[sip-ports]]` entry must use the same number.
 /// The worker's limits of the unprotected SIP port from `[sip-limits]`.
 fn sip_limits(l: &crate::config::SipLimits) -> akagate_fastpath::worker::SipPortLimits {
     akagate_fastpath::worker::SipPortLimits {
@@ -51,20 +50,60 @@ fn sip_limits(l: &crate::config::SipLimits) -> akagate_fastpath::worker::SipPort
     }
 }
 
+/// The unprotected SIP port the workers listen on. The worker serves one such port for all
+/// addresses, so every `[[sip-ports]]` entry without TLS must use the same number.
 pub(super) fn sip_port(config: &Config) -> Result<u16, StartError> {
-    let first = config
-        .sip_ports
-        .first()
-        .map(|p| p.port)
-        .ok_or_else(|| StartError::Unsupported("no [[sip-ports]] entry".into()))?;
-    match config.sip_ports.iter().find(|p| p.port != first) {
-        None => Ok(first),
+    one_port(config, false)?
+        .ok_or_else(|| StartError::Unsupported("no [[sip-ports]] entry without TLS".into()))
+}
+
+/// The one port number of the `[[sip-ports]]` entries with (`tls`) or without TLS, if any.
+fn one_port(config: &Config, tls: bool) -> Result<Option<u16>, StartError> {
+    let mut ports = config.sip_ports.iter().filter(|p| p.tls == tls);
+    let Some(first) = ports.next().map(|p| p.port) else {
+        return Ok(None);
+    };
+    match ports.find(|p| p.port != first) {
+        None => Ok(Some(first)),
         Some(p) => Err(StartError::Unsupported(format!(
-            "sip-ports use ports {first} and {}; the fast path serves one unprotected SIP port \
-             on all addresses",
+            "{}sip-ports use ports {first} and {}; the fast path serves one such port on all \
+             addresses",
+            if tls { "TLS " } else { "" },
             p.port
         ))),
     }
+}
+
+/// The TLS sip-port and its rustls server configuration, built from the `[tls]` files: a
+/// missing or unreadable file, a file without PEM, or a key that does not match the
+/// certificate is a start error.
+pub(super) fn tls_listener(config: &Config) -> Result<Option<TlsListener>, StartError> {
+    let (Some(port), Some(t)) = (one_port(config, true)?, config.tls.as_ref()) else {
+        return Ok(None);
+    };
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).map_err(|e| StartError::Tls(format!("{what} {}: {e}", p.display())))
+    };
+    let chain = read(&t.certificate, "certificate")?;
+    let key = read(&t.key, "key")?;
+    let ca = t
+        .client_ca
+        .as_deref()
+        .map(|p| read(p, "client-ca"))
+        .transpose()?;
+    let auth = match (t.client_auth, ca) {
+        (ClientAuthPolicy::Optional, Some(ca)) => ClientAuth::Optional(ca),
+        (ClientAuthPolicy::Required, Some(ca)) => ClientAuth::Required(ca),
+        _ => ClientAuth::None,
+    };
+    let config = tls::server_config(&chain, &key, &auth).map_err(|e| {
+        StartError::Tls(format!(
+            "certificate {}, key {}: {e}",
+            t.certificate.display(),
+            t.key.display()
+        ))
+    })?;
+    Ok(Some(TlsListener { port, config }))
 }
 
 /// The IMS-AKA profile the core applies. The core holds one profile, so all `[[sip-ports]]`
@@ -132,6 +171,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         register_rate_per_source: l.register_rate_per_source,
         register_rate_total: l.register_rate_total,
         retry_after: l.retry_after,
+        tls_port: one_port(config, true)?,
     })
 }
 
@@ -139,7 +179,12 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
 /// transport-protocol`); an address without an entry accepts none.
 pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
     let mut by_address: Vec<(IpAddr, Vec<Transport>)> = Vec::new();
-    for p in &config.sip_ports {
+    let tls_port = config.sip_ports.iter().find(|p| p.tls).map(|p| p.port);
+    let tls = tls_port.map(|port| {
+        let addrs = config.sip_ports.iter().filter(|p| p.tls).map(|p| p.address);
+        (port, addrs.collect())
+    });
+    for p in config.sip_ports.iter().filter(|p| !p.tls) {
         let protos = p.transports.iter().copied();
         match by_address.iter_mut().find(|(a, _)| *a == p.address) {
             Some((_, v)) => v.extend(protos),
@@ -149,6 +194,7 @@ pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
     SipAccess {
         sip_port,
         by_address,
+        tls,
     }
 }
 
@@ -159,12 +205,20 @@ pub(super) fn sip_access(config: &Config, sip_port: u16) -> SipAccess {
 pub(super) struct SipAccess {
     sip_port: u16,
     by_address: Vec<(IpAddr, Vec<Transport>)>,
+    /// The TLS port and the addresses it is configured on (TCP only).
+    tls: Option<(u16, Vec<IpAddr>)>,
 }
 
 impl SipAccess {
     /// Whether a message on `flow` may go to the core: anything not on the unprotected SIP
     /// port (the SAs' ports follow the registration), and on it only a configured transport.
     pub fn allows(&self, flow: &Flow) -> bool {
+        if let Some((port, addrs)) = self.tls.as_ref().filter(|(p, _)| *p == flow.local_port) {
+            // The workers serve the TLS port on every address.
+            return *port == flow.local_port
+                && flow.proto == Transport::Tcp
+                && addrs.contains(&flow.local);
+        }
         if flow.local_port != self.sip_port {
             return true;
         }
@@ -221,6 +275,7 @@ pub(super) fn worker_config(
     id: usize,
     link: &LinkInfo,
     sip_port: u16,
+    tls: Option<TlsListener>,
 ) -> WorkerConfig {
     let ip_mtu = link.mtu.saturating_sub(ESP_MTU_RESERVE).max(MIN_INNER_MTU);
     // Two inbound SPIs per registered UE; unregistered UEs count too, so the bound is the
@@ -260,6 +315,7 @@ pub(super) fn worker_config(
         stack,
         reasm: ReasmConfig::default(),
         sip_port,
+        tls,
         burst: BURST,
         commands_per_loop: COMMANDS_PER_LOOP,
         max_ues,
@@ -275,6 +331,65 @@ mod tests {
     use super::*;
     use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 
+    /// The defaults plus a TLS sip-port on 10.0.0.1:5061 using the fast path's test
+    /// certificate, `key` and `client_auth`.
+    fn with_tls(key: &str, client_auth: ClientAuthPolicy) -> Config {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fastpath/tests/fixtures/tls");
+        let mut c = Config::default();
+        let mut p = c.sip_ports[0].clone();
+        (p.port, p.tls, p.transports) = (5061, true, vec![Transport::Tcp]);
+        c.sip_ports.push(p);
+        c.tls = Some(crate::config::TlsConfig {
+            certificate: dir.join("server-chain.pem"),
+            key: dir.join(key),
+            client_auth,
+            client_ca: (client_auth != ClientAuthPolicy::None).then(|| dir.join("ca.pem")),
+        });
+        c
+    }
+
+    #[test]
+    fn tls_port_beside_the_sip_port() {
+        let c = with_tls("server.key", ClientAuthPolicy::Required);
+        assert_eq!(sip_port(&c).unwrap(), 5060);
+        let l = tls_listener(&c).unwrap().unwrap();
+        assert_eq!(l.port, 5061);
+        assert_eq!(
+            tls_listener(&Config::default()).unwrap().map(|l| l.port),
+            None
+        );
+        // TLS only to 10.0.0.1:5061 over TCP; 5060 as before.
+        let access = sip_access(&c, 5060);
+        let flow = |local: &str, local_port, proto| Flow {
+            ue: "10.45.0.7".parse().unwrap(),
+            ue_port: 40000,
+            local: local.parse().unwrap(),
+            local_port,
+            proto,
+        };
+        assert!(access.allows(&flow("10.0.0.1", 5061, Transport::Tcp)));
+        assert!(!access.allows(&flow("10.0.0.1", 5061, Transport::Udp)));
+        assert!(!access.allows(&flow("2001:db8::1", 5061, Transport::Tcp)));
+        assert!(access.allows(&flow("2001:db8::1", 5060, Transport::Udp)));
+    }
+
+    #[test]
+    fn tls_files_that_do_not_fit_are_start_errors() {
+        let e = tls_listener(&with_tls("other.key", ClientAuthPolicy::None)).unwrap_err();
+        assert!(e.to_string().contains("KeyMismatch"), "{e}");
+        let e = tls_listener(&with_tls("missing.key", ClientAuthPolicy::None)).unwrap_err();
+        assert!(e.to_string().starts_with("tls: key "), "{e}");
+        assert!(e.to_string().contains("missing.key"), "{e}");
+        let mut c = with_tls("server.key", ClientAuthPolicy::Optional);
+        c.tls.as_mut().unwrap().client_ca = Some("/nonexistent/ca.pem".into());
+        let e = tls_listener(&c).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("tls: client-ca /nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+
     fn link() -> LinkInfo {
         LinkInfo {
             name: "t".into(),
@@ -288,7 +403,7 @@ mod tests {
         let c = Config::default();
         let port = sip_port(&c).unwrap();
         assert_eq!(port, 5060);
-        let w = worker_config(&c, 3, &link(), port);
+        let w = worker_config(&c, 3, &link(), port, None);
         assert_eq!(w.id, 3);
         assert_eq!(w.sip_port, 5060);
         assert_eq!(w.stack.ip_mtu, 1400);
@@ -301,7 +416,7 @@ mod tests {
         assert_eq!(w.l2.max_neighbors, w.max_ues + NEIGHBOR_SLACK);
         let mut small = c.clone();
         small.sa_table.capacity = 20_000;
-        let w = worker_config(&small, 0, &link(), port);
+        let w = worker_config(&small, 0, &link(), port, None);
         assert_eq!(w.l2.max_neighbors, 10_000 + NEIGHBOR_SLACK);
         let core = core_config(&c).unwrap();
         assert_eq!(core.profile.protected_client_port, 5062);
@@ -367,7 +482,7 @@ mod tests {
     fn small_links_keep_the_ipv6_minimum_mtu() {
         let mut l = link();
         l.mtu = 1300;
-        let w = worker_config(&Config::default(), 0, &l, 5060);
+        let w = worker_config(&Config::default(), 0, &l, 5060, None);
         assert_eq!(w.stack.ip_mtu, MIN_INNER_MTU);
     }
 

@@ -216,7 +216,7 @@ mod tests {
             .unwrap();
         drop(commands_tx);
         let thread = WorkerThread {
-            cfg: worker_config(&config, 0, &link, 5060),
+            cfg: worker_config(&config, 0, &link, 5060, None),
             queue,
             peers: None,
             table: Arc::new(InboundTable::with_capacity(64).unwrap()),

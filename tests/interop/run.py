@@ -34,6 +34,9 @@ from daemonctl import control
 from scscf import Scscf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The test certificate of the P-CSCF (pcscf.test, from the test CA), shared with the fast
+# path's TLS tests.
+TLS_DIR = os.path.join(HERE, "..", "..", "fastpath", "tests", "fixtures", "tls")
 PORT_PC, PORT_PS = 5100, 6100
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
 # Proxy mode: akagate's core side and SIPp's S-CSCF on the daemon namespace's loopback.
@@ -80,7 +83,7 @@ class Bed:
         with open(os.path.join(work, "akagate.toml"), "w") as f:
             f.write(template.format(veth=self.veth_d, ns=self.ns_d, v4=PCSCF_V4, v6=PCSCF_V6,
                                   pc=PORT_PC, ps=PORT_PS, worker=cores - 1 if cores > 1 else 0,
-                                  sock=self.sock))
+                                  sock=self.sock, tls_dir=TLS_DIR))
             if proxy:
                 # SIP to the core over TCP; only the loopback may speak for the core.
                 # The next hops by name, resolved by akagate as RFC 3263 says (NAPTR, SRV,

@@ -29,7 +29,8 @@ from milenage import Usim, check_vectors
 from scscf import received as scscf_received, run_terminating_call
 from shim import Shim, normalise_ip, open_tun, wire_socket
 import sip
-from ue import LARGE_INVITE, AuthenticationRejected, PlainUe, Ue, World
+from ue import (LARGE_INVITE, TLS_PORT, AuthenticationRejected, PlainUe, TlsPlainUe, TlsUe, Ue,
+                World)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PCSCF_V4, PCSCF_V6 = "10.0.0.1", "fd00::1"
@@ -503,6 +504,49 @@ def sc_no_sec_agree(ctx):
            "quinn: still registered after its connection closed")
     ctx.done(c)
     deregister_all(ctx, a)
+
+
+def sc_tls(ctx):
+    """SIP over TLS on port 5061 (RFC 3261 26.2) from Python's ssl module: the phone checks
+    the P-CSCF's certificate, agrees on sec-agree mechanism `tls` (RFC 3329: Security-Client
+    tls, 401 with Security-Server tls, Security-Verify echoed) and registers with AKA bound to
+    its TLS connection (no IPsec); an IPsec UE calls it (the INVITE arrives inside its TLS
+    connection) and it calls back, a request on another TLS connection is refused 403, and it
+    de-registers; the same over IPv6. A TLS phone without sec-agree registers bound to its
+    connection too."""
+    a = ctx.ue("olga", 0)
+    a.register()
+    check_registered(ctx, a)
+    b = ctx.ue("pete", 1, transport="tls", cls=TlsUe)
+    b.register()
+    reg = ctx.registration(b)
+    expect(reg is not None and reg.get("registered"), "pete: not registered over TLS")
+    expect(b.protected.sock.version() is not None, "pete: no TLS session")
+    expect(b.security_server.startswith("tls"), "401 had Security-Server %r" % b.security_server)
+    size, ok, bye = a.call(b)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "IPsec UE -> TLS UE failed")
+    inv = [r for r in b.requests if r.method == "INVITE"][-1]
+    expect(inv.arrived_on == ("tls", (b.pcscf, TLS_PORT)),
+           "INVITE reached the TLS UE over %s from %s, not its TLS connection" % inv.arrived_on)
+    expect(len(inv.body) >= LARGE_INVITE, "TLS UE got %d bytes of SDP" % len(inv.body))
+    size, ok, bye = b.call(a)
+    expect(ok.status == 200 and bye is not None and bye.status == 200,
+           "TLS UE -> IPsec UE failed")
+    r = options_from_other_flow(b)
+    expect(r.status == 403, "request on another TLS connection answered %s" % r.start)
+    ctx.world.note("TLS (%s): registered on its connection, calls both ways, other "
+                   "connection 403" % b.protected.sock.version())
+    deregister_all(ctx, b)
+    # The same over IPv6.
+    d = ctx.ue("pete6", 1, v6=True, transport="tls", cls=TlsUe)
+    d.register()
+    expect(ctx.registration(d) is not None, "pete6: not registered over TLS on IPv6")
+    deregister_all(ctx, d)
+    c = ctx.ue("quinn", 1, transport="tls", cls=TlsPlainUe)
+    c.register()
+    expect(ctx.registration(c) is not None, "quinn: not registered over TLS without sec-agree")
+    deregister_all(ctx, c, a)
 
 
 def call_answered(ctx, caller, callee, sdp_size=LARGE_INVITE):
@@ -1093,6 +1137,7 @@ SCENARIOS = [
     ("unannounced-udp-v6", sc_unannounced_udp_v6, True),
     ("gcm-null", sc_gcm_null, True),
     ("no-sec-agree", sc_no_sec_agree, True),
+    ("tls", sc_tls, True),
     ("callee-closes", sc_callee_closes, True),
     ("reboot-same-ports", sc_reboot_same_ports, True),
     ("caller-closes", sc_caller_closes, True),

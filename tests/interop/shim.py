@@ -7,6 +7,7 @@ applies the policy of TS 33.203 7.1 by selector, exactly as XFRM policies would:
   UE:port_uc -> P-CSCF:port_ps   ESP with spi_ps   (the UE's requests)
   UE:port_us -> P-CSCF:port_pc   ESP with spi_pc   (the UE's responses to the P-CSCF)
   anything   -> P-CSCF:5060      in clear          (the unprotected first REGISTER)
+  anything   -> P-CSCF:5061      in clear          (SIP over TLS, protected by TLS)
   anything else                  dropped
 
 and sends the result as an Ethernet frame on the wire (an AF_PACKET socket on a veth end in a
@@ -39,6 +40,8 @@ from scapy.packet import raw
 from gmac import GmacSa
 
 SIP_PORT = 5060
+# Ports of the P-CSCF that take clear IP: SIP, and SIP over TLS (RFC 3261 26.2).
+CLEAR_PORTS = (SIP_PORT, 5061)
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
 ETH_P_ALL = 0x0003
@@ -240,7 +243,7 @@ class Shim(threading.Thread):
                     self.count("out_esp_tampered")
             out = IP(out) if pkt.version == 4 else IPv6(out)
             self.count("out_esp", pkt)
-        elif dport == SIP_PORT:
+        elif dport in CLEAR_PORTS:
             out = pkt
             self.count("out_clear", pkt)
         else:
@@ -270,7 +273,7 @@ class Shim(threading.Thread):
         if ESP in pkt:
             return self.inbound_esp(pkt)
         p = ports_of(pkt)
-        if p is not None and p[1] == SIP_PORT:
+        if p is not None and p[1] in CLEAR_PORTS:
             if self._lose(pkt.dst, "clear"):
                 return
             self.count("in_clear", pkt)

@@ -24,6 +24,7 @@ import base64
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 
@@ -56,7 +57,7 @@ class Flow:
 
     def send(self, msg):
         data = msg.to_bytes() if isinstance(msg, sip.Message) else msg
-        if self.proto == "tcp":
+        if self.proto in ("tcp", "tls"):
             self.sock.sendall(data)
         else:
             self.sock.sendto(data, self.peer)
@@ -151,7 +152,10 @@ class Ue:
         else:
             try:
                 data = sock.recv(65535)
-            except ConnectionResetError:
+                # TLS: records already decrypted wait in the ssl object, not the socket.
+                while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    data += sock.recv(sock.pending())
+            except (ConnectionResetError, ssl.SSLError):
                 data = b""
             if not data:
                 self.flows.remove(flow)
@@ -493,7 +497,7 @@ class PlainUe(Ue):
         authz = ('Digest username="%s", realm="%s", nonce="", uri="sip:%s", response=""'
                  % (self.impi, self.domain, self.domain))
         r = self.transact(flow, self.register_request(flow, expires, authz))
-        if r.status != 401 or r.get("security-server"):
+        if r.status != 401 or not self.accept_security_server(r.get("security-server")):
             raise RuntimeError("%s: REGISTER answered %s (Security-Server %r)" % (
                 self.name, r.start, r.get("security-server")))
         p, rand, autn = sip.challenge(r.get("www-authenticate"))
@@ -508,6 +512,10 @@ class PlainUe(Ue):
         self.pcscf_ports = (5060, 5060)
         return ok
 
+    def accept_security_server(self, value):
+        """Whether the 401's Security-Server (None if absent) is what this phone expects."""
+        return not value
+
     def call_flow(self):
         return self.protected
 
@@ -521,6 +529,64 @@ class PlainUe(Ue):
             raise RuntimeError("%s: de-REGISTER answered %s" % (self.name, ok.start))
         self.close_all()
         return ok
+
+
+TLS_PORT = 5061
+TLS_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fastpath",
+                      "tests", "fixtures", "tls", "ca.pem")
+
+
+class TlsUe(PlainUe):
+    """A phone that protects SIP with TLS instead of IPsec (RFC 3261 26.2; TS 33.203 for
+    TLS-based access): Python's ssl module over a kernel TCP connection to port 5061, the
+    P-CSCF's certificate checked against the test CA under the name pcscf.test. It offers
+    sec-agree mechanism `tls` (RFC 3329 2.2), expects `Security-Server: tls` in the 401 and
+    echoes it in Security-Verify from then on (2.3.1); it registers with AKA, bound to its
+    TLS connection like a PlainUe to its flow. With `sec_agree` off it sends no sec-agree."""
+
+    sec_agree = True
+
+    def register_request(self, flow, expires, authorization, verify=None):
+        req = super().register_request(flow, expires, authorization)
+        if self.sec_agree:
+            req.headers = [(n, v) for n, v in req.headers if n.lower() != "supported"]
+            req.headers += [("Security-Client", "tls")] + self.sec_agree_headers() + [
+                ("Supported", "path, sec-agree")]
+        return req
+
+    def accept_security_server(self, value):
+        if not self.sec_agree:
+            return not value
+        self.security_server = value
+        return value is not None and value.split(";")[0].strip().lower() == "tls"
+
+    def sec_agree_headers(self):
+        if not self.sec_agree:
+            return []
+        verify = [("Security-Verify", self.security_server)] if self.security_server else []
+        return verify + [("Require", "sec-agree"), ("Proxy-Require", "sec-agree")]
+
+    def connect(self, local_port, remote_port, proto):
+        if proto != "tls":
+            return super().connect(local_port, remote_port, proto)
+        s = self._socket("tcp", local_port)
+        s.connect((self.pcscf, TLS_PORT))
+        ctx = ssl.create_default_context(cafile=TLS_CA)
+        f = Flow(ctx.wrap_socket(s, server_hostname="pcscf.test"), "tls",
+                 (self.pcscf, TLS_PORT))
+        self.flows.append(f)
+        return f
+
+    def register(self, expires=600, max_resyncs=0):
+        ok = super().register(expires, max_resyncs)
+        self.pcscf_ports = (TLS_PORT, TLS_PORT)
+        return ok
+
+
+class TlsPlainUe(TlsUe):
+    """A TLS phone without sec-agree (no Security-Client): flow-bound to its connection."""
+
+    sec_agree = False
 
 
 class World:

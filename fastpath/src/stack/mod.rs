@@ -10,6 +10,7 @@
 pub mod device;
 pub mod framing;
 pub mod ports;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -132,6 +133,8 @@ pub struct StackCounters {
     /// UDP datagrams refused because the port's receive queue was full (`udp_packets`
     /// datagrams or `udp_rx_buf` bytes waiting for the next poll).
     pub udp_queue_full: u64,
+    /// TLS connections aborted: failed handshake, bad record or alert (RFC 8446 6).
+    pub tls_errors: u64,
 }
 
 /// The deadlines of connections on one port (the unprotected SIP port), see
@@ -176,6 +179,9 @@ struct TcpConn {
     last_message: Instant,
     /// Since when the framer holds the beginning of a message.
     partial_since: Option<Instant>,
+    /// The TLS session of a connection on the TLS port: `framer` then takes its plaintext
+    /// and `pending` its records.
+    tls: Option<Box<tls::TlsSession>>,
 }
 
 /// Socket slots a stack's socket set starts with: a UE's usual peak is two sockets (the
@@ -188,6 +194,17 @@ const SOCKET_SLOTS: usize = 2;
 const IDLE_KEEP: usize = 256;
 
 impl TcpConn {
+    /// Queues `bytes` for the peer, as TLS records on a TLS connection.
+    fn queue(&mut self, bytes: &[u8]) -> Result<(), tls::TlsError> {
+        match self.tls.as_mut() {
+            Some(t) => t.send(bytes, &mut self.pending),
+            None => {
+                self.pending.extend(bytes);
+                Ok(())
+            }
+        }
+    }
+
     /// What the slowpath is told when this connection goes with its socket `s`.
     fn end_event(&self, s: &tcp::Socket<'_>) -> WorkerEvent {
         if !self.established && self.outgoing {
@@ -287,6 +304,8 @@ pub struct UeStack {
     udp_queued: Vec<(u16, usize)>,
     /// The time of the last input or poll (a connection opened by a send is stamped with it).
     now: Instant,
+    /// The port speaking TLS, if any (see [`UeStack::listen_tls`]).
+    tls: Option<tls::TlsListener>,
     counters: StackCounters,
 }
 
@@ -344,6 +363,7 @@ impl UeStack {
             tcp_refused: Vec::new(),
             udp_queued: Vec::new(),
             now,
+            tls: None,
             counters: StackCounters::default(),
         })
     }
@@ -405,6 +425,13 @@ impl UeStack {
         if udp && !self.udp_ports.contains(&port) {
             self.udp_ports.push(port);
         }
+    }
+
+    /// Accepts TLS over TCP on `listener.port` (RFC 3261 26.2): each connection accepted
+    /// there gets its own TLS session. One TLS port per stack; it replaces the previous one.
+    pub fn listen_tls(&mut self, listener: tls::TlsListener) {
+        self.listen(listener.port, true, false);
+        self.tls = Some(listener);
     }
 
     /// The UDP socket bound to `port`, bound now if `port` receives UDP.
@@ -888,7 +915,17 @@ impl UeStack {
             self.tcp_listeners.swap_remove(i);
             if let Some(remote) = s.remote_endpoint() {
                 let flow = self.flow(Transport::Tcp, remote.port, port);
-                let conn = self.new_conn(flow, false);
+                let mut conn = self.new_conn(flow, false);
+                // Only connections on the TLS port carry a session (it is the heavy part).
+                if let Some(l) = self.tls.as_ref().filter(|l| l.port == port) {
+                    match tls::TlsSession::new(l.config.clone()) {
+                        Ok(t) => conn.tls = Some(Box::new(t)),
+                        Err(_) => {
+                            self.counters.tls_errors += 1;
+                            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                        }
+                    }
+                }
                 self.push_conn(handle, conn);
                 self.counters.accepted += 1;
             } else {
@@ -914,6 +951,7 @@ impl UeStack {
             opened: self.now,
             last_message: self.now,
             partial_since: None,
+            tls: None,
         }
     }
 
@@ -943,15 +981,20 @@ impl UeStack {
                 self.tcp_refused.retain(|k| *k != key);
             }
             let mut fail = false;
+            let mut tls_fail = false;
             conn.framer.reserve(s.recv_queue());
             while s.can_recv() {
-                // Straight from the socket's ring into the framer (twice when it wraps).
-                let framer = &mut conn.framer;
+                // Straight from the socket's ring into the framer (twice when it wraps), or
+                // through the TLS session, which hands the framer the plaintext.
+                let (framer, session) = (&mut conn.framer, &mut conn.tls);
                 let n = s.recv(|data| {
-                    framer.push(data);
+                    match session {
+                        Some(t) => tls_fail |= t.receive(data, &mut |p| framer.push(p)).is_err(),
+                        None => framer.push(data),
+                    }
                     (data.len(), data.len())
                 });
-                if !matches!(n, Ok(n) if n > 0) {
+                if !matches!(n, Ok(n) if n > 0) || tls_fail {
                     break;
                 }
                 loop {
@@ -974,7 +1017,7 @@ impl UeStack {
                             self.counters.pings_answered += 1;
                             conn.last_message = now;
                             conn.partial_since = None;
-                            conn.pending.extend(b"\r\n");
+                            tls_fail |= conn.queue(b"\r\n").is_err();
                         }
                         Ok(Some(Frame::Pong)) => {}
                         Ok(None) => break,
@@ -992,6 +1035,17 @@ impl UeStack {
                 conn.partial_since.get_or_insert(now);
             }
             conn.framer.release_idle();
+            if let Some(t) = conn.tls.as_mut() {
+                // Handshake messages and alerts.
+                tls_fail |= t.take_output(&mut conn.pending).is_err();
+            }
+            if tls_fail {
+                // RFC 8446 6: after a fatal error the connection is not used again.
+                self.counters.tls_errors += 1;
+                conn.pending = VecDeque::new();
+                s.abort();
+                continue;
+            }
             if fail {
                 // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
                 // out with this poll's egress; `reap` then reports the close.
@@ -1127,9 +1181,11 @@ impl UeStack {
         bytes: &[u8],
         connect_if_absent: bool,
     ) -> Result<(), StackError> {
+        let tls_port = self.tls.as_ref().is_some_and(|l| l.port == flow.local_port);
         let handle = match self.find_conn(&flow) {
             Some(h) => h,
-            None if !connect_if_absent => return Err(StackError::NoConnection),
+            // We open no TLS connections: a TLS client reaches us over its own (RFC 3261 26.2).
+            None if !connect_if_absent || tls_port => return Err(StackError::NoConnection),
             None => {
                 // The UE closed the old connection: a new one from the same port (RFC 3261
                 // 18.1.1 opens a new connection when none is usable), never data after its FIN.
@@ -1141,6 +1197,20 @@ impl UeStack {
             return Err(StackError::NoConnection);
         };
         let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        if conn.tls.is_some() {
+            // Records go through `pending`; the bound counts their overhead.
+            if conn.pending.len() + tls::sealed_len(bytes.len()) > self.cfg.max_pending {
+                return Err(StackError::SendQueueFull);
+            }
+            if conn.queue(bytes).is_err() {
+                self.counters.tls_errors += 1;
+                conn.pending = VecDeque::new();
+                s.abort();
+                return Err(StackError::NoConnection);
+            }
+            conn.flush(s);
+            return Ok(());
+        }
         // Straight into the socket while nothing waits before it; what does not fit waits in
         // `pending` (at most `max_pending` bytes) and follows as the window opens.
         let room = if conn.pending.is_empty() && s.may_send() {
@@ -1184,6 +1254,10 @@ impl UeStack {
         let handle = self.find_conn(&flow).ok_or(StackError::NoConnection)?;
         if let Some((_, c)) = self.conns.iter_mut().find(|(h, _)| *h == handle) {
             c.close_requested = true;
+            if let Some(t) = c.tls.as_mut() {
+                // RFC 8446 6.1: close_notify before the FIN.
+                let _ = t.close(&mut c.pending);
+            }
             if c.pending.is_empty() {
                 self.sockets.get_mut::<tcp::Socket>(handle).close();
             }

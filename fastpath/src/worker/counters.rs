@@ -106,6 +106,8 @@ akagate_proto::counters! {
     drop_stack_queue_full: Counter,
     /// TCP connection closed because SIP framing failed.
     drop_framing: Counter,
+    /// TLS connection aborted: failed handshake, bad record or alert.
+    drop_tls: Counter,
     /// Event to the slowpath lost: queue full or closed.
     drop_event_queue_full: Counter,
     /// Send command that could not be queued (no connection, limits).

@@ -41,6 +41,8 @@ pub(super) struct Link<Q: PortQueue> {
     scratch: Vec<u8>,
     counters: Arc<WorkerCounters>,
     sip_port: u16,
+    /// The TLS port, which also sends in clear (TLS protects it, not an SA).
+    tls_port: Option<u16>,
     link_mtu: usize,
     /// Frames queued for transmission beyond which stacks are held back (four bursts).
     tx_limit: usize,
@@ -63,6 +65,7 @@ impl<Q: PortQueue> Link<Q> {
             scratch: Vec::new(),
             counters,
             sip_port: cfg.sip_port,
+            tls_port: cfg.tls.as_ref().map(|l| l.port),
             link_mtu: cfg.link_mtu,
             tx_limit: cfg.burst * 4,
         }
@@ -230,7 +233,8 @@ impl<Q: PortQueue> Link<Q> {
         // TS 33.203 7.4: after a re-registration the new set is used once it has carried
         // traffic; until then the old set of the same ports answers.
         let sa = SaSetState::pick_outbound(sets, &seg.ports);
-        if sa.is_none() && seg.ports.src != self.sip_port {
+        let clear_port = seg.ports.src == self.sip_port || Some(seg.ports.src) == self.tls_port;
+        if sa.is_none() && !clear_port {
             return self.drop(b, |c| &c.drop_egress_no_sa);
         }
         self.frame_buf(ip.dst, b, sa.map(|sa| (sa, &ip)), now);

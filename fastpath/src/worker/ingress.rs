@@ -360,7 +360,8 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         };
         let p = seg.ports;
-        if p.dst != self.cfg.sip_port {
+        let tls_port = self.cfg.tls.as_ref().is_some_and(|l| l.port == p.dst);
+        if p.dst != self.cfg.sip_port && !tls_port {
             let protected = self
                 .ues
                 .get(&ip.src)

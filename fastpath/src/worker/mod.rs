@@ -22,6 +22,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::ipc::{WorkerCommand, WorkerEvent};
 use crate::l2::L2Config;
 use crate::reasm::{ReasmConfig, Reassembler};
+use crate::stack::tls::TlsListener;
 use crate::stack::{ConnDeadlines, StackConfig, UeStack};
 use crate::timer::TimerWheel;
 use counters::{add, inc};
@@ -52,6 +53,9 @@ pub struct WorkerConfig {
     pub reasm: ReasmConfig,
     /// The unprotected SIP port (5060).
     pub sip_port: u16,
+    /// The unprotected SIP-over-TLS port (5061) and its server configuration, if any
+    /// (RFC 3261 26.2): clear TCP to it is accepted like to `sip_port`, through a TLS session.
+    pub tls: Option<TlsListener>,
     /// Frames per rx burst.
     pub burst: usize,
     /// Commands executed per loop iteration at most.
@@ -439,6 +443,7 @@ fn sip_deadlines(l: &SipPortLimits, ue: &Ue) -> ConnDeadlines {
 fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
     let sc = stack.take_counters();
     add(&counters.drop_framing, sc.framing_errors);
+    add(&counters.drop_tls, sc.tls_errors);
     add(&counters.conns_replaced, sc.conns_replaced);
     add(&counters.drop_conn_limit, sc.conn_limit);
     add(&counters.drop_udp_queue_full, sc.udp_queue_full);
@@ -469,6 +474,9 @@ fn ue_entry_in<'u>(
         Entry::Vacant(e) => {
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
             stack.listen(cfg.sip_port, true, true);
+            if let Some(l) = &cfg.tls {
+                stack.listen_tls(l.clone());
+            }
             inc(&counters.ues);
             e.insert(Box::new(Ue {
                 stack,

@@ -42,6 +42,7 @@ pub fn worker_config(
         stack: StackConfig::default(),
         reasm: ReasmConfig::default(),
         sip_port: super::SIP_PORT,
+        tls: None,
         burst: 32,
         commands_per_loop: 16,
         max_ues: 16,

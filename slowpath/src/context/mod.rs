@@ -67,6 +67,10 @@ pub struct CoreConfig {
     pub register_rate_total: u32,
     /// The `Retry-After` of those 503s, in seconds (RFC 3261 20.33).
     pub retry_after: u32,
+    /// The unprotected SIP-over-TLS port (RFC 3261 26.2), if any: a REGISTER over TLS that
+    /// offers sec-agree mechanism `tls` (RFC 3329 2.2) agrees on it, its registration bound
+    /// to the TLS connection.
+    pub tls_port: Option<u16>,
 }
 
 impl Default for CoreConfig {
@@ -89,6 +93,7 @@ impl Default for CoreConfig {
             register_rate_per_source: 20,
             register_rate_total: 10_000,
             retry_after: 5,
+            tls_port: None,
         }
     }
 }

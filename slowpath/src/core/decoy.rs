@@ -104,7 +104,10 @@ impl Core {
             return;
         }
         let server = match chosen {
-            None => None,
+            // The same answer a real challenge on this connection gets.
+            None => self
+                .agrees_tls(req)
+                .then(|| crate::secagree::tls_security_server().render()),
             Some(c) => {
                 let (pc, ps) = (self.shared.spis.allocate(), self.shared.spis.allocate());
                 for spi in [&pc, &ps].into_iter().flatten() {

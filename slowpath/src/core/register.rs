@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akagate_proto::ipc::{SaSet, WorkerCommand};
+use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
 use crate::aka::{
     decode_auts, derive_suite, AkaNonce, AuthVector, DigestChallenge, DigestCredentials,
@@ -21,7 +21,10 @@ use crate::registrar::{
     verify_matches, AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending,
     SetKind,
 };
-use crate::secagree::{choose, render_security_header, ChosenMechanism, SecMechanism, IPSEC_3GPP};
+use crate::secagree::{
+    choose, render_security_header, tls_security_server, ChosenMechanism, SecMechanism, IPSEC_3GPP,
+    TLS_MECHANISM,
+};
 use crate::sip::{HeaderKind, Message};
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1).
@@ -117,7 +120,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) -> Option<Option<ChosenMechanism>> {
-        if req.msg.header(HeaderKind::SecurityClient).is_none() {
+        if req.msg.header(HeaderKind::SecurityClient).is_none() || self.agrees_tls(req) {
             return Some(None);
         }
         let Ok(offers) = mechanisms(req.msg, HeaderKind::SecurityClient) else {
@@ -132,6 +135,18 @@ impl Core {
                 None
             }
         }
+    }
+
+    /// Whether the REGISTER came over the TLS port offering mechanism `tls` (RFC 3329 2.2;
+    /// TS 33.203 for TLS-based access): the connection's TLS is then the agreed protection,
+    /// no SAs are made, and the registration is flow-bound to that connection like one
+    /// without sec-agree, but the 401 carries `Security-Server: tls;q=0.1` and the REGISTERs
+    /// after it must echo it in `Security-Verify` (RFC 3329 2.3.1).
+    pub(crate) fn agrees_tls(&self, req: &Req<'_, '_>) -> bool {
+        self.shared.cfg.tls_port == Some(req.flow.local_port)
+            && req.flow.proto == Transport::Tcp
+            && mechanisms(req.msg, HeaderKind::SecurityClient)
+                .is_ok_and(|m| m.iter().any(|m| m.name == TLS_MECHANISM))
     }
 
     /// Removes sets the registrar let go of, in order.
@@ -330,7 +345,8 @@ impl Core {
                 let Some(sent) = sent else {
                     return self.shared.respond(req, 403, "Forbidden", &[], now, out);
                 };
-                // A flow-bound registration agreed no mechanism: nothing to verify.
+                // A flow-bound registration agreed no mechanism (or `tls`, verified as any).
+                let tls_bound = sent.is_some_and(|s| s.name == TLS_MECHANISM);
                 if sent.is_some_and(|s| !verify_matches(msg, s)) {
                     return self.shared.respond(
                         req,
@@ -347,7 +363,9 @@ impl Core {
                 if requested_expires(msg) == Some(0) {
                     return self.deregister(req, key, now, out);
                 }
-                if has_security_client {
+                // A TLS-bound registration has no keys to renew: its Security-Client is the
+                // `tls` it agreed on again.
+                if has_security_client && !tls_bound {
                     // TS 24.229 5.4.1.2.2 1): the registrar may authenticate any REGISTER;
                     // we do whenever the UE offers a Security-Client, so the refresh also
                     // renews the keys and SAs (TS 33.203 7.4).
@@ -452,9 +470,10 @@ impl Core {
             port_uc,
             port_us,
         };
-        let security_server = chosen
-            .as_ref()
-            .map(|c| c.security_server(spi_pc, spi_ps, port_pc, port_ps));
+        let security_server = match &chosen {
+            Some(c) => Some(c.security_server(spi_pc, spi_ps, port_pc, port_ps)),
+            None => self.agrees_tls(req).then(tls_security_server),
+        };
         let nonce = AkaNonce {
             rand: vector.rand,
             autn: vector.autn,
@@ -469,10 +488,12 @@ impl Core {
                 .respond(req, 500, "Server Internal Error", &[], now, out);
         };
         let mut extra = vec![("WWW-Authenticate", www)];
-        if let Some(server) = &security_server {
+        if chosen.is_some() {
             // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401
             // leaves.
             out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
+        }
+        if let Some(server) = &security_server {
             extra.push(("Security-Server", server.render()));
         }
         // With SQN state, the 401 waits until the vector's SQN is durable (TS 33.102 6.3.2);

@@ -23,7 +23,7 @@ use crate::context::{peer_of, Req, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
 use crate::registrar::{contact_uri, impi_of, mechanisms, verify_matches, Pending, SetKind};
-use crate::secagree::{choose, ChosenMechanism};
+use crate::secagree::{choose, tls_security_server, ChosenMechanism, TLS_MECHANISM};
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{HeaderKind, Message, MessageEdit};
 use crate::upstream::{forward_register, registration_facts, take_keys, Integrity, RegisterHop};
@@ -55,8 +55,12 @@ pub(crate) struct Relay {
     through: Through,
     /// The mechanism of the REGISTER's Security-Client, if it had one we accept.
     chosen: Option<ChosenMechanism>,
-    /// No sec-agree at all (`sec-agree-required = false`): the set stands for the flow.
+    /// No sec-agree at all (`sec-agree-required = false`), or `tls` on the TLS port: the set
+    /// stands for the flow.
     flow_bound: bool,
+    /// Flow-bound through sec-agree mechanism `tls` (RFC 3329 2.2): the 401 carries
+    /// `Security-Server: tls;q=0.1`.
+    tls: bool,
     /// The UE's Contact.
     contact: Option<String>,
     /// The REGISTER as forwarded, without our Via (sent again to the next hop on failure).
@@ -220,7 +224,7 @@ impl Core {
                         out,
                     );
                 }
-                let flow_bound = sent.is_none();
+                let flow_bound = sent.is_none_or(|s| s.name == TLS_MECHANISM);
                 if let Some(spi) = req.via_spi {
                     self.cx().note_traffic(&key, spi, out);
                 }
@@ -294,6 +298,7 @@ impl Core {
             through,
             chosen,
             flow_bound,
+            tls: flow_bound && self.agrees_tls(req),
             contact: contact_uri(msg),
             request,
             hop: 0,
@@ -544,6 +549,7 @@ impl Core {
                     return self.relay_failed(relay, code, reason, now, out)
                 }
             };
+        let server = server.or_else(|| relay.tls.then(tls_security_server));
         let nonce = DigestParams::parse(&www)
             .ok()
             .and_then(|p| p.get("nonce").map(str::to_string))
@@ -554,9 +560,11 @@ impl Core {
         let mut e = MessageEdit::new(msg);
         e.pop_first_element("Via");
         e.replace("WWW-Authenticate", www);
-        if let Some(s) = &server {
+        if chosen.is_some() {
             // TS 33.203 7.1: the SAs exist before the UE can use them.
             out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
+        }
+        if let Some(s) = &server {
             e.push("Security-Server", s.render());
         }
         self.shared

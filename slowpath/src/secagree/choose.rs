@@ -7,8 +7,16 @@ use super::{ImsAkaProfile, SecMechanism};
 
 /// The mechanism name of IMS-AKA ESP (TS 33.203 Annex H).
 pub const IPSEC_3GPP: &str = "ipsec-3gpp";
+/// The mechanism name of SIP over TLS (RFC 3329 2.2).
+pub const TLS_MECHANISM: &str = "tls";
 /// The `q` value we put in Security-Server (a single mechanism, as real P-CSCFs do).
 const SERVER_Q: &str = "0.1";
+
+/// `Security-Server: tls;q=0.1`: what the P-CSCF answers a UE that offers `tls` on a TLS
+/// connection (RFC 3329 2.3.1).
+pub fn tls_security_server() -> SecMechanism {
+    SecMechanism::new(TLS_MECHANISM).with("q", SERVER_Q)
+}
 
 /// The offer the P-CSCF picked: algorithms and the UE's SPIs and ports (TS 33.203 7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]

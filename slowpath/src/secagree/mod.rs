@@ -5,6 +5,6 @@ mod choose;
 mod mechanism;
 mod profile;
 
-pub use choose::{choose, ChosenMechanism, IPSEC_3GPP};
+pub use choose::{choose, tls_security_server, ChosenMechanism, IPSEC_3GPP, TLS_MECHANISM};
 pub use mechanism::{parse_security_header, render_security_header, SecAgreeError, SecMechanism};
 pub use profile::ImsAkaProfile;
