@@ -237,6 +237,34 @@ impl Core {
         self.shed_counted(count, req, now, out)
     }
 
+    /// A REGISTER's digest credentials (if any) and IMPI (Authorization `username`, else from
+    /// To); `None` once the REGISTER was answered 400 for lacking them.
+    pub(crate) fn register_identity(
+        &mut self,
+        req: &Req<'_, '_>,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) -> Option<(Option<DigestCredentials>, String)> {
+        let creds = match req
+            .msg
+            .header(HeaderKind::Authorization)
+            .map(DigestCredentials::parse)
+        {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => {
+                self.shared
+                    .respond(req, 400, "Bad Authorization", &[], now, out);
+                return None;
+            }
+        };
+        let Some(impi) = impi_of(req.msg, creds.as_ref()) else {
+            self.shared.respond(req, 400, "Missing To", &[], now, out);
+            return None;
+        };
+        Some((creds, impi))
+    }
+
     /// A REGISTER in its server transaction.
     pub(crate) fn on_register(
         &mut self,
@@ -248,20 +276,8 @@ impl Core {
             return;
         }
         let msg = req.msg;
-        let creds = match msg
-            .header(HeaderKind::Authorization)
-            .map(DigestCredentials::parse)
-        {
-            None => None,
-            Some(Ok(c)) => Some(c),
-            Some(Err(_)) => {
-                return self
-                    .shared
-                    .respond(req, 400, "Bad Authorization", &[], now, out)
-            }
-        };
-        let Some(impi) = impi_of(msg, creds.as_ref()) else {
-            return self.shared.respond(req, 400, "Missing To", &[], now, out);
+        let Some((creds, impi)) = self.register_identity(req, now, out) else {
+            return;
         };
         // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
         // de-registration, is refused before any challenge or SA set is spent on it.

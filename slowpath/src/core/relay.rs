@@ -18,11 +18,11 @@ use rand::RngCore;
 use zeroize::Zeroize;
 
 use super::saset::{new_sa_set, NoSet};
-use crate::aka::{AkaNonce, AuthVector, Autn, DigestCredentials, DigestParams, Res};
+use crate::aka::{AkaNonce, AuthVector, Autn, DigestParams, Res};
 use crate::context::{peer_of, Req, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
-use crate::registrar::{contact_uri, impi_of, mechanisms, verify_matches, Pending, SetKind};
+use crate::registrar::{contact_uri, mechanisms, verify_matches, Pending, SetKind};
 use crate::secagree::{choose, tls_security_server, ChosenMechanism, TLS_MECHANISM};
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{HeaderKind, Message, MessageEdit};
@@ -141,20 +141,8 @@ impl Core {
         out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
-        let creds = match msg
-            .header(HeaderKind::Authorization)
-            .map(DigestCredentials::parse)
-        {
-            None => None,
-            Some(Ok(c)) => Some(c),
-            Some(Err(_)) => {
-                return self
-                    .shared
-                    .respond(req, 400, "Bad Authorization", &[], now, out)
-            }
-        };
-        let Some(impi) = impi_of(msg, creds.as_ref()) else {
-            return self.shared.respond(req, 400, "Missing To", &[], now, out);
+        let Some((_, impi)) = self.register_identity(req, now, out) else {
+            return;
         };
         let key = impi.to_ascii_lowercase();
         // Which set did it come through? Decided by the SA, never by the port.

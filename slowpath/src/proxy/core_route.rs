@@ -10,13 +10,14 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use akagate_proto::ipc::{Flow, Transport, WorkerCommand};
+use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand};
 
 use super::route::{assert_identity, strip_sec_agree};
 use super::transport::{choose_transport, host, is_ours, udp_path_max};
 use super::{Forwarded, Proxy};
 use crate::context::{Cx, Req, Shared};
 use crate::sip::{HeaderKind, Message, MessageEdit};
+use crate::upstream::Upstream;
 
 /// Max-Forwards after our hop, or the response refusing the request (RFC 3261 16.3 step 3).
 fn next_max_forwards(msg: &Message<'_>) -> Result<u8, (u16, &'static str)> {
@@ -35,6 +36,31 @@ enum Towards<'r> {
     ServiceRoute(&'r [String]),
     /// To the E-CSCF (TS 24.229 5.2.10).
     Emergency,
+}
+
+/// `msg`'s Route entries after the ones naming us on top, consumed (RFC 3261 16.4): those
+/// further down belong to the other party's side of the dialog.
+fn routes_after_ours(msg: &Message<'_>, up: &Upstream, pcscf: &str, access: IpAddr) -> Vec<String> {
+    msg.list_values(HeaderKind::Route)
+        .filter_map(Result::ok)
+        .skip_while(|r| up.is_ours(r) || is_ours(r, pcscf, access))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `e` with our access-side Via (sent-by our protected server port, TS 24.229 / TS 33.203
+/// 7.1) for the transport [`choose_transport`] picks towards `set`'s UE.
+fn toward_ue(e: &MessageEdit<'_>, set: &SaSet, proto: Transport, branch: &str) -> (Vec<u8>, Flow) {
+    let access = host(set.local);
+    let port_ps = set.port_ps;
+    choose_transport(set, proto, |t| {
+        let mut v = e.clone();
+        v.push_front(
+            "Via",
+            format!("SIP/2.0/{t} {access}:{port_ps};branch={branch}"),
+        );
+        v.to_bytes()
+    })
 }
 
 /// Whether `msg` creates a dialog we record-route (an initial INVITE or SUBSCRIBE).
@@ -112,12 +138,7 @@ impl Proxy {
         };
         let pcscf = cx.shared.cfg.pcscf_host.clone();
         let mut e = MessageEdit::new(msg);
-        let routes: Vec<String> = msg
-            .list_values(HeaderKind::Route)
-            .filter_map(Result::ok)
-            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, flow.local))
-            .map(str::to_string)
-            .collect();
+        let routes: Vec<String> = routes_after_ours(msg, &up, &pcscf, flow.local);
         e.set_list("Route", &routes);
         e.replace("Max-Forwards", max_forwards.to_string());
         let branch = cx.shared.branch();
@@ -167,12 +188,7 @@ impl Proxy {
         let routes: Vec<String> = match (in_dialog, towards) {
             // The dialog's route set, our own entries on top consumed (RFC 3261 16.4): those
             // further down belong to the other party's side of the dialog.
-            (true, _) => msg
-                .list_values(HeaderKind::Route)
-                .filter_map(Result::ok)
-                .skip_while(|r| is_ours(r, &pcscf, access_local) || up.is_ours(r))
-                .map(str::to_string)
-                .collect(),
+            (true, _) => routes_after_ours(msg, &up, &pcscf, access_local),
             // TS 24.229 5.2.6.3.2: the route is the Service-Route of the registration,
             // whatever the UE preloaded.
             (false, Towards::ServiceRoute(sr)) => sr.to_vec(),
@@ -319,12 +335,7 @@ impl Proxy {
         let pcscf = cx.shared.cfg.pcscf_host.clone();
         let initial = creates_dialog(msg);
         let mut e = MessageEdit::new(msg);
-        let routes: Vec<String> = msg
-            .list_values(HeaderKind::Route)
-            .filter_map(Result::ok)
-            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, set.local))
-            .map(str::to_string)
-            .collect();
+        let routes: Vec<String> = routes_after_ours(msg, &up, &pcscf, set.local);
         e.set_list("Route", &routes);
         e.replace("Max-Forwards", max_forwards.to_string());
         let access = host(set.local);
@@ -335,16 +346,7 @@ impl Proxy {
         }
         let invite = msg.method() == Some("INVITE");
         let branch = cx.shared.branch();
-        let port_ps = set.port_ps;
-        // TS 24.229: sent-by names our protected server port (TS 33.203 7.1).
-        let (bytes, flow) = choose_transport(&set, proto, |t| {
-            let mut v = e.clone();
-            v.push_front(
-                "Via",
-                format!("SIP/2.0/{t} {access}:{port_ps};branch={branch}"),
-            );
-            v.to_bytes()
-        });
+        let (bytes, flow) = toward_ue(&e, &set, proto, &branch);
         let fallback =
             (proto == Transport::Udp && flow.proto == Transport::Tcp).then(|| udp_path_max(&set));
         if let Some(client) = self.start_forward(cx, req, bytes, flow, branch, invite, now, out) {
@@ -375,12 +377,7 @@ impl Proxy {
             return;
         };
         let pcscf = cx.shared.cfg.pcscf_host.clone();
-        let routes: Vec<String> = msg
-            .list_values(HeaderKind::Route)
-            .filter_map(Result::ok)
-            .skip_while(|r| is_ours(r, &pcscf, access_local) || up.is_ours(r))
-            .map(str::to_string)
-            .collect();
+        let routes: Vec<String> = routes_after_ours(msg, &up, &pcscf, access_local);
         let mut e = MessageEdit::new(msg);
         strip_sec_agree(&mut e, msg);
         e.remove("P-Asserted-Identity");
@@ -421,26 +418,12 @@ impl Proxy {
             return;
         };
         let pcscf = cx.shared.cfg.pcscf_host.clone();
-        let routes: Vec<String> = msg
-            .list_values(HeaderKind::Route)
-            .filter_map(Result::ok)
-            .skip_while(|r| up.is_ours(r) || is_ours(r, &pcscf, set.local))
-            .map(str::to_string)
-            .collect();
+        let routes: Vec<String> = routes_after_ours(msg, &up, &pcscf, set.local);
         let mut e = MessageEdit::new(msg);
         e.set_list("Route", &routes);
         e.replace("Max-Forwards", max_forwards.to_string());
-        let access = host(set.local);
         let branch = cx.shared.branch();
-        let port_ps = set.port_ps;
-        let (bytes, flow) = choose_transport(&set, proto, |t| {
-            let mut v = e.clone();
-            v.push_front(
-                "Via",
-                format!("SIP/2.0/{t} {access}:{port_ps};branch={branch}"),
-            );
-            v.to_bytes()
-        });
+        let (bytes, flow) = toward_ue(&e, &set, proto, &branch);
         Shared::send_direct(out, flow, bytes, true);
     }
 }

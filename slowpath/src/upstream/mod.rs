@@ -192,19 +192,7 @@ impl Upstream {
 
     /// The flow a request of `len` bytes takes to next hop `index`.
     pub fn flow_to(&self, index: usize, len: usize) -> Option<Flow> {
-        let hop = self.next_hops.get(index)?;
-        let proto = match hop.transport {
-            Some(t) => t,
-            None if len > CORE_UDP_MAX => Transport::Tcp,
-            None => Transport::Udp,
-        };
-        Some(Flow {
-            ue: hop.addr.ip(),
-            ue_port: hop.addr.port(),
-            local: self.local.ip(),
-            local_port: self.local.port(),
-            proto,
-        })
+        Some(self.flow_with(self.next_hops.get(index)?, len))
     }
 
     /// Where a request of `len` bytes whose next Route entry (or, without one, Request-URI)
@@ -230,18 +218,24 @@ impl Upstream {
         let Some((addr, transport)) = literal else {
             return self.flow_to(0, len);
         };
-        let proto = match transport {
+        Some(self.flow_with(&NextHop { addr, transport }, len))
+    }
+
+    /// The flow to `hop` for a request of `len` bytes: the hop's transport, else UDP and TCP
+    /// over [`CORE_UDP_MAX`] (RFC 3261 18.1.1).
+    fn flow_with(&self, hop: &NextHop, len: usize) -> Flow {
+        let proto = match hop.transport {
             Some(t) => t,
             None if len > CORE_UDP_MAX => Transport::Tcp,
             None => Transport::Udp,
         };
-        Some(Flow {
-            ue: addr.ip(),
-            ue_port: addr.port(),
+        Flow {
+            ue: hop.addr.ip(),
+            ue_port: hop.addr.port(),
             local: self.local.ip(),
             local_port: self.local.port(),
             proto,
-        })
+        }
     }
 
     /// Whether a Route / Record-Route value names our core side (RFC 3261 16.4).
@@ -274,19 +268,7 @@ impl Upstream {
 
     /// The flow a request of `len` bytes takes to the first E-CSCF.
     pub fn emergency_flow(&self, len: usize) -> Option<Flow> {
-        let hop = self.emergency_next_hops.first()?;
-        let proto = match hop.transport {
-            Some(t) => t,
-            None if len > CORE_UDP_MAX => Transport::Tcp,
-            None => Transport::Udp,
-        };
-        Some(Flow {
-            ue: hop.addr.ip(),
-            ue_port: hop.addr.port(),
-            local: self.local.ip(),
-            local_port: self.local.port(),
-            proto,
-        })
+        Some(self.flow_with(self.emergency_next_hops.first()?, len))
     }
 
     /// Our core-side host:port as it appears in Via and Path.
