@@ -256,6 +256,8 @@ pub struct Registration {
     pub keepalive_interval: Option<Duration>,
     /// Consecutive failed keep-alives that end a registration (0: never).
     pub keepalive_failures: u32,
+    /// Emergency registrations of unknown subscribers accepted without authentication.
+    pub emergency_without_auth: bool,
 }
 
 /// Bounds on what strangers can make the P-CSCF do (issue 14) and on the SQN journal
@@ -393,6 +395,7 @@ const DEFAULT_REGISTRATION: Registration = Registration {
     challenge_timeout: Duration::from_secs(240),
     keepalive_interval: None,
     keepalive_failures: 0,
+    emergency_without_auth: false,
 };
 /// `[limits]` defaults: a few REGISTERs a second per address (a NAT of phones retrying),
 /// about twice the re-registration rate of a million UEs, and a journal of about 16k SQNs.
@@ -701,6 +704,7 @@ struct RawRegistration {
     challenge_timeout: Option<S<i64>>,
     keepalive_interval: Option<S<i64>>,
     keepalive_failures: Option<S<i64>>,
+    emergency_without_auth: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1756,6 +1760,7 @@ impl Validator<'_> {
             challenge_timeout: challenge_timeout?,
             keepalive_interval: keepalive_interval?,
             keepalive_failures: keepalive_failures?,
+            emergency_without_auth: raw.emergency_without_auth.unwrap_or(false),
         })
     }
 

@@ -5,7 +5,7 @@
 
 mod reg_common;
 
-use akagate_proto::ipc::WorkerCommand;
+use akagate_proto::ipc::{Flow, WorkerCommand};
 use reg_common::*;
 
 /// A UE whose IMPI is not provisioned.
@@ -133,4 +133,75 @@ fn an_unknown_impi_without_security_client_gets_the_same_refusal_as_a_real_one()
 /// True for a Send command.
 fn sent_opt(c: &WorkerCommand) -> bool {
     matches!(c, WorkerCommand::Send { .. })
+}
+
+/// `stranger`'s initial REGISTER as an emergency registration (`sos` in the Contact).
+fn emergency_register(ue: &Ue) -> String {
+    ue.initial_register().replace(
+        ";transport=tcp>;expires=600",
+        ";transport=tcp;sos>;expires=600",
+    )
+}
+
+#[test]
+fn emergency_registration_of_an_unknown_subscriber_where_allowed() {
+    // Not allowed (the default): the usual decoy challenge.
+    let mut t = Testbed::new();
+    let ue = stranger(&mut t);
+    let out = t.sip(ue.unprotected_flow(), None, &emergency_register(&ue));
+    assert!(
+        sent(out.last().unwrap()).1.starts_with("SIP/2.0 401 "),
+        "{out:?}"
+    );
+    assert_eq!(t.core.registered(), 0);
+
+    // Allowed: 200 at once, bound to its flow, no SAs.
+    let mut t = Testbed::with_config(|c| c.emergency_without_auth = true);
+    let ue = stranger(&mut t);
+    let reg = emergency_register(&ue);
+    assert!(reg.contains(";sos>"), "{reg}");
+    let out = t.sip(ue.unprotected_flow(), None, &reg);
+    assert_eq!(out.len(), 1, "only the 200, no InstallSaSet: {out:?}");
+    let (to, ok) = sent(&out[0]);
+    assert_eq!(to, ue.unprotected_flow());
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    assert_eq!(t.core.registered(), 1);
+    assert_eq!(t.core.stats().emergency_registrations_unauthenticated, 1);
+    // Only emergency sessions: an ordinary INVITE from its flow is refused...
+    let invite = |ruri: &str, n: u32| {
+        format!(
+            "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP {h}:{p};branch=z9hG4bKe{n}\r\nMax-Forwards: 70\r\nFrom: <{impu}>;tag=e{n}\r\nTo: <{ruri}>\r\nCall-ID: e{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            h = ue.host(),
+            p = ue.unprotected_flow().ue_port,
+            impu = ue.impu(),
+        )
+    };
+    let out = t.sip(
+        ue.unprotected_flow(),
+        None,
+        &invite("sip:someone@example.com", 1),
+    );
+    let r = sent(out.last().unwrap()).1;
+    assert!(
+        r.starts_with("SIP/2.0 403 Emergency Registration Only"),
+        "{r}"
+    );
+    // ...an emergency one is not (embedded mode has no E-CSCF: 380, not 403).
+    let out = t.sip(ue.unprotected_flow(), None, &invite("urn:service:sos", 2));
+    let r = sent(out.last().unwrap()).1;
+    assert!(r.starts_with("SIP/2.0 380 "), "{r}");
+    // An ordinary REGISTER of the same stranger is still only a decoy challenge.
+    let out = t.sip(
+        Flow {
+            ue_port: 5091,
+            ..ue.unprotected_flow()
+        },
+        None,
+        &ue.initial_register()
+            .replace("branch=z9hG4bKreg1", "branch=z9hG4bKreg9"),
+    );
+    assert!(
+        sent(out.last().unwrap()).1.starts_with("SIP/2.0 401 "),
+        "{out:?}"
+    );
 }

@@ -164,6 +164,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         timer_c: t.timer_c,
         keepalive_interval: r.keepalive_interval,
         keepalive_failures: r.keepalive_failures,
+        emergency_without_auth: r.emergency_without_auth,
         upstream: config.ims_core.clone(),
         max_pending_per_impi: l.max_pending_per_impi,
         max_pending_per_source: l.max_pending_per_source,

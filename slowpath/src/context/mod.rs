@@ -50,6 +50,9 @@ pub struct CoreConfig {
     /// Consecutive failed keep-alives after which the UE is taken for gone and its
     /// registration ends (reg-event `deactivated`); 0: never.
     pub keepalive_failures: u32,
+    /// Emergency registrations (`sos` in the Contact) of subscribers the HSS does not know
+    /// are accepted without authentication, for emergency sessions only (TS 24.229 5.2.10).
+    pub emergency_without_auth: bool,
     /// Proxy mode: the IMS core REGISTERs are relayed to (`None`: the embedded registrar).
     pub upstream: Option<crate::upstream::Upstream>,
     /// Outstanding challenges per IMPI (one per source address); beyond it the oldest
@@ -86,6 +89,7 @@ impl Default for CoreConfig {
             timer_c: Duration::from_secs(181),
             keepalive_interval: None,
             keepalive_failures: 0,
+            emergency_without_auth: false,
             upstream: None,
             max_pending_per_impi: 4,
             max_pending_per_source: 64,
@@ -166,6 +170,8 @@ akagate_proto::counter_values! {
     core_deregistrations: Counter,
     /// Flow-bound registrations (no sec-agree) ended because their TCP connection closed.
     flow_registrations_closed: Counter,
+    /// Emergency registrations of unknown subscribers accepted without authentication.
+    emergency_registrations_unauthenticated: Counter,
     /// Emergency sessions routed to the E-CSCF (TS 24.229 5.2.10), anonymous ones included.
     emergency_sessions: Counter,
     /// Emergency requests answered 380 (no E-CSCF configured, or an unregistered UE where

@@ -12,7 +12,22 @@ use crate::core::Core;
 use crate::sip::{response_to, Message};
 use crate::upstream::{alternative_service_body, is_emergency, EmergencyAction};
 
+/// Whether a REGISTER is an emergency registration: a Contact with the `sos` URI parameter
+/// (TS 24.229 5.1.6.2).
+pub(crate) fn is_emergency_registration(msg: &Message<'_>) -> bool {
+    msg.contacts()
+        .filter_map(Result::ok)
+        .any(|c| c.addr().is_some_and(|a| a.uri.params.contains("sos")))
+}
+
 impl Core {
+    /// Whether a request of registration `key` is refused because the registration is an
+    /// unauthenticated emergency one and the request opens no emergency session (403).
+    pub(crate) fn refused_as_emergency_only(&self, key: &str, msg: &Message<'_>) -> bool {
+        let in_dialog = msg.to_header().is_ok_and(|t| t.tag().is_some());
+        self.emergency_only.contains(key) && !in_dialog && !self.is_emergency_request(msg)
+    }
+
     /// Whether a UE's request opens an emergency session (an initial INVITE or MESSAGE whose
     /// Request-URI is an emergency service URN or a configured emergency number).
     pub(crate) fn is_emergency_request(&self, msg: &Message<'_>) -> bool {

@@ -46,6 +46,8 @@ pub struct Core {
     pub(crate) relay: RelayState,
     /// Proxy mode: our reg-event subscriptions at the S-CSCF.
     pub(crate) reg_subs: regsub::RegSubs,
+    /// Registrations made without authentication for emergency sessions only.
+    pub(crate) emergency_only: std::collections::HashSet<String>,
 }
 
 impl core::fmt::Debug for Core {
@@ -75,6 +77,7 @@ impl Core {
             proxy: Proxy::default(),
             relay: RelayState::default(),
             reg_subs: regsub::RegSubs::default(),
+            emergency_only: std::collections::HashSet::new(),
         }
     }
 
@@ -325,6 +328,14 @@ impl Core {
         }
     }
 
+    /// The registration of `req`'s sender if it is emergency-only and `req` opens no
+    /// emergency session.
+    fn emergency_only_sender(&self, req: &Req<'_, '_>) -> Option<String> {
+        let key = self.registrar.key_of_spi(req.via_spi?)?;
+        self.refused_as_emergency_only(key, req.msg)
+            .then(|| key.to_string())
+    }
+
     /// Whether `flow` is on the core side (proxy mode).
     fn is_core_flow(&self, flow: &Flow) -> bool {
         self.shared
@@ -399,6 +410,10 @@ impl Core {
             self.relay_register(&req, now, out);
         } else if msg.method() == Some("REGISTER") {
             self.on_register(&req, now, out);
+        } else if let Some(key) = self.emergency_only_sender(&req) {
+            tracing::debug!("{key}: non-emergency request of an emergency-only registration");
+            self.shared
+                .respond(&req, 403, "Emergency Registration Only", &[], now, out);
         } else if self.is_emergency_request(msg) {
             self.on_emergency(&req, now, out);
         } else if self.shared.cfg.upstream.is_some() {

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
 use crate::aka::{
-    decode_auts, derive_suite, AkaNonce, AuthVector, DigestChallenge, DigestCredentials,
-    DigestParseError, ALGORITHM_AKAV1_MD5,
+    decode_auts, derive_suite, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestCredentials,
+    DigestParseError, Ik, Res, ALGORITHM_AKAV1_MD5,
 };
 use crate::context::{CoreStats, RateVerdict};
+use crate::core::emergency::is_emergency_registration;
+use crate::core::saset::{new_sa_set, NoSet};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
@@ -290,6 +292,15 @@ impl Core {
                 .respond(req, 423, "Interval Too Brief", &extra, now, out);
         }
         let Some(ids) = self.hss.identities(&impi) else {
+            // TS 24.229 5.2.10 / TS 23.167: an emergency registration of a subscriber we do
+            // not know, where the operator allows it: registered without authentication,
+            // bound to its flow, for emergency requests only.
+            if self.shared.cfg.emergency_without_auth
+                && req.via_spi.is_none()
+                && is_emergency_registration(msg)
+            {
+                return self.register_emergency_unauthenticated(req, &impi, now, out);
+            }
             // The answers a real IMPI would get, and nothing spent (see `decoy`).
             if req.via_spi.is_some() {
                 return self.shared.respond(req, 403, "Forbidden", &[], now, out);
@@ -631,6 +642,73 @@ impl Core {
             .min(self.shared.cfg.max_expires)
     }
 
+    /// An emergency registration without authentication (`emergency-without-auth`): a
+    /// flow-bound registration (no SAs, the UE's requests accepted from this flow only) that
+    /// may only open emergency sessions (`Core::emergency_only`), answered 200 at once.
+    fn register_emergency_unauthenticated(
+        &mut self,
+        req: &Req<'_, '_>,
+        impi: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+    ) {
+        let key = impi.to_ascii_lowercase();
+        let no_key = (Ck::new([0; 16]), Ik::new([0; 16]));
+        let (set, _) = match new_sa_set(&mut self.shared, req.flow, None, &no_key.0, &no_key.1) {
+            Ok(s) => s,
+            Err(NoSet { code, reason }) => {
+                return self.shared.respond(req, code, reason, &[], now, out)
+            }
+        };
+        let mut unguessable = [0u8; 16];
+        self.shared.rng.fill_bytes(&mut unguessable);
+        let Ok(xres) = Res::new(&unguessable) else {
+            return;
+        };
+        let vector = AuthVector {
+            rand: [0; 16],
+            xres,
+            ck: no_key.0,
+            ik: no_key.1,
+            autn: Autn::from_bytes([0; 16]),
+        };
+        let spi = set.spi_ps;
+        let pending = Pending {
+            set,
+            security_server: None,
+            nonce: String::new(),
+            vector: Arc::new(vector),
+            issued: now,
+            ticket: None,
+            deadline: now + self.shared.cfg.challenge_timeout,
+            bound_flow: Some(req.flow),
+        };
+        let impus: Vec<String> = req
+            .msg
+            .to_header()
+            .ok()
+            .map(|t| t.uri.raw.to_string())
+            .into_iter()
+            .collect();
+        let max = self.shared.cfg.max_pending_per_impi;
+        let displaced = self.registrar.challenged(&key, impi, &impus, pending, max);
+        for old in displaced.replaced.iter().chain(&displaced.evicted) {
+            self.shared.remove_set(old, out);
+        }
+        let expires = self.granted_expires(req.msg);
+        let contact = contact_uri(req.msg).unwrap_or_default();
+        let expires_at = now + Duration::from_secs(u64::from(expires));
+        let superseded = self
+            .registrar
+            .complete(&key, spi, contact.clone(), req.flow.proto, expires_at)
+            .unwrap_or_default();
+        self.emergency_only.insert(key.clone());
+        self.shared.stats.emergency_registrations_unauthenticated += 1;
+        self.registered_ok(req, &key, &contact, expires, now, out);
+        self.remove_sets(superseded, out);
+        self.rearm(&key);
+    }
+
     /// The 200 OK to a successful (re-)registration (TS 24.229 5.4.1.2.2 step 2).
     fn registered_ok(
         &mut self,
@@ -751,6 +829,7 @@ impl Core {
         self.proxy.forget_dialogs_of(key);
         self.relay.forget(key);
         self.reg_subs.forget(key);
+        self.emergency_only.remove(key);
     }
 
     /// Runs the timers due at `now`: expired challenges, old sets and registrations, the end
