@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
 use crate::aka::{
-    decode_auts, derive_suite, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestCredentials,
+    decode_auts, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestCredentials,
     DigestParseError, Ik, Res, ALGORITHM_AKAV1_MD5,
 };
 use crate::context::{CoreStats, RateVerdict};
@@ -19,9 +19,8 @@ use crate::core::saset::{new_sa_set, NoSet};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, unprotected_suite,
-    verify_matches, AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending,
-    SetKind,
+    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{
     choose, render_security_header, tls_security_server, ChosenMechanism, SecMechanism, IPSEC_3GPP,
@@ -452,55 +451,21 @@ impl Core {
         let Some((vector, issued, ticket)) = self.vector_for(req, key, ids, fresh, now, out) else {
             return;
         };
-        let suite = match &chosen {
-            Some(c) => derive_suite(c.auth, c.encr, &vector.ck, &vector.ik),
-            None => Ok(unprotected_suite()),
-        };
-        let Ok(suite) = suite else {
-            return self
-                .shared
-                .respond(req, 500, "Server Internal Error", &[], now, out);
-        };
-        let spi_pc = self.shared.spis.allocate();
-        let spi_ps = self.shared.spis.allocate();
-        let (spi_pc, spi_ps) = match (spi_pc, spi_ps) {
-            (Ok(a), Ok(b)) => (a, b),
-            (a, b) => {
-                for s in [a, b].into_iter().flatten() {
-                    let _ = self.shared.spis.release(s);
-                }
-                return self.shed(req, now, out);
+        let (set, server) = match new_sa_set(
+            &mut self.shared,
+            req.flow,
+            chosen.as_ref(),
+            &vector.ck,
+            &vector.ik,
+        ) {
+            Ok(s) => s,
+            // No SPI left: shed like other unauthenticated work (503 + Retry-After).
+            Err(NoSet { code: 503, .. }) => return self.shed(req, now, out),
+            Err(NoSet { code, reason }) => {
+                return self.shared.respond(req, code, reason, &[], now, out)
             }
         };
-        let (port_pc, port_ps) = match chosen {
-            Some(_) => (
-                self.shared.cfg.profile.protected_client_port,
-                self.shared.cfg.profile.protected_server_port,
-            ),
-            // Flow-bound: our side of the flow is both "ports"; the UE's port is both of its.
-            None => (req.flow.local_port, req.flow.local_port),
-        };
-        let (spi_uc, spi_us, port_uc, port_us) = match &chosen {
-            Some(c) => (c.spi_uc, c.spi_us, c.port_uc, c.port_us),
-            None => (0, 0, req.flow.ue_port, req.flow.ue_port),
-        };
-        let set = SaSet {
-            ue: req.flow.ue,
-            local: req.flow.local,
-            suite,
-            spi_pc,
-            spi_ps,
-            spi_uc,
-            spi_us,
-            port_pc,
-            port_ps,
-            port_uc,
-            port_us,
-        };
-        let security_server = match &chosen {
-            Some(c) => Some(c.security_server(spi_pc, spi_ps, port_pc, port_ps)),
-            None => self.agrees_tls(req).then(tls_security_server),
-        };
+        let security_server = server.or_else(|| self.agrees_tls(req).then(tls_security_server));
         let nonce = AkaNonce {
             rand: vector.rand,
             autn: vector.autn,
