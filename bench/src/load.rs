@@ -38,12 +38,15 @@ pub enum Backend {
     /// The fast-path worker and slowpath core stepped inline in this thread (no threads,
     /// deterministic; see [`crate::gateway`]).
     Inline,
-    /// AF_PACKET on an interface, towards an external P-CSCF at `pcscf`.
+    /// AF_PACKET on an interface, towards an external P-CSCF at `pcscf` (and more on the
+    /// same link, see [`pcscf_of`]).
     AfPacket {
         /// Interface name.
         iface: String,
         /// The P-CSCF's address.
         pcscf: IpAddr,
+        /// Further P-CSCFs of the same link (scale-out: several akagate nodes, one core).
+        more_pcscfs: Vec<IpAddr>,
     },
     /// A DPDK ethdev port (cargo feature `dpdk`), towards an external P-CSCF at `pcscf`.
     Dpdk {
@@ -51,6 +54,8 @@ pub enum Backend {
         port: DpdkPortSpec,
         /// The P-CSCF's address.
         pcscf: IpAddr,
+        /// Further P-CSCFs of the same link.
+        more_pcscfs: Vec<IpAddr>,
     },
 }
 
@@ -423,7 +428,25 @@ impl Driver {
     }
 }
 
-fn build_fleet<Q: PortQueue>(cfg: &LoadConfig, q: Q, pcscf: IpAddr) -> Result<Fleet<Q>, LoadError> {
+/// The P-CSCF of UE `i` of `ues` among `pcscfs` (not empty). Calls go from UE k to UE
+/// k + ues/2 (see [`Driver`]): UE k of the first half takes P-CSCF k mod m, UE h + k of the
+/// second half P-CSCF (k + 1) mod m, so with two or more P-CSCFs every call crosses from
+/// one node to another, and the callers are spread over all of them.
+pub fn pcscf_of(i: usize, ues: usize, pcscfs: &[IpAddr]) -> IpAddr {
+    let m = pcscfs.len().max(1);
+    let half = ues / 2;
+    let slot = match i.checked_sub(half) {
+        Some(k) if half > 0 => (k + 1) % m,
+        _ => i % m,
+    };
+    pcscfs[slot.min(pcscfs.len() - 1)]
+}
+
+fn build_fleet<Q: PortQueue>(
+    cfg: &LoadConfig,
+    q: Q,
+    pcscfs: &[IpAddr],
+) -> Result<Fleet<Q>, LoadError> {
     let mut fleet = Fleet::new(q);
     let now = Instant::from_micros(0);
     for (i, rec) in cfg.subscribers.iter().take(cfg.ues).enumerate() {
@@ -435,6 +458,7 @@ fn build_fleet<Q: PortQueue>(cfg: &LoadConfig, q: Q, pcscf: IpAddr) -> Result<Fl
             .or(rec.impu.first())
             .cloned()
             .ok_or_else(|| LoadError::Setup(format!("{}: no IMPU", rec.impi)))?;
+        let pcscf = pcscf_of(i, cfg.ues, pcscfs);
         let mut uc = UeConfig::new(ue_mac(i), ue_addr(i, cfg.ipv6), pcscf, &rec.impi, &impu);
         uc.prefix_len = if cfg.ipv6 { 64 } else { 8 };
         uc.transport = cfg.transport;
@@ -530,7 +554,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 } else {
                     IpAddr::V4(crate::daemon::DAEMON_V4)
                 };
-                let mut fleet = build_fleet(&driver.cfg, d.queue, pcscf)?;
+                let mut fleet = build_fleet(&driver.cfg, d.queue, &[pcscf])?;
                 drive(&mut driver, &mut fleet, |_| 0);
                 for w in d.handle.stats().workers {
                     for (name, v) in w.drops() {
@@ -584,11 +608,25 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
             let mut gw = InProcessGateway::new(gcfg, hss, qa, driver.now())
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
-            let mut fleet = build_fleet(&driver.cfg, qb, pcscf)?;
+            let mut fleet = build_fleet(&driver.cfg, qb, &[pcscf])?;
             drive(&mut driver, &mut fleet, |now| gw.step(now));
         }
-        Backend::AfPacket { iface, pcscf } => run_af_packet(&mut driver, &iface, pcscf)?,
-        Backend::Dpdk { port, pcscf } => run_dpdk(&mut driver, &port, pcscf)?,
+        Backend::AfPacket {
+            iface,
+            pcscf,
+            more_pcscfs,
+        } => {
+            let all: Vec<IpAddr> = std::iter::once(pcscf).chain(more_pcscfs).collect();
+            run_af_packet(&mut driver, &iface, &all)?;
+        }
+        Backend::Dpdk {
+            port,
+            pcscf,
+            more_pcscfs,
+        } => {
+            let all: Vec<IpAddr> = std::iter::once(pcscf).chain(more_pcscfs).collect();
+            run_dpdk(&mut driver, &port, &all)?;
+        }
     }
     if driver.phase != Phase::Done {
         driver.stats.fail("run_timeout");
@@ -615,7 +653,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
 }
 
 #[cfg(target_os = "linux")]
-fn run_af_packet(driver: &mut Driver, iface: &str, pcscf: IpAddr) -> Result<(), LoadError> {
+fn run_af_packet(driver: &mut Driver, iface: &str, pcscfs: &[IpAddr]) -> Result<(), LoadError> {
     use akagate_sys::afpacket::{AfPacketConfig, AfPacketPort};
     let mut port = AfPacketPort::open(&AfPacketConfig::new(iface))
         .map_err(|e| LoadError::Setup(format!("{iface}: {e}")))?;
@@ -623,30 +661,30 @@ fn run_af_packet(driver: &mut Driver, iface: &str, pcscf: IpAddr) -> Result<(), 
         .take_queues()
         .pop()
         .ok_or_else(|| LoadError::Setup(format!("{iface}: no queue")))?;
-    let mut fleet = build_fleet(&driver.cfg, q, pcscf)?;
+    let mut fleet = build_fleet(&driver.cfg, q, pcscfs)?;
     drive(driver, &mut fleet, |_| 0);
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn run_af_packet(_: &mut Driver, _: &str, _: IpAddr) -> Result<(), LoadError> {
+fn run_af_packet(_: &mut Driver, _: &str, _: &[IpAddr]) -> Result<(), LoadError> {
     Err(LoadError::Setup("AF_PACKET needs Linux".into()))
 }
 
 /// The UEs on a DPDK port: the EAL starts in this thread (a `net_af_packet` vdev opens its
 /// socket in this thread's network namespace), which then drives the fleet.
 #[cfg(feature = "dpdk")]
-fn run_dpdk(driver: &mut Driver, port: &DpdkPortSpec, pcscf: IpAddr) -> Result<(), LoadError> {
+fn run_dpdk(driver: &mut Driver, port: &DpdkPortSpec, pcscfs: &[IpAddr]) -> Result<(), LoadError> {
     let q = port
         .open("akabench")
         .map_err(|e| LoadError::Setup(format!("DPDK {}: {e}", port.device)))?;
-    let mut fleet = build_fleet(&driver.cfg, q, pcscf)?;
+    let mut fleet = build_fleet(&driver.cfg, q, pcscfs)?;
     drive(driver, &mut fleet, |_| 0);
     Ok(())
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dpdk(_: &mut Driver, _: &DpdkPortSpec, _: IpAddr) -> Result<(), LoadError> {
+fn run_dpdk(_: &mut Driver, _: &DpdkPortSpec, _: &[IpAddr]) -> Result<(), LoadError> {
     Err(LoadError::Setup(akagate_sys::DPDK_HOWTO.into()))
 }
 
@@ -686,6 +724,36 @@ fn drive<Q: PortQueue>(
         if work == 0 {
             std::thread::yield_now();
         }
+    }
+}
+
+#[cfg(test)]
+mod pcscf_tests {
+    use super::*;
+
+    /// Caller k and callee k + n/2 (the driver's pairing) sit on different P-CSCFs whenever
+    /// there are two or more, and every P-CSCF gets callers; one P-CSCF takes everybody.
+    #[test]
+    fn every_call_crosses_nodes() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        for n in [2, 7, 10, 1000, 1001] {
+            for pcscfs in [vec![a, b], vec![a, b, c]] {
+                let mut callers = std::collections::BTreeSet::new();
+                for k in 0..n / 2 {
+                    let (from, to) = (pcscf_of(k, n, &pcscfs), pcscf_of(k + n / 2, n, &pcscfs));
+                    assert_ne!(from, to, "n {n} call {k}");
+                    callers.insert(from);
+                }
+                if n >= 2 * pcscfs.len() {
+                    assert_eq!(callers.len(), pcscfs.len(), "n {n}");
+                }
+            }
+        }
+        assert!((0..9).all(|i| pcscf_of(i, 9, &[a]) == a));
+        // UE n-1 of an odd count (no partner) still gets a node.
+        assert_eq!(pcscf_of(6, 7, &[a, b]), a);
     }
 }
 
@@ -841,6 +909,7 @@ mod dpdk_tests {
             backend: Backend::Dpdk {
                 port: DpdkPortSpec::new("--vdev=net_af_packet0,iface=v1", None).unwrap(),
                 pcscf: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                more_pcscfs: Vec::new(),
             },
             progress: false,
         };

@@ -422,6 +422,7 @@ fn afpacket_akabench_load_on_two_workers() {
             backend: Backend::AfPacket {
                 iface: link.pair.b.clone(),
                 pcscf: VethLink::pcscf_for(load::ue_addr(0, v6)),
+                more_pcscfs: Vec::new(),
             },
             progress: false,
         };

@@ -77,6 +77,7 @@ fn dpdk_ues_register_and_call_through_the_daemon_on_af_packet() {
         backend: Backend::Dpdk {
             port,
             pcscf: VethLink::pcscf_for(load::ue_addr(0, false)),
+            more_pcscfs: Vec::new(),
         },
         progress: false,
     };

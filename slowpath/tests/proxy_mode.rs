@@ -1526,3 +1526,85 @@ fn tls_mechanism_is_agreed_in_proxy_mode() {
     assert!(fwd.starts_with("REGISTER "), "{fwd}");
     assert_eq!(header(&fwd, "Security-Verify"), None);
 }
+
+/// The SUBSCRIBEs among `out` on the core side.
+fn subscribes(out: &[WorkerCommand]) -> Vec<(Flow, String)> {
+    sends(out, true)
+        .into_iter()
+        .filter(|(_, s)| s.starts_with("SUBSCRIBE "))
+        .collect()
+}
+
+/// TS 24.229 5.2.3: the P-CSCF refreshes its reg-event subscription before it runs out — at
+/// half of a lifetime of 1200 s or less (600 s before the end of a longer one) — inside the
+/// dialog the 2xx created (RFC 3261 12.2.1.1: the remote target as Request-URI, the
+/// Record-Route reversed as Route, both tags, the next CSeq), again after each 2xx; a refresh
+/// the notifier no longer knows (481) starts a new subscription.
+#[test]
+fn reg_event_subscription_is_refreshed_in_its_dialog_before_it_expires() {
+    let (mut t, ue) = bed_and_ue();
+    let (ue, set, _) = challenged(&mut t, &ue);
+    let (hop, fwd) = answer_relayed(&mut t, &ue, &set, NONCE1);
+    let out = t.sip(hop, None, &scscf_ok(&ue, &fwd, GRANTED));
+    assert_eq!(out.len(), 2, "{out:?}");
+    let sub = sent(&out[1]).1;
+    let target = "sip:scscf1@10.9.0.20:6060;transport=udp";
+    let ok = scscf_answer(
+        &sub,
+        "200 OK",
+        &format!(
+            "Expires: 1000\r\nContact: <{target}>\r\nRecord-Route: <sip:10.9.0.21:5060;lr>\r\nRecord-Route: <sip:icscf@{HOP0};lr>\r\n"
+        ),
+    );
+    assert!(t.sip(hop, None, &ok).is_empty());
+
+    let mut previous = sub.clone();
+    for cseq in [2, 3] {
+        assert!(subscribes(&advance(&mut t, Duration::from_secs(499))).is_empty());
+        let refreshes = subscribes(&advance(&mut t, Duration::from_millis(1500)));
+        // One refresh (and its UDP retransmission, RFC 3261 17.1.2.2).
+        assert!(!refreshes.is_empty());
+        assert!(refreshes.iter().all(|r| *r == refreshes[0]), "{refreshes:?}");
+        let (flow, refresh) = &refreshes[0];
+        // The first Route entry is the next hop (HOP0, a UDP hop).
+        assert_eq!(*flow, hop);
+        assert!(
+            refresh.starts_with(&format!("SUBSCRIBE {target} SIP/2.0\r\n")),
+            "{refresh}"
+        );
+        assert_eq!(
+            headers(refresh, "Route"),
+            vec![
+                format!("<sip:icscf@{HOP0};lr>"),
+                "<sip:10.9.0.21:5060;lr>".to_string()
+            ]
+        );
+        for h in ["Call-ID", "From", "Event", "Expires"] {
+            assert_eq!(header(refresh, h), header(&sub, h), "{h}");
+        }
+        assert_eq!(header(refresh, "To"), Some(format!("<{}>;tag=scscf1", ue.impu())));
+        assert_eq!(header(refresh, "CSeq"), Some(format!("{cseq} SUBSCRIBE")));
+        assert_ne!(header(refresh, "Via"), header(&previous, "Via"));
+        previous = refresh.clone();
+        if cseq == 2 {
+            let ok = scscf_answer(refresh, "200 OK", "Expires: 1000\r\n");
+            assert!(t.sip(hop, None, &ok).is_empty());
+        }
+    }
+    assert_eq!(t.core.stats().core_reg_subscribe_refreshes, 2);
+
+    // The S-CSCF lost the dialog: a new initial subscription, out of any dialog.
+    let gone = scscf_answer(&previous, "481 Subscription Does Not Exist", "");
+    let again = subscribes(&t.sip(hop, None, &gone));
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (f, fresh) = &again[0];
+    assert_eq!(*f, hop);
+    assert!(
+        fresh.starts_with(&format!("SUBSCRIBE {} SIP/2.0\r\n", ue.impu())),
+        "{fresh}"
+    );
+    assert_eq!(header(fresh, "CSeq").as_deref(), Some("1 SUBSCRIBE"));
+    assert_eq!(header(fresh, "To"), Some(format!("<{}>", ue.impu())));
+    assert!(headers(fresh, "Route").is_empty());
+    assert_eq!(t.core.stats().core_reg_subscribe_failures, 1);
+}

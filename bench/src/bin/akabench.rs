@@ -2,6 +2,7 @@
 //! reports successes, failures by cause, rates and latency percentiles (also as JSON).
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,6 +67,10 @@ struct Cli {
     workers: u64,
     #[command(flatten)]
     gateway: GatewayArgs,
+    /// A further akagate node on the same link (repeat for more): the UEs are spread over
+    /// --pcscf and these so that every call goes from one node to another (scale-out)
+    #[arg(long, value_name = "IP")]
+    more_pcscf: Vec<IpAddr>,
     /// Open loop: start R registrations per second at fixed times (latency counted from each
     /// scheduled start; --concurrency no longer limits them)
     #[arg(long, value_name = "R", value_parser = positive_rate)]
@@ -120,6 +125,7 @@ fn backend(cli: &Cli) -> Result<Backend, String> {
             (Some(iface), Some(pcscf)) => Backend::AfPacket {
                 iface: iface.clone(),
                 pcscf,
+                more_pcscfs: cli.more_pcscf.clone(),
             },
             _ => return Err("--backend af_packet needs --iface and --pcscf".into()),
         },
@@ -127,6 +133,7 @@ fn backend(cli: &Cli) -> Result<Backend, String> {
             (Some(eal), Some(pcscf)) => Backend::Dpdk {
                 port: DpdkPortSpec::new(eal, g.dpdk_port.as_deref())?,
                 pcscf,
+                more_pcscfs: cli.more_pcscf.clone(),
             },
             _ => return Err("--backend dpdk needs --eal-args and --pcscf".into()),
         },

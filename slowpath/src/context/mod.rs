@@ -165,6 +165,9 @@ akagate_proto::counter_values! {
     /// reg-event SUBSCRIBEs to the core that failed (non-2xx or timeout; the registration
     /// stays, without network-initiated events).
     core_reg_subscribe_failures: Counter,
+    /// reg-event subscriptions refreshed inside their dialog before they expired (TS 24.229
+    /// 5.2.3: 600 s before, or at half of a lifetime of 1200 s or less).
+    core_reg_subscribe_refreshes: Counter,
     /// Registrations the network ended by a reg-event NOTIFY (network-initiated
     /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
     core_deregistrations: Counter,
@@ -221,6 +224,8 @@ pub(crate) enum TimerKey {
     TimerC(TxId),
     /// The next OPTIONS keep-alive of a registration, by IMPI key.
     KeepAlive(String),
+    /// The refresh of one of our reg-event subscriptions, by Call-ID (TS 24.229 5.2.3).
+    RegSubRefresh(String),
 }
 
 /// One received request in its server transaction.

@@ -454,7 +454,7 @@ impl Core {
                 continue;
             }
             if self.reg_subs.owns(id) {
-                self.on_reg_sub_event(id, ev);
+                self.on_reg_sub_event(id, ev, now, out);
                 continue;
             }
             let (proxy, mut cx) = self.proxy_cx();
