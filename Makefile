@@ -96,7 +96,7 @@ fmt:
 bench: deps
 	./bench/run.sh
 
-## demo: 1,000 simulated UEs register through IMS-AKA/ESP and place 500 calls (veth + AF_PACKET as root, in-memory otherwise); MODE=core: akagate in proxy mode in front of akacore (S-CSCF + HSS)
+## demo: 1,000 simulated UEs register through IMS-AKA/ESP and place 500 calls (veth + AF_PACKET as root, in-memory otherwise); MODE=core: akagate in proxy mode in front of akacore (S-CSCF + HSS); NODES=2 MODE=core: two nodes, one core
 demo: deps
 	./scripts/demo.sh
 

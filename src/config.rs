@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::sad::MAX_CAPACITY;
-use akagate_slowpath::upstream::{HopTarget, Upstream};
+use akagate_slowpath::upstream::{HopTarget, Upstream, DEFAULT_HOP_HOLDDOWN, DEFAULT_HOP_TIMEOUT};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -627,6 +627,8 @@ struct RawImsCore {
     anonymous_emergency: Option<bool>,
     #[serde(default)]
     dns_servers: Vec<S<String>>,
+    hop_timeout_ms: Option<S<i64>>,
+    hop_holddown_s: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -969,10 +971,29 @@ impl Validator<'_> {
             .as_ref()
             .map(|v| v.get_ref().clone())
             .unwrap_or_default();
+        let hop_timeout = match &raw.hop_timeout_ms {
+            Some(v) => self
+                .int_in(
+                    v,
+                    "ims-core.hop-timeout-ms",
+                    100..32_001,
+                    "a time in milliseconds",
+                )
+                .map(|ms| Duration::from_millis(ms as u64)),
+            None => Some(DEFAULT_HOP_TIMEOUT),
+        };
+        let hop_holddown = match &raw.hop_holddown_s {
+            Some(v) => self
+                .int_in(v, "ims-core.hop-holddown-s", 1..3601, "a time in seconds")
+                .map(|s| Duration::from_secs(s as u64)),
+            None => Some(DEFAULT_HOP_HOLDDOWN),
+        };
         if !ok {
             return None;
         }
         Some(Upstream {
+            hop_timeout: hop_timeout?,
+            hop_holddown: hop_holddown?,
             local: local?,
             trusted,
             visited_network_id,
@@ -2243,9 +2264,12 @@ ipv4 = ["10.0.0.1"]
             "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:192.0.2.20;transport=tcp\", \"sip:[2001:db8::20]:5070\"]\n\
              local = \"192.0.2.10:5060\"\ntrusted = [\"192.0.2.0/28\", \"198.51.100.7\"]\n\
              visited-network-id = \"visited.example\"\nemergency-next-hops = [\"sip:192.0.2.30\"]\n\
-             emergency-numbers = [\"112\", \"911\"]\nanonymous-emergency = true\n"
+             emergency-numbers = [\"112\", \"911\"]\nanonymous-emergency = true\n\
+             hop-timeout-ms = 2500\nhop-holddown-s = 60\n"
         );
         let up = parse(&src).unwrap().ims_core.unwrap();
+        assert_eq!(up.hop_timeout, Duration::from_millis(2500));
+        assert_eq!(up.hop_holddown, Duration::from_secs(60));
         assert_eq!(up.next_hops.len(), 2);
         assert_eq!(up.next_hops[0].addr, "192.0.2.20:5060".parse().unwrap());
         assert_eq!(up.next_hops[1].addr, "[2001:db8::20]:5070".parse().unwrap());
@@ -2259,11 +2283,23 @@ ipv4 = ["10.0.0.1"]
         assert!(parse(DEFAULT_CONFIG).unwrap().ims_core.is_none());
         let bad = format!(
             "{DEFAULT_CONFIG}\n[ims-core]\nnext-hops = [\"sip:bad_name.example\"]\nlocal = \"nowhere\"\n\
-             trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\n"
+             trusted = [\"10.0.0.0/33\"]\nemergency-numbers = [\"11a\"]\nhop-timeout-ms = 50\nhop-holddown-s = 0\n"
         );
         let errors = parse(&bad).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
-        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("ims-core.hop-timeout-ms: 50 is not")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("ims-core.hop-holddown-s: 0 is not")),
+            "{messages:?}"
+        );
         assert!(
             messages[0].contains("not a valid host name"),
             "{messages:?}"

@@ -15,7 +15,7 @@ use akagate_proto::ipc::{Flow, SaSet, Transport, WorkerCommand, WorkerEvent};
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy, Usim};
 use akagate_slowpath::registrar::SaSetState;
-use akagate_slowpath::upstream::{NextHop, Upstream};
+use akagate_slowpath::upstream::{self, NextHop, Upstream};
 use base64::Engine;
 use reg_common::*;
 
@@ -47,6 +47,7 @@ const GRANTED: u64 = 3600;
 const SERVICE_ROUTE: &str = "<sip:orig@scscf.ims.mnc001.mcc001.3gppnetwork.org:6060;lr>";
 /// RFC 3261 17.1.2.2 timer F (64 * T1, T1 = 500 ms).
 const TIMER_F: Duration = Duration::from_secs(32);
+const HOP_TIMEOUT: Duration = upstream::DEFAULT_HOP_TIMEOUT;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -85,6 +86,8 @@ fn proxy_bed_with(
             dns_servers: Vec::new(),
             emergency_numbers: Vec::new(),
             anonymous_emergency: false,
+            hop_timeout: upstream::DEFAULT_HOP_TIMEOUT,
+            hop_holddown: upstream::DEFAULT_HOP_HOLDDOWN,
         });
         tweak(c);
     })
@@ -722,9 +725,9 @@ fn unanswered_next_hop_fails_over_then_the_ue_gets_408() {
     assert_eq!(hop0, core_flow(HOP0, Transport::Udp));
     let branch0 = our_via_branch(&fwd0, Transport::Udp);
 
-    // Until timer F, hop 0 gets retransmissions of the same request (timer E); at timer F
-    // the REGISTER goes to hop 1 with a new branch.
-    let out = advance(&mut t, TIMER_F - Duration::from_millis(250));
+    // Until hop-timeout, hop 0 gets retransmissions of the same request (timer E); then,
+    // long before timer F, the REGISTER goes to hop 1 with a new branch (RFC 3263 4.3).
+    let out = advance(&mut t, HOP_TIMEOUT - Duration::from_millis(250));
     assert!(!out.is_empty());
     for c in &out {
         assert_eq!(sent(c), (hop0, fwd0.clone()));
@@ -743,10 +746,12 @@ fn unanswered_next_hop_fails_over_then_the_ue_gets_408() {
     assert_eq!(without_top_via(fwd1), without_top_via(&fwd0));
     assert!(sends(&out, false).is_empty(), "{out:?}");
     assert_eq!(t.core.stats().core_failovers, 1);
+    assert_eq!(t.core.stats().core_hop_timeouts, 1);
     assert_eq!(t.core.stats().core_timeouts, 0);
 
-    // Hop 1 is silent too: the UE gets 408 (RFC 3261 16.7 step 6 / 16.8). Hop 0 hears
-    // nothing more (its transaction was abandoned), hop 1 gets retransmissions.
+    // Hop 1 is the last: silent too, it runs to timer F and the UE gets 408 (RFC 3261
+    // 16.7 step 6 / 16.8). Hop 0 hears nothing more (its transaction was abandoned), hop 1
+    // gets retransmissions.
     let out = advance(&mut t, TIMER_F);
     for (f, text) in sends(&out, true) {
         assert_eq!((f, text), (*hop1, fwd1.clone()));
@@ -765,8 +770,50 @@ fn unanswered_next_hop_fails_over_then_the_ue_gets_408() {
     );
     assert_eq!(t.core.stats().core_failovers, 1);
     assert_eq!(t.core.stats().core_timeouts, 1);
-    assert_eq!(t.core.stats().transaction_timeouts, 2);
+    assert_eq!(t.core.stats().core_hop_timeouts, 1);
+    assert_eq!(t.core.stats().transaction_timeouts, 1);
     assert!(t.core.registrations_view(t.now).is_empty());
+}
+
+/// A hop that gave no answer is avoided for `hop-holddown-s`: the next UE's REGISTER goes
+/// straight to the next hop, and back to the first once the hold-down is over. A hop that
+/// answers at all (100 Trying) is not given up on: its transaction runs its course.
+#[test]
+fn silent_hop_is_held_down_and_a_trying_hop_is_kept() {
+    let mut t = proxy_bed(&[(HOP0, None), (HOP1, None)]);
+    let ue1 = Ue::new(&mut t, 0, 7000);
+    let (hop0, _) = relay_initial(&mut t, &ue1);
+    let out = advance(&mut t, HOP_TIMEOUT + Duration::from_millis(250));
+    let (hop1, fwd1) = sends(&out, true)
+        .into_iter()
+        .find(|(f, _)| f.ue != hop0.ue)
+        .expect("failed over to hop 1");
+    // Hop 1 answers 100 Trying: no failover from it however long the final answer takes.
+    let trying = scscf_answer(&fwd1, "100 Trying", "");
+    assert!(t.sip(hop1, None, &trying).is_empty());
+    let ue2 = Ue::new(&mut t, 1, 7002);
+    // Hop 0 is held down: UE 2's REGISTER goes to hop 1 at once.
+    let (first, fwd2) = relay_initial(&mut t, &ue2);
+    assert_eq!(first, hop1);
+    assert!(t
+        .sip(hop1, None, &scscf_answer(&fwd2, "100 Trying", ""))
+        .is_empty());
+    // Hop 1 gives UE 1 its challenge after 10 s (past hop-timeout, inside timer F).
+    let out = advance(&mut t, Duration::from_secs(10));
+    let hops_used: Vec<Flow> = sends(&out, true).into_iter().map(|(f, _)| f).collect();
+    assert!(hops_used.iter().all(|f| *f == hop1), "{hops_used:?}");
+    let out = t.sip(
+        hop1,
+        None,
+        &scscf_answer(&fwd1, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(t.core.stats().core_hop_timeouts, 1);
+    assert_eq!(t.core.stats().core_failovers, 1);
+    // Past the hold-down, a new REGISTER tries hop 0 first again.
+    advance(&mut t, Duration::from_secs(30));
+    let ue3 = Ue::new(&mut t, 2, 7004);
+    assert_eq!(relay_initial(&mut t, &ue3).0, hop0);
 }
 
 #[test]
@@ -843,7 +890,7 @@ fn protected_register_unanswered_gets_408_and_drops_the_pending_set() {
 #[test]
 fn deregistration_is_relayed_answered_through_the_sas_then_removes_them() {
     let (mut t, ue) = bed_and_ue();
-    let (ue, set, hop) = registered(&mut t, &ue);
+    let (ue, set, hop, sub) = registered_with_sub(&mut t, &ue);
     let dereg = ue.dereg(&set);
     assert_eq!(header(&dereg, "Expires").as_deref(), Some("0"));
     let out = through(&mut t, &ue, &set, &dereg);
@@ -874,6 +921,20 @@ fn deregistration_is_relayed_answered_through_the_sas_then_removes_them() {
     assert_eq!(t.core.registered(), 0);
     assert!(t.core.registrations_view(t.now).is_empty());
     assert_eq!(t.released(), vec![set.spi_pc, set.spi_ps]);
+
+    // The S-CSCF's terminating NOTIFY that follows is accepted (200), not refused as a
+    // request for nobody; nothing else happens.
+    let last = reg_notify(
+        &sub,
+        &ue,
+        "terminated",
+        "event=\"unregistered\"",
+        "terminated;reason=noresource",
+    );
+    let out = t.sip(hop, None, &last);
+    assert_eq!(out.len(), 1, "{out:?}");
+    answer_to(&out[0], hop, "200 OK");
+    assert_eq!(t.core.stats().core_requests_unroutable, 0);
 }
 
 #[test]
@@ -1306,6 +1367,8 @@ fn emergency_bed(anonymous: bool) -> Testbed {
             emergency_targets: Vec::new(),
             dns_servers: Vec::new(),
             anonymous_emergency: anonymous,
+            hop_timeout: upstream::DEFAULT_HOP_TIMEOUT,
+            hop_holddown: upstream::DEFAULT_HOP_HOLDDOWN,
         })
     })
 }
@@ -1564,7 +1627,10 @@ fn reg_event_subscription_is_refreshed_in_its_dialog_before_it_expires() {
         let refreshes = subscribes(&advance(&mut t, Duration::from_millis(1500)));
         // One refresh (and its UDP retransmission, RFC 3261 17.1.2.2).
         assert!(!refreshes.is_empty());
-        assert!(refreshes.iter().all(|r| *r == refreshes[0]), "{refreshes:?}");
+        assert!(
+            refreshes.iter().all(|r| *r == refreshes[0]),
+            "{refreshes:?}"
+        );
         let (flow, refresh) = &refreshes[0];
         // The first Route entry is the next hop (HOP0, a UDP hop).
         assert_eq!(*flow, hop);
@@ -1582,7 +1648,10 @@ fn reg_event_subscription_is_refreshed_in_its_dialog_before_it_expires() {
         for h in ["Call-ID", "From", "Event", "Expires"] {
             assert_eq!(header(refresh, h), header(&sub, h), "{h}");
         }
-        assert_eq!(header(refresh, "To"), Some(format!("<{}>;tag=scscf1", ue.impu())));
+        assert_eq!(
+            header(refresh, "To"),
+            Some(format!("<{}>;tag=scscf1", ue.impu()))
+        );
         assert_eq!(header(refresh, "CSeq"), Some(format!("{cseq} SUBSCRIBE")));
         assert_ne!(header(refresh, "Via"), header(&previous, "Via"));
         previous = refresh.clone();

@@ -168,6 +168,9 @@ akagate_proto::counter_values! {
     /// reg-event subscriptions refreshed inside their dialog before they expired (TS 24.229
     /// 5.2.3: 600 s before, or at half of a lifetime of 1200 s or less).
     core_reg_subscribe_refreshes: Counter,
+    /// Relayed REGISTERs a core next hop did not answer at all within `hop-timeout` (the
+    /// next hop got them, and the silent one is avoided for `hop-holddown-s`).
+    core_hop_timeouts: Counter,
     /// Registrations the network ended by a reg-event NOTIFY (network-initiated
     /// de-registration, TS 24.229 5.2.5.1): their SAs were removed.
     core_deregistrations: Counter,
@@ -226,6 +229,8 @@ pub(crate) enum TimerKey {
     KeepAlive(String),
     /// The refresh of one of our reg-event subscriptions, by Call-ID (TS 24.229 5.2.3).
     RegSubRefresh(String),
+    /// The end of the wait for a core next hop's first answer to a relayed REGISTER.
+    HopTimeout(TxId),
 }
 
 /// One received request in its server transaction.

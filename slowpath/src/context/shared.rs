@@ -16,6 +16,7 @@ use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKe
 use crate::registrar::SaSetExt;
 use crate::sip::response_to;
 use crate::sip::transaction::{TransactionLayer, TxId};
+use crate::upstream::HopHealth;
 
 /// The core's shared machinery (see the module documentation).
 pub(crate) struct Shared {
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub admission: Admission,
     /// Outstanding decoy challenges of unknown IMPIs (counted like real ones).
     pub decoys: DecoyLedger,
+    /// Proxy mode: the core next hops seen failing, avoided for a while.
+    pub hops: HopHealth,
 }
 
 impl Shared {
@@ -55,6 +58,7 @@ impl Shared {
             held: Held::default(),
             admission: Admission::default(),
             decoys: DecoyLedger::default(),
+            hops: HopHealth::default(),
         }
     }
 

@@ -816,6 +816,10 @@ impl Core {
                     proxy.on_timer_c(&mut cx, client, now, out);
                     continue;
                 }
+                TimerKey::HopTimeout(id) => {
+                    self.on_hop_timeout(id, now, out);
+                    continue;
+                }
                 TimerKey::RegSubRefresh(call_id) => {
                     self.refresh_reg_sub(&call_id, now, out);
                     continue;

@@ -4,7 +4,7 @@
 //! terminated (deactivated, rejected, unregistered, expired ...) ends the registration and
 //! its SAs at once (network-initiated de-registration); a shorter lifetime shortens ours.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::WorkerCommand;
@@ -57,7 +57,14 @@ pub(crate) struct RegSubs {
     by_call_id: HashMap<String, RegSub>,
     /// Our SUBSCRIBE client transactions.
     by_tx: HashMap<TxId, SubTx>,
+    /// Call-IDs of subscriptions whose registration ended here, newest last (at most
+    /// [`ENDED_KEPT`]): the S-CSCF's terminating NOTIFY that follows a de-registration gets
+    /// 200, not an error (RFC 6665 4.1.3 leaves the subscriber free to accept it).
+    ended: VecDeque<String>,
 }
+
+/// How many ended subscriptions are remembered for their last NOTIFY.
+const ENDED_KEPT: usize = 4096;
 
 impl RegSubs {
     /// Whether `id` is one of our SUBSCRIBEs.
@@ -67,7 +74,22 @@ impl RegSubs {
 
     /// Forgets registration `key`'s subscriptions (their refresh timers find nothing).
     pub fn forget(&mut self, key: &str) {
-        self.by_call_id.retain(|_, s| s.key != key);
+        let ended = &mut self.ended;
+        self.by_call_id.retain(|call_id, s| {
+            let keep = s.key != key;
+            if !keep {
+                if ended.len() == ENDED_KEPT {
+                    ended.pop_front();
+                }
+                ended.push_back(call_id.clone());
+            }
+            keep
+        });
+    }
+
+    /// Whether `call_id` is a subscription of a registration that ended here.
+    pub fn ended(&self, call_id: &str) -> bool {
+        self.ended.iter().rev().any(|c| c == call_id)
     }
 
     /// Whether registration `key` has a subscription.
@@ -170,7 +192,7 @@ impl Core {
         };
         let udp = build("UDP");
         let flow = match refresh {
-            false => up.flow_to(0, udp.len()),
+            false => up.flow_to(self.shared.hops.preferred(&up.next_hops, now), udp.len()),
             true => up.flow_for(Some(sub.route.first().unwrap_or(&ruri)), udp.len()),
         };
         let Some(flow) = flow else {

@@ -19,7 +19,7 @@ use zeroize::Zeroize;
 
 use super::saset::{new_sa_set, NoSet};
 use crate::aka::{AkaNonce, AuthVector, Autn, DigestParams, Res};
-use crate::context::{peer_of, Req, TxInfo};
+use crate::context::{peer_of, Req, TimerKey, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
 use crate::registrar::{contact_uri, mechanisms, verify_matches, Pending, SetKind};
@@ -65,8 +65,13 @@ pub(crate) struct Relay {
     contact: Option<String>,
     /// The REGISTER as forwarded, without our Via (sent again to the next hop on failure).
     request: Vec<u8>,
-    /// Index of the next hop it went to.
+    /// The next hops to try, in order (usable ones first, see `HopHealth::order`).
+    order: Vec<usize>,
+    /// Position in `order` of the hop it went to.
     hop: usize,
+    /// Until when that hop may stay silent before the next one gets the REGISTER; `None`
+    /// once it answered, or for the last hop (Timer F decides there).
+    hop_deadline: Option<Instant>,
 }
 
 /// What proxy mode keeps per registration besides the registrar's state.
@@ -289,7 +294,9 @@ impl Core {
             tls: flow_bound && self.agrees_tls(req),
             contact: contact_uri(msg),
             request,
+            order: self.shared.hops.order(&up.next_hops, now),
             hop: 0,
+            hop_deadline: None,
         };
         self.send_relay(relay, now, out);
     }
@@ -305,7 +312,10 @@ impl Core {
         };
         // Our Via adds at most this much; the transport follows the size with it.
         let via_room = 120;
-        while let Some(flow) = up.flow_to(relay.hop, relay.request.len() + via_room) {
+        while let Some(&index) = relay.order.get(relay.hop) {
+            let Some(flow) = up.flow_to(index, relay.request.len() + via_room) else {
+                break;
+            };
             let branch = self.shared.branch();
             let mut e = MessageEdit::new(&base);
             e.push_front(
@@ -317,9 +327,18 @@ impl Core {
                 ),
             );
             if let Some(id) = self.shared.send_request(e.to_bytes(), flow, now, out) {
+                // RFC 3263 4.3: a hop that stays silent is given up on before Timer F when
+                // another hop is left to try.
+                relay.hop_deadline =
+                    (relay.hop + 1 < relay.order.len()).then(|| now + up.hop_timeout);
+                self.shared
+                    .arm(TimerKey::HopTimeout(id), None, relay.hop_deadline);
                 self.relay.relays.insert(id, relay);
                 return;
             }
+            self.shared
+                .hops
+                .mark_down(up.next_hops[index].addr, now, up.hop_holddown);
             relay.hop += 1;
         }
         self.relay_failed(&relay, 503, "Service Unavailable", now, out);
@@ -394,28 +413,48 @@ impl Core {
         }
     }
 
-    /// Client transaction `id` failed (timeout, transport): the next next hop gets the
+    /// Client transaction `id` failed (timeout, transport, or its hop stayed silent past
+    /// `hop-timeout`): the hop is avoided for a while and the next next hop gets the
     /// REGISTER (RFC 3263 4.3), or the UE 408 when none is left (RFC 3261 16.8).
     fn relay_failover(&mut self, id: TxId, why: &str, now: Instant, out: &mut Vec<WorkerCommand>) {
         let Some(mut relay) = self.relay.relays.remove(&id) else {
             return;
         };
+        self.shared
+            .arm(TimerKey::HopTimeout(id), relay.hop_deadline.take(), None);
         self.shared.txl.abandon(id);
         self.shared.txs.remove(&id);
+        if let Some(up) = self.shared.cfg.upstream.clone() {
+            let hop = relay
+                .order
+                .get(relay.hop)
+                .and_then(|&i| up.next_hops.get(i));
+            if let Some(hop) = hop {
+                self.shared.hops.mark_down(hop.addr, now, up.hop_holddown);
+            }
+        }
         relay.hop += 1;
-        let hops = self
-            .shared
-            .cfg
-            .upstream
-            .as_ref()
-            .map_or(0, |u| u.next_hops.len());
         tracing::debug!("REGISTER of {} to the core {why}", relay.impi);
-        if relay.hop < hops {
+        if relay.hop < relay.order.len() {
             self.shared.stats.core_failovers += 1;
             return self.send_relay(relay, now, out);
         }
         self.shared.stats.core_timeouts += 1;
         self.relay_failed(&relay, 408, "Request Timeout", now, out);
+    }
+
+    /// The hop a relayed REGISTER went to gave no answer at all within `hop-timeout`.
+    pub(crate) fn on_hop_timeout(&mut self, id: TxId, now: Instant, out: &mut Vec<WorkerCommand>) {
+        let silent = self
+            .relay
+            .relays
+            .get(&id)
+            .and_then(|r| r.hop_deadline)
+            .is_some_and(|d| d <= now);
+        if silent {
+            self.shared.stats.core_hop_timeouts += 1;
+            self.relay_failover(id, "not answered within hop-timeout", now, out);
+        }
     }
 
     /// A core-side flow could not be opened or lost what was written to it: every REGISTER
@@ -426,6 +465,10 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        if let Some(up) = self.shared.cfg.upstream.clone() {
+            let addr = std::net::SocketAddr::new(flow.ue, flow.ue_port);
+            self.shared.hops.mark_down(addr, now, up.hop_holddown);
+        }
         let mut ids: Vec<TxId> = self
             .relay
             .relays
@@ -453,6 +496,16 @@ impl Core {
         let Some(code) = msg.status_code() else {
             return;
         };
+        // The hop answered: it is alive, and this transaction runs its course there.
+        if let Some(relay) = self.relay.relays.get_mut(&id) {
+            let deadline = relay.hop_deadline.take();
+            let hop = relay.order.get(relay.hop).copied();
+            self.shared.arm(TimerKey::HopTimeout(id), deadline, None);
+            let up = self.shared.cfg.upstream.clone();
+            if let Some(h) = hop.and_then(|i| up.as_ref()?.next_hops.get(i).cloned()) {
+                self.shared.hops.mark_up(h.addr);
+            }
+        }
         if code < 200 {
             // RFC 3261 16.7 step 5: 100 stays here; other provisionals go on.
             if let (true, Some(server)) = (code > 100, self.relay.relays.get(&id).map(|r| r.server))
@@ -755,6 +808,13 @@ impl Core {
             .map(str::to_string);
         if let Some(key) = sub_key {
             return self.on_reg_notify(req, &key, now, out);
+        }
+        let ended = msg
+            .call_id()
+            .is_ok_and(|c| super::regsub::is_reg_notify(msg) && self.reg_subs.ended(c));
+        if ended {
+            // The S-CSCF's last word on a registration that already ended here.
+            return self.shared.respond(req, 200, "OK", &[], now, out);
         }
         if let Some(key) = self.core_key(msg) {
             let (proxy, mut cx) = self.proxy_cx();

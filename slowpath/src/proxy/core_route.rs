@@ -219,7 +219,7 @@ impl Proxy {
         let len = msg.raw().len() + 200;
         let flow = match (in_dialog, towards) {
             (false, Towards::Emergency) => up.emergency_flow(len),
-            _ => up.flow_for(next, len),
+            _ => up.flow_for_via(next, len, cx.shared.hops.preferred(&up.next_hops, now)),
         };
         tracing::debug!("originate {:?} from {key:?} on {flow:?}", msg.method());
         let Some(flow) = flow else {

@@ -6,6 +6,7 @@
 
 mod edit;
 mod emergency;
+mod health;
 mod reginfo;
 
 pub use edit::{
@@ -14,11 +15,13 @@ pub use edit::{
 };
 
 pub use emergency::{alternative_service_body, is_emergency, EmergencyAction};
+pub use health::HopHealth;
 pub use reginfo::{
     parse_reginfo, verdict_for, ContactState, ContactVerdict, ReginfoError, RegistrationState,
 };
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use akagate_proto::ipc::{Flow, Transport};
 use ipnet::IpNet;
@@ -157,7 +160,19 @@ pub struct Upstream {
     /// asserted) are routed to the E-CSCF (TS 24.229 5.2.10.4); otherwise they get 380
     /// asking for an emergency registration.
     pub anonymous_emergency: bool,
+    /// How long a next hop may stay silent on a relayed REGISTER before the next hop gets
+    /// it (every hop but the last; the last runs the transaction's own Timer F).
+    pub hop_timeout: Duration,
+    /// How long a next hop that timed out or could not be reached is avoided.
+    pub hop_holddown: Duration,
 }
+
+/// Default of [`Upstream::hop_timeout`]: room for three UDP retransmissions (T1 = 500 ms),
+/// well inside the UE's own Timer F (32 s) even with several hops.
+pub const DEFAULT_HOP_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Default of [`Upstream::hop_holddown`].
+pub const DEFAULT_HOP_HOLDDOWN: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// The addresses among `targets`, in order (what is usable before any name resolves).
@@ -200,6 +215,12 @@ impl Upstream {
     /// literal (port 5060 and the transport by size unless the URI names them), else the
     /// first next hop, which resolves names for us.
     pub fn flow_for(&self, next: Option<&str>, len: usize) -> Option<Flow> {
+        self.flow_for_via(next, len, 0)
+    }
+
+    /// As [`Upstream::flow_for`], with next hop `preferred` instead of the first when the
+    /// URI is not an address (the first usable one, see [`HopHealth::preferred`]).
+    pub fn flow_for_via(&self, next: Option<&str>, len: usize, preferred: usize) -> Option<Flow> {
         // A Route value is a name-addr; a bare Request-URI keeps its own parameters
         // (`;transport=tcp` would be a header parameter of an addr-spec).
         let uri = next.and_then(|v| match v.contains('<') {
@@ -216,7 +237,9 @@ impl Upstream {
             Some((SocketAddr::new(ip, u.port.unwrap_or(5060)), transport))
         });
         let Some((addr, transport)) = literal else {
-            return self.flow_to(0, len);
+            return self
+                .flow_to(preferred, len)
+                .or_else(|| self.flow_to(0, len));
         };
         Some(self.flow_with(&NextHop { addr, transport }, len))
     }
@@ -298,6 +321,8 @@ mod tests {
             emergency_targets: Vec::new(),
             dns_servers: Vec::new(),
             emergency_numbers: Vec::new(),
+            hop_timeout: DEFAULT_HOP_TIMEOUT,
+            hop_holddown: DEFAULT_HOP_HOLDDOWN,
             anonymous_emergency: false,
         }
     }
