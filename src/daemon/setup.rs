@@ -306,6 +306,7 @@ pub(super) fn worker_config(
                 .collect(),
             gateway_v4: None,
             gateway_v6: None,
+            routes: Vec::new(),
             // Every worker learns every neighbour of the port (ARP replies land on one queue
             // and are shared), so each cache holds as many UEs as the port may serve, plus
             // room for routers and other hosts on the link. The cache grows with use.
