@@ -225,3 +225,58 @@ fn several_answers_in_one_loop_all_reach_the_ue() {
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
 }
+
+/// Routed access: the UE (10.45.0.7) sits behind a router (10.0.0.254, at `UE_MAC` here) on
+/// a static route. The worker resolves the router only - its own gateway probe at start, no
+/// second request when the 401 waits for it - and the 401 leaves to the router's MAC with the
+/// UE's address.
+#[test]
+fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
+    let ue = std::net::Ipv4Addr::new(10, 45, 0, 7);
+    let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
+    let mut cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+    cfg.l2.routes = vec![akagate_fastpath::l2::Route {
+        prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
+        via: IpAddr::V4(router),
+    }];
+    let mut w = worker_on_pair(cfg, &PairSizes::default());
+    let mut now = w.now;
+    let register = udp_v4(ue, PCSCF_V4, UE_PORT, SIP_PORT, REGISTER);
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Ipv4, &register),
+    );
+    w.worker.run_once(now);
+    let flow = match w.events.try_recv() {
+        Ok(WorkerEvent::Sip(s)) => s.flow,
+        other => panic!("REGISTER not passed up: {other:?}"),
+    };
+    let answer = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+    w.cmds
+        .send(WorkerCommand::Send {
+            flow,
+            bytes: answer.to_vec(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.arp_requests, vec![router], "the router, never the UE");
+    assert!(seen.udp.is_empty());
+    assert_eq!(count(&w, "gateways_unresolved"), 1);
+
+    let reply = arp(ArpOperation::Reply, (UE_MAC, router), (PCSCF_MAC, PCSCF_V4));
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+    );
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    // `drain` checks that IP frames go to UE_MAC: the router's MAC here.
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.udp, vec![answer.to_vec()]);
+    assert_eq!(count(&w, "gateways_unresolved"), 0);
+    assert_eq!(count(&w, "solicitations"), 1);
+    assert_eq!(count(&w, "drop_egress_no_neighbor"), 0);
+}
