@@ -1269,7 +1269,10 @@ impl Validator<'_> {
             match router(self, "routes.gateway-v4", g) {
                 Some(IpAddr::V4(a)) => gateway_v4 = Some(a),
                 Some(IpAddr::V6(a)) => {
-                    self.error(&g.span(), format!("routes.gateway-v4: {a} is not an IPv4 address"));
+                    self.error(
+                        &g.span(),
+                        format!("routes.gateway-v4: {a} is not an IPv4 address"),
+                    );
                     ok = false;
                 }
                 None => ok = false,
@@ -1279,7 +1282,10 @@ impl Validator<'_> {
             match router(self, "routes.gateway-v6", g) {
                 Some(IpAddr::V6(a)) => gateway_v6 = Some(a),
                 Some(IpAddr::V4(a)) => {
-                    self.error(&g.span(), format!("routes.gateway-v6: {a} is not an IPv6 address"));
+                    self.error(
+                        &g.span(),
+                        format!("routes.gateway-v6: {a} is not an IPv6 address"),
+                    );
                     ok = false;
                 }
                 None => ok = false,
@@ -1304,9 +1310,9 @@ impl Validator<'_> {
                 Ok(n) if statics.iter().any(|s| s.prefix == n) => {
                     Some(format!("{key}.prefix: {n} is routed twice"))
                 }
-                Ok(n) if on_link.iter().any(|o| o.trunc() == n) => {
-                    Some(format!("{key}.prefix: {n} is an on-link prefix (routes.on-link)"))
-                }
+                Ok(n) if on_link.iter().any(|o| o.trunc() == n) => Some(format!(
+                    "{key}.prefix: {n} is an on-link prefix (routes.on-link)"
+                )),
                 Ok(n) if defaults.iter().flatten().any(|d| d.as_ref() == Ok(&n)) => Some(format!(
                     "{key}.prefix: {n} duplicates the default route (routes.gateway-v{})",
                     if n.addr().is_ipv4() { 4 } else { 6 }
@@ -2234,7 +2240,11 @@ mod tests {
 
     #[test]
     fn routes_parse_with_on_link_prefixes_defaults_and_static_routes() {
-        assert_eq!(Config::default().routes, None, "no [routes]: all on the link");
+        assert_eq!(
+            Config::default().routes,
+            None,
+            "no [routes]: all on the link"
+        );
         let c = with_routes(
             "on-link = [\"10.0.0.1/24\", \"2001:db8::1/64\"]\ngateway-v4 = \"10.0.0.254\"\n\
              gateway-v6 = \"2001:db8::fe\"\n\

@@ -24,8 +24,7 @@ fn idle_fleet(n: usize) -> (Fleet<MemQueue>, impl Sized) {
         .iter()
         .enumerate()
     {
-        let ue = make_ue(i, rec, pcscf, false, AuthAlg::HmacSha1_96, EncrAlg::AesCbc)
-            .expect("ue");
+        let ue = make_ue(i, rec, pcscf, false, AuthAlg::HmacSha1_96, EncrAlg::AesCbc).expect("ue");
         fleet.add(ue);
     }
     fleet.step(Instant::from_millis(0), |_, _| {});

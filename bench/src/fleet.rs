@@ -178,8 +178,8 @@ impl<Q: PortQueue> Fleet<Q> {
 
     /// Rebuilds the deadline heap from the UEs' deadlines, dropping superseded entries.
     fn rebuild_timers(&mut self) {
-        let live = (self.next_poll.iter().enumerate())
-            .filter_map(|(i, p)| p.map(|at| Reverse((at, i))));
+        let live =
+            (self.next_poll.iter().enumerate()).filter_map(|(i, p)| p.map(|at| Reverse((at, i))));
         self.timers = live.collect();
     }
 
@@ -309,7 +309,10 @@ mod tests {
         let (_a, mut b) = mem_pair(&MemPairConfig::default()).unwrap();
         let mut f = Fleet::new(b.take_queues().pop().unwrap());
         let pcscf = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-        for (i, rec) in generate_subscribers(50, 7, Plmn::default()).iter().enumerate() {
+        for (i, rec) in generate_subscribers(50, 7, Plmn::default())
+            .iter()
+            .enumerate()
+        {
             let ue = make_ue(i, rec, pcscf, false, AuthAlg::HmacSha1_96, EncrAlg::AesCbc);
             f.add(ue.unwrap());
         }
@@ -335,7 +338,10 @@ mod tests {
         // Superseded deadlines do not pile up: the heap is bounded by the UEs.
         for ms in 0..200 {
             f.ue_mut(ms % 50);
-            polled(&mut f, due + smoltcp::time::Duration::from_millis(ms as u64));
+            polled(
+                &mut f,
+                due + smoltcp::time::Duration::from_millis(ms as u64),
+            );
         }
         assert!(f.timers.len() <= HEAP_SLACK * f.len() + 1024);
     }

@@ -315,7 +315,11 @@ fn a_ue_entry_goes_to_its_owner_alone_and_a_gateway_to_every_worker() {
     let mut t = bed_with(3, steering.clone(), Some(gw));
     t.run(1);
     for w in 0..3 {
-        assert_eq!(t.count(w, "solicitations"), 1, "worker {w} asked for the gateway");
+        assert_eq!(
+            t.count(w, "solicitations"),
+            1,
+            "worker {w} asked for the gateway"
+        );
         assert_eq!(t.count(w, "gateways_unresolved"), 1);
     }
     t.received();
@@ -336,6 +340,10 @@ fn a_ue_entry_goes_to_its_owner_alone_and_a_gateway_to_every_worker() {
     }
     for w in 0..3 {
         assert_eq!(t.count(w, "gateways_unresolved"), 0, "worker {w}");
-        assert_eq!(t.count(w, "solicitations"), 1, "worker {w}: no second request");
+        assert_eq!(
+            t.count(w, "solicitations"),
+            1,
+            "worker {w}: no second request"
+        );
     }
 }

@@ -15,8 +15,8 @@ use akagate_slowpath::secagree::ImsAkaProfile;
 use akagate_slowpath::sip::transaction::TimerConfig;
 use akagate_slowpath::CoreConfig;
 use akagate_sys::LinkInfo;
-use smoltcp::time::Duration;
 use ipnet::IpNet;
+use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 use super::journal::SqnJournal;

@@ -88,11 +88,7 @@ impl GatewayWatch {
                     reachable: false,
                 })
                 .collect(),
-            next_due: if gateways.is_empty() {
-                NEVER
-            } else {
-                start
-            },
+            next_due: if gateways.is_empty() { NEVER } else { start },
             retry,
             counters: GatewayCounters {
                 unresolved: gateways.len() as u64,

@@ -12,9 +12,7 @@ pub mod route;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpCidr, Ipv4Cidr, Ipv6Cidr,
-};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 use crate::wire::ip::{Direction, IpPacket, IpRepr, IpVersion};
 use gateway::{GatewayCounters, GatewayWatch, Probe};
@@ -117,8 +115,8 @@ impl L2 {
         let neighbors = NeighborCache::new(cfg.max_neighbors, cfg.neighbor_ttl, cfg.solicit_retry);
         let on_link = (cfg.ipv4.iter().map(|&c| IpCidr::Ipv4(c)))
             .chain(cfg.ipv6.iter().map(|&c| IpCidr::Ipv6(c)));
-        let defaults = (cfg.gateway_v4.map(IpAddr::V4).into_iter())
-            .chain(cfg.gateway_v6.map(IpAddr::V6));
+        let defaults =
+            (cfg.gateway_v4.map(IpAddr::V4).into_iter()).chain(cfg.gateway_v6.map(IpAddr::V6));
         let routes = RouteTable::new(on_link, &cfg.routes, defaults);
         let gateways = GatewayWatch::new(routes.gateways(), cfg.solicit_retry);
         L2 {

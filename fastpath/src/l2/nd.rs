@@ -143,7 +143,10 @@ impl L2 {
             .or(self.cfg.ipv6.first())?;
         let (dst, dst_mac) = match known {
             Some(mac) => (target, mac),
-            None => (solicited_node(target), multicast_mac(solicited_node(target))),
+            None => (
+                solicited_node(target),
+                multicast_mac(solicited_node(target)),
+            ),
         };
         let ns = NdiscRepr::NeighborSolicit {
             target_addr: target,

@@ -45,10 +45,8 @@ impl RouteTable {
         routes: &[Route],
         defaults: impl IntoIterator<Item = IpAddr>,
     ) -> Self {
-        let mut entries: Vec<(IpCidr, Hop)> = on_link
-            .into_iter()
-            .map(|c| (c, Hop::OnLink))
-            .collect();
+        let mut entries: Vec<(IpCidr, Hop)> =
+            on_link.into_iter().map(|c| (c, Hop::OnLink)).collect();
         entries.extend(routes.iter().map(|r| (r.prefix, Hop::Via(r.via))));
         for gw in defaults {
             let any = match gw {

@@ -353,7 +353,10 @@ fn longest_prefix_picks_the_router_and_only_routers_are_resolved() {
     assert_eq!(&h[..6], PEER.as_bytes());
     // The other router of the more specific route is still unknown.
     assert_eq!(l.header_for(ue7, t(3), &mut out), Err(L2Drop::NoNeighbor));
-    assert_eq!(arp_target(out.last().unwrap()), Ipv4Addr::new(192, 0, 2, 252));
+    assert_eq!(
+        arp_target(out.last().unwrap()),
+        Ipv4Addr::new(192, 0, 2, 252)
+    );
 }
 
 #[test]
@@ -420,7 +423,11 @@ fn gateways_are_refreshed_by_unicast_probes_and_failures_counted() {
     ] {
         l.maintain(t(ms), &mut out);
         let c = l.gateway_counters();
-        assert_eq!((c.probes, c.probe_failures), (probes, failures), "at {ms} ms");
+        assert_eq!(
+            (c.probes, c.probe_failures),
+            (probes, failures),
+            "at {ms} ms"
+        );
     }
     assert_eq!(out, vec![unicast.clone(), unicast.clone(), unicast]);
     out.clear();

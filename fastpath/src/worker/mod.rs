@@ -431,9 +431,15 @@ impl<Q: PortQueue> Worker<Q> {
         self.counters.solicitations.store(l.solicitations, Relaxed);
         let g = self.link.l2.gateway_counters();
         self.counters.gateway_probes.store(g.probes, Relaxed);
-        self.counters.gateway_probe_failures.store(g.probe_failures, Relaxed);
-        self.counters.gateway_unreachable.store(g.unreachable, Relaxed);
-        self.counters.gateways_unresolved.store(g.unresolved, Relaxed);
+        self.counters
+            .gateway_probe_failures
+            .store(g.probe_failures, Relaxed);
+        self.counters
+            .gateway_unreachable
+            .store(g.unreachable, Relaxed);
+        self.counters
+            .gateways_unresolved
+            .store(g.unresolved, Relaxed);
     }
 }
 
