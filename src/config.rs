@@ -1263,34 +1263,29 @@ impl Validator<'_> {
             v.error(&text.span(), msg);
             None
         };
-        let mut gateway_v4 = None;
-        let mut gateway_v6 = None;
-        if let Some(g) = &raw.gateway_v4 {
-            match router(self, "routes.gateway-v4", g) {
-                Some(IpAddr::V4(a)) => gateway_v4 = Some(a),
-                Some(IpAddr::V6(a)) => {
-                    self.error(
-                        &g.span(),
-                        format!("routes.gateway-v4: {a} is not an IPv4 address"),
-                    );
+        // The default gateway of each family, checked alike.
+        let mut defaults: [Option<IpAddr>; 2] = [None, None];
+        for (slot, v4, g) in [(0, true, &raw.gateway_v4), (1, false, &raw.gateway_v6)] {
+            let Some(g) = g else { continue };
+            let key = format!("routes.gateway-v{}", if v4 { 4 } else { 6 });
+            match router(self, &key, g) {
+                Some(a) if a.is_ipv4() == v4 => defaults[slot] = Some(a),
+                Some(a) => {
+                    let family = if v4 { "an IPv4" } else { "an IPv6" };
+                    self.error(&g.span(), format!("{key}: {a} is not {family} address"));
                     ok = false;
                 }
                 None => ok = false,
             }
         }
-        if let Some(g) = &raw.gateway_v6 {
-            match router(self, "routes.gateway-v6", g) {
-                Some(IpAddr::V6(a)) => gateway_v6 = Some(a),
-                Some(IpAddr::V4(a)) => {
-                    self.error(
-                        &g.span(),
-                        format!("routes.gateway-v6: {a} is not an IPv6 address"),
-                    );
-                    ok = false;
-                }
-                None => ok = false,
-            }
-        }
+        let gateway_v4 = match defaults[0] {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        };
+        let gateway_v6 = match defaults[1] {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        };
         let mut statics: Vec<StaticRoute> = Vec::new();
         for (i, r) in raw.statics.iter().enumerate() {
             let key = format!("routes.static[{i}]");
