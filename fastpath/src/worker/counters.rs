@@ -133,7 +133,8 @@ akagate_proto::counters! {
     /// Outbound packet dropped waiting for its next hop: the oldest of a neighbour's three
     /// queued packets, or any when the worker's queue is full.
     drop_neighbor_queue_full: Counter,
-    /// Outbound packet with no route for its address family.
+    /// Outbound packet with no route: no on-link prefix, static route or default gateway
+    /// matches its destination (`[routes]`).
     drop_egress_no_route: Counter,
     /// Outbound frame larger than the link MTU.
     drop_egress_too_big: Counter,
