@@ -565,6 +565,22 @@ impl Config {
             .map(ToString::to_string)
             .chain(self.addresses.ipv6.iter().map(ToString::to_string))
             .collect();
+        let routes = self
+            .routes
+            .as_ref()
+            .map_or("all on the link".to_string(), |r| {
+                let mut parts: Vec<String> =
+                    r.on_link.iter().map(|n| format!("{n} on-link")).collect();
+                let defaults = r.gateway_v4.map(IpAddr::V4).into_iter();
+                let defaults = defaults.chain(r.gateway_v6.map(IpAddr::V6));
+                parts.extend(defaults.map(|g| format!("default via {g}")));
+                parts.extend(
+                    r.statics
+                        .iter()
+                        .map(|s| format!("{} via {}", s.prefix, s.via)),
+                );
+                parts.join(", ")
+            });
         let subscribers = self
             .subscribers
             .as_ref()
@@ -582,7 +598,8 @@ impl Config {
             .map_or("off".to_string(), |a| format!("on http://{a}/metrics"));
         format!(
             "SIP on {ports}; IMS-AKA profile(s) {profiles}; backend {backend} with {} queue(s); \
-             workers on core(s) {}, slowpath {slowpath}; addresses {}; {subscribers}; \
+             workers on core(s) {}, slowpath {slowpath}; addresses {}; routes {routes}; \
+             {subscribers}; \
              registration expires {}..={} s (default {}), challenge timeout {} s, \
              keep-alives {keepalive}; SIP timers T1 {} ms, T2 {} ms, T4 {} ms, D {} s, C {} s; \
              SA table of {} SPIs; TCP buffers {} rx / {} tx bytes; metrics {metrics}.",
@@ -2247,6 +2264,12 @@ mod tests {
              [[routes.static]]\nprefix = \"2001:db8:45::/48\"\nvia = \"2001:db8::fd\"\n",
         )
         .unwrap();
+        assert!(c.summary().contains(
+            "routes 10.0.0.1/24 on-link, 2001:db8::1/64 on-link, default via 10.0.0.254, \
+             default via 2001:db8::fe, 10.45.0.0/16 via 10.0.0.253, 2001:db8:45::/48 via \
+             2001:db8::fd;"
+        ));
+        assert!(Config::default().summary().contains("routes all on the link;"));
         let r = c.routes.unwrap();
         assert_eq!(r.on_link.len(), 2);
         assert_eq!(r.on_link[0].to_string(), "10.0.0.1/24");
