@@ -2269,7 +2269,9 @@ mod tests {
              default via 2001:db8::fe, 10.45.0.0/16 via 10.0.0.253, 2001:db8:45::/48 via \
              2001:db8::fd;"
         ));
-        assert!(Config::default().summary().contains("routes all on the link;"));
+        assert!(Config::default()
+            .summary()
+            .contains("routes all on the link;"));
         let r = c.routes.unwrap();
         assert_eq!(r.on_link.len(), 2);
         assert_eq!(r.on_link[0].to_string(), "10.0.0.1/24");
