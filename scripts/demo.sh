@@ -14,7 +14,7 @@
 # with CK/IK, digest checked against XRES) and every call goes UE -> akagate -> akacore ->
 # akagate -> UE. It needs the namespaces (root). CORE_TRANSPORT=udp puts the core side on UDP.
 #
-# Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0 TIMEOUT_S=..
+# Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0
 # LOGS=dir (the daemon's and akacore's logs and the configuration are copied there),
 # REREGISTER=1 (after the calls every UE re-registers with new SAs, TS 33.203 7.4),
 # and BACKEND=memory to skip the namespaces even as root. The slowpath's CPU time per UE
@@ -29,9 +29,6 @@ TRANSPORT=${TRANSPORT:-tcp}
 ALG=${ALG:-hmac-sha-1-96}
 EALG=${EALG:-aes-cbc}
 REPORT=${REPORT:-target/akabench-demo.json}
-# akabench gives up after this long; registering and de-registering 100k UEs on a 2-core box
-# takes longer than akabench's own 300 s default.
-TIMEOUT_S=${TIMEOUT_S:-$((300 + UES / 100))}
 BACKEND=${BACKEND:-}
 MODE=${MODE:-embedded}
 CORE_TRANSPORT=${CORE_TRANSPORT:-tcp}
@@ -74,7 +71,7 @@ extra=()
 if [ -n "${IPV6:-}" ]; then extra+=(--ipv6); fi
 if [ "$DEREGISTER" != 0 ]; then extra+=(--deregister); fi
 if [ -n "${REREGISTER:-}" ]; then extra+=(--reregister); fi
-bench_args=(--subscribers "$work/subscribers.toml" --ues "$UES" --calls "$CALLS" --timeout-s "$TIMEOUT_S"
+bench_args=(--subscribers "$work/subscribers.toml" --ues "$UES" --calls "$CALLS"
   --transport "$TRANSPORT" --alg "$ALG" --ealg "$EALG" --report "$REPORT")
 
 # thread_cpu PID: "name ticks" per thread name of process PID (utime + stime, /proc/PID/task).
