@@ -80,6 +80,9 @@ pub struct Config {
     pub cores: Cores,
     /// Addresses the fast path owns (`[addresses]`).
     pub addresses: Addresses,
+    /// On-link prefixes, default gateways and static routes (`[routes]`). `None`: every
+    /// destination is on the link (resolved by ARP/ND directly).
+    pub routes: Option<Routes>,
     /// Subscriber store file (`[subscribers]`), resolved against the config file's directory.
     pub subscribers: Option<PathBuf>,
     /// Registration expiry bounds (`[registration]`).
@@ -237,6 +240,31 @@ pub struct Addresses {
     pub ipv4: Vec<Ipv4Addr>,
     /// IPv6 addresses.
     pub ipv6: Vec<Ipv6Addr>,
+}
+
+/// Where the fast path sends what is not for a host on its link (`[routes]`): our addresses'
+/// on-link prefixes, a default gateway per family and static routes (the UE pools behind a
+/// PGW/UPF); the longest matching prefix picks the next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    /// Our addresses with their prefix lengths (`"10.0.0.1/24"`); an address of
+    /// `[addresses]` not listed has no on-link neighbours (a /32 or /128).
+    pub on_link: Vec<IpNet>,
+    /// IPv4 default gateway, on an on-link prefix.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// IPv6 default gateway, on an on-link prefix.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// Static routes (`[[routes.static]]`), each prefix once.
+    pub statics: Vec<StaticRoute>,
+}
+
+/// `[[routes.static]]`: destinations in `prefix` go through the on-link router `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    /// The destinations (host bits zero).
+    pub prefix: IpNet,
+    /// The router, on an on-link prefix of the same family.
+    pub via: IpAddr,
 }
 
 /// Registration expiry bounds in seconds (RFC 3261 10.2.8, 10.3), the challenge timeout and
@@ -537,6 +565,22 @@ impl Config {
             .map(ToString::to_string)
             .chain(self.addresses.ipv6.iter().map(ToString::to_string))
             .collect();
+        let routes = self
+            .routes
+            .as_ref()
+            .map_or("all on the link".to_string(), |r| {
+                let mut parts: Vec<String> =
+                    r.on_link.iter().map(|n| format!("{n} on-link")).collect();
+                let defaults = r.gateway_v4.map(IpAddr::V4).into_iter();
+                let defaults = defaults.chain(r.gateway_v6.map(IpAddr::V6));
+                parts.extend(defaults.map(|g| format!("default via {g}")));
+                parts.extend(
+                    r.statics
+                        .iter()
+                        .map(|s| format!("{} via {}", s.prefix, s.via)),
+                );
+                parts.join(", ")
+            });
         let subscribers = self
             .subscribers
             .as_ref()
@@ -554,7 +598,8 @@ impl Config {
             .map_or("off".to_string(), |a| format!("on http://{a}/metrics"));
         format!(
             "SIP on {ports}; IMS-AKA profile(s) {profiles}; backend {backend} with {} queue(s); \
-             workers on core(s) {}, slowpath {slowpath}; addresses {}; {subscribers}; \
+             workers on core(s) {}, slowpath {slowpath}; addresses {}; routes {routes}; \
+             {subscribers}; \
              registration expires {}..={} s (default {}), challenge timeout {} s, \
              keep-alives {keepalive}; SIP timers T1 {} ms, T2 {} ms, T4 {} ms, D {} s, C {} s; \
              SA table of {} SPIs; TCP buffers {} rx / {} tx bytes; metrics {metrics}.",
@@ -590,6 +635,7 @@ struct RawConfig {
     port: RawPort,
     cores: RawCores,
     addresses: RawAddresses,
+    routes: Option<RawRoutes>,
     subscribers: Option<RawSubscribers>,
     registration: Option<RawRegistration>,
     sa_table: Option<RawSaTable>,
@@ -689,6 +735,24 @@ struct RawAddresses {
     ipv4: Vec<S<String>>,
     #[serde(default)]
     ipv6: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRoutes {
+    #[serde(default)]
+    on_link: Vec<S<String>>,
+    gateway_v4: Option<S<String>>,
+    gateway_v6: Option<S<String>>,
+    #[serde(default, rename = "static")]
+    statics: Vec<RawStaticRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStaticRoute {
+    prefix: S<String>,
+    via: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -802,6 +866,11 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let addresses = self.addresses(&raw.addresses);
+        let routes = match (&raw.routes, addresses.as_ref()) {
+            (Some(r), Some(a)) => self.routes(r, a).map(Some),
+            (Some(_), None) => None,
+            (None, _) => Some(None),
+        };
         let profiles = self.profiles(&raw.ims_aka_profile);
         let sip_ports = self.sip_ports(&raw.sip_ports, &raw.ims_aka_profile, addresses.as_ref());
         self.protected_ports_clash(&raw.sip_ports, &raw.ims_aka_profile);
@@ -833,6 +902,7 @@ impl Validator<'_> {
             port: port?,
             cores: cores?,
             addresses: addresses?,
+            routes: routes?,
             subscribers: match raw.subscribers {
                 Some(_) => Some(subscribers?),
                 None => None,
@@ -1183,6 +1253,136 @@ impl Validator<'_> {
             ok = false;
         }
         ok.then_some(Addresses { ipv4, ipv6 })
+    }
+
+    /// `[routes]`: on-link prefixes of our own addresses, each address once; gateways and
+    /// routers on an on-link prefix and not ours; static prefixes without host bits, each
+    /// once and none equal to an on-link prefix or a configured default.
+    fn routes(&mut self, raw: &RawRoutes, addresses: &Addresses) -> Option<Routes> {
+        let mut ok = true;
+        let ours = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => addresses.ipv4.contains(&a),
+            IpAddr::V6(a) => addresses.ipv6.contains(&a),
+        };
+        let mut on_link: Vec<IpNet> = Vec::new();
+        for (i, e) in raw.on_link.iter().enumerate() {
+            let key = format!("routes.on-link[{i}]");
+            let text = e.get_ref();
+            let msg = match text.parse::<IpNet>() {
+                Err(_) => format!(
+                    "{key}: \"{text}\" is not an address with a prefix length (e.g. \"10.0.0.1/24\")"
+                ),
+                Ok(n) if !ours(n.addr()) => {
+                    format!("{key}: {} is not one of [addresses]", n.addr())
+                }
+                Ok(n) if on_link.iter().any(|o| o.addr() == n.addr()) => {
+                    format!("{key}: {} has its prefix listed twice", n.addr())
+                }
+                Ok(n) => {
+                    on_link.push(n);
+                    continue;
+                }
+            };
+            self.error(&e.span(), msg);
+            ok = false;
+        }
+        let on_a_link = |ip: IpAddr| on_link.iter().any(|n| n.contains(&ip));
+        // A router must be a neighbour: on a link prefix, and not us.
+        let router = |v: &mut Self, key: &str, text: &S<String>| -> Option<IpAddr> {
+            let msg = match text.get_ref().parse::<IpAddr>() {
+                Err(_) => format!("{key}: \"{}\" is not an IP address", text.get_ref()),
+                Ok(ip) if ours(ip) => format!("{key}: {ip} is one of our own [addresses]"),
+                Ok(ip) if !on_a_link(ip) => format!(
+                    "{key}: {ip} is not on a link prefix (routes.on-link); a gateway must be \
+                     reachable without a route"
+                ),
+                Ok(ip) => return Some(ip),
+            };
+            v.error(&text.span(), msg);
+            None
+        };
+        // The default gateway of each family, checked alike.
+        let mut defaults: [Option<IpAddr>; 2] = [None, None];
+        for (slot, v4, g) in [(0, true, &raw.gateway_v4), (1, false, &raw.gateway_v6)] {
+            let Some(g) = g else { continue };
+            let key = format!("routes.gateway-v{}", if v4 { 4 } else { 6 });
+            match router(self, &key, g) {
+                Some(a) if a.is_ipv4() == v4 => defaults[slot] = Some(a),
+                Some(a) => {
+                    let family = if v4 { "an IPv4" } else { "an IPv6" };
+                    self.error(&g.span(), format!("{key}: {a} is not {family} address"));
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        let gateway_v4 = match defaults[0] {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        };
+        let gateway_v6 = match defaults[1] {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        };
+        let mut statics: Vec<StaticRoute> = Vec::new();
+        for (i, r) in raw.statics.iter().enumerate() {
+            let key = format!("routes.static[{i}]");
+            let text = r.prefix.get_ref();
+            let defaults = [
+                gateway_v4.map(|_| "0.0.0.0/0".parse::<IpNet>()),
+                gateway_v6.map(|_| "::/0".parse::<IpNet>()),
+            ];
+            let msg = match text.parse::<IpNet>() {
+                Err(_) => Some(format!(
+                    "{key}.prefix: \"{text}\" is not a prefix (e.g. \"10.45.0.0/16\")"
+                )),
+                Ok(n) if n.trunc() != n => Some(format!(
+                    "{key}.prefix: {n} has host bits set (the prefix is {})",
+                    n.trunc()
+                )),
+                Ok(n) if statics.iter().any(|s| s.prefix == n) => {
+                    Some(format!("{key}.prefix: {n} is routed twice"))
+                }
+                Ok(n) if on_link.iter().any(|o| o.trunc() == n) => Some(format!(
+                    "{key}.prefix: {n} is an on-link prefix (routes.on-link)"
+                )),
+                Ok(n) if defaults.iter().flatten().any(|d| d.as_ref() == Ok(&n)) => Some(format!(
+                    "{key}.prefix: {n} duplicates the default route (routes.gateway-v{})",
+                    if n.addr().is_ipv4() { 4 } else { 6 }
+                )),
+                Ok(n) => {
+                    let via = router(self, &format!("{key}.via"), &r.via);
+                    match via {
+                        Some(v) if v.is_ipv4() == n.addr().is_ipv4() => {
+                            statics.push(StaticRoute { prefix: n, via: v });
+                            None
+                        }
+                        Some(v) => {
+                            self.error(
+                                &r.via.span(),
+                                format!("{key}.via: {v} is not of the family of {n}"),
+                            );
+                            ok = false;
+                            None
+                        }
+                        None => {
+                            ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(msg) = msg {
+                self.error(&r.prefix.span(), msg);
+                ok = false;
+            }
+        }
+        ok.then_some(Routes {
+            on_link,
+            gateway_v4,
+            gateway_v6,
+            statics,
+        })
     }
 
     fn profiles(&mut self, raw: &S<Vec<RawProfile>>) -> Option<Vec<ImsAkaProfile>> {
@@ -2064,6 +2264,118 @@ mod tests {
             vec![EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::Null]
         );
         assert_eq!(p.auth_algs, vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]);
+    }
+
+    /// The default configuration with `routes` appended as its `[routes]` section.
+    fn with_routes(routes: &str) -> Result<Config, Vec<ConfigError>> {
+        parse(&format!("{DEFAULT_CONFIG}\n[routes]\n{routes}"))
+    }
+
+    #[test]
+    fn routes_parse_with_on_link_prefixes_defaults_and_static_routes() {
+        assert_eq!(
+            Config::default().routes,
+            None,
+            "no [routes]: all on the link"
+        );
+        let c = with_routes(
+            "on-link = [\"10.0.0.1/24\", \"2001:db8::1/64\"]\ngateway-v4 = \"10.0.0.254\"\n\
+             gateway-v6 = \"2001:db8::fe\"\n\
+             [[routes.static]]\nprefix = \"10.45.0.0/16\"\nvia = \"10.0.0.253\"\n\
+             [[routes.static]]\nprefix = \"2001:db8:45::/48\"\nvia = \"2001:db8::fd\"\n",
+        )
+        .unwrap();
+        assert!(c.summary().contains(
+            "routes 10.0.0.1/24 on-link, 2001:db8::1/64 on-link, default via 10.0.0.254, \
+             default via 2001:db8::fe, 10.45.0.0/16 via 10.0.0.253, 2001:db8:45::/48 via \
+             2001:db8::fd;"
+        ));
+        assert!(Config::default()
+            .summary()
+            .contains("routes all on the link;"));
+        let r = c.routes.unwrap();
+        assert_eq!(r.on_link.len(), 2);
+        assert_eq!(r.on_link[0].to_string(), "10.0.0.1/24");
+        assert_eq!(r.gateway_v4, Some(Ipv4Addr::new(10, 0, 0, 254)));
+        assert_eq!(r.gateway_v6, Some("2001:db8::fe".parse().unwrap()));
+        assert_eq!(r.statics.len(), 2);
+        assert_eq!(r.statics[0].prefix.to_string(), "10.45.0.0/16");
+        assert_eq!(r.statics[1].via, "2001:db8::fd".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn routes_that_cannot_work_are_clear_errors() {
+        let on_link = "on-link = [\"10.0.0.1/24\", \"2001:db8::1/64\"]\n";
+        let route = |prefix: &str, via: &str| {
+            format!("{on_link}[[routes.static]]\nprefix = \"{prefix}\"\nvia = \"{via}\"\n")
+        };
+        let cases: &[(String, &str)] = &[
+            (
+                "gateway-v4 = \"10.0.0.254\"\n".into(),
+                "routes.gateway-v4: 10.0.0.254 is not on a link prefix (routes.on-link)",
+            ),
+            (
+                format!("{on_link}gateway-v4 = \"10.0.1.254\"\n"),
+                "routes.gateway-v4: 10.0.1.254 is not on a link prefix",
+            ),
+            (
+                format!("{on_link}gateway-v4 = \"10.0.0.1\"\n"),
+                "routes.gateway-v4: 10.0.0.1 is one of our own [addresses]",
+            ),
+            (
+                format!("{on_link}gateway-v6 = \"10.0.0.254\"\n"),
+                "routes.gateway-v6: 10.0.0.254 is not an IPv6 address",
+            ),
+            (
+                "on-link = [\"10.0.0.2/24\"]\n".into(),
+                "routes.on-link[0]: 10.0.0.2 is not one of [addresses]",
+            ),
+            (
+                "on-link = [\"10.0.0.1\"]\n".into(),
+                "routes.on-link[0]: \"10.0.0.1\" is not an address with a prefix length",
+            ),
+            (
+                "on-link = [\"10.0.0.1/24\", \"10.0.0.1/16\"]\n".into(),
+                "routes.on-link[1]: 10.0.0.1 has its prefix listed twice",
+            ),
+            (
+                route("10.45.0.1/16", "10.0.0.253"),
+                "routes.static[0].prefix: 10.45.0.1/16 has host bits set (the prefix is 10.45.0.0/16)",
+            ),
+            (
+                route("10.0.0.0/24", "10.0.0.253"),
+                "routes.static[0].prefix: 10.0.0.0/24 is an on-link prefix",
+            ),
+            (
+                route("10.45.0.0/16", "10.9.0.253"),
+                "routes.static[0].via: 10.9.0.253 is not on a link prefix",
+            ),
+            (
+                route("10.45.0.0/16", "2001:db8::fd"),
+                "routes.static[0].via: 2001:db8::fd is not of the family of 10.45.0.0/16",
+            ),
+            (
+                format!(
+                    "{}[[routes.static]]\nprefix = \"10.45.0.0/16\"\nvia = \"10.0.0.252\"\n",
+                    route("10.45.0.0/16", "10.0.0.253")
+                ),
+                "routes.static[1].prefix: 10.45.0.0/16 is routed twice",
+            ),
+            (
+                format!(
+                    "gateway-v4 = \"10.0.0.254\"\n{}",
+                    route("0.0.0.0/0", "10.0.0.253")
+                ),
+                "routes.static[0].prefix: 0.0.0.0/0 duplicates the default route (routes.gateway-v4)",
+            ),
+        ];
+        for (text, want) in cases {
+            let errors = with_routes(text).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.message.starts_with(want)),
+                "{text}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! TS 35.208 test sets first). The scenarios register over TCP and UDP (with lost responses
 //! and timer E retransmissions), call with an INVITE over 1300 bytes, resynchronise with
 //! AUTS, re-register on new ports and de-register, over IPv4 and IPv6, for every algorithm
-//! pair; see tests/interop/README.md.
+//! pair, also with the UE behind a Linux router; see tests/interop/README.md.
 //!
 //! Needs root (namespaces, TUN, AF_PACKET); skipped with a printed reason otherwise. As root,
 //! a missing python3-scapy (`make deps`) is a failure, not a skip. `INTEROP_SCENARIOS=all`
@@ -73,4 +73,13 @@ fn independent_ue_registers_through_the_daemon_in_front_of_sipp_as_s_cscf() {
         panic!("sipp is missing (install sip-tester: make deps)");
     }
     run_interop("proxy");
+}
+
+/// Routed access (issue 10): the independent UE sits behind a Linux router namespace (kernel
+/// IP forwarding, the UEs' prefixes on its far side); akagate reaches them through its
+/// `[routes]` static routes via the router, resolving only the router. The UEs register,
+/// re-register, call each other and de-register over IPv4 and IPv6.
+#[test]
+fn independent_ue_behind_a_linux_router_registers_and_calls() {
+    run_interop("routed");
 }

@@ -102,6 +102,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
                     .collect(),
                 gateway_v4: None,
                 gateway_v6: None,
+                routes: Vec::new(),
                 max_neighbors: cfg.max_ues + 64,
                 neighbor_ttl: Duration::from_secs(3600),
                 solicit_retry: Duration::from_millis(500),

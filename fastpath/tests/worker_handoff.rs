@@ -1,6 +1,7 @@
 //! Two workers on one in-memory port: frames that land on the queue of a worker that does not
 //! own their UE are handed to the owner through the handoff rings, and a neighbour learned by
-//! one worker (ARP has no IP address to steer by, so replies land on queue 0) is known to all.
+//! one worker (ARP has no IP address to steer by, so replies land on queue 0) is told to the
+//! worker that owns it, a gateway to all.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -38,6 +39,11 @@ struct Bed {
 /// `n` workers on the daemon end of an in-memory pair that steers by the UE's source address
 /// (`Steering::UeKey`); the workers believe `owner_steering`.
 fn bed(n: usize, owner_steering: Steering) -> Bed {
+    bed_with(n, owner_steering, None)
+}
+
+/// [`bed`] with the default gateway `gateway` on the link.
+fn bed_with(n: usize, owner_steering: Steering, gateway: Option<Ipv4Addr>) -> Bed {
     let (mut a, mut b) = mem_pair(&MemPairConfig {
         a: MemEndConfig {
             name: "pcscf".into(),
@@ -62,7 +68,8 @@ fn bed(n: usize, owner_steering: Steering) -> Bed {
     let mut cmds = Vec::new();
     for (id, q) in a.take_queues().into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = bounded(64);
-        let cfg = worker_config(id, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+        let mut cfg = worker_config(id, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+        cfg.l2.gateway_v4 = gateway;
         let w = Worker::new(cfg, q, table.clone(), ev_tx.clone(), cmd_rx, now)
             .with_peers(owner_steering.clone(), handoff.clone());
         workers.push(w);
@@ -296,4 +303,47 @@ fn strays_are_handed_to_the_owner_clear_and_esp() {
     assert_eq!(t.count(0, "drop_esp_stray"), 0);
     assert_eq!(t.count(0, "handoff_out"), 2);
     assert_eq!(t.count(0, "drop_handoff_full"), 0);
+}
+
+/// Three workers: a UE's ARP lands on queue 0, whose worker answers it and tells the UE's
+/// owner alone (the others never send to that UE); the gateway's answer to the workers' own
+/// solicitations is told to every worker, which then count no unresolved gateway.
+#[test]
+fn a_ue_entry_goes_to_its_owner_alone_and_a_gateway_to_every_worker() {
+    let steering = Steering::UeKey { queues: 3 };
+    let gw = Ipv4Addr::new(10, 0, 0, 254);
+    let mut t = bed_with(3, steering.clone(), Some(gw));
+    t.run(1);
+    for w in 0..3 {
+        assert_eq!(
+            t.count(w, "solicitations"),
+            1,
+            "worker {w} asked for the gateway"
+        );
+        assert_eq!(t.count(w, "gateways_unresolved"), 1);
+    }
+    t.received();
+
+    let ue = ue_owned_by(&steering, 2);
+    t.arp(ArpOperation::Request, ue);
+    t.run(2);
+    assert_eq!(t.count(0, "arp_replies"), 1);
+    assert_eq!(t.count(0, "neighbors_shared"), 1);
+    assert_eq!(t.count(2, "neighbors_from_peers"), 1, "the owner learns it");
+    assert_eq!(t.count(1, "neighbors_from_peers"), 0, "not worker 1");
+
+    t.arp(ArpOperation::Reply, gw);
+    t.run(2);
+    assert_eq!(t.count(0, "neighbors_shared"), 2);
+    for w in 1..3 {
+        assert_eq!(t.count(w, "neighbors_from_peers"), u64::from(w == 2) + 1);
+    }
+    for w in 0..3 {
+        assert_eq!(t.count(w, "gateways_unresolved"), 0, "worker {w}");
+        assert_eq!(
+            t.count(w, "solicitations"),
+            1,
+            "worker {w}: no second request"
+        );
+    }
 }

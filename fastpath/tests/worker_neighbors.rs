@@ -65,6 +65,15 @@ fn drain(ue: &mut MemQueue) -> Seen {
     seen
 }
 
+/// `from` (at `UE_MAC`) answers the worker's ARP request.
+fn arp_reply(w: &mut WorkerOnPair, from: std::net::Ipv4Addr) {
+    let reply = arp(ArpOperation::Reply, (UE_MAC, from), (PCSCF_MAC, PCSCF_V4));
+    send_frame(
+        &mut w.ue,
+        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+    );
+}
+
 /// The UE's unprotected SIP flow over UDP, as the slowpath names it.
 fn sip_flow() -> Flow {
     Flow {
@@ -86,12 +95,19 @@ fn count(w: &WorkerOnPair, name: &str) -> u64 {
 /// A worker whose UE sends a REGISTER in clear over UDP without ARPing first; returns the
 /// worker after the REGISTER reached the slowpath and the slowpath's answer was handed over.
 fn unannounced_register(answers: &[&[u8]]) -> (WorkerOnPair, Instant) {
-    let mut w = worker_on_pair(
-        worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]),
-        &PairSizes::default(),
-    );
+    let cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+    register_from(cfg, UE_V4, answers)
+}
+
+/// [`unannounced_register`] with the worker configured as `cfg` and the UE at `ue`.
+fn register_from(
+    cfg: akagate_fastpath::worker::WorkerConfig,
+    ue: std::net::Ipv4Addr,
+    answers: &[&[u8]],
+) -> (WorkerOnPair, Instant) {
+    let mut w = worker_on_pair(cfg, &PairSizes::default());
     let mut now = w.now;
-    let register = udp_v4(UE_V4, PCSCF_V4, UE_PORT, SIP_PORT, REGISTER);
+    let register = udp_v4(ue, PCSCF_V4, UE_PORT, SIP_PORT, REGISTER);
     send_frame(
         &mut w.ue,
         &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Ipv4, &register),
@@ -101,7 +117,13 @@ fn unannounced_register(answers: &[&[u8]]) -> (WorkerOnPair, Instant) {
         Ok(WorkerEvent::Sip(s)) => s.flow,
         other => panic!("REGISTER not passed up: {other:?}"),
     };
-    assert_eq!(flow, sip_flow());
+    assert_eq!(
+        flow,
+        Flow {
+            ue: IpAddr::V4(ue),
+            ..sip_flow()
+        }
+    );
     for answer in answers {
         w.cmds
             .send(WorkerCommand::Send {
@@ -127,11 +149,7 @@ fn the_first_answer_to_an_unannounced_ue_leaves_once_arp_resolves() {
     assert_eq!(count(&w, "neighbor_queued"), 1);
 
     // The UE answers the ARP request; the held 401 leaves, nothing was lost.
-    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
-    send_frame(
-        &mut w.ue,
-        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
-    );
+    arp_reply(&mut w, UE_V4);
     now += Duration::from_millis(1);
     w.worker.run_once(now);
     let seen = drain(&mut w.ue);
@@ -190,11 +208,7 @@ fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
     }
     assert_eq!(count(&w, "neighbor_queued"), 4);
     assert_eq!(count(&w, "drop_neighbor_queue_full"), 1);
-    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
-    send_frame(
-        &mut w.ue,
-        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
-    );
+    arp_reply(&mut w, UE_V4);
     w.worker.run_once(now + Duration::from_millis(1));
     // The oldest made room; the other three leave in order.
     let udp = drain(&mut w.ue).udp;
@@ -208,12 +222,8 @@ fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
 /// datagram per poll, and must stay alive (not freed as idle) until the last one has left.
 #[test]
 fn several_answers_in_one_loop_all_reach_the_ue() {
-    let reply = arp(ArpOperation::Reply, (UE_MAC, UE_V4), (PCSCF_MAC, PCSCF_V4));
     let (mut w, mut now) = unannounced_register(&[b"one", b"two", b"three"]);
-    send_frame(
-        &mut w.ue,
-        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
-    );
+    arp_reply(&mut w, UE_V4);
     let mut udp = Vec::new();
     for _ in 0..10 {
         now += Duration::from_millis(1);
@@ -224,4 +234,35 @@ fn several_answers_in_one_loop_all_reach_the_ue() {
         udp,
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
+}
+
+/// Routed access: the UE (10.45.0.7) sits behind a router (10.0.0.254, at `UE_MAC` here) on
+/// a static route. The worker resolves the router only - its own gateway probe at start, no
+/// second request when the 401 waits for it - and the 401 leaves to the router's MAC with the
+/// UE's address.
+#[test]
+fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
+    let ue = std::net::Ipv4Addr::new(10, 45, 0, 7);
+    let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
+    let mut cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+    cfg.l2.routes = vec![akagate_fastpath::l2::Route {
+        prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
+        via: IpAddr::V4(router),
+    }];
+    let answer = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+    let (mut w, mut now) = register_from(cfg, ue, &[answer]);
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.arp_requests, vec![router], "the router, never the UE");
+    assert!(seen.udp.is_empty());
+    assert_eq!(count(&w, "gateways_unresolved"), 1);
+
+    arp_reply(&mut w, router);
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    // `drain` checks that IP frames go to UE_MAC: the router's MAC here.
+    let seen = drain(&mut w.ue);
+    assert_eq!(seen.udp, vec![answer.to_vec()]);
+    assert_eq!(count(&w, "gateways_unresolved"), 0);
+    assert_eq!(count(&w, "solicitations"), 1);
+    assert_eq!(count(&w, "drop_egress_no_neighbor"), 0);
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use akagate_fastpath::ipc::{Flow, Transport};
-use akagate_fastpath::l2::L2Config;
+use akagate_fastpath::l2::{L2Config, Route};
 use akagate_fastpath::reasm::ReasmConfig;
 use akagate_fastpath::stack::tls::{self, ClientAuth, TlsListener};
 use akagate_fastpath::stack::StackConfig;
@@ -15,8 +15,9 @@ use akagate_slowpath::secagree::ImsAkaProfile;
 use akagate_slowpath::sip::transaction::TimerConfig;
 use akagate_slowpath::CoreConfig;
 use akagate_sys::LinkInfo;
+use ipnet::IpNet;
 use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 use super::journal::SqnJournal;
 use super::StartError;
@@ -267,10 +268,43 @@ pub(super) fn load_hss(
     Ok((hss, Some(journal)))
 }
 
+/// The link layer of a worker: our MAC, our addresses with their on-link prefixes, the
+/// default gateways and the static routes of `[routes]`, and a neighbour cache of
+/// `max_neighbors`. Without `[routes]` our addresses get prefix length 0: every destination
+/// is on the link and resolved by ARP/ND directly (a P-CSCF on its access link). With it, an
+/// address not in `on-link` is a host route (/32, /128): nothing is resolved through it.
+fn l2_config(config: &Config, link: &LinkInfo, max_neighbors: usize) -> L2Config {
+    let a = &config.addresses;
+    let r = config.routes.as_ref();
+    let len = |ip: IpAddr, host: u8| match r {
+        None => 0,
+        Some(r) => (r.on_link.iter())
+            .find(|n| n.addr() == ip)
+            .map_or(host, IpNet::prefix_len),
+    };
+    L2Config {
+        mac: EthernetAddress(link.mac),
+        ipv4: (a.ipv4.iter())
+            .map(|&a| Ipv4Cidr::new(a, len(a.into(), 32)))
+            .collect(),
+        ipv6: (a.ipv6.iter())
+            .map(|&a| Ipv6Cidr::new(a, len(a.into(), 128)))
+            .collect(),
+        gateway_v4: r.and_then(|r| r.gateway_v4),
+        gateway_v6: r.and_then(|r| r.gateway_v6),
+        routes: (r.iter().flat_map(|r| &r.statics))
+            .map(|s| Route {
+                prefix: IpCidr::new(s.prefix.addr().into(), s.prefix.prefix_len()),
+                via: s.via,
+            })
+            .collect(),
+        max_neighbors,
+        neighbor_ttl: Duration::from_secs(300),
+        solicit_retry: Duration::from_secs(1),
+    }
+}
+
 /// The configuration of worker `id` on a link.
-///
-/// Our addresses get prefix length 0: every destination is on-link and resolved by ARP/ND
-/// directly, which fits a P-CSCF on its access link (the configuration has no gateways yet).
 pub(super) fn worker_config(
     config: &Config,
     id: usize,
@@ -290,29 +324,10 @@ pub(super) fn worker_config(
     };
     WorkerConfig {
         id,
-        l2: L2Config {
-            mac: EthernetAddress(link.mac),
-            ipv4: config
-                .addresses
-                .ipv4
-                .iter()
-                .map(|&a| Ipv4Cidr::new(a, 0))
-                .collect(),
-            ipv6: config
-                .addresses
-                .ipv6
-                .iter()
-                .map(|&a| Ipv6Cidr::new(a, 0))
-                .collect(),
-            gateway_v4: None,
-            gateway_v6: None,
-            // Every worker learns every neighbour of the port (ARP replies land on one queue
-            // and are shared), so each cache holds as many UEs as the port may serve, plus
-            // room for routers and other hosts on the link. The cache grows with use.
-            max_neighbors: max_ues.saturating_add(NEIGHBOR_SLACK),
-            neighbor_ttl: Duration::from_secs(300),
-            solicit_retry: Duration::from_secs(1),
-        },
+        // A worker keeps the entries of the UEs it owns (others are told to their owner) and
+        // the gateways, so its cache holds its UE bound plus room for routers and other hosts
+        // on the link. The cache grows with use.
+        l2: l2_config(config, link, max_ues.saturating_add(NEIGHBOR_SLACK)),
         stack,
         reasm: ReasmConfig::default(),
         sip_port,
@@ -433,6 +448,31 @@ mod tests {
         assert_eq!(core.pcscf_host, "10.0.0.1");
         assert_eq!(core.default_expires, 3600);
         assert_eq!(core.max_expires, 7200);
+    }
+
+    #[test]
+    fn routes_reach_the_link_layer() {
+        let w = worker_config(&Config::default(), 0, &link(), 5060, None);
+        // No [routes]: everything on the link, no gateway.
+        assert_eq!(w.l2.ipv4[0].prefix_len(), 0);
+        assert_eq!(w.l2.gateway_v4, None);
+        let text = format!(
+            "{}\n[routes]\non-link = [\"10.0.0.1/24\"]\ngateway-v4 = \"10.0.0.254\"\n\
+             [[routes.static]]\nprefix = \"10.45.0.0/16\"\nvia = \"10.0.0.253\"\n",
+            crate::config::DEFAULT_CONFIG
+        );
+        let c = crate::config::parse(&text).unwrap();
+        let w = worker_config(&c, 0, &link(), 5060, None);
+        assert_eq!(w.l2.ipv4, vec![Ipv4Cidr::new([10, 0, 0, 1].into(), 24)]);
+        // An address without an on-link prefix is a host route.
+        assert_eq!(w.l2.ipv6[0].prefix_len(), 128);
+        assert_eq!(w.l2.gateway_v4, Some([10, 0, 0, 254].into()));
+        let l2 = akagate_fastpath::l2::L2::new(w.l2);
+        let hop = |s: &str| l2.next_hop(s.parse().unwrap()).map(|h| h.to_string());
+        assert_eq!(hop("10.45.3.4").as_deref(), Some("10.0.0.253"));
+        assert_eq!(hop("10.0.0.77").as_deref(), Some("10.0.0.77"));
+        assert_eq!(hop("192.0.2.1").as_deref(), Some("10.0.0.254"));
+        assert_eq!(hop("2001:db8::2"), None, "no IPv6 route");
     }
 
     #[test]

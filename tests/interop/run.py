@@ -8,6 +8,13 @@ Three network namespaces:
     10.0.0.1, fd00::1         (no addresses)                 (scenarios.py)   UE addresses,
                                                                               kernel sockets
 
+With --mode routed a fourth, a Linux router, sits between the daemon and the wire: the UEs'
+prefixes (10.0.1.0/24, fd00::1:0/112) are behind it, akagate has them as static routes via
+10.0.0.254 / fd00::fe, and the shim sends to the router's MAC:
+
+    daemon ns                router ns (kernel forwarding)            wire ns ...
+    akagate --- veth --- 10.0.0.254, fd00::fe | 10.0.1.1, fd00::1:1 --- veth --- shim
+
 The UE process (scenarios.py) is started inside the UE namespace; it opens its AF_PACKET
 socket in the wire namespace first, so the UE kernel never sees the wire and only the shim
 decides what reaches it. Exit status 0 when every selected scenario passed.
@@ -46,6 +53,22 @@ DNS_IP = "127.0.0.5"  # dns.py: NAPTR/SRV/A records of the core
 VISITED = "visited.mnc001.mcc001.3gppnetwork.org"
 PROXY_SCENARIOS = ["proxy-register-tcp", "proxy-calls-tcp", "proxy-network-deregister",
                    "proxy-emergency"]
+# Routed mode: the router's addresses on the daemon's link and on the UEs' link.
+ROUTER_PCSCF_SIDE = ("10.0.0.254", "fd00::fe")
+ROUTER_UE_SIDE = ("10.0.1.1", "fd00::1:1")
+ROUTED_SCENARIOS = ["routed", "reregister-new-ports", "udp-v6"]
+ROUTES = """
+[routes]
+on-link = ["{v4}/24", "{v6}/112"]
+
+[[routes.static]]
+prefix = "10.0.1.0/24"
+via = "{gw4}"
+
+[[routes.static]]
+prefix = "fd00::1:0/112"
+via = "{gw6}"
+"""
 
 
 
@@ -57,17 +80,28 @@ def sh(*args, check=True):
 class Bed:
     """Namespaces, the veth pair and the daemon; torn down by close()."""
 
-    def __init__(self, work, proxy=False):
+    def __init__(self, work, proxy=False, routed=False):
         tag = "%d" % os.getpid()
         self.ns_d, self.ns_w, self.ns_u = "akgi%sd" % tag, "akgi%sw" % tag, "akgi%su" % tag
         self.veth_d, self.veth_w = "akgi%sd" % tag, "akgi%sw" % tag
+        self.ns_r = "akgi%sr" % tag if routed else None
         self.work, self.daemon = work, None
         self.sock = os.path.join(work, "akagate.sock")
         self.log = os.path.join(work, "akagate.log")
-        for ns in (self.ns_d, self.ns_w, self.ns_u):
+        self.namespaces = [self.ns_d, self.ns_w, self.ns_u] + ([self.ns_r] if routed else [])
+        for ns in self.namespaces:
             sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", self.veth_d, "netns", self.ns_d, "type", "veth", "peer",
-           "name", self.veth_w, "netns", self.ns_w)
+        if routed:
+            # Two links: daemon <-> router's P-CSCF side, router's UE side <-> wire.
+            rd, ru = "akgi%sp" % tag, "akgi%sq" % tag
+            sh("ip", "link", "add", self.veth_d, "netns", self.ns_d, "type", "veth", "peer",
+               "name", rd, "netns", self.ns_r)
+            sh("ip", "link", "add", ru, "netns", self.ns_r, "type", "veth", "peer",
+               "name", self.veth_w, "netns", self.ns_w)
+            self.router(rd, ru)
+        else:
+            sh("ip", "link", "add", self.veth_d, "netns", self.ns_d, "type", "veth", "peer",
+               "name", self.veth_w, "netns", self.ns_w)
         for ns, dev in ((self.ns_d, self.veth_d), (self.ns_w, self.veth_w)):
             # No addresses and no IPv6 on the wire: neither kernel answers or resets anything.
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % dev)
@@ -95,7 +129,25 @@ class Bed:
                         'emergency-next-hops = ["sip:ecscf.ims.test:%d;transport=tcp"]\n'
                         'emergency-numbers = ["112"]\nanonymous-emergency = true\n'
                         % (DNS_IP, CORE_LOCAL, VISITED, SCSCF_PORT))
+            if routed:
+                f.write(ROUTES.format(v4=PCSCF_V4, v6=PCSCF_V6, gw4=ROUTER_PCSCF_SIDE[0],
+                                      gw6=ROUTER_PCSCF_SIDE[1]))
         sh("ip", "-n", self.ns_d, "link", "set", "lo", "up")
+
+    def router(self, rd, ru):
+        """The router namespace: the Linux kernel forwards between the P-CSCF's link (`rd`)
+        and the UEs' link (`ru`), resolving both sides with its own ARP/ND."""
+        r = self.ns_r
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        for dev, (v4, v6), (l4, l6) in ((rd, ROUTER_PCSCF_SIDE, (24, 112)),
+                                        (ru, ROUTER_UE_SIDE, (24, 112))):
+            if shutil.which("ethtool"):
+                sh("ip", "netns", "exec", r, "ethtool", "-K", dev, "tx", "off", "rx", "off",
+                   check=False)
+            sh("ip", "-n", r, "addr", "add", "%s/%d" % (v4, l4), "dev", dev)
+            sh("ip", "-n", r, "-6", "addr", "add", "%s/%d" % (v6, l6), "dev", dev, "nodad")
+            sh("ip", "-n", r, "link", "set", dev, "up")
 
     def start_daemon(self, akagate):
         env = dict(os.environ, AKAGATE_LOG=os.environ.get("AKAGATE_LOG", "info"))
@@ -128,7 +180,7 @@ class Bed:
 
     def close(self):
         self.stop_daemon()
-        for ns in (self.ns_d, self.ns_w, self.ns_u):
+        for ns in self.namespaces:
             sh("ip", "netns", "del", ns, check=False)
 
 
@@ -139,8 +191,9 @@ def main():
                     help="run only these (default: every default scenario)")
     ap.add_argument("--verbose", action="store_true", help="print every SIP message")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--mode", choices=("embedded", "proxy"), default="embedded",
-                    help="proxy: akagate in front of SIPp playing the S-CSCF")
+    ap.add_argument("--mode", choices=("embedded", "proxy", "routed"), default="embedded",
+                    help="proxy: akagate in front of SIPp playing the S-CSCF; routed: the UEs "
+                    "behind a Linux router, akagate with static routes to them")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("interop: skipped: not root (network namespaces, TUN and AF_PACKET need it)")
@@ -151,7 +204,8 @@ def main():
     status = 1
     try:
         proxy = args.mode == "proxy"
-        bed = Bed(work, proxy)
+        routed = args.mode == "routed"
+        bed = Bed(work, proxy, routed)
         if proxy:
             with open(os.path.join(HERE, "fixtures", "subscribers.toml"), "rb") as f:
                 sub = tomllib.load(f)["subscriber"][0]
@@ -176,6 +230,9 @@ def main():
             wanted = args.scenario or PROXY_SCENARIOS
             cmd += ["--daemon-netns", bed.ns_d, "--scscf-log", scscf.trace,
                     "--ecscf-log", ecscf.trace]
+        if routed:
+            wanted = args.scenario or ROUTED_SCENARIOS
+            cmd += sum((["--via", a] for a in ROUTER_UE_SIDE), [])
         cmd += sum((["--scenario", s.strip()] for s in wanted), [])
         if args.verbose:
             cmd.append("--verbose")

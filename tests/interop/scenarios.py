@@ -342,6 +342,25 @@ def worker_counter(ctx, name):
     return sum(w["counters"].get(name, 0) for w in ctx.control("stats")["workers"])
 
 
+def sc_routed(ctx):
+    """run.py --mode routed: the UEs sit behind a Linux router (kernel forwarding) and akagate
+    reaches their prefix through its static route, resolving only the router. Two UEs register
+    and call each other over IPv4/TCP and IPv6/UDP; the daemon's gateways are resolved, it
+    never lacked a next hop, and it never solicited a UE (nothing answers for a UE on its
+    link: a solicitation would have been a lost packet, `drop_egress_no_neighbor`)."""
+    lost = worker_counter(ctx, "drop_egress_no_neighbor")
+    register_call_deregister(ctx, False, "tcp")
+    register_call_deregister(ctx, True, "udp")
+    expect(worker_counter(ctx, "gateways_unresolved") == 0, "a gateway is unresolved")
+    expect(worker_counter(ctx, "drop_egress_no_route") == 0, "a packet had no route")
+    expect(worker_counter(ctx, "drop_egress_no_neighbor") == lost,
+           "a packet was dropped for want of a next hop's MAC")
+    asked = {k: v for k, v in ctx.world.shim.counters.items() if k.startswith("error")}
+    expect(not asked, "shim errors %s" % asked)
+    ctx.world.note("gateway probes %d, solicitations %d" % (
+        worker_counter(ctx, "gateway_probes"), worker_counter(ctx, "solicitations")))
+
+
 def sc_protection(ctx):
     """The daemon enforces the SAs against this UE: an ESP packet with a bad ICV and a
     replayed one are dropped (the UE's TCP retransmits and the call still completes), and
@@ -1147,6 +1166,8 @@ SCENARIOS = [
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),
     ("proxy-network-deregister", sc_proxy_network_deregister, False),
     ("proxy-emergency", sc_proxy_emergency, False),
+    # Routed mode only (run.py --mode routed).
+    ("routed", sc_routed, False),
     ("challenge-hijack", sc_challenge_hijack, True),
     ("hostile", sc_hostile, True),
 ]
@@ -1163,6 +1184,9 @@ def main():
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
     ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
     ap.add_argument("--ecscf-log", help="proxy mode: SIPp's message trace of the E-CSCF")
+    ap.add_argument("--via", action="append", default=[],
+                    help="routed mode: the router the UEs reach the P-CSCF of its family "
+                    "through (one per family)")
     args = ap.parse_args()
 
     n = check_vectors(os.path.join(HERE, "fixtures", "milenage_ts35208.json"))
@@ -1176,6 +1200,8 @@ def main():
     ip("route", "add", PCSCF_V4 + "/32", "dev", TUN)
     ip("-6", "route", "add", PCSCF_V6 + "/128", "dev", TUN)
     shim = Shim(tun, wire, mac)
+    for router in args.via:
+        shim.via[PCSCF_V6 if ":" in router else PCSCF_V4] = normalise_ip(router)
     shim.trace = args.verbose
     shim.start()
     ctx = Context(World(shim, args.verbose), subs, args.control)

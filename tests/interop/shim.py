@@ -121,7 +121,8 @@ class Shim(threading.Thread):
         self.lock = threading.Lock()
         self.ue_ips = set()
         self.sets = {}            # UE IP -> [SaSet], newest first
-        self.neigh = {}           # P-CSCF IP -> MAC
+        self.neigh = {}           # P-CSCF IP (or router IP) -> MAC
+        self.via = {}             # P-CSCF IP -> the router the UEs reach it through (routed)
         self.neigh_answers = {}   # P-CSCF IP -> ARP/ND answers seen
         self.neigh_event = threading.Condition(self.lock)
         self.counters = {}
@@ -184,15 +185,19 @@ class Shim(threading.Thread):
     def resolve(self, ip, src, timeout=3.0):
         """The P-CSCF's MAC, by ARP (IPv4) or neighbour solicitation (IPv6) from UE address
         `src`, as a host does before its first packet from a new address (so the P-CSCF learns
-        the UE's MAC too). Called from a UE's thread while the shim thread takes the answer."""
+        the UE's MAC too). Called from a UE's thread while the shim thread takes the answer.
+        When the UEs sit behind a router (`via`), the router is resolved instead and frames to
+        the P-CSCF go to the router's MAC, as a phone's default route does."""
+        target = self.via.get(ip, ip)
         deadline = time.monotonic() + timeout
         with self.lock:
-            answers = self.neigh_answers.get(ip, 0)
-            while self.neigh_answers.get(ip, 0) == answers:
-                self._send_solicit(ip, src)
+            answers = self.neigh_answers.get(target, 0)
+            while self.neigh_answers.get(target, 0) == answers:
+                self._send_solicit(target, src)
                 self.neigh_event.wait(0.3)
                 if time.monotonic() > deadline:
-                    raise TimeoutError("no ARP/ND answer from %s" % ip)
+                    raise TimeoutError("no ARP/ND answer from %s" % target)
+            self.neigh[ip] = self.neigh[target]
             return self.neigh[ip]
 
     def _send_solicit(self, ip, src):

@@ -351,6 +351,7 @@ impl Ue {
             ipv6: vec![],
             gateway_v4: None,
             gateway_v6: None,
+            routes: Vec::new(),
             max_neighbors: 8,
             neighbor_ttl: Duration::from_secs(3600),
             solicit_retry: Duration::from_millis(500),

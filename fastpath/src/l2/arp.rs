@@ -40,7 +40,7 @@ impl L2 {
         let sender = IpAddr::V4(source_protocol_addr);
         // RFC 826 "merge": update a known sender; add it if the packet is for us.
         if for_us || self.neighbors.knows(&sender) {
-            self.neighbors.learn(sender, source_hardware_addr, now);
+            self.learn(sender, source_hardware_addr, now);
         }
         if !for_us {
             return Err(L2Drop::NotForUs);
@@ -59,8 +59,13 @@ impl L2 {
         Ok(())
     }
 
-    /// A broadcast ARP request for `target` from our address on its subnet.
-    pub(super) fn arp_request(&self, target: Ipv4Addr) -> Option<Vec<u8>> {
+    /// An ARP request for `target` from our address on its subnet: broadcast, or unicast to
+    /// `known` when refreshing an entry (RFC 1122 2.3.2.1, as Linux's NUD PROBE does).
+    pub(super) fn arp_request(
+        &self,
+        target: Ipv4Addr,
+        known: Option<EthernetAddress>,
+    ) -> Option<Vec<u8>> {
         let src = self
             .cfg
             .ipv4
@@ -74,7 +79,8 @@ impl L2 {
             target_hardware_addr: EthernetAddress([0; 6]),
             target_protocol_addr: target,
         };
-        Some(arp_frame(self.cfg.mac, EthernetAddress::BROADCAST, &req))
+        let dst = known.unwrap_or(EthernetAddress::BROADCAST);
+        Some(arp_frame(self.cfg.mac, dst, &req))
     }
 }
 

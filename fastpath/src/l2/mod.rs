@@ -2,23 +2,27 @@
 //! addresses, a neighbour cache for egress, and ICMP echo replies.
 
 pub mod arp;
+pub mod gateway;
 pub mod icmp;
 pub mod nd;
 pub mod neighbor;
 pub mod pending;
+pub mod route;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Cidr, Ipv6Cidr};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 use crate::wire::ip::{Direction, IpPacket, IpRepr, IpVersion};
+use gateway::{GatewayCounters, GatewayWatch, Probe};
 use neighbor::NeighborCache;
+pub use route::{Route, RouteTable};
 
 /// Ethernet header length (untagged).
 pub const ETH_HDR_LEN: usize = 14;
 
-/// Our link: MAC, addresses with their on-link prefixes, default gateways.
+/// Our link: MAC, addresses with their on-link prefixes, default gateways, static routes.
 #[derive(Clone, Debug)]
 pub struct L2Config {
     /// Our Ethernet address.
@@ -31,6 +35,9 @@ pub struct L2Config {
     pub gateway_v4: Option<Ipv4Addr>,
     /// IPv6 next hop for destinations not on a link prefix.
     pub gateway_v6: Option<Ipv6Addr>,
+    /// Static routes (the UE pools behind a PGW/UPF); the longest matching prefix among
+    /// these, the link prefixes and the defaults picks the next hop.
+    pub routes: Vec<Route>,
     /// Neighbour cache size.
     pub max_neighbors: usize,
     /// Lifetime of a learned neighbour.
@@ -96,17 +103,78 @@ pub struct L2Counters {
 pub struct L2 {
     cfg: L2Config,
     neighbors: NeighborCache,
+    routes: RouteTable,
+    gateways: GatewayWatch,
     counters: L2Counters,
 }
 
 impl L2 {
-    /// Link layer for `cfg` with an empty neighbour cache.
+    /// Link layer for `cfg` with an empty neighbour cache; its gateways are solicited at the
+    /// first [`L2::maintain`].
     pub fn new(cfg: L2Config) -> Self {
         let neighbors = NeighborCache::new(cfg.max_neighbors, cfg.neighbor_ttl, cfg.solicit_retry);
+        let on_link = (cfg.ipv4.iter().map(|&c| IpCidr::Ipv4(c)))
+            .chain(cfg.ipv6.iter().map(|&c| IpCidr::Ipv6(c)));
+        let defaults =
+            (cfg.gateway_v4.map(IpAddr::V4).into_iter()).chain(cfg.gateway_v6.map(IpAddr::V6));
+        let routes = RouteTable::new(on_link, &cfg.routes, defaults);
+        let gateways = GatewayWatch::new(routes.gateways(), cfg.solicit_retry);
         L2 {
             cfg,
             neighbors,
+            routes,
+            gateways,
             counters: L2Counters::default(),
+        }
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// What the gateway watch counted.
+    pub fn gateway_counters(&self) -> GatewayCounters {
+        self.gateways.counters()
+    }
+
+    /// Records that the neighbour `ip` is at `mac` (from ARP/ND here or from a peer worker).
+    /// Only hosts on a link prefix are kept (nothing else is ever resolved); gateways are
+    /// kept even in a full cache.
+    pub fn learn(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant) {
+        if !self.routes.is_on_link(ip) {
+            return;
+        }
+        if self.routes.is_gateway(ip) {
+            self.neighbors.learn_pinned(ip, mac, now);
+            self.gateways.wake(ip, now);
+        } else {
+            self.neighbors.learn(ip, mac, now);
+        }
+    }
+
+    /// Keeps the gateways resolved: refreshes an entry about to expire with unicast probes
+    /// to the known address (RFC 4861 7.3.3 PROBE) and solicits an unresolved gateway by
+    /// broadcast (rate-limited); the frames go to `replies`. Call once per loop turn; it
+    /// costs one comparison when no gateway is due.
+    pub fn maintain(&mut self, now: Instant, replies: &mut Vec<Vec<u8>>) {
+        // Allocates only on a turn that sends probes (a few per `neighbor_ttl`).
+        let mut probes = Vec::new();
+        self.gateways.poll(now, &self.neighbors, |p| probes.push(p));
+        for p in probes {
+            match p {
+                Probe::Broadcast(ip) => self.solicit(ip, now, replies),
+                Probe::Unicast(ip, mac) => {
+                    let f = match ip {
+                        IpAddr::V4(a) => self.arp_request(a, Some(mac)),
+                        IpAddr::V6(a) => self.nd_solicit(a, Some(mac)),
+                    };
+                    if let Some(f) = f {
+                        self.counters.solicitations += 1;
+                        replies.push(f);
+                    }
+                }
+            }
         }
     }
 
@@ -181,24 +249,10 @@ impl L2 {
         })
     }
 
-    /// The next hop towards `dst`: itself if on one of our prefixes, else the gateway.
+    /// The next hop towards `dst`: itself if on one of our link prefixes, else the router
+    /// of the longest matching static route or default (`None`: no route).
     pub fn next_hop(&self, dst: IpAddr) -> Option<IpAddr> {
-        match dst {
-            IpAddr::V4(a) => {
-                if self.cfg.ipv4.iter().any(|c| c.contains_addr(&a)) {
-                    Some(dst)
-                } else {
-                    self.cfg.gateway_v4.map(IpAddr::V4)
-                }
-            }
-            IpAddr::V6(a) => {
-                if self.cfg.ipv6.iter().any(|c| c.contains_addr(&a)) {
-                    Some(dst)
-                } else {
-                    self.cfg.gateway_v6.map(IpAddr::V6)
-                }
-            }
-        }
+        self.routes.next_hop(dst)
     }
 
     /// The Ethernet header for sending an IP packet to `dst`, or a drop reason. When the
@@ -238,8 +292,8 @@ impl L2 {
             return;
         }
         let req = match hop {
-            IpAddr::V4(a) => self.arp_request(a),
-            IpAddr::V6(a) => self.nd_solicit(a),
+            IpAddr::V4(a) => self.arp_request(a, None),
+            IpAddr::V6(a) => self.nd_solicit(a, None),
         };
         if let Some(f) = req {
             self.counters.solicitations += 1;

@@ -82,7 +82,7 @@ impl L2 {
                     if let Some(HardwareAddress::Ethernet(mac)) =
                         lladdr.and_then(|l| l.parse(Medium::Ethernet).ok())
                     {
-                        self.neighbors.learn(IpAddr::V6(src), mac, now);
+                        self.learn(IpAddr::V6(src), mac, now);
                     }
                 }
                 let ours = self.cfg.ipv6.iter().any(|c| c.address() == target_addr);
@@ -121,33 +121,38 @@ impl L2 {
                     Some(HardwareAddress::Ethernet(m)) => m,
                     _ => eth_src,
                 };
-                self.neighbors.learn(IpAddr::V6(target_addr), mac, now);
+                self.learn(IpAddr::V6(target_addr), mac, now);
                 Ok(())
             }
             _ => Err(L2Drop::Malformed),
         }
     }
 
-    /// A Neighbor Solicitation for `target` to its solicited-node multicast address.
-    pub(super) fn nd_solicit(&self, target: Ipv6Addr) -> Option<Vec<u8>> {
+    /// A Neighbor Solicitation for `target`: to its solicited-node multicast address, or to
+    /// the address itself at `known` when refreshing an entry (RFC 4861 7.2.2, 7.3.3 PROBE).
+    pub(super) fn nd_solicit(
+        &self,
+        target: Ipv6Addr,
+        known: Option<EthernetAddress>,
+    ) -> Option<Vec<u8>> {
         let src = self
             .cfg
             .ipv6
             .iter()
             .find(|c| c.contains_addr(&target))
             .or(self.cfg.ipv6.first())?;
-        let dst = solicited_node(target);
+        let (dst, dst_mac) = match known {
+            Some(mac) => (target, mac),
+            None => (
+                solicited_node(target),
+                multicast_mac(solicited_node(target)),
+            ),
+        };
         let ns = NdiscRepr::NeighborSolicit {
             target_addr: target,
             lladdr: Some(RawHardwareAddress::from(self.cfg.mac)),
         };
-        Some(nd_frame(
-            self.cfg.mac,
-            multicast_mac(dst),
-            src.address(),
-            dst,
-            &ns,
-        ))
+        Some(nd_frame(self.cfg.mac, dst_mac, src.address(), dst, &ns))
     }
 }
 

@@ -39,13 +39,33 @@ impl NeighborCache {
             .map(|(mac, _)| *mac)
     }
 
+    /// The Ethernet address of `ip` and when its entry expires, if it has one (even expired).
+    pub fn entry(&self, ip: &IpAddr) -> Option<(EthernetAddress, Instant)> {
+        self.entries.get(ip).copied()
+    }
+
     /// Records `ip` at `mac`. A full cache drops expired entries first and otherwise refuses
     /// new addresses (existing ones are still refreshed).
     pub fn learn(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant) {
+        self.learn_bounded(ip, mac, now, true);
+    }
+
+    /// Records `ip` at `mac` even when the cache is full: a router every UE behind it needs
+    /// must not be crowded out by on-link hosts.
+    pub fn learn_pinned(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant) {
+        self.learn_bounded(ip, mac, now, false);
+    }
+
+    /// Drops the entry of `ip` (a neighbour another worker owns).
+    pub fn forget(&mut self, ip: &IpAddr) {
+        self.entries.remove(ip);
+    }
+
+    fn learn_bounded(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant, bounded: bool) {
         if !mac.is_unicast() {
             return;
         }
-        if !self.entries.contains_key(&ip) && self.entries.len() >= self.max {
+        if bounded && !self.entries.contains_key(&ip) && self.entries.len() >= self.max {
             self.entries.retain(|_, (_, exp)| *exp > now);
             if self.entries.len() >= self.max {
                 return;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::wire::ip::{Direction, IpRepr};
-use smoltcp::wire::{Ipv4Address, Ipv6Address};
+use smoltcp::wire::{IpCidr, Ipv4Address, Ipv6Address};
 
 const OUR: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
 const PEER: EthernetAddress = EthernetAddress([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -23,6 +23,7 @@ fn l2() -> L2 {
         )],
         gateway_v4: Some(Ipv4Addr::new(192, 0, 2, 254)),
         gateway_v6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe)),
+        routes: Vec::new(),
         max_neighbors: 16,
         neighbor_ttl: Duration::from_secs(60),
         solicit_retry: Duration::from_secs(1),
@@ -293,4 +294,175 @@ fn header_to_a_resolved_hop_and_solicit_rate_limited() {
     let h = l.header_to(gw, t(1200)).unwrap();
     assert_eq!(&h[..6], PEER.as_bytes());
     assert_eq!(&h[12..], &[0x08, 0x00]);
+}
+
+/// 192.0.2.1/24 and 2001:db8::1/64 on the link, the UE pool 10.45.0.0/16 behind the router
+/// 192.0.2.253, 10.45.7.0/24 behind 192.0.2.252, the default 192.0.2.254; no IPv6 gateway.
+fn routed() -> L2 {
+    L2::new(L2Config {
+        gateway_v6: None,
+        routes: vec![
+            Route {
+                prefix: IpCidr::new(Ipv4Address::new(10, 45, 0, 0).into(), 16),
+                via: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 253)),
+            },
+            Route {
+                prefix: IpCidr::new(Ipv4Address::new(10, 45, 7, 0).into(), 24),
+                via: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 252)),
+            },
+        ],
+        ..l2().config().clone()
+    })
+}
+
+/// The target protocol address of an ARP request frame.
+fn arp_target(f: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(f[38], f[39], f[40], f[41])
+}
+
+#[test]
+fn longest_prefix_picks_the_router_and_only_routers_are_resolved() {
+    let mut l = routed();
+    let mut out = Vec::new();
+    let ue = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 7));
+    let ue7 = IpAddr::V4(Ipv4Addr::new(10, 45, 7, 7));
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    assert_eq!(l.next_hop(ue), Some(v4(192, 0, 2, 253)));
+    assert_eq!(l.next_hop(ue7), Some(v4(192, 0, 2, 252)));
+    assert_eq!(l.next_hop(v4(198, 51, 100, 1)), Some(v4(192, 0, 2, 254)));
+    assert_eq!(l.next_hop(v4(192, 0, 2, 9)), Some(v4(192, 0, 2, 9)));
+    // No IPv6 default: only the link.
+    let off6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+    assert_eq!(l.next_hop(off6), None);
+    assert_eq!(l.header_for(off6, t(0), &mut out), Err(L2Drop::NoRoute));
+    // A UE behind the router: the router is solicited, never the UE.
+    assert_eq!(l.header_for(ue, t(0), &mut out), Err(L2Drop::NoNeighbor));
+    assert_eq!(out.len(), 1);
+    assert_eq!(arp_target(&out[0]), Ipv4Addr::new(192, 0, 2, 253));
+    // An ARP request from an off-link address (a UE claiming to be on the link) teaches
+    // nothing: nothing would ever be sent to it directly.
+    let mut bogus = fx("arp_request");
+    bogus[28..32].copy_from_slice(&[10, 45, 0, 7]);
+    l.input(&bogus, t(1), &mut out).unwrap();
+    assert!(!l.neighbors().knows(&ue));
+    // The router answers; the UE's packets go to the router's MAC.
+    let mut reply = fx("arp_request");
+    reply[28..32].copy_from_slice(&[192, 0, 2, 253]);
+    l.input(&reply, t(2), &mut out).unwrap();
+    let h = l.header_for(ue, t(3), &mut out).unwrap();
+    assert_eq!(&h[..6], PEER.as_bytes());
+    // The other router of the more specific route is still unknown.
+    assert_eq!(l.header_for(ue7, t(3), &mut out), Err(L2Drop::NoNeighbor));
+    assert_eq!(
+        arp_target(out.last().unwrap()),
+        Ipv4Addr::new(192, 0, 2, 252)
+    );
+}
+
+#[test]
+fn a_gateway_in_a_full_cache_is_still_learned() {
+    let mut l = L2::new(L2Config {
+        max_neighbors: 1,
+        ..l2().config().clone()
+    });
+    let mut out = Vec::new();
+    let mut host = fx("arp_request");
+    host[28..32].copy_from_slice(&[192, 0, 2, 9]);
+    l.input(&host, t(0), &mut out).unwrap();
+    l.input(&fx("arp_request"), t(1), &mut out).unwrap();
+    let gw = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254));
+    assert_eq!(l.neighbors().lookup(&gw, t(2)), Some(PEER));
+}
+
+#[test]
+fn gateways_are_refreshed_by_unicast_probes_and_failures_counted() {
+    // One gateway (192.0.2.254), 60 s entries, 1 s between solicitations.
+    let mut l = L2::new(L2Config {
+        gateway_v6: None,
+        ..l2().config().clone()
+    });
+    let gw = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254));
+    let mut out = Vec::new();
+    assert_eq!(l.gateway_counters().unresolved, 1);
+    // At start the gateway is solicited by broadcast, without any packet waiting for it.
+    l.maintain(t(0), &mut out);
+    assert_eq!(out, vec![fx("our_arp_request")]);
+    out.clear();
+    l.maintain(t(500), &mut out);
+    assert!(out.is_empty(), "one solicitation per interval");
+    // It answers (its own request to us teaches it): resolved until 60.1 s.
+    l.input(&fx("arp_request"), t(100), &mut out).unwrap();
+    out.clear();
+    l.maintain(t(600), &mut out);
+    assert_eq!(l.gateway_counters().unresolved, 0);
+    for ms in [1_000, 30_000, 56_099] {
+        l.maintain(t(ms), &mut out);
+    }
+    assert!(out.is_empty(), "nothing before the probe window");
+    // Four intervals before expiry: a unicast ARP request to the MAC we know.
+    l.maintain(t(56_100), &mut out);
+    let mut unicast = fx("our_arp_request");
+    unicast[..6].copy_from_slice(PEER.as_bytes());
+    assert_eq!(out, vec![unicast.clone()]);
+    assert_eq!(l.gateway_counters().probes, 1);
+    // Answered: the entry lives on, the next window is a TTL later, no failure.
+    l.input(&fx("arp_request"), t(56_600), &mut out).unwrap();
+    out.clear();
+    for ms in [57_100, 60_100, 100_000, 112_599] {
+        l.maintain(t(ms), &mut out);
+    }
+    assert!(out.is_empty());
+    assert_eq!(l.gateway_counters().probe_failures, 0);
+    assert_eq!(l.header_to(gw, t(112_599)).map(|h| h[0]), Some(PEER.0[0]));
+    // Now it is silent: three probes a second apart, each unanswered one counted.
+    for (ms, probes, failures) in [
+        (112_600, 2, 0),
+        (113_600, 3, 1),
+        (114_600, 4, 2),
+        (115_600, 4, 3),
+    ] {
+        l.maintain(t(ms), &mut out);
+        let c = l.gateway_counters();
+        assert_eq!(
+            (c.probes, c.probe_failures),
+            (probes, failures),
+            "at {ms} ms"
+        );
+    }
+    assert_eq!(out, vec![unicast.clone(), unicast.clone(), unicast]);
+    out.clear();
+    assert_eq!(l.gateway_counters().unreachable, 0);
+    // The entry runs out: unreachable, and solicited by broadcast from then on.
+    l.maintain(t(116_600), &mut out);
+    let c = l.gateway_counters();
+    assert_eq!((c.unreachable, c.unresolved), (1, 1));
+    assert_eq!(out, vec![fx("our_arp_request")]);
+    assert_eq!(l.header_to(gw, t(116_600)), None);
+    // Back: resolved again at once.
+    l.input(&fx("arp_request"), t(117_000), &mut out).unwrap();
+    l.maintain(t(117_001), &mut out);
+    assert_eq!(l.gateway_counters().unresolved, 0);
+}
+
+#[test]
+fn ipv6_gateway_probe_is_a_unicast_ns_to_the_gateway_itself() {
+    let mut l = L2::new(L2Config {
+        gateway_v4: None,
+        ..l2().config().clone()
+    });
+    let mut out = Vec::new();
+    l.maintain(t(0), &mut out);
+    assert_eq!(out, vec![fx("our_ns")]);
+    out.clear();
+    l.input(&fx("ns"), t(10), &mut out).unwrap(); // the gateway's NS teaches it
+    out.clear();
+    l.maintain(t(56_010), &mut out);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    let gw6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
+    assert_eq!(&f[..6], PEER.as_bytes(), "to the MAC we know");
+    assert_eq!(&f[14 + 24..14 + 40], &gw6.octets(), "to the address itself");
+    assert_eq!(f[14 + 40], 135, "a Neighbor Solicitation");
+    assert_eq!(&f[14 + 48..14 + 64], &gw6.octets(), "for the gateway");
+    assert_eq!(l.gateway_counters().probes, 1);
 }

@@ -50,7 +50,8 @@ akagate_proto::counters! {
     handoff_out: Counter,
     /// Frames received from another worker for a UE this worker owns.
     handoff_in: Counter,
-    /// Neighbours learned from ARP/ND here and told to the other workers.
+    /// Neighbours learned from ARP/ND here and told to the worker that owns them (a UE), or
+    /// to every other worker (a gateway).
     neighbors_shared: Counter,
     /// Neighbours learned from another worker.
     neighbors_from_peers: Counter,
@@ -58,6 +59,15 @@ akagate_proto::counters! {
     neighbor_queued: Counter,
     /// Queued outbound packets sent once their next hop resolved.
     neighbor_released: Counter,
+    /// Unicast ARP requests / NS sent to a gateway whose entry was about to expire (RFC 4861
+    /// 7.3.3 PROBE).
+    gateway_probes: Counter,
+    /// Gateway probes that got no answer within `solicit_retry`.
+    gateway_probe_failures: Counter,
+    /// Times a resolved gateway became unresolved (its entry ran out, probes unanswered).
+    gateway_unreachable: Counter,
+    /// Gateways (defaults and routers of static routes) not resolved now.
+    gateways_unresolved: Gauge,
     /// Malformed Ethernet/ARP/ND/IP frame.
     drop_l2_malformed: Counter,
     /// Frame or packet not addressed to us.
@@ -123,7 +133,8 @@ akagate_proto::counters! {
     /// Outbound packet dropped waiting for its next hop: the oldest of a neighbour's three
     /// queued packets, or any when the worker's queue is full.
     drop_neighbor_queue_full: Counter,
-    /// Outbound packet with no route for its address family.
+    /// Outbound packet with no route: no on-link prefix, static route or default gateway
+    /// matches its destination (`[routes]`).
     drop_egress_no_route: Counter,
     /// Outbound frame larger than the link MTU.
     drop_egress_too_big: Counter,

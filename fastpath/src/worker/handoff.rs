@@ -1,6 +1,6 @@
 //! Bounded lock-free rings between the workers of one port: a frame that reached a worker which
 //! does not own its UE goes to the owner (and its buffer comes back), and neighbours learned by
-//! one worker from ARP/ND are told to all the others.
+//! one worker from ARP/ND are told to the worker that owns them (gateways to all the others).
 //!
 //! Ownership is the port's own steering function (`akagate_sys::steer::Steering`), so strays
 //! are the exception: ARP (no IP address, queue 0), NICs that cannot hash the source address
@@ -112,6 +112,14 @@ impl Handoff {
         full
     }
 
+    /// Tells worker `to` alone that `ip` is at `mac`; returns 1 if its ring was full.
+    pub(super) fn tell_neighbor(&self, to: usize, ip: IpAddr, mac: EthernetAddress) -> u64 {
+        match self.boxes.get(to) {
+            Some(b) => u64::from(b.neighbors.push((ip, mac)).is_err()),
+            None => 1,
+        }
+    }
+
     /// The next neighbour another worker learned.
     pub(super) fn recv_neighbor(&self, me: usize) -> Option<(IpAddr, EthernetAddress)> {
         self.boxes.get(me)?.neighbors.pop()
@@ -161,6 +169,11 @@ mod tests {
         assert_eq!(h.recv_neighbor(0), Some((ip, mac)));
         assert_eq!(h.recv_neighbor(2), Some((ip, mac)));
         assert_eq!(h.recv_neighbor(1), None, "not told to itself");
+        assert_eq!(h.tell_neighbor(2, ip, mac), 0);
+        assert_eq!(h.recv_neighbor(2), Some((ip, mac)));
+        assert_eq!(h.recv_neighbor(0), None, "told to worker 2 alone");
+        assert_eq!(h.tell_neighbor(2, ip, mac) + h.tell_neighbor(2, ip, mac), 0);
+        assert_eq!(h.tell_neighbor(2, ip, mac), 1, "ring of 2 full");
 
         for _ in 0..9 {
             assert!(h.give_back(0, b()).is_ok());

@@ -111,7 +111,7 @@ impl<Q: PortQueue> Worker<Q> {
             self.link.queue.free(b);
         }
         while let Some((ip, mac)) = handoff.recv_neighbor(me) {
-            self.link.l2.neighbors().learn(ip, mac, now);
+            self.link.l2.learn(ip, mac, now);
             inc(&self.counters.neighbors_from_peers);
             work += 1;
         }
@@ -227,22 +227,35 @@ impl<Q: PortQueue> Worker<Q> {
         (owner != self.cfg.id && owner < p.handoff.workers()).then_some(owner)
     }
 
-    /// After an ARP or ND frame: tells the other workers the neighbour it may have taught
-    /// (the ARP sender, an NS's source, an NA's target) if the cache now holds it. ARP has no
-    /// IP address to steer by and lands on queue 0, while the worker that asked may be another.
+    /// After an ARP or ND frame: tells the neighbour it may have taught (the ARP sender, an
+    /// NS's source, an NA's target), if the cache now holds it, to the worker that needs it.
+    /// ARP has no IP address to steer by and lands on queue 0, while the worker that asked may
+    /// be another. A worker only ever sends to the UEs it owns and to gateways, so a UE's
+    /// entry goes to its owner alone (and is not kept here unless this is the owner), a
+    /// gateway's to every worker: each cache holds its own UEs, not the whole port's.
     fn share_learned(&mut self, frame: &[u8], now: Instant) {
         let Some(p) = &self.peers else {
             return;
         };
-        let handoff = p.handoff.clone();
         let Some(ip) = neighbor_taught(frame) else {
             return;
         };
         let Some(mac) = self.link.l2.neighbors().lookup(&ip, now) else {
             return;
         };
+        let me = self.cfg.id;
+        let full = if self.link.l2.routes().is_gateway(ip) {
+            p.handoff.share_neighbor(me, ip, mac)
+        } else {
+            let owner = p.steering.queue_for_ue(ip);
+            if owner == me || owner >= p.handoff.workers() {
+                return;
+            }
+            let full = p.handoff.tell_neighbor(owner, ip, mac);
+            self.link.l2.neighbors().forget(&ip);
+            full
+        };
         inc(&self.counters.neighbors_shared);
-        let full = handoff.share_neighbor(self.cfg.id, ip, mac);
         super::counters::add(&self.counters.drop_neighbor_share_full, full);
     }
 

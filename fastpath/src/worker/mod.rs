@@ -214,7 +214,8 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Makes this worker one of several on a port: a UE belongs to worker
     /// `steering.queue_for_ue(ue)` (the port's own steering); frames of UEs owned by another
-    /// worker are handed to it through `handoff`, and neighbours learned here are shared.
+    /// worker are handed to it through `handoff`, and neighbours learned here are told to
+    /// their owner (gateways to every worker).
     pub fn with_peers(
         mut self,
         steering: akagate_sys::steer::Steering,
@@ -264,6 +265,7 @@ impl<Q: PortQueue> Worker<Q> {
         work += self.rx_burst(now);
         work += self.poll_due(now);
         self.link.release_pending(now);
+        self.link.l2.maintain(now, &mut self.link.ctrl);
         self.link.flush_ctrl();
         self.link.tx_flush();
         self.publish_counters();
@@ -427,6 +429,17 @@ impl<Q: PortQueue> Worker<Q> {
         self.counters.arp_replies.store(l.arp_replies, Relaxed);
         self.counters.nd_replies.store(l.nd_replies, Relaxed);
         self.counters.solicitations.store(l.solicitations, Relaxed);
+        let g = self.link.l2.gateway_counters();
+        self.counters.gateway_probes.store(g.probes, Relaxed);
+        self.counters
+            .gateway_probe_failures
+            .store(g.probe_failures, Relaxed);
+        self.counters
+            .gateway_unreachable
+            .store(g.unreachable, Relaxed);
+        self.counters
+            .gateways_unresolved
+            .store(g.unresolved, Relaxed);
     }
 }
 

@@ -35,6 +35,7 @@ pub fn worker_config(
             ipv6,
             gateway_v4: None,
             gateway_v6: None,
+            routes: Vec::new(),
             max_neighbors: 64,
             neighbor_ttl: Duration::from_secs(300),
             solicit_retry: Duration::from_secs(1),
