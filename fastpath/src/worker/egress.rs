@@ -13,8 +13,8 @@ use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
+use super::sa::WorkerSas;
 use super::{SaSetState, WorkerConfig, WorkerCounters};
-use crate::esp::OutboundSa;
 use crate::l2::pending::{Hold, PendingQueue, Released};
 use crate::l2::{ETH_HDR_LEN, L2};
 use crate::stack::PacketSink;
@@ -31,6 +31,8 @@ pub(super) struct Link<Q: PortQueue> {
     pub queue: Q,
     /// Link layer: Ethernet, ARP, ND, neighbour cache.
     pub l2: L2,
+    /// The worker's own SAs (inbound and outbound slabs); only this worker touches them.
+    pub sas: WorkerSas,
     /// Frames queued for the next `tx_burst`.
     tx: Vec<PacketBuf>,
     /// Frames built here (ARP/ND answers and solicitations).
@@ -54,6 +56,7 @@ impl<Q: PortQueue> Link<Q> {
         Link {
             queue,
             l2: L2::new(cfg.l2.clone()),
+            sas: WorkerSas::default(),
             tx: Vec::with_capacity(cfg.burst * 2),
             ctrl: Vec::new(),
             // RFC 4861 7.2.2 / 10: MAX_MULTICAST_SOLICIT (3) solicitations, RETRANS_TIMER
@@ -135,20 +138,24 @@ impl<Q: PortQueue> Link<Q> {
         inc(reason(&self.counters));
     }
 
-    /// Encapsulates (if `sa`, with the packet's parsed header) and frames the IP packet in
+    /// Encapsulates (if `sa`, the outbound slab slot and SPI, with the packet's parsed
+    /// header) and frames the IP packet in
     /// `b` for `dst` in place, queueing it for transmission, or, while its next hop is
     /// unresolved, holding it until the neighbour answers (RFC 4861 7.2.2).
     fn frame_buf(
         &mut self,
         dst: IpAddr,
         mut b: PacketBuf,
-        sa: Option<(&mut OutboundSa, &IpRepr)>,
+        sa: Option<((u32, u32), &IpRepr)>,
         now: Instant,
     ) {
         let Some(hop) = self.l2.next_hop(dst) else {
             return self.drop(b, |c| &c.drop_egress_no_route);
         };
-        if let Some((sa, ip)) = sa {
+        if let Some(((slot, spi), ip)) = sa {
+            let Some(sa) = self.sas.outbound.get_mut(slot, spi) else {
+                return self.drop(b, |c| &c.drop_egress_esp);
+            };
             let (raw, r) = b.raw_mut();
             let encapsulated = sa.encapsulate_parsed(raw, r, ip).map(|nr| b.set_range(nr));
             match encapsulated {
@@ -222,7 +229,7 @@ impl<Q: PortQueue> Link<Q> {
 
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
     /// SA by its ports, or refuses clear text from protected ports.
-    fn emit(&mut self, sets: &mut [SaSetState], b: PacketBuf, now: Instant) {
+    fn emit(&mut self, sets: &[SaSetState], b: PacketBuf, now: Instant) {
         let pkt = b.data();
         let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
             .ok()

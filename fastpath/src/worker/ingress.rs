@@ -313,9 +313,9 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_esp_stray);
             return;
         }
-        let inner = match entry.sa.lock() {
-            Ok(mut sa) => sa.decapsulate_parsed(buf, r, ip),
-            Err(_) => {
+        let inner = match self.link.sas.inbound.get_mut(entry.slot, spi) {
+            Some(sa) => sa.decapsulate_parsed(buf, r, ip),
+            None => {
                 inc(&self.counters.drop_esp_invalid);
                 return;
             }
@@ -350,7 +350,7 @@ impl<Q: PortQueue> Worker<Q> {
         let local = ue.stack.local();
         ue.sa_sets
             .iter()
-            .find_map(|s| s.inbound_entry(spi, src, local, self.cfg.id))
+            .find_map(|s| s.entry(spi, src, local, self.cfg.id))
     }
 
     /// A clear TCP/UDP packet: only the unprotected SIP port takes it.
