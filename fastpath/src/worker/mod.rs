@@ -165,6 +165,8 @@ pub struct Worker<Q: PortQueue> {
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
+    /// What the first pass decided for each frame of the burst (kept for its capacity).
+    verdicts: Vec<ingress::Verdict>,
     due: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
@@ -199,6 +201,7 @@ impl<Q: PortQueue> Worker<Q> {
             reasm: Reassembler::new(cfg.reasm),
             timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
             rx: Vec::with_capacity(cfg.burst),
+            verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
             ues: HashMap::new(),
