@@ -191,3 +191,89 @@ fn bursts_longer_than_a_group_keep_order_and_windows() {
     assert_eq!(count(&t, "drop_esp_invalid"), 10);
     assert_eq!(count(&t, "esp_in"), 30);
 }
+
+#[test]
+fn answers_are_encapsulated_in_emission_order_per_sa_for_every_suite() {
+    use akagate_fastpath::esp::{peek_spi, InboundSa};
+    use akagate_fastpath::ipc::{Flow, Transport};
+    use akagate_sys::PortQueue;
+    use smoltcp::wire::{ArpOperation, EthernetAddress};
+    use support::{arp, SPI_UC, SPI_US};
+
+    for suite in suites() {
+        let (mut t, _, _) = bed(&suite);
+        // The worker learns the UE's MAC (RFC 826), so nothing waits for a neighbour.
+        let request = arp(
+            ArpOperation::Request,
+            (UE_MAC, UE_V4),
+            (EthernetAddress([0; 6]), PCSCF_V4),
+        );
+        send_frame(
+            &mut t.ue,
+            &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &request),
+        );
+        t.worker.run_once(t.now);
+        let mut rx = Vec::new();
+        t.ue.rx_burst(&mut rx, 64);
+        rx.drain(..).for_each(|b| t.ue.free(b));
+
+        // Twenty UDP answers over the two outbound SAs, interleaved, in one loop turn.
+        let flow = |ue_port, local_port| Flow {
+            ue: IpAddr::V4(UE_V4),
+            ue_port,
+            local: IpAddr::V4(PCSCF_V4),
+            local_port,
+            proto: Transport::Udp,
+        };
+        let m = |i: usize| format!("SIP/2.0 200 OK\r\nX-N: {i}\r\n\r\n").into_bytes();
+        for i in 0..20 {
+            let f = if i % 2 == 0 {
+                flow(PORT_UC, PORT_PS)
+            } else {
+                flow(PORT_US, PORT_PC)
+            };
+            t.cmds
+                .send(WorkerCommand::Send {
+                    flow: f,
+                    bytes: m(i),
+                    connect_if_absent: false,
+                })
+                .unwrap();
+        }
+        // Each poll of the UE's stack sends a datagram per socket; a few turns send all.
+        for _ in 0..20 {
+            t.worker.run_once(t.now);
+            t.now += smoltcp::time::Duration::from_millis(1);
+        }
+        t.ue.rx_burst(&mut rx, 64);
+        let what = format!("{:?}/{:?}", suite.auth, suite.encr);
+        assert_eq!(rx.len(), 20, "{what}");
+        assert_eq!(count(&t, "esp_out"), 20, "{what}");
+        // The UE opens them all: per SA, sequence numbers 1.. in the order sent.
+        let mut uc = InboundSa::new(SPI_UC, &suite).unwrap();
+        let mut us = InboundSa::new(SPI_US, &suite).unwrap();
+        let mut seen = Vec::new();
+        for mut b in rx.drain(..) {
+            let frame = b.data_mut();
+            let ip = &mut frame[14..];
+            let spi = peek_spi(ip).unwrap();
+            let seq = u32::from_be_bytes(ip[24..28].try_into().unwrap());
+            let sa = if spi == SPI_UC { &mut uc } else { &mut us };
+            let len = ip.len();
+            let r = sa.decapsulate(ip, 0..len).unwrap();
+            let body = ip[r.start + 28..r.end].to_vec();
+            seen.push((spi, seq, body));
+            t.ue.free(b);
+        }
+        for (spi, first) in [(SPI_UC, 0), (SPI_US, 1)] {
+            let got: Vec<(u32, Vec<u8>)> = seen
+                .iter()
+                .filter(|(s, _, _)| *s == spi)
+                .map(|(_, q, b)| (*q, b.clone()))
+                .collect();
+            let want: Vec<(u32, Vec<u8>)> =
+                (0..10).map(|k| (k as u32 + 1, m(first + 2 * k))).collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+}

@@ -80,6 +80,8 @@ pub struct EncapItem<'a> {
     pub result: Result<Range<usize>, EspError>,
     iv: Option<&'a [u8]>,
     framed: Option<Framed>,
+    /// The IP header as the caller parsed it (outbound), if it did.
+    ip: Option<IpLayout>,
 }
 
 impl<'a> EncapItem<'a> {
@@ -92,7 +94,15 @@ impl<'a> EncapItem<'a> {
             result: Err(EspError::Truncated),
             iv: None,
             framed: None,
+            ip: None,
         }
+    }
+
+    /// The same item for a packet whose header the caller parsed already (as for
+    /// [`OutboundSa::encapsulate_parsed`]).
+    pub fn with_parsed(mut self, ip: IpLayout) -> Self {
+        self.ip = Some(ip);
+        self
     }
 
     /// Test hook: encapsulate with this IV, as [`OutboundSa::encapsulate_with_iv`]. A
@@ -168,7 +178,7 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            match sa.frame(it.buf, it.pkt.clone(), it.iv, None) {
+            match sa.frame(it.buf, it.pkt.clone(), it.iv, it.ip.as_ref()) {
                 Ok(f) => {
                     sa.count(Ok(f.payload_len));
                     it.result = Ok(f.range.clone());

@@ -266,6 +266,7 @@ impl<Q: PortQueue> Worker<Q> {
         work += self.handed_in(now);
         work += self.rx_burst(now);
         work += self.poll_due(now);
+        self.link.flush_encap(now);
         self.link.release_pending(now);
         self.link.flush_ctrl();
         self.link.tx_flush();

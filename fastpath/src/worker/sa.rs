@@ -133,6 +133,19 @@ pub struct WorkerSas {
     pub inbound: SaSlab<InboundSa>,
     /// Outbound SAs, named by [`SaSetState::out_uc`] / [`SaSetState::out_us`].
     pub outbound: SaSlab<OutboundSa>,
+    /// Outbound slots of sets that are gone, freed after the packets collected for the
+    /// burst encapsulation (some of them through these SAs: the last answer of a drain)
+    /// have been sealed ([`WorkerSas::free_retired`]).
+    retired: Vec<u32>,
+}
+
+impl WorkerSas {
+    /// Frees the outbound slots retired since the last call.
+    pub fn free_retired(&mut self) {
+        for slot in self.retired.drain(..) {
+            self.outbound.remove(slot);
+        }
+    }
 }
 
 /// The table type shared by the slowpath (SPI allocation) and the workers.
@@ -216,12 +229,11 @@ impl SaSetState {
     }
 
     /// Drops the set's four SAs from the worker's slabs (the set is gone: drained, or never
-    /// installed).
+    /// installed); the outbound ones once the packets already collected for them are sealed.
     pub fn release(self, sas: &mut WorkerSas) {
         sas.inbound.remove(self.in_ps);
         sas.inbound.remove(self.in_pc);
-        sas.outbound.remove(self.out_uc);
-        sas.outbound.remove(self.out_us);
+        sas.retired.extend([self.out_uc, self.out_us]);
     }
 
     /// The table entry of this set's inbound `spi` for UE `ue` at our address `local`: also
