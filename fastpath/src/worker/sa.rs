@@ -315,3 +315,74 @@ impl SaSetState {
         port == self.port_ps || port == self.port_pc
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_fits_one_cache_line_with_its_spi() {
+        // The table's cell is the entry and its SPI: one line per lookup.
+        assert!(core::mem::size_of::<InboundEntry>() + 4 <= 64);
+    }
+
+    #[test]
+    fn slab_reuses_freed_slots_and_checks_the_spi() {
+        let mut s = SaSlab::default();
+        let a = s.insert(300, "a");
+        let b = s.insert(301, "b");
+        assert_eq!((a, b, s.len()), (0, 1, 2));
+        assert_eq!(s.get_mut(a, 300), Some(&mut "a"));
+        assert_eq!(s.get_mut(a, 301), None);
+        s.remove(a);
+        s.remove(a); // twice: no double free of the slot
+        assert_eq!(s.get_mut(a, 300), None);
+        assert_eq!(s.slot(a as usize), None);
+        let c = s.insert(302, "c");
+        assert_eq!(c, a);
+        // A stale reference (old SPI) to the reused slot finds nothing.
+        assert!(!s.holds(c, 300));
+        assert!(s.holds(c, 302));
+        assert_eq!(s.insert(303, "d"), 2);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn outbound_slots_of_a_released_set_wait_for_the_flush() {
+        let suite = crate::esp::Suite {
+            auth: crate::esp::AuthAlg::HmacSha1_96,
+            encr: crate::esp::EncrAlg::AesCbc,
+            keys: crate::esp::SaKeys {
+                integ_key: vec![1; 20],
+                encr_key: vec![2; 16],
+                salt: [0; 4],
+            },
+        };
+        let set = SaSet {
+            ue: "10.0.0.7".parse().unwrap(),
+            local: "10.0.0.1".parse().unwrap(),
+            suite,
+            spi_pc: 1000,
+            spi_ps: 1001,
+            spi_uc: 2000,
+            spi_us: 2001,
+            port_pc: 5066,
+            port_ps: 5064,
+            port_uc: 31800,
+            port_us: 31900,
+        };
+        let mut sas = WorkerSas::default();
+        let (state, ps, pc) = SaSetState::build(&set, 3, &mut sas).unwrap();
+        assert_eq!((ps.worker, ps.ue_port, ps.local_port), (3, 31800, 5064));
+        assert_eq!((pc.ue_port, pc.local_port), (31900, 5066));
+        assert!(sas.inbound.holds(ps.slot, 1001) && sas.inbound.holds(pc.slot, 1000));
+        let (out_uc, out_us) = (state.out_uc, state.out_us);
+        state.release(&mut sas);
+        assert!(sas.inbound.is_empty());
+        // Still there for the packets collected this turn...
+        assert!(sas.outbound.holds(out_uc, 2000) && sas.outbound.holds(out_us, 2001));
+        sas.free_retired();
+        // ...and gone after the flush.
+        assert!(sas.outbound.is_empty());
+    }
+}
