@@ -121,11 +121,7 @@ pub fn encapsulate_burst<S: BorrowMut<OutboundSa>>(
     sas: &mut [S],
     items: &mut [EncapItem<'_>],
 ) -> Result<(), BurstError> {
-    #[cfg(target_arch = "x86_64")]
-    let kernel = CbcKernel::detect();
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel = None;
-    encapsulate_burst_inner(sas, items, kernel)
+    encapsulate_burst_in(sas, items)
 }
 
 /// [`encapsulate_burst`] with a chosen CBC kernel (`None`: every packet through the
