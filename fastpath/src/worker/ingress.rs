@@ -22,6 +22,7 @@ use crate::wire::transport::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::wire::Segment;
 
 const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// ESP packets decapsulated together (the multi-buffer HMAC keeps four in flight; 32 stay
 /// in L1/L2 between the passes over their bytes).
@@ -58,7 +59,6 @@ pub(super) struct EspIn {
     /// Its SA's entry (selectors, slot).
     entry: InboundEntry,
 }
-const IPPROTO_ICMPV6: u8 = 58;
 
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
 fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
@@ -102,7 +102,7 @@ impl<Q: PortQueue> Worker<Q> {
         // so nothing read through it outlives the guard.
         let guard = sad::pin();
         let mut verdicts = std::mem::take(&mut self.verdicts);
-        // Phase one: link layer, owner, clear packets; ESP packets are found their SA.
+        // Phase one: link layer, owner, clear packets; each whole ESP packet gets its SA.
         for b in rx.iter_mut() {
             let (raw, range) = b.raw_mut();
             let v = self.frame(&table, &guard, raw, range, now);
