@@ -50,6 +50,53 @@ fn full_table_on(n: usize, policy: BackingPolicy) -> (SaTable<FakeSa>, Vec<u32>)
 fn lookup(c: &mut Criterion) {
     lookup_on(c, "sad_lookup", &[1 << 10, 4 << 20], BackingPolicy::Auto);
     lookup_on(c, "sad_lookup_plain", &[4 << 20], BackingPolicy::Plain);
+    lookup_entries(c);
+}
+
+/// The worker's own lookup: the daemon's `InboundTable` holding real `InboundEntry` values
+/// (selectors, owner, slab slot: 56 bytes, one cache line with the SPI), each copied out and
+/// checked as `Worker::esp_target` does (address, owner), at 1 Ki and 4 Mi SAs.
+fn lookup_entries(c: &mut Criterion) {
+    use akagate_fastpath::worker::{InboundEntry, InboundTable};
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut group = c.benchmark_group("sad_lookup_entry");
+    group.throughput(Throughput::Elements(BURST as u64));
+    let local = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    for n in [1usize << 10, 4 << 20] {
+        let table = InboundTable::with_capacity(n).expect("capacity");
+        let mut spis = Vec::with_capacity(n);
+        for i in 0..n {
+            let spi = table.allocate().expect("allocate");
+            let entry = InboundEntry {
+                ue: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 / 2))),
+                local,
+                ue_port: 31800,
+                local_port: 5064,
+                worker: 0,
+                slot: i as u32,
+            };
+            table.install(spi, entry).expect("install");
+            spis.push(spi);
+        }
+        spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+        spis.truncate(1 << 20);
+        let mut bursts = spis.chunks_exact(BURST).cycle();
+        group.bench_function(BenchmarkId::new("burst64", n), |b| {
+            b.iter(|| {
+                let burst = bursts.next().expect("cycle");
+                let guard = sad::pin();
+                let mut found = 0u32;
+                for &spi in burst {
+                    let e = table.lookup(black_box(spi), &guard).copied();
+                    if let Some(e) = e.filter(|e| e.local == local && e.worker == 0) {
+                        found = found.wrapping_add(e.slot);
+                    }
+                }
+                black_box(found)
+            })
+        });
+    }
+    group.finish();
 }
 
 fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPolicy) {
