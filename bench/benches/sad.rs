@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use akagate_fastpath::sad::{self, BackingPolicy, SaTable, SpiAllocator};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -80,23 +83,37 @@ fn lookup_entries(c: &mut Criterion) {
         }
         spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
         spis.truncate(1 << 20);
-        let mut bursts = spis.chunks_exact(BURST).cycle();
-        group.bench_function(BenchmarkId::new("burst64", n), |b| {
-            b.iter(|| {
-                let burst = bursts.next().expect("cycle");
-                let guard = sad::pin();
-                let mut found = 0u32;
-                for &spi in burst {
-                    let e = table.lookup(black_box(spi), &guard).copied();
-                    if let Some(e) = e.filter(|e| e.local == local && e.worker == 0) {
-                        found = found.wrapping_add(e.slot);
-                    }
-                }
-                black_box(found)
-            })
+        bench_bursts(&mut group, n, &table, &spis, |e| {
+            let e: InboundEntry = *e;
+            (e.local == local && e.worker == 0).then_some(e.slot)
         });
     }
     group.finish();
+}
+
+/// Benchmarks bursts of 64 lookups over `spis` in `table` (one pin per burst, as a worker
+/// does), each value found reduced to a number by `probe`.
+fn bench_bursts<T: Send + Sync + 'static>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    n: usize,
+    table: &SaTable<T>,
+    spis: &[u32],
+    probe: impl Fn(&T) -> Option<u32>,
+) {
+    let mut bursts = spis.chunks_exact(BURST).cycle();
+    group.bench_function(BenchmarkId::new("burst64", n), |b| {
+        b.iter(|| {
+            let burst = bursts.next().expect("cycle");
+            let guard = sad::pin();
+            let mut found = 0u32;
+            for &spi in burst {
+                if let Some(v) = table.lookup(black_box(spi), &guard).and_then(&probe) {
+                    found = found.wrapping_add(v);
+                }
+            }
+            black_box(found)
+        })
+    });
 }
 
 fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPolicy) {
@@ -105,20 +122,7 @@ fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPoli
     for &n in sizes {
         let (table, spis) = full_table_on(n, policy);
         eprintln!("{name}/{n}: slot array on {:?}", table.memory_backing());
-        let mut bursts = spis.chunks_exact(BURST).cycle();
-        group.bench_function(BenchmarkId::new("burst64", n), |b| {
-            b.iter(|| {
-                let burst = bursts.next().expect("cycle");
-                let guard = sad::pin();
-                let mut found = 0u32;
-                for &spi in burst {
-                    if let Some(sa) = table.lookup(black_box(spi), &guard) {
-                        found = found.wrapping_add(sa.spi);
-                    }
-                }
-                black_box(found)
-            })
-        });
+        bench_bursts(&mut group, n, &table, &spis, |sa| Some(sa.spi));
     }
     group.finish();
 }
