@@ -927,19 +927,25 @@ fn a_re_registration_with_the_same_ports_answers_through_the_old_set_until_the_n
     );
 }
 
+/// A bed whose UE sent one request with the request line `first` over a new protected TCP
+/// connection port_uc -> port_ps, which the worker passed up.
+fn protected_request(first: &str) -> Bed {
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &msg(first), true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    t
+}
+
 /// RFC 3261 18.2.2: the UE closed the connection its request came on before the answer was
 /// ready; the answer goes on a new connection from port_pc to the UE's protected server port
 /// (its Via sent-by, TS 24.229 5.1.2A.1), through the same set's spi_us, instead of being
 /// dropped as "no connection".
 #[test]
 fn a_response_after_the_ue_closed_goes_on_a_new_connection_to_port_us() {
-    let mut t = Bed::new();
-    t.arp();
-    t.install();
-    let invite = msg("INVITE sip:bob@ims.example SIP/2.0");
-    t.ue_send(ue_flow(PORT_UC, PORT_PS), &invite, true);
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let mut t = protected_request("INVITE sip:bob@ims.example SIP/2.0");
     t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
     t.pump(40);
     assert_eq!(t.ue.stack.tcp_connections(), 0);
@@ -995,13 +1001,7 @@ fn a_syn_through_an_sa_on_a_stale_four_tuple_replaces_the_old_connection() {
 
 #[test]
 fn a_large_answer_leaves_in_segments_with_consecutive_esp_sequence_numbers() {
-    let mut t = Bed::new();
-    t.arp();
-    t.install();
-    let reg = msg("REGISTER sip:ims.example SIP/2.0");
-    t.ue_send(ue_flow(PORT_UC, PORT_PS), &reg, true);
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let mut t = protected_request("REGISTER sip:ims.example SIP/2.0");
     // A 3 KiB answer: several TCP segments from one poll of the stack, sealed together
     // by the loop turn's burst encapsulation.
     let before = esp_count(&t, SPI_UC);
