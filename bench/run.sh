@@ -282,6 +282,19 @@ for size in (64, 1408):
                            "inner_gbps_per_core": g["inner_gbps_per_core"],
                            "ns_per_packet": g["ns_per_packet"], "sip_per_core_second": sip,
                            "wall_mpps": g["mpps"], "drops": g["drops"], "params": r["params"]})
+# Baseline: what the kernel delivers raw on one AF_PACKET queue of a veth (the `io` section's
+# TPACKET_V3 rx of 64- and 1400-byte frames, best transmit path), if that section has run.
+io_path = os.path.join(res, "io.json")
+if os.path.exists(io_path):
+    io = [x for x in json.load(open(io_path))["results"] if x["backend"] == "af_packet"]
+    print(f"{'size':>5} {'raw AF_PACKET rx Mpps':>22} {'ESP in per worker core / raw':>29}")
+    for row in out["results"]:
+        frame = 64 if row["size"] == 64 else 1400
+        raw = max((x["rx_pps"] for x in io if x["frame_bytes"] == frame), default=0.0) / 1e6
+        ratio = row["mpps_per_core"] / raw if raw else None
+        row["raw_af_packet_rx_mpps"] = raw
+        row["ratio_vs_raw_rx"] = ratio
+        print(f"{row['size']:>5} {raw:>22.3f} {ratio if ratio is not None else float('nan'):>29.2f}")
 json.dump(out, open(os.path.join(res, "pktgen.json"), "w"), indent=2)
 PYEOF
     echo "wrote $RESULTS/pktgen.json"

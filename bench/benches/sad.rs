@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use akagate_fastpath::sad::{self, BackingPolicy, SaTable, SpiAllocator};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -50,6 +53,67 @@ fn full_table_on(n: usize, policy: BackingPolicy) -> (SaTable<FakeSa>, Vec<u32>)
 fn lookup(c: &mut Criterion) {
     lookup_on(c, "sad_lookup", &[1 << 10, 4 << 20], BackingPolicy::Auto);
     lookup_on(c, "sad_lookup_plain", &[4 << 20], BackingPolicy::Plain);
+    lookup_entries(c);
+}
+
+/// The worker's own lookup: the daemon's `InboundTable` holding real `InboundEntry` values
+/// (selectors, owner, slab slot: 56 bytes, one cache line with the SPI), each copied out and
+/// checked as `Worker::esp_target` does (address, owner), at 1 Ki and 4 Mi SAs.
+fn lookup_entries(c: &mut Criterion) {
+    use akagate_fastpath::worker::{InboundEntry, InboundTable};
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut group = c.benchmark_group("sad_lookup_entry");
+    group.throughput(Throughput::Elements(BURST as u64));
+    let local = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    for n in [1usize << 10, 4 << 20] {
+        let table = InboundTable::with_capacity(n).expect("capacity");
+        let mut spis = Vec::with_capacity(n);
+        for i in 0..n {
+            let spi = table.allocate().expect("allocate");
+            let entry = InboundEntry {
+                ue: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 / 2))),
+                local,
+                ue_port: 31800,
+                local_port: 5064,
+                worker: 0,
+                slot: i as u32,
+            };
+            table.install(spi, entry).expect("install");
+            spis.push(spi);
+        }
+        spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+        spis.truncate(1 << 20);
+        bench_bursts(&mut group, n, &table, &spis, |e| {
+            let e: InboundEntry = *e;
+            (e.local == local && e.worker == 0).then_some(e.slot)
+        });
+    }
+    group.finish();
+}
+
+/// Benchmarks bursts of 64 lookups over `spis` in `table` (one pin per burst, as a worker
+/// does), each value found reduced to a number by `probe`.
+fn bench_bursts<T: Send + Sync + 'static>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    n: usize,
+    table: &SaTable<T>,
+    spis: &[u32],
+    probe: impl Fn(&T) -> Option<u32>,
+) {
+    let mut bursts = spis.chunks_exact(BURST).cycle();
+    group.bench_function(BenchmarkId::new("burst64", n), |b| {
+        b.iter(|| {
+            let burst = bursts.next().expect("cycle");
+            let guard = sad::pin();
+            let mut found = 0u32;
+            for &spi in burst {
+                if let Some(v) = table.lookup(black_box(spi), &guard).and_then(&probe) {
+                    found = found.wrapping_add(v);
+                }
+            }
+            black_box(found)
+        })
+    });
 }
 
 fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPolicy) {
@@ -58,20 +122,7 @@ fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPoli
     for &n in sizes {
         let (table, spis) = full_table_on(n, policy);
         eprintln!("{name}/{n}: slot array on {:?}", table.memory_backing());
-        let mut bursts = spis.chunks_exact(BURST).cycle();
-        group.bench_function(BenchmarkId::new("burst64", n), |b| {
-            b.iter(|| {
-                let burst = bursts.next().expect("cycle");
-                let guard = sad::pin();
-                let mut found = 0u32;
-                for &spi in burst {
-                    if let Some(sa) = table.lookup(black_box(spi), &guard) {
-                        found = found.wrapping_add(sa.spi);
-                    }
-                }
-                black_box(found)
-            })
-        });
+        bench_bursts(&mut group, n, &table, &spis, |sa| Some(sa.spi));
     }
     group.finish();
 }

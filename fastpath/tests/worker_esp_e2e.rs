@@ -46,6 +46,14 @@ struct UeSim {
     inbound: HashMap<u32, InboundSa>,
     /// SPIs of ESP packets received from the P-CSCF, in order.
     spis_seen: Vec<u32>,
+    /// ESP sequence numbers last seen per SPI, and how many packets arrived with a number
+    /// not above the last one of their SA (RFC 4303 3.3.3: the sender counts up).
+    last_seq: HashMap<u32, u32>,
+    seq_out_of_order: usize,
+    /// The TCP sequence number after the last data segment seen per SPI, and how many data
+    /// segments arrived before one they follow in the stream (sent out of order).
+    tcp_next: HashMap<u32, u32>,
+    tcp_out_of_order: usize,
     /// Clear frames received (ARP replies, echo replies, clear TCP).
     clear_seen: Vec<Vec<u8>>,
     /// Send everything in clear (to test the P-CSCF's refusal).
@@ -55,6 +63,32 @@ struct UeSim {
 }
 
 impl UeSim {
+    /// Notes the order of an IPv4 TCP data segment that came through `spi`.
+    fn note_tcp_order(&mut self, spi: u32, pkt: &[u8]) {
+        if pkt[0] >> 4 != 4 || pkt[9] != 6 {
+            return;
+        }
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let tcp = &pkt[ihl..];
+        let seq = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
+        let data = pkt.len() - ihl - usize::from(tcp[12] >> 4) * 4;
+        if data == 0 {
+            return;
+        }
+        if let Some(&next) = self.tcp_next.get(&spi) {
+            // Wrapping comparison (RFC 793 3.3): a segment starting before the end of the
+            // last one is out of order (no retransmission happens in these tests).
+            if (seq.wrapping_sub(next) as i32) < 0 {
+                self.tcp_out_of_order += 1;
+            }
+        }
+        let end = seq.wrapping_add(data as u32);
+        let e = self.tcp_next.entry(spi).or_insert(end);
+        if (end.wrapping_sub(*e) as i32) > 0 {
+            *e = end;
+        }
+    }
+
     /// Whether the UE's stack passed up `bytes` as a SIP message on `flow`.
     fn received(&self, flow: Flow, bytes: &[u8]) -> bool {
         sips(&self.events)
@@ -87,24 +121,27 @@ impl UeSim {
             let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
             assert_eq!(eth.src_addr(), PCSCF_MAC);
             let ip = eth.payload();
+            let be32 = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap());
             let esp_spi = match eth.ethertype() {
                 EthernetProtocol::Ipv4 => {
                     let p = Ipv4Packet::new_checked(ip).unwrap();
                     (p.next_header() == IpProtocol::IpSecEsp)
-                        .then(|| u32::from_be_bytes(p.payload()[..4].try_into().unwrap()))
+                        .then(|| (be32(p.payload()), be32(&p.payload()[4..])))
                 }
                 // No extension headers in this test bed.
-                EthernetProtocol::Ipv6 => {
-                    (ip[6] == 50).then(|| u32::from_be_bytes(ip[40..44].try_into().unwrap()))
-                }
+                EthernetProtocol::Ipv6 => (ip[6] == 50).then(|| (be32(&ip[40..]), be32(&ip[44..]))),
                 _ => {
                     self.clear_seen.push(frame.clone());
                     self.q.free(b);
                     continue;
                 }
             };
-            if let Some(spi) = esp_spi {
+            if let Some((spi, seq)) = esp_spi {
                 self.spis_seen.push(spi);
+                let last = self.last_seq.insert(spi, seq);
+                if last.is_some_and(|l| seq <= l) {
+                    self.seq_out_of_order += 1;
+                }
                 let Some(sa) = self.inbound.get_mut(&spi) else {
                     // The UE dropped this SA (de-registration): nothing to open it with.
                     self.q.free(b);
@@ -114,6 +151,7 @@ impl UeSim {
                 let (raw, r) = b.raw_mut();
                 let inner = sa.decapsulate(raw, r).expect("valid ESP");
                 let (raw, _) = b.raw();
+                self.note_tcp_order(spi, &raw[inner.clone()]);
                 self.stack
                     .push_inbound(raw[inner].to_vec(), Some(spi))
                     .unwrap();
@@ -182,6 +220,10 @@ impl Bed {
             out: HashMap::new(),
             inbound: HashMap::new(),
             spis_seen: vec![],
+            last_seq: HashMap::new(),
+            seq_out_of_order: 0,
+            tcp_next: HashMap::new(),
+            tcp_out_of_order: 0,
             clear_seen: vec![],
             force_clear: false,
             force_sa: None,
@@ -885,19 +927,25 @@ fn a_re_registration_with_the_same_ports_answers_through_the_old_set_until_the_n
     );
 }
 
+/// A bed whose UE sent one request with the request line `first` over a new protected TCP
+/// connection port_uc -> port_ps, which the worker passed up.
+fn protected_request(first: &str) -> Bed {
+    let mut t = Bed::new();
+    t.arp();
+    t.install();
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), &msg(first), true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    t
+}
+
 /// RFC 3261 18.2.2: the UE closed the connection its request came on before the answer was
 /// ready; the answer goes on a new connection from port_pc to the UE's protected server port
 /// (its Via sent-by, TS 24.229 5.1.2A.1), through the same set's spi_us, instead of being
 /// dropped as "no connection".
 #[test]
 fn a_response_after_the_ue_closed_goes_on_a_new_connection_to_port_us() {
-    let mut t = Bed::new();
-    t.arp();
-    t.install();
-    let invite = msg("INVITE sip:bob@ims.example SIP/2.0");
-    t.ue_send(ue_flow(PORT_UC, PORT_PS), &invite, true);
-    t.pump(10);
-    assert_eq!(sips(&t.events()).len(), 1);
+    let mut t = protected_request("INVITE sip:bob@ims.example SIP/2.0");
     t.ue.stack.close(ue_flow(PORT_UC, PORT_PS)).unwrap();
     t.pump(40);
     assert_eq!(t.ue.stack.tcp_connections(), 0);
@@ -949,4 +997,31 @@ fn a_syn_through_an_sa_on_a_stale_four_tuple_replaces_the_old_connection() {
         .iter()
         .any(|e| matches!(e, WorkerEvent::TcpClosed(f) if *f == pcscf_flow(PORT_UC, PORT_PS))));
     assert_eq!(t.count("conns_replaced"), 1);
+}
+
+#[test]
+fn a_large_answer_leaves_in_segments_with_consecutive_esp_sequence_numbers() {
+    let mut t = protected_request("REGISTER sip:ims.example SIP/2.0");
+    // A 3 KiB answer: several TCP segments from one poll of the stack, sealed together
+    // by the loop turn's burst encapsulation.
+    let before = esp_count(&t, SPI_UC);
+    let body = "x".repeat(3000);
+    let big = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.7:31800;branch=z9hG4bK77\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    t.pcscf_send(pcscf_flow(PORT_UC, PORT_PS), big.clone(), false);
+    t.pump(10);
+    assert!(t.ue.received(ue_flow(PORT_UC, PORT_PS), &big));
+    assert!(
+        esp_count(&t, SPI_UC) - before >= 3,
+        "{}",
+        esp_count(&t, SPI_UC) - before
+    );
+    // RFC 4303 3.3.3: on the wire each SA's sequence numbers count up, packet after packet,
+    // and the segments leave in the order the stack wrote them.
+    assert_eq!(t.ue.seq_out_of_order, 0);
+    assert_eq!(t.ue.tcp_out_of_order, 0);
+    assert_eq!(t.count("drop_egress_esp"), 0);
 }

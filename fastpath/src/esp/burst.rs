@@ -17,6 +17,7 @@ use thiserror::Error;
 #[cfg(target_arch = "x86_64")]
 pub use super::cbc_mb::CbcKernel;
 use super::error::EspError;
+use super::ip::IpLayout;
 use super::sa::{Checked, Framed, InboundSa, OutboundSa};
 #[cfg(target_arch = "x86_64")]
 use super::transform::ESP_HDR_LEN;
@@ -40,6 +41,30 @@ pub enum BurstError {
     },
 }
 
+/// The SAs the items of a burst name by index: a slice of SAs (or of anything that lends
+/// one), or a caller's own store, such as a worker's slab of SAs where a free slot holds
+/// none. An item naming an empty slot is left untouched (its `result` stays an error).
+pub trait SaSlots<T> {
+    /// One past the largest index that may hold an SA.
+    fn slot_count(&self) -> usize;
+    /// The SA at `i`, if any.
+    fn slot(&self, i: usize) -> Option<&T>;
+    /// The SA at `i` for writing, if any.
+    fn slot_mut(&mut self, i: usize) -> Option<&mut T>;
+}
+
+impl<T, S: BorrowMut<T>> SaSlots<T> for [S] {
+    fn slot_count(&self) -> usize {
+        self.len()
+    }
+    fn slot(&self, i: usize) -> Option<&T> {
+        self.get(i).map(|s| s.borrow())
+    }
+    fn slot_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.get_mut(i).map(|s| s.borrow_mut())
+    }
+}
+
 /// One packet of a burst: which SA encapsulates it, its buffer and the IP packet's range in
 /// it (with headroom and tailroom, as for [`OutboundSa::encapsulate`]).
 #[derive(Debug)]
@@ -55,6 +80,8 @@ pub struct EncapItem<'a> {
     pub result: Result<Range<usize>, EspError>,
     iv: Option<&'a [u8]>,
     framed: Option<Framed>,
+    /// The IP header as the caller parsed it (outbound), if it did.
+    ip: Option<IpLayout>,
 }
 
 impl<'a> EncapItem<'a> {
@@ -67,7 +94,15 @@ impl<'a> EncapItem<'a> {
             result: Err(EspError::Truncated),
             iv: None,
             framed: None,
+            ip: None,
         }
+    }
+
+    /// The same item for a packet whose header the caller parsed already (as for
+    /// [`OutboundSa::encapsulate_parsed`]).
+    pub fn with_parsed(mut self, ip: IpLayout) -> Self {
+        self.ip = Some(ip);
+        self
     }
 
     /// Test hook: encapsulate with this IV, as [`OutboundSa::encapsulate_with_iv`]. A
@@ -86,11 +121,7 @@ pub fn encapsulate_burst<S: BorrowMut<OutboundSa>>(
     sas: &mut [S],
     items: &mut [EncapItem<'_>],
 ) -> Result<(), BurstError> {
-    #[cfg(target_arch = "x86_64")]
-    let kernel = CbcKernel::detect();
-    #[cfg(not(target_arch = "x86_64"))]
-    let kernel = None;
-    encapsulate_burst_inner(sas, items, kernel)
+    encapsulate_burst_in(sas, items)
 }
 
 /// [`encapsulate_burst`] with a chosen CBC kernel (`None`: every packet through the
@@ -111,12 +142,25 @@ type Kernel = CbcKernel;
 #[cfg(not(target_arch = "x86_64"))]
 type Kernel = core::convert::Infallible;
 
-fn encapsulate_burst_inner<S: BorrowMut<OutboundSa>>(
-    sas: &mut [S],
+/// [`encapsulate_burst`] over any store of SAs (see [`SaSlots`]), with the CPU's fastest
+/// kernel.
+pub fn encapsulate_burst_in<S: SaSlots<OutboundSa> + ?Sized>(
+    sas: &mut S,
+    items: &mut [EncapItem<'_>],
+) -> Result<(), BurstError> {
+    #[cfg(target_arch = "x86_64")]
+    let kernel = CbcKernel::detect();
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel = None;
+    encapsulate_burst_inner(sas, items, kernel)
+}
+
+fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
+    sas: &mut S,
     items: &mut [EncapItem<'_>],
     kernel: Option<Kernel>,
 ) -> Result<(), BurstError> {
-    let count = sas.len();
+    let count = sas.slot_count();
     if let Some((item, it)) = items.iter().enumerate().find(|(_, it)| it.sa >= count) {
         return Err(BurstError::NoSuchSa {
             item,
@@ -127,11 +171,10 @@ fn encapsulate_burst_inner<S: BorrowMut<OutboundSa>>(
     for group in items.chunks_mut(GROUP) {
         let mut pending = 0usize;
         for it in group.iter_mut() {
-            let Some(sa) = sas.get_mut(it.sa) else {
+            let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            let sa: &mut OutboundSa = sa.borrow_mut();
-            match sa.frame(it.buf, it.pkt.clone(), it.iv, None) {
+            match sa.frame(it.buf, it.pkt.clone(), it.iv, it.ip.as_ref()) {
                 Ok(f) => {
                     sa.count(Ok(f.payload_len));
                     it.result = Ok(f.range.clone());
@@ -171,7 +214,7 @@ fn multi_buffer(sa: &OutboundSa) -> bool {
 
 /// Seals the framed items of `group`: CBC of all bodies in lock-step, then the HMACs.
 #[cfg(target_arch = "x86_64")]
-fn seal_multi<S: BorrowMut<OutboundSa>>(sas: &[S], group: &mut [EncapItem<'_>], k: CbcKernel) {
+fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_>], k: CbcKernel) {
     use super::cbc_mb::{self, CbcStream};
     use super::integ::HMAC96_ICV_LEN;
     use super::sha1_mb::{self, HmacJob};
@@ -179,7 +222,7 @@ fn seal_multi<S: BorrowMut<OutboundSa>>(sas: &[S], group: &mut [EncapItem<'_>], 
 
     let streams = group.iter_mut().filter_map(|it| {
         let f = it.framed.as_ref()?;
-        let (keys, _) = sas.get(it.sa)?.borrow().transform().aes_sha1_ni()?;
+        let (keys, _) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
         let esp = it.buf.get_mut(f.esp.clone())?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;
         let (hdr_iv, rest) = esp.get_mut(..body_end)?.split_at_mut_checked(FRONT)?;
@@ -193,7 +236,7 @@ fn seal_multi<S: BorrowMut<OutboundSa>>(sas: &[S], group: &mut [EncapItem<'_>], 
     cbc_mb::encrypt(streams, k);
     let jobs = group.iter_mut().filter_map(|it| {
         let f = it.framed.take()?;
-        let (_, key) = sas.get(it.sa)?.borrow().transform().aes_sha1_ni()?;
+        let (_, key) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
         let esp = it.buf.get_mut(f.esp)?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;
         let (msg, icv) = esp.split_at_mut(body_end);
@@ -233,6 +276,8 @@ pub struct DecapItem<'a> {
     pub result: Result<Range<usize>, EspError>,
     stage: Stage,
     icv: Option<[u8; 12]>,
+    /// The IP header as the caller parsed (and checked) it, if it did.
+    ip: Option<IpLayout>,
 }
 
 impl<'a> DecapItem<'a> {
@@ -245,7 +290,25 @@ impl<'a> DecapItem<'a> {
             result: Err(EspError::Truncated),
             stage: Stage::Idle,
             icv: None,
+            ip: None,
         }
+    }
+
+    /// The same item for a packet whose header the caller parsed already (as for
+    /// [`InboundSa::decapsulate_parsed`]: IPv4 checksum verified, no fragment).
+    pub fn with_parsed(mut self, ip: IpLayout) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// After the burst: the restored packet's range and its header as parsed (same
+    /// addresses, the ESP trailer's next header, the new length), for an item made
+    /// [`with_parsed`](Self::with_parsed) that was decapsulated.
+    pub fn parsed_result(&self) -> Option<(Range<usize>, IpLayout)> {
+        let r = self.result.clone().ok()?;
+        let ip = self.ip?;
+        let next_header = *self.buf.get(r.start + ip.next_header_at)?;
+        Some((r.clone(), ip.with_payload(next_header, r.len())))
     }
 }
 
@@ -266,7 +329,23 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
     items: &mut [DecapItem<'_>],
     multi: bool,
 ) -> Result<(), BurstError> {
-    let count = sas.len();
+    decapsulate_burst_inner(sas, items, multi)
+}
+
+/// [`decapsulate_burst`] over any store of SAs (see [`SaSlots`]).
+pub fn decapsulate_burst_in<S: SaSlots<InboundSa> + ?Sized>(
+    sas: &mut S,
+    items: &mut [DecapItem<'_>],
+) -> Result<(), BurstError> {
+    decapsulate_burst_inner(sas, items, true)
+}
+
+fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
+    sas: &mut S,
+    items: &mut [DecapItem<'_>],
+    multi: bool,
+) -> Result<(), BurstError> {
+    let count = sas.slot_count();
     if let Some((item, it)) = items.iter().enumerate().find(|(_, it)| it.sa >= count) {
         return Err(BurstError::NoSuchSa {
             item,
@@ -276,17 +355,16 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
     }
     for group in items.chunks_mut(GROUP) {
         for it in group.iter_mut() {
-            let Some(sa) = sas.get_mut(it.sa) else {
+            let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            let sa: &mut InboundSa = sa.borrow_mut();
             if sa.esn() {
                 it.stage = Stage::Deferred;
                 continue;
             }
             // Non-ESN: the window only moves forward, so a packet refused now would be
             // refused at its turn too.
-            match sa.precheck(it.buf, it.pkt.clone(), None) {
+            match sa.precheck(it.buf, it.pkt.clone(), it.ip.as_ref()) {
                 Ok(c) => it.stage = Stage::Checked(c),
                 Err(e) => {
                     sa.count(Err(e));
@@ -301,15 +379,14 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
         #[cfg(not(target_arch = "x86_64"))]
         let _ = multi;
         for it in group.iter_mut() {
-            let Some(sa) = sas.get_mut(it.sa) else {
+            let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            let sa: &mut InboundSa = sa.borrow_mut();
             let r = match core::mem::replace(&mut it.stage, Stage::Idle) {
                 Stage::Idle => continue,
                 Stage::Checked(c) => sa.finish(it.buf, &c, it.icv.as_ref()),
                 Stage::Deferred => sa
-                    .precheck(it.buf, it.pkt.clone(), None)
+                    .precheck(it.buf, it.pkt.clone(), it.ip.as_ref())
                     .and_then(|c| sa.finish(it.buf, &c, None)),
             };
             if let Some(icv) = it.icv.as_mut() {
@@ -326,7 +403,7 @@ pub fn decapsulate_burst_with<S: BorrowMut<InboundSa>>(
 /// Computes the expected ICVs of the checked hmac-sha-1-96 + aes-cbc items of `group`
 /// multi-buffer; the single path checks the others (and lengths it refuses).
 #[cfg(target_arch = "x86_64")]
-fn icvs_multi<S: BorrowMut<InboundSa>>(sas: &[S], group: &mut [DecapItem<'_>]) {
+fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_>]) {
     use super::integ::HMAC96_ICV_LEN;
     use super::sha1_mb::{self, HmacJob};
     const FRONT: usize = ESP_HDR_LEN + 16;
@@ -335,7 +412,7 @@ fn icvs_multi<S: BorrowMut<InboundSa>>(sas: &[S], group: &mut [DecapItem<'_>]) {
         let Stage::Checked(c) = &it.stage else {
             return None;
         };
-        let sa: &InboundSa = sas.get(it.sa)?.borrow();
+        let sa: &InboundSa = sas.slot(it.sa)?;
         let (_, key) = sa.transform().aes_sha1_ni()?;
         let esp = it.buf.get(c.esp.clone())?;
         let msg = esp.get(..esp.len().checked_sub(HMAC96_ICV_LEN)?)?;

@@ -47,7 +47,10 @@ pub use transform::cbc;
 pub use akagate_proto::suite::{self, AuthAlg, EncrAlg, SaKeys, Suite};
 #[cfg(target_arch = "x86_64")]
 pub use burst::CbcKernel;
-pub use burst::{decapsulate_burst, encapsulate_burst, BurstError, DecapItem, EncapItem};
+pub use burst::{
+    decapsulate_burst, decapsulate_burst_in, encapsulate_burst, encapsulate_burst_in, BurstError,
+    DecapItem, EncapItem, SaSlots,
+};
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
 pub use sa::{peek_spi, spi_of, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

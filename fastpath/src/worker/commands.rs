@@ -118,14 +118,15 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_sa_install);
             return;
         }
-        let Ok((state, ps, pc)) = SaSetState::build(set, self.cfg.id) else {
-            inc(&self.counters.drop_sa_install);
-            return;
-        };
         let table = self.table.clone();
         let existed = self.ues.contains_key(&set.ue);
-        let Some(ue) = self.ue_entry(set.ue, set.local, true, now) else {
+        if self.ue_entry(set.ue, set.local, true, now).is_none() {
             inc(&self.counters.drop_sa_install);
+            return;
+        }
+        let Ok((state, ps, pc)) = SaSetState::build(set, self.cfg.id, &mut self.link.sas) else {
+            inc(&self.counters.drop_sa_install);
+            self.forget_new_ue(set.ue, existed);
             return;
         };
         let installed = match table.install(set.spi_ps, ps) {
@@ -138,20 +139,32 @@ impl<Q: PortQueue> Worker<Q> {
         };
         if !installed {
             inc(&self.counters.drop_sa_install);
-            if !existed {
-                if let Some(ue) = self.ues.remove(&set.ue) {
-                    self.sip_use.sub(ue.sip_use);
-                }
-                inc(&self.counters.ues_freed);
-            }
+            state.release(&mut self.link.sas);
+            self.forget_new_ue(set.ue, existed);
             return;
         }
+        let Some(ue) = self.ues.get_mut(&set.ue) else {
+            // Created or found above; nothing between could remove it.
+            return state.release(&mut self.link.sas);
+        };
         // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,
         // TCP there belongs to connections we open.
         ue.stack.listen(set.port_ps, true, true);
         ue.stack.listen(set.port_pc, false, true);
         ue.sa_sets.insert(0, state);
         self.timers.schedule(set.ue, now);
+    }
+
+    /// Frees the stack of `ue` again after a failed install created it (`existed`: it was
+    /// there before, and stays).
+    fn forget_new_ue(&mut self, ue: std::net::IpAddr, existed: bool) {
+        if existed {
+            return;
+        }
+        if let Some(u) = self.ues.remove(&ue) {
+            self.sip_use.sub(u.sip_use);
+        }
+        inc(&self.counters.ues_freed);
     }
 
     /// `RemoveSaSet` (TS 33.203 7.4 / 7.5): the SPIs leave the table at once (the slowpath has

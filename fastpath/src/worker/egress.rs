@@ -3,9 +3,12 @@
 //!
 //! smoltcp writes each packet straight into a buffer of the port's pool ([`StackSink`]), after
 //! the pool's headroom (room for the ESP header, IV and Ethernet header), and ESP and Ethernet
-//! are added in place: no copy between the stack and the wire.
+//! are added in place: no copy between the stack and the wire. Packets for SAs are collected
+//! over a loop turn and encapsulated together ([`Link::flush_encap`]: `encapsulate_burst_in`,
+//! multi-buffer AES-CBC and HMAC-SHA-1 across SAs), sequence numbers taken in emission order.
 
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -13,13 +16,26 @@ use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
+use super::sa::WorkerSas;
 use super::{SaSetState, WorkerConfig, WorkerCounters};
-use crate::esp::OutboundSa;
+use crate::esp::{encapsulate_burst_in, EncapItem};
 use crate::l2::pending::{Hold, PendingQueue, Released};
 use crate::l2::{ETH_HDR_LEN, L2};
 use crate::stack::PacketSink;
 use crate::wire::ip::{Direction, IpRepr};
 use crate::wire::Segment;
+
+/// ESP packets sealed together by [`Link::flush_encap`].
+const ENCAP_GROUP: usize = 32;
+
+/// A stack's packet waiting for the burst encapsulation: its buffer, its SA (outbound slot
+/// and SPI), its parsed header and where it goes.
+struct PendingEncap {
+    b: PacketBuf,
+    slot: u32,
+    spi: u32,
+    ip: IpRepr,
+}
 
 /// The worker's side of its port queue and the one owner of everything that transmits: the
 /// queue, the link layer (neighbours, ARP/ND), the frames waiting for the ring and the
@@ -31,8 +47,12 @@ pub(super) struct Link<Q: PortQueue> {
     pub queue: Q,
     /// Link layer: Ethernet, ARP, ND, neighbour cache.
     pub l2: L2,
+    /// The worker's own SAs (inbound and outbound slabs); only this worker touches them.
+    pub sas: WorkerSas,
     /// Frames queued for the next `tx_burst`.
     tx: Vec<PacketBuf>,
+    /// Packets for SAs collected this loop turn, encapsulated together by `flush_encap`.
+    encap: Vec<PendingEncap>,
     /// Frames built here (ARP/ND answers and solicitations).
     pub ctrl: Vec<Vec<u8>>,
     /// Packets (IP, encapsulated) waiting for their next hop's Ethernet address.
@@ -54,7 +74,9 @@ impl<Q: PortQueue> Link<Q> {
         Link {
             queue,
             l2: L2::new(cfg.l2.clone()),
+            sas: WorkerSas::default(),
             tx: Vec::with_capacity(cfg.burst * 2),
+            encap: Vec::with_capacity(cfg.burst * 4),
             ctrl: Vec::new(),
             // RFC 4861 7.2.2 / 10: MAX_MULTICAST_SOLICIT (3) solicitations, RETRANS_TIMER
             // apart, before resolution fails; as many packets wait as may wait for the ring.
@@ -83,6 +105,68 @@ impl<Q: PortQueue> Link<Q> {
             now,
             spare: None,
         }
+    }
+
+    /// Encapsulates the packets collected for SAs this turn in groups through
+    /// `encapsulate_burst_in` (each SA's sequence numbers in the order its packets were
+    /// emitted, RFC 4303 3.3.3) and frames them; then frees the outbound SAs of sets that
+    /// went meanwhile. A packet whose encapsulation failed is dropped, never sent in clear.
+    pub(super) fn flush_encap(&mut self, now: Instant) {
+        let mut pending = std::mem::take(&mut self.encap);
+        while !pending.is_empty() {
+            let n = pending.len().min(ENCAP_GROUP);
+            let sealed = self.encap_group(pending.get_mut(..n).unwrap_or_default());
+            for (p, ok) in pending.drain(..n).zip(sealed) {
+                if ok {
+                    inc(&self.counters.esp_out);
+                    self.frame_buf(p.ip.dst, p.b, now);
+                } else {
+                    self.drop(p.b, |c| &c.drop_egress_esp);
+                }
+            }
+        }
+        self.encap = pending;
+        self.sas.free_retired();
+    }
+
+    /// Encapsulates one group (at most [`ENCAP_GROUP`]) of [`Link::flush_encap`] in place;
+    /// true for each packet that is now ESP.
+    fn encap_group(&mut self, group: &mut [PendingEncap]) -> [bool; ENCAP_GROUP] {
+        let mut ranges: [Option<Range<usize>>; ENCAP_GROUP] = core::array::from_fn(|_| None);
+        {
+            // On the stack: the items borrow this group's buffers only.
+            let mut items: [EncapItem<'_>; ENCAP_GROUP] =
+                core::array::from_fn(|_| EncapItem::new(0, &mut [], 0..0));
+            let mut at = [0usize; ENCAP_GROUP];
+            let mut n = 0;
+            for (i, p) in group.iter_mut().enumerate() {
+                // The slab checks the SPI: a slot is never reused before the flush, but a
+                // packet must never meet another SA.
+                if !self.sas.outbound.holds(p.slot, p.spi) {
+                    continue;
+                }
+                let (Some(item), Some(a)) = (items.get_mut(n), at.get_mut(n)) else {
+                    break;
+                };
+                let (raw, r) = p.b.raw_mut();
+                *item = EncapItem::new(p.slot as usize, raw, r).with_parsed(p.ip);
+                *a = i;
+                n += 1;
+            }
+            let items = items.get_mut(..n).unwrap_or_default();
+            if encapsulate_burst_in(&mut self.sas.outbound, items).is_ok() {
+                for (it, &i) in items.iter().zip(&at) {
+                    if let Some(r) = ranges.get_mut(i) {
+                        *r = it.result.clone().ok();
+                    }
+                }
+            }
+        }
+        let mut sealed = [false; ENCAP_GROUP];
+        for ((p, r), ok) in group.iter_mut().zip(ranges).zip(sealed.iter_mut()) {
+            *ok = r.is_some_and(|r| p.b.set_range(r).is_ok());
+        }
+        sealed
     }
 
     /// Copies ARP/ND frames built this iteration into port buffers.
@@ -126,7 +210,7 @@ impl<Q: PortQueue> Link<Q> {
         if b.fill(pkt).is_err() {
             return self.drop(b, |c| &c.drop_egress_too_big);
         }
-        self.frame_buf(dst, b, None, now);
+        self.frame_buf(dst, b, now);
     }
 
     /// Frees `b`, counting it as the drop `reason` picks.
@@ -135,27 +219,13 @@ impl<Q: PortQueue> Link<Q> {
         inc(reason(&self.counters));
     }
 
-    /// Encapsulates (if `sa`, with the packet's parsed header) and frames the IP packet in
-    /// `b` for `dst` in place, queueing it for transmission, or, while its next hop is
-    /// unresolved, holding it until the neighbour answers (RFC 4861 7.2.2).
-    fn frame_buf(
-        &mut self,
-        dst: IpAddr,
-        mut b: PacketBuf,
-        sa: Option<(&mut OutboundSa, &IpRepr)>,
-        now: Instant,
-    ) {
+    /// Frames the IP packet (or ESP packet) in `b` for `dst` in place, queueing it for
+    /// transmission, or, while its next hop is unresolved, holding it until the neighbour
+    /// answers (RFC 4861 7.2.2).
+    fn frame_buf(&mut self, dst: IpAddr, b: PacketBuf, now: Instant) {
         let Some(hop) = self.l2.next_hop(dst) else {
             return self.drop(b, |c| &c.drop_egress_no_route);
         };
-        if let Some((sa, ip)) = sa {
-            let (raw, r) = b.raw_mut();
-            let encapsulated = sa.encapsulate_parsed(raw, r, ip).map(|nr| b.set_range(nr));
-            match encapsulated {
-                Ok(Ok(())) => inc(&self.counters.esp_out),
-                _ => return self.drop(b, |c| &c.drop_egress_esp),
-            }
-        }
         if b.len() > self.link_mtu {
             return self.drop(b, |c| &c.drop_egress_too_big);
         }
@@ -222,7 +292,7 @@ impl<Q: PortQueue> Link<Q> {
 
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
     /// SA by its ports, or refuses clear text from protected ports.
-    fn emit(&mut self, sets: &mut [SaSetState], b: PacketBuf, now: Instant) {
+    fn emit(&mut self, sets: &[SaSetState], b: PacketBuf, now: Instant) {
         let pkt = b.data();
         let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
             .ok()
@@ -234,10 +304,12 @@ impl<Q: PortQueue> Link<Q> {
         // traffic; until then the old set of the same ports answers.
         let sa = SaSetState::pick_outbound(sets, &seg.ports);
         let clear_port = seg.ports.src == self.sip_port || Some(seg.ports.src) == self.tls_port;
-        if sa.is_none() && !clear_port {
-            return self.drop(b, |c| &c.drop_egress_no_sa);
+        match sa {
+            // Encapsulated with the other packets of this loop turn (`flush_encap`).
+            Some((slot, spi)) => self.encap.push(PendingEncap { b, slot, spi, ip }),
+            None if clear_port => self.frame_buf(ip.dst, b, now),
+            None => self.drop(b, |c| &c.drop_egress_no_sa),
         }
-        self.frame_buf(ip.dst, b, sa.map(|sa| (sa, &ip)), now);
     }
 }
 
@@ -276,7 +348,7 @@ impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
     }
 
     fn can_send(&mut self) -> bool {
-        if self.link.tx.len() >= self.link.tx_limit {
+        if self.link.tx.len() + self.link.encap.len() >= self.link.tx_limit {
             return false;
         }
         if self.spare.is_none() {

@@ -5,14 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::sync::atomic::AtomicU64;
 
-use akagate_sys::PortQueue;
+use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::Instant;
 
-use super::counters::inc;
+use super::counters::{add, inc};
 use super::handoff::Handed;
-use super::{InboundTable, SaSetState, Worker};
+use super::{InboundEntry, InboundTable, SaSetState, Worker};
 use crate::esp::ip::IPPROTO_ESP;
-use crate::esp::spi_of;
+use crate::esp::{decapsulate_burst_in, spi_of, DecapItem};
 use crate::ipc::Transport;
 use crate::l2::{icmp, Input, L2Drop};
 use crate::reasm::{Reasm, ReasmDrop};
@@ -23,6 +23,42 @@ use crate::wire::Segment;
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+
+/// ESP packets decapsulated together (the multi-buffer HMAC keeps four in flight; 32 stay
+/// in L1/L2 between the passes over their bytes).
+const ESP_GROUP: usize = 32;
+
+/// What the first pass over a received burst decided for a frame.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// Handled or dropped: the buffer goes back to the pool.
+    Done,
+    /// An IP packet of a UE another worker owns: the worker, the offset of the IP header in
+    /// the frame and the parsed header.
+    HandOff {
+        /// The owning worker.
+        owner: usize,
+        /// Offset of the IP header in the frame.
+        offset: usize,
+        /// The parsed header.
+        ip: IpRepr,
+    },
+    /// A whole ESP packet whose SA this worker holds, for the burst decapsulation.
+    Esp(EspIn),
+}
+
+/// An ESP packet found its SA: where it is in its buffer, its header, SPI and table entry.
+#[derive(Debug)]
+pub(super) struct EspIn {
+    /// The IP packet in the frame's buffer.
+    r: Range<usize>,
+    /// Its parsed (outer) header.
+    ip: IpRepr,
+    /// Its SPI.
+    spi: u32,
+    /// Its SA's entry (selectors, slot).
+    entry: InboundEntry,
+}
 
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
 fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
@@ -62,13 +98,22 @@ impl<Q: PortQueue> Worker<Q> {
         }
         super::counters::add(&self.counters.rx_frames, n as u64);
         let table = self.table.clone();
-        // One epoch pin per burst (see sad::ReadGuard).
+        // One epoch pin per burst (see sad::ReadGuard); entries are copied out of the table,
+        // so nothing read through it outlives the guard.
         let guard = sad::pin();
-        for mut b in rx.drain(..) {
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        // Phase one: link layer, owner, clear packets; each whole ESP packet gets its SA.
+        for b in rx.iter_mut() {
             let (raw, range) = b.raw_mut();
-            match self.frame(&table, &guard, raw, range, now) {
-                None => self.link.queue.free(b),
-                Some((owner, offset, ip)) => self.hand_off(
+            let v = self.frame(&table, &guard, raw, range, now);
+            verdicts.push(v);
+        }
+        drop(guard);
+        // Phase two: the ESP packets of the burst decapsulated together, into the stacks.
+        self.esp_burst(&mut rx, &verdicts, now);
+        for (b, v) in rx.drain(..).zip(verdicts.drain(..)) {
+            match v {
+                Verdict::HandOff { owner, offset, ip } => self.hand_off(
                     owner,
                     Handed {
                         from: self.cfg.id,
@@ -77,11 +122,63 @@ impl<Q: PortQueue> Worker<Q> {
                         ip,
                     },
                 ),
+                Verdict::Done | Verdict::Esp(_) => self.link.queue.free(b),
             }
         }
-        drop(guard);
+        self.verdicts = verdicts;
         self.rx = rx;
         n
+    }
+
+    /// Decapsulates the ESP packets of a received burst (`verdicts[i]` of `rx[i]`) in groups
+    /// through [`decapsulate_burst_in`] with this worker's inbound SAs (multi-buffer
+    /// HMAC-SHA-1 across SAs; each SA's replay window and counters exactly as packet by
+    /// packet in arrival order, RFC 4303 3.4.3), then runs each into its UE's stack.
+    fn esp_burst(&mut self, rx: &mut [PacketBuf], verdicts: &[Verdict], now: Instant) {
+        if !verdicts.iter().any(|v| matches!(v, Verdict::Esp(_))) {
+            return;
+        }
+        // On the stack: the items borrow the receive buffers of this burst only.
+        let mut items: [DecapItem<'_>; ESP_GROUP] =
+            core::array::from_fn(|_| DecapItem::new(0, &mut [], 0..0));
+        let mut metas: [Option<&EspIn>; ESP_GROUP] = [None; ESP_GROUP];
+        let mut n = 0;
+        for (b, v) in rx.iter_mut().zip(verdicts) {
+            let Verdict::Esp(e) = v else {
+                continue;
+            };
+            let (raw, _) = b.raw_mut();
+            let (Some(item), Some(meta)) = (items.get_mut(n), metas.get_mut(n)) else {
+                continue;
+            };
+            *item = DecapItem::new(e.entry.slot as usize, raw, e.r.clone()).with_parsed(e.ip);
+            *meta = Some(e);
+            n += 1;
+            if n == ESP_GROUP {
+                self.esp_group(&mut items, &metas, now);
+                n = 0;
+            }
+        }
+        if let (Some(items), Some(metas)) = (items.get_mut(..n), metas.get(..n)) {
+            self.esp_group(items, metas, now);
+        }
+    }
+
+    /// One group of [`Worker::esp_burst`].
+    fn esp_group(&mut self, items: &mut [DecapItem<'_>], metas: &[Option<&EspIn>], now: Instant) {
+        if decapsulate_burst_in(&mut self.link.sas.inbound, items).is_err() {
+            // A slot outside the slab: cannot happen (checked when the SA was found).
+            return add(&self.counters.drop_esp_invalid, items.len() as u64);
+        }
+        for (it, m) in items.iter().zip(metas) {
+            let Some(m) = m else {
+                continue;
+            };
+            match it.parsed_result() {
+                Some((inner, inner_ip)) => self.esp_deliver(m, it.buf, inner, &inner_ip, now),
+                None => inc(&self.counters.drop_esp_invalid),
+            }
+        }
     }
 
     /// Passes a frame of a UE owned by worker `owner` to it, with its parsed IP header.
@@ -143,9 +240,8 @@ impl<Q: PortQueue> Worker<Q> {
         work + frames
     }
 
-    /// One received frame. When it is an IP packet of a UE that another worker owns, returns
-    /// that worker, the offset of the IP header in the frame and the parsed header; `None`
-    /// when it was handled here.
+    /// One received frame: handled here ([`Verdict::Done`]), for another worker, or an ESP
+    /// packet whose SA was found, left for the burst decapsulation.
     fn frame(
         &mut self,
         table: &InboundTable,
@@ -153,15 +249,17 @@ impl<Q: PortQueue> Worker<Q> {
         raw: &mut [u8],
         range: Range<usize>,
         now: Instant,
-    ) -> Option<(usize, usize, IpRepr)> {
-        let frame = raw.get(range.clone())?;
+    ) -> Verdict {
+        let Some(frame) = raw.get(range.clone()) else {
+            return Verdict::Done;
+        };
         let input = self.link.l2.input(frame, now, &mut self.link.ctrl);
         if !matches!(input, Ok(Input::Ip { .. })) && self.peers.is_some() {
             self.share_learned(frame, now);
         }
         // The one parse of the IP header: everything below works on `ip`.
         let (offset, ip) = match input {
-            Ok(Input::Handled) => return None,
+            Ok(Input::Handled) => return Verdict::Done,
             Ok(Input::Ip { offset, ip }) => (offset, ip),
             Err(e) => {
                 inc(match e {
@@ -170,15 +268,25 @@ impl<Q: PortQueue> Worker<Q> {
                     L2Drop::IpHeader => &self.counters.drop_ip_malformed,
                     _ => &self.counters.drop_l2_malformed,
                 });
-                return None;
+                return Verdict::Done;
             }
         };
         if let Some(owner) = self.owner_elsewhere(ip.src) {
-            return Some((owner, offset, ip));
+            return Verdict::HandOff { owner, offset, ip };
         }
         let start = range.start + offset;
-        self.ip_input(table, guard, raw, start..start + ip.len, &ip, now);
-        None
+        let r = start..start + ip.len;
+        if ip.fragment.is_none() && ip.next_header == IPPROTO_ESP {
+            return match raw
+                .get(r.clone())
+                .and_then(|p| self.esp_target(table, guard, p, &ip))
+            {
+                Some((spi, entry)) => Verdict::Esp(EspIn { r, ip, spi, entry }),
+                None => Verdict::Done,
+            };
+        }
+        self.ip_input(table, guard, raw, r, &ip, now);
+        Verdict::Done
     }
 
     /// An IP packet for this worker at `buf[r]` with its parsed header `ip`: fragments go
@@ -299,57 +407,85 @@ impl<Q: PortQueue> Worker<Q> {
         ip: &IpRepr,
         now: Instant,
     ) {
-        let Ok(spi) = spi_of(&buf[r.clone()], ip) else {
-            inc(&self.counters.drop_ip_malformed);
+        let Some((spi, entry)) = buf
+            .get(r.clone())
+            .and_then(|p| self.esp_target(table, guard, p, ip))
+        else {
             return;
         };
+        let inner = match self.link.sas.inbound.get_mut(entry.slot, spi) {
+            Some(sa) => sa.decapsulate_parsed(buf, r, ip),
+            None => return inc(&self.counters.drop_esp_invalid),
+        };
+        let Ok((inner, inner_ip)) = inner else {
+            return inc(&self.counters.drop_esp_invalid);
+        };
+        let e = EspIn {
+            r: inner.clone(),
+            ip: *ip,
+            spi,
+            entry,
+        };
+        self.esp_deliver(&e, buf, inner, &inner_ip, now);
+    }
+
+    /// The SA of the ESP packet `pkt` (parsed header `ip`): by SPI in the table, or among
+    /// the draining sets of its UE; with the address and owner checks. `None` (counted) if
+    /// the packet is to be dropped.
+    fn esp_target(
+        &self,
+        table: &InboundTable,
+        guard: &ReadGuard,
+        pkt: &[u8],
+        ip: &IpRepr,
+    ) -> Option<(u32, InboundEntry)> {
+        let Ok(spi) = spi_of(pkt, ip) else {
+            inc(&self.counters.drop_ip_malformed);
+            return None;
+        };
         let (src, dst) = (ip.src, ip.dst);
-        let draining;
-        let entry = match table.lookup(spi, guard) {
-            Some(e) => e,
-            None => match self.draining_inbound(src, spi) {
-                Some(e) => {
-                    draining = e;
-                    &draining
-                }
-                None => {
-                    inc(&self.counters.drop_esp_unknown_spi);
-                    return;
-                }
-            },
+        let Some(entry) = table
+            .lookup(spi, guard)
+            .copied()
+            .or_else(|| self.draining_inbound(src, spi))
+        else {
+            inc(&self.counters.drop_esp_unknown_spi);
+            return None;
         };
         if entry.ue != src || entry.local != dst {
             inc(&self.counters.drop_esp_address);
-            return;
+            return None;
         }
-        if entry.worker != self.cfg.id {
+        if entry.worker != self.cfg.id || !self.link.sas.inbound.holds(entry.slot, spi) {
             inc(&self.counters.drop_esp_stray);
-            return;
+            return None;
         }
-        let inner = match entry.sa.lock() {
-            Ok(mut sa) => sa.decapsulate_parsed(buf, r, ip),
-            Err(_) => {
-                inc(&self.counters.drop_esp_invalid);
-                return;
-            }
-        };
-        let Ok((inner, inner_ip)) = inner else {
-            inc(&self.counters.drop_esp_invalid);
-            return;
+        Some((spi, entry))
+    }
+
+    /// A decapsulated packet `buf[inner]` (header `inner_ip`) of the ESP packet `e`: the
+    /// selectors of TS 33.203 7.1 on its ports, then the UE's stack.
+    fn esp_deliver(
+        &mut self,
+        e: &EspIn,
+        buf: &[u8],
+        inner: Range<usize>,
+        inner_ip: &IpRepr,
+        now: Instant,
+    ) {
+        let Some(pkt) = buf.get(inner) else {
+            return inc(&self.counters.drop_esp_invalid);
         };
         inc(&self.counters.esp_in);
-        let pkt = &buf[inner];
         // TS 33.203 7.1: the SA for spi_ps carries only port_uc -> port_ps, the one for
         // spi_pc only port_us -> port_pc. The inner header is the outer one moved (same
         // addresses), so only the ports are read.
-        let seg = match Segment::parse(pkt, &inner_ip) {
+        let entry = &e.entry;
+        let seg = match Segment::parse(pkt, inner_ip) {
             Some(s) if s.ports.src == entry.ue_port && s.ports.dst == entry.local_port => s,
-            _ => {
-                inc(&self.counters.drop_esp_selector);
-                return;
-            }
+            _ => return inc(&self.counters.drop_esp_selector),
         };
-        self.deliver(src, dst, pkt, seg, Some(spi), false, now);
+        self.deliver(e.ip.src, e.ip.dst, pkt, seg, Some(e.spi), false, now);
     }
 
     /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
@@ -358,12 +494,12 @@ impl<Q: PortQueue> Worker<Q> {
     /// the ACK of the last answer (the 200 OK to a de-REGISTER) ends the drain instead of
     /// being counted as an unknown SPI (TS 33.203 7.4: the SAs go after that answer). SIP
     /// over it is refused by the slowpath, which no longer knows the SPI.
-    fn draining_inbound(&self, src: IpAddr, spi: u32) -> Option<super::InboundEntry> {
+    fn draining_inbound(&self, src: IpAddr, spi: u32) -> Option<InboundEntry> {
         let ue = self.ues.get(&src)?;
         let local = ue.stack.local();
         ue.sa_sets
             .iter()
-            .find_map(|s| s.inbound_entry(spi, src, local, self.cfg.id))
+            .find_map(|s| s.entry(spi, src, local, self.cfg.id))
     }
 
     /// A clear TCP/UDP packet: only the unprotected SIP port takes it.

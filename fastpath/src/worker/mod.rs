@@ -30,7 +30,7 @@ pub use counters::{WorkerCounterValues, WorkerCounters};
 use egress::Link;
 pub use handoff::Handoff;
 use handoff::Peers;
-pub use sa::{InboundEntry, InboundTable, SaSetState};
+pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, WorkerSas};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
 /// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
@@ -165,6 +165,8 @@ pub struct Worker<Q: PortQueue> {
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
+    /// What the first pass decided for each frame of the burst (kept for its capacity).
+    verdicts: Vec<ingress::Verdict>,
     due: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
@@ -199,6 +201,7 @@ impl<Q: PortQueue> Worker<Q> {
             reasm: Reassembler::new(cfg.reasm),
             timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
             rx: Vec::with_capacity(cfg.burst),
+            verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
             ues: HashMap::new(),
@@ -264,6 +267,7 @@ impl<Q: PortQueue> Worker<Q> {
         work += self.handed_in(now);
         work += self.rx_burst(now);
         work += self.poll_due(now);
+        self.link.flush_encap(now);
         self.link.release_pending(now);
         self.link.l2.maintain(now, &mut self.link.ctrl);
         self.link.flush_ctrl();
@@ -299,7 +303,13 @@ impl<Q: PortQueue> Worker<Q> {
         ue.stack.poll_with(now, &mut self.stack_events, &mut sink);
         drop(sink);
         count_stack(&self.counters, &mut ue.stack);
-        let drain_next = Self::finish_drains(ue, &self.counters, now, &mut self.stack_events);
+        let drain_next = Self::finish_drains(
+            ue,
+            &self.counters,
+            &mut self.link.sas,
+            now,
+            &mut self.stack_events,
+        );
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             if let Some(ue) = self.ues.remove(&ip) {
                 self.sip_use.sub(ue.sip_use);
@@ -348,15 +358,18 @@ impl<Q: PortQueue> Worker<Q> {
     fn finish_drains(
         ue: &mut Ue,
         counters: &WorkerCounters,
+        sas: &mut WorkerSas,
         now: Instant,
         events: &mut Vec<WorkerEvent>,
     ) -> Option<Instant> {
         let Ue { stack, sa_sets, .. } = ue;
         let mut next: Option<Instant> = None;
         let mut dropped: Vec<[(u16, u16); 2]> = Vec::new();
-        sa_sets.retain(|s| {
+        let mut i = 0;
+        while let Some(s) = sa_sets.get(i) {
             let Some(until) = s.drain_until else {
-                return true;
+                i += 1;
+                continue;
             };
             let queued =
                 stack.queued_bytes(s.port_ps, s.port_uc) + stack.queued_bytes(s.port_pc, s.port_us);
@@ -367,11 +380,13 @@ impl<Q: PortQueue> Worker<Q> {
                     &counters.sa_drain_timeouts
                 });
                 dropped.push([(s.port_ps, s.port_uc), (s.port_pc, s.port_us)]);
-                return false;
+                // The set is gone: its SAs leave this worker's slabs now.
+                sa_sets.remove(i).release(sas);
+                continue;
             }
             next = Some(next.map_or(until, |n| n.min(until)));
-            true
-        });
+            i += 1;
+        }
         for (local, peer) in dropped.into_iter().flatten() {
             if !sa_sets.iter().any(|s| s.protects_pair(local, peer)) {
                 let n = stack.discard_flows(local, peer, events);

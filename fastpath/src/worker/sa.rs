@@ -1,20 +1,23 @@
-//! The SAs of a UE as the worker holds them: inbound SAs in the shared SPI-indexed table
-//! (with their selectors), outbound SAs per SA set inside the UE's state (TS 33.203 7.1).
+//! The SAs of a UE as the worker holds them (TS 33.203 7.1): the shared SPI-indexed table
+//! maps an inbound SPI to its selectors and to (worker, slot); the SAs themselves live in
+//! slabs ([`SaSlab`]) that only their worker touches, one for inbound and one for outbound
+//! SAs, so the per-packet path takes no lock and no atomic read-modify-write.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
-use crate::esp::{InboundSa, OutboundSa, SaError};
+use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::SaSet;
 use crate::stack::ports::Ports;
 
-/// The value type of the inbound SA table: the SA and what it may carry.
+/// The value type of the inbound SA table: where the SA is and what it may carry.
 ///
-/// The mutex is never contended: only the worker owning the UE decapsulates its packets (one
-/// UE, one worker); it makes the replay window's single writer explicit without `unsafe`.
-/// The SA is shared with the worker's [`SaSetState`], so a removed set's inbound SAs keep
-/// their replay windows while it drains, after the slowpath released their SPIs.
-#[derive(Debug)]
+/// The SA itself sits in slot `slot` of worker `worker`'s inbound [`SaSlab`]: only that
+/// worker decapsulates the UE's packets (one UE, one worker), so the replay window has a
+/// single writer without a lock. The slot is held by the worker's [`SaSetState`] until the
+/// set is gone, drain included, so a removed set's inbound SAs keep their replay windows
+/// after the slowpath released their SPIs. A slot is reused only after the set let it go,
+/// and the slab checks the SPI on every access, so a stale entry never reaches another SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InboundEntry {
     /// The UE the SA belongs to (outer and inner source address).
     pub ue: IpAddr,
@@ -26,8 +29,123 @@ pub struct InboundEntry {
     pub local_port: u16,
     /// Index of the worker that owns the UE.
     pub worker: usize,
-    /// The SA itself (also held by the set's [`SaSetState`] for the drain).
-    pub sa: Arc<Mutex<InboundSa>>,
+    /// Slot of the SA in that worker's inbound slab.
+    pub slot: u32,
+}
+
+/// One occupied slot of an [`SaSlab`]: the SA and the SPI it was stored under.
+#[derive(Debug)]
+struct Cell<T> {
+    spi: u32,
+    sa: T,
+}
+
+/// A worker's own store of SAs (DPDK style: the SA belongs to the core that uses it). Slots
+/// are reused lowest-freed-first; a freed slot drops its SA at once (the transforms zero
+/// their keys on drop). Never shared: it needs `&mut` for every packet.
+#[derive(Debug)]
+pub struct SaSlab<T> {
+    cells: Vec<Option<Cell<T>>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for SaSlab<T> {
+    fn default() -> Self {
+        SaSlab {
+            cells: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> SaSlab<T> {
+    /// Stores `sa` (the SA of `spi`) and returns its slot.
+    pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
+        let cell = Some(Cell { spi, sa });
+        match self.free.pop() {
+            Some(i) => {
+                if let Some(c) = self.cells.get_mut(i as usize) {
+                    *c = cell;
+                }
+                i
+            }
+            None => {
+                self.cells.push(cell);
+                (self.cells.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Drops the SA in `slot`, if any.
+    pub fn remove(&mut self, slot: u32) {
+        if let Some(c) = self.cells.get_mut(slot as usize) {
+            if c.take().is_some() {
+                self.free.push(slot);
+            }
+        }
+    }
+
+    /// The SA in `slot` if it was stored under `spi`.
+    pub fn get_mut(&mut self, slot: u32, spi: u32) -> Option<&mut T> {
+        match self.cells.get_mut(slot as usize)? {
+            Some(c) if c.spi == spi => Some(&mut c.sa),
+            _ => None,
+        }
+    }
+
+    /// The SA in `slot`, whatever its SPI.
+    pub fn at_mut(&mut self, slot: u32) -> Option<&mut T> {
+        Some(&mut self.cells.get_mut(slot as usize)?.as_mut()?.sa)
+    }
+
+    /// True if `slot` holds the SA of `spi`.
+    pub fn holds(&self, slot: u32, spi: u32) -> bool {
+        matches!(self.cells.get(slot as usize), Some(Some(c)) if c.spi == spi)
+    }
+
+    /// Number of SAs stored.
+    pub fn len(&self) -> usize {
+        self.cells.len() - self.free.len()
+    }
+
+    /// True if no SA is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> SaSlots<T> for SaSlab<T> {
+    fn slot_count(&self) -> usize {
+        self.cells.len()
+    }
+    fn slot(&self, i: usize) -> Option<&T> {
+        Some(&self.cells.get(i)?.as_ref()?.sa)
+    }
+    fn slot_mut(&mut self, i: usize) -> Option<&mut T> {
+        Some(&mut self.cells.get_mut(i)?.as_mut()?.sa)
+    }
+}
+
+/// A worker's two slabs: inbound SAs (decapsulation) and outbound SAs (encapsulation).
+#[derive(Debug, Default)]
+pub struct WorkerSas {
+    /// Inbound SAs, named by the table's [`InboundEntry::slot`].
+    pub inbound: SaSlab<InboundSa>,
+    /// Outbound SAs, named by [`SaSetState::out_uc`] / [`SaSetState::out_us`].
+    pub outbound: SaSlab<OutboundSa>,
+    /// Outbound slots of sets that are gone, freed after the packets collected for the
+    /// burst encapsulation (some of them through these SAs: the last answer of a drain)
+    /// have been sealed ([`WorkerSas::free_retired`]).
+    retired: Vec<u32>,
+}
+
+impl WorkerSas {
+    /// Frees the outbound slots retired since the last call.
+    pub fn free_retired(&mut self) {
+        for slot in self.retired.drain(..) {
+            self.outbound.remove(slot);
+        }
+    }
 }
 
 /// The table type shared by the slowpath (SPI allocation) and the workers.
@@ -48,14 +166,18 @@ pub struct SaSetState {
     pub port_uc: u16,
     /// The UE's protected server port.
     pub port_us: u16,
-    /// Outbound SA port_ps -> port_uc (spi_uc).
-    pub out_uc: OutboundSa,
-    /// Outbound SA port_pc -> port_us (spi_us).
-    pub out_us: OutboundSa,
-    /// Inbound SA port_uc -> port_ps (spi_ps), the one the table entry holds.
-    pub in_ps: Arc<Mutex<InboundSa>>,
-    /// Inbound SA port_us -> port_pc (spi_pc), the one the table entry holds.
-    pub in_pc: Arc<Mutex<InboundSa>>,
+    /// The UE's SPI of the outbound SA port_ps -> port_uc.
+    pub spi_uc: u32,
+    /// The UE's SPI of the outbound SA port_pc -> port_us.
+    pub spi_us: u32,
+    /// Outbound slab slot of the SA port_ps -> port_uc (spi_uc).
+    pub out_uc: u32,
+    /// Outbound slab slot of the SA port_pc -> port_us (spi_us).
+    pub out_us: u32,
+    /// Inbound slab slot of the SA port_uc -> port_ps (spi_ps), named by its table entry.
+    pub in_ps: u32,
+    /// Inbound slab slot of the SA port_us -> port_pc (spi_pc), named by its table entry.
+    pub in_pc: u32,
     /// Set once the set was removed: its SPIs are out of the table, its inbound SAs only take
     /// what belongs to the flows it still drains (TCP ACKs of the last answer) and its outbound
     /// SAs only carry what was queued before the removal, until nothing is left or this
@@ -68,24 +190,17 @@ pub struct SaSetState {
 }
 
 impl SaSetState {
-    /// Builds the four SAs of `set`: the outbound ones and, shared with the two table entries
-    /// returned for `worker`, the inbound ones.
+    /// Builds the four SAs of `set` into the worker's slabs `sas` and returns the set with
+    /// the two table entries for `worker`. Nothing is stored if a key is refused.
     pub fn build(
         set: &SaSet,
         worker: usize,
+        sas: &mut WorkerSas,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
-        let in_ps = Arc::new(Mutex::new(InboundSa::new(set.spi_ps, &set.suite)?));
-        let in_pc = Arc::new(Mutex::new(InboundSa::new(set.spi_pc, &set.suite)?));
-        let entry = |sa: &Arc<Mutex<InboundSa>>, ue_port, local_port| InboundEntry {
-            ue: set.ue,
-            local: set.local,
-            ue_port,
-            local_port,
-            worker,
-            sa: Arc::clone(sa),
-        };
-        let ps = entry(&in_ps, set.port_uc, set.port_ps);
-        let pc = entry(&in_pc, set.port_us, set.port_pc);
+        let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
+        let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
+        let out_uc = OutboundSa::new(set.spi_uc, &set.suite)?;
+        let out_us = OutboundSa::new(set.spi_us, &set.suite)?;
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -93,29 +208,48 @@ impl SaSetState {
             port_ps: set.port_ps,
             port_uc: set.port_uc,
             port_us: set.port_us,
-            out_uc: OutboundSa::new(set.spi_uc, &set.suite)?,
-            out_us: OutboundSa::new(set.spi_us, &set.suite)?,
-            in_ps,
-            in_pc,
+            spi_uc: set.spi_uc,
+            spi_us: set.spi_us,
+            out_uc: sas.outbound.insert(set.spi_uc, out_uc),
+            out_us: sas.outbound.insert(set.spi_us, out_us),
+            in_ps: sas.inbound.insert(set.spi_ps, in_ps),
+            in_pc: sas.inbound.insert(set.spi_pc, in_pc),
             drain_until: None,
             used: false,
         };
-        Ok((state, ps, pc))
+        let ps = state.entry(set.spi_ps, set.ue, set.local, worker);
+        let pc = state.entry(set.spi_pc, set.ue, set.local, worker);
+        match (ps, pc) {
+            (Some(ps), Some(pc)) => Ok((state, ps, pc)),
+            _ => {
+                state.release(sas);
+                Err(SaError::ReservedSpi(set.spi_ps))
+            }
+        }
     }
 
-    /// The table entry this set had for inbound `spi`, rebuilt for a draining set whose SPIs
-    /// the slowpath already released: same SA (same replay window), same selectors.
-    pub fn inbound_entry(
+    /// Drops the set's four SAs from the worker's slabs (the set is gone: drained, or never
+    /// installed); the outbound ones once the packets already collected for them are sealed.
+    pub fn release(self, sas: &mut WorkerSas) {
+        sas.inbound.remove(self.in_ps);
+        sas.inbound.remove(self.in_pc);
+        sas.retired.extend([self.out_uc, self.out_us]);
+    }
+
+    /// The table entry of this set's inbound `spi` for UE `ue` at our address `local`: also
+    /// rebuilt for a draining set whose SPIs the slowpath already released (same slot, same
+    /// replay window, same selectors).
+    pub fn entry(
         &self,
         spi: u32,
         ue: IpAddr,
         local: IpAddr,
         worker: usize,
     ) -> Option<InboundEntry> {
-        let (sa, ue_port, local_port) = if spi == self.spi_ps {
-            (&self.in_ps, self.port_uc, self.port_ps)
+        let (slot, ue_port, local_port) = if spi == self.spi_ps {
+            (self.in_ps, self.port_uc, self.port_ps)
         } else if spi == self.spi_pc {
-            (&self.in_pc, self.port_us, self.port_pc)
+            (self.in_pc, self.port_us, self.port_pc)
         } else {
             return None;
         };
@@ -125,7 +259,7 @@ impl SaSetState {
             ue_port,
             local_port,
             worker,
-            sa: Arc::clone(sa),
+            slot,
         })
     }
 
@@ -136,12 +270,13 @@ impl SaSetState {
             || (local_port == self.port_pc && ue_port == self.port_us)
     }
 
-    /// The outbound SA for a packet with these ports, if this set protects it.
-    pub fn outbound_for(&mut self, p: &Ports) -> Option<&mut OutboundSa> {
+    /// The outbound SA (its slab slot and SPI) for a packet with these ports, if this set
+    /// protects it.
+    pub fn outbound_for(&self, p: &Ports) -> Option<(u32, u32)> {
         if p.src == self.port_ps && p.dst == self.port_uc {
-            Some(&mut self.out_uc)
+            Some((self.out_uc, self.spi_uc))
         } else if p.src == self.port_pc && p.dst == self.port_us {
-            Some(&mut self.out_us)
+            Some((self.out_us, self.spi_us))
         } else {
             None
         }
@@ -151,13 +286,13 @@ impl SaSetState {
     /// newest set that protects the ports and has carried traffic, else the newest that
     /// protects them. A re-registration that keeps the UE's ports (many phones change only
     /// their SPIs) thus answers over the old set until the UE uses the new one.
-    pub fn pick_outbound<'a>(sets: &'a mut [SaSetState], p: &Ports) -> Option<&'a mut OutboundSa> {
+    pub fn pick_outbound(sets: &[SaSetState], p: &Ports) -> Option<(u32, u32)> {
         let protects = |s: &SaSetState| s.protects_pair(p.src, p.dst);
         let at = sets
             .iter()
             .position(|s| s.used && protects(s))
             .or_else(|| sets.iter().position(protects))?;
-        sets.get_mut(at)?.outbound_for(p)
+        sets.get(at)?.outbound_for(p)
     }
 
     /// Marks the set that owns inbound `spi` as used (see [`SaSetState::used`]).
@@ -178,5 +313,76 @@ impl SaSetState {
     /// True if `port` is one of our protected ports of this set.
     pub fn is_protected_port(&self, port: u16) -> bool {
         port == self.port_ps || port == self.port_pc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_fits_one_cache_line_with_its_spi() {
+        // The table's cell is the entry and its SPI: one line per lookup.
+        assert!(core::mem::size_of::<InboundEntry>() + 4 <= 64);
+    }
+
+    #[test]
+    fn slab_reuses_freed_slots_and_checks_the_spi() {
+        let mut s = SaSlab::default();
+        let a = s.insert(300, "a");
+        let b = s.insert(301, "b");
+        assert_eq!((a, b, s.len()), (0, 1, 2));
+        assert_eq!(s.get_mut(a, 300), Some(&mut "a"));
+        assert_eq!(s.get_mut(a, 301), None);
+        s.remove(a);
+        s.remove(a); // twice: no double free of the slot
+        assert_eq!(s.get_mut(a, 300), None);
+        assert_eq!(s.slot(a as usize), None);
+        let c = s.insert(302, "c");
+        assert_eq!(c, a);
+        // A stale reference (old SPI) to the reused slot finds nothing.
+        assert!(!s.holds(c, 300));
+        assert!(s.holds(c, 302));
+        assert_eq!(s.insert(303, "d"), 2);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn outbound_slots_of_a_released_set_wait_for_the_flush() {
+        let suite = crate::esp::Suite {
+            auth: crate::esp::AuthAlg::HmacSha1_96,
+            encr: crate::esp::EncrAlg::AesCbc,
+            keys: crate::esp::SaKeys {
+                integ_key: vec![1; 20],
+                encr_key: vec![2; 16],
+                salt: [0; 4],
+            },
+        };
+        let set = SaSet {
+            ue: "10.0.0.7".parse().unwrap(),
+            local: "10.0.0.1".parse().unwrap(),
+            suite,
+            spi_pc: 1000,
+            spi_ps: 1001,
+            spi_uc: 2000,
+            spi_us: 2001,
+            port_pc: 5066,
+            port_ps: 5064,
+            port_uc: 31800,
+            port_us: 31900,
+        };
+        let mut sas = WorkerSas::default();
+        let (state, ps, pc) = SaSetState::build(&set, 3, &mut sas).unwrap();
+        assert_eq!((ps.worker, ps.ue_port, ps.local_port), (3, 31800, 5064));
+        assert_eq!((pc.ue_port, pc.local_port), (31900, 5066));
+        assert!(sas.inbound.holds(ps.slot, 1001) && sas.inbound.holds(pc.slot, 1000));
+        let (out_uc, out_us) = (state.out_uc, state.out_us);
+        state.release(&mut sas);
+        assert!(sas.inbound.is_empty());
+        // Still there for the packets collected this turn...
+        assert!(sas.outbound.holds(out_uc, 2000) && sas.outbound.holds(out_us, 2001));
+        sas.free_retired();
+        // ...and gone after the flush.
+        assert!(sas.outbound.is_empty());
     }
 }
