@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::esp::{InboundSa, OutboundSa, SaError};
-use crate::ipc::SaSet;
+use crate::ipc::{OutboundSeq, SaSet};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: the SA and what it may carry.
@@ -72,6 +72,7 @@ impl SaSetState {
     /// returned for `worker`, the inbound ones.
     pub fn build(
         set: &SaSet,
+        seq: OutboundSeq,
         worker: usize,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
         let in_ps = Arc::new(Mutex::new(InboundSa::new(set.spi_ps, &set.suite)?));
@@ -93,8 +94,8 @@ impl SaSetState {
             port_ps: set.port_ps,
             port_uc: set.port_uc,
             port_us: set.port_us,
-            out_uc: OutboundSa::new(set.spi_uc, &set.suite)?,
-            out_us: OutboundSa::new(set.spi_us, &set.suite)?,
+            out_uc: OutboundSa::new(set.spi_uc, &set.suite)?.resume(seq),
+            out_us: OutboundSa::new(set.spi_us, &set.suite)?.resume(seq),
             in_ps,
             in_pc,
             drain_until: None,
