@@ -18,7 +18,9 @@ use akagate_fastpath::worker::InboundTable;
 use akagate_slowpath::registrar::{PersistedRegistration, RegistrationChange};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
+#[cfg(test)]
+use redb::ReadableTableMetadata;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
