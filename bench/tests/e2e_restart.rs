@@ -44,7 +44,10 @@ fn registered_ues_keep_calling_through_their_sas_after_a_restart() {
     assert_eq!(s.slowpath.registrations_restored, 2);
     assert_eq!(s.slowpath.registrations_not_restored, 0);
     assert_eq!(
-        s.workers.iter().map(|w| w.get("drop_sa_install").unwrap()).sum::<u64>(),
+        s.workers
+            .iter()
+            .map(|w| w.get("drop_sa_install").unwrap())
+            .sum::<u64>(),
         0
     );
     let old = std::mem::replace(&mut bed.fleet, Fleet::new(queue));

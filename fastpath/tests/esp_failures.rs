@@ -311,7 +311,11 @@ fn a_restored_sa_sends_only_its_epochs_sequence_numbers() {
         let mut buf = vec![0u8; ROOM + p.len() + ROOM];
         buf[ROOM..ROOM + p.len()].copy_from_slice(&p);
         let r = out.encapsulate(&mut buf, ROOM..ROOM + p.len());
-        assert_eq!(r, Err(EspError::SeqExhausted), "the next epoch's numbers stay unused");
+        assert_eq!(
+            r,
+            Err(EspError::SeqExhausted),
+            "the next epoch's numbers stay unused"
+        );
         // A first run's SA is confined to epoch 0.
         let (out, _) = pair(&s);
         let mut out = out.resume(OutboundSeq::of_epoch(0).unwrap());

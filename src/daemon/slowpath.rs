@@ -17,9 +17,9 @@ use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use super::journal::SqnJournal;
-use super::store::RegistrationStore;
 use super::setup::SipAccess;
 use super::stats::{inc, SlowpathCounters, StatsSource};
+use super::store::RegistrationStore;
 use super::wake::WorkerWake;
 use akagate_sys::steer::Steering;
 

@@ -18,9 +18,9 @@ use akagate_fastpath::worker::InboundTable;
 use akagate_slowpath::registrar::{PersistedRegistration, RegistrationChange};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
-use redb::{Database, ReadableTable, TableDefinition};
 #[cfg(test)]
 use redb::ReadableTableMetadata;
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -237,7 +237,7 @@ impl RegistrationStore {
                         };
                         let bytes = encode(&Stored {
                             seq_epoch,
-                            registration: r.clone(),
+                            registration: (**r).clone(),
                         })
                         .map_err(|x| err(&path, x))?;
                         table
@@ -268,7 +268,6 @@ impl RegistrationStore {
         };
         table.len().map_err(|x| e(x.into()))
     }
-
 }
 
 /// Opens the store that goes with the SQN state at `sqn_state` ([`registrations_path`]). A
@@ -320,10 +319,10 @@ pub(super) fn restore(
         .collect();
     let refused: HashSet<u32> = table.reserve(&spis).into_iter().collect();
     let (now, wall) = (Instant::now(), SystemTime::now());
-    let (usable, mut gone): (Vec<_>, Vec<_>) =
-        restored.records.into_iter().partition(|(r, _)| {
-            !refused.contains(&r.set.spi_pc) && !refused.contains(&r.set.spi_ps)
-        });
+    let (usable, mut gone): (Vec<_>, Vec<_>) = restored
+        .records
+        .into_iter()
+        .partition(|(r, _)| !refused.contains(&r.set.spi_pc) && !refused.contains(&r.set.spi_ps));
     let records: Vec<PersistedRegistration> = usable.iter().map(|(r, _)| r.clone()).collect();
     let results = core.restore_registrations(&records, now, wall);
     for ((rec, epoch), result) in usable.into_iter().zip(results) {
@@ -387,7 +386,10 @@ mod tests {
             contact: "sip:ue@10.0.0.2:5090".into(),
             transport: "udp".into(),
             expires_unix_ms: expires * 1000,
-            security_server: Some(("ipsec-3gpp".into(), vec![("alg".into(), "hmac-sha-1-96".into())])),
+            security_server: Some((
+                "ipsec-3gpp".into(),
+                vec![("alg".into(), "hmac-sha-1-96".into())],
+            )),
             set: PersistedSet {
                 ue: "10.0.0.2".parse().unwrap(),
                 local: "10.0.0.1".parse().unwrap(),
@@ -424,9 +426,9 @@ mod tests {
             let (mut s, r) = RegistrationStore::open(&p, at(1000)).unwrap();
             assert!(r.records.is_empty());
             s.apply(&[
-                RegistrationChange::Put(reg("a@x", 300, 2000)),
-                RegistrationChange::Put(reg("b@x", 400, 1100)),
-                RegistrationChange::Put(reg("c@x", 500, 2000)),
+                RegistrationChange::Put(Box::new(reg("a@x", 300, 2000))),
+                RegistrationChange::Put(Box::new(reg("b@x", 400, 1100))),
+                RegistrationChange::Put(Box::new(reg("c@x", 500, 2000))),
                 RegistrationChange::Delete("c@x".into()),
             ])
             .unwrap();
@@ -434,24 +436,35 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let bytes = fs::read(&p).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains("sqn"), "no SQN state in here");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("sqn"),
+            "no SQN state in here"
+        );
         // b expired while down; a comes back in epoch 1, then 2.
         let (mut s, r) = RegistrationStore::open(&p, at(1200)).unwrap();
         assert_eq!((r.expired, r.corrupt, r.exhausted), (1, 0, 0));
         assert_eq!(r.records.len(), 1);
-        assert_eq!((r.records[0].0.clone(), r.records[0].1), (reg("a@x", 300, 2000), 1));
+        assert_eq!(
+            (r.records[0].0.clone(), r.records[0].1),
+            (reg("a@x", 300, 2000), 1)
+        );
         assert_eq!(s.len().unwrap(), 1);
         // A refresh of the restored set keeps its epoch; ...
-        s.apply(&[RegistrationChange::Put(reg("a@x", 300, 3000))]).unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 300, 3000)))])
+            .unwrap();
         drop(s);
         let (mut s, r) = RegistrationStore::open(&p, at(1300)).unwrap();
         assert_eq!(r.records[0].1, 2);
         assert_eq!(r.records[0].0.expires_unix_ms, 3_000_000);
         // ... a new set (registered again) starts over at epoch 0, restored in epoch 1.
-        s.apply(&[RegistrationChange::Put(reg("a@x", 900, 3000))]).unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 900, 3000)))])
+            .unwrap();
         drop(s);
         let (_, r) = RegistrationStore::open(&p, at(1300)).unwrap();
         assert_eq!((r.records[0].0.set.spi_pc, r.records[0].1), (900, 1));
@@ -465,8 +478,10 @@ mod tests {
         let d = tmpdir("epochs");
         let p = d.join("r.registrations");
         let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
-        s.apply(&[RegistrationChange::Put(reg("a@x", 300, 1_000_000))])
-            .unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg(
+            "a@x", 300, 1_000_000,
+        )))])
+        .unwrap();
         drop(s);
         for epoch in 1..OutboundSeq::EPOCHS {
             let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
@@ -484,7 +499,11 @@ mod tests {
     fn a_corrupt_store_is_set_aside_and_a_corrupt_record_dropped() {
         let d = tmpdir("corrupt");
         let p = d.join("r.registrations");
-        fs::write(&p, b"this is not a redb file, not even close................").unwrap();
+        fs::write(
+            &p,
+            b"this is not a redb file, not even close................",
+        )
+        .unwrap();
         let (mut s, r) = RegistrationStore::open(&p, at(10)).unwrap();
         assert_eq!((r.records.len(), r.corrupt), (0, 1));
         let aside: Vec<_> = fs::read_dir(&d)
@@ -506,7 +525,7 @@ mod tests {
             t.insert("a@x", other.as_slice()).unwrap();
         }
         txn.commit().unwrap();
-        s.apply(&[RegistrationChange::Put(reg("c@x", 500, 100))])
+        s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 500, 100)))])
             .unwrap();
         drop(s);
         let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();

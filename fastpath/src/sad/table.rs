@@ -296,14 +296,24 @@ mod tests {
         let kept = [l.compose(2, 5), l.compose(6, 1)];
         let bad = [l.compose(2, 7), l.compose(3, 0), l.compose(200, 1)];
         let refused = t.reserve(&[kept[0], kept[1], bad[0], bad[1], bad[2]]);
-        assert_eq!(refused, bad, "a slot twice, generation 0, beyond the capacity");
+        assert_eq!(
+            refused, bad,
+            "a slot twice, generation 0, beyond the capacity"
+        );
         assert_eq!(t.allocated(), 2);
         t.install(kept[0], 1).unwrap();
         let issued: Vec<u32> = (0..6).map(|_| t.allocate().unwrap()).collect();
-        assert!(issued.iter().all(|s| ![2, 6].contains(&l.slot(*s))), "{issued:?}");
+        assert!(
+            issued.iter().all(|s| ![2, 6].contains(&l.slot(*s))),
+            "{issued:?}"
+        );
         assert_eq!(t.allocate(), Err(SadError::Exhausted { capacity: 8 }));
         t.release(kept[0]).unwrap();
-        assert_eq!(l.generation(t.allocate().unwrap()), 6, "next generation of the slot");
+        assert_eq!(
+            l.generation(t.allocate().unwrap()),
+            6,
+            "next generation of the slot"
+        );
     }
 
     #[test]

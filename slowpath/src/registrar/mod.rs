@@ -14,11 +14,11 @@ mod source;
 mod state;
 mod view;
 
+pub use persist::{PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
 };
 pub(crate) use sa::{unprotected_suite, SaSetExt};
-pub use persist::{PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
 pub(crate) use state::{Active, Pending, SetKind};
 pub use view::{RegistrationView, SaSetState, SaSetView};
@@ -760,7 +760,10 @@ mod tests {
             (was.port_pc, was.port_ps, was.port_uc, was.port_us)
         );
         assert_eq!(is.suite.keys.integ_key, was.suite.keys.integ_key);
-        assert_eq!((is.suite.auth, is.suite.encr), (was.suite.auth, was.suite.encr));
+        assert_eq!(
+            (is.suite.auth, is.suite.encr),
+            (was.suite.auth, was.suite.encr)
+        );
         assert_eq!(
             back.active_security_server(KEY),
             Some(Some(&SecMechanism::new("ipsec-3gpp")))

@@ -110,7 +110,7 @@ impl core::fmt::Debug for PersistedRegistration {
 #[derive(Debug)]
 pub enum RegistrationChange {
     /// Registered (or refreshed, or registered again over a new set): keep this.
-    Put(PersistedRegistration),
+    Put(Box<PersistedRegistration>),
     /// No longer registered (de-registered, expired, removed), or registered flow-bound:
     /// forget the key.
     Delete(String),
@@ -205,7 +205,7 @@ impl Registrar {
         keys.sort_unstable();
         keys.into_iter()
             .map(|key| match self.persisted(&key, now, wall) {
-                Some(p) => RegistrationChange::Put(p),
+                Some(p) => RegistrationChange::Put(Box::new(p)),
                 None => RegistrationChange::Delete(key),
             })
             .collect()
@@ -217,7 +217,12 @@ impl Registrar {
     }
 
     /// Registration `key` as the store keeps it, if it is registered over SAs.
-    fn persisted(&self, key: &str, now: Instant, wall: SystemTime) -> Option<PersistedRegistration> {
+    fn persisted(
+        &self,
+        key: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<PersistedRegistration> {
         let reg = self.regs.get(key)?;
         let active = reg.state.active()?;
         if active.set.is_unprotected() {
