@@ -355,6 +355,16 @@ PYEOF
 # the JSON files of this run (or the last run of a section not run now: the table says when
 # each file was written): bench/summary.py writes bench/results/summary.json, bench/chart.py
 # draws it as bench/results/summary.svg (ratios to the references, latency per transaction).
+# Restart time with RESTART_N (100k) registrations (issue 14): the registration store opened,
+# every record's ESP epoch advanced and fsynced, SPIs reserved, registrations restored into
+# the core (the store-level part of "restored N registrations, ready"; release build).
+section_restart() {
+    local n=${RESTART_N:-100000}
+    echo "== restart: $n stored registrations -> restored"
+    AKAGATE_RESTART_N=$n cargo test --release -q -p akagate --lib restart_time -- --ignored \
+        --nocapture 2>/dev/null | grep '^restart_time' | tee "$RESULTS/restart.txt"
+}
+
 section_summary() {
     echo "== summary (bench/results/*.json)"
     "$PY" "$ROOT/bench/summary.py" "$RESULTS"
@@ -366,7 +376,7 @@ section_summary() {
 
 SECTIONS=(esp)
 SECTIONS+=(io)
-SECTIONS+=(e2e pktgen mem proxy summary)
+SECTIONS+=(e2e pktgen mem proxy restart summary)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")

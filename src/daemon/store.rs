@@ -471,6 +471,73 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    /// Restart time (issue 14, `bench/run.sh restart`): `AKAGATE_RESTART_N` (100k) stored
+    /// registrations opened, their epochs advanced and made durable, their SPIs reserved in
+    /// an SA table and the registrations restored into a core; prints the time of each step.
+    #[test]
+    #[ignore = "benchmark: bench/run.sh restart"]
+    fn restart_time() {
+        use akagate_fastpath::worker::InboundTable;
+        use akagate_slowpath::hss::Hss;
+        use akagate_slowpath::CoreConfig;
+        use rand::SeedableRng;
+        let n: u32 = std::env::var("AKAGATE_RESTART_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let d = tmpdir("restart-time");
+        let p = d.join("r.registrations");
+        let wall = SystemTime::now();
+        let expires = unix_ms(wall) / 1000 + 3600;
+        let (mut s, _) = RegistrationStore::open(&p, wall).unwrap();
+        let table = std::sync::Arc::new(InboundTable::with_capacity(2 * n as usize + 64).unwrap());
+        let layout = table.layout();
+        let changes: Vec<RegistrationChange> = (0..n)
+            .map(|i| {
+                let mut r = reg(&format!("ue{i}@x"), 0, expires);
+                r.set.spi_pc = layout.compose(2 * i, 1);
+                r.set.spi_ps = layout.compose(2 * i + 1, 1);
+                r.set.ue = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                RegistrationChange::Put(Box::new(r))
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        s.apply(&changes).unwrap();
+        let write = t.elapsed();
+        drop((s, changes));
+        let size = fs::metadata(&p).unwrap().len();
+        let t = std::time::Instant::now();
+        let (_, restored) = RegistrationStore::open(&p, SystemTime::now()).unwrap();
+        let open = t.elapsed();
+        let hss = Hss::from_records(&[]).unwrap();
+        let mut core = akagate_slowpath::Core::new(
+            CoreConfig::default(),
+            hss,
+            table.clone(),
+            Box::new(rand::rngs::StdRng::seed_from_u64(1)),
+        );
+        let t2 = std::time::Instant::now();
+        let plan = restore(
+            &mut core,
+            &table,
+            &Steering::UeKey { queues: 2 },
+            2,
+            restored,
+            None,
+        );
+        let rest = t2.elapsed();
+        assert_eq!(plan.restored, n as usize);
+        assert_eq!(core.registered(), n as usize);
+        println!(
+            "restart_time n={n} store_bytes={size} write_ms={} open_ms={} restore_ms={} total_ms={}",
+            write.as_millis(),
+            open.as_millis(),
+            rest.as_millis(),
+            t.elapsed().as_millis()
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
     /// A set restored as often as the 32-bit sequence space allows is not restored again
     /// (its UE registers anew): no epoch is ever reused.
     #[test]
