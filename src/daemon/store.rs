@@ -10,12 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use akagate_fastpath::ipc::{OutboundSeq, WorkerCommand};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::InboundTable;
-use akagate_slowpath::registrar::{PersistedRegistration, RegistrationChange};
+use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
 #[cfg(test)]
@@ -93,11 +93,6 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
         path: path.display().to_string(),
         reason: e.to_string(),
     }
-}
-
-fn unix_ms(wall: SystemTime) -> u64 {
-    wall.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 /// Creates `path` with mode 0600 if it does not exist, and makes an existing one 0600: it
@@ -411,7 +406,7 @@ mod tests {
     }
 
     fn at(unix_s: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(unix_s)
+        std::time::UNIX_EPOCH + Duration::from_secs(unix_s)
     }
 
     /// Issue 14: what was stored comes back after a restart, each restart in a new ESP

@@ -14,7 +14,7 @@ mod source;
 mod state;
 mod view;
 
-pub use persist::{PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
+pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
 };

@@ -184,8 +184,8 @@ impl PersistedSet {
     }
 }
 
-/// Milliseconds since the Unix epoch of `wall`.
-fn unix_ms(wall: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch of `wall` (0 before it), as stored.
+pub fn unix_ms(wall: SystemTime) -> u64 {
     wall.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
