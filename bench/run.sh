@@ -365,6 +365,16 @@ section_restart() {
         --nocapture 2>/dev/null | grep '^restart_time' | tee "$RESULTS/restart.txt"
 }
 
+# kill -9 in the middle of KILL9_UES (10k) registrations over UDP (issue 14): scripts/demo.sh
+# with KILL9_AT at half; no stale challenge at any USIM, the files parse (needs root).
+section_kill9() {
+    local n=${KILL9_UES:-10000}
+    echo "== kill9: $n UEs registering over UDP, SIGKILL at $((n / 2)) registrations"
+    UES=$n CALLS=0 DEREGISTER=0 TRANSPORT=udp KILL9_AT=$((n / 2)) \
+        REPORT="$RESULTS/kill9-akabench.json" scripts/demo.sh 2>&1 |
+        grep -E '^demo:|registrations:|restored|stale|failures|  [a-z_]+: [0-9]+$' | tee "$RESULTS/kill9.txt"
+}
+
 section_summary() {
     echo "== summary (bench/results/*.json)"
     "$PY" "$ROOT/bench/summary.py" "$RESULTS"

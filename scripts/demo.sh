@@ -17,7 +17,12 @@
 # Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0
 # LOGS=dir (the daemon's and akacore's logs and the configuration are copied there),
 # REREGISTER=1 (after the calls every UE re-registers with new SAs, TS 33.203 7.4),
-# and BACKEND=memory to skip the namespaces even as root. The slowpath's CPU time per UE
+# KILL9_AT=N (issue 14, namespaces only): once the daemon counts N registrations it is killed
+# with SIGKILL and started again on the same files while akabench goes on; the run then
+# checks that no UE's USIM saw a stale challenge (a reused SQN), that the SQN state and the
+# subscriber file parse, and prints how many registrations were restored and how long the
+# restart took (bench/run.sh kill9 runs it with 10,000 UEs over UDP).
+# BACKEND=memory skips the namespaces even as root. The slowpath's CPU time per UE
 # (from /proc, so the busy-polling worker does not count) is printed at the end; with CALLS=0
 # DEREGISTER=0 it is the CPU time per registration.
 set -euo pipefail
@@ -206,8 +211,48 @@ EOF
   fi
   status=0
   cpu_before=$(thread_cpu "$daemon_pid")
+  killer=""
+  if [ -n "${KILL9_AT:-}" ]; then
+    (
+      registrations() {
+        ./target/release/akactl stats --json --socket "$work/akagate.sock" 2>/dev/null |
+          /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["slowpath"]["registrations"])' \
+          2>/dev/null || echo 0
+      }
+      while [ "$(registrations)" -lt "$KILL9_AT" ]; do sleep 0.02; done
+      kill -KILL "$daemon_pid"
+      while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.005; done
+      t0=$(date +%s%N)
+      ip netns exec "$ns_a" ./target/release/akagate --config "$work/akagate.toml" \
+        >> "$work/akagate.log" 2>&1 &
+      echo $! > "$work/akagate.pid"
+      until ./target/release/akactl stats --socket "$work/akagate.sock" >/dev/null 2>&1; do
+        sleep 0.01
+      done
+      echo "demo: akagate killed with SIGKILL at $KILL9_AT+ registrations, answering again" \
+           "after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+      grep "restored" "$work/akagate.log" | tail -n 1
+    ) &
+    killer=$!
+  fi
   ip netns exec "$ns_b" ./target/release/akabench "${bench_args[@]}" \
     --backend af_packet --iface "$veth_b" --pcscf "$pcscf" "${extra[@]}" || status=$?
+  if [ -n "$killer" ]; then
+    wait "$killer" || status=1
+    daemon_pid=$(cat "$work/akagate.pid")
+    stale=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stale_challenges"])' "$REPORT")
+    echo "demo: stale challenges seen by the USIMs: $stale"
+    [ "$stale" = 0 ] || status=1
+    # The files are whole: the subscribers and the SQN state parse, every SQN is above 0.
+    /usr/bin/python3 - "$work/subscribers.toml" "$work/subscribers.toml.sqn-state" "$UES" <<'PY' || status=1
+import sys, tomllib
+subs = tomllib.load(open(sys.argv[1], "rb"))["subscriber"]
+state = tomllib.load(open(sys.argv[2], "rb"))
+assert len(subs) == int(sys.argv[3]), len(subs)
+assert all(int(v, 16) > 0 for v in state.values())
+print("demo: subscriber file (%d) and SQN state (%d IMPIs) parse" % (len(subs), len(state)))
+PY
+  fi
   cpu_after=$(thread_cpu "$daemon_pid")
   echo "== akagate counters (akactl stats)"
   ./target/release/akactl stats --socket "$work/akagate.sock" || true
@@ -234,7 +279,13 @@ EOF
   fi
   kill -TERM "$daemon_pid"
   daemon_status=0
-  wait "$daemon_pid" || daemon_status=$?
+  if [ -n "$killer" ]; then
+    # The restarted daemon is no child of this shell: wait for it to go.
+    for _ in $(seq 300); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$daemon_pid" 2>/dev/null; then daemon_status=1; fi
+  else
+    wait "$daemon_pid" || daemon_status=$?
+  fi
   daemon_pid=""
   if [ "$daemon_status" != 0 ]; then
     echo "demo: akagate exited with status $daemon_status:"; tail -n 20 "$work/akagate.log"
