@@ -302,6 +302,9 @@ pub(super) fn restore(
     restored: Restored,
     store: Option<&mut RegistrationStore>,
 ) -> RestorePlan {
+    if store.is_some() {
+        core.track_registration_changes();
+    }
     let mut plan = RestorePlan {
         commands: vec![Vec::new(); workers],
         restored: 0,

@@ -143,6 +143,12 @@ impl Core {
         self.registrar.take_changes(now, wall)
     }
 
+    /// Keeps the registrations' changes for [`Core::take_registration_changes`] from now on
+    /// (call it when a registration store is attached; without, nothing is kept).
+    pub fn track_registration_changes(&mut self) {
+        self.registrar.track_changes();
+    }
+
     /// Whether [`Core::take_registration_changes`] has anything.
     pub fn has_registration_changes(&self) -> bool {
         self.registrar.has_changes()

@@ -82,8 +82,11 @@ pub(crate) struct Registrar {
     /// Outstanding challenges in total.
     pending_total: usize,
     /// Registrations whose binding changed since [`Registrar::take_changes`] (the
-    /// registration store must hear of them).
+    /// registration store must hear of them); kept only once [`Registrar::track_changes`]
+    /// was called, so a registrar without a store does not collect them forever.
     changed: HashSet<String>,
+    /// Whether `changed` is kept.
+    tracking: bool,
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
@@ -158,7 +161,7 @@ impl Registrar {
     pub fn set_impus(&mut self, key: &str, impus: Vec<String>) {
         if let Some(reg) = self.regs.get_mut(key) {
             reg.impus = impus;
-            self.changed.insert(key.to_string());
+            self.changed(key);
         }
     }
 
@@ -723,6 +726,11 @@ mod tests {
     fn registered_bindings_are_persisted_and_restored_until_they_expire() {
         let (mut r, t) = (Registrar::default(), Instant::now());
         let wall = std::time::UNIX_EPOCH + secs(1_000_000);
+        // Without a store nothing is kept.
+        registered(&mut r, t);
+        assert!(!r.has_changes());
+        r.remove(KEY);
+        r.track_changes();
         r.challenged(KEY, KEY, &[], pending(500, t), MAX);
         assert!(!r.has_changes(), "a challenge is not kept");
         r.fail_pending(KEY, 500);
@@ -746,6 +754,7 @@ mod tests {
         // A restart 100 s later on another monotonic clock.
         let (t2, wall2) = (t + secs(5), wall + secs(100));
         let mut back = Registrar::default();
+        back.track_changes();
         back.restore(&refreshed, t2, wall2).unwrap();
         let b = back.binding(KEY).unwrap();
         assert_eq!(b.expires_at, t2 + secs(800));

@@ -191,9 +191,17 @@ pub fn unix_ms(wall: SystemTime) -> u64 {
 }
 
 impl Registrar {
-    /// Notes that `key`'s binding changed (the store must hear of it).
+    /// Notes that `key`'s binding changed (the store must hear of it), if tracking.
     pub(super) fn changed(&mut self, key: &str) {
-        self.changed.insert(key.to_string());
+        if self.tracking {
+            self.changed.insert(key.to_string());
+        }
+    }
+
+    /// Starts keeping the changed bindings for [`Registrar::take_changes`] (a store is
+    /// attached).
+    pub fn track_changes(&mut self) {
+        self.tracking = true;
     }
 
     /// The bindings changed since the last call, as the store must now hold them: each
