@@ -368,6 +368,26 @@ PYEOF
 # the JSON files of this run (or the last run of a section not run now: the table says when
 # each file was written): bench/summary.py writes bench/results/summary.json, bench/chart.py
 # draws it as bench/results/summary.svg (ratios to the references, latency per transaction).
+# Restart time with RESTART_N (100k) registrations (issue 14): the registration store opened,
+# every record's ESP epoch advanced and fsynced, SPIs reserved, registrations restored into
+# the core (the store-level part of "restored N registrations, ready"; release build).
+section_restart() {
+    local n=${RESTART_N:-100000}
+    echo "== restart: $n stored registrations -> restored"
+    AKAGATE_RESTART_N=$n cargo test --release -q -p akagate --lib restart_time -- --ignored \
+        --nocapture 2>/dev/null | grep '^restart_time' | tee "$RESULTS/restart.txt"
+}
+
+# kill -9 in the middle of KILL9_UES (10k) registrations over UDP (issue 14): scripts/demo.sh
+# with KILL9_AT at half; no stale challenge at any USIM, the files parse (needs root).
+section_kill9() {
+    local n=${KILL9_UES:-10000}
+    echo "== kill9: $n UEs registering over UDP, SIGKILL at $((n / 2)) registrations"
+    UES=$n CALLS=0 DEREGISTER=0 TRANSPORT=udp KILL9_AT=$((n / 2)) \
+        REPORT="$RESULTS/kill9-akabench.json" scripts/demo.sh 2>&1 |
+        grep -E '^demo:|registrations:|restored|stale|failures|  [a-z_]+: [0-9]+$' | tee "$RESULTS/kill9.txt"
+}
+
 section_summary() {
     echo "== summary (bench/results/*.json)"
     "$PY" "$ROOT/bench/summary.py" "$RESULTS"
@@ -379,7 +399,7 @@ section_summary() {
 
 SECTIONS=(esp)
 SECTIONS+=(io)
-SECTIONS+=(e2e pktgen mem proxy summary)
+SECTIONS+=(e2e pktgen mem proxy restart summary)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")

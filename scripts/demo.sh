@@ -27,7 +27,12 @@
 # Override with UES=.. CALLS=.. TRANSPORT=udp ALG=.. EALG=.. IPV6=1 REPORT=file DEREGISTER=0
 # LOGS=dir (the daemons' and akacore's logs and the configurations are copied there),
 # REREGISTER=1 (after the calls every UE re-registers with new SAs, TS 33.203 7.4),
-# and BACKEND=memory to skip the namespaces even as root. The slowpath's CPU time per UE
+# KILL9_AT=N (issue 14, namespaces only): once the daemon counts N registrations it is killed
+# with SIGKILL and started again on the same files while akabench goes on; the run then
+# checks that no UE's USIM saw a stale challenge (a reused SQN), that the SQN state and the
+# subscriber file parse, and prints how many registrations were restored and how long the
+# restart took (bench/run.sh kill9 runs it with 10,000 UEs over UDP).
+# BACKEND=memory skips the namespaces even as root. The slowpath's CPU time per UE
 # (from /proc, so the busy-polling worker does not count) is printed at the end; with CALLS=0
 # DEREGISTER=0 it is the CPU time per registration.
 set -euo pipefail
@@ -308,6 +313,49 @@ sys.exit(0 if sets >= want and sent > 0 and got > 0 else 1)' "$i" "$2"; then
   fi
 }
 
+# kill9_restart: (KILL9_AT) once node 1 counts KILL9_AT registrations, SIGKILL it and start
+# it again on the same files; its new PID goes to $work/akagate1.pid.
+kill9_restart() {
+  registrations() {
+    ./target/release/akactl stats --json --socket "$(sock 1)" 2>/dev/null |
+      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["slowpath"]["registrations"])' \
+      2>/dev/null || echo 0
+  }
+  while [ "$(registrations)" -lt "$KILL9_AT" ]; do sleep 0.02; done
+  kill -KILL "${daemon_pids[0]}"
+  while kill -0 "${daemon_pids[0]}" 2>/dev/null; do sleep 0.005; done
+  local t0
+  t0=$(date +%s%N)
+  ip netns exec "$(ns_a 1)" ./target/release/akagate --config "$work/akagate1.toml" \
+    >> "$work/akagate1.log" 2>&1 &
+  echo $! > "$work/akagate1.pid"
+  until ./target/release/akactl stats --socket "$(sock 1)" >/dev/null 2>&1; do sleep 0.01; done
+  echo "demo: akagate killed with SIGKILL at $KILL9_AT+ registrations, answering again" \
+       "after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  grep "restored" "$work/akagate1.log" | tail -n 1
+}
+
+# kill9_check: no USIM saw a stale challenge (a reused SQN), and the subscriber file and the
+# SQN state parse with every SQN above 0.
+kill9_check() {
+  local stale
+  stale=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stale_challenges"])' "$REPORT")
+  echo "demo: stale challenges seen by the USIMs: $stale"
+  [ "$stale" = 0 ] || status=1
+  /usr/bin/python3 - "$work/subscribers.toml" "$work/subscribers.toml.sqn-state" "$UES" <<'PY' || status=1
+import sys, tomllib
+subs = tomllib.load(open(sys.argv[1], "rb"))["subscriber"]
+state = tomllib.load(open(sys.argv[2], "rb"))
+assert len(subs) == int(sys.argv[3]), len(subs)
+assert all(int(v, 16) > 0 for v in state.values())
+print("demo: subscriber file (%d) and SQN state (%d IMPIs) parse" % (len(subs), len(state)))
+PY
+}
+
+if [ -n "${KILL9_AT:-}" ] && { [ "$NODES" != 1 ] || [ "$MODE" != embedded ]; }; then
+  echo "demo: KILL9_AT needs MODE=embedded and one node"; exit 2
+fi
+
 why=""
 if [ "$BACKEND" != memory ] && setup_access; then
   cores=$(nproc)
@@ -329,8 +377,19 @@ if [ "$BACKEND" != memory ] && setup_access; then
   status=0
   declare -A cpu_before
   for i in $nodes; do cpu_before[$i]=$(thread_cpu "${daemon_pids[$((i - 1))]}"); done
+  killer=""
+  if [ -n "${KILL9_AT:-}" ]; then
+    kill9_restart &
+    killer=$!
+  fi
   ip netns exec "$ns_b" ./target/release/akabench "${bench_args[@]}" \
     --backend af_packet --iface "$veth_b" --pcscf "$pcscf" "${more[@]}" "${extra[@]}" || status=$?
+  if [ -n "$killer" ]; then
+    wait "$killer" || status=1
+    # The restarted daemon is no child of this shell.
+    daemon_pids[0]=$(cat "$work/akagate1.pid")
+    kill9_check
+  fi
   for i in $nodes; do
     cpu_after=$(thread_cpu "${daemon_pids[$((i - 1))]}")
     echo "== akagate node $i counters (akactl stats)"
@@ -355,7 +414,13 @@ if [ "$BACKEND" != memory ] && setup_access; then
     pid=${daemon_pids[$((i - 1))]}
     kill -TERM "$pid"
     daemon_status=0
-    wait "$pid" || daemon_status=$?
+    if [ -n "$killer" ] && [ "$i" = 1 ]; then
+      # The restarted daemon is no child of this shell: wait for it to go.
+      for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+      if kill -0 "$pid" 2>/dev/null; then daemon_status=1; fi
+    else
+      wait "$pid" || daemon_status=$?
+    fi
     daemon_pids[$((i - 1))]=""
     if [ "$daemon_status" != 0 ]; then
       echo "demo: akagate node $i exited with status $daemon_status:"; tail -n 20 "$work/akagate$i.log"

@@ -154,6 +154,12 @@ impl<Q: PortQueue> Fleet<Q> {
         &self.ues
     }
 
+    /// Takes the UEs out, in order (e.g. to move them to another port, as phones stay
+    /// registered while the P-CSCF restarts).
+    pub fn into_ues(self) -> Vec<Ue> {
+        self.ues
+    }
+
     /// Starts recording every frame sent and received (unbounded: for tests only).
     pub fn enable_capture(&mut self) {
         self.capture.get_or_insert_with(Vec::new);

@@ -228,6 +228,8 @@ struct Driver {
     call_s: f64,
     last_progress: std::time::Instant,
     pcscf_counters: BTreeMap<String, u64>,
+    /// Stale challenges counted by the UEs' USIMs (summed when the run ends).
+    stale_challenges: u64,
     open: OpenLoop,
     reg_t0: Option<Instant>,
     call_t0: Option<Instant>,
@@ -534,6 +536,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
         call_s: 0.0,
         last_progress: std::time::Instant::now(),
         pcscf_counters: BTreeMap::new(),
+        stale_challenges: 0,
         open,
         reg_t0: None,
         call_t0: None,
@@ -649,6 +652,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
     }
     let mut report = driver.stats.report(p, reg_s, call_s);
     report.pcscf_counters = std::mem::take(&mut driver.pcscf_counters);
+    report.stale_challenges = driver.stale_challenges;
     Ok(report)
 }
 
@@ -725,6 +729,7 @@ fn drive<Q: PortQueue>(
             std::thread::yield_now();
         }
     }
+    driver.stale_challenges = fleet.ues().iter().map(|u| u.counters().sqn_stale).sum();
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub struct Report {
     /// The P-CSCF's non-zero drop counters and transmit-queue counters, when it ran
     /// in-process.
     pub pcscf_counters: BTreeMap<String, u64>,
+    /// Challenges the UEs' USIMs refused as not fresh (a reused SQN; 0 unless the network
+    /// lost SQN state).
+    pub stale_challenges: u64,
 }
 
 /// Accumulates UE events.
@@ -165,6 +168,7 @@ impl Stats {
                 .filter_map(|k| Some((k.name().to_string(), self.percentiles(*k)?)))
                 .collect(),
             pcscf_counters: BTreeMap::new(),
+            stale_challenges: 0,
         }
     }
 }
@@ -189,6 +193,12 @@ impl Report {
             for (c, n) in &self.failures_by_cause {
                 s.push_str(&format!("  {c}: {n}\n"));
             }
+        }
+        if self.stale_challenges > 0 {
+            s.push_str(&format!(
+                "stale challenges (SQN not fresh, refused by the USIM): {}\n",
+                self.stale_challenges
+            ));
         }
         if !self.pcscf_counters.is_empty() {
             s.push_str("P-CSCF counters:\n");

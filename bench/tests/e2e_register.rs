@@ -68,6 +68,8 @@ fn sqn_failure_is_resynchronised_with_auts() {
         .collect();
     assert_eq!(challenges.len(), 2, "{:?}", bed.events[u]);
     assert_eq!(bed.registered(), 1);
+    // The USIM counted the stale challenge (what a reused SQN would look like).
+    assert_eq!(bed.ue(u).counters().sqn_stale, 1);
 }
 
 #[test]

@@ -290,6 +290,41 @@ fn sequence_number_exhaustion() {
     }
 }
 
+/// Issue 14: an SA restored after a restart sends only the sequence numbers of its restart
+/// epoch: its first packet is the epoch's first number (beyond everything earlier runs could
+/// send) and it never passes the epoch's last, so two runs never share a number with a key
+/// (RFC 4303 3.3.3).
+#[test]
+fn a_restored_sa_sends_only_its_epochs_sequence_numbers() {
+    use akagate_proto::ipc::OutboundSeq;
+    for s in all_suites() {
+        let (out, mut inb) = pair(&s);
+        let epoch = OutboundSeq::of_epoch(3).unwrap();
+        let mut out = out.resume(epoch);
+        let first = encap(&mut out, &udp4(5));
+        assert_eq!(&first[24..28], &(3u32 << 26 | 1).to_be_bytes());
+        assert_eq!(decap(&mut inb, &first), Ok(udp4(5)));
+        out.set_last_seq_for_test(epoch.limit - 1);
+        let last = encap(&mut out, &udp4(5));
+        assert_eq!(&last[24..28], &((4u32 << 26) - 1).to_be_bytes());
+        let p = udp4(5);
+        let mut buf = vec![0u8; ROOM + p.len() + ROOM];
+        buf[ROOM..ROOM + p.len()].copy_from_slice(&p);
+        let r = out.encapsulate(&mut buf, ROOM..ROOM + p.len());
+        assert_eq!(
+            r,
+            Err(EspError::SeqExhausted),
+            "the next epoch's numbers stay unused"
+        );
+        // A first run's SA is confined to epoch 0.
+        let (out, _) = pair(&s);
+        let mut out = out.resume(OutboundSeq::of_epoch(0).unwrap());
+        out.set_last_seq_for_test((1 << 26) - 1);
+        let r = out.encapsulate(&mut buf, ROOM..ROOM + p.len());
+        assert_eq!(r, Err(EspError::SeqExhausted));
+    }
+}
+
 #[test]
 fn headroom_tailroom_spi_and_protocol_errors() {
     let s = suite(AuthAlg::HmacSha1_96, EncrAlg::AesCbc);

@@ -97,6 +97,16 @@ pub enum WorkerCommand {
     /// Install an SA set: inbound SAs (spi_pc, spi_ps) become valid for this UE, outbound
     /// SAs (spi_uc, spi_us) are used for traffic from port_ps/port_pc to port_uc/port_us.
     InstallSaSet(Box<SaSet>),
+    /// Install an SA set restored from the registration store after a restart: as
+    /// `InstallSaSet`, but its outbound SAs send only sequence numbers of restart epoch
+    /// `seq_epoch` ([`OutboundSeq::of_epoch`]), which no earlier run of the daemon used with
+    /// these keys (RFC 4303 3.3.3).
+    RestoreSaSet {
+        /// The set.
+        set: Box<SaSet>,
+        /// How many times the set was restored (1 for the first restart).
+        seq_epoch: u32,
+    },
     /// Remove an SA set (identified by its inbound SPIs) once its last message was sent.
     RemoveSaSet {
         /// The UE.
@@ -106,4 +116,59 @@ pub enum WorkerCommand {
         /// Inbound SPI at port_ps of the set.
         spi_ps: u32,
     },
+}
+
+/// Outbound sequence numbers one run of the daemon may send on an SA set (RFC 4303 3.3.3: a
+/// sequence number is never reused with a key). The 32-bit space is cut into
+/// [`OutboundSeq::EPOCHS`] blocks of [`OutboundSeq::SPAN`]: a set installed by a registration
+/// sends in block 0, a set restored for the `n`th time after a restart in block `n` (the
+/// registration store makes `n` durable before the set is installed), so no two runs share a
+/// sequence number. A block is 2^26 (67 million) packets per SA, years of SIP signalling; a
+/// set that exhausts it stops sending (`SeqExhausted`) and its UE must register again, as
+/// at the end of the 32-bit space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboundSeq {
+    /// The last sequence number counted as sent: the first packet carries `after + 1`.
+    pub after: u64,
+    /// The largest sequence number the SA may send.
+    pub limit: u64,
+}
+
+impl OutboundSeq {
+    /// Sequence numbers per epoch.
+    pub const SPAN: u64 = 1 << 26;
+    /// Epochs in the 32-bit space: a set can be restored `EPOCHS - 1` times.
+    pub const EPOCHS: u32 = 1 << (32 - 26);
+
+    /// The block of epoch `epoch`, or `None` beyond the last one.
+    pub fn of_epoch(epoch: u32) -> Option<Self> {
+        if epoch >= Self::EPOCHS {
+            return None;
+        }
+        let after = u64::from(epoch) * Self::SPAN;
+        Some(OutboundSeq {
+            after,
+            // The block's last number stays unused, so the last block ends at 2^32 - 1.
+            limit: after + Self::SPAN - 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutboundSeq;
+
+    #[test]
+    fn epochs_are_disjoint_and_within_32_bits() {
+        let first = OutboundSeq::of_epoch(0).unwrap();
+        assert_eq!((first.after, first.limit), (0, (1 << 26) - 1));
+        let mut last_limit = 0;
+        for e in 0..OutboundSeq::EPOCHS {
+            let w = OutboundSeq::of_epoch(e).unwrap();
+            assert!(w.after >= last_limit, "epoch {e} overlaps the one before");
+            assert!(w.limit <= u64::from(u32::MAX));
+            last_limit = w.limit;
+        }
+        assert_eq!(OutboundSeq::of_epoch(OutboundSeq::EPOCHS), None);
+    }
 }

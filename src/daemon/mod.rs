@@ -9,6 +9,7 @@ mod setup;
 mod slowpath;
 mod stats;
 mod steer;
+mod store;
 mod wake;
 mod worker;
 
@@ -325,6 +326,41 @@ impl Daemon {
             metrics: None,
         };
 
+        // Registrations kept across a restart (issue 14): their SPIs reserved, the core's
+        // registrar restored and the sets handed to their workers, all before any worker
+        // takes a frame. Proxy mode keeps none (its Service-Route state is not stored).
+        handle
+            .stats
+            .slowpath
+            .subscribers
+            .store(hss.len() as u64, Ordering::Relaxed);
+        let spis: Arc<dyn SpiAllocator> = table.clone();
+        let mut core = Core::new(
+            core_config,
+            hss,
+            spis,
+            Box::new(rand::rngs::StdRng::from_entropy()),
+        );
+        let restore_started = Instant::now();
+        let (mut registrations, restored) = match (&journal, &config.ims_core) {
+            (Some(j), None) => store::open_for(j.path()),
+            _ => (None, store::Restored::default()),
+        };
+        let plan = store::restore(
+            &mut core,
+            &table,
+            &steering,
+            nworkers,
+            restored,
+            registrations.as_mut(),
+        );
+        let mut restore_cmds = plan.commands.into_iter();
+        let c = &handle.stats.slowpath;
+        c.registrations_restored
+            .store(plan.restored as u64, Ordering::Relaxed);
+        c.registrations_not_restored
+            .store(plan.not_restored as u64, Ordering::Relaxed);
+
         let handoff = Arc::new(Handoff::new(nworkers, HANDOFF_RING));
         let mut command_txs = Vec::with_capacity(nworkers);
         let mut wakers = Vec::with_capacity(nworkers);
@@ -349,6 +385,7 @@ impl Daemon {
                 idle: opts.idle,
                 stop: workers_stop.clone(),
                 wake,
+                restore: restore_cmds.next().unwrap_or_default(),
             };
             let (ready_tx, ready_rx) = bounded(1);
             let name = format!("akagate-w{id}");
@@ -393,18 +430,14 @@ impl Daemon {
         // the slowpath sees it.
         drop(event_tx);
 
-        handle
-            .stats
-            .slowpath
-            .subscribers
-            .store(hss.len() as u64, Ordering::Relaxed);
-        let spis: Arc<dyn SpiAllocator> = table.clone();
-        let core = Core::new(
-            core_config,
-            hss,
-            spis,
-            Box::new(rand::rngs::StdRng::from_entropy()),
-        );
+        if registrations.is_some() {
+            tracing::info!(
+                "restored {} registration(s) in {} ms ({} not restored), ready",
+                plan.restored,
+                restore_started.elapsed().as_millis(),
+                plan.not_restored
+            );
+        }
         let (query_port, queries) = crate::control::channel();
         let slowpath = slowpath::Slowpath {
             control: queries,
@@ -415,6 +448,8 @@ impl Daemon {
             counters: handle.stats.slowpath.clone(),
             stop: slowpath_stop,
             journal,
+            registrations,
+            unstored: Vec::new(),
             stats_interval: opts.stats_interval,
             stats: handle.stats.clone(),
             steering,

@@ -8,16 +8,18 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use akagate_fastpath::ipc::{Transport, WorkerCommand, WorkerEvent};
 use akagate_slowpath::hss::{HssError, PersistRecord};
+use akagate_slowpath::registrar::RegistrationChange;
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use super::journal::SqnJournal;
 use super::setup::SipAccess;
 use super::stats::{inc, SlowpathCounters, StatsSource};
+use super::store::RegistrationStore;
 use super::wake::WorkerWake;
 use akagate_sys::steer::Steering;
 
@@ -53,6 +55,11 @@ pub(super) struct Slowpath {
     pub stop: Arc<AtomicBool>,
     /// Where the HSS's SQN records go (none without a subscriber file).
     pub journal: Option<SqnJournal>,
+    /// Where registered bindings go, to survive a restart (none without a subscriber file,
+    /// and in proxy mode).
+    pub registrations: Option<RegistrationStore>,
+    /// Changes a failed store commit left behind, written before the next ones.
+    pub unstored: Vec<RegistrationChange>,
     pub stats_interval: Option<Duration>,
     pub stats: StatsSource,
     /// The port's steering: which worker owns a UE.
@@ -236,7 +243,34 @@ impl Slowpath {
     /// would survive a crash (TS 33.102 6.3; a restart never reuses a challenge).
     fn release(&mut self, mut batch: Vec<WorkerCommand>) {
         batch.extend(self.persist());
+        self.store_registrations();
         self.dispatch(batch);
+    }
+
+    /// Writes the bindings the batch changed to the registration store (one transaction,
+    /// fsynced) before its commands leave, so a UE that got its 200 OK is registered after a
+    /// crash. A failure is counted and logged; the changes are retried with the next batch
+    /// (the 200 OKs still leave: the registration works, it only would not survive a crash).
+    fn store_registrations(&mut self) {
+        let Some(store) = self.registrations.as_mut() else {
+            return;
+        };
+        if !self.core.has_registration_changes() && self.unstored.is_empty() {
+            return;
+        }
+        let mut changes = std::mem::take(&mut self.unstored);
+        changes.extend(
+            self.core
+                .take_registration_changes(Instant::now(), SystemTime::now()),
+        );
+        match store.apply(&changes) {
+            Ok(()) => inc(&self.counters.registration_store_commits),
+            Err(e) => {
+                inc(&self.counters.registration_store_failures);
+                tracing::error!("slowpath: {e}; retried with the next batch");
+                self.unstored = changes;
+            }
+        }
     }
 
     /// Group commit: takes the core's SQN records, writes them to the journal with one fsync
@@ -310,11 +344,13 @@ impl Slowpath {
         }
         let ue = match &cmd {
             WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-            WorkerCommand::InstallSaSet(set) => set.ue,
+            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
             WorkerCommand::RemoveSaSet { ue, .. } => *ue,
         };
         let counter = match &cmd {
-            WorkerCommand::InstallSaSet(_) => Some(&self.counters.sa_sets_installed),
+            WorkerCommand::InstallSaSet(_) | WorkerCommand::RestoreSaSet { .. } => {
+                Some(&self.counters.sa_sets_installed)
+            }
             WorkerCommand::RemoveSaSet { .. } => Some(&self.counters.sa_sets_removed),
             _ => None,
         };
@@ -462,6 +498,8 @@ mod tests {
             counters: counters.clone(),
             stop: Arc::new(AtomicBool::new(stop)),
             journal: Some(journal),
+            registrations: None,
+            unstored: Vec::new(),
             stats_interval: None,
             stats: StatsSource {
                 started: Instant::now(),

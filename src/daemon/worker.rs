@@ -37,6 +37,8 @@ pub(super) struct WorkerThread<Q> {
     pub stop: Arc<AtomicBool>,
     /// How the slowpath wakes this worker when it queues a command.
     pub wake: Arc<WorkerWake>,
+    /// Restored SA sets (`RestoreSaSet`) installed before the worker reports ready.
+    pub restore: Vec<WorkerCommand>,
 }
 
 /// Waits between idle iterations according to the [`IdlePolicy`].
@@ -84,6 +86,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             idle,
             stop,
             wake,
+            restore,
         } = self;
         let id = cfg.id;
         if let Some(core) = core {
@@ -103,6 +106,10 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         let mut worker = Worker::new(cfg, queue, table, events, commands, now());
         if let Some((steering, handoff)) = peers {
             worker = worker.with_peers(steering, handoff);
+        }
+        // Before any frame: a restored UE's first packet finds its SAs (issue 14).
+        for cmd in restore {
+            worker.command(cmd, now());
         }
         if ready.send(Ok(worker.counters().clone())).is_err() {
             return;
@@ -226,6 +233,7 @@ mod tests {
             idle: IdlePolicy::BusyPoll,
             stop: Arc::new(AtomicBool::new(true)),
             wake: Arc::default(),
+            restore: Vec::new(),
         };
         let (ready, ready_rx) = bounded(1);
         thread.run(ready);

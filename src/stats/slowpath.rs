@@ -32,6 +32,16 @@ akagate_proto::counters! {
     sqn_checkpoints: Counter,
     /// Bytes in the SQN journal now.
     sqn_journal_bytes: Gauge,
+    /// Registrations restored from the registration store at start.
+    registrations_restored: Counter,
+    /// Stored registrations not restored at start: expired while the daemon was down,
+    /// unreadable (a whole unreadable store counts one), restored too often for their ESP
+    /// sequence numbers, or refused (SPI or IMPI taken).
+    registrations_not_restored: Counter,
+    /// Registration store commits (one per batch that changed a binding).
+    registration_store_commits: Counter,
+    /// Registration store commits that failed (retried with the next batch).
+    registration_store_failures: Counter,
     /// SIP messages to the SIP port over a transport not configured for its address.
     sip_transport_refused: Counter,
     /// InstallSaSet commands sent (one per challenge).

@@ -94,6 +94,8 @@ class Usim:
     def __init__(self, k, opc, seq_ms=0):
         self.mil = Milenage(k, opc)
         self.seq = [seq_ms] * (1 << self.IND_BITS)
+        self.accepted = []       # every SQN accepted, in order (for the restart checks)
+        self.stale = 0           # challenges refused as not fresh: SEQ not above SEQ_MS(IND)
 
     def highest_sqn(self):
         """SQN_MS reported in AUTS: the highest SEQ accepted, with its IND."""
@@ -109,9 +111,13 @@ class Usim:
             raise MacFailure()
         value = int.from_bytes(sqn, "big")
         seq, ind = value >> self.IND_BITS, value & ((1 << self.IND_BITS) - 1)
-        if seq <= self.seq[ind] or seq - max(self.seq) > self.DELTA:
+        if seq <= self.seq[ind]:
+            self.stale += 1  # a replayed or reused SQN (C.2.2)
+            raise SyncFailure(self.auts(rand))
+        if seq - max(self.seq) > self.DELTA:
             raise SyncFailure(self.auts(rand))
         self.seq[ind] = seq
+        self.accepted.append(value)
         return res, ck, ik
 
     def auts(self, rand):

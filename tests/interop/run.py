@@ -33,7 +33,9 @@ import os
 import shutil
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import time
 import tomllib
 
@@ -149,12 +151,12 @@ class Bed:
             sh("ip", "-n", r, "-6", "addr", "add", "%s/%d" % (v6, l6), "dev", dev, "nodad")
             sh("ip", "-n", r, "link", "set", dev, "up")
 
-    def start_daemon(self, akagate):
+    def start_daemon(self, akagate, log_mode="w"):
         env = dict(os.environ, AKAGATE_LOG=os.environ.get("AKAGATE_LOG", "info"))
         self.daemon = subprocess.Popen(
             ["ip", "netns", "exec", self.ns_d, akagate, "--config",
              os.path.join(self.work, "akagate.toml")],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env)
+            stdout=open(self.log, log_mode), stderr=subprocess.STDOUT, env=env)
         for _ in range(200):
             if self.daemon.poll() is not None:
                 break
@@ -164,6 +166,39 @@ class Bed:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("akagate did not start:\n" + open(self.log).read())
+
+    def serve_restarts(self, akagate):
+        """A UNIX socket in the work directory through which a scenario (in the UE namespace)
+        has the daemon killed with SIGKILL and started again on the same files: each line
+        "kill9" is answered "ok <ms>" (the new daemon's start-up time) once its control socket
+        answers, or "error ..."."""
+        path = os.path.join(self.work, "restart.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    if conn.recv(64).strip() != b"kill9":
+                        conn.sendall(b"error unknown command\n")
+                        continue
+                    try:
+                        self.daemon.kill()  # SIGKILL: no shutdown, nothing flushed
+                        self.daemon.wait()
+                        t = time.monotonic()
+                        self.start_daemon(akagate, "a")
+                        conn.sendall(b"ok %d\n" % int((time.monotonic() - t) * 1000))
+                    except Exception as e:  # reported to the scenario, which fails
+                        conn.sendall(("error %s\n" % e).encode())
+
+        threading.Thread(target=serve, daemon=True).start()
+        self.restart_server = srv
+        return path
 
     def stop_daemon(self):
         """SIGTERM; returns the exit status."""
@@ -223,6 +258,7 @@ def main():
         cmd = ["ip", "netns", "exec", bed.ns_u, sys.executable,
                os.path.join(HERE, "scenarios.py"), "--wire-netns", bed.ns_w,
                "--wire-if", bed.veth_w, "--control", bed.sock,
+               "--restart-socket", bed.serve_restarts(args.akagate),
                "--subscribers", os.path.join(HERE, "fixtures", "subscribers.toml")]
         wanted = args.scenario or [s for s in os.environ.get("INTEROP_SCENARIOS", "").split(",")
                                    if s.strip()]

@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -1133,6 +1134,152 @@ def sc_hostile(ctx):
     deregister_all(ctx, a, b, c)
 
 
+def kill_and_restart(ctx):
+    """kill -9 the daemon and start it again on the same files (run.py does it); returns the
+    milliseconds until the new daemon's control socket answered."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(ctx.restart_socket)
+        s.sendall(b"kill9\n")
+        reply = s.recv(256).decode().strip()
+    expect(reply.startswith("ok "), "the daemon did not restart: %s" % reply)
+    return int(reply.split()[1])
+
+
+def drop_broken_connections(u):
+    """The P-CSCF's TCP connections died with its process: the phone drops its ends without
+    a FIN (SO_LINGER 0, so no TIME-WAIT holds port_uc) and keeps its SAs, sockets for UDP and
+    listeners; its next request opens a new connection from port_uc to port_ps."""
+    for f in [f for f in u.flows if f.proto == "tcp"]:
+        f.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        f.sock.close()
+        u.flows.remove(f)
+    if u.protected is not None and u.protected.proto == "tcp":
+        u.protected = u.connect(u.port_uc, u.pcscf_ports[1], "tcp")
+
+
+def sc_restart_keeps_registration(ctx):
+    """Issue 14: two phones register (UDP and TCP) and call; the daemon is killed with
+    SIGKILL and started again. Without registering again, over the SAs they already hold:
+    the daemon shows both registered with the same sets; the UDP phone calls the TCP phone
+    (INVITE in through its spi_ps, out to the callee on a new connection from port_pc), the
+    TCP phone calls back on a new connection from port_uc, and both re-register (the
+    re-REGISTER through the restored SAs is challenged, the new set completes)."""
+    a = ctx.ue("alice", 0, transport="udp")
+    b = ctx.ue("bob", 1, transport="tcp")
+    for u in (a, b):
+        u.register()
+        check_registered(ctx, u)
+    call_answered(ctx, a, b)
+    before = {u.name: (ctx.active_set(u)["spi_pc"], ctx.active_set(u)["spi_ps"]) for u in (a, b)}
+    shim = ctx.world.shim
+    with shim.lock:
+        seqs_before = {spi: list(shim.in_seqs.get(spi, [])) for u in (a, b)
+                       for spi in (u.spi_uc, u.spi_us)}
+    ms = kill_and_restart(ctx)
+    stats = ctx.control("stats")
+    restored = stats["slowpath"]["registrations_restored"]
+    ctx.world.note("daemon restarted in %d ms, %d registration(s) restored" % (ms, restored))
+    expect(restored >= 2, "only %d registration(s) restored" % restored)
+    for u in (a, b):
+        check_registered(ctx, u)
+        now = (ctx.active_set(u)["spi_pc"], ctx.active_set(u)["spi_ps"])
+        expect(now == before[u.name], "%s: the set changed: %s -> %s" % (u.name, before[u.name],
+                                                                         now))
+    for u in (a, b):
+        drop_broken_connections(u)
+    call_answered(ctx, a, b)
+    call_answered(ctx, b, a)
+    # RFC 4303 3.3.3: the restarted daemon's ESP sequence numbers lie beyond everything the
+    # killed one sent under the same keys (its restart epoch), none repeated.
+    with shim.lock:
+        for spi, old in seqs_before.items():
+            new = shim.in_seqs.get(spi, [])[len(old):]
+            expect(new, "nothing received under SPI %#x after the restart" % spi)
+            expect(min(new) > max(old or [0]), "SPI %#x: sequence numbers %s after %s" % (
+                spi, new[:3], old[-3:]))
+        expect(not shim.counters.get("in_seq_reused"), "a sequence number came twice")
+    ctx.world.note("ESP sequence numbers after the restart start at %d" % min(
+        shim.in_seqs[a.spi_uc][len(seqs_before[a.spi_uc]):]))
+    for u in (a, b):
+        u.reregister(new_ports=False)
+        check_registered(ctx, u)
+    call_answered(ctx, b, a)
+    deregister_all(ctx, a, b)
+
+
+def sc_kill9_mid_registrations(ctx):
+    """Issue 14: phones register one after another (INTEROP_KILL9_REGISTRATIONS, 40, over the
+    five subscribers) and the daemon is killed with SIGKILL halfway, while one registration is
+    in flight, then started again. No SQN is ever reused: each USIM accepts only SQNs strictly
+    greater than every one it accepted before, across the restart, and refuses none as stale
+    (SEQ not above SEQ_MS(IND): what a reused SQN would be; subscriber 4's network SQN is
+    provisioned beyond the USIM's delta, so it resynchronises as out of range, also again
+    after the restart, since the HSS starts from max(provisioned, stored)); every phone registered before the
+    kill is restored; the subscriber file, the SQN state and its journal parse afterwards."""
+    n = int(os.environ.get("INTEROP_KILL9_REGISTRATIONS", "40"))
+    subs = len(ctx.subs)
+    usims = [ctx.usim(i) for i in range(subs)]
+    marks = [(len(u.accepted), u.stale) for u in usims]
+    state = {"done": 0, "killed": threading.Event(), "before_kill": set(), "ms": None}
+
+    def killer():
+        while state["done"] < n // 2:
+            time.sleep(0.01)
+        # In the middle of the next registration (its REGISTER or its 401 on the way).
+        time.sleep(0.02)
+        state["before_kill"] = set(state["registered"])
+        state["ms"] = kill_and_restart(ctx)
+        state["killed"].set()
+
+    state["registered"] = set()
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    failed = 0
+    for i in range(n):
+        u = ctx.ue("kill9-%d" % i, i % subs, v6=True, transport="udp")
+        try:
+            u.register()
+            state["registered"].add(i % subs)
+        except Exception as e:  # the registration the kill cut short
+            failed += 1
+            ctx.world.note("registration %d failed across the kill: %s" % (i, e))
+        ctx.world.shim.clear(u.ip)
+        ctx.done(u)
+        state["done"] += 1
+    t.join(30)
+    expect(state["killed"].is_set(), "the daemon was never killed")
+    ctx.world.note("%d registrations, %d cut short by the kill; restarted in %d ms" % (
+        n, failed, state["ms"]))
+    expect(failed <= 2, "%d registrations failed" % failed)
+    for i, u in enumerate(usims):
+        new = u.accepted[marks[i][0]:]
+        expect(all(b > a for a, b in zip(u.accepted, u.accepted[1:])),
+               "subscriber %d: SQNs not strictly increasing: %s" % (i, u.accepted[-6:]))
+        expect(u.stale == marks[i][1], "subscriber %d: %d stale challenge(s)" % (
+            i, u.stale - marks[i][1]))
+        expect(new, "subscriber %d never registered" % i)
+    restored = ctx.control("stats")["slowpath"]["registrations_restored"]
+    expect(restored >= len(state["before_kill"]), "%d restored, %d registered before" % (
+        restored, len(state["before_kill"])))
+    # The files parse, and the SQN state covers every SQN a USIM accepted.
+    work = os.path.dirname(ctx.control_path)
+    with open(os.path.join(work, "subscribers.toml"), "rb") as f:
+        expect(len(tomllib.load(f)["subscriber"]) == subs, "subscriber file changed")
+    with open(os.path.join(work, "subscribers.toml.sqn-state"), "rb") as f:
+        sqn_state = {k: int(v, 16) for k, v in tomllib.load(f).items()}
+    with open(os.path.join(work, "subscribers.toml.sqn-state.journal")) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) == 2:  # a line torn by a crash is no record (never fsynced)
+                sqn_state[fields[1]] = max(sqn_state.get(fields[1], 0), int(fields[0], 16))
+    for i, u in enumerate(usims):
+        impi = ctx.subs[i]["impi"]
+        expect(sqn_state.get(impi, -1) >= max(u.accepted),
+               "%s: SQN state %s below an accepted SQN %x" % (impi, sqn_state.get(impi), max(
+                   u.accepted)))
+
+
 SCENARIOS = [
     # (name, function, in the default run)
     ("tcp-v4", sc_tcp_v4, True),
@@ -1170,6 +1317,8 @@ SCENARIOS = [
     ("routed", sc_routed, False),
     ("challenge-hijack", sc_challenge_hijack, True),
     ("hostile", sc_hostile, True),
+    ("restart-keeps-registration", sc_restart_keeps_registration, True),
+    ("kill9-mid-registrations", sc_kill9_mid_registrations, True),
 ]
 
 
@@ -1181,6 +1330,7 @@ def main():
     ap.add_argument("--subscribers", required=True)
     ap.add_argument("--scenario", action="append", default=[])
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--restart-socket", help="run.py's socket that kill -9s and restarts the daemon")
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
     ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
     ap.add_argument("--ecscf-log", help="proxy mode: SIPp's message trace of the E-CSCF")
@@ -1207,6 +1357,7 @@ def main():
     ctx = Context(World(shim, args.verbose), subs, args.control)
     ctx.daemon_netns, ctx.scscf_log = args.daemon_netns, args.scscf_log
     ctx.ecscf_log = args.ecscf_log
+    ctx.restart_socket = args.restart_socket
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
     if wanted == ["all"]:

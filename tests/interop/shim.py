@@ -129,6 +129,7 @@ class Shim(threading.Thread):
         self.drop_next = {}       # (UE IP, "clear"|"esp") -> number of inbound packets to lose
         self.tamper = set()       # UE IPs whose next outbound ESP packet gets a bad ICV
         self.last_esp = {}        # UE IP -> its last ESP frame sent (for a replay)
+        self.in_seqs = {}         # inbound SPI -> sequence numbers accepted, in order
         self.stopping = False
         self.trace = False        # print one line per packet (--verbose)
 
@@ -296,10 +297,17 @@ class Shim(threading.Thread):
         if found is None:
             return self.count("in_drop_unknown_spi", pkt)
         sa, want = found
+        seq = pkt[ESP].seq
         inner = sa.decrypt(pkt)  # raises on a bad ICV
         p = ports_of(inner)
         if p is None or (p[1], p[2]) != want:
             return self.count("in_drop_selector", inner)
+        with self.lock:
+            seqs = self.in_seqs.setdefault(spi, [])
+            if seq in seqs:
+                # RFC 4303 3.3.3: the P-CSCF sent a sequence number twice under one key.
+                self.counters["in_seq_reused"] = self.counters.get("in_seq_reused", 0) + 1
+            seqs.append(seq)
         if self._lose(pkt.dst, "esp"):
             return
         self.count("in_esp", inner)

@@ -287,6 +287,9 @@ pub struct UeCounters {
     pub drop_sip: u64,
     /// SIP messages received.
     pub sip_in: u64,
+    /// Challenges whose SQN was not fresh (SEQ not above SEQ_MS(IND), or too old: TS 33.102
+    /// C.2.2), answered with AUTS: a P-CSCF/HSS that reused an SQN, e.g. after a restart.
+    pub sqn_stale: u64,
 }
 
 /// A request we received: method, the flow (UE view) and the SPI it came through.

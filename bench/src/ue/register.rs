@@ -9,7 +9,7 @@ use akagate_fastpath::esp::{AuthAlg, EncrAlg};
 use akagate_fastpath::ipc::{Flow, Transport};
 use akagate_slowpath::aka::{
     aka_response, derive_suite, digest_response, encode_auts, AkaFailure, AkaNonce,
-    DigestChallenge, DigestCredentials, DigestInput, QopAuth, Res, ALGORITHM_AKAV1_MD5,
+    DigestChallenge, DigestCredentials, DigestInput, QopAuth, Res, SqnReject, ALGORITHM_AKAV1_MD5,
     AUTS_PASSWORD,
 };
 use akagate_slowpath::secagree::parse_security_header;
@@ -590,7 +590,10 @@ impl Ue {
                     resyncs,
                 };
             }
-            Err(AkaFailure::SyncFailure { auts, .. }) => {
+            Err(AkaFailure::SyncFailure { auts, reason }) => {
+                if reason != SqnReject::TooFarAhead {
+                    self.counters.sqn_stale += 1;
+                }
                 if resyncs >= self.cfg.max_resyncs {
                     return self.fail_registration(Failure::AkaSync);
                 }

@@ -64,6 +64,9 @@ pub struct OutboundSa {
     spi: u32,
     /// Last sequence number sent (0: none yet); 64-bit with ESN.
     seq: u64,
+    /// The largest sequence number this SA may send ([`OutboundSa::resume`]); the end of the
+    /// 32-bit (or with ESN 64-bit) space otherwise.
+    seq_limit: u64,
     /// Extended (64-bit) sequence numbers negotiated (RFC 4303 2.2.1).
     esn: bool,
     transform: Transform,
@@ -92,6 +95,7 @@ impl OutboundSa {
         Ok(Self {
             spi,
             seq: 0,
+            seq_limit: u64::MAX,
             esn: false,
             geometry: transform.geometry(),
             transform,
@@ -108,6 +112,16 @@ impl OutboundSa {
         }
         self.esn = true;
         Ok(self)
+    }
+
+    /// Confines the SA to the sequence numbers after `seq.after` up to `seq.limit` (a set
+    /// restored after a restart sends only numbers no earlier run sent, RFC 4303 3.3.3; see
+    /// [`OutboundSeq`](akagate_proto::ipc::OutboundSeq)). Beyond the limit `encapsulate`
+    /// fails with `SeqExhausted`.
+    pub fn resume(mut self, seq: akagate_proto::ipc::OutboundSeq) -> Self {
+        self.seq = self.seq.max(seq.after);
+        self.seq_limit = seq.limit;
+        self
     }
 
     /// SPI written into every packet.
@@ -266,7 +280,8 @@ impl OutboundSa {
             u64::MAX
         } else {
             u64::from(u32::MAX)
-        };
+        }
+        .min(self.seq_limit);
         let seq = match self.seq.checked_add(1) {
             Some(s) if s <= limit => s,
             _ => return Err(EspError::SeqExhausted),

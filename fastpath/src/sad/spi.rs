@@ -139,6 +139,27 @@ impl SlotAllocator {
         Ok(())
     }
 
+    /// Marks each SPI of `spis` allocated under its own generation (SPIs restored after a
+    /// restart, so no new set gets them) and returns those refused: generation 0, a slot
+    /// beyond the capacity, or a slot already allocated. One pass over the free list for the
+    /// whole batch.
+    pub(crate) fn reserve(&mut self, spis: &[u32]) -> Vec<u32> {
+        let mut refused = Vec::new();
+        for &spi in spis {
+            let generation = self.layout.generation(spi);
+            match self.state.get_mut(self.layout.slot(spi)) {
+                Some(state) if generation != 0 && *state & ALLOCATED == 0 => {
+                    *state = ALLOCATED | generation;
+                }
+                _ => refused.push(spi),
+            }
+        }
+        let state = &self.state;
+        self.free
+            .retain(|&slot| state.get(slot as usize).is_some_and(|s| s & ALLOCATED == 0));
+        refused
+    }
+
     /// Number of SPIs currently allocated.
     pub(crate) fn allocated(&self) -> usize {
         self.state.len() - self.free.len()

@@ -187,6 +187,14 @@ impl<T: Send + Sync + 'static> SaTable<T> {
         self.installed.load(Ordering::Relaxed)
     }
 
+    /// Slowpath side, at start: allocates exactly the SPIs of `spis` (those of SA sets
+    /// restored after a restart, installed by their workers afterwards), so
+    /// [`SpiAllocator::allocate`] never issues them. Returns the SPIs refused (generation 0,
+    /// beyond the capacity, or given twice).
+    pub fn reserve(&self, spis: &[u32]) -> Vec<u32> {
+        self.lock_allocator().reserve(spis)
+    }
+
     /// Number of SPIs currently allocated (installed or not).
     pub fn allocated(&self) -> usize {
         self.lock_allocator().allocated()
@@ -277,6 +285,35 @@ mod tests {
         assert_eq!((l.slot(a), l.generation(a)), (1, 2));
         assert_eq!((l.slot(b), l.generation(b)), (3, 2));
         assert_eq!(a, 2 << 8 | 1);
+    }
+
+    /// Issue 14: the SPIs of restored SA sets are allocated as they were, installable, never
+    /// issued again, and released as usual.
+    #[test]
+    fn reserved_spis_are_never_issued_and_release_normally() {
+        let t = SaTable::<u32>::with_capacity(8).unwrap();
+        let l = t.layout();
+        let kept = [l.compose(2, 5), l.compose(6, 1)];
+        let bad = [l.compose(2, 7), l.compose(3, 0), l.compose(200, 1)];
+        let refused = t.reserve(&[kept[0], kept[1], bad[0], bad[1], bad[2]]);
+        assert_eq!(
+            refused, bad,
+            "a slot twice, generation 0, beyond the capacity"
+        );
+        assert_eq!(t.allocated(), 2);
+        t.install(kept[0], 1).unwrap();
+        let issued: Vec<u32> = (0..6).map(|_| t.allocate().unwrap()).collect();
+        assert!(
+            issued.iter().all(|s| ![2, 6].contains(&l.slot(*s))),
+            "{issued:?}"
+        );
+        assert_eq!(t.allocate(), Err(SadError::Exhausted { capacity: 8 }));
+        t.release(kept[0]).unwrap();
+        assert_eq!(
+            l.generation(t.allocate().unwrap()),
+            6,
+            "next generation of the slot"
+        );
     }
 
     #[test]

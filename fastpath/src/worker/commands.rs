@@ -6,7 +6,7 @@ use smoltcp::time::Instant;
 
 use super::counters::inc;
 use super::{SaSetState, Worker};
-use crate::ipc::{SaSet, Transport, WorkerCommand, WorkerEvent};
+use crate::ipc::{OutboundSeq, SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
 /// Where a response goes when the UE has closed the TCP connection its request came on
@@ -54,7 +54,7 @@ impl<Q: PortQueue> Worker<Q> {
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
         let ue = match &cmd {
             WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-            WorkerCommand::InstallSaSet(set) => set.ue,
+            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
             WorkerCommand::RemoveSaSet { ue, .. } => *ue,
         };
         self.execute(cmd, now);
@@ -103,7 +103,12 @@ impl<Q: PortQueue> Worker<Q> {
                     self.timers.schedule(flow.ue, now);
                 }
             }
-            WorkerCommand::InstallSaSet(set) => self.install(&set, now),
+            // A registration's set sends in epoch 0; a restored one in its restart epoch,
+            // whose numbers no earlier run sent (RFC 4303 3.3.3; `OutboundSeq`).
+            WorkerCommand::InstallSaSet(set) => self.install(&set, OutboundSeq::of_epoch(0), now),
+            WorkerCommand::RestoreSaSet { set, seq_epoch } => {
+                self.install(&set, OutboundSeq::of_epoch(seq_epoch), now)
+            }
             WorkerCommand::RemoveSaSet { ue, spi_pc, spi_ps } => {
                 self.remove_set(ue, spi_pc, spi_ps, now)
             }
@@ -113,18 +118,23 @@ impl<Q: PortQueue> Worker<Q> {
     /// `InstallSaSet`: builds the set's SAs, creates the UE's stack if needed and puts the
     /// inbound SAs into the table. A UE this created is freed again if the table refuses an
     /// SPI (nothing else holds it then).
-    fn install(&mut self, set: &SaSet, now: Instant) {
+    /// `seq` bounds the outbound sequence numbers (`None`: the set may not send, refused).
+    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) {
         if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
             return;
         }
+        let Some(seq) = seq else {
+            inc(&self.counters.drop_sa_install);
+            return;
+        };
         let table = self.table.clone();
         let existed = self.ues.contains_key(&set.ue);
         if self.ue_entry(set.ue, set.local, true, now).is_none() {
             inc(&self.counters.drop_sa_install);
             return;
         }
-        let Ok((state, ps, pc)) = SaSetState::build(set, self.cfg.id, &mut self.link.sas) else {
+        let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas) else {
             inc(&self.counters.drop_sa_install);
             self.forget_new_ue(set.ue, existed);
             return;

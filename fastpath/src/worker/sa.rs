@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
-use crate::ipc::SaSet;
+use crate::ipc::{OutboundSeq, SaSet};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -194,13 +194,15 @@ impl SaSetState {
     /// the two table entries for `worker`. Nothing is stored if a key is refused.
     pub fn build(
         set: &SaSet,
+        seq: OutboundSeq,
         worker: usize,
         sas: &mut WorkerSas,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
         let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
         let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
-        let out_uc = OutboundSa::new(set.spi_uc, &set.suite)?;
-        let out_us = OutboundSa::new(set.spi_us, &set.suite)?;
+        // The sequence block this run may send in (restarts, see `OutboundSeq`).
+        let out_uc = OutboundSa::new(set.spi_uc, &set.suite)?.resume(seq);
+        let out_us = OutboundSa::new(set.spi_us, &set.suite)?.resume(seq);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,

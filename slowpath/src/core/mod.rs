@@ -26,7 +26,9 @@ use rand::RngCore;
 use crate::context::{peer_of, rearm, Cx, Req, Shared, TimerKey, TxInfo};
 use crate::hss::{Hss, PersistRecord, PersistTicket};
 use crate::proxy::{Proxy, RegEnd};
-use crate::registrar::{self, Registrar, RegistrationView};
+use crate::registrar::{
+    self, PersistedRegistration, Registrar, RegistrationChange, RegistrationView, RestoreError,
+};
 use crate::sip::transaction::Incoming;
 use crate::sip::{response_to, Message, MessageBuilder};
 
@@ -127,6 +129,49 @@ impl Core {
     pub fn on_persist_failed(&mut self, ticket: PersistTicket) -> Withheld {
         self.hss.on_persist_failed();
         self.shared.held.withhold(ticket)
+    }
+
+    /// The registrations whose binding changed since the last call, as a registration store
+    /// must now hold them (issue 14: registrations survive a restart). `now` and `wall` are
+    /// the same instant on the monotonic and the wall clock. Write them in the same group
+    /// commit as the SQN records, before the batch's commands leave (the 200 OK).
+    pub fn take_registration_changes(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Vec<RegistrationChange> {
+        self.registrar.take_changes(now, wall)
+    }
+
+    /// Keeps the registrations' changes for [`Core::take_registration_changes`] from now on
+    /// (call it when a registration store is attached; without, nothing is kept).
+    pub fn track_registration_changes(&mut self) {
+        self.registrar.track_changes();
+    }
+
+    /// Whether [`Core::take_registration_changes`] has anything.
+    pub fn has_registration_changes(&self) -> bool {
+        self.registrar.has_changes()
+    }
+
+    /// At start, before any event: takes back the registrations a store kept (their SPIs
+    /// already reserved in the SA table, their sets installed by the caller), each
+    /// registered until its expiry with its deadline armed. Returns, per record, whether it
+    /// was restored.
+    pub fn restore_registrations(
+        &mut self,
+        records: &[PersistedRegistration],
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Vec<Result<(), RestoreError>> {
+        records
+            .iter()
+            .map(|r| {
+                self.registrar.restore(r, now, wall)?;
+                self.rearm(&r.key);
+                Ok(())
+            })
+            .collect()
     }
 
     /// Number of commands waiting for durability.

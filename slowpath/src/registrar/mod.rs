@@ -7,12 +7,14 @@
 //! happened; sets it lets go of are handed back to be removed. Authentication vectors come
 //! from an [`AuthVectorSource`].
 
+mod persist;
 mod request;
 mod sa;
 mod source;
 mod state;
 mod view;
 
+pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
     contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
 };
@@ -21,7 +23,7 @@ pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
 pub(crate) use state::{Active, Pending, SetKind};
 pub use view::{RegistrationView, SaSetState, SaSetView};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -79,6 +81,12 @@ pub(crate) struct Registrar {
     by_source: HashMap<IpAddr, usize>,
     /// Outstanding challenges in total.
     pending_total: usize,
+    /// Registrations whose binding changed since [`Registrar::take_changes`] (the
+    /// registration store must hear of them); kept only once [`Registrar::track_changes`]
+    /// was called, so a registrar without a store does not collect them forever.
+    changed: HashSet<String>,
+    /// Whether `changed` is kept.
+    tracking: bool,
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
@@ -153,6 +161,7 @@ impl Registrar {
     pub fn set_impus(&mut self, key: &str, impus: Vec<String>) {
         if let Some(reg) = self.regs.get_mut(key) {
             reg.impus = impus;
+            self.changed(key);
         }
     }
 
@@ -338,6 +347,9 @@ impl Registrar {
         let (state, done) = reg.state.complete(spi, bind);
         self.regs
             .insert(key.to_string(), Registration { state, ..reg });
+        if answered.is_some() {
+            self.changed(key);
+        }
         if let Some(source) = answered {
             self.count(source, false);
         }
@@ -364,7 +376,9 @@ impl Registrar {
             active.contact = c;
         }
         active.expires_at = expires_at;
-        Some(active.contact.clone())
+        let contact = active.contact.clone();
+        self.changed(key);
+        Some(contact)
     }
 
     /// Traffic from `key` over inbound SPI `spi`: the first message over a new active set
@@ -383,6 +397,9 @@ impl Registrar {
         let Some(reg) = self.regs.remove(key) else {
             return Vec::new();
         };
+        if reg.state.active().is_some() {
+            self.changed(key);
+        }
         self.disarmed.push((key.to_string(), reg.armed));
         for p in reg.state.pending() {
             self.count(p.source(), false);
@@ -700,6 +717,89 @@ mod tests {
         assert_eq!(spis(&r.remove(KEY)), [1000]);
         assert!(r.expire(KEY, t).is_none());
         assert_eq!(r.len(), 0);
+    }
+
+    /// Issue 14: only registered bindings over SAs reach the store, every change to one is
+    /// reported once, and a stored binding comes back after a restart as it was (set, keys,
+    /// Security-Server, contact, remaining lifetime), unless it expired meanwhile.
+    #[test]
+    fn registered_bindings_are_persisted_and_restored_until_they_expire() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        let wall = std::time::UNIX_EPOCH + secs(1_000_000);
+        // Without a store nothing is kept.
+        registered(&mut r, t);
+        assert!(!r.has_changes());
+        r.remove(KEY);
+        r.track_changes();
+        r.challenged(KEY, KEY, &[], pending(500, t), MAX);
+        assert!(!r.has_changes(), "a challenge is not kept");
+        r.fail_pending(KEY, 500);
+        registered(&mut r, t);
+        let mut changes = r.take_changes(t, wall);
+        assert!(r.take_changes(t, wall).is_empty(), "reported once");
+        let rec = match changes.pop() {
+            Some(RegistrationChange::Put(p)) if changes.is_empty() => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rec.expires_unix_ms, 1_000_600_000);
+        assert_eq!((rec.set.spi_pc, rec.set.spi_ps), (1000, 1001));
+        assert!(!format!("{rec:?}").contains(&hex::encode([2u8; 16])));
+        // Refreshed: reported again with the new lifetime.
+        r.refresh(KEY, None, t + secs(900));
+        let Some(RegistrationChange::Put(refreshed)) = r.take_changes(t, wall).pop() else {
+            panic!("a refresh is a change");
+        };
+        assert_eq!(refreshed.expires_unix_ms, 1_000_900_000);
+
+        // A restart 100 s later on another monotonic clock.
+        let (t2, wall2) = (t + secs(5), wall + secs(100));
+        let mut back = Registrar::default();
+        back.track_changes();
+        back.restore(&refreshed, t2, wall2).unwrap();
+        let b = back.binding(KEY).unwrap();
+        assert_eq!(b.expires_at, t2 + secs(800));
+        assert_eq!((b.contact, b.proto), ("sip:a@ue", Transport::Tcp));
+        let (was, is) = (r.binding(KEY).unwrap().set, b.set);
+        assert_eq!(
+            (is.spi_pc, is.spi_ps, is.spi_uc, is.spi_us, is.ue, is.local),
+            (was.spi_pc, was.spi_ps, was.spi_uc, was.spi_us, was.ue, was.local)
+        );
+        assert_eq!(
+            (is.port_pc, is.port_ps, is.port_uc, is.port_us),
+            (was.port_pc, was.port_ps, was.port_uc, was.port_us)
+        );
+        assert_eq!(is.suite.keys.integ_key, was.suite.keys.integ_key);
+        assert_eq!(
+            (is.suite.auth, is.suite.encr),
+            (was.suite.auth, was.suite.encr)
+        );
+        assert_eq!(
+            back.active_security_server(KEY),
+            Some(Some(&SecMechanism::new("ipsec-3gpp")))
+        );
+        assert_eq!(back.set_of_spi(1001), Some((KEY, SetKind::Active)));
+        assert!(!back.has_changes(), "the store has it already");
+        assert_eq!(
+            back.restore(&refreshed, t2, wall2),
+            Err(RestoreError::Duplicate)
+        );
+        // Expired while the daemon was down.
+        assert_eq!(
+            Registrar::default().restore(&refreshed, t2, wall + secs(900)),
+            Err(RestoreError::Expired)
+        );
+        let mut broken = refreshed.clone();
+        broken.set.auth = "rot13".into();
+        assert!(matches!(
+            Registrar::default().restore(&broken, t2, wall2),
+            Err(RestoreError::Malformed(_))
+        ));
+        // De-registered: deleted.
+        back.remove(KEY);
+        assert!(matches!(
+            back.take_changes(t2, wall2).as_slice(),
+            [RegistrationChange::Delete(k)] if k == KEY
+        ));
     }
 
     #[test]

@@ -94,7 +94,9 @@ impl Bed {
                         self.last_request = Some((flow, text));
                     }
                 }
-                WorkerCommand::Close(_) | WorkerCommand::RemoveSaSet { .. } => {}
+                WorkerCommand::Close(_)
+                | WorkerCommand::RemoveSaSet { .. }
+                | WorkerCommand::RestoreSaSet { .. } => {}
             }
         }
     }

@@ -1,0 +1,308 @@
+//! Registrations as the registration store keeps them across a restart (issue 14): what the
+//! registrar hands out when a binding changes ([`RegistrationChange`]) and takes back at start
+//! ([`Registrar::restore`]). Only registered bindings over SAs are kept: a challenge is
+//! answered again (the SQN journal keeps it fresh), and a flow-bound registration (no
+//! sec-agree) lives on a connection that a restart ends. The form holds CK/IK-derived keys:
+//! they are zeroized on drop and never printed.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use akagate_proto::ipc::{SaSet, Transport};
+use akagate_proto::suite::{AuthAlg, EncrAlg, SaKeys, Suite};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use super::state::{Active, RegState};
+use super::{Registrar, Registration, SaSetExt};
+use crate::secagree::SecMechanism;
+
+/// One registered binding with its active SA set, in a form a store can serialize.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PersistedRegistration {
+    /// The registrar's key: the lower-cased IMPI.
+    pub key: String,
+    /// The private identity as the UE sent it.
+    pub impi: String,
+    /// The public identities (the first is the default one).
+    pub impus: Vec<String>,
+    /// The registered Contact URI.
+    pub contact: String,
+    /// The transport the UE registered over (`udp`, `tcp`).
+    pub transport: String,
+    /// When the binding expires, in milliseconds since the Unix epoch (wall clock: the
+    /// monotonic clock does not survive a restart).
+    pub expires_unix_ms: u64,
+    /// The Security-Server agreed for the set (mechanism name and parameters), which
+    /// Security-Verify must keep echoing (TS 33.203 7.2, RFC 3329 2.3.1).
+    pub security_server: Option<(String, Vec<(String, String)>)>,
+    /// The active SA set.
+    pub set: PersistedSet,
+}
+
+/// An SA set: addresses, SPIs, ports, algorithms and keys (TS 33.203 7.1).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PersistedSet {
+    /// The UE's address.
+    pub ue: IpAddr,
+    /// Our address.
+    pub local: IpAddr,
+    /// `alg` token.
+    pub auth: String,
+    /// `ealg` token.
+    pub encr: String,
+    /// Integrity key, hex.
+    pub integ_key: String,
+    /// Encryption key, hex.
+    pub encr_key: String,
+    /// GCM/GMAC salt, hex.
+    pub salt: String,
+    /// Inbound SPI at port_pc.
+    pub spi_pc: u32,
+    /// Inbound SPI at port_ps.
+    pub spi_ps: u32,
+    /// Outbound SPI to port_uc.
+    pub spi_uc: u32,
+    /// Outbound SPI to port_us.
+    pub spi_us: u32,
+    /// Our protected client port.
+    pub port_pc: u16,
+    /// Our protected server port.
+    pub port_ps: u16,
+    /// The UE's protected client port.
+    pub port_uc: u16,
+    /// The UE's protected server port.
+    pub port_us: u16,
+}
+
+impl Drop for PersistedSet {
+    fn drop(&mut self) {
+        self.integ_key.zeroize();
+        self.encr_key.zeroize();
+        self.salt.zeroize();
+    }
+}
+
+impl core::fmt::Debug for PersistedSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the keys.
+        f.debug_struct("PersistedSet")
+            .field("ue", &self.ue)
+            .field("auth", &self.auth)
+            .field("encr", &self.encr)
+            .field("spi_pc", &self.spi_pc)
+            .field("spi_ps", &self.spi_ps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for PersistedRegistration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PersistedRegistration")
+            .field("key", &self.key)
+            .field("expires_unix_ms", &self.expires_unix_ms)
+            .field("set", &self.set)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What changed about a registration since the store last heard of it.
+#[derive(Debug)]
+pub enum RegistrationChange {
+    /// Registered (or refreshed, or registered again over a new set): keep this.
+    Put(Box<PersistedRegistration>),
+    /// No longer registered (de-registered, expired, removed), or registered flow-bound:
+    /// forget the key.
+    Delete(String),
+}
+
+/// Why a stored registration was not restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Its binding expired while the daemon was down.
+    #[error("expired")]
+    Expired,
+    /// A field does not parse (algorithm, key, transport).
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// The IMPI or one of its SPIs is already restored.
+    #[error("duplicate")]
+    Duplicate,
+}
+
+impl PersistedSet {
+    fn of(set: &SaSet) -> Self {
+        PersistedSet {
+            ue: set.ue,
+            local: set.local,
+            auth: set.suite.auth.token().to_string(),
+            encr: set.suite.encr.token().to_string(),
+            integ_key: hex::encode(&set.suite.keys.integ_key),
+            encr_key: hex::encode(&set.suite.keys.encr_key),
+            salt: hex::encode(set.suite.keys.salt),
+            spi_pc: set.spi_pc,
+            spi_ps: set.spi_ps,
+            spi_uc: set.spi_uc,
+            spi_us: set.spi_us,
+            port_pc: set.port_pc,
+            port_ps: set.port_ps,
+            port_uc: set.port_uc,
+            port_us: set.port_us,
+        }
+    }
+
+    /// The SA set again.
+    pub fn to_set(&self) -> Result<SaSet, RestoreError> {
+        let bad = RestoreError::Malformed;
+        let auth = AuthAlg::from_token(&self.auth).ok_or(bad("alg"))?;
+        let encr = EncrAlg::from_token(&self.encr).ok_or(bad("ealg"))?;
+        let integ_key = hex::decode(&self.integ_key).map_err(|_| bad("integrity key"))?;
+        let encr_key = hex::decode(&self.encr_key).map_err(|_| bad("encryption key"))?;
+        let mut salt = [0u8; 4];
+        hex::decode_to_slice(&self.salt, &mut salt).map_err(|_| bad("salt"))?;
+        Ok(SaSet {
+            ue: self.ue,
+            local: self.local,
+            suite: Suite {
+                auth,
+                encr,
+                keys: SaKeys {
+                    integ_key,
+                    encr_key,
+                    salt,
+                },
+            },
+            spi_pc: self.spi_pc,
+            spi_ps: self.spi_ps,
+            spi_uc: self.spi_uc,
+            spi_us: self.spi_us,
+            port_pc: self.port_pc,
+            port_ps: self.port_ps,
+            port_uc: self.port_uc,
+            port_us: self.port_us,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch of `wall` (0 before it), as stored.
+pub fn unix_ms(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
+impl Registrar {
+    /// Notes that `key`'s binding changed (the store must hear of it), if tracking.
+    pub(super) fn changed(&mut self, key: &str) {
+        if self.tracking {
+            self.changed.insert(key.to_string());
+        }
+    }
+
+    /// Starts keeping the changed bindings for [`Registrar::take_changes`] (a store is
+    /// attached).
+    pub fn track_changes(&mut self) {
+        self.tracking = true;
+    }
+
+    /// The bindings changed since the last call, as the store must now hold them: each
+    /// registered binding over SAs as it is now (`now` and `wall` are the same instant on the
+    /// monotonic and the wall clock, to date the expiry), anything else deleted.
+    pub fn take_changes(&mut self, now: Instant, wall: SystemTime) -> Vec<RegistrationChange> {
+        let keys = std::mem::take(&mut self.changed);
+        let mut keys: Vec<String> = keys.into_iter().collect();
+        keys.sort_unstable();
+        keys.into_iter()
+            .map(|key| match self.persisted(&key, now, wall) {
+                Some(p) => RegistrationChange::Put(Box::new(p)),
+                None => RegistrationChange::Delete(key),
+            })
+            .collect()
+    }
+
+    /// Whether bindings changed since [`Registrar::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// Registration `key` as the store keeps it, if it is registered over SAs.
+    fn persisted(
+        &self,
+        key: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<PersistedRegistration> {
+        let reg = self.regs.get(key)?;
+        let active = reg.state.active()?;
+        if active.set.is_unprotected() {
+            return None;
+        }
+        let left = active.expires_at.saturating_duration_since(now);
+        Some(PersistedRegistration {
+            key: key.to_string(),
+            impi: reg.impi.clone(),
+            impus: reg.impus.clone(),
+            contact: active.contact.clone(),
+            transport: active.proto.token().to_string(),
+            expires_unix_ms: unix_ms(wall + left),
+            security_server: active
+                .security_server
+                .as_ref()
+                .map(|m| (m.name.clone(), m.params.clone())),
+            set: PersistedSet::of(&active.set),
+        })
+    }
+
+    /// Takes back a stored registration after a restart: registered over its set until its
+    /// expiry (dated against `wall`, which is `now` on the wall clock), its SPIs leading to
+    /// it. The caller has reserved the SPIs and installs the set in the fast path, and arms
+    /// the registration's deadline. Not a change: the store holds it already.
+    pub fn restore(
+        &mut self,
+        rec: &PersistedRegistration,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<(), RestoreError> {
+        let left = rec.expires_unix_ms.saturating_sub(unix_ms(wall));
+        if left == 0 {
+            return Err(RestoreError::Expired);
+        }
+        let set = rec.set.to_set()?;
+        let proto =
+            Transport::from_token(&rec.transport).ok_or(RestoreError::Malformed("transport"))?;
+        if rec.key.is_empty() || set.is_unprotected() {
+            return Err(RestoreError::Malformed("registration"));
+        }
+        if self.regs.contains_key(&rec.key)
+            || self.by_spi.contains_key(&set.spi_pc)
+            || self.by_spi.contains_key(&set.spi_ps)
+            || set.spi_pc == set.spi_ps
+        {
+            return Err(RestoreError::Duplicate);
+        }
+        let security_server = rec.security_server.as_ref().map(|(name, params)| {
+            params
+                .iter()
+                .fold(SecMechanism::new(name), |m, (k, v)| m.with(k, v))
+        });
+        for spi in [set.spi_pc, set.spi_ps] {
+            self.by_spi.insert(spi, rec.key.clone());
+        }
+        let active = Active {
+            set,
+            security_server,
+            contact: rec.contact.clone(),
+            proto,
+            expires_at: now + Duration::from_millis(left),
+        };
+        self.regs.insert(
+            rec.key.clone(),
+            Registration {
+                impi: rec.impi.clone(),
+                impus: rec.impus.clone(),
+                state: RegState::Registered { active, old: None },
+                armed: None,
+            },
+        );
+        Ok(())
+    }
+}

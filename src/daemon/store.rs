@@ -1,0 +1,601 @@
+//! The registration store (issue 14): every registered binding with its SA set, kept in an
+//! embedded `redb` database next to the SQN state so registered phones keep working across
+//! a restart. Written in the slowpath's group commit (before the batch's 200 OKs leave),
+//! read once at start. Each stored set carries its restart epoch: a set restored for the
+//! `n`th time sends ESP sequence numbers of epoch `n` only (`OutboundSeq`), and `n` is
+//! durable before the set is installed, so no run reuses a sequence number of an earlier one
+//! (RFC 4303 3.3.3). The file holds CK/IK-derived keys: mode 0600, and a store that cannot be
+//! read is set aside, never fatal.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use akagate_fastpath::ipc::{OutboundSeq, WorkerCommand};
+use akagate_fastpath::sad::SpiAllocator;
+use akagate_fastpath::worker::InboundTable;
+use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange};
+use akagate_slowpath::Core;
+use akagate_sys::steer::Steering;
+#[cfg(test)]
+use redb::ReadableTableMetadata;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// IMPI key -> JSON of [`Stored`].
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("registrations");
+
+/// One record: the registration and the restart epoch its set sends in.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// How many times the set was restored (0: made in the run that stored it).
+    seq_epoch: u32,
+    /// The registration.
+    registration: PersistedRegistration,
+}
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("registration store {path}: {reason}")]
+pub struct StoreError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// What [`RegistrationStore::open`] found.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The registrations to restore, each with the restart epoch its set now sends in
+    /// (already durable).
+    pub records: Vec<(PersistedRegistration, u32)>,
+    /// Dropped: their binding expired while the daemon was down.
+    pub expired: usize,
+    /// Dropped: unreadable records, or the whole file when it could not be opened.
+    pub corrupt: usize,
+    /// Dropped: restored as often as the sequence-number space allows (`OutboundSeq::EPOCHS`).
+    pub exhausted: usize,
+}
+
+/// The registration store of a running daemon.
+pub struct RegistrationStore {
+    db: Database,
+    path: PathBuf,
+    /// Per IMPI key, the (spi_ps, epoch) of a set restored in this run: a later write of the
+    /// same set keeps its epoch, a new set starts at 0.
+    epochs: HashMap<String, (u32, u32)>,
+    /// Successful commits.
+    commits: u64,
+}
+
+impl core::fmt::Debug for RegistrationStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegistrationStore")
+            .field("path", &self.path)
+            .field("commits", &self.commits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store file that goes with the SQN state `sqn_state`: `<subscribers>.registrations`
+/// beside `<subscribers>.sqn-state`, or `<sqn_state>.registrations` for another name.
+pub fn registrations_path(sqn_state: &Path) -> PathBuf {
+    let s = sqn_state.as_os_str().to_string_lossy();
+    let base = s.strip_suffix(".sqn-state").unwrap_or(&s);
+    PathBuf::from(format!("{base}.registrations"))
+}
+
+fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Creates `path` with mode 0600 if it does not exist, and makes an existing one 0600: it
+/// holds SA keys.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        o.open(path).map_err(|e| err(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| err(path, e))
+    }
+    #[cfg(not(unix))]
+    {
+        o.open(path).map(drop).map_err(|e| err(path, e))
+    }
+}
+
+impl RegistrationStore {
+    /// Opens (or creates) the store at `path` at wall-clock time `wall` and returns the
+    /// registrations to restore. Expired, unreadable and epoch-exhausted records are deleted;
+    /// every kept record's epoch is advanced and made durable before this returns. A file
+    /// that cannot be opened as a database is renamed to `<path>.corrupt-<unix time>` and a
+    /// new, empty store started (`corrupt` = 1). Fails only when no store can be created.
+    pub fn open(path: &Path, wall: SystemTime) -> Result<(Self, Restored), StoreError> {
+        let mut restored = Restored::default();
+        private_file(path)?;
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(e) => {
+                let aside = PathBuf::from(format!(
+                    "{}.corrupt-{}",
+                    path.display(),
+                    unix_ms(wall) / 1000
+                ));
+                tracing::error!(
+                    "registration store {} unreadable ({e}); moved to {} and starting empty",
+                    path.display(),
+                    aside.display()
+                );
+                fs::rename(path, &aside).map_err(|e| err(path, e))?;
+                restored.corrupt = 1;
+                private_file(path)?;
+                Database::create(path).map_err(|e| err(path, e))?
+            }
+        };
+        let mut store = RegistrationStore {
+            db,
+            path: path.to_path_buf(),
+            epochs: HashMap::new(),
+            commits: 0,
+        };
+        store.load(unix_ms(wall), &mut restored)?;
+        Ok((store, restored))
+    }
+
+    /// Reads every record, drops the ones not to restore, advances the epoch of the others:
+    /// one durable write transaction.
+    fn load(&mut self, now_ms: u64, restored: &mut Restored) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |x: redb::Error| err(&path, x);
+        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
+            let mut drop_keys = Vec::new();
+            let mut keep = Vec::new();
+            for item in table.iter().map_err(|x| e(x.into()))? {
+                let Ok((k, v)) = item else {
+                    restored.corrupt += 1;
+                    continue;
+                };
+                let key = k.value().to_string();
+                match serde_json::from_slice::<Stored>(v.value()) {
+                    Err(_) => {
+                        restored.corrupt += 1;
+                        drop_keys.push(key);
+                    }
+                    Ok(s) if s.registration.key != key => {
+                        restored.corrupt += 1;
+                        drop_keys.push(key);
+                    }
+                    Ok(s) if s.registration.expires_unix_ms <= now_ms => {
+                        restored.expired += 1;
+                        drop_keys.push(key);
+                    }
+                    Ok(s) if OutboundSeq::of_epoch(s.seq_epoch.saturating_add(1)).is_none() => {
+                        restored.exhausted += 1;
+                        drop_keys.push(key);
+                    }
+                    Ok(s) => keep.push(Stored {
+                        seq_epoch: s.seq_epoch + 1,
+                        registration: s.registration,
+                    }),
+                }
+            }
+            for key in &drop_keys {
+                table.remove(key.as_str()).map_err(|x| e(x.into()))?;
+            }
+            for s in keep {
+                let bytes = encode(&s).map_err(|x| err(&path, x))?;
+                let key = s.registration.key.as_str();
+                table
+                    .insert(key, bytes.as_slice())
+                    .map_err(|x| e(x.into()))?;
+                self.epochs
+                    .insert(key.to_string(), (s.registration.set.spi_ps, s.seq_epoch));
+                restored.records.push((s.registration, s.seq_epoch));
+            }
+        }
+        // Durable before any set is installed under the new epochs.
+        txn.commit().map_err(|x| e(x.into()))?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Writes `changes` in one durable transaction (none if empty).
+    pub fn apply(&mut self, changes: &[RegistrationChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let e = |x: redb::Error| err(&path, x);
+        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
+            for c in changes {
+                match c {
+                    RegistrationChange::Put(r) => {
+                        let seq_epoch = match self.epochs.get(&r.key) {
+                            Some(&(spi, epoch)) if spi == r.set.spi_ps => epoch,
+                            _ => {
+                                self.epochs.remove(&r.key);
+                                0
+                            }
+                        };
+                        let bytes = encode(&Stored {
+                            seq_epoch,
+                            registration: (**r).clone(),
+                        })
+                        .map_err(|x| err(&path, x))?;
+                        table
+                            .insert(r.key.as_str(), bytes.as_slice())
+                            .map_err(|x| e(x.into()))?;
+                    }
+                    RegistrationChange::Delete(key) => {
+                        self.epochs.remove(key);
+                        table.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|x| e(x.into()))?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Records in the store now.
+    #[cfg(test)]
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let e = |x: redb::Error| err(&self.path, x);
+        let txn = self.db.begin_read().map_err(|x| e(x.into()))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(x) => return Err(e(x.into())),
+        };
+        table.len().map_err(|x| e(x.into()))
+    }
+}
+
+/// Opens the store that goes with the SQN state at `sqn_state` ([`registrations_path`]). A
+/// store that cannot be created is logged and the daemon runs without one (registrations
+/// then do not survive a restart).
+pub(super) fn open_for(sqn_state: &Path) -> (Option<RegistrationStore>, Restored) {
+    let path = registrations_path(sqn_state);
+    match RegistrationStore::open(&path, SystemTime::now()) {
+        Ok((store, restored)) => (Some(store), restored),
+        Err(e) => {
+            tracing::error!("{e}; registrations will not survive a restart");
+            (None, Restored::default())
+        }
+    }
+}
+
+/// What start-up restored.
+pub(super) struct RestorePlan {
+    /// Per worker, the `RestoreSaSet` commands of the UEs it owns.
+    pub commands: Vec<Vec<WorkerCommand>>,
+    /// Registrations restored.
+    pub restored: usize,
+    /// Stored registrations dropped (expired, corrupt, exhausted, refused).
+    pub not_restored: usize,
+}
+
+/// Restores `restored` into the core before any event: reserves the sets' SPIs in the SA
+/// table (so no new set gets them), registers them again in the core (deadlines armed), and
+/// returns the commands installing each set in the worker that owns its UE. A record the
+/// table or the core refuses (SPI or IMPI taken) is deleted from the store, its SPIs
+/// released.
+pub(super) fn restore(
+    core: &mut Core,
+    table: &InboundTable,
+    steering: &Steering,
+    workers: usize,
+    restored: Restored,
+    store: Option<&mut RegistrationStore>,
+) -> RestorePlan {
+    if store.is_some() {
+        core.track_registration_changes();
+    }
+    let mut plan = RestorePlan {
+        commands: vec![Vec::new(); workers],
+        restored: 0,
+        not_restored: restored.expired + restored.corrupt + restored.exhausted,
+    };
+    let spis: Vec<u32> = restored
+        .records
+        .iter()
+        .flat_map(|(r, _)| [r.set.spi_pc, r.set.spi_ps])
+        .collect();
+    let refused: HashSet<u32> = table.reserve(&spis).into_iter().collect();
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let (usable, mut gone): (Vec<_>, Vec<_>) = restored
+        .records
+        .into_iter()
+        .partition(|(r, _)| !refused.contains(&r.set.spi_pc) && !refused.contains(&r.set.spi_ps));
+    let records: Vec<PersistedRegistration> = usable.iter().map(|(r, _)| r.clone()).collect();
+    let results = core.restore_registrations(&records, now, wall);
+    for ((rec, epoch), result) in usable.into_iter().zip(results) {
+        let set = match (result, rec.set.to_set()) {
+            (Ok(()), Ok(set)) => set,
+            (result, _) => {
+                tracing::warn!("registration {} not restored: {result:?}", rec.key);
+                for spi in [rec.set.spi_pc, rec.set.spi_ps] {
+                    let _ = table.release(spi);
+                }
+                gone.push((rec, epoch));
+                continue;
+            }
+        };
+        let owner = steering.queue_for_ue(set.ue).min(workers.saturating_sub(1));
+        if let Some(cmds) = plan.commands.get_mut(owner) {
+            cmds.push(WorkerCommand::RestoreSaSet {
+                set: Box::new(set),
+                seq_epoch: epoch,
+            });
+            plan.restored += 1;
+        }
+    }
+    plan.not_restored += gone.len();
+    if let Some(store) = store {
+        let deletes: Vec<RegistrationChange> = gone
+            .into_iter()
+            .map(|(r, _)| RegistrationChange::Delete(r.key.clone()))
+            .collect();
+        if let Err(e) = store.apply(&deletes) {
+            tracing::error!("{e}");
+        }
+    }
+    plan
+}
+
+/// The JSON of a record, in a buffer zeroized when dropped (it holds keys).
+fn encode(s: &Stored) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+    serde_json::to_vec(s).map(Zeroizing::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akagate_slowpath::registrar::PersistedSet;
+    use std::time::Duration;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("akagate-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A registration of `impi` over SPIs `spi`, `spi + 1`, expiring at `expires` (Unix s).
+    fn reg(impi: &str, spi: u32, expires: u64) -> PersistedRegistration {
+        PersistedRegistration {
+            key: impi.to_string(),
+            impi: impi.to_string(),
+            impus: vec![format!("sip:{impi}")],
+            contact: "sip:ue@10.0.0.2:5090".into(),
+            transport: "udp".into(),
+            expires_unix_ms: expires * 1000,
+            security_server: Some((
+                "ipsec-3gpp".into(),
+                vec![("alg".into(), "hmac-sha-1-96".into())],
+            )),
+            set: PersistedSet {
+                ue: "10.0.0.2".parse().unwrap(),
+                local: "10.0.0.1".parse().unwrap(),
+                auth: "hmac-sha-1-96".into(),
+                encr: "null".into(),
+                integ_key: "11".repeat(20),
+                encr_key: String::new(),
+                salt: "00000000".into(),
+                spi_pc: spi,
+                spi_ps: spi + 1,
+                spi_uc: 7000,
+                spi_us: 7001,
+                port_pc: 5100,
+                port_ps: 6100,
+                port_uc: 5080,
+                port_us: 5090,
+            },
+        }
+    }
+
+    fn at(unix_s: u64) -> SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(unix_s)
+    }
+
+    /// Issue 14: what was stored comes back after a restart, each restart in a new ESP
+    /// sequence-number epoch made durable at open; expired and deleted bindings do not; the
+    /// file is private.
+    #[test]
+    fn registrations_survive_reopen_in_a_new_epoch_each_time() {
+        let d = tmpdir("reopen");
+        let p = registrations_path(&d.join("subs.toml.sqn-state"));
+        assert_eq!(p, d.join("subs.toml.registrations"));
+        {
+            let (mut s, r) = RegistrationStore::open(&p, at(1000)).unwrap();
+            assert!(r.records.is_empty());
+            s.apply(&[
+                RegistrationChange::Put(Box::new(reg("a@x", 300, 2000))),
+                RegistrationChange::Put(Box::new(reg("b@x", 400, 1100))),
+                RegistrationChange::Put(Box::new(reg("c@x", 500, 2000))),
+                RegistrationChange::Delete("c@x".into()),
+            ])
+            .unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let bytes = fs::read(&p).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("sqn"),
+            "no SQN state in here"
+        );
+        // b expired while down; a comes back in epoch 1, then 2.
+        let (mut s, r) = RegistrationStore::open(&p, at(1200)).unwrap();
+        assert_eq!((r.expired, r.corrupt, r.exhausted), (1, 0, 0));
+        assert_eq!(r.records.len(), 1);
+        assert_eq!(
+            (r.records[0].0.clone(), r.records[0].1),
+            (reg("a@x", 300, 2000), 1)
+        );
+        assert_eq!(s.len().unwrap(), 1);
+        // A refresh of the restored set keeps its epoch; ...
+        s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 300, 3000)))])
+            .unwrap();
+        drop(s);
+        let (mut s, r) = RegistrationStore::open(&p, at(1300)).unwrap();
+        assert_eq!(r.records[0].1, 2);
+        assert_eq!(r.records[0].0.expires_unix_ms, 3_000_000);
+        // ... a new set (registered again) starts over at epoch 0, restored in epoch 1.
+        s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 900, 3000)))])
+            .unwrap();
+        drop(s);
+        let (_, r) = RegistrationStore::open(&p, at(1300)).unwrap();
+        assert_eq!((r.records[0].0.set.spi_pc, r.records[0].1), (900, 1));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Restart time (issue 14, `bench/run.sh restart`): `AKAGATE_RESTART_N` (100k) stored
+    /// registrations opened, their epochs advanced and made durable, their SPIs reserved in
+    /// an SA table and the registrations restored into a core; prints the time of each step.
+    #[test]
+    #[ignore = "benchmark: bench/run.sh restart"]
+    fn restart_time() {
+        use akagate_fastpath::worker::InboundTable;
+        use akagate_slowpath::hss::Hss;
+        use akagate_slowpath::CoreConfig;
+        use rand::SeedableRng;
+        let n: u32 = std::env::var("AKAGATE_RESTART_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let d = tmpdir("restart-time");
+        let p = d.join("r.registrations");
+        let wall = SystemTime::now();
+        let expires = unix_ms(wall) / 1000 + 3600;
+        let (mut s, _) = RegistrationStore::open(&p, wall).unwrap();
+        let table = std::sync::Arc::new(InboundTable::with_capacity(2 * n as usize + 64).unwrap());
+        let layout = table.layout();
+        let changes: Vec<RegistrationChange> = (0..n)
+            .map(|i| {
+                let mut r = reg(&format!("ue{i}@x"), 0, expires);
+                r.set.spi_pc = layout.compose(2 * i, 1);
+                r.set.spi_ps = layout.compose(2 * i + 1, 1);
+                r.set.ue = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                RegistrationChange::Put(Box::new(r))
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        s.apply(&changes).unwrap();
+        let write = t.elapsed();
+        drop((s, changes));
+        let size = fs::metadata(&p).unwrap().len();
+        let t = std::time::Instant::now();
+        let (_, restored) = RegistrationStore::open(&p, SystemTime::now()).unwrap();
+        let open = t.elapsed();
+        let hss = Hss::from_records(&[]).unwrap();
+        let mut core = akagate_slowpath::Core::new(
+            CoreConfig::default(),
+            hss,
+            table.clone(),
+            Box::new(rand::rngs::StdRng::seed_from_u64(1)),
+        );
+        let t2 = std::time::Instant::now();
+        let plan = restore(
+            &mut core,
+            &table,
+            &Steering::UeKey { queues: 2 },
+            2,
+            restored,
+            None,
+        );
+        let rest = t2.elapsed();
+        assert_eq!(plan.restored, n as usize);
+        assert_eq!(core.registered(), n as usize);
+        println!(
+            "restart_time n={n} store_bytes={size} write_ms={} open_ms={} restore_ms={} total_ms={}",
+            write.as_millis(),
+            open.as_millis(),
+            rest.as_millis(),
+            t.elapsed().as_millis()
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A set restored as often as the 32-bit sequence space allows is not restored again
+    /// (its UE registers anew): no epoch is ever reused.
+    #[test]
+    fn a_set_out_of_epochs_is_dropped() {
+        let d = tmpdir("epochs");
+        let p = d.join("r.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg(
+            "a@x", 300, 1_000_000,
+        )))])
+        .unwrap();
+        drop(s);
+        for epoch in 1..OutboundSeq::EPOCHS {
+            let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+            assert_eq!(r.records[0].1, epoch);
+        }
+        let (s, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        assert_eq!((r.records.len(), r.exhausted), (0, 1));
+        assert_eq!(s.len().unwrap(), 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A corrupt store never stops the daemon: an unreadable file is set aside and a new one
+    /// started; an unreadable record is dropped and counted.
+    #[test]
+    fn a_corrupt_store_is_set_aside_and_a_corrupt_record_dropped() {
+        let d = tmpdir("corrupt");
+        let p = d.join("r.registrations");
+        fs::write(
+            &p,
+            b"this is not a redb file, not even close................",
+        )
+        .unwrap();
+        let (mut s, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        assert_eq!((r.records.len(), r.corrupt), (0, 1));
+        let aside: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        // A record that does not decode, and one filed under another key.
+        let txn = s.db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(TABLE).unwrap();
+            t.insert("junk@x", b"{not json".as_slice()).unwrap();
+            let other = serde_json::to_vec(&Stored {
+                seq_epoch: 0,
+                registration: reg("b@x", 400, 100),
+            })
+            .unwrap();
+            t.insert("a@x", other.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 500, 100)))])
+            .unwrap();
+        drop(s);
+        let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        assert_eq!((r.records.len(), r.corrupt), (1, 2));
+        assert_eq!(r.records[0].0.key, "c@x");
+        let _ = fs::remove_dir_all(&d);
+    }
+}
