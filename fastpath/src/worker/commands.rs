@@ -134,7 +134,8 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_sa_install);
             return;
         }
-        let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas) else {
+        let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas)
+        else {
             inc(&self.counters.drop_sa_install);
             self.forget_new_ue(set.ue, existed);
             return;

@@ -374,7 +374,8 @@ mod tests {
             port_us: 31900,
         };
         let mut sas = WorkerSas::default();
-        let (state, ps, pc) = SaSetState::build(&set, 3, &mut sas).unwrap();
+        let (state, ps, pc) =
+            SaSetState::build(&set, OutboundSeq::of_epoch(0).unwrap(), 3, &mut sas).unwrap();
         assert_eq!((ps.worker, ps.ue_port, ps.local_port), (3, 31800, 5064));
         assert_eq!((pc.ue_port, pc.local_port), (31900, 5066));
         assert!(sas.inbound.holds(ps.slot, 1001) && sas.inbound.holds(pc.slot, 1000));
