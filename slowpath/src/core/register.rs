@@ -684,23 +684,23 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
-        let host = &self.shared.cfg.pcscf_host;
-        let extra = [
-            ("Contact", format!("<{contact}>;expires={expires}")),
-            ("Expires", expires.to_string()),
-            ("Path", format!("<sip:term@{host};lr>")),
-            ("Service-Route", format!("<sip:orig@{host};lr>")),
-            (
-                "P-Associated-URI",
-                impus
-                    .iter()
-                    .map(|u| format!("<{u}>"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        ];
-        self.shared.respond(req, 200, "OK", &extra, now, out);
+        let impus = self.registrar.impus(key).unwrap_or_default();
+        let host = self.shared.cfg.pcscf_host.clone();
+        self.shared.respond_with(req, 200, "OK", now, out, |b| {
+            b.push_header_with("Contact", |v| {
+                v.str("<").str(contact).str(">;expires=").decimal(expires);
+            });
+            b.push_header_with("Expires", |v| {
+                v.decimal(expires);
+            });
+            b.push_header_parts("Path", &["<sip:term@", &host, ";lr>"]);
+            b.push_header_parts("Service-Route", &["<sip:orig@", &host, ";lr>"]);
+            b.push_header_with("P-Associated-URI", |v| {
+                for (i, u) in impus.iter().enumerate() {
+                    v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");
+                }
+            });
+        });
         self.on_registered(key, now, out);
     }
 

@@ -29,12 +29,26 @@ pub enum SecAgreeError {
 }
 
 /// One security mechanism with its parameters, names lower-cased, values as sent (trimmed).
+///
+/// The parameters live in one string (`name=value` back to back) indexed by spans, so a parsed
+/// mechanism costs three allocations whatever its parameter count (a REGISTER's
+/// Security-Client carries six mechanisms of eight parameters each).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecMechanism {
     /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...).
     pub name: String,
-    /// Parameters in the order sent; a parameter without `=value` has an empty value.
-    pub params: Vec<(String, String)>,
+    /// Every parameter's name and value, back to back.
+    text: String,
+    /// Where each parameter's name and value are in `text`, in the order sent.
+    spans: Vec<ParamSpan>,
+}
+
+/// A parameter's name `text[name_start..value_start]` and value `text[value_start..end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ParamSpan {
+    name_start: u32,
+    value_start: u32,
+    end: u32,
 }
 
 impl SecMechanism {
@@ -42,23 +56,54 @@ impl SecMechanism {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_ascii_lowercase(),
-            params: Vec::new(),
+            text: String::new(),
+            spans: Vec::new(),
         }
     }
 
     /// Appends a parameter (builder style).
-    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
-        self.params
-            .push((name.to_ascii_lowercase(), value.to_string()));
+    pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        use std::fmt::Write as _;
+        let name_start = self.text.len();
+        self.text.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        let value_start = self.text.len();
+        let _ = write!(self.text, "{value}");
+        self.push_span(name_start, value_start);
         self
+    }
+
+    /// Records the parameter whose name starts at `name_start` and whose value, from
+    /// `value_start`, ends at the end of `text`.
+    fn push_span(&mut self, name_start: usize, value_start: usize) {
+        // A header value is bounded by the message size limit, far below 4 GiB.
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        self.spans.push(ParamSpan {
+            name_start: at(name_start),
+            value_start: at(value_start),
+            end: at(self.text.len()),
+        });
+    }
+
+    /// The parameters in the order sent: lower-case name, value as sent (empty when absent).
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|s| {
+            let (n, v, e) = (
+                s.name_start as usize,
+                s.value_start as usize,
+                s.end as usize,
+            );
+            (
+                self.text.get(n..v).unwrap_or(""),
+                self.text.get(v..e).unwrap_or(""),
+            )
+        })
     }
 
     /// The value of parameter `name` (case-insensitive), if present.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
+        self.params()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// A decimal `u32` parameter (`spi-c`, `spi-s`); `None` when absent or malformed.
@@ -73,24 +118,31 @@ impl SecMechanism {
 
     /// Whether two mechanisms are the same parameter for parameter, ignoring case, whitespace
     /// and parameter order (RFC 3329 2.3.1 step 3, TS 33.203 7.2); `q` compared as a number.
+    /// The parameters are compared as multisets of normalised (name, value) pairs, without
+    /// allocating: each of `self`'s is matched with an unused equal one of `other`'s.
     pub fn equivalent(&self, other: &SecMechanism) -> bool {
-        self.name.eq_ignore_ascii_case(&other.name) && self.normalized() == other.normalized()
-    }
-
-    fn normalized(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = self
-            .params
-            .iter()
-            .map(|(n, val)| (n.to_ascii_lowercase(), normalize_value(n, val)))
-            .collect();
-        v.sort();
-        v
+        if !self.name.eq_ignore_ascii_case(&other.name) || self.spans.len() != other.spans.len()
+        {
+            return false;
+        }
+        // Parsing bounds a mechanism to MAX_PARAMS (32) parameters; built ones stay far below.
+        if self.spans.len() > 64 {
+            return false;
+        }
+        let mut used = 0u64;
+        self.params().all(|(n, v)| {
+            let found = other.params().enumerate().position(|(i, (on, ov))| {
+                used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
+            });
+            found.map(|i| used |= 1 << i).is_some()
+        })
     }
 
     /// Renders the mechanism as `name;p=v;p=v` (no spaces).
     pub fn render(&self) -> String {
-        let mut s = self.name.clone();
-        for (n, v) in &self.params {
+        let mut s = String::with_capacity(self.name.len() + self.text.len() + 2 * self.spans.len());
+        s.push_str(&self.name);
+        for (n, v) in self.params() {
             s.push(';');
             s.push_str(n);
             if !v.is_empty() {
@@ -102,20 +154,42 @@ impl SecMechanism {
     }
 }
 
-/// Lower-cases a value, strips quotes and leading zeros of numbers, and writes `q` in
-/// thousandths so `0.1` equals `0.100`.
-fn normalize_value(name: &str, value: &str) -> String {
-    let v = value.trim().trim_matches('"').to_ascii_lowercase();
+/// A value in the form equivalence compares: trimmed, unquoted; `q` in thousandths so `0.1`
+/// equals `0.100`; a number without leading zeros; anything else compared ignoring case.
+enum Normal<'a> {
+    Number(u32),
+    Digits(&'a str),
+    Text(&'a str),
+}
+
+fn normal<'a>(name: &str, value: &'a str) -> Normal<'a> {
+    let v = value.trim().trim_matches('"');
     if name.eq_ignore_ascii_case("q") {
-        if let Some(t) = qvalue_thousandths(&v) {
-            return t.to_string();
+        if let Some(t) = qvalue_thousandths(v) {
+            return Normal::Number(t);
         }
     }
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         let t = v.trim_start_matches('0');
-        return if t.is_empty() { "0".into() } else { t.into() };
+        return Normal::Digits(if t.is_empty() { "0" } else { t });
     }
-    v
+    Normal::Text(v)
+}
+
+/// Whether values `a` and `b` of parameter `name` are equal once normalised ([`Normal`]).
+fn same_value(name: &str, a: &str, b: &str) -> bool {
+    match (normal(name, a), normal(name, b)) {
+        (Normal::Number(x), Normal::Number(y)) => x == y,
+        (Normal::Digits(x), Normal::Digits(y)) => x == y,
+        (Normal::Text(x), Normal::Text(y)) => x.eq_ignore_ascii_case(y),
+        // A `q` that reads as a qvalue is rendered in thousandths; the old comparison
+        // compared those digits with the other side's normalised text.
+        (Normal::Number(x), Normal::Digits(y)) | (Normal::Digits(y), Normal::Number(x)) => {
+            y.parse::<u32>().is_ok_and(|y| y == x)
+        }
+        // Thousandths are digits, which a `Text` never is.
+        _ => false,
+    }
 }
 
 /// RFC 3261 qvalue (`0[.ddd]` / `1[.000]`) in thousandths.
@@ -144,31 +218,77 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
-pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<Vec<&str>, SecAgreeError> {
-    let mut parts = Vec::new();
-    let bytes = s.as_bytes();
-    let (mut start, mut in_q, mut esc) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_q {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_q = false;
-            }
-        } else if b == b'"' {
-            in_q = true;
-        } else if b == sep {
-            parts.push(&s[start..i]);
-            start = i + 1;
-        }
-    }
-    if in_q {
+pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<OutsideQuotes<'_>, SecAgreeError> {
+    let mut it = OutsideQuotes {
+        s,
+        pos: 0,
+        sep,
+        done: false,
+    };
+    // One pass to find an unclosed quote first, so the error does not depend on what precedes it.
+    while it.next_end().is_some() {}
+    if it.pos == usize::MAX {
         return Err(SecAgreeError::UnterminatedQuote);
     }
-    parts.push(&s[start..]);
-    Ok(parts)
+    it.pos = 0;
+    it.done = false;
+    Ok(it)
+}
+
+/// The pieces of [`split_outside_quotes`], borrowed from its input.
+pub(crate) struct OutsideQuotes<'a> {
+    s: &'a str,
+    pos: usize,
+    sep: u8,
+    done: bool,
+}
+
+impl OutsideQuotes<'_> {
+    /// The end of the next piece (at a separator or the end of input); leaves `pos` at
+    /// `usize::MAX` when the input ends inside quotes.
+    fn next_end(&mut self) -> Option<usize> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let (mut in_q, mut esc) = (false, false);
+        for (i, &b) in bytes.iter().enumerate().skip(self.pos) {
+            if in_q {
+                if esc {
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    in_q = false;
+                }
+            } else if b == b'"' {
+                in_q = true;
+            } else if b == self.sep {
+                let start = self.pos;
+                self.pos = i + 1;
+                return Some(start);
+            }
+        }
+        self.done = true;
+        let start = self.pos;
+        self.pos = if in_q { usize::MAX } else { bytes.len() };
+        Some(start)
+    }
+}
+
+impl<'a> Iterator for OutsideQuotes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let start = self.next_end()?;
+        let end = if self.done {
+            self.s.len()
+        } else {
+            self.pos - 1
+        };
+        // Separators and quotes are ASCII, so both ends are character boundaries.
+        self.s.get(start..end)
+    }
 }
 
 /// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
@@ -182,7 +302,7 @@ pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeE
         if out.len() == MAX_MECHANISMS {
             return Err(SecAgreeError::TooLarge);
         }
-        let mut items = split_outside_quotes(mech, b';')?.into_iter();
+        let mut items = split_outside_quotes(mech, b';')?;
         let name = items.next().unwrap_or("").trim();
         if name.is_empty() {
             return Err(SecAgreeError::MissingMechanismName);
@@ -190,9 +310,13 @@ pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeE
         if !is_token(name) {
             return Err(SecAgreeError::BadToken);
         }
-        let mut m = SecMechanism::new(name);
+        let mut m = SecMechanism {
+            name: name.to_ascii_lowercase(),
+            text: String::with_capacity(mech.len()),
+            spans: Vec::with_capacity(mech.bytes().filter(|&b| b == b';').count()),
+        };
         for item in items {
-            if m.params.len() == MAX_PARAMS {
+            if m.spans.len() == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
             let (n, v) = match item.split_once('=') {
@@ -202,7 +326,11 @@ pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeE
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
-            m.params.push((n.to_ascii_lowercase(), v.to_string()));
+            let name_start = m.text.len();
+            m.text.extend(n.chars().map(|c| c.to_ascii_lowercase()));
+            let value_start = m.text.len();
+            m.text.push_str(v);
+            m.push_span(name_start, value_start);
         }
         out.push(m);
     }

@@ -148,6 +148,17 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     Ok(StartLine::Request { method, uri })
 }
 
+/// The status code of `raw` from its start line alone (`None` for a request), for code that
+/// built or parsed the whole message already and only needs to know what it is.
+pub(crate) fn status_line_code(raw: &[u8]) -> Result<Option<u16>, ParseError> {
+    let end = memchr::memmem::find(raw, b"\r\n").ok_or(ParseError::Truncated)?;
+    let line = std::str::from_utf8(&raw[..end]).map_err(|_| ParseError::NotUtf8)?;
+    Ok(match parse_start_line(line)? {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request { .. } => None,
+    })
+}
+
 impl<'a> Message<'a> {
     /// Parses one message. Content-Length, when present, bounds the body; extra bytes after it
     /// are ignored and fewer bytes are an error (RFC 3261 18.3). Without Content-Length the body
