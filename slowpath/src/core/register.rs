@@ -19,11 +19,11 @@ use crate::core::saset::{new_sa_set, NoSet};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
     AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{
-    choose, render_security_header, tls_security_server, ChosenMechanism, SecMechanism, IPSEC_3GPP,
+    choose, render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism, IPSEC_3GPP,
     TLS_MECHANISM,
 };
 use crate::sip::{HeaderKind, Message};
@@ -124,7 +124,7 @@ impl Core {
         if req.msg.header(HeaderKind::SecurityClient).is_none() || self.agrees_tls(req) {
             return Some(None);
         }
-        let Ok(offers) = mechanisms(req.msg, HeaderKind::SecurityClient) else {
+        let Ok(offers) = mechanism_views(req.msg, HeaderKind::SecurityClient) else {
             self.shared
                 .respond(req, 400, "Bad Security-Client", &[], now, out);
             return None;
@@ -146,8 +146,8 @@ impl Core {
     pub(crate) fn agrees_tls(&self, req: &Req<'_, '_>) -> bool {
         self.shared.cfg.tls_port == Some(req.flow.local_port)
             && req.flow.proto == Transport::Tcp
-            && mechanisms(req.msg, HeaderKind::SecurityClient)
-                .is_ok_and(|m| m.iter().any(|m| m.name == TLS_MECHANISM))
+            && mechanism_views(req.msg, HeaderKind::SecurityClient)
+                .is_ok_and(|m| m.iter().any(|m| m.name().eq_ignore_ascii_case(TLS_MECHANISM)))
     }
 
     /// Removes sets the registrar let go of, in order.

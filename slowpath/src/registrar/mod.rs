@@ -14,7 +14,7 @@ mod state;
 mod view;
 
 pub(crate) use request::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
 };
 pub(crate) use sa::{unprotected_suite, SaSetExt};
 pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};

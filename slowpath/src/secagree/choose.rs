@@ -3,7 +3,7 @@
 
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 
-use super::{ImsAkaProfile, SecMechanism};
+use super::{ImsAkaProfile, Mechanism, SecMechanism};
 
 /// The mechanism name of IMS-AKA ESP (TS 33.203 Annex H).
 pub const IPSEC_3GPP: &str = "ipsec-3gpp";
@@ -59,8 +59,8 @@ impl ChosenMechanism {
 
 /// Reads one `ipsec-3gpp` offer; `None` for other mechanisms, unknown algorithms, `prot=ah`,
 /// `mod=tun`, or missing/invalid SPIs and ports.
-fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
-    if !m.name.eq_ignore_ascii_case(IPSEC_3GPP) {
+fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
+    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
         return None;
     }
     // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
@@ -101,7 +101,7 @@ fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
 /// with any allowed `alg`, then the first such `auth_alg_list` entry; `None` if nothing fits.
 /// For `aes-gcm` an offer with `alg=null` is accepted after the listed `alg`s: GCM brings its
 /// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
-pub fn choose(profile: &ImsAkaProfile, offers: &[SecMechanism]) -> Option<ChosenMechanism> {
+pub fn choose<M: Mechanism>(profile: &ImsAkaProfile, offers: &[M]) -> Option<ChosenMechanism> {
     let valid: Vec<ChosenMechanism> = offers.iter().filter_map(offer).collect();
     for encr in &profile.encr_alg_list {
         let gcm_null = (*encr == EncrAlg::AesGcm).then_some(&AuthAlg::Null);

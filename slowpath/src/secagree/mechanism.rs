@@ -118,24 +118,8 @@ impl SecMechanism {
 
     /// Whether two mechanisms are the same parameter for parameter, ignoring case, whitespace
     /// and parameter order (RFC 3329 2.3.1 step 3, TS 33.203 7.2); `q` compared as a number.
-    /// The parameters are compared as multisets of normalised (name, value) pairs, without
-    /// allocating: each of `self`'s is matched with an unused equal one of `other`'s.
-    pub fn equivalent(&self, other: &SecMechanism) -> bool {
-        if !self.name.eq_ignore_ascii_case(&other.name) || self.spans.len() != other.spans.len()
-        {
-            return false;
-        }
-        // Parsing bounds a mechanism to MAX_PARAMS (32) parameters; built ones stay far below.
-        if self.spans.len() > 64 {
-            return false;
-        }
-        let mut used = 0u64;
-        self.params().all(|(n, v)| {
-            let found = other.params().enumerate().position(|(i, (on, ov))| {
-                used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
-            });
-            found.map(|i| used |= 1 << i).is_some()
-        })
+    pub fn equivalent(&self, other: &impl Mechanism) -> bool {
+        equivalent(self, other)
     }
 
     /// Renders the mechanism as `name;p=v;p=v` (no spaces).
@@ -152,6 +136,28 @@ impl SecMechanism {
         }
         s
     }
+}
+
+/// Whether `a` and `b` are the same mechanism parameter for parameter (see
+/// [`SecMechanism::equivalent`]). The parameters are compared as multisets of normalised
+/// (name, value) pairs without allocating: each of `a`'s is matched with an unused equal one
+/// of `b`'s (equality of normal forms is an equivalence, so matching greedily is exact).
+pub fn equivalent(a: &impl Mechanism, b: &impl Mechanism) -> bool {
+    if !a.name().eq_ignore_ascii_case(b.name()) {
+        return false;
+    }
+    let (na, nb) = (a.each_param().count(), b.each_param().count());
+    // Parsing bounds a mechanism to MAX_PARAMS (32) parameters; built ones stay far below.
+    if na != nb || na > 64 {
+        return false;
+    }
+    let mut used = 0u64;
+    a.each_param().all(|(n, v)| {
+        let found = b.each_param().enumerate().position(|(i, (on, ov))| {
+            used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
+        });
+        found.map(|i| used |= 1 << i).is_some()
+    })
 }
 
 /// A value in the form equivalence compares: trimmed, unquoted; `q` in thousandths so `0.1`
@@ -224,7 +230,11 @@ pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<OutsideQuotes<'_>
         pos: 0,
         sep,
         done: false,
+        plain: memchr::memchr(b'"', s.as_bytes()).is_none(),
     };
+    if it.plain {
+        return Ok(it);
+    }
     // One pass to find an unclosed quote first, so the error does not depend on what precedes it.
     while it.next_end().is_some() {}
     if it.pos == usize::MAX {
@@ -241,6 +251,8 @@ pub(crate) struct OutsideQuotes<'a> {
     pos: usize,
     sep: u8,
     done: bool,
+    /// No quote in the input: pieces end at every separator.
+    plain: bool,
 }
 
 impl OutsideQuotes<'_> {
@@ -251,6 +263,20 @@ impl OutsideQuotes<'_> {
             return None;
         }
         let bytes = self.s.as_bytes();
+        if self.plain {
+            let start = self.pos;
+            match bytes
+                .get(start..)
+                .and_then(|rest| memchr::memchr(self.sep, rest))
+            {
+                Some(i) => self.pos = start + i + 1,
+                None => {
+                    self.done = true;
+                    self.pos = bytes.len();
+                }
+            }
+            return Some(start);
+        }
         let (mut in_q, mut esc) = (false, false);
         for (i, &b) in bytes.iter().enumerate().skip(self.pos) {
             if in_q {
@@ -291,53 +317,146 @@ impl<'a> Iterator for OutsideQuotes<'a> {
     }
 }
 
-/// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
-/// header line's value; callers concatenate several lines' lists).
-pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeError> {
-    let mut out = Vec::new();
-    for mech in split_outside_quotes(value, b',')? {
-        if mech.trim().is_empty() && value.trim().is_empty() {
-            break;
-        }
-        if out.len() == MAX_MECHANISMS {
-            return Err(SecAgreeError::TooLarge);
-        }
-        let mut items = split_outside_quotes(mech, b';')?;
-        let name = items.next().unwrap_or("").trim();
-        if name.is_empty() {
-            return Err(SecAgreeError::MissingMechanismName);
-        }
-        if !is_token(name) {
-            return Err(SecAgreeError::BadToken);
-        }
+/// What choosing an offer and checking Security-Verify read of a mechanism: its name and
+/// parameters (names compared ignoring case). [`SecMechanism`] owns them; [`MechanismView`]
+/// borrows them from the header.
+pub trait Mechanism {
+    /// The mechanism name as sent or stored.
+    fn name(&self) -> &str;
+
+    /// Every parameter in order: name, value (trimmed; empty when absent).
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// The value of parameter `name` (case-insensitive), if present.
+    fn param(&self, name: &str) -> Option<&str> {
+        self.each_param()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// A decimal `u32` parameter (`spi-c`, `spi-s`); `None` when absent or malformed.
+    fn param_u32(&self, name: &str) -> Option<u32> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+
+    /// A decimal `u16` parameter (`port-c`, `port-s`); `None` when absent or malformed.
+    fn param_u16(&self, name: &str) -> Option<u16> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+}
+
+impl Mechanism for SecMechanism {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params()
+    }
+}
+
+/// One mechanism of a header value, checked and borrowed from it (no allocation): what
+/// [`parse_security_header`] would turn into a [`SecMechanism`].
+#[derive(Clone, Copy, Debug)]
+pub struct MechanismView<'a> {
+    name: &'a str,
+    /// The `;`-separated parameters after the name (`None` without a `;`).
+    params: Option<&'a str>,
+}
+
+impl<'a> Mechanism for MechanismView<'a> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Checked when the view was made: the split cannot fail, and every item is a param.
+        self.params
+            .and_then(|p| split_outside_quotes(p, b';').ok())
+            .into_iter()
+            .flatten()
+            .map(split_param)
+    }
+}
+
+impl MechanismView<'_> {
+    /// The owned mechanism (names lower-cased, values as sent).
+    pub fn to_owned(&self) -> SecMechanism {
         let mut m = SecMechanism {
-            name: name.to_ascii_lowercase(),
-            text: String::with_capacity(mech.len()),
-            spans: Vec::with_capacity(mech.bytes().filter(|&b| b == b';').count()),
+            name: self.name.to_ascii_lowercase(),
+            text: String::with_capacity(self.params.map_or(0, str::len)),
+            spans: Vec::with_capacity(self.each_param().count()),
         };
-        for item in items {
-            if m.spans.len() == MAX_PARAMS {
-                return Err(SecAgreeError::TooLarge);
-            }
-            let (n, v) = match item.split_once('=') {
-                Some((n, v)) => (n.trim(), v.trim()),
-                None => (item.trim(), ""),
-            };
-            if !is_token(n) {
-                return Err(SecAgreeError::BadToken);
-            }
+        for (n, v) in self.each_param() {
             let name_start = m.text.len();
             m.text.extend(n.chars().map(|c| c.to_ascii_lowercase()));
             let value_start = m.text.len();
             m.text.push_str(v);
             m.push_span(name_start, value_start);
         }
-        out.push(m);
+        m
     }
-    if out.is_empty() {
+}
+
+/// `name[=value]`, both trimmed.
+fn split_param(item: &str) -> (&str, &str) {
+    match item.split_once('=') {
+        Some((n, v)) => (n.trim(), v.trim()),
+        None => (item.trim(), ""),
+    }
+}
+
+/// Checks the value of a Security-Client, Security-Server or Security-Verify header (one
+/// header line's value) and appends a view of each of its mechanisms to `out`.
+pub fn security_header_views<'a>(
+    value: &'a str,
+    out: &mut Vec<MechanismView<'a>>,
+) -> Result<(), SecAgreeError> {
+    let before = out.len();
+    for mech in split_outside_quotes(value, b',')? {
+        if mech.trim().is_empty() && value.trim().is_empty() {
+            break;
+        }
+        if out.len() - before == MAX_MECHANISMS {
+            return Err(SecAgreeError::TooLarge);
+        }
+        let (name, params) = match mech.find(';') {
+            // A `;` inside quotes cannot come before the first parameter's name.
+            Some(i) => (&mech[..i], Some(&mech[i + 1..])),
+            None => (mech, None),
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(SecAgreeError::MissingMechanismName);
+        }
+        if !is_token(name) {
+            return Err(SecAgreeError::BadToken);
+        }
+        let view = MechanismView { name, params };
+        let mut count = 0;
+        for (n, _) in view.each_param() {
+            if count == MAX_PARAMS {
+                return Err(SecAgreeError::TooLarge);
+            }
+            if !is_token(n) {
+                return Err(SecAgreeError::BadToken);
+            }
+            count += 1;
+        }
+        out.push(view);
+    }
+    if out.len() == before {
         return Err(SecAgreeError::Empty);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
+/// header line's value; callers concatenate several lines' lists).
+pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeError> {
+    let mut views = Vec::new();
+    security_header_views(value, &mut views)?;
+    Ok(views.iter().map(MechanismView::to_owned).collect())
 }
 
 /// Renders a list of mechanisms as one header value, separated by `, `.
