@@ -63,17 +63,26 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
     if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
         return None;
     }
+    // One pass over the parameters (the first of each name counts, as `param` reads it).
+    let mut read: [Option<&str>; 8] = [None; 8];
+    const NAMES: [&str; 8] = [
+        "prot", "mod", "alg", "ealg", "spi-c", "spi-s", "port-c", "port-s",
+    ];
+    for (n, v) in m.each_param() {
+        if let Some(i) = NAMES.iter().position(|k| k.eq_ignore_ascii_case(n)) {
+            read[i].get_or_insert(v);
+        }
+    }
+    let [prot, mode, alg, ealg, spi_c, spi_s, port_c, port_s] = read;
     // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
-    if m.param("prot")
-        .is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
-        || m.param("mod")
-            .is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
+    if prot.is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
+        || mode.is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
     {
         return None;
     }
-    let auth = AuthAlg::from_token(m.param("alg")?)?;
+    let auth = AuthAlg::from_token(alg?)?;
     // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
-    let encr = match m.param("ealg") {
+    let encr = match ealg {
         Some(e) => EncrAlg::from_token(e)?,
         None => EncrAlg::Null,
     };
@@ -83,10 +92,10 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
         return None;
     }
     // RFC 4303 2.1: SPIs 0..=255 are reserved.
-    let spi_uc = m.param_u32("spi-c").filter(|s| *s > 255)?;
-    let spi_us = m.param_u32("spi-s").filter(|s| *s > 255)?;
-    let port_uc = m.param_u16("port-c").filter(|p| *p != 0)?;
-    let port_us = m.param_u16("port-s").filter(|p| *p != 0)?;
+    let spi_uc = spi_c?.parse::<u32>().ok().filter(|s| *s > 255)?;
+    let spi_us = spi_s?.parse::<u32>().ok().filter(|s| *s > 255)?;
+    let port_uc = port_c?.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let port_us = port_s?.parse::<u16>().ok().filter(|p| *p != 0)?;
     Some(ChosenMechanism {
         auth,
         encr,

@@ -146,18 +146,27 @@ pub fn equivalent(a: &impl Mechanism, b: &impl Mechanism) -> bool {
     if !a.name().eq_ignore_ascii_case(b.name()) {
         return false;
     }
-    let (na, nb) = (a.each_param().count(), b.each_param().count());
-    // Parsing bounds a mechanism to MAX_PARAMS (32) parameters; built ones stay far below.
-    if na != nb || na > 64 {
-        return false;
+    // `b`'s parameters read once onto the stack; parsing bounds a mechanism to MAX_PARAMS.
+    let mut theirs = [("", ""); MAX_PARAMS];
+    let mut nb = 0;
+    for p in b.each_param() {
+        let Some(slot) = theirs.get_mut(nb) else {
+            return false;
+        };
+        *slot = p;
+        nb += 1;
     }
+    let theirs = &theirs[..nb];
     let mut used = 0u64;
-    a.each_param().all(|(n, v)| {
-        let found = b.each_param().enumerate().position(|(i, (on, ov))| {
+    let mut na = 0;
+    let all_found = a.each_param().all(|(n, v)| {
+        na += 1;
+        let found = theirs.iter().enumerate().position(|(i, (on, ov))| {
             used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
         });
         found.map(|i| used |= 1 << i).is_some()
-    })
+    });
+    all_found && na == nb
 }
 
 /// A value in the form equivalence compares: trimmed, unquoted; `q` in thousandths so `0.1`
@@ -400,8 +409,9 @@ impl MechanismView<'_> {
 
 /// `name[=value]`, both trimmed.
 fn split_param(item: &str) -> (&str, &str) {
-    match item.split_once('=') {
-        Some((n, v)) => (n.trim(), v.trim()),
+    match memchr::memchr(b'=', item.as_bytes()) {
+        // `=` is ASCII: both sides are character boundaries.
+        Some(i) => (item[..i].trim(), item[i + 1..].trim()),
         None => (item.trim(), ""),
     }
 }
