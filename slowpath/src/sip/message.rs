@@ -7,6 +7,9 @@ use akagate_proto::sipscan::{self, find_head_end, HeaderLines};
 use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
+use super::name_addr::NameAddr;
+use super::via::Via;
+use std::cell::OnceCell;
 
 /// Headers kept without allocation; longer messages spill into a `Vec`.
 pub const INLINE_HEADERS: usize = 32;
@@ -92,6 +95,10 @@ pub struct Message<'a> {
     headers: HeaderList<'a>,
     body: &'a [u8],
     content_length: Option<usize>,
+    /// The topmost Via and the To header, parsed on first use: validation, the transaction
+    /// key, the registrar and the response builder all read them.
+    pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
+    pub(crate) to: OnceCell<Result<NameAddr<'a>, ParseError>>,
 }
 
 /// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT), by the shared scanner's rule.
@@ -205,6 +212,8 @@ impl<'a> Message<'a> {
             headers,
             body,
             content_length,
+            top_via: OnceCell::new(),
+            to: OnceCell::new(),
         })
     }
 

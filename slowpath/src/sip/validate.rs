@@ -25,7 +25,7 @@ impl<'a> Message<'a> {
             self.cseq()?;
         }
         self.top_via()?;
-        self.vias().try_for_each(|v| v.map(|_| ()))?;
+        self.vias().skip(1).try_for_each(|v| v.map(|_| ()))?;
         self.from_header()?;
         self.to_header()?;
         self.call_id()?;
