@@ -560,6 +560,43 @@ mod tests {
     }
 
     #[test]
+    fn views_check_what_parsing_checks_and_read_the_same_parameters() {
+        // A trailing `;` is an empty parameter name (BadToken), with or without quotes.
+        for bad in ["tls;", "ipsec-3gpp;alg=x;", "digest;d-ver=\"a\";"] {
+            let mut v = Vec::new();
+            assert_eq!(
+                security_header_views(bad, &mut v),
+                Err(SecAgreeError::BadToken),
+                "{bad}"
+            );
+            assert_eq!(parse_security_header(bad), Err(SecAgreeError::BadToken));
+        }
+        let text = "ipsec-3gpp; ALG = hmac-sha-1-96 ;spi-c=1;port-c=2;flag, digest;d-ver=\"a;b,c\";q=0.5";
+        let mut views = Vec::new();
+        security_header_views(text, &mut views).unwrap();
+        let owned = parse_security_header(text).unwrap();
+        assert_eq!(views.len(), 2);
+        for (v, o) in views.iter().zip(&owned) {
+            assert_eq!(v.to_owned(), *o);
+            assert!(equivalent(v, o) && o.equivalent(v));
+        }
+        assert_eq!(views[0].param("alg"), Some("hmac-sha-1-96"));
+        assert_eq!(views[0].param("flag"), Some(""));
+        assert_eq!(views[1].param("d-ver"), Some("\"a;b,c\""));
+        assert_eq!(owned[0].render(), "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;port-c=2;flag");
+    }
+
+    #[test]
+    fn equivalence_counts_repeated_parameters() {
+        let one = |s| parse_security_header(s).unwrap().remove(0);
+        // Same names, a repeated parameter on one side only: not the same multiset.
+        assert!(!one("tls;a=1;a=1;b=2").equivalent(&one("tls;a=1;b=2;b=2")));
+        assert!(one("tls;a=1;b=2;a=01").equivalent(&one("tls;b=2;a=1;a=1")));
+        assert!(!one("tls;a=1").equivalent(&one("tls;a=1;a=1")));
+        assert!(one("tls;q=0.5").equivalent(&one("tls;q=0.500")));
+    }
+
+    #[test]
     fn qvalues() {
         assert_eq!(qvalue_thousandths("0.1"), Some(100));
         assert_eq!(qvalue_thousandths("1"), Some(1000));
