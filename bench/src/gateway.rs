@@ -160,7 +160,10 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     /// One round: the worker's loop iteration, then every event through the core, due core
     /// timeouts and the actions into the worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
-        let clock = self.cpu.is_some().then(crate::pktgen::cputime::current_thread_cpu);
+        let clock = self
+            .cpu
+            .is_some()
+            .then(crate::pktgen::cputime::current_thread_cpu);
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
             self.worker.command(c, now);

@@ -7,7 +7,7 @@
 //! `cargo bench -p akagate-slowpath --bench register` (`bench/run.sh regcost` prints the
 //! figure per registration; docs/BENCHMARKS.md).
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/reg_common/mod.rs"]
 mod reg_common;
 
@@ -20,7 +20,9 @@ use akagate_slowpath::hss::{Hss, SubscriberRecord};
 use akagate_slowpath::{Core, CoreConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;
-use reg_common::{header, installed, param, sent, set1_usim_res, CountingSpis, Ue, SET1_K, SET1_OPC};
+use reg_common::{
+    header, installed, param, sent, set1_usim_res, CountingSpis, Ue, SET1_K, SET1_OPC,
+};
 
 /// Subscribers per core; a fresh core (untimed) takes over when they are all registered.
 const POOL: usize = 4096;
@@ -86,7 +88,12 @@ impl Bed {
     }
 
     /// `text` from `flow` (through `via_spi`) into the core; what it did and how long it took.
-    fn handle(&mut self, flow: Flow, via_spi: Option<u32>, text: String) -> (Vec<WorkerCommand>, Duration) {
+    fn handle(
+        &mut self,
+        flow: Flow,
+        via_spi: Option<u32>,
+        text: String,
+    ) -> (Vec<WorkerCommand>, Duration) {
         let ev = WorkerEvent::Sip(SipIn {
             flow,
             via_spi,

@@ -329,7 +329,8 @@ impl DigestParams {
 
     /// Removes a parameter the caller needs, returning its value.
     fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
-        self.remove(name).ok_or(DigestParseError::MissingParam(name))
+        self.remove(name)
+            .ok_or(DigestParseError::MissingParam(name))
     }
 }
 

@@ -14,8 +14,8 @@ use rand::RngCore;
 use super::durability::Held;
 use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
-use crate::sip::{response_to, MessageBuilder};
 use crate::sip::transaction::{TransactionLayer, TxId};
+use crate::sip::{response_to, MessageBuilder};
 
 /// The core's shared machinery (see the module documentation).
 pub(crate) struct Shared {

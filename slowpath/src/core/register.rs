@@ -23,8 +23,8 @@ use crate::registrar::{
     AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{
-    choose, render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism, IPSEC_3GPP,
-    TLS_MECHANISM,
+    choose, render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
+    IPSEC_3GPP, TLS_MECHANISM,
 };
 use crate::sip::{HeaderKind, Message};
 
@@ -146,8 +146,10 @@ impl Core {
     pub(crate) fn agrees_tls(&self, req: &Req<'_, '_>) -> bool {
         self.shared.cfg.tls_port == Some(req.flow.local_port)
             && req.flow.proto == Transport::Tcp
-            && mechanism_views(req.msg, HeaderKind::SecurityClient)
-                .is_ok_and(|m| m.iter().any(|m| m.name().eq_ignore_ascii_case(TLS_MECHANISM)))
+            && mechanism_views(req.msg, HeaderKind::SecurityClient).is_ok_and(|m| {
+                m.iter()
+                    .any(|m| m.name().eq_ignore_ascii_case(TLS_MECHANISM))
+            })
     }
 
     /// Removes sets the registrar let go of, in order.

@@ -65,7 +65,8 @@ impl SecMechanism {
     pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Self {
         use std::fmt::Write as _;
         let name_start = self.text.len();
-        self.text.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        self.text
+            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
         let value_start = self.text.len();
         let _ = write!(self.text, "{value}");
         self.push_span(name_start, value_start);
@@ -443,15 +444,13 @@ pub fn security_header_views<'a>(
             return Err(SecAgreeError::BadToken);
         }
         let view = MechanismView { name, params };
-        let mut count = 0;
-        for (n, _) in view.each_param() {
+        for (count, (n, _)) in view.each_param().enumerate() {
             if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
-            count += 1;
         }
         out.push(view);
     }
@@ -571,7 +570,8 @@ mod tests {
             );
             assert_eq!(parse_security_header(bad), Err(SecAgreeError::BadToken));
         }
-        let text = "ipsec-3gpp; ALG = hmac-sha-1-96 ;spi-c=1;port-c=2;flag, digest;d-ver=\"a;b,c\";q=0.5";
+        let text =
+            "ipsec-3gpp; ALG = hmac-sha-1-96 ;spi-c=1;port-c=2;flag, digest;d-ver=\"a;b,c\";q=0.5";
         let mut views = Vec::new();
         security_header_views(text, &mut views).unwrap();
         let owned = parse_security_header(text).unwrap();
@@ -583,7 +583,10 @@ mod tests {
         assert_eq!(views[0].param("alg"), Some("hmac-sha-1-96"));
         assert_eq!(views[0].param("flag"), Some(""));
         assert_eq!(views[1].param("d-ver"), Some("\"a;b,c\""));
-        assert_eq!(owned[0].render(), "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;port-c=2;flag");
+        assert_eq!(
+            owned[0].render(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;port-c=2;flag"
+        );
     }
 
     #[test]
