@@ -32,8 +32,7 @@ pub(crate) fn realm_of(impi: &str) -> &str {
 /// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
 pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
     let from_contact = msg
-        .contacts()
-        .next()
+        .first_contact()
         .and_then(Result::ok)
         .and_then(|c| c.expires());
     from_contact.or_else(|| msg.expires().ok().flatten())
@@ -41,7 +40,7 @@ pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
 
 /// The first Contact URI of a REGISTER (`None` for none or `*`).
 pub(crate) fn contact_uri(msg: &Message<'_>) -> Option<String> {
-    let c = msg.contacts().next()?.ok()?;
+    let c = msg.first_contact()?.ok()?;
     Some(c.addr()?.uri.raw.to_string())
 }
 

@@ -7,7 +7,7 @@ use akagate_proto::sipscan::{self, find_head_end, HeaderLines};
 use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
-use super::name_addr::NameAddr;
+use super::name_addr::{Contact, NameAddr};
 use super::via::Via;
 use std::cell::OnceCell;
 
@@ -99,6 +99,8 @@ pub struct Message<'a> {
     /// key, the registrar and the response builder all read them.
     pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
     pub(crate) to: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    /// The first Contact (`None`: no Contact header), parsed on first use like the above.
+    pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
 }
 
 /// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT), by the shared scanner's rule.
@@ -155,6 +157,14 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     Ok(StartLine::Request { method, uri })
 }
 
+/// `part`, a sub-slice of `whole`'s bytes, as a `&str` of `whole` (no second UTF-8 check).
+fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Result<&'a str, ParseError> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    whole
+        .get(start..start.wrapping_add(part.len()))
+        .ok_or(ParseError::NotUtf8)
+}
+
 /// The status code of `raw` from its start line alone (`None` for a request), for code that
 /// built or parsed the whole message already and only needs to know what it is.
 pub(crate) fn status_line_code(raw: &[u8]) -> Result<Option<u16>, ParseError> {
@@ -189,9 +199,10 @@ impl<'a> Message<'a> {
         let mut content_length = None;
         for line in HeaderLines::new(section.as_bytes()) {
             let (name, value) = sipscan::split_header_line(line)?;
-            // Both slices are sub-slices of `section` at ASCII boundaries, so they are UTF-8.
-            let name = std::str::from_utf8(name).map_err(|_| ParseError::NotUtf8)?;
-            let value = trim_lws(std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8)?);
+            // Both slices are sub-slices of `section` (checked UTF-8 above) at ASCII
+            // boundaries: take them from it instead of validating them again.
+            let name = sub_str(section, name)?;
+            let value = trim_lws(sub_str(section, value)?);
             let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
@@ -214,6 +225,7 @@ impl<'a> Message<'a> {
             content_length,
             top_via: OnceCell::new(),
             to: OnceCell::new(),
+            first_contact: OnceCell::new(),
         })
     }
 

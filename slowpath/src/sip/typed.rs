@@ -120,6 +120,11 @@ impl<'a> Message<'a> {
         })
     }
 
+    /// The first Contact value ([`Message::contacts`]'s first item), parsed once per message.
+    pub fn first_contact(&self) -> Option<Result<Contact<'a>, ParseError>> {
+        *self.first_contact.get_or_init(|| self.contacts().next())
+    }
+
     /// Every name-addr of a list header (Route, Record-Route, Path, Service-Route,
     /// P-Associated-URI ...), in order.
     pub fn name_addrs(

@@ -29,7 +29,10 @@ impl<'a> Message<'a> {
         self.from_header()?;
         self.to_header()?;
         self.call_id()?;
-        self.contacts().try_for_each(|c| c.map(|_| ()))?;
+        if let Some(first) = self.first_contact() {
+            first?;
+            self.contacts().skip(1).try_for_each(|c| c.map(|_| ()))?;
+        }
         for kind in [
             HeaderKind::Route,
             HeaderKind::RecordRoute,
