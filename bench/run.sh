@@ -314,6 +314,58 @@ section_mem() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# CPU cost of one full IMS-AKA registration (issue 10): the slowpath core alone, sans-IO
+# (criterion `slowpath/benches/register.rs`: REGISTER -> 401 -> protected REGISTER -> 200,
+# thread CPU time of the core's `handle` calls), and the worker's and the core's share in the
+# in-process gateway (`benches/mem.rs` at REGCOST_UES UEs, thread CPU time per side over the
+# steps that did work). Targets: <= 20 us slowpath, <= 10 us worker.
+section_regcost() {
+    local ues=${REGCOST_UES:-2000}
+    if [[ -n ${BENCH_REUSE:-} ]]; then
+        echo "== regcost: reusing the last criterion results (BENCH_REUSE set)"
+    else
+        echo "== regcost: cargo bench -p akagate-slowpath --bench register"
+        cargo bench -p akagate-slowpath --bench register -- ${BENCH_QUICK:+--measurement-time 2 --warm-up-time 1} \
+            >"$RESULTS/regcost-criterion.log" 2>&1 || {
+            tail -n 30 "$RESULTS/regcost-criterion.log"
+            return 1
+        }
+    fi
+    echo "== regcost: cargo bench -p akagate-bench --bench mem ($ues UEs, CPU per side)"
+    AKG_MEM_UES="$ues" AKG_MEM_JSON="$RESULTS/.regcost-gateway.json" \
+        cargo bench -p akagate-bench --bench mem >"$RESULTS/regcost-gateway.log" 2>&1 || {
+        tail -n 30 "$RESULTS/regcost-gateway.log"
+        return 1
+    }
+    local full clock
+    full=$(criterion_ns registration full "")
+    clock=$(criterion_ns registration thread_cpu_clock_pair "")
+    "$PY" - "$full" "$clock" "$RESULTS/.regcost-gateway.json" "$RESULTS/regcost.json" <<'PYEOF'
+import json, sys
+full_ns, clock_ns = float(sys.argv[1]), float(sys.argv[2])
+gw = json.load(open(sys.argv[3]))["results"][0]
+core_us = (full_ns - 2 * clock_ns) / 1e3
+rows = [
+    ("slowpath core, sans-IO (criterion median)", core_us, 20.0),
+    ("slowpath core in the in-process gateway", gw["core_cpu_us_per_registration"], 20.0),
+    ("worker in the in-process gateway", gw["worker_cpu_us_per_registration"], 10.0),
+]
+print(f"{'CPU per full IMS-AKA registration':45} {'us':>8} {'target':>7}")
+for name, us, target in rows:
+    print(f"{name:45} {us:>8.1f} {target:>7.0f}")
+json.dump({"section": "regcost",
+           "method": "thread CPU time (CLOCK_THREAD_CPUTIME_ID); criterion median of one "
+                     "registration's two Core::handle calls minus two clock reads; gateway "
+                     "figures over the registration of N UEs, busy steps only",
+           "ues": gw["ues"],
+           "results": [{"figure": n, "us_per_registration": u, "target_us": t} for n, u, t in rows]},
+          open(sys.argv[4], "w"), indent=2)
+PYEOF
+    rm -f "$RESULTS/.regcost-gateway.json"
+    echo "wrote $RESULTS/regcost.json"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Proxy mode against embedded mode (issue 9): scripts/demo.sh registers PROXY_UES UEs through
 # the real daemon on AF_PACKET (no calls, no de-registration), once with the embedded HSS and
 # registrar (MODE=embedded) and once relaying every REGISTER to akacore, our S-CSCF + HSS
@@ -399,7 +451,7 @@ section_summary() {
 
 SECTIONS=(esp)
 SECTIONS+=(io)
-SECTIONS+=(e2e pktgen mem proxy restart summary)
+SECTIONS+=(e2e pktgen mem regcost proxy restart summary)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")

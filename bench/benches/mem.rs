@@ -77,6 +77,13 @@ struct MemFigure {
     fixed_bytes_per_ue_slot: f64,
     register_seconds: f64,
     registrations_per_second: f64,
+    /// Worker CPU per registration (its loop and the commands into it, busy steps only;
+    /// the counting allocator's bookkeeping included).
+    worker_cpu_us_per_registration: f64,
+    /// Slowpath core CPU per registration.
+    core_cpu_us_per_registration: f64,
+    /// Gateway steps that did work, per registration.
+    busy_steps_per_registration: f64,
 }
 
 fn measure(n: usize) -> Result<MemFigure, String> {
@@ -105,6 +112,7 @@ fn measure(n: usize) -> Result<MemFigure, String> {
     })
     .map_err(|e| e.to_string())?;
     let fixed = GATEWAY_LIVE.load(Ordering::Relaxed) - before;
+    gw.account_cpu(true);
     let pcscf = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     let mac = Arc::new(Mutex::new(None));
     let start = std::time::Instant::now();
@@ -131,6 +139,8 @@ fn measure(n: usize) -> Result<MemFigure, String> {
         eprint!("\r  registered {first}/{n}   ");
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = gw.cpu();
+    gw.account_cpu(false);
     eprintln!();
     // Let the last ACKs and timers run so nothing transient is counted.
     let settle = std::time::Instant::now();
@@ -156,6 +166,9 @@ fn measure(n: usize) -> Result<MemFigure, String> {
         fixed_bytes_per_ue_slot: fixed as f64 / (n + 16) as f64,
         register_seconds: secs,
         registrations_per_second: n as f64 / secs,
+        worker_cpu_us_per_registration: cpu.worker.as_secs_f64() * 1e6 / n as f64,
+        core_cpu_us_per_registration: cpu.core.as_secs_f64() * 1e6 / n as f64,
+        busy_steps_per_registration: cpu.busy_steps as f64 / n as f64,
     })
 }
 
@@ -177,6 +190,13 @@ fn main() {
                 println!(
                     "mem {:>7} UEs: {:>8.0} B/UE heap (+ {:>6.0} B/UE slot preallocated), {:.0} registrations/s inline",
                     f.ues, f.bytes_per_ue, f.fixed_bytes_per_ue_slot, f.registrations_per_second
+                );
+                println!(
+                    "mem {:>7} UEs: CPU per registration: worker {:.1} us, slowpath core {:.1} us ({:.2} busy steps)",
+                    f.ues,
+                    f.worker_cpu_us_per_registration,
+                    f.core_cpu_us_per_registration,
+                    f.busy_steps_per_registration
                 );
                 out.push(f);
             }

@@ -67,6 +67,20 @@ pub struct InProcessGateway<Q: PortQueue> {
     /// (`WorkerCommand::RemoveSaSet`: "once its last message was sent").
     deferred: Vec<WorkerCommand>,
     base: std::time::Instant,
+    /// CPU time per side, when [`InProcessGateway::account_cpu`] turned it on.
+    cpu: Option<StepCpu>,
+}
+
+/// CPU time of the calling thread spent in the worker (its loop iteration and the commands
+/// run into it) and in the slowpath core (events, timeouts), over the steps that did work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepCpu {
+    /// Worker: `run_once` and the commands executed into it.
+    pub worker: std::time::Duration,
+    /// Slowpath core: `handle`, `handle_timeout`, persistence acknowledgements.
+    pub core: std::time::Duration,
+    /// Steps that did work (idle steps are not counted: a real worker parks).
+    pub busy_steps: u64,
 }
 
 impl<Q: PortQueue> core::fmt::Debug for InProcessGateway<Q> {
@@ -136,6 +150,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             _commands: cmd_tx,
             deferred: Vec::new(),
             base: std::time::Instant::now(),
+            cpu: None,
         })
     }
 
@@ -146,10 +161,15 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     /// One round: the worker's loop iteration, then every event through the core, due core
     /// timeouts and the actions into the worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
+        let clock = self
+            .cpu
+            .is_some()
+            .then(crate::pktgen::cputime::current_thread_cpu);
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
             self.worker.command(c, now);
         }
+        let after_worker = clock.map(|_| crate::pktgen::cputime::current_thread_cpu());
         let t = self.std_time(now);
         let mut actions = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
@@ -165,13 +185,35 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         if let Some(r) = last {
             actions.extend(self.core.on_durable(r.ticket()));
         }
+        let after_core = clock.map(|_| crate::pktgen::cputime::current_thread_cpu());
         for a in actions {
             match a {
                 WorkerCommand::RemoveSaSet { .. } => self.deferred.push(a),
                 a => self.worker.command(a, now),
             }
         }
+        if let (Some(cpu), Some(t0), Some(t1), Some(t2)) =
+            (&mut self.cpu, clock, after_worker, after_core)
+        {
+            if work > 0 {
+                let t3 = crate::pktgen::cputime::current_thread_cpu();
+                cpu.worker += t1.saturating_sub(t0) + t3.saturating_sub(t2);
+                cpu.core += t2.saturating_sub(t1);
+                cpu.busy_steps += 1;
+            }
+        }
         work
+    }
+
+    /// Starts (or stops) counting the CPU time of each side ([`StepCpu`]); costs four
+    /// thread-clock reads per step.
+    pub fn account_cpu(&mut self, on: bool) {
+        self.cpu = on.then(StepCpu::default);
+    }
+
+    /// The CPU time counted since [`InProcessGateway::account_cpu`] (zero when off).
+    pub fn cpu(&self) -> StepCpu {
+        self.cpu.unwrap_or_default()
     }
 
     /// The slowpath core (registrations, HSS).

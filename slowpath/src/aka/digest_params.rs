@@ -129,6 +129,18 @@ impl Cursor<'_> {
     fn quoted(&mut self) -> Result<String, DigestParseError> {
         let start = self.pos;
         self.pos += 1;
+        // Most values hold no escape, fold or control character: find the closing quote and
+        // copy the value at once.
+        let rest = self.b.get(self.pos..).unwrap_or_default();
+        if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
+            let value = &rest[..len];
+            if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+                self.pos += len + 1;
+                return core::str::from_utf8(value)
+                    .map(str::to_owned)
+                    .map_err(|_| DigestParseError::InvalidChar(start));
+            }
+        }
         let mut out = Vec::new();
         loop {
             match self.peek() {
@@ -195,7 +207,11 @@ impl DigestParams {
         if !c.skip_lws()? && !c.at_end() {
             return Err(DigestParseError::ExpectedToken(scheme_at));
         }
-        let mut params = DigestParams::new();
+        // One parameter per comma at most (commas inside quotes only over-count).
+        let commas = memchr::memchr_iter(b',', c.b).count();
+        let mut params = DigestParams {
+            params: Vec::with_capacity((commas + 1).min(MAX_PARAMS)),
+        };
         loop {
             c.skip_lws()?;
             match c.peek() {
@@ -310,6 +326,12 @@ impl DigestParams {
     fn require(&self, name: &'static str) -> Result<&str, DigestParseError> {
         self.get(name).ok_or(DigestParseError::MissingParam(name))
     }
+
+    /// Removes a parameter the caller needs, returning its value.
+    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
+        self.remove(name)
+            .ok_or(DigestParseError::MissingParam(name))
+    }
 }
 
 /// A `WWW-Authenticate: Digest ...` challenge (RFC 2617 3.2.1, RFC 3310 3.1).
@@ -416,43 +438,48 @@ pub struct DigestCredentials {
 impl DigestCredentials {
     /// Parses a credentials header value.
     pub fn parse(value: &str) -> Result<Self, DigestParseError> {
-        Self::from_params(&DigestParams::parse(value)?)
+        Self::from_owned_params(DigestParams::parse(value)?)
     }
 
     /// Extracts and checks credentials from a parsed list.
     pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
-        let response = p.require("response")?;
+        Self::from_owned_params(p.clone())
+    }
+
+    /// [`DigestCredentials::from_params`] moving the values out of the list (no copies).
+    fn from_owned_params(mut p: DigestParams) -> Result<Self, DigestParseError> {
+        let response = p.take_required("response")?;
         if !(response.is_empty()
             || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
         {
             return Err(DigestParseError::InvalidValue("response"));
         }
-        let qop = p.get("qop");
-        let (nc, cnonce) = match qop {
+        let qop = p.remove("qop");
+        let (nc, cnonce) = match &qop {
             Some(q) if q.eq_ignore_ascii_case("auth") => {
-                let nc = p.require("nc")?;
+                let nc = p.take_required("nc")?;
                 if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(DigestParseError::InvalidValue("nc"));
                 }
-                (Some(nc.to_owned()), Some(p.require("cnonce")?.to_owned()))
+                (Some(nc), Some(p.take_required("cnonce")?))
             }
             // auth-int needs the body hash; RFC 3310 IMS use is qop=auth.
             Some(_) => return Err(DigestParseError::InvalidValue("qop")),
             None => (None, None),
         };
         Ok(DigestCredentials {
-            username: p.require("username")?.to_owned(),
-            realm: p.require("realm")?.to_owned(),
-            nonce: p.require("nonce")?.to_owned(),
-            uri: p.require("uri")?.to_owned(),
-            response: response.to_owned(),
-            algorithm: p.get("algorithm").map(str::to_owned),
-            qop: qop.map(str::to_owned),
+            username: p.take_required("username")?,
+            realm: p.take_required("realm")?,
+            nonce: p.take_required("nonce")?,
+            uri: p.take_required("uri")?,
+            response,
+            algorithm: p.remove("algorithm"),
+            qop,
             nc,
             cnonce,
-            opaque: p.get("opaque").map(str::to_owned),
-            auts: p.get("auts").map(str::to_owned),
-            integrity_protected: p.get("integrity-protected").map(str::to_owned),
+            opaque: p.remove("opaque"),
+            auts: p.remove("auts"),
+            integrity_protected: p.remove("integrity-protected"),
         })
     }
 

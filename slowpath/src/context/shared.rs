@@ -14,8 +14,8 @@ use rand::RngCore;
 use super::durability::Held;
 use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
-use crate::sip::response_to;
 use crate::sip::transaction::{TransactionLayer, TxId};
+use crate::sip::{response_to, MessageBuilder};
 use crate::upstream::HopHealth;
 
 /// The core's shared machinery (see the module documentation).
@@ -106,14 +106,30 @@ impl Shared {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        self.respond_with(req, code, reason, now, out, |b| {
+            for (n, v) in extra {
+                b.push_header(n, v);
+            }
+        });
+    }
+
+    /// [`Shared::respond`] with the extra headers written by `headers` straight into the
+    /// response (no intermediate strings).
+    pub(crate) fn respond_with(
+        &mut self,
+        req: &Req<'_, '_>,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<WorkerCommand>,
+        headers: impl FnOnce(&mut MessageBuilder),
+    ) {
         let tag = self.token(8);
         let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
             Ok(b) => b,
             Err(e) => return tracing::debug!("cannot answer {code}: {e}"),
         };
-        for (n, v) in extra {
-            b.push_header(n, v);
-        }
+        headers(&mut b);
         self.send_response(req.tx, b.build(), now, out);
     }
 

@@ -19,12 +19,12 @@ use crate::core::saset::{new_sa_set, NoSet};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
     AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{
-    choose, render_security_header, tls_security_server, ChosenMechanism, SecMechanism, IPSEC_3GPP,
-    TLS_MECHANISM,
+    choose, render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
+    IPSEC_3GPP, TLS_MECHANISM,
 };
 use crate::sip::{HeaderKind, Message};
 
@@ -124,7 +124,7 @@ impl Core {
         if req.msg.header(HeaderKind::SecurityClient).is_none() || self.agrees_tls(req) {
             return Some(None);
         }
-        let Ok(offers) = mechanisms(req.msg, HeaderKind::SecurityClient) else {
+        let Ok(offers) = mechanism_views(req.msg, HeaderKind::SecurityClient) else {
             self.shared
                 .respond(req, 400, "Bad Security-Client", &[], now, out);
             return None;
@@ -146,8 +146,10 @@ impl Core {
     pub(crate) fn agrees_tls(&self, req: &Req<'_, '_>) -> bool {
         self.shared.cfg.tls_port == Some(req.flow.local_port)
             && req.flow.proto == Transport::Tcp
-            && mechanisms(req.msg, HeaderKind::SecurityClient)
-                .is_ok_and(|m| m.iter().any(|m| m.name == TLS_MECHANISM))
+            && mechanism_views(req.msg, HeaderKind::SecurityClient).is_ok_and(|m| {
+                m.iter()
+                    .any(|m| m.name().eq_ignore_ascii_case(TLS_MECHANISM))
+            })
     }
 
     /// Removes sets the registrar let go of, in order.
@@ -684,23 +686,23 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let impus = self.registrar.impus(key).unwrap_or_default().to_vec();
-        let host = &self.shared.cfg.pcscf_host;
-        let extra = [
-            ("Contact", format!("<{contact}>;expires={expires}")),
-            ("Expires", expires.to_string()),
-            ("Path", format!("<sip:term@{host};lr>")),
-            ("Service-Route", format!("<sip:orig@{host};lr>")),
-            (
-                "P-Associated-URI",
-                impus
-                    .iter()
-                    .map(|u| format!("<{u}>"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        ];
-        self.shared.respond(req, 200, "OK", &extra, now, out);
+        let impus = self.registrar.impus(key).unwrap_or_default();
+        let host = self.shared.cfg.pcscf_host.clone();
+        self.shared.respond_with(req, 200, "OK", now, out, |b| {
+            b.push_header_with("Contact", |v| {
+                v.str("<").str(contact).str(">;expires=").decimal(expires);
+            });
+            b.push_header_with("Expires", |v| {
+                v.decimal(expires);
+            });
+            b.push_header_parts("Path", &["<sip:term@", &host, ";lr>"]);
+            b.push_header_parts("Service-Route", &["<sip:orig@", &host, ";lr>"]);
+            b.push_header_with("P-Associated-URI", |v| {
+                for (i, u) in impus.iter().enumerate() {
+                    v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");
+                }
+            });
+        });
         self.on_registered(key, now, out);
     }
 

@@ -22,7 +22,7 @@ use crate::aka::{AkaNonce, AuthVector, Autn, DigestParams, Res};
 use crate::context::{peer_of, Req, TimerKey, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
-use crate::registrar::{contact_uri, mechanisms, verify_matches, Pending, SetKind};
+use crate::registrar::{contact_uri, mechanism_views, verify_matches, Pending, SetKind};
 use crate::secagree::{choose, tls_security_server, ChosenMechanism, TLS_MECHANISM};
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{HeaderKind, Message, MessageEdit};
@@ -133,7 +133,7 @@ impl RelayState {
 
 /// The quiet choice of a REGISTER's Security-Client (protected REGISTERs: no 494 over SAs).
 fn quiet_choice(core: &Core, msg: &Message<'_>) -> Option<ChosenMechanism> {
-    let offers = mechanisms(msg, HeaderKind::SecurityClient).ok()?;
+    let offers = mechanism_views(msg, HeaderKind::SecurityClient).ok()?;
     choose(&core.shared.cfg.profile, &offers)
 }
 

@@ -16,7 +16,7 @@ mod view;
 
 pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
-    contact_uri, impi_of, mechanisms, realm_of, requested_expires, verify_matches,
+    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
 };
 pub(crate) use sa::{unprotected_suite, SaSetExt};
 pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};

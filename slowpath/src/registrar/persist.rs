@@ -244,10 +244,10 @@ impl Registrar {
             contact: active.contact.clone(),
             transport: active.proto.token().to_string(),
             expires_unix_ms: unix_ms(wall + left),
-            security_server: active
-                .security_server
-                .as_ref()
-                .map(|m| (m.name.clone(), m.params.clone())),
+            security_server: active.security_server.as_ref().map(|m| {
+                let params = m.params().map(|(k, v)| (k.to_string(), v.to_string()));
+                (m.name.clone(), params.collect())
+            }),
             set: PersistedSet::of(&active.set),
         })
     }

@@ -2,7 +2,7 @@
 //! Contact, the Security-* mechanisms, and whether Security-Verify echoes what we sent.
 
 use crate::aka::DigestCredentials;
-use crate::secagree::{parse_security_header, SecMechanism};
+use crate::secagree::{security_header_views, MechanismView, SecMechanism};
 use crate::sip::{HeaderKind, Message, Scheme};
 
 /// The IMPI of a REGISTER: Authorization `username`, else derived from the To URI
@@ -32,8 +32,7 @@ pub(crate) fn realm_of(impi: &str) -> &str {
 /// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
 pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
     let from_contact = msg
-        .contacts()
-        .next()
+        .first_contact()
         .and_then(Result::ok)
         .and_then(|c| c.expires());
     from_contact.or_else(|| msg.expires().ok().flatten())
@@ -41,15 +40,19 @@ pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
 
 /// The first Contact URI of a REGISTER (`None` for none or `*`).
 pub(crate) fn contact_uri(msg: &Message<'_>) -> Option<String> {
-    let c = msg.contacts().next()?.ok()?;
+    let c = msg.first_contact()?.ok()?;
     Some(c.addr()?.uri.raw.to_string())
 }
 
-/// All mechanisms of every line of a Security-* header (RFC 3329 2.2).
-pub(crate) fn mechanisms(msg: &Message<'_>, kind: HeaderKind) -> Result<Vec<SecMechanism>, ()> {
+/// All mechanisms of every line of a Security-* header (RFC 3329 2.2), borrowed from the
+/// message (nothing copied).
+pub(crate) fn mechanism_views<'a>(
+    msg: &Message<'a>,
+    kind: HeaderKind,
+) -> Result<Vec<MechanismView<'a>>, ()> {
     let mut v = Vec::new();
     for line in msg.header_values(kind) {
-        v.extend(parse_security_header(line).map_err(|_| ())?);
+        security_header_views(line, &mut v).map_err(|_| ())?;
     }
     Ok(v)
 }
@@ -57,8 +60,8 @@ pub(crate) fn mechanisms(msg: &Message<'_>, kind: HeaderKind) -> Result<Vec<SecM
 /// Whether Security-Verify echoes `sent` (RFC 3329 2.3.1, TS 33.203 7.2): exactly one
 /// mechanism, equal parameter for parameter.
 pub(crate) fn verify_matches(msg: &Message<'_>, sent: &SecMechanism) -> bool {
-    match mechanisms(msg, HeaderKind::SecurityVerify) {
-        Ok(got) => got.len() == 1 && got.iter().all(|m| m.equivalent(sent)),
+    match mechanism_views(msg, HeaderKind::SecurityVerify) {
+        Ok(got) => got.len() == 1 && got.iter().all(|m| sent.equivalent(m)),
         Err(()) => false,
     }
 }

@@ -3,7 +3,7 @@
 
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 
-use super::{ImsAkaProfile, SecMechanism};
+use super::{ImsAkaProfile, Mechanism, SecMechanism};
 
 /// The mechanism name of IMS-AKA ESP (TS 33.203 Annex H).
 pub const IPSEC_3GPP: &str = "ipsec-3gpp";
@@ -59,21 +59,30 @@ impl ChosenMechanism {
 
 /// Reads one `ipsec-3gpp` offer; `None` for other mechanisms, unknown algorithms, `prot=ah`,
 /// `mod=tun`, or missing/invalid SPIs and ports.
-fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
-    if !m.name.eq_ignore_ascii_case(IPSEC_3GPP) {
+fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
+    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
         return None;
     }
+    // One pass over the parameters (the first of each name counts, as `param` reads it).
+    let mut read: [Option<&str>; 8] = [None; 8];
+    const NAMES: [&str; 8] = [
+        "prot", "mod", "alg", "ealg", "spi-c", "spi-s", "port-c", "port-s",
+    ];
+    for (n, v) in m.each_param() {
+        if let Some(i) = NAMES.iter().position(|k| k.eq_ignore_ascii_case(n)) {
+            read[i].get_or_insert(v);
+        }
+    }
+    let [prot, mode, alg, ealg, spi_c, spi_s, port_c, port_s] = read;
     // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
-    if m.param("prot")
-        .is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
-        || m.param("mod")
-            .is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
+    if prot.is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
+        || mode.is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
     {
         return None;
     }
-    let auth = AuthAlg::from_token(m.param("alg")?)?;
+    let auth = AuthAlg::from_token(alg?)?;
     // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
-    let encr = match m.param("ealg") {
+    let encr = match ealg {
         Some(e) => EncrAlg::from_token(e)?,
         None => EncrAlg::Null,
     };
@@ -83,10 +92,10 @@ fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
         return None;
     }
     // RFC 4303 2.1: SPIs 0..=255 are reserved.
-    let spi_uc = m.param_u32("spi-c").filter(|s| *s > 255)?;
-    let spi_us = m.param_u32("spi-s").filter(|s| *s > 255)?;
-    let port_uc = m.param_u16("port-c").filter(|p| *p != 0)?;
-    let port_us = m.param_u16("port-s").filter(|p| *p != 0)?;
+    let spi_uc = spi_c?.parse::<u32>().ok().filter(|s| *s > 255)?;
+    let spi_us = spi_s?.parse::<u32>().ok().filter(|s| *s > 255)?;
+    let port_uc = port_c?.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let port_us = port_s?.parse::<u16>().ok().filter(|p| *p != 0)?;
     Some(ChosenMechanism {
         auth,
         encr,
@@ -101,7 +110,7 @@ fn offer(m: &SecMechanism) -> Option<ChosenMechanism> {
 /// with any allowed `alg`, then the first such `auth_alg_list` entry; `None` if nothing fits.
 /// For `aes-gcm` an offer with `alg=null` is accepted after the listed `alg`s: GCM brings its
 /// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
-pub fn choose(profile: &ImsAkaProfile, offers: &[SecMechanism]) -> Option<ChosenMechanism> {
+pub fn choose<M: Mechanism>(profile: &ImsAkaProfile, offers: &[M]) -> Option<ChosenMechanism> {
     let valid: Vec<ChosenMechanism> = offers.iter().filter_map(offer).collect();
     for encr in &profile.encr_alg_list {
         let gcm_null = (*encr == EncrAlg::AesGcm).then_some(&AuthAlg::Null);

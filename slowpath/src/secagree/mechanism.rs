@@ -29,12 +29,26 @@ pub enum SecAgreeError {
 }
 
 /// One security mechanism with its parameters, names lower-cased, values as sent (trimmed).
+///
+/// The parameters live in one string (`name=value` back to back) indexed by spans, so a parsed
+/// mechanism costs three allocations whatever its parameter count (a REGISTER's
+/// Security-Client carries six mechanisms of eight parameters each).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecMechanism {
     /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...).
     pub name: String,
-    /// Parameters in the order sent; a parameter without `=value` has an empty value.
-    pub params: Vec<(String, String)>,
+    /// Every parameter's name and value, back to back.
+    text: String,
+    /// Where each parameter's name and value are in `text`, in the order sent.
+    spans: Vec<ParamSpan>,
+}
+
+/// A parameter's name `text[name_start..value_start]` and value `text[value_start..end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ParamSpan {
+    name_start: u32,
+    value_start: u32,
+    end: u32,
 }
 
 impl SecMechanism {
@@ -42,23 +56,55 @@ impl SecMechanism {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_ascii_lowercase(),
-            params: Vec::new(),
+            text: String::new(),
+            spans: Vec::new(),
         }
     }
 
     /// Appends a parameter (builder style).
-    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
-        self.params
-            .push((name.to_ascii_lowercase(), value.to_string()));
+    pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        use std::fmt::Write as _;
+        let name_start = self.text.len();
+        self.text
+            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        let value_start = self.text.len();
+        let _ = write!(self.text, "{value}");
+        self.push_span(name_start, value_start);
         self
+    }
+
+    /// Records the parameter whose name starts at `name_start` and whose value, from
+    /// `value_start`, ends at the end of `text`.
+    fn push_span(&mut self, name_start: usize, value_start: usize) {
+        // A header value is bounded by the message size limit, far below 4 GiB.
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        self.spans.push(ParamSpan {
+            name_start: at(name_start),
+            value_start: at(value_start),
+            end: at(self.text.len()),
+        });
+    }
+
+    /// The parameters in the order sent: lower-case name, value as sent (empty when absent).
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|s| {
+            let (n, v, e) = (
+                s.name_start as usize,
+                s.value_start as usize,
+                s.end as usize,
+            );
+            (
+                self.text.get(n..v).unwrap_or(""),
+                self.text.get(v..e).unwrap_or(""),
+            )
+        })
     }
 
     /// The value of parameter `name` (case-insensitive), if present.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
+        self.params()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// A decimal `u32` parameter (`spi-c`, `spi-s`); `None` when absent or malformed.
@@ -73,24 +119,15 @@ impl SecMechanism {
 
     /// Whether two mechanisms are the same parameter for parameter, ignoring case, whitespace
     /// and parameter order (RFC 3329 2.3.1 step 3, TS 33.203 7.2); `q` compared as a number.
-    pub fn equivalent(&self, other: &SecMechanism) -> bool {
-        self.name.eq_ignore_ascii_case(&other.name) && self.normalized() == other.normalized()
-    }
-
-    fn normalized(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = self
-            .params
-            .iter()
-            .map(|(n, val)| (n.to_ascii_lowercase(), normalize_value(n, val)))
-            .collect();
-        v.sort();
-        v
+    pub fn equivalent(&self, other: &impl Mechanism) -> bool {
+        equivalent(self, other)
     }
 
     /// Renders the mechanism as `name;p=v;p=v` (no spaces).
     pub fn render(&self) -> String {
-        let mut s = self.name.clone();
-        for (n, v) in &self.params {
+        let mut s = String::with_capacity(self.name.len() + self.text.len() + 2 * self.spans.len());
+        s.push_str(&self.name);
+        for (n, v) in self.params() {
             s.push(';');
             s.push_str(n);
             if !v.is_empty() {
@@ -102,20 +139,73 @@ impl SecMechanism {
     }
 }
 
-/// Lower-cases a value, strips quotes and leading zeros of numbers, and writes `q` in
-/// thousandths so `0.1` equals `0.100`.
-fn normalize_value(name: &str, value: &str) -> String {
-    let v = value.trim().trim_matches('"').to_ascii_lowercase();
+/// Whether `a` and `b` are the same mechanism parameter for parameter (see
+/// [`SecMechanism::equivalent`]). The parameters are compared as multisets of normalised
+/// (name, value) pairs without allocating: each of `a`'s is matched with an unused equal one
+/// of `b`'s (equality of normal forms is an equivalence, so matching greedily is exact).
+pub fn equivalent(a: &impl Mechanism, b: &impl Mechanism) -> bool {
+    if !a.name().eq_ignore_ascii_case(b.name()) {
+        return false;
+    }
+    // `b`'s parameters read once onto the stack; parsing bounds a mechanism to MAX_PARAMS.
+    let mut theirs = [("", ""); MAX_PARAMS];
+    let mut nb = 0;
+    for p in b.each_param() {
+        let Some(slot) = theirs.get_mut(nb) else {
+            return false;
+        };
+        *slot = p;
+        nb += 1;
+    }
+    let theirs = &theirs[..nb];
+    let mut used = 0u64;
+    let mut na = 0;
+    let all_found = a.each_param().all(|(n, v)| {
+        na += 1;
+        let found = theirs.iter().enumerate().position(|(i, (on, ov))| {
+            used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
+        });
+        found.map(|i| used |= 1 << i).is_some()
+    });
+    all_found && na == nb
+}
+
+/// A value in the form equivalence compares: trimmed, unquoted; `q` in thousandths so `0.1`
+/// equals `0.100`; a number without leading zeros; anything else compared ignoring case.
+enum Normal<'a> {
+    Number(u32),
+    Digits(&'a str),
+    Text(&'a str),
+}
+
+fn normal<'a>(name: &str, value: &'a str) -> Normal<'a> {
+    let v = value.trim().trim_matches('"');
     if name.eq_ignore_ascii_case("q") {
-        if let Some(t) = qvalue_thousandths(&v) {
-            return t.to_string();
+        if let Some(t) = qvalue_thousandths(v) {
+            return Normal::Number(t);
         }
     }
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         let t = v.trim_start_matches('0');
-        return if t.is_empty() { "0".into() } else { t.into() };
+        return Normal::Digits(if t.is_empty() { "0" } else { t });
     }
-    v
+    Normal::Text(v)
+}
+
+/// Whether values `a` and `b` of parameter `name` are equal once normalised ([`Normal`]).
+fn same_value(name: &str, a: &str, b: &str) -> bool {
+    match (normal(name, a), normal(name, b)) {
+        (Normal::Number(x), Normal::Number(y)) => x == y,
+        (Normal::Digits(x), Normal::Digits(y)) => x == y,
+        (Normal::Text(x), Normal::Text(y)) => x.eq_ignore_ascii_case(y),
+        // A `q` that reads as a qvalue is rendered in thousandths; the old comparison
+        // compared those digits with the other side's normalised text.
+        (Normal::Number(x), Normal::Digits(y)) | (Normal::Digits(y), Normal::Number(x)) => {
+            y.parse::<u32>().is_ok_and(|y| y == x)
+        }
+        // Thousandths are digits, which a `Text` never is.
+        _ => false,
+    }
 }
 
 /// RFC 3261 qvalue (`0[.ddd]` / `1[.000]`) in thousandths.
@@ -144,72 +234,238 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
-pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<Vec<&str>, SecAgreeError> {
-    let mut parts = Vec::new();
-    let bytes = s.as_bytes();
-    let (mut start, mut in_q, mut esc) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_q {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_q = false;
-            }
-        } else if b == b'"' {
-            in_q = true;
-        } else if b == sep {
-            parts.push(&s[start..i]);
-            start = i + 1;
-        }
+pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> Result<OutsideQuotes<'_>, SecAgreeError> {
+    let mut it = OutsideQuotes {
+        s,
+        pos: 0,
+        sep,
+        done: false,
+        plain: memchr::memchr(b'"', s.as_bytes()).is_none(),
+    };
+    if it.plain {
+        return Ok(it);
     }
-    if in_q {
+    // One pass to find an unclosed quote first, so the error does not depend on what precedes it.
+    while it.next_end().is_some() {}
+    if it.pos == usize::MAX {
         return Err(SecAgreeError::UnterminatedQuote);
     }
-    parts.push(&s[start..]);
-    Ok(parts)
+    it.pos = 0;
+    it.done = false;
+    Ok(it)
 }
 
-/// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
-/// header line's value; callers concatenate several lines' lists).
-pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeError> {
-    let mut out = Vec::new();
+/// The pieces of [`split_outside_quotes`], borrowed from its input.
+pub(crate) struct OutsideQuotes<'a> {
+    s: &'a str,
+    pos: usize,
+    sep: u8,
+    done: bool,
+    /// No quote in the input: pieces end at every separator.
+    plain: bool,
+}
+
+impl OutsideQuotes<'_> {
+    /// The end of the next piece (at a separator or the end of input); leaves `pos` at
+    /// `usize::MAX` when the input ends inside quotes.
+    fn next_end(&mut self) -> Option<usize> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        if self.plain {
+            let start = self.pos;
+            match bytes
+                .get(start..)
+                .and_then(|rest| memchr::memchr(self.sep, rest))
+            {
+                Some(i) => self.pos = start + i + 1,
+                None => {
+                    self.done = true;
+                    self.pos = bytes.len();
+                }
+            }
+            return Some(start);
+        }
+        let (mut in_q, mut esc) = (false, false);
+        for (i, &b) in bytes.iter().enumerate().skip(self.pos) {
+            if in_q {
+                if esc {
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    in_q = false;
+                }
+            } else if b == b'"' {
+                in_q = true;
+            } else if b == self.sep {
+                let start = self.pos;
+                self.pos = i + 1;
+                return Some(start);
+            }
+        }
+        self.done = true;
+        let start = self.pos;
+        self.pos = if in_q { usize::MAX } else { bytes.len() };
+        Some(start)
+    }
+}
+
+impl<'a> Iterator for OutsideQuotes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let start = self.next_end()?;
+        let end = if self.done {
+            self.s.len()
+        } else {
+            self.pos - 1
+        };
+        // Separators and quotes are ASCII, so both ends are character boundaries.
+        self.s.get(start..end)
+    }
+}
+
+/// What choosing an offer and checking Security-Verify read of a mechanism: its name and
+/// parameters (names compared ignoring case). [`SecMechanism`] owns them; [`MechanismView`]
+/// borrows them from the header.
+pub trait Mechanism {
+    /// The mechanism name as sent or stored.
+    fn name(&self) -> &str;
+
+    /// Every parameter in order: name, value (trimmed; empty when absent).
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)>;
+
+    /// The value of parameter `name` (case-insensitive), if present.
+    fn param(&self, name: &str) -> Option<&str> {
+        self.each_param()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// A decimal `u32` parameter (`spi-c`, `spi-s`); `None` when absent or malformed.
+    fn param_u32(&self, name: &str) -> Option<u32> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+
+    /// A decimal `u16` parameter (`port-c`, `port-s`); `None` when absent or malformed.
+    fn param_u16(&self, name: &str) -> Option<u16> {
+        self.param(name).and_then(|v| v.parse().ok())
+    }
+}
+
+impl Mechanism for SecMechanism {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params()
+    }
+}
+
+/// One mechanism of a header value, checked and borrowed from it (no allocation): what
+/// [`parse_security_header`] would turn into a [`SecMechanism`].
+#[derive(Clone, Copy, Debug)]
+pub struct MechanismView<'a> {
+    name: &'a str,
+    /// The `;`-separated parameters after the name (`None` without a `;`).
+    params: Option<&'a str>,
+}
+
+impl<'a> Mechanism for MechanismView<'a> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn each_param(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Checked when the view was made: the split cannot fail, and every item is a param.
+        self.params
+            .and_then(|p| split_outside_quotes(p, b';').ok())
+            .into_iter()
+            .flatten()
+            .map(split_param)
+    }
+}
+
+impl MechanismView<'_> {
+    /// The owned mechanism (names lower-cased, values as sent).
+    pub fn to_owned(&self) -> SecMechanism {
+        let mut m = SecMechanism {
+            name: self.name.to_ascii_lowercase(),
+            text: String::with_capacity(self.params.map_or(0, str::len)),
+            spans: Vec::with_capacity(self.each_param().count()),
+        };
+        for (n, v) in self.each_param() {
+            let name_start = m.text.len();
+            m.text.extend(n.chars().map(|c| c.to_ascii_lowercase()));
+            let value_start = m.text.len();
+            m.text.push_str(v);
+            m.push_span(name_start, value_start);
+        }
+        m
+    }
+}
+
+/// `name[=value]`, both trimmed.
+fn split_param(item: &str) -> (&str, &str) {
+    match memchr::memchr(b'=', item.as_bytes()) {
+        // `=` is ASCII: both sides are character boundaries.
+        Some(i) => (item[..i].trim(), item[i + 1..].trim()),
+        None => (item.trim(), ""),
+    }
+}
+
+/// Checks the value of a Security-Client, Security-Server or Security-Verify header (one
+/// header line's value) and appends a view of each of its mechanisms to `out`.
+pub fn security_header_views<'a>(
+    value: &'a str,
+    out: &mut Vec<MechanismView<'a>>,
+) -> Result<(), SecAgreeError> {
+    let before = out.len();
     for mech in split_outside_quotes(value, b',')? {
         if mech.trim().is_empty() && value.trim().is_empty() {
             break;
         }
-        if out.len() == MAX_MECHANISMS {
+        if out.len() - before == MAX_MECHANISMS {
             return Err(SecAgreeError::TooLarge);
         }
-        let mut items = split_outside_quotes(mech, b';')?.into_iter();
-        let name = items.next().unwrap_or("").trim();
+        let (name, params) = match mech.find(';') {
+            // A `;` inside quotes cannot come before the first parameter's name.
+            Some(i) => (&mech[..i], Some(&mech[i + 1..])),
+            None => (mech, None),
+        };
+        let name = name.trim();
         if name.is_empty() {
             return Err(SecAgreeError::MissingMechanismName);
         }
         if !is_token(name) {
             return Err(SecAgreeError::BadToken);
         }
-        let mut m = SecMechanism::new(name);
-        for item in items {
-            if m.params.len() == MAX_PARAMS {
+        let view = MechanismView { name, params };
+        for (count, (n, _)) in view.each_param().enumerate() {
+            if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
-            let (n, v) = match item.split_once('=') {
-                Some((n, v)) => (n.trim(), v.trim()),
-                None => (item.trim(), ""),
-            };
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
-            m.params.push((n.to_ascii_lowercase(), v.to_string()));
         }
-        out.push(m);
+        out.push(view);
     }
-    if out.is_empty() {
+    if out.len() == before {
         return Err(SecAgreeError::Empty);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
+/// header line's value; callers concatenate several lines' lists).
+pub fn parse_security_header(value: &str) -> Result<Vec<SecMechanism>, SecAgreeError> {
+    let mut views = Vec::new();
+    security_header_views(value, &mut views)?;
+    Ok(views.iter().map(MechanismView::to_owned).collect())
 }
 
 /// Renders a list of mechanisms as one header value, separated by `, `.
@@ -300,6 +556,47 @@ mod tests {
         )
         .unwrap()[0];
         assert!(!a.equivalent(d));
+    }
+
+    #[test]
+    fn views_check_what_parsing_checks_and_read_the_same_parameters() {
+        // A trailing `;` is an empty parameter name (BadToken), with or without quotes.
+        for bad in ["tls;", "ipsec-3gpp;alg=x;", "digest;d-ver=\"a\";"] {
+            let mut v = Vec::new();
+            assert_eq!(
+                security_header_views(bad, &mut v),
+                Err(SecAgreeError::BadToken),
+                "{bad}"
+            );
+            assert_eq!(parse_security_header(bad), Err(SecAgreeError::BadToken));
+        }
+        let text =
+            "ipsec-3gpp; ALG = hmac-sha-1-96 ;spi-c=1;port-c=2;flag, digest;d-ver=\"a;b,c\";q=0.5";
+        let mut views = Vec::new();
+        security_header_views(text, &mut views).unwrap();
+        let owned = parse_security_header(text).unwrap();
+        assert_eq!(views.len(), 2);
+        for (v, o) in views.iter().zip(&owned) {
+            assert_eq!(v.to_owned(), *o);
+            assert!(equivalent(v, o) && o.equivalent(v));
+        }
+        assert_eq!(views[0].param("alg"), Some("hmac-sha-1-96"));
+        assert_eq!(views[0].param("flag"), Some(""));
+        assert_eq!(views[1].param("d-ver"), Some("\"a;b,c\""));
+        assert_eq!(
+            owned[0].render(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;port-c=2;flag"
+        );
+    }
+
+    #[test]
+    fn equivalence_counts_repeated_parameters() {
+        let one = |s| parse_security_header(s).unwrap().remove(0);
+        // Same names, a repeated parameter on one side only: not the same multiset.
+        assert!(!one("tls;a=1;a=1;b=2").equivalent(&one("tls;a=1;b=2;b=2")));
+        assert!(one("tls;a=1;b=2;a=01").equivalent(&one("tls;b=2;a=1;a=1")));
+        assert!(!one("tls;a=1").equivalent(&one("tls;a=1;a=1")));
+        assert!(one("tls;q=0.5").equivalent(&one("tls;q=0.500")));
     }
 
     #[test]

@@ -6,5 +6,8 @@ mod mechanism;
 mod profile;
 
 pub use choose::{choose, tls_security_server, ChosenMechanism, IPSEC_3GPP, TLS_MECHANISM};
-pub use mechanism::{parse_security_header, render_security_header, SecAgreeError, SecMechanism};
+pub use mechanism::{
+    equivalent, parse_security_header, render_security_header, security_header_views, Mechanism,
+    MechanismView, SecAgreeError, SecMechanism,
+};
 pub use profile::ImsAkaProfile;

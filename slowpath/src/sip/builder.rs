@@ -15,17 +15,41 @@ pub struct MessageBuilder {
     body: Vec<u8>,
 }
 
+/// Head capacity a builder starts with: a 401 or 200 to a REGISTER (several Vias, a
+/// Security-Server, Path, Service-Route, P-Associated-URI) fits without growing.
+const HEAD_CAPACITY: usize = 1536;
+
 fn push_clean(out: &mut Vec<u8>, s: &str) {
-    out.extend(
-        s.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    let start = out.len();
+    out.extend_from_slice(s.as_bytes());
+    // Values almost never hold CR or LF: copy at once, then blank any that are there.
+    let mut at = start;
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', &out[at..]) {
+        out[at + i] = b' ';
+        at += i + 1;
+    }
+}
+
+/// Appends `n` in decimal (no `format!` and no allocation on the build path).
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 impl MessageBuilder {
     /// Starts a request `method request_uri SIP/2.0`.
     pub fn request(method: &str, request_uri: &str) -> Self {
-        let mut head = Vec::with_capacity(512);
+        let mut head = Vec::with_capacity(HEAD_CAPACITY);
         push_clean(&mut head, method);
         head.push(b' ');
         push_clean(&mut head, request_uri);
@@ -38,8 +62,10 @@ impl MessageBuilder {
 
     /// Starts a response `SIP/2.0 code reason`.
     pub fn response(code: u16, reason: &str) -> Self {
-        let mut head = Vec::with_capacity(512);
-        head.extend_from_slice(format!("SIP/2.0 {code} ").as_bytes());
+        let mut head = Vec::with_capacity(HEAD_CAPACITY);
+        head.extend_from_slice(b"SIP/2.0 ");
+        push_decimal(&mut head, usize::from(code));
+        head.push(b' ');
         push_clean(&mut head, reason);
         head.extend_from_slice(b"\r\n");
         MessageBuilder {
@@ -50,12 +76,34 @@ impl MessageBuilder {
 
     /// Appends a header line; a Content-Length given here is ignored (it is computed).
     pub fn push_header(&mut self, name: &str, value: &str) {
-        if HeaderKind::from_name(name) == HeaderKind::ContentLength {
+        self.push_header_parts(name, &[value]);
+    }
+
+    /// Appends a header line whose value is `parts` concatenated (no intermediate string).
+    pub fn push_header_parts(&mut self, name: &str, parts: &[&str]) {
+        // Only "Content-Length" and its compact form "l" can name it: skip the lookup otherwise.
+        if matches!(name.len(), 1 | 14) && HeaderKind::from_name(name) == HeaderKind::ContentLength
+        {
             return;
         }
         push_clean(&mut self.head, name);
         self.head.extend_from_slice(b": ");
-        push_clean(&mut self.head, value);
+        for p in parts {
+            push_clean(&mut self.head, p);
+        }
+        self.head.extend_from_slice(b"\r\n");
+    }
+
+    /// Appends a header line whose value `write` produces piece by piece into the message
+    /// (lists and numbers without intermediate strings).
+    pub fn push_header_with(&mut self, name: &str, write: impl FnOnce(&mut ValueWriter<'_>)) {
+        if matches!(name.len(), 1 | 14) && HeaderKind::from_name(name) == HeaderKind::ContentLength
+        {
+            return;
+        }
+        push_clean(&mut self.head, name);
+        self.head.extend_from_slice(b": ");
+        write(&mut ValueWriter(&mut self.head));
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -80,10 +128,31 @@ impl MessageBuilder {
 
     /// Serialises the message with `Content-Length` set to the body length.
     pub fn build(mut self) -> Vec<u8> {
-        self.head
-            .extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        self.head.reserve_exact(24 + self.body.len());
+        self.head.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut self.head, self.body.len());
+        self.head.extend_from_slice(b"\r\n\r\n");
         self.head.extend_from_slice(&self.body);
         self.head
+    }
+}
+
+/// Writes one header value into a [`MessageBuilder`] ([`MessageBuilder::push_header_with`]);
+/// CR and LF become spaces as in every value.
+#[derive(Debug)]
+pub struct ValueWriter<'a>(&'a mut Vec<u8>);
+
+impl ValueWriter<'_> {
+    /// Appends text.
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        push_clean(self.0, s);
+        self
+    }
+
+    /// Appends a number in decimal.
+    pub fn decimal(&mut self, n: u32) -> &mut Self {
+        push_decimal(self.0, n as usize);
+        self
     }
 }
 
@@ -109,7 +178,7 @@ pub fn response_to(
     let to_raw = request.required(HeaderKind::To)?;
     match to_tag {
         Some(tag) if code > 100 && to.tag().is_none() => {
-            b.push_header("To", &format!("{to_raw};tag={tag}"));
+            b.push_header_parts("To", &[to_raw, ";tag=", tag]);
         }
         _ => b.push_header("To", to_raw),
     }

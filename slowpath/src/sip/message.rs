@@ -7,6 +7,9 @@ use akagate_proto::sipscan::{self, find_head_end, HeaderLines};
 use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
+use super::name_addr::{Contact, NameAddr};
+use super::via::Via;
+use std::cell::OnceCell;
 
 /// Headers kept without allocation; longer messages spill into a `Vec`.
 pub const INLINE_HEADERS: usize = 32;
@@ -92,6 +95,12 @@ pub struct Message<'a> {
     headers: HeaderList<'a>,
     body: &'a [u8],
     content_length: Option<usize>,
+    /// The topmost Via and the To header, parsed on first use: validation, the transaction
+    /// key, the registrar and the response builder all read them.
+    pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
+    pub(crate) to: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    /// The first Contact (`None`: no Contact header), parsed on first use like the above.
+    pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
 }
 
 /// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT), by the shared scanner's rule.
@@ -148,6 +157,25 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     Ok(StartLine::Request { method, uri })
 }
 
+/// `part`, a sub-slice of `whole`'s bytes, as a `&str` of `whole` (no second UTF-8 check).
+fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Result<&'a str, ParseError> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    whole
+        .get(start..start.wrapping_add(part.len()))
+        .ok_or(ParseError::NotUtf8)
+}
+
+/// The status code of `raw` from its start line alone (`None` for a request), for code that
+/// built or parsed the whole message already and only needs to know what it is.
+pub(crate) fn status_line_code(raw: &[u8]) -> Result<Option<u16>, ParseError> {
+    let end = memchr::memmem::find(raw, b"\r\n").ok_or(ParseError::Truncated)?;
+    let line = std::str::from_utf8(&raw[..end]).map_err(|_| ParseError::NotUtf8)?;
+    Ok(match parse_start_line(line)? {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request { .. } => None,
+    })
+}
+
 impl<'a> Message<'a> {
     /// Parses one message. Content-Length, when present, bounds the body; extra bytes after it
     /// are ignored and fewer bytes are an error (RFC 3261 18.3). Without Content-Length the body
@@ -171,9 +199,10 @@ impl<'a> Message<'a> {
         let mut content_length = None;
         for line in HeaderLines::new(section.as_bytes()) {
             let (name, value) = sipscan::split_header_line(line)?;
-            // Both slices are sub-slices of `section` at ASCII boundaries, so they are UTF-8.
-            let name = std::str::from_utf8(name).map_err(|_| ParseError::NotUtf8)?;
-            let value = trim_lws(std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8)?);
+            // Both slices are sub-slices of `section` (checked UTF-8 above) at ASCII
+            // boundaries: take them from it instead of validating them again.
+            let name = sub_str(section, name)?;
+            let value = trim_lws(sub_str(section, value)?);
             let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
@@ -194,6 +223,9 @@ impl<'a> Message<'a> {
             headers,
             body,
             content_length,
+            top_via: OnceCell::new(),
+            to: OnceCell::new(),
+            first_contact: OnceCell::new(),
         })
     }
 

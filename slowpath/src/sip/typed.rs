@@ -77,9 +77,11 @@ impl<'a> Message<'a> {
 
     /// The topmost Via (the one that identifies the transaction).
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.vias()
-            .next()
-            .unwrap_or(Err(ParseError::MissingHeader("Via")))
+        *self.top_via.get_or_init(|| {
+            self.vias()
+                .next()
+                .unwrap_or(Err(ParseError::MissingHeader("Via")))
+        })
     }
 
     /// The From header.
@@ -89,7 +91,9 @@ impl<'a> Message<'a> {
 
     /// The To header.
     pub fn to_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.single_name_addr(HeaderKind::To)
+        *self
+            .to
+            .get_or_init(|| self.single_name_addr(HeaderKind::To))
     }
 
     /// The Call-ID.
@@ -114,6 +118,11 @@ impl<'a> Message<'a> {
             r.and_then(Contact::parse)
                 .map_err(|_| ParseError::BadHeader("Contact"))
         })
+    }
+
+    /// The first Contact value ([`Message::contacts`]'s first item), parsed once per message.
+    pub fn first_contact(&self) -> Option<Result<Contact<'a>, ParseError>> {
+        *self.first_contact.get_or_init(|| self.contacts().next())
     }
 
     /// Every name-addr of a list header (Route, Record-Route, Path, Service-Route,

@@ -25,11 +25,14 @@ impl<'a> Message<'a> {
             self.cseq()?;
         }
         self.top_via()?;
-        self.vias().try_for_each(|v| v.map(|_| ()))?;
+        self.vias().skip(1).try_for_each(|v| v.map(|_| ()))?;
         self.from_header()?;
         self.to_header()?;
         self.call_id()?;
-        self.contacts().try_for_each(|c| c.map(|_| ()))?;
+        if let Some(first) = self.first_contact() {
+            first?;
+            self.contacts().skip(1).try_for_each(|c| c.map(|_| ()))?;
+        }
         for kind in [
             HeaderKind::Route,
             HeaderKind::RecordRoute,

@@ -125,10 +125,9 @@ impl Outbox {
 }
 
 /// The status code of a response the transaction user hands in for sending.
+/// Only its status line is read: the transaction user built or parsed the message already.
 fn status_of(response: &[u8]) -> Result<u16, TransactionError> {
-    Message::parse(response)?
-        .status_code()
-        .ok_or(TransactionError::WrongMessage)
+    super::message::status_line_code(response)?.ok_or(TransactionError::WrongMessage)
 }
 
 /// A retransmission timer: deadline and the interval used to arm it.

@@ -79,8 +79,14 @@ impl ServerNonInvite {
         ) {
             return Err(TransactionError::InvalidState);
         }
-        self.out.transmits.push_back(response.clone());
-        self.last_response = Some(response);
+        // RFC 3261 17.2.2: over a reliable transport a final response ends the transaction
+        // at once, so no copy is kept for retransmissions to requests that cannot come.
+        if code >= 200 && self.reliable {
+            self.out.transmits.push_back(response);
+        } else {
+            self.out.transmits.push_back(response.clone());
+            self.last_response = Some(response);
+        }
         if code < 200 {
             self.state = ServerNonInviteState::Proceeding;
         } else if self.reliable {
