@@ -161,15 +161,12 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     /// One round: the worker's loop iteration, then every event through the core, due core
     /// timeouts and the actions into the worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
-        let clock = self
-            .cpu
-            .is_some()
-            .then(crate::pktgen::cputime::current_thread_cpu);
+        let clock = self.cpu.is_some().then(crate::cputime::current_thread_cpu);
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
             self.worker.command(c, now);
         }
-        let after_worker = clock.map(|_| crate::pktgen::cputime::current_thread_cpu());
+        let after_worker = clock.map(|_| crate::cputime::current_thread_cpu());
         let t = self.std_time(now);
         let mut actions = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
@@ -185,7 +182,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         if let Some(r) = last {
             actions.extend(self.core.on_durable(r.ticket()));
         }
-        let after_core = clock.map(|_| crate::pktgen::cputime::current_thread_cpu());
+        let after_core = clock.map(|_| crate::cputime::current_thread_cpu());
         for a in actions {
             match a {
                 WorkerCommand::RemoveSaSet { .. } => self.deferred.push(a),
@@ -196,7 +193,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             (&mut self.cpu, clock, after_worker, after_core)
         {
             if work > 0 {
-                let t3 = crate::pktgen::cputime::current_thread_cpu();
+                let t3 = crate::cputime::current_thread_cpu();
                 cpu.worker += t1.saturating_sub(t0) + t3.saturating_sub(t2);
                 cpu.core += t2.saturating_sub(t1);
                 cpu.busy_steps += 1;

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod cputime;
 pub mod daemon;
 pub mod fleet;
 pub mod gateway;

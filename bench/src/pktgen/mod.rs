@@ -7,7 +7,7 @@
 //! external gateway (over AF_PACKET or a DPDK port) only the transmit side is measured.
 
 pub mod blast;
-pub mod cputime;
+pub use crate::cputime;
 pub mod establish;
 pub mod pcap;
 pub mod segments;

@@ -1,5 +1,6 @@
 //! CPU time of one thread of this process, by thread name, from Linux procfs: the busy time
-//! of a gateway worker thread during a blast (its idle loop sleeps, so CPU time ~ work).
+//! of a thread, e.g. a gateway worker during a pktgen blast (its idle loop sleeps, so CPU
+//! time ~ work).
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,7 @@ pub fn thread_cpu_ns(task: &Path) -> Option<u64> {
 }
 
 /// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): cheap enough to read
-/// around each step of the in-process gateway ([`crate::gateway::StepCpu`]).
+/// around each step of the in-process gateway (the gateway's `StepCpu`).
 pub fn current_thread_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
