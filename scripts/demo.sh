@@ -318,10 +318,17 @@ sys.exit(0 if sets >= want and sent > 0 and got > 0 else 1)' "$i" "$2"; then
 kill9_restart() {
   registrations() {
     ./target/release/akactl stats --json --socket "$(sock 1)" 2>/dev/null |
-      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["slowpath"]["registrations"])' \
+      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["slowpath"]["registrations"])' \
       2>/dev/null || echo 0
   }
-  while [ "$(registrations)" -lt "$KILL9_AT" ]; do sleep 0.02; done
+  local waited=0
+  while [ "$(registrations)" -lt "$KILL9_AT" ]; do
+    sleep 0.02
+    waited=$((waited + 1))
+    if [ "$waited" -gt 30000 ]; then
+      echo "demo: KILL9_AT: $KILL9_AT registrations not reached in 10 minutes"; return 1
+    fi
+  done
   kill -KILL "${daemon_pids[0]}"
   while kill -0 "${daemon_pids[0]}" 2>/dev/null; do sleep 0.005; done
   local t0
