@@ -337,6 +337,8 @@ kill9_restart() {
     >> "$work/akagate1.log" 2>&1 &
   echo $! > "$work/akagate1.pid"
   until ./target/release/akactl stats --socket "$(sock 1)" >/dev/null 2>&1; do sleep 0.01; done
+  # (A new line first: akabench's progress line has none.)
+  printf '\n'
   echo "demo: akagate killed with SIGKILL at $KILL9_AT+ registrations, answering again" \
        "after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
   grep "restored" "$work/akagate1.log" | tail -n 1
@@ -392,6 +394,13 @@ if [ "$BACKEND" != memory ] && setup_access; then
   ip netns exec "$ns_b" ./target/release/akabench "${bench_args[@]}" \
     --backend af_packet --iface "$veth_b" --pcscf "$pcscf" "${more[@]}" "${extra[@]}" || status=$?
   if [ -n "$killer" ]; then
+    # The registrations in flight when the daemon died (at most akabench's concurrency, 64)
+    # lost their 401 or 200, and akabench does not retry them: those, and only those, may fail.
+    lost=$(/usr/bin/python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); print(r["registration_failures"] if r["call_failures"] == 0 else "x")' "$REPORT" 2>/dev/null || echo x)
+    if [ "$status" = 1 ] && [ "$lost" != x ] && [ "$lost" -le 64 ]; then
+      echo "demo: $lost registrations in flight at the kill were lost (akabench does not retry them)"
+      status=0
+    fi
     wait "$killer" || status=1
     # The restarted daemon is no child of this shell.
     daemon_pids[0]=$(cat "$work/akagate1.pid")
