@@ -394,6 +394,43 @@ fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     assert_eq!(syns(&l.wire_p), vec![(PORT_PC, PORT_US)]);
 }
 
+/// A UDP response has no TCP to go over (RFC 3261 18.2.2): one within the inner MTU leaves, a
+/// larger one is refused with a typed error the worker counts (`drop_udp_too_large`) instead
+/// of vanishing inside smoltcp (fragmenting it is not built yet).
+#[test]
+fn udp_response_too_large_to_fragment_is_refused_not_lost() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    l.ue.listen(45000, false, true);
+    l.ue.send(
+        ue_side(&l, 45000, SIP_PORT, Transport::Udp),
+        REGISTER,
+        false,
+    )
+    .unwrap();
+    l.pump(3);
+    let udp = pcscf_side(&l, 45000, SIP_PORT, Transport::Udp);
+    let response = |len: usize| {
+        let mut r = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\nX-Pad: ".to_vec();
+        r.resize(len - 4, b'a');
+        r.extend_from_slice(b"\r\n\r\n");
+        r
+    };
+    // 20 (IPv4) + 8 (UDP) + 1372 = 1400, the inner MTU: the largest that leaves.
+    let fits = response(1372);
+    assert_eq!(l.pcscf.send(udp, &fits, false), Ok(()));
+    l.pump(10);
+    let at_ue = sips(&l.ev_u);
+    assert_eq!(at_ue.len(), 1);
+    assert_eq!(at_ue[0].bytes, fits);
+    for len in [1373, 3000, 60_000] {
+        assert_eq!(
+            l.pcscf.send(udp, &response(len), false),
+            Err(StackError::UdpTooLarge),
+            "{len}"
+        );
+    }
+}
+
 #[test]
 fn ipv6_register_over_port_ps() {
     let p: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));

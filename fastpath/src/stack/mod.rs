@@ -113,6 +113,12 @@ pub enum StackError {
     /// smoltcp refused to open the connection (e.g. port 0).
     #[error("connect refused by the stack")]
     ConnectRefused,
+    /// A UDP datagram whose IP packet is larger than the inner MTU (`ip_mtu`): the stack
+    /// does not fragment it today (docs/ARCHITECTURE.md "Known limits"; through SAs the
+    /// fragments would have to be of the ESP packet, RFC 4303 3.1.1), and it would otherwise
+    /// be dropped inside smoltcp without a trace.
+    #[error("UDP datagram larger than the MTU")]
+    UdpTooLarge,
 }
 
 /// Drop and event counters of one stack; the worker sums them per reason.
@@ -1119,6 +1125,9 @@ impl UeStack {
                     ..flow
                 };
                 self.send_tcp(tcp_flow, bytes, true)
+            }
+            Transport::Udp if bytes.len() + 8 + ip_header_len(flow.local) > self.cfg.ip_mtu => {
+                Err(StackError::UdpTooLarge)
             }
             Transport::Udp => self.send_udp(flow, bytes),
             Transport::Tcp => self.send_tcp(flow, bytes, connect_if_absent),

@@ -85,6 +85,9 @@ impl<Q: PortQueue> Worker<Q> {
                     Ok(()) => {}
                     Err(e) => {
                         inc(&self.counters.drop_send_failed);
+                        if e == StackError::UdpTooLarge {
+                            inc(&self.counters.drop_udp_too_large);
+                        }
                         if matches!(
                             e,
                             StackError::NoConnection

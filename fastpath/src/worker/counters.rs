@@ -122,6 +122,9 @@ akagate_proto::counters! {
     drop_event_queue_full: Counter,
     /// Send command that could not be queued (no connection, limits).
     drop_send_failed: Counter,
+    /// Of those, UDP messages larger than the inner MTU (not fragmented yet; a UDP response
+    /// that large has no TCP to go over, RFC 3261 18.2.2).
+    drop_udp_too_large: Counter,
     /// Outbound packet from a protected port with no outbound SA.
     drop_egress_no_sa: Counter,
     /// Outbound packet that is neither TCP nor UDP (e.g. ICMP errors).
