@@ -355,8 +355,8 @@ fn framing_error_aborts_connection() {
         .any(|e| matches!(e, WorkerEvent::TcpClosed(_) | WorkerEvent::SendLost(_))));
 }
 
-#[test]
-fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
+/// A link on which the UE (port 45000) sent a REGISTER to the SIP port over UDP.
+fn udp_registering_link() -> Link {
     let mut l = Link::new(P4, U4, StackConfig::default());
     l.ue.listen(45000, false, true);
     l.ue.send(
@@ -366,6 +366,12 @@ fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     )
     .unwrap();
     l.pump(3);
+    l
+}
+
+#[test]
+fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
+    let mut l = udp_registering_link();
     let got = l.sip_p();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, REGISTER);
@@ -399,15 +405,7 @@ fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
 /// of vanishing inside smoltcp (fragmenting it is not built yet).
 #[test]
 fn udp_response_too_large_to_fragment_is_refused_not_lost() {
-    let mut l = Link::new(P4, U4, StackConfig::default());
-    l.ue.listen(45000, false, true);
-    l.ue.send(
-        ue_side(&l, 45000, SIP_PORT, Transport::Udp),
-        REGISTER,
-        false,
-    )
-    .unwrap();
-    l.pump(3);
+    let mut l = udp_registering_link();
     let udp = pcscf_side(&l, 45000, SIP_PORT, Transport::Udp);
     let response = |len: usize| {
         let mut r = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\nX-Pad: ".to_vec();
