@@ -15,6 +15,7 @@ pub mod counters;
 pub mod ipc;
 pub mod sipscan;
 pub mod spi;
+pub mod stream;
 pub mod suite;
 mod transport;
 

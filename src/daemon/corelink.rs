@@ -13,7 +13,7 @@
 //! with a non-blocking `try_send`. Nothing here ever blocks the slowpath.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use akagate_fastpath::ipc::{Flow, SipIn, Transport, WorkerCommand, WorkerEvent};
-use akagate_proto::sipscan::{FrameLimits, StreamFramer, StreamItem};
+use akagate_proto::stream::{read_sip_stream, StreamEnd};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 /// How often blocked threads look at the stop flag.
@@ -259,38 +259,21 @@ fn adopt(s: &Shared, stream: TcpStream, peer: SocketAddr) -> std::io::Result<Tcp
 /// Frames SIP from one TCP connection until it closes, fails or the link stops.
 fn reader(s: &Shared, mut stream: TcpStream, peer: SocketAddr) {
     let flow = s.flow(peer, Transport::Tcp);
-    let mut framer = StreamFramer::new(FrameLimits::default());
-    let mut chunk = vec![0u8; 16 * 1024];
-    'conn: while !s.stopped() {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => framer.push(chunk.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => break,
-        }
-        loop {
-            match framer.next_item() {
-                Ok(Some(StreamItem::Message(msg))) => {
-                    inc(&s.counters.received);
-                    s.deliver(WorkerEvent::Sip(SipIn {
-                        flow,
-                        via_spi: None,
-                        bytes: msg,
-                    }));
-                }
-                // RFC 5626 4.4.1: answer a ping with a pong.
-                Ok(Some(StreamItem::Ping)) => {
-                    let _ = stream.write_all(b"\r\n");
-                }
-                Ok(Some(StreamItem::Pong)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    inc(&s.counters.dropped);
-                    tracing::debug!("core link: bad framing from {peer} ({e}); closing");
-                    break 'conn;
-                }
-            }
-        }
+    let end = read_sip_stream(
+        &mut stream,
+        || s.stopped(),
+        |bytes| {
+            inc(&s.counters.received);
+            s.deliver(WorkerEvent::Sip(SipIn {
+                flow,
+                via_spi: None,
+                bytes,
+            }));
+        },
+    );
+    if let StreamEnd::BadFraming(e) = end {
+        inc(&s.counters.dropped);
+        tracing::debug!("core link: bad framing from {peer} ({e}); closing");
     }
     let _ = stream.shutdown(Shutdown::Both);
     let mut conns = s.conns.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,19 +1,19 @@
 //! `akacore`'s sockets: UDP and TCP on one address with std threads. One thread receives
 //! UDP, one accepts TCP connections, one reader per connection frames SIP with the fast
-//! path's scanner (`akagate_proto::sipscan::StreamFramer`, so many messages per read and messages split
+//! path's scanner (`akagate_proto::stream::read_sip_stream`, so many messages per read and messages split
 //! across reads both work); every message goes to the single core thread, which runs
 //! [`Scscf`] and writes the answers itself (TCP connections we open to a P-CSCF get a
 //! reader too).
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::Transport;
-use akagate_proto::sipscan::{FrameLimits, StreamFramer, StreamItem};
+use akagate_proto::stream::{read_sip_stream, StreamEnd};
 use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
 
 use super::{Counters, Dest, Out, Peer, Scscf};
@@ -306,32 +306,15 @@ fn reader(s: &Shared, mut stream: TcpStream, addr: SocketAddr, id: u64) {
         transport: Transport::Tcp,
         conn: Some(id),
     };
-    let mut framer = StreamFramer::new(FrameLimits::default());
-    let mut chunk = vec![0u8; 64 * 1024];
-    'conn: while !s.stopped() {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => framer.push(chunk.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => break,
-        }
-        loop {
-            match framer.next_item() {
-                Ok(Some(StreamItem::Message(bytes))) => {
-                    let _ = s.events.send(Event::Msg { bytes, peer });
-                }
-                // RFC 5626 4.4.1: a ping gets a pong.
-                Ok(Some(StreamItem::Ping)) => {
-                    let _ = stream.write_all(b"\r\n");
-                }
-                Ok(Some(StreamItem::Pong)) => {}
-                Ok(None) => break,
-                Err(_) => {
-                    s.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
-                    break 'conn;
-                }
-            }
-        }
+    let end = read_sip_stream(
+        &mut stream,
+        || s.stopped(),
+        |bytes| {
+            let _ = s.events.send(Event::Msg { bytes, peer });
+        },
+    );
+    if let StreamEnd::BadFraming(_) = end {
+        s.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
     }
     let _ = stream.shutdown(Shutdown::Both);
     s.conns
