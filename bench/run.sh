@@ -218,6 +218,18 @@ section_e2e() {
             --report "$RESULTS/e2e-$b.json" >"$RESULTS/e2e-$b.log" 2>&1 || rc=$?
         [[ $rc -ne 0 ]] && echo "   akabench --backend $b exited $rc (failures are in the report)"
     done
+    # Latency at half the maximum: the same daemon open-loop (registrations and calls started
+    # at fixed times, latency from each scheduled start) at 50% of the closed-loop rates above.
+    local half_reg half_call
+    read -r half_reg half_call < <("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1,int(r["registrations_per_second"]/2)), max(1,int(r["calls_per_second"]/2)))' "$RESULTS/e2e-memory.json" 2>/dev/null || echo "")
+    if [[ -n $half_reg ]]; then
+        rc=0
+        ./target/release/akabench --subscribers "$work/subscribers.toml" --ues "$E2E_UES" \
+            --calls "$E2E_CALLS" --deregister --quiet --backend memory \
+            --reg-rate "$half_reg" --call-rate "$half_call" \
+            --report "$RESULTS/e2e-memory-half.json" >"$RESULTS/e2e-memory-half.log" 2>&1 || rc=$?
+        [[ $rc -ne 0 ]] && echo "   akabench open loop at half rate exited $rc (failures are in the report)"
+    fi
     rm -rf "$work"
     "$PY" - "$RESULTS" <<'PYEOF'
 import json, os, sys
@@ -243,6 +255,17 @@ for b in ("inline", "memory"):
                            "calls_per_second": r["calls_per_second"],
                            "protected_sip_per_second": sip_s, "failures": fails,
                            "latency_us": r["latency_us"], "params": r["params"]})
+p = os.path.join(res, "e2e-memory-half.json")
+if os.path.exists(p):
+    r = json.load(open(p))
+    reg, inv = r["latency_us"].get("register_200", {}), r["latency_us"].get("invite_200", {})
+    rate = r["params"].get("reg_rate")
+    print(f"open loop at 50% of the daemon's maximum ({rate} registrations): registration p50/p99 "
+          f"{reg.get('p50', 0)/1e3:.2f}/{reg.get('p99', 0)/1e3:.2f} ms, call setup p50/p99 "
+          f"{inv.get('p50', 0)/1e3:.2f}/{inv.get('p99', 0)/1e3:.2f} ms, "
+          f"{r['registered']} registered, {r['calls_completed']} calls")
+    out["half_rate"] = {"backend": "memory", "params": r["params"], "registered": r["registered"],
+                        "calls": r["calls_completed"], "latency_us": r["latency_us"]}
 json.dump(out, open(os.path.join(res, "e2e.json"), "w"), indent=2)
 PYEOF
     echo "wrote $RESULTS/e2e.json (akabench reports: $RESULTS/e2e-{inline,memory}.json)"
