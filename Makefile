@@ -7,7 +7,7 @@ DPDK_FEATURE := $(shell pkg-config --exists libdpdk 2>/dev/null && echo --featur
 APT_PACKAGES := python3-scapy python3-cryptography python3-dnslib sip-tester libdpdk-dev dpdk libclang-dev clang pkg-config \
                 iproute2 openssl tshark ethtool
 
-.PHONY: all deps build test lint fmt bench demo clean fuzz-smoke test-chart test-package deb install uninstall
+.PHONY: all deps build test lint fmt bench demo clean fuzz-smoke fuzz-long test-chart test-package deb install uninstall
 
 all: build
 
@@ -115,6 +115,21 @@ fuzz-smoke:
 	    tail -n 40 fuzz/target/smoke-$$t.log; echo "fuzz $$t FAILED (reproducer in fuzz/artifacts/$$t)"; exit 1; \
 	  fi; \
 	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' fuzz/target/smoke-$$t.log; \
+	done
+
+## fuzz-long: each target in FUZZ_TARGETS (all) to FUZZ_RUNS (10M) executions, without the
+## sanitizer, one after the other; logs in fuzz/target/long-<target>.log (docs/OPERATIONS.md).
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS ?= $$($(CARGO) fuzz list)
+fuzz-long:
+	@cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -s none
+	@mkdir -p fuzz/target; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_RUNS) executions)"; \
+	  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none $$t -- -runs=$(FUZZ_RUNS) -print_final_stats=1) \
+	      > fuzz/target/long-$$t.log 2>&1; then \
+	    tail -n 40 fuzz/target/long-$$t.log; echo "fuzz $$t FAILED (reproducer in fuzz/artifacts/$$t)"; exit 1; \
+	  fi; \
+	  grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' fuzz/target/long-$$t.log; \
 	done
 
 clean:

@@ -22,8 +22,8 @@ const SALT: [u8; 4] = [0xca, 0xfe, 0xba, 0xbe];
 /// Largest ESP body the harness builds, so lengths never approach 65535.
 const MAX_BODY: usize = 4096;
 
-/// The seven suites of TS 33.203 Annex H plus the RFC 4106/4543 ones, with fixed keys.
-pub fn suites() -> Vec<Suite> {
+/// The algorithm pairs of the seven suites of TS 33.203 Annex H plus the RFC 4106/4543 ones.
+const KINDS: [(AuthAlg, EncrAlg); 9] = {
     use AuthAlg::{AesGmac, HmacMd5_96, HmacSha1_96};
     use EncrAlg::{AesCbc, AesGcm, DesEde3Cbc};
     [
@@ -37,9 +37,20 @@ pub fn suites() -> Vec<Suite> {
         (AuthAlg::Null, AesGcm),
         (AesGmac, EncrAlg::Null),
     ]
-    .into_iter()
-    .map(|(auth, encr)| suite(auth, encr))
-    .collect()
+};
+
+/// How many suites [`suites`] returns.
+pub const SUITE_COUNT: usize = KINDS.len();
+
+/// The seven suites of TS 33.203 Annex H plus the RFC 4106/4543 ones, with fixed keys.
+pub fn suites() -> Vec<Suite> {
+    (0..SUITE_COUNT).map(suite_at).collect()
+}
+
+/// Suite `i` of [`suites`] (built alone: harness set-up runs per input).
+pub fn suite_at(i: usize) -> Suite {
+    let (auth, encr) = KINDS[i];
+    suite(auth, encr)
 }
 
 fn suite(auth: AuthAlg, encr: EncrAlg) -> Suite {

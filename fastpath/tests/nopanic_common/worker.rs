@@ -24,7 +24,7 @@ use smoltcp::wire::{
 };
 use std::sync::Arc;
 
-use crate::esp::{ip_header, suites};
+use crate::esp::{ip_header, suite_at, SUITE_COUNT};
 use crate::input::{put_chunk, Input};
 use crate::support::{
     arp, encapsulate, eth_frame, sa_set, ue_sas, worker_config, worker_on_pair, PairSizes,
@@ -59,6 +59,9 @@ struct Bed {
     /// UE-side outbound SAs by (UE port, P-CSCF port) and inbound SAs by SPI.
     out: HashMap<(u16, u16), OutboundSa>,
     inbound: HashMap<u32, InboundSa>,
+    /// Sets the UE takes, oldest first, whose SAs it has not built yet (keying them costs
+    /// more than most inputs; [`Bed::ue_sas`] builds them when ESP is first used).
+    unkeyed: Vec<(u32, u32)>,
     now: Instant,
     stats: Stats,
     conn: Option<Conn>,
@@ -136,7 +139,7 @@ impl Bed {
         // Unless the input is a session, the command sender is dropped once the SA set is
         // queued, as the slowpath never speaks again.
         let w = worker_on_pair(wcfg, &sizes);
-        let suite = suites().swap_remove(suite_ix);
+        let suite = suite_at(suite_ix);
         let spi_pc = w.table.allocate().expect("spi");
         let spi_ps = w.table.allocate().expect("spi");
         let (ue_ip, local): (IpAddr, IpAddr) = if v6 {
@@ -149,14 +152,14 @@ impl Bed {
             .send(WorkerCommand::InstallSaSet(Box::new(set)))
             .expect("command queue");
         let cmds = session.then_some(w.cmds);
-        let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
         let mut bed = Bed {
             worker: w.worker,
             ue: w.ue,
             events: w.events,
             v6,
-            out,
-            inbound,
+            out: HashMap::new(),
+            inbound: HashMap::new(),
+            unkeyed: vec![(spi_pc, spi_ps)],
             now: w.now,
             stats: Stats::default(),
             conn: None,
@@ -228,6 +231,7 @@ impl Bed {
             Some(c) if proto == 6 => (c.src, c.dst),
             _ => (PORT_UC, PORT_PS),
         };
+        self.ue_sas();
         let Some(sa) = self.out.get_mut(&key) else {
             return;
         };
@@ -297,6 +301,7 @@ impl Bed {
                 return;
             };
             let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+            self.ue_sas();
             let Some(sa) = self.inbound.get_mut(&spi) else {
                 panic!("worker used unknown outbound SPI {spi:#x}");
             };
@@ -331,6 +336,20 @@ impl Bed {
         }
     }
 
+    /// The UE takes the SAs of the sets installed so far (each replaces those of the same
+    /// ports and SPIs), in the order they were installed.
+    fn ue_sas(&mut self) {
+        if self.unkeyed.is_empty() {
+            return;
+        }
+        let suite = suite_at(self.suite_ix);
+        for (spi_pc, spi_ps) in std::mem::take(&mut self.unkeyed) {
+            let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
+            self.out.extend(out);
+            self.inbound.extend(inbound);
+        }
+    }
+
     /// The UE's and our address.
     fn addrs(&self) -> (IpAddr, IpAddr) {
         if self.v6 {
@@ -356,12 +375,9 @@ impl Bed {
         let (Ok(spi_pc), Ok(spi_ps)) = (self.table.allocate(), self.table.allocate()) else {
             return;
         };
-        let suite = suites().swap_remove(self.suite_ix);
         let (ue, local) = self.addrs();
-        let set = sa_set(ue, local, suite.clone(), spi_pc, spi_ps);
-        let (out, inbound) = ue_sas(&suite, spi_pc, spi_ps);
-        self.out.extend(out);
-        self.inbound.extend(inbound);
+        let set = sa_set(ue, local, suite_at(self.suite_ix), spi_pc, spi_ps);
+        self.unkeyed.push((spi_pc, spi_ps));
         self.sets.push((spi_pc, spi_ps));
         self.reinstalled = true;
         self.command(WorkerCommand::InstallSaSet(Box::new(set)));
@@ -417,7 +433,7 @@ fn run_with(data: &[u8], session: bool) -> Stats {
     let mut inp = Input::new(data);
     let first = inp.u8();
     let mut bed = Bed::new(
-        usize::from(first >> 1) % suites().len(),
+        usize::from(first >> 1) % SUITE_COUNT,
         first & 1 == 1,
         session,
     );

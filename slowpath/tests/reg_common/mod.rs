@@ -77,6 +77,18 @@ impl SpiAllocator for CountingSpis {
     }
 }
 
+impl CountingSpis {
+    /// How many SPIs were handed out.
+    pub fn allocated(&self) -> u32 {
+        *self.next.lock().unwrap()
+    }
+
+    /// Continues after the first `n` SPIs (they belong to restored registrations).
+    pub fn skip(&self, n: u32) {
+        *self.next.lock().unwrap() = n;
+    }
+}
+
 fn rec(imsi: &str, domain: &str, tel: &str) -> SubscriberRecord {
     SubscriberRecord {
         impi: format!("{imsi}@{domain}"),
@@ -609,7 +621,15 @@ pub fn registered_pair_with(
     v6: bool,
     tweak: impl FnOnce(&mut CoreConfig),
 ) -> (Testbed, Ue, SaSet, Ue, SaSet) {
-    let mut t = Testbed::with_config(tweak);
+    registered_pair_on(Testbed::with_config(tweak), proto, v6)
+}
+
+/// [`registered_pair_over`] on the test bed `t`.
+pub fn registered_pair_on(
+    mut t: Testbed,
+    proto: Transport,
+    v6: bool,
+) -> (Testbed, Ue, SaSet, Ue, SaSet) {
     let mut a = Ue::new(&mut t, 0, 7000).with_proto(proto);
     let mut b = Ue::new(&mut t, 1, 9000).with_proto(proto);
     if v6 {
