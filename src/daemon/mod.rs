@@ -457,7 +457,11 @@ impl Daemon {
             core_link,
             hop_updates,
         };
-        let slowpath_core = if pinned { config.cores.slowpath } else { None };
+        let slowpath_core = if pinned {
+            config.cores.slowpath.first().copied()
+        } else {
+            None
+        };
         let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);
         let join = std::thread::Builder::new()
             .name("akagate-slowpath".into())
@@ -515,12 +519,17 @@ fn check_cores(config: &Config, opts: &StartOptions) -> Result<(), StartError> {
     if opts.pinning == Pinning::Unpinned {
         return Ok(());
     }
-    CorePlan {
-        workers: config.cores.workers.clone(),
-        slowpath: config.cores.slowpath,
+    // One plan per slowpath shard: each shard's core must exist and not be a worker's.
+    let shards = config.cores.slowpath.iter().map(|&c| Some(c));
+    for slowpath in std::iter::once(None).chain(shards) {
+        CorePlan {
+            workers: config.cores.workers.clone(),
+            slowpath,
+        }
+        .validate()
+        .map_err(StartError::Cores)?;
     }
-    .validate()
-    .map_err(StartError::Cores)
+    Ok(())
 }
 
 /// The running daemon. Dropping it shuts it down like [`DaemonHandle::shutdown`], ignoring
