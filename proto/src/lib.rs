@@ -14,6 +14,7 @@
 pub mod counters;
 pub mod ipc;
 pub mod sipscan;
+pub mod shard;
 pub mod spi;
 pub mod suite;
 mod transport;
