@@ -13,8 +13,8 @@
 
 pub mod counters;
 pub mod ipc;
-pub mod sipscan;
 pub mod shard;
+pub mod sipscan;
 pub mod spi;
 pub mod suite;
 mod transport;

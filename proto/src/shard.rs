@@ -132,7 +132,8 @@ fn param<'a>(v: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     v.split(|&c| c == b';').skip(1).find_map(|p| {
         let mut kv = p.splitn(2, |&c| c == b'=');
         let k = trim(kv.next()?);
-        k.eq_ignore_ascii_case(name).then(|| trim(kv.next().unwrap_or_default()))
+        k.eq_ignore_ascii_case(name)
+            .then(|| trim(kv.next().unwrap_or_default()))
     })
 }
 
@@ -161,7 +162,11 @@ fn digest_username(v: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let val = trim(kv.next()?);
-        Some(val.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")).unwrap_or(val))
+        Some(
+            val.strip_prefix(b"\"")
+                .and_then(|s| s.strip_suffix(b"\""))
+                .unwrap_or(val),
+        )
     })
 }
 

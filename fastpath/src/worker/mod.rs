@@ -28,8 +28,8 @@ use crate::timer::TimerWheel;
 use counters::{add, inc};
 pub use counters::{WorkerCounterValues, WorkerCounters};
 use egress::Link;
-pub use handoff::{EventDropped, EventSink, Handoff};
 use handoff::Peers;
+pub use handoff::{EventDropped, EventSink, Handoff};
 pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, WorkerSas};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal

@@ -74,6 +74,10 @@ pub struct CoreConfig {
     /// offers sec-agree mechanism `tls` (RFC 3329 2.2) agrees on it, its registration bound
     /// to the TLS connection.
     pub tls_port: Option<u16>,
+    /// With several slowpath shards: this core's shard, tagged in every branch it creates
+    /// and in its Record-Route URI so workers route the answers and in-dialog requests back
+    /// here (`akagate_proto::shard`). `None` (one shard): no tags.
+    pub shard: Option<usize>,
 }
 
 impl Default for CoreConfig {
@@ -98,6 +102,7 @@ impl Default for CoreConfig {
             register_rate_total: 10_000,
             retry_after: 5,
             tls_port: None,
+            shard: None,
         }
     }
 }

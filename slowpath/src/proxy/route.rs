@@ -111,11 +111,11 @@ impl Proxy {
             None if in_dialog => return Err((481, "Call/Transaction Does Not Exist")),
             None => {
                 let uri = msg.request_uri().ok_or((400, "Bad Request"))?;
-                let sub = cx
+                let impi = cx
                     .hss
-                    .by_impu(&identity_key(uri))
+                    .impi_of_impu(&identity_key(uri))
                     .ok_or((404, "Not Found"))?;
-                sub.impi().to_ascii_lowercase()
+                impi.to_ascii_lowercase()
             }
         };
         let active = cx
@@ -160,7 +160,11 @@ impl Proxy {
             assert_identity(&mut e, cx, key, msg);
             if matches!(msg.method(), Some("INVITE" | "SUBSCRIBE")) {
                 let port_ps = target.set.port_ps;
-                e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr>"));
+                // With shards, our URI names the dialog's shard (RFC 3261 16.6 step 4), so
+                // in-dialog requests from either UE reach it.
+                let tag =
+                    (cx.shared.cfg.shard).map_or(String::new(), akagate_proto::shard::rr_param);
+                e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr{tag}>"));
             }
         }
         e
