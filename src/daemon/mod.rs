@@ -24,6 +24,7 @@ use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::{SadError, SpiAllocator};
 use akagate_fastpath::worker::{EventSink, Handoff, InboundTable};
 use akagate_slowpath::hss::HssError;
+use akagate_slowpath::registrar::LocationDirectory;
 use akagate_slowpath::{Core, CoreConfig};
 use akagate_sys::affinity::CorePlan;
 use akagate_sys::mempair::MemPort;
@@ -369,6 +370,9 @@ impl Daemon {
                     .unwrap_or_default(),
             })
         });
+        // Each shard publishes its bindings here and finds the others' UEs (a call across
+        // shards is owned by the caller's shard).
+        let directory = (nshards > 1).then(|| Arc::new(LocationDirectory::new(nshards)));
         let mut cores: Vec<Core> = Vec::with_capacity(nshards);
         for (k, hss) in hsss.into_iter().enumerate() {
             let table: Arc<dyn SpiAllocator> = table.clone();
@@ -384,12 +388,11 @@ impl Daemon {
                 shard: (nshards > 1).then_some(k),
                 ..core_config.clone()
             };
-            cores.push(Core::new(
-                cfg,
-                hss,
-                spis,
-                Box::new(rand::rngs::StdRng::from_entropy()),
-            ));
+            let mut core = Core::new(cfg, hss, spis, Box::new(rand::rngs::StdRng::from_entropy()));
+            if let Some(d) = &directory {
+                core.attach_directory(d.clone(), k);
+            }
+            cores.push(core);
         }
         let restore_started = Instant::now();
         // Registrations survive a restart with one shard (issue 14). With several, none are

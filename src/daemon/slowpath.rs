@@ -131,6 +131,8 @@ impl Slowpath {
                 }
                 batch.extend(actions);
             }
+            // Other shards saw our UEs' new sets in use (calls they own): old sets retire.
+            batch.extend(self.core.apply_remote_traffic());
             self.release(batch);
             self.publish_counters();
             if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())

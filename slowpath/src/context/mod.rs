@@ -275,6 +275,11 @@ impl Cx<'_> {
     /// Notes traffic from `key` over `spi`: the first message over a new active set retires
     /// the old one.
     pub fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<WorkerCommand>) {
+        if self.registrar.impi(key).is_none() {
+            // Another shard's UE (a callee answering): its owner retires the old set.
+            self.registrar.note_remote_traffic(key, spi);
+            return;
+        }
         if let Some(old) = self.registrar.note_traffic(key, spi) {
             self.shared.remove_set(&old, out);
             rearm(self.shared, self.registrar, key);
