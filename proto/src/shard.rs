@@ -101,6 +101,9 @@ pub struct SipFacts<'a> {
     pub username: Option<&'a [u8]>,
     /// The To header's URI (`sip:user@host`), without display name and parameters.
     pub to_uri: Option<&'a [u8]>,
+    /// The From header's URI: a UE's request names its public identity there (TS 24.229
+    /// 5.1.2A.1), which leads to its IMPI on a flow without SAs (no sec-agree, TLS).
+    pub from_uri: Option<&'a [u8]>,
 }
 
 fn trim(mut b: &[u8]) -> &[u8] {
@@ -202,6 +205,8 @@ pub fn scan(bytes: &[u8]) -> SipFacts<'_> {
             f.username = digest_username(value);
         } else if f.to_uri.is_none() && (is(b"to") || is(b"t")) {
             f.to_uri = Some(uri_of(value));
+        } else if f.from_uri.is_none() && (is(b"from") || is(b"f")) {
+            f.from_uri = Some(uri_of(value));
         }
     }
     f
@@ -251,11 +256,12 @@ mod tests {
         assert_eq!(f.route_shard, Some(2));
         assert_eq!(f.via_shard, None);
 
-        let reg = b"REGISTER sip:ims.test SIP/2.0\r\nTo: \"A\" <sip:alice@ims.test>\r\nAuthorization: Digest username=\"alice@ims.test\", realm=\"ims.test\", nonce=\"\"\r\n\r\n";
+        let reg = b"REGISTER sip:ims.test SIP/2.0\r\nf: <sip:alice@ims.test>;tag=9\r\nTo: \"A\" <sip:alice@ims.test>\r\nAuthorization: Digest username=\"alice@ims.test\", realm=\"ims.test\", nonce=\"\"\r\n\r\n";
         let f = scan(reg);
         assert_eq!(f.method, b"REGISTER");
         assert_eq!(f.username, Some(&b"alice@ims.test"[..]));
         assert_eq!(f.to_uri, Some(&b"sip:alice@ims.test"[..]));
+        assert_eq!(f.from_uri, Some(&b"sip:alice@ims.test"[..]));
         assert_eq!(scan(b"garbage"), SipFacts::default());
     }
 }

@@ -103,6 +103,16 @@ impl Router {
     fn of_name(&self, name: &[u8]) -> usize {
         shard_of_name(name, self.shards)
     }
+
+    /// The shard of the IMPI provisioned for `uri`; an unknown URI hashes as it is when
+    /// `or_itself` (the core derives the IMPI of a REGISTER from it), else `None`.
+    fn of_impu(&self, uri: &[u8], or_itself: bool) -> Option<usize> {
+        let uri = std::str::from_utf8(uri).ok()?.trim().to_ascii_lowercase();
+        match self.impis.get(&uri) {
+            Some(impi) => Some(self.of_name(impi.as_bytes())),
+            None => or_itself.then(|| self.of_name(uri.as_bytes())),
+        }
+    }
 }
 
 impl EventRouter for Router {
@@ -126,12 +136,14 @@ impl EventRouter for Router {
             if let Some(user) = f.username {
                 return Shard::One(self.of_name(user));
             }
-            if let Some(to) = f.to_uri.and_then(|u| std::str::from_utf8(u).ok()) {
-                let to = to.trim().to_ascii_lowercase();
-                return Shard::One(match self.impis.get(&to) {
-                    Some(impi) => self.of_name(impi.as_bytes()),
-                    None => self.of_name(to.as_bytes()),
-                });
+            if let Some(s) = f.to_uri.and_then(|u| self.of_impu(u, true)) {
+                return Shard::One(s);
+            }
+        } else if !f.response {
+            // A request on a flow without SAs (a registration without sec-agree, or over
+            // TLS): the shard of the IMPI its From identity belongs to.
+            if let Some(s) = f.from_uri.and_then(|u| self.of_impu(u, false)) {
+                return Shard::One(s);
             }
         }
         Shard::One(shard_of_addr(sip.flow.ue, self.shards))
@@ -198,6 +210,11 @@ mod tests {
         assert_eq!(
             r.route(&sip(reg, None)),
             Shard::One(shard_of_name(b"carol@ims.test", 4))
+        );
+        let msg = "MESSAGE sip:p SIP/2.0\r\nFrom: <sip:bob@ims.test>;tag=1\r\n\r\n";
+        assert_eq!(
+            r.route(&sip(msg, None)),
+            Shard::One(shard_of_name(b"bob-impi@ims.test", 4))
         );
         let opt = "OPTIONS sip:p SIP/2.0\r\n\r\n";
         assert_eq!(
