@@ -2330,7 +2330,10 @@ mod tests {
             err("slowpath = [0, 1]")
         );
         // Shards may share a core (a small test box); production gives each its own.
-        assert_eq!(with("slowpath = [2, 2]").unwrap().cores.slowpath, vec![2, 2]);
+        assert_eq!(
+            with("slowpath = [2, 2]").unwrap().cores.slowpath,
+            vec![2, 2]
+        );
         assert!(err("slowpath = []").contains("cores.slowpath: at least one core"));
         assert!(err("slowpath = [2, -1]").contains("cores.slowpath[1]: -1 is not a core id"));
         // The summary names the shards.

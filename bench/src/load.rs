@@ -496,9 +496,9 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
                 workers,
                 slowpath_shards,
                 ..
-            } => format!(
-                "memory (daemon, {workers} worker(s), {slowpath_shards} slowpath shard(s))"
-            ),
+            } => {
+                format!("memory (daemon, {workers} worker(s), {slowpath_shards} slowpath shard(s))")
+            }
             Backend::Inline => "inline".into(),
             Backend::AfPacket { iface, .. } => format!("af_packet:{iface}"),
             Backend::Dpdk { port, .. } => format!("dpdk:{}", port.device),

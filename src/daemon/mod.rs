@@ -1,5 +1,5 @@
-//! The daemon: one pinned worker thread per port queue and one slowpath thread, joined by
-//! bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
+//! The daemon: one pinned worker thread per port queue and one slowpath thread per shard,
+//! joined by bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
 
 mod corelink;
 mod journal;
@@ -76,7 +76,8 @@ pub struct StartOptions {
     pub stats_interval: Option<Duration>,
     /// SQN state file; `None` means [`default_sqn_state`] of the subscriber file.
     pub sqn_state: Option<PathBuf>,
-    /// Capacity of the worker -> slowpath event queue (shared by all workers).
+    /// Capacity of the worker -> slowpath event queue (shared by all workers; one per
+    /// slowpath shard).
     pub event_queue: usize,
     /// Capacity of each slowpath -> worker command queue.
     pub command_queue: usize,

@@ -36,14 +36,19 @@ pub struct Located {
     pub shard: usize,
 }
 
+/// One stripe of the key map.
+type KeyStripe = RwLock<HashMap<String, Arc<Located>>>;
+/// One shard's traffic notes: (registration key, SPI).
+type Notes = Mutex<Vec<(String, u32)>>;
+
 /// Registration key -> [`Located`], and inbound SPI -> registration key, for every shard.
 pub struct LocationDirectory {
-    keys: Box<[RwLock<HashMap<String, Arc<Located>>>]>,
+    keys: Box<[KeyStripe]>,
     spis: Box<[RwLock<HashMap<u32, String>>]>,
     /// Per shard: (key, SPI) of traffic another shard saw over a registration's new active
     /// set while its old set still lived, for the owner to retire the old set (TS 33.203
     /// 7.4). Rare: once per re-registration at most.
-    notes: Box<[Mutex<Vec<(String, u32)>>]>,
+    notes: Box<[Notes]>,
 }
 
 impl core::fmt::Debug for LocationDirectory {
