@@ -595,7 +595,9 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 };
                 let mut total = 0;
                 for (k, name) in names.iter().enumerate() {
-                    let us = crate::cputime::find_thread(name)
+                    // Linux keeps 15 bytes of a thread's name (`comm`).
+                    let comm = name.get(..15).unwrap_or(name);
+                    let us = crate::cputime::find_thread(comm)
                         .and_then(|t| crate::cputime::thread_cpu_ns(&t))
                         .map_or(0, |ns| ns / 1000);
                     total += us;
