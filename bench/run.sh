@@ -199,6 +199,17 @@ release_bins() {
     cargo build --release -q -p akagate-tools --bin akactl
 }
 
+# akabench_run NAME SUBSCRIBERS UES ARGS...: one akabench run, report and log in $RESULTS as
+# NAME.json / NAME.log; a non-zero exit is printed (failures are in the report).
+akabench_run() {
+    local name=$1 subs=$2 ues=$3 rc=0
+    shift 3
+    ./target/release/akabench --subscribers "$subs" --ues "$ues" --quiet --concurrency 64 \
+        --report "$RESULTS/$name.json" "$@" >"$RESULTS/$name.log" 2>&1 || rc=$?
+    [[ $rc -ne 0 ]] && echo "   akabench $* exited $rc (see $RESULTS/$name.log)"
+    return 0
+}
+
 # ---------------------------------------------------------------------------------------------
 # End to end (akabench): E2E_UES UEs register (IMS-AKA, SAs, protected REGISTER), E2E_CALLS
 # calls between them, then de-registration; once with the worker and slowpath stepped inline
@@ -210,13 +221,10 @@ section_e2e() {
     local work
     work=$(mktemp -d)
     ./target/release/akactl subscribers --count "$E2E_UES" --out "$work/subscribers.toml" >/dev/null
-    local b rc
+    local b
     for b in inline memory; do
-        rc=0
-        ./target/release/akabench --subscribers "$work/subscribers.toml" --ues "$E2E_UES" \
-            --calls "$E2E_CALLS" --deregister --quiet --backend "$b" --concurrency 64 \
-            --report "$RESULTS/e2e-$b.json" >"$RESULTS/e2e-$b.log" 2>&1 || rc=$?
-        [[ $rc -ne 0 ]] && echo "   akabench --backend $b exited $rc (failures are in the report)"
+        akabench_run "e2e-$b" "$work/subscribers.toml" "$E2E_UES" \
+            --calls "$E2E_CALLS" --deregister --backend "$b"
     done
     # Latency at half the maximum: the same daemon open-loop (registrations and calls started
     # at fixed times, latency from each scheduled start) at 50% of the closed-loop rates above.
@@ -389,6 +397,51 @@ PYEOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# Slowpath shards (issue 10): SHARD_UES UEs register against the in-process daemon (memory
+# backend, one worker) with 1 and then 2 slowpath shards; the figure is each slowpath
+# thread's CPU time (procfs schedstat, not wall time) per registration it served. On this
+# 2-core box the shards share the CPUs with the worker and the UE simulator, so the
+# wall-clock rate says little; CPU per registration per shard is what scales with cores.
+section_shards() {
+    local ues=${SHARD_UES:-2000}
+    echo "== shards: akabench --backend memory --slowpath-shards 1|2, $ues UEs (registration only)"
+    release_bins
+    local work n
+    work=$(mktemp -d)
+    ./target/release/akactl subscribers --count "$ues" --out "$work/subscribers.toml" >/dev/null
+    for n in 1 2; do
+        akabench_run "shards-$n" "$work/subscribers.toml" "$ues" \
+            --calls 0 --backend memory --slowpath-shards "$n"
+    done
+    rm -rf "$work"
+    "$PY" - "$RESULTS" <<'PYEOF'
+import json, os, sys
+res = sys.argv[1]
+out = {"section": "shards", "note": "slowpath thread CPU (procfs schedstat) per registration; "
+       "per shard: that shard's CPU over the registrations it served (IMPI hash, about half)",
+       "results": []}
+print(f"{'shards':6} {'reg/s':>7} {'slowpath us/reg (all)':>21} {'per shard us/reg':>30}")
+for n in (1, 2):
+    p = os.path.join(res, f"shards-{n}.json")
+    if not os.path.exists(p):
+        continue
+    r = json.load(open(p))
+    c, regs = r["pcscf_counters"], max(r["registered"], 1)
+    total = c.get("slowpath_cpu_us", 0) / regs
+    per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
+    # Each shard served about regs / n registrations.
+    per_reg = [us / (regs / n) for us in per]
+    print(f"{n:6} {r['registrations_per_second']:>7.0f} {total:>21.1f} {'  '.join(f'{u:.1f}' for u in per_reg):>30}")
+    out["results"].append({"shards": n, "registered": r["registered"],
+                           "registrations_per_second": r["registrations_per_second"],
+                           "slowpath_cpu_us_per_registration": total,
+                           "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
+json.dump(out, open(os.path.join(res, "shards.json"), "w"), indent=2)
+PYEOF
+    echo "wrote $RESULTS/shards.json"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Proxy mode against embedded mode (issue 9): scripts/demo.sh registers PROXY_UES UEs through
 # the real daemon on AF_PACKET (no calls, no de-registration), once with the embedded HSS and
 # registrar (MODE=embedded) and once relaying every REGISTER to akacore, our S-CSCF + HSS
@@ -474,7 +527,7 @@ section_summary() {
 
 SECTIONS=(esp)
 SECTIONS+=(io)
-SECTIONS+=(e2e pktgen mem regcost proxy restart summary)
+SECTIONS+=(e2e pktgen mem regcost shards proxy restart summary)
 
 want=("$@")
 [[ ${#want[@]} -eq 0 ]] && want=("${SECTIONS[@]}")

@@ -213,8 +213,10 @@ impl Backend {
 pub struct Cores {
     /// One pinned worker per core, at least one.
     pub workers: Vec<usize>,
-    /// Core of the slowpath thread, unpinned if absent.
-    pub slowpath: Option<usize>,
+    /// One slowpath shard per entry, pinned to that core (`[cores] slowpath`, a core id or a
+    /// list); empty: one unpinned shard. Each shard is a thread with its own `Core` owning the
+    /// subscribers whose IMPI hashes to it (docs/ARCHITECTURE.md, "Slowpath shards").
+    pub slowpath: Vec<usize>,
     /// What an idle worker does (`idle`, `idle-sleep-us`).
     pub idle: WorkerIdle,
 }
@@ -554,10 +556,18 @@ impl Config {
             Backend::Memory => "memory".to_string(),
         };
         let workers: Vec<String> = self.cores.workers.iter().map(|c| c.to_string()).collect();
-        let slowpath = self
-            .cores
-            .slowpath
-            .map_or("unpinned".to_string(), |c| format!("on core {c}"));
+        let slowpath = match self.cores.slowpath.as_slice() {
+            [] => "unpinned".to_string(),
+            [c] => format!("on core {c}"),
+            many => format!(
+                "{} shards on cores {}",
+                many.len(),
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let addresses: Vec<String> = self
             .addresses
             .ipv4
@@ -723,7 +733,8 @@ struct RawPort {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawCores {
     workers: S<Vec<S<i64>>>,
-    slowpath: Option<S<i64>>,
+    /// One core id or a list of them (`slowpath = 0`, `slowpath = [2, 3]`).
+    slowpath: Option<S<toml::Value>>,
     idle: Option<S<String>>,
     idle_sleep_us: Option<S<i64>>,
 }
@@ -1658,26 +1669,54 @@ impl Validator<'_> {
                 None => ok = false,
             }
         }
-        let slowpath = match &raw.slowpath {
-            Some(s) => match self.core(s, "cores.slowpath") {
+        // One core or a list; each element keeps the key's span for its error.
+        let mut listed: Vec<(S<i64>, String)> = Vec::new();
+        if let Some(v) = &raw.slowpath {
+            let spanned = |n: i64| S::new(v.span(), n);
+            match v.get_ref() {
+                toml::Value::Integer(n) => listed.push((spanned(*n), "cores.slowpath".into())),
+                toml::Value::Array(items) if items.is_empty() => {
+                    self.error(
+                        &v.span(),
+                        "cores.slowpath: at least one core when given as a list".into(),
+                    );
+                    ok = false;
+                }
+                toml::Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let key = format!("cores.slowpath[{i}]");
+                        match item.as_integer() {
+                            Some(n) => listed.push((spanned(n), key)),
+                            None => {
+                                self.error(&v.span(), format!("{key}: expected a core id"));
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    self.error(
+                        &v.span(),
+                        "cores.slowpath: expected a core id or a list of core ids".into(),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let mut slowpath = Vec::new();
+        for (s, key) in &listed {
+            match self.core(s, key) {
                 Some(c) if workers.contains(&c) => {
                     self.error(
                         &s.span(),
-                        format!(
-                            "cores.slowpath: core {c} is also a worker core; workers busy-poll"
-                        ),
+                        format!("{key}: core {c} is also a worker core; workers busy-poll"),
                     );
                     ok = false;
-                    None
                 }
-                Some(c) => Some(c),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-            None => None,
-        };
+                Some(c) => slowpath.push(c),
+                None => ok = false,
+            }
+        }
         let max_sleep = match &raw.idle_sleep_us {
             None => Some(Duration::from_micros(200)),
             Some(v) => self
@@ -2266,6 +2305,46 @@ mod tests {
         assert_eq!(p.auth_algs, vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96]);
     }
 
+    /// `[cores] slowpath` takes one core (one shard, as before) or a list (one shard per
+    /// entry); a core that is a worker's or an empty list is refused.
+    #[test]
+    fn slowpath_takes_a_core_or_a_list_of_shard_cores() {
+        let with = |v: &str| parse(&DEFAULT_CONFIG.replace("slowpath = 0", v));
+        assert_eq!(with("slowpath = 0").unwrap().cores.slowpath, vec![0]);
+        assert_eq!(
+            with("slowpath = [2, 3]").unwrap().cores.slowpath,
+            vec![2, 3]
+        );
+        assert_eq!(with("slowpath = [5]").unwrap().cores.slowpath, vec![5]);
+        assert_eq!(with("").unwrap().cores.slowpath, Vec::<usize>::new());
+        let err = |v: &str| {
+            let e = with(v).unwrap_err();
+            e.iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        assert!(
+            err("slowpath = [0, 1]").contains("cores.slowpath[1]: core 1 is also a worker core"),
+            "{}",
+            err("slowpath = [0, 1]")
+        );
+        // Shards may share a core (a small test box); production gives each its own.
+        assert_eq!(
+            with("slowpath = [2, 2]").unwrap().cores.slowpath,
+            vec![2, 2]
+        );
+        assert!(err("slowpath = []").contains("cores.slowpath: at least one core"));
+        assert!(err("slowpath = [2, -1]").contains("cores.slowpath[1]: -1 is not a core id"));
+        // The summary names the shards.
+        let c = with("slowpath = [2, 3]").unwrap();
+        assert!(
+            c.summary().contains("slowpath 2 shards on cores 2, 3"),
+            "{}",
+            c.summary()
+        );
+    }
+
     /// The default configuration with `routes` appended as its `[routes]` section.
     fn with_routes(routes: &str) -> Result<Config, Vec<ConfigError>> {
         parse(&format!("{DEFAULT_CONFIG}\n[routes]\n{routes}"))
@@ -2411,7 +2490,7 @@ ipv4 = ["10.0.0.1"]
         assert_eq!(c.sa_table.capacity, 1 << 20);
         assert_eq!(c.stack.tcp_rx_buffer, 4096);
         assert_eq!(c.subscribers, None);
-        assert_eq!(c.cores.slowpath, None);
+        assert_eq!(c.cores.slowpath, Vec::<usize>::new());
         assert_eq!(
             c.sip_ports[0].transports,
             vec![Transport::Udp, Transport::Tcp]

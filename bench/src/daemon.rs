@@ -84,7 +84,7 @@ pub fn daemon_config(
         port_pc: PORT_PC,
         port_ps: PORT_PS,
         workers: (0..workers.max(1)).collect(),
-        slowpath: None,
+        slowpath: vec![],
         subscribers: Some(subscribers.to_path_buf()),
         sa_capacity: sa_capacity.next_power_of_two().max(1024),
         ..ConfigTemplate::default()

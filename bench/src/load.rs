@@ -34,6 +34,8 @@ pub enum Backend {
         subscribers: std::path::PathBuf,
         /// Worker threads.
         workers: usize,
+        /// Slowpath shards (`[cores] slowpath` with this many entries; 1: one slowpath).
+        slowpath_shards: usize,
     },
     /// The fast-path worker and slowpath core stepped inline in this thread (no threads,
     /// deterministic; see [`crate::gateway`]).
@@ -490,7 +492,13 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p.insert(
         "backend".into(),
         match &cfg.backend {
-            Backend::Memory { workers, .. } => format!("memory (daemon, {workers} worker(s))"),
+            Backend::Memory {
+                workers,
+                slowpath_shards,
+                ..
+            } => {
+                format!("memory (daemon, {workers} worker(s), {slowpath_shards} slowpath shard(s))")
+            }
             Backend::Inline => "inline".into(),
             Backend::AfPacket { iface, .. } => format!("af_packet:{iface}"),
             Backend::Dpdk { port, .. } => format!("dpdk:{}", port.device),
@@ -546,11 +554,17 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
         Backend::Memory {
             subscribers,
             workers,
+            slowpath_shards,
         } => {
             let dir = std::env::temp_dir().join(format!("akabench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| LoadError::Setup(e.to_string()))?;
             let n = driver.cfg.ues;
-            let started = crate::daemon::start_memory_daemon(&dir, &subscribers, workers, n * 8);
+            let started =
+                crate::daemon::start_memory_daemon_with(&dir, &subscribers, workers, n * 8, |c| {
+                    if slowpath_shards > 1 {
+                        c.cores.slowpath = (0..slowpath_shards).collect();
+                    }
+                });
             let result = started.map_err(LoadError::Setup).and_then(|d| {
                 let pcscf = if driver.cfg.ipv6 {
                     IpAddr::V6(crate::daemon::DAEMON_V6)
@@ -573,6 +587,29 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                         }
                     }
                 }
+                // Issue 10: the slowpath threads' CPU time (per shard and summed), for the
+                // CPU per registration and the per-shard scaling (bench/run.sh `shards`).
+                let names: Vec<String> = match slowpath_shards {
+                    0 | 1 => vec!["akagate-slowpath".into()],
+                    n => (0..n).map(|k| format!("akagate-sp{k}")).collect(),
+                };
+                let mut total = 0;
+                for (k, name) in names.iter().enumerate() {
+                    // Linux keeps 15 bytes of a thread's name (`comm`).
+                    let comm = name.get(..15).unwrap_or(name);
+                    let us = crate::cputime::find_thread(comm)
+                        .and_then(|t| crate::cputime::thread_cpu_ns(&t))
+                        .map_or(0, |ns| ns / 1000);
+                    total += us;
+                    if names.len() > 1 {
+                        driver
+                            .pcscf_counters
+                            .insert(format!("slowpath_cpu_us_shard{k}"), us);
+                    }
+                }
+                driver
+                    .pcscf_counters
+                    .insert("slowpath_cpu_us".into(), total);
                 if let Err(e) = d.handle.shutdown() {
                     driver.stats.fail(&format!("daemon shutdown: {e}"));
                 }
@@ -795,6 +832,7 @@ mod open_loop_tests {
             backend: Backend::Memory {
                 subscribers: path,
                 workers: 1,
+                slowpath_shards: 1,
             },
             progress: false,
         };

@@ -52,8 +52,9 @@ pub struct Report {
     pub calls_per_second: f64,
     /// Latency percentiles per transaction type, microseconds.
     pub latency_us: BTreeMap<String, Percentiles>,
-    /// The P-CSCF's non-zero drop counters and transmit-queue counters, when it ran
-    /// in-process.
+    /// The P-CSCF's non-zero drop counters and transmit-queue counters, and its slowpath
+    /// threads' CPU time in microseconds (`slowpath_cpu_us`, per shard `_shard<k>`), when it
+    /// ran in-process.
     pub pcscf_counters: BTreeMap<String, u64>,
     /// Challenges the UEs' USIMs refused as not fresh (a reused SQN; 0 unless the network
     /// lost SQN state).

@@ -63,3 +63,35 @@ fn daemon_calls_over_udp_ipv4() {
 fn daemon_calls_over_udp_ipv6_with_a_1500_byte_invite_forced_onto_tcp() {
     large_invite_over_udp(Bed::daemon);
 }
+
+/// Issue 10: two slowpath shards. Subscribers 0 and 1 of the fixture hash to different
+/// shards, so the call is placed by the caller's shard towards a UE the other shard
+/// registered (through the location directory), and the callee's answers come back to the
+/// caller's shard by the tag in our Via branch; then the other way round.
+#[test]
+fn daemon_two_shards_calls_across_shards_both_ways() {
+    let mut bed = scenario(
+        Bed::daemon_two_shards,
+        false,
+        Transport::Tcp,
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+        0,
+    );
+    // The other way: UE 1's shard owns this call.
+    let used = one_call(&mut bed, 1, 0, 3, Some(Transport::Tcp), Transport::Tcp);
+    assert_eq!(used, Transport::Tcp);
+    // Both shards served SIP (the sums are the daemon's counters).
+    assert_eq!(bed.registered(), 2);
+}
+
+/// Two shards over UDP and IPv6: the callee's answers come back by our Via branch alone.
+#[test]
+fn daemon_two_shards_calls_over_udp_ipv6() {
+    scenario(
+        Bed::daemon_two_shards,
+        true,
+        Transport::Udp,
+        (AuthAlg::HmacSha1_96, EncrAlg::Null),
+        0,
+    );
+}

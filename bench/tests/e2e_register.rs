@@ -74,7 +74,18 @@ fn sqn_failure_is_resynchronised_with_auts() {
 
 #[test]
 fn deregistration_removes_the_binding() {
-    let mut bed = Bed::new();
+    deregistration(Bed::new);
+}
+
+/// Issue 10: de-registration through the daemon with two slowpath shards (subscriber 2's
+/// shard answers, the registration gauge summed over the shards drops to 0).
+#[test]
+fn daemon_two_shards_deregistration_removes_the_binding() {
+    deregistration(Bed::daemon_two_shards);
+}
+
+fn deregistration(mk: fn() -> Bed) {
+    let mut bed = mk();
     let u = bed.add_ue(
         2,
         true,

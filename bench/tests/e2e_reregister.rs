@@ -288,6 +288,18 @@ fn daemon_reregister_twice_then_call_udp_ipv6() {
     );
 }
 
+/// Issue 10: re-registrations with two slowpath shards (the UEs on different shards), then
+/// calls across them over the new sets.
+#[test]
+fn daemon_two_shards_reregister_twice_then_call_tcp_ipv4() {
+    reregister_twice_then_call(
+        Bed::daemon_two_shards,
+        false,
+        Transport::Tcp,
+        (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+    );
+}
+
 /// The UE re-registers by itself at half the lifetime the 200 OK granted.
 #[test]
 fn automatic_reregistration_at_half_the_granted_expires() {

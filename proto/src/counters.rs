@@ -110,6 +110,14 @@ impl<T> CounterTable<T> {
         self.fields.is_empty()
     }
 
+    /// Adds every counter of `from` to `into` (the sum over slowpath shards; a gauge's sum is
+    /// the level of the whole daemon, e.g. registrations).
+    pub fn add_into(&self, into: &mut T, from: &T) {
+        for f in self.fields {
+            (f.set)(into, (f.get)(into).wrapping_add((f.get)(from)));
+        }
+    }
+
     /// The descriptors, in declaration order.
     pub fn descs(&self) -> impl Iterator<Item = &'static CounterDesc> {
         self.fields.iter().map(|f| &f.desc)

@@ -13,6 +13,7 @@
 
 pub mod counters;
 pub mod ipc;
+pub mod shard;
 pub mod sipscan;
 pub mod spi;
 pub mod stream;

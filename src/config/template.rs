@@ -37,8 +37,9 @@ pub struct ConfigTemplate {
     pub auth_algs: Vec<AuthAlg>,
     /// Worker cores (`[cores] workers`), one worker each.
     pub workers: Vec<usize>,
-    /// Slowpath core (`[cores] slowpath`), unpinned if `None`.
-    pub slowpath: Option<usize>,
+    /// Slowpath shard cores (`[cores] slowpath`): one unpinned shard if empty, a single
+    /// integer if one, a list otherwise.
+    pub slowpath: Vec<usize>,
     /// Subscriber file (`[subscribers] file`); a relative path is resolved by
     /// [`Config::load`] against the configuration file's directory.
     pub subscribers: Option<PathBuf>,
@@ -67,7 +68,7 @@ impl Default for ConfigTemplate {
             encr_algs: vec![EncrAlg::AesCbc, EncrAlg::DesEde3Cbc, EncrAlg::Null],
             auth_algs: vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96],
             workers: vec![1],
-            slowpath: Some(0),
+            slowpath: vec![0],
             subscribers: None,
             sa_capacity: super::DEFAULT_SA_TABLE_CAPACITY,
             control_socket: None,
@@ -132,8 +133,13 @@ impl ConfigTemplate {
         line("[cores]".into());
         let workers: Vec<String> = self.workers.iter().map(ToString::to_string).collect();
         line(format!("workers = [{}]", workers.join(", ")));
-        if let Some(core) = self.slowpath {
-            line(format!("slowpath = {core}"));
+        match self.slowpath.as_slice() {
+            [] => {}
+            [core] => line(format!("slowpath = {core}")),
+            many => {
+                let cores: Vec<String> = many.iter().map(ToString::to_string).collect();
+                line(format!("slowpath = [{}]", cores.join(", ")));
+            }
         }
         line(String::new());
         line("[addresses]".into());
@@ -229,7 +235,7 @@ mod tests {
             port_pc: 5100,
             port_ps: 6100,
             workers: vec![0, 1],
-            slowpath: None,
+            slowpath: vec![],
             subscribers: Some("/tmp/subs \"1\".toml".into()),
             sa_capacity: 4096,
             control_socket: Some("/tmp/x.sock".into()),
@@ -249,7 +255,7 @@ mod tests {
         assert_eq!(c.port.queues, 2);
         assert_eq!(
             (c.cores.workers.clone(), c.cores.slowpath),
-            (vec![0, 1], None)
+            (vec![0, 1], vec![])
         );
         assert_eq!(c.addresses.ipv4, vec![Ipv4Addr::new(192, 168, 200, 1)]);
         assert!(c.addresses.ipv6.is_empty());

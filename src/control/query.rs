@@ -153,40 +153,81 @@ pub enum QueryError {
     Timeout(Duration),
 }
 
-/// The control socket's end: sends queries and waits for the answers.
+/// The control socket's end: sends queries to every slowpath shard and waits for the
+/// answers, merged into one.
 #[derive(Debug, Clone)]
 pub struct QueryPort {
-    tx: Sender<Request>,
+    txs: Vec<Sender<Request>>,
 }
 
-/// The slowpath's end: answers queued queries from the core's state.
+/// One slowpath shard's end: answers queued queries from its core's state.
 #[derive(Debug)]
 pub struct Queries {
     rx: Receiver<Request>,
 }
 
-/// A connected pair of query ends.
-pub fn channel() -> (QueryPort, Queries) {
-    let (tx, rx) = bounded(QUERY_QUEUE);
-    (QueryPort { tx }, Queries { rx })
+/// The query port and one query end per slowpath shard (at least one).
+pub fn channel(shards: usize) -> (QueryPort, Vec<Queries>) {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards.max(1))
+        .map(|_| bounded(QUERY_QUEUE))
+        .map(|(tx, rx)| (tx, Queries { rx }))
+        .unzip();
+    (QueryPort { txs }, rxs)
 }
 
 impl QueryPort {
-    /// Asks the slowpath and waits up to `timeout` for the answer.
+    /// Asks every shard and waits up to `timeout` (in all) for their answers, merged: the
+    /// SA sets, registrations and keys of all shards (each shard owns disjoint IMPIs), and
+    /// the de-registration by the shard that held the identity.
     pub fn ask(&self, query: Query, timeout: Duration) -> Result<Answer, QueryError> {
-        let (reply, answer) = bounded(1);
-        match self.tx.try_send(Request { query, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(QueryError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(QueryError::Stopped),
-        }
-        answer.recv_timeout(timeout).map_err(|e| {
-            if e.is_timeout() {
-                QueryError::Timeout(timeout)
-            } else {
-                QueryError::Stopped
+        let end = std::time::Instant::now() + timeout;
+        let mut waiting = Vec::with_capacity(self.txs.len());
+        for tx in &self.txs {
+            let (reply, answer) = bounded(1);
+            match tx.try_send(Request {
+                query: query.clone(),
+                reply,
+            }) {
+                Ok(()) => waiting.push(answer),
+                Err(TrySendError::Full(_)) => return Err(QueryError::Busy),
+                Err(TrySendError::Disconnected(_)) => return Err(QueryError::Stopped),
             }
-        })
+        }
+        let mut merged: Option<Answer> = None;
+        for answer in waiting {
+            let a = answer.recv_deadline(end).map_err(|e| {
+                if e.is_timeout() {
+                    QueryError::Timeout(timeout)
+                } else {
+                    QueryError::Stopped
+                }
+            })?;
+            merged = Some(match merged {
+                None => a,
+                Some(m) => merge(m, a),
+            });
+        }
+        merged.ok_or(QueryError::Stopped)
+    }
+}
+
+/// Two shards' answers to the same query as one.
+fn merge(a: Answer, b: Answer) -> Answer {
+    match (a, b) {
+        (Answer::SaSets(mut x), Answer::SaSets(y)) => {
+            x.extend(y);
+            Answer::SaSets(x)
+        }
+        (Answer::Registrations(mut x), Answer::Registrations(y)) => {
+            x.extend(y);
+            Answer::Registrations(x)
+        }
+        (Answer::Keys(mut x), Answer::Keys(y)) => {
+            x.extend(y);
+            Answer::Keys(x)
+        }
+        (Answer::Deregistered(x), Answer::Deregistered(y)) => Answer::Deregistered(x.or(y)),
+        (a, _) => a,
     }
 }
 

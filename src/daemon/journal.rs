@@ -84,17 +84,15 @@ impl SqnJournal {
     /// torn by a crash; a torn one is ignored: no challenge carrying them was sent, because
     /// sending waits for the fsync (group commit).
     pub fn open(path: &Path) -> Result<(Self, SqnState), HssError> {
+        Self::open_with(path, SqnState::new())
+    }
+
+    /// [`SqnJournal::open`], with `extra` folded in (the larger SQN per IMPI wins) before the
+    /// snapshot is written: the state of other shards' files (see [`open_shards`]).
+    fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
         let journal_path = with_suffix(path, ".journal");
-        let mut state = match fs::read_to_string(path) {
-            Ok(text) => parse_snapshot(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SqnState::new(),
-            Err(e) => return Err(io(path, e)),
-        };
-        match fs::read_to_string(&journal_path) {
-            Ok(text) => apply_journal(&mut state, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&journal_path, e)),
-        }
+        let mut state = read_state(path)?;
+        fold(&mut state, extra);
         let snapshot_bytes = write_snapshot(path, state.iter().map(|(k, v)| (k.as_str(), *v)))?;
         // Only after the snapshot holds everything is the journal emptied.
         let journal = empty_journal(&journal_path)?;
@@ -254,6 +252,114 @@ impl SqnJournal {
     }
 }
 
+/// The snapshot and journal at `path` read into one state (nothing there: empty).
+fn read_state(path: &Path) -> Result<SqnState, HssError> {
+    let journal_path = with_suffix(path, ".journal");
+    let mut state = match fs::read_to_string(path) {
+        Ok(text) => parse_snapshot(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SqnState::new(),
+        Err(e) => return Err(io(path, e)),
+    };
+    match fs::read_to_string(&journal_path) {
+        Ok(text) => apply_journal(&mut state, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&journal_path, e)),
+    }
+    Ok(state)
+}
+
+/// Folds `extra` into `state`, keeping the larger SQN of each IMPI.
+fn fold(state: &mut SqnState, extra: SqnState) {
+    for (impi, sqn) in extra {
+        let e = state.entry(impi).or_insert(0);
+        *e = (*e).max(sqn);
+    }
+}
+
+/// The SQN state file of slowpath shard `shard`: `base` for shard 0 (so one shard keeps the
+/// file it always had), `<base>.shard<k>` for the others; each has its own `.journal`.
+pub fn shard_path(base: &Path, shard: usize) -> PathBuf {
+    match shard {
+        0 => base.to_path_buf(),
+        k => with_suffix(base, &format!(".shard{k}")),
+    }
+}
+
+/// The shard numbers (>= 1) of the shard files next to `base`, whatever number of shards
+/// wrote them.
+fn shard_files(base: &Path) -> Result<Vec<usize>, HssError> {
+    let dir = match base.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = base.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.shard");
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    let mut found: Vec<usize> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name();
+            let rest = n.to_str()?.strip_prefix(&prefix)?;
+            let digits = rest.strip_suffix(".journal").unwrap_or(rest);
+            digits.parse::<usize>().ok().filter(|&k| k > 0)
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
+/// Opens the SQN state of `shards` slowpath shards over `base` (TS 33.102 6.3.2: a restart
+/// never reuses an SQN, whatever the number of shards before). Before any shard runs, the
+/// state of *every* shard file found — written by any earlier number of shards — is folded
+/// into `base` (one durable snapshot holding everything), the shard files are removed, and
+/// shard `k >= 1` gets a fresh file holding the IMPIs `shard_of` gives it. A crash at any
+/// step leaves every SQN on disk: the files are removed only after `base` holds their state,
+/// and `base` loses other shards' IMPIs only when shard 0 checkpoints, after their files
+/// were written. Returns each shard's journal and the whole folded state.
+pub fn open_shards(
+    base: &Path,
+    shards: usize,
+    shard_of: impl Fn(&str) -> usize,
+) -> Result<(Vec<SqnJournal>, SqnState), HssError> {
+    let stale = shard_files(base)?;
+    let mut others = SqnState::new();
+    for &k in &stale {
+        fold(&mut others, read_state(&shard_path(base, k))?);
+    }
+    let (first, state) = SqnJournal::open_with(base, others)?;
+    for &k in &stale {
+        let path = shard_path(base, k);
+        for p in [with_suffix(&path, ".journal"), path] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p, e)),
+            }
+        }
+    }
+    if !stale.is_empty() {
+        sync_dir(base)?;
+    }
+    let mut journals = vec![first];
+    for k in 1..shards.max(1) {
+        let subset: SqnState = (state.iter())
+            .filter(|(impi, _)| shard_of(impi) == k)
+            .map(|(i, s)| (i.clone(), *s))
+            .collect();
+        let path = shard_path(base, k);
+        let (journal, _) = SqnJournal::open_with(&path, subset)?;
+        journals.push(journal);
+    }
+    Ok((journals, state))
+}
+
 /// Writes the snapshot `path` (TOML map IMPI -> SQN in 12 hex digits) atomically; returns
 /// its size.
 fn write_snapshot<'a>(
@@ -312,6 +418,80 @@ mod tests {
             hss.challenge(&impi, [7; 16]).unwrap();
         }
         std::iter::from_fn(|| hss.poll_persist()).collect()
+    }
+
+    /// Issue 10: the number of slowpath shards changes between runs (2 -> 1 -> 3) and no
+    /// SQN is ever handed out twice: every shard file of the previous run, journal lines
+    /// not compacted (a crash) included, is folded in before the new shards start, and the
+    /// stale shard files are gone afterwards.
+    #[test]
+    fn changing_the_number_of_shards_never_reuses_an_sqn() {
+        let d = tmpdir("shards");
+        let p = d.join("sqn.toml");
+        let subs = subscribers();
+        let shard_of =
+            |n: usize| move |impi: &str| akagate_proto::shard::shard_of_name(impi.as_bytes(), n);
+        // Two shards; each subscriber is challenged on the shard that owns it, and the run
+        // ends in a crash (journals not compacted).
+        let mut handed_out = std::collections::BTreeMap::new();
+        {
+            let (mut journals, state) = open_shards(&p, 2, shard_of(2)).unwrap();
+            assert_eq!(journals.len(), 2);
+            let mut shards = hss(state).into_shards(2, shard_of(2));
+            for (who, n) in [(0, 3), (1, 5)] {
+                let k = shard_of(2)(&subs[who].impi);
+                let records = challenges(&mut shards[k], who, n);
+                let last = records.last().unwrap().sqn();
+                handed_out.insert(subs[who].impi.clone(), last);
+                journals[k]
+                    .commit(&records, || shards[k].sqn_state())
+                    .unwrap();
+            }
+        }
+        assert!(
+            shard_files(&p).unwrap() == vec![1],
+            "the second shard has its own file"
+        );
+        // One shard: it continues above everything the two shards handed out.
+        let state = {
+            let (journals, state) = open_shards(&p, 1, shard_of(1)).unwrap();
+            assert_eq!(journals.len(), 1);
+            state
+        };
+        assert!(
+            shard_files(&p).unwrap().is_empty(),
+            "stale shard files removed"
+        );
+        for (impi, sqn) in &handed_out {
+            assert_eq!(state.get(impi), Some(sqn), "{impi}");
+        }
+        let mut one = hss(state);
+        for who in 0..2 {
+            let next = challenges(&mut one, who, 1)[0].sqn();
+            assert!(next > handed_out[&subs[who].impi], "{who}: SQN reused");
+            handed_out.insert(subs[who].impi.clone(), next);
+        }
+        // That run crashed too (its records only in the journal of `base`).
+        let (mut j, _) = SqnJournal::open(&p).unwrap();
+        let records: Vec<PersistRecord> = (0..2).flat_map(|w| challenges(&mut one, w, 1)).collect();
+        for r in &records {
+            handed_out.insert(r.impi().to_string(), r.sqn());
+        }
+        j.commit(&records, || one.sqn_state()).unwrap();
+        drop(j);
+        // Three shards: each shard's file holds its IMPIs, and every HSS continues above.
+        let (_journals, state) = open_shards(&p, 3, shard_of(3)).unwrap();
+        let shards = hss(state).into_shards(3, shard_of(3));
+        for (who, sub) in subs.iter().enumerate() {
+            let k = shard_of(3)(&sub.impi);
+            let seq = shards[k].subscriber(&sub.impi).unwrap().seq_he();
+            assert!(seq >= handed_out[&sub.impi] >> 5, "{who}");
+            if k > 0 {
+                let text = fs::read_to_string(shard_path(&p, k)).unwrap();
+                assert!(text.contains(&sub.impi), "{text}");
+            }
+        }
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The daemon: one pinned worker thread per port queue and one slowpath thread, joined by
-//! bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
+//! The daemon: one pinned worker thread per port queue and one slowpath thread per shard,
+//! joined by bounded crossbeam queues (see docs/ARCHITECTURE.md, "Process shape"), with orderly shutdown.
 
 mod corelink;
 mod journal;
 mod ports;
 mod resolve;
 mod setup;
+mod shards;
 mod slowpath;
 mod stats;
 mod steer;
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::{SadError, SpiAllocator};
-use akagate_fastpath::worker::{Handoff, InboundTable};
+use akagate_fastpath::worker::{EventSink, Handoff, InboundTable};
 use akagate_slowpath::hss::HssError;
-use akagate_slowpath::Core;
+use akagate_slowpath::registrar::LocationDirectory;
+use akagate_slowpath::{Core, CoreConfig};
 use akagate_sys::affinity::CorePlan;
 use akagate_sys::mempair::MemPort;
 use akagate_sys::{IoError, LinkInfo, Port};
@@ -74,7 +76,8 @@ pub struct StartOptions {
     pub stats_interval: Option<Duration>,
     /// SQN state file; `None` means [`default_sqn_state`] of the subscriber file.
     pub sqn_state: Option<PathBuf>,
-    /// Capacity of the worker -> slowpath event queue (shared by all workers).
+    /// Capacity of the worker -> slowpath event queue (shared by all workers; one per
+    /// slowpath shard).
     pub event_queue: usize,
     /// Capacity of each slowpath -> worker command queue.
     pub command_queue: usize,
@@ -282,8 +285,22 @@ impl Daemon {
             })?;
             hop_updates = Some(slowpath::HopUpdates { rx, stop, refresh });
         }
-        let (hss, journal) = setup::load_hss(config, opts.sqn_state.as_deref())?;
-        let sqn_state = journal.as_ref().map(|j| j.path().to_path_buf());
+        let nshards = config.cores.slowpath.len().max(1);
+        if nshards > akagate_proto::shard::MAX_SHARDS {
+            return Err(StartError::Unsupported(format!(
+                "cores.slowpath: at most {} shards",
+                akagate_proto::shard::MAX_SHARDS
+            )));
+        }
+        if nshards > 1 && config.ims_core.is_some() {
+            // The core link's requests would need the location directory to find their
+            // shard (docs/ARCHITECTURE.md, "Slowpath shards": not done yet).
+            return Err(StartError::Unsupported(
+                "ims-core (proxy mode) runs with one slowpath shard only".into(),
+            ));
+        }
+        let (hsss, journals) = setup::load_hss(config, opts.sqn_state.as_deref(), nshards)?;
+        let sqn_state = journals.first().map(|j| j.path().to_path_buf());
         let table = Arc::new(
             InboundTable::with_capacity(config.sa_table.capacity).map_err(StartError::SaTable)?,
         );
@@ -302,14 +319,16 @@ impl Daemon {
             ))));
         }
 
-        let (event_tx, event_rx) = bounded::<WorkerEvent>(opts.event_queue.max(1));
+        let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..nshards)
+            .map(|_| bounded::<WorkerEvent>(opts.event_queue.max(1)))
+            .unzip();
         let workers_stop = Arc::new(AtomicBool::new(false));
         let slowpath_stop = Arc::new(AtomicBool::new(false));
         let pinned = opts.pinning == Pinning::Configured;
         let mut handle = DaemonHandle {
             link: link.clone(),
             workers: Vec::with_capacity(nworkers),
-            slowpath: None,
+            slowpath: Vec::with_capacity(nshards),
             workers_stop: workers_stop.clone(),
             slowpath_stop: slowpath_stop.clone(),
             memory_peer: None,
@@ -317,6 +336,7 @@ impl Daemon {
                 started: Instant::now(),
                 workers: Vec::with_capacity(nworkers),
                 slowpath: Arc::default(),
+                shards: (1..nshards).map(|_| Arc::default()).collect(),
                 table: table.clone(),
             },
             sqn_state: None,
@@ -329,25 +349,70 @@ impl Daemon {
         // Registrations kept across a restart (issue 14): their SPIs reserved, the core's
         // registrar restored and the sets handed to their workers, all before any worker
         // takes a frame. Proxy mode keeps none (its Service-Route state is not stored).
-        handle
-            .stats
-            .slowpath
-            .subscribers
-            .store(hss.len() as u64, Ordering::Relaxed);
-        let spis: Arc<dyn SpiAllocator> = table.clone();
-        let mut core = Core::new(
-            core_config,
-            hss,
-            spis,
-            Box::new(rand::rngs::StdRng::from_entropy()),
-        );
+        let shard_counters = handle.stats.shard_counters();
+        for (c, hss) in shard_counters.iter().zip(&hsss) {
+            c.subscribers.store(hss.len() as u64, Ordering::Relaxed);
+        }
+        // With shards, each core's SPIs are recorded with its shard (the workers' router
+        // reads them) and every branch and Record-Route it makes carries its tag.
+        let spi_shards = match nshards {
+            1 => None,
+            _ => Some(Arc::new(
+                shards::SpiShards::new(config.sa_table.capacity).map_err(StartError::SaTable)?,
+            )),
+        };
+        let router = spi_shards.as_ref().map(|spis| {
+            Arc::new(shards::Router {
+                shards: nshards,
+                spis: spis.clone(),
+                impis: hsss
+                    .first()
+                    .and_then(|h| h.impu_directory())
+                    .unwrap_or_default(),
+            })
+        });
+        // Each shard publishes its bindings here and finds the others' UEs (a call across
+        // shards is owned by the caller's shard).
+        let directory = (nshards > 1).then(|| Arc::new(LocationDirectory::new(nshards)));
+        let mut cores: Vec<Core> = Vec::with_capacity(nshards);
+        for (k, hss) in hsss.into_iter().enumerate() {
+            let table: Arc<dyn SpiAllocator> = table.clone();
+            let spis: Arc<dyn SpiAllocator> = match &spi_shards {
+                None => table,
+                Some(map) => Arc::new(shards::ShardSpis {
+                    table,
+                    shard: k,
+                    map: map.clone(),
+                }),
+            };
+            let cfg = CoreConfig {
+                shard: (nshards > 1).then_some(k),
+                ..core_config.clone()
+            };
+            let mut core = Core::new(cfg, hss, spis, Box::new(rand::rngs::StdRng::from_entropy()));
+            if let Some(d) = &directory {
+                core.attach_directory(d.clone(), k);
+            }
+            cores.push(core);
+        }
         let restore_started = Instant::now();
-        let (mut registrations, restored) = match (&journal, &config.ims_core) {
-            (Some(j), None) => store::open_for(j.path()),
+        // Registrations survive a restart with one shard (issue 14). With several, none are
+        // stored, and a store left by a one-shard run is removed: restoring it later would
+        // bring back registrations that ended meanwhile.
+        let (mut registrations, restored) = match (journals.first(), &config.ims_core) {
+            (Some(j), None) if nshards == 1 => store::open_for(j.path()),
+            (Some(j), _) => {
+                store::remove_for(j.path());
+                (None, store::Restored::default())
+            }
             _ => (None, store::Restored::default()),
         };
+        let mut journals = journals.into_iter();
+        let Some(core) = cores.first_mut() else {
+            return Err(StartError::Unsupported("no slowpath shard".into()));
+        };
         let plan = store::restore(
-            &mut core,
+            core,
             &table,
             &steering,
             nworkers,
@@ -379,7 +444,13 @@ impl Daemon {
                 queue,
                 peers: (nworkers > 1).then(|| (steering.clone(), handoff.clone())),
                 table: table.clone(),
-                events: event_tx.clone(),
+                events: match &router {
+                    None => EventSink::from(event_txs[0].clone()),
+                    Some(r) => EventSink::Shards {
+                        queues: event_txs.clone(),
+                        router: r.clone(),
+                    },
+                },
                 commands: cmd_rx,
                 core,
                 idle: opts.idle,
@@ -417,7 +488,7 @@ impl Daemon {
         // The core side of proxy mode delivers into the same queue.
         let core_link = match &config.ims_core {
             Some(up) => Some(
-                corelink::CoreLink::start(up.local, event_tx.clone()).map_err(|e| {
+                corelink::CoreLink::start(up.local, event_txs[0].clone()).map_err(|e| {
                     StartError::CoreLink {
                         addr: up.local,
                         reason: e.to_string(),
@@ -428,7 +499,7 @@ impl Daemon {
         };
         // Only the workers (and the core link) hold event senders: when all of them are gone
         // the slowpath sees it.
-        drop(event_tx);
+        drop(event_txs);
 
         if registrations.is_some() {
             tracing::info!(
@@ -438,52 +509,69 @@ impl Daemon {
                 plan.not_restored
             );
         }
-        let (query_port, queries) = crate::control::channel();
-        let slowpath = slowpath::Slowpath {
-            control: queries,
-            core,
-            events: event_rx,
-            commands: command_txs,
-            wakers,
-            counters: handle.stats.slowpath.clone(),
-            stop: slowpath_stop,
-            journal,
-            registrations,
-            unstored: Vec::new(),
-            stats_interval: opts.stats_interval,
-            stats: handle.stats.clone(),
-            steering,
-            access: setup::sip_access(config, sip_port),
-            core_link,
-            hop_updates,
-        };
-        let slowpath_core = if pinned { config.cores.slowpath } else { None };
-        let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);
-        let join = std::thread::Builder::new()
-            .name("akagate-slowpath".into())
-            .spawn(move || {
-                if let Some(c) = slowpath_core {
-                    if let Err(e) = akagate_sys::affinity::pin_current_thread(c) {
-                        let _ = ready_tx.send(Err(e));
-                        return None;
+        let (query_port, queries) = crate::control::channel(nshards);
+        let mut core_link = core_link;
+        let mut hop_updates = hop_updates;
+        let mut registrations = registrations.take();
+        let access = setup::sip_access(config, sip_port);
+        for (k, ((core, events), queries)) in
+            cores.into_iter().zip(event_rxs).zip(queries).enumerate()
+        {
+            let counters = shard_counters.get(k).cloned().unwrap_or_default();
+            let slowpath = slowpath::Slowpath {
+                control: queries,
+                core,
+                events,
+                commands: command_txs.clone(),
+                wakers: wakers.clone(),
+                counters,
+                stop: slowpath_stop.clone(),
+                journal: journals.next(),
+                registrations: registrations.take(),
+                unstored: Vec::new(),
+                // One periodic log line for the whole daemon.
+                stats_interval: opts.stats_interval.filter(|_| k == 0),
+                stats: handle.stats.clone(),
+                steering: steering.clone(),
+                access: access.clone(),
+                core_link: core_link.take(),
+                hop_updates: hop_updates.take(),
+            };
+            let slowpath_core = match pinned {
+                true => config.cores.slowpath.get(k).copied(),
+                false => None,
+            };
+            let name = match nshards {
+                1 => "akagate-slowpath".to_string(),
+                _ => format!("akagate-sp{k}"),
+            };
+            let (ready_tx, ready_rx) = bounded::<Result<(), IoError>>(1);
+            let join = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    if let Some(c) = slowpath_core {
+                        if let Err(e) = akagate_sys::affinity::pin_current_thread(c) {
+                            let _ = ready_tx.send(Err(e));
+                            return None;
+                        }
                     }
-                }
-                let _ = ready_tx.send(Ok(()));
-                Some(slowpath.run())
-            })
-            .map_err(|e| StartError::Thread {
-                name: "akagate-slowpath".into(),
-                reason: e.to_string(),
-            })?;
-        handle.slowpath = Some(join);
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(StartError::Cores(e)),
-            Err(_) => {
-                return Err(StartError::Thread {
-                    name: "akagate-slowpath".into(),
-                    reason: "exited while starting".into(),
+                    let _ = ready_tx.send(Ok(()));
+                    Some(slowpath.run())
                 })
+                .map_err(|e| StartError::Thread {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            handle.slowpath.push((name.clone(), join));
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StartError::Cores(e)),
+                Err(_) => {
+                    return Err(StartError::Thread {
+                        name,
+                        reason: "exited while starting".into(),
+                    })
+                }
             }
         }
         handle.sqn_state = sqn_state;
@@ -497,12 +585,12 @@ impl Daemon {
             );
         }
         tracing::info!(
-            "akagate running on {} (mtu {}) with {nworkers} worker(s){}; SIP on port {sip_port}; \
-             {} subscriber(s); SA table of {} SPIs",
+            "akagate running on {} (mtu {}) with {nworkers} worker(s){} and {nshards} slowpath \
+             shard(s); SIP on port {sip_port}; {} subscriber(s); SA table of {} SPIs",
             link.name,
             link.mtu,
             if pinned { " pinned" } else { ", unpinned" },
-            handle.stats.slowpath.subscribers.load(Ordering::Relaxed),
+            handle.stats().slowpath.subscribers,
             table.capacity(),
         );
         Ok(handle)
@@ -515,12 +603,17 @@ fn check_cores(config: &Config, opts: &StartOptions) -> Result<(), StartError> {
     if opts.pinning == Pinning::Unpinned {
         return Ok(());
     }
-    CorePlan {
-        workers: config.cores.workers.clone(),
-        slowpath: config.cores.slowpath,
+    // One plan per slowpath shard: each shard's core must exist and not be a worker's.
+    let shards = config.cores.slowpath.iter().map(|&c| Some(c));
+    for slowpath in std::iter::once(None).chain(shards) {
+        CorePlan {
+            workers: config.cores.workers.clone(),
+            slowpath,
+        }
+        .validate()
+        .map_err(StartError::Cores)?;
     }
-    .validate()
-    .map_err(StartError::Cores)
+    Ok(())
 }
 
 /// The running daemon. Dropping it shuts it down like [`DaemonHandle::shutdown`], ignoring
@@ -528,7 +621,8 @@ fn check_cores(config: &Config, opts: &StartOptions) -> Result<(), StartError> {
 pub struct DaemonHandle {
     link: LinkInfo,
     workers: Vec<(String, JoinHandle<()>)>,
-    slowpath: Option<JoinHandle<Option<slowpath::SlowpathExit>>>,
+    /// One thread per slowpath shard.
+    slowpath: Vec<(String, JoinHandle<Option<slowpath::SlowpathExit>>)>,
     workers_stop: Arc<AtomicBool>,
     slowpath_stop: Arc<AtomicBool>,
     memory_peer: Option<MemPort>,
@@ -582,7 +676,8 @@ impl DaemonHandle {
 
     /// True while every thread runs (false after a thread died or after shutdown).
     pub fn is_running(&self) -> bool {
-        self.slowpath.as_ref().is_some_and(|j| !j.is_finished())
+        !self.slowpath.is_empty()
+            && self.slowpath.iter().all(|(_, j)| !j.is_finished())
             && self.workers.iter().all(|(_, j)| !j.is_finished())
     }
 
@@ -621,23 +716,29 @@ impl DaemonHandle {
         drop(self.metrics.take());
         let mut result = Ok(());
         self.slowpath_stop.store(true, Ordering::Release);
-        let exit = match self.slowpath.take().map(JoinHandle::join) {
-            Some(Ok(exit)) => exit,
-            Some(Err(_)) => {
-                result = Err(ShutdownError::Panicked("akagate-slowpath".into()));
-                None
+        let mut exits = Vec::new();
+        for (name, join) in self.slowpath.drain(..) {
+            match join.join() {
+                Ok(exit) => exits.extend(exit),
+                Err(_) => {
+                    if result.is_ok() {
+                        result = Err(ShutdownError::Panicked(name));
+                    }
+                }
             }
-            None => None,
-        };
+        }
         self.workers_stop.store(true, Ordering::Release);
         for (name, join) in self.workers.drain(..) {
             if join.join().is_err() && result.is_ok() {
                 result = Err(ShutdownError::Panicked(name));
             }
         }
+        // Shard 0's file is the state's name (the other shards' files sit beside it).
         let mut sqn_state = None;
-        if let Some(exit) = exit {
-            sqn_state = exit.sqn_state;
+        for (k, exit) in exits.into_iter().enumerate() {
+            if k == 0 {
+                sqn_state = exit.sqn_state;
+            }
             if let Some((path, source)) = exit.persist_error {
                 if result.is_ok() {
                     result = Err(ShutdownError::SqnState { path, source });

@@ -174,6 +174,7 @@ pub(super) fn core_config(config: &Config) -> Result<CoreConfig, StartError> {
         register_rate_total: l.register_rate_total,
         retry_after: l.retry_after,
         tls_port: one_port(config, true)?,
+        shard: None,
     })
 }
 
@@ -240,18 +241,26 @@ pub fn default_sqn_state(subscribers: &Path) -> PathBuf {
 
 /// Loads the subscriber file (none: an empty HSS) and opens the SQN state, which is
 /// `sqn_state` or [`default_sqn_state`]: the journal is replayed into the snapshot and the HSS
-/// continues from it (TS 33.102 6.3.2). Returns the HSS and the journal the slowpath thread
-/// writes its SQN records to.
+/// continues from it (TS 33.102 6.3.2). With `shards` slowpath shards, the state of every
+/// shard file of any earlier run is folded in first and the HSS is split by the shard of each
+/// IMPI (`journal::open_shards`, `Hss::into_shards`). Returns one HSS per shard and, with a
+/// subscriber file, the journal each shard's thread writes its SQN records to.
 pub(super) fn load_hss(
     config: &Config,
     sqn_state: Option<&Path>,
-) -> Result<(Hss, Option<SqnJournal>), StartError> {
+    shards: usize,
+) -> Result<(Vec<Hss>, Vec<SqnJournal>), StartError> {
+    let shard_of = |impi: &str| akagate_proto::shard::shard_of_name(impi.as_bytes(), shards);
+    let split = |hss: Hss| match shards {
+        0 | 1 => vec![hss],
+        n => hss.into_shards(n, shard_of),
+    };
     let Some(file) = config.subscribers.as_deref() else {
         let hss = Hss::from_records(&[]).map_err(|source| StartError::Subscribers {
             path: PathBuf::new(),
             source,
         })?;
-        return Ok((hss, None));
+        return Ok((split(hss), Vec::new()));
     };
     let hss = Hss::load(file).map_err(|source| StartError::Subscribers {
         path: file.to_path_buf(),
@@ -262,10 +271,13 @@ pub(super) fn load_hss(
         path: path.clone(),
         source,
     };
-    let (journal, state) = SqnJournal::open(&path).map_err(state_error)?;
-    let journal = journal.with_max_bytes(config.limits.sqn_journal_max_bytes);
+    let (journals, state) =
+        super::journal::open_shards(&path, shards, shard_of).map_err(state_error)?;
+    let journals = (journals.into_iter())
+        .map(|j| j.with_max_bytes(config.limits.sqn_journal_max_bytes))
+        .collect();
     let hss = hss.with_sqn_state(state).map_err(state_error)?;
-    Ok((hss, Some(journal)))
+    Ok((split(hss), journals))
 }
 
 /// The link layer of a worker: our MAC, our addresses with their on-link prefixes, the

@@ -131,6 +131,8 @@ impl Slowpath {
                 }
                 batch.extend(actions);
             }
+            // Other shards saw our UEs' new sets in use (calls they own): old sets retire.
+            batch.extend(self.core.apply_remote_traffic());
             self.release(batch);
             self.publish_counters();
             if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())
@@ -505,10 +507,11 @@ mod tests {
                 started: Instant::now(),
                 workers: Vec::new(),
                 slowpath: counters,
+                shards: Vec::new(),
                 table,
             },
             steering: akagate_sys::steer::Steering::UeKey { queues: 1 },
-            control: crate::control::channel().1,
+            control: crate::control::channel(1).1.remove(0),
             access: access(&[Transport::Udp, Transport::Tcp]),
             core_link: None,
             hop_updates: None,

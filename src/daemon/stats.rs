@@ -9,7 +9,9 @@ pub(super) use akagate_proto::counters::inc;
 use akagate_sys::QueueCounters;
 
 pub(super) use crate::stats::SlowpathCounters;
+use crate::stats::SlowpathStats;
 use crate::stats::{Stats, WorkerStats};
+use akagate_slowpath::CoreStats;
 
 /// The shared counters of one worker, as the stats reader sees them.
 #[derive(Clone, Debug)]
@@ -26,13 +28,36 @@ pub(super) struct WorkerSource {
 pub(super) struct StatsSource {
     pub started: Instant,
     pub workers: Vec<WorkerSource>,
+    /// Shard 0's counters (the only shard's with one).
     pub slowpath: Arc<SlowpathCounters>,
+    /// The counters of shards 1.. (docs/ARCHITECTURE.md, "Slowpath shards").
+    pub shards: Vec<Arc<SlowpathCounters>>,
     pub table: Arc<InboundTable>,
 }
 
 impl StatsSource {
-    /// Reads every counter now.
+    /// Every shard's counters, shard 0 first.
+    pub fn shard_counters(&self) -> Vec<Arc<SlowpathCounters>> {
+        std::iter::once(&self.slowpath)
+            .chain(&self.shards)
+            .cloned()
+            .collect()
+    }
+
+    /// The slowpath counters and the core's, summed over the shards.
+    fn slowpath_sums(&self) -> (SlowpathStats, CoreStats) {
+        let mut sp = self.slowpath.snapshot();
+        let mut core = self.slowpath.core.snapshot();
+        for s in &self.shards {
+            SlowpathStats::TABLE.add_into(&mut sp, &s.snapshot());
+            CoreStats::TABLE.add_into(&mut core, &s.core.snapshot());
+        }
+        (sp, core)
+    }
+
+    /// Reads every counter now (the slowpath's summed over its shards).
     pub fn snapshot(&self) -> Stats {
+        let (slowpath, core) = self.slowpath_sums();
         Stats {
             uptime: self.started.elapsed(),
             workers: self
@@ -45,8 +70,8 @@ impl StatsSource {
                     counters: w.counters.snapshot(),
                 })
                 .collect(),
-            slowpath: self.slowpath.snapshot(),
-            core: self.slowpath.core.snapshot(),
+            slowpath,
+            core,
             sa_installed: self.table.installed(),
             sa_allocated: self.table.allocated(),
             sa_capacity: self.table.capacity(),

@@ -279,6 +279,21 @@ pub(super) fn open_for(sqn_state: &Path) -> (Option<RegistrationStore>, Restored
     }
 }
 
+/// Removes the registration store beside `sqn_state`, if any (several slowpath shards keep
+/// no registrations across a restart, and a store left by a one-shard run must not bring
+/// back registrations that ended while it was not used).
+pub(super) fn remove_for(sqn_state: &Path) {
+    let path = registrations_path(sqn_state);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(
+            "{}: removed (registrations are not kept with several slowpath shards)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!("{}: {e}", path.display()),
+    }
+}
+
 /// What start-up restored.
 pub(super) struct RestorePlan {
     /// Per worker, the `RestoreSaSet` commands of the UEs it owns.

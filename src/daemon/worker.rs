@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
-use akagate_fastpath::worker::{Handoff, InboundTable, Worker, WorkerConfig, WorkerCounters};
+use akagate_fastpath::ipc::WorkerCommand;
+use akagate_fastpath::worker::{
+    EventSink, Handoff, InboundTable, Worker, WorkerConfig, WorkerCounters,
+};
 use akagate_sys::steer::Steering;
 use akagate_sys::{IoError, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
@@ -30,7 +32,7 @@ pub(super) struct WorkerThread<Q> {
     /// With several workers: the port's steering and the handoff rings between the workers.
     pub peers: Option<(Steering, Arc<Handoff>)>,
     pub table: Arc<InboundTable>,
-    pub events: Sender<WorkerEvent>,
+    pub events: EventSink,
     pub commands: Receiver<WorkerCommand>,
     pub core: Option<usize>,
     pub idle: IdlePolicy,
@@ -227,7 +229,7 @@ mod tests {
             queue,
             peers: None,
             table: Arc::new(InboundTable::with_capacity(64).unwrap()),
-            events,
+            events: events.into(),
             commands,
             core: None,
             idle: IdlePolicy::BusyPoll,

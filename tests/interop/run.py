@@ -82,7 +82,7 @@ def sh(*args, check=True):
 class Bed:
     """Namespaces, the veth pair and the daemon; torn down by close()."""
 
-    def __init__(self, work, proxy=False, routed=False):
+    def __init__(self, work, proxy=False, routed=False, shards=1):
         tag = "%d" % os.getpid()
         self.ns_d, self.ns_w, self.ns_u = "akgi%sd" % tag, "akgi%sw" % tag, "akgi%su" % tag
         self.veth_d, self.veth_w = "akgi%sd" % tag, "akgi%sw" % tag
@@ -114,11 +114,17 @@ class Bed:
         sh("ip", "-n", self.ns_u, "link", "set", "lo", "up")
         shutil.copy(os.path.join(HERE, "fixtures", "subscribers.toml"), work)
         cores = os.cpu_count() or 1
+        worker = cores - 1 if cores > 1 else 0
+        # Issue 10: N slowpath shards on the cores the worker leaves (on a 2-core box all on
+        # core 0: shards may share a core).
+        free = [c for c in range(cores) if c != worker] or [worker]
+        slowpath = ("slowpath = [%s]" % ", ".join(str(free[i % len(free)]) for i in range(shards))
+                    if shards > 1 else "")
         with open(os.path.join(HERE, "fixtures", "akagate.toml.in")) as f:
             template = f.read()
         with open(os.path.join(work, "akagate.toml"), "w") as f:
             f.write(template.format(veth=self.veth_d, ns=self.ns_d, v4=PCSCF_V4, v6=PCSCF_V6,
-                                  pc=PORT_PC, ps=PORT_PS, worker=cores - 1 if cores > 1 else 0,
+                                  pc=PORT_PC, ps=PORT_PS, worker=worker, slowpath=slowpath,
                                   sock=self.sock, tls_dir=TLS_DIR))
             if proxy:
                 # SIP to the core over TCP; only the loopback may speak for the core.
@@ -229,6 +235,10 @@ def main():
     ap.add_argument("--mode", choices=("embedded", "proxy", "routed"), default="embedded",
                     help="proxy: akagate in front of SIPp playing the S-CSCF; routed: the UEs "
                     "behind a Linux router, akagate with static routes to them")
+    ap.add_argument("--skip", action="append", default=[],
+                    help="leave these scenarios out of the default run")
+    ap.add_argument("--slowpath-shards", type=int, default=1,
+                    help="run the daemon with this many slowpath shards ([cores] slowpath)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("interop: skipped: not root (network namespaces, TUN and AF_PACKET need it)")
@@ -240,7 +250,7 @@ def main():
     try:
         proxy = args.mode == "proxy"
         routed = args.mode == "routed"
-        bed = Bed(work, proxy, routed)
+        bed = Bed(work, proxy, routed, args.slowpath_shards)
         if proxy:
             with open(os.path.join(HERE, "fixtures", "subscribers.toml"), "rb") as f:
                 sub = tomllib.load(f)["subscriber"][0]
@@ -270,6 +280,7 @@ def main():
             wanted = args.scenario or ROUTED_SCENARIOS
             cmd += sum((["--via", a] for a in ROUTER_UE_SIDE), [])
         cmd += sum((["--scenario", s.strip()] for s in wanted), [])
+        cmd += sum((["--skip", s] for s in args.skip), [])
         if args.verbose:
             cmd.append("--verbose")
         status = subprocess.call(cmd)

@@ -1329,6 +1329,7 @@ def main():
     ap.add_argument("--control", required=True)
     ap.add_argument("--subscribers", required=True)
     ap.add_argument("--scenario", action="append", default=[])
+    ap.add_argument("--skip", action="append", default=[], help="leave these scenarios out")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--restart-socket", help="run.py's socket that kill -9s and restarts the daemon")
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
@@ -1362,6 +1363,7 @@ def main():
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]
     if wanted == ["all"]:
         wanted = [s for s, _, _ in SCENARIOS]
+    wanted = [s for s in wanted if s not in args.skip]
     unknown = set(wanted) - {s for s, _, _ in SCENARIOS}
     if unknown:
         print("interop: unknown scenario(s): %s" % ", ".join(sorted(unknown)))

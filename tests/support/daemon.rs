@@ -30,7 +30,7 @@ pub fn memory_config() -> ConfigTemplate {
         ipv4: vec![PCSCF_V4],
         ipv6: vec![],
         workers: vec![0],
-        slowpath: None,
+        slowpath: vec![],
         subscribers: Some("subscribers.toml".into()),
         sa_capacity: 1024,
         ..ConfigTemplate::default()

@@ -66,6 +66,9 @@ struct Cli {
     /// Worker threads of the in-process daemon (memory backend)
     #[arg(long, value_name = "W", default_value_t = 1, value_parser = value_parser!(u64).range(1..))]
     workers: u64,
+    /// Slowpath shards of the in-process daemon (memory backend; issue 10)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = value_parser!(u64).range(1..=64))]
+    slowpath_shards: u64,
     #[command(flatten)]
     gateway: GatewayArgs,
     /// A further akagate node on the same link (repeat for more): the UEs are spread over
@@ -120,6 +123,7 @@ fn backend(cli: &Cli) -> Result<Backend, String> {
         BackendKind::Memory => Backend::Memory {
             subscribers: cli.subscribers.clone(),
             workers: usize::try_from(cli.workers).unwrap_or(1),
+            slowpath_shards: usize::try_from(cli.slowpath_shards).unwrap_or(1),
         },
         BackendKind::Inline => Backend::Inline,
         BackendKind::AfPacket => match (&g.iface, g.pcscf) {

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use akagate_bench::daemon::{start_memory_daemon, MemoryDaemon};
+use akagate_bench::daemon::{start_memory_daemon_with, MemoryDaemon};
 use akagate_bench::fleet::Fleet;
 use akagate_bench::gateway::{GatewayConfig, InProcessGateway};
 use akagate_bench::ue::usim::{usim_for, usim_with_seq};
@@ -115,6 +115,17 @@ impl Bed {
 
     /// The real daemon (memory backend, one worker) with the fixture subscribers.
     pub fn daemon() -> Bed {
+        Bed::daemon_with_shards(1)
+    }
+
+    /// [`Bed::daemon`] with two slowpath shards (`[cores] slowpath = [0, 1]`, unpinned).
+    #[allow(dead_code)]
+    pub fn daemon_two_shards() -> Bed {
+        Bed::daemon_with_shards(2)
+    }
+
+    /// [`Bed::daemon`] with `shards` slowpath shards.
+    pub fn daemon_with_shards(shards: usize) -> Bed {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -123,7 +134,10 @@ impl Bed {
         std::fs::create_dir_all(&dir).unwrap();
         let subs = dir.join("subscribers.toml");
         std::fs::write(&subs, SUBSCRIBERS).unwrap();
-        let MemoryDaemon { handle, queue } = start_memory_daemon(&dir, &subs, 1, 1024).unwrap();
+        let MemoryDaemon { handle, queue } = start_memory_daemon_with(&dir, &subs, 1, 1024, |c| {
+            c.cores.slowpath = (0..shards).collect();
+        })
+        .unwrap();
         Bed {
             pcscf: Pcscf::Daemon {
                 handle: Box::new(handle),

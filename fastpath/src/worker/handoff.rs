@@ -13,7 +13,9 @@ use akagate_sys::PacketBuf;
 use crossbeam_queue::ArrayQueue;
 use smoltcp::wire::EthernetAddress;
 
+use crate::ipc::WorkerEvent;
 use crate::wire::IpRepr;
+use akagate_proto::shard::{EventRouter, Shard};
 
 /// A frame on its way to the worker that owns its UE, with what the sender's link layer
 /// found (the owner's would find the same: the workers of a port share one configuration),
@@ -179,5 +181,62 @@ mod tests {
             assert!(h.give_back(0, b()).is_ok());
         }
         assert!(h.returned(0).is_some());
+    }
+}
+
+/// Where a worker's events go: the one slowpath, or the slowpath shard each event belongs to
+/// (docs/ARCHITECTURE.md, "Slowpath shards"). A worker never blocks on either.
+#[derive(Clone)]
+pub enum EventSink {
+    /// One slowpath thread takes every event.
+    One(crossbeam_channel::Sender<WorkerEvent>),
+    /// One queue per shard; the router names the shard of each event.
+    Shards {
+        /// Queue `i` goes to shard `i`.
+        queues: Vec<crossbeam_channel::Sender<WorkerEvent>>,
+        /// Picks the shard of an event.
+        router: std::sync::Arc<dyn EventRouter>,
+    },
+}
+
+impl core::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EventSink::One(_) => f.write_str("EventSink::One"),
+            EventSink::Shards { queues, .. } => write!(f, "EventSink::Shards({})", queues.len()),
+        }
+    }
+}
+
+impl From<crossbeam_channel::Sender<WorkerEvent>> for EventSink {
+    fn from(tx: crossbeam_channel::Sender<WorkerEvent>) -> Self {
+        EventSink::One(tx)
+    }
+}
+
+/// The event could not be queued (a full or closed queue); the caller counts the drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventDropped;
+
+impl EventSink {
+    /// Queues `ev` for its shard without waiting. An event for every shard is dropped only
+    /// where a queue is full (reported if any was).
+    pub fn try_send(&self, ev: WorkerEvent) -> Result<(), EventDropped> {
+        match self {
+            EventSink::One(tx) => tx.try_send(ev).map_err(|_| EventDropped),
+            EventSink::Shards { queues, router } => match router.route(&ev) {
+                Shard::One(i) => match queues.get(i).or(queues.first()) {
+                    Some(tx) => tx.try_send(ev).map_err(|_| EventDropped),
+                    None => Err(EventDropped),
+                },
+                Shard::All => {
+                    let mut ok = true;
+                    for tx in queues {
+                        ok &= tx.try_send(ev.clone()).is_ok();
+                    }
+                    ok.then_some(()).ok_or(EventDropped)
+                }
+            },
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use akagate_sys::{PacketBuf, PortQueue};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::Receiver;
 use smoltcp::time::{Duration, Instant};
 
 use crate::ipc::{WorkerCommand, WorkerEvent};
@@ -28,8 +28,8 @@ use crate::timer::TimerWheel;
 use counters::{add, inc};
 pub use counters::{WorkerCounterValues, WorkerCounters};
 use egress::Link;
-pub use handoff::Handoff;
 use handoff::Peers;
+pub use handoff::{EventDropped, EventSink, Handoff};
 pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, WorkerSas};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
@@ -161,7 +161,7 @@ pub struct Worker<Q: PortQueue> {
     /// mostly smoltcp's `Interface`).
     ues: HashMap<IpAddr, Box<Ue>>,
     timers: TimerWheel<IpAddr>,
-    events: Sender<WorkerEvent>,
+    events: EventSink,
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
@@ -185,13 +185,13 @@ impl<Q: PortQueue> core::fmt::Debug for Worker<Q> {
 }
 
 impl<Q: PortQueue> Worker<Q> {
-    /// A worker on `queue`, reading inbound SAs from `table`, sending events on `events` and
-    /// taking commands from `commands`.
+    /// A worker on `queue`, reading inbound SAs from `table`, sending events on `events` (a
+    /// channel, or the slowpath shards' [`EventSink`]) and taking commands from `commands`.
     pub fn new(
         cfg: WorkerConfig,
         queue: Q,
         table: Arc<InboundTable>,
-        events: Sender<WorkerEvent>,
+        events: impl Into<EventSink>,
         commands: Receiver<WorkerCommand>,
         now: Instant,
     ) -> Self {
@@ -205,7 +205,7 @@ impl<Q: PortQueue> Worker<Q> {
             cfg,
             table,
             ues: HashMap::new(),
-            events,
+            events: events.into(),
             commands,
             counters,
             due: Vec::new(),
@@ -405,11 +405,8 @@ impl<Q: PortQueue> Worker<Q> {
             if matches!(ev, WorkerEvent::Sip(_)) {
                 inc(&self.counters.sip_in);
             }
-            match self.events.try_send(ev) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    inc(&self.counters.drop_event_queue_full);
-                }
+            if self.events.try_send(ev).is_err() {
+                inc(&self.counters.drop_event_queue_full);
             }
         }
     }

@@ -74,6 +74,10 @@ pub struct CoreConfig {
     /// offers sec-agree mechanism `tls` (RFC 3329 2.2) agrees on it, its registration bound
     /// to the TLS connection.
     pub tls_port: Option<u16>,
+    /// With several slowpath shards: this core's shard, tagged in every branch it creates
+    /// and in its Record-Route URI so workers route the answers and in-dialog requests back
+    /// here (`akagate_proto::shard`). `None` (one shard): no tags.
+    pub shard: Option<usize>,
 }
 
 impl Default for CoreConfig {
@@ -98,6 +102,7 @@ impl Default for CoreConfig {
             register_rate_total: 10_000,
             retry_after: 5,
             tls_port: None,
+            shard: None,
         }
     }
 }
@@ -270,6 +275,11 @@ impl Cx<'_> {
     /// Notes traffic from `key` over `spi`: the first message over a new active set retires
     /// the old one.
     pub fn note_traffic(&mut self, key: &str, spi: u32, out: &mut Vec<WorkerCommand>) {
+        if self.registrar.impi(key).is_none() {
+            // Another shard's UE (a callee answering): its owner retires the old set.
+            self.registrar.note_remote_traffic(key, spi);
+            return;
+        }
         if let Some(old) = self.registrar.note_traffic(key, spi) {
             self.shared.remove_set(&old, out);
             rearm(self.shared, self.registrar, key);

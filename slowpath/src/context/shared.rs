@@ -211,7 +211,16 @@ impl Shared {
     /// A new RFC 3261 branch (magic cookie, random part, per-core sequence number).
     pub(crate) fn branch(&mut self) -> String {
         self.branch_seq += 1;
-        format!("z9hG4bK{}{:x}", self.token(8), self.branch_seq)
+        let token = self.token(8);
+        match self.cfg.shard {
+            // The shard that owns the transaction reads its answers back (proto::shard).
+            Some(shard) => format!(
+                "{}{token}{:x}",
+                akagate_proto::shard::branch_prefix(shard),
+                self.branch_seq
+            ),
+            None => format!("z9hG4bK{token}{:x}", self.branch_seq),
+        }
     }
 
     /// Removes a set the registrar let go of: the worker command (after anything already

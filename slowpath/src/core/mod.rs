@@ -288,6 +288,7 @@ impl Core {
         self.on_registration_ending(&key, RegEnd::Deactivated, now, &mut out);
         self.drop_registration(&key, &mut out);
         self.process_events(now, &mut out);
+        self.registrar.publish();
         Some((impi, out))
     }
 
@@ -325,6 +326,33 @@ impl Core {
         }
         self.process_events(now, &mut out);
         self.end_unreachable(now, &mut out);
+        self.registrar.publish();
+        out
+    }
+
+    /// Several slowpath shards: this core publishes its registrations' bindings in
+    /// `directory` and reaches the other shards' UEs through it (a call from one of its UEs
+    /// to a UE of another shard, and that UE's answers and in-dialog requests, which the
+    /// workers route here by our Via branch and Record-Route tags).
+    pub fn attach_directory(
+        &mut self,
+        directory: Arc<crate::registrar::LocationDirectory>,
+        shard: usize,
+    ) {
+        self.registrar.attach_directory(directory, shard);
+    }
+
+    /// With a directory: the first use of our UEs' new SA sets that other shards saw (a
+    /// callee answering a call another shard owns) retires their old sets, as our own
+    /// traffic would (TS 33.203 7.4). Call it every loop turn; cheap when there is none.
+    pub fn apply_remote_traffic(&mut self) -> Vec<WorkerCommand> {
+        let mut out = Vec::new();
+        for (key, spi) in self.registrar.take_remote_notes() {
+            self.cx().note_traffic(&key, spi, &mut out);
+        }
+        if !out.is_empty() {
+            self.registrar.publish();
+        }
         out
     }
 
@@ -479,6 +507,7 @@ impl Core {
         self.expire(now, &mut out);
         self.process_events(now, &mut out);
         self.end_unreachable(now, &mut out);
+        self.registrar.publish();
         out
     }
 

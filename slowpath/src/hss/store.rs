@@ -126,6 +126,9 @@ pub struct Hss {
     persist: Option<Outbox>,
     /// SQN state of IMPIs not provisioned (any more), kept so a checkpoint does not lose it.
     foreign: BTreeMap<String, u64>,
+    /// With slowpath shards: every IMPU (lookup key) -> its IMPI, of all shards, shared
+    /// read-only, so a shard finds the owner of a request's target ([`Hss::impi_of_impu`]).
+    all_impus: Option<std::sync::Arc<HashMap<String, String>>>,
 }
 
 /// The SQN records of an HSS whose state is persisted.
@@ -156,6 +159,7 @@ impl Hss {
             policy,
             persist: None,
             foreign: BTreeMap::new(),
+            all_impus: None,
         };
         for r in records {
             let impi = r.impi.trim();
@@ -318,6 +322,61 @@ impl Hss {
     /// The subscriber with this IMPI.
     pub fn subscriber(&self, impi: &str) -> Option<&Subscriber> {
         self.by_impi.get(&key(impi)).and_then(|&i| self.subs.get(i))
+    }
+
+    /// Splits the subscribers into `shards` HSSs (docs/ARCHITECTURE.md, "Slowpath shards"):
+    /// shard `i` keeps the subscribers, with their SQN generators, and the unprovisioned SQN
+    /// state whose IMPI `shard_of` maps to `i`, so no two shards ever hand out an SQN of the
+    /// same subscriber. Every shard resolves any IMPU to its IMPI ([`Hss::impi_of_impu`])
+    /// through one shared read-only map. Persistence stays on where it was on.
+    pub fn into_shards(self, shards: usize, shard_of: impl Fn(&str) -> usize) -> Vec<Hss> {
+        let shards = shards.max(1);
+        let all_impus: HashMap<String, String> = (self.subs.iter())
+            .flat_map(|s| s.impu.iter().map(|u| (key(u), s.impi.clone())))
+            .collect();
+        let all_impus = std::sync::Arc::new(all_impus);
+        let persists = self.persist.is_some();
+        let mut out: Vec<Hss> = (0..shards)
+            .map(|_| Hss {
+                subs: Vec::new(),
+                by_impi: HashMap::new(),
+                by_impu: HashMap::new(),
+                policy: self.policy,
+                persist: persists.then(Outbox::default),
+                foreign: BTreeMap::new(),
+                all_impus: Some(all_impus.clone()),
+            })
+            .collect();
+        for sub in self.subs {
+            let Some(hss) = out.get_mut(shard_of(&sub.impi).min(shards - 1)) else {
+                continue;
+            };
+            let i = hss.subs.len();
+            hss.by_impi.insert(key(&sub.impi), i);
+            for u in &sub.impu {
+                hss.by_impu.insert(key(u), i);
+            }
+            hss.subs.push(sub);
+        }
+        for (impi, sqn) in self.foreign {
+            if let Some(hss) = out.get_mut(shard_of(&impi).min(shards - 1)) {
+                hss.foreign.insert(impi, sqn);
+            }
+        }
+        out
+    }
+
+    /// The IMPU (lower-cased) -> IMPI map of every shard, after [`Hss::into_shards`].
+    pub fn impu_directory(&self) -> Option<std::sync::Arc<HashMap<String, String>>> {
+        self.all_impus.clone()
+    }
+
+    /// The IMPI owning `impu`, whichever shard serves it.
+    pub fn impi_of_impu(&self, impu: &str) -> Option<&str> {
+        if let Some(s) = self.by_impu(impu) {
+            return Some(s.impi());
+        }
+        self.all_impus.as_ref()?.get(&key(impu)).map(String::as_str)
     }
 
     /// The subscriber owning this IMPU.

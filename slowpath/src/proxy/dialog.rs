@@ -130,8 +130,11 @@ impl ByeTo<'_> {
 impl Proxy {
     /// The active set and transport of registration `key`.
     pub(crate) fn active_of(&self, cx: &Cx<'_>, key: &str) -> Option<(SaSet, Transport)> {
-        let b = cx.registrar.binding(key)?;
-        Some((b.set.clone(), b.proto))
+        match cx.registrar.binding(key) {
+            Some(b) => Some((b.set.clone(), b.proto)),
+            // The other party of a dialog may be another shard's UE.
+            None => cx.registrar.located(key).map(|l| (l.set.clone(), l.proto)),
+        }
     }
 
     /// TS 24.229 5.2.8.1.2: registration `key` ends (`why`), so every dialog it is part of

@@ -65,7 +65,11 @@ pub(super) fn strip_sec_agree(e: &mut MessageEdit<'_>, msg: &Message<'_>) {
 /// `P-Preferred-Identity` if that is one of its URIs, else its default one. Whatever the UE
 /// wrote as P-Asserted-Identity is never trusted.
 pub(super) fn assert_identity(e: &mut MessageEdit<'_>, cx: &Cx<'_>, key: &str, msg: &Message<'_>) {
-    let impus = cx.registrar.impus(key).unwrap_or_default();
+    // A UE of another shard (the callee's in-dialog request): its IMPUs from the directory.
+    let remote = cx.registrar.located(key);
+    let impus = (cx.registrar.impus(key))
+        .or(remote.as_ref().map(|l| l.impus.as_slice()))
+        .unwrap_or_default();
     let preferred = msg
         .header(HeaderKind::PPreferredIdentity)
         .and_then(uri_of)
@@ -85,8 +89,12 @@ impl Proxy {
     /// old) set (TS 24.229 5.2.6.1; TS 33.203 6.3: nothing but REGISTER passes unprotected).
     pub(crate) fn sender_of(&self, cx: &Cx<'_>, via_spi: Option<u32>) -> Option<(String, u32)> {
         let spi = via_spi?;
-        let (key, kind) = cx.registrar.set_of_spi(spi)?;
-        (kind != SetKind::Pending).then(|| (key.to_string(), spi))
+        match cx.registrar.set_of_spi(spi) {
+            Some((key, kind)) => (kind != SetKind::Pending).then(|| (key.to_string(), spi)),
+            // A UE another shard registered, in a dialog this shard owns (the directory
+            // lists only live, 200 OK'd sets).
+            None => cx.registrar.remote_key_of_spi(spi).map(|k| (k, spi)),
+        }
     }
 
     /// The target of a request from `key`: the other party of its dialog, else the
@@ -111,23 +119,34 @@ impl Proxy {
             None if in_dialog => return Err((481, "Call/Transaction Does Not Exist")),
             None => {
                 let uri = msg.request_uri().ok_or((400, "Bad Request"))?;
-                let sub = cx
+                let impi = cx
                     .hss
-                    .by_impu(&identity_key(uri))
+                    .impi_of_impu(&identity_key(uri))
                     .ok_or((404, "Not Found"))?;
-                sub.impi().to_ascii_lowercase()
+                impi.to_ascii_lowercase()
             }
         };
-        let active = cx
+        let initial = dialog.is_none();
+        if let Some(active) = cx.registrar.binding(&target) {
+            return Ok(Target {
+                set: active.set.clone(),
+                proto: active.proto,
+                contact: active.contact.to_string(),
+                key: target,
+                initial,
+            });
+        }
+        // Registered by another shard: reached through the location directory.
+        let l = cx
             .registrar
-            .binding(&target)
+            .located(&target)
             .ok_or((480, "Temporarily Unavailable"))?;
         Ok(Target {
             key: target,
-            set: active.set.clone(),
-            proto: active.proto,
-            contact: active.contact.to_string(),
-            initial: dialog.is_none(),
+            set: l.set.clone(),
+            proto: l.proto,
+            contact: l.contact.clone(),
+            initial,
         })
     }
 
@@ -160,7 +179,11 @@ impl Proxy {
             assert_identity(&mut e, cx, key, msg);
             if matches!(msg.method(), Some("INVITE" | "SUBSCRIBE")) {
                 let port_ps = target.set.port_ps;
-                e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr>"));
+                // With shards, our URI names the dialog's shard (RFC 3261 16.6 step 4), so
+                // in-dialog requests from either UE reach it.
+                let tag =
+                    (cx.shared.cfg.shard).map_or(String::new(), akagate_proto::shard::rr_param);
+                e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr{tag}>"));
             }
         }
         e
@@ -392,10 +415,10 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let key = sip
-            .via_spi
-            .and_then(|s| cx.registrar.key_of_spi(s))
-            .map(str::to_string);
+        let key = sip.via_spi.and_then(|s| {
+            (cx.registrar.key_of_spi(s).map(str::to_string))
+                .or_else(|| cx.registrar.remote_key_of_spi(s))
+        });
         let Some(key) = key else {
             cx.shared.stats.unprotected_responses += 1;
             tracing::debug!("dropping unprotected response from {}", sip.flow.ue);

@@ -7,6 +7,7 @@
 //! happened; sets it lets go of are handed back to be removed. Authentication vectors come
 //! from an [`AuthVectorSource`].
 
+mod directory;
 mod persist;
 mod request;
 mod sa;
@@ -14,6 +15,7 @@ mod source;
 mod state;
 mod view;
 
+pub use directory::{Located, LocationDirectory};
 pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
     contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
@@ -87,6 +89,13 @@ pub(crate) struct Registrar {
     changed: HashSet<String>,
     /// Whether `changed` is kept.
     tracking: bool,
+    /// With slowpath shards: where this shard publishes its bindings and finds the other
+    /// shards' ([`Registrar::publish`], [`Registrar::located`]).
+    directory: Option<std::sync::Arc<LocationDirectory>>,
+    /// This registrar's shard in the directory.
+    shard: usize,
+    /// Registrations whose binding changed since the last [`Registrar::publish`].
+    unpublished: HashSet<String>,
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
@@ -389,6 +398,10 @@ impl Registrar {
             return None;
         }
         let old = reg.state.take_old()?;
+        // Its SPIs leave the directory.
+        if self.directory.is_some() {
+            self.unpublished.insert(key.to_string());
+        }
         Some(self.detach(old.set))
     }
 
@@ -409,6 +422,71 @@ impl Registrar {
             .into_iter()
             .map(|s| self.detach(s))
             .collect()
+    }
+
+    /// Shares the bindings through `directory` from now on (several slowpath shards).
+    pub fn attach_directory(&mut self, directory: std::sync::Arc<LocationDirectory>, shard: usize) {
+        self.directory = Some(directory);
+        self.shard = shard;
+    }
+
+    /// Traffic over `spi` of `key`, a registration another shard owns (its owner retires
+    /// the old set if this is the first use of the new one).
+    pub fn note_remote_traffic(&self, key: &str, spi: u32) {
+        if let Some(d) = &self.directory {
+            d.note_traffic(key, spi);
+        }
+    }
+
+    /// What other shards saw of this shard's registrations' new sets.
+    pub fn take_remote_notes(&self) -> Vec<(String, u32)> {
+        self.directory
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.take_notes(self.shard))
+    }
+
+    /// Publishes the bindings changed since the last call to the directory (their active set
+    /// and the SPIs of their live sets; a registration without an active set is withdrawn).
+    /// Nothing without a directory.
+    pub fn publish(&mut self) {
+        let Some(dir) = self.directory.clone() else {
+            return;
+        };
+        for key in std::mem::take(&mut self.unpublished) {
+            let located = self.regs.get(&key).and_then(|r| {
+                let a = r.state.active()?;
+                let mut spis = vec![a.set.spi_pc, a.set.spi_ps];
+                if let Some(o) = r.state.old() {
+                    spis.extend([o.set.spi_pc, o.set.spi_ps]);
+                }
+                Some(Located {
+                    impus: r.impus.clone(),
+                    set: a.set.clone(),
+                    proto: a.proto,
+                    contact: a.contact.clone(),
+                    spis,
+                    shard: self.shard,
+                })
+            });
+            dir.publish(&key, located);
+        }
+    }
+
+    /// Registration `key` as another shard published it (`None` for our own keys: the
+    /// registrar itself is authoritative for them).
+    pub fn located(&self, key: &str) -> Option<std::sync::Arc<Located>> {
+        if self.regs.contains_key(key) {
+            return None;
+        }
+        self.directory.as_ref()?.get(key)
+    }
+
+    /// The registration another shard owns whose live set has inbound SPI `spi`.
+    pub fn remote_key_of_spi(&self, spi: u32) -> Option<String> {
+        if self.by_spi.contains_key(&spi) {
+            return None;
+        }
+        self.directory.as_ref()?.key_of_spi(spi)
     }
 
     /// Registration `key`'s deadline came (`now`): its binding ended, or lapsed challenges

@@ -196,6 +196,9 @@ impl Registrar {
         if self.tracking {
             self.changed.insert(key.to_string());
         }
+        if self.directory.is_some() {
+            self.unpublished.insert(key.to_string());
+        }
     }
 
     /// Starts keeping the changed bindings for [`Registrar::take_changes`] (a store is
