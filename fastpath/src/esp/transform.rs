@@ -35,10 +35,11 @@ pub(super) enum CbcCipher {
     /// states when the suite is hmac-sha-1-96 and the CPU can run the stitched path.
     #[cfg(target_arch = "x86_64")]
     Aes128Ni(super::aesni::Aes128Ni, Option<super::stitch::Sha1NiKey>),
-    /// AES-128 through the `aes` crate (portable fallback).
-    Aes128(Aes128),
+    /// AES-128 through the `aes` crate (portable fallback; boxed, like the other cold
+    /// variants, so an SA of the hot suites stays small: see `InboundSa::prefetch_at`).
+    Aes128(Box<Aes128>),
     /// Three-key triple DES.
-    Tdes(TdesEde3),
+    Tdes(Box<TdesEde3>),
 }
 
 /// CBC mode over whole blocks, in place (RFC 3602 2.4, RFC 2451).
@@ -74,9 +75,9 @@ pub(super) enum Gcm {
     /// AES-128 on AES-NI + PCLMULQDQ, CTR stitched with an aggregated GHASH.
     #[cfg(target_arch = "x86_64")]
     Ni128(super::gcm_ni::Aes128GcmNi),
-    A128(AesGcm<Aes128, U12>),
-    A192(AesGcm<Aes192, U12>),
-    A256(AesGcm<Aes256, U12>),
+    A128(Box<AesGcm<Aes128, U12>>),
+    A192(Box<AesGcm<Aes192, U12>>),
+    A256(Box<AesGcm<Aes256, U12>>),
 }
 
 /// The keyed transform of one SA.
@@ -139,9 +140,9 @@ fn gcm_from(key: &[u8]) -> Result<Gcm, SaError> {
         return Ok(Gcm::Ni128(g));
     }
     Ok(match key.len() {
-        16 => Gcm::A128(AesGcm::new_from_slice(key).map_err(|_| bad())?),
-        24 => Gcm::A192(AesGcm::new_from_slice(key).map_err(|_| bad())?),
-        32 => Gcm::A256(AesGcm::new_from_slice(key).map_err(|_| bad())?),
+        16 => Gcm::A128(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
+        24 => Gcm::A192(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
+        32 => Gcm::A256(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
         _ => return Err(bad()),
     })
 }
@@ -186,14 +187,14 @@ impl Transform {
                 }
                 let c = Aes128::new(key.into());
                 Ok(Transform::Cbc {
-                    cipher: CbcCipher::Aes128(c),
+                    cipher: CbcCipher::Aes128(Box::new(c)),
                     integ,
                 })
             }
             (EncrAlg::DesEde3Cbc, _) => {
                 let c = TdesEde3::new_from_slice(ekey).map_err(|_| bad_ekey())?;
                 Ok(Transform::Cbc {
-                    cipher: CbcCipher::Tdes(c),
+                    cipher: CbcCipher::Tdes(Box::new(c)),
                     integ: integ_from(suite)?,
                 })
             }
@@ -282,16 +283,16 @@ impl Transform {
                         cbc_seal(c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Aes128(c), Hmac96::Md5(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Tdes(c), Hmac96::Md5(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                 };
                 icv.copy_from_slice(&out);
@@ -355,8 +356,8 @@ impl Transform {
                     match cipher {
                         #[cfg(target_arch = "x86_64")]
                         CbcCipher::Aes128Ni(c, _) => c.decrypt(iv, body),
-                        CbcCipher::Aes128(c) => CbcMode::decrypt(c, iv, body),
-                        CbcCipher::Tdes(c) => CbcMode::decrypt(c, iv, body),
+                        CbcCipher::Aes128(c) => CbcMode::decrypt(&**c, iv, body),
+                        CbcCipher::Tdes(c) => CbcMode::decrypt(&**c, iv, body),
                     }
                 }
                 Ok(())
