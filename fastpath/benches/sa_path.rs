@@ -22,8 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::esp::{
-    decapsulate_burst_in, spi_of, AuthAlg, DecapItem, EncrAlg, InboundSa, OutboundSa, SaKeys,
-    Suite,
+    decapsulate_burst_in, spi_of, AuthAlg, DecapItem, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite,
 };
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::wire::ip::{Direction, IpRepr};
@@ -62,7 +61,26 @@ fn ue_addr(k: usize) -> Ipv4Addr {
 fn inner_packet(buf: &mut [u8], k: usize) -> core::ops::Range<usize> {
     let ip = &mut buf[ROOM..ROOM + INNER];
     ip[..20].copy_from_slice(&[
-        0x45, 0, 0, INNER as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x45,
+        0,
+        0,
+        INNER as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     ]);
     ip[12..16].copy_from_slice(&ue_addr(k).octets());
     ip[16..20].copy_from_slice(&LOCAL.octets());
@@ -187,8 +205,12 @@ impl Bed {
         }
         // Phase one (worker: `esp_target`): entry, address and owner checks, SA prefetched.
         let mut spis = [0u32; BURST];
-        for (((rx, (r, ip, _)), f), s) in
-            self.rx.iter().zip(metas).zip(found.iter_mut()).zip(spis.iter_mut())
+        for (((rx, (r, ip, _)), f), s) in self
+            .rx
+            .iter()
+            .zip(metas)
+            .zip(found.iter_mut())
+            .zip(spis.iter_mut())
         {
             let Ok(spi) = spi_of(&rx[r.clone()], ip) else {
                 continue;
@@ -210,8 +232,7 @@ impl Bed {
         // Phase two (worker: `esp_burst`): slab check, burst decapsulation.
         let mut n = 0;
         let mut delivered = [None; BURST];
-        for (((rx, (r, ip, _)), f), &spi) in self.rx.iter_mut().zip(metas).zip(&found).zip(&spis)
-        {
+        for (((rx, (r, ip, _)), f), &spi) in self.rx.iter_mut().zip(metas).zip(&found).zip(&spis) {
             let Some(entry) = f else {
                 continue;
             };
@@ -268,7 +289,11 @@ fn sa_path(c: &mut Criterion) {
         let mut bed = Bed::new(n);
         let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("AnonHugePages")).map(str::to_owned))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("AnonHugePages"))
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         eprintln!(
             "sa_path/{n}: built in {:.1} s, table on {:?}, process {huge}",
@@ -299,7 +324,10 @@ fn sa_path(c: &mut Criterion) {
         }
         let expected = bed.meta.len() as u64;
         assert!(bed.delivered > 0, "nothing delivered");
-        eprintln!("sa_path/{n}: {} packets delivered ({expected} per pass)", bed.delivered);
+        eprintln!(
+            "sa_path/{n}: {} packets delivered ({expected} per pass)",
+            bed.delivered
+        );
     }
     g.finish();
 }

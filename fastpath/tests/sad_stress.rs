@@ -153,5 +153,4 @@ fn readers_never_see_torn_or_foreign_entries() {
     );
     assert!(ops > 10_000, "writer did too little work ({ops} ops)");
     assert_eq!(table.installed(), live_spis.len());
-
 }

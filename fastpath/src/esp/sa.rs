@@ -419,10 +419,7 @@ impl InboundSa {
         for off in (t..t + HOT_BYTES.min(size_of::<Transform>())).step_by(64) {
             line(off);
         }
-        ReplayWindow::prefetch_at(
-            base.wrapping_add(offset_of!(Self, window)).cast(),
-            seq_lo,
-        );
+        ReplayWindow::prefetch_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
     }
 
     /// SPI this SA accepts.

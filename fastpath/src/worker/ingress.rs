@@ -259,12 +259,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// One received frame: handled here ([`Verdict::Done`]), for another worker, or an ESP
     /// packet whose SA was found, left for the burst decapsulation.
-    fn frame(
-        &mut self,
-        raw: &mut [u8],
-        range: Range<usize>,
-        now: Instant,
-    ) -> Verdict {
+    fn frame(&mut self, raw: &mut [u8], range: Range<usize>, now: Instant) -> Verdict {
         let Some(frame) = raw.get(range.clone()) else {
             return Verdict::Done;
         };
@@ -292,10 +287,7 @@ impl<Q: PortQueue> Worker<Q> {
         let start = range.start + offset;
         let r = start..start + ip.len;
         if ip.fragment.is_none() && ip.next_header == IPPROTO_ESP {
-            return match raw
-                .get(r.clone())
-                .and_then(|p| self.esp_target(p, &ip))
-            {
+            return match raw.get(r.clone()).and_then(|p| self.esp_target(p, &ip)) {
                 Some((spi, entry)) => Verdict::Esp(EspIn { r, ip, spi, entry }),
                 None => Verdict::Done,
             };
@@ -306,13 +298,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// An IP packet for this worker at `buf[r]` with its parsed header `ip`: fragments go
     /// through reassembly, whole packets on.
-    fn ip_input(
-        &mut self,
-        raw: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
+    fn ip_input(&mut self, raw: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
         if ip.fragment.is_none() {
             return self.ip_packet(raw, r, ip, now);
         }
@@ -381,13 +367,7 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// One whole outer IP packet at `buf[r]`, addressed to us, with its parsed header `ip`.
-    fn ip_packet(
-        &mut self,
-        buf: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
+    fn ip_packet(&mut self, buf: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
         if ip.fragment.is_some() {
             // A fragment inside a reassembled datagram.
             return inc(&self.counters.drop_ip_malformed);
@@ -409,17 +389,8 @@ impl<Q: PortQueue> Worker<Q> {
     /// An ESP packet: SA by SPI (or a draining set of the UE), address and owner checks,
     /// decapsulation in place with the parsed header, the selectors of TS 33.203 7.1 on the
     /// inner ports, then the UE's stack.
-    fn esp_packet(
-        &mut self,
-        buf: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
-        let Some((spi, entry)) = buf
-            .get(r.clone())
-            .and_then(|p| self.esp_target(p, ip))
-        else {
+    fn esp_packet(&mut self, buf: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
+        let Some((spi, entry)) = buf.get(r.clone()).and_then(|p| self.esp_target(p, ip)) else {
             return;
         };
         if !self.esp_held(spi, &entry) {
@@ -444,11 +415,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// The SA of the ESP packet `pkt` (parsed header `ip`): by SPI in the table, or among
     /// the draining sets of its UE; with the address and owner checks. `None` (counted) if
     /// the packet is to be dropped.
-    fn esp_target(
-        &self,
-        pkt: &[u8],
-        ip: &IpRepr,
-    ) -> Option<(u32, InboundEntry)> {
+    fn esp_target(&self, pkt: &[u8], ip: &IpRepr) -> Option<(u32, InboundEntry)> {
         let Ok(spi) = spi_of(pkt, ip) else {
             inc(&self.counters.drop_ip_malformed);
             return None;

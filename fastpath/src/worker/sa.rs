@@ -66,7 +66,15 @@ impl FlatEntry for InboundEntry {
             | u64::from(self.local_port) << 16
             | u64::from(self.ue.is_ipv6()) << 32
             | u64::from(self.local.is_ipv6()) << 33;
-        [u0, u1, l0, l1, ports, self.worker as u64, u64::from(self.slot)]
+        [
+            u0,
+            u1,
+            l0,
+            l1,
+            ports,
+            self.worker as u64,
+            u64::from(self.slot),
+        ]
     }
 
     fn from_words(w: [u64; ENTRY_WORDS]) -> Option<Self> {
