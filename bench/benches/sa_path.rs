@@ -28,6 +28,7 @@ use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::wire::ip::{Direction, IpRepr};
 use akagate_fastpath::wire::Segment;
 use akagate_fastpath::worker::{InboundEntry, InboundTable, WorkerSas};
+use akagate_bench::cputime::current_thread_cpu;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 
@@ -259,18 +260,6 @@ impl Bed {
     }
 }
 
-/// CPU time of this thread: other jobs on a shared box deschedule the bench, which wall
-/// time would count.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn sizes() -> Vec<usize> {
     match std::env::var("SA_PATH_SIZES") {
         Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
@@ -311,11 +300,11 @@ fn sa_path(c: &mut Criterion) {
                             bed.new_pass(prefetch);
                         }
                         let k = left.min(RING / BURST - bed.pos);
-                        let t = thread_cpu();
+                        let t = current_thread_cpu();
                         for _ in 0..k {
                             bed.burst(prefetch);
                         }
-                        total += thread_cpu().saturating_sub(t);
+                        total += current_thread_cpu().saturating_sub(t);
                         left -= k;
                     }
                     total
