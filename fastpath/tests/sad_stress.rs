@@ -4,7 +4,8 @@
 //!
 //! This test fails when the sequence lock is wrong. Checked by hand (not committed): making
 //! `lookup` skip its version re-check made it fail at the "readers saw torn or foreign
-//! entries" assertion in 3 of 3 runs; making it skip its SPI comparison failed it too.
+//! entries" assertion in 3 of 3 runs; making it accept an entry of another SPI failed it in
+//! 2 of 2.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
