@@ -113,13 +113,8 @@ static int run(IMB_MGR *m, int gcm, int enc, size_t size, double seconds, struct
                                         imb_get_strerror(imb_get_errno(m)));
                                 return -1;
                         }
-                        for (uint32_t i = 0; i < done; i++) {
-                                /* Decryption of data that was never encrypted fails the
-                                 * tag check by design; the work is the same. */
-                                if (jobs[i]->status != IMB_STATUS_COMPLETED &&
-                                    jobs[i]->status != IMB_STATUS_INVALID_ARGS)
-                                        ;
-                        }
+                        /* Tags are computed, not compared (the PMD compares them after the
+                         * library): decrypting bytes that were never encrypted costs the same. */
                         ops += done;
                 }
                 t = now_s();
