@@ -21,6 +21,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use akagate_bench::cputime::current_thread_cpu;
 use akagate_fastpath::esp::{
     decapsulate_burst_in, spi_of, AuthAlg, DecapItem, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite,
 };
@@ -28,7 +29,6 @@ use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::wire::ip::{Direction, IpRepr};
 use akagate_fastpath::wire::Segment;
 use akagate_fastpath::worker::{InboundEntry, InboundTable, WorkerSas};
-use akagate_bench::cputime::current_thread_cpu;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 
