@@ -516,6 +516,84 @@ section_kill9() {
         grep -E '^demo:|registrations:|restored|stale|failures|  [a-z_]+: [0-9]+$' | tee "$RESULTS/kill9.txt"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Crypto baselines in one run (issue 11): our burst ESP (criterion esp_burst / esp_burst_decrypt,
+# 32 hmac-sha-1-96 + aes-cbc packets over 4 SAs; AES-GCM through the same burst call runs the
+# single-packet GCM per item, so esp_encrypt/esp_decrypt aesgcm is its figure) beside
+# intel-ipsec-mb driven like dpdk-test-crypto-perf's throughput test (bench/baseline/ipsecmb.c:
+# bursts of 32 through libIPSec_MB's burst API, the library under DPDK's crypto_aesni_mb PMD,
+# called directly: Debian ships no dpdk-test-crypto-perf), and our single packet beside
+# `openssl speed -evp aes-128-cbc-hmac-sha1`. Sizes 64 and 1408 bytes.
+section_crypto() {
+    echo "== crypto: burst ESP vs intel-ipsec-mb, single packet vs OpenSSL (64 and 1408 B)"
+    local bin="$TARGET_DIR/ipsecmb-baseline"
+    if ! cc -O2 -Wall -o "$bin" "$ROOT/bench/baseline/ipsecmb.c" -lIPSec_MB \
+        >"$RESULTS/crypto-build.log" 2>&1; then
+        echo "   skipped: cannot build bench/baseline/ipsecmb.c (libipsec-mb-dev?)"
+        cat "$RESULTS/crypto-build.log"
+        return 0
+    fi
+    if [[ -z ${BENCH_REUSE:-} ]]; then
+        cargo bench -p akagate-bench --bench esp -- --warm-up-time 1 --measurement-time 2 \
+            '^esp_burst(_decrypt)?/mb/(64|1408)$|^esp_(en|de)crypt/(sha1_aescbc|aesgcm)/(64|1408)$' \
+            >"$RESULTS/crypto-criterion.log" 2>&1 || {
+            tail -n 30 "$RESULTS/crypto-criterion.log"
+            return 1
+        }
+    fi
+    "$bin" "${IPSECMB_SECONDS:-2}" >"$RESULTS/crypto-ipsecmb.txt"
+    local rows=() size dir
+    for size in 64 1408; do
+        rows+=("ours burst-cbc encrypt $size $(criterion_ns esp_burst mb "$size")")
+        rows+=("ours burst-cbc decrypt $size $(criterion_ns esp_burst_decrypt mb "$size")")
+        for dir in encrypt decrypt; do
+            rows+=("ours single-cbc $dir $size $(criterion_ns "esp_$dir" sha1_aescbc "$size")")
+            rows+=("ours single-gcm $dir $size $(criterion_ns "esp_$dir" aesgcm "$size")")
+        done
+        rows+=("openssl single-cbc encrypt $size $(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size")")
+        rows+=("openssl single-cbc decrypt $size $(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size" -decrypt)")
+    done
+    printf '%s\n' "${rows[@]}" >"$RESULTS/.crypto-rows"
+    "$PY" - "$RESULTS/.crypto-rows" "$RESULTS/crypto-ipsecmb.txt" "$RESULTS/crypto.json" <<'PYEOF'
+import json, sys
+ours, mb = {}, {}
+ossl = {}
+for line in open(sys.argv[1]):
+    who, kind, d, size, v = line.split()
+    if who == "ours":
+        ns = float(v) / (32 if kind.startswith("burst") else 1)
+        ours[(kind, d, int(size))] = ns
+    else:
+        ossl[(d, int(size))] = float(v)
+for line in open(sys.argv[2]):
+    _, alg, d, size, ns, gbps, arch = line.split()
+    mb[("gcm" if "gcm" in alg else "cbc", d, int(size))] = (float(ns), arch)
+gbps = lambda size, ns: size * 8 / ns
+rows = []
+print(f"{'case':<44} {'ours ns/pkt':>11} {'Gbps':>6} {'baseline ns':>11} {'Gbps':>6} {'ratio':>6}")
+for size in (64, 1408):
+    for d in ("encrypt", "decrypt"):
+        for alg, kind in (("cbc", "burst-cbc"), ("gcm", "single-gcm")):
+            o = ours.get((kind, d, size)); b = mb.get((alg, d, size))
+            if o is None or b is None:
+                continue
+            name = f"burst {alg} {d} {size} B vs ipsec-mb ({b[1]})"
+            rows.append({"case": name, "ours_ns": o, "baseline_ns": b[0], "ratio": b[0] / o})
+        o = ours.get(("single-cbc", d, size)); bps = ossl.get((d, size))
+        if o is not None and bps:
+            b = size * 1e9 / bps
+            rows.append({"case": f"single cbc {d} {size} B vs openssl stitched", "ours_ns": o,
+                         "baseline_ns": b, "ratio": b / o})
+for r in rows:
+    size = int(r["case"].split(" B ")[0].split()[-1])
+    print(f"{r['case']:<44} {r['ours_ns']:>11.1f} {gbps(size, r['ours_ns']):>6.2f} "
+          f"{r['baseline_ns']:>11.1f} {gbps(size, r['baseline_ns']):>6.2f} {r['ratio']:>6.2f}")
+print("ratio: baseline time / ours (above 1.0: ours faster); goals: burst >= 1.0, single >= 0.8")
+json.dump({"section": "crypto", "results": rows}, open(sys.argv[3], "w"), indent=1)
+PYEOF
+    echo "wrote $RESULTS/crypto.json"
+}
+
 section_summary() {
     echo "== summary (bench/results/*.json)"
     "$PY" "$ROOT/bench/summary.py" "$RESULTS"
@@ -525,7 +603,7 @@ section_summary() {
     echo "wrote $RESULTS/summary.json and $RESULTS/summary.svg"
 }
 
-SECTIONS=(esp)
+SECTIONS=(esp crypto)
 SECTIONS+=(io)
 SECTIONS+=(e2e pktgen mem regcost shards proxy restart summary)
 

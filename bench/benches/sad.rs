@@ -1,5 +1,5 @@
-//! SA table benchmarks: lookup cost with 1 Ki and 4 Mi installed SAs (random SPIs, one pin per
-//! 64-lookup burst as a worker does), and the slowpath's allocate+install+remove+release rate
+//! SA table benchmarks: lookup cost with 1 Ki and 4 Mi installed SAs (random SPIs, bursts of
+//! 64 lookups, `burst64_prefetch` with the burst's slots prefetched first as a worker does), and the slowpath's allocate+install+remove+release rate
 //! while another thread spins on lookups. `sad_lookup_plain` repeats the 4 Mi case with the
 //! arrays on plain 4 KiB pages, the same-run baseline for the huge-page backing.
 
@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use akagate_fastpath::sad::{self, BackingPolicy, SaTable, SpiAllocator};
+use akagate_fastpath::sad::{BackingPolicy, FlatEntry, SaTable, SpiAllocator};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
@@ -15,33 +15,18 @@ use criterion::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-/// Roughly the size of an inbound SA: SPI, keys, replay window and counters.
-struct FakeSa {
-    spi: u32,
-    _keys: [u8; 64],
-    _window: [u64; 8],
-}
-
-fn fake_sa(spi: u32) -> FakeSa {
-    FakeSa {
-        spi,
-        _keys: [0x5a; 64],
-        _window: [0; 8],
-    }
-}
-
 const BURST: usize = 64;
 
-fn full_table(n: usize) -> (SaTable<FakeSa>, Vec<u32>) {
+fn full_table(n: usize) -> (SaTable<u64>, Vec<u32>) {
     full_table_on(n, BackingPolicy::Auto)
 }
 
-fn full_table_on(n: usize, policy: BackingPolicy) -> (SaTable<FakeSa>, Vec<u32>) {
+fn full_table_on(n: usize, policy: BackingPolicy) -> (SaTable<u64>, Vec<u32>) {
     let table = SaTable::with_backing(n, policy).expect("capacity");
     let mut spis = Vec::with_capacity(n);
     for _ in 0..n {
         let spi = table.allocate().expect("allocate");
-        table.install(spi, fake_sa(spi)).expect("install");
+        table.install(spi, u64::from(spi)).expect("install");
         spis.push(spi);
     }
     spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
@@ -83,8 +68,7 @@ fn lookup_entries(c: &mut Criterion) {
         }
         spis.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
         spis.truncate(1 << 20);
-        bench_bursts(&mut group, n, &table, &spis, |e| {
-            let e: InboundEntry = *e;
+        bench_bursts(&mut group, n, &table, &spis, |e: InboundEntry| {
             (e.local == local && e.worker == 0).then_some(e.slot)
         });
     }
@@ -93,27 +77,33 @@ fn lookup_entries(c: &mut Criterion) {
 
 /// Benchmarks bursts of 64 lookups over `spis` in `table` (one pin per burst, as a worker
 /// does), each value found reduced to a number by `probe`.
-fn bench_bursts<T: Send + Sync + 'static>(
+fn bench_bursts<T: FlatEntry>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     n: usize,
     table: &SaTable<T>,
     spis: &[u32],
-    probe: impl Fn(&T) -> Option<u32>,
+    probe: impl Fn(T) -> Option<u32>,
 ) {
-    let mut bursts = spis.chunks_exact(BURST).cycle();
-    group.bench_function(BenchmarkId::new("burst64", n), |b| {
-        b.iter(|| {
-            let burst = bursts.next().expect("cycle");
-            let guard = sad::pin();
-            let mut found = 0u32;
-            for &spi in burst {
-                if let Some(v) = table.lookup(black_box(spi), &guard).and_then(&probe) {
-                    found = found.wrapping_add(v);
+    for (name, prefetch) in [("burst64", false), ("burst64_prefetch", true)] {
+        let mut bursts = spis.chunks_exact(BURST).cycle();
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                let burst = bursts.next().expect("cycle");
+                if prefetch {
+                    for &spi in burst {
+                        table.prefetch(black_box(spi));
+                    }
                 }
-            }
-            black_box(found)
-        })
-    });
+                let mut found = 0u32;
+                for &spi in burst {
+                    if let Some(v) = table.lookup(black_box(spi)).and_then(&probe) {
+                        found = found.wrapping_add(v);
+                    }
+                }
+                black_box(found)
+            })
+        });
+    }
 }
 
 fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPolicy) {
@@ -122,7 +112,7 @@ fn lookup_on(c: &mut Criterion, name: &str, sizes: &[usize], policy: BackingPoli
     for &n in sizes {
         let (table, spis) = full_table_on(n, policy);
         eprintln!("{name}/{n}: slot array on {:?}", table.memory_backing());
-        bench_bursts(&mut group, n, &table, &spis, |sa| Some(sa.spi));
+        bench_bursts(&mut group, n, &table, &spis, |v| Some(v as u32));
     }
     group.finish();
 }
@@ -139,9 +129,8 @@ fn install_remove(c: &mut Criterion) {
             let mut lookups = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for burst in spis.chunks_exact(BURST) {
-                    let guard = sad::pin();
                     for &spi in burst {
-                        black_box(table.lookup(spi, &guard).map(|sa| sa.spi));
+                        black_box(table.lookup(spi));
                     }
                     lookups += BURST as u64;
                 }
@@ -156,7 +145,7 @@ fn install_remove(c: &mut Criterion) {
     group.bench_function("allocate_install_remove_release_with_reader", |b| {
         b.iter(|| {
             let spi = table.allocate().expect("allocate");
-            table.install(spi, fake_sa(spi)).expect("install");
+            table.install(spi, u64::from(spi)).expect("install");
             table.remove(spi).expect("remove");
             table.release(spi).expect("release");
         })

@@ -14,9 +14,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// AES-128 encryption and decryption round keys (FIPS-197: 11 round keys; the decryption
 /// keys are the equivalent inverse cipher's, FIPS-197 5.3.5).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[repr(C)]
 pub(super) struct Aes128Ni {
-    enc: [[u8; 16]; 11],
+    /// First: decapsulation reads these, and they sit in the SA's prefetched lines
+    /// (`transform::HOT_BYTES`).
     dec: [[u8; 16]; 11],
+    enc: [[u8; 16]; 11],
 }
 
 /// True if this CPU has VAES and AVX-512F (16-block CBC decryption).
@@ -47,6 +50,12 @@ macro_rules! expand_round {
 }
 
 impl Aes128Ni {
+    /// Address of the decryption round keys (for the layout test of the SA prefetch).
+    #[cfg(test)]
+    pub(super) fn dec_keys_addr(&self) -> usize {
+        self.dec.as_ptr() as usize
+    }
+
     /// Expands `key`; `None` if the CPU lacks AES-NI.
     pub(super) fn new(key: &[u8; 16]) -> Option<Self> {
         if !available() {

@@ -30,15 +30,19 @@ const STITCH_CHUNK: usize = 64;
 /// Block cipher for the CBC suites. Held inline: an SA is long-lived and the key schedule is
 /// read on every packet, so a box would only add a pointer chase.
 #[allow(clippy::large_enum_variant)]
+#[repr(C)]
 pub(super) enum CbcCipher {
     /// AES-128 on AES-NI with register-resident round keys, plus the SHA-NI HMAC-SHA-1 pad
     /// states when the suite is hmac-sha-1-96 and the CPU can run the stitched path.
     #[cfg(target_arch = "x86_64")]
-    Aes128Ni(super::aesni::Aes128Ni, Option<super::stitch::Sha1NiKey>),
-    /// AES-128 through the `aes` crate (portable fallback).
-    Aes128(Aes128),
+    /// The pad states come first and the decryption keys first in `Aes128Ni`: with
+    /// `repr(C)` what decapsulation reads is then the transform's first [`HOT_BYTES`].
+    Aes128Ni(Option<super::stitch::Sha1NiKey>, super::aesni::Aes128Ni),
+    /// AES-128 through the `aes` crate (portable fallback; boxed, like the other cold
+    /// variants, so an SA of the hot suites stays small: see `InboundSa::prefetch_at`).
+    Aes128(Box<Aes128>),
     /// Three-key triple DES.
-    Tdes(TdesEde3),
+    Tdes(Box<TdesEde3>),
 }
 
 /// CBC mode over whole blocks, in place (RFC 3602 2.4, RFC 2451).
@@ -74,12 +78,18 @@ pub(super) enum Gcm {
     /// AES-128 on AES-NI + PCLMULQDQ, CTR stitched with an aggregated GHASH.
     #[cfg(target_arch = "x86_64")]
     Ni128(super::gcm_ni::Aes128GcmNi),
-    A128(AesGcm<Aes128, U12>),
-    A192(AesGcm<Aes192, U12>),
-    A256(AesGcm<Aes256, U12>),
+    A128(Box<AesGcm<Aes128, U12>>),
+    A192(Box<AesGcm<Aes192, U12>>),
+    A256(Box<AesGcm<Aes256, U12>>),
 }
 
-/// The keyed transform of one SA.
+/// Bytes at the start of a [`Transform`] that hold everything an hmac-sha-1-96 + aes-cbc
+/// decapsulation on AES-NI and SHA-NI reads (tags, HMAC pad states, decryption round keys):
+/// what `InboundSa::prefetch_at` loads ahead (checked by a test).
+pub(crate) const HOT_BYTES: usize = 256;
+
+/// The keyed transform of one SA (`repr(C)`: a fixed layout, for [`HOT_BYTES`]).
+#[repr(C)]
 pub(crate) enum Transform {
     /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451).
     Cbc { cipher: CbcCipher, integ: Hmac96 },
@@ -139,9 +149,9 @@ fn gcm_from(key: &[u8]) -> Result<Gcm, SaError> {
         return Ok(Gcm::Ni128(g));
     }
     Ok(match key.len() {
-        16 => Gcm::A128(AesGcm::new_from_slice(key).map_err(|_| bad())?),
-        24 => Gcm::A192(AesGcm::new_from_slice(key).map_err(|_| bad())?),
-        32 => Gcm::A256(AesGcm::new_from_slice(key).map_err(|_| bad())?),
+        16 => Gcm::A128(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
+        24 => Gcm::A192(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
+        32 => Gcm::A256(Box::new(AesGcm::new_from_slice(key).map_err(|_| bad())?)),
         _ => return Err(bad()),
     })
 }
@@ -181,19 +191,19 @@ impl Transform {
                         }
                         _ => None,
                     };
-                    let cipher = CbcCipher::Aes128Ni(c, stitched);
+                    let cipher = CbcCipher::Aes128Ni(stitched, c);
                     return Ok(Transform::Cbc { cipher, integ });
                 }
                 let c = Aes128::new(key.into());
                 Ok(Transform::Cbc {
-                    cipher: CbcCipher::Aes128(c),
+                    cipher: CbcCipher::Aes128(Box::new(c)),
                     integ,
                 })
             }
             (EncrAlg::DesEde3Cbc, _) => {
                 let c = TdesEde3::new_from_slice(ekey).map_err(|_| bad_ekey())?;
                 Ok(Transform::Cbc {
-                    cipher: CbcCipher::Tdes(c),
+                    cipher: CbcCipher::Tdes(Box::new(c)),
                     integ: integ_from(suite)?,
                 })
             }
@@ -208,7 +218,7 @@ impl Transform {
     ) -> Option<(&super::aesni::Aes128Ni, &super::stitch::Sha1NiKey)> {
         match self {
             Transform::Cbc {
-                cipher: CbcCipher::Aes128Ni(c, Some(k)),
+                cipher: CbcCipher::Aes128Ni(Some(k), c),
                 integ: Hmac96::Sha1(_),
             } => Some((c, k)),
             _ => None,
@@ -270,28 +280,28 @@ impl Transform {
                 let iv = &hdr_iv[ESP_HDR_LEN..];
                 let out = match (cipher, integ) {
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(c, Some(mac)), Hmac96::Sha1(_)) if seq_hi.is_none() => {
+                    (CbcCipher::Aes128Ni(Some(mac), c), Hmac96::Sha1(_)) if seq_hi.is_none() => {
                         super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
                     }
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(c, _), Hmac96::Sha1(k)) => {
+                    (CbcCipher::Aes128Ni(_, c), Hmac96::Sha1(k)) => {
                         cbc_seal(c, k, hdr_iv, iv, body, suffix)
                     }
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(c, _), Hmac96::Md5(k)) => {
+                    (CbcCipher::Aes128Ni(_, c), Hmac96::Md5(k)) => {
                         cbc_seal(c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Aes128(c), Hmac96::Md5(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                     (CbcCipher::Tdes(c), Hmac96::Md5(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
+                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
                     }
                 };
                 icv.copy_from_slice(&out);
@@ -354,9 +364,9 @@ impl Transform {
                     let iv = &hdr_iv[ESP_HDR_LEN..];
                     match cipher {
                         #[cfg(target_arch = "x86_64")]
-                        CbcCipher::Aes128Ni(c, _) => c.decrypt(iv, body),
-                        CbcCipher::Aes128(c) => CbcMode::decrypt(c, iv, body),
-                        CbcCipher::Tdes(c) => CbcMode::decrypt(c, iv, body),
+                        CbcCipher::Aes128Ni(_, c) => c.decrypt(iv, body),
+                        CbcCipher::Aes128(c) => CbcMode::decrypt(&**c, iv, body),
+                        CbcCipher::Tdes(c) => CbcMode::decrypt(&**c, iv, body),
                     }
                 }
                 Ok(())

@@ -4,8 +4,6 @@
 
 #![allow(unsafe_code)]
 
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 /// Size of the huge pages asked for (x86_64 and aarch64 default).
@@ -59,20 +57,18 @@ unsafe impl<S: Send> Send for HugeArray<S> {}
 unsafe impl<S: Sync> Sync for HugeArray<S> {}
 
 impl<S> HugeArray<S> {
-    /// `len` elements made by `init`, placed as `policy` allows.
-    pub(crate) fn new(len: usize, policy: BackingPolicy, mut init: impl FnMut() -> S) -> Self {
+    /// `len` elements of all-zero bytes, placed as `policy` allows: a mapping's pages come
+    /// zeroed from the kernel and are committed as they are first touched (so a large, mostly
+    /// empty table costs only what is used), the heap's from a zeroed allocation.
+    ///
+    /// # Safety
+    /// All-zero bytes must be a valid `S`.
+    pub(crate) unsafe fn new_zeroed(len: usize, policy: BackingPolicy) -> Self {
         let bytes = len.saturating_mul(core::mem::size_of::<S>());
         if policy == BackingPolicy::Auto && bytes >= HUGE_PAGE {
             if let Some((base, map_len, backing)) = map_huge(bytes, false) {
-                let ptr = base.cast::<S>();
-                for i in 0..len {
-                    // SAFETY: the mapping holds at least `bytes` = `len * size_of::<S>()`
-                    // writable bytes from `base`, which is page-aligned (so aligned for `S`);
-                    // element `i` is written once, before anything reads it.
-                    unsafe { ptr.as_ptr().add(i).write(init()) };
-                }
                 return HugeArray {
-                    ptr,
+                    ptr: base.cast::<S>(),
                     len,
                     storage: Storage::Mapped {
                         base,
@@ -82,7 +78,8 @@ impl<S> HugeArray<S> {
                 };
             }
         }
-        let boxed: Box<[S]> = (0..len).map(|_| init()).collect();
+        // SAFETY: the caller guarantees that zeroed memory is a valid `S`.
+        let boxed: Box<[S]> = unsafe { Box::<[S]>::new_zeroed_slice(len).assume_init() };
         let raw = Box::into_raw(boxed);
         // SAFETY: `Box::into_raw` never returns null.
         let ptr = unsafe { NonNull::new_unchecked(raw.cast::<S>()) };
@@ -96,8 +93,8 @@ impl<S> HugeArray<S> {
     /// The elements.
     #[inline(always)]
     pub(crate) fn as_slice(&self) -> &[S] {
-        // SAFETY: `ptr` points at `len` initialized elements owned by `self` (written in
-        // `new`), alive until `drop`.
+        // SAFETY: `ptr` points at `len` initialized elements owned by `self` (zeroed in
+        // `new_zeroed`, valid per its contract), alive until `drop`.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -110,50 +107,16 @@ impl<S> HugeArray<S> {
     }
 }
 
-impl<E> HugeArray<UnsafeCell<MaybeUninit<E>>> {
-    /// `len` uninitialized cells, reserved but not touched: on transparent huge pages (never
-    /// the explicit pool, which a sparse reservation would drain) if `policy` allows, with
-    /// `MAP_NORESERVE`, so memory is committed only as cells are used. Without huge pages
-    /// the cells go on the heap only up to `heap_max` bytes, else there are none (`len` 0):
-    /// a large up-front heap reservation could fail where per-SA boxes would not.
-    pub(crate) fn new_uninit_cells(len: usize, policy: BackingPolicy, heap_max: usize) -> Self {
-        let bytes = len.saturating_mul(core::mem::size_of::<E>());
-        if policy == BackingPolicy::Auto && bytes >= HUGE_PAGE {
-            if let Some((base, map_len, backing)) = map_huge(bytes, true) {
-                return HugeArray {
-                    ptr: base.cast(),
-                    len,
-                    storage: Storage::Mapped {
-                        base,
-                        map_len,
-                        backing,
-                    },
-                };
-            }
-        }
-        let len = if bytes <= heap_max { len } else { 0 };
-        let raw = Box::into_raw(Box::<[E]>::new_uninit_slice(len));
-        // SAFETY: `Box::into_raw` never returns null; `UnsafeCell<MaybeUninit<E>>` has the
-        // layout of `MaybeUninit<E>` (repr(transparent)), so the cast slice is the same
-        // allocation with the same element layout, and `Drop` frees it as such.
-        let ptr = unsafe { NonNull::new_unchecked(raw.cast::<UnsafeCell<MaybeUninit<E>>>()) };
-        HugeArray {
-            ptr,
-            len,
-            storage: Storage::Heap,
-        }
-    }
-}
-
 impl<S> Drop for HugeArray<S> {
     fn drop(&mut self) {
         let elems = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
         match self.storage {
-            // SAFETY: `elems` is exactly the pointer and length `Box::into_raw` gave in `new`.
+            // SAFETY: `elems` is exactly the pointer and length `Box::into_raw` gave in
+            // `new_zeroed`.
             Storage::Heap => drop(unsafe { Box::from_raw(elems) }),
             Storage::Mapped { base, map_len, .. } => {
-                // SAFETY: the elements were initialized in `new` and are dropped once here;
-                // then the mapping `new` created is unmapped with its own base and length.
+                // SAFETY: the elements were initialized in `new_zeroed` and are dropped once
+                // here; then the mapping it created is unmapped with its own base and length.
                 unsafe {
                     core::ptr::drop_in_place(elems);
                     libc::munmap(base.as_ptr(), map_len);
@@ -233,6 +196,20 @@ fn map_huge(bytes: usize, lazy: bool) -> Option<(NonNull<libc::c_void>, usize, M
     }
 }
 
+/// Asks for transparent huge pages (`MADV_HUGEPAGE`) for the 2 MiB-aligned part of
+/// `[p, p + bytes)`, memory the caller owns (a large growable array); pages touched from then
+/// on come as 2 MiB pages where the kernel has them. Returns true if advice was given.
+pub fn advise_huge(p: *const u8, bytes: usize) -> bool {
+    let start = (p as usize).next_multiple_of(HUGE_PAGE);
+    let end = (p as usize).saturating_add(bytes) / HUGE_PAGE * HUGE_PAGE;
+    if end <= start || !thp_enabled() {
+        return false;
+    }
+    // SAFETY: `[start, end)` lies inside memory the caller owns (page-aligned, whole pages);
+    // MADV_HUGEPAGE only changes how its pages are backed, never their contents.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) == 0 }
+}
+
 /// True if transparent huge pages are in `always` or `madvise` mode.
 fn thp_enabled() -> bool {
     std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -243,18 +220,24 @@ fn thp_enabled() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn zeroed(n: usize, policy: BackingPolicy) -> HugeArray<AtomicU64> {
+        // SAFETY: an `AtomicU64` of zero bytes is 0.
+        unsafe { HugeArray::new_zeroed(n, policy) }
+    }
 
     #[test]
     fn small_arrays_stay_on_the_heap() {
-        let a = HugeArray::new(1000, BackingPolicy::Auto, || 7u64);
+        let a = zeroed(1000, BackingPolicy::Auto);
         assert_eq!(a.backing(), MemoryBacking::Plain);
-        assert!(a.as_slice().iter().all(|&v| v == 7));
+        assert!(a.as_slice().iter().all(|v| v.load(Ordering::Relaxed) == 0));
     }
 
     #[test]
     fn large_arrays_get_huge_pages_when_the_host_offers_them() {
         let n = (4 << 20) / 8 + 3; // a bit over 4 MiB of u64
-        let a = HugeArray::new(n, BackingPolicy::Auto, || 0x5au64);
+        let a = zeroed(n, BackingPolicy::Auto);
         let expect = if free_hugetlb_pages() >= 3 {
             MemoryBacking::HugeTlb
         } else if thp_enabled() {
@@ -264,7 +247,8 @@ mod tests {
         };
         assert_eq!(a.backing(), expect);
         assert_eq!(a.as_slice().len(), n);
-        assert!(a.as_slice().iter().all(|&v| v == 0x5a));
+        assert!(a.as_slice().iter().all(|v| v.load(Ordering::Relaxed) == 0));
+        a.as_slice()[n - 1].store(5, Ordering::Relaxed);
         if a.backing() != MemoryBacking::Plain {
             assert_eq!(
                 a.as_slice().as_ptr() as usize % HUGE_PAGE,
@@ -272,26 +256,8 @@ mod tests {
                 "2 MiB aligned"
             );
         }
-        let plain = HugeArray::new(n, BackingPolicy::Plain, || 1u64);
+        let plain = zeroed(n, BackingPolicy::Plain);
         assert_eq!(plain.backing(), MemoryBacking::Plain);
-    }
-
-    #[test]
-    fn elements_are_dropped_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let drops = Arc::new(AtomicUsize::new(0));
-        struct D(Arc<AtomicUsize>, #[allow(dead_code)] [u64; 7]);
-        impl Drop for D {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let n = HUGE_PAGE / 64 + 1;
-        for policy in [BackingPolicy::Auto, BackingPolicy::Plain] {
-            drops.store(0, Ordering::Relaxed);
-            drop(HugeArray::new(n, policy, || D(drops.clone(), [0; 7])));
-            assert_eq!(drops.load(Ordering::Relaxed), n, "{policy:?}");
-        }
+        assert_eq!(plain.as_slice()[n - 1].load(Ordering::Relaxed), 0);
     }
 }

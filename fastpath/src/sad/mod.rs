@@ -1,18 +1,31 @@
-//! SPI-indexed, epoch-protected table of inbound SAs (see docs/ARCHITECTURE.md, "SPI-indexed
-//! SA table"): the slowpath allocates SPIs and installs/removes SAs, workers look them up lock-free.
+//! SPI-indexed table of inbound SAs' entries (see docs/ARCHITECTURE.md, "SPI-indexed SA
+//! table"): the slowpath allocates SPIs, entries are installed and removed under the
+//! allocator's lock, workers look them up lock-free.
 //!
 //! An SPI is `generation << slot_bits | slot`; the table is one preallocated array of
-//! epoch-protected pointers indexed by the slot. Workers read it under a [`ReadGuard`] that they
-//! re-pin once per receive burst (see [`ReadGuard`] for why that matters).
+//! 64-byte slots indexed by the slot, each holding its SPI and entry inline under a sequence
+//! lock, so a lookup is one cache line and copies the entry out.
 
 mod backing;
-mod guard;
-mod slab;
 mod spi;
 mod table;
 
 pub use akagate_proto::spi::{SadError, SpiAllocator, RESERVED_SPI_MAX};
-pub use backing::{BackingPolicy, MemoryBacking, HUGE_PAGE};
-pub use guard::{pin, ReadGuard};
+pub use backing::{advise_huge, BackingPolicy, MemoryBacking, HUGE_PAGE};
 pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS};
-pub use table::SaTable;
+pub use table::{FlatEntry, SaTable, ENTRY_WORDS};
+
+/// Starts loading the cache line at `p` (a hint: reads nothing, never faults, whatever `p`).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of the x86_64 baseline; PREFETCHT0 is a hint that never faults
+        // and reads nothing the program can observe, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

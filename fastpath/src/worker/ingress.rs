@@ -10,13 +10,12 @@ use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
 use super::handoff::Handed;
-use super::{InboundEntry, InboundTable, SaSetState, Worker};
+use super::{InboundEntry, SaSetState, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::{decapsulate_burst_in, spi_of, DecapItem};
 use crate::ipc::Transport;
 use crate::l2::{icmp, Input, L2Drop};
 use crate::reasm::{Reasm, ReasmDrop};
-use crate::sad::{self, ReadGuard};
 use crate::wire::ip::{Direction, IpRepr};
 use crate::wire::transport::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::wire::Segment;
@@ -60,6 +59,20 @@ pub(super) struct EspIn {
     entry: InboundEntry,
 }
 
+/// The SPI of an Ethernet frame carrying an unfragmented-looking IPv4 or IPv6 ESP packet
+/// (RFC 4303 2.1: the first four bytes after the IP header), read without any check beyond
+/// the lengths: only a hint for [`SaTable::prefetch`](crate::sad::SaTable::prefetch) ahead
+/// of the real parse (IPv6 extension headers and VLAN tags get no hint).
+fn peek_frame_spi(frame: &[u8]) -> Option<u32> {
+    let spi_at = match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+        0x0800 if *frame.get(14 + 9)? == IPPROTO_ESP => 14 + usize::from(frame.get(14)? & 0xf) * 4,
+        0x86dd if *frame.get(14 + 6)? == IPPROTO_ESP => 14 + 40,
+        _ => return None,
+    };
+    let b = frame.get(spi_at..spi_at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
 fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
     let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
@@ -97,18 +110,22 @@ impl<Q: PortQueue> Worker<Q> {
             return 0;
         }
         super::counters::add(&self.counters.rx_frames, n as u64);
-        let table = self.table.clone();
-        // One epoch pin per burst (see sad::ReadGuard); entries are copied out of the table,
-        // so nothing read through it outlives the guard.
-        let guard = sad::pin();
+        // Phase zero: the table slots of the burst's ESP SPIs start loading, so the lookups of
+        // phase one find them in the cache (at millions of SAs each is a miss to memory; this
+        // way the burst's misses overlap instead of following one another).
+        for b in rx.iter() {
+            if let Some(spi) = peek_frame_spi(b.data()) {
+                self.table.prefetch(spi);
+            }
+        }
         let mut verdicts = std::mem::take(&mut self.verdicts);
-        // Phase one: link layer, owner, clear packets; each whole ESP packet gets its SA.
+        // Phase one: link layer, owner, clear packets; each whole ESP packet gets its table
+        // entry, and its SA in the slab starts loading for phase two.
         for b in rx.iter_mut() {
             let (raw, range) = b.raw_mut();
-            let v = self.frame(&table, &guard, raw, range, now);
+            let v = self.frame(raw, range, now);
             verdicts.push(v);
         }
-        drop(guard);
         // Phase two: the ESP packets of the burst decapsulated together, into the stacks.
         self.esp_burst(&mut rx, &verdicts, now);
         for (b, v) in rx.drain(..).zip(verdicts.drain(..)) {
@@ -147,6 +164,9 @@ impl<Q: PortQueue> Worker<Q> {
             let Verdict::Esp(e) = v else {
                 continue;
             };
+            if !self.esp_held(e.spi, &e.entry) {
+                continue;
+            }
             let (raw, _) = b.raw_mut();
             let (Some(item), Some(meta)) = (items.get_mut(n), metas.get_mut(n)) else {
                 continue;
@@ -213,8 +233,6 @@ impl<Q: PortQueue> Worker<Q> {
             work += 1;
         }
         let mut frames = 0;
-        let mut guard = None;
-        let table = self.table.clone();
         while frames < self.cfg.burst {
             let Some(mut h) = handoff.recv_frame(me) else {
                 break;
@@ -224,14 +242,13 @@ impl<Q: PortQueue> Worker<Q> {
             }
             frames += 1;
             inc(&self.counters.handoff_in);
-            let g = guard.get_or_insert_with(sad::pin);
             let (raw, range) = h.buf.raw_mut();
             // The sender's link layer classified and parsed it (same configuration); never
             // handed on again: the steering named this worker.
             let start = range.start + h.offset;
             let r = start..start + h.ip.len;
             if r.end <= range.end {
-                self.ip_input(&table, g, raw, r, &h.ip, now);
+                self.ip_input(raw, r, &h.ip, now);
             }
             if let Err(b) = handoff.give_back(h.from, h.buf) {
                 self.link.queue.free(b);
@@ -242,14 +259,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// One received frame: handled here ([`Verdict::Done`]), for another worker, or an ESP
     /// packet whose SA was found, left for the burst decapsulation.
-    fn frame(
-        &mut self,
-        table: &InboundTable,
-        guard: &ReadGuard,
-        raw: &mut [u8],
-        range: Range<usize>,
-        now: Instant,
-    ) -> Verdict {
+    fn frame(&mut self, raw: &mut [u8], range: Range<usize>, now: Instant) -> Verdict {
         let Some(frame) = raw.get(range.clone()) else {
             return Verdict::Done;
         };
@@ -277,31 +287,20 @@ impl<Q: PortQueue> Worker<Q> {
         let start = range.start + offset;
         let r = start..start + ip.len;
         if ip.fragment.is_none() && ip.next_header == IPPROTO_ESP {
-            return match raw
-                .get(r.clone())
-                .and_then(|p| self.esp_target(table, guard, p, &ip))
-            {
+            return match raw.get(r.clone()).and_then(|p| self.esp_target(p, &ip)) {
                 Some((spi, entry)) => Verdict::Esp(EspIn { r, ip, spi, entry }),
                 None => Verdict::Done,
             };
         }
-        self.ip_input(table, guard, raw, r, &ip, now);
+        self.ip_input(raw, r, &ip, now);
         Verdict::Done
     }
 
     /// An IP packet for this worker at `buf[r]` with its parsed header `ip`: fragments go
     /// through reassembly, whole packets on.
-    fn ip_input(
-        &mut self,
-        table: &InboundTable,
-        guard: &ReadGuard,
-        raw: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
+    fn ip_input(&mut self, raw: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
         if ip.fragment.is_none() {
-            return self.ip_packet(table, guard, raw, r, ip, now);
+            return self.ip_packet(raw, r, ip, now);
         }
         // TS 33.203 / RFC 4303 3.4.1: fragments are joined before ESP is removed.
         match self.reasm.push_parsed(&raw[r], ip, now) {
@@ -312,7 +311,7 @@ impl<Q: PortQueue> Worker<Q> {
                 match IpRepr::from_bytes(&whole, Direction::Inbound) {
                     Ok(ip) => {
                         let r = 0..whole.len();
-                        self.ip_packet(table, guard, &mut whole, r, &ip, now);
+                        self.ip_packet(&mut whole, r, &ip, now);
                     }
                     Err(_) => inc(&self.counters.drop_ip_malformed),
                 }
@@ -368,21 +367,13 @@ impl<Q: PortQueue> Worker<Q> {
     }
 
     /// One whole outer IP packet at `buf[r]`, addressed to us, with its parsed header `ip`.
-    fn ip_packet(
-        &mut self,
-        table: &InboundTable,
-        guard: &ReadGuard,
-        buf: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
+    fn ip_packet(&mut self, buf: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
         if ip.fragment.is_some() {
             // A fragment inside a reassembled datagram.
             return inc(&self.counters.drop_ip_malformed);
         }
         match ip.next_header {
-            IPPROTO_ESP => self.esp_packet(table, guard, buf, r, ip, now),
+            IPPROTO_ESP => self.esp_packet(buf, r, ip, now),
             IPPROTO_TCP | IPPROTO_UDP => self.clear_packet(&buf[r], ip, now),
             IPPROTO_ICMP | IPPROTO_ICMPV6 => match icmp::echo_reply(&buf[r]) {
                 Some(reply) => {
@@ -398,21 +389,13 @@ impl<Q: PortQueue> Worker<Q> {
     /// An ESP packet: SA by SPI (or a draining set of the UE), address and owner checks,
     /// decapsulation in place with the parsed header, the selectors of TS 33.203 7.1 on the
     /// inner ports, then the UE's stack.
-    fn esp_packet(
-        &mut self,
-        table: &InboundTable,
-        guard: &ReadGuard,
-        buf: &mut [u8],
-        r: Range<usize>,
-        ip: &IpRepr,
-        now: Instant,
-    ) {
-        let Some((spi, entry)) = buf
-            .get(r.clone())
-            .and_then(|p| self.esp_target(table, guard, p, ip))
-        else {
+    fn esp_packet(&mut self, buf: &mut [u8], r: Range<usize>, ip: &IpRepr, now: Instant) {
+        let Some((spi, entry)) = buf.get(r.clone()).and_then(|p| self.esp_target(p, ip)) else {
             return;
         };
+        if !self.esp_held(spi, &entry) {
+            return;
+        }
         let inner = match self.link.sas.inbound.get_mut(entry.slot, spi) {
             Some(sa) => sa.decapsulate_parsed(buf, r, ip),
             None => return inc(&self.counters.drop_esp_invalid),
@@ -432,21 +415,15 @@ impl<Q: PortQueue> Worker<Q> {
     /// The SA of the ESP packet `pkt` (parsed header `ip`): by SPI in the table, or among
     /// the draining sets of its UE; with the address and owner checks. `None` (counted) if
     /// the packet is to be dropped.
-    fn esp_target(
-        &self,
-        table: &InboundTable,
-        guard: &ReadGuard,
-        pkt: &[u8],
-        ip: &IpRepr,
-    ) -> Option<(u32, InboundEntry)> {
+    fn esp_target(&self, pkt: &[u8], ip: &IpRepr) -> Option<(u32, InboundEntry)> {
         let Ok(spi) = spi_of(pkt, ip) else {
             inc(&self.counters.drop_ip_malformed);
             return None;
         };
         let (src, dst) = (ip.src, ip.dst);
-        let Some(entry) = table
-            .lookup(spi, guard)
-            .copied()
+        let Some(entry) = self
+            .table
+            .lookup(spi)
             .or_else(|| self.draining_inbound(src, spi))
         else {
             inc(&self.counters.drop_esp_unknown_spi);
@@ -456,11 +433,27 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_esp_address);
             return None;
         }
-        if entry.worker != self.cfg.id || !self.link.sas.inbound.holds(entry.slot, spi) {
+        if entry.worker != self.cfg.id {
             inc(&self.counters.drop_esp_stray);
             return None;
         }
+        // The SA's lines the decapsulation reads start loading now; the slot's SPI is checked
+        // then ([`Worker::esp_held`]), when they are there.
+        let seq_lo = pkt
+            .get(ip.payload_offset + 4..ip.payload_offset + 8)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        self.link.sas.inbound.prefetch(entry.slot, seq_lo);
         Some((spi, entry))
+    }
+
+    /// True if this worker's slab holds the SA of `spi` at the entry's slot; counts
+    /// `drop_esp_stray` if not (an entry of another worker's slot, or one that outlived its SA).
+    fn esp_held(&self, spi: u32, entry: &InboundEntry) -> bool {
+        let held = self.link.sas.inbound.holds(entry.slot, spi);
+        if !held {
+            inc(&self.counters.drop_esp_stray);
+        }
+        held
     }
 
     /// A decapsulated packet `buf[inner]` (header `inner_ip`) of the ESP packet `e`: the

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
+use crate::sad::{FlatEntry, ENTRY_WORDS};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -33,6 +34,62 @@ pub struct InboundEntry {
     pub slot: u32,
 }
 
+/// The words of an address: IPv4 in the low 32 bits of the first, IPv6 big-endian halves.
+fn addr_words(a: IpAddr) -> [u64; 2] {
+    match a {
+        IpAddr::V4(a) => [u64::from(u32::from(a)), 0],
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            [(v >> 64) as u64, v as u64]
+        }
+    }
+}
+
+/// The address of [`addr_words`], IPv6 if `v6`.
+fn words_addr(w: [u64; 2], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(w[0]) << 64 | u128::from(w[1]),
+        ))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::from(w[0] as u32))
+    }
+}
+
+/// The entry inline in its table slot (one cache line with the SPI): UE and local address,
+/// ports with the two address families, worker, slab slot.
+impl FlatEntry for InboundEntry {
+    fn to_words(&self) -> [u64; ENTRY_WORDS] {
+        let [u0, u1] = addr_words(self.ue);
+        let [l0, l1] = addr_words(self.local);
+        let ports = u64::from(self.ue_port)
+            | u64::from(self.local_port) << 16
+            | u64::from(self.ue.is_ipv6()) << 32
+            | u64::from(self.local.is_ipv6()) << 33;
+        [
+            u0,
+            u1,
+            l0,
+            l1,
+            ports,
+            self.worker as u64,
+            u64::from(self.slot),
+        ]
+    }
+
+    fn from_words(w: [u64; ENTRY_WORDS]) -> Option<Self> {
+        let [u0, u1, l0, l1, ports, worker, slot] = w;
+        Some(InboundEntry {
+            ue: words_addr([u0, u1], ports >> 32 & 1 == 1),
+            local: words_addr([l0, l1], ports >> 33 & 1 == 1),
+            ue_port: ports as u16,
+            local_port: (ports >> 16) as u16,
+            worker: usize::try_from(worker).ok()?,
+            slot: u32::try_from(slot).ok()?,
+        })
+    }
+}
+
 /// One occupied slot of an [`SaSlab`]: the SA and the SPI it was stored under.
 #[derive(Debug)]
 struct Cell<T> {
@@ -47,6 +104,10 @@ struct Cell<T> {
 pub struct SaSlab<T> {
     cells: Vec<Option<Cell<T>>>,
     free: Vec<u32>,
+    /// Where the SA and its SPI sit inside a cell, for [`SaSlab::prefetch`] (the same for
+    /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
+    sa_offset: usize,
+    spi_offset: usize,
 }
 
 impl<T> Default for SaSlab<T> {
@@ -54,6 +115,23 @@ impl<T> Default for SaSlab<T> {
         SaSlab {
             cells: Vec::new(),
             free: Vec::new(),
+            sa_offset: 0,
+            spi_offset: 0,
+        }
+    }
+}
+
+impl SaSlab<InboundSa> {
+    /// Starts loading what decapsulating a packet (sequence number low half `seq_lo`) with
+    /// the SA in `slot` reads, without reading anything (see [`InboundSa::prefetch_at`]);
+    /// nothing for a slot beyond the slab.
+    #[inline]
+    pub fn prefetch(&self, slot: u32, seq_lo: u32) {
+        let slot = slot as usize;
+        if slot < self.cells.len() {
+            let cell = self.cells.as_ptr().wrapping_add(slot).cast::<u8>();
+            crate::sad::prefetch(cell.wrapping_add(self.spi_offset));
+            InboundSa::prefetch_at(cell.wrapping_add(self.sa_offset).cast(), seq_lo);
         }
     }
 }
@@ -62,7 +140,7 @@ impl<T> SaSlab<T> {
     /// Stores `sa` (the SA of `spi`) and returns its slot.
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
         let cell = Some(Cell { spi, sa });
-        match self.free.pop() {
+        let slot = match self.free.pop() {
             Some(i) => {
                 if let Some(c) = self.cells.get_mut(i as usize) {
                     *c = cell;
@@ -70,10 +148,32 @@ impl<T> SaSlab<T> {
                 i
             }
             None => {
+                if self.cells.len() == self.cells.capacity() {
+                    // Doubling, on 2 MiB pages once large: at millions of SAs a slot on 4 KiB
+                    // pages would cost a TLB miss (a page walk) per packet.
+                    self.cells.reserve(self.cells.len().max(64));
+                    let bytes = self.cells.capacity() * core::mem::size_of::<Option<Cell<T>>>();
+                    crate::sad::advise_huge(self.cells.as_ptr().cast(), bytes);
+                }
                 self.cells.push(cell);
                 (self.cells.len() - 1) as u32
             }
+        };
+        if let Some(c @ Some(Cell { spi, sa })) = self.cells.get(slot as usize) {
+            let at = |p: usize| p - (c as *const _ as usize);
+            self.sa_offset = at(sa as *const T as usize);
+            self.spi_offset = at(spi as *const u32 as usize);
         }
+        slot
+    }
+
+    /// Makes room for `n` SAs in one allocation that will not move, on 2 MiB pages where the
+    /// host offers them (memory is committed as slots are first used): a slab grown by
+    /// doubling moves, and a move splits its huge pages.
+    pub fn reserve(&mut self, n: usize) {
+        self.cells.reserve_exact(n.saturating_sub(self.cells.len()));
+        let bytes = self.cells.capacity() * core::mem::size_of::<Option<Cell<T>>>();
+        crate::sad::advise_huge(self.cells.as_ptr().cast(), bytes);
     }
 
     /// Drops the SA in `slot`, if any.
@@ -323,9 +423,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_fits_one_cache_line_with_its_spi() {
-        // The table's cell is the entry and its SPI: one line per lookup.
-        assert!(core::mem::size_of::<InboundEntry>() + 4 <= 64);
+    fn an_entry_round_trips_through_its_slot_words() {
+        let v4 = InboundEntry {
+            ue: "10.1.2.3".parse().unwrap(),
+            local: "192.168.0.1".parse().unwrap(),
+            ue_port: 31800,
+            local_port: 5064,
+            worker: 3,
+            slot: 4_000_000,
+        };
+        let v6 = InboundEntry {
+            ue: "2001:db8::7:1".parse().unwrap(),
+            local: "2001:db8:ffff::1".parse().unwrap(),
+            ue_port: 65535,
+            local_port: 1,
+            worker: 0,
+            slot: u32::MAX,
+        };
+        for e in [v4, v6] {
+            assert_eq!(InboundEntry::from_words(e.to_words()), Some(e));
+        }
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! The inbound SA path of a worker at 1 Ki, 64 Ki, 1 Mi and 4 Mi installed SAs: bursts of 32
+//! ESP packets (hmac-sha-1-96 + aes-cbc, 64-byte inner IPv4/TCP packets) with random SPIs go
+//! SPI -> table entry (selectors, worker, slot) -> the worker's slab slot -> burst
+//! decapsulation -> selector check, with the worker's own types and calls.
+//!
+//! Each burst's packets are first copied from a pre-built ring into 32 reused receive
+//! buffers (the kernel's or NIC's write, the same at every size). After each pass over the
+//! ring (32 Ki packets, each SA's sequence numbers rising) the replay windows of the SAs it
+//! used are reset, the caches flushed by writing 64 MiB, and 64 bursts run untimed, so no
+//! size starts a pass with SAs left warm by the reset. Ids: `sa_path/decap/<SAs>` (as the
+//! worker does it: the burst's table slots prefetched first, then each SA's lines as its
+//! entry is found) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
+//! the same-run baseline).
+//!
+//! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a shared box
+//! the bench is descheduled, though other jobs still share its caches.
+//!
+//! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use akagate_bench::cputime::current_thread_cpu;
+use akagate_fastpath::esp::{
+    decapsulate_burst_in, spi_of, AuthAlg, DecapItem, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite,
+};
+use akagate_fastpath::sad::SpiAllocator;
+use akagate_fastpath::wire::ip::{Direction, IpRepr};
+use akagate_fastpath::wire::Segment;
+use akagate_fastpath::worker::{InboundEntry, InboundTable, WorkerSas};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+
+const BURST: usize = 32;
+const RING: usize = 32 * 1024;
+const SLOT: usize = 256;
+const ROOM: usize = 64;
+const WARM: usize = 64;
+const INNER: usize = 64;
+const UE_PORT: u16 = 31800;
+const LOCAL_PORT: u16 = 5064;
+const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+
+fn suite() -> Suite {
+    Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: vec![0x11; 20],
+            encr_key: vec![0x22; 16],
+            salt: [0; 4],
+        },
+    }
+}
+
+fn ue_addr(k: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0000 | (k as u32 / 2))
+}
+
+/// The inner IPv4/TCP packet (64 bytes) of UE `k` in `buf[ROOM..]`.
+fn inner_packet(buf: &mut [u8], k: usize) -> core::ops::Range<usize> {
+    let ip = &mut buf[ROOM..ROOM + INNER];
+    ip[..20].copy_from_slice(&[
+        0x45,
+        0,
+        0,
+        INNER as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    ip[12..16].copy_from_slice(&ue_addr(k).octets());
+    ip[16..20].copy_from_slice(&LOCAL.octets());
+    let tcp = &mut ip[20..];
+    tcp[0..2].copy_from_slice(&UE_PORT.to_be_bytes());
+    tcp[2..4].copy_from_slice(&LOCAL_PORT.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18; // PSH, ACK
+    for (i, b) in tcp[20..].iter_mut().enumerate() {
+        *b = b'a' + (i % 26) as u8;
+    }
+    ROOM..ROOM + INNER
+}
+
+/// A worker's inbound SAs and table at one size, and a ring of packets for them.
+struct Bed {
+    table: InboundTable,
+    sas: WorkerSas,
+    spis: Vec<u32>,
+    /// RING packets, SLOT bytes apart, as built.
+    pristine: Vec<u8>,
+    /// Per packet: its range in its slot, its parsed header, its SA (index into `spis`).
+    meta: Vec<(core::ops::Range<usize>, IpRepr, usize)>,
+    rx: Vec<[u8; SLOT]>,
+    pos: usize,
+    evict: Vec<u8>,
+    delivered: u64,
+}
+
+impl Bed {
+    fn new(n: usize) -> Self {
+        let suite = suite();
+        let table = InboundTable::with_capacity(n).expect("capacity");
+        let mut sas = WorkerSas::default();
+        sas.inbound.reserve(n);
+        let mut spis = Vec::with_capacity(n);
+        for k in 0..n {
+            let spi = table.allocate().expect("allocate");
+            let slot = sas
+                .inbound
+                .insert(spi, InboundSa::new(spi, &suite).expect("sa"));
+            let entry = InboundEntry {
+                ue: IpAddr::V4(ue_addr(k)),
+                local: IpAddr::V4(LOCAL),
+                ue_port: UE_PORT,
+                local_port: LOCAL_PORT,
+                worker: 0,
+                slot,
+            };
+            table.install(spi, entry).expect("install");
+            spis.push(spi);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut next_seq = std::collections::HashMap::<usize, u64>::new();
+        let mut pristine = vec![0u8; RING * SLOT];
+        let mut meta = Vec::with_capacity(RING);
+        for (i, slot) in pristine.chunks_exact_mut(SLOT).enumerate() {
+            let k = rng.gen_range(0..n);
+            let seq = next_seq.entry(k).or_insert(0);
+            let mut out = OutboundSa::new(spis[k], &suite).expect("sa");
+            out.set_last_seq_for_test(*seq);
+            *seq += 1;
+            let r = inner_packet(slot, k);
+            let r = out.encapsulate(slot, r).expect("encapsulate");
+            let ip = IpRepr::from_bytes(&slot[r.clone()], Direction::Inbound).expect("ip");
+            meta.push((r, ip, k));
+            let _ = i;
+        }
+        Bed {
+            table,
+            sas,
+            spis,
+            pristine,
+            meta,
+            rx: vec![[0u8; SLOT]; BURST],
+            pos: RING / BURST,
+            evict: vec![0u8; 64 << 20],
+            delivered: 0,
+        }
+    }
+
+    /// Untimed: replay windows back to zero, caches flushed, a few bursts to warm up.
+    fn new_pass(&mut self, prefetch: bool) {
+        for &(_, _, k) in &self.meta {
+            let spi = self.spis[k];
+            if let Some(e) = self.table.lookup(spi) {
+                if let Some(sa) = self.sas.inbound.get_mut(e.slot, spi) {
+                    sa.set_window_top_for_test(0);
+                }
+            }
+        }
+        for (i, b) in self.evict.iter_mut().enumerate().step_by(64) {
+            *b = b.wrapping_add(i as u8);
+        }
+        black_box(&self.evict);
+        self.pos = 0;
+        for _ in 0..WARM {
+            self.burst(prefetch);
+        }
+    }
+
+    /// One burst of the ring through the worker's inbound SA path (with the worker's two
+    /// prefetch passes if `prefetch`).
+    fn burst(&mut self, prefetch: bool) {
+        let base = self.pos * BURST;
+        self.pos += 1;
+        for (j, rx) in self.rx.iter_mut().enumerate() {
+            let from = (base + j) * SLOT;
+            rx.copy_from_slice(&self.pristine[from..from + SLOT]);
+        }
+        let metas = &self.meta[base..base + BURST];
+        let mut items: [DecapItem<'_>; BURST] =
+            core::array::from_fn(|_| DecapItem::new(0, &mut [], 0..0));
+        let mut found = [None; BURST];
+        // Phase zero (worker: `rx_burst`): the table slots of the burst's SPIs.
+        if prefetch {
+            for (rx, (r, _, _)) in self.rx.iter().zip(metas) {
+                let spi = &rx[r.start + 20..r.start + 24];
+                self.table
+                    .prefetch(u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]));
+            }
+        }
+        // Phase one (worker: `esp_target`): entry, address and owner checks, SA prefetched.
+        let mut spis = [0u32; BURST];
+        for (((rx, (r, ip, _)), f), s) in self
+            .rx
+            .iter()
+            .zip(metas)
+            .zip(found.iter_mut())
+            .zip(spis.iter_mut())
+        {
+            let Ok(spi) = spi_of(&rx[r.clone()], ip) else {
+                continue;
+            };
+            let Some(entry) = self.table.lookup(spi) else {
+                continue;
+            };
+            if entry.ue != ip.src || entry.local != ip.dst || entry.worker != 0 {
+                continue;
+            }
+            if prefetch {
+                let seq = &rx[r.start + 24..r.start + 28];
+                let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+                self.sas.inbound.prefetch(entry.slot, seq);
+            }
+            *s = spi;
+            *f = Some(entry);
+        }
+        // Phase two (worker: `esp_burst`): slab check, burst decapsulation.
+        let mut n = 0;
+        let mut delivered = [None; BURST];
+        for (((rx, (r, ip, _)), f), &spi) in self.rx.iter_mut().zip(metas).zip(&found).zip(&spis) {
+            let Some(entry) = f else {
+                continue;
+            };
+            if !self.sas.inbound.holds(entry.slot, spi) {
+                continue;
+            }
+            items[n] = DecapItem::new(entry.slot as usize, &mut rx[..], r.clone()).with_parsed(*ip);
+            delivered[n] = Some(*entry);
+            n += 1;
+        }
+        decapsulate_burst_in(&mut self.sas.inbound, &mut items[..n]).expect("slots");
+        let entries = delivered.iter().flatten();
+        for (it, e) in items[..n].iter().zip(entries) {
+            let Some((inner, inner_ip)) = it.parsed_result() else {
+                continue;
+            };
+            match Segment::parse(&it.buf[inner], &inner_ip) {
+                Some(s) if s.ports.src == e.ue_port && s.ports.dst == e.local_port => {
+                    self.delivered += 1
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn sizes() -> Vec<usize> {
+    match std::env::var("SA_PATH_SIZES") {
+        Ok(s) => s.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
+        Err(_) => vec![1 << 10, 64 << 10, 1 << 20, 4 << 20],
+    }
+}
+
+fn sa_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sa_path");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    for n in sizes() {
+        let t = Instant::now();
+        let mut bed = Bed::new(n);
+        let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("AnonHugePages"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "sa_path/{n}: built in {:.1} s, table on {:?}, process {huge}",
+            t.elapsed().as_secs_f64(),
+            bed.table.memory_backing()
+        );
+        for (name, prefetch) in [("decap", true), ("decap_no_prefetch", false)] {
+            bed.pos = RING / BURST;
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters as usize;
+                    while left > 0 {
+                        if bed.pos >= RING / BURST {
+                            bed.new_pass(prefetch);
+                        }
+                        let k = left.min(RING / BURST - bed.pos);
+                        let t = current_thread_cpu();
+                        for _ in 0..k {
+                            bed.burst(prefetch);
+                        }
+                        total += current_thread_cpu().saturating_sub(t);
+                        left -= k;
+                    }
+                    total
+                })
+            });
+        }
+        let expected = bed.meta.len() as u64;
+        assert!(bed.delivered > 0, "nothing delivered");
+        eprintln!(
+            "sa_path/{n}: {} packets delivered ({expected} per pass)",
+            bed.delivered
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sa_path);
+criterion_main!(benches);
