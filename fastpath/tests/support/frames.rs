@@ -1,7 +1,7 @@
 //! Frames and packets the simulated UE sends, built with `smoltcp::wire` (independently of
 //! the code under test), and ESP encapsulation into a buffer with room on both sides.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use akagate_fastpath::esp::{EspError, OutboundSa};
 use akagate_sys::mempair::MemQueue;
@@ -9,7 +9,7 @@ use akagate_sys::PortQueue;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
 };
 
 /// Head- and tailroom [`encapsulate`] leaves around the packet (more than any suite needs).
@@ -85,6 +85,34 @@ pub fn udp_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u
         payload.len(),
         |b| b.copy_from_slice(payload),
         &caps,
+    );
+    p
+}
+
+/// An IPv6 packet (hop limit 64, UDP checksum filled) carrying `payload` in UDP from
+/// `src:sport` to `dst:dport`.
+pub fn udp_v6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+    };
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let mut p = vec![0u8; 40 + udp.header_len() + payload.len()];
+    let mut pk = Ipv6Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(pk.payload_mut()),
+        &src.into(),
+        &dst.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
     );
     p
 }
