@@ -517,6 +517,18 @@ fn mixed_families_are_refused() {
     assert!(UeStack::new(StackConfig::default(), P4, v6, Instant::from_millis(0)).is_none());
 }
 
+/// Issue 10 (a million UEs in 16 GiB): the stack's share of a registered UE stays small —
+/// smoltcp's per-interface IPv4/IPv6 fragmenter and reassembler (1.7 KB) are not built in (the
+/// worker reassembles outer packets and fragments after ESP itself), and an open connection
+/// holds 4 KiB of socket buffers. `bench/tests/mem_per_ue.rs` checks the whole UE.
+#[test]
+fn the_stack_of_a_ue_stays_small() {
+    let size = std::mem::size_of::<UeStack>();
+    assert!(size <= 1280, "UeStack is {size} bytes");
+    let c = StackConfig::default();
+    assert!(c.tcp_rx_buf + c.tcp_tx_buf <= 4096);
+}
+
 #[test]
 fn idle_stack_holds_no_socket_memory() {
     let mut l = Link::new(P4, U4, StackConfig::default());

@@ -59,11 +59,14 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
-            // Enough for one window of three full segments: the framer copies each message
-            // out of the receive buffer as it completes and the send path feeds larger ones
-            // from `pending` as the peer acknowledges, so neither bounds the message size.
-            tcp_rx_buf: 4 * 1024,
-            tcp_tx_buf: 4 * 1024,
+            // A full segment and a half each way (MSS 1360 at the 1400-byte inner MTU): the
+            // framer copies every byte out of the receive buffer at the poll that follows the
+            // segment, so the window reopens at once, and the send path feeds larger messages
+            // from `pending` as the peer acknowledges; neither bounds the message size. smoltcp
+            // sockets cannot grow their buffers, and every open connection holds both, so
+            // they are what a registered UE's connection costs (issue 10: 16 KiB per UE).
+            tcp_rx_buf: 2 * 1024,
+            tcp_tx_buf: 2 * 1024,
             udp_rx_buf: 8 * 1024,
             udp_tx_buf: 8 * 1024,
             udp_packets: 8,
@@ -386,6 +389,8 @@ pub struct UeStack {
     now: Instant,
     /// The port speaking TLS, if any (see [`UeStack::listen_tls`]).
     tls: Option<tls::TlsListener>,
+    /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
+    socket_slots: u8,
     counters: StackCounters,
 }
 
@@ -445,6 +450,7 @@ impl UeStack {
             oversize: Vec::new(),
             now,
             tls: None,
+            socket_slots: 0,
             counters: StackCounters::default(),
         })
     }
@@ -900,7 +906,7 @@ impl UeStack {
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
         self.release_idle_sockets();
-        self.free_empty_socket_set();
+        self.compact_socket_set();
     }
 
     /// Hands the UDP datagrams above the inner MTU to `dev`, whole, as long as it takes
@@ -926,20 +932,49 @@ impl UeStack {
         self.conns.len() + self.tcp_listeners.len() + self.udp_sockets.len()
     }
 
-    /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first.
+    /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first, and a
+    /// full one exactly one more slot.
     fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> SocketHandle {
-        if self.live_sockets() == 0 {
+        let live = self.live_sockets();
+        if live == 0 {
             // No handle is outstanding, so the set may be replaced.
             self.sockets = SocketSet::new(Vec::with_capacity(SOCKET_SLOTS));
+            self.socket_slots = SOCKET_SLOTS as u8;
+        } else if live >= usize::from(self.socket_slots) {
+            // Left to itself the set's vector would grow to four slots.
+            self.resize_socket_set(live + 1);
         }
         self.sockets.add(s)
     }
 
-    /// Frees the socket set's memory once no socket is left (an idle stack holds none).
-    fn free_empty_socket_set(&mut self) {
-        if self.live_sockets() == 0 {
-            self.sockets = SocketSet::new(Vec::new());
+    /// Gives the socket set exactly as many slots as live sockets once some went (a slot is
+    /// 480 bytes, a TCP socket's size: a registered UE keeps one connection, after two during
+    /// its registration), and frees it once none is left (an idle stack holds none).
+    fn compact_socket_set(&mut self) {
+        let live = self.live_sockets();
+        if live < usize::from(self.socket_slots) {
+            self.resize_socket_set(live);
         }
+    }
+
+    /// Moves the live sockets into a new set of `slots` slots, renaming their handles.
+    fn resize_socket_set(&mut self, slots: usize) {
+        let mut new = SocketSet::new(Vec::with_capacity(slots));
+        let mut moved = |old: &mut SocketSet<'static>, h: &mut SocketHandle| {
+            *h = match old.remove(*h) {
+                smoltcp::socket::Socket::Tcp(s) => new.add(s),
+                // smoltcp is built with TCP and UDP sockets only (Cargo.toml features).
+                smoltcp::socket::Socket::Udp(s) => new.add(s),
+            };
+        };
+        for (h, _) in &mut self.conns {
+            moved(&mut self.sockets, h);
+        }
+        for b in self.tcp_listeners.iter_mut().chain(&mut self.udp_sockets) {
+            moved(&mut self.sockets, &mut b.handle);
+        }
+        self.sockets = new;
+        self.socket_slots = u8::try_from(slots).unwrap_or(u8::MAX);
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
