@@ -6,7 +6,7 @@
 //! and IPv6.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 mod support;
 
@@ -19,17 +19,15 @@ use akagate_fastpath::worker::{InboundTable, Worker};
 use akagate_sys::mempair::MemQueue;
 use akagate_sys::{PacketBuf, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv6Packet, Icmpv6Repr,
-    IpProtocol, Ipv4Cidr, Ipv6Cidr, Ipv6Packet, Ipv6Repr, NdiscRepr, RawHardwareAddress, UdpPacket,
+    ArpOperation, EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Cidr, Ipv6Cidr, UdpPacket,
 };
 use std::sync::Arc;
 use support::{
-    arp, encapsulate, eth_frame, sa_set, send_frame, suite, udp_v4, udp_v6, ue_sas, worker_config,
-    worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PCSCF_V6, PORT_PS, PORT_UC, SIP_PORT, SPI_UC,
-    UE_MAC, UE_V4, UE_V6,
+    arp, encapsulate, eth_frame, neighbor_solicit, sa_set, send_frame, suite, udp_v4, udp_v6,
+    ue_sas, worker_config, worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PCSCF_V6, PORT_PS,
+    PORT_UC, SIP_PORT, SPI_UC, UE_MAC, UE_V4, UE_V6,
 };
 
 const REGISTER: &[u8] = b"REGISTER sip:ims.example SIP/2.0\r\nContent-Length: 0\r\n\r\n";
@@ -109,30 +107,7 @@ impl Bed {
                     &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &req),
                 );
             }
-            (IpAddr::V6(u), IpAddr::V6(p)) => {
-                let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
-                    target_addr: p,
-                    lladdr: Some(RawHardwareAddress::from(UE_MAC)),
-                });
-                let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1);
-                let ip = Ipv6Repr {
-                    src_addr: u,
-                    dst_addr: dst,
-                    next_header: IpProtocol::Icmpv6,
-                    payload_len: ns.buffer_len(),
-                    hop_limit: 255,
-                };
-                let mut pkt = vec![0u8; 40 + ns.buffer_len()];
-                let mut pk = Ipv6Packet::new_unchecked(&mut pkt[..]);
-                ip.emit(&mut pk);
-                ns.emit(
-                    &u,
-                    &dst,
-                    &mut Icmpv6Packet::new_unchecked(pk.payload_mut()),
-                    &ChecksumCapabilities::default(),
-                );
-                self.send_ip(&pkt);
-            }
+            (IpAddr::V6(u), IpAddr::V6(p)) => self.send_ip(&neighbor_solicit(u, p, UE_MAC)),
             _ => unreachable!("one family"),
         }
         self.pump(2);
@@ -235,6 +210,18 @@ impl Bed {
         out
     }
 
+    /// After a few turns, the wire holds three fragments of at most the link MTU that
+    /// reassemble (and open) to the one datagram `want`.
+    fn expect_fragmented(&mut self, want: (Option<u32>, u16, u16, Vec<u8>)) {
+        self.pump(3);
+        let frags = self.fragments_on_wire();
+        assert!(
+            frags.len() == 3 && frags.iter().all(|&l| l <= 1500),
+            "{frags:?}"
+        );
+        assert_eq!(self.datagrams(), vec![want]);
+    }
+
     /// Lengths of the IP fragments on the wire.
     fn fragments_on_wire(&self) -> Vec<usize> {
         self.wire
@@ -262,17 +249,7 @@ fn over_udp_both_ways(ue: IpAddr, pcscf: IpAddr) {
 
     let challenge = response("SIP/2.0 401 Unauthorized", 3000);
     t.send(t.flow(UE_PORT, SIP_PORT), challenge.clone());
-    t.pump(3);
-    let frags = t.fragments_on_wire();
-    assert!(
-        frags.len() == 3 && frags.iter().all(|&l| l <= 1500),
-        "{frags:?}"
-    );
-    assert_eq!(
-        t.datagrams(),
-        vec![(None, SIP_PORT, UE_PORT, challenge)],
-        "unprotected 401 reassembled"
-    );
+    t.expect_fragmented((None, SIP_PORT, UE_PORT, challenge));
     assert_eq!(t.count("tx_fragments"), 3);
 
     t.install();
@@ -285,18 +262,8 @@ fn over_udp_both_ways(ue: IpAddr, pcscf: IpAddr) {
     let ok = response("SIP/2.0 200 OK", 3000);
     let esp_out = t.count("esp_out");
     t.send(t.flow(PORT_UC, PORT_PS), ok.clone());
-    t.pump(3);
-    let frags = t.fragments_on_wire();
-    assert!(
-        frags.len() == 3 && frags.iter().all(|&l| l <= 1500),
-        "{frags:?}"
-    );
-    // The fragments are of the ESP packet: the first carries the ESP header with spi_uc.
-    assert_eq!(
-        t.datagrams(),
-        vec![(Some(SPI_UC), PORT_PS, PORT_UC, ok)],
-        "200 OK through spi_uc"
-    );
+    // The fragments are of the ESP packet: reassembled, it opens with spi_uc.
+    t.expect_fragmented((Some(SPI_UC), PORT_PS, PORT_UC, ok));
     assert_eq!(t.count("esp_out"), esp_out + 1, "one ESP packet");
     assert_eq!(t.count("tx_fragments"), 6);
     assert_eq!(t.count("drop_send_failed"), 0);
