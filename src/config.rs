@@ -63,8 +63,8 @@ default-expires = 3600
 capacity = 1048576
 
 [stack]
-tcp-rx-buffer = 4096
-tcp-tx-buffer = 4096
+tcp-rx-buffer = 2048
+tcp-tx-buffer = 2048
 "#;
 
 /// A validated configuration.
@@ -463,7 +463,7 @@ const TIMER_D_S: Range<i64> = 32..601;
 /// Timer C in s: more than 3 minutes (RFC 3261 16.6 step 11).
 const TIMER_C_S: Range<i64> = 181..86_401;
 const DEFAULT_SA_TABLE_CAPACITY: usize = 1 << 20;
-const DEFAULT_TCP_BUFFER: usize = 4096;
+const DEFAULT_TCP_BUFFER: usize = 2048;
 const TCP_BUFFER_RANGE: Range<i64> = 1024..(4 << 20) + 1;
 /// Highest core id accepted (Linux's CPU_SETSIZE is 1024).
 const MAX_CORE: i64 = 1023;
@@ -2488,7 +2488,7 @@ ipv4 = ["10.0.0.1"]
         assert_eq!(c.port.queues, 2);
         assert_eq!(c.registration, DEFAULT_REGISTRATION);
         assert_eq!(c.sa_table.capacity, 1 << 20);
-        assert_eq!(c.stack.tcp_rx_buffer, 4096);
+        assert_eq!(c.stack.tcp_rx_buffer, 2048);
         assert_eq!(c.subscribers, None);
         assert_eq!(c.cores.slowpath, Vec::<usize>::new());
         assert_eq!(

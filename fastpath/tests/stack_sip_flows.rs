@@ -400,12 +400,25 @@ fn udp_datagrams_and_large_udp_request_goes_over_tcp() {
     assert_eq!(syns(&l.wire_p), vec![(PORT_PC, PORT_US)]);
 }
 
-/// A UDP response has no TCP to go over (RFC 3261 18.2.2): one within the inner MTU leaves, a
-/// larger one is refused with a typed error the worker counts (`drop_udp_too_large`) instead
-/// of vanishing inside smoltcp (fragmenting it is not built yet).
+/// A UDP response has no TCP to go over (RFC 3261 18.2.2): one above the inner MTU leaves the
+/// stack whole, as one IP packet without Don't Fragment, for the worker to encapsulate and then
+/// fragment (RFC 4303 3.1.1; `worker_udp_fragments.rs`). Smoltcp's UDP socket lost it before,
+/// then the stack refused it.
 #[test]
-fn udp_response_too_large_to_fragment_is_refused_not_lost() {
+fn udp_response_above_the_mtu_leaves_the_stack_whole() {
     let mut l = udp_registering_link();
+    // The UE end takes datagrams of any size (its receive buffer is the only bound here).
+    l.ue = UeStack::new(
+        StackConfig {
+            udp_rx_buf: 128 * 1024,
+            ..StackConfig::default()
+        },
+        U4,
+        P4,
+        l.now,
+    )
+    .unwrap();
+    l.ue.listen(45000, false, true);
     let udp = pcscf_side(&l, 45000, SIP_PORT, Transport::Udp);
     let response = |len: usize| {
         let mut r = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\nX-Pad: ".to_vec();
@@ -413,20 +426,70 @@ fn udp_response_too_large_to_fragment_is_refused_not_lost() {
         r.extend_from_slice(b"\r\n\r\n");
         r
     };
-    // 20 (IPv4) + 8 (UDP) + 1372 = 1400, the inner MTU: the largest that leaves.
-    let fits = response(1372);
-    assert_eq!(l.pcscf.send(udp, &fits, false), Ok(()));
-    l.pump(10);
+    // 20 (IPv4) + 8 (UDP) + 1372 = 1400, the inner MTU: smoltcp's own; one more byte: ours.
+    let lens = [1372, 1373, 3000, 60_000];
+    for len in lens {
+        assert_eq!(l.pcscf.send(udp, &response(len), false), Ok(()), "{len}");
+        l.pump(2);
+    }
+    let at_ue = sips(&l.ev_u);
+    assert_eq!(at_ue.len(), lens.len());
+    for (m, len) in at_ue.iter().zip(lens) {
+        assert!(m.bytes == response(len), "{len}");
+        assert_eq!(m.flow.ue_port, SIP_PORT);
+    }
+    let udp_packets: Vec<&Vec<u8>> = l.wire_p.iter().filter(|p| p[9] == 17).collect();
+    assert_eq!(
+        udp_packets.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        lens.map(|n| n + 28)
+    );
+    for p in &udp_packets[1..] {
+        let ip = Ipv4Packet::new_checked(p.as_slice()).unwrap();
+        assert!(ip.verify_checksum() && !ip.dont_frag() && !ip.more_frags());
+    }
+    assert!(l.pcscf.is_idle());
+
+    // Beyond what an IP packet can hold once ESP is added: refused, typed.
+    assert_eq!(
+        l.pcscf.send(udp, &response(65535 - 28 - 63), false),
+        Err(StackError::UdpTooLarge)
+    );
+    // The datagrams waiting for a poll are bounded by `max_pending` (64 KiB).
+    assert_eq!(l.pcscf.send(udp, &response(40_000), false), Ok(()));
+    assert_eq!(
+        l.pcscf.send(udp, &response(40_000), false),
+        Err(StackError::UdpBufferFull)
+    );
+    assert_eq!(l.pcscf.queued_bytes(SIP_PORT, 45000), 40_000);
+}
+
+/// The same over IPv6 (no Don't Fragment bit; the worker adds a Fragment header).
+#[test]
+fn ipv6_udp_response_above_the_mtu_leaves_the_stack_whole() {
+    let p: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    let u: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x45, 0, 0, 0, 0, 7));
+    let mut l = Link::new(p, u, StackConfig::default());
+    l.ue.listen(45000, false, true);
+    l.ue.send(
+        ue_side(&l, 45000, SIP_PORT, Transport::Udp),
+        REGISTER_V6,
+        false,
+    )
+    .unwrap();
+    l.pump(3);
+    let mut big = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\nX-Pad: ".to_vec();
+    big.resize(2996, b'b');
+    big.extend_from_slice(b"\r\n\r\n");
+    let udp = pcscf_side(&l, 45000, SIP_PORT, Transport::Udp);
+    l.pcscf.send(udp, &big, false).unwrap();
+    l.pump(2);
     let at_ue = sips(&l.ev_u);
     assert_eq!(at_ue.len(), 1);
-    assert_eq!(at_ue[0].bytes, fits);
-    for len in [1373, 3000, 60_000] {
-        assert_eq!(
-            l.pcscf.send(udp, &response(len), false),
-            Err(StackError::UdpTooLarge),
-            "{len}"
-        );
-    }
+    assert!(at_ue[0].bytes == big);
+    assert!(l
+        .wire_p
+        .iter()
+        .any(|p| p.len() == 40 + 8 + 3000 && p[6] == 17));
 }
 
 #[test]
@@ -452,6 +515,18 @@ fn ipv6_register_over_port_ps() {
 fn mixed_families_are_refused() {
     let v6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
     assert!(UeStack::new(StackConfig::default(), P4, v6, Instant::from_millis(0)).is_none());
+}
+
+/// Issue 10 (a million UEs in 16 GiB): the stack's share of a registered UE stays small —
+/// smoltcp's per-interface IPv4/IPv6 fragmenter and reassembler (1.7 KB) are not built in (the
+/// worker reassembles outer packets and fragments after ESP itself), and an open connection
+/// holds 4 KiB of socket buffers. `bench/tests/mem_per_ue.rs` checks the whole UE.
+#[test]
+fn the_stack_of_a_ue_stays_small() {
+    let size = std::mem::size_of::<UeStack>();
+    assert!(size <= 1280, "UeStack is {size} bytes");
+    let c = StackConfig::default();
+    assert!(c.tcp_rx_buf + c.tcp_tx_buf <= 4096);
 }
 
 #[test]

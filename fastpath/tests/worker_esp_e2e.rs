@@ -25,9 +25,9 @@ use smoltcp::wire::{
     IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, Ipv6Cidr,
 };
 use support::{
-    arp, encapsulate, eth_frame, sa_set, send_frame, suite, udp_v4, ue_sas, worker_config,
-    worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PORT_PC, PORT_PS, PORT_UC, PORT_US, SPI_UC,
-    SPI_US, UE_MAC, UE_V4,
+    arp, encapsulate, eth_frame, neighbor_solicit, sa_set, send_frame, suite, udp_v4, ue_sas,
+    worker_config, worker_on_pair, PairSizes, PCSCF_MAC, PCSCF_V4, PORT_PC, PORT_PS, PORT_UC,
+    PORT_US, SPI_UC, SPI_US, UE_MAC, UE_V4,
 };
 
 const REGISTER: &[u8] = include_bytes!("fixtures/stack/register_boghe_openims.sip");
@@ -634,35 +634,11 @@ fn fragmented_esp_is_reassembled_before_decryption() {
 
 #[test]
 fn ipv6_neighbor_discovery_register_and_esp() {
-    use smoltcp::wire::{
-        Icmpv6Packet, Icmpv6Repr, Ipv6Packet, Ipv6Repr, NdiscRepr, RawHardwareAddress,
-    };
     let ue6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
     let p6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
     let mut t = Bed::with(ue6.into(), p6.into());
     // NS for the P-CSCF's address with our link-layer address: answered, and teaches the worker.
-    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
-        target_addr: p6,
-        lladdr: Some(RawHardwareAddress::from(UE_MAC)),
-    });
-    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1);
-    let ip = Ipv6Repr {
-        src_addr: ue6,
-        dst_addr: dst,
-        next_header: IpProtocol::Icmpv6,
-        payload_len: ns.buffer_len(),
-        hop_limit: 255,
-    };
-    let mut p = vec![0u8; 40 + ns.buffer_len()];
-    let mut pk = Ipv6Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pk);
-    ns.emit(
-        &ue6,
-        &dst,
-        &mut Icmpv6Packet::new_unchecked(pk.payload_mut()),
-        &ChecksumCapabilities::default(),
-    );
-    t.ue.send_ip(&p);
+    t.ue.send_ip(&neighbor_solicit(ue6, p6, UE_MAC));
     t.pump(2);
     let na =
         t.ue.clear_seen

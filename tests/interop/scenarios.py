@@ -711,6 +711,50 @@ def sc_udp_callee_without_tcp(ctx):
     deregister_all(ctx, a, b)
 
 
+BIG_ANSWER_SDP = 2800  # bytes of SDP in the callee's 200: the relayed 200 is over 3 KB
+
+
+def sc_udp_big_response(ctx):
+    """Issue 14, "UDP must work too": a UDP-registered caller sends a small INVITE over UDP;
+    the callee answers 200 with a large SDP, so the P-CSCF relays a 200 of over 3 KB back over
+    UDP through the caller's SAs (a response has no TCP to go over, RFC 3261 18.2.2). It leaves
+    as one ESP packet (RFC 4303 3.1.1) in IP fragments; the shim reassembles them before it
+    opens the ESP, over IPv4 and IPv6. Before, the daemon refused (and earlier lost) it."""
+    for v6 in (False, True):
+        a = ctx.ue("big-a", 0, v6=v6, transport="udp")
+        b = ctx.ue("big-b", 1, v6=v6, transport="tcp")
+        b.answer_sdp_size = BIG_ANSWER_SDP
+        for u in (a, b):
+            u.register()
+            check_registered(ctx, u)
+        frags_before = worker_counter(ctx, "tx_fragments")
+        with ctx.world.shim.lock:
+            reassembled_before = len(ctx.world.shim.reassembled)
+        flow = a.protected
+        invite = a.invite(b, flow, 200)
+        expect(len(invite.to_bytes()) < 1300, "the INVITE itself fits UDP")
+        ok = a.transact(flow, invite, timeout=15)
+        expect(ok.status == 200, "INVITE answered %s" % ok.start)
+        size = len(ok.to_bytes())
+        proto, peer = ok.arrived_on
+        ctx.world.note("200 OK of %d bytes reached the caller over %s from %s" % (size, proto,
+                                                                                  peer))
+        expect(size > 3000 and len(ok.body) >= BIG_ANSWER_SDP,
+               "the 200 is %d bytes, its SDP %d" % (size, len(ok.body)))
+        expect(proto == "udp" and peer == (a.pcscf, a.pcscf_ports[1]),
+               "200 came over %s from %s, not UDP from port_ps" % (proto, peer))
+        with ctx.world.shim.lock:
+            got = ctx.world.shim.reassembled[reassembled_before:]
+        expect(any(n > size for n in got),
+               "no ESP datagram above the 200's size was reassembled: %s" % got)
+        frags = worker_counter(ctx, "tx_fragments") - frags_before
+        expect(frags >= 3, "the daemon sent %d fragments" % frags)
+        bye = a.ack_and_bye(b, flow, invite, ok)
+        expect(bye is not None and bye.status == 200, "BYE answered %s" % (bye and bye.start))
+        expect(worker_counter(ctx, "drop_udp_too_large") == 0, "a UDP message was refused")
+        deregister_all(ctx, a, b)
+
+
 def proxy_register(ctx, transport):
     """Proxy mode (run.py --mode proxy, SIPp as the S-CSCF): the UE registers through akagate
     with the S-CSCF's vector - AUTN verified by the UE's own USIM, the SAs built from the CK/IK
@@ -1308,6 +1352,7 @@ SCENARIOS = [
     ("reboot-same-ports", sc_reboot_same_ports, True),
     ("caller-closes", sc_caller_closes, True),
     ("udp-callee-without-tcp", sc_udp_callee_without_tcp, True),
+    ("udp-big-response", sc_udp_big_response, True),
     # Proxy mode only (run.py --mode proxy).
     ("proxy-register-tcp", sc_proxy_register_tcp, False),
     ("proxy-calls-tcp", sc_proxy_calls_tcp, False),

@@ -13,8 +13,11 @@ applies the policy of TS 33.203 7.1 by selector, exactly as XFRM policies would:
 and sends the result as an Ethernet frame on the wire (an AF_PACKET socket on a veth end in a
 namespace of its own, so the UE kernel never sees the wire). From the wire it accepts ESP under
 spi_uc / spi_us (decrypted, the inner ports checked against the SA) and clear TCP/UDP from the
-P-CSCF's port 5060, and writes the inner packet into the TUN. It answers ARP and IPv6 neighbour
-solicitations for the UEs' addresses and resolves the P-CSCF's MAC the same way.
+P-CSCF's port 5060, and writes the inner packet into the TUN. IP fragments from the wire are
+reassembled first, as a kernel does before XFRM sees ESP (RFC 4303 3.4.1: a transport-mode SA
+takes whole datagrams; the P-CSCF fragments a UDP message above the MTU after ESP). It answers
+ARP and IPv6 neighbour solicitations for the UEs' addresses and resolves the P-CSCF's MAC the
+same way.
 
 ESP itself is scapy's `SecurityAssociation` (transport mode), except aes-gmac (gmac.py); keys
 follow TS 33.203 Annex I.
@@ -32,7 +35,7 @@ import time
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
-                                 ICMPv6NDOptSrcLLAddr, IPv6)
+                                 ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrFragment)
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import raw
@@ -130,6 +133,8 @@ class Shim(threading.Thread):
         self.tamper = set()       # UE IPs whose next outbound ESP packet gets a bad ICV
         self.last_esp = {}        # UE IP -> its last ESP frame sent (for a replay)
         self.in_seqs = {}         # inbound SPI -> sequence numbers accepted, in order
+        self.frags = {}           # (version, src, dst, id) -> ({offset: (data, more)}, [first])
+        self.reassembled = []     # lengths of the datagrams put together from fragments
         self.stopping = False
         self.trace = False        # print one line per packet (--verbose)
 
@@ -276,6 +281,9 @@ class Shim(threading.Thread):
         pkt = eth.payload
         if not isinstance(pkt, (IP, IPv6)) or pkt.dst not in self.ue_ips:
             return
+        pkt = self.reassemble(pkt)
+        if pkt is None:
+            return  # a fragment; the datagram is not complete yet
         if ESP in pkt:
             return self.inbound_esp(pkt)
         p = ports_of(pkt)
@@ -312,6 +320,52 @@ class Shim(threading.Thread):
             return
         self.count("in_esp", inner)
         os.write(self.tun, raw(inner))
+
+    def reassemble(self, pkt):
+        """The datagram `pkt` belongs to: `pkt` itself if it is no fragment, None while
+        fragments are missing, else the whole datagram re-parsed (RFC 791 3.2: fragments of
+        one datagram share source, destination, protocol and identification; RFC 8200 4.5:
+        source, destination and the Fragment header's identification). No timeout: a test
+        run is short."""
+        if isinstance(pkt, IP):
+            if not (pkt.flags.MF or pkt.frag):
+                return pkt
+            key = (4, pkt.src, pkt.dst, pkt.proto, pkt.id)
+            off, more = pkt.frag * 8, bool(pkt.flags.MF)
+            data = raw(pkt)[pkt.ihl * 4:pkt.len]
+        elif IPv6ExtHdrFragment in pkt:
+            f = pkt[IPv6ExtHdrFragment]
+            key = (6, pkt.src, pkt.dst, f.id)
+            off, more = f.offset * 8, bool(f.m)
+            data = raw(f.payload)[:pkt.plen - 8]  # no extension headers before it here
+        else:
+            return pkt
+        parts, heads = self.frags.setdefault(key, ({}, []))
+        parts[off] = (data, more)
+        if off == 0:
+            heads.append(pkt)
+        self.count("in_fragment")
+        ends = [o + len(d) for o, (d, m) in parts.items() if not m]
+        if not ends or not heads:
+            return None
+        body, at = b"", 0
+        while at < ends[0]:
+            if at not in parts:
+                return None
+            body += parts[at][0]
+            at += len(parts[at][0])
+        del self.frags[key]
+        first = heads[0]
+        if key[0] == 4:
+            whole = IP(raw(IP(src=first.src, dst=first.dst, proto=first.proto, ttl=first.ttl,
+                              id=first.id, tos=first.tos) / body))
+        else:
+            whole = IPv6(raw(IPv6(src=first.src, dst=first.dst, nh=first[IPv6ExtHdrFragment].nh,
+                                  hlim=first.hlim, tc=first.tc, fl=first.fl) / body))
+        with self.lock:
+            self.reassembled.append(len(body))
+        self.count("in_reassembled", whole)
+        return whole
 
     def _lose(self, ue_ip, kind):
         with self.lock:

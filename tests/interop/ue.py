@@ -89,6 +89,7 @@ class Ue:
         self.auto_answer = True  # INVITEs answered at once; else held for answer_held()
         self.tcp_server = True   # listen for TCP on port_us (a UDP-only phone does not)
         self.held = []           # (INVITE, Flow) not answered yet
+        self.answer_sdp_size = 0  # pad the SDP answer of a 200 to this many bytes
         world.shim.add_ue(ip)
 
     # -- sockets -----------------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Ue:
         self.send(flow, sip.response_to(req, 180, "Ringing", tag, [contact]))
         ok = sip.response_to(req, 200, "OK", tag, [contact, ("Content-Type",
                                                             "application/sdp")])
-        ok.body = sip.sdp(self.ip)
+        ok.body = sip.sdp(self.ip, self.answer_sdp_size)
         self.send(flow, ok)
 
     def send(self, flow, msg):

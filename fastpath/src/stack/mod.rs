@@ -59,11 +59,14 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
-            // Enough for one window of three full segments: the framer copies each message
-            // out of the receive buffer as it completes and the send path feeds larger ones
-            // from `pending` as the peer acknowledges, so neither bounds the message size.
-            tcp_rx_buf: 4 * 1024,
-            tcp_tx_buf: 4 * 1024,
+            // A full segment and a half each way (MSS 1360 at the 1400-byte inner MTU): the
+            // framer copies every byte out of the receive buffer at the poll that follows the
+            // segment, so the window reopens at once, and the send path feeds larger messages
+            // from `pending` as the peer acknowledges; neither bounds the message size. smoltcp
+            // sockets cannot grow their buffers, and every open connection holds both, so
+            // they are what a registered UE's connection costs (issue 10: 16 KiB per UE).
+            tcp_rx_buf: 2 * 1024,
+            tcp_tx_buf: 2 * 1024,
             udp_rx_buf: 8 * 1024,
             udp_tx_buf: 8 * 1024,
             udp_packets: 8,
@@ -113,11 +116,10 @@ pub enum StackError {
     /// smoltcp refused to open the connection (e.g. port 0).
     #[error("connect refused by the stack")]
     ConnectRefused,
-    /// A UDP datagram whose IP packet is larger than the inner MTU (`ip_mtu`): the stack
-    /// does not fragment it today (docs/ARCHITECTURE.md "Known limits"; through SAs the
-    /// fragments would have to be of the ESP packet, RFC 4303 3.1.1), and it would otherwise
-    /// be dropped inside smoltcp without a trace.
-    #[error("UDP datagram larger than the MTU")]
+    /// A UDP datagram whose IP packet, with room for ESP, would exceed what an IP length
+    /// field can express (65535 bytes). Datagrams above the inner MTU but within that leave
+    /// whole and are fragmented on egress (see [`UeStack::send`]).
+    #[error("UDP datagram larger than an IP packet can be")]
     UdpTooLarge,
 }
 
@@ -265,6 +267,78 @@ fn udp_payload_len(packet: &[u8]) -> usize {
     })
 }
 
+/// Room an IP packet keeps for the ESP header, IV, padding, trailer and ICV it may get on
+/// egress (RFC 4303 2: 8 + at most 16 + 15 + 2 + 16 bytes, rounded up).
+const ESP_ROOM: usize = 64;
+
+/// A UDP datagram above the inner MTU, waiting to leave whole (built by the stack, not by
+/// smoltcp, whose UDP socket would drop it; the worker fragments it after ESP).
+#[derive(Debug)]
+struct Oversize {
+    flow: Flow,
+    payload: Vec<u8>,
+}
+
+impl Oversize {
+    /// Length of its IP packet.
+    fn packet_len(&self) -> usize {
+        ip_header_len(self.flow.local) + UDP_HEADER_LEN + self.payload.len()
+    }
+
+    /// Writes the IP packet into `buf` (exactly [`Oversize::packet_len`] bytes): IP header
+    /// without Don't Fragment (it is to be fragmented, RFC 791 3.2), UDP header, checksum
+    /// (RFC 768; mandatory over IPv6, RFC 8200 8.1), payload.
+    fn emit(&self, buf: &mut [u8]) {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr};
+        use smoltcp::wire::{UdpPacket, UdpRepr};
+        let caps = ChecksumCapabilities::default();
+        let udp_len = UDP_HEADER_LEN + self.payload.len();
+        let hdr = ip_header_len(self.flow.local);
+        let (src, dst): (IpAddress, IpAddress) = (self.flow.local.into(), self.flow.ue.into());
+        match (self.flow.local, self.flow.ue) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut p = Ipv4Packet::new_unchecked(&mut *buf);
+                Ipv4Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Udp,
+                    payload_len: udp_len,
+                    hop_limit: 64,
+                }
+                .emit(&mut p, &caps);
+                p.set_dont_frag(false);
+                p.fill_checksum();
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Udp,
+                payload_len: udp_len,
+                hop_limit: 64,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(&mut *buf)),
+            // A stack's flows are of its own family (`send` checks the addresses).
+            _ => return,
+        }
+        UdpRepr {
+            src_port: self.flow.local_port,
+            dst_port: self.flow.ue_port,
+        }
+        .emit(
+            &mut UdpPacket::new_unchecked(&mut buf[hdr..]),
+            &src,
+            &dst,
+            self.payload.len(),
+            |p| p.copy_from_slice(&self.payload),
+            &caps,
+        );
+    }
+}
+
+/// Bytes of a UDP header (RFC 768).
+const UDP_HEADER_LEN: usize = 8;
+
 /// Bytes of a fixed IP header of `addr`'s family.
 fn ip_header_len(addr: IpAddr) -> usize {
     if addr.is_ipv4() {
@@ -308,10 +382,15 @@ pub struct UeStack {
     /// Datagrams put into each UDP socket since it was last drained (smoltcp holds at most
     /// `udp_packets`), by local port.
     udp_queued: Vec<(u16, usize)>,
+    /// UDP datagrams above the inner MTU waiting for the next poll (at most `max_pending`
+    /// bytes of payload).
+    oversize: Vec<Oversize>,
     /// The time of the last input or poll (a connection opened by a send is stamped with it).
     now: Instant,
     /// The port speaking TLS, if any (see [`UeStack::listen_tls`]).
     tls: Option<tls::TlsListener>,
+    /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
+    socket_slots: u8,
     counters: StackCounters,
 }
 
@@ -368,8 +447,10 @@ impl UeStack {
             deferred: Vec::new(),
             tcp_refused: Vec::new(),
             udp_queued: Vec::new(),
+            oversize: Vec::new(),
             now,
             tls: None,
+            socket_slots: 0,
             counters: StackCounters::default(),
         })
     }
@@ -413,6 +494,7 @@ impl UeStack {
             && self.deferred.is_empty()
             && self.dev.rx_len() == 0
             && self.dev.tx_len() == 0
+            && self.oversize.is_empty()
             && self
                 .udp_sockets
                 .iter()
@@ -770,7 +852,7 @@ impl UeStack {
 
     /// When the stack next needs [`UeStack::poll`]; `Some(now)` if input is queued.
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        if self.dev.rx_len() > 0 || !self.deferred.is_empty() {
+        if self.dev.rx_len() > 0 || !self.deferred.is_empty() || !self.oversize.is_empty() {
             return Some(now);
         }
         self.iface.poll_at(now, &self.sockets)
@@ -820,10 +902,29 @@ impl UeStack {
         self.service(now, events);
         self.udp_queued.clear();
         self.iface.poll_egress(now, dev, &mut self.sockets);
+        self.emit_oversize(now, dev);
         // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
         self.reap(events);
         self.release_idle_sockets();
-        self.free_empty_socket_set();
+        self.compact_socket_set();
+    }
+
+    /// Hands the UDP datagrams above the inner MTU to `dev`, whole, as long as it takes
+    /// packets; the rest wait for the next poll.
+    fn emit_oversize<D: Device>(&mut self, now: Instant, dev: &mut D) {
+        use smoltcp::phy::TxToken;
+        let mut sent = 0;
+        for d in &self.oversize {
+            let Some(tx) = dev.transmit(now) else {
+                break;
+            };
+            tx.consume(d.packet_len(), |buf| d.emit(buf));
+            sent += 1;
+        }
+        self.oversize.drain(..sent);
+        if self.oversize.is_empty() {
+            self.oversize = Vec::new();
+        }
     }
 
     /// Sockets this stack holds: connections, armed listeners, bound UDP sockets.
@@ -831,20 +932,49 @@ impl UeStack {
         self.conns.len() + self.tcp_listeners.len() + self.udp_sockets.len()
     }
 
-    /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first.
+    /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first, and a
+    /// full one exactly one more slot.
     fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> SocketHandle {
-        if self.live_sockets() == 0 {
+        let live = self.live_sockets();
+        if live == 0 {
             // No handle is outstanding, so the set may be replaced.
             self.sockets = SocketSet::new(Vec::with_capacity(SOCKET_SLOTS));
+            self.socket_slots = SOCKET_SLOTS as u8;
+        } else if live >= usize::from(self.socket_slots) {
+            // Left to itself the set's vector would grow to four slots.
+            self.resize_socket_set(live + 1);
         }
         self.sockets.add(s)
     }
 
-    /// Frees the socket set's memory once no socket is left (an idle stack holds none).
-    fn free_empty_socket_set(&mut self) {
-        if self.live_sockets() == 0 {
-            self.sockets = SocketSet::new(Vec::new());
+    /// Gives the socket set exactly as many slots as live sockets once some went (a slot is
+    /// 480 bytes, a TCP socket's size: a registered UE keeps one connection, after two during
+    /// its registration), and frees it once none is left (an idle stack holds none).
+    fn compact_socket_set(&mut self) {
+        let live = self.live_sockets();
+        if live < usize::from(self.socket_slots) {
+            self.resize_socket_set(live);
         }
+    }
+
+    /// Moves the live sockets into a new set of `slots` slots, renaming their handles.
+    fn resize_socket_set(&mut self, slots: usize) {
+        let mut new = SocketSet::new(Vec::with_capacity(slots));
+        let mut moved = |old: &mut SocketSet<'static>, h: &mut SocketHandle| {
+            *h = match old.remove(*h) {
+                smoltcp::socket::Socket::Tcp(s) => new.add(s),
+                // smoltcp is built with TCP and UDP sockets only (Cargo.toml features).
+                smoltcp::socket::Socket::Udp(s) => new.add(s),
+            };
+        };
+        for (h, _) in &mut self.conns {
+            moved(&mut self.sockets, h);
+        }
+        for b in self.tcp_listeners.iter_mut().chain(&mut self.udp_sockets) {
+            moved(&mut self.sockets, &mut b.handle);
+        }
+        self.sockets = new;
+        self.socket_slots = u8::try_from(slots).unwrap_or(u8::MAX);
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
@@ -1099,6 +1229,12 @@ impl UeStack {
     /// (RFC 3261 18.1.1), opening the connection if needed, unless opening one between those
     /// ports failed last time and the datagram fits `ip_mtu`: then it is the retry over UDP
     /// RFC 3261 18.1.1 allows.
+    ///
+    /// A UDP datagram whose IP packet exceeds `ip_mtu` (a response, which has no TCP to go
+    /// over, RFC 3261 18.2.2) leaves the stack whole, built here rather than by
+    /// smoltcp: through SAs transport-mode ESP takes whole datagrams only (RFC 4303 3.1.1), so
+    /// the worker encapsulates it and then fragments the ESP packet to the link MTU; an
+    /// unprotected one is fragmented the same way.
     pub fn send(
         &mut self,
         flow: Flow,
@@ -1113,7 +1249,8 @@ impl UeStack {
             // failed; only unfragmented (transport-mode ESP takes whole datagrams only).
             Transport::Udp
                 if self.tcp_refused.contains(&(flow.local_port, flow.ue_port))
-                    && bytes.len() + 8 + ip_header_len(flow.local) <= self.cfg.ip_mtu =>
+                    && bytes.len() + UDP_HEADER_LEN + ip_header_len(flow.local)
+                        <= self.cfg.ip_mtu =>
             {
                 self.send_udp(flow, bytes)
             }
@@ -1126,15 +1263,16 @@ impl UeStack {
                 };
                 self.send_tcp(tcp_flow, bytes, true)
             }
-            Transport::Udp if bytes.len() + 8 + ip_header_len(flow.local) > self.cfg.ip_mtu => {
-                Err(StackError::UdpTooLarge)
-            }
             Transport::Udp => self.send_udp(flow, bytes),
             Transport::Tcp => self.send_tcp(flow, bytes, connect_if_absent),
         }
     }
 
     fn send_udp(&mut self, flow: Flow, bytes: &[u8]) -> Result<(), StackError> {
+        let packet_len = ip_header_len(flow.local) + UDP_HEADER_LEN + bytes.len();
+        if packet_len > self.cfg.ip_mtu {
+            return self.send_oversize(flow, bytes, packet_len);
+        }
         let handle = self
             .udp_socket(flow.local_port)
             .ok_or(StackError::NoUdpSocket)?;
@@ -1146,6 +1284,33 @@ impl UeStack {
         };
         s.send_slice(bytes, meta)
             .map_err(|_| StackError::UdpBufferFull)
+    }
+
+    /// Queues a UDP datagram whose IP packet (`packet_len` bytes) exceeds `ip_mtu`, to leave
+    /// whole at the next poll ([`UeStack::emit_oversize`]).
+    fn send_oversize(
+        &mut self,
+        flow: Flow,
+        bytes: &[u8],
+        packet_len: usize,
+    ) -> Result<(), StackError> {
+        if !self.udp_ports.contains(&flow.local_port) {
+            return Err(StackError::NoUdpSocket);
+        }
+        // The IPv4 total length or IPv6 payload length must still hold it after ESP.
+        let fixed = if flow.local.is_ipv4() { 0 } else { 40 };
+        if packet_len - fixed + ESP_ROOM > usize::from(u16::MAX) {
+            return Err(StackError::UdpTooLarge);
+        }
+        let queued: usize = self.oversize.iter().map(|d| d.payload.len()).sum();
+        if queued + bytes.len() > self.cfg.max_pending {
+            return Err(StackError::UdpBufferFull);
+        }
+        self.oversize.push(Oversize {
+            flow,
+            payload: bytes.to_vec(),
+        });
+        Ok(())
     }
 
     /// The connection of `flow` that may carry new messages: opening or established, not
@@ -1329,7 +1494,13 @@ impl UeStack {
             .filter(|b| b.port == local_port)
             .map(|b| self.sockets.get::<udp::Socket>(b.handle).send_queue())
             .sum();
-        tcp + udp
+        let oversize: usize = self
+            .oversize
+            .iter()
+            .filter(|d| d.flow.local_port == local_port && d.flow.ue_port == peer_port)
+            .map(|d| d.payload.len())
+            .sum();
+        tcp + udp + oversize
     }
 
     /// True if an ESTABLISHED TCP connection exists for `flow`.

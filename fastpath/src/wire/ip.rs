@@ -14,7 +14,7 @@ pub const IPV6_FRAGMENT: u8 = 44;
 pub const IPV6_DSTOPTS: u8 = 60;
 
 /// Byte offsets of the headers read here.
-mod field {
+pub(super) mod field {
     /// A byte range of a header.
     pub type Field = core::ops::Range<usize>;
 

@@ -9,11 +9,14 @@
 //!
 //! - [`ip`]: an IPv4 or IPv6 packet of either family: addresses, length, the IPv6 extension
 //!   header walk to ESP / the upper-layer header, fragment fields.
+//! - [`frag`]: fragments of an outbound packet above the link MTU (IPv4 and IPv6).
 //! - [`transport`]: the TCP/UDP ports (and SYN flag) of a parsed packet, for SA selectors.
 
+pub mod frag;
 pub mod ip;
 pub mod transport;
 
+pub use frag::{FragError, Fragmenter};
 pub use ip::{Direction, Fragment, IpError, IpPacket, IpRepr, IpVersion};
 pub use smoltcp::wire::IpSecEspPacket as EspPacket;
 pub use transport::Segment;

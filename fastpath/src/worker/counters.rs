@@ -13,6 +13,9 @@ akagate_proto::counters! {
     rx_frames: Counter,
     /// Frames handed to the port for transmission.
     tx_frames: Counter,
+    /// IP fragments built from outbound packets above the link MTU (a UDP datagram above the
+    /// inner MTU, fragmented after ESP; RFC 4303 3.1.1).
+    tx_fragments: Counter,
     /// ESP packets decapsulated.
     esp_in: Counter,
     /// ESP packets encapsulated.
@@ -122,8 +125,7 @@ akagate_proto::counters! {
     drop_event_queue_full: Counter,
     /// Send command that could not be queued (no connection, limits).
     drop_send_failed: Counter,
-    /// Of those, UDP messages larger than the inner MTU (not fragmented yet; a UDP response
-    /// that large has no TCP to go over, RFC 3261 18.2.2).
+    /// Of those, UDP messages too large for an IP packet once ESP is added (65535 bytes).
     drop_udp_too_large: Counter,
     /// Outbound packet from a protected port with no outbound SA.
     drop_egress_no_sa: Counter,
@@ -139,8 +141,12 @@ akagate_proto::counters! {
     /// Outbound packet with no route: no on-link prefix, static route or default gateway
     /// matches its destination (`[routes]`).
     drop_egress_no_route: Counter,
-    /// Outbound frame larger than the link MTU.
+    /// Outbound packet larger than the link MTU that may not be fragmented (Don't Fragment,
+    /// RFC 791 3.2) or larger than its buffer.
     drop_egress_too_big: Counter,
+    /// Outbound packet larger than the big buffer packets above the link MTU are built in
+    /// (larger than any IP packet: never built by the stack).
+    drop_big_buffer: Counter,
     /// Packet buffer pool empty.
     drop_no_buffer: Counter,
     /// Transmit ring full.

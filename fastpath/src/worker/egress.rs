@@ -6,6 +6,13 @@
 //! are added in place: no copy between the stack and the wire. Packets for SAs are collected
 //! over a loop turn and encapsulated together ([`Link::flush_encap`]: `encapsulate_burst_in`,
 //! multi-buffer AES-CBC and HMAC-SHA-1 across SAs), sequence numbers taken in emission order.
+//!
+//! A packet above the link MTU (a UDP datagram the stack built whole, e.g. a 3 KB SIP
+//! response) is written into the worker's one big buffer instead, encapsulated there whole
+//! (transport-mode ESP takes whole datagrams only, RFC 4303 3.1.1), and its ESP packet — or
+//! the datagram itself from the unprotected port — is fragmented into pool buffers
+//! ([`Fragmenter`]: IPv4 RFC 791, IPv6 RFC 8200 4.5, identification from a per-worker
+//! counter).
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -23,10 +30,18 @@ use crate::l2::pending::{Hold, PendingQueue, Released};
 use crate::l2::{ETH_HDR_LEN, L2};
 use crate::stack::PacketSink;
 use crate::wire::ip::{Direction, IpRepr};
-use crate::wire::Segment;
+use crate::wire::{Fragmenter, Segment};
 
 /// ESP packets sealed together by [`Link::flush_encap`].
 const ENCAP_GROUP: usize = 32;
+
+/// Room in front of a packet in the big buffer (ESP header and IV; Ethernet goes on the
+/// fragments, which are copied into pool buffers).
+const BIG_HEADROOM: usize = 64;
+/// Room behind it (ESP padding, trailer and ICV).
+const BIG_TAILROOM: usize = 64;
+/// The big buffer: the largest IP packet (an IPv6 one of 65535 payload bytes) and its ESP.
+const BIG_BUF_LEN: usize = BIG_HEADROOM + 40 + 65535 + BIG_TAILROOM;
 
 /// A stack's packet waiting for the burst encapsulation: its buffer, its SA (outbound slot
 /// and SPI), its parsed header and where it goes.
@@ -59,6 +74,13 @@ pub(super) struct Link<Q: PortQueue> {
     pending: PendingQueue<PacketBuf>,
     /// Where a stack's packet goes when the pool has no buffer for it.
     scratch: Vec<u8>,
+    /// Where a packet above the link MTU is written, encapsulated and fragmented from
+    /// ([`BIG_BUF_LEN`] bytes once first needed; used and released within one `send`, so
+    /// one per worker suffices).
+    big: Vec<u8>,
+    /// Identification of the next fragmented packet (RFC 791 3.2; RFC 8200 4.5: 32 bits, not
+    /// reused while fragments may live; IPv4 takes the low 16 bits).
+    frag_ident: u32,
     counters: Arc<WorkerCounters>,
     sip_port: u16,
     /// The TLS port, which also sends in clear (TLS protects it, not an SA).
@@ -85,6 +107,9 @@ impl<Q: PortQueue> Link<Q> {
                 cfg.l2.solicit_retry * crate::l2::pending::PER_NEIGHBOR as u32,
             ),
             scratch: Vec::new(),
+            big: Vec::new(),
+            // RFC 7739 5.1: not predictable from one worker's start to the next.
+            frag_ident: rand::random(),
             counters,
             sip_port: cfg.sip_port,
             tls_port: cfg.tls.as_ref().map(|l| l.port),
@@ -112,6 +137,12 @@ impl<Q: PortQueue> Link<Q> {
     /// emitted, RFC 4303 3.3.3) and frames them; then frees the outbound SAs of sets that
     /// went meanwhile. A packet whose encapsulation failed is dropped, never sent in clear.
     pub(super) fn flush_encap(&mut self, now: Instant) {
+        self.seal_pending(now);
+        self.sas.free_retired();
+    }
+
+    /// The part of [`Link::flush_encap`] that encapsulates and frames what was collected.
+    fn seal_pending(&mut self, now: Instant) {
         let mut pending = std::mem::take(&mut self.encap);
         while !pending.is_empty() {
             let n = pending.len().min(ENCAP_GROUP);
@@ -126,7 +157,6 @@ impl<Q: PortQueue> Link<Q> {
             }
         }
         self.encap = pending;
-        self.sas.free_retired();
     }
 
     /// Encapsulates one group (at most [`ENCAP_GROUP`]) of [`Link::flush_encap`] in place;
@@ -227,7 +257,8 @@ impl<Q: PortQueue> Link<Q> {
             return self.drop(b, |c| &c.drop_egress_no_route);
         };
         if b.len() > self.link_mtu {
-            return self.drop(b, |c| &c.drop_egress_too_big);
+            self.send_fragments(dst, b.data(), now);
+            return self.queue.free(b);
         }
         let Some(hdr) = self.l2.header_to(hop, now) else {
             return self.hold(hop, b, now);
@@ -237,6 +268,85 @@ impl<Q: PortQueue> Link<Q> {
             self.release_pending(now);
         }
         push_framed(&mut self.tx, &mut self.queue, &self.counters, b, &hdr);
+    }
+
+    /// Sends the IP packet `pkt`, larger than the link MTU, as fragments of it, each in a
+    /// pool buffer of its own; a packet with Don't Fragment set (smoltcp's TCP segments) is
+    /// dropped instead (RFC 791 3.2). When the pool runs dry the rest of the packet is
+    /// dropped (the fragments sent are useless without it, but cost nothing more).
+    fn send_fragments(&mut self, dst: IpAddr, pkt: &[u8], now: Instant) {
+        self.frag_ident = self.frag_ident.wrapping_add(1);
+        let mut frags = match Fragmenter::new(pkt, self.link_mtu, self.frag_ident) {
+            Ok(f) => f,
+            Err(_) => return inc(&self.counters.drop_egress_too_big),
+        };
+        while frags.next_len().is_some() {
+            let Some(mut b) = self.queue.alloc() else {
+                return inc(&self.counters.drop_no_buffer);
+            };
+            if !b.fill_with(|area| frags.write_next(area)) {
+                return self.drop(b, |c| &c.drop_egress_too_big);
+            }
+            inc(&self.counters.tx_fragments);
+            self.frame_buf(dst, b, now);
+        }
+    }
+
+    /// Sends a packet of `len` bytes, above the link MTU, that `fill` writes: in the big
+    /// buffer, through [`Link::emit_big`].
+    fn send_big<R, F: FnOnce(&mut [u8]) -> R>(
+        &mut self,
+        sets: &[SaSetState],
+        len: usize,
+        fill: F,
+        now: Instant,
+    ) -> R {
+        let mut big = std::mem::take(&mut self.big);
+        let pkt = BIG_HEADROOM..BIG_HEADROOM + len;
+        if pkt.end + BIG_TAILROOM > BIG_BUF_LEN {
+            // Larger than any IP packet: the stack never builds one; smoltcp would not either.
+            inc(&self.counters.drop_big_buffer);
+            self.big = big;
+            return discard(&mut self.scratch, len, fill);
+        }
+        big.resize(BIG_BUF_LEN, 0);
+        let result = fill(&mut big[pkt.clone()]);
+        self.emit_big(sets, &mut big, pkt, now);
+        self.big = big;
+        result
+    }
+
+    /// [`Link::emit`] of a packet in `buf[pkt]` above the link MTU: ESP over the whole
+    /// datagram in place (after the packets collected this turn, so each SA's sequence
+    /// numbers stay in emission order, RFC 4303 3.3.3), then fragments of the result.
+    fn emit_big(&mut self, sets: &[SaSetState], buf: &mut [u8], pkt: Range<usize>, now: Instant) {
+        let packet = &buf[pkt.clone()];
+        let parsed = IpRepr::from_bytes(packet, Direction::Outbound)
+            .ok()
+            .and_then(|ip| Some((ip, Segment::parse(packet, &ip)?)));
+        let Some((ip, seg)) = parsed else {
+            return inc(&self.counters.drop_egress_not_sip);
+        };
+        let sa = SaSetState::pick_outbound(sets, &seg.ports);
+        let clear_port = seg.ports.src == self.sip_port || Some(seg.ports.src) == self.tls_port;
+        let out = match sa {
+            Some((slot, spi)) => {
+                self.seal_pending(now);
+                let Some(sa) = self.sas.outbound.get_mut(slot, spi) else {
+                    return inc(&self.counters.drop_egress_no_sa);
+                };
+                match sa.encapsulate_parsed(buf, pkt, &ip) {
+                    Ok(r) => {
+                        inc(&self.counters.esp_out);
+                        r
+                    }
+                    Err(_) => return inc(&self.counters.drop_egress_esp),
+                }
+            }
+            None if clear_port => pkt,
+            None => return inc(&self.counters.drop_egress_no_sa),
+        };
+        self.send_fragments(ip.dst, &buf[out], now);
     }
 
     /// Holds the framed-to-be packet `b` for the unresolved next hop `hop` and solicits it
@@ -327,6 +437,9 @@ pub(super) struct StackSink<'a, Q: PortQueue> {
 impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
     fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
         let link = &mut *self.link;
+        if len > link.link_mtu {
+            return link.send_big(self.sets, len, fill, self.now);
+        }
         let Some(mut b) = self.spare.take().or_else(|| link.queue.alloc()) else {
             inc(&link.counters.drop_no_buffer);
             return discard(&mut link.scratch, len, fill);

@@ -1,7 +1,7 @@
 //! Frames and packets the simulated UE sends, built with `smoltcp::wire` (independently of
 //! the code under test), and ESP encapsulation into a buffer with room on both sides.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use akagate_fastpath::esp::{EspError, OutboundSa};
 use akagate_sys::mempair::MemQueue;
@@ -9,7 +9,8 @@ use akagate_sys::PortQueue;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    EthernetRepr, Icmpv6Packet, Icmpv6Repr, IpProtocol, IpRepr, Ipv6Packet, Ipv6Repr, NdiscRepr,
+    RawHardwareAddress, UdpPacket, UdpRepr,
 };
 
 /// Head- and tailroom [`encapsulate`] leaves around the packet (more than any suite needs).
@@ -63,28 +64,65 @@ pub fn send_frame(q: &mut MemQueue, frame: &[u8]) {
 /// An IPv4 packet (TTL 64, checksums filled) carrying `payload` in UDP from `src:sport` to
 /// `dst:dport`.
 pub fn udp_v4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    udp_ip(src.into(), dst.into(), sport, dport, payload)
+}
+
+/// The same over IPv6 (hop limit 64).
+pub fn udp_v6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    udp_ip(src.into(), dst.into(), sport, dport, payload)
+}
+
+/// A UDP packet of either family (both addresses of one).
+fn udp_ip(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let udp = UdpRepr {
         src_port: sport,
         dst_port: dport,
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
-    };
-    let mut p = vec![0u8; 20 + udp.header_len() + payload.len()];
+    let ip = IpRepr::new(
+        src.into(),
+        dst.into(),
+        IpProtocol::Udp,
+        udp.header_len() + payload.len(),
+        64,
+    );
+    let mut p = vec![0u8; ip.buffer_len()];
     let caps = ChecksumCapabilities::default();
-    let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
-    ip.emit(&mut pk, &caps);
+    ip.emit(&mut p[..], &caps);
     udp.emit(
-        &mut UdpPacket::new_unchecked(pk.payload_mut()),
+        &mut UdpPacket::new_unchecked(&mut p[ip.header_len()..]),
         &src.into(),
         &dst.into(),
         payload.len(),
         |b| b.copy_from_slice(payload),
         &caps,
+    );
+    p
+}
+
+/// An IPv6 neighbour solicitation (RFC 4861 4.3) from `src` with link-layer address `mac`
+/// for `target`, to `target`'s solicited-node group (the bed's P-CSCF: ff02::1:ff00:1): it is
+/// answered, and teaches the solicited node `src`'s MAC.
+pub fn neighbor_solicit(src: Ipv6Addr, target: Ipv6Addr, mac: EthernetAddress) -> Vec<u8> {
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: target,
+        lladdr: Some(RawHardwareAddress::from(mac)),
+    });
+    let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1);
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: ns.buffer_len(),
+        hop_limit: 255,
+    };
+    let mut p = vec![0u8; 40 + ns.buffer_len()];
+    let mut pk = Ipv6Packet::new_unchecked(&mut p[..]);
+    ip.emit(&mut pk);
+    ns.emit(
+        &src,
+        &dst,
+        &mut Icmpv6Packet::new_unchecked(pk.payload_mut()),
+        &ChecksumCapabilities::default(),
     );
     p
 }

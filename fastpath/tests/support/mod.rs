@@ -19,7 +19,7 @@ pub mod bed;
 pub mod frames;
 
 pub use bed::{sa_set, suite, ue_sas, worker_config, worker_on_pair, PairSizes, WorkerOnPair};
-pub use frames::{arp, encapsulate, eth_frame, send_frame, udp_v4};
+pub use frames::{arp, encapsulate, eth_frame, neighbor_solicit, send_frame, udp_v4, udp_v6};
 
 /// The P-CSCF's (the worker's) MAC address.
 pub const PCSCF_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);

@@ -1,0 +1,221 @@
+//! Memory per registered UE (issue 10: a million UEs in 16 GiB): registers N UEs through the
+//! in-process gateway (real worker + slowpath core) and counts, with [`Counting`] as the
+//! global allocator of the binary, the heap bytes live in allocations made while the gateway
+//! ran. The UE simulators register in waves of 1000 and are dropped, so their own memory is
+//! not counted and does not accumulate. Each UE keeps its protected TCP connection open
+//! (port_uc -> port_ps, its receive and send buffers), as a phone does.
+//!
+//! Used by `benches/mem.rs` (`make bench`, section `mem`: 10k / 100k / 1M UEs, peak RSS) and
+//! by `tests/mem_per_ue.rs` (the 16 KiB bound, at a few thousand UEs).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use akagate_fastpath::esp::{AuthAlg, EncrAlg};
+use akagate_slowpath::hss::{generate_subscribers, Hss, Plmn};
+use akagate_sys::mempair::{mem_pair, MemPairConfig};
+use akagate_sys::Port;
+use smoltcp::time::Instant;
+
+use crate::fleet::Fleet;
+use crate::gateway::{GatewayConfig, InProcessGateway};
+use crate::pktgen::establish::{make_ue, register_all, Lent};
+
+/// The bound of issue 10: a registered UE, its SAs, its stack and one open protected
+/// connection in at most 16 KiB.
+pub const BYTES_PER_UE_BOUND: f64 = 16.0 * 1024.0;
+
+/// A global allocator that forwards to the system allocator and counts the bytes allocated
+/// minus freed while the current thread is inside [`in_gateway`]. Declare it in the binary:
+/// `#[global_allocator] static A: Counting = Counting;`.
+pub struct Counting;
+
+thread_local! {
+    static IN_GATEWAY: Cell<bool> = const { Cell::new(false) };
+}
+static GATEWAY_LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn account(delta: i64) {
+    if IN_GATEWAY.with(Cell::get) {
+        GATEWAY_LIVE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters change.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        account(l.size() as i64);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        account(l.size() as i64);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        account(-(l.size() as i64));
+        // SAFETY: `p` was allocated by `System` with layout `l` (all allocations go there).
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        account(new as i64 - l.size() as i64);
+        // SAFETY: as for `dealloc`; `new` is the caller's valid new size.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+/// Runs `f` with its allocations counted as the gateway's.
+pub fn in_gateway<T>(f: impl FnOnce() -> T) -> T {
+    IN_GATEWAY.with(|c| c.set(true));
+    let r = f();
+    IN_GATEWAY.with(|c| c.set(false));
+    r
+}
+
+/// Heap bytes of the gateway: fixed after start, and per registered UE.
+#[derive(Debug, serde::Serialize)]
+pub struct MemFigure {
+    /// UEs registered.
+    pub ues: usize,
+    /// Bytes live after start-up (SA table, neighbour table, pools).
+    pub fixed_bytes: i64,
+    /// Bytes live once every UE is registered.
+    pub bytes_after_registration: i64,
+    /// (after - fixed) / UEs.
+    pub bytes_per_ue: f64,
+    /// Fixed bytes per UE slot the gateway was sized for.
+    pub fixed_bytes_per_ue_slot: f64,
+    /// Peak resident set of the whole process while registering (VmHWM; the simulator's
+    /// waves of 1000 UEs and the subscriber records included), bytes.
+    pub peak_rss_bytes: u64,
+    /// Wall time of the registrations.
+    pub register_seconds: f64,
+    /// Registrations per second (one thread steps gateway and simulator).
+    pub registrations_per_second: f64,
+    /// Worker CPU per registration (its loop and the commands into it, busy steps only;
+    /// the counting allocator's bookkeeping included).
+    pub worker_cpu_us_per_registration: f64,
+    /// Slowpath core CPU per registration.
+    pub core_cpu_us_per_registration: f64,
+    /// Gateway steps that did work, per registration.
+    pub busy_steps_per_registration: f64,
+}
+
+/// Reads a `kB` field of `/proc/<file>` (e.g. `self/status` `VmHWM`, `meminfo`
+/// `MemAvailable`), in bytes.
+fn proc_kb(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak resident set (VmHWM) of this process (Linux: `echo 5 >
+/// /proc/self/clear_refs`); ignored where unavailable.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Host memory the run leaves free: registering stops with an error below it, so a run that
+/// would not fit fails instead of pushing the host into the OOM killer.
+const MIN_AVAILABLE: u64 = 2 << 30;
+
+/// Registers `n` UEs (IPv4, hmac-sha-1-96 + aes-cbc, over TCP) through a fresh in-process
+/// gateway and measures its heap. `progress` is told the UEs registered after each wave.
+pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, String> {
+    const WAVE: usize = 1000;
+    reset_peak_rss();
+    let subs = generate_subscribers(n as u64, 7, Plmn::default());
+    let hss = Hss::from_records(&subs).map_err(|e| e.to_string())?;
+    let ring = 8192;
+    let (mut a, mut b) = mem_pair(&MemPairConfig {
+        ring_size: ring,
+        pool_size: ring * 4,
+        ..MemPairConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let (Some(qa), Some(mut qb)) = (a.take_queues().pop(), b.take_queues().pop()) else {
+        return Err("memory pair without queues".into());
+    };
+    let t0 = std::time::Instant::now();
+    let clock = move || Instant::from_micros(t0.elapsed().as_micros() as i64);
+    let before = GATEWAY_LIVE.load(Ordering::Relaxed);
+    let mut gw = in_gateway(|| {
+        let mut cfg = GatewayConfig::new(n + 16);
+        cfg.ipv4 = Some((std::net::Ipv4Addr::new(10, 0, 0, 1), 8));
+        cfg.core.profile.auth_alg_list = vec![AuthAlg::HmacSha1_96];
+        cfg.core.profile.encr_alg_list = vec![EncrAlg::AesCbc];
+        InProcessGateway::new(cfg, hss, qa, clock())
+    })
+    .map_err(|e| e.to_string())?;
+    let fixed = GATEWAY_LIVE.load(Ordering::Relaxed) - before;
+    gw.account_cpu(true);
+    let pcscf = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    let mac = Arc::new(Mutex::new(None));
+    let start = std::time::Instant::now();
+    let mut first = 0;
+    while first < n {
+        if proc_kb("meminfo", "MemAvailable:").is_some_and(|a| a < MIN_AVAILABLE) {
+            return Err(format!(
+                "stopped after {first} UEs: less than {} GiB of host memory left",
+                MIN_AVAILABLE >> 30
+            ));
+        }
+        let last = (first + WAVE).min(n);
+        let mut fleet = Fleet::new(Lent::new(&mut qb, mac.clone()));
+        for (i, rec) in subs.iter().enumerate().take(last).skip(first) {
+            fleet.add(
+                make_ue(i, rec, pcscf, false, AuthAlg::HmacSha1_96, EncrAlg::AesCbc)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        register_all(
+            &mut fleet,
+            256,
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_millis(20),
+            &clock,
+            |now| in_gateway(|| gw.step(now)),
+        )
+        .map_err(|e| e.to_string())?;
+        first = last;
+        progress(first);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = gw.cpu();
+    gw.account_cpu(false);
+    // Let the last ACKs and timers run so nothing transient is counted.
+    let settle = std::time::Instant::now();
+    while settle.elapsed() < std::time::Duration::from_millis(200) {
+        in_gateway(|| gw.step(clock()));
+    }
+    let registered = gw
+        .core()
+        .registrations_view(std::time::Instant::now())
+        .iter()
+        .filter(|r| r.contact.is_some())
+        .count();
+    if registered != n {
+        return Err(format!("{registered} of {n} registrations held"));
+    }
+    let live = GATEWAY_LIVE.load(Ordering::Relaxed) - before;
+    let peak_rss_bytes = proc_kb("self/status", "VmHWM:").unwrap_or(0);
+    drop(gw);
+    Ok(MemFigure {
+        ues: n,
+        fixed_bytes: fixed,
+        bytes_after_registration: live,
+        bytes_per_ue: (live - fixed) as f64 / n as f64,
+        fixed_bytes_per_ue_slot: fixed as f64 / (n + 16) as f64,
+        peak_rss_bytes,
+        register_seconds: secs,
+        registrations_per_second: n as f64 / secs,
+        worker_cpu_us_per_registration: cpu.worker.as_secs_f64() * 1e6 / n as f64,
+        core_cpu_us_per_registration: cpu.core.as_secs_f64() * 1e6 / n as f64,
+        busy_steps_per_registration: cpu.busy_steps as f64 / n as f64,
+    })
+}
