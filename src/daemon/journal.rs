@@ -287,7 +287,7 @@ pub fn shard_path(base: &Path, shard: usize) -> PathBuf {
 
 /// The shard numbers (>= 1) of the shard files next to `base`, whatever number of shards
 /// wrote them.
-fn shard_files(base: &Path) -> Result<Vec<usize>, HssError> {
+pub(super) fn shard_files(base: &Path) -> Result<Vec<usize>, HssError> {
     let dir = match base.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

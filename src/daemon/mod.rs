@@ -396,35 +396,54 @@ impl Daemon {
             cores.push(core);
         }
         let restore_started = Instant::now();
-        // Registrations survive a restart with one shard (issue 14). With several, none are
-        // stored, and a store left by a one-shard run is removed: restoring it later would
-        // bring back registrations that ended meanwhile.
-        let (mut registrations, restored) = match (journals.first(), &config.ims_core) {
-            (Some(j), None) if nshards == 1 => store::open_for(j.path()),
-            (Some(j), _) => {
-                store::remove_for(j.path());
-                (None, store::Restored::default())
+        // Registrations survive a restart (issue 14), each shard's in its own store, records
+        // moved to their shard's store when the number of shards changed. Proxy mode keeps
+        // none, and removes what an embedded run left.
+        let stores = match (&sqn_state, &config.ims_core) {
+            (Some(base), None) => store::open_shards(base, nshards, |impi| {
+                akagate_proto::shard::shard_of_name(impi.as_bytes(), nshards)
+            }),
+            (Some(base), Some(_)) => {
+                store::remove_all(base);
+                Vec::new()
             }
-            _ => (None, store::Restored::default()),
+            (None, _) => Vec::new(),
         };
+        let keeping = !stores.is_empty();
+        let mut stores = stores.into_iter();
         let mut journals = journals.into_iter();
-        let Some(core) = cores.first_mut() else {
-            return Err(StartError::Unsupported("no slowpath shard".into()));
-        };
-        let plan = store::restore(
-            core,
-            &table,
-            &steering,
-            nworkers,
-            restored,
-            registrations.as_mut(),
-        );
-        let mut restore_cmds = plan.commands.into_iter();
+        let mut registrations = Vec::with_capacity(nshards);
+        let mut restore_cmds = vec![Vec::new(); nworkers];
+        let (mut restored_total, mut not_restored) = (0, 0);
+        for (k, core) in cores.iter_mut().enumerate() {
+            let (mut store, restored) = stores.next().unwrap_or_default();
+            let owns = |spi: u32| {
+                if let Some(map) = &spi_shards {
+                    map.set(spi, k);
+                }
+            };
+            let plan = store::restore(
+                core,
+                &table,
+                &steering,
+                nworkers,
+                restored,
+                store.as_mut(),
+                &owns,
+            );
+            for (all, mine) in restore_cmds.iter_mut().zip(plan.commands) {
+                all.extend(mine);
+            }
+            restored_total += plan.restored;
+            not_restored += plan.not_restored;
+            registrations.push(store);
+        }
+        let mut restore_cmds = restore_cmds.into_iter();
         let c = &handle.stats.slowpath;
         c.registrations_restored
-            .store(plan.restored as u64, Ordering::Relaxed);
+            .store(restored_total as u64, Ordering::Relaxed);
         c.registrations_not_restored
-            .store(plan.not_restored as u64, Ordering::Relaxed);
+            .store(not_restored as u64, Ordering::Relaxed);
 
         let handoff = Arc::new(Handoff::new(nworkers, HANDOFF_RING));
         let mut command_txs = Vec::with_capacity(nworkers);
@@ -501,18 +520,17 @@ impl Daemon {
         // the slowpath sees it.
         drop(event_txs);
 
-        if registrations.is_some() {
+        if keeping {
             tracing::info!(
-                "restored {} registration(s) in {} ms ({} not restored), ready",
-                plan.restored,
+                "restored {restored_total} registration(s) in {} ms ({not_restored} not \
+                 restored), ready",
                 restore_started.elapsed().as_millis(),
-                plan.not_restored
             );
         }
         let (query_port, queries) = crate::control::channel(nshards);
         let mut core_link = core_link;
         let mut hop_updates = hop_updates;
-        let mut registrations = registrations.take();
+        let mut registrations = registrations.into_iter();
         let access = setup::sip_access(config, sip_port);
         for (k, ((core, events), queries)) in
             cores.into_iter().zip(event_rxs).zip(queries).enumerate()
@@ -527,7 +545,7 @@ impl Daemon {
                 counters,
                 stop: slowpath_stop.clone(),
                 journal: journals.next(),
-                registrations: registrations.take(),
+                registrations: registrations.next().flatten(),
                 unstored: Vec::new(),
                 // One periodic log line for the whole daemon.
                 stats_interval: opts.stats_interval.filter(|_| k == 0),

@@ -251,6 +251,37 @@ impl RegistrationStore {
         Ok(())
     }
 
+    /// Takes in `records` moved from another shard's store (the number of slowpath shards
+    /// changed), each with the epoch it sends in — already durable where it came from — in
+    /// one durable transaction; a later write of the same set keeps that epoch.
+    pub fn adopt(&mut self, records: &[(PersistedRegistration, u32)]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let e = |x: redb::Error| err(&path, x);
+        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
+            for (r, seq_epoch) in records {
+                let bytes = encode(&Stored {
+                    seq_epoch: *seq_epoch,
+                    registration: r.clone(),
+                })
+                .map_err(|x| err(&path, x))?;
+                table
+                    .insert(r.key.as_str(), bytes.as_slice())
+                    .map_err(|x| e(x.into()))?;
+            }
+        }
+        txn.commit().map_err(|x| e(x.into()))?;
+        self.commits += 1;
+        for (r, epoch) in records {
+            self.epochs.insert(r.key.clone(), (r.set.spi_ps, *epoch));
+        }
+        Ok(())
+    }
+
     /// Records in the store now.
     #[cfg(test)]
     pub fn len(&self) -> Result<u64, StoreError> {
@@ -265,12 +296,17 @@ impl RegistrationStore {
     }
 }
 
-/// Opens the store that goes with the SQN state at `sqn_state` ([`registrations_path`]). A
-/// store that cannot be created is logged and the daemon runs without one (registrations
-/// then do not survive a restart).
-pub(super) fn open_for(sqn_state: &Path) -> (Option<RegistrationStore>, Restored) {
-    let path = registrations_path(sqn_state);
-    match RegistrationStore::open(&path, SystemTime::now()) {
+/// The store of slowpath shard `shard` over the SQN state `base`: [`registrations_path`]
+/// for shard 0 (one shard keeps the file it always had), `<that>.shard<k>` for the others,
+/// named like the SQN journal shards.
+pub fn shard_store_path(base: &Path, shard: usize) -> PathBuf {
+    super::journal::shard_path(&registrations_path(base), shard)
+}
+
+/// Opens the store at `path`. A store that cannot be created is logged and its shard runs
+/// without one (its registrations then do not survive a restart).
+fn open_at(path: &Path) -> (Option<RegistrationStore>, Restored) {
+    match RegistrationStore::open(path, SystemTime::now()) {
         Ok((store, restored)) => (Some(store), restored),
         Err(e) => {
             tracing::error!("{e}; registrations will not survive a restart");
@@ -279,18 +315,131 @@ pub(super) fn open_for(sqn_state: &Path) -> (Option<RegistrationStore>, Restored
     }
 }
 
-/// Removes the registration store beside `sqn_state`, if any (several slowpath shards keep
-/// no registrations across a restart, and a store left by a one-shard run must not bring
-/// back registrations that ended while it was not used).
-pub(super) fn remove_for(sqn_state: &Path) {
-    let path = registrations_path(sqn_state);
-    match std::fs::remove_file(&path) {
-        Ok(()) => tracing::info!(
-            "{}: removed (registrations are not kept with several slowpath shards)",
-            path.display()
-        ),
+/// The shard numbers (>= 1) of the store files over `base`, whatever number of shards
+/// wrote them.
+fn shard_store_files(base: &Path) -> Vec<usize> {
+    super::journal::shard_files(&registrations_path(base)).unwrap_or_else(|e| {
+        tracing::error!("{e}");
+        Vec::new()
+    })
+}
+
+/// Opens the registration stores of `shards` slowpath shards over the SQN state `base`, one
+/// per shard, and returns each with the registrations its shard restores. Every record
+/// ends in the store of the shard `shard_of` gives its IMPI: when the number of shards
+/// changed since the store was written, a record is written to its new shard's store
+/// (durable) before it is deleted from its old one, so a crash between leaves it twice and
+/// the next start keeps the copy in the higher epoch (every copy's epoch advances at each
+/// open, and no worker sends before this returns). Stores of shards that no longer exist are
+/// removed once emptied.
+pub(super) fn open_shards(
+    base: &Path,
+    shards: usize,
+    shard_of: impl Fn(&str) -> usize,
+) -> Vec<(Option<RegistrationStore>, Restored)> {
+    let shards = shards.max(1);
+    let stale: Vec<usize> = shard_store_files(base)
+        .into_iter()
+        .filter(|&k| k >= shards)
+        .collect();
+    let mut opened: Vec<(Option<RegistrationStore>, Restored)> = (0..shards)
+        .map(|k| open_at(&shard_store_path(base, k)))
+        .collect();
+    // Records leaving their store, by the shard they go to.
+    let mut moving: Vec<Vec<(PersistedRegistration, u32)>> = vec![Vec::new(); shards];
+    let mut leaving: Vec<Vec<RegistrationChange>> = (0..shards).map(|_| Vec::new()).collect();
+    let home = |r: &PersistedRegistration| shard_of(&r.impi).min(shards - 1);
+    for (k, (_, restored)) in opened.iter_mut().enumerate() {
+        let (stay, go): (Vec<_>, Vec<_>) = std::mem::take(&mut restored.records)
+            .into_iter()
+            .partition(|(r, _)| home(r) == k);
+        restored.records = stay;
+        for (r, epoch) in go {
+            leaving[k].push(RegistrationChange::Delete(r.key.clone()));
+            moving[home(&r)].push((r, epoch));
+        }
+    }
+    let mut stale_stores = Vec::new();
+    for k in stale {
+        let path = shard_store_path(base, k);
+        let (store, restored) = open_at(&path);
+        if let Some((_, first)) = opened.first_mut() {
+            first.expired += restored.expired;
+            first.corrupt += restored.corrupt;
+            first.exhausted += restored.exhausted;
+        }
+        for (r, epoch) in restored.records {
+            moving[home(&r)].push((r, epoch));
+        }
+        stale_stores.push((path, store));
+    }
+    for ((store, restored), incoming) in opened.iter_mut().zip(moving) {
+        let adopted = merge_moved(&mut restored.records, incoming);
+        if let Some(store) = store {
+            if let Err(e) = store.adopt(&adopted) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+    for ((store, _), deletes) in opened.iter_mut().zip(leaving) {
+        if let Some(store) = store {
+            if let Err(e) = store.apply(&deletes) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+    for (path, store) in stale_stores {
+        drop(store);
+        remove_file(&path);
+    }
+    opened
+}
+
+/// Adds the records `incoming` moved from other shards to `records` (a shard's own), keeping
+/// the higher epoch where a key is in both; returns the moved records that were taken, to be
+/// written to the shard's store.
+fn merge_moved(
+    records: &mut Vec<(PersistedRegistration, u32)>,
+    incoming: Vec<(PersistedRegistration, u32)>,
+) -> Vec<(PersistedRegistration, u32)> {
+    let mut at: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (r, _))| (r.key.clone(), i))
+        .collect();
+    let mut adopted: Vec<(PersistedRegistration, u32)> = Vec::new();
+    for (r, epoch) in incoming {
+        match at.get(&r.key) {
+            Some(&i) if records[i].1 >= epoch => {}
+            Some(&i) => {
+                records[i] = (r.clone(), epoch);
+                adopted.push((r, epoch));
+            }
+            None => {
+                at.insert(r.key.clone(), records.len());
+                records.push((r.clone(), epoch));
+                adopted.push((r, epoch));
+            }
+        }
+    }
+    adopted
+}
+
+fn remove_file(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!("{}: removed", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::error!("{}: {e}", path.display()),
+    }
+}
+
+/// Removes every registration store over the SQN state `base` (proxy mode keeps no
+/// registrations across a restart — its Service-Route state is not stored — and a store
+/// left by an embedded run must not bring back registrations that ended while it was not
+/// used).
+pub(super) fn remove_all(base: &Path) {
+    for k in std::iter::once(0).chain(shard_store_files(base)) {
+        remove_file(&shard_store_path(base, k));
     }
 }
 
@@ -308,7 +457,8 @@ pub(super) struct RestorePlan {
 /// table (so no new set gets them), registers them again in the core (deadlines armed), and
 /// returns the commands installing each set in the worker that owns its UE. A record the
 /// table or the core refuses (SPI or IMPI taken) is deleted from the store, its SPIs
-/// released.
+/// released. `owns` is told each SPI of a restored set (with shards, the workers' SPI ->
+/// shard map).
 pub(super) fn restore(
     core: &mut Core,
     table: &InboundTable,
@@ -316,6 +466,7 @@ pub(super) fn restore(
     workers: usize,
     restored: Restored,
     store: Option<&mut RegistrationStore>,
+    owns: &dyn Fn(u32),
 ) -> RestorePlan {
     if store.is_some() {
         core.track_registration_changes();
@@ -350,6 +501,8 @@ pub(super) fn restore(
                 continue;
             }
         };
+        owns(set.spi_pc);
+        owns(set.spi_ps);
         let owner = steering.queue_for_ue(set.ue).min(workers.saturating_sub(1));
         if let Some(cmds) = plan.commands.get_mut(owner) {
             cmds.push(WorkerCommand::RestoreSaSet {
@@ -537,6 +690,7 @@ mod tests {
             2,
             restored,
             None,
+            &|_| {},
         );
         let rest = t2.elapsed();
         assert_eq!(plan.restored, n as usize);
@@ -548,6 +702,84 @@ mod tests {
             rest.as_millis(),
             t.elapsed().as_millis()
         );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Issue 10: each slowpath shard keeps its own store, and when the number of shards
+    /// changes between runs (2 -> 1 -> 3) every registration comes back exactly once, in the
+    /// shard of its IMPI, its epoch advancing at every start; the stores of shards that no
+    /// longer exist are gone. A record left in two stores (a crash while moving it) comes
+    /// back once, in the higher epoch.
+    #[test]
+    fn registrations_follow_their_shard_when_the_number_of_shards_changes() {
+        let d = tmpdir("shards");
+        let base = d.join("subs.toml.sqn-state");
+        let of =
+            |n: usize| move |impi: &str| akagate_proto::shard::shard_of_name(impi.as_bytes(), n);
+        let impis: Vec<String> = (0..12).map(|i| format!("u{i}@x")).collect();
+        let put = |r: PersistedRegistration| RegistrationChange::Put(Box::new(r));
+        // Two shards; each writes its own IMPIs.
+        {
+            let mut opened = open_shards(&base, 2, of(2));
+            for (i, impi) in impis.iter().enumerate() {
+                let k = of(2)(impi);
+                let store = opened[k].0.as_mut().unwrap();
+                store
+                    .apply(&[put(reg(impi, 1000 + 2 * i as u32, 4_000_000_000))])
+                    .unwrap();
+            }
+        }
+        assert!(shard_store_path(&base, 1).exists());
+        let check = |opened: &[(Option<RegistrationStore>, Restored)], n: usize, epoch: u32| {
+            let mut seen = Vec::new();
+            for (k, (store, restored)) in opened.iter().enumerate() {
+                assert_eq!(
+                    store.as_ref().unwrap().len().unwrap(),
+                    restored.records.len() as u64
+                );
+                for (r, e) in &restored.records {
+                    assert_eq!(of(n)(&r.impi), k, "{} restored in shard {k}", r.impi);
+                    assert_eq!(*e, epoch, "{}", r.impi);
+                    seen.push(r.impi.clone());
+                }
+            }
+            seen.sort();
+            let mut want = impis.clone();
+            want.sort();
+            assert_eq!(seen, want);
+        };
+        let opened = open_shards(&base, 1, of(1));
+        check(&opened, 1, 1);
+        drop(opened);
+        assert!(
+            !shard_store_path(&base, 1).exists(),
+            "shard 1's store removed"
+        );
+        let opened = open_shards(&base, 3, of(3));
+        check(&opened, 3, 2);
+        drop(opened);
+        // A crash while moving: a record of shard 2 also left in shard 0's store, in an
+        // older epoch.
+        let moved = impis.iter().find(|i| of(3)(i) == 2).unwrap().clone();
+        {
+            let (mut s, _) = RegistrationStore::open(&shard_store_path(&base, 0), at(1)).unwrap();
+            s.adopt(&[(reg(&moved, 1, 4_000_000_000), 1)]).unwrap();
+        }
+        let opened = open_shards(&base, 3, of(3));
+        let epochs: Vec<u32> = opened
+            .iter()
+            .flat_map(|(_, r)| r.records.iter())
+            .filter(|(r, _)| r.impi == moved)
+            .map(|(_, e)| *e)
+            .collect();
+        assert_eq!(epochs, vec![3], "one copy, the higher epoch");
+        assert_eq!(
+            opened[0].0.as_ref().unwrap().len().unwrap(),
+            opened[0].1.records.len() as u64
+        );
+        drop(opened);
+        remove_all(&base);
+        assert!(!shard_store_path(&base, 0).exists() && !shard_store_path(&base, 2).exists());
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -1310,13 +1311,22 @@ def sc_kill9_mid_registrations(ctx):
     work = os.path.dirname(ctx.control_path)
     with open(os.path.join(work, "subscribers.toml"), "rb") as f:
         expect(len(tomllib.load(f)["subscriber"]) == subs, "subscriber file changed")
-    with open(os.path.join(work, "subscribers.toml.sqn-state"), "rb") as f:
-        sqn_state = {k: int(v, 16) for k, v in tomllib.load(f).items()}
-    with open(os.path.join(work, "subscribers.toml.sqn-state.journal")) as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) == 2:  # a line torn by a crash is no record (never fsynced)
-                sqn_state[fields[1]] = max(sqn_state.get(fields[1], 0), int(fields[0], 16))
+    # With slowpath shards each shard k >= 1 keeps its IMPIs' state in
+    # subscribers.toml.sqn-state.shard<k> (and its journal) beside shard 0's.
+    sqn_state = {}
+    base = os.path.join(work, "subscribers.toml.sqn-state")
+    shards = [base] + sorted(os.path.join(work, n) for n in os.listdir(work)
+                             if re.fullmatch(r"subscribers\.toml\.sqn-state\.shard\d+", n))
+    for path in shards:
+        with open(path, "rb") as f:
+            for k, v in tomllib.load(f).items():
+                sqn_state[k] = max(sqn_state.get(k, 0), int(v, 16))
+        with open(path + ".journal") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 2:  # a line torn by a crash is no record (never fsynced)
+                    sqn_state[fields[1]] = max(sqn_state.get(fields[1], 0),
+                                               int(fields[0], 16))
     for i, u in enumerate(usims):
         impi = ctx.subs[i]["impi"]
         expect(sqn_state.get(impi, -1) >= max(u.accepted),

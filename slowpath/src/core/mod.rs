@@ -164,14 +164,17 @@ impl Core {
         now: Instant,
         wall: std::time::SystemTime,
     ) -> Vec<Result<(), RestoreError>> {
-        records
+        let results = records
             .iter()
             .map(|r| {
                 self.registrar.restore(r, now, wall)?;
                 self.rearm(&r.key);
                 Ok(())
             })
-            .collect()
+            .collect();
+        // With shards, the other shards find the restored UEs too.
+        self.registrar.publish();
+        results
     }
 
     /// Number of commands waiting for durability.

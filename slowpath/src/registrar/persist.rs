@@ -290,6 +290,9 @@ impl Registrar {
         for spi in [set.spi_pc, set.spi_ps] {
             self.by_spi.insert(spi, rec.key.clone());
         }
+        if self.directory.is_some() {
+            self.unpublished.insert(rec.key.clone());
+        }
         let active = Active {
             set,
             security_server,
