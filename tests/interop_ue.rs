@@ -75,9 +75,7 @@ fn independent_ue_registers_calls_and_deregisters_through_the_daemon() {
 /// shards, re-registration, de-registration, resynchronisation, hostile input.
 #[test]
 fn independent_ue_through_a_daemon_with_two_slowpath_shards() {
-    // Not yet with several shards (KNOWN_FAILURES.md): flow-bound registrations (no
-    // sec-agree, TLS) calling across shards.
-    run_interop_with("embedded", 2, &["no-sec-agree", "tls"]);
+    run_interop_with("embedded", 2, &[]);
 }
 
 /// Proxy mode (issue 9): SIPp (Debian `sip-tester`) plays the S-CSCF with vectors from the

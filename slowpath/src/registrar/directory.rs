@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
-use akagate_proto::ipc::{SaSet, Transport};
+use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 /// Stripes per map.
 const STRIPES: usize = 64;
@@ -34,6 +34,10 @@ pub struct Located {
     pub spis: Vec<u32>,
     /// The shard that owns it.
     pub shard: usize,
+    /// The flow its active set is bound to, if it registered without sec-agree (TS 24.229
+    /// 5.2.2; TLS included): requests and answers on that flow count as coming through the
+    /// set's `spi_ps`.
+    pub flow: Option<Flow>,
 }
 
 /// One stripe of the key map.
@@ -45,6 +49,8 @@ type Notes = Mutex<Vec<(String, u32)>>;
 pub struct LocationDirectory {
     keys: Box<[KeyStripe]>,
     spis: Box<[RwLock<HashMap<u32, String>>]>,
+    /// Flow of a published flow-bound set -> its spi_ps.
+    flows: Box<[RwLock<HashMap<Flow, u32>>]>,
     /// Per shard: (key, SPI) of traffic another shard saw over a registration's new active
     /// set while its old set still lived, for the owner to retire the old set (TS 33.203
     /// 7.4). Rare: once per re-registration at most.
@@ -63,6 +69,7 @@ impl LocationDirectory {
         LocationDirectory {
             keys: (0..STRIPES).map(|_| RwLock::default()).collect(),
             spis: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            flows: (0..STRIPES).map(|_| RwLock::default()).collect(),
             notes: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
         }
     }
@@ -107,6 +114,12 @@ impl LocationDirectory {
         let mut map = keys.write().unwrap_or_else(|e| e.into_inner());
         let old = match binding {
             Some(b) => {
+                if let Some(flow) = b.flow {
+                    self.flows[stripe_of(&flow)]
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(flow, b.set.spi_ps);
+                }
                 for &spi in &b.spis {
                     self.spis[stripe_of(&spi)]
                         .write()
@@ -120,6 +133,9 @@ impl LocationDirectory {
             None => map.remove(key).map(|o| (o, Vec::new())),
         };
         drop(map);
+        if let Some((old, _)) = &old {
+            self.withdraw_flow(old, key);
+        }
         if let Some((old, keep)) = old {
             for spi in old.spis.iter().filter(|s| !keep.contains(s)) {
                 let mut m = self.spis[stripe_of(spi)]
@@ -130,6 +146,31 @@ impl LocationDirectory {
                 }
             }
         }
+    }
+
+    /// Removes the flow entry of `old` (a binding of `key` replaced or withdrawn) unless the
+    /// binding now published for `key` kept that flow.
+    fn withdraw_flow(&self, old: &Located, key: &str) {
+        let Some(flow) = old.flow else {
+            return;
+        };
+        let kept = self.get(key).is_some_and(|now| now.flow == Some(flow));
+        if !kept {
+            let mut m = self.flows[stripe_of(&flow)]
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if m.get(&flow) == Some(&old.set.spi_ps) {
+                m.remove(&flow);
+            }
+        }
+    }
+
+    /// The spi_ps of the flow-bound set published for `flow`, whichever shard owns it.
+    pub fn spi_of_flow(&self, flow: &Flow) -> Option<u32> {
+        let map = self.flows[stripe_of(flow)]
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(flow).copied()
     }
 
     /// The binding of registration `key`, whichever shard owns it.
@@ -158,5 +199,66 @@ impl LocationDirectory {
     /// Whether nothing is published.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registrar::sa::unprotected_suite;
+
+    fn flow(port: u16) -> Flow {
+        Flow {
+            ue: "10.0.0.2".parse().unwrap(),
+            ue_port: port,
+            local: "10.0.0.1".parse().unwrap(),
+            local_port: 5060,
+            proto: Transport::Tcp,
+        }
+    }
+
+    /// A flow-bound binding over `flow` with spi_ps `spi`.
+    fn bound(flow: Flow, spi: u32) -> Located {
+        Located {
+            impus: vec!["sip:a@x".into()],
+            set: SaSet {
+                ue: flow.ue,
+                local: flow.local,
+                suite: unprotected_suite(),
+                spi_pc: spi - 1,
+                spi_ps: spi,
+                spi_uc: 0,
+                spi_us: 0,
+                port_pc: 5060,
+                port_ps: 5060,
+                port_uc: flow.ue_port,
+                port_us: flow.ue_port,
+            },
+            proto: Transport::Tcp,
+            contact: "sip:a@10.0.0.2".into(),
+            spis: vec![spi - 1, spi],
+            shard: 1,
+            flow: Some(flow),
+        }
+    }
+
+    /// Issue 10: a flow-bound registration's flow is found by every shard while it is
+    /// published, follows a new binding on another flow, and goes when withdrawn.
+    #[test]
+    fn a_published_flow_leads_to_its_set_until_withdrawn() {
+        let d = LocationDirectory::new(2);
+        d.publish("a@x", Some(bound(flow(40000), 11)));
+        assert_eq!(d.spi_of_flow(&flow(40000)), Some(11));
+        assert_eq!(d.key_of_spi(11).as_deref(), Some("a@x"));
+        // Registered again on a new connection: the old flow leads nowhere.
+        d.publish("a@x", Some(bound(flow(40002), 21)));
+        assert_eq!(d.spi_of_flow(&flow(40000)), None);
+        assert_eq!(d.spi_of_flow(&flow(40002)), Some(21));
+        // Refreshed on the same flow with a new set.
+        d.publish("a@x", Some(bound(flow(40002), 31)));
+        assert_eq!(d.spi_of_flow(&flow(40002)), Some(31));
+        d.publish("a@x", None);
+        assert_eq!(d.spi_of_flow(&flow(40002)), None);
+        assert!(d.is_empty());
     }
 }

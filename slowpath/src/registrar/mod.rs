@@ -77,6 +77,8 @@ pub(crate) struct Registrar {
     by_spi: HashMap<u32, String>,
     /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
     by_flow: HashMap<Flow, u32>,
+    /// The reverse of `by_flow`: spi_ps of a flow-bound set -> its flow.
+    flow_of_spi: HashMap<u32, Flow>,
     /// Armed deadlines of registrations gone since [`Registrar::take_disarmed`].
     disarmed: Vec<(String, Option<Instant>)>,
     /// Outstanding challenges by the address they were sent to (no entry for none).
@@ -234,8 +236,13 @@ impl Registrar {
 
     /// The inbound SPI standing for flow `flow` if a flow-bound set (a registration without
     /// sec-agree) was made on it: requests on that flow count as coming through that set.
+    /// With shards, a flow another shard's registration is bound to is found in the
+    /// directory (a callee answering a call its caller's shard owns).
     pub fn spi_of_flow(&self, flow: &Flow) -> Option<u32> {
-        self.by_flow.get(flow).copied()
+        self.by_flow
+            .get(flow)
+            .copied()
+            .or_else(|| self.directory.as_ref()?.spi_of_flow(flow))
     }
 
     /// The (UE address, our port) pairs of `key`'s registered sets (active and old): the
@@ -272,6 +279,7 @@ impl Registrar {
         }
         if let Some(flow) = pending.bound_flow {
             self.by_flow.insert(flow, pending.set.spi_ps);
+            self.flow_of_spi.insert(pending.set.spi_ps, flow);
         }
         self.count(pending.source(), true);
         let mut displaced = Displaced::default();
@@ -460,6 +468,7 @@ impl Registrar {
                     spis.extend([o.set.spi_pc, o.set.spi_ps]);
                 }
                 Some(Located {
+                    flow: self.flow_of_spi.get(&a.set.spi_ps).copied(),
                     impus: r.impus.clone(),
                     set: a.set.clone(),
                     proto: a.proto,
@@ -565,7 +574,9 @@ impl Registrar {
             self.by_spi.remove(&spi);
         }
         if set.is_unprotected() {
-            self.by_flow.retain(|_, spi| *spi != set.spi_ps);
+            if let Some(flow) = self.flow_of_spi.remove(&set.spi_ps) {
+                self.by_flow.remove(&flow);
+            }
         }
         set
     }
