@@ -131,8 +131,9 @@ impl Slowpath {
                 }
                 batch.extend(actions);
             }
-            // Other shards saw our UEs' new sets in use (calls they own): old sets retire.
-            batch.extend(self.core.apply_remote_traffic());
+            // Other shards saw our UEs' new sets in use (calls they own): old sets retire;
+            // their UEs we hold calls with ended: those calls are released.
+            batch.extend(self.core.apply_remote_traffic(now));
             self.release(batch);
             self.publish_counters();
             if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())

@@ -1203,6 +1203,38 @@ def drop_broken_connections(u):
         u.protected = u.connect(u.port_uc, u.pcscf_ports[1], "tcp")
 
 
+def sc_callee_deregisters_in_call(ctx):
+    """TS 24.229 5.2.8.1.2: alice calls bob (answered and ACKed) and bob de-registers while
+    the call is up; the P-CSCF releases the dialog: alice gets a BYE over her SAs with
+    `Reason: SIP;cause=480`, and answers it. With two slowpath shards, alice and bob
+    (subscribers 0 and 1) are registered on different shards: the shard that owns the call
+    (alice's) learns of bob's de-registration from bob's shard."""
+    a, b = registered_pair(ctx)
+    flow = a.call_flow()
+    invite = a.invite(b, flow, LARGE_INVITE)
+    call_id = invite.get("call-id")
+    ok = a.transact(flow, invite, timeout=15)
+    expect(ok.status == 200, "INVITE answered %s" % ok.start)
+    a.send(flow, a.in_dialog(flow, invite, ok, "ACK", 1))
+    expect(ctx.world.wait(lambda: any(
+        r.method == "ACK" and r.get("call-id") == call_id for r in b.requests), 5),
+        "bob never got the ACK")
+    seen = len(a.requests)
+    b.deregister()
+    check_deregistered(ctx, b)
+    ctx.done(b)
+
+    def byes():
+        return [r for r in a.requests[seen:] if r.method == "BYE" and r.get("call-id") == call_id]
+    expect(ctx.world.wait(lambda: byes(), 5), "alice got no BYE after bob de-registered")
+    reason = byes()[0].get("reason") or ""
+    expect("cause=480" in reason, "the BYE's Reason is %r" % reason)
+    ctx.world.pump(0.3)
+    released = ctx.control("stats")["sip"].get("dialogs_released", 0)
+    expect(released >= 1, "dialogs_released is %d" % released)
+    deregister_all(ctx, a)
+
+
 def sc_restart_keeps_registration(ctx):
     """Issue 14: two phones register (UDP and TCP) and call; the daemon is killed with
     SIGKILL and started again. Without registering again, over the SAs they already hold:
@@ -1372,6 +1404,7 @@ SCENARIOS = [
     ("routed", sc_routed, False),
     ("challenge-hijack", sc_challenge_hijack, True),
     ("hostile", sc_hostile, True),
+    ("callee-deregisters-in-call", sc_callee_deregisters_in_call, True),
     ("restart-keeps-registration", sc_restart_keeps_registration, True),
     ("kill9-mid-registrations", sc_kill9_mid_registrations, True),
 ]

@@ -450,23 +450,27 @@ class Ue:
             return size, ok, None
         return size, ok, self.ack_and_bye(callee, flow, invite, ok)
 
+    def in_dialog(self, flow, invite, ok, method, cseq):
+        """A request `method` (CSeq `cseq`) on `flow` in the dialog `ok` (the 200 to our
+        `invite`) made."""
+        # RFC 3261 12.1.2: the dialog's remote target is the Contact, its route set the
+        # Record-Route in reverse.
+        target = ok.get("contact").strip("<>").split(">")[0]
+        hh = [("Via", self.via(flow)), ("Max-Forwards", "70")]
+        hh += [("Route", r) for r in reversed(ok.all("record-route"))]
+        hh += [("From", invite.get("from")), ("To", ok.get("to")),
+               ("Call-ID", invite.get("call-id")), ("CSeq", "%d %s" % (cseq, method))]
+        hh += self.sec_agree_headers()
+        return sip.request(method, target, hh)
+
     def ack_and_bye(self, callee, flow, invite, ok):
         """ACKs the 200 `ok` to `invite` on `flow`, waits for the callee to get it (unless
         `callee` is None: a party we cannot watch), then ends the dialog with BYE; returns
         the response to the BYE."""
-        # RFC 3261 12.1.2: the dialog's remote target is the Contact, its route set the
-        # Record-Route in reverse.
-        target = ok.get("contact").strip("<>").split(">")[0]
-        routes = list(reversed(ok.all("record-route")))
-        to, call_id = ok.get("to"), invite.get("call-id")
+        call_id = invite.get("call-id")
 
         def in_dialog(method, cseq):
-            hh = [("Via", self.via(flow)), ("Max-Forwards", "70")]
-            hh += [("Route", r) for r in routes]
-            hh += [("From", invite.get("from")), ("To", to),
-                   ("Call-ID", call_id), ("CSeq", "%d %s" % (cseq, method))]
-            hh += self.sec_agree_headers()
-            return sip.request(method, target, hh)
+            return self.in_dialog(flow, invite, ok, method, cseq)
 
         self.send(flow, in_dialog("ACK", 1))
         if callee is None:

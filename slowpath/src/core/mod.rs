@@ -252,6 +252,8 @@ impl Core {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
+        // Other shards holding calls with this UE release them too.
+        self.registrar.announce_end(key, why);
         let (proxy, mut cx) = self.proxy_cx();
         proxy.notify_ended(&mut cx, key, why, now, out);
         proxy.release_dialogs(&mut cx, key, why, now, out);
@@ -347,11 +349,26 @@ impl Core {
 
     /// With a directory: the first use of our UEs' new SA sets that other shards saw (a
     /// callee answering a call another shard owns) retires their old sets, as our own
-    /// traffic would (TS 33.203 7.4). Call it every loop turn; cheap when there is none.
-    pub fn apply_remote_traffic(&mut self) -> Vec<WorkerCommand> {
+    /// traffic would (TS 33.203 7.4); and the other shards' UEs whose registrations ended
+    /// while this shard owned calls with them get those calls released (TS 24.229
+    /// 5.2.8.1.2). Call it every loop turn; cheap when there is nothing.
+    pub fn apply_remote_traffic(&mut self, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
         for (key, spi) in self.registrar.take_remote_notes() {
             self.cx().note_traffic(&key, spi, &mut out);
+        }
+        // TS 24.229 5.2.8.1.2: a callee of another shard whose registration ended: the calls
+        // this shard owns with it are released.
+        let ended = self.registrar.take_ended();
+        if !ended.is_empty() {
+            for e in ended {
+                self.registrar
+                    .set_departing(e.last.map(|l| (e.key.clone(), l)));
+                let (proxy, mut cx) = self.proxy_cx();
+                proxy.release_dialogs(&mut cx, &e.key, e.why, now, &mut out);
+                proxy.abandon_towards(&mut cx, &e.key, now, &mut out);
+                self.registrar.set_departing(None);
+            }
         }
         if !out.is_empty() {
             self.registrar.publish();

@@ -256,6 +256,8 @@ impl Proxy {
         if initial {
             self.dialogs
                 .insert(call_id.clone(), Dialog::new(&key, &target.key, msg));
+            // A callee of another shard: its shard tells us when it ends.
+            cx.registrar.watch_remote(&target.key);
         } else if let (Some(d), Ok(cseq)) = (self.dialogs.get_mut(&call_id), msg.cseq()) {
             d.note_cseq(&key, cseq.seq);
         }

@@ -45,6 +45,18 @@ type KeyStripe = RwLock<HashMap<String, Arc<Located>>>;
 /// One shard's traffic notes: (registration key, SPI).
 type Notes = Mutex<Vec<(String, u32)>>;
 
+/// A registration another shard owns ended while this shard held dialogs with it.
+#[derive(Clone, Debug)]
+pub(crate) struct Ended {
+    /// The registration.
+    pub key: String,
+    /// Why it ended.
+    pub why: crate::proxy::RegEnd,
+    /// Its binding as it was published just before it ended (to send the departing UE its
+    /// BYE over the set it still has), if it had one.
+    pub last: Option<Arc<Located>>,
+}
+
 /// Registration key -> [`Located`], and inbound SPI -> registration key, for every shard.
 pub struct LocationDirectory {
     keys: Box<[KeyStripe]>,
@@ -55,6 +67,11 @@ pub struct LocationDirectory {
     /// set while its old set still lived, for the owner to retire the old set (TS 33.203
     /// 7.4). Rare: once per re-registration at most.
     notes: Box<[Notes]>,
+    /// Registration key -> the shards holding dialogs with it as callee (a call across
+    /// shards belongs to the caller's shard), told when it ends.
+    watchers: Box<[Mutex<HashMap<String, Vec<usize>>>]>,
+    /// Per shard: registrations of other shards that ended while it watched them.
+    ended: Box<[Mutex<Vec<Ended>>]>,
 }
 
 impl core::fmt::Debug for LocationDirectory {
@@ -71,6 +88,8 @@ impl LocationDirectory {
             spis: (0..STRIPES).map(|_| RwLock::default()).collect(),
             flows: (0..STRIPES).map(|_| RwLock::default()).collect(),
             notes: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            watchers: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            ended: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -87,6 +106,49 @@ impl LocationDirectory {
                     .unwrap_or_else(|e| e.into_inner())
                     .push((key.to_string(), spi));
             }
+        }
+    }
+
+    /// `shard` holds a dialog with registration `key` (another shard's): when `key` ends,
+    /// `shard` hears of it ([`LocationDirectory::take_ended`]) to release the dialog (TS
+    /// 24.229 5.2.8.1.2). A watch lasts until `key` ends.
+    pub(crate) fn watch(&self, key: &str, shard: usize) {
+        let mut m = self.watchers[stripe_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let shards = m.entry(key.to_string()).or_default();
+        if !shards.contains(&shard) {
+            shards.push(shard);
+        }
+    }
+
+    /// Registration `key` ends (`why`; called by its owner before it withdraws the binding):
+    /// every shard watching it is told.
+    pub(crate) fn announce_end(&self, key: &str, why: crate::proxy::RegEnd) {
+        let watching = self.watchers[stripe_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let Some(shards) = watching else {
+            return;
+        };
+        let last = self.get(key);
+        for shard in shards {
+            if let Some(q) = self.ended.get(shard) {
+                q.lock().unwrap_or_else(|e| e.into_inner()).push(Ended {
+                    key: key.to_string(),
+                    why,
+                    last: last.clone(),
+                });
+            }
+        }
+    }
+
+    /// The registrations `shard` watched that ended since the last call.
+    pub(crate) fn take_ended(&self, shard: usize) -> Vec<Ended> {
+        match self.ended.get(shard) {
+            Some(q) => std::mem::take(&mut *q.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Vec::new(),
         }
     }
 

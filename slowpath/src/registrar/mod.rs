@@ -98,6 +98,9 @@ pub(crate) struct Registrar {
     shard: usize,
     /// Registrations whose binding changed since the last [`Registrar::publish`].
     unpublished: HashSet<String>,
+    /// Another shard's registration that just ended, as last published, while this shard
+    /// releases its dialogs with it ([`Registrar::located`] answers for it meanwhile).
+    departing: Option<(String, std::sync::Arc<Located>)>,
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
@@ -487,7 +490,41 @@ impl Registrar {
         if self.regs.contains_key(key) {
             return None;
         }
-        self.directory.as_ref()?.get(key)
+        match &self.departing {
+            Some((k, l)) if k == key => Some(l.clone()),
+            _ => self.directory.as_ref()?.get(key),
+        }
+    }
+
+    /// This shard now holds a dialog with registration `key`: if another shard owns it, that
+    /// shard tells this one when it ends ([`Registrar::take_ended`]).
+    pub fn watch_remote(&self, key: &str) {
+        if let Some(d) = &self.directory {
+            if !self.regs.contains_key(key) {
+                d.watch(key, self.shard);
+            }
+        }
+    }
+
+    /// Our registration `key` ends (`why`): the shards holding dialogs with it are told.
+    pub(crate) fn announce_end(&self, key: &str, why: crate::proxy::RegEnd) {
+        if let Some(d) = &self.directory {
+            d.announce_end(key, why);
+        }
+    }
+
+    /// Other shards' registrations that ended while this shard held dialogs with them.
+    pub(crate) fn take_ended(&self) -> Vec<directory::Ended> {
+        self.directory
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.take_ended(self.shard))
+    }
+
+    /// While this shard releases its dialogs with `ended` (another shard's registration
+    /// that just ended), [`Registrar::located`] answers with its last binding; `None` ends
+    /// that.
+    pub(crate) fn set_departing(&mut self, ended: Option<(String, std::sync::Arc<Located>)>) {
+        self.departing = ended;
     }
 
     /// The registration another shard owns whose live set has inbound SPI `spi`.
