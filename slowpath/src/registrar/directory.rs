@@ -45,6 +45,9 @@ type KeyStripe = RwLock<HashMap<String, Arc<Located>>>;
 /// One shard's traffic notes: (registration key, SPI).
 type Notes = Mutex<Vec<(String, u32)>>;
 
+/// One stripe of the watch map: registration key -> watching shards.
+type WatchStripe = Mutex<HashMap<String, Vec<usize>>>;
+
 /// A registration another shard owns ended while this shard held dialogs with it.
 #[derive(Clone, Debug)]
 pub(crate) struct Ended {
@@ -69,7 +72,7 @@ pub struct LocationDirectory {
     notes: Box<[Notes]>,
     /// Registration key -> the shards holding dialogs with it as callee (a call across
     /// shards belongs to the caller's shard), told when it ends.
-    watchers: Box<[Mutex<HashMap<String, Vec<usize>>>]>,
+    watchers: Box<[WatchStripe]>,
     /// Per shard: registrations of other shards that ended while it watched them.
     ended: Box<[Mutex<Vec<Ended>>]>,
 }
