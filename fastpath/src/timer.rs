@@ -1,7 +1,7 @@
 //! A hashed timer wheel of per-UE `poll_at` deadlines, so a worker polls only the stacks
 //! that are due instead of scanning every UE on every loop.
 
-use std::collections::HashMap;
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::hash::Hash;
 
 use smoltcp::time::{Duration, Instant};
@@ -12,7 +12,7 @@ pub struct TimerWheel<K> {
     tick_us: i64,
     slots: Vec<Vec<K>>,
     /// The live deadline of each scheduled key; slot entries not matching it are stale.
-    deadlines: HashMap<K, Instant>,
+    deadlines: KeyedMap<K, Instant>,
     /// Keys whose deadline had already passed when scheduled.
     ready: Vec<K>,
     /// The last tick whose slot was processed.
@@ -29,7 +29,7 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         TimerWheel {
             tick_us,
             slots: (0..n).map(|_| Vec::new()).collect(),
-            deadlines: HashMap::new(),
+            deadlines: keyed_map(),
             ready: Vec::new(),
             cursor: now.total_micros() / tick_us,
         }

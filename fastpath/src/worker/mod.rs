@@ -11,7 +11,7 @@ mod handoff;
 mod ingress;
 pub mod sa;
 
-use std::collections::HashMap;
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -159,7 +159,7 @@ pub struct Worker<Q: PortQueue> {
     table: Arc<InboundTable>,
     /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (2.8 KB,
     /// mostly smoltcp's `Interface`).
-    ues: HashMap<IpAddr, Box<Ue>>,
+    ues: KeyedMap<IpAddr, Box<Ue>>,
     timers: TimerWheel<IpAddr>,
     events: EventSink,
     commands: Receiver<WorkerCommand>,
@@ -204,7 +204,7 @@ impl<Q: PortQueue> Worker<Q> {
             verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
-            ues: HashMap::new(),
+            ues: keyed_map(),
             events: events.into(),
             commands,
             counters,
@@ -476,7 +476,7 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
 
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
 fn ue_entry_in<'u>(
-    ues: &'u mut HashMap<IpAddr, Box<Ue>>,
+    ues: &'u mut KeyedMap<IpAddr, Box<Ue>>,
     cfg: &WorkerConfig,
     counters: &WorkerCounters,
     ue: IpAddr,

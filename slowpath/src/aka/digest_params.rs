@@ -2,6 +2,8 @@
 //! `Authorization` (RFC 2617 3.2.1/3.2.2, RFC 3261 25.1, RFC 3310 3), with typed challenge and
 //! credentials views. Never panics on input; every failure is a `DigestParseError`.
 
+use std::borrow::Cow;
+
 /// Most parameters accepted in one header value (bounds the work per header).
 pub const MAX_PARAMS: usize = 32;
 
@@ -75,7 +77,7 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
@@ -110,7 +112,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn token(&mut self) -> Result<&str, DigestParseError> {
+    fn token(&mut self) -> Result<&'a str, DigestParseError> {
         let start = self.pos;
         while self.peek().is_some_and(is_tchar) {
             self.pos += 1;
@@ -125,19 +127,20 @@ impl Cursor<'_> {
     }
 
     /// quoted-string = DQUOTE *(qdtext / quoted-pair) DQUOTE (RFC 3261 25.1); the cursor is
-    /// on the opening quote.
-    fn quoted(&mut self) -> Result<String, DigestParseError> {
+    /// on the opening quote. The value is borrowed unless it held an escape or a fold.
+    fn quoted(&mut self) -> Result<Cow<'a, str>, DigestParseError> {
         let start = self.pos;
         self.pos += 1;
         // Most values hold no escape, fold or control character: find the closing quote and
         // copy the value at once.
-        let rest = self.b.get(self.pos..).unwrap_or_default();
+        let b: &'a [u8] = self.b;
+        let rest = b.get(self.pos..).unwrap_or_default();
         if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
             let value = &rest[..len];
             if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
                 self.pos += len + 1;
                 return core::str::from_utf8(value)
-                    .map(str::to_owned)
+                    .map(Cow::Borrowed)
                     .map_err(|_| DigestParseError::InvalidChar(start));
             }
         }
@@ -148,6 +151,7 @@ impl Cursor<'_> {
                 Some(b'"') => {
                     self.pos += 1;
                     return String::from_utf8(out)
+                        .map(Cow::Owned)
                         .map_err(|_| DigestParseError::InvalidChar(start));
                 }
                 Some(b'\\') => match self.b.get(self.pos + 1) {
@@ -185,15 +189,24 @@ fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> 
     Ok(())
 }
 
-impl DigestParams {
-    /// An empty list (for the builder).
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// One parameter borrowed from the parsed text: the name as written, the value unescaped
+/// (borrowed unless it held an escape or a fold).
+struct ParamRef<'a> {
+    name: &'a str,
+    value: Cow<'a, str>,
+    quoted: bool,
+}
 
-    /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
-    /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
-    pub fn parse(input: &str) -> Result<Self, DigestParseError> {
+/// A parameter list borrowing its input: the credentials of every REGISTER are read from it
+/// without a `String` per name and value (only the values kept are copied).
+struct ParamRefs<'a> {
+    /// `None` once taken.
+    params: Vec<Option<ParamRef<'a>>>,
+}
+
+impl<'a> ParamRefs<'a> {
+    /// The grammar of [`DigestParams::parse`], which builds on it.
+    fn parse(input: &'a str) -> Result<Self, DigestParseError> {
         let mut c = Cursor {
             b: input.as_bytes(),
             pos: 0,
@@ -209,9 +222,8 @@ impl DigestParams {
         }
         // One parameter per comma at most (commas inside quotes only over-count).
         let commas = memchr::memchr_iter(b',', c.b).count();
-        let mut params = DigestParams {
-            params: Vec::with_capacity((commas + 1).min(MAX_PARAMS)),
-        };
+        let mut params: Vec<Option<ParamRef<'a>>> =
+            Vec::with_capacity((commas + 1).min(MAX_PARAMS));
         loop {
             c.skip_lws()?;
             match c.peek() {
@@ -222,7 +234,7 @@ impl DigestParams {
                 }
                 Some(_) => {}
             }
-            let name = c.token()?.to_ascii_lowercase();
+            let name = c.token()?;
             c.skip_lws()?;
             if c.peek() != Some(b'=') {
                 return Err(DigestParseError::ExpectedEquals(c.pos));
@@ -232,13 +244,24 @@ impl DigestParams {
             let (value, quoted) = if c.peek() == Some(b'"') {
                 (c.quoted()?, true)
             } else {
-                (c.token()?.to_owned(), false)
+                (Cow::Borrowed(c.token()?), false)
             };
-            params.insert(DigestParam {
+            // RFC 2617 3.2.2: each directive at most once (names are case-insensitive).
+            if params
+                .iter()
+                .flatten()
+                .any(|p| p.name.eq_ignore_ascii_case(name))
+            {
+                return Err(DigestParseError::DuplicateParam(name.to_ascii_lowercase()));
+            }
+            if params.len() >= MAX_PARAMS {
+                return Err(DigestParseError::TooManyParams);
+            }
+            params.push(Some(ParamRef {
                 name,
                 value,
                 quoted,
-            })?;
+            }));
             c.skip_lws()?;
             match c.peek() {
                 None => break,
@@ -246,7 +269,46 @@ impl DigestParams {
                 Some(_) => return Err(DigestParseError::ExpectedComma(c.pos)),
             }
         }
-        Ok(params)
+        Ok(ParamRefs { params })
+    }
+
+    /// Takes a parameter's value out of the list (name case-insensitive).
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.params
+            .iter_mut()
+            .find(|p| p.as_ref().is_some_and(|p| p.name.eq_ignore_ascii_case(name)))
+            .and_then(Option::take)
+            .map(|p| p.value.into_owned())
+    }
+
+    /// [`ParamRefs::take`] for a parameter the caller needs.
+    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
+        self.take(name).ok_or(DigestParseError::MissingParam(name))
+    }
+}
+
+impl DigestParams {
+    /// An empty list (for the builder).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
+    /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
+    pub fn parse(input: &str) -> Result<Self, DigestParseError> {
+        let refs = ParamRefs::parse(input)?;
+        Ok(DigestParams {
+            params: refs
+                .params
+                .into_iter()
+                .flatten()
+                .map(|p| DigestParam {
+                    name: p.name.to_ascii_lowercase(),
+                    value: p.value.into_owned(),
+                    quoted: p.quoted,
+                })
+                .collect(),
+        })
     }
 
     fn insert(&mut self, p: DigestParam) -> Result<(), DigestParseError> {
@@ -325,12 +387,6 @@ impl DigestParams {
 
     fn require(&self, name: &'static str) -> Result<&str, DigestParseError> {
         self.get(name).ok_or(DigestParseError::MissingParam(name))
-    }
-
-    /// Removes a parameter the caller needs, returning its value.
-    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
-        self.remove(name)
-            .ok_or(DigestParseError::MissingParam(name))
     }
 }
 
@@ -438,23 +494,34 @@ pub struct DigestCredentials {
 impl DigestCredentials {
     /// Parses a credentials header value.
     pub fn parse(value: &str) -> Result<Self, DigestParseError> {
-        Self::from_owned_params(DigestParams::parse(value)?)
+        Self::from_refs(ParamRefs::parse(value)?)
     }
 
     /// Extracts and checks credentials from a parsed list.
     pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
-        Self::from_owned_params(p.clone())
+        Self::from_refs(ParamRefs {
+            params: p
+                .iter()
+                .map(|p| {
+                    Some(ParamRef {
+                        name: &p.name,
+                        value: Cow::Borrowed(&p.value),
+                        quoted: p.quoted,
+                    })
+                })
+                .collect(),
+        })
     }
 
-    /// [`DigestCredentials::from_params`] moving the values out of the list (no copies).
-    fn from_owned_params(mut p: DigestParams) -> Result<Self, DigestParseError> {
+    /// Checks the credentials, copying out only the values kept.
+    fn from_refs(mut p: ParamRefs<'_>) -> Result<Self, DigestParseError> {
         let response = p.take_required("response")?;
         if !(response.is_empty()
             || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
         {
             return Err(DigestParseError::InvalidValue("response"));
         }
-        let qop = p.remove("qop");
+        let qop = p.take("qop");
         let (nc, cnonce) = match &qop {
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let nc = p.take_required("nc")?;
@@ -473,13 +540,13 @@ impl DigestCredentials {
             nonce: p.take_required("nonce")?,
             uri: p.take_required("uri")?,
             response,
-            algorithm: p.remove("algorithm"),
+            algorithm: p.take("algorithm"),
             qop,
             nc,
             cnonce,
-            opaque: p.remove("opaque"),
-            auts: p.remove("auts"),
-            integrity_protected: p.remove("integrity-protected"),
+            opaque: p.take("opaque"),
+            auts: p.take("auts"),
+            integrity_protected: p.take("integrity-protected"),
         })
     }
 
