@@ -182,6 +182,21 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Appends `value` as a quoted-string, escaping `"` and `\\` (RFC 3261 25.1 quoted-pair).
+fn push_quoted(out: &mut String, value: &str) {
+    out.push('"');
+    let mut rest = value;
+    while let Some(i) = memchr::memchr2(b'"', b'\\', rest.as_bytes()) {
+        // Both bytes are ASCII: `i` and `i + 1` are character boundaries.
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..i + 1]);
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
 fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
     if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
         return Err(DigestParseError::InvalidValue(name));
@@ -370,14 +385,7 @@ impl DigestParams {
             out.push_str(&p.name);
             out.push('=');
             if p.quoted {
-                out.push('"');
-                for ch in p.value.chars() {
-                    if ch == '"' || ch == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(ch);
-                }
-                out.push('"');
+                push_quoted(&mut out, &p.value);
             } else {
                 out.push_str(&p.value);
             }
@@ -441,22 +449,40 @@ impl DigestChallenge {
     /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
     /// opaque="..", stale=TRUE`.
     pub fn render(&self) -> Result<String, DigestParseError> {
-        let mut p = DigestParams::new();
-        p.push("realm", &self.realm, true)?;
-        p.push("nonce", &self.nonce, true)?;
+        // Written straight into the header value (one allocation per 401), with the checks of
+        // [`DigestParams::push`]: no control character, unquoted values are tokens.
+        let mut out = String::with_capacity(64 + self.realm.len() + self.nonce.len());
+        out.push_str("Digest");
+        let mut put = |name: &str, value: &str, quoted: bool| {
+            check_value(value, "value")?;
+            if !quoted && !is_token(value) {
+                return Err(DigestParseError::InvalidValue("value"));
+            }
+            out.push_str(if out.len() == "Digest".len() { " " } else { ", " });
+            out.push_str(name);
+            out.push('=');
+            if quoted {
+                push_quoted(&mut out, value);
+            } else {
+                out.push_str(value);
+            }
+            Ok(())
+        };
+        put("realm", &self.realm, true)?;
+        put("nonce", &self.nonce, true)?;
         if let Some(a) = &self.algorithm {
-            p.push("algorithm", a, false)?;
+            put("algorithm", a, false)?;
         }
         if let Some(q) = &self.qop {
-            p.push("qop", q, true)?;
+            put("qop", q, true)?;
         }
         if let Some(o) = &self.opaque {
-            p.push("opaque", o, true)?;
+            put("opaque", o, true)?;
         }
         if self.stale {
-            p.push("stale", "TRUE", false)?;
+            put("stale", "TRUE", false)?;
         }
-        Ok(p.render())
+        Ok(out)
     }
 }
 
@@ -667,6 +693,55 @@ mod tests {
             r#"Digest username="we\"ird\\name", algorithm=AKAv1-MD5"#
         );
         assert_eq!(DigestParams::parse(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn challenge_render_writes_what_the_list_renders() {
+        // The 401's value is written directly; it must be byte for byte what the parameter
+        // list renders, escapes and the token/control checks included.
+        let c = DigestChallenge {
+            realm: "ims.\"x\\y".into(),
+            nonce: "bm9uY2U=".into(),
+            algorithm: Some("AKAv1-MD5".into()),
+            qop: Some("auth".into()),
+            opaque: Some("o\"".into()),
+            stale: true,
+        };
+        let mut p = DigestParams::new();
+        p.push("realm", &c.realm, true).unwrap();
+        p.push("nonce", &c.nonce, true).unwrap();
+        p.push("algorithm", "AKAv1-MD5", false).unwrap();
+        p.push("qop", "auth", true).unwrap();
+        p.push("opaque", "o\"", true).unwrap();
+        p.push("stale", "TRUE", false).unwrap();
+        assert_eq!(c.render().unwrap(), p.render());
+        assert_eq!(DigestChallenge::parse(&c.render().unwrap()).unwrap(), c);
+        let bad_alg = DigestChallenge {
+            algorithm: Some("AKA v1".into()),
+            ..c.clone()
+        };
+        assert_eq!(bad_alg.render(), Err(DigestParseError::InvalidValue("value")));
+        let ctl = DigestChallenge {
+            nonce: "a\r\nb".into(),
+            ..c
+        };
+        assert_eq!(ctl.render(), Err(DigestParseError::InvalidValue("value")));
+    }
+
+    #[test]
+    fn credentials_parse_borrowing_matches_the_list() {
+        // DigestCredentials::parse reads a borrowed list; DigestCredentials::from_params the
+        // owned one: the same credentials, the same errors.
+        let v = "Digest username=\"u@ims\", realm=\"ims\", nonce=\"n\\\"q\",\r\n uri=\"sip:ims\", response=\"\", algorithm=AKAv1-MD5, integrity-protected=yes";
+        let owned = DigestCredentials::from_params(&DigestParams::parse(v).unwrap()).unwrap();
+        let borrowed = DigestCredentials::parse(v).unwrap();
+        assert_eq!(borrowed, owned);
+        assert_eq!(borrowed.nonce, "n\"q");
+        assert_eq!(borrowed.integrity_protected.as_deref(), Some("yes"));
+        assert_eq!(
+            DigestCredentials::parse("Digest Realm=a, realm=b"),
+            Err(DigestParseError::DuplicateParam("realm".into()))
+        );
     }
 
     #[test]

@@ -412,8 +412,18 @@ impl MechanismView<'_> {
 fn split_param(item: &str) -> (&str, &str) {
     match memchr::memchr(b'=', item.as_bytes()) {
         // `=` is ASCII: both sides are character boundaries.
-        Some(i) => (item[..i].trim(), item[i + 1..].trim()),
-        None => (item.trim(), ""),
+        Some(i) => (trim(&item[..i]), trim(&item[i + 1..])),
+        None => (trim(item), ""),
+    }
+}
+
+/// `str::trim`, without decoding characters when both ends are printable ASCII (the usual
+/// `name=value`: nothing to trim).
+fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 
@@ -436,7 +446,7 @@ pub fn security_header_views<'a>(
             Some(i) => (&mech[..i], Some(&mech[i + 1..])),
             None => (mech, None),
         };
-        let name = name.trim();
+        let name = trim(name);
         if name.is_empty() {
             return Err(SecAgreeError::MissingMechanismName);
         }
