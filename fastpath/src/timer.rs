@@ -5,8 +5,10 @@
 //! and the owner of the keys records each key's live deadline beside the key's own state (the
 //! worker: in its `Ue`, which it looks up anyway to poll it). An expired entry whose deadline
 //! is no longer the recorded one is stale (the deadline moved, or the key is gone) and the
-//! owner skips it. That saves the three hash-map operations per packet a map of deadlines
-//! cost (insert on schedule, get and remove on expiry; issue 10, docs/BENCHMARKS.md
+//! owner skips it; a stale entry of a later turn is dropped the first time its slot is
+//! visited (the owner's `is_live` says so), so moving a far deadline often does not pile up
+//! entries. That saves the three hash-map operations per packet a map of deadlines cost
+//! (insert on schedule, get and remove on expiry; issue 10, docs/BENCHMARKS.md
 //! "Registration cost").
 
 use smoltcp::time::{Duration, Instant};
@@ -64,8 +66,14 @@ impl<K: Copy> TimerWheel<K> {
     }
 
     /// Appends to `due` every entry whose deadline falls in a tick up to `now`'s, removing
-    /// them; the owner drops those that are not its keys' live deadlines.
-    pub fn expire(&mut self, now: Instant, due: &mut Vec<(K, Instant)>) {
+    /// them; the owner drops those that are not its keys' live deadlines. Entries of later
+    /// turns in the slots visited stay while `is_live(key, deadline)`.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        due: &mut Vec<(K, Instant)>,
+        mut is_live: impl FnMut(&K, Instant) -> bool,
+    ) {
         due.append(&mut self.ready);
         let end = self.tick_of(now);
         if end <= self.cursor {
@@ -81,8 +89,8 @@ impl<K: Copy> TimerWheel<K> {
                     due.push((key, at));
                     false
                 } else {
-                    // A later turn of the wheel keeps its entry.
-                    true
+                    // A later turn of the wheel keeps its entry, unless it is stale already.
+                    is_live(&key, at)
                 }
             });
             // Entries scheduled into this slot meanwhile are kept.
@@ -121,7 +129,9 @@ mod tests {
 
         fn expire(&mut self, now: i64) -> Vec<u32> {
             let mut due = Vec::new();
-            self.w.expire(ms(now), &mut due);
+            let live = &self.live;
+            self.w
+                .expire(ms(now), &mut due, |k, at| live.get(k) == Some(&at));
             let mut v: Vec<u32> = due
                 .into_iter()
                 .filter(|(k, at)| {
@@ -195,6 +205,21 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_far_deadline_leaves_no_entry_behind() {
+        // A deadline several turns ahead, moved on every packet: its old entries go at the
+        // first visit of their slot, not at their own (far) tick.
+        let mut w = wheel();
+        for t in 0..100 {
+            w.schedule(9, ms(1_000 + t));
+            assert_eq!(w.expire(t), Vec::<u32>::new());
+        }
+        // One turn (64 ticks) after the last move, only the live entry is left.
+        assert_eq!(w.expire(99 + 64), Vec::<u32>::new());
+        assert_eq!(w.w.entries(), 1);
+        assert_eq!(w.expire(1_099), vec![9]);
+    }
+
+    #[test]
     fn same_slot_later_turn_is_kept() {
         let mut w = wheel();
         // 3 and 3 + 64 ticks share a slot of the 64-slot wheel.
@@ -211,7 +236,7 @@ mod tests {
         w.schedule(1, ms(5));
         w.schedule(1, ms(7));
         let mut due = Vec::new();
-        w.expire(ms(10), &mut due);
+        w.expire(ms(10), &mut due, |_, _| true);
         due.sort_unstable_by_key(|e| e.1);
         assert_eq!(due, vec![(1, ms(5)), (1, ms(7))]);
     }

@@ -297,7 +297,10 @@ impl<Q: PortQueue> Worker<Q> {
     /// Polls every stack whose deadline has come, forwarding events and output.
     fn poll_due(&mut self, now: Instant) -> usize {
         let mut due = std::mem::take(&mut self.due);
-        self.timers.expire(now, &mut due);
+        let ues = &self.ues;
+        self.timers.expire(now, &mut due, |ip, at| {
+            ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
+        });
         let mut n = 0;
         for (ip, at) in due.drain(..) {
             n += usize::from(self.poll_ue(ip, at, now));

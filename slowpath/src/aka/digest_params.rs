@@ -291,7 +291,10 @@ impl<'a> ParamRefs<'a> {
     fn take(&mut self, name: &str) -> Option<String> {
         self.params
             .iter_mut()
-            .find(|p| p.as_ref().is_some_and(|p| p.name.eq_ignore_ascii_case(name)))
+            .find(|p| {
+                p.as_ref()
+                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+            })
             .and_then(Option::take)
             .map(|p| p.value.into_owned())
     }
@@ -458,7 +461,11 @@ impl DigestChallenge {
             if !quoted && !is_token(value) {
                 return Err(DigestParseError::InvalidValue("value"));
             }
-            out.push_str(if out.len() == "Digest".len() { " " } else { ", " });
+            out.push_str(if out.len() == "Digest".len() {
+                " "
+            } else {
+                ", "
+            });
             out.push_str(name);
             out.push('=');
             if quoted {
@@ -720,7 +727,10 @@ mod tests {
             algorithm: Some("AKA v1".into()),
             ..c.clone()
         };
-        assert_eq!(bad_alg.render(), Err(DigestParseError::InvalidValue("value")));
+        assert_eq!(
+            bad_alg.render(),
+            Err(DigestParseError::InvalidValue("value"))
+        );
         let ctl = DigestChallenge {
             nonce: "a\r\nb".into(),
             ..c

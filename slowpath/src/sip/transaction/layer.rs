@@ -2,8 +2,8 @@
 //! messages (RFC 3261 17.1.3, 17.2.3), collects what they transmit and emit, and keeps one
 //! deadline heap so `poll_timeout` is O(1).
 
-use std::cmp::Reverse;
 use akagate_proto::hash::KeyedMap;
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
