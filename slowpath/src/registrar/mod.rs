@@ -25,7 +25,7 @@ pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
 pub(crate) use state::{Active, Pending, SetKind};
 pub use view::{RegistrationView, SaSetState, SaSetView};
 
-use akagate_proto::hash::{KeyedMap, KeyedSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -72,21 +72,21 @@ pub(crate) enum Expiry {
 /// Every registration, keyed by lower-cased IMPI, and the inbound SPIs of their sets.
 #[derive(Default)]
 pub(crate) struct Registrar {
-    regs: KeyedMap<String, Registration>,
+    regs: HashMap<String, Registration>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
-    by_spi: KeyedMap<u32, String>,
+    by_spi: HashMap<u32, String>,
     /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
-    by_flow: KeyedMap<Flow, u32>,
+    by_flow: HashMap<Flow, u32>,
     /// Armed deadlines of registrations gone since [`Registrar::take_disarmed`].
     disarmed: Vec<(String, Option<Instant>)>,
     /// Outstanding challenges by the address they were sent to (no entry for none).
-    by_source: KeyedMap<IpAddr, usize>,
+    by_source: HashMap<IpAddr, usize>,
     /// Outstanding challenges in total.
     pending_total: usize,
     /// Registrations whose binding changed since [`Registrar::take_changes`] (the
     /// registration store must hear of them); kept only once [`Registrar::track_changes`]
     /// was called, so a registrar without a store does not collect them forever.
-    changed: KeyedSet<String>,
+    changed: HashSet<String>,
     /// Whether `changed` is kept.
     tracking: bool,
     /// With slowpath shards: where this shard publishes its bindings and finds the other
@@ -95,7 +95,7 @@ pub(crate) struct Registrar {
     /// This registrar's shard in the directory.
     shard: usize,
     /// Registrations whose binding changed since the last [`Registrar::publish`].
-    unpublished: KeyedSet<String>,
+    unpublished: HashSet<String>,
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
