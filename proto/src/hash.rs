@@ -11,8 +11,8 @@
 //! lookups to recover the seed; what bounds that here is that no map exposes its hashes or
 //! iteration order on the wire, and the per-source limits (`[limits]`) cap how many entries
 //! one source can insert. It costs a few nanoseconds per key where SipHash cost tens: the maps
-//! of a registration (registrar, HSS, transactions, the worker's UE map) hash about a dozen
-//! keys per registration (issue 10, docs/BENCHMARKS.md "Registration cost").
+//! of a registration (HSS, transactions, the worker's UE map and neighbour cache) hash about
+//! a dozen keys per registration (issue 10, docs/BENCHMARKS.md "Registration cost").
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
