@@ -1,25 +1,30 @@
 //! A hashed timer wheel of per-UE `poll_at` deadlines, so a worker polls only the stacks
 //! that are due instead of scanning every UE on every loop.
-
-use std::collections::HashMap;
-use std::hash::Hash;
+//!
+//! The wheel keeps no map of its own: each entry carries the deadline it was scheduled for,
+//! and the owner of the keys records each key's live deadline beside the key's own state (the
+//! worker: in its `Ue`, which it looks up anyway to poll it). An expired entry whose deadline
+//! is no longer the recorded one is stale (the deadline moved, or the key is gone) and the
+//! owner skips it; a stale entry of a later turn is dropped the first time its slot is
+//! visited (the owner's `is_live` says so), so moving a far deadline often does not pile up
+//! entries. That saves the three hash-map operations per packet a map of deadlines cost
+//! (insert on schedule, get and remove on expiry; issue 10, docs/BENCHMARKS.md
+//! "Registration cost").
 
 use smoltcp::time::{Duration, Instant};
 
-/// Timer wheel keyed by `K` (a UE key); each key has at most one live deadline.
+/// Timer wheel of `(key, deadline)` entries; the owner decides which entries are live.
 #[derive(Debug)]
 pub struct TimerWheel<K> {
     tick_us: i64,
-    slots: Vec<Vec<K>>,
-    /// The live deadline of each scheduled key; slot entries not matching it are stale.
-    deadlines: HashMap<K, Instant>,
-    /// Keys whose deadline had already passed when scheduled.
-    ready: Vec<K>,
+    slots: Vec<Vec<(K, Instant)>>,
+    /// Entries whose deadline had already passed when scheduled.
+    ready: Vec<(K, Instant)>,
     /// The last tick whose slot was processed.
     cursor: i64,
 }
 
-impl<K: Copy + Eq + Hash> TimerWheel<K> {
+impl<K: Copy> TimerWheel<K> {
     /// A wheel with `slots` slots (rounded up to a power of two) of `tick` each, starting at `now`.
     pub fn new(tick: Duration, slots: usize, now: Instant) -> Self {
         let tick_us = i64::try_from(tick.total_micros())
@@ -29,7 +34,6 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         TimerWheel {
             tick_us,
             slots: (0..n).map(|_| Vec::new()).collect(),
-            deadlines: HashMap::new(),
             ready: Vec::new(),
             cursor: now.total_micros() / tick_us,
         }
@@ -44,50 +48,33 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         tick.rem_euclid(self.slots.len() as i64) as usize
     }
 
-    /// Number of keys with a live deadline.
-    pub fn len(&self) -> usize {
-        self.deadlines.len()
+    /// Number of entries held, stale ones included (until their tick comes).
+    pub fn entries(&self) -> usize {
+        self.ready.len() + self.slots.iter().map(Vec::len).sum::<usize>()
     }
 
-    /// True if nothing is scheduled.
-    pub fn is_empty(&self) -> bool {
-        self.deadlines.is_empty()
-    }
-
-    /// The live deadline of `key`.
-    pub fn deadline(&self, key: &K) -> Option<Instant> {
-        self.deadlines.get(key).copied()
-    }
-
-    /// Sets (or moves) the deadline of `key` to `at`.
+    /// Adds an entry for `key` at `at`. The owner records `at` as the key's live deadline;
+    /// entries of earlier deadlines of the key become stale.
     pub fn schedule(&mut self, key: K, at: Instant) {
-        if self.deadlines.insert(key, at) == Some(at) {
-            return;
-        }
         let tick = self.tick_of(at);
         if tick <= self.cursor {
-            self.ready.push(key);
+            self.ready.push((key, at));
         } else {
             let slot = self.slot_of(tick);
-            self.slots[slot].push(key);
+            self.slots[slot].push((key, at));
         }
     }
 
-    /// Removes the deadline of `key`.
-    pub fn cancel(&mut self, key: &K) {
-        self.deadlines.remove(key);
-    }
-
-    /// Appends to `due` every key whose deadline falls in a tick up to `now`'s, removing them.
-    pub fn expire(&mut self, now: Instant, due: &mut Vec<K>) {
-        // Drained in place: the vector keeps its capacity (no allocation per schedule).
-        let mut ready = std::mem::take(&mut self.ready);
-        for key in ready.drain(..) {
-            if self.deadlines.remove(&key).is_some() {
-                due.push(key);
-            }
-        }
-        self.ready = ready;
+    /// Appends to `due` every entry whose deadline falls in a tick up to `now`'s, removing
+    /// them; the owner drops those that are not its keys' live deadlines. Entries of later
+    /// turns in the slots visited stay while `is_live(key, deadline)`.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        due: &mut Vec<(K, Instant)>,
+        mut is_live: impl FnMut(&K, Instant) -> bool,
+    ) {
+        due.append(&mut self.ready);
         let end = self.tick_of(now);
         if end <= self.cursor {
             return;
@@ -97,18 +84,13 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         for tick in first..=end {
             let slot = self.slot_of(tick);
             let mut entries = std::mem::take(&mut self.slots[slot]);
-            entries.retain(|key| {
-                let Some(&at) = self.deadlines.get(key) else {
-                    return false;
-                };
-                let at_tick = self.tick_of(at);
-                if at_tick <= end {
-                    self.deadlines.remove(key);
-                    due.push(*key);
+            entries.retain(|&(key, at)| {
+                if self.tick_of(at) <= end {
+                    due.push((key, at));
                     false
                 } else {
-                    // A later turn of the wheel keeps its entry; a moved deadline's old entry goes.
-                    self.slot_of(at_tick) == slot
+                    // A later turn of the wheel keeps its entry, unless it is stale already.
+                    is_live(&key, at)
                 }
             });
             // Entries scheduled into this slot meanwhile are kept.
@@ -122,20 +104,55 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn ms(v: i64) -> Instant {
         Instant::from_millis(v)
     }
 
-    fn wheel() -> TimerWheel<u32> {
-        TimerWheel::new(Duration::from_millis(1), 64, ms(0))
+    /// The wheel and an owner recording each key's live deadline, as the worker does.
+    struct Owned {
+        w: TimerWheel<u32>,
+        live: HashMap<u32, Instant>,
     }
 
-    fn expire(w: &mut TimerWheel<u32>, now: i64) -> Vec<u32> {
-        let mut v = Vec::new();
-        w.expire(ms(now), &mut v);
-        v.sort_unstable();
-        v
+    impl Owned {
+        fn schedule(&mut self, k: u32, at: Instant) {
+            if self.live.insert(k, at) != Some(at) {
+                self.w.schedule(k, at);
+            }
+        }
+
+        fn cancel(&mut self, k: u32) {
+            self.live.remove(&k);
+        }
+
+        fn expire(&mut self, now: i64) -> Vec<u32> {
+            let mut due = Vec::new();
+            let live = &self.live;
+            self.w
+                .expire(ms(now), &mut due, |k, at| live.get(k) == Some(&at));
+            let mut v: Vec<u32> = due
+                .into_iter()
+                .filter(|(k, at)| {
+                    let live = self.live.get(k) == Some(at);
+                    if live {
+                        self.live.remove(k);
+                    }
+                    live
+                })
+                .map(|(k, _)| k)
+                .collect();
+            v.sort_unstable();
+            v
+        }
+    }
+
+    fn wheel() -> Owned {
+        Owned {
+            w: TimerWheel::new(Duration::from_millis(1), 64, ms(0)),
+            live: HashMap::new(),
+        }
     }
 
     #[test]
@@ -144,14 +161,14 @@ mod tests {
         w.schedule(1, ms(5));
         w.schedule(2, ms(10));
         w.schedule(3, ms(500)); // several turns ahead
-        assert_eq!(expire(&mut w, 4), Vec::<u32>::new());
-        assert_eq!(expire(&mut w, 5), vec![1]);
-        assert_eq!(expire(&mut w, 9), Vec::<u32>::new());
-        assert_eq!(expire(&mut w, 70), vec![2]);
-        assert_eq!(expire(&mut w, 499), Vec::<u32>::new());
-        assert_eq!(w.len(), 1);
-        assert_eq!(expire(&mut w, 500), vec![3]);
-        assert!(w.is_empty());
+        assert_eq!(w.expire(4), Vec::<u32>::new());
+        assert_eq!(w.expire(5), vec![1]);
+        assert_eq!(w.expire(9), Vec::<u32>::new());
+        assert_eq!(w.expire(70), vec![2]);
+        assert_eq!(w.expire(499), Vec::<u32>::new());
+        assert_eq!(w.w.entries(), 1);
+        assert_eq!(w.expire(500), vec![3]);
+        assert_eq!(w.w.entries(), 0);
     }
 
     #[test]
@@ -160,29 +177,46 @@ mod tests {
         w.schedule(1, ms(5));
         w.schedule(1, ms(20));
         w.schedule(2, ms(6));
-        w.cancel(&2);
-        assert_eq!(expire(&mut w, 10), Vec::<u32>::new());
-        assert_eq!(expire(&mut w, 20), vec![1]);
+        w.cancel(2);
+        assert_eq!(w.expire(10), Vec::<u32>::new());
+        assert_eq!(w.expire(20), vec![1]);
         // Moving a deadline earlier works too.
         w.schedule(1, ms(100));
         w.schedule(1, ms(30));
-        assert_eq!(expire(&mut w, 30), vec![1]);
-        assert_eq!(expire(&mut w, 200), Vec::<u32>::new());
+        assert_eq!(w.expire(30), vec![1]);
+        assert_eq!(w.expire(200), Vec::<u32>::new());
+        // Stale entries leave the wheel when their tick comes.
+        assert_eq!(w.w.entries(), 0);
     }
 
     #[test]
     fn past_deadline_fires_on_next_expire_and_long_pause_catches_up() {
         let mut w = wheel();
-        assert_eq!(expire(&mut w, 50), Vec::<u32>::new());
+        assert_eq!(w.expire(50), Vec::<u32>::new());
         w.schedule(7, ms(10));
-        assert_eq!(expire(&mut w, 50), vec![7]);
+        assert_eq!(w.expire(50), vec![7]);
         for k in 0..200 {
             w.schedule(k, ms(60 + i64::from(k) * 7));
         }
         // One call long after all deadlines fires each key exactly once.
-        let fired = expire(&mut w, 10_000);
+        let fired = w.expire(10_000);
         assert_eq!(fired, (0..200).collect::<Vec<_>>());
-        assert!(w.is_empty());
+        assert_eq!(w.w.entries(), 0);
+    }
+
+    #[test]
+    fn a_moved_far_deadline_leaves_no_entry_behind() {
+        // A deadline several turns ahead, moved on every packet: its old entries go at the
+        // first visit of their slot, not at their own (far) tick.
+        let mut w = wheel();
+        for t in 0..100 {
+            w.schedule(9, ms(1_000 + t));
+            assert_eq!(w.expire(t), Vec::<u32>::new());
+        }
+        // One turn (64 ticks) after the last move, only the live entry is left.
+        assert_eq!(w.expire(99 + 64), Vec::<u32>::new());
+        assert_eq!(w.w.entries(), 1);
+        assert_eq!(w.expire(1_099), vec![9]);
     }
 
     #[test]
@@ -191,8 +225,19 @@ mod tests {
         // 3 and 3 + 64 ticks share a slot of the 64-slot wheel.
         w.schedule(1, ms(3));
         w.schedule(2, ms(67));
-        assert_eq!(expire(&mut w, 3), vec![1]);
-        assert_eq!(expire(&mut w, 66), Vec::<u32>::new());
-        assert_eq!(expire(&mut w, 67), vec![2]);
+        assert_eq!(w.expire(3), vec![1]);
+        assert_eq!(w.expire(66), Vec::<u32>::new());
+        assert_eq!(w.expire(67), vec![2]);
+    }
+
+    #[test]
+    fn expired_entries_carry_their_deadline() {
+        let mut w: TimerWheel<u32> = TimerWheel::new(Duration::from_millis(1), 64, ms(0));
+        w.schedule(1, ms(5));
+        w.schedule(1, ms(7));
+        let mut due = Vec::new();
+        w.expire(ms(10), &mut due, |_, _| true);
+        due.sort_unstable_by_key(|e| e.1);
+        assert_eq!(due, vec![(1, ms(5)), (1, ms(7))]);
     }
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod counters;
+pub mod hash;
 pub mod ipc;
 pub mod shard;
 pub mod sipscan;

@@ -1,7 +1,7 @@
 //! The worker's neighbour cache: IPv4/IPv6 next hop to Ethernet address, learned from ARP
 //! (RFC 826) and Neighbor Discovery (RFC 4861), with expiry and a size bound.
 
-use std::collections::HashMap;
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::net::IpAddr;
 
 use smoltcp::time::{Duration, Instant};
@@ -10,9 +10,9 @@ use smoltcp::wire::EthernetAddress;
 /// Bounded neighbour cache with per-entry expiry and solicitation rate limiting.
 #[derive(Debug)]
 pub struct NeighborCache {
-    entries: HashMap<IpAddr, (EthernetAddress, Instant)>,
+    entries: KeyedMap<IpAddr, (EthernetAddress, Instant)>,
     /// When we last solicited each unresolved next hop.
-    solicited: HashMap<IpAddr, Instant>,
+    solicited: KeyedMap<IpAddr, Instant>,
     max: usize,
     ttl: Duration,
     retry: Duration,
@@ -23,8 +23,8 @@ impl NeighborCache {
     /// solicited at most once per `retry`.
     pub fn new(max: usize, ttl: Duration, retry: Duration) -> Self {
         NeighborCache {
-            entries: HashMap::new(),
-            solicited: HashMap::new(),
+            entries: keyed_map(),
+            solicited: keyed_map(),
             max,
             ttl,
             retry,

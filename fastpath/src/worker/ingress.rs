@@ -590,8 +590,8 @@ impl<Q: PortQueue> Worker<Q> {
         // and answered by the poll scheduled here (once per UE and burst).
         u.stack.input_segment(pkt, seg, spi, now, &mut sink);
         drop(sink);
-        self.timers.schedule(ue, now);
+        super::arm(&mut self.timers, u, ue, now);
         // A SYN becomes a connection at once: the limits see it before the next packet.
-        self.recount(&ue);
+        self.sip_use.recount(u, self.cfg.sip_port);
     }
 }

@@ -11,7 +11,7 @@ mod handoff;
 mod ingress;
 pub mod sa;
 
-use std::collections::HashMap;
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -139,6 +139,13 @@ impl SipPortUse {
         self.conns = self.conns.saturating_sub(o.conns);
         self.half_open = self.half_open.saturating_sub(o.half_open);
     }
+
+    /// Counts `ue`'s use again into this (the worker's) total.
+    fn recount(&mut self, ue: &mut Ue, sip_port: u16) {
+        self.sub(ue.sip_use);
+        ue.sip_use = SipPortUse::of(ue, sip_port);
+        self.add(ue.sip_use);
+    }
 }
 
 /// Per-UE state: its stack and its installed SA sets, newest first.
@@ -148,6 +155,17 @@ struct Ue {
     sa_sets: Vec<SaSetState>,
     /// Its share of the worker's [`Worker::sip_use`], as last counted.
     sip_use: SipPortUse,
+    /// Its live deadline in the worker's timer wheel (`None`: not scheduled); wheel entries
+    /// of other deadlines are stale ([`crate::timer`]).
+    timer_at: Option<Instant>,
+}
+
+/// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is.
+fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
+    if ue.timer_at != Some(at) {
+        ue.timer_at = Some(at);
+        timers.schedule(ip, at);
+    }
 }
 
 /// One fast-path worker over a port queue `Q`.
@@ -159,7 +177,7 @@ pub struct Worker<Q: PortQueue> {
     table: Arc<InboundTable>,
     /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (2.8 KB,
     /// mostly smoltcp's `Interface`).
-    ues: HashMap<IpAddr, Box<Ue>>,
+    ues: KeyedMap<IpAddr, Box<Ue>>,
     timers: TimerWheel<IpAddr>,
     events: EventSink,
     commands: Receiver<WorkerCommand>,
@@ -167,7 +185,7 @@ pub struct Worker<Q: PortQueue> {
     rx: Vec<PacketBuf>,
     /// What the first pass decided for each frame of the burst (kept for its capacity).
     verdicts: Vec<ingress::Verdict>,
-    due: Vec<IpAddr>,
+    due: Vec<(IpAddr, Instant)>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
@@ -204,7 +222,7 @@ impl<Q: PortQueue> Worker<Q> {
             verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
-            ues: HashMap::new(),
+            ues: keyed_map(),
             events: events.into(),
             commands,
             counters,
@@ -279,20 +297,35 @@ impl<Q: PortQueue> Worker<Q> {
     /// Polls every stack whose deadline has come, forwarding events and output.
     fn poll_due(&mut self, now: Instant) -> usize {
         let mut due = std::mem::take(&mut self.due);
-        self.timers.expire(now, &mut due);
-        let n = due.len();
-        for ip in due.drain(..) {
-            self.poll_ue(ip, now);
+        let ues = &self.ues;
+        self.timers.expire(now, &mut due, |ip, at| {
+            ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
+        });
+        let mut n = 0;
+        for (ip, at) in due.drain(..) {
+            n += usize::from(self.poll_ue(ip, at, now));
         }
         self.due = due;
         n
     }
 
-    /// Runs one UE's stack, sends its output, reschedules it or frees it.
-    fn poll_ue(&mut self, ip: IpAddr, now: Instant) {
+    /// Marks `ip`'s stack due now (a packet or a command gave it work).
+    fn wake(&mut self, ip: IpAddr, now: Instant) {
+        if let Some(ue) = self.ues.get_mut(&ip) {
+            arm(&mut self.timers, ue, ip, now);
+        }
+    }
+
+    /// Runs one UE's stack if `at` is its live deadline, sends its output, reschedules it or
+    /// frees it. Returns whether it ran (false: a stale wheel entry, or the UE is gone).
+    fn poll_ue(&mut self, ip: IpAddr, at: Instant, now: Instant) -> bool {
         let Some(ue) = self.ues.get_mut(&ip) else {
-            return;
+            return false;
         };
+        if ue.timer_at != Some(at) {
+            return false;
+        }
+        ue.timer_at = None;
         inc(&self.counters.stack_polls);
         let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
         let ex = ue.stack.expire_conns(self.cfg.sip_port, now, deadlines);
@@ -311,15 +344,13 @@ impl<Q: PortQueue> Worker<Q> {
             &mut self.stack_events,
         );
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
+            // Its entries left in the wheel find no UE: stale.
             if let Some(ue) = self.ues.remove(&ip) {
                 self.sip_use.sub(ue.sip_use);
             }
-            self.timers.cancel(&ip);
             inc(&self.counters.ues_freed);
         } else {
-            self.sip_use.sub(ue.sip_use);
-            ue.sip_use = SipPortUse::of(ue, self.cfg.sip_port);
-            self.sip_use.add(ue.sip_use);
+            self.sip_use.recount(ue, self.cfg.sip_port);
             let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
             let at = [
                 ue.stack.poll_at(now),
@@ -330,18 +361,17 @@ impl<Q: PortQueue> Worker<Q> {
             .flatten()
             .min();
             if let Some(at) = at {
-                self.timers.schedule(ip, at);
+                arm(&mut self.timers, ue, ip, at);
             }
         }
         self.forward_events();
+        true
     }
 
     /// Counts `ip`'s use of the SIP port again after its stack or sets changed.
     fn recount(&mut self, ip: &IpAddr) {
         if let Some(ue) = self.ues.get_mut(ip) {
-            self.sip_use.sub(ue.sip_use);
-            ue.sip_use = SipPortUse::of(ue, self.cfg.sip_port);
-            self.sip_use.add(ue.sip_use);
+            self.sip_use.recount(ue, self.cfg.sip_port);
         }
     }
 
@@ -476,7 +506,7 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
 
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
 fn ue_entry_in<'u>(
-    ues: &'u mut HashMap<IpAddr, Box<Ue>>,
+    ues: &'u mut KeyedMap<IpAddr, Box<Ue>>,
     cfg: &WorkerConfig,
     counters: &WorkerCounters,
     ue: IpAddr,
@@ -507,6 +537,7 @@ fn ue_entry_in<'u>(
                 stack,
                 sa_sets: Vec::new(),
                 sip_use: SipPortUse::default(),
+                timer_at: None,
             }))
         }
     };

@@ -2,6 +2,8 @@
 //! `Authorization` (RFC 2617 3.2.1/3.2.2, RFC 3261 25.1, RFC 3310 3), with typed challenge and
 //! credentials views. Never panics on input; every failure is a `DigestParseError`.
 
+use std::borrow::Cow;
+
 /// Most parameters accepted in one header value (bounds the work per header).
 pub const MAX_PARAMS: usize = 32;
 
@@ -75,7 +77,7 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
@@ -110,7 +112,7 @@ impl Cursor<'_> {
         }
     }
 
-    fn token(&mut self) -> Result<&str, DigestParseError> {
+    fn token(&mut self) -> Result<&'a str, DigestParseError> {
         let start = self.pos;
         while self.peek().is_some_and(is_tchar) {
             self.pos += 1;
@@ -125,19 +127,20 @@ impl Cursor<'_> {
     }
 
     /// quoted-string = DQUOTE *(qdtext / quoted-pair) DQUOTE (RFC 3261 25.1); the cursor is
-    /// on the opening quote.
-    fn quoted(&mut self) -> Result<String, DigestParseError> {
+    /// on the opening quote. The value is borrowed unless it held an escape or a fold.
+    fn quoted(&mut self) -> Result<Cow<'a, str>, DigestParseError> {
         let start = self.pos;
         self.pos += 1;
         // Most values hold no escape, fold or control character: find the closing quote and
         // copy the value at once.
-        let rest = self.b.get(self.pos..).unwrap_or_default();
+        let b: &'a [u8] = self.b;
+        let rest = b.get(self.pos..).unwrap_or_default();
         if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
             let value = &rest[..len];
             if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
                 self.pos += len + 1;
                 return core::str::from_utf8(value)
-                    .map(str::to_owned)
+                    .map(Cow::Borrowed)
                     .map_err(|_| DigestParseError::InvalidChar(start));
             }
         }
@@ -148,6 +151,7 @@ impl Cursor<'_> {
                 Some(b'"') => {
                     self.pos += 1;
                     return String::from_utf8(out)
+                        .map(Cow::Owned)
                         .map_err(|_| DigestParseError::InvalidChar(start));
                 }
                 Some(b'\\') => match self.b.get(self.pos + 1) {
@@ -178,6 +182,21 @@ impl Cursor<'_> {
     }
 }
 
+/// Appends `value` as a quoted-string, escaping `"` and `\\` (RFC 3261 25.1 quoted-pair).
+fn push_quoted(out: &mut String, value: &str) {
+    out.push('"');
+    let mut rest = value;
+    while let Some(i) = memchr::memchr2(b'"', b'\\', rest.as_bytes()) {
+        // Both bytes are ASCII: `i` and `i + 1` are character boundaries.
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..i + 1]);
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
 fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
     if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
         return Err(DigestParseError::InvalidValue(name));
@@ -185,15 +204,24 @@ fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> 
     Ok(())
 }
 
-impl DigestParams {
-    /// An empty list (for the builder).
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// One parameter borrowed from the parsed text: the name as written, the value unescaped
+/// (borrowed unless it held an escape or a fold).
+struct ParamRef<'a> {
+    name: &'a str,
+    value: Cow<'a, str>,
+    quoted: bool,
+}
 
-    /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
-    /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
-    pub fn parse(input: &str) -> Result<Self, DigestParseError> {
+/// A parameter list borrowing its input: the credentials of every REGISTER are read from it
+/// without a `String` per name and value (only the values kept are copied).
+struct ParamRefs<'a> {
+    /// `None` once taken.
+    params: Vec<Option<ParamRef<'a>>>,
+}
+
+impl<'a> ParamRefs<'a> {
+    /// The grammar of [`DigestParams::parse`], which builds on it.
+    fn parse(input: &'a str) -> Result<Self, DigestParseError> {
         let mut c = Cursor {
             b: input.as_bytes(),
             pos: 0,
@@ -209,9 +237,8 @@ impl DigestParams {
         }
         // One parameter per comma at most (commas inside quotes only over-count).
         let commas = memchr::memchr_iter(b',', c.b).count();
-        let mut params = DigestParams {
-            params: Vec::with_capacity((commas + 1).min(MAX_PARAMS)),
-        };
+        let mut params: Vec<Option<ParamRef<'a>>> =
+            Vec::with_capacity((commas + 1).min(MAX_PARAMS));
         loop {
             c.skip_lws()?;
             match c.peek() {
@@ -222,7 +249,7 @@ impl DigestParams {
                 }
                 Some(_) => {}
             }
-            let name = c.token()?.to_ascii_lowercase();
+            let name = c.token()?;
             c.skip_lws()?;
             if c.peek() != Some(b'=') {
                 return Err(DigestParseError::ExpectedEquals(c.pos));
@@ -232,13 +259,24 @@ impl DigestParams {
             let (value, quoted) = if c.peek() == Some(b'"') {
                 (c.quoted()?, true)
             } else {
-                (c.token()?.to_owned(), false)
+                (Cow::Borrowed(c.token()?), false)
             };
-            params.insert(DigestParam {
+            // RFC 2617 3.2.2: each directive at most once (names are case-insensitive).
+            if params
+                .iter()
+                .flatten()
+                .any(|p| p.name.eq_ignore_ascii_case(name))
+            {
+                return Err(DigestParseError::DuplicateParam(name.to_ascii_lowercase()));
+            }
+            if params.len() >= MAX_PARAMS {
+                return Err(DigestParseError::TooManyParams);
+            }
+            params.push(Some(ParamRef {
                 name,
                 value,
                 quoted,
-            })?;
+            }));
             c.skip_lws()?;
             match c.peek() {
                 None => break,
@@ -246,7 +284,49 @@ impl DigestParams {
                 Some(_) => return Err(DigestParseError::ExpectedComma(c.pos)),
             }
         }
-        Ok(params)
+        Ok(ParamRefs { params })
+    }
+
+    /// Takes a parameter's value out of the list (name case-insensitive).
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.params
+            .iter_mut()
+            .find(|p| {
+                p.as_ref()
+                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+            })
+            .and_then(Option::take)
+            .map(|p| p.value.into_owned())
+    }
+
+    /// [`ParamRefs::take`] for a parameter the caller needs.
+    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
+        self.take(name).ok_or(DigestParseError::MissingParam(name))
+    }
+}
+
+impl DigestParams {
+    /// An empty list (for the builder).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
+    /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
+    pub fn parse(input: &str) -> Result<Self, DigestParseError> {
+        let refs = ParamRefs::parse(input)?;
+        Ok(DigestParams {
+            params: refs
+                .params
+                .into_iter()
+                .flatten()
+                .map(|p| DigestParam {
+                    name: p.name.to_ascii_lowercase(),
+                    value: p.value.into_owned(),
+                    quoted: p.quoted,
+                })
+                .collect(),
+        })
     }
 
     fn insert(&mut self, p: DigestParam) -> Result<(), DigestParseError> {
@@ -308,14 +388,7 @@ impl DigestParams {
             out.push_str(&p.name);
             out.push('=');
             if p.quoted {
-                out.push('"');
-                for ch in p.value.chars() {
-                    if ch == '"' || ch == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(ch);
-                }
-                out.push('"');
+                push_quoted(&mut out, &p.value);
             } else {
                 out.push_str(&p.value);
             }
@@ -325,12 +398,6 @@ impl DigestParams {
 
     fn require(&self, name: &'static str) -> Result<&str, DigestParseError> {
         self.get(name).ok_or(DigestParseError::MissingParam(name))
-    }
-
-    /// Removes a parameter the caller needs, returning its value.
-    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
-        self.remove(name)
-            .ok_or(DigestParseError::MissingParam(name))
     }
 }
 
@@ -385,22 +452,44 @@ impl DigestChallenge {
     /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
     /// opaque="..", stale=TRUE`.
     pub fn render(&self) -> Result<String, DigestParseError> {
-        let mut p = DigestParams::new();
-        p.push("realm", &self.realm, true)?;
-        p.push("nonce", &self.nonce, true)?;
+        // Written straight into the header value (one allocation per 401), with the checks of
+        // [`DigestParams::push`]: no control character, unquoted values are tokens.
+        let mut out = String::with_capacity(64 + self.realm.len() + self.nonce.len());
+        out.push_str("Digest");
+        let mut put = |name: &str, value: &str, quoted: bool| {
+            check_value(value, "value")?;
+            if !quoted && !is_token(value) {
+                return Err(DigestParseError::InvalidValue("value"));
+            }
+            out.push_str(if out.len() == "Digest".len() {
+                " "
+            } else {
+                ", "
+            });
+            out.push_str(name);
+            out.push('=');
+            if quoted {
+                push_quoted(&mut out, value);
+            } else {
+                out.push_str(value);
+            }
+            Ok(())
+        };
+        put("realm", &self.realm, true)?;
+        put("nonce", &self.nonce, true)?;
         if let Some(a) = &self.algorithm {
-            p.push("algorithm", a, false)?;
+            put("algorithm", a, false)?;
         }
         if let Some(q) = &self.qop {
-            p.push("qop", q, true)?;
+            put("qop", q, true)?;
         }
         if let Some(o) = &self.opaque {
-            p.push("opaque", o, true)?;
+            put("opaque", o, true)?;
         }
         if self.stale {
-            p.push("stale", "TRUE", false)?;
+            put("stale", "TRUE", false)?;
         }
-        Ok(p.render())
+        Ok(out)
     }
 }
 
@@ -438,23 +527,34 @@ pub struct DigestCredentials {
 impl DigestCredentials {
     /// Parses a credentials header value.
     pub fn parse(value: &str) -> Result<Self, DigestParseError> {
-        Self::from_owned_params(DigestParams::parse(value)?)
+        Self::from_refs(ParamRefs::parse(value)?)
     }
 
     /// Extracts and checks credentials from a parsed list.
     pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
-        Self::from_owned_params(p.clone())
+        Self::from_refs(ParamRefs {
+            params: p
+                .iter()
+                .map(|p| {
+                    Some(ParamRef {
+                        name: &p.name,
+                        value: Cow::Borrowed(&p.value),
+                        quoted: p.quoted,
+                    })
+                })
+                .collect(),
+        })
     }
 
-    /// [`DigestCredentials::from_params`] moving the values out of the list (no copies).
-    fn from_owned_params(mut p: DigestParams) -> Result<Self, DigestParseError> {
+    /// Checks the credentials, copying out only the values kept.
+    fn from_refs(mut p: ParamRefs<'_>) -> Result<Self, DigestParseError> {
         let response = p.take_required("response")?;
         if !(response.is_empty()
             || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
         {
             return Err(DigestParseError::InvalidValue("response"));
         }
-        let qop = p.remove("qop");
+        let qop = p.take("qop");
         let (nc, cnonce) = match &qop {
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let nc = p.take_required("nc")?;
@@ -473,13 +573,13 @@ impl DigestCredentials {
             nonce: p.take_required("nonce")?,
             uri: p.take_required("uri")?,
             response,
-            algorithm: p.remove("algorithm"),
+            algorithm: p.take("algorithm"),
             qop,
             nc,
             cnonce,
-            opaque: p.remove("opaque"),
-            auts: p.remove("auts"),
-            integrity_protected: p.remove("integrity-protected"),
+            opaque: p.take("opaque"),
+            auts: p.take("auts"),
+            integrity_protected: p.take("integrity-protected"),
         })
     }
 
@@ -600,6 +700,58 @@ mod tests {
             r#"Digest username="we\"ird\\name", algorithm=AKAv1-MD5"#
         );
         assert_eq!(DigestParams::parse(&text).unwrap(), p);
+    }
+
+    #[test]
+    fn challenge_render_writes_what_the_list_renders() {
+        // The 401's value is written directly; it must be byte for byte what the parameter
+        // list renders, escapes and the token/control checks included.
+        let c = DigestChallenge {
+            realm: "ims.\"x\\y".into(),
+            nonce: "bm9uY2U=".into(),
+            algorithm: Some("AKAv1-MD5".into()),
+            qop: Some("auth".into()),
+            opaque: Some("o\"".into()),
+            stale: true,
+        };
+        let mut p = DigestParams::new();
+        p.push("realm", &c.realm, true).unwrap();
+        p.push("nonce", &c.nonce, true).unwrap();
+        p.push("algorithm", "AKAv1-MD5", false).unwrap();
+        p.push("qop", "auth", true).unwrap();
+        p.push("opaque", "o\"", true).unwrap();
+        p.push("stale", "TRUE", false).unwrap();
+        assert_eq!(c.render().unwrap(), p.render());
+        assert_eq!(DigestChallenge::parse(&c.render().unwrap()).unwrap(), c);
+        let bad_alg = DigestChallenge {
+            algorithm: Some("AKA v1".into()),
+            ..c.clone()
+        };
+        assert_eq!(
+            bad_alg.render(),
+            Err(DigestParseError::InvalidValue("value"))
+        );
+        let ctl = DigestChallenge {
+            nonce: "a\r\nb".into(),
+            ..c
+        };
+        assert_eq!(ctl.render(), Err(DigestParseError::InvalidValue("value")));
+    }
+
+    #[test]
+    fn credentials_parse_borrowing_matches_the_list() {
+        // DigestCredentials::parse reads a borrowed list; DigestCredentials::from_params the
+        // owned one: the same credentials, the same errors.
+        let v = "Digest username=\"u@ims\", realm=\"ims\", nonce=\"n\\\"q\",\r\n uri=\"sip:ims\", response=\"\", algorithm=AKAv1-MD5, integrity-protected=yes";
+        let owned = DigestCredentials::from_params(&DigestParams::parse(v).unwrap()).unwrap();
+        let borrowed = DigestCredentials::parse(v).unwrap();
+        assert_eq!(borrowed, owned);
+        assert_eq!(borrowed.nonce, "n\"q");
+        assert_eq!(borrowed.integrity_protected.as_deref(), Some("yes"));
+        assert_eq!(
+            DigestCredentials::parse("Digest Realm=a, realm=b"),
+            Err(DigestParseError::DuplicateParam("realm".into()))
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! and branches, the SA table's SPI allocator, the counters and the commands held for SQN
 //! durability. The REGISTER procedure and the proxy reach it through [`Cx`](super::Cx).
 
-use std::collections::{BTreeSet, HashMap};
+use akagate_proto::hash::{keyed_map, KeyedMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ pub(crate) struct Shared {
     /// Every server and client transaction (RFC 3261 17).
     pub txl: TransactionLayer,
     /// Transport state of each live transaction.
-    pub txs: HashMap<TxId, TxInfo>,
+    pub txs: KeyedMap<TxId, TxInfo>,
     /// Registration, keep-alive, Timer C and 2xx-relay deadlines, earliest first.
     pub timers: BTreeSet<(Instant, TimerKey)>,
     /// Makes every branch we create unique even with a poor random source.
@@ -51,7 +52,7 @@ impl Shared {
             spis,
             rng,
             txl,
-            txs: HashMap::new(),
+            txs: keyed_map(),
             timers: BTreeSet::new(),
             branch_seq: 0,
             stats: CoreStats::default(),

@@ -2,6 +2,7 @@
 //! queued for persistence ([`PersistRecord`]), and re-synchronisation from AUTS
 //! (TS 33.102 6.3.3, 6.3.5). No file is written here; see [`super::persist`].
 
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
@@ -119,8 +120,8 @@ fn key(id: &str) -> String {
 #[derive(Debug)]
 pub struct Hss {
     subs: Vec<Subscriber>,
-    by_impi: HashMap<String, usize>,
-    by_impu: HashMap<String, usize>,
+    by_impi: KeyedMap<String, usize>,
+    by_impu: KeyedMap<String, usize>,
     policy: SqnPolicy,
     /// SQN records not yet taken by the owner of the disk (`None`: SQNs are not persisted).
     persist: Option<Outbox>,
@@ -154,8 +155,8 @@ impl Hss {
         let policy = SqnPolicy::default();
         let mut hss = Hss {
             subs: Vec::with_capacity(records.len()),
-            by_impi: HashMap::new(),
-            by_impu: HashMap::new(),
+            by_impi: keyed_map(),
+            by_impu: keyed_map(),
             policy,
             persist: None,
             foreign: BTreeMap::new(),
@@ -339,8 +340,8 @@ impl Hss {
         let mut out: Vec<Hss> = (0..shards)
             .map(|_| Hss {
                 subs: Vec::new(),
-                by_impi: HashMap::new(),
-                by_impu: HashMap::new(),
+                by_impi: keyed_map(),
+                by_impu: keyed_map(),
                 policy: self.policy,
                 persist: persists.then(Outbox::default),
                 foreign: BTreeMap::new(),

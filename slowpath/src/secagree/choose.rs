@@ -63,17 +63,8 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
     if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
         return None;
     }
-    // One pass over the parameters (the first of each name counts, as `param` reads it).
-    let mut read: [Option<&str>; 8] = [None; 8];
-    const NAMES: [&str; 8] = [
-        "prot", "mod", "alg", "ealg", "spi-c", "spi-s", "port-c", "port-s",
-    ];
-    for (n, v) in m.each_param() {
-        if let Some(i) = NAMES.iter().position(|k| k.eq_ignore_ascii_case(n)) {
-            read[i].get_or_insert(v);
-        }
-    }
-    let [prot, mode, alg, ealg, spi_c, spi_s, port_c, port_s] = read;
+    // The first of each name counts, as `param` reads it (a view read them when checked).
+    let [prot, mode, alg, ealg, spi_c, spi_s, port_c, port_s] = m.offer_params();
     // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
     if prot.is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
         || mode.is_some_and(|p| !p.eq_ignore_ascii_case("trans"))

@@ -353,6 +353,33 @@ pub trait Mechanism {
     fn param_u16(&self, name: &str) -> Option<u16> {
         self.param(name).and_then(|v| v.parse().ok())
     }
+
+    /// The first value of each of [`OFFER_PARAMS`] (what choosing an `ipsec-3gpp` offer
+    /// reads), in that order.
+    fn offer_params(&self) -> [Option<&str>; 8] {
+        let mut read = [None; 8];
+        for (n, v) in self.each_param() {
+            note_offer_param(&mut read, n, v);
+        }
+        read
+    }
+}
+
+/// The parameters of an `ipsec-3gpp` offer (TS 33.203 7.1), as [`Mechanism::offer_params`]
+/// returns them.
+pub const OFFER_PARAMS: [&str; 8] = [
+    "prot", "mod", "alg", "ealg", "spi-c", "spi-s", "port-c", "port-s",
+];
+
+/// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
+/// each name counts, as [`Mechanism::param`] reads it).
+fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
+    if let Some(i) = OFFER_PARAMS
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(name))
+    {
+        read[i].get_or_insert(value);
+    }
 }
 
 impl Mechanism for SecMechanism {
@@ -372,6 +399,9 @@ pub struct MechanismView<'a> {
     name: &'a str,
     /// The `;`-separated parameters after the name (`None` without a `;`).
     params: Option<&'a str>,
+    /// [`Mechanism::offer_params`], read in the pass that checked the view: choosing an offer
+    /// does not walk the parameters again.
+    offer: [Option<&'a str>; 8],
 }
 
 impl<'a> Mechanism for MechanismView<'a> {
@@ -381,11 +411,11 @@ impl<'a> Mechanism for MechanismView<'a> {
 
     fn each_param(&self) -> impl Iterator<Item = (&str, &str)> {
         // Checked when the view was made: the split cannot fail, and every item is a param.
-        self.params
-            .and_then(|p| split_outside_quotes(p, b';').ok())
-            .into_iter()
-            .flatten()
-            .map(split_param)
+        view_params(self.params)
+    }
+
+    fn offer_params(&self) -> [Option<&str>; 8] {
+        self.offer
     }
 }
 
@@ -408,12 +438,31 @@ impl MechanismView<'_> {
     }
 }
 
+/// The parameters of a view's `;`-separated text, borrowed from the header.
+fn view_params(params: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    params
+        .and_then(|p| split_outside_quotes(p, b';').ok())
+        .into_iter()
+        .flatten()
+        .map(split_param)
+}
+
 /// `name[=value]`, both trimmed.
 fn split_param(item: &str) -> (&str, &str) {
     match memchr::memchr(b'=', item.as_bytes()) {
         // `=` is ASCII: both sides are character boundaries.
-        Some(i) => (item[..i].trim(), item[i + 1..].trim()),
-        None => (item.trim(), ""),
+        Some(i) => (trim(&item[..i]), trim(&item[i + 1..])),
+        None => (trim(item), ""),
+    }
+}
+
+/// `str::trim`, without decoding characters when both ends are printable ASCII (the usual
+/// `name=value`: nothing to trim).
+fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 
@@ -436,23 +485,28 @@ pub fn security_header_views<'a>(
             Some(i) => (&mech[..i], Some(&mech[i + 1..])),
             None => (mech, None),
         };
-        let name = name.trim();
+        let name = trim(name);
         if name.is_empty() {
             return Err(SecAgreeError::MissingMechanismName);
         }
         if !is_token(name) {
             return Err(SecAgreeError::BadToken);
         }
-        let view = MechanismView { name, params };
-        for (count, (n, _)) in view.each_param().enumerate() {
+        let mut offer = [None; 8];
+        for (count, (n, v)) in view_params(params).enumerate() {
             if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
+            note_offer_param(&mut offer, n, v);
         }
-        out.push(view);
+        out.push(MechanismView {
+            name,
+            params,
+            offer,
+        });
     }
     if out.len() == before {
         return Err(SecAgreeError::Empty);
@@ -587,6 +641,34 @@ mod tests {
             owned[0].render(),
             "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;port-c=2;flag"
         );
+    }
+
+    #[test]
+    fn a_view_reads_the_offer_parameters_as_a_walk_does() {
+        // The view records them while it is checked; the owned mechanism walks its list: the
+        // same values, first of each name, names ignoring case, unknown names skipped.
+        let text = "ipsec-3gpp; Alg=hmac-md5-96; ealg=aes-cbc; ALG=hmac-sha-1-96; spi-c=1111; \
+                    spi-s=2222; x=1; port-c=5060; port-s=5062; MOD=trans, tls;q=0.1";
+        let mut views = Vec::new();
+        security_header_views(text, &mut views).unwrap();
+        let owned = parse_security_header(text).unwrap();
+        for (v, o) in views.iter().zip(&owned) {
+            assert_eq!(v.offer_params(), o.offer_params());
+        }
+        assert_eq!(
+            views[0].offer_params(),
+            [
+                None,
+                Some("trans"),
+                Some("hmac-md5-96"),
+                Some("aes-cbc"),
+                Some("1111"),
+                Some("2222"),
+                Some("5060"),
+                Some("5062")
+            ]
+        );
+        assert_eq!(views[1].offer_params(), [None; 8]);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Message<'a> {
     /// key, the registrar and the response builder all read them.
     pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
     pub(crate) to: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    /// The From header, parsed on first use (validation and the transaction key read it).
+    pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     /// The first Contact (`None`: no Contact header), parsed on first use like the above.
     pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
 }
@@ -225,6 +227,7 @@ impl<'a> Message<'a> {
             content_length,
             top_via: OnceCell::new(),
             to: OnceCell::new(),
+            from: OnceCell::new(),
             first_contact: OnceCell::new(),
         })
     }

@@ -86,7 +86,9 @@ impl<'a> Message<'a> {
 
     /// The From header.
     pub fn from_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.single_name_addr(HeaderKind::From)
+        *self
+            .from
+            .get_or_init(|| self.single_name_addr(HeaderKind::From))
     }
 
     /// The To header.

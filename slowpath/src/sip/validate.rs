@@ -5,7 +5,9 @@ use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::trim_lws;
 use super::message::{Message, StartLine};
+use super::name_addr::Contact;
 use super::uri::{Scheme, Uri};
+use super::via::Via;
 
 impl<'a> Message<'a> {
     /// Checks everything the P-CSCF relies on. A request that fails is answered with
@@ -25,13 +27,27 @@ impl<'a> Message<'a> {
             self.cseq()?;
         }
         self.top_via()?;
-        self.vias().skip(1).try_for_each(|v| v.map(|_| ()))?;
+        // The top Via and first Contact are parsed (and cached) above: skip their raw values
+        // rather than parse them again.
+        self.list_values(HeaderKind::Via)
+            .skip(1)
+            .try_for_each(|v| {
+                v.map_err(|_| ParseError::BadHeader("Via"))
+                    .and_then(Via::parse)
+                    .map(|_| ())
+            })?;
         self.from_header()?;
         self.to_header()?;
         self.call_id()?;
         if let Some(first) = self.first_contact() {
             first?;
-            self.contacts().skip(1).try_for_each(|c| c.map(|_| ()))?;
+            self.list_values(HeaderKind::Contact)
+                .skip(1)
+                .try_for_each(|c| {
+                    c.and_then(Contact::parse)
+                        .map(|_| ())
+                        .map_err(|_| ParseError::BadHeader("Contact"))
+                })?;
         }
         for kind in [
             HeaderKind::Route,

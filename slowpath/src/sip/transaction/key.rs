@@ -36,11 +36,12 @@ pub enum ServerKey {
 }
 
 fn sent_by(via: &Via<'_>) -> String {
-    format!(
-        "{}:{}",
-        via.host.to_string().to_ascii_lowercase(),
-        via.port_or_default()
-    )
+    use std::fmt::Write as _;
+    // One buffer, lower-cased in place (the host's text is ASCII once parsed).
+    let mut s = String::with_capacity(48);
+    let _ = write!(s, "{}:{}", via.host, via.port_or_default());
+    s.make_ascii_lowercase();
+    s
 }
 
 impl ServerKey {

@@ -2,8 +2,9 @@
 //! messages (RFC 3261 17.1.3, 17.2.3), collects what they transmit and emit, and keeps one
 //! deadline heap so `poll_timeout` is O(1).
 
+use akagate_proto::hash::KeyedMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -111,9 +112,9 @@ struct Entry {
 pub struct TransactionLayer {
     cfg: TimerConfig,
     next_id: u64,
-    servers: HashMap<ServerKey, TxId>,
-    clients: HashMap<ClientKey, TxId>,
-    entries: HashMap<TxId, Entry>,
+    servers: KeyedMap<ServerKey, TxId>,
+    clients: KeyedMap<ClientKey, TxId>,
+    entries: KeyedMap<TxId, Entry>,
     deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
     transmits: VecDeque<(TxId, Transmit)>,
     events: VecDeque<(TxId, TxEvent)>,
