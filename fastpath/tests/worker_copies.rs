@@ -92,152 +92,152 @@ fn ue_sip(t: &Bed) -> usize {
         .count()
 }
 
-/// The copies of `tally`, site by site, to compare whole.
-fn sites(tally: &CopyTally) -> Vec<(CopySite, u64, u64)> {
-    let s = tally.nonzero();
-    eprintln!("copies (site, copies, bytes): {s:?}");
-    s
+/// What [`measure`] saw: the worker's copies, its ESP packets in and out, SIP messages it
+/// delivered and the UE received.
+struct Seen {
+    tally: CopyTally,
+    esp_in: u64,
+    esp_out: u64,
+    sip: usize,
+    ue_sip: usize,
 }
 
-/// The worker's ESP packets in and out since `before`.
-fn esp_delta(t: &Bed, before: (u64, u64)) -> (u64, u64) {
-    (t.count("esp_in") - before.0, t.count("esp_out") - before.1)
+impl Seen {
+    /// The copies site by site, to compare whole with [`expect`].
+    fn sites(&self) -> Vec<(CopySite, u64, u64)> {
+        let s = self.tally.nonzero();
+        eprintln!("copies (site, copies, bytes): {s:?}");
+        s
+    }
+
+    /// The IP header moves of the ESP packets seen (20 bytes each way per packet), then
+    /// `payload`: the payload copies, in `CopySite` order after them.
+    fn expect(&self, payload: &[(CopySite, u64, u64)]) -> Vec<(CopySite, u64, u64)> {
+        let moves = [
+            (CopySite::EspHeaderIn, self.esp_in, self.esp_in * IPV4_HDR),
+            (
+                CopySite::EspHeaderOut,
+                self.esp_out,
+                self.esp_out * IPV4_HDR,
+            ),
+        ];
+        let moves = moves.into_iter().filter(|m| m.1 > 0);
+        moves.chain(payload.iter().copied()).collect()
+    }
 }
+
+/// [`N`] times: `each` (the UE sends, and/or returns a command for the worker's first round),
+/// then `rounds` rounds of both sides; the copies the worker made meanwhile.
+fn measure(
+    t: &mut Bed,
+    rounds: usize,
+    mut each: impl FnMut(&mut Bed) -> Option<WorkerCommand>,
+) -> Seen {
+    let (sip, ue_got) = (t.sip, ue_sip(t));
+    let (esp_in, esp_out) = (t.count("esp_in"), t.count("esp_out"));
+    let mut tally = CopyTally::default();
+    for _ in 0..N {
+        let mut cmd = each(t);
+        for _ in 0..rounds {
+            round(t, cmd.take(), &mut tally);
+        }
+    }
+    Seen {
+        tally,
+        esp_in: t.count("esp_in") - esp_in,
+        esp_out: t.count("esp_out") - esp_out,
+        sip: t.sip - sip,
+        ue_sip: ue_sip(t) - ue_got,
+    }
+}
+
+/// The worker's command to send `m` to the UE over `proto` (port_ps -> port_uc).
+fn send(proto: Transport, m: &[u8]) -> Option<WorkerCommand> {
+    Some(WorkerCommand::Send {
+        flow: pcscf_flow(proto),
+        bytes: m.to_vec(),
+        connect_if_absent: false,
+    })
+}
+
+/// Payload bytes of [`N`] messages of [`MSG_LEN`].
+const BYTES: u64 = (N * MSG_LEN) as u64;
+/// [`N`] as a count of copies.
+const NN: u64 = N as u64;
 
 #[test]
 fn a_protected_tcp_message_in_costs_one_copy_in_smoltcp_and_one_into_its_vec() {
     let mut t = established();
     let m = sip_message(MSG_LEN);
-    let (sip, before) = (t.sip, (t.count("esp_in"), t.count("esp_out")));
-    let mut tally = CopyTally::default();
-    for _ in 0..N {
+    let seen = measure(&mut t, 3, |t| {
         t.ue.send(ue_flow(Transport::Tcp), &m, false).unwrap();
-        for _ in 0..3 {
-            round(&mut t, None, &mut tally);
-        }
-    }
-    assert_eq!(t.sip - sip, N, "every message delivered");
-    let (esp_in, esp_out) = esp_delta(&t, before);
-    assert!(esp_in >= N as u64 && esp_out > 0);
-    let n = N as u64;
-    let bytes = n * MSG_LEN as u64;
-    // The worker answers with bare ACKs: headers only, nothing copied but their IP header.
-    assert_eq!(
-        sites(&tally),
-        vec![
-            (CopySite::EspHeaderIn, esp_in, esp_in * IPV4_HDR),
-            (CopySite::EspHeaderOut, esp_out, esp_out * IPV4_HDR),
-            (CopySite::StackRx, n, bytes),
-            (CopySite::Message, n, bytes),
-        ]
-    );
+        None
+    });
+    assert_eq!(seen.sip, N, "every message delivered");
+    assert!(seen.esp_in >= NN && seen.esp_out > 0);
+    // The worker answers with bare ACKs: nothing copied of them but their IP header.
+    let payload = [
+        (CopySite::StackRx, NN, BYTES),
+        (CopySite::Message, NN, BYTES),
+    ];
+    assert_eq!(seen.sites(), seen.expect(&payload));
 }
 
 #[test]
 fn two_messages_in_one_segment_are_cut_out_where_they_lie() {
     let mut t = established();
     let m = sip_message(MSG_LEN / 2);
-    let (sip, before) = (t.sip, (t.count("esp_in"), t.count("esp_out")));
-    let mut tally = CopyTally::default();
-    for _ in 0..N {
+    let seen = measure(&mut t, 3, |t| {
         // Both queued before the UE's stack polls: one segment carries both.
         t.ue.send(ue_flow(Transport::Tcp), &m, false).unwrap();
         t.ue.send(ue_flow(Transport::Tcp), &m, false).unwrap();
-        for _ in 0..3 {
-            round(&mut t, None, &mut tally);
-        }
-    }
-    assert_eq!(t.sip - sip, 2 * N, "every message delivered");
-    let (esp_in, esp_out) = esp_delta(&t, before);
-    let n = N as u64;
-    let bytes = n * MSG_LEN as u64;
+        None
+    });
+    assert_eq!(seen.sip, 2 * N, "every message delivered");
     // Nothing goes through the framer's buffer: each message is copied out of the socket's
-    // ring once (before, both were buffered and the first copied out of the buffer again).
-    assert_eq!(
-        sites(&tally),
-        vec![
-            (CopySite::EspHeaderIn, esp_in, esp_in * IPV4_HDR),
-            (CopySite::EspHeaderOut, esp_out, esp_out * IPV4_HDR),
-            (CopySite::StackRx, n, bytes),
-            (CopySite::Message, 2 * n, bytes),
-        ]
-    );
+    // ring once (before, both were buffered and then copied out of the buffer again).
+    let payload = [
+        (CopySite::StackRx, NN, BYTES),
+        (CopySite::Message, 2 * NN, BYTES),
+    ];
+    assert_eq!(seen.sites(), seen.expect(&payload));
 }
 
 #[test]
 fn a_protected_tcp_message_out_costs_one_copy_into_the_socket_and_one_into_the_tx_buffer() {
     let mut t = established();
     let m = sip_message(MSG_LEN);
-    let (got, before) = (ue_sip(&t), (t.count("esp_in"), t.count("esp_out")));
-    let mut tally = CopyTally::default();
-    for _ in 0..N {
-        let send = WorkerCommand::Send {
-            flow: pcscf_flow(Transport::Tcp),
-            bytes: m.clone(),
-            connect_if_absent: false,
-        };
-        round(&mut t, Some(send), &mut tally);
-        for _ in 0..2 {
-            round(&mut t, None, &mut tally);
-        }
-    }
-    assert_eq!(ue_sip(&t) - got, N, "every message reached the UE");
-    let (esp_in, esp_out) = esp_delta(&t, before);
-    assert!(esp_out >= N as u64 && esp_in > 0);
-    let n = N as u64;
-    let bytes = n * MSG_LEN as u64;
-    assert_eq!(
-        sites(&tally),
-        vec![
-            (CopySite::EspHeaderIn, esp_in, esp_in * IPV4_HDR),
-            (CopySite::EspHeaderOut, esp_out, esp_out * IPV4_HDR),
-            (CopySite::StackSend, n, bytes),
-            (CopySite::StackTx, n, bytes),
-        ]
-    );
+    let seen = measure(&mut t, 3, |_| send(Transport::Tcp, &m));
+    assert_eq!(seen.ue_sip, N, "every message reached the UE");
+    assert!(seen.esp_out >= NN && seen.esp_in > 0);
+    let payload = [
+        (CopySite::StackSend, NN, BYTES),
+        (CopySite::StackTx, NN, BYTES),
+    ];
+    assert_eq!(seen.sites(), seen.expect(&payload));
 }
 
 #[test]
 fn a_protected_udp_message_costs_two_copies_each_way() {
     let mut t = bed();
     let m = sip_message(MSG_LEN);
-    let mut tally = CopyTally::default();
-    for _ in 0..N {
+    let seen = measure(&mut t, 2, |t| {
         t.ue.send(ue_flow(Transport::Udp), &m, false).unwrap();
-        for _ in 0..2 {
-            round(&mut t, None, &mut tally);
-        }
-    }
-    assert_eq!(t.sip, N, "every datagram delivered");
-    let n = N as u64;
-    let bytes = n * MSG_LEN as u64;
-    assert_eq!(t.count("esp_in"), n);
-    assert_eq!(
-        sites(&tally),
-        vec![
-            (CopySite::EspHeaderIn, n, n * IPV4_HDR),
-            (CopySite::StackRx, n, bytes),
-            (CopySite::UdpMessage, n, bytes),
-        ]
-    );
-    let mut tally = CopyTally::default();
-    for _ in 0..N {
-        let send = WorkerCommand::Send {
-            flow: pcscf_flow(Transport::Udp),
-            bytes: m.clone(),
-            connect_if_absent: false,
-        };
-        round(&mut t, Some(send), &mut tally);
-        round(&mut t, None, &mut tally);
-    }
-    assert_eq!(ue_sip(&t), N, "every datagram reached the UE");
-    assert_eq!(t.count("esp_out"), n);
-    assert_eq!(
-        sites(&tally),
-        vec![
-            (CopySite::EspHeaderOut, n, n * IPV4_HDR),
-            (CopySite::StackSend, n, bytes),
-            (CopySite::StackTx, n, bytes),
-        ]
-    );
+        None
+    });
+    assert_eq!(seen.sip, N, "every datagram delivered");
+    assert_eq!((seen.esp_in, seen.esp_out), (NN, 0));
+    let payload = [
+        (CopySite::StackRx, NN, BYTES),
+        (CopySite::UdpMessage, NN, BYTES),
+    ];
+    assert_eq!(seen.sites(), seen.expect(&payload));
+    let seen = measure(&mut t, 2, |_| send(Transport::Udp, &m));
+    assert_eq!(seen.ue_sip, N, "every datagram reached the UE");
+    assert_eq!((seen.esp_in, seen.esp_out), (0, NN));
+    let payload = [
+        (CopySite::StackSend, NN, BYTES),
+        (CopySite::StackTx, NN, BYTES),
+    ];
+    assert_eq!(seen.sites(), seen.expect(&payload));
 }

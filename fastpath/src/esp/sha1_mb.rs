@@ -329,26 +329,7 @@ unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8];
                 }
             }};
         }
-        quad!(0, 0);
-        quad!(1, 0);
-        quad!(2, 0);
-        quad!(3, 0);
-        quad!(4, 0);
-        quad!(5, 1);
-        quad!(6, 1);
-        quad!(7, 1);
-        quad!(8, 1);
-        quad!(9, 1);
-        quad!(10, 2);
-        quad!(11, 2);
-        quad!(12, 2);
-        quad!(13, 2);
-        quad!(14, 2);
-        quad!(15, 3);
-        quad!(16, 3);
-        quad!(17, 3);
-        quad!(18, 3);
-        quad!(19, 3);
+        stitch::sha1_quad_rounds!(quad);
         for i in 0..N {
             e_in[i] = _mm_sha1nexte_epu32(e_prev[i], e_save[i]);
             abcd[i] = _mm_add_epi32(abcd[i], abcd0[i]);
