@@ -307,10 +307,10 @@ unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8];
             ($r:literal, $f:literal) => {{
                 for i in 0..N {
                     let m = if $r < 4 {
-                        // SAFETY: `at + 64` is within the block list (`count` is clamped to it);
-                        // 16-byte unaligned load at offset 16 * r of the block.
-                        let w =
-                            unsafe { _mm_loadu_si128(blocks[i].as_ptr().add(at + 16 * $r).cast()) };
+                        let p = blocks[i].as_ptr().wrapping_add(at + 16 * $r);
+                        // SAFETY: `at + 64` is within the block list (`count` is clamped to
+                        // it); 16-byte unaligned load at offset 16 * r of the block.
+                        let w = unsafe { _mm_loadu_si128(p.cast()) };
                         _mm_shuffle_epi8(w, bswap)
                     } else {
                         // FIPS 180-4 6.1.2 step 1, four words at a time.
