@@ -515,7 +515,7 @@ def sc_pipelined(ctx):
         for r in finals:
             a.responses.remove(r)
         b.requests = [r for r in b.requests if r not in got]
-        ctx.world.note("%d MESSAGEs in one segment over ESP: each framed, routed, answered" % n)
+        ctx.world.note("%d MESSAGEs in one send over ESP: each framed, routed, answered" % n)
     deregister_all(ctx, a, b)
 
 
