@@ -105,9 +105,9 @@ impl core::ops::AddAssign for CopyTally {
 
 #[cfg(any(test, feature = "copy-count"))]
 thread_local! {
-    static TALLY: core::cell::Cell<CopyTally> = const {
-        core::cell::Cell::new(CopyTally { counts: [(0, 0); CopySite::ALL.len()] })
-    };
+    /// Copies and bytes per site, side by side: one add each per copy.
+    static TALLY: [core::cell::Cell<u64>; 2 * CopySite::ALL.len()] =
+        const { [const { core::cell::Cell::new(0) }; 2 * CopySite::ALL.len()] };
 }
 
 /// Counts one copy of `bytes` packet bytes at `site` (nothing without the `copy-count`
@@ -117,11 +117,9 @@ pub fn note(site: CopySite, bytes: usize) {
     #[cfg(any(test, feature = "copy-count"))]
     {
         let _ = TALLY.try_with(|t| {
-            let mut v = t.get();
-            let c = &mut v.counts[site as usize];
-            c.0 += 1;
-            c.1 += bytes as u64;
-            t.set(v);
+            let (c, b) = (&t[2 * site as usize], &t[2 * site as usize + 1]);
+            c.set(c.get() + 1);
+            b.set(b.get() + bytes as u64);
         });
     }
     #[cfg(not(any(test, feature = "copy-count")))]
@@ -131,7 +129,13 @@ pub fn note(site: CopySite, bytes: usize) {
 /// The copies counted on this thread since the last call, and resets them.
 #[cfg(any(test, feature = "copy-count"))]
 pub fn take() -> CopyTally {
-    TALLY.with(|t| t.take())
+    TALLY.with(|t| {
+        let mut tally = CopyTally::default();
+        for (i, c) in tally.counts.iter_mut().enumerate() {
+            *c = (t[2 * i].take(), t[2 * i + 1].take());
+        }
+        tally
+    })
 }
 
 /// Bytes after the TCP or UDP header of the IP packet `pkt` (no extension headers, as a
