@@ -3,7 +3,7 @@
 //! independent message fills the gaps (SHA-NI instructions reach only xmm0-15, which two
 //! message states fill). A lane whose packet is done takes the next one. While all lanes
 //! are in their packets' bodies they compress as many blocks as all of them have in one
-//! call, the chaining states kept in registers from block to block.
+//! call (`step`), the chaining states kept in registers from block to block.
 //!
 //! SHA-1 per FIPS 180-4 6.1.2; padding per 5.1.1. The single-message compression is
 //! `stitch::compress`.
@@ -31,9 +31,9 @@ pub(super) struct HmacJob<'a> {
 /// Messages hashed at once. SHA-NI instructions reach only xmm0-15, so beyond two messages
 /// part of the state lives on the stack; on Zen 4 (`lane_timing`, 32 HMACs of 1448 bytes)
 /// one message takes 907 ns, two 544 ns, three 485 ns, four 480 ns each when every block
-/// goes through the lane loop, and four 351 ns since four lanes in their bodies compress
-/// as many blocks as all have in one call, their states in registers throughout (the loop's
-/// bookkeeping was a fifth of the receive path's samples at 1408 bytes).
+/// goes through the lane loop, and 821, 481, 390 and 352 ns since lanes in their bodies
+/// compress as many blocks as all have in one call, their states in registers throughout
+/// (the loop's bookkeeping was a fifth of the receive path's samples at 1408 bytes).
 const LANES: usize = 4;
 
 /// Where a lane is in its HMAC: inner blocks read from the packet, the padded inner tail,
@@ -187,73 +187,12 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
         }
         // The SHA-NI calls below rely on SHA, SSSE3 and SSE4.1, present since a
         // `Sha1NiKey` exists (see above).
+        // SAFETY (each `step`): CPU features as above.
         let k = match active.as_mut_slice() {
-            [Some(a), Some(b), Some(c), Some(d), ..] => {
-                let bodies = [&a.src, &b.src, &c.src, &d.src].map(Blocks::body_left);
-                match bodies {
-                    // All four in their bodies: as many blocks as all have, the states held
-                    // in registers from one block to the next.
-                    [Some(ba), Some(bb), Some(bc), Some(bd)]
-                        if bd.len().min(bc.len()).min(bb.len()).min(ba.len()) >= 128 =>
-                    {
-                        let run = [ba, bb, bc, bd]
-                            .iter()
-                            .map(|b| b.len() / 64)
-                            .min()
-                            .unwrap_or(1);
-                        // SAFETY: CPU features as above.
-                        unsafe {
-                            compress_n(
-                                [&mut a.state, &mut b.state, &mut c.state, &mut d.state],
-                                [ba, bb, bc, bd],
-                                run,
-                            )
-                        };
-                        for l in [&mut *a, &mut *b, &mut *c, &mut *d] {
-                            l.src.skip_body(run - 1);
-                        }
-                        4
-                    }
-                    _ => match (a.src.block(), b.src.block(), c.src.block(), d.src.block()) {
-                        // SAFETY: CPU features as above.
-                        (Some(ba), Some(bb), Some(bc), Some(bd)) => unsafe {
-                            compress_n(
-                                [&mut a.state, &mut b.state, &mut c.state, &mut d.state],
-                                [ba, bb, bc, bd],
-                                1,
-                            );
-                            4
-                        },
-                        _ => 0,
-                    },
-                }
-            }
-            [Some(a), Some(b), Some(c), ..] => {
-                match (a.src.block(), b.src.block(), c.src.block()) {
-                    // SAFETY: CPU features as above.
-                    (Some(ba), Some(bb), Some(bc)) => unsafe {
-                        compress_n([&mut a.state, &mut b.state, &mut c.state], [ba, bb, bc], 1);
-                        3
-                    },
-                    _ => 0,
-                }
-            }
-            [Some(a), Some(b), ..] => match (a.src.block(), b.src.block()) {
-                // SAFETY: CPU features as above.
-                (Some(ba), Some(bb)) => unsafe {
-                    compress_n([&mut a.state, &mut b.state], [ba, bb], 1);
-                    2
-                },
-                _ => 0,
-            },
-            [Some(a), ..] => match a.src.block() {
-                // SAFETY: CPU features as above.
-                Some(ba) => unsafe {
-                    stitch::compress(&mut a.state, ba, None);
-                    1
-                },
-                None => 0,
-            },
+            [Some(a), Some(b), Some(c), Some(d), ..] => unsafe { step([a, b, c, d]) },
+            [Some(a), Some(b), Some(c), ..] => unsafe { step([a, b, c]) },
+            [Some(a), Some(b), ..] => unsafe { step([a, b]) },
+            [Some(a), ..] => unsafe { step([a]) },
             _ => 0,
         };
         // Exactly the lanes compressed above move on.
@@ -277,27 +216,61 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
     }
 }
 
-/// `N` independent SHA-1 compressions of `count` consecutive 64-byte blocks each (the first
-/// `count` blocks of each of `blocks`; fewer if one is shorter), their rounds interleaved
-/// and the states kept in registers from block to block.
+/// Compresses the next blocks of `lanes` (each has one): while all are in their packets'
+/// bodies as many blocks as all of them have, in one call; else one block each. Returns how
+/// many lanes compressed (all, or none if one had no block: cannot happen), each to be
+/// moved on by one block with `Blocks::advance`.
+///
+/// # Safety
+/// The CPU must support SHA, SSSE3 and SSE4.1.
+unsafe fn step<const N: usize>(mut lanes: [&mut &mut Lane<'_>; N]) -> usize {
+    let bodies = lanes.each_ref().map(|l| l.src.body_left());
+    let run = match bodies.iter().flatten().map(|b| b.len() / 64).min() {
+        Some(run) if run > 1 && bodies.iter().all(Option::is_some) => run,
+        _ => 1,
+    };
+    if run > 1 {
+        let jobs = lanes.each_mut().map(|l| (&mut l.state, l.src.body));
+        // SAFETY: CPU features as the caller guarantees.
+        unsafe { compress_n(jobs, run) };
+        for l in lanes.iter_mut() {
+            l.src.skip_body(run - 1);
+        }
+        return N;
+    }
+    let jobs = lanes.each_mut().map(|l| {
+        let Lane { state, src, .. } = &mut ***l;
+        (state, src.block().map_or(&[][..], |b| &b[..]))
+    });
+    if jobs.iter().any(|j| j.1.is_empty()) {
+        return 0;
+    }
+    // SAFETY: CPU features as the caller guarantees.
+    unsafe { compress_n(jobs, 1) };
+    N
+}
+
+/// `N` independent SHA-1 compressions, each of `count` consecutive 64-byte blocks of its
+/// job's block list (fewer if one is shorter) into its job's state, their rounds
+/// interleaved and the states kept in registers from block to block.
 ///
 /// # Safety
 /// The CPU must support SHA, SSSE3 and SSE4.1.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 #[allow(unused_assignments)] // the last quad-rounds' ring writes are dead
-unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8]; N], count: usize) {
+unsafe fn compress_n<const N: usize>(jobs: [(&mut [u32; 5], &[u8]); N], count: usize) {
     // Every load below stays inside its block list.
-    let count = blocks.iter().fold(count, |c, b| c.min(b.len() / 64));
+    let count = jobs.iter().fold(count, |c, j| c.min(j.1.len() / 64));
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
     let mut abcd: [__m128i; N] = core::array::from_fn(|i| {
         // SAFETY: each state holds five u32; the first four are an unaligned 16-byte load.
-        let v = unsafe { _mm_loadu_si128(states[i].as_ptr().cast()) };
+        let v = unsafe { _mm_loadu_si128(jobs[i].0.as_ptr().cast()) };
         _mm_shuffle_epi32::<0x1b>(v)
     });
     // E in the high dword, the rest zero (what SHA1NEXTE leaves there).
     let mut e_in: [__m128i; N] =
-        core::array::from_fn(|i| _mm_set_epi32(states[i][4] as i32, 0, 0, 0));
+        core::array::from_fn(|i| _mm_set_epi32(jobs[i].0[4] as i32, 0, 0, 0));
     for at in (0..count).map(|b| 64 * b) {
         let abcd0 = abcd;
         let e_save = e_in;
@@ -307,7 +280,7 @@ unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8];
             ($r:literal, $f:literal) => {{
                 for i in 0..N {
                     let m = if $r < 4 {
-                        let p = blocks[i].as_ptr().wrapping_add(at + 16 * $r);
+                        let p = jobs[i].1.as_ptr().wrapping_add(at + 16 * $r);
                         // SAFETY: `at + 64` is within the block list (`count` is clamped to
                         // it); 16-byte unaligned load at offset 16 * r of the block.
                         let w = unsafe { _mm_loadu_si128(p.cast()) };
@@ -335,7 +308,7 @@ unsafe fn compress_n<const N: usize>(states: [&mut [u32; 5]; N], blocks: [&[u8];
             abcd[i] = _mm_add_epi32(abcd[i], abcd0[i]);
         }
     }
-    for (i, st) in states.into_iter().enumerate() {
+    for (i, (st, _)) in jobs.into_iter().enumerate() {
         // SAFETY: as for the loads above.
         unsafe { _mm_storeu_si128(st.as_mut_ptr().cast(), _mm_shuffle_epi32::<0x1b>(abcd[i])) };
         st[4] = _mm_extract_epi32::<3>(e_in[i]) as u32;
