@@ -187,13 +187,15 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
         }
         // The SHA-NI calls below rely on SHA, SSSE3 and SSE4.1, present since a
         // `Sha1NiKey` exists (see above).
-        // SAFETY (each `step`): CPU features as above.
-        let k = match active.as_mut_slice() {
-            [Some(a), Some(b), Some(c), Some(d), ..] => unsafe { step([a, b, c, d]) },
-            [Some(a), Some(b), Some(c), ..] => unsafe { step([a, b, c]) },
-            [Some(a), Some(b), ..] => unsafe { step([a, b]) },
-            [Some(a), ..] => unsafe { step([a]) },
-            _ => 0,
+        // SAFETY: `step` needs SHA, SSSE3 and SSE4.1: present, as above.
+        let k = unsafe {
+            match active.as_mut_slice() {
+                [Some(a), Some(b), Some(c), Some(d), ..] => step([a, b, c, d]),
+                [Some(a), Some(b), Some(c), ..] => step([a, b, c]),
+                [Some(a), Some(b), ..] => step([a, b]),
+                [Some(a), ..] => step([a]),
+                _ => 0,
+            }
         };
         // Exactly the lanes compressed above move on.
         for l in active.iter_mut().take(k).flatten() {
