@@ -4,10 +4,17 @@
 //! Bench ids: `esp_encrypt/<suite>/<size>`, `esp_decrypt/<suite>/<size>` and
 //! `esp_burst/<variant>/<size>` (a burst of 32); `bench/run.sh` reads criterion's estimates
 //! under these names.
+//!
+//! Time is the thread's CPU time ([`cpu_time::ThreadCpu`]), not wall time, like the
+//! baselines `bench/run.sh crypto` prints beside these figures (intel-ipsec-mb and OpenSSL
+//! count CPU time): on a loaded box wall time also counts the time the bench was descheduled.
 
 use std::time::Duration;
 
+mod cpu_time;
+
 use akagate_fastpath::esp::{AuthAlg, EncrAlg, InboundSa, OutboundSa, SaKeys, Suite};
+use cpu_time::ThreadCpu;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 const SIZES: [usize; 4] = [64, 256, 1024, 1408];
@@ -67,7 +74,7 @@ fn packet(size: usize) -> (Vec<u8>, core::ops::Range<usize>) {
     (buf, ROOM..ROOM + total)
 }
 
-fn bench_esp(c: &mut Criterion) {
+fn bench_esp(c: &mut Criterion<ThreadCpu>) {
     let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
     for (dir, encrypt) in [("esp_encrypt", true), ("esp_decrypt", false)] {
         let mut g = c.benchmark_group(dir);
@@ -111,7 +118,7 @@ fn bench_esp(c: &mut Criterion) {
 /// Same-run baseline for the aes-gcm suite: the `aes-gcm` crate (what `esp_*/aesgcm` used
 /// before `gcm_ni`) sealing/opening the ESP body of a 1408-byte payload (1412 bytes, 8 bytes
 /// of AAD), crypto only. Ids: `esp_gcm_baseline/{seal,open}/1412`.
-fn bench_gcm_baseline(c: &mut Criterion) {
+fn bench_gcm_baseline(c: &mut Criterion<ThreadCpu>) {
     use aes_gcm::{AeadInPlace, Aes128Gcm, KeyInit};
     let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
     let mut g = c.benchmark_group("esp_gcm_baseline");
@@ -157,7 +164,7 @@ fn bench_gcm_baseline(c: &mut Criterion) {
 /// and `aesni8` force one, `single` runs the same burst API with every packet through the
 /// single-packet stitched path (the same-run baseline). Then `esp_burst_decrypt/{mb,single}`:
 /// the same bursts through `decapsulate_burst`, multi-buffer HMAC or not.
-fn bench_burst(c: &mut Criterion) {
+fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     use akagate_fastpath::esp::burst::encapsulate_burst_with;
     use akagate_fastpath::esp::{CbcKernel, EncapItem};
     const BURST: usize = 32;
@@ -269,5 +276,9 @@ fn bench_burst(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_esp, bench_gcm_baseline, bench_burst);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(cpu_time::ThreadCpu);
+    targets = bench_esp, bench_gcm_baseline, bench_burst
+}
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! The inbound SA path of a worker at 1 Ki, 64 Ki, 1 Mi and 4 Mi installed SAs: bursts of 32
-//! ESP packets (hmac-sha-1-96 + aes-cbc, 64-byte inner IPv4/TCP packets) with random SPIs go
+//! ESP packets (hmac-sha-1-96 + aes-cbc, 64-byte inner IPv4/TCP packets unless `SA_PATH_INNER`
+//! says otherwise) with random SPIs go
 //! SPI -> table entry (selectors, worker, slot) -> the worker's slab slot -> burst
 //! decapsulation -> selector check, with the worker's own types and calls.
 //!
@@ -15,7 +16,9 @@
 //! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a shared box
 //! the bench is descheduled, though other jobs still share its caches.
 //!
-//! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB).
+//! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
+//! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
+//! path at full-size packets.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,10 +37,8 @@ use rand::{Rng, SeedableRng};
 
 const BURST: usize = 32;
 const RING: usize = 32 * 1024;
-const SLOT: usize = 256;
 const ROOM: usize = 64;
 const WARM: usize = 64;
-const INNER: usize = 64;
 const UE_PORT: u16 = 31800;
 const LOCAL_PORT: u16 = 5064;
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
@@ -58,31 +59,28 @@ fn ue_addr(k: usize) -> Ipv4Addr {
     Ipv4Addr::from(0x0a00_0000 | (k as u32 / 2))
 }
 
-/// The inner IPv4/TCP packet (64 bytes) of UE `k` in `buf[ROOM..]`.
-fn inner_packet(buf: &mut [u8], k: usize) -> core::ops::Range<usize> {
-    let ip = &mut buf[ROOM..ROOM + INNER];
+/// Length of the inner IPv4/TCP packets (`SA_PATH_INNER`, 64 by default).
+fn inner_len() -> usize {
+    std::env::var("SA_PATH_INNER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| (40..=1500).contains(&n))
+        .unwrap_or(64)
+}
+
+/// Bytes of a receive buffer for an inner packet of `inner` bytes: room before, the ESP
+/// packet, room after (256 at 64 bytes).
+fn slot_len(inner: usize) -> usize {
+    (ROOM + inner + 64 + ROOM).next_multiple_of(64)
+}
+
+/// The inner IPv4/TCP packet (`inner` bytes) of UE `k` in `buf[ROOM..]`.
+fn inner_packet(buf: &mut [u8], k: usize, inner: usize) -> core::ops::Range<usize> {
+    let ip = &mut buf[ROOM..ROOM + inner];
     ip[..20].copy_from_slice(&[
-        0x45,
-        0,
-        0,
-        INNER as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
+    ip[2..4].copy_from_slice(&(inner as u16).to_be_bytes());
     ip[12..16].copy_from_slice(&ue_addr(k).octets());
     ip[16..20].copy_from_slice(&LOCAL.octets());
     let tcp = &mut ip[20..];
@@ -93,7 +91,7 @@ fn inner_packet(buf: &mut [u8], k: usize) -> core::ops::Range<usize> {
     for (i, b) in tcp[20..].iter_mut().enumerate() {
         *b = b'a' + (i % 26) as u8;
     }
-    ROOM..ROOM + INNER
+    ROOM..ROOM + inner
 }
 
 /// A worker's inbound SAs and table at one size, and a ring of packets for them.
@@ -101,11 +99,13 @@ struct Bed {
     table: InboundTable,
     sas: WorkerSas,
     spis: Vec<u32>,
-    /// RING packets, SLOT bytes apart, as built.
+    /// RING packets, `slot` bytes apart, as built.
     pristine: Vec<u8>,
+    /// Bytes per packet in `pristine` and `rx`.
+    slot: usize,
     /// Per packet: its range in its slot, its parsed header, its SA (index into `spis`).
     meta: Vec<(core::ops::Range<usize>, IpRepr, usize)>,
-    rx: Vec<[u8; SLOT]>,
+    rx: Vec<Vec<u8>>,
     pos: usize,
     evict: Vec<u8>,
     delivered: u64,
@@ -136,15 +136,17 @@ impl Bed {
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let mut next_seq = std::collections::HashMap::<usize, u64>::new();
-        let mut pristine = vec![0u8; RING * SLOT];
+        let inner = inner_len();
+        let slot_bytes = slot_len(inner);
+        let mut pristine = vec![0u8; RING * slot_bytes];
         let mut meta = Vec::with_capacity(RING);
-        for (i, slot) in pristine.chunks_exact_mut(SLOT).enumerate() {
+        for (i, slot) in pristine.chunks_exact_mut(slot_bytes).enumerate() {
             let k = rng.gen_range(0..n);
             let seq = next_seq.entry(k).or_insert(0);
             let mut out = OutboundSa::new(spis[k], &suite).expect("sa");
             out.set_last_seq_for_test(*seq);
             *seq += 1;
-            let r = inner_packet(slot, k);
+            let r = inner_packet(slot, k, inner);
             let r = out.encapsulate(slot, r).expect("encapsulate");
             let ip = IpRepr::from_bytes(&slot[r.clone()], Direction::Inbound).expect("ip");
             meta.push((r, ip, k));
@@ -155,8 +157,9 @@ impl Bed {
             sas,
             spis,
             pristine,
+            slot: slot_bytes,
             meta,
-            rx: vec![[0u8; SLOT]; BURST],
+            rx: vec![vec![0u8; slot_bytes]; BURST],
             pos: RING / BURST,
             evict: vec![0u8; 64 << 20],
             delivered: 0,
@@ -189,8 +192,8 @@ impl Bed {
         let base = self.pos * BURST;
         self.pos += 1;
         for (j, rx) in self.rx.iter_mut().enumerate() {
-            let from = (base + j) * SLOT;
-            rx.copy_from_slice(&self.pristine[from..from + SLOT]);
+            let from = (base + j) * self.slot;
+            rx.copy_from_slice(&self.pristine[from..from + self.slot]);
         }
         let metas = &self.meta[base..base + BURST];
         let mut items: [DecapItem<'_>; BURST] =

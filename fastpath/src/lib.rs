@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod copies;
 pub use akagate_proto::counters;
 pub mod esp;
 pub use akagate_proto::ipc;

@@ -291,6 +291,7 @@ impl OutboundSa {
         let out = &mut buf[start..end];
         // Move the IP header (and extension headers before ESP) into the headroom.
         out.copy_within(front..front + hdr_len, 0);
+        crate::copies::note(crate::copies::CopySite::EspHeaderOut, hdr_len);
         let esp = &mut out[hdr_len..];
         esp[0..4].copy_from_slice(&self.spi.to_be_bytes());
         esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
@@ -627,6 +628,7 @@ impl InboundSa {
         let new_len = hdr_len + payload_len;
         // Move the IP header forward over ESP header and IV; the payload stays where it is.
         ip_pkt.copy_within(0..hdr_len, front);
+        crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
         let out = &mut ip_pkt[front..front + new_len];
         ip::fix_header(out, &c.lay, next_header, new_len);
         let start = c.start + front;

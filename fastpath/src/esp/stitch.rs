@@ -14,6 +14,35 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::aesni::Aes128Ni;
 
+/// The 20 quad-rounds of a SHA-1 compression (FIPS 180-4 6.1.2: rounds 0-19 use f = Ch,
+/// 20-39 Parity, 40-59 Maj, 60-79 Parity; SHA1RNDS4's immediate 0-3), each through the
+/// caller's `$quad!(quad-round, function)`.
+macro_rules! sha1_quad_rounds {
+    ($quad:ident) => {
+        $quad!(0, 0);
+        $quad!(1, 0);
+        $quad!(2, 0);
+        $quad!(3, 0);
+        $quad!(4, 0);
+        $quad!(5, 1);
+        $quad!(6, 1);
+        $quad!(7, 1);
+        $quad!(8, 1);
+        $quad!(9, 1);
+        $quad!(10, 2);
+        $quad!(11, 2);
+        $quad!(12, 2);
+        $quad!(13, 2);
+        $quad!(14, 2);
+        $quad!(15, 3);
+        $quad!(16, 3);
+        $quad!(17, 3);
+        $quad!(18, 3);
+        $quad!(19, 3);
+    };
+}
+pub(super) use sha1_quad_rounds;
+
 /// FIPS 180-4 5.3.1 initial hash value.
 const SHA1_IV: [u32; 5] = [
     0x6745_2301,
@@ -151,26 +180,7 @@ pub(super) unsafe fn compress(
             }
         }};
     }
-    quad!(0, 0);
-    quad!(1, 0);
-    quad!(2, 0);
-    quad!(3, 0);
-    quad!(4, 0);
-    quad!(5, 1);
-    quad!(6, 1);
-    quad!(7, 1);
-    quad!(8, 1);
-    quad!(9, 1);
-    quad!(10, 2);
-    quad!(11, 2);
-    quad!(12, 2);
-    quad!(13, 2);
-    quad!(14, 2);
-    quad!(15, 3);
-    quad!(16, 3);
-    quad!(17, 3);
-    quad!(18, 3);
-    quad!(19, 3);
+    sha1_quad_rounds!(quad);
 
     let e = _mm_sha1nexte_epu32(e_prev, e_save);
     abcd = _mm_add_epi32(abcd, abcd0);

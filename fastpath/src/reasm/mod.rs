@@ -263,6 +263,7 @@ impl Reassembler {
             dg.header = Some((frag.header.to_vec(), frag.nh_at));
             dg.v6_next = frag.v6_next;
         }
+        crate::copies::note(crate::copies::CopySite::Reassembly, frag.data.len());
         dg.frags.insert(pos, (frag.offset, frag.data.to_vec()));
         dg.bytes += frag.data.len();
         self.bytes += frag.data.len();
@@ -287,6 +288,7 @@ impl Reassembler {
         let Some((header, nh_at)) = dg.header else {
             return Err(ReasmDrop::Malformed);
         };
+        crate::copies::note(crate::copies::CopySite::Reassembly, dg.bytes);
         let mut payload = Vec::with_capacity(dg.bytes);
         for (_, d) in dg.frags {
             payload.extend_from_slice(&d);
@@ -386,6 +388,10 @@ fn build(
     v6_next: u8,
     payload: &[u8],
 ) -> Result<Vec<u8>, ReasmDrop> {
+    crate::copies::note(
+        crate::copies::CopySite::Reassembly,
+        header.len() + payload.len(),
+    );
     let mut out = Vec::with_capacity(header.len() + payload.len());
     out.extend_from_slice(header);
     out.extend_from_slice(payload);

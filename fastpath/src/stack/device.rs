@@ -154,13 +154,31 @@ pub struct SinkTxToken<'a, S>(&'a mut S);
 
 impl phy::RxToken for SliceRxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        // smoltcp reads the packet where it lies; its payload goes into a socket's buffer.
+        #[cfg(any(test, feature = "copy-count"))]
+        note_payload(crate::copies::CopySite::StackRx, self.0);
         f(self.0)
     }
 }
 
 impl<S: PacketSink> phy::TxToken for SinkTxToken<'_, S> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        self.0.send(len, f)
+        self.0.send(len, |buf| {
+            let r = f(buf);
+            // smoltcp wrote the packet into the sink's buffer: its payload from a socket's.
+            #[cfg(any(test, feature = "copy-count"))]
+            note_payload(crate::copies::CopySite::StackTx, buf);
+            r
+        })
+    }
+}
+
+/// Counts a copy at `site` of the payload of `pkt`, if it carries any.
+#[cfg(any(test, feature = "copy-count"))]
+fn note_payload(site: crate::copies::CopySite, pkt: &[u8]) {
+    let n = crate::copies::transport_payload(pkt);
+    if n > 0 {
+        crate::copies::note(site, n);
     }
 }
 

@@ -62,7 +62,64 @@ impl SipFramer {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        crate::copies::note(crate::copies::CopySite::FramerBuffer, bytes.len());
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Frames `data`, stream bytes just read (`more` further bytes are waiting to be read
+    /// after them), handing each frame to `on_frame` in order. While nothing is buffered,
+    /// complete messages are cut straight out of `data` (one copy each, into the message) and
+    /// only an incomplete message at its end is buffered; a buffered message takes just the
+    /// bytes it lacks once its length is known, and is handed over as its buffer. So a byte
+    /// is copied once, whether messages share segments or straddle them, where [`push`]
+    /// then [`next_frame`] copies twice the bytes of a message that shares the buffer with
+    /// the start of the next.
+    ///
+    /// [`push`]: SipFramer::push
+    /// [`next_frame`]: SipFramer::next_frame
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        more: usize,
+        mut on_frame: impl FnMut(Frame),
+    ) -> Result<(), FramingError> {
+        while !data.is_empty() {
+            if self.pending() > 0 {
+                let take = match self.want {
+                    Some(total) => total.saturating_sub(self.pending()).min(data.len()),
+                    None => data.len(),
+                };
+                let (now, rest) = data.split_at(take);
+                self.push(now);
+                data = rest;
+                while let Some(f) = self.next_frame()? {
+                    on_frame(f);
+                }
+                continue;
+            }
+            let (frame, used) = match scan_frame(data, &self.limits, 0)? {
+                Scanned::Ping => (Frame::Ping, CRLFCRLF.len()),
+                Scanned::Pong => (Frame::Pong, CRLF.len()),
+                Scanned::Message { len } => {
+                    crate::copies::note(crate::copies::CopySite::Message, len);
+                    (Frame::Message(data[..len].to_vec()), len)
+                }
+                Scanned::Incomplete { scanned, len } => {
+                    // The start of a message: buffered, with room for all of it at once.
+                    let room = len.unwrap_or(0).max(data.len() + more);
+                    self.buf.clear();
+                    self.start = 0;
+                    self.buf.reserve(room);
+                    self.push(data);
+                    self.scanned = scanned;
+                    self.want = len;
+                    return Ok(());
+                }
+            };
+            on_frame(frame);
+            data = data.get(used..).unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// Makes room for `n` more bytes at once, so bytes read in pieces (a socket's ring
@@ -111,6 +168,7 @@ impl SipFramer {
             self.scanned = 0;
             std::mem::take(&mut self.buf)
         } else {
+            crate::copies::note(crate::copies::CopySite::Message, total);
             let m = data[..total].to_vec();
             self.consumed(total);
             m
@@ -221,6 +279,55 @@ mod tests {
         assert_eq!(f.next_frame(), Ok(None));
         f.push(b"a");
         assert_eq!(f.next_frame(), Err(FramingError::HeadTooLong(16)));
+    }
+
+    /// Feeds `chunks` one by one, returning the frames and the copies counted.
+    fn feed_all(f: &mut SipFramer, chunks: &[&[u8]]) -> (Vec<Frame>, crate::copies::CopyTally) {
+        let _ = crate::copies::take();
+        let mut out = Vec::new();
+        for c in chunks {
+            f.feed(c, 0, |fr| out.push(fr)).unwrap();
+        }
+        (out, crate::copies::take())
+    }
+
+    #[test]
+    fn feed_cuts_whole_messages_where_they_lie_and_buffers_only_a_partial_one() {
+        use crate::copies::CopySite;
+        let mut f = framer();
+        let all = [REG, b"\r\n\r\n", OPT, REG].concat();
+        let cut = REG.len() + 4 + OPT.len() + 10;
+        let (frames, c) = feed_all(&mut f, &[&all[..cut], &all[cut..]]);
+        let expect = vec![
+            Frame::Message(REG.to_vec()),
+            Frame::Ping,
+            Frame::Message(OPT.to_vec()),
+            Frame::Message(REG.to_vec()),
+        ];
+        assert_eq!(frames, expect);
+        // REG and OPT copied once into their messages; the last REG buffered in two pieces
+        // and handed over as its buffer.
+        assert_eq!(c.bytes(CopySite::Message), (REG.len() + OPT.len()) as u64);
+        assert_eq!(c.bytes(CopySite::FramerBuffer), REG.len() as u64);
+        assert_eq!(f.pending(), 0);
+        // Byte by byte, and a header section split before its length is known.
+        let (frames, _) = feed_all(&mut f, &REG.chunks(1).collect::<Vec<_>>());
+        assert_eq!(frames, vec![Frame::Message(REG.to_vec())]);
+        let (frames, _) = feed_all(&mut f, &[&all[..5], &all[5..]]);
+        assert_eq!(frames, expect);
+    }
+
+    #[test]
+    fn feed_refuses_what_push_refuses() {
+        let mut f = framer();
+        let bad = b"INVITE x SIP/2.0\r\nContent-Length: x1\r\n\r\n";
+        assert_eq!(f.feed(bad, 0, |_| {}), Err(FramingError::BadContentLength));
+        let mut f = framer();
+        f.feed(&bad[..10], 0, |_| panic!("no frame")).unwrap();
+        assert_eq!(
+            f.feed(&bad[10..], 0, |_| {}),
+            Err(FramingError::BadContentLength)
+        );
     }
 
     #[test]

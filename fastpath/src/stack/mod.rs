@@ -207,6 +207,7 @@ impl TcpConn {
         match self.tls.as_mut() {
             Some(t) => t.send(bytes, &mut self.pending),
             None => {
+                crate::copies::note(crate::copies::CopySite::StackSend, bytes.len());
                 self.pending.extend(bytes);
                 Ok(())
             }
@@ -232,6 +233,7 @@ impl TcpConn {
             let (front, _) = self.pending.as_slices();
             match s.send_slice(front) {
                 Ok(n) if n > 0 => {
+                    crate::copies::note(crate::copies::CopySite::PendingToSocket, n);
                     self.pending.drain(..n);
                 }
                 _ => break,
@@ -1118,54 +1120,59 @@ impl UeStack {
             }
             let mut fail = false;
             let mut tls_fail = false;
-            conn.framer.reserve(s.recv_queue());
-            while s.can_recv() {
+            let mut pings = 0;
+            let mut framed = false;
+            let f = conn.flow;
+            let via_spi = spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
+            let messages_in = &mut self.counters.messages_in;
+            while s.can_recv() && !fail && !tls_fail {
                 // Straight from the socket's ring into the framer (twice when it wraps), or
-                // through the TLS session, which hands the framer the plaintext.
+                // through the TLS session, which hands the framer the plaintext; complete
+                // messages are cut out where they lie (`SipFramer::feed`).
                 let (framer, session) = (&mut conn.framer, &mut conn.tls);
+                let mut on_frame = |frame| match frame {
+                    Frame::Message(bytes) => {
+                        *messages_in += 1;
+                        framed = true;
+                        events.push(WorkerEvent::Sip(SipIn {
+                            flow: f,
+                            via_spi,
+                            bytes,
+                        }));
+                    }
+                    // RFC 5626 4.4.1: a CRLFCRLF ping is answered with a CRLF pong (below).
+                    Frame::Ping => pings += 1,
+                    Frame::Pong => {}
+                };
+                let queued = s.recv_queue();
                 let n = s.recv(|data| {
+                    let more = queued.saturating_sub(data.len());
                     match session {
-                        Some(t) => tls_fail |= t.receive(data, &mut |p| framer.push(p)).is_err(),
-                        None => framer.push(data),
+                        Some(t) => {
+                            tls_fail |= t
+                                .receive(data, &mut |p| {
+                                    // Nothing is framed after an unframeable byte.
+                                    if !fail {
+                                        fail = framer.feed(p, 0, &mut on_frame).is_err();
+                                    }
+                                })
+                                .is_err()
+                        }
+                        None => fail |= framer.feed(data, more, &mut on_frame).is_err(),
                     }
                     (data.len(), data.len())
                 });
-                if !matches!(n, Ok(n) if n > 0) || tls_fail {
+                if !matches!(n, Ok(n) if n > 0) {
                     break;
                 }
-                loop {
-                    match conn.framer.next_frame() {
-                        Ok(Some(Frame::Message(bytes))) => {
-                            self.counters.messages_in += 1;
-                            conn.last_message = now;
-                            conn.partial_since = None;
-                            let f = conn.flow;
-                            let via_spi =
-                                spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
-                            events.push(WorkerEvent::Sip(SipIn {
-                                flow: f,
-                                via_spi,
-                                bytes,
-                            }));
-                        }
-                        Ok(Some(Frame::Ping)) => {
-                            // RFC 5626 4.4.1: answer a CRLFCRLF ping with a CRLF pong.
-                            self.counters.pings_answered += 1;
-                            conn.last_message = now;
-                            conn.partial_since = None;
-                            tls_fail |= conn.queue(b"\r\n").is_err();
-                        }
-                        Ok(Some(Frame::Pong)) => {}
-                        Ok(None) => break,
-                        Err(_) => {
-                            fail = true;
-                            break;
-                        }
-                    }
-                }
-                if fail {
-                    break;
-                }
+            }
+            if framed || pings > 0 {
+                conn.last_message = now;
+                conn.partial_since = None;
+            }
+            for _ in 0..pings {
+                self.counters.pings_answered += 1;
+                tls_fail |= conn.queue(b"\r\n").is_err();
             }
             if conn.framer.pending() > 0 {
                 conn.partial_since.get_or_insert(now);
@@ -1218,7 +1225,10 @@ impl UeStack {
                 events.push(WorkerEvent::Sip(SipIn {
                     flow,
                     via_spi,
-                    bytes: data.to_vec(),
+                    bytes: {
+                        crate::copies::note(crate::copies::CopySite::UdpMessage, data.len());
+                        data.to_vec()
+                    },
                 }));
             }
         }
@@ -1283,7 +1293,9 @@ impl UeStack {
             meta: Default::default(),
         };
         s.send_slice(bytes, meta)
-            .map_err(|_| StackError::UdpBufferFull)
+            .map_err(|_| StackError::UdpBufferFull)?;
+        crate::copies::note(crate::copies::CopySite::StackSend, bytes.len());
+        Ok(())
     }
 
     /// Queues a UDP datagram whose IP packet (`packet_len` bytes) exceeds `ip_mtu`, to leave
@@ -1306,6 +1318,7 @@ impl UeStack {
         if queued + bytes.len() > self.cfg.max_pending {
             return Err(StackError::UdpBufferFull);
         }
+        crate::copies::note(crate::copies::CopySite::StackSend, bytes.len());
         self.oversize.push(Oversize {
             flow,
             payload: bytes.to_vec(),
@@ -1400,7 +1413,13 @@ impl UeStack {
         } else {
             0
         };
-        conn.pending.extend(bytes.get(sent..).unwrap_or_default());
+        let rest = bytes.get(sent..).unwrap_or_default();
+        for n in [sent, rest.len()] {
+            if n > 0 {
+                crate::copies::note(crate::copies::CopySite::StackSend, n);
+            }
+        }
+        conn.pending.extend(rest);
         conn.flush(s);
         Ok(())
     }

@@ -207,6 +207,7 @@ impl<Q: PortQueue> Link<Q> {
                 continue;
             };
             if b.fill(&f).is_ok() {
+                crate::copies::note(crate::copies::CopySite::BuiltFrame, f.len());
                 self.tx.push(b);
             } else {
                 self.queue.free(b);
@@ -240,6 +241,7 @@ impl<Q: PortQueue> Link<Q> {
         if b.fill(pkt).is_err() {
             return self.drop(b, |c| &c.drop_egress_too_big);
         }
+        crate::copies::note(crate::copies::CopySite::BuiltFrame, pkt.len());
         self.frame_buf(dst, b, now);
     }
 
@@ -288,6 +290,7 @@ impl<Q: PortQueue> Link<Q> {
                 return self.drop(b, |c| &c.drop_egress_too_big);
             }
             inc(&self.counters.tx_fragments);
+            crate::copies::note(crate::copies::CopySite::Fragment, b.len());
             self.frame_buf(dst, b, now);
         }
     }

@@ -8,6 +8,8 @@
 //! - [`bed`]: the worker configuration, one worker on an in-memory pair, the SA set and the
 //!   UE's mirror SAs.
 //! - [`frames`]: Ethernet, ARP and UDP/IPv4 packets, ESP encapsulation with room to spare.
+//! - [`protected`]: a worker with one UE's SA set and that UE's stack on the other end,
+//!   stepped together (`worker_noalloc`, `worker_copies`).
 // Each test binary uses part of this module.
 #![allow(dead_code, unused_imports)]
 
@@ -17,6 +19,7 @@ use smoltcp::wire::EthernetAddress;
 
 pub mod bed;
 pub mod frames;
+pub mod protected;
 
 pub use bed::{sa_set, suite, ue_sas, worker_config, worker_on_pair, PairSizes, WorkerOnPair};
 pub use frames::{arp, encapsulate, eth_frame, neighbor_solicit, send_frame, udp_v4, udp_v6};
