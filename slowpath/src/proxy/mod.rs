@@ -82,17 +82,7 @@ impl Proxy {
     }
 }
 
-/// Why a registration ends (the reg-event contact `event`, RFC 3680 5.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RegEnd {
-    /// The UE de-registered (`Expires: 0`): `event="unregistered"`.
-    Deregistered,
-    /// The binding's lifetime ran out: `event="expired"`.
-    Expired,
-    /// The network removed it (a flow-bound registration's connection closed, or the
-    /// S-CSCF deactivated the contact): `event="deactivated"`.
-    Deactivated,
-}
+pub(crate) use crate::registrar::RegEnd;
 
 /// A request the P-CSCF itself originated towards a UE, and what its outcome updates.
 #[derive(Clone, Debug, PartialEq, Eq)]

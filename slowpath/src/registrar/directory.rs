@@ -54,7 +54,7 @@ pub(crate) struct Ended {
     /// The registration.
     pub key: String,
     /// Why it ended.
-    pub why: crate::proxy::RegEnd,
+    pub why: crate::registrar::RegEnd,
     /// Its binding as it was published just before it ended (to send the departing UE its
     /// BYE over the set it still has), if it had one.
     pub last: Option<Arc<Located>>,
@@ -127,7 +127,7 @@ impl LocationDirectory {
 
     /// Registration `key` ends (`why`; called by its owner before it withdraws the binding):
     /// every shard watching it is told.
-    pub(crate) fn announce_end(&self, key: &str, why: crate::proxy::RegEnd) {
+    pub(crate) fn announce_end(&self, key: &str, why: crate::registrar::RegEnd) {
         let watching = self.watchers[stripe_of(key)]
             .lock()
             .unwrap_or_else(|e| e.into_inner())

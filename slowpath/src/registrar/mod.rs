@@ -69,6 +69,18 @@ pub(crate) enum Expiry {
     Lapsed(Vec<SaSet>),
 }
 
+/// Why a registration ends (the reg-event contact `event`, RFC 3680 5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegEnd {
+    /// The UE de-registered (`Expires: 0`): `event="unregistered"`.
+    Deregistered,
+    /// The binding's lifetime ran out: `event="expired"`.
+    Expired,
+    /// The network removed it (a flow-bound registration's connection closed, or the
+    /// S-CSCF deactivated the contact): `event="deactivated"`.
+    Deactivated,
+}
+
 /// Every registration, keyed by lower-cased IMPI, and the inbound SPIs of their sets.
 #[derive(Default)]
 pub(crate) struct Registrar {
@@ -507,7 +519,7 @@ impl Registrar {
     }
 
     /// Our registration `key` ends (`why`): the shards holding dialogs with it are told.
-    pub(crate) fn announce_end(&self, key: &str, why: crate::proxy::RegEnd) {
+    pub(crate) fn announce_end(&self, key: &str, why: crate::registrar::RegEnd) {
         if let Some(d) = &self.directory {
             d.announce_end(key, why);
         }
