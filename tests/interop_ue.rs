@@ -91,6 +91,20 @@ fn independent_ue_registers_through_the_daemon_in_front_of_sipp_as_s_cscf() {
     run_interop("proxy");
 }
 
+/// Issue 10: proxy mode with two slowpath shards. The UE is a subscriber of shard 1, so
+/// whatever the core sends that fell to shard 0 would fail: the 401 (our Via tag), the
+/// terminating INVITE (our Path), in-dialog requests (our Record-Route) and the reg-event
+/// NOTIFY, sent from a core address that hashes to shard 0 (our SUBSCRIBE's Contact).
+#[test]
+fn independent_ue_through_two_slowpath_shards_in_front_of_sipp_as_s_cscf() {
+    if akagate_sys::testnet::unavailable_reason().is_none()
+        && Command::new("sipp").arg("-v").output().is_err()
+    {
+        panic!("sipp is missing (install sip-tester: make deps)");
+    }
+    run_interop_with("proxy", 2, &[]);
+}
+
 /// Routed access (issue 10): the independent UE sits behind a Linux router namespace (kernel
 /// IP forwarding, the UEs' prefixes on its far side); akagate reaches them through its
 /// `[routes]` static routes via the router, resolving only the router. The UEs register,

@@ -4,7 +4,8 @@
 //! transactions and dialogs its own UEs start. A worker picks the shard of each event from a
 //! few header lines, with the SIP scanner both halves share ([`crate::sipscan`]):
 //! a response by the shard tag in our top Via branch ([`branch_prefix`]), a request by the tag
-//! in our Record-Route URI at the top Route ([`RR_PARAM`]), an initial request through an SA
+//! in our Record-Route (or Path) URI at the top Route ([`RR_PARAM`]) or in its Request-URI (our
+//! Contact), an initial request through an SA
 //! by the shard that allocated its SPI, an unprotected REGISTER by its IMPI, anything else by
 //! its source address. A connection event goes to every shard (each ignores flows it does not
 //! know).
@@ -97,6 +98,11 @@ pub struct SipFacts<'a> {
     pub via_shard: Option<usize>,
     /// The shard tagged in the first Route entry.
     pub route_shard: Option<usize>,
+    /// The shard tagged in the Request-URI: a request to a URI of ours that names its shard
+    /// (the Contact of a SUBSCRIBE we sent, for the NOTIFYs of its dialog, RFC 6665 4.1.2.3).
+    pub ruri_shard: Option<usize>,
+    /// The request's Request-URI.
+    pub request_uri: Option<&'a [u8]>,
     /// `username` of the (first) Authorization header: the IMPI (TS 33.203 6.1.1).
     pub username: Option<&'a [u8]>,
     /// The To header's URI (`sip:user@host`), without display name and parameters.
@@ -151,6 +157,14 @@ fn uri_of(v: &[u8]) -> &[u8] {
     v.split(|&c| c == b';').next().unwrap_or_default()
 }
 
+/// The shard a URI's [`RR_PARAM`] names (two hex digits).
+fn shard_param(uri: &[u8]) -> Option<usize> {
+    param(uri, RR_PARAM.as_bytes()).and_then(|v| match v {
+        [h, l] => hex2(*h, *l),
+        _ => None,
+    })
+}
+
 /// `username="..."` of a Digest credentials value.
 fn digest_username(v: &[u8]) -> Option<&[u8]> {
     let v = trim(v);
@@ -183,7 +197,10 @@ pub fn scan(bytes: &[u8]) -> SipFacts<'_> {
     let start = &bytes[..eol];
     f.response = start.starts_with(b"SIP/");
     if !f.response {
-        f.method = start.split(|&c| c == b' ').next().unwrap_or_default();
+        let mut parts = start.split(|&c| c == b' ');
+        f.method = parts.next().unwrap_or_default();
+        f.request_uri = parts.next().filter(|u| !u.is_empty());
+        f.ruri_shard = f.request_uri.and_then(shard_param);
     }
     let end = crate::sipscan::find_head_end(bytes).unwrap_or(bytes.len());
     let section = bytes.get(eol + 2..end).unwrap_or_default();
@@ -198,9 +215,7 @@ pub fn scan(bytes: &[u8]) -> SipFacts<'_> {
             f.via_shard = param(first_element(value), b"branch").and_then(shard_of_branch);
         } else if !route_seen && is(b"route") {
             route_seen = true;
-            let uri = uri_of(first_element(value));
-            f.route_shard = param(uri, RR_PARAM.as_bytes())
-                .and_then(|v| (v.len() == 2).then(|| hex2(v[0], v[1]))?);
+            f.route_shard = shard_param(uri_of(first_element(value)));
         } else if f.username.is_none() && is(b"authorization") {
             f.username = digest_username(value);
         } else if f.to_uri.is_none() && (is(b"to") || is(b"t")) {
@@ -262,6 +277,13 @@ mod tests {
         assert_eq!(f.username, Some(&b"alice@ims.test"[..]));
         assert_eq!(f.to_uri, Some(&b"sip:alice@ims.test"[..]));
         assert_eq!(f.from_uri, Some(&b"sip:alice@ims.test"[..]));
+        assert_eq!(f.ruri_shard, None);
         assert_eq!(scan(b"garbage"), SipFacts::default());
+
+        let notify = b"NOTIFY sip:10.0.0.1:5070;agshard=01 SIP/2.0\r\nVia: SIP/2.0/TCP scscf;branch=z9hG4bKn\r\n\r\n";
+        let f = scan(notify);
+        assert_eq!(f.ruri_shard, Some(1));
+        assert_eq!(f.request_uri, Some(&b"sip:10.0.0.1:5070;agshard=01"[..]));
+        assert_eq!(f.route_shard, None);
     }
 }

@@ -9,8 +9,10 @@
 //! frames SIP with the same scanner as the fast path, one writer sends (opening a TCP
 //! connection from our address when none is open to a peer). Received messages join the
 //! workers' event queue as `WorkerEvent::Sip` on a flow whose local address is ours, so the
-//! core handles them like any other; the slowpath hands `Send`/`Close` for such flows here
-//! with a non-blocking `try_send`. Nothing here ever blocks the slowpath.
+//! core handles them like any other — with slowpath shards, through the workers' router to
+//! the shard each belongs to; every shard hands `Send`/`Close` for such flows here through
+//! its own [`CoreLinkTx`] with a non-blocking `try_send`. Nothing here ever blocks the
+//! slowpath.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
@@ -21,8 +23,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use akagate_fastpath::ipc::{Flow, SipIn, Transport, WorkerCommand, WorkerEvent};
+use akagate_fastpath::worker::EventSink;
 use akagate_proto::stream::{read_sip_stream, StreamEnd};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -62,21 +65,28 @@ enum Outgoing {
 /// Open TCP connections by peer address (write halves).
 type Connections = Arc<Mutex<HashMap<SocketAddr, TcpStream>>>;
 
-/// The running core link.
+/// The running core link (its threads; one slowpath shard stops it).
 pub(crate) struct CoreLink {
-    local: SocketAddr,
-    out: Sender<Outgoing>,
+    tx: CoreLinkTx,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     /// Counters, shared with the stats.
     pub counters: Arc<CoreLinkCounters>,
 }
 
+/// What a slowpath shard sends the core side through (each shard has a clone).
+#[derive(Clone)]
+pub(crate) struct CoreLinkTx {
+    local: SocketAddr,
+    out: Sender<Outgoing>,
+    counters: Arc<CoreLinkCounters>,
+}
+
 /// What every thread of the link shares.
 #[derive(Clone)]
 struct Shared {
     local: SocketAddr,
-    events: Sender<WorkerEvent>,
+    events: EventSink,
     conns: Connections,
     stop: Arc<AtomicBool>,
     counters: Arc<CoreLinkCounters>,
@@ -95,11 +105,8 @@ impl Shared {
 
     /// Hands an event to the slowpath; a full queue drops it (counted), never blocks.
     fn deliver(&self, ev: WorkerEvent) {
-        match self.events.try_send(ev) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                inc(&self.counters.dropped);
-            }
+        if self.events.try_send(ev).is_err() {
+            inc(&self.counters.dropped);
         }
     }
 
@@ -109,8 +116,9 @@ impl Shared {
 }
 
 impl CoreLink {
-    /// Binds UDP and TCP on `local` and starts the threads; messages received go to `events`.
-    pub fn start(local: SocketAddr, events: Sender<WorkerEvent>) -> std::io::Result<CoreLink> {
+    /// Binds UDP and TCP on `local` and starts the threads; messages received go to `events`
+    /// (the slowpath, or each to its shard).
+    pub fn start(local: SocketAddr, events: EventSink) -> std::io::Result<CoreLink> {
         let udp = UdpSocket::bind(local)?;
         // A burst of core messages (thousands of registrations at once) must not overflow
         // the default receive buffer: 4 MiB, as much as the host allows.
@@ -147,14 +155,34 @@ impl CoreLink {
         )?);
         tracing::info!("core link on {local} (UDP and TCP)");
         Ok(CoreLink {
-            local,
-            out,
+            tx: CoreLinkTx {
+                local,
+                out,
+                counters: shared.counters.clone(),
+            },
             threads,
             stop: shared.stop,
             counters: shared.counters,
         })
     }
 
+    /// A sending half for one slowpath shard.
+    pub fn sender(&self) -> CoreLinkTx {
+        self.tx.clone()
+    }
+
+    /// Stops the threads and waits for them (connections are shut down); the writer goes
+    /// once the stop is seen, whatever senders the other shards still hold.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        drop(self.tx);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl CoreLinkTx {
     /// Whether `flow` is on the core side.
     pub fn owns(&self, flow: &Flow) -> bool {
         flow.local == self.local.ip()
@@ -173,15 +201,6 @@ impl CoreLink {
             inc(&self.counters.dropped);
         }
         ok
-    }
-
-    /// Stops the threads and waits for them (connections are shut down).
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Release);
-        drop(self.out);
-        for t in self.threads {
-            let _ = t.join();
-        }
     }
 }
 

@@ -261,7 +261,7 @@ impl Daemon {
         let mut core_config = setup::core_config(config)?;
         // Proxy mode's next hops given as names: resolved now (RFC 3263), then refreshed by
         // a thread of their own; the core only ever sees addresses.
-        let mut hop_updates = None;
+        let mut named_hops = None;
         if let Some(up) = core_config.upstream.as_mut().filter(|u| u.has_names()) {
             let (hops, emergency) = resolve::resolve_now(up).map_err(|e| StartError::CoreLink {
                 addr: up.local,
@@ -275,15 +275,7 @@ impl Daemon {
             tracing::info!("next hops resolved: {hops:?}; E-CSCFs {emergency:?}");
             up.next_hops = hops;
             up.emergency_next_hops = emergency;
-            let (tx, rx) = bounded(1);
-            let stop = Arc::new(AtomicBool::new(false));
-            let refresh = resolve::spawn_refresh(up.clone(), tx, stop.clone()).map_err(|e| {
-                StartError::Thread {
-                    name: "akagate-dns".into(),
-                    reason: e.to_string(),
-                }
-            })?;
-            hop_updates = Some(slowpath::HopUpdates { rx, stop, refresh });
+            named_hops = Some(up.clone());
         }
         let nshards = config.cores.slowpath.len().max(1);
         if nshards > akagate_proto::shard::MAX_SHARDS {
@@ -291,13 +283,6 @@ impl Daemon {
                 "cores.slowpath: at most {} shards",
                 akagate_proto::shard::MAX_SHARDS
             )));
-        }
-        if nshards > 1 && config.ims_core.is_some() {
-            // The core link's requests would need the location directory to find their
-            // shard (docs/ARCHITECTURE.md, "Slowpath shards": not done yet).
-            return Err(StartError::Unsupported(
-                "ims-core (proxy mode) runs with one slowpath shard only".into(),
-            ));
         }
         let (hsss, journals) = setup::load_hss(config, opts.sqn_state.as_deref(), nshards)?;
         let sqn_state = journals.first().map(|j| j.path().to_path_buf());
@@ -361,19 +346,24 @@ impl Daemon {
                 shards::SpiShards::new(config.sa_table.capacity).map_err(StartError::SaTable)?,
             )),
         };
-        let router = spi_shards.as_ref().map(|spis| {
-            Arc::new(shards::Router {
-                shards: nshards,
-                spis: spis.clone(),
-                impis: hsss
-                    .first()
-                    .and_then(|h| h.impu_directory())
-                    .unwrap_or_default(),
-            })
-        });
         // Each shard publishes its bindings here and finds the others' UEs (a call across
-        // shards is owned by the caller's shard).
+        // shards is owned by the caller's shard; proxy mode: the core's requests find theirs).
         let directory = (nshards > 1).then(|| Arc::new(LocationDirectory::new(nshards)));
+        let router = spi_shards
+            .as_ref()
+            .zip(directory.as_ref())
+            .map(|(spis, directory)| {
+                Arc::new(shards::Router {
+                    shards: nshards,
+                    spis: spis.clone(),
+                    impis: hsss
+                        .first()
+                        .and_then(|h| h.impu_directory())
+                        .unwrap_or_default(),
+                    core_side: config.ims_core.as_ref().map(|up| up.local.ip()),
+                    directory: directory.clone(),
+                })
+            });
         let mut cores: Vec<Core> = Vec::with_capacity(nshards);
         for (k, hss) in hsss.into_iter().enumerate() {
             let table: Arc<dyn SpiAllocator> = table.clone();
@@ -463,13 +453,7 @@ impl Daemon {
                 queue,
                 peers: (nworkers > 1).then(|| (steering.clone(), handoff.clone())),
                 table: table.clone(),
-                events: match &router {
-                    None => EventSink::from(event_txs[0].clone()),
-                    Some(r) => EventSink::Shards {
-                        queues: event_txs.clone(),
-                        router: r.clone(),
-                    },
-                },
+                events: event_sink(&event_txs, router.as_ref()),
                 commands: cmd_rx,
                 core,
                 idle: opts.idle,
@@ -504,15 +488,14 @@ impl Daemon {
                 queue: queue_counters.get(id).cloned().unwrap_or_default(),
             });
         }
-        // The core side of proxy mode delivers into the same queue.
+        // The core side of proxy mode delivers into the same queues, through the same router.
         let core_link = match &config.ims_core {
             Some(up) => Some(
-                corelink::CoreLink::start(up.local, event_txs[0].clone()).map_err(|e| {
-                    StartError::CoreLink {
+                corelink::CoreLink::start(up.local, event_sink(&event_txs, router.as_ref()))
+                    .map_err(|e| StartError::CoreLink {
                         addr: up.local,
                         reason: e.to_string(),
-                    }
-                })?,
+                    })?,
             ),
             None => None,
         };
@@ -528,8 +511,29 @@ impl Daemon {
             );
         }
         let (query_port, queries) = crate::control::channel(nshards);
+        // Every shard sends to the core side; shard 0 owns the link's threads.
+        let core_tx = core_link.as_ref().map(corelink::CoreLink::sender);
         let mut core_link = core_link;
-        let mut hop_updates = hop_updates;
+        // Next hops given as names: one refresh thread, its results to every shard.
+        let mut hop_updates: Vec<Option<slowpath::HopUpdates>> =
+            (0..nshards).map(|_| None).collect();
+        if let Some(up) = named_hops {
+            let (txs, rxs): (Vec<_>, Vec<_>) = (0..nshards).map(|_| bounded(1)).unzip();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread =
+                resolve::spawn_refresh(up, txs, stop.clone()).map_err(|e| StartError::Thread {
+                    name: "akagate-dns".into(),
+                    reason: e.to_string(),
+                })?;
+            let mut refresh = Some(slowpath::DnsRefresh { stop, thread });
+            for (slot, rx) in hop_updates.iter_mut().zip(rxs) {
+                *slot = Some(slowpath::HopUpdates {
+                    rx,
+                    refresh: refresh.take(),
+                });
+            }
+        }
+        let mut hop_updates = hop_updates.into_iter();
         let mut registrations = registrations.into_iter();
         let access = setup::sip_access(config, sip_port);
         for (k, ((core, events), queries)) in
@@ -552,8 +556,9 @@ impl Daemon {
                 stats: handle.stats.clone(),
                 steering: steering.clone(),
                 access: access.clone(),
-                core_link: core_link.take(),
-                hop_updates: hop_updates.take(),
+                core_link: core_tx.clone(),
+                core_link_threads: core_link.take(),
+                hop_updates: hop_updates.next().flatten(),
             };
             let slowpath_core = match pinned {
                 true => config.cores.slowpath.get(k).copied(),
@@ -617,6 +622,21 @@ impl Daemon {
 
 /// Checks the configured cores before anything is opened (a clear error naming the usable
 /// cores when one does not exist).
+/// Where a worker's (or the core link's) events go: the one slowpath, or through the router
+/// to each event's shard.
+fn event_sink(
+    queues: &[crossbeam_channel::Sender<WorkerEvent>],
+    router: Option<&Arc<shards::Router>>,
+) -> EventSink {
+    match router {
+        None => EventSink::from(queues[0].clone()),
+        Some(r) => EventSink::Shards {
+            queues: queues.to_vec(),
+            router: r.clone(),
+        },
+    }
+}
+
 fn check_cores(config: &Config, opts: &StartOptions) -> Result<(), StartError> {
     if opts.pinning == Pinning::Unpinned {
         return Ok(());

@@ -237,10 +237,11 @@ pub(super) fn resolve_now(up: &Upstream) -> std::io::Result<Resolved> {
     ))
 }
 
-/// Re-resolves `up`'s names every [`REFRESH`] and sends each result; ends with `stop`.
+/// Re-resolves `up`'s names every [`REFRESH`] and sends each result to every slowpath shard;
+/// ends with `stop`.
 pub(super) fn spawn_refresh(
     up: Upstream,
-    tx: Sender<Resolved>,
+    txs: Vec<Sender<Resolved>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -261,8 +262,13 @@ pub(super) fn spawn_refresh(
                     r.resolve_all(&up.targets),
                     r.resolve_all(&up.emergency_targets),
                 );
-                if !hops.0.is_empty() && tx.try_send(hops).is_err() {
-                    tracing::debug!("next hops resolved but the slowpath is busy");
+                if hops.0.is_empty() {
+                    continue;
+                }
+                for tx in &txs {
+                    if tx.try_send(hops.clone()).is_err() {
+                        tracing::debug!("next hops resolved but a slowpath shard is busy");
+                    }
                 }
             }
         })

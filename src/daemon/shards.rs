@@ -3,12 +3,14 @@
 //! workers call to pick the shard of every event (`akagate_proto::shard`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use akagate_fastpath::ipc::WorkerEvent;
 use akagate_fastpath::sad::{SadError, SpiAllocator, SpiLayout};
 use akagate_proto::shard::{scan, shard_of_addr, shard_of_name, EventRouter, Shard};
+use akagate_slowpath::registrar::LocationDirectory;
 
 /// Inbound SPI -> the shard that allocated it, one atomic word per SA-table slot
 /// (`spi << 8 | shard + 1`; 0 free): written by the allocating shard before the set is
@@ -90,6 +92,9 @@ impl SpiAllocator for ShardSpis {
 /// that allocated the SPI it came through, an unprotected REGISTER by the shard of its IMPI
 /// (Authorization username, else the IMPI provisioned for the To URI, TS 24.229 5.1.1.2,
 /// TS 33.203 6.1.1), anything else by its source address; connection events go to all.
+/// In proxy mode a request from the core goes by the tag in its top Route (our Path or
+/// Record-Route), else in its Request-URI (our Contact in a subscription), else to the shard
+/// that registered the contact it is addressed to (TS 24.229 5.2.7).
 pub(super) struct Router {
     /// Number of shards.
     pub shards: usize,
@@ -97,6 +102,10 @@ pub(super) struct Router {
     pub spis: Arc<SpiShards>,
     /// IMPU (lower-cased) -> IMPI, read-only.
     pub impis: Arc<HashMap<String, String>>,
+    /// Proxy mode: our core-side address (a flow to it comes from the IMS core).
+    pub core_side: Option<IpAddr>,
+    /// Every shard's bindings (a request from the core names a UE by its contact).
+    pub directory: Arc<LocationDirectory>,
 }
 
 impl Router {
@@ -128,6 +137,18 @@ impl EventRouter for Router {
         };
         if let Some(s) = tagged.filter(|&s| s < self.shards) {
             return Shard::One(s);
+        }
+        if !f.response && self.core_side == Some(sip.flow.local) {
+            // From the core: its From names the far party, not one of ours.
+            let by_contact = || {
+                let uri = std::str::from_utf8(f.request_uri?).ok()?;
+                self.directory.shard_of_contact(uri)
+            };
+            let s = f
+                .ruri_shard
+                .or_else(by_contact)
+                .filter(|&s| s < self.shards);
+            return Shard::One(s.unwrap_or_else(|| shard_of_addr(sip.flow.ue, self.shards)));
         }
         if let Some(s) = sip.via_spi.and_then(|spi| self.spis.get(spi)) {
             return Shard::One(s);
@@ -194,6 +215,8 @@ mod tests {
             shards: 4,
             spis,
             impis: Arc::new(impis),
+            core_side: None,
+            directory: Arc::new(LocationDirectory::new(4)),
         };
         let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP p;branch=z9hG4bKs02-x\r\n\r\n";
         assert_eq!(r.route(&sip(resp, Some(0x1_0007))), Shard::One(2));
@@ -226,5 +249,70 @@ mod tests {
             _ => unreachable!(),
         });
         assert_eq!(r.route(&closed), Shard::All);
+    }
+
+    /// Issue 10, proxy mode with shards: a request from the core reaches the shard named by
+    /// our Path (its top Route) or our subscription Contact (its Request-URI), else the shard
+    /// that registered the contact it is addressed to; the same request from a UE does not
+    /// go by its Request-URI.
+    #[test]
+    fn requests_from_the_core_find_their_shard() {
+        use akagate_proto::suite::{AuthAlg, EncrAlg, SaKeys, Suite};
+        let directory = Arc::new(LocationDirectory::new(4));
+        let ue: IpAddr = "10.0.0.9".parse().unwrap();
+        let set = akagate_fastpath::ipc::SaSet {
+            ue,
+            local: "10.0.0.1".parse().unwrap(),
+            suite: Suite {
+                auth: AuthAlg::Null,
+                encr: EncrAlg::Null,
+                keys: SaKeys {
+                    integ_key: Vec::new(),
+                    encr_key: Vec::new(),
+                    salt: [0; 4],
+                },
+            },
+            spi_pc: 1,
+            spi_ps: 2,
+            spi_uc: 3,
+            spi_us: 4,
+            port_pc: 5064,
+            port_ps: 5066,
+            port_uc: 6000,
+            port_us: 6002,
+        };
+        directory.publish(
+            "dave@ims.test",
+            Some(akagate_slowpath::registrar::Located {
+                impus: vec!["sip:dave@ims.test".into()],
+                set,
+                proto: Transport::Tcp,
+                contact: "sip:dave@10.0.0.9:6002".into(),
+                spis: vec![1, 2],
+                shard: 2,
+                flow: None,
+            }),
+        );
+        let mut r = Router {
+            shards: 4,
+            spis: Arc::new(SpiShards::new(1024).unwrap()),
+            impis: Arc::new(HashMap::new()),
+            // The test flows' local address is the core side.
+            core_side: Some("10.0.0.1".parse().unwrap()),
+            directory,
+        };
+        let invite =
+            "INVITE sip:dave@10.0.0.9:6002 SIP/2.0\r\nRoute: <sip:rab12@10.0.0.1:5070;lr;agshard=03>\r\n\r\n";
+        assert_eq!(r.route(&sip(invite, None)), Shard::One(3));
+        let notify = "NOTIFY sip:10.0.0.1:5070;agshard=01 SIP/2.0\r\nVia: SIP/2.0/TCP s;branch=z9hG4bKn\r\n\r\n";
+        assert_eq!(r.route(&sip(notify, None)), Shard::One(1));
+        let invite = "INVITE SIP:Dave@10.0.0.9:6002 SIP/2.0\r\nFrom: <sip:x@y>;tag=1\r\n\r\n";
+        assert_eq!(r.route(&sip(invite, None)), Shard::One(2));
+        let unknown = "INVITE sip:erin@10.0.0.8 SIP/2.0\r\n\r\n";
+        let by_addr = Shard::One(shard_of_addr(ue, 4));
+        assert_eq!(r.route(&sip(unknown, None)), by_addr);
+        // Not from the core: the Request-URI picks nothing.
+        r.core_side = Some("10.9.9.9".parse().unwrap());
+        assert_eq!(r.route(&sip(notify, None)), by_addr);
     }
 }

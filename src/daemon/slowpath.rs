@@ -68,20 +68,28 @@ pub(super) struct Slowpath {
     pub control: crate::control::Queries,
     /// Which transports the unprotected SIP port takes on each address.
     pub access: SipAccess,
-    /// Proxy mode: the kernel sockets towards the IMS core.
-    pub core_link: Option<super::corelink::CoreLink>,
+    /// Proxy mode: this shard's way to the kernel sockets towards the IMS core.
+    pub core_link: Option<super::corelink::CoreLinkTx>,
+    /// Proxy mode, one shard: the core link's threads (stopped, and counted, here).
+    pub core_link_threads: Option<super::corelink::CoreLink>,
     /// Proxy mode with next hops given as names: their re-resolutions.
     pub hop_updates: Option<HopUpdates>,
 }
 
-/// The DNS refresh thread of proxy mode's next hops and what it resolves.
+/// Proxy mode's next hops re-resolved by the DNS refresh thread, as one shard receives them.
 pub(super) struct HopUpdates {
     /// Each re-resolution: (next hops, E-CSCFs).
     pub rx: Receiver<super::resolve::Resolved>,
+    /// One shard: the thread, to stop and join.
+    pub refresh: Option<DnsRefresh>,
+}
+
+/// The DNS refresh thread.
+pub(super) struct DnsRefresh {
     /// Stops the thread.
     pub stop: Arc<AtomicBool>,
     /// The thread.
-    pub refresh: std::thread::JoinHandle<()>,
+    pub thread: std::thread::JoinHandle<()>,
 }
 
 impl Slowpath {
@@ -181,16 +189,16 @@ impl Slowpath {
             core,
             commands,
             journal,
-            core_link,
+            core_link_threads,
             hop_updates,
             ..
         } = self;
-        if let Some(link) = core_link {
+        if let Some(link) = core_link_threads {
             link.stop();
         }
-        if let Some(h) = hop_updates {
-            h.stop.store(true, Ordering::Release);
-            let _ = h.refresh.join();
+        if let Some(r) = hop_updates.and_then(|h| h.refresh) {
+            r.stop.store(true, Ordering::Release);
+            let _ = r.thread.join();
         }
         // Closing the queues tells nobody anything (workers stop on their own flag), but no
         // command can be added behind the drained ones.
@@ -392,7 +400,7 @@ impl Slowpath {
         c.sqn_checkpoints.store(checkpoints, Ordering::Relaxed);
         let bytes = self.journal.as_ref().map_or(0, SqnJournal::journal_bytes);
         c.sqn_journal_bytes.store(bytes, Ordering::Relaxed);
-        if let Some(link) = &self.core_link {
+        if let Some(link) = &self.core_link_threads {
             let l = &link.counters;
             for (to, from) in [
                 (&c.core_link_received, &l.received),
@@ -515,6 +523,7 @@ mod tests {
             control: crate::control::channel(1).1.remove(0),
             access: access(&[Transport::Udp, Transport::Tcp]),
             core_link: None,
+            core_link_threads: None,
             hop_updates: None,
         };
         (slowpath, events_tx, commands_rx)

@@ -74,6 +74,15 @@ via = "{gw6}"
 
 
 
+def shard_of(impi, shards):
+    """The slowpath shard that owns `impi` with `shards` shards: FNV-1a of its lower-cased
+    bytes modulo the count (the rule docs/ARCHITECTURE.md "Slowpath shards" states)."""
+    h = 0xcbf29ce484222325
+    for b in impi.lower().encode():
+        h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+    return h % max(shards, 1)
+
+
 def sh(*args, check=True):
     return subprocess.run(args, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
@@ -253,7 +262,13 @@ def main():
         bed = Bed(work, proxy, routed, args.slowpath_shards)
         if proxy:
             with open(os.path.join(HERE, "fixtures", "subscribers.toml"), "rb") as f:
-                sub = tomllib.load(f)["subscriber"][0]
+                subs = tomllib.load(f)["subscriber"]
+            # With shards, a subscriber of the last shard: nothing the core sends may reach
+            # it by falling to shard 0.
+            proxy_sub = next(i for i, s in enumerate(subs)
+                             if shard_of(s["impi"], args.slowpath_shards)
+                             == args.slowpath_shards - 1)
+            sub = subs[proxy_sub]
             scscf = Scscf(work, bed.ns_d, SCSCF_IP, SCSCF_PORT, "tcp", sub, VISITED)
             scscf.write_vectors(8)
             scscf.start()
@@ -275,10 +290,11 @@ def main():
         if proxy:
             wanted = args.scenario or PROXY_SCENARIOS
             cmd += ["--daemon-netns", bed.ns_d, "--scscf-log", scscf.trace,
-                    "--ecscf-log", ecscf.trace]
+                    "--ecscf-log", ecscf.trace, "--proxy-subscriber", str(proxy_sub)]
         if routed:
             wanted = args.scenario or ROUTED_SCENARIOS
             cmd += sum((["--via", a] for a in ROUTER_UE_SIDE), [])
+        cmd += ["--shards", str(args.slowpath_shards)]
         cmd += sum((["--scenario", s.strip()] for s in wanted), [])
         cmd += sum((["--skip", s] for s in args.skip), [])
         if args.verbose:

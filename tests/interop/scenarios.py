@@ -809,7 +809,7 @@ def proxy_register(ctx, transport):
     """Proxy mode (run.py --mode proxy, SIPp as the S-CSCF): the UE registers through akagate
     with the S-CSCF's vector - AUTN verified by the UE's own USIM, the SAs built from the CK/IK
     akagate took out of the 401 - then de-registers. run.py checks what SIPp received."""
-    u = ctx.ue("proxied", 0, transport=transport)
+    u = ctx.ue("proxied", ctx.proxy_sub, transport=transport)
     ok = u.register()
     www = u.last_challenge.get("www-authenticate")
     expect("ck=" not in www and "ik=" not in www,
@@ -819,7 +819,8 @@ def proxy_register(ctx, transport):
            "Service-Route not relayed: %s" % ok.all("service-route"))
     check_registered(ctx, u)
     impus = ctx.registration(u).get("impus", [])
-    expect("tel:+15550001" in impus, "P-Associated-URI not taken: %s" % impus)
+    tel = [i for i in ctx.subs[ctx.proxy_sub]["impu"] if i.startswith("tel:")]
+    expect(tel and tel[0] in impus, "P-Associated-URI not taken: %s" % impus)
     u.deregister()
     check_deregistered(ctx, u)
     ctx.done(u)
@@ -842,7 +843,7 @@ def sc_proxy_calls_tcp(ctx):
     INVITE to the UE's contact along the Path akagate put in the REGISTER, TS 24.229 5.2.7):
     both with double Record-Route, ACK and BYE along the recorded routes, the terminating
     INVITE delivered from port_pc to the UE's port_us through the SAs."""
-    u = ctx.ue("proxied", 0, transport="tcp")
+    u = ctx.ue("proxied", ctx.proxy_sub, transport="tcp")
     u.register()
     flow = u.call_flow()
     invite = u.invite(FarEnd("sip:+15559999@ims.mnc001.mcc001.3gppnetwork.org"), flow)
@@ -851,8 +852,14 @@ def sc_proxy_calls_tcp(ctx):
     # RFC 5658 double record-routing, as the caller's route set reads it (RFC 3261 12.1.2:
     # the Record-Route in reverse): akagate's access side first, then its core side.
     route_set = list(reversed([e.strip() for v in ok.all("record-route") for e in v.split(",")]))
-    expect(route_set[:2] == ["<sip:%s:%d;lr>" % (u.pcscf, u.pcscf_ports[1]),
-                             "<sip:127.0.0.1:5070;lr>"],
+    # With slowpath shards both entries also name the shard that owns the dialog (the same
+    # one: `;agshard=<hh>`, docs/ARCHITECTURE.md "Slowpath shards").
+    tags = [re.findall(r";agshard=([0-9a-f]{2})", e) for e in route_set[:2]]
+    expect(len(tags) == 2 and tags[0] == tags[1],
+           "the two Record-Route entries name different shards: %s" % route_set)
+    plain = [re.sub(r";agshard=[0-9a-f]{2}", "", e) for e in route_set[:2]]
+    expect(plain == ["<sip:%s:%d;lr>" % (u.pcscf, u.pcscf_ports[1]),
+                     "<sip:127.0.0.1:5070;lr>"],
            "the caller's route set does not start at akagate's access then core side: %s"
            % route_set)
     bye = u.ack_and_bye(None, flow, invite, ok)
@@ -876,13 +883,24 @@ def sc_proxy_calls_tcp(ctx):
     ctx.done(u)
 
 
-def send_in_netns(netns, peer, msg):
-    """Sends `msg` over a new TCP connection from the namespace `netns` to `peer` and returns
-    the first response (None without one within 5 s)."""
+def fnv1a_shard(data, shards):
+    """FNV-1a of `data` (lower-cased ASCII) modulo `shards`: the slowpath's shard rule for a
+    name, and for an address's bytes when nothing else names the shard."""
+    h = 0xcbf29ce484222325
+    for b in data.lower():
+        h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+    return h % max(shards, 1)
+
+
+def send_in_netns(netns, peer, msg, source=None):
+    """Sends `msg` over a new TCP connection from the namespace `netns` (from address
+    `source` if given) to `peer` and returns the first response (None without one within
+    5 s)."""
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
         setns("/var/run/netns/" + netns)
-        s = socket.create_connection(peer, timeout=5)
+        s = socket.create_connection(peer, timeout=5,
+                                     source_address=(source, 0) if source else None)
     finally:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.setns(home, CLONE_NEWNET)
@@ -905,7 +923,7 @@ def sc_proxy_network_deregister(ctx):
     """Proxy mode: akagate subscribes to the UE's reg event at the S-CSCF after its first
     200 (TS 24.229 5.2.3); the S-CSCF (SIPp) then deactivates the UE's contact in a NOTIFY,
     and akagate removes the registration and its SAs at once (5.2.5.1)."""
-    u = ctx.ue("proxied", 0, transport="tcp")
+    u = ctx.ue("proxied", ctx.proxy_sub, transport="tcp")
     u.register()
     check_registered(ctx, u)
     expect(ctx.world.wait(lambda: any(
@@ -931,7 +949,13 @@ def sc_proxy_network_deregister(ctx):
         ("To", s.get("from")), ("Call-ID", s.get("call-id")), ("CSeq", "2 NOTIFY"),
         ("Event", "reg"), ("Subscription-State", "terminated;reason=noresource"),
         ("Content-Type", "application/reginfo+xml")], body)
-    answer = send_in_netns(ctx.daemon_netns, ("127.0.0.1", 5070), notify)
+    # From a core address that hashes to another shard than the UE's: the NOTIFY must find
+    # the shard that subscribed by the Request-URI (our Contact), not by where it comes from.
+    ue_shard = fnv1a_shard(u.impi.encode(), ctx.shards)
+    source = next("127.0.0.%d" % k for k in range(3, 250)
+                  if ctx.shards == 1
+                  or fnv1a_shard(bytes([127, 0, 0, k]), ctx.shards) != ue_shard)
+    answer = send_in_netns(ctx.daemon_netns, ("127.0.0.1", 5070), notify, source)
     expect(answer is not None and answer.status == 200,
            "the NOTIFY was answered %s" % (answer and answer.start))
     check_deregistered(ctx, u)
@@ -987,7 +1011,7 @@ def sc_proxy_emergency(ctx):
     Service-Route, with the identity akagate asserts; an unregistered UE's emergency INVITE on
     the unprotected port goes there too (anonymous-emergency = true), with no identity; both
     are answered, ACKed and ended with BYE."""
-    u = ctx.ue("sos", 0, transport="tcp")
+    u = ctx.ue("sos", ctx.proxy_sub, transport="tcp")
     u.register()
     flow = u.call_flow()
     invite = u.invite(FarEnd("urn:service:sos"), flow)
@@ -1473,6 +1497,9 @@ def main():
     ap.add_argument("--daemon-netns", help="proxy mode: where SIPp runs")
     ap.add_argument("--scscf-log", help="proxy mode: SIPp's message trace of the S-CSCF")
     ap.add_argument("--ecscf-log", help="proxy mode: SIPp's message trace of the E-CSCF")
+    ap.add_argument("--shards", type=int, default=1, help="the daemon's slowpath shards")
+    ap.add_argument("--proxy-subscriber", type=int, default=0,
+                    help="proxy mode: the subscriber SIPp serves (index in --subscribers)")
     ap.add_argument("--via", action="append", default=[],
                     help="routed mode: the router the UEs reach the P-CSCF of its family "
                     "through (one per family)")
@@ -1496,6 +1523,8 @@ def main():
     ctx = Context(World(shim, args.verbose), subs, args.control)
     ctx.daemon_netns, ctx.scscf_log = args.daemon_netns, args.scscf_log
     ctx.ecscf_log = args.ecscf_log
+    ctx.proxy_sub = args.proxy_subscriber
+    ctx.shards = args.shards
     ctx.restart_socket = args.restart_socket
 
     wanted = args.scenario or [s for s, _, d in SCENARIOS if d]

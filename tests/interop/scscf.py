@@ -157,7 +157,7 @@ class Scscf:
             need("path" in [t.strip() for t in (r.get("supported") or "").split(",")],
                  "%s: no path in Supported" % name)
             path = r.get("path") or ""
-            need(re.match(r"<sip:[^@>]+@127\.0\.0\.1:\d+;lr>", path) is not None,
+            need(re.match(r"<sip:[^@>]+@127\.0\.0\.1:\d+;lr(;agshard=[0-9a-f]{2})?>$", path) is not None,
                  "%s: Path %r is not the P-CSCF's core-side URI" % (name, path))
             need((r.get("p-visited-network-id") or "").strip('"') == self.visited,
                  "%s: P-Visited-Network-ID %r" % (name, r.get("p-visited-network-id")))

@@ -224,6 +224,16 @@ impl Shared {
         }
     }
 
+    /// With shards, the URI parameter naming this shard (`;agshard=<hh>`) that goes into
+    /// every URI of ours a peer sends requests to — Record-Route, Path, a SUBSCRIBE's Contact
+    /// — so those requests reach the shard that owns their dialog or registration (RFC 3261
+    /// 16.6 step 4, RFC 3327 5.3, docs/ARCHITECTURE.md "Slowpath shards"); empty otherwise.
+    pub(crate) fn shard_param(&self) -> String {
+        self.cfg
+            .shard
+            .map_or(String::new(), akagate_proto::shard::rr_param)
+    }
+
     /// Removes a set the registrar let go of: the worker command (after anything already
     /// queued; none for a flow-bound set, which was never installed) and its inbound SPIs.
     pub(crate) fn remove_set(&mut self, set: &SaSet, out: &mut Vec<WorkerCommand>) {

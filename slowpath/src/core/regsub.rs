@@ -164,6 +164,9 @@ impl Core {
             return;
         };
         let ours = format!("sip:{}", up.sent_by());
+        // Our Contact names the shard, so the NOTIFYs of this dialog reach it (their
+        // Request-URI, RFC 6665 4.1.2.3, RFC 3261 12.2.1.1).
+        let contact = format!("<{ours}{}>", self.shared.shard_param());
         let branch = self.shared.branch();
         let ruri = sub.target.clone().unwrap_or_else(|| sub.impu.clone());
         let to = match &sub.to_tag {
@@ -186,7 +189,7 @@ impl Core {
                 .header("Event", "reg")
                 .header("Expires", &SUBSCRIPTION_EXPIRES.to_string())
                 .header("Accept", "application/reginfo+xml")
-                .header("Contact", &format!("<{ours}>"))
+                .header("Contact", &contact)
                 .header("P-Asserted-Identity", &format!("<{ours}>"))
                 .build()
         };

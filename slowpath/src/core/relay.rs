@@ -249,7 +249,13 @@ impl Core {
             Some(t) => t.clone(),
             None => format!("r{}", self.shared.token(8)),
         };
-        let path = format!("sip:{token}@{};lr", up.sent_by());
+        // With shards the Path names ours: the S-CSCF routes terminating requests along it
+        // (RFC 3327 5.3, TS 24.229 5.4.3.3), and the workers' router reads the tag.
+        let path = format!(
+            "sip:{token}@{};lr{}",
+            up.sent_by(),
+            self.shared.shard_param()
+        );
         let icid = self.shared.token(16);
         let generated_at = crate::proxy::host(up.local.ip());
         let hop = RegisterHop {

@@ -208,9 +208,14 @@ impl Proxy {
         e.replace("Max-Forwards", max_forwards.to_string());
         if initial {
             // RFC 5658: the core sees our core side on top, the UE our access side.
+            // With shards both name ours, so in-dialog requests from either side reach it.
             let access = host(access_local);
-            e.push_front("Record-Route", format!("<sip:{access}:{access_port};lr>"));
-            e.push_front("Record-Route", format!("<sip:{};lr>", up.sent_by()));
+            let tag = cx.shared.shard_param();
+            e.push_front(
+                "Record-Route",
+                format!("<sip:{access}:{access_port};lr{tag}>"),
+            );
+            e.push_front("Record-Route", format!("<sip:{};lr{tag}>", up.sent_by()));
         }
         let next = routes
             .first()
@@ -341,8 +346,12 @@ impl Proxy {
         let access = host(set.local);
         if initial {
             // RFC 5658: the UE sees our access side on top, the core our core side.
-            e.push_front("Record-Route", format!("<sip:{};lr>", up.sent_by()));
-            e.push_front("Record-Route", format!("<sip:{access}:{};lr>", set.port_ps));
+            let tag = cx.shared.shard_param();
+            e.push_front("Record-Route", format!("<sip:{};lr{tag}>", up.sent_by()));
+            e.push_front(
+                "Record-Route",
+                format!("<sip:{access}:{};lr{tag}>", set.port_ps),
+            );
         }
         let invite = msg.method() == Some("INVITE");
         let branch = cx.shared.branch();

@@ -181,8 +181,7 @@ impl Proxy {
                 let port_ps = target.set.port_ps;
                 // With shards, our URI names the dialog's shard (RFC 3261 16.6 step 4), so
                 // in-dialog requests from either UE reach it.
-                let tag =
-                    (cx.shared.cfg.shard).map_or(String::new(), akagate_proto::shard::rr_param);
+                let tag = cx.shared.shard_param();
                 e.push_front("Record-Route", format!("<sip:{ours}:{port_ps};lr{tag}>"));
             }
         }

@@ -66,6 +66,9 @@ pub struct LocationDirectory {
     spis: Box<[RwLock<HashMap<u32, String>>]>,
     /// Flow of a published flow-bound set -> its spi_ps.
     flows: Box<[RwLock<HashMap<Flow, u32>>]>,
+    /// Registered Contact (lower case) -> registration key: proxy mode's requests from the
+    /// core name a UE by its contact when they carry no Path of ours (TS 24.229 5.2.7).
+    contacts: Box<[RwLock<HashMap<String, String>>]>,
     /// Per shard: (key, SPI) of traffic another shard saw over a registration's new active
     /// set while its old set still lived, for the owner to retire the old set (TS 33.203
     /// 7.4). Rare: once per re-registration at most.
@@ -90,6 +93,7 @@ impl LocationDirectory {
             keys: (0..STRIPES).map(|_| RwLock::default()).collect(),
             spis: (0..STRIPES).map(|_| RwLock::default()).collect(),
             flows: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            contacts: (0..STRIPES).map(|_| RwLock::default()).collect(),
             notes: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
             watchers: (0..STRIPES).map(|_| Mutex::default()).collect(),
             ended: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
@@ -191,6 +195,11 @@ impl LocationDirectory {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(spi, key.to_string());
                 }
+                let contact = b.contact.to_ascii_lowercase();
+                self.contacts[stripe_of(contact.as_str())]
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(contact, key.to_string());
                 let new_spis = b.spis.clone();
                 map.insert(key.to_string(), Arc::new(b))
                     .map(|o| (o, new_spis))
@@ -200,6 +209,7 @@ impl LocationDirectory {
         drop(map);
         if let Some((old, _)) = &old {
             self.withdraw_flow(old, key);
+            self.withdraw_contact(old, key);
         }
         if let Some((old, keep)) = old {
             for spi in old.spis.iter().filter(|s| !keep.contains(s)) {
@@ -228,6 +238,34 @@ impl LocationDirectory {
                 m.remove(&flow);
             }
         }
+    }
+
+    /// Removes the contact entry of `old` (a binding of `key` replaced or withdrawn) unless
+    /// the binding now published for `key` kept that contact.
+    fn withdraw_contact(&self, old: &Located, key: &str) {
+        let kept = self
+            .get(key)
+            .is_some_and(|now| now.contact.eq_ignore_ascii_case(&old.contact));
+        if !kept {
+            let contact = old.contact.to_ascii_lowercase();
+            let mut m = self.contacts[stripe_of(contact.as_str())]
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if m.get(&contact).is_some_and(|k| k == key) {
+                m.remove(&contact);
+            }
+        }
+    }
+
+    /// The shard that owns the registration with Contact `uri` (compared without case).
+    pub fn shard_of_contact(&self, uri: &str) -> Option<usize> {
+        let contact = uri.trim().to_ascii_lowercase();
+        let key = self.contacts[stripe_of(contact.as_str())]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&contact)
+            .cloned()?;
+        self.get(&key).map(|l| l.shard)
     }
 
     /// The spi_ps of the flow-bound set published for `flow`, whichever shard owns it.
@@ -325,5 +363,22 @@ mod tests {
         d.publish("a@x", None);
         assert_eq!(d.spi_of_flow(&flow(40002)), None);
         assert!(d.is_empty());
+    }
+
+    /// Issue 10, proxy mode: a request from the core naming a UE by its contact finds the
+    /// shard that registered it, whatever the case, until the contact changes or goes.
+    #[test]
+    fn a_published_contact_leads_to_its_shard_until_withdrawn() {
+        let d = LocationDirectory::new(2);
+        d.publish("a@x", Some(bound(flow(40000), 11)));
+        assert_eq!(d.shard_of_contact("SIP:A@10.0.0.2"), Some(1));
+        assert_eq!(d.shard_of_contact("sip:b@10.0.0.2"), None);
+        let mut moved = bound(flow(40000), 21);
+        moved.contact = "sip:a@10.0.0.2:5070".into();
+        d.publish("a@x", Some(moved));
+        assert_eq!(d.shard_of_contact("sip:a@10.0.0.2"), None);
+        assert_eq!(d.shard_of_contact("sip:a@10.0.0.2:5070"), Some(1));
+        d.publish("a@x", None);
+        assert_eq!(d.shard_of_contact("sip:a@10.0.0.2:5070"), None);
     }
 }
