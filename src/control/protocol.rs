@@ -131,6 +131,20 @@ pub fn stats(s: &Stats) -> Value {
     for section in Section::ALL.into_iter().filter(|s| !s.per_worker()) {
         answer.insert(section.json().into(), object(s.section(section)));
     }
+    if !s.shards.is_empty() {
+        // Slowpath shards: each one's `slowpath` and `sip` sections (the above are sums).
+        let shards = (s.shards.iter())
+            .map(|sh| {
+                let mut m = Map::new();
+                m.insert("id".into(), Value::from(sh.id));
+                for section in [Section::Slowpath, Section::Sip] {
+                    m.insert(section.json().into(), object(sh.section(section)));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        answer.insert("shards".into(), Value::Array(shards));
+    }
     Value::Object(answer)
 }
 
@@ -267,6 +281,7 @@ mod tests {
             sa_installed: 0,
             sa_allocated: 0,
             sa_capacity: 8,
+            shards: Vec::new(),
         };
         let v = stats(&s);
         assert_eq!(v["slowpath"]["challenges_withheld"], 3);
@@ -285,6 +300,53 @@ mod tests {
         );
     }
 
+    /// Issue 10: with slowpath shards, each shard's own counters beside the sums.
+    #[test]
+    fn stats_carry_each_shards_counters() {
+        use crate::stats::{ShardStats, SlowpathStats};
+        use akagate_slowpath::CoreStats;
+        let shard = |id: usize, events: u64, released: u64| ShardStats {
+            id,
+            slowpath: SlowpathStats {
+                events,
+                ..Default::default()
+            },
+            core: CoreStats {
+                dialogs_released: released,
+                ..CoreStats::default()
+            },
+        };
+        let s = Stats {
+            uptime: std::time::Duration::from_secs(1),
+            workers: Vec::new(),
+            slowpath: SlowpathStats {
+                events: 30,
+                ..Default::default()
+            },
+            core: CoreStats::default(),
+            sa_installed: 0,
+            sa_allocated: 0,
+            sa_capacity: 8,
+            shards: vec![shard(0, 10, 1), shard(1, 20, 2)],
+        };
+        let v = stats(&s);
+        assert_eq!(v["slowpath"]["events"], 30);
+        assert_eq!(v["shards"][1]["id"], 1);
+        assert_eq!(v["shards"][0]["slowpath"]["events"], 10);
+        assert_eq!(v["shards"][1]["slowpath"]["events"], 20);
+        assert_eq!(v["shards"][1]["sip"]["dialogs_released"], 2);
+        assert_eq!(
+            v["shards"][0]["sip"].as_object().unwrap().len(),
+            CoreStats::TABLE.len()
+        );
+        // One shard: no per-shard part.
+        let one = Stats {
+            shards: Vec::new(),
+            ..s
+        };
+        assert!(stats(&one).get("shards").is_none());
+    }
+
     #[test]
     fn workers_carry_every_descriptor_by_name_and_drops_are_summed() {
         use crate::stats::tests::worker;
@@ -300,6 +362,7 @@ mod tests {
             sa_installed: 1,
             sa_allocated: 2,
             sa_capacity: 8,
+            shards: Vec::new(),
         };
         let v = stats(&s);
         assert_eq!(v["uptime_s"], 1.5);

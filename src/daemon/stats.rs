@@ -10,7 +10,7 @@ use akagate_sys::QueueCounters;
 
 pub(super) use crate::stats::SlowpathCounters;
 use crate::stats::SlowpathStats;
-use crate::stats::{Stats, WorkerStats};
+use crate::stats::{ShardStats, Stats, WorkerStats};
 use akagate_slowpath::CoreStats;
 
 /// The shared counters of one worker, as the stats reader sees them.
@@ -75,6 +75,16 @@ impl StatsSource {
             sa_installed: self.table.installed(),
             sa_allocated: self.table.allocated(),
             sa_capacity: self.table.capacity(),
+            shards: match self.shards.is_empty() {
+                true => Vec::new(),
+                false => (self.shard_counters().iter().enumerate())
+                    .map(|(id, c)| ShardStats {
+                        id,
+                        slowpath: c.snapshot(),
+                        core: c.core.snapshot(),
+                    })
+                    .collect(),
+            },
         }
     }
 }

@@ -69,9 +69,12 @@ pub fn render(s: &Stats) -> String {
         s.uptime.as_secs_f64(),
     );
     let ids: Vec<String> = s.workers.iter().map(|w| w.id.to_string()).collect();
+    let shard_ids: Vec<String> = s.shards.iter().map(|sh| sh.id.to_string()).collect();
     for section in Section::ALL {
         if section.per_worker() {
             per_worker(&mut e, s, &ids, section);
+        } else if !s.shards.is_empty() && matches!(section, Section::Slowpath | Section::Sip) {
+            per_shard(&mut e, s, &shard_ids, section);
         } else {
             for (d, v) in s.section(section) {
                 e.single(&section.series(d).family, d.kind, d.help, v);
@@ -79,6 +82,22 @@ pub fn render(s: &Stats) -> String {
         }
     }
     e.out
+}
+
+/// With slowpath shards, one sample per shard (label `shard`) of each counter of the
+/// slowpath's and the SIP core's sections: `sum()` gives the daemon's figure, and an
+/// unbalanced or saturated shard shows.
+fn per_shard(e: &mut Exposition, s: &Stats, ids: &[String], section: Section) {
+    let values: Vec<Vec<(&'static CounterDesc, u64)>> =
+        s.shards.iter().map(|sh| sh.section(section)).collect();
+    for (i, &d) in section.descs().iter().enumerate() {
+        let family = section.series(d).family;
+        e.family(&family, d.kind, d.help);
+        for (sh, id) in values.iter().zip(ids) {
+            let v = sh.get(i).map_or(0, |&(_, v)| v);
+            e.sample(&family, &[("shard", id)], v);
+        }
+    }
 }
 
 /// One family per counter of a per-worker `section`, one sample per worker; the drop
@@ -158,6 +177,7 @@ mod tests {
             sa_installed: 8,
             sa_allocated: 10,
             sa_capacity: 1024,
+            shards: Vec::new(),
         }
     }
 
@@ -223,6 +243,49 @@ mod tests {
         // No drop counter leaks out as a family of its own.
         assert!(!text.contains("akagate_worker_drop_"), "{text}");
         assert!(text.ends_with('\n'));
+    }
+
+    /// Issue 10: with slowpath shards the slowpath's and the SIP core's families carry one
+    /// sample per shard (label `shard`) instead of the sum; the same families, so the docs
+    /// table still lists exactly what is rendered.
+    #[test]
+    fn shards_label_the_slowpath_and_sip_samples() {
+        let shard = |id: usize, regs: u64, malformed: u64| crate::stats::ShardStats {
+            id,
+            slowpath: SlowpathStats {
+                registrations: regs,
+                ..SlowpathStats::default()
+            },
+            core: CoreStats {
+                malformed_requests: malformed,
+                ..CoreStats::default()
+            },
+        };
+        let s = Stats {
+            shards: vec![shard(0, 1, 4), shard(1, 3, 5)],
+            ..stats()
+        };
+        let text = render(&s);
+        for line in [
+            "akagate_registrations{shard=\"0\"} 1",
+            "akagate_registrations{shard=\"1\"} 3",
+            "akagate_sip_malformed_requests_total{shard=\"1\"} 5",
+            "akagate_slowpath_challenges_withheld_total{shard=\"0\"} 0",
+            "akagate_sa_table_installed 8",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("akagate_registrations 4"), "{text}");
+        let families = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("# TYPE "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(families(&text), families(&render(&stats())));
     }
 
     #[test]

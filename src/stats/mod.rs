@@ -79,6 +79,31 @@ pub struct Stats {
     pub sa_allocated: usize,
     /// Capacity of the SA table.
     pub sa_capacity: usize,
+    /// With several slowpath shards, each shard's own counters (`slowpath` and `core` above
+    /// are their sums); empty with one.
+    pub shards: Vec<ShardStats>,
+}
+
+/// One slowpath shard's counters (docs/ARCHITECTURE.md, "Slowpath shards").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStats {
+    /// The shard.
+    pub id: usize,
+    /// Its slowpath thread's counters and gauges.
+    pub slowpath: SlowpathStats,
+    /// Its core's SIP counters.
+    pub core: CoreStats,
+}
+
+impl ShardStats {
+    /// The values of a per-shard `section` (the slowpath's or the SIP core's; none else).
+    pub fn section(&self, section: Section) -> Vec<(&'static CounterDesc, u64)> {
+        match section {
+            Section::Slowpath => self.slowpath.iter().collect(),
+            Section::Sip => CORE.values(&self.core).collect(),
+            Section::SaTable | Section::Port | Section::Worker => Vec::new(),
+        }
+    }
 }
 
 impl Stats {
@@ -226,6 +251,7 @@ pub(crate) mod tests {
             sa_installed: 4,
             sa_allocated: 6,
             sa_capacity: 1024,
+            shards: Vec::new(),
         };
         assert_eq!(
             s.drops(),
@@ -256,6 +282,7 @@ pub(crate) mod tests {
             sa_installed: 1,
             sa_allocated: 2,
             sa_capacity: 3,
+            shards: Vec::new(),
         };
         for section in Section::ALL {
             let values = if section.per_worker() {
