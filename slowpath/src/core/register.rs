@@ -793,7 +793,9 @@ impl Core {
         let sets = self.registrar.remove(key);
         self.remove_sets(sets, out);
         self.rearm(key);
-        self.proxy.forget_dialogs_of(key);
+        for party in self.proxy.forget_dialogs_of(key) {
+            self.registrar.unwatch_remote(&party);
+        }
         self.relay.forget(key);
         self.reg_subs.forget(key);
         self.emergency_only.remove(key);

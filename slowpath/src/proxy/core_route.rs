@@ -257,6 +257,10 @@ impl Proxy {
             None if msg.method() == Some("BYE") => {
                 self.anonymous_emergency.remove(cid);
             }
+            // The UE ends the dialog: requests of it from the core are done.
+            Some(_) if msg.method() == Some("BYE") => {
+                self.core_dialogs.remove(cid);
+            }
             _ => {}
         }
     }
@@ -302,7 +306,7 @@ impl Proxy {
     /// dialog it belongs to.
     pub(crate) fn core_dialog_key(&self, msg: &Message<'_>) -> Option<&str> {
         let cid = msg.call_id().ok()?;
-        self.core_dialogs.get(cid).map(String::as_str)
+        self.core_dialogs.get(cid)
     }
 
     /// A request from the core for registration `key`: to the UE through its SAs

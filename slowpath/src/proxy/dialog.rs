@@ -3,6 +3,7 @@
 //! to release a dialog itself with a BYE to both parties when one of them de-registers or
 //! its registration expires (TS 24.229 5.2.8.1.2).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
@@ -12,6 +13,89 @@ use super::Proxy;
 use super::{Forwarded, Own, RegEnd};
 use crate::context::{Cx, Shared};
 use crate::sip::{HeaderKind, Message, MessageBuilder};
+
+/// The proxy's dialogs by Call-ID, indexed by party: a registration's end finds its own
+/// dialogs without walking everyone's, so a storm of de-registrations at carrier scale costs
+/// what it releases, not the number of calls up times the number of UEs leaving.
+#[derive(Default)]
+pub(crate) struct DialogTable {
+    by_id: HashMap<String, Dialog>,
+    /// Registration key -> Call-IDs of the dialogs it is caller or callee of.
+    by_party: HashMap<String, Vec<String>>,
+}
+
+impl DialogTable {
+    /// Number of dialogs (and INVITEs establishing one).
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The dialog `call_id`.
+    pub fn get(&self, call_id: &str) -> Option<&Dialog> {
+        self.by_id.get(call_id)
+    }
+
+    /// The dialog `call_id`, to update (its parties never change).
+    pub fn get_mut(&mut self, call_id: &str) -> Option<&mut Dialog> {
+        self.by_id.get_mut(call_id)
+    }
+
+    /// Records dialog `call_id` (replacing one of the same Call-ID).
+    pub fn insert(&mut self, call_id: String, dialog: Dialog) {
+        self.remove(&call_id);
+        for party in dialog.parties() {
+            let ids = self.by_party.entry(party.to_string()).or_default();
+            if !ids.contains(&call_id) {
+                ids.push(call_id.clone());
+            }
+        }
+        self.by_id.insert(call_id, dialog);
+    }
+
+    /// Forgets dialog `call_id`.
+    pub fn remove(&mut self, call_id: &str) -> Option<Dialog> {
+        let d = self.by_id.remove(call_id)?;
+        for party in d.parties() {
+            if let Some(ids) = self.by_party.get_mut(party) {
+                ids.retain(|id| id != call_id);
+                if ids.is_empty() {
+                    self.by_party.remove(party);
+                }
+            }
+        }
+        Some(d)
+    }
+
+    /// The Call-IDs of the dialogs registration `key` is part of, in order.
+    pub fn of_party(&self, key: &str) -> Vec<String> {
+        let mut ids = self.by_party.get(key).cloned().unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Whether registration `key` is part of any dialog.
+    pub fn involves(&self, key: &str) -> bool {
+        self.by_party.contains_key(key)
+    }
+
+    /// Forgets every dialog registration `key` is part of; returns the other parties left
+    /// with no dialog at all.
+    pub fn forget_party(&mut self, key: &str) -> Vec<String> {
+        let mut freed = Vec::new();
+        for id in self.of_party(key) {
+            if let Some(d) = self.remove(&id) {
+                freed.extend(
+                    d.parties()
+                        .filter(|p| *p != key && !self.involves(p))
+                        .map(str::to_string),
+                );
+            }
+        }
+        freed.sort();
+        freed.dedup();
+        freed
+    }
+}
 
 /// A dialog (or an INVITE still establishing one) between two registered UEs, by IMPI key.
 #[derive(Clone, Debug)]
@@ -47,6 +131,12 @@ fn contact_target(msg: &Message<'_>) -> Option<String> {
 }
 
 impl Dialog {
+    /// Its two parties' registration keys (one, if a UE called itself).
+    fn parties(&self) -> impl Iterator<Item = &str> {
+        let callee = (self.callee != self.caller).then_some(self.callee.as_str());
+        std::iter::once(self.caller.as_str()).chain(callee)
+    }
+
     /// The record of an initial INVITE / SUBSCRIBE from `caller` routed to `callee`.
     pub(crate) fn new(caller: &str, callee: &str, msg: &Message<'_>) -> Self {
         Dialog {
@@ -150,20 +240,14 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let mut ids: Vec<String> = self
-            .dialogs
-            .iter()
-            .filter(|(_, d)| d.caller == key || d.callee == key)
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.sort();
+        let ids = self.dialogs.of_party(key);
         let reason = match why {
             RegEnd::Deregistered => "SIP;cause=480;text=\"De-registered\"",
             RegEnd::Expired => "SIP;cause=480;text=\"Registration expired\"",
             RegEnd::Deactivated => "SIP;cause=480;text=\"Registration deactivated\"",
         };
         for call_id in ids {
-            let Some(d) = self.dialogs.remove(&call_id) else {
+            let Some(d) = self.drop_dialog(cx, &call_id) else {
                 continue;
             };
             if !d.session {
@@ -287,5 +371,33 @@ mod tests {
         d.note_cseq("b", 3);
         d.note_cseq("a", 5);
         assert_eq!((d.caller_cseq, d.callee_cseq), (7, 3));
+    }
+
+    /// Issue 10: a registration's dialogs are found through the party index, which follows
+    /// every insert and removal; forgetting a party names the others left with no dialog.
+    #[test]
+    fn the_party_index_follows_the_dialogs() {
+        let invite = Message::parse(b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 7 INVITE\r\nContact: <sip:a@1.2.3.4:5>\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut t = DialogTable::default();
+        t.insert("c1".into(), Dialog::new("a", "b", &invite));
+        t.insert("c2".into(), Dialog::new("c", "a", &invite));
+        t.insert("c3".into(), Dialog::new("b", "d", &invite));
+        t.insert("c4".into(), Dialog::new("e", "e", &invite));
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.of_party("a"), ["c1", "c2"]);
+        assert_eq!(t.of_party("b"), ["c1", "c3"]);
+        assert_eq!(t.of_party("e"), ["c4"]);
+        assert!(t.remove("c3").is_some());
+        assert!(!t.involves("d"));
+        assert_eq!(t.of_party("b"), ["c1"]);
+        // Same Call-ID again: the old record's parties are unindexed.
+        t.insert("c1".into(), Dialog::new("a", "f", &invite));
+        assert!(!t.involves("b"));
+        assert_eq!(t.forget_party("a"), ["c", "f"]);
+        assert_eq!(t.len(), 1);
+        assert!(t.of_party("a").is_empty());
+        assert!(t.remove("c4").is_some());
+        assert!(!t.involves("e"));
+        assert_eq!(t.len(), 0);
     }
 }

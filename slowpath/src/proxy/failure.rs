@@ -148,7 +148,7 @@ impl Proxy {
                     .ok()
                     .and_then(|m| m.call_id().ok().map(str::to_string))
                 {
-                    self.dialogs.remove(&cid);
+                    self.drop_dialog(cx, &cid);
                 }
             }
             self.fail_server(cx, server, 480, "Temporarily Unavailable", now, out);

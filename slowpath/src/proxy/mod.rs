@@ -13,7 +13,7 @@ mod reject;
 mod route;
 mod transport;
 
-pub(crate) use dialog::Dialog;
+pub(crate) use dialog::{Dialog, DialogTable};
 pub(crate) use keepalive::KeepAlive;
 pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use akagate_proto::ipc::Flow;
 
+use crate::context::Cx;
 use crate::sip::transaction::TxId;
 
 /// The proxy's state: dialogs between registered UEs, the client transactions it started,
@@ -31,8 +32,8 @@ use crate::sip::transaction::TxId;
 /// [`Cx`](crate::context::Cx) (transactions, timers, registrar) as a parameter.
 #[derive(Default)]
 pub(crate) struct Proxy {
-    /// Call-ID -> the dialog between two registered parties.
-    dialogs: HashMap<String, Dialog>,
+    /// Call-ID -> the dialog between two registered parties (indexed by party).
+    dialogs: DialogTable,
     /// reg-event subscriptions by IMPI key of the registration watched.
     reg_subs: HashMap<String, Vec<RegSubscription>>,
     /// Keep-alive state by IMPI key.
@@ -45,7 +46,7 @@ pub(crate) struct Proxy {
     accepted: HashMap<String, Flow>,
     /// Proxy mode: Call-ID -> the registration on our access side of a dialog through the
     /// core (in-dialog requests from the core find their UE by it).
-    core_dialogs: HashMap<String, String>,
+    core_dialogs: CoreDialogs,
     /// Proxy mode: Call-ID -> the unprotected flow of an anonymous emergency session's
     /// caller (TS 24.229 5.2.10.4), for the requests of that dialog in both directions.
     anonymous_emergency: HashMap<String, Flow>,
@@ -70,10 +71,23 @@ impl Proxy {
     }
 
     /// Registration `key` is gone: the dialogs it was part of are forgotten.
-    pub fn forget_dialogs_of(&mut self, key: &str) {
-        self.dialogs
-            .retain(|_, d| d.caller != key && d.callee != key);
-        self.core_dialogs.retain(|_, k| k != key);
+    /// Returns the other parties left with no dialog here (another shard's UEs among them
+    /// need watching no longer).
+    pub fn forget_dialogs_of(&mut self, key: &str) -> Vec<String> {
+        self.core_dialogs.forget_key(key);
+        self.dialogs.forget_party(key)
+    }
+
+    /// Forgets dialog `call_id`; a party of another shard left with no dialog here is
+    /// watched no longer (its end concerns this shard no more).
+    pub(crate) fn drop_dialog(&mut self, cx: &mut Cx<'_>, call_id: &str) -> Option<Dialog> {
+        let d = self.dialogs.remove(call_id)?;
+        for party in [&d.caller, &d.callee] {
+            if !self.dialogs.involves(party) {
+                cx.registrar.unwatch_remote(party);
+            }
+        }
+        Some(d)
     }
 
     /// 2xx retransmissions on our branch `branch` are no longer relayed (RFC 3261 16.7).
@@ -83,6 +97,51 @@ impl Proxy {
 }
 
 pub(crate) use crate::registrar::RegEnd;
+
+/// Proxy mode's dialogs through the core: Call-ID -> the registration on our access side,
+/// indexed by registration so its end forgets its own without a walk of all.
+#[derive(Default)]
+struct CoreDialogs {
+    by_id: HashMap<String, String>,
+    by_key: HashMap<String, Vec<String>>,
+}
+
+impl CoreDialogs {
+    /// Dialog `call_id` belongs to registration `key`.
+    fn insert(&mut self, call_id: String, key: String) {
+        self.remove(&call_id);
+        self.by_key
+            .entry(key.clone())
+            .or_default()
+            .push(call_id.clone());
+        self.by_id.insert(call_id, key);
+    }
+
+    /// The registration of dialog `call_id`.
+    fn get(&self, call_id: &str) -> Option<&str> {
+        self.by_id.get(call_id).map(String::as_str)
+    }
+
+    /// Dialog `call_id` ended.
+    fn remove(&mut self, call_id: &str) {
+        let Some(key) = self.by_id.remove(call_id) else {
+            return;
+        };
+        if let Some(ids) = self.by_key.get_mut(&key) {
+            ids.retain(|id| id != call_id);
+            if ids.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Registration `key` is gone, with its dialogs.
+    fn forget_key(&mut self, key: &str) {
+        for id in self.by_key.remove(key).unwrap_or_default() {
+            self.by_id.remove(&id);
+        }
+    }
+}
 
 /// A request the P-CSCF itself originated towards a UE, and what its outcome updates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,5 +228,27 @@ impl Forwarded {
             invite,
             ..Forwarded::own(Own::Bye, request, flow, branch)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registration's end forgets its dialogs through the core, and only those.
+    #[test]
+    fn core_dialogs_are_forgotten_by_registration() {
+        let mut d = CoreDialogs::default();
+        d.insert("c1".into(), "a".into());
+        d.insert("c2".into(), "a".into());
+        d.insert("c3".into(), "b".into());
+        d.remove("c2");
+        assert_eq!(d.get("c2"), None);
+        d.insert("c3".into(), "a".into());
+        d.forget_key("a");
+        assert_eq!((d.get("c1"), d.get("c3")), (None, None));
+        assert!(d.by_key.is_empty() && d.by_id.is_empty());
+        d.insert("c4".into(), "b".into());
+        assert_eq!(d.get("c4"), Some("b"));
     }
 }

@@ -261,7 +261,7 @@ impl Proxy {
             d.note_cseq(&key, cseq.seq);
         }
         if method == "BYE" {
-            self.dialogs.remove(&call_id);
+            self.drop_dialog(cx, &call_id);
         }
         if invite {
             // RFC 3261 16.2 / 17.2.1: the INVITE is being forwarded; stop the caller's
@@ -566,7 +566,7 @@ impl Proxy {
         if initial && code >= 200 {
             if let Ok(cid) = msg.call_id() {
                 if code >= 300 {
-                    self.dialogs.remove(cid);
+                    self.drop_dialog(cx, cid);
                 } else if let Some(local) = self.forwarded.get(&client).map(|f| f.flow.local) {
                     let pcscf = cx.shared.cfg.pcscf_host.clone();
                     if let Some(d) = self.dialogs.get_mut(cid) {
@@ -616,7 +616,7 @@ impl Proxy {
         let initial = self.forwarded.get(&client).is_some_and(|f| f.initial);
         if initial {
             if let Ok(cid) = msg.call_id() {
-                self.dialogs.remove(cid);
+                self.drop_dialog(cx, cid);
             }
         }
         let tag = cx.shared.token(8);

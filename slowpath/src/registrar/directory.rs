@@ -118,7 +118,8 @@ impl LocationDirectory {
 
     /// `shard` holds a dialog with registration `key` (another shard's): when `key` ends,
     /// `shard` hears of it ([`LocationDirectory::take_ended`]) to release the dialog (TS
-    /// 24.229 5.2.8.1.2). A watch lasts until `key` ends.
+    /// 24.229 5.2.8.1.2). A watch lasts until `key` ends or `shard` holds no dialog with it
+    /// ([`LocationDirectory::unwatch`]).
     pub(crate) fn watch(&self, key: &str, shard: usize) {
         let mut m = self.watchers[stripe_of(key)]
             .lock()
@@ -126,6 +127,19 @@ impl LocationDirectory {
         let shards = m.entry(key.to_string()).or_default();
         if !shards.contains(&shard) {
             shards.push(shard);
+        }
+    }
+
+    /// `shard` holds no dialog with registration `key` any more.
+    pub(crate) fn unwatch(&self, key: &str, shard: usize) {
+        let mut m = self.watchers[stripe_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(shards) = m.get_mut(key) {
+            shards.retain(|&s| s != shard);
+            if shards.is_empty() {
+                m.remove(key);
+            }
         }
     }
 
@@ -380,5 +394,21 @@ mod tests {
         assert_eq!(d.shard_of_contact("sip:a@10.0.0.2:5070"), Some(1));
         d.publish("a@x", None);
         assert_eq!(d.shard_of_contact("sip:a@10.0.0.2:5070"), None);
+    }
+
+    /// A shard that no longer holds a dialog with another shard's registration is not told
+    /// of its end; one that still does is.
+    #[test]
+    fn only_watching_shards_hear_of_an_end() {
+        let d = LocationDirectory::new(3);
+        d.watch("a@x", 0);
+        d.watch("a@x", 2);
+        d.unwatch("a@x", 0);
+        d.announce_end("a@x", crate::registrar::RegEnd::Deregistered);
+        assert!(d.take_ended(0).is_empty());
+        assert_eq!(d.take_ended(2).len(), 1);
+        d.watch("b@x", 1);
+        d.unwatch("b@x", 1);
+        assert!(d.watchers.iter().all(|s| s.lock().unwrap().is_empty()));
     }
 }

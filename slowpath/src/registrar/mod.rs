@@ -518,6 +518,16 @@ impl Registrar {
         }
     }
 
+    /// This shard holds no dialog with registration `key` any more: if another shard owns
+    /// it, its end need not be told here.
+    pub fn unwatch_remote(&self, key: &str) {
+        if let Some(d) = &self.directory {
+            if !self.regs.contains_key(key) {
+                d.unwatch(key, self.shard);
+            }
+        }
+    }
+
     /// Our registration `key` ends (`why`): the shards holding dialogs with it are told.
     pub(crate) fn announce_end(&self, key: &str, why: crate::registrar::RegEnd) {
         if let Some(d) = &self.directory {
