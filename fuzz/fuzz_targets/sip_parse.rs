@@ -1,5 +1,7 @@
-//! Fuzz target: the SIP parser, every typed accessor, validation and the stream framer must
-//! never panic on any input (seed corpus: slowpath/tests/fixtures/sip/).
+//! Fuzz target: the SIP parser, every typed accessor, validation, the stream framer and the
+//! workers' shard scan (`akagate_proto::shard::scan`: every SIP message a worker or the core
+//! link hands on with slowpath shards) must never panic on any input (seed corpus:
+//! slowpath/tests/fixtures/sip/).
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
@@ -8,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = next_frame(data, &FrameLimits::default());
+    let _ = akagate_proto::shard::scan(data);
     let Ok(m) = Message::parse(data) else {
         return;
     };
