@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 /// In-memory IP packet device (Medium::Ip) with bounded queues.
@@ -63,6 +63,17 @@ impl QueueDevice {
     }
 }
 
+/// What every per-UE interface is built with: IP medium, and smoltcp's TCP checksum filled
+/// on transmit but not verified on receive — the stack verifies every inbound segment itself
+/// first (`crate::wire::checksum`, eight bytes per addition), so none with a bad checksum
+/// reaches a socket (RFC 9293 3.1).
+pub fn stack_capabilities() -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    caps.checksum.tcp = Checksum::Tx;
+    caps
+}
+
 /// Receive token holding one inbound packet.
 pub struct QueueRxToken(Vec<u8>);
 
@@ -110,8 +121,7 @@ impl phy::Device for QueueDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
+        let mut caps = stack_capabilities();
         caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = Some(self.max_queue);
         caps
@@ -206,8 +216,7 @@ impl<S: PacketSink> phy::Device for SinkDevice<'_, S> {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
+        let mut caps = stack_capabilities();
         caps.max_transmission_unit = self.mtu;
         caps
     }

@@ -143,6 +143,8 @@ pub struct StackCounters {
     pub udp_queue_full: u64,
     /// TLS connections aborted: failed handshake, bad record or alert (RFC 8446 6).
     pub tls_errors: u64,
+    /// TCP segments dropped for a wrong checksum (RFC 9293 3.1).
+    pub tcp_bad_checksum: u64,
 }
 
 /// The deadlines of connections on one port (the unprotected SIP port), see
@@ -646,6 +648,10 @@ impl UeStack {
         packet: Vec<u8>,
         via_spi: Option<u32>,
     ) -> Result<(), StackError> {
+        if !crate::wire::checksum::tcp_checksum_ok(&packet) {
+            self.counters.tcp_bad_checksum += 1;
+            return Ok(());
+        }
         let ports = transport_ports(&packet);
         self.dev
             .push_rx(packet)
@@ -714,6 +720,12 @@ impl UeStack {
         sink: &mut S,
     ) {
         self.now = now;
+        // smoltcp's interfaces do not verify TCP checksums on receive (see
+        // `device::stack_capabilities`): every segment is verified here.
+        if !crate::wire::checksum::tcp_checksum_ok(packet) {
+            self.counters.tcp_bad_checksum += 1;
+            return;
+        }
         self.note_spi(seg.map(|s| s.ports), via_spi);
         if !self.admit_datagram(packet, seg) {
             self.counters.udp_queue_full += 1;

@@ -12,6 +12,7 @@
 //! - [`frag`]: fragments of an outbound packet above the link MTU (IPv4 and IPv6).
 //! - [`transport`]: the TCP/UDP ports (and SYN flag) of a parsed packet, for SA selectors.
 
+pub mod checksum;
 pub mod frag;
 pub mod ip;
 pub mod transport;
