@@ -63,14 +63,15 @@ impl QueueDevice {
     }
 }
 
-/// What every per-UE interface is built with: IP medium, and smoltcp's TCP checksum filled
-/// on transmit but not verified on receive — the stack verifies every inbound segment itself
-/// first (`crate::wire::checksum`, eight bytes per addition), so none with a bad checksum
-/// reaches a socket (RFC 9293 3.1).
+/// What every per-UE interface is built with: IP medium, and smoltcp's TCP and UDP
+/// checksums filled on transmit but not verified on receive — the stack verifies every
+/// inbound segment and datagram itself first (`crate::wire::checksum`, eight bytes per
+/// addition), so none with a bad checksum reaches a socket (RFC 9293 3.1, RFC 768).
 pub fn stack_capabilities() -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ip;
     caps.checksum.tcp = Checksum::Tx;
+    caps.checksum.udp = Checksum::Tx;
     caps
 }
 

@@ -143,8 +143,8 @@ pub struct StackCounters {
     pub udp_queue_full: u64,
     /// TLS connections aborted: failed handshake, bad record or alert (RFC 8446 6).
     pub tls_errors: u64,
-    /// TCP segments dropped for a wrong checksum (RFC 9293 3.1).
-    pub tcp_bad_checksum: u64,
+    /// TCP segments and UDP datagrams dropped for a wrong checksum (RFC 9293 3.1, RFC 768).
+    pub bad_checksum: u64,
 }
 
 /// The deadlines of connections on one port (the unprotected SIP port), see
@@ -648,8 +648,8 @@ impl UeStack {
         packet: Vec<u8>,
         via_spi: Option<u32>,
     ) -> Result<(), StackError> {
-        if !crate::wire::checksum::tcp_checksum_ok(&packet) {
-            self.counters.tcp_bad_checksum += 1;
+        if !crate::wire::checksum::transport_checksum_ok(&packet) {
+            self.counters.bad_checksum += 1;
             return Ok(());
         }
         let ports = transport_ports(&packet);
@@ -720,10 +720,10 @@ impl UeStack {
         sink: &mut S,
     ) {
         self.now = now;
-        // smoltcp's interfaces do not verify TCP checksums on receive (see
-        // `device::stack_capabilities`): every segment is verified here.
-        if !crate::wire::checksum::tcp_checksum_ok(packet) {
-            self.counters.tcp_bad_checksum += 1;
+        // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
+        // `device::stack_capabilities`): every segment and datagram is verified here.
+        if !crate::wire::checksum::transport_checksum_ok(packet) {
+            self.counters.bad_checksum += 1;
             return;
         }
         self.note_spi(seg.map(|s| s.ports), via_spi);

@@ -1,17 +1,20 @@
-//! TCP checksum verification of inbound segments (RFC 9293 3.1, RFC 1071; the pseudo-header
-//! of RFC 9293 3.1 for IPv4 and RFC 8200 8.1 for IPv6), eight bytes per addition.
+//! TCP and UDP checksum verification of inbound packets (RFC 9293 3.1, RFC 768, RFC 1071; the
+//! pseudo-header of RFC 9293 3.1 / RFC 768 for IPv4 and RFC 8200 8.1 for IPv6), eight bytes
+//! per addition.
 //!
 //! Why not smoltcp's: `smoltcp::wire::ip::checksum::data` adds two bytes at a time, 8% of the
 //! worker's samples on 1408-byte segments (docs/BENCHMARKS.md, "The SIP framing scan in one
-//! pass"). The per-UE interfaces are built with smoltcp's TCP receive check off
-//! (`Checksum::Tx`: it still fills the checksum of what it sends) and every segment is
-//! verified here first, protected or not, so no segment with a bad checksum reaches a socket.
+//! pass"). The per-UE interfaces are built with smoltcp's TCP and UDP receive checks off
+//! (`Checksum::Tx`: it still fills the checksum of what it sends) and every packet is
+//! verified here first, protected or not, so none with a bad checksum reaches a socket.
 
 use super::ip::{Direction, IpRepr};
 use std::net::IpAddr;
 
 /// IP protocol number of TCP.
 const TCP: u8 = 6;
+/// IP protocol number of UDP.
+const UDP: u8 = 17;
 
 /// RFC 1071 ones'-complement sum of `data` (an odd last byte padded with zero), folded to 16
 /// bits, not complemented. Big-endian 64-bit words summed in 128 bits: one add per 8 bytes,
@@ -40,8 +43,8 @@ fn fold(mut acc: u128) -> u16 {
 }
 
 /// The pseudo-header's sum: addresses, protocol and upper-layer length.
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> u128 {
-    let mut acc: u128 = u128::from(TCP) + len as u128;
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u128 {
+    let mut acc: u128 = u128::from(proto) + len as u128;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             acc += u128::from(u32::from(s)) + u128::from(u32::from(d));
@@ -55,25 +58,34 @@ fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> u128 {
     acc
 }
 
-/// Whether an inbound IP packet is acceptable as far as the TCP checksum goes: true when it
-/// is not an unfragmented TCP segment (other protocols and fragments are not this check's;
-/// smoltcp verifies UDP and ICMP and drops fragments), or when its checksum is right. A TCP
-/// segment too short for its header is refused.
-pub fn tcp_checksum_ok(packet: &[u8]) -> bool {
+/// Whether an inbound IP packet is acceptable as far as its transport checksum goes: true
+/// when it is not an unfragmented TCP segment or UDP datagram (ICMP is smoltcp's to check,
+/// fragments are reassembled before or dropped by smoltcp), or when its checksum is right.
+/// A segment or datagram too short for its header is refused. A UDP checksum of zero means
+/// "none" over IPv4 (RFC 768) and is refused over IPv6 (RFC 8200 8.1).
+pub fn transport_checksum_ok(packet: &[u8]) -> bool {
     let Ok(ip) = IpRepr::from_bytes(packet, Direction::Inbound) else {
         return true;
     };
-    if ip.next_header != TCP || ip.fragment.is_some() {
+    let header = match ip.next_header {
+        TCP => 20,
+        UDP => 8,
+        _ => return true,
+    };
+    if ip.fragment.is_some() {
         return true;
     }
-    let Some(segment) = packet.get(ip.payload_offset..ip.len) else {
+    let Some(payload) = packet.get(ip.payload_offset..ip.len) else {
         return false;
     };
-    if segment.len() < 20 {
+    if payload.len() < header {
         return false;
     }
-    let sum =
-        u128::from(ones_complement_sum(segment)) + pseudo_header_sum(ip.src, ip.dst, segment.len());
+    if ip.next_header == UDP && payload[6..8] == [0, 0] {
+        return matches!(ip.src, IpAddr::V4(_));
+    }
+    let sum = u128::from(ones_complement_sum(payload))
+        + pseudo_header_sum(ip.src, ip.dst, ip.next_header, payload.len());
     fold(sum) == 0xffff
 }
 
@@ -83,11 +95,46 @@ mod tests {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
         IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket,
-        TcpRepr, TcpSeqNumber,
+        TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
     };
 
+    /// An IPv4 or IPv6 header for `l4_len` bytes of `proto`, room for them after it: the
+    /// packet, where the payload starts, and the two addresses.
+    fn ip_packet(
+        v6: bool,
+        proto: IpProtocol,
+        l4_len: usize,
+    ) -> (Vec<u8>, usize, IpAddress, IpAddress) {
+        let caps = ChecksumCapabilities::default();
+        if v6 {
+            let repr = Ipv6Repr {
+                src_addr: "fd00::2".parse().unwrap(),
+                dst_addr: "fd00::1".parse().unwrap(),
+                next_header: proto,
+                payload_len: l4_len,
+                hop_limit: 64,
+            };
+            let mut buf = vec![0u8; repr.buffer_len() + l4_len];
+            repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf));
+            let (s, d) = (repr.src_addr.into(), repr.dst_addr.into());
+            (buf, repr.buffer_len(), s, d)
+        } else {
+            let repr = Ipv4Repr {
+                src_addr: "10.0.0.2".parse().unwrap(),
+                dst_addr: "10.0.0.1".parse().unwrap(),
+                next_header: proto,
+                payload_len: l4_len,
+                hop_limit: 64,
+            };
+            let mut buf = vec![0u8; repr.buffer_len() + l4_len];
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf), &caps);
+            let (s, d) = (repr.src_addr.into(), repr.dst_addr.into());
+            (buf, repr.buffer_len(), s, d)
+        }
+    }
+
     /// A TCP segment with `payload`, its checksum filled by smoltcp (an implementation that
-    /// shares nothing with this one), in IPv4 or IPv6.
+    /// shares nothing with this one).
     fn segment(v6: bool, payload: &[u8]) -> Vec<u8> {
         let tcp = TcpRepr {
             src_port: 5064,
@@ -103,49 +150,8 @@ mod tests {
             timestamp: None,
             payload,
         };
+        let (mut buf, off, src, dst) = ip_packet(v6, IpProtocol::Tcp, tcp.buffer_len());
         let caps = ChecksumCapabilities::default();
-        let tcp_len = tcp.buffer_len();
-        let (src, dst): (IpAddress, IpAddress) = if v6 {
-            ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap())
-        } else {
-            ("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap())
-        };
-        let mut buf;
-        let off = if v6 {
-            let repr = Ipv6Repr {
-                src_addr: match src {
-                    IpAddress::Ipv6(a) => a,
-                    _ => unreachable!(),
-                },
-                dst_addr: match dst {
-                    IpAddress::Ipv6(a) => a,
-                    _ => unreachable!(),
-                },
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp_len,
-                hop_limit: 64,
-            };
-            buf = vec![0u8; repr.buffer_len() + tcp_len];
-            repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf));
-            repr.buffer_len()
-        } else {
-            let repr = Ipv4Repr {
-                src_addr: match src {
-                    IpAddress::Ipv4(a) => a,
-                    _ => unreachable!(),
-                },
-                dst_addr: match dst {
-                    IpAddress::Ipv4(a) => a,
-                    _ => unreachable!(),
-                },
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp_len,
-                hop_limit: 64,
-            };
-            buf = vec![0u8; repr.buffer_len() + tcp_len];
-            repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf), &caps);
-            repr.buffer_len()
-        };
         tcp.emit(
             &mut TcpPacket::new_unchecked(&mut buf[off..]),
             &src,
@@ -155,50 +161,77 @@ mod tests {
         buf
     }
 
-    /// Every length (odd and even tails), both families: smoltcp's checksums verify, and any
-    /// single flipped bit of the segment or of an address is caught.
+    /// A UDP datagram with `payload`, its checksum filled by smoltcp.
+    fn datagram(v6: bool, payload: &[u8]) -> Vec<u8> {
+        let udp = UdpRepr {
+            src_port: 5064,
+            dst_port: 6100,
+        };
+        let len = udp.header_len() + payload.len();
+        let (mut buf, off, src, dst) = ip_packet(v6, IpProtocol::Udp, len);
+        let caps = ChecksumCapabilities::default();
+        udp.emit(
+            &mut UdpPacket::new_unchecked(&mut buf[off..]),
+            &src,
+            &dst,
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &caps,
+        );
+        buf
+    }
+
+    /// Every length (odd and even tails), both families, TCP and UDP: smoltcp's checksums
+    /// verify, and a flipped bit of the payload's first or last byte, of the checksum field
+    /// or of the source address is caught.
     #[test]
     fn agrees_with_smoltcp_and_catches_a_flipped_bit() {
         for v6 in [false, true] {
             for len in (0..80).chain([1367, 1368, 1369]) {
                 let payload: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-                let p = segment(v6, &payload);
-                assert!(tcp_checksum_ok(&p), "v6 {v6} len {len}");
                 let ip_hdr = if v6 { 40 } else { 20 };
                 let src_at = if v6 { 8 } else { 12 };
-                // The segment's first and last byte, its checksum field, a source address bit.
-                for at in [ip_hdr, p.len() - 1, ip_hdr + 16, src_at] {
-                    for bit in [0, 5] {
-                        let mut bad = p.clone();
-                        bad[at] ^= 1 << bit;
-                        assert!(
-                            !tcp_checksum_ok(&bad),
-                            "v6 {v6} len {len} byte {at} bit {bit}"
-                        );
+                for (p, sum_at) in [(segment(v6, &payload), 16), (datagram(v6, &payload), 6)] {
+                    assert!(transport_checksum_ok(&p), "v6 {v6} len {len}");
+                    for at in [ip_hdr, p.len() - 1, ip_hdr + sum_at, src_at] {
+                        for bit in [0, 5] {
+                            let mut bad = p.clone();
+                            bad[at] ^= 1 << bit;
+                            assert!(
+                                !transport_checksum_ok(&bad),
+                                "v6 {v6} len {len} byte {at} bit {bit}"
+                            );
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Not TCP, fragments and unparsable packets are left to smoltcp; a truncated TCP
-    /// header is refused.
+    /// Other protocols, fragments and unparsable packets are left to smoltcp; a truncated
+    /// TCP header is refused; a UDP checksum of zero is "none" over IPv4 only.
     #[test]
-    fn only_whole_tcp_segments_are_judged() {
+    fn only_whole_segments_and_datagrams_are_judged() {
         let mut p = segment(false, b"INVITE");
-        p[9] = 17; // UDP now: not this check's
-        assert!(tcp_checksum_ok(&p));
+        p[9] = 1; // ICMP now: not this check's
+        assert!(transport_checksum_ok(&p));
         let mut frag = segment(false, b"INVITE");
         frag[6] = 0x20; // more fragments
-        assert!(tcp_checksum_ok(&frag));
-        assert!(tcp_checksum_ok(&[0x45, 0, 0]));
+        assert!(transport_checksum_ok(&frag));
+        assert!(transport_checksum_ok(&[0x45, 0, 0]));
         let mut short = segment(false, b"");
         short.truncate(30);
         short[3] = 30; // total length 30: a 10-byte TCP "header"
         short[10..12].copy_from_slice(&[0, 0]);
         let c = super::super::ip::ipv4_checksum(&short[..20]);
         short[10..12].copy_from_slice(&c.to_be_bytes());
-        assert!(!tcp_checksum_ok(&short));
+        assert!(!transport_checksum_ok(&short));
+        for (v6, ok) in [(false, true), (true, false)] {
+            let mut d = datagram(v6, b"OPTIONS");
+            let at = if v6 { 40 + 6 } else { 20 + 6 };
+            d[at..at + 2].copy_from_slice(&[0, 0]);
+            assert_eq!(transport_checksum_ok(&d), ok, "v6 {v6}");
+        }
     }
 
     /// RFC 1071 3's worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2.

@@ -163,8 +163,9 @@ akagate_proto::counters! {
     /// UDP datagram refused: its port's receive queue in the UE's stack was full until the
     /// next poll.
     drop_udp_queue_full: Counter,
-    /// TCP segment dropped by the UE's stack: wrong checksum (RFC 9293 3.1).
-    drop_tcp_checksum: Counter,
+    /// TCP segment or UDP datagram dropped by the UE's stack: wrong checksum (RFC 9293 3.1,
+    /// RFC 768).
+    drop_checksum: Counter,
     /// SYN to the unprotected SIP port dropped: its source address holds
     /// `max-connections-per-source` connections there.
     drop_sip_conn_per_source: Counter,

@@ -502,7 +502,7 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
     add(&counters.conns_replaced, sc.conns_replaced);
     add(&counters.drop_conn_limit, sc.conn_limit);
     add(&counters.drop_udp_queue_full, sc.udp_queue_full);
-    add(&counters.drop_tcp_checksum, sc.tcp_bad_checksum);
+    add(&counters.drop_checksum, sc.bad_checksum);
 }
 
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
