@@ -514,9 +514,8 @@ impl Core {
             bound_flow: chosen.is_none().then_some(req.flow),
         };
         let max = self.shared.cfg.max_pending_per_impi;
-        let Displaced { replaced, evicted } = self
-            .registrar
-            .challenged_with(key, ids, pending, max);
+        let Displaced { replaced, evicted } =
+            self.registrar.challenged_with(key, ids, pending, max);
         self.shared.stats.challenges_evicted += evicted.len() as u64;
         let mut after = Vec::new();
         self.remove_sets(replaced.into_iter().chain(evicted), &mut after);

@@ -341,7 +341,9 @@ impl Hss {
 
     /// The subscriber with this IMPI.
     pub fn subscriber(&self, impi: &str) -> Option<&Subscriber> {
-        self.by_impi.get(&*key(impi)).and_then(|&i| self.subs.get(i))
+        self.by_impi
+            .get(&*key(impi))
+            .and_then(|&i| self.subs.get(i))
     }
 
     /// Splits the subscribers into `shards` HSSs (docs/ARCHITECTURE.md, "Slowpath shards"):
@@ -352,7 +354,11 @@ impl Hss {
     pub fn into_shards(self, shards: usize, shard_of: impl Fn(&str) -> usize) -> Vec<Hss> {
         let shards = shards.max(1);
         let all_impus: HashMap<String, String> = (self.subs.iter())
-            .flat_map(|s| s.impu.iter().map(|u| (key(u).into_owned(), s.impi.to_string())))
+            .flat_map(|s| {
+                s.impu
+                    .iter()
+                    .map(|u| (key(u).into_owned(), s.impi.to_string()))
+            })
             .collect();
         let all_impus = std::sync::Arc::new(all_impus);
         let persists = self.persist.is_some();
@@ -396,12 +402,17 @@ impl Hss {
         if let Some(s) = self.by_impu(impu) {
             return Some(s.impi());
         }
-        self.all_impus.as_ref()?.get(&*key(impu)).map(String::as_str)
+        self.all_impus
+            .as_ref()?
+            .get(&*key(impu))
+            .map(String::as_str)
     }
 
     /// The subscriber owning this IMPU.
     pub fn by_impu(&self, impu: &str) -> Option<&Subscriber> {
-        self.by_impu.get(&*key(impu)).and_then(|&i| self.subs.get(i))
+        self.by_impu
+            .get(&*key(impu))
+            .and_then(|&i| self.subs.get(i))
     }
 
     fn index(&self, impi: &str) -> Result<usize, HssError> {
