@@ -389,6 +389,9 @@ fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a 
     }
 }
 
+// `offer_param_index` matches these names, in this order (unit-tested against the list).
+const _: () = assert!(OFFER_PARAMS.len() == 8);
+
 /// The index of `name` (any case) in [`OFFER_PARAMS`]: lower-cased into a stack buffer and
 /// matched once (every parameter of every offer passes here; eight case-insensitive
 /// compares each cost more).

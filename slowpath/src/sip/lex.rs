@@ -91,10 +91,7 @@ impl<'a> Iterator for ListIter<'a> {
         let b = s.as_bytes();
         let mut i = 0;
         // Only `"`, `<` and `,` matter outside `<...>`, only `>` inside: jump between them.
-        loop {
-            let Some(at) = memchr::memchr3(b'"', b'<', b',', &b[i..]) else {
-                break;
-            };
+        while let Some(at) = memchr::memchr3(b'"', b'<', b',', &b[i..]) {
             i += at;
             match b[i] {
                 b'"' => match quoted_end(b, i) {
