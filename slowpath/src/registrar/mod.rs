@@ -776,6 +776,39 @@ mod tests {
         set_to(spi, "10.0.0.2")
     }
 
+    /// Issue 10: a registration's key is one allocation, shared by its map entry and its
+    /// SPIs (and the source's IMPI itself when that is lower-case already); the identities
+    /// are the source's, not copies; a completed challenge keeps the same entry.
+    #[test]
+    fn a_registration_shares_one_key_and_the_sources_identities() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        let ids = Identities {
+            impi: Arc::from(KEY),
+            impus: Arc::from(vec!["sip:a".to_string()]),
+        };
+        r.challenged_with(KEY, &ids, pending(1000, t), MAX);
+        let (key, reg) = r.regs.get_key_value(KEY).unwrap();
+        assert!(Arc::ptr_eq(key, &ids.impi), "the source's IMPI is the key");
+        assert!(Arc::ptr_eq(&reg.impi, &ids.impi) && Arc::ptr_eq(&reg.impus, &ids.impus));
+        for spi in [1000, 1001] {
+            assert!(Arc::ptr_eq(&r.by_spi[&spi], key), "SPI {spi} shares the key");
+        }
+        // Another challenge and its completion keep the entry and its key.
+        let key = key.clone();
+        r.challenged_with(KEY, &ids, pending_to(2000, "10.9.0.1", t), MAX);
+        assert!(Arc::ptr_eq(&r.by_spi[&2001], &key));
+        r.complete(KEY, 2001, "sip:a@ue".into(), Transport::Tcp, t + secs(60));
+        assert!(Arc::ptr_eq(r.regs.get_key_value(KEY).unwrap().0, &key));
+        // A mixed-case IMPI gets its own lower-cased key.
+        let mixed = Identities {
+            impi: Arc::from("Bob@X"),
+            impus: Arc::from(Vec::new()),
+        };
+        r.challenged_with("bob@x", &mixed, pending_to(3000, "10.9.0.2", t), MAX);
+        assert_eq!(r.key_of_spi(3000), Some("bob@x"));
+        assert_eq!(r.impi("bob@x"), Some("Bob@X"));
+    }
+
     #[test]
     fn challenges_to_other_addresses_stay_up_to_the_bound_oldest_going_first() {
         let (mut r, t) = (Registrar::default(), Instant::now());

@@ -384,34 +384,11 @@ pub const OFFER_PARAMS: [&str; 8] = [
 /// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
 /// each name counts, as [`Mechanism::param`] reads it).
 fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
-    if let Some(i) = offer_param_index(name) {
+    if let Some(i) = OFFER_PARAMS
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(name))
+    {
         read[i].get_or_insert(value);
-    }
-}
-
-// `offer_param_index` matches these names, in this order (unit-tested against the list).
-const _: () = assert!(OFFER_PARAMS.len() == 8);
-
-/// The index of `name` (any case) in [`OFFER_PARAMS`]: lower-cased into a stack buffer and
-/// matched once (every parameter of every offer passes here; eight case-insensitive
-/// compares each cost more).
-fn offer_param_index(name: &str) -> Option<usize> {
-    let b = name.as_bytes();
-    let mut buf = [0u8; 6];
-    let dst = buf.get_mut(..b.len())?;
-    for (d, s) in dst.iter_mut().zip(b) {
-        *d = s.to_ascii_lowercase();
-    }
-    match &*dst {
-        b"prot" => Some(0),
-        b"mod" => Some(1),
-        b"alg" => Some(2),
-        b"ealg" => Some(3),
-        b"spi-c" => Some(4),
-        b"spi-s" => Some(5),
-        b"port-c" => Some(6),
-        b"port-s" => Some(7),
-        _ => None,
     }
 }
 
@@ -567,17 +544,6 @@ pub fn render_security_header(mechs: &[SecMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offer_param_index_follows_offer_params() {
-        for (i, name) in OFFER_PARAMS.iter().enumerate() {
-            assert_eq!(offer_param_index(name), Some(i));
-            assert_eq!(offer_param_index(&name.to_ascii_uppercase()), Some(i));
-        }
-        for other in ["", "q", "spi", "spi-cc", "port-sx", "protocol", "ealg2"] {
-            assert_eq!(offer_param_index(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn parses_boghe_security_client() {
