@@ -791,7 +791,10 @@ mod tests {
         assert!(Arc::ptr_eq(key, &ids.impi), "the source's IMPI is the key");
         assert!(Arc::ptr_eq(&reg.impi, &ids.impi) && Arc::ptr_eq(&reg.impus, &ids.impus));
         for spi in [1000, 1001] {
-            assert!(Arc::ptr_eq(&r.by_spi[&spi], key), "SPI {spi} shares the key");
+            assert!(
+                Arc::ptr_eq(&r.by_spi[&spi], key),
+                "SPI {spi} shares the key"
+            );
         }
         // Another challenge and its completion keep the entry and its key.
         let key = key.clone();
