@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use akagate_proto::ipc::{Flow, SipIn, WorkerCommand, WorkerEvent};
 use akagate_slowpath::hss::{Hss, SubscriberRecord};
 use akagate_slowpath::{Core, CoreConfig};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use rand::SeedableRng;
 use reg_common::{
     header, installed, param, sent, set1_usim_res, CountingSpis, Ue, SET1_K, SET1_OPC,
@@ -169,5 +169,33 @@ fn registration(c: &mut Criterion) {
     g.finish();
 }
 
+/// `AKG_REG_COUNT=N`: registers N UEs (a fresh core every `POOL`, untimed) outside criterion,
+/// prints the core's mean thread CPU time per registration and exits: a run of a second or
+/// two, so two builds can be run alternately many times on a shared box (docs/BENCHMARKS.md).
+fn counted(n: usize) {
+    let recs = records();
+    let ues = ues();
+    let mut bed = Bed::new(&recs, &ues);
+    let mut core = Duration::ZERO;
+    for _ in 0..n {
+        if bed.next == POOL {
+            bed = Bed::new(&recs, &ues);
+        }
+        core += bed.register_next();
+    }
+    let per = core.as_nanos() as f64 / n.max(1) as f64;
+    println!("registered {n}: core thread CPU {per:.0} ns per registration");
+}
+
 criterion_group!(benches, registration);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("AKG_REG_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return counted(n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

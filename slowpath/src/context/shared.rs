@@ -204,9 +204,19 @@ impl Shared {
 
     /// A random lower-case hex token of `n` bytes (tags, branches).
     pub(crate) fn token(&mut self, n: usize) -> String {
-        let mut b = vec![0u8; n];
-        self.rng.fill_bytes(&mut b);
-        hex::encode(b)
+        // Tags and branches take 8 bytes: drawn into the stack (one `fill_bytes`, as before:
+        // the same random stream) and written as hex at once.
+        let mut stack = [0u8; 16];
+        let mut heap = Vec::new();
+        let b = match stack.get_mut(..n) {
+            Some(b) => b,
+            None => {
+                heap.resize(n, 0);
+                &mut heap[..]
+            }
+        };
+        self.rng.fill_bytes(b);
+        lower_hex(b)
     }
 
     /// A new RFC 3261 branch (magic cookie, random part, per-core sequence number).
@@ -250,5 +260,27 @@ impl Shared {
                 tracing::warn!("releasing SPI {spi}: {e}");
             }
         }
+    }
+}
+
+/// `bytes` as lower-case hex, written at once (what `hex::encode` gives, without its
+/// character-by-character collect).
+fn lower_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &x in bytes {
+        out.push(char::from(HEX[usize::from(x >> 4)]));
+        out.push(char::from(HEX[usize::from(x & 15)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lower_hex_is_hex_encode() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::lower_hex(&all), hex::encode(&all));
+        assert_eq!(super::lower_hex(&[]), "");
     }
 }

@@ -311,7 +311,12 @@ impl Core {
             }
             return self.register_unknown(req, &impi, creds.as_ref(), now, out);
         };
-        let key = ids.impi.to_ascii_lowercase();
+        // The registrar's key: the IMPI lower-cased, borrowed when it already is.
+        let key = if ids.impi.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(ids.impi.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(&*ids.impi)
+        };
         self.register_for(req, &key, &ids, creds.as_ref(), now, out);
         self.rearm(&key);
     }
@@ -474,8 +479,8 @@ impl Core {
             server_data: Vec::new(),
         }
         .encode();
-        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
-        let Ok(www) = aka_challenge(&impi, nonce.clone()) else {
+        let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
+        let Ok(www) = aka_challenge(impi, nonce.clone()) else {
             self.shared.release_spis(&set);
             return self
                 .shared
@@ -509,9 +514,8 @@ impl Core {
             bound_flow: chosen.is_none().then_some(req.flow),
         };
         let max = self.shared.cfg.max_pending_per_impi;
-        let Displaced { replaced, evicted } = self
-            .registrar
-            .challenged(key, &ids.impi, &ids.impus, pending, max);
+        let Displaced { replaced, evicted } =
+            self.registrar.challenged_with(key, ids, pending, max);
         self.shared.stats.challenges_evicted += evicted.len() as u64;
         let mut after = Vec::new();
         self.remove_sets(replaced.into_iter().chain(evicted), &mut after);
@@ -542,11 +546,11 @@ impl Core {
             self.shared.stats.vectors_reused += 1;
             return Some((p.vector.clone(), p.issued, p.ticket));
         }
-        let impi = self.registrar.impi(key).unwrap_or(&ids.impi).to_string();
+        let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
         // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
         // it (TS 33.102 6.3.2).
         let source: &mut dyn AuthVectorSource = &mut self.hss;
-        match source.vector(&impi, &mut *self.shared.rng) {
+        match source.vector(impi, &mut *self.shared.rng) {
             Ok(IssuedVector { av, durable_after }) => Some((Arc::new(av), now, durable_after)),
             Err(e) => {
                 tracing::warn!("no authentication vector for {impi}: {e}");

@@ -5,6 +5,7 @@
 use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::Arc;
 
 use thiserror::Error;
 use zeroize::Zeroize;
@@ -14,6 +15,7 @@ use super::record::{parse_csv, parse_toml, SubscriberRecord};
 use crate::aka::autn::{AuthVector, Auts};
 use crate::aka::milenage::Milenage;
 use crate::aka::sqn::{Sqn, SqnGenerator, SqnPolicy};
+use crate::registrar::Identities;
 
 /// HSS errors. None of them carries key material.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -62,8 +64,10 @@ pub enum HssError {
 
 /// One provisioned subscriber. `Debug` shows identities only.
 pub struct Subscriber {
-    impi: String,
-    impu: Vec<String>,
+    /// Shared with the registrations of this subscriber ([`Identities`]): no copy per
+    /// REGISTER.
+    impi: Arc<str>,
+    impu: Arc<[String]>,
     milenage: Milenage,
     amf: [u8; 2],
     sqn: SqnGenerator,
@@ -92,6 +96,14 @@ impl Subscriber {
         &self.impu
     }
 
+    /// Both identities, shared (a registration keeps them without copying).
+    pub fn identities(&self) -> Identities {
+        Identities {
+            impi: self.impi.clone(),
+            impus: self.impu.clone(),
+        }
+    }
+
     /// The last SEQ handed out (SEQ_HE, TS 33.102 C.1.1).
     pub fn seq_he(&self) -> u64 {
         self.sqn.seq_he()
@@ -112,8 +124,15 @@ fn hex_array<const N: usize>(
 }
 
 /// The normalised lookup key of an IMPI or IMPU.
-fn key(id: &str) -> String {
-    id.trim().to_ascii_lowercase()
+/// The map key of identity `id`: trimmed and lower-cased, borrowed when it is already so
+/// (an identity is looked up twice per REGISTER; most arrive lower-case).
+fn key(id: &str) -> std::borrow::Cow<'_, str> {
+    let id = id.trim();
+    if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(id.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(id)
+    }
 }
 
 /// The embedded HSS.
@@ -205,17 +224,17 @@ impl Hss {
             let (seq, _) = policy.split(Sqn::from_bytes(sqn_bytes(sqn)));
             let gen = SqnGenerator::new(policy, seq).map_err(|_| HssError::SqnExhausted)?;
             let i = hss.subs.len();
-            if hss.by_impi.insert(key(impi), i).is_some() {
+            if hss.by_impi.insert(key(impi).into_owned(), i).is_some() {
                 return Err(HssError::Duplicate(impi.into()));
             }
             for u in &r.impu {
-                if hss.by_impu.insert(key(u), i).is_some() {
+                if hss.by_impu.insert(key(u).into_owned(), i).is_some() {
                     return Err(HssError::Duplicate(u.clone()));
                 }
             }
             hss.subs.push(Subscriber {
                 impi: impi.into(),
-                impu: r.impu.clone(),
+                impu: r.impu.as_slice().into(),
                 milenage,
                 amf,
                 sqn: gen,
@@ -251,7 +270,7 @@ impl Hss {
         for (impi, sqn) in state {
             let Some(s) = self
                 .by_impi
-                .get(&key(&impi))
+                .get(&*key(&impi))
                 .and_then(|&i| self.subs.get_mut(i))
             else {
                 self.foreign.insert(impi, sqn);
@@ -306,7 +325,7 @@ impl Hss {
     pub fn sqn_state(&self) -> impl Iterator<Item = (&str, u64)> {
         self.subs
             .iter()
-            .map(|s| (s.impi.as_str(), s.sqn_floor))
+            .map(|s| (&*s.impi, s.sqn_floor))
             .chain(self.foreign.iter().map(|(k, v)| (k.as_str(), *v)))
     }
 
@@ -322,7 +341,9 @@ impl Hss {
 
     /// The subscriber with this IMPI.
     pub fn subscriber(&self, impi: &str) -> Option<&Subscriber> {
-        self.by_impi.get(&key(impi)).and_then(|&i| self.subs.get(i))
+        self.by_impi
+            .get(&*key(impi))
+            .and_then(|&i| self.subs.get(i))
     }
 
     /// Splits the subscribers into `shards` HSSs (docs/ARCHITECTURE.md, "Slowpath shards"):
@@ -333,7 +354,11 @@ impl Hss {
     pub fn into_shards(self, shards: usize, shard_of: impl Fn(&str) -> usize) -> Vec<Hss> {
         let shards = shards.max(1);
         let all_impus: HashMap<String, String> = (self.subs.iter())
-            .flat_map(|s| s.impu.iter().map(|u| (key(u), s.impi.clone())))
+            .flat_map(|s| {
+                s.impu
+                    .iter()
+                    .map(|u| (key(u).into_owned(), s.impi.to_string()))
+            })
             .collect();
         let all_impus = std::sync::Arc::new(all_impus);
         let persists = self.persist.is_some();
@@ -353,9 +378,9 @@ impl Hss {
                 continue;
             };
             let i = hss.subs.len();
-            hss.by_impi.insert(key(&sub.impi), i);
-            for u in &sub.impu {
-                hss.by_impu.insert(key(u), i);
+            hss.by_impi.insert(key(&sub.impi).into_owned(), i);
+            for u in sub.impu.iter() {
+                hss.by_impu.insert(key(u).into_owned(), i);
             }
             hss.subs.push(sub);
         }
@@ -377,17 +402,22 @@ impl Hss {
         if let Some(s) = self.by_impu(impu) {
             return Some(s.impi());
         }
-        self.all_impus.as_ref()?.get(&key(impu)).map(String::as_str)
+        self.all_impus
+            .as_ref()?
+            .get(&*key(impu))
+            .map(String::as_str)
     }
 
     /// The subscriber owning this IMPU.
     pub fn by_impu(&self, impu: &str) -> Option<&Subscriber> {
-        self.by_impu.get(&key(impu)).and_then(|&i| self.subs.get(i))
+        self.by_impu
+            .get(&*key(impu))
+            .and_then(|&i| self.subs.get(i))
     }
 
     fn index(&self, impi: &str) -> Result<usize, HssError> {
         self.by_impi
-            .get(&key(impi))
+            .get(&*key(impi))
             .copied()
             .ok_or(HssError::UnknownImpi)
     }

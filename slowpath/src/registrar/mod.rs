@@ -25,21 +25,23 @@ pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
 pub(crate) use state::{Active, Pending, SetKind};
 pub use view::{RegistrationView, SaSetState, SaSetView};
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use akagate_proto::hash::{KeyedMap, KeyedSet};
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::secagree::SecMechanism;
 use state::{Completed, RegState};
 
-/// One registration (one IMPI).
+/// One registration (one IMPI). Its identities are shared with the HSS's subscriber record
+/// ([`Identities`]), not copied per registration.
 struct Registration {
     /// The private identity.
-    impi: String,
+    impi: Arc<str>,
     /// Its public identities (from the HSS).
-    impus: Vec<String>,
+    impus: Arc<[String]>,
     /// Where it stands.
     state: RegState,
     /// The deadline this registration has in the core's timer set.
@@ -82,25 +84,30 @@ pub(crate) enum RegEnd {
 }
 
 /// Every registration, keyed by lower-cased IMPI, and the inbound SPIs of their sets.
+///
+/// The maps are keyed by what UEs choose (an IMPI, an address), so they hash with the keyed
+/// foldhash of `akagate_proto::hash` (HashDoS, see there). A registration's key is one
+/// `Arc<str>` shared by its entry in `regs` and its SPIs' entries in `by_spi` (and with the
+/// HSS's IMPI when that is already lower-case): a challenge allocates no key strings.
 #[derive(Default)]
 pub(crate) struct Registrar {
-    regs: HashMap<String, Registration>,
+    regs: KeyedMap<Arc<str>, Registration>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
-    by_spi: HashMap<u32, String>,
+    by_spi: KeyedMap<u32, Arc<str>>,
     /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
-    by_flow: HashMap<Flow, u32>,
+    by_flow: KeyedMap<Flow, u32>,
     /// The reverse of `by_flow`: spi_ps of a flow-bound set -> its flow.
-    flow_of_spi: HashMap<u32, Flow>,
+    flow_of_spi: KeyedMap<u32, Flow>,
     /// Armed deadlines of registrations gone since [`Registrar::take_disarmed`].
     disarmed: Vec<(String, Option<Instant>)>,
     /// Outstanding challenges by the address they were sent to (no entry for none).
-    by_source: HashMap<IpAddr, usize>,
+    by_source: KeyedMap<IpAddr, usize>,
     /// Outstanding challenges in total.
     pending_total: usize,
     /// Registrations whose binding changed since [`Registrar::take_changes`] (the
     /// registration store must hear of them); kept only once [`Registrar::track_changes`]
     /// was called, so a registrar without a store does not collect them forever.
-    changed: HashSet<String>,
+    changed: KeyedSet<String>,
     /// Whether `changed` is kept.
     tracking: bool,
     /// With slowpath shards: where this shard publishes its bindings and finds the other
@@ -109,10 +116,22 @@ pub(crate) struct Registrar {
     /// This registrar's shard in the directory.
     shard: usize,
     /// Registrations whose binding changed since the last [`Registrar::publish`].
-    unpublished: HashSet<String>,
+    unpublished: KeyedSet<String>,
     /// Another shard's registration that just ended, as last published, while this shard
     /// releases its dialogs with it ([`Registrar::located`] answers for it meanwhile).
     departing: Option<(String, std::sync::Arc<Located>)>,
+}
+
+/// A registration's state, taken out to move it to the next one (put back after): the
+/// entry stays where it is in the map (removing and inserting it again would leave a
+/// tombstone per transition, and the map rehashes in place when they pile up).
+fn take_state(reg: &mut Registration) -> RegState {
+    std::mem::replace(
+        &mut reg.state,
+        RegState::Challenged {
+            pending: Vec::new(),
+        },
+    )
 }
 
 /// What [`Registrar::challenged`] let go of to make room for a new challenge (sets to
@@ -141,14 +160,14 @@ impl Registrar {
 
     /// The IMPI key of the registration that owns inbound SPI `spi`.
     pub fn key_of_spi(&self, spi: u32) -> Option<&str> {
-        self.by_spi.get(&spi).map(String::as_str)
+        self.by_spi.get(&spi).map(|k| &**k)
     }
 
     /// The registration and kind of set inbound SPI `spi` belongs to.
     pub fn set_of_spi(&self, spi: u32) -> Option<(&str, SetKind)> {
         let key = self.by_spi.get(&spi)?;
         let kind = self.regs.get(key)?.state.kind_of(spi)?;
-        Some((key, kind))
+        Some((&**key, kind))
     }
 
     /// The kind of `key`'s set that inbound SPI `spi` belongs to.
@@ -158,12 +177,12 @@ impl Registrar {
 
     /// The private identity of registration `key`.
     pub fn impi(&self, key: &str) -> Option<&str> {
-        self.regs.get(key).map(|r| r.impi.as_str())
+        self.regs.get(key).map(|r| &*r.impi)
     }
 
     /// The public identities of registration `key`.
     pub fn impus(&self, key: &str) -> Option<&[String]> {
-        self.regs.get(key).map(|r| r.impus.as_slice())
+        self.regs.get(key).map(|r| &r.impus[..])
     }
 
     /// The registration with public identity `impu` (compared without case and without URI
@@ -179,14 +198,14 @@ impl Registrar {
         let wanted = bare(identity);
         self.regs
             .iter()
-            .find(|(k, r)| **k == wanted || r.impus.iter().any(|u| bare(u) == wanted))
-            .map(|(k, _)| k.as_str())
+            .find(|(k, r)| ***k == *wanted || r.impus.iter().any(|u| bare(u) == wanted))
+            .map(|(k, _)| &**k)
     }
 
     /// Replaces the public identities of `key` (proxy mode: the P-Associated-URIs of the 200).
     pub fn set_impus(&mut self, key: &str, impus: Vec<String>) {
         if let Some(reg) = self.regs.get_mut(key) {
-            reg.impus = impus;
+            reg.impus = impus.into();
             self.changed(key);
         }
     }
@@ -277,10 +296,7 @@ impl Registrar {
     }
 
     /// A new challenge for `key` (`impi`, `impus` from the vector source when it is new):
-    /// its set's SPIs now lead to `key`. An earlier challenge of `key` to the same address
-    /// is replaced; challenges to other addresses stay (a stranger naming this IMPI must not
-    /// cancel the UE's own challenge), but beyond `max_pending` the oldest go. Returns the
-    /// sets let go of (to remove after the 401).
+    /// [`Registrar::challenged_with`] for identities not shared with a source.
     pub fn challenged(
         &mut self,
         key: &str,
@@ -289,8 +305,32 @@ impl Registrar {
         pending: Pending,
         max_pending: usize,
     ) -> Displaced {
+        let ids = Identities {
+            impi: impi.into(),
+            impus: impus.into(),
+        };
+        self.challenged_with(key, &ids, pending, max_pending)
+    }
+
+    /// A new challenge for `key` (`ids` from the vector source, kept shared when it is new):
+    /// its set's SPIs now lead to `key`. An earlier challenge of `key` to the same address
+    /// is replaced; challenges to other addresses stay (a stranger naming this IMPI must not
+    /// cancel the UE's own challenge), but beyond `max_pending` the oldest go. Returns the
+    /// sets let go of (to remove after the 401).
+    pub fn challenged_with(
+        &mut self,
+        key: &str,
+        ids: &Identities,
+        pending: Pending,
+        max_pending: usize,
+    ) -> Displaced {
+        let shared_key = match self.regs.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None if *ids.impi == *key => ids.impi.clone(),
+            None => Arc::from(key),
+        };
         for spi in [pending.set.spi_pc, pending.set.spi_ps] {
-            self.by_spi.insert(spi, key.to_string());
+            self.by_spi.insert(spi, shared_key.clone());
         }
         if let Some(flow) = pending.bound_flow {
             self.by_flow.insert(flow, pending.set.spi_ps);
@@ -299,19 +339,19 @@ impl Registrar {
         self.count(pending.source(), true);
         let mut displaced = Displaced::default();
         let source = pending.source();
-        let Some(reg) = self.regs.remove(key) else {
+        let Some(reg) = self.regs.get_mut(key) else {
             let reg = Registration {
-                impi: impi.to_string(),
-                impus: impus.to_vec(),
+                impi: ids.impi.clone(),
+                impus: ids.impus.clone(),
                 state: RegState::Challenged {
                     pending: vec![pending],
                 },
                 armed: None,
             };
-            self.regs.insert(key.to_string(), reg);
+            self.regs.insert(shared_key, reg);
             return displaced;
         };
-        let (state, replaced) = reg.state.drop_pending(|p| p.source() == source);
+        let (state, replaced) = take_state(reg).drop_pending(|p| p.source() == source);
         let others = state.as_ref().map_or(0, |s| s.pending().len());
         // Room for the new one: the oldest challenges to other addresses go first.
         let mut excess = (others + 1).saturating_sub(max_pending.max(1));
@@ -323,14 +363,12 @@ impl Registrar {
             }),
             None => (None, Vec::new()),
         };
-        let state = match state {
+        reg.state = match state {
             Some(s) => s.challenge(pending),
             None => RegState::Challenged {
                 pending: vec![pending],
             },
         };
-        self.regs
-            .insert(key.to_string(), Registration { state, ..reg });
         displaced.replaced = replaced.into_iter().map(|p| self.forget(p)).collect();
         displaced.evicted = evicted.into_iter().map(|p| self.forget(p)).collect();
         displaced
@@ -340,13 +378,14 @@ impl Registrar {
     /// AUTS): returns its set (to remove after the answer). A registration left with no set
     /// is gone.
     pub fn fail_pending(&mut self, key: &str, spi: u32) -> Option<SaSet> {
-        let reg = self.regs.remove(key)?;
-        let (state, failed) = reg.state.drop_pending(|p| p.set.has_spi(spi));
+        let reg = self.regs.get_mut(key)?;
+        let (state, failed) = take_state(reg).drop_pending(|p| p.set.has_spi(spi));
         if let Some(state) = state {
-            self.regs
-                .insert(key.to_string(), Registration { state, ..reg });
+            reg.state = state;
         } else {
-            self.disarmed.push((key.to_string(), reg.armed));
+            let armed = reg.armed;
+            self.regs.remove(key);
+            self.disarmed.push((key.to_string(), armed));
         }
         failed.into_iter().map(|p| self.forget(p)).next()
     }
@@ -364,7 +403,7 @@ impl Registrar {
         proto: Transport,
         expires_at: Instant,
     ) -> Option<Vec<SaSet>> {
-        let reg = self.regs.remove(key)?;
+        let reg = self.regs.get_mut(key)?;
         let mut answered = None;
         let bind = |p: Pending| {
             answered = Some(p.source());
@@ -376,9 +415,8 @@ impl Registrar {
                 expires_at,
             }
         };
-        let (state, done) = reg.state.complete(spi, bind);
-        self.regs
-            .insert(key.to_string(), Registration { state, ..reg });
+        let (state, done) = take_state(reg).complete(spi, bind);
+        reg.state = state;
         if answered.is_some() {
             self.changed(key);
         }
@@ -476,7 +514,7 @@ impl Registrar {
             return;
         };
         for key in std::mem::take(&mut self.unpublished) {
-            let located = self.regs.get(&key).and_then(|r| {
+            let located = self.regs.get(key.as_str()).and_then(|r| {
                 let a = r.state.active()?;
                 let mut spis = vec![a.set.spi_pc, a.set.spi_ps];
                 if let Some(o) = r.state.old() {
@@ -484,7 +522,7 @@ impl Registrar {
                 }
                 Some(Located {
                     flow: self.flow_of_spi.get(&a.set.spi_ps).copied(),
-                    impus: r.impus.clone(),
+                    impus: r.impus.to_vec(),
                     set: a.set.clone(),
                     proto: a.proto,
                     contact: a.contact.clone(),
@@ -571,11 +609,12 @@ impl Registrar {
         };
         let mut lapsed = Vec::new();
         if reg.state.pending().iter().any(|p| p.deadline <= now) {
-            let reg = self.regs.remove(key)?;
-            let (state, gone) = reg.state.drop_pending(|p| p.deadline <= now);
-            if let Some(state) = state {
-                self.regs
-                    .insert(key.to_string(), Registration { state, ..reg });
+            let (state, gone) = take_state(reg).drop_pending(|p| p.deadline <= now);
+            match state {
+                Some(state) => reg.state = state,
+                None => {
+                    self.regs.remove(key);
+                }
             }
             lapsed = gone.into_iter().map(|p| self.forget(p)).collect();
         }
@@ -601,7 +640,7 @@ impl Registrar {
     fn registrations(&self) -> impl Iterator<Item = (&str, &[String], &RegState)> {
         self.regs
             .values()
-            .map(|r| (r.impi.as_str(), r.impus.as_slice(), &r.state))
+            .map(|r| (&*r.impi, &r.impus[..], &r.state))
     }
 
     /// A challenge leaves the registrar: it no longer counts for its source, and its set's
@@ -745,6 +784,42 @@ mod tests {
 
     fn set(spi: u32) -> SaSet {
         set_to(spi, "10.0.0.2")
+    }
+
+    /// Issue 10: a registration's key is one allocation, shared by its map entry and its
+    /// SPIs (and the source's IMPI itself when that is lower-case already); the identities
+    /// are the source's, not copies; a completed challenge keeps the same entry.
+    #[test]
+    fn a_registration_shares_one_key_and_the_sources_identities() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        let ids = Identities {
+            impi: Arc::from(KEY),
+            impus: Arc::from(vec!["sip:a".to_string()]),
+        };
+        r.challenged_with(KEY, &ids, pending(1000, t), MAX);
+        let (key, reg) = r.regs.get_key_value(KEY).unwrap();
+        assert!(Arc::ptr_eq(key, &ids.impi), "the source's IMPI is the key");
+        assert!(Arc::ptr_eq(&reg.impi, &ids.impi) && Arc::ptr_eq(&reg.impus, &ids.impus));
+        for spi in [1000, 1001] {
+            assert!(
+                Arc::ptr_eq(&r.by_spi[&spi], key),
+                "SPI {spi} shares the key"
+            );
+        }
+        // Another challenge and its completion keep the entry and its key.
+        let key = key.clone();
+        r.challenged_with(KEY, &ids, pending_to(2000, "10.9.0.1", t), MAX);
+        assert!(Arc::ptr_eq(&r.by_spi[&2001], &key));
+        r.complete(KEY, 2001, "sip:a@ue".into(), Transport::Tcp, t + secs(60));
+        assert!(Arc::ptr_eq(r.regs.get_key_value(KEY).unwrap().0, &key));
+        // A mixed-case IMPI gets its own lower-cased key.
+        let mixed = Identities {
+            impi: Arc::from("Bob@X"),
+            impus: Arc::from(Vec::new()),
+        };
+        r.challenged_with("bob@x", &mixed, pending_to(3000, "10.9.0.2", t), MAX);
+        assert_eq!(r.key_of_spi(3000), Some("bob@x"));
+        assert_eq!(r.impi("bob@x"), Some("Bob@X"));
     }
 
     #[test]

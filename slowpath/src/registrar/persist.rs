@@ -242,8 +242,8 @@ impl Registrar {
         let left = active.expires_at.saturating_duration_since(now);
         Some(PersistedRegistration {
             key: key.to_string(),
-            impi: reg.impi.clone(),
-            impus: reg.impus.clone(),
+            impi: reg.impi.to_string(),
+            impus: reg.impus.to_vec(),
             contact: active.contact.clone(),
             transport: active.proto.token().to_string(),
             expires_unix_ms: unix_ms(wall + left),
@@ -275,7 +275,7 @@ impl Registrar {
         if rec.key.is_empty() || set.is_unprotected() {
             return Err(RestoreError::Malformed("registration"));
         }
-        if self.regs.contains_key(&rec.key)
+        if self.regs.contains_key(rec.key.as_str())
             || self.by_spi.contains_key(&set.spi_pc)
             || self.by_spi.contains_key(&set.spi_ps)
             || set.spi_pc == set.spi_ps
@@ -287,8 +287,9 @@ impl Registrar {
                 .iter()
                 .fold(SecMechanism::new(name), |m, (k, v)| m.with(k, v))
         });
+        let key: std::sync::Arc<str> = rec.key.as_str().into();
         for spi in [set.spi_pc, set.spi_ps] {
-            self.by_spi.insert(spi, rec.key.clone());
+            self.by_spi.insert(spi, key.clone());
         }
         if self.directory.is_some() {
             self.unpublished.insert(rec.key.clone());
@@ -301,10 +302,10 @@ impl Registrar {
             expires_at: now + Duration::from_millis(left),
         };
         self.regs.insert(
-            rec.key.clone(),
+            key,
             Registration {
-                impi: rec.impi.clone(),
-                impus: rec.impus.clone(),
+                impi: rec.impi.as_str().into(),
+                impus: rec.impus.as_slice().into(),
                 state: RegState::Registered { active, old: None },
                 armed: None,
             },

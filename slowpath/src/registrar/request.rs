@@ -50,7 +50,13 @@ pub(crate) fn mechanism_views<'a>(
     msg: &Message<'a>,
     kind: HeaderKind,
 ) -> Result<Vec<MechanismView<'a>>, ()> {
-    let mut v = Vec::new();
+    // A Security-Client of a UE offers a few mechanisms (commonly 2 to 6): room for them
+    // up front rather than growing 1, 4, 8.
+    let mut v = Vec::with_capacity(if kind == HeaderKind::SecurityVerify {
+        1
+    } else {
+        8
+    });
     for line in msg.header_values(kind) {
         security_header_views(line, &mut v).map_err(|_| ())?;
     }

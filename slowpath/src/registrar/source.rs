@@ -4,18 +4,21 @@
 //! source fed by the S-CSCF's 401 (TS 33.203 6.1: the S-CSCF's vector, CK/IK taken out of the
 //! challenge by the P-CSCF).
 
+use std::sync::Arc;
+
 use rand::RngCore;
 
 use crate::aka::AuthVector;
 use crate::hss::{Hss, HssError, PersistTicket};
 
-/// A subscriber's identities as the source knows them.
+/// A subscriber's identities as the source knows them, shared with it (a registration keeps
+/// them without a copy per REGISTER).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identities {
     /// The private identity, as provisioned.
-    pub impi: String,
+    pub impi: Arc<str>,
     /// The public identities; the first is the default one.
-    pub impus: Vec<String>,
+    pub impus: Arc<[String]>,
 }
 
 /// A fresh vector and what must be durable before its challenge may leave.
@@ -49,11 +52,7 @@ pub trait AuthVectorSource {
 
 impl AuthVectorSource for Hss {
     fn identities(&self, impi: &str) -> Option<Identities> {
-        let s = self.subscriber(impi)?;
-        Some(Identities {
-            impi: s.impi().to_string(),
-            impus: s.impu().to_vec(),
-        })
+        Some(self.subscriber(impi)?.identities())
     }
 
     fn vector(&mut self, impi: &str, rng: &mut dyn RngCore) -> Result<IssuedVector, VectorError> {

@@ -44,7 +44,8 @@ impl ChosenMechanism {
         port_pc: u16,
         port_ps: u16,
     ) -> SecMechanism {
-        SecMechanism::new(IPSEC_3GPP)
+        // Nine parameters, about 90 bytes of names and values: room for all at once.
+        SecMechanism::with_capacity(IPSEC_3GPP, 9, 128)
             .with("alg", self.auth.token())
             .with("ealg", self.encr.token())
             .with("prot", "esp")

@@ -61,12 +61,22 @@ impl SecMechanism {
         }
     }
 
+    /// An empty mechanism `name` with room for `params` parameters of `text` bytes in all
+    /// (one allocation each for a mechanism built whole, as our Security-Server is).
+    pub fn with_capacity(name: &str, params: usize, text: usize) -> Self {
+        Self {
+            name: name.to_ascii_lowercase(),
+            text: String::with_capacity(text),
+            spans: Vec::with_capacity(params),
+        }
+    }
+
     /// Appends a parameter (builder style).
     pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Self {
         use std::fmt::Write as _;
         let name_start = self.text.len();
-        self.text
-            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        self.text.push_str(name);
+        self.text[name_start..].make_ascii_lowercase();
         let value_start = self.text.len();
         let _ = write!(self.text, "{value}");
         self.push_span(name_start, value_start);

@@ -12,7 +12,12 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// `s` without leading and trailing linear white space.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches([' ', '\t', '\r', '\n'])
+    // Byte-wise: LWS is ASCII, so the cut is always on a character boundary (cheaper than
+    // `trim_matches` over a char set, which decodes UTF-8 on the way).
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |e| e + 1);
+    &s[start..end]
 }
 
 /// `s` without leading linear white space.
@@ -85,28 +90,26 @@ impl<'a> Iterator for ListIter<'a> {
         let s = self.rest?;
         let b = s.as_bytes();
         let mut i = 0;
-        let mut in_angle = false;
-        while i < b.len() {
+        // Only `"`, `<` and `,` matter outside `<...>`, only `>` inside: jump between them.
+        while let Some(at) = memchr::memchr3(b'"', b'<', b',', &b[i..]) {
+            i += at;
             match b[i] {
-                b'"' if !in_angle => match quoted_end(b, i) {
-                    Ok(end) => {
-                        i = end;
-                        continue;
-                    }
+                b'"' => match quoted_end(b, i) {
+                    Ok(end) => i = end,
                     Err(e) => {
                         self.rest = None;
                         return Some(Err(e));
                     }
                 },
-                b'<' => in_angle = true,
-                b'>' => in_angle = false,
-                b',' if !in_angle => {
+                b'<' => match memchr::memchr(b'>', &b[i + 1..]) {
+                    Some(close) => i += close + 2,
+                    None => break,
+                },
+                _ => {
                     self.rest = Some(&s[i + 1..]);
                     return Some(Ok(trim_lws(&s[..i])));
                 }
-                _ => {}
             }
-            i += 1;
         }
         self.rest = None;
         Some(Ok(trim_lws(s)))

@@ -92,7 +92,8 @@ impl Tx {
 
 #[derive(Debug)]
 enum Key {
-    Server(ServerKey),
+    /// Shared with `servers`: a new server transaction copies no key strings.
+    Server(std::sync::Arc<ServerKey>),
     Client(ClientKey),
 }
 
@@ -112,7 +113,7 @@ struct Entry {
 pub struct TransactionLayer {
     cfg: TimerConfig,
     next_id: u64,
-    servers: KeyedMap<ServerKey, TxId>,
+    servers: KeyedMap<std::sync::Arc<ServerKey>, TxId>,
     clients: KeyedMap<ClientKey, TxId>,
     entries: KeyedMap<TxId, Entry>,
     deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
@@ -178,6 +179,7 @@ impl TransactionLayer {
                 _ => Tx::Nist(ServerNonInvite::new(peer.transport.is_reliable(), self.cfg)),
             };
             let id = self.alloc();
+            let key = std::sync::Arc::new(key);
             self.servers.insert(key.clone(), id);
             self.entries.insert(
                 id,
