@@ -12,4 +12,4 @@ pub use persist::{
     apply_journal, parse_snapshot, render_snapshot, PersistRecord, PersistTicket, SqnState,
 };
 pub use record::{parse_csv, parse_toml, SubscriberRecord};
-pub use store::{Hss, HssError, Subscriber};
+pub use store::{Hss, HssError, Identities, Subscriber};

@@ -15,7 +15,16 @@ use super::record::{parse_csv, parse_toml, SubscriberRecord};
 use crate::aka::autn::{AuthVector, Auts};
 use crate::aka::milenage::Milenage;
 use crate::aka::sqn::{Sqn, SqnGenerator, SqnPolicy};
-use crate::registrar::Identities;
+
+/// A subscriber's identities as the source knows them, shared with it (a registration keeps
+/// them without a copy per REGISTER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identities {
+    /// The private identity, as provisioned.
+    pub impi: Arc<str>,
+    /// The public identities; the first is the default one.
+    pub impus: Arc<[String]>,
+}
 
 /// HSS errors. None of them carries key material.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -4,22 +4,14 @@
 //! source fed by the S-CSCF's 401 (TS 33.203 6.1: the S-CSCF's vector, CK/IK taken out of the
 //! challenge by the P-CSCF).
 
-use std::sync::Arc;
-
 use rand::RngCore;
 
 use crate::aka::AuthVector;
 use crate::hss::{Hss, HssError, PersistTicket};
 
-/// A subscriber's identities as the source knows them, shared with it (a registration keeps
-/// them without a copy per REGISTER).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identities {
-    /// The private identity, as provisioned.
-    pub impi: Arc<str>,
-    /// The public identities; the first is the default one.
-    pub impus: Arc<[String]>,
-}
+/// A subscriber's identities as the source knows them (defined with the HSS, below the
+/// registrar, which only reads them).
+pub use crate::hss::Identities;
 
 /// A fresh vector and what must be durable before its challenge may leave.
 pub struct IssuedVector {
