@@ -39,6 +39,8 @@ pub mod sa;
 #[cfg(target_arch = "x86_64")]
 mod sha1_mb;
 #[cfg(target_arch = "x86_64")]
+mod sha1_x16;
+#[cfg(target_arch = "x86_64")]
 mod stitch;
 mod transform;
 
