@@ -32,6 +32,8 @@ mod cbc_mb;
 pub mod error;
 #[cfg(target_arch = "x86_64")]
 mod gcm_ni;
+#[cfg(target_arch = "x86_64")]
+mod gcm_vaes;
 pub mod integ;
 pub mod ip;
 pub mod replay;
