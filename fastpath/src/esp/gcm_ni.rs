@@ -141,78 +141,77 @@ fn ctr_ghash(
     buf: &mut [u8],
     pass: Pass,
 ) -> __m128i {
-        // SP 800-38D 7.1 step 4: the payload's counter blocks start at inc32(J0) = IV || 2.
-        let mut ctr: u32 = 2;
-        let mut chunks = buf.chunks_exact_mut(16 * AGG);
-        // Seal hashes a chunk's ciphertext inside the next chunk's AES rounds.
-        let mut pending: Option<[__m128i; AGG]> = None;
-        for chunk in &mut chunks {
-            let p = chunk.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `chunk` is 16 * AGG bytes: AGG unaligned 16-byte loads at p.add(0..AGG).
-            let data: [__m128i; AGG] =
-                core::array::from_fn(|i| unsafe { _mm_loadu_si128(p.add(i)) });
-            let ctrs: [__m128i; AGG] =
-                core::array::from_fn(|i| counter_block(j0, ctr.wrapping_add(i as u32)));
-            ctr = ctr.wrapping_add(AGG as u32);
-            let to_hash = match pass {
-                Pass::Open => Some(with_state(x, data)),
-                Pass::Seal => pending.take(),
-                Pass::CtrOnly => None,
-            };
-            let (ks, acc) = aes8_ghash8(&k, ctrs, to_hash.as_ref(), h);
-            if let Some(acc) = acc {
-                x = acc.reduce();
-            }
-            let out: [__m128i; AGG] = core::array::from_fn(|i| _mm_xor_si128(data[i], ks[i]));
-            for (i, v) in out.iter().enumerate() {
-                // SAFETY: as for the loads above.
-                unsafe { _mm_storeu_si128(p.add(i), *v) };
-            }
-            if pass == Pass::Seal {
-                pending = Some(with_state(x, out));
-            }
+    // SP 800-38D 7.1 step 4: the payload's counter blocks start at inc32(J0) = IV || 2.
+    let mut ctr: u32 = 2;
+    let mut chunks = buf.chunks_exact_mut(16 * AGG);
+    // Seal hashes a chunk's ciphertext inside the next chunk's AES rounds.
+    let mut pending: Option<[__m128i; AGG]> = None;
+    for chunk in &mut chunks {
+        let p = chunk.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: `chunk` is 16 * AGG bytes: AGG unaligned 16-byte loads at p.add(0..AGG).
+        let data: [__m128i; AGG] = core::array::from_fn(|i| unsafe { _mm_loadu_si128(p.add(i)) });
+        let ctrs: [__m128i; AGG] =
+            core::array::from_fn(|i| counter_block(j0, ctr.wrapping_add(i as u32)));
+        ctr = ctr.wrapping_add(AGG as u32);
+        let to_hash = match pass {
+            Pass::Open => Some(with_state(x, data)),
+            Pass::Seal => pending.take(),
+            Pass::CtrOnly => None,
+        };
+        let (ks, acc) = aes8_ghash8(k, ctrs, to_hash.as_ref(), h);
+        if let Some(acc) = acc {
+            x = acc.reduce();
         }
-        if let Some(blocks) = pending {
-            x = ghash8(&blocks, h).reduce();
+        let out: [__m128i; AGG] = core::array::from_fn(|i| _mm_xor_si128(data[i], ks[i]));
+        for (i, v) in out.iter().enumerate() {
+            // SAFETY: as for the loads above.
+            unsafe { _mm_storeu_si128(p.add(i), *v) };
         }
-        let rest = chunks.into_remainder();
-        let mut blocks = rest.chunks_exact_mut(16);
-        for block in &mut blocks {
-            let p = block.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `block` is exactly 16 bytes; unaligned load/store.
-            let data = unsafe { _mm_loadu_si128(p) };
-            if pass == Pass::Open {
-                x = gf_mul(_mm_xor_si128(x, bswap(data)), h[0]);
-            }
-            let out = _mm_xor_si128(data, aes1(&k, counter_block(j0, ctr)));
-            ctr = ctr.wrapping_add(1);
-            // SAFETY: as above.
-            unsafe { _mm_storeu_si128(p, out) };
-            if pass == Pass::Seal {
-                x = gf_mul(_mm_xor_si128(x, bswap(out)), h[0]);
-            }
+        if pass == Pass::Seal {
+            pending = Some(with_state(x, out));
         }
-        let tail = blocks.into_remainder();
-        if !tail.is_empty() {
-            // SP 800-38D 6.5: the last partial block uses the leftmost bytes of its keystream
-            // block; GHASH sees it padded with zeros (6.4 via 7.1 step 5).
-            let mut pad = [0u8; 16];
+    }
+    if let Some(blocks) = pending {
+        x = ghash8(&blocks, h).reduce();
+    }
+    let rest = chunks.into_remainder();
+    let mut blocks = rest.chunks_exact_mut(16);
+    for block in &mut blocks {
+        let p = block.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: `block` is exactly 16 bytes; unaligned load/store.
+        let data = unsafe { _mm_loadu_si128(p) };
+        if pass == Pass::Open {
+            x = gf_mul(_mm_xor_si128(x, bswap(data)), h[0]);
+        }
+        let out = _mm_xor_si128(data, aes1(k, counter_block(j0, ctr)));
+        ctr = ctr.wrapping_add(1);
+        // SAFETY: as above.
+        unsafe { _mm_storeu_si128(p, out) };
+        if pass == Pass::Seal {
+            x = gf_mul(_mm_xor_si128(x, bswap(out)), h[0]);
+        }
+    }
+    let tail = blocks.into_remainder();
+    if !tail.is_empty() {
+        // SP 800-38D 6.5: the last partial block uses the leftmost bytes of its keystream
+        // block; GHASH sees it padded with zeros (6.4 via 7.1 step 5).
+        let mut pad = [0u8; 16];
+        pad[..tail.len()].copy_from_slice(tail);
+        if pass == Pass::Open {
+            x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
+        }
+        let mut ks = [0u8; 16];
+        store(&mut ks, aes1(k, counter_block(j0, ctr)));
+        for (b, s) in tail.iter_mut().zip(ks.iter()) {
+            *b ^= s;
+        }
+        if pass == Pass::Seal {
+            pad = [0u8; 16];
             pad[..tail.len()].copy_from_slice(tail);
-            if pass == Pass::Open {
-                x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
-            }
-            let mut ks = [0u8; 16];
-            store(&mut ks, aes1(&k, counter_block(j0, ctr)));
-            for (b, s) in tail.iter_mut().zip(ks.iter()) {
-                *b ^= s;
-            }
-            if pass == Pass::Seal {
-                pad = [0u8; 16];
-                pad[..tail.len()].copy_from_slice(tail);
-                x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
-            }
-            ks.zeroize();
+            x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
         }
+        ks.zeroize();
+    }
     x
 }
 
@@ -545,7 +544,10 @@ mod tests {
                 assert_eq!(got, expect, "ciphertext, len {len}, wide {w}");
                 assert_eq!(tag[..], expect_tag[..], "tag, len {len}, wide {w}");
                 g.wide = other;
-                assert!(g.open(&nonce, &aad, &mut got, &tag), "len {len}, wide {other}");
+                assert!(
+                    g.open(&nonce, &aad, &mut got, &tag),
+                    "len {len}, wide {other}"
+                );
                 assert_eq!(got, plain, "decrypted, len {len}, wide {other}");
                 let mut bad = tag;
                 bad[len % 16] ^= 1;

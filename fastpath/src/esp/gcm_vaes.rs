@@ -79,10 +79,7 @@ impl WideZ {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn fold4(v: __m512i) -> __m128i {
-    let y = _mm256_xor_si256(
-        _mm512_castsi512_si256(v),
-        _mm512_extracti64x4_epi64::<1>(v),
-    );
+    let y = _mm256_xor_si256(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
     _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
 }
 
@@ -152,11 +149,7 @@ pub(super) fn ctr_ghash(
         }
     }
     if let Some(blocks) = pending {
-        let mut acc = WideZ::mul(blocks[0], hz[0]);
-        for j in 1..REGS {
-            acc.add_mul(blocks[j], hz[j]);
-        }
-        x = acc.fold().reduce();
+        x = mul_sum(&blocks, &hz).reduce();
     }
 
     let rest = chunks.into_remainder();
@@ -183,9 +176,8 @@ pub(super) fn ctr_ghash(
     });
     let (ks, _) = aes_ghash(&kz, next_ctrs(), None, &hz);
     // Masked to the tail's bytes: the zero padding GHASH sees.
-    let out: [__m512i; REGS] = core::array::from_fn(|j| {
-        _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
-    });
+    let out: [__m512i; REGS] =
+        core::array::from_fn(|j| _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j])));
     for (j, v) in out.iter().enumerate() {
         if masks[j] != 0 {
             // SAFETY: as for the loads above: only the selected bytes are written.
@@ -201,11 +193,20 @@ pub(super) fn ctr_ghash(
     // the last register a zero product (their blocks are zero too).
     let blocks = with_state(x, hashed);
     let regs = n.div_ceil(PER);
-    let mut acc = WideZ::mul(blocks[0], powers(h_pow, 16 - n));
-    for j in 1..regs {
-        acc.add_mul(blocks[j], powers(h_pow, 16 - n + PER * j));
+    let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - n + PER * j));
+    mul_sum(&blocks[..regs], &h).reduce()
+}
+
+/// The sum of the carry-less products of `blocks[j]` and `h[j]` (`blocks` not empty), each
+/// register's four lanes multiplied lane by lane, unreduced.
+#[inline]
+#[target_feature(enable = "avx512f,vpclmulqdq")]
+fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
+    let mut acc = WideZ::mul(blocks[0], h[0]);
+    for (b, h) in blocks.iter().zip(h).skip(1) {
+        acc.add_mul(*b, *h);
     }
-    acc.fold().reduce()
+    acc.fold()
 }
 
 /// Four consecutive entries of the power table from `at` (at most `HPOW - 4`).

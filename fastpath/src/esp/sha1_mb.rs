@@ -127,7 +127,12 @@ impl<'a> Lane<'a> {
         if !self.src.advance(&mut self.state, self.job.key) {
             return false;
         }
-        for (d, w) in self.job.icv.chunks_exact_mut(4).zip(self.state.iter().take(3)) {
+        for (d, w) in self
+            .job
+            .icv
+            .chunks_exact_mut(4)
+            .zip(self.state.iter().take(3))
+        {
             d.copy_from_slice(&w.to_be_bytes());
         }
         self.finished = true;

@@ -148,7 +148,8 @@ unsafe fn compress16(state: &mut [[u32; LANES]; 5], segs: [&[u8]; LANES], count:
         12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
     ));
     // FIPS 180-4 4.2.1.
-    let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6].map(|k| _mm512_set1_epi32(k as i32));
+    let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6]
+        .map(|k| _mm512_set1_epi32(k as i32));
     // SAFETY: each `state[w]` is 16 u32, one unaligned 64-byte load.
     let load = |w: &[u32; LANES]| unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
     let (mut a, mut b, mut c, mut d, mut e) = (
