@@ -568,6 +568,44 @@ mod tests {
         assert_eq!(g.wide, super::super::gcm_vaes::available());
     }
 
+    /// Time of a seal and an open of 1412 bytes (an ESP body of 1408 payload bytes) and of 68
+    /// (64), 128-bit against 512-bit path, minimum over many interleaved rounds (robust to
+    /// other jobs on the box).
+    /// `cargo test --release -p akagate-fastpath --lib gcm_ni::tests::path_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn path_timing() {
+        if !super::super::gcm_vaes::available() {
+            return;
+        }
+        let mut g = Aes128GcmNi::new(&[3; 16]).unwrap();
+        let (nonce, aad) = ([1u8; 12], [2u8; 8]);
+        for len in [68usize, 1412] {
+            let mut buf = vec![0x5au8; len];
+            let mut best = [[u128::MAX; 2]; 2];
+            let mut ctr_only = [u128::MAX; 2];
+            for _ in 0..20000 {
+                for (w, best) in best.iter_mut().enumerate() {
+                    g.wide = w == 1;
+                    let t = std::time::Instant::now();
+                    // SAFETY: test only; the features were checked above.
+                    unsafe { g.run(&nonce, &aad, &mut buf, Pass::CtrOnly) };
+                    ctr_only[w] = ctr_only[w].min(t.elapsed().as_nanos());
+                    let t = std::time::Instant::now();
+                    let tag = g.seal(&nonce, &aad, &mut buf);
+                    best[0] = best[0].min(t.elapsed().as_nanos());
+                    let t = std::time::Instant::now();
+                    assert!(g.open(&nonce, &aad, &mut buf, &tag));
+                    best[1] = best[1].min(t.elapsed().as_nanos());
+                }
+            }
+            eprintln!(
+                "{len} B: 128-bit seal {} open {} ns, 512-bit seal {} open {} ns (CTR alone {} / {})",
+                best[0][0], best[0][1], best[1][0], best[1][1], ctr_only[0], ctr_only[1]
+            );
+        }
+    }
+
     /// A tag that differs in any bit, or a flipped ciphertext or AAD bit, is refused and the
     /// buffer holds the ciphertext again afterwards.
     #[test]

@@ -174,7 +174,13 @@ pub(super) fn ctr_ghash(
         // 64 j is within the slice and no byte outside it is read.
         m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
     });
-    let (ks, _) = aes_ghash(&kz, next_ctrs(), None, &hz);
+    let ctrs = next_ctrs();
+    let ks = match n.div_ceil(PER) {
+        1 => aes_ctr::<1>(&kz, &ctrs),
+        2 => aes_ctr::<2>(&kz, &ctrs),
+        3 => aes_ctr::<3>(&kz, &ctrs),
+        _ => aes_ctr::<REGS>(&kz, &ctrs),
+    };
     // Masked to the tail's bytes: the zero padding GHASH sees.
     let out: [__m512i; REGS] =
         core::array::from_fn(|j| _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j])));
@@ -244,23 +250,44 @@ fn aes_ghash(
     hash: Option<&[__m512i; REGS]>,
     h: &[__m512i; REGS],
 ) -> ([__m512i; REGS], Option<Wide>) {
+    let Some(hash) = hash else {
+        return (aes_ctr::<REGS>(k, &ctrs), None);
+    };
     let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
-    let mut acc = hash.map(|b| WideZ::mul(b[0], h[0]));
+    let mut acc = WideZ::mul(hash[0], h[0]);
     for (r, rk) in k[1..10].iter().enumerate() {
         for v in s.iter_mut() {
             *v = _mm512_aesenc_epi128(*v, *rk);
         }
         // Rounds 1..=3 carry the products of registers 1..=3.
-        if let (Some(a), Some(b)) = (acc.as_mut(), hash) {
-            if r + 1 < REGS {
-                a.add_mul(b[r + 1], h[r + 1]);
-            }
+        if r + 1 < REGS {
+            acc.add_mul(hash[r + 1], h[r + 1]);
         }
     }
     for v in s.iter_mut() {
         *v = _mm512_aesenclast_epi128(*v, k[10]);
     }
-    (s, acc.map(|a| a.fold()))
+    (s, Some(acc.fold()))
+}
+
+/// AES-CTR keystream for the first `N` registers of counter blocks (the others are left
+/// zero): a short tail runs only the rounds it needs.
+#[inline]
+#[target_feature(enable = "avx512f,vaes")]
+fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512i; REGS] {
+    let mut s = [_mm512_setzero_si512(); REGS];
+    for (v, c) in s.iter_mut().zip(ctrs).take(N) {
+        *v = _mm512_xor_si512(*c, k[0]);
+    }
+    for rk in &k[1..10] {
+        for v in s.iter_mut().take(N) {
+            *v = _mm512_aesenc_epi128(*v, *rk);
+        }
+    }
+    for v in s.iter_mut().take(N) {
+        *v = _mm512_aesenclast_epi128(*v, k[10]);
+    }
+    s
 }
 
 // The 128-bit path's batch is 8 blocks; the table's last 8 powers are its H^8..H^1.
