@@ -441,6 +441,21 @@ mod tests {
         }
     }
 
+    /// Ciphertext and tag of `plain` by the `aes-gcm` crate.
+    fn crate_seal(
+        key: &[u8; 16],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> (Vec<u8>, [u8; 16]) {
+        let soft = AesGcm::<aes::Aes128, U12>::new(&(*key).into());
+        let mut ct = plain.to_vec();
+        let tag = soft
+            .encrypt_in_place_detached(&(*nonce).into(), aad, &mut ct)
+            .unwrap();
+        (ct, tag.into())
+    }
+
     /// SP 800-38D's own example through the McGrew-Viega GCM spec, test case 4 (AES-128,
     /// 96-bit IV, 20 bytes of AAD, 60 bytes of plaintext).
     #[test]
@@ -494,11 +509,7 @@ mod tests {
             let aad_len = [0usize, 8, 12, 16, 20, 127, 128, 129, 300][n % 9];
             let aad: Vec<u8> = (0..aad_len).map(|_| rnd()).collect();
             let plain: Vec<u8> = (0..len).map(|_| rnd()).collect();
-            let soft = AesGcm::<aes::Aes128, U12>::new(&key.into());
-            let mut expect = plain.clone();
-            let expect_tag = soft
-                .encrypt_in_place_detached(&nonce.into(), &aad, &mut expect)
-                .unwrap();
+            let (expect, expect_tag) = crate_seal(&key, &nonce, &aad, &plain);
             let g = Aes128GcmNi::new(&key).unwrap();
             let mut got = plain.clone();
             let tag = g.seal(&nonce, &aad, &mut got);
@@ -531,11 +542,7 @@ mod tests {
             let nonce: [u8; 12] = core::array::from_fn(|_| rnd());
             let aad: Vec<u8> = (0..[8usize, 12, 0, 20][n % 4]).map(|_| rnd()).collect();
             let plain: Vec<u8> = (0..len).map(|_| rnd()).collect();
-            let soft = AesGcm::<aes::Aes128, U12>::new(&key.into());
-            let mut expect = plain.clone();
-            let expect_tag = soft
-                .encrypt_in_place_detached(&nonce.into(), &aad, &mut expect)
-                .unwrap();
+            let (expect, expect_tag) = crate_seal(&key, &nonce, &aad, &plain);
             let mut g = Aes128GcmNi::new(&key).unwrap();
             for (w, other) in [(false, wide), (wide, false)] {
                 g.wide = w;
