@@ -7,8 +7,9 @@
 //! Lanes of different lengths run side by side: each call compresses as many blocks as every
 //! lane has before its next phase (body, padded tail, outer block); a lane that finishes
 //! takes the next message, an idle lane hashes a zero block whose result is dropped. Below
-//! [`MIN_LANES`] messages in flight the SHA-NI kernel (`sha1_mb`) is faster, so a small
-//! burst goes there whole and the last few lanes of a burst are handed over to it.
+//! [`MIN_LANES`] messages in flight, or for messages of fewer than [`MIN_BODY_BLOCKS`]
+//! whole blocks, the SHA-NI kernel (`sha1_mb`) is as fast or faster, so such a burst goes
+//! there whole and the last few lanes of a burst are handed over to it.
 //!
 //! SHA-1 per FIPS 180-4 6.1.2; padding per 5.1.1 (the lane bookkeeping is `sha1_mb`'s).
 
