@@ -101,6 +101,121 @@ fn aes_cbc_rfc3602_cases_1_to_4() {
     }
 }
 
+/// One of RFC 3602's ESP sample packets (cases 5-8): its keys, SPI and sequence number,
+/// the expected ESP bytes (header, IV, ciphertext; no ICV) and the IP packet it protects.
+struct Rfc3602Esp {
+    case: u64,
+    key: Vec<u8>,
+    spi: u32,
+    seq: u32,
+    esp_expected: Vec<u8>,
+    original: Vec<u8>,
+}
+
+fn rfc3602_esp(c: &Value) -> Rfc3602Esp {
+    let case = c["case"].as_u64().unwrap();
+    let key = h(&c["key"]);
+    let spi = u32::from_str_radix(c["spi"].as_str().unwrap(), 16).unwrap();
+    let seq = c["seq"].as_u64().unwrap() as u32;
+    let nh = c["next_header"].as_u64().unwrap() as u8;
+    let esp_expected = h(&c["esp_packet"]);
+    // Case 5 gives the original IP header; case 7 the outer one after encryption (its
+    // protocol and length are restored to those of the IP-in-IP packet it was made from).
+    let original = match case {
+        5 => {
+            let mut p = h(&c["original_ip_header"]);
+            p.extend(h(&c["payload"]));
+            p
+        }
+        7 => {
+            let mut p = h(&c["post_ip_header"]);
+            let payload = h(&c["payload"]);
+            p[9] = nh;
+            p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+            p[10..12].fill(0);
+            let sum = ipv4_checksum(&p);
+            p[10..12].copy_from_slice(&sum.to_be_bytes());
+            p.extend(payload);
+            p
+        }
+        _ => ipv4(nh, &h(&c["payload"])),
+    };
+    Rfc3602Esp {
+        case,
+        key,
+        spi,
+        seq,
+        esp_expected,
+        original,
+    }
+}
+
+/// RFC 3602 cases 5-8 through the burst path both ways: one burst of 24 packets (each case six
+/// times, interleaved, so lanes of different lengths hash side by side and the 16-lane
+/// HMAC kernel refills its lanes), each on its own SA at the case's sequence number: every
+/// packet's ESP bytes as the RFC's, its ICV as the `hmac` crate's, and the inbound burst
+/// restores every original.
+#[test]
+fn aes_cbc_rfc3602_esp_packets_5_to_8_through_the_burst_path() {
+    use akagate_fastpath::esp::{decapsulate_burst, encapsulate_burst, DecapItem, EncapItem};
+    let v = vectors();
+    let ik = [0x5au8; 20];
+    let cases: Vec<(Rfc3602Esp, Vec<u8>)> = v["aes_cbc_rfc3602"]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(4)
+        .map(|c| (rfc3602_esp(c), h(&c["iv"])))
+        .collect();
+    let picks: Vec<&(Rfc3602Esp, Vec<u8>)> = (0..24).map(|i| &cases[i % cases.len()]).collect();
+    let suites: Vec<Suite> = picks
+        .iter()
+        .map(|(c, _)| suite(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik, &c.key, &[0; 4]))
+        .collect();
+    let mut outs: Vec<OutboundSa> = picks
+        .iter()
+        .zip(&suites)
+        .map(|((c, _), s)| {
+            let mut o = OutboundSa::new(c.spi, s).unwrap();
+            o.set_last_seq_for_test(u64::from(c.seq - 1));
+            o
+        })
+        .collect();
+    let mut bufs: Vec<(Vec<u8>, core::ops::Range<usize>)> =
+        picks.iter().map(|(c, _)| in_buffer(&c.original)).collect();
+    let mut items: Vec<EncapItem<'_>> = bufs
+        .iter_mut()
+        .zip(&picks)
+        .enumerate()
+        .map(|(i, ((buf, r), (_, iv)))| EncapItem::new(i, buf, r.clone()).with_iv_for_test(iv))
+        .collect();
+    encapsulate_burst(&mut outs, &mut items).unwrap();
+    let ranges: Vec<_> = items.into_iter().map(|it| it.result.unwrap()).collect();
+    for (((buf, _), r), (c, _)) in bufs.iter().zip(&ranges).zip(&picks) {
+        let esp = &buf[r.start + 20..r.end];
+        assert_eq!(esp.len(), c.esp_expected.len() + 12, "case {}", c.case);
+        let (body, icv) = esp.split_at(c.esp_expected.len());
+        assert_eq!(body, &c.esp_expected[..], "case {} ESP bytes", c.case);
+        assert_eq!(icv, &sha1_96(&ik, body)[..], "case {} ICV", c.case);
+    }
+    let mut ins: Vec<InboundSa> = picks
+        .iter()
+        .zip(&suites)
+        .map(|((c, _), s)| InboundSa::new(c.spi, s).unwrap())
+        .collect();
+    let mut items: Vec<DecapItem<'_>> = bufs
+        .iter_mut()
+        .zip(ranges)
+        .enumerate()
+        .map(|(i, ((buf, _), r))| DecapItem::new(i, buf, r))
+        .collect();
+    decapsulate_burst(&mut ins, &mut items).unwrap();
+    for (it, (c, _)) in items.iter().zip(&picks) {
+        let r = it.result.clone().unwrap();
+        assert_eq!(it.buf[r], c.original[..], "case {} decapsulated", c.case);
+    }
+}
+
 /// RFC 3602 cases 5-8 are ESP packets without ICV; we run them with hmac-sha-1-96 and check
 /// the encrypted part byte-exactly, the ICV against the `hmac` crate, and the decapsulation.
 #[test]
@@ -113,33 +228,14 @@ fn aes_cbc_rfc3602_esp_packets_5_to_8() {
         .iter()
         .skip(4)
     {
-        let case = c["case"].as_u64().unwrap();
-        let key = h(&c["key"]);
-        let spi = u32::from_str_radix(c["spi"].as_str().unwrap(), 16).unwrap();
-        let seq = c["seq"].as_u64().unwrap() as u32;
-        let nh = c["next_header"].as_u64().unwrap() as u8;
-        let esp_expected = h(&c["esp_packet"]);
-        // Case 5 gives the original IP header; case 7 the outer one after encryption (its
-        // protocol and length are restored to those of the IP-in-IP packet it was made from).
-        let original = match case {
-            5 => {
-                let mut p = h(&c["original_ip_header"]);
-                p.extend(h(&c["payload"]));
-                p
-            }
-            7 => {
-                let mut p = h(&c["post_ip_header"]);
-                let payload = h(&c["payload"]);
-                p[9] = nh;
-                p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-                p[10..12].fill(0);
-                let sum = ipv4_checksum(&p);
-                p[10..12].copy_from_slice(&sum.to_be_bytes());
-                p.extend(payload);
-                p
-            }
-            _ => ipv4(nh, &h(&c["payload"])),
-        };
+        let Rfc3602Esp {
+            case,
+            key,
+            spi,
+            seq,
+            esp_expected,
+            original,
+        } = rfc3602_esp(c);
         let s = suite(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, &ik, &key, &[0; 4]);
         let mut out = OutboundSa::new(spi, &s).unwrap();
         out.set_last_seq_for_test(u64::from(seq - 1));

@@ -217,7 +217,8 @@ fn multi_buffer(sa: &OutboundSa) -> bool {
 fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_>], k: CbcKernel) {
     use super::cbc_mb::{self, CbcStream};
     use super::integ::HMAC96_ICV_LEN;
-    use super::sha1_mb::{self, HmacJob};
+    use super::sha1_mb::HmacJob;
+    use super::sha1_x16;
     const FRONT: usize = ESP_HDR_LEN + 16;
 
     let streams = group.iter_mut().filter_map(|it| {
@@ -247,7 +248,7 @@ fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'
             icv,
         })
     });
-    sha1_mb::hmac_sha1_96(jobs);
+    sha1_x16::hmac_sha1_96(jobs);
 }
 
 /// Where an inbound burst item is.
@@ -405,7 +406,8 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
 #[cfg(target_arch = "x86_64")]
 fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_>]) {
     use super::integ::HMAC96_ICV_LEN;
-    use super::sha1_mb::{self, HmacJob};
+    use super::sha1_mb::HmacJob;
+    use super::sha1_x16;
     const FRONT: usize = ESP_HDR_LEN + 16;
 
     let jobs = group.iter_mut().filter_map(|it| {
@@ -428,5 +430,5 @@ fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_
             icv,
         })
     });
-    sha1_mb::hmac_sha1_96(jobs);
+    sha1_x16::hmac_sha1_96(jobs);
 }

@@ -21,8 +21,10 @@
 //!   crates are used.
 //! - Bursts: [`encapsulate_burst`] / [`decapsulate_burst`] take a burst over several SAs and
 //!   give each packet the result of the single-packet call; `aes-cbc` + `hmac-sha-1-96` runs
-//!   multi-buffer there (`cbc_mb`: many CBC chains in lock-step, VAES or AES-NI; `sha1_mb`:
-//!   four HMAC-SHA-1 messages interleaved on SHA-NI).
+//!   multi-buffer there (`cbc_mb`: many CBC chains in lock-step, VAES or AES-NI;
+//!   `sha1_x16`: sixteen HMAC-SHA-1 messages on AVX-512 lanes; `sha1_mb`: four interleaved
+//!   on SHA-NI, for small bursts and CPUs without AVX-512). With AVX-512, VAES and
+//!   VPCLMULQDQ, AES-128-GCM's payload runs on 512-bit registers (`gcm_vaes`).
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
@@ -32,12 +34,16 @@ mod cbc_mb;
 pub mod error;
 #[cfg(target_arch = "x86_64")]
 mod gcm_ni;
+#[cfg(target_arch = "x86_64")]
+mod gcm_vaes;
 pub mod integ;
 pub mod ip;
 pub mod replay;
 pub mod sa;
 #[cfg(target_arch = "x86_64")]
 mod sha1_mb;
+#[cfg(target_arch = "x86_64")]
+mod sha1_x16;
 #[cfg(target_arch = "x86_64")]
 mod stitch;
 mod transform;

@@ -46,12 +46,14 @@ enum Phase {
 }
 
 /// One message being hashed: its chaining state and where its blocks come from (separate,
-/// so a block can be read while the state is written).
-struct Lane<'a> {
+/// so a block can be read while the state is written). Also driven by the 16-lane AVX-512
+/// kernel (`sha1_x16`), which hands its last lanes over here.
+pub(super) struct Lane<'a> {
     job: HmacJob<'a>,
     /// Set when the ICV is written, or if the lane has no block left (cannot happen).
     finished: bool,
-    state: [u32; 5],
+    /// The chaining state: inner hash, then outer hash.
+    pub(super) state: [u32; 5],
     src: Blocks<'a>,
 }
 
@@ -69,7 +71,8 @@ struct Blocks<'a> {
 }
 
 impl<'a> Lane<'a> {
-    fn start(j: HmacJob<'a>) -> Self {
+    /// A lane at the first block of `j`'s inner hash.
+    pub(super) fn start(j: HmacJob<'a>) -> Self {
         let full = j.msg.len() / 64 * 64;
         let mut tail = [0u8; 128];
         let (body, rem) = j.msg.split_at(full);
@@ -96,6 +99,52 @@ impl<'a> Lane<'a> {
             },
             job: j,
         }
+    }
+
+    /// The blocks this lane can compress now, one after the other, before its next phase
+    /// (the rest of the body, the padded tail, the outer block); empty only once finished.
+    pub(super) fn segment(&self) -> &[u8] {
+        let src = &self.src;
+        match src.phase {
+            Phase::Body => src.body,
+            Phase::Tail => src.tail.get(src.at..src.tail_len).unwrap_or_default(),
+            Phase::Outer => src.tail.get(src.at..64).unwrap_or_default(),
+        }
+    }
+
+    /// Moves past `n` blocks of [`segment`](Self::segment) just compressed into `state`;
+    /// when the HMAC is complete, writes the ICV, wipes the lane's secrets and returns true.
+    pub(super) fn consume(&mut self, n: usize) -> bool {
+        if n > 1 && self.src.phase == Phase::Body {
+            self.src.skip_body(n - 1);
+            return self.advance();
+        }
+        (0..n).any(|_| self.advance())
+    }
+
+    /// [`Blocks::advance`] on this lane's state; retires the lane when it completes.
+    fn advance(&mut self) -> bool {
+        if !self.src.advance(&mut self.state, self.job.key) {
+            return false;
+        }
+        for (d, w) in self
+            .job
+            .icv
+            .chunks_exact_mut(4)
+            .zip(self.state.iter().take(3))
+        {
+            d.copy_from_slice(&w.to_be_bytes());
+        }
+        self.finished = true;
+        self.wipe();
+        true
+    }
+
+    /// Wipes the key-dependent bytes: the chaining state and the outer block's first 20
+    /// bytes (the inner digest; the rest of the tail is ciphertext and padding).
+    pub(super) fn wipe(&mut self) {
+        self.state.zeroize();
+        self.src.tail[..20].zeroize();
     }
 }
 
@@ -157,17 +206,23 @@ impl<'a> Blocks<'a> {
 /// Computes every job's ICV. The caller guarantees SHA-NI (a [`Sha1NiKey`] exists only
 /// after its feature check).
 pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
-    hmac_lanes::<'a, LANES>(jobs)
+    finish_lanes(jobs.into_iter().map(Lane::start))
 }
 
-/// [`hmac_sha1_96`] with `L` (1..=4) messages in flight.
-fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
+/// Completes every lane (started or part-way through, as `sha1_x16` leaves them) and writes
+/// its ICV. The caller guarantees SHA-NI, as for [`hmac_sha1_96`].
+pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
+    hmac_lanes::<'a, LANES>(lanes)
+}
+
+/// [`finish_lanes`] with `L` (1..=4) messages in flight.
+fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = Lane<'a>>) {
     let mut lanes: [Option<Lane<'a>>; LANES] = core::array::from_fn(|_| None);
     let mut next = jobs.into_iter();
     loop {
         for lane in lanes.iter_mut().filter(|l| l.is_none()) {
-            if let Some(j) = next.next() {
-                *lane = Some(Lane::start(j));
+            if let Some(l) = next.next() {
+                *lane = Some(l);
             }
         }
         if lanes.iter().all(Option::is_none) {
@@ -199,19 +254,11 @@ fn hmac_lanes<'a, const LANES: usize>(jobs: impl IntoIterator<Item = HmacJob<'a>
         };
         // Exactly the lanes compressed above move on.
         for l in active.iter_mut().take(k).flatten() {
-            if l.src.advance(&mut l.state, l.job.key) {
-                for (d, w) in l.job.icv.chunks_exact_mut(4).zip(l.state.iter().take(3)) {
-                    d.copy_from_slice(&w.to_be_bytes());
-                }
-                l.finished = true;
-            }
+            l.advance();
         }
         for slot in lanes.iter_mut() {
             if let Some(l) = slot.as_mut().filter(|l| l.finished) {
-                l.state.zeroize();
-                // The outer block's first 20 bytes are the inner digest; the rest of the
-                // tail is ciphertext and padding.
-                l.src.tail[..20].zeroize();
+                l.wipe();
                 *slot = None;
             }
         }
@@ -410,11 +457,12 @@ mod tests {
                         icv,
                     });
                 let t = std::time::Instant::now();
+                let lanes = jobs.map(Lane::start);
                 match l {
-                    1 => hmac_lanes::<1>(jobs),
-                    2 => hmac_lanes::<2>(jobs),
-                    3 => hmac_lanes::<3>(jobs),
-                    _ => hmac_lanes::<4>(jobs),
+                    1 => hmac_lanes::<1>(lanes),
+                    2 => hmac_lanes::<2>(lanes),
+                    3 => hmac_lanes::<3>(lanes),
+                    _ => hmac_lanes::<4>(lanes),
                 }
                 *best = (*best).min(t.elapsed().as_nanos());
             }

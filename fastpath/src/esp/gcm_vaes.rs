@@ -1,0 +1,294 @@
+//! AES-128-GCM on 512-bit VAES and VPCLMULQDQ: four blocks per register, so one VAESENC
+//! does a round of four counter blocks and one VPCLMULQDQ four of GHASH's carry-less
+//! products. A batch is 16 blocks (256 bytes): CTR of the batch with the GHASH of 16
+//! ciphertext blocks stitched into its AES rounds, multiplied by H^16..H^1 and reduced once
+//! (deferred reduction); the last 0..=255 bytes go through the same kernel once more with
+//! byte-masked loads and stores and the powers H^n..H^1 for their n blocks. Same GCM and
+//! same GHASH representation as the 128-bit path (`gcm_ni`, whose module comment explains
+//! the byte reversal and the reduction), which handles the AAD, the lengths block and the
+//! tag.
+
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::gcm_ni::{self, Pass, Wide, AGG, HPOW};
+
+/// Blocks per register.
+const PER: usize = 4;
+/// Registers per batch: 16 blocks.
+const REGS: usize = 4;
+
+/// True if this CPU has what [`run`] needs beyond the 128-bit path's features: AVX-512 F and
+/// BW (masked byte loads and stores, VPSHUFB on zmm), VAES and VPCLMULQDQ.
+pub(super) fn available() -> bool {
+    gcm_ni::available()
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("vaes")
+        && std::is_x86_feature_detected!("vpclmulqdq")
+}
+
+/// A sum of 512-bit carry-less products before reduction: four lanes of [`Wide`], folded
+/// into one when the batch is summed.
+#[derive(Clone, Copy)]
+struct WideZ {
+    lo: __m512i,
+    mid: __m512i,
+    hi: __m512i,
+}
+
+impl WideZ {
+    /// The four carry-less products of `a` and `b`, lane by lane, unreduced.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn mul(a: __m512i, b: __m512i) -> Self {
+        WideZ {
+            lo: _mm512_clmulepi64_epi128::<0x00>(a, b),
+            mid: _mm512_xor_si512(
+                _mm512_clmulepi64_epi128::<0x10>(a, b),
+                _mm512_clmulepi64_epi128::<0x01>(a, b),
+            ),
+            hi: _mm512_clmulepi64_epi128::<0x11>(a, b),
+        }
+    }
+
+    /// Adds the four products of `a` and `b`.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn add_mul(&mut self, a: __m512i, b: __m512i) {
+        let p = WideZ::mul(a, b);
+        self.lo = _mm512_xor_si512(self.lo, p.lo);
+        self.mid = _mm512_xor_si512(self.mid, p.mid);
+        self.hi = _mm512_xor_si512(self.hi, p.hi);
+    }
+
+    /// The sum of the four lanes, ready for [`Wide::reduce`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn fold(self) -> Wide {
+        Wide {
+            lo: fold4(self.lo),
+            mid: fold4(self.mid),
+            hi: fold4(self.hi),
+        }
+    }
+}
+
+/// XOR of the four 128-bit lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold4(v: __m512i) -> __m128i {
+    let y = _mm256_xor_si256(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+    _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
+}
+
+/// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
+/// (the AAD already hashed), the payload's first counter block being `IV || 2`: the
+/// 512-bit counterpart of the middle of `Aes128GcmNi::run`. Returns the GHASH state before
+/// the lengths block.
+///
+/// `h_pow` is `Aes128GcmNi`'s table (H^16..H^1, then zeros), `j0` the pre-counter block.
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+pub(super) fn ctr_ghash(
+    k: &[__m128i; 11],
+    h_pow: &[[u8; 16]; HPOW],
+    j0: __m128i,
+    mut x: __m128i,
+    buf: &mut [u8],
+    pass: Pass,
+) -> __m128i {
+    let kz: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(k[i]));
+    // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
+    let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+    // Counter blocks kept with the 32-bit counter in native order in the last dword of each
+    // lane, so one VPADDD steps all four (inc32 of SP 800-38D 6.2 wraps the same way), and
+    // byte-swapped into place for AES.
+    let ctr_swap = _mm512_broadcast_i32x4(_mm_set_epi8(
+        12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+    ));
+    let nonce = _mm_insert_epi32::<3>(j0, 0);
+    // SP 800-38D 7.1 step 4: the payload's counter blocks start at inc32(J0) = IV || 2.
+    let mut cz = _mm512_add_epi32(
+        _mm512_broadcast_i32x4(nonce),
+        _mm512_set_epi32(5, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0),
+    );
+    let four = _mm512_set_epi32(4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0);
+    let mut next_ctrs = || -> [__m512i; REGS] {
+        core::array::from_fn(|_| {
+            let c = _mm512_shuffle_epi8(cz, ctr_swap);
+            cz = _mm512_add_epi32(cz, four);
+            c
+        })
+    };
+
+    let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
+    // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
+    let mut pending: Option<[__m512i; REGS]> = None;
+    for chunk in &mut chunks {
+        let p = chunk.as_mut_ptr();
+        // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
+        let data: [__m512i; REGS] =
+            core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) });
+        let to_hash = match pass {
+            Pass::Open => Some(with_state(x, data)),
+            Pass::Seal => pending.take(),
+            Pass::CtrOnly => None,
+        };
+        let (ks, acc) = aes_ghash(&kz, next_ctrs(), to_hash.as_ref(), &hz);
+        if let Some(acc) = acc {
+            x = acc.reduce();
+        }
+        let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: as for the loads above.
+            unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+        }
+        if pass == Pass::Seal {
+            pending = Some(with_state(x, out));
+        }
+    }
+    if let Some(blocks) = pending {
+        x = mul_sum(&blocks, &hz).reduce();
+    }
+
+    let rest = chunks.into_remainder();
+    if rest.is_empty() {
+        return x;
+    }
+    // The last 1..=255 bytes: n blocks (the last one partial, SP 800-38D 6.5: the leftmost
+    // bytes of its keystream block; GHASH sees it zero-padded, 6.4 via 7.1 step 5), register
+    // j holding bytes 64 j.. under a byte mask. Masked-off bytes are neither read nor
+    // written, and load as zero.
+    let len = rest.len();
+    let n = len.div_ceil(16);
+    let masks: [__mmask64; REGS] = core::array::from_fn(|j| match len.saturating_sub(64 * j) {
+        0 => 0,
+        m if m >= 64 => u64::MAX,
+        m => (1u64 << m) - 1,
+    });
+    let p = rest.as_mut_ptr();
+    let data: [__m512i; REGS] = core::array::from_fn(|j| match masks[j] {
+        0 => _mm512_setzero_si512(),
+        // SAFETY: the mask selects bytes 64 j .. min(64 j + 64, len) of `rest` only, so p +
+        // 64 j is within the slice and no byte outside it is read.
+        m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
+    });
+    let ctrs = next_ctrs();
+    let ks = match n.div_ceil(PER) {
+        1 => aes_ctr::<1>(&kz, &ctrs),
+        2 => aes_ctr::<2>(&kz, &ctrs),
+        3 => aes_ctr::<3>(&kz, &ctrs),
+        _ => aes_ctr::<REGS>(&kz, &ctrs),
+    };
+    // Masked to the tail's bytes: the zero padding GHASH sees.
+    let out: [__m512i; REGS] =
+        core::array::from_fn(|j| _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j])));
+    for (j, v) in out.iter().enumerate() {
+        if masks[j] != 0 {
+            // SAFETY: as for the loads above: only the selected bytes are written.
+            unsafe { _mm512_mask_storeu_epi8(p.add(64 * j).cast(), masks[j], *v) };
+        }
+    }
+    let hashed = match pass {
+        Pass::Open => data,
+        Pass::Seal => out,
+        Pass::CtrOnly => return x,
+    };
+    // Block i of the n times H^(n - i); the table's zeros past H^1 give the unused lanes of
+    // the last register a zero product (their blocks are zero too).
+    let blocks = with_state(x, hashed);
+    let regs = n.div_ceil(PER);
+    let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - n + PER * j));
+    mul_sum(&blocks[..regs], &h).reduce()
+}
+
+/// The sum of the carry-less products of `blocks[j]` and `h[j]` (`blocks` not empty), each
+/// register's four lanes multiplied lane by lane, unreduced.
+#[inline]
+#[target_feature(enable = "avx512f,vpclmulqdq")]
+fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
+    let mut acc = WideZ::mul(blocks[0], h[0]);
+    for (b, h) in blocks.iter().zip(h).skip(1) {
+        acc.add_mul(*b, *h);
+    }
+    acc.fold()
+}
+
+/// Four consecutive entries of the power table from `at` (at most `HPOW - 4`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn powers(h_pow: &[[u8; 16]; HPOW], at: usize) -> __m512i {
+    match h_pow.get(at..at + PER) {
+        // SAFETY: `get` checked that entries at..at + 4 (64 bytes) are in the table.
+        Some(four) => unsafe { _mm512_loadu_si512(four.as_ptr().cast()) },
+        None => _mm512_setzero_si512(),
+    }
+}
+
+/// The blocks to hash, each byte-reversed, with the running GHASH state folded into the
+/// first.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn with_state(x: __m128i, blocks: [__m512i; REGS]) -> [__m512i; REGS] {
+    let rev = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let mut out = blocks.map(|b| _mm512_shuffle_epi8(b, rev));
+    out[0] = _mm512_xor_si512(out[0], _mm512_zextsi128_si512(x));
+    out
+}
+
+/// AES-CTR keystream for four registers of counter blocks with, if given, the GHASH
+/// product of four registers of blocks by H^16..H^1 computed between the AES rounds (one
+/// register per round), so the AES and carry-less multiply units work side by side.
+#[inline]
+#[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
+fn aes_ghash(
+    k: &[__m512i; 11],
+    ctrs: [__m512i; REGS],
+    hash: Option<&[__m512i; REGS]>,
+    h: &[__m512i; REGS],
+) -> ([__m512i; REGS], Option<Wide>) {
+    let Some(hash) = hash else {
+        return (aes_ctr::<REGS>(k, &ctrs), None);
+    };
+    let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
+    let mut acc = WideZ::mul(hash[0], h[0]);
+    for (r, rk) in k[1..10].iter().enumerate() {
+        for v in s.iter_mut() {
+            *v = _mm512_aesenc_epi128(*v, *rk);
+        }
+        // Rounds 1..=3 carry the products of registers 1..=3.
+        if r + 1 < REGS {
+            acc.add_mul(hash[r + 1], h[r + 1]);
+        }
+    }
+    for v in s.iter_mut() {
+        *v = _mm512_aesenclast_epi128(*v, k[10]);
+    }
+    (s, Some(acc.fold()))
+}
+
+/// AES-CTR keystream for the first `N` registers of counter blocks (the others are left
+/// zero): a short tail runs only the rounds it needs.
+#[inline]
+#[target_feature(enable = "avx512f,vaes")]
+fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512i; REGS] {
+    let mut s = [_mm512_setzero_si512(); REGS];
+    for (v, c) in s.iter_mut().zip(ctrs).take(N) {
+        *v = _mm512_xor_si512(*c, k[0]);
+    }
+    for rk in &k[1..10] {
+        for v in s.iter_mut().take(N) {
+            *v = _mm512_aesenc_epi128(*v, *rk);
+        }
+    }
+    for v in s.iter_mut().take(N) {
+        *v = _mm512_aesenclast_epi128(*v, k[10]);
+    }
+    s
+}
+
+// The 128-bit path's batch is 8 blocks; the table's last 8 powers are its H^8..H^1.
+const _: () = assert!(HPOW >= 16 + PER - 1 && AGG <= 16);
