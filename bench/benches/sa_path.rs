@@ -109,6 +109,8 @@ struct Bed {
     pos: usize,
     evict: Vec<u8>,
     delivered: u64,
+    /// Packets decapsulated per call (`SA_PATH_GROUP`, default 32).
+    group: usize,
 }
 
 impl Bed {
@@ -163,6 +165,11 @@ impl Bed {
             pos: RING / BURST,
             evict: vec![0u8; 64 << 20],
             delivered: 0,
+            group: std::env::var("SA_PATH_GROUP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&g| (1..=BURST).contains(&g))
+                .unwrap_or(BURST),
         }
     }
 
@@ -247,7 +254,9 @@ impl Bed {
             delivered[n] = Some(*entry);
             n += 1;
         }
-        decapsulate_burst_in(&mut self.sas.inbound, &mut items[..n]).expect("slots");
+        for group in items[..n].chunks_mut(self.group) {
+            decapsulate_burst_in(&mut self.sas.inbound, group).expect("slots");
+        }
         let entries = delivered.iter().flatten();
         for (it, e) in items[..n].iter().zip(entries) {
             let Some((inner, inner_ip)) = it.parsed_result() else {
