@@ -18,7 +18,8 @@
 //!
 //! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
 //! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
-//! path at full-size packets.
+//! path at full-size packets; `SA_PATH_GROUP=8` decapsulates the burst in calls of that many
+//! packets (default 32, as the worker), to see whether later groups find their SAs loaded.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
-use crate::sad::{FlatEntry, ENTRY_WORDS};
+use crate::sad::{FlatEntry, PageArray, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -97,31 +97,17 @@ struct Cell<T> {
     sa: T,
 }
 
-/// Bits of a slab slot that index inside its segment.
-const SEGMENT_BITS: u32 = 10;
-
-/// Slots per segment of an [`SaSlab`] (1024: about 1 MiB of inbound SAs).
-pub const SEGMENT_SLOTS: usize = 1 << SEGMENT_BITS;
-
-/// One segment: [`SEGMENT_SLOTS`] cells.
-type Segment<T> = Box<[Option<Cell<T>>]>;
-
-/// The segment and the cell inside it of a slab slot.
-#[inline(always)]
-fn split(slot: u32) -> (usize, usize) {
-    (
-        (slot >> SEGMENT_BITS) as usize,
-        slot as usize & (SEGMENT_SLOTS - 1),
-    )
-}
+/// One segment: the cells that fill one 2 MiB page ([`PageArray`]).
+type Segment<T> = PageArray<Option<Cell<T>>>;
 
 /// A worker's own store of SAs (DPDK style: the SA belongs to the core that uses it).
 ///
-/// The cells live in fixed-size segments of [`SEGMENT_SLOTS`], allocated as the slab fills and
-/// kept until the slab is dropped: an SA never moves from its insert to its removal (no
-/// reallocation copies a slab of 1 KiB SAs on an install, no pointer or prefetch goes stale),
-/// and the empty cells are at most one segment's beyond those ever used. Slot `s` is cell
-/// `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The most recently freed slot is reused
+/// The cells live in fixed-size segments of [`SaSlab::SEGMENT_SLOTS`] (as many as fill one
+/// 2 MiB page, on a transparent huge page where the host has them: one TLB entry for 2000
+/// SAs), allocated as the slab fills and kept until the slab is dropped: an SA never moves
+/// from its insert to its removal (no reallocation copies a slab of 1 KiB SAs on an install,
+/// no pointer or prefetch goes stale), and the empty cells are at most one segment beyond
+/// those ever used. Slot `s` is cell `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The most recently freed slot is reused
 /// first; a freed slot drops its SA at once (the transforms zero their keys on drop). Never
 /// shared: it needs `&mut` for every packet.
 #[derive(Debug)]
@@ -164,22 +150,43 @@ impl SaSlab<InboundSa> {
 }
 
 impl<T> SaSlab<T> {
+    /// Slots per segment: the cells that fit in one 2 MiB page (at least one).
+    pub const SEGMENT_SLOTS: usize = {
+        let cell = core::mem::size_of::<Option<Cell<T>>>();
+        if cell == 0 || cell >= HUGE_PAGE {
+            1
+        } else {
+            HUGE_PAGE / cell
+        }
+    };
+
+    /// The segment and the cell inside it of a slab slot.
+    #[inline(always)]
+    fn split(slot: u32) -> (usize, usize) {
+        let slot = slot as usize;
+        (slot / Self::SEGMENT_SLOTS, slot % Self::SEGMENT_SLOTS)
+    }
+
     /// Stores `sa` (the SA of `spi`) and returns its slot.
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
                 let i = self.next;
-                let (seg, _) = split(i);
+                let (seg, _) = Self::split(i);
                 if seg == self.segments.len() {
-                    self.segments.push(new_segment());
+                    self.segments.push(PageArray::filled(1, || None));
                 }
                 self.next += 1;
                 i
             }
         };
-        let (seg, off) = split(slot);
-        if let Some(c) = self.segments.get_mut(seg).and_then(|s| s.get_mut(off)) {
+        let (seg, off) = Self::split(slot);
+        if let Some(c) = self
+            .segments
+            .get_mut(seg)
+            .and_then(|s| s.as_mut_slice().get_mut(off))
+        {
             let c = c.insert(Cell { spi, sa });
             let base = c as *const Cell<T> as usize;
             self.sa_offset = &c.sa as *const T as usize - base;
@@ -191,7 +198,7 @@ impl<T> SaSlab<T> {
     /// Makes room in the segment table for `n` SAs, so it is not reallocated until then (the
     /// segments themselves are allocated as they fill and never move).
     pub fn reserve(&mut self, n: usize) {
-        let segments = n.div_ceil(SEGMENT_SLOTS);
+        let segments = n.div_ceil(Self::SEGMENT_SLOTS);
         self.segments
             .reserve(segments.saturating_sub(self.segments.len()));
     }
@@ -199,15 +206,15 @@ impl<T> SaSlab<T> {
     /// The cell of `slot`, if the slot was ever handed out.
     #[inline(always)]
     fn cell(&self, slot: u32) -> Option<&Option<Cell<T>>> {
-        let (seg, off) = split(slot);
-        self.segments.get(seg)?.get(off)
+        let (seg, off) = Self::split(slot);
+        self.segments.get(seg)?.as_slice().get(off)
     }
 
     /// The cell of `slot` for writing, if the slot was ever handed out.
     #[inline(always)]
     fn cell_mut(&mut self, slot: u32) -> Option<&mut Option<Cell<T>>> {
-        let (seg, off) = split(slot);
-        self.segments.get_mut(seg)?.get_mut(off)
+        let (seg, off) = Self::split(slot);
+        self.segments.get_mut(seg)?.as_mut_slice().get_mut(off)
     }
 
     /// Where the cell of `slot` is, without reading it (for a prefetch).
@@ -256,15 +263,8 @@ impl<T> SaSlab<T> {
     /// Bytes of the segments allocated (stored SAs and empty cells; the SAs' own boxed parts
     /// not included).
     pub fn segment_bytes(&self) -> usize {
-        self.segments.len() * SEGMENT_SLOTS * core::mem::size_of::<Option<Cell<T>>>()
+        self.segments.iter().map(PageArray::bytes).sum()
     }
-}
-
-/// A segment of empty cells, built on the heap (a segment is about 1 MiB: never on the stack).
-fn new_segment<T>() -> Segment<T> {
-    let mut cells = Vec::with_capacity(SEGMENT_SLOTS);
-    cells.resize_with(SEGMENT_SLOTS, || None);
-    cells.into_boxed_slice()
 }
 
 impl<T> SaSlots<T> for SaSlab<T> {
@@ -530,7 +530,9 @@ mod tests {
         let mut s: SaSlab<Sa> = SaSlab::default();
         let addr = |s: &mut SaSlab<Sa>, slot: u32| s.at_mut(slot).map(|sa| sa as *const Sa);
         let mut held = Vec::new();
-        for i in 0..(3 * SEGMENT_SLOTS as u32 + 5) {
+        let per = SaSlab::<Sa>::SEGMENT_SLOTS;
+        assert!(per > 1000, "{per} SAs per 2 MiB segment");
+        for i in 0..(3 * per as u32 + 5) {
             let slot = s.insert(1000 + i, [u64::from(i); 128]);
             held.push((slot, 1000 + i, addr(&mut s, slot).unwrap()));
             // Every insert: all SAs stored so far are where they were.
@@ -540,8 +542,8 @@ mod tests {
                 }
             }
             // A slab that counts `n` SAs holds at most one segment of empty cells beyond.
-            let cells = s.segment_bytes() / core::mem::size_of::<Option<Cell<Sa>>>();
-            assert!(cells < s.len() + SEGMENT_SLOTS, "{cells} cells for {}", s.len());
+            let segments = s.segment_bytes() / HUGE_PAGE;
+            assert!(segments * per < s.len() + per, "{segments} segments for {}", s.len());
         }
         // Removals and reuse move nothing either; a reused slot takes a new SA in place.
         for &(slot, _, _) in held.iter().step_by(3) {
