@@ -349,14 +349,22 @@ mod tests {
         let cell = core::mem::size_of::<(std::rc::Rc<()>, [u8; 1000])>();
         assert_eq!(a.as_slice().len(), HUGE_PAGE / cell);
         assert_eq!(a.bytes(), HUGE_PAGE);
-        assert_eq!(a.as_slice().as_ptr() as usize % HUGE_PAGE, 0, "2 MiB aligned");
+        assert_eq!(
+            a.as_slice().as_ptr() as usize % HUGE_PAGE,
+            0,
+            "2 MiB aligned"
+        );
         a.as_mut_slice()[7].1[999] = 5;
         assert_eq!(a.as_slice()[7].1[999], 5);
         assert_eq!(std::rc::Rc::strong_count(&drops), 1 + HUGE_PAGE / cell);
         drop(a);
-        assert_eq!(std::rc::Rc::strong_count(&drops), 1, "every element dropped");
+        assert_eq!(
+            std::rc::Rc::strong_count(&drops),
+            1,
+            "every element dropped"
+        );
         let z = PageArray::filled(0, || ());
-        assert_eq!((z.bytes(), z.as_slice().len() > 0), (0, true));
+        assert_eq!((z.bytes(), z.as_slice().is_empty()), (0, false));
     }
 
     #[test]

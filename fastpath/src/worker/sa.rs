@@ -543,7 +543,11 @@ mod tests {
             }
             // A slab that counts `n` SAs holds at most one segment of empty cells beyond.
             let segments = s.segment_bytes() / HUGE_PAGE;
-            assert!(segments * per < s.len() + per, "{segments} segments for {}", s.len());
+            assert!(
+                segments * per < s.len() + per,
+                "{segments} segments for {}",
+                s.len()
+            );
         }
         // Removals and reuse move nothing either; a reused slot takes a new SA in place.
         for &(slot, _, _) in held.iter().step_by(3) {
@@ -553,7 +557,10 @@ mod tests {
         assert!(held.iter().step_by(3).any(|&(slot, _, _)| slot == reused));
         for &(slot, spi, at) in held.iter().skip(1).step_by(3) {
             assert_eq!(addr(&mut s, slot), Some(at), "slot {slot} moved");
-            assert_eq!(s.get_mut(slot, spi).map(|sa| sa[0]), Some(u64::from(spi - 1000)));
+            assert_eq!(
+                s.get_mut(slot, spi).map(|sa| sa[0]),
+                Some(u64::from(spi - 1000))
+            );
         }
         assert_eq!(s.slot_count(), held.len());
         assert!(s.slot(held.len()).is_none() && s.slot(usize::MAX).is_none());
