@@ -161,40 +161,36 @@ impl<S> PageArray<S> {
                     Layout::from_size_align(n, HUGE_PAGE.max(core::mem::align_of::<S>())).ok()
                 })
         };
-        let Some(layout) = layout else {
-            // Zero-sized elements (or a size no layout takes): nothing to allocate.
-            let mut a: PageArray<S> = PageArray {
-                ptr: NonNull::dangling(),
-                len: 0,
-                layout: None,
-            };
-            if size == 0 {
-                a.len = len;
-                for i in 0..len {
-                    // SAFETY: writing a zero-sized value through a dangling, aligned pointer
-                    // is valid; it is dropped once, in `drop`.
-                    unsafe { a.ptr.as_ptr().add(i).write(f()) };
-                }
+        let (ptr, len) = match layout {
+            Some(layout) => {
+                // SAFETY: `layout` has a non-zero size (`len >= 1`, `size > 0`).
+                let raw = unsafe { std::alloc::alloc(layout) }.cast::<S>();
+                let Some(ptr) = NonNull::new(raw) else {
+                    std::alloc::handle_alloc_error(layout);
+                };
+                // Before the first touch: the kernel then backs each 2 MiB page of it with a
+                // huge page where it can, instead of 512 small ones (THP in `madvise` or
+                // `always` mode).
+                advise_huge(raw.cast(), layout.size());
+                (ptr, len)
             }
-            return a;
+            // Zero-sized elements need no memory; a size no layout takes gets no elements.
+            None => (NonNull::dangling(), if size == 0 { len } else { 0 }),
         };
-        // SAFETY: `layout` has a non-zero size (`len >= 1`, `size > 0`).
-        let raw = unsafe { std::alloc::alloc(layout) }.cast::<S>();
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        // Before the first touch: the kernel then backs each 2 MiB page of it with a huge
-        // page where it can, instead of 512 small ones (THP in `madvise` or `always` mode).
-        advise_huge(raw.cast(), layout.size());
-        for i in 0..len {
-            // SAFETY: `i < len` elements of `S` fit in the allocation; each is written once.
-            unsafe { ptr.as_ptr().add(i).write(f()) };
-        }
-        PageArray {
+        // `len` counts the elements written so far, so a panicking `f` leaves an array that
+        // drops exactly those.
+        let mut a = PageArray {
             ptr,
-            len,
-            layout: Some(layout),
+            len: 0,
+            layout,
+        };
+        while a.len < len {
+            // SAFETY: `a.len < len` elements of `S` fit in the allocation (or `S` is zero-sized
+            // and the dangling pointer is aligned); each is written once, then counted.
+            unsafe { a.ptr.as_ptr().add(a.len).write(f()) };
+            a.len += 1;
         }
+        a
     }
 
     /// The elements.
@@ -362,6 +358,21 @@ mod tests {
             std::rc::Rc::strong_count(&drops),
             1,
             "every element dropped"
+        );
+        // A panicking element maker: the elements made so far are dropped, nothing else.
+        let mut made = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            PageArray::filled(1, || {
+                made += 1;
+                assert!(made <= 3, "fourth element");
+                drops.clone()
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            std::rc::Rc::strong_count(&drops),
+            1,
+            "the three made dropped"
         );
         let z = PageArray::filled(0, || ());
         assert_eq!((z.bytes(), z.as_slice().is_empty()), (0, false));

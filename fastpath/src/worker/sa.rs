@@ -107,9 +107,9 @@ type Segment<T> = PageArray<Option<Cell<T>>>;
 /// SAs), allocated as the slab fills and kept until the slab is dropped: an SA never moves
 /// from its insert to its removal (no reallocation copies a slab of 1 KiB SAs on an install,
 /// no pointer or prefetch goes stale), and the empty cells are at most one segment beyond
-/// those ever used. Slot `s` is cell `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The most recently freed slot is reused
-/// first; a freed slot drops its SA at once (the transforms zero their keys on drop). Never
-/// shared: it needs `&mut` for every packet.
+/// those ever used. Slot `s` is cell `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The
+/// most recently freed slot is reused first; a freed slot drops its SA at once (the
+/// transforms zero their keys on drop). Never shared: it needs `&mut` for every packet.
 #[derive(Debug)]
 pub struct SaSlab<T> {
     segments: Vec<Segment<T>>,
