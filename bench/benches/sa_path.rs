@@ -18,7 +18,8 @@
 //!
 //! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
 //! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
-//! path at full-size packets.
+//! path at full-size packets; `SA_PATH_GROUP=8` decapsulates the burst in calls of that many
+//! packets (default 32, as the worker), to see whether later groups find their SAs loaded.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -109,6 +110,8 @@ struct Bed {
     pos: usize,
     evict: Vec<u8>,
     delivered: u64,
+    /// Packets decapsulated per call (`SA_PATH_GROUP`, default 32).
+    group: usize,
 }
 
 impl Bed {
@@ -163,6 +166,11 @@ impl Bed {
             pos: RING / BURST,
             evict: vec![0u8; 64 << 20],
             delivered: 0,
+            group: std::env::var("SA_PATH_GROUP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&g| (1..=BURST).contains(&g))
+                .unwrap_or(BURST),
         }
     }
 
@@ -247,7 +255,9 @@ impl Bed {
             delivered[n] = Some(*entry);
             n += 1;
         }
-        decapsulate_burst_in(&mut self.sas.inbound, &mut items[..n]).expect("slots");
+        for group in items[..n].chunks_mut(self.group) {
+            decapsulate_burst_in(&mut self.sas.inbound, group).expect("slots");
+        }
         let entries = delivered.iter().flatten();
         for (it, e) in items[..n].iter().zip(entries) {
             let Some((inner, inner_ip)) = it.parsed_result() else {

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use core::ptr::NonNull;
+use std::alloc::Layout;
 
 /// Size of the huge pages asked for (x86_64 and aarch64 default).
 pub const HUGE_PAGE: usize = 2 << 20;
@@ -126,6 +127,116 @@ impl<S> Drop for HugeArray<S> {
     }
 }
 
+/// A fixed-length array of `S` that starts on a 2 MiB boundary and fills whole 2 MiB pages,
+/// from the global allocator (so it is counted like any heap block), with transparent huge
+/// pages asked for before its first touch: each of its pages can then be one TLB entry.
+/// Nothing in it ever moves. Used for the segments of a worker's SA slab.
+pub struct PageArray<S> {
+    ptr: NonNull<S>,
+    len: usize,
+    /// The allocation's layout (size a multiple of [`HUGE_PAGE`], aligned to it); `None` for
+    /// an array of no bytes, which allocates nothing.
+    layout: Option<Layout>,
+}
+
+// SAFETY: `PageArray<S>` owns its elements like a `Box<[S]>` does; sending or sharing it is
+// sending or sharing the `S`s.
+unsafe impl<S: Send> Send for PageArray<S> {}
+// SAFETY: as above; `&PageArray<S>` only hands out `&[S]`.
+unsafe impl<S: Sync> Sync for PageArray<S> {}
+
+impl<S> PageArray<S> {
+    /// As many elements as fit in `pages` 2 MiB pages (at least one), each made by `f`.
+    pub fn filled(pages: usize, mut f: impl FnMut() -> S) -> Self {
+        let size = core::mem::size_of::<S>();
+        let bytes = pages.max(1).saturating_mul(HUGE_PAGE);
+        let len = (bytes / size.max(1)).max(1);
+        let layout = if size == 0 {
+            None
+        } else {
+            (len * size)
+                .max(bytes)
+                .checked_next_multiple_of(HUGE_PAGE)
+                .and_then(|n| {
+                    Layout::from_size_align(n, HUGE_PAGE.max(core::mem::align_of::<S>())).ok()
+                })
+        };
+        let (ptr, len) = match layout {
+            Some(layout) => {
+                // SAFETY: `layout` has a non-zero size (`len >= 1`, `size > 0`).
+                let raw = unsafe { std::alloc::alloc(layout) }.cast::<S>();
+                let Some(ptr) = NonNull::new(raw) else {
+                    std::alloc::handle_alloc_error(layout);
+                };
+                // Before the first touch: the kernel then backs each 2 MiB page of it with a
+                // huge page where it can, instead of 512 small ones (THP in `madvise` or
+                // `always` mode).
+                advise_huge(raw.cast(), layout.size());
+                (ptr, len)
+            }
+            // Zero-sized elements need no memory; a size no layout takes gets no elements.
+            None => (NonNull::dangling(), if size == 0 { len } else { 0 }),
+        };
+        // `len` counts the elements written so far, so a panicking `f` leaves an array that
+        // drops exactly those.
+        let mut a = PageArray {
+            ptr,
+            len: 0,
+            layout,
+        };
+        while a.len < len {
+            // SAFETY: `a.len < len` elements of `S` fit in the allocation (or `S` is zero-sized
+            // and the dangling pointer is aligned); each is written once, then counted.
+            unsafe { a.ptr.as_ptr().add(a.len).write(f()) };
+            a.len += 1;
+        }
+        a
+    }
+
+    /// The elements.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[S] {
+        // SAFETY: `ptr` points at `len` elements initialized in `filled`, owned by `self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The elements, for writing.
+    #[inline(always)]
+    pub fn as_mut_slice(&mut self) -> &mut [S] {
+        // SAFETY: as in `as_slice`; `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Bytes allocated (whole 2 MiB pages).
+    pub fn bytes(&self) -> usize {
+        self.layout.map_or(0, |l| l.size())
+    }
+}
+
+impl<S> Drop for PageArray<S> {
+    fn drop(&mut self) {
+        let elems = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: the elements were initialized in `filled` and are dropped once, here; the
+        // allocation is then freed with the layout it was made with.
+        unsafe {
+            core::ptr::drop_in_place(elems);
+            if let Some(layout) = self.layout {
+                std::alloc::dealloc(self.ptr.as_ptr().cast(), layout);
+            }
+        }
+    }
+}
+
+impl<S> core::fmt::Debug for PageArray<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never prints the elements (SAs hold keys).
+        f.debug_struct("PageArray")
+            .field("len", &self.len)
+            .field("bytes", &self.bytes())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Free explicit huge pages of [`HUGE_PAGE`] size, from `/proc/meminfo`.
 fn free_hugetlb_pages() -> u64 {
     match akagate_sys::hugepages::free_hugepages() {
@@ -225,6 +336,46 @@ mod tests {
     fn zeroed(n: usize, policy: BackingPolicy) -> HugeArray<AtomicU64> {
         // SAFETY: an `AtomicU64` of zero bytes is 0.
         unsafe { HugeArray::new_zeroed(n, policy) }
+    }
+
+    #[test]
+    fn page_arrays_fill_whole_aligned_pages_and_drop_their_elements() {
+        let drops = std::rc::Rc::new(());
+        let mut a = PageArray::filled(1, || (drops.clone(), [0u8; 1000]));
+        let cell = core::mem::size_of::<(std::rc::Rc<()>, [u8; 1000])>();
+        assert_eq!(a.as_slice().len(), HUGE_PAGE / cell);
+        assert_eq!(a.bytes(), HUGE_PAGE);
+        assert_eq!(
+            a.as_slice().as_ptr() as usize % HUGE_PAGE,
+            0,
+            "2 MiB aligned"
+        );
+        a.as_mut_slice()[7].1[999] = 5;
+        assert_eq!(a.as_slice()[7].1[999], 5);
+        assert_eq!(std::rc::Rc::strong_count(&drops), 1 + HUGE_PAGE / cell);
+        drop(a);
+        assert_eq!(
+            std::rc::Rc::strong_count(&drops),
+            1,
+            "every element dropped"
+        );
+        // A panicking element maker: the elements made so far are dropped, nothing else.
+        let mut made = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            PageArray::filled(1, || {
+                made += 1;
+                assert!(made <= 3, "fourth element");
+                drops.clone()
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            std::rc::Rc::strong_count(&drops),
+            1,
+            "the three made dropped"
+        );
+        let z = PageArray::filled(0, || ());
+        assert_eq!((z.bytes(), z.as_slice().is_empty()), (0, false));
     }
 
     #[test]

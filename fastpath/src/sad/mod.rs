@@ -11,7 +11,7 @@ mod spi;
 mod table;
 
 pub use akagate_proto::spi::{SadError, SpiAllocator, RESERVED_SPI_MAX};
-pub use backing::{advise_huge, BackingPolicy, MemoryBacking, HUGE_PAGE};
+pub use backing::{advise_huge, BackingPolicy, MemoryBacking, PageArray, HUGE_PAGE};
 pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS};
 pub use table::{FlatEntry, SaTable, ENTRY_WORDS};
 

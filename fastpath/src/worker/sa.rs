@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
-use crate::sad::{FlatEntry, ENTRY_WORDS};
+use crate::sad::{FlatEntry, PageArray, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -97,12 +97,24 @@ struct Cell<T> {
     sa: T,
 }
 
-/// A worker's own store of SAs (DPDK style: the SA belongs to the core that uses it). Slots
-/// are reused lowest-freed-first; a freed slot drops its SA at once (the transforms zero
-/// their keys on drop). Never shared: it needs `&mut` for every packet.
+/// One segment: the cells that fill one 2 MiB page ([`PageArray`]).
+type Segment<T> = PageArray<Option<Cell<T>>>;
+
+/// A worker's own store of SAs (DPDK style: the SA belongs to the core that uses it).
+///
+/// The cells live in fixed-size segments of [`SaSlab::SEGMENT_SLOTS`] (as many as fill one
+/// 2 MiB page, on a transparent huge page where the host has them: one TLB entry for 2000
+/// SAs), allocated as the slab fills and kept until the slab is dropped: an SA never moves
+/// from its insert to its removal (no reallocation copies a slab of 1 KiB SAs on an install,
+/// no pointer or prefetch goes stale), and the empty cells are at most one segment beyond
+/// those ever used. Slot `s` is cell `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The
+/// most recently freed slot is reused first; a freed slot drops its SA at once (the
+/// transforms zero their keys on drop). Never shared: it needs `&mut` for every packet.
 #[derive(Debug)]
 pub struct SaSlab<T> {
-    cells: Vec<Option<Cell<T>>>,
+    segments: Vec<Segment<T>>,
+    /// Slots handed out so far: every slot below is stored or in `free`.
+    next: u32,
     free: Vec<u32>,
     /// Where the SA and its SPI sit inside a cell, for [`SaSlab::prefetch`] (the same for
     /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
@@ -113,7 +125,8 @@ pub struct SaSlab<T> {
 impl<T> Default for SaSlab<T> {
     fn default() -> Self {
         SaSlab {
-            cells: Vec::new(),
+            segments: Vec::new(),
+            next: 0,
             free: Vec::new(),
             sa_offset: 0,
             spi_offset: 0,
@@ -127,60 +140,92 @@ impl SaSlab<InboundSa> {
     /// nothing for a slot beyond the slab.
     #[inline]
     pub fn prefetch(&self, slot: u32, seq_lo: u32) {
-        let slot = slot as usize;
-        if slot < self.cells.len() {
-            let cell = self.cells.as_ptr().wrapping_add(slot).cast::<u8>();
-            crate::sad::prefetch(cell.wrapping_add(self.spi_offset));
-            InboundSa::prefetch_at(cell.wrapping_add(self.sa_offset).cast(), seq_lo);
-        }
+        let Some(cell) = self.cell_ptr(slot) else {
+            return;
+        };
+        let cell = cell.cast::<u8>();
+        crate::sad::prefetch(cell.wrapping_add(self.spi_offset));
+        InboundSa::prefetch_at(cell.wrapping_add(self.sa_offset).cast(), seq_lo);
     }
 }
 
 impl<T> SaSlab<T> {
+    /// Slots per segment: the cells that fit in one 2 MiB page (at least one).
+    pub const SEGMENT_SLOTS: usize = {
+        let cell = core::mem::size_of::<Option<Cell<T>>>();
+        if cell == 0 || cell >= HUGE_PAGE {
+            1
+        } else {
+            HUGE_PAGE / cell
+        }
+    };
+
+    /// The segment and the cell inside it of a slab slot.
+    #[inline(always)]
+    fn split(slot: u32) -> (usize, usize) {
+        let slot = slot as usize;
+        (slot / Self::SEGMENT_SLOTS, slot % Self::SEGMENT_SLOTS)
+    }
+
     /// Stores `sa` (the SA of `spi`) and returns its slot.
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
-        let cell = Some(Cell { spi, sa });
         let slot = match self.free.pop() {
-            Some(i) => {
-                if let Some(c) = self.cells.get_mut(i as usize) {
-                    *c = cell;
+            Some(i) => i,
+            None => {
+                let i = self.next;
+                let (seg, _) = Self::split(i);
+                if seg == self.segments.len() {
+                    self.segments.push(PageArray::filled(1, || None));
                 }
+                self.next += 1;
                 i
             }
-            None => {
-                if self.cells.len() == self.cells.capacity() {
-                    // By an eighth, not doubling: a doubled slab is half empty right after it
-                    // grew (3.7 KB of empty cells per UE at 10k UEs), and installs are rare
-                    // enough for the extra moves. On 2 MiB pages once large: at millions of SAs
-                    // a slot on 4 KiB pages would cost a TLB miss (a page walk) per packet.
-                    self.cells.reserve_exact((self.cells.len() / 8).max(64));
-                    let bytes = self.cells.capacity() * core::mem::size_of::<Option<Cell<T>>>();
-                    crate::sad::advise_huge(self.cells.as_ptr().cast(), bytes);
-                }
-                self.cells.push(cell);
-                (self.cells.len() - 1) as u32
-            }
         };
-        if let Some(c @ Some(Cell { spi, sa })) = self.cells.get(slot as usize) {
-            let at = |p: usize| p - (c as *const _ as usize);
-            self.sa_offset = at(sa as *const T as usize);
-            self.spi_offset = at(spi as *const u32 as usize);
+        let (seg, off) = Self::split(slot);
+        if let Some(c) = self
+            .segments
+            .get_mut(seg)
+            .and_then(|s| s.as_mut_slice().get_mut(off))
+        {
+            let c = c.insert(Cell { spi, sa });
+            let base = c as *const Cell<T> as usize;
+            self.sa_offset = &c.sa as *const T as usize - base;
+            self.spi_offset = &c.spi as *const u32 as usize - base;
         }
         slot
     }
 
-    /// Makes room for `n` SAs in one allocation that will not move, on 2 MiB pages where the
-    /// host offers them (memory is committed as slots are first used): a slab that grows
-    /// moves, and a move splits its huge pages.
+    /// Makes room in the segment table for `n` SAs, so it is not reallocated until then (the
+    /// segments themselves are allocated as they fill and never move).
     pub fn reserve(&mut self, n: usize) {
-        self.cells.reserve_exact(n.saturating_sub(self.cells.len()));
-        let bytes = self.cells.capacity() * core::mem::size_of::<Option<Cell<T>>>();
-        crate::sad::advise_huge(self.cells.as_ptr().cast(), bytes);
+        let segments = n.div_ceil(Self::SEGMENT_SLOTS);
+        self.segments
+            .reserve(segments.saturating_sub(self.segments.len()));
+    }
+
+    /// The cell of `slot`, if the slot was ever handed out.
+    #[inline(always)]
+    fn cell(&self, slot: u32) -> Option<&Option<Cell<T>>> {
+        let (seg, off) = Self::split(slot);
+        self.segments.get(seg)?.as_slice().get(off)
+    }
+
+    /// The cell of `slot` for writing, if the slot was ever handed out.
+    #[inline(always)]
+    fn cell_mut(&mut self, slot: u32) -> Option<&mut Option<Cell<T>>> {
+        let (seg, off) = Self::split(slot);
+        self.segments.get_mut(seg)?.as_mut_slice().get_mut(off)
+    }
+
+    /// Where the cell of `slot` is, without reading it (for a prefetch).
+    #[inline(always)]
+    fn cell_ptr(&self, slot: u32) -> Option<*const Option<Cell<T>>> {
+        self.cell(slot).map(|c| c as *const _)
     }
 
     /// Drops the SA in `slot`, if any.
     pub fn remove(&mut self, slot: u32) {
-        if let Some(c) = self.cells.get_mut(slot as usize) {
+        if let Some(c) = self.cell_mut(slot) {
             if c.take().is_some() {
                 self.free.push(slot);
             }
@@ -189,7 +234,7 @@ impl<T> SaSlab<T> {
 
     /// The SA in `slot` if it was stored under `spi`.
     pub fn get_mut(&mut self, slot: u32, spi: u32) -> Option<&mut T> {
-        match self.cells.get_mut(slot as usize)? {
+        match self.cell_mut(slot)? {
             Some(c) if c.spi == spi => Some(&mut c.sa),
             _ => None,
         }
@@ -197,34 +242,42 @@ impl<T> SaSlab<T> {
 
     /// The SA in `slot`, whatever its SPI.
     pub fn at_mut(&mut self, slot: u32) -> Option<&mut T> {
-        Some(&mut self.cells.get_mut(slot as usize)?.as_mut()?.sa)
+        Some(&mut self.cell_mut(slot)?.as_mut()?.sa)
     }
 
     /// True if `slot` holds the SA of `spi`.
     pub fn holds(&self, slot: u32, spi: u32) -> bool {
-        matches!(self.cells.get(slot as usize), Some(Some(c)) if c.spi == spi)
+        matches!(self.cell(slot), Some(Some(c)) if c.spi == spi)
     }
 
     /// Number of SAs stored.
     pub fn len(&self) -> usize {
-        self.cells.len() - self.free.len()
+        self.next as usize - self.free.len()
     }
 
     /// True if no SA is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of the segments allocated (stored SAs and empty cells; the SAs' own boxed parts
+    /// not included).
+    pub fn segment_bytes(&self) -> usize {
+        self.segments.iter().map(PageArray::bytes).sum()
+    }
 }
 
 impl<T> SaSlots<T> for SaSlab<T> {
     fn slot_count(&self) -> usize {
-        self.cells.len()
+        self.next as usize
     }
     fn slot(&self, i: usize) -> Option<&T> {
-        Some(&self.cells.get(i)?.as_ref()?.sa)
+        let i = u32::try_from(i).ok()?;
+        Some(&self.cell(i)?.as_ref()?.sa)
     }
     fn slot_mut(&mut self, i: usize) -> Option<&mut T> {
-        Some(&mut self.cells.get_mut(i)?.as_mut()?.sa)
+        let i = u32::try_from(i).ok()?;
+        Some(&mut self.cell_mut(i)?.as_mut()?.sa)
     }
 }
 
@@ -466,6 +519,51 @@ mod tests {
         assert!(s.holds(c, 302));
         assert_eq!(s.insert(303, "d"), 2);
         assert_eq!(s.len(), 3);
+    }
+
+    /// Issue 10: an install never moves the SAs already stored (a growing vector copied the
+    /// whole slab of 1 KiB SAs when it reallocated), and the empty cells stay within one
+    /// segment of those ever used, whatever the fill level.
+    #[test]
+    fn stored_sas_never_move_and_the_slack_is_one_segment() {
+        type Sa = [u64; 128]; // the size of an `InboundSa`
+        let mut s: SaSlab<Sa> = SaSlab::default();
+        let addr = |s: &mut SaSlab<Sa>, slot: u32| s.at_mut(slot).map(|sa| sa as *const Sa);
+        let mut held = Vec::new();
+        let per = SaSlab::<Sa>::SEGMENT_SLOTS;
+        assert!(per > 1000, "{per} SAs per 2 MiB segment");
+        for i in 0..(3 * per as u32 + 5) {
+            let slot = s.insert(1000 + i, [u64::from(i); 128]);
+            held.push((slot, 1000 + i, addr(&mut s, slot).unwrap()));
+            // Every insert: all SAs stored so far are where they were.
+            if i % 97 == 0 {
+                for &(slot, _, at) in &held {
+                    assert_eq!(addr(&mut s, slot), Some(at), "slot {slot} moved");
+                }
+            }
+            // A slab that counts `n` SAs holds at most one segment of empty cells beyond.
+            let segments = s.segment_bytes() / HUGE_PAGE;
+            assert!(
+                segments * per < s.len() + per,
+                "{segments} segments for {}",
+                s.len()
+            );
+        }
+        // Removals and reuse move nothing either; a reused slot takes a new SA in place.
+        for &(slot, _, _) in held.iter().step_by(3) {
+            s.remove(slot);
+        }
+        let reused = s.insert(9, [9; 128]);
+        assert!(held.iter().step_by(3).any(|&(slot, _, _)| slot == reused));
+        for &(slot, spi, at) in held.iter().skip(1).step_by(3) {
+            assert_eq!(addr(&mut s, slot), Some(at), "slot {slot} moved");
+            assert_eq!(
+                s.get_mut(slot, spi).map(|sa| sa[0]),
+                Some(u64::from(spi - 1000))
+            );
+        }
+        assert_eq!(s.slot_count(), held.len());
+        assert!(s.slot(held.len()).is_none() && s.slot(usize::MAX).is_none());
     }
 
     #[test]
