@@ -214,8 +214,11 @@ impl<Q: PortQueue> Worker<Q> {
         now: Instant,
     ) -> Self {
         let counters = Arc::<WorkerCounters>::default();
+        let mut link = Link::new(&cfg, queue, counters.clone());
+        // The SA slabs' segments are first touched by a helper thread, not in an install.
+        link.sas.keep_spare_segments();
         Worker {
-            link: Link::new(&cfg, queue, counters.clone()),
+            link,
             reasm: Reassembler::new(cfg.reasm),
             timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
             rx: Vec::with_capacity(cfg.burst),

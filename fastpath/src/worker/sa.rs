@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
-use crate::sad::{FlatEntry, PageArray, ENTRY_WORDS, HUGE_PAGE};
+use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -120,6 +120,9 @@ pub struct SaSlab<T> {
     /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
     sa_offset: usize,
     spi_offset: usize,
+    /// The next segment, made and first touched by a helper thread (see
+    /// [`SaSlab::keep_spare_segment`]); disabled by default.
+    spare: Spare<Segment<T>>,
 }
 
 impl<T> Default for SaSlab<T> {
@@ -130,6 +133,21 @@ impl<T> Default for SaSlab<T> {
             free: Vec::new(),
             sa_offset: 0,
             spi_offset: 0,
+            spare: Spare::default(),
+        }
+    }
+}
+
+impl<T: Send + 'static> SaSlab<T> {
+    /// From now on the slab's next segment is made ahead by a helper thread off the worker's
+    /// core ([`Spare`]): 2 MiB the kernel zeroes on first touch, about a millisecond that
+    /// would otherwise fall into the install of the SA set that opens a segment. One spare
+    /// at a time (started now, and again each time one is taken), so at most one segment of
+    /// memory is committed ahead of need. A segment wanted before its spare is ready is made
+    /// in place as before.
+    pub fn keep_spare_segment(&mut self) {
+        if !self.spare.is_pending() {
+            self.spare = Spare::new(|| PageArray::filled(1, || None));
         }
     }
 }
@@ -175,7 +193,11 @@ impl<T> SaSlab<T> {
                 let i = self.next;
                 let (seg, _) = Self::split(i);
                 if seg == self.segments.len() {
-                    self.segments.push(PageArray::filled(1, || None));
+                    let segment = self
+                        .spare
+                        .take()
+                        .unwrap_or_else(|| PageArray::filled(1, || None));
+                    self.segments.push(segment);
                 }
                 self.next += 1;
                 i
@@ -295,6 +317,13 @@ pub struct WorkerSas {
 }
 
 impl WorkerSas {
+    /// Has both slabs' next segments made ahead off the worker's core
+    /// ([`SaSlab::keep_spare_segment`]).
+    pub fn keep_spare_segments(&mut self) {
+        self.inbound.keep_spare_segment();
+        self.outbound.keep_spare_segment();
+    }
+
     /// Frees the outbound slots retired since the last call.
     pub fn free_retired(&mut self) {
         for slot in self.retired.drain(..) {
@@ -564,6 +593,37 @@ mod tests {
         }
         assert_eq!(s.slot_count(), held.len());
         assert!(s.slot(held.len()).is_none() && s.slot(usize::MAX).is_none());
+    }
+
+    /// Issue 10: with a spare kept, a new segment is the one a helper thread made and first
+    /// touched, not one made in the install; the slab works as before.
+    #[test]
+    fn a_slab_takes_its_new_segments_from_the_spare() {
+        let mut s: SaSlab<[u64; 128]> = SaSlab::default();
+        s.keep_spare_segment();
+        let wait = |s: &SaSlab<[u64; 128]>| {
+            for _ in 0..10_000 {
+                if s.spare.is_ready() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            panic!("no spare segment made");
+        };
+        wait(&s);
+        let first = s.insert(100, [1; 128]);
+        assert_eq!(s.spare.taken(), 1);
+        // The next spare was started; the second segment comes from it too.
+        wait(&s);
+        let per = SaSlab::<[u64; 128]>::SEGMENT_SLOTS as u32;
+        for i in 1..=per {
+            s.insert(100 + i, [2; 128]);
+        }
+        assert_eq!(s.spare.taken(), 2);
+        assert_eq!(s.segment_bytes(), 2 * HUGE_PAGE);
+        assert_eq!(s.get_mut(first, 100).map(|sa| sa[0]), Some(1));
+        assert_eq!(s.get_mut(per, 100 + per).map(|sa| sa[0]), Some(2));
+        assert_eq!(s.len(), per as usize + 1);
     }
 
     #[test]
