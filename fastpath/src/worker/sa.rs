@@ -314,6 +314,33 @@ pub struct WorkerSas {
     /// burst encapsulation (some of them through these SAs: the last answer of a drain)
     /// have been sealed ([`WorkerSas::free_retired`]).
     retired: Vec<u32>,
+    /// Seeds of the outbound SAs' IV generators, made on the first install.
+    seeds: IvSeeds,
+}
+
+/// The worker's CSPRNG that seeds each outbound SA's IV generator (RFC 3602 2.1: CBC IVs
+/// must be unpredictable; a ChaCha stream seeded from the OS is), seeded from the OS once:
+/// a set's install then makes no `getrandom` system call. Its state is never printed.
+#[derive(Default)]
+struct IvSeeds(Option<rand::rngs::StdRng>);
+
+impl core::fmt::Debug for IvSeeds {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IvSeeds")
+    }
+}
+
+impl IvSeeds {
+    /// The generator, seeded from the OS the first time.
+    fn get(&mut self) -> Result<&mut rand::rngs::StdRng, SaError> {
+        use rand::SeedableRng;
+        if self.0.is_none() {
+            let rng =
+                rand::rngs::StdRng::from_rng(rand::rngs::OsRng).map_err(|_| SaError::Entropy)?;
+            self.0 = Some(rng);
+        }
+        self.0.as_mut().ok_or(SaError::Entropy)
+    }
 }
 
 impl WorkerSas {
@@ -385,8 +412,9 @@ impl SaSetState {
         let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
         let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
-        let out_uc = OutboundSa::new(set.spi_uc, &set.suite)?.resume(seq);
-        let out_us = OutboundSa::new(set.spi_us, &set.suite)?.resume(seq);
+        let seeds = sas.seeds.get()?;
+        let out_uc = OutboundSa::seeded_from(set.spi_uc, &set.suite, &mut *seeds)?.resume(seq);
+        let out_us = OutboundSa::seeded_from(set.spi_us, &set.suite, seeds)?.resume(seq);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -624,6 +652,20 @@ mod tests {
         assert_eq!(s.get_mut(first, 100).map(|sa| sa[0]), Some(1));
         assert_eq!(s.get_mut(per, 100 + per).map(|sa| sa[0]), Some(2));
         assert_eq!(s.len(), per as usize + 1);
+    }
+
+    /// The worker's IV seed generator is made once (no `getrandom` per install), gives each
+    /// SA its own seed, and its state never reaches Debug output.
+    #[test]
+    fn iv_seeds_are_drawn_from_one_generator_and_never_printed() {
+        use rand::RngCore;
+        let mut seeds = IvSeeds::default();
+        let a = seeds.get().unwrap().next_u64();
+        let b = seeds.get().unwrap().next_u64();
+        assert_ne!(a, b);
+        let state = format!("{:?}", seeds.0.as_ref().unwrap());
+        assert_eq!(format!("{seeds:?}"), "IvSeeds");
+        assert!(!format!("{:?}", WorkerSas::default()).contains(&state));
     }
 
     #[test]
