@@ -6,15 +6,27 @@
 //! The helper thread is started when a spare is wanted, makes one value and ends (one per
 //! 2 MiB segment: rare). It leaves the cores of the thread that started it, if the process
 //! has others, so a pinned worker's core does not run it. The CPU time the helpers spent is
-//! summed in [`helper_cpu_ns`] (benchmarks report it beside the worker's).
+//! summed in [`helper_cpu_ns`] (benchmarks report it beside the worker's), and code running
+//! on one can tell ([`on_helper_thread`]: the memory benchmark counts their allocations as
+//! the gateway's).
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 /// Thread CPU time spent by all helper threads so far, in nanoseconds.
 static HELPER_CPU_NS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_HELPER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a [`Spare`]'s helper thread (allocates nothing: usable from a global allocator).
+pub fn on_helper_thread() -> bool {
+    ON_HELPER.with(Cell::get)
+}
 
 /// Thread CPU time spent by the helper threads of every [`Spare`] so far (nanoseconds): the
 /// work moved off the workers, not removed.
@@ -114,6 +126,7 @@ fn spawn<S: Send + 'static>(make: fn() -> S) -> Option<JoinHandle<S>> {
     std::thread::Builder::new()
         .name("akg-spare".into())
         .spawn(move || {
+            ON_HELPER.with(|h| h.set(true));
             leave_spawner_cores();
             let t0 = thread_cpu_ns();
             let s = make();
@@ -210,6 +223,11 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert_eq!((got, s.taken()), (Some(7), 1));
+        assert!(!on_helper_thread());
+        assert_eq!(
+            spawn(on_helper_thread).map(|h| h.join().ok()),
+            Some(Some(true))
+        );
         // The next one was started when this one was taken.
         assert!(s.is_pending());
     }

@@ -254,6 +254,12 @@ impl<Q: PortQueue> Worker<Q> {
         &self.counters
     }
 
+    /// True once the SA slabs' spare segments, made by helper threads from the start, are
+    /// ready (a benchmark waits for it so that this constant reserve counts as fixed memory).
+    pub fn sa_spares_ready(&self) -> bool {
+        self.link.sas.spares_ready()
+    }
+
     /// Number of UE stacks held.
     pub fn ue_count(&self) -> usize {
         self.ues.len()

@@ -152,6 +152,14 @@ impl<T: Send + 'static> SaSlab<T> {
     }
 }
 
+impl<T> SaSlab<T> {
+    /// True if the slab keeps a spare segment and it is made (see
+    /// [`SaSlab::keep_spare_segment`]).
+    pub fn spare_ready(&self) -> bool {
+        self.spare.is_ready()
+    }
+}
+
 impl SaSlab<InboundSa> {
     /// Starts loading what decapsulating a packet (sequence number low half `seq_lo`) with
     /// the SA in `slot` reads, without reading anything (see [`InboundSa::prefetch_at`]);
@@ -349,6 +357,11 @@ impl WorkerSas {
     pub fn keep_spare_segments(&mut self) {
         self.inbound.keep_spare_segment();
         self.outbound.keep_spare_segment();
+    }
+
+    /// True if both slabs' spare segments are made (false if none is kept).
+    pub fn spares_ready(&self) -> bool {
+        self.inbound.spare_ready() && self.outbound.spare_ready()
     }
 
     /// Frees the outbound slots retired since the last call.
