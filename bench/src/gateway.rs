@@ -218,6 +218,11 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         &self.core
     }
 
+    /// True once the worker's spare SA segments (made off its core from the start) are ready.
+    pub fn sa_spares_ready(&self) -> bool {
+        self.worker.sa_spares_ready()
+    }
+
     /// The worker's counters (drops by reason, ESP in/out, ...).
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         self.worker.counters()

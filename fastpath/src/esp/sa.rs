@@ -89,9 +89,15 @@ impl core::fmt::Debug for OutboundSa {
 impl OutboundSa {
     /// Builds the SA for `spi` (the peer's inbound SPI) from the negotiated suite.
     pub fn new(spi: u32, suite: &Suite) -> Result<Self, SaError> {
+        Self::seeded_from(spi, suite, rand::rngs::OsRng)
+    }
+
+    /// As [`OutboundSa::new`], the IV generator seeded from `seeds` (a CSPRNG, such as one
+    /// per worker seeded from the OS) instead of a `getrandom` system call per SA.
+    pub fn seeded_from(spi: u32, suite: &Suite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
         let transform = Transform::new(suite)?;
-        let rng = StdRng::from_rng(rand::rngs::OsRng).map_err(|_| SaError::Entropy)?;
+        let rng = StdRng::from_rng(seeds).map_err(|_| SaError::Entropy)?;
         Ok(Self {
             spi,
             seq: 0,

@@ -7,11 +7,13 @@
 //! lock, so a lookup is one cache line and copies the entry out.
 
 mod backing;
+mod spare;
 mod spi;
 mod table;
 
 pub use akagate_proto::spi::{SadError, SpiAllocator, RESERVED_SPI_MAX};
 pub use backing::{advise_huge, BackingPolicy, MemoryBacking, PageArray, HUGE_PAGE};
+pub use spare::{helper_cpu_ns, on_helper_thread, Spare};
 pub use spi::{SpiLayout, MAX_CAPACITY, MIN_GENERATION_BITS};
 pub use table::{FlatEntry, SaTable, ENTRY_WORDS};
 

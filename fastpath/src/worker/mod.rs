@@ -214,8 +214,11 @@ impl<Q: PortQueue> Worker<Q> {
         now: Instant,
     ) -> Self {
         let counters = Arc::<WorkerCounters>::default();
+        let mut link = Link::new(&cfg, queue, counters.clone());
+        // The SA slabs' segments are first touched by a helper thread, not in an install.
+        link.sas.keep_spare_segments();
         Worker {
-            link: Link::new(&cfg, queue, counters.clone()),
+            link,
             reasm: Reassembler::new(cfg.reasm),
             timers: TimerWheel::new(cfg.timer_tick, cfg.timer_slots, now),
             rx: Vec::with_capacity(cfg.burst),
@@ -249,6 +252,12 @@ impl<Q: PortQueue> Worker<Q> {
     /// The worker's counters (shareable with stats readers).
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         &self.counters
+    }
+
+    /// True once the SA slabs' spare segments, made by helper threads from the start, are
+    /// ready (a benchmark waits for it so that this constant reserve counts as fixed memory).
+    pub fn sa_spares_ready(&self) -> bool {
+        self.link.sas.spares_ready()
     }
 
     /// Number of UE stacks held.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
-use crate::sad::{FlatEntry, PageArray, ENTRY_WORDS, HUGE_PAGE};
+use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
 /// The value type of the inbound SA table: where the SA is and what it may carry.
@@ -120,6 +120,9 @@ pub struct SaSlab<T> {
     /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
     sa_offset: usize,
     spi_offset: usize,
+    /// The next segment, made and first touched by a helper thread (see
+    /// [`SaSlab::keep_spare_segment`]); disabled by default.
+    spare: Spare<Segment<T>>,
 }
 
 impl<T> Default for SaSlab<T> {
@@ -130,7 +133,30 @@ impl<T> Default for SaSlab<T> {
             free: Vec::new(),
             sa_offset: 0,
             spi_offset: 0,
+            spare: Spare::default(),
         }
+    }
+}
+
+impl<T: Send + 'static> SaSlab<T> {
+    /// From now on the slab's next segment is made ahead by a helper thread off the worker's
+    /// core ([`Spare`]): 2 MiB the kernel zeroes on first touch, about a millisecond that
+    /// would otherwise fall into the install of the SA set that opens a segment. One spare
+    /// at a time (started now, and again each time one is taken), so at most one segment of
+    /// memory is committed ahead of need. A segment wanted before its spare is ready is made
+    /// in place as before.
+    pub fn keep_spare_segment(&mut self) {
+        if !self.spare.is_pending() {
+            self.spare = Spare::new(|| PageArray::filled(1, || None));
+        }
+    }
+}
+
+impl<T> SaSlab<T> {
+    /// True if the slab keeps a spare segment and it is made (see
+    /// [`SaSlab::keep_spare_segment`]).
+    pub fn spare_ready(&self) -> bool {
+        self.spare.is_ready()
     }
 }
 
@@ -175,7 +201,11 @@ impl<T> SaSlab<T> {
                 let i = self.next;
                 let (seg, _) = Self::split(i);
                 if seg == self.segments.len() {
-                    self.segments.push(PageArray::filled(1, || None));
+                    let segment = self
+                        .spare
+                        .take()
+                        .unwrap_or_else(|| PageArray::filled(1, || None));
+                    self.segments.push(segment);
                 }
                 self.next += 1;
                 i
@@ -292,9 +322,48 @@ pub struct WorkerSas {
     /// burst encapsulation (some of them through these SAs: the last answer of a drain)
     /// have been sealed ([`WorkerSas::free_retired`]).
     retired: Vec<u32>,
+    /// Seeds of the outbound SAs' IV generators, made on the first install.
+    seeds: IvSeeds,
+}
+
+/// The worker's CSPRNG that seeds each outbound SA's IV generator (RFC 3602 2.1: CBC IVs
+/// must be unpredictable; a ChaCha stream seeded from the OS is), seeded from the OS once:
+/// a set's install then makes no `getrandom` system call. Its state is never printed.
+#[derive(Default)]
+struct IvSeeds(Option<rand::rngs::StdRng>);
+
+impl core::fmt::Debug for IvSeeds {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IvSeeds")
+    }
+}
+
+impl IvSeeds {
+    /// The generator, seeded from the OS the first time.
+    fn get(&mut self) -> Result<&mut rand::rngs::StdRng, SaError> {
+        use rand::SeedableRng;
+        if self.0.is_none() {
+            let rng =
+                rand::rngs::StdRng::from_rng(rand::rngs::OsRng).map_err(|_| SaError::Entropy)?;
+            self.0 = Some(rng);
+        }
+        self.0.as_mut().ok_or(SaError::Entropy)
+    }
 }
 
 impl WorkerSas {
+    /// Has both slabs' next segments made ahead off the worker's core
+    /// ([`SaSlab::keep_spare_segment`]).
+    pub fn keep_spare_segments(&mut self) {
+        self.inbound.keep_spare_segment();
+        self.outbound.keep_spare_segment();
+    }
+
+    /// True if both slabs' spare segments are made (false if none is kept).
+    pub fn spares_ready(&self) -> bool {
+        self.inbound.spare_ready() && self.outbound.spare_ready()
+    }
+
     /// Frees the outbound slots retired since the last call.
     pub fn free_retired(&mut self) {
         for slot in self.retired.drain(..) {
@@ -356,8 +425,9 @@ impl SaSetState {
         let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
         let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
-        let out_uc = OutboundSa::new(set.spi_uc, &set.suite)?.resume(seq);
-        let out_us = OutboundSa::new(set.spi_us, &set.suite)?.resume(seq);
+        let seeds = sas.seeds.get()?;
+        let out_uc = OutboundSa::seeded_from(set.spi_uc, &set.suite, &mut *seeds)?.resume(seq);
+        let out_us = OutboundSa::seeded_from(set.spi_us, &set.suite, seeds)?.resume(seq);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -564,6 +634,51 @@ mod tests {
         }
         assert_eq!(s.slot_count(), held.len());
         assert!(s.slot(held.len()).is_none() && s.slot(usize::MAX).is_none());
+    }
+
+    /// Issue 10: with a spare kept, a new segment is the one a helper thread made and first
+    /// touched, not one made in the install; the slab works as before.
+    #[test]
+    fn a_slab_takes_its_new_segments_from_the_spare() {
+        let mut s: SaSlab<[u64; 128]> = SaSlab::default();
+        s.keep_spare_segment();
+        let wait = |s: &SaSlab<[u64; 128]>| {
+            for _ in 0..10_000 {
+                if s.spare.is_ready() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            panic!("no spare segment made");
+        };
+        wait(&s);
+        let first = s.insert(100, [1; 128]);
+        assert_eq!(s.spare.taken(), 1);
+        // The next spare was started; the second segment comes from it too.
+        wait(&s);
+        let per = SaSlab::<[u64; 128]>::SEGMENT_SLOTS as u32;
+        for i in 1..=per {
+            s.insert(100 + i, [2; 128]);
+        }
+        assert_eq!(s.spare.taken(), 2);
+        assert_eq!(s.segment_bytes(), 2 * HUGE_PAGE);
+        assert_eq!(s.get_mut(first, 100).map(|sa| sa[0]), Some(1));
+        assert_eq!(s.get_mut(per, 100 + per).map(|sa| sa[0]), Some(2));
+        assert_eq!(s.len(), per as usize + 1);
+    }
+
+    /// The worker's IV seed generator is made once (no `getrandom` per install), gives each
+    /// SA its own seed, and its state never reaches Debug output.
+    #[test]
+    fn iv_seeds_are_drawn_from_one_generator_and_never_printed() {
+        use rand::RngCore;
+        let mut seeds = IvSeeds::default();
+        let a = seeds.get().unwrap().next_u64();
+        let b = seeds.get().unwrap().next_u64();
+        assert_ne!(a, b);
+        let state = format!("{:?}", seeds.0.as_ref().unwrap());
+        assert_eq!(format!("{seeds:?}"), "IvSeeds");
+        assert!(!format!("{:?}", WorkerSas::default()).contains(&state));
     }
 
     #[test]
