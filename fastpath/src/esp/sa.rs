@@ -266,7 +266,10 @@ impl OutboundSa {
         };
         let hdr_len = lay.payload_offset;
         let payload_len = lay.len - hdr_len;
-        let pad_len = (g.align - (payload_len + 2) % g.align) % g.align;
+        // Every alignment is a power of two (4, 8 or 16: `Transform::geometry`), so the
+        // padding that rounds payload and trailer up to it is a mask, not two divisions.
+        debug_assert!(g.align.is_power_of_two());
+        let pad_len = (payload_len + 2).wrapping_neg() & (g.align - 1);
         let body_len = payload_len + pad_len + 2;
         let front = ESP_HDR_LEN + g.iv_len;
         let new_len = hdr_len + front + body_len + g.icv_len;
@@ -689,6 +692,51 @@ mod tests {
         let end = |p: usize, len: usize| p + len - base;
         assert!(end(mac as *const _ as usize, core::mem::size_of_val(mac)) <= HOT_BYTES);
         assert!(end(aes.dec_keys_addr(), 176) <= HOT_BYTES);
+    }
+
+    /// RFC 4303 2.4: the padding is the least that makes payload, pad length and next header
+    /// a multiple of the suite's alignment, with the bytes 1, 2, 3, ...; for every suite's
+    /// alignment and every payload length in a few blocks.
+    #[test]
+    fn padding_is_the_least_that_aligns_the_body() {
+        use super::super::{AuthAlg, EncrAlg, SaKeys};
+        let suites = [
+            (AuthAlg::HmacSha1_96, EncrAlg::AesCbc, 20, 16, 16),
+            (AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc, 20, 24, 8),
+            (AuthAlg::HmacSha1_96, EncrAlg::Null, 20, 0, 4),
+            (AuthAlg::HmacSha1_96, EncrAlg::AesGcm, 0, 16, 4),
+        ];
+        for (auth, encr, ik, ek, align) in suites {
+            let suite = Suite {
+                auth,
+                encr,
+                keys: SaKeys {
+                    integ_key: vec![1; ik],
+                    encr_key: (1..=ek as u8).collect(),
+                    salt: [0; 4],
+                },
+            };
+            let mut sa = OutboundSa::new(0x1000, &suite).unwrap();
+            assert_eq!(sa.geometry.align, align);
+            for payload in 0..=3 * align + 1 {
+                let total = 20 + payload;
+                let mut buf = vec![0u8; 64 + total + 64];
+                let ip = &mut buf[64..64 + total];
+                ip[..20].copy_from_slice(&[
+                    0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+                ]);
+                ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                let f = sa.frame(&mut buf, 64..64 + total, None, None).unwrap();
+                let want = (align - (payload + 2) % align) % align;
+                let front = ESP_HDR_LEN + sa.geometry.iv_len;
+                let body = f.esp.len() - front - sa.geometry.icv_len;
+                assert_eq!(body, payload + want + 2, "{encr:?} payload {payload}");
+                let esp = &buf[f.esp.clone()];
+                let pad = &esp[front + payload..front + payload + want];
+                assert!(pad.iter().enumerate().all(|(i, &b)| b == i as u8 + 1));
+                assert_eq!(usize::from(esp[front + payload + want]), want);
+            }
+        }
     }
 
     #[test]
