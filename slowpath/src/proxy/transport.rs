@@ -2,6 +2,7 @@
 //! Via (RFC 3261 18.2.1, RFC 3581 4) and the UDP-or-TCP choice for requests the P-CSCF sends
 //! to a UE (RFC 3261 18.1.1).
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport};
@@ -41,10 +42,10 @@ fn via_element(via: &Via<'_>, transport: &str, skip: &[&str]) -> Option<String> 
     Some(element)
 }
 
-/// The request re-serialised with `received` (when the sent-by host is not the source
-/// address, or `rport` asks for it) and the `rport` value filled in; `None` when the top Via
-/// needs no change.
-pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
+/// The top Via element of `msg` with `received` (when the sent-by host is not the source
+/// address, or `rport` asks for it) and the `rport` value filled in, for
+/// [`Message::with_top_via`]; `None` when the top Via needs no change.
+pub(crate) fn received_via(msg: &Message<'_>, flow: Flow) -> Option<String> {
     let via = msg.top_via().ok()?;
     let host_is_source = match via.host {
         Host::Ipv4(a) => IpAddr::V4(a) == flow.ue,
@@ -59,13 +60,11 @@ pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
     }
     let mut element = via_element(&via, via.transport, &["received", "rport"])?;
     // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-    element.push_str(&format!(";received={}", flow.ue));
+    let _ = write!(element, ";received={}", flow.ue);
     if rport {
-        element.push_str(&format!(";rport={}", flow.ue_port));
+        let _ = write!(element, ";rport={}", flow.ue_port);
     }
-    let mut e = MessageEdit::new(msg);
-    e.replace_first_element("Via", &element)
-        .then(|| e.to_bytes())
+    Some(element)
 }
 
 /// Inner IP MTU assumed towards a UE: RFC 3261 18.1.1 takes an Ethernet path's 1500 bytes
@@ -183,8 +182,9 @@ mod tests {
     fn rport_and_received_filled_in() {
         // RFC 3581 4: rport gets the source port, received the source address.
         let m = Message::parse(REQ.as_bytes()).unwrap();
-        let b = with_received(&m, flow("192.0.2.7", 40000)).unwrap();
-        let m2 = Message::parse(&b).unwrap();
+        let el = received_via(&m, flow("192.0.2.7", 40000)).unwrap();
+        let mut b = Vec::new();
+        let m2 = m.with_top_via(&el, &mut b).unwrap();
         let vias: Vec<_> = m2.header_values_by_name("Via").collect();
         assert_eq!(
             vias,
@@ -193,7 +193,7 @@ mod tests {
             ]
         );
         // Already noted: no rewrite.
-        assert!(with_received(&m2, flow("192.0.2.7", 40000)).is_none());
+        assert!(received_via(&m2, flow("192.0.2.7", 40000)).is_none());
     }
 
     #[test]
@@ -203,10 +203,11 @@ mod tests {
             "192.0.2.7:5062;branch=z9hG4bK1",
         );
         let m = Message::parse(r.as_bytes()).unwrap();
-        assert!(with_received(&m, flow("192.0.2.7", 40000)).is_none());
+        assert!(received_via(&m, flow("192.0.2.7", 40000)).is_none());
         // RFC 3261 18.2.1: a different sent-by host gets `received`.
-        let b = with_received(&m, flow("2001:db8::9", 40000)).unwrap();
-        let m2 = Message::parse(&b).unwrap();
+        let el = received_via(&m, flow("2001:db8::9", 40000)).unwrap();
+        let mut b = Vec::new();
+        let m2 = m.with_top_via(&el, &mut b).unwrap();
         assert_eq!(
             m2.top_via().unwrap().received(),
             Some("2001:db8::9".parse().unwrap())
