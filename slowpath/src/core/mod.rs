@@ -459,9 +459,7 @@ impl Core {
         // again (`Message::with_top_via`).
         let mut rewritten = Vec::new();
         let noted;
-        let msg = match crate::proxy::received_via(&msg, sip.flow)
-            .and_then(|element| msg.with_top_via(&element, &mut rewritten))
-        {
+        let msg = match crate::proxy::with_received(&msg, sip.flow, &mut rewritten) {
             Some(m) => {
                 noted = m;
                 &noted

@@ -135,7 +135,8 @@ impl<'a> Via<'a> {
     }
 }
 
-fn parse_ip(v: &str) -> Option<IpAddr> {
+/// A `received` value: an IPv4 or IPv6 address, the latter bracketed or not.
+pub(crate) fn parse_ip(v: &str) -> Option<IpAddr> {
     let v = v
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
