@@ -77,6 +77,7 @@ impl<'a> Message<'a> {
             new_len: element.len(),
         };
         out.clear();
+        out.reserve(self.raw.len() - first.len() + element.len());
         out.extend_from_slice(self.raw.get(..shift.start)?);
         out.extend_from_slice(element.as_bytes());
         out.extend_from_slice(self.raw.get(shift.end..)?);
