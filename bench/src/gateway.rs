@@ -142,7 +142,10 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             },
         };
         let worker = Worker::new(wcfg, queue, table.clone(), ev_tx, cmd_rx, now);
-        let core = Core::new(cfg.core, hss, table, Box::new(rand::rngs::OsRng));
+        // As the daemon does: a CSPRNG seeded from the OS (one `getrandom` system call per
+        // challenge and per tag with `OsRng` would be a cost the daemon does not have).
+        let rng = Box::new(<rand::rngs::StdRng as rand::SeedableRng>::from_entropy());
+        let core = Core::new(cfg.core, hss, table, rng);
         Ok(InProcessGateway {
             worker,
             core,

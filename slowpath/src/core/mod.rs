@@ -455,16 +455,15 @@ impl Core {
         }
         // RFC 3261 18.2.1, RFC 3581 4: note the source address in the top Via before the
         // request reaches a transaction, so every response (ours or relayed) carries it.
-        let rewritten = crate::proxy::with_received(&msg, sip.flow);
-        let reparsed;
-        let msg = match &rewritten {
-            Some(bytes) => match Message::parse(bytes) {
-                Ok(m) => {
-                    reparsed = m;
-                    &reparsed
-                }
-                Err(_) => &msg,
-            },
+        // The header index and the headers validation parsed are carried over, not parsed
+        // again (`Message::with_top_via`).
+        let mut rewritten = Vec::new();
+        let noted;
+        let msg = match crate::proxy::with_received(&msg, sip.flow, &mut rewritten) {
+            Some(m) => {
+                noted = m;
+                &noted
+            }
             None => &msg,
         };
         let id = match self.shared.txl.handle_message(msg, peer_of(sip.flow), now) {

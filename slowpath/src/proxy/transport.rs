@@ -2,12 +2,14 @@
 //! Via (RFC 3261 18.2.1, RFC 3581 4) and the UDP-or-TCP choice for requests the P-CSCF sends
 //! to a UE (RFC 3261 18.1.1).
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::registrar::SaSetExt;
-use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri, Via};
+use crate::sip::lex::parse_decimal;
+use crate::sip::{HeaderKind, Host, Message, MessageEdit, NameAddr, Params, Uri, Via};
 
 /// Largest request sent over UDP when the path MTU is unknown (RFC 3261 18.1.1).
 pub(crate) const UDP_MAX: usize = 1300;
@@ -22,10 +24,18 @@ pub(crate) fn host(ip: IpAddr) -> String {
 
 /// A Via element like `via` with `transport`, without the parameters named in `skip`.
 fn via_element(via: &Via<'_>, transport: &str, skip: &[&str]) -> Option<String> {
-    let mut element = format!(
-        "{}/{}/{} {}",
-        via.protocol, via.version, transport, via.sent_by
-    );
+    let mut element = String::with_capacity(via.sent_by.len() + via.params.raw().len() + 64);
+    for part in [
+        via.protocol,
+        "/",
+        via.version,
+        "/",
+        transport,
+        " ",
+        via.sent_by,
+    ] {
+        element.push_str(part);
+    }
     for p in via.params.iter() {
         let p = p.ok()?;
         if skip.iter().any(|n| p.name.eq_ignore_ascii_case(n)) {
@@ -41,31 +51,72 @@ fn via_element(via: &Via<'_>, transport: &str, skip: &[&str]) -> Option<String> 
     Some(element)
 }
 
-/// The request re-serialised with `received` (when the sent-by host is not the source
-/// address, or `rport` asks for it) and the `rport` value filled in; `None` when the top Via
-/// needs no change.
-pub(crate) fn with_received(msg: &Message<'_>, flow: Flow) -> Option<Vec<u8>> {
+/// `msg` with `received` (when the sent-by host is not the source address, or `rport` asks
+/// for it) and the `rport` value filled in its top Via, written into `out`
+/// ([`Message::with_top_via`]: nothing else is parsed again, and the new top Via is the old
+/// one with the new parameters, not parsed again either); `None` when the top Via needs no
+/// change.
+pub(crate) fn with_received<'a, 'b>(
+    msg: &Message<'a>,
+    flow: Flow,
+    out: &'b mut Vec<u8>,
+) -> Option<Message<'b>>
+where
+    'a: 'b,
+{
     let via = msg.top_via().ok()?;
+    let element = received_element(&via, flow)?;
+    let noted = msg.with_top_via(&element, out)?;
+    // The element is `via` up to its parameters, then the parameters: the top Via's value
+    // starts with it (values are trimmed, the top Via is the first element of the first).
+    let top = noted.header(HeaderKind::Via)?;
+    let params = top.get(element.len() - element_params_len(&element, &via)..element.len())?;
+    let _ = noted.top_via.set(Ok(Via {
+        params: Params::new(params),
+        ..via
+    }));
+    Some(noted)
+}
+
+/// Length of the parameter part of `element`, which [`received_element`] built from `via`.
+fn element_params_len(element: &str, via: &Via<'_>) -> usize {
+    let prefix = via.protocol.len() + via.version.len() + via.transport.len() + via.sent_by.len();
+    element.len() - (prefix + 3)
+}
+
+/// The top Via element `via` with `received` and `rport` noted for a request from `flow`,
+/// `None` when they are there already (RFC 3261 18.2.1, RFC 3581 4). One pass over the
+/// parameters to decide, a second one to write the element only when it changes.
+fn received_element(via: &Via<'_>, flow: Flow) -> Option<String> {
+    let (mut received, mut rport, mut rport_value) = (None, false, None);
+    for p in via.params.iter() {
+        let p = p.ok()?;
+        if p.name.eq_ignore_ascii_case("received") {
+            received = received.or(Some(p.value));
+        } else if p.name.eq_ignore_ascii_case("rport") && !rport {
+            rport = true;
+            rport_value = p.value;
+        }
+    }
     let host_is_source = match via.host {
         Host::Ipv4(a) => IpAddr::V4(a) == flow.ue,
         Host::Ipv6(a) => IpAddr::V6(a) == flow.ue,
         Host::Name(_) => false,
     };
-    let rport = via.has_rport();
-    let received_ok = host_is_source && !rport || via.received() == Some(flow.ue);
-    let rport_ok = !rport || via.rport() == Some(flow.ue_port);
+    let received_ok = host_is_source && !rport
+        || received.flatten().and_then(crate::sip::via::parse_ip) == Some(flow.ue);
+    let rport_ok = !rport
+        || rport_value.and_then(|v| parse_decimal(v, 65535)) == Some(u64::from(flow.ue_port));
     if received_ok && rport_ok {
         return None;
     }
-    let mut element = via_element(&via, via.transport, &["received", "rport"])?;
+    let mut element = via_element(via, via.transport, &["received", "rport"])?;
     // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-    element.push_str(&format!(";received={}", flow.ue));
+    let _ = write!(element, ";received={}", flow.ue);
     if rport {
-        element.push_str(&format!(";rport={}", flow.ue_port));
+        let _ = write!(element, ";rport={}", flow.ue_port);
     }
-    let mut e = MessageEdit::new(msg);
-    e.replace_first_element("Via", &element)
-        .then(|| e.to_bytes())
+    Some(element)
 }
 
 /// Inner IP MTU assumed towards a UE: RFC 3261 18.1.1 takes an Ethernet path's 1500 bytes
@@ -183,8 +234,8 @@ mod tests {
     fn rport_and_received_filled_in() {
         // RFC 3581 4: rport gets the source port, received the source address.
         let m = Message::parse(REQ.as_bytes()).unwrap();
-        let b = with_received(&m, flow("192.0.2.7", 40000)).unwrap();
-        let m2 = Message::parse(&b).unwrap();
+        let mut b = Vec::new();
+        let m2 = with_received(&m, flow("192.0.2.7", 40000), &mut b).unwrap();
         let vias: Vec<_> = m2.header_values_by_name("Via").collect();
         assert_eq!(
             vias,
@@ -193,7 +244,12 @@ mod tests {
             ]
         );
         // Already noted: no rewrite.
-        assert!(with_received(&m2, flow("192.0.2.7", 40000)).is_none());
+        // The new top Via reads as the same text parsed again.
+        let top = m2.header(HeaderKind::Via).unwrap();
+        let first = crate::sip::lex::ListIter::new(top).next().unwrap().unwrap();
+        assert_eq!(m2.top_via().unwrap(), Via::parse(first).unwrap());
+        // Already noted: no rewrite.
+        assert!(with_received(&m2, flow("192.0.2.7", 40000), &mut Vec::new()).is_none());
     }
 
     #[test]
@@ -203,10 +259,10 @@ mod tests {
             "192.0.2.7:5062;branch=z9hG4bK1",
         );
         let m = Message::parse(r.as_bytes()).unwrap();
-        assert!(with_received(&m, flow("192.0.2.7", 40000)).is_none());
+        assert!(with_received(&m, flow("192.0.2.7", 40000), &mut Vec::new()).is_none());
         // RFC 3261 18.2.1: a different sent-by host gets `received`.
-        let b = with_received(&m, flow("2001:db8::9", 40000)).unwrap();
-        let m2 = Message::parse(&b).unwrap();
+        let mut b = Vec::new();
+        let m2 = with_received(&m, flow("2001:db8::9", 40000), &mut b).unwrap();
         assert_eq!(
             m2.top_via().unwrap().received(),
             Some("2001:db8::9".parse().unwrap())

@@ -11,6 +11,8 @@ use super::name_addr::{Contact, NameAddr};
 use super::via::Via;
 use std::cell::OnceCell;
 
+mod rebase;
+
 /// Headers kept without allocation; longer messages spill into a `Vec`.
 pub const INLINE_HEADERS: usize = 32;
 /// Upper bound on the number of header lines of one message.

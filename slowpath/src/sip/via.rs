@@ -80,14 +80,19 @@ impl<'a> Via<'a> {
     fn check_params(&self) -> Result<(), ParseError> {
         for p in self.params.iter() {
             let p = p?;
-            let name = p.name.to_ascii_lowercase();
-            let ok = match (name.as_str(), p.value) {
-                ("branch", v) => v.is_some_and(|v| v.bytes().all(is_token_char)),
-                ("received", Some(v)) => parse_ip(v).is_some(),
-                ("received", None) => false,
-                ("rport", Some(v)) => parse_decimal(v, 65535).is_some(),
-                ("ttl", Some(v)) => parse_decimal(v, 255).is_some(),
-                _ => true,
+            // Names compared in place: no lower-cased copy per parameter.
+            let is = |name: &str| p.name.eq_ignore_ascii_case(name);
+            let number_up_to = |max| !matches!(p.value, Some(v) if parse_decimal(v, max).is_none());
+            let ok = if is("branch") {
+                p.value.is_some_and(|v| v.bytes().all(is_token_char))
+            } else if is("received") {
+                p.value.and_then(parse_ip).is_some()
+            } else if is("rport") {
+                number_up_to(65535)
+            } else if is("ttl") {
+                number_up_to(255)
+            } else {
+                true
             };
             if !ok {
                 return Err(ParseError::BadParam);
@@ -135,7 +140,8 @@ impl<'a> Via<'a> {
     }
 }
 
-fn parse_ip(v: &str) -> Option<IpAddr> {
+/// A `received` value: an IPv4 or IPv6 address, the latter bracketed or not.
+pub(crate) fn parse_ip(v: &str) -> Option<IpAddr> {
     let v = v
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
@@ -179,8 +185,22 @@ mod tests {
             "SIP/2.0/UDP",
             "SIP/2.0/UDP host;received=nothost",
             "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host;BRANCH=a@b",
+            "SIP/2.0/UDP host;received",
+            "SIP/2.0/UDP host;Received=1.2.3",
+            "SIP/2.0/UDP host;rport=65536",
+            "SIP/2.0/UDP host;RPort=x",
+            "SIP/2.0/UDP host;ttl=256",
         ] {
             assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+        // Flags and in-range values (names in any case) pass.
+        for good in [
+            "SIP/2.0/UDP host;rport;ttl",
+            "SIP/2.0/UDP host;RPORT=65535;TTL=255;Branch=z9hG4bK1",
+            "SIP/2.0/UDP host;maddr;x=y",
+        ] {
+            assert!(Via::parse(good).is_ok(), "{good}");
         }
     }
 }
