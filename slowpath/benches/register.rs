@@ -131,6 +131,8 @@ fn ues() -> Vec<Ue> {
         .map(|i| {
             let mut ue = Ue::new(&mut bed_for_ue, 0, 7000);
             ue.imsi = imsi(i);
+            // As handsets send it (RFC 3581 rport in the Via; the core adds received/rport).
+            ue.rport = true;
             let ip = IpAddr::from([10, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
             ue.with_ip(&ip.to_string(), "10.0.0.1")
         })
