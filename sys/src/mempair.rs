@@ -2,16 +2,16 @@
 //! steering by UE address as AF_PACKET fanout. For fast, deterministic tests, the in-process
 //! demo and the benches. Each (transmitting queue, receiving queue) pair has its own
 //! single-producer single-consumer ring ([`crate::spsc`]), so a burst crosses with one
-//! release store per destination ring and one acquire load per source ring, and the benches
-//! measure the worker rather than the link.
+//! release store per destination ring and one acquire load per source ring; buffers come
+//! from one pool both ends share, through a small cache per queue ([`crate::sharedpool`]).
+//! So the benches measure the worker rather than the link.
 
 use std::sync::Arc;
-
-use crossbeam_queue::ArrayQueue;
 
 use crate::buf::{BufLayout, PacketBuf};
 use crate::error::IoError;
 use crate::port::{LinkInfo, Port, PortQueue, QueueCounters, RxTally, TxTally};
+use crate::sharedpool::{PoolCache, SharedPool};
 use crate::spsc::{ring, Consumer, Producer};
 use crate::steer::{queue_for_frame, Steering, UeSide};
 
@@ -86,7 +86,8 @@ pub struct MemQueue {
     /// One ring to each queue of the peer end.
     tx: Vec<Producer<PacketBuf>>,
     peer_side: UeSide,
-    pool: Arc<ArrayQueue<PacketBuf>>,
+    /// This queue's cache of the pool both ends share.
+    pool: PoolCache,
     max_frame: usize,
     retry: Vec<PacketBuf>,
     counters: Arc<QueueCounters>,
@@ -99,10 +100,7 @@ pub fn mem_pair(cfg: &MemPairConfig) -> Result<(MemPort, MemPort), IoError> {
             "queues, ring_size and pool_size must be at least 1".into(),
         ));
     }
-    let pool = Arc::new(ArrayQueue::new(cfg.pool_size));
-    for _ in 0..cfg.pool_size {
-        let _ = pool.push(PacketBuf::new(cfg.layout));
-    }
+    let pool = SharedPool::new(cfg.layout, cfg.pool_size, cfg.a.queues + cfg.b.queues);
     // rings[i][j]: from queue i of one end to queue j of the other, as its two ends.
     type Mesh = Vec<Vec<(Option<Producer<PacketBuf>>, Option<Consumer<PacketBuf>>)>>;
     let mesh = |from: usize, to: usize| -> Mesh {
@@ -138,7 +136,7 @@ pub fn mem_pair(cfg: &MemPairConfig) -> Result<(MemPort, MemPort), IoError> {
                     .map(|to| to.iter_mut().filter_map(|r| r.0.take()).collect())
                     .unwrap_or_default(),
                 peer_side,
-                pool: pool.clone(),
+                pool: pool.cache(),
                 max_frame: cfg.layout.max_frame,
                 retry: Vec::with_capacity(64),
                 counters: Arc::default(),
@@ -221,14 +219,14 @@ impl PortQueue for MemQueue {
             }
             if b.len() > self.max_frame || b.is_empty() {
                 errors += 1;
-                let _ = self.pool.push(b);
+                self.pool.put(b);
                 continue;
             }
             let q = queue_for_frame(b.data(), self.peer_side, rings);
             let len = b.len() as u64;
             let Some(ring) = self.tx.get_mut(q) else {
                 errors += 1;
-                let _ = self.pool.push(b);
+                self.pool.put(b);
                 continue;
             };
             match ring.stage(b) {
@@ -256,13 +254,11 @@ impl PortQueue for MemQueue {
     }
 
     fn alloc(&mut self) -> Option<PacketBuf> {
-        let mut b = self.pool.pop()?;
-        b.reset();
-        Some(b)
+        self.pool.get()
     }
 
     fn free(&mut self, buf: PacketBuf) {
-        let _ = self.pool.push(buf);
+        self.pool.put(buf);
     }
 
     fn counters(&self) -> &Arc<QueueCounters> {
