@@ -591,7 +591,11 @@ impl<Q: PortQueue> Worker<Q> {
         u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
         super::arm(&mut self.timers, u, ue, now);
-        // A SYN becomes a connection at once: the limits see it before the next packet.
-        self.sip_use.recount(u, self.cfg.sip_port);
+        // A SYN becomes a connection at once: the limits see it before the next packet. Only
+        // a packet to the SIP port (or one that made the stack) changes the use counted: a
+        // protected packet to another port leaves it as it was (the poll recounts anyway).
+        if spi.is_none() || seg.ports.dst == self.cfg.sip_port {
+            self.sip_use.recount(u, self.cfg.sip_port);
+        }
     }
 }
