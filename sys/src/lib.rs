@@ -16,6 +16,8 @@ pub mod error;
 pub mod hugepages;
 pub mod mempair;
 pub mod port;
+pub mod sharedpool;
+pub mod spsc;
 pub mod steer;
 #[cfg(target_os = "linux")]
 pub mod testnet;

@@ -35,6 +35,9 @@ pub struct SipFramer {
     scanned: usize,
     /// Total length of the message at `start`, once its header section is parsed.
     want: Option<usize>,
+    /// Length of the last message framed: the room a message whose length is not known yet
+    /// gets (a connection's messages are alike), so it is not reallocated once it is.
+    last_len: usize,
     limits: FrameLimits,
 }
 
@@ -46,6 +49,7 @@ impl SipFramer {
             start: 0,
             scanned: 0,
             want: None,
+            last_len: 0,
             limits: FrameLimits {
                 max_head: max_header,
                 max_body,
@@ -102,11 +106,13 @@ impl SipFramer {
                 Scanned::Pong => (Frame::Pong, CRLF.len()),
                 Scanned::Message { len } => {
                     crate::copies::note(crate::copies::CopySite::Message, len);
+                    self.last_len = len;
                     (Frame::Message(data[..len].to_vec()), len)
                 }
                 Scanned::Incomplete { scanned, len } => {
-                    // The start of a message: buffered, with room for all of it at once.
-                    let room = len.unwrap_or(0).max(data.len() + more);
+                    // The start of a message: buffered, with room for all of it at once (its
+                    // length unknown until its header section is whole: the last one's).
+                    let room = len.unwrap_or(self.last_len).max(data.len() + more);
                     self.buf.clear();
                     self.start = 0;
                     self.buf.reserve(room);
@@ -162,11 +168,28 @@ impl SipFramer {
         if data.len() < total {
             return Ok(None);
         }
+        self.last_len = total;
         let msg = if self.start == 0 && total == self.buf.len() {
             // The usual case, one message and nothing after it: hand over the buffer itself.
             self.want = None;
             self.scanned = 0;
             std::mem::take(&mut self.buf)
+        } else if self.start == 0
+            && self.buf.len() - total <= total
+            && self.buf.capacity() <= 2 * total
+        {
+            // The message is the front of the buffer and the start of the next one follows:
+            // those (fewer) bytes move to a new buffer with a message's room, and the buffer
+            // goes as the message. Copying the message out instead would leave the next one at
+            // an offset, and so every later message of the connection copied out again.
+            let rest = self.buf.get(total..).unwrap_or_default();
+            crate::copies::note(crate::copies::CopySite::FramerBuffer, rest.len());
+            let mut next = Vec::with_capacity(total.max(rest.len()));
+            next.extend_from_slice(rest);
+            let mut m = std::mem::replace(&mut self.buf, next);
+            m.truncate(total);
+            self.consumed(0);
+            m
         } else {
             crate::copies::note(crate::copies::CopySite::Message, total);
             let m = data[..total].to_vec();
@@ -315,6 +338,46 @@ mod tests {
         assert_eq!(frames, vec![Frame::Message(REG.to_vec())]);
         let (frames, _) = feed_all(&mut f, &[&all[..5], &all[5..]]);
         assert_eq!(frames, expect);
+    }
+
+    /// A message cut inside its header section is buffered with the room of the last
+    /// message, so the buffer is not grown (reallocated and copied) when its length is known.
+    #[test]
+    fn a_split_header_gets_the_last_messages_room() {
+        let mut f = framer();
+        let (frames, _) = feed_all(&mut f, &[REG]);
+        assert_eq!(frames.len(), 1);
+        f.feed(&REG[..10], 0, |_| panic!("no frame")).unwrap();
+        assert!(f.buf.capacity() >= REG.len(), "{}", f.buf.capacity());
+        let before = f.buf.as_ptr();
+        f.feed(&REG[10..30], 0, |_| panic!("no frame")).unwrap();
+        assert_eq!(f.buf.as_ptr(), before, "grown while the header arrived");
+        let mut got = Vec::new();
+        f.feed(&REG[30..], 0, |m| got.push(m)).unwrap();
+        assert_eq!(got, vec![Frame::Message(REG.to_vec())]);
+    }
+
+    /// A buffered message followed by the start of the next: the buffer goes as the message
+    /// and the next one's bytes start a buffer of their own (at its front, so it too can be
+    /// handed over whole rather than copied out).
+    #[test]
+    fn the_next_messages_start_moves_instead_of_the_message() {
+        let mut f = framer();
+        f.feed(&REG[..10], 0, |_| panic!("no frame")).unwrap();
+        let mut got = Vec::new();
+        f.feed(&[&REG[10..], &REG[..12]].concat(), 0, |m| got.push(m))
+            .unwrap();
+        assert_eq!(got, vec![Frame::Message(REG.to_vec())]);
+        assert_eq!((f.start, f.pending()), (0, 12));
+        let _ = crate::copies::take();
+        f.feed(&REG[12..], 0, |m| got.push(m)).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], Frame::Message(REG.to_vec()));
+        // Handed over as its buffer: no message copy.
+        assert_eq!(
+            crate::copies::take().bytes(crate::copies::CopySite::Message),
+            0
+        );
     }
 
     #[test]

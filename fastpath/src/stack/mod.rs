@@ -22,6 +22,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
 
 use crate::ipc::{Flow, SipIn, Transport, WorkerEvent};
+use crate::wire::{Direction, IpRepr};
 use device::QueueDevice;
 pub use device::{PacketSink, SinkDevice};
 use framing::{Frame, SipFramer};
@@ -691,29 +692,34 @@ impl UeStack {
         now: Instant,
         sink: &mut S,
     ) {
-        match segment(packet) {
-            Some(seg) => self.input_segment(packet, seg, via_spi, now, sink),
-            None => self.input_inner(packet, None, via_spi, now, sink),
+        match IpRepr::from_bytes(packet, Direction::Inbound) {
+            Ok(ip) => {
+                let seg = Segment::parse(packet, &ip);
+                self.input_inner(packet, Some(&ip), seg, via_spi, now, sink);
+            }
+            Err(_) => self.input_inner(packet, None, None, via_spi, now, sink),
         }
     }
 
-    /// [`UeStack::input`] of a packet whose transport facts the caller has read already
-    /// (`seg`, from its parsed header: the worker's one parse), so the header is not read
-    /// again before smoltcp's own.
+    /// [`UeStack::input`] of a packet whose header the caller has parsed already (`ip`, the
+    /// [`IpRepr`] of `packet` itself) and whose transport facts it has read from it (`seg`):
+    /// the worker's one parse, so the header is not read again before smoltcp's own.
     pub fn input_segment<S: PacketSink>(
         &mut self,
         packet: &[u8],
+        ip: &IpRepr,
         seg: Segment,
         via_spi: Option<u32>,
         now: Instant,
         sink: &mut S,
     ) {
-        self.input_inner(packet, Some(seg), via_spi, now, sink);
+        self.input_inner(packet, Some(ip), Some(seg), via_spi, now, sink);
     }
 
     fn input_inner<S: PacketSink>(
         &mut self,
         packet: &[u8],
+        ip: Option<&IpRepr>,
         seg: Option<Segment>,
         via_spi: Option<u32>,
         now: Instant,
@@ -721,8 +727,11 @@ impl UeStack {
     ) {
         self.now = now;
         // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
-        // `device::stack_capabilities`): every segment and datagram is verified here.
-        if !crate::wire::checksum::transport_checksum_ok(packet) {
+        // `device::stack_capabilities`): every segment and datagram is verified here (an
+        // unparsable packet is smoltcp's to refuse).
+        let checksum_ok =
+            ip.is_none_or(|ip| crate::wire::checksum::transport_checksum_ok_parsed(packet, ip));
+        if !checksum_ok {
             self.counters.bad_checksum += 1;
             return;
         }

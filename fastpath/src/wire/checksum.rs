@@ -64,9 +64,16 @@ fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u128 {
 /// A segment or datagram too short for its header is refused. A UDP checksum of zero means
 /// "none" over IPv4 (RFC 768) and is refused over IPv6 (RFC 8200 8.1).
 pub fn transport_checksum_ok(packet: &[u8]) -> bool {
-    let Ok(ip) = IpRepr::from_bytes(packet, Direction::Inbound) else {
-        return true;
-    };
+    match IpRepr::from_bytes(packet, Direction::Inbound) {
+        Ok(ip) => transport_checksum_ok_parsed(packet, &ip),
+        Err(_) => true,
+    }
+}
+
+/// [`transport_checksum_ok`] of a packet whose header the caller parsed already (`ip`, the
+/// [`IpRepr`] of `packet` itself, as the worker's receive path has it), so the header is not
+/// read a second time. A description that does not fit `packet` refuses it.
+pub fn transport_checksum_ok_parsed(packet: &[u8], ip: &IpRepr) -> bool {
     let header = match ip.next_header {
         TCP => 20,
         UDP => 8,
@@ -193,6 +200,7 @@ mod tests {
                 let src_at = if v6 { 8 } else { 12 };
                 for (p, sum_at) in [(segment(v6, &payload), 16), (datagram(v6, &payload), 6)] {
                     assert!(transport_checksum_ok(&p), "v6 {v6} len {len}");
+                    assert!(transport_checksum_ok_parsed(&p, &parsed(&p)));
                     for at in [ip_hdr, p.len() - 1, ip_hdr + sum_at, src_at] {
                         for bit in [0, 5] {
                             let mut bad = p.clone();
@@ -201,11 +209,27 @@ mod tests {
                                 !transport_checksum_ok(&bad),
                                 "v6 {v6} len {len} byte {at} bit {bit}"
                             );
+                            assert!(!transport_checksum_ok_parsed(&bad, &parsed(&bad)));
                         }
                     }
                 }
             }
         }
+    }
+
+    fn parsed(p: &[u8]) -> IpRepr {
+        IpRepr::from_bytes(p, Direction::Inbound).unwrap()
+    }
+
+    /// The caller's parse is used as given: a description longer than the packet refuses it
+    /// (no panic), and one parsed from the packet judges it as the one-argument form does.
+    #[test]
+    fn parsed_header_must_fit_the_packet() {
+        let p = segment(false, b"MESSAGE");
+        let ip = parsed(&p);
+        assert!(transport_checksum_ok_parsed(&p, &ip));
+        assert!(!transport_checksum_ok_parsed(&p[..p.len() - 1], &ip));
+        assert!(!transport_checksum_ok_parsed(&[], &ip));
     }
 
     /// Other protocols, fragments and unparsable packets are left to smoltcp; a truncated

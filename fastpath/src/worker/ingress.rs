@@ -478,7 +478,7 @@ impl<Q: PortQueue> Worker<Q> {
             Some(s) if s.ports.src == entry.ue_port && s.ports.dst == entry.local_port => s,
             _ => return inc(&self.counters.drop_esp_selector),
         };
-        self.deliver(e.ip.src, e.ip.dst, pkt, seg, Some(e.spi), false, now);
+        self.deliver(inner_ip, pkt, seg, Some(e.spi), false, now);
     }
 
     /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
@@ -518,7 +518,7 @@ impl<Q: PortQueue> Worker<Q> {
         if let Some(refused) = self.sip_port_refusal(ip.src, seg) {
             return inc(refused);
         }
-        self.deliver(ip.src, ip.dst, pkt, seg, None, true, now);
+        self.deliver(ip, pkt, seg, None, true, now);
     }
 
     /// The counter of the limit (`SipPortLimits`) that refuses a clear packet to the SIP
@@ -558,19 +558,19 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    /// Runs an inner packet (with its transport facts `seg`) through the UE's stack (creating
-    /// it for unprotected SIP) in place and marks the stack due.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs an inner packet (its parsed header `ip`, whose source is the UE and destination
+    /// ours, and its transport facts `seg`) through the UE's stack (creating it for
+    /// unprotected SIP) in place and marks the stack due.
     fn deliver(
         &mut self,
-        ue: IpAddr,
-        local: IpAddr,
+        ip: &IpRepr,
         pkt: &[u8],
         seg: Segment,
         spi: Option<u32>,
         create: bool,
         now: Instant,
     ) {
+        let (ue, local) = (ip.src, ip.dst);
         let Some(u) = super::ue_entry_in(
             &mut self.ues,
             &self.cfg,
@@ -588,10 +588,14 @@ impl<Q: PortQueue> Worker<Q> {
         let mut sink = self.link.sink(&mut u.sa_sets, now);
         // Straight from the rx buffer into the stack: the data waits in its socket, framed
         // and answered by the poll scheduled here (once per UE and burst).
-        u.stack.input_segment(pkt, seg, spi, now, &mut sink);
+        u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
         super::arm(&mut self.timers, u, ue, now);
-        // A SYN becomes a connection at once: the limits see it before the next packet.
-        self.sip_use.recount(u, self.cfg.sip_port);
+        // A SYN becomes a connection at once: the limits see it before the next packet. Only
+        // a packet to the SIP port (or one that made the stack) changes the use counted: a
+        // protected packet to another port leaves it as it was (the poll recounts anyway).
+        if spi.is_none() || seg.ports.dst == self.cfg.sip_port {
+            self.sip_use.recount(u, self.cfg.sip_port);
+        }
     }
 }
