@@ -322,3 +322,36 @@ fn garbage_never_panics() {
 }
 
 fn _assert_set(_: &SaSet) {}
+
+/// RFC 3581 4 / RFC 3261 18.2.1: a REGISTER whose Via asks for `rport` gets `received` and
+/// `rport` in the top Via of the 401 and of the 200, each with the source of that request
+/// (the initial REGISTER from port_uc unprotected, the second one from the SA's port_uc).
+#[test]
+fn rport_register_answers_note_received_and_rport() {
+    let mut t = Testbed::new();
+    let mut ue = Ue::new(&mut t, 0, 7000);
+    ue.rport = true;
+    let out = t.sip(ue.unprotected_flow(), None, &ue.initial_register());
+    let (_, r401) = sent(&out[1]);
+    assert!(r401.starts_with("SIP/2.0 401 "), "{r401}");
+    let flow = ue.unprotected_flow();
+    assert_eq!(
+        headers(&r401, "Via"),
+        [format!(
+            "SIP/2.0/TCP 10.0.1.1:{};branch=z9hG4bKreg1;received=10.0.1.1;rport={}",
+            flow.ue_port, flow.ue_port
+        )]
+    );
+    let set = installed(&out[0]);
+    let nonce = param(&header(&r401, "WWW-Authenticate").unwrap(), "nonce").unwrap();
+    let out = ue.answer_challenge(&mut t, &set, &nonce);
+    let (_, r200) = sent(&out[0]);
+    assert!(r200.starts_with("SIP/2.0 200 OK\r\n"), "{r200}");
+    let port = ue.with_server(&set).protected_flow(&set).ue_port;
+    let via = headers(&r200, "Via");
+    assert_eq!(via.len(), 1, "{via:?}");
+    assert!(
+        via[0].ends_with(&format!(";received=10.0.1.1;rport={port}")),
+        "{via:?}"
+    );
+}

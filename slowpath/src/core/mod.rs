@@ -453,19 +453,12 @@ impl Core {
             let (proxy, mut cx) = self.proxy_cx();
             return proxy.on_response(&mut cx, &msg, sip, now, out);
         }
-        // RFC 3261 18.2.1, RFC 3581 4: note the source address in the top Via before the
-        // request reaches a transaction, so every response (ours or relayed) carries it.
-        // The header index and the headers validation parsed are carried over, not parsed
-        // again (`Message::with_top_via`).
-        let mut rewritten = Vec::new();
-        let noted;
-        let msg = match crate::proxy::with_received(&msg, sip.flow, &mut rewritten) {
-            Some(m) => {
-                noted = m;
-                &noted
-            }
-            None => &msg,
-        };
+        // RFC 3261 18.2.1, RFC 3581 4: note the source address for the top Via before the
+        // request reaches a transaction, so every response (ours or relayed) carries it. The
+        // note travels beside the request; its bytes are not copied (`ViaNote`).
+        let mut msg = msg;
+        msg.set_via_note(crate::proxy::received_note(&msg, sip.flow));
+        let msg = &msg;
         let id = match self.shared.txl.handle_message(msg, peer_of(sip.flow), now) {
             Ok(Incoming::NewRequest(id)) => id,
             Ok(Incoming::Absorbed(_)) => {

@@ -276,7 +276,7 @@ impl Core {
                 .respond(req, 400, "Bad Authorization", &[], now, out);
         };
         if let Some(info) = self.shared.txs.get_mut(&req.tx) {
-            info.request = Some(msg.raw().to_vec());
+            info.request = Some(msg.noted_bytes());
         }
         if existing.is_none() {
             self.relay.by_path.insert(token.clone(), key.clone());

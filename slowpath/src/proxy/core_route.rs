@@ -284,7 +284,7 @@ impl Proxy {
             cx.shared.respond(req, 100, "Trying", &[], now, out);
         }
         if let Some(info) = cx.shared.txs.get_mut(&req.tx) {
-            info.request = Some(req.msg.raw().to_vec());
+            info.request = Some(req.msg.noted_bytes());
         }
         let Some(client) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
             cx.shared

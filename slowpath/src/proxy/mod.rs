@@ -17,7 +17,7 @@ pub(crate) use dialog::{Dialog, DialogTable};
 pub(crate) use keepalive::KeepAlive;
 pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
-pub(crate) use transport::{host, with_received};
+pub(crate) use transport::{host, received_note};
 
 use std::collections::HashMap;
 use std::time::Instant;

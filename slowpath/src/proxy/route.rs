@@ -271,7 +271,7 @@ impl Proxy {
         let branch = cx.shared.branch();
         let (bytes, flow) = Self::with_our_via(&edit, &target, &branch);
         if let Some(info) = cx.shared.txs.get_mut(&req.tx) {
-            info.request = Some(msg.raw().to_vec());
+            info.request = Some(msg.noted_bytes());
         }
         let Some(client) = cx.shared.send_request(bytes.clone(), flow, now, out) else {
             return cx

@@ -2,14 +2,12 @@
 //! Via (RFC 3261 18.2.1, RFC 3581 4) and the UDP-or-TCP choice for requests the P-CSCF sends
 //! to a UE (RFC 3261 18.1.1).
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use crate::registrar::SaSetExt;
-use crate::sip::lex::parse_decimal;
-use crate::sip::{HeaderKind, Host, Message, MessageEdit, NameAddr, Params, Uri, Via};
+use crate::sip::{Host, Message, MessageEdit, NameAddr, Uri, Via, ViaNote};
 
 /// Largest request sent over UDP when the path MTU is unknown (RFC 3261 18.1.1).
 pub(crate) const UDP_MAX: usize = 1300;
@@ -51,72 +49,27 @@ fn via_element(via: &Via<'_>, transport: &str, skip: &[&str]) -> Option<String> 
     Some(element)
 }
 
-/// `msg` with `received` (when the sent-by host is not the source address, or `rport` asks
-/// for it) and the `rport` value filled in its top Via, written into `out`
-/// ([`Message::with_top_via`]: nothing else is parsed again, and the new top Via is the old
-/// one with the new parameters, not parsed again either); `None` when the top Via needs no
-/// change.
-pub(crate) fn with_received<'a, 'b>(
-    msg: &Message<'a>,
-    flow: Flow,
-    out: &'b mut Vec<u8>,
-) -> Option<Message<'b>>
-where
-    'a: 'b,
-{
+/// The `received` (when the sent-by host is not the source address, or `rport` asks for
+/// it) and `rport` value a request from `flow` needs noted in its top Via (RFC 3261 18.2.1,
+/// RFC 3581 4); `None` when the top Via carries them already or does not parse. The note
+/// travels beside the request ([`Message::set_via_note`]), written only where a Via is.
+pub(crate) fn received_note(msg: &Message<'_>, flow: Flow) -> Option<ViaNote> {
     let via = msg.top_via().ok()?;
-    let element = received_element(&via, flow)?;
-    let noted = msg.with_top_via(&element, out)?;
-    // The element is `via` up to its parameters, then the parameters: the top Via's value
-    // starts with it (values are trimmed, the top Via is the first element of the first).
-    let top = noted.header(HeaderKind::Via)?;
-    let params = top.get(element.len() - element_params_len(&element, &via)..element.len())?;
-    let _ = noted.top_via.set(Ok(Via {
-        params: Params::new(params),
-        ..via
-    }));
-    Some(noted)
-}
-
-/// Length of the parameter part of `element`, which [`received_element`] built from `via`.
-fn element_params_len(element: &str, via: &Via<'_>) -> usize {
-    let prefix = via.protocol.len() + via.version.len() + via.transport.len() + via.sent_by.len();
-    element.len() - (prefix + 3)
-}
-
-/// The top Via element `via` with `received` and `rport` noted for a request from `flow`,
-/// `None` when they are there already (RFC 3261 18.2.1, RFC 3581 4). One pass over the
-/// parameters to decide, a second one to write the element only when it changes.
-fn received_element(via: &Via<'_>, flow: Flow) -> Option<String> {
-    let (mut received, mut rport, mut rport_value) = (None, false, None);
-    for p in via.params.iter() {
-        let p = p.ok()?;
-        if p.name.eq_ignore_ascii_case("received") {
-            received = received.or(Some(p.value));
-        } else if p.name.eq_ignore_ascii_case("rport") && !rport {
-            rport = true;
-            rport_value = p.value;
-        }
-    }
     let host_is_source = match via.host {
         Host::Ipv4(a) => IpAddr::V4(a) == flow.ue,
         Host::Ipv6(a) => IpAddr::V6(a) == flow.ue,
         Host::Name(_) => false,
     };
-    let received_ok = host_is_source && !rport
-        || received.flatten().and_then(crate::sip::via::parse_ip) == Some(flow.ue);
-    let rport_ok = !rport
-        || rport_value.and_then(|v| parse_decimal(v, 65535)) == Some(u64::from(flow.ue_port));
+    let rport = via.has_rport();
+    let received_ok = host_is_source && !rport || via.received() == Some(flow.ue);
+    let rport_ok = !rport || via.rport() == Some(flow.ue_port);
     if received_ok && rport_ok {
         return None;
     }
-    let mut element = via_element(via, via.transport, &["received", "rport"])?;
-    // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-    let _ = write!(element, ";received={}", flow.ue);
-    if rport {
-        let _ = write!(element, ";rport={}", flow.ue_port);
-    }
-    Some(element)
+    Some(ViaNote {
+        received: flow.ue,
+        rport: rport.then_some(flow.ue_port),
+    })
 }
 
 /// Inner IP MTU assumed towards a UE: RFC 3261 18.1.1 takes an Ethernet path's 1500 bytes
@@ -230,26 +183,39 @@ mod tests {
         assert!(is_ours("<sip:[2001:db8::1]:6100;lr>", name, v6));
     }
 
+    /// The Via lines of `bytes` (a message).
+    fn vias(bytes: &[u8]) -> Vec<String> {
+        let m = Message::parse(bytes).unwrap();
+        m.header_values_by_name("Via").map(str::to_string).collect()
+    }
+
     #[test]
     fn rport_and_received_filled_in() {
         // RFC 3581 4: rport gets the source port, received the source address.
-        let m = Message::parse(REQ.as_bytes()).unwrap();
-        let mut b = Vec::new();
-        let m2 = with_received(&m, flow("192.0.2.7", 40000), &mut b).unwrap();
-        let vias: Vec<_> = m2.header_values_by_name("Via").collect();
-        assert_eq!(
-            vias,
-            [
-                "SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;received=192.0.2.7;rport=40000, SIP/2.0/UDP x;branch=z9hG4bK0"
-            ]
-        );
-        // Already noted: no rewrite.
-        // The new top Via reads as the same text parsed again.
-        let top = m2.header(HeaderKind::Via).unwrap();
-        let first = crate::sip::lex::ListIter::new(top).next().unwrap().unwrap();
-        assert_eq!(m2.top_via().unwrap(), Via::parse(first).unwrap());
-        // Already noted: no rewrite.
-        assert!(with_received(&m2, flow("192.0.2.7", 40000), &mut Vec::new()).is_none());
+        let mut m = Message::parse(REQ.as_bytes()).unwrap();
+        let note = received_note(&m, flow("192.0.2.7", 40000));
+        assert!(note.is_some());
+        m.set_via_note(note);
+        let noted = [
+            "SIP/2.0/UDP h.example:5062;branch=z9hG4bK1;received=192.0.2.7;rport=40000, SIP/2.0/UDP x;branch=z9hG4bK0",
+        ];
+        // Written into our responses, the request edited for forwarding and the copy kept.
+        let response = crate::sip::response_to(&m, 401, "Unauthorized", Some("t")).unwrap();
+        assert_eq!(vias(&response.build()), noted);
+        let mut e = MessageEdit::new(&m);
+        e.push_front("Via", "SIP/2.0/UDP p:5060;branch=z9hG4bKp");
+        let forwarded = e.to_bytes();
+        assert_eq!(vias(&forwarded)[1..], noted);
+        assert_eq!(vias(&forwarded)[0], "SIP/2.0/UDP p:5060;branch=z9hG4bKp");
+        let kept = m.noted_bytes();
+        assert_eq!(vias(&kept), noted);
+        // The request's own bytes are unchanged.
+        assert_eq!(m.raw(), REQ.as_bytes());
+        // Already noted: nothing to note again.
+        let again = Message::parse(&kept).unwrap();
+        assert!(received_note(&again, flow("192.0.2.7", 40000)).is_none());
+        // Another source port: noted again.
+        assert!(received_note(&again, flow("192.0.2.7", 40001)).is_some());
     }
 
     #[test]
@@ -259,14 +225,26 @@ mod tests {
             "192.0.2.7:5062;branch=z9hG4bK1",
         );
         let m = Message::parse(r.as_bytes()).unwrap();
-        assert!(with_received(&m, flow("192.0.2.7", 40000), &mut Vec::new()).is_none());
-        // RFC 3261 18.2.1: a different sent-by host gets `received`.
-        let mut b = Vec::new();
-        let m2 = with_received(&m, flow("2001:db8::9", 40000), &mut b).unwrap();
+        assert!(received_note(&m, flow("192.0.2.7", 40000)).is_none());
+        let response = crate::sip::response_to(&m, 200, "OK", None).unwrap();
         assert_eq!(
-            m2.top_via().unwrap().received(),
-            Some("2001:db8::9".parse().unwrap())
+            vias(&response.build()),
+            ["SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bK1, SIP/2.0/UDP x;branch=z9hG4bK0"]
         );
-        assert_eq!(m2.top_via().unwrap().rport(), None);
+        // RFC 3261 18.2.1: a different sent-by host gets `received`.
+        let note = received_note(&m, flow("2001:db8::9", 40000));
+        assert_eq!(
+            note,
+            Some(ViaNote {
+                received: "2001:db8::9".parse().unwrap(),
+                rport: None
+            })
+        );
+        let m = m.with_via_note(note);
+        let response = crate::sip::response_to(&m, 200, "OK", None).unwrap();
+        assert_eq!(
+            vias(&response.build()),
+            ["SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bK1;received=2001:db8::9, SIP/2.0/UDP x;branch=z9hG4bK0"]
+        );
     }
 }

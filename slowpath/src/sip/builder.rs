@@ -171,8 +171,20 @@ pub fn response_to(
     let cseq = request.required(HeaderKind::CSeq)?;
     request.top_via()?;
     let mut b = MessageBuilder::response(code, reason);
-    for via in request.header_values(HeaderKind::Via) {
-        b.push_header("Via", via);
+    // The first Via line carries the `received` / `rport` noted for the request, if any.
+    let noted = request.noted_via();
+    for (i, h) in request.headers().iter().enumerate() {
+        if h.kind != HeaderKind::Via {
+            continue;
+        }
+        match noted {
+            Some(n) if n.line == i => b.push_header_with("Via", |w| {
+                n.pieces(&mut |p| {
+                    w.str(p);
+                })
+            }),
+            _ => b.push_header("Via", h.value),
+        }
     }
     b.push_header("From", from);
     let to_raw = request.required(HeaderKind::To)?;

@@ -29,8 +29,9 @@ pub struct MessageEdit<'a> {
 
 impl<'a> MessageEdit<'a> {
     /// Copies `msg`; its Content-Length line is dropped (it is recomputed when serialising).
+    /// The first Via line carries the `received` / `rport` noted for `msg`, if any.
     pub fn new(msg: &Message<'a>) -> Self {
-        let lines = msg
+        let mut lines: Vec<Line<'a>> = msg
             .headers()
             .iter()
             .filter(|h| h.kind != HeaderKind::ContentLength)
@@ -40,6 +41,13 @@ impl<'a> MessageEdit<'a> {
                 value: Cow::Borrowed(h.value),
             })
             .collect();
+        if let Some(n) = msg.noted_via() {
+            if let Some(l) = lines.iter_mut().find(|l| l.kind == HeaderKind::Via) {
+                let mut value = String::with_capacity(l.value.len() + 48);
+                n.pieces(&mut |p| value.push_str(p));
+                l.value = Cow::Owned(value);
+            }
+        }
         MessageEdit {
             start: msg.start_line(),
             request_uri: None,

@@ -11,7 +11,9 @@ use super::name_addr::{Contact, NameAddr};
 use super::via::Via;
 use std::cell::OnceCell;
 
-mod rebase;
+mod note;
+
+pub use note::ViaNote;
 
 /// Headers kept without allocation; longer messages spill into a `Vec`.
 pub const INLINE_HEADERS: usize = 32;
@@ -105,6 +107,9 @@ pub struct Message<'a> {
     pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     /// The first Contact (`None`: no Contact header), parsed on first use like the above.
     pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
+    /// The `received` / `rport` noted for the top Via, applied where a Via is written
+    /// ([`ViaNote`]).
+    via_note: Option<ViaNote>,
 }
 
 /// Parses a Content-Length value (RFC 3261 20.14: 1*DIGIT), by the shared scanner's rule.
@@ -231,6 +236,7 @@ impl<'a> Message<'a> {
             to: OnceCell::new(),
             from: OnceCell::new(),
             first_contact: OnceCell::new(),
+            via_note: None,
         })
     }
 

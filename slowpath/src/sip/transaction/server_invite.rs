@@ -45,7 +45,7 @@ impl ServerInvite {
             state: ServerInviteState::Proceeding,
             reliable,
             cfg,
-            request: request.raw().to_vec(),
+            request: request.noted_bytes(),
             last_response: None,
             timer_trying: Some(now + cfg.trying_delay),
             timer_g: None,

@@ -1,0 +1,203 @@
+//! The `received` / `rport` a server notes in the top Via of a request (RFC 3261 18.2.1,
+//! RFC 3581 4), carried beside the parsed request instead of written into a copy of it: the
+//! request keeps its bytes, and the note is applied only where a Via is written — a response
+//! built from the request ([`crate::sip::response_to`]), the request edited for forwarding
+//! ([`crate::sip::MessageEdit::new`]) and the copies kept for later
+//! ([`Message::noted_bytes`]).
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::Message;
+use crate::sip::header_name::HeaderKind;
+use crate::sip::lex::ListIter;
+use crate::sip::via::Via;
+
+/// What a server notes in the top Via of a request it received (RFC 3261 18.2.1,
+/// RFC 3581 4): the source address and, when the Via asks for it with `rport`, the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaNote {
+    /// The source address, written as `received`.
+    pub received: IpAddr,
+    /// The source port, written as `rport=` (`None`: the Via has no `rport`).
+    pub rport: Option<u16>,
+}
+
+/// The first Via line of a noted message, in pieces: the text before the top element, the
+/// top element parsed, the text after it (the other elements of that line).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotedVia<'a> {
+    /// Index of the first Via line in [`Message::headers`].
+    pub(crate) line: usize,
+    before: &'a str,
+    via: Via<'a>,
+    after: &'a str,
+    note: ViaNote,
+    /// Offsets of the top element in the message's input.
+    element: (usize, usize),
+}
+
+impl NotedVia<'_> {
+    /// Calls `f` with each piece of the noted first Via line's value in order: the top
+    /// element with its `received` / `rport` parameters replaced by the note's (written
+    /// last, `received` first), the other elements as they are.
+    pub(crate) fn pieces(&self, f: &mut dyn FnMut(&str)) {
+        f(self.before);
+        self.element_pieces(f);
+        f(self.after);
+    }
+
+    /// The pieces of the noted top element alone.
+    fn element_pieces(&self, f: &mut dyn FnMut(&str)) {
+        let v = &self.via;
+        for part in [v.protocol, "/", v.version, "/", v.transport, " ", v.sent_by] {
+            f(part);
+        }
+        for p in v.params.iter().map_while(Result::ok) {
+            if p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport") {
+                continue;
+            }
+            f(";");
+            f(p.name);
+            if let Some(value) = p.value {
+                f("=");
+                f(value);
+            }
+        }
+        // An IPv6 address is 45 characters at most, a port 5.
+        let mut buf = [0u8; 48];
+        let mut w = &mut buf[..];
+        // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
+        let _ = write!(w, "{}", self.note.received);
+        let len = 48 - w.len();
+        f(";received=");
+        f(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+        if let Some(port) = self.note.rport {
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{port}");
+            let len = 48 - w.len();
+            f(";rport=");
+            f(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+        }
+    }
+}
+
+impl<'a> Message<'a> {
+    /// The `received` / `rport` noted for the top Via, if any.
+    pub fn via_note(&self) -> Option<ViaNote> {
+        self.via_note
+    }
+
+    /// Notes `received` / `rport` for the top Via (`None`: nothing to note). The bytes of the
+    /// message do not change; [`Message::top_via`] still reads the Via as received.
+    pub fn set_via_note(&mut self, note: Option<ViaNote>) {
+        self.via_note = note;
+    }
+
+    /// This message with `note` set ([`Message::set_via_note`]).
+    pub fn with_via_note(mut self, note: Option<ViaNote>) -> Self {
+        self.via_note = note;
+        self
+    }
+
+    /// The first Via line with the note, `None` without a note or when the top Via does not
+    /// parse (the line is then written as it is).
+    pub(crate) fn noted_via(&self) -> Option<NotedVia<'a>> {
+        let note = self.via_note?;
+        let via = self.top_via().ok()?;
+        let line = self
+            .headers()
+            .iter()
+            .position(|h| h.kind == HeaderKind::Via)?;
+        let value = self.headers().get(line)?.value;
+        let first = ListIter::new(value).next()?.ok()?;
+        let offset = |part: &str, base: usize| (part.as_ptr() as usize).checked_sub(base);
+        let start = offset(first, value.as_ptr() as usize)?;
+        let end = start.checked_add(first.len())?;
+        let in_raw = offset(first, self.raw().as_ptr() as usize)?;
+        Some(NotedVia {
+            line,
+            before: value.get(..start)?,
+            via,
+            after: value.get(end..)?,
+            note,
+            element: (in_raw, in_raw.checked_add(first.len())?),
+        })
+    }
+
+    /// The input with the note written into its top Via (a plain copy without a note): what
+    /// a transaction or relay keeps to build responses or requests later. CR, LF and NUL in
+    /// the new element become spaces, as in every value a builder writes.
+    pub fn noted_bytes(&self) -> Vec<u8> {
+        let raw = self.raw();
+        let Some(n) = self.noted_via() else {
+            return raw.to_vec();
+        };
+        let (start, end) = n.element;
+        let (Some(head), Some(tail)) = (raw.get(..start), raw.get(end..)) else {
+            return raw.to_vec();
+        };
+        let mut out = Vec::with_capacity(raw.len() + 64);
+        out.extend_from_slice(head);
+        n.element_pieces(&mut |p| {
+            out.extend(p.bytes().map(|b| match b {
+                b'\r' | b'\n' | 0 => b' ',
+                b => b,
+            }))
+        });
+        out.extend_from_slice(tail);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &str = "REGISTER sip:ims.example SIP/2.0\r\nv: SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1, SIP/2.0/UDP y;branch=z9hG4bK9\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK0\r\nFrom: <sip:a@ims.example>;tag=1\r\nTo: <sip:a@ims.example>\r\nContact: <sip:a@10.1.0.2:5060>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 4\r\n\r\nbodyjunk";
+
+    fn note(ip: &str, port: Option<u16>) -> Option<ViaNote> {
+        Some(ViaNote {
+            received: ip.parse().unwrap(),
+            rport: port,
+        })
+    }
+
+    #[test]
+    fn noted_bytes_replace_the_top_element_only() {
+        let m = Message::parse(REQ.as_bytes()).unwrap();
+        assert_eq!(m.noted_bytes(), REQ.as_bytes());
+        for (n, element) in [
+            (
+                note("192.0.2.7", Some(40000)),
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;x=1;received=192.0.2.7;rport=40000",
+            ),
+            (
+                note("2001:db8::1234:5678:9abc:def0", None),
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;x=1;received=2001:db8::1234:5678:9abc:def0",
+            ),
+        ] {
+            let m = Message::parse(REQ.as_bytes()).unwrap().with_via_note(n);
+            let expected = REQ.replace(
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1",
+                element,
+            );
+            assert_eq!(String::from_utf8(m.noted_bytes()).unwrap(), expected);
+            // The message itself is unchanged.
+            assert_eq!(m.raw(), REQ.as_bytes());
+            let mut line = String::new();
+            m.noted_via().unwrap().pieces(&mut |p| line.push_str(p));
+            assert_eq!(line, format!("{element}, SIP/2.0/UDP y;branch=z9hG4bK9"));
+        }
+    }
+
+    #[test]
+    fn nothing_to_note_without_a_via() {
+        let raw = "OPTIONS sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n";
+        let m = Message::parse(raw.as_bytes())
+            .unwrap()
+            .with_via_note(note("192.0.2.1", Some(1)));
+        assert!(m.noted_via().is_none());
+        assert_eq!(m.noted_bytes(), raw.as_bytes());
+    }
+}
