@@ -66,20 +66,59 @@ impl NotedVia<'_> {
         }
         // An IPv6 address is 45 characters at most, a port 5.
         let mut buf = [0u8; 48];
-        let mut w = &mut buf[..];
         // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-        let _ = write!(w, "{}", self.note.received);
-        let len = 48 - w.len();
         f(";received=");
-        f(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+        f(ip_text(self.note.received, &mut buf));
         if let Some(port) = self.note.rport {
-            let mut w = &mut buf[..];
-            let _ = write!(w, "{port}");
-            let len = 48 - w.len();
             f(";rport=");
-            f(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+            f(decimal(port, &mut buf));
         }
     }
+}
+
+/// `n` in decimal, written at the start of `buf` (no formatter: this is on every noted
+/// response).
+fn decimal(n: u16, buf: &mut [u8; 48]) -> &str {
+    let mut digits = [0u8; 5];
+    let (mut i, mut v) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf[..len].copy_from_slice(&digits[i..]);
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
+/// `ip` as text, written into `buf`: dotted decimal by hand, IPv6 in its RFC 5952 form
+/// through the standard formatter.
+fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+    let len = match ip {
+        IpAddr::V4(a) => {
+            let mut len = 0;
+            for (k, octet) in a.octets().into_iter().enumerate() {
+                if k > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let mut d = [0u8; 48];
+                let text = decimal(u16::from(octet), &mut d);
+                buf[len..len + text.len()].copy_from_slice(text.as_bytes());
+                len += text.len();
+            }
+            len
+        }
+        IpAddr::V6(a) => {
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{a}");
+            48 - w.len()
+        }
+    };
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 impl<'a> Message<'a> {
@@ -188,6 +227,26 @@ mod tests {
             let mut line = String::new();
             m.noted_via().unwrap().pieces(&mut |p| line.push_str(p));
             assert_eq!(line, format!("{element}, SIP/2.0/UDP y;branch=z9hG4bK9"));
+        }
+    }
+
+    #[test]
+    fn addresses_and_ports_as_the_formatter_writes_them() {
+        let mut buf = [0u8; 48];
+        for ip in [
+            "0.0.0.0",
+            "10.0.1.1",
+            "192.168.255.100",
+            "255.255.255.255",
+            "2001:db8::9",
+            "::ffff:192.0.2.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip, &mut buf), ip.to_string());
+        }
+        for port in [0, 7, 10, 5060, 65535] {
+            assert_eq!(decimal(port, &mut buf), port.to_string());
         }
     }
 
