@@ -1677,3 +1677,29 @@ fn reg_event_subscription_is_refreshed_in_its_dialog_before_it_expires() {
     assert!(headers(fresh, "Route").is_empty());
     assert_eq!(t.core.stats().core_reg_subscribe_failures, 1);
 }
+
+/// RFC 3261 18.2.1 / RFC 3581 4 in proxy mode: the UE's Via below ours in the relayed
+/// REGISTER carries `received` and `rport`, and so does the S-CSCF's 401 relayed back to
+/// the UE (it copies the Vias it got).
+#[test]
+fn rport_register_is_relayed_with_received_and_rport_below_our_via() {
+    let (mut t, mut ue) = bed_and_ue();
+    ue.rport = true;
+    let (hop, fwd) = relay_initial(&mut t, &ue);
+    let flow = ue.unprotected_flow();
+    let noted = format!(
+        "SIP/2.0/TCP 10.0.1.1:{p};branch=z9hG4bKreg1;received=10.0.1.1;rport={p}",
+        p = flow.ue_port
+    );
+    let vias = headers(&fwd, "Via");
+    assert_eq!(vias.len(), 2, "{fwd}");
+    our_via_branch(&fwd, Transport::Udp);
+    assert_eq!(vias[1], noted);
+    let out = t.sip(
+        hop,
+        None,
+        &scscf_answer(&fwd, "401 Unauthorized", &www_with_keys(NONCE1, CK1, IK1)),
+    );
+    let r401 = answer_to(&out[1], flow, "401 Unauthorized");
+    assert_eq!(headers(&r401, "Via"), [noted]);
+}
