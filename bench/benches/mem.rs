@@ -41,6 +41,13 @@ fn main() {
                     f.core_cpu_us_per_registration,
                     f.busy_steps_per_registration
                 );
+                println!(
+                    "mem {:>7} UEs: per registration: {:.2} frames in, {:.2} out, {:.2} stack polls",
+                    f.ues,
+                    f.rx_frames_per_registration,
+                    f.tx_frames_per_registration,
+                    f.stack_polls_per_registration
+                );
                 // The SA slab segments made ahead by helper threads off the worker's core:
                 // CPU moved off the worker, not counted in its figure.
                 let helpers = akagate_fastpath::sad::helper_cpu_ns() - helpers_before;
