@@ -2,7 +2,7 @@
 //! (`AKG_MEM_UES=a,b,c` to change) through the in-process gateway (real worker + slowpath
 //! core) and counts the heap bytes live in allocations made while the gateway ran
 //! ([`akagate_bench::memprobe`]), and the process's peak RSS. Writes `AKG_MEM_JSON` (default
-//! bench/results/mem.json).
+//! bench/results/mem.json). `AKG_MEM_INFLIGHT` sets the registrations in flight (256).
 
 use akagate_bench::memprobe::{measure, Counting};
 

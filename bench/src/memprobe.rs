@@ -134,6 +134,17 @@ fn reset_peak_rss() {
 /// would not fit fails instead of pushing the host into the OOM killer.
 const MIN_AVAILABLE: u64 = 2 << 30;
 
+/// Registrations kept in flight at once: 256, or `AKG_MEM_INFLIGHT` (the worker's CPU per
+/// registration depends on it: with more UEs mid-registration, less of their state is still
+/// in the caches when their next packet comes; docs/BENCHMARKS.md, "Fifth round, worker").
+fn in_flight() -> usize {
+    std::env::var("AKG_MEM_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(256)
+}
+
 /// Registers `n` UEs (IPv4, hmac-sha-1-96 + aes-cbc, over TCP) through a fresh in-process
 /// gateway and measures its heap. `progress` is told the UEs registered after each wave.
 pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, String> {
@@ -193,7 +204,7 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
         }
         register_all(
             &mut fleet,
-            256,
+            in_flight(),
             std::time::Duration::from_secs(300),
             std::time::Duration::from_millis(20),
             &clock,
