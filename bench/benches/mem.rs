@@ -2,7 +2,7 @@
 //! (`AKG_MEM_UES=a,b,c` to change) through the in-process gateway (real worker + slowpath
 //! core) and counts the heap bytes live in allocations made while the gateway ran
 //! ([`akagate_bench::memprobe`]), and the process's peak RSS. Writes `AKG_MEM_JSON` (default
-//! bench/results/mem.json).
+//! bench/results/mem.json). `AKG_MEM_INFLIGHT` sets the registrations in flight (256).
 
 use akagate_bench::memprobe::{measure, Counting};
 
@@ -40,6 +40,13 @@ fn main() {
                     f.worker_cpu_us_per_registration,
                     f.core_cpu_us_per_registration,
                     f.busy_steps_per_registration
+                );
+                println!(
+                    "mem {:>7} UEs: per registration: {:.2} frames in, {:.2} out, {:.2} stack polls",
+                    f.ues,
+                    f.rx_frames_per_registration,
+                    f.tx_frames_per_registration,
+                    f.stack_polls_per_registration
                 );
                 // The SA slab segments made ahead by helper threads off the worker's core:
                 // CPU moved off the worker, not counted in its figure.

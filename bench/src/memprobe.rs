@@ -107,6 +107,12 @@ pub struct MemFigure {
     pub core_cpu_us_per_registration: f64,
     /// Gateway steps that did work, per registration.
     pub busy_steps_per_registration: f64,
+    /// Frames the worker received per registration (counted from the gateway's start).
+    pub rx_frames_per_registration: f64,
+    /// Frames the worker sent per registration.
+    pub tx_frames_per_registration: f64,
+    /// Per-UE stack polls (`UeStack::poll_with`) per registration.
+    pub stack_polls_per_registration: f64,
 }
 
 /// Reads a `kB` field of `/proc/<file>` (e.g. `self/status` `VmHWM`, `meminfo`
@@ -127,6 +133,17 @@ fn reset_peak_rss() {
 /// Host memory the run leaves free: registering stops with an error below it, so a run that
 /// would not fit fails instead of pushing the host into the OOM killer.
 const MIN_AVAILABLE: u64 = 2 << 30;
+
+/// Registrations kept in flight at once: 256, or `AKG_MEM_INFLIGHT` (the worker's CPU per
+/// registration depends on it: with more UEs mid-registration, less of their state is still
+/// in the caches when their next packet comes; docs/BENCHMARKS.md, "Fifth round, worker").
+fn in_flight() -> usize {
+    std::env::var("AKG_MEM_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(256)
+}
 
 /// Registers `n` UEs (IPv4, hmac-sha-1-96 + aes-cbc, over TCP) through a fresh in-process
 /// gateway and measures its heap. `progress` is told the UEs registered after each wave.
@@ -187,7 +204,7 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
         }
         register_all(
             &mut fleet,
-            256,
+            in_flight(),
             std::time::Duration::from_secs(300),
             std::time::Duration::from_millis(20),
             &clock,
@@ -199,6 +216,12 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = gw.cpu();
+    let per_reg = |name: &str| gw.counters().get(name).unwrap_or(0) as f64 / n as f64;
+    let (rx_frames, tx_frames, stack_polls) = (
+        per_reg("rx_frames"),
+        per_reg("tx_frames"),
+        per_reg("stack_polls"),
+    );
     gw.account_cpu(false);
     // Let the last ACKs and timers run so nothing transient is counted.
     let settle = std::time::Instant::now();
@@ -229,5 +252,8 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
         worker_cpu_us_per_registration: cpu.worker.as_secs_f64() * 1e6 / n as f64,
         core_cpu_us_per_registration: cpu.core.as_secs_f64() * 1e6 / n as f64,
         busy_steps_per_registration: cpu.busy_steps as f64 / n as f64,
+        rx_frames_per_registration: rx_frames,
+        tx_frames_per_registration: tx_frames,
+        stack_polls_per_registration: stack_polls,
     })
 }
