@@ -35,20 +35,9 @@ fn push_clean(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Appends `n` in decimal (no `format!` and no allocation on the build path).
+/// Appends `n` in decimal (`itoa`: no `format!` and no allocation on the build path).
 fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 impl MessageBuilder {

@@ -76,22 +76,13 @@ impl NotedVia<'_> {
     }
 }
 
-/// `n` in decimal, written at the start of `buf` (no formatter: this is on every noted
-/// response).
+/// `n` in decimal, written at the start of `buf` (`itoa`, no formatter: this is on every
+/// noted response).
 fn decimal(n: u16, buf: &mut [u8; 48]) -> &str {
-    let mut digits = [0u8; 5];
-    let (mut i, mut v) = (digits.len(), n);
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - i;
-    buf[..len].copy_from_slice(&digits[i..]);
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(n).as_bytes();
+    buf[..text.len()].copy_from_slice(text);
+    std::str::from_utf8(&buf[..text.len()]).unwrap_or_default()
 }
 
 /// `ip` as text, written into `buf`: dotted decimal by hand, IPv6 in its RFC 5952 form
