@@ -7,13 +7,15 @@
 //! scanner ([`sipscan`]) that the fast path's stream framer and the slowpath's parser share,
 //! so the two cannot disagree on where a message ends; and the counter descriptors
 //! ([`counters`](mod@counters)) both sides' statistics are declared with, so every counter's name, help text
-//! and kind are written once. It depends on no other akagate crate.
+//! and kind are written once; and the process-wide queue of recycled SIP message buffers
+//! ([`msgbuf`]) the workers frame into and the slowpath gives back. It depends on no other akagate crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod counters;
 pub mod hash;
 pub mod ipc;
+pub mod msgbuf;
 pub mod shard;
 pub mod sipscan;
 pub mod spi;

@@ -1,7 +1,7 @@
 //! One worker thread: pins itself, builds the fast-path [`Worker`] over its port queue, polls it
 //! until told to stop, then drains its command queue so the slowpath's last answers go out.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,28 @@ const DRAIN_IDLE: Duration = Duration::from_millis(5);
 /// Idle iterations spent spinning, then yielding, before a backing-off worker sleeps.
 const SPIN_ITERATIONS: u32 = 64;
 const YIELD_ITERATIONS: u32 = 256;
+
+/// Wall-clock nanoseconds all workers of the process spent in loop iterations that did
+/// work (frames, commands or due stacks), iterations longer than [`PREEMPTED`] left out;
+/// for benchmarks ([`busy_iteration_ns`]).
+static BUSY_NS: AtomicU64 = AtomicU64::new(0);
+/// Busy iterations left out of [`BUSY_NS`] as preempted.
+static BUSY_SKIPPED: AtomicU64 = AtomicU64::new(0);
+/// A busy iteration longer than this was preempted (a burst takes tens of microseconds):
+/// its wall time is mostly another thread's.
+const PREEMPTED: Duration = Duration::from_millis(1);
+
+/// The busy-iteration clock of the process's workers: (nanoseconds in iterations that did
+/// work, iterations left out as preempted). Like VPP's clocks per packet, which count only
+/// the calls that carried vectors: it leaves out the idle turns that a worker's thread CPU
+/// time includes, and it is wall time (one clock read per busy iteration, the loop reads one
+/// anyway), so it is meant for a worker that has a core to itself.
+pub fn busy_iteration_ns() -> (u64, u64) {
+    (
+        BUSY_NS.load(Ordering::Relaxed),
+        BUSY_SKIPPED.load(Ordering::Relaxed),
+    )
+}
 
 /// What a worker thread is started with.
 pub(super) struct WorkerThread<Q> {
@@ -124,10 +146,25 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             idle: 0,
             wake,
         };
+        let mut busy = Duration::ZERO;
+        let mut skipped = 0u64;
         while !stop.load(Ordering::Acquire) {
-            let work = worker.run_once(now());
+            let t0 = Instant::now();
+            let work = worker.run_once(smoltcp::time::Instant::from_micros(
+                i64::try_from(t0.duration_since(start).as_micros()).unwrap_or(i64::MAX),
+            ));
+            if work > 0 {
+                match t0.elapsed() {
+                    d if d < PREEMPTED => busy += d,
+                    _ => skipped += 1,
+                }
+            } else if !busy.is_zero() || skipped > 0 {
+                // Published when the worker goes idle, not per iteration.
+                publish_busy(&mut busy, &mut skipped);
+            }
             backoff.after(work, || !pending.is_empty());
         }
+        publish_busy(&mut busy, &mut skipped);
         // Drain: the slowpath has stopped and dropped its command senders; execute what it
         // sent and let the stacks transmit it.
         let limit = Instant::now() + DRAIN_LIMIT;
@@ -151,6 +188,15 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         }
         tracing::debug!("worker {id} stopped with {} UE stack(s)", worker.ue_count());
     }
+}
+
+/// Adds a worker's busy-iteration clock to the process's and zeroes it.
+fn publish_busy(busy: &mut Duration, skipped: &mut u64) {
+    let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+    BUSY_NS.fetch_add(ns, Ordering::Relaxed);
+    BUSY_SKIPPED.fetch_add(*skipped, Ordering::Relaxed);
+    *busy = Duration::ZERO;
+    *skipped = 0;
 }
 
 #[cfg(test)]

@@ -4,7 +4,12 @@
 //! The rule itself is `akagate_proto::sipscan::scan_frame`, shared with the slowpath's
 //! parser and framer (header folding included); this module adds the per-connection buffer.
 //! Full parsing is the slowpath's job.
+//!
+//! Message buffers come from [`akagate_proto::msgbuf`]: the slowpath gives each back when it
+//! is done with the event, so a steady stream of messages reuses the same few buffers instead
+//! of a `malloc` here and a cross-thread `free` there per message.
 
+use akagate_proto::msgbuf;
 use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned, CRLF, CRLFCRLF};
 
 /// What the framer found at the front of the stream.
@@ -107,7 +112,7 @@ impl SipFramer {
                 Scanned::Message { len } => {
                     crate::copies::note(crate::copies::CopySite::Message, len);
                     self.last_len = len;
-                    (Frame::Message(data[..len].to_vec()), len)
+                    (Frame::Message(msgbuf::copy_of(&data[..len])), len)
                 }
                 Scanned::Incomplete { scanned, len } => {
                     // The start of a message: buffered, with room for all of it at once (its
@@ -115,7 +120,11 @@ impl SipFramer {
                     let room = len.unwrap_or(self.last_len).max(data.len() + more);
                     self.buf.clear();
                     self.start = 0;
-                    self.buf.reserve(room);
+                    if self.buf.capacity() < room {
+                        // Whatever small buffer was here goes back; the message gets one of
+                        // the recycled ones.
+                        msgbuf::recycle(std::mem::replace(&mut self.buf, msgbuf::take(room)));
+                    }
                     self.push(data);
                     self.scanned = scanned;
                     self.want = len;
@@ -131,6 +140,9 @@ impl SipFramer {
     /// Makes room for `n` more bytes at once, so bytes read in pieces (a socket's ring
     /// buffer wraps) cost one allocation.
     pub fn reserve(&mut self, n: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf = msgbuf::take(n);
+        }
         self.buf.reserve(n);
     }
 
@@ -176,7 +188,8 @@ impl SipFramer {
             std::mem::take(&mut self.buf)
         } else if self.start == 0
             && self.buf.len() - total <= total
-            && self.buf.capacity() <= 2 * total
+            // (Buffers come in power-of-two size classes of at least `MIN_KEPT` bytes.)
+            && self.buf.capacity() <= 2 * total.max(msgbuf::MIN_KEPT)
         {
             // The message is the front of the buffer and the start of the next one follows:
             // those (fewer) bytes move to a new buffer with a message's room, and the buffer
@@ -184,7 +197,7 @@ impl SipFramer {
             // an offset, and so every later message of the connection copied out again.
             let rest = self.buf.get(total..).unwrap_or_default();
             crate::copies::note(crate::copies::CopySite::FramerBuffer, rest.len());
-            let mut next = Vec::with_capacity(total.max(rest.len()));
+            let mut next = msgbuf::take(total.max(rest.len()));
             next.extend_from_slice(rest);
             let mut m = std::mem::replace(&mut self.buf, next);
             m.truncate(total);
@@ -192,7 +205,7 @@ impl SipFramer {
             m
         } else {
             crate::copies::note(crate::copies::CopySite::Message, total);
-            let m = data[..total].to_vec();
+            let m = msgbuf::copy_of(&data[..total]);
             self.consumed(total);
             m
         };
@@ -211,7 +224,7 @@ impl SipFramer {
     pub fn release_idle(&mut self) {
         if self.pending() == 0 {
             if self.buf.capacity() > 256 {
-                self.buf = Vec::new();
+                msgbuf::recycle(std::mem::take(&mut self.buf));
             } else {
                 self.buf.clear();
             }
@@ -378,6 +391,43 @@ mod tests {
             crate::copies::take().bytes(crate::copies::CopySite::Message),
             0
         );
+    }
+
+    /// Complete messages are framed into recycled buffers (`akagate_proto::msgbuf`), both
+    /// when cut straight out of a segment and when handed over as the framer's buffer.
+    #[test]
+    fn messages_are_framed_into_recycled_buffers() {
+        for split in [None, Some(10)] {
+            let mine = Vec::with_capacity(2048);
+            let ptr = mine.as_ptr();
+            msgbuf::recycle(mine);
+            // The queue is first in, first out and shared with the other tests of the
+            // process: the buffer comes out within a queue's worth of messages.
+            let mut f = framer();
+            let mut seen = false;
+            let mut held = Vec::new();
+            for _ in 0..2 * msgbuf::CAPACITY {
+                let mut got = Vec::new();
+                match split {
+                    None => f.feed(REG, 0, |m| got.push(m)).unwrap(),
+                    Some(at) => {
+                        f.feed(&REG[..at], 0, |m| got.push(m)).unwrap();
+                        f.feed(&REG[at..], 0, |m| got.push(m)).unwrap();
+                    }
+                }
+                let [Frame::Message(m)] = &got[..] else {
+                    panic!("{got:?}")
+                };
+                assert_eq!(m, REG);
+                if m.as_ptr() == ptr {
+                    seen = true;
+                    break;
+                }
+                // Held (then freed, not recycled), so the queue does not hand it out again.
+                held.push(got);
+            }
+            assert!(seen, "the recycled buffer was never used (split {split:?})");
+        }
     }
 
     #[test]

@@ -307,7 +307,10 @@ impl Core {
                 if sip.via_spi.is_none() {
                     sip.via_spi = self.registrar.spi_of_flow(&sip.flow);
                 }
-                self.on_sip(&sip, now, &mut out)
+                self.on_sip(&sip, now, &mut out);
+                // Done with the message: its buffer goes back to the workers' queue
+                // (`akagate_proto::msgbuf`) rather than to this thread's `free`.
+                akagate_proto::msgbuf::recycle(sip.bytes);
             }
             // Connections come and go; registrations are bound to SAs, not to connections —
             // except a flow-bound one (no sec-agree), which is bound to its connection.
