@@ -32,8 +32,15 @@ const REGISTRATION_EXPIRES: u32 = 6 * 3600;
 pub const BYTES_PER_UE_BOUND: f64 = 16.0 * 1024.0;
 
 /// A global allocator that forwards to the system allocator and counts the bytes allocated
-/// minus freed while the current thread is inside [`in_gateway`]. Declare it in the binary:
-/// `#[global_allocator] static A: Counting = Counting;`.
+/// minus freed of the allocations made while their thread was inside [`in_gateway`].
+/// Declare it in the binary: `#[global_allocator] static A: Counting = Counting;`.
+///
+/// Each allocation carries its origin in a hidden header, so a block made by the gateway and
+/// freed elsewhere still counts as freed: the in-process UE simulators share code with the
+/// gateway (the TCP stack, the SIP framer and its recycled message buffers,
+/// `akagate_proto::msgbuf`), and a buffer the gateway allocated may be taken and freed by a
+/// simulated UE. Counting by the freeing thread instead would keep such a buffer as gateway
+/// memory for ever.
 pub struct Counting;
 
 thread_local! {
@@ -41,34 +48,100 @@ thread_local! {
 }
 static GATEWAY_LIVE: AtomicI64 = AtomicI64::new(0);
 
-fn account(delta: i64) {
+/// Whether an allocation made now is the gateway's.
+fn counted_here() -> bool {
     // The worker's SA slab segments are made ahead on helper threads: gateway memory too.
-    if IN_GATEWAY.with(Cell::get) || akagate_fastpath::sad::on_helper_thread() {
-        GATEWAY_LIVE.fetch_add(delta, Ordering::Relaxed);
+    IN_GATEWAY.with(Cell::get) || akagate_fastpath::sad::on_helper_thread()
+}
+
+/// The layout actually asked of the system for `l`, and the header's size: a header of at
+/// least 16 bytes (a multiple of the alignment) in front of the caller's block, its last byte
+/// the origin flag.
+fn with_header(l: Layout) -> Option<(Layout, usize)> {
+    let align = l.align().max(16);
+    let header = align;
+    let size = l.size().checked_add(header)?;
+    Some((Layout::from_size_align(size, align).ok()?, header))
+}
+
+/// Marks the block behind `base` as counted or not and returns the caller's pointer.
+///
+/// # Safety
+/// `base` is null or a live block of at least `header + 1` bytes.
+unsafe fn finish(base: *mut u8, header: usize, counted: bool) -> *mut u8 {
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: the block has `header` bytes in front of the caller's part (the caller's
+    // contract); the flag is the last of them.
+    unsafe {
+        let user = base.add(header);
+        user.sub(1).write(counted as u8);
+        user
     }
 }
 
-// SAFETY: every call is forwarded unchanged to the system allocator; only counters change.
+// SAFETY: every call is forwarded to the system allocator with a header of `with_header`'s
+// size in front of the caller's block, and the caller's pointer is that block's start plus
+// the header, aligned as asked (the header is a multiple of the alignment).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        account(l.size() as i64);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
-        unsafe { System.alloc(l) }
+        let Some((full, header)) = with_header(l) else {
+            return std::ptr::null_mut();
+        };
+        let counted = counted_here();
+        // SAFETY: `full` has a non-zero size (it includes the header).
+        let base = unsafe { System.alloc(full) };
+        if counted && !base.is_null() {
+            GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: `base` is null or a block of `full.size()` > `header` bytes.
+        unsafe { finish(base, header, counted) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        account(l.size() as i64);
+        let Some((full, header)) = with_header(l) else {
+            return std::ptr::null_mut();
+        };
+        let counted = counted_here();
         // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(l) }
+        let base = unsafe { System.alloc_zeroed(full) };
+        if counted && !base.is_null() {
+            GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: as for `alloc`.
+        unsafe { finish(base, header, counted) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        account(-(l.size() as i64));
-        // SAFETY: `p` was allocated by `System` with layout `l` (all allocations go there).
-        unsafe { System.dealloc(p, l) }
+        let Some((full, header)) = with_header(l) else {
+            return;
+        };
+        // SAFETY: `p` came from `alloc`/`realloc` above with layout `l`: its block starts
+        // `header` bytes before it and the flag is the byte before `p`.
+        unsafe {
+            if p.sub(1).read() != 0 {
+                GATEWAY_LIVE.fetch_sub(l.size() as i64, Ordering::Relaxed);
+            }
+            System.dealloc(p.sub(header), full)
+        }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        account(new as i64 - l.size() as i64);
-        // SAFETY: as for `dealloc`; `new` is the caller's valid new size.
-        unsafe { System.realloc(p, l, new) }
+        let (Some((full, header)), Some(new_full)) =
+            (with_header(l), new.checked_add(l.align().max(16)))
+        else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: as for `dealloc`; the header (and its flag) moves with the block.
+        unsafe {
+            let counted = p.sub(1).read() != 0;
+            let base = System.realloc(p.sub(header), full, new_full);
+            if base.is_null() {
+                return base;
+            }
+            if counted {
+                GATEWAY_LIVE.fetch_add(new as i64 - l.size() as i64, Ordering::Relaxed);
+            }
+            base.add(header)
+        }
     }
 }
 
