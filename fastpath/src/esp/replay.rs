@@ -14,7 +14,10 @@ const BITS: u64 = (WORDS as u64) * 64;
 pub const REPLAY_WINDOW: u64 = BITS - 64;
 
 /// Sliding anti-replay window: `top` is the highest authenticated sequence number so far.
+/// `repr(C)`: `top` first, so it shares a cache line with what precedes the window in an
+/// [`InboundSa`](super::InboundSa).
 #[derive(Clone)]
+#[repr(C)]
 pub struct ReplayWindow {
     top: u64,
     ring: [u64; WORDS],

@@ -90,12 +90,20 @@ impl FlatEntry for InboundEntry {
     }
 }
 
-/// One occupied slot of an [`SaSlab`]: the SA and the SPI it was stored under.
+/// One occupied slot of an [`SaSlab`]: the SA and the SPI it was stored under. Cells start
+/// cache lines, the SPI first and the SA after it, as [`InboundSa`]'s layout expects (its
+/// first line then holds the slot's SPI too: see `InboundSa::LINE_OFFSET`).
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Cell<T> {
     spi: u32,
     sa: T,
 }
+
+const _: () = assert!(
+    core::mem::offset_of!(Cell<InboundSa>, sa) == InboundSa::LINE_OFFSET,
+    "the slab's inbound SAs are not where their layout expects (InboundSa::LINE_OFFSET)"
+);
 
 /// One segment: the cells that fill one 2 MiB page ([`PageArray`]).
 type Segment<T> = PageArray<Option<Cell<T>>>;
