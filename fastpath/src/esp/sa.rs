@@ -389,7 +389,7 @@ pub struct InboundSa {
 const TRANSFORM_PAD: usize = 16;
 
 const _: () = assert!(
-    (InboundSa::LINE_OFFSET + core::mem::offset_of!(InboundSa, transform)) % 64 == 0,
+    (InboundSa::LINE_OFFSET + core::mem::offset_of!(InboundSa, transform)).is_multiple_of(64),
     "an inbound SA's transform must start a cache line (adjust TRANSFORM_PAD)"
 );
 const _: () = assert!(
