@@ -81,35 +81,32 @@ unsafe fn finish(base: *mut u8, header: usize, counted: bool) -> *mut u8 {
     }
 }
 
+/// Allocates `l` with its header through `system` (given the full layout), counting it if
+/// this thread is the gateway's now; null if the system allocator fails.
+fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+    let Some((full, header)) = with_header(l) else {
+        return std::ptr::null_mut();
+    };
+    let counted = counted_here();
+    let base = system(full);
+    if counted && !base.is_null() {
+        GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
+    }
+    // SAFETY: `base` is null or a block of `full.size()` > `header` bytes.
+    unsafe { finish(base, header, counted) }
+}
+
 // SAFETY: every call is forwarded to the system allocator with a header of `with_header`'s
 // size in front of the caller's block, and the caller's pointer is that block's start plus
 // the header, aligned as asked (the header is a multiple of the alignment).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let Some((full, header)) = with_header(l) else {
-            return std::ptr::null_mut();
-        };
-        let counted = counted_here();
         // SAFETY: `full` has a non-zero size (it includes the header).
-        let base = unsafe { System.alloc(full) };
-        if counted && !base.is_null() {
-            GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
-        }
-        // SAFETY: `base` is null or a block of `full.size()` > `header` bytes.
-        unsafe { finish(base, header, counted) }
+        allocate(l, |full| unsafe { System.alloc(full) })
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let Some((full, header)) = with_header(l) else {
-            return std::ptr::null_mut();
-        };
-        let counted = counted_here();
         // SAFETY: as for `alloc`.
-        let base = unsafe { System.alloc_zeroed(full) };
-        if counted && !base.is_null() {
-            GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc`.
-        unsafe { finish(base, header, counted) }
+        allocate(l, |full| unsafe { System.alloc_zeroed(full) })
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         let Some((full, header)) = with_header(l) else {
