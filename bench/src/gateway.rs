@@ -186,10 +186,6 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             actions.extend(self.core.on_durable(r.ticket()));
         }
         let after_core = clock.map(|_| crate::cputime::current_thread_cpu());
-        // As the daemon's worker does with a turn's commands: their UEs' state loads together.
-        if actions.len() > 1 {
-            self.worker.prefetch_commands(&actions);
-        }
         for a in actions {
             match a {
                 WorkerCommand::RemoveSaSet { .. } => self.deferred.push(a),

@@ -34,60 +34,29 @@ fn response_flow_after_close(
     })
 }
 
-/// The UE a command is about.
-fn command_ue(cmd: &WorkerCommand) -> std::net::IpAddr {
-    match cmd {
-        WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-        WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
-        WorkerCommand::RemoveSaSet { ue, .. } => *ue,
-    }
-}
-
 impl<Q: PortQueue> Worker<Q> {
-    /// Executes up to `commands_per_loop` queued commands; returns how many. They are taken
-    /// from the queue first and their UEs' state prefetched together
-    /// ([`Worker::prefetch_commands`]), then executed in order.
+    /// Executes up to `commands_per_loop` queued commands; returns how many.
     pub(super) fn run_commands(&mut self, now: Instant) -> usize {
-        let mut batch = std::mem::take(&mut self.cmd_batch);
-        while batch.len() < self.cfg.commands_per_loop {
+        let mut n = 0;
+        while n < self.cfg.commands_per_loop {
             let Ok(cmd) = self.commands.try_recv() else {
                 break;
             };
-            batch.push(cmd);
-        }
-        let n = batch.len();
-        if n > 1 {
-            self.prefetch_commands(&batch);
-        }
-        for cmd in batch.drain(..) {
+            n += 1;
             inc(&self.counters.commands);
             self.command(cmd, now);
         }
-        self.cmd_batch = batch;
         self.forward_events();
         n
     }
 
-    /// Starts loading the state of the UEs `cmds` are about (records, then sockets,
-    /// connections and SA sets), so that executing them one after the other does not meet
-    /// each UE's first miss in turn: at a few hundred UEs in flight each is a miss to memory
-    /// (docs/ARCHITECTURE.md, *Worker pipeline*). A hint only: nothing changes.
-    pub fn prefetch_commands(&self, cmds: &[WorkerCommand]) {
-        for c in cmds {
-            if let Some(u) = self.ues.get(&command_ue(c)) {
-                u.prefetch();
-            }
-        }
-        for c in cmds {
-            if let Some(u) = self.ues.get(&command_ue(c)) {
-                u.prefetch_heap();
-            }
-        }
-    }
-
     /// Executes one command (also usable directly by tests and the daemon).
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
-        let ue = command_ue(&cmd);
+        let ue = match &cmd {
+            WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
+            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
+            WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+        };
         self.execute(cmd, now);
         // A send may open a connection, an install registers the UE: the SIP port's limits
         // count them at once.

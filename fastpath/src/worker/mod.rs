@@ -203,8 +203,6 @@ pub struct Worker<Q: PortQueue> {
     /// What the first pass decided for each frame of the burst (kept for its capacity).
     verdicts: Vec<ingress::Verdict>,
     due: Vec<(IpAddr, Instant)>,
-    /// Commands taken from the queue for one loop turn (kept for its capacity).
-    cmd_batch: Vec<WorkerCommand>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
@@ -249,7 +247,6 @@ impl<Q: PortQueue> Worker<Q> {
             commands,
             counters,
             due: Vec::new(),
-            cmd_batch: Vec::new(),
             stack_events: Vec::new(),
             peers: None,
             sip_use: SipPortUse::default(),
