@@ -248,6 +248,15 @@ impl TcpConn {
     }
 }
 
+/// A socket set of `slots` slots, and the address of its slots ([`UeStack::prefetch`]'s
+/// hint): the vector's buffer stays where it is, since the set is never given more sockets
+/// than slots (`UeStack::add_socket` resizes first).
+fn new_socket_set(slots: usize) -> (SocketSet<'static>, usize) {
+    let v: Vec<smoltcp::iface::SocketStorage<'static>> = Vec::with_capacity(slots);
+    let base = v.as_ptr().addr();
+    (SocketSet::new(v), base)
+}
+
 /// A flow as the stack keys it: protocol, peer port, local port.
 type FlowKey = (Transport, u16, u16);
 
@@ -396,6 +405,9 @@ pub struct UeStack {
     tls: Option<tls::TlsListener>,
     /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
     socket_slots: u8,
+    /// Address of the socket set's slots (its vector's buffer, which never grows: see
+    /// `add_socket`), kept only as a hint for [`UeStack::prefetch`]; never dereferenced.
+    socket_base: usize,
     counters: StackCounters,
 }
 
@@ -456,6 +468,7 @@ impl UeStack {
             now,
             tls: None,
             socket_slots: 0,
+            socket_base: 0,
             counters: StackCounters::default(),
         })
     }
@@ -961,7 +974,7 @@ impl UeStack {
         let live = self.live_sockets();
         if live == 0 {
             // No handle is outstanding, so the set may be replaced.
-            self.sockets = SocketSet::new(Vec::with_capacity(SOCKET_SLOTS));
+            (self.sockets, self.socket_base) = new_socket_set(SOCKET_SLOTS);
             self.socket_slots = SOCKET_SLOTS as u8;
         } else if live >= usize::from(self.socket_slots) {
             // Left to itself the set's vector would grow to four slots.
@@ -982,7 +995,7 @@ impl UeStack {
 
     /// Moves the live sockets into a new set of `slots` slots, renaming their handles.
     fn resize_socket_set(&mut self, slots: usize) {
-        let mut new = SocketSet::new(Vec::with_capacity(slots));
+        let (mut new, base) = new_socket_set(slots);
         let mut moved = |old: &mut SocketSet<'static>, h: &mut SocketHandle| {
             *h = match old.remove(*h) {
                 smoltcp::socket::Socket::Tcp(s) => new.add(s),
@@ -997,7 +1010,32 @@ impl UeStack {
             moved(&mut self.sockets, &mut b.handle);
         }
         self.sockets = new;
+        self.socket_base = base;
         self.socket_slots = u8::try_from(slots).unwrap_or(u8::MAX);
+    }
+
+    /// Starts loading what the next input or poll of this stack reads first, beyond the
+    /// stack itself: its socket slots, its connections and the SPIs of its flows (a hint:
+    /// nothing is read). The worker calls it for the UEs of a received burst before it
+    /// processes the burst, so that these first touches, misses at a few hundred UEs in
+    /// flight, overlap instead of following one another (docs/ARCHITECTURE.md).
+    pub fn prefetch(&self) {
+        let slot = core::mem::size_of::<smoltcp::iface::SocketStorage<'static>>();
+        let slots = usize::from(self.socket_slots) * slot;
+        if self.socket_base != 0 {
+            for off in (0..slots).step_by(64) {
+                crate::sad::prefetch(std::ptr::without_provenance::<u8>(
+                    self.socket_base.wrapping_add(off),
+                ));
+            }
+        }
+        let conns = self.conns.len() * core::mem::size_of::<(SocketHandle, TcpConn)>();
+        let base = self.conns.as_ptr().cast::<u8>();
+        for off in (0..conns).step_by(64) {
+            crate::sad::prefetch(base.wrapping_add(off));
+        }
+        crate::sad::prefetch(self.last_spi.as_ptr());
+        crate::sad::prefetch(self.tcp_ports.as_ptr());
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
@@ -1547,5 +1585,41 @@ impl UeStack {
     pub fn is_established(&self, flow: &Flow) -> bool {
         self.find_conn(flow)
             .is_some_and(|h| self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Established)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every live socket lies in the slots `socket_base` names (the prefetch hint follows the
+    /// set through its replacements and resizes).
+    fn sockets_within_base(st: &UeStack) -> bool {
+        let slot = core::mem::size_of::<smoltcp::iface::SocketStorage<'static>>();
+        let end = st.socket_base + usize::from(st.socket_slots) * slot;
+        st.sockets.iter().all(|(_, s)| {
+            let a = (s as *const smoltcp::socket::Socket<'_>).addr();
+            a >= st.socket_base && a < end
+        })
+    }
+
+    #[test]
+    fn the_prefetch_hint_follows_the_socket_set() {
+        let local = IpAddr::from([10, 0, 0, 1]);
+        let peer = IpAddr::from([10, 0, 1, 2]);
+        let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+        for port in [5060, 5062, 5064, 5066] {
+            st.listen(port, true, false);
+            st.arm_listener(port);
+            assert_eq!(st.socket_count(), st.tcp_listeners.len());
+            assert!(sockets_within_base(&st), "after arming {port}");
+        }
+        assert!(st.socket_slots >= 4);
+        st.unlisten(5060);
+        st.unlisten(5062);
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 2);
+        assert!(sockets_within_base(&st), "after the set shrank");
+        st.prefetch();
     }
 }

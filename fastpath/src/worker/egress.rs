@@ -419,7 +419,11 @@ impl<Q: PortQueue> Link<Q> {
         let clear_port = seg.ports.src == self.sip_port || Some(seg.ports.src) == self.tls_port;
         match sa {
             // Encapsulated with the other packets of this loop turn (`flush_encap`).
-            Some((slot, spi)) => self.encap.push(PendingEncap { b, slot, spi, ip }),
+            // Its SA starts loading now: by the flush, at the end of the turn, it is there.
+            Some((slot, spi)) => {
+                self.sas.outbound.prefetch_cell(slot);
+                self.encap.push(PendingEncap { b, slot, spi, ip });
+            }
             None if clear_port => self.frame_buf(ip.dst, b, now),
             None => self.drop(b, |c| &c.drop_egress_no_sa),
         }

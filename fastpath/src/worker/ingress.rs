@@ -27,6 +27,10 @@ const IPPROTO_ICMPV6: u8 = 58;
 /// in L1/L2 between the passes over their bytes).
 const ESP_GROUP: usize = 32;
 
+/// Frames of a burst whose UEs' state is prefetched ([`Worker::prefetch_ues`]); the rest of
+/// a larger burst goes without.
+const PREFETCH_UES: usize = 64;
+
 /// What the first pass over a received burst decided for a frame.
 #[derive(Debug)]
 pub(super) enum Verdict {
@@ -71,6 +75,22 @@ fn peek_frame_spi(frame: &[u8]) -> Option<u32> {
     };
     let b = frame.get(spi_at..spi_at + 4)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The source address of an Ethernet frame carrying IPv4 or IPv6, read without any check
+/// beyond the lengths: only a hint for prefetching its UE's state (VLAN tags get none).
+fn peek_frame_src(frame: &[u8]) -> Option<IpAddr> {
+    match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+        0x0800 => {
+            let a: [u8; 4] = frame.get(14 + 12..14 + 16)?.try_into().ok()?;
+            Some(Ipv4Addr::from(a).into())
+        }
+        0x86dd => {
+            let a: [u8; 16] = frame.get(14 + 8..14 + 24)?.try_into().ok()?;
+            Some(Ipv6Addr::from(a).into())
+        }
+        _ => None,
+    }
 }
 
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
@@ -118,6 +138,7 @@ impl<Q: PortQueue> Worker<Q> {
                 self.table.prefetch(spi);
             }
         }
+        self.prefetch_ues(&rx);
         let mut verdicts = std::mem::take(&mut self.verdicts);
         // Phase one: link layer, owner, clear packets; each whole ESP packet gets its table
         // entry, and its SA in the slab starts loading for phase two.
@@ -145,6 +166,27 @@ impl<Q: PortQueue> Worker<Q> {
         self.verdicts = verdicts;
         self.rx = rx;
         n
+    }
+
+    /// Starts loading the state of the UEs that sent the frames of `rx` (their records, then
+    /// their sockets, connections and SA sets), before the burst is processed: at a few
+    /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
+    /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
+    fn prefetch_ues(&self, rx: &[PacketBuf]) {
+        let mut seen: [Option<&super::Ue>; PREFETCH_UES] = [None; PREFETCH_UES];
+        for (b, s) in rx.iter().zip(seen.iter_mut()) {
+            let Some(src) = peek_frame_src(b.data()) else {
+                continue;
+            };
+            if let Some(u) = self.ues.get(&src) {
+                u.prefetch();
+                *s = Some(u);
+            }
+        }
+        // The records' lines were asked for a loop ago: the pointers in them are read now.
+        for u in seen.iter().flatten() {
+            u.prefetch_heap();
+        }
     }
 
     /// Decapsulates the ESP packets of a received burst (`verdicts[i]` of `rx[i]`) in groups

@@ -160,6 +160,23 @@ struct Ue {
     timer_at: Option<Instant>,
 }
 
+impl Ue {
+    /// Starts loading the UE's state that its next packet, command or poll reads: this
+    /// record, then (once its lines are there: [`Ue::prefetch_heap`]) what it points to.
+    fn prefetch(&self) {
+        let base = (self as *const Ue).cast::<u8>();
+        for off in (0..core::mem::size_of::<Ue>()).step_by(64) {
+            crate::sad::prefetch(base.wrapping_add(off));
+        }
+    }
+
+    /// The second step of [`Ue::prefetch`]: the stack's sockets and connections, the SA sets.
+    fn prefetch_heap(&self) {
+        self.stack.prefetch();
+        crate::sad::prefetch(self.sa_sets.as_ptr());
+    }
+}
+
 /// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is.
 fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
     if ue.timer_at != Some(at) {

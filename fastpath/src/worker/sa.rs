@@ -255,6 +255,20 @@ impl<T> SaSlab<T> {
         self.segments.get_mut(seg)?.as_mut_slice().get_mut(off)
     }
 
+    /// Starts loading the whole cell of `slot` (the SA and its SPI), without reading
+    /// anything; nothing for a slot beyond the slab. For an SA the turn will use later (the
+    /// outbound SA of a packet collected for `Link::flush_encap`).
+    #[inline]
+    pub fn prefetch_cell(&self, slot: u32) {
+        let Some(cell) = self.cell_ptr(slot) else {
+            return;
+        };
+        let cell = cell.cast::<u8>();
+        for off in (0..core::mem::size_of::<Option<Cell<T>>>()).step_by(64) {
+            crate::sad::prefetch(cell.wrapping_add(off));
+        }
+    }
+
     /// Where the cell of `slot` is, without reading it (for a prefetch).
     #[inline(always)]
     fn cell_ptr(&self, slot: u32) -> Option<*const Option<Cell<T>>> {
