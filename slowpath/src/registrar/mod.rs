@@ -145,6 +145,19 @@ pub(crate) struct Displaced {
 }
 
 impl Registrar {
+    /// An empty registrar with room for `registrations` registrations and their SPIs, so that
+    /// filling up to it never rehashes a map (a rehash moves every entry and touches fresh
+    /// pages, in the middle of a REGISTER). The core sizes it to the HSS's subscribers: in
+    /// embedded mode there is at most one registration per IMPI the HSS knows.
+    pub fn with_capacity(registrations: usize) -> Self {
+        let mut r = Registrar::default();
+        r.regs.reserve(registrations);
+        // Each registration's one live set has two inbound SPIs (a challenge's set becomes
+        // the active one); a re-registration's old or pending set is transient.
+        r.by_spi.reserve(registrations.saturating_mul(2));
+        r
+    }
+
     /// Number of registrations (challenged ones too).
     pub fn len(&self) -> usize {
         self.regs.len()

@@ -170,11 +170,20 @@ pub fn equivalent(a: &impl Mechanism, b: &impl Mechanism) -> bool {
     let theirs = &theirs[..nb];
     let mut used = 0u64;
     let mut na = 0;
-    let all_found = a.each_param().all(|(n, v)| {
+    let same = |(n, v): (&str, &str), (on, ov): (&str, &str)| {
+        n.eq_ignore_ascii_case(on) && (v == ov || same_value(n, v, ov))
+    };
+    let all_found = a.each_param().all(|p| {
+        let at = na;
         na += 1;
-        let found = theirs.iter().enumerate().position(|(i, (on, ov))| {
-            used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
-        });
+        // An echo usually keeps the order: the parameter at the same place first.
+        let found = match theirs.get(at) {
+            Some(&o) if used & (1 << at) == 0 && same(p, o) => Some(at),
+            _ => theirs
+                .iter()
+                .enumerate()
+                .position(|(i, &o)| used & (1 << i) == 0 && same(p, o)),
+        };
         found.map(|i| used |= 1 << i).is_some()
     });
     all_found && na == nb
@@ -287,7 +296,7 @@ impl OutsideQuotes<'_> {
             let start = self.pos;
             match bytes
                 .get(start..)
-                .and_then(|rest| memchr::memchr(self.sep, rest))
+                .and_then(|rest| find_byte(self.sep, rest))
             {
                 Some(i) => self.pos = start + i + 1,
                 None => {
@@ -457,9 +466,19 @@ fn view_params(params: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .map(split_param)
 }
 
+/// The first `b` in `s`: a plain loop over short input (a parameter, a mechanism name),
+/// where `memchr`'s set-up costs more than the scan; `memchr` over longer input.
+fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < 32 {
+        s.iter().position(|&c| c == b)
+    } else {
+        memchr::memchr(b, s)
+    }
+}
+
 /// `name[=value]`, both trimmed.
 fn split_param(item: &str) -> (&str, &str) {
-    match memchr::memchr(b'=', item.as_bytes()) {
+    match find_byte(b'=', item.as_bytes()) {
         // `=` is ASCII: both sides are character boundaries.
         Some(i) => (trim(&item[..i]), trim(&item[i + 1..])),
         None => (trim(item), ""),
@@ -490,7 +509,7 @@ pub fn security_header_views<'a>(
         if out.len() - before == MAX_MECHANISMS {
             return Err(SecAgreeError::TooLarge);
         }
-        let (name, params) = match mech.find(';') {
+        let (name, params) = match find_byte(b';', mech.as_bytes()) {
             // A `;` inside quotes cannot come before the first parameter's name.
             Some(i) => (&mech[..i], Some(&mech[i + 1..])),
             None => (mech, None),
