@@ -91,7 +91,9 @@ pub(crate) enum RegEnd {
 /// HSS's IMPI when that is already lower-case): a challenge allocates no key strings.
 #[derive(Default)]
 pub(crate) struct Registrar {
-    regs: KeyedMap<Arc<str>, Registration>,
+    /// Boxed: a registration is about 460 bytes, and the map's probes and rehashes then
+    /// touch and move 24-byte slots, not whole registrations.
+    regs: KeyedMap<Arc<str>, Box<Registration>>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
     by_spi: KeyedMap<u32, Arc<str>>,
     /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
@@ -361,7 +363,7 @@ impl Registrar {
                 },
                 armed: None,
             };
-            self.regs.insert(shared_key, reg);
+            self.regs.insert(shared_key, Box::new(reg));
             return displaced;
         };
         let (state, replaced) = take_state(reg).drop_pending(|p| p.source() == source);

@@ -104,29 +104,53 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
 /// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
 pub fn choose<M: Mechanism>(profile: &ImsAkaProfile, offers: &[M]) -> Option<ChosenMechanism> {
     // One pass, no list of the valid offers: each valid offer's rank is where its pair
-    // comes in the profile's order (`encr_alg_list` first, then `auth_alg_list`, then
-    // `null` for aes-gcm), and the first offer of the lowest rank wins — the offer the walk
-    // over the profile's pairs would find first.
-    let rank = |c: &ChosenMechanism| {
-        let e = profile.encr_alg_list.iter().position(|e| *e == c.encr)?;
-        let a = match profile.auth_alg_list.iter().position(|a| *a == c.auth) {
-            Some(a) => a,
-            None if c.encr == EncrAlg::AesGcm && c.auth == AuthAlg::Null => {
-                profile.auth_alg_list.len()
-            }
-            None => return None,
-        };
-        Some((e, a))
-    };
+    // comes in the profile's order, and the first offer of the lowest rank wins — the offer
+    // a walk over the profile's pairs would find first.
     let mut best: Option<((usize, usize), ChosenMechanism)> = None;
-    for c in offers.iter().filter_map(offer) {
-        if let Some(r) = rank(&c) {
-            if best.as_ref().is_none_or(|(b, _)| r < *b) {
-                best = Some((r, c));
+    for m in offers {
+        // An offer that could not beat the best so far need not be read further (its SPIs
+        // and ports parsed): whether it is valid changes nothing.
+        if let Some((b, _)) = &best {
+            match algorithms(m).and_then(|a| rank_of(profile, a)) {
+                Some(r) if r < *b => {}
+                _ => continue,
+            }
+        }
+        if let Some(c) = offer(m) {
+            if let Some(r) = rank_of(profile, (c.auth, c.encr)) {
+                if best.as_ref().is_none_or(|(b, _)| r < *b) {
+                    best = Some((r, c));
+                }
             }
         }
     }
     best.map(|(_, c)| c)
+}
+
+/// The algorithms an `ipsec-3gpp` offer names, if it names known ones (not yet checked
+/// further: see [`offer`]).
+fn algorithms(m: &impl Mechanism) -> Option<(AuthAlg, EncrAlg)> {
+    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
+        return None;
+    }
+    let [_, _, alg, ealg, ..] = m.offer_params();
+    let encr = match ealg {
+        Some(e) => EncrAlg::from_token(e)?,
+        None => EncrAlg::Null,
+    };
+    Some((AuthAlg::from_token(alg?)?, encr))
+}
+
+/// Where the pair `(auth, encr)` comes in the profile's order (`encr_alg_list` first, then
+/// `auth_alg_list`, then `null` for aes-gcm): lower is preferred; `None` if not allowed.
+fn rank_of(profile: &ImsAkaProfile, (auth, encr): (AuthAlg, EncrAlg)) -> Option<(usize, usize)> {
+    let e = profile.encr_alg_list.iter().position(|e| *e == encr)?;
+    let a = match profile.auth_alg_list.iter().position(|a| *a == auth) {
+        Some(a) => a,
+        None if encr == EncrAlg::AesGcm && auth == AuthAlg::Null => profile.auth_alg_list.len(),
+        None => return None,
+    };
+    Some((e, a))
 }
 
 #[cfg(test)]

@@ -284,7 +284,18 @@ pub(crate) struct OutsideQuotes<'a> {
     plain: bool,
 }
 
-impl OutsideQuotes<'_> {
+impl<'a> OutsideQuotes<'a> {
+    /// The pieces of `s`, known to hold no quote, at every `sep`.
+    fn plain(s: &'a str, sep: u8) -> Self {
+        OutsideQuotes {
+            s,
+            pos: 0,
+            sep,
+            done: false,
+            plain: true,
+        }
+    }
+
     /// The end of the next piece (at a separator or the end of input); leaves `pos` at
     /// `usize::MAX` when the input ends inside quotes.
     fn next_end(&mut self) -> Option<usize> {
@@ -393,9 +404,17 @@ pub const OFFER_PARAMS: [&str; 8] = [
 /// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
 /// each name counts, as [`Mechanism::param`] reads it).
 fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
-    if let Some(i) = OFFER_PARAMS
+    // Only the names of [`OFFER_PARAMS`] of the same length can match.
+    let candidates: &[usize] = match name.len() {
+        3 => &[1, 2],
+        4 => &[0, 3],
+        5 => &[4, 5],
+        6 => &[6, 7],
+        _ => &[],
+    };
+    if let Some(&i) = candidates
         .iter()
-        .position(|k| k.eq_ignore_ascii_case(name))
+        .find(|&&i| OFFER_PARAMS[i].eq_ignore_ascii_case(name))
     {
         read[i].get_or_insert(value);
     }
@@ -502,7 +521,9 @@ pub fn security_header_views<'a>(
     out: &mut Vec<MechanismView<'a>>,
 ) -> Result<(), SecAgreeError> {
     let before = out.len();
-    for mech in split_outside_quotes(value, b',')? {
+    let mechs = split_outside_quotes(value, b',')?;
+    let plain = mechs.plain;
+    for mech in mechs {
         if mech.trim().is_empty() && value.trim().is_empty() {
             break;
         }
@@ -522,7 +543,12 @@ pub fn security_header_views<'a>(
             return Err(SecAgreeError::BadToken);
         }
         let mut offer = [None; 8];
-        for (count, (n, v)) in view_params(params).enumerate() {
+        // Without a quote in the value, none in its parameters: split them without looking.
+        let items = match (plain, params) {
+            (true, Some(p)) => Some(OutsideQuotes::plain(p, b';')),
+            _ => params.and_then(|p| split_outside_quotes(p, b';').ok()),
+        };
+        for (count, (n, v)) in items.into_iter().flatten().map(split_param).enumerate() {
             if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
