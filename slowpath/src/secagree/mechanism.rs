@@ -247,9 +247,7 @@ fn qvalue_thousandths(v: &str) -> Option<u32> {
 
 /// RFC 3261 25.1 `token` characters.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !s.is_empty() && s.bytes().all(akagate_proto::sipscan::is_token_char)
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
@@ -285,6 +283,15 @@ pub(crate) struct OutsideQuotes<'a> {
 }
 
 impl<'a> OutsideQuotes<'a> {
+    /// No pieces at all.
+    const EMPTY: Self = OutsideQuotes {
+        s: "",
+        pos: 0,
+        sep: 0,
+        done: true,
+        plain: true,
+    };
+
     /// The pieces of `s`, known to hold no quote, at every `sep`.
     fn plain(s: &'a str, sep: u8) -> Self {
         OutsideQuotes {
@@ -404,20 +411,27 @@ pub const OFFER_PARAMS: [&str; 8] = [
 /// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
 /// each name counts, as [`Mechanism::param`] reads it).
 fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
-    // Only the names of [`OFFER_PARAMS`] of the same length can match.
-    let candidates: &[usize] = match name.len() {
-        3 => &[1, 2],
-        4 => &[0, 3],
-        5 => &[4, 5],
-        6 => &[6, 7],
-        _ => &[],
+    // The name lower-cased onto the stack, then one comparison (the names are 3 to 6 bytes).
+    let mut low = [0u8; 6];
+    let Some(dst) = low.get_mut(..name.len()) else {
+        return;
     };
-    if let Some(&i) = candidates
-        .iter()
-        .find(|&&i| OFFER_PARAMS[i].eq_ignore_ascii_case(name))
-    {
-        read[i].get_or_insert(value);
+    for (d, c) in dst.iter_mut().zip(name.bytes()) {
+        *d = c.to_ascii_lowercase();
     }
+    let i = match &*dst {
+        b"prot" => 0,
+        b"mod" => 1,
+        b"alg" => 2,
+        b"ealg" => 3,
+        b"spi-c" => 4,
+        b"spi-s" => 5,
+        b"port-c" => 6,
+        b"port-s" => 7,
+        _ => return,
+    };
+    debug_assert_eq!(OFFER_PARAMS[i].as_bytes(), dst);
+    read[i].get_or_insert(value);
 }
 
 impl Mechanism for SecMechanism {
@@ -544,14 +558,16 @@ pub fn security_header_views<'a>(
         }
         let mut offer = [None; 8];
         // Without a quote in the value, none in its parameters: split them without looking.
-        let items = match (plain, params) {
-            (true, Some(p)) => Some(OutsideQuotes::plain(p, b';')),
-            _ => params.and_then(|p| split_outside_quotes(p, b';').ok()),
+        let items = match params {
+            Some(p) if plain => OutsideQuotes::plain(p, b';'),
+            Some(p) => split_outside_quotes(p, b';').unwrap_or(OutsideQuotes::EMPTY),
+            None => OutsideQuotes::EMPTY,
         };
-        for (count, (n, v)) in items.into_iter().flatten().map(split_param).enumerate() {
+        for (count, item) in items.enumerate() {
             if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
+            let (n, v) = split_param(item);
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
@@ -589,6 +605,22 @@ pub fn render_security_header(mechs: &[SecMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offer_params_are_noted_in_their_place_whatever_the_case_first_one_counting() {
+        for (i, name) in OFFER_PARAMS.iter().enumerate() {
+            let mut read = [None; 8];
+            note_offer_param(&mut read, &name.to_ascii_uppercase(), "v");
+            note_offer_param(&mut read, name, "w");
+            assert_eq!(read.iter().position(Option::is_some), Some(i), "{name}");
+            assert_eq!(read[i], Some("v"));
+        }
+        let mut read = [None; 8];
+        for n in ["q", "spi", "port-cc", "algx", "", "port-ss", "ports"] {
+            note_offer_param(&mut read, n, "v");
+        }
+        assert_eq!(read, [None; 8]);
+    }
 
     #[test]
     fn parses_boghe_security_client() {
