@@ -73,6 +73,9 @@ fn is_token(s: &str) -> bool {
 }
 
 struct Cursor<'a> {
+    /// The input, whose slices at ASCII delimiters are handed out without checking UTF-8
+    /// again.
+    s: &'a str,
     b: &'a [u8],
     pos: usize,
 }
@@ -118,10 +121,11 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         match self.b.get(start..self.pos) {
-            Some(t) if !t.is_empty() => {
-                // tchar is ASCII, so this slice is valid UTF-8.
-                core::str::from_utf8(t).map_err(|_| DigestParseError::ExpectedToken(start))
-            }
+            // tchar is ASCII, so both ends are character boundaries.
+            Some(t) if !t.is_empty() => self
+                .s
+                .get(start..self.pos)
+                .ok_or(DigestParseError::ExpectedToken(start)),
             _ => Err(DigestParseError::ExpectedToken(start)),
         }
     }
@@ -138,10 +142,14 @@ impl<'a> Cursor<'a> {
         if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
             let value = &rest[..len];
             if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+                let from = self.pos;
                 self.pos += len + 1;
-                return core::str::from_utf8(value)
+                // Between two ASCII bytes of the input: character boundaries.
+                return self
+                    .s
+                    .get(from..from + len)
                     .map(Cow::Borrowed)
-                    .map_err(|_| DigestParseError::InvalidChar(start));
+                    .ok_or(DigestParseError::InvalidChar(start));
             }
         }
         let mut out = Vec::new();
@@ -223,6 +231,7 @@ impl<'a> ParamRefs<'a> {
     /// The grammar of [`DigestParams::parse`], which builds on it.
     fn parse(input: &'a str) -> Result<Self, DigestParseError> {
         let mut c = Cursor {
+            s: input,
             b: input.as_bytes(),
             pos: 0,
         };
