@@ -169,6 +169,13 @@ pub fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ScanError> {
     if has_bare_nul(line) {
         return Err(ScanError::NulInHeader);
     }
+    split_nul_checked_header_line(line)
+}
+
+/// [`split_header_line`] for a line of a header section that [`has_bare_nul`] already
+/// cleared as a whole (a line starts after a CRLF, so its escapes read the same): the same
+/// answer without scanning the line for NUL again.
+pub fn split_nul_checked_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), ScanError> {
     let colon = memchr::memchr(b':', line).ok_or(ScanError::BadHeaderLine)?;
     let mut name = &line[..colon];
     while let [rest @ .., b' ' | b'\t'] = name {

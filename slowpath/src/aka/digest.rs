@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use super::autn::{Autn, Auts};
-use super::digest_params::DigestCredentials;
+use super::digest_params::{CredentialsRef, DigestCredentials};
 use super::material::Res;
 
 /// The `algorithm` token of RFC 3310 3.
@@ -223,6 +223,24 @@ impl DigestCredentials {
     /// AKAv1-MD5), in constant time.
     pub fn verify(&self, method: &str, password: &[u8]) -> bool {
         verify_response(&self.digest_input(method), password, &self.response)
+    }
+}
+
+impl CredentialsRef<'_> {
+    /// [`DigestCredentials::verify`] of the borrowed credentials.
+    pub(crate) fn verify(&self, method: &str, password: &[u8]) -> bool {
+        let input = DigestInput {
+            username: &self.username,
+            realm: &self.realm,
+            method,
+            uri: &self.uri,
+            nonce: &self.nonce,
+            qop: match (&self.qop, &self.nc, &self.cnonce) {
+                (Some(_), Some(nc), Some(cnonce)) => Some(QopAuth { nc, cnonce }),
+                _ => None,
+            },
+        };
+        verify_response(&input, password, &self.response)
     }
 }
 

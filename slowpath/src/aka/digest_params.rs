@@ -73,6 +73,9 @@ fn is_token(s: &str) -> bool {
 }
 
 struct Cursor<'a> {
+    /// The input, whose slices at ASCII delimiters are handed out without checking UTF-8
+    /// again.
+    s: &'a str,
     b: &'a [u8],
     pos: usize,
 }
@@ -118,10 +121,11 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         match self.b.get(start..self.pos) {
-            Some(t) if !t.is_empty() => {
-                // tchar is ASCII, so this slice is valid UTF-8.
-                core::str::from_utf8(t).map_err(|_| DigestParseError::ExpectedToken(start))
-            }
+            // tchar is ASCII, so both ends are character boundaries.
+            Some(t) if !t.is_empty() => self
+                .s
+                .get(start..self.pos)
+                .ok_or(DigestParseError::ExpectedToken(start)),
             _ => Err(DigestParseError::ExpectedToken(start)),
         }
     }
@@ -138,10 +142,14 @@ impl<'a> Cursor<'a> {
         if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
             let value = &rest[..len];
             if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+                let from = self.pos;
                 self.pos += len + 1;
-                return core::str::from_utf8(value)
+                // Between two ASCII bytes of the input: character boundaries.
+                return self
+                    .s
+                    .get(from..from + len)
                     .map(Cow::Borrowed)
-                    .map_err(|_| DigestParseError::InvalidChar(start));
+                    .ok_or(DigestParseError::InvalidChar(start));
             }
         }
         let mut out = Vec::new();
@@ -223,6 +231,7 @@ impl<'a> ParamRefs<'a> {
     /// The grammar of [`DigestParams::parse`], which builds on it.
     fn parse(input: &'a str) -> Result<Self, DigestParseError> {
         let mut c = Cursor {
+            s: input,
             b: input.as_bytes(),
             pos: 0,
         };
@@ -288,7 +297,7 @@ impl<'a> ParamRefs<'a> {
     }
 
     /// Takes a parameter's value out of the list (name case-insensitive).
-    fn take(&mut self, name: &str) -> Option<String> {
+    fn take(&mut self, name: &str) -> Option<Cow<'a, str>> {
         self.params
             .iter_mut()
             .find(|p| {
@@ -296,11 +305,11 @@ impl<'a> ParamRefs<'a> {
                     .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
             })
             .and_then(Option::take)
-            .map(|p| p.value.into_owned())
+            .map(|p| p.value)
     }
 
     /// [`ParamRefs::take`] for a parameter the caller needs.
-    fn take_required(&mut self, name: &'static str) -> Result<String, DigestParseError> {
+    fn take_required(&mut self, name: &'static str) -> Result<Cow<'a, str>, DigestParseError> {
         self.take(name).ok_or(DigestParseError::MissingParam(name))
     }
 }
@@ -527,12 +536,12 @@ pub struct DigestCredentials {
 impl DigestCredentials {
     /// Parses a credentials header value.
     pub fn parse(value: &str) -> Result<Self, DigestParseError> {
-        Self::from_refs(ParamRefs::parse(value)?)
+        CredentialsRef::parse(value).map(CredentialsRef::into_owned)
     }
 
     /// Extracts and checks credentials from a parsed list.
     pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
-        Self::from_refs(ParamRefs {
+        CredentialsRef::from_refs(ParamRefs {
             params: p
                 .iter()
                 .map(|p| {
@@ -544,43 +553,7 @@ impl DigestCredentials {
                 })
                 .collect(),
         })
-    }
-
-    /// Checks the credentials, copying out only the values kept.
-    fn from_refs(mut p: ParamRefs<'_>) -> Result<Self, DigestParseError> {
-        let response = p.take_required("response")?;
-        if !(response.is_empty()
-            || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
-        {
-            return Err(DigestParseError::InvalidValue("response"));
-        }
-        let qop = p.take("qop");
-        let (nc, cnonce) = match &qop {
-            Some(q) if q.eq_ignore_ascii_case("auth") => {
-                let nc = p.take_required("nc")?;
-                if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(DigestParseError::InvalidValue("nc"));
-                }
-                (Some(nc), Some(p.take_required("cnonce")?))
-            }
-            // auth-int needs the body hash; RFC 3310 IMS use is qop=auth.
-            Some(_) => return Err(DigestParseError::InvalidValue("qop")),
-            None => (None, None),
-        };
-        Ok(DigestCredentials {
-            username: p.take_required("username")?,
-            realm: p.take_required("realm")?,
-            nonce: p.take_required("nonce")?,
-            uri: p.take_required("uri")?,
-            response,
-            algorithm: p.take("algorithm"),
-            qop,
-            nc,
-            cnonce,
-            opaque: p.take("opaque"),
-            auts: p.take("auts"),
-            integrity_protected: p.take("integrity-protected"),
-        })
+        .map(CredentialsRef::into_owned)
     }
 
     /// Renders the header value in the usual order (strings quoted; algorithm, qop, nc and
@@ -614,6 +587,100 @@ impl DigestCredentials {
             p.push("integrity-protected", i, false)?;
         }
         Ok(p.render())
+    }
+}
+
+/// [`DigestCredentials`] borrowed from the header value they were parsed from (a value with
+/// an escape or a fold is unescaped into its own string): what the core reads of a
+/// REGISTER's `Authorization` without a `String` per parameter.
+#[derive(Debug)]
+pub(crate) struct CredentialsRef<'a> {
+    /// `username` (the IMPI in IMS).
+    pub username: Cow<'a, str>,
+    /// `realm`.
+    pub realm: Cow<'a, str>,
+    /// `nonce`, echoed from the challenge.
+    pub nonce: Cow<'a, str>,
+    /// `uri` (digest-uri).
+    pub uri: Cow<'a, str>,
+    /// `response` (32 hex digits or empty).
+    pub response: Cow<'a, str>,
+    /// `algorithm`.
+    pub algorithm: Option<Cow<'a, str>>,
+    /// `qop` (only `auth`).
+    pub qop: Option<Cow<'a, str>>,
+    /// `nc`, present with `qop`.
+    pub nc: Option<Cow<'a, str>>,
+    /// `cnonce`, present with `qop`.
+    pub cnonce: Option<Cow<'a, str>>,
+    /// `opaque`.
+    pub opaque: Option<Cow<'a, str>>,
+    /// `auts` (RFC 3310 3.4).
+    pub auts: Option<Cow<'a, str>>,
+    /// `integrity-protected` (TS 24.229).
+    pub integrity_protected: Option<Cow<'a, str>>,
+}
+
+impl<'a> CredentialsRef<'a> {
+    /// Parses a credentials header value ([`DigestCredentials::parse`], borrowing).
+    pub(crate) fn parse(value: &'a str) -> Result<Self, DigestParseError> {
+        Self::from_refs(ParamRefs::parse(value)?)
+    }
+
+    /// Checks the credentials of a parsed list, borrowing the values kept.
+    fn from_refs(mut p: ParamRefs<'a>) -> Result<Self, DigestParseError> {
+        let response = p.take_required("response")?;
+        if !(response.is_empty()
+            || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
+        {
+            return Err(DigestParseError::InvalidValue("response"));
+        }
+        let qop = p.take("qop");
+        let (nc, cnonce) = match &qop {
+            Some(q) if q.eq_ignore_ascii_case("auth") => {
+                let nc = p.take_required("nc")?;
+                if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(DigestParseError::InvalidValue("nc"));
+                }
+                (Some(nc), Some(p.take_required("cnonce")?))
+            }
+            // auth-int needs the body hash; RFC 3310 IMS use is qop=auth.
+            Some(_) => return Err(DigestParseError::InvalidValue("qop")),
+            None => (None, None),
+        };
+        Ok(CredentialsRef {
+            username: p.take_required("username")?,
+            realm: p.take_required("realm")?,
+            nonce: p.take_required("nonce")?,
+            uri: p.take_required("uri")?,
+            response,
+            algorithm: p.take("algorithm"),
+            qop,
+            nc,
+            cnonce,
+            opaque: p.take("opaque"),
+            auts: p.take("auts"),
+            integrity_protected: p.take("integrity-protected"),
+        })
+    }
+
+    /// The owned credentials.
+    pub(crate) fn into_owned(self) -> DigestCredentials {
+        let own = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+        DigestCredentials {
+            username: self.username.into_owned(),
+            realm: self.realm.into_owned(),
+            nonce: self.nonce.into_owned(),
+            uri: self.uri.into_owned(),
+            response: self.response.into_owned(),
+            algorithm: own(self.algorithm),
+            qop: own(self.qop),
+            nc: own(self.nc),
+            cnonce: own(self.cnonce),
+            opaque: own(self.opaque),
+            auts: own(self.auts),
+            integrity_protected: own(self.integrity_protected),
+        }
     }
 }
 

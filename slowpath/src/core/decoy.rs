@@ -24,7 +24,8 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::register::aka_challenge;
-use crate::aka::{AkaNonce, Autn, DigestCredentials};
+use crate::aka::digest_params::CredentialsRef;
+use crate::aka::{AkaNonce, Autn};
 use crate::core::{Core, Req};
 
 /// The secret that makes decoy nonces recognisable (random per start; never logged).
@@ -84,7 +85,7 @@ impl Core {
         &mut self,
         req: &Req<'_, '_>,
         impi: &str,
-        creds: Option<&DigestCredentials>,
+        creds: Option<&CredentialsRef<'_>>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {

@@ -71,11 +71,14 @@ impl Core {
         mut rng: Box<dyn RngCore + Send>,
     ) -> Self {
         let decoy_key = DecoyKey::new(&mut *rng);
+        // At most one registration per subscriber (emergency ones without authentication
+        // aside): room for all of them up front.
+        let registrar = Registrar::with_capacity(hss.len());
         Core {
             decoy_key,
             shared: Shared::new(cfg, spis, rng),
             hss,
-            registrar: Registrar::default(),
+            registrar,
             proxy: Proxy::default(),
             relay: RelayState::default(),
             reg_subs: regsub::RegSubs::default(),

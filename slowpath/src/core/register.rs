@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
+use crate::aka::digest_params::CredentialsRef;
 use crate::aka::{
-    decode_auts, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestCredentials,
-    DigestParseError, Ik, Res, ALGORITHM_AKAV1_MD5,
+    decode_auts, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestParseError, Ik, Res,
+    ALGORITHM_AKAV1_MD5,
 };
 use crate::context::{CoreStats, RateVerdict};
 use crate::core::emergency::is_emergency_registration;
@@ -242,16 +243,16 @@ impl Core {
 
     /// A REGISTER's digest credentials (if any) and IMPI (Authorization `username`, else from
     /// To); `None` once the REGISTER was answered 400 for lacking them.
-    pub(crate) fn register_identity(
+    pub(crate) fn register_identity<'a>(
         &mut self,
-        req: &Req<'_, '_>,
+        req: &Req<'_, 'a>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
-    ) -> Option<(Option<DigestCredentials>, String)> {
+    ) -> Option<(Option<CredentialsRef<'a>>, String)> {
         let creds = match req
             .msg
             .header(HeaderKind::Authorization)
-            .map(DigestCredentials::parse)
+            .map(CredentialsRef::parse)
         {
             None => None,
             Some(Ok(c)) => Some(c),
@@ -326,7 +327,7 @@ impl Core {
         req: &Req<'_, '_>,
         key: &str,
         ids: &Identities,
-        creds: Option<&DigestCredentials>,
+        creds: Option<&CredentialsRef<'_>>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
@@ -717,7 +718,7 @@ impl Core {
         req: &Req<'_, '_>,
         key: &str,
         spi: u32,
-        creds: &DigestCredentials,
+        creds: &CredentialsRef<'_>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {

@@ -91,7 +91,9 @@ pub(crate) enum RegEnd {
 /// HSS's IMPI when that is already lower-case): a challenge allocates no key strings.
 #[derive(Default)]
 pub(crate) struct Registrar {
-    regs: KeyedMap<Arc<str>, Registration>,
+    /// Boxed: a registration is about 460 bytes, and the map's probes and rehashes then
+    /// touch and move 24-byte slots, not whole registrations.
+    regs: KeyedMap<Arc<str>, Box<Registration>>,
     /// Inbound SPI (spi_pc or spi_ps of any live set) -> IMPI key.
     by_spi: KeyedMap<u32, Arc<str>>,
     /// Flow of a flow-bound set -> its spi_ps (which `by_spi` leads to the registration).
@@ -145,6 +147,19 @@ pub(crate) struct Displaced {
 }
 
 impl Registrar {
+    /// An empty registrar with room for `registrations` registrations and their SPIs, so that
+    /// filling up to it never rehashes a map (a rehash moves every entry and touches fresh
+    /// pages, in the middle of a REGISTER). The core sizes it to the HSS's subscribers: in
+    /// embedded mode there is at most one registration per IMPI the HSS knows.
+    pub fn with_capacity(registrations: usize) -> Self {
+        let mut r = Registrar::default();
+        r.regs.reserve(registrations);
+        // Each registration's one live set has two inbound SPIs (a challenge's set becomes
+        // the active one); a re-registration's old or pending set is transient.
+        r.by_spi.reserve(registrations.saturating_mul(2));
+        r
+    }
+
     /// Number of registrations (challenged ones too).
     pub fn len(&self) -> usize {
         self.regs.len()
@@ -348,7 +363,7 @@ impl Registrar {
                 },
                 armed: None,
             };
-            self.regs.insert(shared_key, reg);
+            self.regs.insert(shared_key, Box::new(reg));
             return displaced;
         };
         let (state, replaced) = take_state(reg).drop_pending(|p| p.source() == source);

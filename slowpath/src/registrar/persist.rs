@@ -303,12 +303,12 @@ impl Registrar {
         };
         self.regs.insert(
             key,
-            Registration {
+            Box::new(Registration {
                 impi: rec.impi.as_str().into(),
                 impus: rec.impus.as_slice().into(),
                 state: RegState::Registered { active, old: None },
                 armed: None,
-            },
+            }),
         );
         Ok(())
     }

@@ -1,16 +1,16 @@
 //! What the registrar reads from a REGISTER: the IMPI and realm, the requested lifetime and
 //! Contact, the Security-* mechanisms, and whether Security-Verify echoes what we sent.
 
-use crate::aka::DigestCredentials;
+use crate::aka::digest_params::CredentialsRef;
 use crate::secagree::{security_header_views, MechanismView, SecMechanism};
 use crate::sip::{HeaderKind, Message, Scheme};
 
 /// The IMPI of a REGISTER: Authorization `username`, else derived from the To URI
 /// (TS 24.229 5.1.1.2: a UE without ISIM derives it the same way).
-pub(crate) fn impi_of(msg: &Message<'_>, creds: Option<&DigestCredentials>) -> Option<String> {
+pub(crate) fn impi_of(msg: &Message<'_>, creds: Option<&CredentialsRef<'_>>) -> Option<String> {
     if let Some(c) = creds {
         if !c.username.is_empty() {
-            return Some(c.username.clone());
+            return Some(c.username.to_string());
         }
     }
     let to = msg.to_header().ok()?;

@@ -103,16 +103,54 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
 /// For `aes-gcm` an offer with `alg=null` is accepted after the listed `alg`s: GCM brings its
 /// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
 pub fn choose<M: Mechanism>(profile: &ImsAkaProfile, offers: &[M]) -> Option<ChosenMechanism> {
-    let valid: Vec<ChosenMechanism> = offers.iter().filter_map(offer).collect();
-    for encr in &profile.encr_alg_list {
-        let gcm_null = (*encr == EncrAlg::AesGcm).then_some(&AuthAlg::Null);
-        for auth in profile.auth_alg_list.iter().chain(gcm_null) {
-            if let Some(c) = valid.iter().find(|c| c.encr == *encr && c.auth == *auth) {
-                return Some(c.clone());
+    // One pass, no list of the valid offers: each valid offer's rank is where its pair
+    // comes in the profile's order, and the first offer of the lowest rank wins — the offer
+    // a walk over the profile's pairs would find first.
+    let mut best: Option<((usize, usize), ChosenMechanism)> = None;
+    for m in offers {
+        // An offer that could not beat the best so far need not be read further (its SPIs
+        // and ports parsed): whether it is valid changes nothing.
+        if let Some((b, _)) = &best {
+            match algorithms(m).and_then(|a| rank_of(profile, a)) {
+                Some(r) if r < *b => {}
+                _ => continue,
+            }
+        }
+        if let Some(c) = offer(m) {
+            if let Some(r) = rank_of(profile, (c.auth, c.encr)) {
+                if best.as_ref().is_none_or(|(b, _)| r < *b) {
+                    best = Some((r, c));
+                }
             }
         }
     }
-    None
+    best.map(|(_, c)| c)
+}
+
+/// The algorithms an `ipsec-3gpp` offer names, if it names known ones (not yet checked
+/// further: see [`offer`]).
+fn algorithms(m: &impl Mechanism) -> Option<(AuthAlg, EncrAlg)> {
+    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
+        return None;
+    }
+    let [_, _, alg, ealg, ..] = m.offer_params();
+    let encr = match ealg {
+        Some(e) => EncrAlg::from_token(e)?,
+        None => EncrAlg::Null,
+    };
+    Some((AuthAlg::from_token(alg?)?, encr))
+}
+
+/// Where the pair `(auth, encr)` comes in the profile's order (`encr_alg_list` first, then
+/// `auth_alg_list`, then `null` for aes-gcm): lower is preferred; `None` if not allowed.
+fn rank_of(profile: &ImsAkaProfile, (auth, encr): (AuthAlg, EncrAlg)) -> Option<(usize, usize)> {
+    let e = profile.encr_alg_list.iter().position(|e| *e == encr)?;
+    let a = match profile.auth_alg_list.iter().position(|a| *a == auth) {
+        Some(a) => a,
+        None if encr == EncrAlg::AesGcm && auth == AuthAlg::Null => profile.auth_alg_list.len(),
+        None => return None,
+    };
+    Some((e, a))
 }
 
 #[cfg(test)]
@@ -147,6 +185,43 @@ mod tests {
         };
         let c = choose(&p, &parse_security_header(CMCC).unwrap()).unwrap();
         assert_eq!((c.auth, c.encr), (AuthAlg::HmacMd5_96, EncrAlg::Null));
+    }
+
+    #[test]
+    fn first_of_equally_preferred_offers_wins_and_later_better_ones_beat_it() {
+        let p = ImsAkaProfile {
+            encr_alg_list: vec![EncrAlg::AesCbc, EncrAlg::Null],
+            auth_alg_list: vec![AuthAlg::HmacSha1_96, AuthAlg::HmacMd5_96],
+            ..ImsAkaProfile::default()
+        };
+        let offers = parse_security_header(
+            "ipsec-3gpp;alg=hmac-md5-96;ealg=null;spi-c=1000;spi-s=1001;port-c=1;port-s=2, \
+             ipsec-3gpp;alg=hmac-md5-96;ealg=aes-cbc;spi-c=2000;spi-s=2001;port-c=1;port-s=2, \
+             ipsec-3gpp;alg=hmac-md5-96;ealg=aes-cbc;spi-c=3000;spi-s=3001;port-c=1;port-s=2, \
+             ipsec-3gpp;alg=hmac-sha-1-96;ealg=null;spi-c=4000;spi-s=4001;port-c=1;port-s=2",
+        )
+        .unwrap();
+        // aes-cbc before null; md5 is the only alg offered with aes-cbc; of the two such
+        // offers the first counts.
+        let c = choose(&p, &offers).unwrap();
+        assert_eq!(
+            (c.auth, c.encr, c.spi_uc),
+            (AuthAlg::HmacMd5_96, EncrAlg::AesCbc, 2000)
+        );
+        // Only null: sha1 before md5, although md5's offer came first.
+        let c = choose(
+            &p,
+            &offers[..1]
+                .iter()
+                .chain(&offers[3..])
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.auth, c.encr, c.spi_uc),
+            (AuthAlg::HmacSha1_96, EncrAlg::Null, 4000)
+        );
     }
 
     #[test]

@@ -170,11 +170,20 @@ pub fn equivalent(a: &impl Mechanism, b: &impl Mechanism) -> bool {
     let theirs = &theirs[..nb];
     let mut used = 0u64;
     let mut na = 0;
-    let all_found = a.each_param().all(|(n, v)| {
+    let same = |(n, v): (&str, &str), (on, ov): (&str, &str)| {
+        n.eq_ignore_ascii_case(on) && (v == ov || same_value(n, v, ov))
+    };
+    let all_found = a.each_param().all(|p| {
+        let at = na;
         na += 1;
-        let found = theirs.iter().enumerate().position(|(i, (on, ov))| {
-            used & (1 << i) == 0 && n.eq_ignore_ascii_case(on) && same_value(n, v, ov)
-        });
+        // An echo usually keeps the order: the parameter at the same place first.
+        let found = match theirs.get(at) {
+            Some(&o) if used & (1 << at) == 0 && same(p, o) => Some(at),
+            _ => theirs
+                .iter()
+                .enumerate()
+                .position(|(i, &o)| used & (1 << i) == 0 && same(p, o)),
+        };
         found.map(|i| used |= 1 << i).is_some()
     });
     all_found && na == nb
@@ -238,9 +247,7 @@ fn qvalue_thousandths(v: &str) -> Option<u32> {
 
 /// RFC 3261 25.1 `token` characters.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !s.is_empty() && s.bytes().all(akagate_proto::sipscan::is_token_char)
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
@@ -275,7 +282,27 @@ pub(crate) struct OutsideQuotes<'a> {
     plain: bool,
 }
 
-impl OutsideQuotes<'_> {
+impl<'a> OutsideQuotes<'a> {
+    /// No pieces at all.
+    const EMPTY: Self = OutsideQuotes {
+        s: "",
+        pos: 0,
+        sep: 0,
+        done: true,
+        plain: true,
+    };
+
+    /// The pieces of `s`, known to hold no quote, at every `sep`.
+    fn plain(s: &'a str, sep: u8) -> Self {
+        OutsideQuotes {
+            s,
+            pos: 0,
+            sep,
+            done: false,
+            plain: true,
+        }
+    }
+
     /// The end of the next piece (at a separator or the end of input); leaves `pos` at
     /// `usize::MAX` when the input ends inside quotes.
     fn next_end(&mut self) -> Option<usize> {
@@ -287,7 +314,7 @@ impl OutsideQuotes<'_> {
             let start = self.pos;
             match bytes
                 .get(start..)
-                .and_then(|rest| memchr::memchr(self.sep, rest))
+                .and_then(|rest| find_byte(self.sep, rest))
             {
                 Some(i) => self.pos = start + i + 1,
                 None => {
@@ -384,12 +411,27 @@ pub const OFFER_PARAMS: [&str; 8] = [
 /// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
 /// each name counts, as [`Mechanism::param`] reads it).
 fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
-    if let Some(i) = OFFER_PARAMS
-        .iter()
-        .position(|k| k.eq_ignore_ascii_case(name))
-    {
-        read[i].get_or_insert(value);
+    // The name lower-cased onto the stack, then one comparison (the names are 3 to 6 bytes).
+    let mut low = [0u8; 6];
+    let Some(dst) = low.get_mut(..name.len()) else {
+        return;
+    };
+    for (d, c) in dst.iter_mut().zip(name.bytes()) {
+        *d = c.to_ascii_lowercase();
     }
+    let i = match &*dst {
+        b"prot" => 0,
+        b"mod" => 1,
+        b"alg" => 2,
+        b"ealg" => 3,
+        b"spi-c" => 4,
+        b"spi-s" => 5,
+        b"port-c" => 6,
+        b"port-s" => 7,
+        _ => return,
+    };
+    debug_assert_eq!(OFFER_PARAMS[i].as_bytes(), dst);
+    read[i].get_or_insert(value);
 }
 
 impl Mechanism for SecMechanism {
@@ -457,9 +499,19 @@ fn view_params(params: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .map(split_param)
 }
 
+/// The first `b` in `s`: a plain loop over short input (a parameter, a mechanism name),
+/// where `memchr`'s set-up costs more than the scan; `memchr` over longer input.
+fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < 32 {
+        s.iter().position(|&c| c == b)
+    } else {
+        memchr::memchr(b, s)
+    }
+}
+
 /// `name[=value]`, both trimmed.
 fn split_param(item: &str) -> (&str, &str) {
-    match memchr::memchr(b'=', item.as_bytes()) {
+    match find_byte(b'=', item.as_bytes()) {
         // `=` is ASCII: both sides are character boundaries.
         Some(i) => (trim(&item[..i]), trim(&item[i + 1..])),
         None => (trim(item), ""),
@@ -483,14 +535,16 @@ pub fn security_header_views<'a>(
     out: &mut Vec<MechanismView<'a>>,
 ) -> Result<(), SecAgreeError> {
     let before = out.len();
-    for mech in split_outside_quotes(value, b',')? {
+    let mechs = split_outside_quotes(value, b',')?;
+    let plain = mechs.plain;
+    for mech in mechs {
         if mech.trim().is_empty() && value.trim().is_empty() {
             break;
         }
         if out.len() - before == MAX_MECHANISMS {
             return Err(SecAgreeError::TooLarge);
         }
-        let (name, params) = match mech.find(';') {
+        let (name, params) = match find_byte(b';', mech.as_bytes()) {
             // A `;` inside quotes cannot come before the first parameter's name.
             Some(i) => (&mech[..i], Some(&mech[i + 1..])),
             None => (mech, None),
@@ -503,10 +557,17 @@ pub fn security_header_views<'a>(
             return Err(SecAgreeError::BadToken);
         }
         let mut offer = [None; 8];
-        for (count, (n, v)) in view_params(params).enumerate() {
+        // Without a quote in the value, none in its parameters: split them without looking.
+        let items = match params {
+            Some(p) if plain => OutsideQuotes::plain(p, b';'),
+            Some(p) => split_outside_quotes(p, b';').unwrap_or(OutsideQuotes::EMPTY),
+            None => OutsideQuotes::EMPTY,
+        };
+        for (count, item) in items.enumerate() {
             if count == MAX_PARAMS {
                 return Err(SecAgreeError::TooLarge);
             }
+            let (n, v) = split_param(item);
             if !is_token(n) {
                 return Err(SecAgreeError::BadToken);
             }
@@ -544,6 +605,22 @@ pub fn render_security_header(mechs: &[SecMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offer_params_are_noted_in_their_place_whatever_the_case_first_one_counting() {
+        for (i, name) in OFFER_PARAMS.iter().enumerate() {
+            let mut read = [None; 8];
+            note_offer_param(&mut read, &name.to_ascii_uppercase(), "v");
+            note_offer_param(&mut read, name, "w");
+            assert_eq!(read.iter().position(Option::is_some), Some(i), "{name}");
+            assert_eq!(read[i], Some("v"));
+        }
+        let mut read = [None; 8];
+        for n in ["q", "spi", "port-cc", "algx", "", "port-ss", "ports"] {
+            note_offer_param(&mut read, n, "v");
+        }
+        assert_eq!(read, [None; 8]);
+    }
 
     #[test]
     fn parses_boghe_security_client() {

@@ -27,7 +27,16 @@ const ADDED_ROOM: usize = 640;
 fn push_clean(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
     out.extend_from_slice(s.as_bytes());
-    // Values almost never hold CR or LF: copy at once, then blank any that are there.
+    // Values almost never hold CR or LF: copy at once, then blank any that are there (a
+    // plain loop over a short piece, where `memchr`'s set-up costs more than the scan).
+    if s.len() < 32 {
+        for b in &mut out[start..] {
+            if matches!(*b, b'\r' | b'\n') {
+                *b = b' ';
+            }
+        }
+        return;
+    }
     let mut at = start;
     while let Some(i) = memchr::memchr2(b'\r', b'\n', &out[at..]) {
         out[at + i] = b' ';

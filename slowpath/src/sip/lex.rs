@@ -27,6 +27,19 @@ pub(crate) fn trim_lws_start(s: &str) -> &str {
 
 pub(crate) use akagate_proto::sipscan::is_token_char;
 
+/// The first `b` (ASCII, so the index is a character boundary) in `s`: a plain loop, as the
+/// URI and name-addr pieces searched are short and `str::find`'s searcher costs more there
+/// than the scan.
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
+/// `s` split at its first `b` (ASCII), without it.
+pub(crate) fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, b)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// True if `s` is a non-empty `token`.
 pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)

@@ -207,7 +207,8 @@ impl<'a> Message<'a> {
         let mut headers = HeaderList::new();
         let mut content_length = None;
         for line in HeaderLines::new(section.as_bytes()) {
-            let (name, value) = sipscan::split_header_line(line)?;
+            // The whole head was cleared of bare NULs above.
+            let (name, value) = sipscan::split_nul_checked_header_line(line)?;
             // Both slices are sub-slices of `section` (checked UTF-8 above) at ASCII
             // boundaries: take them from it instead of validating them again.
             let name = sub_str(section, name)?;

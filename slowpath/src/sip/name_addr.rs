@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::error::ParseError;
-use super::lex::{is_lws, is_token_char, quoted_end, trim_lws, trim_lws_start, unquote};
+use super::lex::{find_byte, is_lws, is_token_char, quoted_end, trim_lws, trim_lws_start, unquote};
 use super::params::Params;
 use super::uri::Uri;
 
@@ -33,7 +33,7 @@ impl<'a> NameAddr<'a> {
                 return Err(ParseError::BadUri);
             }
             (Some(&s[..end]), Some(rest))
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) = find_byte(s, b'<') {
             let dn = trim_lws(&s[..lt]);
             // Unquoted display names are tokens separated by LWS (RFC 4475 3.1.2.15).
             if !dn.bytes().all(|c| is_token_char(c) || is_lws(c)) {
@@ -45,7 +45,7 @@ impl<'a> NameAddr<'a> {
         };
         match bracketed_rest {
             Some(rest) => {
-                let gt = rest.find('>').ok_or(ParseError::BadUri)?;
+                let gt = find_byte(rest, b'>').ok_or(ParseError::BadUri)?;
                 let uri = Uri::parse(&rest[1..gt])?;
                 let params = Params::new(&rest[gt + 1..]);
                 params.validate()?;
@@ -64,7 +64,7 @@ impl<'a> NameAddr<'a> {
                     .position(|c| c == b';' || is_lws(c))
                     .unwrap_or(s.len());
                 let uri_s = &s[..end];
-                if uri_s.contains('?') {
+                if find_byte(uri_s, b'?').is_some() {
                     return Err(ParseError::BadUri);
                 }
                 let uri = Uri::parse(uri_s)?;

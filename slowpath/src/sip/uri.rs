@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::ParseError;
-use super::lex::parse_decimal;
+use super::lex::{find_byte, parse_decimal, split_once_byte};
 use super::params::Params;
 
 /// The URI scheme.
@@ -64,14 +64,14 @@ impl<'a> Host<'a> {
     /// Parses `host[:port]` as in a URI or a Via sent-by.
     pub fn parse_with_port(s: &'a str) -> Result<(Host<'a>, Option<u16>), ParseError> {
         let (host, port) = if s.starts_with('[') {
-            let close = s.find(']').ok_or(ParseError::BadUri)?;
+            let close = find_byte(s, b']').ok_or(ParseError::BadUri)?;
             let (h, rest) = s.split_at(close + 1);
             match rest {
                 "" => (h, None),
                 _ => (h, Some(rest.strip_prefix(':').ok_or(ParseError::BadUri)?)),
             }
         } else {
-            match s.split_once(':') {
+            match split_once_byte(s, b':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (s, None),
             }
@@ -121,7 +121,7 @@ impl<'a> Uri<'a> {
     /// Parses a URI (no surrounding `<>`, no white space).
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
         check_uri_chars(s)?;
-        let colon = s.find(':').ok_or(ParseError::BadUri)?;
+        let colon = find_byte(s, b':').ok_or(ParseError::BadUri)?;
         let scheme_s = &s[..colon];
         let valid_scheme = scheme_s
             .bytes()
@@ -157,7 +157,7 @@ impl<'a> Uri<'a> {
         match scheme {
             Scheme::Sip | Scheme::Sips => parse_sip(rest, &mut uri)?,
             Scheme::Tel => {
-                let (number, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+                let (number, params) = rest.split_at(find_byte(rest, b';').unwrap_or(rest.len()));
                 if number.is_empty() {
                     return Err(ParseError::BadUri);
                 }
@@ -187,10 +187,10 @@ impl<'a> Uri<'a> {
 
 fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
     // `@` cannot occur after the userinfo (RFC 3261 25.1), so the first one ends it.
-    let hostpart = match rest.find('@') {
+    let hostpart = match find_byte(rest, b'@') {
         Some(at) => {
             let userinfo = &rest[..at];
-            let (user, password) = match userinfo.split_once(':') {
+            let (user, password) = match split_once_byte(userinfo, b':') {
                 Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
@@ -203,7 +203,7 @@ fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
         }
         None => rest,
     };
-    let (before_headers, headers) = match hostpart.split_once('?') {
+    let (before_headers, headers) = match split_once_byte(hostpart, b'?') {
         Some((b, h)) => {
             if h.is_empty() {
                 return Err(ParseError::BadUri);
@@ -213,7 +213,7 @@ fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
         None => (hostpart, None),
     };
     let (hostport, params) =
-        before_headers.split_at(before_headers.find(';').unwrap_or(before_headers.len()));
+        before_headers.split_at(find_byte(before_headers, b';').unwrap_or(before_headers.len()));
     let (host, port) = Host::parse_with_port(hostport)?;
     uri.host = Some(host);
     uri.port = port;
