@@ -203,6 +203,18 @@ pub fn verify_response(input: &DigestInput<'_>, password: &[u8], received: &str)
     bool::from(lower.ct_eq(&expected.0))
 }
 
+/// `qop=auth` with its `nc` and `cnonce`, when the credentials carry all three.
+fn qop_auth<'a>(
+    qop: Option<&str>,
+    nc: Option<&'a str>,
+    cnonce: Option<&'a str>,
+) -> Option<QopAuth<'a>> {
+    match (qop, nc, cnonce) {
+        (Some(_), Some(nc), Some(cnonce)) => Some(QopAuth { nc, cnonce }),
+        _ => None,
+    }
+}
+
 impl DigestCredentials {
     /// The digest inputs carried by these credentials, for a request with `method`.
     pub fn digest_input<'a>(&'a self, method: &'a str) -> DigestInput<'a> {
@@ -212,10 +224,11 @@ impl DigestCredentials {
             method,
             uri: &self.uri,
             nonce: &self.nonce,
-            qop: match (&self.qop, &self.nc, &self.cnonce) {
-                (Some(_), Some(nc), Some(cnonce)) => Some(QopAuth { nc, cnonce }),
-                _ => None,
-            },
+            qop: qop_auth(
+                self.qop.as_deref(),
+                self.nc.as_deref(),
+                self.cnonce.as_deref(),
+            ),
         }
     }
 
@@ -235,10 +248,11 @@ impl CredentialsRef<'_> {
             method,
             uri: &self.uri,
             nonce: &self.nonce,
-            qop: match (&self.qop, &self.nc, &self.cnonce) {
-                (Some(_), Some(nc), Some(cnonce)) => Some(QopAuth { nc, cnonce }),
-                _ => None,
-            },
+            qop: qop_auth(
+                self.qop.as_deref(),
+                self.nc.as_deref(),
+                self.cnonce.as_deref(),
+            ),
         };
         verify_response(&input, password, &self.response)
     }
