@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Build with the DPDK backend when the system's DPDK is present (make deps installs it).
 DPDK_FEATURE := $(shell pkg-config --exists libdpdk 2>/dev/null && echo --features dpdk)
 
-APT_PACKAGES := python3-scapy python3-cryptography python3-dnslib sip-tester libdpdk-dev dpdk libclang-dev clang pkg-config \
+APT_PACKAGES := python3-scapy python3-cryptography python3-dnslib sip-tester libdpdk-dev dpdk dpdk-dev libclang-dev clang pkg-config \
                 iproute2 openssl libssl-dev libipsec-mb-dev tshark ethtool
 
 .PHONY: all deps build test lint fmt bench demo clean fuzz-smoke fuzz-long test-chart test-package deb install uninstall

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The `summary` section of `make bench`: every headline figure next to its reference.
 
-Reads the section files bench/run.sh wrote (esp, io, pktgen, e2e, mem .json in RESULTS),
+Reads the section files bench/run.sh wrote (esp, io, pktgen, e2e, mem, regcost, salookup
+.json in RESULTS),
 prints one table and writes RESULTS/summary.json; bench/chart.py draws it as summary.svg.
 
 Each row is one figure. Its reference is a baseline measured in the same run (OpenSSL, raw
@@ -29,6 +30,7 @@ GOALS = {
                       "goal: the SIP of the registration and call goals"),
     "framed_per_core": (500_000.0, "goal of issue 11"),
     "memory_per_ue_kib": (16.0, "goal: 1 M UEs in 16 GiB"),
+    "sa_lookup_ratio": (1.5, "goal: 4 Mi SAs at most 1.5x 1 Ki"),
 }
 
 SECTION_ESP = "ESP crypto, one core (criterion vs openssl speed)"
@@ -36,6 +38,8 @@ SECTION_IO = "Packet I/O, veth (io bench)"
 SECTION_FAST = "Fast path, one worker core (akapktgen)"
 SECTION_E2E = "End to end (akabench)"
 SECTION_MEM = "Memory (mem bench)"
+SECTION_REG = "CPU per full IMS-AKA registration (regcost)"
+SECTION_SA = "SA lookup, one worker core (sa_path bench)"
 
 
 def row(section, figure, ours, unit, written, baseline=None, source="", also=(),
@@ -159,11 +163,35 @@ def mem_rows(res):
             for r in mem["results"]]
 
 
+def regcost_rows(res):
+    """Slowpath and worker CPU per registration against their targets (lower is better)."""
+    reg, t = load(res, "regcost")
+    if not reg:
+        return []
+    return [row(SECTION_REG, r["figure"], r["us_per_registration"], "us", t, r["target_us"],
+                "goal: issue 10", lower_is_better=True)
+            for r in reg["results"]]
+
+
+def salookup_rows(res):
+    """The SA path's cost at the largest table over the smallest (lower is better)."""
+    sa, t = load(res, "salookup")
+    if not sa or len(sa["results"]) < 2:
+        return []
+    small, large = sa["results"][0], sa["results"][-1]
+    return [goal_row(SECTION_SA, f"burst at {large['sas']:,} SAs over {small['sas']:,}",
+                     large["ratio_to_smallest"], "x", t, "sa_lookup_ratio",
+                     also=[(large["ns_per_packet"], "ns/packet"),
+                           (small["ns_per_packet"], "ns/packet at the smallest")],
+                     lower_is_better=True)]
+
+
 def main():
     """Prints the table and writes RESULTS/summary.json."""
     res = sys.argv[1]
     io, io_best = io_rows(res)
-    rows = esp_rows(res) + io + pktgen_rows(res, io_best) + e2e_rows(res) + mem_rows(res)
+    rows = (esp_rows(res) + io + pktgen_rows(res, io_best) + e2e_rows(res) + mem_rows(res)
+            + regcost_rows(res) + salookup_rows(res))
     print(f"{'figure':46} {'ours':>16} {'reference':>16} {'ratio':>6}  {'reference source':34} {'at':>5}")
     section = None
     for r in rows:

@@ -5,9 +5,11 @@
 //! decapsulation -> selector check, with the worker's own types and calls.
 //!
 //! Each burst's packets are first copied from a pre-built ring into 32 reused receive
-//! buffers (the kernel's or NIC's write, the same at every size). After each pass over the
-//! ring (32 Ki packets, each SA's sequence numbers rising) the replay windows of the SAs it
-//! used are reset, the caches flushed by writing 64 MiB, and 64 bursts run untimed, so no
+//! buffers (the kernel's or NIC's write, the same at every size). Each SA's sequence numbers
+//! rise from its own start between 1 and 2^20 (an SA that has carried traffic for a while, so
+//! the replay window's state sits anywhere in its ring, not always in its first word). After
+//! each pass over the ring (32 Ki packets) the replay windows of the SAs it used are reset to
+//! just below their start, the caches flushed by writing 64 MiB, and 64 bursts run untimed, so no
 //! size starts a pass with SAs left warm by the reset. Ids: `sa_path/decap/<SAs>` (as the
 //! worker does it: the burst's table slots prefetched first, then each SA's lines as its
 //! entry is found) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
@@ -43,6 +45,12 @@ const WARM: usize = 64;
 const UE_PORT: u16 = 31800;
 const LOCAL_PORT: u16 = 5064;
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+
+/// The last sequence number SA `k` had received before the bench's stream (its first packet
+/// carries one more): spread over 0..2^20 by a multiplicative hash.
+fn seq_before(k: usize) -> u64 {
+    (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44
+}
 
 fn suite() -> Suite {
     Suite {
@@ -145,7 +153,7 @@ impl Bed {
         let mut meta = Vec::with_capacity(RING);
         for (i, slot) in pristine.chunks_exact_mut(slot_bytes).enumerate() {
             let k = rng.gen_range(0..n);
-            let seq = next_seq.entry(k).or_insert(0);
+            let seq = next_seq.entry(k).or_insert(seq_before(k));
             let mut out = OutboundSa::new(spis[k], &suite).expect("sa");
             out.set_last_seq_for_test(*seq);
             *seq += 1;
@@ -174,13 +182,13 @@ impl Bed {
         }
     }
 
-    /// Untimed: replay windows back to zero, caches flushed, a few bursts to warm up.
+    /// Untimed: replay windows back to their start, caches flushed, a few bursts to warm up.
     fn new_pass(&mut self, prefetch: bool) {
         for &(_, _, k) in &self.meta {
             let spi = self.spis[k];
             if let Some(e) = self.table.lookup(spi) {
                 if let Some(sa) = self.sas.inbound.get_mut(e.slot, spi) {
-                    sa.set_window_top_for_test(0);
+                    sa.set_window_top_for_test(seq_before(k));
                 }
             }
         }
