@@ -19,9 +19,13 @@ use std::sync::OnceLock;
 
 use crossbeam_queue::ArrayQueue;
 
-/// Buffers the queue holds at most: enough for a worker's event queue's worth of messages in
-/// flight, bounded so an idle process keeps at most `CAPACITY * MAX_KEPT` bytes.
-pub const CAPACITY: usize = 1024;
+/// Buffers the queue holds at most: a worker's whole event queue's worth of messages in
+/// flight (the daemon's default `event_queue`, 8192), so a backlog the slowpath drains comes
+/// back here instead of being freed into the worker's malloc arena — where glibc trims the
+/// freed top of the heap and the next backlog page-faults it in again. Bounded: an idle
+/// process keeps at most the memory one full event queue of messages takes anyway (about
+/// 8–16 MiB of 1–2 KiB messages, `CAPACITY * MAX_KEPT` at the very most).
+pub const CAPACITY: usize = 8192;
 
 /// Buffers with more capacity than this are freed, not kept (a rare large message must not
 /// pin its memory).

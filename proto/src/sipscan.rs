@@ -251,14 +251,15 @@ fn section_content_length(head: &[u8]) -> Result<usize, ScanError> {
         return Err(ScanError::MissingContentLength);
     };
     let section = &head[first + 2..];
-    let may_name_length = |b: Option<&u8>| matches!(b, Some(b'c' | b'C' | b'l' | b'L'));
-    let starts = may_name_length(section.first())
+    let starts = names_content_length(section)
         .then_some(0)
         .into_iter()
         .chain(
             memchr::memchr_iter(b'\n', section)
                 .filter(|&lf| {
-                    lf > 0 && section[lf - 1] == b'\r' && may_name_length(section.get(lf + 1))
+                    lf > 0
+                        && section[lf - 1] == b'\r'
+                        && names_content_length(section.get(lf + 1..).unwrap_or_default())
                 })
                 .map(|lf| lf + 1),
         );
@@ -280,6 +281,24 @@ fn section_content_length(head: &[u8]) -> Result<usize, ScanError> {
         }
     }
     found.ok_or(ScanError::MissingContentLength)
+}
+
+/// True if a header line starting at `line` may be a Content-Length header: its name,
+/// `Content-Length` or `l` in any case, is followed by white space or the colon. Any line
+/// whose [`split_header_line`] name [`is_content_length_name`] passes, so lines that fail
+/// are skipped before their (costlier) split.
+fn names_content_length(line: &[u8]) -> bool {
+    const LONG: &[u8] = b"content-length";
+    let name_len = match line.first() {
+        Some(b'l' | b'L') => 1,
+        Some(b'c' | b'C')
+            if line.len() > LONG.len() && line[..LONG.len()].eq_ignore_ascii_case(LONG) =>
+        {
+            LONG.len()
+        }
+        _ => return false,
+    };
+    matches!(line.get(name_len), Some(b' ' | b'\t' | b':'))
 }
 
 /// Inspects the front of a stream buffer: a keep-alive, a complete message, or how much is

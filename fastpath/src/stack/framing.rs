@@ -96,7 +96,14 @@ impl SipFramer {
             if self.pending() > 0 {
                 let take = match self.want {
                     Some(total) => total.saturating_sub(self.pending()).min(data.len()),
-                    None => data.len(),
+                    // Length not known yet: first what fits in the buffer's room (the header
+                    // section most likely ends there), so once the length is known the
+                    // message takes just its own bytes and what follows it is framed
+                    // straight from `data`, not grown into this buffer and copied out again.
+                    None => match self.buf.capacity() - self.buf.len() {
+                        0 => data.len(),
+                        room => room.min(data.len()),
+                    },
                 };
                 let (now, rest) = data.split_at(take);
                 self.push(now);
@@ -325,6 +332,29 @@ mod tests {
             f.feed(c, 0, |fr| out.push(fr)).unwrap();
         }
         (out, crate::copies::take())
+    }
+
+    /// A message whose header section straddles two reads takes from the second read only
+    /// what fits its buffer until its length is known, then just its own bytes: the messages
+    /// after it are cut straight from the read, every byte copied once. (Appending the whole
+    /// read grew the buffer and copied the later messages out of it again: twice.)
+    #[test]
+    fn a_straddling_header_does_not_pull_the_next_messages_into_its_buffer() {
+        use crate::copies::CopySite;
+        let body = [b'x'; 300];
+        let msg = [
+            b"MESSAGE sip:a SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.2:5060\r\nContent-Length: 300\r\n\r\n"
+                .as_slice(),
+            &body,
+        ]
+        .concat();
+        let stream = [msg.clone(), msg.clone(), msg.clone()].concat();
+        let mut f = framer();
+        let (frames, c) = feed_all(&mut f, &[&stream[..20], &stream[20..]]);
+        assert_eq!(frames, vec![Frame::Message(msg); 3]);
+        let copied = c.bytes(CopySite::FramerBuffer) + c.bytes(CopySite::Message);
+        assert_eq!(copied, stream.len() as u64, "{c:?}");
+        assert_eq!(f.pending(), 0);
     }
 
     #[test]
