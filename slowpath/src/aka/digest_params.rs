@@ -63,9 +63,26 @@ pub struct DigestParams {
     params: Vec<DigestParam>,
 }
 
+/// [`is_tchar`]'s answer per byte (a lookup instead of a search of the symbol list).
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let symbols = b"-.!%*_+`'~#$&^|";
+    let mut i = 0;
+    while i < symbols.len() {
+        t[symbols[i] as usize] = true;
+        i += 1;
+    }
+    let mut c = 0;
+    while c < 256 {
+        t[c] = t[c] || (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    t
+};
+
 fn is_tchar(b: u8) -> bool {
     // RFC 3261 25.1 token characters (a superset of RFC 7230's tchar: adds nothing else).
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~#$&^|".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 fn is_token(s: &str) -> bool {
@@ -461,6 +478,39 @@ impl DigestChallenge {
     /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
     /// opaque="..", stale=TRUE`.
     pub fn render(&self) -> Result<String, DigestParseError> {
+        ChallengeRef {
+            realm: &self.realm,
+            nonce: &self.nonce,
+            algorithm: self.algorithm.as_deref(),
+            qop: self.qop.as_deref(),
+            opaque: self.opaque.as_deref(),
+            stale: self.stale,
+        }
+        .render()
+    }
+}
+
+/// A [`DigestChallenge`] borrowing its values: a 401 renders its challenge without copying
+/// the realm, nonce and tokens into strings first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeRef<'a> {
+    /// `realm`.
+    pub realm: &'a str,
+    /// `nonce`.
+    pub nonce: &'a str,
+    /// `algorithm`; absent means MD5.
+    pub algorithm: Option<&'a str>,
+    /// `qop` options as sent.
+    pub qop: Option<&'a str>,
+    /// `opaque`.
+    pub opaque: Option<&'a str>,
+    /// `stale=true`.
+    pub stale: bool,
+}
+
+impl ChallengeRef<'_> {
+    /// [`DigestChallenge::render`].
+    pub fn render(&self) -> Result<String, DigestParseError> {
         // Written straight into the header value (one allocation per 401), with the checks of
         // [`DigestParams::push`]: no control character, unquoted values are tokens.
         let mut out = String::with_capacity(64 + self.realm.len() + self.nonce.len());
@@ -484,15 +534,15 @@ impl DigestChallenge {
             }
             Ok(())
         };
-        put("realm", &self.realm, true)?;
-        put("nonce", &self.nonce, true)?;
-        if let Some(a) = &self.algorithm {
+        put("realm", self.realm, true)?;
+        put("nonce", self.nonce, true)?;
+        if let Some(a) = self.algorithm {
             put("algorithm", a, false)?;
         }
-        if let Some(q) = &self.qop {
+        if let Some(q) = self.qop {
             put("qop", q, true)?;
         }
-        if let Some(o) = &self.opaque {
+        if let Some(o) = self.opaque {
             put("opaque", o, true)?;
         }
         if self.stale {
@@ -687,6 +737,14 @@ impl<'a> CredentialsRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tchar_table_is_the_character_rule() {
+        for b in 0..=255u8 {
+            let rule = b.is_ascii_alphanumeric() || b"-.!%*_+`'~#$&^|".contains(&b);
+            assert_eq!(is_tchar(b), rule, "{b:#x}");
+        }
+    }
 
     #[test]
     fn parses_tolerantly() {
