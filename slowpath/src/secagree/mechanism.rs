@@ -551,17 +551,13 @@ fn view_params(params: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .map(split_param)
 }
 
-/// The first `b` in `s`: a plain loop over the first 16 bytes (a parameter, a mechanism
-/// name: where the byte usually is, and where `memchr`'s set-up costs more than the scan),
-/// `memchr` over the rest.
+/// The first `b` in `s`: a plain loop over short input (a parameter, a mechanism name),
+/// where `memchr`'s set-up costs more than the scan; `memchr` over longer input.
 fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
-    const HEAD: usize = 16;
-    match s.split_at_checked(HEAD) {
-        None => s.iter().position(|&c| c == b),
-        Some((head, tail)) => head
-            .iter()
-            .position(|&c| c == b)
-            .or_else(|| memchr::memchr(b, tail).map(|i| HEAD + i)),
+    if s.len() < 32 {
+        s.iter().position(|&c| c == b)
+    } else {
+        memchr::memchr(b, s)
     }
 }
 

@@ -31,14 +31,10 @@ pub(crate) use akagate_proto::sipscan::is_token_char;
 /// short piece, where `memchr`'s set-up (and `str::find`'s searcher) costs more than the
 /// scan; `memchr` over a longer one (a whole URI or name-addr, searched several times).
 pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
-    // The first 16 bytes by the loop (a scheme's colon, a short piece), the rest by memchr.
-    const HEAD: usize = 16;
-    match s.as_bytes().split_at_checked(HEAD) {
-        None => s.bytes().position(|c| c == b),
-        Some((head, tail)) => head
-            .iter()
-            .position(|&c| c == b)
-            .or_else(|| memchr::memchr(b, tail).map(|i| HEAD + i)),
+    if s.len() < 32 {
+        s.bytes().position(|c| c == b)
+    } else {
+        memchr::memchr(b, s.as_bytes())
     }
 }
 
