@@ -461,6 +461,39 @@ impl DigestChallenge {
     /// Renders the header value: `Digest realm="..", nonce="..", algorithm=.., qop="..",
     /// opaque="..", stale=TRUE`.
     pub fn render(&self) -> Result<String, DigestParseError> {
+        ChallengeRef {
+            realm: &self.realm,
+            nonce: &self.nonce,
+            algorithm: self.algorithm.as_deref(),
+            qop: self.qop.as_deref(),
+            opaque: self.opaque.as_deref(),
+            stale: self.stale,
+        }
+        .render()
+    }
+}
+
+/// A [`DigestChallenge`] borrowing its values: a 401 renders its challenge without copying
+/// the realm, nonce and tokens into strings first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeRef<'a> {
+    /// `realm`.
+    pub realm: &'a str,
+    /// `nonce`.
+    pub nonce: &'a str,
+    /// `algorithm`; absent means MD5.
+    pub algorithm: Option<&'a str>,
+    /// `qop` options as sent.
+    pub qop: Option<&'a str>,
+    /// `opaque`.
+    pub opaque: Option<&'a str>,
+    /// `stale=true`.
+    pub stale: bool,
+}
+
+impl ChallengeRef<'_> {
+    /// [`DigestChallenge::render`].
+    pub fn render(&self) -> Result<String, DigestParseError> {
         // Written straight into the header value (one allocation per 401), with the checks of
         // [`DigestParams::push`]: no control character, unquoted values are tokens.
         let mut out = String::with_capacity(64 + self.realm.len() + self.nonce.len());
@@ -484,15 +517,15 @@ impl DigestChallenge {
             }
             Ok(())
         };
-        put("realm", &self.realm, true)?;
-        put("nonce", &self.nonce, true)?;
-        if let Some(a) = &self.algorithm {
+        put("realm", self.realm, true)?;
+        put("nonce", self.nonce, true)?;
+        if let Some(a) = self.algorithm {
             put("algorithm", a, false)?;
         }
-        if let Some(q) = &self.qop {
+        if let Some(q) = self.qop {
             put("qop", q, true)?;
         }
-        if let Some(o) = &self.opaque {
+        if let Some(o) = self.opaque {
             put("opaque", o, true)?;
         }
         if self.stale {

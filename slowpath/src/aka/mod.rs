@@ -14,7 +14,9 @@ pub use digest::{
     aka_response, decode_auts, digest_response, encode_auts, verify_response, AkaNonce,
     AkaNonceError, DigestInput, DigestResponse, QopAuth, ALGORITHM_AKAV1_MD5, AUTS_PASSWORD,
 };
-pub use digest_params::{DigestChallenge, DigestCredentials, DigestParams, DigestParseError};
+pub use digest_params::{
+    ChallengeRef, DigestChallenge, DigestCredentials, DigestParams, DigestParseError,
+};
 pub use keys::{derive_suite, KeyError};
 pub use material::{Ck, Ik, Res, ResLengthError};
 pub use milenage::{opc_from_op, Milenage, F2345};

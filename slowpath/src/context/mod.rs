@@ -224,8 +224,9 @@ pub(crate) struct TxInfo {
 /// A deadline in the core's timer set.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
-    /// A registration's next deadline (challenge, binding or old set), by IMPI key.
-    Registration(String),
+    /// A registration's next deadline (challenge, binding or old set), by IMPI key (the
+    /// registrar's own key, shared: arming copies no string).
+    Registration(std::sync::Arc<str>),
     /// How long 2xx retransmissions to a forwarded INVITE are still relayed, by our branch.
     Accepted(String),
     /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
@@ -291,9 +292,9 @@ impl Cx<'_> {
 /// deadlines of registrations gone meanwhile out.
 pub(crate) fn rearm(shared: &mut Shared, registrar: &mut Registrar, key: &str) {
     for (gone, armed) in registrar.take_disarmed() {
-        shared.arm(TimerKey::Registration(gone), armed, None);
+        shared.arm(TimerKey::Registration(gone.into()), armed, None);
     }
-    if let Some((previous, next)) = registrar.rearm(key) {
-        shared.arm(TimerKey::Registration(key.to_string()), previous, next);
+    if let Some((key, previous, next)) = registrar.rearm(key) {
+        shared.arm(TimerKey::Registration(key), previous, next);
     }
 }

@@ -125,8 +125,8 @@ impl Shared {
         out: &mut Vec<WorkerCommand>,
         headers: impl FnOnce(&mut MessageBuilder),
     ) {
-        let tag = self.token(8);
-        let mut b = match response_to(req.msg, code, reason, Some(&tag)) {
+        let tag = self.tag();
+        let mut b = match response_to(req.msg, code, reason, Some(tag.as_str())) {
             Ok(b) => b,
             Err(e) => return tracing::debug!("cannot answer {code}: {e}"),
         };
@@ -180,8 +180,12 @@ impl Shared {
         if previous == at {
             return;
         }
+        let mut key = key;
         if let Some(p) = previous {
-            self.timers.remove(&(p, key.clone()));
+            // The probe's key is taken back for the insert (no copy of it).
+            let probe = (p, key);
+            self.timers.remove(&probe);
+            key = probe.1;
         }
         if let Some(a) = at {
             self.timers.insert((a, key));
@@ -217,6 +221,19 @@ impl Shared {
         };
         self.rng.fill_bytes(b);
         lower_hex(b)
+    }
+
+    /// A random To tag: what [`Shared::token`]`(8)` draws and writes, kept on the stack (one
+    /// allocation less per response).
+    pub(crate) fn tag(&mut self) -> Tag {
+        let mut raw = [0u8; 8];
+        self.rng.fill_bytes(&mut raw);
+        let mut hex = [0u8; 16];
+        for (pair, &x) in hex.chunks_exact_mut(2).zip(&raw) {
+            pair[0] = HEX_DIGITS[usize::from(x >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(x & 15)];
+        }
+        Tag(hex)
     }
 
     /// A new RFC 3261 branch (magic cookie, random part, per-core sequence number).
@@ -263,16 +280,29 @@ impl Shared {
     }
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// `bytes` as lower-case hex, written at once (what `hex::encode` gives, without its
 /// character-by-character collect).
 fn lower_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(2 * bytes.len());
     for &x in bytes {
-        out.push(char::from(HEX[usize::from(x >> 4)]));
-        out.push(char::from(HEX[usize::from(x & 15)]));
+        out.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(x & 15)]));
     }
     out
+}
+
+/// A To tag of 16 lower-case hex digits ([`Shared::tag`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tag([u8; 16]);
+
+impl Tag {
+    /// The tag as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
 }
 
 #[cfg(test)]
@@ -282,5 +312,33 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(super::lower_hex(&all), hex::encode(&all));
         assert_eq!(super::lower_hex(&[]), "");
+    }
+
+    #[test]
+    fn tag_is_the_token_of_the_same_draw() {
+        use super::Shared;
+        use rand::SeedableRng;
+        struct NoSpis;
+        impl akagate_proto::spi::SpiAllocator for NoSpis {
+            fn allocate(&self) -> Result<u32, akagate_proto::spi::SadError> {
+                Err(akagate_proto::spi::SadError::Exhausted { capacity: 0 })
+            }
+            fn release(&self, _: u32) -> Result<(), akagate_proto::spi::SadError> {
+                Ok(())
+            }
+        }
+        let new = || {
+            Shared::new(
+                crate::CoreConfig::default(),
+                std::sync::Arc::new(NoSpis),
+                Box::new(rand::rngs::StdRng::seed_from_u64(7)),
+            )
+        };
+        let (mut a, mut b) = (new(), new());
+        for _ in 0..4 {
+            let t = a.tag();
+            assert_eq!(t.as_str(), b.token(8));
+            assert_eq!(t.as_str().len(), 16);
+        }
     }
 }

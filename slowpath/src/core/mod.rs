@@ -448,7 +448,7 @@ impl Core {
         if self.is_core_flow(&sip.flow) {
             return self.on_core_sip(sip, now, out);
         }
-        let msg = match Message::parse(&sip.bytes) {
+        let mut msg = match Message::parse(&sip.bytes) {
             Ok(m) => m,
             Err(e) => return self.reject_malformed(&sip.bytes, None, e, sip.flow, out),
         };
@@ -462,7 +462,6 @@ impl Core {
         // RFC 3261 18.2.1, RFC 3581 4: note the source address for the top Via before the
         // request reaches a transaction, so every response (ours or relayed) carries it. The
         // note travels beside the request; its bytes are not copied (`ViaNote`).
-        let mut msg = msg;
         msg.set_via_note(crate::proxy::received_note(&msg, sip.flow));
         let msg = &msg;
         let id = match self.shared.txl.handle_message(msg, peer_of(sip.flow), now) {

@@ -11,7 +11,7 @@ use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
 
 use crate::aka::digest_params::CredentialsRef;
 use crate::aka::{
-    decode_auts, AkaNonce, AuthVector, Autn, Ck, DigestChallenge, DigestParseError, Ik, Res,
+    decode_auts, AkaNonce, AuthVector, Autn, ChallengeRef, Ck, DigestParseError, Ik, Res,
     ALGORITHM_AKAV1_MD5,
 };
 use crate::context::{CoreStats, RateVerdict};
@@ -20,22 +20,23 @@ use crate::core::saset::{new_sa_set, NoSet};
 use crate::core::{Core, Req, TimerKey};
 use crate::hss::PersistTicket;
 use crate::registrar::{
-    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
-    AuthVectorSource, Displaced, Expiry, Identities, IssuedVector, Pending, SetKind,
+    choose_security_client, contact_uri, contact_uri_str, impi_of, mechanism_views, realm_of,
+    requested_expires, verify_matches, AuthVectorSource, Displaced, Expiry, Identities,
+    IssuedVector, Pending, SetKind,
 };
 use crate::secagree::{
-    choose, render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
+    render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
     IPSEC_3GPP, TLS_MECHANISM,
 };
-use crate::sip::{HeaderKind, Message};
+use crate::sip::{response_to, HeaderKind, Message};
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1).
-pub(crate) fn aka_challenge(impi: &str, nonce: String) -> Result<String, DigestParseError> {
-    DigestChallenge {
-        realm: realm_of(impi).to_string(),
+pub(crate) fn aka_challenge(impi: &str, nonce: &str) -> Result<String, DigestParseError> {
+    ChallengeRef {
+        realm: realm_of(impi),
         nonce,
-        algorithm: Some(ALGORITHM_AKAV1_MD5.into()),
-        qop: Some("auth".into()),
+        algorithm: Some(ALGORITHM_AKAV1_MD5),
+        qop: Some("auth"),
         opaque: None,
         stale: false,
     }
@@ -125,12 +126,12 @@ impl Core {
         if req.msg.header(HeaderKind::SecurityClient).is_none() || self.agrees_tls(req) {
             return Some(None);
         }
-        let Ok(offers) = mechanism_views(req.msg, HeaderKind::SecurityClient) else {
+        let Ok(chosen) = choose_security_client(req.msg, &self.shared.cfg.profile) else {
             self.shared
                 .respond(req, 400, "Bad Security-Client", &[], now, out);
             return None;
         };
-        match choose(&self.shared.cfg.profile, &offers) {
+        match chosen {
             Some(c) => Some(Some(c)),
             None => {
                 self.require_sec_agree(req, 494, "Security Agreement Required", now, out);
@@ -248,7 +249,7 @@ impl Core {
         req: &Req<'_, 'a>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
-    ) -> Option<(Option<CredentialsRef<'a>>, String)> {
+    ) -> Option<(Option<CredentialsRef<'a>>, std::borrow::Cow<'a, str>)> {
         let creds = match req
             .msg
             .header(HeaderKind::Authorization)
@@ -481,20 +482,16 @@ impl Core {
         }
         .encode();
         let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
-        let Ok(www) = aka_challenge(impi, nonce.clone()) else {
+        let Ok(www) = aka_challenge(impi, &nonce) else {
             self.shared.release_spis(&set);
             return self
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);
         };
-        let mut extra = vec![("WWW-Authenticate", www)];
         if chosen.is_some() {
             // TS 33.203 7.1: the SAs exist before the UE can use them, i.e. before the 401
             // leaves.
             out.push(WorkerCommand::InstallSaSet(Box::new(set.clone())));
-        }
-        if let Some(server) = &security_server {
-            extra.push(("Security-Server", server.render()));
         }
         // With SQN state, the 401 waits until the vector's SQN is durable (TS 33.102 6.3.2);
         // a reused vector's may be already.
@@ -502,8 +499,18 @@ impl Core {
         if let Some(t) = durable_after {
             self.shared.held.wait_for(req.tx, t);
         }
+        // The challenge and the Security-Server written straight into the 401.
         self.shared
-            .respond(req, 401, "Unauthorized", &extra, now, out);
+            .respond_with(req, 401, "Unauthorized", now, out, |b| {
+                b.push_header("WWW-Authenticate", &www);
+                if let Some(server) = &security_server {
+                    b.push_header_with("Security-Server", |w| {
+                        server.render_pieces(|p| {
+                            w.str(p);
+                        })
+                    });
+                }
+            });
         let pending = Pending {
             set,
             security_server,
@@ -692,22 +699,29 @@ impl Core {
         out: &mut Vec<WorkerCommand>,
     ) {
         let impus = self.registrar.impus(key).unwrap_or_default();
-        let host = self.shared.cfg.pcscf_host.clone();
-        self.shared.respond_with(req, 200, "OK", now, out, |b| {
-            b.push_header_with("Contact", |v| {
-                v.str("<").str(contact).str(">;expires=").decimal(expires);
-            });
-            b.push_header_with("Expires", |v| {
-                v.decimal(expires);
-            });
-            b.push_header_parts("Path", &["<sip:term@", &host, ";lr>"]);
-            b.push_header_parts("Service-Route", &["<sip:orig@", &host, ";lr>"]);
-            b.push_header_with("P-Associated-URI", |v| {
-                for (i, u) in impus.iter().enumerate() {
-                    v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");
-                }
-            });
-        });
+        // `respond_with` written out here: the headers borrow the configuration's host
+        // while the tag is drawn from the shared state (no copy of the host).
+        let tag = self.shared.tag();
+        match response_to(req.msg, 200, "OK", Some(tag.as_str())) {
+            Ok(mut b) => {
+                let host = &self.shared.cfg.pcscf_host;
+                b.push_header_with("Contact", |v| {
+                    v.str("<").str(contact).str(">;expires=").decimal(expires);
+                });
+                b.push_header_with("Expires", |v| {
+                    v.decimal(expires);
+                });
+                b.push_header_parts("Path", &["<sip:term@", host, ";lr>"]);
+                b.push_header_parts("Service-Route", &["<sip:orig@", host, ";lr>"]);
+                b.push_header_with("P-Associated-URI", |v| {
+                    for (i, u) in impus.iter().enumerate() {
+                        v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");
+                    }
+                });
+                self.shared.send_response(req.tx, b.build(), now, out);
+            }
+            Err(e) => tracing::debug!("cannot answer 200: {e}"),
+        }
         self.on_registered(key, now, out);
     }
 
@@ -739,18 +753,18 @@ impl Core {
             return self.fail_pending(req, key, spi, now, out);
         }
         let expires = self.granted_expires(msg);
-        let contact = contact_uri(msg).unwrap_or_default();
+        let contact = contact_uri_str(msg).unwrap_or_default();
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let Some(superseded) =
             self.registrar
-                .complete(key, spi, contact.clone(), req.flow.proto, expires_at)
+                .complete(key, spi, contact.to_string(), req.flow.proto, expires_at)
         else {
             return;
         };
         if expires == 0 {
             self.deregister(req, key, now, out);
         } else {
-            self.registered_ok(req, key, &contact, expires, now, out);
+            self.registered_ok(req, key, contact, expires, now, out);
         }
         self.remove_sets(superseded, out);
     }

@@ -22,8 +22,8 @@ use crate::aka::{AkaNonce, AuthVector, Autn, DigestParams, Res};
 use crate::context::{peer_of, Req, TimerKey, TxInfo};
 use crate::core::Core;
 use crate::proxy::RegEnd;
-use crate::registrar::{contact_uri, mechanism_views, verify_matches, Pending, SetKind};
-use crate::secagree::{choose, tls_security_server, ChosenMechanism, TLS_MECHANISM};
+use crate::registrar::{choose_security_client, contact_uri, verify_matches, Pending, SetKind};
+use crate::secagree::{tls_security_server, ChosenMechanism, TLS_MECHANISM};
 use crate::sip::transaction::{Incoming, TxEvent, TxId};
 use crate::sip::{HeaderKind, Message, MessageEdit};
 use crate::upstream::{forward_register, registration_facts, take_keys, Integrity, RegisterHop};
@@ -133,8 +133,9 @@ impl RelayState {
 
 /// The quiet choice of a REGISTER's Security-Client (protected REGISTERs: no 494 over SAs).
 fn quiet_choice(core: &Core, msg: &Message<'_>) -> Option<ChosenMechanism> {
-    let offers = mechanism_views(msg, HeaderKind::SecurityClient).ok()?;
-    choose(&core.shared.cfg.profile, &offers)
+    choose_security_client(msg, &core.shared.cfg.profile)
+        .ok()
+        .flatten()
 }
 
 impl Core {
@@ -291,7 +292,7 @@ impl Core {
         let relay = Relay {
             server: req.tx,
             key,
-            impi,
+            impi: impi.into_owned(),
             flow: req.flow,
             via_spi: req.via_spi,
             through,

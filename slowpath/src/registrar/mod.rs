@@ -18,7 +18,8 @@ mod view;
 pub use directory::{Located, LocationDirectory};
 pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
 pub(crate) use request::{
-    contact_uri, impi_of, mechanism_views, realm_of, requested_expires, verify_matches,
+    choose_security_client, contact_uri, contact_uri_str, impi_of, mechanism_views, realm_of,
+    requested_expires, verify_matches,
 };
 pub(crate) use sa::{unprotected_suite, SaSetExt};
 pub use source::{AuthVectorSource, Identities, IssuedVector, VectorError};
@@ -637,12 +638,14 @@ impl Registrar {
         Some(Expiry::Lapsed(lapsed))
     }
 
-    /// Registration `key`'s deadline as armed and as it should be now: `(previous, next)`,
-    /// noting `next` as armed. `None` if `key` is gone.
-    pub fn rearm(&mut self, key: &str) -> Option<(Option<Instant>, Option<Instant>)> {
+    /// Registration `key`'s deadline as armed and as it should be now: `(key, previous,
+    /// next)` with the registration's shared key, noting `next` as armed. `None` if `key` is
+    /// gone.
+    pub fn rearm(&mut self, key: &str) -> Option<(Arc<str>, Option<Instant>, Option<Instant>)> {
+        let shared = self.regs.get_key_value(key)?.0.clone();
         let reg = self.regs.get_mut(key)?;
         let next = reg.state.next_deadline();
-        Some((std::mem::replace(&mut reg.armed, next), next))
+        Some((shared, std::mem::replace(&mut reg.armed, next), next))
     }
 
     /// Deadlines of registrations that went away since the last call, to take out of the
@@ -940,11 +943,14 @@ mod tests {
     fn deadlines_lapse_challenges_and_old_sets_and_end_bindings() {
         let (mut r, t) = (Registrar::default(), Instant::now());
         registered(&mut r, t);
-        assert_eq!(r.rearm(KEY), Some((None, Some(t + secs(600)))));
+        assert_eq!(
+            r.rearm(KEY),
+            Some((Arc::from(KEY), None, Some(t + secs(600))))
+        );
         r.challenged(KEY, KEY, &[], pending(2000, t + secs(10)), MAX);
         assert_eq!(
             r.rearm(KEY),
-            Some((Some(t + secs(600)), Some(t + secs(10))))
+            Some((Arc::from(KEY), Some(t + secs(600)), Some(t + secs(10))))
         );
         match r.expire(KEY, t + secs(10)) {
             Some(Expiry::Lapsed(sets)) => assert_eq!(spis(&sets), [2000]),

@@ -46,15 +46,15 @@ impl ChosenMechanism {
     ) -> SecMechanism {
         // Nine parameters, about 90 bytes of names and values: room for all at once.
         SecMechanism::with_capacity(IPSEC_3GPP, 9, 128)
-            .with("alg", self.auth.token())
-            .with("ealg", self.encr.token())
-            .with("prot", "esp")
-            .with("mod", "trans")
-            .with("spi-c", spi_pc)
-            .with("spi-s", spi_ps)
-            .with("port-c", port_pc)
-            .with("port-s", port_ps)
-            .with("q", SERVER_Q)
+            .with_str("alg", self.auth.token())
+            .with_str("ealg", self.encr.token())
+            .with_str("prot", "esp")
+            .with_str("mod", "trans")
+            .with_u32("spi-c", spi_pc)
+            .with_u32("spi-s", spi_ps)
+            .with_u32("port-c", port_pc.into())
+            .with_u32("port-s", port_ps.into())
+            .with_str("q", SERVER_Q)
     }
 }
 
@@ -103,28 +103,57 @@ fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
 /// For `aes-gcm` an offer with `alg=null` is accepted after the listed `alg`s: GCM brings its
 /// own integrity, so `auth_alg_list` does not need to (and cannot) name `null`.
 pub fn choose<M: Mechanism>(profile: &ImsAkaProfile, offers: &[M]) -> Option<ChosenMechanism> {
-    // One pass, no list of the valid offers: each valid offer's rank is where its pair
-    // comes in the profile's order, and the first offer of the lowest rank wins — the offer
-    // a walk over the profile's pairs would find first.
-    let mut best: Option<((usize, usize), ChosenMechanism)> = None;
+    let mut chooser = Chooser::new(profile);
     for m in offers {
+        chooser.consider(m);
+    }
+    chooser.chosen()
+}
+
+/// [`choose`] over offers seen one at a time (as a Security-Client is read, with no list of
+/// them kept).
+#[derive(Debug)]
+pub struct Chooser<'p> {
+    profile: &'p ImsAkaProfile,
+    /// The best valid offer so far and its rank.
+    best: Option<((usize, usize), ChosenMechanism)>,
+}
+
+impl<'p> Chooser<'p> {
+    /// Nothing chosen yet.
+    pub fn new(profile: &'p ImsAkaProfile) -> Self {
+        Chooser {
+            profile,
+            best: None,
+        }
+    }
+
+    /// Takes the next offer into account. One pass, no list of the valid offers: each valid
+    /// offer's rank is where its pair comes in the profile's order, and the first offer of
+    /// the lowest rank wins — the offer a walk over the profile's pairs would find first.
+    pub fn consider(&mut self, m: &impl Mechanism) {
+        let profile = self.profile;
         // An offer that could not beat the best so far need not be read further (its SPIs
         // and ports parsed): whether it is valid changes nothing.
-        if let Some((b, _)) = &best {
+        if let Some((b, _)) = &self.best {
             match algorithms(m).and_then(|a| rank_of(profile, a)) {
                 Some(r) if r < *b => {}
-                _ => continue,
+                _ => return,
             }
         }
         if let Some(c) = offer(m) {
             if let Some(r) = rank_of(profile, (c.auth, c.encr)) {
-                if best.as_ref().is_none_or(|(b, _)| r < *b) {
-                    best = Some((r, c));
+                if self.best.as_ref().is_none_or(|(b, _)| r < *b) {
+                    self.best = Some((r, c));
                 }
             }
         }
     }
-    best.map(|(_, c)| c)
+
+    /// The offer the profile prefers most of those considered, if any fits.
+    pub fn chosen(self) -> Option<ChosenMechanism> {
+        self.best.map(|(_, c)| c)
+    }
 }
 
 /// The algorithms an `ipsec-3gpp` offer names, if it names known ones (not yet checked
@@ -173,6 +202,49 @@ mod tests {
         assert_eq!(
             (c.spi_uc, c.spi_us, c.port_uc, c.port_us),
             (1028536224, 455113919, 8034, 8904)
+        );
+    }
+
+    #[test]
+    fn security_server_is_what_the_formatter_wrote() {
+        let c = ChosenMechanism {
+            auth: AuthAlg::HmacSha1_96,
+            encr: EncrAlg::AesCbc,
+            spi_uc: 1,
+            spi_us: 2,
+            port_uc: 3,
+            port_us: 4,
+        };
+        let by_formatter = SecMechanism::new(IPSEC_3GPP)
+            .with("alg", c.auth.token())
+            .with("ealg", c.encr.token())
+            .with("prot", "esp")
+            .with("mod", "trans")
+            .with("spi-c", 4294967295u32)
+            .with("spi-s", 256u32)
+            .with("port-c", 65535u16)
+            .with("port-s", 5064u16)
+            .with("q", SERVER_Q);
+        let server = c.security_server(4294967295, 256, 65535, 5064);
+        assert_eq!(server, by_formatter);
+        assert_eq!(
+            server.render(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=4294967295;spi-s=256;port-c=65535;port-s=5064;q=0.1"
+        );
+        let mut pieces = String::new();
+        server.render_pieces(|p| pieces.push_str(p));
+        assert_eq!(pieces, server.render());
+    }
+
+    #[test]
+    fn chooser_over_views_is_choose_over_parsed_offers() {
+        let profile = ImsAkaProfile::default();
+        let mut chooser = Chooser::new(&profile);
+        let n = crate::secagree::each_security_view(CMCC, |v| chooser.consider(&v)).unwrap();
+        assert_eq!(n, 6);
+        assert_eq!(
+            chooser.chosen(),
+            choose(&profile, &parse_security_header(CMCC).unwrap())
         );
     }
 

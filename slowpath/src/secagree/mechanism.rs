@@ -83,6 +83,22 @@ impl SecMechanism {
         self
     }
 
+    /// [`SecMechanism::with`] for a text value, without the formatter.
+    pub fn with_str(mut self, name: &str, value: &str) -> Self {
+        let name_start = self.text.len();
+        self.text.push_str(name);
+        self.text[name_start..].make_ascii_lowercase();
+        let value_start = self.text.len();
+        self.text.push_str(value);
+        self.push_span(name_start, value_start);
+        self
+    }
+
+    /// [`SecMechanism::with`] for a number (SPIs, ports), written without the formatter.
+    pub fn with_u32(self, name: &str, value: u32) -> Self {
+        self.with_str(name, itoa::Buffer::new().format(value))
+    }
+
     /// Records the parameter whose name starts at `name_start` and whose value, from
     /// `value_start`, ends at the end of `text`.
     fn push_span(&mut self, name_start: usize, value_start: usize) {
@@ -136,16 +152,22 @@ impl SecMechanism {
     /// Renders the mechanism as `name;p=v;p=v` (no spaces).
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(self.name.len() + self.text.len() + 2 * self.spans.len());
-        s.push_str(&self.name);
+        self.render_pieces(|p| s.push_str(p));
+        s
+    }
+
+    /// [`SecMechanism::render`] handed piece by piece to `put` (written straight into a
+    /// message, no intermediate string).
+    pub fn render_pieces(&self, mut put: impl FnMut(&str)) {
+        put(&self.name);
         for (n, v) in self.params() {
-            s.push(';');
-            s.push_str(n);
+            put(";");
+            put(n);
             if !v.is_empty() {
-                s.push('=');
-                s.push_str(v);
+                put("=");
+                put(v);
             }
         }
-        s
     }
 }
 
@@ -411,27 +433,57 @@ pub const OFFER_PARAMS: [&str; 8] = [
 /// Records `value` for `name` if it is one of [`OFFER_PARAMS`] not seen yet (the first of
 /// each name counts, as [`Mechanism::param`] reads it).
 fn note_offer_param<'a>(read: &mut [Option<&'a str>; 8], name: &str, value: &'a str) {
-    // The name lower-cased onto the stack, then one comparison (the names are 3 to 6 bytes).
-    let mut low = [0u8; 6];
-    let Some(dst) = low.get_mut(..name.len()) else {
-        return;
-    };
-    for (d, c) in dst.iter_mut().zip(name.bytes()) {
-        *d = c.to_ascii_lowercase();
+    if let Some(i) = offer_slot(name.len(), packed_lower(name.as_bytes())) {
+        read[i].get_or_insert(value);
     }
-    let i = match &*dst {
-        b"prot" => 0,
-        b"mod" => 1,
-        b"alg" => 2,
-        b"ealg" => 3,
-        b"spi-c" => 4,
-        b"spi-s" => 5,
-        b"port-c" => 6,
-        b"port-s" => 7,
-        _ => return,
+}
+
+/// The first eight bytes of `name`, lower-cased and packed little-endian: with the length,
+/// what [`offer_slot`] compares (one integer comparison per known name).
+fn packed_lower(name: &[u8]) -> u64 {
+    let mut word = 0u64;
+    for (i, &c) in name.iter().take(8).enumerate() {
+        word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+    }
+    word
+}
+
+/// [`packed_lower`] of a lower-case name, at compile time.
+const fn packed(name: &[u8]) -> u64 {
+    let mut word = 0u64;
+    let mut i = 0;
+    while i < name.len() && i < 8 {
+        word |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    word
+}
+
+/// Where a parameter of `len` bytes whose [`packed_lower`] is `word` goes in
+/// [`Mechanism::offer_params`] ([`OFFER_PARAMS`] order); `None` for the others.
+fn offer_slot(len: usize, word: u64) -> Option<usize> {
+    const PROT: u64 = packed(b"prot");
+    const MOD: u64 = packed(b"mod");
+    const ALG: u64 = packed(b"alg");
+    const EALG: u64 = packed(b"ealg");
+    const SPI_C: u64 = packed(b"spi-c");
+    const SPI_S: u64 = packed(b"spi-s");
+    const PORT_C: u64 = packed(b"port-c");
+    const PORT_S: u64 = packed(b"port-s");
+    // Every known name is at most 8 bytes, so length and word identify it exactly.
+    let i = match (len, word) {
+        (4, PROT) => 0,
+        (3, MOD) => 1,
+        (3, ALG) => 2,
+        (4, EALG) => 3,
+        (5, SPI_C) => 4,
+        (5, SPI_S) => 5,
+        (6, PORT_C) => 6,
+        (6, PORT_S) => 7,
+        _ => return None,
     };
-    debug_assert_eq!(OFFER_PARAMS[i].as_bytes(), dst);
-    read[i].get_or_insert(value);
+    debug_assert_eq!(packed(OFFER_PARAMS[i].as_bytes()), word);
+    Some(i)
 }
 
 impl Mechanism for SecMechanism {
@@ -534,14 +586,25 @@ pub fn security_header_views<'a>(
     value: &'a str,
     out: &mut Vec<MechanismView<'a>>,
 ) -> Result<(), SecAgreeError> {
-    let before = out.len();
+    each_security_view(value, |v| out.push(v)).map(|_| ())
+}
+
+/// [`security_header_views`] handing each view to `each` as it is checked instead of
+/// collecting them (choosing an offer keeps none but the best); returns how many there
+/// were. On an error some views may have been handed over already.
+pub fn each_security_view<'a>(
+    value: &'a str,
+    mut each: impl FnMut(MechanismView<'a>),
+) -> Result<usize, SecAgreeError> {
+    let mut seen = 0;
     let mechs = split_outside_quotes(value, b',')?;
     let plain = mechs.plain;
+    let blank = value.trim().is_empty();
     for mech in mechs {
-        if mech.trim().is_empty() && value.trim().is_empty() {
+        if blank && mech.trim().is_empty() {
             break;
         }
-        if out.len() - before == MAX_MECHANISMS {
+        if seen == MAX_MECHANISMS {
             return Err(SecAgreeError::TooLarge);
         }
         let (name, params) = match find_byte(b';', mech.as_bytes()) {
@@ -568,21 +631,33 @@ pub fn security_header_views<'a>(
                 return Err(SecAgreeError::TooLarge);
             }
             let (n, v) = split_param(item);
-            if !is_token(n) {
+            // The name checked as a token and packed for `offer_slot` in one pass.
+            let mut token = !n.is_empty();
+            let mut word = 0u64;
+            for (i, c) in n.bytes().enumerate() {
+                token &= akagate_proto::sipscan::is_token_char(c);
+                if i < 8 {
+                    word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+                }
+            }
+            if !token {
                 return Err(SecAgreeError::BadToken);
             }
-            note_offer_param(&mut offer, n, v);
+            if let Some(i) = offer_slot(n.len(), word) {
+                offer[i].get_or_insert(v);
+            }
         }
-        out.push(MechanismView {
+        each(MechanismView {
             name,
             params,
             offer,
         });
+        seen += 1;
     }
-    if out.len() == before {
+    if seen == 0 {
         return Err(SecAgreeError::Empty);
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// Parses the value of a Security-Client, Security-Server or Security-Verify header (one

@@ -5,9 +5,11 @@ mod choose;
 mod mechanism;
 mod profile;
 
-pub use choose::{choose, tls_security_server, ChosenMechanism, IPSEC_3GPP, TLS_MECHANISM};
+pub use choose::{
+    choose, tls_security_server, Chooser, ChosenMechanism, IPSEC_3GPP, TLS_MECHANISM,
+};
 pub use mechanism::{
-    equivalent, parse_security_header, render_security_header, security_header_views, Mechanism,
-    MechanismView, SecAgreeError, SecMechanism,
+    each_security_view, equivalent, parse_security_header, render_security_header,
+    security_header_views, Mechanism, MechanismView, SecAgreeError, SecMechanism,
 };
 pub use profile::ImsAkaProfile;

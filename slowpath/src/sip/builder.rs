@@ -27,19 +27,27 @@ const ADDED_ROOM: usize = 640;
 fn push_clean(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
     out.extend_from_slice(s.as_bytes());
-    // Values almost never hold CR or LF: copy at once, then blank any that are there (a
-    // plain loop over a short piece, where `memchr`'s set-up costs more than the scan).
-    if s.len() < 32 {
-        for b in &mut out[start..] {
+    clean_from(out, start);
+}
+
+/// Blanks every CR and LF of `out[start..]` (values almost never hold them: they are copied
+/// at once, then checked). A header value written in pieces is checked once, whole.
+fn clean_from(out: &mut [u8], start: usize) {
+    let Some(tail) = out.get_mut(start..) else {
+        return;
+    };
+    // A plain loop over a short piece, where `memchr`'s set-up costs more than the scan.
+    if tail.len() < 32 {
+        for b in tail {
             if matches!(*b, b'\r' | b'\n') {
                 *b = b' ';
             }
         }
         return;
     }
-    let mut at = start;
-    while let Some(i) = memchr::memchr2(b'\r', b'\n', &out[at..]) {
-        out[at + i] = b' ';
+    let mut at = 0;
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', &tail[at..]) {
+        tail[at + i] = b' ';
         at += i + 1;
     }
 }
@@ -96,9 +104,11 @@ impl MessageBuilder {
         }
         push_clean(&mut self.head, name);
         self.head.extend_from_slice(b": ");
+        let value = self.head.len();
         for p in parts {
-            push_clean(&mut self.head, p);
+            self.head.extend_from_slice(p.as_bytes());
         }
+        clean_from(&mut self.head, value);
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -111,7 +121,10 @@ impl MessageBuilder {
         }
         push_clean(&mut self.head, name);
         self.head.extend_from_slice(b": ");
+        let value = self.head.len();
         write(&mut ValueWriter(&mut self.head));
+        // The pieces were copied as they came: CR and LF blanked once over the whole value.
+        clean_from(&mut self.head, value);
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -146,14 +159,14 @@ impl MessageBuilder {
 }
 
 /// Writes one header value into a [`MessageBuilder`] ([`MessageBuilder::push_header_with`]);
-/// CR and LF become spaces as in every value.
+/// CR and LF become spaces as in every value (checked once the value is written).
 #[derive(Debug)]
 pub struct ValueWriter<'a>(&'a mut Vec<u8>);
 
 impl ValueWriter<'_> {
     /// Appends text.
     pub fn str(&mut self, s: &str) -> &mut Self {
-        push_clean(self.0, s);
+        self.0.extend_from_slice(s.as_bytes());
         self
     }
 
@@ -298,6 +311,25 @@ pub fn default_reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_written_in_pieces_are_cleaned_whole() {
+        let long = "x".repeat(40) + "\r\n" + &"y".repeat(40);
+        let mut b = MessageBuilder::response(200, "OK");
+        b.push_header_parts("A", &["1\r", "\n2", &long]);
+        b.push_header_with("B", |w| {
+            w.str("\n").decimal(7).str("a\rb");
+        });
+        b.push_header_with("C", |w| {
+            w.str(&long);
+        });
+        let m = String::from_utf8(b.build()).unwrap();
+        let spaced = "x".repeat(40) + "  " + &"y".repeat(40);
+        assert_eq!(
+            m,
+            format!("SIP/2.0 200 OK\r\nA: 1  2{spaced}\r\nB:  7a b\r\nC: {spaced}\r\nContent-Length: 0\r\n\r\n")
+        );
+    }
 
     #[test]
     fn builds_with_content_length() {

@@ -55,6 +55,14 @@ struct HeaderList<'a> {
     inline: [Header<'a>; INLINE_HEADERS],
     len: usize,
     spill: Vec<Header<'a>>,
+    /// One bit per [`HeaderKind`] present ([`kind_bit`]): a lookup of a header the message
+    /// does not have (most of those `validate` and the handlers ask for) scans nothing.
+    present: u64,
+}
+
+/// The bit of `kind` in [`HeaderList::present`] (fewer than 64 kinds; a test checks).
+fn kind_bit(kind: HeaderKind) -> u64 {
+    1u64 << ((kind as u32) & 63)
 }
 
 impl<'a> HeaderList<'a> {
@@ -63,6 +71,7 @@ impl<'a> HeaderList<'a> {
             inline: [Header::default(); INLINE_HEADERS],
             len: 0,
             spill: Vec::new(),
+            present: 0,
         }
     }
 
@@ -70,6 +79,7 @@ impl<'a> HeaderList<'a> {
         if self.len >= MAX_HEADERS {
             return Err(ParseError::TooManyHeaders);
         }
+        self.present |= kind_bit(h.kind);
         if self.len < INLINE_HEADERS {
             self.inline[self.len] = h;
         } else {
@@ -166,6 +176,20 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     Ok(StartLine::Request { method, uri })
 }
 
+/// The first CRLF of `b` (`str::find("\r\n")` without its two-way searcher's set-up: the
+/// start line is short).
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\r', b.get(from..)?) {
+        let at = from + i;
+        if b.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// `part`, a sub-slice of `whole`'s bytes, as a `&str` of `whole` (no second UTF-8 check).
 fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Result<&'a str, ParseError> {
     let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
@@ -177,7 +201,7 @@ fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Result<&'a str, ParseError> {
 /// The status code of `raw` from its start line alone (`None` for a request), for code that
 /// built or parsed the whole message already and only needs to know what it is.
 pub(crate) fn status_line_code(raw: &[u8]) -> Result<Option<u16>, ParseError> {
-    let end = memchr::memmem::find(raw, b"\r\n").ok_or(ParseError::Truncated)?;
+    let end = find_crlf(raw).ok_or(ParseError::Truncated)?;
     let line = std::str::from_utf8(&raw[..end]).map_err(|_| ParseError::NotUtf8)?;
     Ok(match parse_start_line(line)? {
         StartLine::Response { code, .. } => Some(code),
@@ -196,7 +220,7 @@ impl<'a> Message<'a> {
             return Err(ParseError::NulInHeader);
         }
         let head = std::str::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let (start_line, section) = match head.find("\r\n") {
+        let (start_line, section) = match find_crlf(head.as_bytes()) {
             Some(p) => (&head[..p], &head[p + 2..]),
             None => (head, ""),
         };
@@ -305,10 +329,16 @@ impl<'a> Message<'a> {
 
     /// Values of every header line of `kind`, in order.
     pub fn header_values(&self, kind: HeaderKind) -> impl Iterator<Item = &'a str> + '_ {
-        self.headers()
+        let lines = if self.has(kind) { self.headers() } else { &[] };
+        lines
             .iter()
             .filter(move |h| h.kind == kind)
             .map(|h| h.value)
+    }
+
+    /// Whether the message has a header line of `kind`.
+    pub fn has(&self, kind: HeaderKind) -> bool {
+        self.headers.present & kind_bit(kind) != 0
     }
 
     /// The first value of `kind`.
@@ -322,7 +352,8 @@ impl<'a> Message<'a> {
         name: &'s str,
     ) -> impl Iterator<Item = &'a str> + 's {
         let kind = HeaderKind::from_name(name);
-        self.headers()
+        let lines = if self.has(kind) { self.headers() } else { &[] };
+        lines
             .iter()
             .filter(move |h| {
                 h.kind == kind && (kind != HeaderKind::Other || h.name.eq_ignore_ascii_case(name))
@@ -375,6 +406,33 @@ mod tests {
         assert_eq!(m.header_by_name("x-long"), Some("a\r\n  b"));
         assert_eq!(m.body(), b"abc");
         assert_eq!(m.content_length(), Some(3));
+    }
+
+    #[test]
+    fn first_crlf_is_what_str_find_finds() {
+        for s in [
+            "",
+            "\r",
+            "\n",
+            "a\r\n",
+            "\r\r\n",
+            "a\rb\r\nc\r\n",
+            "\n\r",
+            "abc",
+        ] {
+            assert_eq!(find_crlf(s.as_bytes()), s.find("\r\n"), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_presence_bit() {
+        assert!((HeaderKind::Other as u32) < 64);
+        let m = Message::parse(REQ).unwrap();
+        assert!(m.has(HeaderKind::Via) && m.has(HeaderKind::ContentLength));
+        assert!(m.has(HeaderKind::Other));
+        assert!(!m.has(HeaderKind::Contact) && !m.has(HeaderKind::To));
+        assert_eq!(m.header(HeaderKind::Contact), None);
+        assert_eq!(m.header_by_name("X-Other"), None);
     }
 
     #[test]

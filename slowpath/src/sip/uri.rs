@@ -52,9 +52,7 @@ impl<'a> Host<'a> {
                 .map(Host::Ipv4)
                 .map_err(|_| ParseError::BadUri);
         }
-        let ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        let ok = s.bytes().all(|b| HOST_NAME_BYTE[usize::from(b)]);
         if !ok || s.starts_with('.') || s.starts_with('-') {
             return Err(ParseError::BadUri);
         }
@@ -223,9 +221,36 @@ fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The bytes of a host name: letters, digits, `-`, `.` and `_`.
+const HOST_NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric() || matches!(c as u8, b'-' | b'.' | b'_');
+        c += 1;
+    }
+    t
+};
+
+/// The bytes a URI holds as themselves: printable ASCII but `<>"` and `%` (which starts an
+/// escape).
+const PLAIN_URI_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c <= 0x7e {
+        t[c] = !matches!(c as u8, b'<' | b'>' | b'"' | b'%');
+        c += 1;
+    }
+    t
+};
+
 /// URIs are printable ASCII without `<>"` and with well-formed `%HH` escapes (RFC 3986 2.1).
 fn check_uri_chars(s: &str) -> Result<(), ParseError> {
     let b = s.as_bytes();
+    // Most URIs have no escape: one table lookup per byte.
+    if b.iter().all(|&c| PLAIN_URI_BYTE[usize::from(c)]) {
+        return Ok(());
+    }
     for (i, &c) in b.iter().enumerate() {
         if !(0x21..=0x7e).contains(&c) || matches!(c, b'<' | b'>' | b'"') {
             return Err(ParseError::BadUri);
@@ -313,6 +338,26 @@ mod tests {
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_name_table_is_the_byte_rule() {
+        for c in 0..=255u8 {
+            let rule = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+            assert_eq!(HOST_NAME_BYTE[usize::from(c)], rule, "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn plain_byte_table_is_the_byte_rule() {
+        for c in 0..=255u8 {
+            let rule = (0x21..=0x7e).contains(&c) && !matches!(c, b'<' | b'>' | b'"' | b'%');
+            assert_eq!(PLAIN_URI_BYTE[usize::from(c)], rule, "{c:#x}");
+        }
+        assert!(check_uri_chars("sip:a%41b@h").is_ok());
+        assert!(check_uri_chars("sip:a%4@h").is_err());
+        assert!(check_uri_chars("sip:a\u{7f}@h").is_err());
+        assert!(check_uri_chars("sip:<a>@h").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::message::Message;
 
 pub use client_invite::{ClientInvite, ClientInviteState};
 pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
-pub use key::{ClientKey, ServerKey};
+pub use key::{ClientKey, Rfc3261Key, ServerKey};
 pub use layer::{
     Incoming, Peer, TransactionLayer, Transmit, Transport, TransportErrorOutcome, TxId,
 };
@@ -104,8 +104,41 @@ pub trait Transaction {
 /// Queues shared by all transaction kinds.
 #[derive(Debug, Default, Clone)]
 struct Outbox {
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<TxEvent>,
+    transmits: Queue<Vec<u8>>,
+    events: Queue<TxEvent>,
+}
+
+/// A FIFO that holds its first item inline: a transaction queues one item at a time
+/// between two drains (its response, its `Terminated`), so the common path allocates no
+/// queue (a `VecDeque` allocated on its first push, twice per transaction).
+#[derive(Debug, Clone)]
+struct Queue<T> {
+    /// The oldest item, if it is held inline (always older than everything in `rest`).
+    first: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    fn push_back(&mut self, item: T) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
 }
 
 impl Outbox {
@@ -121,6 +154,30 @@ impl Outbox {
     fn report_response(&mut self, response: &Message<'_>) {
         self.events
             .push_back(TxEvent::Response(response.raw().to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::Queue;
+
+    #[test]
+    fn queue_keeps_fifo_order_across_inline_and_spilled_items() {
+        let mut q = Queue::default();
+        let mut model = std::collections::VecDeque::new();
+        // Interleaved pushes and pops, including pops that empty the inline slot while
+        // spilled items wait.
+        for (i, pops) in [0, 0, 1, 0, 2, 0, 0, 3, 1, 0, 4].into_iter().enumerate() {
+            q.push_back(i);
+            model.push_back(i);
+            for _ in 0..pops {
+                assert_eq!(q.pop_front(), model.pop_front());
+            }
+        }
+        while let Some(m) = model.pop_front() {
+            assert_eq!(q.pop_front(), Some(m));
+        }
+        assert_eq!(q.pop_front(), None);
     }
 }
 
