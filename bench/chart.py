@@ -136,7 +136,8 @@ def draw_ratios(svg, rows, y):
         x = rx(2.0 ** e)
         svg.line(x, top - 4, x, bottom, stroke="#222" if e == 0 else "#ddd",
                  width=1.5 if e == 0 else 1)
-        label = f"{2.0 ** e:g}x"
+        # Below 1 as fractions: "1/32x" takes the room "0.03125x" would overlap with.
+        label = f"{2 ** e}x" if e >= 0 else f"1/{2 ** -e}x"
         svg.text(x, top - 8, label, SMALL, "middle")
         svg.text(x, bottom + 14, label, SMALL, "middle")
     svg.text(rx(2.0 ** lo), bottom + 30, "worse than the reference", SMALL, fill=WORSE)
