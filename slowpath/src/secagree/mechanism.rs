@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::sip::lex::is_token;
+
 /// Upper bound on mechanisms accepted in one header (real UEs send up to 6).
 const MAX_MECHANISMS: usize = 32;
 /// Upper bound on parameters of one mechanism.
@@ -265,11 +267,6 @@ fn qvalue_thousandths(v: &str) -> Option<u32> {
     }
     let t = i * 1000 + f;
     (t <= 1000).then_some(t)
-}
-
-/// RFC 3261 25.1 `token` characters.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(akagate_proto::sipscan::is_token_char)
 }
 
 /// Splits `s` at `sep` outside double quotes (backslash escapes honoured inside quotes).
