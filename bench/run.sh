@@ -407,10 +407,16 @@ PYEOF
 # is the burst's cost at the largest size over its cost at the smallest in the same process,
 # the median over the runs (goal: at most 1.5): one run's ratio swings by a fifth on this VM.
 section_salookup() {
-    local sizes=${SALOOKUP_SIZES:-1024,4194304} runs=${SALOOKUP_RUNS:-3}
+    local sizes=${SALOOKUP_SIZES:-1024,8192,4194304} runs=${SALOOKUP_RUNS:-3}
     echo "== salookup: cargo bench -p akagate-bench --bench sa_path (SAs: $sizes, $runs runs)"
-    local n r args=()
+    local n r args=() probe="$TARGET_DIR/tlbreach"
     : >"$RESULTS/salookup-criterion.log"
+    # The machine's memory, measured apart from our code: a line's cost with few pages and
+    # with one page per line (bench/baseline/tlbreach.c), so the ratio can be read against it.
+    : >"$RESULTS/salookup-tlbreach.txt"
+    if cc -O2 -Wall -o "$probe" "$ROOT/bench/baseline/tlbreach.c" >>"$RESULTS/salookup-criterion.log" 2>&1; then
+        "$probe" >"$RESULTS/salookup-tlbreach.txt"
+    fi
     for ((r = 1; r <= runs; r++)); do
         SA_PATH_SIZES="$sizes" cargo bench -p akagate-bench --bench sa_path -- 'sa_path/decap/' \
             >>"$RESULTS/salookup-criterion.log" 2>&1 || {
@@ -421,9 +427,9 @@ section_salookup() {
             args+=("$r" "$n" "$(criterion_ns sa_path decap "$n")")
         done
     done
-    "$PY" - "$RESULTS/salookup.json" "${args[@]}" <<'PYEOF'
+    "$PY" - "$RESULTS/salookup.json" "$RESULTS/salookup-tlbreach.txt" "${args[@]}" <<'PYEOF'
 import json, statistics, sys
-out, rest = sys.argv[1], sys.argv[2:]
+out, probe_file, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
 runs = {}
 for r, n, ns in zip(rest[::3], rest[1::3], rest[2::3]):
     runs.setdefault(int(r), {})[int(n)] = float(ns)
@@ -441,7 +447,22 @@ for n in sizes:
     print(f"{n:>14,} {med(per_run):>36.0f} {med(per_run) / 32:>14.1f} "
           f"{' '.join(f'{x:.2f}' for x in ratios):>24}")
 print(f"ratio (median of the runs' ratios): {results[-1]['ratio_to_smallest']:.2f}, goal at most 1.5")
+probe = {"rows": []}
+for line in open(probe_file):
+    f = line.split()
+    if f[:1] == ["anon_huge_kib"]:
+        probe["anon_huge_kib"], probe["mapped_kib"] = int(f[1]), int(f[3])
+    elif f[:1] == ["lines"]:
+        probe["rows"].append({"lines": int(f[1]), "packed_ns": float(f[3]),
+                              "spread_ns": float(f[5])})
+if probe["rows"]:
+    print(f"memory probe (tlbreach.c, {probe.get('anon_huge_kib', 0) >> 10} of "
+          f"{probe.get('mapped_kib', 0) >> 10} MiB in huge pages), ns per dependent load:")
+    print(f"{'lines':>8} {'packed':>8} {'one per 4 KiB page':>20}")
+    for r in probe["rows"]:
+        print(f"{r['lines']:>8,} {r['packed_ns']:>8.1f} {r['spread_ns']:>20.1f}")
 json.dump({"section": "salookup",
+           "memory_probe": probe,
            "method": "criterion sa_path/decap/<SAs> medians, thread CPU time per burst of 32 "
                      "hmac-sha-1-96 + aes-cbc packets (64-byte inner) with random SPIs through "
                      "the worker's table, slab and burst decapsulation; each run measures every "

@@ -1,0 +1,109 @@
+/* What a cache line costs once its page is out of the TLB's reach, on this machine.
+ *
+ * A dependent pointer chase over N cache lines in random order, laid out two ways in the
+ * same 2 MiB-aligned memory with MADV_HUGEPAGE:
+ *   packed  - the N lines side by side (N / 64 pages of 4 KiB);
+ *   spread  - one line per 4 KiB page (N pages), the line's offset in its page varying so
+ *             every cache set is used.
+ * Both touch the same N x 64 bytes, so the caches see the same working set; only the number
+ * of distinct 4 KiB pages differs. With the memory in 2 MiB pages the spread layout spans
+ * N / 512 huge pages and should cost what packed costs until N x 64 bytes leave the caches.
+ * If it costs far more even though the process holds the memory in huge pages
+ * (AnonHugePages, printed), the translations are 4 KiB ones after all: under a hypervisor
+ * that backs the guest with 4 KiB pages, a guest huge page does not widen the TLB's reach.
+ *
+ * Usage: tlbreach [LINES...]   (default 1024 4096 16384 65536)
+ * Output, one line per N: "lines N packed_ns X spread_ns Y", thread CPU time per load.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t next_random(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static long anon_huge_kib(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    long kib = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "AnonHugePages: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static char *line_addr(char *base, size_t i, int spread) {
+    return spread ? base + i * 4096 + 64 * (i % 64) : base + i * 64;
+}
+
+/* ns per dependent load over `n` lines laid out `spread` or packed. */
+static double chase(char *base, size_t n, int spread, size_t *order) {
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = next_random() % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t k = 0; k < n; k++)
+        *(char **)line_addr(base, order[k], spread) = line_addr(base, order[(k + 1) % n], spread);
+    char *p = line_addr(base, order[0], spread);
+    for (size_t i = 0; i < 2 * n; i++) /* warm: caches and TLB as far as they reach */
+        p = *(char **)p;
+    size_t loads = 4000000;
+    double t0 = cpu_seconds();
+    for (size_t i = 0; i < loads; i++)
+        p = *(char **)p;
+    double t1 = cpu_seconds();
+    if (p == NULL) /* keeps the chase */
+        puts("");
+    return (t1 - t0) * 1e9 / (double)loads;
+}
+
+int main(int argc, char **argv) {
+    size_t defaults[] = {1024, 4096, 16384, 65536};
+    size_t count = argc > 1 ? (size_t)(argc - 1) : sizeof defaults / sizeof defaults[0];
+    size_t most = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = argc > 1 ? strtoul(argv[i + 1], NULL, 0) : defaults[i];
+        if (n > most)
+            most = n;
+    }
+    const size_t huge = 2u << 20;
+    size_t len = (most * 4096 + 4096 + huge - 1) / huge * huge;
+    char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t *order = malloc(most * sizeof *order);
+    if (raw == MAP_FAILED || !order) {
+        perror("tlbreach");
+        return 1;
+    }
+    char *base = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    madvise(base, len, MADV_HUGEPAGE);
+    memset(base, 1, len);
+    printf("anon_huge_kib %ld of %zu\n", anon_huge_kib(), len >> 10);
+    for (size_t i = 0; i < count; i++) {
+        size_t n = argc > 1 ? strtoul(argv[i + 1], NULL, 0) : defaults[i];
+        double packed = chase(base, n, 0, order);
+        double spread = chase(base, n, 1, order);
+        printf("lines %zu packed_ns %.1f spread_ns %.1f\n", n, packed, spread);
+    }
+    return 0;
+}
