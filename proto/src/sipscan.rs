@@ -480,13 +480,8 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
     let body = if from == 0 {
         scan.content_length(&buf[..head_end])?
     } else {
-        // Resumed: the lines before `from` were not walked this time; a walk from the front
-        // finds them (and the same blank line: none started before `from`, or the last scan
-        // would have found it; if one did, the rule as written decides).
-        match HeadScan::run(&buf[..head_len], 0) {
-            Some(front) if front.head_end == head_end => front.content_length(&buf[..head_end])?,
-            _ => section_content_length(&buf[..head_end])?,
-        }
+        // Resumed: the lines before `from` were not walked this time.
+        section_content_length(&buf[..head_end])?
     };
     if body > limits.max_body {
         return Err(ScanError::BodyTooLong(body));
