@@ -107,9 +107,12 @@ fn keepalives_over_esp_allocate_nothing_in_the_worker() {
         }
         n
     };
-    // Warm-up: 1200 rounds of 5 ms turn the worker's timer wheel (256 slots of 1 ms) several
-    // times, so every slot has reached its working capacity once.
-    for _ in 0..400 {
+    // Warm-up: 3600 rounds of 5 ms turn the worker's timer wheel (256 slots of 1 ms) 70
+    // times, so every slot has reached its working capacity once: the UE's delayed-ACK
+    // deadline is added to the wheel once per three pings (a poll that leaves the deadline
+    // where it was adds none), 45 ms apart, which reaches each of the 256 slots only within
+    // 256 such steps.
+    for _ in 0..1200 {
         ping(&mut t);
     }
     let (esp_in, esp_out) = (t.count("esp_in"), t.count("esp_out"));

@@ -305,14 +305,142 @@ fn names_content_length(line: &[u8]) -> bool {
     const LONG: &[u8] = b"content-length";
     let name_len = match line.first() {
         Some(b'l' | b'L') => 1,
-        Some(b'c' | b'C')
-            if line.len() > LONG.len() && line[..LONG.len()].eq_ignore_ascii_case(LONG) =>
-        {
-            LONG.len()
-        }
+        Some(b'c' | b'C') if is_content_length_prefix(line) => LONG.len(),
         _ => return false,
     };
     matches!(line.get(name_len), Some(b' ' | b'\t' | b':'))
+}
+
+/// True if `line` starts with `Content-Length` in any case: two overlapping eight-byte words
+/// compared at once, each letter's case bit set (`X | 0x20` is `c` only for `C` and `c`; the
+/// `-` is compared as it is), instead of a byte-by-byte loop that ran through most of every
+/// `Content-Type`.
+fn is_content_length_prefix(line: &[u8]) -> bool {
+    // "content-" and "t-length", with the case bit of their letters.
+    const A: u64 = u64::from_le_bytes(*b"content-");
+    const A_CASE: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0]);
+    const B: u64 = u64::from_le_bytes(*b"t-length");
+    const B_CASE: u64 = u64::from_le_bytes([0x20, 0, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20]);
+    let word = |r: core::ops::Range<usize>| {
+        line.get(r)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+    };
+    match (word(0..8), word(6..14)) {
+        (Some(a), Some(b)) => a | A_CASE == A && b | B_CASE == B,
+        _ => false,
+    }
+}
+
+/// Content-Length candidate lines [`HeadScan`] keeps; a head with more lines starting with
+/// `c`/`C`/`l`/`L` is scanned again by [`section_content_length`].
+const HEAD_CANDIDATES: usize = 16;
+
+/// Where a header section ends and which of its lines may name Content-Length, found in one
+/// pass over its LFs eight bytes at a time (issue 11: the blank line by `memmem`, then the
+/// line starts by `memchr_iter`, were two passes and a call per LF). A CRLFCRLF is an LF with
+/// CR before it and CR LF after it; a logical line starts after a CRLF, so a candidate line
+/// is an LF with CR before it and `c`, `C`, `l` or `L` after it — the same candidates
+/// [`section_content_length`] finds (checked against it, and against splitting every line,
+/// by the tests).
+struct HeadScan {
+    /// Index of the first CR of the first CRLFCRLF at or after the walk's start.
+    head_end: usize,
+    /// Starts of candidate lines before `head_end`, in order (`n` of them; more than
+    /// [`HEAD_CANDIDATES`]: `overflow`).
+    starts: [u32; HEAD_CANDIDATES],
+    n: usize,
+    overflow: bool,
+}
+
+impl HeadScan {
+    /// Walks the LFs of `b` from `from`: `None` if no CRLFCRLF starts at or after `from`.
+    fn run(b: &[u8], from: usize) -> Option<HeadScan> {
+        const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+        const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+        let mut s = HeadScan {
+            head_end: 0,
+            starts: [0; HEAD_CANDIDATES],
+            n: 0,
+            overflow: false,
+        };
+        let rest = b.get(from..)?;
+        let mut words = rest.chunks_exact(8);
+        let mut base = from;
+        for w in words.by_ref() {
+            let x = u64::from_le_bytes(w.try_into().ok()?) ^ LFS;
+            // 0x80 in each byte of `x` that is zero (an LF), exactly (no borrow between bytes).
+            let mut m = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+            while m != 0 {
+                let lf = base + (m.trailing_zeros() / 8) as usize;
+                if s.at_lf(b, from, lf) {
+                    return Some(s);
+                }
+                m &= m - 1;
+            }
+            base += 8;
+        }
+        for (i, &c) in words.remainder().iter().enumerate() {
+            if c == b'\n' && s.at_lf(b, from, base + i) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// One LF at `lf`: true if it ends the walk (a CRLFCRLF starting at `lf - 1 >= from`),
+    /// else notes a candidate line after it.
+    #[inline]
+    fn at_lf(&mut self, b: &[u8], from: usize, lf: usize) -> bool {
+        if lf == 0 || b.get(lf - 1) != Some(&b'\r') {
+            return false;
+        }
+        match (b.get(lf + 1), b.get(lf + 2)) {
+            (Some(b'\r'), Some(b'\n')) if lf > from => {
+                self.head_end = lf - 1;
+                true
+            }
+            (Some(b'c' | b'C' | b'l' | b'L'), _) => {
+                match self.starts.get_mut(self.n) {
+                    Some(slot) => *slot = (lf + 1) as u32,
+                    None => self.overflow = true,
+                }
+                self.n += 1;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// [`section_content_length`] of `head` (the buffer cut at `head_end`, walked from its
+    /// start), from the candidates found on the way.
+    fn content_length(&self, head: &[u8]) -> Result<usize, ScanError> {
+        if self.overflow {
+            return section_content_length(head);
+        }
+        let mut found = None;
+        for &start in self.starts.iter().take(self.n) {
+            let line = head.get(start as usize..).unwrap_or_default();
+            if !names_content_length(line) {
+                continue;
+            }
+            let Some(line) = HeaderLines::new(line).next() else {
+                continue;
+            };
+            let Ok((name, value)) = split_header_line(line) else {
+                continue;
+            };
+            if !is_content_length_name(name) {
+                continue;
+            }
+            let n = parse_content_length(value)?;
+            match found {
+                Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
+                _ => found = Some(n),
+            }
+        }
+        found.ok_or(ScanError::MissingContentLength)
+    }
 }
 
 /// Inspects the front of a stream buffer: a keep-alive, a complete message, or how much is
@@ -336,7 +464,9 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
     let search_end = buf.len().min(limits.max_head + CRLFCRLF.len());
     // Resume before a CRLFCRLF that may have been split by the previous end of the buffer.
     let from = resume.min(search_end).saturating_sub(CRLFCRLF.len() - 1);
-    let Some(head_end) = find_head_end_from(&buf[..search_end], from) else {
+    // One pass over the LFs finds the blank line and, when it starts at the front, the
+    // lines that may name Content-Length on the way (`HeadScan`).
+    let Some(scan) = HeadScan::run(&buf[..search_end], from) else {
         if buf.len() >= limits.max_head + CRLFCRLF.len() {
             return Err(ScanError::HeadTooLong(limits.max_head));
         }
@@ -345,8 +475,14 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
             len: None,
         });
     };
+    let head_end = scan.head_end;
     let head_len = head_end + CRLFCRLF.len();
-    let body = section_content_length(&buf[..head_end])?;
+    let body = if from == 0 {
+        scan.content_length(&buf[..head_end])?
+    } else {
+        // Resumed: the lines before `from` were not walked this time.
+        section_content_length(&buf[..head_end])?
+    };
     if body > limits.max_body {
         return Err(ScanError::BodyTooLong(body));
     }
@@ -587,6 +723,141 @@ mod tests {
         }
         // The inputs reach every outcome, not only "missing".
         assert!(lengths > 1000 && conflicts > 10, "{lengths} {conflicts}");
+    }
+
+    /// `scan_frame`'s one walk over the LFs (`HeadScan`) frames what the rule as first
+    /// written frames — the blank line by `memmem` from the resume point, then every logical
+    /// line split — on random heads (folds, bare CR/LF, NUL, both names in any case, many
+    /// candidate lines), whole and resumed at every cut.
+    #[test]
+    fn one_walk_frames_as_memmem_and_every_line() {
+        fn old_rule(buf: &[u8], lim: &FrameLimits, resume: usize) -> Result<Scanned, ScanError> {
+            if buf.starts_with(CRLF) {
+                return scan_frame(buf, lim, resume);
+            }
+            let search_end = buf.len().min(lim.max_head + 4);
+            let from = resume.min(search_end).saturating_sub(3);
+            let Some(head_end) = find_head_end_from(&buf[..search_end], from) else {
+                if buf.len() >= lim.max_head + 4 {
+                    return Err(ScanError::HeadTooLong(lim.max_head));
+                }
+                return Ok(Scanned::Incomplete {
+                    scanned: buf.len(),
+                    len: None,
+                });
+            };
+            let head = &buf[..head_end];
+            let first = find_crlf(head, 0).ok_or(ScanError::MissingContentLength)?;
+            let mut found = None;
+            for line in HeaderLines::new(&head[first + 2..]) {
+                let Ok((name, value)) = split_header_line(line) else {
+                    continue;
+                };
+                if is_content_length_name(name) {
+                    let n = parse_content_length(value)?;
+                    match found {
+                        Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
+                        _ => found = Some(n),
+                    }
+                }
+            }
+            let body = found.ok_or(ScanError::MissingContentLength)?;
+            if body > lim.max_body {
+                return Err(ScanError::BodyTooLong(body));
+            }
+            let len = head_end + 4 + body;
+            Ok(if buf.len() >= len {
+                Scanned::Message { len }
+            } else {
+                Scanned::Incomplete {
+                    scanned: head_end,
+                    len: Some(len),
+                }
+            })
+        }
+        let pieces: [&[u8]; 20] = [
+            b"\r\n",
+            b"\r",
+            b"\n",
+            b" ",
+            b"\t",
+            b":",
+            b"\r\nContent-Length",
+            b"content-length",
+            b"\r\nl",
+            b"L",
+            b"C",
+            b": 7",
+            b"12",
+            b"Via",
+            b"x",
+            b"\0",
+            b"\r\nCall-ID: a",
+            b"\r\nCSeq: 1",
+            b"\r\n\r\n",
+            b"\r\nl:3",
+        ];
+        let lim = FrameLimits {
+            max_head: 200,
+            max_body: 64,
+        };
+        let (mut messages, mut incomplete) = (0, 0);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..100_000 {
+            let mut buf = b"MESSAGE sip:a SIP/2.0".to_vec();
+            for _ in 0..(next() % 40) {
+                buf.extend_from_slice(pieces[(next() % 20) as usize]);
+            }
+            if next() % 2 == 0 {
+                buf.extend_from_slice(b"\r\n\r\nabcdefgh");
+            }
+            let got = scan_frame(&buf, &lim, 0);
+            assert_eq!(
+                got,
+                old_rule(&buf, &lim, 0),
+                "{:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            messages += usize::from(matches!(got, Ok(Scanned::Message { .. })));
+            incomplete += usize::from(matches!(got, Ok(Scanned::Incomplete { .. })));
+            // Resumed from a cut, as the framers do when more bytes arrive.
+            let cut = (next() as usize) % (buf.len() + 1);
+            if let Ok(Scanned::Incomplete { scanned, .. }) = scan_frame(&buf[..cut], &lim, 0) {
+                assert_eq!(
+                    scan_frame(&buf, &lim, scanned),
+                    old_rule(&buf, &lim, scanned),
+                    "{:?} resumed at {scanned}",
+                    String::from_utf8_lossy(&buf)
+                );
+            }
+        }
+        assert!(
+            messages > 1000 && incomplete > 1000,
+            "{messages} {incomplete}"
+        );
+    }
+
+    /// The word compare of the long name is `eq_ignore_ascii_case` on every byte value at
+    /// every position (a case bit set on a non-letter, `\r` to `-`, must not match).
+    #[test]
+    fn content_length_prefix_is_case_insensitive_and_exact() {
+        const LONG: &[u8] = b"content-length";
+        for pos in 0..LONG.len() {
+            for v in 0..=255u8 {
+                let mut line = b"Content-Length: 1".to_vec();
+                line[pos] = v;
+                let want = line[..LONG.len()].eq_ignore_ascii_case(LONG);
+                assert_eq!(is_content_length_prefix(&line), want, "{pos} {v:#x}");
+            }
+        }
+        assert!(!is_content_length_prefix(b"Content-Lengt"));
+        assert!(is_content_length_prefix(b"CONTENT-LENGTH"));
     }
 
     #[test]

@@ -98,12 +98,12 @@ impl<Q: PortQueue> Worker<Q> {
                         }
                     }
                 }
-                self.wake(flow.ue, now);
+                self.wake(flow.ue);
             }
             WorkerCommand::Close(flow) => {
                 if let Some(ue) = self.ues.get_mut(&flow.ue) {
                     let _ = ue.stack.close(flow);
-                    super::arm(&mut self.timers, ue, flow.ue, now);
+                    super::wake_ue(&mut self.woken, ue, flow.ue);
                 }
             }
             // A registration's set sends in epoch 0; a restored one in its restart epoch,
@@ -166,7 +166,7 @@ impl<Q: PortQueue> Worker<Q> {
         ue.stack.listen(set.port_ps, true, true);
         ue.stack.listen(set.port_pc, false, true);
         ue.sa_sets.insert(0, state);
-        super::arm(&mut self.timers, ue, set.ue, now);
+        super::wake_ue(&mut self.woken, ue, set.ue);
     }
 
     /// Frees the stack of `ue` again after a failed install created it (`existed`: it was
@@ -210,6 +210,6 @@ impl<Q: PortQueue> Worker<Q> {
         // After the live sets, before older draining ones: egress takes the first match.
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
         ue.sa_sets.insert(at, set);
-        super::arm(&mut self.timers, ue, ue_ip, now);
+        super::wake_ue(&mut self.woken, ue, ue_ip);
     }
 }

@@ -632,7 +632,7 @@ impl<Q: PortQueue> Worker<Q> {
         // and answered by the poll scheduled here (once per UE and burst).
         u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
-        super::arm(&mut self.timers, u, ue, now);
+        super::wake_ue(&mut self.woken, u, ue);
         // A SYN becomes a connection at once: the limits see it before the next packet. Only
         // a packet to the SIP port (or one that made the stack) changes the use counted: a
         // protected packet to another port leaves it as it was (the poll recounts anyway).

@@ -158,6 +158,8 @@ struct Ue {
     /// Its live deadline in the worker's timer wheel (`None`: not scheduled); wheel entries
     /// of other deadlines are stale ([`crate::timer`]).
     timer_at: Option<Instant>,
+    /// On the worker's list of UEs to poll this loop turn ([`Worker::woken`]).
+    woken: bool,
 }
 
 impl Ue {
@@ -177,7 +179,17 @@ impl Ue {
     }
 }
 
-/// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is.
+/// Puts `ue` (at `ip`) on `woken`, the UEs to poll in this loop turn, unless it is there:
+/// a packet or a command gave it work. Its deadline in the timer wheel stays as it is.
+fn wake_ue(woken: &mut Vec<IpAddr>, ue: &mut Ue, ip: IpAddr) {
+    if !ue.woken {
+        ue.woken = true;
+        woken.push(ip);
+    }
+}
+
+/// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is (a
+/// poll that leaves the stack's deadline where it was adds no wheel entry).
 fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
     if ue.timer_at != Some(at) {
         ue.timer_at = Some(at);
@@ -203,6 +215,12 @@ pub struct Worker<Q: PortQueue> {
     /// What the first pass decided for each frame of the burst (kept for its capacity).
     verdicts: Vec<ingress::Verdict>,
     due: Vec<(IpAddr, Instant)>,
+    /// UEs to poll in this loop turn, each once ([`Ue::woken`]): those a packet or command
+    /// gave work, kept off the timer wheel (its entry and a wheel slot's cache line per
+    /// packet).
+    woken: Vec<IpAddr>,
+    /// [`Worker::woken`] while its UEs are polled (kept for its capacity).
+    polling: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
@@ -247,6 +265,8 @@ impl<Q: PortQueue> Worker<Q> {
             commands,
             counters,
             due: Vec::new(),
+            woken: Vec::new(),
+            polling: Vec::new(),
             stack_events: Vec::new(),
             peers: None,
             sip_use: SipPortUse::default(),
@@ -329,29 +349,41 @@ impl<Q: PortQueue> Worker<Q> {
         });
         let mut n = 0;
         for (ip, at) in due.drain(..) {
-            n += usize::from(self.poll_ue(ip, at, now));
+            n += usize::from(self.poll_ue(ip, Some(at), now));
         }
         self.due = due;
+        // Then the UEs woken by this turn's packets and commands (a UE polled above already
+        // is skipped: its flag is clear).
+        let mut polling = std::mem::take(&mut self.polling);
+        std::mem::swap(&mut polling, &mut self.woken);
+        for ip in polling.drain(..) {
+            n += usize::from(self.poll_ue(ip, None, now));
+        }
+        self.polling = polling;
         n
     }
 
     /// Marks `ip`'s stack due now (a packet or a command gave it work).
-    fn wake(&mut self, ip: IpAddr, now: Instant) {
+    fn wake(&mut self, ip: IpAddr) {
         if let Some(ue) = self.ues.get_mut(&ip) {
-            arm(&mut self.timers, ue, ip, now);
+            wake_ue(&mut self.woken, ue, ip);
         }
     }
 
-    /// Runs one UE's stack if `at` is its live deadline, sends its output, reschedules it or
-    /// frees it. Returns whether it ran (false: a stale wheel entry, or the UE is gone).
-    fn poll_ue(&mut self, ip: IpAddr, at: Instant, now: Instant) -> bool {
+    /// Runs one UE's stack, sends its output, reschedules it or frees it: for a wheel entry
+    /// (`at`) if it is the UE's live deadline, for an entry of [`Worker::woken`] (`None`) if
+    /// the UE was not polled since it was woken. Returns whether it ran (false: a stale
+    /// entry, or the UE is gone).
+    fn poll_ue(&mut self, ip: IpAddr, at: Option<Instant>, now: Instant) -> bool {
         let Some(ue) = self.ues.get_mut(&ip) else {
             return false;
         };
-        if ue.timer_at != Some(at) {
-            return false;
+        match at {
+            Some(at) if ue.timer_at == Some(at) => ue.timer_at = None,
+            None if ue.woken => {}
+            _ => return false,
         }
-        ue.timer_at = None;
+        ue.woken = false;
         inc(&self.counters.stack_polls);
         let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
         let ex = ue.stack.expire_conns(self.cfg.sip_port, now, deadlines);
@@ -386,8 +418,10 @@ impl<Q: PortQueue> Worker<Q> {
             .into_iter()
             .flatten()
             .min();
-            if let Some(at) = at {
-                arm(&mut self.timers, ue, ip, at);
+            match at {
+                Some(at) => arm(&mut self.timers, ue, ip, at),
+                // Nothing to wait for: an earlier deadline still in the wheel goes stale.
+                None => ue.timer_at = None,
             }
         }
         self.forward_events();
@@ -565,6 +599,7 @@ fn ue_entry_in<'u>(
                 sa_sets: Vec::new(),
                 sip_use: SipPortUse::default(),
                 timer_at: None,
+                woken: false,
             }))
         }
     };
