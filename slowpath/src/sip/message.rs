@@ -2,7 +2,7 @@
 //! The header index lives inline for up to [`INLINE_HEADERS`] headers, so the common path does
 //! not allocate.
 
-use akagate_proto::sipscan::{self, find_head_end, HeaderLines};
+use akagate_proto::sipscan::{self, find_head_end, is_token_char};
 
 use super::error::ParseError;
 use super::header_name::HeaderKind;
@@ -160,12 +160,23 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
         }
         return Ok(StartLine::Response { code, reason });
     }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // Exactly three parts separated by single spaces (`str::split(' ')` into three), found
+    // by one walk over the short line rather than a searcher per part.
+    let b = line.as_bytes();
+    let sp1 = b
+        .iter()
+        .position(|&c| c == b' ')
+        .ok_or(ParseError::BadRequestLine)?;
+    let sp2 = b[sp1 + 1..]
+        .iter()
+        .position(|&c| c == b' ')
+        .map(|i| sp1 + 1 + i)
+        .ok_or(ParseError::BadRequestLine)?;
+    if b[sp2 + 1..].contains(&b' ') {
         return Err(ParseError::BadRequestLine);
-    };
+    }
+    // The spaces are ASCII: every cut is a character boundary.
+    let (method, uri, version) = (&line[..sp1], &line[sp1 + 1..sp2], &line[sp2 + 1..]);
     if !is_token(method) {
         return Err(ParseError::BadMethod);
     }
@@ -190,12 +201,51 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// `part`, a sub-slice of `whole`'s bytes, as a `&str` of `whole` (no second UTF-8 check).
-fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Result<&'a str, ParseError> {
-    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-    whole
-        .get(start..start.wrapping_add(part.len()))
-        .ok_or(ParseError::NotUtf8)
+/// The logical header line of `section` starting at `at` (a line start), split in one pass:
+/// its name (trailing SP/HT cut), its untrimmed value and where the next line starts (past
+/// the line's CRLF; `section.len()` for the last line). What splitting the section into
+/// lines (`sipscan::HeaderLines`) and each line at its colon
+/// (`sipscan::split_nul_checked_header_line`) gives, with the same error for the same line,
+/// without scanning a line for its end, then for its colon, then its value for CR and LF
+/// again (a test compares the two).
+fn split_header_at(
+    section: &[u8],
+    at: usize,
+) -> Result<(std::ops::Range<usize>, std::ops::Range<usize>, usize), ParseError> {
+    let bad = ParseError::from(sipscan::ScanError::BadHeaderLine);
+    // name = token, then SP/HT, then the colon; anything else before a colon is refused
+    // (the name could not be a token), and so is a line without one.
+    let mut i = at;
+    while section.get(i).is_some_and(|&c| is_token_char(c)) {
+        i += 1;
+    }
+    let name = at..i;
+    while matches!(section.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if name.is_empty() || section.get(i) != Some(&b':') {
+        return Err(bad);
+    }
+    let value_start = i + 1;
+    // The value runs to the first CRLF not followed by SP/HT (a fold continues it); a CR
+    // without its LF or an LF without its CR is refused (RFC 3261 7.3.1).
+    let mut from = value_start;
+    loop {
+        let Some(j) = section
+            .get(from..)
+            .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
+            .map(|j| from + j)
+        else {
+            return Ok((name, value_start..section.len(), section.len()));
+        };
+        if section[j] != b'\r' || section.get(j + 1) != Some(&b'\n') {
+            return Err(bad);
+        }
+        if !matches!(section.get(j + 2), Some(b' ' | b'\t')) {
+            return Ok((name, value_start..j, j + 2));
+        }
+        from = j + 2;
+    }
 }
 
 /// The status code of `raw` from its start line alone (`None` for a request), for code that
@@ -230,13 +280,15 @@ impl<'a> Message<'a> {
         let start = parse_start_line(start_line)?;
         let mut headers = HeaderList::new();
         let mut content_length = None;
-        for line in HeaderLines::new(section.as_bytes()) {
+        let mut at = 0;
+        while at < section.len() {
             // The whole head was cleared of bare NULs above.
-            let (name, value) = sipscan::split_nul_checked_header_line(line)?;
-            // Both slices are sub-slices of `section` (checked UTF-8 above) at ASCII
-            // boundaries: take them from it instead of validating them again.
-            let name = sub_str(section, name)?;
-            let value = trim_lws(sub_str(section, value)?);
+            let (name, value, next) = split_header_at(section.as_bytes(), at)?;
+            at = next;
+            // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
+            // them from it instead of validating them again.
+            let name = section.get(name).ok_or(ParseError::NotUtf8)?;
+            let value = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
             let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
@@ -395,6 +447,101 @@ impl<'a> Message<'a> {
 mod tests {
     use super::*;
 
+    /// Every line of `section` as the shared scanner splits it (lines, then each at its
+    /// colon), or the first error, as ranges of `section`.
+    #[allow(clippy::type_complexity)]
+    fn by_scanner(
+        section: &[u8],
+    ) -> Result<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>, ParseError> {
+        let base = section.as_ptr() as usize;
+        let at = |p: &[u8]| p.as_ptr() as usize - base;
+        let mut out = Vec::new();
+        for line in sipscan::HeaderLines::new(section) {
+            let (name, value) = sipscan::split_nul_checked_header_line(line)?;
+            out.push((
+                at(name)..at(name) + name.len(),
+                at(value)..at(value) + value.len(),
+            ));
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn by_one_pass(
+        section: &[u8],
+    ) -> Result<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>, ParseError> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < section.len() {
+            let (name, value, next) = split_header_at(section, at)?;
+            assert!(next > at);
+            out.push((name, value));
+            at = next;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn one_pass_header_split_is_the_scanners() {
+        let fixed: [&[u8]; 12] = [
+            b"Via: a\r\nTo: b",
+            b"Via : a\r\n\tb\r\nl:3",
+            b"Via: a\rb",
+            b"Via: a\nb",
+            b"Via: a\r",
+            b"Via a",
+            b": a",
+            b"V ia: a",
+            b"Via:\r\n x\r\n\r\ny: z",
+            b"Via:",
+            b"Via: a\r\nNo colon",
+            b"Via: a\r\r\n b",
+        ];
+        for f in fixed {
+            assert_eq!(
+                by_one_pass(f),
+                by_scanner(f),
+                "{:?}",
+                String::from_utf8_lossy(f)
+            );
+        }
+        const PIECES: [&[u8]; 14] = [
+            b"Via",
+            b":",
+            b" ",
+            b"\t",
+            b"\r\n",
+            b"\r",
+            b"\n",
+            b"\r\n ",
+            b"x",
+            b"@",
+            b"; a=b",
+            b"\r\n\t",
+            b"l",
+            b"\r\nTo: y",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let mut v = Vec::new();
+            for _ in 0..next() % 10 {
+                v.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let (a, b) = (by_one_pass(&v), by_scanner(&v));
+            accepted += usize::from(a.as_ref().is_ok_and(|l| l.len() > 1));
+            assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&v));
+        }
+        // Sections of several lines are accepted too, not only refused.
+        assert!(accepted > 100, "{accepted}");
+    }
+
     const REQ: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nX-Long: a\r\n  b\r\nl: 3\r\n\r\nabcdef";
 
     #[test]
@@ -458,6 +605,53 @@ mod tests {
             Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n").unwrap_err(),
             ParseError::BadHeaderLine
         );
+    }
+
+    #[test]
+    fn request_line_parts_are_a_split_at_single_spaces() {
+        // The reference: three parts of `split(' ')`, then the same checks.
+        fn by_split(line: &str) -> Result<StartLine<'_>, ParseError> {
+            let mut parts = line.split(' ');
+            let (Some(method), Some(uri), Some(version), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(ParseError::BadRequestLine);
+            };
+            if !is_token(method) {
+                return Err(ParseError::BadMethod);
+            }
+            if uri.is_empty() || uri.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+                return Err(ParseError::BadRequestLine);
+            }
+            parse_version(version)?;
+            Ok(StartLine::Request { method, uri })
+        }
+        let slots: [&[&str]; 6] = [
+            &["REGISTER", "", "x@", "é", "INVITE"],
+            &[" ", "", "  ", "\t"],
+            &["sip:a@b", "", "sip:\u{7f}", "x", "é"],
+            &[" ", "", "  "],
+            &["SIP/2.0", "SIP/3.0", "", "SIP/2.0 "],
+            &["", "", " ", " x"],
+        ];
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut ok = 0;
+        for _ in 0..100_000 {
+            let mut line = String::new();
+            for slot in slots {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                line.push_str(slot[(state % slot.len() as u64) as usize]);
+            }
+            if line.starts_with("SIP/") {
+                continue;
+            }
+            let got = parse_start_line(&line);
+            ok += usize::from(got.is_ok());
+            assert_eq!(got, by_split(&line), "{line:?}");
+        }
+        assert!(ok > 100, "{ok}");
     }
 
     #[test]
