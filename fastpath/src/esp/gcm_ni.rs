@@ -330,10 +330,21 @@ unsafe fn powers_of_h(aes: &Aes128Ni) -> [[u8; 16]; HPOW] {
     let mut out = [[0u8; 16]; HPOW];
     let mut p = h;
     for slot in out[..16].iter_mut().rev() {
-        store(slot, p);
-        p = gf_mul(p, h);
+        store(slot, times_x(p));
+        p = Wide::mul(p, h).reduce_exact();
     }
     out
+}
+
+/// `v * x` modulo the GCM polynomial in the reflected, byte-reversed form: the 128-bit value
+/// shifted left by one, the polynomial added if a bit fell off the top. The table holds the
+/// powers of H in this form so [`Wide::reduce`] needs no one-bit shift.
+fn times_x(v: __m128i) -> __m128i {
+    let mut b = [0u8; 16];
+    store(&mut b, v);
+    let u = u128::from_le_bytes(b);
+    let poly = 0xc200_0000_0000_0000_0000_0000_0000_0001u128 & (0u128.wrapping_sub(u >> 127));
+    load(&((u << 1) ^ poly).to_le_bytes())
 }
 
 #[inline(always)]
@@ -432,11 +443,33 @@ impl Wide {
         self.hi = _mm_xor_si128(self.hi, p.hi);
     }
 
+    /// Reduces the product of a block and a table entry (a power of H stored times x, see
+    /// [`powers_of_h`]) modulo the GCM polynomial: two carry-less multiplies by the
+    /// polynomial's folding constant instead of shifts, and no one-bit shift (the table's
+    /// factor x makes up for the reflected product's missing bit).
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    pub(super) fn reduce(self) -> __m128i {
+        let lo = _mm_xor_si128(self.lo, _mm_slli_si128::<8>(self.mid));
+        let hi = _mm_xor_si128(self.hi, _mm_srli_si128::<8>(self.mid));
+        // x^128 = x^127 + x^126 + x^121 + 1 in the reflected domain: the constant's high
+        // half folds the low 64 bits up, its low half (shifted by 32) the next 64.
+        let poly = _mm_set_epi64x(0xc200_0000_0000_0000u64 as i64, 0x0000_0001_c200_0000);
+        // First phase: the low 64 bits times the high half, into the upper 64.
+        let t = _mm_clmulepi64_si128::<0x01>(poly, lo);
+        let lo = _mm_xor_si128(lo, _mm_slli_si128::<8>(t));
+        // Second phase: both halves times the low half, aligned by 32 bits.
+        let t_lo = _mm_srli_si128::<4>(_mm_clmulepi64_si128::<0x00>(poly, lo));
+        let t_hi = _mm_slli_si128::<4>(_mm_clmulepi64_si128::<0x10>(poly, lo));
+        _mm_xor_si128(hi, _mm_xor_si128(t_lo, t_hi))
+    }
+
     /// Shifts the reflected 255-bit product left by one bit and reduces it modulo the GCM
-    /// polynomial (Gueron-Kounavis, algorithm 5, second half).
+    /// polynomial (Gueron-Kounavis, algorithm 5, second half): the exact product of two
+    /// plain elements, for computing the table.
     #[inline]
     #[target_feature(enable = "sse2")]
-    pub(super) fn reduce(self) -> __m128i {
+    fn reduce_exact(self) -> __m128i {
         let lo = _mm_xor_si128(self.lo, _mm_slli_si128::<8>(self.mid));
         let hi = _mm_xor_si128(self.hi, _mm_srli_si128::<8>(self.mid));
         // hi:lo <<= 1, carrying across the 32-bit lanes and from lo into hi.
