@@ -5,9 +5,13 @@
 //!
 //! GCM itself is NIST SP 800-38D (J0 = IV || 1 for 96-bit IVs, 7.1; GHASH 6.4). GHASH works
 //! on byte-reversed blocks, where the carry-less product of two bit-reflected polynomials is
-//! the reflected product shifted right by one bit: products are shifted back left by one and
-//! reduced modulo x^128 + x^7 + x^2 + x + 1 with shifts (Gueron and Kounavis, "Intel
-//! Carry-Less Multiplication Instruction and its Usage for Computing the GCM Mode", 2010).
+//! the reflected product shifted right by one bit (Gueron and Kounavis, "Intel Carry-Less
+//! Multiplication Instruction and its Usage for Computing the GCM Mode", 2010). The table
+//! holds each power of H times x, which makes up for that bit, so a product with a table
+//! entry is reduced modulo x^128 + x^7 + x^2 + x + 1 by two carry-less multiplies with the
+//! polynomial's folding constant and no shift; only the table itself is computed with the
+//! shifted reduction. An ESP packet's nonce, J0, AAD (one block) and lengths block are made
+//! in registers from its header ([`Aes128GcmNi::seal_esp`]).
 
 #![allow(unsafe_code)]
 
