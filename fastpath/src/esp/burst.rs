@@ -169,7 +169,6 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
         });
     }
     for group in items.chunks_mut(GROUP) {
-        prefetch_packets(group.iter().map(|it| (&*it.buf, it.pkt.start)));
         let mut pending = 0usize;
         for it in group.iter_mut() {
             let Some(sa) = sas.slot_mut(it.sa) else {
@@ -200,21 +199,6 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
         let _ = pending;
     }
     Ok(())
-}
-
-/// Lines from each packet's start that the framing or the checks read first (IP header, ESP
-/// header, IV; a 64-byte payload's packet whole).
-const PREFETCH_LINES: usize = 2;
-
-/// Starts loading the first lines of every packet of a group before the first is looked at,
-/// so their cache misses overlap instead of each packet waiting for its own in turn.
-fn prefetch_packets<'b>(pkts: impl Iterator<Item = (&'b [u8], usize)>) {
-    for (buf, start) in pkts {
-        let p = buf.as_ptr().wrapping_add(start);
-        for l in 0..PREFETCH_LINES {
-            crate::sad::prefetch(p.wrapping_add(64 * l));
-        }
-    }
 }
 
 /// True if the SA's packets go through the multi-buffer kernels.
@@ -371,7 +355,6 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
         });
     }
     for group in items.chunks_mut(GROUP) {
-        prefetch_packets(group.iter().map(|it| (&*it.buf, it.pkt.start)));
         for it in group.iter_mut() {
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
