@@ -177,7 +177,11 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     g.sample_size(if fast { 10 } else { 30 });
     let suite = |i: u8, gcm: bool| Suite {
         auth: AuthAlg::HmacSha1_96,
-        encr: if gcm { EncrAlg::AesGcm } else { EncrAlg::AesCbc },
+        encr: if gcm {
+            EncrAlg::AesGcm
+        } else {
+            EncrAlg::AesCbc
+        },
         keys: SaKeys {
             integ_key: if gcm { Vec::new() } else { vec![0x11 ^ i; 20] },
             encr_key: vec![0x22 ^ i; 16],
@@ -204,7 +208,11 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
             if kernel.is_some_and(|k| !k.supported()) {
                 continue;
             }
-            let sas = if name == "gcm" { &mut gcm_sas } else { &mut sas };
+            let sas = if name == "gcm" {
+                &mut gcm_sas
+            } else {
+                &mut sas
+            };
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_batched_ref(
                     || vec![template.clone(); BURST],

@@ -74,14 +74,16 @@ pub fn fix_header(pkt: &mut [u8], lay: &IpLayout, next_header: u8, len: usize) {
 /// total length `len`, protocol `proto` and a zero checksum field in place of its own:
 /// RFC 1071's one's-complement sum over 32-bit words, folded to 16 bits.
 fn ipv4_checksum_with(hdr: &[u8], len: u16, proto: u8) -> u16 {
-    let mut sum: u64 = 0;
-    for (i, w) in hdr.chunks_exact(4).enumerate() {
-        let v = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
-        sum += u64::from(match i {
-            0 => (v & 0xffff_0000) | u32::from(len),
-            2 => (v & 0xff00_0000) | (u32::from(proto) << 16),
-            _ => v,
-        });
+    let word = |w: &[u8]| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let mut sum = u64::from(len) + (u64::from(proto) << 16);
+    let mut words = hdr.chunks_exact(4);
+    // Word 0 keeps version, IHL and TOS (the length is replaced), word 2 the TTL (protocol
+    // and checksum replaced); no loop for the fixed 20 bytes.
+    if let (Some(w0), Some(w1), Some(w2)) = (words.next(), words.next(), words.next()) {
+        sum += (word(w0) & 0xffff_0000) + word(w1) + (word(w2) & 0xff00_0000);
+    }
+    for w in words {
+        sum += word(w);
     }
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
