@@ -162,8 +162,9 @@ fn bench_gcm_baseline(c: &mut Criterion<ThreadCpu>) {
 /// round-robin over 4 SAs (different keys), through `encapsulate_burst`. Ids:
 /// `esp_burst/<variant>/<size>`, time per burst; `mb` is the kernel the CPU picks, `vaes16`
 /// and `aesni8` force one, `single` runs the same burst API with every packet through the
-/// single-packet stitched path (the same-run baseline). Then `esp_burst_decrypt/{mb,single}`:
-/// the same bursts through `decapsulate_burst`, multi-buffer HMAC or not.
+/// single-packet stitched path (the same-run baseline), and `gcm` the same bursts over 4
+/// aes-gcm-16 SAs (128-bit keys). Then `esp_burst_decrypt/{mb,single,gcm}`: the same bursts
+/// through `decapsulate_burst`, multi-buffer HMAC or not, and the GCM bursts.
 fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     use akagate_fastpath::esp::burst::encapsulate_burst_with;
     use akagate_fastpath::esp::{CbcKernel, EncapItem};
@@ -174,25 +175,31 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
     g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
     g.sample_size(if fast { 10 } else { 30 });
+    let suite = |i: u8, gcm: bool| Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: if gcm {
+            EncrAlg::AesGcm
+        } else {
+            EncrAlg::AesCbc
+        },
+        keys: SaKeys {
+            integ_key: if gcm { Vec::new() } else { vec![0x11 ^ i; 20] },
+            encr_key: vec![0x22 ^ i; 16],
+            salt: [i, 1, 2, 3],
+        },
+    };
     let mut sas: Vec<OutboundSa> = (0..SAS as u8)
-        .map(|i| {
-            let suite = Suite {
-                auth: AuthAlg::HmacSha1_96,
-                encr: EncrAlg::AesCbc,
-                keys: SaKeys {
-                    integ_key: vec![0x11 ^ i; 20],
-                    encr_key: vec![0x22 ^ i; 16],
-                    salt: [0; 4],
-                },
-            };
-            OutboundSa::new(SPI + u32::from(i), &suite).expect("suite")
-        })
+        .map(|i| OutboundSa::new(SPI + u32::from(i), &suite(i, false)).expect("suite"))
+        .collect();
+    let mut gcm_sas: Vec<OutboundSa> = (0..SAS as u8)
+        .map(|i| OutboundSa::new(SPI + u32::from(i), &suite(i, true)).expect("suite"))
         .collect();
     let variants = [
         ("mb", CbcKernel::detect()),
         ("vaes16", Some(CbcKernel::Vaes16)),
         ("aesni8", Some(CbcKernel::AesNi8)),
         ("single", None),
+        ("gcm", CbcKernel::detect()),
     ];
     for size in SIZES {
         g.throughput(Throughput::Bytes((BURST * size) as u64));
@@ -201,6 +208,11 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
             if kernel.is_some_and(|k| !k.supported()) {
                 continue;
             }
+            let sas = if name == "gcm" {
+                &mut gcm_sas
+            } else {
+                &mut sas
+            };
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_batched_ref(
                     || vec![template.clone(); BURST],
@@ -210,7 +222,7 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
                             .enumerate()
                             .map(|(i, buf)| EncapItem::new(i % SAS, buf, range.clone()))
                             .collect();
-                        encapsulate_burst_with(&mut sas, &mut items, kernel).expect("burst");
+                        encapsulate_burst_with(sas, &mut items, kernel).expect("burst");
                         items.iter().all(|i| i.result.is_ok())
                     },
                     BatchSize::SmallInput,
@@ -229,23 +241,20 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
     g.sample_size(if fast { 10 } else { 30 });
     let mut inb: Vec<InboundSa> = (0..SAS as u8)
-        .map(|i| {
-            let suite = Suite {
-                auth: AuthAlg::HmacSha1_96,
-                encr: EncrAlg::AesCbc,
-                keys: SaKeys {
-                    integ_key: vec![0x11 ^ i; 20],
-                    encr_key: vec![0x22 ^ i; 16],
-                    salt: [0; 4],
-                },
-            };
-            InboundSa::new(SPI + u32::from(i), &suite).expect("suite")
-        })
+        .map(|i| InboundSa::new(SPI + u32::from(i), &suite(i, false)).expect("suite"))
+        .collect();
+    let mut gcm_inb: Vec<InboundSa> = (0..SAS as u8)
+        .map(|i| InboundSa::new(SPI + u32::from(i), &suite(i, true)).expect("suite"))
         .collect();
     for size in SIZES {
         g.throughput(Throughput::Bytes((BURST * size) as u64));
         let (template, range) = packet(size);
-        for (name, multi) in [("mb", true), ("single", false)] {
+        for (name, multi) in [("mb", true), ("single", false), ("gcm", true)] {
+            let (sas, inb) = if name == "gcm" {
+                (&mut gcm_sas, &mut gcm_inb)
+            } else {
+                (&mut sas, &mut inb)
+            };
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_batched_ref(
                     || {
@@ -265,7 +274,7 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
                             .enumerate()
                             .map(|(i, (buf, r))| DecapItem::new(i % SAS, buf, r.clone()))
                             .collect();
-                        decapsulate_burst_with(&mut inb, &mut items, multi).expect("burst");
+                        decapsulate_burst_with(inb, &mut items, multi).expect("burst");
                         items.iter().all(|i| i.result.is_ok())
                     },
                     BatchSize::SmallInput,

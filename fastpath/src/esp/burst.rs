@@ -430,5 +430,5 @@ fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_
             icv,
         })
     });
-    sha1_x16::hmac_sha1_96(jobs);
+    sha1_x16::hmac_sha1_96_cold(jobs);
 }

@@ -5,9 +5,13 @@
 //!
 //! GCM itself is NIST SP 800-38D (J0 = IV || 1 for 96-bit IVs, 7.1; GHASH 6.4). GHASH works
 //! on byte-reversed blocks, where the carry-less product of two bit-reflected polynomials is
-//! the reflected product shifted right by one bit: products are shifted back left by one and
-//! reduced modulo x^128 + x^7 + x^2 + x + 1 with shifts (Gueron and Kounavis, "Intel
-//! Carry-Less Multiplication Instruction and its Usage for Computing the GCM Mode", 2010).
+//! the reflected product shifted right by one bit (Gueron and Kounavis, "Intel Carry-Less
+//! Multiplication Instruction and its Usage for Computing the GCM Mode", 2010). The table
+//! holds each power of H times x, which makes up for that bit, so a product with a table
+//! entry is reduced modulo x^128 + x^7 + x^2 + x + 1 by two carry-less multiplies with the
+//! polynomial's folding constant and no shift; only the table itself is computed with the
+//! shifted reduction. An ESP packet's nonce, J0, AAD (one block) and lengths block are made
+//! in registers from its header ([`Aes128GcmNi::seal_esp`]).
 
 #![allow(unsafe_code)]
 
@@ -97,36 +101,140 @@ impl Aes128GcmNi {
         false
     }
 
+    /// Encrypts the body of an ESP packet in place and returns its 16-byte ICV (RFC 4106):
+    /// `hdr_iv` is the packet's SPI, sequence number and explicit IV, in wire order. The
+    /// nonce, J0, the AAD (SPI || seq, or SPI || `seq_hi` || seq_lo with ESN, RFC 4106 5)
+    /// and the lengths block are built in registers from it, not in memory.
+    pub(super) fn seal_esp(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
+        unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) }
+    }
+
+    /// Verifies the ICV `tag` of an ESP packet (as in [`seal_esp`](Self::seal_esp)) in
+    /// constant time and decrypts `body` in place, in one pass; false, with `body` restored
+    /// to the ciphertext, if the tag does not match.
+    pub(super) fn open_esp(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+        tag: &[u8],
+    ) -> bool {
+        // SAFETY: as in `seal_esp`.
+        let expect = unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Open) };
+        if bool::from(expect.ct_eq(tag)) {
+            return true;
+        }
+        // As in `open`: no keystream of an unauthenticated packet is left behind.
+        // SAFETY: as in `seal_esp`.
+        unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::CtrOnly) };
+        false
+    }
+
+    /// [`seal_esp`](Self::seal_esp) / [`open_esp`](Self::open_esp) under `pass`.
+    #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
+    fn run_esp(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        buf: &mut [u8],
+        pass: Pass,
+    ) -> [u8; 16] {
+        let hv = load(hdr_iv);
+        // RFC 4106 4: nonce = salt || IV; SP 800-38D 7.1: J0 = nonce || 0^31 || 1.
+        let j0 = _mm_shuffle_epi8(
+            hv,
+            _mm_setr_epi8(-1, -1, -1, -1, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1),
+        );
+        let j0 = _mm_insert_epi32::<0>(j0, i32::from_le_bytes(*salt));
+        let j0 = _mm_insert_epi32::<3>(j0, 1u32.swap_bytes() as i32);
+        // RFC 4106 5: the AAD, zero-padded to one block.
+        let (aad, aad_len) = match seq_hi {
+            None => (_mm_move_epi64(hv), 8u64),
+            Some(hi) => {
+                let a = _mm_shuffle_epi8(
+                    hv,
+                    _mm_setr_epi8(0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1),
+                );
+                (_mm_insert_epi32::<1>(a, hi.swap_bytes() as i32), 12)
+            }
+        };
+        let lens = lengths_block(aad_len, buf.len());
+        self.run_blocks(j0, _mm_setzero_si128(), Some(bswap(aad)), lens, buf, pass)
+    }
+
     /// GHASH of `aad`, the CTR pass over `buf` (hashing the ciphertext as `pass` says) and
     /// the tag; for `CtrOnly` the returned tag is meaningless.
     #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
     fn run(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], pass: Pass) -> [u8; 16] {
-        let k = self.aes.enc_keys();
         let h: [__m128i; AGG] = core::array::from_fn(|i| load(&self.h_pow[15 - i]));
-        let mut j0 = [0u8; 16];
-        j0[..12].copy_from_slice(nonce);
-        j0[15] = 1;
-        let j0 = load(&j0);
+        let mut tail = [0u8; 4];
+        tail.copy_from_slice(&nonce[8..]);
+        // SAFETY: `nonce` is 12 readable bytes; the 8-byte load reads its first 8.
+        let j0 = unsafe { _mm_loadl_epi64(nonce.as_ptr().cast()) };
+        let j0 = _mm_insert_epi32::<2>(j0, i32::from_le_bytes(tail));
+        let j0 = _mm_insert_epi32::<3>(j0, 1u32.swap_bytes() as i32);
         let mut x = _mm_setzero_si128();
         if pass != Pass::CtrOnly {
             x = ghash_bytes(x, aad, &h);
         }
-        x = if self.wide {
+        let lens = lengths_block(aad.len() as u64, buf.len());
+        self.run_blocks(j0, x, None, lens, buf, pass)
+    }
+
+    /// From J0 and the GHASH state `x` (then the byte-reversed block `first`, if given, hashed
+    /// before the payload): the CTR pass over `buf`, GHASH of its ciphertext and of the
+    /// byte-reversed lengths block `lens`, and the tag E_K(J0) xor S (SP 800-38D 7.1 steps
+    /// 4 to 6).
+    #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
+    fn run_blocks(
+        &self,
+        j0: __m128i,
+        x: __m128i,
+        first: Option<__m128i>,
+        lens: __m128i,
+        buf: &mut [u8],
+        pass: Pass,
+    ) -> [u8; 16] {
+        let k = self.aes.enc_keys();
+        // Step 6's E_K(J0) first: it depends on nothing else and overlaps the payload.
+        let ej0 = aes1(&k, j0);
+        let s = if self.wide {
             // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
-            unsafe { super::gcm_vaes::ctr_ghash(&k, &self.h_pow, j0, x, buf, pass) }
+            unsafe { super::gcm_vaes::ctr_ghash(&k, &self.h_pow, j0, x, first, lens, buf, pass) }
         } else {
-            ctr_ghash(&k, &h, j0, x, buf, pass)
+            let h: [__m128i; AGG] = core::array::from_fn(|i| load(&self.h_pow[15 - i]));
+            let mut x = x;
+            if let (Some(a), true) = (first, pass != Pass::CtrOnly) {
+                x = gf_mul(_mm_xor_si128(x, a), h[0]);
+            }
+            x = ctr_ghash(&k, &h, j0, x, buf, pass);
+            // Step 5: the lengths block.
+            gf_mul(_mm_xor_si128(x, lens), h[0])
         };
-        // SP 800-38D 7.1 step 5: the lengths block len(A)_64 || len(C)_64 in bits.
-        let mut lens = [0u8; 16];
-        lens[..8].copy_from_slice(&(aad.len() as u64).wrapping_mul(8).to_be_bytes());
-        lens[8..].copy_from_slice(&(buf.len() as u64).wrapping_mul(8).to_be_bytes());
-        x = gf_mul(_mm_xor_si128(x, bswap(load(&lens))), h[0]);
-        // Step 6: T = E_K(J0) xor S.
         let mut tag = [0u8; 16];
-        store(&mut tag, _mm_xor_si128(bswap(x), aes1(&k, j0)));
+        store(&mut tag, _mm_xor_si128(bswap(s), ej0));
         tag
     }
+}
+
+/// SP 800-38D 7.1 step 5: the lengths block len(A)_64 || len(C)_64 in bits, byte-reversed
+/// (the form GHASH multiplies), made in a register.
+#[inline]
+#[target_feature(enable = "sse2")]
+fn lengths_block(aad_len: u64, len: usize) -> __m128i {
+    _mm_set_epi64x(
+        aad_len.wrapping_mul(8) as i64,
+        (len as u64).wrapping_mul(8) as i64,
+    )
 }
 
 /// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`,
@@ -226,14 +334,25 @@ unsafe fn powers_of_h(aes: &Aes128Ni) -> [[u8; 16]; HPOW] {
     let mut out = [[0u8; 16]; HPOW];
     let mut p = h;
     for slot in out[..16].iter_mut().rev() {
-        store(slot, p);
-        p = gf_mul(p, h);
+        store(slot, times_x(p));
+        p = Wide::mul(p, h).reduce_exact();
     }
     out
 }
 
+/// `v * x` modulo the GCM polynomial in the reflected, byte-reversed form: the 128-bit value
+/// shifted left by one, the polynomial added if a bit fell off the top. The table holds the
+/// powers of H in this form so [`Wide::reduce`] needs no one-bit shift.
+fn times_x(v: __m128i) -> __m128i {
+    let mut b = [0u8; 16];
+    store(&mut b, v);
+    let u = u128::from_le_bytes(b);
+    let poly = 0xc200_0000_0000_0000_0000_0000_0000_0001u128 & (0u128.wrapping_sub(u >> 127));
+    load(&((u << 1) ^ poly).to_le_bytes())
+}
+
 #[inline(always)]
-fn load(b: &[u8; 16]) -> __m128i {
+pub(super) fn load(b: &[u8; 16]) -> __m128i {
     // SAFETY: `b` is 16 readable bytes; the unaligned load has no alignment requirement.
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
 }
@@ -296,7 +415,7 @@ impl Wide {
     /// The carry-less product of `a` and `b`, unreduced.
     #[inline]
     #[target_feature(enable = "pclmulqdq,sse2")]
-    fn mul(a: __m128i, b: __m128i) -> Self {
+    pub(super) fn mul(a: __m128i, b: __m128i) -> Self {
         Wide {
             lo: _mm_clmulepi64_si128::<0x00>(a, b),
             mid: _mm_xor_si128(
@@ -304,6 +423,17 @@ impl Wide {
                 _mm_clmulepi64_si128::<0x01>(a, b),
             ),
             hi: _mm_clmulepi64_si128::<0x11>(a, b),
+        }
+    }
+
+    /// The sum (xor) of two unreduced products.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    pub(super) fn add(self, o: Wide) -> Wide {
+        Wide {
+            lo: _mm_xor_si128(self.lo, o.lo),
+            mid: _mm_xor_si128(self.mid, o.mid),
+            hi: _mm_xor_si128(self.hi, o.hi),
         }
     }
 
@@ -317,11 +447,33 @@ impl Wide {
         self.hi = _mm_xor_si128(self.hi, p.hi);
     }
 
+    /// Reduces the product of a block and a table entry (a power of H stored times x, see
+    /// [`powers_of_h`]) modulo the GCM polynomial: two carry-less multiplies by the
+    /// polynomial's folding constant instead of shifts, and no one-bit shift (the table's
+    /// factor x makes up for the reflected product's missing bit).
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    pub(super) fn reduce(self) -> __m128i {
+        let lo = _mm_xor_si128(self.lo, _mm_slli_si128::<8>(self.mid));
+        let hi = _mm_xor_si128(self.hi, _mm_srli_si128::<8>(self.mid));
+        // x^128 = x^127 + x^126 + x^121 + 1 in the reflected domain: the constant's high
+        // half folds the low 64 bits up, its low half (shifted by 32) the next 64.
+        let poly = _mm_set_epi64x(0xc200_0000_0000_0000u64 as i64, 0x0000_0001_c200_0000);
+        // First phase: the low 64 bits times the high half, into the upper 64.
+        let t = _mm_clmulepi64_si128::<0x01>(poly, lo);
+        let lo = _mm_xor_si128(lo, _mm_slli_si128::<8>(t));
+        // Second phase: both halves times the low half, aligned by 32 bits.
+        let t_lo = _mm_srli_si128::<4>(_mm_clmulepi64_si128::<0x00>(poly, lo));
+        let t_hi = _mm_slli_si128::<4>(_mm_clmulepi64_si128::<0x10>(poly, lo));
+        _mm_xor_si128(hi, _mm_xor_si128(t_lo, t_hi))
+    }
+
     /// Shifts the reflected 255-bit product left by one bit and reduces it modulo the GCM
-    /// polynomial (Gueron-Kounavis, algorithm 5, second half).
+    /// polynomial (Gueron-Kounavis, algorithm 5, second half): the exact product of two
+    /// plain elements, for computing the table.
     #[inline]
     #[target_feature(enable = "sse2")]
-    pub(super) fn reduce(self) -> __m128i {
+    fn reduce_exact(self) -> __m128i {
         let lo = _mm_xor_si128(self.lo, _mm_slli_si128::<8>(self.mid));
         let hi = _mm_xor_si128(self.hi, _mm_srli_si128::<8>(self.mid));
         // hi:lo <<= 1, carrying across the 32-bit lanes and from lo into hi.
@@ -352,7 +504,7 @@ impl Wide {
 /// `a * b` in GF(2^128), both byte-reversed.
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse2")]
-fn gf_mul(a: __m128i, b: __m128i) -> __m128i {
+pub(super) fn gf_mul(a: __m128i, b: __m128i) -> __m128i {
     Wide::mul(a, b).reduce()
 }
 
@@ -561,6 +713,66 @@ mod tests {
                 let mut buf = expect.clone();
                 assert!(!g.open(&nonce, &aad, &mut buf, &bad), "forged, len {len}");
                 assert_eq!(buf, expect, "restored, len {len}, wide {other}");
+            }
+        }
+    }
+
+    /// The ESP entry points (nonce, AAD and lengths made in registers; on the 512-bit path
+    /// AAD and lengths folded into the tail's reduction) against the `aes-gcm` crate with the
+    /// RFC 4106 nonce and AAD, with and without ESN, on both paths: every body length
+    /// 0..=600 (payloads of 0..=14 blocks take AAD, payload and lengths in one batch, 15 and
+    /// 16 tail blocks take the lengths apart) and around MTU; forgeries refused and the
+    /// ciphertext restored.
+    #[test]
+    fn esp_entry_points_match_aes_gcm_crate() {
+        if !available() {
+            eprintln!("SKIPPED: no AES-NI/PCLMULQDQ");
+            return;
+        }
+        let wide = super::super::gcm_vaes::available();
+        let mut rnd = rng(0x4106_2026_1204_0001);
+        let lens = (0..=600usize).chain([1023, 1024, 1025, 1408, 1412, 1500, 4096]);
+        for len in lens {
+            let key: [u8; 16] = core::array::from_fn(|_| rnd());
+            let salt: [u8; 4] = core::array::from_fn(|_| rnd());
+            let hdr_iv: [u8; 16] = core::array::from_fn(|_| rnd());
+            let seq_hi = (len % 3 == 1).then(|| u32::from_be_bytes([rnd(), rnd(), rnd(), rnd()]));
+            let mut nonce = [0u8; 12];
+            nonce[..4].copy_from_slice(&salt);
+            nonce[4..].copy_from_slice(&hdr_iv[8..]);
+            let mut aad = hdr_iv[..4].to_vec();
+            if let Some(hi) = seq_hi {
+                aad.extend_from_slice(&hi.to_be_bytes());
+            }
+            aad.extend_from_slice(&hdr_iv[4..8]);
+            let plain: Vec<u8> = (0..len).map(|_| rnd()).collect();
+            let (expect, expect_tag) = crate_seal(&key, &nonce, &aad, &plain);
+            let mut g = Aes128GcmNi::new(&key).unwrap();
+            for w in [false, wide] {
+                g.wide = w;
+                let mut got = plain.clone();
+                let tag = g.seal_esp(&salt, &hdr_iv, seq_hi, &mut got);
+                assert_eq!(got, expect, "ciphertext, len {len}, wide {w}");
+                assert_eq!(tag, expect_tag, "tag, len {len}, wide {w}, esn {seq_hi:?}");
+                assert!(
+                    g.open_esp(&salt, &hdr_iv, seq_hi, &mut got, &tag),
+                    "len {len}"
+                );
+                assert_eq!(got, plain, "decrypted, len {len}, wide {w}");
+                let mut buf = expect.clone();
+                let mut bad_hdr = hdr_iv;
+                bad_hdr[len % 16] ^= 0x10;
+                assert!(
+                    !g.open_esp(&salt, &bad_hdr, seq_hi, &mut buf, &tag),
+                    "len {len}"
+                );
+                assert_eq!(buf, expect, "restored, len {len}, wide {w}");
+                let other_hi = Some(seq_hi.map_or(0, |h| h ^ 1));
+                assert!(
+                    !g.open_esp(&salt, &hdr_iv, other_hi, &mut buf, &tag),
+                    "esn, {len}"
+                );
+                assert_eq!(buf, expect, "restored, len {len}, wide {w}");
             }
         }
     }

@@ -84,23 +84,39 @@ fn fold4(v: __m512i) -> __m128i {
 }
 
 /// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
-/// (the AAD already hashed), the payload's first counter block being `IV || 2`: the
-/// 512-bit counterpart of the middle of `Aes128GcmNi::run`. Returns the GHASH state before
-/// the lengths block.
+/// and the byte-reversed block `first` if given (the AAD of an ESP packet), the payload's
+/// first counter block being `IV || 2`, then the byte-reversed lengths block `lens`: the
+/// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns S, the GHASH of the
+/// whole input (SP 800-38D 7.1 step 5), before E_K(J0) is added.
 ///
 /// `h_pow` is `Aes128GcmNi`'s table (H^16..H^1, then zeros), `j0` the pre-counter block.
+/// The last batch's reduction also covers the lengths block (times H^1, the tail's blocks
+/// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
+/// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
+/// as well: one carry-less multiply pass and one reduction per packet.
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn ctr_ghash(
     k: &[__m128i; 11],
     h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
-    mut x: __m128i,
+    x: __m128i,
+    first: Option<__m128i>,
+    lens: __m128i,
     buf: &mut [u8],
     pass: Pass,
 ) -> __m128i {
+    let h1 = gcm_ni::load(&h_pow[15]);
+    // Short payloads keep `first` (with the state) for the tail's one reduction, times
+    // H^(n+2); longer ones hash it now.
+    let (mut x, pre) = match first {
+        Some(a) if pass != Pass::CtrOnly && buf.len() <= SHORT_MAX => {
+            (_mm_setzero_si128(), Some(_mm_xor_si128(x, a)))
+        }
+        Some(a) if pass != Pass::CtrOnly => (gcm_ni::gf_mul(_mm_xor_si128(x, a), h1), None),
+        _ => (x, None),
+    };
     let kz: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(k[i]));
-    // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
-    let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
     // Counter blocks kept with the 32-bit counter in native order in the last dword of each
     // lane, so one VPADDD steps all four (inc32 of SP 800-38D 6.2 wraps the same way), and
     // byte-swapped into place for AES.
@@ -123,85 +139,113 @@ pub(super) fn ctr_ghash(
     };
 
     let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
-    // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
-    let mut pending: Option<[__m512i; REGS]> = None;
-    for chunk in &mut chunks {
-        let p = chunk.as_mut_ptr();
-        // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
-        let data: [__m512i; REGS] =
-            core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) });
-        let to_hash = match pass {
-            Pass::Open => Some(with_state(x, data)),
-            Pass::Seal => pending.take(),
-            Pass::CtrOnly => None,
-        };
-        let (ks, acc) = aes_ghash(&kz, next_ctrs(), to_hash.as_ref(), &hz);
-        if let Some(acc) = acc {
-            x = acc.reduce();
+    if chunks.len() > 0 {
+        // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
+        let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+        // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
+        let mut pending: Option<[__m512i; REGS]> = None;
+        for chunk in &mut chunks {
+            let p = chunk.as_mut_ptr();
+            // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
+            let data: [__m512i; REGS] =
+                core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) });
+            let to_hash = match pass {
+                Pass::Open => Some(with_state(x, data)),
+                Pass::Seal => pending.take(),
+                Pass::CtrOnly => None,
+            };
+            let (ks, acc) = aes_ghash(&kz, next_ctrs(), to_hash.as_ref(), &hz);
+            if let Some(acc) = acc {
+                x = acc.reduce();
+            }
+            let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
+            for (j, v) in out.iter().enumerate() {
+                // SAFETY: as for the loads above.
+                unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+            }
+            if pass == Pass::Seal {
+                pending = Some(with_state(x, out));
+            }
         }
-        let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
-        for (j, v) in out.iter().enumerate() {
-            // SAFETY: as for the loads above.
-            unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+        if let Some(blocks) = pending {
+            x = mul_sum(&blocks, &hz).reduce();
         }
-        if pass == Pass::Seal {
-            pending = Some(with_state(x, out));
-        }
-    }
-    if let Some(blocks) = pending {
-        x = mul_sum(&blocks, &hz).reduce();
     }
 
-    let rest = chunks.into_remainder();
-    if rest.is_empty() {
-        return x;
-    }
-    // The last 1..=255 bytes: n blocks (the last one partial, SP 800-38D 6.5: the leftmost
+    // The last 0..=255 bytes: n blocks (the last one partial, SP 800-38D 6.5: the leftmost
     // bytes of its keystream block; GHASH sees it zero-padded, 6.4 via 7.1 step 5), register
     // j holding bytes 64 j.. under a byte mask. Masked-off bytes are neither read nor
     // written, and load as zero.
+    let rest = chunks.into_remainder();
     let len = rest.len();
     let n = len.div_ceil(16);
-    let masks: [__mmask64; REGS] = core::array::from_fn(|j| match len.saturating_sub(64 * j) {
-        0 => 0,
-        m if m >= 64 => u64::MAX,
-        m => (1u64 << m) - 1,
-    });
-    let p = rest.as_mut_ptr();
-    let data: [__m512i; REGS] = core::array::from_fn(|j| match masks[j] {
-        0 => _mm512_setzero_si512(),
-        // SAFETY: the mask selects bytes 64 j .. min(64 j + 64, len) of `rest` only, so p +
-        // 64 j is within the slice and no byte outside it is read.
-        m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
-    });
-    let ctrs = next_ctrs();
-    let ks = match n.div_ceil(PER) {
-        1 => aes_ctr::<1>(&kz, &ctrs),
-        2 => aes_ctr::<2>(&kz, &ctrs),
-        3 => aes_ctr::<3>(&kz, &ctrs),
-        _ => aes_ctr::<REGS>(&kz, &ctrs),
-    };
-    // Masked to the tail's bytes: the zero padding GHASH sees.
-    let out: [__m512i; REGS] =
-        core::array::from_fn(|j| _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j])));
-    for (j, v) in out.iter().enumerate() {
-        if masks[j] != 0 {
-            // SAFETY: as for the loads above: only the selected bytes are written.
-            unsafe { _mm512_mask_storeu_epi8(p.add(64 * j).cast(), masks[j], *v) };
+    let mut hashed = [_mm512_setzero_si512(); REGS];
+    if n > 0 {
+        let masks: [__mmask64; REGS] = core::array::from_fn(|j| match len.saturating_sub(64 * j) {
+            0 => 0,
+            m if m >= 64 => u64::MAX,
+            m => (1u64 << m) - 1,
+        });
+        let p = rest.as_mut_ptr();
+        let data: [__m512i; REGS] = core::array::from_fn(|j| match masks[j] {
+            0 => _mm512_setzero_si512(),
+            // SAFETY: the mask selects bytes 64 j .. min(64 j + 64, len) of `rest` only, so
+            // p + 64 j is within the slice and no byte outside it is read.
+            m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
+        });
+        let ctrs = next_ctrs();
+        let ks = match n.div_ceil(PER) {
+            1 => aes_ctr::<1>(&kz, &ctrs),
+            2 => aes_ctr::<2>(&kz, &ctrs),
+            3 => aes_ctr::<3>(&kz, &ctrs),
+            _ => aes_ctr::<REGS>(&kz, &ctrs),
+        };
+        // Masked to the tail's bytes: the zero padding GHASH sees.
+        let out: [__m512i; REGS] = core::array::from_fn(|j| {
+            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
+        });
+        for (j, v) in out.iter().enumerate() {
+            if masks[j] != 0 {
+                // SAFETY: as for the loads above: only the selected bytes are written.
+                unsafe { _mm512_mask_storeu_epi8(p.add(64 * j).cast(), masks[j], *v) };
+            }
         }
+        hashed = match pass {
+            Pass::Open => data,
+            Pass::Seal => out,
+            Pass::CtrOnly => return x,
+        };
     }
-    let hashed = match pass {
-        Pass::Open => data,
-        Pass::Seal => out,
-        Pass::CtrOnly => return x,
-    };
-    // Block i of the n times H^(n - i); the table's zeros past H^1 give the unused lanes of
-    // the last register a zero product (their blocks are zero too).
-    let blocks = with_state(x, hashed);
+    if pass == Pass::CtrOnly {
+        return x;
+    }
     let regs = n.div_ceil(PER);
-    let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - n + PER * j));
-    mul_sum(&blocks[..regs], &h).reduce()
+    if n == PER * REGS {
+        // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
+        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+        let x = mul_sum(&with_state(x, hashed), &h).reduce();
+        return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
+    }
+    // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
+    // 0) + lengths times H [+ pre times H^(n+2)], one reduction. Past block n-1 the lanes
+    // are zero, as are the table's entries past H^1.
+    let mut acc = Wide::mul(lens, h1);
+    if let Some(p) = pre {
+        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[14 - n])));
+    }
+    if n > 0 {
+        let blocks = with_state(x, hashed);
+        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 15 - n + PER * j));
+        acc = acc.add(mul_sum(&blocks[..regs], &h));
+    } else {
+        acc = acc.add(Wide::mul(x, h1));
+    }
+    acc.reduce()
 }
+
+/// Largest payload whose AAD block is hashed in the tail's batch: 14 blocks, so AAD, payload
+/// and lengths are at most the 16 powers of the table.
+const SHORT_MAX: usize = 16 * 14;
 
 /// The sum of the carry-less products of `blocks[j]` and `h[j]` (`blocks` not empty), each
 /// register's four lanes multiplied lane by lane, unreduced.

@@ -51,20 +51,44 @@ pub(super) fn unfragmented(ip: IpRepr) -> Result<IpRepr, EspError> {
 /// and the next-header byte of the last header before ESP). `pkt` holds at least the headers
 /// `lay` describes (`lay.fits`).
 pub fn fix_header(pkt: &mut [u8], lay: &IpLayout, next_header: u8, len: usize) {
-    pkt[lay.next_header_at] = next_header;
     match lay.version {
         IpVersion::V4 => {
-            // Callers check len <= 65535 before they get here.
-            pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            pkt[10] = 0;
-            pkt[11] = 0;
-            let sum = ipv4_checksum(&pkt[..lay.payload_offset]);
+            // Callers check len <= 65535 before they get here. The checksum is summed from
+            // the header as it is, with the new fields put in the sum's words in registers,
+            // before anything is written: reading back the bytes just stored would stall on
+            // store forwarding (a wide load over narrow stores).
+            let len = len as u16;
+            let sum = ipv4_checksum_with(&pkt[..lay.payload_offset], len, next_header);
+            pkt[2..4].copy_from_slice(&len.to_be_bytes());
+            pkt[9] = next_header;
             pkt[10..12].copy_from_slice(&sum.to_be_bytes());
         }
         IpVersion::V6 => {
+            pkt[lay.next_header_at] = next_header;
             pkt[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         }
     }
+}
+
+/// The IPv4 header checksum of `hdr` (a whole header: 20 to 60 bytes, a multiple of 4) with
+/// total length `len`, protocol `proto` and a zero checksum field in place of its own:
+/// RFC 1071's one's-complement sum over 32-bit words, folded to 16 bits.
+fn ipv4_checksum_with(hdr: &[u8], len: u16, proto: u8) -> u16 {
+    let word = |w: &[u8]| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let mut sum = u64::from(len) + (u64::from(proto) << 16);
+    let mut words = hdr.chunks_exact(4);
+    // Word 0 keeps version, IHL and TOS (the length is replaced), word 2 the TTL (protocol
+    // and checksum replaced); no loop for the fixed 20 bytes.
+    if let (Some(w0), Some(w1), Some(w2)) = (words.next(), words.next(), words.next()) {
+        sum += (word(w0) & 0xffff_0000) + word(w1) + (word(w2) & 0xff00_0000);
+    }
+    for w in words {
+        sum += word(w);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// Largest packet the IP length fields of `version` can express.
@@ -86,6 +110,39 @@ mod tests {
         z[11] = 0;
         assert_eq!(ipv4_checksum(&z), 0xf9fe);
         assert_eq!(ipv4_checksum(&orig), 0);
+    }
+
+    /// The checksum summed with the new fields in registers equals the one of the header
+    /// with the fields written, over random headers of every length (20..=60) and the
+    /// extreme lengths and protocols.
+    #[test]
+    fn checksum_with_new_fields_matches_written_header() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in 0..3000 {
+            let hl = 20 + 4 * (n % 11);
+            let mut hdr: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();
+            hdr[0] = 0x40 | (hl / 4) as u8;
+            let len = match n % 3 {
+                0 => 0xffff,
+                1 => hl as u16,
+                _ => rnd() as u16,
+            };
+            let proto = [50u8, 0, 255, rnd() as u8][n % 4];
+            let got = ipv4_checksum_with(&hdr, len, proto);
+            hdr[2..4].copy_from_slice(&len.to_be_bytes());
+            hdr[9] = proto;
+            hdr[10] = 0;
+            hdr[11] = 0;
+            assert_eq!(got, ipv4_checksum(&hdr), "header {hdr:02x?}");
+            hdr[10..12].copy_from_slice(&got.to_be_bytes());
+            assert_eq!(ipv4_checksum(&hdr), 0);
+        }
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub(super) fn available() -> bool {
         && std::is_x86_feature_detected!("avx512vl")
 }
 
+/// Blocks ahead of the one being compressed that [`compress16`] asks the cache for, per lane.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Fewest whole body blocks per message, on average over the first 16 of a burst, worth the
 /// 16-lane kernel: short messages spend most of their time in the lane bookkeeping and the
 /// tail and outer blocks, where SHA-NI is as fast (`lane_timing`: 104-byte messages, one
@@ -52,6 +55,19 @@ const MIN_BODY_BLOCKS: usize = 3;
 /// least [`MIN_LANES`] messages of [`MIN_BODY_BLOCKS`] on average, else on SHA-NI. The
 /// caller guarantees SHA-NI (a `Sha1NiKey` exists only after its feature check).
 pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
+    hmac::<false>(jobs)
+}
+
+/// [`hmac_sha1_96`] over messages that are likely not in the cache (received packets, whose
+/// first touch this is): the 16-lane kernel prefetches each lane's blocks
+/// [`PREFETCH_AHEAD`] steps ahead. Sixteen streams are more than the hardware prefetcher
+/// follows; on messages just written (outbound, after CBC) the hints are wasted work.
+pub(super) fn hmac_sha1_96_cold<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
+    hmac::<true>(jobs)
+}
+
+/// [`hmac_sha1_96`], prefetching if `COLD`.
+fn hmac<'a, const COLD: bool>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
     let mut jobs = jobs.into_iter();
     if !available() {
         return sha1_mb::hmac_sha1_96(jobs);
@@ -66,12 +82,13 @@ pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
         let rest = jobs.map(Lane::start);
         return sha1_mb::finish_lanes(lanes.into_iter().flatten().chain(rest));
     }
-    run(&mut lanes, &mut jobs, MIN_LANES);
+    run::<COLD>(&mut lanes, &mut jobs, MIN_LANES);
 }
 
 /// Drives the 16 lanes until every job is done; once no job is queued and fewer than
-/// `handoff` lanes are live, the SHA-NI kernel finishes them.
-fn run<'a>(
+/// `handoff` lanes are live, the SHA-NI kernel finishes them. `COLD`: prefetch (see
+/// [`hmac_sha1_96_cold`]).
+fn run<'a, const COLD: bool>(
     lanes: &mut [Option<Lane<'a>>; LANES],
     jobs: &mut impl Iterator<Item = HmacJob<'a>>,
     handoff: usize,
@@ -129,7 +146,7 @@ fn run<'a>(
             core::array::from_fn(|i| lanes[i].as_ref().map_or(&IDLE[..], |l| l.segment()));
         // SAFETY: every caller of `run` (`hmac_sha1_96`, the tests) checked `available()`
         // first, which found AVX-512 F and BW.
-        unsafe { compress16(&mut state, segs, blocks) };
+        unsafe { compress16::<COLD>(&mut state, segs, blocks) };
         for (i, slot) in lanes.iter_mut().enumerate() {
             let Some(l) = slot else { continue };
             for (s, w) in l.state.iter_mut().zip(&state) {
@@ -146,12 +163,17 @@ fn run<'a>(
 /// Sixteen SHA-1 compressions side by side, each of `count` consecutive 64-byte blocks of
 /// its lane's `segs[lane]` into `state[..][lane]`. A lane whose slice is shorter than
 /// `count` blocks (an idle lane's zero block) compresses its first block `count` times.
-/// Does nothing if a slice is shorter than one block.
+/// Does nothing if a slice is shorter than one block. `COLD`: prefetch each lane's block
+/// [`PREFETCH_AHEAD`] steps on.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and BW.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn compress16(state: &mut [[u32; LANES]; 5], segs: [&[u8]; LANES], count: usize) {
+unsafe fn compress16<const COLD: bool>(
+    state: &mut [[u32; LANES]; 5],
+    segs: [&[u8]; LANES],
+    count: usize,
+) {
     let mut stride = [0usize; LANES];
     for (s, seg) in stride.iter_mut().zip(&segs) {
         if seg.len() < 64 {
@@ -178,6 +200,12 @@ unsafe fn compress16(state: &mut [[u32; LANES]; 5], segs: [&[u8]; LANES], count:
         load(&state[4]),
     );
     for n in 0..count {
+        // A hint: past a slice's end it reads nothing and never faults.
+        if COLD {
+            for (seg, st) in segs.iter().zip(&stride) {
+                crate::sad::prefetch(seg.as_ptr().wrapping_add(st * (n + PREFETCH_AHEAD)));
+            }
+        }
         let rows: [__m512i; LANES] = core::array::from_fn(|i| {
             // SAFETY: block `n` of lane `i` starts at `stride[i] * n`, and
             // `stride[i] * n + 64 <= segs[i].len()` (stride 64 only if the slice has
@@ -308,7 +336,7 @@ mod tests {
     /// Runs the 16-lane kernel (no fallback to SHA-NI, `handoff` 0 unless given) over
     /// `lens` messages with random keys, offsets and ESN suffixes; compares each ICV with
     /// the `hmac` + `sha1` crates.
-    fn check(rng: &mut Rng, lens: &[usize], handoff: usize) {
+    fn check(rng: &mut Rng, lens: &[usize], handoff: usize, cold: bool) {
         let ikeys: Vec<Vec<u8>> = (0..5)
             .map(|_| (0..20).map(|_| rng.next() as u8).collect())
             .collect();
@@ -334,7 +362,11 @@ mod tests {
             });
         let mut lanes: [Option<Lane<'_>>; LANES] =
             core::array::from_fn(|_| jobs.next().map(Lane::start));
-        run(&mut lanes, &mut jobs, handoff);
+        if cold {
+            run::<true>(&mut lanes, &mut jobs, handoff);
+        } else {
+            run::<false>(&mut lanes, &mut jobs, handoff);
+        }
         for (icv, &(k, off, n, hi)) in icvs.iter().zip(&cases) {
             let want = expected(&ikeys[k], &data[off..off + n], hi);
             assert_eq!(icv, &want, "length {n} in burst {lens:?}");
@@ -351,7 +383,7 @@ mod tests {
         }
         let mut rng = Rng(0x1234_5678_9abc_def1);
         let lens: Vec<usize> = (0..300).collect();
-        check(&mut rng, &lens, 0);
+        check(&mut rng, &lens, 0, false);
     }
 
     /// Bursts of 1..=40 messages of random, mixed lengths up to 4096 bytes: lanes finish at
@@ -373,7 +405,7 @@ mod tests {
                         _ => rng.below(4097),
                     })
                     .collect();
-                check(&mut rng, &lens, handoff);
+                check(&mut rng, &lens, handoff, n % 2 == 0);
             }
         }
     }
@@ -437,7 +469,7 @@ mod tests {
                         } else {
                             let mut lanes: [Option<Lane<'_>>; LANES] =
                                 core::array::from_fn(|_| jobs.next().map(Lane::start));
-                            run(&mut lanes, &mut jobs, 0);
+                            run::<false>(&mut lanes, &mut jobs, 0);
                         }
                         *best = (*best).min(t.elapsed().as_nanos());
                     }
