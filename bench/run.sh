@@ -455,12 +455,18 @@ for line in open(probe_file):
     elif f[:1] == ["lines"]:
         probe["rows"].append({"lines": int(f[1]), "packed_ns": float(f[3]),
                               "spread_ns": float(f[5])})
+    elif f[:1] == ["burst32"]:
+        probe.setdefault("burst32", []).append({"lines_per_item": int(f[2]),
+                                                "ns_per_item": float(f[4])})
 if probe["rows"]:
     print(f"memory probe (tlbreach.c, {probe.get('anon_huge_kib', 0) >> 10} of "
           f"{probe.get('mapped_kib', 0) >> 10} MiB in huge pages), ns per dependent load:")
     print(f"{'lines':>8} {'packed':>8} {'one per 4 KiB page':>20}")
     for r in probe["rows"]:
         print(f"{r['lines']:>8,} {r['packed_ns']:>8.1f} {r['spread_ns']:>20.1f}")
+    for b in probe.get("burst32", []):
+        print(f"bursts of 32 random items of {b['lines_per_item']} line(s), all prefetched "
+              f"first: {b['ns_per_item']:.1f} ns per item")
 json.dump({"section": "salookup",
            "memory_probe": probe,
            "method": "criterion sa_path/decap/<SAs> medians, thread CPU time per burst of 32 "

@@ -12,8 +12,14 @@
  * (AnonHugePages, printed), the translations are 4 KiB ones after all: under a hypervisor
  * that backs the guest with 4 KiB pages, a guest huge page does not widen the TLB's reach.
  *
+ * Then memory read the way a worker reads its SAs: bursts of 32 independent items at random
+ * places in 4 GiB (beyond the cache and the TLB's reach, like the slab of 4 Mi SAs),
+ * each item K adjacent lines, all of a burst's lines prefetched before any is read. What an
+ * item costs when the misses overlap is the floor for a packet's SA lines.
+ *
  * Usage: tlbreach [LINES...]   (default 1024 4096 16384 65536)
- * Output, one line per N: "lines N packed_ns X spread_ns Y", thread CPU time per load.
+ * Output, one line per N: "lines N packed_ns X spread_ns Y", thread CPU time per load;
+ * then "burst32 lines_per_item K ns_per_item X" for K = 1 and 6.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -78,6 +84,29 @@ static double chase(char *base, size_t n, int spread, size_t *order) {
     return (t1 - t0) * 1e9 / (double)loads;
 }
 
+/* ns per item of bursts of 32 random items of `k` adjacent lines over `len` bytes: every
+ * line of a burst prefetched, then every line read. */
+static double burst(char *base, size_t len, int k) {
+    enum { ITEMS = 32 };
+    size_t slots = len / 64 - (size_t)k, at[ITEMS], rounds = 100000;
+    uint64_t sum = 0;
+    double t0 = cpu_seconds();
+    for (size_t r = 0; r < rounds; r++) {
+        for (int i = 0; i < ITEMS; i++) {
+            at[i] = next_random() % slots;
+            for (int l = 0; l < k; l++)
+                __builtin_prefetch(base + (at[i] + (size_t)l) * 64, 1, 3);
+        }
+        for (int i = 0; i < ITEMS; i++)
+            for (int l = 0; l < k; l++)
+                sum += *(volatile uint64_t *)(base + (at[i] + (size_t)l) * 64);
+    }
+    double t1 = cpu_seconds();
+    if (sum == 1) /* keeps the reads */
+        puts("");
+    return (t1 - t0) * 1e9 / (double)(rounds * ITEMS);
+}
+
 int main(int argc, char **argv) {
     size_t defaults[] = {1024, 4096, 16384, 65536};
     size_t count = argc > 1 ? (size_t)(argc - 1) : sizeof defaults / sizeof defaults[0];
@@ -105,5 +134,15 @@ int main(int argc, char **argv) {
         double spread = chase(base, n, 1, order);
         printf("lines %zu packed_ns %.1f spread_ns %.1f\n", n, packed, spread);
     }
+    const size_t slab = (size_t)4 << 30;
+    char *big = mmap(NULL, slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (big == MAP_FAILED) {
+        perror("tlbreach: 4 GiB for the bursts");
+        return 1;
+    }
+    madvise(big, slab, MADV_HUGEPAGE);
+    memset(big, 1, slab);
+    for (int k = 1; k <= 6; k += 5)
+        printf("burst32 lines_per_item %d ns_per_item %.1f\n", k, burst(big, slab, k));
     return 0;
 }
