@@ -658,63 +658,76 @@ mod tests {
         assert_eq!(scan(b"\r\n\rX"), Ok(Scanned::Pong));
     }
 
+    /// Content-Length of a head by splitting every logical line after the start line: the
+    /// rule as first written, the oracle of the differential tests below.
+    fn content_length_by_every_line(head: &[u8]) -> Result<usize, ScanError> {
+        let first = find_crlf(head, 0).ok_or(ScanError::MissingContentLength)?;
+        let mut found = None;
+        for line in HeaderLines::new(&head[first + 2..]) {
+            let Ok((name, value)) = split_header_line(line) else {
+                continue;
+            };
+            if is_content_length_name(name) {
+                let n = parse_content_length(value)?;
+                match found {
+                    Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
+                    _ => found = Some(n),
+                }
+            }
+        }
+        found.ok_or(ScanError::MissingContentLength)
+    }
+
+    /// The bytes that matter to framing, for random heads: CR, LF, folds, colons, both names
+    /// in any case, digits, NUL; the last four make whole lines and blank lines.
+    const HEAD_PIECES: [&[u8]; 20] = [
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b" ",
+        b"\t",
+        b":",
+        b"\r\nContent-Length",
+        b"content-length",
+        b"\r\nl",
+        b"L",
+        b"C",
+        b": 7",
+        b"12",
+        b"Via",
+        b"x",
+        b"\0",
+        b"\r\nCall-ID: a",
+        b"\r\nCSeq: 1",
+        b"\r\n\r\n",
+        b"\r\nl:3",
+    ];
+
+    /// One xorshift64 step: the next state, also returned.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
     /// The candidate-line scan finds what splitting every logical line finds (the rule as
     /// first written), on heads built from the bytes that matter: CR, LF, folds, colons,
     /// both names in any case, digits, NUL.
     #[test]
     fn candidate_scan_agrees_with_splitting_every_line() {
-        fn every_line(head: &[u8]) -> Result<usize, ScanError> {
-            let first = find_crlf(head, 0).ok_or(ScanError::MissingContentLength)?;
-            let mut found = None;
-            for line in HeaderLines::new(&head[first + 2..]) {
-                let Ok((name, value)) = split_header_line(line) else {
-                    continue;
-                };
-                if is_content_length_name(name) {
-                    let n = parse_content_length(value)?;
-                    match found {
-                        Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
-                        _ => found = Some(n),
-                    }
-                }
-            }
-            found.ok_or(ScanError::MissingContentLength)
-        }
-        let pieces: [&[u8]; 16] = [
-            b"\r\n",
-            b"\r",
-            b"\n",
-            b" ",
-            b"\t",
-            b":",
-            b"\r\nContent-Length",
-            b"content-length",
-            b"\r\nl",
-            b"L",
-            b"C",
-            b": 7",
-            b"12",
-            b"Via",
-            b"x",
-            b"\0",
-        ];
         let (mut lengths, mut conflicts) = (0, 0);
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..200_000 {
             let mut head = b"INVITE sip:a SIP/2.0\r\n".to_vec();
             for _ in 0..(seed % 24) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                head.extend_from_slice(pieces[(seed % 16) as usize]);
+                head.extend_from_slice(HEAD_PIECES[(xorshift(&mut seed) % 16) as usize]);
             }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             let got = section_content_length(&head);
             assert_eq!(
                 got,
-                every_line(&head),
+                content_length_by_every_line(&head),
                 "{:?}",
                 String::from_utf8_lossy(&head)
             );
@@ -746,22 +759,7 @@ mod tests {
                     len: None,
                 });
             };
-            let head = &buf[..head_end];
-            let first = find_crlf(head, 0).ok_or(ScanError::MissingContentLength)?;
-            let mut found = None;
-            for line in HeaderLines::new(&head[first + 2..]) {
-                let Ok((name, value)) = split_header_line(line) else {
-                    continue;
-                };
-                if is_content_length_name(name) {
-                    let n = parse_content_length(value)?;
-                    match found {
-                        Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
-                        _ => found = Some(n),
-                    }
-                }
-            }
-            let body = found.ok_or(ScanError::MissingContentLength)?;
+            let body = content_length_by_every_line(&buf[..head_end])?;
             if body > lim.max_body {
                 return Err(ScanError::BodyTooLong(body));
             }
@@ -775,44 +773,17 @@ mod tests {
                 }
             })
         }
-        let pieces: [&[u8]; 20] = [
-            b"\r\n",
-            b"\r",
-            b"\n",
-            b" ",
-            b"\t",
-            b":",
-            b"\r\nContent-Length",
-            b"content-length",
-            b"\r\nl",
-            b"L",
-            b"C",
-            b": 7",
-            b"12",
-            b"Via",
-            b"x",
-            b"\0",
-            b"\r\nCall-ID: a",
-            b"\r\nCSeq: 1",
-            b"\r\n\r\n",
-            b"\r\nl:3",
-        ];
         let lim = FrameLimits {
             max_head: 200,
             max_body: 64,
         };
         let (mut messages, mut incomplete) = (0, 0);
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = || xorshift(&mut seed);
         for _ in 0..100_000 {
             let mut buf = b"MESSAGE sip:a SIP/2.0".to_vec();
             for _ in 0..(next() % 40) {
-                buf.extend_from_slice(pieces[(next() % 20) as usize]);
+                buf.extend_from_slice(HEAD_PIECES[(next() % 20) as usize]);
             }
             if next() % 2 == 0 {
                 buf.extend_from_slice(b"\r\n\r\nabcdefgh");
