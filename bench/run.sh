@@ -458,6 +458,8 @@ for line in open(probe_file):
     elif f[:1] == ["burst32"]:
         probe.setdefault("burst32", []).append({"lines_per_item": int(f[2]),
                                                 "ns_per_item": float(f[4])})
+    elif f[:1] == ["table_then_sa"]:
+        probe["table_then_sa_ns_per_item"] = float(f[2])
 if probe["rows"]:
     print(f"memory probe (tlbreach.c, {probe.get('anon_huge_kib', 0) >> 10} of "
           f"{probe.get('mapped_kib', 0) >> 10} MiB in huge pages), ns per dependent load:")
@@ -467,6 +469,9 @@ if probe["rows"]:
     for b in probe.get("burst32", []):
         print(f"bursts of 32 random items of {b['lines_per_item']} line(s), all prefetched "
               f"first: {b['ns_per_item']:.1f} ns per item")
+    if "table_then_sa_ns_per_item" in probe:
+        print(f"bursts of 32 shaped like the SA path (a table line, then the six lines it "
+              f"names): {probe['table_then_sa_ns_per_item']:.1f} ns per item")
 json.dump({"section": "salookup",
            "memory_probe": probe,
            "method": "criterion sa_path/decap/<SAs> medians, thread CPU time per burst of 32 "

@@ -19,7 +19,8 @@
  *
  * Usage: tlbreach [LINES...]   (default 1024 4096 16384 65536)
  * Output, one line per N: "lines N packed_ns X spread_ns Y", thread CPU time per load;
- * then "burst32 lines_per_item K ns_per_item X" for K = 1 and 6.
+ * then "burst32 lines_per_item K ns_per_item X" for K = 1 and 6, and "table_then_sa
+ * ns_per_item X" for the SA path's own shape (a table line, then six lines it points to).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -107,6 +108,39 @@ static double burst(char *base, size_t len, int k) {
     return (t1 - t0) * 1e9 / (double)(rounds * ITEMS);
 }
 
+/* The SA path's shape: bursts of 32, each item one line of a table (the first `table`
+ * bytes) whose content leads to six adjacent lines in the rest (the slab); the burst's
+ * table lines prefetched, then each read and its six lines prefetched, then those read;
+ * each burst's addresses depend on the reads of the one before. ns per item. */
+static double table_then_sa(char *base, size_t table, size_t len) {
+    enum { ITEMS = 32, LINES = 6 };
+    size_t tslots = table / 64, sslots = (len - table) / 64 - LINES, at[ITEMS], sa[ITEMS];
+    size_t rounds = 100000;
+    uint64_t sum = 0, carry = 0;
+    char *slab = base + table;
+    double t0 = cpu_seconds();
+    for (size_t r = 0; r < rounds; r++) {
+        for (int i = 0; i < ITEMS; i++) {
+            at[i] = (next_random() + carry) % tslots;
+            __builtin_prefetch(base + at[i] * 64, 0, 3);
+        }
+        for (int i = 0; i < ITEMS; i++) {
+            uint64_t v = *(volatile uint64_t *)(base + at[i] * 64);
+            sa[i] = (next_random() + (v >> 63)) % sslots;
+            for (int l = 0; l < LINES; l++)
+                __builtin_prefetch(slab + (sa[i] + (size_t)l) * 64, 1, 3);
+        }
+        for (int i = 0; i < ITEMS; i++)
+            for (int l = 0; l < LINES; l++)
+                sum += *(volatile uint64_t *)(slab + (sa[i] + (size_t)l) * 64);
+        carry = (sum >> 62) & 1;
+    }
+    double t1 = cpu_seconds();
+    if (sum == 1) /* keeps the reads */
+        puts("");
+    return (t1 - t0) * 1e9 / (double)(rounds * ITEMS);
+}
+
 int main(int argc, char **argv) {
     size_t defaults[] = {1024, 4096, 16384, 65536};
     size_t count = argc > 1 ? (size_t)(argc - 1) : sizeof defaults / sizeof defaults[0];
@@ -142,7 +176,9 @@ int main(int argc, char **argv) {
     }
     madvise(big, slab, MADV_HUGEPAGE);
     memset(big, 1, slab);
+    burst(big, slab, 1); /* untimed: the first pass after the memset reads slow on a VM */
     for (int k = 1; k <= 6; k += 5)
         printf("burst32 lines_per_item %d ns_per_item %.1f\n", k, burst(big, slab, k));
+    printf("table_then_sa ns_per_item %.1f\n", table_then_sa(big, (size_t)256 << 20, slab));
     return 0;
 }

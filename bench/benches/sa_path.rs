@@ -18,6 +18,11 @@
 //! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a shared box
 //! the bench is descheduled, though other jobs still share its caches.
 //!
+//! After each id the bench prints the median time stamp counter ticks per burst of its four
+//! phases (table lookup with the SA prefetches, slab check, decapsulation, delivery), so a
+//! size's extra cost can be placed: a line the decapsulation reads but the prefetch does not
+//! load shows as decapsulation ticks above the 1 Ki figure.
+//!
 //! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
 //! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
 //! path at full-size packets; `SA_PATH_GROUP=8` decapsulates the burst in calls of that many
@@ -120,6 +125,9 @@ struct Bed {
     delivered: u64,
     /// Packets decapsulated per call (`SA_PATH_GROUP`, default 32).
     group: usize,
+    /// Time stamp counter ticks of each timed burst's four phases (lookup, slab check,
+    /// decapsulation, delivery), for the medians printed after each id.
+    phases: Vec<[u64; 4]>,
 }
 
 impl Bed {
@@ -179,6 +187,7 @@ impl Bed {
                 .and_then(|v| v.parse().ok())
                 .filter(|&g| (1..=BURST).contains(&g))
                 .unwrap_or(BURST),
+            phases: Vec::with_capacity(1 << 20),
         }
     }
 
@@ -215,6 +224,7 @@ impl Bed {
         let mut items: [DecapItem<'_>; BURST] =
             core::array::from_fn(|_| DecapItem::new(0, &mut [], 0..0));
         let mut found = [None; BURST];
+        let t0 = tsc();
         // Phase zero (worker: `rx_burst`): the table slots of the burst's SPIs.
         if prefetch {
             for (rx, (r, _, _)) in self.rx.iter().zip(metas) {
@@ -249,6 +259,7 @@ impl Bed {
             *s = spi;
             *f = Some(entry);
         }
+        let t1 = tsc();
         // Phase two (worker: `esp_burst`): slab check, burst decapsulation.
         let mut n = 0;
         let mut delivered = [None; BURST];
@@ -263,9 +274,11 @@ impl Bed {
             delivered[n] = Some(*entry);
             n += 1;
         }
+        let t2 = tsc();
         for group in items[..n].chunks_mut(self.group) {
             decapsulate_burst_in(&mut self.sas.inbound, group).expect("slots");
         }
+        let t3 = tsc();
         let entries = delivered.iter().flatten();
         for (it, e) in items[..n].iter().zip(entries) {
             let Some((inner, inner_ip)) = it.parsed_result() else {
@@ -278,7 +291,21 @@ impl Bed {
                 _ => {}
             }
         }
+        let t4 = tsc();
+        if self.phases.len() < 1 << 20 {
+            self.phases.push([t1 - t0, t2 - t1, t3 - t2, t4 - t3]);
+        }
     }
+}
+
+/// The time stamp counter (wall-clock ticks: the phases' medians leave out the bursts a
+/// preemption fell into); 0 where there is none.
+fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC has no preconditions on x86_64.
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    0
 }
 
 fn sizes() -> Vec<usize> {
@@ -312,6 +339,7 @@ fn sa_path(c: &mut Criterion) {
         );
         for (name, prefetch) in [("decap", true), ("decap_no_prefetch", false)] {
             bed.pos = RING / BURST;
+            bed.phases.clear();
             g.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
@@ -331,6 +359,19 @@ fn sa_path(c: &mut Criterion) {
                     total
                 })
             });
+            let med = |i: usize| {
+                let mut v: Vec<u64> = bed.phases.iter().map(|p| p[i]).collect();
+                v.sort_unstable();
+                v.get(v.len() / 2).copied().unwrap_or(0)
+            };
+            eprintln!(
+                "sa_path/{name}/{n}: TSC ticks per burst (median): lookup {}, slab check {}, \
+                 decap {}, deliver {}",
+                med(0),
+                med(1),
+                med(2),
+                med(3)
+            );
         }
         let expected = bed.meta.len() as u64;
         assert!(bed.delivered > 0, "nothing delivered");

@@ -764,6 +764,32 @@ mod tests {
         assert!(end(aes.dec_keys_addr(), 176) <= HOT_BYTES);
     }
 
+    /// The hot path takes the SHA-NI pad states as proof of hmac-sha-1-96 and does not read
+    /// the MAC's own tag (past the prefetched bytes): an hmac-md5-96 SA must have none.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn only_hmac_sha1_sas_carry_stitched_pad_states() {
+        use super::super::{AuthAlg, EncrAlg, SaKeys};
+        let sa = |auth, integ_len| {
+            let suite = Suite {
+                auth,
+                encr: EncrAlg::AesCbc,
+                keys: SaKeys {
+                    integ_key: vec![1; integ_len],
+                    encr_key: vec![2; 16],
+                    salt: [0; 4],
+                },
+            };
+            InboundSa::new(0x1000, &suite).unwrap()
+        };
+        assert!(sa(AuthAlg::HmacMd5_96, 16).transform.aes_sha1_ni().is_none());
+        let sha1 = sa(AuthAlg::HmacSha1_96, 20);
+        if std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("sha")
+        {
+            assert!(sha1.transform.aes_sha1_ni().is_some());
+        }
+    }
+
     /// RFC 4303 2.4: the padding is the least that makes payload, pad length and next header
     /// a multiple of the suite's alignment, with the bytes 1, 2, 3, ...; for every suite's
     /// alignment and every payload length in a few blocks.

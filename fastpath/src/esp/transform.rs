@@ -217,9 +217,11 @@ impl Transform {
         &self,
     ) -> Option<(&super::aesni::Aes128Ni, &super::stitch::Sha1NiKey)> {
         match self {
+            // The pad states exist only for hmac-sha-1-96 (`Transform::new`), so the MAC's
+            // own tag, far past the hot bytes, is not read.
             Transform::Cbc {
                 cipher: CbcCipher::Aes128Ni(Some(k), c),
-                integ: Hmac96::Sha1(_),
+                ..
             } => Some((c, k)),
             _ => None,
         }
@@ -280,7 +282,8 @@ impl Transform {
                 let iv = &hdr_iv[ESP_HDR_LEN..];
                 let out = match (cipher, integ) {
                     #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(Some(mac), c), Hmac96::Sha1(_)) if seq_hi.is_none() => {
+                    // Pad states exist only for hmac-sha-1-96: the MAC's tag is not read.
+                    (CbcCipher::Aes128Ni(Some(mac), c), _) if seq_hi.is_none() => {
                         super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
                     }
                     #[cfg(target_arch = "x86_64")]
