@@ -782,7 +782,10 @@ mod tests {
             };
             InboundSa::new(0x1000, &suite).unwrap()
         };
-        assert!(sa(AuthAlg::HmacMd5_96, 16).transform.aes_sha1_ni().is_none());
+        assert!(sa(AuthAlg::HmacMd5_96, 16)
+            .transform
+            .aes_sha1_ni()
+            .is_none());
         let sha1 = sa(AuthAlg::HmacSha1_96, 20);
         if std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("sha")
         {
