@@ -26,7 +26,8 @@
 //! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
 //! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
 //! path at full-size packets; `SA_PATH_GROUP=8` decapsulates the burst in calls of that many
-//! packets (default 32, as the worker), to see whether later groups find their SAs loaded.
+//! packets (default 32, as the worker), to see whether later groups find their SAs loaded;
+//! `SA_PATH_SUITE=gcm` uses aes-gcm-16 SAs instead of hmac-sha-1-96 + aes-cbc.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -57,7 +58,19 @@ fn seq_before(k: usize) -> u64 {
     (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44
 }
 
+/// hmac-sha-1-96 + aes-cbc, or aes-gcm-16 with `SA_PATH_SUITE=gcm`.
 fn suite() -> Suite {
+    if std::env::var("SA_PATH_SUITE").is_ok_and(|v| v == "gcm") {
+        return Suite {
+            auth: AuthAlg::Null,
+            encr: EncrAlg::AesGcm,
+            keys: SaKeys {
+                integ_key: Vec::new(),
+                encr_key: vec![0x22; 16],
+                salt: [0x33; 4],
+            },
+        };
+    }
     Suite {
         auth: AuthAlg::HmacSha1_96,
         encr: EncrAlg::AesCbc,
