@@ -152,9 +152,9 @@ impl Bed {
         let mut spis = Vec::with_capacity(n);
         for k in 0..n {
             let spi = table.allocate().expect("allocate");
-            let slot = sas
-                .inbound
-                .insert(spi, InboundSa::new(spi, &suite).expect("sa"));
+            let sa = InboundSa::new(spi, &suite).expect("sa");
+            let transform_lines = sa.transform_lines();
+            let slot = sas.inbound.insert(spi, sa);
             let entry = InboundEntry {
                 ue: IpAddr::V4(ue_addr(k)),
                 local: IpAddr::V4(LOCAL),
@@ -162,6 +162,7 @@ impl Bed {
                 local_port: LOCAL_PORT,
                 worker: 0,
                 slot,
+                transform_lines,
             };
             table.install(spi, entry).expect("install");
             spis.push(spi);
@@ -267,7 +268,9 @@ impl Bed {
             if prefetch {
                 let seq = &rx[r.start + 24..r.start + 28];
                 let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
-                self.sas.inbound.prefetch(entry.slot, seq);
+                self.sas
+                    .inbound
+                    .prefetch(entry.slot, seq, entry.transform_lines);
             }
             *s = spi;
             *f = Some(entry);

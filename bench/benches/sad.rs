@@ -62,6 +62,7 @@ fn lookup_entries(c: &mut Criterion) {
                 local_port: 5064,
                 worker: 0,
                 slot: i as u32,
+                transform_lines: 4,
             };
             table.install(spi, entry).expect("install");
             spis.push(spi);

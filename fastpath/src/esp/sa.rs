@@ -448,24 +448,42 @@ impl InboundSa {
 
     /// Starts loading the parts of the SA at `p` that decapsulating a packet with sequence
     /// number low half `seq_lo` reads (SPI and flags, the window's top and ring word, the
-    /// transform's keys, the packet counters), so a burst can have every SA of its packets
-    /// on the way from memory before it decapsulates the first (at millions of SAs each is
-    /// several cache misses). Computes addresses only (never reads through `p`, so any
-    /// pointer will do). Of the transform only its first `HOT_BYTES` (256) are loaded: all
-    /// that hmac-sha-1-96 + aes-cbc on AES-NI/SHA-NI reads (its layout is fixed for that);
-    /// other suites' further key material (GCM's powers of H) loads on demand.
+    /// packet counters, and the first `transform_lines` cache lines of the transform: see
+    /// [`InboundSa::transform_lines`]), so a burst can have every SA of its packets on the
+    /// way from memory before it decapsulates the first (at millions of SAs each is several
+    /// cache misses). Computes addresses only (never reads through `p`, so any pointer will
+    /// do); the caller has the line count from the SA's table entry.
     #[inline]
-    pub fn prefetch_at(p: *const Self, seq_lo: u32) {
-        use core::mem::{offset_of, size_of};
+    pub fn prefetch_at(p: *const Self, seq_lo: u32, transform_lines: u8) {
+        use core::mem::offset_of;
         let base = p.cast::<u8>();
         let line = |off: usize| crate::sad::prefetch(base.wrapping_add(off));
         // SPI, flag, packet counters and the window's top: one line (asserted above).
         line(offset_of!(Self, spi));
         let t = offset_of!(Self, transform);
-        for off in (t..t + HOT_BYTES.min(size_of::<Transform>())).step_by(64) {
-            line(off);
+        let lines = usize::from(transform_lines).min(Self::TRANSFORM_LINES);
+        for k in 0..lines {
+            line(t + 64 * k);
         }
         ReplayWindow::prefetch_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
+    }
+
+    /// Cache lines the whole transform spans (it starts a line).
+    const TRANSFORM_LINES: usize = core::mem::size_of::<Transform>().div_ceil(64);
+
+    /// How many cache lines of its transform decapsulating a packet of this SA reads, for
+    /// [`InboundSa::prefetch_at`]: the first `HOT_BYTES` (four lines) for hmac-sha-1-96 +
+    /// aes-cbc on AES-NI/SHA-NI, whose layout is fixed for that; the whole transform for the
+    /// other suites (AES-GCM's RFC 4106 salt lies after its round keys and powers of H, and
+    /// the software ciphers' boxed state loads on demand anyway). The worker keeps the
+    /// count in the SA's table entry, so a packet's prefetch knows it before the SA is read.
+    pub fn transform_lines(&self) -> u8 {
+        let lines = if self.transform.aes_sha1_ni().is_some() {
+            HOT_BYTES / 64
+        } else {
+            Self::TRANSFORM_LINES
+        };
+        u8::try_from(lines).unwrap_or(u8::MAX)
     }
 
     /// SPI this SA accepts.

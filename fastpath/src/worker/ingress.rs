@@ -484,7 +484,10 @@ impl<Q: PortQueue> Worker<Q> {
         let seq_lo = pkt
             .get(ip.payload_offset + 4..ip.payload_offset + 8)
             .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        self.link.sas.inbound.prefetch(entry.slot, seq_lo);
+        self.link
+            .sas
+            .inbound
+            .prefetch(entry.slot, seq_lo, entry.transform_lines);
         Some((spi, entry))
     }
 

@@ -32,6 +32,9 @@ pub struct InboundEntry {
     pub worker: usize,
     /// Slot of the SA in that worker's inbound slab.
     pub slot: u32,
+    /// Cache lines of the SA's transform a packet's decapsulation reads
+    /// ([`InboundSa::transform_lines`]), so the lookup can prefetch them with the SA.
+    pub transform_lines: u8,
 }
 
 /// The words of an address: IPv4 in the low 32 bits of the first, IPv6 big-endian halves.
@@ -65,7 +68,8 @@ impl FlatEntry for InboundEntry {
         let ports = u64::from(self.ue_port)
             | u64::from(self.local_port) << 16
             | u64::from(self.ue.is_ipv6()) << 32
-            | u64::from(self.local.is_ipv6()) << 33;
+            | u64::from(self.local.is_ipv6()) << 33
+            | u64::from(self.transform_lines) << 34;
         [
             u0,
             u1,
@@ -86,6 +90,7 @@ impl FlatEntry for InboundEntry {
             local_port: (ports >> 16) as u16,
             worker: usize::try_from(worker).ok()?,
             slot: u32::try_from(slot).ok()?,
+            transform_lines: (ports >> 34) as u8,
         })
     }
 }
@@ -170,16 +175,21 @@ impl<T> SaSlab<T> {
 
 impl SaSlab<InboundSa> {
     /// Starts loading what decapsulating a packet (sequence number low half `seq_lo`) with
-    /// the SA in `slot` reads, without reading anything (see [`InboundSa::prefetch_at`]);
-    /// nothing for a slot beyond the slab.
+    /// the SA in `slot` reads, `transform_lines` of its transform included (from the SA's
+    /// table entry), without reading anything (see [`InboundSa::prefetch_at`]); nothing for
+    /// a slot beyond the slab.
     #[inline]
-    pub fn prefetch(&self, slot: u32, seq_lo: u32) {
+    pub fn prefetch(&self, slot: u32, seq_lo: u32, transform_lines: u8) {
         let Some(cell) = self.cell_ptr(slot) else {
             return;
         };
         let cell = cell.cast::<u8>();
         crate::sad::prefetch(cell.wrapping_add(self.spi_offset));
-        InboundSa::prefetch_at(cell.wrapping_add(self.sa_offset).cast(), seq_lo);
+        InboundSa::prefetch_at(
+            cell.wrapping_add(self.sa_offset).cast(),
+            seq_lo,
+            transform_lines,
+        );
     }
 }
 
@@ -433,6 +443,9 @@ pub struct SaSetState {
     /// not have the set's keys (a re-registration's 401 is still on its way), so egress keeps
     /// using an older set of the same ports that has carried traffic (TS 33.203 7.4).
     pub used: bool,
+    /// [`InboundSa::transform_lines`] of the set's inbound SAs (one suite for all four),
+    /// for their table entries.
+    pub transform_lines: u8,
 }
 
 impl SaSetState {
@@ -446,6 +459,7 @@ impl SaSetState {
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
         let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
         let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
+        let transform_lines = in_ps.transform_lines();
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
         let seeds = sas.seeds.get()?;
         let out_uc = OutboundSa::seeded_from(set.spi_uc, &set.suite, &mut *seeds)?.resume(seq);
@@ -465,6 +479,7 @@ impl SaSetState {
             in_pc: sas.inbound.insert(set.spi_pc, in_pc),
             drain_until: None,
             used: false,
+            transform_lines,
         };
         let ps = state.entry(set.spi_ps, set.ue, set.local, worker);
         let pc = state.entry(set.spi_pc, set.ue, set.local, worker);
@@ -509,6 +524,7 @@ impl SaSetState {
             local_port,
             worker,
             slot,
+            transform_lines: self.transform_lines,
         })
     }
 
@@ -578,6 +594,7 @@ mod tests {
             local_port: 5064,
             worker: 3,
             slot: 4_000_000,
+            transform_lines: 4,
         };
         let v6 = InboundEntry {
             ue: "2001:db8::7:1".parse().unwrap(),
@@ -586,6 +603,7 @@ mod tests {
             local_port: 1,
             worker: 0,
             slot: u32::MAX,
+            transform_lines: 11,
         };
         for e in [v4, v6] {
             assert_eq!(InboundEntry::from_words(e.to_words()), Some(e));
