@@ -10,6 +10,15 @@
 //! entries. That saves the three hash-map operations per packet a map of deadlines cost
 //! (insert on schedule, get and remove on expiry; issue 10, docs/BENCHMARKS.md
 //! "Registration cost").
+//!
+//! A slot's storage is lent, not owned: a slot emptied when its tick comes gives its `Vec`
+//! (and its capacity) to a list of spares, and a slot that gets its first entry takes one
+//! from there. The slots in use at a time are those between now and the furthest deadline
+//! (a few dozen of 1 ms for delayed ACKs), so their storage circulates among the few dozen
+//! `Vec`s, warm in cache, instead of each of the thousands of slots growing its own on its
+//! first use and keeping it for good (a worker paid that growth, and its page faults, for
+//! every slot of its first turn of the wheel: docs/BENCHMARKS.md *ESP in at 1408 B,
+//! round 6*).
 
 use smoltcp::time::{Duration, Instant};
 
@@ -18,6 +27,9 @@ use smoltcp::time::{Duration, Instant};
 pub struct TimerWheel<K> {
     tick_us: i64,
     slots: Vec<Vec<(K, Instant)>>,
+    /// Empty `Vec`s with capacity, given up by slots that emptied, for slots taking their
+    /// first entry (at most one per slot: every `Vec` here came from one).
+    spare: Vec<Vec<(K, Instant)>>,
     /// Entries whose deadline had already passed when scheduled.
     ready: Vec<(K, Instant)>,
     /// The last tick whose slot was processed.
@@ -34,6 +46,7 @@ impl<K: Copy> TimerWheel<K> {
         TimerWheel {
             tick_us,
             slots: (0..n).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
             ready: Vec::new(),
             cursor: now.total_micros() / tick_us,
         }
@@ -53,6 +66,13 @@ impl<K: Copy> TimerWheel<K> {
         self.ready.len() + self.slots.iter().map(Vec::len).sum::<usize>()
     }
 
+    /// Entries the wheel has room for without allocating (slots, spares and the ready list).
+    pub fn capacity(&self) -> usize {
+        self.ready.capacity()
+            + self.slots.iter().map(Vec::capacity).sum::<usize>()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+    }
+
     /// Adds an entry for `key` at `at`. The owner records `at` as the key's live deadline;
     /// entries of earlier deadlines of the key become stale.
     pub fn schedule(&mut self, key: K, at: Instant) {
@@ -61,7 +81,13 @@ impl<K: Copy> TimerWheel<K> {
             self.ready.push((key, at));
         } else {
             let slot = self.slot_of(tick);
-            self.slots[slot].push((key, at));
+            let entries = &mut self.slots[slot];
+            if entries.capacity() == 0 {
+                if let Some(lent) = self.spare.pop() {
+                    *entries = lent;
+                }
+            }
+            entries.push((key, at));
         }
     }
 
@@ -95,7 +121,12 @@ impl<K: Copy> TimerWheel<K> {
             });
             // Entries scheduled into this slot meanwhile are kept.
             entries.append(&mut self.slots[slot]);
-            self.slots[slot] = entries;
+            if entries.is_empty() && entries.capacity() > 0 {
+                // The slot's storage goes to the next slot to be used.
+                self.spare.push(entries);
+            } else {
+                self.slots[slot] = entries;
+            }
         }
         self.cursor = end;
     }
@@ -228,6 +259,33 @@ mod tests {
         assert_eq!(w.expire(3), vec![1]);
         assert_eq!(w.expire(66), Vec::<u32>::new());
         assert_eq!(w.expire(67), vec![2]);
+    }
+
+    #[test]
+    fn slots_lend_their_storage_so_a_turn_grows_only_the_slots_in_use() {
+        // Deadlines 40 ticks ahead, 100 per tick, for two turns of a 4096-slot wheel: only
+        // the ~41 slots holding entries at a time need storage. (Each slot growing its own
+        // held 100+ entries' room in every slot it had used: about 4096 * 128 here.)
+        let mut w: TimerWheel<u32> = TimerWheel::new(Duration::from_millis(1), 4096, ms(0));
+        let mut due = Vec::new();
+        let mut fired = 0;
+        for t in 0..8192 {
+            for k in 0..100 {
+                w.schedule(k, ms(t + 40));
+            }
+            w.expire(ms(t), &mut due, |_, _| true);
+            fired += due.len();
+            due.clear();
+        }
+        assert_eq!(fired, 100 * (8192 - 40));
+        assert_eq!(w.entries(), 100 * 40);
+        assert!(
+            w.capacity() <= 48 * 128,
+            "the wheel holds room for {} entries",
+            w.capacity()
+        );
+        // Spares are reused, not piled up: at most one per slot ever used.
+        assert!(w.spare.len() <= 48, "{} spare vectors", w.spare.len());
     }
 
     #[test]
