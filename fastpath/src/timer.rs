@@ -5,19 +5,48 @@
 //! and the owner of the keys records each key's live deadline beside the key's own state (the
 //! worker: in its `Ue`, which it looks up anyway to poll it). An expired entry whose deadline
 //! is no longer the recorded one is stale (the deadline moved, or the key is gone) and the
-//! owner skips it; a stale entry of a later turn is dropped the first time its slot is
-//! visited (the owner's `is_live` says so), so moving a far deadline often does not pile up
-//! entries. That saves the three hash-map operations per packet a map of deadlines cost
+//! owner skips it; a stale entry of a later turn is dropped by the next sweep of the far
+//! list below (the owner's `is_live` says so), so moving a far deadline often does not pile
+//! up entries. That saves the three hash-map operations per packet a map of deadlines cost
 //! (insert on schedule, get and remove on expiry; issue 10, docs/BENCHMARKS.md
 //! "Registration cost").
+//!
+//! A deadline a whole turn or more ahead (a connection's idle or message timeout, seconds
+//! away) does not go into a slot but onto one `far` list, appended where it was last
+//! written (warm), and swept once a turn: entries no longer live are dropped there, those
+//! due within the next turn move into their slots. The list is swept early when it has
+//! doubled since the last sweep, so a far deadline moved on every packet (a connection
+//! alternating between a delayed ACK and its timeout) keeps at most about twice the live
+//! far entries, not a turn's worth of stale ones spread over every slot.
+//!
+//! A slot's storage is lent, not owned: a slot emptied when its tick comes gives its `Vec`
+//! (and its capacity) to a list of spares, and a slot that gets its first entry takes one
+//! from there. The slots in use at a time are those between now and the furthest deadline
+//! (a few dozen of 1 ms for delayed ACKs), so their storage circulates among the few dozen
+//! `Vec`s, warm in cache, instead of each of the thousands of slots growing its own on its
+//! first use and keeping it for good (a worker paid that growth, and its page faults, for
+//! every slot of its first turn of the wheel: docs/BENCHMARKS.md *ESP in at 1408 B,
+//! round 6*).
 
 use smoltcp::time::{Duration, Instant};
+
+/// The length of the far list below which only the once-a-turn sweep runs.
+const FAR_MIN: usize = 64;
 
 /// Timer wheel of `(key, deadline)` entries; the owner decides which entries are live.
 #[derive(Debug)]
 pub struct TimerWheel<K> {
     tick_us: i64,
     slots: Vec<Vec<(K, Instant)>>,
+    /// Empty `Vec`s with capacity, given up by slots that emptied, for slots taking their
+    /// first entry (at most one per slot: every `Vec` here came from one).
+    spare: Vec<Vec<(K, Instant)>>,
+    /// Entries a whole turn or more ahead when scheduled, swept by [`TimerWheel::sweep_far`].
+    far: Vec<(K, Instant)>,
+    /// The tick from which `far` is due for its once-a-turn sweep.
+    far_sweep: i64,
+    /// The length of `far` that makes it due for a sweep before `far_sweep`.
+    far_limit: usize,
     /// Entries whose deadline had already passed when scheduled.
     ready: Vec<(K, Instant)>,
     /// The last tick whose slot was processed.
@@ -31,11 +60,16 @@ impl<K: Copy> TimerWheel<K> {
             .unwrap_or(i64::MAX)
             .max(1);
         let n = slots.max(2).next_power_of_two();
+        let cursor = now.total_micros() / tick_us;
         TimerWheel {
             tick_us,
             slots: (0..n).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
+            far: Vec::new(),
+            far_sweep: cursor + n as i64,
+            far_limit: FAR_MIN,
             ready: Vec::new(),
-            cursor: now.total_micros() / tick_us,
+            cursor,
         }
     }
 
@@ -50,7 +84,15 @@ impl<K: Copy> TimerWheel<K> {
 
     /// Number of entries held, stale ones included (until their tick comes).
     pub fn entries(&self) -> usize {
-        self.ready.len() + self.slots.iter().map(Vec::len).sum::<usize>()
+        self.ready.len() + self.far.len() + self.slots.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Entries the wheel has room for without allocating (slots, spares and the ready list).
+    pub fn capacity(&self) -> usize {
+        self.ready.capacity()
+            + self.far.capacity()
+            + self.slots.iter().map(Vec::capacity).sum::<usize>()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
     }
 
     /// Adds an entry for `key` at `at`. The owner records `at` as the key's live deadline;
@@ -59,10 +101,44 @@ impl<K: Copy> TimerWheel<K> {
         let tick = self.tick_of(at);
         if tick <= self.cursor {
             self.ready.push((key, at));
+        } else if tick - self.cursor >= self.slots.len() as i64 {
+            self.far.push((key, at));
         } else {
             let slot = self.slot_of(tick);
-            self.slots[slot].push((key, at));
+            put(&mut self.slots[slot], &mut self.spare, (key, at));
         }
+    }
+
+    /// Empties `far` of the entries not live and of those due before `end`'s tick plus one
+    /// turn: due ones (tick up to `end`) go to `due`, the others into their slots. Run at
+    /// least once a turn, so an entry left here (a turn or more after `end`) reaches its
+    /// slot, or `due`, by the time its tick comes.
+    fn sweep_far(
+        &mut self,
+        end: i64,
+        due: &mut Vec<(K, Instant)>,
+        is_live: &mut impl FnMut(&K, Instant) -> bool,
+    ) {
+        let (tick_us, n) = (self.tick_us, self.slots.len() as i64);
+        let (slots, spare) = (&mut self.slots, &mut self.spare);
+        self.far.retain(|&(key, at)| {
+            let tick = at.total_micros().div_euclid(tick_us);
+            if tick <= end {
+                // The owner skips it if it is not live, as any due entry.
+                due.push((key, at));
+                false
+            } else if !is_live(&key, at) {
+                false
+            } else if tick - end < n {
+                // rem_euclid is in 0..n, so the cast and the index are in range.
+                put(&mut slots[tick.rem_euclid(n) as usize], spare, (key, at));
+                false
+            } else {
+                true
+            }
+        });
+        self.far_sweep = end + n;
+        self.far_limit = (2 * self.far.len()).max(FAR_MIN);
     }
 
     /// Appends to `due` every entry whose deadline falls in a tick up to `now`'s, removing
@@ -78,6 +154,9 @@ impl<K: Copy> TimerWheel<K> {
         let end = self.tick_of(now);
         if end <= self.cursor {
             return;
+        }
+        if end >= self.far_sweep || self.far.len() >= self.far_limit {
+            self.sweep_far(end, due, &mut is_live);
         }
         // After a long pause one full turn visits every slot.
         let first = self.cursor.max(end - self.slots.len() as i64) + 1;
@@ -95,10 +174,26 @@ impl<K: Copy> TimerWheel<K> {
             });
             // Entries scheduled into this slot meanwhile are kept.
             entries.append(&mut self.slots[slot]);
-            self.slots[slot] = entries;
+            if entries.is_empty() && entries.capacity() > 0 {
+                // The slot's storage goes to the next slot to be used.
+                self.spare.push(entries);
+            } else {
+                self.slots[slot] = entries;
+            }
         }
         self.cursor = end;
     }
+}
+
+/// Appends `entry` to a slot's `entries`, which first borrows a spare `Vec` if it has no
+/// storage of its own.
+fn put<E>(entries: &mut Vec<E>, spare: &mut Vec<Vec<E>>, entry: E) {
+    if entries.capacity() == 0 {
+        if let Some(lent) = spare.pop() {
+            *entries = lent;
+        }
+    }
+    entries.push(entry);
 }
 
 #[cfg(test)]
@@ -228,6 +323,96 @@ mod tests {
         assert_eq!(w.expire(3), vec![1]);
         assert_eq!(w.expire(66), Vec::<u32>::new());
         assert_eq!(w.expire(67), vec![2]);
+    }
+
+    #[test]
+    fn slots_lend_their_storage_so_a_turn_grows_only_the_slots_in_use() {
+        // Deadlines 40 ticks ahead, 100 per tick, for two turns of a 4096-slot wheel: only
+        // the ~41 slots holding entries at a time need storage. (Each slot growing its own
+        // held 100+ entries' room in every slot it had used: about 4096 * 128 here.)
+        let mut w: TimerWheel<u32> = TimerWheel::new(Duration::from_millis(1), 4096, ms(0));
+        let mut due = Vec::new();
+        let mut fired = 0;
+        for t in 0..8192 {
+            for k in 0..100 {
+                w.schedule(k, ms(t + 40));
+            }
+            w.expire(ms(t), &mut due, |_, _| true);
+            fired += due.len();
+            due.clear();
+        }
+        assert_eq!(fired, 100 * (8192 - 40));
+        assert_eq!(w.entries(), 100 * 40);
+        assert!(
+            w.capacity() <= 48 * 128,
+            "the wheel holds room for {} entries",
+            w.capacity()
+        );
+        // Spares are reused, not piled up: at most one per slot ever used.
+        assert!(w.spare.len() <= 48, "{} spare vectors", w.spare.len());
+    }
+
+    #[test]
+    fn far_deadlines_moved_on_every_tick_stay_few() {
+        // Eight keys alternating between a deadline 10 ticks ahead and one 500 ticks (about
+        // eight turns) ahead, as a connection between a delayed ACK and its timeout: the
+        // stale far entries are dropped by the far list's sweeps, not kept a turn each.
+        // Every key is moved on every tick; in slots, the stale far entries of a turn
+        // would be 4 * 64 (half the keys are in their far phase).
+        let mut w = wheel();
+        for t in 0..5_000i64 {
+            for k in 0..8u32 {
+                if ((t + i64::from(k)) / 8) % 2 == 0 {
+                    w.schedule(k, ms(t + 10));
+                } else {
+                    w.schedule(k, ms(t + 500));
+                }
+            }
+            w.expire(t);
+            assert!(w.w.entries() <= 160, "{} entries at {t}", w.w.entries());
+        }
+    }
+
+    /// A step of xorshift64.
+    fn next(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    #[test]
+    fn fires_each_live_deadline_once_when_due_as_a_map_would() {
+        // Random deadlines up to six turns ahead (some already past), moved and cancelled,
+        // and random steps of the clock (up to three turns at once), against the live map:
+        // each expire fires exactly the keys whose live deadline has come.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut w = wheel();
+        let mut now = 0i64;
+        for _ in 0..20_000 {
+            for _ in 0..(next(&mut x) % 4) {
+                let k = (next(&mut x) % 40) as u32;
+                match next(&mut x) % 8 {
+                    0 => w.cancel(k),
+                    1 => w.schedule(k, ms(now - (next(&mut x) % 5) as i64)),
+                    2 | 3 => w.schedule(k, ms(now + (next(&mut x) % (6 * 64)) as i64)),
+                    _ => w.schedule(k, ms(now + (next(&mut x) % 40) as i64)),
+                }
+            }
+            now += match next(&mut x) % 50 {
+                0 => (next(&mut x) % (3 * 64)) as i64,
+                _ => (next(&mut x) % 3) as i64,
+            };
+            let mut want: Vec<u32> = w
+                .live
+                .iter()
+                .filter(|(_, &at)| at <= ms(now))
+                .map(|(&k, _)| k)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(w.expire(now), want, "at {now}");
+        }
+        assert!(w.w.entries() <= 40 * 8, "{} entries", w.w.entries());
     }
 
     #[test]
