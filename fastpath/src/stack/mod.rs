@@ -405,6 +405,9 @@ pub struct UeStack {
     tls: Option<tls::TlsListener>,
     /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
     socket_slots: u8,
+    /// The most sockets live at once since the last `compact_socket_set` (at the end of each
+    /// poll): the set shrinks only once fewer are live than that, i.e. after a socket went.
+    live_peak: u8,
     /// Address of the socket set's slots (its vector's buffer, which never grows: see
     /// `add_socket`), kept only as a hint for [`UeStack::prefetch`]; never dereferenced.
     socket_base: usize,
@@ -468,6 +471,7 @@ impl UeStack {
             now,
             tls: None,
             socket_slots: 0,
+            live_peak: 0,
             socket_base: 0,
             counters: StackCounters::default(),
         })
@@ -980,17 +984,24 @@ impl UeStack {
             // Left to itself the set's vector would grow to four slots.
             self.resize_socket_set(live + 1);
         }
+        self.live_peak = self.live_peak.max(u8::try_from(live + 1).unwrap_or(u8::MAX));
         self.sockets.add(s)
     }
 
     /// Gives the socket set exactly as many slots as live sockets once some went (a slot is
     /// 480 bytes, a TCP socket's size: a registered UE keeps one connection, after two during
-    /// its registration), and frees it once none is left (an idle stack holds none).
+    /// its registration), and frees it once none is left (an idle stack holds none). A set
+    /// with a slot that was never filled keeps it until a socket goes: a registration's first
+    /// set is made for two (the unprotected connection, then the protected listener), and
+    /// shrinking it to one after the first poll only to grow it back at the protected SYN made
+    /// two more sets per registration (docs/BENCHMARKS.md, *Worker per registration, round 6*).
     fn compact_socket_set(&mut self) {
         let live = self.live_sockets();
-        if live < usize::from(self.socket_slots) {
+        let went = live < usize::from(self.live_peak);
+        if live < usize::from(self.socket_slots) && (live == 0 || went) {
             self.resize_socket_set(live);
         }
+        self.live_peak = u8::try_from(live).unwrap_or(u8::MAX);
     }
 
     /// Moves the live sockets into a new set of `slots` slots, renaming their handles.
@@ -1621,5 +1632,33 @@ mod tests {
         assert_eq!(st.socket_slots, 2);
         assert!(sockets_within_base(&st), "after the set shrank");
         st.prefetch();
+    }
+
+    /// A registration's two sockets (the unprotected connection, then the protected
+    /// listener) share the stack's first set: it is not shrunk after the first poll and grown
+    /// back for the second socket, only shrunk once a socket went.
+    #[test]
+    fn the_first_set_keeps_its_spare_slot_until_a_socket_goes() {
+        let local = IpAddr::from([10, 0, 0, 1]);
+        let peer = IpAddr::from([10, 0, 1, 2]);
+        let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+        st.listen(5060, true, false);
+        st.listen(5062, true, false);
+        st.arm_listener(5060);
+        let base = st.socket_base;
+        // The end of a poll with one socket live.
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 2);
+        st.arm_listener(5062);
+        assert_eq!(st.socket_base, base, "the second socket took the spare slot");
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 2);
+        st.unlisten(5060);
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 1, "shrunk once a socket went");
+        assert!(sockets_within_base(&st));
+        st.unlisten(5062);
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 0, "freed once none is left");
     }
 }
