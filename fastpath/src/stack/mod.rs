@@ -200,6 +200,44 @@ struct TcpConn {
 /// set grows beyond that when needed and is freed whenever no socket is left.
 const SOCKET_SLOTS: usize = 2;
 
+/// Spare TCP sockets a thread keeps for its recycling stacks ([`UeStack::recycle_sockets`]):
+/// 64 sockets with their buffers, about 290 KiB per worker at the default 2 + 2 KiB.
+const SPARE_SOCKETS: usize = 64;
+
+thread_local! {
+    /// Removed TCP sockets (closed, their buffers kept) of this thread's recycling stacks,
+    /// waiting for the next listener or connection of any of them.
+    static SPARE: core::cell::RefCell<Vec<tcp::Socket<'static>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept.
+fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+    SPARE.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let i = p
+            .iter()
+            .rposition(|s| s.recv_capacity() == rx && s.send_capacity() == tx)?;
+        Some(p.swap_remove(i))
+    })
+}
+
+/// Keeps `s`, a TCP socket just taken out of its set, as a spare of this thread (closed at
+/// once: it is in no set, so it sends nothing), unless the thread keeps [`SPARE_SOCKETS`].
+fn keep_spare(s: smoltcp::socket::Socket<'static>) {
+    let smoltcp::socket::Socket::Tcp(mut s) = s else {
+        return;
+    };
+    s.abort();
+    SPARE.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < SPARE_SOCKETS {
+                p.push(s);
+            }
+        }
+    });
+}
+
 /// Spare capacity an empty per-connection queue keeps (a keep-alive's worth); larger ones are
 /// freed once empty, so an idle connection holds only its socket buffers.
 const IDLE_KEEP: usize = 256;
@@ -405,6 +443,9 @@ pub struct UeStack {
     tls: Option<tls::TlsListener>,
     /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
     socket_slots: u8,
+    /// Whether this stack takes its TCP sockets from, and gives them back to, its thread's
+    /// spare sockets ([`UeStack::recycle_sockets`]).
+    recycle: bool,
     /// The most sockets live at once since the last `compact_socket_set` (at the end of each
     /// poll): the set shrinks only once fewer are live than that, i.e. after a socket went.
     live_peak: u8,
@@ -471,6 +512,7 @@ impl UeStack {
             now,
             tls: None,
             socket_slots: 0,
+            recycle: false,
             live_peak: 0,
             socket_base: 0,
             counters: StackCounters::default(),
@@ -636,11 +678,37 @@ impl UeStack {
         });
     }
 
+    /// Makes this stack take its TCP sockets from its thread's spare ones and give the
+    /// sockets it removes back to them (the worker's stacks do: one worker per thread). A
+    /// registration opens two connections and closes the unprotected one; its socket and
+    /// buffers then serve the next listener instead of being freed and another 2 + 2 KiB
+    /// allocated and zeroed. A recycled socket is reset by smoltcp when it listens or
+    /// connects (its state, sequence space, timers, buffers emptied); its buffers' old bytes
+    /// are never read (smoltcp reads only what was received or queued since).
+    pub fn recycle_sockets(&mut self) {
+        self.recycle = true;
+    }
+
+    /// Takes a socket out of the set, keeping it as a spare of the thread when this stack
+    /// recycles.
+    fn remove_socket(&mut self, handle: SocketHandle) {
+        let s = self.sockets.remove(handle);
+        if self.recycle {
+            keep_spare(s);
+        }
+    }
+
     fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
-            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
-        );
+        let spare = self
+            .recycle
+            .then(|| take_spare(self.cfg.tcp_rx_buf, self.cfg.tcp_tx_buf))
+            .flatten();
+        let mut s = spare.unwrap_or_else(|| {
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
+                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
+            )
+        });
         s.set_timeout(Some(self.cfg.tcp_timeout));
         // SIP messages are written whole; Nagle would only delay the last segment.
         s.set_nagle_enabled(false);
@@ -984,7 +1052,9 @@ impl UeStack {
             // Left to itself the set's vector would grow to four slots.
             self.resize_socket_set(live + 1);
         }
-        self.live_peak = self.live_peak.max(u8::try_from(live + 1).unwrap_or(u8::MAX));
+        self.live_peak = self
+            .live_peak
+            .max(u8::try_from(live + 1).unwrap_or(u8::MAX));
         self.sockets.add(s)
     }
 
@@ -1096,7 +1166,7 @@ impl UeStack {
             if let Some(i) = self.conns.iter().position(|(h, _)| *h == handle) {
                 self.conns.remove(i);
             }
-            self.sockets.remove(handle);
+            self.remove_socket(handle);
             if let Some(WorkerEvent::ConnectFailed(f)) = ev {
                 let key = (f.local_port, f.ue_port);
                 if !self.tcp_refused.contains(&key) {
@@ -1650,7 +1720,10 @@ mod tests {
         st.compact_socket_set();
         assert_eq!(st.socket_slots, 2);
         st.arm_listener(5062);
-        assert_eq!(st.socket_base, base, "the second socket took the spare slot");
+        assert_eq!(
+            st.socket_base, base,
+            "the second socket took the spare slot"
+        );
         st.compact_socket_set();
         assert_eq!(st.socket_slots, 2);
         st.unlisten(5060);
