@@ -211,6 +211,11 @@ thread_local! {
         const { core::cell::RefCell::new(Vec::new()) };
 }
 
+/// Spare TCP sockets this thread keeps for its recycling stacks ([`UeStack::recycle_sockets`]).
+pub fn spare_sockets() -> usize {
+    SPARE.with(|p| p.try_borrow().map_or(0, |p| p.len()))
+}
+
 /// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept.
 fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
     SPARE.with(|p| {
