@@ -48,6 +48,13 @@ fn main() {
                     f.tx_frames_per_registration,
                     f.stack_polls_per_registration
                 );
+                println!(
+                    "mem {:>7} UEs: per registration: {:.2} commands, allocations: worker {:.2}, slowpath core {:.2}",
+                    f.ues,
+                    f.commands_per_registration,
+                    f.worker_allocations_per_registration,
+                    f.core_allocations_per_registration
+                );
                 // The SA slab segments made ahead by helper threads off the worker's core:
                 // CPU moved off the worker, not counted in its figure.
                 let helpers = akagate_fastpath::sad::helper_cpu_ns() - helpers_before;

@@ -11,7 +11,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use akagate_fastpath::esp::{AuthAlg, EncrAlg};
@@ -47,6 +47,14 @@ thread_local! {
     static IN_GATEWAY: Cell<bool> = const { Cell::new(false) };
 }
 static GATEWAY_LIVE: AtomicI64 = AtomicI64::new(0);
+static GATEWAY_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+/// Allocation calls (allocations and reallocations) counted as the gateway's since the process
+/// started; always 0 unless [`Counting`] is the binary's global allocator. The in-process
+/// gateway reads it around each side of a step ([`crate::gateway::StepCpu`]).
+pub fn gateway_allocations() -> u64 {
+    GATEWAY_ALLOCS.load(Ordering::Relaxed)
+}
 
 /// Whether an allocation made now is the gateway's.
 fn counted_here() -> bool {
@@ -91,6 +99,7 @@ fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
     let base = system(full);
     if counted && !base.is_null() {
         GATEWAY_LIVE.fetch_add(l.size() as i64, Ordering::Relaxed);
+        GATEWAY_ALLOCS.fetch_add(1, Ordering::Relaxed);
     }
     // SAFETY: `base` is null or a block of `full.size()` > `header` bytes.
     unsafe { finish(base, header, counted) }
@@ -136,6 +145,7 @@ unsafe impl GlobalAlloc for Counting {
             }
             if counted {
                 GATEWAY_LIVE.fetch_add(new as i64 - l.size() as i64, Ordering::Relaxed);
+                GATEWAY_ALLOCS.fetch_add(1, Ordering::Relaxed);
             }
             base.add(header)
         }
@@ -183,6 +193,13 @@ pub struct MemFigure {
     pub tx_frames_per_registration: f64,
     /// Per-UE stack polls (`UeStack::poll_with`) per registration.
     pub stack_polls_per_registration: f64,
+    /// Allocation calls (allocations and reallocations) in the worker's part of the busy
+    /// steps, per registration.
+    pub worker_allocations_per_registration: f64,
+    /// Allocation calls in the slowpath core's part of the busy steps, per registration.
+    pub core_allocations_per_registration: f64,
+    /// Commands the core gave the worker, per registration.
+    pub commands_per_registration: f64,
 }
 
 /// Reads a `kB` field of `/proc/<file>` (e.g. `self/status` `VmHWM`, `meminfo`
@@ -325,5 +342,8 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
         rx_frames_per_registration: rx_frames,
         tx_frames_per_registration: tx_frames,
         stack_polls_per_registration: stack_polls,
+        worker_allocations_per_registration: cpu.worker_allocations as f64 / n as f64,
+        core_allocations_per_registration: cpu.core_allocations as f64 / n as f64,
+        commands_per_registration: cpu.commands as f64 / n as f64,
     })
 }

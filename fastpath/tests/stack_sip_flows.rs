@@ -303,6 +303,64 @@ fn listener_rearmed_for_successive_connections_to_5060() {
     assert_eq!(l.pcscf.counters().accepted, 3);
 }
 
+/// A recycling stack (the worker's) keeps the socket of a connection that ended and gives it
+/// to the next listener: that connection carries messages both ways like one on a new socket
+/// (smoltcp resets the socket when it listens; nothing of the old connection is read).
+#[test]
+fn a_recycled_socket_carries_the_next_connection() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    l.pcscf.recycle_sockets();
+    let first = ue_side(&l, 40001, SIP_PORT, Transport::Tcp);
+    l.ue.send(first, REGISTER, true).unwrap();
+    l.pump(10);
+    l.pcscf
+        .send(
+            pcscf_side(&l, 40001, SIP_PORT, Transport::Tcp),
+            &invite(900),
+            false,
+        )
+        .unwrap();
+    l.pump(10);
+    l.ue.close(first).unwrap();
+    l.pump(40);
+    assert_eq!(l.pcscf.socket_count(), 0);
+    assert_eq!(
+        akagate_fastpath::stack::spare_sockets(),
+        1,
+        "kept, not freed"
+    );
+    let second = ue_side(&l, 40002, SIP_PORT, Transport::Tcp);
+    l.ue.send(second, &invite(1500), true).unwrap();
+    l.pump(10);
+    assert_eq!(
+        akagate_fastpath::stack::spare_sockets(),
+        0,
+        "taken by the listener"
+    );
+    let got: Vec<(u16, Vec<u8>)> = l
+        .sip_p()
+        .iter()
+        .map(|s| (s.flow.ue_port, s.bytes.clone()))
+        .collect();
+    assert_eq!(got, vec![(40001, REGISTER.to_vec()), (40002, invite(1500))]);
+    l.pcscf
+        .send(
+            pcscf_side(&l, 40002, SIP_PORT, Transport::Tcp),
+            REGISTER,
+            false,
+        )
+        .unwrap();
+    l.pump(10);
+    let to_ue: Vec<(u16, Vec<u8>)> = sips(&l.ev_u)
+        .iter()
+        .map(|s| (s.flow.local_port, s.bytes.clone()))
+        .collect();
+    assert_eq!(
+        to_ue,
+        vec![(40001, invite(900)), (40002, REGISTER.to_vec())]
+    );
+}
+
 #[test]
 fn connection_limit_refuses_then_recovers() {
     let cfg = StackConfig {

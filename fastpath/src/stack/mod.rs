@@ -200,6 +200,49 @@ struct TcpConn {
 /// set grows beyond that when needed and is freed whenever no socket is left.
 const SOCKET_SLOTS: usize = 2;
 
+/// Spare TCP sockets a thread keeps for its recycling stacks ([`UeStack::recycle_sockets`]):
+/// 64 sockets with their buffers, about 290 KiB per worker at the default 2 + 2 KiB.
+const SPARE_SOCKETS: usize = 64;
+
+thread_local! {
+    /// Removed TCP sockets (closed, their buffers kept) of this thread's recycling stacks,
+    /// waiting for the next listener or connection of any of them.
+    static SPARE: core::cell::RefCell<Vec<tcp::Socket<'static>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare TCP sockets this thread keeps for its recycling stacks ([`UeStack::recycle_sockets`]).
+pub fn spare_sockets() -> usize {
+    SPARE.with(|p| p.try_borrow().map_or(0, |p| p.len()))
+}
+
+/// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept.
+fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+    SPARE.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let i = p
+            .iter()
+            .rposition(|s| s.recv_capacity() == rx && s.send_capacity() == tx)?;
+        Some(p.swap_remove(i))
+    })
+}
+
+/// Keeps `s`, a TCP socket just taken out of its set, as a spare of this thread (closed at
+/// once: it is in no set, so it sends nothing), unless the thread keeps [`SPARE_SOCKETS`].
+fn keep_spare(s: smoltcp::socket::Socket<'static>) {
+    let smoltcp::socket::Socket::Tcp(mut s) = s else {
+        return;
+    };
+    s.abort();
+    SPARE.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < SPARE_SOCKETS {
+                p.push(s);
+            }
+        }
+    });
+}
+
 /// Spare capacity an empty per-connection queue keeps (a keep-alive's worth); larger ones are
 /// freed once empty, so an idle connection holds only its socket buffers.
 const IDLE_KEEP: usize = 256;
@@ -405,6 +448,12 @@ pub struct UeStack {
     tls: Option<tls::TlsListener>,
     /// Slots the socket set holds (it never shrinks by itself; see `compact_socket_set`).
     socket_slots: u8,
+    /// Whether this stack takes its TCP sockets from, and gives them back to, its thread's
+    /// spare sockets ([`UeStack::recycle_sockets`]).
+    recycle: bool,
+    /// The most sockets live at once since the last `compact_socket_set` (at the end of each
+    /// poll): the set shrinks only once fewer are live than that, i.e. after a socket went.
+    live_peak: u8,
     /// Address of the socket set's slots (its vector's buffer, which never grows: see
     /// `add_socket`), kept only as a hint for [`UeStack::prefetch`]; never dereferenced.
     socket_base: usize,
@@ -468,6 +517,8 @@ impl UeStack {
             now,
             tls: None,
             socket_slots: 0,
+            recycle: false,
+            live_peak: 0,
             socket_base: 0,
             counters: StackCounters::default(),
         })
@@ -632,11 +683,37 @@ impl UeStack {
         });
     }
 
+    /// Makes this stack take its TCP sockets from its thread's spare ones and give the
+    /// sockets it removes back to them (the worker's stacks do: one worker per thread). A
+    /// registration opens two connections and closes the unprotected one; its socket and
+    /// buffers then serve the next listener instead of being freed and another 2 + 2 KiB
+    /// allocated and zeroed. A recycled socket is reset by smoltcp when it listens or
+    /// connects (its state, sequence space, timers, buffers emptied); its buffers' old bytes
+    /// are never read (smoltcp reads only what was received or queued since).
+    pub fn recycle_sockets(&mut self) {
+        self.recycle = true;
+    }
+
+    /// Takes a socket out of the set, keeping it as a spare of the thread when this stack
+    /// recycles.
+    fn remove_socket(&mut self, handle: SocketHandle) {
+        let s = self.sockets.remove(handle);
+        if self.recycle {
+            keep_spare(s);
+        }
+    }
+
     fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
-            tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
-        );
+        let spare = self
+            .recycle
+            .then(|| take_spare(self.cfg.tcp_rx_buf, self.cfg.tcp_tx_buf))
+            .flatten();
+        let mut s = spare.unwrap_or_else(|| {
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
+                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
+            )
+        });
         s.set_timeout(Some(self.cfg.tcp_timeout));
         // SIP messages are written whole; Nagle would only delay the last segment.
         s.set_nagle_enabled(false);
@@ -980,17 +1057,26 @@ impl UeStack {
             // Left to itself the set's vector would grow to four slots.
             self.resize_socket_set(live + 1);
         }
+        self.live_peak = self
+            .live_peak
+            .max(u8::try_from(live + 1).unwrap_or(u8::MAX));
         self.sockets.add(s)
     }
 
     /// Gives the socket set exactly as many slots as live sockets once some went (a slot is
     /// 480 bytes, a TCP socket's size: a registered UE keeps one connection, after two during
-    /// its registration), and frees it once none is left (an idle stack holds none).
+    /// its registration), and frees it once none is left (an idle stack holds none). A set
+    /// with a slot that was never filled keeps it until a socket goes: a registration's first
+    /// set is made for two (the unprotected connection, then the protected listener), and
+    /// shrinking it to one after the first poll only to grow it back at the protected SYN made
+    /// two more sets per registration (docs/BENCHMARKS.md, *Worker per registration, round 6*).
     fn compact_socket_set(&mut self) {
         let live = self.live_sockets();
-        if live < usize::from(self.socket_slots) {
+        let went = live < usize::from(self.live_peak);
+        if live < usize::from(self.socket_slots) && (live == 0 || went) {
             self.resize_socket_set(live);
         }
+        self.live_peak = u8::try_from(live).unwrap_or(u8::MAX);
     }
 
     /// Moves the live sockets into a new set of `slots` slots, renaming their handles.
@@ -1085,7 +1171,7 @@ impl UeStack {
             if let Some(i) = self.conns.iter().position(|(h, _)| *h == handle) {
                 self.conns.remove(i);
             }
-            self.sockets.remove(handle);
+            self.remove_socket(handle);
             if let Some(WorkerEvent::ConnectFailed(f)) = ev {
                 let key = (f.local_port, f.ue_port);
                 if !self.tcp_refused.contains(&key) {
@@ -1621,5 +1707,36 @@ mod tests {
         assert_eq!(st.socket_slots, 2);
         assert!(sockets_within_base(&st), "after the set shrank");
         st.prefetch();
+    }
+
+    /// A registration's two sockets (the unprotected connection, then the protected
+    /// listener) share the stack's first set: it is not shrunk after the first poll and grown
+    /// back for the second socket, only shrunk once a socket went.
+    #[test]
+    fn the_first_set_keeps_its_spare_slot_until_a_socket_goes() {
+        let local = IpAddr::from([10, 0, 0, 1]);
+        let peer = IpAddr::from([10, 0, 1, 2]);
+        let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+        st.listen(5060, true, false);
+        st.listen(5062, true, false);
+        st.arm_listener(5060);
+        let base = st.socket_base;
+        // The end of a poll with one socket live.
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 2);
+        st.arm_listener(5062);
+        assert_eq!(
+            st.socket_base, base,
+            "the second socket took the spare slot"
+        );
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 2);
+        st.unlisten(5060);
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 1, "shrunk once a socket went");
+        assert!(sockets_within_base(&st));
+        st.unlisten(5062);
+        st.compact_socket_set();
+        assert_eq!(st.socket_slots, 0, "freed once none is left");
     }
 }

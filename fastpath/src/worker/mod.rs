@@ -589,6 +589,8 @@ fn ue_entry_in<'u>(
         }
         Entry::Vacant(e) => {
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
+            // One worker per thread: the thread's spare sockets are this worker's.
+            stack.recycle_sockets();
             stack.listen(cfg.sip_port, true, true);
             if let Some(l) = &cfg.tls {
                 stack.listen_tls(l.clone());
