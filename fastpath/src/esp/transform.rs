@@ -358,7 +358,8 @@ impl Transform {
         match self {
             Transform::Cbc { integ, .. } | Transform::Null { integ } => {
                 // RFC 4303 2.4: CBC ciphertext is whole blocks (checked before any crypto).
-                if body.len() % g.align != 0 && matches!(self, Transform::Cbc { .. }) {
+                // Every alignment is a power of two (`geometry`): a mask, not a division.
+                if body.len() & (g.align - 1) != 0 && matches!(self, Transform::Cbc { .. }) {
                     return Err(EspError::BadLength);
                 }
                 let expect = match precomputed {
