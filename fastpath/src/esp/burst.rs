@@ -416,7 +416,7 @@ fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_
         };
         let sa: &InboundSa = sas.slot(it.sa)?;
         let (_, key) = sa.transform().aes_sha1_ni()?;
-        let esp = it.buf.get(c.esp.clone())?;
+        let esp = it.buf.get(c.esp())?;
         let msg = esp.get(..esp.len().checked_sub(HMAC96_ICV_LEN)?)?;
         // RFC 4303 2.4: whole cipher blocks, else the single path refuses it (BadLength).
         if msg.len() < FRONT || !(msg.len() - FRONT).is_multiple_of(16) {

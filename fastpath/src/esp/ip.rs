@@ -46,27 +46,54 @@ pub(super) fn unfragmented(ip: IpRepr) -> Result<IpRepr, EspError> {
     }
 }
 
+/// What fixing an IP header after ESP is inserted or removed needs of its [`IpLayout`]: the
+/// version, the header length and where the next-header byte is. Twelve bytes, where the
+/// layout (addresses and all) is several times that: a burst keeps one per packet between
+/// its passes, and copies of a small value do not stall on store forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct HeaderFix {
+    /// Length of the IP header and the extension headers before ESP.
+    hdr_len: u32,
+    /// Offset of the protocol / next-header byte naming ESP (IPv6; IPv4: 9).
+    next_header_at: u32,
+    /// IPv6 (else IPv4).
+    v6: bool,
+}
+
+impl HeaderFix {
+    /// The fix for a packet of layout `lay` (whose offsets fit in a packet: `lay.fits`).
+    pub(super) fn of(lay: &IpLayout) -> Self {
+        Self {
+            hdr_len: lay.payload_offset as u32,
+            next_header_at: lay.next_header_at as u32,
+            v6: lay.version == IpVersion::V6,
+        }
+    }
+
+    /// Length of the IP header and the extension headers before ESP.
+    pub(super) fn hdr_len(self) -> usize {
+        self.hdr_len as usize
+    }
+}
+
 /// Writes the protocol/next-header byte and the length fields of an IP packet of `len` bytes
-/// whose layout is `lay` (IPv4: protocol, total length, header checksum; IPv6: payload length
-/// and the next-header byte of the last header before ESP). `pkt` holds at least the headers
-/// `lay` describes (`lay.fits`).
-pub fn fix_header(pkt: &mut [u8], lay: &IpLayout, next_header: u8, len: usize) {
-    match lay.version {
-        IpVersion::V4 => {
-            // Callers check len <= 65535 before they get here. The checksum is summed from
-            // the header as it is, with the new fields put in the sum's words in registers,
-            // before anything is written: reading back the bytes just stored would stall on
-            // store forwarding (a wide load over narrow stores).
-            let len = len as u16;
-            let sum = ipv4_checksum_with(&pkt[..lay.payload_offset], len, next_header);
-            pkt[2..4].copy_from_slice(&len.to_be_bytes());
-            pkt[9] = next_header;
-            pkt[10..12].copy_from_slice(&sum.to_be_bytes());
-        }
-        IpVersion::V6 => {
-            pkt[lay.next_header_at] = next_header;
-            pkt[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-        }
+/// whose headers `fix` describes (IPv4: protocol, total length, header checksum; IPv6:
+/// payload length and the next-header byte of the last header before ESP). `pkt` holds at
+/// least those headers.
+pub(super) fn fix_header(pkt: &mut [u8], fix: HeaderFix, next_header: u8, len: usize) {
+    if fix.v6 {
+        pkt[fix.next_header_at as usize] = next_header;
+        pkt[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    } else {
+        // Callers check len <= 65535 before they get here. The checksum is summed from
+        // the header as it is, with the new fields put in the sum's words in registers,
+        // before anything is written: reading back the bytes just stored would stall on
+        // store forwarding (a wide load over narrow stores).
+        let len = len as u16;
+        let sum = ipv4_checksum_with(&pkt[..fix.hdr_len()], len, next_header);
+        pkt[2..4].copy_from_slice(&len.to_be_bytes());
+        pkt[9] = next_header;
+        pkt[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
 

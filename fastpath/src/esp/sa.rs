@@ -51,12 +51,21 @@ pub fn spi_of(pkt: &[u8], ip: &IpLayout) -> Result<u32, EspError> {
     Ok(esp.security_parameters_index())
 }
 
-/// The parsed header a caller passed along, checked to fit `pkt` and to be no fragment.
-fn given_layout(pkt: &[u8], ip: &IpLayout) -> Result<IpLayout, EspError> {
-    if !ip.fits(pkt.len()) {
-        return Err(EspError::BadIpHeader);
+/// The parsed header a caller passed along, checked to fit `pkt` and to be no fragment;
+/// else the header parsed here (`parse`) into `slot`. A reference either way: the layout
+/// is large, and copying it per packet stalls on store forwarding.
+fn layout_of<'a>(
+    pkt: &[u8],
+    ip: Option<&'a IpLayout>,
+    slot: &'a mut Option<IpLayout>,
+    parse: impl FnOnce(&[u8]) -> Result<IpLayout, EspError>,
+) -> Result<&'a IpLayout, EspError> {
+    match ip {
+        Some(ip) if !ip.fits(pkt.len()) => Err(EspError::BadIpHeader),
+        Some(ip) if ip.fragment.is_some() => Err(EspError::Fragment),
+        Some(ip) => Ok(ip),
+        None => Ok(slot.insert(parse(pkt)?)),
     }
-    ip::unfragmented(*ip)
 }
 
 /// An outbound SA: sequence-number counter, IV generator and keyed transform.
@@ -260,10 +269,10 @@ impl OutboundSa {
     ) -> Result<Framed, EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let lay = match ip {
-            Some(ip) => given_layout(ip_pkt, ip)?,
-            None => ip::layout_outbound(ip_pkt)?,
-        };
+        let mut parsed = None;
+        let lay = layout_of(ip_pkt, ip, &mut parsed, ip::layout_outbound)?;
+        let fix = ip::HeaderFix::of(lay);
+        let (version, next_header) = (lay.version, lay.next_header);
         let hdr_len = lay.payload_offset;
         let payload_len = lay.len - hdr_len;
         // Every alignment is a power of two (4, 8 or 16: `Transform::geometry`), so the
@@ -273,7 +282,7 @@ impl OutboundSa {
         let body_len = payload_len + pad_len + 2;
         let front = ESP_HDR_LEN + g.iv_len;
         let new_len = hdr_len + front + body_len + g.icv_len;
-        if new_len > ip::max_len(lay.version) {
+        if new_len > ip::max_len(version) {
             return Err(EspError::TooLarge);
         }
         let start = pkt.start.checked_sub(front).ok_or(EspError::NoHeadroom)?;
@@ -317,9 +326,9 @@ impl OutboundSa {
             *b = (i + 1) as u8;
         }
         esp[trailer + pad_len] = pad_len as u8;
-        esp[trailer + pad_len + 1] = lay.next_header;
+        esp[trailer + pad_len + 1] = next_header;
         let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        ip::fix_header(out, &lay, IPPROTO_ESP, new_len);
+        ip::fix_header(out, fix, IPPROTO_ESP, new_len);
         Ok(Framed {
             range: start..end,
             esp: start + hdr_len..end,
@@ -329,19 +338,27 @@ impl OutboundSa {
     }
 }
 
-/// An inbound packet that passed [`InboundSa::precheck`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An inbound packet that passed [`InboundSa::precheck`]: 40 bytes (not the whole
+/// [`IpLayout`]), as a burst keeps one per packet between its passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Checked {
-    /// Its IP layout.
-    pub(super) lay: ip::IpLayout,
+    /// What restoring its IP header needs of its layout.
+    fix: ip::HeaderFix,
+    /// The low half of the sequence number carried in the packet.
+    seq_lo: u32,
     /// Where its IP header starts in the buffer.
-    pub(super) start: usize,
-    /// Its ESP part (`SPI | seq | IV | body | ICV`), absolute in the buffer.
-    pub(super) esp: Range<usize>,
+    start: usize,
+    /// Where it ends (the IP length's end, the ICV's end) in the buffer.
+    end: usize,
     /// The sequence number as inferred at the precheck.
     pub(super) seq: u64,
-    /// The low half carried in the packet.
-    pub(super) seq_lo: u32,
+}
+
+impl Checked {
+    /// Its ESP part (`SPI | seq | IV | body | ICV`), absolute in the buffer.
+    pub(super) fn esp(&self) -> Range<usize> {
+        self.start + self.fix.hdr_len()..self.end
+    }
 }
 
 /// A framed outbound packet waiting for its cipher and ICV (see [`OutboundSa::frame`]).
@@ -603,10 +620,8 @@ impl InboundSa {
     ) -> Result<Checked, EspError> {
         let g = self.transform.geometry();
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let lay = match ip {
-            Some(ip) => given_layout(ip_pkt, ip)?,
-            None => ip::layout(ip_pkt)?,
-        };
+        let mut parsed = None;
+        let lay = layout_of(ip_pkt, ip, &mut parsed, ip::layout)?;
         if lay.next_header != IPPROTO_ESP {
             return Err(EspError::NotEsp);
         }
@@ -635,11 +650,11 @@ impl InboundSa {
         // RFC 4303 3.4.3: cheap replay check first, window update only after the ICV.
         self.window.check(seq)?;
         Ok(Checked {
-            lay,
-            start: pkt.start,
-            esp: pkt.start + hdr_len..pkt.start + lay.len,
-            seq,
+            fix: ip::HeaderFix::of(lay),
             seq_lo,
+            start: pkt.start,
+            end: pkt.start + lay.len,
+            seq,
         })
     }
 
@@ -660,12 +675,12 @@ impl InboundSa {
     ) -> Result<(Range<usize>, usize), EspError> {
         let g = self.transform.geometry();
         let front = ESP_HDR_LEN + g.iv_len;
-        let hdr_len = c.lay.payload_offset;
+        let hdr_len = c.fix.hdr_len();
         let seq = self.seq_of(c.seq_lo);
         self.window.check(seq)?;
         let icv = icv.filter(|_| seq == c.seq);
         let seq_hi = self.seq_hi(seq);
-        let ip_pkt = buf.get_mut(c.start..c.esp.end).ok_or(EspError::Truncated)?;
+        let ip_pkt = buf.get_mut(c.start..c.end).ok_or(EspError::Truncated)?;
         let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
         let window = &mut self.window;
         self.transform
@@ -681,11 +696,7 @@ impl InboundSa {
             return Err(EspError::BadPadding);
         }
         // RFC 4303 2.4: the receiver checks the monotonic padding (1, 2, 3, ...).
-        let pad_ok = esp[payload_end..body_end - 2]
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| usize::from(b) == i + 1);
-        if !pad_ok {
+        if !monotonic_padding(&esp[..body_end - 2], pad_len) {
             return Err(EspError::BadPadding);
         }
         if next_header == NH_DUMMY {
@@ -697,10 +708,54 @@ impl InboundSa {
         ip_pkt.copy_within(0..hdr_len, front);
         crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
         let out = &mut ip_pkt[front..front + new_len];
-        ip::fix_header(out, &c.lay, next_header, new_len);
+        ip::fix_header(out, c.fix, next_header, new_len);
         let start = c.start + front;
         Ok((start..start + new_len, payload_len))
     }
+}
+
+/// True if the last `pad_len` bytes of `before` (the packet up to its pad-length byte; at
+/// least `pad_len` bytes) are 1, 2, 3, ... (RFC 4303 2.4). Padding of at most 16 bytes (every
+/// suite's padding when the sender pads the least, as we do) is checked as one 16-byte
+/// compare under a mask, not byte by byte.
+fn monotonic_padding(before: &[u8], pad_len: usize) -> bool {
+    /// 16 filler bytes, then 1..=16: its 16 bytes from `pad_len` end in 1..=pad_len.
+    const RAMP: [u8; 32] = {
+        let mut r = [0u8; 32];
+        let mut i = 0;
+        while i < 16 {
+            r[16 + i] = i as u8 + 1;
+            i += 1;
+        }
+        r
+    };
+    if pad_len <= 16 {
+        let last16 = before
+            .len()
+            .checked_sub(16)
+            .and_then(|s| before.get(s..))
+            .and_then(|w| <[u8; 16]>::try_from(w).ok());
+        let want = RAMP
+            .get(pad_len..pad_len + 16)
+            .and_then(|w| <[u8; 16]>::try_from(w).ok());
+        if let (Some(got), Some(want)) = (last16, want) {
+            // Little-endian: the last `pad_len` bytes are the high ones.
+            let mask = u128::MAX
+                .checked_shl(8 * (16 - pad_len) as u32)
+                .unwrap_or(0);
+            return (u128::from_le_bytes(got) ^ u128::from_le_bytes(want)) & mask == 0;
+        }
+    }
+    let Some(pad) = before
+        .len()
+        .checked_sub(pad_len)
+        .and_then(|s| before.get(s..))
+    else {
+        return false;
+    };
+    pad.iter()
+        .enumerate()
+        .all(|(i, &b)| usize::from(b) == i + 1)
 }
 
 /// RFC 4303 Appendix A2.2: the full 64-bit sequence number of a packet carrying `seq_lo`,
@@ -852,6 +907,38 @@ mod tests {
                 let pad = &esp[front + payload..front + payload + want];
                 assert!(pad.iter().enumerate().all(|(i, &b)| b == i as u8 + 1));
                 assert_eq!(usize::from(esp[front + payload + want]), want);
+            }
+        }
+    }
+
+    /// The masked 16-byte compare agrees with the byte loop on every padding length 0..=40,
+    /// on good padding and on padding with any one byte off, short buffers included.
+    #[test]
+    fn padding_check_matches_the_byte_loop() {
+        let slow = |before: &[u8], n: usize| {
+            before.len() >= n
+                && before[before.len() - n..]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| usize::from(b) == i + 1)
+        };
+        for pad_len in 0..=40usize {
+            for lead in [0usize, 1, 5, 15, 16, 30] {
+                let mut b: Vec<u8> = (0..lead).map(|i| (i * 7 + 3) as u8).collect();
+                b.extend((1..=pad_len).map(|i| i as u8));
+                assert!(monotonic_padding(&b, pad_len), "{pad_len} {lead}");
+                for k in 0..b.len() {
+                    let mut bad = b.clone();
+                    bad[k] ^= 0x40;
+                    assert_eq!(
+                        monotonic_padding(&bad, pad_len),
+                        slow(&bad, pad_len),
+                        "{pad_len} {lead} {k}"
+                    );
+                }
+                // Fewer bytes than the padding claims.
+                let short = &b[b.len().min(lead + pad_len / 2)..];
+                assert_eq!(monotonic_padding(short, pad_len), slow(short, pad_len));
             }
         }
     }

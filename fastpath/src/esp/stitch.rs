@@ -134,6 +134,12 @@ pub(super) unsafe fn compress(
     // The CBC chaining value stays in a register: a round trip through memory would add a
     // store-to-load forward to the serial AES chain of every block.
     let mut chain = aes.as_deref().map_or(_mm_setzero_si128(), |j| j.chain);
+    // Round key 10 ^ round key 0: the last round of a block made with this key and the next
+    // plaintext block gives that block's whitened state directly (c ^ p' ^ k0), so the chain
+    // from one block to the next is the ten AES rounds and no XOR.
+    let k10_k0 = aes.as_deref().map_or(_mm_setzero_si128(), |j| {
+        _mm_xor_si128(j.keys[10], j.keys[0])
+    });
 
     macro_rules! quad {
         ($r:literal, $f:literal) => {{
@@ -161,19 +167,30 @@ pub(super) unsafe fn compress(
                     let k = &j.keys;
                     match $r % 5 {
                         0 => {
-                            // SAFETY: off + 16 <= data.len() because r/5 < n_aes.
-                            let p = unsafe { _mm_loadu_si128(j.data.as_ptr().add(off).cast()) };
-                            x = _mm_xor_si128(_mm_xor_si128(p, chain), k[0]);
+                            if $r == 0 {
+                                // SAFETY: off + 16 <= data.len() because r/5 < n_aes.
+                                let p = unsafe { _mm_loadu_si128(j.data.as_ptr().add(off).cast()) };
+                                // The chaining value last: one XOR on the chain.
+                                x = _mm_xor_si128(_mm_xor_si128(p, k[0]), chain);
+                            }
+                            // Later blocks: `x` was whitened by the previous block's last round.
                             x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[1]), k[2]);
                         }
                         1 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[3]), k[4]),
                         2 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[5]), k[6]),
                         3 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[7]), k[8]),
                         _ => {
-                            x = _mm_aesenclast_si128(_mm_aesenc_si128(x, k[9]), k[10]);
+                            let y = _mm_aesenc_si128(x, k[9]);
+                            chain = _mm_aesenclast_si128(y, k[10]);
+                            if $r / 5 + 1 < n_aes {
+                                // SAFETY: off + 32 <= data.len() because r/5 + 1 < n_aes.
+                                let p = unsafe {
+                                    _mm_loadu_si128(j.data.as_ptr().add(off + 16).cast())
+                                };
+                                x = _mm_aesenclast_si128(y, _mm_xor_si128(k10_k0, p));
+                            }
                             // SAFETY: as above, within data.
-                            unsafe { _mm_storeu_si128(j.data.as_mut_ptr().add(off).cast(), x) };
-                            chain = x;
+                            unsafe { _mm_storeu_si128(j.data.as_mut_ptr().add(off).cast(), chain) };
                         }
                     }
                 }

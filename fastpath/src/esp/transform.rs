@@ -9,7 +9,6 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::{AeadInPlace, AesGcm};
 use des::TdesEde3;
 use sha1::digest::{Digest, FixedOutputReset, Reset};
-use subtle::ConstantTimeEq;
 
 use super::error::{EspError, SaError};
 use super::integ::{Hmac96, HmacKey, HmacMd5Key, HmacSha1Key, HMAC96_ICV_LEN};
@@ -361,7 +360,8 @@ impl Transform {
         match self {
             Transform::Cbc { integ, .. } | Transform::Null { integ } => {
                 // RFC 4303 2.4: CBC ciphertext is whole blocks (checked before any crypto).
-                if body.len() % g.align != 0 && matches!(self, Transform::Cbc { .. }) {
+                // Every alignment is a power of two (`geometry`): a mask, not a division.
+                if body.len() & (g.align - 1) != 0 && matches!(self, Transform::Cbc { .. }) {
                     return Err(EspError::BadLength);
                 }
                 let expect = match precomputed {
@@ -369,7 +369,7 @@ impl Transform {
                     None => integ.icv(&[hdr_iv, body, suffix]),
                 };
                 // RFC 4303 3.4.4: ICV first, compared in constant time.
-                if !bool::from(expect.ct_eq(icv)) {
+                if !super::integ::tags_equal(&expect, icv) {
                     return Err(EspError::AuthFailed);
                 }
                 before_decrypt();
