@@ -82,7 +82,7 @@ pub struct StepCpu {
     /// Steps that did work (idle steps are not counted: a real worker parks).
     pub busy_steps: u64,
     /// Allocation calls in the worker's part of those steps (0 unless the binary's global
-    /// allocator is [`crate::memprobe::Counting`]).
+    /// allocator is [`crate::alloccount::Counting`]).
     pub worker_allocations: u64,
     /// Allocation calls in the core's part of those steps.
     pub core_allocations: u64,
@@ -172,13 +172,13 @@ impl<Q: PortQueue> InProcessGateway<Q> {
     /// timeouts and the actions into the worker. Returns the work done (0: idle).
     pub fn step(&mut self, now: Instant) -> usize {
         let clock = self.cpu.is_some().then(crate::cputime::current_thread_cpu);
-        let a0 = crate::memprobe::gateway_allocations();
+        let a0 = crate::alloccount::gateway_allocations();
         let mut work = self.worker.run_once(now);
         for c in std::mem::take(&mut self.deferred) {
             self.worker.command(c, now);
         }
         let after_worker = clock.map(|_| crate::cputime::current_thread_cpu());
-        let a1 = crate::memprobe::gateway_allocations();
+        let a1 = crate::alloccount::gateway_allocations();
         let t = self.std_time(now);
         let mut actions = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
@@ -195,7 +195,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             actions.extend(self.core.on_durable(r.ticket()));
         }
         let after_core = clock.map(|_| crate::cputime::current_thread_cpu());
-        let a2 = crate::memprobe::gateway_allocations();
+        let a2 = crate::alloccount::gateway_allocations();
         let commands = actions.len() as u64;
         for a in actions {
             match a {
@@ -208,7 +208,7 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         {
             if work > 0 {
                 let t3 = crate::cputime::current_thread_cpu();
-                let a3 = crate::memprobe::gateway_allocations();
+                let a3 = crate::alloccount::gateway_allocations();
                 cpu.worker += t1.saturating_sub(t0) + t3.saturating_sub(t2);
                 cpu.core += t2.saturating_sub(t1);
                 cpu.busy_steps += 1;

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod alloccount;
 pub mod cli;
 pub mod core;
 pub mod cputime;
