@@ -243,6 +243,15 @@ fn keep_spare(s: smoltcp::socket::Socket<'static>) {
     });
 }
 
+/// Takes a socket out of `sockets`, keeping it as a spare of the thread if it is a TCP socket
+/// of a recycling stack (`recycle`: [`UeStack::recycle_sockets`]).
+fn remove_from(sockets: &mut SocketSet<'static>, handle: SocketHandle, recycle: bool) {
+    let s = sockets.remove(handle);
+    if recycle {
+        keep_spare(s);
+    }
+}
+
 /// Spare capacity an empty per-connection queue keeps (a keep-alive's worth); larger ones are
 /// freed once empty, so an idle connection holds only its socket buffers.
 const IDLE_KEEP: usize = 256;
@@ -668,10 +677,10 @@ impl UeStack {
     pub fn unlisten(&mut self, port: u16) {
         self.tcp_ports.retain(|&p| p != port);
         self.udp_ports.retain(|&p| p != port);
-        let sockets = &mut self.sockets;
+        let (sockets, recycle) = (&mut self.sockets, self.recycle);
         self.tcp_listeners.retain(|b| {
             if b.port == port {
-                sockets.remove(b.handle);
+                remove_from(sockets, b.handle, recycle);
             }
             b.port != port
         });
@@ -697,10 +706,7 @@ impl UeStack {
     /// Takes a socket out of the set, keeping it as a spare of the thread when this stack
     /// recycles.
     fn remove_socket(&mut self, handle: SocketHandle) {
-        let s = self.sockets.remove(handle);
-        if self.recycle {
-            keep_spare(s);
-        }
+        remove_from(&mut self.sockets, handle, self.recycle);
     }
 
     fn new_tcp_socket(&self) -> tcp::Socket<'static> {
@@ -1126,11 +1132,11 @@ impl UeStack {
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
     fn release_idle_sockets(&mut self) {
-        let sockets = &mut self.sockets;
+        let (sockets, recycle) = (&mut self.sockets, self.recycle);
         self.tcp_listeners.retain(|b| {
             let keep = !sockets.get::<tcp::Socket>(b.handle).is_listening();
             if !keep {
-                sockets.remove(b.handle);
+                remove_from(sockets, b.handle, recycle);
             }
             keep
         });
@@ -1212,7 +1218,7 @@ impl UeStack {
                 self.push_conn(handle, conn);
                 self.counters.accepted += 1;
             } else {
-                self.sockets.remove(handle);
+                self.remove_socket(handle);
             }
         }
     }
