@@ -59,4 +59,4 @@ pub use burst::{
 };
 pub use error::{EspCounters, EspError, SaError};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
-pub use sa::{peek_spi, spi_of, InboundSa, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};
+pub use sa::{peek_spi, spi_of, InboundSa, KeyedSuite, OutboundSa, MAX_HEADROOM, MAX_TAILROOM};

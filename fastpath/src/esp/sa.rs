@@ -68,6 +68,27 @@ fn layout_of<'a>(
     }
 }
 
+/// A suite keyed once: its key schedules, HMAC pad states and GHASH powers, for every SA
+/// that uses its keys. TS 33.203 7.1 gives the four SAs of a set the same keys (IK_ESP and
+/// CK_ESP), so a set is keyed once and each SA takes a copy ([`InboundSa::keyed`],
+/// [`OutboundSa::keyed`]). Key material: never printed, zeroized on drop.
+pub struct KeyedSuite(Transform);
+
+impl KeyedSuite {
+    /// Keys `suite` (fails as an SA of it would: a bad key length, an unsupported suite).
+    pub fn new(suite: &Suite) -> Result<Self, SaError> {
+        Ok(KeyedSuite(Transform::new(suite)?))
+    }
+}
+
+impl core::fmt::Debug for KeyedSuite {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeyedSuite")
+            .field("geometry", &self.0.geometry())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An outbound SA: sequence-number counter, IV generator and keyed transform.
 pub struct OutboundSa {
     spi: u32,
@@ -104,8 +125,14 @@ impl OutboundSa {
     /// As [`OutboundSa::new`], the IV generator seeded from `seeds` (a CSPRNG, such as one
     /// per worker seeded from the OS) instead of a `getrandom` system call per SA.
     pub fn seeded_from(spi: u32, suite: &Suite, seeds: impl RngCore) -> Result<Self, SaError> {
+        Self::keyed(spi, &KeyedSuite::new(suite)?, seeds)
+    }
+
+    /// As [`OutboundSa::seeded_from`] with the suite keyed already ([`KeyedSuite`]: the
+    /// SAs of one set share their keys, so they are scheduled once for the four).
+    pub fn keyed(spi: u32, keyed: &KeyedSuite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
-        let transform = Transform::new(suite)?;
+        let transform = keyed.0.clone();
         let rng = StdRng::from_rng(seeds).map_err(|_| SaError::Entropy)?;
         Ok(Self {
             spi,
@@ -427,6 +454,11 @@ impl core::fmt::Debug for InboundSa {
 impl InboundSa {
     /// Builds the SA for `spi` (our own inbound SPI) from the negotiated suite.
     pub fn new(spi: u32, suite: &Suite) -> Result<Self, SaError> {
+        Self::keyed(spi, &KeyedSuite::new(suite)?)
+    }
+
+    /// As [`InboundSa::new`] with the suite keyed already ([`KeyedSuite`]).
+    pub fn keyed(spi: u32, keyed: &KeyedSuite) -> Result<Self, SaError> {
         check_spi(spi)?;
         Ok(Self {
             spi,
@@ -436,7 +468,7 @@ impl InboundSa {
             window: ReplayWindow::new(),
             errors: EspCounters::default(),
             _align: [0; TRANSFORM_PAD],
-            transform: Transform::new(suite)?,
+            transform: keyed.0.clone(),
         })
     }
 

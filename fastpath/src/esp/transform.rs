@@ -29,6 +29,7 @@ const STITCH_CHUNK: usize = 64;
 /// Block cipher for the CBC suites. Held inline: an SA is long-lived and the key schedule is
 /// read on every packet, so a box would only add a pointer chase.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 #[repr(C)]
 pub(super) enum CbcCipher {
     /// AES-128 on AES-NI with register-resident round keys, plus the SHA-NI HMAC-SHA-1 pad
@@ -73,6 +74,7 @@ impl CbcMode for super::aesni::Aes128Ni {
 
 /// AES-GCM with a 128-, 192- or 256-bit key (RFC 4106 allows all three).
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub(super) enum Gcm {
     /// AES-128 on AES-NI + PCLMULQDQ, CTR stitched with an aggregated GHASH.
     #[cfg(target_arch = "x86_64")]
@@ -87,7 +89,10 @@ pub(super) enum Gcm {
 /// what `InboundSa::prefetch_at` loads ahead (checked by a test).
 pub(crate) const HOT_BYTES: usize = 256;
 
-/// The keyed transform of one SA (`repr(C)`: a fixed layout, for [`HOT_BYTES`]).
+/// The keyed transform of one SA (`repr(C)`: a fixed layout, for [`HOT_BYTES`]). A clone
+/// is keyed alike (the SAs of one set share their keys, see `KeyedSuite`) and zeroizes its
+/// own copy on drop.
+#[derive(Clone)]
 #[repr(C)]
 pub(crate) enum Transform {
     /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451).

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use crate::esp::{InboundSa, OutboundSa, SaError, SaSlots};
+use crate::esp::{InboundSa, KeyedSuite, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
 use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
@@ -457,13 +457,15 @@ impl SaSetState {
         worker: usize,
         sas: &mut WorkerSas,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
-        let in_ps = InboundSa::new(set.spi_ps, &set.suite)?;
-        let in_pc = InboundSa::new(set.spi_pc, &set.suite)?;
+        // Keyed once for the four: TS 33.203 7.1 gives them the same IK_ESP and CK_ESP.
+        let keyed = KeyedSuite::new(&set.suite)?;
+        let in_ps = InboundSa::keyed(set.spi_ps, &keyed)?;
+        let in_pc = InboundSa::keyed(set.spi_pc, &keyed)?;
         let transform_lines = in_ps.transform_lines();
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
         let seeds = sas.seeds.get()?;
-        let out_uc = OutboundSa::seeded_from(set.spi_uc, &set.suite, &mut *seeds)?.resume(seq);
-        let out_us = OutboundSa::seeded_from(set.spi_us, &set.suite, seeds)?.resume(seq);
+        let out_uc = OutboundSa::keyed(set.spi_uc, &keyed, &mut *seeds)?.resume(seq);
+        let out_us = OutboundSa::keyed(set.spi_us, &keyed, seeds)?.resume(seq);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
