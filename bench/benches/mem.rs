@@ -5,9 +5,37 @@
 //! bench/results/mem.json). `AKG_MEM_INFLIGHT` sets the registrations in flight (256).
 
 use akagate_bench::memprobe::{measure, Counting};
+use akagate_fastpath::worker::phases;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// The worker's cost per kind of work (built with `--features phase-tsc`; nothing otherwise):
+/// instances per registration, median and 90th percentile in ns, and median x count per
+/// registration, mean x count per registration. The settle after the last registration is
+/// included in the counts.
+fn print_phases(ues: usize, ticks_per_ns: f64) {
+    let rows = phases::table();
+    if rows.is_empty() || ticks_per_ns <= 0.0 {
+        return;
+    }
+    println!(
+        "mem {ues:>7} UEs: worker phases (TSC, {ticks_per_ns:.3} ticks/ns): per registration, median ns, p90 ns, median x count ns, mean x count ns"
+    );
+    for r in rows {
+        let per_reg = r.count as f64 / ues.max(1) as f64;
+        let med = r.median as f64 / ticks_per_ns;
+        println!(
+            "  {:<44} {:>7.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
+            r.phase.name(),
+            per_reg,
+            med,
+            r.p90 as f64 / ticks_per_ns,
+            med * per_reg,
+            r.mean as f64 / ticks_per_ns * per_reg
+        );
+    }
+}
 
 fn main() {
     // `cargo bench` passes --bench; a plain `cargo test` run passes nothing: skip then.
@@ -23,9 +51,14 @@ fn main() {
     for n in sizes {
         eprintln!("mem: registering {n} UEs through the inline gateway");
         let helpers_before = akagate_fastpath::sad::helper_cpu_ns();
+        phases::reset();
+        let (tsc0, wall0) = (phases::stamp(), std::time::Instant::now());
         match measure(n, |done| eprint!("\r  registered {done}/{n}   ")) {
             Ok(f) => {
                 eprintln!();
+                let ticks_per_ns =
+                    phases::stamp().saturating_sub(tsc0) as f64 / wall0.elapsed().as_nanos() as f64;
+                print_phases(f.ues, ticks_per_ns);
                 println!(
                     "mem {:>7} UEs: {:>8.0} B/UE heap (+ {:>6.0} B/UE slot preallocated), peak RSS {:.2} GiB, {:.0} registrations/s inline",
                     f.ues,
@@ -55,6 +88,12 @@ fn main() {
                     f.worker_allocations_per_registration,
                     f.core_allocations_per_registration
                 );
+                println!(
+                    "mem {:>7} UEs: spare sockets made at start: {} ({:.0} B/UE, counted per UE)",
+                    f.ues,
+                    f.reserved_sockets,
+                    f.reserve_bytes as f64 / f.ues.max(1) as f64
+                );
                 // The SA slab segments made ahead by helper threads off the worker's core:
                 // CPU moved off the worker, not counted in its figure.
                 let helpers = akagate_fastpath::sad::helper_cpu_ns() - helpers_before;
@@ -76,7 +115,8 @@ fn main() {
         "section": "mem",
         "method": "counting global allocator: heap bytes live in allocations made inside the \
                    in-process gateway (worker + slowpath core) after registering N UEs, minus \
-                   those live after start-up (SA table, neighbour table, pools: 'fixed'); each UE keeps its protected TCP \
+                   those live after start-up (SA table, neighbour table, pools: 'fixed'; the worker's \
+                   spare sockets made at start, reserve_bytes, count per UE); each UE keeps its protected TCP \
                    connection open; peak_rss_bytes is the process's VmHWM during that size's run \
                    (simulator waves and subscriber records included)",
         "bound_bytes_per_ue": akagate_bench::memprobe::BYTES_PER_UE_BOUND,

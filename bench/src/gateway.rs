@@ -241,6 +241,13 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         self.worker.sa_spares_ready()
     }
 
+    /// Makes `n` spare TCP sockets for the worker's stacks on the calling thread (the one
+    /// that steps this gateway), first touched now ([`Worker::reserve_sockets`]). Returns the
+    /// sockets made.
+    pub fn reserve_sockets(&mut self, n: usize) -> usize {
+        self.worker.reserve_sockets(n)
+    }
+
     /// The worker's counters (drops by reason, ESP in/out, ...).
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         self.worker.counters()

@@ -37,6 +37,10 @@ pub struct MemFigure {
     pub ues: usize,
     /// Bytes live after start-up (SA table, neighbour table, pools).
     pub fixed_bytes: i64,
+    /// Spare TCP sockets the worker made at start ([`InProcessGateway::reserve_sockets`]).
+    pub reserved_sockets: usize,
+    /// Their bytes: counted per UE (in `bytes_after_registration`), not as fixed.
+    pub reserve_bytes: i64,
     /// Bytes live once every UE is registered.
     pub bytes_after_registration: i64,
     /// (after - fixed) / UEs.
@@ -102,6 +106,17 @@ fn in_flight() -> usize {
         .unwrap_or(256)
 }
 
+/// Spare TCP sockets the worker makes at start for `n` UEs ([`InProcessGateway::reserve_sockets`]):
+/// one per UE and 16 more (a registered UE holds one connection; its registration's second
+/// socket is the unprotected one, which comes back when the UE closes it), at most 2^17
+/// (600 MB), or `AKG_MEM_RESERVE` (0: none, the sockets allocated as the UEs come).
+fn socket_reserve(n: usize) -> usize {
+    std::env::var("AKG_MEM_RESERVE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((n + 16).min(1 << 17))
+}
+
 /// Registers `n` UEs (IPv4, hmac-sha-1-96 + aes-cbc, over TCP) through a fresh in-process
 /// gateway and measures its heap. `progress` is told the UEs registered after each wave.
 pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, String> {
@@ -136,7 +151,13 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
     while !gw.sa_spares_ready() && wait.elapsed() < std::time::Duration::from_secs(5) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let fixed = gateway_live() - before;
+    // The worker's reserve of spare sockets, made and first touched at start as a node sized
+    // for its UEs would: not counted as fixed, so every socket its UEs took from it (and what
+    // is left of it at the end) counts per UE, as if allocated during the registrations.
+    let reserve_start = gateway_live();
+    let reserved_sockets = in_gateway(|| gw.reserve_sockets(socket_reserve(n)));
+    let reserve_bytes = gateway_live() - reserve_start;
+    let fixed = gateway_live() - before - reserve_bytes;
     gw.account_cpu(true);
     let pcscf = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     let mac = Arc::new(Mutex::new(None));
@@ -200,6 +221,8 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
     Ok(MemFigure {
         ues: n,
         fixed_bytes: fixed,
+        reserved_sockets,
+        reserve_bytes,
         bytes_after_registration: live,
         bytes_per_ue: (live - fixed) as f64 / n as f64,
         fixed_bytes_per_ue_slot: fixed as f64 / (n + 16) as f64,

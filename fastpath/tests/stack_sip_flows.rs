@@ -361,6 +361,71 @@ fn a_recycled_socket_carries_the_next_connection() {
     );
 }
 
+/// A reserve of spare sockets made at start (`reserve_spare_sockets`, what a worker sized for
+/// its UEs makes) serves the listeners of recycling stacks of the matching buffer sizes only,
+/// each connection carrying messages both ways; the thread then keeps as many spares as the
+/// reserve (not only the default 64), and a second reserve of the same size makes none.
+#[test]
+fn a_socket_reserve_serves_new_connections_and_raises_the_spare_cap() {
+    use akagate_fastpath::stack::{reserve_spare_sockets, spare_sockets};
+    let cfg = StackConfig::default();
+    let n = 100;
+    assert_eq!(reserve_spare_sockets(n, cfg.tcp_rx_buf, cfg.tcp_tx_buf), n);
+    assert_eq!(spare_sockets(), n);
+    assert_eq!(reserve_spare_sockets(n, cfg.tcp_rx_buf, cfg.tcp_tx_buf), 0);
+    // A stack with other buffer sizes does not take them.
+    let other = StackConfig {
+        tcp_rx_buf: 4096,
+        ..StackConfig::default()
+    };
+    let mut o = Link::new(P4, U4, other);
+    o.pcscf.recycle_sockets();
+    o.ue.send(ue_side(&o, 40001, SIP_PORT, Transport::Tcp), REGISTER, true)
+        .unwrap();
+    o.pump(10);
+    assert_eq!(o.sip_p().len(), 1);
+    assert_eq!(spare_sockets(), n, "no spare of another size taken");
+    // Stacks of the reserve's sizes take one each, and talk both ways over it.
+    let mut links: Vec<Link> = (0..3)
+        .map(|_| {
+            let mut l = Link::new(P4, U4, cfg.clone());
+            l.pcscf.recycle_sockets();
+            l
+        })
+        .collect();
+    for (i, l) in links.iter_mut().enumerate() {
+        let port = 41000 + i as u16;
+        l.ue.send(
+            ue_side(l, port, SIP_PORT, Transport::Tcp),
+            &invite(1500 + i),
+            true,
+        )
+        .unwrap();
+        l.pump(10);
+        l.pcscf
+            .send(
+                pcscf_side(l, port, SIP_PORT, Transport::Tcp),
+                REGISTER,
+                false,
+            )
+            .unwrap();
+        l.pump(10);
+        let got: Vec<Vec<u8>> = l.sip_p().iter().map(|s| s.bytes.clone()).collect();
+        assert_eq!(got, vec![invite(1500 + i)]);
+        let to_ue: Vec<Vec<u8>> = sips(&l.ev_u).iter().map(|s| s.bytes.clone()).collect();
+        assert_eq!(to_ue, vec![REGISTER.to_vec()]);
+    }
+    assert_eq!(spare_sockets(), n - 3, "one taken per connection");
+    // Closed, each comes back: the cap is the reserve's, so all of them are kept.
+    for (i, l) in links.iter_mut().enumerate() {
+        l.ue.close(ue_side(l, 41000 + i as u16, SIP_PORT, Transport::Tcp))
+            .unwrap();
+        l.pump(40);
+        assert_eq!(l.pcscf.socket_count(), 0);
+    }
+    assert_eq!(spare_sockets(), n);
+}
+
 #[test]
 fn connection_limit_refuses_then_recovers() {
     let cfg = StackConfig {

@@ -209,11 +209,57 @@ thread_local! {
     /// waiting for the next listener or connection of any of them.
     static SPARE: core::cell::RefCell<Vec<tcp::Socket<'static>>> =
         const { core::cell::RefCell::new(Vec::new()) };
+    /// How many spare sockets this thread keeps: [`SPARE_SOCKETS`], or more once
+    /// [`reserve_spare_sockets`] made a reserve.
+    static SPARE_CAP: core::cell::Cell<usize> = const { core::cell::Cell::new(SPARE_SOCKETS) };
 }
 
 /// Spare TCP sockets this thread keeps for its recycling stacks ([`UeStack::recycle_sockets`]).
 pub fn spare_sockets() -> usize {
     SPARE.with(|p| p.try_borrow().map_or(0, |p| p.len()))
+}
+
+/// Writes one byte of every page of `buf` (its first and last byte and every 4 KiB between),
+/// so the kernel backs it now rather than at the first segment: a zeroed allocation from
+/// fresh heap is only mapped to the shared zero page until written.
+fn first_touch(buf: &mut [u8]) {
+    let last = buf.len().saturating_sub(1);
+    for i in (0..buf.len()).step_by(4096).chain(core::iter::once(last)) {
+        if let Some(b) = buf.get_mut(i) {
+            // SAFETY: `b` is a valid, aligned, exclusive reference to a byte of `buf`; the
+            // volatile write (of the zero it holds) only keeps the compiler from dropping it.
+            unsafe { core::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// Fills this thread's spare TCP sockets up to `n`, each with zeroed receive and send buffers
+/// of `rx` and `tx` bytes whose pages are written now, and keeps up to `n` spares from now on
+/// (at least [`SPARE_SOCKETS`]). Returns the sockets made. A worker sized for `n` UEs calls
+/// it on its own thread before its loop (`Worker::reserve_sockets`), so the listeners and
+/// connections of its first `n` UEs come from memory allocated and first touched at start
+/// instead of a `calloc` of fresh heap and its page faults inside a registration
+/// (docs/ARCHITECTURE.md, *Memory per registered UE*). Each costs what a connection holds
+/// anyway: its buffers and a socket (about 4.6 KB at 2 + 2 KiB).
+pub fn reserve_spare_sockets(n: usize, rx: usize, tx: usize) -> usize {
+    SPARE_CAP.with(|c| c.set(c.get().max(n)));
+    SPARE.with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return 0;
+        };
+        let made = n.saturating_sub(p.len());
+        p.reserve(made);
+        for _ in 0..made {
+            let (mut r, mut t) = (vec![0u8; rx], vec![0u8; tx]);
+            first_touch(&mut r);
+            first_touch(&mut t);
+            p.push(tcp::Socket::new(
+                tcp::SocketBuffer::new(r),
+                tcp::SocketBuffer::new(t),
+            ));
+        }
+        made
+    })
 }
 
 /// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept.
@@ -223,7 +269,14 @@ fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
         let i = p
             .iter()
             .rposition(|s| s.recv_capacity() == rx && s.send_capacity() == tx)?;
-        Some(p.swap_remove(i))
+        let s = p.swap_remove(i);
+        // A reserve drawn down gives back the list's room (a socket's size per entry) as it
+        // goes, so what its UEs took is not held twice.
+        if p.capacity() > 4 * SPARE_SOCKETS && p.len() < p.capacity() / 4 {
+            let keep = (2 * p.len()).max(SPARE_SOCKETS);
+            p.shrink_to(keep);
+        }
+        Some(s)
     })
 }
 
@@ -236,7 +289,7 @@ fn keep_spare(s: smoltcp::socket::Socket<'static>) {
     s.abort();
     SPARE.with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            if p.len() < SPARE_SOCKETS {
+            if p.len() < SPARE_CAP.with(core::cell::Cell::get) {
                 p.push(s);
             }
         }

@@ -52,15 +52,21 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Executes one command (also usable directly by tests and the daemon).
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
-        let ue = match &cmd {
-            WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
-            WorkerCommand::RemoveSaSet { ue, .. } => *ue,
+        use super::phases::{self, Phase};
+        let t0 = phases::stamp();
+        let (ue, phase) = match &cmd {
+            WorkerCommand::Send { flow, .. } => (flow.ue, Phase::CmdSend),
+            WorkerCommand::Close(flow) => (flow.ue, Phase::CmdOther),
+            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => {
+                (set.ue, Phase::CmdInstall)
+            }
+            WorkerCommand::RemoveSaSet { ue, .. } => (*ue, Phase::CmdOther),
         };
         self.execute(cmd, now);
         // A send may open a connection, an install registers the UE: the SIP port's limits
         // count them at once.
         self.recount(&ue);
+        phases::note(phase, t0);
     }
 
     fn execute(&mut self, cmd: WorkerCommand, now: Instant) {

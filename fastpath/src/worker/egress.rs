@@ -144,6 +144,7 @@ impl<Q: PortQueue> Link<Q> {
     /// The part of [`Link::flush_encap`] that encapsulates and frames what was collected.
     fn seal_pending(&mut self, now: Instant) {
         let mut pending = std::mem::take(&mut self.encap);
+        let (t0, packets) = (super::phases::stamp(), pending.len());
         while !pending.is_empty() {
             let n = pending.len().min(ENCAP_GROUP);
             let sealed = self.encap_group(pending.get_mut(..n).unwrap_or_default());
@@ -157,6 +158,7 @@ impl<Q: PortQueue> Link<Q> {
             }
         }
         self.encap = pending;
+        super::phases::note_n(super::phases::Phase::Encap, t0, packets);
     }
 
     /// Encapsulates one group (at most [`ENCAP_GROUP`]) of [`Link::flush_encap`] in place;
@@ -222,7 +224,9 @@ impl<Q: PortQueue> Link<Q> {
         if self.tx.is_empty() {
             return;
         }
+        let t0 = super::phases::stamp();
         let sent = self.queue.tx_burst(&mut self.tx);
+        super::phases::note_n(super::phases::Phase::TxFlush, t0, sent);
         add(&self.counters.tx_frames, sent as u64);
         if self.tx.len() > self.tx_limit {
             for b in self.tx.drain(..) {

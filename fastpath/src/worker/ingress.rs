@@ -117,6 +117,21 @@ fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The [`super::phases::Phase`] of a received frame after its classification `v`: by
+/// ethertype (ARP; IP handled at once; ESP left for the burst), else other.
+fn frame_phase(frame: &[u8], v: &Verdict) -> super::phases::Phase {
+    use super::phases::Phase;
+    let ethertype = frame
+        .get(12..14)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    match (v, ethertype) {
+        (Verdict::Esp(_), _) => Phase::FrameEsp,
+        (Verdict::Done, 0x0806) => Phase::FrameArp,
+        (Verdict::Done, 0x0800 | 0x86dd) => Phase::FrameClear,
+        _ => Phase::FrameOther,
+    }
+}
+
 impl<Q: PortQueue> Worker<Q> {
     /// Receives and processes one burst; returns the number of frames.
     pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
@@ -143,8 +158,10 @@ impl<Q: PortQueue> Worker<Q> {
         // Phase one: link layer, owner, clear packets; each whole ESP packet gets its table
         // entry, and its SA in the slab starts loading for phase two.
         for b in rx.iter_mut() {
+            let t0 = super::phases::stamp();
             let (raw, range) = b.raw_mut();
             let v = self.frame(raw, range, now);
+            super::phases::note(frame_phase(b.data(), &v), t0);
             verdicts.push(v);
         }
         // Phase two: the ESP packets of the burst decapsulated together, into the stacks.
@@ -228,10 +245,12 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// One group of [`Worker::esp_burst`].
     fn esp_group(&mut self, items: &mut [DecapItem<'_>], metas: &[Option<&EspIn>], now: Instant) {
+        let t0 = super::phases::stamp();
         if decapsulate_burst_in(&mut self.link.sas.inbound, items).is_err() {
             // A slot outside the slab: cannot happen (checked when the SA was found).
             return add(&self.counters.drop_esp_invalid, items.len() as u64);
         }
+        super::phases::note_n(super::phases::Phase::EspDecap, t0, items.len());
         for (it, m) in items.iter().zip(metas) {
             let Some(m) = m else {
                 continue;
@@ -615,6 +634,7 @@ impl<Q: PortQueue> Worker<Q> {
         create: bool,
         now: Instant,
     ) {
+        let t0 = super::phases::stamp();
         let (ue, local) = (ip.src, ip.dst);
         let Some(u) = super::ue_entry_in(
             &mut self.ues,
@@ -642,5 +662,6 @@ impl<Q: PortQueue> Worker<Q> {
         if spi.is_none() || seg.ports.dst == self.cfg.sip_port {
             self.sip_use.recount(u, self.cfg.sip_port);
         }
+        super::phases::note(super::phases::segment_phase(pkt, ip, spi.is_some()), t0);
     }
 }

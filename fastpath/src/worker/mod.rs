@@ -9,6 +9,7 @@ pub mod counters;
 mod egress;
 mod handoff;
 mod ingress;
+pub mod phases;
 pub mod sa;
 
 use akagate_proto::hash::{keyed_map, KeyedMap};
@@ -291,6 +292,18 @@ impl<Q: PortQueue> Worker<Q> {
         &self.counters
     }
 
+    /// Makes `n` TCP sockets with the stack configuration's buffers, first touched now, the
+    /// spares of the calling thread (which must be the one that runs this worker: its stacks
+    /// take their sockets from their thread's spares), so the listeners and connections of
+    /// the next `n` UEs cost no allocation or page fault inside a registration
+    /// ([`crate::stack::reserve_spare_sockets`]). For a worker sized for a known number of
+    /// UEs, called once before its loop; a connection holds that memory anyway once its UE is
+    /// registered. Returns the sockets made.
+    pub fn reserve_sockets(&mut self, n: usize) -> usize {
+        let s = &self.cfg.stack;
+        crate::stack::reserve_spare_sockets(n, s.tcp_rx_buf, s.tcp_tx_buf)
+    }
+
     /// True once the SA slabs' spare segments, made by helper threads from the start, are
     /// ready (a benchmark waits for it so that this constant reserve counts as fixed memory).
     pub fn sa_spares_ready(&self) -> bool {
@@ -327,6 +340,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// One loop iteration: commands, one rx burst, due stacks, tx. Returns the amount of work
     /// done (frames + commands + stacks polled); 0 means idle.
     pub fn run_once(&mut self, now: Instant) -> usize {
+        let t0 = phases::stamp();
         let mut work = self.run_commands(now);
         work += self.handed_in(now);
         work += self.rx_burst(now);
@@ -337,6 +351,9 @@ impl<Q: PortQueue> Worker<Q> {
         self.link.flush_ctrl();
         self.link.tx_flush();
         self.publish_counters();
+        if work > 0 {
+            phases::note(phases::Phase::Turn, t0);
+        }
         work
     }
 
@@ -384,6 +401,7 @@ impl<Q: PortQueue> Worker<Q> {
             _ => return false,
         }
         ue.woken = false;
+        let t0 = phases::stamp();
         inc(&self.counters.stack_polls);
         let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
         let ex = ue.stack.expire_conns(self.cfg.sip_port, now, deadlines);
@@ -425,6 +443,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
         }
         self.forward_events();
+        phases::note(phases::Phase::Poll, t0);
         true
     }
 
