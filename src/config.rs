@@ -350,6 +350,9 @@ pub struct StackConfig {
     pub tcp_rx_buffer: usize,
     /// Transmit buffer of each TCP socket, in bytes.
     pub tcp_tx_buffer: usize,
+    /// TCP sockets, with their buffers, each worker makes and first touches at start, so
+    /// the connections of its next UEs cost no allocation or page fault in a registration.
+    pub socket_reserve: usize,
 }
 
 /// Limits of the unprotected SIP port, per worker (`[sip-limits]`): anyone may connect
@@ -464,6 +467,10 @@ const TIMER_D_S: Range<i64> = 32..601;
 const TIMER_C_S: Range<i64> = 181..86_401;
 const DEFAULT_SA_TABLE_CAPACITY: usize = 1 << 20;
 const DEFAULT_TCP_BUFFER: usize = 2048;
+/// Spare TCP sockets each worker makes at start (`[stack] socket-reserve`): about 4.6 MiB
+/// per worker with the default buffers.
+const DEFAULT_SOCKET_RESERVE: usize = 1024;
+const SOCKET_RESERVE_RANGE: Range<i64> = 0..(1 << 20) + 1;
 const TCP_BUFFER_RANGE: Range<i64> = 1024..(4 << 20) + 1;
 /// Highest core id accepted (Linux's CPU_SETSIZE is 1024).
 const MAX_CORE: i64 = 1023;
@@ -612,7 +619,8 @@ impl Config {
              {subscribers}; \
              registration expires {}..={} s (default {}), challenge timeout {} s, \
              keep-alives {keepalive}; SIP timers T1 {} ms, T2 {} ms, T4 {} ms, D {} s, C {} s; \
-             SA table of {} SPIs; TCP buffers {} rx / {} tx bytes; metrics {metrics}.",
+             SA table of {} SPIs; TCP buffers {} rx / {} tx bytes, {} sockets reserved per worker; \
+             metrics {metrics}.",
             self.port.queues,
             workers.join(","),
             addresses.join(", "),
@@ -628,6 +636,7 @@ impl Config {
             self.sa_table.capacity,
             self.stack.tcp_rx_buffer,
             self.stack.tcp_tx_buffer,
+            self.stack.socket_reserve,
         )
     }
 }
@@ -811,6 +820,7 @@ struct RawSaTable {
 struct RawStack {
     tcp_rx_buffer: Option<S<i64>>,
     tcp_tx_buffer: Option<S<i64>>,
+    socket_reserve: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -2200,9 +2210,21 @@ impl Validator<'_> {
             raw.and_then(|r| r.tcp_tx_buffer.as_ref()),
             "stack.tcp-tx-buffer",
         );
+        let reserve = match raw.and_then(|r| r.socket_reserve.as_ref()) {
+            None => Some(DEFAULT_SOCKET_RESERVE),
+            Some(v) => self
+                .int_in(
+                    v,
+                    "stack.socket-reserve",
+                    SOCKET_RESERVE_RANGE,
+                    "a socket count",
+                )
+                .and_then(|n| usize::try_from(n).ok()),
+        };
         Some(StackConfig {
             tcp_rx_buffer: rx?,
             tcp_tx_buffer: tx?,
+            socket_reserve: reserve?,
         })
     }
 }
@@ -2489,6 +2511,7 @@ ipv4 = ["10.0.0.1"]
         assert_eq!(c.registration, DEFAULT_REGISTRATION);
         assert_eq!(c.sa_table.capacity, 1 << 20);
         assert_eq!(c.stack.tcp_rx_buffer, 2048);
+        assert_eq!(c.stack.socket_reserve, 1024);
         assert_eq!(c.subscribers, None);
         assert_eq!(c.cores.slowpath, Vec::<usize>::new());
         assert_eq!(

@@ -310,6 +310,13 @@ const CASES: &[(&str, usize, &str, &str, &str)] = &[
         "stack.tcp-rx-buffer: 10 is not a buffer size in bytes",
     ),
     (
+        "socket_reserve",
+        39,
+        "socket-reserve = -1",
+        "39:18: ",
+        "stack.socket-reserve: -1 is not a socket count (0..=1048576)",
+    ),
+    (
         "missing_key",
         10,
         "",

@@ -461,6 +461,7 @@ impl Daemon {
                 stop: workers_stop.clone(),
                 wake,
                 restore: restore_cmds.next().unwrap_or_default(),
+                socket_reserve: config.stack.socket_reserve,
             };
             let (ready_tx, ready_rx) = bounded(1);
             let name = format!("akagate-w{id}");

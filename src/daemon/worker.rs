@@ -63,6 +63,9 @@ pub(super) struct WorkerThread<Q> {
     pub wake: Arc<WorkerWake>,
     /// Restored SA sets (`RestoreSaSet`) installed before the worker reports ready.
     pub restore: Vec<WorkerCommand>,
+    /// Spare TCP sockets made and first touched before the worker reports ready
+    /// (`[stack] socket-reserve`, `Worker::reserve_sockets`).
+    pub socket_reserve: usize,
 }
 
 /// Waits between idle iterations according to the [`IdlePolicy`].
@@ -111,6 +114,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             stop,
             wake,
             restore,
+            socket_reserve,
         } = self;
         let id = cfg.id;
         if let Some(core) = core {
@@ -131,6 +135,9 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         if let Some((steering, handoff)) = peers {
             worker = worker.with_peers(steering, handoff);
         }
+        // On this thread, whose stacks take them: the next UEs' connections cost no
+        // allocation or page fault inside their registrations.
+        worker.reserve_sockets(socket_reserve);
         // Before any frame: a restored UE's first packet finds its SAs (issue 14).
         for cmd in restore {
             worker.command(cmd, now());
@@ -282,6 +289,7 @@ mod tests {
             stop: Arc::new(AtomicBool::new(true)),
             wake: Arc::default(),
             restore: Vec::new(),
+            socket_reserve: 4,
         };
         let (ready, ready_rx) = bounded(1);
         thread.run(ready);
