@@ -690,6 +690,51 @@ mod tests {
         }
     }
 
+    /// Cycles (time-stamp counter) per call of the group kernel on 16 jobs of 104 and 1448
+    /// bytes (ESP packets of 64 and 1408 payload bytes: 3 and 25 block steps), median over
+    /// many rounds: against the steps' own cost, what the group's setup and ICVs add.
+    /// `cargo test --release -p akagate-fastpath --lib sha1_x16::tests::group_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn group_timing() {
+        if !available() {
+            return;
+        }
+        let key = Sha1NiKey::new(&[7u8; 20]).unwrap();
+        for len in [104usize, 1448] {
+            let data = vec![0x5au8; 16 * len];
+            let mut icvs = [[0u8; 12]; 16];
+            let mut t = Vec::new();
+            for _ in 0..20000 {
+                let mut jobs = icvs
+                    .iter_mut()
+                    .zip(data.chunks(len))
+                    .map(|(icv, msg)| HmacJob {
+                        key: &key,
+                        msg,
+                        seq_hi: None,
+                        icv,
+                    });
+                let mut group: [Option<HmacJob<'_>>; LANES] = core::array::from_fn(|_| jobs.next());
+                // SAFETY: RDTSC exists on every x86_64 CPU.
+                let t0 = unsafe { _rdtsc() };
+                // SAFETY: `available()` above found AVX-512 F and BW.
+                unsafe { group16::<false>(&mut group) };
+                // SAFETY: as for `t0`.
+                let t1 = unsafe { _rdtsc() };
+                t.push(t1 - t0);
+            }
+            t.sort_unstable();
+            let steps = inner_blocks(len) + 1;
+            eprintln!(
+                "{len} B: {} cycles per group of 16 ({steps} steps, {:.0} per step, {:.1} per HMAC)",
+                t[t.len() / 2],
+                t[t.len() / 2] as f64 / steps as f64,
+                t[t.len() / 2] as f64 / 16.0
+            );
+        }
+    }
+
     /// Through the dispatcher: small bursts (SHA-NI) and large ones (16 lanes) agree.
     #[test]
     fn dispatch_matches_hmac_crate() {
