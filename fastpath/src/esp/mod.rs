@@ -48,6 +48,9 @@ mod sha1_x16;
 mod stitch;
 mod transform;
 
+#[cfg(all(test, target_arch = "x86_64"))]
+mod phases;
+
 pub use transform::cbc;
 
 pub use akagate_proto::suite::{self, AuthAlg, EncrAlg, SaKeys, Suite};

@@ -4,8 +4,11 @@
 //! three-way XOR of the message schedule; the sixteen schedule words stay in registers.
 //! Each block step loads one 64-byte block per lane and transposes the 16 x 16 words.
 //!
-//! Lanes of different lengths run side by side: each call compresses as many blocks as every
-//! lane has before its next phase (body, padded tail, outer block); a lane that finishes
+//! A burst of like lengths (every packet the same size, as a uniform burst is) goes 16 jobs
+//! at a time through [`group16`]: each group's HMACs start to end in registers, the padded
+//! tails made in registers, the outer blocks of all lanes in one step, no lane bookkeeping.
+//! Otherwise lanes of different lengths run side by side: each call compresses as many
+//! blocks as every lane has before its next phase (body, padded tail, outer block); a lane that finishes
 //! takes the next message, an idle lane hashes a zero block whose result is dropped. Below
 //! [`MIN_LANES`] messages in flight, or for messages of fewer than [`MIN_BODY_BLOCKS`]
 //! whole blocks, the SHA-NI kernel (`sha1_mb`) is as fast or faster, so such a burst goes
@@ -21,6 +24,62 @@ use zeroize::Zeroize;
 
 use super::sha1_mb::{self, HmacJob, Lane};
 use super::stitch;
+
+/// One round `$t` on 16 lanes (FIPS 180-4 6.1.2 step 3) with round function `$f` as a
+/// VPTERNLOGD truth table (Ch 0xca, Parity 0x96, Maj 0xe8) and constant `$k[$kk]`; from
+/// t = 16 the schedule word W[t] = ROTL1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) (step 1)
+/// replaces W[t-16] in the ring `$w` of sixteen.
+macro_rules! sha1_round16 {
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:ident, $k:ident; $f:literal, $kk:literal; $($t:literal)*) => {$({
+        let wt = if $t < 16 {
+            $w[$t % 16]
+        } else {
+            let x = _mm512_ternarylogic_epi32::<0x96>(
+                $w[($t + 13) % 16],
+                $w[($t + 8) % 16],
+                $w[($t + 2) % 16],
+            );
+            let x = _mm512_rol_epi32::<1>(_mm512_xor_si512(x, $w[$t % 16]));
+            $w[$t % 16] = x;
+            x
+        };
+        let f = _mm512_ternarylogic_epi32::<$f>($b, $c, $d);
+        let kw = _mm512_add_epi32($k[$kk], wt);
+        let t = _mm512_add_epi32(
+            _mm512_add_epi32(_mm512_rol_epi32::<5>($a), f),
+            _mm512_add_epi32($e, kw),
+        );
+        $e = $d;
+        $d = $c;
+        $c = _mm512_rol_epi32::<30>($b);
+        $b = $a;
+        $a = t;
+    })*};
+}
+
+/// One SHA-1 block step on 16 lanes: compresses the lane-major message words `$w` (16 zmm,
+/// word `t` of every lane in `$w[t]`, big-endian-decoded) into the chaining state `$a..$e`
+/// (FIPS 180-4 6.1.2 steps 3 and 4). A macro so that both kernels have it inline.
+macro_rules! sha1_block16 {
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:expr) => {{
+        // FIPS 180-4 4.2.1.
+        let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6]
+            .map(|k| _mm512_set1_epi32(k as i32));
+        let mut w: [__m512i; 16] = $w;
+        let (a0, b0, c0, d0, e0) = ($a, $b, $c, $d, $e);
+        let (mut a, mut b, mut c, mut d, mut e) = ($a, $b, $c, $d, $e);
+        sha1_round16!(a, b, c, d, e, w, k; 0xca, 0; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+        sha1_round16!(a, b, c, d, e, w, k; 0x96, 1; 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
+        sha1_round16!(a, b, c, d, e, w, k; 0xe8, 2; 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59);
+        sha1_round16!(a, b, c, d, e, w, k; 0x96, 3; 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
+        // Step 4.
+        $a = _mm512_add_epi32(a, a0);
+        $b = _mm512_add_epi32(b, b0);
+        $c = _mm512_add_epi32(c, c0);
+        $d = _mm512_add_epi32(d, d0);
+        $e = _mm512_add_epi32(e, e0);
+    }};
+}
 
 /// Messages hashed at once: one per 32-bit lane of a 512-bit register.
 const LANES: usize = 16;
@@ -66,14 +125,39 @@ pub(super) fn hmac_sha1_96_cold<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>)
     hmac::<true>(jobs)
 }
 
-/// [`hmac_sha1_96`], prefetching if `COLD`.
+/// [`hmac_sha1_96`], prefetching if `COLD`. Groups of 16 jobs of like lengths (a uniform
+/// burst: every packet the same size) go through [`group16`], which runs each group's
+/// HMACs start to end in registers; the first group that does not fit it, and all after,
+/// take the lane scheduler ([`run`]) or SHA-NI.
 fn hmac<'a, const COLD: bool>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
     let mut jobs = jobs.into_iter();
     if !available() {
         return sha1_mb::hmac_sha1_96(jobs);
     }
-    let mut lanes: [Option<Lane<'a>>; LANES] =
-        core::array::from_fn(|_| jobs.next().map(Lane::start));
+    loop {
+        let mut group: [Option<HmacJob<'a>>; LANES] = core::array::from_fn(|_| jobs.next());
+        if group[0].is_none() {
+            return;
+        }
+        if !fits_group(&group) {
+            let lanes = group.map(|j| j.map(Lane::start));
+            return lanes_or_sha_ni::<COLD>(lanes, jobs);
+        }
+        let full = group[LANES - 1].is_some();
+        // SAFETY: `available()` found AVX-512 F and BW (and VL) above.
+        unsafe { group16::<COLD>(&mut group) };
+        if !full {
+            return;
+        }
+    }
+}
+
+/// The lane scheduler from `lanes` (the first jobs, started) and the rest of `jobs`, or
+/// SHA-NI for all if there are too few lanes or too short messages for the 16-lane kernel.
+fn lanes_or_sha_ni<'a, const COLD: bool>(
+    mut lanes: [Option<Lane<'a>>; LANES],
+    mut jobs: impl Iterator<Item = HmacJob<'a>>,
+) {
     let (live, body) = lanes
         .iter()
         .flatten()
@@ -83,6 +167,156 @@ fn hmac<'a, const COLD: bool>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
         return sha1_mb::finish_lanes(lanes.into_iter().flatten().chain(rest));
     }
     run::<COLD>(&mut lanes, &mut jobs, MIN_LANES);
+}
+
+/// Inner-hash blocks of an HMAC over `len` bytes after the ipad block: the whole blocks, then
+/// one or two padded tail blocks (FIPS 180-4 5.1.1: 0x80 and the 8-byte length).
+fn inner_blocks(len: usize) -> usize {
+    (len + 9).div_ceil(64)
+}
+
+/// True if [`group16`] should hash this group: no ESN suffix (its tail is built in memory by
+/// the lane scheduler), and at least [`MIN_LANES`] lanes' worth of useful blocks in the
+/// group's steps (every lane runs as many steps as the longest: uniform lengths waste none).
+fn fits_group(group: &[Option<HmacJob<'_>>; LANES]) -> bool {
+    let mut max = 0;
+    let mut sum = 0;
+    for j in group.iter().flatten() {
+        if j.seq_hi.is_some() {
+            return false;
+        }
+        let n = inner_blocks(j.msg.len());
+        max = max.max(n);
+        sum += n;
+    }
+    sum >= MIN_LANES * max
+}
+
+/// The HMAC-SHA-1-96 of up to 16 jobs (`None`: an idle lane) start to end on 16 lanes, in
+/// registers: the lanes' pad states transposed in from their keys, each step a block of
+/// every lane (body blocks from the message, then the padded tail made in registers, then
+/// a lane that is done keeps its state under a mask), the outer block of all lanes from
+/// their inner digests without leaving the registers, the ICVs transposed out. No lane
+/// bookkeeping: a group of like lengths is one call. `COLD`: prefetch each lane's body
+/// [`PREFETCH_AHEAD`] blocks on. Jobs with an ESN suffix are not handled (see
+/// [`fits_group`]); their ICVs are left as they are.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(unused_assignments)] // the last rounds' schedule and state writes are dead
+unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
+    // Per lane: the message, its whole blocks, its inner steps, and its tail blocks (the
+    // last `len % 64` bytes, 0x80, zeros, the big-endian bit length, FIPS 180-4 5.1.1).
+    let mut body = [core::ptr::null::<u8>(); LANES];
+    let mut whole = [0usize; LANES];
+    let mut steps = [0u32; LANES];
+    let mut tails = [[_mm512_setzero_si512(); 2]; LANES];
+    let zero = _mm512_setzero_si512();
+    let mut keys = [zero; LANES];
+    for (i, j) in group.iter().enumerate() {
+        let Some(j) = j else { continue };
+        if j.seq_hi.is_some() {
+            return;
+        }
+        let len = j.msg.len();
+        let full = len / 64;
+        let rem = len % 64;
+        body[i] = j.msg.as_ptr();
+        whole[i] = full;
+        steps[i] = inner_blocks(len) as u32;
+        // SAFETY: the mask selects the `rem` bytes after the whole blocks, all inside `msg`;
+        // masked-off bytes are not read (AVX-512 fault suppression).
+        let t = unsafe {
+            _mm512_maskz_loadu_epi8((1u64 << rem) - 1, j.msg.as_ptr().add(64 * full).cast())
+        };
+        let t = _mm512_mask_set1_epi8(t, 1u64 << rem, 0x80u8 as i8);
+        // The ipad block already hashed counts towards the length.
+        let bits = (((64 + len) as u64) * 8).swap_bytes() as i64;
+        tails[i] = if rem + 9 <= 64 {
+            [_mm512_mask_set1_epi64(t, 0x80, bits), zero]
+        } else {
+            [t, _mm512_maskz_set1_epi64(0x80, bits)]
+        };
+        // SAFETY: five words of each pad state: the masked load reads `ipad`'s 20 bytes only,
+        // the expand load `opad`'s 20 bytes only (into words 5..10).
+        keys[i] = unsafe {
+            let r = _mm512_maskz_loadu_epi32(0x1f, j.key.ipad.as_ptr().cast());
+            _mm512_mask_expandloadu_epi32(r, 0x3e0, j.key.opad.as_ptr().cast())
+        };
+    }
+    // Word w of every lane's pad states: ipad in 0..5, opad in 5..10.
+    let pads = transpose(keys);
+    keys.zeroize_zmm();
+    let (mut a, mut b, mut c, mut d, mut e) = (pads[0], pads[1], pads[2], pads[3], pads[4]);
+    let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
+        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
+    ));
+    // SAFETY: `steps` is 16 u32, one unaligned 64-byte load.
+    let steps_v = unsafe { _mm512_loadu_si512(steps.as_ptr().cast()) };
+    let max = steps.iter().copied().max().unwrap_or(0) as usize;
+    for n in 0..max {
+        if COLD {
+            for (p, &w) in body.iter().zip(&whole) {
+                if n + PREFETCH_AHEAD < w {
+                    crate::sad::prefetch(p.wrapping_add(64 * (n + PREFETCH_AHEAD)));
+                }
+            }
+        }
+        let rows: [__m512i; LANES] = core::array::from_fn(|i| {
+            let v = if n < whole[i] {
+                // SAFETY: block `n` of the message's `whole[i]` whole blocks.
+                unsafe { _mm512_loadu_si512(body[i].add(64 * n).cast()) }
+            } else {
+                // A lane past its last step hashes its last tail block again, dropped below.
+                tails[i][(n - whole[i]).min(1)]
+            };
+            _mm512_shuffle_epi8(v, bswap)
+        });
+        let live = _mm512_cmpgt_epu32_mask(steps_v, _mm512_set1_epi32(n as i32));
+        let (a0, b0, c0, d0, e0) = (a, b, c, d, e);
+        sha1_block16!(a, b, c, d, e, transpose(rows));
+        a = _mm512_mask_mov_epi32(a0, live, a);
+        b = _mm512_mask_mov_epi32(b0, live, b);
+        c = _mm512_mask_mov_epi32(c0, live, c);
+        d = _mm512_mask_mov_epi32(d0, live, d);
+        e = _mm512_mask_mov_epi32(e0, live, e);
+    }
+    // RFC 2104: the outer hash over the 20-byte inner digest, one block: the digest's five
+    // words, 0x80, zeros and the length of 84 bytes in bits.
+    let mut w = [zero; 16];
+    w[..5].copy_from_slice(&[a, b, c, d, e]);
+    w[5] = _mm512_set1_epi32(0x8000_0000u32 as i32);
+    w[15] = _mm512_set1_epi32((64 + 20) * 8);
+    (a, b, c, d, e) = (pads[5], pads[6], pads[7], pads[8], pads[9]);
+    sha1_block16!(a, b, c, d, e, w);
+    // The ICV: the first 12 bytes of each lane's digest, big-endian.
+    let mut out = [[0u32; LANES]; 3];
+    for (o, v) in out.iter_mut().zip([a, b, c]) {
+        // SAFETY: 16 u32, one unaligned 64-byte store.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), _mm512_shuffle_epi8(v, bswap)) };
+    }
+    for (i, j) in group.iter_mut().enumerate() {
+        let Some(j) = j else { continue };
+        for (d, w) in j.icv.chunks_exact_mut(4).zip(&out) {
+            d.copy_from_slice(&w[i].to_ne_bytes());
+        }
+    }
+}
+
+/// Overwrites an array of zmm values that held key material (best effort: registers are
+/// not addressable).
+trait ZeroizeZmm {
+    fn zeroize_zmm(&mut self);
+}
+
+impl ZeroizeZmm for [__m512i; LANES] {
+    fn zeroize_zmm(&mut self) {
+        for r in self.iter_mut() {
+            // SAFETY: `r` is a valid, aligned __m512i slot; a volatile write keeps the wipe.
+            unsafe { core::ptr::write_volatile(r, _mm512_setzero_si512()) };
+        }
+    }
 }
 
 /// Drives the 16 lanes until every job is done; once no job is queued and fewer than
@@ -169,6 +403,7 @@ fn run<'a, const COLD: bool>(
 /// # Safety
 /// The CPU must support AVX-512 F and BW.
 #[target_feature(enable = "avx512f,avx512bw")]
+#[allow(unused_assignments)] // the last rounds' schedule writes are dead
 unsafe fn compress16<const COLD: bool>(
     state: &mut [[u32; LANES]; 5],
     segs: [&[u8]; LANES],
@@ -187,9 +422,6 @@ unsafe fn compress16<const COLD: bool>(
     let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
         12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
     ));
-    // FIPS 180-4 4.2.1.
-    let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6]
-        .map(|k| _mm512_set1_epi32(k as i32));
     // SAFETY: each `state[w]` is 16 u32, one unaligned 64-byte load.
     let load = |w: &[u32; LANES]| unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
     let (mut a, mut b, mut c, mut d, mut e) = (
@@ -213,52 +445,8 @@ unsafe fn compress16<const COLD: bool>(
             let v = unsafe { _mm512_loadu_si512(segs[i].as_ptr().add(stride[i] * n).cast()) };
             _mm512_shuffle_epi8(v, bswap)
         });
-        let mut w = transpose(rows);
-        let (a0, b0, c0, d0, e0) = (a, b, c, d, e);
-        // One round t (FIPS 180-4 6.1.2 step 3) with round function `f` as a VPTERNLOGD
-        // truth table (Ch 0xca, Parity 0x96, Maj 0xe8) and constant `k[kk]`; from t = 16
-        // the schedule word W[t] = ROTL1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) (step 1)
-        // replaces W[t-16] in the ring of sixteen.
-        macro_rules! round {
-            ($t:literal, $f:literal, $kk:literal) => {{
-                let wt = if $t < 16 {
-                    w[$t % 16]
-                } else {
-                    let x = _mm512_ternarylogic_epi32::<0x96>(
-                        w[($t + 13) % 16],
-                        w[($t + 8) % 16],
-                        w[($t + 2) % 16],
-                    );
-                    let x = _mm512_rol_epi32::<1>(_mm512_xor_si512(x, w[$t % 16]));
-                    w[$t % 16] = x;
-                    x
-                };
-                let f = _mm512_ternarylogic_epi32::<$f>(b, c, d);
-                let kw = _mm512_add_epi32(k[$kk], wt);
-                let t = _mm512_add_epi32(
-                    _mm512_add_epi32(_mm512_rol_epi32::<5>(a), f),
-                    _mm512_add_epi32(e, kw),
-                );
-                e = d;
-                d = c;
-                c = _mm512_rol_epi32::<30>(b);
-                b = a;
-                a = t;
-            }};
-        }
-        macro_rules! rounds {
-            ($f:literal, $kk:literal; $($t:literal)*) => { $( round!($t, $f, $kk); )* };
-        }
-        rounds!(0xca, 0; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
-        rounds!(0x96, 1; 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
-        rounds!(0xe8, 2; 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59);
-        rounds!(0x96, 3; 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
-        // Step 4.
-        a = _mm512_add_epi32(a, a0);
-        b = _mm512_add_epi32(b, b0);
-        c = _mm512_add_epi32(c, c0);
-        d = _mm512_add_epi32(d, d0);
-        e = _mm512_add_epi32(e, e0);
+        let w = transpose(rows);
+        sha1_block16!(a, b, c, d, e, w);
     }
     for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
         // SAFETY: each `state[w]` is 16 u32, one unaligned 64-byte store.
@@ -407,6 +595,143 @@ mod tests {
                     .collect();
                 check(&mut rng, &lens, handoff, n % 2 == 0);
             }
+        }
+    }
+
+    /// The group kernel alone: every message length 0..=300 (each tail shape), 16 at a time
+    /// with mixed keys and offsets, groups with idle lanes, and groups of mixed lengths
+    /// (lanes done early keep their state under the mask), against the `hmac` crate.
+    #[test]
+    fn group_kernel_matches_hmac_crate() {
+        if !available() {
+            eprintln!("SKIPPED: no AVX-512");
+            return;
+        }
+        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        let ikeys: Vec<Vec<u8>> = (0..4)
+            .map(|_| (0..20).map(|_| rng.next() as u8).collect())
+            .collect();
+        let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
+        let data: Vec<u8> = (0..3200).map(|_| rng.next() as u8).collect();
+        let mut groups: Vec<Vec<usize>> = (0..=300)
+            .collect::<Vec<_>>()
+            .chunks(16)
+            .map(<[_]>::to_vec)
+            .collect();
+        groups.push(vec![104; 16]);
+        groups.push(vec![1448; 16]);
+        groups.push(vec![1448; 3]);
+        groups.push((0..16).map(|_| rng.below(3000)).collect());
+        for lens in groups {
+            let cases: Vec<(usize, usize)> = lens
+                .iter()
+                .map(|_| (rng.below(keys.len()), rng.below(64)))
+                .collect();
+            let mut icvs = vec![[0u8; 12]; lens.len()];
+            let mut jobs = icvs
+                .iter_mut()
+                .zip(&lens)
+                .zip(&cases)
+                .map(|((icv, &n), &(k, off))| HmacJob {
+                    key: &keys[k],
+                    msg: &data[off..off + n],
+                    seq_hi: None,
+                    icv,
+                });
+            let mut group: [Option<HmacJob<'_>>; LANES] = core::array::from_fn(|_| jobs.next());
+            // SAFETY: `available()` above.
+            unsafe { group16::<false>(&mut group) };
+            for ((icv, &n), &(k, off)) in icvs.iter().zip(&lens).zip(&cases) {
+                let want = expected(&ikeys[k], &data[off..off + n], None);
+                assert_eq!(icv, &want, "length {n} in group {lens:?}");
+            }
+        }
+    }
+
+    /// Through the dispatcher: uniform bursts of 12..=40 packets (groups of 16, then a rest
+    /// to the lane scheduler or SHA-NI), with an ESN job or a long one breaking the shape.
+    #[test]
+    fn uniform_bursts_match_hmac_crate() {
+        if !stitch::available() {
+            eprintln!("SKIPPED: no SHA-NI");
+            return;
+        }
+        let ikey = [5u8; 20];
+        let key = Sha1NiKey::new(&ikey).unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 11 + 1) as u8).collect();
+        for len in [104usize, 1448] {
+            for n in [12usize, 16, 17, 20, 28, 32, 40] {
+                for odd in [None, Some(3), Some(n - 1), Some(20)] {
+                    let mut icvs = vec![[0u8; 12]; n];
+                    let spec = |i: usize| -> (usize, Option<u32>) {
+                        match odd {
+                            Some(o) if o == i && i.is_multiple_of(2) => (len, Some(0x0102_0304)),
+                            Some(o) if o == i => (3000, None),
+                            _ => (len, None),
+                        }
+                    };
+                    let jobs = icvs.iter_mut().enumerate().map(|(i, icv)| HmacJob {
+                        key: &key,
+                        msg: &data[i..i + spec(i).0],
+                        seq_hi: spec(i).1,
+                        icv,
+                    });
+                    hmac_sha1_96_cold(jobs);
+                    for (i, icv) in icvs.iter().enumerate() {
+                        let (l, hi) = spec(i);
+                        assert_eq!(
+                            icv,
+                            &expected(&ikey, &data[i..i + l], hi),
+                            "{n} x {len}, odd {odd:?}, job {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cycles (time-stamp counter) per call of the group kernel on 16 jobs of 104 and 1448
+    /// bytes (ESP packets of 64 and 1408 payload bytes: 3 and 25 block steps), median over
+    /// many rounds: against the steps' own cost, what the group's setup and ICVs add.
+    /// `cargo test --release -p akagate-fastpath --lib sha1_x16::tests::group_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn group_timing() {
+        if !available() {
+            return;
+        }
+        let key = Sha1NiKey::new(&[7u8; 20]).unwrap();
+        for len in [104usize, 1448] {
+            let data = vec![0x5au8; 16 * len];
+            let mut icvs = [[0u8; 12]; 16];
+            let mut t = Vec::new();
+            for _ in 0..20000 {
+                let mut jobs = icvs
+                    .iter_mut()
+                    .zip(data.chunks(len))
+                    .map(|(icv, msg)| HmacJob {
+                        key: &key,
+                        msg,
+                        seq_hi: None,
+                        icv,
+                    });
+                let mut group: [Option<HmacJob<'_>>; LANES] = core::array::from_fn(|_| jobs.next());
+                // SAFETY: RDTSC exists on every x86_64 CPU.
+                let t0 = unsafe { _rdtsc() };
+                // SAFETY: `available()` above found AVX-512 F and BW.
+                unsafe { group16::<false>(&mut group) };
+                // SAFETY: as for `t0`.
+                let t1 = unsafe { _rdtsc() };
+                t.push(t1 - t0);
+            }
+            t.sort_unstable();
+            let steps = inner_blocks(len) + 1;
+            eprintln!(
+                "{len} B: {} cycles per group of 16 ({steps} steps, {:.0} per step, {:.1} per HMAC)",
+                t[t.len() / 2],
+                t[t.len() / 2] as f64 / steps as f64,
+                t[t.len() / 2] as f64 / 16.0
+            );
         }
     }
 

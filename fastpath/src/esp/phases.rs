@@ -1,0 +1,238 @@
+//! Where a burst's time goes (test only): the phases of `burst`'s hmac-sha-1-96 + aes-cbc
+//! path run one after the other on the same buffers, each timed with the time-stamp counter,
+//! medians over many rounds (robust to the other jobs of a shared box). Kernel work (CBC,
+//! SHA-1) against everything around it (framing, checks, lane bookkeeping, header fix).
+//!
+//! `cargo test --release -p akagate-fastpath --lib esp::phases -- --ignored --nocapture`
+
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::_rdtsc;
+
+use super::burst::{decapsulate_burst, encapsulate_burst, DecapItem, EncapItem};
+use super::cbc_mb::{self, CbcKernel, CbcStream};
+use super::integ::HMAC96_ICV_LEN;
+use super::sa::{InboundSa, OutboundSa};
+use super::sha1_mb::HmacJob;
+use super::transform::ESP_HDR_LEN;
+use super::{sha1_x16, AuthAlg, EncrAlg, SaKeys, Suite};
+
+const BURST: usize = 32;
+const SAS: usize = 4;
+const ROOM: usize = 128;
+const ROUNDS: usize = 3000;
+
+fn suite(i: u8) -> Suite {
+    Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: vec![0x11 ^ i; 20],
+            encr_key: vec![0x22 ^ i; 16],
+            salt: [i, 1, 2, 3],
+        },
+    }
+}
+
+/// An IPv4/UDP packet of `size` payload bytes in a buffer with room, as `bench/benches/esp.rs`.
+fn packet(size: usize) -> (Vec<u8>, core::ops::Range<usize>) {
+    let total = 20 + size;
+    let mut buf = vec![0u8; ROOM + total + ROOM];
+    let ip = &mut buf[ROOM..ROOM + total];
+    ip[..20].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    let sum = super::ip::ipv4_checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    for (i, b) in ip[20..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    (buf, ROOM..ROOM + total)
+}
+
+fn tsc() -> u64 {
+    // SAFETY: RDTSC exists on every x86_64 CPU.
+    unsafe { _rdtsc() }
+}
+
+fn median(v: &mut [u64]) -> f64 {
+    v.sort_unstable();
+    v[v.len() / 2] as f64 / BURST as f64
+}
+
+/// Outbound and inbound bursts of 32 over 4 SAs at 64 and 1408 bytes, buffers restored before
+/// each round (warm): cycles per packet of each phase, and of the whole burst call.
+#[test]
+#[ignore]
+fn phase_timing() {
+    if !sha1_x16::available() || CbcKernel::detect() != Some(CbcKernel::Vaes16) {
+        eprintln!("SKIPPED: needs AVX-512, VAES and SHA-NI");
+        return;
+    }
+    for size in [64usize, 1408] {
+        let (template, range) = packet(size);
+        let mut sas: Vec<OutboundSa> = (0..SAS as u8)
+            .map(|i| OutboundSa::new(0x100 + u32::from(i), &suite(i)).unwrap())
+            .collect();
+        let mut bufs = vec![template.clone(); BURST];
+        let mut t = [(); 9].map(|_| Vec::with_capacity(ROUNDS));
+        let mut sealed: Vec<(Vec<u8>, core::ops::Range<usize>)> = Vec::new();
+        for round in 0..ROUNDS {
+            for b in bufs.iter_mut() {
+                b.copy_from_slice(&template);
+            }
+            // Framing, as `encapsulate_burst`'s first pass.
+            let t0 = tsc();
+            let framed: Vec<_> = bufs
+                .iter_mut()
+                .enumerate()
+                .map(|(i, b)| {
+                    let f = sas[i % SAS].frame(b, range.clone(), None, None).unwrap();
+                    sas[i % SAS].count(Ok(f.payload_len));
+                    f
+                })
+                .collect();
+            let t1 = tsc();
+            let streams = bufs.iter_mut().zip(&framed).enumerate().map(|(i, (b, f))| {
+                let (keys, _) = sas[i % SAS].transform().aes_sha1_ni().unwrap();
+                let esp = &mut b[f.esp.clone()];
+                let body_end = esp.len() - HMAC96_ICV_LEN;
+                let (hdr_iv, rest) = esp[..body_end].split_at_mut(ESP_HDR_LEN + 16);
+                CbcStream {
+                    keys,
+                    iv: hdr_iv[ESP_HDR_LEN..].try_into().unwrap(),
+                    data: rest,
+                }
+            });
+            cbc_mb::encrypt(streams, CbcKernel::Vaes16);
+            let t2 = tsc();
+            let jobs = bufs.iter_mut().zip(&framed).enumerate().map(|(i, (b, f))| {
+                let (_, key) = sas[i % SAS].transform().aes_sha1_ni().unwrap();
+                let esp = &mut b[f.esp.clone()];
+                let (msg, icv) = esp.split_at_mut(esp.len() - HMAC96_ICV_LEN);
+                HmacJob {
+                    key,
+                    msg,
+                    seq_hi: None,
+                    icv,
+                }
+            });
+            sha1_x16::hmac_sha1_96(jobs);
+            let t3 = tsc();
+            if round == 0 {
+                sealed = bufs
+                    .iter()
+                    .zip(&framed)
+                    .map(|(b, f)| (b.clone(), f.range.clone()))
+                    .collect();
+            }
+            for b in bufs.iter_mut() {
+                b.copy_from_slice(&template);
+            }
+            let mut items: Vec<EncapItem<'_>> = bufs
+                .iter_mut()
+                .enumerate()
+                .map(|(i, b)| EncapItem::new(i % SAS, b, range.clone()))
+                .collect();
+            let t4 = tsc();
+            encapsulate_burst(&mut sas, &mut items).unwrap();
+            let t5 = tsc();
+            t[0].push(t1 - t0);
+            t[1].push(t2 - t1);
+            t[2].push(t3 - t2);
+            t[3].push(t5 - t4);
+        }
+        // Inbound on the packets sealed in round 0 (sequence numbers 1..=8 per SA).
+        let fresh = || -> Vec<InboundSa> {
+            (0..SAS as u8)
+                .map(|i| InboundSa::new(0x100 + u32::from(i), &suite(i)).unwrap())
+                .collect()
+        };
+        let mut ibufs: Vec<Vec<u8>> = sealed.iter().map(|(b, _)| b.clone()).collect();
+        for _ in 0..ROUNDS {
+            for (b, (s, _)) in ibufs.iter_mut().zip(&sealed) {
+                b.copy_from_slice(s);
+            }
+            let mut inb = fresh();
+            let t0 = tsc();
+            let checked: Vec<_> = ibufs
+                .iter()
+                .zip(&sealed)
+                .enumerate()
+                .map(|(i, (b, (_, r)))| inb[i % SAS].precheck(b, r.clone(), None).unwrap())
+                .collect();
+            let t1 = tsc();
+            let mut icvs = [[0u8; HMAC96_ICV_LEN]; BURST];
+            let jobs = ibufs
+                .iter()
+                .zip(&checked)
+                .zip(icvs.iter_mut())
+                .enumerate()
+                .map(|(i, ((b, c), icv))| {
+                    let (_, key) = inb[i % SAS].transform().aes_sha1_ni().unwrap();
+                    let esp = &b[c.esp()];
+                    HmacJob {
+                        key,
+                        msg: &esp[..esp.len() - HMAC96_ICV_LEN],
+                        seq_hi: None,
+                        icv,
+                    }
+                });
+            sha1_x16::hmac_sha1_96_cold(jobs);
+            let t2 = tsc();
+            let mut dec = 0;
+            for (i, (b, c)) in ibufs.iter().zip(&checked).enumerate() {
+                // CBC decryption alone, on a copy of the body (timed), then `finish` on the
+                // packet (which decrypts it again: its own time less `dec` is the rest).
+                let esp = &b[c.esp()];
+                let mut body = [0u8; 1536];
+                let n = esp.len() - HMAC96_ICV_LEN - ESP_HDR_LEN - 16;
+                body[..n].copy_from_slice(&esp[ESP_HDR_LEN + 16..][..n]);
+                let iv = &esp[ESP_HDR_LEN..ESP_HDR_LEN + 16];
+                let (k, _) = inb[i % SAS].transform().aes_sha1_ni().unwrap();
+                let d0 = tsc();
+                k.cbc_decrypt(iv, &mut body[..n]);
+                dec += tsc() - d0;
+            }
+            let t3 = tsc();
+            for (i, ((b, c), icv)) in ibufs.iter_mut().zip(&checked).zip(&icvs).enumerate() {
+                inb[i % SAS].finish(b, c, Some(icv)).unwrap();
+            }
+            let t4 = tsc();
+            for (b, (s, _)) in ibufs.iter_mut().zip(&sealed) {
+                b.copy_from_slice(s);
+            }
+            inb = fresh();
+            let mut items: Vec<DecapItem<'_>> = ibufs
+                .iter_mut()
+                .zip(&sealed)
+                .enumerate()
+                .map(|(i, (b, (_, r)))| DecapItem::new(i % SAS, b, r.clone()))
+                .collect();
+            let t5 = tsc();
+            decapsulate_burst(&mut inb, &mut items).unwrap();
+            let t6 = tsc();
+            assert!(items.iter().all(|i| i.result.is_ok()));
+            t[4].push(t1 - t0);
+            t[5].push(t2 - t1);
+            t[6].push(dec);
+            t[7].push(t4 - t3);
+            t[8].push(t6 - t5);
+        }
+        let [fr, cbc, mac, tot, pre, imac, dec, fin, tin] = &mut t;
+        let (fr, cbc, mac, tot) = (median(fr), median(cbc), median(mac), median(tot));
+        eprintln!(
+            "{size:>5} B out, cycles/packet: frame {fr:6.1}  cbc {cbc:6.1}  hmac {mac:6.1}  \
+             (sum {:6.1})  encapsulate_burst {tot:6.1}",
+            fr + cbc + mac
+        );
+        let (pre, imac, dec, fin) = (median(pre), median(imac), median(dec), median(fin));
+        eprintln!(
+            "{size:>5} B in,  cycles/packet: precheck {pre:6.1}  hmac {imac:6.1}  finish {fin:6.1} \
+             (of it cbc {dec:6.1})  (sum {:6.1})  decapsulate_burst {:6.1}",
+            pre + imac + fin,
+            median(tin)
+        );
+    }
+}
