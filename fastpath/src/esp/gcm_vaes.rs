@@ -89,7 +89,7 @@ fn fold4(v: __m512i) -> __m128i {
 /// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns S, the GHASH of the
 /// whole input (SP 800-38D 7.1 step 5), before E_K(J0) is added.
 ///
-/// `h_pow` is `Aes128GcmNi`'s table (H^16..H^1, then zeros), `j0` the pre-counter block.
+/// `h_pow` is `Aes128GcmNi`'s table (H^1..H^16), `j0` the pre-counter block.
 /// The last batch's reduction also covers the lengths block (times H^1, the tail's blocks
 /// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
 /// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
@@ -106,7 +106,7 @@ pub(super) fn ctr_ghash(
     buf: &mut [u8],
     pass: Pass,
 ) -> __m128i {
-    let h1 = gcm_ni::load(&h_pow[15]);
+    let h1 = gcm_ni::load(&h_pow[0]);
     // Short payloads keep `first` (with the state) for the tail's one reduction, times
     // H^(n+2); longer ones hash it now.
     let (mut x, pre) = match first {
@@ -141,7 +141,7 @@ pub(super) fn ctr_ghash(
     let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
     if chunks.len() > 0 {
         // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
-        let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+        let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
         // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
         let mut pending: Option<[__m512i; REGS]> = None;
         for chunk in &mut chunks {
@@ -222,20 +222,27 @@ pub(super) fn ctr_ghash(
     let regs = n.div_ceil(PER);
     if n == PER * REGS {
         // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
-        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
         let x = mul_sum(&with_state(x, hashed), &h).reduce();
         return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
     }
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
     // 0) + lengths times H [+ pre times H^(n+2)], one reduction. Past block n-1 the lanes
-    // are zero, as are the table's entries past H^1.
+    // are zero, as are the powers below H^1.
     let mut acc = Wide::mul(lens, h1);
     if let Some(p) = pre {
-        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[14 - n])));
+        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[n + 1])));
     }
     if n > 0 {
         let blocks = with_state(x, hashed);
-        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 15 - n + PER * j));
+        // Register j: H^(n+1-4j) down to H^(n-2-4j); j < regs, so its top is at least H^2.
+        let h: [__m512i; REGS] = core::array::from_fn(|j| {
+            if j < regs {
+                powers(h_pow, n + 1 - PER * j)
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
         acc = acc.add(mul_sum(&blocks[..regs], &h));
     } else {
         acc = acc.add(Wide::mul(x, h1));
@@ -259,15 +266,23 @@ fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
     acc.fold()
 }
 
-/// Four consecutive entries of the power table from `at` (at most `HPOW - 4`).
+/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 1..=16), powers below
+/// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn powers(h_pow: &[[u8; 16]; HPOW], at: usize) -> __m512i {
-    match h_pow.get(at..at + PER) {
-        // SAFETY: `get` checked that entries at..at + 4 (64 bytes) are in the table.
-        Some(four) => unsafe { _mm512_loadu_si512(four.as_ptr().cast()) },
-        None => _mm512_setzero_si512(),
-    }
+fn powers(h_pow: &[[u8; 16]; HPOW], top: usize) -> __m512i {
+    debug_assert!((1..=HPOW).contains(&top));
+    let top = top.clamp(1, HPOW);
+    // Entries top-4 .. top-1 (H^(top-3)..H^top); those below index 0 masked off, two
+    // 64-bit lanes per entry.
+    let below = PER.saturating_sub(top);
+    let mask: __mmask8 = 0xff << (2 * below);
+    let first = h_pow.as_ptr().wrapping_add(top).wrapping_sub(PER);
+    // SAFETY: the mask selects entries top-4+below .. top-1, all within the table
+    // (0 <= top-4+below and top-1 < HPOW); masked-off lanes are not read and do not fault,
+    // and `wrapping_*` keeps the address arithmetic itself defined.
+    let v = unsafe { _mm512_maskz_loadu_epi64(mask, first.cast()) };
+    _mm512_shuffle_i64x2::<0b00_01_10_11>(v, v)
 }
 
 /// The blocks to hash, each byte-reversed, with the running GHASH state folded into the
@@ -334,5 +349,5 @@ fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512
     s
 }
 
-// The 128-bit path's batch is 8 blocks; the table's last 8 powers are its H^8..H^1.
-const _: () = assert!(HPOW >= 16 + PER - 1 && AGG <= 16);
+// A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
+const _: () = assert!(HPOW == PER * REGS && AGG <= HPOW);
