@@ -817,11 +817,11 @@ mod tests {
     /// What an aes-gcm-16 packet reads of its SA's transform lies in its first
     /// `GCM_HOT_BYTES` (the transform's tag, the salt, the `Gcm` tag, the path flag, the
     /// round keys and all powers of H), and what a 64-byte payload (five blocks, so H^1..H^7)
-    /// reads in its first five lines; an inbound SA of the suite asks the lookup to prefetch
-    /// seven lines of its transform.
+    /// reads in its first five lines (`GCM_SHORT_BYTES`); an inbound SA of the suite asks the
+    /// lookup to prefetch those five.
     #[test]
     fn a_gcm_packet_reads_the_first_lines_of_its_transform() {
-        use super::super::transform::{Transform, GCM_HOT_BYTES};
+        use super::super::transform::{Transform, GCM_HOT_BYTES, GCM_SHORT_BYTES};
         use super::super::{AuthAlg, EncrAlg, SaKeys, Suite};
         if !available() {
             return;
@@ -847,12 +847,12 @@ mod tests {
         for (p, len) in parts {
             assert!(end(p, len) <= GCM_HOT_BYTES, "{:?}", (p - base, len));
         }
-        // A 64-byte payload: 68 bytes of body, five blocks, powers H^1..H^7.
-        assert!(end(parts[1].0, parts[1].1) <= 5 * 64);
-        assert!(end(parts[2].0, 7 * 16) <= 5 * 64);
-        assert_eq!(GCM_HOT_BYTES, 7 * 64);
+        // Up to six blocks of body (a 64-byte payload is five): powers up to H^8.
+        assert!(end(parts[1].0, parts[1].1) <= GCM_SHORT_BYTES);
+        assert!(end(parts[2].0, 8 * 16) <= GCM_SHORT_BYTES);
+        assert_eq!((GCM_SHORT_BYTES, GCM_HOT_BYTES), (5 * 64, 7 * 64));
         let sa = super::super::InboundSa::new(0x1000, &suite).unwrap();
-        assert_eq!(sa.transform_lines(), 7);
+        assert_eq!(sa.transform_lines(), 5);
     }
 
     /// A key state takes the 512-bit path exactly when the CPU has it (so the ESP tests and

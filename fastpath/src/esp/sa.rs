@@ -490,8 +490,9 @@ impl InboundSa {
 
     /// How many cache lines of its transform decapsulating a packet of this SA reads, for
     /// [`InboundSa::prefetch_at`]: the first `HOT_BYTES` (four lines) for hmac-sha-1-96 +
-    /// aes-cbc on AES-NI/SHA-NI and `GCM_HOT_BYTES` (seven) for aes-gcm-16 on AES-NI, whose
-    /// layouts are fixed for that (`Transform::hot_bytes`); the whole transform for the
+    /// aes-cbc on AES-NI/SHA-NI and `GCM_SHORT_BYTES` (five, all a packet of up to 96 bytes
+    /// of body reads) for aes-gcm-16 on AES-NI, whose layouts are fixed for that
+    /// (`Transform::hot_bytes`); the whole transform for the
     /// other suites (the software ciphers' boxed state loads on demand anyway). The worker
     /// keeps the count in the SA's table entry, so a packet's prefetch knows it before the
     /// SA is read.

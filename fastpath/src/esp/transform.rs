@@ -93,9 +93,16 @@ pub(crate) const HOT_BYTES: usize = 256;
 
 /// Bytes at the start of a [`Transform`] that hold everything an aes-gcm-16 SA on AES-NI
 /// reads (both tags, the salt, the path flag, the encryption round keys and H^1..H^16):
-/// seven lines where the transform starts one (checked by a test). A packet of up to 14
-/// blocks reads only the first 33 + 16 (n + 2) of them (a 64-byte payload: five lines).
+/// seven lines where the transform starts one (checked by a test). A packet of n <= 14
+/// blocks reads only up to H^(n+2): the first [`GCM_SHORT_BYTES`] for up to six blocks.
 pub(crate) const GCM_HOT_BYTES: usize = 448;
+
+/// Bytes at the start of a [`Transform`] that an aes-gcm-16 packet of up to six blocks (96
+/// bytes of body: a 64-byte payload is five) reads: five lines, what the SA lookup
+/// prefetches for the suite. A longer packet reads the two lines after them too, which its
+/// own crypto leaves time to load (measured: docs/BENCHMARKS.md, *Eighth round*).
+pub(crate) const GCM_SHORT_BYTES: usize = 320;
+const _: () = assert!(GCM_SHORT_BYTES <= GCM_HOT_BYTES && GCM_HOT_BYTES.is_multiple_of(64));
 
 /// The keyed transform of one SA (`repr(u8)`: a fixed layout with a one-byte tag, for
 /// [`HOT_BYTES`] and [`GCM_HOT_BYTES`]; each variant is laid out as a `repr(C)` struct
@@ -253,8 +260,9 @@ impl Transform {
 
     /// How many bytes from its start a packet of this transform reads, if the layout keeps
     /// them there: [`HOT_BYTES`] for hmac-sha-1-96 + aes-cbc on AES-NI/SHA-NI,
-    /// [`GCM_HOT_BYTES`] for aes-gcm-16 on AES-NI; `None` for the others (their state spans
-    /// the transform, or is boxed).
+    /// [`GCM_SHORT_BYTES`] for aes-gcm-16 on AES-NI (a short packet's; a long one reads
+    /// [`GCM_HOT_BYTES`]); `None` for the others (their state spans the transform, or is
+    /// boxed).
     pub(crate) fn hot_bytes(&self) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -262,7 +270,7 @@ impl Transform {
                 return Some(HOT_BYTES);
             }
             if self.gcm_ni().is_some() {
-                return Some(GCM_HOT_BYTES);
+                return Some(GCM_SHORT_BYTES);
             }
         }
         None
