@@ -247,7 +247,15 @@ impl Aes128GcmNi {
         let ej0 = aes1(&k, j0);
         let s = if self.wide {
             // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
-            unsafe { super::gcm_vaes::ctr_ghash(&k, &self.h_pow, j0, x, first, lens, buf, pass) }
+            unsafe {
+                use super::gcm_vaes::{ctr_ghash, CTR_ONLY, OPEN, SEAL};
+                let h = &self.h_pow;
+                match pass {
+                    Pass::Seal => ctr_ghash::<SEAL>(&k, h, j0, x, first, lens, buf),
+                    Pass::Open => ctr_ghash::<OPEN>(&k, h, j0, x, first, lens, buf),
+                    Pass::CtrOnly => ctr_ghash::<CTR_ONLY>(&k, h, j0, x, first, lens, buf),
+                }
+            }
         } else {
             let h: [__m128i; AGG] = core::array::from_fn(|i| load(&self.h_pow[i]));
             let mut x = x;

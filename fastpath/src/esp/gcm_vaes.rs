@@ -94,9 +94,11 @@ fn fold4(v: __m512i) -> __m128i {
 /// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
 /// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
 /// as well: one carry-less multiply pass and one reduction per packet.
+///
+/// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
+/// inside the loops (the caller matches on [`Pass`]).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn ctr_ghash(
+pub(super) fn ctr_ghash<const P: u8>(
     k: &[__m128i; 11],
     h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
@@ -104,8 +106,12 @@ pub(super) fn ctr_ghash(
     first: Option<__m128i>,
     lens: __m128i,
     buf: &mut [u8],
-    pass: Pass,
 ) -> __m128i {
+    let pass = match P {
+        SEAL => Pass::Seal,
+        OPEN => Pass::Open,
+        _ => Pass::CtrOnly,
+    };
     let h1 = gcm_ni::load(&h_pow[0]);
     // Short payloads keep `first` (with the state) for the tail's one reduction, times
     // H^(n+2); longer ones hash it now.
@@ -139,11 +145,14 @@ pub(super) fn ctr_ghash(
     };
 
     let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
+    // Seal hashes a batch's ciphertext inside the next batch's AES rounds (the last whole
+    // batch's inside the tail's, if there is a tail).
+    let mut pending: Option<[__m512i; REGS]> = None;
+    // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
+    let all_powers =
+        || -> [__m512i; REGS] { core::array::from_fn(|j| powers(h_pow, 16 - PER * j)) };
     if chunks.len() > 0 {
-        // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
-        let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
-        // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
-        let mut pending: Option<[__m512i; REGS]> = None;
+        let hz = all_powers();
         for chunk in &mut chunks {
             let p = chunk.as_mut_ptr();
             // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
@@ -154,7 +163,7 @@ pub(super) fn ctr_ghash(
                 Pass::Seal => pending.take(),
                 Pass::CtrOnly => None,
             };
-            let (ks, acc) = aes_ghash(&kz, next_ctrs(), to_hash.as_ref(), &hz);
+            let (ks, acc) = aes_ghash::<REGS>(&kz, next_ctrs(), to_hash.as_ref(), &hz);
             if let Some(acc) = acc {
                 x = acc.reduce();
             }
@@ -166,9 +175,6 @@ pub(super) fn ctr_ghash(
             if pass == Pass::Seal {
                 pending = Some(with_state(x, out));
             }
-        }
-        if let Some(blocks) = pending {
-            x = mul_sum(&blocks, &hz).reduce();
         }
     }
 
@@ -194,12 +200,21 @@ pub(super) fn ctr_ghash(
             m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
         });
         let ctrs = next_ctrs();
-        let ks = match n.div_ceil(PER) {
-            1 => aes_ctr::<1>(&kz, &ctrs),
-            2 => aes_ctr::<2>(&kz, &ctrs),
-            3 => aes_ctr::<3>(&kz, &ctrs),
-            _ => aes_ctr::<REGS>(&kz, &ctrs),
+        let to_hash = pending.take();
+        // Loaded again rather than kept live through the tail.
+        let hz = match to_hash {
+            Some(_) => all_powers(),
+            None => [_mm512_setzero_si512(); REGS],
         };
+        let (ks, acc) = match n.div_ceil(PER) {
+            1 => aes_ghash::<1>(&kz, ctrs, to_hash.as_ref(), &hz),
+            2 => aes_ghash::<2>(&kz, ctrs, to_hash.as_ref(), &hz),
+            3 => aes_ghash::<3>(&kz, ctrs, to_hash.as_ref(), &hz),
+            _ => aes_ghash::<REGS>(&kz, ctrs, to_hash.as_ref(), &hz),
+        };
+        if let Some(acc) = acc {
+            x = acc.reduce();
+        }
         // Masked to the tail's bytes: the zero padding GHASH sees.
         let out: [__m512i; REGS] = core::array::from_fn(|j| {
             _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
@@ -215,6 +230,10 @@ pub(super) fn ctr_ghash(
             Pass::Seal => out,
             Pass::CtrOnly => return x,
         };
+    }
+    if let Some(blocks) = pending {
+        // No tail: the last whole batch is hashed on its own.
+        x = mul_sum(&blocks, &all_powers()).reduce();
     }
     if pass == Pass::CtrOnly {
         return x;
@@ -249,6 +268,13 @@ pub(super) fn ctr_ghash(
     }
     acc.reduce()
 }
+
+/// [`Pass`] as the const parameter of [`ctr_ghash`].
+pub(super) const SEAL: u8 = 0;
+/// See [`SEAL`].
+pub(super) const OPEN: u8 = 1;
+/// See [`SEAL`].
+pub(super) const CTR_ONLY: u8 = 2;
 
 /// Largest payload whose AAD block is hashed in the tail's batch: 14 blocks, so AAD, payload
 /// and lengths are at most the 16 powers of the table.
@@ -303,19 +329,19 @@ fn with_state(x: __m128i, blocks: [__m512i; REGS]) -> [__m512i; REGS] {
 /// register per round), so the AES and carry-less multiply units work side by side.
 #[inline]
 #[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
-fn aes_ghash(
+fn aes_ghash<const N: usize>(
     k: &[__m512i; 11],
     ctrs: [__m512i; REGS],
     hash: Option<&[__m512i; REGS]>,
     h: &[__m512i; REGS],
 ) -> ([__m512i; REGS], Option<Wide>) {
     let Some(hash) = hash else {
-        return (aes_ctr::<REGS>(k, &ctrs), None);
+        return (aes_ctr::<N>(k, &ctrs), None);
     };
     let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
     let mut acc = WideZ::mul(hash[0], h[0]);
     for (r, rk) in k[1..10].iter().enumerate() {
-        for v in s.iter_mut() {
+        for v in s.iter_mut().take(N) {
             *v = _mm512_aesenc_epi128(*v, *rk);
         }
         // Rounds 1..=3 carry the products of registers 1..=3.
@@ -323,7 +349,7 @@ fn aes_ghash(
             acc.add_mul(hash[r + 1], h[r + 1]);
         }
     }
-    for v in s.iter_mut() {
+    for v in s.iter_mut().take(N) {
         *v = _mm512_aesenclast_epi128(*v, k[10]);
     }
     (s, Some(acc.fold()))
