@@ -89,14 +89,16 @@ fn fold4(v: __m512i) -> __m128i {
 /// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns S, the GHASH of the
 /// whole input (SP 800-38D 7.1 step 5), before E_K(J0) is added.
 ///
-/// `h_pow` is `Aes128GcmNi`'s table (H^16..H^1, then zeros), `j0` the pre-counter block.
+/// `h_pow` is `Aes128GcmNi`'s table (H^1..H^16), `j0` the pre-counter block.
 /// The last batch's reduction also covers the lengths block (times H^1, the tail's blocks
 /// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
 /// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
 /// as well: one carry-less multiply pass and one reduction per packet.
+///
+/// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
+/// inside the loops (the caller matches on [`Pass`]).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn ctr_ghash(
+pub(super) fn ctr_ghash<const P: u8>(
     k: &[__m128i; 11],
     h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
@@ -104,9 +106,13 @@ pub(super) fn ctr_ghash(
     first: Option<__m128i>,
     lens: __m128i,
     buf: &mut [u8],
-    pass: Pass,
 ) -> __m128i {
-    let h1 = gcm_ni::load(&h_pow[15]);
+    let pass = match P {
+        SEAL => Pass::Seal,
+        OPEN => Pass::Open,
+        _ => Pass::CtrOnly,
+    };
+    let h1 = gcm_ni::load(&h_pow[0]);
     // Short payloads keep `first` (with the state) for the tail's one reduction, times
     // H^(n+2); longer ones hash it now.
     let (mut x, pre) = match first {
@@ -139,11 +145,14 @@ pub(super) fn ctr_ghash(
     };
 
     let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
+    // Seal hashes a batch's ciphertext inside the next batch's AES rounds (the last whole
+    // batch's inside the tail's, if there is a tail).
+    let mut pending: Option<[__m512i; REGS]> = None;
+    // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
+    let all_powers =
+        || -> [__m512i; REGS] { core::array::from_fn(|j| powers(h_pow, 16 - PER * j)) };
     if chunks.len() > 0 {
-        // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
-        let hz: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
-        // Seal hashes a batch's ciphertext inside the next batch's AES rounds.
-        let mut pending: Option<[__m512i; REGS]> = None;
+        let hz = all_powers();
         for chunk in &mut chunks {
             let p = chunk.as_mut_ptr();
             // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
@@ -154,7 +163,7 @@ pub(super) fn ctr_ghash(
                 Pass::Seal => pending.take(),
                 Pass::CtrOnly => None,
             };
-            let (ks, acc) = aes_ghash(&kz, next_ctrs(), to_hash.as_ref(), &hz);
+            let (ks, acc) = aes_ghash::<REGS>(&kz, next_ctrs(), to_hash.as_ref(), &hz);
             if let Some(acc) = acc {
                 x = acc.reduce();
             }
@@ -166,9 +175,6 @@ pub(super) fn ctr_ghash(
             if pass == Pass::Seal {
                 pending = Some(with_state(x, out));
             }
-        }
-        if let Some(blocks) = pending {
-            x = mul_sum(&blocks, &hz).reduce();
         }
     }
 
@@ -194,12 +200,21 @@ pub(super) fn ctr_ghash(
             m => unsafe { _mm512_maskz_loadu_epi8(m, p.add(64 * j).cast()) },
         });
         let ctrs = next_ctrs();
-        let ks = match n.div_ceil(PER) {
-            1 => aes_ctr::<1>(&kz, &ctrs),
-            2 => aes_ctr::<2>(&kz, &ctrs),
-            3 => aes_ctr::<3>(&kz, &ctrs),
-            _ => aes_ctr::<REGS>(&kz, &ctrs),
+        let to_hash = pending.take();
+        // Loaded again rather than kept live through the tail.
+        let hz = match to_hash {
+            Some(_) => all_powers(),
+            None => [_mm512_setzero_si512(); REGS],
         };
+        let (ks, acc) = match n.div_ceil(PER) {
+            1 => aes_ghash::<1>(&kz, ctrs, to_hash.as_ref(), &hz),
+            2 => aes_ghash::<2>(&kz, ctrs, to_hash.as_ref(), &hz),
+            3 => aes_ghash::<3>(&kz, ctrs, to_hash.as_ref(), &hz),
+            _ => aes_ghash::<REGS>(&kz, ctrs, to_hash.as_ref(), &hz),
+        };
+        if let Some(acc) = acc {
+            x = acc.reduce();
+        }
         // Masked to the tail's bytes: the zero padding GHASH sees.
         let out: [__m512i; REGS] = core::array::from_fn(|j| {
             _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
@@ -216,32 +231,50 @@ pub(super) fn ctr_ghash(
             Pass::CtrOnly => return x,
         };
     }
+    if let Some(blocks) = pending {
+        // No tail: the last whole batch is hashed on its own.
+        x = mul_sum(&blocks, &all_powers()).reduce();
+    }
     if pass == Pass::CtrOnly {
         return x;
     }
     let regs = n.div_ceil(PER);
     if n == PER * REGS {
         // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
-        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, PER * j));
+        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
         let x = mul_sum(&with_state(x, hashed), &h).reduce();
         return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
     }
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
     // 0) + lengths times H [+ pre times H^(n+2)], one reduction. Past block n-1 the lanes
-    // are zero, as are the table's entries past H^1.
+    // are zero, as are the powers below H^1.
     let mut acc = Wide::mul(lens, h1);
     if let Some(p) = pre {
-        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[14 - n])));
+        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[n + 1])));
     }
     if n > 0 {
         let blocks = with_state(x, hashed);
-        let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 15 - n + PER * j));
+        // Register j: H^(n+1-4j) down to H^(n-2-4j); j < regs, so its top is at least H^2.
+        let h: [__m512i; REGS] = core::array::from_fn(|j| {
+            if j < regs {
+                powers(h_pow, n + 1 - PER * j)
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
         acc = acc.add(mul_sum(&blocks[..regs], &h));
     } else {
         acc = acc.add(Wide::mul(x, h1));
     }
     acc.reduce()
 }
+
+/// [`Pass`] as the const parameter of [`ctr_ghash`].
+pub(super) const SEAL: u8 = 0;
+/// See [`SEAL`].
+pub(super) const OPEN: u8 = 1;
+/// See [`SEAL`].
+pub(super) const CTR_ONLY: u8 = 2;
 
 /// Largest payload whose AAD block is hashed in the tail's batch: 14 blocks, so AAD, payload
 /// and lengths are at most the 16 powers of the table.
@@ -259,15 +292,23 @@ fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
     acc.fold()
 }
 
-/// Four consecutive entries of the power table from `at` (at most `HPOW - 4`).
+/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 1..=16), powers below
+/// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn powers(h_pow: &[[u8; 16]; HPOW], at: usize) -> __m512i {
-    match h_pow.get(at..at + PER) {
-        // SAFETY: `get` checked that entries at..at + 4 (64 bytes) are in the table.
-        Some(four) => unsafe { _mm512_loadu_si512(four.as_ptr().cast()) },
-        None => _mm512_setzero_si512(),
-    }
+fn powers(h_pow: &[[u8; 16]; HPOW], top: usize) -> __m512i {
+    debug_assert!((1..=HPOW).contains(&top));
+    let top = top.clamp(1, HPOW);
+    // Entries top-4 .. top-1 (H^(top-3)..H^top); those below index 0 masked off, two
+    // 64-bit lanes per entry.
+    let below = PER.saturating_sub(top);
+    let mask: __mmask8 = 0xff << (2 * below);
+    let first = h_pow.as_ptr().wrapping_add(top).wrapping_sub(PER);
+    // SAFETY: the mask selects entries top-4+below .. top-1, all within the table
+    // (0 <= top-4+below and top-1 < HPOW); masked-off lanes are not read and do not fault,
+    // and `wrapping_*` keeps the address arithmetic itself defined.
+    let v = unsafe { _mm512_maskz_loadu_epi64(mask, first.cast()) };
+    _mm512_shuffle_i64x2::<0b00_01_10_11>(v, v)
 }
 
 /// The blocks to hash, each byte-reversed, with the running GHASH state folded into the
@@ -288,19 +329,19 @@ fn with_state(x: __m128i, blocks: [__m512i; REGS]) -> [__m512i; REGS] {
 /// register per round), so the AES and carry-less multiply units work side by side.
 #[inline]
 #[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
-fn aes_ghash(
+fn aes_ghash<const N: usize>(
     k: &[__m512i; 11],
     ctrs: [__m512i; REGS],
     hash: Option<&[__m512i; REGS]>,
     h: &[__m512i; REGS],
 ) -> ([__m512i; REGS], Option<Wide>) {
     let Some(hash) = hash else {
-        return (aes_ctr::<REGS>(k, &ctrs), None);
+        return (aes_ctr::<N>(k, &ctrs), None);
     };
     let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
     let mut acc = WideZ::mul(hash[0], h[0]);
     for (r, rk) in k[1..10].iter().enumerate() {
-        for v in s.iter_mut() {
+        for v in s.iter_mut().take(N) {
             *v = _mm512_aesenc_epi128(*v, *rk);
         }
         // Rounds 1..=3 carry the products of registers 1..=3.
@@ -308,7 +349,7 @@ fn aes_ghash(
             acc.add_mul(hash[r + 1], h[r + 1]);
         }
     }
-    for v in s.iter_mut() {
+    for v in s.iter_mut().take(N) {
         *v = _mm512_aesenclast_epi128(*v, k[10]);
     }
     (s, Some(acc.fold()))
@@ -334,5 +375,5 @@ fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512
     s
 }
 
-// The 128-bit path's batch is 8 blocks; the table's last 8 powers are its H^8..H^1.
-const _: () = assert!(HPOW >= 16 + PER - 1 && AGG <= 16);
+// A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
+const _: () = assert!(HPOW == PER * REGS && AGG <= HPOW);

@@ -14,7 +14,7 @@ use super::error::{EspCounters, EspError, SaError};
 use super::ip::{self, IpLayout, IPPROTO_ESP};
 use super::replay::{ReplayWindow, REPLAY_WINDOW};
 use super::suite::Suite;
-use super::transform::{Geometry, Transform, ESP_HDR_LEN, HOT_BYTES};
+use super::transform::{Geometry, Transform, ESP_HDR_LEN};
 
 /// Largest ESP header + IV any suite puts in front of the payload.
 pub const MAX_HEADROOM: usize = ESP_HDR_LEN + 16;
@@ -407,7 +407,7 @@ pub(super) struct Framed {
 /// worker with millions of SAs): the SPI, the ESN flag, the packet and byte counters and
 /// the window's top share one line with the window's first ring words, then come the rest
 /// of the ring (one more line per packet at most), the drop counters (only an error
-/// touches them) and the transform, whose first [`HOT_BYTES`] — all that hmac-sha-1-96 +
+/// touches them) and the transform, whose first [`HOT_BYTES`](super::transform::HOT_BYTES) — all that hmac-sha-1-96 +
 /// aes-cbc decapsulation reads — fill four whole lines. That holds where the SA starts
 /// [`InboundSa::LINE_OFFSET`] bytes into a 64-byte line, as it does in the worker's slab
 /// (`SaSlab`: the slot's SPI, then the SA, cells 64-byte aligned); both sides assert it at
@@ -522,16 +522,17 @@ impl InboundSa {
 
     /// How many cache lines of its transform decapsulating a packet of this SA reads, for
     /// [`InboundSa::prefetch_at`]: the first `HOT_BYTES` (four lines) for hmac-sha-1-96 +
-    /// aes-cbc on AES-NI/SHA-NI, whose layout is fixed for that; the whole transform for the
-    /// other suites (AES-GCM's RFC 4106 salt lies after its round keys and powers of H, and
-    /// the software ciphers' boxed state loads on demand anyway). The worker keeps the
-    /// count in the SA's table entry, so a packet's prefetch knows it before the SA is read.
+    /// aes-cbc on AES-NI/SHA-NI and `GCM_SHORT_BYTES` (five, all a packet of up to 96 bytes
+    /// of body reads) for aes-gcm-16 on AES-NI, whose layouts are fixed for that
+    /// (`Transform::hot_bytes`); the whole transform for the
+    /// other suites (the software ciphers' boxed state loads on demand anyway). The worker
+    /// keeps the count in the SA's table entry, so a packet's prefetch knows it before the
+    /// SA is read.
     pub fn transform_lines(&self) -> u8 {
-        let lines = if self.transform.aes_sha1_ni().is_some() {
-            HOT_BYTES / 64
-        } else {
-            Self::TRANSFORM_LINES
-        };
+        let lines = self
+            .transform
+            .hot_bytes()
+            .map_or(Self::TRANSFORM_LINES, |b| b.div_ceil(64));
         u8::try_from(lines).unwrap_or(u8::MAX)
     }
 
@@ -814,6 +815,7 @@ fn infer_esn(top: u64, seq_lo: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::transform::HOT_BYTES;
     use super::*;
 
     /// What decapsulating one packet reads and writes of an SA placed as the worker's slab

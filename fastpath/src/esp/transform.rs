@@ -73,8 +73,12 @@ impl CbcMode for super::aesni::Aes128Ni {
 }
 
 /// AES-GCM with a 128-, 192- or 256-bit key (RFC 4106 allows all three).
+///
+/// `repr(u8)`: a one-byte tag, the AES-NI state right after it (it has alignment 1), so
+/// what a packet reads starts at the enum's first byte (see [`GCM_HOT_BYTES`]).
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
+#[repr(u8)]
 pub(super) enum Gcm {
     /// AES-128 on AES-NI + PCLMULQDQ, CTR stitched with an aggregated GHASH.
     #[cfg(target_arch = "x86_64")]
@@ -89,20 +93,34 @@ pub(super) enum Gcm {
 /// what `InboundSa::prefetch_at` loads ahead (checked by a test).
 pub(crate) const HOT_BYTES: usize = 256;
 
-/// The keyed transform of one SA (`repr(C)`: a fixed layout, for [`HOT_BYTES`]). A clone
-/// is keyed alike (the SAs of one set share their keys, see `KeyedSuite`) and zeroizes its
-/// own copy on drop.
+/// Bytes at the start of a [`Transform`] that hold everything an aes-gcm-16 SA on AES-NI
+/// reads (both tags, the salt, the path flag, the encryption round keys and H^1..H^16):
+/// seven lines where the transform starts one (checked by a test). A packet of n <= 14
+/// blocks reads only up to H^(n+2): the first [`GCM_SHORT_BYTES`] for up to six blocks.
+pub(crate) const GCM_HOT_BYTES: usize = 448;
+
+/// Bytes at the start of a [`Transform`] that an aes-gcm-16 packet of up to six blocks (96
+/// bytes of body: a 64-byte payload is five) reads: five lines, what the SA lookup
+/// prefetches for the suite. A longer packet reads the two lines after them too, which its
+/// own crypto leaves time to load (measured: docs/BENCHMARKS.md, *Eighth round*).
+pub(crate) const GCM_SHORT_BYTES: usize = 320;
+const _: () = assert!(GCM_SHORT_BYTES <= GCM_HOT_BYTES && GCM_HOT_BYTES.is_multiple_of(64));
+
+/// The keyed transform of one SA (`repr(u8)`: a fixed layout with a one-byte tag, for
+/// [`HOT_BYTES`] and [`GCM_HOT_BYTES`]; each variant is laid out as a `repr(C)` struct
+/// behind the tag). A clone is keyed alike (the SAs of one set share their keys, see
+/// `KeyedSuite`) and zeroizes its own copy on drop.
 #[derive(Clone)]
-#[repr(C)]
+#[repr(u8)]
 pub(crate) enum Transform {
     /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451).
     Cbc { cipher: CbcCipher, integ: Hmac96 },
     /// null encryption (RFC 2410) with an HMAC-96.
     Null { integ: Hmac96 },
-    /// aes-gcm-16 (RFC 4106).
-    Gcm { aead: Gcm, salt: [u8; 4] },
+    /// aes-gcm-16 (RFC 4106); the salt first, beside the tag, in the line every packet reads.
+    Gcm { salt: [u8; 4], aead: Gcm },
     /// aes-gmac (RFC 4543): null encryption, GMAC over header, IV and payload.
-    Gmac { aead: Gcm, salt: [u8; 4] },
+    Gmac { salt: [u8; 4], aead: Gcm },
 }
 
 impl Drop for Transform {
@@ -229,6 +247,37 @@ impl Transform {
             } => Some((c, k)),
             _ => None,
         }
+    }
+
+    /// The AES-GCM state and salt of an aes-gcm-16 SA on AES-NI (`None` for other suites),
+    /// whose layout puts what a packet reads in the first [`GCM_HOT_BYTES`].
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn gcm_ni(&self) -> Option<(&[u8; 4], &super::gcm_ni::Aes128GcmNi)> {
+        match self {
+            Transform::Gcm {
+                salt,
+                aead: Gcm::Ni128(g),
+            } => Some((salt, g)),
+            _ => None,
+        }
+    }
+
+    /// How many bytes from its start a packet of this transform reads, if the layout keeps
+    /// them there: [`HOT_BYTES`] for hmac-sha-1-96 + aes-cbc on AES-NI/SHA-NI,
+    /// [`GCM_SHORT_BYTES`] for aes-gcm-16 on AES-NI (a short packet's; a long one reads
+    /// [`GCM_HOT_BYTES`]); `None` for the others (their state spans the transform, or is
+    /// boxed).
+    pub(crate) fn hot_bytes(&self) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if self.aes_sha1_ni().is_some() {
+                return Some(HOT_BYTES);
+            }
+            if self.gcm_ni().is_some() {
+                return Some(GCM_SHORT_BYTES);
+            }
+        }
+        None
     }
 
     /// Packet geometry of this transform.
