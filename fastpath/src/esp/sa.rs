@@ -125,14 +125,23 @@ impl OutboundSa {
     /// As [`OutboundSa::new`], the IV generator seeded from `seeds` (a CSPRNG, such as one
     /// per worker seeded from the OS) instead of a `getrandom` system call per SA.
     pub fn seeded_from(spi: u32, suite: &Suite, seeds: impl RngCore) -> Result<Self, SaError> {
-        Self::keyed(spi, &KeyedSuite::new(suite)?, seeds)
+        check_spi(spi)?;
+        Self::with_transform(spi, Transform::new(suite)?, seeds)
     }
 
     /// As [`OutboundSa::seeded_from`] with the suite keyed already ([`KeyedSuite`]: the
     /// SAs of one set share their keys, so they are scheduled once for the four).
     pub fn keyed(spi: u32, keyed: &KeyedSuite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
-        let transform = keyed.0.clone();
+        Self::with_transform(spi, keyed.0.clone(), seeds)
+    }
+
+    /// The SA for a checked `spi` around its keyed `transform`.
+    fn with_transform(
+        spi: u32,
+        transform: Transform,
+        seeds: impl RngCore,
+    ) -> Result<Self, SaError> {
         let rng = StdRng::from_rng(seeds).map_err(|_| SaError::Entropy)?;
         Ok(Self {
             spi,
@@ -454,13 +463,19 @@ impl core::fmt::Debug for InboundSa {
 impl InboundSa {
     /// Builds the SA for `spi` (our own inbound SPI) from the negotiated suite.
     pub fn new(spi: u32, suite: &Suite) -> Result<Self, SaError> {
-        Self::keyed(spi, &KeyedSuite::new(suite)?)
+        check_spi(spi)?;
+        Ok(Self::with_transform(spi, Transform::new(suite)?))
     }
 
     /// As [`InboundSa::new`] with the suite keyed already ([`KeyedSuite`]).
     pub fn keyed(spi: u32, keyed: &KeyedSuite) -> Result<Self, SaError> {
         check_spi(spi)?;
-        Ok(Self {
+        Ok(Self::with_transform(spi, keyed.0.clone()))
+    }
+
+    /// The SA for a checked `spi` around its keyed `transform`.
+    fn with_transform(spi: u32, transform: Transform) -> Self {
+        Self {
             spi,
             esn: false,
             packets: 0,
@@ -468,8 +483,8 @@ impl InboundSa {
             window: ReplayWindow::new(),
             errors: EspCounters::default(),
             _align: [0; TRANSFORM_PAD],
-            transform: keyed.0.clone(),
-        })
+            transform,
+        }
     }
 
     /// Switches the SA to extended sequence numbers (RFC 4303 2.2.1); the high half of each
