@@ -86,6 +86,11 @@ fn sas_of_one_keyed_suite_interoperate_with_sas_keyed_alone() {
         let mut out3 = OutboundSa::keyed(0x5000, &keyed, rng()).unwrap();
         let refused = round_trip(&mut out3, &mut in_other, 3);
         assert!(refused.is_err(), "{auth:?}/{encr:?}: another key opened it");
+        // The set's last SA takes the keyed suite itself: keyed the same.
+        let mut out_owned = OutboundSa::keyed_owned(0x5003, keyed, rng()).unwrap();
+        let mut in_owned = InboundSa::new(0x5003, &s).unwrap();
+        let seq = round_trip(&mut out_owned, &mut in_owned, 5).unwrap();
+        assert_eq!(seq, 1, "{auth:?}/{encr:?}: the owned suite's SA");
     }
 }
 

@@ -136,6 +136,13 @@ impl OutboundSa {
         Self::with_transform(spi, keyed.0.clone(), seeds)
     }
 
+    /// As [`OutboundSa::keyed`], taking the keyed suite itself (the last SA of a set: no
+    /// copy, and no copy left to zeroize).
+    pub fn keyed_owned(spi: u32, keyed: KeyedSuite, seeds: impl RngCore) -> Result<Self, SaError> {
+        check_spi(spi)?;
+        Self::with_transform(spi, keyed.0, seeds)
+    }
+
     /// The SA for a checked `spi` around its keyed `transform`.
     fn with_transform(
         spi: u32,

@@ -279,6 +279,24 @@ impl<T> SaSlab<T> {
         }
     }
 
+    /// Starts loading the cells the next two [`SaSlab::insert`]s will fill (the last freed
+    /// slots, then fresh ones in segments already made), so an install's stores into them
+    /// find their lines in the cache: called at the end of an install for the next one, and
+    /// again before a set's keys are scheduled, whose work hides what is still missing.
+    pub fn prefetch_next_two(&self) {
+        let mut fresh = self.next;
+        for k in 1..=2 {
+            let slot = match self.free.len().checked_sub(k).map(|i| self.free[i]) {
+                Some(slot) => slot,
+                None => {
+                    fresh += 1;
+                    fresh - 1
+                }
+            };
+            self.prefetch_cell(slot);
+        }
+    }
+
     /// Where the cell of `slot` is, without reading it (for a prefetch).
     #[inline(always)]
     fn cell_ptr(&self, slot: u32) -> Option<*const Option<Cell<T>>> {
@@ -458,6 +476,8 @@ impl SaSetState {
         sas: &mut WorkerSas,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
         // Keyed once for the four: TS 33.203 7.1 gives them the same IK_ESP and CK_ESP.
+        sas.inbound.prefetch_next_two();
+        sas.outbound.prefetch_next_two();
         let keyed = KeyedSuite::new(&set.suite)?;
         let in_ps = InboundSa::keyed(set.spi_ps, &keyed)?;
         let in_pc = InboundSa::keyed(set.spi_pc, &keyed)?;
@@ -465,7 +485,7 @@ impl SaSetState {
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
         let seeds = sas.seeds.get()?;
         let out_uc = OutboundSa::keyed(set.spi_uc, &keyed, &mut *seeds)?.resume(seq);
-        let out_us = OutboundSa::keyed(set.spi_us, &keyed, seeds)?.resume(seq);
+        let out_us = OutboundSa::keyed_owned(set.spi_us, keyed, seeds)?.resume(seq);
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -483,6 +503,9 @@ impl SaSetState {
             used: false,
             transform_lines,
         };
+        // The next install's cells, early.
+        sas.inbound.prefetch_next_two();
+        sas.outbound.prefetch_next_two();
         let ps = state.entry(set.spi_ps, set.ue, set.local, worker);
         let pc = state.entry(set.spi_pc, set.ue, set.local, worker);
         match (ps, pc) {
