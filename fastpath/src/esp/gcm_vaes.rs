@@ -292,17 +292,17 @@ fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
     acc.fold()
 }
 
-/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 1..=16), powers below
+/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 0..=16), powers below
 /// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn powers(h_pow: &[[u8; 16]; HPOW], top: usize) -> __m512i {
-    debug_assert!((1..=HPOW).contains(&top));
-    let top = top.clamp(1, HPOW);
+    debug_assert!(top <= HPOW);
+    let top = top.min(HPOW);
     // Entries top-4 .. top-1 (H^(top-3)..H^top); those below index 0 masked off, two
-    // 64-bit lanes per entry.
+    // 64-bit lanes per entry (all four for `top` 0).
     let below = PER.saturating_sub(top);
-    let mask: __mmask8 = 0xff << (2 * below);
+    let mask = (0xffu32 << (2 * below)) as __mmask8;
     let first = h_pow.as_ptr().wrapping_add(top).wrapping_sub(PER);
     // SAFETY: the mask selects entries top-4+below .. top-1, all within the table
     // (0 <= top-4+below and top-1 < HPOW); masked-off lanes are not read and do not fault,
@@ -373,6 +373,126 @@ fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512
         *v = _mm512_aesenclast_epi128(*v, k[10]);
     }
     s
+}
+
+/// Largest ESP body [`seal_short`] takes: six blocks, so J0 and the six counter blocks fit
+/// the eight AES lanes of two registers, and the AAD, six blocks and the lengths block the
+/// eight GHASH lanes (a 64-byte payload's body is five blocks).
+pub(super) const SHORT_BODY_MAX: usize = 16 * 6;
+
+/// One ESP packet for [`seal_short`]: its key's round keys and powers of H, J0, the
+/// byte-reversed AAD and lengths blocks (`gcm_ni::esp_blocks`), and the packet from its SPI
+/// to its ICV slot (16 bytes of SPI, sequence number and IV, a body of at most
+/// [`SHORT_BODY_MAX`] bytes, 16 bytes for the ICV).
+pub(super) struct Short<'a> {
+    pub(super) enc: &'a [[u8; 16]; 11],
+    pub(super) h_pow: &'a [[u8; 16]; HPOW],
+    pub(super) j0: __m128i,
+    pub(super) aad: __m128i,
+    pub(super) lens: __m128i,
+    pub(super) esp: &'a mut [u8],
+}
+
+/// Seals `M` short ESP packets side by side (RFC 4106; each may have its own key): per
+/// packet, one register pass of AES over J0 and its counter blocks (lane i is the counter
+/// block i + 1, so lane 0's keystream is E_K(J0) and the body sits in lanes 1..=n), then
+/// one carry-less multiply pass over the AAD, the ciphertext and the lengths block by
+/// H^(n+2)..H^1 and one reduction. A single packet's kernel is one serial chain (rounds,
+/// products, reduction, tag); `M` independent chains in the same straight code keep the AES
+/// and multiply units busy while each waits on its own latency. Every packet's body must
+/// be at most [`SHORT_BODY_MAX`] bytes and its `esp` 32 bytes longer (checked by the
+/// caller; a shorter slice is left untouched).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
+    if pk
+        .iter()
+        .any(|s| s.esp.len() < 32 || s.esp.len() - 32 > SHORT_BODY_MAX)
+    {
+        return;
+    }
+    let ctr_swap = _mm512_broadcast_i32x4(_mm_set_epi8(
+        12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+    ));
+    // SP 800-38D 7.1: J0 = nonce || 1, the payload's blocks nonce || 2, nonce || 3, ...
+    let lanes = [
+        _mm512_set_epi32(4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0),
+        _mm512_set_epi32(8, 0, 0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 5, 0, 0, 0),
+    ];
+    let key = |s: &Short<'_>, r: usize| _mm512_broadcast_i32x4(gcm_ni::load(&s.enc[r]));
+    let mut st: [[__m512i; 2]; M] = core::array::from_fn(|m| {
+        let nonce = _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(pk[m].j0, 0));
+        let k0 = key(&pk[m], 0);
+        lanes.map(|l| {
+            _mm512_xor_si512(
+                _mm512_shuffle_epi8(_mm512_add_epi32(nonce, l), ctr_swap),
+                k0,
+            )
+        })
+    });
+    for r in 1..10 {
+        for m in 0..M {
+            let k = key(&pk[m], r);
+            st[m] = st[m].map(|v| _mm512_aesenc_epi128(v, k));
+        }
+    }
+    for m in 0..M {
+        let k = key(&pk[m], 10);
+        st[m] = st[m].map(|v| _mm512_aesenclast_epi128(v, k));
+    }
+    let rev = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    for m in 0..M {
+        let s = &mut pk[m];
+        let len = s.esp.len() - 32;
+        let n = len.div_ceil(16);
+        // The body is bytes 16..16 + len of `esp`: lanes 1..=n of the two registers read
+        // from its start (lane 0 is the header and IV, masked off).
+        let end = 16 + len;
+        let masks: [__mmask64; 2] = [
+            (u64::MAX >> (64 - end.min(64))) & !0xffff,
+            (1u64 << end.saturating_sub(64)) - 1,
+        ];
+        let p = s.esp.as_mut_ptr();
+        let out: [__m512i; 2] = core::array::from_fn(|j| {
+            // SAFETY: the mask selects bytes 16..16 + len of `esp` within the 64 bytes at
+            // p + 64 j, all within the slice (16 + len + 16 <= esp.len()); masked-off bytes
+            // are neither read nor faulted on (register 1's mask is empty when the body ends
+            // in register 0), and `wrapping_add` keeps the address arithmetic defined.
+            let data = unsafe { _mm512_maskz_loadu_epi8(masks[j], p.wrapping_add(64 * j).cast()) };
+            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data, st[m][j]))
+        });
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: as for the loads: only the body's bytes are written.
+            unsafe { _mm512_mask_storeu_epi8(p.wrapping_add(64 * j).cast(), masks[j], *v) };
+        }
+        // GHASH lanes: the AAD, C_1..C_n (zero-padded, as masked), the lengths block in
+        // lane n + 1, zeros past it; times H^(n+2)..H^1, zero powers past H^1.
+        let lens_at = 0xfu32 << (4 * (n + 1));
+        let g = [
+            _mm512_mask_broadcast_i32x4(
+                _mm512_mask_broadcast_i32x4(_mm512_shuffle_epi8(out[0], rev), 0xf, s.aad),
+                lens_at as __mmask16,
+                s.lens,
+            ),
+            _mm512_mask_broadcast_i32x4(
+                _mm512_shuffle_epi8(out[1], rev),
+                (lens_at >> 16) as __mmask16,
+                s.lens,
+            ),
+        ];
+        let mut acc = WideZ::mul(g[0], powers(s.h_pow, n + 2));
+        acc.add_mul(g[1], powers(s.h_pow, (n + 2).saturating_sub(PER)));
+        let sum = acc.fold().reduce();
+        // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
+        let rev1 = _mm512_castsi512_si128(rev);
+        let tag = _mm_xor_si128(
+            _mm_shuffle_epi8(sum, rev1),
+            _mm512_castsi512_si128(st[m][0]),
+        );
+        // SAFETY: the ICV slot is the last 16 bytes of `esp`, at 16 + len.
+        unsafe { _mm_storeu_si128(p.add(end).cast(), tag) };
+    }
 }
 
 // A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
