@@ -150,6 +150,13 @@ impl Aes128GcmNi {
         seq_hi: Option<u32>,
         body: &mut [u8],
     ) -> [u8; 16] {
+        if self.seals_short(body.len()) {
+            // SAFETY: `seals_short` is true only on the 512-bit path, whose features `new`
+            // found.
+            return unsafe {
+                self.short_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
+            };
+        }
         // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
         unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) }
     }
@@ -165,6 +172,17 @@ impl Aes128GcmNi {
         body: &mut [u8],
         tag: &[u8],
     ) -> bool {
+        if self.seals_short(body.len()) {
+            use super::gcm_vaes::{CTR_ONLY, OPEN};
+            // SAFETY: as in `seal_esp`'s short case.
+            let expect = unsafe { self.short_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
+            if super::integ::tags_equal(&expect, tag) {
+                return true;
+            }
+            // SAFETY: as above; the keystream applied again restores the ciphertext.
+            unsafe { self.short_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
+            return false;
+        }
         // SAFETY: as in `seal_esp`.
         let expect = unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Open) };
         if super::integ::tags_equal(&expect, tag) {
@@ -174,6 +192,35 @@ impl Aes128GcmNi {
         // SAFETY: as in `seal_esp`.
         unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::CtrOnly) };
         false
+    }
+
+    /// One short packet (body at most `gcm_vaes::SHORT_BODY_MAX`) through the multi-packet
+    /// kernel under pass `P`; returns its tag (the expected one for `OPEN`).
+    ///
+    /// # Safety
+    /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
+    #[target_feature(
+        enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq"
+    )]
+    unsafe fn short_esp<const P: u8>(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        let mut pk = [super::gcm_vaes::Short {
+            enc: &self.enc,
+            h_pow: &self.h_pow,
+            salt,
+            hdr_iv,
+            seq_hi,
+            body,
+        }];
+        let [t] = super::gcm_vaes::short::<1, P>(&mut pk);
+        let mut tag = [0u8; 16];
+        store(&mut tag, t);
+        tag
     }
 
     /// [`seal_esp`](Self::seal_esp) / [`open_esp`](Self::open_esp) under `pass`.
@@ -265,7 +312,7 @@ impl Aes128GcmNi {
 /// length `len`.
 #[inline]
 #[target_feature(enable = "sse2,ssse3,sse4.1")]
-fn esp_blocks(
+pub(super) fn esp_blocks(
     salt: &[u8; 4],
     hv: __m128i,
     seq_hi: Option<u32>,
@@ -330,29 +377,35 @@ pub(super) fn seal_esp_many<const M: usize>(jobs: [EspSeal<'_>; M]) {
     }
 }
 
-/// [`seal_esp_many`]'s 512-bit kernel call, the blocks of each packet made in registers.
+/// [`seal_esp_many`]'s 512-bit kernel call.
 ///
 /// # Safety
 /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 unsafe fn seal_many_wide<const M: usize>(jobs: [EspSeal<'_>; M]) {
-    let pk = jobs.map(|j| {
-        let mut hdr_iv = [0u8; 16];
-        if let Some(h) = j.esp.first_chunk::<16>() {
-            hdr_iv = *h;
-        }
-        let len = j.esp.len().saturating_sub(32);
-        let (j0, aad, lens) = esp_blocks(j.salt, load(&hdr_iv), j.seq_hi, len);
+    let mut icvs: [&mut [u8]; M] = core::array::from_fn(|_| <&mut [u8]>::default());
+    let mut m = 0;
+    let mut pk = jobs.map(|j| {
+        let (hdr_iv, rest) = j.esp.split_at_mut(j.esp.len().min(16));
+        let (body, icv) = rest.split_at_mut(rest.len().saturating_sub(16));
+        icvs[m] = icv;
+        m += 1;
+        let hdr_iv: &[u8; 16] = <&[u8; 16]>::try_from(&*hdr_iv).unwrap_or(&[0; 16]);
         super::gcm_vaes::Short {
             enc: &j.g.enc,
             h_pow: &j.g.h_pow,
-            j0,
-            aad,
-            lens,
-            esp: j.esp,
+            salt: j.salt,
+            hdr_iv,
+            seq_hi: j.seq_hi,
+            body,
         }
     });
-    super::gcm_vaes::seal_short(pk);
+    let tags = super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(&mut pk);
+    for (icv, t) in icvs.into_iter().zip(tags) {
+        if let Ok(icv) = <&mut [u8; 16]>::try_from(icv) {
+            store(icv, t);
+        }
+    }
 }
 
 /// SP 800-38D 7.1 step 5: the lengths block len(A)_64 || len(C)_64 in bits, byte-reversed

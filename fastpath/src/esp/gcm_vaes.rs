@@ -375,40 +375,39 @@ fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512
     s
 }
 
-/// Largest ESP body [`seal_short`] takes: six blocks, so J0 and the six counter blocks fit
-/// the eight AES lanes of two registers, and the AAD, six blocks and the lengths block the
+/// Largest ESP body [`short`] takes: six blocks, so J0 and the six counter blocks fit the
+/// eight AES lanes of two registers, and the AAD, six blocks and the lengths block the
 /// eight GHASH lanes (a 64-byte payload's body is five blocks).
 pub(super) const SHORT_BODY_MAX: usize = 16 * 6;
 
-/// One ESP packet for [`seal_short`]: its key's round keys and powers of H, J0, the
-/// byte-reversed AAD and lengths blocks (`gcm_ni::esp_blocks`), and the packet from its SPI
-/// to its ICV slot (16 bytes of SPI, sequence number and IV, a body of at most
-/// [`SHORT_BODY_MAX`] bytes, 16 bytes for the ICV).
+/// One ESP packet for [`short`]: its key's round keys and powers of H, its salt, its 16
+/// bytes of SPI, sequence number and IV, the ESN high half, and its body (at most
+/// [`SHORT_BODY_MAX`] bytes). References only: J0, AAD and lengths are made in registers
+/// inside the kernel (built outside and passed in, the blocks went through the stack).
 pub(super) struct Short<'a> {
     pub(super) enc: &'a [[u8; 16]; 11],
     pub(super) h_pow: &'a [[u8; 16]; HPOW],
-    pub(super) j0: __m128i,
-    pub(super) aad: __m128i,
-    pub(super) lens: __m128i,
-    pub(super) esp: &'a mut [u8],
+    pub(super) salt: &'a [u8; 4],
+    pub(super) hdr_iv: &'a [u8; 16],
+    pub(super) seq_hi: Option<u32>,
+    pub(super) body: &'a mut [u8],
 }
 
-/// Seals `M` short ESP packets side by side (RFC 4106; each may have its own key): per
-/// packet, one register pass of AES over J0 and its counter blocks (lane i is the counter
-/// block i + 1, so lane 0's keystream is E_K(J0) and the body sits in lanes 1..=n), then
-/// one carry-less multiply pass over the AAD, the ciphertext and the lengths block by
-/// H^(n+2)..H^1 and one reduction. A single packet's kernel is one serial chain (rounds,
-/// products, reduction, tag); `M` independent chains in the same straight code keep the AES
-/// and multiply units busy while each waits on its own latency. Every packet's body must
-/// be at most [`SHORT_BODY_MAX`] bytes and its `esp` 32 bytes longer (checked by the
-/// caller; a shorter slice is left untouched).
+/// CTR over the bodies of `M` short ESP packets (RFC 4106; each may have its own key) and
+/// their tags E_K(J0) xor S: [`SEAL`] hashes the ciphertext written, [`OPEN`] the
+/// ciphertext read (the returned tag is then the expected one). Per packet, one register
+/// pass of AES over J0 and its counter blocks (lane i is the counter block i + 1, so lane
+/// 0's keystream is E_K(J0) and the body sits in lanes 1..=n), then one carry-less multiply
+/// pass over the AAD, the body's ciphertext and the lengths block by H^(n+2)..H^1 and one
+/// reduction. A single packet's kernel is one serial chain (rounds, products, reduction,
+/// tag); `M` independent chains in the same straight code keep the AES and multiply units
+/// busy while each waits on its own latency. A body longer than [`SHORT_BODY_MAX`] is
+/// left untouched (the callers check).
+#[inline]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
-    if pk
-        .iter()
-        .any(|s| s.esp.len() < 32 || s.esp.len() - 32 > SHORT_BODY_MAX)
-    {
-        return;
+pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__m128i; M] {
+    if pk.iter().any(|s| s.body.len() > SHORT_BODY_MAX) {
+        return [_mm_setzero_si128(); M];
     }
     let ctr_swap = _mm512_broadcast_i32x4(_mm_set_epi8(
         12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
@@ -419,8 +418,13 @@ pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
         _mm512_set_epi32(8, 0, 0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 5, 0, 0, 0),
     ];
     let key = |s: &Short<'_>, r: usize| _mm512_broadcast_i32x4(gcm_ni::load(&s.enc[r]));
+    // J0, the byte-reversed AAD and lengths blocks of each packet.
+    let blocks: [(__m128i, __m128i, __m128i); M] = core::array::from_fn(|m| {
+        let s = &pk[m];
+        gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len())
+    });
     let mut st: [[__m512i; 2]; M] = core::array::from_fn(|m| {
-        let nonce = _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(pk[m].j0, 0));
+        let nonce = _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(blocks[m].0, 0));
         let k0 = key(&pk[m], 0);
         lanes.map(|l| {
             _mm512_xor_si512(
@@ -442,25 +446,28 @@ pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
     let rev = _mm512_broadcast_i32x4(_mm_set_epi8(
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     ));
-    for m in 0..M {
+    core::array::from_fn(|m| {
+        let (_, aad, lens) = blocks[m];
         let s = &mut pk[m];
-        let len = s.esp.len() - 32;
+        let len = s.body.len();
         let n = len.div_ceil(16);
-        // The body is bytes 16..16 + len of `esp`: lanes 1..=n of the two registers read
-        // from its start (lane 0 is the header and IV, masked off).
+        // The body in lanes 1..=n: the registers cover the 16 bytes before it (lane 0,
+        // masked off) and bytes 0..len of it.
         let end = 16 + len;
         let masks: [__mmask64; 2] = [
             (u64::MAX >> (64 - end.min(64))) & !0xffff,
             (1u64 << end.saturating_sub(64)) - 1,
         ];
-        let p = s.esp.as_mut_ptr();
+        let p = s.body.as_mut_ptr().wrapping_sub(16);
+        let data: [__m512i; 2] = core::array::from_fn(|j| {
+            // SAFETY: the mask selects, of the 64 bytes at p + 64 j, only bytes of `body`
+            // (16..16 + len from p); masked-off bytes are neither read nor faulted on
+            // (register 1's mask is empty when the body ends in register 0), and
+            // `wrapping_*` keeps the address arithmetic defined.
+            unsafe { _mm512_maskz_loadu_epi8(masks[j], p.wrapping_add(64 * j).cast()) }
+        });
         let out: [__m512i; 2] = core::array::from_fn(|j| {
-            // SAFETY: the mask selects bytes 16..16 + len of `esp` within the 64 bytes at
-            // p + 64 j, all within the slice (16 + len + 16 <= esp.len()); masked-off bytes
-            // are neither read nor faulted on (register 1's mask is empty when the body ends
-            // in register 0), and `wrapping_add` keeps the address arithmetic defined.
-            let data = unsafe { _mm512_maskz_loadu_epi8(masks[j], p.wrapping_add(64 * j).cast()) };
-            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data, st[m][j]))
+            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], st[m][j]))
         });
         for (j, v) in out.iter().enumerate() {
             // SAFETY: as for the loads: only the body's bytes are written.
@@ -468,17 +475,18 @@ pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
         }
         // GHASH lanes: the AAD, C_1..C_n (zero-padded, as masked), the lengths block in
         // lane n + 1, zeros past it; times H^(n+2)..H^1, zero powers past H^1.
+        let c = if P == OPEN { data } else { out };
         let lens_at = 0xfu32 << (4 * (n + 1));
         let g = [
             _mm512_mask_broadcast_i32x4(
-                _mm512_mask_broadcast_i32x4(_mm512_shuffle_epi8(out[0], rev), 0xf, s.aad),
+                _mm512_mask_broadcast_i32x4(_mm512_shuffle_epi8(c[0], rev), 0xf, aad),
                 lens_at as __mmask16,
-                s.lens,
+                lens,
             ),
             _mm512_mask_broadcast_i32x4(
-                _mm512_shuffle_epi8(out[1], rev),
+                _mm512_shuffle_epi8(c[1], rev),
                 (lens_at >> 16) as __mmask16,
-                s.lens,
+                lens,
             ),
         ];
         let mut acc = WideZ::mul(g[0], powers(s.h_pow, n + 2));
@@ -486,13 +494,11 @@ pub(super) fn seal_short<const M: usize>(mut pk: [Short<'_>; M]) {
         let sum = acc.fold().reduce();
         // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
         let rev1 = _mm512_castsi512_si128(rev);
-        let tag = _mm_xor_si128(
+        _mm_xor_si128(
             _mm_shuffle_epi8(sum, rev1),
             _mm512_castsi512_si128(st[m][0]),
-        );
-        // SAFETY: the ICV slot is the last 16 bytes of `esp`, at 16 + len.
-        unsafe { _mm_storeu_si128(p.add(end).cast(), tag) };
-    }
+        )
+    })
 }
 
 // A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
