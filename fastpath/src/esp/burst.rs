@@ -3,7 +3,8 @@
 //! Outbound: each packet is framed in order (sequence number, IV, padding, trailer: exactly
 //! what [`OutboundSa::encapsulate`] writes); then the hmac-sha-1-96 + aes-cbc packets are
 //! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, four
-//! SHA-1 messages interleaved), every other suite by the single-packet transform.
+//! SHA-1 messages interleaved), short aes-gcm-16 packets two at a time by the multi-packet
+//! GCM kernel, every other packet by the single-packet transform.
 //! Inbound: the checks that need no crypto run first for the whole burst, the hmac-sha-1-96
 //! ICVs are computed multi-buffer, then each packet is finished in order (replay check again,
 //! ICV compare, window update, CBC decryption 8 blocks in flight), so a duplicate inside a
@@ -170,12 +171,15 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
     }
     for group in items.chunks_mut(GROUP) {
         let mut pending = 0usize;
+        // A framed short aes-gcm-16 item waiting for a second one to be sealed with.
+        let mut held_gcm: Option<usize> = None;
         for i in 0..group.len() {
             prefetch_ahead(group, i, |it| (&*it.buf, it.pkt.start));
             let it = &mut group[i];
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
+            let mut gcm_pair = None;
             match sa.frame(it.buf, it.pkt.clone(), it.iv, it.ip.as_ref()) {
                 Ok(f) => {
                     sa.count(Ok(f.payload_len));
@@ -183,6 +187,12 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                     if kernel.is_some() && multi_buffer(sa) {
                         it.framed = Some(f);
                         pending += 1;
+                    } else if kernel.is_some() && gcm_short(sa, f.esp.len()) {
+                        it.framed = Some(f);
+                        match held_gcm.take() {
+                            Some(h) => gcm_pair = Some(h),
+                            None => held_gcm = Some(i),
+                        }
                     } else if let Some(esp) = it.buf.get_mut(f.esp.clone()) {
                         sa.transform().seal(esp, f.seq_hi);
                     }
@@ -192,13 +202,26 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                     it.result = Err(e);
                 }
             }
+            // Sealed here, between the framings, rather than after the loop: the pair's
+            // arithmetic runs while the next packets' first lines arrive.
+            #[cfg(target_arch = "x86_64")]
+            if let Some(h) = gcm_pair {
+                seal_gcm_items(sas, group, h, Some(i));
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = gcm_pair;
+        }
+        // GCM first: `seal_multi` takes every framed item it finds.
+        #[cfg(target_arch = "x86_64")]
+        if let Some(h) = held_gcm {
+            seal_gcm_items(sas, group, h, None);
         }
         #[cfg(target_arch = "x86_64")]
         if let (Some(k), true) = (kernel, pending > 0) {
             seal_multi(sas, group, k);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = pending;
+        let _ = (pending, held_gcm);
     }
     Ok(())
 }
@@ -226,6 +249,61 @@ fn multi_buffer(sa: &OutboundSa) -> bool {
         let _ = sa;
         false
     };
+}
+
+/// True if the SA is aes-gcm-16 on the 512-bit path and its ESP packet of `esp_len` bytes
+/// (header, IV, body, ICV) is short enough for the multi-packet GCM kernel.
+fn gcm_short(sa: &OutboundSa, esp_len: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return sa
+        .transform()
+        .gcm_ni()
+        .is_some_and(|(_, g)| g.seals_short(esp_len.saturating_sub(32)));
+    #[cfg(not(target_arch = "x86_64"))]
+    return {
+        let _ = (sa, esp_len);
+        false
+    };
+}
+
+/// Seals the framed short aes-gcm-16 item `a` of `group`, with item `b` (after it) in the
+/// same multi-packet kernel call if given: one packet's AES, multiplies and reduction are a
+/// serial chain, two chains side by side hide each other's latency.
+#[cfg(target_arch = "x86_64")]
+fn seal_gcm_items<S: SaSlots<OutboundSa> + ?Sized>(
+    sas: &S,
+    group: &mut [EncapItem<'_>],
+    a: usize,
+    b: Option<usize>,
+) {
+    use super::gcm_ni::{seal_esp_many, EspSeal};
+    fn job<'a, S: SaSlots<OutboundSa> + ?Sized>(
+        sas: &'a S,
+        it: &'a mut EncapItem<'_>,
+    ) -> Option<EspSeal<'a>> {
+        let (salt, g) = sas.slot(it.sa)?.transform().gcm_ni()?;
+        let f = it.framed.take()?;
+        Some(EspSeal {
+            g,
+            salt,
+            seq_hi: f.seq_hi,
+            esp: it.buf.get_mut(f.esp)?,
+        })
+    }
+    let (first, second) = match b {
+        Some(b) if a < b && b < group.len() => {
+            let (x, y) = group.split_at_mut(b);
+            (x.get_mut(a), y.first_mut())
+        }
+        _ => (group.get_mut(a), None),
+    };
+    let ja = first.and_then(|it| job(sas, it));
+    let jb = second.and_then(|it| job(sas, it));
+    match (ja, jb) {
+        (Some(x), Some(y)) => seal_esp_many([x, y]),
+        (Some(x), None) | (None, Some(x)) => seal_esp_many([x]),
+        (None, None) => {}
+    }
 }
 
 /// Seals the framed items of `group`: CBC of all bodies in lock-step, then the HMACs.

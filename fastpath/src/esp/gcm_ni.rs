@@ -150,6 +150,13 @@ impl Aes128GcmNi {
         seq_hi: Option<u32>,
         body: &mut [u8],
     ) -> [u8; 16] {
+        if self.seals_short(body.len()) {
+            // SAFETY: `seals_short` is true only on the 512-bit path, whose features `new`
+            // found.
+            return unsafe {
+                self.short_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
+            };
+        }
         // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
         unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) }
     }
@@ -165,6 +172,17 @@ impl Aes128GcmNi {
         body: &mut [u8],
         tag: &[u8],
     ) -> bool {
+        if self.seals_short(body.len()) {
+            use super::gcm_vaes::{CTR_ONLY, OPEN};
+            // SAFETY: as in `seal_esp`'s short case.
+            let expect = unsafe { self.short_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
+            if super::integ::tags_equal(&expect, tag) {
+                return true;
+            }
+            // SAFETY: as above; the keystream applied again restores the ciphertext.
+            unsafe { self.short_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
+            return false;
+        }
         // SAFETY: as in `seal_esp`.
         let expect = unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Open) };
         if super::integ::tags_equal(&expect, tag) {
@@ -174,6 +192,35 @@ impl Aes128GcmNi {
         // SAFETY: as in `seal_esp`.
         unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::CtrOnly) };
         false
+    }
+
+    /// One short packet (body at most `gcm_vaes::SHORT_BODY_MAX`) through the multi-packet
+    /// kernel under pass `P`; returns its tag (the expected one for `OPEN`).
+    ///
+    /// # Safety
+    /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
+    #[target_feature(
+        enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq"
+    )]
+    unsafe fn short_esp<const P: u8>(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        let mut pk = [super::gcm_vaes::Short {
+            enc: &self.enc,
+            h_pow: &self.h_pow,
+            salt,
+            hdr_iv,
+            seq_hi,
+            body,
+        }];
+        let [t] = super::gcm_vaes::short::<1, P>(&mut pk);
+        let mut tag = [0u8; 16];
+        store(&mut tag, t);
+        tag
     }
 
     /// [`seal_esp`](Self::seal_esp) / [`open_esp`](Self::open_esp) under `pass`.
@@ -186,27 +233,15 @@ impl Aes128GcmNi {
         buf: &mut [u8],
         pass: Pass,
     ) -> [u8; 16] {
-        let hv = load(hdr_iv);
-        // RFC 4106 4: nonce = salt || IV; SP 800-38D 7.1: J0 = nonce || 0^31 || 1.
-        let j0 = _mm_shuffle_epi8(
-            hv,
-            _mm_setr_epi8(-1, -1, -1, -1, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1),
-        );
-        let j0 = _mm_insert_epi32::<0>(j0, i32::from_le_bytes(*salt));
-        let j0 = _mm_insert_epi32::<3>(j0, 1u32.swap_bytes() as i32);
-        // RFC 4106 5: the AAD, zero-padded to one block.
-        let (aad, aad_len) = match seq_hi {
-            None => (_mm_move_epi64(hv), 8u64),
-            Some(hi) => {
-                let a = _mm_shuffle_epi8(
-                    hv,
-                    _mm_setr_epi8(0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1),
-                );
-                (_mm_insert_epi32::<1>(a, hi.swap_bytes() as i32), 12)
-            }
-        };
-        let lens = lengths_block(aad_len, buf.len());
-        self.run_blocks(j0, _mm_setzero_si128(), Some(bswap(aad)), lens, buf, pass)
+        let (j0, aad, lens) = esp_blocks(salt, load(hdr_iv), seq_hi, buf.len());
+        self.run_blocks(j0, _mm_setzero_si128(), Some(aad), lens, buf, pass)
+    }
+
+    /// True if [`seal_esp_many`] seals a body of `len` bytes with this key in its
+    /// multi-packet kernel (the 512-bit path, at most six blocks).
+    #[inline]
+    pub(super) fn seals_short(&self, len: usize) -> bool {
+        self.wide && len <= super::gcm_vaes::SHORT_BODY_MAX
     }
 
     /// GHASH of `aad`, the CTR pass over `buf` (hashing the ciphertext as `pass` says) and
@@ -269,6 +304,107 @@ impl Aes128GcmNi {
         let mut tag = [0u8; 16];
         store(&mut tag, _mm_xor_si128(bswap(s), ej0));
         tag
+    }
+}
+
+/// An ESP packet's J0, byte-reversed AAD block and byte-reversed lengths block, made in
+/// registers from its SPI, sequence number and explicit IV `hv` (wire order) and the body's
+/// length `len`.
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+pub(super) fn esp_blocks(
+    salt: &[u8; 4],
+    hv: __m128i,
+    seq_hi: Option<u32>,
+    len: usize,
+) -> (__m128i, __m128i, __m128i) {
+    // RFC 4106 4: nonce = salt || IV; SP 800-38D 7.1: J0 = nonce || 0^31 || 1.
+    let j0 = _mm_shuffle_epi8(
+        hv,
+        _mm_setr_epi8(-1, -1, -1, -1, 8, 9, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1),
+    );
+    let j0 = _mm_insert_epi32::<0>(j0, i32::from_le_bytes(*salt));
+    let j0 = _mm_insert_epi32::<3>(j0, 1u32.swap_bytes() as i32);
+    // RFC 4106 5: the AAD, zero-padded to one block.
+    let (aad, aad_len) = match seq_hi {
+        None => (_mm_move_epi64(hv), 8u64),
+        Some(hi) => {
+            let a = _mm_shuffle_epi8(
+                hv,
+                _mm_setr_epi8(0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1),
+            );
+            (_mm_insert_epi32::<1>(a, hi.swap_bytes() as i32), 12)
+        }
+    };
+    (j0, bswap(aad), lengths_block(aad_len, len))
+}
+
+/// One ESP packet for [`seal_esp_many`]: its key, salt and ESN high half (RFC 4106 5), and
+/// the packet from its SPI to its ICV slot (SPI, sequence number, 8-byte IV, the body, 16
+/// bytes for the ICV).
+pub(super) struct EspSeal<'a> {
+    /// The SA's key state.
+    pub(super) g: &'a Aes128GcmNi,
+    /// The SA's salt.
+    pub(super) salt: &'a [u8; 4],
+    /// The sequence number's high half, with ESN.
+    pub(super) seq_hi: Option<u32>,
+    /// `hdr | IV | body | ICV`.
+    pub(super) esp: &'a mut [u8],
+}
+
+/// Seals `M` ESP packets (each key's [`seals_short`](Aes128GcmNi::seals_short) true of its
+/// body, else all go through [`Aes128GcmNi::seal_esp`] one by one) with the multi-packet
+/// kernel: the same ciphertext and ICV as `seal_esp` on each.
+pub(super) fn seal_esp_many<const M: usize>(jobs: [EspSeal<'_>; M]) {
+    let short = jobs
+        .iter()
+        .all(|j| j.esp.len() >= 32 && j.g.seals_short(j.esp.len() - 32));
+    if short {
+        // SAFETY: `seals_short` is true only on the 512-bit path, whose features `new` found.
+        unsafe { seal_many_wide(jobs) }
+    } else {
+        for j in jobs {
+            let Some((hdr_iv, rest)) = j.esp.split_first_chunk_mut::<16>() else {
+                continue;
+            };
+            let Some(body_len) = rest.len().checked_sub(16) else {
+                continue;
+            };
+            let (body, icv) = rest.split_at_mut(body_len);
+            icv.copy_from_slice(&j.g.seal_esp(j.salt, hdr_iv, j.seq_hi, body));
+        }
+    }
+}
+
+/// [`seal_esp_many`]'s 512-bit kernel call.
+///
+/// # Safety
+/// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+unsafe fn seal_many_wide<const M: usize>(jobs: [EspSeal<'_>; M]) {
+    let mut icvs: [&mut [u8]; M] = core::array::from_fn(|_| <&mut [u8]>::default());
+    let mut m = 0;
+    let mut pk = jobs.map(|j| {
+        let (hdr_iv, rest) = j.esp.split_at_mut(j.esp.len().min(16));
+        let (body, icv) = rest.split_at_mut(rest.len().saturating_sub(16));
+        icvs[m] = icv;
+        m += 1;
+        let hdr_iv: &[u8; 16] = <&[u8; 16]>::try_from(&*hdr_iv).unwrap_or(&[0; 16]);
+        super::gcm_vaes::Short {
+            enc: &j.g.enc,
+            h_pow: &j.g.h_pow,
+            salt: j.salt,
+            hdr_iv,
+            seq_hi: j.seq_hi,
+            body,
+        }
+    });
+    let tags = super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(&mut pk);
+    for (icv, t) in icvs.into_iter().zip(tags) {
+        if let Ok(icv) = <&mut [u8; 16]>::try_from(icv) {
+            store(icv, t);
+        }
     }
 }
 
@@ -820,6 +956,77 @@ mod tests {
                 assert_eq!(buf, expect, "restored, len {len}, wide {w}");
             }
         }
+    }
+
+    /// RFC 4106 nonce and AAD of an ESP packet `hdr_iv` (SPI, sequence number, IV).
+    fn esp_nonce_aad(salt: &[u8; 4], hdr_iv: &[u8], seq_hi: Option<u32>) -> ([u8; 12], Vec<u8>) {
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(salt);
+        nonce[4..].copy_from_slice(&hdr_iv[8..16]);
+        let mut aad = hdr_iv[..4].to_vec();
+        if let Some(hi) = seq_hi {
+            aad.extend_from_slice(&hi.to_be_bytes());
+        }
+        aad.extend_from_slice(&hdr_iv[4..8]);
+        (nonce, aad)
+    }
+
+    /// The multi-packet seal against the `aes-gcm` crate: one, two and four packets of
+    /// different keys side by side, every body length 0..=SHORT_BODY_MAX in every position
+    /// (with and without ESN, bytes around each packet untouched), and longer bodies through
+    /// the single-packet fallback.
+    #[test]
+    fn seal_esp_many_matches_aes_gcm_crate() {
+        if !available() {
+            eprintln!("SKIPPED: no AES-NI/PCLMULQDQ");
+            return;
+        }
+        let mut rnd = rng(0x4106_2026_1205_0008);
+        let max = super::super::gcm_vaes::SHORT_BODY_MAX;
+        let lens: Vec<usize> = (0..=max).chain([max + 1, 200, 1408]).collect();
+        fn run<const M: usize>(rnd: &mut impl FnMut() -> u8, lens: &[usize], shift: usize) {
+            for i in 0..lens.len() {
+                let keys: [[u8; 16]; M] = core::array::from_fn(|_| core::array::from_fn(|_| rnd()));
+                let gs: Vec<Aes128GcmNi> =
+                    keys.iter().map(|k| Aes128GcmNi::new(k).unwrap()).collect();
+                let salts: [[u8; 4]; M] = core::array::from_fn(|_| core::array::from_fn(|_| rnd()));
+                let his: [Option<u32>; M] = core::array::from_fn(|m| {
+                    ((i + m) % 3 == 1).then(|| u32::from_be_bytes([rnd(), rnd(), rnd(), rnd()]))
+                });
+                let blens: [usize; M] =
+                    core::array::from_fn(|m| lens[(i + m * shift) % lens.len()]);
+                // Each packet with 7 guard bytes before and after it.
+                let mut bufs: Vec<Vec<u8>> = blens
+                    .iter()
+                    .map(|&l| (0..7 + 16 + l + 16 + 7).map(|_| rnd()).collect())
+                    .collect();
+                let mut expect = bufs.clone();
+                for m in 0..M {
+                    let e = &mut expect[m];
+                    let (nonce, aad) = esp_nonce_aad(&salts[m], &e[7..23], his[m]);
+                    let body = e[23..23 + blens[m]].to_vec();
+                    let (ct, tag) = crate_seal(&keys[m], &nonce, &aad, &body);
+                    e[23..23 + blens[m]].copy_from_slice(&ct);
+                    e[23 + blens[m]..39 + blens[m]].copy_from_slice(&tag);
+                }
+                let mut it = bufs.iter_mut();
+                let jobs: [EspSeal<'_>; M] = core::array::from_fn(|m| {
+                    let b = it.next().unwrap();
+                    let end = b.len() - 7;
+                    EspSeal {
+                        g: &gs[m],
+                        salt: &salts[m],
+                        seq_hi: his[m],
+                        esp: &mut b[7..end],
+                    }
+                });
+                seal_esp_many(jobs);
+                assert_eq!(bufs, expect, "M {M}, bodies {blens:?}, esn {his:?}");
+            }
+        }
+        run::<1>(&mut rnd, &lens, 0);
+        run::<2>(&mut rnd, &lens, 7);
+        run::<4>(&mut rnd, &lens, 5);
     }
 
     /// What an aes-gcm-16 packet reads of its SA's transform lies in its first

@@ -292,17 +292,17 @@ fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
     acc.fold()
 }
 
-/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 1..=16), powers below
+/// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 0..=16), powers below
 /// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn powers(h_pow: &[[u8; 16]; HPOW], top: usize) -> __m512i {
-    debug_assert!((1..=HPOW).contains(&top));
-    let top = top.clamp(1, HPOW);
+    debug_assert!(top <= HPOW);
+    let top = top.min(HPOW);
     // Entries top-4 .. top-1 (H^(top-3)..H^top); those below index 0 masked off, two
-    // 64-bit lanes per entry.
+    // 64-bit lanes per entry (all four for `top` 0).
     let below = PER.saturating_sub(top);
-    let mask: __mmask8 = 0xff << (2 * below);
+    let mask = (0xffu32 << (2 * below)) as __mmask8;
     let first = h_pow.as_ptr().wrapping_add(top).wrapping_sub(PER);
     // SAFETY: the mask selects entries top-4+below .. top-1, all within the table
     // (0 <= top-4+below and top-1 < HPOW); masked-off lanes are not read and do not fault,
@@ -373,6 +373,132 @@ fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512
         *v = _mm512_aesenclast_epi128(*v, k[10]);
     }
     s
+}
+
+/// Largest ESP body [`short`] takes: six blocks, so J0 and the six counter blocks fit the
+/// eight AES lanes of two registers, and the AAD, six blocks and the lengths block the
+/// eight GHASH lanes (a 64-byte payload's body is five blocks).
+pub(super) const SHORT_BODY_MAX: usize = 16 * 6;
+
+/// One ESP packet for [`short`]: its key's round keys and powers of H, its salt, its 16
+/// bytes of SPI, sequence number and IV, the ESN high half, and its body (at most
+/// [`SHORT_BODY_MAX`] bytes). References only: J0, AAD and lengths are made in registers
+/// inside the kernel (built outside and passed in, the blocks went through the stack).
+pub(super) struct Short<'a> {
+    pub(super) enc: &'a [[u8; 16]; 11],
+    pub(super) h_pow: &'a [[u8; 16]; HPOW],
+    pub(super) salt: &'a [u8; 4],
+    pub(super) hdr_iv: &'a [u8; 16],
+    pub(super) seq_hi: Option<u32>,
+    pub(super) body: &'a mut [u8],
+}
+
+/// CTR over the bodies of `M` short ESP packets (RFC 4106; each may have its own key) and
+/// their tags E_K(J0) xor S: [`SEAL`] hashes the ciphertext written, [`OPEN`] the
+/// ciphertext read (the returned tag is then the expected one). Per packet, one register
+/// pass of AES over J0 and its counter blocks (lane i is the counter block i + 1, so lane
+/// 0's keystream is E_K(J0) and the body sits in lanes 1..=n), then one carry-less multiply
+/// pass over the AAD, the body's ciphertext and the lengths block by H^(n+2)..H^1 and one
+/// reduction. A single packet's kernel is one serial chain (rounds, products, reduction,
+/// tag); `M` independent chains in the same straight code keep the AES and multiply units
+/// busy while each waits on its own latency. A body longer than [`SHORT_BODY_MAX`] is
+/// left untouched (the callers check).
+#[inline]
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__m128i; M] {
+    if pk.iter().any(|s| s.body.len() > SHORT_BODY_MAX) {
+        return [_mm_setzero_si128(); M];
+    }
+    let ctr_swap = _mm512_broadcast_i32x4(_mm_set_epi8(
+        12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+    ));
+    // SP 800-38D 7.1: J0 = nonce || 1, the payload's blocks nonce || 2, nonce || 3, ...
+    let lanes = [
+        _mm512_set_epi32(4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0),
+        _mm512_set_epi32(8, 0, 0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 5, 0, 0, 0),
+    ];
+    let key = |s: &Short<'_>, r: usize| _mm512_broadcast_i32x4(gcm_ni::load(&s.enc[r]));
+    // J0, the byte-reversed AAD and lengths blocks of each packet.
+    let blocks: [(__m128i, __m128i, __m128i); M] = core::array::from_fn(|m| {
+        let s = &pk[m];
+        gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len())
+    });
+    let mut st: [[__m512i; 2]; M] = core::array::from_fn(|m| {
+        let nonce = _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(blocks[m].0, 0));
+        let k0 = key(&pk[m], 0);
+        lanes.map(|l| {
+            _mm512_xor_si512(
+                _mm512_shuffle_epi8(_mm512_add_epi32(nonce, l), ctr_swap),
+                k0,
+            )
+        })
+    });
+    for r in 1..10 {
+        for m in 0..M {
+            let k = key(&pk[m], r);
+            st[m] = st[m].map(|v| _mm512_aesenc_epi128(v, k));
+        }
+    }
+    for m in 0..M {
+        let k = key(&pk[m], 10);
+        st[m] = st[m].map(|v| _mm512_aesenclast_epi128(v, k));
+    }
+    let rev = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    core::array::from_fn(|m| {
+        let (_, aad, lens) = blocks[m];
+        let s = &mut pk[m];
+        let len = s.body.len();
+        let n = len.div_ceil(16);
+        // The body in lanes 1..=n: the registers cover the 16 bytes before it (lane 0,
+        // masked off) and bytes 0..len of it.
+        let end = 16 + len;
+        let masks: [__mmask64; 2] = [
+            (u64::MAX >> (64 - end.min(64))) & !0xffff,
+            (1u64 << end.saturating_sub(64)) - 1,
+        ];
+        let p = s.body.as_mut_ptr().wrapping_sub(16);
+        let data: [__m512i; 2] = core::array::from_fn(|j| {
+            // SAFETY: the mask selects, of the 64 bytes at p + 64 j, only bytes of `body`
+            // (16..16 + len from p); masked-off bytes are neither read nor faulted on
+            // (register 1's mask is empty when the body ends in register 0), and
+            // `wrapping_*` keeps the address arithmetic defined.
+            unsafe { _mm512_maskz_loadu_epi8(masks[j], p.wrapping_add(64 * j).cast()) }
+        });
+        let out: [__m512i; 2] = core::array::from_fn(|j| {
+            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], st[m][j]))
+        });
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: as for the loads: only the body's bytes are written.
+            unsafe { _mm512_mask_storeu_epi8(p.wrapping_add(64 * j).cast(), masks[j], *v) };
+        }
+        // GHASH lanes: the AAD, C_1..C_n (zero-padded, as masked), the lengths block in
+        // lane n + 1, zeros past it; times H^(n+2)..H^1, zero powers past H^1.
+        let c = if P == OPEN { data } else { out };
+        let lens_at = 0xfu32 << (4 * (n + 1));
+        let g = [
+            _mm512_mask_broadcast_i32x4(
+                _mm512_mask_broadcast_i32x4(_mm512_shuffle_epi8(c[0], rev), 0xf, aad),
+                lens_at as __mmask16,
+                lens,
+            ),
+            _mm512_mask_broadcast_i32x4(
+                _mm512_shuffle_epi8(c[1], rev),
+                (lens_at >> 16) as __mmask16,
+                lens,
+            ),
+        ];
+        let mut acc = WideZ::mul(g[0], powers(s.h_pow, n + 2));
+        acc.add_mul(g[1], powers(s.h_pow, (n + 2).saturating_sub(PER)));
+        let sum = acc.fold().reduce();
+        // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
+        let rev1 = _mm512_castsi512_si128(rev);
+        _mm_xor_si128(
+            _mm_shuffle_epi8(sum, rev1),
+            _mm512_castsi512_si128(st[m][0]),
+        )
+    })
 }
 
 // A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
