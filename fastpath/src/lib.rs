@@ -9,6 +9,7 @@ pub use akagate_proto::counters;
 pub mod esp;
 pub use akagate_proto::ipc;
 pub mod l2;
+pub mod phases;
 pub mod reasm;
 pub mod sad;
 pub mod stack;

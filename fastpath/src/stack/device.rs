@@ -148,12 +148,25 @@ pub struct SinkDevice<'a, S> {
     rx: Option<&'a [u8]>,
     sink: &'a mut S,
     mtu: usize,
+    /// Transmit tokens handed out (smoltcp asks for one only to send a packet at once).
+    transmitted: usize,
 }
 
 impl<'a, S: PacketSink> SinkDevice<'a, S> {
     /// A device that hands `rx` (if any) to the stack once and sends through `sink`.
     pub fn new(rx: Option<&'a [u8]>, sink: &'a mut S, mtu: usize) -> Self {
-        SinkDevice { rx, sink, mtu }
+        SinkDevice {
+            rx,
+            sink,
+            mtu,
+            transmitted: 0,
+        }
+    }
+
+    /// Packets sent through [`phy::Device::transmit`] so far (answers to the inbound packet
+    /// through `receive`'s token not counted).
+    pub fn transmitted(&self) -> usize {
+        self.transmitted
     }
 }
 
@@ -213,6 +226,7 @@ impl<S: PacketSink> phy::Device for SinkDevice<'_, S> {
         if !self.sink.can_send() {
             return None;
         }
+        self.transmitted += 1;
         Some(SinkTxToken(&mut *self.sink))
     }
 
@@ -261,9 +275,32 @@ mod tests {
             "not borrowed in place"
         );
         tx.consume(2, |b| b.copy_from_slice(&[9, 9]));
+        assert_eq!(
+            dev.transmitted(),
+            0,
+            "the answer to the inbound packet is not counted"
+        );
         assert!(dev.receive(Instant::from_millis(0)).is_none());
         assert!(dev.transmit(Instant::from_millis(0)).is_none(), "sink full");
+        assert_eq!(dev.transmitted(), 0, "no token, nothing counted");
         assert_eq!(dev.capabilities().max_transmission_unit, 1400);
         assert_eq!(sink.out, vec![vec![9, 9]]);
+    }
+
+    #[test]
+    fn sink_device_counts_the_packets_it_lets_through() {
+        let mut sink = Collect {
+            out: vec![],
+            room: 2,
+        };
+        let mut dev = SinkDevice::new(None, &mut sink, 1400);
+        for n in 1..=2 {
+            let tx = dev.transmit(Instant::from_millis(0)).expect("room left");
+            tx.consume(1, |b| b[0] = n as u8);
+            assert_eq!(dev.transmitted(), n);
+        }
+        assert!(dev.transmit(Instant::from_millis(0)).is_none(), "sink full");
+        assert_eq!(dev.transmitted(), 2, "a refused transmit is not counted");
+        assert_eq!(sink.out, vec![vec![1], vec![2]]);
     }
 }

@@ -1063,19 +1063,52 @@ impl UeStack {
         events: &mut Vec<WorkerEvent>,
         sink: &mut S,
     ) {
+        use crate::phases::{self, Phase};
         let mut dev = SinkDevice::new(None, sink, self.cfg.ip_mtu);
-        self.finish_poll(now, events, &mut dev);
+        // The three parts of `finish_poll`, each timed (feature `phase-tsc`; no-ops without).
+        let t0 = phases::stamp();
+        self.service_all(now, events);
+        phases::note(Phase::PollService, t0);
+        let t0 = phases::stamp();
+        self.egress(now, &mut dev);
+        let sent = dev.transmitted() > 0;
+        phases::note(
+            if sent {
+                Phase::PollEgressSent
+            } else {
+                Phase::PollEgressIdle
+            },
+            t0,
+        );
+        let t0 = phases::stamp();
+        self.clean_up(events);
+        phases::note(Phase::PollCleanup, t0);
     }
 
     /// The part of a poll after ingress: service the connections, egress, clean up.
     fn finish_poll<D: Device>(&mut self, now: Instant, events: &mut Vec<WorkerEvent>, dev: &mut D) {
+        self.service_all(now, events);
+        self.egress(now, dev);
+        self.clean_up(events);
+    }
+
+    /// A poll's first part: deferred events, then every connection serviced.
+    fn service_all(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
         self.now = now;
         events.append(&mut self.deferred);
         self.service(now, events);
         self.udp_queued.clear();
+    }
+
+    /// A poll's second part: smoltcp's egress, then the datagrams above the inner MTU.
+    fn egress<D: Device>(&mut self, now: Instant, dev: &mut D) {
         self.iface.poll_egress(now, dev, &mut self.sockets);
         self.emit_oversize(now, dev);
-        // Reaped only after egress so the last ACK of a TIME-WAIT socket has left.
+    }
+
+    /// A poll's last part, after egress so the last ACK of a TIME-WAIT socket has left:
+    /// finished connections reaped, idle sockets freed, the socket set compacted.
+    fn clean_up(&mut self, events: &mut Vec<WorkerEvent>) {
         self.reap(events);
         self.release_idle_sockets();
         self.compact_socket_set();

@@ -135,6 +135,7 @@ fn frame_phase(frame: &[u8], v: &Verdict) -> super::phases::Phase {
 impl<Q: PortQueue> Worker<Q> {
     /// Receives and processes one burst; returns the number of frames.
     pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
+        let t0 = super::phases::stamp();
         let mut rx = std::mem::take(&mut self.rx);
         let n = self.link.queue.rx_burst(&mut rx, self.cfg.burst);
         // Once per burst (every packet of it has the same `now`); reassembly itself only sees
@@ -145,6 +146,7 @@ impl<Q: PortQueue> Worker<Q> {
             return 0;
         }
         super::counters::add(&self.counters.rx_frames, n as u64);
+        let tp = super::phases::stamp();
         // Phase zero: the table slots of the burst's ESP SPIs start loading, so the lookups of
         // phase one find them in the cache (at millions of SAs each is a miss to memory; this
         // way the burst's misses overlap instead of following one another).
@@ -154,6 +156,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
         }
         self.prefetch_ues(&rx);
+        super::phases::note(super::phases::Phase::BurstPrefetch, tp);
         let mut verdicts = std::mem::take(&mut self.verdicts);
         // Phase one: link layer, owner, clear packets; each whole ESP packet gets its table
         // entry, and its SA in the slab starts loading for phase two.
@@ -182,6 +185,7 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.verdicts = verdicts;
         self.rx = rx;
+        super::phases::note(super::phases::Phase::BurstRx, t0);
         n
     }
 

@@ -9,7 +9,7 @@ pub mod counters;
 mod egress;
 mod handoff;
 mod ingress;
-pub mod phases;
+pub use crate::phases;
 pub mod sa;
 
 use akagate_proto::hash::{keyed_map, KeyedMap};
@@ -344,7 +344,13 @@ impl<Q: PortQueue> Worker<Q> {
         let mut work = self.run_commands(now);
         work += self.handed_in(now);
         work += self.rx_burst(now);
-        work += self.poll_due(now);
+        let t1 = phases::stamp();
+        let polled = self.poll_due(now);
+        if polled > 0 {
+            phases::note(phases::Phase::TurnPolls, t1);
+        }
+        work += polled;
+        let t2 = phases::stamp();
         self.link.flush_encap(now);
         self.link.release_pending(now);
         self.link.l2.maintain(now, &mut self.link.ctrl);
@@ -353,6 +359,7 @@ impl<Q: PortQueue> Worker<Q> {
         self.publish_counters();
         if work > 0 {
             phases::note(phases::Phase::Turn, t0);
+            phases::note(phases::Phase::TurnTail, t2);
         }
         work
     }
@@ -408,9 +415,11 @@ impl<Q: PortQueue> Worker<Q> {
         add(&self.counters.sip_conns_handshake_timeout, ex.handshake);
         add(&self.counters.sip_conns_message_timeout, ex.message);
         add(&self.counters.sip_conns_idle_timeout, ex.idle);
+        phases::note(phases::Phase::PollDeadlines, t0);
         let mut sink = self.link.sink(&mut ue.sa_sets, now);
         ue.stack.poll_with(now, &mut self.stack_events, &mut sink);
         drop(sink);
+        let t1 = phases::stamp();
         count_stack(&self.counters, &mut ue.stack);
         let drain_next = Self::finish_drains(
             ue,
@@ -443,6 +452,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
         }
         self.forward_events();
+        phases::note(phases::Phase::PollAfter, t1);
         phases::note(phases::Phase::Poll, t0);
         true
     }

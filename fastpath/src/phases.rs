@@ -1,5 +1,7 @@
 //! What each kind of work costs the worker, in time-stamp-counter ticks (cargo feature
-//! `phase-tsc`; without it every call here is empty and [`Stamp`] a unit). The worker stamps
+//! `phase-tsc`; without it every call here is empty and [`stamp`] returns 0). Beside the
+//! worker (`worker::phases` is this module) so that the per-UE stack can time the parts of
+//! its poll too. The worker stamps
 //! the start of a phase ([`stamp`]) and notes its kind at the end ([`note`]); each note keeps
 //! the ticks of one instance, and [`table`] gives per kind the count, the median and the 90th
 //! percentile. Medians of many instances stay meaningful on a loaded machine, where the
@@ -56,11 +58,35 @@ pub enum Phase {
     CmdOther,
     /// A whole loop turn that did work (commands, handoff, burst, polls, transmission).
     Turn,
+    /// Inside a UE poll: the SIP port's connection deadlines (`expire_conns`).
+    PollDeadlines,
+    /// Inside a UE poll: the connections serviced (SIP framing, events, keep-alives).
+    PollService,
+    /// Inside a UE poll: smoltcp's egress when it sent at least one packet (the packets'
+    /// writing and their way to encapsulation or the port included).
+    PollEgressSent,
+    /// Inside a UE poll: smoltcp's egress when it sent nothing.
+    PollEgressIdle,
+    /// Inside a UE poll: closed connections reaped, idle sockets freed, the set compacted.
+    PollCleanup,
+    /// Inside a UE poll, after the stack: drained SA sets, the SIP-port recount, the next
+    /// deadline into the timer wheel, the events forwarded.
+    PollAfter,
+    /// Per received burst: the prefetch passes (SPI table slots, the UEs' state).
+    BurstPrefetch,
+    /// Per received burst: the whole receive path (port, prefetch, classification,
+    /// decapsulation, delivery, buffers freed).
+    BurstRx,
+    /// Per busy turn: the polls of the due and woken UEs, the timer wheel's expiry included.
+    TurnPolls,
+    /// Per busy turn: everything after the polls (encapsulation, buffer release, link-layer
+    /// upkeep, transmission, counters).
+    TurnTail,
 }
 
 impl Phase {
     /// Every kind, in [`Phase`] order.
-    pub const ALL: [Phase; 20] = [
+    pub const ALL: [Phase; 30] = [
         Phase::FrameArp,
         Phase::FrameClear,
         Phase::FrameEsp,
@@ -81,6 +107,16 @@ impl Phase {
         Phase::CmdInstall,
         Phase::CmdOther,
         Phase::Turn,
+        Phase::PollDeadlines,
+        Phase::PollService,
+        Phase::PollEgressSent,
+        Phase::PollEgressIdle,
+        Phase::PollCleanup,
+        Phase::PollAfter,
+        Phase::BurstPrefetch,
+        Phase::BurstRx,
+        Phase::TurnPolls,
+        Phase::TurnTail,
     ];
 
     /// Its name in the table.
@@ -106,6 +142,16 @@ impl Phase {
             Phase::CmdInstall => "command: InstallSaSet",
             Phase::CmdOther => "command: other",
             Phase::Turn => "whole busy loop turn",
+            Phase::PollDeadlines => "  poll: SIP-port deadlines",
+            Phase::PollService => "  poll: connections serviced",
+            Phase::PollEgressSent => "  poll: egress, sent",
+            Phase::PollEgressIdle => "  poll: egress, nothing sent",
+            Phase::PollCleanup => "  poll: reap and compact",
+            Phase::PollAfter => "  poll: after the stack",
+            Phase::BurstPrefetch => "  burst: prefetch passes",
+            Phase::BurstRx => "  burst: whole receive path",
+            Phase::TurnPolls => "  turn: polls",
+            Phase::TurnTail => "  turn: after the polls",
         }
     }
 }
@@ -296,6 +342,19 @@ mod tests {
         p[32] = 5 << 4;
         p[33] = flags;
         p
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_at_its_own_index() {
+        // The table keeps each kind's ticks at index `phase as usize` and names rows from
+        // `ALL`: a kind left out or out of order would be printed under another's name.
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i, "{}", p.name());
+        }
+        let mut names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Phase::ALL.len(), "names are distinct");
     }
 
     #[test]
