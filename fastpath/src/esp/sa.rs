@@ -344,7 +344,7 @@ impl OutboundSa {
 
         let out = &mut buf[start..end];
         // Move the IP header (and extension headers before ESP) into the headroom.
-        move_header(out, front, 0, hdr_len);
+        out.copy_within(front..front + hdr_len, 0);
         crate::copies::note(crate::copies::CopySite::EspHeaderOut, hdr_len);
         let esp = &mut out[hdr_len..];
         esp[0..4].copy_from_slice(&self.spi.to_be_bytes());
@@ -765,7 +765,8 @@ impl InboundSa {
 /// Moves the `len` bytes at `from` in `buf` to `to` (the ranges may overlap; both lie in
 /// `buf`). The usual IP headers (20 bytes, IPv4 without options; 40, IPv6 without extension
 /// headers) go through a fixed-size copy, a few register moves inline, where
-/// `copy_within` of a length known only at run time is a `memmove` call.
+/// `copy_within` of a length known only at run time is a `memmove` call. Used by `finish`
+/// only: in `frame` the same copy measured slower (GCM bursts of 64 B, 0.94x).
 fn move_header(buf: &mut [u8], from: usize, to: usize, len: usize) {
     fn fixed<const N: usize>(buf: &mut [u8], from: usize, to: usize) {
         let mut h = [0u8; N];
