@@ -461,12 +461,15 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
             }
             // Non-ESN: the window only moves forward, so a packet refused now would be
             // refused at its turn too.
-            match sa.precheck(it.buf, it.pkt.clone(), it.ip.as_ref()) {
-                Ok(c) => it.stage = Stage::Checked(c),
-                Err(e) => {
-                    sa.count(Err(e));
-                    it.result = Err(e);
-                }
+            // Checked in place in the item (`precheck_into`: no copy of a fresh result).
+            it.stage = Stage::Checked(Checked::default());
+            let Stage::Checked(c) = &mut it.stage else {
+                continue;
+            };
+            if let Err(e) = sa.precheck_into(it.buf, it.pkt.clone(), it.ip.as_ref(), c) {
+                it.stage = Stage::Idle;
+                sa.count(Err(e));
+                it.result = Err(e);
             }
         }
         #[cfg(target_arch = "x86_64")]
@@ -479,19 +482,23 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            let r = match core::mem::replace(&mut it.stage, Stage::Idle) {
+            match &it.stage {
                 Stage::Idle => continue,
-                Stage::Checked(c) => sa.finish(it.buf, &c, it.icv.as_ref()),
-                Stage::Deferred => sa
-                    .precheck(it.buf, it.pkt.clone(), it.ip.as_ref())
-                    .and_then(|c| sa.finish(it.buf, &c, None)),
-            };
+                // The result written into the item (`finish_into`), not returned and copied.
+                Stage::Checked(c) => sa.finish_into(it.buf, c, it.icv.as_ref(), &mut it.result),
+                Stage::Deferred => {
+                    let r = sa
+                        .precheck(it.buf, it.pkt.clone(), it.ip.as_ref())
+                        .and_then(|c| sa.finish(it.buf, &c, None));
+                    sa.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
+                    it.result = r.map(|(range, _)| range);
+                }
+            }
+            it.stage = Stage::Idle;
             if let Some(icv) = it.icv.as_mut() {
                 zeroize::Zeroize::zeroize(icv);
             }
             it.icv = None;
-            sa.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
-            it.result = r.map(|(range, _)| range);
         }
     }
     Ok(())

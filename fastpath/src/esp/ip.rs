@@ -50,7 +50,7 @@ pub(super) fn unfragmented(ip: IpRepr) -> Result<IpRepr, EspError> {
 /// version, the header length and where the next-header byte is. Twelve bytes, where the
 /// layout (addresses and all) is several times that: a burst keeps one per packet between
 /// its passes, and copies of a small value do not stall on store forwarding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct HeaderFix {
     /// Length of the IP header and the extension headers before ESP.
     hdr_len: u32,

@@ -383,7 +383,7 @@ impl OutboundSa {
 
 /// An inbound packet that passed [`InboundSa::precheck`]: 40 bytes (not the whole
 /// [`IpLayout`]), as a burst keeps one per packet between its passes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Checked {
     /// What restoring its IP header needs of its layout.
     fix: ip::HeaderFix,
@@ -673,6 +673,31 @@ impl InboundSa {
         pkt: Range<usize>,
         ip: Option<&IpLayout>,
     ) -> Result<Checked, EspError> {
+        self.precheck_inline(buf, pkt, ip)
+    }
+
+    /// As [`precheck`](Self::precheck), the result written into `out` (a burst's item)
+    /// instead of returned. A returned `Checked` is stored piecewise into the caller's stack
+    /// and copied into the item at once with wider loads, which the CPU cannot forward from
+    /// the stores still in flight: each packet waited for them (burst decryption at 64 B).
+    pub(super) fn precheck_into(
+        &self,
+        buf: &[u8],
+        pkt: Range<usize>,
+        ip: Option<&IpLayout>,
+        out: &mut Checked,
+    ) -> Result<(), EspError> {
+        *out = self.precheck_inline(buf, pkt, ip)?;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn precheck_inline(
+        &self,
+        buf: &[u8],
+        pkt: Range<usize>,
+        ip: Option<&IpLayout>,
+    ) -> Result<Checked, EspError> {
         let g = self.transform.geometry();
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
         let mut parsed = None;
@@ -723,6 +748,31 @@ impl InboundSa {
     /// burst path for `c.seq`; ignored if the sequence number now infers differently), window
     /// update, decryption, padding and next-header checks, IP header restored.
     pub(super) fn finish(
+        &mut self,
+        buf: &mut [u8],
+        c: &Checked,
+        icv: Option<&[u8; 12]>,
+    ) -> Result<(Range<usize>, usize), EspError> {
+        self.finish_inline(buf, c, icv)
+    }
+
+    /// As [`finish`](Self::finish), the packet counted in the SA's counters and its result
+    /// written into `out` (a burst's item) instead of returned, for the reason given at
+    /// [`precheck_into`](Self::precheck_into).
+    pub(super) fn finish_into(
+        &mut self,
+        buf: &mut [u8],
+        c: &Checked,
+        icv: Option<&[u8; 12]>,
+        out: &mut Result<Range<usize>, EspError>,
+    ) {
+        let r = self.finish_inline(buf, c, icv);
+        self.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
+        *out = r.map(|(range, _)| range);
+    }
+
+    #[inline(always)]
+    fn finish_inline(
         &mut self,
         buf: &mut [u8],
         c: &Checked,
