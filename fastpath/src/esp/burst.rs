@@ -486,13 +486,13 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
                 Stage::Idle => continue,
                 // The result written into the item (`finish_into`), not returned and copied.
                 Stage::Checked(c) => sa.finish_into(it.buf, c, it.icv.as_ref(), &mut it.result),
-                Stage::Deferred => {
-                    let r = sa
-                        .precheck(it.buf, it.pkt.clone(), it.ip.as_ref())
-                        .and_then(|c| sa.finish(it.buf, &c, None));
-                    sa.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
-                    it.result = r.map(|(range, _)| range);
-                }
+                Stage::Deferred => match sa.precheck(it.buf, it.pkt.clone(), it.ip.as_ref()) {
+                    Ok(c) => sa.finish_into(it.buf, &c, None, &mut it.result),
+                    Err(e) => {
+                        sa.count(Err(e));
+                        it.result = Err(e);
+                    }
+                },
             }
             it.stage = Stage::Idle;
             if let Some(icv) = it.icv.as_mut() {

@@ -284,15 +284,8 @@ impl<T> SaSlab<T> {
     /// find their lines in the cache: called at the end of an install for the next one, and
     /// again before a set's keys are scheduled, whose work hides what is still missing.
     pub fn prefetch_next_two(&self) {
-        let mut fresh = self.next;
-        for k in 1..=2 {
-            let slot = match self.free.len().checked_sub(k).map(|i| self.free[i]) {
-                Some(slot) => slot,
-                None => {
-                    fresh += 1;
-                    fresh - 1
-                }
-            };
+        let next = self.free.iter().rev().copied().chain(self.next..);
+        for slot in next.take(2) {
             self.prefetch_cell(slot);
         }
     }
