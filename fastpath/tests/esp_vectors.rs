@@ -437,21 +437,43 @@ fn esn_hmac_icv_covers_the_high_bits() {
     assert!(OutboundSa::new(0x2000, &gmac).unwrap().with_esn().is_err());
 }
 
-/// RFC 4106 8.1: without a test IV the GCM/GMAC IV is the 64-bit sequence number.
+/// RFC 4106 8.1: without a test IV the GCM/GMAC IV is a counter, the 64-bit sequence number
+/// XOR a random mask per SA. The four SAs of a set share key and salt (TS 33.203 Annex I), so
+/// two outbound SAs of one suite must not send the same IV for the same sequence number (a
+/// repeated GCM nonce under one key); with the bare sequence number they did.
 #[test]
-fn gcm_iv_is_the_sequence_number() {
+fn gcm_iv_is_a_masked_counter_unique_per_sa() {
     for (auth, encr, ik, ek) in [
         (AuthAlg::HmacSha1_96, EncrAlg::AesGcm, vec![], vec![7u8; 16]),
         (AuthAlg::AesGmac, EncrAlg::Null, vec![7u8; 16], vec![]),
     ] {
         let s = suite(auth, encr, &ik, &ek, &[1, 2, 3, 4]);
-        let mut out = OutboundSa::new(0x1000, &s).unwrap();
-        for seq in 1..=3u64 {
-            let (mut buf, r) = in_buffer(&ipv4(17, b"hello"));
-            let er = out.encapsulate(&mut buf, r).unwrap();
-            let esp = &buf[er.start + 20..];
-            assert_eq!(&esp[4..8], &(seq as u32).to_be_bytes());
-            assert_eq!(&esp[8..16], &seq.to_be_bytes());
+        let mut ivs = Vec::new();
+        for spi in [0x1000, 0x1001] {
+            let mut out = OutboundSa::new(spi, &s).unwrap();
+            let mut inb = InboundSa::new(spi, &s).unwrap();
+            let mut first = 0u64;
+            for seq in 1..=3u64 {
+                let (mut buf, r) = in_buffer(&ipv4(17, b"hello"));
+                let er = out.encapsulate(&mut buf, r).unwrap();
+                let esp = &buf[er.start + 20..];
+                assert_eq!(&esp[4..8], &(seq as u32).to_be_bytes());
+                let iv = u64::from_be_bytes(esp[8..16].try_into().unwrap());
+                if seq == 1 {
+                    first = iv;
+                }
+                // A counter under a fixed mask: IVs differ exactly as the numbers do.
+                assert_eq!(iv ^ first, seq ^ 1, "{encr:?}: IV of seq {seq}");
+                ivs.push((seq, iv));
+                assert!(inb.decapsulate(&mut buf, er).is_ok(), "{encr:?} opens");
+            }
+        }
+        let (sa1, sa2) = ivs.split_at(3);
+        for ((seq, a), (_, b)) in sa1.iter().zip(sa2) {
+            assert_ne!(
+                a, b,
+                "{encr:?}: two SAs of one key sent one IV for seq {seq}"
+            );
         }
     }
 }

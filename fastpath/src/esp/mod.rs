@@ -13,8 +13,8 @@
 //!   next-header checks. Every drop is an [`EspError`] counted in the SA's [`EspCounters`].
 //! - IPv6 placement: ESP follows hop-by-hop, routing and destination options that precede a
 //!   routing header; final destination options are protected inside ESP (as Linux and scapy).
-//! - IVs: CBC from a per-SA ChaCha CSPRNG seeded from the OS; GCM/GMAC use the 64-bit sequence
-//!   number (RFC 4106 8.1). Sequence numbers are 32-bit unless `with_esn()` (RFC 4303 2.2.1).
+//! - IVs (`iv`): CBC from the thread's CSPRNG (one per worker core); GCM/GMAC the 64-bit
+//!   sequence number XOR a random mask per SA (RFC 4106 8.1; the set's SAs share key and salt). Sequence numbers are 32-bit unless `with_esn()` (RFC 4303 2.2.1).
 //! - Hot path: on CPUs with AES-NI and SHA-NI, `aes-cbc` + `hmac-sha-1-96` encryption runs
 //!   both algorithms stitched in one pass (`stitch`); with AES-NI and PCLMULQDQ, AES-128-GCM
 //!   and GMAC run CTR stitched with an aggregated GHASH (`gcm_ni`); elsewhere the RustCrypto
@@ -38,6 +38,7 @@ mod gcm_ni;
 mod gcm_vaes;
 pub mod integ;
 pub mod ip;
+mod iv;
 pub mod replay;
 pub mod sa;
 #[cfg(target_arch = "x86_64")]

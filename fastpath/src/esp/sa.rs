@@ -7,11 +7,11 @@
 
 use core::ops::Range;
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 
 use super::error::{EspCounters, EspError, SaError};
 use super::ip::{self, IpLayout, IPPROTO_ESP};
+use super::iv;
 use super::replay::{ReplayWindow, REPLAY_WINDOW};
 use super::suite::Suite;
 use super::transform::{Geometry, Transform, ESP_HDR_LEN};
@@ -89,7 +89,7 @@ impl core::fmt::Debug for KeyedSuite {
     }
 }
 
-/// An outbound SA: sequence-number counter, IV generator and keyed transform.
+/// An outbound SA: sequence-number counter, IV rule and keyed transform.
 pub struct OutboundSa {
     spi: u32,
     /// Last sequence number sent (0: none yet); 64-bit with ESN.
@@ -101,8 +101,9 @@ pub struct OutboundSa {
     esn: bool,
     transform: Transform,
     geometry: Geometry,
-    /// CSPRNG for CBC IVs, seeded from the OS once per SA (RFC 3602 2.1: unpredictable IVs).
-    rng: StdRng,
+    /// GCM/GMAC: the random mask of this SA's counter IVs (`iv::counter_iv`: the four SAs of
+    /// a set share key and salt). CBC IVs come from the thread's CSPRNG instead.
+    iv_mask: u64,
     counters: EspCounters,
 }
 
@@ -122,8 +123,8 @@ impl OutboundSa {
         Self::seeded_from(spi, suite, rand::rngs::OsRng)
     }
 
-    /// As [`OutboundSa::new`], the IV generator seeded from `seeds` (a CSPRNG, such as one
-    /// per worker seeded from the OS) instead of a `getrandom` system call per SA.
+    /// As [`OutboundSa::new`], the SA's GCM/GMAC IV mask drawn from `seeds` (a CSPRNG, such
+    /// as one per worker seeded from the OS) instead of a `getrandom` system call per SA.
     pub fn seeded_from(spi: u32, suite: &Suite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
         Self::with_transform(spi, Transform::new(suite)?, seeds)
@@ -147,9 +148,12 @@ impl OutboundSa {
     fn with_transform(
         spi: u32,
         transform: Transform,
-        seeds: impl RngCore,
+        mut seeds: impl RngCore,
     ) -> Result<Self, SaError> {
-        let rng = StdRng::from_rng(seeds).map_err(|_| SaError::Entropy)?;
+        let mut mask = [0u8; 8];
+        seeds
+            .try_fill_bytes(&mut mask)
+            .map_err(|_| SaError::Entropy)?;
         Ok(Self {
             spi,
             seq: 0,
@@ -157,7 +161,7 @@ impl OutboundSa {
             esn: false,
             geometry: transform.geometry(),
             transform,
-            rng,
+            iv_mask: u64::from_ne_bytes(mask),
             counters: EspCounters::default(),
         })
     }
@@ -359,9 +363,12 @@ impl OutboundSa {
         let iv_slot = &mut esp[ESP_HDR_LEN..front];
         match iv {
             Some(iv) => iv_slot.copy_from_slice(iv),
-            // RFC 4106 8.1: a counter is a valid GCM IV; the 64-bit seq never repeats per key.
-            None if self.transform.iv_from_seq() => iv_slot.copy_from_slice(&seq.to_be_bytes()),
-            None => self.rng.fill_bytes(iv_slot),
+            // RFC 4106 8.1: a counter is a valid GCM IV; masked per SA, as the set's SAs share
+            // their key and salt (`iv`).
+            None if self.transform.iv_from_seq() => {
+                iv_slot.copy_from_slice(&iv::counter_iv(seq, self.iv_mask))
+            }
+            None => iv::fill_unpredictable(iv_slot),
         }
         // RFC 4303 2.4: padding bytes 1, 2, 3, ..., then pad length and next header.
         let trailer = front + payload_len;

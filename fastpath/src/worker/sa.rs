@@ -365,13 +365,14 @@ pub struct WorkerSas {
     /// burst encapsulation (some of them through these SAs: the last answer of a drain)
     /// have been sealed ([`WorkerSas::free_retired`]).
     retired: Vec<u32>,
-    /// Seeds of the outbound SAs' IV generators, made on the first install.
+    /// Source of the outbound SAs' GCM/GMAC IV masks, made on the first install.
     seeds: IvSeeds,
 }
 
-/// The worker's CSPRNG that seeds each outbound SA's IV generator (RFC 3602 2.1: CBC IVs
-/// must be unpredictable; a ChaCha stream seeded from the OS is), seeded from the OS once:
-/// a set's install then makes no `getrandom` system call. Its state is never printed.
+/// The worker's CSPRNG that draws each outbound SA's GCM/GMAC IV mask (`esp::iv`: the SAs
+/// of a set share key and salt, so each masks its counter IVs with its own random value),
+/// seeded from the OS once: a set's install then makes no `getrandom` system call. Its state
+/// is never printed. (CBC IVs come from the thread's own CSPRNG, per packet.)
 #[derive(Default)]
 struct IvSeeds(Option<rand::rngs::StdRng>);
 
@@ -725,8 +726,8 @@ mod tests {
         assert_eq!(s.len(), per as usize + 1);
     }
 
-    /// The worker's IV seed generator is made once (no `getrandom` per install), gives each
-    /// SA its own seed, and its state never reaches Debug output.
+    /// The worker's IV mask generator is made once (no `getrandom` per install), gives each
+    /// SA its own mask, and its state never reaches Debug output.
     #[test]
     fn iv_seeds_are_drawn_from_one_generator_and_never_printed() {
         use rand::RngCore;

@@ -1,0 +1,72 @@
+//! Outbound IVs, per suite family.
+//!
+//! - **CBC** (AES-CBC, 3DES-CBC): RFC 3602 2.1 asks for IVs an attacker cannot predict. They
+//!   come from a CSPRNG per thread (`rand`'s `StdRng`, ChaCha12, seeded from the OS at the
+//!   thread's first CBC packet). A worker is one pinned thread, so this is a generator per
+//!   worker core shared by all of its SAs, instead of one per SA (a 320-byte state seeded
+//!   at every install, and a 256-byte block made at the SA's first packet). Not `rand`'s
+//!   `ThreadRng`: that one lives behind an `Rc` allocated at first use and reseeds with a
+//!   system call every 64 KiB, and the per-packet path neither allocates nor makes system
+//!   calls.
+//! - **GCM / GMAC** (RFC 4106 / 4543): the IV need only be unique per key, but TS 33.203
+//!   Annex I gives all four SAs of a set the same key and the same salt. An IV equal to the
+//!   sequence number would repeat between the set's two outbound SAs (both count from 1) —
+//!   the same nonce under the same key, which breaks GCM (keystream and GHASH key). So each
+//!   outbound SA draws a random 64-bit mask at its creation and sends `seq XOR mask`: unique
+//!   within the SA (XOR with a constant is a bijection, and the sequence number never
+//!   repeats), and two SAs under one key collide only if their masks differ by exactly
+//!   `seq_a XOR seq_b` for two numbers in use — about `n_a * n_b / 2^64` (the rule Linux's
+//!   `seqiv` follows with its per-transform random salt).
+
+use core::cell::RefCell;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+thread_local! {
+    /// The thread's CBC IV generator, made at its first use.
+    static UNPREDICTABLE: RefCell<Option<StdRng>> = const { RefCell::new(None) };
+}
+
+/// Fills a CBC IV slot from the thread's CSPRNG. Panics only if the OS has no entropy to
+/// seed it with (as `rand`'s own thread generator does), once per thread.
+#[inline]
+pub(super) fn fill_unpredictable(slot: &mut [u8]) {
+    UNPREDICTABLE.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(StdRng::from_entropy)
+            .fill_bytes(slot)
+    });
+}
+
+/// The 8-byte GCM/GMAC IV of sequence number `seq` on an SA drawn with `mask`.
+#[inline]
+pub(super) fn counter_iv(seq: u64, mask: u64) -> [u8; 8] {
+    (seq ^ mask).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn counter_ivs_are_unique_within_an_sa_and_differ_between_masks() {
+        let (a, b) = (0x0123_4567_89ab_cdef_u64, 0xfedc_ba98_7654_3210_u64);
+        let ivs_a: HashSet<[u8; 8]> = (1..=4096).map(|s| counter_iv(s, a)).collect();
+        assert_eq!(ivs_a.len(), 4096, "one IV per sequence number");
+        assert!((1..=4096).all(|s| !ivs_a.contains(&counter_iv(s, b))));
+        // Without a mask the IV is the sequence number, big-endian (RFC 4106 8.1's counter).
+        assert_eq!(counter_iv(0x0102, 0), [0, 0, 0, 0, 0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn unpredictable_ivs_do_not_repeat() {
+        let mut seen = HashSet::new();
+        for _ in 0..1000 {
+            let mut iv = [0u8; 16];
+            fill_unpredictable(&mut iv);
+            assert!(seen.insert(iv));
+        }
+    }
+}
