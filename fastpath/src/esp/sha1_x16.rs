@@ -478,6 +478,10 @@ unsafe fn compress16<const COLD: bool>(
 }
 
 /// The 16 x 16 transpose of 32-bit words: row `i` in, word `i` of every row out.
+/// Inlined: called out of line (LLVM's choice without the hint), every block step stored its
+/// 16 rows to the stack, called through the GOT after a VZEROUPPER, and loaded the 16 words
+/// back (2 KiB of stack traffic per step).
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn transpose(r: [__m512i; 16]) -> [__m512i; 16] {
     // Pairs of rows interleaved: t[2j] = words 0,1 (and +4, +8, +12 per 128-bit lane) of
