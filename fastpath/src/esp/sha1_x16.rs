@@ -211,7 +211,6 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     let mut body = [core::ptr::null::<u8>(); LANES];
     let mut whole = [0usize; LANES];
     let mut steps = [0u32; LANES];
-    let mut tails = [[_mm512_setzero_si512(); 2]; LANES];
     let zero = _mm512_setzero_si512();
     let mut keys = [zero; LANES];
     if COLD {
@@ -231,11 +230,24 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
             return;
         }
         let len = j.msg.len();
-        let full = len / 64;
-        let rem = len % 64;
         body[i] = j.msg.as_ptr();
-        whole[i] = full;
+        whole[i] = len / 64;
         steps[i] = inner_blocks(len) as u32;
+        // SAFETY: five words of each pad state: the masked load reads `ipad`'s 20 bytes only,
+        // the expand load `opad`'s 20 bytes only (into words 5..10).
+        keys[i] = unsafe {
+            let r = _mm512_maskz_loadu_epi32(0x1f, j.key.ipad.as_ptr().cast());
+            _mm512_mask_expandloadu_epi32(r, 0x3e0, j.key.opad.as_ptr().cast())
+        };
+    }
+    // Each lane's tail blocks, built in place (no 2 KiB zeroing of an array first: that was
+    // a `memset` call per group).
+    let tails: [[__m512i; 2]; LANES] = core::array::from_fn(|i| {
+        let Some(j) = &group[i] else {
+            return [zero; 2];
+        };
+        let len = j.msg.len();
+        let (full, rem) = (len / 64, len % 64);
         // SAFETY: the mask selects the `rem` bytes after the whole blocks, all inside `msg`;
         // masked-off bytes are not read (AVX-512 fault suppression).
         let t = unsafe {
@@ -244,21 +256,15 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
         let t = _mm512_mask_set1_epi8(t, 1u64 << rem, 0x80u8 as i8);
         // The ipad block already hashed counts towards the length.
         let bits = (((64 + len) as u64) * 8).swap_bytes() as i64;
-        tails[i] = if rem + 9 <= 64 {
+        if rem + 9 <= 64 {
             [_mm512_mask_set1_epi64(t, 0x80, bits), zero]
         } else {
             [t, _mm512_maskz_set1_epi64(0x80, bits)]
-        };
-        // SAFETY: five words of each pad state: the masked load reads `ipad`'s 20 bytes only,
-        // the expand load `opad`'s 20 bytes only (into words 5..10).
-        keys[i] = unsafe {
-            let r = _mm512_maskz_loadu_epi32(0x1f, j.key.ipad.as_ptr().cast());
-            _mm512_mask_expandloadu_epi32(r, 0x3e0, j.key.opad.as_ptr().cast())
-        };
-    }
+        }
+    });
     // Word w of every lane's pad states: ipad in 0..5, opad in 5..10.
     let pads = transpose(keys);
-    keys.zeroize_zmm();
+    wipe_zmm(&mut keys, zero);
     let (mut a, mut b, mut c, mut d, mut e) = (pads[0], pads[1], pads[2], pads[3], pads[4]);
     let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
         12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
@@ -327,18 +333,15 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     }
 }
 
-/// Overwrites an array of zmm values that held key material (best effort: registers are
-/// not addressable).
-trait ZeroizeZmm {
-    fn zeroize_zmm(&mut self);
-}
-
-impl ZeroizeZmm for [__m512i; LANES] {
-    fn zeroize_zmm(&mut self) {
-        for r in self.iter_mut() {
-            // SAFETY: `r` is a valid, aligned __m512i slot; a volatile write keeps the wipe.
-            unsafe { core::ptr::write_volatile(r, _mm512_setzero_si512()) };
-        }
+/// Overwrites an array of zmm values that held key material with `zero` (best effort:
+/// registers are not addressable). An AVX-512 function taking the caller's zero register:
+/// the intrinsic called from code without the feature was an out-of-line call per slot.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn wipe_zmm(regs: &mut [__m512i; LANES], zero: __m512i) {
+    for r in regs.iter_mut() {
+        // SAFETY: `r` is a valid, aligned __m512i slot; a volatile write keeps the wipe.
+        unsafe { core::ptr::write_volatile(r, zero) };
     }
 }
 
