@@ -211,20 +211,43 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     let mut body = [core::ptr::null::<u8>(); LANES];
     let mut whole = [0usize; LANES];
     let mut steps = [0u32; LANES];
-    let mut tails = [[_mm512_setzero_si512(); 2]; LANES];
     let zero = _mm512_setzero_si512();
     let mut keys = [zero; LANES];
+    if COLD {
+        // The tails' lines of every lane asked for before any is loaded below: on received
+        // packets this is their first touch, and one loop with a load per lane keeps only
+        // the misses its window holds in flight (a sixth of the kernel at 104 B waited on
+        // them).
+        for j in group.iter().flatten() {
+            let tail = j.msg.len() / 64 * 64;
+            crate::sad::prefetch(j.msg.as_ptr().wrapping_add(tail));
+            crate::sad::prefetch(j.msg.as_ptr().wrapping_add(j.msg.len().max(1) - 1));
+        }
+    }
     for (i, j) in group.iter().enumerate() {
         let Some(j) = j else { continue };
         if j.seq_hi.is_some() {
             return;
         }
         let len = j.msg.len();
-        let full = len / 64;
-        let rem = len % 64;
         body[i] = j.msg.as_ptr();
-        whole[i] = full;
+        whole[i] = len / 64;
         steps[i] = inner_blocks(len) as u32;
+        // SAFETY: five words of each pad state: the masked load reads `ipad`'s 20 bytes only,
+        // the expand load `opad`'s 20 bytes only (into words 5..10).
+        keys[i] = unsafe {
+            let r = _mm512_maskz_loadu_epi32(0x1f, j.key.ipad.as_ptr().cast());
+            _mm512_mask_expandloadu_epi32(r, 0x3e0, j.key.opad.as_ptr().cast())
+        };
+    }
+    // Each lane's tail blocks, built in place (no 2 KiB zeroing of an array first: that was
+    // a `memset` call per group).
+    let tails: [[__m512i; 2]; LANES] = core::array::from_fn(|i| {
+        let Some(j) = &group[i] else {
+            return [zero; 2];
+        };
+        let len = j.msg.len();
+        let (full, rem) = (len / 64, len % 64);
         // SAFETY: the mask selects the `rem` bytes after the whole blocks, all inside `msg`;
         // masked-off bytes are not read (AVX-512 fault suppression).
         let t = unsafe {
@@ -233,21 +256,15 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
         let t = _mm512_mask_set1_epi8(t, 1u64 << rem, 0x80u8 as i8);
         // The ipad block already hashed counts towards the length.
         let bits = (((64 + len) as u64) * 8).swap_bytes() as i64;
-        tails[i] = if rem + 9 <= 64 {
+        if rem + 9 <= 64 {
             [_mm512_mask_set1_epi64(t, 0x80, bits), zero]
         } else {
             [t, _mm512_maskz_set1_epi64(0x80, bits)]
-        };
-        // SAFETY: five words of each pad state: the masked load reads `ipad`'s 20 bytes only,
-        // the expand load `opad`'s 20 bytes only (into words 5..10).
-        keys[i] = unsafe {
-            let r = _mm512_maskz_loadu_epi32(0x1f, j.key.ipad.as_ptr().cast());
-            _mm512_mask_expandloadu_epi32(r, 0x3e0, j.key.opad.as_ptr().cast())
-        };
-    }
+        }
+    });
     // Word w of every lane's pad states: ipad in 0..5, opad in 5..10.
     let pads = transpose(keys);
-    keys.zeroize_zmm();
+    wipe_zmm(&mut keys, zero);
     let (mut a, mut b, mut c, mut d, mut e) = (pads[0], pads[1], pads[2], pads[3], pads[4]);
     let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
         12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
@@ -290,32 +307,41 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     w[15] = _mm512_set1_epi32((64 + 20) * 8);
     (a, b, c, d, e) = (pads[5], pads[6], pads[7], pads[8], pads[9]);
     sha1_block16!(a, b, c, d, e, w);
-    // The ICV: the first 12 bytes of each lane's digest, big-endian.
-    let mut out = [[0u32; LANES]; 3];
-    for (o, v) in out.iter_mut().zip([a, b, c]) {
-        // SAFETY: 16 u32, one unaligned 64-byte store.
+    // The ICV: the first 12 bytes of each lane's digest, big-endian. Words a, b, c (and d,
+    // dropped) of a lane side by side first: a 4 x 4 transpose of 32-bit words within each
+    // 128-bit lane puts lane 4k + r in 128-bit lane k of `rows[r]`, so each ICV is one
+    // 12-byte copy. Three 4-byte copies per lane from word-major rows were compiled into a
+    // gather and a masked store per lane (both slow on Zen 4: 8% of the kernel at 104 B).
+    let (t0, t1) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let (t2, t3) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    let rows = [
+        _mm512_unpacklo_epi64(t0, t2),
+        _mm512_unpackhi_epi64(t0, t2),
+        _mm512_unpacklo_epi64(t1, t3),
+        _mm512_unpackhi_epi64(t1, t3),
+    ];
+    let mut out = [[[0u8; 16]; 4]; 4];
+    for (o, v) in out.iter_mut().zip(rows) {
+        // SAFETY: four 16-byte blocks, one unaligned 64-byte store.
         unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), _mm512_shuffle_epi8(v, bswap)) };
     }
     for (i, j) in group.iter_mut().enumerate() {
         let Some(j) = j else { continue };
-        for (d, w) in j.icv.chunks_exact_mut(4).zip(&out) {
-            d.copy_from_slice(&w[i].to_ne_bytes());
+        if let (Some(d), Some(w)) = (j.icv.get_mut(..12), out[i % 4][i / 4].get(..12)) {
+            d.copy_from_slice(w);
         }
     }
 }
 
-/// Overwrites an array of zmm values that held key material (best effort: registers are
-/// not addressable).
-trait ZeroizeZmm {
-    fn zeroize_zmm(&mut self);
-}
-
-impl ZeroizeZmm for [__m512i; LANES] {
-    fn zeroize_zmm(&mut self) {
-        for r in self.iter_mut() {
-            // SAFETY: `r` is a valid, aligned __m512i slot; a volatile write keeps the wipe.
-            unsafe { core::ptr::write_volatile(r, _mm512_setzero_si512()) };
-        }
+/// Overwrites an array of zmm values that held key material with `zero` (best effort:
+/// registers are not addressable). An AVX-512 function taking the caller's zero register:
+/// the intrinsic called from code without the feature was an out-of-line call per slot.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn wipe_zmm(regs: &mut [__m512i; LANES], zero: __m512i) {
+    for r in regs.iter_mut() {
+        // SAFETY: `r` is a valid, aligned __m512i slot; a volatile write keeps the wipe.
+        unsafe { core::ptr::write_volatile(r, zero) };
     }
 }
 
@@ -455,6 +481,10 @@ unsafe fn compress16<const COLD: bool>(
 }
 
 /// The 16 x 16 transpose of 32-bit words: row `i` in, word `i` of every row out.
+/// Inlined: called out of line (LLVM's choice without the hint), every block step stored its
+/// 16 rows to the stack, called through the GOT after a VZEROUPPER, and loaded the 16 words
+/// back (2 KiB of stack traffic per step).
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn transpose(r: [__m512i; 16]) -> [__m512i; 16] {
     // Pairs of rows interleaved: t[2j] = words 0,1 (and +4, +8, +12 per 128-bit lane) of
