@@ -83,6 +83,96 @@ fn fold4(v: __m512i) -> __m128i {
     _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
 }
 
+/// AES-CTR keystream for the first `$n` of four registers of counter blocks `$ctrs` (the
+/// others left zero) under the broadcast round keys `$k`, with the GHASH products of the
+/// four registers of blocks `$hash` by the powers `$h` (H^16..H^1: `([__m512i; REGS],
+/// Wide)`) computed between the AES rounds, one register per round, the one that carries
+/// the running state last, so the AES and carry-less multiply units work side by side.
+/// Without `$hash`, the keystream alone. A macro, so it is always inlined (a
+/// `target_feature` function cannot be `inline(always)`, and where it was not inlined its
+/// registers went through the stack). Round keys and powers are loaded from their stack
+/// arrays at each round, not held in registers: 15 fewer live registers, and no spills or
+/// register shuffling in the loop.
+macro_rules! aes_ghash {
+    ($n:expr, $k:expr, $ctrs:expr) => {{
+        let k: &[__m512i; 11] = $k;
+        let ctrs: [__m512i; REGS] = $ctrs;
+        let kk = |r: usize| key_at(k, r);
+        let k0 = kk(0);
+        let mut s = [_mm512_setzero_si512(); REGS];
+        for (v, c) in s.iter_mut().zip(&ctrs).take($n) {
+            *v = _mm512_xor_si512(*c, k0);
+        }
+        for r in 1..10 {
+            let rk = kk(r);
+            for v in s.iter_mut().take($n) {
+                *v = _mm512_aesenc_epi128(*v, rk);
+            }
+        }
+        let rk = kk(10);
+        for v in s.iter_mut().take($n) {
+            *v = _mm512_aesenclast_epi128(*v, rk);
+        }
+        s
+    }};
+    ($n:expr, $k:expr, $ctrs:expr, $hash:expr, $h:expr) => {{
+        let k: &[__m512i; 11] = $k;
+        let ctrs: [__m512i; REGS] = $ctrs;
+        let hash: &[__m512i; REGS] = $hash;
+        let h: &[__m512i; REGS] = $h;
+        let kk = |r: usize| key_at(k, r);
+        let hh = |r: usize| key_at(h, r);
+        let k0 = kk(0);
+        let mut s = [_mm512_setzero_si512(); REGS];
+        for (v, c) in s.iter_mut().zip(&ctrs).take($n) {
+            *v = _mm512_xor_si512(*c, k0);
+        }
+        let mut acc = WideZ::mul(hash[REGS - 1], hh(REGS - 1));
+        for r in 1..10 {
+            let rk = kk(r);
+            for v in s.iter_mut().take($n) {
+                *v = _mm512_aesenc_epi128(*v, rk);
+            }
+            // Rounds 1..=3 carry the products of registers 2, 1, 0.
+            if r < REGS {
+                acc.add_mul(hash[REGS - 1 - r], hh(REGS - 1 - r));
+            }
+        }
+        let rk = kk(10);
+        for v in s.iter_mut().take($n) {
+            *v = _mm512_aesenclast_epi128(*v, rk);
+        }
+        (s, acc.fold())
+    }};
+}
+
+/// Entry `r` of a stack array of registers, loaded where it is used: a volatile read, so
+/// the compiler neither hoists it out of the loop (and spills) nor keeps it live.
+#[inline(always)]
+fn key_at<const L: usize>(a: &[__m512i; L], r: usize) -> __m512i {
+    // SAFETY: `a[r]` is an initialized, aligned `__m512i` (indexing checks `r`).
+    unsafe { core::ptr::read_volatile(&a[r]) }
+}
+
+/// The sum of the carry-less products of the first `$n` registers of `$blocks` and `$h`
+/// (each register's four lanes multiplied lane by lane), unreduced: `Wide`. A macro for
+/// the same reason as [`aes_ghash!`] (as a function it was not inlined, and its registers
+/// went through the stack).
+macro_rules! mul_sum {
+    ($n:expr, $blocks:expr, $h:expr) => {{
+        let b: &[__m512i; REGS] = $blocks;
+        let h: &[__m512i; REGS] = $h;
+        let mut acc = WideZ::mul(b[0], h[0]);
+        // Indexed, not an iterator chain: the adapters were not inlined. (For `$n` = 1 the
+        // range is empty.)
+        #[allow(clippy::reversed_empty_ranges, clippy::needless_range_loop)]
+        for j in 1..$n {
+            acc.add_mul(b[j], h[j]);
+        }
+        acc.fold()
+    }};
+}
+
 /// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
 /// and the byte-reversed block `first` if given (the AAD of an ESP packet), the payload's
 /// first counter block being `IV || 2`, then the byte-reversed lengths block `lens`: the
@@ -151,29 +241,54 @@ pub(super) fn ctr_ghash<const P: u8>(
     // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
     let all_powers =
         || -> [__m512i; REGS] { core::array::from_fn(|j| powers(h_pow, 16 - PER * j)) };
+    // A whole batch's 256 bytes at `p` (a chunk's start), and the keystream `ks` applied
+    // to them and stored back.
+    let load = |p: *const u8| -> [__m512i; REGS] {
+        // SAFETY: `p` is a chunk's start: 256 bytes, four unaligned 64-byte loads.
+        core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) })
+    };
+    let xor_store = |p: *mut u8, data: [__m512i; REGS], ks: [__m512i; REGS]| {
+        let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: as for `load`: four unaligned 64-byte stores within the chunk.
+            unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+        }
+        out
+    };
     if chunks.len() > 0 {
         let hz = all_powers();
-        for chunk in &mut chunks {
-            let p = chunk.as_mut_ptr();
-            // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
-            let data: [__m512i; REGS] =
-                core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) });
-            let to_hash = match pass {
-                Pass::Open => Some(with_state(x, data)),
-                Pass::Seal => pending.take(),
-                Pass::CtrOnly => None,
-            };
-            let (ks, acc) = aes_ghash::<REGS>(&kz, next_ctrs(), to_hash.as_ref(), &hz);
-            if let Some(acc) = acc {
-                x = acc.reduce();
+        match pass {
+            Pass::Open => {
+                for chunk in &mut chunks {
+                    let p = chunk.as_mut_ptr();
+                    let data = load(p);
+                    let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &with_state(x, data), &hz);
+                    x = acc.reduce();
+                    xor_store(p, data, ks);
+                }
             }
-            let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
-            for (j, v) in out.iter().enumerate() {
-                // SAFETY: as for the loads above.
-                unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+            Pass::Seal => {
+                // The first batch's AES alone; each later one's hashes the one before.
+                let chunks = chunks.by_ref();
+                if let Some(chunk) = chunks.next() {
+                    let p = chunk.as_mut_ptr();
+                    let ks = aes_ghash!(REGS, &kz, next_ctrs());
+                    let mut pend = with_state(x, xor_store(p, load(p), ks));
+                    for chunk in chunks {
+                        let p = chunk.as_mut_ptr();
+                        let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &pend, &hz);
+                        x = acc.reduce();
+                        pend = with_state(x, xor_store(p, load(p), ks));
+                    }
+                    pending = Some(pend);
+                }
             }
-            if pass == Pass::Seal {
-                pending = Some(with_state(x, out));
+            Pass::CtrOnly => {
+                for chunk in &mut chunks {
+                    let p = chunk.as_mut_ptr();
+                    let ks = aes_ghash!(REGS, &kz, next_ctrs());
+                    xor_store(p, load(p), ks);
+                }
             }
         }
     }
@@ -206,15 +321,22 @@ pub(super) fn ctr_ghash<const P: u8>(
             Some(_) => all_powers(),
             None => [_mm512_setzero_si512(); REGS],
         };
-        let (ks, acc) = match n.div_ceil(PER) {
-            1 => aes_ghash::<1>(&kz, ctrs, to_hash.as_ref(), &hz),
-            2 => aes_ghash::<2>(&kz, ctrs, to_hash.as_ref(), &hz),
-            3 => aes_ghash::<3>(&kz, ctrs, to_hash.as_ref(), &hz),
-            _ => aes_ghash::<REGS>(&kz, ctrs, to_hash.as_ref(), &hz),
+        let ks = match (to_hash, n.div_ceil(PER)) {
+            (Some(b), regs) => {
+                let (ks, acc) = match regs {
+                    1 => aes_ghash!(1, &kz, ctrs, &b, &hz),
+                    2 => aes_ghash!(2, &kz, ctrs, &b, &hz),
+                    3 => aes_ghash!(3, &kz, ctrs, &b, &hz),
+                    _ => aes_ghash!(REGS, &kz, ctrs, &b, &hz),
+                };
+                x = acc.reduce();
+                ks
+            }
+            (None, 1) => aes_ghash!(1, &kz, ctrs),
+            (None, 2) => aes_ghash!(2, &kz, ctrs),
+            (None, 3) => aes_ghash!(3, &kz, ctrs),
+            (None, _) => aes_ghash!(REGS, &kz, ctrs),
         };
-        if let Some(acc) = acc {
-            x = acc.reduce();
-        }
         // Masked to the tail's bytes: the zero padding GHASH sees.
         let out: [__m512i; REGS] = core::array::from_fn(|j| {
             _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
@@ -233,7 +355,7 @@ pub(super) fn ctr_ghash<const P: u8>(
     }
     if let Some(blocks) = pending {
         // No tail: the last whole batch is hashed on its own.
-        x = mul_sum(&blocks, &all_powers()).reduce();
+        x = mul_sum!(REGS, &blocks, &all_powers()).reduce();
     }
     if pass == Pass::CtrOnly {
         return x;
@@ -242,7 +364,7 @@ pub(super) fn ctr_ghash<const P: u8>(
     if n == PER * REGS {
         // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
         let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
-        let x = mul_sum(&with_state(x, hashed), &h).reduce();
+        let x = mul_sum!(REGS, &with_state(x, hashed), &h).reduce();
         return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
     }
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
@@ -262,7 +384,12 @@ pub(super) fn ctr_ghash<const P: u8>(
                 _mm512_setzero_si512()
             }
         });
-        acc = acc.add(mul_sum(&blocks[..regs], &h));
+        acc = acc.add(match regs {
+            1 => mul_sum!(1, &blocks, &h),
+            2 => mul_sum!(2, &blocks, &h),
+            3 => mul_sum!(3, &blocks, &h),
+            _ => mul_sum!(REGS, &blocks, &h),
+        });
     } else {
         acc = acc.add(Wide::mul(x, h1));
     }
@@ -279,18 +406,6 @@ pub(super) const CTR_ONLY: u8 = 2;
 /// Largest payload whose AAD block is hashed in the tail's batch: 14 blocks, so AAD, payload
 /// and lengths are at most the 16 powers of the table.
 const SHORT_MAX: usize = 16 * 14;
-
-/// The sum of the carry-less products of `blocks[j]` and `h[j]` (`blocks` not empty), each
-/// register's four lanes multiplied lane by lane, unreduced.
-#[inline]
-#[target_feature(enable = "avx512f,vpclmulqdq")]
-fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
-    let mut acc = WideZ::mul(blocks[0], h[0]);
-    for (b, h) in blocks.iter().zip(h).skip(1) {
-        acc.add_mul(*b, *h);
-    }
-    acc.fold()
-}
 
 /// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 0..=16), powers below
 /// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
@@ -322,57 +437,6 @@ fn with_state(x: __m128i, blocks: [__m512i; REGS]) -> [__m512i; REGS] {
     let mut out = blocks.map(|b| _mm512_shuffle_epi8(b, rev));
     out[0] = _mm512_xor_si512(out[0], _mm512_zextsi128_si512(x));
     out
-}
-
-/// AES-CTR keystream for four registers of counter blocks with, if given, the GHASH
-/// product of four registers of blocks by H^16..H^1 computed between the AES rounds (one
-/// register per round), so the AES and carry-less multiply units work side by side.
-#[inline]
-#[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
-fn aes_ghash<const N: usize>(
-    k: &[__m512i; 11],
-    ctrs: [__m512i; REGS],
-    hash: Option<&[__m512i; REGS]>,
-    h: &[__m512i; REGS],
-) -> ([__m512i; REGS], Option<Wide>) {
-    let Some(hash) = hash else {
-        return (aes_ctr::<N>(k, &ctrs), None);
-    };
-    let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
-    let mut acc = WideZ::mul(hash[0], h[0]);
-    for (r, rk) in k[1..10].iter().enumerate() {
-        for v in s.iter_mut().take(N) {
-            *v = _mm512_aesenc_epi128(*v, *rk);
-        }
-        // Rounds 1..=3 carry the products of registers 1..=3.
-        if r + 1 < REGS {
-            acc.add_mul(hash[r + 1], h[r + 1]);
-        }
-    }
-    for v in s.iter_mut().take(N) {
-        *v = _mm512_aesenclast_epi128(*v, k[10]);
-    }
-    (s, Some(acc.fold()))
-}
-
-/// AES-CTR keystream for the first `N` registers of counter blocks (the others are left
-/// zero): a short tail runs only the rounds it needs.
-#[inline]
-#[target_feature(enable = "avx512f,vaes")]
-fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512i; REGS] {
-    let mut s = [_mm512_setzero_si512(); REGS];
-    for (v, c) in s.iter_mut().zip(ctrs).take(N) {
-        *v = _mm512_xor_si512(*c, k[0]);
-    }
-    for rk in &k[1..10] {
-        for v in s.iter_mut().take(N) {
-            *v = _mm512_aesenc_epi128(*v, *rk);
-        }
-    }
-    for v in s.iter_mut().take(N) {
-        *v = _mm512_aesenclast_epi128(*v, k[10]);
-    }
-    s
 }
 
 /// Largest ESP body [`short`] takes: six blocks, so J0 and the six counter blocks fit the
