@@ -213,42 +213,25 @@ pub(super) fn ctr_ghash<const P: u8>(
         _ => (x, None),
     };
     let kz: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(k[i]));
-    // Counter blocks as AES takes them (SP 800-38D 6.2, 7.1 step 4: the payload's start at
-    // inc32(J0) = IV || 2). `blocks_at(c)`: the four blocks of counters c..c+3, made with
-    // the counter in native order in the last dword of each lane (VPADDD, wrapping like
-    // inc32) and byte-swapped into place. Between them, while no counter of the batch
-    // carries out of its low byte (every packet shorter than 254 blocks), the next
-    // registers are the last ones plus 4 at that byte, added in place: one VPADDD a
-    // register, no shuffle.
+    // Counter blocks kept with the 32-bit counter in native order in the last dword of each
+    // lane, so one VPADDD steps all four (inc32 of SP 800-38D 6.2 wraps the same way), and
+    // byte-swapped into place for AES.
     let ctr_swap = _mm512_broadcast_i32x4(_mm_set_epi8(
         12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
     ));
-    let lanes = _mm512_add_epi32(
-        _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(j0, 0)),
-        _mm512_set_epi32(3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0),
+    let nonce = _mm_insert_epi32::<3>(j0, 0);
+    // SP 800-38D 7.1 step 4: the payload's counter blocks start at inc32(J0) = IV || 2.
+    let mut cz = _mm512_add_epi32(
+        _mm512_broadcast_i32x4(nonce),
+        _mm512_set_epi32(5, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0),
     );
-    let blocks_at = |c: u32| {
-        _mm512_shuffle_epi8(
-            _mm512_add_epi32(lanes, _mm512_maskz_set1_epi32(0x8888, c as i32)),
-            ctr_swap,
-        )
-    };
-    // `k` added to the low byte of each lane's counter (the dword's top byte, big-endian).
-    let low_byte = |k: u32| _mm512_maskz_set1_epi32(0x8888, (k << 24) as i32);
-    let mut ctr: u32 = 2;
-    let mut base = blocks_at(ctr);
+    let four = _mm512_set_epi32(4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0);
     let mut next_ctrs = || -> [__m512i; REGS] {
-        let out = if ctr & 0xff <= 0xff - 16 {
-            // ctr..=ctr+16 share the bytes above the low one.
-            let out = core::array::from_fn(|j| _mm512_add_epi32(base, low_byte(4 * j as u32)));
-            base = _mm512_add_epi32(base, low_byte(16));
-            out
-        } else {
-            base = blocks_at(ctr.wrapping_add(16));
-            core::array::from_fn(|j| blocks_at(ctr.wrapping_add(4 * j as u32)))
-        };
-        ctr = ctr.wrapping_add(16);
-        out
+        core::array::from_fn(|_| {
+            let c = _mm512_shuffle_epi8(cz, ctr_swap);
+            cz = _mm512_add_epi32(cz, four);
+            c
+        })
     };
 
     let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
