@@ -18,6 +18,8 @@ use super::gcm_ni::{self, Pass, Wide, AGG, HPOW};
 const PER: usize = 4;
 /// Registers per batch: 16 blocks.
 const REGS: usize = 4;
+/// Bytes per batch.
+const BATCH: usize = 16 * PER * REGS;
 
 /// True if this CPU has what [`run`] needs beyond the 128-bit path's features: AVX-512 F and
 /// BW (masked byte loads and stores, VPSHUFB on zmm), VAES and VPCLMULQDQ.
@@ -234,60 +236,54 @@ pub(super) fn ctr_ghash<const P: u8>(
         })
     };
 
-    let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
+    let (batches, rest) = buf.as_chunks_mut::<BATCH>();
     // Seal hashes a batch's ciphertext inside the next batch's AES rounds (the last whole
     // batch's inside the tail's, if there is a tail).
     let mut pending: Option<[__m512i; REGS]> = None;
     // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
     let all_powers =
         || -> [__m512i; REGS] { core::array::from_fn(|j| powers(h_pow, 16 - PER * j)) };
-    // A whole batch's 256 bytes at `p` (a chunk's start), and the keystream `ks` applied
-    // to them and stored back.
-    let load = |p: *const u8| -> [__m512i; REGS] {
-        // SAFETY: `p` is a chunk's start: 256 bytes, four unaligned 64-byte loads.
-        core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) })
+    // A whole batch's 256 bytes, and the keystream `ks` applied to them and stored back.
+    let load = |b: &[u8; BATCH]| -> [__m512i; REGS] {
+        // SAFETY: `b` is 256 bytes (`BATCH`): four unaligned 64-byte loads at 64 j.
+        core::array::from_fn(|j| unsafe { _mm512_loadu_si512(b.as_ptr().add(64 * j).cast()) })
     };
-    let xor_store = |p: *mut u8, data: [__m512i; REGS], ks: [__m512i; REGS]| {
+    let xor_store = |b: &mut [u8; BATCH], data: [__m512i; REGS], ks: [__m512i; REGS]| {
         let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
         for (j, v) in out.iter().enumerate() {
-            // SAFETY: as for `load`: four unaligned 64-byte stores within the chunk.
-            unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+            // SAFETY: as for `load`: four unaligned 64-byte stores within `b`.
+            unsafe { _mm512_storeu_si512(b.as_mut_ptr().add(64 * j).cast(), *v) };
         }
         out
     };
-    if chunks.len() > 0 {
+    if !batches.is_empty() {
         let hz = all_powers();
         match pass {
             Pass::Open => {
-                for chunk in &mut chunks {
-                    let p = chunk.as_mut_ptr();
-                    let data = load(p);
+                for b in batches.iter_mut() {
+                    let data = load(b);
                     let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &with_state(x, data), &hz);
                     x = acc.reduce();
-                    xor_store(p, data, ks);
+                    xor_store(b, data, ks);
                 }
             }
             Pass::Seal => {
                 // The first batch's AES alone; each later one's hashes the one before.
-                let chunks = chunks.by_ref();
-                if let Some(chunk) = chunks.next() {
-                    let p = chunk.as_mut_ptr();
+                if let Some((b, later)) = batches.split_first_mut() {
                     let ks = aes_ghash!(REGS, &kz, next_ctrs());
-                    let mut pend = with_state(x, xor_store(p, load(p), ks));
-                    for chunk in chunks {
-                        let p = chunk.as_mut_ptr();
+                    let mut pend = with_state(x, xor_store(b, load(b), ks));
+                    for b in later {
                         let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &pend, &hz);
                         x = acc.reduce();
-                        pend = with_state(x, xor_store(p, load(p), ks));
+                        pend = with_state(x, xor_store(b, load(b), ks));
                     }
                     pending = Some(pend);
                 }
             }
             Pass::CtrOnly => {
-                for chunk in &mut chunks {
-                    let p = chunk.as_mut_ptr();
+                for b in batches.iter_mut() {
                     let ks = aes_ghash!(REGS, &kz, next_ctrs());
-                    xor_store(p, load(p), ks);
+                    xor_store(b, load(b), ks);
                 }
             }
         }
@@ -297,7 +293,6 @@ pub(super) fn ctr_ghash<const P: u8>(
     // bytes of its keystream block; GHASH sees it zero-padded, 6.4 via 7.1 step 5), register
     // j holding bytes 64 j.. under a byte mask. Masked-off bytes are neither read nor
     // written, and load as zero.
-    let rest = chunks.into_remainder();
     let len = rest.len();
     let n = len.div_ceil(16);
     let mut hashed = [_mm512_setzero_si512(); REGS];
