@@ -18,6 +18,8 @@ use super::gcm_ni::{self, Pass, Wide, AGG, HPOW};
 const PER: usize = 4;
 /// Registers per batch: 16 blocks.
 const REGS: usize = 4;
+/// Bytes per batch.
+const BATCH: usize = 16 * PER * REGS;
 
 /// True if this CPU has what [`run`] needs beyond the 128-bit path's features: AVX-512 F and
 /// BW (masked byte loads and stores, VPSHUFB on zmm), VAES and VPCLMULQDQ.
@@ -83,6 +85,96 @@ fn fold4(v: __m512i) -> __m128i {
     _mm_xor_si128(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
 }
 
+/// AES-CTR keystream for the first `$n` of four registers of counter blocks `$ctrs` (the
+/// others left zero) under the broadcast round keys `$k`, with the GHASH products of the
+/// four registers of blocks `$hash` by the powers `$h` (H^16..H^1: `([__m512i; REGS],
+/// Wide)`) computed between the AES rounds, one register per round, the one that carries
+/// the running state last, so the AES and carry-less multiply units work side by side.
+/// Without `$hash`, the keystream alone. A macro, so it is always inlined (a
+/// `target_feature` function cannot be `inline(always)`, and where it was not inlined its
+/// registers went through the stack). Round keys and powers are loaded from their stack
+/// arrays at each round, not held in registers: 15 fewer live registers, and no spills or
+/// register shuffling in the loop.
+macro_rules! aes_ghash {
+    ($n:expr, $k:expr, $ctrs:expr) => {{
+        let k: &[__m512i; 11] = $k;
+        let ctrs: [__m512i; REGS] = $ctrs;
+        let kk = |r: usize| key_at(k, r);
+        let k0 = kk(0);
+        let mut s = [_mm512_setzero_si512(); REGS];
+        for (v, c) in s.iter_mut().zip(&ctrs).take($n) {
+            *v = _mm512_xor_si512(*c, k0);
+        }
+        for r in 1..10 {
+            let rk = kk(r);
+            for v in s.iter_mut().take($n) {
+                *v = _mm512_aesenc_epi128(*v, rk);
+            }
+        }
+        let rk = kk(10);
+        for v in s.iter_mut().take($n) {
+            *v = _mm512_aesenclast_epi128(*v, rk);
+        }
+        s
+    }};
+    ($n:expr, $k:expr, $ctrs:expr, $hash:expr, $h:expr) => {{
+        let k: &[__m512i; 11] = $k;
+        let ctrs: [__m512i; REGS] = $ctrs;
+        let hash: &[__m512i; REGS] = $hash;
+        let h: &[__m512i; REGS] = $h;
+        let kk = |r: usize| key_at(k, r);
+        let hh = |r: usize| key_at(h, r);
+        let k0 = kk(0);
+        let mut s = [_mm512_setzero_si512(); REGS];
+        for (v, c) in s.iter_mut().zip(&ctrs).take($n) {
+            *v = _mm512_xor_si512(*c, k0);
+        }
+        let mut acc = WideZ::mul(hash[REGS - 1], hh(REGS - 1));
+        for r in 1..10 {
+            let rk = kk(r);
+            for v in s.iter_mut().take($n) {
+                *v = _mm512_aesenc_epi128(*v, rk);
+            }
+            // Rounds 1..=3 carry the products of registers 2, 1, 0.
+            if r < REGS {
+                acc.add_mul(hash[REGS - 1 - r], hh(REGS - 1 - r));
+            }
+        }
+        let rk = kk(10);
+        for v in s.iter_mut().take($n) {
+            *v = _mm512_aesenclast_epi128(*v, rk);
+        }
+        (s, acc.fold())
+    }};
+}
+
+/// Entry `r` of a stack array of registers, loaded where it is used: a volatile read, so
+/// the compiler neither hoists it out of the loop (and spills) nor keeps it live.
+#[inline(always)]
+fn key_at<const L: usize>(a: &[__m512i; L], r: usize) -> __m512i {
+    // SAFETY: `a[r]` is an initialized, aligned `__m512i` (indexing checks `r`).
+    unsafe { core::ptr::read_volatile(&a[r]) }
+}
+
+/// The sum of the carry-less products of the first `$n` registers of `$blocks` and `$h`
+/// (each register's four lanes multiplied lane by lane), unreduced: `Wide`. A macro for
+/// the same reason as [`aes_ghash!`] (as a function it was not inlined, and its registers
+/// went through the stack).
+macro_rules! mul_sum {
+    ($n:expr, $blocks:expr, $h:expr) => {{
+        let b: &[__m512i; REGS] = $blocks;
+        let h: &[__m512i; REGS] = $h;
+        let mut acc = WideZ::mul(b[0], h[0]);
+        // Indexed, not an iterator chain: the adapters were not inlined. (For `$n` = 1 the
+        // range is empty.)
+        #[allow(clippy::reversed_empty_ranges, clippy::needless_range_loop)]
+        for j in 1..$n {
+            acc.add_mul(b[j], h[j]);
+        }
+        acc.fold()
+    }};
+}
+
 /// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
 /// and the byte-reversed block `first` if given (the AAD of an ESP packet), the payload's
 /// first counter block being `IV || 2`, then the byte-reversed lengths block `lens`: the
@@ -144,36 +236,55 @@ pub(super) fn ctr_ghash<const P: u8>(
         })
     };
 
-    let mut chunks = buf.chunks_exact_mut(16 * PER * REGS);
+    let (batches, rest) = buf.as_chunks_mut::<BATCH>();
     // Seal hashes a batch's ciphertext inside the next batch's AES rounds (the last whole
     // batch's inside the tail's, if there is a tail).
     let mut pending: Option<[__m512i; REGS]> = None;
     // H^16..H^13, H^12..H^9, H^8..H^5, H^4..H^1: block i of a batch times H^(16 - i).
     let all_powers =
         || -> [__m512i; REGS] { core::array::from_fn(|j| powers(h_pow, 16 - PER * j)) };
-    if chunks.len() > 0 {
+    // A whole batch's 256 bytes, and the keystream `ks` applied to them and stored back.
+    let load = |b: &[u8; BATCH]| -> [__m512i; REGS] {
+        // SAFETY: `b` is 256 bytes (`BATCH`): four unaligned 64-byte loads at 64 j.
+        core::array::from_fn(|j| unsafe { _mm512_loadu_si512(b.as_ptr().add(64 * j).cast()) })
+    };
+    let xor_store = |b: &mut [u8; BATCH], data: [__m512i; REGS], ks: [__m512i; REGS]| {
+        let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
+        for (j, v) in out.iter().enumerate() {
+            // SAFETY: as for `load`: four unaligned 64-byte stores within `b`.
+            unsafe { _mm512_storeu_si512(b.as_mut_ptr().add(64 * j).cast(), *v) };
+        }
+        out
+    };
+    if !batches.is_empty() {
         let hz = all_powers();
-        for chunk in &mut chunks {
-            let p = chunk.as_mut_ptr();
-            // SAFETY: `chunk` is 256 bytes: four unaligned 64-byte loads at p + 64 j.
-            let data: [__m512i; REGS] =
-                core::array::from_fn(|j| unsafe { _mm512_loadu_si512(p.add(64 * j).cast()) });
-            let to_hash = match pass {
-                Pass::Open => Some(with_state(x, data)),
-                Pass::Seal => pending.take(),
-                Pass::CtrOnly => None,
-            };
-            let (ks, acc) = aes_ghash::<REGS>(&kz, next_ctrs(), to_hash.as_ref(), &hz);
-            if let Some(acc) = acc {
-                x = acc.reduce();
+        match pass {
+            Pass::Open => {
+                for b in batches.iter_mut() {
+                    let data = load(b);
+                    let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &with_state(x, data), &hz);
+                    x = acc.reduce();
+                    xor_store(b, data, ks);
+                }
             }
-            let out: [__m512i; REGS] = core::array::from_fn(|j| _mm512_xor_si512(data[j], ks[j]));
-            for (j, v) in out.iter().enumerate() {
-                // SAFETY: as for the loads above.
-                unsafe { _mm512_storeu_si512(p.add(64 * j).cast(), *v) };
+            Pass::Seal => {
+                // The first batch's AES alone; each later one's hashes the one before.
+                if let Some((b, later)) = batches.split_first_mut() {
+                    let ks = aes_ghash!(REGS, &kz, next_ctrs());
+                    let mut pend = with_state(x, xor_store(b, load(b), ks));
+                    for b in later {
+                        let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &pend, &hz);
+                        x = acc.reduce();
+                        pend = with_state(x, xor_store(b, load(b), ks));
+                    }
+                    pending = Some(pend);
+                }
             }
-            if pass == Pass::Seal {
-                pending = Some(with_state(x, out));
+            Pass::CtrOnly => {
+                for b in batches.iter_mut() {
+                    let ks = aes_ghash!(REGS, &kz, next_ctrs());
+                    xor_store(b, load(b), ks);
+                }
             }
         }
     }
@@ -182,7 +293,6 @@ pub(super) fn ctr_ghash<const P: u8>(
     // bytes of its keystream block; GHASH sees it zero-padded, 6.4 via 7.1 step 5), register
     // j holding bytes 64 j.. under a byte mask. Masked-off bytes are neither read nor
     // written, and load as zero.
-    let rest = chunks.into_remainder();
     let len = rest.len();
     let n = len.div_ceil(16);
     let mut hashed = [_mm512_setzero_si512(); REGS];
@@ -206,15 +316,22 @@ pub(super) fn ctr_ghash<const P: u8>(
             Some(_) => all_powers(),
             None => [_mm512_setzero_si512(); REGS],
         };
-        let (ks, acc) = match n.div_ceil(PER) {
-            1 => aes_ghash::<1>(&kz, ctrs, to_hash.as_ref(), &hz),
-            2 => aes_ghash::<2>(&kz, ctrs, to_hash.as_ref(), &hz),
-            3 => aes_ghash::<3>(&kz, ctrs, to_hash.as_ref(), &hz),
-            _ => aes_ghash::<REGS>(&kz, ctrs, to_hash.as_ref(), &hz),
+        let ks = match (to_hash, n.div_ceil(PER)) {
+            (Some(b), regs) => {
+                let (ks, acc) = match regs {
+                    1 => aes_ghash!(1, &kz, ctrs, &b, &hz),
+                    2 => aes_ghash!(2, &kz, ctrs, &b, &hz),
+                    3 => aes_ghash!(3, &kz, ctrs, &b, &hz),
+                    _ => aes_ghash!(REGS, &kz, ctrs, &b, &hz),
+                };
+                x = acc.reduce();
+                ks
+            }
+            (None, 1) => aes_ghash!(1, &kz, ctrs),
+            (None, 2) => aes_ghash!(2, &kz, ctrs),
+            (None, 3) => aes_ghash!(3, &kz, ctrs),
+            (None, _) => aes_ghash!(REGS, &kz, ctrs),
         };
-        if let Some(acc) = acc {
-            x = acc.reduce();
-        }
         // Masked to the tail's bytes: the zero padding GHASH sees.
         let out: [__m512i; REGS] = core::array::from_fn(|j| {
             _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], ks[j]))
@@ -233,7 +350,7 @@ pub(super) fn ctr_ghash<const P: u8>(
     }
     if let Some(blocks) = pending {
         // No tail: the last whole batch is hashed on its own.
-        x = mul_sum(&blocks, &all_powers()).reduce();
+        x = mul_sum!(REGS, &blocks, &all_powers()).reduce();
     }
     if pass == Pass::CtrOnly {
         return x;
@@ -242,7 +359,7 @@ pub(super) fn ctr_ghash<const P: u8>(
     if n == PER * REGS {
         // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
         let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
-        let x = mul_sum(&with_state(x, hashed), &h).reduce();
+        let x = mul_sum!(REGS, &with_state(x, hashed), &h).reduce();
         return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
     }
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
@@ -262,7 +379,12 @@ pub(super) fn ctr_ghash<const P: u8>(
                 _mm512_setzero_si512()
             }
         });
-        acc = acc.add(mul_sum(&blocks[..regs], &h));
+        acc = acc.add(match regs {
+            1 => mul_sum!(1, &blocks, &h),
+            2 => mul_sum!(2, &blocks, &h),
+            3 => mul_sum!(3, &blocks, &h),
+            _ => mul_sum!(REGS, &blocks, &h),
+        });
     } else {
         acc = acc.add(Wide::mul(x, h1));
     }
@@ -279,18 +401,6 @@ pub(super) const CTR_ONLY: u8 = 2;
 /// Largest payload whose AAD block is hashed in the tail's batch: 14 blocks, so AAD, payload
 /// and lengths are at most the 16 powers of the table.
 const SHORT_MAX: usize = 16 * 14;
-
-/// The sum of the carry-less products of `blocks[j]` and `h[j]` (`blocks` not empty), each
-/// register's four lanes multiplied lane by lane, unreduced.
-#[inline]
-#[target_feature(enable = "avx512f,vpclmulqdq")]
-fn mul_sum(blocks: &[__m512i], h: &[__m512i; REGS]) -> Wide {
-    let mut acc = WideZ::mul(blocks[0], h[0]);
-    for (b, h) in blocks.iter().zip(h).skip(1) {
-        acc.add_mul(*b, *h);
-    }
-    acc.fold()
-}
 
 /// H^top, H^(top-1), H^(top-2), H^(top-3) in lanes 0..=3 (`top` in 0..=16), powers below
 /// H^1 zero: four consecutive entries of the (ascending) table, lanes reversed.
@@ -322,57 +432,6 @@ fn with_state(x: __m128i, blocks: [__m512i; REGS]) -> [__m512i; REGS] {
     let mut out = blocks.map(|b| _mm512_shuffle_epi8(b, rev));
     out[0] = _mm512_xor_si512(out[0], _mm512_zextsi128_si512(x));
     out
-}
-
-/// AES-CTR keystream for four registers of counter blocks with, if given, the GHASH
-/// product of four registers of blocks by H^16..H^1 computed between the AES rounds (one
-/// register per round), so the AES and carry-less multiply units work side by side.
-#[inline]
-#[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
-fn aes_ghash<const N: usize>(
-    k: &[__m512i; 11],
-    ctrs: [__m512i; REGS],
-    hash: Option<&[__m512i; REGS]>,
-    h: &[__m512i; REGS],
-) -> ([__m512i; REGS], Option<Wide>) {
-    let Some(hash) = hash else {
-        return (aes_ctr::<N>(k, &ctrs), None);
-    };
-    let mut s = ctrs.map(|c| _mm512_xor_si512(c, k[0]));
-    let mut acc = WideZ::mul(hash[0], h[0]);
-    for (r, rk) in k[1..10].iter().enumerate() {
-        for v in s.iter_mut().take(N) {
-            *v = _mm512_aesenc_epi128(*v, *rk);
-        }
-        // Rounds 1..=3 carry the products of registers 1..=3.
-        if r + 1 < REGS {
-            acc.add_mul(hash[r + 1], h[r + 1]);
-        }
-    }
-    for v in s.iter_mut().take(N) {
-        *v = _mm512_aesenclast_epi128(*v, k[10]);
-    }
-    (s, Some(acc.fold()))
-}
-
-/// AES-CTR keystream for the first `N` registers of counter blocks (the others are left
-/// zero): a short tail runs only the rounds it needs.
-#[inline]
-#[target_feature(enable = "avx512f,vaes")]
-fn aes_ctr<const N: usize>(k: &[__m512i; 11], ctrs: &[__m512i; REGS]) -> [__m512i; REGS] {
-    let mut s = [_mm512_setzero_si512(); REGS];
-    for (v, c) in s.iter_mut().zip(ctrs).take(N) {
-        *v = _mm512_xor_si512(*c, k[0]);
-    }
-    for rk in &k[1..10] {
-        for v in s.iter_mut().take(N) {
-            *v = _mm512_aesenc_epi128(*v, *rk);
-        }
-    }
-    for v in s.iter_mut().take(N) {
-        *v = _mm512_aesenclast_epi128(*v, k[10]);
-    }
-    s
 }
 
 /// Largest ESP body [`short`] takes: six blocks, so J0 and the six counter blocks fit the
@@ -418,21 +477,25 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
         _mm512_set_epi32(8, 0, 0, 0, 7, 0, 0, 0, 6, 0, 0, 0, 5, 0, 0, 0),
     ];
     let key = |s: &Short<'_>, r: usize| _mm512_broadcast_i32x4(gcm_ni::load(&s.enc[r]));
+    // Loops over the packets rather than `array::from_fn` closures: a closure of this
+    // kernel that the compiler did not inline passed its registers through the stack (64-B
+    // decryption 16% slower in one build).
     // J0, the byte-reversed AAD and lengths blocks of each packet.
-    let blocks: [(__m128i, __m128i, __m128i); M] = core::array::from_fn(|m| {
+    let zero = _mm_setzero_si128();
+    let mut blocks = [(zero, zero, zero); M];
+    let mut st = [[_mm512_setzero_si512(); 2]; M];
+    for m in 0..M {
         let s = &pk[m];
-        gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len())
-    });
-    let mut st: [[__m512i; 2]; M] = core::array::from_fn(|m| {
+        blocks[m] = gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len());
         let nonce = _mm512_broadcast_i32x4(_mm_insert_epi32::<3>(blocks[m].0, 0));
-        let k0 = key(&pk[m], 0);
-        lanes.map(|l| {
-            _mm512_xor_si512(
+        let k0 = key(s, 0);
+        for (v, l) in st[m].iter_mut().zip(lanes) {
+            *v = _mm512_xor_si512(
                 _mm512_shuffle_epi8(_mm512_add_epi32(nonce, l), ctr_swap),
                 k0,
-            )
-        })
-    });
+            );
+        }
+    }
     for r in 1..10 {
         for m in 0..M {
             let k = key(&pk[m], r);
@@ -446,7 +509,8 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
     let rev = _mm512_broadcast_i32x4(_mm_set_epi8(
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     ));
-    core::array::from_fn(|m| {
+    let mut tags = [zero; M];
+    for m in 0..M {
         let (_, aad, lens) = blocks[m];
         let s = &mut pk[m];
         let len = s.body.len();
@@ -459,16 +523,20 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
             (1u64 << end.saturating_sub(64)) - 1,
         ];
         let p = s.body.as_mut_ptr().wrapping_sub(16);
-        let data: [__m512i; 2] = core::array::from_fn(|j| {
-            // SAFETY: the mask selects, of the 64 bytes at p + 64 j, only bytes of `body`
-            // (16..16 + len from p); masked-off bytes are neither read nor faulted on
-            // (register 1's mask is empty when the body ends in register 0), and
-            // `wrapping_*` keeps the address arithmetic defined.
-            unsafe { _mm512_maskz_loadu_epi8(masks[j], p.wrapping_add(64 * j).cast()) }
-        });
-        let out: [__m512i; 2] = core::array::from_fn(|j| {
-            _mm512_maskz_mov_epi8(masks[j], _mm512_xor_si512(data[j], st[m][j]))
-        });
+        // SAFETY: the mask selects, of the 64 bytes at p + 64 j, only bytes of `body`
+        // (16..16 + len from p); masked-off bytes are neither read nor faulted on (register
+        // 1's mask is empty when the body ends in register 0), and `wrapping_*` keeps the
+        // address arithmetic defined.
+        let data: [__m512i; 2] = unsafe {
+            [
+                _mm512_maskz_loadu_epi8(masks[0], p.cast()),
+                _mm512_maskz_loadu_epi8(masks[1], p.wrapping_add(64).cast()),
+            ]
+        };
+        let out: [__m512i; 2] = [
+            _mm512_maskz_mov_epi8(masks[0], _mm512_xor_si512(data[0], st[m][0])),
+            _mm512_maskz_mov_epi8(masks[1], _mm512_xor_si512(data[1], st[m][1])),
+        ];
         for (j, v) in out.iter().enumerate() {
             // SAFETY: as for the loads: only the body's bytes are written.
             unsafe { _mm512_mask_storeu_epi8(p.wrapping_add(64 * j).cast(), masks[j], *v) };
@@ -494,11 +562,12 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
         let sum = acc.fold().reduce();
         // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
         let rev1 = _mm512_castsi512_si128(rev);
-        _mm_xor_si128(
+        tags[m] = _mm_xor_si128(
             _mm_shuffle_epi8(sum, rev1),
             _mm512_castsi512_si128(st[m][0]),
-        )
-    })
+        );
+    }
+    tags
 }
 
 // A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
