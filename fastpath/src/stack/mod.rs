@@ -484,6 +484,14 @@ fn ip_header_len(addr: IpAddr) -> usize {
     }
 }
 
+/// One of our ports and what it takes ([`UeStack::listen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listening {
+    port: u16,
+    tcp: bool,
+    udp: bool,
+}
+
 /// A listening TCP socket or a bound UDP socket on one of our ports.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -501,10 +509,10 @@ pub struct UeStack {
     iface: Interface,
     sockets: SocketSet<'static>,
     dev: QueueDevice,
-    /// Ports accepting TCP connections; a listener is armed when a SYN for one arrives.
-    tcp_ports: Vec<u16>,
-    /// Ports receiving UDP; a socket is bound while datagrams are in flight.
-    udp_ports: Vec<u16>,
+    /// Our ports and what they take: TCP connections (a listener is armed when a SYN for
+    /// the port arrives) and/or UDP datagrams (a socket is bound while datagrams are in
+    /// flight). One vector for both: a UE's ports take both, and one allocation.
+    ports: Vec<Listening>,
     tcp_listeners: Vec<Bound>,
     udp_sockets: Vec<Bound>,
     /// A few at most (`max_tcp_conns`): a vector kept at its exact length is smaller than a
@@ -589,8 +597,7 @@ impl UeStack {
             iface,
             sockets: SocketSet::new(Vec::new()),
             dev,
-            tcp_ports: Vec::new(),
-            udp_ports: Vec::new(),
+            ports: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
             conns: Vec::new(),
@@ -662,12 +669,26 @@ impl UeStack {
     /// for the port is processed (so every SYN finds one, smoltcp turning the listener into
     /// the connection), and a UDP socket lives only while it has datagrams queued.
     pub fn listen(&mut self, port: u16, tcp: bool, udp: bool) {
-        if tcp && !self.tcp_ports.contains(&port) {
-            self.tcp_ports.push(port);
+        if !tcp && !udp {
+            return;
         }
-        if udp && !self.udp_ports.contains(&port) {
-            self.udp_ports.push(port);
+        match self.ports.iter_mut().find(|l| l.port == port) {
+            Some(l) => {
+                l.tcp |= tcp;
+                l.udp |= udp;
+            }
+            None => self.ports.push(Listening { port, tcp, udp }),
         }
+    }
+
+    /// Whether `port` accepts TCP connections.
+    fn listens_tcp(&self, port: u16) -> bool {
+        self.ports.iter().any(|l| l.port == port && l.tcp)
+    }
+
+    /// Whether `port` receives UDP datagrams.
+    fn listens_udp(&self, port: u16) -> bool {
+        self.ports.iter().any(|l| l.port == port && l.udp)
     }
 
     /// Accepts TLS over TCP on `listener.port` (RFC 3261 26.2): each connection accepted
@@ -682,7 +703,7 @@ impl UeStack {
         if let Some(b) = self.udp_sockets.iter().find(|b| b.port == port) {
             return Some(b.handle);
         }
-        if !self.udp_ports.contains(&port) {
+        if !self.listens_udp(port) {
             return None;
         }
         let rx = udp::PacketBuffer::new(
@@ -715,7 +736,7 @@ impl UeStack {
             return;
         };
         match p.proto {
-            Transport::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
+            Transport::Tcp if syn && self.listens_tcp(p.dst) => {
                 if via_spi.is_some() {
                     self.replace_lost_connection(p.src, p.dst);
                 }
@@ -756,8 +777,7 @@ impl UeStack {
 
     /// Stops listening on `port` (TCP and UDP); established connections stay.
     pub fn unlisten(&mut self, port: u16) {
-        self.tcp_ports.retain(|&p| p != port);
-        self.udp_ports.retain(|&p| p != port);
+        self.ports.retain(|l| l.port != port);
         let (sockets, recycle) = (&mut self.sockets, self.recycle);
         self.tcp_listeners.retain(|b| {
             if b.port == port {
@@ -936,7 +956,7 @@ impl UeStack {
         let Some(Segment { ports: p, .. }) = seg else {
             return true;
         };
-        if p.proto != Transport::Udp || !self.udp_ports.contains(&p.dst) {
+        if p.proto != Transport::Udp || !self.listens_udp(p.dst) {
             return true;
         }
         let queued_bytes = self
@@ -1257,7 +1277,7 @@ impl UeStack {
             crate::sad::prefetch(base.wrapping_add(off));
         }
         crate::sad::prefetch(self.last_spi.as_ptr());
-        crate::sad::prefetch(self.tcp_ports.as_ptr());
+        crate::sad::prefetch(self.ports.as_ptr());
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
@@ -1602,7 +1622,7 @@ impl UeStack {
         bytes: &[u8],
         packet_len: usize,
     ) -> Result<(), StackError> {
-        if !self.udp_ports.contains(&flow.local_port) {
+        if !self.listens_udp(flow.local_port) {
             return Err(StackError::NoUdpSocket);
         }
         // The IPv4 total length or IPv6 payload length must still hold it after ESP.
@@ -1961,5 +1981,27 @@ mod tests {
             assert_eq!(at.as_ptr().addr(), hint, "spare {spare}");
             pc.prefetch(msg.len());
         }
+    }
+
+    /// A port listens for what it was asked to, each transport on its own, in one entry,
+    /// until it is unlistened; another port is untouched.
+    #[test]
+    fn ports_listen_per_transport_in_one_entry() {
+        let local = IpAddr::from([10, 0, 0, 1]);
+        let peer = IpAddr::from([10, 0, 1, 2]);
+        let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+        st.listen(5060, true, false);
+        assert!(st.listens_tcp(5060) && !st.listens_udp(5060));
+        st.listen(5060, false, true);
+        st.listen(5060, true, true);
+        st.listen(5062, false, true);
+        st.listen(5064, false, false);
+        assert!(st.listens_tcp(5060) && st.listens_udp(5060));
+        assert!(!st.listens_tcp(5062) && st.listens_udp(5062));
+        assert!(!st.listens_tcp(5064) && !st.listens_udp(5064));
+        assert_eq!(st.ports.len(), 2, "one entry per port");
+        st.unlisten(5060);
+        assert!(!st.listens_tcp(5060) && !st.listens_udp(5060));
+        assert!(st.listens_udp(5062));
     }
 }
