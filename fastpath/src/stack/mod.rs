@@ -174,6 +174,9 @@ pub struct Expired {
 #[derive(Debug)]
 struct TcpConn {
     flow: Flow,
+    /// Address of its socket's receive buffer, a hint for [`UeStack::prefetch`] (never
+    /// dereferenced).
+    rx_addr: usize,
     framer: SipFramer,
     /// Bytes the slowpath asked to send that did not yet fit the socket; fed to it as the
     /// window opens, so a message may be larger than the send buffer.
@@ -206,8 +209,9 @@ const SPARE_SOCKETS: usize = 64;
 
 thread_local! {
     /// Removed TCP sockets (closed, their buffers kept) of this thread's recycling stacks,
-    /// waiting for the next listener or connection of any of them.
-    static SPARE: core::cell::RefCell<Vec<tcp::Socket<'static>>> =
+    /// waiting for the next listener or connection of any of them, each with the address of
+    /// its receive buffer (a prefetch hint, [`UeStack::prefetch`]).
+    static SPARE: core::cell::RefCell<Vec<(tcp::Socket<'static>, usize)>> =
         const { core::cell::RefCell::new(Vec::new()) };
     /// How many spare sockets this thread keeps: [`SPARE_SOCKETS`], or more once
     /// [`reserve_spare_sockets`] made a reserve.
@@ -253,22 +257,28 @@ pub fn reserve_spare_sockets(n: usize, rx: usize, tx: usize) -> usize {
             let (mut r, mut t) = (vec![0u8; rx], vec![0u8; tx]);
             first_touch(&mut r);
             first_touch(&mut t);
-            p.push(tcp::Socket::new(
-                tcp::SocketBuffer::new(r),
-                tcp::SocketBuffer::new(t),
-            ));
+            p.push(tcp_socket_with(r, t));
         }
         made
     })
 }
 
-/// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept.
-fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+/// A TCP socket over the buffers `rx` and `tx`, and the address of its receive buffer (the
+/// vector's heap buffer, which the socket keeps where it is: smoltcp's ring never grows).
+fn tcp_socket_with(rx: Vec<u8>, tx: Vec<u8>) -> (tcp::Socket<'static>, usize) {
+    let rx_addr = rx.as_ptr().addr();
+    let s = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    (s, rx_addr)
+}
+
+/// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept,
+/// and the address of its receive buffer.
+fn take_spare(rx: usize, tx: usize) -> Option<(tcp::Socket<'static>, usize)> {
     SPARE.with(|p| {
         let mut p = p.try_borrow_mut().ok()?;
         let i = p
             .iter()
-            .rposition(|s| s.recv_capacity() == rx && s.send_capacity() == tx)?;
+            .rposition(|(s, _)| s.recv_capacity() == rx && s.send_capacity() == tx)?;
         let s = p.swap_remove(i);
         // A reserve drawn down gives back the list's room (a socket's size per entry) as it
         // goes, so what its UEs took is not held twice.
@@ -280,9 +290,10 @@ fn take_spare(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
     })
 }
 
-/// Keeps `s`, a TCP socket just taken out of its set, as a spare of this thread (closed at
-/// once: it is in no set, so it sends nothing), unless the thread keeps [`SPARE_SOCKETS`].
-fn keep_spare(s: smoltcp::socket::Socket<'static>) {
+/// Keeps `s`, a TCP socket just taken out of its set whose receive buffer is at `rx_addr`,
+/// as a spare of this thread (closed at once: it is in no set, so it sends nothing), unless
+/// the thread keeps [`SPARE_SOCKETS`].
+fn keep_spare(s: smoltcp::socket::Socket<'static>, rx_addr: usize) {
     let smoltcp::socket::Socket::Tcp(mut s) = s else {
         return;
     };
@@ -290,18 +301,24 @@ fn keep_spare(s: smoltcp::socket::Socket<'static>) {
     SPARE.with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             if p.len() < SPARE_CAP.with(core::cell::Cell::get) {
-                p.push(s);
+                p.push((s, rx_addr));
             }
         }
     });
 }
 
 /// Takes a socket out of `sockets`, keeping it as a spare of the thread if it is a TCP socket
-/// of a recycling stack (`recycle`: [`UeStack::recycle_sockets`]).
-fn remove_from(sockets: &mut SocketSet<'static>, handle: SocketHandle, recycle: bool) {
+/// of a recycling stack (`recycle`: [`UeStack::recycle_sockets`]) whose receive buffer is at
+/// `rx_addr`.
+fn remove_from(
+    sockets: &mut SocketSet<'static>,
+    handle: SocketHandle,
+    recycle: bool,
+    rx_addr: usize,
+) {
     let s = sockets.remove(handle);
     if recycle {
-        keep_spare(s);
+        keep_spare(s, rx_addr);
     }
 }
 
@@ -467,11 +484,21 @@ fn ip_header_len(addr: IpAddr) -> usize {
     }
 }
 
+/// One of our ports and what it takes ([`UeStack::listen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listening {
+    port: u16,
+    tcp: bool,
+    udp: bool,
+}
+
 /// A listening TCP socket or a bound UDP socket on one of our ports.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
     port: u16,
     handle: SocketHandle,
+    /// Address of a TCP socket's receive buffer (0 for UDP), kept for its connection.
+    rx_addr: usize,
 }
 
 /// The per-UE TCP/IP stack.
@@ -482,10 +509,10 @@ pub struct UeStack {
     iface: Interface,
     sockets: SocketSet<'static>,
     dev: QueueDevice,
-    /// Ports accepting TCP connections; a listener is armed when a SYN for one arrives.
-    tcp_ports: Vec<u16>,
-    /// Ports receiving UDP; a socket is bound while datagrams are in flight.
-    udp_ports: Vec<u16>,
+    /// Our ports and what they take: TCP connections (a listener is armed when a SYN for
+    /// the port arrives) and/or UDP datagrams (a socket is bound while datagrams are in
+    /// flight). One vector for both: a UE's ports take both, and one allocation.
+    ports: Vec<Listening>,
     tcp_listeners: Vec<Bound>,
     udp_sockets: Vec<Bound>,
     /// A few at most (`max_tcp_conns`): a vector kept at its exact length is smaller than a
@@ -519,6 +546,10 @@ pub struct UeStack {
     /// Address of the socket set's slots (its vector's buffer, which never grows: see
     /// `add_socket`), kept only as a hint for [`UeStack::prefetch`]; never dereferenced.
     socket_base: usize,
+    /// Address of the receive buffer of the newest connection as of the last poll (0: none),
+    /// where its next data segment is written: a hint for [`UeStack::prefetch`], kept in the
+    /// stack itself since the connections' table is loaded only with it (never dereferenced).
+    rx_hint: usize,
     counters: StackCounters,
 }
 
@@ -566,8 +597,7 @@ impl UeStack {
             iface,
             sockets: SocketSet::new(Vec::new()),
             dev,
-            tcp_ports: Vec::new(),
-            udp_ports: Vec::new(),
+            ports: Vec::new(),
             tcp_listeners: Vec::new(),
             udp_sockets: Vec::new(),
             conns: Vec::new(),
@@ -582,6 +612,7 @@ impl UeStack {
             recycle: false,
             live_peak: 0,
             socket_base: 0,
+            rx_hint: 0,
             counters: StackCounters::default(),
         })
     }
@@ -638,12 +669,26 @@ impl UeStack {
     /// for the port is processed (so every SYN finds one, smoltcp turning the listener into
     /// the connection), and a UDP socket lives only while it has datagrams queued.
     pub fn listen(&mut self, port: u16, tcp: bool, udp: bool) {
-        if tcp && !self.tcp_ports.contains(&port) {
-            self.tcp_ports.push(port);
+        if !tcp && !udp {
+            return;
         }
-        if udp && !self.udp_ports.contains(&port) {
-            self.udp_ports.push(port);
+        match self.ports.iter_mut().find(|l| l.port == port) {
+            Some(l) => {
+                l.tcp |= tcp;
+                l.udp |= udp;
+            }
+            None => self.ports.push(Listening { port, tcp, udp }),
         }
+    }
+
+    /// Whether `port` accepts TCP connections.
+    fn listens_tcp(&self, port: u16) -> bool {
+        self.ports.iter().any(|l| l.port == port && l.tcp)
+    }
+
+    /// Whether `port` receives UDP datagrams.
+    fn listens_udp(&self, port: u16) -> bool {
+        self.ports.iter().any(|l| l.port == port && l.udp)
     }
 
     /// Accepts TLS over TCP on `listener.port` (RFC 3261 26.2): each connection accepted
@@ -658,7 +703,7 @@ impl UeStack {
         if let Some(b) = self.udp_sockets.iter().find(|b| b.port == port) {
             return Some(b.handle);
         }
-        if !self.udp_ports.contains(&port) {
+        if !self.listens_udp(port) {
             return None;
         }
         let rx = udp::PacketBuffer::new(
@@ -676,7 +721,11 @@ impl UeStack {
         })
         .ok()?;
         let handle = self.add_socket(s);
-        self.udp_sockets.push(Bound { port, handle });
+        self.udp_sockets.push(Bound {
+            port,
+            handle,
+            rx_addr: 0,
+        });
         Some(handle)
     }
 
@@ -687,7 +736,7 @@ impl UeStack {
             return;
         };
         match p.proto {
-            Transport::Tcp if syn && self.tcp_ports.contains(&p.dst) => {
+            Transport::Tcp if syn && self.listens_tcp(p.dst) => {
                 if via_spi.is_some() {
                     self.replace_lost_connection(p.src, p.dst);
                 }
@@ -728,12 +777,11 @@ impl UeStack {
 
     /// Stops listening on `port` (TCP and UDP); established connections stay.
     pub fn unlisten(&mut self, port: u16) {
-        self.tcp_ports.retain(|&p| p != port);
-        self.udp_ports.retain(|&p| p != port);
+        self.ports.retain(|l| l.port != port);
         let (sockets, recycle) = (&mut self.sockets, self.recycle);
         self.tcp_listeners.retain(|b| {
             if b.port == port {
-                remove_from(sockets, b.handle, recycle);
+                remove_from(sockets, b.handle, recycle, b.rx_addr);
             }
             b.port != port
         });
@@ -756,38 +804,43 @@ impl UeStack {
         self.recycle = true;
     }
 
-    /// Takes a socket out of the set, keeping it as a spare of the thread when this stack
-    /// recycles.
-    fn remove_socket(&mut self, handle: SocketHandle) {
-        remove_from(&mut self.sockets, handle, self.recycle);
+    /// Takes a socket (its receive buffer at `rx_addr`) out of the set, keeping it as a
+    /// spare of the thread when this stack recycles.
+    fn remove_socket(&mut self, handle: SocketHandle, rx_addr: usize) {
+        remove_from(&mut self.sockets, handle, self.recycle, rx_addr);
     }
 
-    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
+    /// A TCP socket for a listener or a connection, and the address of its receive buffer.
+    fn new_tcp_socket(&self) -> (tcp::Socket<'static>, usize) {
         let spare = self
             .recycle
             .then(|| take_spare(self.cfg.tcp_rx_buf, self.cfg.tcp_tx_buf))
             .flatten();
-        let mut s = spare.unwrap_or_else(|| {
-            tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_rx_buf]),
-                tcp::SocketBuffer::new(vec![0u8; self.cfg.tcp_tx_buf]),
+        let (mut s, rx_addr) = spare.unwrap_or_else(|| {
+            tcp_socket_with(
+                vec![0u8; self.cfg.tcp_rx_buf],
+                vec![0u8; self.cfg.tcp_tx_buf],
             )
         });
         s.set_timeout(Some(self.cfg.tcp_timeout));
         // SIP messages are written whole; Nagle would only delay the last segment.
         s.set_nagle_enabled(false);
-        s
+        (s, rx_addr)
     }
 
     fn arm_listener(&mut self, port: u16) {
-        let mut s = self.new_tcp_socket();
+        let (mut s, rx_addr) = self.new_tcp_socket();
         let ep = IpListenEndpoint {
             addr: Some(self.local.into()),
             port,
         };
         if s.listen(ep).is_ok() {
             let handle = self.add_socket(s);
-            self.tcp_listeners.push(Bound { port, handle });
+            self.tcp_listeners.push(Bound {
+                port,
+                handle,
+                rx_addr,
+            });
         }
     }
 
@@ -903,7 +956,7 @@ impl UeStack {
         let Some(Segment { ports: p, .. }) = seg else {
             return true;
         };
-        if p.proto != Transport::Udp || !self.udp_ports.contains(&p.dst) {
+        if p.proto != Transport::Udp || !self.listens_udp(p.dst) {
             return true;
         }
         let queued_bytes = self
@@ -1112,6 +1165,7 @@ impl UeStack {
         self.reap(events);
         self.release_idle_sockets();
         self.compact_socket_set();
+        self.rx_hint = self.conns.last().map_or(0, |(_, c)| c.rx_addr);
     }
 
     /// Hands the UDP datagrams above the inner MTU to `dev`, whole, as long as it takes
@@ -1193,11 +1247,21 @@ impl UeStack {
     }
 
     /// Starts loading what the next input or poll of this stack reads first, beyond the
-    /// stack itself: its socket slots, its connections and the SPIs of its flows (a hint:
-    /// nothing is read). The worker calls it for the UEs of a received burst before it
-    /// processes the burst, so that these first touches, misses at a few hundred UEs in
-    /// flight, overlap instead of following one another (docs/ARCHITECTURE.md).
-    pub fn prefetch(&self) {
+    /// stack itself: its socket slots, its connections and the SPIs of its flows, and the
+    /// first `rx_bytes` (at most the receive buffer's size) of the newest connection's
+    /// receive buffer, where a data segment of about that size is written when it is the
+    /// connection's first (a hint: nothing is read). The worker calls it for the UEs of a
+    /// received burst before it processes the burst, so that these first touches, misses at a
+    /// few hundred UEs in flight, overlap instead of following one another
+    /// (docs/ARCHITECTURE.md).
+    pub fn prefetch(&self, rx_bytes: usize) {
+        if self.rx_hint != 0 {
+            for off in (0..rx_bytes.min(self.cfg.tcp_rx_buf)).step_by(64) {
+                crate::sad::prefetch(std::ptr::without_provenance::<u8>(
+                    self.rx_hint.wrapping_add(off),
+                ));
+            }
+        }
         let slot = core::mem::size_of::<smoltcp::iface::SocketStorage<'static>>();
         let slots = usize::from(self.socket_slots) * slot;
         if self.socket_base != 0 {
@@ -1213,7 +1277,7 @@ impl UeStack {
             crate::sad::prefetch(base.wrapping_add(off));
         }
         crate::sad::prefetch(self.last_spi.as_ptr());
-        crate::sad::prefetch(self.tcp_ports.as_ptr());
+        crate::sad::prefetch(self.ports.as_ptr());
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.
@@ -1222,7 +1286,7 @@ impl UeStack {
         self.tcp_listeners.retain(|b| {
             let keep = !sockets.get::<tcp::Socket>(b.handle).is_listening();
             if !keep {
-                remove_from(sockets, b.handle, recycle);
+                remove_from(sockets, b.handle, recycle, b.rx_addr);
             }
             keep
         });
@@ -1236,52 +1300,66 @@ impl UeStack {
         });
     }
 
-    /// Removes connections that reached CLOSED or TIME-WAIT and reports them.
+    /// Removes connections that reached CLOSED or TIME-WAIT and reports them, in table
+    /// order (in place: a connection's end is no allocation).
     fn reap(&mut self, events: &mut Vec<WorkerEvent>) {
-        let mut gone = Vec::new();
-        for &(handle, ref conn) in &self.conns {
+        let mut i = 0;
+        while let Some(&(handle, ref conn)) = self.conns.get(i) {
             let s = self.sockets.get::<tcp::Socket>(handle);
-            if s.state() == tcp::State::Established {
-                continue;
-            }
             if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
-                gone.push((handle, Some(conn.end_event(s))));
+                let ev = conn.end_event(s);
+                self.remove_conn(handle, Some(ev), events);
+            } else {
+                i += 1;
             }
         }
-        self.remove_conns(gone, events);
     }
 
+    /// [`UeStack::remove_conn`] for each of `gone`, in order.
     fn remove_conns(
         &mut self,
         gone: Vec<(SocketHandle, Option<WorkerEvent>)>,
         events: &mut Vec<WorkerEvent>,
     ) {
-        if gone.is_empty() {
-            return;
-        }
         for (handle, ev) in gone {
-            if let Some(i) = self.conns.iter().position(|(h, _)| *h == handle) {
-                self.conns.remove(i);
-            }
-            self.remove_socket(handle);
-            if let Some(WorkerEvent::ConnectFailed(f)) = ev {
-                let key = (f.local_port, f.ue_port);
-                if !self.tcp_refused.contains(&key) {
-                    if self.tcp_refused.len() >= self.cfg.max_tcp_conns {
-                        self.tcp_refused.remove(0);
-                    }
-                    self.tcp_refused.push(key);
-                }
-            }
-            events.extend(ev);
+            self.remove_conn(handle, ev, events);
         }
+    }
+
+    /// Removes the connection of `handle` and its socket, remembers a failed connect
+    /// (`tcp_refused`) and reports `ev`.
+    fn remove_conn(
+        &mut self,
+        handle: SocketHandle,
+        ev: Option<WorkerEvent>,
+        events: &mut Vec<WorkerEvent>,
+    ) {
+        let rx_addr = match self.conns.iter().position(|(h, _)| *h == handle) {
+            Some(i) => self.conns.remove(i).1.rx_addr,
+            None => 0,
+        };
+        self.remove_socket(handle, rx_addr);
+        if let Some(WorkerEvent::ConnectFailed(f)) = ev {
+            let key = (f.local_port, f.ue_port);
+            if !self.tcp_refused.contains(&key) {
+                if self.tcp_refused.len() >= self.cfg.max_tcp_conns {
+                    self.tcp_refused.remove(0);
+                }
+                self.tcp_refused.push(key);
+            }
+        }
+        events.extend(ev);
     }
 
     /// Moves listeners that left LISTEN into the connection table.
     fn accept(&mut self) {
         let mut i = 0;
         while i < self.tcp_listeners.len() {
-            let Bound { port, handle } = self.tcp_listeners[i];
+            let Bound {
+                port,
+                handle,
+                rx_addr,
+            } = self.tcp_listeners[i];
             let s = self.sockets.get::<tcp::Socket>(handle);
             if s.is_listening() {
                 i += 1;
@@ -1290,7 +1368,7 @@ impl UeStack {
             self.tcp_listeners.swap_remove(i);
             if let Some(remote) = s.remote_endpoint() {
                 let flow = self.flow(Transport::Tcp, remote.port, port);
-                let mut conn = self.new_conn(flow, false);
+                let mut conn = self.new_conn(flow, false, rx_addr);
                 // Only connections on the TLS port carry a session (it is the heavy part).
                 if let Some(l) = self.tls.as_ref().filter(|l| l.port == port) {
                     match tls::TlsSession::new(l.config.clone()) {
@@ -1304,7 +1382,7 @@ impl UeStack {
                 self.push_conn(handle, conn);
                 self.counters.accepted += 1;
             } else {
-                self.remove_socket(handle);
+                self.remove_socket(handle, rx_addr);
             }
         }
     }
@@ -1315,9 +1393,10 @@ impl UeStack {
         self.conns.push((handle, conn));
     }
 
-    fn new_conn(&self, flow: Flow, outgoing: bool) -> TcpConn {
+    fn new_conn(&self, flow: Flow, outgoing: bool, rx_addr: usize) -> TcpConn {
         TcpConn {
             flow,
+            rx_addr,
             framer: SipFramer::new(self.cfg.max_sip_header, self.cfg.max_sip_body),
             pending: VecDeque::new(),
             outgoing,
@@ -1543,7 +1622,7 @@ impl UeStack {
         bytes: &[u8],
         packet_len: usize,
     ) -> Result<(), StackError> {
-        if !self.udp_ports.contains(&flow.local_port) {
+        if !self.listens_udp(flow.local_port) {
             return Err(StackError::NoUdpSocket);
         }
         // The IPv4 total length or IPv6 payload length must still hold it after ESP.
@@ -1665,7 +1744,7 @@ impl UeStack {
         if self.conns.len() >= self.cfg.max_tcp_conns {
             return Err(StackError::ConnLimit);
         }
-        let mut s = self.new_tcp_socket();
+        let (mut s, rx_addr) = self.new_tcp_socket();
         let remote = IpEndpoint::new(flow.ue.into(), flow.ue_port);
         let local = IpListenEndpoint {
             addr: Some(flow.local.into()),
@@ -1674,7 +1753,7 @@ impl UeStack {
         s.connect(self.iface.context(), remote, local)
             .map_err(|_| StackError::ConnectRefused)?;
         let handle = self.add_socket(s);
-        let conn = self.new_conn(flow, true);
+        let conn = self.new_conn(flow, true, rx_addr);
         self.push_conn(handle, conn);
         Ok(handle)
     }
@@ -1798,7 +1877,7 @@ mod tests {
         st.compact_socket_set();
         assert_eq!(st.socket_slots, 2);
         assert!(sockets_within_base(&st), "after the set shrank");
-        st.prefetch();
+        st.prefetch(0);
     }
 
     /// A registration's two sockets (the unprotected connection, then the protected
@@ -1830,5 +1909,99 @@ mod tests {
         st.unlisten(5062);
         st.compact_socket_set();
         assert_eq!(st.socket_slots, 0, "freed once none is left");
+    }
+
+    /// Sends every packet of `from` (by its own poll) into `to` (queued, polled there).
+    fn carry(from: &mut UeStack, to: &mut UeStack, now: Instant, ev: &mut Vec<WorkerEvent>) {
+        from.poll(now, ev);
+        while let Some(p) = from.pop_outbound() {
+            to.push_inbound(p, None).unwrap();
+        }
+    }
+
+    /// Collects what a stack sends through [`UeStack::input`].
+    struct Collect(Vec<Vec<u8>>);
+
+    impl PacketSink for Collect {
+        fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+            let mut b = vec![0u8; len];
+            let r = fill(&mut b);
+            self.0.push(b);
+            r
+        }
+        fn can_send(&mut self) -> bool {
+            true
+        }
+    }
+
+    /// The receive-buffer hint of [`UeStack::prefetch`] is where the newest connection's first
+    /// data segment lands, for a socket taken from the thread's spares (whose address the
+    /// spare list carries) and for one made afresh: checked against the bytes smoltcp wrote.
+    #[test]
+    fn the_rx_hint_is_where_the_first_segment_lands() {
+        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let cfg = StackConfig::default();
+        for spare in [true, false] {
+            if spare {
+                reserve_spare_sockets(1, cfg.tcp_rx_buf, cfg.tcp_tx_buf);
+            }
+            let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
+            pc.recycle_sockets();
+            pc.listen(5060, true, false);
+            let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
+            let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
+            let flow = Flow {
+                ue: p,
+                ue_port: 5060,
+                local: u,
+                local_port: 40000,
+                proto: Transport::Tcp,
+            };
+            let msg = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+            // The handshake: SYN, SYN-ACK, then the UE's ACK and its first segment.
+            ue.send(flow, msg, true).unwrap();
+            carry(&mut ue, &mut pc, Instant::ZERO, &mut ev);
+            carry(&mut pc, &mut ue, Instant::ZERO, &mut ev);
+            assert_eq!(pc.conns.len(), 1, "accepted");
+            let hint = pc.rx_hint;
+            assert_ne!(hint, 0, "set by the poll after the SYN");
+            assert_eq!(hint, pc.conns[0].1.rx_addr);
+            ue.poll(Instant::ZERO, &mut ev);
+            let mut data = 0;
+            while let Some(pk) = ue.pop_outbound() {
+                pc.input(&pk, None, Instant::ZERO, &mut sink);
+                data += 1;
+            }
+            assert!(data >= 1);
+            // Received, not yet framed: the first byte smoltcp wrote is at the hint.
+            let h = pc.conns[0].0;
+            let s = pc.sockets.get_mut::<tcp::Socket>(h);
+            let at = s.peek(msg.len()).unwrap();
+            assert_eq!(at, &msg[..], "spare {spare}");
+            assert_eq!(at.as_ptr().addr(), hint, "spare {spare}");
+            pc.prefetch(msg.len());
+        }
+    }
+
+    /// A port listens for what it was asked to, each transport on its own, in one entry,
+    /// until it is unlistened; another port is untouched.
+    #[test]
+    fn ports_listen_per_transport_in_one_entry() {
+        let local = IpAddr::from([10, 0, 0, 1]);
+        let peer = IpAddr::from([10, 0, 1, 2]);
+        let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+        st.listen(5060, true, false);
+        assert!(st.listens_tcp(5060) && !st.listens_udp(5060));
+        st.listen(5060, false, true);
+        st.listen(5060, true, true);
+        st.listen(5062, false, true);
+        st.listen(5064, false, false);
+        assert!(st.listens_tcp(5060) && st.listens_udp(5060));
+        assert!(!st.listens_tcp(5062) && st.listens_udp(5062));
+        assert!(!st.listens_tcp(5064) && !st.listens_udp(5064));
+        assert_eq!(st.ports.len(), 2, "one entry per port");
+        st.unlisten(5060);
+        assert!(!st.listens_tcp(5060) && !st.listens_udp(5060));
+        assert!(st.listens_udp(5062));
     }
 }

@@ -93,6 +93,26 @@ fn peek_frame_src(frame: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// Bytes of a receive buffer a frame of `len` bytes may fill, roughly: 0 for a frame no
+/// larger than a payload-free segment can be (a SYN or a pure ACK, with ESP or without),
+/// else the frame less the smallest headers (Ethernet, IPv4, TCP without options), so that
+/// its payload is covered, by a line too many through ESP. Only a hint for
+/// [`super::Ue::prefetch_heap`].
+fn payload_hint(len: usize) -> usize {
+    if len <= PAYLOAD_FREE_FRAME {
+        0
+    } else {
+        len - SMALLEST_HEADERS
+    }
+}
+
+/// The largest frame [`payload_hint`] takes for payload-free: Ethernet (14), IPv6 (40), TCP
+/// with options (60), ESP's header, a 16-byte IV, padding, trailer and a 16-byte ICV (46).
+const PAYLOAD_FREE_FRAME: usize = 160;
+
+/// Ethernet (14), IPv4 (20) and TCP (20) headers without options.
+const SMALLEST_HEADERS: usize = 54;
+
 /// The address an ARP or ND frame may teach (RFC 826 sender, RFC 4861 NS source / NA target).
 fn neighbor_taught(frame: &[u8]) -> Option<IpAddr> {
     let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
@@ -194,19 +214,19 @@ impl<Q: PortQueue> Worker<Q> {
     /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
     /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
     fn prefetch_ues(&self, rx: &[PacketBuf]) {
-        let mut seen: [Option<&super::Ue>; PREFETCH_UES] = [None; PREFETCH_UES];
+        let mut seen: [Option<(&super::Ue, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
         for (b, s) in rx.iter().zip(seen.iter_mut()) {
             let Some(src) = peek_frame_src(b.data()) else {
                 continue;
             };
             if let Some(u) = self.ues.get(&src) {
                 u.prefetch();
-                *s = Some(u);
+                *s = Some((u, payload_hint(b.data().len())));
             }
         }
         // The records' lines were asked for a loop ago: the pointers in them are read now.
-        for u in seen.iter().flatten() {
-            u.prefetch_heap();
+        for (u, rx_bytes) in seen.iter().flatten() {
+            u.prefetch_heap(*rx_bytes);
         }
     }
 
@@ -667,5 +687,30 @@ impl<Q: PortQueue> Worker<Q> {
             self.sip_use.recount(u, self.cfg.sip_port);
         }
         super::phases::note(super::phases::segment_phase(pkt, ip, spi.is_some()), t0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SYN or a pure ACK, clear or through ESP, asks for no receive buffer; a data
+    /// segment asks for at least its payload (TCP payload of a clear IPv4 frame with the
+    /// smallest headers, and through ESP with a 16-byte IV and ICV).
+    #[test]
+    fn the_payload_hint_covers_the_payload_and_skips_empty_segments() {
+        let clear_syn = 14 + 20 + 40;
+        // IPv4, AES-CBC's 16-byte IV, the SYN's 40 bytes padded to 48, a 12-byte ICV.
+        let esp_syn = 14 + 20 + 8 + 16 + 48 + 12;
+        assert_eq!(payload_hint(clear_syn), 0);
+        assert_eq!(payload_hint(14 + 20 + 20), 0);
+        assert_eq!(payload_hint(esp_syn), 0);
+        for payload in [200, 700, 1300] {
+            let clear = 14 + 20 + 20 + payload;
+            assert!(payload_hint(clear) >= payload);
+            let esp = 14 + 20 + 8 + 16 + 20 + 32 + payload + 2 + 16;
+            assert!(payload_hint(esp) >= payload);
+            assert!(payload_hint(esp) < payload + 128, "at most two lines over");
+        }
     }
 }

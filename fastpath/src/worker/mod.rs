@@ -173,9 +173,10 @@ impl Ue {
         }
     }
 
-    /// The second step of [`Ue::prefetch`]: the stack's sockets and connections, the SA sets.
-    fn prefetch_heap(&self) {
-        self.stack.prefetch();
+    /// The second step of [`Ue::prefetch`]: the stack's sockets and connections, the SA sets,
+    /// and `rx_bytes` of the newest connection's receive buffer ([`UeStack::prefetch`]).
+    fn prefetch_heap(&self, rx_bytes: usize) {
+        self.stack.prefetch(rx_bytes);
         crate::sad::prefetch(self.sa_sets.as_ptr());
     }
 }
