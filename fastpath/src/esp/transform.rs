@@ -308,8 +308,8 @@ impl Transform {
         }
     }
 
-    /// True if the IV is taken from the sequence number (GCM/GMAC, RFC 4106 8.1) rather than
-    /// drawn at random (CBC, RFC 3602 2.1).
+    /// True if the IV is made from the sequence number (GCM/GMAC, RFC 4106 8.1; masked per
+    /// SA, `iv::counter_iv`) rather than drawn at random (CBC, RFC 3602 2.1).
     pub(crate) fn iv_from_seq(&self) -> bool {
         matches!(self, Transform::Gcm { .. } | Transform::Gmac { .. })
     }
