@@ -5,6 +5,9 @@ use md5::Md5;
 use sha1::digest::{Digest, FixedOutputReset, Reset};
 use sha1::Sha1;
 
+#[cfg(target_arch = "x86_64")]
+use super::stitch::Sha1NiKey;
+
 /// ICV length of both HMAC-96 algorithms (RFC 2403 / RFC 2404: first 96 bits).
 pub const HMAC96_ICV_LEN: usize = 12;
 
@@ -120,27 +123,232 @@ pub type HmacSha1Key = HmacKey<Sha1>;
 pub type HmacMd5Key = HmacKey<Md5>;
 
 /// The precomputed integrity state of one SA for the HMAC-96 algorithms.
+///
+/// hmac-sha-1-96 keeps only its SHA-NI pad states where the CPU has the SHA extensions (40
+/// bytes inline, the states the burst kernels read too: one keying, one copy per SA); the
+/// `sha1`/`md5` crate states (about 200 bytes each) are boxed, so the enum stays small for
+/// the transform's hot bytes (`transform::HOT_BYTES`). `repr(u8)`: a one-byte tag and the
+/// pad states right behind it.
 #[derive(Clone)]
-pub enum Hmac96 {
-    /// hmac-sha-1-96 (RFC 2404).
-    Sha1(HmacSha1Key),
+#[repr(u8)]
+pub(super) enum Hmac96 {
+    /// hmac-sha-1-96 (RFC 2404) on the SHA extensions.
+    #[cfg(target_arch = "x86_64")]
+    Sha1Ni(Sha1NiKey),
+    /// hmac-sha-1-96 (RFC 2404) through the `sha1` crate.
+    Sha1(Box<HmacSha1Key>),
     /// hmac-md5-96 (RFC 2403).
-    Md5(HmacMd5Key),
+    Md5(Box<HmacMd5Key>),
 }
 
 impl Hmac96 {
+    /// The state for hmac-sha-1-96 with `key`: the SHA-NI pad states where the CPU can run
+    /// them, else the `sha1` crate's.
+    pub(super) fn sha1(key: &[u8]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = Sha1NiKey::new(key) {
+            return Hmac96::Sha1Ni(k);
+        }
+        Hmac96::Sha1(Box::new(HmacSha1Key::new(key)))
+    }
+
+    /// The state for hmac-md5-96 with `key`.
+    pub(super) fn md5(key: &[u8]) -> Self {
+        Hmac96::Md5(Box::new(HmacMd5Key::new(key)))
+    }
+
     /// The 96-bit ICV over the concatenation of `parts`.
-    pub fn icv(&self, parts: &[&[u8]]) -> [u8; HMAC96_ICV_LEN] {
+    pub(super) fn icv(&self, parts: &[&[u8]]) -> [u8; HMAC96_ICV_LEN] {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Hmac96::Sha1Ni(k) => {
+                let mut ctx = Sha1NiCtx::start(k);
+                for p in parts {
+                    ctx.update(p);
+                }
+                ctx.finish96()
+            }
             Hmac96::Sha1(k) => k.icv96(parts),
             Hmac96::Md5(k) => k.icv96(parts),
         }
     }
 }
 
+/// A running MAC over one packet, fed in pieces (the CBC seal hands it each chunk of
+/// ciphertext as it is made).
+pub(super) trait MacCtx {
+    /// Absorbs `data`.
+    fn update(&mut self, data: &[u8]);
+    /// Finishes and returns the first 96 bits of the MAC.
+    fn finish96(self) -> [u8; HMAC96_ICV_LEN];
+}
+
+impl<D: Digest + Clone + Reset + FixedOutputReset> MacCtx for HmacCtx<'_, D> {
+    #[inline]
+    fn update(&mut self, data: &[u8]) {
+        HmacCtx::update(self, data)
+    }
+    fn finish96(self) -> [u8; HMAC96_ICV_LEN] {
+        HmacCtx::finish96(self)
+    }
+}
+
+/// A running HMAC-SHA-1 (RFC 2104, FIPS 180-4) on the SHA extensions, from an SA's
+/// precomputed pad states: whole 64-byte blocks go straight to the compression, the rest
+/// waits in a block buffer.
+#[cfg(target_arch = "x86_64")]
+pub(super) struct Sha1NiCtx<'k> {
+    key: &'k Sha1NiKey,
+    state: [u32; 5],
+    buf: [u8; 64],
+    /// Bytes waiting in `buf`.
+    fill: usize,
+    /// Bytes absorbed after the ipad block.
+    len: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'k> Sha1NiCtx<'k> {
+    /// Starts a MAC from `key`'s inner state.
+    pub(super) fn start(key: &'k Sha1NiKey) -> Self {
+        Sha1NiCtx {
+            key,
+            state: key.ipad,
+            buf: [0; 64],
+            fill: 0,
+            len: 0,
+        }
+    }
+
+    fn compress(state: &mut [u32; 5], block: &[u8; 64]) {
+        // SAFETY: a `Sha1NiKey` exists only where `stitch::available` found the extensions
+        // `compress` needs (`Sha1NiKey::new`).
+        unsafe { super::stitch::compress(state, block, None) }
+    }
+
+    /// The SHA-1 padding (FIPS 180-4 5.1.1) of a message of `bits` bits whose last `fill`
+    /// bytes are in `buf`, compressed into `state`.
+    fn pad_into(state: &mut [u32; 5], buf: &mut [u8; 64], fill: usize, bits: u64) {
+        buf[fill] = 0x80;
+        buf[fill + 1..].fill(0);
+        if fill >= 56 {
+            Self::compress(state, buf);
+            buf.fill(0);
+        }
+        buf[56..].copy_from_slice(&bits.to_be_bytes());
+        Self::compress(state, buf);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl MacCtx for Sha1NiCtx<'_> {
+    fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.fill > 0 {
+            let take = data.len().min(64 - self.fill);
+            self.buf[self.fill..self.fill + take].copy_from_slice(&data[..take]);
+            self.fill += take;
+            data = &data[take..];
+            if self.fill < 64 {
+                return;
+            }
+            Self::compress(&mut self.state, &self.buf);
+            self.fill = 0;
+        }
+        let mut blocks = data.chunks_exact(64);
+        for b in &mut blocks {
+            if let Ok(block) = <&[u8; 64]>::try_from(b) {
+                Self::compress(&mut self.state, block);
+            }
+        }
+        let rest = blocks.remainder();
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.fill = rest.len();
+    }
+
+    fn finish96(mut self) -> [u8; HMAC96_ICV_LEN] {
+        // The inner hash covered the 64-byte ipad block too.
+        let bits = (64 + self.len) * 8;
+        Self::pad_into(&mut self.state, &mut self.buf, self.fill, bits);
+        let mut outer = self.key.opad;
+        let mut block = [0u8; 64];
+        for (w, b) in self.state.iter().zip(block.chunks_exact_mut(4)) {
+            b.copy_from_slice(&w.to_be_bytes());
+        }
+        Self::pad_into(&mut outer, &mut block, 20, (64 + 20) * 8);
+        let mut icv = [0u8; HMAC96_ICV_LEN];
+        for (w, b) in outer.iter().zip(icv.chunks_exact_mut(4)) {
+            b.copy_from_slice(&w.to_be_bytes());
+        }
+        icv
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unhex(v: &serde_json::Value) -> Vec<u8> {
+        hex::decode(v.as_str().expect("hex string")).expect("valid hex")
+    }
+
+    /// RFC 2202's HMAC-SHA-1 cases through the state an SA gets for hmac-sha-1-96 (the
+    /// SHA-NI pad states where the CPU has them; keys above 64 bytes take the `sha1` crate),
+    /// each case's data fed whole and in three pieces.
+    #[test]
+    fn the_sas_hmac_sha1_matches_rfc_2202() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/esp/rfc_vectors.json"))
+                .expect("fixture parses");
+        let cases = v["hmac_sha1_96"]["cases"].as_array().expect("cases");
+        assert_eq!(cases.len(), 7);
+        for c in cases {
+            let key = unhex(&c["key"]);
+            let data = unhex(&c["data"]);
+            let mac = Hmac96::sha1(&key);
+            #[cfg(target_arch = "x86_64")]
+            if super::super::stitch::available() && key.len() <= 64 {
+                assert!(matches!(mac, Hmac96::Sha1Ni(_)), "case {}", c["test_case"]);
+            }
+            let (a, rest) = data.split_at(data.len() / 3);
+            let (b, d) = rest.split_at(rest.len() / 2);
+            let want = unhex(&c["digest_96"]);
+            assert_eq!(mac.icv(&[&data]).to_vec(), want, "case {}", c["test_case"]);
+            assert_eq!(
+                mac.icv(&[a, b, d]).to_vec(),
+                want,
+                "case {}",
+                c["test_case"]
+            );
+        }
+    }
+
+    /// The SHA-NI HMAC over every message length up to five blocks, cut into three pieces at
+    /// every kind of place (inside a block, at its end, empty pieces), against the `hmac`
+    /// crate: the block buffer, the padding's one- and two-block cases and the length.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_sha_ni_hmac_matches_the_hmac_crate_at_every_length() {
+        use hmac::Mac;
+        if !super::super::stitch::available() {
+            return;
+        }
+        let key: Vec<u8> = (0..20u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+        let mac = Hmac96::sha1(&key);
+        let msg: Vec<u8> = (0..330u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in 0..=msg.len() {
+            let m = &msg[..len];
+            let mut r = hmac::Hmac::<Sha1>::new_from_slice(&key).expect("key");
+            r.update(m);
+            let want = r.finalize().into_bytes();
+            for cut in [0, 1, 55, 56, 63, 64, 65, 130] {
+                let c1 = cut.min(len);
+                let c2 = (c1 + 64 + cut % 9).min(len);
+                let got = mac.icv(&[&m[..c1], &m[c1..c2], &m[c2..]]);
+                assert_eq!(got[..], want[..HMAC96_ICV_LEN], "length {len}, cut {cut}");
+            }
+        }
+    }
 
     /// Equal tags compare equal; a tag differing in any one bit of any byte, or of another
     /// length, does not (both ICV lengths in use: 12 and 16).

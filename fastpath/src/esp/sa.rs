@@ -998,8 +998,8 @@ mod tests {
         assert!(end(aes.dec_keys_addr(), 176) <= HOT_BYTES);
     }
 
-    /// The hot path takes the SHA-NI pad states as proof of hmac-sha-1-96 and does not read
-    /// the MAC's own tag (past the prefetched bytes): an hmac-md5-96 SA must have none.
+    /// The burst kernels take the SHA-NI pad states as proof of hmac-sha-1-96: an
+    /// hmac-md5-96 SA must have none.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn only_hmac_sha1_sas_carry_stitched_pad_states() {

@@ -8,10 +8,9 @@ use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::aead::consts::U12;
 use aes_gcm::{AeadInPlace, AesGcm};
 use des::TdesEde3;
-use sha1::digest::{Digest, FixedOutputReset, Reset};
 
 use super::error::{EspError, SaError};
-use super::integ::{Hmac96, HmacKey, HmacMd5Key, HmacSha1Key, HMAC96_ICV_LEN};
+use super::integ::{Hmac96, MacCtx, HMAC96_ICV_LEN};
 use super::suite::{AuthAlg, EncrAlg, Suite};
 
 /// ESP header length: SPI and sequence number (RFC 4303 2).
@@ -32,12 +31,11 @@ const STITCH_CHUNK: usize = 64;
 #[derive(Clone)]
 #[repr(C)]
 pub(super) enum CbcCipher {
-    /// AES-128 on AES-NI with register-resident round keys, plus the SHA-NI HMAC-SHA-1 pad
-    /// states when the suite is hmac-sha-1-96 and the CPU can run the stitched path.
+    /// AES-128 on AES-NI with register-resident round keys (the decryption keys first in
+    /// `Aes128Ni`: with the MAC's pad states before them, what decapsulation reads is the
+    /// transform's first [`HOT_BYTES`]).
     #[cfg(target_arch = "x86_64")]
-    /// The pad states come first and the decryption keys first in `Aes128Ni`: with
-    /// `repr(C)` what decapsulation reads is then the transform's first [`HOT_BYTES`].
-    Aes128Ni(Option<super::stitch::Sha1NiKey>, super::aesni::Aes128Ni),
+    Aes128Ni(super::aesni::Aes128Ni),
     /// AES-128 through the `aes` crate (portable fallback; boxed, like the other cold
     /// variants, so an SA of the hot suites stays small: see `InboundSa::prefetch_at`).
     Aes128(Box<Aes128>),
@@ -113,8 +111,9 @@ const _: () = assert!(GCM_SHORT_BYTES <= GCM_HOT_BYTES && GCM_HOT_BYTES.is_multi
 #[derive(Clone)]
 #[repr(u8)]
 pub(crate) enum Transform {
-    /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451).
-    Cbc { cipher: CbcCipher, integ: Hmac96 },
+    /// aes-cbc or des-ede3-cbc with an HMAC-96 (RFC 3602, RFC 2451); the MAC first, its
+    /// SHA-NI pad states in the transform's first line.
+    Cbc { integ: Hmac96, cipher: CbcCipher },
     /// null encryption (RFC 2410) with an HMAC-96.
     Null { integ: Hmac96 },
     /// aes-gcm-16 (RFC 4106); the salt first, beside the tag, in the line every packet reads.
@@ -147,8 +146,8 @@ pub struct Geometry {
 fn integ_from(suite: &Suite) -> Result<Hmac96, SaError> {
     let key = &suite.keys.integ_key;
     match suite.auth {
-        AuthAlg::HmacSha1_96 if key.len() == 20 => Ok(Hmac96::Sha1(HmacSha1Key::new(key))),
-        AuthAlg::HmacMd5_96 if key.len() == 16 => Ok(Hmac96::Md5(HmacMd5Key::new(key))),
+        AuthAlg::HmacSha1_96 if key.len() == 20 => Ok(Hmac96::sha1(key)),
+        AuthAlg::HmacMd5_96 if key.len() == 16 => Ok(Hmac96::md5(key)),
         AuthAlg::HmacSha1_96 | AuthAlg::HmacMd5_96 => Err(SaError::BadKeyLength {
             which: "integrity",
             len: key.len(),
@@ -207,14 +206,8 @@ impl Transform {
                 let key: &[u8; 16] = ekey.as_slice().try_into().map_err(|_| bad_ekey())?;
                 #[cfg(target_arch = "x86_64")]
                 if let Some(c) = super::aesni::Aes128Ni::new(key) {
-                    let stitched = match suite.auth {
-                        AuthAlg::HmacSha1_96 => {
-                            super::stitch::Sha1NiKey::new(&suite.keys.integ_key)
-                        }
-                        _ => None,
-                    };
-                    let cipher = CbcCipher::Aes128Ni(stitched, c);
-                    return Ok(Transform::Cbc { cipher, integ });
+                    let cipher = CbcCipher::Aes128Ni(c);
+                    return Ok(Transform::Cbc { integ, cipher });
                 }
                 let c = Aes128::new(key.into());
                 Ok(Transform::Cbc {
@@ -239,11 +232,9 @@ impl Transform {
         &self,
     ) -> Option<(&super::aesni::Aes128Ni, &super::stitch::Sha1NiKey)> {
         match self {
-            // The pad states exist only for hmac-sha-1-96 (`Transform::new`), so the MAC's
-            // own tag, far past the hot bytes, is not read.
             Transform::Cbc {
-                cipher: CbcCipher::Aes128Ni(Some(k), c),
-                ..
+                integ: Hmac96::Sha1Ni(k),
+                cipher: CbcCipher::Aes128Ni(c),
             } => Some((c, k)),
             _ => None,
         }
@@ -333,32 +324,16 @@ impl Transform {
         match self {
             Transform::Cbc { cipher, integ } => {
                 let iv = &hdr_iv[ESP_HDR_LEN..];
-                let out = match (cipher, integ) {
+                let out = match cipher {
                     #[cfg(target_arch = "x86_64")]
-                    // Pad states exist only for hmac-sha-1-96: the MAC's tag is not read.
-                    (CbcCipher::Aes128Ni(Some(mac), c), _) if seq_hi.is_none() => {
-                        super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(_, c), Hmac96::Sha1(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    (CbcCipher::Aes128Ni(_, c), Hmac96::Md5(k)) => {
-                        cbc_seal(c, k, hdr_iv, iv, body, suffix)
-                    }
-                    (CbcCipher::Aes128(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
-                    }
-                    (CbcCipher::Aes128(c), Hmac96::Md5(k)) => {
-                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
-                    }
-                    (CbcCipher::Tdes(c), Hmac96::Sha1(k)) => {
-                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
-                    }
-                    (CbcCipher::Tdes(c), Hmac96::Md5(k)) => {
-                        cbc_seal(&**c, k, hdr_iv, iv, body, suffix)
-                    }
+                    CbcCipher::Aes128Ni(c) => match integ {
+                        Hmac96::Sha1Ni(mac) if seq_hi.is_none() => {
+                            super::stitch::seal_aes128_cbc_hmac_sha1_96(c, mac, hdr_iv, iv, body)
+                        }
+                        _ => cbc_seal(c, integ, hdr_iv, iv, body, suffix),
+                    },
+                    CbcCipher::Aes128(c) => cbc_seal(&**c, integ, hdr_iv, iv, body, suffix),
+                    CbcCipher::Tdes(c) => cbc_seal(&**c, integ, hdr_iv, iv, body, suffix),
                 };
                 icv.copy_from_slice(&out);
             }
@@ -431,7 +406,7 @@ impl Transform {
                     let iv = &hdr_iv[ESP_HDR_LEN..];
                     match cipher {
                         #[cfg(target_arch = "x86_64")]
-                        CbcCipher::Aes128Ni(_, c) => c.decrypt(iv, body),
+                        CbcCipher::Aes128Ni(c) => c.decrypt(iv, body),
                         CbcCipher::Aes128(c) => CbcMode::decrypt(&**c, iv, body),
                         CbcCipher::Tdes(c) => CbcMode::decrypt(&**c, iv, body),
                     }
@@ -536,21 +511,40 @@ impl Gcm {
     }
 }
 
-/// CBC encryption of `body` in place with HMAC over `hdr_iv || ciphertext`, the MAC fed one
-/// hash block behind the cipher so the two chains run side by side.
-fn cbc_seal<C, D>(
+/// CBC encryption of `body` in place with HMAC over `hdr_iv || ciphertext || suffix`, the
+/// MAC fed one hash block behind the cipher so the two chains run side by side.
+fn cbc_seal<C: CbcMode>(
     c: &C,
-    k: &HmacKey<D>,
+    integ: &Hmac96,
     hdr_iv: &[u8],
     iv: &[u8],
     body: &mut [u8],
     suffix: &[u8],
-) -> [u8; HMAC96_ICV_LEN]
-where
-    C: CbcMode,
-    D: Digest + Clone + Reset + FixedOutputReset,
-{
-    let mut mac = k.start();
+) -> [u8; HMAC96_ICV_LEN] {
+    match integ {
+        #[cfg(target_arch = "x86_64")]
+        Hmac96::Sha1Ni(k) => cbc_seal_with(
+            c,
+            super::integ::Sha1NiCtx::start(k),
+            hdr_iv,
+            iv,
+            body,
+            suffix,
+        ),
+        Hmac96::Sha1(k) => cbc_seal_with(c, k.start(), hdr_iv, iv, body, suffix),
+        Hmac96::Md5(k) => cbc_seal_with(c, k.start(), hdr_iv, iv, body, suffix),
+    }
+}
+
+/// [`cbc_seal`] with the MAC's running state `mac`.
+fn cbc_seal_with<C: CbcMode>(
+    c: &C,
+    mut mac: impl MacCtx,
+    hdr_iv: &[u8],
+    iv: &[u8],
+    body: &mut [u8],
+    suffix: &[u8],
+) -> [u8; HMAC96_ICV_LEN] {
     mac.update(hdr_iv);
     c.encrypt(iv, body, |chunk| mac.update(chunk));
     mac.update(suffix);
