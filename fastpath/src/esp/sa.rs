@@ -132,6 +132,7 @@ impl OutboundSa {
 
     /// As [`OutboundSa::seeded_from`] with the suite keyed already ([`KeyedSuite`]: the
     /// SAs of one set share their keys, so they are scheduled once for the four).
+    #[inline(always)]
     pub fn keyed(spi: u32, keyed: &KeyedSuite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
         Self::with_transform(spi, keyed.0.clone(), seeds)
@@ -139,12 +140,14 @@ impl OutboundSa {
 
     /// As [`OutboundSa::keyed`], taking the keyed suite itself (the last SA of a set: no
     /// copy, and no copy left to zeroize).
+    #[inline(always)]
     pub fn keyed_owned(spi: u32, keyed: KeyedSuite, seeds: impl RngCore) -> Result<Self, SaError> {
         check_spi(spi)?;
         Self::with_transform(spi, keyed.0, seeds)
     }
 
     /// The SA for a checked `spi` around its keyed `transform`.
+    #[inline(always)]
     fn with_transform(
         spi: u32,
         transform: Transform,
@@ -180,6 +183,7 @@ impl OutboundSa {
     /// restored after a restart sends only numbers no earlier run sent, RFC 4303 3.3.3; see
     /// [`OutboundSeq`](akagate_proto::ipc::OutboundSeq)). Beyond the limit `encapsulate`
     /// fails with `SeqExhausted`.
+    #[inline(always)]
     pub fn resume(mut self, seq: akagate_proto::ipc::OutboundSeq) -> Self {
         self.seq = self.seq.max(seq.after);
         self.seq_limit = seq.limit;
@@ -482,12 +486,14 @@ impl InboundSa {
     }
 
     /// As [`InboundSa::new`] with the suite keyed already ([`KeyedSuite`]).
+    #[inline(always)]
     pub fn keyed(spi: u32, keyed: &KeyedSuite) -> Result<Self, SaError> {
         check_spi(spi)?;
         Ok(Self::with_transform(spi, keyed.0.clone()))
     }
 
     /// The SA for a checked `spi` around its keyed `transform`.
+    #[inline(always)]
     fn with_transform(spi: u32, transform: Transform) -> Self {
         Self {
             spi,

@@ -212,6 +212,7 @@ impl<T> SaSlab<T> {
     }
 
     /// Stores `sa` (the SA of `spi`) and returns its slot.
+    #[inline(always)]
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
         let slot = match self.free.pop() {
             Some(i) => i,
