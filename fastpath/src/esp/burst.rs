@@ -171,6 +171,7 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
     }
     for group in items.chunks_mut(GROUP) {
         let mut pending = 0usize;
+        let mut pending_bytes = 0usize;
         // A framed short aes-gcm-16 item waiting for a second one to be sealed with.
         let mut held_gcm: Option<usize> = None;
         for i in 0..group.len() {
@@ -185,6 +186,7 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                     sa.count(Ok(f.payload_len));
                     it.result = Ok(f.range.clone());
                     if kernel.is_some() && multi_buffer(sa) {
+                        pending_bytes += f.esp.len();
                         it.framed = Some(f);
                         pending += 1;
                     } else if kernel.is_some() && gcm_short(sa, f.esp.len()) {
@@ -218,10 +220,14 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
         }
         #[cfg(target_arch = "x86_64")]
         if let (Some(k), true) = (kernel, pending > 0) {
-            seal_multi(sas, group, k);
+            if multi_pays(pending, pending_bytes, Direction::Out) {
+                seal_multi(sas, group, k);
+            } else {
+                seal_each(sas, group);
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pending, held_gcm);
+        let _ = (pending, pending_bytes, held_gcm);
     }
     Ok(())
 }
@@ -237,6 +243,42 @@ fn prefetch_ahead<T>(group: &[T], i: usize, at: impl Fn(&T) -> (&[u8], usize)) {
     if let Some(ahead) = group.get(i + PREFETCH_PACKETS) {
         let (buf, start) = at(ahead);
         crate::sad::prefetch(buf.as_ptr().wrapping_add(start));
+    }
+}
+
+/// Which way a burst goes, for [`multi_pays`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    In,
+    Out,
+}
+
+/// True if the multi-buffer hmac-sha-1-96 + aes-cbc kernels pay for `n` packets of `bytes`
+/// ESP bytes in all, going `dir`. Below these sizes the kernels' set-up (sixteen lanes' key
+/// table for CBC, the lane scheduler, the 16-lane HMAC's transposes) costs more than the
+/// single-packet path (stitched AES-NI + SHA-NI): a lone 60-byte packet cost 5x outbound
+/// and 3.6x inbound through them, a lone 1400-byte one 2.8x and 1.4x, where a burst of 32
+/// costs 0.31-0.54x (measured on the benchmark machine, docs/BENCHMARKS.md *Small bursts
+/// take the single path, round 10*). A worker sends a few packets per poll at light load,
+/// and the registration path's bursts are of one to three.
+fn multi_pays(n: usize, bytes: usize, dir: Direction) -> bool {
+    let at_least = |count: usize, mean: usize| n >= count && bytes >= mean * n;
+    match dir {
+        Direction::Out => n >= 9 || at_least(6, 300) || at_least(4, 700),
+        Direction::In => n >= 9 || at_least(4, 300) || at_least(3, 700) || at_least(2, 1200),
+    }
+}
+
+/// Seals each framed item of `group` through the single-packet transform.
+#[cfg(target_arch = "x86_64")]
+fn seal_each<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_>]) {
+    for it in group.iter_mut() {
+        let Some(f) = it.framed.take() else {
+            continue;
+        };
+        if let (Some(sa), Some(esp)) = (sas.slot(it.sa), it.buf.get_mut(f.esp)) {
+            sa.transform().seal(esp, f.seq_hi);
+        }
     }
 }
 
@@ -449,6 +491,8 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
         });
     }
     for group in items.chunks_mut(GROUP) {
+        let mut checked = 0usize;
+        let mut checked_bytes = 0usize;
         for i in 0..group.len() {
             prefetch_ahead(group, i, |it| (&*it.buf, it.pkt.start));
             let it = &mut group[i];
@@ -470,14 +514,17 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
                 it.stage = Stage::Idle;
                 sa.count(Err(e));
                 it.result = Err(e);
+            } else {
+                checked += 1;
+                checked_bytes += it.pkt.len();
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if multi {
+        if multi && multi_pays(checked, checked_bytes, Direction::In) {
             icvs_multi(sas, group);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = multi;
+        let _ = (multi, checked, checked_bytes);
         for it in group.iter_mut() {
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
@@ -534,4 +581,31 @@ fn icvs_multi<S: SaSlots<InboundSa> + ?Sized>(sas: &S, group: &mut [DecapItem<'_
         })
     });
     sha1_x16::hmac_sha1_96_cold(jobs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lone packet or a handful of short ones takes the single path; a full burst, or a
+    /// few long packets, the multi-buffer kernels; more packets or longer ones never turn
+    /// the kernels off again.
+    #[test]
+    fn small_bursts_take_the_single_path() {
+        for dir in [Direction::In, Direction::Out] {
+            for len in [60, 200, 800, 1400, 9000] {
+                assert!(!multi_pays(1, len, dir), "one packet of {len}");
+                assert!(!multi_pays(3, 3 * 200, dir), "three of 200");
+                assert!(multi_pays(9, 9 * len, dir), "nine of {len}");
+                assert!(multi_pays(32, 32 * len, dir), "32 of {len}");
+                assert!(multi_pays(4, 4 * 1400, dir), "four of 1400");
+                for n in 1..40 {
+                    if multi_pays(n, n * len, dir) {
+                        assert!(multi_pays(n + 1, (n + 1) * len, dir));
+                        assert!(multi_pays(n, n * (len + 100), dir));
+                    }
+                }
+            }
+        }
+    }
 }
