@@ -390,6 +390,21 @@ fn spi_of(last_spi: &[(FlowKey, Option<u32>)], key: FlowKey) -> Option<u32> {
         .and_then(|(_, s)| *s)
 }
 
+/// Whether the IP packet `packet` (parsed header `ip`) is a pure TCP ACK: ACK set, none of
+/// SYN, FIN and RST (RFC 9293 3.1), and no payload.
+fn is_pure_ack(packet: &[u8], ip: &IpRepr) -> bool {
+    const FIN_SYN_RST: u8 = 0x07;
+    const ACK: u8 = 0x10;
+    if ip.next_header != crate::wire::transport::IPPROTO_TCP {
+        return false;
+    }
+    let off = ip.payload_offset;
+    let (Some(&doff), Some(&flags)) = (packet.get(off + 12), packet.get(off + 13)) else {
+        return false;
+    };
+    flags & (FIN_SYN_RST | ACK) == ACK && ip.len == off + usize::from(doff >> 4) * 4
+}
+
 /// The payload length of the UDP datagram in the IP packet `packet` (0 if it is cut short):
 /// the UDP length field less its header (RFC 768).
 fn udp_payload_len(packet: &[u8]) -> usize {
@@ -572,18 +587,22 @@ impl UeStack {
         config.random_seed = rand::random();
         let mut iface = Interface::new(config, &mut dev, now);
         let ok = match (local, peer) {
+            // One address and one route: the interface has room for exactly that (the
+            // `iface-max-*-count-1` features of smoltcp, fastpath/Cargo.toml).
             (IpAddr::V4(l), IpAddr::V4(p)) => {
+                let mut added = false;
                 iface.update_ip_addrs(|a| {
-                    let _ = a.push(IpCidr::new(IpAddress::Ipv4(l), 32));
+                    added = a.push(IpCidr::new(IpAddress::Ipv4(l), 32)).is_ok();
                 });
                 // Medium::Ip has no next hop: any route makes the peer reachable.
-                iface.routes_mut().add_default_ipv4_route(p).is_ok()
+                added && iface.routes_mut().add_default_ipv4_route(p).is_ok()
             }
             (IpAddr::V6(l), IpAddr::V6(p)) => {
+                let mut added = false;
                 iface.update_ip_addrs(|a| {
-                    let _ = a.push(IpCidr::new(IpAddress::Ipv6(l), 128));
+                    added = a.push(IpCidr::new(IpAddress::Ipv6(l), 128)).is_ok();
                 });
-                iface.routes_mut().add_default_ipv6_route(p).is_ok()
+                added && iface.routes_mut().add_default_ipv6_route(p).is_ok()
             }
             _ => false,
         };
@@ -887,17 +906,21 @@ impl UeStack {
     ///
     /// Packets queued with [`UeStack::push_inbound`] are not looked at: a stack is driven
     /// either this way or through its queues.
+    ///
+    /// Returns whether the stack needs that poll: false only for a pure ACK (TCP, no payload,
+    /// no SYN, FIN or RST) that left nothing for a poll to do ([`UeStack::quiet_after`]); the
+    /// caller then only moves the stack's deadline ([`UeStack::poll_at`]).
     pub fn input<S: PacketSink>(
         &mut self,
         packet: &[u8],
         via_spi: Option<u32>,
         now: Instant,
         sink: &mut S,
-    ) {
+    ) -> bool {
         match IpRepr::from_bytes(packet, Direction::Inbound) {
             Ok(ip) => {
                 let seg = Segment::parse(packet, &ip);
-                self.input_inner(packet, Some(&ip), seg, via_spi, now, sink);
+                self.input_inner(packet, Some(&ip), seg, via_spi, now, sink)
             }
             Err(_) => self.input_inner(packet, None, None, via_spi, now, sink),
         }
@@ -906,6 +929,7 @@ impl UeStack {
     /// [`UeStack::input`] of a packet whose header the caller has parsed already (`ip`, the
     /// [`IpRepr`] of `packet` itself) and whose transport facts it has read from it (`seg`):
     /// the worker's one parse, so the header is not read again before smoltcp's own.
+    /// Returns whether the stack needs a poll, as [`UeStack::input`].
     pub fn input_segment<S: PacketSink>(
         &mut self,
         packet: &[u8],
@@ -914,8 +938,8 @@ impl UeStack {
         via_spi: Option<u32>,
         now: Instant,
         sink: &mut S,
-    ) {
-        self.input_inner(packet, Some(ip), Some(seg), via_spi, now, sink);
+    ) -> bool {
+        self.input_inner(packet, Some(ip), Some(seg), via_spi, now, sink)
     }
 
     fn input_inner<S: PacketSink>(
@@ -926,7 +950,7 @@ impl UeStack {
         via_spi: Option<u32>,
         now: Instant,
         sink: &mut S,
-    ) {
+    ) -> bool {
         self.now = now;
         // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
         // `device::stack_capabilities`): every segment and datagram is verified here (an
@@ -935,18 +959,55 @@ impl UeStack {
             ip.is_none_or(|ip| crate::wire::checksum::transport_checksum_ok_parsed(packet, ip));
         if !checksum_ok {
             self.counters.bad_checksum += 1;
-            return;
+            return true;
         }
         self.note_spi(seg.map(|s| s.ports), via_spi);
         if !self.admit_datagram(packet, seg) {
             self.counters.udp_queue_full += 1;
-            return;
+            return true;
         }
         self.prepare_for(seg, via_spi);
         let mut dev = SinkDevice::new(Some(packet), sink, self.cfg.ip_mtu);
         self.iface
             .poll_ingress_single(now, &mut dev, &mut self.sockets);
         self.accept();
+        let pure_ack = ip.is_some_and(|ip| is_pure_ack(packet, ip));
+        !(pure_ack && self.quiet_after(now))
+    }
+
+    /// True when a poll now would do nothing: no event, datagram or connection change to
+    /// report, nothing to frame, queue, send or close, and smoltcp wants no egress before a
+    /// later deadline. Every connection is ESTABLISHED (and known to be: a handshake's last
+    /// ACK is not quiet), has nothing in flight or waiting (`pending`, the socket's send
+    /// queue) and nothing received; no listener, UDP socket, TLS session, deferred event or
+    /// datagram above the MTU is there. A pure ACK that leaves a stack so (the UE's ACK of
+    /// a response) then costs no poll: what the poll would do after it is the deadline's
+    /// move, which the caller does ([`UeStack::poll_at`]).
+    pub fn quiet_after(&mut self, now: Instant) -> bool {
+        let others = self.deferred.is_empty()
+            && self.oversize.is_empty()
+            && self.dev.rx_len() == 0
+            && self.tcp_listeners.is_empty()
+            && self.udp_sockets.is_empty();
+        if !others {
+            return false;
+        }
+        let sockets = &self.sockets;
+        let conns_quiet = self.conns.iter().all(|&(h, ref c)| {
+            let s = sockets.get::<tcp::Socket>(h);
+            c.established
+                && c.tls.is_none()
+                && !c.close_requested
+                && c.pending.is_empty()
+                && s.state() == tcp::State::Established
+                && s.send_queue() == 0
+                && !s.can_recv()
+        });
+        conns_quiet
+            && self
+                .iface
+                .poll_at(now, &self.sockets)
+                .is_none_or(|t| t > now)
     }
 
     /// False when `packet` is a UDP datagram its port's socket has no room for: smoltcp would
@@ -1880,6 +1941,31 @@ mod tests {
         st.prefetch(0);
     }
 
+    /// A UE's `Interface` holds one address and one route and no neighbour table beyond one
+    /// entry (smoltcp's `iface-*-count-1` features): 224 bytes on x86-64, 592 with smoltcp's
+    /// defaults, in every registered UE's record. Both families still get their stack.
+    #[test]
+    fn the_interface_is_sized_for_one_address_and_one_route() {
+        assert!(
+            core::mem::size_of::<Interface>() <= 256,
+            "Interface is {} bytes",
+            core::mem::size_of::<Interface>()
+        );
+        let v4 = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let v6 = (
+            IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 1]),
+            IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 1, 2]),
+        );
+        for (local, peer) in [v4, v6] {
+            let mut st = UeStack::new(StackConfig::default(), local, peer, Instant::ZERO).unwrap();
+            assert!(st.iface.has_ip_addr(local));
+            let mut routes = 0;
+            st.iface.routes_mut().update(|r| routes = r.len());
+            assert_eq!(routes, 1);
+        }
+        assert!(UeStack::new(StackConfig::default(), v4.0, v6.1, Instant::ZERO).is_none());
+    }
+
     /// A registration's two sockets (the unprotected connection, then the protected
     /// listener) share the stack's first set: it is not shrunk after the first poll and grown
     /// back for the second socket, only shrunk once a socket went.
@@ -1981,6 +2067,103 @@ mod tests {
             assert_eq!(at.as_ptr().addr(), hint, "spare {spare}");
             pc.prefetch(msg.len());
         }
+    }
+
+    /// Only a pure ACK that leaves nothing to do needs no poll, and a poll after it would
+    /// indeed do nothing (no packet, no event, the same deadline): the UE's ACK of a
+    /// response. The SYN, the handshake's ACK with the request, the FIN and the ACK of ours
+    /// all need their poll.
+    #[test]
+    fn a_pure_ack_that_leaves_nothing_to_do_needs_no_poll() {
+        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let cfg = StackConfig::default();
+        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
+        pc.listen(5060, true, false);
+        let mut ue = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
+        let at = |ms| Instant::from_millis(ms);
+        let to_pc = Flow {
+            ue: p,
+            ue_port: 5060,
+            local: u,
+            local_port: 40000,
+            proto: Transport::Tcp,
+        };
+        let to_ue = Flow {
+            ue: u,
+            ue_port: 40000,
+            local: p,
+            local_port: 5060,
+            proto: Transport::Tcp,
+        };
+        // The UE's packets at `t` into `pc` by `input`, then `pc`'s poll and its output back
+        // into the UE; returns what each input said (whether it needs the poll).
+        fn step(
+            pc: &mut UeStack,
+            ue: &mut UeStack,
+            t: i64,
+            ev: &mut Vec<WorkerEvent>,
+            sink: &mut Collect,
+        ) -> Vec<bool> {
+            let now = Instant::from_millis(t);
+            ue.poll(now, ev);
+            let mut needs = Vec::new();
+            while let Some(pk) = ue.pop_outbound() {
+                needs.push(pc.input(&pk, None, now, sink));
+            }
+            pc.poll_with(now, ev, sink);
+            for pk in sink.0.drain(..) {
+                ue.push_inbound(pk, None).unwrap();
+            }
+            needs
+        }
+        let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        ue.send(to_pc, request, true).unwrap();
+        assert_eq!(step(&mut pc, &mut ue, 0, &mut ev, &mut sink), [true], "SYN");
+        let mut needs = step(&mut pc, &mut ue, 1, &mut ev, &mut sink);
+        needs.extend(step(&mut pc, &mut ue, 30, &mut ev, &mut sink));
+        assert!(
+            !needs.is_empty() && needs.iter().all(|&n| n),
+            "handshake, request"
+        );
+        assert!(ev.iter().any(|e| matches!(e, WorkerEvent::Sip(_))));
+        ev.clear();
+        pc.send(to_ue, b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", false)
+            .unwrap();
+        pc.poll_with(at(31), &mut ev, &mut sink);
+        assert_eq!(sink.0.len(), 1, "the response");
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        // The UE's delayed ACK of the response: a pure ACK, nothing left to do.
+        let mut ue_ev = Vec::new();
+        ue.poll(at(31), &mut ue_ev);
+        ue.poll(at(80), &mut ue_ev);
+        let acks: Vec<Vec<u8>> = std::iter::from_fn(|| ue.pop_outbound()).collect();
+        assert_eq!(acks.len(), 1);
+        assert!(
+            !pc.input(&acks[0], None, at(80), &mut sink),
+            "the ACK of the response"
+        );
+        let due = pc.poll_at(at(80));
+        assert!(due.is_none_or(|t| t > at(80)));
+        pc.poll_with(at(80), &mut ev, &mut sink);
+        assert!(
+            sink.0.is_empty() && ev.is_empty(),
+            "the poll had nothing to do"
+        );
+        assert_eq!(pc.poll_at(at(80)), due, "nor did it move the deadline");
+        assert_eq!(pc.tcp_connections(), 1);
+        // The UE closes: its FIN, and the ACK of ours, each need their poll (the second one
+        // reaps the connection).
+        ue.close(to_pc).unwrap();
+        let mut needs = step(&mut pc, &mut ue, 100, &mut ev, &mut sink);
+        needs.extend(step(&mut pc, &mut ue, 101, &mut ev, &mut sink));
+        assert!(
+            needs.len() >= 2 && needs.iter().all(|&n| n),
+            "FIN, ACK of ours"
+        );
+        assert_eq!(pc.tcp_connections(), 0);
     }
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,

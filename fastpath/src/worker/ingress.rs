@@ -677,9 +677,17 @@ impl<Q: PortQueue> Worker<Q> {
         let mut sink = self.link.sink(&mut u.sa_sets, now);
         // Straight from the rx buffer into the stack: the data waits in its socket, framed
         // and answered by the poll scheduled here (once per UE and burst).
-        u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
+        let needs_poll = u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
-        super::wake_ue(&mut self.woken, u, ue);
+        let quiet = !needs_poll && !u.woken && !super::draining(u);
+        if quiet {
+            // A pure ACK that left the stack with nothing to do (the UE's ACK of a response):
+            // no poll, only the deadline a poll would have set.
+            let at = super::next_deadline(u, &self.cfg, now, None);
+            super::rearm(&mut self.timers, u, ue, at);
+        } else {
+            super::wake_ue(&mut self.woken, u, ue);
+        }
         // A SYN becomes a connection at once: the limits see it before the next packet. Only
         // a packet to the SIP port (or one that made the stack) changes the use counted: a
         // protected packet to another port leaves it as it was (the poll recounts anyway).

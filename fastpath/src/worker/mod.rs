@@ -199,6 +199,40 @@ fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
     }
 }
 
+/// When `ue` next needs a poll after one (or after an input that needed none): its stack's
+/// deadline, its SIP-port connections' deadlines, and `drain_next`, its draining sets'.
+fn next_deadline(
+    ue: &mut Ue,
+    cfg: &WorkerConfig,
+    now: Instant,
+    drain_next: Option<Instant>,
+) -> Option<Instant> {
+    let deadlines = sip_deadlines(&cfg.sip_limits, ue);
+    [
+        ue.stack.poll_at(now),
+        drain_next,
+        ue.stack.conn_deadline(cfg.sip_port, deadlines),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// Makes `at` the live deadline of `ue` (at `ip`): armed in `timers`, or, with none, no
+/// deadline (an earlier one still in the wheel goes stale).
+fn rearm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Option<Instant>) {
+    match at {
+        Some(at) => arm(timers, ue, ip, at),
+        None => ue.timer_at = None,
+    }
+}
+
+/// Whether one of `ue`'s SA sets is draining (removed, its last bytes on their way): a poll
+/// then checks whether its drain is over ([`Worker::finish_drains`]).
+fn draining(ue: &Ue) -> bool {
+    ue.sa_sets.iter().any(|s| s.drain_until.is_some())
+}
+
 /// One fast-path worker over a port queue `Q`.
 pub struct Worker<Q: PortQueue> {
     cfg: WorkerConfig,
@@ -206,8 +240,8 @@ pub struct Worker<Q: PortQueue> {
     link: Link<Q>,
     reasm: Reassembler,
     table: Arc<InboundTable>,
-    /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (2.8 KB,
-    /// mostly smoltcp's `Interface`).
+    /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (about 0.85 KB:
+    /// its stack, smoltcp's `Interface` in it).
     ues: KeyedMap<IpAddr, Box<Ue>>,
     timers: TimerWheel<IpAddr>,
     events: EventSink,
@@ -437,20 +471,8 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.ues_freed);
         } else {
             self.sip_use.recount(ue, self.cfg.sip_port);
-            let deadlines = sip_deadlines(&self.cfg.sip_limits, ue);
-            let at = [
-                ue.stack.poll_at(now),
-                drain_next,
-                ue.stack.conn_deadline(self.cfg.sip_port, deadlines),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            match at {
-                Some(at) => arm(&mut self.timers, ue, ip, at),
-                // Nothing to wait for: an earlier deadline still in the wheel goes stale.
-                None => ue.timer_at = None,
-            }
+            let at = next_deadline(ue, &self.cfg, now, drain_next);
+            rearm(&mut self.timers, ue, ip, at);
         }
         self.forward_events();
         phases::note(phases::Phase::PollAfter, t1);
