@@ -40,10 +40,9 @@ fn pkt(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {
     start..start + len
 }
 
-#[test]
-#[ignore]
-fn small_encapsulation_bursts() {
-    let suite = Suite {
+/// The suite measured: hmac-sha-1-96 + aes-cbc (the multi-buffer kernels' suite).
+fn suite() -> Suite {
+    Suite {
         auth: AuthAlg::HmacSha1_96,
         encr: EncrAlg::AesCbc,
         keys: SaKeys {
@@ -51,7 +50,48 @@ fn small_encapsulation_bursts() {
             encr_key: vec![2; 16],
             salt: [0; 4],
         },
-    };
+    }
+}
+
+/// Frames and seals a burst of `bufs.len()` packets of `len` bytes with `kernel` (`None`:
+/// the single path); returns the ESP packets' ranges and the burst's TSC ticks.
+fn seal(
+    sas: &mut [OutboundSa],
+    bufs: &mut [Vec<u8>],
+    len: usize,
+    kernel: Option<CbcKernel>,
+) -> (Vec<core::ops::Range<usize>>, u64) {
+    let mut items: Vec<EncapItem> = bufs
+        .iter_mut()
+        .enumerate()
+        .map(|(i, b)| {
+            let r = pkt(b, len);
+            EncapItem::new(i, b, r)
+        })
+        .collect();
+    let t0 = tsc();
+    encapsulate_burst_with(sas, &mut items, kernel).unwrap();
+    let ticks = tsc() - t0;
+    let ranges = items.iter().map(|it| it.result.clone().unwrap()).collect();
+    (ranges, ticks)
+}
+
+/// Runs `burst` (one timed burst of `n` packets of `len` bytes, returning its ticks) 3000
+/// times and prints the median.
+fn report(name: &str, len: usize, n: usize, mut burst: impl FnMut() -> u64) {
+    let mut t: Vec<u64> = (0..3000).map(|_| burst()).collect();
+    t.sort();
+    let median = t[t.len() / 2];
+    eprintln!(
+        "len {len:5} n {n} {name:6}: {median} ticks/burst, {} per pkt",
+        median / n as u64
+    );
+}
+
+#[test]
+#[ignore]
+fn small_encapsulation_bursts() {
+    let suite = suite();
     let mut sas: Vec<OutboundSa> = (0..32)
         .map(|i| OutboundSa::new(0x1000 + i, &suite).unwrap())
         .collect();
@@ -59,27 +99,7 @@ fn small_encapsulation_bursts() {
         for n in COUNTS {
             for (name, k) in [("multi", CbcKernel::detect()), ("single", None)] {
                 let mut bufs = vec![vec![0u8; 2048]; n];
-                let mut t = vec![];
-                for _ in 0..3000 {
-                    let mut items: Vec<EncapItem> = bufs
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(i, b)| {
-                            let r = pkt(b, len);
-                            EncapItem::new(i, b, r)
-                        })
-                        .collect();
-                    let t0 = tsc();
-                    encapsulate_burst_with(&mut sas, &mut items, k).unwrap();
-                    t.push(tsc() - t0);
-                    assert!(items[0].result.is_ok(), "{:?}", items[0].result);
-                }
-                t.sort();
-                eprintln!(
-                    "len {len:5} n {n} {name:6}: {} ticks/burst, {} per pkt",
-                    t[t.len() / 2],
-                    t[t.len() / 2] / n as u64
-                );
+                report(name, len, n, || seal(&mut sas, &mut bufs, len, k).1);
             }
         }
     }
@@ -90,15 +110,7 @@ fn small_encapsulation_bursts() {
 fn small_decapsulation_bursts() {
     use akagate_fastpath::esp::burst::decapsulate_burst_with;
     use akagate_fastpath::esp::{DecapItem, InboundSa};
-    let suite = Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: vec![1; 20],
-            encr_key: vec![2; 16],
-            salt: [0; 4],
-        },
-    };
+    let suite = suite();
     let mut outs: Vec<OutboundSa> = (0..32)
         .map(|i| OutboundSa::new(0x1000 + i, &suite).unwrap())
         .collect();
@@ -109,40 +121,20 @@ fn small_decapsulation_bursts() {
         for n in COUNTS {
             for (name, multi) in [("multi", true), ("single", false)] {
                 let mut bufs = vec![vec![0u8; 2048]; n];
-                let mut t = vec![];
-                for _ in 0..3000 {
-                    let mut ranges = vec![];
-                    {
-                        let mut items: Vec<EncapItem> = bufs
-                            .iter_mut()
-                            .enumerate()
-                            .map(|(i, b)| {
-                                let r = pkt(b, len);
-                                EncapItem::new(i, b, r)
-                            })
-                            .collect();
-                        encapsulate_burst_with(&mut outs, &mut items, None).unwrap();
-                        for it in &items {
-                            ranges.push(it.result.clone().unwrap());
-                        }
-                    }
+                report(name, len, n, || {
+                    let (ranges, _) = seal(&mut outs, &mut bufs, len, None);
                     let mut items: Vec<DecapItem> = bufs
                         .iter_mut()
-                        .zip(&ranges)
+                        .zip(ranges)
                         .enumerate()
-                        .map(|(i, (b, r))| DecapItem::new(i, b, r.clone()))
+                        .map(|(i, (b, r))| DecapItem::new(i, b, r))
                         .collect();
                     let t0 = tsc();
                     decapsulate_burst_with(&mut ins, &mut items, multi).unwrap();
-                    t.push(tsc() - t0);
-                    assert!(items[0].result.is_ok(), "{:?}", items[0].result);
-                }
-                t.sort();
-                eprintln!(
-                    "len {len:5} n {n} {name:6}: {} ticks/burst, {} per pkt",
-                    t[t.len() / 2],
-                    t[t.len() / 2] / n as u64
-                );
+                    let ticks = tsc() - t0;
+                    assert!(items.iter().all(|it| it.result.is_ok()));
+                    ticks
+                });
             }
         }
     }
