@@ -193,18 +193,22 @@ mod tests {
         assert_eq!(ipv4_checksum(&orig), 0);
     }
 
+    /// A xorshift64 stream from `seed` (random test headers, reproducible).
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// The checksum summed with the new fields in registers equals the one of the header
     /// with the fields written, over random headers of every length (20..=60) and the
     /// extreme lengths and protocols.
     #[test]
     fn checksum_with_new_fields_matches_written_header() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
         for n in 0..3000 {
             let hl = 20 + 4 * (n % 11);
             let mut hdr: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();
@@ -231,13 +235,7 @@ mod tests {
     /// IPv4 headers of every length, IPv6 with and without extension headers, several shifts.
     #[test]
     fn restore_header_matches_copy_then_fix() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for n in 0..4000 {
             let v6 = n % 2 == 1;
             let (hdr_len, nh_at) = if v6 {
