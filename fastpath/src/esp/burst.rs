@@ -258,8 +258,8 @@ enum Direction {
 /// table for CBC, the lane scheduler, the 16-lane HMAC's transposes) costs more than the
 /// single-packet path (stitched AES-NI + SHA-NI): a lone 60-byte packet cost 5x outbound
 /// and 3.6x inbound through them, a lone 1400-byte one 2.8x and 1.4x, where a burst of 32
-/// costs 0.31-0.54x (measured on the benchmark machine, docs/BENCHMARKS.md *Small bursts
-/// take the single path, round 10*). A worker sends a few packets per poll at light load,
+/// costs 0.31-0.54x (measured on the benchmark machine, docs/BENCHMARKS.md *The SA install
+/// and small bursts, round 10 (lead)*). A worker sends a few packets per poll at light load,
 /// and the registration path's bursts are of one to three.
 fn multi_pays(n: usize, bytes: usize, dir: Direction) -> bool {
     let at_least = |count: usize, mean: usize| n >= count && bytes >= mean * n;
