@@ -617,32 +617,11 @@ pub fn each_security_view<'a>(
             return Err(SecAgreeError::BadToken);
         }
         let mut offer = [None; 8];
-        // Without a quote in the value, none in its parameters: split them without looking.
-        let items = match params {
-            Some(p) if plain => OutsideQuotes::plain(p, b';'),
-            Some(p) => split_outside_quotes(p, b';').unwrap_or(OutsideQuotes::EMPTY),
-            None => OutsideQuotes::EMPTY,
-        };
-        for (count, item) in items.enumerate() {
-            if count == MAX_PARAMS {
-                return Err(SecAgreeError::TooLarge);
-            }
-            let (n, v) = split_param(item);
-            // The name checked as a token and packed for `offer_slot` in one pass.
-            let mut token = !n.is_empty();
-            let mut word = 0u64;
-            for (i, c) in n.bytes().enumerate() {
-                token &= akagate_proto::sipscan::is_token_char(c);
-                if i < 8 {
-                    word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
-                }
-            }
-            if !token {
-                return Err(SecAgreeError::BadToken);
-            }
-            if let Some(i) = offer_slot(n.len(), word) {
-                offer[i].get_or_insert(v);
-            }
+        // Without a quote in the value, none in its parameters: the usual parameters (token
+        // names, no blanks) are read in one pass; anything else takes the general walk.
+        let fast = plain && params.is_some_and(|p| plain_params(p, &mut offer));
+        if !fast {
+            offer = walk_params(params, plain)?;
         }
         each(MechanismView {
             name,
@@ -655,6 +634,94 @@ pub fn each_security_view<'a>(
         return Err(SecAgreeError::Empty);
     }
     Ok(seen)
+}
+
+/// Checks a mechanism's `;`-separated parameters `params` (split outside quotes unless the
+/// header is `plain`, quote-free) and returns its offer parameters; every parameter's name
+/// must be a token once trimmed.
+fn walk_params(params: Option<&str>, plain: bool) -> Result<[Option<&str>; 8], SecAgreeError> {
+    let mut offer = [None; 8];
+    let items = match params {
+        Some(p) if plain => OutsideQuotes::plain(p, b';'),
+        Some(p) => split_outside_quotes(p, b';').unwrap_or(OutsideQuotes::EMPTY),
+        None => OutsideQuotes::EMPTY,
+    };
+    for (count, item) in items.enumerate() {
+        if count == MAX_PARAMS {
+            return Err(SecAgreeError::TooLarge);
+        }
+        let (n, v) = split_param(item);
+        // The name checked as a token and packed for `offer_slot` in one pass.
+        let mut token = !n.is_empty();
+        let mut word = 0u64;
+        for (i, c) in n.bytes().enumerate() {
+            token &= akagate_proto::sipscan::is_token_char(c);
+            if i < 8 {
+                word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+            }
+        }
+        if !token {
+            return Err(SecAgreeError::BadToken);
+        }
+        if let Some(i) = offer_slot(n.len(), word) {
+            offer[i].get_or_insert(v);
+        }
+    }
+    Ok(offer)
+}
+
+/// The `;`-separated parameters `p` of a mechanism whose header holds no quote, read in one
+/// pass over their bytes: true, with the offer parameters noted in `offer`, if every name is
+/// a non-empty token (so its own trimmed form) and there are at most [`MAX_PARAMS`]; false
+/// (leaving `offer` partly filled) for anything else — blanks around a name, an empty or bad
+/// name, too many parameters — which [`walk_params`] then checks and reports. Values are
+/// trimmed as [`split_param`] trims them.
+fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
+    let b = p.as_bytes();
+    let mut start = 0;
+    for _ in 0..MAX_PARAMS {
+        // The name: token characters up to `=`, `;` or the end, packed as `offer_slot` wants.
+        let mut i = start;
+        let mut word = 0u64;
+        while let Some(&c) = b.get(i) {
+            if !akagate_proto::sipscan::is_token_char(c) {
+                break;
+            }
+            if i - start < 8 {
+                word |= u64::from(c.to_ascii_lowercase()) << (8 * (i - start));
+            }
+            i += 1;
+        }
+        let name_len = i - start;
+        if name_len == 0 {
+            return false;
+        }
+        // The value (trimmed) and where the next parameter starts, if one does.
+        let (value, next) = match b.get(i) {
+            None => ("", None),
+            Some(b';') => ("", Some(i + 1)),
+            Some(b'=') => {
+                let from = i + 1;
+                let rest = b.get(from..).unwrap_or_default();
+                let (end, next) = match find_byte(b';', rest) {
+                    Some(k) => (from + k, Some(from + k + 1)),
+                    None => (b.len(), None),
+                };
+                // `=` and `;` are ASCII: both cuts are character boundaries.
+                (p.get(from..end).map_or("", trim), next)
+            }
+            // A blank or another non-token byte after the name: the general walk decides.
+            Some(_) => return false,
+        };
+        if let Some(slot) = offer_slot(name_len, word) {
+            offer[slot].get_or_insert(value);
+        }
+        match next {
+            Some(n) => start = n,
+            None => return true,
+        }
+    }
+    false
 }
 
 /// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
@@ -769,6 +836,53 @@ mod tests {
         )
         .unwrap()[0];
         assert!(!a.equivalent(d));
+    }
+
+    #[test]
+    fn the_one_pass_parameters_read_what_the_general_walk_reads() {
+        // A real Security-Client offer takes the one pass.
+        let real = "alg=hmac-sha-1-96;ealg=aes-cbc;mod=trans;port-c=5086;port-s=5088;\
+                    prot=esp;spi-c=3929102;spi-s=3929103";
+        let mut offer = [None; 8];
+        assert!(plain_params(real, &mut offer));
+        assert_eq!(Ok(offer), walk_params(Some(real), true));
+        assert_eq!(offer[2], Some("hmac-sha-1-96"));
+        assert_eq!(offer[7], Some("5088"));
+        // Random quote-free parameter lists from the bytes that matter: wherever the one pass
+        // answers it reads what the walk reads, and it never accepts what the walk refuses.
+        let pieces: [&str; 16] = [
+            "alg", "ALG", "spi-c", "port-s", "ealg", "x", "=", "=", ";", ";", " ", "\t", "1", "a@",
+            "\u{e9}", "prot",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut fast, mut walked) = (0, 0);
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize;
+            let text: String = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            let mut offer = [None; 8];
+            let walk = walk_params(Some(&text), true);
+            if plain_params(&text, &mut offer) {
+                fast += 1;
+                assert_eq!(walk, Ok(offer), "{text:?}");
+            } else {
+                walked += 1;
+            }
+        }
+        assert!(fast > 1_000 && walked > 1_000, "{fast} {walked}");
+        // More parameters than accepted: refused by both.
+        let many = vec!["a=1"; MAX_PARAMS + 1].join(";");
+        assert!(!plain_params(&many, &mut [None; 8]));
+        assert_eq!(walk_params(Some(&many), true), Err(SecAgreeError::TooLarge));
+        let most = vec!["a=1"; MAX_PARAMS].join(";");
+        assert!(plain_params(&most, &mut [None; 8]));
     }
 
     #[test]
