@@ -141,7 +141,7 @@ impl<'a> Cursor<'a> {
         let rest = b.get(self.pos..).unwrap_or_default();
         if let Some(len) = memchr::memchr2(b'"', b'\\', rest) {
             let value = &rest[..len];
-            if rest[len] == b'"' && !value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+            if rest[len] == b'"' && !has_control(value) {
                 let from = self.pos;
                 self.pos += len + 1;
                 // Between two ASCII bytes of the input: character boundaries.
@@ -206,7 +206,7 @@ fn push_quoted(out: &mut String, value: &str) {
 }
 
 fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
-    if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+    if has_control(value.as_bytes()) {
         return Err(DigestParseError::InvalidValue(name));
     }
     Ok(())
@@ -717,9 +717,30 @@ impl<'a> CredentialsRef<'a> {
     }
 }
 
+/// True if `b` holds a control character other than HTAB (or DEL): what a quoted value may
+/// not carry unescaped. Branch-free over the bytes, so it runs as vector compares.
+fn has_control(b: &[u8]) -> bool {
+    b.iter().fold(false, |bad, &c| {
+        bad | ((c < 0x20) & (c != b'\t')) | (c == 0x7f)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_control_refuses_exactly_the_controls_but_htab() {
+        for c in 0..=255u8 {
+            let control = (c < 0x20 && c != b'\t') || c == 0x7f;
+            assert_eq!(has_control(&[c]), control, "{c:#x}");
+            // Anywhere in a longer value (the vector loop's tail and body).
+            let mut v = vec![b'a'; 70];
+            v[37] = c;
+            assert_eq!(has_control(&v), control, "{c:#x} inside");
+        }
+        assert!(!has_control(b""));
+    }
 
     #[test]
     fn parses_tolerantly() {
