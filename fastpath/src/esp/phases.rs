@@ -445,9 +445,12 @@ fn gcm_kernel_ticks() {
 /// Evicts every line of `b` from the caches (CLFLUSH), then waits for the flushes.
 fn flush(b: &[u8]) {
     use core::arch::x86_64::{_mm_clflush, _mm_mfence};
-    for off in (0..b.len()).step_by(64).chain([b.len().saturating_sub(1)]) {
-        // SAFETY: `off` is within `b` (or 0 for an empty `b`, whose pointer CLFLUSH may
-        // name: it only evicts, never faults on a mapped line); SSE2 is x86_64's baseline.
+    let Some(last) = b.len().checked_sub(1) else {
+        return;
+    };
+    for off in (0..b.len()).step_by(64).chain([last]) {
+        // SAFETY: `off` < `b.len()`, so the address is a byte of `b` (mapped: CLFLUSH does
+        // not fault); it only evicts the line. SSE2 is x86_64's baseline.
         unsafe { _mm_clflush(b.as_ptr().wrapping_add(off)) };
     }
     // SAFETY: as above.
