@@ -20,7 +20,10 @@
  * Usage: tlbreach [LINES...]   (default 1024 4096 16384 65536)
  * Output, one line per N: "lines N packed_ns X spread_ns Y", thread CPU time per load;
  * then "burst32 lines_per_item K ns_per_item X" for K = 1 and 6, and "table_then_sa
- * ns_per_item X" for the SA path's own shape (a table line, then six lines it points to).
+ * ns_per_item X" for the SA path's own shape (a table line, then six lines it points to);
+ * last "table_then_sa_small_pages ns_per_item X", the same shape in 4 GiB the kernel is told
+ * to keep in 4 KiB pages (MADV_NOHUGEPAGE): what the path would pay per packet if its table
+ * and slab did not get huge pages on this machine.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -180,5 +183,16 @@ int main(int argc, char **argv) {
     for (int k = 1; k <= 6; k += 5)
         printf("burst32 lines_per_item %d ns_per_item %.1f\n", k, burst(big, slab, k));
     printf("table_then_sa ns_per_item %.1f\n", table_then_sa(big, (size_t)256 << 20, slab));
+    munmap(big, slab);
+    char *small = mmap(NULL, slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (small == MAP_FAILED) {
+        perror("tlbreach: 4 GiB in small pages");
+        return 1;
+    }
+    madvise(small, slab, MADV_NOHUGEPAGE);
+    memset(small, 1, slab);
+    table_then_sa(small, (size_t)256 << 20, slab); /* untimed, as above */
+    printf("table_then_sa_small_pages ns_per_item %.1f\n",
+           table_then_sa(small, (size_t)256 << 20, slab));
     return 0;
 }

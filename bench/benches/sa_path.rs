@@ -11,17 +11,17 @@
 //! each pass over the ring (32 Ki packets) the replay windows of the SAs it used are reset to
 //! just below their start, the caches flushed by writing 64 MiB, and 64 bursts run untimed, so no
 //! size starts a pass with SAs left warm by the reset. Ids: `sa_path/decap/<SAs>` (as the
-//! worker does it: the burst's table slots prefetched first, then each SA's lines as its
-//! entry is found) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
+//! worker does it: the burst's table slots prefetched first, then each SA's first lines as
+//! its entry is found, then its transform's lines just before the slab's SPI check) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
 //! the same-run baseline).
 //!
 //! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a shared box
 //! the bench is descheduled, though other jobs still share its caches.
 //!
 //! After each id the bench prints the median time stamp counter ticks per burst of its four
-//! phases (table lookup with the SA prefetches, slab check, decapsulation, delivery), so a
-//! size's extra cost can be placed: a line the decapsulation reads but the prefetch does not
-//! load shows as decapsulation ticks above the 1 Ki figure.
+//! phases (table lookup with the SAs' first prefetches, slab check with the rest,
+//! decapsulation, delivery), so a size's extra cost can be placed: a line the decapsulation
+//! reads but the prefetch does not load shows as decapsulation ticks above the 1 Ki figure.
 //!
 //! `SA_PATH_SIZES=1024,65536` chooses the sizes (default all four; 4 Mi needs about 7 GB);
 //! `SA_PATH_INNER=1408` the inner packet's length (default 64), e.g. to profile the receive
@@ -247,14 +247,17 @@ impl Bed {
                     .prefetch(u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]));
             }
         }
-        // Phase one (worker: `esp_target`): entry, address and owner checks, SA prefetched.
+        // Phase one (worker: `esp_target`): entry, address and owner checks, the SA's first
+        // lines prefetched.
         let mut spis = [0u32; BURST];
-        for (((rx, (r, ip, _)), f), s) in self
+        let mut seqs = [0u32; BURST];
+        for ((((rx, (r, ip, _)), f), s), q) in self
             .rx
             .iter()
             .zip(metas)
             .zip(found.iter_mut())
             .zip(spis.iter_mut())
+            .zip(seqs.iter_mut())
         {
             let Ok(spi) = spi_of(&rx[r.clone()], ip) else {
                 continue;
@@ -268,21 +271,34 @@ impl Bed {
             if prefetch {
                 let seq = &rx[r.start + 24..r.start + 28];
                 let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
-                self.sas
-                    .inbound
-                    .prefetch(entry.slot, seq, entry.transform_lines);
+                self.sas.inbound.prefetch_head(entry.slot, seq);
+                *q = seq;
             }
             *s = spi;
             *f = Some(entry);
         }
         let t1 = tsc();
-        // Phase two (worker: `esp_burst`): slab check, burst decapsulation.
+        // Phase two (worker: `esp_burst`): the SA's transform lines prefetched, slab check,
+        // burst decapsulation.
         let mut n = 0;
         let mut delivered = [None; BURST];
-        for (((rx, (r, ip, _)), f), &spi) in self.rx.iter_mut().zip(metas).zip(&found).zip(&spis) {
+        for ((((rx, (r, ip, _)), f), &spi), &seq) in self
+            .rx
+            .iter_mut()
+            .zip(metas)
+            .zip(&found)
+            .zip(&spis)
+            .zip(&seqs)
+        {
             let Some(entry) = f else {
                 continue;
             };
+            // The second prefetch pass (worker: `esp_burst`): the SA's transform lines.
+            if prefetch {
+                self.sas
+                    .inbound
+                    .prefetch(entry.slot, seq, entry.transform_lines);
+            }
             if !self.sas.inbound.holds(entry.slot, spi) {
                 continue;
             }

@@ -63,6 +63,13 @@ pub(super) struct EspIn {
     entry: InboundEntry,
 }
 
+/// The low half of the sequence number of the ESP packet `pkt` (header `ip`), 0 if it is too
+/// short: only for choosing which replay-window word to prefetch.
+fn seq_lo(pkt: &[u8], ip: &IpRepr) -> u32 {
+    pkt.get(ip.payload_offset + 4..ip.payload_offset + 8)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The SPI of an Ethernet frame carrying an unfragmented-looking IPv4 or IPv6 ESP packet
 /// (RFC 4303 2.1: the first four bytes after the IP header), read without any check beyond
 /// the lengths: only a hint for [`SaTable::prefetch`](crate::sad::SaTable::prefetch) ahead
@@ -247,10 +254,17 @@ impl<Q: PortQueue> Worker<Q> {
             let Verdict::Esp(e) = v else {
                 continue;
             };
+            let (raw, _) = b.raw_mut();
+            // The second prefetch pass: the SA's transform lines (its first lines were asked
+            // for in `esp_target`, and the SPI check below waits for them).
+            let seq_lo = raw.get(e.r.clone()).map_or(0, |p| seq_lo(p, &e.ip));
+            self.link
+                .sas
+                .inbound
+                .prefetch(e.entry.slot, seq_lo, e.entry.transform_lines);
             if !self.esp_held(e.spi, &e.entry) {
                 continue;
             }
-            let (raw, _) = b.raw_mut();
             let (Some(item), Some(meta)) = (items.get_mut(n), metas.get_mut(n)) else {
                 continue;
             };
@@ -522,15 +536,12 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_esp_stray);
             return None;
         }
-        // The SA's lines the decapsulation reads start loading now; the slot's SPI is checked
-        // then ([`Worker::esp_held`]), when they are there.
-        let seq_lo = pkt
-            .get(ip.payload_offset + 4..ip.payload_offset + 8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        // The SA's first lines start loading now (its transform's in `esp_burst`); the slot's
+        // SPI is checked then ([`Worker::esp_held`]), when they are there.
         self.link
             .sas
             .inbound
-            .prefetch(entry.slot, seq_lo, entry.transform_lines);
+            .prefetch_head(entry.slot, seq_lo(pkt, ip));
         Some((spi, entry))
     }
 
