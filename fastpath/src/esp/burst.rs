@@ -2,9 +2,10 @@
 //!
 //! Outbound: each packet is framed in order (sequence number, IV, padding, trailer: exactly
 //! what [`OutboundSa::encapsulate`] writes); then the hmac-sha-1-96 + aes-cbc packets are
-//! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, four
-//! SHA-1 messages interleaved), short aes-gcm-16 packets two at a time by the multi-packet
-//! GCM kernel, every other packet by the single-packet transform.
+//! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, SHA-1
+//! on 16 AVX-512 lanes or four messages interleaved on SHA-NI), short aes-gcm-16 packets two
+//! at a time by the multi-packet GCM kernel, every other packet by the single-packet
+//! transform.
 //! Inbound: the checks that need no crypto run first for the whole burst, the hmac-sha-1-96
 //! ICVs are computed multi-buffer, then each packet is finished in order (replay check again,
 //! ICV compare, window update, CBC decryption 8 blocks in flight), so a duplicate inside a
