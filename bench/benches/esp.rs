@@ -285,9 +285,95 @@ fn bench_burst(c: &mut Criterion<ThreadCpu>) {
     g.finish();
 }
 
+/// Burst shapes a worker sees besides full uniform bursts, hmac-sha-1-96 + aes-cbc over 4
+/// SAs through the burst calls with the kernels the CPU picks (`burst::multi_pays` and the
+/// HMAC's lane crossing decide): `esp_burst_shape/{out,in}/<shape>`, time per burst. Shapes:
+/// `8x64` and `8x1408` (small bursts: the single path or the kernels), `24x1408` (a group of
+/// 16 and one of 8), `mixed32` (32 packets of eight payload lengths 64..=1408 in turn: the
+/// lane scheduler).
+fn bench_burst_shapes(c: &mut Criterion<ThreadCpu>) {
+    use akagate_fastpath::esp::burst::{decapsulate_burst_with, encapsulate_burst_with};
+    use akagate_fastpath::esp::{CbcKernel, DecapItem, EncapItem, InboundSa};
+    const SAS: usize = 4;
+    const MIXED: [usize; 8] = [64, 1408, 200, 576, 1024, 90, 1300, 400];
+    let fast = std::env::var_os("ESP_BENCH_QUICK").is_some();
+    let suite = |i: u8| Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: vec![0x11 ^ i; 20],
+            encr_key: vec![0x22 ^ i; 16],
+            salt: [i, 1, 2, 3],
+        },
+    };
+    let mut outs: Vec<OutboundSa> = (0..SAS as u8)
+        .map(|i| OutboundSa::new(SPI + u32::from(i), &suite(i)).expect("suite"))
+        .collect();
+    let mut ins: Vec<InboundSa> = (0..SAS as u8)
+        .map(|i| InboundSa::new(SPI + u32::from(i), &suite(i)).expect("suite"))
+        .collect();
+    let shapes: [(&str, Vec<usize>); 4] = [
+        ("8x64", vec![64; 8]),
+        ("8x1408", vec![1408; 8]),
+        ("24x1408", vec![1408; 24]),
+        ("mixed32", (0..32).map(|i| MIXED[i % MIXED.len()]).collect()),
+    ];
+    let mut g = c.benchmark_group("esp_burst_shape");
+    g.warm_up_time(Duration::from_millis(if fast { 300 } else { 1000 }));
+    g.measurement_time(Duration::from_millis(if fast { 700 } else { 2000 }));
+    g.sample_size(if fast { 10 } else { 30 });
+    for (name, sizes) in &shapes {
+        let packets: Vec<_> = sizes.iter().map(|&s| packet(s)).collect();
+        g.bench_function(BenchmarkId::new("out", name), |b| {
+            b.iter_batched_ref(
+                || packets.clone(),
+                |pkts| {
+                    let mut items: Vec<EncapItem<'_>> = pkts
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(i, (buf, r))| EncapItem::new(i % SAS, buf, r.clone()))
+                        .collect();
+                    encapsulate_burst_with(&mut outs, &mut items, CbcKernel::detect())
+                        .expect("burst");
+                    items.iter().all(|i| i.result.is_ok())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("in", name), |b| {
+            b.iter_batched_ref(
+                || {
+                    packets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (template, range))| {
+                            let mut buf = template.clone();
+                            let r = outs[i % SAS]
+                                .encapsulate(&mut buf, range.clone())
+                                .expect("encap");
+                            (buf, r)
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |pkts| {
+                    let mut items: Vec<DecapItem<'_>> = pkts
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(i, (buf, r))| DecapItem::new(i % SAS, buf, r.clone()))
+                        .collect();
+                    decapsulate_burst_with(&mut ins, &mut items, true).expect("burst");
+                    items.iter().all(|i| i.result.is_ok())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(cpu_time::ThreadCpu);
-    targets = bench_esp, bench_gcm_baseline, bench_burst
+    targets = bench_esp, bench_gcm_baseline, bench_burst, bench_burst_shapes
 }
 criterion_main!(benches);

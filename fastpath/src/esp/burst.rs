@@ -2,9 +2,10 @@
 //!
 //! Outbound: each packet is framed in order (sequence number, IV, padding, trailer: exactly
 //! what [`OutboundSa::encapsulate`] writes); then the hmac-sha-1-96 + aes-cbc packets are
-//! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, four
-//! SHA-1 messages interleaved), short aes-gcm-16 packets two at a time by the multi-packet
-//! GCM kernel, every other packet by the single-packet transform.
+//! sealed together by the multi-buffer kernels (CBC chains of many packets in lock-step, SHA-1
+//! on 16 AVX-512 lanes or four messages interleaved on SHA-NI), short aes-gcm-16 packets two
+//! at a time by the multi-packet GCM kernel, every other packet by the single-packet
+//! transform.
 //! Inbound: the checks that need no crypto run first for the whole burst, the hmac-sha-1-96
 //! ICVs are computed multi-buffer, then each packet is finished in order (replay check again,
 //! ICV compare, window update, CBC decryption 8 blocks in flight), so a duplicate inside a
@@ -254,14 +255,31 @@ enum Direction {
 }
 
 /// True if the multi-buffer hmac-sha-1-96 + aes-cbc kernels pay for `n` packets of `bytes`
-/// ESP bytes in all, going `dir`. Below these sizes the kernels' set-up (sixteen lanes' key
-/// table for CBC, the lane scheduler, the 16-lane HMAC's transposes) costs more than the
-/// single-packet path (stitched AES-NI + SHA-NI): a lone 60-byte packet cost 5x outbound
-/// and 3.6x inbound through them, a lone 1400-byte one 2.8x and 1.4x, where a burst of 32
-/// costs 0.31-0.54x (measured on the benchmark machine, docs/BENCHMARKS.md *The SA install
-/// and small bursts, round 10 (lead)*). A worker sends a few packets per poll at light load,
-/// and the registration path's bursts are of one to three.
+/// ESP bytes in all, going `dir`, on this CPU (see [`multi_pays_with`]).
 fn multi_pays(n: usize, bytes: usize, dir: Direction) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let from = super::sha1_x16::available()
+        .then(|| super::sha1_x16::Crossing::get().burst)
+        .flatten();
+    #[cfg(not(target_arch = "x86_64"))]
+    let from = None;
+    multi_pays_with(from, n, bytes, dir)
+}
+
+/// [`multi_pays`] given the CPU's fewest packets for the kernels whatever their length
+/// (`from`, [`Crossing::burst`](super::sha1_x16::Crossing)), if known; else the rule
+/// measured on AMD Zen 4. Below these sizes the kernels' set-up (sixteen lanes' key table
+/// for CBC, the lane scheduler, the 16-lane HMAC's transposes) costs more than the
+/// single-packet path (stitched AES-NI + SHA-NI). On Zen 4 a lone 60-byte packet cost 5x
+/// outbound and 3.6x inbound through them, a lone 1400-byte one 2.8x and 1.4x, where a burst
+/// of 32 costs 0.31-0.54x (docs/BENCHMARKS.md *The SA install and small bursts, round 10
+/// (lead)*); on Intel, whose SHA-NI is slower, the kernels pay from six packets of any
+/// length and not below (*Burst crypto, round 11*). A worker sends a few packets per poll at
+/// light load, and the registration path's bursts are of one to three.
+fn multi_pays_with(from: Option<usize>, n: usize, bytes: usize, dir: Direction) -> bool {
+    if let Some(from) = from {
+        return n >= from;
+    }
     let at_least = |count: usize, mean: usize| n >= count && bytes >= mean * n;
     match dir {
         Direction::Out => n >= 9 || at_least(6, 300) || at_least(4, 700),
@@ -284,11 +302,17 @@ fn seal_each<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_
 
 /// True if the SA's packets go through the multi-buffer kernels.
 fn multi_buffer(sa: &OutboundSa) -> bool {
+    multi_buffer_transform(sa.transform())
+}
+
+/// True if packets under `t` (hmac-sha-1-96 + aes-cbc with AES-NI and SHA-NI) go through the
+/// multi-buffer kernels, either way.
+fn multi_buffer_transform(t: &super::transform::Transform) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return sa.transform().aes_sha1_ni().is_some();
+    return t.aes_sha1_ni().is_some();
     #[cfg(not(target_arch = "x86_64"))]
     return {
-        let _ = sa;
+        let _ = t;
         false
     };
 }
@@ -514,7 +538,9 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
                 it.stage = Stage::Idle;
                 sa.count(Err(e));
                 it.result = Err(e);
-            } else {
+            } else if multi_buffer_transform(sa.transform()) {
+                // Only the packets the kernels would take count towards `multi_pays`, as
+                // outbound (an aes-gcm-16 packet is finished by the single path either way).
                 checked += 1;
                 checked_bytes += it.pkt.len();
             }
@@ -589,22 +615,49 @@ mod tests {
 
     /// A lone packet or a handful of short ones takes the single path; a full burst, or a
     /// few long packets, the multi-buffer kernels; more packets or longer ones never turn
-    /// the kernels off again.
+    /// the kernels off again. Both rules: Zen 4's (by count and bytes) and Intel's (count).
     #[test]
     fn small_bursts_take_the_single_path() {
-        for dir in [Direction::In, Direction::Out] {
-            for len in [60, 200, 800, 1400, 9000] {
-                assert!(!multi_pays(1, len, dir), "one packet of {len}");
-                assert!(!multi_pays(3, 3 * 200, dir), "three of 200");
-                assert!(multi_pays(9, 9 * len, dir), "nine of {len}");
-                assert!(multi_pays(32, 32 * len, dir), "32 of {len}");
-                assert!(multi_pays(4, 4 * 1400, dir), "four of 1400");
-                for n in 1..40 {
-                    if multi_pays(n, n * len, dir) {
-                        assert!(multi_pays(n + 1, (n + 1) * len, dir));
-                        assert!(multi_pays(n, n * (len + 100), dir));
+        for from in [None, Some(6)] {
+            for dir in [Direction::In, Direction::Out] {
+                let pays = |n: usize, bytes: usize| multi_pays_with(from, n, bytes, dir);
+                for len in [60, 200, 800, 1400, 9000] {
+                    assert!(!pays(1, len), "one packet of {len}");
+                    assert!(!pays(3, 3 * 200), "three of 200");
+                    assert!(pays(9, 9 * len), "nine of {len}");
+                    assert!(pays(32, 32 * len), "32 of {len}");
+                    assert_eq!(pays(4, 4 * 1400), from.is_none(), "four of 1400");
+                    assert_eq!(pays(6, 6 * 60), from.is_some(), "six of 60");
+                    for n in 1..40 {
+                        if pays(n, n * len) {
+                            assert!(pays(n + 1, (n + 1) * len));
+                            assert!(pays(n, n * (len + 100)));
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// This CPU's rule is one of the two above.
+    #[test]
+    fn the_cpus_rule_is_used() {
+        for (n, len) in [(1, 60), (4, 1400), (5, 200), (6, 60), (8, 1400), (9, 60)] {
+            for dir in [Direction::In, Direction::Out] {
+                let got = multi_pays(n, n * len, dir);
+                let zen = multi_pays_with(None, n, n * len, dir);
+                let intel = multi_pays_with(Some(6), n, n * len, dir);
+                #[cfg(target_arch = "x86_64")]
+                let want = if super::super::sha1_x16::available()
+                    && super::super::sha1_x16::Crossing::get().burst.is_some()
+                {
+                    intel
+                } else {
+                    zen
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let want = zen;
+                assert_eq!(got, want, "{n} x {len}");
             }
         }
     }

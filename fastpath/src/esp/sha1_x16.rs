@@ -10,9 +10,10 @@
 //! Otherwise lanes of different lengths run side by side: each call compresses as many
 //! blocks as every lane has before its next phase (body, padded tail, outer block); a lane that finishes
 //! takes the next message, an idle lane hashes a zero block whose result is dropped. Below
-//! [`MIN_LANES`] messages in flight, or for messages of fewer than [`MIN_BODY_BLOCKS`]
-//! whole blocks, the SHA-NI kernel (`sha1_mb`) is as fast or faster, so such a burst goes
-//! there whole and the last few lanes of a burst are handed over to it.
+//! a number of messages in flight that depends on the CPU ([`Crossing`]: 12 on Zen 4, 6 on
+//! Intel, whose SHA-NI is about 2.5x slower), and on Zen 4 for messages of fewer than
+//! [`MIN_BODY_BLOCKS`] whole blocks, the SHA-NI kernel (`sha1_mb`) is as fast or faster, so
+//! such a burst goes there whole and the last few lanes of a burst are handed over to it.
 //!
 //! SHA-1 per FIPS 180-4 6.1.2; padding per 5.1.1 (the lane bookkeeping is `sha1_mb`'s).
 
@@ -84,11 +85,92 @@ macro_rules! sha1_block16 {
 /// Messages hashed at once: one per 32-bit lane of a 512-bit register.
 const LANES: usize = 16;
 
-/// Fewest messages in flight worth the 16-lane kernel. A 16-lane block step costs the same
-/// however many lanes are live: on Zen 4 (`lane_timing`, HMACs of 1448 bytes, minimum of 500
-/// rounds) 16 lanes take 277 ns per HMAC, 12 lanes 355, 11 lanes 385, 8 lanes 516, 6 lanes
-/// 678, where SHA-NI with four messages interleaved takes 370-420 ns each at any count.
+/// Fewest messages in flight worth the 16-lane kernel on a CPU whose SHA-NI is fast (AMD
+/// Zen 4). A 16-lane block step costs the same however many lanes are live: on Zen 4
+/// (`lane_timing`, HMACs of 1448 bytes, minimum of 500 rounds) 16 lanes take 277 ns per
+/// HMAC, 12 lanes 355, 11 lanes 385, 8 lanes 516, 6 lanes 678, where SHA-NI with four
+/// messages interleaved takes 370-420 ns each at any count. See [`Crossing`] for the other
+/// CPUs.
 const MIN_LANES: usize = 12;
+
+/// Where the 16-lane kernel overtakes SHA-NI on this CPU, in live lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Crossing {
+    /// Fewest lanes worth the lane scheduler ([`run`]) and [`group16`] for messages of at
+    /// least [`MIN_BODY_BLOCKS`] body blocks (and the hand-over of a burst's last lanes).
+    pub(super) long: usize,
+    /// The same for shorter messages, in the lane scheduler (`usize::MAX`: never).
+    pub(super) short: usize,
+    /// Fewest hmac-sha-1-96 + aes-cbc packets of a burst, either way and of any length, for
+    /// which the multi-buffer path beats the single-packet one (`burst::multi_pays`), if
+    /// measured as one count on this CPU (`None`: the rule by count and bytes of Zen 4).
+    pub(super) burst: Option<usize>,
+}
+
+impl Crossing {
+    /// AMD Zen 4 (and any CPU not known to be otherwise): SHA-NI's four interleaved
+    /// messages cost 370-420 ns per 1448-byte HMAC, so 12 lanes; short messages stay on
+    /// SHA-NI in the lane scheduler (84 against 88 ns at 104 bytes).
+    const FAST_SHA_NI: Self = Self {
+        long: MIN_LANES,
+        short: usize::MAX,
+        burst: None,
+    };
+    /// Intel (measured on a Xeon of family 6 model 207 with AVX-512, VAES and SHA-NI,
+    /// `lane_timing`): SHA-NI takes 950-990 ns per 1448-byte HMAC whatever the count, the
+    /// 16-lane kernel 927 ns each with 5 lanes, 776 with 6, 322 with 16; at 104 bytes SHA-NI
+    /// 205-220 ns, 16 lanes 257 with 6, 233 with 7, 206 with 8, 142 with 16. Whole bursts
+    /// (`esp_small_bursts`): through the kernels 1.2-2.2x faster than the single path from
+    /// six packets of 60..=1400 bytes, 0.3-1.1x below.
+    const SLOW_SHA_NI: Self = Self {
+        long: 6,
+        short: 8,
+        burst: Some(6),
+    };
+
+    /// This CPU's crossing: Intel's SHA-NI is about 2.5x slower per message than Zen 4's,
+    /// so the 16 lanes pay from fewer messages (docs/BENCHMARKS.md, *Burst crypto, round
+    /// 11*). The vendor is read once.
+    pub(super) fn get() -> Self {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static VENDOR: AtomicU8 = AtomicU8::new(0);
+        let v = match VENDOR.load(Ordering::Relaxed) {
+            0 => {
+                let v = if is_intel() { 2 } else { 1 };
+                VENDOR.store(v, Ordering::Relaxed);
+                v
+            }
+            v => v,
+        };
+        if v == 2 {
+            Self::SLOW_SHA_NI
+        } else {
+            Self::FAST_SHA_NI
+        }
+    }
+
+    /// Fewest live lanes worth the 16-lane kernel for messages of `body_blocks` whole
+    /// blocks on average.
+    pub(super) fn lanes_for(self, body_blocks: usize) -> usize {
+        if body_blocks < MIN_BODY_BLOCKS {
+            self.short
+        } else {
+            self.long
+        }
+    }
+}
+
+/// True if CPUID leaf 0 names the vendor "GenuineIntel".
+fn is_intel() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID leaf 0 exists on every x86-64 CPU and has no side effects.
+    let id = unsafe { __cpuid(0) };
+    let mut name = [0u8; 12];
+    name[..4].copy_from_slice(&id.ebx.to_le_bytes());
+    name[4..8].copy_from_slice(&id.edx.to_le_bytes());
+    name[8..].copy_from_slice(&id.ecx.to_le_bytes());
+    &name == b"GenuineIntel"
+}
 
 /// True if this CPU has the AVX-512 subsets the kernel uses (F for VPROLD, VPTERNLOGD and
 /// the 512-bit shuffles, BW for VPSHUFB on zmm, VL as the family's baseline) and the SHA-NI
@@ -111,7 +193,7 @@ const PREFETCH_AHEAD: usize = 4;
 const MIN_BODY_BLOCKS: usize = 3;
 
 /// Computes every job's ICV: on 16 AVX-512 lanes if the CPU has them and the burst has at
-/// least [`MIN_LANES`] messages of [`MIN_BODY_BLOCKS`] on average, else on SHA-NI. The
+/// least [`Crossing::get`]'s count of messages for their length, else on SHA-NI. The
 /// caller guarantees SHA-NI (a `Sha1NiKey` exists only after its feature check).
 pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
     hmac::<false>(jobs)
@@ -162,11 +244,12 @@ fn lanes_or_sha_ni<'a, const COLD: bool>(
         .iter()
         .flatten()
         .fold((0, 0), |(n, b), l| (n + 1, b + l.segment().len() / 64));
-    if live < MIN_LANES || body < live * MIN_BODY_BLOCKS {
+    let crossing = Crossing::get();
+    if live == 0 || live < crossing.lanes_for(body / live) {
         let rest = jobs.map(Lane::start);
         return sha1_mb::finish_lanes(lanes.into_iter().flatten().chain(rest));
     }
-    run::<COLD>(&mut lanes, &mut jobs, MIN_LANES);
+    run::<COLD>(&mut lanes, &mut jobs, crossing.long);
 }
 
 /// Inner-hash blocks of an HMAC over `len` bytes after the ipad block: the whole blocks, then
@@ -176,7 +259,7 @@ fn inner_blocks(len: usize) -> usize {
 }
 
 /// True if [`group16`] should hash this group: no ESN suffix (its tail is built in memory by
-/// the lane scheduler), and at least [`MIN_LANES`] lanes' worth of useful blocks in the
+/// the lane scheduler), and at least [`Crossing::long`] lanes' worth of useful blocks in the
 /// group's steps (every lane runs as many steps as the longest: uniform lengths waste none).
 fn fits_group(group: &[Option<HmacJob<'_>>; LANES]) -> bool {
     let mut max = 0;
@@ -189,7 +272,7 @@ fn fits_group(group: &[Option<HmacJob<'_>>; LANES]) -> bool {
         max = max.max(n);
         sum += n;
     }
-    sum >= MIN_LANES * max
+    sum >= Crossing::get().long * max
 }
 
 /// The HMAC-SHA-1-96 of up to 16 jobs (`None`: an idle lane) start to end on 16 lanes, in
@@ -615,7 +698,7 @@ mod tests {
         }
         let mut rng = Rng(0x0dd_ba11_cafe_f00d);
         for n in 1..=40 {
-            for handoff in [0, MIN_LANES] {
+            for handoff in [0, Crossing::SLOW_SHA_NI.long, MIN_LANES] {
                 let lens: Vec<usize> = (0..n)
                     .map(|_| match rng.below(3) {
                         0 => rng.below(200),
@@ -765,7 +848,8 @@ mod tests {
         }
     }
 
-    /// Through the dispatcher: small bursts (SHA-NI) and large ones (16 lanes) agree.
+    /// Through the dispatcher: small bursts (SHA-NI) and large ones (16 lanes) agree, on
+    /// both sides of both CPUs' crossings, long and short messages, like and mixed lengths.
     #[test]
     fn dispatch_matches_hmac_crate() {
         if !stitch::available() {
@@ -774,25 +858,55 @@ mod tests {
         }
         let ikey = [9u8; 20];
         let key = Sha1NiKey::new(&ikey).unwrap();
-        let data: Vec<u8> = (0..2000u32).map(|i| (i * 7 + 3) as u8).collect();
-        for n in [1, MIN_LANES - 1, MIN_LANES, 16, 17, 32] {
-            let mut icvs = vec![[0u8; 12]; n];
-            hmac_sha1_96(icvs.iter_mut().enumerate().map(|(i, icv)| HmacJob {
-                key: &key,
-                msg: &data[i..i + 1448],
-                seq_hi: None,
-                icv,
-            }));
-            for (i, icv) in icvs.iter().enumerate() {
-                assert_eq!(icv, &expected(&ikey, &data[i..i + 1448], None), "{n} jobs");
+        let data: Vec<u8> = (0..2100u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in [104, 200, 1448] {
+            for mixed in [false, true] {
+                for n in [1, 5, 6, 7, 8, 11, 12, 16, 17, 21, 22, 23, 28, 32] {
+                    let len_of = |i: usize| if mixed { len + 16 * (i % 3) } else { len };
+                    let mut icvs = vec![[0u8; 12]; n];
+                    hmac_sha1_96(icvs.iter_mut().enumerate().map(|(i, icv)| HmacJob {
+                        key: &key,
+                        msg: &data[i..i + len_of(i)],
+                        seq_hi: None,
+                        icv,
+                    }));
+                    for (i, icv) in icvs.iter().enumerate() {
+                        let want = expected(&ikey, &data[i..i + len_of(i)], None);
+                        assert_eq!(icv, &want, "{n} jobs of {len}, mixed {mixed}");
+                    }
+                }
             }
         }
+    }
+
+    /// The crossing follows the vendor as the kernel reports it in `/proc/cpuinfo`.
+    #[test]
+    fn crossing_follows_the_vendor() {
+        let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+            eprintln!("SKIPPED: no /proc/cpuinfo");
+            return;
+        };
+        let intel = info
+            .lines()
+            .find(|l| l.starts_with("vendor_id"))
+            .is_some_and(|l| l.trim_end().ends_with("GenuineIntel"));
+        assert_eq!(is_intel(), intel);
+        let c = Crossing::get();
+        let want = if intel {
+            Crossing::SLOW_SHA_NI
+        } else {
+            Crossing::FAST_SHA_NI
+        };
+        assert_eq!(c, want);
+        assert_eq!(Crossing::get(), c, "read once, the same after");
+        assert_eq!(c.lanes_for(MIN_BODY_BLOCKS), c.long);
+        assert_eq!(c.lanes_for(MIN_BODY_BLOCKS - 1), c.short);
     }
 
     /// Time per HMAC of 1448 bytes (an ESP packet of 1408 payload bytes) and of 104 (64) for
     /// bursts of 1..=32 messages: the 16-lane kernel against SHA-NI's four interleaved
     /// messages, minimum over many interleaved rounds (robust to other jobs on the box).
-    /// Sets [`MIN_LANES`].
+    /// Sets [`Crossing`].
     /// `cargo test --release -p akagate-fastpath --lib sha1_x16::tests::lane_timing -- --ignored --nocapture`
     #[test]
     #[ignore]
