@@ -379,6 +379,29 @@ fn new_socket_set(slots: usize) -> (SocketSet<'static>, usize) {
     (SocketSet::new(v), base)
 }
 
+/// Bytes of a socket's send buffer [`prefetch_send_room`] asks for at most (24 lines).
+const SEND_PREFETCH_MAX: usize = 1536;
+
+/// Starts loading the first `len` bytes (at most [`SEND_PREFETCH_MAX`]) of where the next
+/// bytes written into `s` will go, after a message was framed on it: the slowpath's answer
+/// (a 401 or 200 to a REGISTER, written by the worker's Send) lands exactly there, in a buffer
+/// nothing touched since the socket was made or last used, so its stores would each miss. smoltcp
+/// exposes the spot only through `send`, whose closure gets the free room from the write
+/// position (offset 0 while nothing is queued); it is given back untouched (0 bytes taken:
+/// no state changes, and an empty ring's read position is reset to 0 as any write would).
+/// Returns the address and the bytes asked for (`None`: the socket may not send).
+fn prefetch_send_room(s: &mut tcp::Socket<'_>, len: usize) -> Option<(usize, usize)> {
+    s.send(|room| {
+        let n = len.min(room.len()).min(SEND_PREFETCH_MAX);
+        let base = room.as_ptr();
+        for off in (0..n).step_by(64) {
+            crate::sad::prefetch(base.wrapping_add(off));
+        }
+        (0, (base.addr(), n))
+    })
+    .ok()
+}
+
 /// A flow as the stack keys it: protocol, peer port, local port.
 type FlowKey = (Transport, u16, u16);
 
@@ -1499,6 +1522,8 @@ impl UeStack {
             let mut tls_fail = false;
             let mut pings = 0;
             let mut framed = false;
+            // The longest message framed here: about what its answer will write.
+            let mut longest = 0;
             let f = conn.flow;
             let via_spi = spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
             let messages_in = &mut self.counters.messages_in;
@@ -1511,6 +1536,7 @@ impl UeStack {
                     Frame::Message(bytes) => {
                         *messages_in += 1;
                         framed = true;
+                        longest = longest.max(bytes.len());
                         events.push(WorkerEvent::Sip(SipIn {
                             flow: f,
                             via_spi,
@@ -1581,6 +1607,9 @@ impl UeStack {
             // The UE closed its side: finish ours (SIP has nothing to say after FIN).
             if s.state() == tcp::State::CloseWait && conn.pending.is_empty() {
                 s.close();
+            }
+            if longest > 0 && conn.pending.is_empty() && conn.tls.is_none() {
+                let _ = prefetch_send_room(s, longest);
             }
         }
         self.remove_conns(gone, events);
@@ -2067,6 +2096,78 @@ mod tests {
             assert_eq!(at.as_ptr().addr(), hint, "spare {spare}");
             pc.prefetch(msg.len());
         }
+    }
+
+    /// The send-buffer hint (`prefetch_send_room`) is where the next bytes written into the
+    /// socket go, takes nothing from it and changes nothing the peer sees: checked by where
+    /// the room starts after the answer is written (right behind it, the ring being written
+    /// contiguously from the write position), with and without bytes queued before, and by
+    /// the answer reaching the UE whole.
+    #[test]
+    fn the_send_hint_is_where_the_answer_goes_and_takes_nothing() {
+        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let cfg = StackConfig::default();
+        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
+        pc.listen(5060, true, false);
+        let mut ue = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let mut ev = Vec::new();
+        let flow = Flow {
+            ue: p,
+            ue_port: 5060,
+            local: u,
+            local_port: 40000,
+            proto: Transport::Tcp,
+        };
+        let msg = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        ue.send(flow, msg, true).unwrap();
+        for _ in 0..3 {
+            carry(&mut ue, &mut pc, Instant::ZERO, &mut ev);
+            carry(&mut pc, &mut ue, Instant::ZERO, &mut ev);
+        }
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, WorkerEvent::Sip(m) if m.bytes == msg)),
+            "the request was framed"
+        );
+        let h = pc.conns[0].0;
+        let s = pc.sockets.get_mut::<tcp::Socket>(h);
+        assert_eq!(s.send_queue(), 0);
+        let (at, n) = prefetch_send_room(s, 100).expect("established");
+        assert_eq!(n, 100);
+        assert_eq!(s.send_queue(), 0, "the hint takes no room");
+        let (again, _) = prefetch_send_room(s, 5000).unwrap();
+        assert_eq!(again, at, "asking twice points at the same spot");
+        assert_eq!(
+            prefetch_send_room(s, 5000).unwrap().1,
+            SEND_PREFETCH_MAX,
+            "bounded"
+        );
+        let answer = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(s.send_slice(&answer[..10]).unwrap(), 10);
+        let (after_part, _) = prefetch_send_room(s, 1).unwrap();
+        assert_eq!(after_part, at + 10, "the first ten bytes went to the hint");
+        assert_eq!(s.send_slice(&answer[10..]).unwrap(), answer.len() - 10);
+        let (after, _) = prefetch_send_room(s, 1).unwrap();
+        assert_eq!(after, at + answer.len(), "the rest followed them");
+        assert_eq!(s.send_queue(), answer.len());
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            carry(&mut pc, &mut ue, Instant::ZERO, &mut ev);
+            // The UE's events: what its poll framed.
+            carry(&mut ue, &mut pc, Instant::ZERO, &mut got);
+        }
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, WorkerEvent::Sip(m) if m.bytes == answer)),
+            "the answer reached the UE whole: {got:?}"
+        );
+        let s = pc.sockets.get_mut::<tcp::Socket>(h);
+        s.close();
+        assert_eq!(
+            prefetch_send_room(s, 100),
+            None,
+            "nothing once the socket may not send"
+        );
     }
 
     /// Only a pure ACK that leaves nothing to do needs no poll, and a poll after it would
