@@ -373,18 +373,9 @@ fn gcm_phase_split() {
     }
 }
 
-/// The bare aes-gcm-16 kernel at one body length: `seal_esp` and `open_esp` on 32 bodies of
-/// 1412 bytes (a 1408-byte payload's body), one key, warm (the bodies restored untimed
-/// between rounds): TSC ticks per packet, medians over 20000 rounds, and per 16-byte block.
-/// `cargo test --release -p akagate-fastpath --lib esp::phases::gcm_kernel_ticks -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn gcm_kernel_ticks() {
-    if !super::gcm_ni::available() {
-        eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
-        return;
-    }
-    let sa = OutboundSa::new(
+/// The aes-gcm-16 SA the kernel timings seal and open with (one fixed key).
+fn gcm_kernel_sa() -> OutboundSa {
+    OutboundSa::new(
         0x1000,
         &Suite {
             auth: AuthAlg::Null,
@@ -396,7 +387,21 @@ fn gcm_kernel_ticks() {
             },
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The bare aes-gcm-16 kernel at one body length: `seal_esp` and `open_esp` on 32 bodies of
+/// 1412 bytes (a 1408-byte payload's body), one key, warm (the bodies restored untimed
+/// between rounds): TSC ticks per packet, medians over 20000 rounds, and per 16-byte block.
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::gcm_kernel_ticks -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn gcm_kernel_ticks() {
+    if !super::gcm_ni::available() {
+        eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
+        return;
+    }
+    let sa = gcm_kernel_sa();
     let (salt, g) = sa.transform().gcm_ni().unwrap();
     for len in [96usize, 1412, 1280, 4096] {
         let hdr: Vec<[u8; 16]> = (0..BURST as u8).map(|i| [i; 16]).collect();
@@ -470,19 +475,7 @@ fn gcm_kernel_ticks_cold() {
         eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
         return;
     }
-    let sa = OutboundSa::new(
-        0x1000,
-        &Suite {
-            auth: AuthAlg::Null,
-            encr: EncrAlg::AesGcm,
-            keys: SaKeys {
-                integ_key: Vec::new(),
-                encr_key: vec![0x22; 16],
-                salt: [9, 1, 2, 3],
-            },
-        },
-    )
-    .unwrap();
+    let sa = gcm_kernel_sa();
     let (salt, g) = sa.transform().gcm_ni().unwrap();
     let len = 1412;
     let hdr: Vec<[u8; 16]> = (0..BURST as u8).map(|i| [i; 16]).collect();
