@@ -390,6 +390,27 @@ fn gcm_kernel_sa() -> OutboundSa {
     .unwrap()
 }
 
+/// A burst's headers, plain bodies of `len` bytes, and those bodies sealed with their tags,
+/// for the kernel timings.
+#[allow(clippy::type_complexity)]
+fn gcm_kernel_bodies(
+    g: &super::gcm_ni::Aes128GcmNi,
+    salt: &[u8; 4],
+    len: usize,
+) -> (Vec<[u8; 16]>, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<[u8; 16]>) {
+    let hdr: Vec<[u8; 16]> = (0..BURST as u8).map(|i| [i; 16]).collect();
+    let plain: Vec<Vec<u8>> = (0..BURST)
+        .map(|i| (0..len).map(|j| (i + j) as u8).collect())
+        .collect();
+    let mut sealed = plain.clone();
+    let tags = sealed
+        .iter_mut()
+        .zip(&hdr)
+        .map(|(b, h)| g.seal_esp(salt, h, None, b))
+        .collect();
+    (hdr, plain, sealed, tags)
+}
+
 /// The bare aes-gcm-16 kernel at one body length: `seal_esp` and `open_esp` on 32 bodies of
 /// 1412 bytes (a 1408-byte payload's body), one key, warm (the bodies restored untimed
 /// between rounds): TSC ticks per packet, medians over 20000 rounds, and per 16-byte block.
@@ -404,16 +425,7 @@ fn gcm_kernel_ticks() {
     let sa = gcm_kernel_sa();
     let (salt, g) = sa.transform().gcm_ni().unwrap();
     for len in [96usize, 1412, 1280, 4096] {
-        let hdr: Vec<[u8; 16]> = (0..BURST as u8).map(|i| [i; 16]).collect();
-        let plain: Vec<Vec<u8>> = (0..BURST)
-            .map(|i| (0..len).map(|j| (i + j) as u8).collect())
-            .collect();
-        let mut sealed = plain.clone();
-        let tags: Vec<[u8; 16]> = sealed
-            .iter_mut()
-            .zip(&hdr)
-            .map(|(b, h)| g.seal_esp(salt, h, None, b))
-            .collect();
+        let (hdr, plain, sealed, tags) = gcm_kernel_bodies(g, salt, len);
         let mut bufs = plain.clone();
         let (mut s, mut o) = (Vec::new(), Vec::new());
         for _ in 0..20000 {
@@ -478,16 +490,7 @@ fn gcm_kernel_ticks_cold() {
     let sa = gcm_kernel_sa();
     let (salt, g) = sa.transform().gcm_ni().unwrap();
     let len = 1412;
-    let hdr: Vec<[u8; 16]> = (0..BURST as u8).map(|i| [i; 16]).collect();
-    let plain: Vec<Vec<u8>> = (0..BURST)
-        .map(|i| (0..len).map(|j| (i + j) as u8).collect())
-        .collect();
-    let mut sealed = plain.clone();
-    let tags: Vec<[u8; 16]> = sealed
-        .iter_mut()
-        .zip(&hdr)
-        .map(|(b, h)| g.seal_esp(salt, h, None, b))
-        .collect();
+    let (hdr, plain, sealed, tags) = gcm_kernel_bodies(g, salt, len);
     let mut bufs = plain.clone();
     let (mut s, mut o) = (Vec::new(), Vec::new());
     for _ in 0..5000 {
