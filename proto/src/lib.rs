@@ -21,6 +21,7 @@ pub mod sipscan;
 pub mod spi;
 pub mod stream;
 pub mod suite;
+pub mod swar;
 mod transport;
 
 pub use transport::Transport;

@@ -1,6 +1,8 @@
 //! One `sec-mechanism` of a Security-Client/-Server/-Verify header (RFC 3329 2.2): parsing,
 //! rendering, and the parameter-for-parameter comparison Security-Verify needs (RFC 3329 2.3.1).
 
+use akagate_proto::sipscan::is_token_char;
+use akagate_proto::swar;
 use thiserror::Error;
 
 use crate::sip::lex::is_token;
@@ -655,7 +657,7 @@ fn walk_params(params: Option<&str>, plain: bool) -> Result<[Option<&str>; 8], S
         let mut token = !n.is_empty();
         let mut word = 0u64;
         for (i, c) in n.bytes().enumerate() {
-            token &= akagate_proto::sipscan::is_token_char(c);
+            token &= is_token_char(c);
             if i < 8 {
                 word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
             }
@@ -680,22 +682,10 @@ fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
     let b = p.as_bytes();
     let mut start = 0;
     for _ in 0..MAX_PARAMS {
-        // The name: token characters up to `=`, `;` or the end, packed as `offer_slot` wants.
-        let mut i = start;
-        let mut word = 0u64;
-        while let Some(&c) = b.get(i) {
-            if !akagate_proto::sipscan::is_token_char(c) {
-                break;
-            }
-            if i - start < 8 {
-                word |= u64::from(c.to_ascii_lowercase()) << (8 * (i - start));
-            }
-            i += 1;
-        }
-        let name_len = i - start;
-        if name_len == 0 {
+        let Some((name_len, slot)) = plain_name(b, start) else {
             return false;
-        }
+        };
+        let i = start + name_len;
         // The value (trimmed) and where the next parameter starts, if one does.
         let (value, next) = match b.get(i) {
             None => ("", None),
@@ -703,7 +693,7 @@ fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
             Some(b'=') => {
                 let from = i + 1;
                 let rest = b.get(from..).unwrap_or_default();
-                let (end, next) = match find_byte(b';', rest) {
+                let (end, next) = match swar::find_byte_near(b';', rest) {
                     Some(k) => (from + k, Some(from + k + 1)),
                     None => (b.len(), None),
                 };
@@ -713,7 +703,7 @@ fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
             // A blank or another non-token byte after the name: the general walk decides.
             Some(_) => return false,
         };
-        if let Some(slot) = offer_slot(name_len, word) {
+        if let Some(slot) = slot {
             offer[slot].get_or_insert(value);
         }
         match next {
@@ -722,6 +712,40 @@ fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
         }
     }
     false
+}
+
+/// The parameter name starting at `start` of `b`, for [`plain_params`]: its length and
+/// [`offer_slot`], if it is a non-empty run of token characters followed by `=`, `;`, or the
+/// end; `None` otherwise (it is not a plain name).
+fn plain_name(b: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    // A name shorter than eight bytes with eight bytes to read: found, lower-cased and
+    // matched a word at a time. A known name's match proves it a token; another name is
+    // checked byte by byte.
+    if let Some(word) = swar::word_at(b, start) {
+        if let Some(len) = swar::first_of_two_in_word(word, b'=', b';') {
+            let name = b.get(start..start + len)?;
+            let lowered = swar::lower_ascii_word(swar::packed_prefix(b, start, len)?);
+            return match offer_slot(len, lowered) {
+                Some(slot) => Some((len, Some(slot))),
+                None if len > 0 && name.iter().all(|&c| is_token_char(c)) => Some((len, None)),
+                None => None,
+            };
+        }
+    }
+    // Near the end, or a long name: a byte at a time.
+    let mut i = start;
+    let mut word = 0u64;
+    while let Some(&c) = b.get(i) {
+        if !is_token_char(c) {
+            break;
+        }
+        if i - start < 8 {
+            word |= u64::from(c.to_ascii_lowercase()) << (8 * (i - start));
+        }
+        i += 1;
+    }
+    let len = i - start;
+    (len > 0).then(|| (len, offer_slot(len, word)))
 }
 
 /// Parses the value of a Security-Client, Security-Server or Security-Verify header (one
@@ -850,9 +874,33 @@ mod tests {
         assert_eq!(offer[7], Some("5088"));
         // Random quote-free parameter lists from the bytes that matter: wherever the one pass
         // answers it reads what the walk reads, and it never accepts what the walk refuses.
-        let pieces: [&str; 16] = [
-            "alg", "ALG", "spi-c", "port-s", "ealg", "x", "=", "=", ";", ";", " ", "\t", "1", "a@",
-            "\u{e9}", "prot",
+        // Known names in both cases, names of eight bytes and more, and the bytes a
+        // word-at-a-time lower-casing could confuse (`\r` | 0x20 is `-`, `@` | 0x20 is `` ` ``).
+        let pieces: [&str; 24] = [
+            "alg",
+            "ALG",
+            "spi-c",
+            "port-s",
+            "ealg",
+            "x",
+            "=",
+            "=",
+            ";",
+            ";",
+            " ",
+            "\t",
+            "1",
+            "a@",
+            "\u{e9}",
+            "prot",
+            "Port-C",
+            "SPI-s",
+            "spi\rc",
+            "port\rs",
+            "mod",
+            "verylongname",
+            "`lg",
+            "m@d",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {

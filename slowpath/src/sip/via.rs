@@ -28,6 +28,18 @@ pub struct Via<'a> {
     pub sent_by: &'a str,
     /// via-params.
     pub params: Params<'a>,
+    /// The first `branch`, `received` and `rport` of `params`, noted by the one walk that
+    /// checks them (the accessors below are asked several times per message).
+    known: KnownParams<'a>,
+}
+
+/// The first parameter of each name a Via's accessors read, as [`Params::get`] finds it:
+/// `None` when absent, `Some(None)` when present without a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KnownParams<'a> {
+    branch: Option<Option<&'a str>>,
+    received: Option<Option<&'a str>>,
+    rport: Option<Option<&'a str>>,
 }
 
 fn take_token(s: &str) -> (&str, &str) {
@@ -40,6 +52,36 @@ fn slash(s: &str) -> Result<&str, ParseError> {
         .strip_prefix('/')
         .map(trim_lws_start)
         .ok_or(ParseError::BadHeader("Via"))
+}
+
+/// Checks each via-param's syntax (RFC 3261 25.1, RFC 3581) and notes the first `branch`,
+/// `received` and `rport`.
+fn check_params<'a>(params: &Params<'a>) -> Result<KnownParams<'a>, ParseError> {
+    let mut known = KnownParams::default();
+    for p in params.iter() {
+        let p = p?;
+        // Names compared in place: no lower-cased copy per parameter.
+        let is = |name: &str| p.name.eq_ignore_ascii_case(name);
+        let number_up_to = |max| !matches!(p.value, Some(v) if parse_decimal(v, max).is_none());
+        let ok = if is("branch") {
+            known.branch.get_or_insert(p.value);
+            p.value.is_some_and(|v| v.bytes().all(is_token_char))
+        } else if is("received") {
+            known.received.get_or_insert(p.value);
+            p.value.and_then(parse_ip).is_some()
+        } else if is("rport") {
+            known.rport.get_or_insert(p.value);
+            number_up_to(65535)
+        } else if is("ttl") {
+            number_up_to(255)
+        } else {
+            true
+        };
+        if !ok {
+            return Err(ParseError::BadParam);
+        }
+    }
+    Ok(known)
 }
 
 impl<'a> Via<'a> {
@@ -64,7 +106,8 @@ impl<'a> Via<'a> {
         let sent_by = &rest[..end];
         let (host, port) = Host::parse_with_port(sent_by).map_err(|_| bad)?;
         let params = Params::new(&rest[end..]);
-        let via = Via {
+        let known = check_params(&params).map_err(|_| bad)?;
+        Ok(Via {
             protocol,
             version,
             transport,
@@ -72,38 +115,13 @@ impl<'a> Via<'a> {
             port,
             sent_by,
             params,
-        };
-        via.check_params().map_err(|_| bad)?;
-        Ok(via)
-    }
-
-    fn check_params(&self) -> Result<(), ParseError> {
-        for p in self.params.iter() {
-            let p = p?;
-            // Names compared in place: no lower-cased copy per parameter.
-            let is = |name: &str| p.name.eq_ignore_ascii_case(name);
-            let number_up_to = |max| !matches!(p.value, Some(v) if parse_decimal(v, max).is_none());
-            let ok = if is("branch") {
-                p.value.is_some_and(|v| v.bytes().all(is_token_char))
-            } else if is("received") {
-                p.value.and_then(parse_ip).is_some()
-            } else if is("rport") {
-                number_up_to(65535)
-            } else if is("ttl") {
-                number_up_to(255)
-            } else {
-                true
-            };
-            if !ok {
-                return Err(ParseError::BadParam);
-            }
-        }
-        Ok(())
+            known,
+        })
     }
 
     /// The branch parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.value("branch")
+        self.known.branch.flatten()
     }
 
     /// True if the branch carries the RFC 3261 magic cookie.
@@ -113,18 +131,19 @@ impl<'a> Via<'a> {
 
     /// The `received` address.
     pub fn received(&self) -> Option<IpAddr> {
-        self.params.value("received").and_then(parse_ip)
+        self.known.received.flatten().and_then(parse_ip)
     }
 
     /// True if `rport` is present, with or without a value (RFC 3581 4).
     pub fn has_rport(&self) -> bool {
-        self.params.contains("rport")
+        self.known.rport.is_some()
     }
 
     /// The `rport` value filled in by a server.
     pub fn rport(&self) -> Option<u16> {
-        self.params
-            .value("rport")
+        self.known
+            .rport
+            .flatten()
             .and_then(|v| parse_decimal(v, 65535))
             .map(|v| v as u16)
     }
@@ -175,6 +194,34 @@ mod tests {
         assert_eq!(v.rport(), None);
         assert_eq!(v.received(), Some("10.0.0.1".parse().unwrap()));
         assert_eq!(v.sent_by, "[2409:8800::1]:8904");
+    }
+
+    #[test]
+    fn the_accessors_read_the_first_parameter_of_each_name_as_params_get_does() {
+        let v = Via::parse(
+            "SIP/2.0/UDP 192.0.2.1;Branch=z9hG4bKa;RPORT;branch=z9hG4bKb;rport=5;\
+             RECEIVED=10.0.0.1;received=10.0.0.2;x=1",
+        )
+        .unwrap();
+        for name in ["branch", "received", "rport", "x"] {
+            let walked = v.params.get(name);
+            let noted = match name {
+                "branch" => v.known.branch,
+                "received" => v.known.received,
+                "rport" => v.known.rport,
+                _ => walked,
+            };
+            assert_eq!(noted, walked, "{name}");
+        }
+        assert_eq!(v.branch(), Some("z9hG4bKa"));
+        assert!(v.has_rport());
+        assert_eq!(v.rport(), None);
+        assert_eq!(v.received(), Some("10.0.0.1".parse().unwrap()));
+        let bare = Via::parse("SIP/2.0/TCP h.example;ttl=3").unwrap();
+        assert_eq!(
+            (bare.branch(), bare.has_rport(), bare.received()),
+            (None, false, None)
+        );
     }
 
     #[test]
