@@ -63,9 +63,30 @@ pub struct DigestParams {
     params: Vec<DigestParam>,
 }
 
+/// The token characters: RFC 3261 25.1's and RFC 7230's tchar (which adds `#$&^|`).
+const TCHAR_EXTRA: &[u8] = b"-.!%*_+`'~#$&^|";
+
+/// [`is_tchar`] of every byte, built once at compile time (a lookup per byte instead of a
+/// search of [`TCHAR_EXTRA`]).
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let mut hit = b.is_ascii_alphanumeric();
+        let mut i = 0;
+        while i < TCHAR_EXTRA.len() {
+            hit |= TCHAR_EXTRA[i] == b;
+            i += 1;
+        }
+        table[c] = hit;
+        c += 1;
+    }
+    table
+};
+
 fn is_tchar(b: u8) -> bool {
-    // RFC 3261 25.1 token characters (a superset of RFC 7230's tchar: adds nothing else).
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~#$&^|".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 fn is_token(s: &str) -> bool {
@@ -728,6 +749,15 @@ fn has_control(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_table_is_alphanumerics_and_the_fifteen_marks() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-.!%*_+`'~#$&^|".contains(&b);
+            assert_eq!(is_tchar(b), expected, "{b:#04x}");
+        }
+        assert_eq!((0..=255u8).filter(|&b| is_tchar(b)).count(), 62 + 15);
+    }
 
     #[test]
     fn has_control_refuses_exactly_the_controls_but_htab() {
