@@ -160,6 +160,17 @@ impl SecMechanism {
         s
     }
 
+    /// Whether `text` is exactly what [`SecMechanism::render`] writes, compared piece by
+    /// piece without rendering: a UE that echoes the Security-Server it was sent as it was
+    /// written (the usual case) is recognised without parsing the echo.
+    pub fn renders_as(&self, text: &str) -> bool {
+        let mut rest = Some(text.as_bytes());
+        self.render_pieces(|piece| {
+            rest = rest.and_then(|r| r.strip_prefix(piece.as_bytes()));
+        });
+        rest.is_some_and(<[u8]>::is_empty)
+    }
+
     /// [`SecMechanism::render`] handed piece by piece to `put` (written straight into a
     /// message, no intermediate string).
     pub fn render_pieces(&self, mut put: impl FnMut(&str)) {
@@ -768,6 +779,28 @@ pub fn render_security_header(mechs: &[SecMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_as_is_exactly_the_rendered_text() {
+        let m = &parse_security_header(
+            "IPSEC-3gpp; q=0.1; alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=5062;port-s=5064;mod",
+        )
+        .unwrap()[0];
+        let text = m.render();
+        assert!(m.renders_as(&text));
+        for other in [
+            String::new(),
+            text[..text.len() - 1].to_owned(),
+            format!("{text};"),
+            format!("{text} "),
+            text.replace("alg", "ALG"),
+            text.replace(";q", "; q"),
+        ] {
+            assert!(!m.renders_as(&other), "{other:?}");
+            // Equivalent or not, the general comparison still decides those.
+        }
+        assert!(m.equivalent(&parse_security_header(&text.replace(";q", "; q")).unwrap()[0]));
+    }
 
     #[test]
     fn offer_params_are_noted_in_their_place_whatever_the_case_first_one_counting() {
