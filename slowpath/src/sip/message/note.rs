@@ -31,6 +31,8 @@ pub(crate) struct NotedVia<'a> {
     pub(crate) line: usize,
     before: &'a str,
     via: Via<'a>,
+    /// The top element as written (what `via` was parsed from).
+    text: &'a str,
     after: &'a str,
     note: ViaNote,
     /// Offsets of the top element in the message's input.
@@ -47,8 +49,74 @@ impl NotedVia<'_> {
         f(self.after);
     }
 
-    /// The pieces of the noted top element alone.
+    /// The pieces of the noted top element alone: the element as written, without its
+    /// `received` and `rport` parameters, then the note's.
     fn element_pieces(&self, f: &mut dyn FnMut(&str)) {
+        if !self.kept_runs(f) {
+            self.kept_params(f);
+        }
+        // An IPv6 address is 45 characters at most, a port 5.
+        let mut buf = [0u8; 48];
+        // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
+        f(";received=");
+        f(ip_text(self.note.received, &mut buf));
+        if let Some(port) = self.note.rport {
+            f(";rport=");
+            f(decimal(port, &mut buf));
+        }
+    }
+}
+
+impl NotedVia<'_> {
+    /// The element's text up to the end of its last parameter, in as few pieces as there are
+    /// runs between a `received` or `rport` parameter (each left out with its `;`): RFC 3261
+    /// 8.2.6.2 wants the response's Via as the request's. False, with nothing written, if a
+    /// parsed piece does not lie in the element's text (it always does).
+    fn kept_runs(&self, f: &mut dyn FnMut(&str)) -> bool {
+        let v = &self.via;
+        let base = self.text.as_ptr() as usize;
+        let at = |part: &str| (part.as_ptr() as usize).checked_sub(base);
+        // Runs of the text to write: [start, end) pairs; a Via has a handful of parameters.
+        let mut runs = [(0usize, 0usize); 4];
+        let mut n = 0;
+        let Some(mut end) = at(v.params.raw()) else {
+            return false;
+        };
+        let mut run = 0;
+        for p in v.params.iter().map_while(Result::ok) {
+            let last = p.value.unwrap_or(p.name);
+            let Some(p_end) = at(last).map(|a| a + last.len()) else {
+                return false;
+            };
+            if p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport") {
+                let Some(slot) = runs.get_mut(n) else {
+                    return false;
+                };
+                *slot = (run, end);
+                n += 1;
+                run = p_end;
+            }
+            end = p_end;
+        }
+        let Some(slot) = runs.get_mut(n) else {
+            return false;
+        };
+        *slot = (run, end);
+        n += 1;
+        let runs = &runs[..n];
+        if runs.iter().any(|&(a, b)| self.text.get(a..b).is_none()) {
+            return false;
+        }
+        for &(a, b) in runs {
+            if let Some(piece) = self.text.get(a..b).filter(|p| !p.is_empty()) {
+                f(piece);
+            }
+        }
+        true
+    }
+
+    /// The element rebuilt from its parsed parts, `received` and `rport` left out.
+    fn kept_params(&self, f: &mut dyn FnMut(&str)) {
         let v = &self.via;
         for part in [v.protocol, "/", v.version, "/", v.transport, " ", v.sent_by] {
             f(part);
@@ -63,15 +131,6 @@ impl NotedVia<'_> {
                 f("=");
                 f(value);
             }
-        }
-        // An IPv6 address is 45 characters at most, a port 5.
-        let mut buf = [0u8; 48];
-        // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-        f(";received=");
-        f(ip_text(self.note.received, &mut buf));
-        if let Some(port) = self.note.rport {
-            f(";rport=");
-            f(decimal(port, &mut buf));
         }
     }
 }
@@ -149,6 +208,7 @@ impl<'a> Message<'a> {
             line,
             before: value.get(..start)?,
             via,
+            text: first,
             after: value.get(end..)?,
             note,
             element: (in_raw, in_raw.checked_add(first.len())?),
@@ -219,6 +279,55 @@ mod tests {
             m.noted_via().unwrap().pieces(&mut |p| line.push_str(p));
             assert_eq!(line, format!("{element}, SIP/2.0/UDP y;branch=z9hG4bK9"));
         }
+    }
+
+    #[test]
+    fn the_runs_as_written_are_the_rebuilt_element_when_it_has_no_blanks() {
+        for element in [
+            "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/TCP 10.1.0.2:5060;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP [2001:db8::1]:5062;Rport=5;branch=z9hG4bK1;received=10.0.0.1;x",
+            "SIP/2.0/TLS h.example;received=10.0.0.1;RPORT;rport;received=10.0.0.2;ttl=3",
+            "SIP/2.0/TCP h;branch=z9hG4bK1;x=\"a;b\";rport",
+            "SIP/2.0/TCP h;branch=z9hG4bK1",
+        ] {
+            let req = REQ.replace(
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1",
+                element,
+            );
+            let m = Message::parse(req.as_bytes())
+                .unwrap()
+                .with_via_note(note("192.0.2.7", Some(4)));
+            let noted = m.noted_via().unwrap();
+            let (mut runs, mut rebuilt) = (String::new(), String::new());
+            // Four or more left-out parameters take the rebuilt form (at most three runs).
+            let ran = noted.kept_runs(&mut |p| runs.push_str(p));
+            noted.kept_params(&mut |p| rebuilt.push_str(p));
+            let low = element.to_ascii_lowercase();
+            assert_eq!(
+                ran,
+                low.matches("received").count() + low.matches("rport").count() < 4
+            );
+            if ran {
+                assert_eq!(runs, rebuilt, "{element}");
+            }
+        }
+        // With blanks the element keeps them, as the request wrote it (RFC 3261 8.2.6.2).
+        let req = REQ.replace(
+            "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1",
+            "SIP / 2.0 / TCP 10.1.0.2:5060 ; branch = z9hG4bK1 ;rport ; x",
+        );
+        let m = Message::parse(req.as_bytes())
+            .unwrap()
+            .with_via_note(note("192.0.2.7", None));
+        let mut line = String::new();
+        m.noted_via()
+            .unwrap()
+            .element_pieces(&mut |p| line.push_str(p));
+        assert_eq!(
+            line,
+            "SIP / 2.0 / TCP 10.1.0.2:5060 ; branch = z9hG4bK1 ; x;received=192.0.2.7"
+        );
     }
 
     #[test]
