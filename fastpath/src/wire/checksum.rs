@@ -1,6 +1,6 @@
 //! TCP and UDP checksum verification of inbound packets (RFC 9293 3.1, RFC 768, RFC 1071; the
-//! pseudo-header of RFC 9293 3.1 / RFC 768 for IPv4 and RFC 8200 8.1 for IPv6), eight bytes
-//! per addition.
+//! pseudo-header of RFC 9293 3.1 / RFC 768 for IPv4 and RFC 8200 8.1 for IPv6), 32 bytes
+//! per vectorised step ([`ones_complement_sum`]).
 //!
 //! Why not smoltcp's: `smoltcp::wire::ip::checksum::data` adds two bytes at a time, 8% of the
 //! worker's samples on 1408-byte segments (docs/BENCHMARKS.md, "The SIP framing scan in one
