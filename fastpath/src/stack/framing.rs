@@ -40,6 +40,13 @@ pub struct SipFramer {
     scanned: usize,
     /// Total length of the message at `start`, once its header section is parsed.
     want: Option<usize>,
+    /// The next scan starts at the message's first byte, not at `scanned`: set when
+    /// [`SipFramer::feed`] buffers a message whose header section a read cut. Resumed, the
+    /// scan walks the head's rest, then the whole head again for its `Content-Length`
+    /// (`sipscan::section_content_length`, a call per LF); from the start it is one walk that
+    /// notes the candidate lines on the way. Only the first resumption of a message, so a
+    /// head arriving in many small pieces is still walked about once (at most twice).
+    rescan: bool,
     /// Length of the last message framed: the room a message whose length is not known yet
     /// gets (a connection's messages are alike), so it is not reallocated once it is.
     last_len: usize,
@@ -54,6 +61,7 @@ impl SipFramer {
             start: 0,
             scanned: 0,
             want: None,
+            rescan: false,
             last_len: 0,
             limits: FrameLimits {
                 max_head: max_header,
@@ -135,6 +143,7 @@ impl SipFramer {
                     self.push(data);
                     self.scanned = scanned;
                     self.want = len;
+                    self.rescan = len.is_none();
                     return Ok(());
                 }
             };
@@ -161,9 +170,20 @@ impl SipFramer {
     /// Returns the next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
         let data = self.buf.get(self.start..).unwrap_or_default();
+        if data.is_empty() && self.want.is_none() {
+            // Nothing buffered: what scanning it would say, without the call (`feed` asks
+            // after every message it hands over from the buffer).
+            self.scanned = 0;
+            return Ok(None);
+        }
+        let resume = if std::mem::take(&mut self.rescan) {
+            0
+        } else {
+            self.scanned
+        };
         let total = match self.want {
             Some(total) => total,
-            None => match scan_frame(data, &self.limits, self.scanned)? {
+            None => match scan_frame(data, &self.limits, resume)? {
                 Scanned::Ping => {
                     self.consumed(CRLFCRLF.len());
                     return Ok(Some(Frame::Ping));
@@ -192,6 +212,7 @@ impl SipFramer {
             // The usual case, one message and nothing after it: hand over the buffer itself.
             self.want = None;
             self.scanned = 0;
+            self.rescan = false;
             std::mem::take(&mut self.buf)
         } else if self.start == 0
             && self.buf.len() - total <= total
@@ -224,6 +245,7 @@ impl SipFramer {
         self.start += n;
         self.scanned = 0;
         self.want = None;
+        self.rescan = false;
     }
 
     /// Frees the buffer's memory when nothing is pending, unless it is small (keep-alives),
@@ -238,6 +260,7 @@ impl SipFramer {
             self.start = 0;
             self.scanned = 0;
             self.want = None;
+            self.rescan = false;
         }
     }
 }
@@ -322,6 +345,99 @@ mod tests {
         assert_eq!(f.next_frame(), Ok(None));
         f.push(b"a");
         assert_eq!(f.next_frame(), Err(FramingError::HeadTooLong(16)));
+    }
+
+    /// The frames of a whole stream by `scan_frame` from each frame's first byte, never
+    /// resumed: the reference `feed` must agree with however the stream is cut.
+    fn frames_of_whole(stream: &[u8], lim: &FrameLimits) -> (Vec<Frame>, bool) {
+        use akagate_proto::sipscan::Scanned;
+        let (mut out, mut rest) = (Vec::new(), stream);
+        loop {
+            let (frame, used) = match scan_frame(rest, lim, 0) {
+                Err(_) => return (out, true),
+                Ok(Scanned::Incomplete { .. }) => return (out, false),
+                Ok(Scanned::Ping) => (Frame::Ping, 4),
+                Ok(Scanned::Pong) => (Frame::Pong, 2),
+                Ok(Scanned::Message { len }) => (Frame::Message(rest[..len].to_vec()), len),
+            };
+            out.push(frame);
+            rest = &rest[used..];
+        }
+    }
+
+    /// Random streams of messages (heads of 1 to 12 lines, `Content-Length` or `l` in any
+    /// place, folds, keep-alives, a bad length now and then) cut at random points, each
+    /// piece fed with a random count of bytes said to wait behind it: the same frames, and
+    /// the same error, as the whole stream scanned from each frame's start. Heads cut once
+    /// are rescanned from their start, heads cut many times resumed: both must agree.
+    #[test]
+    fn feed_agrees_with_the_whole_stream_however_it_is_cut() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1)) as usize
+        };
+        for round in 0..3000 {
+            let mut stream = Vec::new();
+            for _ in 0..1 + rnd(6) {
+                match rnd(10) {
+                    0 => stream.extend_from_slice(b"\r\n\r\n"),
+                    1 => stream.extend_from_slice(b"\r\n"),
+                    _ => {
+                        let body = rnd(300);
+                        let mut m = b"SIP/2.0 200 OK\r\n".to_vec();
+                        let lines = rnd(12);
+                        let at = rnd(lines as u64 + 1);
+                        for i in 0..=lines {
+                            if i == at {
+                                let name = ["Content-Length", "l", "content-LENGTH", "L"][rnd(4)];
+                                let value = if rnd(200) == 0 {
+                                    "x".to_string()
+                                } else {
+                                    body.to_string()
+                                };
+                                m.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                            }
+                            if i < lines {
+                                let name = ["Call-ID", "CSeq", "Contact", "Via", "From", "Subject"]
+                                    [rnd(6)];
+                                m.extend_from_slice(
+                                    format!("{name}: {}\r\n", "v".repeat(rnd(90))).as_bytes(),
+                                );
+                                if rnd(8) == 0 {
+                                    m.extend_from_slice(b" l: 9\r\n");
+                                }
+                            }
+                        }
+                        m.extend_from_slice(b"\r\n");
+                        m.extend(std::iter::repeat_n(b'b', body));
+                        stream.extend_from_slice(&m);
+                    }
+                }
+            }
+            let lim = FrameLimits {
+                max_head: 8192,
+                max_body: 65536,
+            };
+            let (want, want_err) = frames_of_whole(&stream, &lim);
+            let mut f = SipFramer::new(lim.max_head, lim.max_body);
+            let (mut got, mut err, mut at) = (Vec::new(), false, 0);
+            while at < stream.len() && !err {
+                let n = 1 + match rnd(4) {
+                    0 => rnd(8),
+                    1 => rnd(64),
+                    _ => rnd(1400),
+                };
+                let piece = &stream[at..(at + n).min(stream.len())];
+                at += piece.len();
+                let more = rnd(2000).min(stream.len() - at);
+                err = f.feed(piece, more, |fr| got.push(fr)).is_err();
+            }
+            assert_eq!(err, want_err, "round {round}");
+            assert_eq!(got, want, "round {round}");
+        }
     }
 
     /// Feeds `chunks` one by one, returning the frames and the copies counted.

@@ -276,8 +276,11 @@ impl<Q: PortQueue> Worker<Q> {
                 n = 0;
             }
         }
-        if let (Some(items), Some(metas)) = (items.get_mut(..n), metas.get(..n)) {
-            self.esp_group(items, metas, now);
+        // (None left when the burst's last group was full: no call for nothing.)
+        if n > 0 {
+            if let (Some(items), Some(metas)) = (items.get_mut(..n), metas.get(..n)) {
+                self.esp_group(items, metas, now);
+            }
         }
     }
 
