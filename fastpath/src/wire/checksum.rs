@@ -269,7 +269,6 @@ mod tests {
         }
     }
 
-    /// RFC 1071 3's worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2.
     /// RFC 1071 section 4.1's loop, two bytes at a time in network order, end-around
     /// carries folded at the end: the reference the eight-lane sum must agree with.
     fn reference_sum(data: &[u8]) -> u16 {
@@ -310,6 +309,7 @@ mod tests {
         }
     }
 
+    /// RFC 1071 3's worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2.
     #[test]
     fn rfc1071_example() {
         assert_eq!(
