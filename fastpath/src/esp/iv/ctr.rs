@@ -1,10 +1,10 @@
 //! 16-byte CBC IVs as AES-128 in counter mode (see the parent module): each thread keeps
 //! [`BLOCKS`] IVs made ahead, and refills them in one pass on AES-NI (sixteen xmm blocks in
-//! flight). Not on VAES zmm: the single-packet path runs on xmm only, and a 512-bit pass
-//! every sixteen packets made its 64-byte encryption 5-8% slower on the Intel host (the
-//! wide unit's wake-up), where the burst path lost nothing by it. The key and the counter's start
-//! come from the thread's ChaCha12 generator, drawn again every
-//! [`CTR_REFILLS_PER_KEY`](super::CTR_REFILLS_PER_KEY) refills.
+//! flight, a few cycles an IV). xmm rather than VAES zmm: the single-packet path around it
+//! runs on xmm only, and a zmm refill measured no better (docs/BENCHMARKS.md, *Burst CBC
+//! encryption, round 12*). The key and the counter's start come from the thread's ChaCha12
+//! generator, drawn again every [`CTR_REFILLS_PER_KEY`](super::CTR_REFILLS_PER_KEY)
+//! refills.
 
 #![allow(unsafe_code)]
 
