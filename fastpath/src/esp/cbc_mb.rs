@@ -105,7 +105,7 @@ pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kern
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
 unsafe fn wipe_zmm<const L: usize>(t: &mut LaneTable<L>) {
-    const { assert!(core::mem::size_of::<LaneTable<L>>() % 64 == 0) };
+    const { assert!(core::mem::size_of::<LaneTable<L>>().is_multiple_of(64)) };
     let n = core::mem::size_of::<LaneTable<L>>() / 64;
     let p = (t as *mut LaneTable<L>).cast::<__m512i>();
     for i in 0..n {
