@@ -98,7 +98,7 @@ pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kern
 }
 
 /// Wipes the lane table (round keys and chaining values) with 64-byte volatile stores: 48
-/// of them, where `zeroize` on the `u128` rows made two 8-byte stores per block (over 400
+/// of them, where `zeroize` on the `u128` rows stores element by element (192 volatile
 /// stores for sixteen lanes, per burst).
 ///
 /// # Safety
