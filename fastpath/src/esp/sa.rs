@@ -374,10 +374,19 @@ impl OutboundSa {
             }
             None => iv::fill_unpredictable(iv_slot),
         }
-        // RFC 4303 2.4: padding bytes 1, 2, 3, ..., then pad length and next header.
+        // RFC 4303 2.4: padding bytes 1, 2, 3, ..., then pad length and next header. The
+        // padding is at most 15 bytes (alignment 16 at most): one 16-byte store of the run
+        // when the packet has room behind it (what spills over lands on the trailer and ICV
+        // space, written below and by the seal), else byte by byte.
+        const PAD_RUN: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
         let trailer = front + payload_len;
-        for (i, b) in esp[trailer..trailer + pad_len].iter_mut().enumerate() {
-            *b = (i + 1) as u8;
+        match esp.get_mut(trailer..trailer + 16) {
+            Some(run) if pad_len <= 16 => run.copy_from_slice(&PAD_RUN),
+            _ => {
+                for (i, b) in esp[trailer..trailer + pad_len].iter_mut().enumerate() {
+                    *b = (i + 1) as u8;
+                }
+            }
         }
         esp[trailer + pad_len] = pad_len as u8;
         esp[trailer + pad_len + 1] = next_header;
