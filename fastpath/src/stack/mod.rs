@@ -2155,8 +2155,7 @@ mod tests {
         let cfg = StackConfig::default();
         let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
         pc.listen(5060, true, false);
-        let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
-        let mut ue2 = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let mut ue = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
         let mut ev = Vec::new();
         let flow = Flow {
             ue: p,
