@@ -159,6 +159,25 @@ pub struct ConnDeadlines {
     pub idle: Option<Duration>,
 }
 
+impl ConnDeadlines {
+    /// Deadlines that only count the connections ([`UeStack::conns_on`]).
+    const NONE: ConnDeadlines = ConnDeadlines {
+        message: Duration::ZERO,
+        idle: None,
+    };
+}
+
+/// One port's connections as [`UeStack::port_use`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortUse {
+    /// TCP connections accepted on the port (not yet closed).
+    pub conns: usize,
+    /// Of those, still in the handshake (SYN-RECEIVED).
+    pub half_open: usize,
+    /// The earliest deadline of [`UeStack::expire_conns`] among them.
+    pub deadline: Option<Instant>,
+}
+
 /// Connections [`UeStack::expire_conns`] aborted, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -931,7 +950,8 @@ impl UeStack {
     /// either this way or through its queues.
     ///
     /// Returns whether the stack needs that poll: false only for a pure ACK (TCP, no payload,
-    /// no SYN, FIN or RST) that left nothing for a poll to do ([`UeStack::quiet_after`]); the
+    /// no SYN, FIN or RST) that left its connection with nothing for a poll to do
+    /// ([`UeStack::quiet_after`]); the
     /// caller then only moves the stack's deadline ([`UeStack::poll_at`]).
     pub fn input<S: PacketSink>(
         &mut self,
@@ -995,28 +1015,40 @@ impl UeStack {
             .poll_ingress_single(now, &mut dev, &mut self.sockets);
         self.accept();
         let pure_ack = ip.is_some_and(|ip| is_pure_ack(packet, ip));
-        !(pure_ack && self.quiet_after(now))
+        let quiet = match seg {
+            Some(Segment { ports: p, .. }) if pure_ack => self.quiet_after(now, p.src, p.dst),
+            _ => false,
+        };
+        !quiet
     }
 
-    /// True when a poll now would do nothing: no event, datagram or connection change to
-    /// report, nothing to frame, queue, send or close, and smoltcp wants no egress before a
-    /// later deadline. Every connection is ESTABLISHED (and known to be: a handshake's last
-    /// ACK is not quiet), has nothing in flight or waiting (`pending`, the socket's send
-    /// queue) and nothing received; no listener, UDP socket, TLS session, deferred event or
-    /// datagram above the MTU is there. A pure ACK that leaves a stack so (the UE's ACK of
-    /// a response) then costs no poll: what the poll would do after it is the deadline's
-    /// move, which the caller does ([`UeStack::poll_at`]).
-    pub fn quiet_after(&mut self, now: Instant) -> bool {
+    /// True when a poll now would do nothing after a pure ACK from the UE's `ue_port` to our
+    /// `local_port`: no event, datagram or connection change to report, nothing to frame,
+    /// queue, send or close, and smoltcp wants no egress before a later deadline.
+    ///
+    /// A pure ACK changes only the connection it is for, so only that connection must be
+    /// quiet: ESTABLISHED (and known to be: a handshake's last ACK is not quiet), nothing in
+    /// flight or waiting (`pending`, the socket's send queue), nothing received, no TLS
+    /// session, no close requested. The other connections and the listeners are as the last
+    /// poll (or a quiet input) left them: whatever they still need waits for their own
+    /// packets or for a deadline the caller sets from [`UeStack::poll_at`], which a poll now
+    /// would not bring forward. So a second connection in its handshake, a listener armed for
+    /// the protected port or the unprotected connection in LAST-ACK no longer cost the poll
+    /// (docs/BENCHMARKS.md, *Worker per registration, round 12*). No deferred event,
+    /// datagram above the MTU, queued input or UDP socket may be there (they are the whole
+    /// stack's), and an ACK that matches no connection leaves the stack quiet only if every
+    /// connection is. What the poll would do after such an ACK is the deadline's move, which
+    /// the caller does.
+    pub fn quiet_after(&mut self, now: Instant, ue_port: u16, local_port: u16) -> bool {
         let others = self.deferred.is_empty()
             && self.oversize.is_empty()
             && self.dev.rx_len() == 0
-            && self.tcp_listeners.is_empty()
             && self.udp_sockets.is_empty();
         if !others {
             return false;
         }
         let sockets = &self.sockets;
-        let conns_quiet = self.conns.iter().all(|&(h, ref c)| {
+        let quiet = |&(h, ref c): &(SocketHandle, TcpConn)| {
             let s = sockets.get::<tcp::Socket>(h);
             c.established
                 && c.tls.is_none()
@@ -1025,7 +1057,15 @@ impl UeStack {
                 && s.state() == tcp::State::Established
                 && s.send_queue() == 0
                 && !s.can_recv()
-        });
+        };
+        let hit = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.flow.ue_port == ue_port && c.flow.local_port == local_port);
+        let conns_quiet = match hit {
+            Some(conn) => quiet(conn),
+            None => self.tcp_listeners.is_empty() && self.conns.iter().all(quiet),
+        };
         conns_quiet
             && self
                 .iface
@@ -1110,40 +1150,46 @@ impl UeStack {
     /// The earliest deadline of [`UeStack::expire_conns`] for `port`, if any connection there
     /// has one.
     pub fn conn_deadline(&self, port: u16, d: ConnDeadlines) -> Option<Instant> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.flow.local_port == port && !c.outgoing)
-            .filter_map(|(h, c)| {
-                let s = self.sockets.get::<tcp::Socket>(*h);
-                match s.state() {
-                    tcp::State::SynReceived => Some(c.opened + d.message),
-                    tcp::State::Established | tcp::State::CloseWait => {
-                        let idle = d.idle.map(|i| c.last_message + i);
-                        let msg = c.partial_since.map(|t| t + d.message);
-                        match (idle, msg) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        }
-                    }
-                    _ => None,
-                }
-            })
-            .min()
+        self.port_use(port, d).deadline
     }
 
     /// TCP connections accepted on our `port` (not yet closed) and how many of them are
     /// still in the handshake (SYN-RECEIVED).
     pub fn conns_on(&self, port: u16) -> (usize, usize) {
-        let mut n = (0, 0);
+        let u = self.port_use(port, ConnDeadlines::NONE);
+        (u.conns, u.half_open)
+    }
+
+    /// [`UeStack::conns_on`] and [`UeStack::conn_deadline`] in one walk over the
+    /// connections (a poll wants both).
+    pub fn port_use(&self, port: u16, d: ConnDeadlines) -> PortUse {
+        let mut u = PortUse::default();
         for (h, c) in &self.conns {
-            if c.flow.local_port == port && !c.outgoing {
-                n.0 += 1;
-                if self.sockets.get::<tcp::Socket>(*h).state() == tcp::State::SynReceived {
-                    n.1 += 1;
-                }
+            if c.flow.local_port != port || c.outgoing {
+                continue;
             }
+            u.conns += 1;
+            let at = match self.sockets.get::<tcp::Socket>(*h).state() {
+                tcp::State::SynReceived => {
+                    u.half_open += 1;
+                    Some(c.opened + d.message)
+                }
+                tcp::State::Established | tcp::State::CloseWait => {
+                    let idle = d.idle.map(|i| c.last_message + i);
+                    let msg = c.partial_since.map(|t| t + d.message);
+                    match (idle, msg) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                _ => None,
+            };
+            u.deadline = match (u.deadline, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        n
+        u
     }
 
     /// True if a TCP connection of the peer's `peer_port` to our `local_port` exists (a SYN
@@ -2180,7 +2226,8 @@ mod tests {
         let cfg = StackConfig::default();
         let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
         pc.listen(5060, true, false);
-        let mut ue = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
+        let mut ue2 = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
         let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
         let to_pc = Flow {
@@ -2236,8 +2283,25 @@ mod tests {
         for pk in sink.0.drain(..) {
             ue.push_inbound(pk, None).unwrap();
         }
-        // The UE's delayed ACK of the response: a pure ACK, nothing left to do.
+        // A second connection that stays in its handshake (its SYN-ACK never arrives) and a
+        // listener armed for another port: neither is quiet, and neither is what the ACK
+        // below is for (round 12: they used to cost it a poll).
+        pc.listen(6100, true, false);
         let mut ue_ev = Vec::new();
+        let second = Flow {
+            local_port: 40001,
+            ..to_pc
+        };
+        ue2.send(second, request, true).unwrap();
+        ue2.poll(at(31), &mut ue_ev);
+        let syn = ue2.pop_outbound().unwrap();
+        assert!(pc.input(&syn, None, at(31), &mut sink), "the second SYN");
+        pc.poll_with(at(31), &mut ev, &mut sink);
+        assert_eq!(sink.0.len(), 1, "its SYN-ACK, never delivered");
+        sink.0.clear();
+        assert_eq!(pc.tcp_connections(), 2);
+        assert!(ev.is_empty());
+        // The UE's delayed ACK of the response: a pure ACK, nothing left to do.
         ue.poll(at(31), &mut ue_ev);
         ue.poll(at(80), &mut ue_ev);
         let acks: Vec<Vec<u8>> = std::iter::from_fn(|| ue.pop_outbound()).collect();
@@ -2254,7 +2318,7 @@ mod tests {
             "the poll had nothing to do"
         );
         assert_eq!(pc.poll_at(at(80)), due, "nor did it move the deadline");
-        assert_eq!(pc.tcp_connections(), 1);
+        assert_eq!(pc.tcp_connections(), 2);
         // The UE closes: its FIN, and the ACK of ours, each need their poll (the second one
         // reaps the connection).
         ue.close(to_pc).unwrap();
@@ -2264,7 +2328,11 @@ mod tests {
             needs.len() >= 2 && needs.iter().all(|&n| n),
             "FIN, ACK of ours"
         );
-        assert_eq!(pc.tcp_connections(), 0);
+        assert_eq!(
+            pc.tcp_connections(),
+            1,
+            "the second one, still in its handshake"
+        );
     }
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,

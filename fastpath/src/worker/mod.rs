@@ -143,9 +143,15 @@ impl SipPortUse {
 
     /// Counts `ue`'s use again into this (the worker's) total.
     fn recount(&mut self, ue: &mut Ue, sip_port: u16) {
+        let u = SipPortUse::of(ue, sip_port);
+        self.set(ue, u);
+    }
+
+    /// Makes `u` `ue`'s counted use in this (the worker's) total.
+    fn set(&mut self, ue: &mut Ue, u: SipPortUse) {
         self.sub(ue.sip_use);
-        ue.sip_use = SipPortUse::of(ue, sip_port);
-        self.add(ue.sip_use);
+        ue.sip_use = u;
+        self.add(u);
     }
 }
 
@@ -216,6 +222,31 @@ fn next_deadline(
     .into_iter()
     .flatten()
     .min()
+}
+
+/// After a poll: `ue`'s use of the SIP port counted again into `total` and the UE's next
+/// deadline ([`next_deadline`]), from one walk over its connections
+/// ([`UeStack::port_use`]).
+fn recount_and_deadline(
+    total: &mut SipPortUse,
+    ue: &mut Ue,
+    cfg: &WorkerConfig,
+    now: Instant,
+    drain_next: Option<Instant>,
+) -> Option<Instant> {
+    let p = ue
+        .stack
+        .port_use(cfg.sip_port, sip_deadlines(&cfg.sip_limits, ue));
+    let u = SipPortUse {
+        unregistered: usize::from(ue.sa_sets.is_empty()),
+        conns: p.conns,
+        half_open: p.half_open,
+    };
+    total.set(ue, u);
+    [ue.stack.poll_at(now), drain_next, p.deadline]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// Makes `at` the live deadline of `ue` (at `ip`): armed in `timers`, or, with none, no
@@ -470,8 +501,7 @@ impl<Q: PortQueue> Worker<Q> {
             }
             inc(&self.counters.ues_freed);
         } else {
-            self.sip_use.recount(ue, self.cfg.sip_port);
-            let at = next_deadline(ue, &self.cfg, now, drain_next);
+            let at = recount_and_deadline(&mut self.sip_use, ue, &self.cfg, now, drain_next);
             rearm(&mut self.timers, ue, ip, at);
         }
         self.forward_events();
