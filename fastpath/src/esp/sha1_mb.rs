@@ -210,8 +210,31 @@ pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
 }
 
 /// Completes every lane (started or part-way through, as `sha1_x16` leaves them) and writes
-/// its ICV. The caller guarantees SHA-NI, as for [`hmac_sha1_96`].
+/// its ICV: on the 8-lane kernel (`sha1_x8`) if this CPU has it and there are at least
+/// [`Crossing::narrow`](super::sha1_x16::Crossing) lanes, else on SHA-NI. The caller
+/// guarantees SHA-NI, as for [`hmac_sha1_96`].
 pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
+    let mut lanes = lanes.into_iter();
+    let narrow = super::sha1_x16::Crossing::get().narrow;
+    if narrow > NARROW_PEEK || !super::sha1_x8::available() {
+        return finish_lanes_ni(lanes);
+    }
+    let first: [Option<Lane<'a>>; NARROW_PEEK] = core::array::from_fn(|_| lanes.next());
+    let live = first.iter().flatten().count();
+    let all = first.into_iter().flatten().chain(lanes);
+    if live >= narrow {
+        super::sha1_x8::finish_lanes(all, narrow);
+    } else {
+        finish_lanes_ni(all);
+    }
+}
+
+/// Lanes looked at before choosing the kernel in [`finish_lanes`] (at least any CPU's
+/// `Crossing::narrow` that is not "never").
+const NARROW_PEEK: usize = 8;
+
+/// [`finish_lanes`] on SHA-NI whatever the count.
+pub(super) fn finish_lanes_ni<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
     hmac_lanes::<'a, LANES>(lanes)
 }
 

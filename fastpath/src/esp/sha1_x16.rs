@@ -105,6 +105,9 @@ pub(super) struct Crossing {
     /// which the multi-buffer path beats the single-packet one (`burst::multi_pays`), if
     /// measured as one count on this CPU (`None`: the rule by count and bytes of Zen 4).
     pub(super) burst: Option<usize>,
+    /// Fewest live lanes for which the 8-lane kernel (`sha1_x8`) beats SHA-NI, where fewer
+    /// than `long` are left (`usize::MAX`: never).
+    pub(super) narrow: usize,
 }
 
 impl Crossing {
@@ -115,6 +118,7 @@ impl Crossing {
         long: MIN_LANES,
         short: usize::MAX,
         burst: None,
+        narrow: usize::MAX,
     };
     /// Intel (measured on a Xeon of family 6 model 207 with AVX-512, VAES and SHA-NI,
     /// `lane_timing`): SHA-NI takes 950-990 ns per 1448-byte HMAC whatever the count, the
@@ -126,6 +130,7 @@ impl Crossing {
         long: 6,
         short: 8,
         burst: Some(6),
+        narrow: 4,
     };
 
     /// This CPU's crossing: Intel's SHA-NI is about 2.5x slower per message than Zen 4's,
