@@ -106,7 +106,8 @@ pub(super) struct Crossing {
     /// measured as one count on this CPU (`None`: the rule by count and bytes of Zen 4).
     pub(super) burst: Option<usize>,
     /// Fewest live lanes for which the 8-lane kernel (`sha1_x8`) beats SHA-NI, where fewer
-    /// than `long` are left (`usize::MAX`: never).
+    /// than `long` are left, for messages of at least [`MIN_BODY_BLOCKS`] body blocks
+    /// (shorter ones stay on SHA-NI; `usize::MAX`: never).
     pub(super) narrow: usize,
 }
 
@@ -151,6 +152,16 @@ impl Crossing {
             Self::SLOW_SHA_NI
         } else {
             Self::FAST_SHA_NI
+        }
+    }
+
+    /// Fewest live lanes worth the 8-lane kernel for messages of `body_blocks` whole blocks
+    /// on average (`usize::MAX`: never).
+    pub(super) fn narrow_for(self, body_blocks: usize) -> usize {
+        if body_blocks < MIN_BODY_BLOCKS {
+            usize::MAX
+        } else {
+            self.narrow
         }
     }
 
