@@ -275,7 +275,7 @@ mod tests {
             .collect();
         let esn: Vec<Option<u32>> = lens
             .iter()
-            .map(|_| (r() % 3 == 0).then(|| r() as u32))
+            .map(|_| r().is_multiple_of(3).then(|| r() as u32))
             .collect();
         let mut icvs = vec![[0u8; 12]; lens.len()];
         let jobs = icvs.iter_mut().enumerate().map(|(i, icv)| HmacJob {

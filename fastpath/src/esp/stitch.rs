@@ -169,8 +169,8 @@ unsafe fn compress_from(state: &mut [u32; 5], src: Src<'_>, mut aes: Option<&mut
             let m = if $r < 4 {
                 let at = match src {
                     Src::Bytes(b) => b.as_ptr(),
-                    // SAFETY (and for the load): `at + 64 <= done <= data.len()` (contract).
                     Src::Job(at) => match aes.as_deref() {
+                        // SAFETY: `at + 64 <= done <= data.len()` (the contract).
                         Some(j) => unsafe { j.data.as_ptr().add(at) },
                         None => return,
                     },
