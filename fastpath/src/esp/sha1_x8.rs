@@ -4,8 +4,11 @@
 //! schedule's three-way XOR, the sixteen schedule words in registers, a transpose per block
 //! step) at half the width. On Intel cores 256-bit integer ops issue on three ports and
 //! 256-bit rotates on two, against two and one at 512 bits, so an 8-lane step costs about
-//! two thirds of a 16-lane one: for three to eight messages it is the fastest kernel there,
-//! where SHA-NI (about 40 ns a block on that core whatever the interleaving) was used.
+//! two thirds of a 16-lane one. It takes what the 16-lane kernel leaves to
+//! `sha1_mb::finish_lanes` (small bursts, a burst's last lanes) from four live lanes of
+//! long messages on Intel (`sha1_x16::Crossing::narrow_for`), where SHA-NI costs about 40 ns
+//! a block whatever the interleaving (docs/BENCHMARKS.md, *Small-burst and single-packet
+//! HMAC, round 12*).
 //!
 //! The lane bookkeeping (blocks, padded tails, outer blocks, ICVs) is `sha1_mb`'s [`Lane`].
 //! SHA-1 per FIPS 180-4 6.1.2; padding per 5.1.1.
