@@ -20,7 +20,7 @@ fn tsc() -> u64 {
 /// ESP payload lengths measured (inner IPv4 packets).
 const LENGTHS: [usize; 5] = [60, 200, 400, 800, 1400];
 /// Burst sizes measured.
-const COUNTS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 32];
+const COUNTS: [usize; 9] = [1, 2, 3, 4, 5, 6, 8, 12, 32];
 
 /// An IPv4 packet of `len` bytes at offset 64 of `buf`.
 fn pkt(buf: &mut [u8], len: usize) -> core::ops::Range<usize> {

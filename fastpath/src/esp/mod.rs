@@ -46,6 +46,8 @@ mod sha1_mb;
 #[cfg(target_arch = "x86_64")]
 mod sha1_x16;
 #[cfg(target_arch = "x86_64")]
+mod sha1_x8;
+#[cfg(target_arch = "x86_64")]
 mod stitch;
 mod transform;
 

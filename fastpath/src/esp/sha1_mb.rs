@@ -210,8 +210,36 @@ pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
 }
 
 /// Completes every lane (started or part-way through, as `sha1_x16` leaves them) and writes
-/// its ICV. The caller guarantees SHA-NI, as for [`hmac_sha1_96`].
+/// its ICV: on the 8-lane kernel (`sha1_x8`) if this CPU has it and there are at least
+/// [`Crossing::narrow_for`](super::sha1_x16::Crossing) lanes for their length, else on
+/// SHA-NI. The caller
+/// guarantees SHA-NI, as for [`hmac_sha1_96`].
 pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
+    let mut lanes = lanes.into_iter();
+    let crossing = super::sha1_x16::Crossing::get();
+    if crossing.narrow > NARROW_PEEK || !super::sha1_x8::available() {
+        return finish_lanes_ni(lanes);
+    }
+    let first: [Option<Lane<'a>>; NARROW_PEEK] = core::array::from_fn(|_| lanes.next());
+    let (live, body) = first
+        .iter()
+        .flatten()
+        .fold((0, 0), |(n, b), l| (n + 1, b + l.segment().len() / 64));
+    let narrow = crossing.narrow_for(body / live.max(1));
+    let all = first.into_iter().flatten().chain(lanes);
+    if live >= narrow {
+        super::sha1_x8::finish_lanes(all, narrow);
+    } else {
+        finish_lanes_ni(all);
+    }
+}
+
+/// Lanes looked at before choosing the kernel in [`finish_lanes`] (at least any CPU's
+/// `Crossing::narrow` that is not "never").
+const NARROW_PEEK: usize = 8;
+
+/// [`finish_lanes`] on SHA-NI whatever the count.
+pub(super) fn finish_lanes_ni<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
     hmac_lanes::<'a, LANES>(lanes)
 }
 

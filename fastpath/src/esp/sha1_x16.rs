@@ -105,6 +105,10 @@ pub(super) struct Crossing {
     /// which the multi-buffer path beats the single-packet one (`burst::multi_pays`), if
     /// measured as one count on this CPU (`None`: the rule by count and bytes of Zen 4).
     pub(super) burst: Option<usize>,
+    /// Fewest live lanes for which the 8-lane kernel (`sha1_x8`) beats SHA-NI, where fewer
+    /// than `long` are left, for messages of at least [`MIN_BODY_BLOCKS`] body blocks
+    /// (shorter ones stay on SHA-NI; `usize::MAX`: never).
+    pub(super) narrow: usize,
 }
 
 impl Crossing {
@@ -115,17 +119,21 @@ impl Crossing {
         long: MIN_LANES,
         short: usize::MAX,
         burst: None,
+        narrow: usize::MAX,
     };
     /// Intel (measured on a Xeon of family 6 model 207 with AVX-512, VAES and SHA-NI,
     /// `lane_timing`): SHA-NI takes 950-990 ns per 1448-byte HMAC whatever the count, the
     /// 16-lane kernel 927 ns each with 5 lanes, 776 with 6, 322 with 16; at 104 bytes SHA-NI
     /// 205-220 ns, 16 lanes 257 with 6, 233 with 7, 206 with 8, 142 with 16. Whole bursts
     /// (`esp_small_bursts`): through the kernels 1.2-2.2x faster than the single path from
-    /// six packets of 60..=1400 bytes, 0.3-1.1x below.
+    /// six packets of 60..=1400 bytes, 0.3-1.1x below. The 8-lane kernel (`sha1_x8`,
+    /// `narrow`): 675 / 569 ns per 1448-byte HMAC with 4 / 5 lanes against SHA-NI's 930-970;
+    /// at 104 bytes faster alone (135 against 158 ns) but not inside the bursts.
     const SLOW_SHA_NI: Self = Self {
         long: 6,
         short: 8,
         burst: Some(6),
+        narrow: 4,
     };
 
     /// This CPU's crossing: Intel's SHA-NI is about 2.5x slower per message than Zen 4's,
@@ -146,6 +154,16 @@ impl Crossing {
             Self::SLOW_SHA_NI
         } else {
             Self::FAST_SHA_NI
+        }
+    }
+
+    /// Fewest live lanes worth the 8-lane kernel for messages of `body_blocks` whole blocks
+    /// on average (`usize::MAX`: never).
+    pub(super) fn narrow_for(self, body_blocks: usize) -> usize {
+        if body_blocks < MIN_BODY_BLOCKS {
+            usize::MAX
+        } else {
+            self.narrow
         }
     }
 
