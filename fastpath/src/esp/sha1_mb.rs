@@ -238,6 +238,82 @@ pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
 /// `Crossing::narrow` that is not "never").
 const NARROW_PEEK: usize = 8;
 
+/// Drives `N` vector lanes over `jobs` until every HMAC is done and its ICV written: fills
+/// the free lanes, compresses the blocks every live lane has with `compress` (word-major
+/// chaining states `state[w][lane]`, one slice per lane, an idle lane given a zero block),
+/// and retires the finished lanes; once no job is queued and fewer than `handoff` lanes are
+/// live, hands them to `finish`. The loop both vector kernels (`sha1_x16`, `sha1_x8`) run.
+pub(super) fn drive_lanes<'a, const N: usize>(
+    lanes: &mut [Option<Lane<'a>>; N],
+    jobs: &mut impl Iterator<Item = Lane<'a>>,
+    handoff: usize,
+    finish: impl FnOnce(&mut dyn Iterator<Item = Lane<'a>>),
+    mut compress: impl FnMut(&mut [[u32; N]; 5], [&[u8]; N], usize),
+) {
+    const IDLE: [u8; 64] = [0; 64];
+    let mut queued = true;
+    let mut state = [[0u32; N]; 5];
+    loop {
+        if queued {
+            for slot in lanes.iter_mut().filter(|l| l.is_none()) {
+                match jobs.next() {
+                    Some(l) => *slot = Some(l),
+                    None => {
+                        queued = false;
+                        break;
+                    }
+                }
+            }
+        }
+        let live = lanes.iter().flatten().count();
+        if live == 0 {
+            break;
+        }
+        if !queued && live < handoff {
+            finish(&mut lanes.iter_mut().filter_map(Option::take));
+            break;
+        }
+        // A lane with nothing to compress cannot happen (`consume` retires it first); it
+        // would be dropped without an ICV rather than loop for ever.
+        for slot in lanes.iter_mut() {
+            if slot.as_ref().is_some_and(|l| l.segment().len() < 64) {
+                if let Some(mut l) = slot.take() {
+                    l.wipe();
+                }
+            }
+        }
+        let blocks = lanes
+            .iter()
+            .flatten()
+            .map(|l| l.segment().len() / 64)
+            .min()
+            .unwrap_or(0);
+        if blocks == 0 {
+            continue;
+        }
+        for (i, l) in lanes.iter().enumerate() {
+            if let Some(l) = l {
+                for (w, s) in state.iter_mut().zip(l.state) {
+                    w[i] = s;
+                }
+            }
+        }
+        let segs: [&[u8]; N] =
+            core::array::from_fn(|i| lanes[i].as_ref().map_or(&IDLE[..], |l| l.segment()));
+        compress(&mut state, segs, blocks);
+        for (i, slot) in lanes.iter_mut().enumerate() {
+            let Some(l) = slot else { continue };
+            for (s, w) in l.state.iter_mut().zip(&state) {
+                *s = w[i];
+            }
+            if l.consume(blocks) {
+                *slot = None;
+            }
+        }
+    }
+    state.zeroize();
+}
+
 /// [`finish_lanes`] on SHA-NI whatever the count.
 pub(super) fn finish_lanes_ni<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
     hmac_lanes::<'a, LANES>(lanes)

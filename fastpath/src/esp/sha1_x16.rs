@@ -21,8 +21,6 @@
 
 use core::arch::x86_64::*;
 
-use zeroize::Zeroize;
-
 use super::sha1_mb::{self, HmacJob, Lane};
 use super::stitch;
 
@@ -454,71 +452,15 @@ fn run<'a, const COLD: bool>(
     jobs: &mut impl Iterator<Item = HmacJob<'a>>,
     handoff: usize,
 ) {
-    const IDLE: [u8; 64] = [0; 64];
-    let mut queued = true;
-    // The lanes' chaining states, word-major (`state[w][lane]`), as the kernel loads them.
-    let mut state = [[0u32; LANES]; 5];
-    loop {
-        if queued {
-            for slot in lanes.iter_mut().filter(|l| l.is_none()) {
-                match jobs.next() {
-                    Some(j) => *slot = Some(Lane::start(j)),
-                    None => {
-                        queued = false;
-                        break;
-                    }
-                }
-            }
-        }
-        let live = lanes.iter().flatten().count();
-        if live == 0 {
-            break;
-        }
-        if !queued && live < handoff {
-            sha1_mb::finish_lanes(lanes.iter_mut().filter_map(Option::take));
-            break;
-        }
-        // A lane with nothing to compress cannot happen (`consume` retires it first); it
-        // would be dropped without an ICV rather than loop for ever.
-        for slot in lanes.iter_mut() {
-            if slot.as_ref().is_some_and(|l| l.segment().len() < 64) {
-                if let Some(mut l) = slot.take() {
-                    l.wipe();
-                }
-            }
-        }
-        let blocks = lanes
-            .iter()
-            .flatten()
-            .map(|l| l.segment().len() / 64)
-            .min()
-            .unwrap_or(0);
-        if blocks == 0 {
-            continue;
-        }
-        for (i, l) in lanes.iter().enumerate() {
-            if let Some(l) = l {
-                for (w, s) in state.iter_mut().zip(l.state) {
-                    w[i] = s;
-                }
-            }
-        }
-        let segs: [&[u8]; LANES] =
-            core::array::from_fn(|i| lanes[i].as_ref().map_or(&IDLE[..], |l| l.segment()));
+    sha1_mb::drive_lanes(
+        lanes,
+        &mut jobs.map(Lane::start),
+        handoff,
+        |rest| sha1_mb::finish_lanes(rest),
         // SAFETY: every caller of `run` (`hmac_sha1_96`, the tests) checked `available()`
         // first, which found AVX-512 F and BW.
-        unsafe { compress16::<COLD>(&mut state, segs, blocks) };
-        for (i, slot) in lanes.iter_mut().enumerate() {
-            let Some(l) = slot else { continue };
-            for (s, w) in l.state.iter_mut().zip(&state) {
-                *s = w[i];
-            }
-            if l.consume(blocks) {
-                *slot = None;
-            }
-        }
-    }
-    state.zeroize();
+        |state, segs, blocks| unsafe { compress16::<COLD>(state, segs, blocks) },
+    );
 }
 
 /// Sixteen SHA-1 compressions side by side, each of `count` consecutive 64-byte blocks of

@@ -17,8 +17,6 @@
 
 use core::arch::x86_64::*;
 
-use zeroize::Zeroize;
-
 use super::sha1_mb::{self, Lane};
 use super::stitch;
 
@@ -69,72 +67,16 @@ macro_rules! sha1_round8 {
 /// done and its ICV written; once fewer than `handoff` are live and none is queued, the
 /// SHA-NI kernel finishes them. The caller checked [`available`].
 pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>, handoff: usize) {
-    const IDLE: [u8; 64] = [0; 64];
     let mut jobs = lanes.into_iter();
-    let mut lanes: [Option<Lane<'a>>; LANES] = core::array::from_fn(|_| None);
-    let mut queued = true;
-    // The lanes' chaining states, word-major (`state[w][lane]`), as the kernel loads them.
-    let mut state = [[0u32; LANES]; 5];
-    loop {
-        if queued {
-            for slot in lanes.iter_mut().filter(|l| l.is_none()) {
-                match jobs.next() {
-                    Some(l) => *slot = Some(l),
-                    None => {
-                        queued = false;
-                        break;
-                    }
-                }
-            }
-        }
-        let live = lanes.iter().flatten().count();
-        if live == 0 {
-            break;
-        }
-        if !queued && live < handoff {
-            sha1_mb::finish_lanes_ni(lanes.iter_mut().filter_map(Option::take));
-            break;
-        }
-        // A lane with nothing to compress cannot happen (`consume` retires it first); it
-        // would be dropped without an ICV rather than loop for ever.
-        for slot in lanes.iter_mut() {
-            if slot.as_ref().is_some_and(|l| l.segment().len() < 64) {
-                if let Some(mut l) = slot.take() {
-                    l.wipe();
-                }
-            }
-        }
-        let blocks = lanes
-            .iter()
-            .flatten()
-            .map(|l| l.segment().len() / 64)
-            .min()
-            .unwrap_or(0);
-        if blocks == 0 {
-            continue;
-        }
-        for (i, l) in lanes.iter().enumerate() {
-            if let Some(l) = l {
-                for (w, s) in state.iter_mut().zip(l.state) {
-                    w[i] = s;
-                }
-            }
-        }
-        let segs: [&[u8]; LANES] =
-            core::array::from_fn(|i| lanes[i].as_ref().map_or(&IDLE[..], |l| l.segment()));
+    let mut slots: [Option<Lane<'a>>; LANES] = core::array::from_fn(|_| None);
+    sha1_mb::drive_lanes(
+        &mut slots,
+        &mut jobs,
+        handoff,
+        |rest| sha1_mb::finish_lanes_ni(rest),
         // SAFETY: callers checked `available()` (AVX2, AVX-512 F and VL).
-        unsafe { compress8(&mut state, segs, blocks) };
-        for (i, slot) in lanes.iter_mut().enumerate() {
-            let Some(l) = slot else { continue };
-            for (s, w) in l.state.iter_mut().zip(&state) {
-                *s = w[i];
-            }
-            if l.consume(blocks) {
-                *slot = None;
-            }
-        }
-    }
-    state.zeroize();
+        |state, segs, blocks| unsafe { compress8(state, segs, blocks) },
+    );
 }
 
 /// Eight SHA-1 compressions side by side, each of `count` consecutive 64-byte blocks of its
