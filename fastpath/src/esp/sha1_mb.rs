@@ -238,6 +238,60 @@ pub(super) fn finish_lanes<'a>(lanes: impl IntoIterator<Item = Lane<'a>>) {
 /// `Crossing::narrow` that is not "never").
 const NARROW_PEEK: usize = 8;
 
+/// One SHA-1 block step on vector lanes, for the 16-lane (zmm) and 8-lane (ymm) kernels
+/// alike: compresses the lane-major message words `$w` (sixteen vectors, word `t` of every
+/// lane in `$w[t]`, big-endian-decoded) into the chaining state `$a..$e` (FIPS 180-4 6.1.2
+/// steps 3 and 4). `$v` is the vector type and the intrinsics are those of its width:
+/// VPTERNLOGD for the round functions (Ch 0xca, Parity 0x96, Maj 0xe8) and the schedule's
+/// three-way XOR, VPROLD for the rotations. From t = 16 the schedule word
+/// W[t] = ROTL1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) (step 1) replaces W[t-16] in the ring
+/// of sixteen. A macro so that each kernel has it inline in its own `target_feature`.
+macro_rules! sha1_lanes_block {
+    ($v:ty, $tern:ident, $rol:ident, $xor:ident, $add:ident, $set1:ident;
+     $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:expr) => {{
+        // FIPS 180-4 4.2.1.
+        let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6].map(|k| $set1(k as i32));
+        let mut w: [$v; 16] = $w;
+        let (a0, b0, c0, d0, e0) = ($a, $b, $c, $d, $e);
+        let (mut a, mut b, mut c, mut d, mut e) = ($a, $b, $c, $d, $e);
+        sha1_lanes_block!(@rounds $tern, $rol, $xor, $add; a, b, c, d, e, w, k; 0xca, 0;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+        sha1_lanes_block!(@rounds $tern, $rol, $xor, $add; a, b, c, d, e, w, k; 0x96, 1;
+            20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
+        sha1_lanes_block!(@rounds $tern, $rol, $xor, $add; a, b, c, d, e, w, k; 0xe8, 2;
+            40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59);
+        sha1_lanes_block!(@rounds $tern, $rol, $xor, $add; a, b, c, d, e, w, k; 0x96, 3;
+            60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
+        // Step 4.
+        $a = $add(a, a0);
+        $b = $add(b, b0);
+        $c = $add(c, c0);
+        $d = $add(d, d0);
+        $e = $add(e, e0);
+    }};
+    (@rounds $tern:ident, $rol:ident, $xor:ident, $add:ident;
+     $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:ident, $k:ident;
+     $f:literal, $kk:literal; $($t:literal)*) => {$({
+        let wt = if $t < 16 {
+            $w[$t % 16]
+        } else {
+            let x = $tern::<0x96>($w[($t + 13) % 16], $w[($t + 8) % 16], $w[($t + 2) % 16]);
+            let x = $rol::<1>($xor(x, $w[$t % 16]));
+            $w[$t % 16] = x;
+            x
+        };
+        let f = $tern::<$f>($b, $c, $d);
+        let kw = $add($k[$kk], wt);
+        let t = $add($add($rol::<5>($a), f), $add($e, kw));
+        $e = $d;
+        $d = $c;
+        $c = $rol::<30>($b);
+        $b = $a;
+        $a = t;
+    })*};
+}
+pub(super) use sha1_lanes_block;
+
 /// Drives `N` vector lanes over `jobs` until every HMAC is done and its ICV written: fills
 /// the free lanes, compresses the blocks every live lane has with `compress` (word-major
 /// chaining states `state[w][lane]`, one slice per lane, an idle lane given a zero block),

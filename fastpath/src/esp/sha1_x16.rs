@@ -21,63 +21,15 @@
 
 use core::arch::x86_64::*;
 
-use super::sha1_mb::{self, HmacJob, Lane};
+use super::sha1_mb::{self, sha1_lanes_block, HmacJob, Lane};
 use super::stitch;
 
-/// One round `$t` on 16 lanes (FIPS 180-4 6.1.2 step 3) with round function `$f` as a
-/// VPTERNLOGD truth table (Ch 0xca, Parity 0x96, Maj 0xe8) and constant `$k[$kk]`; from
-/// t = 16 the schedule word W[t] = ROTL1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) (step 1)
-/// replaces W[t-16] in the ring `$w` of sixteen.
-macro_rules! sha1_round16 {
-    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:ident, $k:ident; $f:literal, $kk:literal; $($t:literal)*) => {$({
-        let wt = if $t < 16 {
-            $w[$t % 16]
-        } else {
-            let x = _mm512_ternarylogic_epi32::<0x96>(
-                $w[($t + 13) % 16],
-                $w[($t + 8) % 16],
-                $w[($t + 2) % 16],
-            );
-            let x = _mm512_rol_epi32::<1>(_mm512_xor_si512(x, $w[$t % 16]));
-            $w[$t % 16] = x;
-            x
-        };
-        let f = _mm512_ternarylogic_epi32::<$f>($b, $c, $d);
-        let kw = _mm512_add_epi32($k[$kk], wt);
-        let t = _mm512_add_epi32(
-            _mm512_add_epi32(_mm512_rol_epi32::<5>($a), f),
-            _mm512_add_epi32($e, kw),
-        );
-        $e = $d;
-        $d = $c;
-        $c = _mm512_rol_epi32::<30>($b);
-        $b = $a;
-        $a = t;
-    })*};
-}
-
-/// One SHA-1 block step on 16 lanes: compresses the lane-major message words `$w` (16 zmm,
-/// word `t` of every lane in `$w[t]`, big-endian-decoded) into the chaining state `$a..$e`
-/// (FIPS 180-4 6.1.2 steps 3 and 4). A macro so that both kernels have it inline.
+/// One SHA-1 block step on 16 lanes ([`sha1_mb::sha1_lanes_block`] on zmm).
 macro_rules! sha1_block16 {
-    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:expr) => {{
-        // FIPS 180-4 4.2.1.
-        let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6]
-            .map(|k| _mm512_set1_epi32(k as i32));
-        let mut w: [__m512i; 16] = $w;
-        let (a0, b0, c0, d0, e0) = ($a, $b, $c, $d, $e);
-        let (mut a, mut b, mut c, mut d, mut e) = ($a, $b, $c, $d, $e);
-        sha1_round16!(a, b, c, d, e, w, k; 0xca, 0; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
-        sha1_round16!(a, b, c, d, e, w, k; 0x96, 1; 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
-        sha1_round16!(a, b, c, d, e, w, k; 0xe8, 2; 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59);
-        sha1_round16!(a, b, c, d, e, w, k; 0x96, 3; 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
-        // Step 4.
-        $a = _mm512_add_epi32(a, a0);
-        $b = _mm512_add_epi32(b, b0);
-        $c = _mm512_add_epi32(c, c0);
-        $d = _mm512_add_epi32(d, d0);
-        $e = _mm512_add_epi32(e, e0);
-    }};
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:expr) => {
+        sha1_lanes_block!(__m512i, _mm512_ternarylogic_epi32, _mm512_rol_epi32,
+            _mm512_xor_si512, _mm512_add_epi32, _mm512_set1_epi32; $a, $b, $c, $d, $e, $w)
+    };
 }
 
 /// Messages hashed at once: one per 32-bit lane of a 512-bit register.

@@ -17,7 +17,7 @@
 
 use core::arch::x86_64::*;
 
-use super::sha1_mb::{self, Lane};
+use super::sha1_mb::{self, sha1_lanes_block, Lane};
 use super::stitch;
 
 /// Messages hashed at once: one per 32-bit lane of a ymm register.
@@ -30,37 +30,6 @@ pub(super) fn available() -> bool {
         && std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512vl")
-}
-
-/// One round `$t` on 8 lanes (FIPS 180-4 6.1.2 step 3), round function `$f` as a VPTERNLOGD
-/// truth table (Ch 0xca, Parity 0x96, Maj 0xe8), constant `$k[$kk]`; from t = 16 the schedule
-/// word W[t] = ROTL1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]) (step 1) replaces W[t-16].
-macro_rules! sha1_round8 {
-    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $w:ident, $k:ident; $f:literal, $kk:literal; $($t:literal)*) => {$({
-        let wt = if $t < 16 {
-            $w[$t % 16]
-        } else {
-            let x = _mm256_ternarylogic_epi32::<0x96>(
-                $w[($t + 13) % 16],
-                $w[($t + 8) % 16],
-                $w[($t + 2) % 16],
-            );
-            let x = _mm256_rol_epi32::<1>(_mm256_xor_si256(x, $w[$t % 16]));
-            $w[$t % 16] = x;
-            x
-        };
-        let f = _mm256_ternarylogic_epi32::<$f>($b, $c, $d);
-        let kw = _mm256_add_epi32($k[$kk], wt);
-        let t = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_rol_epi32::<5>($a), f),
-            _mm256_add_epi32($e, kw),
-        );
-        $e = $d;
-        $d = $c;
-        $c = _mm256_rol_epi32::<30>($b);
-        $b = $a;
-        $a = t;
-    })*};
 }
 
 /// Drives up to 8 lanes over `lanes` (started or part-way through) until every HMAC is
@@ -111,9 +80,6 @@ unsafe fn compress8(state: &mut [[u32; LANES]; 5], segs: [&[u8]; LANES], count: 
         load(&state[3]),
         load(&state[4]),
     );
-    // FIPS 180-4 4.2.1.
-    let k = [0x5a82_7999u32, 0x6ed9_eba1, 0x8f1b_bcdc, 0xca62_c1d6]
-        .map(|k| _mm256_set1_epi32(k as i32));
     for n in 0..count {
         let half = |h: usize| -> [__m256i; LANES] {
             core::array::from_fn(|i| {
@@ -128,18 +94,9 @@ unsafe fn compress8(state: &mut [[u32; LANES]; 5], segs: [&[u8]; LANES], count: 
         };
         let lo = transpose8(half(0));
         let hi = transpose8(half(1));
-        let mut w: [__m256i; 16] = core::array::from_fn(|t| if t < 8 { lo[t] } else { hi[t - 8] });
-        let (a0, b0, c0, d0, e0) = (a, b, c, d, e);
-        sha1_round8!(a, b, c, d, e, w, k; 0xca, 0; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
-        sha1_round8!(a, b, c, d, e, w, k; 0x96, 1; 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
-        sha1_round8!(a, b, c, d, e, w, k; 0xe8, 2; 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59);
-        sha1_round8!(a, b, c, d, e, w, k; 0x96, 3; 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
-        // Step 4.
-        a = _mm256_add_epi32(a, a0);
-        b = _mm256_add_epi32(b, b0);
-        c = _mm256_add_epi32(c, c0);
-        d = _mm256_add_epi32(d, d0);
-        e = _mm256_add_epi32(e, e0);
+        let w: [__m256i; 16] = core::array::from_fn(|t| if t < 8 { lo[t] } else { hi[t - 8] });
+        sha1_lanes_block!(__m256i, _mm256_ternarylogic_epi32, _mm256_rol_epi32,
+            _mm256_xor_si256, _mm256_add_epi32, _mm256_set1_epi32; a, b, c, d, e, w);
     }
     for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
         // SAFETY: each `state[w]` is 8 u32, one unaligned 32-byte store.
