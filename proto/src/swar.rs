@@ -70,6 +70,20 @@ pub fn lower_ascii_word(word: u64) -> u64 {
     word | (upper >> 2)
 }
 
+/// How many of `word`'s bytes, from the first (lowest), are ASCII letters or `-` (0–8): the
+/// characters of every common SIP header name, counted eight at a time. Exact: every other
+/// byte (digits, other token characters, bytes ≥ 0x80) ends the run.
+#[inline]
+pub fn leading_letters_or_dash(word: u64) -> usize {
+    // `| 0x20` lower-cases letters and maps no other byte onto a lower-case letter.
+    let low7 = (word | (LO * 0x20)) & !HI;
+    let from_a = low7 + LO * u64::from(0x80 - b'a');
+    let past_z = low7 + LO * u64::from(0x80 - b'z' - 1);
+    let letter = (from_a ^ past_z) & !word & HI;
+    let dash = zero_bytes(word ^ (LO * u64::from(b'-')));
+    (!(letter | dash) & HI).trailing_zeros() as usize / 8
+}
+
 /// The first `len` (≤ 8) bytes of `hay` from `at`, packed little-endian as a word with the
 /// rest zero, if `hay` has eight bytes from `at` (a caller short of that packs by hand).
 #[inline]
@@ -94,6 +108,59 @@ mod tests {
             state ^= state << 17;
             state
         }
+    }
+
+    #[test]
+    fn leading_letters_or_dash_counts_what_a_byte_loop_counts() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        // Letters at both ends of both cases, their neighbours, '-' and its neighbours,
+        // digits, and bytes that alias a letter under a dropped high bit or a flipped case bit.
+        let alphabet = [
+            b'a',
+            b'z',
+            b'A',
+            b'Z',
+            b'm',
+            b'`',
+            b'{',
+            b'@',
+            b'[',
+            b'-',
+            b',',
+            b'.',
+            b'0',
+            b'9',
+            b':',
+            b' ',
+            0x00,
+            0x80 | b'a',
+            0x80 | b'A',
+            0x80 | b'-',
+            0xff,
+            0x7f,
+        ];
+        let all: Vec<u8> = (0..=255).collect();
+        for _ in 0..20_000 {
+            let bytes: [u8; 8] = std::array::from_fn(|_| {
+                if next() % 4 == 0 {
+                    all[(next() % 256) as usize]
+                } else {
+                    alphabet[(next() % alphabet.len() as u64) as usize]
+                }
+            });
+            let expected = bytes
+                .iter()
+                .take_while(|c| c.is_ascii_alphabetic() || **c == b'-')
+                .count();
+            assert_eq!(
+                leading_letters_or_dash(u64::from_le_bytes(bytes)),
+                expected,
+                "{bytes:?}"
+            );
+        }
+        assert_eq!(leading_letters_or_dash(u64::from_le_bytes(*b"Via: SIP")), 3);
+        assert_eq!(leading_letters_or_dash(u64::from_le_bytes(*b"Call-ID:")), 7);
+        assert_eq!(leading_letters_or_dash(u64::from_le_bytes(*b"Security")), 8);
     }
 
     #[test]

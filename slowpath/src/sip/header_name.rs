@@ -1,6 +1,8 @@
 //! Header names the P-CSCF knows, with their compact forms (RFC 3261 7.3.3, IANA SIP registry),
 //! resolved once per header at parse time so lookups compare a small enum.
 
+use akagate_proto::swar;
+
 /// A known SIP header, or `Other` for any extension header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[allow(missing_docs)]
@@ -134,10 +136,14 @@ impl HeaderKind {
         let Some(dst) = buf.get_mut(..b.len()) else {
             return HeaderKind::Other;
         };
-        for (d, s) in dst.iter_mut().zip(b) {
-            *d = s.to_ascii_lowercase();
+        dst.copy_from_slice(b);
+        // Eight bytes a step over the words the name covers (the zero padding stays zero).
+        let words = b.len().div_ceil(8) * 8;
+        for chunk in buf[..words].chunks_exact_mut(8) {
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(&*chunk).unwrap_or_default());
+            chunk.copy_from_slice(&swar::lower_ascii_word(word).to_le_bytes());
         }
-        match &*dst {
+        match &buf[..b.len()] {
             b"via" => HeaderKind::Via,
             b"v" => HeaderKind::Via,
             b"from" => HeaderKind::From,
