@@ -184,6 +184,17 @@ mod queue_tests {
 /// The status code of a response the transaction user hands in for sending.
 /// Only its status line is read: the transaction user built or parsed the message already.
 fn status_of(response: &[u8]) -> Result<u16, TransactionError> {
+    // The TU's responses come from the builder: `SIP/2.0 NNN ` (100–699) read in place, the
+    // reason phrase taken as built; anything else takes the start line's full parse.
+    if let Some([b'S', b'I', b'P', b'/', b'2', b'.', b'0', b' ', a, b, c, b' ']) =
+        response.first_chunk::<12>()
+    {
+        if (b'1'..=b'6').contains(a) && b.is_ascii_digit() && c.is_ascii_digit() {
+            return Ok([a, b, c]
+                .iter()
+                .fold(0u16, |n, &&d| n * 10 + u16::from(d - b'0')));
+        }
+    }
     super::message::status_line_code(response)?.ok_or(TransactionError::WrongMessage)
 }
 
@@ -211,4 +222,35 @@ fn due(t: Option<Instant>, now: Instant) -> bool {
 
 fn earliest(timers: &[Option<Instant>]) -> Option<Instant> {
     timers.iter().flatten().min().copied()
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::status_of;
+    use crate::sip::message::status_line_code;
+
+    #[test]
+    fn status_read_in_place_is_the_start_lines_code() {
+        for line in [
+            "SIP/2.0 100 Trying\r\n",
+            "SIP/2.0 200 OK\r\n",
+            "SIP/2.0 401 Unauthorized\r\n",
+            "SIP/2.0 699 Whatever\r\n",
+            "SIP/2.0 180 \r\n",
+        ] {
+            let want = status_line_code(line.as_bytes()).unwrap();
+            assert_eq!(status_of(line.as_bytes()).ok(), want, "{line:?}");
+        }
+        // Outside the fast path's shape: the full parse decides (and refuses these).
+        for line in [
+            "SIP/2.0 099 Low\r\n",
+            "SIP/2.0 700 High\r\n",
+            "SIP/2.0 20x OK\r\n",
+            "SIP/3.0 200 OK\r\n",
+            "REGISTER sip:a SIP/2.0\r\n",
+            "SIP/2.0 200",
+        ] {
+            assert!(status_of(line.as_bytes()).is_err(), "{line:?}");
+        }
+    }
 }
