@@ -2,6 +2,7 @@
 //! `Authorization` (RFC 2617 3.2.1/3.2.2, RFC 3261 25.1, RFC 3310 3), with typed challenge and
 //! credentials views. Never panics on input; every failure is a `DigestParseError`.
 
+use akagate_proto::swar;
 use std::borrow::Cow;
 
 /// Most parameters accepted in one header value (bounds the work per header).
@@ -239,6 +240,113 @@ struct ParamRef<'a> {
     name: &'a str,
     value: Cow<'a, str>,
     quoted: bool,
+    /// The credentials' name it is ([`Known::of`]), if it is one.
+    known: Option<Known>,
+}
+
+/// The parameter names of credentials ([`CredentialsRef`]), recognised once as a list is
+/// read so that the duplicate check and the lookups compare a small number, not names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Username,
+    Realm,
+    Nonce,
+    Uri,
+    Response,
+    Algorithm,
+    Qop,
+    Nc,
+    Cnonce,
+    Opaque,
+    Auts,
+    IntegrityProtected,
+}
+
+/// `name`'s first eight bytes packed little-endian (the rest zero), as [`Known::of`] reads a
+/// name lower-cased.
+const fn packed(name: &[u8]) -> u64 {
+    let mut word = 0;
+    let mut i = 0;
+    while i < name.len() && i < 8 {
+        word |= (name[i] as u64) << (8 * i);
+        i += 1;
+    }
+    word
+}
+
+const USERNAME: u64 = packed(b"username");
+const REALM: u64 = packed(b"realm");
+const NONCE: u64 = packed(b"nonce");
+const URI: u64 = packed(b"uri");
+const RESPONSE: u64 = packed(b"response");
+const ALGORITH: u64 = packed(b"algorithm");
+const QOP: u64 = packed(b"qop");
+const NC: u64 = packed(b"nc");
+const CNONCE: u64 = packed(b"cnonce");
+const OPAQUE: u64 = packed(b"opaque");
+const AUTS: u64 = packed(b"auts");
+const INTEGRIT: u64 = packed(b"integrity-protected");
+
+impl Known {
+    /// The known name `name` is (case-insensitive), if any: its length and first eight
+    /// bytes lower-cased decide, the rest of a longer name is compared.
+    fn of(name: &str) -> Option<Known> {
+        let b = name.as_bytes();
+        let mut word = 0u64;
+        for (i, c) in b.iter().take(8).enumerate() {
+            word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+        }
+        Self::of_lowered(b, word)
+    }
+
+    /// [`Known::of`] for the name `input[at..at + len]`, its first word read and lower-cased
+    /// eight bytes at once where the input has eight bytes from `at`.
+    fn of_at(input: &'_ [u8], at: usize, len: usize) -> Option<Known> {
+        let name = input.get(at..at + len)?;
+        match swar::packed_prefix(input, at, len.min(8)) {
+            Some(word) => Self::of_lowered(name, swar::lower_ascii_word(word)),
+            None => std::str::from_utf8(name).ok().and_then(Self::of),
+        }
+    }
+
+    /// The known name `b` is, given its first eight bytes lower-cased and packed (`word`).
+    fn of_lowered(b: &[u8], word: u64) -> Option<Known> {
+        Some(match (b.len(), word) {
+            (8, USERNAME) => Known::Username,
+            (5, REALM) => Known::Realm,
+            (5, NONCE) => Known::Nonce,
+            (3, URI) => Known::Uri,
+            (8, RESPONSE) => Known::Response,
+            (9, ALGORITH) if b[8].eq_ignore_ascii_case(&b'm') => Known::Algorithm,
+            (3, QOP) => Known::Qop,
+            (2, NC) => Known::Nc,
+            (6, CNONCE) => Known::Cnonce,
+            (6, OPAQUE) => Known::Opaque,
+            (4, AUTS) => Known::Auts,
+            (19, INTEGRIT) if b[8..].eq_ignore_ascii_case(b"y-protected") => {
+                Known::IntegrityProtected
+            }
+            _ => return None,
+        })
+    }
+
+    /// The name as the credentials' errors spell it.
+    fn name(self) -> &'static str {
+        match self {
+            Known::Username => "username",
+            Known::Realm => "realm",
+            Known::Nonce => "nonce",
+            Known::Uri => "uri",
+            Known::Response => "response",
+            Known::Algorithm => "algorithm",
+            Known::Qop => "qop",
+            Known::Nc => "nc",
+            Known::Cnonce => "cnonce",
+            Known::Opaque => "opaque",
+            Known::Auts => "auts",
+            Known::IntegrityProtected => "integrity-protected",
+        }
+    }
 }
 
 /// A parameter list borrowing its input: the credentials of every REGISTER are read from it
@@ -269,6 +377,7 @@ impl<'a> ParamRefs<'a> {
         let commas = memchr::memchr_iter(b',', c.b).count();
         let mut params: Vec<Option<ParamRef<'a>>> =
             Vec::with_capacity((commas + 1).min(MAX_PARAMS));
+        let mut seen = [false; 12];
         loop {
             c.skip_lws()?;
             match c.peek() {
@@ -279,6 +388,7 @@ impl<'a> ParamRefs<'a> {
                 }
                 Some(_) => {}
             }
+            let name_at = c.pos;
             let name = c.token()?;
             c.skip_lws()?;
             if c.peek() != Some(b'=') {
@@ -291,12 +401,18 @@ impl<'a> ParamRefs<'a> {
             } else {
                 (Cow::Borrowed(c.token()?), false)
             };
-            // RFC 2617 3.2.2: each directive at most once (names are case-insensitive).
-            if params
-                .iter()
-                .flatten()
-                .any(|p| p.name.eq_ignore_ascii_case(name))
-            {
+            // RFC 2617 3.2.2: each directive at most once (names are case-insensitive). A
+            // known name is equal to no other name: a bit per known name, names compared
+            // only among the others.
+            let known = Known::of_at(c.b, name_at, name.len());
+            let duplicate = match known {
+                Some(k) => std::mem::replace(&mut seen[k as usize], true),
+                None => params
+                    .iter()
+                    .flatten()
+                    .any(|p| p.known.is_none() && p.name.eq_ignore_ascii_case(name)),
+            };
+            if duplicate {
                 return Err(DigestParseError::DuplicateParam(name.to_ascii_lowercase()));
             }
             if params.len() >= MAX_PARAMS {
@@ -306,6 +422,7 @@ impl<'a> ParamRefs<'a> {
                 name,
                 value,
                 quoted,
+                known,
             }));
             c.skip_lws()?;
             match c.peek() {
@@ -317,21 +434,19 @@ impl<'a> ParamRefs<'a> {
         Ok(ParamRefs { params })
     }
 
-    /// Takes a parameter's value out of the list (name case-insensitive).
-    fn take(&mut self, name: &str) -> Option<Cow<'a, str>> {
+    /// Takes a known parameter's value out of the list.
+    fn take_known(&mut self, known: Known) -> Option<Cow<'a, str>> {
         self.params
             .iter_mut()
-            .find(|p| {
-                p.as_ref()
-                    .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
-            })
+            .find(|p| p.as_ref().is_some_and(|p| p.known == Some(known)))
             .and_then(Option::take)
             .map(|p| p.value)
     }
 
-    /// [`ParamRefs::take`] for a parameter the caller needs.
-    fn take_required(&mut self, name: &'static str) -> Result<Cow<'a, str>, DigestParseError> {
-        self.take(name).ok_or(DigestParseError::MissingParam(name))
+    /// [`ParamRefs::take_known`] for a parameter the caller needs.
+    fn take_required(&mut self, known: Known) -> Result<Cow<'a, str>, DigestParseError> {
+        self.take_known(known)
+            .ok_or(DigestParseError::MissingParam(known.name()))
     }
 }
 
@@ -603,6 +718,7 @@ impl DigestCredentials {
                         name: &p.name,
                         value: Cow::Borrowed(&p.value),
                         quoted: p.quoted,
+                        known: Known::of(&p.name),
                     })
                 })
                 .collect(),
@@ -683,38 +799,38 @@ impl<'a> CredentialsRef<'a> {
 
     /// Checks the credentials of a parsed list, borrowing the values kept.
     fn from_refs(mut p: ParamRefs<'a>) -> Result<Self, DigestParseError> {
-        let response = p.take_required("response")?;
+        let response = p.take_required(Known::Response)?;
         if !(response.is_empty()
             || (response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit())))
         {
             return Err(DigestParseError::InvalidValue("response"));
         }
-        let qop = p.take("qop");
+        let qop = p.take_known(Known::Qop);
         let (nc, cnonce) = match &qop {
             Some(q) if q.eq_ignore_ascii_case("auth") => {
-                let nc = p.take_required("nc")?;
+                let nc = p.take_required(Known::Nc)?;
                 if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(DigestParseError::InvalidValue("nc"));
                 }
-                (Some(nc), Some(p.take_required("cnonce")?))
+                (Some(nc), Some(p.take_required(Known::Cnonce)?))
             }
             // auth-int needs the body hash; RFC 3310 IMS use is qop=auth.
             Some(_) => return Err(DigestParseError::InvalidValue("qop")),
             None => (None, None),
         };
         Ok(CredentialsRef {
-            username: p.take_required("username")?,
-            realm: p.take_required("realm")?,
-            nonce: p.take_required("nonce")?,
-            uri: p.take_required("uri")?,
+            username: p.take_required(Known::Username)?,
+            realm: p.take_required(Known::Realm)?,
+            nonce: p.take_required(Known::Nonce)?,
+            uri: p.take_required(Known::Uri)?,
             response,
-            algorithm: p.take("algorithm"),
+            algorithm: p.take_known(Known::Algorithm),
             qop,
             nc,
             cnonce,
-            opaque: p.take("opaque"),
-            auts: p.take("auts"),
-            integrity_protected: p.take("integrity-protected"),
+            opaque: p.take_known(Known::Opaque),
+            auts: p.take_known(Known::Auts),
+            integrity_protected: p.take_known(Known::IntegrityProtected),
         })
     }
 
@@ -749,6 +865,66 @@ fn has_control(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_names_are_exactly_the_credentials_names_in_any_case() {
+        let all = [
+            Known::Username,
+            Known::Realm,
+            Known::Nonce,
+            Known::Uri,
+            Known::Response,
+            Known::Algorithm,
+            Known::Qop,
+            Known::Nc,
+            Known::Cnonce,
+            Known::Opaque,
+            Known::Auts,
+            Known::IntegrityProtected,
+        ];
+        for k in all {
+            let n = k.name();
+            assert_eq!(Known::of(n), Some(k));
+            assert_eq!(Known::of(&n.to_ascii_uppercase()), Some(k));
+            // One byte more, one less, one changed (first, eighth, ninth, last): none.
+            assert_eq!(Known::of(&format!("{n}x")), None, "{n}x");
+            assert_eq!(Known::of(&n[..n.len() - 1]), None, "{n} cut");
+            for at in [0, 7, 8, n.len() - 1] {
+                if let Some(c) = n.as_bytes().get(at) {
+                    let mut b = n.as_bytes().to_vec();
+                    b[at] = if *c == b'z' { b'y' } else { b'z' };
+                    let other = String::from_utf8(b).unwrap();
+                    assert_eq!(Known::of(&other), None, "{other}");
+                }
+            }
+        }
+        assert_eq!(Known::of(""), None);
+        assert_eq!(Known::of("domain"), None);
+        // Read in place, with and without eight bytes after the name's start.
+        for k in all {
+            for tail in ["", "=\"value, long enough\""] {
+                let input = format!("x, {}{tail}", k.name().to_ascii_uppercase());
+                assert_eq!(Known::of_at(input.as_bytes(), 3, k.name().len()), Some(k));
+                assert_eq!(Known::of_at(input.as_bytes(), 3, k.name().len() - 1), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_known_name_twice_in_other_cases_is_a_duplicate_and_unknown_names_too() {
+        let dup = |v: &str| {
+            matches!(
+                DigestParams::parse(v),
+                Err(DigestParseError::DuplicateParam(_))
+            )
+        };
+        assert!(dup("Digest nonce=\"a\", NONCE=\"b\""));
+        assert!(dup(
+            "Digest Integrity-Protected=yes, integrity-PROTECTED=no"
+        ));
+        assert!(dup("Digest foo=1, FOO=2"));
+        assert!(!dup("Digest foo=1, nonce=\"n\", fooo=2, nonc=3"));
+    }
 
     #[test]
     fn the_token_table_is_alphanumerics_and_the_fifteen_marks() {
