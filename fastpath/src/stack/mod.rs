@@ -607,6 +607,14 @@ pub struct UeStack {
     /// where its next data segment is written: a hint for [`UeStack::prefetch`], kept in the
     /// stack itself since the connections' table is loaded only with it (never dereferenced).
     rx_hint: usize,
+    /// smoltcp's next deadline as the last input's [`UeStack::quiet_after`] found it, while
+    /// `quiet_known`: [`UeStack::poll_at_after_input`] takes it instead of asking again.
+    quiet_poll_at: Option<Instant>,
+    /// Whether `quiet_poll_at` is the deadline of the last input (cleared by every input).
+    quiet_known: bool,
+    /// Whether the last input was a pure ACK that moved its connection to CLOSED (the UE's
+    /// ACK of our FIN in LAST-ACK): [`UeStack::reap_closed`] may then reap it at once.
+    acked_closed: bool,
     counters: StackCounters,
 }
 
@@ -674,6 +682,9 @@ impl UeStack {
             live_peak: 0,
             socket_base: 0,
             rx_hint: 0,
+            quiet_poll_at: None,
+            quiet_known: false,
+            acked_closed: false,
             counters: StackCounters::default(),
         })
     }
@@ -995,6 +1006,8 @@ impl UeStack {
         sink: &mut S,
     ) -> bool {
         self.now = now;
+        self.quiet_known = false;
+        self.acked_closed = false;
         // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
         // `device::stack_capabilities`): every segment and datagram is verified here (an
         // unparsable packet is smoltcp's to refuse).
@@ -1016,10 +1029,92 @@ impl UeStack {
         self.accept();
         let pure_ack = ip.is_some_and(|ip| is_pure_ack(packet, ip));
         let quiet = match seg {
-            Some(Segment { ports: p, .. }) if pure_ack => self.quiet_after(now, p.src, p.dst),
+            Some(Segment { ports: p, .. }) if pure_ack => {
+                let quiet = self.quiet_after(now, p.src, p.dst);
+                self.acked_closed = !quiet && self.conn_closed(p.src, p.dst);
+                quiet
+            }
             _ => false,
         };
         !quiet
+    }
+
+    /// Whether the connection of the UE's `ue_port` to our `local_port` is CLOSED.
+    fn conn_closed(&self, ue_port: u16, local_port: u16) -> bool {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.flow.ue_port == ue_port && c.flow.local_port == local_port)
+            .is_some_and(|&(h, _)| self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed)
+    }
+
+    /// No deferred event, datagram above the MTU, queued input or UDP socket: the parts of
+    /// a poll's work that are the whole stack's, not a connection's.
+    fn nothing_stackwide(&self) -> bool {
+        self.deferred.is_empty()
+            && self.oversize.is_empty()
+            && self.dev.rx_len() == 0
+            && self.udp_sockets.is_empty()
+    }
+
+    /// Right after an input that needed a poll, does that poll's whole work when it would
+    /// only reap the connection the input was for (the UE's `ue_port` to our `local_port`):
+    /// the input was a pure ACK that moved it to CLOSED (the UE's ACK of our FIN in
+    /// LAST-ACK), it has nothing queued, sent or unacknowledged and no TLS session, the
+    /// stack has nothing stack-wide to do ([`UeStack::quiet_after`]'s conditions) and
+    /// smoltcp no egress due now. Then the connection is removed as the poll's reap would
+    /// remove it, its end reported into `events` (`TcpClosed`), the socket set compacted;
+    /// returns true and the caller only moves the stack's deadline
+    /// ([`UeStack::poll_at`]). Otherwise changes nothing and returns false.
+    ///
+    /// The caller must know that every other connection is as the last poll (or a quiet
+    /// input) left it, i.e. that no input or command since asked for a poll: a poll now
+    /// would then find nothing else to report, frame or send (docs/ARCHITECTURE.md, *One
+    /// UE, one worker*).
+    pub fn reap_closed(
+        &mut self,
+        now: Instant,
+        ue_port: u16,
+        local_port: u16,
+        events: &mut Vec<WorkerEvent>,
+    ) -> bool {
+        if !std::mem::take(&mut self.acked_closed) || !self.nothing_stackwide() {
+            return false;
+        }
+        let Some(&(handle, ref conn)) = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.flow.ue_port == ue_port && c.flow.local_port == local_port)
+        else {
+            return false;
+        };
+        let s = self.sockets.get::<tcp::Socket>(handle);
+        let idle = s.state() == tcp::State::Closed
+            && s.send_queue() == 0
+            && conn.pending.is_empty()
+            && conn.tls.is_none();
+        if !idle
+            || self
+                .iface
+                .poll_at(now, &self.sockets)
+                .is_some_and(|t| t <= now)
+        {
+            return false;
+        }
+        let ev = conn.end_event(s);
+        self.remove_conn(handle, Some(ev), events);
+        self.compact_socket_set();
+        self.rx_hint = self.conns.last().map_or(0, |(_, c)| c.rx_addr);
+        true
+    }
+
+    /// [`UeStack::poll_at`] right after an input that needed no poll: the deadline its
+    /// [`UeStack::quiet_after`] just read from smoltcp, not asked again; asked as
+    /// [`UeStack::poll_at`] otherwise.
+    pub fn poll_at_after_input(&mut self, now: Instant) -> Option<Instant> {
+        if std::mem::take(&mut self.quiet_known) && self.now == now {
+            return self.quiet_poll_at;
+        }
+        self.poll_at(now)
     }
 
     /// True when a poll now would do nothing after a pure ACK from the UE's `ue_port` to our
@@ -1040,11 +1135,8 @@ impl UeStack {
     /// connection is. What the poll would do after such an ACK is the deadline's move, which
     /// the caller does.
     pub fn quiet_after(&mut self, now: Instant, ue_port: u16, local_port: u16) -> bool {
-        let others = self.deferred.is_empty()
-            && self.oversize.is_empty()
-            && self.dev.rx_len() == 0
-            && self.udp_sockets.is_empty();
-        if !others {
+        self.quiet_known = false;
+        if !self.nothing_stackwide() {
             return false;
         }
         let sockets = &self.sockets;
@@ -1066,11 +1158,14 @@ impl UeStack {
             Some(conn) => quiet(conn),
             None => self.tcp_listeners.is_empty() && self.conns.iter().all(quiet),
         };
-        conns_quiet
-            && self
-                .iface
-                .poll_at(now, &self.sockets)
-                .is_none_or(|t| t > now)
+        if !conns_quiet {
+            return false;
+        }
+        let at = self.iface.poll_at(now, &self.sockets);
+        let quiet = at.is_none_or(|t| t > now);
+        self.quiet_poll_at = at;
+        self.quiet_known = quiet && self.now == now;
+        quiet
     }
 
     /// False when `packet` is a UDP datagram its port's socket has no room for: smoltcp would
@@ -1278,6 +1373,8 @@ impl UeStack {
     /// A poll's first part: deferred events, then every connection serviced.
     fn service_all(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
         self.now = now;
+        self.quiet_known = false;
+        self.acked_closed = false;
         events.append(&mut self.deferred);
         self.service(now, events);
         self.udp_queued.clear();
@@ -2333,6 +2430,120 @@ mod tests {
             1,
             "the second one, still in its handshake"
         );
+    }
+
+    /// The UE's ACK of our FIN (LAST-ACK to CLOSED) still asks for a poll, but
+    /// `reap_closed` does that poll's whole work in place: the connection goes, its end is
+    /// reported as the poll would report it (`TcpClosed` of its flow, nothing else), and a
+    /// poll then has nothing left to do (no packet, no event, the same deadline), while a
+    /// second connection in its handshake stays. Only that ACK qualifies: not the UE's FIN
+    /// before it, and not after a poll already ran.
+    #[test]
+    fn the_ue_s_last_ack_is_reaped_without_a_poll() {
+        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let cfg = StackConfig::default();
+        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
+        pc.listen(5060, true, false);
+        let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
+        let mut ue2 = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
+        let at = |ms| Instant::from_millis(ms);
+        let to_pc = Flow {
+            ue: p,
+            ue_port: 5060,
+            local: u,
+            local_port: 40000,
+            proto: Transport::Tcp,
+        };
+        let to_ue = Flow {
+            ue: u,
+            ue_port: 40000,
+            local: p,
+            local_port: 5060,
+            proto: Transport::Tcp,
+        };
+        // The UE's packets at `t` into `pc`; what each input said (needs a poll) and whether
+        // `reap_closed` took it; then, unless told not to, `pc`'s poll and its output back.
+        fn step(
+            pc: &mut UeStack,
+            ue: &mut UeStack,
+            t: i64,
+            poll: bool,
+            ev: &mut Vec<WorkerEvent>,
+            sink: &mut Collect,
+        ) -> Vec<(bool, bool)> {
+            let now = Instant::from_millis(t);
+            ue.poll(now, &mut Vec::new());
+            let mut said = Vec::new();
+            while let Some(pk) = ue.pop_outbound() {
+                let needs = pc.input(&pk, None, now, sink);
+                said.push((needs, needs && pc.reap_closed(now, 40000, 5060, ev)));
+            }
+            if poll {
+                pc.poll_with(now, ev, sink);
+            }
+            for pk in sink.0.drain(..) {
+                ue.push_inbound(pk, None).unwrap();
+            }
+            said
+        }
+        let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        ue.send(to_pc, request, true).unwrap();
+        for t in [0, 1, 30] {
+            let said = step(&mut pc, &mut ue, t, true, &mut ev, &mut sink);
+            assert!(said.iter().all(|&(_, reaped)| !reaped), "at {t} ms");
+        }
+        assert!(ev.iter().any(|e| matches!(e, WorkerEvent::Sip(_))));
+        ev.clear();
+        pc.send(to_ue, b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", false)
+            .unwrap();
+        pc.poll_with(at(31), &mut ev, &mut sink);
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        // A second connection that stays in its handshake.
+        ue2.send(
+            Flow {
+                local_port: 40001,
+                ..to_pc
+            },
+            request,
+            true,
+        )
+        .unwrap();
+        ue2.poll(at(31), &mut ue_ev);
+        let syn = ue2.pop_outbound().unwrap();
+        assert!(pc.input(&syn, None, at(31), &mut sink));
+        assert!(!pc.reap_closed(at(31), 40001, 5060, &mut ev), "a SYN");
+        pc.poll_with(at(31), &mut ev, &mut sink);
+        sink.0.clear();
+        assert_eq!(pc.tcp_connections(), 2);
+        assert!(ev.is_empty());
+        // The UE's FIN (with or after its ACK of the response): polled, our FIN leaves.
+        ue.close(to_pc).unwrap();
+        let said = step(&mut pc, &mut ue, 100, true, &mut ev, &mut sink);
+        assert!(!said.is_empty() && said.iter().all(|&(_, reaped)| !reaped));
+        assert!(ev.is_empty(), "nothing reported yet: {ev:?}");
+        assert_eq!(pc.tcp_connections(), 2, "in LAST-ACK");
+        // The UE's ACK of our FIN: reaped in place, no poll.
+        let said = step(&mut pc, &mut ue, 101, false, &mut ev, &mut sink);
+        assert_eq!(said, [(true, true)], "the ACK of our FIN");
+        assert!(
+            matches!(ev.as_slice(), [WorkerEvent::TcpClosed(f)] if *f == to_ue),
+            "{ev:?}"
+        );
+        assert_eq!(pc.tcp_connections(), 1, "the second one stays");
+        assert!(!pc.reap_closed(at(101), 40000, 5060, &mut ev), "only once");
+        ev.clear();
+        let due = pc.poll_at(at(101));
+        assert!(due.is_none_or(|t| t > at(101)));
+        pc.poll_with(at(101), &mut ev, &mut sink);
+        assert!(
+            sink.0.is_empty() && ev.is_empty(),
+            "the poll had nothing to do"
+        );
+        assert_eq!(pc.poll_at(at(101)), due, "nor did it move the deadline");
+        assert_eq!(pc.tcp_connections(), 1);
     }
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,

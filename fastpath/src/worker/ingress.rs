@@ -693,10 +693,13 @@ impl<Q: PortQueue> Worker<Q> {
         // and answered by the poll scheduled here (once per UE and burst).
         let needs_poll = u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
-        let quiet = !needs_poll && !u.woken && !super::draining(u);
+        // The UE's last ACK that closed its connection is reaped here, not by a poll.
+        let quiet = !u.woken
+            && !super::draining(u)
+            && (!needs_poll || super::reap_in_input(u, seg, now, &mut self.stack_events));
         if quiet {
-            // A pure ACK that left the stack with nothing to do (the UE's ACK of a response):
-            // no poll, only the deadline a poll would have set.
+            // A pure ACK that left the stack with nothing to do (the UE's ACK of a response,
+            // or of our FIN): no poll, only the deadline a poll would have set.
             let at = super::next_deadline(u, &self.cfg, now, None);
             super::rearm(&mut self.timers, u, ue, at);
         } else {
@@ -707,6 +710,9 @@ impl<Q: PortQueue> Worker<Q> {
         // protected packet to another port leaves it as it was (the poll recounts anyway).
         if spi.is_none() || seg.ports.dst == self.cfg.sip_port {
             self.sip_use.recount(u, self.cfg.sip_port);
+        }
+        if !self.stack_events.is_empty() {
+            self.forward_events();
         }
         super::phases::note(super::phases::segment_phase(pkt, ip, spi.is_some()), t0);
     }

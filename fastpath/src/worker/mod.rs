@@ -215,13 +215,32 @@ fn next_deadline(
 ) -> Option<Instant> {
     let deadlines = sip_deadlines(&cfg.sip_limits, ue);
     [
-        ue.stack.poll_at(now),
+        ue.stack.poll_at_after_input(now),
         drain_next,
         ue.stack.conn_deadline(cfg.sip_port, deadlines),
     ]
     .into_iter()
     .flatten()
     .min()
+}
+
+/// Right after an input into `ue`'s stack that asked for a poll (its `seg`), does that
+/// poll's whole work in place when it would only reap the connection the input closed
+/// ([`UeStack::reap_closed`]: the UE's last ACK, LAST-ACK to CLOSED), reporting the close
+/// into `events`; returns whether it did. The caller knows `ue` has no poll pending (not
+/// woken, nothing draining), so its other connections are as its last poll left them; a
+/// UE without an SA set is left to its poll, which may free it.
+fn reap_in_input(
+    ue: &mut Ue,
+    seg: crate::wire::transport::Segment,
+    now: Instant,
+    events: &mut Vec<WorkerEvent>,
+) -> bool {
+    seg.ports.proto == crate::ipc::Transport::Tcp
+        && !ue.sa_sets.is_empty()
+        && ue
+            .stack
+            .reap_closed(now, seg.ports.src, seg.ports.dst, events)
 }
 
 /// After a poll: `ue`'s use of the SIP port counted again into `total` and the UE's next
