@@ -12,7 +12,7 @@
 
 use core::arch::x86_64::*;
 
-use super::gcm_ni::{self, Pass, Wide, AGG, HPOW};
+use super::gcm_ni::{self, Pass, Wide, AGG, HPOW, POLY_FOLD};
 
 /// Blocks per register.
 const PER: usize = 4;
@@ -65,16 +65,35 @@ impl WideZ {
         self.hi = _mm512_xor_si512(self.hi, p.hi);
     }
 
-    /// The sum of the four lanes, ready for [`Wide::reduce`].
+    /// Adds a 128-bit sum of products into lane 0.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn fold(self) -> Wide {
-        Wide {
-            lo: fold4(self.lo),
-            mid: fold4(self.mid),
-            hi: fold4(self.hi),
-        }
+    fn add_wide(&mut self, w: Wide) {
+        self.lo = _mm512_xor_si512(self.lo, _mm512_zextsi128_si512(w.lo));
+        self.mid = _mm512_xor_si512(self.mid, _mm512_zextsi128_si512(w.mid));
+        self.hi = _mm512_xor_si512(self.hi, _mm512_zextsi128_si512(w.hi));
     }
+
+    /// The sum of the four lanes, reduced: each lane reduced as [`Wide::reduce`] does (two
+    /// [`fold64`] steps on all four at once), then the lanes summed, which is cheaper
+    /// than summing the three unreduced parts first (one lane sum instead of three).
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn reduce(self) -> __m128i {
+        let g = _mm512_xor_si512(self.mid, fold64(self.lo));
+        fold4(_mm512_xor_si512(self.hi, fold64(g)))
+    }
+}
+
+/// [`gcm_ni::fold64`] on the four lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx512f,vpclmulqdq")]
+fn fold64(v: __m512i) -> __m512i {
+    let c = _mm512_set1_epi64(POLY_FOLD as i64);
+    _mm512_xor_si512(
+        _mm512_shuffle_epi32::<0b01_00_11_10>(v),
+        _mm512_clmulepi64_epi128::<0x00>(v, c),
+    )
 }
 
 /// XOR of the four 128-bit lanes of `v`.
@@ -144,7 +163,7 @@ macro_rules! aes_ghash {
         for v in s.iter_mut().take($n) {
             *v = _mm512_aesenclast_epi128(*v, rk);
         }
-        (s, acc.fold())
+        (s, acc)
     }};
 }
 
@@ -171,7 +190,7 @@ macro_rules! mul_sum {
         for j in 1..$n {
             acc.add_mul(b[j], h[j]);
         }
-        acc.fold()
+        acc
     }};
 }
 
@@ -373,29 +392,29 @@ pub(super) fn ctr_ghash<const P: u8>(
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
     // 0) + lengths times H [+ pre times H^(n+2)], one reduction. Past block n-1 the lanes
     // are zero, as are the powers below H^1.
-    let mut acc = Wide::mul(lens, h1);
+    let mut w = Wide::mul(lens, h1);
     if let Some(p) = pre {
-        acc = acc.add(Wide::mul(p, gcm_ni::load(&h_pow[n + 1])));
+        w = w.add(Wide::mul(p, gcm_ni::load(&h_pow[n + 1])));
     }
-    if n > 0 {
-        let blocks = with_state(x, hashed);
-        // Register j: H^(n+1-4j) down to H^(n-2-4j); j < regs, so its top is at least H^2.
-        let h: [__m512i; REGS] = core::array::from_fn(|j| {
-            if j < regs {
-                powers(h_pow, n + 1 - PER * j)
-            } else {
-                _mm512_setzero_si512()
-            }
-        });
-        acc = acc.add(match regs {
-            1 => mul_sum!(1, &blocks, &h),
-            2 => mul_sum!(2, &blocks, &h),
-            3 => mul_sum!(3, &blocks, &h),
-            _ => mul_sum!(REGS, &blocks, &h),
-        });
-    } else {
-        acc = acc.add(Wide::mul(x, h1));
+    if n == 0 {
+        return w.add(Wide::mul(x, h1)).reduce();
     }
+    let blocks = with_state(x, hashed);
+    // Register j: H^(n+1-4j) down to H^(n-2-4j); j < regs, so its top is at least H^2.
+    let h: [__m512i; REGS] = core::array::from_fn(|j| {
+        if j < regs {
+            powers(h_pow, n + 1 - PER * j)
+        } else {
+            _mm512_setzero_si512()
+        }
+    });
+    let mut acc = match regs {
+        1 => mul_sum!(1, &blocks, &h),
+        2 => mul_sum!(2, &blocks, &h),
+        3 => mul_sum!(3, &blocks, &h),
+        _ => mul_sum!(REGS, &blocks, &h),
+    };
+    acc.add_wide(w);
     acc.reduce()
 }
 
@@ -571,7 +590,7 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
         ];
         let mut acc = WideZ::mul(g[0], powers(s.h_pow, n + 2));
         acc.add_mul(g[1], powers(s.h_pow, (n + 2).saturating_sub(PER)));
-        let sum = acc.fold().reduce();
+        let sum = acc.reduce();
         // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
         let rev1 = _mm512_castsi512_si128(rev);
         tags[m] = _mm_xor_si128(
