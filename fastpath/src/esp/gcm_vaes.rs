@@ -603,3 +603,76 @@ pub(super) fn short<const M: usize, const P: u8>(pk: &mut [Short<'_>; M]) -> [__
 
 // A batch of 16 blocks takes the whole table; the 128-bit path's batch of 8 its first 8.
 const _: () = assert!(HPOW == PER * REGS && AGG <= HPOW);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bare ESP kernel (`seal_esp` / `open_esp`) on 32 warm bodies of each length, one
+    /// key: TSC ticks per packet, the median and the fastest of 20000 rounds (the fastest
+    /// is what a round costs when nothing else holds the core's ports), and the 16-block
+    /// batch's cost from the difference of two lengths.
+    /// `cargo test --release -p akagate-fastpath --lib gcm_vaes::tests::kernel_ticks -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn kernel_ticks() {
+        use super::super::gcm_ni::Aes128GcmNi;
+        if !available() {
+            return;
+        }
+        let tsc = || {
+            // SAFETY: RDTSC has no preconditions on x86_64.
+            unsafe { core::arch::x86_64::_rdtsc() }
+        };
+        let g = Aes128GcmNi::new(&[0x22; 16]).unwrap();
+        let salt = [9, 1, 2, 3];
+        let mut per = Vec::new();
+        for len in [68usize, 1412, 1280, 4096] {
+            let hdr: Vec<[u8; 16]> = (0..32u8).map(|i| [i; 16]).collect();
+            let plain: Vec<Vec<u8>> = (0..32).map(|i| vec![i as u8; len]).collect();
+            let mut bufs = plain.clone();
+            let tags: Vec<[u8; 16]> = bufs
+                .iter_mut()
+                .zip(&hdr)
+                .map(|(b, h)| g.seal_esp(&salt, h, None, b))
+                .collect();
+            let sealed = bufs.clone();
+            let (mut s, mut o) = (Vec::new(), Vec::new());
+            for _ in 0..20000 {
+                for (b, p) in bufs.iter_mut().zip(&plain) {
+                    b.copy_from_slice(p);
+                }
+                let t0 = tsc();
+                for (b, h) in bufs.iter_mut().zip(&hdr) {
+                    core::hint::black_box(g.seal_esp(&salt, h, None, b));
+                }
+                let t1 = tsc();
+                for (b, p) in bufs.iter_mut().zip(&sealed) {
+                    b.copy_from_slice(p);
+                }
+                let t2 = tsc();
+                for ((b, h), t) in bufs.iter_mut().zip(&hdr).zip(&tags) {
+                    assert!(g.open_esp(&salt, h, None, b, t));
+                }
+                let t3 = tsc();
+                s.push((t1 - t0) as f64 / 32.0);
+                o.push((t3 - t2) as f64 / 32.0);
+            }
+            s.sort_by(f64::total_cmp);
+            o.sort_by(f64::total_cmp);
+            let (sm, om) = (s[s.len() / 2], o[o.len() / 2]);
+            eprintln!(
+                "{len:>5} B body, TSC ticks per packet: seal median {sm:.0} min {:.0}, open median {om:.0} min {:.0}",
+                s[0], o[0]
+            );
+            per.push((len, s[0], o[0]));
+        }
+        let (a, b) = (per[2], per[3]);
+        let batches = ((b.0 - a.0) / BATCH) as f64;
+        eprintln!(
+            "a 16-block batch (4096 - 1280 B, fastest rounds): seal {:.1}, open {:.1} ticks",
+            (b.1 - a.1) / batches,
+            (b.2 - a.2) / batches
+        );
+    }
+}
