@@ -629,24 +629,16 @@ impl Wide {
     }
 
     /// Reduces the product of a block and a table entry (a power of H stored times x, see
-    /// [`powers_of_h`]) modulo the GCM polynomial: two carry-less multiplies by the
-    /// polynomial's folding constant instead of shifts, and no one-bit shift (the table's
-    /// factor x makes up for the reflected product's missing bit).
+    /// [`powers_of_h`]) modulo the GCM polynomial: no one-bit shift (the table's factor x
+    /// makes up for the reflected product's missing bit), and two [`fold64`] steps, each a
+    /// PCLMULQDQ by the polynomial's folding constant, a qword swap and two XORs.
     #[inline]
     #[target_feature(enable = "pclmulqdq,sse2")]
     pub(super) fn reduce(self) -> __m128i {
-        let lo = _mm_xor_si128(self.lo, _mm_slli_si128::<8>(self.mid));
-        let hi = _mm_xor_si128(self.hi, _mm_srli_si128::<8>(self.mid));
-        // x^128 = x^127 + x^126 + x^121 + 1 in the reflected domain: the constant's high
-        // half folds the low 64 bits up, its low half (shifted by 32) the next 64.
-        let poly = _mm_set_epi64x(0xc200_0000_0000_0000u64 as i64, 0x0000_0001_c200_0000);
-        // First phase: the low 64 bits times the high half, into the upper 64.
-        let t = _mm_clmulepi64_si128::<0x01>(poly, lo);
-        let lo = _mm_xor_si128(lo, _mm_slli_si128::<8>(t));
-        // Second phase: both halves times the low half, aligned by 32 bits.
-        let t_lo = _mm_srli_si128::<4>(_mm_clmulepi64_si128::<0x00>(poly, lo));
-        let t_hi = _mm_slli_si128::<4>(_mm_clmulepi64_si128::<0x10>(poly, lo));
-        _mm_xor_si128(hi, _mm_xor_si128(t_lo, t_hi))
+        // hi x^128 + mid x^64 + lo: the first step takes lo's 64 low bits off and leaves
+        // hi x^64 + g, the second g's.
+        let g = _mm_xor_si128(self.mid, fold64(self.lo));
+        _mm_xor_si128(self.hi, fold64(g))
     }
 
     /// Shifts the reflected 255-bit product left by one bit and reduces it modulo the GCM
@@ -680,6 +672,25 @@ impl Wide {
         );
         _mm_xor_si128(hi, _mm_xor_si128(lo, b))
     }
+}
+
+/// The folding constant of the reflected GCM polynomial x^128 + x^127 + x^126 + x^121 + 1:
+/// its terms x^121, x^126, x^127 divided by x^64.
+pub(super) const POLY_FOLD: u64 = 0xc200_0000_0000_0000;
+
+/// One 64-bit step of the reduction: for `v` = v1 x^64 + v0 (the low 64 bits of a
+/// reflected product), `v x^-64` modulo the reflected polynomial P less the x^64 carried
+/// out, i.e. v1 + v0 x^64 + v0 (x^57 + x^62 + x^63): adding v0 P clears the low 64 bits
+/// (P's constant term is 1), and the division by x^64 is the qword swap. The caller adds
+/// what sits above `v` (Montgomery reduction with 64-bit digits).
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse2")]
+pub(super) fn fold64(v: __m128i) -> __m128i {
+    let c = _mm_set1_epi64x(POLY_FOLD as i64);
+    _mm_xor_si128(
+        _mm_shuffle_epi32::<0b01_00_11_10>(v),
+        _mm_clmulepi64_si128::<0x00>(v, c),
+    )
 }
 
 /// `a * b` in GF(2^128), both byte-reversed.
@@ -787,6 +798,75 @@ mod tests {
             .encrypt_in_place_detached(&(*nonce).into(), aad, &mut ct)
             .unwrap();
         (ct, tag.into())
+    }
+
+    /// Carry-less product of two 64-bit polynomials, bit by bit (the reference for
+    /// PCLMULQDQ).
+    fn clmul_soft(a: u64, b: u64) -> u128 {
+        (0..64)
+            .filter(|i| b >> i & 1 == 1)
+            .fold(0u128, |acc, i| acc ^ (u128::from(a) << i))
+    }
+
+    /// `t` times x^-128 modulo x^128 + x^127 + x^126 + x^121 + 1 (the GCM polynomial with
+    /// its bits reflected, where PCLMULQDQ works on byte-reversed blocks), one bit at a
+    /// time: add the polynomial where the lowest bit is set, then divide by x. `t` is the
+    /// 256-bit product as (high, low).
+    fn montgomery_soft(t: (u128, u128)) -> u128 {
+        let (mut hi, mut lo) = t;
+        for _ in 0..128 {
+            if lo & 1 == 1 {
+                // The polynomial's bits 0, 121, 126, 127 and 128.
+                lo ^= 1 | 1 << 121 | 1 << 126 | 1 << 127;
+                hi ^= 1;
+            }
+            lo = lo >> 1 | hi << 127;
+            hi >>= 1;
+        }
+        debug_assert_eq!(hi, 0);
+        lo
+    }
+
+    /// The reduction of an unreduced product (`Wide::reduce`) against the bit-serial
+    /// reference: for random factors, `a * b * x^-128` modulo the reflected polynomial, and
+    /// for sums of several products (aggregated reduction), the sum of the reduced products.
+    #[test]
+    fn reduction_matches_a_bit_serial_reference() {
+        if !available() {
+            eprintln!("SKIPPED: no AES-NI/PCLMULQDQ");
+            return;
+        }
+        let mut rnd = rng(0x0128_2026_1205_0013);
+        let mut r128 = || u128::from_le_bytes(core::array::from_fn(|_| rnd()));
+        let v = |x: u128| load(&x.to_le_bytes());
+        let back = |x: __m128i| {
+            let mut b = [0u8; 16];
+            store(&mut b, x);
+            u128::from_le_bytes(b)
+        };
+        let product = |a: u128, b: u128| {
+            let (a1, a0, b1, b0) = ((a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64);
+            let mid = clmul_soft(a1, b0) ^ clmul_soft(a0, b1);
+            let lo = clmul_soft(a0, b0) ^ (mid << 64);
+            let hi = clmul_soft(a1, b1) ^ (mid >> 64);
+            (hi, lo)
+        };
+        for case in 0..2000 {
+            let (a, b, c, d) = (r128(), r128(), r128(), r128());
+            let (a, b) = match case {
+                0 => (u128::MAX, u128::MAX),
+                1 => (1, 1),
+                2 => (1 << 127, 1 << 127),
+                _ => (a, b),
+            };
+            // SAFETY: the CPU features were checked above.
+            let got = unsafe { Wide::mul(v(a), v(b)).reduce() };
+            assert_eq!(back(got), montgomery_soft(product(a, b)), "{a:x} * {b:x}");
+            // SAFETY: as above.
+            let sum = unsafe { Wide::mul(v(a), v(b)).add(Wide::mul(v(c), v(d))).reduce() };
+            let (p, q) = (product(a, b), product(c, d));
+            assert_eq!(back(sum), montgomery_soft((p.0 ^ q.0, p.1 ^ q.1)));
+        }
     }
 
     /// SP 800-38D's own example through the McGrew-Viega GCM spec, test case 4 (AES-128,
