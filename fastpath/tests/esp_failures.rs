@@ -382,3 +382,58 @@ fn bad_suites_and_keys_are_refused_and_debug_hides_keys() {
     }
     assert!(!text.contains("66, 66"), "{text}");
 }
+
+/// Inside hmac-sha-1-96 + aes-cbc bursts of every size class (single path, the four or five
+/// long packets Intel sends to the kernels, six and more, full groups of 16 and 32), at
+/// lengths that end the CBC decryption on each tail shape: a packet whose ICV is forged and
+/// one re-signed with bad padding are dropped and counted under their reasons, the others
+/// restored byte for byte.
+#[test]
+fn bad_padding_and_forged_icvs_inside_bursts() {
+    use akagate_fastpath::esp::{decapsulate_burst, DecapItem};
+    let s = suite(AuthAlg::HmacSha1_96, EncrAlg::AesCbc);
+    for n in [3usize, 4, 5, 6, 8, 16, 32] {
+        for len in [13usize, 61, 200, 777, 1380, 1392] {
+            let (mut out, mut inb) = pair(&s);
+            let mut pkts: Vec<Vec<u8>> = (0..n).map(|_| encap(&mut out, &udp4(len))).collect();
+            pkts[1] = tamper_trailer(&pkts[1], true, |b| {
+                let k = b.len();
+                b[k - 3] ^= 0x40; // last padding byte
+            });
+            let at = pkts[2].len() - 20;
+            pkts[2][at] ^= 0x10; // ciphertext: the ICV no longer matches
+            let mut bufs: Vec<Vec<u8>> = pkts
+                .iter()
+                .map(|p| {
+                    let mut b = vec![0u8; ROOM + p.len() + ROOM];
+                    b[ROOM..ROOM + p.len()].copy_from_slice(p);
+                    b
+                })
+                .collect();
+            let mut items: Vec<DecapItem<'_>> = bufs
+                .iter_mut()
+                .zip(&pkts)
+                .map(|(b, p)| DecapItem::new(0, b, ROOM..ROOM + p.len()))
+                .collect();
+            decapsulate_burst(core::slice::from_mut(&mut inb), &mut items).unwrap();
+            let results: Vec<_> = items.iter().map(|i| i.result.clone()).collect();
+            drop(items);
+            for (i, r) in results.iter().enumerate() {
+                match i {
+                    1 => assert_eq!(r, &Err(EspError::BadPadding), "n {n} len {len}"),
+                    2 => assert_eq!(r, &Err(EspError::AuthFailed), "n {n} len {len}"),
+                    _ => {
+                        let range = r.clone().unwrap();
+                        assert_eq!(bufs[i][range], udp4(len)[..], "n {n} len {len} packet {i}");
+                    }
+                }
+            }
+            let c = inb.counters();
+            assert_eq!(
+                (c.bad_padding, c.auth_failed, c.packets),
+                (1, 1, n as u64 - 2),
+                "n {n} len {len}"
+            );
+        }
+    }
+}

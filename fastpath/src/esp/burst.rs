@@ -274,11 +274,18 @@ fn multi_pays(n: usize, bytes: usize, dir: Direction) -> bool {
 /// outbound and 3.6x inbound through them, a lone 1400-byte one 2.8x and 1.4x, where a burst
 /// of 32 costs 0.31-0.54x (docs/BENCHMARKS.md *The SA install and small bursts, round 10
 /// (lead)*); on Intel, whose SHA-NI is slower, the kernels pay from six packets of any
-/// length and not below (*Burst crypto, round 11*). A worker sends a few packets per poll at
-/// light load, and the registration path's bursts are of one to three.
+/// length (*Burst crypto, round 11*), and from one or two packets fewer if they are long:
+/// the 8-lane HMAC (`sha1_x8`) takes four or five long lanes, and five inbound packets of
+/// 800 bytes or more, four of 1200 or more, or five outbound of 1200 or more, cost less
+/// through the kernels than on the single path (*Small-burst and single-packet HMAC, round
+/// 12*; *CBC + HMAC-SHA-1, round 13*). A worker sends a few packets per poll at light
+/// load, and the registration path's bursts are of one to three.
 fn multi_pays_with(from: Option<usize>, n: usize, bytes: usize, dir: Direction) -> bool {
     if let Some(from) = from {
-        return n >= from;
+        let mean_at_least = |mean: usize| bytes >= mean * n;
+        return n >= from
+            || (n + 1 == from && mean_at_least(if dir == Direction::In { 800 } else { 1200 }))
+            || (n + 2 == from && dir == Direction::In && mean_at_least(1200));
     }
     let at_least = |count: usize, mean: usize| n >= count && bytes >= mean * n;
     match dir {
@@ -615,7 +622,8 @@ mod tests {
 
     /// A lone packet or a handful of short ones takes the single path; a full burst, or a
     /// few long packets, the multi-buffer kernels; more packets or longer ones never turn
-    /// the kernels off again. Both rules: Zen 4's (by count and bytes) and Intel's (count).
+    /// the kernels off again. Both rules: Zen 4's (by count and bytes) and Intel's (by count,
+    /// and one or two packets fewer if they are long).
     #[test]
     fn small_bursts_take_the_single_path() {
         for from in [None, Some(6)] {
@@ -626,7 +634,20 @@ mod tests {
                     assert!(!pays(3, 3 * 200), "three of 200");
                     assert!(pays(9, 9 * len), "nine of {len}");
                     assert!(pays(32, 32 * len), "32 of {len}");
-                    assert_eq!(pays(4, 4 * 1400), from.is_none(), "four of 1400");
+                    // Four long ones: the kernels on Zen 4 either way, on Intel inbound only.
+                    assert_eq!(
+                        pays(4, 4 * 1400),
+                        from.is_none() || dir == Direction::In,
+                        "four of 1400"
+                    );
+                    assert_eq!(pays(5, 5 * 800), from.is_none() || dir == Direction::In);
+                    if from.is_some() {
+                        // Intel: below six, only long packets; never three or fewer.
+                        assert!(!pays(5, 5 * 400), "five of 400");
+                        assert!(!pays(4, 4 * 1100), "four of 1100");
+                        assert!(!pays(3, 3 * 9000), "three of 9000");
+                        assert!(pays(5, 5 * 1200), "five of 1200");
+                    }
                     assert_eq!(pays(6, 6 * 60), from.is_some(), "six of 60");
                     for n in 1..40 {
                         if pays(n, n * len) {
