@@ -359,17 +359,6 @@ pub struct HeadScan {
 }
 
 impl HeadScan {
-    /// Walks the LFs of `b` from `from` with `walk`: `None` if no CRLFCRLF starts at or
-    /// after `from`.
-    fn run(
-        b: &[u8],
-        from: usize,
-        walk: impl FnOnce(&[u8], usize, &mut HeadScan) -> bool,
-    ) -> Option<HeadScan> {
-        let mut s = HeadScan::default();
-        walk(b, from, &mut s).then_some(s)
-    }
-
     /// The walk [`scan_frame`] uses: every LF of `b` at or after `from`, in order, to
     /// [`HeadScan::note_lf`] until it answers true, eight bytes at a time. True if the walk
     /// found the head's end.
@@ -549,7 +538,10 @@ pub fn scan_frame_by(
     let from = resume.min(search_end).saturating_sub(CRLFCRLF.len() - 1);
     // One pass over the LFs finds the blank line and, when it starts at the front, the
     // lines that may name Content-Length on the way (`HeadScan`).
-    let Some(scan) = HeadScan::run(&buf[..search_end], from, walk) else {
+    // Filled in place, not returned in an `Option`: the copy out of the walker's frame was
+    // a load of the struct just stored, a store-forwarding stall in the worker's profile.
+    let mut scan = HeadScan::default();
+    if !walk(&buf[..search_end], from, &mut scan) {
         if buf.len() >= limits.max_head + CRLFCRLF.len() {
             return Err(ScanError::HeadTooLong(limits.max_head));
         }
@@ -557,7 +549,7 @@ pub fn scan_frame_by(
             scanned: buf.len(),
             len: None,
         });
-    };
+    }
     let head_end = scan.head_end;
     let head_len = head_end + CRLFCRLF.len();
     let body = if from == 0 {
