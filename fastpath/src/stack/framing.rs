@@ -21,10 +21,12 @@ fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned
 
 /// The walk over a head's LFs for `scan_frame_by`: masks where the SWAR walk in `proto`
 /// (which forbids `unsafe`, so cannot call intrinsics) stops at every LF and mispredicts
-/// its branches, ~10 per head. AVX-512BW when the CPU has it, else `proto`'s walk.
+/// its branches, ~10 per head. AVX-512BW when the CPU has it and the walk spans a block at
+/// least, else `proto`'s walk (a resumed walk over a small segment's few bytes: the masks'
+/// setup costs more than the few words).
 fn walk_head(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512bw") {
+    if b.len().saturating_sub(from) >= 64 && std::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above; BW implies F).
         return unsafe { walk_head_avx512(b, from, s) };
     }
@@ -711,6 +713,15 @@ mod tests {
                 let found = HeadScan::walk(&buf, from, &mut a);
                 assert_eq!(walk_head(&buf, from, &mut b), found, "{buf:?} from {from}");
                 assert_eq!(a, b, "{buf:?} from {from}");
+                // The AVX-512 walk itself on short walks too (`walk_head` leaves those to
+                // the SWAR walk): its masked last block.
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512bw") {
+                    let mut c = HeadScan::default();
+                    // SAFETY: the CPU has AVX-512BW (checked on the line above).
+                    let f = unsafe { walk_head_avx512(&buf, from, &mut c) };
+                    assert_eq!((f, &c), (found, &a), "{buf:?} from {from}");
+                }
                 ends += usize::from(found);
                 candidates += usize::from(a != HeadScan::default() && !found);
             }
