@@ -337,13 +337,18 @@ fn is_content_length_prefix(line: &[u8]) -> bool {
 const HEAD_CANDIDATES: usize = 16;
 
 /// Where a header section ends and which of its lines may name Content-Length, found in one
-/// pass over its LFs eight bytes at a time (issue 11: the blank line by `memmem`, then the
-/// line starts by `memchr_iter`, were two passes and a call per LF). A CRLFCRLF is an LF with
-/// CR before it and CR LF after it; a logical line starts after a CRLF, so a candidate line
-/// is an LF with CR before it and `c`, `C`, `l` or `L` after it — the same candidates
+/// pass over its LFs (issue 11: the blank line by `memmem`, then the line starts by
+/// `memchr_iter`, were two passes and a call per LF). A CRLFCRLF is an LF with CR before it
+/// and CR LF after it; a logical line starts after a CRLF, so a candidate line is an LF with
+/// CR before it and `c`, `C`, `l` or `L` after it — the same candidates
 /// [`section_content_length`] finds (checked against it, and against splitting every line,
 /// by the tests).
-struct HeadScan {
+///
+/// The walk over the LFs is [`HeadScan::walk`] (eight bytes at a time) for [`scan_frame`];
+/// [`scan_frame_by`] takes another walker (the fast path's, over SIMD masks, where `unsafe`
+/// is allowed), which decides nothing itself: it hands LFs to [`HeadScan::note_lf`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadScan {
     /// Index of the first CR of the first CRLFCRLF at or after the walk's start.
     head_end: usize,
     /// Starts of candidate lines before `head_end`, in order (`n` of them; more than
@@ -354,44 +359,48 @@ struct HeadScan {
 }
 
 impl HeadScan {
-    /// Walks the LFs of `b` from `from`: `None` if no CRLFCRLF starts at or after `from`.
-    fn run(b: &[u8], from: usize) -> Option<HeadScan> {
+    /// The walk [`scan_frame`] uses: every LF of `b` at or after `from`, in order, to
+    /// [`HeadScan::note_lf`] until it answers true, eight bytes at a time. True if the walk
+    /// found the head's end.
+    pub fn walk(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
         const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
         const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
-        let mut s = HeadScan {
-            head_end: 0,
-            starts: [0; HEAD_CANDIDATES],
-            n: 0,
-            overflow: false,
+        let Some(rest) = b.get(from..) else {
+            return false;
         };
-        let rest = b.get(from..)?;
         let mut words = rest.chunks_exact(8);
         let mut base = from;
         for w in words.by_ref() {
-            let x = u64::from_le_bytes(w.try_into().ok()?) ^ LFS;
+            let Ok(w) = <[u8; 8]>::try_from(w) else {
+                return false;
+            };
+            let x = u64::from_le_bytes(w) ^ LFS;
             // 0x80 in each byte of `x` that is zero (an LF), exactly (no borrow between bytes).
             let mut m = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
             while m != 0 {
                 let lf = base + (m.trailing_zeros() / 8) as usize;
-                if s.at_lf(b, from, lf) {
-                    return Some(s);
+                if s.note_lf(b, from, lf) {
+                    return true;
                 }
                 m &= m - 1;
             }
             base += 8;
         }
         for (i, &c) in words.remainder().iter().enumerate() {
-            if c == b'\n' && s.at_lf(b, from, base + i) {
-                return Some(s);
+            if c == b'\n' && s.note_lf(b, from, base + i) {
+                return true;
             }
         }
-        None
+        false
     }
 
-    /// One LF at `lf`: true if it ends the walk (a CRLFCRLF starting at `lf - 1 >= from`),
-    /// else notes a candidate line after it.
+    /// One LF of `b` at `lf` (a walk starting at `from`): true if it ends the walk (a
+    /// CRLFCRLF starting at `lf - 1 >= from`), else notes a candidate line after it. A walker
+    /// hands it the LFs at or after `from` in increasing order; it may skip an LF only where
+    /// this does nothing: the byte before it is not CR, or the byte after it is none of CR,
+    /// `c`, `C`, `l`, `L`.
     #[inline]
-    fn at_lf(&mut self, b: &[u8], from: usize, lf: usize) -> bool {
+    pub fn note_lf(&mut self, b: &[u8], from: usize, lf: usize) -> bool {
         if lf == 0 || b.get(lf - 1) != Some(&b'\r') {
             return false;
         }
@@ -424,16 +433,13 @@ impl HeadScan {
             if !names_content_length(line) {
                 continue;
             }
-            let Some(line) = HeaderLines::new(line).next() else {
-                continue;
+            let n = match plain_content_length(line) {
+                Some(n) => n,
+                None => match general_content_length(line)? {
+                    Some(n) => n,
+                    None => continue,
+                },
             };
-            let Ok((name, value)) = split_header_line(line) else {
-                continue;
-            };
-            if !is_content_length_name(name) {
-                continue;
-            }
-            let n = parse_content_length(value)?;
             match found {
                 Some(prev) if prev != n => return Err(ScanError::ConflictingContentLength),
                 _ => found = Some(n),
@@ -443,10 +449,76 @@ impl HeadScan {
     }
 }
 
+/// The value of the candidate line at `line`'s start (one [`names_content_length`] passed)
+/// by the rule: the logical line, split, its name checked, its value parsed; `None` if it
+/// is not a Content-Length line that splits.
+fn general_content_length(line: &[u8]) -> Result<Option<usize>, ScanError> {
+    let Some(line) = HeaderLines::new(line).next() else {
+        return Ok(None);
+    };
+    let Ok((name, value)) = split_header_line(line) else {
+        return Ok(None);
+    };
+    if !is_content_length_name(name) {
+        return Ok(None);
+    }
+    parse_content_length(value).map(Some)
+}
+
+/// The usual Content-Length line, `name *WSP ":" *WSP 1*DIGIT *WSP` then CRLF not followed
+/// by SP/HTAB (no fold) or the head's end, read in one pass: what
+/// [`general_content_length`] answers for it (a NUL-free line, its name the one before the
+/// colon, a value without CR/LF, digits trimmed) without the line's five searches. `None`
+/// for any other line (folded, odd bytes, a value over [`MAX_CONTENT_LENGTH`]): the
+/// general rule answers those. `line` starts with a name [`names_content_length`] passed.
+fn plain_content_length(line: &[u8]) -> Option<usize> {
+    let mut i = match line.first()? {
+        b'l' | b'L' => 1,
+        _ => 14,
+    };
+    let skip_wsp = |mut i: usize| {
+        while matches!(line.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        i
+    };
+    i = skip_wsp(i);
+    if line.get(i) != Some(&b':') {
+        return None;
+    }
+    i = skip_wsp(i + 1);
+    let digits = i;
+    let mut n = 0usize;
+    while let Some(&d @ b'0'..=b'9') = line.get(i) {
+        n = n.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+        i += 1;
+    }
+    if i == digits || n > MAX_CONTENT_LENGTH {
+        return None;
+    }
+    i = skip_wsp(i);
+    match (line.get(i), line.get(i + 1), line.get(i + 2)) {
+        (None, _, _) | (Some(b'\r'), Some(b'\n'), None) => Some(n),
+        (Some(b'\r'), Some(b'\n'), Some(next)) if !matches!(next, b' ' | b'\t') => Some(n),
+        _ => None,
+    }
+}
+
 /// Inspects the front of a stream buffer: a keep-alive, a complete message, or how much is
 /// missing. `resume` is the `scanned` of the previous [`Scanned::Incomplete`] for the same
 /// buffer front (0 the first time).
 pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned, ScanError> {
+    scan_frame_by(buf, limits, resume, HeadScan::walk)
+}
+
+/// [`scan_frame`] with another walk over the head's LFs (see [`HeadScan::note_lf`] for what
+/// it must hand over): the same answer for any walker that keeps that contract.
+pub fn scan_frame_by(
+    buf: &[u8],
+    limits: &FrameLimits,
+    resume: usize,
+    walk: impl FnOnce(&[u8], usize, &mut HeadScan) -> bool,
+) -> Result<Scanned, ScanError> {
     // RFC 5626 4.4.1: keep-alives only appear between messages.
     if buf.starts_with(CRLF) {
         return Ok(if buf.starts_with(CRLFCRLF) {
@@ -466,7 +538,10 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
     let from = resume.min(search_end).saturating_sub(CRLFCRLF.len() - 1);
     // One pass over the LFs finds the blank line and, when it starts at the front, the
     // lines that may name Content-Length on the way (`HeadScan`).
-    let Some(scan) = HeadScan::run(&buf[..search_end], from) else {
+    // Filled in place, not returned in an `Option`: the copy out of the walker's frame was
+    // a load of the struct just stored, a store-forwarding stall in the worker's profile.
+    let mut scan = HeadScan::default();
+    if !walk(&buf[..search_end], from, &mut scan) {
         if buf.len() >= limits.max_head + CRLFCRLF.len() {
             return Err(ScanError::HeadTooLong(limits.max_head));
         }
@@ -474,7 +549,7 @@ pub fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Sca
             scanned: buf.len(),
             len: None,
         });
-    };
+    }
     let head_end = scan.head_end;
     let head_len = head_end + CRLFCRLF.len();
     let body = if from == 0 {
@@ -736,6 +811,65 @@ mod tests {
         }
         // The inputs reach every outcome, not only "missing".
         assert!(lengths > 1000 && conflicts > 10, "{lengths} {conflicts}");
+    }
+
+    /// The one-pass read of a plain Content-Length line answers what the rule answers
+    /// (split, name, value parsed), or leaves the line to it: lines built from the pieces
+    /// around a value (white space, folds, bare CR, NUL, letters, values near and over the
+    /// bound) after either name.
+    #[test]
+    fn plain_content_length_is_the_rule_where_it_answers() {
+        const PIECES: [&[u8]; 14] = [
+            b" ",
+            b"\t",
+            b":",
+            b"0",
+            b"7",
+            b"4294967295",
+            b"4294967296",
+            b"99999999999999999999",
+            b"\r\n",
+            b"\r\n ",
+            b"\r",
+            b"\n",
+            b"\0",
+            b"x",
+        ];
+        let (mut plain, mut seed) = (0, 0x5851_f42d_4c95_7f2du64);
+        for _ in 0..200_000 {
+            let mut line = [b"Content-Length".as_slice(), b"l", b"L", b"content-LENGTH"]
+                [(xorshift(&mut seed) % 4) as usize]
+                .to_vec();
+            // Mostly the usual shape, `*WSP ":" *WSP digits *WSP`, each part now and then
+            // any piece; then any pieces.
+            for part in [0, 0, 2, 0, 0, 3, 0, 14, 14] {
+                let r = (xorshift(&mut seed) % 16) as usize;
+                let piece = match part {
+                    0 if r < 8 => PIECES[r % 2],
+                    2 if r < 14 => b":",
+                    3 if r < 14 => PIECES[3 + r % 5],
+                    _ if r < 4 || part == 14 => PIECES[(xorshift(&mut seed) % 14) as usize],
+                    _ => b"",
+                };
+                line.extend_from_slice(piece);
+            }
+            if !names_content_length(&line) {
+                continue;
+            }
+            let rule = general_content_length(&line);
+            if let Some(n) = plain_content_length(&line) {
+                assert_eq!(rule, Ok(Some(n)), "{:?}", String::from_utf8_lossy(&line));
+                plain += 1;
+            }
+        }
+        assert!(plain > 10_000, "{plain}");
+        assert_eq!(
+            plain_content_length(b"Content-Length: 1024\r\nVia"),
+            Some(1024)
+        );
+        assert_eq!(plain_content_length(b"l:4294967295"), Some(4294967295));
+        assert_eq!(plain_content_length(b"l:4294967296"), None);
+        assert_eq!(plain_content_length(b"l: 5\r\n 6"), None);
     }
 
     /// `scan_frame`'s one walk over the LFs (`HeadScan`) frames what the rule as first

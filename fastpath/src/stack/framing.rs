@@ -10,7 +10,88 @@
 //! of a `malloc` here and a cross-thread `free` there per message.
 
 use akagate_proto::msgbuf;
-use akagate_proto::sipscan::{scan_frame, FrameLimits, Scanned, CRLF, CRLFCRLF};
+use akagate_proto::sipscan::{scan_frame_by, FrameLimits, HeadScan, Scanned, CRLF, CRLFCRLF};
+
+/// `sipscan::scan_frame` with the head's LFs found 64 bytes at a time by SIMD compares where
+/// the CPU has AVX-512BW ([`walk_head`]); the same answer (`scan_frame_by`'s contract, and
+/// the tests below against `scan_frame`).
+fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned, FramingError> {
+    scan_frame_by(buf, limits, resume, walk_head)
+}
+
+/// The walk over a head's LFs for `scan_frame_by`: masks where the SWAR walk in `proto`
+/// (which forbids `unsafe`, so cannot call intrinsics) stops at every LF and mispredicts
+/// its branches, ~10 per head. AVX-512BW when the CPU has it and the walk spans a block at
+/// least, else `proto`'s walk (a resumed walk over a small segment's few bytes: the masks'
+/// setup costs more than the few words).
+fn walk_head(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if b.len().saturating_sub(from) >= 64 && std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above; BW implies F).
+        return unsafe { walk_head_avx512(b, from, s) };
+    }
+    HeadScan::walk(b, from, s)
+}
+
+/// [`walk_head`] on AVX-512BW: per 64-byte block, one mask of the LFs that have CR before
+/// them and CR, `c`, `C`, `l` or `L` after them — the only LFs `HeadScan::note_lf` acts on
+/// (it checks them again) — from three unaligned loads (the block, one byte before, one
+/// byte after); the last block's loads are masked to the slice (masked-off bytes are not
+/// read, so they cannot fault). LFs go to `note_lf` in order, as its contract asks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn walk_head_avx512(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
+    use std::arch::x86_64::*;
+    let len = b.len();
+    let (lf, cr) = (_mm512_set1_epi8(b'\n' as i8), _mm512_set1_epi8(b'\r' as i8));
+    let (c, l, case) = (
+        _mm512_set1_epi8(b'c' as i8),
+        _mm512_set1_epi8(b'l' as i8),
+        _mm512_set1_epi8(0x20),
+    );
+    // An LF at 0 has no CR before it: the first block starts at 1 at least.
+    let mut i = from.max(1);
+    while i < len {
+        let p = b.as_ptr().wrapping_add(i);
+        let left = len - i;
+        // Bytes i .. i+64 of the block, those before them (from i-1, in bounds: i >= 1) and
+        // those after them (from i+1, up to len: `left - 1` bytes, 63 for a full block).
+        let (here, before, after) = if left > 64 {
+            // SAFETY: i-1 .. i+65 lies inside `b` (i >= 1 and i + 64 < len).
+            unsafe {
+                (
+                    _mm512_loadu_si512(p.cast()),
+                    _mm512_loadu_si512(p.sub(1).cast()),
+                    _mm512_loadu_si512(p.add(1).cast()),
+                )
+            }
+        } else {
+            let k_here: u64 = u64::MAX >> (64 - left);
+            // SAFETY: masked loads read only the lanes of their mask: bytes i .. len, i-1 ..
+            // len - 1 and i+1 .. len, all inside `b`; the other lanes are zero and not read.
+            unsafe {
+                (
+                    _mm512_maskz_loadu_epi8(k_here, p.cast()),
+                    _mm512_maskz_loadu_epi8(k_here, p.sub(1).cast()),
+                    _mm512_maskz_loadu_epi8(k_here >> 1, p.add(1).cast()),
+                )
+            }
+        };
+        let folded = _mm512_or_si512(after, case);
+        let next = _mm512_cmpeq_epi8_mask(after, cr)
+            | _mm512_cmpeq_epi8_mask(folded, c)
+            | _mm512_cmpeq_epi8_mask(folded, l);
+        let mut m = _mm512_cmpeq_epi8_mask(here, lf) & _mm512_cmpeq_epi8_mask(before, cr) & next;
+        while m != 0 {
+            if s.note_lf(b, from, i + m.trailing_zeros() as usize) {
+                return true;
+            }
+            m &= m - 1;
+        }
+        i += 64;
+    }
+    false
+}
 
 /// What the framer found at the front of the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -350,7 +431,7 @@ mod tests {
     /// The frames of a whole stream by `scan_frame` from each frame's first byte, never
     /// resumed: the reference `feed` must agree with however the stream is cut.
     fn frames_of_whole(stream: &[u8], lim: &FrameLimits) -> (Vec<Frame>, bool) {
-        use akagate_proto::sipscan::Scanned;
+        use akagate_proto::sipscan::{scan_frame, Scanned};
         let (mut out, mut rest) = (Vec::new(), stream);
         loop {
             let (frame, used) = match scan_frame(rest, lim, 0) {
@@ -587,6 +668,80 @@ mod tests {
             f.feed(&bad[10..], 0, |_| {}),
             Err(FramingError::BadContentLength)
         );
+    }
+
+    /// The SIMD walk hands `note_lf` the LFs it acts on, in order: the same `HeadScan` as
+    /// `proto`'s walk, and the same `scan_frame` answer, on random bytes dense in CR, LF,
+    /// `c`/`C`/`l`/`L` (heads, blank lines and candidates at every offset and block
+    /// boundary) at every length and start of the walk, and on real heads.
+    #[test]
+    fn simd_head_walk_agrees_with_protos_walk() {
+        use akagate_proto::sipscan::scan_frame as reference;
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            !std::is_x86_feature_detected!("avx512bw") || {
+                let mut s = HeadScan::default();
+                // SAFETY: the CPU has AVX-512BW (checked on the line above).
+                unsafe { walk_head_avx512(b"ab\r\nl: 1\r\n\r\n", 0, &mut s) }
+            },
+            "the AVX-512 walk did not find a head's end"
+        );
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as usize
+        };
+        const ALPHABET: &[u8] = b"\r\n\r\n\r\nclCLa: 12\t";
+        let lim = FrameLimits {
+            max_head: 150,
+            max_body: 65536,
+        };
+        let (mut ends, mut candidates) = (0, 0);
+        for _ in 0..4000 {
+            let n = rnd(200);
+            let sparse = rnd(3) == 0;
+            let buf: Vec<u8> = (0..n)
+                .map(|_| match sparse {
+                    true if rnd(8) > 0 => b'v',
+                    _ => ALPHABET[rnd(ALPHABET.len() as u64)],
+                })
+                .collect();
+            for from in 0..=n + 1 {
+                let (mut a, mut b) = (HeadScan::default(), HeadScan::default());
+                let found = HeadScan::walk(&buf, from, &mut a);
+                assert_eq!(walk_head(&buf, from, &mut b), found, "{buf:?} from {from}");
+                assert_eq!(a, b, "{buf:?} from {from}");
+                // The AVX-512 walk itself on short walks too (`walk_head` leaves those to
+                // the SWAR walk): its masked last block.
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512bw") {
+                    let mut c = HeadScan::default();
+                    // SAFETY: the CPU has AVX-512BW (checked on the line above).
+                    let f = unsafe { walk_head_avx512(&buf, from, &mut c) };
+                    assert_eq!((f, &c), (found, &a), "{buf:?} from {from}");
+                }
+                ends += usize::from(found);
+                candidates += usize::from(a != HeadScan::default() && !found);
+            }
+            for resume in [0, rnd(n as u64 + 1)] {
+                assert_eq!(
+                    scan_frame(&buf, &lim, resume),
+                    reference(&buf, &lim, resume),
+                    "{buf:?} resume {resume}"
+                );
+            }
+        }
+        // The walks ended at heads and noted candidates often enough to test something.
+        assert!(ends > 10_000 && candidates > 1_000, "{ends} {candidates}");
+        let msg = include_bytes!("../../tests/fixtures/stack/register_boghe_openims.sip");
+        for cut in 0..=msg.len() {
+            assert_eq!(
+                scan_frame(&msg[..cut], &FrameLimits::default(), 0),
+                reference(&msg[..cut], &FrameLimits::default(), 0)
+            );
+        }
     }
 
     #[test]
