@@ -2313,34 +2313,57 @@ mod tests {
         );
     }
 
+    /// The P-CSCF's stack listening on 5060, two UE stacks at one address, and the flow of
+    /// the UE's connection from port 40000 as each side names it.
+    struct PcAndUes {
+        pc: UeStack,
+        ue: UeStack,
+        ue2: UeStack,
+        to_pc: Flow,
+        to_ue: Flow,
+    }
+
+    fn pc_and_ues() -> PcAndUes {
+        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
+        let cfg = StackConfig::default();
+        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
+        pc.listen(5060, true, false);
+        PcAndUes {
+            pc,
+            ue: UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap(),
+            ue2: UeStack::new(cfg, u, p, Instant::ZERO).unwrap(),
+            to_pc: Flow {
+                ue: p,
+                ue_port: 5060,
+                local: u,
+                local_port: 40000,
+                proto: Transport::Tcp,
+            },
+            to_ue: Flow {
+                ue: u,
+                ue_port: 40000,
+                local: p,
+                local_port: 5060,
+                proto: Transport::Tcp,
+            },
+        }
+    }
+
     /// Only a pure ACK that leaves nothing to do needs no poll, and a poll after it would
     /// indeed do nothing (no packet, no event, the same deadline): the UE's ACK of a
     /// response. The SYN, the handshake's ACK with the request, the FIN and the ACK of ours
     /// all need their poll.
     #[test]
     fn a_pure_ack_that_leaves_nothing_to_do_needs_no_poll() {
-        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
-        let cfg = StackConfig::default();
-        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
-        pc.listen(5060, true, false);
-        let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
-        let mut ue2 = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let PcAndUes {
+            mut pc,
+            mut ue,
+            mut ue2,
+            to_pc,
+            to_ue,
+        } = pc_and_ues();
         let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
-        let to_pc = Flow {
-            ue: p,
-            ue_port: 5060,
-            local: u,
-            local_port: 40000,
-            proto: Transport::Tcp,
-        };
-        let to_ue = Flow {
-            ue: u,
-            ue_port: 40000,
-            local: p,
-            local_port: 5060,
-            proto: Transport::Tcp,
-        };
         // The UE's packets at `t` into `pc` by `input`, then `pc`'s poll and its output back
         // into the UE; returns what each input said (whether it needs the poll).
         fn step(
@@ -2440,28 +2463,15 @@ mod tests {
     /// before it, and not after a poll already ran.
     #[test]
     fn the_ue_s_last_ack_is_reaped_without_a_poll() {
-        let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
-        let cfg = StackConfig::default();
-        let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
-        pc.listen(5060, true, false);
-        let mut ue = UeStack::new(cfg.clone(), u, p, Instant::ZERO).unwrap();
-        let mut ue2 = UeStack::new(cfg, u, p, Instant::ZERO).unwrap();
+        let PcAndUes {
+            mut pc,
+            mut ue,
+            mut ue2,
+            to_pc,
+            to_ue,
+        } = pc_and_ues();
         let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
-        let to_pc = Flow {
-            ue: p,
-            ue_port: 5060,
-            local: u,
-            local_port: 40000,
-            proto: Transport::Tcp,
-        };
-        let to_ue = Flow {
-            ue: u,
-            ue_port: 40000,
-            local: p,
-            local_port: 5060,
-            proto: Transport::Tcp,
-        };
         // The UE's packets at `t` into `pc`; what each input said (needs a poll) and whether
         // `reap_closed` took it; then, unless told not to, `pc`'s poll and its output back.
         fn step(
