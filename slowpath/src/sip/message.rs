@@ -576,10 +576,7 @@ mod tests {
             b"a",
             b"\"",
         ];
-        let verdict = |raw: &[u8]| match Message::parse(raw) {
-            Err(ParseError::NotUtf8) => false,
-            _ => true,
-        };
+        let verdict = |raw: &[u8]| !matches!(Message::parse(raw), Err(ParseError::NotUtf8));
         let head_of = |ins: &[u8], at: usize| {
             let mut v =
                 b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: \""
