@@ -147,9 +147,16 @@ def pktgen_rows(res, io_best):
         out.append(row(SECTION_FAST, f"ESP in, {r['size']} B inner", r["mpps_per_core"], "Mpps",
                        t, base, "raw AF_PACKET rx" if base else "",
                        also=[(r["gbps_per_core"], "Gbps")]))
-    return out + [goal_row(SECTION_FAST, f"protected SIP framed, {r['size']} B segments",
-                           r["sip_per_core_second"], "msg/core-s", t, "framed_per_core")
-                  for r in pk["results"]]
+    # Issue 11's goal is for 1 KiB messages in full-size segments; with 64-B segments each
+    # message takes some twenty packets, so that row is shown without a reference.
+    for r in pk["results"]:
+        figure = f"protected SIP framed, {r['size']} B segments"
+        if r["size"] >= 1024:
+            out.append(goal_row(SECTION_FAST, figure, r["sip_per_core_second"], "msg/core-s",
+                                t, "framed_per_core"))
+        else:
+            out.append(row(SECTION_FAST, figure, r["sip_per_core_second"], "msg/core-s", t))
+    return out
 
 
 # e2e figures: (name, key in e2e.json, unit, goal).
