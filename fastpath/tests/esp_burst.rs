@@ -307,7 +307,7 @@ fn random_bursts_match_single_packet_path() {
 /// ones alone), byte-identical to the single-packet path, and each decapsulates.
 #[test]
 fn gcm_bursts_match_single_packet_path() {
-    let specs = vec![
+    let specs = [
         spec(AuthAlg::Null, EncrAlg::AesGcm, 21, false),
         spec(AuthAlg::Null, EncrAlg::AesGcm, 22, true),
         spec(AuthAlg::Null, EncrAlg::AesGcm, 23, false),
@@ -789,7 +789,7 @@ fn both_ways_timing() {
 #[test]
 fn short_gcm_decapsulate_bursts_keep_every_byte() {
     use akagate_fastpath::esp::{decapsulate_burst, DecapItem};
-    let specs = vec![
+    let specs = [
         spec(AuthAlg::Null, EncrAlg::AesGcm, 21, false),
         spec(AuthAlg::Null, EncrAlg::AesGcm, 22, false),
         spec(AuthAlg::Null, EncrAlg::AesGcm, 23, true),
