@@ -412,8 +412,11 @@ fn gcm_kernel_bodies(
 }
 
 /// The bare aes-gcm-16 kernel at one body length: `seal_esp` and `open_esp` on 32 bodies of
-/// 1412 bytes (a 1408-byte payload's body), one key, warm (the bodies restored untimed
-/// between rounds): TSC ticks per packet, medians over 20000 rounds, and per 16-byte block.
+/// 1412 bytes (a 1408-byte payload's body) and of 96, 1280 and 4096 bytes, one key, warm
+/// (the bodies restored untimed between rounds): TSC ticks per packet over 20000 rounds, the
+/// median and the fastest round (what a round costs when nothing else holds the core's
+/// ports), per 16-byte block, and the 16-block batch's cost from the difference of the
+/// 4096- and 1280-byte bodies' fastest rounds.
 /// `cargo test --release -p akagate-fastpath --lib esp::phases::gcm_kernel_ticks -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -424,6 +427,7 @@ fn gcm_kernel_ticks() {
     }
     let sa = gcm_kernel_sa();
     let (salt, g) = sa.transform().gcm_ni().unwrap();
+    let mut fastest = Vec::new();
     for len in [96usize, 1412, 1280, 4096] {
         let (hdr, plain, sealed, tags) = gcm_kernel_bodies(g, salt, len);
         let mut bufs = plain.clone();
@@ -448,15 +452,27 @@ fn gcm_kernel_ticks() {
             s.push(t1 - t0);
             o.push(t3 - t2);
         }
-        let (s, o) = (median(&mut s), median(&mut o));
+        let (sm, om) = (median(&mut s), median(&mut o));
+        // Sorted by `median`.
+        let (s0, o0) = (s[0] as f64 / BURST as f64, o[0] as f64 / BURST as f64);
         let blocks = len.div_ceil(16) as f64;
         eprintln!(
-            "{len:>5} B body, TSC ticks per packet (medians): seal {s:.0} ({:.2} a block), \
-             open {o:.0} ({:.2} a block)",
-            s / blocks,
-            o / blocks
+            "{len:>5} B body, TSC ticks per packet (medians): seal {sm:.0} ({:.2} a block), \
+             open {om:.0} ({:.2} a block); fastest rounds: seal {s0:.1}, open {o0:.1}",
+            sm / blocks,
+            om / blocks
         );
+        fastest.push((len, s0, o0));
     }
+    let (a, b) = (fastest[2], fastest[3]);
+    let batches = ((b.0 - a.0) / 256) as f64;
+    eprintln!(
+        "a 16-block batch ({} - {} B, fastest rounds): seal {:.1}, open {:.1} ticks",
+        b.0,
+        a.0,
+        (b.1 - a.1) / batches,
+        (b.2 - a.2) / batches
+    );
 }
 
 /// Evicts every line of `b` from the caches (CLFLUSH), then waits for the flushes.
