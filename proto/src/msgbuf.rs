@@ -45,6 +45,7 @@ fn queue() -> &'static ArrayQueue<Vec<u8>> {
 /// large enough, else a new allocation. Capacities are rounded up to a power of two (at
 /// most [`MAX_KEPT`]), so the buffers of messages of about one size are interchangeable and
 /// a message growing by a few bytes still fits.
+#[inline]
 pub fn take(len: usize) -> Vec<u8> {
     let room = size_class(len);
     match queue().pop() {
@@ -58,7 +59,8 @@ pub fn take(len: usize) -> Vec<u8> {
 }
 
 /// The capacity [`take`] gives a buffer for `len` bytes.
-fn size_class(len: usize) -> usize {
+#[inline]
+pub fn size_class(len: usize) -> usize {
     let room = len.max(MIN_KEPT);
     if room > MAX_KEPT {
         room
@@ -67,7 +69,10 @@ fn size_class(len: usize) -> usize {
     }
 }
 
-/// A copy of `bytes` in a buffer from [`take`].
+/// A copy of `bytes` in a buffer from [`take`]. Inlined into the framer: a `Vec` returned
+/// through memory right after the copy is read back with wider loads than its stores, a
+/// load that waits for the copy's stores to drain.
+#[inline]
 pub fn copy_of(bytes: &[u8]) -> Vec<u8> {
     let mut buf = take(bytes.len());
     buf.extend_from_slice(bytes);

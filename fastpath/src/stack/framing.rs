@@ -9,6 +9,8 @@
 //! is done with the event, so a steady stream of messages reuses the same few buffers instead
 //! of a `malloc` here and a cross-thread `free` there per message.
 
+mod ahead;
+
 use akagate_proto::msgbuf;
 use akagate_proto::sipscan::{scan_frame_by, FrameLimits, HeadScan, Scanned, CRLF, CRLFCRLF};
 
@@ -208,7 +210,7 @@ impl SipFramer {
                 Scanned::Message { len } => {
                     crate::copies::note(crate::copies::CopySite::Message, len);
                     self.last_len = len;
-                    (Frame::Message(msgbuf::copy_of(&data[..len])), len)
+                    (Frame::Message(ahead::copy_of(&data[..len])), len)
                 }
                 Scanned::Incomplete { scanned, len } => {
                     // The start of a message: buffered, with room for all of it at once (its
@@ -219,7 +221,7 @@ impl SipFramer {
                     if self.buf.capacity() < room {
                         // Whatever small buffer was here goes back; the message gets one of
                         // the recycled ones.
-                        msgbuf::recycle(std::mem::replace(&mut self.buf, msgbuf::take(room)));
+                        msgbuf::recycle(std::mem::replace(&mut self.buf, ahead::take(room)));
                     }
                     self.push(data);
                     self.scanned = scanned;
@@ -238,7 +240,7 @@ impl SipFramer {
     /// buffer wraps) cost one allocation.
     pub fn reserve(&mut self, n: usize) {
         if self.buf.capacity() == 0 {
-            self.buf = msgbuf::take(n);
+            self.buf = ahead::take(n);
         }
         self.buf.reserve(n);
     }
@@ -306,7 +308,7 @@ impl SipFramer {
             // an offset, and so every later message of the connection copied out again.
             let rest = self.buf.get(total..).unwrap_or_default();
             crate::copies::note(crate::copies::CopySite::FramerBuffer, rest.len());
-            let mut next = msgbuf::take(total.max(rest.len()));
+            let mut next = ahead::take(total.max(rest.len()));
             next.extend_from_slice(rest);
             let mut m = std::mem::replace(&mut self.buf, next);
             m.truncate(total);
@@ -314,7 +316,7 @@ impl SipFramer {
             m
         } else {
             crate::copies::note(crate::copies::CopySite::Message, total);
-            let m = msgbuf::copy_of(&data[..total]);
+            let m = ahead::copy_of(&data[..total]);
             self.consumed(total);
             m
         };
