@@ -302,7 +302,7 @@ fn hmac<'a, const COLD: bool>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
             return lanes_or_sha_ni::<COLD>(lanes, jobs);
         }
         let full = group[LANES - 1].is_some();
-        // SAFETY: `available()` found AVX-512 F and BW (and VL) above.
+        // SAFETY: `available()` found AVX-512 F, BW and VBMI (and VL) above.
         unsafe { group16::<COLD>(&mut group) };
         if !full {
             return;
@@ -826,7 +826,7 @@ mod tests {
                 let mut group: [Option<HmacJob<'_>>; LANES] = core::array::from_fn(|_| jobs.next());
                 // SAFETY: RDTSC exists on every x86_64 CPU.
                 let t0 = unsafe { _rdtsc() };
-                // SAFETY: `available()` above found AVX-512 F and BW.
+                // SAFETY: `available()` above found AVX-512 F, BW and VBMI.
                 unsafe { group16::<false>(&mut group) };
                 // SAFETY: as for `t0`.
                 let t1 = unsafe { _rdtsc() };
