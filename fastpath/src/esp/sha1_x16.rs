@@ -518,7 +518,7 @@ fn run<'a, const COLD: bool>(
         handoff,
         |rest| sha1_mb::finish_lanes(rest),
         // SAFETY: every caller of `run` (`hmac_sha1_96`, the tests) checked `available()`
-        // first, which found AVX-512 F and BW.
+        // first, which found AVX-512 F, BW and VBMI.
         |state, segs, blocks| unsafe { compress16::<COLD>(state, segs, blocks) },
     );
 }
@@ -530,8 +530,8 @@ fn run<'a, const COLD: bool>(
 /// [`PREFETCH_AHEAD`] steps on.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and BW.
-#[target_feature(enable = "avx512f,avx512bw")]
+/// The CPU must support AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 #[allow(unused_assignments)] // the last rounds' schedule writes are dead
 unsafe fn compress16<const COLD: bool>(
     state: &mut [[u32; LANES]; 5],
@@ -547,10 +547,8 @@ unsafe fn compress16<const COLD: bool>(
             *s = 64;
         }
     }
-    // Message words are big-endian: swap the bytes of every 32-bit word.
-    let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
-        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
-    ));
+    // Message words are big-endian: the transpose swaps the bytes of every 32-bit word.
+    let picks = bswap_pick_indices();
     // SAFETY: each `state[w]` is 16 u32, one unaligned 64-byte load.
     let load = |w: &[u32; LANES]| unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
     let (mut a, mut b, mut c, mut d, mut e) = (
@@ -571,10 +569,9 @@ unsafe fn compress16<const COLD: bool>(
             // SAFETY: block `n` of lane `i` starts at `stride[i] * n`, and
             // `stride[i] * n + 64 <= segs[i].len()` (stride 64 only if the slice has
             // `count` blocks, else 0 with at least one block).
-            let v = unsafe { _mm512_loadu_si512(segs[i].as_ptr().add(stride[i] * n).cast()) };
-            _mm512_shuffle_epi8(v, bswap)
+            unsafe { _mm512_loadu_si512(segs[i].as_ptr().add(stride[i] * n).cast()) }
         });
-        let w = transpose(rows);
+        let w = transpose_bswap!(rows, picks);
         sha1_block16!(a, b, c, d, e, w);
     }
     for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
