@@ -32,6 +32,112 @@ macro_rules! sha1_block16 {
     };
 }
 
+/// The body of [`transpose`] and [`transpose_bswap!`]: the first two stages (pairs, then
+/// quads of rows, within 128-bit lanes) and the 128-bit lane gather, whose last picks are
+/// `$pick(x, y, false)` (lanes 0 and 2 of `x`, then of `y`) and `$pick(x, y, true)` (lanes
+/// 1 and 3). A macro, so each caller's target features cover every intrinsic.
+macro_rules! transpose_body {
+    ($r:expr, $pick:expr) => {{
+        let r: [__m512i; 16] = $r;
+        let pick = $pick;
+        // Pairs of rows interleaved: t[2j] = words 0,1 (and +4, +8, +12 per 128-bit lane) of
+        // rows 2j and 2j+1, t[2j+1] = words 2,3.
+        let t: [__m512i; 16] = core::array::from_fn(|i| {
+            let (x, y) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        // Quads: u[4g + k] holds word k (+4 per 128-bit lane) of rows 4g..4g+3.
+        let u: [__m512i; 16] = core::array::from_fn(|i| {
+            let (g, k) = (i / 4 * 4, i % 4);
+            let (x, y) = (t[g + k / 2], t[g + 2 + k / 2]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        // Gather the 128-bit lanes: word k + 4m of rows 4j..4j+3 is lane m of u[4j + k].
+        let mut out = [_mm512_setzero_si512(); 16];
+        for k in 0..4 {
+            let x0 = _mm512_shuffle_i32x4::<0x44>(u[k], u[4 + k]);
+            let x1 = _mm512_shuffle_i32x4::<0xee>(u[k], u[4 + k]);
+            let y0 = _mm512_shuffle_i32x4::<0x44>(u[8 + k], u[12 + k]);
+            let y1 = _mm512_shuffle_i32x4::<0xee>(u[8 + k], u[12 + k]);
+            out[k] = pick(x0, y0, false);
+            out[k + 4] = pick(x0, y0, true);
+            out[k + 8] = pick(x1, y1, false);
+            out[k + 12] = pick(x1, y1, true);
+        }
+        out
+    }};
+}
+
+/// The two byte-permute indices of [`transpose_bswap!`]'s last stage, one after the other:
+/// byte q of 128-bit lane m of a result is byte bswap(q) (big-endian message words, FIPS
+/// 180-4 3.1) of lane `sel[m]` of the first source (m < 2) or of the second (bit 6 of the
+/// index); `sel` is (0, 2, 0, 2) for the first index, (1, 3, 1, 3) for the second. In
+/// read-only memory, so setting up a group is two loads.
+#[repr(C, align(64))]
+struct PickIndices([u8; 128]);
+
+static BSWAP_PICKS: PickIndices = PickIndices({
+    let mut b = [0u8; 128];
+    let mut j = 0;
+    while j < 128 {
+        let (half, m, q) = (j / 64, j % 64 / 16, j % 16);
+        let lane = 2 * (m % 2) + half;
+        let from_y = if m >= 2 { 64 } else { 0 };
+        b[j] = (from_y + 16 * lane + (q & !3) + (3 - (q & 3))) as u8;
+        j += 1;
+    }
+    b
+});
+
+/// [`BSWAP_PICKS`] in two registers.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn bswap_pick_indices() -> [__m512i; 2] {
+    // SAFETY: 128 readable bytes, two 64-byte loads.
+    unsafe {
+        let p = BSWAP_PICKS.0.as_ptr().cast::<__m512i>();
+        [_mm512_loadu_si512(p), _mm512_loadu_si512(p.add(1))]
+    }
+}
+
+/// [`transpose`] with every 32-bit word byte-swapped, `$idx` from [`bswap_pick_indices`]:
+/// the last stage's 128-bit lane picks done by a two-source byte permute (VPERMT2B, AVX-512
+/// VBMI) that also swaps the bytes, where a VPSHUFB per row came before the transpose
+/// (sixteen fewer shuffle-port operations per block step). A macro expanded in the group
+/// kernel: as a function LLVM kept it out of line (its results through memory).
+macro_rules! transpose_bswap {
+    ($r:expr, $idx:expr) => {{
+        let idx: [__m512i; 2] = $idx;
+        let pick = |x: __m512i, y: __m512i, o: bool| {
+            let i = idx[usize::from(o)];
+            let mut out = x;
+            // SAFETY: VPERMT2B (AVX-512 VBMI, which the expanding function enables) on
+            // registers only: `out` (first table, then the result), the index, `y` (second
+            // table). Not the intrinsic: LLVM lowers a constant-index VPERMT2B to a
+            // VSHUFI64X2 and a VPSHUFB, two shuffle-port operations where this is one.
+            unsafe {
+                core::arch::asm!(
+                    "vpermt2b {out}, {i}, {y}",
+                    out = inout(zmm_reg) out,
+                    i = in(zmm_reg) i,
+                    y = in(zmm_reg) y,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+            }
+            out
+        };
+        transpose_body!($r, pick)
+    }};
+}
+
 /// Messages hashed at once: one per 32-bit lane of a 512-bit register.
 const LANES: usize = 16;
 
@@ -141,13 +247,15 @@ fn is_intel() -> bool {
 }
 
 /// True if this CPU has the AVX-512 subsets the kernel uses (F for VPROLD, VPTERNLOGD and
-/// the 512-bit shuffles, BW for VPSHUFB on zmm, VL as the family's baseline) and the SHA-NI
-/// kernel the small bursts fall back to. `is_x86_feature_detected!` caches the CPUID result.
+/// the 512-bit shuffles, BW for VPSHUFB on zmm, VL as the family's baseline, VBMI for the
+/// group kernel's byte-swapping transpose) and the SHA-NI kernel the small bursts fall back
+/// to. Every CPU with AVX-512 BW and SHA-NI has VBMI (Ice Lake and later, Zen 4 and later). `is_x86_feature_detected!` caches the CPUID result.
 pub(super) fn available() -> bool {
     stitch::available()
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
         && std::is_x86_feature_detected!("avx512vl")
+        && std::is_x86_feature_detected!("avx512vbmi")
 }
 
 /// Blocks ahead of the one being compressed that [`compress16`] asks the cache for, per lane.
@@ -194,7 +302,7 @@ fn hmac<'a, const COLD: bool>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
             return lanes_or_sha_ni::<COLD>(lanes, jobs);
         }
         let full = group[LANES - 1].is_some();
-        // SAFETY: `available()` found AVX-512 F and BW (and VL) above.
+        // SAFETY: `available()` found AVX-512 F, BW and VBMI (and VL) above.
         unsafe { group16::<COLD>(&mut group) };
         if !full {
             return;
@@ -253,8 +361,8 @@ fn fits_group(group: &[Option<HmacJob<'_>>; LANES]) -> bool {
 /// [`fits_group`]); their ICVs are left as they are.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and BW.
-#[target_feature(enable = "avx512f,avx512bw")]
+/// The CPU must support AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 #[allow(unused_assignments)] // the last rounds' schedule and state writes are dead
 unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     // Per lane: the message, its whole blocks, its inner steps, and its tail blocks (the
@@ -322,6 +430,7 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
     ));
     // SAFETY: `steps` is 16 u32, one unaligned 64-byte load.
     let steps_v = unsafe { _mm512_loadu_si512(steps.as_ptr().cast()) };
+    let picks = bswap_pick_indices();
     let max = steps.iter().copied().max().unwrap_or(0) as usize;
     for n in 0..max {
         if COLD {
@@ -332,18 +441,17 @@ unsafe fn group16<const COLD: bool>(group: &mut [Option<HmacJob<'_>>; LANES]) {
             }
         }
         let rows: [__m512i; LANES] = core::array::from_fn(|i| {
-            let v = if n < whole[i] {
+            if n < whole[i] {
                 // SAFETY: block `n` of the message's `whole[i]` whole blocks.
                 unsafe { _mm512_loadu_si512(body[i].add(64 * n).cast()) }
             } else {
                 // A lane past its last step hashes its last tail block again, dropped below.
                 tails[i][(n - whole[i]).min(1)]
-            };
-            _mm512_shuffle_epi8(v, bswap)
+            }
         });
         let live = _mm512_cmpgt_epu32_mask(steps_v, _mm512_set1_epi32(n as i32));
         let (a0, b0, c0, d0, e0) = (a, b, c, d, e);
-        sha1_block16!(a, b, c, d, e, transpose(rows));
+        sha1_block16!(a, b, c, d, e, transpose_bswap!(rows, picks));
         a = _mm512_mask_mov_epi32(a0, live, a);
         b = _mm512_mask_mov_epi32(b0, live, b);
         c = _mm512_mask_mov_epi32(c0, live, c);
@@ -410,7 +518,7 @@ fn run<'a, const COLD: bool>(
         handoff,
         |rest| sha1_mb::finish_lanes(rest),
         // SAFETY: every caller of `run` (`hmac_sha1_96`, the tests) checked `available()`
-        // first, which found AVX-512 F and BW.
+        // first, which found AVX-512 F, BW and VBMI.
         |state, segs, blocks| unsafe { compress16::<COLD>(state, segs, blocks) },
     );
 }
@@ -422,8 +530,8 @@ fn run<'a, const COLD: bool>(
 /// [`PREFETCH_AHEAD`] steps on.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and BW.
-#[target_feature(enable = "avx512f,avx512bw")]
+/// The CPU must support AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 #[allow(unused_assignments)] // the last rounds' schedule writes are dead
 unsafe fn compress16<const COLD: bool>(
     state: &mut [[u32; LANES]; 5],
@@ -439,10 +547,8 @@ unsafe fn compress16<const COLD: bool>(
             *s = 64;
         }
     }
-    // Message words are big-endian: swap the bytes of every 32-bit word.
-    let bswap = _mm512_broadcast_i32x4(_mm_set_epi8(
-        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
-    ));
+    // Message words are big-endian: the transpose swaps the bytes of every 32-bit word.
+    let picks = bswap_pick_indices();
     // SAFETY: each `state[w]` is 16 u32, one unaligned 64-byte load.
     let load = |w: &[u32; LANES]| unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
     let (mut a, mut b, mut c, mut d, mut e) = (
@@ -463,10 +569,9 @@ unsafe fn compress16<const COLD: bool>(
             // SAFETY: block `n` of lane `i` starts at `stride[i] * n`, and
             // `stride[i] * n + 64 <= segs[i].len()` (stride 64 only if the slice has
             // `count` blocks, else 0 with at least one block).
-            let v = unsafe { _mm512_loadu_si512(segs[i].as_ptr().add(stride[i] * n).cast()) };
-            _mm512_shuffle_epi8(v, bswap)
+            unsafe { _mm512_loadu_si512(segs[i].as_ptr().add(stride[i] * n).cast()) }
         });
-        let w = transpose(rows);
+        let w = transpose_bswap!(rows, picks);
         sha1_block16!(a, b, c, d, e, w);
     }
     for (s, v) in state.iter_mut().zip([a, b, c, d, e]) {
@@ -482,39 +587,14 @@ unsafe fn compress16<const COLD: bool>(
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn transpose(r: [__m512i; 16]) -> [__m512i; 16] {
-    // Pairs of rows interleaved: t[2j] = words 0,1 (and +4, +8, +12 per 128-bit lane) of
-    // rows 2j and 2j+1, t[2j+1] = words 2,3.
-    let t: [__m512i; 16] = core::array::from_fn(|i| {
-        let (x, y) = (r[i & !1], r[i | 1]);
-        if i % 2 == 0 {
-            _mm512_unpacklo_epi32(x, y)
+    let pick = |x, y, odd: bool| {
+        if odd {
+            _mm512_shuffle_i32x4::<0xdd>(x, y)
         } else {
-            _mm512_unpackhi_epi32(x, y)
+            _mm512_shuffle_i32x4::<0x88>(x, y)
         }
-    });
-    // Quads: u[4g + k] holds word k (+4 per 128-bit lane) of rows 4g..4g+3.
-    let u: [__m512i; 16] = core::array::from_fn(|i| {
-        let (g, k) = (i / 4 * 4, i % 4);
-        let (x, y) = (t[g + k / 2], t[g + 2 + k / 2]);
-        if k % 2 == 0 {
-            _mm512_unpacklo_epi64(x, y)
-        } else {
-            _mm512_unpackhi_epi64(x, y)
-        }
-    });
-    // Gather the 128-bit lanes: word k + 4m of rows 4j..4j+3 is lane m of u[4j + k].
-    let mut out = [_mm512_setzero_si512(); 16];
-    for k in 0..4 {
-        let x0 = _mm512_shuffle_i32x4::<0x44>(u[k], u[4 + k]);
-        let x1 = _mm512_shuffle_i32x4::<0xee>(u[k], u[4 + k]);
-        let y0 = _mm512_shuffle_i32x4::<0x44>(u[8 + k], u[12 + k]);
-        let y1 = _mm512_shuffle_i32x4::<0xee>(u[8 + k], u[12 + k]);
-        out[k] = _mm512_shuffle_i32x4::<0x88>(x0, y0);
-        out[k + 4] = _mm512_shuffle_i32x4::<0xdd>(x0, y0);
-        out[k + 8] = _mm512_shuffle_i32x4::<0x88>(x1, y1);
-        out[k + 12] = _mm512_shuffle_i32x4::<0xdd>(x1, y1);
-    }
-    out
+    };
+    transpose_body!(r, pick)
 }
 
 #[cfg(test)]
@@ -743,7 +823,7 @@ mod tests {
                 let mut group: [Option<HmacJob<'_>>; LANES] = core::array::from_fn(|_| jobs.next());
                 // SAFETY: RDTSC exists on every x86_64 CPU.
                 let t0 = unsafe { _rdtsc() };
-                // SAFETY: `available()` above found AVX-512 F and BW.
+                // SAFETY: `available()` above found AVX-512 F, BW and VBMI.
                 unsafe { group16::<false>(&mut group) };
                 // SAFETY: as for `t0`.
                 let t1 = unsafe { _rdtsc() };
