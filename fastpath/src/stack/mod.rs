@@ -1263,14 +1263,13 @@ impl UeStack {
     ///
     /// The caller must know that every other connection is as the last poll (or a quiet
     /// input) left it, as for [`UeStack::reap_closed`].
-    pub fn frame_in_input<S: PacketSink>(
+    pub fn frame_in_input(
         &mut self,
         now: Instant,
         ue_port: u16,
         local_port: u16,
         expiry: (u16, ConnDeadlines),
         events: &mut Vec<WorkerEvent>,
-        sink: &mut S,
     ) -> bool {
         if !std::mem::take(&mut self.data_in) || !self.nothing_stackwide() {
             return false;
@@ -1303,29 +1302,16 @@ impl UeStack {
             tcp_refused: &mut self.tcp_refused,
             now,
         };
-        // No message framed on it yet: the one framed now is its first.
-        let first = conn.last_message == conn.opened;
         // Not listening (it is ESTABLISHED): never removed here.
         service_conn(conn, s, cx, events);
         let still = s.state() == tcp::State::Established && conn.pending.is_empty();
         if !still {
             return false;
         }
-        let first = first && conn.last_message == now && conn.framer.pending() == 0;
         let at = self.iface.poll_at(now, &self.sockets);
         let quiet = at.is_none_or(|t| t > now);
         self.quiet_poll_at = at;
         self.quiet_known = quiet && self.now == now;
-        if !quiet && first {
-            // The connection's first message, whole, with an answer due now (its window
-            // update after more than half the receive buffer): the poll's egress and clean-up
-            // here. Only the first message of a connection: a stream of them is polled once
-            // per burst as before, its ACKs not multiplied.
-            let mut dev = SinkDevice::new(None, sink, self.cfg.ip_mtu);
-            self.egress(now, &mut dev);
-            self.clean_up(events);
-            return true;
-        }
         quiet
     }
 
@@ -2759,7 +2745,7 @@ mod tests {
         let syn = ue2.pop_outbound().unwrap();
         assert!(pc.input(&syn, None, at(0), &mut sink));
         assert!(
-            !pc.frame_in_input(at(0), 40001, 5060, (5060, d), &mut ev, &mut sink),
+            !pc.frame_in_input(at(0), 40001, 5060, (5060, d), &mut ev),
             "a SYN"
         );
         pc.poll_with(at(0), &mut ev, &mut sink);
@@ -2770,7 +2756,7 @@ mod tests {
         let syn = ue.pop_outbound().unwrap();
         assert!(pc.input(&syn, None, at(0), &mut sink));
         assert!(
-            !pc.frame_in_input(at(0), 40000, 5060, (5060, d), &mut ev, &mut sink),
+            !pc.frame_in_input(at(0), 40000, 5060, (5060, d), &mut ev),
             "a SYN"
         );
         pc.poll_with(at(0), &mut ev, &mut sink);
@@ -2788,14 +2774,14 @@ mod tests {
             "the handshake's last ACK is quiet"
         );
         assert!(pc.input(&data, None, at(1), &mut sink), "the request");
-        assert!(pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev, &mut sink));
+        assert!(pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev));
         assert!(
             matches!(ev.as_slice(), [WorkerEvent::Sip(m)] if m.flow == to_ue && m.bytes == request),
             "{ev:?}"
         );
         assert!(sink.0.is_empty(), "nothing sent");
         assert!(
-            !pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev, &mut sink),
+            !pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev),
             "once"
         );
         ev.clear();
@@ -2809,8 +2795,7 @@ mod tests {
         );
         assert_eq!(pc.poll_at(at(1)), due, "nor did it move the deadline");
         assert_eq!(pc.tcp_connections(), 2);
-        // More than half the receive buffer, not the connection's first message: framed,
-        // but the window update due now is left to the poll.
+        // More than half the receive buffer: framed, but the window update is due now.
         let body = vec![b'x'; pc.cfg.tcp_rx_buf / 2 + 100];
         let mut big = format!(
             "MESSAGE sip:p SIP/2.0\r\nContent-Length: {}\r\n\r\n",
@@ -2823,7 +2808,7 @@ mod tests {
         let data = ue.pop_outbound().unwrap();
         assert!(ue.pop_outbound().is_none(), "one segment");
         assert!(pc.input(&data, None, at(2), &mut sink));
-        assert!(!pc.frame_in_input(at(2), 40000, 5060, (5060, d), &mut ev, &mut sink));
+        assert!(!pc.frame_in_input(at(2), 40000, 5060, (5060, d), &mut ev));
         assert!(
             matches!(ev.as_slice(), [WorkerEvent::Sip(m)] if m.bytes == big),
             "framed in place all the same"
@@ -2840,7 +2825,7 @@ mod tests {
         ue.poll(at(3), &mut ue_ev);
         let data = ue.pop_outbound().unwrap();
         assert!(pc.input(&data, None, at(3), &mut sink));
-        assert!(!pc.frame_in_input(at(3), 40000, 5060, (5060, d), &mut ev, &mut sink));
+        assert!(!pc.frame_in_input(at(3), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty());
         pc.poll_with(at(3), &mut ev, &mut sink);
         assert_eq!(sink.0.len(), 1, "the pong");
@@ -2853,7 +2838,7 @@ mod tests {
         ue.poll(at(4), &mut ue_ev);
         let data = ue.pop_outbound().unwrap();
         assert!(pc.input(&data, None, at(4), &mut sink));
-        assert!(pc.frame_in_input(at(4), 40000, 5060, (5060, d), &mut ev, &mut sink));
+        assert!(pc.frame_in_input(at(4), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty() && sink.0.is_empty());
         pc.poll_with(at(30), &mut ev, &mut sink);
         for pk in sink.0.drain(..) {
@@ -2863,82 +2848,11 @@ mod tests {
         ue.poll(at(10_005), &mut ue_ev);
         let data = ue.pop_outbound().unwrap();
         assert!(pc.input(&data, None, at(10_005), &mut sink));
-        assert!(!pc.frame_in_input(at(10_005), 40000, 5060, (5060, d), &mut ev, &mut sink));
+        assert!(!pc.frame_in_input(at(10_005), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty(), "not framed: {ev:?}");
         // What the poll expires first: this message, and the other handshake by now.
         let ex = pc.expire_conns(5060, at(10_005), d);
         assert_eq!((ex.message, ex.handshake), (1, 1));
-    }
-
-    /// A connection's first message of more than half the receive buffer: its window update
-    /// is due at once, and `frame_in_input` does the poll's egress and clean-up too: the
-    /// message reported, exactly one packet sent (the update: an ACK of the whole message
-    /// advertising the whole buffer), and a poll afterwards has nothing left to do.
-    #[test]
-    fn a_first_message_s_window_update_leaves_without_a_poll() {
-        let PcAndUes {
-            mut pc,
-            mut ue,
-            to_pc,
-            to_ue,
-            ..
-        } = pc_and_ues();
-        let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
-        let at = |ms| Instant::from_millis(ms);
-        let d = ConnDeadlines {
-            message: Duration::from_secs(10),
-            idle: None,
-        };
-        let body = vec![b'x'; pc.cfg.tcp_rx_buf / 2 + 100];
-        let mut big = format!(
-            "MESSAGE sip:p SIP/2.0\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        big.extend_from_slice(&body);
-        ue.send(to_pc, &big, true).unwrap();
-        ue.poll(at(0), &mut ue_ev);
-        let syn = ue.pop_outbound().unwrap();
-        assert!(pc.input(&syn, None, at(0), &mut sink));
-        pc.poll_with(at(0), &mut ev, &mut sink);
-        for pk in sink.0.drain(..) {
-            ue.push_inbound(pk, None).unwrap();
-        }
-        ue.poll(at(1), &mut ue_ev);
-        let data = ue.pop_outbound().unwrap();
-        assert!(ue.pop_outbound().is_none(), "one segment");
-        assert!(pc.input(&data, None, at(1), &mut sink));
-        assert!(pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev, &mut sink));
-        assert!(
-            matches!(ev.as_slice(), [WorkerEvent::Sip(m)] if m.flow == to_ue && m.bytes == big),
-            "{ev:?}"
-        );
-        assert_eq!(sink.0.len(), 1, "the window update");
-        let ack = {
-            use smoltcp::wire::{Ipv4Packet, TcpPacket};
-            let ip = Ipv4Packet::new_checked(&sink.0[0][..]).unwrap();
-            let t = TcpPacket::new_checked(ip.payload()).unwrap();
-            let d = TcpPacket::new_checked(Ipv4Packet::new_checked(&data[..]).unwrap().payload())
-                .unwrap()
-                .seq_number();
-            assert!(t.payload().is_empty() && t.ack());
-            (t.ack_number() - d, usize::from(t.window_len()))
-        };
-        assert_eq!(
-            ack,
-            (big.len(), pc.cfg.tcp_rx_buf),
-            "ACKs it all, opens it all"
-        );
-        ev.clear();
-        sink.0.clear();
-        let due = pc.poll_at_after_input(at(1));
-        assert!(due.is_none_or(|t| t > at(1)));
-        pc.poll_with(at(1), &mut ev, &mut sink);
-        assert!(
-            sink.0.is_empty() && ev.is_empty(),
-            "the poll had nothing to do"
-        );
-        assert_eq!(pc.poll_at(at(1)), due, "nor did it move the deadline");
     }
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,

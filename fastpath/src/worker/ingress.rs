@@ -699,14 +699,7 @@ impl<Q: PortQueue> Worker<Q> {
             && !super::draining(u)
             && (!needs_poll
                 || super::reap_in_input(u, seg, now, &mut self.stack_events)
-                || super::frame_in_input(
-                    u,
-                    &self.cfg,
-                    &mut self.link,
-                    seg,
-                    now,
-                    &mut self.stack_events,
-                ));
+                || super::frame_in_input(u, &self.cfg, seg, now, &mut self.stack_events));
         if quiet {
             // A pure ACK that left the stack with nothing to do (the UE's ACK of a response,
             // or of our FIN): no poll, only the deadline a poll would have set.

@@ -249,21 +249,18 @@ fn reap_in_input(
 /// answer), its SIP messages into `events`; returns whether it did. Else (its part may be
 /// done) the poll does the rest. Same precondition as [`reap_in_input`]: no poll pending.
 /// No SA set is needed: a stack with a connection is never freed by its poll.
-fn frame_in_input<Q: PortQueue>(
+fn frame_in_input(
     ue: &mut Ue,
     cfg: &WorkerConfig,
-    link: &mut Link<Q>,
     seg: crate::wire::transport::Segment,
     now: Instant,
     events: &mut Vec<WorkerEvent>,
 ) -> bool {
-    if seg.ports.proto != crate::ipc::Transport::Tcp {
-        return false;
-    }
     let expiry = (cfg.sip_port, sip_deadlines(&cfg.sip_limits, ue));
-    let mut sink = link.sink(&mut ue.sa_sets, now);
-    ue.stack
-        .frame_in_input(now, seg.ports.src, seg.ports.dst, expiry, events, &mut sink)
+    seg.ports.proto == crate::ipc::Transport::Tcp
+        && ue
+            .stack
+            .frame_in_input(now, seg.ports.src, seg.ports.dst, expiry, events)
 }
 
 /// After a poll: `ue`'s use of the SIP port counted again into `total` and the UE's next
