@@ -558,6 +558,137 @@ struct Bound {
     rx_addr: usize,
 }
 
+/// What one connection's service reads and writes besides the connection and its socket:
+/// the stack's SPIs, counters and refused pairs, and the time.
+struct ServiceCx<'a> {
+    last_spi: &'a [(FlowKey, Option<u32>)],
+    counters: &'a mut StackCounters,
+    tcp_refused: &'a mut Vec<(u16, u16)>,
+    now: Instant,
+}
+
+/// Marks `conn` established once its socket is (it reached ESTABLISHED at least once), and
+/// forgets that opening its pair failed before.
+fn note_established(conn: &mut TcpConn, s: &tcp::Socket<'_>, tcp_refused: &mut Vec<(u16, u16)>) {
+    if s.state() == tcp::State::Established && !conn.established {
+        conn.established = true;
+        let key = (conn.flow.local_port, conn.flow.ue_port);
+        tcp_refused.retain(|k| *k != key);
+    }
+}
+
+/// A poll's work on one connection (its socket `s`): frames what it received into `events`
+/// (SIP messages; keep-alive pings answered), feeds its queued bytes to the socket, closes
+/// it when asked or when the UE closed its side, aborts it after a framing or TLS error.
+/// Returns false for a connection back in LISTEN (an RST in SYN-RECEIVED: the attempt is
+/// over, the caller removes it) and true otherwise.
+fn service_conn(
+    conn: &mut TcpConn,
+    s: &mut tcp::Socket<'static>,
+    cx: ServiceCx<'_>,
+    events: &mut Vec<WorkerEvent>,
+) -> bool {
+    if s.is_listening() {
+        return false;
+    }
+    let now = cx.now;
+    note_established(conn, s, cx.tcp_refused);
+    let mut fail = false;
+    let mut tls_fail = false;
+    let mut pings = 0;
+    let mut framed = false;
+    // The longest message framed here: about what its answer will write.
+    let mut longest = 0;
+    let f = conn.flow;
+    let via_spi = spi_of(cx.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
+    let messages_in = &mut cx.counters.messages_in;
+    while s.can_recv() && !fail && !tls_fail {
+        // Straight from the socket's ring into the framer (twice when it wraps), or
+        // through the TLS session, which hands the framer the plaintext; complete
+        // messages are cut out where they lie (`SipFramer::feed`).
+        let (framer, session) = (&mut conn.framer, &mut conn.tls);
+        let mut on_frame = |frame| match frame {
+            Frame::Message(bytes) => {
+                *messages_in += 1;
+                framed = true;
+                longest = longest.max(bytes.len());
+                events.push(WorkerEvent::Sip(SipIn {
+                    flow: f,
+                    via_spi,
+                    bytes,
+                }));
+            }
+            // RFC 5626 4.4.1: a CRLFCRLF ping is answered with a CRLF pong (below).
+            Frame::Ping => pings += 1,
+            Frame::Pong => {}
+        };
+        let queued = s.recv_queue();
+        let n = s.recv(|data| {
+            let more = queued.saturating_sub(data.len());
+            match session {
+                Some(t) => {
+                    tls_fail |= t
+                        .receive(data, &mut |p| {
+                            // Nothing is framed after an unframeable byte.
+                            if !fail {
+                                fail = framer.feed(p, 0, &mut on_frame).is_err();
+                            }
+                        })
+                        .is_err()
+                }
+                None => fail |= framer.feed(data, more, &mut on_frame).is_err(),
+            }
+            (data.len(), data.len())
+        });
+        if !matches!(n, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    if framed || pings > 0 {
+        conn.last_message = now;
+        conn.partial_since = None;
+    }
+    for _ in 0..pings {
+        cx.counters.pings_answered += 1;
+        tls_fail |= conn.queue(b"\r\n").is_err();
+    }
+    if conn.framer.pending() > 0 {
+        conn.partial_since.get_or_insert(now);
+    }
+    conn.framer.release_idle();
+    if let Some(t) = conn.tls.as_mut() {
+        // Handshake messages and alerts.
+        tls_fail |= t.take_output(&mut conn.pending).is_err();
+    }
+    if tls_fail {
+        // RFC 8446 6: after a fatal error the connection is not used again.
+        cx.counters.tls_errors += 1;
+        conn.pending = VecDeque::new();
+        s.abort();
+        return true;
+    }
+    if fail {
+        // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
+        // out with this poll's egress; `reap` then reports the close.
+        cx.counters.framing_errors += 1;
+        conn.pending = VecDeque::new();
+        s.abort();
+        return true;
+    }
+    conn.flush(s);
+    if conn.close_requested && conn.pending.is_empty() {
+        s.close();
+    }
+    // The UE closed its side: finish ours (SIP has nothing to say after FIN).
+    if s.state() == tcp::State::CloseWait && conn.pending.is_empty() {
+        s.close();
+    }
+    if longest > 0 && conn.pending.is_empty() && conn.tls.is_none() {
+        let _ = prefetch_send_room(s, longest);
+    }
+    true
+}
+
 /// The per-UE TCP/IP stack.
 pub struct UeStack {
     local: IpAddr,
@@ -615,6 +746,9 @@ pub struct UeStack {
     /// Whether the last input was a pure ACK that moved its connection to CLOSED (the UE's
     /// ACK of our FIN in LAST-ACK): [`UeStack::reap_closed`] may then reap it at once.
     acked_closed: bool,
+    /// Whether the last input was a TCP segment other than a SYN or a pure ACK (one that may
+    /// have brought data): [`UeStack::frame_in_input`] may then frame it at once.
+    data_in: bool,
     counters: StackCounters,
 }
 
@@ -685,6 +819,7 @@ impl UeStack {
             quiet_poll_at: None,
             quiet_known: false,
             acked_closed: false,
+            data_in: false,
             counters: StackCounters::default(),
         })
     }
@@ -1008,6 +1143,7 @@ impl UeStack {
         self.now = now;
         self.quiet_known = false;
         self.acked_closed = false;
+        self.data_in = false;
         // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
         // `device::stack_capabilities`): every segment and datagram is verified here (an
         // unparsable packet is smoltcp's to refuse).
@@ -1034,7 +1170,11 @@ impl UeStack {
                 self.acked_closed = !quiet && self.conn_closed(p.src, p.dst);
                 quiet
             }
-            _ => false,
+            Some(Segment { ports: p, syn }) => {
+                self.data_in = p.proto == Transport::Tcp && !syn;
+                false
+            }
+            None => false,
         };
         !quiet
     }
@@ -1107,6 +1247,74 @@ impl UeStack {
         true
     }
 
+    /// Right after an input that needed a poll, does that poll's whole work when it would
+    /// only frame what the input brought (the UE's `ue_port` to our `local_port`): the input
+    /// was a TCP segment other than a SYN or a pure ACK, its connection is ESTABLISHED with
+    /// no TLS session, nothing pending and no close requested, the stack has nothing
+    /// stack-wide to do ([`UeStack::quiet_after`]'s conditions), and no deadline of
+    /// [`UeStack::expire_conns`] on `expiry`'s port is due (the poll would expire first).
+    /// Then that connection is serviced as the poll's service would (its SIP messages into
+    /// `events`, a ping's pong queued, its `established` mark set); when afterwards it is
+    /// still ESTABLISHED with nothing pending and smoltcp wants no egress now (the ACK waits
+    /// for the answer, or its delay), returns true and the caller only moves the stack's
+    /// deadline ([`UeStack::poll_at`]). Otherwise returns false and the caller polls: the
+    /// poll's service then finds this connection's part done (servicing it again changes
+    /// nothing) and does the rest, egress included.
+    ///
+    /// The caller must know that every other connection is as the last poll (or a quiet
+    /// input) left it, as for [`UeStack::reap_closed`].
+    pub fn frame_in_input(
+        &mut self,
+        now: Instant,
+        ue_port: u16,
+        local_port: u16,
+        expiry: (u16, ConnDeadlines),
+        events: &mut Vec<WorkerEvent>,
+    ) -> bool {
+        if !std::mem::take(&mut self.data_in) || !self.nothing_stackwide() {
+            return false;
+        }
+        if self
+            .conn_deadline(expiry.0, expiry.1)
+            .is_some_and(|t| t <= now)
+        {
+            return false;
+        }
+        let Some((handle, conn)) = self
+            .conns
+            .iter_mut()
+            .find(|(_, c)| c.flow.ue_port == ue_port && c.flow.local_port == local_port)
+        else {
+            return false;
+        };
+        let handle = *handle;
+        let s = self.sockets.get_mut::<tcp::Socket>(handle);
+        if s.state() != tcp::State::Established
+            || conn.tls.is_some()
+            || conn.close_requested
+            || !conn.pending.is_empty()
+        {
+            return false;
+        }
+        let cx = ServiceCx {
+            last_spi: &self.last_spi,
+            counters: &mut self.counters,
+            tcp_refused: &mut self.tcp_refused,
+            now,
+        };
+        // Not listening (it is ESTABLISHED): never removed here.
+        service_conn(conn, s, cx, events);
+        let still = s.state() == tcp::State::Established && conn.pending.is_empty();
+        if !still {
+            return false;
+        }
+        let at = self.iface.poll_at(now, &self.sockets);
+        let quiet = at.is_none_or(|t| t > now);
+        self.quiet_poll_at = at;
+        self.quiet_known = quiet && self.now == now;
+        quiet
+    }
+
     /// [`UeStack::poll_at`] right after an input that needed no poll: the deadline its
     /// [`UeStack::quiet_after`] just read from smoltcp, not asked again; asked as
     /// [`UeStack::poll_at`] otherwise.
@@ -1122,8 +1330,8 @@ impl UeStack {
     /// queue, send or close, and smoltcp wants no egress before a later deadline.
     ///
     /// A pure ACK changes only the connection it is for, so only that connection must be
-    /// quiet: ESTABLISHED (and known to be: a handshake's last ACK is not quiet), nothing in
-    /// flight or waiting (`pending`, the socket's send queue), nothing received, no TLS
+    /// quiet: ESTABLISHED (the handshake's last ACK included: the mark the poll's service
+    /// would set first, `established`, is set here), nothing in flight or waiting (`pending`, the socket's send queue), nothing received, no TLS
     /// session, no close requested. The other connections and the listeners are as the last
     /// poll (or a quiet input) left them: whatever they still need waits for their own
     /// packets or for a deadline the caller sets from [`UeStack::poll_at`], which a poll now
@@ -1138,6 +1346,18 @@ impl UeStack {
         self.quiet_known = false;
         if !self.nothing_stackwide() {
             return false;
+        }
+        let hit = self
+            .conns
+            .iter_mut()
+            .find(|(_, c)| c.flow.ue_port == ue_port && c.flow.local_port == local_port);
+        if let Some((h, c)) = hit {
+            // The handshake's last ACK: what the poll's service would do first, done here.
+            note_established(
+                c,
+                self.sockets.get::<tcp::Socket>(*h),
+                &mut self.tcp_refused,
+            );
         }
         let sockets = &self.sockets;
         let quiet = |&(h, ref c): &(SocketHandle, TcpConn)| {
@@ -1375,6 +1595,7 @@ impl UeStack {
         self.now = now;
         self.quiet_known = false;
         self.acked_closed = false;
+        self.data_in = false;
         events.append(&mut self.deferred);
         self.service(now, events);
         self.udp_queued.clear();
@@ -1649,110 +1870,16 @@ impl UeStack {
     fn service(&mut self, now: Instant, events: &mut Vec<WorkerEvent>) {
         let mut gone = Vec::new();
         for (handle, conn) in self.conns.iter_mut() {
-            let handle = *handle;
-            let s = self.sockets.get_mut::<tcp::Socket>(handle);
-            if s.is_listening() {
+            let s = self.sockets.get_mut::<tcp::Socket>(*handle);
+            let cx = ServiceCx {
+                last_spi: &self.last_spi,
+                counters: &mut self.counters,
+                tcp_refused: &mut self.tcp_refused,
+                now,
+            };
+            if !service_conn(conn, s, cx, events) {
                 // RST in SYN-RECEIVED sends smoltcp back to LISTEN: the attempt is over.
-                gone.push((handle, None));
-                continue;
-            }
-            if s.state() == tcp::State::Established && !conn.established {
-                conn.established = true;
-                let key = (conn.flow.local_port, conn.flow.ue_port);
-                self.tcp_refused.retain(|k| *k != key);
-            }
-            let mut fail = false;
-            let mut tls_fail = false;
-            let mut pings = 0;
-            let mut framed = false;
-            // The longest message framed here: about what its answer will write.
-            let mut longest = 0;
-            let f = conn.flow;
-            let via_spi = spi_of(&self.last_spi, (Transport::Tcp, f.ue_port, f.local_port));
-            let messages_in = &mut self.counters.messages_in;
-            while s.can_recv() && !fail && !tls_fail {
-                // Straight from the socket's ring into the framer (twice when it wraps), or
-                // through the TLS session, which hands the framer the plaintext; complete
-                // messages are cut out where they lie (`SipFramer::feed`).
-                let (framer, session) = (&mut conn.framer, &mut conn.tls);
-                let mut on_frame = |frame| match frame {
-                    Frame::Message(bytes) => {
-                        *messages_in += 1;
-                        framed = true;
-                        longest = longest.max(bytes.len());
-                        events.push(WorkerEvent::Sip(SipIn {
-                            flow: f,
-                            via_spi,
-                            bytes,
-                        }));
-                    }
-                    // RFC 5626 4.4.1: a CRLFCRLF ping is answered with a CRLF pong (below).
-                    Frame::Ping => pings += 1,
-                    Frame::Pong => {}
-                };
-                let queued = s.recv_queue();
-                let n = s.recv(|data| {
-                    let more = queued.saturating_sub(data.len());
-                    match session {
-                        Some(t) => {
-                            tls_fail |= t
-                                .receive(data, &mut |p| {
-                                    // Nothing is framed after an unframeable byte.
-                                    if !fail {
-                                        fail = framer.feed(p, 0, &mut on_frame).is_err();
-                                    }
-                                })
-                                .is_err()
-                        }
-                        None => fail |= framer.feed(data, more, &mut on_frame).is_err(),
-                    }
-                    (data.len(), data.len())
-                });
-                if !matches!(n, Ok(n) if n > 0) {
-                    break;
-                }
-            }
-            if framed || pings > 0 {
-                conn.last_message = now;
-                conn.partial_since = None;
-            }
-            for _ in 0..pings {
-                self.counters.pings_answered += 1;
-                tls_fail |= conn.queue(b"\r\n").is_err();
-            }
-            if conn.framer.pending() > 0 {
-                conn.partial_since.get_or_insert(now);
-            }
-            conn.framer.release_idle();
-            if let Some(t) = conn.tls.as_mut() {
-                // Handshake messages and alerts.
-                tls_fail |= t.take_output(&mut conn.pending).is_err();
-            }
-            if tls_fail {
-                // RFC 8446 6: after a fatal error the connection is not used again.
-                self.counters.tls_errors += 1;
-                conn.pending = VecDeque::new();
-                s.abort();
-                continue;
-            }
-            if fail {
-                // RFC 3261 18.3: an unframeable stream cannot be resynchronised. The RST goes
-                // out with this poll's egress; `reap` then reports the close.
-                self.counters.framing_errors += 1;
-                conn.pending = VecDeque::new();
-                s.abort();
-                continue;
-            }
-            conn.flush(s);
-            if conn.close_requested && conn.pending.is_empty() {
-                s.close();
-            }
-            // The UE closed its side: finish ours (SIP has nothing to say after FIN).
-            if s.state() == tcp::State::CloseWait && conn.pending.is_empty() {
-                s.close();
-            }
-            if longest > 0 && conn.pending.is_empty() && conn.tls.is_none() {
-                let _ = prefetch_send_room(s, longest);
+                gone.push((*handle, None));
             }
         }
         self.remove_conns(gone, events);
@@ -2554,6 +2681,178 @@ mod tests {
         );
         assert_eq!(pc.poll_at(at(101)), due, "nor did it move the deadline");
         assert_eq!(pc.tcp_connections(), 1);
+    }
+
+    /// The pure ACK of the IPv4 TCP segment `pk`: its header (ports, sequence and
+    /// acknowledgement numbers, window) without its payload, checksums made afresh.
+    fn ack_of(pk: &[u8]) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+        let caps = ChecksumCapabilities::default();
+        let ip = Ipv4Packet::new_checked(pk).unwrap();
+        let ipr = Ipv4Repr::parse(&ip, &caps).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let (src, dst) = (ipr.src_addr.into(), ipr.dst_addr.into());
+        let mut r = TcpRepr::parse(&tcp, &src, &dst, &caps).unwrap();
+        assert!(!r.payload.is_empty() && r.ack_number.is_some());
+        r.payload = &[];
+        let ipr = Ipv4Repr {
+            payload_len: r.buffer_len(),
+            ..ipr
+        };
+        let mut out = vec![0u8; ipr.buffer_len() + r.buffer_len()];
+        ipr.emit(&mut Ipv4Packet::new_unchecked(&mut out[..]), &caps);
+        let (_, t) = out.split_at_mut(ipr.buffer_len());
+        r.emit(&mut TcpPacket::new_unchecked(t), &src, &dst, &caps);
+        out
+    }
+
+    /// The UE's request on a connection whose ACK can wait: `frame_in_input` does its poll
+    /// in place (the request reported, exactly, into the events), and a poll afterwards has
+    /// nothing left to do (no packet, no event, the same deadline). The handshake's last ACK
+    /// sent apart (as a kernel does) is quiet. Not in place: a SYN; the same input twice; a
+    /// request of more than half the receive buffer (its window update is due now: framed
+    /// here, the update left to the poll); a ping (its pong); a request whose SIP-port
+    /// deadline is due (the poll expires the connection first). A second connection held in
+    /// its handshake stays as it is throughout.
+    #[test]
+    fn a_request_whose_ack_can_wait_is_framed_without_a_poll() {
+        let PcAndUes {
+            mut pc,
+            mut ue,
+            mut ue2,
+            to_pc,
+            to_ue,
+        } = pc_and_ues();
+        let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
+        let at = |ms| Instant::from_millis(ms);
+        let d = ConnDeadlines {
+            message: Duration::from_secs(10),
+            idle: Some(Duration::from_secs(64)),
+        };
+        let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        // The second connection: its SYN is not framed in place, its SYN-ACK never arrives.
+        ue2.send(
+            Flow {
+                local_port: 40001,
+                ..to_pc
+            },
+            request,
+            true,
+        )
+        .unwrap();
+        ue2.poll(at(0), &mut ue_ev);
+        let syn = ue2.pop_outbound().unwrap();
+        assert!(pc.input(&syn, None, at(0), &mut sink));
+        assert!(
+            !pc.frame_in_input(at(0), 40001, 5060, (5060, d), &mut ev),
+            "a SYN"
+        );
+        pc.poll_with(at(0), &mut ev, &mut sink);
+        sink.0.clear();
+        // The UE's SYN, polled: our SYN-ACK back.
+        ue.send(to_pc, request, true).unwrap();
+        ue.poll(at(0), &mut ue_ev);
+        let syn = ue.pop_outbound().unwrap();
+        assert!(pc.input(&syn, None, at(0), &mut sink));
+        assert!(
+            !pc.frame_in_input(at(0), 40000, 5060, (5060, d), &mut ev),
+            "a SYN"
+        );
+        pc.poll_with(at(0), &mut ev, &mut sink);
+        assert_eq!(sink.0.len(), 1, "the SYN-ACK");
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        assert!(ev.is_empty());
+        // The UE's ACK with its request, and that ACK alone first.
+        ue.poll(at(1), &mut ue_ev);
+        let data = ue.pop_outbound().unwrap();
+        assert!(ue.pop_outbound().is_none());
+        assert!(
+            !pc.input(&ack_of(&data), None, at(1), &mut sink),
+            "the handshake's last ACK is quiet"
+        );
+        assert!(pc.input(&data, None, at(1), &mut sink), "the request");
+        assert!(pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev));
+        assert!(
+            matches!(ev.as_slice(), [WorkerEvent::Sip(m)] if m.flow == to_ue && m.bytes == request),
+            "{ev:?}"
+        );
+        assert!(sink.0.is_empty(), "nothing sent");
+        assert!(
+            !pc.frame_in_input(at(1), 40000, 5060, (5060, d), &mut ev),
+            "once"
+        );
+        ev.clear();
+        let due = pc.poll_at_after_input(at(1));
+        assert!(due.is_some_and(|t| t > at(1)), "the delayed ACK");
+        assert_eq!(pc.poll_at(at(1)), due);
+        pc.poll_with(at(1), &mut ev, &mut sink);
+        assert!(
+            sink.0.is_empty() && ev.is_empty(),
+            "the poll had nothing to do"
+        );
+        assert_eq!(pc.poll_at(at(1)), due, "nor did it move the deadline");
+        assert_eq!(pc.tcp_connections(), 2);
+        // More than half the receive buffer: framed, but the window update is due now.
+        let body = vec![b'x'; pc.cfg.tcp_rx_buf / 2 + 100];
+        let mut big = format!(
+            "MESSAGE sip:p SIP/2.0\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        big.extend_from_slice(&body);
+        ue.send(to_pc, &big, false).unwrap();
+        ue.poll(at(2), &mut ue_ev);
+        let data = ue.pop_outbound().unwrap();
+        assert!(ue.pop_outbound().is_none(), "one segment");
+        assert!(pc.input(&data, None, at(2), &mut sink));
+        assert!(!pc.frame_in_input(at(2), 40000, 5060, (5060, d), &mut ev));
+        assert!(
+            matches!(ev.as_slice(), [WorkerEvent::Sip(m)] if m.bytes == big),
+            "framed in place all the same"
+        );
+        ev.clear();
+        pc.poll_with(at(2), &mut ev, &mut sink);
+        assert_eq!(sink.0.len(), 1, "the window update");
+        assert!(ev.is_empty(), "nothing framed twice");
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        // A ping: its pong needs the poll.
+        ue.send(to_pc, b"\r\n\r\n", false).unwrap();
+        ue.poll(at(3), &mut ue_ev);
+        let data = ue.pop_outbound().unwrap();
+        assert!(pc.input(&data, None, at(3), &mut sink));
+        assert!(!pc.frame_in_input(at(3), 40000, 5060, (5060, d), &mut ev));
+        assert!(ev.is_empty());
+        pc.poll_with(at(3), &mut ev, &mut sink);
+        assert_eq!(sink.0.len(), 1, "the pong");
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        // A message begun at 4 ms (framed in place: nothing to report yet) and ended after
+        // its deadline: left to the poll, which expires the connection first.
+        ue.send(to_pc, b"OPTIONS sip:p SIP/2.0\r\n", false).unwrap();
+        ue.poll(at(4), &mut ue_ev);
+        let data = ue.pop_outbound().unwrap();
+        assert!(pc.input(&data, None, at(4), &mut sink));
+        assert!(pc.frame_in_input(at(4), 40000, 5060, (5060, d), &mut ev));
+        assert!(ev.is_empty() && sink.0.is_empty());
+        pc.poll_with(at(30), &mut ev, &mut sink);
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        ue.send(to_pc, b"Content-Length: 0\r\n\r\n", false).unwrap();
+        ue.poll(at(10_005), &mut ue_ev);
+        let data = ue.pop_outbound().unwrap();
+        assert!(pc.input(&data, None, at(10_005), &mut sink));
+        assert!(!pc.frame_in_input(at(10_005), 40000, 5060, (5060, d), &mut ev));
+        assert!(ev.is_empty(), "not framed: {ev:?}");
+        // What the poll expires first: this message, and the other handshake by now.
+        let ex = pc.expire_conns(5060, at(10_005), d);
+        assert_eq!((ex.message, ex.handshake), (1, 1));
     }
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,

@@ -243,6 +243,26 @@ fn reap_in_input(
             .reap_closed(now, seg.ports.src, seg.ports.dst, events)
 }
 
+/// Right after an input into `ue`'s stack that asked for a poll (its `seg`), does that
+/// poll's whole work in place when it would only frame what the segment brought
+/// ([`UeStack::frame_in_input`]: the REGISTER on its connection, whose ACK waits for the
+/// answer), its SIP messages into `events`; returns whether it did. Else (its part may be
+/// done) the poll does the rest. Same precondition as [`reap_in_input`]: no poll pending.
+/// No SA set is needed: a stack with a connection is never freed by its poll.
+fn frame_in_input(
+    ue: &mut Ue,
+    cfg: &WorkerConfig,
+    seg: crate::wire::transport::Segment,
+    now: Instant,
+    events: &mut Vec<WorkerEvent>,
+) -> bool {
+    let expiry = (cfg.sip_port, sip_deadlines(&cfg.sip_limits, ue));
+    seg.ports.proto == crate::ipc::Transport::Tcp
+        && ue
+            .stack
+            .frame_in_input(now, seg.ports.src, seg.ports.dst, expiry, events)
+}
+
 /// After a poll: `ue`'s use of the SIP port counted again into `total` and the UE's next
 /// deadline ([`next_deadline`]), from one walk over its connections
 /// ([`UeStack::port_use`]).
