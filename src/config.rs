@@ -63,7 +63,7 @@ default-expires = 3600
 capacity = 1048576
 
 [stack]
-tcp-rx-buffer = 2048
+tcp-rx-buffer = 4096
 tcp-tx-buffer = 2048
 "#;
 
@@ -466,8 +466,13 @@ const TIMER_D_S: Range<i64> = 32..601;
 /// Timer C in s: more than 3 minutes (RFC 3261 16.6 step 11).
 const TIMER_C_S: Range<i64> = 181..86_401;
 const DEFAULT_SA_TABLE_CAPACITY: usize = 1 << 20;
-const DEFAULT_TCP_BUFFER: usize = 2048;
-/// Spare TCP sockets each worker makes at start (`[stack] socket-reserve`): about 4.6 MiB
+/// A TCP connection's receive buffer: 4 KiB, so a SIP request of up to 2 KiB (a REGISTER, an
+/// INVITE with its SDP) fills at most half the window and its ACK can ride on the answer
+/// (smoltcp, like RFC 1122 4.2.3.3, acknowledges at once a read that frees half the buffer).
+const DEFAULT_TCP_RX_BUFFER: usize = 4096;
+/// A TCP connection's send buffer; a larger message waits in the connection's queue.
+const DEFAULT_TCP_TX_BUFFER: usize = 2048;
+/// Spare TCP sockets each worker makes at start (`[stack] socket-reserve`): about 6.6 MiB
 /// per worker with the default buffers.
 const DEFAULT_SOCKET_RESERVE: usize = 1024;
 const SOCKET_RESERVE_RANGE: Range<i64> = 0..(1 << 20) + 1;
@@ -2196,8 +2201,8 @@ impl Validator<'_> {
     }
 
     fn stack(&mut self, raw: Option<&RawStack>) -> Option<StackConfig> {
-        let mut buffer = |v: Option<&S<i64>>, key: &str| match v {
-            None => Some(DEFAULT_TCP_BUFFER),
+        let mut buffer = |v: Option<&S<i64>>, key: &str, default: usize| match v {
+            None => Some(default),
             Some(v) => self
                 .int_in(v, key, TCP_BUFFER_RANGE, "a buffer size in bytes")
                 .and_then(|n| usize::try_from(n).ok()),
@@ -2205,10 +2210,12 @@ impl Validator<'_> {
         let rx = buffer(
             raw.and_then(|r| r.tcp_rx_buffer.as_ref()),
             "stack.tcp-rx-buffer",
+            DEFAULT_TCP_RX_BUFFER,
         );
         let tx = buffer(
             raw.and_then(|r| r.tcp_tx_buffer.as_ref()),
             "stack.tcp-tx-buffer",
+            DEFAULT_TCP_TX_BUFFER,
         );
         let reserve = match raw.and_then(|r| r.socket_reserve.as_ref()) {
             None => Some(DEFAULT_SOCKET_RESERVE),
@@ -2510,7 +2517,8 @@ ipv4 = ["10.0.0.1"]
         assert_eq!(c.port.queues, 2);
         assert_eq!(c.registration, DEFAULT_REGISTRATION);
         assert_eq!(c.sa_table.capacity, 1 << 20);
-        assert_eq!(c.stack.tcp_rx_buffer, 2048);
+        assert_eq!(c.stack.tcp_rx_buffer, 4096);
+        assert_eq!(c.stack.tcp_tx_buffer, 2048);
         assert_eq!(c.stack.socket_reserve, 1024);
         assert_eq!(c.subscribers, None);
         assert_eq!(c.cores.slowpath, Vec::<usize>::new());

@@ -435,7 +435,8 @@ mod tests {
         assert_eq!(w.id, 3);
         assert_eq!(w.sip_port, 5060);
         assert_eq!(w.stack.ip_mtu, 1400);
-        assert_eq!(w.stack.tcp_rx_buf, 2048);
+        assert_eq!(w.stack.tcp_rx_buf, 4096);
+        assert_eq!(w.stack.tcp_tx_buf, 2048);
         assert_eq!(w.l2.mac, EthernetAddress([2, 0, 0, 0, 0, 1]));
         assert_eq!(w.l2.ipv4.len(), 1);
         assert_eq!(w.l2.ipv6.len(), 1);

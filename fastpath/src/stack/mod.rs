@@ -60,13 +60,17 @@ pub struct StackConfig {
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
-            // A full segment and a half each way (MSS 1360 at the 1400-byte inner MTU): the
-            // framer copies every byte out of the receive buffer at the poll that follows the
-            // segment, so the window reopens at once, and the send path feeds larger messages
-            // from `pending` as the peer acknowledges; neither bounds the message size. smoltcp
-            // sockets cannot grow their buffers, and every open connection holds both, so
-            // they are what a registered UE's connection costs (issue 10: 16 KiB per UE).
-            tcp_rx_buf: 2 * 1024,
+            // Receive: 4 KiB, three segments (MSS 1360 at the 1400-byte inner MTU). The framer
+            // copies every byte out at the poll that follows the segment, so the window
+            // reopens at once; but smoltcp (as RFC 1122 4.2.3.3's receiver rule) sends a
+            // window update at once when a read frees half the buffer, so with 2 KiB every
+            // REGISTER over 1 KiB cost an ACK of its own (ESP-encapsulated, with a poll) where
+            // with 4 KiB it rides on the answer. Send: a segment and a half; the send path
+            // feeds larger messages from `pending` as the peer acknowledges. Neither bounds the
+            // message size. smoltcp sockets cannot grow their buffers, and every open
+            // connection holds both, so they are what a registered UE's connection costs
+            // (issue 10: 16 KiB per UE).
+            tcp_rx_buf: 4 * 1024,
             tcp_tx_buf: 2 * 1024,
             udp_rx_buf: 8 * 1024,
             udp_tx_buf: 8 * 1024,
@@ -2451,8 +2455,12 @@ mod tests {
     }
 
     fn pc_and_ues() -> PcAndUes {
+        pc_and_ues_with(StackConfig::default())
+    }
+
+    /// [`pc_and_ues`] with stacks of `cfg`.
+    fn pc_and_ues_with(cfg: StackConfig) -> PcAndUes {
         let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
-        let cfg = StackConfig::default();
         let mut pc = UeStack::new(cfg.clone(), p, u, Instant::ZERO).unwrap();
         pc.listen(5060, true, false);
         PcAndUes {
@@ -2717,13 +2725,17 @@ mod tests {
     /// its handshake stays as it is throughout.
     #[test]
     fn a_request_whose_ack_can_wait_is_framed_without_a_poll() {
+        // A 2 KiB receive buffer, so that one full segment fills more than half of it (below).
         let PcAndUes {
             mut pc,
             mut ue,
             mut ue2,
             to_pc,
             to_ue,
-        } = pc_and_ues();
+        } = pc_and_ues_with(StackConfig {
+            tcp_rx_buf: 2048,
+            ..StackConfig::default()
+        });
         let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
         let d = ConnDeadlines {
