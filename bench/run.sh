@@ -681,6 +681,17 @@ PYEOF
     done
 }
 
+# crypto_criterion LOG FILTER: the esp bench's rows matching FILTER, short runs (the crypto
+# section's), output in $RESULTS/LOG.log; nothing when BENCH_REUSE is set.
+crypto_criterion() {
+    [[ -n ${BENCH_REUSE:-} ]] && return 0
+    cargo bench -p akagate-bench --bench esp -- --warm-up-time 1 --measurement-time 2 "$2" \
+        >"$RESULTS/$1.log" 2>&1 || {
+        tail -n 30 "$RESULTS/$1.log"
+        return 1
+    }
+}
+
 section_crypto() {
     echo "== crypto: burst ESP vs intel-ipsec-mb, single packet vs OpenSSL (64 and 1408 B)"
     local bin="$TARGET_DIR/ipsecmb-baseline"
@@ -690,14 +701,9 @@ section_crypto() {
         cat "$RESULTS/crypto-build.log"
         return 0
     fi
-    if [[ -z ${BENCH_REUSE:-} ]]; then
-        cargo bench -p akagate-bench --bench esp -- --warm-up-time 1 --measurement-time 2 \
-            '^esp_burst(_decrypt)?/(mb|gcm)/(64|1408)$|^esp_(en|de)crypt/(sha1_aescbc|aesgcm)/(64|1408)$' \
-            >"$RESULTS/crypto-criterion.log" 2>&1 || {
-            tail -n 30 "$RESULTS/crypto-criterion.log"
-            return 1
-        }
-    fi
+    crypto_criterion crypto-criterion \
+        '^esp_burst(_decrypt)?/(mb|gcm)/(64|1408)$|^esp_(en|de)crypt/(sha1_aescbc|aesgcm)/(64|1408)$' ||
+        return 1
     "$bin" "${IPSECMB_SECONDS:-2}" >"$RESULTS/crypto-ipsecmb.txt"
     : >"$RESULTS/crypto-perf.txt"
     if command -v dpdk-test-crypto-perf >/dev/null; then
@@ -741,14 +747,8 @@ section_crypto() {
     # the pairs, its range and each pair.
     local pair
     for ((pair = 1; pair <= ${CRYPTO_PAIRS:-3}; pair++)); do
-        if [[ -z ${BENCH_REUSE:-} ]]; then
-            cargo bench -p akagate-bench --bench esp -- --warm-up-time 1 --measurement-time 2 \
-                '^esp_(en|de)crypt/sha1_aescbc/(64|1408)$' \
-                >"$RESULTS/crypto-single-$pair.log" 2>&1 || {
-                tail -n 30 "$RESULTS/crypto-single-$pair.log"
-                return 1
-            }
-        fi
+        crypto_criterion "crypto-single-$pair" '^esp_(en|de)crypt/sha1_aescbc/(64|1408)$' ||
+            return 1
         for size in 64 1408; do
             for dir in encrypt decrypt; do
                 rows+=("pair$pair single-cbc $dir $size $(criterion_ns "esp_$dir" sha1_aescbc "$size")")

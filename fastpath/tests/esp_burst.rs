@@ -170,6 +170,77 @@ fn padded(pkt: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// Packets `(sa, esp)` sent through a random case of the hostile burst tests: `pick` 0 forges
+/// one bit after the outer header, 1 repeats an earlier burst's packet (a replay), 2 one of
+/// this burst's (a duplicate); any other pick (or one with nothing to repeat) hands `esp`
+/// back for the caller's own cases.
+fn forged_or_repeated(
+    r: &mut Rng,
+    pick: usize,
+    mut esp: Vec<u8>,
+    history: &[(usize, Vec<u8>)],
+    pkts: &[(usize, Vec<u8>)],
+) -> Result<(Option<usize>, Vec<u8>), Vec<u8>> {
+    match pick {
+        0 => {
+            let at = 20 + r.below(esp.len() - 20);
+            esp[at] ^= 1 << r.below(8);
+            Ok((None, esp))
+        }
+        1 if !history.is_empty() => {
+            let (s, p) = history[r.below(history.len())].clone();
+            Ok((Some(s), p))
+        }
+        2 if !pkts.is_empty() => {
+            let (s, p) = pkts[r.below(pkts.len())].clone();
+            Ok((Some(s), p))
+        }
+        _ => Err(esp),
+    }
+}
+
+/// Each packet of `pkts` decapsulated alone on `single_sas` (its buffer and result), and all
+/// of them as one burst on `burst_sas` by `run`: the burst's results and buffers.
+#[allow(clippy::type_complexity)]
+fn single_and_burst(
+    pkts: &[(usize, Vec<u8>)],
+    single_sas: &mut [InboundSa],
+    burst_sas: &mut [InboundSa],
+    run: impl FnOnce(&mut [InboundSa], &mut [akagate_fastpath::esp::DecapItem<'_>]),
+) -> (
+    Vec<(
+        Vec<u8>,
+        Result<core::ops::Range<usize>, akagate_fastpath::esp::EspError>,
+    )>,
+    Vec<Result<core::ops::Range<usize>, akagate_fastpath::esp::EspError>>,
+    Vec<Vec<u8>>,
+) {
+    let mut single = Vec::new();
+    for (sa, p) in pkts {
+        let mut buf = padded(p);
+        let res = single_sas[*sa].decapsulate(&mut buf, ROOM..ROOM + p.len());
+        single.push((buf, res));
+    }
+    let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|(_, p)| padded(p)).collect();
+    let mut items: Vec<akagate_fastpath::esp::DecapItem<'_>> = bufs
+        .iter_mut()
+        .zip(pkts)
+        .map(|(b, (sa, p))| akagate_fastpath::esp::DecapItem::new(*sa, b, ROOM..ROOM + p.len()))
+        .collect();
+    run(burst_sas, &mut items);
+    let results = items.iter().map(|i| i.result.clone()).collect();
+    drop(items);
+    (single, results, bufs)
+}
+
+/// The burst's SAs count and slide their windows as the single-packet path's.
+fn assert_same_sas(burst_sas: &[InboundSa], single_sas: &[InboundSa], round: usize) {
+    for (a, b) in burst_sas.iter().zip(single_sas) {
+        assert_eq!(a.counters(), b.counters(), "round {round}: counters");
+        assert_eq!(a.window().top(), b.window().top(), "round {round}: window");
+    }
+}
+
 fn buffer(c: &Case) -> Vec<u8> {
     let mut buf = vec![0xeeu8; c.room + c.ip.len() + ROOM];
     buf[c.room..c.room + c.ip.len()].copy_from_slice(&c.ip);
@@ -559,7 +630,6 @@ fn burst_timing() {
 #[test]
 fn decapsulate_bursts_match_single_packet_path() {
     use akagate_fastpath::esp::burst::decapsulate_burst_with;
-    use akagate_fastpath::esp::DecapItem;
     let specs = specs();
     let mut r = Rng(0xdec0de);
     for multi in [true, false] {
@@ -583,26 +653,18 @@ fn decapsulate_bursts_match_single_packet_path() {
                 let range = out[sa]
                     .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                     .unwrap();
-                let mut esp = buf[range].to_vec();
-                let mut to = sa;
-                match r.below(12) {
-                    0 => {
-                        // Forged: one bit of the body or ICV.
-                        let at = 20 + r.below(esp.len() - 20);
-                        esp[at] ^= 1 << r.below(8);
-                    }
-                    1 if !history.is_empty() => {
-                        // A replay of an earlier packet.
-                        let (s, p) = history[r.below(history.len())].clone();
-                        to = s;
-                        esp = p;
-                    }
-                    2 if !pkts.is_empty() => {
-                        // A duplicate inside this burst.
-                        let (s, p) = pkts[r.below(pkts.len())].clone();
-                        to = s;
-                        esp = p;
-                    }
+                let pick = r.below(12);
+                // Forged (a bit of the body or ICV), a replay, a duplicate inside this burst.
+                let (to, mut esp) =
+                    match forged_or_repeated(&mut r, pick, buf[range].to_vec(), &history, &pkts) {
+                        Ok((to, esp)) => {
+                            pkts.push((to.unwrap_or(sa), esp));
+                            continue;
+                        }
+                        Err(esp) => (sa, esp),
+                    };
+                let mut to = to;
+                match pick {
                     3 => {
                         // Truncated: the IP length field promises more than there is.
                         let cut = 1 + r.below(24.min(esp.len() - 44));
@@ -613,21 +675,10 @@ fn decapsulate_bursts_match_single_packet_path() {
                 }
                 pkts.push((to, esp));
             }
-            let mut single = Vec::new();
-            for (sa, p) in &pkts {
-                let mut buf = padded(p);
-                let res = single_sas[*sa].decapsulate(&mut buf, ROOM..ROOM + p.len());
-                single.push((buf, res));
-            }
-            let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|(_, p)| padded(p)).collect();
-            let mut items: Vec<DecapItem<'_>> = bufs
-                .iter_mut()
-                .zip(&pkts)
-                .map(|(b, (sa, p))| DecapItem::new(*sa, b, ROOM..ROOM + p.len()))
-                .collect();
-            decapsulate_burst_with(&mut burst_sas, &mut items, multi).unwrap();
-            let results: Vec<_> = items.iter().map(|i| i.result.clone()).collect();
-            drop(items);
+            let (single, results, bufs) =
+                single_and_burst(&pkts, &mut single_sas, &mut burst_sas, |sas, items| {
+                    decapsulate_burst_with(sas, items, multi).unwrap()
+                });
             for (i, (res, (sbuf, sres))) in results.iter().zip(&single).enumerate() {
                 assert_eq!(res, sres, "multi {multi} round {round} packet {i}");
                 if let Ok(range) = res {
@@ -638,10 +689,7 @@ fn decapsulate_bursts_match_single_packet_path() {
                     );
                 }
             }
-            for (a, b) in burst_sas.iter().zip(&single_sas) {
-                assert_eq!(a.counters(), b.counters(), "round {round}: counters");
-                assert_eq!(a.window().top(), b.window().top(), "round {round}: window");
-            }
+            assert_same_sas(&burst_sas, &single_sas, round);
             history.extend(pkts);
         }
         let c = burst_sas[0].counters();
@@ -788,7 +836,7 @@ fn both_ways_timing() {
 /// are counted as such and dropped.
 #[test]
 fn short_gcm_decapsulate_bursts_keep_every_byte() {
-    use akagate_fastpath::esp::{decapsulate_burst, DecapItem};
+    use akagate_fastpath::esp::decapsulate_burst;
     let specs = [
         spec(AuthAlg::Null, EncrAlg::AesGcm, 21, false),
         spec(AuthAlg::Null, EncrAlg::AesGcm, 22, false),
@@ -821,54 +869,33 @@ fn short_gcm_decapsulate_bursts_keep_every_byte() {
             let range = out[sa]
                 .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                 .unwrap();
-            let mut esp = buf[range].to_vec();
-            let mut to = sa;
-            match r.below(8) {
-                0 => {
-                    // Forged: one bit after the outer header (ESP header, IV, body, ICV).
-                    let at = 20 + r.below(esp.len() - 20);
-                    esp[at] ^= 1 << r.below(8);
-                }
-                1 if !history.is_empty() => {
-                    let (s, p) = history[r.below(history.len())].clone();
-                    to = s;
-                    esp = p;
-                }
-                2 if !pkts.is_empty() => {
-                    let (s, p) = pkts[r.below(pkts.len())].clone();
-                    to = s;
-                    esp = p;
-                }
-                3 => {
-                    // A body of 0 or 1 bytes: header, IV and ICV only (IPv4 length fixed).
-                    let keep = 20 + 16 + r.below(2) + 16;
-                    if esp[0] >> 4 == 4 && esp.len() > keep {
-                        esp.truncate(keep);
-                        esp[2..4].copy_from_slice(&(keep as u16).to_be_bytes());
-                        esp[10..12].fill(0);
-                        let sum = ipv4_checksum(&esp[..20]);
-                        esp[10..12].copy_from_slice(&sum.to_be_bytes());
+            let pick = r.below(8);
+            // Forged (a bit after the outer header), a replay, a duplicate inside this burst.
+            let mut esp =
+                match forged_or_repeated(&mut r, pick, buf[range].to_vec(), &history, &pkts) {
+                    Ok((to, esp)) => {
+                        pkts.push((to.unwrap_or(sa), esp));
+                        continue;
                     }
+                    Err(esp) => esp,
+                };
+            if pick == 3 {
+                // A body of 0 or 1 bytes: header, IV and ICV only (IPv4 length fixed).
+                let keep = 20 + 16 + r.below(2) + 16;
+                if esp[0] >> 4 == 4 && esp.len() > keep {
+                    esp.truncate(keep);
+                    esp[2..4].copy_from_slice(&(keep as u16).to_be_bytes());
+                    esp[10..12].fill(0);
+                    let sum = ipv4_checksum(&esp[..20]);
+                    esp[10..12].copy_from_slice(&sum.to_be_bytes());
                 }
-                _ => {}
             }
-            pkts.push((to, esp));
+            pkts.push((sa, esp));
         }
-        let mut single = Vec::new();
-        for (sa, p) in &pkts {
-            let mut buf = padded(p);
-            let res = single_sas[*sa].decapsulate(&mut buf, ROOM..ROOM + p.len());
-            single.push((buf, res));
-        }
-        let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|(_, p)| padded(p)).collect();
-        let mut items: Vec<DecapItem<'_>> = bufs
-            .iter_mut()
-            .zip(&pkts)
-            .map(|(b, (sa, p))| DecapItem::new(*sa, b, ROOM..ROOM + p.len()))
-            .collect();
-        decapsulate_burst(&mut burst_sas, &mut items).unwrap();
-        let results: Vec<_> = items.iter().map(|i| i.result.clone()).collect();
-        drop(items);
+        let (single, results, bufs) =
+            single_and_burst(&pkts, &mut single_sas, &mut burst_sas, |sas, items| {
+                decapsulate_burst(sas, items).unwrap()
+            });
         for (i, (res, (sbuf, sres))) in results.iter().zip(&single).enumerate() {
             assert_eq!(res, sres, "round {round} packet {i}");
             assert_eq!(
@@ -876,10 +903,7 @@ fn short_gcm_decapsulate_bursts_keep_every_byte() {
                 "round {round} packet {i}: every byte ({res:?})"
             );
         }
-        for (a, b) in burst_sas.iter().zip(&single_sas) {
-            assert_eq!(a.counters(), b.counters(), "round {round}: counters");
-            assert_eq!(a.window().top(), b.window().top(), "round {round}: window");
-        }
+        assert_same_sas(&burst_sas, &single_sas, round);
         history.extend(pkts);
     }
     let c = burst_sas[0].counters();

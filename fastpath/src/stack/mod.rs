@@ -2458,6 +2458,27 @@ mod tests {
         pc_and_ues_with(StackConfig::default())
     }
 
+    /// Opens a second connection from `ue2` (port 40001, carrying `request`) and hands its SYN
+    /// to `pc` at `now`: a connection that stays in its handshake (its SYN-ACK is never
+    /// delivered back), beside the one a test is about.
+    fn second_syn(
+        ue2: &mut UeStack,
+        pc: &mut UeStack,
+        to_pc: Flow,
+        request: &[u8],
+        now: Instant,
+        sink: &mut Collect,
+    ) {
+        let second = Flow {
+            local_port: 40001,
+            ..to_pc
+        };
+        ue2.send(second, request, true).unwrap();
+        ue2.poll(now, &mut Vec::new());
+        let syn = ue2.pop_outbound().unwrap();
+        assert!(pc.input(&syn, None, now, sink), "the second SYN");
+    }
+
     /// [`pc_and_ues`] with stacks of `cfg`.
     fn pc_and_ues_with(cfg: StackConfig) -> PcAndUes {
         let (p, u) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 1, 2]));
@@ -2543,14 +2564,7 @@ mod tests {
         // below is for (round 12: they used to cost it a poll).
         pc.listen(6100, true, false);
         let mut ue_ev = Vec::new();
-        let second = Flow {
-            local_port: 40001,
-            ..to_pc
-        };
-        ue2.send(second, request, true).unwrap();
-        ue2.poll(at(31), &mut ue_ev);
-        let syn = ue2.pop_outbound().unwrap();
-        assert!(pc.input(&syn, None, at(31), &mut sink), "the second SYN");
+        second_syn(&mut ue2, &mut pc, to_pc, request, at(31), &mut sink);
         pc.poll_with(at(31), &mut ev, &mut sink);
         assert_eq!(sink.0.len(), 1, "its SYN-ACK, never delivered");
         sink.0.clear();
@@ -2605,7 +2619,7 @@ mod tests {
             to_pc,
             to_ue,
         } = pc_and_ues();
-        let (mut ev, mut ue_ev, mut sink) = (Vec::new(), Vec::new(), Collect(Vec::new()));
+        let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
         // The UE's packets at `t` into `pc`; what each input said (needs a poll) and whether
         // `reap_closed` took it; then, unless told not to, `pc`'s poll and its output back.
@@ -2647,18 +2661,7 @@ mod tests {
             ue.push_inbound(pk, None).unwrap();
         }
         // A second connection that stays in its handshake.
-        ue2.send(
-            Flow {
-                local_port: 40001,
-                ..to_pc
-            },
-            request,
-            true,
-        )
-        .unwrap();
-        ue2.poll(at(31), &mut ue_ev);
-        let syn = ue2.pop_outbound().unwrap();
-        assert!(pc.input(&syn, None, at(31), &mut sink));
+        second_syn(&mut ue2, &mut pc, to_pc, request, at(31), &mut sink);
         assert!(!pc.reap_closed(at(31), 40001, 5060, &mut ev), "a SYN");
         pc.poll_with(at(31), &mut ev, &mut sink);
         sink.0.clear();
@@ -2744,18 +2747,7 @@ mod tests {
         };
         let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
         // The second connection: its SYN is not framed in place, its SYN-ACK never arrives.
-        ue2.send(
-            Flow {
-                local_port: 40001,
-                ..to_pc
-            },
-            request,
-            true,
-        )
-        .unwrap();
-        ue2.poll(at(0), &mut ue_ev);
-        let syn = ue2.pop_outbound().unwrap();
-        assert!(pc.input(&syn, None, at(0), &mut sink));
+        second_syn(&mut ue2, &mut pc, to_pc, request, at(0), &mut sink);
         assert!(
             !pc.frame_in_input(at(0), 40001, 5060, (5060, d), &mut ev),
             "a SYN"
