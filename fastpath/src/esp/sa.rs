@@ -850,12 +850,17 @@ fn padding_ok(trailed: &[u8], pad_len: usize) -> bool {
             .and_then(|w| <[u8; 16]>::try_from(w).ok());
         if let Some(got) = last16 {
             // Bytes 14 - pad_len .. 14 of the block should be 1..=pad_len: RAMP from
-            // pad_len + 2 has them there (its byte 16 + i is i + 1).
-            let mut want = [0u8; 16];
-            want.copy_from_slice(&RAMP[pad_len + 2..pad_len + 18]);
+            // pad_len + 2 has them there (its byte 16 + i is i + 1), and ONES from the same
+            // place is 0xff from byte 14 - pad_len on; the last two bytes (pad length, next
+            // header) masked off. Two loads at one index, no 128-bit shifts.
+            let at = pad_len + 2;
+            let (Some(want), Some(ones)) = (RAMP.get(at..at + 16), ONES.get(at..at + 16)) else {
+                return false;
+            };
+            let word = |b: &[u8]| u128::from_le_bytes(b.try_into().unwrap_or([0; 16]));
             // Little-endian: byte k is bits 8k..8k+8.
-            let mask = ((1u128 << (8 * pad_len)) - 1) << (8 * (14 - pad_len));
-            return (u128::from_le_bytes(got) ^ u128::from_le_bytes(want)) & mask == 0;
+            let mask = word(ones) & (u128::MAX >> 16);
+            return (u128::from_le_bytes(got) ^ word(want)) & mask == 0;
         }
     }
     trailed
@@ -870,6 +875,17 @@ const RAMP: [u8; 32] = {
     let mut i = 0;
     while i < 16 {
         r[16 + i] = i as u8 + 1;
+        i += 1;
+    }
+    r
+};
+
+/// 16 zero bytes, then 16 of 0xff: its 16 bytes from `k` are 0xff from byte 16 - k on.
+const ONES: [u8; 32] = {
+    let mut r = [0u8; 32];
+    let mut i = 16;
+    while i < 32 {
+        r[i] = 0xff;
         i += 1;
     }
     r
