@@ -428,14 +428,14 @@ mod tests {
                 *b0 = version << 4 | (*b0 & 0x0f);
             }
             let r = rnd();
-            if p.len() >= 8 && r % 4 != 0 {
+            if p.len() >= 8 && !r.is_multiple_of(4) {
                 // Mostly lengths that fit, and mostly no fragment.
                 let v6 = p[0] >> 4 == 6;
                 let len = (r >> 8) as usize % (p.len() + 2);
                 let field = if v6 { len.saturating_sub(40) } else { len };
                 let at = if v6 { 4 } else { 2 };
                 p[at..at + 2].copy_from_slice(&(field as u16).to_be_bytes());
-                if !v6 && r % 3 != 0 {
+                if !v6 && !r.is_multiple_of(3) {
                     p[6] &= 0x40 | (r >> 40) as u8 & 0x80;
                     p[7] = 0;
                 }
@@ -470,20 +470,20 @@ mod tests {
     #[test]
     fn header_ok_matches_the_checksum() {
         let mut rnd = xorshift(0x5151_7a7a_0f0f_3c3cu64);
-        for n in 0..30000 {
+        for n in 0..30000usize {
             let hl = 20 + 4 * (n % 11);
             let mut h: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();
-            if n % 97 == 0 {
+            if n.is_multiple_of(97) {
                 h.fill(0);
             }
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 h[10] = 0;
                 h[11] = 0;
                 let sum = ipv4_checksum(&h);
                 h[10..12].copy_from_slice(&sum.to_be_bytes());
                 assert!(ipv4_header_ok(&h) || h.iter().all(|&b| b == 0));
             }
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 let bit = rnd() as usize % (8 * hl);
                 h[bit / 8] ^= 1 << (bit % 8);
             }
