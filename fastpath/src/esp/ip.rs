@@ -2,8 +2,9 @@
 //! after ESP is inserted or removed (RFC 4303 3.1.1).
 
 use super::error::EspError;
+pub(super) use crate::wire::ip::Direction;
 pub use crate::wire::ip::{ipv4_checksum, IpVersion};
-use crate::wire::ip::{Direction, IpError, IpRepr};
+use crate::wire::ip::{IpError, IpRepr};
 
 /// IP protocol number of ESP.
 pub const IPPROTO_ESP: u8 = 50;
@@ -76,6 +77,124 @@ impl HeaderFix {
     }
 }
 
+/// What ESP needs of a packet's IP header: the [`HeaderFix`], the packet's length (from its
+/// length field) and the protocol / next header naming what follows the headers. 24 bytes,
+/// made straight from the header bytes for the usual headers ([`headers`]), where the whole
+/// [`IpLayout`] (both addresses, the fragment fields) is a hundred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Headers {
+    /// Version, header length and where the next-header byte is.
+    pub(super) fix: HeaderFix,
+    /// The packet's length from its IP length field.
+    pub(super) len: usize,
+    /// The protocol / next-header value naming what follows the headers.
+    pub(super) next_header: u8,
+}
+
+impl Headers {
+    /// What ESP needs of a parsed (unfragmented, fitting) header.
+    pub(super) fn of(lay: &IpLayout) -> Self {
+        Self {
+            fix: HeaderFix::of(lay),
+            len: lay.len,
+            next_header: lay.next_header,
+        }
+    }
+
+    /// Largest packet the header's length fields can express.
+    pub(super) fn max_len(&self) -> usize {
+        if self.fix.v6 {
+            IpVersion::V6.max_packet_len()
+        } else {
+            IpVersion::V4.max_packet_len()
+        }
+    }
+
+    /// True for an IPv4 header.
+    pub(super) fn v4(&self) -> bool {
+        !self.fix.v6
+    }
+}
+
+/// [`layout`] (`dir` inbound) or [`layout_outbound`] of `pkt`, reduced to [`Headers`], with
+/// the same results and errors. An IPv4 header (no options or any) and an IPv6 header not
+/// followed by an extension header are read straight from their bytes; anything else (IPv6
+/// extension headers, a zero payload length, short or bad headers) goes through the full
+/// parse.
+#[inline(always)]
+pub(super) fn headers(pkt: &[u8], dir: Direction) -> Result<Headers, EspError> {
+    use crate::wire::ip::{IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING};
+    if let Some(h) = pkt.first_chunk::<20>() {
+        if h[0] >> 4 == 4 {
+            // `IpPacket::check_len`, then `IpRepr::parse`, then `unfragmented`, in order.
+            let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            if len < 20 {
+                return Err(EspError::BadIpHeader);
+            }
+            if len > pkt.len() {
+                return Err(EspError::Truncated);
+            }
+            if ihl < 20 || ihl > len {
+                return Err(EspError::BadIpHeader);
+            }
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return Err(EspError::Fragment);
+            }
+            return Ok(Headers {
+                fix: HeaderFix {
+                    hdr_len: ihl as u32,
+                    next_header_at: 9,
+                    v6: false,
+                },
+                len,
+                next_header: h[9],
+            });
+        }
+    }
+    if let Some(h) = pkt.first_chunk::<40>() {
+        let len = 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let nh = h[6];
+        let ext = matches!(
+            nh,
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT
+        );
+        if h[0] >> 4 == 6 && len > 40 && len <= pkt.len() && !ext {
+            return Ok(Headers {
+                fix: HeaderFix {
+                    hdr_len: 40,
+                    next_header_at: 6,
+                    v6: true,
+                },
+                len,
+                next_header: nh,
+            });
+        }
+    }
+    let lay = unfragmented(IpRepr::from_bytes(pkt, dir)?)?;
+    Ok(Headers::of(&lay))
+}
+
+/// True if the IPv4 header `hdr` (20 to 60 bytes) carries a valid header checksum (RFC 1071:
+/// its one's-complement sum is 0xffff); [`ipv4_checksum`] of it is 0. The 20-byte header
+/// is summed as five 32-bit words, no loop.
+#[inline(always)]
+pub(super) fn ipv4_header_ok(hdr: &[u8]) -> bool {
+    let Some(h) = hdr.first_chunk::<20>().filter(|_| hdr.len() == 20) else {
+        return ipv4_checksum(hdr) == 0;
+    };
+    let word = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let sum = word(0) + word(4) + word(8) + word(12) + word(16);
+    // Fold 64 -> 32 -> 16 bits (end-around carries): at most 5 * 2^32, so three folds do.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    // Folding keeps the sum's value mod 0xffff and keeps it non-zero unless every byte is
+    // zero (whose `ipv4_checksum` is !0 = 0xffff, refused here too).
+    sum == 0xffff
+}
+
 /// Writes the protocol/next-header byte and the length fields of an IP packet of `len` bytes
 /// whose headers `fix` describes (IPv4: protocol, total length, header checksum; IPv6:
 /// payload length and the next-header byte of the last header before ESP). `pkt` holds at
@@ -90,7 +209,10 @@ pub(super) fn fix_header(pkt: &mut [u8], fix: HeaderFix, next_header: u8, len: u
         // before anything is written: reading back the bytes just stored would stall on
         // store forwarding (a wide load over narrow stores).
         let len = len as u16;
-        let sum = ipv4_checksum_with(&pkt[..fix.hdr_len()], len, next_header);
+        let sum = match pkt.first_chunk::<20>() {
+            Some(h) if fix.hdr_len == 20 => ipv4_checksum20(h, len, next_header),
+            _ => ipv4_checksum_with(&pkt[..fix.hdr_len()], len, next_header),
+        };
         pkt[2..4].copy_from_slice(&len.to_be_bytes());
         pkt[9] = next_header;
         pkt[10..12].copy_from_slice(&sum.to_be_bytes());
@@ -117,20 +239,7 @@ pub(super) fn restore_header(
             let mut h = [0u8; 20];
             h.copy_from_slice(&pkt[..20]);
             let len = len as u16;
-            let w = |i: usize| u32::from(u16::from_be_bytes([h[i], h[i + 1]]));
-            // RFC 1071 over the header's 16-bit words, the new length and protocol in place
-            // of the old ones and the checksum field (bytes 10, 11) left out.
-            let sum = w(0)
-                + u32::from(len)
-                + w(4)
-                + w(6)
-                + (u32::from(h[8]) << 8 | u32::from(next_header))
-                + w(12)
-                + w(14)
-                + w(16)
-                + w(18);
-            let sum = (sum & 0xffff) + (sum >> 16);
-            let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+            let sum = ipv4_checksum20(&h, len, next_header);
             h[2..4].copy_from_slice(&len.to_be_bytes());
             h[9] = next_header;
             h[10..12].copy_from_slice(&sum.to_be_bytes());
@@ -149,6 +258,28 @@ pub(super) fn restore_header(
             fix_header(&mut pkt[by..by + len], fix, next_header, len);
         }
     }
+}
+
+/// [`ipv4_checksum_with`] of a 20-byte header: its five 32-bit words summed in registers
+/// (RFC 1071: a one's-complement sum may be taken over wider words and folded), no loop.
+#[inline(always)]
+fn ipv4_checksum20(h: &[u8; 20], len: u16, proto: u8) -> u16 {
+    let word = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    // Word 0 keeps version, IHL and TOS (the length replaced), word 2 the TTL (protocol and
+    // checksum replaced).
+    let sum = (word(0) & 0xffff_0000)
+        + u64::from(len)
+        + word(4)
+        + (word(8) & 0xff00_0000)
+        + (u64::from(proto) << 16)
+        + word(12)
+        + word(16);
+    // Below 2^35: fold to 32 bits, then twice to 16 and once more for the last carry.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 /// The IPv4 header checksum of `hdr` (a whole header: 20 to 60 bytes, a multiple of 4) with
@@ -205,7 +336,7 @@ mod tests {
 
     /// The checksum summed with the new fields in registers equals the one of the header
     /// with the fields written, over random headers of every length (20..=60) and the
-    /// extreme lengths and protocols.
+    /// extreme lengths and protocols; the 20-byte path (`ipv4_checksum20`) equals it.
     #[test]
     fn checksum_with_new_fields_matches_written_header() {
         let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
@@ -220,6 +351,9 @@ mod tests {
             };
             let proto = [50u8, 0, 255, rnd() as u8][n % 4];
             let got = ipv4_checksum_with(&hdr, len, proto);
+            if let Ok(h) = <&[u8; 20]>::try_from(&hdr[..]) {
+                assert_eq!(ipv4_checksum20(h, len, proto), got, "header {hdr:02x?}");
+            }
             hdr[2..4].copy_from_slice(&len.to_be_bytes());
             hdr[9] = proto;
             hdr[10] = 0;
@@ -273,6 +407,87 @@ mod tests {
                     len - 40
                 );
             }
+        }
+    }
+
+    /// `headers` against the full parse (`layout`, `layout_outbound` reduced by
+    /// `Headers::of`), results and errors, over random IPv4 and IPv6 packets: every header
+    /// length, fragment flags and offsets, length fields shorter, equal and longer than the
+    /// buffer, short buffers, other versions, IPv6 extension headers and zero payload
+    /// lengths (the cases the fast path leaves to the full parse).
+    #[test]
+    fn headers_match_the_full_parse() {
+        use crate::wire::ip::{IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING};
+        let mut rnd = xorshift(0x0123_4567_89ab_cdefu64);
+        let mut fast = 0;
+        for n in 0..20000 {
+            let buf_len = [0usize, 1, 19, 20, 39, 40, 41, 60, 64, 100, 1500][n % 11];
+            let mut p: Vec<u8> = (0..buf_len).map(|_| rnd() as u8).collect();
+            if let Some(b0) = p.first_mut() {
+                let version = [4u8, 6, 4, 6, 5, 0][n / 11 % 6];
+                *b0 = version << 4 | (*b0 & 0x0f);
+            }
+            let r = rnd();
+            if p.len() >= 8 && !r.is_multiple_of(4) {
+                // Mostly lengths that fit, and mostly no fragment.
+                let v6 = p[0] >> 4 == 6;
+                let len = (r >> 8) as usize % (p.len() + 2);
+                let field = if v6 { len.saturating_sub(40) } else { len };
+                let at = if v6 { 4 } else { 2 };
+                p[at..at + 2].copy_from_slice(&(field as u16).to_be_bytes());
+                if !v6 && !r.is_multiple_of(3) {
+                    p[6] &= 0x40 | (r >> 40) as u8 & 0x80;
+                    p[7] = 0;
+                }
+                if v6 && p.len() >= 48 {
+                    p[6] = [
+                        IPPROTO_ESP,
+                        17,
+                        IPV6_HOPOPTS,
+                        IPV6_ROUTING,
+                        IPV6_DSTOPTS,
+                        IPV6_FRAGMENT,
+                    ][(r >> 16) as usize % 6];
+                    p[41] = 0;
+                }
+            }
+            for dir in [Direction::Inbound, Direction::Outbound] {
+                let full = match dir {
+                    Direction::Inbound => layout(&p),
+                    Direction::Outbound => layout_outbound(&p),
+                };
+                let want = full.map(|l| Headers::of(&l));
+                let got = headers(&p, dir);
+                assert_eq!(got, want, "{dir:?} {p:02x?}");
+                fast += usize::from(got.is_ok());
+            }
+        }
+        assert!(fast > 2000, "only {fast} packets parsed");
+    }
+
+    /// `ipv4_header_ok` against `ipv4_checksum` (RFC 1071) over random headers of every
+    /// length, each with its checksum right, off by one bit, and zero, and all-zero headers.
+    #[test]
+    fn header_ok_matches_the_checksum() {
+        let mut rnd = xorshift(0x5151_7a7a_0f0f_3c3cu64);
+        for n in 0..30000usize {
+            let hl = 20 + 4 * (n % 11);
+            let mut h: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();
+            if n.is_multiple_of(97) {
+                h.fill(0);
+            }
+            if n.is_multiple_of(3) {
+                h[10] = 0;
+                h[11] = 0;
+                let sum = ipv4_checksum(&h);
+                h[10..12].copy_from_slice(&sum.to_be_bytes());
+                assert!(ipv4_header_ok(&h) || h.iter().all(|&b| b == 0));
+            }
+            if n.is_multiple_of(5) {
+                let bit = rnd() as usize % (8 * hl);
+                h[bit / 8] ^= 1 << (bit % 8);
+            }
+            assert_eq!(ipv4_header_ok(&h), ipv4_checksum(&h) == 0, "{h:02x?}");
         }
     }
 

@@ -51,20 +51,21 @@ pub fn spi_of(pkt: &[u8], ip: &IpLayout) -> Result<u32, EspError> {
     Ok(esp.security_parameters_index())
 }
 
-/// The parsed header a caller passed along, checked to fit `pkt` and to be no fragment;
-/// else the header parsed here (`parse`) into `slot`. A reference either way: the layout
-/// is large, and copying it per packet stalls on store forwarding.
-fn layout_of<'a>(
+/// What ESP needs of the packet's header ([`ip::Headers`]): from the parsed header a
+/// caller passed along, checked to fit `pkt` and to be no fragment; else read from `pkt`
+/// (`dir`: which headers ESP goes after). 24 bytes by value, where copying the whole
+/// [`IpLayout`] per packet stalled on store forwarding.
+#[inline(always)]
+fn headers_of(
     pkt: &[u8],
-    ip: Option<&'a IpLayout>,
-    slot: &'a mut Option<IpLayout>,
-    parse: impl FnOnce(&[u8]) -> Result<IpLayout, EspError>,
-) -> Result<&'a IpLayout, EspError> {
+    ip: Option<&IpLayout>,
+    dir: ip::Direction,
+) -> Result<ip::Headers, EspError> {
     match ip {
         Some(ip) if !ip.fits(pkt.len()) => Err(EspError::BadIpHeader),
         Some(ip) if ip.fragment.is_some() => Err(EspError::Fragment),
-        Some(ip) => Ok(ip),
-        None => Ok(slot.insert(parse(pkt)?)),
+        Some(ip) => Ok(ip::Headers::of(ip)),
+        None => ip::headers(pkt, dir),
     }
 }
 
@@ -320,11 +321,9 @@ impl OutboundSa {
     ) -> Result<Framed, EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let mut parsed = None;
-        let lay = layout_of(ip_pkt, ip, &mut parsed, ip::layout_outbound)?;
-        let fix = ip::HeaderFix::of(lay);
-        let (version, next_header) = (lay.version, lay.next_header);
-        let hdr_len = lay.payload_offset;
+        let lay = headers_of(ip_pkt, ip, ip::Direction::Outbound)?;
+        let (fix, next_header) = (lay.fix, lay.next_header);
+        let hdr_len = fix.hdr_len();
         let payload_len = lay.len - hdr_len;
         // Every alignment is a power of two (4, 8 or 16: `Transform::geometry`), so the
         // padding that rounds payload and trailer up to it is a mask, not two divisions.
@@ -333,7 +332,7 @@ impl OutboundSa {
         let body_len = payload_len + pad_len + 2;
         let front = ESP_HDR_LEN + g.iv_len;
         let new_len = hdr_len + front + body_len + g.icv_len;
-        if new_len > ip::max_len(version) {
+        if new_len > lay.max_len() {
             return Err(EspError::TooLarge);
         }
         let start = pkt.start.checked_sub(front).ok_or(EspError::NoHeadroom)?;
@@ -722,19 +721,15 @@ impl InboundSa {
     ) -> Result<Checked, EspError> {
         let g = self.transform.geometry();
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
-        let mut parsed = None;
-        let lay = layout_of(ip_pkt, ip, &mut parsed, ip::layout)?;
+        let lay = headers_of(ip_pkt, ip, ip::Direction::Inbound)?;
         if lay.next_header != IPPROTO_ESP {
             return Err(EspError::NotEsp);
         }
-        let hdr_len = lay.payload_offset;
+        let hdr_len = lay.fix.hdr_len();
         // The ICV does not cover the outer header, and we rewrite its checksum on the way
         // out, so a corrupted IPv4 header must be caught here rather than laundered (a caller
         // that passes the parsed header has checked it).
-        if ip.is_none()
-            && lay.version == ip::IpVersion::V4
-            && ip::ipv4_checksum(&ip_pkt[..hdr_len]) != 0
-        {
+        if ip.is_none() && lay.v4() && !ip::ipv4_header_ok(&ip_pkt[..hdr_len]) {
             return Err(EspError::BadIpHeader);
         }
         let front = ESP_HDR_LEN + g.iv_len;
@@ -752,7 +747,7 @@ impl InboundSa {
         // RFC 4303 3.4.3: cheap replay check first, window update only after the ICV.
         self.window.check(seq)?;
         Ok(Checked {
-            fix: ip::HeaderFix::of(lay),
+            fix: lay.fix,
             seq_lo,
             start: pkt.start,
             end: pkt.start + lay.len,
@@ -855,12 +850,17 @@ fn padding_ok(trailed: &[u8], pad_len: usize) -> bool {
             .and_then(|w| <[u8; 16]>::try_from(w).ok());
         if let Some(got) = last16 {
             // Bytes 14 - pad_len .. 14 of the block should be 1..=pad_len: RAMP from
-            // pad_len + 2 has them there (its byte 16 + i is i + 1).
-            let mut want = [0u8; 16];
-            want.copy_from_slice(&RAMP[pad_len + 2..pad_len + 18]);
+            // pad_len + 2 has them there (its byte 16 + i is i + 1), and ONES from the same
+            // place is 0xff from byte 14 - pad_len on; the last two bytes (pad length, next
+            // header) masked off. Two loads at one index, no 128-bit shifts.
+            let at = pad_len + 2;
+            let (Some(want), Some(ones)) = (RAMP.get(at..at + 16), ONES.get(at..at + 16)) else {
+                return false;
+            };
+            let word = |b: &[u8]| u128::from_le_bytes(b.try_into().unwrap_or([0; 16]));
             // Little-endian: byte k is bits 8k..8k+8.
-            let mask = ((1u128 << (8 * pad_len)) - 1) << (8 * (14 - pad_len));
-            return (u128::from_le_bytes(got) ^ u128::from_le_bytes(want)) & mask == 0;
+            let mask = word(ones) & (u128::MAX >> 16);
+            return (u128::from_le_bytes(got) ^ word(want)) & mask == 0;
         }
     }
     trailed
@@ -875,6 +875,17 @@ const RAMP: [u8; 32] = {
     let mut i = 0;
     while i < 16 {
         r[16 + i] = i as u8 + 1;
+        i += 1;
+    }
+    r
+};
+
+/// 16 zero bytes, then 16 of 0xff: its 16 bytes from `k` are 0xff from byte 16 - k on.
+const ONES: [u8; 32] = {
+    let mut r = [0u8; 32];
+    let mut i = 16;
+    while i < 32 {
+        r[i] = 0xff;
         i += 1;
     }
     r
