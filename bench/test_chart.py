@@ -133,21 +133,32 @@ class Summary(unittest.TestCase):
 
     def test_every_row_has_a_reference(self):
         with tempfile.TemporaryDirectory() as d:
-            for name in ("esp", "io", "pktgen", "e2e", "mem"):
+            for name in ("esp", "crypto", "io", "pktgen", "e2e", "mem"):
                 shutil.copy(os.path.join(RESULTS, name + ".json"), d)
             out = subprocess.run([sys.executable, os.path.join(BENCH, "summary.py"), d],
                                  check=True, capture_output=True, text=True).stdout
             with open(os.path.join(d, "summary.json")) as f:
                 rows = json.load(f)["rows"]
-        self.assertEqual(len({r["section"] for r in rows}), 5)
+        self.assertEqual(len({r["section"] for r in rows}), 6)
         for r in rows:
             self.assertGreater(r["ratio"], 0, r["figure"])
             self.assertTrue(r["baseline_source"], r["figure"])
             self.assertIn(r["figure"], out)
-        esp = [r for r in rows if r["figure"] == "encrypt sha1+aes-cbc, 1408 B"]
-        self.assertEqual(len(esp), 1)
-        self.assertAlmostEqual(esp[0]["ratio"], esp[0]["ours"] / esp[0]["baseline"])
-        self.assertTrue(re.search(r"encrypt sha1\+aes-cbc, 1408 B .* OpenSSL stitched", out))
+        with open(os.path.join(RESULTS, "crypto.json")) as f:
+            crypto = {c["case"]: c for c in json.load(f)["results"]}
+        # A burst row: time per packet, lower is better, so the PMD's time over ours.
+        burst = [r for r in rows if r["figure"] == "burst gcm decrypt 1408 B"]
+        self.assertEqual(len(burst), 1)
+        self.assertTrue(burst[0]["lower_is_better"])
+        self.assertAlmostEqual(burst[0]["ratio"], burst[0]["baseline"] / burst[0]["ours"])
+        # A paired single-packet row: the median of its pairs' ratios, as crypto.json has it.
+        single = [r for r in rows if r["figure"] == "single cbc encrypt 1408 B"]
+        self.assertEqual(len(single), 1)
+        paired = crypto["single cbc encrypt 1408 B vs openssl stitched"]
+        self.assertAlmostEqual(single[0]["ratio"], paired["ratio"])
+        ratios = sorted(p["baseline_ns"] / p["ours_ns"] for p in paired["pairs"])
+        self.assertAlmostEqual(paired["ratio"], ratios[len(ratios) // 2])
+        self.assertTrue(re.search(r"single cbc encrypt 1408 B .* openssl speed, stitched", out))
 
 
 if __name__ == "__main__":
