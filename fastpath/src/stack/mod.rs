@@ -2458,6 +2458,34 @@ mod tests {
         pc_and_ues_with(StackConfig::default())
     }
 
+    /// The UE's packets at `t` into `pc` by `input`, each then offered to `reap_closed` if
+    /// `reap` and its input needs a poll; then, if `poll`, `pc`'s poll; `pc`'s output back into
+    /// the UE. Per input: whether it needs a poll, and whether `reap_closed` took it.
+    fn exchange(
+        pc: &mut UeStack,
+        ue: &mut UeStack,
+        t: i64,
+        poll: bool,
+        reap: bool,
+        ev: &mut Vec<WorkerEvent>,
+        sink: &mut Collect,
+    ) -> Vec<(bool, bool)> {
+        let now = Instant::from_millis(t);
+        ue.poll(now, &mut Vec::new());
+        let mut said = Vec::new();
+        while let Some(pk) = ue.pop_outbound() {
+            let needs = pc.input(&pk, None, now, sink);
+            said.push((needs, reap && needs && pc.reap_closed(now, 40000, 5060, ev)));
+        }
+        if poll {
+            pc.poll_with(now, ev, sink);
+        }
+        for pk in sink.0.drain(..) {
+            ue.push_inbound(pk, None).unwrap();
+        }
+        said
+    }
+
     /// Opens a second connection from `ue2` (port 40001, carrying `request`) and hands its SYN
     /// to `pc` at `now`: a connection that stays in its handshake (its SYN-ACK is never
     /// delivered back), beside the one a test is about.
@@ -2520,27 +2548,13 @@ mod tests {
         } = pc_and_ues();
         let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
-        // The UE's packets at `t` into `pc` by `input`, then `pc`'s poll and its output back
-        // into the UE; returns what each input said (whether it needs the poll).
-        fn step(
-            pc: &mut UeStack,
-            ue: &mut UeStack,
-            t: i64,
-            ev: &mut Vec<WorkerEvent>,
-            sink: &mut Collect,
-        ) -> Vec<bool> {
-            let now = Instant::from_millis(t);
-            ue.poll(now, ev);
-            let mut needs = Vec::new();
-            while let Some(pk) = ue.pop_outbound() {
-                needs.push(pc.input(&pk, None, now, sink));
-            }
-            pc.poll_with(now, ev, sink);
-            for pk in sink.0.drain(..) {
-                ue.push_inbound(pk, None).unwrap();
-            }
-            needs
-        }
+        // What each input said (whether it needs the poll), after which `pc` polls.
+        let step = |pc: &mut UeStack, ue: &mut UeStack, t, ev: &mut _, sink: &mut _| {
+            let said = exchange(pc, ue, t, true, false, ev, sink);
+            said.into_iter()
+                .map(|(needs, _)| needs)
+                .collect::<Vec<bool>>()
+        };
         let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
         ue.send(to_pc, request, true).unwrap();
         assert_eq!(step(&mut pc, &mut ue, 0, &mut ev, &mut sink), [true], "SYN");
@@ -2621,31 +2635,10 @@ mod tests {
         } = pc_and_ues();
         let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
         let at = |ms| Instant::from_millis(ms);
-        // The UE's packets at `t` into `pc`; what each input said (needs a poll) and whether
-        // `reap_closed` took it; then, unless told not to, `pc`'s poll and its output back.
-        fn step(
-            pc: &mut UeStack,
-            ue: &mut UeStack,
-            t: i64,
-            poll: bool,
-            ev: &mut Vec<WorkerEvent>,
-            sink: &mut Collect,
-        ) -> Vec<(bool, bool)> {
-            let now = Instant::from_millis(t);
-            ue.poll(now, &mut Vec::new());
-            let mut said = Vec::new();
-            while let Some(pk) = ue.pop_outbound() {
-                let needs = pc.input(&pk, None, now, sink);
-                said.push((needs, needs && pc.reap_closed(now, 40000, 5060, ev)));
-            }
-            if poll {
-                pc.poll_with(now, ev, sink);
-            }
-            for pk in sink.0.drain(..) {
-                ue.push_inbound(pk, None).unwrap();
-            }
-            said
-        }
+        // What each input said (needs a poll) and whether `reap_closed` took it.
+        let step = |pc: &mut UeStack, ue: &mut UeStack, t, poll, ev: &mut _, sink: &mut _| {
+            exchange(pc, ue, t, poll, true, ev, sink)
+        };
         let request = b"OPTIONS sip:p SIP/2.0\r\nContent-Length: 0\r\n\r\n";
         ue.send(to_pc, request, true).unwrap();
         for t in [0, 1, 30] {
