@@ -2486,6 +2486,24 @@ mod tests {
         said
     }
 
+    /// A poll of `pc` at `now` has nothing to do: it sends nothing, reports nothing, and
+    /// leaves the deadline (none, or later than `now`) where it was.
+    fn poll_does_nothing(
+        pc: &mut UeStack,
+        now: Instant,
+        ev: &mut Vec<WorkerEvent>,
+        sink: &mut Collect,
+    ) {
+        let due = pc.poll_at(now);
+        assert!(due.is_none_or(|t| t > now));
+        pc.poll_with(now, ev, sink);
+        assert!(
+            sink.0.is_empty() && ev.is_empty(),
+            "the poll had nothing to do"
+        );
+        assert_eq!(pc.poll_at(now), due, "nor did it move the deadline");
+    }
+
     /// Opens a second connection from `ue2` (port 40001, carrying `request`) and hands its SYN
     /// to `pc` at `now`: a connection that stays in its handshake (its SYN-ACK is never
     /// delivered back), beside the one a test is about.
@@ -2593,14 +2611,7 @@ mod tests {
             !pc.input(&acks[0], None, at(80), &mut sink),
             "the ACK of the response"
         );
-        let due = pc.poll_at(at(80));
-        assert!(due.is_none_or(|t| t > at(80)));
-        pc.poll_with(at(80), &mut ev, &mut sink);
-        assert!(
-            sink.0.is_empty() && ev.is_empty(),
-            "the poll had nothing to do"
-        );
-        assert_eq!(pc.poll_at(at(80)), due, "nor did it move the deadline");
+        poll_does_nothing(&mut pc, at(80), &mut ev, &mut sink);
         assert_eq!(pc.tcp_connections(), 2);
         // The UE closes: its FIN, and the ACK of ours, each need their poll (the second one
         // reaps the connection).
@@ -2676,14 +2687,7 @@ mod tests {
         assert_eq!(pc.tcp_connections(), 1, "the second one stays");
         assert!(!pc.reap_closed(at(101), 40000, 5060, &mut ev), "only once");
         ev.clear();
-        let due = pc.poll_at(at(101));
-        assert!(due.is_none_or(|t| t > at(101)));
-        pc.poll_with(at(101), &mut ev, &mut sink);
-        assert!(
-            sink.0.is_empty() && ev.is_empty(),
-            "the poll had nothing to do"
-        );
-        assert_eq!(pc.poll_at(at(101)), due, "nor did it move the deadline");
+        poll_does_nothing(&mut pc, at(101), &mut ev, &mut sink);
         assert_eq!(pc.tcp_connections(), 1);
     }
 
@@ -2785,12 +2789,7 @@ mod tests {
         let due = pc.poll_at_after_input(at(1));
         assert!(due.is_some_and(|t| t > at(1)), "the delayed ACK");
         assert_eq!(pc.poll_at(at(1)), due);
-        pc.poll_with(at(1), &mut ev, &mut sink);
-        assert!(
-            sink.0.is_empty() && ev.is_empty(),
-            "the poll had nothing to do"
-        );
-        assert_eq!(pc.poll_at(at(1)), due, "nor did it move the deadline");
+        poll_does_nothing(&mut pc, at(1), &mut ev, &mut sink);
         assert_eq!(pc.tcp_connections(), 2);
         // More than half the receive buffer: framed, but the window update is due now.
         let body = vec![b'x'; pc.cfg.tcp_rx_buf / 2 + 100];
