@@ -10,7 +10,8 @@
 # ESP_BENCH_QUICK=1 shortens criterion's measurement (for smoke runs),
 # BENCH_REUSE=1 reuses the last criterion results instead of re-running cargo bench,
 # OPENSSL_SECONDS (default 3) sets how long each `openssl speed` run lasts, CRYPTO_PAIRS
-# (default 3) how many alternated pairs the crypto section takes of the single-packet rows.
+# (default 3) how many alternated pairs the crypto section takes of the single-packet and burst
+# rows against `openssl speed` and dpdk-test-crypto-perf.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -705,15 +706,9 @@ section_crypto() {
         '^esp_burst(_decrypt)?/(mb|gcm)/(64|1408)$|^esp_(en|de)crypt/(sha1_aescbc|aesgcm)/(64|1408)$' ||
         return 1
     "$bin" "${IPSECMB_SECONDS:-2}" >"$RESULTS/crypto-ipsecmb.txt"
-    : >"$RESULTS/crypto-perf.txt"
+    local cp_dir=""
     if command -v dpdk-test-crypto-perf >/dev/null; then
-        local cp_dir
         cp_dir=$(mktemp -d)
-        crypto_perf_runs "$cp_dir" >"$RESULTS/crypto-perf.txt"
-        cp "$cp_dir/crypto-perf.log" "$RESULTS/crypto-perf.log" 2>/dev/null || true
-        rm -rf "$cp_dir"
-        [[ -s $RESULTS/crypto-perf.txt ]] ||
-            echo "   dpdk-test-crypto-perf gave no figures (see $RESULTS/crypto-perf.log); its rows are left out"
     else
         echo "   dpdk-test-crypto-perf not installed (apt-get install dpdk-dev); its rows are left out"
     fi
@@ -741,45 +736,67 @@ section_crypto() {
             rows+=("ours single-gcm $dir $size $(criterion_ns "esp_$dir" aesgcm "$size")")
         done
     done
-    # The single-packet goal against `openssl speed` in alternated pairs: our four rows and
-    # OpenSSL's four figures measured back to back, CRYPTO_PAIRS times, so that a drift of the
-    # host between two moments does not become the ratio; the JSON keeps the median ratio of
-    # the pairs, its range and each pair.
+    # The goals against the issue's own baselines in alternated pairs: our single-packet and
+    # burst rows, then `openssl speed`'s four figures and dpdk-test-crypto-perf's eight,
+    # CRYPTO_PAIRS times, so that a drift of the host between two moments does not become the
+    # ratio; the JSON keeps the median ratio of the pairs, its range and each pair.
     local pair
+    rm -f "$RESULTS"/crypto-perf-*.txt "$RESULTS"/crypto-single-*.log
     for ((pair = 1; pair <= ${CRYPTO_PAIRS:-3}; pair++)); do
-        crypto_criterion "crypto-single-$pair" '^esp_(en|de)crypt/sha1_aescbc/(64|1408)$' ||
+        crypto_criterion "crypto-pair-$pair" \
+            '^esp_(en|de)crypt/sha1_aescbc/(64|1408)$|^esp_burst(_decrypt)?/(mb|gcm)/(64|1408)$' ||
             return 1
         for size in 64 1408; do
             for dir in encrypt decrypt; do
                 rows+=("pair$pair single-cbc $dir $size $(criterion_ns "esp_$dir" sha1_aescbc "$size")")
             done
+            rows+=("pair$pair burst-cbc encrypt $size $(criterion_ns esp_burst mb "$size")")
+            rows+=("pair$pair burst-cbc decrypt $size $(criterion_ns esp_burst_decrypt mb "$size")")
+            rows+=("pair$pair burst-gcm encrypt $size $(criterion_ns esp_burst gcm "$size")")
+            rows+=("pair$pair burst-gcm decrypt $size $(criterion_ns esp_burst_decrypt gcm "$size")")
             rows+=("openssl$pair single-cbc encrypt $size $(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size")")
             rows+=("openssl$pair single-cbc decrypt $size $(openssl_bytes_per_s aes-128-cbc-hmac-sha1 "$size" -decrypt)")
         done
+        if [[ -n $cp_dir ]]; then
+            crypto_perf_runs "$cp_dir" >"$RESULTS/crypto-perf-$pair.txt"
+            [[ -s $RESULTS/crypto-perf-$pair.txt ]] ||
+                echo "   dpdk-test-crypto-perf gave no figures in pair $pair (see $RESULTS/crypto-perf.log)"
+        fi
     done
+    if [[ -n $cp_dir ]]; then
+        cp "$cp_dir/crypto-perf.log" "$RESULTS/crypto-perf.log" 2>/dev/null || true
+        rm -rf "$cp_dir"
+    fi
     printf '%s\n' "${rows[@]}" >"$RESULTS/.crypto-rows"
     "$PY" - "$RESULTS/.crypto-rows" "$RESULTS/crypto-ipsecmb.txt" "$RESULTS/crypto.json" \
-        "$RESULTS/crypto-openssl-esp.txt" "$RESULTS/crypto-perf.txt" <<'PYEOF'
-import json, sys
-ours, mb, perf = {}, {}, {}
+        "$RESULTS/crypto-openssl-esp.txt" "$RESULTS"/crypto-perf-*.txt <<'PYEOF'
+import json, re, sys
+ours, mb = {}, {}
 ossl_esp, ossl_tls = {}, {}
-for line in open(sys.argv[5]):
-    alg, d, size, ns = line.split()
-    perf[(alg, d, int(size))] = float(ns)
+# (kind, d, size) -> {pair: [ours ns, baseline ns]}: kind "single-cbc" against openssl speed,
+# "burst-cbc"/"burst-gcm" against dpdk-test-crypto-perf.
+pairs = {}
+for path in sys.argv[5:]:
+    n = re.search(r"crypto-perf-(\d+)\.txt$", path).group(1)
+    for line in open(path):
+        alg, d, size, ns = line.split()
+        pairs.setdefault((f"burst-{alg}", d, int(size)), {}).setdefault(n, [None, None])[1] = float(ns)
 for line in open(sys.argv[4]):
     who, d, size, ns, _gbps = line.split()
     (ossl_tls if who == "openssl-tls" else ossl_esp)[(d, int(size))] = float(ns)
-pairs = {}  # (d, size) -> {pair: [ours ns, openssl ns]}
 for line in open(sys.argv[1]):
-    who, kind, d, size, v = line.split()
-    key = (d, int(size))
+    who, kind, d, size, *v = line.split()
+    if not v:
+        continue
+    key = (kind, d, int(size))
+    if who.startswith("openssl"):
+        pairs.setdefault(key, {}).setdefault(who[7:], [None, None])[1] = int(size) * 1e9 / float(v[0])
+        continue
+    ns = float(v[0]) / (32 if kind.startswith("burst") else 1)
     if who == "ours":
-        ns = float(v) / (32 if kind.startswith("burst") else 1)
-        ours[(kind, d, int(size))] = ns
-    elif who.startswith("pair"):
-        pairs.setdefault(key, {}).setdefault(who[4:], [None, None])[0] = float(v)
-    elif v:
-        pairs.setdefault(key, {}).setdefault(who[7:], [None, None])[1] = int(size) * 1e9 / float(v)
+        ours[key] = ns
+    else:
+        pairs.setdefault(key, {}).setdefault(who[4:], [None, None])[0] = ns
 median = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2
 for line in open(sys.argv[2]):
     _, alg, d, size, ns, gbps, arch = line.split()
@@ -787,26 +804,26 @@ for line in open(sys.argv[2]):
 gbps = lambda size, ns: size * 8 / ns
 rows = []
 print(f"{'case':<50} {'ours ns/pkt':>11} {'Gbps':>6} {'baseline ns':>11} {'Gbps':>6} {'ratio':>6}")
+def paired(case, key):
+    """A row from alternated pairs: the median of the pairs' ratios, its range, each pair."""
+    done = [p for p in pairs.get(key, {}).values() if None not in p]
+    if not done:
+        return
+    ratios = [b / o for o, b in done]
+    rows.append({"case": case, "ours_ns": median([o for o, _ in done]),
+                 "baseline_ns": median([b for _, b in done]), "ratio": median(ratios),
+                 "pairs": [{"ours_ns": o, "baseline_ns": b} for o, b in done],
+                 "ratio_range": [min(ratios), max(ratios)]})
 for size in (64, 1408):
     for d in ("encrypt", "decrypt"):
         for alg, kind in (("cbc", "burst-cbc"), ("gcm", "burst-gcm")):
+            paired(f"burst {alg} {d} {size} B vs dpdk crypto-perf aesni_mb", (kind, d, size))
             o = ours.get((kind, d, size)); b = mb.get((alg, d, size))
             if o is None or b is None:
                 continue
-            p = perf.get((alg, d, size))
-            if p is not None:
-                rows.append({"case": f"burst {alg} {d} {size} B vs dpdk crypto-perf aesni_mb",
-                             "ours_ns": o, "baseline_ns": p, "ratio": p / o})
             name = f"burst {alg} {d} {size} B vs ipsec-mb ({b[1]})"
             rows.append({"case": name, "ours_ns": o, "baseline_ns": b[0], "ratio": b[0] / o})
-        done = [p for p in pairs.get((d, size), {}).values() if None not in p]
-        if done:
-            ratios = [b / o for o, b in done]
-            rows.append({"case": f"single cbc {d} {size} B vs openssl stitched",
-                         "ours_ns": median([o for o, _ in done]),
-                         "baseline_ns": median([b for _, b in done]), "ratio": median(ratios),
-                         "pairs": [{"ours_ns": o, "baseline_ns": b} for o, b in done],
-                         "ratio_range": [min(ratios), max(ratios)]})
+        paired(f"single cbc {d} {size} B vs openssl stitched", ("single-cbc", d, size))
         o = ours.get(("single-cbc", d, size))
         b = ossl_esp.get((d, size))
         if o is not None and b:
@@ -821,7 +838,8 @@ for r in rows:
     print(f"{r['case']:<50} {r['ours_ns']:>11.1f} {gbps(size, r['ours_ns']):>6.2f} "
           f"{r['baseline_ns']:>11.1f} {gbps(size, r['baseline_ns']):>6.2f} {r['ratio']:>6.2f}")
 print("ratio: baseline time / ours (above 1.0: ours faster); goals: burst >= 1.0, single >= 0.8")
-print("'vs openssl stitched': median of alternated pairs (ours, then openssl speed, CRYPTO_PAIRS times):")
+print("'vs dpdk crypto-perf' and 'vs openssl stitched': median of alternated pairs (ours, then the")
+print("baselines, CRYPTO_PAIRS times):")
 for r in rows:
     if "ratio_range" in r:
         print(f"  {r['case']}: {len(r['pairs'])} pairs, ratios {r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}")
