@@ -120,9 +120,11 @@ impl<'a> EncapItem<'a> {
         self
     }
 
-    /// The packet as framed if it waits to be sealed by a kernel pass; it waits no more.
-    fn take_framed(&mut self) -> Option<Framed> {
-        core::mem::take(&mut self.waiting).then_some(self.framed)
+    /// True if the packet waits to be sealed by a kernel pass (`framed`); it waits no more.
+    /// The framing is then read in place, field by field: a copy of the whole `Framed` right
+    /// after `frame_into` stored it would load wider than those stores and wait for them.
+    fn take_waiting(&mut self) -> bool {
+        core::mem::take(&mut self.waiting)
     }
 }
 
@@ -317,9 +319,10 @@ fn multi_pays_with(from: Option<usize>, n: usize, bytes: usize, dir: Direction) 
 #[cfg(target_arch = "x86_64")]
 fn seal_each<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_>]) {
     for it in group.iter_mut() {
-        let Some(f) = it.take_framed() else {
+        if !it.take_waiting() {
             continue;
-        };
+        }
+        let f = &it.framed;
         if let (Some(sa), Some(esp)) = (sas.slot(it.sa), it.buf.get_mut(f.esp())) {
             sa.transform().seal(esp, f.seq_hi());
         }
@@ -374,7 +377,10 @@ fn seal_gcm_items<S: SaSlots<OutboundSa> + ?Sized>(
         it: &'a mut EncapItem<'_>,
     ) -> Option<EspSeal<'a>> {
         let (salt, g) = sas.slot(it.sa)?.transform().gcm_ni()?;
-        let f = it.take_framed()?;
+        if !it.take_waiting() {
+            return None;
+        }
+        let f = &it.framed;
         Some(EspSeal {
             g,
             salt,
@@ -408,7 +414,7 @@ fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'
     const FRONT: usize = ESP_HDR_LEN + 16;
 
     let streams = group.iter_mut().filter_map(|it| {
-        let f = it.waiting.then_some(it.framed)?;
+        let f = it.waiting.then_some(&it.framed)?;
         let (keys, _) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
         let esp = it.buf.get_mut(f.esp())?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;
@@ -422,7 +428,10 @@ fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'
     });
     cbc_mb::encrypt(streams, k);
     let jobs = group.iter_mut().filter_map(|it| {
-        let f = it.take_framed()?;
+        if !it.take_waiting() {
+            return None;
+        }
+        let f = &it.framed;
         let (_, key) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
         let esp = it.buf.get_mut(f.esp())?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;

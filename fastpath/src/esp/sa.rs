@@ -326,7 +326,8 @@ impl OutboundSa {
 
     /// As [`frame`](Self::frame), the result written into `out` (a burst's item) instead of
     /// returned, for the reason given at [`InboundSa::precheck_into`]; `out` is unspecified
-    /// on error.
+    /// on error. Never inlined: inlined into the burst's loop, it made that loop slower.
+    #[inline(never)]
     pub(super) fn frame_into(
         &mut self,
         buf: &mut [u8],
