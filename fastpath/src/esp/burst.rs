@@ -81,7 +81,11 @@ pub struct EncapItem<'a> {
     /// (counted in the SA's counters, as by `encapsulate`).
     pub result: Result<Range<usize>, EspError>,
     iv: Option<&'a [u8]>,
-    framed: Option<Framed>,
+    /// The packet as framed (written in place by `OutboundSa::frame_into`), meaningful
+    /// while `waiting`.
+    framed: Framed,
+    /// Framed and waiting for a kernel pass to seal it.
+    waiting: bool,
     /// The IP header as the caller parsed it (outbound), if it did.
     ip: Option<IpLayout>,
 }
@@ -95,7 +99,8 @@ impl<'a> EncapItem<'a> {
             pkt,
             result: Err(EspError::Truncated),
             iv: None,
-            framed: None,
+            framed: Framed::default(),
+            waiting: false,
             ip: None,
         }
     }
@@ -113,6 +118,13 @@ impl<'a> EncapItem<'a> {
     pub fn with_iv_for_test(mut self, iv: &'a [u8]) -> Self {
         self.iv = Some(iv);
         self
+    }
+
+    /// True if the packet waits to be sealed by a kernel pass (`framed`); it waits no more.
+    /// The framing is then read in place, field by field: a copy of the whole `Framed` right
+    /// after `frame_into` stored it would load wider than those stores and wait for them.
+    fn take_waiting(&mut self) -> bool {
+        core::mem::take(&mut self.waiting)
     }
 }
 
@@ -182,22 +194,31 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                 continue;
             };
             let mut gcm_pair = None;
-            match sa.frame(it.buf, it.pkt.clone(), it.iv, it.ip.as_ref()) {
-                Ok(f) => {
-                    sa.count(Ok(f.payload_len));
-                    it.result = Ok(f.range.clone());
+            // Framed in place in the item (`frame_into`: no copy of a fresh result).
+            match sa.frame_into(
+                it.buf,
+                it.pkt.clone(),
+                it.iv,
+                it.ip.as_ref(),
+                &mut it.framed,
+            ) {
+                Ok(()) => {
+                    let f = &it.framed;
+                    sa.count(Ok(f.payload_len()));
+                    it.result = Ok(f.range());
+                    let esp = f.esp();
                     if kernel.is_some() && multi_buffer(sa) {
-                        pending_bytes += f.esp.len();
-                        it.framed = Some(f);
+                        pending_bytes += esp.len();
+                        it.waiting = true;
                         pending += 1;
-                    } else if kernel.is_some() && gcm_short(sa, f.esp.len()) {
-                        it.framed = Some(f);
+                    } else if kernel.is_some() && gcm_short(sa, esp.len()) {
+                        it.waiting = true;
                         match held_gcm.take() {
                             Some(h) => gcm_pair = Some(h),
                             None => held_gcm = Some(i),
                         }
-                    } else if let Some(esp) = it.buf.get_mut(f.esp.clone()) {
-                        sa.transform().seal(esp, f.seq_hi);
+                    } else if let Some(body) = it.buf.get_mut(esp) {
+                        sa.transform().seal(body, it.framed.seq_hi());
                     }
                 }
                 Err(e) => {
@@ -298,11 +319,12 @@ fn multi_pays_with(from: Option<usize>, n: usize, bytes: usize, dir: Direction) 
 #[cfg(target_arch = "x86_64")]
 fn seal_each<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_>]) {
     for it in group.iter_mut() {
-        let Some(f) = it.framed.take() else {
+        if !it.take_waiting() {
             continue;
-        };
-        if let (Some(sa), Some(esp)) = (sas.slot(it.sa), it.buf.get_mut(f.esp)) {
-            sa.transform().seal(esp, f.seq_hi);
+        }
+        let f = &it.framed;
+        if let (Some(sa), Some(esp)) = (sas.slot(it.sa), it.buf.get_mut(f.esp())) {
+            sa.transform().seal(esp, f.seq_hi());
         }
     }
 }
@@ -355,12 +377,15 @@ fn seal_gcm_items<S: SaSlots<OutboundSa> + ?Sized>(
         it: &'a mut EncapItem<'_>,
     ) -> Option<EspSeal<'a>> {
         let (salt, g) = sas.slot(it.sa)?.transform().gcm_ni()?;
-        let f = it.framed.take()?;
+        if !it.take_waiting() {
+            return None;
+        }
+        let f = &it.framed;
         Some(EspSeal {
             g,
             salt,
-            seq_hi: f.seq_hi,
-            esp: it.buf.get_mut(f.esp)?,
+            seq_hi: f.seq_hi(),
+            esp: it.buf.get_mut(f.esp())?,
         })
     }
     let (first, second) = match b {
@@ -389,9 +414,9 @@ fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'
     const FRONT: usize = ESP_HDR_LEN + 16;
 
     let streams = group.iter_mut().filter_map(|it| {
-        let f = it.framed.as_ref()?;
+        let f = it.waiting.then_some(&it.framed)?;
         let (keys, _) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
-        let esp = it.buf.get_mut(f.esp.clone())?;
+        let esp = it.buf.get_mut(f.esp())?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;
         let (hdr_iv, rest) = esp.get_mut(..body_end)?.split_at_mut_checked(FRONT)?;
         let iv: [u8; 16] = hdr_iv.get(ESP_HDR_LEN..)?.try_into().ok()?;
@@ -403,15 +428,18 @@ fn seal_multi<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'
     });
     cbc_mb::encrypt(streams, k);
     let jobs = group.iter_mut().filter_map(|it| {
-        let f = it.framed.take()?;
+        if !it.take_waiting() {
+            return None;
+        }
+        let f = &it.framed;
         let (_, key) = sas.slot(it.sa)?.transform().aes_sha1_ni()?;
-        let esp = it.buf.get_mut(f.esp)?;
+        let esp = it.buf.get_mut(f.esp())?;
         let body_end = esp.len().checked_sub(HMAC96_ICV_LEN)?;
         let (msg, icv) = esp.split_at_mut(body_end);
         Some(HmacJob {
             key,
             msg,
-            seq_hi: f.seq_hi,
+            seq_hi: f.seq_hi(),
             icv,
         })
     });

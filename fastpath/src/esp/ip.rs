@@ -185,14 +185,9 @@ pub(super) fn ipv4_header_ok(hdr: &[u8]) -> bool {
     };
     let word = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
     let sum = word(0) + word(4) + word(8) + word(12) + word(16);
-    // Fold 64 -> 32 -> 16 bits (end-around carries): at most 5 * 2^32, so three folds do.
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
     // Folding keeps the sum's value mod 0xffff and keeps it non-zero unless every byte is
     // zero (whose `ipv4_checksum` is !0 = 0xffff, refused here too).
-    sum == 0xffff
+    fold16(sum) == 0xffff
 }
 
 /// Writes the protocol/next-header byte and the length fields of an IP packet of `len` bytes
@@ -221,12 +216,9 @@ pub(super) fn fix_header(pkt: &mut [u8], fix: HeaderFix, next_header: u8, len: u
 
 /// Moves the IP header (and extension headers before ESP) at the start of `pkt` forward by
 /// `by` bytes and fixes it as [`fix_header`] does for a packet of `len` bytes from there on
-/// (`pkt[by..by + len]`): the inbound header restore of `InboundSa::finish`. The usual
-/// headers (IPv4 of 20 bytes, IPv6 of 40 with no extension header) are read once into
-/// registers, fixed there and written once at their new place: one pass, no store read
-/// back. Other headers take the copy, then [`fix_header`]. `pkt` holds `by + len` bytes and
-/// `len` is at least the header's length.
-#[inline]
+/// (`pkt[by..by + len]`): the inbound header restore of `InboundSa::finish`. `pkt` holds
+/// `by + len` bytes and `len` is at least the header's length. See [`move_header`].
+#[inline(always)]
 pub(super) fn restore_header(
     pkt: &mut [u8],
     by: usize,
@@ -234,28 +226,55 @@ pub(super) fn restore_header(
     next_header: u8,
     len: usize,
 ) {
+    move_header(pkt, 0, by, fix, next_header, len);
+}
+
+/// Moves the IP header (and extension headers before ESP) at `pkt[from..]` to `pkt[to..]`
+/// and fixes it as [`fix_header`] does for a packet of `len` bytes from there on
+/// (`pkt[to..to + len]`): the outbound move into the headroom of `OutboundSa::frame` and the
+/// inbound restore of `InboundSa::finish`. The usual headers (IPv4 of 20 bytes, IPv6 of 40
+/// with no extension header) are read once into registers, fixed there and written once at
+/// their new place: one pass, no call, no store read back. Other headers take the copy,
+/// then [`fix_header`]. `pkt` holds the header at `from` and `to + len` bytes, and `len` is
+/// at least the header's length; a `pkt` too short for that panics (a caller's bug, never
+/// the network's: both callers checked the lengths).
+#[inline(always)]
+pub(super) fn move_header(
+    pkt: &mut [u8],
+    from: usize,
+    to: usize,
+    fix: HeaderFix,
+    next_header: u8,
+    len: usize,
+) {
     match (fix.v6, fix.hdr_len) {
         (false, 20) => {
-            let mut h = [0u8; 20];
-            h.copy_from_slice(&pkt[..20]);
+            let mut h = *pkt[from..]
+                .first_chunk::<20>()
+                .expect("the header lies in the packet");
             let len = len as u16;
             let sum = ipv4_checksum20(&h, len, next_header);
             h[2..4].copy_from_slice(&len.to_be_bytes());
             h[9] = next_header;
             h[10..12].copy_from_slice(&sum.to_be_bytes());
-            pkt[by..by + 20].copy_from_slice(&h);
+            *pkt[to..]
+                .first_chunk_mut::<20>()
+                .expect("the packet holds its header") = h;
         }
         (true, 40) if fix.next_header_at == 6 => {
-            let mut h = [0u8; 40];
-            h.copy_from_slice(&pkt[..40]);
+            let mut h = *pkt[from..]
+                .first_chunk::<40>()
+                .expect("the header lies in the packet");
             h[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
             h[6] = next_header;
-            pkt[by..by + 40].copy_from_slice(&h);
+            *pkt[to..]
+                .first_chunk_mut::<40>()
+                .expect("the packet holds its header") = h;
         }
         _ => {
             let hdr_len = fix.hdr_len();
-            pkt.copy_within(..hdr_len, by);
-            fix_header(&mut pkt[by..by + len], fix, next_header, len);
+            pkt.copy_within(from..from + hdr_len, to);
+            fix_header(&mut pkt[to..to + len], fix, next_header, len);
         }
     }
 }
@@ -274,12 +293,20 @@ fn ipv4_checksum20(h: &[u8; 20], len: u16, proto: u8) -> u16 {
         + (u64::from(proto) << 16)
         + word(12)
         + word(16);
-    // Below 2^35: fold to 32 bits, then twice to 16 and once more for the last carry.
+    !fold16(sum)
+}
+
+/// A one's-complement sum taken over 32-bit words (`sum`: below 2^48, the sum of at most
+/// 65536 of them) folded to 16 bits with its end-around carries (RFC 1071 1(B): the sum
+/// may be taken over wider words and folded): 64 to 32 bits once, then 32 to 16 three times
+/// (the second and third fold each leave at most one carry). No loop, no branch.
+#[inline(always)]
+fn fold16(sum: u64) -> u16 {
     let sum = (sum & 0xffff_ffff) + (sum >> 32);
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+    sum as u16
 }
 
 /// The IPv4 header checksum of `hdr` (a whole header: 20 to 60 bytes, a multiple of 4) with
@@ -297,10 +324,7 @@ fn ipv4_checksum_with(hdr: &[u8], len: u16, proto: u8) -> u16 {
     for w in words {
         sum += word(w);
     }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !fold16(sum)
 }
 
 /// Largest packet the IP length fields of `version` can express.
@@ -467,6 +491,39 @@ mod tests {
 
     /// `ipv4_header_ok` against `ipv4_checksum` (RFC 1071) over random headers of every
     /// length, each with its checksum right, off by one bit, and zero, and all-zero headers.
+    /// `fold16` is the end-around-carry fold to 16 bits (the loop of RFC 1071 4.1, "fold
+    /// 32-bit sum to 16 bits", run until no carry is left) for every sum up to 2^48: the
+    /// edges, sums of 32-bit words as the checksums take them, and random values.
+    #[test]
+    fn fold16_matches_the_folding_loop() {
+        let reference = |mut s: u64| {
+            while s >> 16 != 0 {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s as u16
+        };
+        let mut rnd = xorshift(0x0f01_d16f_01d1_6f01u64);
+        let mut sums = vec![
+            0u64,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            (1 << 48) - 1,
+        ];
+        sums.extend((0..32).map(|k| (1u64 << k) - 1));
+        sums.extend((1..=16u64).map(|n| n * 0xffff_ffff));
+        for _ in 0..100_000 {
+            let r = rnd();
+            sums.push(r >> 16);
+            sums.push((0..(r % 16)).map(|_| rnd() >> 32).sum());
+        }
+        for s in sums {
+            assert_eq!(fold16(s), reference(s), "{s:#x}");
+        }
+    }
+
     #[test]
     fn header_ok_matches_the_checksum() {
         let mut rnd = xorshift(0x5151_7a7a_0f0f_3c3cu64);

@@ -90,14 +90,14 @@ fn phase_timing() {
                 .enumerate()
                 .map(|(i, b)| {
                     let f = sas[i % SAS].frame(b, range.clone(), None, None).unwrap();
-                    sas[i % SAS].count(Ok(f.payload_len));
+                    sas[i % SAS].count(Ok(f.payload_len()));
                     f
                 })
                 .collect();
             let t1 = tsc();
             let streams = bufs.iter_mut().zip(&framed).enumerate().map(|(i, (b, f))| {
                 let (keys, _) = sas[i % SAS].transform().aes_sha1_ni().unwrap();
-                let esp = &mut b[f.esp.clone()];
+                let esp = &mut b[f.esp()];
                 let body_end = esp.len() - HMAC96_ICV_LEN;
                 let (hdr_iv, rest) = esp[..body_end].split_at_mut(ESP_HDR_LEN + 16);
                 CbcStream {
@@ -110,7 +110,7 @@ fn phase_timing() {
             let t2 = tsc();
             let jobs = bufs.iter_mut().zip(&framed).enumerate().map(|(i, (b, f))| {
                 let (_, key) = sas[i % SAS].transform().aes_sha1_ni().unwrap();
-                let esp = &mut b[f.esp.clone()];
+                let esp = &mut b[f.esp()];
                 let (msg, icv) = esp.split_at_mut(esp.len() - HMAC96_ICV_LEN);
                 HmacJob {
                     key,
@@ -125,7 +125,7 @@ fn phase_timing() {
                 sealed = bufs
                     .iter()
                     .zip(&framed)
-                    .map(|(b, f)| (b.clone(), f.range.clone()))
+                    .map(|(b, f)| (b.clone(), f.range()))
                     .collect();
             }
             for b in bufs.iter_mut() {
@@ -289,7 +289,7 @@ fn gcm_phase_split() {
                 .collect();
             let t1 = tsc();
             for (i, (b, f)) in bufs.iter_mut().zip(&framed).enumerate() {
-                out[i % 4].transform().seal(&mut b[f.esp.clone()], f.seq_hi);
+                out[i % 4].transform().seal(&mut b[f.esp()], f.seq_hi());
             }
             let t2 = tsc();
             ph[0].push(t1 - t0);
@@ -300,7 +300,7 @@ fn gcm_phase_split() {
             let t3 = tsc();
             for (i, (b, f)) in scratch.iter_mut().zip(&framed).enumerate() {
                 let (salt, g) = out[i % 4].transform().gcm_ni().unwrap();
-                let esp = &mut b[f.esp.clone()];
+                let esp = &mut b[f.esp()];
                 let (hdr_iv, rest) = esp.split_at_mut(16);
                 let n = rest.len() - 16;
                 let hi: &[u8; 16] = (&*hdr_iv).try_into().unwrap();
@@ -315,7 +315,7 @@ fn gcm_phase_split() {
                 .iter()
                 .zip(&framed)
                 .enumerate()
-                .map(|(i, (b, f))| inb[i % 4].precheck(b, f.range.clone(), None).unwrap())
+                .map(|(i, (b, f))| inb[i % 4].precheck(b, f.range(), None).unwrap())
                 .collect();
             let t6 = tsc();
             for (i, (b, c)) in bufs.iter_mut().zip(&checked).enumerate() {
@@ -328,7 +328,7 @@ fn gcm_phase_split() {
             let t8 = tsc();
             for (i, (b, f)) in scratch.iter_mut().zip(&framed).enumerate() {
                 let (salt, g) = inb[i % 4].transform().gcm_ni().unwrap();
-                let esp = &mut b[f.esp.clone()];
+                let esp = &mut b[f.esp()];
                 let (hdr_iv, rest) = esp.split_at_mut(16);
                 let (body, tag) = rest.split_at_mut(rest.len() - 16);
                 let hi: &[u8; 16] = (&*hdr_iv).try_into().unwrap();

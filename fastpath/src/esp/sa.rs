@@ -287,8 +287,8 @@ impl OutboundSa {
         ip: Option<&IpLayout>,
     ) -> Result<(Range<usize>, usize), EspError> {
         let f = self.frame(buf, pkt, iv, ip)?;
-        self.transform.seal(&mut buf[f.esp.clone()], f.seq_hi);
-        Ok((f.range, f.payload_len))
+        self.transform.seal(&mut buf[f.esp()], f.seq_hi());
+        Ok((f.range(), f.payload_len()))
     }
 
     /// The keyed transform, for the burst path (`burst`).
@@ -319,6 +319,35 @@ impl OutboundSa {
         iv: Option<&[u8]>,
         ip: Option<&IpLayout>,
     ) -> Result<Framed, EspError> {
+        let mut f = Framed::default();
+        self.frame_inline(buf, pkt, iv, ip, &mut f)?;
+        Ok(f)
+    }
+
+    /// As [`frame`](Self::frame), the result written into `out` (a burst's item) instead of
+    /// returned, for the reason given at [`InboundSa::precheck_into`]; `out` is unspecified
+    /// on error. Never inlined: inlined into the burst's loop, it made that loop slower.
+    #[inline(never)]
+    pub(super) fn frame_into(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: Option<&[u8]>,
+        ip: Option<&IpLayout>,
+        out: &mut Framed,
+    ) -> Result<(), EspError> {
+        self.frame_inline(buf, pkt, iv, ip, out)
+    }
+
+    #[inline(always)]
+    fn frame_inline(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: Option<&[u8]>,
+        ip: Option<&IpLayout>,
+        out: &mut Framed,
+    ) -> Result<(), EspError> {
         let g = self.geometry;
         let ip_pkt = buf.get(pkt.clone()).ok_or(EspError::Truncated)?;
         let lay = headers_of(ip_pkt, ip, ip::Direction::Outbound)?;
@@ -356,11 +385,13 @@ impl OutboundSa {
         };
         self.seq = seq;
 
-        let out = &mut buf[start..end];
-        // Move the IP header (and extension headers before ESP) into the headroom.
-        out.copy_within(front..front + hdr_len, 0);
+        let out_pkt = &mut buf[start..end];
+        // Move the IP header (and extension headers before ESP) into the headroom, fixed on
+        // the way (one read, one write for the usual headers; the checksum summed in
+        // registers from the bytes read).
+        ip::move_header(out_pkt, front, 0, fix, IPPROTO_ESP, new_len);
         crate::copies::note(crate::copies::CopySite::EspHeaderOut, hdr_len);
-        let esp = &mut out[hdr_len..];
+        let esp = &mut out_pkt[hdr_len..];
         esp[0..4].copy_from_slice(&self.spi.to_be_bytes());
         esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
         let iv_slot = &mut esp[ESP_HDR_LEN..front];
@@ -389,14 +420,16 @@ impl OutboundSa {
         }
         esp[trailer + pad_len] = pad_len as u8;
         esp[trailer + pad_len + 1] = next_header;
-        let seq_hi = self.esn.then_some((seq >> 32) as u32);
-        ip::fix_header(out, fix, IPPROTO_ESP, new_len);
-        Ok(Framed {
-            range: start..end,
-            esp: start + hdr_len..end,
-            seq_hi,
-            payload_len,
-        })
+        // Every length here is below 2^17 (`max_len`): 32 bits hold them.
+        *out = Framed {
+            start,
+            hdr_len: hdr_len as u32,
+            len: new_len as u32,
+            payload_len: payload_len as u32,
+            seq_hi: (seq >> 32) as u32,
+            esn: self.esn,
+        };
+        Ok(())
     }
 }
 
@@ -423,17 +456,45 @@ impl Checked {
     }
 }
 
-/// A framed outbound packet waiting for its cipher and ICV (see [`OutboundSa::frame`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A framed outbound packet waiting for its cipher and ICV (see [`OutboundSa::frame`]): 32
+/// bytes, its lengths in 32 bits (a packet's are below 2^17), written in place into a
+/// burst's item by [`OutboundSa::frame_into`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Framed {
-    /// The whole ESP packet in the buffer (what `encapsulate` returns).
-    pub(super) range: Range<usize>,
-    /// Its ESP part: `SPI | seq | IV | body | ICV space`, absolute in the buffer.
-    pub(super) esp: Range<usize>,
-    /// High half of an extended sequence number (authenticated, not sent).
-    pub(super) seq_hi: Option<u32>,
+    /// Where the ESP packet (its IP header) starts in the buffer.
+    start: usize,
+    /// Length of its IP header and the extension headers before ESP.
+    hdr_len: u32,
+    /// Length of the whole ESP packet.
+    len: u32,
     /// Upper-layer bytes, for the counters.
-    pub(super) payload_len: usize,
+    payload_len: u32,
+    /// High half of the sequence number (authenticated, not sent), if `esn`.
+    seq_hi: u32,
+    /// The SA uses extended sequence numbers.
+    esn: bool,
+}
+
+impl Framed {
+    /// The whole ESP packet in the buffer (what `encapsulate` returns).
+    pub(super) fn range(&self) -> Range<usize> {
+        self.start..self.start + self.len as usize
+    }
+
+    /// Its ESP part: `SPI | seq | IV | body | ICV space`, absolute in the buffer.
+    pub(super) fn esp(&self) -> Range<usize> {
+        self.start + self.hdr_len as usize..self.start + self.len as usize
+    }
+
+    /// High half of an extended sequence number (authenticated, not sent).
+    pub(super) fn seq_hi(&self) -> Option<u32> {
+        self.esn.then_some(self.seq_hi)
+    }
+
+    /// Upper-layer bytes, for the counters.
+    pub(super) fn payload_len(&self) -> usize {
+        self.payload_len as usize
+    }
 }
 
 /// An inbound SA: anti-replay window and keyed transform.
@@ -1069,9 +1130,9 @@ mod tests {
                 let f = sa.frame(&mut buf, 64..64 + total, None, None).unwrap();
                 let want = (align - (payload + 2) % align) % align;
                 let front = ESP_HDR_LEN + sa.geometry.iv_len;
-                let body = f.esp.len() - front - sa.geometry.icv_len;
+                let body = f.esp().len() - front - sa.geometry.icv_len;
                 assert_eq!(body, payload + want + 2, "{encr:?} payload {payload}");
-                let esp = &buf[f.esp.clone()];
+                let esp = &buf[f.esp()];
                 let pad = &esp[front + payload..front + payload + want];
                 assert!(pad.iter().enumerate().all(|(i, &b)| b == i as u8 + 1));
                 assert_eq!(usize::from(esp[front + payload + want]), want);
