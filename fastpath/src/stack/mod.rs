@@ -707,8 +707,8 @@ pub struct UeStack {
     ports: Vec<Listening>,
     tcp_listeners: Vec<Bound>,
     udp_sockets: Vec<Bound>,
-    /// A few at most (`max_tcp_conns`): a vector kept at its exact length is smaller than a
-    /// map and as fast to search.
+    /// A few at most (`max_tcp_conns`): a vector is smaller than a map and as fast to
+    /// search; it grows one at a time, from two (a registration's two, `push_conn`).
     conns: Vec<(SocketHandle, TcpConn)>,
     /// SPI (or none) of the last inbound packet per (proto, peer port, local port).
     last_spi: Vec<(FlowKey, Option<u32>)>,
@@ -1840,8 +1840,13 @@ impl UeStack {
     }
 
     /// Adds a connection, growing the table by exactly one.
+    /// Adds a connection. The first one gets room for two: a registration opens its
+    /// protected connection while the unprotected one is still there, and a removal keeps
+    /// the room, so a registered UE holds two slots either way; made at once, the second
+    /// connection moves no first one (one allocation per registration fewer).
     fn push_conn(&mut self, handle: SocketHandle, conn: TcpConn) {
-        self.conns.reserve_exact(1);
+        self.conns
+            .reserve_exact(if self.conns.capacity() == 0 { 2 } else { 1 });
         self.conns.push((handle, conn));
     }
 

@@ -256,11 +256,13 @@ fn frame_in_input(
     now: Instant,
     events: &mut Vec<WorkerEvent>,
 ) -> bool {
+    // The protocol first: a UDP datagram needs no SIP-port deadlines.
+    if seg.ports.proto != crate::ipc::Transport::Tcp {
+        return false;
+    }
     let expiry = (cfg.sip_port, sip_deadlines(&cfg.sip_limits, ue));
-    seg.ports.proto == crate::ipc::Transport::Tcp
-        && ue
-            .stack
-            .frame_in_input(now, seg.ports.src, seg.ports.dst, expiry, events)
+    ue.stack
+        .frame_in_input(now, seg.ports.src, seg.ports.dst, expiry, events)
 }
 
 /// After a poll: `ue`'s use of the SIP port counted again into `total` and the UE's next
