@@ -115,8 +115,44 @@ pub(super) unsafe fn compress(
     block: &[u8; 64],
     aes: Option<&mut CbcJob<'_>>,
 ) {
+    let mut st = St::load(state);
     // SAFETY: the caller guarantees the features; `Bytes` needs nothing more.
-    unsafe { compress_from(state, Src::Bytes(block), aes) }
+    unsafe { compress_from(&mut st, Src::Bytes(block), aes) };
+    st.store(state);
+}
+
+/// A SHA-1 chaining value in the registers SHA1RNDS4 and SHA1NEXTE use: A..D with A in the
+/// high dword, and E in the high dword of its own register (the rest zero).
+#[derive(Clone, Copy)]
+struct St {
+    abcd: __m128i,
+    e: __m128i,
+}
+
+impl St {
+    /// From the FIPS 180-4 word order `[A, B, C, D, E]`.
+    #[target_feature(enable = "sse2,sse4.1")]
+    fn load(state: &[u32; 5]) -> Self {
+        // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.
+        let v = unsafe { _mm_loadu_si128(state.as_ptr().cast()) };
+        St {
+            abcd: _mm_shuffle_epi32::<0x1b>(v),
+            e: _mm_set_epi32(state[4] as i32, 0, 0, 0),
+        }
+    }
+
+    /// Back to `[A, B, C, D, E]`.
+    #[target_feature(enable = "sse2,sse4.1")]
+    fn store(self, state: &mut [u32; 5]) {
+        // SAFETY: as for the load above.
+        unsafe {
+            _mm_storeu_si128(
+                state.as_mut_ptr().cast(),
+                _mm_shuffle_epi32::<0x1b>(self.abcd),
+            )
+        };
+        state[4] = _mm_extract_epi32::<3>(self.e) as u32;
+    }
 }
 
 /// Where a compression's 64-byte block is read from.
@@ -129,6 +165,9 @@ enum Src<'b> {
     /// Its four loads come before this compression's first AES store, and the caller
     /// keeps `at + 64 <= done`.
     Job(usize),
+    /// The block's four message registers, already in SHA1RNDS4's word order (W[4q] in
+    /// the high dword of register q): blocks made in registers (the padding, the outer hash).
+    Words([__m128i; 4]),
 }
 
 /// [`compress`] with the block taken from `src`.
@@ -138,12 +177,11 @@ enum Src<'b> {
 #[target_feature(enable = "aes,sha,sse2,ssse3,sse4.1")]
 #[inline]
 #[allow(unused_assignments)] // the last quad-rounds' ring and AES-state writes are dead
-unsafe fn compress_from(state: &mut [u32; 5], src: Src<'_>, mut aes: Option<&mut CbcJob<'_>>) {
+unsafe fn compress_from(state: &mut St, src: Src<'_>, mut aes: Option<&mut CbcJob<'_>>) {
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
-    // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.
-    let abcd0 = _mm_shuffle_epi32::<0x1b>(unsafe { _mm_loadu_si128(state.as_ptr().cast()) });
-    let e_save = _mm_set_epi32(state[4] as i32, 0, 0, 0);
+    let abcd0 = state.abcd;
+    let e_save = state.e;
     let mut abcd = abcd0;
     let mut e_prev = e_save;
     let mut ring = [_mm_setzero_si128(); 4];
@@ -168,16 +206,22 @@ unsafe fn compress_from(state: &mut [u32; 5], src: Src<'_>, mut aes: Option<&mut
         ($r:literal, $f:literal) => {{
             let m = if $r < 4 {
                 let at = match src {
-                    Src::Bytes(b) => b.as_ptr(),
+                    Src::Words(w) => Err(w[$r]),
+                    Src::Bytes(b) => Ok(b.as_ptr()),
                     Src::Job(at) => match aes.as_deref() {
                         // SAFETY: `at + 64 <= done <= data.len()` (the contract).
-                        Some(j) => unsafe { j.data.as_ptr().add(at) },
+                        Some(j) => Ok(unsafe { j.data.as_ptr().add(at) }),
                         None => return,
                     },
                 };
-                // SAFETY: 64 readable bytes at `at`; 16-byte unaligned load at offset 16 * r.
-                let w = unsafe { _mm_loadu_si128(at.add(16 * $r).cast()) };
-                _mm_shuffle_epi8(w, bswap)
+                match at {
+                    Err(w) => w,
+                    Ok(at) => {
+                        // SAFETY: 64 readable bytes at `at`; unaligned 16-byte load at 16 r.
+                        let w = unsafe { _mm_loadu_si128(at.add(16 * $r).cast()) };
+                        _mm_shuffle_epi8(w, bswap)
+                    }
+                }
             } else {
                 // FIPS 180-4 6.1.2 step 1, four words at a time.
                 let t = _mm_sha1msg1_epu32(ring[$r % 4], ring[($r + 1) % 4]);
@@ -230,11 +274,8 @@ unsafe fn compress_from(state: &mut [u32; 5], src: Src<'_>, mut aes: Option<&mut
     }
     sha1_quad_rounds!(quad);
 
-    let e = _mm_sha1nexte_epu32(e_prev, e_save);
-    abcd = _mm_add_epi32(abcd, abcd0);
-    // SAFETY: as for the load above.
-    unsafe { _mm_storeu_si128(state.as_mut_ptr().cast(), _mm_shuffle_epi32::<0x1b>(abcd)) };
-    state[4] = _mm_extract_epi32::<3>(e) as u32;
+    state.e = _mm_sha1nexte_epu32(e_prev, e_save);
+    state.abcd = _mm_add_epi32(abcd, abcd0);
     if let Some(j) = aes {
         j.chain = chain;
         j.done += 16 * n_aes;
@@ -288,7 +329,7 @@ unsafe fn seal_ni(
         done: 0,
     };
     let total = hdr_iv.len() + job.data.len();
-    let mut state = mac.ipad;
+    let mut state = St::load(&mac.ipad);
     let mut block = [0u8; 64];
 
     // Run the cipher ahead until the first hash block's bytes exist and `LEAD` more, then
@@ -320,49 +361,103 @@ unsafe fn seal_ni(
         } else {
             gather(hdr_iv, job.data, hashed, &mut block);
             // SAFETY: as above.
-            unsafe { compress(&mut state, &block, Some(&mut job)) };
+            unsafe { compress_from(&mut state, Src::Bytes(&block), Some(&mut job)) };
         }
         hashed += 64;
     }
     // FIPS 180-4 5.1.1 padding; the ipad block counts towards the length.
     let rem = total - hashed;
-    block = [0u8; 64];
-    for (i, b) in block[..rem].iter_mut().enumerate() {
-        let at = hashed + i;
-        *b = if at < hdr_iv.len() {
-            hdr_iv[at]
-        } else {
-            job.data[at - hdr_iv.len()]
-        };
-    }
-    block[rem] = 0x80;
     let bits = ((64 + total) as u64) * 8;
-    if rem + 1 > 56 {
+    match pad_words(
+        &job.data[(job.data.len() + hashed).saturating_sub(total)..],
+        rem,
+        bits,
+    ) {
+        // The usual ESP shapes: the last block made in registers from the body's tail (no
+        // byte stores read back by wider loads on the way to the last compressions).
         // SAFETY: as above.
-        unsafe { compress(&mut state, &block, None) };
-        block = [0u8; 64];
+        Some(w) if hashed >= hdr_iv.len() => unsafe {
+            compress_from(&mut state, Src::Words(w), None)
+        },
+        _ => {
+            block = [0u8; 64];
+            for (i, b) in block[..rem].iter_mut().enumerate() {
+                let at = hashed + i;
+                *b = if at < hdr_iv.len() {
+                    hdr_iv[at]
+                } else {
+                    job.data[at - hdr_iv.len()]
+                };
+            }
+            block[rem] = 0x80;
+            if rem + 1 > 56 {
+                // SAFETY: as above.
+                unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+                block = [0u8; 64];
+            }
+            block[56..].copy_from_slice(&bits.to_be_bytes());
+            // SAFETY: as above.
+            unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+        }
     }
-    block[56..].copy_from_slice(&bits.to_be_bytes());
-    // SAFETY: as above.
-    unsafe { compress(&mut state, &block, None) };
 
-    // Outer hash over the 20-byte inner digest.
-    let mut outer = [0u8; 64];
-    for (i, w) in state.iter().enumerate() {
-        outer[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
-    }
-    outer[20] = 0x80;
-    outer[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
-    let mut st = mac.opad;
+    // Outer hash over the 20-byte inner digest, its block made from the inner state's
+    // registers: W0..W3 are A..D (the `abcd` register as it stands), W4 is E, then the
+    // padding bit and the length 8 * (64 + 20) (FIPS 180-4 5.1.1).
+    let outer = [
+        state.abcd,
+        _mm_or_si128(state.e, _mm_set_epi32(0, 0x8000_0000u32 as i32, 0, 0)),
+        _mm_setzero_si128(),
+        _mm_set_epi32(0, 0, 0, (64 + 20) * 8),
+    ];
+    let mut st = St::load(&mac.opad);
     // SAFETY: as above.
-    unsafe { compress(&mut st, &outer, None) };
+    unsafe { compress_from(&mut st, Src::Words(outer), None) };
+    // A in the high dword: reversing the register's 16 bytes puts A, B, C big-endian first.
+    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+    let mut out = [0u8; 16];
+    // SAFETY: `out` is 16 bytes; unaligned store.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_shuffle_epi8(st.abcd, bswap)) };
     let mut icv = [0u8; 12];
-    for (i, w) in st.iter().take(3).enumerate() {
-        icv[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
-    }
-    state.zeroize();
-    st.zeroize();
+    icv.copy_from_slice(&out[..12]);
     icv
+}
+
+/// The SHA-1 padding block (FIPS 180-4 5.1.1) of a message whose last `rem` bytes are
+/// `tail` (`tail.len() >= rem`, the bytes at its end) and whose length is `bits`, as the
+/// four message registers of [`Src::Words`]; `None` unless `rem` is a multiple of 8 below
+/// 56 (every ESP packet with an 8-byte header and a 16-byte IV: the rest go byte by byte).
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+#[inline]
+fn pad_words(tail: &[u8], rem: usize, bits: u64) -> Option<[__m128i; 4]> {
+    if rem % 8 != 0 || rem >= 56 || tail.len() < rem {
+        return None;
+    }
+    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+    let from = tail.len() - rem;
+    let mut w = [_mm_setzero_si128(); 4];
+    for (q, wq) in w.iter_mut().enumerate() {
+        let at = 16 * q;
+        let raw = if at + 16 <= rem {
+            // SAFETY: `from + at + 16 <= tail.len()`; unaligned 16-byte load.
+            unsafe { _mm_loadu_si128(tail.as_ptr().add(from + at).cast()) }
+        } else if at + 8 == rem {
+            // SAFETY: `from + at + 8 == tail.len()`; unaligned 8-byte load.
+            let lo = unsafe { _mm_loadl_epi64(tail.as_ptr().add(from + at).cast()) };
+            _mm_or_si128(lo, _mm_set_epi64x(0x80, 0))
+        } else if at == rem {
+            _mm_set_epi64x(0, 0x80)
+        } else {
+            _mm_setzero_si128()
+        };
+        *wq = _mm_shuffle_epi8(raw, bswap);
+    }
+    // The length: W14 (high half) and W15 (low half), the low dwords of register 3.
+    w[3] = _mm_or_si128(
+        w[3],
+        _mm_set_epi32(0, 0, (bits >> 32) as i32, bits as u32 as i32),
+    );
+    Some(w)
 }
 
 #[cfg(test)]
