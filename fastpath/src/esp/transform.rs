@@ -364,8 +364,10 @@ impl Transform {
     }
 
     /// Verifies the ICV of `esp` (`hdr | IV | body | ICV`) in constant time and, only if it
-    /// matches, decrypts the body in place. `before_decrypt` runs between the two steps (the
-    /// caller's replay-window update, RFC 4303 3.4.3). `precomputed` is the expected HMAC-96
+    /// matches, decrypts the body in place (the single aes-cbc + hmac-sha-1-96 packet on
+    /// SHA-NI decrypts beside the HMAC and, on a mismatch, restores the ciphertext).
+    /// `before_decrypt` runs once the ICV has matched (the caller's replay-window update,
+    /// RFC 4303 3.4.3). `precomputed` is the expected HMAC-96
     /// ICV if the burst path already computed it (multi-buffer) over the same bytes; the
     /// GCM/GMAC transforms ignore it.
     pub(crate) fn open_with(
