@@ -213,7 +213,7 @@ unsafe fn compress_from(state: &mut St, src: Src<'_>, mut aes: Option<&mut CbcJo
             ($r:literal, $f:literal) => {{
                 let m = if $r < 4 {
                     let at = match src {
-                        Src::Words(w) => Err(w[$r]),
+                        Src::Words(w) => Err(w[$r % 4]),
                         Src::Bytes(b) => Ok(b.as_ptr()),
                         Src::Job(at) => match aes.as_deref() {
                             // In bounds: `at + 64 <= done <= data.len()` (the contract).
@@ -528,7 +528,7 @@ unsafe fn outer_icv(inner: &St, mac: &Sha1NiKey) -> [u8; 12] {
 #[target_feature(enable = "sse2,ssse3,sse4.1")]
 #[inline]
 fn pad_words(tail: &[u8], rem: usize, bits: u64) -> Option<[__m128i; 4]> {
-    if rem % 8 != 0 || rem >= 56 || tail.len() < rem {
+    if !rem.is_multiple_of(8) || rem >= 56 || tail.len() < rem {
         return None;
     }
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
