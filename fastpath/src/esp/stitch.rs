@@ -2,6 +2,8 @@
 //! dependency chains (CBC's block chain and SHA-1's round chain) are interleaved at the
 //! instruction level, two AES rounds per SHA-1 quad-round, so one core runs both at once.
 //! This is the outbound hot path of `hmac-sha-1-96` + `aes-cbc` (TS 33.203's usual suite).
+//! The single-packet decryption is here too: the HMAC with its state in registers, the CBC
+//! decryption (parallel, so not interleaved) issued beside its last two compressions.
 //!
 //! SHA-1 follows FIPS 180-4 6.1.2 using the SHA extensions (SHA1RNDS4 does four rounds,
 //! SHA1NEXTE/SHA1MSG1/SHA1MSG2 the E rotation and message schedule); HMAC is RFC 2104.
@@ -627,8 +629,9 @@ mod timing {
         unsafe { core::arch::x86_64::_rdtsc() }
     }
 
-    /// The pieces of the single-packet encryption alone and stitched, minimum TSC ticks
-    /// over many rounds (release; `-- --ignored --nocapture`).
+    /// The single-packet decryption against the path it replaced, and the pieces of the
+    /// single-packet encryption alone and stitched, minimum TSC ticks over many rounds
+    /// (release; `-- --ignored --nocapture`).
     #[test]
     #[ignore]
     fn stitch_timing() {
