@@ -2,6 +2,8 @@
 //! dependency chains (CBC's block chain and SHA-1's round chain) are interleaved at the
 //! instruction level, two AES rounds per SHA-1 quad-round, so one core runs both at once.
 //! This is the outbound hot path of `hmac-sha-1-96` + `aes-cbc` (TS 33.203's usual suite).
+//! The single-packet decryption is here too: the HMAC with its state in registers, the CBC
+//! decryption (parallel, so not interleaved) issued beside its last two compressions.
 //!
 //! SHA-1 follows FIPS 180-4 6.1.2 using the SHA extensions (SHA1RNDS4 does four rounds,
 //! SHA1NEXTE/SHA1MSG1/SHA1MSG2 the E rotation and message schedule); HMAC is RFC 2104.
@@ -115,8 +117,44 @@ pub(super) unsafe fn compress(
     block: &[u8; 64],
     aes: Option<&mut CbcJob<'_>>,
 ) {
+    let mut st = St::load(state);
     // SAFETY: the caller guarantees the features; `Bytes` needs nothing more.
-    unsafe { compress_from(state, Src::Bytes(block), aes) }
+    unsafe { compress_from(&mut st, Src::Bytes(block), aes) };
+    st.store(state);
+}
+
+/// A SHA-1 chaining value in the registers SHA1RNDS4 and SHA1NEXTE use: A..D with A in the
+/// high dword, and E in the high dword of its own register (the rest zero).
+#[derive(Clone, Copy)]
+struct St {
+    abcd: __m128i,
+    e: __m128i,
+}
+
+impl St {
+    /// From the FIPS 180-4 word order `[A, B, C, D, E]`.
+    #[target_feature(enable = "sse2,sse4.1")]
+    fn load(state: &[u32; 5]) -> Self {
+        // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.
+        let v = unsafe { _mm_loadu_si128(state.as_ptr().cast()) };
+        St {
+            abcd: _mm_shuffle_epi32::<0x1b>(v),
+            e: _mm_set_epi32(state[4] as i32, 0, 0, 0),
+        }
+    }
+
+    /// Back to `[A, B, C, D, E]`.
+    #[target_feature(enable = "sse2,sse4.1")]
+    fn store(self, state: &mut [u32; 5]) {
+        // SAFETY: as for the load above.
+        unsafe {
+            _mm_storeu_si128(
+                state.as_mut_ptr().cast(),
+                _mm_shuffle_epi32::<0x1b>(self.abcd),
+            )
+        };
+        state[4] = _mm_extract_epi32::<3>(self.e) as u32;
+    }
 }
 
 /// Where a compression's 64-byte block is read from.
@@ -129,115 +167,126 @@ enum Src<'b> {
     /// Its four loads come before this compression's first AES store, and the caller
     /// keeps `at + 64 <= done`.
     Job(usize),
+    /// The block's four message registers, already in SHA1RNDS4's word order (W[4q] in
+    /// the high dword of register q): blocks made in registers (the padding, the outer hash).
+    Words([__m128i; 4]),
 }
 
 /// [`compress`] with the block taken from `src`.
 ///
 /// # Safety
 /// As [`compress`]; with `Src::Job(at)`, `aes` is `Some` and `at + 64 <= aes.done`.
-#[target_feature(enable = "aes,sha,sse2,ssse3,sse4.1")]
-#[inline]
+/// Called only from functions with those features enabled, into which it is always inlined
+/// (a `target_feature` function may not be `inline(always)`): so each caller's compressions
+/// keep the state in registers and drop the branches of the sources and jobs it does not
+/// use (out of line, one copy for every caller, each call took the state through memory).
+#[inline(always)]
 #[allow(unused_assignments)] // the last quad-rounds' ring and AES-state writes are dead
-unsafe fn compress_from(state: &mut [u32; 5], src: Src<'_>, mut aes: Option<&mut CbcJob<'_>>) {
-    // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
-    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
-    // SAFETY: `state` holds five u32; the first four are an unaligned 16-byte load.
-    let abcd0 = _mm_shuffle_epi32::<0x1b>(unsafe { _mm_loadu_si128(state.as_ptr().cast()) });
-    let e_save = _mm_set_epi32(state[4] as i32, 0, 0, 0);
-    let mut abcd = abcd0;
-    let mut e_prev = e_save;
-    let mut ring = [_mm_setzero_si128(); 4];
+unsafe fn compress_from(state: &mut St, src: Src<'_>, mut aes: Option<&mut CbcJob<'_>>) {
+    // SAFETY: the caller's functions enable AES-NI, SHA, SSSE3 and SSE4.1 (the contract),
+    // so the intrinsics below run on a CPU that has them; every pointer access is in bounds
+    // (each says why).
+    unsafe {
+        // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
+        let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+        let abcd0 = state.abcd;
+        let e_save = state.e;
+        let mut abcd = abcd0;
+        let mut e_prev = e_save;
+        let mut ring = [_mm_setzero_si128(); 4];
 
-    // How many AES blocks ride along and where they are.
-    let (n_aes, base) = match aes.as_deref() {
-        Some(j) => (((j.data.len() - j.done) / 16).min(4), j.done),
-        None => (0, 0),
-    };
-    let mut x = _mm_setzero_si128();
-    // The CBC chaining value stays in a register: a round trip through memory would add a
-    // store-to-load forward to the serial AES chain of every block.
-    let mut chain = aes.as_deref().map_or(_mm_setzero_si128(), |j| j.chain);
-    // Round key 10 ^ round key 0: the last round of a block made with this key and the next
-    // plaintext block gives that block's whitened state directly (c ^ p' ^ k0), so the chain
-    // from one block to the next is the ten AES rounds and no XOR.
-    let k10_k0 = aes.as_deref().map_or(_mm_setzero_si128(), |j| {
-        _mm_xor_si128(j.keys[10], j.keys[0])
-    });
+        // How many AES blocks ride along and where they are.
+        let (n_aes, base) = match aes.as_deref() {
+            Some(j) => (((j.data.len() - j.done) / 16).min(4), j.done),
+            None => (0, 0),
+        };
+        let mut x = _mm_setzero_si128();
+        // The CBC chaining value stays in a register: a round trip through memory would add a
+        // store-to-load forward to the serial AES chain of every block.
+        let mut chain = aes.as_deref().map_or(_mm_setzero_si128(), |j| j.chain);
+        // Round key 10 ^ round key 0: the last round of a block made with this key and the next
+        // plaintext block gives that block's whitened state directly (c ^ p' ^ k0), so the chain
+        // from one block to the next is the ten AES rounds and no XOR.
+        let k10_k0 = aes.as_deref().map_or(_mm_setzero_si128(), |j| {
+            _mm_xor_si128(j.keys[10], j.keys[0])
+        });
 
-    macro_rules! quad {
-        ($r:literal, $f:literal) => {{
-            let m = if $r < 4 {
-                let at = match src {
-                    Src::Bytes(b) => b.as_ptr(),
-                    Src::Job(at) => match aes.as_deref() {
-                        // SAFETY: `at + 64 <= done <= data.len()` (the contract).
-                        Some(j) => unsafe { j.data.as_ptr().add(at) },
-                        None => return,
-                    },
-                };
-                // SAFETY: 64 readable bytes at `at`; 16-byte unaligned load at offset 16 * r.
-                let w = unsafe { _mm_loadu_si128(at.add(16 * $r).cast()) };
-                _mm_shuffle_epi8(w, bswap)
-            } else {
-                // FIPS 180-4 6.1.2 step 1, four words at a time.
-                let t = _mm_sha1msg1_epu32(ring[$r % 4], ring[($r + 1) % 4]);
-                _mm_sha1msg2_epu32(_mm_xor_si128(t, ring[($r + 2) % 4]), ring[($r + 3) % 4])
-            };
-            ring[$r % 4] = m;
-            let e = if $r == 0 {
-                _mm_add_epi32(e_prev, m)
-            } else {
-                _mm_sha1nexte_epu32(e_prev, m)
-            };
-            e_prev = abcd;
-            abcd = _mm_sha1rnds4_epu32::<$f>(abcd, e);
-            // Two AES rounds of block r/5 of the ride-along CBC job.
-            if $r / 5 < n_aes {
-                if let Some(j) = aes.as_deref_mut() {
-                    let off = base + 16 * ($r / 5);
-                    let k = &j.keys;
-                    match $r % 5 {
-                        0 => {
-                            if $r == 0 {
-                                // SAFETY: off + 16 <= data.len() because r/5 < n_aes.
-                                let p = unsafe { _mm_loadu_si128(j.data.as_ptr().add(off).cast()) };
-                                // The chaining value last: one XOR on the chain.
-                                x = _mm_xor_si128(_mm_xor_si128(p, k[0]), chain);
-                            }
-                            // Later blocks: `x` was whitened by the previous block's last round.
-                            x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[1]), k[2]);
+        macro_rules! quad {
+            ($r:literal, $f:literal) => {{
+                let m = if $r < 4 {
+                    let at = match src {
+                        Src::Words(w) => Err(w[$r % 4]),
+                        Src::Bytes(b) => Ok(b.as_ptr()),
+                        Src::Job(at) => match aes.as_deref() {
+                            // In bounds: `at + 64 <= done <= data.len()` (the contract).
+                            Some(j) => Ok(j.data.as_ptr().add(at)),
+                            None => return,
+                        },
+                    };
+                    match at {
+                        Err(w) => w,
+                        Ok(at) => {
+                            // In bounds: 64 readable bytes at `at`; unaligned 16-byte load at 16 r.
+                            let w = _mm_loadu_si128(at.add(16 * $r).cast());
+                            _mm_shuffle_epi8(w, bswap)
                         }
-                        1 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[3]), k[4]),
-                        2 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[5]), k[6]),
-                        3 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[7]), k[8]),
-                        _ => {
-                            let y = _mm_aesenc_si128(x, k[9]);
-                            chain = _mm_aesenclast_si128(y, k[10]);
-                            if $r / 5 + 1 < n_aes {
-                                // SAFETY: off + 32 <= data.len() because r/5 + 1 < n_aes.
-                                let p = unsafe {
-                                    _mm_loadu_si128(j.data.as_ptr().add(off + 16).cast())
-                                };
-                                x = _mm_aesenclast_si128(y, _mm_xor_si128(k10_k0, p));
+                    }
+                } else {
+                    // FIPS 180-4 6.1.2 step 1, four words at a time.
+                    let t = _mm_sha1msg1_epu32(ring[$r % 4], ring[($r + 1) % 4]);
+                    _mm_sha1msg2_epu32(_mm_xor_si128(t, ring[($r + 2) % 4]), ring[($r + 3) % 4])
+                };
+                ring[$r % 4] = m;
+                let e = if $r == 0 {
+                    _mm_add_epi32(e_prev, m)
+                } else {
+                    _mm_sha1nexte_epu32(e_prev, m)
+                };
+                e_prev = abcd;
+                abcd = _mm_sha1rnds4_epu32::<$f>(abcd, e);
+                // Two AES rounds of block r/5 of the ride-along CBC job.
+                if $r / 5 < n_aes {
+                    if let Some(j) = aes.as_deref_mut() {
+                        let off = base + 16 * ($r / 5);
+                        let k = &j.keys;
+                        match $r % 5 {
+                            0 => {
+                                if $r == 0 {
+                                    // In bounds: off + 16 <= data.len() because r/5 < n_aes.
+                                    let p = _mm_loadu_si128(j.data.as_ptr().add(off).cast());
+                                    // The chaining value last: one XOR on the chain.
+                                    x = _mm_xor_si128(_mm_xor_si128(p, k[0]), chain);
+                                }
+                                // Later blocks: `x` was whitened by the previous block's last round.
+                                x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[1]), k[2]);
                             }
-                            // SAFETY: as above, within data.
-                            unsafe { _mm_storeu_si128(j.data.as_mut_ptr().add(off).cast(), chain) };
+                            1 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[3]), k[4]),
+                            2 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[5]), k[6]),
+                            3 => x = _mm_aesenc_si128(_mm_aesenc_si128(x, k[7]), k[8]),
+                            _ => {
+                                let y = _mm_aesenc_si128(x, k[9]);
+                                chain = _mm_aesenclast_si128(y, k[10]);
+                                if $r / 5 + 1 < n_aes {
+                                    // In bounds: off + 32 <= data.len() because r/5 + 1 < n_aes.
+                                    let p = _mm_loadu_si128(j.data.as_ptr().add(off + 16).cast());
+                                    x = _mm_aesenclast_si128(y, _mm_xor_si128(k10_k0, p));
+                                }
+                                // In bounds: as above, within data.
+                                _mm_storeu_si128(j.data.as_mut_ptr().add(off).cast(), chain);
+                            }
                         }
                     }
                 }
-            }
-        }};
-    }
-    sha1_quad_rounds!(quad);
+            }};
+        }
+        sha1_quad_rounds!(quad);
 
-    let e = _mm_sha1nexte_epu32(e_prev, e_save);
-    abcd = _mm_add_epi32(abcd, abcd0);
-    // SAFETY: as for the load above.
-    unsafe { _mm_storeu_si128(state.as_mut_ptr().cast(), _mm_shuffle_epi32::<0x1b>(abcd)) };
-    state[4] = _mm_extract_epi32::<3>(e) as u32;
-    if let Some(j) = aes {
-        j.chain = chain;
-        j.done += 16 * n_aes;
+        state.e = _mm_sha1nexte_epu32(e_prev, e_save);
+        state.abcd = _mm_add_epi32(abcd, abcd0);
+        if let Some(j) = aes {
+            j.chain = chain;
+            j.done += 16 * n_aes;
+        }
     }
 }
 
@@ -288,7 +337,7 @@ unsafe fn seal_ni(
         done: 0,
     };
     let total = hdr_iv.len() + job.data.len();
-    let mut state = mac.ipad;
+    let mut state = St::load(&mac.ipad);
     let mut block = [0u8; 64];
 
     // Run the cipher ahead until the first hash block's bytes exist and `LEAD` more, then
@@ -320,49 +369,195 @@ unsafe fn seal_ni(
         } else {
             gather(hdr_iv, job.data, hashed, &mut block);
             // SAFETY: as above.
-            unsafe { compress(&mut state, &block, Some(&mut job)) };
+            unsafe { compress_from(&mut state, Src::Bytes(&block), Some(&mut job)) };
         }
         hashed += 64;
     }
     // FIPS 180-4 5.1.1 padding; the ipad block counts towards the length.
     let rem = total - hashed;
-    block = [0u8; 64];
-    for (i, b) in block[..rem].iter_mut().enumerate() {
-        let at = hashed + i;
-        *b = if at < hdr_iv.len() {
-            hdr_iv[at]
-        } else {
-            job.data[at - hdr_iv.len()]
-        };
-    }
-    block[rem] = 0x80;
     let bits = ((64 + total) as u64) * 8;
-    if rem + 1 > 56 {
+    match pad_words(
+        &job.data[(job.data.len() + hashed).saturating_sub(total)..],
+        rem,
+        bits,
+    ) {
+        // The usual ESP shapes: the last block made in registers from the body's tail (no
+        // byte stores read back by wider loads on the way to the last compressions).
         // SAFETY: as above.
-        unsafe { compress(&mut state, &block, None) };
-        block = [0u8; 64];
+        Some(w) if hashed >= hdr_iv.len() => unsafe {
+            compress_from(&mut state, Src::Words(w), None)
+        },
+        _ => {
+            block = [0u8; 64];
+            for (i, b) in block[..rem].iter_mut().enumerate() {
+                let at = hashed + i;
+                *b = if at < hdr_iv.len() {
+                    hdr_iv[at]
+                } else {
+                    job.data[at - hdr_iv.len()]
+                };
+            }
+            block[rem] = 0x80;
+            if rem + 1 > 56 {
+                // SAFETY: as above.
+                unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+                block = [0u8; 64];
+            }
+            block[56..].copy_from_slice(&bits.to_be_bytes());
+            // SAFETY: as above.
+            unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+        }
     }
-    block[56..].copy_from_slice(&bits.to_be_bytes());
-    // SAFETY: as above.
-    unsafe { compress(&mut state, &block, None) };
 
-    // Outer hash over the 20-byte inner digest.
-    let mut outer = [0u8; 64];
-    for (i, w) in state.iter().enumerate() {
-        outer[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
-    }
-    outer[20] = 0x80;
-    outer[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
-    let mut st = mac.opad;
     // SAFETY: as above.
-    unsafe { compress(&mut st, &outer, None) };
-    let mut icv = [0u8; 12];
-    for (i, w) in st.iter().take(3).enumerate() {
-        icv[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    unsafe { outer_icv(&state, mac) }
+}
+
+/// HMAC-SHA-1-96 over `hdr_iv || body` (RFC 4303 2.8 / RFC 2404), returned, and the
+/// AES-128-CBC decryption of `body` (whole blocks) in place with `iv`: the HMAC's state in
+/// registers from block to block, its padding and outer blocks made in registers, and the
+/// decryption run once the hash has read the body, beside the last two compressions
+/// (RFC 4303 3.4.4.2 lets decryption run beside the integrity check; the caller drops the
+/// packet if the ICV does not match, and restores its ciphertext).
+pub(super) fn open_aes128_cbc_hmac_sha1_96(
+    aes: &Aes128Ni,
+    mac: &Sha1NiKey,
+    hdr_iv: &[u8],
+    iv: &[u8],
+    body: &mut [u8],
+) -> [u8; 12] {
+    // SAFETY: both key types exist only after `available`-style feature checks.
+    unsafe { open_ni(aes, mac, hdr_iv, iv, body) }
+}
+
+#[target_feature(enable = "aes,sha,sse2,ssse3,sse4.1")]
+unsafe fn open_ni(
+    aes: &Aes128Ni,
+    mac: &Sha1NiKey,
+    hdr_iv: &[u8],
+    iv: &[u8],
+    body: &mut [u8],
+) -> [u8; 12] {
+    let h = hdr_iv.len();
+    let total = h + body.len();
+    let mut state = St::load(&mac.ipad);
+    let mut block = [0u8; 64];
+    let mut hashed = 0;
+    while hashed + 64 <= total {
+        if hashed >= h {
+            let Some(b) = body[hashed - h..].first_chunk::<64>() else {
+                break; // not reached: `hashed + 64 <= total`
+            };
+            // SAFETY: features are enabled on this function.
+            unsafe { compress_from(&mut state, Src::Bytes(b), None) };
+        } else {
+            gather(hdr_iv, body, hashed, &mut block);
+            // SAFETY: as above.
+            unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+        }
+        hashed += 64;
     }
-    state.zeroize();
-    st.zeroize();
+    // The padding block is read (into registers or `block`) before the rest of the body is
+    // decrypted, so that decryption runs beside the last compressions.
+    let rem = total - hashed;
+    let bits = ((64 + total) as u64) * 8;
+    let words = if hashed >= h {
+        pad_words(&body[hashed - h..], rem, bits)
+    } else {
+        None
+    };
+    let two = words.is_none() && rem + 1 > 56;
+    if words.is_none() {
+        block = [0u8; 64];
+        for (i, b) in block[..rem].iter_mut().enumerate() {
+            let at = hashed + i;
+            *b = if at < h { hdr_iv[at] } else { body[at - h] };
+        }
+        block[rem] = 0x80;
+    }
+    aes.cbc_decrypt(iv, body);
+    match words {
+        // SAFETY: as above.
+        Some(w) => unsafe { compress_from(&mut state, Src::Words(w), None) },
+        None => {
+            if two {
+                // SAFETY: as above.
+                unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+                block = [0u8; 64];
+            }
+            block[56..].copy_from_slice(&bits.to_be_bytes());
+            // SAFETY: as above.
+            unsafe { compress_from(&mut state, Src::Bytes(&block), None) };
+        }
+    }
+    // SAFETY: as above.
+    unsafe { outer_icv(&state, mac) }
+}
+
+/// The outer hash of HMAC-SHA-1 (RFC 2104) over the inner digest `inner`, truncated to 96
+/// bits (RFC 2404), its block made from the inner state's registers: W0..W3 are A..D (the
+/// `abcd` register as it stands), W4 is E, then the padding bit and the length
+/// 8 * (64 + 20) (FIPS 180-4 5.1.1).
+///
+/// # Safety
+/// As [`compress`].
+#[target_feature(enable = "aes,sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn outer_icv(inner: &St, mac: &Sha1NiKey) -> [u8; 12] {
+    let outer = [
+        inner.abcd,
+        _mm_or_si128(inner.e, _mm_set_epi32(0, 0x8000_0000u32 as i32, 0, 0)),
+        _mm_setzero_si128(),
+        _mm_set_epi32(0, 0, 0, (64 + 20) * 8),
+    ];
+    let mut st = St::load(&mac.opad);
+    // SAFETY: the caller guarantees the features.
+    unsafe { compress_from(&mut st, Src::Words(outer), None) };
+    // A in the high dword: reversing the register's 16 bytes puts A, B, C big-endian first.
+    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+    let mut out = [0u8; 16];
+    // SAFETY: `out` is 16 bytes; unaligned store.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_shuffle_epi8(st.abcd, bswap)) };
+    let mut icv = [0u8; 12];
+    icv.copy_from_slice(&out[..12]);
     icv
+}
+
+/// The SHA-1 padding block (FIPS 180-4 5.1.1) of a message whose last `rem` bytes are
+/// `tail` (`tail.len() >= rem`, the bytes at its end) and whose length is `bits`, as the
+/// four message registers of [`Src::Words`]; `None` unless `rem` is a multiple of 8 below
+/// 56 (every ESP packet with an 8-byte header and a 16-byte IV: the rest go byte by byte).
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+#[inline]
+fn pad_words(tail: &[u8], rem: usize, bits: u64) -> Option<[__m128i; 4]> {
+    if !rem.is_multiple_of(8) || rem >= 56 || tail.len() < rem {
+        return None;
+    }
+    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+    let from = tail.len() - rem;
+    let mut w = [_mm_setzero_si128(); 4];
+    for (q, wq) in w.iter_mut().enumerate() {
+        let at = 16 * q;
+        let raw = if at + 16 <= rem {
+            // SAFETY: `from + at + 16 <= tail.len()`; unaligned 16-byte load.
+            unsafe { _mm_loadu_si128(tail.as_ptr().add(from + at).cast()) }
+        } else if at + 8 == rem {
+            // SAFETY: `from + at + 8 == tail.len()`; unaligned 8-byte load.
+            let lo = unsafe { _mm_loadl_epi64(tail.as_ptr().add(from + at).cast()) };
+            _mm_or_si128(lo, _mm_set_epi64x(0x80, 0))
+        } else if at == rem {
+            _mm_set_epi64x(0, 0x80)
+        } else {
+            _mm_setzero_si128()
+        };
+        *wq = _mm_shuffle_epi8(raw, bswap);
+    }
+    // The length: W14 (high half) and W15 (low half), the low dwords of register 3.
+    w[3] = _mm_or_si128(
+        w[3],
+        _mm_set_epi32(0, 0, (bits >> 32) as i32, bits as u32 as i32),
+    );
+    Some(w)
 }
 
 #[cfg(test)]
@@ -390,7 +585,7 @@ mod tests {
         }
         let mut r = rng(0x5eed);
         for blocks in 1..=100usize {
-            for hdr_len in [24usize, 8] {
+            for hdr_len in [24usize, 8, 40, 20] {
                 let ck: [u8; 16] = core::array::from_fn(|_| r());
                 let ik: Vec<u8> = (0..20).map(|_| r()).collect();
                 let hdr_iv: Vec<u8> = (0..hdr_len).map(|_| r()).collect();
@@ -410,6 +605,16 @@ mod tests {
                 let icv = seal_aes128_cbc_hmac_sha1_96(&aes, &key, &hdr_iv, &iv, &mut got);
                 assert_eq!(got, expect, "{blocks} blocks, hdr {hdr_len}");
                 assert_eq!(icv[..], expect_icv[..12], "{blocks} blocks, hdr {hdr_len}");
+
+                // And back: the single-packet decryption returns the same HMAC over the
+                // ciphertext and leaves the plaintext.
+                let icv = open_aes128_cbc_hmac_sha1_96(&aes, &key, &hdr_iv, &iv, &mut got);
+                assert_eq!(got, plain, "open: {blocks} blocks, hdr {hdr_len}");
+                assert_eq!(
+                    icv[..],
+                    expect_icv[..12],
+                    "open: {blocks} blocks, hdr {hdr_len}"
+                );
             }
         }
     }
@@ -424,8 +629,9 @@ mod timing {
         unsafe { core::arch::x86_64::_rdtsc() }
     }
 
-    /// The pieces of the single-packet encryption alone and stitched, minimum TSC ticks
-    /// over many rounds (release; `-- --ignored --nocapture`).
+    /// The single-packet decryption against the path it replaced, and the pieces of the
+    /// single-packet encryption alone and stitched, minimum TSC ticks over many rounds
+    /// (release; `-- --ignored --nocapture`).
     #[test]
     #[ignore]
     fn stitch_timing() {
@@ -438,6 +644,31 @@ mod timing {
         let iv = [5u8; 16];
         let mut body = vec![1u8; 1408];
         let blk = [0x42u8; 64];
+        // The single-packet decryption against the HMAC (`integ::Sha1NiCtx`, the `sha1`
+        // crate's SHA-NI blocks) and then the CBC decryption, as before, alternated.
+        for _ in 0..3 {
+            let mut line = String::new();
+            for len in [1408usize, 80, 528] {
+                let mut b = [u64::MAX; 2];
+                for _ in 0..3000 {
+                    let t = ticks();
+                    let icv = open_aes128_cbc_hmac_sha1_96(&aes, &key, &hdr, &iv, &mut body[..len]);
+                    core::hint::black_box(icv);
+                    b[0] = b[0].min(ticks() - t);
+                    let t = ticks();
+                    let mut m = super::super::integ::Sha1NiCtx::start(&key);
+                    super::super::integ::MacCtx::update(&mut m, &hdr);
+                    super::super::integ::MacCtx::update(&mut m, &body[..len]);
+                    let icv = super::super::integ::MacCtx::finish96(m);
+                    core::hint::black_box(icv);
+                    aes.cbc_decrypt(&iv, &mut body[..len]);
+                    core::hint::black_box(&body);
+                    b[1] = b[1].min(ticks() - t);
+                }
+                line += &format!(" open {len} B: {} ticks, apart {};", b[0], b[1]);
+            }
+            eprintln!("{line}");
+        }
         for round in 0..3 {
             let mut best = [u64::MAX; 5];
             for _ in 0..3000 {

@@ -364,8 +364,10 @@ impl Transform {
     }
 
     /// Verifies the ICV of `esp` (`hdr | IV | body | ICV`) in constant time and, only if it
-    /// matches, decrypts the body in place. `before_decrypt` runs between the two steps (the
-    /// caller's replay-window update, RFC 4303 3.4.3). `precomputed` is the expected HMAC-96
+    /// matches, decrypts the body in place (the single aes-cbc + hmac-sha-1-96 packet on
+    /// SHA-NI decrypts beside the HMAC and, on a mismatch, restores the ciphertext).
+    /// `before_decrypt` runs once the ICV has matched (the caller's replay-window update,
+    /// RFC 4303 3.4.3). `precomputed` is the expected HMAC-96
     /// ICV if the burst path already computed it (multi-buffer) over the same bytes; the
     /// GCM/GMAC transforms ignore it.
     pub(crate) fn open_with(
@@ -397,18 +399,44 @@ impl Transform {
                 // 4-byte store) read back with wider loads waited for the stores to drain
                 // (burst decryption at 64 B: half of this function's samples).
                 let computed;
+                // The single packet of aes-cbc + hmac-sha-1-96 on SHA-NI: decrypted beside the
+                // HMAC's last compressions (`stitch`; RFC 4303 3.4.4.2), the ICV still checked
+                // before the window moves, and on a mismatch dropped as below.
+                let mut decrypted = false;
                 let expect = match precomputed {
                     Some(icv) => icv,
                     None => {
-                        computed = integ.icv(&[hdr_iv, body, suffix]);
+                        #[cfg(target_arch = "x86_64")]
+                        let stitched = match self.aes_sha1_ni() {
+                            Some((c, mac)) if seq_hi.is_none() => {
+                                let iv = &hdr_iv[ESP_HDR_LEN..];
+                                Some(super::stitch::open_aes128_cbc_hmac_sha1_96(
+                                    c, mac, hdr_iv, iv, body,
+                                ))
+                            }
+                            _ => None,
+                        };
+                        #[cfg(not(target_arch = "x86_64"))]
+                        let stitched = None;
+                        decrypted = stitched.is_some();
+                        computed = stitched.unwrap_or_else(|| integ.icv(&[hdr_iv, body, suffix]));
                         &computed
                     }
                 };
                 // RFC 4303 3.4.4: ICV first, compared in constant time.
                 if !super::integ::tags_equal(expect, icv) {
+                    // A dropped packet keeps the bytes it came with, as on the burst path:
+                    // the stitched decryption undone (CBC encryption with the same IV).
+                    #[cfg(target_arch = "x86_64")]
+                    if let (true, Some((c, _))) = (decrypted, self.aes_sha1_ni()) {
+                        c.cbc_encrypt(&hdr_iv[ESP_HDR_LEN..], body, |_| {});
+                    }
                     return Err(EspError::AuthFailed);
                 }
                 before_decrypt();
+                if decrypted {
+                    return Ok(());
+                }
                 if let Transform::Cbc { cipher, .. } = self {
                     let iv = &hdr_iv[ESP_HDR_LEN..];
                     match cipher {
