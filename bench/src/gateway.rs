@@ -66,6 +66,13 @@ pub struct InProcessGateway<Q: PortQueue> {
     /// before them (e.g. the 200 OK to a de-REGISTER) leave through the set first
     /// (`WorkerCommand::RemoveSaSet`: "once its last message was sent").
     deferred: Vec<WorkerCommand>,
+    /// The commands one step's slowpath work produced, executed into the worker in order.
+    /// Kept across steps (and `deferred`'s drained through `ready`) so that no step frees a
+    /// vector inside the worker's CPU window: a real worker takes its commands one by one
+    /// from its channel and frees no batch of them.
+    actions: Vec<WorkerCommand>,
+    /// `deferred`'s commands due this step, drained into the worker.
+    ready: Vec<WorkerCommand>,
     base: std::time::Instant,
     /// CPU time per side, when [`InProcessGateway::account_cpu`] turned it on.
     cpu: Option<StepCpu>,
@@ -159,6 +166,8 @@ impl<Q: PortQueue> InProcessGateway<Q> {
             events: ev_rx,
             _commands: cmd_tx,
             deferred: Vec::new(),
+            actions: Vec::new(),
+            ready: Vec::new(),
             base: std::time::Instant::now(),
             cpu: None,
         })
@@ -174,13 +183,14 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         let clock = self.cpu.is_some().then(crate::cputime::current_thread_cpu);
         let a0 = crate::alloccount::gateway_allocations();
         let mut work = self.worker.run_once(now);
-        for c in std::mem::take(&mut self.deferred) {
+        std::mem::swap(&mut self.deferred, &mut self.ready);
+        for c in self.ready.drain(..) {
             self.worker.command(c, now);
         }
         let after_worker = clock.map(|_| crate::cputime::current_thread_cpu());
         let a1 = crate::alloccount::gateway_allocations();
         let t = self.std_time(now);
-        let mut actions = Vec::new();
+        let mut actions = std::mem::take(&mut self.actions);
         while let Ok(ev) = self.events.try_recv() {
             work += 1;
             actions.extend(self.core.handle(ev, t));
@@ -197,12 +207,13 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         let after_core = clock.map(|_| crate::cputime::current_thread_cpu());
         let a2 = crate::alloccount::gateway_allocations();
         let commands = actions.len() as u64;
-        for a in actions {
+        for a in actions.drain(..) {
             match a {
                 WorkerCommand::RemoveSaSet { .. } => self.deferred.push(a),
                 a => self.worker.command(a, now),
             }
         }
+        self.actions = actions;
         if let (Some(cpu), Some(t0), Some(t1), Some(t2)) =
             (&mut self.cpu, clock, after_worker, after_core)
         {
