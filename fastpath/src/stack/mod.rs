@@ -2730,6 +2730,18 @@ mod tests {
     /// its handshake stays as it is throughout.
     #[test]
     fn a_request_whose_ack_can_wait_is_framed_without_a_poll() {
+        /// The UE sends `bytes` on its connection and polls: its one segment out.
+        fn segment_of(ue: &mut UeStack, to_pc: Flow, bytes: &[u8], now: Instant) -> Vec<u8> {
+            ue.send(to_pc, bytes, false).unwrap();
+            ue.poll(now, &mut Vec::new());
+            ue.pop_outbound().unwrap()
+        }
+        /// What the P-CSCF sent, handed to the UE.
+        fn deliver(sink: &mut Collect, ue: &mut UeStack) {
+            for pk in sink.0.drain(..) {
+                ue.push_inbound(pk, None).unwrap();
+            }
+        }
         // A 2 KiB receive buffer, so that one full segment fills more than half of it (below).
         let PcAndUes {
             mut pc,
@@ -2767,9 +2779,7 @@ mod tests {
         );
         pc.poll_with(at(0), &mut ev, &mut sink);
         assert_eq!(sink.0.len(), 1, "the SYN-ACK");
-        for pk in sink.0.drain(..) {
-            ue.push_inbound(pk, None).unwrap();
-        }
+        deliver(&mut sink, &mut ue);
         assert!(ev.is_empty());
         // The UE's ACK with its request, and that ACK alone first.
         ue.poll(at(1), &mut ue_ev);
@@ -2804,9 +2814,7 @@ mod tests {
         )
         .into_bytes();
         big.extend_from_slice(&body);
-        ue.send(to_pc, &big, false).unwrap();
-        ue.poll(at(2), &mut ue_ev);
-        let data = ue.pop_outbound().unwrap();
+        let data = segment_of(&mut ue, to_pc, &big, at(2));
         assert!(ue.pop_outbound().is_none(), "one segment");
         assert!(pc.input(&data, None, at(2), &mut sink));
         assert!(!pc.frame_in_input(at(2), 40000, 5060, (5060, d), &mut ev));
@@ -2818,36 +2826,24 @@ mod tests {
         pc.poll_with(at(2), &mut ev, &mut sink);
         assert_eq!(sink.0.len(), 1, "the window update");
         assert!(ev.is_empty(), "nothing framed twice");
-        for pk in sink.0.drain(..) {
-            ue.push_inbound(pk, None).unwrap();
-        }
+        deliver(&mut sink, &mut ue);
         // A ping: its pong needs the poll.
-        ue.send(to_pc, b"\r\n\r\n", false).unwrap();
-        ue.poll(at(3), &mut ue_ev);
-        let data = ue.pop_outbound().unwrap();
+        let data = segment_of(&mut ue, to_pc, b"\r\n\r\n", at(3));
         assert!(pc.input(&data, None, at(3), &mut sink));
         assert!(!pc.frame_in_input(at(3), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty());
         pc.poll_with(at(3), &mut ev, &mut sink);
         assert_eq!(sink.0.len(), 1, "the pong");
-        for pk in sink.0.drain(..) {
-            ue.push_inbound(pk, None).unwrap();
-        }
+        deliver(&mut sink, &mut ue);
         // A message begun at 4 ms (framed in place: nothing to report yet) and ended after
         // its deadline: left to the poll, which expires the connection first.
-        ue.send(to_pc, b"OPTIONS sip:p SIP/2.0\r\n", false).unwrap();
-        ue.poll(at(4), &mut ue_ev);
-        let data = ue.pop_outbound().unwrap();
+        let data = segment_of(&mut ue, to_pc, b"OPTIONS sip:p SIP/2.0\r\n", at(4));
         assert!(pc.input(&data, None, at(4), &mut sink));
         assert!(pc.frame_in_input(at(4), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty() && sink.0.is_empty());
         pc.poll_with(at(30), &mut ev, &mut sink);
-        for pk in sink.0.drain(..) {
-            ue.push_inbound(pk, None).unwrap();
-        }
-        ue.send(to_pc, b"Content-Length: 0\r\n\r\n", false).unwrap();
-        ue.poll(at(10_005), &mut ue_ev);
-        let data = ue.pop_outbound().unwrap();
+        deliver(&mut sink, &mut ue);
+        let data = segment_of(&mut ue, to_pc, b"Content-Length: 0\r\n\r\n", at(10_005));
         assert!(pc.input(&data, None, at(10_005), &mut sink));
         assert!(!pc.frame_in_input(at(10_005), 40000, 5060, (5060, d), &mut ev));
         assert!(ev.is_empty(), "not framed: {ev:?}");
