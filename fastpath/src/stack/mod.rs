@@ -1839,7 +1839,6 @@ impl UeStack {
         }
     }
 
-    /// Adds a connection, growing the table by exactly one.
     /// Adds a connection. The first one gets room for two: a registration opens its
     /// protected connection while the unprotected one is still there, and a removal keeps
     /// the room, so a registered UE holds two slots either way; made at once, the second
