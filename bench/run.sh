@@ -11,7 +11,8 @@
 # BENCH_REUSE=1 reuses the last criterion results instead of re-running cargo bench,
 # OPENSSL_SECONDS (default 3) sets how long each `openssl speed` run lasts, CRYPTO_PAIRS
 # (default 3) how many alternated pairs the crypto section takes of the single-packet and burst
-# rows against `openssl speed` and dpdk-test-crypto-perf.
+# rows against `openssl speed` and dpdk-test-crypto-perf, PKTGEN_PAIRS (default 5) how many the
+# pktgen section takes of the fast path against raw AF_PACKET rx (PKTGEN_RAW_SECONDS a run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -187,11 +188,13 @@ section_io() {
 if [[ -n ${BENCH_QUICK:-} ]]; then
     E2E_UES=${E2E_UES:-200} E2E_CALLS=${E2E_CALLS:-100}
     PKTGEN_PKTS_64=${PKTGEN_PKTS_64:-500} PKTGEN_PKTS_1408=${PKTGEN_PKTS_1408:-200}
+    PKTGEN_PAIRS=${PKTGEN_PAIRS:-1} PKTGEN_RAW_SECONDS=${PKTGEN_RAW_SECONDS:-0.5}
     MEM_UES=${MEM_UES:-1000,10000} PROXY_UES=${PROXY_UES:-500}
     export ESP_BENCH_QUICK=1 OPENSSL_SECONDS=${OPENSSL_SECONDS:-1}
 else
     E2E_UES=${E2E_UES:-2000} E2E_CALLS=${E2E_CALLS:-1000}
     PKTGEN_PKTS_64=${PKTGEN_PKTS_64:-4000} PKTGEN_PKTS_1408=${PKTGEN_PKTS_1408:-1000}
+    PKTGEN_PAIRS=${PKTGEN_PAIRS:-5} PKTGEN_RAW_SECONDS=${PKTGEN_RAW_SECONDS:-1}
     MEM_UES=${MEM_UES:-10000,100000,1000000} PROXY_UES=${PROXY_UES:-2000}
 fi
 PKTGEN_UES=${PKTGEN_UES:-64}
@@ -285,49 +288,88 @@ PYEOF
 # Fast path (akapktgen): PKTGEN_UES UEs register through the in-process daemon (one worker
 # thread), then pre-built ESP (hmac-sha-1-96 + aes-cbc) SIP-over-TCP segments of 64 and 1408
 # inner bytes are blasted at its port. Per worker core = packets / worker-thread CPU seconds.
-section_pktgen() {
-    echo "== pktgen: akapktgen, $PKTGEN_UES UEs, 64 B x $PKTGEN_PKTS_64 and 1408 B x $PKTGEN_PKTS_1408 per UE"
-    release_bins
+# The baseline, the raw AF_PACKET rx rate of a veth (the io bench's four af_packet paths, the
+# best of them per frame size), is taken in PKTGEN_PAIRS alternated pairs with the fast path's
+# runs (raw first in odd pairs, akapktgen first in even ones): this host's speed moves between
+# minutes, so a ratio of two moments says little. Each ESP-in row is the median of its pairs'
+# ratios; every pair is kept in pktgen.json (reports: pktgen-<size>-<pair>.json,
+# pktgen-raw-<pair>.json).
+pktgen_raw_run() {
+    local features=()
+    pkg-config --exists libdpdk 2>/dev/null && features=(--features dpdk)
+    AKG_IO_AFPACKET_ONLY=1 AKG_IO_SECONDS="$PKTGEN_RAW_SECONDS" AKG_IO_JSON="$RESULTS/pktgen-raw-$1.json" \
+        cargo bench -p akagate-bench --bench io "${features[@]}" >"$RESULTS/pktgen-raw.log" 2>&1 || {
+        tail -n 30 "$RESULTS/pktgen-raw.log"
+        return 1
+    }
+}
+
+pktgen_esp_runs() {
     local size pkts
     for size in 64 1408; do
         pkts=$PKTGEN_PKTS_64
         [[ $size == 1408 ]] && pkts=$PKTGEN_PKTS_1408
         ./target/release/akapktgen --ues "$PKTGEN_UES" --size "$size" --packets-per-ue "$pkts" \
-            --sip-bytes 1024 --quiet --report "$RESULTS/pktgen-$size.json" || {
+            --sip-bytes 1024 --quiet --report "$RESULTS/pktgen-$size-$1.json" || {
             echo "   akapktgen --size $size failed"
             return 1
         }
     done
-    "$PY" - "$RESULTS" <<'PYEOF'
-import json, os, sys
-res = sys.argv[1]
-out = {"section": "pktgen", "results": []}
+}
+
+section_pktgen() {
+    echo "== pktgen: akapktgen, $PKTGEN_UES UEs, 64 B x $PKTGEN_PKTS_64 and 1408 B x $PKTGEN_PKTS_1408 per UE," \
+        "$PKTGEN_PAIRS pairs with raw AF_PACKET rx"
+    release_bins
+    rm -f "$RESULTS"/pktgen-*.json
+    local i
+    for ((i = 1; i <= PKTGEN_PAIRS; i++)); do
+        if ((i % 2)); then
+            pktgen_raw_run "$i" && pktgen_esp_runs "$i" || return 1
+        else
+            pktgen_esp_runs "$i" && pktgen_raw_run "$i" || return 1
+        fi
+    done
+    "$PY" - "$RESULTS" "$PKTGEN_PAIRS" <<'PYEOF'
+import json, os, statistics, sys
+res, pairs = sys.argv[1], int(sys.argv[2])
+med = statistics.median
+out = {"section": "pktgen", "pairs": pairs, "results": []}
 print(f"{'size':>5} {'frames':>8} {'Mpps/core':>9} {'Gbps/core':>9} {'inner Gbps':>10} {'ns/pkt':>7} {'SIP msg/s/core':>14} {'wall Mpps':>9}  drops")
 for size in (64, 1408):
-    r = json.load(open(os.path.join(res, f"pktgen-{size}.json")))
-    g = r["gateway"]
-    sip = g["sip_in"] / g["worker_busy_seconds"] if g["worker_busy_seconds"] else 0.0
-    drops = ",".join(f"{k}={v}" for k, v in g["drops"].items()) or "none"
-    print(f"{size:>5} {r['packets']:>8} {g['mpps_per_core']:>9.3f} {g['gbps_per_core']:>9.2f} "
-          f"{g['inner_gbps_per_core']:>10.2f} {g['ns_per_packet']:>7.0f} {sip:>14.0f} {g['mpps']:>9.3f}  {drops}")
-    out["results"].append({"size": size, "packets": r["packets"], "esp_in": g["esp_in"],
-                           "mpps_per_core": g["mpps_per_core"], "gbps_per_core": g["gbps_per_core"],
-                           "inner_gbps_per_core": g["inner_gbps_per_core"],
-                           "ns_per_packet": g["ns_per_packet"], "sip_per_core_second": sip,
-                           "wall_mpps": g["mpps"], "drops": g["drops"], "params": r["params"]})
-# Baseline: what the kernel delivers raw on one AF_PACKET queue of a veth (the `io` section's
-# TPACKET_V3 rx of 64- and 1400-byte frames, best transmit path), if that section has run.
-io_path = os.path.join(res, "io.json")
-if os.path.exists(io_path):
-    io = [x for x in json.load(open(io_path))["results"] if x["backend"] == "af_packet"]
-    print(f"{'size':>5} {'raw AF_PACKET rx Mpps':>22} {'ESP in per worker core / raw':>29}")
-    for row in out["results"]:
-        frame = 64 if row["size"] == 64 else 1400
-        raw = max((x["rx_pps"] for x in io if x["frame_bytes"] == frame), default=0.0) / 1e6
-        ratio = row["mpps_per_core"] / raw if raw else None
-        row["raw_af_packet_rx_mpps"] = raw
-        row["ratio_vs_raw_rx"] = ratio
-        print(f"{row['size']:>5} {raw:>22.3f} {ratio if ratio is not None else float('nan'):>29.2f}")
+    frame = 64 if size == 64 else 1400
+    runs = []
+    for i in range(1, pairs + 1):
+        r = json.load(open(os.path.join(res, f"pktgen-{size}-{i}.json")))
+        g = r["gateway"]
+        io = json.load(open(os.path.join(res, f"pktgen-raw-{i}.json")))["results"]
+        raw = max(x["rx_pps"] for x in io if x["backend"] == "af_packet" and x["frame_bytes"] == frame) / 1e6
+        sip = g["sip_in"] / g["worker_busy_seconds"] if g["worker_busy_seconds"] else 0.0
+        drops = ",".join(f"{k}={v}" for k, v in g["drops"].items()) or "none"
+        print(f"{size:>5} {r['packets']:>8} {g['mpps_per_core']:>9.3f} {g['gbps_per_core']:>9.2f} "
+              f"{g['inner_gbps_per_core']:>10.2f} {g['ns_per_packet']:>7.0f} {sip:>14.0f} {g['mpps']:>9.3f}  {drops}")
+        runs.append({"pair": i, "raw_first": i % 2 == 1, "packets": r["packets"], "esp_in": g["esp_in"],
+                     "mpps_per_core": g["mpps_per_core"], "gbps_per_core": g["gbps_per_core"],
+                     "inner_gbps_per_core": g["inner_gbps_per_core"], "ns_per_packet": g["ns_per_packet"],
+                     "sip_per_core_second": sip, "wall_mpps": g["mpps"], "drops": g["drops"],
+                     "raw_af_packet_rx_mpps": raw, "ratio_vs_raw_rx": g["mpps_per_core"] / raw,
+                     "params": r["params"]})
+    row = {"size": size}
+    for key in ("packets", "esp_in", "mpps_per_core", "gbps_per_core", "inner_gbps_per_core",
+                "ns_per_packet", "sip_per_core_second", "wall_mpps", "raw_af_packet_rx_mpps",
+                "ratio_vs_raw_rx"):
+        row[key] = med(x[key] for x in runs)
+    ratios = [x["ratio_vs_raw_rx"] for x in runs]
+    row["ratio_range"] = [min(ratios), max(ratios)]
+    row["drops"] = {k: v for x in runs for k, v in x["drops"].items()}
+    row["params"] = runs[0]["params"]
+    row["pairs"] = runs
+    out["results"].append(row)
+print(f"{'size':>5} {'raw AF_PACKET rx Mpps':>22} {'ESP in per worker core / raw (pairs: median, range)':>52}")
+for row in out["results"]:
+    lo, hi = row["ratio_range"]
+    print(f"{row['size']:>5} {row['raw_af_packet_rx_mpps']:>22.3f} "
+          f"{row['ratio_vs_raw_rx']:>29.2f} ({lo:.2f}-{hi:.2f}, {pairs} pairs)")
 json.dump(out, open(os.path.join(res, "pktgen.json"), "w"), indent=2)
 PYEOF
     echo "wrote $RESULTS/pktgen.json"

@@ -2,7 +2,9 @@
 //! through AF_PACKET transmit (TX ring or sendmmsg, with and without qdisc bypass) and
 //! receive (TPACKET_V3 ring) at 64- and 1400-byte frames, and through DPDK's `net_af_packet`
 //! vdev when built with `--features dpdk`. Needs root; prints a table, and writes JSON to
-//! `$AKG_IO_JSON` if set. `AKG_IO_SECONDS` (default 2) sets each run's length.
+//! `$AKG_IO_JSON` if set. `AKG_IO_SECONDS` (default 2) sets each run's length;
+//! `AKG_IO_AFPACKET_ONLY=1` skips the DPDK rows (`bench/run.sh pktgen` takes the raw rx
+//! baseline that way, alternated with the fast path's runs).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -201,10 +203,15 @@ fn main() {
             rows.push(afpacket_run(size, mode, bypass, secs));
         }
     }
+    let afpacket_only = std::env::var("AKG_IO_AFPACKET_ONLY").is_ok_and(|v| v == "1");
     #[cfg(feature = "dpdk")]
-    dpdk_runs(secs, &mut rows);
+    if !afpacket_only {
+        dpdk_runs(secs, &mut rows);
+    }
     #[cfg(not(feature = "dpdk"))]
-    println!("(DPDK rows need `--features dpdk`: libdpdk-dev, libclang-dev, pkg-config)");
+    if !afpacket_only {
+        println!("(DPDK rows need `--features dpdk`: libdpdk-dev, libclang-dev, pkg-config)");
+    }
     print(&rows, secs);
 }
 
