@@ -397,6 +397,24 @@ section_mem() {
 # thread CPU time of the core's `handle` calls), and the worker's and the core's share in the
 # in-process gateway (`benches/mem.rs` at REGCOST_UES UEs, thread CPU time per side over the
 # steps that did work). Targets: <= 20 us slowpath, <= 10 us worker.
+# One gateway run of the regcost section (the mem bench at $2 UEs), report .regcost-gateway-$1.json.
+regcost_gateway_run() {
+    AKG_MEM_UES="$2" AKG_MEM_JSON="$RESULTS/.regcost-gateway-$1.json" \
+        cargo bench -p akagate-bench --bench mem >"$RESULTS/regcost-gateway.log" 2>&1 || {
+        tail -n 30 "$RESULTS/regcost-gateway.log"
+        return 1
+    }
+}
+
+# One counted run of the sans-IO core ($2 registrations), output .regcost-sansio-$1.txt.
+regcost_sansio_run() {
+    AKG_REG_COUNT="$2" cargo bench -p akagate-slowpath --bench register \
+        >"$RESULTS/.regcost-sansio-$1.txt" 2>"$RESULTS/regcost-sansio.log" || {
+        tail -n 30 "$RESULTS/regcost-sansio.log"
+        return 1
+    }
+}
+
 section_regcost() {
     local ues=${REGCOST_UES:-2000}
     if [[ -n ${BENCH_REUSE:-} ]]; then
@@ -413,47 +431,69 @@ section_regcost() {
     # by a tenth on this VM, and one run right after the 1 M-UE memory section read three
     # times the others (docs/BENCHMARKS.md, *Round 10 merged*). Separate processes: runs
     # repeated inside one process spread wider (12-21 us), each on the last one's heap.
-    local runs=${REGCOST_RUNS:-5} i
-    echo "== regcost: cargo bench -p akagate-bench --bench mem ($ues UEs, $runs runs, CPU per side)"
-    rm -f "$RESULTS"/.regcost-gateway-*.json
+    # Each gateway run is paired with a counted run of the sans-IO core (AKG_REG_COUNT, the
+    # same registration outside criterion), alternated (sans-IO first in odd pairs): the
+    # host's speed moves 1.7x within a minute, so only the same moment's two figures say how
+    # far the core in the gateway is from the core alone (*The slowpath core in the gateway,
+    # round 16*).
+    local runs=${REGCOST_RUNS:-9} count=${REGCOST_COUNT:-8000} i
+    echo "== regcost: cargo bench -p akagate-bench --bench mem ($ues UEs, $runs runs, CPU per side)," \
+        "each paired with AKG_REG_COUNT=$count of the sans-IO core"
+    rm -f "$RESULTS"/.regcost-gateway-*.json "$RESULTS"/.regcost-sansio-*.txt
     for ((i = 1; i <= runs; i++)); do
-        AKG_MEM_UES="$ues" AKG_MEM_JSON="$RESULTS/.regcost-gateway-$i.json" \
-            cargo bench -p akagate-bench --bench mem >"$RESULTS/regcost-gateway.log" 2>&1 || {
-            tail -n 30 "$RESULTS/regcost-gateway.log"
-            return 1
-        }
+        if ((i % 2)); then
+            regcost_sansio_run "$i" "$count" && regcost_gateway_run "$i" "$ues" || return 1
+        else
+            regcost_gateway_run "$i" "$ues" && regcost_sansio_run "$i" "$count" || return 1
+        fi
     done
     local full clock
     full=$(criterion_ns registration full "")
     clock=$(criterion_ns registration thread_cpu_clock_pair "")
-    "$PY" - "$full" "$clock" "$RESULTS/regcost.json" "$RESULTS"/.regcost-gateway-*.json <<'PYEOF'
-import json, statistics, sys
-full_ns, clock_ns = float(sys.argv[1]), float(sys.argv[2])
-runs = [json.load(open(f))["results"][0] for f in sys.argv[4:]]
+    "$PY" - "$full" "$clock" "$RESULTS/regcost.json" "$runs" "$RESULTS" <<'PYEOF'
+import json, os, re, statistics, sys
+full_ns, clock_ns, out, n, res = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+med = statistics.median
+runs = [json.load(open(os.path.join(res, f".regcost-gateway-{i}.json")))["results"][0] for i in range(1, n + 1)]
+# A counted run prints the mean thread CPU of a registration's two timed Core::handle calls;
+# take off their two clock pairs, as from criterion's row.
+sansio = []
+for i in range(1, n + 1):
+    text = open(os.path.join(res, f".regcost-sansio-{i}.txt")).read()
+    sansio.append((float(re.search(r"core thread CPU (\d+) ns", text).group(1)) - 2 * clock_ns) / 1e3)
 gw = runs[0]
 core_runs = [r["core_cpu_us_per_registration"] for r in runs]
 worker_runs = [r["worker_cpu_us_per_registration"] for r in runs]
-core_us = (full_ns - 2 * clock_ns) / 1e3
+ratios = [c / s for c, s in zip(core_runs, sansio)]
+criterion_us = (full_ns - 2 * clock_ns) / 1e3
 rows = [
-    ("slowpath core, sans-IO (criterion median)", core_us, 20.0),
-    ("slowpath core in the in-process gateway", statistics.median(core_runs), 20.0),
-    ("worker in the in-process gateway", statistics.median(worker_runs), 10.0),
+    ("slowpath core, sans-IO (counted runs, paired)", med(sansio), 20.0),
+    ("slowpath core in the in-process gateway", med(core_runs), 20.0),
+    ("worker in the in-process gateway", med(worker_runs), 10.0),
 ]
 print(f"{'CPU per full IMS-AKA registration':45} {'us':>8} {'target':>7}")
 for name, us, target in rows:
     print(f"{name:45} {us:>8.1f} {target:>7.0f}")
 print(f"gateway runs: worker {', '.join(f'{u:.1f}' for u in worker_runs)}; "
       f"core {', '.join(f'{u:.1f}' for u in core_runs)} (medians above)")
+print(f"sans-IO runs paired with them: {', '.join(f'{u:.1f}' for u in sansio)}; criterion median "
+      f"{criterion_us:.1f} us")
+print(f"core in the gateway / sans-IO core, per pair: median {med(ratios):.3f} "
+      f"(range {min(ratios):.2f}-{max(ratios):.2f}, {n} pairs)")
 json.dump({"section": "regcost",
-           "method": "thread CPU time (CLOCK_THREAD_CPUTIME_ID); criterion median of one "
-                     "registration's two Core::handle calls minus two clock reads; gateway "
-                     "figures over the registration of N UEs, busy steps only, the median "
-                     "of the runs",
+           "method": "thread CPU time (CLOCK_THREAD_CPUTIME_ID); sans-IO: counted runs "
+                     "(AKG_REG_COUNT) of one registration's two Core::handle calls minus two "
+                     "clock reads, each alternated with a gateway run; gateway figures over "
+                     "the registration of N UEs, busy steps only; medians of the runs",
            "ues": gw["ues"],
-           "gateway_runs": {"worker_us": worker_runs, "core_us": core_runs},
+           "sansio_criterion_us": criterion_us,
+           "gateway_runs": {"worker_us": worker_runs, "core_us": core_runs, "sansio_us": sansio,
+                            "core_over_sansio": ratios},
+           "core_over_sansio_median": med(ratios),
            "results": [{"figure": n, "us_per_registration": u, "target_us": t} for n, u, t in rows]},
-          open(sys.argv[3], "w"), indent=2)
+          open(out, "w"), indent=2)
 PYEOF
+    rm -f "$RESULTS"/.regcost-sansio-*.txt
     rm -f "$RESULTS"/.regcost-gateway-*.json
     echo "wrote $RESULTS/regcost.json"
 }
