@@ -479,7 +479,6 @@ impl<Q: PortQueue> Worker<Q> {
         self.timers.expire(now, &mut due, |ip, at| {
             ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
         });
-        self.prefetch_polls(&due);
         let mut n = 0;
         for (ip, at) in due.drain(..) {
             n += usize::from(self.poll_ue(ip, Some(at), now));
@@ -494,36 +493,6 @@ impl<Q: PortQueue> Worker<Q> {
         }
         self.polling = polling;
         n
-    }
-
-    /// Starts loading the state of the UEs this turn polls (the wheel's `due`, then
-    /// [`Worker::woken`]), as the burst's prefetch pass does for its frames' UEs: a poll's
-    /// first touch of its UE (the map's bucket, then the record) missed on every poll. The
-    /// lookups of a group run back to back, so their misses overlap; then, once the records'
-    /// lines are on their way, what the records point to ([`Ue::prefetch_heap`]).
-    fn prefetch_polls(&self, due: &[(IpAddr, Instant)]) {
-        const GROUP: usize = 16;
-        let mut group: [Option<&Ue>; GROUP] = [None; GROUP];
-        let mut n = 0;
-        for ip in due.iter().map(|(ip, _)| ip).chain(&self.woken) {
-            let Some(u) = self.ues.get(ip) else {
-                continue;
-            };
-            u.prefetch();
-            if let Some(g) = group.get_mut(n) {
-                *g = Some(u);
-                n += 1;
-            }
-            if n == GROUP {
-                group.iter().flatten().for_each(|u| u.prefetch_heap(0));
-                n = 0;
-            }
-        }
-        group
-            .iter()
-            .take(n)
-            .flatten()
-            .for_each(|u| u.prefetch_heap(0));
     }
 
     /// Marks `ip`'s stack due now (a packet or a command gave it work).
