@@ -735,3 +735,21 @@ fn ue_entry_in<'u>(
     }
     Some(u)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The UE record holds its first SA set and its next hop inline: it must stay within the
+    /// lines its prefetch asks for (`Ue::prefetch` walks the whole record) and the memory
+    /// per UE (docs/ARCHITECTURE.md, *Memory per registered UE*).
+    #[test]
+    fn the_ue_record_stays_small() {
+        let ue = core::mem::size_of::<super::Ue>();
+        let stack = core::mem::size_of::<crate::stack::UeStack>();
+        let sets = core::mem::size_of::<super::SaSets>();
+        eprintln!("Ue {ue} B, UeStack {stack} B, SaSets {sets} B");
+        assert!(sets <= 128, "SaSets {sets} B");
+        assert!(ue <= stack + sets + 64, "Ue {ue} B");
+        // 17 lines (1 032 B in round 16: `UeStack` 864, `SaSets` 120).
+        assert!(ue <= 17 * 64, "Ue {ue} B");
+    }
+}
