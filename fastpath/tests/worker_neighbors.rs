@@ -11,8 +11,8 @@ use akagate_sys::mempair::MemQueue;
 use akagate_sys::{PacketBuf, PortQueue};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr,
-    Ipv4Packet, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
+    Ipv4Cidr, Ipv4Packet, UdpPacket,
 };
 use support::{
     arp, eth_frame, send_frame, udp_v4, worker_config, worker_on_pair, PairSizes, WorkerOnPair,
@@ -32,6 +32,11 @@ struct Seen {
 }
 
 fn drain(ue: &mut MemQueue) -> Seen {
+    drain_to(ue, UE_MAC)
+}
+
+/// [`drain`], every IP frame addressed to `mac`.
+fn drain_to(ue: &mut MemQueue, mac: EthernetAddress) -> Seen {
     let mut rx: Vec<PacketBuf> = Vec::new();
     ue.rx_burst(&mut rx, 64);
     let mut seen = Seen::default();
@@ -52,7 +57,7 @@ fn drain(ue: &mut MemQueue) -> Seen {
                 }
             }
             EthernetProtocol::Ipv4 => {
-                assert_eq!(eth.dst_addr(), UE_MAC, "IP only to the resolved MAC");
+                assert_eq!(eth.dst_addr(), mac, "IP only to the resolved MAC");
                 let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
                 if ip.next_header() == IpProtocol::Udp {
                     let udp = UdpPacket::new_checked(ip.payload()).unwrap();
@@ -67,11 +72,32 @@ fn drain(ue: &mut MemQueue) -> Seen {
 
 /// `from` (at `UE_MAC`) answers the worker's ARP request.
 fn arp_reply(w: &mut WorkerOnPair, from: std::net::Ipv4Addr) {
-    let reply = arp(ArpOperation::Reply, (UE_MAC, from), (PCSCF_MAC, PCSCF_V4));
+    arp_reply_at(w, from, UE_MAC);
+}
+
+/// `from`, now at `mac`, answers (or announces itself) to the worker.
+fn arp_reply_at(w: &mut WorkerOnPair, from: std::net::Ipv4Addr, mac: EthernetAddress) {
+    let reply = arp(ArpOperation::Reply, (mac, from), (PCSCF_MAC, PCSCF_V4));
     send_frame(
         &mut w.ue,
-        &eth_frame(UE_MAC, PCSCF_MAC, EthernetProtocol::Arp, &reply),
+        &eth_frame(mac, PCSCF_MAC, EthernetProtocol::Arp, &reply),
     );
+}
+
+/// Hands `body` to the worker for the UE's SIP flow (from `ue`) and runs a loop turn.
+fn answer(w: &mut WorkerOnPair, ue: std::net::Ipv4Addr, body: &[u8], now: Instant) {
+    let flow = Flow {
+        ue: IpAddr::V4(ue),
+        ..sip_flow()
+    };
+    w.cmds
+        .send(WorkerCommand::Send {
+            flow,
+            bytes: body.to_vec(),
+            connect_if_absent: false,
+        })
+        .unwrap();
+    w.worker.run_once(now);
 }
 
 /// The UE's unprotected SIP flow over UDP, as the slowpath names it.
@@ -265,4 +291,49 @@ fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
     assert_eq!(count(&w, "gateways_unresolved"), 0);
     assert_eq!(count(&w, "solicitations"), 1);
     assert_eq!(count(&w, "drop_egress_no_neighbor"), 0);
+}
+
+/// The UE's frames out take its next hop from the UE's own copy of it; when the UE moves to
+/// another MAC (a new ARP announcement), the next answer goes to the new MAC, not the copy's.
+#[test]
+fn a_ue_that_moves_to_another_mac_gets_its_next_answer_there() {
+    let (mut w, mut now) = unannounced_register(&[b"one"]);
+    arp_reply(&mut w, UE_V4);
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    assert_eq!(drain(&mut w.ue).udp, vec![b"one".to_vec()]);
+    answer(&mut w, UE_V4, b"two", now);
+    assert_eq!(drain(&mut w.ue).udp, vec![b"two".to_vec()]);
+    let moved = EthernetAddress([0x02, 0, 0, 0, 0, 0x0c]);
+    arp_reply_at(&mut w, UE_V4, moved);
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    answer(&mut w, UE_V4, b"three", now);
+    assert_eq!(drain_to(&mut w.ue, moved).udp, vec![b"three".to_vec()]);
+    assert_eq!(count(&w, "neighbor_queued"), 1);
+}
+
+/// A routed UE's frames go to its router's MAC, and follow the router to a new one.
+#[test]
+fn a_routed_ues_answers_follow_its_router_to_a_new_mac() {
+    let ue = std::net::Ipv4Addr::new(10, 45, 0, 7);
+    let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
+    let mut cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
+    cfg.l2.routes = vec![akagate_fastpath::l2::Route {
+        prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
+        via: IpAddr::V4(router),
+    }];
+    let (mut w, mut now) = register_from(cfg, ue, &[b"one"]);
+    arp_reply(&mut w, router);
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    assert_eq!(drain(&mut w.ue).udp, vec![b"one".to_vec()]);
+    answer(&mut w, ue, b"two", now);
+    assert_eq!(drain(&mut w.ue).udp, vec![b"two".to_vec()]);
+    let standby = EthernetAddress([0x02, 0, 0, 0, 1, 0xfe]);
+    arp_reply_at(&mut w, router, standby);
+    now += Duration::from_millis(1);
+    w.worker.run_once(now);
+    answer(&mut w, ue, b"three", now);
+    assert_eq!(drain_to(&mut w.ue, standby).udp, vec![b"three".to_vec()]);
 }

@@ -53,7 +53,13 @@ impl L2 {
                 target_hardware_addr: source_hardware_addr,
                 target_protocol_addr: source_protocol_addr,
             };
-            replies.push(arp_frame(self.cfg.mac, source_hardware_addr, &reply));
+            let buf = self.frame_buf();
+            replies.push(arp_frame_in(
+                buf,
+                self.cfg.mac,
+                source_hardware_addr,
+                &reply,
+            ));
             self.counters.arp_replies += 1;
         }
         Ok(())
@@ -80,18 +86,24 @@ impl L2 {
             target_protocol_addr: target,
         };
         let dst = known.unwrap_or(EthernetAddress::BROADCAST);
-        Some(arp_frame(self.cfg.mac, dst, &req))
+        Some(arp_frame_in(Vec::new(), self.cfg.mac, dst, &req))
     }
 }
 
-/// An Ethernet frame carrying `arp`.
-fn arp_frame(src: EthernetAddress, dst: EthernetAddress, arp: &ArpRepr) -> Vec<u8> {
+/// An Ethernet frame carrying `arp`, in `buf` (a spare frame's storage, or a new `Vec`).
+fn arp_frame_in(
+    mut buf: Vec<u8>,
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    arp: &ArpRepr,
+) -> Vec<u8> {
     let eth = EthernetRepr {
         src_addr: src,
         dst_addr: dst,
         ethertype: EthernetProtocol::Arp,
     };
-    let mut buf = vec![0u8; eth.buffer_len() + ARP_LEN];
+    buf.clear();
+    buf.resize(eth.buffer_len() + ARP_LEN, 0);
     let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
     eth.emit(&mut frame);
     arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));

@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod gateway;
+pub mod hop;
 pub mod icmp;
 pub mod nd;
 pub mod neighbor;
@@ -21,6 +22,9 @@ pub use route::{Route, RouteTable};
 
 /// Ethernet header length (untagged).
 pub const ETH_HDR_LEN: usize = 14;
+
+/// Spare frame buffers kept for ARP and ND answers ([`L2::recycle`]).
+const SPARE_FRAMES: usize = 16;
 
 /// Our link: MAC, addresses with their on-link prefixes, default gateways, static routes.
 #[derive(Clone, Debug)]
@@ -106,6 +110,9 @@ pub struct L2 {
     routes: RouteTable,
     gateways: GatewayWatch,
     counters: L2Counters,
+    /// Storage of frames already sent, for the next answers: a UE's ARP request (one per
+    /// registration in the mem bench) costs no allocation.
+    spare: Vec<Vec<u8>>,
 }
 
 impl L2 {
@@ -125,6 +132,7 @@ impl L2 {
             routes,
             gateways,
             counters: L2Counters::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -178,6 +186,19 @@ impl L2 {
         }
     }
 
+    /// Gives back the storage of a frame [`L2::input`] or [`L2::maintain`] built, once it
+    /// was copied out, for a later answer (at most [`SPARE_FRAMES`] are kept).
+    pub fn recycle(&mut self, frame: Vec<u8>) {
+        if self.spare.len() < SPARE_FRAMES && frame.capacity() > 0 {
+            self.spare.push(frame);
+        }
+    }
+
+    /// Storage for a frame: a spare one, or a new `Vec`.
+    fn frame_buf(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &L2Config {
         &self.cfg
@@ -191,6 +212,11 @@ impl L2 {
     /// The neighbour cache.
     pub fn neighbors(&mut self) -> &mut NeighborCache {
         &mut self.neighbors
+    }
+
+    /// The neighbour cache, to read.
+    pub fn neighbor_cache(&self) -> &NeighborCache {
+        &self.neighbors
     }
 
     /// True if `ip` is one of our addresses.
@@ -274,6 +300,12 @@ impl L2 {
     /// the same family), if its Ethernet address is known.
     pub fn header_to(&self, hop: IpAddr, now: Instant) -> Option<[u8; ETH_HDR_LEN]> {
         let mac = self.neighbors.lookup(&hop, now)?;
+        Some(self.header_of(hop, mac))
+    }
+
+    /// The Ethernet header from us to `mac`, the next hop `hop` (its family gives the
+    /// ethertype).
+    fn header_of(&self, hop: IpAddr, mac: EthernetAddress) -> [u8; ETH_HDR_LEN] {
         let ethertype: u16 = match hop {
             IpAddr::V4(_) => 0x0800,
             IpAddr::V6(_) => 0x86dd,
@@ -282,7 +314,7 @@ impl L2 {
         h[..6].copy_from_slice(mac.as_bytes());
         h[6..12].copy_from_slice(self.cfg.mac.as_bytes());
         h[12..].copy_from_slice(&ethertype.to_be_bytes());
-        Some(h)
+        h
     }
 
     /// Appends an ARP request / NS for the unresolved next hop `hop` to `replies`, unless

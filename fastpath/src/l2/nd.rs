@@ -108,7 +108,15 @@ impl L2 {
                     target_addr,
                     lladdr: Some(RawHardwareAddress::from(self.cfg.mac)),
                 };
-                replies.push(nd_frame(self.cfg.mac, dst_mac, target_addr, dst_ip, &na));
+                let buf = self.frame_buf();
+                replies.push(nd_frame_in(
+                    buf,
+                    self.cfg.mac,
+                    dst_mac,
+                    target_addr,
+                    dst_ip,
+                    &na,
+                ));
                 self.counters.nd_replies += 1;
                 Ok(())
             }
@@ -152,12 +160,21 @@ impl L2 {
             target_addr: target,
             lladdr: Some(RawHardwareAddress::from(self.cfg.mac)),
         };
-        Some(nd_frame(self.cfg.mac, dst_mac, src.address(), dst, &ns))
+        Some(nd_frame_in(
+            Vec::new(),
+            self.cfg.mac,
+            dst_mac,
+            src.address(),
+            dst,
+            &ns,
+        ))
     }
 }
 
-/// An Ethernet frame carrying an IPv6 ND message.
-pub(super) fn nd_frame(
+/// An Ethernet frame carrying an IPv6 ND message, in `buf` (a spare frame's storage, or a
+/// new `Vec`).
+pub(super) fn nd_frame_in(
+    mut buf: Vec<u8>,
     src_mac: EthernetAddress,
     dst_mac: EthernetAddress,
     src: Ipv6Addr,
@@ -177,7 +194,8 @@ pub(super) fn nd_frame(
         dst_addr: dst_mac,
         ethertype: EthernetProtocol::Ipv6,
     };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + icmp.buffer_len()];
+    buf.clear();
+    buf.resize(eth.buffer_len() + ip.buffer_len() + icmp.buffer_len(), 0);
     let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
     eth.emit(&mut frame);
     let mut ipp = Ipv6Packet::new_unchecked(frame.payload_mut());

@@ -16,6 +16,10 @@ pub struct NeighborCache {
     max: usize,
     ttl: Duration,
     retry: Duration,
+    /// Moves whenever an entry is dropped, changes its address or expires earlier than it
+    /// did: what a caller copied out of the cache ([`NeighborCache::generation`]) is still
+    /// right while this has not moved and the copy's expiry has not passed.
+    generation: u32,
 }
 
 impl NeighborCache {
@@ -28,7 +32,21 @@ impl NeighborCache {
             max,
             ttl,
             retry,
+            generation: 0,
         }
+    }
+
+    /// The cache's generation: an entry read from [`NeighborCache::entry`] (its address and
+    /// expiry) stays what [`NeighborCache::lookup`] answers, until its expiry, for as long as
+    /// this is unchanged. Refreshing an entry to the same address and a later expiry does not
+    /// move it (a copy then expires early and is read again).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Marks every copy of an entry stale.
+    fn invalidate(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// The Ethernet address of `ip` if known and not expired.
@@ -58,7 +76,9 @@ impl NeighborCache {
 
     /// Drops the entry of `ip` (a neighbour another worker owns).
     pub fn forget(&mut self, ip: &IpAddr) {
-        self.entries.remove(ip);
+        if self.entries.remove(ip).is_some() {
+            self.invalidate();
+        }
     }
 
     fn learn_bounded(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant, bounded: bool) {
@@ -66,12 +86,21 @@ impl NeighborCache {
             return;
         }
         if bounded && !self.entries.contains_key(&ip) && self.entries.len() >= self.max {
+            let before = self.entries.len();
             self.entries.retain(|_, (_, exp)| *exp > now);
+            if self.entries.len() != before {
+                self.invalidate();
+            }
             if self.entries.len() >= self.max {
                 return;
             }
         }
-        self.entries.insert(ip, (mac, now + self.ttl));
+        let exp = now + self.ttl;
+        if let Some((old, old_exp)) = self.entries.insert(ip, (mac, exp)) {
+            if old != mac || exp < old_exp {
+                self.invalidate();
+            }
+        }
         self.solicited.remove(&ip);
     }
 

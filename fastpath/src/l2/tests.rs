@@ -466,3 +466,169 @@ fn ipv6_gateway_probe_is_a_unicast_ns_to_the_gateway_itself() {
     assert_eq!(&f[14 + 48..14 + 64], &gw6.octets(), "for the gateway");
     assert_eq!(l.gateway_counters().probes, 1);
 }
+
+/// The header RFC 894 puts in front of an IPv4 packet from us to `mac`, built byte by byte.
+fn ipv4_header_to(mac: [u8; 6]) -> [u8; ETH_HDR_LEN] {
+    let mut h = [0u8; ETH_HDR_LEN];
+    h[..6].copy_from_slice(&mac);
+    h[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x0a]);
+    h[12..].copy_from_slice(&[0x08, 0x00]);
+    h
+}
+
+/// An ARP request to us from `ip` at `mac` (the Scapy request with its sender changed).
+fn arp_from(ip: [u8; 4], mac: [u8; 6]) -> Vec<u8> {
+    let mut f = fx("arp_request");
+    f[6..12].copy_from_slice(&mac);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip);
+    f
+}
+
+#[test]
+fn the_neighbour_generation_moves_only_when_a_copy_could_be_wrong() {
+    let mut n = neighbor::NeighborCache::new(2, Duration::from_secs(60), Duration::from_secs(1));
+    let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    let c = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));
+    let g0 = n.generation();
+    // A new entry, and a refresh to the same address and a later expiry: copies stay right.
+    n.learn(a, PEER, t(0));
+    n.learn(a, PEER, t(10));
+    n.learn(b, PEER, t(10));
+    assert_eq!(n.generation(), g0);
+    // A new address for a known neighbour.
+    n.learn(a, OUR, t(20));
+    let g1 = n.generation();
+    assert_ne!(g1, g0);
+    // Forgotten (and forgetting what is not there changes nothing).
+    n.forget(&a);
+    let g2 = n.generation();
+    assert_ne!(g2, g1);
+    n.forget(&a);
+    assert_eq!(n.generation(), g2);
+    // A full cache dropping its expired entries to make room.
+    n.learn(a, PEER, t(30));
+    n.learn(c, PEER, t(61_000));
+    assert_ne!(n.generation(), g2);
+    assert_eq!(n.lookup(&c, t(61_001)), Some(PEER));
+    assert_eq!(n.lookup(&b, t(61_001)), None);
+}
+
+#[test]
+fn a_ues_copy_of_its_next_hop_follows_the_neighbour_cache() {
+    let mut l = l2();
+    let mut out = Vec::new();
+    let mut hop = hop::HopCache::default();
+    let ue = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    let mac1 = [0x52, 0x54, 0, 0, 0, 9];
+    let mac2 = [0x52, 0x54, 0, 0, 0, 0x99];
+    // Unresolved: nothing, nothing copied, nothing solicited here.
+    assert_eq!(l.header_cached(ue, t(0), &mut hop), None);
+    assert_eq!(hop, hop::HopCache::default());
+    assert!(out.is_empty());
+    // Resolved: the header, copied; read from the copy while it is right.
+    l.input(&arp_from([192, 0, 2, 9], mac1), t(0), &mut out)
+        .unwrap();
+    assert_eq!(
+        l.header_cached(ue, t(1), &mut hop),
+        Some(ipv4_header_to(mac1))
+    );
+    assert_eq!(
+        hop.get(ue, t(2), l.neighbor_cache()),
+        Some(ipv4_header_to(mac1))
+    );
+    // Not for another destination.
+    let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    assert_eq!(hop.get(other, t(2), l.neighbor_cache()), None);
+    // The UE's address moves to another MAC: the copy is stale, the new header is read.
+    l.input(&arp_from([192, 0, 2, 9], mac2), t(3), &mut out)
+        .unwrap();
+    assert_eq!(hop.get(ue, t(4), l.neighbor_cache()), None);
+    assert_eq!(
+        l.header_cached(ue, t(4), &mut hop),
+        Some(ipv4_header_to(mac2))
+    );
+    // A refresh (same MAC) keeps the copy; past the entry's first expiry it is read again
+    // and holds until the refreshed one.
+    l.input(&arp_from([192, 0, 2, 9], mac2), t(30_000), &mut out)
+        .unwrap();
+    assert_eq!(
+        hop.get(ue, t(30_001), l.neighbor_cache()),
+        Some(ipv4_header_to(mac2))
+    );
+    assert_eq!(hop.get(ue, t(60_003), l.neighbor_cache()), None);
+    assert_eq!(
+        l.header_cached(ue, t(60_003), &mut hop),
+        Some(ipv4_header_to(mac2))
+    );
+    // Expired (no answer since): nothing, as `header_for` says.
+    assert_eq!(l.header_cached(ue, t(90_000), &mut hop), None);
+    assert_eq!(
+        l.header_for(ue, t(90_000), &mut out),
+        Err(L2Drop::NoNeighbor)
+    );
+    // Forgotten (another worker owns it): nothing.
+    l.input(&arp_from([192, 0, 2, 9], mac1), t(90_001), &mut out)
+        .unwrap();
+    assert_eq!(
+        l.header_cached(ue, t(90_002), &mut hop),
+        Some(ipv4_header_to(mac1))
+    );
+    l.neighbors().forget(&ue);
+    assert_eq!(l.header_cached(ue, t(90_003), &mut hop), None);
+}
+
+#[test]
+fn a_routed_ues_copy_is_its_routers_header_and_follows_the_router() {
+    let mut l = routed();
+    let mut out = Vec::new();
+    let mut hop = hop::HopCache::default();
+    let ue = IpAddr::V4(Ipv4Addr::new(10, 45, 0, 7));
+    let off6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+    assert_eq!(l.header_cached(off6, t(0), &mut hop), None);
+    assert_eq!(l.header_cached(ue, t(0), &mut hop), None);
+    let r1 = [0x52, 0x54, 0, 0, 0, 0xfd];
+    l.input(&arp_from([192, 0, 2, 253], r1), t(1), &mut out)
+        .unwrap();
+    assert_eq!(
+        l.header_cached(ue, t(2), &mut hop),
+        Some(ipv4_header_to(r1))
+    );
+    // The router's MAC changes (a failover): the UE's frames follow it.
+    let r2 = [0x52, 0x54, 0, 0, 1, 0xfd];
+    l.input(&arp_from([192, 0, 2, 253], r2), t(3), &mut out)
+        .unwrap();
+    assert_eq!(hop.get(ue, t(4), l.neighbor_cache()), None);
+    assert_eq!(
+        l.header_cached(ue, t(4), &mut hop),
+        Some(ipv4_header_to(r2))
+    );
+    // The router stops answering: once its entry expires, nothing (the gateway watch
+    // solicits it; the worker holds the UE's packets meanwhile).
+    assert_eq!(l.header_cached(ue, t(60_004), &mut hop), None);
+    assert_eq!(
+        l.header_to(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 253)), t(60_004)),
+        None
+    );
+}
+
+#[test]
+fn the_storage_of_an_answer_sent_serves_the_next_answer() {
+    let mut l = l2();
+    let mut out = Vec::new();
+    l.input(&fx("arp_request"), t(0), &mut out).unwrap();
+    let f = out.pop().unwrap();
+    assert_eq!(f, fx("arp_reply"));
+    let at = f.as_ptr();
+    l.recycle(f);
+    l.input(&fx("arp_request"), t(1), &mut out).unwrap();
+    // Byte for byte the same answer, in the same storage.
+    assert_eq!(out, vec![fx("arp_reply")]);
+    assert_eq!(out[0].as_ptr(), at);
+    // An ND answer from a spare that held a shorter ARP frame is whole too.
+    let f = out.pop().unwrap();
+    l.recycle(f);
+    l.input(&fx("ns"), t(2), &mut out).unwrap();
+    assert_eq!(out, vec![fx("na")]);
+}

@@ -15,6 +15,7 @@ pub mod tls;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
@@ -703,15 +704,19 @@ pub struct UeStack {
     dev: QueueDevice,
     /// Our ports and what they take: TCP connections (a listener is armed when a SYN for
     /// the port arrives) and/or UDP datagrams (a socket is bound while datagrams are in
-    /// flight). One vector for both: a UE's ports take both, and one allocation.
-    ports: Vec<Listening>,
-    tcp_listeners: Vec<Bound>,
+    /// flight). One vector for both: a UE's ports take both. Inline for a registered UE's
+    /// three (the SIP port, port_ps, port_pc): as small as an empty `Vec`, no allocation.
+    ports: SmallVec<[Listening; 4]>,
+    /// Listeners armed for a SYN: one at a time in a registration, inline (a `Vec` kept the
+    /// room of four, 96 bytes on the heap, for the UE's life once one was armed).
+    tcp_listeners: SmallVec<[Bound; 1]>,
     udp_sockets: Vec<Bound>,
     /// A few at most (`max_tcp_conns`): a vector is smaller than a map and as fast to
     /// search; it grows one at a time, from two (a registration's two, `push_conn`).
     conns: Vec<(SocketHandle, TcpConn)>,
-    /// SPI (or none) of the last inbound packet per (proto, peer port, local port).
-    last_spi: Vec<(FlowKey, Option<u32>)>,
+    /// SPI (or none) of the last inbound packet per (proto, peer port, local port); inline
+    /// for a registration's flows (the unprotected and protected connections).
+    last_spi: SmallVec<[(FlowKey, Option<u32>); 4]>,
     /// Events of connections dropped outside a poll (see `drop_stale`), reported at the next.
     deferred: Vec<WorkerEvent>,
     /// (our port, peer port) of connections we could not open, until one opens: a large UDP
@@ -804,11 +809,11 @@ impl UeStack {
             iface,
             sockets: SocketSet::new(Vec::new()),
             dev,
-            ports: Vec::new(),
-            tcp_listeners: Vec::new(),
+            ports: SmallVec::new(),
+            tcp_listeners: SmallVec::new(),
             udp_sockets: Vec::new(),
             conns: Vec::new(),
-            last_spi: Vec::new(),
+            last_spi: SmallVec::new(),
             deferred: Vec::new(),
             tcp_refused: Vec::new(),
             udp_queued: Vec::new(),
@@ -1728,8 +1733,13 @@ impl UeStack {
         for off in (0..conns).step_by(64) {
             crate::sad::prefetch(base.wrapping_add(off));
         }
-        crate::sad::prefetch(self.last_spi.as_ptr());
-        crate::sad::prefetch(self.ports.as_ptr());
+        // (Inline but for many flows or ports: then their heap buffers.)
+        if self.last_spi.spilled() {
+            crate::sad::prefetch(self.last_spi.as_ptr());
+        }
+        if self.ports.spilled() {
+            crate::sad::prefetch(self.ports.as_ptr());
+        }
     }
 
     /// Frees listeners nobody connected to and UDP sockets with nothing queued.

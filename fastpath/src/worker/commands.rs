@@ -171,11 +171,8 @@ impl<Q: PortQueue> Worker<Q> {
         // TCP there belongs to connections we open.
         ue.stack.listen(set.port_ps, true, true);
         ue.stack.listen(set.port_pc, false, true);
-        // A UE's first set in a vector of exactly one (64 bytes, not the four a growing
-        // vector starts with); a re-registration's second grows it.
-        if ue.sa_sets.capacity() == 0 {
-            ue.sa_sets.reserve_exact(1);
-        }
+        // A UE's first set is inline in its record; a re-registration's second moves them
+        // to the heap.
         ue.sa_sets.insert(0, state);
         super::wake_ue(&mut self.woken, ue, set.ue);
     }

@@ -24,8 +24,9 @@ use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
 use super::sa::WorkerSas;
-use super::{SaSetState, WorkerConfig, WorkerCounters};
+use super::{SaSetState, SaSets, WorkerConfig, WorkerCounters};
 use crate::esp::{encapsulate_burst_in, EncapItem};
+use crate::l2::hop::HopCache;
 use crate::l2::pending::{Hold, PendingQueue, Released};
 use crate::l2::{ETH_HDR_LEN, L2};
 use crate::stack::PacketSink;
@@ -44,12 +45,14 @@ const BIG_TAILROOM: usize = 64;
 const BIG_BUF_LEN: usize = BIG_HEADROOM + 40 + 65535 + BIG_TAILROOM;
 
 /// A stack's packet waiting for the burst encapsulation: its buffer, its SA (outbound slot
-/// and SPI), its parsed header and where it goes.
+/// and SPI), its parsed header and where it goes, and its UE's next hop as resolved when it
+/// left the stack (checked again when it is framed).
 struct PendingEncap {
     b: PacketBuf,
     slot: u32,
     spi: u32,
     ip: IpRepr,
+    hop: HopCache,
 }
 
 /// The worker's side of its port queue and the one owner of everything that transmits: the
@@ -118,12 +121,9 @@ impl<Q: PortQueue> Link<Q> {
         }
     }
 
-    /// The sink a UE's stack writes into for one input or poll; `sets` are the UE's SA sets.
-    pub(super) fn sink<'a>(
-        &'a mut self,
-        sets: &'a mut [SaSetState],
-        now: Instant,
-    ) -> StackSink<'a, Q> {
+    /// The sink a UE's stack writes into for one input or poll; `sets` are the UE's SA sets
+    /// and its next hop.
+    pub(super) fn sink<'a>(&'a mut self, sets: &'a mut SaSets, now: Instant) -> StackSink<'a, Q> {
         StackSink {
             link: self,
             sets,
@@ -151,7 +151,8 @@ impl<Q: PortQueue> Link<Q> {
             for (p, ok) in pending.drain(..n).zip(sealed) {
                 if ok {
                     inc(&self.counters.esp_out);
-                    self.frame_buf(p.ip.dst, p.b, now);
+                    let hdr = p.hop.get(p.ip.dst, now, self.l2.neighbor_cache());
+                    self.frame_with(p.ip.dst, p.b, now, hdr);
                 } else {
                     self.drop(p.b, |c| &c.drop_egress_esp);
                 }
@@ -201,20 +202,23 @@ impl<Q: PortQueue> Link<Q> {
         sealed
     }
 
-    /// Copies ARP/ND frames built this iteration into port buffers.
+    /// Copies ARP/ND frames built this iteration into port buffers; their storage goes back
+    /// to the link layer for its next answers.
     pub(super) fn flush_ctrl(&mut self) {
         for f in self.ctrl.drain(..) {
-            let Some(mut b) = self.queue.alloc() else {
-                inc(&self.counters.drop_no_buffer);
-                continue;
-            };
-            if b.fill(&f).is_ok() {
-                crate::copies::note(crate::copies::CopySite::BuiltFrame, f.len());
-                self.tx.push(b);
-            } else {
-                self.queue.free(b);
-                inc(&self.counters.drop_egress_too_big);
+            match self.queue.alloc() {
+                None => inc(&self.counters.drop_no_buffer),
+                Some(mut b) => {
+                    if b.fill(&f).is_ok() {
+                        crate::copies::note(crate::copies::CopySite::BuiltFrame, f.len());
+                        self.tx.push(b);
+                    } else {
+                        self.queue.free(b);
+                        inc(&self.counters.drop_egress_too_big);
+                    }
+                }
             }
+            self.l2.recycle(f);
         }
     }
 
@@ -274,6 +278,28 @@ impl<Q: PortQueue> Link<Q> {
             self.release_pending(now);
         }
         push_framed(&mut self.tx, &mut self.queue, &self.counters, b, &hdr);
+    }
+
+    /// [`Link::frame_buf`] with the Ethernet header `hdr` of the UE's next hop when its copy
+    /// was right (no route or neighbour to look up); a packet above the link MTU, or without
+    /// `hdr`, takes [`Link::frame_buf`]'s way.
+    fn frame_with(
+        &mut self,
+        dst: IpAddr,
+        b: PacketBuf,
+        now: Instant,
+        hdr: Option<[u8; ETH_HDR_LEN]>,
+    ) {
+        match hdr {
+            Some(hdr) if b.len() <= self.link_mtu => {
+                if !self.pending.is_empty() {
+                    // What waited for this neighbour leaves first, in order.
+                    self.release_pending(now);
+                }
+                push_framed(&mut self.tx, &mut self.queue, &self.counters, b, &hdr);
+            }
+            _ => self.frame_buf(dst, b, now),
+        }
     }
 
     /// Sends the IP packet `pkt`, larger than the link MTU, as fragments of it, each in a
@@ -408,8 +434,9 @@ impl<Q: PortQueue> Link<Q> {
     }
 
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
-    /// SA by its ports, or refuses clear text from protected ports.
-    fn emit(&mut self, sets: &[SaSetState], b: PacketBuf, now: Instant) {
+    /// SA by its ports, or refuses clear text from protected ports; its Ethernet header comes
+    /// from the UE's copy of its next hop (`sets.hop`, refreshed here when stale).
+    fn emit(&mut self, sets: &mut SaSets, b: PacketBuf, now: Instant) {
         let pkt = b.data();
         let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
             .ok()
@@ -426,9 +453,21 @@ impl<Q: PortQueue> Link<Q> {
             // Its SA starts loading now: by the flush, at the end of the turn, it is there.
             Some((slot, spi)) => {
                 self.sas.outbound.prefetch_cell(slot);
-                self.encap.push(PendingEncap { b, slot, spi, ip });
+                // Resolved now, in the UE's lines; checked again (cheaply) at the flush.
+                let _ = self.l2.header_cached(ip.dst, now, &mut sets.hop);
+                let hop = sets.hop;
+                self.encap.push(PendingEncap {
+                    b,
+                    slot,
+                    spi,
+                    ip,
+                    hop,
+                });
             }
-            None if clear_port => self.frame_buf(ip.dst, b, now),
+            None if clear_port => {
+                let hdr = self.l2.header_cached(ip.dst, now, &mut sets.hop);
+                self.frame_with(ip.dst, b, now, hdr)
+            }
             None => self.drop(b, |c| &c.drop_egress_no_sa),
         }
     }
@@ -439,7 +478,7 @@ impl<Q: PortQueue> Link<Q> {
 /// ([`Link::sink`]).
 pub(super) struct StackSink<'a, Q: PortQueue> {
     link: &'a mut Link<Q>,
-    sets: &'a mut [SaSetState],
+    sets: &'a mut SaSets,
     now: Instant,
     /// A buffer taken by `can_send` for the next packet.
     spare: Option<PacketBuf>,

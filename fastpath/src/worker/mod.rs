@@ -31,7 +31,7 @@ pub use counters::{WorkerCounterValues, WorkerCounters};
 use egress::Link;
 use handoff::Peers;
 pub use handoff::{EventDropped, EventSink, Handoff};
-pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, WorkerSas};
+pub use sa::{InboundEntry, InboundTable, SaSetState, SaSets, SaSlab, WorkerSas};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
 /// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
@@ -155,11 +155,11 @@ impl SipPortUse {
     }
 }
 
-/// Per-UE state: its stack and its installed SA sets, newest first.
+/// Per-UE state: its stack, its installed SA sets (newest first) and its next hop.
 #[derive(Debug)]
 struct Ue {
     stack: UeStack,
-    sa_sets: Vec<SaSetState>,
+    sa_sets: SaSets,
     /// Its share of the worker's [`Worker::sip_use`], as last counted.
     sip_use: SipPortUse,
     /// Its live deadline in the worker's timer wheel (`None`: not scheduled); wheel entries
@@ -183,6 +183,7 @@ impl Ue {
     /// and `rx_bytes` of the newest connection's receive buffer ([`UeStack::prefetch`]).
     fn prefetch_heap(&self, rx_bytes: usize) {
         self.stack.prefetch(rx_bytes);
+        // Inline unless the UE has two sets (a re-registration): then on the heap.
         crate::sad::prefetch(self.sa_sets.as_ptr());
     }
 }
@@ -721,7 +722,7 @@ fn ue_entry_in<'u>(
             inc(&counters.ues);
             e.insert(Box::new(Ue {
                 stack,
-                sa_sets: Vec::new(),
+                sa_sets: SaSets::default(),
                 sip_use: SipPortUse::default(),
                 timer_at: None,
                 woken: false,
@@ -733,4 +734,22 @@ fn ue_entry_in<'u>(
         return None;
     }
     Some(u)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The UE record holds its first SA set and its next hop inline: it must stay within the
+    /// lines its prefetch asks for (`Ue::prefetch` walks the whole record) and the memory
+    /// per UE (docs/ARCHITECTURE.md, *Memory per registered UE*).
+    #[test]
+    fn the_ue_record_stays_small() {
+        let ue = core::mem::size_of::<super::Ue>();
+        let stack = core::mem::size_of::<crate::stack::UeStack>();
+        let sets = core::mem::size_of::<super::SaSets>();
+        eprintln!("Ue {ue} B, UeStack {stack} B, SaSets {sets} B");
+        assert!(sets <= 128, "SaSets {sets} B");
+        assert!(ue <= stack + sets + 64, "Ue {ue} B");
+        // 17 lines (1 032 B in round 16: `UeStack` 864, `SaSets` 120).
+        assert!(ue <= 17 * 64, "Ue {ue} B");
+    }
 }

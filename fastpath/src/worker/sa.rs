@@ -4,9 +4,13 @@
 //! SAs, so the per-packet path takes no lock and no atomic read-modify-write.
 
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+
+use smallvec::SmallVec;
 
 use crate::esp::{InboundSa, KeyedSuite, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
+use crate::l2::hop::HopCache;
 use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
@@ -432,6 +436,44 @@ impl WorkerSas {
 
 /// The table type shared by the slowpath (SPI allocation) and the workers.
 pub type InboundTable = crate::sad::SaTable<InboundEntry>;
+
+/// A UE's installed SA sets, newest first, and its next hop as last resolved: what its
+/// packets out need, lent together to the sink of its stack. The sets are inline (a UE has
+/// one, two during a re-registration): no allocation at its first install, no pointer to
+/// follow per packet out. The next hop spares each frame out a look-up in the neighbour
+/// cache ([`HopCache`]).
+#[derive(Debug, Default)]
+pub struct SaSets {
+    sets: SmallVec<[SaSetState; 1]>,
+    /// The Ethernet header of the UE's frames out, as last resolved.
+    pub hop: HopCache,
+}
+
+impl SaSets {
+    /// Puts `set` at `at` (0: the newest).
+    pub fn insert(&mut self, at: usize, set: SaSetState) {
+        self.sets.insert(at, set);
+    }
+
+    /// Takes the set at `at` out.
+    pub fn remove(&mut self, at: usize) -> SaSetState {
+        self.sets.remove(at)
+    }
+}
+
+impl Deref for SaSets {
+    type Target = [SaSetState];
+
+    fn deref(&self) -> &[SaSetState] {
+        &self.sets
+    }
+}
+
+impl DerefMut for SaSets {
+    fn deref_mut(&mut self) -> &mut [SaSetState] {
+        &mut self.sets
+    }
+}
 
 /// One installed SA set of a UE, kept by the worker: ports, SPIs and the two outbound SAs.
 #[derive(Debug)]
