@@ -635,17 +635,9 @@ fn cbc_gap() {
          rate: {:.1} ticks",
         89.0 * 10.0 / 4.0 / aes / cyc
     );
-    for (name, v) in [
-        "contig",
-        "phase",
-        "copied",
-        "again",
-        "spaced",
-        "contig (zmm)",
-        "again (zmm)",
-    ]
-    .iter()
-    .zip(t.iter_mut())
+    for (name, v) in ["contig", "phase", "copied", "again", "spaced"]
+        .iter()
+        .zip(t.iter_mut())
     {
         let m = median(v);
         eprintln!(
