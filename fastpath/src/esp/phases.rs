@@ -534,3 +534,180 @@ fn gcm_kernel_ticks_cold() {
     let (s, o) = (median(&mut s), median(&mut o));
     eprintln!("{len:>5} B body, cold, TSC ticks per packet (medians): seal {s:.0}, open {o:.0}");
 }
+
+/// Where the CBC encryption's extra ticks inside the burst come from (diagnostic): the
+/// 16-lane kernel on 32 bodies of a 1408-byte payload, alternated per round in one process,
+/// TSC ticks per packet (median, minimum) in five settings: `contig` as
+/// `cbc_mb::tests::kernel_timing` (one buffer, bodies 1424 bytes apart, encrypted again in
+/// place, warm); `phase` as `phase_timing` (32 buffers restored from the template, framed,
+/// then encrypted); `copied` (restored, not framed: the bodies' ranges from round 0);
+/// `again` (the phase's bodies encrypted a second time at once: warm, same layout);
+/// `spaced` (`contig` with the bodies 2048 bytes apart, as mbufs). Then the core's clock
+/// and VAESENC's issue rate (`clock_and_vaes`), and the kernel's bound at that rate.
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::cbc_gap -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn cbc_gap() {
+    if CbcKernel::detect() != Some(CbcKernel::Vaes16) {
+        eprintln!("SKIPPED: needs AVX-512 and VAES");
+        return;
+    }
+    const R: usize = 4000;
+    let (template, range) = packet(1408);
+    let mut sas: Vec<OutboundSa> = (0..SAS as u8)
+        .map(|i| OutboundSa::new(0x100 + u32::from(i), &suite(i)).unwrap())
+        .collect();
+    let keys: Vec<super::aesni::Aes128Ni> = (0..SAS)
+        .map(|i| sas[i].transform().aes_sha1_ni().unwrap().0.clone())
+        .collect();
+    let mut bufs = vec![template.clone(); BURST];
+    let mut contig = vec![0x5au8; BURST * 1424];
+    let mut spaced = vec![0x5au8; BURST * 2048];
+    let mut t: [Vec<u64>; 5] = Default::default();
+    let mut body_at: Vec<core::ops::Range<usize>> = Vec::new();
+    let run = |bodies: &mut dyn Iterator<Item = (usize, &mut [u8])>| {
+        let streams = bodies.map(|(i, d)| CbcStream {
+            keys: &keys[i % SAS],
+            iv: [i as u8; 16],
+            data: d,
+        });
+        let t0 = tsc();
+        cbc_mb::encrypt(streams, CbcKernel::Vaes16);
+        tsc() - t0
+    };
+    for round in 0..R {
+        // contig
+        t[0].push(run(&mut contig.chunks_mut(1424).enumerate()));
+        // phase
+        for b in bufs.iter_mut() {
+            b.copy_from_slice(&template);
+        }
+        let framed: Vec<_> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| {
+                let f = sas[i % SAS].frame(b, range.clone(), None, None).unwrap();
+                sas[i % SAS].count(Ok(f.payload_len()));
+                f
+            })
+            .collect();
+        if round == 0 {
+            body_at = framed
+                .iter()
+                .map(|f| {
+                    let e = f.esp();
+                    e.start + ESP_HDR_LEN + 16..e.end - HMAC96_ICV_LEN
+                })
+                .collect();
+        }
+        t[1].push(run(&mut bufs
+            .iter_mut()
+            .zip(&body_at)
+            .map(|(b, r)| &mut b[r.clone()])
+            .enumerate()));
+        // again
+        t[3].push(run(&mut bufs
+            .iter_mut()
+            .zip(&body_at)
+            .map(|(b, r)| &mut b[r.clone()])
+            .enumerate()));
+        // copied
+        for b in bufs.iter_mut() {
+            b.copy_from_slice(&template);
+        }
+        t[2].push(run(&mut bufs
+            .iter_mut()
+            .zip(&body_at)
+            .map(|(b, r)| &mut b[r.clone()])
+            .enumerate()));
+        // spaced
+        t[4].push(run(&mut spaced
+            .chunks_mut(2048)
+            .map(|c| &mut c[..1424])
+            .enumerate()));
+    }
+    // The core's clock in TSC ticks (a chain of dependent one-cycle additions), and the
+    // VAESENC zmm issue rate (eight independent chains, so latency does not bind).
+    let (cyc, aes) = clock_and_vaes();
+    eprintln!(
+        "core cycles per TSC tick {cyc:.3}; VAESENC zmm per core cycle {aes:.3}; the 16-lane \
+         kernel's bound for a 1424-byte body (89 blocks x 10 rounds / 4 a VAESENC) at that \
+         rate: {:.1} ticks",
+        89.0 * 10.0 / 4.0 / aes / cyc
+    );
+    for (name, v) in ["contig", "phase", "copied", "again", "spaced"]
+        .iter()
+        .zip(t.iter_mut())
+    {
+        let m = median(v);
+        eprintln!(
+            "{name:>12}: median {m:6.1}  min {:6.1} ticks a packet",
+            v[0] as f64 / BURST as f64
+        );
+    }
+}
+
+/// Core cycles per TSC tick and VAESENC (zmm) per core cycle, minimum over runs: the first
+/// from a chain of 4 x 2^20 dependent register additions (one cycle each; not of an
+/// immediate, which newer cores may fold at rename), the second from 2^18 x 8
+/// VAESENC on eight independent registers.
+fn clock_and_vaes() -> (f64, f64) {
+    const N: u64 = 1 << 20;
+    let mut best_add = u64::MAX;
+    let mut best_aes = u64::MAX;
+    for _ in 0..20 {
+        let t0 = tsc();
+        // SAFETY: register-only arithmetic and a counted loop; no memory is touched.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "add {x}, {one}",
+                "add {x}, {one}",
+                "add {x}, {one}",
+                "add {x}, {one}",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) N => _,
+                x = inout(reg) 0u64 => _,
+                one = in(reg) 1u64,
+                options(nomem, nostack),
+            );
+        }
+        best_add = best_add.min(tsc() - t0);
+        let t1 = tsc();
+        // SAFETY: as above; VAES and AVX-512F were checked by the caller (`Vaes16`).
+        unsafe {
+            core::arch::asm!(
+                "vpxord zmm0, zmm0, zmm0",
+                "vpxord zmm1, zmm1, zmm1",
+                "vpxord zmm2, zmm2, zmm2",
+                "vpxord zmm3, zmm3, zmm3",
+                "vpxord zmm4, zmm4, zmm4",
+                "vpxord zmm5, zmm5, zmm5",
+                "vpxord zmm6, zmm6, zmm6",
+                "vpxord zmm7, zmm7, zmm7",
+                "vpxord zmm8, zmm8, zmm8",
+                "2:",
+                "vaesenc zmm0, zmm0, zmm8",
+                "vaesenc zmm1, zmm1, zmm8",
+                "vaesenc zmm2, zmm2, zmm8",
+                "vaesenc zmm3, zmm3, zmm8",
+                "vaesenc zmm4, zmm4, zmm8",
+                "vaesenc zmm5, zmm5, zmm8",
+                "vaesenc zmm6, zmm6, zmm8",
+                "vaesenc zmm7, zmm7, zmm8",
+                "dec {n}",
+                "jnz 2b",
+                "vzeroupper",
+                n = inout(reg) N / 4 => _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _,
+                options(nomem, nostack),
+            );
+        }
+        best_aes = best_aes.min(tsc() - t1);
+    }
+    let cyc = (4 * N) as f64 / best_add as f64;
+    let aes = (2 * N) as f64 / (best_aes as f64 * cyc);
+    (cyc, aes)
+}
