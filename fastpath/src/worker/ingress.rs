@@ -27,7 +27,7 @@ const IPPROTO_ICMPV6: u8 = 58;
 /// in L1/L2 between the passes over their bytes).
 const ESP_GROUP: usize = 32;
 
-/// Frames of a burst whose UEs' state is prefetched ([`Worker::prefetch_burst`]); the rest of
+/// Frames of a burst whose UEs' state is prefetched ([`Worker::prefetch_ues`]); the rest of
 /// a larger burst goes without.
 const PREFETCH_UES: usize = 64;
 
@@ -70,57 +70,33 @@ fn seq_lo(pkt: &[u8], ip: &IpRepr) -> u32 {
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// What one look at a received frame's headers hints, ahead of the real parse: the SPI of
-/// an unfragmented-looking IPv4 or IPv6 ESP packet (RFC 4303 2.1: the first four bytes after
-/// the IP header), for [`SaTable::prefetch`](crate::sad::SaTable::prefetch), and the source
-/// address of any IPv4 or IPv6 packet, for prefetching its UE's state. Read without any
-/// check beyond the lengths (IPv6 extension headers and VLAN tags get no SPI; VLAN tags no
-/// source): only hints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FramePeek {
-    /// The ESP packet's SPI, if the frame looks like one.
-    spi: Option<u32>,
-    /// The IP packet's source address.
-    src: Option<IpAddr>,
+/// The SPI of an Ethernet frame carrying an unfragmented-looking IPv4 or IPv6 ESP packet
+/// (RFC 4303 2.1: the first four bytes after the IP header), read without any check beyond
+/// the lengths: only a hint for [`SaTable::prefetch`](crate::sad::SaTable::prefetch) ahead
+/// of the real parse (IPv6 extension headers and VLAN tags get no hint).
+fn peek_frame_spi(frame: &[u8]) -> Option<u32> {
+    let spi_at = match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+        0x0800 if *frame.get(14 + 9)? == IPPROTO_ESP => 14 + usize::from(frame.get(14)? & 0xf) * 4,
+        0x86dd if *frame.get(14 + 6)? == IPPROTO_ESP => 14 + 40,
+        _ => return None,
+    };
+    let b = frame.get(spi_at..spi_at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// [`FramePeek`] of `frame`: its ethertype read once and the IP header's few fields from
-/// there (phase zero's one pass over a burst's headers).
-#[inline]
-fn peek_frame(frame: &[u8]) -> FramePeek {
-    let none = FramePeek {
-        spi: None,
-        src: None,
-    };
-    let Some(eth) = frame.first_chunk::<14>() else {
-        return none;
-    };
-    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    match u16::from_be_bytes([eth[12], eth[13]]) {
+/// The source address of an Ethernet frame carrying IPv4 or IPv6, read without any check
+/// beyond the lengths: only a hint for prefetching its UE's state (VLAN tags get none).
+fn peek_frame_src(frame: &[u8]) -> Option<IpAddr> {
+    match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
         0x0800 => {
-            let Some(h) = frame.get(14..).and_then(|p| p.first_chunk::<20>()) else {
-                return none;
-            };
-            let src = Some(Ipv4Addr::from(be32(&h[12..16])).into());
-            let spi_at = 14 + usize::from(h[0] & 0xf) * 4;
-            let spi = (h[9] == IPPROTO_ESP)
-                .then(|| frame.get(spi_at..spi_at + 4).map(be32))
-                .flatten();
-            FramePeek { spi, src }
+            let a: [u8; 4] = frame.get(14 + 12..14 + 16)?.try_into().ok()?;
+            Some(Ipv4Addr::from(a).into())
         }
         0x86dd => {
-            let Some(h) = frame.get(14..).and_then(|p| p.first_chunk::<40>()) else {
-                return none;
-            };
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&h[8..24]);
-            let src = Some(Ipv6Addr::from(a).into());
-            let spi = (h[6] == IPPROTO_ESP)
-                .then(|| frame.get(54..58).map(be32))
-                .flatten();
-            FramePeek { spi, src }
+            let a: [u8; 16] = frame.get(14 + 8..14 + 24)?.try_into().ok()?;
+            Some(Ipv6Addr::from(a).into())
         }
-        _ => none,
+        _ => None,
     }
 }
 
@@ -198,8 +174,15 @@ impl<Q: PortQueue> Worker<Q> {
         }
         super::counters::add(&self.counters.rx_frames, n as u64);
         let tp = super::phases::stamp();
-        // Phase zero: the SA table's slots and the UEs' state start loading.
-        self.prefetch_burst(&rx);
+        // Phase zero: the table slots of the burst's ESP SPIs start loading, so the lookups of
+        // phase one find them in the cache (at millions of SAs each is a miss to memory; this
+        // way the burst's misses overlap instead of following one another).
+        for b in rx.iter() {
+            if let Some(spi) = peek_frame_spi(b.data()) {
+                self.table.prefetch(spi);
+            }
+        }
+        self.prefetch_ues(&rx);
         super::phases::note(super::phases::Phase::BurstPrefetch, tp);
         let mut verdicts = std::mem::take(&mut self.verdicts);
         // Phase one: link layer, owner, clear packets; each whole ESP packet gets its table
@@ -233,28 +216,19 @@ impl<Q: PortQueue> Worker<Q> {
         n
     }
 
-    /// Phase zero of a burst, one look at each frame's headers ([`peek_frame`]): the table
-    /// slots of its ESP SPIs start loading, so the lookups of phase one find them in the
-    /// cache (at millions of SAs each is a miss to memory; this way the burst's misses overlap
-    /// instead of following one another), and so does the state of the UEs that sent its
-    /// first [`PREFETCH_UES`] frames (their records, then their sockets, connections and SA
-    /// sets): at a few hundred UEs in flight each first touch of a UE's state is a miss to
-    /// memory, and issued together for the whole burst they overlap (docs/ARCHITECTURE.md,
-    /// *Worker pipeline*).
-    fn prefetch_burst(&self, rx: &[PacketBuf]) {
+    /// Starts loading the state of the UEs that sent the frames of `rx` (their records, then
+    /// their sockets, connections and SA sets), before the burst is processed: at a few
+    /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
+    /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
+    fn prefetch_ues(&self, rx: &[PacketBuf]) {
         let mut seen: [Option<(&super::Ue, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
-        for (i, b) in rx.iter().enumerate() {
-            let frame = b.data();
-            let peek = peek_frame(frame);
-            if let Some(spi) = peek.spi {
-                self.table.prefetch(spi);
-            }
-            let (Some(src), Some(s)) = (peek.src, seen.get_mut(i)) else {
+        for (b, s) in rx.iter().zip(seen.iter_mut()) {
+            let Some(src) = peek_frame_src(b.data()) else {
                 continue;
             };
             if let Some(u) = self.ues.get(&src) {
                 u.prefetch();
-                *s = Some((u, payload_hint(frame.len())));
+                *s = Some((u, payload_hint(b.data().len())));
             }
         }
         // The records' lines were asked for a loop ago: the pointers in them are read now.
@@ -750,107 +724,6 @@ impl<Q: PortQueue> Worker<Q> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// RFC 1071's checksum of an IPv4 header, for the test frames.
-    fn ipv4_checksum(h: &[u8]) -> u16 {
-        let mut sum: u32 = h
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    /// An Ethernet frame of ethertype `et` carrying `ip`.
-    fn eth(et: u16, ip: &[u8]) -> Vec<u8> {
-        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
-        f.extend_from_slice(&et.to_be_bytes());
-        f.extend_from_slice(ip);
-        f
-    }
-
-    /// An IPv4 packet from 10.45.0.7 of protocol `proto` with `opt_words` words of options
-    /// and `payload`, its lengths and checksum right.
-    fn ipv4(proto: u8, opt_words: usize, payload: &[u8]) -> Vec<u8> {
-        let hl = 20 + 4 * opt_words;
-        let len = (hl + payload.len()) as u16;
-        let mut h = vec![0x40 | (hl / 4) as u8, 0];
-        h.extend_from_slice(&len.to_be_bytes());
-        h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-        h.extend_from_slice(&[10, 45, 0, 7, 10, 0, 0, 1]);
-        // No-operation options (RFC 791), then the end of the list.
-        h.extend(std::iter::repeat_n(1u8, 4 * opt_words));
-        if opt_words > 0 {
-            h[hl - 1] = 0;
-        }
-        let c = ipv4_checksum(&h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        h.extend_from_slice(payload);
-        h
-    }
-
-    /// An IPv6 packet from 2001:db8::7 of next header `nh` and `payload`.
-    fn ipv6(nh: u8, payload: &[u8]) -> Vec<u8> {
-        let mut h = vec![0x60, 0, 0, 0];
-        h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        h.extend_from_slice(&[nh, 64]);
-        h.extend_from_slice(&"2001:db8::7".parse::<Ipv6Addr>().unwrap().octets());
-        h.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
-        h.extend_from_slice(payload);
-        h
-    }
-
-    /// Phase zero's one look at a frame (`peek_frame`) against the worker's real parse
-    /// (`IpRepr::from_bytes`, `spi_of`): the same SPI and source for whole ESP packets over
-    /// IPv4 (with and without options) and IPv6, the source and no SPI for other IP packets,
-    /// nothing for ARP, and no panic and no SPI beyond the frame for every truncation.
-    #[test]
-    fn the_one_look_at_a_frame_agrees_with_the_parse() {
-        let esp: Vec<u8> = [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 9]
-            .into_iter()
-            .chain((0..40).map(|i| i as u8))
-            .collect();
-        let tcp = [0u8; 20];
-        let frames = [
-            (eth(0x0800, &ipv4(IPPROTO_ESP, 0, &esp)), true),
-            (eth(0x0800, &ipv4(IPPROTO_ESP, 3, &esp)), true),
-            (eth(0x0800, &ipv4(IPPROTO_TCP, 0, &tcp)), true),
-            (eth(0x86dd, &ipv6(IPPROTO_ESP, &esp)), true),
-            (eth(0x86dd, &ipv6(IPPROTO_TCP, &tcp)), true),
-            (eth(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1]), false),
-        ];
-        for (f, is_ip) in &frames {
-            let peek = peek_frame(f);
-            if !is_ip {
-                assert_eq!(
-                    peek,
-                    FramePeek {
-                        spi: None,
-                        src: None
-                    }
-                );
-                continue;
-            }
-            let ip = IpRepr::from_bytes(&f[14..], Direction::Inbound).expect("a valid packet");
-            assert_eq!(peek.src, Some(ip.src));
-            let spi = (ip.next_header == IPPROTO_ESP)
-                .then(|| spi_of(&f[14..], &ip).expect("an ESP header"));
-            assert_eq!(peek.spi, spi);
-            if let Some(spi) = spi {
-                assert_eq!(spi, 0xdead_beef);
-            }
-            for cut in 0..f.len() {
-                let p = peek_frame(&f[..cut]);
-                assert!(
-                    p.spi.is_none() || p == peek,
-                    "a SPI read past a cut at {cut}"
-                );
-                assert!(p.src.is_none() || p.src == peek.src);
-            }
-        }
-    }
 
     /// A SYN or a pure ACK, clear or through ESP, asks for no receive buffer; a data
     /// segment asks for at least its payload (TCP payload of a clear IPv4 frame with the
