@@ -214,17 +214,22 @@ impl<'a> Cursor<'a> {
 
 /// Appends `value` as a quoted-string, escaping `"` and `\\` (RFC 3261 25.1 quoted-pair).
 fn push_quoted(out: &mut String, value: &str) {
-    out.push('"');
+    quoted_pieces(value, &mut |p| out.push_str(p));
+}
+
+/// `value` as a quoted-string, in pieces: `"` and `\\` escaped (RFC 3261 25.1).
+fn quoted_pieces(value: &str, f: &mut impl FnMut(&str)) {
+    f("\"");
     let mut rest = value;
     while let Some(i) = memchr::memchr2(b'"', b'\\', rest.as_bytes()) {
         // Both bytes are ASCII: `i` and `i + 1` are character boundaries.
-        out.push_str(&rest[..i]);
-        out.push('\\');
-        out.push_str(&rest[i..i + 1]);
+        f(&rest[..i]);
+        f("\\");
+        f(&rest[i..i + 1]);
         rest = &rest[i + 1..];
     }
-    out.push_str(rest);
-    out.push('"');
+    f(rest);
+    f("\"");
 }
 
 fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
@@ -349,98 +354,34 @@ impl Known {
     }
 }
 
-/// A parameter list borrowing its input: the credentials of every REGISTER are read from it
-/// without a `String` per name and value (only the values kept are copied).
+/// The known parameters of a list borrowing its input, by [`Known`]: the credentials of every
+/// REGISTER are read from it without a `String` per name and value (only the values kept are
+/// copied) and without a list on the heap.
 struct ParamRefs<'a> {
-    /// `None` once taken.
-    params: Vec<Option<ParamRef<'a>>>,
+    /// Each known parameter's value (`None`: absent, or taken).
+    known: [Option<Cow<'a, str>>; KNOWN],
 }
 
+/// How many [`Known`] names there are.
+const KNOWN: usize = Known::IntegrityProtected as usize + 1;
+
 impl<'a> ParamRefs<'a> {
-    /// The grammar of [`DigestParams::parse`], which builds on it.
+    /// The grammar of [`DigestParams::parse`] ([`each_param`]), keeping the known parameters.
     fn parse(input: &'a str) -> Result<Self, DigestParseError> {
-        let mut c = Cursor {
-            s: input,
-            b: input.as_bytes(),
-            pos: 0,
+        let mut refs = ParamRefs {
+            known: Default::default(),
         };
-        c.skip_lws()?;
-        let scheme_at = c.pos;
-        let scheme = c.token()?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(DigestParseError::NotDigest);
-        }
-        if !c.skip_lws()? && !c.at_end() {
-            return Err(DigestParseError::ExpectedToken(scheme_at));
-        }
-        // One parameter per comma at most (commas inside quotes only over-count).
-        let commas = memchr::memchr_iter(b',', c.b).count();
-        let mut params: Vec<Option<ParamRef<'a>>> =
-            Vec::with_capacity((commas + 1).min(MAX_PARAMS));
-        let mut seen = [false; 12];
-        loop {
-            c.skip_lws()?;
-            match c.peek() {
-                None => break,
-                Some(b',') => {
-                    c.pos += 1;
-                    continue;
-                }
-                Some(_) => {}
+        each_param(input, |p| {
+            if let Some(k) = p.known {
+                refs.known[k as usize] = Some(p.value);
             }
-            let name_at = c.pos;
-            let name = c.token()?;
-            c.skip_lws()?;
-            if c.peek() != Some(b'=') {
-                return Err(DigestParseError::ExpectedEquals(c.pos));
-            }
-            c.pos += 1;
-            c.skip_lws()?;
-            let (value, quoted) = if c.peek() == Some(b'"') {
-                (c.quoted()?, true)
-            } else {
-                (Cow::Borrowed(c.token()?), false)
-            };
-            // RFC 2617 3.2.2: each directive at most once (names are case-insensitive). A
-            // known name is equal to no other name: a bit per known name, names compared
-            // only among the others.
-            let known = Known::of_at(c.b, name_at, name.len());
-            let duplicate = match known {
-                Some(k) => std::mem::replace(&mut seen[k as usize], true),
-                None => params
-                    .iter()
-                    .flatten()
-                    .any(|p| p.known.is_none() && p.name.eq_ignore_ascii_case(name)),
-            };
-            if duplicate {
-                return Err(DigestParseError::DuplicateParam(name.to_ascii_lowercase()));
-            }
-            if params.len() >= MAX_PARAMS {
-                return Err(DigestParseError::TooManyParams);
-            }
-            params.push(Some(ParamRef {
-                name,
-                value,
-                quoted,
-                known,
-            }));
-            c.skip_lws()?;
-            match c.peek() {
-                None => break,
-                Some(b',') => c.pos += 1,
-                Some(_) => return Err(DigestParseError::ExpectedComma(c.pos)),
-            }
-        }
-        Ok(ParamRefs { params })
+        })?;
+        Ok(refs)
     }
 
     /// Takes a known parameter's value out of the list.
     fn take_known(&mut self, known: Known) -> Option<Cow<'a, str>> {
-        self.params
-            .iter_mut()
-            .find(|p| p.as_ref().is_some_and(|p| p.known == Some(known)))
-            .and_then(Option::take)
-            .map(|p| p.value)
+        self.known[known as usize].take()
     }
 
     /// [`ParamRefs::take_known`] for a parameter the caller needs.
@@ -448,6 +389,95 @@ impl<'a> ParamRefs<'a> {
         self.take_known(known)
             .ok_or(DigestParseError::MissingParam(known.name()))
     }
+}
+
+/// Reads `Digest name=value, name="value", ...` ([`DigestParams::parse`]) and calls `each`
+/// with every parameter in order, once the list so far has been checked: each directive at
+/// most once, at most [`MAX_PARAMS`] of them.
+fn each_param<'a>(
+    input: &'a str,
+    mut each: impl FnMut(ParamRef<'a>),
+) -> Result<(), DigestParseError> {
+    let mut c = Cursor {
+        s: input,
+        b: input.as_bytes(),
+        pos: 0,
+    };
+    c.skip_lws()?;
+    let scheme_at = c.pos;
+    let scheme = c.token()?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(DigestParseError::NotDigest);
+    }
+    if !c.skip_lws()? && !c.at_end() {
+        return Err(DigestParseError::ExpectedToken(scheme_at));
+    }
+    let mut count = 0;
+    let mut seen = [false; KNOWN];
+    // The names of the unknown parameters so far, for their duplicate check.
+    let mut others = [""; MAX_PARAMS];
+    let mut n_others = 0;
+    loop {
+        c.skip_lws()?;
+        match c.peek() {
+            None => break,
+            Some(b',') => {
+                c.pos += 1;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let name_at = c.pos;
+        let name = c.token()?;
+        c.skip_lws()?;
+        if c.peek() != Some(b'=') {
+            return Err(DigestParseError::ExpectedEquals(c.pos));
+        }
+        c.pos += 1;
+        c.skip_lws()?;
+        let (value, quoted) = if c.peek() == Some(b'"') {
+            (c.quoted()?, true)
+        } else {
+            (Cow::Borrowed(c.token()?), false)
+        };
+        // RFC 2617 3.2.2: each directive at most once (names are case-insensitive). A
+        // known name is equal to no other name: a bit per known name, names compared
+        // only among the others.
+        let known = Known::of_at(c.b, name_at, name.len());
+        let duplicate = match known {
+            Some(k) => std::mem::replace(&mut seen[k as usize], true),
+            None => others[..n_others]
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(name)),
+        };
+        if duplicate {
+            return Err(DigestParseError::DuplicateParam(name.to_ascii_lowercase()));
+        }
+        if count >= MAX_PARAMS {
+            return Err(DigestParseError::TooManyParams);
+        }
+        count += 1;
+        if known.is_none() {
+            // Fewer than `MAX_PARAMS` parameters so far: there is room.
+            if let Some(slot) = others.get_mut(n_others) {
+                *slot = name;
+                n_others += 1;
+            }
+        }
+        each(ParamRef {
+            name,
+            value,
+            quoted,
+            known,
+        });
+        c.skip_lws()?;
+        match c.peek() {
+            None => break,
+            Some(b',') => c.pos += 1,
+            Some(_) => return Err(DigestParseError::ExpectedComma(c.pos)),
+        }
+    }
+    Ok(())
 }
 
 impl DigestParams {
@@ -459,19 +489,15 @@ impl DigestParams {
     /// Parses `Digest name=value, name="value", ...` (scheme and names case-insensitive,
     /// whitespace and line folding around `=` and `,` tolerated, empty list elements skipped).
     pub fn parse(input: &str) -> Result<Self, DigestParseError> {
-        let refs = ParamRefs::parse(input)?;
-        Ok(DigestParams {
-            params: refs
-                .params
-                .into_iter()
-                .flatten()
-                .map(|p| DigestParam {
-                    name: p.name.to_ascii_lowercase(),
-                    value: p.value.into_owned(),
-                    quoted: p.quoted,
-                })
-                .collect(),
-        })
+        let mut params = Vec::new();
+        each_param(input, |p| {
+            params.push(DigestParam {
+                name: p.name.to_ascii_lowercase(),
+                value: p.value.into_owned(),
+                quoted: p.quoted,
+            })
+        })?;
+        Ok(DigestParams { params })
     }
 
     fn insert(&mut self, p: DigestParam) -> Result<(), DigestParseError> {
@@ -630,44 +656,62 @@ pub struct ChallengeRef<'a> {
 impl ChallengeRef<'_> {
     /// [`DigestChallenge::render`].
     pub fn render(&self) -> Result<String, DigestParseError> {
-        // Written straight into the header value (one allocation per 401), with the checks of
-        // [`DigestParams::push`]: no control character, unquoted values are tokens.
+        self.check()?;
         let mut out = String::with_capacity(64 + self.realm.len() + self.nonce.len());
-        out.push_str("Digest");
-        let mut put = |name: &str, value: &str, quoted: bool| {
+        self.render_pieces(|p| out.push_str(p));
+        Ok(out)
+    }
+
+    /// The checks of [`DigestParams::push`] on every value [`ChallengeRef::render_pieces`]
+    /// writes: no control character, unquoted values are tokens.
+    pub fn check(&self) -> Result<(), DigestParseError> {
+        let quoted = [Some(self.realm), Some(self.nonce), self.qop, self.opaque];
+        for value in quoted.into_iter().flatten() {
             check_value(value, "value")?;
-            if !quoted && !is_token(value) {
+        }
+        if let Some(a) = self.algorithm {
+            check_value(a, "value")?;
+            if !is_token(a) {
                 return Err(DigestParseError::InvalidValue("value"));
             }
-            out.push_str(if out.len() == "Digest".len() {
+        }
+        Ok(())
+    }
+
+    /// Writes the challenge's value piece by piece (`Digest realm="..", nonce="..", ...`),
+    /// straight into a message being built; [`ChallengeRef::check`] first, which this does
+    /// not repeat.
+    pub fn render_pieces(&self, mut f: impl FnMut(&str)) {
+        f("Digest");
+        let mut first = true;
+        let mut put = |name: &str, value: &str, quoted: bool| {
+            f(if std::mem::take(&mut first) {
                 " "
             } else {
                 ", "
             });
-            out.push_str(name);
-            out.push('=');
+            f(name);
+            f("=");
             if quoted {
-                push_quoted(&mut out, value);
+                quoted_pieces(value, &mut f);
             } else {
-                out.push_str(value);
+                f(value);
             }
-            Ok(())
         };
-        put("realm", self.realm, true)?;
-        put("nonce", self.nonce, true)?;
+        put("realm", self.realm, true);
+        put("nonce", self.nonce, true);
         if let Some(a) = self.algorithm {
-            put("algorithm", a, false)?;
+            put("algorithm", a, false);
         }
         if let Some(q) = self.qop {
-            put("qop", q, true)?;
+            put("qop", q, true);
         }
         if let Some(o) = self.opaque {
-            put("opaque", o, true)?;
+            put("opaque", o, true);
         }
         if self.stale {
-            put("stale", "TRUE", false)?;
+            put("stale", "TRUE", false);
         }
-        Ok(out)
     }
 }
 
@@ -710,20 +754,16 @@ impl DigestCredentials {
 
     /// Extracts and checks credentials from a parsed list.
     pub fn from_params(p: &DigestParams) -> Result<Self, DigestParseError> {
-        CredentialsRef::from_refs(ParamRefs {
-            params: p
-                .iter()
-                .map(|p| {
-                    Some(ParamRef {
-                        name: &p.name,
-                        value: Cow::Borrowed(&p.value),
-                        quoted: p.quoted,
-                        known: Known::of(&p.name),
-                    })
-                })
-                .collect(),
-        })
-        .map(CredentialsRef::into_owned)
+        let mut refs = ParamRefs {
+            known: Default::default(),
+        };
+        for p in p.iter() {
+            if let Some(k) = Known::of(&p.name) {
+                // The first of a name, as a lookup by name finds it.
+                refs.known[k as usize].get_or_insert(Cow::Borrowed(&p.value));
+            }
+        }
+        CredentialsRef::from_refs(refs).map(CredentialsRef::into_owned)
     }
 
     /// Renders the header value in the usual order (strings quoted; algorithm, qop, nc and

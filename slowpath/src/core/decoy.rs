@@ -134,7 +134,7 @@ impl Core {
         let timeout = self.shared.cfg.challenge_timeout;
         let rand = self.shared.decoys.rand(id, fresh, now, timeout);
         let nonce = self.decoy_key.nonce(impi, rand);
-        let Ok(www) = aka_challenge(impi, &nonce) else {
+        let Ok(www) = aka_challenge(impi, &nonce).and_then(|c| c.render()) else {
             return self
                 .shared
                 .respond(req, 500, "Server Internal Error", &[], now, out);

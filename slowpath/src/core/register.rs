@@ -30,17 +30,22 @@ use crate::secagree::{
 };
 use crate::sip::{response_to, HeaderKind, Message};
 
-/// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1).
-pub(crate) fn aka_challenge(impi: &str, nonce: &str) -> Result<String, DigestParseError> {
-    ChallengeRef {
+/// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1), checked
+/// ([`ChallengeRef::check`]): render it, or write its pieces into the 401.
+pub(crate) fn aka_challenge<'a>(
+    impi: &'a str,
+    nonce: &'a str,
+) -> Result<ChallengeRef<'a>, DigestParseError> {
+    let challenge = ChallengeRef {
         realm: realm_of(impi),
         nonce,
         algorithm: Some(ALGORITHM_AKAV1_MD5),
         qop: Some("auth"),
         opaque: None,
         stale: false,
-    }
-    .render()
+    };
+    challenge.check()?;
+    Ok(challenge)
 }
 
 /// The sec-agree option tag (RFC 3329 2.2).
@@ -502,7 +507,11 @@ impl Core {
         // The challenge and the Security-Server written straight into the 401.
         self.shared
             .respond_with(req, 401, "Unauthorized", now, out, |b| {
-                b.push_header("WWW-Authenticate", &www);
+                b.push_header_with("WWW-Authenticate", |w| {
+                    www.render_pieces(|p| {
+                        w.str(p);
+                    })
+                });
                 if let Some(server) = &security_server {
                     b.push_header_with("Security-Server", |w| {
                         server.render_pieces(|p| {

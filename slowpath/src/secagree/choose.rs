@@ -45,16 +45,25 @@ impl ChosenMechanism {
         port_ps: u16,
     ) -> SecMechanism {
         // Nine parameters, about 90 bytes of names and values: room for all at once.
-        SecMechanism::with_capacity(IPSEC_3GPP, 9, 128)
-            .with_str("alg", self.auth.token())
-            .with_str("ealg", self.encr.token())
-            .with_str("prot", "esp")
-            .with_str("mod", "trans")
-            .with_u32("spi-c", spi_pc)
-            .with_u32("spi-s", spi_ps)
-            .with_u32("port-c", port_pc.into())
-            .with_u32("port-s", port_ps.into())
-            .with_str("q", SERVER_Q)
+        let mut m = SecMechanism::with_capacity(IPSEC_3GPP, 9, 128);
+        let (mut a, mut b, mut c, mut d) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        m.push_lower(&[
+            ("alg", self.auth.token()),
+            ("ealg", self.encr.token()),
+            ("prot", "esp"),
+            ("mod", "trans"),
+            ("spi-c", a.format(spi_pc)),
+            ("spi-s", b.format(spi_ps)),
+            ("port-c", c.format(port_pc)),
+            ("port-s", d.format(port_ps)),
+            ("q", SERVER_Q),
+        ]);
+        m
     }
 }
 

@@ -98,6 +98,20 @@ impl SecMechanism {
         self
     }
 
+    /// Appends parameters whose names are lower-case already (ours), in order: what
+    /// [`SecMechanism::with_str`] does for each, without lower-casing the names again and
+    /// without moving the mechanism through a call per parameter.
+    pub(crate) fn push_lower(&mut self, params: &[(&str, &str)]) {
+        for &(name, value) in params {
+            debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+            let name_start = self.text.len();
+            self.text.push_str(name);
+            let value_start = self.text.len();
+            self.text.push_str(value);
+            self.push_span(name_start, value_start);
+        }
+    }
+
     /// [`SecMechanism::with`] for a number (SPIs, ports), written without the formatter.
     pub fn with_u32(self, name: &str, value: u32) -> Self {
         self.with_str(name, itoa::Buffer::new().format(value))

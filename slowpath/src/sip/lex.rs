@@ -21,8 +21,11 @@ pub(crate) fn trim_lws(s: &str) -> &str {
 }
 
 /// `s` without leading linear white space.
+#[inline]
 pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t', '\r', '\n'])
+    // Byte-wise, as [`trim_lws`]: the cut is at an ASCII byte or the end.
+    let start = s.bytes().position(|c| !is_lws(c)).unwrap_or(s.len());
+    &s[start..]
 }
 
 pub(crate) use akagate_proto::sipscan::is_token_char;
