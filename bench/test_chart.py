@@ -163,6 +163,19 @@ class Summary(unittest.TestCase):
             ratios = [p["baseline_ns"] / p["ours_ns"] for p in paired["pairs"]]
             self.assertAlmostEqual(paired["ratio"], statistics.median(ratios))
             self.assertTrue(re.search(re.escape(figure) + r" .* " + re.escape(source), out), figure)
+        # ESP in per worker core against raw AF_PACKET rx, also in alternated pairs: each pair's
+        # ratio is its own run over its own baseline, and the row is their median.
+        with open(os.path.join(RESULTS, "pktgen.json")) as f:
+            pktgen = {r["size"]: r for r in json.load(f)["results"]}
+        for size in (64, 1408):
+            found = [r for r in rows if r["figure"] == f"ESP in, {size} B inner"]
+            self.assertEqual(len(found), 1, size)
+            self.assertEqual(found[0]["baseline_source"], "raw AF_PACKET rx (pairs)")
+            pairs = pktgen[size]["pairs"]
+            for p in pairs:
+                self.assertAlmostEqual(p["ratio_vs_raw_rx"], p["mpps_per_core"] / p["raw_af_packet_rx_mpps"])
+            self.assertAlmostEqual(found[0]["ratio"],
+                                   statistics.median(p["ratio_vs_raw_rx"] for p in pairs))
 
 
 if __name__ == "__main__":

@@ -297,19 +297,9 @@ fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
 /// another MAC (a new ARP announcement), the next answer goes to the new MAC, not the copy's.
 #[test]
 fn a_ue_that_moves_to_another_mac_gets_its_next_answer_there() {
-    let (mut w, mut now) = unannounced_register(&[b"one"]);
-    arp_reply(&mut w, UE_V4);
-    now += Duration::from_millis(1);
-    w.worker.run_once(now);
-    assert_eq!(drain(&mut w.ue).udp, vec![b"one".to_vec()]);
-    answer(&mut w, UE_V4, b"two", now);
-    assert_eq!(drain(&mut w.ue).udp, vec![b"two".to_vec()]);
+    let (mut w, now) = unannounced_register(&[b"one"]);
     let moved = EthernetAddress([0x02, 0, 0, 0, 0, 0x0c]);
-    arp_reply_at(&mut w, UE_V4, moved);
-    now += Duration::from_millis(1);
-    w.worker.run_once(now);
-    answer(&mut w, UE_V4, b"three", now);
-    assert_eq!(drain_to(&mut w.ue, moved).udp, vec![b"three".to_vec()]);
+    answers_follow_next_hop(&mut w, now, UE_V4, UE_V4, moved);
     assert_eq!(count(&w, "neighbor_queued"), 1);
 }
 
@@ -323,17 +313,30 @@ fn a_routed_ues_answers_follow_its_router_to_a_new_mac() {
         prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
         via: IpAddr::V4(router),
     }];
-    let (mut w, mut now) = register_from(cfg, ue, &[b"one"]);
-    arp_reply(&mut w, router);
+    let (mut w, now) = register_from(cfg, ue, &[b"one"]);
+    let standby = EthernetAddress([0x02, 0, 0, 0, 1, 0xfe]);
+    answers_follow_next_hop(&mut w, now, ue, router, standby);
+}
+
+/// The common steps of the two tests above: the next hop `hop` of `ue` answers ARP, the
+/// queued answer "one" and a fresh "two" reach it (at UE_MAC, which `drain` checks), then
+/// `hop` announces `moved` and the answer "three" goes to `moved`.
+fn answers_follow_next_hop(
+    w: &mut WorkerOnPair,
+    mut now: Instant,
+    ue: std::net::Ipv4Addr,
+    hop: std::net::Ipv4Addr,
+    moved: EthernetAddress,
+) {
+    arp_reply(w, hop);
     now += Duration::from_millis(1);
     w.worker.run_once(now);
     assert_eq!(drain(&mut w.ue).udp, vec![b"one".to_vec()]);
-    answer(&mut w, ue, b"two", now);
+    answer(w, ue, b"two", now);
     assert_eq!(drain(&mut w.ue).udp, vec![b"two".to_vec()]);
-    let standby = EthernetAddress([0x02, 0, 0, 0, 1, 0xfe]);
-    arp_reply_at(&mut w, router, standby);
+    arp_reply_at(w, hop, moved);
     now += Duration::from_millis(1);
     w.worker.run_once(now);
-    answer(&mut w, ue, b"three", now);
-    assert_eq!(drain_to(&mut w.ue, standby).udp, vec![b"three".to_vec()]);
+    answer(w, ue, b"three", now);
+    assert_eq!(drain_to(&mut w.ue, moved).udp, vec![b"three".to_vec()]);
 }
