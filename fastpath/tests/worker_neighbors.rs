@@ -220,17 +220,9 @@ fn a_ue_that_never_answers_gets_three_solicitations_then_its_packets_are_dropped
 #[test]
 fn a_neighbour_holds_three_packets_and_counts_the_overflow() {
     let (mut w, now) = unannounced_register(&[b"one"]);
-    let flow = sip_flow();
     // One answer per loop: the UE's stack sends one queued datagram per poll.
     for body in [&b"two"[..], b"three", b"four"] {
-        w.cmds
-            .send(WorkerCommand::Send {
-                flow,
-                bytes: body.to_vec(),
-                connect_if_absent: false,
-            })
-            .unwrap();
-        w.worker.run_once(now);
+        answer(&mut w, UE_V4, body, now);
     }
     assert_eq!(count(&w, "neighbor_queued"), 4);
     assert_eq!(count(&w, "drop_neighbor_queue_full"), 1);
@@ -262,12 +254,13 @@ fn several_answers_in_one_loop_all_reach_the_ue() {
     );
 }
 
-/// Routed access: the UE (10.45.0.7) sits behind a router (10.0.0.254, at `UE_MAC` here) on
-/// a static route. The worker resolves the router only - its own gateway probe at start, no
-/// second request when the 401 waits for it - and the 401 leaves to the router's MAC with the
-/// UE's address.
-#[test]
-fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
+/// A worker whose UE 10.45.0.7 sits behind the router 10.0.0.254 on a static route
+/// 10.45.0.0/16: the configuration, the UE's address and the router's.
+fn routed_config() -> (
+    akagate_fastpath::worker::WorkerConfig,
+    std::net::Ipv4Addr,
+    std::net::Ipv4Addr,
+) {
     let ue = std::net::Ipv4Addr::new(10, 45, 0, 7);
     let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
     let mut cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
@@ -275,6 +268,16 @@ fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
         prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
         via: IpAddr::V4(router),
     }];
+    (cfg, ue, router)
+}
+
+/// Routed access: the UE (10.45.0.7) sits behind a router (10.0.0.254, at `UE_MAC` here) on
+/// a static route. The worker resolves the router only - its own gateway probe at start, no
+/// second request when the 401 waits for it - and the 401 leaves to the router's MAC with the
+/// UE's address.
+#[test]
+fn an_answer_to_a_ue_behind_a_router_goes_to_the_router() {
+    let (cfg, ue, router) = routed_config();
     let answer = b"SIP/2.0 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
     let (mut w, mut now) = register_from(cfg, ue, &[answer]);
     let seen = drain(&mut w.ue);
@@ -306,13 +309,7 @@ fn a_ue_that_moves_to_another_mac_gets_its_next_answer_there() {
 /// A routed UE's frames go to its router's MAC, and follow the router to a new one.
 #[test]
 fn a_routed_ues_answers_follow_its_router_to_a_new_mac() {
-    let ue = std::net::Ipv4Addr::new(10, 45, 0, 7);
-    let router = std::net::Ipv4Addr::new(10, 0, 0, 254);
-    let mut cfg = worker_config(0, PCSCF_MAC, vec![Ipv4Cidr::new(PCSCF_V4, 24)], vec![]);
-    cfg.l2.routes = vec![akagate_fastpath::l2::Route {
-        prefix: smoltcp::wire::IpCidr::new(ue.into(), 16),
-        via: IpAddr::V4(router),
-    }];
+    let (cfg, ue, router) = routed_config();
     let (mut w, now) = register_from(cfg, ue, &[b"one"]);
     let standby = EthernetAddress([0x02, 0, 0, 0, 1, 0xfe]);
     answers_follow_next_hop(&mut w, now, ue, router, standby);
