@@ -605,9 +605,13 @@ section_shards() {
 import json, os, sys
 res = sys.argv[1]
 out = {"section": "shards", "note": "slowpath thread CPU (procfs schedstat) per registration; "
-       "per shard: that shard's CPU over the registrations it served (IMPI hash, about half)",
+       "per shard: that shard's CPU over the registrations it served (IMPI hash, about half); "
+       "'whole life' includes start-up and idle turns, 'reg phase' counts from the first "
+       "REGISTER to the last registration's end; worker: all workers' thread CPU and "
+       "busy-iteration clock over the registration phase",
        "results": []}
-print(f"{'shards':6} {'reg/s':>7} {'slowpath us/reg (all)':>21} {'per shard us/reg':>30}")
+print(f"{'shards':6} {'reg/s':>7} {'sp us/reg (whole life)':>22} {'sp us/reg (reg phase)':>21} "
+      f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22}")
 for n in (1, 2):
     p = os.path.join(res, f"shards-{n}.json")
     if not os.path.exists(p):
@@ -615,13 +619,20 @@ for n in (1, 2):
     r = json.load(open(p))
     c, regs = r["pcscf_counters"], max(r["registered"], 1)
     total = c.get("slowpath_cpu_us", 0) / regs
+    phase = c.get("slowpath_cpu_us_registration", 0) / regs
     per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
     # Each shard served about regs / n registrations.
     per_reg = [us / (regs / n) for us in per]
-    print(f"{n:6} {r['registrations_per_second']:>7.0f} {total:>21.1f} {'  '.join(f'{u:.1f}' for u in per_reg):>30}")
+    wcpu = c.get("worker_cpu_us_registration", 0) / regs
+    wbusy = c.get("worker_busy_us_registration", 0) / regs
+    print(f"{n:6} {r['registrations_per_second']:>7.0f} {total:>22.1f} {phase:>21.1f} "
+          f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22}")
     out["results"].append({"shards": n, "registered": r["registered"],
                            "registrations_per_second": r["registrations_per_second"],
                            "slowpath_cpu_us_per_registration": total,
+                           "slowpath_cpu_us_per_registration_reg_phase": phase,
+                           "worker_cpu_us_per_registration_reg_phase": wcpu,
+                           "worker_busy_us_per_registration_reg_phase": wbusy,
                            "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
 json.dump(out, open(os.path.join(res, "shards.json"), "w"), indent=2)
 PYEOF

@@ -44,6 +44,76 @@ pub fn current_thread_cpu() -> std::time::Duration {
     )
 }
 
+/// The CPU clocks of an in-process daemon's threads, read together at the two ends of a
+/// run's phase so that a per-registration figure leaves out start-up and idle time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaemonCpu {
+    /// Per slowpath thread (shard order), nanoseconds on a CPU.
+    pub slowpath_ns: Vec<u64>,
+    /// All worker threads together, nanoseconds on a CPU.
+    pub worker_ns: u64,
+    /// The workers' busy-iteration clock ([`akagate::daemon::busy_iteration_ns`]).
+    pub busy_ns: u64,
+}
+
+impl DaemonCpu {
+    /// `self - earlier`, per field (saturating: a thread that was not found reads 0).
+    pub fn since(&self, earlier: &DaemonCpu) -> DaemonCpu {
+        DaemonCpu {
+            slowpath_ns: self
+                .slowpath_ns
+                .iter()
+                .zip(earlier.slowpath_ns.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            worker_ns: self.worker_ns.saturating_sub(earlier.worker_ns),
+            busy_ns: self.busy_ns.saturating_sub(earlier.busy_ns),
+        }
+    }
+}
+
+/// Where a daemon's threads are in `/proc/self/task`, found once by name.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonThreads {
+    slowpath: Vec<Option<PathBuf>>,
+    workers: Vec<PathBuf>,
+}
+
+impl DaemonThreads {
+    /// Finds the slowpath threads called `slowpath` (in order) and every thread whose name
+    /// starts with `worker_prefix`. Names are cut to Linux's 15 bytes of `comm`.
+    pub fn find(slowpath: &[String], worker_prefix: &str) -> DaemonThreads {
+        let comm = |n: &str| n.get(..15).unwrap_or(n).to_owned();
+        let slowpath = slowpath.iter().map(|n| find_thread(&comm(n))).collect();
+        let workers = std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        std::fs::read_to_string(p.join("comm"))
+                            .is_ok_and(|c| c.trim_end().starts_with(worker_prefix))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        DaemonThreads { slowpath, workers }
+    }
+
+    /// Reads every clock now.
+    pub fn sample(&self) -> DaemonCpu {
+        let read = |p: &Path| thread_cpu_ns(p).unwrap_or(0);
+        DaemonCpu {
+            slowpath_ns: self
+                .slowpath
+                .iter()
+                .map(|p| p.as_deref().map_or(0, read))
+                .collect(),
+            worker_ns: self.workers.iter().map(|p| read(p)).sum(),
+            busy_ns: akagate::daemon::busy_iteration_ns().0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +144,59 @@ mod tests {
         t.join().unwrap();
         assert!(b > a, "cpu time must grow while spinning ({a} -> {b})");
         assert!(find_thread("no-such-thread-name").is_none());
+    }
+
+    #[test]
+    fn a_phase_is_the_difference_of_two_samples() {
+        let a = DaemonCpu {
+            slowpath_ns: vec![10, 20],
+            worker_ns: 5,
+            busy_ns: 7,
+        };
+        let b = DaemonCpu {
+            slowpath_ns: vec![15, 45],
+            worker_ns: 9,
+            busy_ns: 7,
+        };
+        let d = b.since(&a);
+        assert_eq!(d.slowpath_ns, vec![5, 25]);
+        assert_eq!((d.worker_ns, d.busy_ns), (4, 0));
+        // A clock that went missing reads 0, never wraps.
+        assert_eq!(a.since(&b).slowpath_ns, vec![0, 0]);
+    }
+
+    #[test]
+    fn daemon_threads_are_found_by_name_and_prefix() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spawn = |name: &str| {
+            let s = stop.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let mut x = 0u64;
+                    while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                })
+                .unwrap()
+        };
+        let ts = [
+            spawn("cpt-sp-long-name-x"),
+            spawn("cpt-wk0"),
+            spawn("cpt-wk1"),
+        ];
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let threads =
+            DaemonThreads::find(&["cpt-sp-long-name-x".into(), "cpt-none".into()], "cpt-wk");
+        let a = threads.sample();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let b = threads.sample();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ts.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(threads.workers.len(), 2);
+        let d = b.since(&a);
+        assert!(d.slowpath_ns[0] > 0, "{d:?}");
+        assert_eq!(d.slowpath_ns[1], 0, "a missing thread reads 0");
+        assert!(d.worker_ns > 0, "{d:?}");
     }
 }

@@ -235,6 +235,14 @@ struct Driver {
     open: OpenLoop,
     reg_t0: Option<Instant>,
     call_t0: Option<Instant>,
+    /// The in-process daemon's threads, if any: their CPU clocks are read when the
+    /// registrations start and when the last one ends ([`Driver::reg_cpu`]).
+    daemon_threads: Option<crate::cputime::DaemonThreads>,
+    /// The daemon threads' clocks at the start and at the end of the registration phase.
+    reg_cpu: (
+        Option<crate::cputime::DaemonCpu>,
+        Option<crate::cputime::DaemonCpu>,
+    ),
 }
 
 impl Driver {
@@ -280,6 +288,9 @@ impl Driver {
         match self.phase {
             Phase::Register => {
                 let open = self.open.reg_rate.filter(|r| *r > 0.0);
+                if self.reg_t0.is_none() {
+                    self.reg_cpu.0 = self.daemon_threads.as_ref().map(|t| t.sample());
+                }
                 let t0 = *self.reg_t0.get_or_insert(now);
                 loop {
                     let at = match open {
@@ -304,6 +315,7 @@ impl Driver {
                     }
                 }
                 if self.reg_done == n {
+                    self.reg_cpu.1 = self.daemon_threads.as_ref().map(|t| t.sample());
                     self.reg_s = self.t0.elapsed().as_secs_f64();
                     self.phase = Phase::Call;
                     self.call_start = Some(std::time::Instant::now());
@@ -548,6 +560,8 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
         open,
         reg_t0: None,
         call_t0: None,
+        daemon_threads: None,
+        reg_cpu: (None, None),
         cfg,
     };
     match driver.cfg.backend.clone() {
@@ -571,8 +585,17 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 } else {
                     IpAddr::V4(crate::daemon::DAEMON_V4)
                 };
+                // Issue 10: the slowpath threads' CPU time (per shard and summed), for the
+                // CPU per registration and the per-shard scaling (bench/run.sh `shards`).
+                let names: Vec<String> = match slowpath_shards {
+                    0 | 1 => vec!["akagate-slowpath".into()],
+                    n => (0..n).map(|k| format!("akagate-sp{k}")).collect(),
+                };
+                driver.daemon_threads =
+                    Some(crate::cputime::DaemonThreads::find(&names, "akagate-w"));
                 let mut fleet = build_fleet(&driver.cfg, d.queue, &[pcscf])?;
                 drive(&mut driver, &mut fleet, |_| 0);
+                insert_registration_cpu(&mut driver);
                 for w in d.handle.stats().workers {
                     for (name, v) in w.drops() {
                         *driver.pcscf_counters.entry(name.to_string()).or_default() += v;
@@ -587,12 +610,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                         }
                     }
                 }
-                // Issue 10: the slowpath threads' CPU time (per shard and summed), for the
-                // CPU per registration and the per-shard scaling (bench/run.sh `shards`).
-                let names: Vec<String> = match slowpath_shards {
-                    0 | 1 => vec!["akagate-slowpath".into()],
-                    n => (0..n).map(|k| format!("akagate-sp{k}")).collect(),
-                };
+                // The threads' whole-life CPU (start-up and idle turns included).
                 let mut total = 0;
                 for (k, name) in names.iter().enumerate() {
                     // Linux keeps 15 bytes of a thread's name (`comm`).
@@ -691,6 +709,28 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
     report.pcscf_counters = std::mem::take(&mut driver.pcscf_counters);
     report.stale_challenges = driver.stale_challenges;
     Ok(report)
+}
+
+/// The daemon threads' CPU over the registration phase alone (from the first REGISTER sent
+/// to the last registration's end; start-up, idle time before and the later phases left
+/// out), in microseconds: `slowpath_cpu_us_registration` (all shards;
+/// `..._shard{k}` each with several), `worker_cpu_us_registration` (all workers' thread CPU,
+/// idle polling included) and `worker_busy_us_registration` (their busy-iteration clock).
+fn insert_registration_cpu(driver: &mut Driver) {
+    let (Some(a), Some(b)) = (&driver.reg_cpu.0, &driver.reg_cpu.1) else {
+        return;
+    };
+    let d = b.since(a);
+    let c = &mut driver.pcscf_counters;
+    let total: u64 = d.slowpath_ns.iter().sum();
+    c.insert("slowpath_cpu_us_registration".into(), total / 1000);
+    if d.slowpath_ns.len() > 1 {
+        for (k, ns) in d.slowpath_ns.iter().enumerate() {
+            c.insert(format!("slowpath_cpu_us_registration_shard{k}"), ns / 1000);
+        }
+    }
+    c.insert("worker_cpu_us_registration".into(), d.worker_ns / 1000);
+    c.insert("worker_busy_us_registration".into(), d.busy_ns / 1000);
 }
 
 #[cfg(target_os = "linux")]

@@ -54,7 +54,9 @@ pub struct Report {
     pub latency_us: BTreeMap<String, Percentiles>,
     /// The P-CSCF's non-zero drop counters and transmit-queue counters, and its slowpath
     /// threads' CPU time in microseconds (`slowpath_cpu_us`, per shard `_shard<k>`), when it
-    /// ran in-process.
+    /// ran in-process; over the registration phase alone `slowpath_cpu_us_registration`
+    /// (per shard `_shard<k>`), `worker_cpu_us_registration` and
+    /// `worker_busy_us_registration` (the workers' thread CPU and busy-iteration clock).
     pub pcscf_counters: BTreeMap<String, u64>,
     /// Challenges the UEs' USIMs refused as not fresh (a reused SQN; 0 unless the network
     /// lost SQN state).
