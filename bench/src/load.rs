@@ -610,6 +610,16 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                         }
                     }
                 }
+                // The group commits: SQN journal fsyncs and registration store transactions
+                // (one each per batch that needs one) and the events they covered.
+                let sp = d.handle.stats().slowpath;
+                for (name, v) in [
+                    ("slowpath_events", sp.events),
+                    ("sqn_commits", sp.sqn_commits),
+                    ("registration_store_commits", sp.registration_store_commits),
+                ] {
+                    driver.pcscf_counters.insert(name.into(), v);
+                }
                 // The threads' whole-life CPU (start-up and idle turns included).
                 let mut total = 0;
                 for (k, name) in names.iter().enumerate() {

@@ -36,6 +36,20 @@ struct Stored {
     registration: PersistedRegistration,
 }
 
+/// [`Stored`] over a borrowed registration: the same JSON, written without copying the
+/// registration (the form the running daemon writes; [`Stored`] is what is read back).
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    /// As [`Stored::seq_epoch`].
+    seq_epoch: u32,
+    /// As [`Stored::registration`].
+    registration: &'a PersistedRegistration,
+}
+
+/// Room for one encoded record (a registration with its Security-Server and hex keys is
+/// under 1 KiB), so the buffer holding keys is not reallocated (leaving a copy behind).
+const RECORD_CAPACITY: usize = 2048;
+
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("registration store {path}: {reason}")]
@@ -218,6 +232,8 @@ impl RegistrationStore {
         let path = self.path.clone();
         let e = |x: redb::Error| err(&path, x);
         let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
+        // One buffer for the batch's records, zeroized when dropped.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
         {
             let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
             for c in changes {
@@ -230,11 +246,11 @@ impl RegistrationStore {
                                 0
                             }
                         };
-                        let bytes = encode(&Stored {
+                        let record = StoredRef {
                             seq_epoch,
-                            registration: (**r).clone(),
-                        })
-                        .map_err(|x| err(&path, x))?;
+                            registration: r,
+                        };
+                        encode_into(&mut bytes, &record).map_err(|x| err(&path, x))?;
                         table
                             .insert(r.key.as_str(), bytes.as_slice())
                             .map_err(|x| e(x.into()))?;
@@ -527,7 +543,16 @@ pub(super) fn restore(
 
 /// The JSON of a record, in a buffer zeroized when dropped (it holds keys).
 fn encode(s: &Stored) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-    serde_json::to_vec(s).map(Zeroizing::new)
+    let mut out = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
+    serde_json::to_writer(&mut *out, s)?;
+    Ok(out)
+}
+
+/// Encodes `s` into `out`, replacing what it held (overwritten in place: the buffer is
+/// zeroized once, when its owner drops it).
+fn encode_into(out: &mut Vec<u8>, s: &StoredRef<'_>) -> Result<(), serde_json::Error> {
+    out.clear();
+    serde_json::to_writer(out, s)
 }
 
 #[cfg(test)]
@@ -578,6 +603,37 @@ mod tests {
 
     fn at(unix_s: u64) -> SystemTime {
         std::time::UNIX_EPOCH + Duration::from_secs(unix_s)
+    }
+
+    /// The running daemon writes a record from the borrowed registration, through one reused
+    /// buffer: byte for byte the JSON of the owned [`Stored`] (what earlier versions wrote
+    /// and what `load` reads), for every record of a batch, the longer after the shorter too.
+    #[test]
+    fn a_batch_writes_each_record_as_the_owned_form_encodes_it() {
+        let d = tmpdir("borrowed");
+        let p = d.join("s.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(1000)).unwrap();
+        let mut long = reg("long-name-for-a-longer-record@x", 900, 2000);
+        long.impus.push("tel:+15550100".into());
+        let short = reg("s@x", 300, 2000);
+        let batch = [long, short];
+        s.apply(&batch.clone().map(|r| RegistrationChange::Put(Box::new(r))))
+            .unwrap();
+        let txn = s.db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        for r in &batch {
+            let stored = table.get(r.key.as_str()).unwrap().unwrap();
+            let owned = serde_json::to_vec(&Stored {
+                seq_epoch: 0,
+                registration: r.clone(),
+            })
+            .unwrap();
+            assert_eq!(stored.value(), owned.as_slice(), "{}", r.key);
+            let back: Stored = serde_json::from_slice(stored.value()).unwrap();
+            assert_eq!(back.registration, *r);
+        }
+        drop((table, txn, s));
+        let _ = fs::remove_dir_all(&d);
     }
 
     /// Issue 14: what was stored comes back after a restart, each restart in a new ESP
