@@ -63,7 +63,16 @@ impl PersistRecord {
 
     /// The record as one journal line, `<sqn in 12 hex digits> <impi>\n`.
     pub fn journal_line(&self) -> String {
-        format!("{:012x} {}\n", self.sqn, self.impi)
+        let mut line = String::with_capacity(14 + self.impi.len());
+        self.push_journal_line(&mut line);
+        line
+    }
+
+    /// Appends [`PersistRecord::journal_line`] to `out` (a batch's lines, one buffer).
+    pub fn push_journal_line(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "{:012x} {}", self.sqn, self.impi);
     }
 }
 
@@ -137,6 +146,12 @@ mod tests {
         ];
         let mut text: String = records.iter().map(PersistRecord::journal_line).collect();
         assert_eq!(text.lines().next(), Some("000000000020 a@x"));
+        let mut batch = String::new();
+        records.iter().for_each(|r| r.push_journal_line(&mut batch));
+        assert_eq!(
+            batch,
+            "000000000020 a@x\n000000000040 a@x\n000000000060 b@x\n"
+        );
         text.push_str("0000000");
         let mut state = SqnState::new();
         apply_journal(&mut state, &text);
