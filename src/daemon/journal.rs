@@ -15,7 +15,7 @@ use akagate_slowpath::hss::{
 
 /// The SQN state of all subscribers on disk: `<path>` (snapshot, TOML map IMPI -> last SQN in
 /// hex) and `<path>.journal` (one [`PersistRecord::journal_line`] per SQN, appended by
-/// [`SqnJournal::append`] and made durable by [`SqnJournal::sync`]).
+/// [`SqnJournal::append_all`] and made durable by [`SqnJournal::sync`]).
 ///
 /// After a failed write or fsync the journal is *poisoned*: on Linux a failed fsync may drop
 /// the dirty pages and a later fsync report success without them, and a torn line would merge
@@ -123,12 +123,6 @@ impl SqnJournal {
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
-    }
-
-    /// Appends `record` without waiting for the disk: it is durable only after the next
-    /// successful [`sync`](Self::sync).
-    pub fn append(&mut self, record: &PersistRecord) -> Result<(), HssError> {
-        self.append_all(std::slice::from_ref(record))
     }
 
     /// Appends `records`' lines, in order, with one write (a batch costs one system call,
