@@ -18,11 +18,50 @@ const UDP: u8 = 17;
 
 /// RFC 1071 ones'-complement sum of `data` (an odd last byte padded with zero), folded to 16
 /// bits, not complemented. Summed in the machine's order (RFC 1071 2(B): the sum in swapped
-/// byte order is the swapped sum) as little-endian 32-bit words into eight 64-bit lanes —
-/// a loop the compiler turns into vector adds, no byte swap per word — and the end-around
-/// carries folded once at the end (2(C) allows deferring them), then swapped to network
-/// order. A lane takes one word per 32 bytes, so it cannot overflow below 2^32 blocks.
+/// byte order is the swapped sum) as little-endian 32-bit words into 64-bit lanes — a loop
+/// the compiler turns into vector adds, no byte swap per word — and the end-around carries
+/// folded once at the end (2(C) allows deferring them), then swapped to network order. A
+/// lane takes one word per block, so it cannot overflow below 2^32 blocks. Where the CPU has
+/// AVX-512 it is summed 64 bytes a step ([`sum_avx512`]).
 pub fn ones_complement_sum(data: &[u8]) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= 128 && std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked on the line above.
+        return unsafe { sum_avx512(data) };
+    }
+    lane_sum(data)
+}
+
+/// [`ones_complement_sum`] with AVX-512F: each 64-byte block one load, its eight 64-bit
+/// lanes split into their low and high 32-bit words (an AND and a shift) and added into two
+/// accumulators of eight 64-bit lanes; the blocks' remainder as [`lane_sum`]'s. (The
+/// portable loop compiled for AVX-512 is vectorised across blocks with gathers instead.)
+/// A lane takes one word per block, so it cannot overflow below 2^32 blocks.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_avx512(data: &[u8]) -> u16 {
+    use std::arch::x86_64::*;
+    let low = _mm512_set1_epi64(0xffff_ffff);
+    let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut blocks = data.chunks_exact(64);
+    for block in &mut blocks {
+        // SAFETY: `block` is 64 bytes long; the load is unaligned.
+        let v = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+        lo = _mm512_add_epi64(lo, _mm512_and_si512(v, low));
+        hi = _mm512_add_epi64(hi, _mm512_srli_epi64::<32>(v));
+    }
+    let acc = u128::from(_mm512_reduce_add_epi64(lo) as u64)
+        + u128::from(_mm512_reduce_add_epi64(hi) as u64);
+    rest_sum(acc, blocks.remainder())
+}
+
+/// [`ones_complement_sum`] without AVX-512: eight 64-bit lanes, one 32-bit word each per
+/// block of 32 bytes.
+#[inline(always)]
+fn lane_sum(data: &[u8]) -> u16 {
     const LANES: usize = 8;
     let mut lanes = [0u64; LANES];
     let mut blocks = data.chunks_exact(4 * LANES);
@@ -31,8 +70,14 @@ pub fn ones_complement_sum(data: &[u8]) -> u16 {
             *lane += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    let mut acc: u128 = lanes.iter().map(|&l| u128::from(l)).sum();
-    let rest = blocks.remainder();
+    let acc: u128 = lanes.iter().map(|&l| u128::from(l)).sum();
+    rest_sum(acc, blocks.remainder())
+}
+
+/// Adds the little-endian 32-bit words of `rest` (the last one padded with zeros) to `acc`,
+/// the lanes' sum, folds and swaps it to network order.
+#[inline(always)]
+fn rest_sum(mut acc: u128, rest: &[u8]) -> u16 {
     let mut words = rest.chunks_exact(4);
     for w in &mut words {
         acc += u128::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
@@ -299,11 +344,15 @@ mod tests {
             for start in 0..4 {
                 for len in 0..=2096 {
                     let d = &data[start..start + len];
-                    assert_eq!(
-                        ones_complement_sum(d),
-                        reference_sum(d),
-                        "len {len} at {start}"
-                    );
+                    let want = reference_sum(d);
+                    assert_eq!(ones_complement_sum(d), want, "len {len} at {start}");
+                    assert_eq!(lane_sum(d), want, "8 lanes, len {len} at {start}");
+                    #[cfg(target_arch = "x86_64")]
+                    if std::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (checked on the line above).
+                        let wide = unsafe { sum_avx512(d) };
+                        assert_eq!(wide, want, "AVX-512, len {len} at {start}");
+                    }
                 }
             }
         }
