@@ -9,9 +9,9 @@
  * could reach at most on this core:
  *  - CBC + HMAC-SHA1 through the burst API (IMB_GET_NEXT_BURST / IMB_SUBMIT_BURST_NOCHECK;
  *    the first burst of each case goes through the checked IMB_SUBMIT_BURST, which fails on
- *    a malformed job). The checked submit costs about 20 TSC ticks an operation more.
+ *    a malformed job). The checked submit costs about 25 TSC ticks an operation more.
  *  - AES-GCM through the direct GCM API (IMB_AES128_GCM_ENC / _DEC, one call a buffer),
- *    0.91-0.93x the time of the job API without checks at 1408 B and 0.67-0.74x at 64 B.
+ *    0.91-0.93x the time of the job API without checks at 1408 B and 0.66-0.74x at 64 B.
  *    The PMD (DPDK 22.11) takes the job API: IMB_SUBMIT_JOB_NOCHECK, one job at a time.
  *    At start, the direct API's ciphertext and tag are checked against the job API's.
  *
