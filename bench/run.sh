@@ -719,8 +719,9 @@ section_kill9() {
 # 32 hmac-sha-1-96 + aes-cbc packets over 4 SAs; the `gcm` ids the same bursts over 4 aes-gcm-16
 # SAs) beside
 # intel-ipsec-mb driven like dpdk-test-crypto-perf's throughput test (bench/baseline/ipsecmb.c:
-# bursts of 32 through libIPSec_MB's burst API, the library under DPDK's crypto_aesni_mb PMD,
-# called directly: Debian ships no dpdk-test-crypto-perf), and our single packet beside
+# bursts of 32 on libIPSec_MB, the library under DPDK's crypto_aesni_mb PMD, called directly,
+# each case through its fastest path: CBC + HMAC its burst API, GCM its direct GCM API), and
+# our single packet beside
 # `openssl speed -evp aes-128-cbc-hmac-sha1`. Sizes 64 and 1408 bytes. All three count CPU
 # time, not wall time, so the ratios compare like with like on a loaded box: criterion through
 # `bench/benches/cpu_time` (the bench thread's CLOCK_THREAD_CPUTIME_ID), ipsecmb.c its thread's

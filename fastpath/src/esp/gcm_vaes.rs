@@ -254,13 +254,35 @@ pub(super) fn ctr_ghash<const P: u8>(
         _mm512_broadcast_i32x4(nonce),
         _mm512_set_epi32(5, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0),
     );
-    let four = _mm512_set_epi32(4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0);
+    // 4 j added to each lane's counter: in native order (the lane's last dword), and in
+    // the byte-swapped block (its last byte, the counter's least significant, is the top
+    // byte of that dword).
+    let step = |b: i32| _mm512_set_epi32(b, 0, 0, 0, b, 0, 0, 0, b, 0, 0, 0, b, 0, 0, 0);
+    let nat_step: [__m512i; REGS + 1] = core::array::from_fn(|j| step((PER * j) as i32));
+    let be_step: [__m512i; REGS] = core::array::from_fn(|j| step(((PER * j) as i32) << 24));
+    // The counter of the next batch's first block (lane 0 of register 0).
+    let mut first_ctr: u32 = 2;
     let mut next_ctrs = || -> [__m512i; REGS] {
-        core::array::from_fn(|_| {
+        let ctrs = if first_ctr & 0xff <= 0xff - (PER * REGS - 1) as u32 {
+            // No counter of the 16 carries out of its last byte: one byte swap, and the
+            // other registers' blocks by adding to that byte (port 0 or 5, where the
+            // swaps are port 5 only).
             let c = _mm512_shuffle_epi8(cz, ctr_swap);
-            cz = _mm512_add_epi32(cz, four);
-            c
-        })
+            core::array::from_fn(|j| {
+                if j == 0 {
+                    c
+                } else {
+                    _mm512_add_epi32(c, be_step[j])
+                }
+            })
+        } else {
+            core::array::from_fn(|j| {
+                _mm512_shuffle_epi8(_mm512_add_epi32(cz, nat_step[j]), ctr_swap)
+            })
+        };
+        cz = _mm512_add_epi32(cz, nat_step[REGS]);
+        first_ctr = first_ctr.wrapping_add((PER * REGS) as u32);
+        ctrs
     };
 
     let (batches, rest) = buf.as_chunks_mut::<BATCH>();
