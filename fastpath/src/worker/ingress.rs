@@ -221,21 +221,19 @@ impl<Q: PortQueue> Worker<Q> {
     /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
     /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
     fn prefetch_ues(&self, rx: &[PacketBuf]) {
-        let mut seen: [Option<(u32, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
+        let mut seen: [Option<(&super::Ue, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
         for (b, s) in rx.iter().zip(seen.iter_mut()) {
             let Some(src) = peek_frame_src(b.data()) else {
                 continue;
             };
-            // (The record's lines, not read: `Ues::prefetch`.)
-            if let Some(slot) = self.ues.prefetch(&src) {
-                *s = Some((slot, payload_hint(b.data().len())));
+            if let Some(u) = self.ues.get(&src) {
+                u.prefetch();
+                *s = Some((u, payload_hint(b.data().len())));
             }
         }
         // The records' lines were asked for a loop ago: the pointers in them are read now.
-        for (slot, rx_bytes) in seen.iter().flatten() {
-            if let Some(u) = self.ues.at(*slot) {
-                u.prefetch_heap(*rx_bytes);
-            }
+        for (u, rx_bytes) in seen.iter().flatten() {
+            u.prefetch_heap(*rx_bytes);
         }
     }
 

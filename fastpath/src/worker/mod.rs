@@ -173,9 +173,17 @@ struct Ue {
 }
 
 impl Ue {
-    /// The second step of a UE's prefetch (the first: its record's lines, [`Ues::prefetch`]):
-    /// what the record points to, the stack's sockets and connections, the SA sets, and
-    /// `rx_bytes` of the newest connection's receive buffer ([`UeStack::prefetch`]).
+    /// Starts loading the UE's state that its next packet, command or poll reads: this
+    /// record, then (once its lines are there: [`Ue::prefetch_heap`]) what it points to.
+    fn prefetch(&self) {
+        let base = (self as *const Ue).cast::<u8>();
+        for off in (0..core::mem::size_of::<Ue>()).step_by(64) {
+            crate::sad::prefetch(base.wrapping_add(off));
+        }
+    }
+
+    /// The second step of [`Ue::prefetch`]: the stack's sockets and connections, the SA sets,
+    /// and `rx_bytes` of the newest connection's receive buffer ([`UeStack::prefetch`]).
     fn prefetch_heap(&self, rx_bytes: usize) {
         self.stack.prefetch(rx_bytes);
         // Inline unless the UE has two sets (a re-registration): then on the heap.

@@ -93,24 +93,6 @@ impl Ues {
         self.cell_mut(slot)?.ue.as_mut()
     }
 
-    /// Starts loading the record of the UE at `ip` (every line of its cell) without reading
-    /// it, and returns its slot for [`Ues::at`] once the lines are there: the burst's prefetch
-    /// pass asks for many UEs' records before it reads any.
-    pub(super) fn prefetch(&self, ip: &IpAddr) -> Option<u32> {
-        let slot = *self.by_ip.get(ip)?;
-        let c: *const Cell = self.cell(slot)?;
-        let base = c.cast::<u8>();
-        for off in (0..core::mem::size_of::<Cell>()).step_by(64) {
-            crate::sad::prefetch(base.wrapping_add(off));
-        }
-        Some(slot)
-    }
-
-    /// The record in `slot`, if taken, to read.
-    pub(super) fn at(&self, slot: u32) -> Option<&Ue> {
-        self.cell(slot)?.ue.as_ref()
-    }
-
     /// The record `r` names, unless its UE has left (its slot freed, maybe taken again).
     pub(super) fn by_ref(&mut self, r: UeRef) -> Option<&mut Ue> {
         let c = self.cell_mut(r.slot)?;
@@ -182,76 +164,6 @@ impl Ues {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::stack::{StackConfig, UeStack};
-    use smoltcp::time::Instant;
-
-    fn ip(i: u32) -> IpAddr {
-        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
-    }
-
-    fn make(ues: &mut Ues, i: u32) -> UeRef {
-        let stack = UeStack::new(
-            StackConfig::default(),
-            ip(0xff_ffff),
-            ip(i),
-            Instant::from_millis(0),
-        )
-        .expect("a stack");
-        ues.insert(ip(i), |at| Ue {
-            at,
-            stack,
-            sa_sets: Default::default(),
-            sip_use: SipPortUse {
-                unregistered: i as usize,
-                ..SipPortUse::default()
-            },
-            timer_at: None,
-            woken: false,
-        })
-        .at
-    }
-
-    /// A slot freed by a UE that left is the next one taken, and what named the UE that
-    /// left (a wheel entry, a woken list's) no longer reaches anything, not the UE that took
-    /// the slot after it; records never move as segments are added.
-    #[test]
-    fn a_ref_of_a_ue_that_left_reaches_no_other_ue() {
-        let mut ues = Ues::default();
-        let refs: Vec<UeRef> = (1..=150).map(|i| make(&mut ues, i)).collect();
-        assert_eq!(ues.len(), 150);
-        assert_eq!(ues.values().count(), 150);
-        let first: *const Ue = ues.get(&ip(1)).expect("held");
-        for (i, r) in (1..=150).zip(&refs) {
-            let u = ues.by_ref(*r).expect("held");
-            assert_eq!(u.stack.peer(), ip(i));
-            assert_eq!(u.at, *r);
-            assert_eq!(ues.slot_of(&ip(i)), Some(r.slot));
-        }
-        // Three segments later the first record is where it was.
-        assert!(core::ptr::eq(first, ues.get(&ip(1)).expect("held")));
-
-        let gone = refs[69];
-        let used = ues.remove(&ip(70)).expect("held");
-        assert_eq!(used.unregistered, 70);
-        assert!(ues.by_ref(gone).is_none() && ues.get_ref(gone).is_none());
-        assert!(ues.get(&ip(70)).is_none() && !ues.contains_key(&ip(70)));
-        assert!(ues.remove(&ip(70)).is_none());
-
-        let new = make(&mut ues, 500);
-        assert_eq!(new.slot, gone.slot, "the freed slot is taken first");
-        assert_ne!(new, gone);
-        assert!(
-            ues.by_ref(gone).is_none(),
-            "a stale ref reached the slot's new UE"
-        );
-        assert_eq!(ues.by_ref(new).expect("held").stack.peer(), ip(500));
-        assert_eq!(ues.at(new.slot).expect("held").stack.peer(), ip(500));
-        assert_eq!(ues.prefetch(&ip(500)), Some(new.slot));
-        assert_eq!(ues.prefetch(&ip(70)), None);
-        assert_eq!(ues.len(), 150);
-    }
-
     #[test]
     fn a_cell_is_whole_lines() {
         let c = core::mem::size_of::<super::Cell>();
