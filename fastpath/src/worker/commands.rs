@@ -5,7 +5,7 @@ use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
 
 use super::counters::inc;
-use super::{SaSetState, UeRef, Worker};
+use super::{SaSetState, Worker};
 use crate::ipc::{OutboundSeq, SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
@@ -54,23 +54,22 @@ impl<Q: PortQueue> Worker<Q> {
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
         use super::phases::{self, Phase};
         let t0 = phases::stamp();
-        let phase = match &cmd {
-            WorkerCommand::Send { .. } => Phase::CmdSend,
-            WorkerCommand::InstallSaSet(_) | WorkerCommand::RestoreSaSet { .. } => {
-                Phase::CmdInstall
+        let (ue, phase) = match &cmd {
+            WorkerCommand::Send { flow, .. } => (flow.ue, Phase::CmdSend),
+            WorkerCommand::Close(flow) => (flow.ue, Phase::CmdOther),
+            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => {
+                (set.ue, Phase::CmdInstall)
             }
-            WorkerCommand::Close(_) | WorkerCommand::RemoveSaSet { .. } => Phase::CmdOther,
+            WorkerCommand::RemoveSaSet { ue, .. } => (*ue, Phase::CmdOther),
         };
+        self.execute(cmd, now);
         // A send may open a connection, an install registers the UE: the SIP port's limits
         // count them at once.
-        if let Some(ue) = self.execute(cmd, now).and_then(|r| self.ues.by_ref(r)) {
-            self.sip_use.recount(ue, self.cfg.sip_port);
-        }
+        self.recount(&ue);
         phases::note(phase, t0);
     }
 
-    /// Executes `cmd`; returns the UE it found (or made), if any.
-    fn execute(&mut self, cmd: WorkerCommand, now: Instant) -> Option<UeRef> {
+    fn execute(&mut self, cmd: WorkerCommand, now: Instant) {
         match cmd {
             WorkerCommand::Send {
                 flow,
@@ -80,9 +79,8 @@ impl<Q: PortQueue> Worker<Q> {
                 let create = connect_if_absent || flow.proto == Transport::Udp;
                 let Some(ue) = self.ue_entry(flow.ue, flow.local, create, now) else {
                     self.stack_events.push(WorkerEvent::ConnectFailed(flow));
-                    return None;
+                    return;
                 };
-                let r = ue.at;
                 let mut sent = ue.stack.send(flow, &bytes, connect_if_absent);
                 if sent == Err(StackError::NoConnection) {
                     if let Some(to_us) = response_flow_after_close(&ue.sa_sets, flow, &bytes) {
@@ -106,15 +104,13 @@ impl<Q: PortQueue> Worker<Q> {
                         }
                     }
                 }
-                let ue = self.ues.by_ref(r)?;
-                super::wake_ue(&mut self.woken, ue);
-                Some(r)
+                self.wake(flow.ue);
             }
             WorkerCommand::Close(flow) => {
-                let ue = self.ues.get_mut(&flow.ue)?;
-                let _ = ue.stack.close(flow);
-                super::wake_ue(&mut self.woken, ue);
-                Some(ue.at)
+                if let Some(ue) = self.ues.get_mut(&flow.ue) {
+                    let _ = ue.stack.close(flow);
+                    super::wake_ue(&mut self.woken, ue, flow.ue);
+                }
             }
             // A registration's set sends in epoch 0; a restored one in its restart epoch,
             // whose numbers no earlier run sent (RFC 4303 3.3.3; `OutboundSeq`).
@@ -132,29 +128,26 @@ impl<Q: PortQueue> Worker<Q> {
     /// inbound SAs into the table. A UE this created is freed again if the table refuses an
     /// SPI (nothing else holds it then).
     /// `seq` bounds the outbound sequence numbers (`None`: the set may not send, refused).
-    /// Returns the UE's slot, unless the install was refused.
-    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) -> Option<UeRef> {
+    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) {
         if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
-            return None;
+            return;
         }
         let Some(seq) = seq else {
             inc(&self.counters.drop_sa_install);
-            return None;
+            return;
         };
         let table = self.table.clone();
-        let held = self.ues.len();
-        let Some(ue) = self.ue_entry(set.ue, set.local, true, now) else {
+        let existed = self.ues.contains_key(&set.ue);
+        if self.ue_entry(set.ue, set.local, true, now).is_none() {
             inc(&self.counters.drop_sa_install);
-            return None;
-        };
-        let r = ue.at;
-        let existed = self.ues.len() == held;
+            return;
+        }
         let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas)
         else {
             inc(&self.counters.drop_sa_install);
             self.forget_new_ue(set.ue, existed);
-            return None;
+            return;
         };
         let installed = match table.install(set.spi_ps, ps) {
             Ok(()) if table.install(set.spi_pc, pc).is_ok() => true,
@@ -168,12 +161,11 @@ impl<Q: PortQueue> Worker<Q> {
             inc(&self.counters.drop_sa_install);
             state.release(&mut self.link.sas);
             self.forget_new_ue(set.ue, existed);
-            return None;
+            return;
         }
-        let Some(ue) = self.ues.by_ref(r) else {
+        let Some(ue) = self.ues.get_mut(&set.ue) else {
             // Created or found above; nothing between could remove it.
-            state.release(&mut self.link.sas);
-            return None;
+            return state.release(&mut self.link.sas);
         };
         // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,
         // TCP there belongs to connections we open.
@@ -182,8 +174,7 @@ impl<Q: PortQueue> Worker<Q> {
         // A UE's first set is inline in its record; a re-registration's second moves them
         // to the heap.
         ue.sa_sets.insert(0, state);
-        super::wake_ue(&mut self.woken, ue);
-        Some(r)
+        super::wake_ue(&mut self.woken, ue, set.ue);
     }
 
     /// Frees the stack of `ue` again after a failed install created it (`existed`: it was
@@ -193,7 +184,7 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         }
         if let Some(u) = self.ues.remove(&ue) {
-            self.sip_use.sub(u);
+            self.sip_use.sub(u.sip_use);
         }
         inc(&self.counters.ues_freed);
     }
@@ -206,21 +197,16 @@ impl<Q: PortQueue> Worker<Q> {
     /// rather than the table, take the UE's ACKs of them. It goes after the poll at which
     /// nothing is queued on its flows, or at [`super::SA_DRAIN_LIMIT`], taking its flows with
     /// it (see `Worker::finish_drains`).
-    /// Returns the UE's slot, if it is held.
-    fn remove_set(
-        &mut self,
-        ue_ip: std::net::IpAddr,
-        spi_pc: u32,
-        spi_ps: u32,
-        now: Instant,
-    ) -> Option<UeRef> {
-        let ue = self.ues.get_mut(&ue_ip)?;
+    fn remove_set(&mut self, ue_ip: std::net::IpAddr, spi_pc: u32, spi_ps: u32, now: Instant) {
+        let Some(ue) = self.ues.get_mut(&ue_ip) else {
+            return;
+        };
         let Some(i) = ue
             .sa_sets
             .iter()
             .position(|s| s.spi_pc == spi_pc && s.spi_ps == spi_ps && s.is_live())
         else {
-            return Some(ue.at);
+            return;
         };
         let mut set = ue.sa_sets.remove(i);
         let _ = self.table.remove(spi_ps);
@@ -232,7 +218,6 @@ impl<Q: PortQueue> Worker<Q> {
         // After the live sets, before older draining ones: egress takes the first match.
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
         ue.sa_sets.insert(at, set);
-        super::wake_ue(&mut self.woken, ue);
-        Some(ue.at)
+        super::wake_ue(&mut self.woken, ue, ue_ip);
     }
 }

@@ -704,9 +704,9 @@ impl<Q: PortQueue> Worker<Q> {
             // A pure ACK that left the stack with nothing to do (the UE's ACK of a response,
             // or of our FIN): no poll, only the deadline a poll would have set.
             let at = super::next_deadline(u, &self.cfg, now, None);
-            super::rearm(&mut self.timers, u, at);
+            super::rearm(&mut self.timers, u, ue, at);
         } else {
-            super::wake_ue(&mut self.woken, u);
+            super::wake_ue(&mut self.woken, u, ue);
         }
         // A SYN becomes a connection at once: the limits see it before the next packet. Only
         // a packet to the SIP port (or one that made the stack) changes the use counted: a

@@ -11,8 +11,8 @@ mod handoff;
 mod ingress;
 pub use crate::phases;
 pub mod sa;
-mod ues;
 
+use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -32,7 +32,6 @@ use egress::Link;
 use handoff::Peers;
 pub use handoff::{EventDropped, EventSink, Handoff};
 pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, UeEgress, WorkerSas};
-use ues::{UeRef, Ues};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
 /// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
@@ -159,8 +158,6 @@ impl SipPortUse {
 /// Per-UE state: its stack, its installed SA sets (newest first) and its next hop.
 #[derive(Debug)]
 struct Ue {
-    /// Its slot in the worker's [`Ues`], which the timer wheel and the woken list hold.
-    at: UeRef,
     stack: UeStack,
     sa_sets: UeEgress,
     /// Its share of the worker's [`Worker::sip_use`], as last counted.
@@ -191,21 +188,21 @@ impl Ue {
     }
 }
 
-/// Puts `ue` on `woken`, the UEs to poll in this loop turn, unless it is there: a packet
-/// or a command gave it work. Its deadline in the timer wheel stays as it is.
-fn wake_ue(woken: &mut Vec<UeRef>, ue: &mut Ue) {
+/// Puts `ue` (at `ip`) on `woken`, the UEs to poll in this loop turn, unless it is there:
+/// a packet or a command gave it work. Its deadline in the timer wheel stays as it is.
+fn wake_ue(woken: &mut Vec<IpAddr>, ue: &mut Ue, ip: IpAddr) {
     if !ue.woken {
         ue.woken = true;
-        woken.push(ue.at);
+        woken.push(ip);
     }
 }
 
-/// Makes `at` the live deadline of `ue` in `timers`, unless it already is (a poll that
-/// leaves the stack's deadline where it was adds no wheel entry).
-fn arm(timers: &mut TimerWheel<UeRef>, ue: &mut Ue, at: Instant) {
+/// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is (a
+/// poll that leaves the stack's deadline where it was adds no wheel entry).
+fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
     if ue.timer_at != Some(at) {
         ue.timer_at = Some(at);
-        timers.schedule(ue.at, at);
+        timers.schedule(ip, at);
     }
 }
 
@@ -294,11 +291,11 @@ fn recount_and_deadline(
         .min()
 }
 
-/// Makes `at` the live deadline of `ue`: armed in `timers`, or, with none, no deadline (an
-/// earlier one still in the wheel goes stale).
-fn rearm(timers: &mut TimerWheel<UeRef>, ue: &mut Ue, at: Option<Instant>) {
+/// Makes `at` the live deadline of `ue` (at `ip`): armed in `timers`, or, with none, no
+/// deadline (an earlier one still in the wheel goes stale).
+fn rearm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Option<Instant>) {
     match at {
-        Some(at) => arm(timers, ue, at),
+        Some(at) => arm(timers, ue, ip, at),
         None => ue.timer_at = None,
     }
 }
@@ -316,23 +313,23 @@ pub struct Worker<Q: PortQueue> {
     link: Link<Q>,
     reasm: Reassembler,
     table: Arc<InboundTable>,
-    /// The UE records, in a slab of their own (`ues.rs`): the map's buckets hold a slot
-    /// number, not a whole `Ue` (about 1 KB: its stack, smoltcp's `Interface` in it).
-    ues: Ues,
-    timers: TimerWheel<UeRef>,
+    /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (about 0.85 KB:
+    /// its stack, smoltcp's `Interface` in it).
+    ues: KeyedMap<IpAddr, Box<Ue>>,
+    timers: TimerWheel<IpAddr>,
     events: EventSink,
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
     /// What the first pass decided for each frame of the burst (kept for its capacity).
     verdicts: Vec<ingress::Verdict>,
-    due: Vec<(UeRef, Instant)>,
+    due: Vec<(IpAddr, Instant)>,
     /// UEs to poll in this loop turn, each once ([`Ue::woken`]): those a packet or command
     /// gave work, kept off the timer wheel (its entry and a wheel slot's cache line per
     /// packet).
-    woken: Vec<UeRef>,
+    woken: Vec<IpAddr>,
     /// [`Worker::woken`] while its UEs are polled (kept for its capacity).
-    polling: Vec<UeRef>,
+    polling: Vec<IpAddr>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
@@ -372,7 +369,7 @@ impl<Q: PortQueue> Worker<Q> {
             verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
-            ues: Ues::default(),
+            ues: keyed_map(),
             events: events.into(),
             commands,
             counters,
@@ -479,31 +476,38 @@ impl<Q: PortQueue> Worker<Q> {
     fn poll_due(&mut self, now: Instant) -> usize {
         let mut due = std::mem::take(&mut self.due);
         let ues = &self.ues;
-        self.timers.expire(now, &mut due, |r, at| {
-            ues.get_ref(*r).is_some_and(|u| u.timer_at == Some(at))
+        self.timers.expire(now, &mut due, |ip, at| {
+            ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
         });
         let mut n = 0;
-        for (r, at) in due.drain(..) {
-            n += usize::from(self.poll_ue(r, Some(at), now));
+        for (ip, at) in due.drain(..) {
+            n += usize::from(self.poll_ue(ip, Some(at), now));
         }
         self.due = due;
         // Then the UEs woken by this turn's packets and commands (a UE polled above already
         // is skipped: its flag is clear).
         let mut polling = std::mem::take(&mut self.polling);
         std::mem::swap(&mut polling, &mut self.woken);
-        for r in polling.drain(..) {
-            n += usize::from(self.poll_ue(r, None, now));
+        for ip in polling.drain(..) {
+            n += usize::from(self.poll_ue(ip, None, now));
         }
         self.polling = polling;
         n
+    }
+
+    /// Marks `ip`'s stack due now (a packet or a command gave it work).
+    fn wake(&mut self, ip: IpAddr) {
+        if let Some(ue) = self.ues.get_mut(&ip) {
+            wake_ue(&mut self.woken, ue, ip);
+        }
     }
 
     /// Runs one UE's stack, sends its output, reschedules it or frees it: for a wheel entry
     /// (`at`) if it is the UE's live deadline, for an entry of [`Worker::woken`] (`None`) if
     /// the UE was not polled since it was woken. Returns whether it ran (false: a stale
     /// entry, or the UE is gone).
-    fn poll_ue(&mut self, r: UeRef, at: Option<Instant>, now: Instant) -> bool {
-        let Some(ue) = self.ues.by_ref(r) else {
+    fn poll_ue(&mut self, ip: IpAddr, at: Option<Instant>, now: Instant) -> bool {
+        let Some(ue) = self.ues.get_mut(&ip) else {
             return false;
         };
         match at {
@@ -534,19 +538,25 @@ impl<Q: PortQueue> Worker<Q> {
         );
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             // Its entries left in the wheel find no UE: stale.
-            let ip = ue.stack.peer();
-            if let Some(u) = self.ues.remove(&ip) {
-                self.sip_use.sub(u);
+            if let Some(ue) = self.ues.remove(&ip) {
+                self.sip_use.sub(ue.sip_use);
             }
             inc(&self.counters.ues_freed);
         } else {
             let at = recount_and_deadline(&mut self.sip_use, ue, &self.cfg, now, drain_next);
-            rearm(&mut self.timers, ue, at);
+            rearm(&mut self.timers, ue, ip, at);
         }
         self.forward_events();
         phases::note(phases::Phase::PollAfter, t1);
         phases::note(phases::Phase::Poll, t0);
         true
+    }
+
+    /// Counts `ip`'s use of the SIP port again after its stack or sets changed.
+    fn recount(&mut self, ip: &IpAddr) {
+        if let Some(ue) = self.ues.get_mut(ip) {
+            self.sip_use.recount(ue, self.cfg.sip_port);
+        }
     }
 
     /// Drops the draining SA sets of `ue` whose bytes have all left (nothing queued on their
@@ -681,7 +691,7 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
 
 /// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
 fn ue_entry_in<'u>(
-    ues: &'u mut Ues,
+    ues: &'u mut KeyedMap<IpAddr, Box<Ue>>,
     cfg: &WorkerConfig,
     counters: &WorkerCounters,
     ue: IpAddr,
@@ -689,18 +699,19 @@ fn ue_entry_in<'u>(
     create: bool,
     now: Instant,
 ) -> Option<&'u mut Ue> {
+    use std::collections::hash_map::Entry;
     let full = ues.len() >= cfg.max_ues;
-    let u = match ues.slot_of(&ue) {
-        Some(slot) => ues.at_slot(slot)?,
-        None if !create => {
+    let u = match ues.entry(ue) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(_) if !create => {
             inc(&counters.drop_no_ue);
             return None;
         }
-        None if full => {
+        Entry::Vacant(_) if full => {
             inc(&counters.drop_ue_limit);
             return None;
         }
-        None => {
+        Entry::Vacant(e) => {
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
             // One worker per thread: the thread's spare sockets are this worker's.
             stack.recycle_sockets();
@@ -709,14 +720,13 @@ fn ue_entry_in<'u>(
                 stack.listen_tls(l.clone());
             }
             inc(&counters.ues);
-            ues.insert(ue, |at| Ue {
-                at,
+            e.insert(Box::new(Ue {
                 stack,
                 sa_sets: UeEgress::default(),
                 sip_use: SipPortUse::default(),
                 timer_at: None,
                 woken: false,
-            })
+            }))
         }
     };
     if u.stack.local() != local {
@@ -739,8 +749,7 @@ mod tests {
         eprintln!("Ue {ue} B, UeStack {stack} B, UeEgress {sets} B");
         assert!(sets <= 128, "UeEgress {sets} B");
         assert!(ue <= stack + sets + 64, "Ue {ue} B");
-        // 17 lines (1 032 B in round 16: `UeStack` 864, `UeEgress`, then `SaSets`, 120; round 17 adds
-        // the record's slot, 8 B).
+        // 17 lines (1 032 B in round 16: `UeStack` 864, `UeEgress`, then `SaSets`, 120).
         assert!(ue <= 17 * 64, "Ue {ue} B");
     }
 }
