@@ -26,6 +26,11 @@ pub const ETH_HDR_LEN: usize = 14;
 /// Spare frame buffers kept for ARP and ND answers ([`L2::recycle`]).
 const SPARE_FRAMES: usize = 16;
 
+/// The largest storage a spare frame buffer keeps: ARP and ND answers and solicitations are
+/// at most 90 bytes (an NA with its option behind a VLAN tag); a larger buffer given back
+/// (an ICMP error quoting a packet) is freed rather than held for a 42-byte reply.
+const SPARE_FRAME_MAX: usize = 128;
+
 /// Our link: MAC, addresses with their on-link prefixes, default gateways, static routes.
 #[derive(Clone, Debug)]
 pub struct L2Config {
@@ -187,9 +192,11 @@ impl L2 {
     }
 
     /// Gives back the storage of a frame [`L2::input`] or [`L2::maintain`] built, once it
-    /// was copied out, for a later answer (at most [`SPARE_FRAMES`] are kept).
+    /// was copied out, for a later answer (at most [`SPARE_FRAMES`] are kept, each of at most
+    /// [`SPARE_FRAME_MAX`] bytes).
     pub fn recycle(&mut self, frame: Vec<u8>) {
-        if self.spare.len() < SPARE_FRAMES && frame.capacity() > 0 {
+        let cap = frame.capacity();
+        if self.spare.len() < SPARE_FRAMES && cap > 0 && cap <= SPARE_FRAME_MAX {
             self.spare.push(frame);
         }
     }

@@ -631,4 +631,10 @@ fn the_storage_of_an_answer_sent_serves_the_next_answer() {
     l.recycle(f);
     l.input(&fx("ns"), t(2), &mut out).unwrap();
     assert_eq!(out, vec![fx("na")]);
+    // A large buffer given back is not kept for an answer: the next one is not in it.
+    out.clear();
+    l.recycle(Vec::with_capacity(2048));
+    l.input(&fx("arp_request"), t(3), &mut out).unwrap();
+    assert_eq!(out, vec![fx("arp_reply")]);
+    assert!(out[0].capacity() <= 128, "{}", out[0].capacity());
 }

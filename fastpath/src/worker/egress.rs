@@ -24,7 +24,7 @@ use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
 use super::sa::WorkerSas;
-use super::{SaSetState, SaSets, WorkerConfig, WorkerCounters};
+use super::{SaSetState, UeEgress, WorkerConfig, WorkerCounters};
 use crate::esp::{encapsulate_burst_in, EncapItem};
 use crate::l2::hop::HopCache;
 use crate::l2::pending::{Hold, PendingQueue, Released};
@@ -123,7 +123,7 @@ impl<Q: PortQueue> Link<Q> {
 
     /// The sink a UE's stack writes into for one input or poll; `sets` are the UE's SA sets
     /// and its next hop.
-    pub(super) fn sink<'a>(&'a mut self, sets: &'a mut SaSets, now: Instant) -> StackSink<'a, Q> {
+    pub(super) fn sink<'a>(&'a mut self, sets: &'a mut UeEgress, now: Instant) -> StackSink<'a, Q> {
         StackSink {
             link: self,
             sets,
@@ -436,7 +436,7 @@ impl<Q: PortQueue> Link<Q> {
     /// Sends one packet of a UE's stack, already in `b`: parses its header once, picks the
     /// SA by its ports, or refuses clear text from protected ports; its Ethernet header comes
     /// from the UE's copy of its next hop (`sets.hop`, refreshed here when stale).
-    fn emit(&mut self, sets: &mut SaSets, b: PacketBuf, now: Instant) {
+    fn emit(&mut self, sets: &mut UeEgress, b: PacketBuf, now: Instant) {
         let pkt = b.data();
         let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
             .ok()
@@ -478,7 +478,7 @@ impl<Q: PortQueue> Link<Q> {
 /// ([`Link::sink`]).
 pub(super) struct StackSink<'a, Q: PortQueue> {
     link: &'a mut Link<Q>,
-    sets: &'a mut SaSets,
+    sets: &'a mut UeEgress,
     now: Instant,
     /// A buffer taken by `can_send` for the next packet.
     spare: Option<PacketBuf>,

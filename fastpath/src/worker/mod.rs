@@ -31,7 +31,7 @@ pub use counters::{WorkerCounterValues, WorkerCounters};
 use egress::Link;
 use handoff::Peers;
 pub use handoff::{EventDropped, EventSink, Handoff};
-pub use sa::{InboundEntry, InboundTable, SaSetState, SaSets, SaSlab, WorkerSas};
+pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, UeEgress, WorkerSas};
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
 /// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
@@ -159,7 +159,7 @@ impl SipPortUse {
 #[derive(Debug)]
 struct Ue {
     stack: UeStack,
-    sa_sets: SaSets,
+    sa_sets: UeEgress,
     /// Its share of the worker's [`Worker::sip_use`], as last counted.
     sip_use: SipPortUse,
     /// Its live deadline in the worker's timer wheel (`None`: not scheduled); wheel entries
@@ -722,7 +722,7 @@ fn ue_entry_in<'u>(
             inc(&counters.ues);
             e.insert(Box::new(Ue {
                 stack,
-                sa_sets: SaSets::default(),
+                sa_sets: UeEgress::default(),
                 sip_use: SipPortUse::default(),
                 timer_at: None,
                 woken: false,
@@ -745,11 +745,11 @@ mod tests {
     fn the_ue_record_stays_small() {
         let ue = core::mem::size_of::<super::Ue>();
         let stack = core::mem::size_of::<crate::stack::UeStack>();
-        let sets = core::mem::size_of::<super::SaSets>();
-        eprintln!("Ue {ue} B, UeStack {stack} B, SaSets {sets} B");
-        assert!(sets <= 128, "SaSets {sets} B");
+        let sets = core::mem::size_of::<super::UeEgress>();
+        eprintln!("Ue {ue} B, UeStack {stack} B, UeEgress {sets} B");
+        assert!(sets <= 128, "UeEgress {sets} B");
         assert!(ue <= stack + sets + 64, "Ue {ue} B");
-        // 17 lines (1 032 B in round 16: `UeStack` 864, `SaSets` 120).
+        // 17 lines (1 032 B in round 16: `UeStack` 864, `UeEgress`, then `SaSets`, 120).
         assert!(ue <= 17 * 64, "Ue {ue} B");
     }
 }

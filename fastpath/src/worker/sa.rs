@@ -437,19 +437,19 @@ impl WorkerSas {
 /// The table type shared by the slowpath (SPI allocation) and the workers.
 pub type InboundTable = crate::sad::SaTable<InboundEntry>;
 
-/// A UE's installed SA sets, newest first, and its next hop as last resolved: what its
-/// packets out need, lent together to the sink of its stack. The sets are inline (a UE has
+/// What a UE's packets out need, lent together to the sink of its stack: its installed SA
+/// sets, newest first (the value derefs to them), and its next hop as last resolved. The sets are inline (a UE has
 /// one, two during a re-registration): no allocation at its first install, no pointer to
 /// follow per packet out. The next hop spares each frame out a look-up in the neighbour
 /// cache ([`HopCache`]).
 #[derive(Debug, Default)]
-pub struct SaSets {
+pub struct UeEgress {
     sets: SmallVec<[SaSetState; 1]>,
     /// The Ethernet header of the UE's frames out, as last resolved.
     pub hop: HopCache,
 }
 
-impl SaSets {
+impl UeEgress {
     /// Puts `set` at `at` (0: the newest).
     pub fn insert(&mut self, at: usize, set: SaSetState) {
         self.sets.insert(at, set);
@@ -461,7 +461,7 @@ impl SaSets {
     }
 }
 
-impl Deref for SaSets {
+impl Deref for UeEgress {
     type Target = [SaSetState];
 
     fn deref(&self) -> &[SaSetState] {
@@ -469,7 +469,7 @@ impl Deref for SaSets {
     }
 }
 
-impl DerefMut for SaSets {
+impl DerefMut for UeEgress {
     fn deref_mut(&mut self) -> &mut [SaSetState] {
         &mut self.sets
     }
