@@ -5,6 +5,7 @@
 //! zeroized on drop, sized so it is not reallocated (which would leave a copy behind).
 
 use std::io::Write;
+use std::net::IpAddr;
 
 use zeroize::Zeroizing;
 
@@ -55,12 +56,8 @@ pub(super) fn encode(
         }
     }
     let set = &active.set;
-    // An address's text needs no escapes; writing into a Vec does not fail.
-    let _ = write!(
-        out,
-        ",\"set\":{{\"ue\":\"{}\",\"local\":\"{}\"",
-        set.ue, set.local
-    );
+    field_addr(out, b",\"set\":{\"ue\":", set.ue);
+    field_addr(out, b",\"local\":", set.local);
     field_str(out, b",\"auth\":", set.suite.auth.token());
     field_str(out, b",\"encr\":", set.suite.encr.token());
     let keys = &set.suite.keys;
@@ -91,6 +88,28 @@ fn field_num(out: &mut Vec<u8>, name: &[u8], n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// `name`, then `addr` as a string (what its `Display` writes: an IPv4 address digit by
+/// digit, without the formatter).
+fn field_addr(out: &mut Vec<u8>, name: &[u8], addr: IpAddr) {
+    out.extend_from_slice(name);
+    out.push(b'"');
+    match addr {
+        IpAddr::V4(a) => {
+            for (k, octet) in a.octets().into_iter().enumerate() {
+                if k > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+            }
+        }
+        // Its text needs no escapes; writing into a Vec does not fail.
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+    out.push(b'"');
+}
+
 /// `name`, then `bytes` as a lower-case hex string (as the `hex` crate writes it).
 fn field_hex(out: &mut Vec<u8>, name: &[u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -109,6 +128,12 @@ fn string(out: &mut Vec<u8>, s: &str) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     out.push(b'"');
+    // The usual case: nothing to escape, one copy.
+    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let short: &[u8] = match c {
@@ -139,7 +164,8 @@ fn string(out: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_hex, string};
+    use super::{field_addr, field_hex, string};
+    use std::net::IpAddr;
 
     /// Strings are escaped as serde_json escapes them: every ASCII character, one at a time
     /// and between others, and text beyond ASCII.
@@ -160,6 +186,23 @@ mod tests {
         let mut out = Vec::new();
         string(&mut out, &all);
         assert_eq!(out, serde_json::to_vec(&all).unwrap());
+    }
+
+    /// Addresses are written as `Display` writes them, IPv4 and IPv6.
+    #[test]
+    fn addresses_are_their_display() {
+        for a in [
+            "0.0.0.0",
+            "10.0.255.1",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            let mut out = Vec::new();
+            field_addr(&mut out, b"", ip);
+            assert_eq!(out, serde_json::to_vec(&ip).unwrap(), "{a}");
+        }
     }
 
     /// Keys are the `hex` crate's encoding (what stores written so far hold and what a
