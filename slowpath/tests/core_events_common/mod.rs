@@ -221,6 +221,7 @@ impl Registered {
             .into_iter()
             .map(|c| match c {
                 RegistrationChange::Put(p) => *p,
+                RegistrationChange::Encoded(e) => serde_json::from_slice(&e.json).unwrap(),
                 RegistrationChange::Delete(key) => panic!("{key} is not registered"),
             })
             .collect();
