@@ -30,120 +30,18 @@ pub enum ServerKey {
 }
 
 /// An RFC 3261 server transaction key: top Via branch, sent-by (lower-cased host and
-/// explicit port) and method (ACK counted as INVITE), in one text (inline, no allocation
-/// for the usual lengths) with the lengths that split it.
+/// explicit port) and method (ACK counted as INVITE), in one string (one allocation per
+/// request rather than three) with the lengths that split it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rfc3261Key {
-    text: KeyText,
+    text: String,
     branch_len: usize,
     sent_by_len: usize,
 }
 
-/// Up to this many bytes of a key are kept inline (a branch of 40, an IPv4 sent-by and a
-/// method fit).
-const INLINE: usize = 96;
-
-/// A key's text: inline when it fits, on the heap when not. Equality and hash are the
-/// text's, whichever way it is kept.
-#[derive(Clone)]
-enum KeyText {
-    /// The first `len` bytes of `buf` (UTF-8: only whole `str`s are appended).
-    Inline { len: u8, buf: [u8; INLINE] },
-    /// A longer text.
-    Heap(String),
-}
-
-impl KeyText {
-    fn new() -> Self {
-        KeyText::Inline {
-            len: 0,
-            buf: [0; INLINE],
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            KeyText::Inline { len, buf } => {
-                // Only whole `str`s were appended (and lower-cased as ASCII).
-                core::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
-            }
-            KeyText::Heap(s) => s,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.as_str().len()
-    }
-
-    fn push_str(&mut self, s: &str) {
-        match self {
-            KeyText::Inline { len, buf } => {
-                let at = usize::from(*len);
-                match buf.get_mut(at..at + s.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(s.as_bytes());
-                        // Fits in INLINE (< 256).
-                        *len = (at + s.len()) as u8;
-                    }
-                    None => {
-                        let mut heap = String::with_capacity(at + s.len() + 16);
-                        heap.push_str(self.as_str());
-                        heap.push_str(s);
-                        *self = KeyText::Heap(heap);
-                    }
-                }
-            }
-            KeyText::Heap(h) => h.push_str(s),
-        }
-    }
-
-    /// Lower-cases (ASCII) the text from byte `start` on.
-    fn lower_from(&mut self, start: usize) {
-        match self {
-            KeyText::Inline { len, buf } => {
-                if let Some(b) = buf.get_mut(start..usize::from(*len)) {
-                    b.make_ascii_lowercase();
-                }
-            }
-            KeyText::Heap(h) => {
-                if let Some(t) = h.get_mut(start..) {
-                    t.make_ascii_lowercase();
-                }
-            }
-        }
-    }
-}
-
-impl core::fmt::Write for KeyText {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.push_str(s);
-        Ok(())
-    }
-}
-
-impl PartialEq for KeyText {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for KeyText {}
-
-impl core::hash::Hash for KeyText {
-    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h);
-    }
-}
-
-impl core::fmt::Debug for KeyText {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.as_str().fmt(f)
-    }
-}
-
 impl Rfc3261Key {
     fn new(branch: &str, via: &Via<'_>, method: &str) -> Self {
-        let mut text = KeyText::new();
+        let mut text = String::with_capacity(branch.len() + via.sent_by.len() + method.len() + 8);
         text.push_str(branch);
         push_sent_by(&mut text, via);
         let sent_by_len = text.len() - branch.len();
@@ -157,31 +55,31 @@ impl Rfc3261Key {
 
     /// Top Via branch.
     pub fn branch(&self) -> &str {
-        &self.text.as_str()[..self.branch_len]
+        &self.text[..self.branch_len]
     }
 
     /// Top Via sent-by, lower-cased host and explicit port.
     pub fn sent_by(&self) -> &str {
-        &self.text.as_str()[self.branch_len..self.branch_len + self.sent_by_len]
+        &self.text[self.branch_len..self.branch_len + self.sent_by_len]
     }
 
     /// Request method, with ACK counted as INVITE.
     pub fn method(&self) -> &str {
-        &self.text.as_str()[self.branch_len + self.sent_by_len..]
+        &self.text[self.branch_len + self.sent_by_len..]
     }
 
     /// The same key for another method.
     fn with_method(&self, method: &str) -> Self {
         let head = self.branch_len + self.sent_by_len;
-        let mut text = KeyText::new();
-        text.push_str(&self.text.as_str()[..head]);
+        let mut text = String::with_capacity(head + method.len());
+        text.push_str(&self.text[..head]);
         text.push_str(method);
         Rfc3261Key { text, ..*self }
     }
 }
 
 /// Appends `host:port` of the Via's sent-by, the host lower-cased (ASCII once parsed).
-fn push_sent_by(s: &mut KeyText, via: &Via<'_>) {
+fn push_sent_by(s: &mut String, via: &Via<'_>) {
     use std::fmt::Write as _;
     let start = s.len();
     // What `{host}:{port}` writes, without the formatter for the usual IPv4 or name.
@@ -190,7 +88,7 @@ fn push_sent_by(s: &mut KeyText, via: &Via<'_>) {
         Host::Ipv4(a) => {
             for (k, octet) in a.octets().into_iter().enumerate() {
                 if k > 0 {
-                    s.push_str(".");
+                    s.push('.');
                 }
                 s.push_str(itoa::Buffer::new().format(octet));
             }
@@ -199,15 +97,15 @@ fn push_sent_by(s: &mut KeyText, via: &Via<'_>) {
             let _ = write!(s, "{}", via.host);
         }
     }
-    s.push_str(":");
+    s.push(':');
     s.push_str(itoa::Buffer::new().format(via.port_or_default()));
-    s.lower_from(start);
+    s[start..].make_ascii_lowercase();
 }
 
 fn sent_by(via: &Via<'_>) -> String {
-    let mut s = KeyText::new();
+    let mut s = String::with_capacity(48);
     push_sent_by(&mut s, via);
-    s.as_str().to_string()
+    s
 }
 
 impl ServerKey {
@@ -287,15 +185,9 @@ mod tests {
         ] {
             let v = Via::parse(via).unwrap();
             assert_eq!(v.port_or_default(), port);
-            let mut s = KeyText::new();
-            s.push_str("X");
+            let mut s = String::from("x");
             push_sent_by(&mut s, &v);
-            let sent_by = format!("{}:{port}", v.host).to_ascii_lowercase();
-            assert_eq!(
-                s.as_str(),
-                format!("X{sent_by}"),
-                "only the sent-by lower-cased"
-            );
+            assert_eq!(s, format!("x{}:{port}", v.host).to_ascii_lowercase());
         }
     }
 
@@ -319,38 +211,5 @@ mod tests {
             (i.branch(), i.sent_by(), i.method()),
             ("z9hG4bKx1", "host.example:5070", "INVITE")
         );
-    }
-
-    /// A key too long to keep inline moves to the heap as it grows, and equals (and hashes
-    /// as) the same text kept either way; its parts split back as for a short one.
-    #[test]
-    fn a_long_key_is_the_same_key_on_the_heap() {
-        use std::hash::BuildHasher;
-        let branch = format!("z9hG4bK{}", "b".repeat(INLINE));
-        let v = Via::parse("SIP/2.0/UDP Host.Example:5070").unwrap();
-        let k = Rfc3261Key::new(&branch, &v, "REGISTER");
-        assert!(matches!(k.text, KeyText::Heap(_)));
-        assert_eq!(
-            (k.branch(), k.sent_by(), k.method()),
-            (branch.as_str(), "host.example:5070", "REGISTER")
-        );
-        let short = Rfc3261Key::new("z9hG4bK1", &v, "REGISTER");
-        assert!(matches!(short.text, KeyText::Inline { .. }));
-        let heap = Rfc3261Key {
-            text: KeyText::Heap(short.text.as_str().to_string()),
-            ..short
-        };
-        let short = Rfc3261Key::new("z9hG4bK1", &v, "REGISTER");
-        assert_eq!(heap, short);
-        let h = std::collections::hash_map::RandomState::new();
-        assert_eq!(h.hash_one(&heap), h.hash_one(&short));
-        assert_ne!(short, Rfc3261Key::new("z9hG4bK1", &v, "INVITE"));
-        // Exactly full inline, then one byte over.
-        let fill = INLINE - "host.example:5070".len() - "ACK".len();
-        let full = Rfc3261Key::new(&"f".repeat(fill), &v, "ACK");
-        assert!(matches!(full.text, KeyText::Inline { .. }));
-        let over = Rfc3261Key::new(&"f".repeat(fill + 1), &v, "ACK");
-        assert!(matches!(over.text, KeyText::Heap(_)));
-        assert_eq!(over.method(), "ACK");
     }
 }
