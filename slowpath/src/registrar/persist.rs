@@ -155,7 +155,6 @@ pub enum RestoreError {
 }
 
 impl PersistedSet {
-    #[cfg(test)]
     fn of(set: &SaSet) -> Self {
         PersistedSet {
             ue: set.ue,
@@ -274,8 +273,20 @@ impl Registrar {
         Some((set.spi_ps, json))
     }
 
+    /// Every registration registered over SAs in its owned form (what the store's records
+    /// decode to), by key: for tests and tools; the running daemon writes
+    /// [`RegistrationChange::Encoded`].
+    pub fn persisted_all(&self, now: Instant, wall: SystemTime) -> Vec<PersistedRegistration> {
+        let mut all: Vec<_> = self
+            .regs
+            .keys()
+            .filter_map(|k| self.persisted(k, now, wall))
+            .collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
     /// Registration `key` as the store keeps it, if it is registered over SAs.
-    #[cfg(test)]
     pub(super) fn persisted(
         &self,
         key: &str,
