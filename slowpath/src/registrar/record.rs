@@ -128,8 +128,12 @@ fn string(out: &mut Vec<u8>, s: &str) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     out.push(b'"');
-    // The usual case: nothing to escape, one copy.
-    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+    // The usual case: nothing to escape, one copy. Branch-free over the bytes (no early
+    // exit), so it runs as vector compares.
+    let escapes = b
+        .iter()
+        .fold(false, |e, &c| e | (c < 0x20) | (c == b'"') | (c == b'\\'));
+    if !escapes {
         out.extend_from_slice(b);
         out.push(b'"');
         return;
