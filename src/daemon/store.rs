@@ -239,18 +239,19 @@ impl RegistrationStore {
             for c in changes {
                 match c {
                     RegistrationChange::Put(r) => {
-                        let seq_epoch = match self.epochs.get(&r.key) {
-                            Some(&(spi, epoch)) if spi == r.set.spi_ps => epoch,
-                            _ => {
-                                self.epochs.remove(&r.key);
-                                0
-                            }
-                        };
+                        let seq_epoch = self.epoch_of(&r.key, r.set.spi_ps);
                         let record = StoredRef {
                             seq_epoch,
                             registration: r,
                         };
                         encode_into(&mut bytes, &record).map_err(|x| err(&path, x))?;
+                        table
+                            .insert(r.key.as_str(), bytes.as_slice())
+                            .map_err(|x| e(x.into()))?;
+                    }
+                    RegistrationChange::Encoded(r) => {
+                        let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
+                        wrap_into(&mut bytes, seq_epoch, &r.json);
                         table
                             .insert(r.key.as_str(), bytes.as_slice())
                             .map_err(|x| e(x.into()))?;
@@ -265,6 +266,18 @@ impl RegistrationStore {
         txn.commit().map_err(|x| e(x.into()))?;
         self.commits += 1;
         Ok(())
+    }
+
+    /// The epoch `key`'s set over `spi_ps` sends in: the restored one's while it is the same
+    /// set, 0 (and forgotten) once it is another.
+    fn epoch_of(&mut self, key: &str, spi_ps: u32) -> u32 {
+        match self.epochs.get(key) {
+            Some(&(spi, epoch)) if spi == spi_ps => epoch,
+            _ => {
+                self.epochs.remove(key);
+                0
+            }
+        }
     }
 
     /// Takes in `records` moved from another shard's store (the number of slowpath shards
@@ -555,6 +568,18 @@ fn encode_into(out: &mut Vec<u8>, s: &StoredRef<'_>) -> Result<(), serde_json::E
     serde_json::to_writer(out, s)
 }
 
+/// The JSON of the record `{"seq_epoch":..,"registration":..}` around a registration already
+/// encoded (`registration`), into `out`, replacing what it held: byte for byte what
+/// serde_json writes for [`Stored`] (compact form, no spaces).
+fn wrap_into(out: &mut Vec<u8>, seq_epoch: u32, registration: &[u8]) {
+    use std::io::Write;
+    out.clear();
+    // Writing into a Vec does not fail.
+    let _ = write!(out, "{{\"seq_epoch\":{seq_epoch},\"registration\":");
+    out.extend_from_slice(registration);
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +658,43 @@ mod tests {
             assert_eq!(back.registration, *r);
         }
         drop((table, txn, s));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A registration the registrar hands out encoded is stored as the owned [`Stored`]
+    /// encodes (what `load` reads): the record's wrapper around it is serde_json's, for
+    /// epoch 0 and the largest epoch, and a batch of encoded records reads back as written.
+    #[test]
+    fn an_encoded_registration_is_stored_as_the_owned_form_encodes_it() {
+        let r = reg("long-name-for-a-longer-record@x", 900, 2000);
+        let json = serde_json::to_vec(&r).unwrap();
+        let mut out = vec![b'x'; 3000];
+        for seq_epoch in [0, 7, u32::MAX] {
+            wrap_into(&mut out, seq_epoch, &json);
+            let owned = serde_json::to_vec(&Stored {
+                seq_epoch,
+                registration: r.clone(),
+            })
+            .unwrap();
+            assert_eq!(out, owned, "epoch {seq_epoch}");
+        }
+        let d = tmpdir("encoded");
+        let p = d.join("s.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(1000)).unwrap();
+        let batch = [r, reg("s@x", 300, 2000)];
+        let encoded = batch.clone().map(|r| {
+            RegistrationChange::Encoded(akagate_slowpath::registrar::EncodedRegistration {
+                key: r.key.clone(),
+                spi_ps: r.set.spi_ps,
+                json: Zeroizing::new(serde_json::to_vec(&r).unwrap()),
+            })
+        });
+        s.apply(&encoded).unwrap();
+        drop(s);
+        let (_, restored) = RegistrationStore::open(&p, at(1001)).unwrap();
+        let mut back: Vec<_> = restored.records.iter().map(|(r, _)| r.clone()).collect();
+        back.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(back, batch);
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -146,6 +146,16 @@ impl Core {
         self.registrar.take_changes(now, wall)
     }
 
+    /// Every registration registered over SAs as a store keeps it, in its owned form (what
+    /// the records of [`Core::take_registration_changes`] decode to), by key.
+    pub fn registration_records(
+        &self,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Vec<PersistedRegistration> {
+        self.registrar.persisted_all(now, wall)
+    }
+
     /// Keeps the registrations' changes for [`Core::take_registration_changes`] from now on
     /// (call it when a registration store is attached; without, nothing is kept).
     pub fn track_registration_changes(&mut self) {

@@ -9,6 +9,7 @@
 
 mod directory;
 mod persist;
+mod record;
 mod request;
 mod sa;
 mod source;
@@ -16,7 +17,10 @@ mod state;
 mod view;
 
 pub use directory::{Located, LocationDirectory};
-pub use persist::{unix_ms, PersistedRegistration, PersistedSet, RegistrationChange, RestoreError};
+pub use persist::{
+    unix_ms, EncodedRegistration, PersistedRegistration, PersistedSet, RegistrationChange,
+    RestoreError,
+};
 pub(crate) use request::{
     choose_security_client, contact_uri, contact_uri_str, impi_of, mechanism_views, realm_of,
     requested_expires, verify_matches,
@@ -963,6 +967,67 @@ mod tests {
         assert_eq!(r.len(), 0);
     }
 
+    /// A change as the owned registration it encodes (panics if it is no put).
+    fn decoded(c: Option<RegistrationChange>) -> PersistedRegistration {
+        match c {
+            Some(RegistrationChange::Encoded(e)) => {
+                let p: PersistedRegistration = serde_json::from_slice(&e.json).unwrap();
+                assert_eq!((e.key.as_str(), e.spi_ps), (p.key.as_str(), p.set.spi_ps));
+                p
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 14: the store's record is written straight from the registrar's state, byte
+    /// for byte the JSON of the owned [`PersistedRegistration`] (what stores written so far
+    /// hold and what a restart reads), for a registration with every field set: several
+    /// identities, a Security-Server with parameters, an encryption key, a Contact that
+    /// JSON must escape. Nothing for a binding that is not registered over SAs.
+    #[test]
+    fn the_encoded_record_is_the_owned_forms_json() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        let wall = std::time::UNIX_EPOCH + secs(1_000_000);
+        r.track_changes();
+        let mut p = pending(1000, t);
+        p.set.suite = derive_suite(
+            AuthAlg::HmacSha1_96,
+            EncrAlg::AesCbc,
+            &Ck::new([1; 16]),
+            &Ik::new([2; 16]),
+        )
+        .unwrap();
+        p.security_server = Some(
+            SecMechanism::new("ipsec-3gpp")
+                .with("alg", "hmac-sha-1-96")
+                .with("ealg", "aes-cbc")
+                .with_u32("spi-c", 1000)
+                .with_u32("port-s", 6100),
+        );
+        let impus = ["sip:a@x".to_string(), "tel:+15550100".to_string()];
+        r.challenged(KEY, "A@x", &impus, p, MAX);
+        let contact = "<sip:a@ue;q=\"1\"\\x>".to_string();
+        r.complete(KEY, 1001, contact.clone(), Transport::Udp, t + secs(600));
+        let owned = r.persisted(KEY, t, wall).unwrap();
+        assert!(!owned.set.encr_key.is_empty() && owned.security_server.is_some());
+        assert_eq!(
+            (owned.impus.len(), owned.contact.as_str()),
+            (2, contact.as_str())
+        );
+        let (spi_ps, json) = r.encoded(KEY, t, wall).unwrap();
+        assert_eq!(spi_ps, 1001);
+        assert_eq!(
+            String::from_utf8(json.to_vec()).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        let mut changes = r.take_changes(t, wall);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(decoded(changes.pop()), owned);
+        // Not registered over SAs: neither form.
+        r.remove(KEY);
+        assert!(r.persisted(KEY, t, wall).is_none() && r.encoded(KEY, t, wall).is_none());
+    }
+
     /// Issue 14: only registered bindings over SAs reach the store, every change to one is
     /// reported once, and a stored binding comes back after a restart as it was (set, keys,
     /// Security-Server, contact, remaining lifetime), unless it expired meanwhile.
@@ -981,18 +1046,14 @@ mod tests {
         registered(&mut r, t);
         let mut changes = r.take_changes(t, wall);
         assert!(r.take_changes(t, wall).is_empty(), "reported once");
-        let rec = match changes.pop() {
-            Some(RegistrationChange::Put(p)) if changes.is_empty() => p,
-            other => panic!("{other:?}"),
-        };
+        assert_eq!(changes.len(), 1);
+        let rec = decoded(changes.pop());
         assert_eq!(rec.expires_unix_ms, 1_000_600_000);
         assert_eq!((rec.set.spi_pc, rec.set.spi_ps), (1000, 1001));
         assert!(!format!("{rec:?}").contains(&hex::encode([2u8; 16])));
         // Refreshed: reported again with the new lifetime.
         r.refresh(KEY, None, t + secs(900));
-        let Some(RegistrationChange::Put(refreshed)) = r.take_changes(t, wall).pop() else {
-            panic!("a refresh is a change");
-        };
+        let refreshed = decoded(r.take_changes(t, wall).pop());
         assert_eq!(refreshed.expires_unix_ms, 1_000_900_000);
 
         // A restart 100 s later on another monotonic clock.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use akagate_proto::ipc::{SaSet, Transport};
 use akagate_proto::suite::{AuthAlg, EncrAlg, SaKeys, Suite};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::state::{Active, RegState};
 use super::{Registrar, Registration, SaSetExt};
@@ -111,9 +111,33 @@ impl core::fmt::Debug for PersistedRegistration {
 pub enum RegistrationChange {
     /// Registered (or refreshed, or registered again over a new set): keep this.
     Put(Box<PersistedRegistration>),
+    /// The same, already encoded (what the running registrar hands out: no owned copy of
+    /// the registration is built).
+    Encoded(EncodedRegistration),
     /// No longer registered (de-registered, expired, removed), or registered flow-bound:
     /// forget the key.
     Delete(String),
+}
+
+/// A registration as the JSON of its [`PersistedRegistration`] (serde_json's compact form,
+/// byte for byte), written straight from the registrar's state. Zeroized on drop (it holds
+/// the SA keys in hex); never printed.
+pub struct EncodedRegistration {
+    /// The registrar's key (as [`PersistedRegistration::key`]).
+    pub key: String,
+    /// The set's inbound SPI at the protected server port (as [`PersistedSet::spi_ps`]).
+    pub spi_ps: u32,
+    /// The JSON object.
+    pub json: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for EncodedRegistration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EncodedRegistration")
+            .field("key", &self.key)
+            .field("spi_ps", &self.spi_ps)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a stored registration was not restored.
@@ -130,19 +154,6 @@ pub enum RestoreError {
     Duplicate,
 }
 
-/// `bytes` in lower-case hex, as `hex::encode` writes it, into a string of exactly the right
-/// size (one allocation, no byte-by-byte pushes: three of these per stored registration).
-fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    // Only ASCII digits and letters were written.
-    String::from_utf8(out).unwrap_or_default()
-}
-
 impl PersistedSet {
     fn of(set: &SaSet) -> Self {
         PersistedSet {
@@ -150,9 +161,9 @@ impl PersistedSet {
             local: set.local,
             auth: set.suite.auth.token().to_string(),
             encr: set.suite.encr.token().to_string(),
-            integ_key: lower_hex(&set.suite.keys.integ_key),
-            encr_key: lower_hex(&set.suite.keys.encr_key),
-            salt: lower_hex(&set.suite.keys.salt),
+            integ_key: hex::encode(&set.suite.keys.integ_key),
+            encr_key: hex::encode(&set.suite.keys.encr_key),
+            salt: hex::encode(set.suite.keys.salt),
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
             spi_uc: set.spi_uc,
@@ -228,8 +239,10 @@ impl Registrar {
         let mut keys: Vec<String> = keys.into_iter().collect();
         keys.sort_unstable();
         keys.into_iter()
-            .map(|key| match self.persisted(&key, now, wall) {
-                Some(p) => RegistrationChange::Put(Box::new(p)),
+            .map(|key| match self.encoded(&key, now, wall) {
+                Some((spi_ps, json)) => {
+                    RegistrationChange::Encoded(EncodedRegistration { key, spi_ps, json })
+                }
                 None => RegistrationChange::Delete(key),
             })
             .collect()
@@ -240,8 +253,41 @@ impl Registrar {
         !self.changed.is_empty()
     }
 
+    /// Registration `key` encoded as the store keeps it (the JSON of what
+    /// `Registrar::persisted` makes, written from the registrar's state), with its set's
+    /// `spi_ps`, if it is registered over SAs.
+    pub(super) fn encoded(
+        &self,
+        key: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<(u32, Zeroizing<Vec<u8>>)> {
+        let reg = self.regs.get(key)?;
+        let active = reg.state.active()?;
+        let set = &active.set;
+        if set.is_unprotected() {
+            return None;
+        }
+        let left = active.expires_at.saturating_duration_since(now);
+        let json = super::record::encode(key, reg, active, unix_ms(wall + left));
+        Some((set.spi_ps, json))
+    }
+
+    /// Every registration registered over SAs in its owned form (what the store's records
+    /// decode to), by key: for tests and tools; the running daemon writes
+    /// [`RegistrationChange::Encoded`].
+    pub fn persisted_all(&self, now: Instant, wall: SystemTime) -> Vec<PersistedRegistration> {
+        let mut all: Vec<_> = self
+            .regs
+            .keys()
+            .filter_map(|k| self.persisted(k, now, wall))
+            .collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
     /// Registration `key` as the store keeps it, if it is registered over SAs.
-    fn persisted(
+    pub(super) fn persisted(
         &self,
         key: &str,
         now: Instant,
@@ -324,23 +370,5 @@ impl Registrar {
             }),
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lower_hex;
-
-    /// Byte-exact with the `hex` crate (what stores written so far hold and what `to_set`
-    /// decodes) over every byte value and the key lengths in use, empty included.
-    #[test]
-    fn lower_hex_is_the_hex_crates_encoding() {
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(lower_hex(&all), hex::encode(&all));
-        for n in [0, 4, 16, 20, 24, 32, 36] {
-            let key: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(lower_hex(&key), hex::encode(&key), "{n} bytes");
-        }
-        assert_eq!(lower_hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
     }
 }

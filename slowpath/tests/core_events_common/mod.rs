@@ -215,15 +215,21 @@ impl Registered {
         t.core.track_registration_changes();
         let (mut t, a, sa, b, sb) = registered_pair_on(t, proto, v6);
         let wall = SystemTime::now();
-        let records: Vec<_> = t
-            .core
-            .take_registration_changes(t.now, wall)
-            .into_iter()
+        // Both were reported as changes, and are what the store would hold.
+        let changes = t.core.take_registration_changes(t.now, wall);
+        let mut keys: Vec<&str> = changes
+            .iter()
             .map(|c| match c {
-                RegistrationChange::Put(p) => *p,
-                RegistrationChange::Delete(key) => panic!("{key} is not registered"),
+                RegistrationChange::Encoded(e) => e.key.as_str(),
+                other => panic!("{other:?} is not a registered binding's record"),
             })
             .collect();
+        keys.sort_unstable();
+        let records = t.core.registration_records(t.now, wall);
+        assert_eq!(
+            keys,
+            records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>()
+        );
         assert_eq!(records.len(), 2, "{records:?}");
         Registered {
             proto,
