@@ -44,6 +44,22 @@ pub fn current_thread_cpu() -> std::time::Duration {
     )
 }
 
+/// This process's threads (their `/proc/self/task/<tid>` directories) whose name starts
+/// with `prefix`.
+pub fn threads_with_prefix(prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    std::fs::read_to_string(p.join("comm"))
+                        .is_ok_and(|c| c.trim_end().starts_with(prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The CPU clocks of an in-process daemon's threads, read together at the two ends of a
 /// run's phase so that a per-registration figure leaves out start-up and idle time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,17 +101,7 @@ impl DaemonThreads {
     pub fn find(slowpath: &[String], worker_prefix: &str) -> DaemonThreads {
         let comm = |n: &str| n.get(..15).unwrap_or(n).to_owned();
         let slowpath = slowpath.iter().map(|n| find_thread(&comm(n))).collect();
-        let workers = std::fs::read_dir("/proc/self/task")
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        std::fs::read_to_string(p.join("comm"))
-                            .is_ok_and(|c| c.trim_end().starts_with(worker_prefix))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let workers = threads_with_prefix(worker_prefix);
         DaemonThreads { slowpath, workers }
     }
 

@@ -385,14 +385,8 @@ const SLOWPATH_COMM: &str = "akagate-slowpat";
 
 /// CPU nanoseconds of each thread whose name starts with `prefix`, by its `/proc` task path.
 fn threads_cpu_ns(prefix: &str) -> BTreeMap<PathBuf, u64> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return BTreeMap::new();
-    };
-    dir.flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix))
-        })
+    cputime::threads_with_prefix(prefix)
+        .into_iter()
         .filter_map(|p| Some((p.clone(), cputime::thread_cpu_ns(&p)?)))
         .collect()
 }
