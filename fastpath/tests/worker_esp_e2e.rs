@@ -521,54 +521,6 @@ fn icmp_echo_is_answered() {
     );
 }
 
-/// A SIP message of `len` bytes (a body of dots after a fixed head).
-fn msg_of_len(len: usize) -> Vec<u8> {
-    let head = |body: usize| {
-        format!("MESSAGE sip:p SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.7:31800;branch=z9hG4bK78\r\nContent-Length: {body}\r\n\r\n")
-    };
-    let body = len - head(len).len();
-    let mut m = head(body).into_bytes();
-    assert_eq!(m.len() + body, len);
-    m.resize(len, b'.');
-    m
-}
-
-/// The ACK of every second full segment (RFC 5681 4.2) leaves from the input that made it
-/// due, not from a poll: two full segments on a quiet protected connection are framed and
-/// acknowledged without a single stack poll, and the UE sees its bytes acknowledged.
-#[test]
-fn an_ack_due_at_once_leaves_without_a_poll() {
-    let mut t = Bed::new();
-    // The UE sends the message in two full segments at once (its own send buffer holds it).
-    let cfg = StackConfig {
-        tcp_tx_buf: 8192,
-        ..StackConfig::default()
-    };
-    t.ue.stack = UeStack::new(cfg, t.ue_ip, t.pcscf_ip, t.now).unwrap();
-    t.ue.stack.listen(PORT_US, true, true);
-    t.arp();
-    t.install();
-    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
-    t.pump(40);
-    assert_eq!(sips(&t.events()).len(), 1);
-    let (polls, esp_out) = (t.count("stack_polls"), t.count("esp_out"));
-    // Two segments of the inner MSS (MTU 1400 less the IPv4 and TCP headers).
-    let big = msg_of_len(2 * 1360);
-    t.ue_send(ue_flow(PORT_UC, PORT_PS), &big, false);
-    t.pump(3);
-    let got = sips(&t.events());
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].2, big);
-    assert_eq!(t.count("esp_out"), esp_out + 1, "one ACK for both segments");
-    assert_eq!(t.count("stack_polls"), polls, "no poll for the ACK");
-    // The UE saw everything acknowledged: it retransmits nothing (which would be ESP in
-    // again, and acknowledged again) in two seconds, beyond its first timeout.
-    let esp_in = t.count("esp_in");
-    t.pump(400);
-    assert_eq!(t.count("esp_in"), esp_in, "no retransmission");
-    assert_eq!(t.count("esp_out"), esp_out + 1, "no second ACK");
-}
-
 #[test]
 fn sa_removal_and_idle_ue_is_freed() {
     let mut t = Bed::new();

@@ -758,10 +758,6 @@ pub struct UeStack {
     /// Whether the last input was a TCP segment other than a SYN or a pure ACK (one that may
     /// have brought data): [`UeStack::frame_in_input`] may then frame it at once.
     data_in: bool,
-    /// Whether the last [`UeStack::frame_in_input`] left its connection, the stack's only
-    /// socket, with nothing to do but the egress smoltcp wants now (its ACK):
-    /// [`UeStack::ack_in_input`] may then send it at once.
-    ack_due: bool,
     counters: StackCounters,
 }
 
@@ -833,7 +829,6 @@ impl UeStack {
             quiet_known: false,
             acked_closed: false,
             data_in: false,
-            ack_due: false,
             counters: StackCounters::default(),
         })
     }
@@ -1158,7 +1153,6 @@ impl UeStack {
         self.quiet_known = false;
         self.acked_closed = false;
         self.data_in = false;
-        self.ack_due = false;
         // smoltcp's interfaces do not verify TCP and UDP checksums on receive (see
         // `device::stack_capabilities`): every segment and datagram is verified here (an
         // unparsable packet is smoltcp's to refuse).
@@ -1286,7 +1280,6 @@ impl UeStack {
         expiry: (u16, ConnDeadlines),
         events: &mut Vec<WorkerEvent>,
     ) -> bool {
-        self.ack_due = false;
         if !std::mem::take(&mut self.data_in) || !self.nothing_stackwide() {
             return false;
         }
@@ -1328,38 +1321,6 @@ impl UeStack {
         let quiet = at.is_none_or(|t| t > now);
         self.quiet_poll_at = at;
         self.quiet_known = quiet && self.now == now;
-        // Only its ACK (or window update) is due: the connection is the stack's one socket,
-        // so smoltcp's egress can send nothing else ([`UeStack::ack_in_input`]).
-        self.ack_due = !quiet && self.now == now && self.live_sockets() == 1;
-        quiet
-    }
-
-    /// Right after a [`UeStack::frame_in_input`] that was not quiet only because smoltcp
-    /// wants egress now on the stack's one socket (the ACK of every second full segment,
-    /// RFC 5681 4.2, or a window update), does that egress in place through `sink`, as the
-    /// poll's egress would; returns true when the stack is then quiet as
-    /// [`UeStack::frame_in_input`]'s true means (connection still ESTABLISHED with nothing
-    /// pending, smoltcp's next deadline later than `now`, which
-    /// [`UeStack::poll_at_after_input`] then gives). Otherwise the poll does the rest (an
-    /// egress the sink could not take is smoltcp's to retry there). The caller's
-    /// precondition is [`UeStack::frame_in_input`]'s: no poll pending.
-    pub fn ack_in_input<S: PacketSink>(&mut self, now: Instant, sink: &mut S) -> bool {
-        if !std::mem::take(&mut self.ack_due) || self.now != now {
-            return false;
-        }
-        let mut dev = SinkDevice::new(None, sink, self.cfg.ip_mtu);
-        self.iface.poll_egress(now, &mut dev, &mut self.sockets);
-        let Some(&(handle, ref conn)) = self.conns.first() else {
-            return false;
-        };
-        let s = self.sockets.get::<tcp::Socket>(handle);
-        if s.state() != tcp::State::Established || !conn.pending.is_empty() {
-            return false;
-        }
-        let at = self.iface.poll_at(now, &self.sockets);
-        let quiet = at.is_none_or(|t| t > now);
-        self.quiet_poll_at = at;
-        self.quiet_known = quiet;
         quiet
     }
 
@@ -1644,7 +1605,6 @@ impl UeStack {
         self.quiet_known = false;
         self.acked_closed = false;
         self.data_in = false;
-        self.ack_due = false;
         events.append(&mut self.deferred);
         self.service(now, events);
         self.udp_queued.clear();

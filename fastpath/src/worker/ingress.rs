@@ -694,14 +694,12 @@ impl<Q: PortQueue> Worker<Q> {
         let needs_poll = u.stack.input_segment(pkt, ip, seg, spi, now, &mut sink);
         drop(sink);
         // The UE's last ACK that closed its connection is reaped here, and a data segment
-        // is framed here, not by a poll: its ACK, if one is due now, sent here too.
+        // whose ACK can wait is framed here, not by a poll.
         let quiet = !u.woken
             && !super::draining(u)
             && (!needs_poll
                 || super::reap_in_input(u, seg, now, &mut self.stack_events)
-                || super::frame_in_input(u, &self.cfg, seg, now, &mut self.stack_events)
-                || u.stack
-                    .ack_in_input(now, &mut self.link.sink(&mut u.sa_sets, now)));
+                || super::frame_in_input(u, &self.cfg, seg, now, &mut self.stack_events));
         if quiet {
             // A pure ACK that left the stack with nothing to do (the UE's ACK of a response,
             // or of our FIN): no poll, only the deadline a poll would have set.
