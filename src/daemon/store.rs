@@ -15,14 +15,13 @@ use std::time::{Instant, SystemTime};
 use akagate_fastpath::ipc::{OutboundSeq, WorkerCommand};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::InboundTable;
-use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange};
+use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange, SecretBuf};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
 #[cfg(test)]
 use redb::ReadableTableMetadata;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 /// IMPI key -> JSON of [`Stored`].
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("registrations");
@@ -46,8 +45,9 @@ struct StoredRef<'a> {
     registration: &'a PersistedRegistration,
 }
 
-/// Room for one encoded record (a registration with its Security-Server and hex keys is
-/// under 1 KiB), so the buffer holding keys is not reallocated (leaving a copy behind).
+/// Room for one usual encoded record (a registration with its Security-Server and hex keys
+/// is under 1 KiB); a longer one moves the buffer to a larger allocation, the old one
+/// zeroized ([`SecretBuf`]), so no copy of the keys is left behind.
 const RECORD_CAPACITY: usize = 2048;
 
 /// Why the store could not be used.
@@ -210,9 +210,7 @@ impl RegistrationStore {
             for s in keep {
                 let bytes = encode(&s).map_err(|x| err(&path, x))?;
                 let key = s.registration.key.as_str();
-                table
-                    .insert(key, bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
+                table.insert(key, &*bytes).map_err(|x| e(x.into()))?;
                 self.epochs
                     .insert(key.to_string(), (s.registration.set.spi_ps, s.seq_epoch));
                 restored.records.push((s.registration, s.seq_epoch));
@@ -233,7 +231,7 @@ impl RegistrationStore {
         let e = |x: redb::Error| err(&path, x);
         let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
         // One buffer for the batch's records, zeroized when dropped.
-        let mut bytes = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
+        let mut bytes = SecretBuf::with_capacity(RECORD_CAPACITY);
         {
             let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
             for c in changes {
@@ -246,14 +244,14 @@ impl RegistrationStore {
                         };
                         encode_into(&mut bytes, &record).map_err(|x| err(&path, x))?;
                         table
-                            .insert(r.key.as_str(), bytes.as_slice())
+                            .insert(r.key.as_str(), &*bytes)
                             .map_err(|x| e(x.into()))?;
                     }
                     RegistrationChange::Encoded(r) => {
                         let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
                         wrap_into(&mut bytes, seq_epoch, &r.json);
                         table
-                            .insert(r.key.as_str(), bytes.as_slice())
+                            .insert(r.key.as_str(), &*bytes)
                             .map_err(|x| e(x.into()))?;
                     }
                     RegistrationChange::Delete(key) => {
@@ -299,7 +297,7 @@ impl RegistrationStore {
                 })
                 .map_err(|x| err(&path, x))?;
                 table
-                    .insert(r.key.as_str(), bytes.as_slice())
+                    .insert(r.key.as_str(), &*bytes)
                     .map_err(|x| e(x.into()))?;
             }
         }
@@ -554,16 +552,16 @@ pub(super) fn restore(
     plan
 }
 
-/// The JSON of a record, in a buffer zeroized when dropped (it holds keys).
-fn encode(s: &Stored) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-    let mut out = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
-    serde_json::to_writer(&mut *out, s)?;
+/// The JSON of a record, in a buffer zeroized when dropped or moved (it holds keys).
+fn encode(s: &Stored) -> Result<SecretBuf, serde_json::Error> {
+    let mut out = SecretBuf::with_capacity(RECORD_CAPACITY);
+    serde_json::to_writer(&mut out, s)?;
     Ok(out)
 }
 
 /// Encodes `s` into `out`, replacing what it held (overwritten in place: the buffer is
 /// zeroized once, when its owner drops it).
-fn encode_into(out: &mut Vec<u8>, s: &StoredRef<'_>) -> Result<(), serde_json::Error> {
+fn encode_into(out: &mut SecretBuf, s: &StoredRef<'_>) -> Result<(), serde_json::Error> {
     out.clear();
     serde_json::to_writer(out, s)
 }
@@ -571,9 +569,11 @@ fn encode_into(out: &mut Vec<u8>, s: &StoredRef<'_>) -> Result<(), serde_json::E
 /// The JSON of the record `{"seq_epoch":..,"registration":..}` around a registration already
 /// encoded (`registration`), into `out`, replacing what it held: byte for byte what
 /// serde_json writes for [`Stored`] (compact form, no spaces).
-fn wrap_into(out: &mut Vec<u8>, seq_epoch: u32, registration: &[u8]) {
+fn wrap_into(out: &mut SecretBuf, seq_epoch: u32, registration: &[u8]) {
     use std::io::Write;
     out.clear();
+    // Room for the whole record before the first byte: one move at most, never mid-copy.
+    out.reserve(registration.len() + 48);
     // Writing into a Vec does not fail.
     let _ = write!(out, "{{\"seq_epoch\":{seq_epoch},\"registration\":");
     out.extend_from_slice(registration);
@@ -585,6 +585,7 @@ mod tests {
     use super::*;
     use akagate_slowpath::registrar::PersistedSet;
     use std::time::Duration;
+    use zeroize::Zeroizing;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("akagate-store-{name}-{}", std::process::id()));
@@ -668,7 +669,8 @@ mod tests {
     fn an_encoded_registration_is_stored_as_the_owned_form_encodes_it() {
         let r = reg("long-name-for-a-longer-record@x", 900, 2000);
         let json = serde_json::to_vec(&r).unwrap();
-        let mut out = vec![b'x'; 3000];
+        let mut out = SecretBuf::with_capacity(8);
+        out.extend_from_slice(&[b'x'; 3000]);
         for seq_epoch in [0, 7, u32::MAX] {
             wrap_into(&mut out, seq_epoch, &json);
             let owned = serde_json::to_vec(&Stored {
@@ -676,7 +678,7 @@ mod tests {
                 registration: r.clone(),
             })
             .unwrap();
-            assert_eq!(out, owned, "epoch {seq_epoch}");
+            assert_eq!(*out, owned, "epoch {seq_epoch}");
         }
         let d = tmpdir("encoded");
         let p = d.join("s.registrations");
