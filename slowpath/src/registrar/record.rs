@@ -68,6 +68,16 @@ impl SecretBuf {
         self.buf.push(byte);
     }
 
+    /// Appends `n` bytes that `fill` writes into a zeroed slice (one capacity check for
+    /// all of them).
+    #[inline]
+    pub fn append_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) {
+        self.reserve(n);
+        let at = self.buf.len();
+        self.buf.resize(at + n, 0);
+        fill(&mut self.buf[at..]);
+    }
+
     /// Forgets the content (overwritten by later writes; all of it zeroized on drop).
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -239,13 +249,14 @@ fn field_addr(out: &mut SecretBuf, name: &[u8], addr: IpAddr) {
 /// `name`, then `bytes` as a lower-case hex string (as the `hex` crate writes it).
 fn field_hex(out: &mut SecretBuf, name: &[u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(name.len() + 2 * bytes.len() + 2);
     out.extend_from_slice(name);
     out.push(b'"');
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
+    out.append_with(2 * bytes.len(), |hex| {
+        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+    });
     out.push(b'"');
 }
 
