@@ -243,22 +243,32 @@ impl<'a> Batch<'a> {
     /// Writes the batch to `file` with as few `writev` calls as the system allows (one for
     /// up to `IOV_MAX` pieces; a short write continues where it stopped).
     pub fn write_to(&self, file: &mut File) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = self
+        let parts: Vec<&[u8]> = self
             .pieces
             .iter()
             .map(|p| match p {
-                Piece::Plain(r) => IoSlice::new(&self.plain[r.clone()]),
-                Piece::Borrowed(b) => IoSlice::new(b),
+                Piece::Plain(r) => &self.plain[r.clone()],
+                Piece::Borrowed(b) => *b,
             })
             .collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            match file.write_vectored(rest) {
+        // The first part not written whole, and how much of it was.
+        let (mut first, mut done) = (0, 0);
+        while first < parts.len() {
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[first][done..])
+                .chain(parts[first + 1..].iter().copied())
+                .map(IoSlice::new)
+                .collect();
+            let mut n = match file.write_vectored(&slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => n + done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            };
+            while first < parts.len() && n >= parts[first].len() {
+                n -= parts[first].len();
+                first += 1;
             }
+            done = n;
         }
         Ok(())
     }
