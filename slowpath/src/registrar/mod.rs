@@ -21,6 +21,7 @@ pub use persist::{
     unix_ms, EncodedRegistration, PersistedRegistration, PersistedSet, RegistrationChange,
     RestoreError,
 };
+pub use record::SecretBuf;
 pub(crate) use request::{
     choose_security_client, contact_uri, contact_uri_str, impi_of, mechanism_views, realm_of,
     requested_expires, verify_matches,
@@ -1026,6 +1027,43 @@ mod tests {
         // Not registered over SAs: neither form.
         r.remove(KEY);
         assert!(r.persisted(KEY, t, wall).is_none() && r.encoded(KEY, t, wall).is_none());
+    }
+
+    /// Key hygiene: a record longer than 2 KiB (many IMPUs, a long Contact) is written into
+    /// a buffer allocated once from the record's size, never reallocated mid-write (which
+    /// would leave a copy of the keys in freed memory); a Contact full of escapes, which
+    /// outgrows the estimate, takes the zeroizing grow path. Both are serde_json's bytes.
+    #[test]
+    fn a_long_record_is_never_reallocated_while_written() {
+        let (mut r, t) = (Registrar::default(), Instant::now());
+        let wall = std::time::UNIX_EPOCH + secs(1_000_000);
+        let mut p = pending(1000, t);
+        p.set.suite = derive_suite(
+            AuthAlg::HmacSha1_96,
+            EncrAlg::AesCbc,
+            &Ck::new([1; 16]),
+            &Ik::new([2; 16]),
+        )
+        .unwrap();
+        let impus: Vec<String> = (0..60)
+            .map(|i| format!("sip:+1555010{i:04}@ims.mnc001.mcc001.3gppnetwork.org"))
+            .collect();
+        r.challenged(KEY, KEY, &impus, p, MAX);
+        for contact in [
+            format!("<sip:a@ue;+sip.instance=\"{}\">", "x".repeat(3000)),
+            "<sip:a@ue;p=\"\\\">".repeat(300),
+        ] {
+            r.complete(KEY, 1001, contact, Transport::Udp, t + secs(600));
+            let reg = &r.regs[KEY];
+            let active = reg.state.active().unwrap();
+            let ms = unix_ms(wall + secs(600));
+            let buf = record::encode(KEY, reg, active, ms);
+            let escapes = active.contact.matches('\\').count();
+            assert!(buf.len() > 4096, "{}", buf.len());
+            assert_eq!(buf.grows(), u32::from(escapes > 100), "{escapes} escapes");
+            let owned = r.persisted(KEY, t, wall).unwrap();
+            assert_eq!(*buf, serde_json::to_vec(&owned).unwrap());
+        }
     }
 
     /// Issue 14: only registered bindings over SAs reach the store, every change to one is

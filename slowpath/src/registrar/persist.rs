@@ -269,7 +269,7 @@ impl Registrar {
             return None;
         }
         let left = active.expires_at.saturating_duration_since(now);
-        let json = super::record::encode(key, reg, active, unix_ms(wall + left));
+        let json = super::record::encode(key, reg, active, unix_ms(wall + left)).into_inner();
         Some((set.spi_ps, json))
     }
 

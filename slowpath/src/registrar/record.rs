@@ -1,8 +1,9 @@
 //! The registration store's record written straight from the registrar's state (issue 14):
 //! the JSON of a [`PersistedRegistration`](super::PersistedRegistration), byte for byte as
 //! serde_json writes it (compact form, its string escapes), without building the owned form
-//! and its strings first. The record holds the SA keys in hex: it is written into a buffer
-//! zeroized on drop, sized so it is not reallocated (which would leave a copy behind).
+//! and its strings first. The record holds the SA keys in hex: it is written into a
+//! [`SecretBuf`], sized from the record before writing, so it is not reallocated, and zeroized
+//! on drop (a plain `Vec` that grows leaves the old copy of the keys in freed memory).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -12,8 +13,143 @@ use zeroize::Zeroizing;
 use super::state::Active;
 use super::Registration;
 
-/// Room for one record (under 1 KiB with its Security-Server and hex keys).
-const CAPACITY: usize = 2048;
+/// A byte buffer for secrets (records holding SA keys): zeroized on drop, and when a write
+/// does not fit, its bytes move to a larger allocation and the old one is zeroized before it
+/// is freed (a `Vec` growing by itself would leave them in freed memory). Never printed.
+#[derive(Default)]
+pub struct SecretBuf {
+    buf: Zeroizing<Vec<u8>>,
+    /// Times the buffer moved to a larger allocation.
+    grows: u32,
+}
+
+impl SecretBuf {
+    /// An empty buffer with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        SecretBuf {
+            buf: Zeroizing::new(Vec::with_capacity(capacity)),
+            grows: 0,
+        }
+    }
+
+    /// Makes room for `additional` more bytes, moving to a larger allocation (the old one
+    /// zeroized) if needed.
+    #[inline]
+    pub fn reserve(&mut self, additional: usize) {
+        if self.buf.capacity() - self.buf.len() < additional {
+            self.grow(additional);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, additional: usize) {
+        let need = self.buf.len().saturating_add(additional);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(
+            need.max(self.buf.capacity().saturating_mul(2)),
+        ));
+        bigger.extend_from_slice(&self.buf);
+        // The old allocation is zeroized (its whole capacity) as it drops here.
+        self.buf = bigger;
+        self.grows += 1;
+    }
+
+    /// Appends `bytes`.
+    #[inline]
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends one byte.
+    #[inline]
+    pub fn push(&mut self, byte: u8) {
+        self.reserve(1);
+        self.buf.push(byte);
+    }
+
+    /// Appends `n` bytes that `fill` writes into a zeroed slice (one capacity check for
+    /// all of them).
+    #[inline]
+    pub fn append_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) {
+        self.reserve(n);
+        let at = self.buf.len();
+        self.buf.resize(at + n, 0);
+        fill(&mut self.buf[at..]);
+    }
+
+    /// Forgets the content (overwritten by later writes; all of it zeroized on drop).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The allocation's size.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Times the buffer had to move to a larger allocation (0 when sized right up front).
+    pub fn grows(&self) -> u32 {
+        self.grows
+    }
+
+    /// The buffer, still zeroized on drop.
+    pub fn into_inner(self) -> Zeroizing<Vec<u8>> {
+        self.buf
+    }
+}
+
+impl core::ops::Deref for SecretBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Write for SecretBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl core::fmt::Debug for SecretBuf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SecretBuf")
+            .field("len", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Room for everything of a record but its strings' and keys' contents: field names,
+/// punctuation and quotes (~260 bytes), nine numbers of at most 20 digits, two addresses of
+/// at most 45 characters, three algorithm and transport tokens.
+const FIXED: usize = 640;
+
+/// The record's size up front (exact but for string escapes, which are rare and take the
+/// buffer's zeroizing grow path): so the buffer is allocated once, fitting the record.
+fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
+    let mut n = FIXED + key.len() + reg.impi.len() + active.contact.len();
+    n += reg.impus.iter().map(|u| u.len() + 3).sum::<usize>();
+    if let Some(m) = &active.security_server {
+        n += m.name.len() + 6;
+        n += m
+            .params()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>();
+    }
+    let keys = &active.set.suite.keys;
+    n + 2 * (keys.integ_key.len() + keys.encr_key.len() + keys.salt.len())
+}
 
 /// The JSON of registration `key` (`reg`, registered over `active`, expiring at
 /// `expires_unix_ms`) as the store keeps it.
@@ -22,9 +158,9 @@ pub(super) fn encode(
     reg: &Registration,
     active: &Active,
     expires_unix_ms: u64,
-) -> Zeroizing<Vec<u8>> {
-    let mut o = Zeroizing::new(Vec::with_capacity(CAPACITY));
-    let out: &mut Vec<u8> = &mut o;
+) -> SecretBuf {
+    let mut o = SecretBuf::with_capacity(capacity_for(key, reg, active));
+    let out = &mut o;
     field_str(out, b"{\"key\":", key);
     field_str(out, b",\"impi\":", &reg.impi);
     out.extend_from_slice(b",\"impus\":[");
@@ -77,20 +213,20 @@ pub(super) fn encode(
 }
 
 /// `name` (the punctuation and quoted field name before the value), then `s` as a string.
-fn field_str(out: &mut Vec<u8>, name: &[u8], s: &str) {
+fn field_str(out: &mut SecretBuf, name: &[u8], s: &str) {
     out.extend_from_slice(name);
     string(out, s);
 }
 
 /// `name`, then `n`.
-fn field_num(out: &mut Vec<u8>, name: &[u8], n: u64) {
+fn field_num(out: &mut SecretBuf, name: &[u8], n: u64) {
     out.extend_from_slice(name);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `name`, then `addr` as a string (what its `Display` writes: an IPv4 address digit by
 /// digit, without the formatter).
-fn field_addr(out: &mut Vec<u8>, name: &[u8], addr: IpAddr) {
+fn field_addr(out: &mut SecretBuf, name: &[u8], addr: IpAddr) {
     out.extend_from_slice(name);
     out.push(b'"');
     match addr {
@@ -111,20 +247,22 @@ fn field_addr(out: &mut Vec<u8>, name: &[u8], addr: IpAddr) {
 }
 
 /// `name`, then `bytes` as a lower-case hex string (as the `hex` crate writes it).
-fn field_hex(out: &mut Vec<u8>, name: &[u8], bytes: &[u8]) {
+fn field_hex(out: &mut SecretBuf, name: &[u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.extend_from_slice(name);
     out.push(b'"');
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
+    out.append_with(2 * bytes.len(), |hex| {
+        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+    });
     out.push(b'"');
 }
 
 /// `s` as a JSON string with serde_json's escapes: `"` and `\` backslashed, the control
 /// characters with a short escape as such, the others as `\u00xx`; everything else as is.
-fn string(out: &mut Vec<u8>, s: &str) {
+fn string(out: &mut SecretBuf, s: &str) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     out.push(b'"');
@@ -168,7 +306,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_addr, field_hex, string};
+    use super::{field_addr, field_hex, string, SecretBuf};
     use std::net::IpAddr;
 
     /// Strings are escaped as serde_json escapes them: every ASCII character, one at a time
@@ -182,14 +320,14 @@ mod tests {
         {
             all.push(c);
             for s in [c.to_string(), format!("a{c}b{c}")] {
-                let mut out = Vec::new();
+                let mut out = SecretBuf::default();
                 string(&mut out, &s);
-                assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{:?}", s);
+                assert_eq!(*out, serde_json::to_vec(&s).unwrap(), "{:?}", s);
             }
         }
-        let mut out = Vec::new();
+        let mut out = SecretBuf::default();
         string(&mut out, &all);
-        assert_eq!(out, serde_json::to_vec(&all).unwrap());
+        assert_eq!(*out, serde_json::to_vec(&all).unwrap());
     }
 
     /// Addresses are written as `Display` writes them, IPv4 and IPv6.
@@ -203,9 +341,9 @@ mod tests {
             "::ffff:1.2.3.4",
         ] {
             let ip: IpAddr = a.parse().unwrap();
-            let mut out = Vec::new();
+            let mut out = SecretBuf::default();
             field_addr(&mut out, b"", ip);
-            assert_eq!(out, serde_json::to_vec(&ip).unwrap(), "{a}");
+            assert_eq!(*out, serde_json::to_vec(&ip).unwrap(), "{a}");
         }
     }
 
@@ -215,9 +353,28 @@ mod tests {
     fn keys_are_the_hex_crates_encoding() {
         let all: Vec<u8> = (0..=255).collect();
         for key in [&all[..], &[], &all[7..11], &all[100..120], &all[200..232]] {
-            let mut out = Vec::new();
+            let mut out = SecretBuf::default();
             field_hex(&mut out, b"", key);
-            assert_eq!(out, format!("\"{}\"", hex::encode(key)).into_bytes());
+            assert_eq!(*out, format!("\"{}\"", hex::encode(key)).into_bytes());
         }
+    }
+
+    /// A write that does not fit moves the content to a larger allocation (the old one
+    /// zeroized as it drops, `Zeroizing`), keeps every byte, and is counted.
+    #[test]
+    fn a_secret_buffer_grows_by_moving_its_content() {
+        let mut out = SecretBuf::with_capacity(4);
+        out.extend_from_slice(b"abc");
+        assert_eq!(out.grows(), 0);
+        let long: Vec<u8> = (0..=255).collect();
+        out.extend_from_slice(&long);
+        assert_eq!(out.grows(), 1);
+        out.push(b'z');
+        assert_eq!(out.grows(), 2, "exactly full after the long write");
+        assert!(out.capacity() > 3 + 256);
+        assert_eq!(&out[..3], b"abc");
+        assert_eq!(&out[3..259], &long[..]);
+        assert_eq!(out[259], b'z');
+        assert!(!format!("{out:?}").contains("abc"));
     }
 }

@@ -1,31 +1,31 @@
 //! The registration store (issue 14): every registered binding with its SA set, kept in an
-//! embedded `redb` database next to the SQN state so registered phones keep working across
-//! a restart. Written in the slowpath's group commit (before the batch's 200 OKs leave),
-//! read once at start. Each stored set carries its restart epoch: a set restored for the
-//! `n`th time sends ESP sequence numbers of epoch `n` only (`OutboundSeq`), and `n` is
-//! durable before the set is installed, so no run reuses a sequence number of an earlier one
-//! (RFC 4303 3.3.3). The file holds CK/IK-derived keys: mode 0600, and a store that cannot be
-//! read is set aside, never fatal.
+//! append-only record log next to the SQN state (`log.rs`) so registered phones keep
+//! working across a restart. Written in the slowpath's group commit (one `writev` and one
+//! `fdatasync` per batch, before the batch's 200 OKs leave), compacted when the log's dead
+//! share grows, read once at start. Each stored set carries its restart epoch: a set
+//! restored for the `n`th time sends ESP sequence numbers of epoch `n` only (`OutboundSeq`),
+//! and `n` is durable before the set is installed, so no run reuses a sequence number of an
+//! earlier one (RFC 4303 3.3.3). The file holds CK/IK-derived keys: mode 0600, buffers
+//! zeroized, and a store that cannot be read is set aside, never fatal. A store written by
+//! an earlier version (`redb`) is read once and rewritten as a log (`migrate.rs`).
+
+mod log;
+mod migrate;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use akagate_fastpath::ipc::{OutboundSeq, WorkerCommand};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::InboundTable;
-use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange};
+use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange, SecretBuf};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
-#[cfg(test)]
-use redb::ReadableTableMetadata;
-use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
-/// IMPI key -> JSON of [`Stored`].
-const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("registrations");
+use log::{Batch, MAGIC};
 
 /// One record: the registration and the restart epoch its set sends in.
 #[derive(Serialize, Deserialize)]
@@ -37,7 +37,7 @@ struct Stored {
 }
 
 /// [`Stored`] over a borrowed registration: the same JSON, written without copying the
-/// registration (the form the running daemon writes; [`Stored`] is what is read back).
+/// registration (what `Put` changes write; [`Stored`] is what is read back).
 #[derive(Serialize)]
 struct StoredRef<'a> {
     /// As [`Stored::seq_epoch`].
@@ -46,9 +46,15 @@ struct StoredRef<'a> {
     registration: &'a PersistedRegistration,
 }
 
-/// Room for one encoded record (a registration with its Security-Server and hex keys is
-/// under 1 KiB), so the buffer holding keys is not reallocated (leaving a copy behind).
+/// Room for one usual encoded record (a registration with its Security-Server and hex keys
+/// is under 1 KiB); a longer one moves the buffer to a larger allocation, the old one
+/// zeroized ([`SecretBuf`]), so no copy of the keys is left behind.
 const RECORD_CAPACITY: usize = 2048;
+
+/// A log is compacted once this many bytes were appended since its last compaction (or as
+/// many as it then held, if more), so compaction costs at most about one byte written per
+/// byte appended, amortised.
+pub const DEFAULT_COMPACT_BYTES: u64 = 4 << 20;
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +74,8 @@ pub struct Restored {
     pub records: Vec<(PersistedRegistration, u32)>,
     /// Dropped: their binding expired while the daemon was down.
     pub expired: usize,
-    /// Dropped: unreadable records, or the whole file when it could not be opened.
+    /// Dropped: unreadable records (or stretches of them), or the whole file when it could
+    /// not be read as a store.
     pub corrupt: usize,
     /// Dropped: restored as often as the sequence-number space allows (`OutboundSeq::EPOCHS`).
     pub exhausted: usize,
@@ -76,13 +83,27 @@ pub struct Restored {
 
 /// The registration store of a running daemon.
 pub struct RegistrationStore {
-    db: Database,
+    file: File,
     path: PathBuf,
     /// Per IMPI key, the (spi_ps, epoch) of a set restored in this run: a later write of the
     /// same set keeps its epoch, a new set starts at 0.
     epochs: HashMap<String, (u32, u32)>,
+    /// Size of the file up to its last durable record.
+    committed: u64,
+    /// Size of the file when it was last written whole (open or compaction).
+    compacted: u64,
+    /// Appended bytes that make a compaction (at least; see [`DEFAULT_COMPACT_BYTES`]).
+    compact_bytes: u64,
+    /// A write or fsync failed: the file is cut back to `committed` before the next append
+    /// (Linux may drop the failed pages, and a torn record must not sit before good ones).
+    poisoned: bool,
+    /// A compaction renamed its file into place but the directory's fsync failed: no commit
+    /// is durable until it succeeds.
+    dir_unsynced: bool,
     /// Successful commits.
     commits: u64,
+    /// Compactions while running.
+    compactions: u64,
 }
 
 impl core::fmt::Debug for RegistrationStore {
@@ -90,6 +111,7 @@ impl core::fmt::Debug for RegistrationStore {
         f.debug_struct("RegistrationStore")
             .field("path", &self.path)
             .field("commits", &self.commits)
+            .field("compactions", &self.compactions)
             .finish_non_exhaustive()
     }
 }
@@ -109,162 +131,280 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Creates `path` with mode 0600 if it does not exist, and makes an existing one 0600: it
-/// holds SA keys.
-fn private_file(path: &Path) -> Result<(), StoreError> {
-    let mut o = OpenOptions::new();
-    o.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        o.mode(0o600);
-        o.open(path).map_err(|e| err(path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| err(path, e))
+/// Where an unreadable store is kept: `<path>.corrupt-<unix time>`.
+fn aside_path(path: &Path, wall: SystemTime) -> PathBuf {
+    log::with_suffix(path, &format!(".corrupt-{}", unix_ms(wall) / 1000))
+}
+
+/// The records found in a store file, before they are judged.
+enum Found {
+    /// No file, or an empty one.
+    Nothing,
+    /// A log's content, and its live records in it.
+    Log(zeroize::Zeroizing<Vec<u8>>, Vec<log::Frame>),
+    /// An earlier version's database's records.
+    Redb(Vec<(String, SecretBuf)>),
+}
+
+/// Reads the store at `path`. A file that is no store, or cannot be read, is renamed aside
+/// and counted in `restored.corrupt`; a log with corrupt records is copied aside (hard
+/// link) before it is replaced.
+fn read_store(path: &Path, wall: SystemTime, restored: &mut Restored) -> Result<Found, StoreError> {
+    let unreadable = |why: String, restored: &mut Restored| -> Result<Found, StoreError> {
+        let aside = aside_path(path, wall);
+        tracing::error!(
+            "registration store {} unreadable ({why}); moved to {} and starting empty",
+            path.display(),
+            aside.display()
+        );
+        fs::rename(path, &aside).map_err(|e| err(path, e))?;
+        restored.corrupt += 1;
+        Ok(Found::Nothing)
+    };
+    let bytes = match log::read_all(path) {
+        Ok(None) => return Ok(Found::Nothing),
+        Ok(Some(b)) if b.is_empty() => return Ok(Found::Nothing),
+        Ok(Some(b)) => b,
+        Err(e) => return unreadable(e.to_string(), restored),
+    };
+    if migrate::is_redb(&bytes) {
+        drop(bytes);
+        return match migrate::read_redb(path) {
+            Ok((records, unreadable)) => {
+                tracing::info!(
+                    "registration store {}: {} record(s) of an earlier version's database, \
+                     rewritten as a log",
+                    path.display(),
+                    records.len()
+                );
+                restored.corrupt += unreadable;
+                Ok(Found::Redb(records))
+            }
+            Err(e) => unreadable(e, restored),
+        };
     }
-    #[cfg(not(unix))]
-    {
-        o.open(path).map(drop).map_err(|e| err(path, e))
+    if !bytes.starts_with(MAGIC) {
+        return unreadable("not a registration log".into(), restored);
     }
+    let (live, damage) = log::live_records(&bytes, MAGIC.len());
+    if damage.torn_bytes > 0 {
+        tracing::info!(
+            "registration store {}: torn tail of {} byte(s) dropped (a batch never acknowledged)",
+            path.display(),
+            damage.torn_bytes
+        );
+    }
+    if damage.corrupt_regions > 0 {
+        let aside = aside_path(path, wall);
+        tracing::error!(
+            "registration store {}: {} corrupt stretch(es), {} byte(s), skipped; the file as \
+             found is kept as {}",
+            path.display(),
+            damage.corrupt_regions,
+            damage.corrupt_bytes,
+            aside.display()
+        );
+        if let Err(e) = fs::hard_link(path, &aside) {
+            tracing::error!("{}: {e}", aside.display());
+        }
+        restored.corrupt += damage.corrupt_regions;
+    }
+    Ok(Found::Log(bytes, live))
 }
 
 impl RegistrationStore {
     /// Opens (or creates) the store at `path` at wall-clock time `wall` and returns the
-    /// registrations to restore. Expired, unreadable and epoch-exhausted records are deleted;
-    /// every kept record's epoch is advanced and made durable before this returns. A file
-    /// that cannot be opened as a database is renamed to `<path>.corrupt-<unix time>` and a
-    /// new, empty store started (`corrupt` = 1). Fails only when no store can be created.
+    /// registrations to restore. Expired, unreadable and epoch-exhausted records are dropped;
+    /// every kept record's epoch is advanced and the file rewritten with the kept records
+    /// only (a compaction; torn tail and tombstones gone), durable before this returns. A
+    /// file that cannot be read as a store is renamed to `<path>.corrupt-<unix time>` and a
+    /// new, empty store started (`corrupt` = 1). Fails only when no store can be written.
     pub fn open(path: &Path, wall: SystemTime) -> Result<(Self, Restored), StoreError> {
+        Self::open_with(path, wall, DEFAULT_COMPACT_BYTES)
+    }
+
+    /// [`RegistrationStore::open`], compacting after `compact_bytes` appended (tests).
+    fn open_with(
+        path: &Path,
+        wall: SystemTime,
+        compact_bytes: u64,
+    ) -> Result<(Self, Restored), StoreError> {
         let mut restored = Restored::default();
-        private_file(path)?;
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(e) => {
-                let aside = PathBuf::from(format!(
-                    "{}.corrupt-{}",
-                    path.display(),
-                    unix_ms(wall) / 1000
-                ));
-                tracing::error!(
-                    "registration store {} unreadable ({e}); moved to {} and starting empty",
-                    path.display(),
-                    aside.display()
-                );
-                fs::rename(path, &aside).map_err(|e| err(path, e))?;
-                restored.corrupt = 1;
-                private_file(path)?;
-                Database::create(path).map_err(|e| err(path, e))?
+        let now_ms = unix_ms(wall);
+        let mut keep: Vec<Stored> = Vec::new();
+        match read_store(path, wall, &mut restored)? {
+            Found::Nothing => {}
+            Found::Log(bytes, live) => {
+                for f in live {
+                    let key = std::str::from_utf8(&bytes[f.key]).unwrap_or_default();
+                    judge(key, &bytes[f.value], now_ms, &mut restored, &mut keep);
+                }
             }
-        };
+            Found::Redb(records) => {
+                for (key, value) in &records {
+                    judge(key, value, now_ms, &mut restored, &mut keep);
+                }
+            }
+        }
+        let encoded = keep
+            .iter()
+            .map(encode)
+            .collect::<Result<Vec<SecretBuf>, _>>()
+            .map_err(|e| err(path, e))?;
+        let mut batch = Batch::default();
+        for (s, json) in keep.iter().zip(&encoded) {
+            batch.put(&s.registration.key, &[], json, b"");
+        }
+        // Durable before any set is installed under the new epochs.
+        let (file, size) = log::replace(path, &batch).map_err(|e| err(path, e.error))?;
+        drop(batch);
+        drop(encoded);
         let mut store = RegistrationStore {
-            db,
+            file,
             path: path.to_path_buf(),
             epochs: HashMap::new(),
-            commits: 0,
+            committed: size,
+            compacted: size,
+            compact_bytes,
+            poisoned: false,
+            dir_unsynced: false,
+            commits: 1,
+            compactions: 0,
         };
-        store.load(unix_ms(wall), &mut restored)?;
+        for s in keep {
+            let key = s.registration.key.clone();
+            store
+                .epochs
+                .insert(key, (s.registration.set.spi_ps, s.seq_epoch));
+            restored.records.push((s.registration, s.seq_epoch));
+        }
         Ok((store, restored))
     }
 
-    /// Reads every record, drops the ones not to restore, advances the epoch of the others:
-    /// one durable write transaction.
-    fn load(&mut self, now_ms: u64, restored: &mut Restored) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let e = |x: redb::Error| err(&path, x);
-        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
-        {
-            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
-            let mut drop_keys = Vec::new();
-            let mut keep = Vec::new();
-            for item in table.iter().map_err(|x| e(x.into()))? {
-                let Ok((k, v)) = item else {
-                    restored.corrupt += 1;
-                    continue;
-                };
-                let key = k.value().to_string();
-                match serde_json::from_slice::<Stored>(v.value()) {
-                    Err(_) => {
-                        restored.corrupt += 1;
-                        drop_keys.push(key);
-                    }
-                    Ok(s) if s.registration.key != key => {
-                        restored.corrupt += 1;
-                        drop_keys.push(key);
-                    }
-                    Ok(s) if s.registration.expires_unix_ms <= now_ms => {
-                        restored.expired += 1;
-                        drop_keys.push(key);
-                    }
-                    Ok(s) if OutboundSeq::of_epoch(s.seq_epoch.saturating_add(1)).is_none() => {
-                        restored.exhausted += 1;
-                        drop_keys.push(key);
-                    }
-                    Ok(s) => keep.push(Stored {
-                        seq_epoch: s.seq_epoch + 1,
-                        registration: s.registration,
-                    }),
-                }
-            }
-            for key in &drop_keys {
-                table.remove(key.as_str()).map_err(|x| e(x.into()))?;
-            }
-            for s in keep {
-                let bytes = encode(&s).map_err(|x| err(&path, x))?;
-                let key = s.registration.key.as_str();
-                table
-                    .insert(key, bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
-                self.epochs
-                    .insert(key.to_string(), (s.registration.set.spi_ps, s.seq_epoch));
-                restored.records.push((s.registration, s.seq_epoch));
-            }
-        }
-        // Durable before any set is installed under the new epochs.
-        txn.commit().map_err(|x| e(x.into()))?;
-        self.commits += 1;
-        Ok(())
-    }
-
-    /// Writes `changes` in one durable transaction (none if empty).
+    /// Writes `changes` as one appended batch made durable by one `fdatasync` (nothing if
+    /// empty). On failure nothing of the batch counts: the file is cut back before the next
+    /// one, and the caller writes the changes again.
     pub fn apply(&mut self, changes: &[RegistrationChange]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let e = |x: redb::Error| err(&path, x);
-        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
-        // One buffer for the batch's records, zeroized when dropped.
-        let mut bytes = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
-        {
-            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
-            for c in changes {
-                match c {
-                    RegistrationChange::Put(r) => {
-                        let seq_epoch = self.epoch_of(&r.key, r.set.spi_ps);
-                        let record = StoredRef {
-                            seq_epoch,
-                            registration: r,
-                        };
-                        encode_into(&mut bytes, &record).map_err(|x| err(&path, x))?;
-                        table
-                            .insert(r.key.as_str(), bytes.as_slice())
-                            .map_err(|x| e(x.into()))?;
+        self.recover()?;
+        // `Put`s (tests, moved shards) are encoded first: the batch borrows their JSON.
+        let mut owned: Vec<SecretBuf> = Vec::new();
+        for c in changes {
+            if let RegistrationChange::Put(r) = c {
+                let record = StoredRef {
+                    seq_epoch: self.epoch_of(&r.key, r.set.spi_ps),
+                    registration: r,
+                };
+                let mut out = SecretBuf::with_capacity(RECORD_CAPACITY);
+                serde_json::to_writer(&mut out, &record).map_err(|e| err(&self.path, e))?;
+                owned.push(out);
+            }
+        }
+        let mut owned = owned.iter();
+        let mut batch = Batch::default();
+        for c in changes {
+            match c {
+                RegistrationChange::Put(r) => {
+                    if let Some(json) = owned.next() {
+                        put_checked(&mut batch, &r.key, &[], json, b"");
                     }
-                    RegistrationChange::Encoded(r) => {
-                        let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
-                        wrap_into(&mut bytes, seq_epoch, &r.json);
-                        table
-                            .insert(r.key.as_str(), bytes.as_slice())
-                            .map_err(|x| e(x.into()))?;
-                    }
-                    RegistrationChange::Delete(key) => {
-                        self.epochs.remove(key);
-                        table.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                }
+                RegistrationChange::Encoded(r) => {
+                    let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
+                    // Byte for byte serde_json's `Stored` around the registration's JSON.
+                    let mut digits = itoa::Buffer::new();
+                    let head: [&[u8]; 3] = [
+                        b"{\"seq_epoch\":",
+                        digits.format(seq_epoch).as_bytes(),
+                        b",\"registration\":",
+                    ];
+                    put_checked(&mut batch, &r.key, &head, &r.json, b"}");
+                }
+                RegistrationChange::Delete(key) => {
+                    self.epochs.remove(key);
+                    if key.len() <= log::MAX_KEY {
+                        batch.delete(key);
                     }
                 }
             }
         }
-        txn.commit().map_err(|x| e(x.into()))?;
+        self.append(&batch)?;
+        drop(batch);
+        if self.committed - self.compacted >= self.compact_bytes.max(self.compacted) {
+            if let Err(e) = self.compact() {
+                tracing::error!("{e}; the log keeps growing until a compaction succeeds");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `batch` and makes it durable (one `writev`, one `fdatasync`).
+    fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = batch
+            .write_to(&mut self.file)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.poisoned = true;
+            return Err(err(&self.path, e));
+        }
+        self.committed += batch.len() as u64;
         self.commits += 1;
+        Ok(())
+    }
+
+    /// Before an append after a failure: cuts the file back to its last durable record (what
+    /// a failed write left is not trusted), and finishes a compaction's directory fsync.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        if self.dir_unsynced {
+            log::sync_dir(&self.path).map_err(|e| err(&self.path, e))?;
+            self.dir_unsynced = false;
+        }
+        if self.poisoned {
+            self.file
+                .set_len(self.committed)
+                .map_err(|e| err(&self.path, e))?;
+            self.poisoned = false;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the log with its live records only (newest per key, tombstones and what
+    /// they cover dropped), copied as they are: temp file, fsync, rename, directory fsync.
+    /// The old file stays in use if anything before the rename fails.
+    fn compact(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let bytes = log::read_all(&path)
+            .map_err(|e| err(&path, e))?
+            .unwrap_or_default();
+        let end = (self.committed as usize).min(bytes.len());
+        if !bytes.starts_with(MAGIC) {
+            return Err(err(&path, "the log's magic is gone; not compacted"));
+        }
+        let (live, _) = log::live_records(&bytes[..end], MAGIC.len());
+        let mut batch = Batch::default();
+        for f in &live {
+            batch.verbatim(&bytes[f.frame.clone()]);
+        }
+        let (file, size) = match log::replace(&path, &batch) {
+            Ok(done) => done,
+            Err(log::ReplaceError {
+                error,
+                renamed: Some(done),
+            }) => {
+                self.dir_unsynced = true;
+                (self.file, self.committed, self.compacted) = (done.0, done.1, done.1);
+                return Err(err(&path, error));
+            }
+            Err(e) => return Err(err(&path, e.error)),
+        };
+        (self.file, self.committed, self.compacted) = (file, size, size);
+        self.poisoned = false;
+        self.compactions += 1;
         Ok(())
     }
 
@@ -282,46 +422,82 @@ impl RegistrationStore {
 
     /// Takes in `records` moved from another shard's store (the number of slowpath shards
     /// changed), each with the epoch it sends in — already durable where it came from — in
-    /// one durable transaction; a later write of the same set keeps that epoch.
+    /// one durable append; a later write of the same set keeps that epoch.
     pub fn adopt(&mut self, records: &[(PersistedRegistration, u32)]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let e = |x: redb::Error| err(&path, x);
-        let txn = self.db.begin_write().map_err(|x| e(x.into()))?;
-        {
-            let mut table = txn.open_table(TABLE).map_err(|x| e(x.into()))?;
-            for (r, seq_epoch) in records {
-                let bytes = encode(&Stored {
-                    seq_epoch: *seq_epoch,
-                    registration: r.clone(),
-                })
-                .map_err(|x| err(&path, x))?;
-                table
-                    .insert(r.key.as_str(), bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
-            }
+        self.recover()?;
+        let encoded = records
+            .iter()
+            .map(|(r, seq_epoch)| {
+                let mut out = SecretBuf::with_capacity(RECORD_CAPACITY);
+                serde_json::to_writer(
+                    &mut out,
+                    &StoredRef {
+                        seq_epoch: *seq_epoch,
+                        registration: r,
+                    },
+                )
+                .map(|()| out)
+            })
+            .collect::<Result<Vec<SecretBuf>, _>>()
+            .map_err(|e| err(&self.path, e))?;
+        let mut batch = Batch::default();
+        for ((r, _), json) in records.iter().zip(&encoded) {
+            put_checked(&mut batch, &r.key, &[], json, b"");
         }
-        txn.commit().map_err(|x| e(x.into()))?;
-        self.commits += 1;
+        self.append(&batch)?;
         for (r, epoch) in records {
             self.epochs.insert(r.key.clone(), (r.set.spi_ps, *epoch));
         }
         Ok(())
     }
 
-    /// Records in the store now.
+    /// Compactions while running (the rewrite at open is not one).
+    #[cfg(test)]
+    pub fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    /// Records in the store now (the file read back).
     #[cfg(test)]
     pub fn len(&self) -> Result<u64, StoreError> {
-        let e = |x: redb::Error| err(&self.path, x);
-        let txn = self.db.begin_read().map_err(|x| e(x.into()))?;
-        let table = match txn.open_table(TABLE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(x) => return Err(e(x.into())),
-        };
-        table.len().map_err(|x| e(x.into()))
+        let bytes = log::read_all(&self.path)
+            .map_err(|e| err(&self.path, e))?
+            .unwrap_or_default();
+        Ok(log::live_records(&bytes, MAGIC.len()).0.len() as u64)
+    }
+}
+
+/// Adds a put of `key` to `batch`, unless the key is too long for a record (an IMPI of 64
+/// KiB cannot come out of a SIP message the transport takes; logged, never a panic).
+fn put_checked<'a>(batch: &mut Batch<'a>, key: &str, head: &[&[u8]], json: &'a [u8], tail: &[u8]) {
+    if key.len() > log::MAX_KEY {
+        tracing::error!(
+            "registration store: a key of {} bytes not stored",
+            key.len()
+        );
+        return;
+    }
+    batch.put(key, head, json, tail);
+}
+
+/// Judges the stored record `value` of `key` at open: kept (its epoch advanced, into
+/// `keep`) or dropped and counted (unreadable, filed under another key, expired, out of
+/// epochs).
+fn judge(key: &str, value: &[u8], now_ms: u64, restored: &mut Restored, keep: &mut Vec<Stored>) {
+    match serde_json::from_slice::<Stored>(value) {
+        Err(_) => restored.corrupt += 1,
+        Ok(s) if s.registration.key != key => restored.corrupt += 1,
+        Ok(s) if s.registration.expires_unix_ms <= now_ms => restored.expired += 1,
+        Ok(s) if OutboundSeq::of_epoch(s.seq_epoch.saturating_add(1)).is_none() => {
+            restored.exhausted += 1
+        }
+        Ok(s) => keep.push(Stored {
+            seq_epoch: s.seq_epoch + 1,
+            registration: s.registration,
+        }),
     }
 }
 
@@ -554,30 +730,11 @@ pub(super) fn restore(
     plan
 }
 
-/// The JSON of a record, in a buffer zeroized when dropped (it holds keys).
-fn encode(s: &Stored) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-    let mut out = Zeroizing::new(Vec::with_capacity(RECORD_CAPACITY));
-    serde_json::to_writer(&mut *out, s)?;
+/// The JSON of a record, in a buffer zeroized when dropped or moved (it holds keys).
+fn encode(s: &Stored) -> Result<SecretBuf, serde_json::Error> {
+    let mut out = SecretBuf::with_capacity(RECORD_CAPACITY);
+    serde_json::to_writer(&mut out, s)?;
     Ok(out)
-}
-
-/// Encodes `s` into `out`, replacing what it held (overwritten in place: the buffer is
-/// zeroized once, when its owner drops it).
-fn encode_into(out: &mut Vec<u8>, s: &StoredRef<'_>) -> Result<(), serde_json::Error> {
-    out.clear();
-    serde_json::to_writer(out, s)
-}
-
-/// The JSON of the record `{"seq_epoch":..,"registration":..}` around a registration already
-/// encoded (`registration`), into `out`, replacing what it held: byte for byte what
-/// serde_json writes for [`Stored`] (compact form, no spaces).
-fn wrap_into(out: &mut Vec<u8>, seq_epoch: u32, registration: &[u8]) {
-    use std::io::Write;
-    out.clear();
-    // Writing into a Vec does not fail.
-    let _ = write!(out, "{{\"seq_epoch\":{seq_epoch},\"registration\":");
-    out.extend_from_slice(registration);
-    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -585,6 +742,31 @@ mod tests {
     use super::*;
     use akagate_slowpath::registrar::PersistedSet;
     use std::time::Duration;
+    use zeroize::Zeroizing;
+
+    /// The live records of the log at `p`, key -> value.
+    fn values(p: &Path) -> HashMap<String, Vec<u8>> {
+        let bytes = fs::read(p).unwrap();
+        assert!(bytes.starts_with(MAGIC));
+        let (live, damage) = log::live_records(&bytes, MAGIC.len());
+        assert_eq!(damage, log::Damage::default());
+        live.into_iter()
+            .map(|f| {
+                let key = String::from_utf8(bytes[f.key].to_vec()).unwrap();
+                (key, bytes[f.value].to_vec())
+            })
+            .collect()
+    }
+
+    /// Appends puts of raw values (whatever their content) to the log at `p`.
+    fn append_raw(p: &Path, records: &[(&str, &[u8])]) {
+        let mut batch = Batch::default();
+        for (k, v) in records {
+            batch.put(k, &[], v, b"");
+        }
+        let mut f = fs::OpenOptions::new().append(true).open(p).unwrap();
+        batch.write_to(&mut f).unwrap();
+    }
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("akagate-store-{name}-{}", std::process::id()));
@@ -644,20 +826,18 @@ mod tests {
         let batch = [long, short];
         s.apply(&batch.clone().map(|r| RegistrationChange::Put(Box::new(r))))
             .unwrap();
-        let txn = s.db.begin_read().unwrap();
-        let table = txn.open_table(TABLE).unwrap();
+        let stored = values(&p);
         for r in &batch {
-            let stored = table.get(r.key.as_str()).unwrap().unwrap();
             let owned = serde_json::to_vec(&Stored {
                 seq_epoch: 0,
                 registration: r.clone(),
             })
             .unwrap();
-            assert_eq!(stored.value(), owned.as_slice(), "{}", r.key);
-            let back: Stored = serde_json::from_slice(stored.value()).unwrap();
+            assert_eq!(stored[&r.key], owned, "{}", r.key);
+            let back: Stored = serde_json::from_slice(&stored[&r.key]).unwrap();
             assert_eq!(back.registration, *r);
         }
-        drop((table, txn, s));
+        drop(s);
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -667,29 +847,31 @@ mod tests {
     #[test]
     fn an_encoded_registration_is_stored_as_the_owned_form_encodes_it() {
         let r = reg("long-name-for-a-longer-record@x", 900, 2000);
-        let json = serde_json::to_vec(&r).unwrap();
-        let mut out = vec![b'x'; 3000];
+        let encoded = |r: &PersistedRegistration| {
+            RegistrationChange::Encoded(akagate_slowpath::registrar::EncodedRegistration {
+                key: r.key.clone(),
+                spi_ps: r.set.spi_ps,
+                json: Zeroizing::new(serde_json::to_vec(r).unwrap()),
+            })
+        };
+        let d = tmpdir("encoded");
+        let p = d.join("s.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(1000)).unwrap();
         for seq_epoch in [0, 7, u32::MAX] {
-            wrap_into(&mut out, seq_epoch, &json);
+            if seq_epoch > 0 {
+                s.epochs.insert(r.key.clone(), (r.set.spi_ps, seq_epoch));
+            }
+            s.apply(&[encoded(&r)]).unwrap();
             let owned = serde_json::to_vec(&Stored {
                 seq_epoch,
                 registration: r.clone(),
             })
             .unwrap();
-            assert_eq!(out, owned, "epoch {seq_epoch}");
+            assert_eq!(values(&p)[&r.key], owned, "epoch {seq_epoch}");
         }
-        let d = tmpdir("encoded");
-        let p = d.join("s.registrations");
-        let (mut s, _) = RegistrationStore::open(&p, at(1000)).unwrap();
+        s.epochs.clear();
         let batch = [r, reg("s@x", 300, 2000)];
-        let encoded = batch.clone().map(|r| {
-            RegistrationChange::Encoded(akagate_slowpath::registrar::EncodedRegistration {
-                key: r.key.clone(),
-                spi_ps: r.set.spi_ps,
-                json: Zeroizing::new(serde_json::to_vec(&r).unwrap()),
-            })
-        });
-        s.apply(&encoded).unwrap();
+        s.apply(&batch.each_ref().map(encoded)).unwrap();
         drop(s);
         let (_, restored) = RegistrationStore::open(&p, at(1001)).unwrap();
         let mut back: Vec<_> = restored.records.iter().map(|(r, _)| r.clone()).collect();
@@ -931,7 +1113,7 @@ mod tests {
         let p = d.join("r.registrations");
         fs::write(
             &p,
-            b"this is not a redb file, not even close................",
+            b"this is neither a log nor a redb file, not even close.........",
         )
         .unwrap();
         let (mut s, r) = RegistrationStore::open(&p, at(10)).unwrap();
@@ -943,24 +1125,228 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         // A record that does not decode, and one filed under another key.
-        let txn = s.db.begin_write().unwrap();
-        {
-            let mut t = txn.open_table(TABLE).unwrap();
-            t.insert("junk@x", b"{not json".as_slice()).unwrap();
-            let other = serde_json::to_vec(&Stored {
-                seq_epoch: 0,
-                registration: reg("b@x", 400, 100),
-            })
-            .unwrap();
-            t.insert("a@x", other.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
+        let other = serde_json::to_vec(&Stored {
+            seq_epoch: 0,
+            registration: reg("b@x", 400, 100),
+        })
+        .unwrap();
+        append_raw(&p, &[("junk@x", b"{not json"), ("a@x", &other)]);
         s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 500, 100)))])
             .unwrap();
         drop(s);
         let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
         assert_eq!((r.records.len(), r.corrupt), (1, 2));
         assert_eq!(r.records[0].0.key, "c@x");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A crash during an append leaves a torn tail: it is dropped at open (not counted as
+    /// corrupt), every acknowledged record comes back, and the file is rewritten clean.
+    #[test]
+    fn a_torn_tail_is_dropped_and_every_committed_record_kept() {
+        let d = tmpdir("torn");
+        let p = d.join("r.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
+        s.apply(&[
+            RegistrationChange::Put(Box::new(reg("a@x", 300, 2000))),
+            RegistrationChange::Put(Box::new(reg("b@x", 400, 2000))),
+        ])
+        .unwrap();
+        drop(s);
+        let whole = fs::read(&p).unwrap();
+        // The next batch torn after a few bytes of its second record, then zeros beyond.
+        let mut batch = Batch::default();
+        let json = serde_json::to_vec(&Stored {
+            seq_epoch: 0,
+            registration: reg("c@x", 500, 2000),
+        })
+        .unwrap();
+        batch.put("c@x", &[], &json, b"");
+        batch.put("d@x", &[], &json, b"");
+        let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+        batch.write_to(&mut f).unwrap();
+        drop(f);
+        let len = fs::metadata(&p).unwrap().len();
+        for cut in [len - 5, whole.len() as u64 + 3] {
+            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_len(cut).unwrap();
+            f.set_len(cut + 512).unwrap();
+            drop(f);
+            let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+            let mut keys: Vec<_> = r.records.iter().map(|(r, _)| r.key.clone()).collect();
+            keys.sort();
+            let want: &[&str] = if cut > whole.len() as u64 + 100 {
+                &["a@x", "b@x", "c@x"]
+            } else {
+                &["a@x", "b@x"]
+            };
+            assert_eq!(keys, want, "cut at {cut}");
+            assert_eq!(r.corrupt, 0);
+            assert_eq!(values(&p).len(), want.len(), "rewritten without the tail");
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A record damaged between good ones (a flipped bit) is dropped and counted; the
+    /// records after it come back; the file as found is kept aside.
+    #[test]
+    fn a_corrupt_record_in_the_middle_is_dropped_and_the_rest_kept() {
+        let d = tmpdir("bitflip");
+        let p = d.join("r.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
+        for (i, k) in ["a@x", "b@x", "c@x"].into_iter().enumerate() {
+            s.apply(&[RegistrationChange::Put(Box::new(reg(
+                k,
+                300 + 2 * i as u32,
+                2000,
+            )))])
+            .unwrap();
+        }
+        drop(s);
+        let mut bytes = fs::read(&p).unwrap();
+        let at_b = bytes.windows(9).position(|w| w == b"\"key\":\"b@").unwrap();
+        bytes[at_b + 20] ^= 0x01;
+        fs::write(&p, &bytes).unwrap();
+        let (s, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        let mut keys: Vec<_> = r.records.iter().map(|(r, _)| r.key.clone()).collect();
+        keys.sort();
+        assert_eq!(keys, ["a@x", "c@x"]);
+        assert_eq!(r.corrupt, 1);
+        assert_eq!(s.len().unwrap(), 2);
+        let aside = fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .unwrap();
+        assert_eq!(fs::read(aside.path()).unwrap(), bytes);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// The log is compacted while running once enough was appended: the file stays
+    /// bounded, and what comes back is the newest record of each key (refreshes, a new set,
+    /// the restored epoch of a kept set) while deleted keys stay gone.
+    #[test]
+    fn compaction_keeps_the_newest_record_per_key_and_drops_tombstones() {
+        let d = tmpdir("compact");
+        let p = d.join("r.registrations");
+        {
+            let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
+            s.apply(&[RegistrationChange::Put(Box::new(reg("kept@x", 900, 5000)))])
+                .unwrap();
+        }
+        let (mut s, r) = RegistrationStore::open_with(&p, at(10), 4096).unwrap();
+        assert_eq!(r.records[0].1, 1);
+        let mut bound = 0;
+        for round in 0..200u64 {
+            let mut changes: Vec<RegistrationChange> = (0..4)
+                .map(|i| {
+                    let k = format!("u{i}@x");
+                    RegistrationChange::Put(Box::new(reg(&k, 1000 + 2 * i, 3000 + round)))
+                })
+                .collect();
+            changes.push(RegistrationChange::Put(Box::new(reg("gone@x", 2000, 9000))));
+            changes.push(RegistrationChange::Delete("gone@x".into()));
+            if round == 150 {
+                changes.push(RegistrationChange::Put(Box::new(reg("kept@x", 900, 5000))));
+            }
+            s.apply(&changes).unwrap();
+            bound = bound.max(fs::metadata(&p).unwrap().len());
+        }
+        assert!(s.compactions() >= 10, "{}", s.compactions());
+        assert!(bound < 4 * 4096 + 8192, "the log stays bounded: {bound}");
+        drop(s);
+        let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        let mut back: Vec<_> = r
+            .records
+            .iter()
+            .map(|(r, e)| (r.key.clone(), r.expires_unix_ms, *e))
+            .collect();
+        back.sort();
+        assert_eq!(
+            back,
+            vec![
+                ("kept@x".into(), 5_000_000, 2),
+                ("u0@x".into(), 3_199_000, 1),
+                ("u1@x".into(), 3_199_000, 1),
+                ("u2@x".into(), 3_199_000, 1),
+                ("u3@x".into(), 3_199_000, 1),
+            ]
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A failed append (here: a handle that cannot write) is an error, nothing of it
+    /// counts, and the next batch cuts the file back and is written after the last durable
+    /// record: the log reads clean and both good batches come back.
+    #[test]
+    fn a_failed_append_is_cut_back_before_the_next_one() {
+        let d = tmpdir("failed");
+        let p = d.join("r.registrations");
+        let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 300, 2000)))])
+            .unwrap();
+        let good = std::mem::replace(&mut s.file, File::open(&p).unwrap());
+        let failed = [RegistrationChange::Put(Box::new(reg("b@x", 400, 2000)))];
+        assert!(s.apply(&failed).is_err());
+        s.file = good;
+        // What a partial write could have left.
+        append_raw(&p, &[("torn", b"{")]);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .set_len(fs::metadata(&p).unwrap().len() - 1)
+            .unwrap();
+        s.apply(&failed).unwrap();
+        s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 500, 2000)))])
+            .unwrap();
+        let mut keys: Vec<_> = values(&p).into_keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["a@x", "b@x", "c@x"]);
+        drop(s);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A store written by an earlier version (a `redb` database) is read once at open,
+    /// every record in its next epoch, and rewritten as a log (mode 0600) that the next
+    /// start reads.
+    #[test]
+    fn an_earlier_versions_database_is_migrated_once() {
+        let d = tmpdir("migrate");
+        let p = d.join("r.registrations");
+        {
+            let db = redb::Database::create(&p).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(migrate::TABLE).unwrap();
+                for (k, e) in [("a@x", 0), ("b@x", 4)] {
+                    let json = serde_json::to_vec(&Stored {
+                        seq_epoch: e,
+                        registration: reg(k, 300, 2000),
+                    })
+                    .unwrap();
+                    t.insert(k, json.as_slice()).unwrap();
+                }
+                t.insert("junk@x", b"{".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        let mut back: Vec<_> = r.records.iter().map(|(r, e)| (r.key.clone(), *e)).collect();
+        back.sort();
+        assert_eq!(back, vec![("a@x".into(), 1), ("b@x".into(), 5)]);
+        assert_eq!(r.corrupt, 1);
+        assert!(fs::read(&p).unwrap().starts_with(MAGIC));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        let mut back: Vec<_> = r.records.iter().map(|(r, e)| (r.key.clone(), *e)).collect();
+        back.sort();
+        assert_eq!(back, vec![("a@x".into(), 2), ("b@x".into(), 6)]);
         let _ = fs::remove_dir_all(&d);
     }
 }
