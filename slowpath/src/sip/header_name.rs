@@ -126,129 +126,97 @@ const TABLE: &[(HeaderKind, &str, u8)] = &[
     (HeaderKind::Server, "Server", 0),
 ];
 
-/// The longest known name (`P-Charging-Function-Addresses`), in bytes.
-const MAX_NAME: usize = 32;
-/// Words of a packed name of at most [`MAX_NAME`] bytes.
-const NAME_WORDS: usize = MAX_NAME / 8;
-
-/// One known name (full or compact form) in [`NAME_SLOTS`]: its length (0: an empty slot),
-/// its lower-cased bytes packed into words, and its kind.
-#[derive(Clone, Copy)]
-struct NameSlot {
-    len: u8,
-    words: [u64; NAME_WORDS],
-    kind: HeaderKind,
-}
-
-/// The slot where the lookup of a name of `len` bytes whose first lower-cased word is
-/// `first` begins (a multiplicative hash's top seven bits).
-const fn name_hash(len: usize, first: u64) -> usize {
-    ((first ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize
-}
-
-/// `name` lower-cased and packed into words, little-endian, the rest zero.
-const fn packed_lower(name: &[u8]) -> [u64; NAME_WORDS] {
-    let mut words = [0u64; NAME_WORDS];
-    let mut i = 0;
-    while i < name.len() {
-        words[i / 8] |= (name[i].to_ascii_lowercase() as u64) << (8 * (i % 8));
-        i += 1;
-    }
-    words
-}
-
-/// Puts `name` for `kind` in the first free slot from its hash (open addressing).
-const fn place(slots: &mut [NameSlot; 128], name: &[u8], kind: HeaderKind) {
-    let words = packed_lower(name);
-    let mut at = name_hash(name.len(), words[0]);
-    while slots[at].len != 0 {
-        at = (at + 1) % 128;
-    }
-    slots[at] = NameSlot {
-        len: name.len() as u8,
-        words,
-        kind,
-    };
-}
-
-/// Every name of [`TABLE`] and every compact form, by hash: 128 slots for 72 names, so a
-/// lookup of an unknown name soon meets an empty slot.
-static NAME_SLOTS: [NameSlot; 128] = {
-    let mut slots = [NameSlot {
-        len: 0,
-        words: [0; NAME_WORDS],
-        kind: HeaderKind::Other,
-    }; 128];
-    let mut i = 0;
-    while i < TABLE.len() {
-        let (kind, name, compact) = TABLE[i];
-        assert!(name.len() <= MAX_NAME);
-        place(&mut slots, name.as_bytes(), kind);
-        if compact != 0 {
-            place(&mut slots, &[compact], kind);
-        }
-        i += 1;
-    }
-    slots
-};
-
 impl HeaderKind {
     /// Resolves a header name (full or compact form, any case).
     pub fn from_name(name: &str) -> HeaderKind {
+        // Lower-case into a stack buffer, then one `match` the compiler turns into length and
+        // word compares; no known name is longer than 32 bytes.
         let b = name.as_bytes();
-        if b.len() > MAX_NAME {
+        let mut buf = [0u8; 32];
+        let Some(dst) = buf.get_mut(..b.len()) else {
             return HeaderKind::Other;
+        };
+        dst.copy_from_slice(b);
+        // Eight bytes a step over the words the name covers (the zero padding stays zero).
+        let words = b.len().div_ceil(8) * 8;
+        for chunk in buf[..words].chunks_exact_mut(8) {
+            let word = u64::from_le_bytes(<[u8; 8]>::try_from(&*chunk).unwrap_or_default());
+            chunk.copy_from_slice(&swar::lower_ascii_word(word).to_le_bytes());
         }
-        let mut words = [0u64; NAME_WORDS];
-        for (i, word) in words.iter_mut().enumerate().take(b.len().div_ceil(8)) {
-            let chunk = &b[i * 8..b.len().min(i * 8 + 8)];
-            *word = match swar::word_at(chunk, 0) {
-                Some(w) => w,
-                // Fewer than eight bytes: packed by hand, the rest zero.
-                None => chunk
-                    .iter()
-                    .rev()
-                    .fold(0u64, |w, &c| (w << 8) | u64::from(c)),
-            };
-        }
-        Self::from_words(b.len(), words)
-    }
-
-    /// [`HeaderKind::from_name`] of the `len` bytes of `hay` from `at`, reading them a word
-    /// at a time where `hay` has eight bytes from each word's start (a name in a header
-    /// section is followed by its colon and value); otherwise as `from_name` does.
-    pub(crate) fn from_name_in(hay: &str, at: usize, len: usize) -> HeaderKind {
-        let mut words = [0u64; NAME_WORDS];
-        if len <= MAX_NAME {
-            for (i, word) in words.iter_mut().enumerate().take(len.div_ceil(8)) {
-                match swar::packed_prefix(hay.as_bytes(), at + i * 8, (len - i * 8).min(8)) {
-                    Some(w) => *word = w,
-                    None => return hay.get(at..at + len).map_or(HeaderKind::Other, Self::from_name),
-                }
-            }
-        }
-        Self::from_words(len, words)
-    }
-
-    /// The kind of the name of `len` bytes packed in `words` (little-endian, zero past the
-    /// name): lower-cased a word at a time, then looked up in [`NAME_SLOTS`].
-    fn from_words(len: usize, mut words: [u64; NAME_WORDS]) -> HeaderKind {
-        if len == 0 || len > MAX_NAME {
-            return HeaderKind::Other;
-        }
-        for word in &mut words {
-            *word = swar::lower_ascii_word(*word);
-        }
-        let mut at = name_hash(len, words[0]);
-        loop {
-            let slot = &NAME_SLOTS[at];
-            if slot.len == 0 {
-                return HeaderKind::Other;
-            }
-            if usize::from(slot.len) == len && slot.words == words {
-                return slot.kind;
-            }
-            at = (at + 1) % NAME_SLOTS.len();
+        match &buf[..b.len()] {
+            b"via" => HeaderKind::Via,
+            b"v" => HeaderKind::Via,
+            b"from" => HeaderKind::From,
+            b"f" => HeaderKind::From,
+            b"to" => HeaderKind::To,
+            b"t" => HeaderKind::To,
+            b"call-id" => HeaderKind::CallId,
+            b"i" => HeaderKind::CallId,
+            b"cseq" => HeaderKind::CSeq,
+            b"contact" => HeaderKind::Contact,
+            b"m" => HeaderKind::Contact,
+            b"max-forwards" => HeaderKind::MaxForwards,
+            b"expires" => HeaderKind::Expires,
+            b"min-expires" => HeaderKind::MinExpires,
+            b"content-length" => HeaderKind::ContentLength,
+            b"l" => HeaderKind::ContentLength,
+            b"content-type" => HeaderKind::ContentType,
+            b"c" => HeaderKind::ContentType,
+            b"content-encoding" => HeaderKind::ContentEncoding,
+            b"e" => HeaderKind::ContentEncoding,
+            b"supported" => HeaderKind::Supported,
+            b"k" => HeaderKind::Supported,
+            b"unsupported" => HeaderKind::Unsupported,
+            b"require" => HeaderKind::Require,
+            b"proxy-require" => HeaderKind::ProxyRequire,
+            b"route" => HeaderKind::Route,
+            b"record-route" => HeaderKind::RecordRoute,
+            b"path" => HeaderKind::Path,
+            b"service-route" => HeaderKind::ServiceRoute,
+            b"subject" => HeaderKind::Subject,
+            b"s" => HeaderKind::Subject,
+            b"event" => HeaderKind::Event,
+            b"o" => HeaderKind::Event,
+            b"allow-events" => HeaderKind::AllowEvents,
+            b"u" => HeaderKind::AllowEvents,
+            b"refer-to" => HeaderKind::ReferTo,
+            b"r" => HeaderKind::ReferTo,
+            b"referred-by" => HeaderKind::ReferredBy,
+            b"b" => HeaderKind::ReferredBy,
+            b"session-expires" => HeaderKind::SessionExpires,
+            b"x" => HeaderKind::SessionExpires,
+            b"accept-contact" => HeaderKind::AcceptContact,
+            b"a" => HeaderKind::AcceptContact,
+            b"reject-contact" => HeaderKind::RejectContact,
+            b"j" => HeaderKind::RejectContact,
+            b"request-disposition" => HeaderKind::RequestDisposition,
+            b"d" => HeaderKind::RequestDisposition,
+            b"identity" => HeaderKind::Identity,
+            b"y" => HeaderKind::Identity,
+            b"allow" => HeaderKind::Allow,
+            b"accept" => HeaderKind::Accept,
+            b"date" => HeaderKind::Date,
+            b"timestamp" => HeaderKind::Timestamp,
+            b"authorization" => HeaderKind::Authorization,
+            b"proxy-authorization" => HeaderKind::ProxyAuthorization,
+            b"www-authenticate" => HeaderKind::WwwAuthenticate,
+            b"proxy-authenticate" => HeaderKind::ProxyAuthenticate,
+            b"authentication-info" => HeaderKind::AuthenticationInfo,
+            b"security-client" => HeaderKind::SecurityClient,
+            b"security-server" => HeaderKind::SecurityServer,
+            b"security-verify" => HeaderKind::SecurityVerify,
+            b"p-associated-uri" => HeaderKind::PAssociatedUri,
+            b"p-asserted-identity" => HeaderKind::PAssertedIdentity,
+            b"p-preferred-identity" => HeaderKind::PPreferredIdentity,
+            b"p-access-network-info" => HeaderKind::PAccessNetworkInfo,
+            b"p-visited-network-id" => HeaderKind::PVisitedNetworkId,
+            b"p-charging-vector" => HeaderKind::PChargingVector,
+            b"p-charging-function-addresses" => HeaderKind::PChargingFunctionAddresses,
+            b"retry-after" => HeaderKind::RetryAfter,
+            b"warning" => HeaderKind::Warning,
+            b"user-agent" => HeaderKind::UserAgent,
+            b"server" => HeaderKind::Server,
+            _ => HeaderKind::Other,
         }
     }
 
@@ -303,56 +271,6 @@ mod tests {
         ] {
             assert_eq!(HeaderKind::from_name(c), k, "{c}");
         }
-    }
-
-    /// The kind by a walk over [`TABLE`], case-insensitive: what the slots must give.
-    fn by_table(name: &str) -> HeaderKind {
-        TABLE
-            .iter()
-            .find(|(_, full, compact)| {
-                full.eq_ignore_ascii_case(name)
-                    || (*compact != 0 && name.len() == 1 && name.as_bytes()[0].to_ascii_lowercase() == *compact)
-            })
-            .map_or(HeaderKind::Other, |(k, _, _)| *k)
-    }
-
-    /// Known names with a letter changed, cut short or run long, and random token bytes:
-    /// the slots give what the table gives, from a name alone and from a name inside a
-    /// header section followed by anything from nothing to a long value.
-    #[test]
-    fn slots_agree_with_the_table() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
-        let mut names: Vec<String> = Vec::new();
-        for &(_, full, compact) in TABLE {
-            names.push(full.to_string());
-            names.push(full.to_ascii_lowercase());
-            names.push(full[..full.len() - 1].to_string());
-            names.push(format!("{full}x"));
-            names.push(format!("x{full}"));
-            if compact != 0 {
-                names.push((compact as char).to_string());
-            }
-        }
-        for _ in 0..20_000 {
-            let len = rng.gen_range(0..40);
-            let alphabet = b"aceiotAZ-z_.!%0";
-            names.push(
-                (0..len)
-                    .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
-                    .collect(),
-            );
-        }
-        for name in &names {
-            let want = by_table(name);
-            assert_eq!(HeaderKind::from_name(name), want, "{name:?}");
-            for tail in ["", ":", ": v", ": a value longer than a couple of words\r\n"] {
-                let hay = format!("Via: x\r\n{name}{tail}");
-                assert_eq!(HeaderKind::from_name_in(&hay, 8, name.len()), want, "{hay:?}");
-            }
-        }
-        assert_eq!(HeaderKind::from_name(""), HeaderKind::Other);
-        assert_eq!(HeaderKind::from_name(&"a".repeat(33)), HeaderKind::Other);
     }
 
     #[test]

@@ -299,9 +299,9 @@ impl<'a> Message<'a> {
             at = next;
             // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
             // them from it instead of validating them again.
-            let kind = HeaderKind::from_name_in(section, name.start, name.len());
             let name = section.get(name).ok_or(ParseError::NotUtf8)?;
             let value = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
+            let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
                     return Err(ParseError::MultipleContentLength);

@@ -333,14 +333,8 @@ fn plain_uri_byte(c: u8) -> bool {
 /// URIs are printable ASCII without `<>"` and with well-formed `%HH` escapes (RFC 3986 2.1).
 fn check_uri_chars(s: &str) -> Result<(), ParseError> {
     let b = s.as_bytes();
-    // Most URIs have no escape: a branch-free pass over the bytes, sixteen at a time (a
-    // fixed-length fold the compiler turns into vector compares), then the tail.
-    let chunks = b.chunks_exact(16);
-    let tail = chunks.remainder();
-    let plain = chunks.fold(true, |ok, chunk| {
-        ok & chunk.iter().fold(true, |ok, &c| ok & plain_uri_byte(c))
-    }) & tail.iter().fold(true, |ok, &c| ok & plain_uri_byte(c));
-    if plain {
+    // Most URIs have no escape: a branch-free pass (vector compares) over the bytes.
+    if b.iter().fold(true, |ok, &c| ok & plain_uri_byte(c)) {
         return Ok(());
     }
     for (i, &c) in b.iter().enumerate() {
