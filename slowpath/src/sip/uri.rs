@@ -261,11 +261,13 @@ fn walk_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseEr
     let mut at = end;
     if b.get(at) == Some(&b':') {
         let from = at + 1;
-        at = from + b[from..]
-            .iter()
-            .position(|&c| c == b';' || c == b'?')
-            .unwrap_or(b.len() - from);
-        uri.port = Some(parse_decimal(&hostpart[from..at], 65535).ok_or(ParseError::BadUri)? as u16);
+        at = from
+            + b[from..]
+                .iter()
+                .position(|&c| c == b';' || c == b'?')
+                .unwrap_or(b.len() - from);
+        uri.port =
+            Some(parse_decimal(&hostpart[from..at], 65535).ok_or(ParseError::BadUri)? as u16);
     }
     // `at` is the end, a `;` or the first `?`.
     let (params, headers) = match b.get(at) {
@@ -516,7 +518,11 @@ mod tests {
         for c in 0..=255u8 {
             let class = HOST_CLASS[usize::from(c)];
             assert_eq!(class & NAME != 0, HOST_NAME_BYTE[usize::from(c)], "{c:#x}");
-            assert_eq!(class & DOTTED != 0, c.is_ascii_digit() || c == b'.', "{c:#x}");
+            assert_eq!(
+                class & DOTTED != 0,
+                c.is_ascii_digit() || c == b'.',
+                "{c:#x}"
+            );
             assert_eq!(class & STOP != 0, matches!(c, b':' | b';' | b'?'), "{c:#x}");
         }
     }
