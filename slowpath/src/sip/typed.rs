@@ -77,12 +77,12 @@ impl<'a> Message<'a> {
 
     /// The topmost Via (the one that identifies the transaction).
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.top_via_ref().copied()
+        self.cached_top_via().copied()
     }
 
     /// [`Message::top_via`] borrowed from its cache: the parsed headers are a few hundred
     /// bytes each, and a caller that reads one field need not copy them out.
-    pub(crate) fn top_via_ref(&self) -> Result<&Via<'a>, ParseError> {
+    pub(crate) fn cached_top_via(&self) -> Result<&Via<'a>, ParseError> {
         self.top_via
             .get_or_init(|| {
                 self.vias()
@@ -95,11 +95,11 @@ impl<'a> Message<'a> {
 
     /// The From header.
     pub fn from_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.from_ref().copied()
+        self.cached_from().copied()
     }
 
     /// [`Message::from_header`] borrowed from its cache.
-    pub(crate) fn from_ref(&self) -> Result<&NameAddr<'a>, ParseError> {
+    pub(crate) fn cached_from(&self) -> Result<&NameAddr<'a>, ParseError> {
         self.from
             .get_or_init(|| self.single_name_addr(HeaderKind::From))
             .as_ref()
@@ -108,11 +108,11 @@ impl<'a> Message<'a> {
 
     /// The To header.
     pub fn to_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.to_ref().copied()
+        self.cached_to().copied()
     }
 
     /// [`Message::to_header`] borrowed from its cache.
-    pub(crate) fn to_ref(&self) -> Result<&NameAddr<'a>, ParseError> {
+    pub(crate) fn cached_to(&self) -> Result<&NameAddr<'a>, ParseError> {
         self.to
             .get_or_init(|| self.single_name_addr(HeaderKind::To))
             .as_ref()
@@ -145,11 +145,11 @@ impl<'a> Message<'a> {
 
     /// The first Contact value ([`Message::contacts`]'s first item), parsed once per message.
     pub fn first_contact(&self) -> Option<Result<Contact<'a>, ParseError>> {
-        self.first_contact_ref().map(|r| r.copied())
+        self.cached_first_contact().map(|r| r.copied())
     }
 
     /// [`Message::first_contact`] borrowed from its cache.
-    pub(crate) fn first_contact_ref(&self) -> Option<Result<&Contact<'a>, ParseError>> {
+    pub(crate) fn cached_first_contact(&self) -> Option<Result<&Contact<'a>, ParseError>> {
         self.first_contact
             .get_or_init(|| self.contacts().next())
             .as_ref()
