@@ -22,7 +22,7 @@ pub(crate) fn impi_of<'a>(
             return Some(c.username.clone());
         }
     }
-    let to = msg.to_header().ok()?;
+    let to = msg.cached_to().ok()?;
     if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
         return None;
     }
@@ -41,7 +41,7 @@ pub(crate) fn realm_of(impi: &str) -> &str {
 /// Requested lifetime: the Contact `expires` parameter, else the Expires header (RFC 3261 10.2.1.1).
 pub(crate) fn requested_expires(msg: &Message<'_>) -> Option<u32> {
     let from_contact = msg
-        .first_contact()
+        .cached_first_contact()
         .and_then(Result::ok)
         .and_then(|c| c.expires());
     from_contact.or_else(|| msg.expires().ok().flatten())
@@ -54,7 +54,7 @@ pub(crate) fn contact_uri(msg: &Message<'_>) -> Option<String> {
 
 /// [`contact_uri`] borrowed from the message.
 pub(crate) fn contact_uri_str<'a>(msg: &Message<'a>) -> Option<&'a str> {
-    let c = msg.first_contact()?.ok()?;
+    let c = msg.cached_first_contact()?.ok()?;
     Some(c.addr()?.uri.raw)
 }
 

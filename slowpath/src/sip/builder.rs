@@ -186,11 +186,11 @@ pub fn response_to(
     reason: &str,
     to_tag: Option<&str>,
 ) -> Result<MessageBuilder, ParseError> {
-    let to = request.to_header()?;
+    let to = request.cached_to()?;
     let from = request.required(HeaderKind::From)?;
     let call_id = request.call_id()?;
     let cseq = request.required(HeaderKind::CSeq)?;
-    request.top_via()?;
+    request.cached_top_via()?;
     // What is copied from the request, and room for what the caller adds: a 401 or 200 to a
     // REGISTER stays under 1 KiB, where the allocator serves it from its per-thread cache
     // (a fixed 1.5 KiB head went through the slower general path every time).

@@ -77,25 +77,46 @@ impl<'a> Message<'a> {
 
     /// The topmost Via (the one that identifies the transaction).
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        *self.top_via.get_or_init(|| {
-            self.vias()
-                .next()
-                .unwrap_or(Err(ParseError::MissingHeader("Via")))
-        })
+        self.cached_top_via().copied()
+    }
+
+    /// [`Message::top_via`] borrowed from its cache: the parsed headers are a few hundred
+    /// bytes each, and a caller that reads one field need not copy them out.
+    pub(crate) fn cached_top_via(&self) -> Result<&Via<'a>, ParseError> {
+        self.top_via
+            .get_or_init(|| {
+                self.vias()
+                    .next()
+                    .unwrap_or(Err(ParseError::MissingHeader("Via")))
+            })
+            .as_ref()
+            .map_err(|e| *e)
     }
 
     /// The From header.
     pub fn from_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        *self
-            .from
+        self.cached_from().copied()
+    }
+
+    /// [`Message::from_header`] borrowed from its cache.
+    pub(crate) fn cached_from(&self) -> Result<&NameAddr<'a>, ParseError> {
+        self.from
             .get_or_init(|| self.single_name_addr(HeaderKind::From))
+            .as_ref()
+            .map_err(|e| *e)
     }
 
     /// The To header.
     pub fn to_header(&self) -> Result<NameAddr<'a>, ParseError> {
-        *self
-            .to
+        self.cached_to().copied()
+    }
+
+    /// [`Message::to_header`] borrowed from its cache.
+    pub(crate) fn cached_to(&self) -> Result<&NameAddr<'a>, ParseError> {
+        self.to
             .get_or_init(|| self.single_name_addr(HeaderKind::To))
+            .as_ref()
+            .map_err(|e| *e)
     }
 
     /// The Call-ID.
@@ -124,7 +145,15 @@ impl<'a> Message<'a> {
 
     /// The first Contact value ([`Message::contacts`]'s first item), parsed once per message.
     pub fn first_contact(&self) -> Option<Result<Contact<'a>, ParseError>> {
-        *self.first_contact.get_or_init(|| self.contacts().next())
+        self.cached_first_contact().map(|r| r.copied())
+    }
+
+    /// [`Message::first_contact`] borrowed from its cache.
+    pub(crate) fn cached_first_contact(&self) -> Option<Result<&Contact<'a>, ParseError>> {
+        self.first_contact
+            .get_or_init(|| self.contacts().next())
+            .as_ref()
+            .map(|r| r.as_ref().map_err(|e| *e))
     }
 
     /// Every name-addr of a list header (Route, Record-Route, Path, Service-Route,

@@ -26,7 +26,7 @@ impl<'a> Message<'a> {
         } else {
             self.cseq()?;
         }
-        self.top_via()?;
+        self.cached_top_via()?;
         // The top Via and first Contact are parsed (and cached) above: skip their raw values
         // rather than parse them again.
         self.list_values(HeaderKind::Via)
@@ -36,10 +36,10 @@ impl<'a> Message<'a> {
                     .and_then(Via::parse)
                     .map(|_| ())
             })?;
-        self.from_header()?;
-        self.to_header()?;
+        self.cached_from()?;
+        self.cached_to()?;
         self.call_id()?;
-        if let Some(first) = self.first_contact() {
+        if let Some(first) = self.cached_first_contact() {
             first?;
             self.list_values(HeaderKind::Contact)
                 .skip(1)

@@ -113,16 +113,16 @@ impl ServerKey {
     pub fn for_request(request: &Message<'_>) -> Result<ServerKey, ParseError> {
         let method = request.method().ok_or(ParseError::BadRequestLine)?;
         let method = if method == "ACK" { "INVITE" } else { method };
-        let via = request.top_via()?;
+        let via = request.cached_top_via()?;
         if let Some(branch) = via.branch().filter(|b| b.starts_with(MAGIC_COOKIE)) {
-            return Ok(ServerKey::Rfc3261(Rfc3261Key::new(branch, &via, method)));
+            return Ok(ServerKey::Rfc3261(Rfc3261Key::new(branch, via, method)));
         }
         Ok(ServerKey::Rfc2543 {
             request_uri: request.request_uri().unwrap_or_default().to_string(),
-            from_tag: request.from_header()?.tag().unwrap_or_default().to_string(),
+            from_tag: request.cached_from()?.tag().unwrap_or_default().to_string(),
             call_id: request.call_id()?.to_string(),
             cseq: request.cseq()?.seq,
-            top_via: format!("{};{}", sent_by(&via), via.branch().unwrap_or_default()),
+            top_via: format!("{};{}", sent_by(via), via.branch().unwrap_or_default()),
             method: method.to_string(),
         })
     }
@@ -162,7 +162,7 @@ pub struct ClientKey {
 impl ClientKey {
     /// Key of an outgoing request or of a response to it.
     pub fn for_message(msg: &Message<'_>) -> Result<ClientKey, ParseError> {
-        let via = msg.top_via()?;
+        let via = msg.cached_top_via()?;
         let branch = via.branch().ok_or(ParseError::BadHeader("Via"))?;
         Ok(ClientKey {
             branch: branch.to_string(),
