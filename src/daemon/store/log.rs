@@ -340,21 +340,41 @@ impl From<io::Error> for ReplaceError {
 /// size. Until the rename, `path` is untouched.
 pub(super) fn replace(path: &Path, batch: &Batch<'_>) -> Result<(File, u64), ReplaceError> {
     let tmp = with_suffix(path, ".tmp");
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+    let (f, size) = write_temp(&tmp, batch)?;
+    install(&tmp, path, f, size)
+}
+
+/// Writes a new log holding `batch` at `tmp` (a stale file there removed first; mode 0600),
+/// durable when this returns: the file, open for appending, and its size.
+pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<(File, u64)> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut f = private().append(true).create_new(true).open(&tmp)?;
+    let mut f = private().append(true).create_new(true).open(tmp)?;
     let written = f
         .write_all(MAGIC)
         .and_then(|()| batch.write_to(&mut f))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
+        .and_then(|()| f.sync_all());
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
+        return Err(e);
+    }
+    Ok((f, (MAGIC.len() + batch.len()) as u64))
+}
+
+/// Renames the durable log `tmp` (its handle `f`, `size` bytes) over `path` and fsyncs the
+/// directory; `tmp` is removed if the rename fails.
+pub(super) fn install(
+    tmp: &Path,
+    path: &Path,
+    f: File,
+    size: u64,
+) -> Result<(File, u64), ReplaceError> {
+    if let Err(e) = fs::rename(tmp, path) {
+        let _ = fs::remove_file(tmp);
         return Err(e.into());
     }
-    let size = (MAGIC.len() + batch.len()) as u64;
     match sync_dir(path) {
         Ok(()) => Ok((f, size)),
         Err(error) => Err(ReplaceError {

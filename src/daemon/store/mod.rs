@@ -14,6 +14,7 @@ mod migrate;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -55,6 +56,9 @@ const RECORD_CAPACITY: usize = 2048;
 /// many as it then held, if more), so compaction costs at most about one byte written per
 /// byte appended, amortised.
 pub const DEFAULT_COMPACT_BYTES: u64 = 4 << 20;
+
+/// The suffix of a running compaction's file beside the log.
+const COMPACT_SUFFIX: &str = ".compact";
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,28 @@ pub struct RegistrationStore {
     commits: u64,
     /// Compactions while running.
     compactions: u64,
+    /// A compaction running on its own thread, installed by a later commit.
+    compacting: Option<Compaction>,
+}
+
+/// A compaction on its own thread: the live records of the log's first `upto` bytes written
+/// to a durable temp file, so the SIP thread never reads or rewrites the whole log. The
+/// commits appended meanwhile are copied after them when the SIP thread installs the file.
+struct Compaction {
+    /// The log's durable size when the compaction started.
+    upto: u64,
+    /// The compacted file (open for appending) and its size.
+    thread: std::thread::JoinHandle<std::io::Result<(File, u64)>>,
+}
+
+impl Drop for RegistrationStore {
+    fn drop(&mut self) {
+        // A compaction still running is waited for, and its file (it holds keys) removed.
+        if let Some(c) = self.compacting.take() {
+            let _ = c.thread.join();
+            let _ = fs::remove_file(log::with_suffix(&self.path, COMPACT_SUFFIX));
+        }
+    }
 }
 
 impl core::fmt::Debug for RegistrationStore {
@@ -255,6 +281,8 @@ impl RegistrationStore {
         for (s, json) in keep.iter().zip(&encoded) {
             batch.put(&s.registration.key, &[], json, b"");
         }
+        // A compaction the last run left unfinished (it holds keys; the log has its records).
+        let _ = fs::remove_file(log::with_suffix(path, COMPACT_SUFFIX));
         // Durable before any set is installed under the new epochs.
         let (file, size) = log::replace(path, &batch).map_err(|e| err(path, e.error))?;
         drop(batch);
@@ -270,6 +298,7 @@ impl RegistrationStore {
             dir_unsynced: false,
             commits: 1,
             compactions: 0,
+            compacting: None,
         };
         for s in keep {
             let key = s.registration.key.clone();
@@ -332,11 +361,7 @@ impl RegistrationStore {
         }
         self.append(&batch)?;
         drop(batch);
-        if self.committed - self.compacted >= self.compact_bytes.max(self.compacted) {
-            if let Err(e) = self.compact() {
-                tracing::error!("{e}; the log keeps growing until a compaction succeeds");
-            }
-        }
+        self.compact_in_background();
         Ok(())
     }
 
@@ -373,24 +398,59 @@ impl RegistrationStore {
         Ok(())
     }
 
-    /// Rewrites the log with its live records only (newest per key, tombstones and what
-    /// they cover dropped), copied as they are: temp file, fsync, rename, directory fsync.
-    /// The old file stays in use if anything before the rename fails.
-    fn compact(&mut self) -> Result<(), StoreError> {
+    /// Installs a finished compaction, and starts one once the log grew by enough since the
+    /// last: the whole log is read and rewritten on a thread of its own, never on the SIP
+    /// thread (at 100k registrations that is a 50 MB file).
+    fn compact_in_background(&mut self) {
+        if self
+            .compacting
+            .as_ref()
+            .is_some_and(|c| c.thread.is_finished())
+        {
+            if let Some(c) = self.compacting.take() {
+                if let Err(e) = self.install_compaction(c) {
+                    tracing::error!("{e}; the log keeps growing until a compaction succeeds");
+                }
+            }
+        }
+        if self.compacting.is_none()
+            && self.committed - self.compacted >= self.compact_bytes.max(self.compacted)
+        {
+            let (path, upto) = (self.path.clone(), self.committed);
+            let spawned = std::thread::Builder::new()
+                .name("akagate-compact".into())
+                .spawn(move || compact_into(&path, upto));
+            match spawned {
+                Ok(thread) => self.compacting = Some(Compaction { upto, thread }),
+                Err(e) => tracing::error!("{}: no compaction thread: {e}", self.path.display()),
+            }
+        }
+    }
+
+    /// Puts a finished compaction's file in place of the log: the commits appended since it
+    /// started copied after its records and made durable, then renamed over the log and the
+    /// directory fsynced. The old file stays in use if anything before the rename fails.
+    fn install_compaction(&mut self, c: Compaction) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let bytes = log::read_all(&path)
-            .map_err(|e| err(&path, e))?
-            .unwrap_or_default();
-        let end = (self.committed as usize).min(bytes.len());
-        if !bytes.starts_with(MAGIC) {
-            return Err(err(&path, "the log's magic is gone; not compacted"));
+        let tmp = log::with_suffix(&path, COMPACT_SUFFIX);
+        let (mut file, size) = match c.thread.join() {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(err(&path, e)),
+            Err(_) => return Err(err(&path, "the compaction thread panicked")),
+        };
+        let tail_len = usize::try_from(self.committed - c.upto).unwrap_or(usize::MAX);
+        let mut tail = zeroize::Zeroizing::new(vec![0u8; tail_len]);
+        // The log's handle only appends: the tail is read through one of its own.
+        let copied = File::open(&path)
+            .and_then(|log| std::os::unix::fs::FileExt::read_exact_at(&log, &mut tail, c.upto))
+            .and_then(|()| file.write_all(&tail))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(err(&path, e));
         }
-        let (live, _) = log::live_records(&bytes[..end], MAGIC.len());
-        let mut batch = Batch::default();
-        for f in &live {
-            batch.verbatim(&bytes[f.frame.clone()]);
-        }
-        let (file, size) = match log::replace(&path, &batch) {
+        let size = size + tail.len() as u64;
+        let (file, size) = match log::install(&tmp, &path, file, size) {
             Ok(done) => done,
             Err(log::ReplaceError {
                 error,
@@ -398,6 +458,7 @@ impl RegistrationStore {
             }) => {
                 self.dir_unsynced = true;
                 (self.file, self.committed, self.compacted) = (done.0, done.1, done.1);
+                self.poisoned = false;
                 return Err(err(&path, error));
             }
             Err(e) => return Err(err(&path, e.error)),
@@ -406,6 +467,14 @@ impl RegistrationStore {
         self.poisoned = false;
         self.compactions += 1;
         Ok(())
+    }
+
+    /// Waits for a running compaction and installs it (tests).
+    #[cfg(test)]
+    fn finish_compaction(&mut self) {
+        if let Some(c) = self.compacting.take() {
+            self.install_compaction(c).unwrap();
+        }
     }
 
     /// The epoch `key`'s set over `spi_ps` sends in: the restored one's while it is the same
@@ -506,6 +575,25 @@ fn judge(key: &str, value: &[u8], now_ms: u64, restored: &mut Restored, keep: &m
 /// named like the SQN journal shards.
 pub fn shard_store_path(base: &Path, shard: usize) -> PathBuf {
     super::journal::shard_path(&registrations_path(base), shard)
+}
+
+/// The compaction thread's work: the live records (newest per key, tombstones and what they
+/// cover dropped) of `path`'s first `upto` bytes, copied as they are into a durable temp
+/// file beside it.
+fn compact_into(path: &Path, upto: u64) -> std::io::Result<(File, u64)> {
+    let bytes = log::read_all(path)?.unwrap_or_default();
+    let end = usize::try_from(upto).unwrap_or(usize::MAX).min(bytes.len());
+    if !bytes.starts_with(MAGIC) {
+        return Err(std::io::Error::other(
+            "the log's magic is gone; not compacted",
+        ));
+    }
+    let (live, _) = log::live_records(&bytes[..end], MAGIC.len());
+    let mut batch = Batch::default();
+    for f in &live {
+        batch.verbatim(&bytes[f.frame.clone()]);
+    }
+    log::write_temp(&log::with_suffix(path, COMPACT_SUFFIX), &batch)
 }
 
 /// Opens the store at `path`. A store that cannot be created is logged and its shard runs
@@ -1222,6 +1310,44 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    /// Commits appended while a compaction runs on its thread are copied after its records
+    /// when it is installed: a put and a delete made meanwhile both hold after a restart,
+    /// the compacted file is private, and no compaction file is left beside the log.
+    #[test]
+    fn commits_made_while_a_compaction_runs_are_kept() {
+        let d = tmpdir("compact-tail");
+        let p = d.join("r.registrations");
+        let (mut s, _) = RegistrationStore::open_with(&p, at(10), 1024).unwrap();
+        let first: Vec<RegistrationChange> = (0..4)
+            .map(|i| RegistrationChange::Put(Box::new(reg(&format!("u{i}@x"), 100 + 2 * i, 3000))))
+            .collect();
+        s.apply(&first).unwrap();
+        assert!(s.compacting.is_some(), "a compaction started");
+        let upto = s.compacting.as_ref().unwrap().upto;
+        s.apply(&[
+            RegistrationChange::Put(Box::new(reg("late@x", 500, 4000))),
+            RegistrationChange::Delete("u0@x".into()),
+        ])
+        .unwrap();
+        s.finish_compaction();
+        assert!(s.compacting.is_none());
+        assert!(s.compactions() >= 1);
+        assert!(s.committed > upto);
+        assert_eq!(fs::metadata(&p).unwrap().len(), s.committed);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        drop(s);
+        assert!(!log::with_suffix(&p, COMPACT_SUFFIX).exists());
+        let (_, r) = RegistrationStore::open(&p, at(10)).unwrap();
+        let mut keys: Vec<_> = r.records.iter().map(|(r, _)| r.key.clone()).collect();
+        keys.sort();
+        assert_eq!(keys, ["late@x", "u1@x", "u2@x", "u3@x"]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
     /// The log is compacted while running once enough was appended: the file stays
     /// bounded, and what comes back is the newest record of each key (refreshes, a new set,
     /// the restored epoch of a kept set) while deleted keys stay gone.
@@ -1251,6 +1377,11 @@ mod tests {
             }
             s.apply(&changes).unwrap();
             bound = bound.max(fs::metadata(&p).unwrap().len());
+            // Every other round the compaction started by the last apply is installed by
+            // the next one (with that commit copied after it), else waited for here.
+            if round % 2 == 1 {
+                s.finish_compaction();
+            }
         }
         assert!(s.compactions() >= 10, "{}", s.compactions());
         assert!(bound < 4 * 4096 + 8192, "the log stays bounded: {bound}");
