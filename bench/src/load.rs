@@ -36,6 +36,8 @@ pub enum Backend {
         workers: usize,
         /// Slowpath shards (`[cores] slowpath` with this many entries; 1: one slowpath).
         slowpath_shards: usize,
+        /// Where the UE thread and the daemon's threads run (all unpinned by default).
+        placement: crate::placement::Placement,
     },
     /// The fast-path worker and slowpath core stepped inline in this thread (no threads,
     /// deterministic; see [`crate::gateway`]).
@@ -501,6 +503,9 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p.insert("concurrency".into(), cfg.concurrency.to_string());
     p.insert("hold_ms".into(), cfg.hold.total_millis().to_string());
     p.insert("reregister".into(), cfg.reregister.to_string());
+    if let Backend::Memory { placement, .. } = &cfg.backend {
+        p.insert("placement".into(), placement.describe());
+    }
     p.insert(
         "backend".into(),
         match &cfg.backend {
@@ -569,6 +574,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
             subscribers,
             workers,
             slowpath_shards,
+            placement,
         } => {
             let dir = std::env::temp_dir().join(format!("akabench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| LoadError::Setup(e.to_string()))?;
@@ -593,6 +599,7 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 };
                 driver.daemon_threads =
                     Some(crate::cputime::DaemonThreads::find(&names, "akagate-w"));
+                placement.apply().map_err(LoadError::Setup)?;
                 let mut fleet = build_fleet(&driver.cfg, d.queue, &[pcscf])?;
                 drive(&mut driver, &mut fleet, |_| 0);
                 insert_registration_cpu(&mut driver);
@@ -883,6 +890,7 @@ mod open_loop_tests {
                 subscribers: path,
                 workers: 1,
                 slowpath_shards: 1,
+                placement: Default::default(),
             },
             progress: false,
         };
