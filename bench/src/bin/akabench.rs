@@ -78,6 +78,10 @@ struct Cli {
     /// Memory backend: run the daemon's slowpath thread(s) on CPU N only
     #[arg(long, value_name = "N")]
     pin_slowpath: Option<usize>,
+    /// Memory backend: the workers busy-poll as in production instead of backing off when
+    /// idle (a CPU each: pin them alone with --pin-workers)
+    #[arg(long)]
+    busy_poll: bool,
     #[command(flatten)]
     gateway: GatewayArgs,
     /// A further akagate node on the same link (repeat for more): the UEs are spread over
@@ -138,6 +142,7 @@ fn backend(cli: &Cli) -> Result<Backend, String> {
                 workers: cli.pin_workers,
                 slowpath: cli.pin_slowpath,
             },
+            busy_poll: cli.busy_poll,
         },
         BackendKind::Inline => Backend::Inline,
         BackendKind::AfPacket => match (&g.iface, g.pcscf) {
