@@ -288,10 +288,13 @@ mod tests {
 
     /// After `reserve_heap`, a thread's glibc arena is writable far beyond what it holds, so
     /// its next allocations grow into it without an `mprotect` per page; a fresh thread's
-    /// arena is writable for about 132 KiB only.
+    /// arena is writable for about 132 KiB only. Run in a child process (this test binary
+    /// again, this test alone): in the harness's process the arenas are shared by many
+    /// threads and already grown.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn reserve_heap_leaves_the_threads_arena_writable() {
+        const CHILD: &str = "AKAGATE_RESERVE_HEAP_CHILD";
         let probe = |reserve: bool| {
             std::thread::spawn(move || {
                 if reserve {
@@ -303,8 +306,24 @@ mod tests {
             .join()
             .unwrap()
         };
-        let reserved = probe(true).expect("a mapping holds the allocation");
-        assert!(reserved >= HEAP_RESERVE, "{reserved} bytes writable");
+        if std::env::var_os(CHILD).is_some() {
+            let reserved = probe(true).expect("a mapping holds the allocation");
+            assert!(reserved >= HEAP_RESERVE, "{reserved} bytes writable");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "daemon::worker::tests::reserve_heap_leaves_the_threads_arena_writable",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
     }
 
     /// A worker told to stop before it ever ran still executes the commands queued for it
