@@ -591,14 +591,24 @@ PYEOF
 # wall-clock rate says little; CPU per registration per shard is what scales with cores.
 section_shards() {
     local ues=${SHARD_UES:-2000}
-    echo "== shards: akabench --backend memory --slowpath-shards 1|2, $ues UEs (registration only)"
+    echo "== shards: akabench --backend memory --slowpath-shards 1|2, $ues UEs (registration only)," \
+        "unpinned and with the UEs on CPU 0, the daemon's threads on CPU 1"
     release_bins
     local work n
     work=$(mktemp -d)
     ./target/release/akactl subscribers --count "$ues" --out "$work/subscribers.toml" >/dev/null
+    # Round 18 (issue 10): on a 2-core box the UE simulator (several times the daemon's CPU)
+    # and the daemon's threads preempt each other when unpinned; a lab runs the generator on
+    # its own core. The pinned rows are the daemon's reading; the unpinned ones are kept
+    # (what earlier rounds printed). Pinning needs 2 CPUs.
+    local pinned=()
+    (($(nproc) >= 2)) && pinned=(--pin-ues 0 --pin-workers 1 --pin-slowpath 1)
+    rm -f "$RESULTS"/shards-*.json
     for n in 1 2; do
         akabench_run "shards-$n" "$work/subscribers.toml" "$ues" \
             --calls 0 --backend memory --slowpath-shards "$n"
+        ((${#pinned[@]})) && akabench_run "shards-$n-pinned" "$work/subscribers.toml" "$ues" \
+            --calls 0 --backend memory --slowpath-shards "$n" "${pinned[@]}"
     done
     rm -rf "$work"
     "$PY" - "$RESULTS" <<'PYEOF'
@@ -608,32 +618,36 @@ out = {"section": "shards", "note": "slowpath thread CPU (procfs schedstat) per 
        "per shard: that shard's CPU over the registrations it served (IMPI hash, about half); "
        "'whole life' includes start-up and idle turns, 'reg phase' counts from the first "
        "REGISTER to the last registration's end; worker: all workers' thread CPU and "
-       "busy-iteration clock over the registration phase",
+       "busy-iteration clock over the registration phase, and its preemptions (involuntary "
+       "context switches) per registration; 'pinned': UEs on CPU 0, daemon threads on CPU 1",
        "results": []}
-print(f"{'shards':6} {'reg/s':>7} {'sp us/reg (whole life)':>22} {'sp us/reg (reg phase)':>21} "
-      f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22}")
+print(f"{'shards':6} {'placement':9} {'reg/s':>7} {'sp us/reg (whole life)':>22} {'sp us/reg (reg phase)':>21} "
+      f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22} {'w preempt/reg':>13}")
 for n in (1, 2):
-    p = os.path.join(res, f"shards-{n}.json")
-    if not os.path.exists(p):
-        continue
-    r = json.load(open(p))
-    c, regs = r["pcscf_counters"], max(r["registered"], 1)
-    total = c.get("slowpath_cpu_us", 0) / regs
-    phase = c.get("slowpath_cpu_us_registration", 0) / regs
-    per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
-    # Each shard served about regs / n registrations.
-    per_reg = [us / (regs / n) for us in per]
-    wcpu = c.get("worker_cpu_us_registration", 0) / regs
-    wbusy = c.get("worker_busy_us_registration", 0) / regs
-    print(f"{n:6} {r['registrations_per_second']:>7.0f} {total:>22.1f} {phase:>21.1f} "
-          f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22}")
-    out["results"].append({"shards": n, "registered": r["registered"],
-                           "registrations_per_second": r["registrations_per_second"],
-                           "slowpath_cpu_us_per_registration": total,
-                           "slowpath_cpu_us_per_registration_reg_phase": phase,
-                           "worker_cpu_us_per_registration_reg_phase": wcpu,
-                           "worker_busy_us_per_registration_reg_phase": wbusy,
-                           "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
+    for place in ("unpinned", "pinned"):
+        p = os.path.join(res, f"shards-{n}.json" if place == "unpinned" else f"shards-{n}-pinned.json")
+        if not os.path.exists(p):
+            continue
+        r = json.load(open(p))
+        c, regs = r["pcscf_counters"], max(r["registered"], 1)
+        total = c.get("slowpath_cpu_us", 0) / regs
+        phase = c.get("slowpath_cpu_us_registration", 0) / regs
+        per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
+        # Each shard served about regs / n registrations.
+        per_reg = [us / (regs / n) for us in per]
+        wcpu = c.get("worker_cpu_us_registration", 0) / regs
+        wbusy = c.get("worker_busy_us_registration", 0) / regs
+        wpre = c.get("worker_preemptions_registration", 0) / regs
+        print(f"{n:6} {place:9} {r['registrations_per_second']:>7.0f} {total:>22.1f} {phase:>21.1f} "
+              f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22} {wpre:>13.2f}")
+        out["results"].append({"shards": n, "placement": place, "registered": r["registered"],
+                               "registrations_per_second": r["registrations_per_second"],
+                               "slowpath_cpu_us_per_registration": total,
+                               "slowpath_cpu_us_per_registration_reg_phase": phase,
+                               "worker_cpu_us_per_registration_reg_phase": wcpu,
+                               "worker_busy_us_per_registration_reg_phase": wbusy,
+                               "worker_preemptions_per_registration": wpre,
+                               "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
 json.dump(out, open(os.path.join(res, "shards.json"), "w"), indent=2)
 PYEOF
     echo "wrote $RESULTS/shards.json"

@@ -70,6 +70,64 @@ pub struct DaemonCpu {
     pub worker_ns: u64,
     /// The workers' busy-iteration clock ([`akagate::daemon::busy_iteration_ns`]).
     pub busy_ns: u64,
+    /// All worker threads together: what took them off their CPU and what they faulted in.
+    pub worker_events: ThreadEvents,
+}
+
+/// Exact per-thread counts the kernel keeps (`/proc/<tid>/status` and `stat`), to tell a
+/// thread's own waits from preemption by its neighbours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadEvents {
+    /// Switches away because the thread blocked, slept or yielded (`voluntary_ctxt_switches`).
+    pub voluntary_switches: u64,
+    /// Switches away because the scheduler preempted it (`nonvoluntary_ctxt_switches`).
+    pub preemptions: u64,
+    /// Minor page faults (`stat` field 10).
+    pub minor_faults: u64,
+}
+
+impl ThreadEvents {
+    /// The counts of the thread at `task` (a `/proc/.../task/<tid>` directory); zeros for
+    /// what cannot be read.
+    pub fn read(task: &Path) -> ThreadEvents {
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        // Fields after the parenthesised comm; minflt is field 10 (1-based), the 8th after it.
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+        let minor_faults = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(7)?.parse().ok())
+            .unwrap_or(0);
+        ThreadEvents {
+            voluntary_switches: field("voluntary_ctxt_switches:"),
+            preemptions: field("nonvoluntary_ctxt_switches:"),
+            minor_faults,
+        }
+    }
+
+    /// `self - earlier`, per field, saturating.
+    pub fn since(&self, earlier: &ThreadEvents) -> ThreadEvents {
+        ThreadEvents {
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(earlier.voluntary_switches),
+            preemptions: self.preemptions.saturating_sub(earlier.preemptions),
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+        }
+    }
+
+    fn add(self, o: ThreadEvents) -> ThreadEvents {
+        ThreadEvents {
+            voluntary_switches: self.voluntary_switches + o.voluntary_switches,
+            preemptions: self.preemptions + o.preemptions,
+            minor_faults: self.minor_faults + o.minor_faults,
+        }
+    }
 }
 
 impl DaemonCpu {
@@ -84,6 +142,7 @@ impl DaemonCpu {
                 .collect(),
             worker_ns: self.worker_ns.saturating_sub(earlier.worker_ns),
             busy_ns: self.busy_ns.saturating_sub(earlier.busy_ns),
+            worker_events: self.worker_events.since(&earlier.worker_events),
         }
     }
 }
@@ -116,6 +175,9 @@ impl DaemonThreads {
                 .collect(),
             worker_ns: self.workers.iter().map(|p| read(p)).sum(),
             busy_ns: akagate::daemon::busy_iteration_ns().0,
+            worker_events: (self.workers.iter())
+                .map(|p| ThreadEvents::read(p))
+                .fold(ThreadEvents::default(), ThreadEvents::add),
         }
     }
 }
@@ -158,11 +220,13 @@ mod tests {
             slowpath_ns: vec![10, 20],
             worker_ns: 5,
             busy_ns: 7,
+            ..DaemonCpu::default()
         };
         let b = DaemonCpu {
             slowpath_ns: vec![15, 45],
             worker_ns: 9,
             busy_ns: 7,
+            ..DaemonCpu::default()
         };
         let d = b.since(&a);
         assert_eq!(d.slowpath_ns, vec![5, 25]);
@@ -204,5 +268,30 @@ mod tests {
         assert!(d.slowpath_ns[0] > 0, "{d:?}");
         assert_eq!(d.slowpath_ns[1], 0, "a missing thread reads 0");
         assert!(d.worker_ns > 0, "{d:?}");
+    }
+
+    /// A thread that sleeps 20 times switches away voluntarily at least 20 times, and one
+    /// that touches fresh pages faults them in.
+    #[test]
+    fn thread_events_count_sleeps_and_faults() {
+        let t = std::thread::Builder::new()
+            .name("cpt-events".into())
+            .spawn(|| {
+                let task = find_thread("cpt-events").expect("visible");
+                let a = ThreadEvents::read(&task);
+                for _ in 0..20 {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                let mut v = vec![0u8; 64 << 20];
+                for i in (0..v.len()).step_by(4096) {
+                    v[i] = 1;
+                }
+                std::hint::black_box(&v);
+                ThreadEvents::read(&task).since(&a)
+            })
+            .unwrap();
+        let d = t.join().unwrap();
+        assert!(d.voluntary_switches >= 20, "{d:?}");
+        assert!(d.minor_faults >= 16, "{d:?}");
     }
 }

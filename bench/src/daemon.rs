@@ -51,6 +51,20 @@ pub fn start_memory_daemon_with(
     sa_capacity: usize,
     tweak: impl FnOnce(&mut akagate::config::Config),
 ) -> Result<MemoryDaemon, String> {
+    let opts = start_options(dir);
+    start_memory_daemon_opts(dir, subscribers, workers, sa_capacity, tweak, opts)
+}
+
+/// [`start_memory_daemon_with`] with the given start options instead of [`start_options`]
+/// (e.g. busy-polling workers, as in production).
+pub fn start_memory_daemon_opts(
+    dir: &Path,
+    subscribers: &Path,
+    workers: usize,
+    sa_capacity: usize,
+    tweak: impl FnOnce(&mut akagate::config::Config),
+    opts: StartOptions,
+) -> Result<MemoryDaemon, String> {
     let subs = std::fs::canonicalize(subscribers)
         .map_err(|e| format!("{}: {e}", subscribers.display()))?;
     let path = dir.join("akagate.toml");
@@ -58,7 +72,7 @@ pub fn start_memory_daemon_with(
         .write(&path)
         .map_err(|e| format!("{}: {e:?}", path.display()))?;
     tweak(&mut config);
-    let mut handle = Daemon::start(&config, start_options(dir)).map_err(|e| e.to_string())?;
+    let mut handle = Daemon::start(&config, opts).map_err(|e| e.to_string())?;
     let mut peer = handle
         .take_memory_peer()
         .ok_or("the memory backend kept no peer end")?;

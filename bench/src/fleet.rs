@@ -31,6 +31,8 @@ pub struct FleetCounters {
     pub tx_no_buffer: u64,
     /// Frames larger than a buffer.
     pub tx_too_big: u64,
+    /// Frames handed to the port.
+    pub tx_frames: u64,
 }
 
 /// UEs sharing one port queue.
@@ -284,7 +286,9 @@ impl<Q: PortQueue> Fleet<Q> {
         }
         self.frames.drain(..sent);
         if !self.tx.is_empty() {
-            work += self.q.tx_burst(&mut self.tx);
+            let n = self.q.tx_burst(&mut self.tx);
+            self.counters.tx_frames += n as u64;
+            work += n;
         }
         work
     }
@@ -339,6 +343,8 @@ mod tests {
             panic!("UE 9 alone polled, with a retransmission deadline: {due:?}");
         };
         assert!(due > t(3));
+        // What it sent is counted (the memory backend rings the daemon's frame bell on it).
+        assert!(f.counters().tx_frames >= 1, "{:?}", f.counters());
         assert!(polled(&mut f, due - smoltcp::time::Duration::from_millis(1)).is_empty());
         assert_eq!(polled(&mut f, due), vec![9]);
         // Superseded deadlines do not pile up: the heap is bounded by the UEs.

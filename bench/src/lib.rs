@@ -21,5 +21,6 @@ pub mod memprobe;
 #[cfg(target_os = "linux")]
 pub mod netns;
 pub mod pktgen;
+pub mod placement;
 pub mod report;
 pub mod ue;

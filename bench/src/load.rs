@@ -36,6 +36,11 @@ pub enum Backend {
         workers: usize,
         /// Slowpath shards (`[cores] slowpath` with this many entries; 1: one slowpath).
         slowpath_shards: usize,
+        /// Where the UE thread and the daemon's threads run (all unpinned by default).
+        placement: crate::placement::Placement,
+        /// Workers busy-poll as in production (`IdlePolicy::BusyPoll`) instead of backing
+        /// off when idle: a core each, so meant with the workers pinned alone.
+        busy_poll: bool,
     },
     /// The fast-path worker and slowpath core stepped inline in this thread (no threads,
     /// deterministic; see [`crate::gateway`]).
@@ -501,6 +506,16 @@ fn params(cfg: &LoadConfig) -> BTreeMap<String, String> {
     p.insert("concurrency".into(), cfg.concurrency.to_string());
     p.insert("hold_ms".into(), cfg.hold.total_millis().to_string());
     p.insert("reregister".into(), cfg.reregister.to_string());
+    if let Backend::Memory {
+        placement,
+        busy_poll,
+        ..
+    } = &cfg.backend
+    {
+        p.insert("placement".into(), placement.describe());
+        let idle = if *busy_poll { "busy-poll" } else { "adaptive" };
+        p.insert("worker_idle".into(), idle.into());
+    }
     p.insert(
         "backend".into(),
         match &cfg.backend {
@@ -569,16 +584,29 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
             subscribers,
             workers,
             slowpath_shards,
+            placement,
+            busy_poll,
         } => {
             let dir = std::env::temp_dir().join(format!("akabench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| LoadError::Setup(e.to_string()))?;
             let n = driver.cfg.ues;
-            let started =
-                crate::daemon::start_memory_daemon_with(&dir, &subscribers, workers, n * 8, |c| {
-                    if slowpath_shards > 1 {
-                        c.cores.slowpath = (0..slowpath_shards).collect();
-                    }
-                });
+            let mut opts = crate::daemon::start_options(&dir);
+            if busy_poll {
+                opts.idle = akagate::IdlePolicy::BusyPoll;
+            }
+            let shards = |c: &mut akagate::config::Config| {
+                if slowpath_shards > 1 {
+                    c.cores.slowpath = (0..slowpath_shards).collect();
+                }
+            };
+            let started = crate::daemon::start_memory_daemon_opts(
+                &dir,
+                &subscribers,
+                workers,
+                n * 8,
+                shards,
+                opts,
+            );
             let result = started.map_err(LoadError::Setup).and_then(|d| {
                 let pcscf = if driver.cfg.ipv6 {
                     IpAddr::V6(crate::daemon::DAEMON_V6)
@@ -593,8 +621,11 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 };
                 driver.daemon_threads =
                     Some(crate::cputime::DaemonThreads::find(&names, "akagate-w"));
+                placement.apply().map_err(LoadError::Setup)?;
                 let mut fleet = build_fleet(&driver.cfg, d.queue, &[pcscf])?;
-                drive(&mut driver, &mut fleet, |_| 0);
+                // The pair's rx interrupt: a parked worker takes the UEs' frames at once.
+                let bell = d.handle.frame_bell();
+                drive_rung(&mut driver, &mut fleet, &bell);
                 insert_registration_cpu(&mut driver);
                 for w in d.handle.stats().workers {
                     for (name, v) in w.drops() {
@@ -741,6 +772,15 @@ fn insert_registration_cpu(driver: &mut Driver) {
     }
     c.insert("worker_cpu_us_registration".into(), d.worker_ns / 1000);
     c.insert("worker_busy_us_registration".into(), d.busy_ns / 1000);
+    // Exact counts: the workers' own waits (park, yield) against preemption by the UEs and
+    // other threads sharing their CPU, and the pages they faulted in.
+    let e = d.worker_events;
+    c.insert(
+        "worker_voluntary_switches_registration".into(),
+        e.voluntary_switches,
+    );
+    c.insert("worker_preemptions_registration".into(), e.preemptions);
+    c.insert("worker_minor_faults_registration".into(), e.minor_faults);
 }
 
 #[cfg(target_os = "linux")]
@@ -784,10 +824,40 @@ fn run_dpdk(_: &mut Driver, _: &DpdkPortSpec, _: &[IpAddr]) -> Result<(), LoadEr
 /// rather than at their time limit after the run.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// [`drive`] on the memory pair of an in-process daemon, ringing its [`FrameBell`] after
+/// each step that queued frames (the pair's rx interrupt), and only then: a bell rung with
+/// nothing queued would wake a parked worker for nothing.
+///
+/// [`FrameBell`]: akagate::daemon::FrameBell
+fn drive_rung<Q: PortQueue>(
+    driver: &mut Driver,
+    fleet: &mut Fleet<Q>,
+    bell: &akagate::daemon::FrameBell,
+) {
+    let mut rung = 0;
+    let mut on_step = |fleet: &Fleet<Q>| {
+        let sent = fleet.counters().tx_frames;
+        if sent != rung {
+            rung = sent;
+            bell.ring();
+        }
+    };
+    drive_with(driver, fleet, |_| 0, &mut on_step);
+}
+
 fn drive<Q: PortQueue>(
     driver: &mut Driver,
     fleet: &mut Fleet<Q>,
+    gateway: impl FnMut(Instant) -> usize,
+) {
+    drive_with(driver, fleet, gateway, &mut |_: &Fleet<Q>| {});
+}
+
+fn drive_with<Q: PortQueue>(
+    driver: &mut Driver,
+    fleet: &mut Fleet<Q>,
     mut gateway: impl FnMut(Instant) -> usize,
+    after_step: &mut dyn FnMut(&Fleet<Q>),
 ) {
     let mut linger_until = None;
     loop {
@@ -808,6 +878,7 @@ fn drive<Q: PortQueue>(
                 evs.push((i, e));
             }
         });
+        after_step(fleet);
         for (i, e) in &evs {
             driver.on_event(*i, e);
         }
@@ -883,6 +954,8 @@ mod open_loop_tests {
                 subscribers: path,
                 workers: 1,
                 slowpath_shards: 1,
+                placement: Default::default(),
+                busy_poll: false,
             },
             progress: false,
         };

@@ -38,6 +38,7 @@ use crate::stats::StatsFn;
 pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 pub use setup::default_sqn_state;
 pub use steer::{ue_key, worker_for};
+pub use wake::FrameBell;
 pub use worker::busy_iteration_ns;
 
 /// Frames (and neighbours) each worker's handoff inbox holds; strays beyond it are dropped
@@ -318,6 +319,7 @@ impl Daemon {
             workers_stop: workers_stop.clone(),
             slowpath_stop: slowpath_stop.clone(),
             memory_peer: None,
+            frame_bell: wake::FrameBell::default(),
             stats: stats::StatsSource {
                 started: Instant::now(),
                 workers: Vec::with_capacity(nworkers),
@@ -490,6 +492,7 @@ impl Daemon {
                 queue: queue_counters.get(id).cloned().unwrap_or_default(),
             });
         }
+        handle.frame_bell = wake::FrameBell::new(wakers.clone());
         // The core side of proxy mode delivers into the same queues, through the same router.
         let core_link = match &config.ims_core {
             Some(up) => Some(
@@ -666,6 +669,8 @@ pub struct DaemonHandle {
     workers_stop: Arc<AtomicBool>,
     slowpath_stop: Arc<AtomicBool>,
     memory_peer: Option<MemPort>,
+    /// Wakes the workers when frames were queued on the memory pair's far end.
+    frame_bell: wake::FrameBell,
     stats: stats::StatsSource,
     sqn_state: Option<PathBuf>,
     /// Set once [`Self::stop`] ran; `stopped` holds its result until `shutdown` takes it.
@@ -712,6 +717,12 @@ impl DaemonHandle {
     /// With the memory backend started by [`Daemon::start`]: the far end of the pair, once.
     pub fn take_memory_peer(&mut self) -> Option<MemPort> {
         self.memory_peer.take()
+    }
+
+    /// What the holder of the memory pair's far end rings after queueing frames, so a
+    /// parked worker takes them at once ([`wake::FrameBell`]).
+    pub fn frame_bell(&self) -> wake::FrameBell {
+        self.frame_bell.clone()
     }
 
     /// True while every thread runs (false after a thread died or after shutdown).

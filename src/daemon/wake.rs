@@ -45,6 +45,29 @@ impl WorkerWake {
     }
 }
 
+/// Wakes every worker of a daemon after frames were queued on its port from outside the
+/// process's sight: the rx interrupt of the in-memory pair, rung by whoever holds its far
+/// end (akabench's simulated UEs, tests). A parked backing-off worker then polls at once
+/// instead of after its `max_sleep`; one that is not parked costs the caller a fence and a
+/// load. The NIC backends have no such bell, so their frames wait for the next poll.
+#[derive(Clone, Debug, Default)]
+pub struct FrameBell {
+    workers: Vec<std::sync::Arc<WorkerWake>>,
+}
+
+impl FrameBell {
+    pub(super) fn new(workers: Vec<std::sync::Arc<WorkerWake>>) -> Self {
+        FrameBell { workers }
+    }
+
+    /// Unparks the workers that sleep.
+    pub fn ring(&self) {
+        for w in &self.workers {
+            w.wake();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +108,31 @@ mod tests {
             "woken, not timed out: {first:?}"
         );
         assert!(second < Duration::from_secs(5), "did not park: {second:?}");
+    }
+
+    /// A ring of the frame bell ends a worker's long park (the frames it announces are not
+    /// commands: `pending()` stays false throughout).
+    #[test]
+    fn the_frame_bell_ends_a_park() {
+        let w = Arc::new(WorkerWake::default());
+        let bell = FrameBell::new(vec![w.clone()]);
+        let worker = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                w.register_current();
+                let t = Instant::now();
+                w.sleep(Duration::from_secs(10), || false);
+                t.elapsed()
+            })
+        };
+        while !w.sleeping.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        bell.ring();
+        let slept = worker.join().unwrap();
+        assert!(
+            slept < Duration::from_secs(5),
+            "rung, not timed out: {slept:?}"
+        );
     }
 }

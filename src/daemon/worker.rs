@@ -21,6 +21,12 @@ const DRAIN_LIMIT: Duration = Duration::from_millis(250);
 /// After `stop`, the worker exits once it has been idle (no commands, no frames, no due
 /// stacks) this long: a few timer ticks, so stacks scheduled by the last commands are polled.
 const DRAIN_IDLE: Duration = Duration::from_millis(5);
+/// Address space the worker grows its heap by before it runs ([`reserve_heap`]).
+const HEAP_RESERVE: usize = 48 << 20;
+/// Allocation size of [`reserve_heap`]: below glibc's mmap threshold (128 KiB at least), so
+/// the blocks come from the thread's arena.
+const HEAP_RESERVE_BLOCK: usize = 64 << 10;
+
 /// Idle iterations spent spinning, then yielding, before a backing-off worker sleeps.
 const SPIN_ITERATIONS: u32 = 64;
 const YIELD_ITERATIONS: u32 = 256;
@@ -123,6 +129,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
                 return;
             }
         }
+        reserve_heap(HEAP_RESERVE);
         let start = Instant::now();
         let now = || {
             smoltcp::time::Instant::from_micros(
@@ -197,6 +204,26 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
     }
 }
 
+/// Grows the calling thread's heap by `bytes` of address space and gives the memory back at
+/// once. glibc grows a thread's arena (every thread but main) one `mprotect` per page as
+/// the heap's top runs out, and remembers how far it is writable when it trims; so after
+/// this, the per-UE allocations of the first registrations (about 6 KiB a UE) fill the
+/// heap without a system call each page (issue 10: 3,100 `mprotect`s on the worker for 2,000
+/// registrations, a tenth of its CPU; docs/BENCHMARKS.md, *The daemon's worker thread,
+/// round 18*). The blocks are never written, so only their headers' pages are touched, and
+/// freeing them returns those (`MADV_DONTNEED`); an arena holds at most 64 MiB per heap,
+/// so beyond it glibc starts another heap, grown the same way. With another allocator this
+/// is one allocation and free per block.
+fn reserve_heap(bytes: usize) {
+    let blocks: Vec<Vec<u8>> = (0..bytes / HEAP_RESERVE_BLOCK)
+        .map(|_| Vec::with_capacity(HEAP_RESERVE_BLOCK))
+        .collect();
+    // Kept opaque so the allocations are not optimised away, and freed last-first so each
+    // block merges with the heap's top at once.
+    let mut blocks = std::hint::black_box(blocks);
+    while blocks.pop().is_some() {}
+}
+
 /// Adds a worker's busy-iteration clock to the process's and zeroes it.
 fn publish_busy(busy: &mut Duration, skipped: &mut u64) {
     let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
@@ -242,6 +269,61 @@ mod tests {
         .emit(&mut eth);
         arp.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
         f
+    }
+
+    /// The writable part of the mapping of `/proc/self/maps` that holds `addr`, in bytes.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn writable_mapping_around(addr: usize) -> Option<usize> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|l| {
+            let (range, rest) = l.split_once(' ')?;
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            );
+            (a <= addr && addr < b && rest.starts_with("rw")).then_some(b - a)
+        })
+    }
+
+    /// After `reserve_heap`, a thread's glibc arena is writable far beyond what it holds, so
+    /// its next allocations grow into it without an `mprotect` per page; a fresh thread's
+    /// arena is writable for about 132 KiB only. Run in a child process (this test binary
+    /// again, this test alone): in the harness's process the arenas are shared by many
+    /// threads and already grown.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn reserve_heap_leaves_the_threads_arena_writable() {
+        const CHILD: &str = "AKAGATE_RESERVE_HEAP_CHILD";
+        let probe = |reserve: bool| {
+            std::thread::spawn(move || {
+                if reserve {
+                    reserve_heap(HEAP_RESERVE);
+                }
+                let b = std::hint::black_box(Box::new([0u8; 64]));
+                writable_mapping_around(&*b as *const _ as usize)
+            })
+            .join()
+            .unwrap()
+        };
+        if std::env::var_os(CHILD).is_some() {
+            let reserved = probe(true).expect("a mapping holds the allocation");
+            assert!(reserved >= HEAP_RESERVE, "{reserved} bytes writable");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "daemon::worker::tests::reserve_heap_leaves_the_threads_arena_writable",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
     }
 
     /// A worker told to stop before it ever ran still executes the commands queued for it

@@ -69,6 +69,19 @@ struct Cli {
     /// Slowpath shards of the in-process daemon (memory backend; issue 10)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = value_parser!(u64).range(1..=64))]
     slowpath_shards: u64,
+    /// Memory backend: run the simulated UEs (this thread) on CPU N only
+    #[arg(long, value_name = "N")]
+    pin_ues: Option<usize>,
+    /// Memory backend: run the daemon's worker threads on CPU N only
+    #[arg(long, value_name = "N")]
+    pin_workers: Option<usize>,
+    /// Memory backend: run the daemon's slowpath thread(s) on CPU N only
+    #[arg(long, value_name = "N")]
+    pin_slowpath: Option<usize>,
+    /// Memory backend: the workers busy-poll as in production instead of backing off when
+    /// idle (a CPU each: pin them alone with --pin-workers)
+    #[arg(long)]
+    busy_poll: bool,
     #[command(flatten)]
     gateway: GatewayArgs,
     /// A further akagate node on the same link (repeat for more): the UEs are spread over
@@ -124,6 +137,12 @@ fn backend(cli: &Cli) -> Result<Backend, String> {
             subscribers: cli.subscribers.clone(),
             workers: usize::try_from(cli.workers).unwrap_or(1),
             slowpath_shards: usize::try_from(cli.slowpath_shards).unwrap_or(1),
+            placement: akagate_bench::placement::Placement {
+                ues: cli.pin_ues,
+                workers: cli.pin_workers,
+                slowpath: cli.pin_slowpath,
+            },
+            busy_poll: cli.busy_poll,
         },
         BackendKind::Inline => Backend::Inline,
         BackendKind::AfPacket => match (&g.iface, g.pcscf) {
