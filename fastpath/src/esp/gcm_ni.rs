@@ -1004,7 +1004,7 @@ mod tests {
             let g = Aes128GcmNi::new(&key).unwrap();
             let (k, h) = (g.enc_keys(), &g.h_pow);
             let (j0, x, lens_block) = (block(), block(), block());
-            let first = (n % 2 == 0).then(|| block());
+            let first = (n % 2 == 0).then(&mut block);
             let data: Vec<u8> = (0..len).map(|_| rnd()).collect();
             for pass in [SEAL, OPEN, CTR_ONLY] {
                 let (mut four, mut three) = (data.clone(), data.clone());

@@ -6,7 +6,7 @@
 //! byte-masked loads and stores and the powers H^n..H^1 for their n blocks. Same GCM and
 //! same GHASH representation as the 128-bit path (`gcm_ni`, whose module comment explains
 //! the byte reversal and the reduction), which handles the AAD, the lengths block and the
-//! tag.
+//! tag. On AMD the batches' products are Karatsuba's three a block, not four ([`karatsuba`]).
 
 #![allow(unsafe_code)]
 
