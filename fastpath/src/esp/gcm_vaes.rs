@@ -74,10 +74,10 @@ impl WideZ {
         self.hi = _mm512_xor_si512(self.hi, _mm512_zextsi128_si512(w.hi));
     }
 
-    /// [`mul`](Self::mul) by Karatsuba: three carry-less products a lane, where `ak` and `bk`
-    /// hold the XOR of each lane's two 64-bit halves of `a` and `b` in its low half ([`kara`]).
-    /// `mid` then holds (a_hi + a_lo)(b_hi + b_lo), which is the middle product plus `lo`
-    /// and `hi`: sums of such products are made whole once, by [`reduce_kara`](Self::reduce_kara).
+    /// [`mul`](Self::mul) by Karatsuba: three carry-less products a lane, where `ak` and
+    /// `bk` hold the XOR of each lane's two 64-bit halves of `a` and `b` ([`kara`]). `mid`
+    /// then holds (a_hi + a_lo)(b_hi + b_lo), the middle product plus `lo` and `hi`: sums
+    /// of such products are made whole once, by [`reduce_kara`](Self::reduce_kara).
     #[inline]
     #[target_feature(enable = "avx512f,vpclmulqdq")]
     fn mul_kara(a: __m512i, b: __m512i, ak: __m512i, bk: __m512i) -> Self {
@@ -148,8 +148,8 @@ fn fold64(v: __m512i) -> __m512i {
 }
 
 /// Each lane's two 64-bit halves XORed, in both halves: the Karatsuba operand of `v` for
-/// [`WideZ::mul_kara`] (a VPSHUFD and a VPXORQ, neither on the AES or carry-less multiply
-/// pipes of AMD Zen 4).
+/// [`WideZ::mul_kara`]: a VPSHUFD, which AMD Zen 4 issues beside its AES and carry-less
+/// multiply pipes for free, and a VPXORQ, which costs them about a fifth of a cycle.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn kara(v: __m512i) -> __m512i {
@@ -160,9 +160,10 @@ fn kara(v: __m512i) -> __m512i {
 /// block, not four, for two shuffle-port operations more): on AMD CPUs. Zen 4 runs
 /// VPCLMULQDQ on the pipes VAESENC uses, so each product left out is a cycle of AES back
 /// (a 16-block batch is bound at 40 VAESENC + 18 VPCLMULQDQ cycles: 58, 54 by Karatsuba),
-/// and its shuffles and XORs issue elsewhere for free. Intel's cores run VPCLMULQDQ and
-/// VPSHUFD on the same port 5, where Karatsuba would trade a product for more port-5 work
-/// (docs/BENCHMARKS.md, *Burst crypto at 1408 B, round 17*), so they keep four products.
+/// its VPSHUFDs issue elsewhere for free and its XORs cost about a fifth of a cycle each
+/// (docs/BENCHMARKS.md, *GCM on AMD Zen 4, round 18*: batches 2-4% faster). Intel's cores
+/// run VPCLMULQDQ and VPSHUFD on the same port 5, where Karatsuba would trade a product for
+/// more port-5 work (*Burst crypto at 1408 B, round 17*), so they keep four products.
 /// Read once, then cached.
 pub(super) fn karatsuba() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
@@ -196,11 +197,11 @@ fn fold4(v: __m512i) -> __m128i {
 /// four registers of blocks `$hash` by the powers `$h` (H^16..H^1: `([__m512i; REGS],
 /// Wide)`) computed between the AES rounds, one register per round, the one that carries
 /// the running state last, so the AES and carry-less multiply units work side by side.
-/// Without `$hash`, the keystream alone. With `$kara`, the products by Karatsuba. A macro, so it is always inlined (a
-/// `target_feature` function cannot be `inline(always)`, and where it was not inlined its
-/// registers went through the stack). Round keys and powers are loaded from their stack
-/// arrays at each round, not held in registers: 15 fewer live registers, and no spills or
-/// register shuffling in the loop.
+/// Without `$hash`, the keystream alone; with `$kara`, the products by Karatsuba. A macro,
+/// so it is always inlined (a `target_feature` function cannot be `inline(always)`, and
+/// where it was not inlined its registers went through the stack). Round keys and powers
+/// are loaded from their stack arrays at each round, not held in registers: 15 fewer live
+/// registers, and no spills or register shuffling in the loop.
 macro_rules! aes_ghash {
     ($n:expr, $k:expr, $ctrs:expr) => {{
         let k: &[__m512i; 11] = $k;
