@@ -6,7 +6,7 @@
 //! byte-masked loads and stores and the powers H^n..H^1 for their n blocks. Same GCM and
 //! same GHASH representation as the 128-bit path (`gcm_ni`, whose module comment explains
 //! the byte reversal and the reduction), which handles the AAD, the lengths block and the
-//! tag.
+//! tag. On AMD the batches' products are Karatsuba's three a block, not four ([`karatsuba`]).
 
 #![allow(unsafe_code)]
 
@@ -74,6 +74,57 @@ impl WideZ {
         self.hi = _mm512_xor_si512(self.hi, _mm512_zextsi128_si512(w.hi));
     }
 
+    /// [`mul`](Self::mul) by Karatsuba: three carry-less products a lane, where `ak` and
+    /// `bk` hold the XOR of each lane's two 64-bit halves of `a` and `b` ([`kara`]). `mid`
+    /// then holds (a_hi + a_lo)(b_hi + b_lo), the middle product plus `lo` and `hi`: sums
+    /// of such products are made whole once, by [`reduce_kara`](Self::reduce_kara).
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn mul_kara(a: __m512i, b: __m512i, ak: __m512i, bk: __m512i) -> Self {
+        WideZ {
+            lo: _mm512_clmulepi64_epi128::<0x00>(a, b),
+            mid: _mm512_clmulepi64_epi128::<0x00>(ak, bk),
+            hi: _mm512_clmulepi64_epi128::<0x11>(a, b),
+        }
+    }
+
+    /// Adds the four products of `a` and `b` by Karatsuba (see [`mul_kara`](Self::mul_kara)).
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn add_mul_kara(&mut self, a: __m512i, b: __m512i, ak: __m512i, bk: __m512i) {
+        let p = WideZ::mul_kara(a, b, ak, bk);
+        self.lo = _mm512_xor_si512(self.lo, p.lo);
+        self.mid = _mm512_xor_si512(self.mid, p.mid);
+        self.hi = _mm512_xor_si512(self.hi, p.hi);
+    }
+
+    /// [`reduce`](Self::reduce) of a sum of [`mul_kara`](Self::mul_kara) products: the
+    /// middle made whole (plus `lo` and `hi`, one VPTERNLOGQ) first.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn reduce_kara(self) -> __m128i {
+        WideZ {
+            mid: _mm512_ternarylogic_epi64::<0x96>(self.mid, self.lo, self.hi),
+            ..self
+        }
+        .reduce()
+    }
+
+    /// [`reduce_kara`](Self::reduce_kara) on narrower registers, for the seal loop on AMD
+    /// Zen 4 (see [`karatsuba`]): the three parts' lanes summed first ([`fold4`], on 256-
+    /// and 128-bit registers), then the middle made whole and one 128-bit reduction
+    /// ([`Wide::reduce`]). There a 128-bit carry-less product costs the AES pipes about half
+    /// a 512-bit one, and a 512-bit XOR is not free: five lane sums more, for two 512-bit
+    /// products and three 512-bit XORs fewer. Its longer chain slowed the open loop, whose
+    /// next batch waits on the state sooner.
+    #[inline]
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn reduce_kara_narrow(self) -> __m128i {
+        let (lo, hi) = (fold4(self.lo), fold4(self.hi));
+        let mid = _mm_xor_si128(_mm_xor_si128(fold4(self.mid), lo), hi);
+        Wide { lo, mid, hi }.reduce()
+    }
+
     /// The sum of the four lanes, reduced: each lane reduced as [`Wide::reduce`] does (two
     /// [`fold64`] steps on all four at once), then the lanes summed, which is cheaper
     /// than summing the three unreduced parts first (one lane sum instead of three).
@@ -96,6 +147,43 @@ fn fold64(v: __m512i) -> __m512i {
     )
 }
 
+/// Each lane's two 64-bit halves XORed, in both halves: the Karatsuba operand of `v` for
+/// [`WideZ::mul_kara`]: a VPSHUFD, which AMD Zen 4 issues beside its AES and carry-less
+/// multiply pipes for free, and a VPXORQ, which costs them about a fifth of a cycle.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn kara(v: __m512i) -> __m512i {
+    _mm512_xor_si512(v, _mm512_shuffle_epi32::<0b01_00_11_10>(v))
+}
+
+/// True if the batch loop's GHASH should multiply by Karatsuba (three carry-less products a
+/// block, not four, for two shuffle-port operations more): on AMD CPUs. Zen 4 runs
+/// VPCLMULQDQ on the pipes VAESENC uses, so each product left out is a cycle of AES back
+/// (a 16-block batch is bound at 40 VAESENC + 18 VPCLMULQDQ cycles: 58, 54 by Karatsuba),
+/// its VPSHUFDs issue elsewhere for free and its XORs cost about a fifth of a cycle each
+/// (docs/BENCHMARKS.md, *GCM on AMD Zen 4, round 18*: batches 2-4% faster). Intel's cores
+/// run VPCLMULQDQ and VPSHUFD on the same port 5, where Karatsuba would trade a product for
+/// more port-5 work (*Burst crypto at 1408 B, round 17*), so they keep four products.
+/// Read once, then cached.
+pub(super) fn karatsuba() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static KARA: AtomicU8 = AtomicU8::new(0);
+    match KARA.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // CPUID leaf 0: the vendor string in EBX, EDX, ECX.
+            let id = __cpuid(0);
+            let amd = [id.ebx, id.edx, id.ecx]
+                .iter()
+                .flat_map(|r| r.to_le_bytes())
+                .eq(*b"AuthenticAMD");
+            KARA.store(if amd { 2 } else { 1 }, Ordering::Relaxed);
+            amd
+        }
+    }
+}
+
 /// XOR of the four 128-bit lanes of `v`.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -109,11 +197,11 @@ fn fold4(v: __m512i) -> __m128i {
 /// four registers of blocks `$hash` by the powers `$h` (H^16..H^1: `([__m512i; REGS],
 /// Wide)`) computed between the AES rounds, one register per round, the one that carries
 /// the running state last, so the AES and carry-less multiply units work side by side.
-/// Without `$hash`, the keystream alone. A macro, so it is always inlined (a
-/// `target_feature` function cannot be `inline(always)`, and where it was not inlined its
-/// registers went through the stack). Round keys and powers are loaded from their stack
-/// arrays at each round, not held in registers: 15 fewer live registers, and no spills or
-/// register shuffling in the loop.
+/// Without `$hash`, the keystream alone; with `$kara`, the products by Karatsuba. A macro,
+/// so it is always inlined (a `target_feature` function cannot be `inline(always)`, and
+/// where it was not inlined its registers went through the stack). Round keys and powers
+/// are loaded from their stack arrays at each round, not held in registers: 15 fewer live
+/// registers, and no spills or register shuffling in the loop.
 macro_rules! aes_ghash {
     ($n:expr, $k:expr, $ctrs:expr) => {{
         let k: &[__m512i; 11] = $k;
@@ -136,11 +224,14 @@ macro_rules! aes_ghash {
         }
         s
     }};
-    ($n:expr, $k:expr, $ctrs:expr, $hash:expr, $h:expr) => {{
+    // `$kara`: the products by Karatsuba ([`WideZ::mul_kara`], `$hk` the powers' Karatsuba
+    // operands, [`kara`]), to be reduced by [`WideZ::reduce_kara`]; else `$hk` is not read.
+    ($n:expr, $k:expr, $ctrs:expr, $hash:expr, $h:expr, $kara:expr, $hk:expr) => {{
         let k: &[__m512i; 11] = $k;
         let ctrs: [__m512i; REGS] = $ctrs;
         let hash: &[__m512i; REGS] = $hash;
         let h: &[__m512i; REGS] = $h;
+        let hk: &[__m512i; REGS] = $hk;
         let kk = |r: usize| key_at(k, r);
         let hh = |r: usize| key_at(h, r);
         let k0 = kk(0);
@@ -148,7 +239,12 @@ macro_rules! aes_ghash {
         for (v, c) in s.iter_mut().zip(&ctrs).take($n) {
             *v = _mm512_xor_si512(*c, k0);
         }
-        let mut acc = WideZ::mul(hash[REGS - 1], hh(REGS - 1));
+        let j = REGS - 1;
+        let mut acc = if $kara {
+            WideZ::mul_kara(hash[j], hh(j), kara(hash[j]), key_at(hk, j))
+        } else {
+            WideZ::mul(hash[j], hh(j))
+        };
         for r in 1..10 {
             let rk = kk(r);
             for v in s.iter_mut().take($n) {
@@ -156,7 +252,12 @@ macro_rules! aes_ghash {
             }
             // Rounds 1..=3 carry the products of registers 2, 1, 0.
             if r < REGS {
-                acc.add_mul(hash[REGS - 1 - r], hh(REGS - 1 - r));
+                let j = REGS - 1 - r;
+                if $kara {
+                    acc.add_mul_kara(hash[j], hh(j), kara(hash[j]), key_at(hk, j));
+                } else {
+                    acc.add_mul(hash[j], hh(j));
+                }
             }
         }
         let rk = kk(10);
@@ -207,9 +308,10 @@ macro_rules! mul_sum {
 /// as well: one carry-less multiply pass and one reduction per packet.
 ///
 /// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
-/// inside the loops (the caller matches on [`Pass`]).
+/// inside the loops (the caller matches on [`Pass`]), and per product form (`K`: the
+/// batches' GHASH by Karatsuba, where [`karatsuba`] says so).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-pub(super) fn ctr_ghash<const P: u8>(
+pub(super) fn ctr_ghash<const P: u8, const K: bool>(
     k: &[__m128i; 11],
     h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
@@ -305,14 +407,31 @@ pub(super) fn ctr_ghash<const P: u8>(
         }
         out
     };
+    // The batch products' reduction, as `K` made them (and for the seal loop by Karatsuba,
+    // on narrower registers).
+    let reduce = |acc: WideZ| match (K, P) {
+        (true, SEAL) => acc.reduce_kara_narrow(),
+        (true, _) => acc.reduce_kara(),
+        _ => acc.reduce(),
+    };
+    // The powers' Karatsuba operands (with `K` only; unread otherwise).
+    let kara_of = |hz: &[__m512i; REGS]| -> [__m512i; REGS] {
+        if K {
+            core::array::from_fn(|j| kara(hz[j]))
+        } else {
+            *hz
+        }
+    };
     if !batches.is_empty() {
         let hz = all_powers();
+        let hk = kara_of(&hz);
         match pass {
             Pass::Open => {
                 for b in batches.iter_mut() {
                     let data = load(b);
-                    let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &with_state(x, data), &hz);
-                    x = acc.reduce();
+                    let hash = with_state(x, data);
+                    let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &hash, &hz, K, &hk);
+                    x = reduce(acc);
                     xor_store(b, data, ks);
                 }
             }
@@ -322,8 +441,8 @@ pub(super) fn ctr_ghash<const P: u8>(
                     let ks = aes_ghash!(REGS, &kz, next_ctrs());
                     let mut pend = with_state(x, xor_store(b, load(b), ks));
                     for b in later {
-                        let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &pend, &hz);
-                        x = acc.reduce();
+                        let (ks, acc) = aes_ghash!(REGS, &kz, next_ctrs(), &pend, &hz, K, &hk);
+                        x = reduce(acc);
                         pend = with_state(x, xor_store(b, load(b), ks));
                     }
                     pending = Some(pend);
@@ -365,15 +484,16 @@ pub(super) fn ctr_ghash<const P: u8>(
             Some(_) => all_powers(),
             None => [_mm512_setzero_si512(); REGS],
         };
+        let hk = kara_of(&hz);
         let ks = match (to_hash, n.div_ceil(PER)) {
             (Some(b), regs) => {
                 let (ks, acc) = match regs {
-                    1 => aes_ghash!(1, &kz, ctrs, &b, &hz),
-                    2 => aes_ghash!(2, &kz, ctrs, &b, &hz),
-                    3 => aes_ghash!(3, &kz, ctrs, &b, &hz),
-                    _ => aes_ghash!(REGS, &kz, ctrs, &b, &hz),
+                    1 => aes_ghash!(1, &kz, ctrs, &b, &hz, K, &hk),
+                    2 => aes_ghash!(2, &kz, ctrs, &b, &hz, K, &hk),
+                    3 => aes_ghash!(3, &kz, ctrs, &b, &hz, K, &hk),
+                    _ => aes_ghash!(REGS, &kz, ctrs, &b, &hz, K, &hk),
                 };
-                x = acc.reduce();
+                x = reduce(acc);
                 ks
             }
             (None, 1) => aes_ghash!(1, &kz, ctrs),
