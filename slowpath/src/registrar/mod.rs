@@ -980,6 +980,20 @@ mod tests {
         }
     }
 
+    /// [`pending`] with an hmac-sha-1-96 + aes-cbc suite derived from fixed CK/IK (records
+    /// with keys to encode).
+    fn pending_with_keys(spi_pc: u32, t: Instant) -> Pending {
+        let mut p = pending(spi_pc, t);
+        p.set.suite = derive_suite(
+            AuthAlg::HmacSha1_96,
+            EncrAlg::AesCbc,
+            &Ck::new([1; 16]),
+            &Ik::new([2; 16]),
+        )
+        .unwrap();
+        p
+    }
+
     /// Issue 14: the store's record is written straight from the registrar's state, byte
     /// for byte the JSON of the owned [`PersistedRegistration`] (what stores written so far
     /// hold and what a restart reads), for a registration with every field set: several
@@ -990,14 +1004,7 @@ mod tests {
         let (mut r, t) = (Registrar::default(), Instant::now());
         let wall = std::time::UNIX_EPOCH + secs(1_000_000);
         r.track_changes();
-        let mut p = pending(1000, t);
-        p.set.suite = derive_suite(
-            AuthAlg::HmacSha1_96,
-            EncrAlg::AesCbc,
-            &Ck::new([1; 16]),
-            &Ik::new([2; 16]),
-        )
-        .unwrap();
+        let mut p = pending_with_keys(1000, t);
         p.security_server = Some(
             SecMechanism::new("ipsec-3gpp")
                 .with("alg", "hmac-sha-1-96")
@@ -1037,14 +1044,7 @@ mod tests {
     fn a_long_record_is_never_reallocated_while_written() {
         let (mut r, t) = (Registrar::default(), Instant::now());
         let wall = std::time::UNIX_EPOCH + secs(1_000_000);
-        let mut p = pending(1000, t);
-        p.set.suite = derive_suite(
-            AuthAlg::HmacSha1_96,
-            EncrAlg::AesCbc,
-            &Ck::new([1; 16]),
-            &Ik::new([2; 16]),
-        )
-        .unwrap();
+        let mut p = pending_with_keys(1000, t);
         let impus: Vec<String> = (0..60)
             .map(|i| format!("sip:+1555010{i:04}@ims.mnc001.mcc001.3gppnetwork.org"))
             .collect();
