@@ -1044,7 +1044,7 @@ mod tests {
     fn a_long_record_is_never_reallocated_while_written() {
         let (mut r, t) = (Registrar::default(), Instant::now());
         let wall = std::time::UNIX_EPOCH + secs(1_000_000);
-        let mut p = pending_with_keys(1000, t);
+        let p = pending_with_keys(1000, t);
         let impus: Vec<String> = (0..60)
             .map(|i| format!("sip:+1555010{i:04}@ims.mnc001.mcc001.3gppnetwork.org"))
             .collect();
