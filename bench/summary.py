@@ -30,7 +30,7 @@ GOALS = {
                       "goal: the SIP of the registration and call goals"),
     "framed_per_core": (500_000.0, "goal of issue 11"),
     "memory_per_ue_kib": (16.0, "goal: 1 M UEs in 16 GiB"),
-    "sa_lookup_ratio": (1.5, "goal: 4 Mi SAs at most 1.5x 1 Ki"),
+    "sa_lookup_ratio": (1.5, "goal: at 4 Mi SAs"),
 }
 
 SECTION_ESP = "ESP crypto, one core (criterion vs openssl speed)"
@@ -213,7 +213,7 @@ def salookup_rows(res):
     return [goal_row(SECTION_SA, f"burst at {large['sas']:,} SAs over {small['sas']:,}",
                      large["ratio_to_smallest"], "x", t, "sa_lookup_ratio",
                      also=[(large["ns_per_packet"], "ns/packet"),
-                           (small["ns_per_packet"], "ns/packet at the smallest")],
+                           (small["ns_per_packet"], f"ns at {small['sas']:,}")],
                      lower_is_better=True)]
 
 
