@@ -72,6 +72,9 @@ pub struct DaemonCpu {
     pub busy_ns: u64,
     /// All worker threads together: what took them off their CPU and what they faulted in.
     pub worker_events: ThreadEvents,
+    /// The workers' idle policy at work: idle turns, yields, parks
+    /// ([`akagate::daemon::idle_counts`]).
+    pub idle: akagate::daemon::IdleCounts,
 }
 
 /// Exact per-thread counts the kernel keeps (`/proc/<tid>/status` and `stat`), to tell a
@@ -143,6 +146,11 @@ impl DaemonCpu {
             worker_ns: self.worker_ns.saturating_sub(earlier.worker_ns),
             busy_ns: self.busy_ns.saturating_sub(earlier.busy_ns),
             worker_events: self.worker_events.since(&earlier.worker_events),
+            idle: akagate::daemon::IdleCounts {
+                turns: self.idle.turns.saturating_sub(earlier.idle.turns),
+                yields: self.idle.yields.saturating_sub(earlier.idle.yields),
+                parks: self.idle.parks.saturating_sub(earlier.idle.parks),
+            },
         }
     }
 }
@@ -178,6 +186,7 @@ impl DaemonThreads {
             worker_events: (self.workers.iter())
                 .map(|p| ThreadEvents::read(p))
                 .fold(ThreadEvents::default(), ThreadEvents::add),
+            idle: akagate::daemon::idle_counts(),
         }
     }
 }

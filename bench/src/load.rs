@@ -781,6 +781,10 @@ fn insert_registration_cpu(driver: &mut Driver) {
     );
     c.insert("worker_preemptions_registration".into(), e.preemptions);
     c.insert("worker_minor_faults_registration".into(), e.minor_faults);
+    // The idle policy's own counts (issue 10): what a backing-off worker did between work.
+    c.insert("worker_idle_turns_registration".into(), d.idle.turns);
+    c.insert("worker_yields_registration".into(), d.idle.yields);
+    c.insert("worker_parks_registration".into(), d.idle.parks);
 }
 
 #[cfg(target_os = "linux")]

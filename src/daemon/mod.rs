@@ -39,7 +39,7 @@ pub use ports::{dpdk_device, memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
 pub use setup::default_sqn_state;
 pub use steer::{ue_key, worker_for};
 pub use wake::FrameBell;
-pub use worker::busy_iteration_ns;
+pub use worker::{busy_iteration_ns, idle_counts, IdleCounts};
 
 /// Frames (and neighbours) each worker's handoff inbox holds; strays beyond it are dropped
 /// and counted (`drop_handoff_full`).

@@ -10,27 +10,44 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub(super) struct WorkerWake {
     sleeping: AtomicBool,
+    /// Set by the first [`FrameBell::ring`]: whoever queues this worker's frames announces
+    /// them, so an idle worker may park without first yielding for frames it cannot hear.
+    frames_rung: AtomicBool,
     thread: OnceLock<Thread>,
 }
 
 impl WorkerWake {
+    /// Whether frames for this worker are announced by a [`FrameBell`] (it has rung once).
+    pub fn frames_rung(&self) -> bool {
+        self.frames_rung.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker is parked or about to park (tests wait for it).
+    #[cfg(test)]
+    pub fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
+    }
+
     /// Called by the worker thread once, before it first sleeps.
     pub fn register_current(&self) {
         let _ = self.thread.set(std::thread::current());
     }
 
     /// Parks the calling worker for at most `max`, unless `pending()` (commands queued)
-    /// says there is work already. A [`WorkerWake::wake`] ends the park early.
-    pub fn sleep(&self, max: Duration, pending: impl Fn() -> bool) {
+    /// says there is work already. A [`WorkerWake::wake`] ends the park early. Returns
+    /// whether it parked.
+    pub fn sleep(&self, max: Duration, pending: impl Fn() -> bool) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
         // Pairs with the fence in `wake`: either the slowpath sees `sleeping` and unparks,
         // or this check sees its command (a store-load pair on each side, Dekker style).
         // Should both miss, the park still ends after `max`.
         fence(Ordering::SeqCst);
-        if !pending() {
+        let park = !pending();
+        if park {
             std::thread::park_timeout(max);
         }
         self.sleeping.store(false, Ordering::Relaxed);
+        park
     }
 
     /// Called by the slowpath after queueing a command: unparks the worker if it sleeps
@@ -60,9 +77,13 @@ impl FrameBell {
         FrameBell { workers }
     }
 
-    /// Unparks the workers that sleep.
+    /// Unparks the workers that sleep. The first ring also tells each worker that its
+    /// frames are announced from now on, so it parks as soon as its spin ends.
     pub fn ring(&self) {
         for w in &self.workers {
+            if !w.frames_rung.load(Ordering::Relaxed) {
+                w.frames_rung.store(true, Ordering::Relaxed);
+            }
             w.wake();
         }
     }

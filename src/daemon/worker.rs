@@ -27,8 +27,15 @@ const HEAP_RESERVE: usize = 48 << 20;
 /// the blocks come from the thread's arena.
 const HEAP_RESERVE_BLOCK: usize = 64 << 10;
 
-/// Idle iterations spent spinning, then yielding, before a backing-off worker sleeps.
+/// Idle iterations a backing-off worker spins before it parks; without a [`FrameBell`] it
+/// yields up to [`YIELD_ITERATIONS`] first.
+///
+/// [`FrameBell`]: super::FrameBell
 const SPIN_ITERATIONS: u32 = 64;
+/// Idle iterations (spin included) after which a backing-off worker whose frames nobody
+/// announces stops yielding and parks. A worker whose frames ring the bell skips the yields:
+/// each costs a system call and, on a shared CPU, two context switches (round 19: ~17
+/// yields per registration in akabench, the largest part of its thread CPU above its work).
 const YIELD_ITERATIONS: u32 = 256;
 
 /// Wall-clock nanoseconds all workers of the process spent in loop iterations that did
@@ -37,6 +44,32 @@ const YIELD_ITERATIONS: u32 = 256;
 static BUSY_NS: AtomicU64 = AtomicU64::new(0);
 /// Busy iterations left out of [`BUSY_NS`] as preempted.
 static BUSY_SKIPPED: AtomicU64 = AtomicU64::new(0);
+/// Idle loop turns, `sched_yield`s and parks of all workers of the process ([`idle_counts`]).
+static IDLE_TURNS: AtomicU64 = AtomicU64::new(0);
+static IDLE_YIELDS: AtomicU64 = AtomicU64::new(0);
+static IDLE_PARKS: AtomicU64 = AtomicU64::new(0);
+
+/// What the workers' idle policy did, summed over the process's workers ([`idle_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleCounts {
+    /// Loop turns that found no work (frames, commands or due stacks).
+    pub turns: u64,
+    /// `sched_yield` calls.
+    pub yields: u64,
+    /// Parks (`thread::park_timeout`), each ended by a wake-up or its timeout.
+    pub parks: u64,
+}
+
+/// The idle policy's counts of the process's workers since start: idle turns, yields and
+/// parks, for benchmarks (per registration in akabench's report). An idle streak's counts
+/// are added when it ends (the next turn that does work, or stop).
+pub fn idle_counts() -> IdleCounts {
+    IdleCounts {
+        turns: IDLE_TURNS.load(Ordering::Relaxed),
+        yields: IDLE_YIELDS.load(Ordering::Relaxed),
+        parks: IDLE_PARKS.load(Ordering::Relaxed),
+    }
+}
 /// A busy iteration longer than this was preempted (a burst takes tens of microseconds):
 /// its wall time is mostly another thread's.
 const PREEMPTED: Duration = Duration::from_millis(1);
@@ -77,16 +110,32 @@ pub(super) struct WorkerThread<Q> {
 /// Waits between idle iterations according to the [`IdlePolicy`].
 struct Backoff {
     policy: IdlePolicy,
+    /// Idle iterations since the last one that did work.
     idle: u32,
     wake: Arc<WorkerWake>,
+    /// Yields and parks not yet added to the process's counts ([`idle_counts`]).
+    yields: u64,
+    parks: u64,
 }
 
 impl Backoff {
+    fn new(policy: IdlePolicy, wake: Arc<WorkerWake>) -> Self {
+        Backoff {
+            policy,
+            idle: 0,
+            wake,
+            yields: 0,
+            parks: 0,
+        }
+    }
+
     /// `pending()` tells whether commands are queued: a backing-off worker never parks then,
     /// and a command queued while it is parked wakes it ([`WorkerWake`]).
     fn after(&mut self, work: usize, pending: impl Fn() -> bool) {
         if work > 0 {
-            self.idle = 0;
+            if self.idle > 0 {
+                self.publish();
+            }
             return;
         }
         self.idle = self.idle.saturating_add(1);
@@ -95,13 +144,22 @@ impl Backoff {
             IdlePolicy::Backoff { max_sleep } => {
                 if self.idle < SPIN_ITERATIONS {
                     std::hint::spin_loop();
-                } else if self.idle < YIELD_ITERATIONS {
+                } else if self.idle < YIELD_ITERATIONS && !self.wake.frames_rung() {
                     std::thread::yield_now();
-                } else {
-                    self.wake.sleep(max_sleep, pending);
+                    self.yields += 1;
+                } else if self.wake.sleep(max_sleep, pending) {
+                    self.parks += 1;
                 }
             }
         }
+    }
+
+    /// Adds the idle streak that just ended to the process's counts ([`idle_counts`]).
+    fn publish(&mut self) {
+        IDLE_TURNS.fetch_add(u64::from(self.idle), Ordering::Relaxed);
+        IDLE_YIELDS.fetch_add(self.yields, Ordering::Relaxed);
+        IDLE_PARKS.fetch_add(self.parks, Ordering::Relaxed);
+        (self.idle, self.yields, self.parks) = (0, 0, 0);
     }
 }
 
@@ -155,11 +213,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         drop(ready);
         tracing::debug!("worker {id} running (core {core:?})");
         wake.register_current();
-        let mut backoff = Backoff {
-            policy: idle,
-            idle: 0,
-            wake,
-        };
+        let mut backoff = Backoff::new(idle, wake);
         let mut busy = Duration::ZERO;
         let mut skipped = 0u64;
         while !stop.load(Ordering::Acquire) {
@@ -179,6 +233,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             backoff.after(work, || !pending.is_empty());
         }
         publish_busy(&mut busy, &mut skipped);
+        backoff.publish();
         // Drain: the slowpath has stopped and dropped its command senders; execute what it
         // sent and let the stacks transmit it.
         let limit = Instant::now() + DRAIN_LIMIT;
@@ -239,6 +294,7 @@ mod tests {
     use crate::config::Config;
     use crate::daemon::ports::{memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
     use crate::daemon::setup::worker_config;
+    use crate::daemon::FrameBell;
     use akagate_fastpath::ipc::{Flow, Transport};
     use akagate_sys::{PacketBuf, Port};
     use crossbeam_channel::bounded;
@@ -324,6 +380,103 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
         assert!(text.contains("1 passed"), "{text}");
+    }
+
+    /// Once the frame bell has rung, an idle backing-off worker parks as soon as its spin
+    /// ends; a worker whose frames nobody announces (a NIC port) still yields first.
+    #[test]
+    fn a_worker_whose_frames_ring_parks_without_yielding() {
+        let policy = IdlePolicy::Backoff {
+            max_sleep: Duration::from_micros(50),
+        };
+        let turns = SPIN_ITERATIONS + 10;
+        let quiet = Arc::new(WorkerWake::default());
+        let mut b = Backoff::new(policy, quiet);
+        for _ in 0..turns {
+            b.after(0, || false);
+        }
+        assert_eq!((b.yields, b.parks), (11, 0));
+        let rung = Arc::new(WorkerWake::default());
+        FrameBell::new(vec![rung.clone()]).ring();
+        let mut b = Backoff::new(policy, rung);
+        for _ in 0..turns {
+            b.after(0, || false);
+        }
+        assert_eq!((b.yields, b.parks), (0, 11));
+        // Queued commands keep it from parking at all.
+        for _ in 0..5 {
+            b.after(0, || true);
+        }
+        assert_eq!(b.parks, 11);
+        // Work ends the streak and publishes it.
+        b.after(1, || false);
+        assert_eq!((b.idle, b.yields, b.parks), (0, 0, 0));
+    }
+
+    /// A worker parked for up to 10 s answers a frame rung on the bell at once, twice (the
+    /// second time it parks straight after its spin), and leaves when stopped and rung.
+    #[test]
+    fn a_parked_worker_answers_a_rung_frame_within_a_bound() {
+        let config = Config::default();
+        let (mut daemon_end, mut ue_end) = memory_pair(&config).unwrap();
+        let link = daemon_end.link().clone();
+        let queue = daemon_end.take_queues().pop().unwrap();
+        let mut ue_q = ue_end.take_queues().pop().unwrap();
+        let (events, _events_rx) = bounded(16);
+        let (_commands_tx, commands) = bounded(16);
+        let wake = Arc::new(WorkerWake::default());
+        let bell = FrameBell::new(vec![wake.clone()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = WorkerThread {
+            cfg: worker_config(&config, 0, &link, 5060, None),
+            queue,
+            peers: None,
+            table: Arc::new(InboundTable::with_capacity(64).unwrap()),
+            events: events.into(),
+            commands,
+            core: None,
+            idle: IdlePolicy::Backoff {
+                max_sleep: Duration::from_secs(10),
+            },
+            stop: stop.clone(),
+            wake: wake.clone(),
+            restore: Vec::new(),
+            socket_reserve: 0,
+        };
+        let (ready, ready_rx) = bounded(1);
+        let worker = std::thread::spawn(move || thread.run(ready));
+        ready_rx.recv().unwrap().unwrap();
+        for round in 0..2 {
+            while !wake.is_sleeping() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let t = Instant::now();
+            let mut b = ue_q.alloc().unwrap();
+            b.fill(&arp_request()).unwrap();
+            assert_eq!(ue_q.tx_burst(&mut vec![b]), 1);
+            bell.ring();
+            let mut rx: Vec<PacketBuf> = Vec::new();
+            while rx.is_empty() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(5),
+                    "round {round}: no answer, the park was not ended"
+                );
+                ue_q.rx_burst(&mut rx, 16);
+                std::thread::yield_now();
+            }
+            let eth = EthernetFrame::new_checked(rx[0].data()).unwrap();
+            assert_eq!(eth.ethertype(), EthernetProtocol::Arp, "round {round}");
+        }
+        // Stop is not a command: ring until the worker sees it (a ring just before it parks
+        // would otherwise leave it its 10 s).
+        stop.store(true, Ordering::Release);
+        let t = Instant::now();
+        while !worker.is_finished() {
+            bell.ring();
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        worker.join().unwrap();
     }
 
     /// A worker told to stop before it ever ran still executes the commands queued for it
