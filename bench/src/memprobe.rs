@@ -113,7 +113,7 @@ fn in_flight() -> usize {
 /// in_flight` (a reserve of `n` alone left the last registrations' listeners to a `calloc`
 /// of fresh heap: docs/BENCHMARKS.md, *Worker per registration, round 9*). At most 2^17
 /// (600 MB), or `AKG_MEM_RESERVE` (0: none, the sockets allocated as the UEs come).
-fn socket_reserve(n: usize, in_flight: usize) -> usize {
+pub(crate) fn socket_reserve(n: usize, in_flight: usize) -> usize {
     std::env::var("AKG_MEM_RESERVE")
         .ok()
         .and_then(|v| v.parse().ok())
