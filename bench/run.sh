@@ -619,10 +619,10 @@ out = {"section": "shards", "note": "slowpath thread CPU (procfs schedstat) per 
        "'whole life' includes start-up and idle turns, 'reg phase' counts from the first "
        "REGISTER to the last registration's end; worker: all workers' thread CPU and "
        "busy-iteration clock over the registration phase, and its preemptions (involuntary "
-       "context switches) per registration; 'pinned': UEs on CPU 0, daemon threads on CPU 1",
+       "context switches), yields and parks per registration; 'pinned': UEs on CPU 0, daemon threads on CPU 1",
        "results": []}
 print(f"{'shards':6} {'placement':9} {'reg/s':>7} {'sp us/reg (whole life)':>22} {'sp us/reg (reg phase)':>21} "
-      f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22} {'w preempt/reg':>13}")
+      f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22} {'w preempt/reg':>13} {'w yield/park/reg':>16}")
 for n in (1, 2):
     for place in ("unpinned", "pinned"):
         p = os.path.join(res, f"shards-{n}.json" if place == "unpinned" else f"shards-{n}-pinned.json")
@@ -638,8 +638,12 @@ for n in (1, 2):
         wcpu = c.get("worker_cpu_us_registration", 0) / regs
         wbusy = c.get("worker_busy_us_registration", 0) / regs
         wpre = c.get("worker_preemptions_registration", 0) / regs
+        # Round 19: the idle policy's own counts (a bell-rung worker parks without yielding).
+        wyield = c.get("worker_yields_registration", 0) / regs
+        wpark = c.get("worker_parks_registration", 0) / regs
         print(f"{n:6} {place:9} {r['registrations_per_second']:>7.0f} {total:>22.1f} {phase:>21.1f} "
-              f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22} {wpre:>13.2f}")
+              f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22} {wpre:>13.2f} "
+              f"{f'{wyield:.2f} / {wpark:.2f}':>16}")
         out["results"].append({"shards": n, "placement": place, "registered": r["registered"],
                                "registrations_per_second": r["registrations_per_second"],
                                "slowpath_cpu_us_per_registration": total,
@@ -647,6 +651,8 @@ for n in (1, 2):
                                "worker_cpu_us_per_registration_reg_phase": wcpu,
                                "worker_busy_us_per_registration_reg_phase": wbusy,
                                "worker_preemptions_per_registration": wpre,
+                               "worker_yields_per_registration": wyield,
+                               "worker_parks_per_registration": wpark,
                                "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
 json.dump(out, open(os.path.join(res, "shards.json"), "w"), indent=2)
 PYEOF
