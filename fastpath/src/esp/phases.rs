@@ -712,3 +712,83 @@ fn clock_and_vaes() -> (f64, f64) {
     let aes = (2 * N) as f64 / (best_aes as f64 * cyc);
     (cyc, aes)
 }
+
+/// Whether the core overlaps one long aes-gcm-16 packet's serial end with the next one's
+/// start (diagnostic): 32 bodies of 1412 bytes sealed, then opened, with each packet's
+/// header either independent of the packet before (`free`) or made to depend on its tag
+/// (`chained`: the tag's first byte, ANDed with an opaque zero, XORed into the header's
+/// index, so the bytes are the same but the next kernel cannot start before the tag is
+/// known; through a register, not a store the kernel's load would wait on). Alternated
+/// per round; TSC ticks per packet, medians and fastest rounds. Chained minus free is the
+/// latency the core now hides across packets; chained close to free means none is hidden
+/// (docs/BENCHMARKS.md, *Burst crypto on Zen 4, round 19*).
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::gcm_chain_overlap -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn gcm_chain_overlap() {
+    if !super::gcm_ni::available() {
+        eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
+        return;
+    }
+    let sa = gcm_kernel_sa();
+    let (salt, g) = sa.transform().gcm_ni().unwrap();
+    let len = 1412;
+    let (hdr, plain, sealed, tags) = gcm_kernel_bodies(g, salt, len);
+    let zero = core::hint::black_box(0u8);
+    let mut bufs = plain.clone();
+    let mut t = [(); 4].map(|_| Vec::new());
+    for round in 0..20000 {
+        for chained in [round % 2 == 0, round % 2 == 1] {
+            for (b, p) in bufs.iter_mut().zip(&plain) {
+                b.copy_from_slice(p);
+            }
+            let fixed = core::hint::black_box(0x5au8);
+            let t0 = tsc();
+            let mut prev = fixed;
+            // Two loops, not a select inside one: a conditional move would make both
+            // settings wait on the tag.
+            if chained {
+                for (i, b) in bufs.iter_mut().enumerate() {
+                    let h = &hdr[i ^ usize::from(prev & zero)];
+                    prev = g.seal_esp(salt, h, None, b)[0];
+                }
+            } else {
+                for (i, b) in bufs.iter_mut().enumerate() {
+                    let h = &hdr[i ^ usize::from(fixed & zero)];
+                    prev ^= g.seal_esp(salt, h, None, b)[0];
+                }
+            }
+            core::hint::black_box(prev);
+            let t1 = tsc();
+            for (b, p) in bufs.iter_mut().zip(&sealed) {
+                b.copy_from_slice(p);
+            }
+            let t2 = tsc();
+            let mut ok = fixed;
+            if chained {
+                for (i, (b, tg)) in bufs.iter_mut().zip(&tags).enumerate() {
+                    let h = &hdr[i ^ usize::from(ok & zero)];
+                    ok = u8::from(g.open_esp(salt, h, None, b, tg));
+                }
+            } else {
+                for (i, (b, tg)) in bufs.iter_mut().zip(&tags).enumerate() {
+                    let h = &hdr[i ^ usize::from(fixed & zero)];
+                    ok ^= u8::from(g.open_esp(salt, h, None, b, tg));
+                }
+            }
+            core::hint::black_box(ok);
+            let t3 = tsc();
+            let c = usize::from(chained);
+            t[c].push(t1 - t0);
+            t[2 + c].push(t3 - t2);
+        }
+    }
+    let names = ["seal free", "seal chained", "open free", "open chained"];
+    for (n, v) in names.iter().zip(t.iter_mut()) {
+        let m = median(v);
+        eprintln!(
+            "{n:>13}: median {m:.1}, fastest {:.1} ticks a packet",
+            v[0] as f64 / BURST as f64
+        );
+    }
+}
