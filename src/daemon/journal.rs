@@ -92,7 +92,7 @@ impl SqnJournal {
 
     /// [`SqnJournal::open`], with `extra` folded in (the larger SQN per IMPI wins) before the
     /// snapshot is written: the state of other shards' files (see [`open_shards`]).
-    fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
+    pub(super) fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
         let journal_path = with_suffix(path, ".journal");
         let mut state = read_state(path)?;
         fold(&mut state, extra);

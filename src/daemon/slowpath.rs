@@ -194,6 +194,7 @@ impl Slowpath {
             core,
             commands,
             journal,
+            registrations,
             core_link_threads,
             hop_updates,
             ..
@@ -214,18 +215,24 @@ impl Slowpath {
         };
         // Every SQN handed out is already durable (in the journal or, with a registration
         // store, in its log): the last batch was persisted before its commands were queued,
-        // and the core holds nothing more. A checkpoint writes the HSS's whole state (every
-        // SQN it handed out) as the snapshot, atomically, and empties the journal, so the
-        // state survives as one file (TS 33.102 6.3: an SQN is never reused); the store's
-        // SQN records are folded again at the next start, harmlessly.
-        if let Some(mut journal) = journal {
+        // and the core holds nothing more.
+        drop(core);
+        if let Some(journal) = journal {
             let path = journal.path().to_path_buf();
-            match journal.checkpoint(core.hss().sqn_state()) {
-                Ok(()) => exit.sqn_state = Some(path),
+            drop(journal);
+            // Reopening compacts the journal, with the SQN records of this shard's store,
+            // into the snapshot file (atomic rename + fsync), so the state survives as one
+            // file (TS 33.102 6.3: an SQN is never reused); the store's records are folded
+            // again at the next start, harmlessly.
+            let extra = registrations
+                .as_ref()
+                .map(RegistrationStore::sqn_records)
+                .unwrap_or_default();
+            match SqnJournal::open_with(&path, extra) {
+                Ok(_) => exit.sqn_state = Some(path),
                 Err(e) => exit.persist_error = Some((path, e)),
             }
         }
-        drop(core);
         exit
     }
 

@@ -410,6 +410,14 @@ impl RegistrationStore {
         self.sqn_commits
     }
 
+    /// The SQN records in this store's log (read from the file; shutdown folds them into
+    /// the SQN snapshot).
+    pub fn sqn_records(&self) -> SqnState {
+        let mut state = SqnState::new();
+        sqn_records_in(&self.path, &mut state);
+        state
+    }
+
     /// Swaps the log's file handle (tests: a handle whose writes fail, e.g. /dev/full).
     #[cfg(test)]
     pub(super) fn replace_file_for_test(&mut self, file: File) {
@@ -654,23 +662,28 @@ fn compact_into(path: &Path, upto: u64) -> std::io::Result<(File, u64)> {
 pub(super) fn sqn_state_in_stores(base: &Path) -> SqnState {
     let mut state = SqnState::new();
     for k in std::iter::once(0).chain(shard_store_files(base)) {
-        let path = shard_store_path(base, k);
-        let Ok(Some(bytes)) = log::read_all(&path) else {
-            continue;
-        };
-        if !bytes.starts_with(MAGIC) {
-            continue;
-        }
-        let (live, _) = log::live_records(&bytes, MAGIC.len());
-        for f in live {
-            if bytes[f.key].starts_with(SQN_KEY_PREFIX.as_bytes()) {
-                if let Ok(line) = std::str::from_utf8(&bytes[f.value]) {
-                    apply_journal(&mut state, line);
-                }
+        sqn_records_in(&shard_store_path(base, k), &mut state);
+    }
+    state
+}
+
+/// Folds the SQN records of the log at `path` into `state` (the larger SQN per IMPI); a file
+/// that is missing or no log adds nothing.
+fn sqn_records_in(path: &Path, state: &mut SqnState) {
+    let Ok(Some(bytes)) = log::read_all(path) else {
+        return;
+    };
+    if !bytes.starts_with(MAGIC) {
+        return;
+    }
+    let (live, _) = log::live_records(&bytes, MAGIC.len());
+    for f in live {
+        if bytes[f.key].starts_with(SQN_KEY_PREFIX.as_bytes()) {
+            if let Ok(line) = std::str::from_utf8(&bytes[f.value]) {
+                apply_journal(state, line);
             }
         }
     }
-    state
 }
 
 /// Opens the store at `path`. A store that cannot be created is logged and its shard runs
