@@ -83,13 +83,16 @@ impl SqnJournal {
     /// and compacts the journal into the snapshot. Lines after the last fsync may be lost or
     /// torn by a crash; a torn one is ignored: no challenge carrying them was sent, because
     /// sending waits for the fsync (group commit).
+    /// The daemon opens through [`open_shards`] (which also folds the registration stores'
+    /// SQN records); this single-file form is for tests.
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<(Self, SqnState), HssError> {
         Self::open_with(path, SqnState::new())
     }
 
     /// [`SqnJournal::open`], with `extra` folded in (the larger SQN per IMPI wins) before the
     /// snapshot is written: the state of other shards' files (see [`open_shards`]).
-    fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
+    pub(super) fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
         let journal_path = with_suffix(path, ".journal");
         let mut state = read_state(path)?;
         fold(&mut state, extra);
@@ -330,7 +333,10 @@ pub fn open_shards(
     shard_of: impl Fn(&str) -> usize,
 ) -> Result<(Vec<SqnJournal>, SqnState), HssError> {
     let stale = shard_files(base)?;
-    let mut others = SqnState::new();
+    // SQNs a group commit made durable in the registration store's log instead of the
+    // journal (one fdatasync a batch): folded into the snapshot here, before the store is
+    // opened and drops them.
+    let mut others = super::store::sqn_state_in_stores(base);
     for &k in &stale {
         fold(&mut others, read_state(&shard_path(base, k))?);
     }
@@ -392,6 +398,7 @@ fn empty_journal(journal_path: &Path) -> Result<File, HssError> {
 mod tests {
     use super::*;
     use akagate_slowpath::hss::{generate_subscribers, Hss, Plmn, SubscriberRecord};
+    use std::time::SystemTime;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("akagate-sqn-{name}-{}", std::process::id()));
@@ -419,6 +426,45 @@ mod tests {
             hss.challenge(&impi, [7; 16]).unwrap();
         }
         std::iter::from_fn(|| hss.poll_persist()).collect()
+    }
+
+    /// Issue 10: SQNs a group commit made durable only in the registration stores' logs
+    /// (one fdatasync for both, the journal never written) survive a crash: the next open
+    /// folds every store's SQN records — shard 0's and another shard's — into the durable
+    /// snapshot before the stores are opened; the stores' open then drops them (not counted
+    /// as corrupt, nothing restored from them), and the SQNs stay in the snapshot.
+    #[test]
+    fn sqns_committed_in_the_registration_stores_survive_a_crash() {
+        use crate::daemon::store::{self, RegistrationStore};
+        let d = tmpdir("in-store");
+        let p = d.join("sqn.toml");
+        let subs = subscribers();
+        let mut h = hss(SqnState::new());
+        let (r0, r1) = (challenges(&mut h, 0, 3), challenges(&mut h, 1, 2));
+        for (k, records) in [(0, &r0), (1, &r1)] {
+            let (mut s, _) =
+                RegistrationStore::open(&store::shard_store_path(&p, k), SystemTime::now())
+                    .unwrap();
+            s.commit(&[], records).unwrap();
+        }
+        // The crash: no journal line, no snapshot holds them.
+        assert_eq!(read_state(&p).unwrap(), SqnState::new());
+        let want = |state: &SqnState| {
+            assert_eq!(state.get(&subs[0].impi), Some(&r0[2].sqn()));
+            assert_eq!(state.get(&subs[1].impi), Some(&r1[1].sqn()));
+        };
+        let (_, state) = open_shards(&p, 1, |_| 0).unwrap();
+        want(&state);
+        want(&read_state(&p).unwrap());
+        // The stores' open (after the SQN state's) drops the SQN records.
+        let opened = store::open_shards(&p, 1, |_| 0);
+        let (_, restored) = &opened[0];
+        assert_eq!((restored.records.len(), restored.corrupt), (0, 0));
+        drop(opened);
+        assert!(store::sqn_state_in_stores(&p).is_empty());
+        let (_, state) = open_shards(&p, 1, |_| 0).unwrap();
+        want(&state);
+        let _ = fs::remove_dir_all(&d);
     }
 
     /// Issue 10: the number of slowpath shards changes between runs (2 -> 1 -> 3) and no

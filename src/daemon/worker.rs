@@ -275,7 +275,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
 /// freeing them returns those (`MADV_DONTNEED`); an arena holds at most 64 MiB per heap,
 /// so beyond it glibc starts another heap, grown the same way. With another allocator this
 /// is one allocation and free per block.
-fn reserve_heap(bytes: usize) {
+pub(crate) fn reserve_heap(bytes: usize) {
     let blocks: Vec<Vec<u8>> = (0..bytes / HEAP_RESERVE_BLOCK)
         .map(|_| Vec::with_capacity(HEAP_RESERVE_BLOCK))
         .collect();

@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime};
 use akagate_fastpath::ipc::{OutboundSeq, WorkerCommand};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::InboundTable;
+use akagate_slowpath::hss::{apply_journal, PersistRecord, SqnState};
 use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange, SecretBuf};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
@@ -59,6 +60,14 @@ pub const DEFAULT_COMPACT_BYTES: u64 = 4 << 20;
 
 /// The suffix of a running compaction's file beside the log.
 const COMPACT_SUFFIX: &str = ".compact";
+
+/// Key prefix of an SQN record (a put whose value is the SQN journal's line `<sqn> <impi>`,
+/// keyed by this prefix and the IMPI, so the newest per IMPI is the live one). A registration
+/// key is an IMPI from SIP text, which never holds a NUL byte, so the two never meet. These
+/// records make a challenge's SQN durable in the group commit's one `fdatasync`; the SQN
+/// journal folds them in at start ([`sqn_state_in_stores`]) before this store is opened, and
+/// the store's open drops them (docs/ARCHITECTURE.md, *SQN group commit*).
+pub const SQN_KEY_PREFIX: &str = "\0sqn ";
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +115,8 @@ pub struct RegistrationStore {
     dir_unsynced: bool,
     /// Successful commits.
     commits: u64,
+    /// Successful commits that carried SQN records ([`RegistrationStore::commit`]).
+    sqn_commits: u64,
     /// Compactions while running.
     compactions: u64,
     /// A compaction running on its own thread, installed by a later commit.
@@ -263,7 +274,11 @@ impl RegistrationStore {
             Found::Log(bytes, live) => {
                 for f in live {
                     let key = std::str::from_utf8(&bytes[f.key]).unwrap_or_default();
-                    judge(key, &bytes[f.value], now_ms, &mut restored, &mut keep);
+                    // SQN records were folded into the SQN state by its open, which runs
+                    // first; the rewrite below drops them.
+                    if !key.starts_with(SQN_KEY_PREFIX) {
+                        judge(key, &bytes[f.value], now_ms, &mut restored, &mut keep);
+                    }
                 }
             }
             Found::Redb(records) => {
@@ -297,6 +312,7 @@ impl RegistrationStore {
             poisoned: false,
             dir_unsynced: false,
             commits: 1,
+            sqn_commits: 0,
             compactions: 0,
             compacting: None,
         };
@@ -314,7 +330,18 @@ impl RegistrationStore {
     /// empty). On failure nothing of the batch counts: the file is cut back before the next
     /// one, and the caller writes the changes again.
     pub fn apply(&mut self, changes: &[RegistrationChange]) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        self.commit(changes, &[])
+    }
+
+    /// [`RegistrationStore::apply`] with the SQN records `sqns` in the same batch (one
+    /// `writev`, one `fdatasync`): once this returns `Ok`, their SQNs are durable and their
+    /// challenges may leave. Nothing is written if both are empty.
+    pub fn commit(
+        &mut self,
+        changes: &[RegistrationChange],
+        sqns: &[PersistRecord],
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() && sqns.is_empty() {
             return Ok(());
         }
         self.recover()?;
@@ -359,10 +386,42 @@ impl RegistrationStore {
                 }
             }
         }
+        let (mut key, mut line) = (String::new(), String::new());
+        for r in sqns {
+            key.clear();
+            key.push_str(SQN_KEY_PREFIX);
+            key.push_str(r.impi());
+            line.clear();
+            r.push_journal_line(&mut line);
+            put_checked(&mut batch, &key, &[line.as_bytes()], b"", b"");
+        }
         self.append(&batch)?;
         drop(batch);
+        if !sqns.is_empty() {
+            self.sqn_commits += 1;
+        }
         self.compact_in_background();
         Ok(())
+    }
+
+    /// Successful commits that made SQN records durable (the SQN group commits made here
+    /// instead of in the journal).
+    pub fn sqn_commits(&self) -> u64 {
+        self.sqn_commits
+    }
+
+    /// The SQN records in this store's log (read from the file; shutdown folds them into
+    /// the SQN snapshot).
+    pub fn sqn_records(&self) -> SqnState {
+        let mut state = SqnState::new();
+        sqn_records_in(&self.path, &mut state);
+        state
+    }
+
+    /// Swaps the log's file handle (tests: a handle whose writes fail, e.g. /dev/full).
+    #[cfg(test)]
+    pub(super) fn replace_file_for_test(&mut self, file: File) {
+        self.file = file;
     }
 
     /// Appends `batch` and makes it durable (one `writev`, one `fdatasync`).
@@ -594,6 +653,37 @@ fn compact_into(path: &Path, upto: u64) -> std::io::Result<(File, u64)> {
         batch.verbatim(&bytes[f.frame.clone()]);
     }
     log::write_temp(&log::with_suffix(path, COMPACT_SUFFIX), &batch)
+}
+
+/// The SQN records (see [`SQN_KEY_PREFIX`]) of every registration store over the SQN state
+/// `base`, whatever number of shards wrote them: the largest SQN per IMPI. Read before the
+/// SQN state is opened, which folds them into its snapshot before any store is opened (and
+/// drops them). A store that cannot be read gives none (its open then sets it aside).
+pub(super) fn sqn_state_in_stores(base: &Path) -> SqnState {
+    let mut state = SqnState::new();
+    for k in std::iter::once(0).chain(shard_store_files(base)) {
+        sqn_records_in(&shard_store_path(base, k), &mut state);
+    }
+    state
+}
+
+/// Folds the SQN records of the log at `path` into `state` (the larger SQN per IMPI); a file
+/// that is missing or no log adds nothing.
+fn sqn_records_in(path: &Path, state: &mut SqnState) {
+    let Ok(Some(bytes)) = log::read_all(path) else {
+        return;
+    };
+    if !bytes.starts_with(MAGIC) {
+        return;
+    }
+    let (live, _) = log::live_records(&bytes, MAGIC.len());
+    for f in live {
+        if bytes[f.key].starts_with(SQN_KEY_PREFIX.as_bytes()) {
+            if let Ok(line) = std::str::from_utf8(&bytes[f.value]) {
+                apply_journal(state, line);
+            }
+        }
+    }
 }
 
 /// Opens the store at `path`. A store that cannot be created is logged and its shard runs
