@@ -34,11 +34,12 @@ pub fn prefetch<T>(p: *const T) {
 
 /// Starts loading the cache line at `p` into the L2 cache (`PREFETCHT1`; a hint: reads
 /// nothing, never faults, whatever `p`). For lines wanted a little later and asked for with
-/// many others, as a burst's SA transforms just before its decapsulation: on AMD Zen 4 a
-/// `PREFETCHT0` issued while the L1's miss buffers are held by other misses is dropped (the
-/// line then misses again when read), where a `PREFETCHT1` is queued by the L2
-/// (docs/BENCHMARKS.md, *Flat SA lookup on Zen 4, round 19*). An L2 hit costs the reader a
-/// few cycles more than an L1 hit, nothing next to a miss.
+/// many others, as a burst's SA transforms just before its decapsulation: on AMD Zen 4 such
+/// `PREFETCHT0`s, issued while the L1's miss buffers are held by other misses, measured as
+/// mostly dropped (the lines missed again when read; an inference from the bench's phases,
+/// the VM has no counters), where `PREFETCHT1`s are queued by the L2 (docs/BENCHMARKS.md,
+/// *Flat SA lookup on Zen 4, round 19*). An L2 hit costs the reader a few cycles more than
+/// an L1 hit, nothing next to a miss.
 #[inline(always)]
 #[allow(unsafe_code)]
 pub fn prefetch_l2<T>(p: *const T) {
