@@ -610,13 +610,15 @@ impl InboundSa {
     pub fn prefetch_at(p: *const Self, seq_lo: u32, transform_lines: u8) {
         use core::mem::offset_of;
         let base = p.cast::<u8>();
-        let line = |off: usize| crate::sad::prefetch(base.wrapping_add(off));
         // SPI, flag, packet counters and the window's top: one line (asserted above).
-        line(offset_of!(Self, spi));
+        crate::sad::prefetch(base.wrapping_add(offset_of!(Self, spi)));
+        // The transform's lines into the L2 (read later, by the decapsulation; a burst asks
+        // for four or five per SA at once, more than the L1 tracks: see
+        // `crate::sad::prefetch_l2`).
         let t = offset_of!(Self, transform);
         let lines = usize::from(transform_lines).min(Self::TRANSFORM_LINES);
         for k in 0..lines {
-            line(t + 64 * k);
+            crate::sad::prefetch_l2(base.wrapping_add(t + 64 * k));
         }
         ReplayWindow::prefetch_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
     }
