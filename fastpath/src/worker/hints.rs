@@ -12,9 +12,6 @@ use std::net::IpAddr;
 /// The fewest slots a worker's hints have (16 KiB).
 const MIN_SLOTS: usize = 1024;
 
-/// The most UEs [`UeHints::prefetch_many`] asks for at once (the rest are not prefetched).
-pub(super) const PREFETCH_MANY: usize = 64;
-
 /// One slot: the map entry's and the record's addresses when the UE was last found (0:
 /// none).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -88,26 +85,6 @@ impl UeHints {
     pub(super) fn note_at(&mut self, i: usize, (entry, record): (usize, usize)) {
         if let Some(h) = self.slots.get_mut(i) {
             *h = Hint { entry, record };
-        }
-    }
-
-    /// Starts loading the map entries and first `record_bytes` of the records of up to
-    /// [`PREFETCH_MANY`] UEs of `ips`, by their hints: their slots first, then what the slots
-    /// name. Reads only the hints (no look-up waits for the map).
-    pub(super) fn prefetch_many<'a>(
-        &self,
-        ips: impl Iterator<Item = &'a IpAddr>,
-        record_bytes: usize,
-    ) {
-        let mut idx = [0usize; PREFETCH_MANY];
-        let mut n = 0;
-        for (ip, i) in ips.zip(idx.iter_mut()) {
-            *i = self.index(ip);
-            self.prefetch_slot(*i);
-            n += 1;
-        }
-        for &i in idx.iter().take(n) {
-            self.prefetch_named(i, record_bytes);
         }
     }
 

@@ -483,10 +483,6 @@ impl<Q: PortQueue> Worker<Q> {
         self.timers.expire(now, &mut due, |ip, at| {
             ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
         });
-        // The due UEs' state starts loading together: each poll's look-up of its UE would
-        // otherwise wait for the map's bucket and the record, one UE after the other.
-        self.hints
-            .prefetch_many(due.iter().map(|(ip, _)| ip), core::mem::size_of::<Ue>());
         let mut n = 0;
         for (ip, at) in due.drain(..) {
             n += usize::from(self.poll_ue(ip, Some(at), now));
