@@ -220,43 +220,15 @@ impl<Q: PortQueue> Worker<Q> {
     /// their sockets, connections and SA sets), before the burst is processed: at a few
     /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
     /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
-    fn prefetch_ues(&mut self, rx: &[PacketBuf]) {
-        self.hints.fit(self.ues.len());
-        // First the hints' slots, then what they name (the UEs' map entries and records), so
-        // that the map's look-ups below find their lines loading or there: without the
-        // hints each look-up waited for its bucket before the next could start.
-        let mut slots: [Option<(IpAddr, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
-        for (b, s) in rx.iter().zip(slots.iter_mut()) {
-            if let Some(src) = peek_frame_src(b.data()) {
-                let i = self.hints.index(&src);
-                self.hints.prefetch_slot(i);
-                *s = Some((src, i));
-            }
-        }
-        let mut named = [(0, 0); PREFETCH_UES];
-        for (s, n) in slots.iter().zip(named.iter_mut()) {
-            if let Some((_, i)) = s {
-                *n = self
-                    .hints
-                    .prefetch_named(*i, core::mem::size_of::<super::Ue>());
-            }
-        }
+    fn prefetch_ues(&self, rx: &[PacketBuf]) {
         let mut seen: [Option<(&super::Ue, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
-        for ((b, s), (n, seen)) in rx.iter().zip(&slots).zip(named.iter().zip(seen.iter_mut())) {
-            let Some((src, i)) = s else {
+        for (b, s) in rx.iter().zip(seen.iter_mut()) {
+            let Some(src) = peek_frame_src(b.data()) else {
                 continue;
             };
-            if let Some((k, u)) = self.ues.get_key_value(src) {
-                let found = (
-                    k as *const IpAddr as usize,
-                    &**u as *const super::Ue as usize,
-                );
-                if found != *n {
-                    // No hint, or a stale one: the record was not asked for yet.
-                    u.prefetch();
-                    self.hints.note_at(*i, found);
-                }
-                *seen = Some((u, payload_hint(b.data().len())));
+            if let Some(u) = self.ues.get(&src) {
+                u.prefetch();
+                *s = Some((u, payload_hint(b.data().len())));
             }
         }
         // The records' lines were asked for a loop ago: the pointers in them are read now.

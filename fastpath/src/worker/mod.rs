@@ -8,7 +8,6 @@ mod commands;
 pub mod counters;
 mod egress;
 mod handoff;
-mod hints;
 mod ingress;
 pub use crate::phases;
 pub mod sa;
@@ -317,8 +316,6 @@ pub struct Worker<Q: PortQueue> {
     /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (about 0.85 KB:
     /// its stack, smoltcp's `Interface` in it).
     ues: KeyedMap<IpAddr, Box<Ue>>,
-    /// Where each UE's map entry and record were last found, to prefetch a burst's UEs.
-    hints: hints::UeHints,
     timers: TimerWheel<IpAddr>,
     events: EventSink,
     commands: Receiver<WorkerCommand>,
@@ -373,7 +370,6 @@ impl<Q: PortQueue> Worker<Q> {
             cfg,
             table,
             ues: keyed_map(),
-            hints: hints::UeHints::default(),
             events: events.into(),
             commands,
             counters,
