@@ -2,7 +2,8 @@
 //! (`AKG_MEM_UES=a,b,c` to change) through the in-process gateway (real worker + slowpath
 //! core) and counts the heap bytes live in allocations made while the gateway ran
 //! ([`akagate_bench::memprobe`]), and the process's peak RSS. Writes `AKG_MEM_JSON` (default
-//! bench/results/mem.json). `AKG_MEM_INFLIGHT` sets the registrations in flight (256).
+//! bench/results/mem.json). `AKG_MEM_INFLIGHT` sets the registrations in flight (256);
+//! `AKG_MEM_SLOWDOWN=N` runs the gateway's clock N times slower than the wall clock (under valgrind).
 
 use akagate_bench::memprobe::{measure, Counting};
 use akagate_fastpath::worker::phases;

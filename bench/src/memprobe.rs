@@ -95,6 +95,18 @@ fn reset_peak_rss() {
 /// would not fit fails instead of pushing the host into the OOM killer.
 const MIN_AVAILABLE: u64 = 2 << 30;
 
+/// How many times slower than the wall clock the gateway's clock runs: 1, or
+/// `AKG_MEM_SLOWDOWN` (under valgrind, about 50: at the wall clock's pace its timers would
+/// fire as if the host were that much slower, and retransmissions and polls would be
+/// counted that a native run does not have).
+fn clock_slowdown() -> u128 {
+    std::env::var("AKG_MEM_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse::<u128>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(1)
+}
+
 /// Registrations kept in flight at once: 256, or `AKG_MEM_INFLIGHT` (the worker's CPU per
 /// registration depends on it: with more UEs mid-registration, less of their state is still
 /// in the caches when their next packet comes; docs/BENCHMARKS.md, "Fifth round, worker").
@@ -138,7 +150,8 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
         return Err("memory pair without queues".into());
     };
     let t0 = std::time::Instant::now();
-    let clock = move || Instant::from_micros(t0.elapsed().as_micros() as i64);
+    let slow = clock_slowdown();
+    let clock = move || Instant::from_micros((t0.elapsed().as_micros() / slow) as i64);
     let before = gateway_live();
     let mut gw = in_gateway(|| {
         let mut cfg = GatewayConfig::new(n + 16);
