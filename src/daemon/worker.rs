@@ -374,6 +374,27 @@ mod tests {
         })
     }
 
+    /// Runs the test `name` of this module again, alone, in a child process (this test
+    /// binary, with `child_env` set so the test knows it is the child) and asserts it passed:
+    /// for heap tests, as the harness's own arenas are shared by many threads and already
+    /// grown.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn run_alone_in_a_child(name: &str, child_env: &str) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("daemon::worker::tests::{name}"),
+                "--exact",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(child_env, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
     /// After `reserve_heap`, a thread's glibc arena is writable far beyond what it holds, so
     /// its next allocations grow into it without an `mprotect` per page; a fresh thread's
     /// arena is writable for about 132 KiB only. Run in a child process (this test binary
@@ -399,19 +420,7 @@ mod tests {
             assert!(reserved >= HEAP_RESERVE, "{reserved} bytes writable");
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "daemon::worker::tests::reserve_heap_leaves_the_threads_arena_writable",
-                "--test-threads=1",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "{text}");
+        run_alone_in_a_child("reserve_heap_leaves_the_threads_arena_writable", CHILD);
     }
 
     /// Once the frame bell has rung, an idle backing-off worker parks as soon as its spin
@@ -548,19 +557,10 @@ mod tests {
             assert!(warm <= 50, "prefaulted {warm}");
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "daemon::worker::tests::prefault_heap_keeps_the_pages_for_the_next_allocations",
-                "--test-threads=1",
-                "--nocapture",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "{text}");
+        run_alone_in_a_child(
+            "prefault_heap_keeps_the_pages_for_the_next_allocations",
+            CHILD,
+        );
     }
 
     /// A worker told to stop before it ever ran still executes the commands queued for it
