@@ -264,3 +264,18 @@ impl<Q: PortQueue> InProcessGateway<Q> {
         self.worker.counters()
     }
 }
+
+/// Spare TCP sockets a worker makes at start for `n` UEs
+/// ([`InProcessGateway::reserve_sockets`]; the mem bench's and akabench's memory backend's
+/// sizing): the most its UEs hold at once, and 16 more. A registered UE holds one connection; a
+/// registration in flight holds two from its protected SYN until the UE closes the
+/// unprotected one at its end, so with `in_flight` registrations open the peak is `n +
+/// in_flight` (a reserve of `n` alone left the last registrations' listeners to a `calloc`
+/// of fresh heap: docs/BENCHMARKS.md, *Worker per registration, round 9*). At most 2^17
+/// (600 MB), or `AKG_MEM_RESERVE` (0: none, the sockets allocated as the UEs come).
+pub(crate) fn socket_reserve(n: usize, in_flight: usize) -> usize {
+    std::env::var("AKG_MEM_RESERVE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((n + in_flight.min(n) + 16).min(1 << 17))
+}

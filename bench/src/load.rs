@@ -595,11 +595,11 @@ pub fn run_open(cfg: LoadConfig, open: OpenLoop) -> Result<Report, LoadError> {
                 opts.idle = akagate::IdlePolicy::BusyPoll;
             }
             // Each worker makes the spare TCP sockets its UEs hold at once before it runs,
-            // as the in-process gateway does (`memprobe::socket_reserve`): with the default
+            // as the in-process gateway does (`gateway::socket_reserve`): with the default
             // `[stack] socket-reserve` (1024) the later half of 2000 UEs allocated and
             // faulted in their sockets inside their registrations (round 19).
             let reserve =
-                crate::memprobe::socket_reserve(n.div_ceil(workers.max(1)), driver.cfg.concurrency);
+                crate::gateway::socket_reserve(n.div_ceil(workers.max(1)), driver.cfg.concurrency);
             let shards = |c: &mut akagate::config::Config| {
                 if slowpath_shards > 1 {
                     c.cores.slowpath = (0..slowpath_shards).collect();

@@ -118,20 +118,6 @@ fn in_flight() -> usize {
         .unwrap_or(256)
 }
 
-/// Spare TCP sockets the worker makes at start for `n` UEs ([`InProcessGateway::reserve_sockets`]):
-/// the most its UEs hold at once, and 16 more. A registered UE holds one connection; a
-/// registration in flight holds two from its protected SYN until the UE closes the
-/// unprotected one at its end, so with `in_flight` registrations open the peak is `n +
-/// in_flight` (a reserve of `n` alone left the last registrations' listeners to a `calloc`
-/// of fresh heap: docs/BENCHMARKS.md, *Worker per registration, round 9*). At most 2^17
-/// (600 MB), or `AKG_MEM_RESERVE` (0: none, the sockets allocated as the UEs come).
-pub(crate) fn socket_reserve(n: usize, in_flight: usize) -> usize {
-    std::env::var("AKG_MEM_RESERVE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or((n + in_flight.min(n) + 16).min(1 << 17))
-}
-
 /// Registers `n` UEs (IPv4, hmac-sha-1-96 + aes-cbc, over TCP) through a fresh in-process
 /// gateway and measures its heap. `progress` is told the UEs registered after each wave.
 pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, String> {
@@ -175,7 +161,8 @@ pub fn measure(n: usize, mut progress: impl FnMut(usize)) -> Result<MemFigure, S
     // for its UEs would: not counted as fixed, so every socket its UEs took from it (and what
     // is left of it at the end) counts per UE, as if allocated during the registrations.
     let reserve_start = gateway_live();
-    let reserved_sockets = in_gateway(|| gw.reserve_sockets(socket_reserve(n, in_flight())));
+    let reserved_sockets =
+        in_gateway(|| gw.reserve_sockets(crate::gateway::socket_reserve(n, in_flight())));
     let reserve_bytes = gateway_live() - reserve_start;
     let fixed = gateway_live() - before - reserve_bytes;
     gw.account_cpu(true);
