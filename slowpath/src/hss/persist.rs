@@ -70,9 +70,28 @@ impl PersistRecord {
 
     /// Appends [`PersistRecord::journal_line`] to `out` (a batch's lines, one buffer).
     pub fn push_journal_line(&self, out: &mut String) {
-        use std::fmt::Write;
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "{:012x} {}", self.sqn, self.impi);
+        push_hex12(out, self.sqn);
+        out.push(' ');
+        out.push_str(&self.impi);
+        out.push('\n');
+    }
+}
+
+/// Appends `v` in lower-case hex, at least 12 digits (zero-padded), as `{:012x}` writes it
+/// (an SQN is 48 bits, so always 12), without the formatting machinery (issue 10: a line per
+/// challenge on the slowpath thread).
+fn push_hex12(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut n = 0;
+    let mut rest = v;
+    while n < 12 || rest != 0 {
+        digits[15 - n] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        n += 1;
+    }
+    for &d in &digits[16 - n..] {
+        out.push(char::from(d));
     }
 }
 
@@ -136,6 +155,25 @@ pub(crate) fn parse_sqn_hex(hex: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The journal line is written without `fmt` (issue 10), byte for byte what
+    /// `writeln!("{:012x} {}")` wrote before, for SQNs of every width.
+    #[test]
+    fn journal_lines_are_the_bytes_fmt_wrote() {
+        let mut values = vec![0, 1, 0xf, 0x10, 0x20, (1 << 48) - 1, 1 << 48, u64::MAX];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((0..64).map(|b| (1u64 << b).wrapping_sub(1)));
+        values.extend([0x0123_4567_89ab, 0xfedc_ba98_7654_3210, 0xa5a5_a5a5_a5a5]);
+        for sqn in values {
+            for impi in ["a@x", "user1@ims.mnc001.mcc001.3gppnetwork.org", ""] {
+                let r = PersistRecord::new(PersistTicket(7), impi, sqn);
+                let mut got = String::from("before\n");
+                r.push_journal_line(&mut got);
+                assert_eq!(got, format!("before\n{sqn:012x} {impi}\n"), "sqn {sqn:#x}");
+                assert_eq!(r.journal_line(), format!("{sqn:012x} {impi}\n"));
+            }
+        }
+    }
 
     #[test]
     fn journal_lines_round_trip_and_torn_lines_are_skipped() {
