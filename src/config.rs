@@ -309,9 +309,6 @@ pub struct Limits {
     /// The SQN journal is checkpointed into the state file once it holds this many bytes
     /// (or the state file's size, if larger).
     pub sqn_journal_max_bytes: u64,
-    /// Longest wait of a small group commit for more work to share its `fdatasync`
-    /// (`commit-delay-us`; zero: commit at once).
-    pub commit_delay: Duration,
 }
 
 /// SIP transaction timers (RFC 3261 17, Table 4; 16.6 step 11 for Timer C).
@@ -443,7 +440,6 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     max_pending_per_impi: 4,
     retry_after: 5,
     sqn_journal_max_bytes: 1 << 20,
-    commit_delay: Duration::from_micros(2000),
 };
 /// RFC 3261 17.1.1.1 (T1, T2), 17.1.2.2 (T4), 17.1.1.2 (Timer D: at least 32 s),
 /// 16.6 step 11 (Timer C: more than 3 minutes).
@@ -715,7 +711,6 @@ struct RawLimits {
     max_pending_per_impi: Option<S<i64>>,
     retry_after: Option<S<i64>>,
     sqn_journal_max_bytes: Option<S<i64>>,
-    commit_delay_us: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1164,13 +1159,6 @@ impl Validator<'_> {
             4096..(1 << 40) + 1,
             d.sqn_journal_max_bytes,
         );
-        let delay = match &raw.commit_delay_us {
-            None => Some(d.commit_delay),
-            Some(v) => self
-                .int_in(v, "limits.commit-delay-us", 0..100_001, "a delay in µs")
-                .and_then(|n| u64::try_from(n).ok())
-                .map(Duration::from_micros),
-        };
         let count = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
         let small = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());
         Some(Limits {
@@ -1181,7 +1169,6 @@ impl Validator<'_> {
             max_pending_per_impi: count(per_impi)?,
             retry_after: small(retry_after)?,
             sqn_journal_max_bytes: journal?,
-            commit_delay: delay?,
         })
     }
 
@@ -2680,13 +2667,6 @@ ipv4 = ["10.0.0.1"]
         assert_eq!((l.register_rate_per_source, l.max_pending_per_impi), (3, 2));
         assert_eq!(l.sqn_journal_max_bytes, 65536);
         assert_eq!(l.register_rate_total, DEFAULT_LIMITS.register_rate_total);
-        assert_eq!(l.commit_delay, Duration::from_micros(2000));
-        let off = format!("{DEFAULT_CONFIG}\n[limits]\ncommit-delay-us = 0\n");
-        assert_eq!(parse(&off).unwrap().limits.commit_delay, Duration::ZERO);
-        let bad = format!("{DEFAULT_CONFIG}\n[limits]\ncommit-delay-us = 100001\n");
-        assert!(parse(&bad).unwrap_err()[0]
-            .message
-            .starts_with("limits.commit-delay-us: 100001 is not a delay in µs"));
         let bad =
             format!("{DEFAULT_CONFIG}\n[limits]\nmax-pending-per-impi = 0\nretry-after = -1\n");
         let errors = parse(&bad).unwrap_err();

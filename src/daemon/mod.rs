@@ -564,7 +564,6 @@ impl Daemon {
                 core_link: core_tx.clone(),
                 core_link_threads: core_link.take(),
                 hop_updates: hop_updates.next().flatten(),
-                commit_delay: Some(config.limits.commit_delay).filter(|d| !d.is_zero()),
             };
             let slowpath_core = match pinned {
                 true => config.cores.slowpath.get(k).copied(),

@@ -34,14 +34,15 @@ const EVENT_BATCH: usize = 256;
 const COMMAND_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the registration gauge is refreshed (it walks all registrations).
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
-/// A turn that took at least this many events commits at once, without the commit delay
-/// (a closed loop of 64 UEs brings ~3 events a registration; a larger batch shares its
-/// `fdatasync` well enough).
-const COMMIT_DELAY_BELOW: usize = 64;
 /// Address space the thread grows its heap by before it runs (`worker::reserve_heap`): the
 /// registrar's, the transactions' and the store's buffers then grow without an `mprotect`
 /// per page (issue 10: 571 of them on this thread for 2,000 registrations).
 const HEAP_RESERVE: usize = 48 << 20;
+/// Heap the thread faults in before it runs and keeps (`worker::prefault_heap`): the
+/// registrar's and the transactions' first allocations then land on resident pages instead
+/// of a first touch each page (a guest and a host fault on a VM; ~5% of this thread's
+/// samples were under glibc's `sysmalloc` over 2,000 registrations, round 20).
+const HEAP_PREFAULT: usize = 32 << 20;
 
 /// How the slowpath thread ended.
 #[derive(Debug)]
@@ -82,9 +83,6 @@ pub(super) struct Slowpath {
     pub core_link_threads: Option<super::corelink::CoreLink>,
     /// Proxy mode with next hops given as names: their re-resolutions.
     pub hop_updates: Option<HopUpdates>,
-    /// How long a small batch under load waits for more work before its group commit
-    /// (`[limits] commit-delay-us`; none: never).
-    pub commit_delay: Option<Duration>,
 }
 
 /// Proxy mode's next hops re-resolved by the DNS refresh thread, as one shard receives them.
@@ -107,12 +105,11 @@ impl Slowpath {
     /// The thread body.
     pub fn run(mut self) -> SlowpathExit {
         super::worker::reserve_heap(HEAP_RESERVE);
+        let _plug = super::worker::prefault_heap(HEAP_PREFAULT);
         self.publish_gauges();
         let mut next_gauge = Instant::now() + GAUGE_PERIOD;
         let mut next_log = self.stats_interval.map(|i| Instant::now() + i);
         let mut timer_ran = false;
-        // When the last group commit ended: the commit delay applies only under load.
-        let mut last_commit: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
             let mut wake = now + TICK;
@@ -129,12 +126,11 @@ impl Slowpath {
             match self.events.recv_deadline(wake) {
                 Ok(ev) => {
                     self.on_event(ev, &mut batch);
-                    let handled = 1 + self.take_queued(EVENT_BATCH - 1, &mut batch);
-                    if let Some(delay) = self.commit_delay_for(handled, last_commit) {
-                        // One timed sleep (no spin, no wake-up per event), then whatever
-                        // queued meanwhile joins the batch and its commit.
-                        std::thread::sleep(delay);
-                        self.take_queued(EVENT_BATCH - handled, &mut batch);
+                    for _ in 1..EVENT_BATCH {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.on_event(ev, &mut batch),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -157,11 +153,7 @@ impl Slowpath {
             // Other shards saw our UEs' new sets in use (calls they own): old sets retire;
             // their UEs we hold calls with ended: those calls are released.
             batch.extend(self.core.apply_remote_traffic(now));
-            let committing = self.core.has_durable_work();
             self.release(batch);
-            if committing {
-                last_commit = Some(Instant::now());
-            }
             self.publish_counters();
             if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())
             {
@@ -181,33 +173,6 @@ impl Slowpath {
             }
         }
         self.finish()
-    }
-
-    /// Runs up to `max` events already queued through the core (no wait); returns how many.
-    fn take_queued(&mut self, max: usize, batch: &mut Vec<WorkerCommand>) -> usize {
-        let mut n = 0;
-        while n < max {
-            match self.events.try_recv() {
-                Ok(ev) => self.on_event(ev, batch),
-                Err(_) => break,
-            }
-            n += 1;
-        }
-        n
-    }
-
-    /// The commit delay to wait before this turn's group commit, if any (like PostgreSQL's
-    /// `commit_delay`): with a registration store, when the turn took fewer than
-    /// `COMMIT_DELAY_BELOW` events, something waits for the commit, and the last commit
-    /// ended at most one delay ago (under load; an idle gateway commits at once). Work
-    /// arriving within the delay then shares the `fdatasync`.
-    fn commit_delay_for(&self, handled: usize, last_commit: Option<Instant>) -> Option<Duration> {
-        let delay = self.commit_delay?;
-        let last = last_commit?;
-        let due = handled < COMMIT_DELAY_BELOW
-            && self.registrations.is_some()
-            && self.core.has_durable_work();
-        (due && last.elapsed() <= delay).then_some(delay)
     }
 
     /// Handles the events queued when the stop came (not those that keep arriving, so a
@@ -639,7 +604,6 @@ mod tests {
             core_link: None,
             core_link_threads: None,
             hop_updates: None,
-            commit_delay: None,
         };
         (slowpath, events_tx, commands_rx)
     }

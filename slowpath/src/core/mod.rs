@@ -117,13 +117,6 @@ impl Core {
         self.hss.poll_persist()
     }
 
-    /// Something waits for a group commit: SQN records not yet taken
-    /// ([`Core::poll_persist`]) or registration changes
-    /// ([`Core::has_registration_changes`]).
-    pub fn has_durable_work(&self) -> bool {
-        self.hss.has_persist_pending() || self.registrar.has_changes()
-    }
-
     /// Every record up to `ticket` is durable (or the whole SQN state was rewritten from
     /// [`Hss::sqn_state`]): the challenges waiting for them leave now, in the order they were
     /// made, with whatever followed them. Challenges are made again if a failure had

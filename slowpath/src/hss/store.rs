@@ -300,11 +300,6 @@ impl Hss {
         self.persist.is_some()
     }
 
-    /// SQN records wait to be taken ([`Hss::poll_persist`]).
-    pub fn has_persist_pending(&self) -> bool {
-        self.persist.as_ref().is_some_and(|p| !p.queue.is_empty())
-    }
-
     /// The oldest SQN record not yet taken, in the order the SQNs were handed out.
     pub fn poll_persist(&mut self) -> Option<PersistRecord> {
         self.persist.as_mut()?.queue.pop_front()
