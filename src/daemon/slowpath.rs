@@ -38,11 +38,6 @@ const GAUGE_PERIOD: Duration = Duration::from_millis(100);
 /// registrar's, the transactions' and the store's buffers then grow without an `mprotect`
 /// per page (issue 10: 571 of them on this thread for 2,000 registrations).
 const HEAP_RESERVE: usize = 48 << 20;
-/// Heap the thread faults in before it runs and keeps (`worker::prefault_heap`): the
-/// registrar's and the transactions' first allocations then land on resident pages instead
-/// of a first touch each page (a guest and a host fault on a VM; ~5% of this thread's
-/// samples were under glibc's `sysmalloc` over 2,000 registrations, round 20).
-const HEAP_PREFAULT: usize = 32 << 20;
 
 /// How the slowpath thread ended.
 #[derive(Debug)]
@@ -105,7 +100,6 @@ impl Slowpath {
     /// The thread body.
     pub fn run(mut self) -> SlowpathExit {
         super::worker::reserve_heap(HEAP_RESERVE);
-        let _plug = super::worker::prefault_heap(HEAP_PREFAULT);
         self.publish_gauges();
         let mut next_gauge = Instant::now() + GAUGE_PERIOD;
         let mut next_log = self.stats_interval.map(|i| Instant::now() + i);

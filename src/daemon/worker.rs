@@ -294,7 +294,7 @@ pub(crate) fn reserve_heap(bytes: usize) {
 /// 2-5 µs (a guest and a host fault; 0.65 a registration after the socket reserve, round
 /// 19); here it is paid at start, as for the spare sockets. With another allocator this is
 /// a plain first touch.
-pub(crate) fn prefault_heap(bytes: usize) -> Vec<u8> {
+fn prefault_heap(bytes: usize) -> Vec<u8> {
     const PAGE: usize = 4096;
     let mut blocks: Vec<Vec<u8>> = (0..bytes / HEAP_RESERVE_BLOCK)
         .map(|_| Vec::with_capacity(HEAP_RESERVE_BLOCK))
