@@ -70,6 +70,7 @@ impl PersistRecord {
 
     /// Appends [`PersistRecord::journal_line`] to `out` (a batch's lines, one buffer).
     pub fn push_journal_line(&self, out: &mut String) {
+        out.reserve(14 + self.impi.len());
         push_hex12(out, self.sqn);
         out.push(' ');
         out.push_str(&self.impi);
@@ -90,9 +91,8 @@ fn push_hex12(out: &mut String, v: u64) {
         rest >>= 4;
         n += 1;
     }
-    for &d in &digits[16 - n..] {
-        out.push(char::from(d));
-    }
+    // ASCII hex digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[16 - n..]).unwrap_or_default());
 }
 
 /// The last SQN per IMPI, as recovered from a snapshot and a journal.
