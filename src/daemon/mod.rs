@@ -779,6 +779,8 @@ impl DaemonHandle {
             }
         }
         self.workers_stop.store(true, Ordering::Release);
+        // A worker parked until its next timer sees the flag now, not then.
+        self.frame_bell.wake_all();
         for (name, join) in self.workers.drain(..) {
             if join.join().is_err() && result.is_ok() {
                 result = Err(ShutdownError::Panicked(name));
