@@ -183,6 +183,25 @@ impl<K: Copy> TimerWheel<K> {
         }
         self.cursor = end;
     }
+
+    /// When the wheel may next have an entry due, looking no further than `until`: the start
+    /// of the first tick after the last one processed whose slot holds an entry (of this
+    /// turn or a later one, live or stale: an early answer, never a late one), the last
+    /// tick processed if entries wait for the next [`TimerWheel::expire`], or `None` if no
+    /// slot up to `until`'s tick holds one. For a worker deciding how long it may sleep:
+    /// it visits at most as many slots as ticks lie between the cursor and `until`, and the
+    /// far list, swept once a turn, is not looked at (keep `until` within a turn).
+    pub fn next_due(&self, until: Instant) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(Instant::from_micros(self.cursor * self.tick_us));
+        }
+        let last = self
+            .tick_of(until)
+            .min(self.cursor + self.slots.len() as i64);
+        ((self.cursor + 1)..=last)
+            .find(|&tick| !self.slots[self.slot_of(tick)].is_empty())
+            .map(|tick| Instant::from_micros(tick * self.tick_us))
+    }
 }
 
 /// Appends `entry` to a slot's `entries`, which first borrows a spare `Vec` if it has no
@@ -264,6 +283,27 @@ mod tests {
         assert_eq!(w.w.entries(), 1);
         assert_eq!(w.expire(500), vec![3]);
         assert_eq!(w.w.entries(), 0);
+    }
+
+    /// `next_due` names the first tick whose slot holds an entry, looks no further than
+    /// asked, and says "now" for entries waiting in `ready`.
+    #[test]
+    fn next_due_is_the_first_occupied_tick_up_to_the_limit() {
+        let mut w = wheel();
+        assert_eq!(w.w.next_due(ms(1000)), None);
+        w.schedule(1, ms(7) + Duration::from_micros(300));
+        w.schedule(2, ms(20));
+        w.schedule(3, ms(500)); // far: not looked at
+        assert_eq!(w.w.next_due(ms(1000)), Some(ms(7)));
+        assert_eq!(w.w.next_due(ms(6)), None);
+        assert_eq!(w.expire(7), vec![1]);
+        assert_eq!(w.w.next_due(ms(1000)), Some(ms(20)));
+        assert_eq!(w.w.next_due(ms(19)), None);
+        // A deadline already passed when scheduled waits in `ready`: due at once.
+        w.schedule(4, ms(3));
+        assert_eq!(w.w.next_due(ms(8)), Some(ms(7)));
+        assert_eq!(w.expire(8), vec![4]);
+        assert_eq!(w.w.next_due(ms(30)), Some(ms(20)));
     }
 
     #[test]

@@ -60,9 +60,11 @@ pub enum Pinning {
 pub enum IdlePolicy {
     /// Spin: lowest latency, one core fully used per worker (the DPDK model).
     BusyPoll,
-    /// Spin briefly, then yield, then sleep `max_sleep` per idle iteration.
+    /// Spin briefly, then yield, then park `max_sleep` per idle iteration (a worker told of
+    /// its frames and commands, with no peers: until its next timer, at most 10 ms or
+    /// `max_sleep` if longer).
     Backoff {
-        /// Sleep per idle iteration once backing off.
+        /// Park per idle iteration once backing off.
         max_sleep: Duration,
     },
 }
@@ -779,6 +781,8 @@ impl DaemonHandle {
             }
         }
         self.workers_stop.store(true, Ordering::Release);
+        // A worker parked until its next timer sees the flag now, not then.
+        self.frame_bell.wake_all();
         for (name, join) in self.workers.drain(..) {
             if join.join().is_err() && result.is_ok() {
                 result = Err(ShutdownError::Panicked(name));

@@ -87,6 +87,14 @@ impl FrameBell {
             w.wake();
         }
     }
+
+    /// Unparks the workers that sleep, without marking their frames as announced: after
+    /// the stop flag is set, so a worker parked until its next timer leaves at once.
+    pub(super) fn wake_all(&self) {
+        for w in &self.workers {
+            w.wake();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ const SPIN_ITERATIONS: u32 = 64;
 /// each costs a system call and, on a shared CPU, two context switches (round 19: ~17
 /// yields per registration in akabench, the largest part of its thread CPU above its work).
 const YIELD_ITERATIONS: u32 = 256;
+/// The longest park of a backing-off worker that parks until its next timer
+/// ([`Backoff::after`]): its link's own timers (gateway probes, packets waiting for a
+/// neighbour: seconds) are the ones it does not look up, so they run at most this late.
+/// A configured `max_sleep` above it is kept.
+const PARK_LIMIT: Duration = Duration::from_millis(10);
 
 /// Wall-clock nanoseconds all workers of the process spent in loop iterations that did
 /// work (frames, commands or due stacks), iterations longer than [`PREEMPTED`] left out;
@@ -117,25 +122,42 @@ struct Backoff {
     /// Idle iterations since the last one that did work.
     idle: u32,
     wake: Arc<WorkerWake>,
+    /// Whether the worker has peers: frames handed over by another worker ring no bell,
+    /// so its parks stay `max_sleep` long.
+    peers: bool,
     /// Yields and parks not yet added to the process's counts ([`idle_counts`]).
     yields: u64,
     parks: u64,
 }
 
 impl Backoff {
-    fn new(policy: IdlePolicy, wake: Arc<WorkerWake>) -> Self {
+    fn new(policy: IdlePolicy, wake: Arc<WorkerWake>, peers: bool) -> Self {
         Backoff {
             policy,
             idle: 0,
             wake,
+            peers,
             yields: 0,
             parks: 0,
         }
     }
 
-    /// `pending()` tells whether commands are queued: a backing-off worker never parks then,
-    /// and a command queued while it is parked wakes it ([`WorkerWake`]).
-    fn after(&mut self, work: usize, pending: impl Fn() -> bool) {
+    /// `pending()` tells whether commands are queued (or stop is asked): a backing-off worker
+    /// never parks then, and a command queued while it is parked wakes it ([`WorkerWake`]).
+    /// `until_due(limit)` is how long until the worker's next timer, at most `limit`.
+    ///
+    /// A worker whose frames ring the bell and that has no peers hears of every frame and
+    /// every command, so it parks until its next timer (at most [`PARK_LIMIT`], or
+    /// `max_sleep` if longer) instead of `max_sleep`: with 200 µs, about half its parks
+    /// ended by their timeout on a turn with nothing to do (docs/BENCHMARKS.md, *The
+    /// worker's parks, round 20*). Any other parks `max_sleep`, as frames it is not told of
+    /// wait for its next poll.
+    fn after(
+        &mut self,
+        work: usize,
+        pending: impl Fn() -> bool,
+        until_due: impl FnOnce(Duration) -> Duration,
+    ) {
         if work > 0 {
             if self.idle > 0 {
                 self.publish();
@@ -151,10 +173,27 @@ impl Backoff {
                 } else if self.idle < YIELD_ITERATIONS && !self.wake.frames_rung() {
                     std::thread::yield_now();
                     self.yields += 1;
-                } else if self.wake.sleep(max_sleep, pending) {
-                    self.parks += 1;
+                } else {
+                    let park = self.park_length(max_sleep, until_due);
+                    // A timer due now: poll again rather than park for nothing.
+                    if !park.is_zero() && self.wake.sleep(park, pending) {
+                        self.parks += 1;
+                    }
                 }
             }
+        }
+    }
+
+    /// How long the next park may last ([`Backoff::after`]).
+    fn park_length(
+        &self,
+        max_sleep: Duration,
+        until_due: impl FnOnce(Duration) -> Duration,
+    ) -> Duration {
+        if self.wake.frames_rung() && !self.peers {
+            until_due(max_sleep.max(PARK_LIMIT))
+        } else {
+            max_sleep
         }
     }
 
@@ -203,6 +242,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         // A second handle on the command queue, only to see whether it is empty when draining.
         let pending = commands.clone();
         let mut worker = Worker::new(cfg, queue, table, events, commands, now());
+        let has_peers = peers.is_some();
         if let Some((steering, handoff)) = peers {
             worker = worker.with_peers(steering, handoff);
         }
@@ -219,7 +259,7 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
         drop(ready);
         tracing::debug!("worker {id} running (core {core:?})");
         wake.register_current();
-        let mut backoff = Backoff::new(idle, wake);
+        let mut backoff = Backoff::new(idle, wake, has_peers);
         let mut busy = Duration::ZERO;
         let mut skipped = 0u64;
         while !stop.load(Ordering::Acquire) {
@@ -236,7 +276,17 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
                 // Published when the worker goes idle, not per iteration.
                 publish_busy(&mut busy, &mut skipped);
             }
-            backoff.after(work, || !pending.is_empty());
+            // Stop is seen before a park: the handle rings the workers after setting it.
+            let asked = || !pending.is_empty() || stop.load(Ordering::Acquire);
+            backoff.after(work, asked, |limit| {
+                let now = now();
+                let limit_us = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
+                let until = now + smoltcp::time::Duration::from_micros(limit_us);
+                worker.next_due(until).map_or(limit, |at| {
+                    let us = (at.total_micros() - now.total_micros()).max(0);
+                    Duration::from_micros(us.unsigned_abs())
+                })
+            });
         }
         publish_busy(&mut busy, &mut skipped);
         backoff.publish();
@@ -327,7 +377,8 @@ mod tests {
     use crate::daemon::ports::{memory_pair, MEMORY_DAEMON_MAC, MEMORY_PEER_MAC};
     use crate::daemon::setup::worker_config;
     use crate::daemon::FrameBell;
-    use akagate_fastpath::ipc::{Flow, Transport};
+    use akagate_fastpath::ipc::{Flow, Transport, WorkerEvent};
+    use akagate_sys::mempair::MemQueue;
     use akagate_sys::{PacketBuf, Port};
     use crossbeam_channel::bounded;
     use smoltcp::wire::{
@@ -357,6 +408,201 @@ mod tests {
         .emit(&mut eth);
         arp.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
         f
+    }
+
+    /// A worker thread over a memory pair (one queue), for the thread tests, with what they
+    /// hold on to.
+    struct TestWorker {
+        thread: WorkerThread<MemQueue>,
+        /// The UE end of the pair.
+        ue: MemQueue,
+        commands: Sender<WorkerCommand>,
+        wake: Arc<WorkerWake>,
+        /// Kept so the worker's events have somewhere to go.
+        _events: Receiver<WorkerEvent>,
+    }
+
+    fn test_worker(idle: IdlePolicy, stop: Arc<AtomicBool>) -> TestWorker {
+        let config = Config::default();
+        let (mut daemon_end, mut ue_end) = memory_pair(&config).unwrap();
+        let link = daemon_end.link().clone();
+        let queue = daemon_end.take_queues().pop().unwrap();
+        let ue = ue_end.take_queues().pop().unwrap();
+        let (events, events_rx) = bounded(16);
+        let (commands_tx, commands) = bounded(16);
+        let wake = Arc::new(WorkerWake::default());
+        let thread = WorkerThread {
+            cfg: worker_config(&config, 0, &link, 5060, None),
+            queue,
+            peers: None,
+            table: Arc::new(InboundTable::with_capacity(64).unwrap()),
+            events: events.into(),
+            commands,
+            core: None,
+            idle,
+            stop,
+            wake: wake.clone(),
+            restore: Vec::new(),
+            socket_reserve: 4,
+        };
+        TestWorker {
+            thread,
+            ue,
+            commands: commands_tx,
+            wake,
+            _events: events_rx,
+        }
+    }
+
+    /// A TCP SYN from the UE to the P-CSCF's SIP port.
+    fn tcp_syn() -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpAddress, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 5060,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1000),
+            ack_number: None,
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: Some(1400),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: UE,
+            dst_addr: PCSCF,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut f = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        EthernetRepr {
+            src_addr: EthernetAddress(MEMORY_PEER_MAC),
+            dst_addr: EthernetAddress(MEMORY_DAEMON_MAC),
+            ethertype: EthernetProtocol::Ipv4,
+        }
+        .emit(&mut eth);
+        let caps = ChecksumCapabilities::default();
+        let mut ip_pkt = Ipv4Packet::new_unchecked(eth.payload_mut());
+        ip.emit(&mut ip_pkt, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(ip_pkt.payload_mut()),
+            &IpAddress::Ipv4(UE),
+            &IpAddress::Ipv4(PCSCF),
+            &caps,
+        );
+        f
+    }
+
+    /// Sends `frame` from the UE end and rings the bell.
+    fn send_rung(ue: &mut MemQueue, bell: &FrameBell, frame: &[u8]) {
+        let mut b = ue.alloc().unwrap();
+        b.fill(frame).unwrap();
+        assert_eq!(ue.tx_burst(&mut vec![b]), 1);
+        bell.ring();
+    }
+
+    /// Waits up to `bound` for a frame at the UE end that `want` accepts (others are
+    /// dropped); panics with `what` otherwise.
+    fn await_frame(ue: &mut MemQueue, bound: Duration, what: &str, want: impl Fn(&[u8]) -> bool) {
+        let t = Instant::now();
+        loop {
+            let mut rx: Vec<PacketBuf> = Vec::new();
+            ue.rx_burst(&mut rx, 16);
+            if rx.iter().any(|b| want(b.data())) {
+                return;
+            }
+            assert!(t.elapsed() < bound, "{what}: nothing within {bound:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether `f` is a TCP SYN-ACK from the P-CSCF.
+    fn is_syn_ack(f: &[u8]) -> bool {
+        let Ok(eth) = EthernetFrame::new_checked(f) else {
+            return false;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+            return false;
+        };
+        let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
+            return false;
+        };
+        ip.next_header() == IpProtocol::Tcp && tcp.syn() && tcp.ack()
+    }
+
+    /// A worker whose frames ring parks until its next timer, not for its whole `max_sleep`
+    /// (10 s here): the stack's SYN-ACK is retransmitted (its RTO, under a second) while
+    /// nobody rings or queues anything. A command queued then (the slowpath's `wake`) is
+    /// carried out within a bound, and stop ends the worker at once (the handle's
+    /// `wake_all`). With parks of `max_sleep` the retransmission waited 10 s.
+    #[test]
+    fn a_worker_parked_until_its_timer_retransmits_and_answers_commands() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let idle = IdlePolicy::Backoff {
+            max_sleep: Duration::from_secs(10),
+        };
+        let TestWorker {
+            thread,
+            ue: mut ue_q,
+            commands,
+            wake,
+            _events,
+        } = test_worker(idle, stop.clone());
+        let bell = FrameBell::new(vec![wake.clone()]);
+        let (ready, ready_rx) = bounded(1);
+        let worker = std::thread::spawn(move || thread.run(ready));
+        ready_rx.recv().unwrap().unwrap();
+        let bound = Duration::from_secs(5);
+        send_rung(&mut ue_q, &bell, &arp_request());
+        await_frame(&mut ue_q, bound, "ARP reply", |f| {
+            EthernetFrame::new_checked(f).is_ok_and(|e| e.ethertype() == EthernetProtocol::Arp)
+        });
+        send_rung(&mut ue_q, &bell, &tcp_syn());
+        await_frame(&mut ue_q, bound, "SYN-ACK", is_syn_ack);
+        // Parked now, with the retransmission due on its wheel.
+        while !wake.is_sleeping() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        await_frame(&mut ue_q, bound, "retransmitted SYN-ACK", is_syn_ack);
+        while !wake.is_sleeping() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let flow = Flow {
+            ue: UE.into(),
+            ue_port: 5060,
+            local: PCSCF.into(),
+            local_port: 5060,
+            proto: Transport::Udp,
+        };
+        commands
+            .send(WorkerCommand::Send {
+                flow,
+                bytes: b"SIP/2.0 401 Unauthorized\r\n\r\n".to_vec(),
+                connect_if_absent: false,
+            })
+            .unwrap();
+        wake.wake();
+        await_frame(&mut ue_q, bound, "the command's datagram", |f| {
+            EthernetFrame::new_checked(f).ok().and_then(|e| {
+                Ipv4Packet::new_checked(e.payload())
+                    .ok()
+                    .map(|ip| ip.next_header())
+            }) == Some(IpProtocol::Udp)
+        });
+        while !wake.is_sleeping() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t = Instant::now();
+        stop.store(true, Ordering::Release);
+        FrameBell::new(vec![wake]).wake_all();
+        worker.join().unwrap();
+        assert!(t.elapsed() < bound, "stop took {:?}", t.elapsed());
     }
 
     /// The writable part of the mapping of `/proc/self/maps` that holds `addr`, in bytes.
@@ -432,58 +678,69 @@ mod tests {
         };
         let turns = SPIN_ITERATIONS + 10;
         let quiet = Arc::new(WorkerWake::default());
-        let mut b = Backoff::new(policy, quiet);
+        let mut b = Backoff::new(policy, quiet, false);
         for _ in 0..turns {
-            b.after(0, || false);
+            b.after(0, || false, |limit| limit);
         }
         assert_eq!((b.yields, b.parks), (11, 0));
         let rung = Arc::new(WorkerWake::default());
         FrameBell::new(vec![rung.clone()]).ring();
-        let mut b = Backoff::new(policy, rung);
+        let mut b = Backoff::new(policy, rung, false);
         for _ in 0..turns {
-            b.after(0, || false);
+            // A timer due in 50 µs each time.
+            b.after(0, || false, |_| Duration::from_micros(50));
         }
         assert_eq!((b.yields, b.parks), (0, 11));
         // Queued commands keep it from parking at all.
         for _ in 0..5 {
-            b.after(0, || true);
+            b.after(0, || true, |limit| limit);
         }
         assert_eq!(b.parks, 11);
+        // A timer due now: no park either.
+        b.after(0, || false, |_| Duration::ZERO);
+        assert_eq!(b.parks, 11);
         // Work ends the streak and publishes it.
-        b.after(1, || false);
+        b.after(1, || false, |limit| limit);
         assert_eq!((b.idle, b.yields, b.parks), (0, 0, 0));
+    }
+
+    /// A worker whose frames ring and that has no peers parks until its next timer, up to
+    /// `PARK_LIMIT` (or a longer `max_sleep`); one that is not told of its frames (no bell
+    /// yet, or frames handed over by peers) parks `max_sleep`.
+    #[test]
+    fn a_rung_worker_without_peers_parks_until_its_next_timer() {
+        let short = Duration::from_micros(200);
+        let rung = Arc::new(WorkerWake::default());
+        FrameBell::new(vec![rung.clone()]).ring();
+        let timer_in = |d: Duration| move |limit: Duration| d.min(limit);
+        let b = Backoff::new(IdlePolicy::BusyPoll, rung.clone(), false);
+        let ms = Duration::from_millis;
+        assert_eq!(b.park_length(short, timer_in(ms(3))), ms(3));
+        assert_eq!(b.park_length(short, timer_in(ms(60))), PARK_LIMIT);
+        assert_eq!(b.park_length(ms(50), timer_in(ms(60))), ms(50));
+        assert_eq!(b.park_length(ms(50), timer_in(ms(3))), ms(3));
+        let with_peers = Backoff::new(IdlePolicy::BusyPoll, rung, true);
+        assert_eq!(with_peers.park_length(short, timer_in(ms(3))), short);
+        let quiet = Backoff::new(IdlePolicy::BusyPoll, Arc::default(), false);
+        assert_eq!(quiet.park_length(short, timer_in(ms(3))), short);
     }
 
     /// A worker parked for up to 10 s answers a frame rung on the bell at once, twice (the
     /// second time it parks straight after its spin), and leaves when stopped and rung.
     #[test]
     fn a_parked_worker_answers_a_rung_frame_within_a_bound() {
-        let config = Config::default();
-        let (mut daemon_end, mut ue_end) = memory_pair(&config).unwrap();
-        let link = daemon_end.link().clone();
-        let queue = daemon_end.take_queues().pop().unwrap();
-        let mut ue_q = ue_end.take_queues().pop().unwrap();
-        let (events, _events_rx) = bounded(16);
-        let (_commands_tx, commands) = bounded(16);
-        let wake = Arc::new(WorkerWake::default());
-        let bell = FrameBell::new(vec![wake.clone()]);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = WorkerThread {
-            cfg: worker_config(&config, 0, &link, 5060, None),
-            queue,
-            peers: None,
-            table: Arc::new(InboundTable::with_capacity(64).unwrap()),
-            events: events.into(),
-            commands,
-            core: None,
-            idle: IdlePolicy::Backoff {
-                max_sleep: Duration::from_secs(10),
-            },
-            stop: stop.clone(),
-            wake: wake.clone(),
-            restore: Vec::new(),
-            socket_reserve: 0,
+        let idle = IdlePolicy::Backoff {
+            max_sleep: Duration::from_secs(10),
         };
+        let TestWorker {
+            thread,
+            ue: mut ue_q,
+            commands: _commands,
+            wake,
+            _events,
+        } = test_worker(idle, stop.clone());
+        let bell = FrameBell::new(vec![wake.clone()]);
         let (ready, ready_rx) = bounded(1);
         let worker = std::thread::spawn(move || thread.run(ready));
         ready_rx.recv().unwrap().unwrap();
@@ -568,19 +825,19 @@ mod tests {
     /// answers.
     #[test]
     fn a_stopped_worker_executes_queued_commands_before_exiting() {
-        let config = Config::default();
-        let (mut daemon_end, mut ue_end) = memory_pair(&config).unwrap();
-        let link = daemon_end.link().clone();
-        let queue = daemon_end.take_queues().pop().unwrap();
-        let mut ue_q = ue_end.take_queues().pop().unwrap();
+        let TestWorker {
+            thread,
+            ue: mut ue_q,
+            commands: commands_tx,
+            wake: _,
+            _events,
+        } = test_worker(IdlePolicy::BusyPoll, Arc::new(AtomicBool::new(true)));
         // The UE's ARP request waits in the ring, so its address is known when the answer
         // leaves (the worker reads commands, then frames, then polls stacks).
         let mut b = ue_q.alloc().unwrap();
         b.fill(&arp_request()).unwrap();
         assert_eq!(ue_q.tx_burst(&mut vec![b]), 1);
 
-        let (events, _events_rx) = bounded(16);
-        let (commands_tx, commands) = bounded(16);
         let flow = Flow {
             ue: UE.into(),
             ue_port: 5060,
@@ -596,20 +853,6 @@ mod tests {
             })
             .unwrap();
         drop(commands_tx);
-        let thread = WorkerThread {
-            cfg: worker_config(&config, 0, &link, 5060, None),
-            queue,
-            peers: None,
-            table: Arc::new(InboundTable::with_capacity(64).unwrap()),
-            events: events.into(),
-            commands,
-            core: None,
-            idle: IdlePolicy::BusyPoll,
-            stop: Arc::new(AtomicBool::new(true)),
-            wake: Arc::default(),
-            restore: Vec::new(),
-            socket_reserve: 4,
-        };
         let (ready, ready_rx) = bounded(1);
         thread.run(ready);
         let counters = ready_rx.recv().unwrap().unwrap();

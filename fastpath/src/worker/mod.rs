@@ -423,6 +423,14 @@ impl<Q: PortQueue> Worker<Q> {
         self.ues.len()
     }
 
+    /// When a stack's deadline may next come due, looking no further than `until` (`None`:
+    /// none by then); an early answer (a stale entry), never a late one. For an idle
+    /// worker's sleep ([`TimerWheel::next_due`]); valid after a [`Worker::run_once`] that
+    /// did no work (no stack is woken then).
+    pub fn next_due(&self, until: Instant) -> Option<Instant> {
+        self.timers.next_due(until)
+    }
+
     /// TCP connections to the unprotected SIP port and how many of them are half-open, and
     /// the stacks of sources without an SA set, as the limits count them.
     pub fn sip_port_use(&self) -> (usize, usize, usize) {
