@@ -110,6 +110,10 @@ fn the_entries_name_their_ue_and_a_reused_slot_gets_a_new_tag() {
     let (pc2, ps2) = (table.allocate().unwrap(), table.allocate().unwrap());
     w.command(WorkerCommand::InstallSaSet(set(second, pc2, ps2)), now);
     let next = table.lookup(ps2).unwrap().owner;
-    assert_eq!(next.to_parts().0, owner.to_parts().0, "the freed slot is reused");
+    assert_eq!(
+        next.to_parts().0,
+        owner.to_parts().0,
+        "the freed slot is reused"
+    );
     assert_ne!(next, owner, "a stale tag must not name the slot's next UE");
 }
