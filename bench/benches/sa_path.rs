@@ -40,7 +40,7 @@ use akagate_fastpath::esp::{
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::wire::ip::{Direction, IpRepr};
 use akagate_fastpath::wire::Segment;
-use akagate_fastpath::worker::{InboundEntry, InboundTable, WorkerSas};
+use akagate_fastpath::worker::{InboundEntry, InboundTable, UeTag, WorkerSas};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 
@@ -163,6 +163,7 @@ impl Bed {
                 worker: 0,
                 slot,
                 transform_lines,
+                owner: UeTag::NONE,
             };
             table.install(spi, entry).expect("install");
             spis.push(spi);

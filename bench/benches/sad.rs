@@ -45,7 +45,7 @@ fn lookup(c: &mut Criterion) {
 /// (selectors, owner, slab slot: 56 bytes, one cache line with the SPI), each copied out and
 /// checked as `Worker::esp_target` does (address, owner), at 1 Ki and 4 Mi SAs.
 fn lookup_entries(c: &mut Criterion) {
-    use akagate_fastpath::worker::{InboundEntry, InboundTable};
+    use akagate_fastpath::worker::{InboundEntry, InboundTable, UeTag};
     use std::net::{IpAddr, Ipv4Addr};
     let mut group = c.benchmark_group("sad_lookup_entry");
     group.throughput(Throughput::Elements(BURST as u64));
@@ -63,6 +63,7 @@ fn lookup_entries(c: &mut Criterion) {
                 worker: 0,
                 slot: i as u32,
                 transform_lines: 4,
+                owner: UeTag::NONE,
             };
             table.install(spi, entry).expect("install");
             spis.push(spi);

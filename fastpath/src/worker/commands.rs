@@ -109,7 +109,7 @@ impl<Q: PortQueue> Worker<Q> {
             WorkerCommand::Close(flow) => {
                 if let Some(ue) = self.ues.get_mut(&flow.ue) {
                     let _ = ue.stack.close(flow);
-                    super::wake_ue(&mut self.woken, ue, flow.ue);
+                    super::wake_ue(&mut self.woken, ue);
                 }
             }
             // A registration's set sends in epoch 0; a restored one in its restart epoch,
@@ -139,16 +139,18 @@ impl<Q: PortQueue> Worker<Q> {
         };
         let table = self.table.clone();
         let existed = self.ues.contains_key(&set.ue);
-        if self.ue_entry(set.ue, set.local, true, now).is_none() {
+        let Some(owner) = self.ue_entry(set.ue, set.local, true, now).map(|u| u.tag) else {
             inc(&self.counters.drop_sa_install);
             return;
-        }
+        };
         let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas)
         else {
             inc(&self.counters.drop_sa_install);
             self.forget_new_ue(set.ue, existed);
             return;
         };
+        // The entries name the UE's record: its ESP packets reach it without the UE map.
+        let (ps, pc) = (ps.owned_by(owner), pc.owned_by(owner));
         let installed = match table.install(set.spi_ps, ps) {
             Ok(()) if table.install(set.spi_pc, pc).is_ok() => true,
             Ok(()) => {
@@ -163,7 +165,7 @@ impl<Q: PortQueue> Worker<Q> {
             self.forget_new_ue(set.ue, existed);
             return;
         }
-        let Some(ue) = self.ues.get_mut(&set.ue) else {
+        let Some(ue) = self.ues.at_mut(owner) else {
             // Created or found above; nothing between could remove it.
             return state.release(&mut self.link.sas);
         };
@@ -174,7 +176,7 @@ impl<Q: PortQueue> Worker<Q> {
         // A UE's first set is inline in its record; a re-registration's second moves them
         // to the heap.
         ue.sa_sets.insert(0, state);
-        super::wake_ue(&mut self.woken, ue, set.ue);
+        super::wake_ue(&mut self.woken, ue);
     }
 
     /// Frees the stack of `ue` again after a failed install created it (`existed`: it was
@@ -218,6 +220,6 @@ impl<Q: PortQueue> Worker<Q> {
         // After the live sets, before older draining ones: egress takes the first match.
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
         ue.sa_sets.insert(at, set);
-        super::wake_ue(&mut self.woken, ue, ue_ip);
+        super::wake_ue(&mut self.woken, ue);
     }
 }

@@ -10,7 +10,7 @@ use smoltcp::time::Instant;
 
 use super::counters::{add, inc};
 use super::handoff::Handed;
-use super::{InboundEntry, SaSetState, Worker};
+use super::{InboundEntry, SaSetState, UeTag, Worker};
 use crate::esp::ip::IPPROTO_ESP;
 use crate::esp::{decapsulate_burst_in, spi_of, DecapItem};
 use crate::ipc::Transport;
@@ -220,16 +220,24 @@ impl<Q: PortQueue> Worker<Q> {
     /// their sockets, connections and SA sets), before the burst is processed: at a few
     /// hundred UEs in flight each first touch of a UE's state is a miss to memory, and issued
     /// together for the whole burst they overlap (docs/ARCHITECTURE.md, *Worker pipeline*).
+    /// An ESP frame's UE is found from its SA's table entry (whose line phase zero asked
+    /// for), not the UE map: the owner the entry names, without the map's lines.
     fn prefetch_ues(&self, rx: &[PacketBuf]) {
         let mut seen: [Option<(&super::Ue, usize)>; PREFETCH_UES] = [None; PREFETCH_UES];
         for (b, s) in rx.iter().zip(seen.iter_mut()) {
-            let Some(src) = peek_frame_src(b.data()) else {
-                continue;
+            let data = b.data();
+            let owned = peek_frame_spi(data)
+                .and_then(|spi| self.table.lookup(spi))
+                .and_then(|e| self.ues.at(e.owner));
+            let u = match owned {
+                Some(u) => u,
+                None => match peek_frame_src(data).and_then(|src| self.ues.get(&src)) {
+                    Some(u) => u,
+                    None => continue,
+                },
             };
-            if let Some(u) = self.ues.get(&src) {
-                u.prefetch();
-                *s = Some((u, payload_hint(b.data().len())));
-            }
+            u.prefetch();
+            *s = Some((u, payload_hint(data.len())));
         }
         // The records' lines were asked for a loop ago: the pointers in them are read now.
         for (u, rx_bytes) in seen.iter().flatten() {
@@ -580,7 +588,7 @@ impl<Q: PortQueue> Worker<Q> {
             Some(s) if s.ports.src == entry.ue_port && s.ports.dst == entry.local_port => s,
             _ => return inc(&self.counters.drop_esp_selector),
         };
-        self.deliver(inner_ip, pkt, seg, Some(e.spi), false, now);
+        self.deliver(inner_ip, pkt, seg, Some((e.spi, entry.owner)), false, now);
     }
 
     /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
@@ -595,6 +603,7 @@ impl<Q: PortQueue> Worker<Q> {
         ue.sa_sets
             .iter()
             .find_map(|s| s.entry(spi, src, local, self.cfg.id))
+            .map(|e| e.owned_by(ue.tag))
     }
 
     /// A clear TCP/UDP packet: only the unprotected SIP port takes it.
@@ -662,24 +671,27 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Runs an inner packet (its parsed header `ip`, whose source is the UE and destination
     /// ours, and its transport facts `seg`) through the UE's stack (creating it for
-    /// unprotected SIP) in place and marks the stack due.
+    /// unprotected SIP) in place and marks the stack due. `esp`: the inbound SA's SPI and the
+    /// owner its entry names (the UE found without the map).
     fn deliver(
         &mut self,
         ip: &IpRepr,
         pkt: &[u8],
         seg: Segment,
-        spi: Option<u32>,
+        esp: Option<(u32, UeTag)>,
         create: bool,
         now: Instant,
     ) {
         let t0 = super::phases::stamp();
         let (ue, local) = (ip.src, ip.dst);
+        let spi = esp.map(|(spi, _)| spi);
         let Some(u) = super::ue_entry_in(
             &mut self.ues,
             &self.cfg,
             &self.counters,
             ue,
             local,
+            esp.map(|(_, owner)| owner),
             create,
             now,
         ) else {
@@ -704,9 +716,9 @@ impl<Q: PortQueue> Worker<Q> {
             // A pure ACK that left the stack with nothing to do (the UE's ACK of a response,
             // or of our FIN): no poll, only the deadline a poll would have set.
             let at = super::next_deadline(u, &self.cfg, now, None);
-            super::rearm(&mut self.timers, u, ue, at);
+            super::rearm(&mut self.timers, u, at);
         } else {
-            super::wake_ue(&mut self.woken, u, ue);
+            super::wake_ue(&mut self.woken, u);
         }
         // A SYN becomes a connection at once: the limits see it before the next packet. Only
         // a packet to the SIP port (or one that made the stack) changes the use counted: a

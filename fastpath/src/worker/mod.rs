@@ -11,8 +11,8 @@ mod handoff;
 mod ingress;
 pub use crate::phases;
 pub mod sa;
+mod ues;
 
-use akagate_proto::hash::{keyed_map, KeyedMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ use egress::Link;
 use handoff::Peers;
 pub use handoff::{EventDropped, EventSink, Handoff};
 pub use sa::{InboundEntry, InboundTable, SaSetState, SaSlab, UeEgress, WorkerSas};
+pub use ues::UeTag;
+use ues::Ues;
 
 /// How long a removed SA set keeps its SAs for the bytes queued before the removal
 /// (`WorkerCommand::RemoveSaSet`) when they are not all acknowledged: normally the UE's ACK
@@ -167,6 +169,9 @@ struct Ue {
     timer_at: Option<Instant>,
     /// On the worker's list of UEs to poll this loop turn ([`Worker::woken`]).
     woken: bool,
+    /// Its slot in [`Worker::ues`]: the key of its wheel entries and of `woken`, and the
+    /// owner its inbound SAs' table entries carry.
+    tag: UeTag,
 }
 
 impl Ue {
@@ -188,21 +193,21 @@ impl Ue {
     }
 }
 
-/// Puts `ue` (at `ip`) on `woken`, the UEs to poll in this loop turn, unless it is there:
-/// a packet or a command gave it work. Its deadline in the timer wheel stays as it is.
-fn wake_ue(woken: &mut Vec<IpAddr>, ue: &mut Ue, ip: IpAddr) {
+/// Puts `ue` on `woken`, the UEs to poll in this loop turn, unless it is there: a packet or
+/// a command gave it work. Its deadline in the timer wheel stays as it is.
+fn wake_ue(woken: &mut Vec<UeTag>, ue: &mut Ue) {
     if !ue.woken {
         ue.woken = true;
-        woken.push(ip);
+        woken.push(ue.tag);
     }
 }
 
-/// Makes `at` the live deadline of `ue` (at `ip`) in `timers`, unless it already is (a
-/// poll that leaves the stack's deadline where it was adds no wheel entry).
-fn arm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Instant) {
+/// Makes `at` the live deadline of `ue` in `timers`, unless it already is (a poll that
+/// leaves the stack's deadline where it was adds no wheel entry).
+fn arm(timers: &mut TimerWheel<UeTag>, ue: &mut Ue, at: Instant) {
     if ue.timer_at != Some(at) {
         ue.timer_at = Some(at);
-        timers.schedule(ip, at);
+        timers.schedule(ue.tag, at);
     }
 }
 
@@ -291,11 +296,11 @@ fn recount_and_deadline(
         .min()
 }
 
-/// Makes `at` the live deadline of `ue` (at `ip`): armed in `timers`, or, with none, no
-/// deadline (an earlier one still in the wheel goes stale).
-fn rearm(timers: &mut TimerWheel<IpAddr>, ue: &mut Ue, ip: IpAddr, at: Option<Instant>) {
+/// Makes `at` the live deadline of `ue`: armed in `timers`, or, with none, no deadline (an
+/// earlier one still in the wheel goes stale).
+fn rearm(timers: &mut TimerWheel<UeTag>, ue: &mut Ue, at: Option<Instant>) {
     match at {
-        Some(at) => arm(timers, ue, ip, at),
+        Some(at) => arm(timers, ue, at),
         None => ue.timer_at = None,
     }
 }
@@ -313,23 +318,23 @@ pub struct Worker<Q: PortQueue> {
     link: Link<Q>,
     reasm: Reassembler,
     table: Arc<InboundTable>,
-    /// Boxed: the map's spare buckets then cost a pointer each, not a whole `Ue` (about 0.85 KB:
-    /// its stack, smoltcp's `Interface` in it).
-    ues: KeyedMap<IpAddr, Box<Ue>>,
-    timers: TimerWheel<IpAddr>,
+    /// By address and by tag; boxed: a slot costs a pointer and its generation, not a whole
+    /// `Ue` (about 1 KB: its stack, smoltcp's `Interface` in it).
+    ues: Ues<Ue>,
+    timers: TimerWheel<UeTag>,
     events: EventSink,
     commands: Receiver<WorkerCommand>,
     counters: Arc<WorkerCounters>,
     rx: Vec<PacketBuf>,
     /// What the first pass decided for each frame of the burst (kept for its capacity).
     verdicts: Vec<ingress::Verdict>,
-    due: Vec<(IpAddr, Instant)>,
+    due: Vec<(UeTag, Instant)>,
     /// UEs to poll in this loop turn, each once ([`Ue::woken`]): those a packet or command
     /// gave work, kept off the timer wheel (its entry and a wheel slot's cache line per
     /// packet).
-    woken: Vec<IpAddr>,
+    woken: Vec<UeTag>,
     /// [`Worker::woken`] while its UEs are polled (kept for its capacity).
-    polling: Vec<IpAddr>,
+    polling: Vec<UeTag>,
     stack_events: Vec<WorkerEvent>,
     /// The other workers of the port (none: this worker owns every UE).
     peers: Option<Peers>,
@@ -369,7 +374,7 @@ impl<Q: PortQueue> Worker<Q> {
             verdicts: Vec::with_capacity(cfg.burst),
             cfg,
             table,
-            ues: keyed_map(),
+            ues: Ues::new(),
             events: events.into(),
             commands,
             counters,
@@ -484,20 +489,20 @@ impl<Q: PortQueue> Worker<Q> {
     fn poll_due(&mut self, now: Instant) -> usize {
         let mut due = std::mem::take(&mut self.due);
         let ues = &self.ues;
-        self.timers.expire(now, &mut due, |ip, at| {
-            ues.get(ip).is_some_and(|u| u.timer_at == Some(at))
+        self.timers.expire(now, &mut due, |tag, at| {
+            ues.at(*tag).is_some_and(|u| u.timer_at == Some(at))
         });
         let mut n = 0;
-        for (ip, at) in due.drain(..) {
-            n += usize::from(self.poll_ue(ip, Some(at), now));
+        for (tag, at) in due.drain(..) {
+            n += usize::from(self.poll_ue(tag, Some(at), now));
         }
         self.due = due;
         // Then the UEs woken by this turn's packets and commands (a UE polled above already
         // is skipped: its flag is clear).
         let mut polling = std::mem::take(&mut self.polling);
         std::mem::swap(&mut polling, &mut self.woken);
-        for ip in polling.drain(..) {
-            n += usize::from(self.poll_ue(ip, None, now));
+        for tag in polling.drain(..) {
+            n += usize::from(self.poll_ue(tag, None, now));
         }
         self.polling = polling;
         n
@@ -506,7 +511,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// Marks `ip`'s stack due now (a packet or a command gave it work).
     fn wake(&mut self, ip: IpAddr) {
         if let Some(ue) = self.ues.get_mut(&ip) {
-            wake_ue(&mut self.woken, ue, ip);
+            wake_ue(&mut self.woken, ue);
         }
     }
 
@@ -514,8 +519,8 @@ impl<Q: PortQueue> Worker<Q> {
     /// (`at`) if it is the UE's live deadline, for an entry of [`Worker::woken`] (`None`) if
     /// the UE was not polled since it was woken. Returns whether it ran (false: a stale
     /// entry, or the UE is gone).
-    fn poll_ue(&mut self, ip: IpAddr, at: Option<Instant>, now: Instant) -> bool {
-        let Some(ue) = self.ues.get_mut(&ip) else {
+    fn poll_ue(&mut self, tag: UeTag, at: Option<Instant>, now: Instant) -> bool {
+        let Some(ue) = self.ues.at_mut(tag) else {
             return false;
         };
         match at {
@@ -546,13 +551,13 @@ impl<Q: PortQueue> Worker<Q> {
         );
         if ue.sa_sets.is_empty() && ue.stack.is_idle() {
             // Its entries left in the wheel find no UE: stale.
-            if let Some(ue) = self.ues.remove(&ip) {
+            if let Some(ue) = self.ues.remove_at(tag) {
                 self.sip_use.sub(ue.sip_use);
             }
             inc(&self.counters.ues_freed);
         } else {
             let at = recount_and_deadline(&mut self.sip_use, ue, &self.cfg, now, drain_next);
-            rearm(&mut self.timers, ue, ip, at);
+            rearm(&mut self.timers, ue, at);
         }
         self.forward_events();
         phases::note(phases::Phase::PollAfter, t1);
@@ -647,6 +652,7 @@ impl<Q: PortQueue> Worker<Q> {
             &self.counters,
             ue,
             local,
+            None,
             create,
             now,
         )
@@ -697,29 +703,35 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
     add(&counters.drop_checksum, sc.bad_checksum);
 }
 
-/// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others.
+/// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others. With
+/// `tag` (an ESP packet's SA entry names its UE) the record is found without the map; a tag
+/// that names no UE at `ue` is not trusted and the map is asked.
+#[allow(clippy::too_many_arguments)]
 fn ue_entry_in<'u>(
-    ues: &'u mut KeyedMap<IpAddr, Box<Ue>>,
+    ues: &'u mut Ues<Ue>,
     cfg: &WorkerConfig,
     counters: &WorkerCounters,
     ue: IpAddr,
     local: IpAddr,
+    tag: Option<UeTag>,
     create: bool,
     now: Instant,
 ) -> Option<&'u mut Ue> {
-    use std::collections::hash_map::Entry;
-    let full = ues.len() >= cfg.max_ues;
-    let u = match ues.entry(ue) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(_) if !create => {
+    let found = match tag {
+        Some(t) if ues.at_of(t, ue).is_some() => Some(t),
+        _ => ues.find(&ue),
+    };
+    let u = match found {
+        Some(t) => ues.at_mut(t)?,
+        None if !create => {
             inc(&counters.drop_no_ue);
             return None;
         }
-        Entry::Vacant(_) if full => {
+        None if ues.len() >= cfg.max_ues => {
             inc(&counters.drop_ue_limit);
             return None;
         }
-        Entry::Vacant(e) => {
+        None => {
             let mut stack = UeStack::new(cfg.stack.clone(), local, ue, now)?;
             // One worker per thread: the thread's spare sockets are this worker's.
             stack.recycle_sockets();
@@ -728,13 +740,17 @@ fn ue_entry_in<'u>(
                 stack.listen_tls(l.clone());
             }
             inc(&counters.ues);
-            e.insert(Box::new(Ue {
-                stack,
-                sa_sets: UeEgress::default(),
-                sip_use: SipPortUse::default(),
-                timer_at: None,
-                woken: false,
-            }))
+            ues.insert_with(ue, |tag| {
+                Box::new(Ue {
+                    stack,
+                    sa_sets: UeEgress::default(),
+                    sip_use: SipPortUse::default(),
+                    timer_at: None,
+                    woken: false,
+                    tag,
+                })
+            })
+            .1
         }
     };
     if u.stack.local() != local {

@@ -14,6 +14,8 @@ use crate::l2::hop::HopCache;
 use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
+use super::UeTag;
+
 /// The value type of the inbound SA table: where the SA is and what it may carry.
 ///
 /// The SA itself sits in slot `slot` of worker `worker`'s inbound [`SaSlab`]: only that
@@ -39,6 +41,16 @@ pub struct InboundEntry {
     /// Cache lines of the SA's transform a packet's decapsulation reads
     /// ([`InboundSa::transform_lines`]), so the lookup can prefetch them with the SA.
     pub transform_lines: u8,
+    /// The UE's record in its worker ([`UeTag`], set at install: [`InboundEntry::owned_by`]),
+    /// so an ESP packet reaches it without the worker's UE map; [`UeTag::NONE`] if not set.
+    pub owner: UeTag,
+}
+
+impl InboundEntry {
+    /// This entry for the UE whose record `owner` names.
+    pub fn owned_by(self, owner: UeTag) -> Self {
+        InboundEntry { owner, ..self }
+    }
 }
 
 /// The words of an address: IPv4 in the low 32 bits of the first, IPv6 big-endian halves.
@@ -64,7 +76,8 @@ fn words_addr(w: [u64; 2], v6: bool) -> IpAddr {
 }
 
 /// The entry inline in its table slot (one cache line with the SPI): UE and local address,
-/// ports with the two address families, worker, slab slot.
+/// ports with the two address families, worker, slab slot; the owner's tag in the high
+/// halves of the last two words (slot above the worker, generation above the slab slot).
 impl FlatEntry for InboundEntry {
     fn to_words(&self) -> [u64; ENTRY_WORDS] {
         let [u0, u1] = addr_words(self.ue);
@@ -80,8 +93,8 @@ impl FlatEntry for InboundEntry {
             l0,
             l1,
             ports,
-            self.worker as u64,
-            u64::from(self.slot),
+            (self.worker as u32 as u64) | u64::from(self.owner.to_parts().0) << 32,
+            u64::from(self.slot) | u64::from(self.owner.to_parts().1) << 32,
         ]
     }
 
@@ -92,9 +105,10 @@ impl FlatEntry for InboundEntry {
             local: words_addr([l0, l1], ports >> 33 & 1 == 1),
             ue_port: ports as u16,
             local_port: (ports >> 16) as u16,
-            worker: usize::try_from(worker).ok()?,
-            slot: u32::try_from(slot).ok()?,
+            worker: worker as u32 as usize,
+            slot: slot as u32,
             transform_lines: (ports >> 34) as u8,
+            owner: UeTag::from_parts((worker >> 32) as u32, (slot >> 32) as u32),
         })
     }
 }
@@ -600,6 +614,7 @@ impl SaSetState {
             worker,
             slot,
             transform_lines: self.transform_lines,
+            owner: UeTag::NONE,
         })
     }
 
@@ -670,6 +685,7 @@ mod tests {
             worker: 3,
             slot: 4_000_000,
             transform_lines: 4,
+            owner: UeTag::from_parts(1_000_000, 7),
         };
         let v6 = InboundEntry {
             ue: "2001:db8::7:1".parse().unwrap(),
@@ -679,6 +695,7 @@ mod tests {
             worker: 0,
             slot: u32::MAX,
             transform_lines: 11,
+            owner: UeTag::from_parts(u32::MAX, u32::MAX),
         };
         for e in [v4, v6] {
             assert_eq!(InboundEntry::from_words(e.to_words()), Some(e));
