@@ -259,12 +259,14 @@ impl Bed {
         // Phase one (worker: `esp_target`): entry, address and owner checks, the SA's first
         // lines prefetched.
         let mut spis = [0u32; BURST];
-        for (((rx, (r, ip, _)), f), s) in self
+        let mut seqs = [0u32; BURST];
+        for ((((rx, (r, ip, _)), f), s), q) in self
             .rx
             .iter()
             .zip(metas)
             .zip(found.iter_mut())
             .zip(spis.iter_mut())
+            .zip(seqs.iter_mut())
         {
             let Ok(spi) = spi_of(&rx[r.clone()], ip) else {
                 continue;
@@ -279,6 +281,7 @@ impl Bed {
                 let seq = &rx[r.start + 24..r.start + 28];
                 let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
                 self.sas.inbound.prefetch_head(entry.slot, seq);
+                *q = seq;
             }
             *s = spi;
             *f = Some(entry);
@@ -288,7 +291,14 @@ impl Bed {
         // burst decapsulation.
         let mut n = 0;
         let mut delivered = [None; BURST];
-        for (((rx, (r, ip, _)), f), &spi) in self.rx.iter_mut().zip(metas).zip(&found).zip(&spis) {
+        for ((((rx, (r, ip, _)), f), &spi), &seq) in self
+            .rx
+            .iter_mut()
+            .zip(metas)
+            .zip(&found)
+            .zip(&spis)
+            .zip(&seqs)
+        {
             let Some(entry) = f else {
                 continue;
             };
@@ -296,7 +306,7 @@ impl Bed {
             if prefetch {
                 self.sas
                     .inbound
-                    .prefetch_transform(entry.slot, entry.transform_lines);
+                    .prefetch(entry.slot, seq, entry.transform_lines);
             }
             if !self.sas.inbound.holds(entry.slot, spi) {
                 continue;

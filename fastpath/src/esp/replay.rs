@@ -46,15 +46,16 @@ impl ReplayWindow {
         }
     }
 
-    /// Starts loading the ring word that checking and recording `seq_lo` (the low half of a
-    /// sequence number) in the window at `p` reads. `top` is not asked for: it shares the
-    /// first line of its [`InboundSa`](super::InboundSa), which the SA's prefetch asks for.
+    /// Starts loading what checking and recording `seq_lo` (the low half of a sequence
+    /// number) in the window at `p` reads: `top` and the ring word of `seq_lo`.
     /// Computes addresses only (never reads through `p`), so any pointer will do.
     #[inline]
-    pub(super) fn prefetch_ring_at(p: *const Self, seq_lo: u32) {
+    pub(super) fn prefetch_at(p: *const Self, seq_lo: u32) {
+        let base = p.cast::<u8>();
+        crate::sad::prefetch(base.wrapping_add(core::mem::offset_of!(Self, top)));
         let (word, _) = Self::position(u64::from(seq_lo));
         let ring = core::mem::offset_of!(Self, ring) + word * 8;
-        crate::sad::prefetch(p.cast::<u8>().wrapping_add(ring));
+        crate::sad::prefetch(base.wrapping_add(ring));
     }
 
     /// Highest sequence number accepted so far (0 if none).

@@ -605,38 +605,22 @@ impl InboundSa {
     /// [`InboundSa::transform_lines`]), so a burst can have every SA of its packets on the
     /// way from memory before it decapsulates the first (at millions of SAs each is several
     /// cache misses). Computes addresses only (never reads through `p`, so any pointer will
-    /// do); the caller has the line count from the SA's table entry. The same as
-    /// [`InboundSa::prefetch_head_at`] and [`InboundSa::prefetch_transform_at`].
+    /// do); the caller has the line count from the SA's table entry.
     #[inline]
     pub fn prefetch_at(p: *const Self, seq_lo: u32, transform_lines: u8) {
-        Self::prefetch_head_at(p, seq_lo);
-        Self::prefetch_transform_at(p, transform_lines);
-    }
-
-    /// The first of [`InboundSa::prefetch_at`]'s two parts: the SA's first line (SPI, flag,
-    /// packet counters and the window's top: one line, asserted above) and the window's
-    /// ring word of `seq_lo`, one prefetch each (round 20: the top's own prefetch hit the
-    /// first line again).
-    #[inline]
-    pub fn prefetch_head_at(p: *const Self, seq_lo: u32) {
         use core::mem::offset_of;
         let base = p.cast::<u8>();
+        // SPI, flag, packet counters and the window's top: one line (asserted above).
         crate::sad::prefetch(base.wrapping_add(offset_of!(Self, spi)));
-        ReplayWindow::prefetch_ring_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
-    }
-
-    /// The second of [`InboundSa::prefetch_at`]'s two parts: the first `transform_lines`
-    /// lines of the transform, into the L2 (read later, by the decapsulation; a burst asks
-    /// for four or five per SA at once, more than the L1 tracks: see
-    /// `crate::sad::prefetch_l2`).
-    #[inline]
-    pub fn prefetch_transform_at(p: *const Self, transform_lines: u8) {
-        let base = p.cast::<u8>();
-        let t = core::mem::offset_of!(Self, transform);
+        // The transform's lines into the L2 (read later, by the decapsulation; a burst asks
+        // for four or five per SA at once, more than the L1 tracks: see
+        // `crate::sad::prefetch_l2`).
+        let t = offset_of!(Self, transform);
         let lines = usize::from(transform_lines).min(Self::TRANSFORM_LINES);
         for k in 0..lines {
             crate::sad::prefetch_l2(base.wrapping_add(t + 64 * k));
         }
+        ReplayWindow::prefetch_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
     }
 
     /// Cache lines the whole transform spans (it starts a line).

@@ -257,10 +257,11 @@ impl<Q: PortQueue> Worker<Q> {
             let (raw, _) = b.raw_mut();
             // The second prefetch pass: the SA's transform lines (its first lines were asked
             // for in `esp_target`, and the SPI check below waits for them).
+            let seq_lo = raw.get(e.r.clone()).map_or(0, |p| seq_lo(p, &e.ip));
             self.link
                 .sas
                 .inbound
-                .prefetch_transform(e.entry.slot, e.entry.transform_lines);
+                .prefetch(e.entry.slot, seq_lo, e.entry.transform_lines);
             if !self.esp_held(e.spi, &e.entry) {
                 continue;
             }

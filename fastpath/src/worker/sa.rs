@@ -133,9 +133,10 @@ pub struct SaSlab<T> {
     /// Slots handed out so far: every slot below is stored or in `free`.
     next: u32,
     free: Vec<u32>,
-    /// Where the SA sits inside a cell, for [`SaSlab::prefetch`] (the same for every cell;
-    /// learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
+    /// Where the SA and its SPI sit inside a cell, for [`SaSlab::prefetch`] (the same for
+    /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
     sa_offset: usize,
+    spi_offset: usize,
     /// The next segment, made and first touched by a helper thread (see
     /// [`SaSlab::keep_spare_segment`]); disabled by default.
     spare: Spare<Segment<T>>,
@@ -148,6 +149,7 @@ impl<T> Default for SaSlab<T> {
             next: 0,
             free: Vec::new(),
             sa_offset: 0,
+            spi_offset: 0,
             spare: Spare::default(),
         }
     }
@@ -179,45 +181,32 @@ impl SaSlab<InboundSa> {
     /// The first of a burst's two prefetch passes over its SAs, in the pass that finds each
     /// SA's slot: the cell's first line (the slot's SPI, the SA's counters and window top)
     /// and the ring word of `seq_lo`, without reading anything; the transform's lines follow
-    /// in the second pass ([`SaSlab::prefetch_transform`], just before each slot's SPI is
-    /// checked). Two lines per SA instead of six in the first pass leave the core's line
-    /// fill buffers to the burst's table lookups, whose lines the first pass waits for
+    /// in the second pass ([`SaSlab::prefetch`], just before each slot's SPI is checked).
+    /// Two lines per SA instead of six in the first pass leave the core's line fill buffers
+    /// to the burst's table lookups, whose lines the first pass waits for
     /// (docs/BENCHMARKS.md, *Flat SA lookup, round 11*).
     #[inline]
     pub fn prefetch_head(&self, slot: u32, seq_lo: u32) {
-        if let Some(sa) = self.sa_ptr(slot) {
-            // The slot's SPI shares the SA's first line (`InboundSa::LINE_OFFSET`).
-            InboundSa::prefetch_head_at(sa, seq_lo);
-        }
-    }
-
-    /// The second pass of [`SaSlab::prefetch_head`]: the first `transform_lines` lines of
-    /// the transform of the SA in `slot` (from the SA's table entry), and nothing else (its
-    /// first lines were asked for in the first pass), without reading anything; nothing for
-    /// a slot beyond the slab.
-    #[inline]
-    pub fn prefetch_transform(&self, slot: u32, transform_lines: u8) {
-        if let Some(sa) = self.sa_ptr(slot) {
-            InboundSa::prefetch_transform_at(sa, transform_lines);
-        }
+        self.prefetch(slot, seq_lo, 0);
     }
 
     /// Starts loading what decapsulating a packet (sequence number low half `seq_lo`) with
     /// the SA in `slot` reads, `transform_lines` of its transform included (from the SA's
     /// table entry), without reading anything (see [`InboundSa::prefetch_at`]); nothing for
-    /// a slot beyond the slab: both passes at once.
+    /// a slot beyond the slab. After [`SaSlab::prefetch_head`] of the same packet, its first
+    /// two lines are already on their way and only the transform's lines are new.
     #[inline]
     pub fn prefetch(&self, slot: u32, seq_lo: u32, transform_lines: u8) {
-        if let Some(sa) = self.sa_ptr(slot) {
-            InboundSa::prefetch_at(sa, seq_lo, transform_lines);
-        }
-    }
-
-    /// Where the SA of `slot` is, without reading it (for a prefetch).
-    #[inline(always)]
-    fn sa_ptr(&self, slot: u32) -> Option<*const InboundSa> {
-        let cell = self.cell_ptr(slot)?.cast::<u8>();
-        Some(cell.wrapping_add(self.sa_offset).cast())
+        let Some(cell) = self.cell_ptr(slot) else {
+            return;
+        };
+        let cell = cell.cast::<u8>();
+        crate::sad::prefetch(cell.wrapping_add(self.spi_offset));
+        InboundSa::prefetch_at(
+            cell.wrapping_add(self.sa_offset).cast(),
+            seq_lo,
+            transform_lines,
+        );
     }
 }
 
@@ -267,6 +256,7 @@ impl<T> SaSlab<T> {
             let c = c.insert(Cell { spi, sa });
             let base = c as *const Cell<T> as usize;
             self.sa_offset = &c.sa as *const T as usize - base;
+            self.spi_offset = &c.spi as *const u32 as usize - base;
         }
         slot
     }
