@@ -526,7 +526,7 @@ section_salookup() {
     for ((r = 1; r <= runs; r++)); do
         local out
         out=$(SA_PATH_PAIRED="$rounds" SA_PATH_SIZES="$sizes" cargo bench -p akagate-bench \
-            --bench sa_path -- --bench 2>>"$RESULTS/salookup-criterion.log") || {
+            --bench sa_path 2>>"$RESULTS/salookup-criterion.log") || {
             tail -n 30 "$RESULTS/salookup-criterion.log"
             return 1
         }
