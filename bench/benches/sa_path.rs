@@ -28,6 +28,15 @@
 //! path at full-size packets; `SA_PATH_GROUP=8` decapsulates the burst in calls of that many
 //! packets (default 32, as the worker), to see whether later groups find their SAs loaded;
 //! `SA_PATH_SUITE=gcm` uses aes-gcm-16 SAs instead of hmac-sha-1-96 + aes-cbc.
+//!
+//! `SA_PATH_PAIRED=<rounds>` measures the same passes without criterion, every size in turn
+//! (round 20, the issue 11 figure's spread): all sizes' beds are built first, then each
+//! round runs one pass of each size (flush, warm-up, then the pass's timed bursts, as above),
+//! in ABBA order (ascending sizes on even rounds, descending on odd ones), and records each
+//! pass's thread CPU time per burst. It prints each size's median per burst over the rounds
+//! and, per size, the median of the rounds' ratios to the first size (each ratio taken from
+//! two passes a few milliseconds apart, so a slow moment of a shared box moves both sides).
+//! A line `sa_path/paired <SAs> <ns per burst> <ratio>` per size is for `bench/run.sh`.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -348,7 +357,93 @@ fn sizes() -> Vec<usize> {
     }
 }
 
+/// The value at quantile `q` (0..=1) of `v` (sorted here; nearest rank), 0 if empty.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    let i = ((v.len().max(1) - 1) as f64 * q).round() as usize;
+    v.get(i).copied().unwrap_or(0.0)
+}
+
+/// `SA_PATH_PAIRED`: every size's passes alternated within one process (see the module's
+/// documentation).
+fn paired(rounds: usize, sizes: &[usize]) {
+    let mut beds: Vec<Bed> = sizes
+        .iter()
+        .map(|&n| {
+            let t = Instant::now();
+            let bed = Bed::new(n);
+            eprintln!(
+                "sa_path/{n}: built in {:.1} s, table on {:?}",
+                t.elapsed().as_secs_f64(),
+                bed.table.memory_backing()
+            );
+            bed
+        })
+        .collect();
+    let mut ns: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); sizes.len()];
+    for r in 0..rounds {
+        let order: Vec<usize> = if r % 2 == 0 {
+            (0..sizes.len()).collect()
+        } else {
+            (0..sizes.len()).rev().collect()
+        };
+        for i in order {
+            let bed = &mut beds[i];
+            bed.new_pass(true);
+            let k = RING / BURST - bed.pos;
+            let t = current_thread_cpu();
+            for _ in 0..k {
+                bed.burst(true);
+            }
+            let dt = current_thread_cpu().saturating_sub(t);
+            ns[i].push(dt.as_nanos() as f64 / k as f64);
+        }
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let mut ratios: Vec<f64> = ns[i].iter().zip(&ns[0]).map(|(a, b)| a / b).collect();
+        let mut v = ns[i].clone();
+        let (med, lo, q1, q3, hi) = (
+            quantile(&mut v, 0.5),
+            quantile(&mut v, 0.0),
+            quantile(&mut v, 0.25),
+            quantile(&mut v, 0.75),
+            quantile(&mut v, 1.0),
+        );
+        let (rmed, rq1, rq3) = (
+            quantile(&mut ratios, 0.5),
+            quantile(&mut ratios, 0.25),
+            quantile(&mut ratios, 0.75),
+        );
+        let bed = &beds[i];
+        let phase = |j: usize| {
+            let mut v: Vec<f64> = bed.phases.iter().map(|p| p[j] as f64).collect();
+            quantile(&mut v, 0.5)
+        };
+        eprintln!(
+            "sa_path/paired/{n}: {rounds} passes, ns per burst median {med:.0} (quartiles \
+             {q1:.0}..{q3:.0}, range {lo:.0}..{hi:.0}); ratio to {} median {rmed:.3} \
+             (quartiles {rq1:.3}..{rq3:.3}); TSC ticks per burst (median): lookup {:.0}, \
+             slab check {:.0}, decap {:.0}, deliver {:.0}",
+            sizes[0],
+            phase(0),
+            phase(1),
+            phase(2),
+            phase(3)
+        );
+        println!("sa_path/paired {n} {med:.1} {rmed:.4}");
+        assert!(bed.delivered > 0, "nothing delivered");
+    }
+}
+
 fn sa_path(c: &mut Criterion) {
+    if let Some(rounds) = std::env::var("SA_PATH_PAIRED")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&r| r > 0)
+    {
+        paired(rounds, &sizes());
+        return;
+    }
     let mut g = c.benchmark_group("sa_path");
     g.throughput(Throughput::Elements(BURST as u64));
     g.sample_size(20);
