@@ -23,9 +23,9 @@ const SIZES: [usize; 4] = [64, 256, 1024, 1408];
 /// (about 400 KiB of packets) stay in L2 between their setup and the timed call, as the 32
 /// buffers that `bench/baseline/ipsecmb.c` reuses do and as the few mbufs that
 /// dpdk-test-crypto-perf's mempool cache hands out again do. `SmallInput` sets up a tenth of
-/// a sample at once (up to ~50 MB at 1408 B), so its packets came from L3 or DRAM: at 1408 B
-/// that alone cost intel-ipsec-mb 1.27-1.33x (`POOL` in `ipsecmb.c`; docs/BENCHMARKS.md,
-/// *Burst crypto at 1408 B on Zen 4, round 20*).
+/// a sample at once (up to ~50 MB at 1408 B), so its packets came from L3 or DRAM: cold
+/// buffers cost intel-ipsec-mb 1.23x at 1408-B CBC encryption (`IPSECMB_POOL` in
+/// `ipsecmb.c`; docs/BENCHMARKS.md, *Burst crypto at 1408 B on Zen 4, round 20*).
 const WARM_BURSTS: BatchSize = BatchSize::NumIterations(8);
 const ROOM: usize = 128;
 const SPI: u32 = 0x0001_0001;
