@@ -15,9 +15,14 @@
  *    The PMD (DPDK 22.11) takes the job API: IMB_SUBMIT_JOB_NOCHECK, one job at a time.
  *    At start, the direct API's ciphertext and tag are checked against the job API's.
  *
+ * Every burst works on the same 32 buffers (warm in L2), as the PMD's mbufs are when its
+ * mempool cache hands the same few back. IPSECMB_POOL=N cycles through N bursts' buffers
+ * instead (each burst on the next 32), so that with N large (512: 25 MB) the buffers come
+ * from L3 or DRAM, for comparisons with a harness whose packets are out of cache.
+ *
  * Output, one line per case:
  *   ipsecmb <alg> <dir> <size> <ns_per_op> <gbps> <arch>
- * Usage: ipsecmb [seconds per case, default 1]
+ * Usage: [IPSECMB_POOL=N] ipsecmb [seconds per case, default 1]
  */
 #include <intel-ipsec-mb.h>
 #include <stdint.h>
@@ -39,6 +44,18 @@ static double now_s(void)
 
 static uint8_t bufs[BURST][MAX_SIZE + 64] __attribute__((aligned(64)));
 static uint8_t tags[BURST][16];
+
+/* IPSECMB_POOL: the buffers of `pool_bursts` bursts, `burst_no` the current one. */
+static uint8_t *pool;
+static size_t pool_bursts = 1, burst_no;
+
+/* Buffer i of the current burst: bufs[i], or with a pool the current burst's i-th. */
+static uint8_t *buf(int i)
+{
+        if (pool == NULL)
+                return bufs[i];
+        return pool + ((burst_no % pool_bursts) * BURST + (size_t)i) * sizeof(bufs[0]);
+}
 
 struct keys {
         DECLARE_ALIGNED(uint32_t enc[4 * 15], 16);
@@ -64,8 +81,8 @@ static void hmac_pads(IMB_MGR *m, const uint8_t *key, size_t len, struct keys *k
 /* One CBC + HMAC-SHA1 job (ESP: encrypt then MAC; inbound, MAC then decrypt). */
 static void fill(IMB_JOB *j, int enc, size_t size, struct keys *k, int i, const uint8_t *iv)
 {
-        j->src = bufs[i];
-        j->dst = bufs[i];
+        j->src = buf(i);
+        j->dst = buf(i);
         j->cipher_start_src_offset_in_bytes = 0;
         j->msg_len_to_cipher_in_bytes = size;
         j->hash_start_src_offset_in_bytes = 0;
@@ -92,10 +109,10 @@ static void gcm_burst(IMB_MGR *m, int enc, size_t size, const struct keys *k, co
         struct gcm_context_data ctx;
         for (int i = 0; i < BURST; i++) {
                 if (enc)
-                        IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, bufs[i], bufs[i], size, iv, aad, 8,
+                        IMB_AES128_GCM_ENC(m, &k->gcm, &ctx, buf(i), buf(i), size, iv, aad, 8,
                                            tags[i], 16);
                 else
-                        IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, bufs[i], bufs[i], size, iv, aad, 8,
+                        IMB_AES128_GCM_DEC(m, &k->gcm, &ctx, buf(i), buf(i), size, iv, aad, 8,
                                            tags[i], 16);
         }
 }
@@ -158,6 +175,7 @@ static int run(IMB_MGR *m, int gcm, int enc, size_t size, double seconds, struct
                 for (int rep = 0; rep < 64; rep++) {
                         /* Tags are computed, not compared (the PMD compares them after the
                          * library): decrypting bytes that were never encrypted costs the same. */
+                        burst_no++;
                         if (gcm) {
                                 gcm_burst(m, enc, size, k, iv, aad);
                                 ops += BURST;
@@ -226,6 +244,16 @@ int main(int argc, char **argv)
                 return 1;
         }
         memset(bufs, 0x5a, sizeof(bufs));
+        const char *pool_env = getenv("IPSECMB_POOL");
+        if (pool_env != NULL && strtoul(pool_env, NULL, 10) > 1) {
+                pool_bursts = strtoul(pool_env, NULL, 10);
+                pool = aligned_alloc(64, pool_bursts * BURST * sizeof(bufs[0]));
+                if (pool == NULL) {
+                        fprintf(stderr, "ipsecmb: no memory for IPSECMB_POOL=%zu\n", pool_bursts);
+                        return 1;
+                }
+                memset(pool, 0x5a, pool_bursts * BURST * sizeof(bufs[0]));
+        }
         static const size_t sizes[] = { 64, 1408 };
         for (int gcm = 0; gcm < 2; gcm++)
                 for (int enc = 1; enc >= 0; enc--)
@@ -233,5 +261,6 @@ int main(int argc, char **argv)
                                 if (run(m, gcm, enc, sizes[s], seconds, &k) != 0)
                                         return 1;
         free_mb_mgr(m);
+        free(pool);
         return 0;
 }
