@@ -454,6 +454,43 @@ mod tests {
         }
     }
 
+    /// A started worker (`Backoff` with a `max_sleep` of 10 s, so a park ended by its
+    /// timeout would fail the tests' 5 s bounds), with a frame bell over its wake, for the
+    /// parked-worker tests.
+    struct ParkedWorker {
+        ue: MemQueue,
+        commands: Sender<WorkerCommand>,
+        wake: Arc<WorkerWake>,
+        bell: FrameBell,
+        join: std::thread::JoinHandle<()>,
+        _events: Receiver<WorkerEvent>,
+    }
+
+    fn start_parked_worker(stop: Arc<AtomicBool>) -> ParkedWorker {
+        let idle = IdlePolicy::Backoff {
+            max_sleep: Duration::from_secs(10),
+        };
+        let TestWorker {
+            thread,
+            ue,
+            commands,
+            wake,
+            _events,
+        } = test_worker(idle, stop);
+        let bell = FrameBell::new(vec![wake.clone()]);
+        let (ready, ready_rx) = bounded(1);
+        let join = std::thread::spawn(move || thread.run(ready));
+        ready_rx.recv().unwrap().unwrap();
+        ParkedWorker {
+            ue,
+            commands,
+            wake,
+            bell,
+            join,
+            _events,
+        }
+    }
+
     /// A TCP SYN from the UE to the P-CSCF's SIP port.
     fn tcp_syn() -> Vec<u8> {
         use smoltcp::phy::ChecksumCapabilities;
@@ -544,20 +581,14 @@ mod tests {
     #[test]
     fn a_worker_parked_until_its_timer_retransmits_and_answers_commands() {
         let stop = Arc::new(AtomicBool::new(false));
-        let idle = IdlePolicy::Backoff {
-            max_sleep: Duration::from_secs(10),
-        };
-        let TestWorker {
-            thread,
+        let ParkedWorker {
             ue: mut ue_q,
             commands,
             wake,
+            bell,
+            join: worker,
             _events,
-        } = test_worker(idle, stop.clone());
-        let bell = FrameBell::new(vec![wake.clone()]);
-        let (ready, ready_rx) = bounded(1);
-        let worker = std::thread::spawn(move || thread.run(ready));
-        ready_rx.recv().unwrap().unwrap();
+        } = start_parked_worker(stop.clone());
         let bound = Duration::from_secs(5);
         send_rung(&mut ue_q, &bell, &arp_request());
         await_frame(&mut ue_q, bound, "ARP reply", |f| {
@@ -730,20 +761,14 @@ mod tests {
     #[test]
     fn a_parked_worker_answers_a_rung_frame_within_a_bound() {
         let stop = Arc::new(AtomicBool::new(false));
-        let idle = IdlePolicy::Backoff {
-            max_sleep: Duration::from_secs(10),
-        };
-        let TestWorker {
-            thread,
+        let ParkedWorker {
             ue: mut ue_q,
             commands: _commands,
             wake,
+            bell,
+            join: worker,
             _events,
-        } = test_worker(idle, stop.clone());
-        let bell = FrameBell::new(vec![wake.clone()]);
-        let (ready, ready_rx) = bounded(1);
-        let worker = std::thread::spawn(move || thread.run(ready));
-        ready_rx.recv().unwrap().unwrap();
+        } = start_parked_worker(stop.clone());
         for round in 0..2 {
             while !wake.is_sleeping() {
                 std::thread::sleep(Duration::from_millis(1));
