@@ -616,57 +616,75 @@ section_shards() {
     # (what earlier rounds printed). Pinning needs 2 CPUs.
     local pinned=()
     (($(nproc) >= 2)) && pinned=(--pin-ues 0 --pin-workers 1 --pin-slowpath 1)
-    rm -f "$RESULTS"/shards-*.json
-    for n in 1 2; do
-        akabench_run "shards-$n" "$work/subscribers.toml" "$ues" \
-            --calls 0 --backend memory --slowpath-shards "$n"
-        ((${#pinned[@]})) && akabench_run "shards-$n-pinned" "$work/subscribers.toml" "$ues" \
-            --calls 0 --backend memory --slowpath-shards "$n" "${pinned[@]}"
+    rm -f "$RESULTS"/shards-*.json "$RESULTS"/shards-*.log
+    # Round 20: SHARD_RUNS (5) runs of every row, taken in turns (row 1, row 2, …, row 1, …),
+    # and the median per figure: one run of this section read the slowpath thread 25–44 µs
+    # for the same code on this VM (rounds 19–20), as its moments came (fsync above all).
+    local runs=${SHARD_RUNS:-5} k
+    for ((k = 1; k <= runs; k++)); do
+        for n in 1 2; do
+            akabench_run "shards-$n-r$k" "$work/subscribers.toml" "$ues" \
+                --calls 0 --backend memory --slowpath-shards "$n"
+            ((${#pinned[@]})) && akabench_run "shards-$n-pinned-r$k" "$work/subscribers.toml" \
+                "$ues" --calls 0 --backend memory --slowpath-shards "$n" "${pinned[@]}"
+        done
     done
     rm -rf "$work"
-    "$PY" - "$RESULTS" <<'PYEOF'
-import json, os, sys
-res = sys.argv[1]
+    "$PY" - "$RESULTS" "$runs" <<'PYEOF'
+import json, os, statistics, sys
+res, runs = sys.argv[1], int(sys.argv[2])
 out = {"section": "shards", "note": "slowpath thread CPU (procfs schedstat) per registration; "
        "per shard: that shard's CPU over the registrations it served (IMPI hash, about half); "
        "'whole life' includes start-up and idle turns, 'reg phase' counts from the first "
        "REGISTER to the last registration's end; worker: all workers' thread CPU and "
        "busy-iteration clock over the registration phase, and its preemptions (involuntary "
-       "context switches), yields and parks per registration; 'pinned': UEs on CPU 0, daemon threads on CPU 1",
+       "context switches), yields and parks per registration; 'pinned': UEs on CPU 0, daemon threads on CPU 1; "
+       "every figure is the median of the rows' runs, taken in turns (per-run figures in 'runs')",
        "results": []}
 print(f"{'shards':6} {'placement':9} {'reg/s':>7} {'sp us/reg (whole life)':>22} {'sp us/reg (reg phase)':>21} "
       f"{'per shard us/reg':>18} {'worker cpu/busy us/reg':>22} {'w preempt/reg':>13} {'w yield/park/reg':>16}")
+
+def figures(r, n):
+    """One run's figures (akabench's report `r`, `n` shards)."""
+    c, regs = r["pcscf_counters"], max(r["registered"], 1)
+    per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
+    return {"registered": r["registered"],
+            "registrations_per_second": r["registrations_per_second"],
+            "slowpath_cpu_us_per_registration": c.get("slowpath_cpu_us", 0) / regs,
+            "slowpath_cpu_us_per_registration_reg_phase": c.get("slowpath_cpu_us_registration", 0) / regs,
+            "worker_cpu_us_per_registration_reg_phase": c.get("worker_cpu_us_registration", 0) / regs,
+            "worker_busy_us_per_registration_reg_phase": c.get("worker_busy_us_registration", 0) / regs,
+            "worker_preemptions_per_registration": c.get("worker_preemptions_registration", 0) / regs,
+            # Round 19: the idle policy's own counts (a bell-rung worker parks without yielding).
+            "worker_yields_per_registration": c.get("worker_yields_registration", 0) / regs,
+            "worker_parks_per_registration": c.get("worker_parks_registration", 0) / regs,
+            # Each shard served about regs / n registrations.
+            "per_shard_cpu_us": per, "per_shard_us_per_registration": [us / (regs / n) for us in per]}
+
+
 for n in (1, 2):
     for place in ("unpinned", "pinned"):
-        p = os.path.join(res, f"shards-{n}.json" if place == "unpinned" else f"shards-{n}-pinned.json")
-        if not os.path.exists(p):
+        suffix = "" if place == "unpinned" else "-pinned"
+        paths = [os.path.join(res, f"shards-{n}{suffix}-r{k}.json") for k in range(1, runs + 1)]
+        per_run = [figures(json.load(open(p)), n) for p in paths if os.path.exists(p)]
+        if not per_run:
             continue
-        r = json.load(open(p))
-        c, regs = r["pcscf_counters"], max(r["registered"], 1)
-        total = c.get("slowpath_cpu_us", 0) / regs
-        phase = c.get("slowpath_cpu_us_registration", 0) / regs
-        per = [c.get(f"slowpath_cpu_us_shard{k}", 0) for k in range(n)] if n > 1 else [c.get("slowpath_cpu_us", 0)]
-        # Each shard served about regs / n registrations.
-        per_reg = [us / (regs / n) for us in per]
-        wcpu = c.get("worker_cpu_us_registration", 0) / regs
-        wbusy = c.get("worker_busy_us_registration", 0) / regs
-        wpre = c.get("worker_preemptions_registration", 0) / regs
-        # Round 19: the idle policy's own counts (a bell-rung worker parks without yielding).
-        wyield = c.get("worker_yields_registration", 0) / regs
-        wpark = c.get("worker_parks_registration", 0) / regs
-        print(f"{n:6} {place:9} {r['registrations_per_second']:>7.0f} {total:>22.1f} {phase:>21.1f} "
-              f"{'  '.join(f'{u:.1f}' for u in per_reg):>18} {f'{wcpu:.1f} / {wbusy:.1f}':>22} {wpre:>13.2f} "
-              f"{f'{wyield:.2f} / {wpark:.2f}':>16}")
-        out["results"].append({"shards": n, "placement": place, "registered": r["registered"],
-                               "registrations_per_second": r["registrations_per_second"],
-                               "slowpath_cpu_us_per_registration": total,
-                               "slowpath_cpu_us_per_registration_reg_phase": phase,
-                               "worker_cpu_us_per_registration_reg_phase": wcpu,
-                               "worker_busy_us_per_registration_reg_phase": wbusy,
-                               "worker_preemptions_per_registration": wpre,
-                               "worker_yields_per_registration": wyield,
-                               "worker_parks_per_registration": wpark,
-                               "per_shard_cpu_us": per, "per_shard_us_per_registration": per_reg})
+        m = {key: statistics.median(f[key] for f in per_run)
+             for key, v in per_run[0].items() if not isinstance(v, list)}
+        for key in ("per_shard_cpu_us", "per_shard_us_per_registration"):
+            m[key] = [statistics.median(f[key][i] for f in per_run) for i in range(len(per_run[0][key]))]
+        shard = "  ".join(f"{u:.1f}" for u in m["per_shard_us_per_registration"])
+        worker = (f"{m['worker_cpu_us_per_registration_reg_phase']:.1f} / "
+                  f"{m['worker_busy_us_per_registration_reg_phase']:.1f}")
+        idle = f"{m['worker_yields_per_registration']:.2f} / {m['worker_parks_per_registration']:.2f}"
+        print(f"{n:6} {place:9} {m['registrations_per_second']:>7.0f} "
+              f"{m['slowpath_cpu_us_per_registration']:>22.1f} "
+              f"{m['slowpath_cpu_us_per_registration_reg_phase']:>21.1f} {shard:>18} {worker:>22} "
+              f"{m['worker_preemptions_per_registration']:>13.2f} {idle:>16}")
+        sp = " ".join(f"{f['slowpath_cpu_us_per_registration_reg_phase']:.1f}" for f in per_run)
+        wk = " ".join(f"{f['worker_cpu_us_per_registration_reg_phase']:.1f}" for f in per_run)
+        print(f"{'':16} runs: sp (reg phase) {sp}; worker cpu {wk}")
+        out["results"].append({"shards": n, "placement": place, **m, "runs": per_run})
 json.dump(out, open(os.path.join(res, "shards.json"), "w"), indent=2)
 PYEOF
     echo "wrote $RESULTS/shards.json"
