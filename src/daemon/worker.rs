@@ -491,6 +491,24 @@ mod tests {
         }
     }
 
+    /// Waits until the worker behind `wake` is parked.
+    fn await_parked(wake: &WorkerWake) {
+        while !wake.is_sleeping() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The UDP flow between the UE's and the P-CSCF's SIP ports, for a `Send` command.
+    fn ue_sip_udp_flow() -> Flow {
+        Flow {
+            ue: UE.into(),
+            ue_port: 5060,
+            local: PCSCF.into(),
+            local_port: 5060,
+            proto: Transport::Udp,
+        }
+    }
+
     /// A TCP SYN from the UE to the P-CSCF's SIP port.
     fn tcp_syn() -> Vec<u8> {
         use smoltcp::phy::ChecksumCapabilities;
@@ -597,20 +615,10 @@ mod tests {
         send_rung(&mut ue_q, &bell, &tcp_syn());
         await_frame(&mut ue_q, bound, "SYN-ACK", is_syn_ack);
         // Parked now, with the retransmission due on its wheel.
-        while !wake.is_sleeping() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        await_parked(&wake);
         await_frame(&mut ue_q, bound, "retransmitted SYN-ACK", is_syn_ack);
-        while !wake.is_sleeping() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let flow = Flow {
-            ue: UE.into(),
-            ue_port: 5060,
-            local: PCSCF.into(),
-            local_port: 5060,
-            proto: Transport::Udp,
-        };
+        await_parked(&wake);
+        let flow = ue_sip_udp_flow();
         commands
             .send(WorkerCommand::Send {
                 flow,
@@ -626,9 +634,7 @@ mod tests {
                     .map(|ip| ip.next_header())
             }) == Some(IpProtocol::Udp)
         });
-        while !wake.is_sleeping() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        await_parked(&wake);
         let t = Instant::now();
         stop.store(true, Ordering::Release);
         FrameBell::new(vec![wake]).wake_all();
@@ -770,9 +776,7 @@ mod tests {
             _events,
         } = start_parked_worker(stop.clone());
         for round in 0..2 {
-            while !wake.is_sleeping() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            await_parked(&wake);
             let t = Instant::now();
             let mut b = ue_q.alloc().unwrap();
             b.fill(&arp_request()).unwrap();
@@ -863,13 +867,7 @@ mod tests {
         b.fill(&arp_request()).unwrap();
         assert_eq!(ue_q.tx_burst(&mut vec![b]), 1);
 
-        let flow = Flow {
-            ue: UE.into(),
-            ue_port: 5060,
-            local: PCSCF.into(),
-            local_port: 5060,
-            proto: Transport::Udp,
-        };
+        let flow = ue_sip_udp_flow();
         commands_tx
             .send(WorkerCommand::Send {
                 flow,
