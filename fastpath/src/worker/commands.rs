@@ -5,7 +5,7 @@ use akagate_sys::PortQueue;
 use smoltcp::time::Instant;
 
 use super::counters::inc;
-use super::{SaSetState, Worker};
+use super::{SaSetState, UeTag, Worker};
 use crate::ipc::{OutboundSeq, SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
@@ -54,22 +54,23 @@ impl<Q: PortQueue> Worker<Q> {
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
         use super::phases::{self, Phase};
         let t0 = phases::stamp();
-        let (ue, phase) = match &cmd {
-            WorkerCommand::Send { flow, .. } => (flow.ue, Phase::CmdSend),
-            WorkerCommand::Close(flow) => (flow.ue, Phase::CmdOther),
-            WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => {
-                (set.ue, Phase::CmdInstall)
+        let phase = match &cmd {
+            WorkerCommand::Send { .. } => Phase::CmdSend,
+            WorkerCommand::InstallSaSet(_) | WorkerCommand::RestoreSaSet { .. } => {
+                Phase::CmdInstall
             }
-            WorkerCommand::RemoveSaSet { ue, .. } => (*ue, Phase::CmdOther),
+            WorkerCommand::Close(_) | WorkerCommand::RemoveSaSet { .. } => Phase::CmdOther,
         };
-        self.execute(cmd, now);
         // A send may open a connection, an install registers the UE: the SIP port's limits
-        // count them at once.
-        self.recount(&ue);
+        // count them at once, on the record the command found (one map look-up a command).
+        if let Some(ue) = self.execute(cmd, now).and_then(|tag| self.ues.at_mut(tag)) {
+            self.sip_use.recount(ue, self.cfg.sip_port);
+        }
         phases::note(phase, t0);
     }
 
-    fn execute(&mut self, cmd: WorkerCommand, now: Instant) {
+    /// Carries out `cmd`; returns the UE it found or made (`None`: none).
+    fn execute(&mut self, cmd: WorkerCommand, now: Instant) -> Option<UeTag> {
         match cmd {
             WorkerCommand::Send {
                 flow,
@@ -77,9 +78,18 @@ impl<Q: PortQueue> Worker<Q> {
                 connect_if_absent,
             } => {
                 let create = connect_if_absent || flow.proto == Transport::Udp;
-                let Some(ue) = self.ue_entry(flow.ue, flow.local, create, now) else {
+                let Some(ue) = super::ue_entry_in(
+                    &mut self.ues,
+                    &self.cfg,
+                    &self.counters,
+                    flow.ue,
+                    flow.local,
+                    None,
+                    create,
+                    now,
+                ) else {
                     self.stack_events.push(WorkerEvent::ConnectFailed(flow));
-                    return;
+                    return None;
                 };
                 let mut sent = ue.stack.send(flow, &bytes, connect_if_absent);
                 if sent == Err(StackError::NoConnection) {
@@ -104,13 +114,14 @@ impl<Q: PortQueue> Worker<Q> {
                         }
                     }
                 }
-                self.wake(flow.ue);
+                super::wake_ue(&mut self.woken, ue);
+                Some(ue.tag)
             }
             WorkerCommand::Close(flow) => {
-                if let Some(ue) = self.ues.get_mut(&flow.ue) {
-                    let _ = ue.stack.close(flow);
-                    super::wake_ue(&mut self.woken, ue);
-                }
+                let ue = self.ues.get_mut(&flow.ue)?;
+                let _ = ue.stack.close(flow);
+                super::wake_ue(&mut self.woken, ue);
+                Some(ue.tag)
             }
             // A registration's set sends in epoch 0; a restored one in its restart epoch,
             // whose numbers no earlier run sent (RFC 4303 3.3.3; `OutboundSeq`).
@@ -128,26 +139,38 @@ impl<Q: PortQueue> Worker<Q> {
     /// inbound SAs into the table. A UE this created is freed again if the table refuses an
     /// SPI (nothing else holds it then).
     /// `seq` bounds the outbound sequence numbers (`None`: the set may not send, refused).
-    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) {
+    /// Returns the UE that holds the set (`None`: refused, and no UE was left).
+    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) -> Option<UeTag> {
         if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
-            return;
+            return None;
         }
         let Some(seq) = seq else {
             inc(&self.counters.drop_sa_install);
-            return;
+            return None;
         };
         let table = self.table.clone();
-        let existed = self.ues.contains_key(&set.ue);
-        let Some(owner) = self.ue_entry(set.ue, set.local, true, now).map(|u| u.tag) else {
+        // One look-up: the tag it finds takes `ue_entry_in` past the map.
+        let existed = self.ues.find(&set.ue);
+        let Some(owner) = super::ue_entry_in(
+            &mut self.ues,
+            &self.cfg,
+            &self.counters,
+            set.ue,
+            set.local,
+            existed,
+            true,
+            now,
+        )
+        .map(|u| u.tag) else {
             inc(&self.counters.drop_sa_install);
-            return;
+            return existed;
         };
+        let existed = existed.is_some();
         let Ok((state, ps, pc)) = SaSetState::build(set, seq, self.cfg.id, &mut self.link.sas)
         else {
             inc(&self.counters.drop_sa_install);
-            self.forget_new_ue(set.ue, existed);
-            return;
+            return self.forget_new_ue(owner, existed);
         };
         // The entries name the UE's record: its ESP packets reach it without the UE map.
         let (ps, pc) = (ps.owned_by(owner), pc.owned_by(owner));
@@ -162,12 +185,12 @@ impl<Q: PortQueue> Worker<Q> {
         if !installed {
             inc(&self.counters.drop_sa_install);
             state.release(&mut self.link.sas);
-            self.forget_new_ue(set.ue, existed);
-            return;
+            return self.forget_new_ue(owner, existed);
         }
         let Some(ue) = self.ues.at_mut(owner) else {
             // Created or found above; nothing between could remove it.
-            return state.release(&mut self.link.sas);
+            state.release(&mut self.link.sas);
+            return None;
         };
         // TS 33.203 7.1: TCP and UDP at port_ps; at port_pc only UDP is received unsolicited,
         // TCP there belongs to connections we open.
@@ -177,18 +200,20 @@ impl<Q: PortQueue> Worker<Q> {
         // to the heap.
         ue.sa_sets.insert(0, state);
         super::wake_ue(&mut self.woken, ue);
+        Some(owner)
     }
 
     /// Frees the stack of `ue` again after a failed install created it (`existed`: it was
-    /// there before, and stays).
-    fn forget_new_ue(&mut self, ue: std::net::IpAddr, existed: bool) {
+    /// there before, and stays); returns the UE left (`ue` if it existed).
+    fn forget_new_ue(&mut self, ue: UeTag, existed: bool) -> Option<UeTag> {
         if existed {
-            return;
+            return Some(ue);
         }
-        if let Some(u) = self.ues.remove(&ue) {
+        if let Some(u) = self.ues.remove_at(ue) {
             self.sip_use.sub(u.sip_use);
         }
         inc(&self.counters.ues_freed);
+        None
     }
 
     /// `RemoveSaSet` (TS 33.203 7.4 / 7.5): the SPIs leave the table at once (the slowpath has
@@ -199,16 +224,21 @@ impl<Q: PortQueue> Worker<Q> {
     /// rather than the table, take the UE's ACKs of them. It goes after the poll at which
     /// nothing is queued on its flows, or at [`super::SA_DRAIN_LIMIT`], taking its flows with
     /// it (see `Worker::finish_drains`).
-    fn remove_set(&mut self, ue_ip: std::net::IpAddr, spi_pc: u32, spi_ps: u32, now: Instant) {
-        let Some(ue) = self.ues.get_mut(&ue_ip) else {
-            return;
-        };
+    /// Returns the UE, if it has one.
+    fn remove_set(
+        &mut self,
+        ue_ip: std::net::IpAddr,
+        spi_pc: u32,
+        spi_ps: u32,
+        now: Instant,
+    ) -> Option<UeTag> {
+        let ue = self.ues.get_mut(&ue_ip)?;
         let Some(i) = ue
             .sa_sets
             .iter()
             .position(|s| s.spi_pc == spi_pc && s.spi_ps == spi_ps && s.is_live())
         else {
-            return;
+            return Some(ue.tag);
         };
         let mut set = ue.sa_sets.remove(i);
         let _ = self.table.remove(spi_ps);
@@ -221,5 +251,6 @@ impl<Q: PortQueue> Worker<Q> {
         let at = ue.sa_sets.iter().take_while(|s| s.is_live()).count();
         ue.sa_sets.insert(at, set);
         super::wake_ue(&mut self.woken, ue);
+        Some(ue.tag)
     }
 }

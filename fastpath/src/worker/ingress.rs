@@ -588,7 +588,7 @@ impl<Q: PortQueue> Worker<Q> {
             Some(s) if s.ports.src == entry.ue_port && s.ports.dst == entry.local_port => s,
             _ => return inc(&self.counters.drop_esp_selector),
         };
-        self.deliver(inner_ip, pkt, seg, Some((e.spi, entry.owner)), false, now);
+        self.deliver(inner_ip, pkt, seg, Target::Esp(e.spi, entry.owner), now);
     }
 
     /// The inbound SA `spi` of a set of UE `src` that the slowpath removed (it released the
@@ -626,29 +626,36 @@ impl<Q: PortQueue> Worker<Q> {
             });
             return;
         }
-        if let Some(refused) = self.sip_port_refusal(ip.src, seg) {
-            return inc(refused);
-        }
-        self.deliver(ip, pkt, seg, None, true, now);
+        // The refusal's look-up names the UE, so delivery asks the map no second time.
+        let tag = match self.sip_port_refusal(ip.src, seg) {
+            Ok(tag) => tag,
+            Err(refused) => return inc(refused),
+        };
+        self.deliver(ip, pkt, seg, Target::Clear(tag), now);
     }
 
     /// The counter of the limit (`SipPortLimits`) that refuses a clear packet to the SIP
     /// port, if one does: a new source beyond the unregistered stacks, a SYN for a new
     /// connection beyond the connections of its source, of the port, or of handshakes. Dropped
     /// without an answer (no RST), so a flood costs no transmission and reflects nothing.
-    fn sip_port_refusal(&self, src: IpAddr, seg: Segment) -> Option<&AtomicU64> {
+    /// Else the source's UE as the look-up found it (`None`: none yet), for the delivery.
+    fn sip_port_refusal(&self, src: IpAddr, seg: Segment) -> Result<Option<UeTag>, &AtomicU64> {
         let l = &self.cfg.sip_limits;
         let c = &self.counters;
-        let Some(ue) = self.ues.get(&src) else {
+        let Some(tag) = self.ues.find(&src) else {
             if self.sip_use.unregistered >= l.max_unregistered {
-                return Some(&c.drop_sip_unregistered_limit);
+                return Err(&c.drop_sip_unregistered_limit);
             }
-            return self.sip_conn_refusal(0, seg);
+            return self.sip_conn_refusal(0, seg).map_or(Ok(None), Err);
+        };
+        let Some(ue) = self.ues.at(tag) else {
+            return Ok(None);
         };
         if !seg.syn || ue.stack.has_conn(seg.ports.src, seg.ports.dst) {
-            return None;
+            return Ok(Some(tag));
         }
         self.sip_conn_refusal(ue.sip_use.conns, seg)
+            .map_or(Ok(Some(tag)), Err)
     }
 
     /// [`Worker::sip_port_refusal`] for a SYN from a source holding `conns` connections.
@@ -671,27 +678,22 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Runs an inner packet (its parsed header `ip`, whose source is the UE and destination
     /// ours, and its transport facts `seg`) through the UE's stack (creating it for
-    /// unprotected SIP) in place and marks the stack due. `esp`: the inbound SA's SPI and the
-    /// owner its entry names (the UE found without the map).
-    fn deliver(
-        &mut self,
-        ip: &IpRepr,
-        pkt: &[u8],
-        seg: Segment,
-        esp: Option<(u32, UeTag)>,
-        create: bool,
-        now: Instant,
-    ) {
+    /// unprotected SIP) in place and marks the stack due. `to`: how it came and the UE it
+    /// names (found without the map, or by the caller's look-up).
+    fn deliver(&mut self, ip: &IpRepr, pkt: &[u8], seg: Segment, to: Target, now: Instant) {
         let t0 = super::phases::stamp();
         let (ue, local) = (ip.src, ip.dst);
-        let spi = esp.map(|(spi, _)| spi);
+        let (spi, tag, create) = match to {
+            Target::Esp(spi, owner) => (Some(spi), Some(owner), false),
+            Target::Clear(tag) => (None, tag, true),
+        };
         let Some(u) = super::ue_entry_in(
             &mut self.ues,
             &self.cfg,
             &self.counters,
             ue,
             local,
-            esp.map(|(_, owner)| owner),
+            tag,
             create,
             now,
         ) else {
@@ -731,6 +733,16 @@ impl<Q: PortQueue> Worker<Q> {
         }
         super::phases::note(super::phases::segment_phase(pkt, ip, spi.is_some()), t0);
     }
+}
+
+/// How a packet reaches [`Worker::deliver`], with the UE it names.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// Through the inbound SA `spi`, whose table entry names its owner (never makes a stack).
+    Esp(u32, UeTag),
+    /// In clear to the unprotected SIP port (may make the stack), with the source's UE as
+    /// the SIP port's limits found it (`None`: no stack yet).
+    Clear(Option<UeTag>),
 }
 
 #[cfg(test)]

@@ -508,13 +508,6 @@ impl<Q: PortQueue> Worker<Q> {
         n
     }
 
-    /// Marks `ip`'s stack due now (a packet or a command gave it work).
-    fn wake(&mut self, ip: IpAddr) {
-        if let Some(ue) = self.ues.get_mut(&ip) {
-            wake_ue(&mut self.woken, ue);
-        }
-    }
-
     /// Runs one UE's stack, sends its output, reschedules it or frees it: for a wheel entry
     /// (`at`) if it is the UE's live deadline, for an entry of [`Worker::woken`] (`None`) if
     /// the UE was not polled since it was woken. Returns whether it ran (false: a stale
@@ -563,13 +556,6 @@ impl<Q: PortQueue> Worker<Q> {
         phases::note(phases::Phase::PollAfter, t1);
         phases::note(phases::Phase::Poll, t0);
         true
-    }
-
-    /// Counts `ip`'s use of the SIP port again after its stack or sets changed.
-    fn recount(&mut self, ip: &IpAddr) {
-        if let Some(ue) = self.ues.get_mut(ip) {
-            self.sip_use.recount(ue, self.cfg.sip_port);
-        }
     }
 
     /// Drops the draining SA sets of `ue` whose bytes have all left (nothing queued on their
@@ -638,26 +624,6 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    /// Returns the stack of `ue` (creating it for `local` if allowed), or `None`.
-    fn ue_entry(
-        &mut self,
-        ue: IpAddr,
-        local: IpAddr,
-        create: bool,
-        now: Instant,
-    ) -> Option<&mut Ue> {
-        ue_entry_in(
-            &mut self.ues,
-            &self.cfg,
-            &self.counters,
-            ue,
-            local,
-            None,
-            create,
-            now,
-        )
-    }
-
     /// Copies reassembly and link-layer counters into the shared counters.
     fn publish_counters(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -703,9 +669,10 @@ fn count_stack(counters: &WorkerCounters, stack: &mut UeStack) {
     add(&counters.drop_checksum, sc.bad_checksum);
 }
 
-/// [`Worker::ue_entry`] over the worker's parts, so the caller may borrow the others. With
-/// `tag` (an ESP packet's SA entry names its UE) the record is found without the map; a tag
-/// that names no UE at `ue` is not trusted and the map is asked.
+/// The record of `ue` (made for `local` if `create` allows), or `None`; over the worker's
+/// parts, so the caller may borrow the others. With `tag` (an ESP packet's SA entry names its
+/// UE, or the caller's own look-up found it) the record is found without the map; a tag that
+/// names no UE at `ue` is not trusted and the map is asked.
 #[allow(clippy::too_many_arguments)]
 fn ue_entry_in<'u>(
     ues: &'u mut Ues<Ue>,

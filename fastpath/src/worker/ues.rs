@@ -140,7 +140,8 @@ impl<T> Ues<T> {
         (tag, ue)
     }
 
-    /// Removes the record of `ip`.
+    /// Removes the record of `ip` (the worker removes by tag).
+    #[cfg(test)]
     pub(super) fn remove(&mut self, ip: &IpAddr) -> Option<Box<T>> {
         let tag = self.find(ip)?;
         self.remove_at(tag)
