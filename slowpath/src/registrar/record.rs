@@ -255,12 +255,14 @@ fn escapes_in(key: &str, reg: &Registration, active: &Active) -> bool {
         })
 }
 
-/// Whether `b` holds a byte serde_json escapes (`"`, `\`, or a control character below
-/// 0x20). Eight bytes a step as one `u64` (the tail as the last eight bytes again); below
-/// eight bytes, one by one.
+/// Whether `b` holds a byte serde_json escapes (`"`, `\\`, or a control character below
+/// 0x20), looked at eight bytes a step as one `u64`: the tail as the last eight bytes again,
+/// a string of 4 to 7 bytes as its first and last four, of 1 to 3 as its first, middle and
+/// last byte among harmless ones (most of a record's strings are the Security-Server's short
+/// parameters).
 #[inline]
 fn needs_escape(b: &[u8]) -> bool {
-    /// Which bytes of `x` are `"`, `\` or below 0x20, as their high bits: exact for the
+    /// Which bytes of `x` are `"`, `\\` or below 0x20, as their high bits: exact for the
     /// word as a whole (a byte after a true one may be flagged too, by the borrow, which
     /// does not change the answer), and bytes of 0x80 and above never count.
     #[inline(always)]
@@ -271,17 +273,30 @@ fn needs_escape(b: &[u8]) -> bool {
         let control = x.wrapping_sub(ONES * 0x20) & !x;
         (control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH
     }
-    let word = |c: &[u8]| {
+    let u64_at = |at: usize| {
         let mut w = [0; 8];
-        w.copy_from_slice(c);
-        flagged(u64::from_le_bytes(w))
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
     };
-    if b.len() < 8 {
-        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    let u32_at = |at: usize| {
+        let mut w = [0; 4];
+        w.copy_from_slice(&b[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let n = b.len();
+    if n >= 8 {
+        let last = flagged(u64_at(n - 8));
+        return (0..n / 8).fold(last, |acc, i| acc | flagged(u64_at(8 * i))) != 0;
     }
-    let chunks = b.chunks_exact(8);
-    let last = word(&b[b.len() - 8..]);
-    chunks.fold(last, |acc, c| acc | word(c)) != 0
+    let x = match n {
+        4.. => u32_at(0) | u32_at(n - 4) << 32,
+        1.. => {
+            let three = u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16;
+            0x6161_6161_6100_0000 | three
+        }
+        0 => return false,
+    };
+    flagged(x) != 0
 }
 
 /// `name`, then `s` between quotes as it is (a string without anything to escape).
