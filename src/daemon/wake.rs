@@ -14,6 +14,9 @@ pub(super) struct WorkerWake {
     /// them, so an idle worker may park without first yielding for frames it cannot hear.
     frames_rung: AtomicBool,
     thread: OnceLock<Thread>,
+    /// Calls of [`WorkerWake::wake`] (tests count the slowpath's wake-ups).
+    #[cfg(test)]
+    wakes: std::sync::atomic::AtomicU32,
 }
 
 impl WorkerWake {
@@ -26,6 +29,12 @@ impl WorkerWake {
     #[cfg(test)]
     pub fn is_sleeping(&self) -> bool {
         self.sleeping.load(Ordering::SeqCst)
+    }
+
+    /// Calls of [`WorkerWake::wake`] so far.
+    #[cfg(test)]
+    pub fn wakes(&self) -> u32 {
+        self.wakes.load(Ordering::Relaxed)
     }
 
     /// Called by the worker thread once, before it first sleeps.
@@ -53,6 +62,8 @@ impl WorkerWake {
     /// Called by the slowpath after queueing a command: unparks the worker if it sleeps
     /// (an unpark before the park makes the park return at once).
     pub fn wake(&self) {
+        #[cfg(test)]
+        self.wakes.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             if let Some(t) = self.thread.get() {

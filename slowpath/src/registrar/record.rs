@@ -153,6 +153,11 @@ fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
 
 /// The JSON of registration `key` (`reg`, registered over `active`, expiring at
 /// `expires_unix_ms`) as the store keeps it.
+///
+/// Every string is looked at once, eight bytes at a time ([`needs_escape`]); in the usual
+/// record none needs an escape and each is copied between its quotes as it is (the tokens of
+/// the transport and the algorithms are ours and never need one). Otherwise each string takes
+/// serde_json's escapes ([`string`]).
 pub(super) fn encode(
     key: &str,
     reg: &Registration,
@@ -160,32 +165,58 @@ pub(super) fn encode(
     expires_unix_ms: u64,
 ) -> SecretBuf {
     let mut o = SecretBuf::with_capacity(capacity_for(key, reg, active));
-    let out = &mut o;
-    field_str(out, b"{\"key\":", key);
-    field_str(out, b",\"impi\":", &reg.impi);
+    if escapes_in(key, reg, active) {
+        write::<true>(&mut o, key, reg, active, expires_unix_ms);
+    } else {
+        write::<false>(&mut o, key, reg, active, expires_unix_ms);
+    }
+    o
+}
+
+/// [`encode`]'s writer: `ESCAPE` says whether strings are escaped or copied as they are.
+fn write<const ESCAPE: bool>(
+    out: &mut SecretBuf,
+    key: &str,
+    reg: &Registration,
+    active: &Active,
+    expires_unix_ms: u64,
+) {
+    let str_value = |out: &mut SecretBuf, s: &str| {
+        if ESCAPE {
+            string(out, s)
+        } else {
+            quoted(out, s)
+        }
+    };
+    let str_field = |out: &mut SecretBuf, name: &[u8], s: &str| {
+        out.extend_from_slice(name);
+        str_value(out, s)
+    };
+    str_field(out, b"{\"key\":", key);
+    str_field(out, b",\"impi\":", &reg.impi);
     out.extend_from_slice(b",\"impus\":[");
     for (i, u) in reg.impus.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, u);
+        str_value(out, u);
     }
     out.push(b']');
-    field_str(out, b",\"contact\":", &active.contact);
-    field_str(out, b",\"transport\":", active.proto.token());
+    str_field(out, b",\"contact\":", &active.contact);
+    field_raw(out, b",\"transport\":", active.proto.token());
     field_num(out, b",\"expires_unix_ms\":", expires_unix_ms);
     out.extend_from_slice(b",\"security_server\":");
     match &active.security_server {
         None => out.extend_from_slice(b"null"),
         Some(m) => {
             out.push(b'[');
-            string(out, &m.name);
+            str_value(out, &m.name);
             out.extend_from_slice(b",[");
             for (i, (k, v)) in m.params().enumerate() {
                 out.extend_from_slice(if i > 0 { b",[" } else { b"[" });
-                string(out, k);
+                str_value(out, k);
                 out.push(b',');
-                string(out, v);
+                str_value(out, v);
                 out.push(b']');
             }
             out.extend_from_slice(b"]]");
@@ -194,8 +225,8 @@ pub(super) fn encode(
     let set = &active.set;
     field_addr(out, b",\"set\":{\"ue\":", set.ue);
     field_addr(out, b",\"local\":", set.local);
-    field_str(out, b",\"auth\":", set.suite.auth.token());
-    field_str(out, b",\"encr\":", set.suite.encr.token());
+    field_raw(out, b",\"auth\":", set.suite.auth.token());
+    field_raw(out, b",\"encr\":", set.suite.encr.token());
     let keys = &set.suite.keys;
     field_hex(out, b",\"integ_key\":", &keys.integ_key);
     field_hex(out, b",\"encr_key\":", &keys.encr_key);
@@ -209,13 +240,79 @@ pub(super) fn encode(
     field_num(out, b",\"port_uc\":", set.port_uc.into());
     field_num(out, b",\"port_us\":", set.port_us.into());
     out.extend_from_slice(b"}}");
-    o
 }
 
-/// `name` (the punctuation and quoted field name before the value), then `s` as a string.
-fn field_str(out: &mut SecretBuf, name: &[u8], s: &str) {
+/// Whether any string of the record needs a JSON escape.
+fn escapes_in(key: &str, reg: &Registration, active: &Active) -> bool {
+    needs_escape(key.as_bytes())
+        || needs_escape(reg.impi.as_bytes())
+        || reg.impus.iter().any(|u| needs_escape(u.as_bytes()))
+        || needs_escape(active.contact.as_bytes())
+        || active.security_server.as_ref().is_some_and(|m| {
+            needs_escape(m.name.as_bytes())
+                || m.params()
+                    .any(|(k, v)| needs_escape(k.as_bytes()) || needs_escape(v.as_bytes()))
+        })
+}
+
+/// Whether `b` holds a byte serde_json escapes (`"`, `\\`, or a control character below
+/// 0x20), looked at eight bytes a step as one `u64`: the tail as the last eight bytes again,
+/// a string of 4 to 7 bytes as its first and last four, of 1 to 3 as its first, middle and
+/// last byte among harmless ones (most of a record's strings are the Security-Server's short
+/// parameters).
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    /// Which bytes of `x` are `"`, `\\` or below 0x20, as their high bits: exact for the
+    /// word as a whole (a byte after a true one may be flagged too, by the borrow, which
+    /// does not change the answer), and bytes of 0x80 and above never count.
+    #[inline(always)]
+    fn flagged(x: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero = |y: u64| y.wrapping_sub(ONES) & !y;
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        (control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH
+    }
+    let u64_at = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let u32_at = |at: usize| {
+        let mut w = [0; 4];
+        w.copy_from_slice(&b[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let n = b.len();
+    if n >= 8 {
+        let last = flagged(u64_at(n - 8));
+        return (0..n / 8).fold(last, |acc, i| acc | flagged(u64_at(8 * i))) != 0;
+    }
+    let x = match n {
+        4.. => u32_at(0) | u32_at(n - 4) << 32,
+        1.. => {
+            let three = u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16;
+            0x6161_6161_6100_0000 | three
+        }
+        0 => return false,
+    };
+    flagged(x) != 0
+}
+
+/// `name`, then `s` between quotes as it is (a string without anything to escape).
+#[inline]
+fn field_raw(out: &mut SecretBuf, name: &[u8], s: &str) {
     out.extend_from_slice(name);
-    string(out, s);
+    quoted(out, s);
+}
+
+/// `s` between quotes as it is (a string without anything to escape).
+#[inline]
+fn quoted(out: &mut SecretBuf, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// `name`, then `n`.
@@ -266,12 +363,8 @@ fn string(out: &mut SecretBuf, s: &str) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let b = s.as_bytes();
     out.push(b'"');
-    // The usual case: nothing to escape, one copy. Branch-free over the bytes (no early
-    // exit), so it runs as vector compares.
-    let escapes = b
-        .iter()
-        .fold(false, |e, &c| e | (c < 0x20) | (c == b'"') | (c == b'\\'));
-    if !escapes {
+    // Nothing to escape: one copy.
+    if !needs_escape(b) {
         out.extend_from_slice(b);
         out.push(b'"');
         return;
@@ -306,8 +399,54 @@ fn string(out: &mut SecretBuf, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_addr, field_hex, string, SecretBuf};
+    use super::{field_addr, field_hex, needs_escape, string, SecretBuf};
+    use akagate_proto::suite::{AuthAlg, EncrAlg};
+    use akagate_proto::Transport;
     use std::net::IpAddr;
+
+    /// The word-at-a-time check says what a byte-by-byte one says: every byte value at every
+    /// position of strings of 0 to 24 bytes (around the 8-byte steps and the overlapping
+    /// tail), among plain bytes and among bytes above 0x7f.
+    #[test]
+    fn the_escape_check_is_exact() {
+        let slow = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for len in 0..=24 {
+            for fill in [b'a', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
+                let mut b = vec![fill; len];
+                assert_eq!(needs_escape(&b), slow(&b), "{len} {fill:#x}");
+                for at in 0..len {
+                    for v in 0..=255u8 {
+                        b[at] = v;
+                        assert_eq!(needs_escape(&b), slow(&b), "{len} {fill:#x} {at} {v:#x}");
+                    }
+                    b[at] = fill;
+                }
+            }
+        }
+    }
+
+    /// The tokens written without a look for escapes need none.
+    #[test]
+    fn tokens_need_no_escape() {
+        let auth = [
+            AuthAlg::HmacMd5_96,
+            AuthAlg::HmacSha1_96,
+            AuthAlg::AesGmac,
+            AuthAlg::Null,
+        ];
+        let encr = [
+            EncrAlg::Null,
+            EncrAlg::AesCbc,
+            EncrAlg::DesEde3Cbc,
+            EncrAlg::AesGcm,
+        ];
+        let tokens = (auth.iter().map(|a| a.token()))
+            .chain(encr.iter().map(|e| e.token()))
+            .chain([Transport::Udp, Transport::Tcp].map(Transport::token));
+        for t in tokens {
+            assert!(!needs_escape(t.as_bytes()), "{t}");
+        }
+    }
 
     /// Strings are escaped as serde_json escapes them: every ASCII character, one at a time
     /// and between others, and text beyond ASCII.

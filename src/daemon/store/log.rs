@@ -149,9 +149,10 @@ enum Piece<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// Starts a record of `kind` for `key` (longer keys than [`MAX_KEY`] are the caller's to
-    /// refuse).
-    fn begin(&mut self, kind: u8, key: &str) {
+    /// Starts a record of `kind` for `key` whose value starts with the `head` parts (longer
+    /// keys than [`MAX_KEY`] are the caller's to refuse): all of it in `plain`, checksummed
+    /// in one update. Returns the head's length.
+    fn begin(&mut self, kind: u8, key: &str, head: &[&[u8]]) -> usize {
         debug_assert!(self.open.is_none() && key.len() <= MAX_KEY);
         let at = self.plain.len();
         self.plain.extend_from_slice(&[0; HEADER]);
@@ -160,10 +161,15 @@ impl<'a> Batch<'a> {
         self.plain
             .extend_from_slice(&(key.len() as u16).to_le_bytes());
         self.plain.extend_from_slice(key.as_bytes());
+        let value = self.plain.len();
+        for part in head {
+            self.plain.extend_from_slice(part);
+        }
         let mut crc = crc32fast::Hasher::new();
         crc.update(&self.plain[body..]);
         self.open = Some((at, crc));
         self.extend_plain(at);
+        self.plain.len() - value
     }
 
     /// Adds `plain[from..]` to the pieces (joined to the previous plain piece if adjacent).
@@ -180,6 +186,9 @@ impl<'a> Batch<'a> {
 
     /// Adds store-owned bytes to the open record.
     fn plain(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let from = self.plain.len();
         self.plain.extend_from_slice(bytes);
         if let Some((_, crc)) = self.open.as_mut() {
@@ -190,6 +199,9 @@ impl<'a> Batch<'a> {
 
     /// Adds borrowed bytes (a registration's JSON) to the open record.
     fn borrowed(&mut self, bytes: &'a [u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if let Some((_, crc)) = self.open.as_mut() {
             crc.update(bytes);
         }
@@ -207,12 +219,8 @@ impl<'a> Batch<'a> {
 
     /// A put of `key`: the value is the `head` parts, then `value` (borrowed), then `tail`.
     pub fn put(&mut self, key: &str, head: &[&[u8]], value: &'a [u8], tail: &[u8]) {
-        self.begin(PUT, key);
-        let mut len = 3 + key.len() + value.len() + tail.len();
-        for part in head {
-            self.plain(part);
-            len += part.len();
-        }
+        let head_len = self.begin(PUT, key, head);
+        let len = 3 + key.len() + head_len + value.len() + tail.len();
         self.borrowed(value);
         self.plain(tail);
         self.end(len);
@@ -226,7 +234,7 @@ impl<'a> Batch<'a> {
 
     /// A tombstone for `key`.
     pub fn delete(&mut self, key: &str) {
-        self.begin(DELETE, key);
+        self.begin(DELETE, key, &[]);
         self.end(3 + key.len());
     }
 
@@ -443,6 +451,46 @@ mod tests {
             keys(&file_of(&one), &live_records(&file_of(&one), 16).0)[0].1,
             b"{1:x}"
         );
+    }
+
+    /// A record's bytes are the format's, built here by hand (length, CRC-32 of the body,
+    /// kind, key length, key, value), whatever parts its value came in: several head parts,
+    /// empty values and tails, tombstones.
+    #[test]
+    fn records_are_the_formats_bytes() {
+        let record = |kind: u8, key: &str, value: &[u8]| {
+            let mut body = vec![kind];
+            body.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            body.extend_from_slice(key.as_bytes());
+            body.extend_from_slice(value);
+            let mut r = (body.len() as u32).to_le_bytes().to_vec();
+            r.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            r.extend_from_slice(&body);
+            r
+        };
+        let mut b = Batch::default();
+        b.put(
+            "k1",
+            &[b"{\"seq_epoch\":", b"12", b",\"r\":"],
+            b"{..}",
+            b"}",
+        );
+        b.put("\0sqn a@b", &[b"000000000020 a@b"], b"", b"");
+        b.put("k2", &[], b"", b"");
+        b.delete("k1");
+        b.put("k3", &[b""], b"v", b"");
+        let mut want = MAGIC.to_vec();
+        want.extend(record(PUT, "k1", b"{\"seq_epoch\":12,\"r\":{..}}"));
+        want.extend(record(PUT, "\0sqn a@b", b"000000000020 a@b"));
+        want.extend(record(PUT, "k2", b""));
+        want.extend(record(DELETE, "k1", b""));
+        want.extend(record(PUT, "k3", b"v"));
+        assert_eq!(file_of(&b), want);
+        assert_eq!(b.len() + MAGIC.len(), want.len());
+        assert!(b.pieces.iter().all(|p| match p {
+            Piece::Plain(r) => !r.is_empty(),
+            Piece::Borrowed(v) => !v.is_empty(),
+        }));
     }
 
     /// A torn tail (a partial record, or zeros where a crash left the file longer than its
