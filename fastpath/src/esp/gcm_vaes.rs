@@ -312,6 +312,9 @@ macro_rules! mul_sum {
 /// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
 /// inside the loops (the caller matches on [`Pass`]), and per product form (`K`: the
 /// batches' GHASH by Karatsuba, where [`karatsuba`] says so).
+// Eight: E_K(J0) is an argument so that the caller computes it before the call (made for
+// the tag after it, the compiler sank it there, a serial chain at the packet's end).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 pub(super) fn ctr_ghash<const P: u8, const K: bool>(
     k: &[[u8; 16]; 11],
