@@ -278,21 +278,35 @@ impl Aes128GcmNi {
         pass: Pass,
     ) -> [u8; 16] {
         let k = self.enc_keys();
-        // Step 6's E_K(J0) first: it depends on nothing else and overlaps the payload.
+        // Step 6's E_K(J0) first: it depends on nothing else and overlaps the payload. (The
+        // 512-bit kernel takes it as an argument, so it is computed before the call; made
+        // only for the tag after it, the compiler sank it past the call, a serial 10-round
+        // chain at the packet's end.)
         let ej0 = aes1(&k, j0);
-        let s = if self.wide {
+        let t = if self.wide {
             // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
             unsafe {
                 use super::gcm_vaes::{ctr_ghash, karatsuba, CTR_ONLY, OPEN, SEAL};
-                let h = &self.h_pow;
+                // The round keys by reference to the key's bytes, not to `k`: passing `&k`
+                // made `enc_keys` a libc memcpy of the 176 bytes to the stack each packet.
+                let (ek, h) = (&self.enc, &self.h_pow);
+                let e = ej0;
                 match (pass, karatsuba()) {
-                    (Pass::Seal, false) => ctr_ghash::<SEAL, false>(&k, h, j0, x, first, lens, buf),
-                    (Pass::Seal, true) => ctr_ghash::<SEAL, true>(&k, h, j0, x, first, lens, buf),
-                    (Pass::Open, false) => ctr_ghash::<OPEN, false>(&k, h, j0, x, first, lens, buf),
-                    (Pass::Open, true) => ctr_ghash::<OPEN, true>(&k, h, j0, x, first, lens, buf),
+                    (Pass::Seal, false) => {
+                        ctr_ghash::<SEAL, false>(ek, h, j0, e, x, first, lens, buf)
+                    }
+                    (Pass::Seal, true) => {
+                        ctr_ghash::<SEAL, true>(ek, h, j0, e, x, first, lens, buf)
+                    }
+                    (Pass::Open, false) => {
+                        ctr_ghash::<OPEN, false>(ek, h, j0, e, x, first, lens, buf)
+                    }
+                    (Pass::Open, true) => {
+                        ctr_ghash::<OPEN, true>(ek, h, j0, e, x, first, lens, buf)
+                    }
                     // No GHASH: the product form does not matter.
                     (Pass::CtrOnly, _) => {
-                        ctr_ghash::<CTR_ONLY, false>(&k, h, j0, x, first, lens, buf)
+                        ctr_ghash::<CTR_ONLY, false>(ek, h, j0, e, x, first, lens, buf)
                     }
                 }
             }
@@ -304,10 +318,11 @@ impl Aes128GcmNi {
             }
             x = ctr_ghash(&k, &h, j0, x, buf, pass);
             // Step 5: the lengths block.
-            gf_mul(_mm_xor_si128(x, lens), h[0])
+            let s = gf_mul(_mm_xor_si128(x, lens), h[0]);
+            _mm_xor_si128(bswap(s), ej0)
         };
         let mut tag = [0u8; 16];
-        store(&mut tag, _mm_xor_si128(bswap(s), ej0));
+        store(&mut tag, t);
         tag
     }
 }
@@ -1002,7 +1017,7 @@ mod tests {
         for (n, len) in lens.enumerate() {
             let key: [u8; 16] = core::array::from_fn(|_| rnd());
             let g = Aes128GcmNi::new(&key).unwrap();
-            let (k, h) = (g.enc_keys(), &g.h_pow);
+            let h = &g.h_pow;
             let (j0, x, lens_block) = (block(), block(), block());
             let first = (n % 2 == 0).then(&mut block);
             let data: Vec<u8> = (0..len).map(|_| rnd()).collect();
@@ -1012,19 +1027,27 @@ mod tests {
                 let (s4, s3) = unsafe {
                     match pass {
                         SEAL => (
-                            ctr_ghash::<SEAL, false>(&k, h, j0, x, first, lens_block, &mut four),
-                            ctr_ghash::<SEAL, true>(&k, h, j0, x, first, lens_block, &mut three),
+                            ctr_ghash::<SEAL, false>(
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
+                            ),
+                            ctr_ghash::<SEAL, true>(
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
+                            ),
                         ),
                         OPEN => (
-                            ctr_ghash::<OPEN, false>(&k, h, j0, x, first, lens_block, &mut four),
-                            ctr_ghash::<OPEN, true>(&k, h, j0, x, first, lens_block, &mut three),
+                            ctr_ghash::<OPEN, false>(
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
+                            ),
+                            ctr_ghash::<OPEN, true>(
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
+                            ),
                         ),
                         _ => (
                             ctr_ghash::<CTR_ONLY, false>(
-                                &k, h, j0, x, first, lens_block, &mut four,
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
                             ),
                             ctr_ghash::<CTR_ONLY, true>(
-                                &k, h, j0, x, first, lens_block, &mut three,
+                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
                             ),
                         ),
                     }

@@ -298,10 +298,12 @@ macro_rules! mul_sum {
 /// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
 /// and the byte-reversed block `first` if given (the AAD of an ESP packet), the payload's
 /// first counter block being `IV || 2`, then the byte-reversed lengths block `lens`: the
-/// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns S, the GHASH of the
-/// whole input (SP 800-38D 7.1 step 5), before E_K(J0) is added.
+/// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns the tag, S (the GHASH
+/// of the whole input, SP 800-38D 7.1 step 5) xor `ej0` (E_K(J0), step 6), in wire order;
+/// for [`CTR_ONLY`] a meaningless value.
 ///
-/// `h_pow` is `Aes128GcmNi`'s table (H^1..H^16), `j0` the pre-counter block.
+/// `k` is `Aes128GcmNi`'s round keys, `h_pow` its table (H^1..H^16), `j0` the pre-counter
+/// block.
 /// The last batch's reduction also covers the lengths block (times H^1, the tail's blocks
 /// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
 /// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
@@ -310,11 +312,15 @@ macro_rules! mul_sum {
 /// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
 /// inside the loops (the caller matches on [`Pass`]), and per product form (`K`: the
 /// batches' GHASH by Karatsuba, where [`karatsuba`] says so).
+// Eight: E_K(J0) is an argument so that the caller computes it before the call (made for
+// the tag after it, the compiler sank it there, a serial chain at the packet's end).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 pub(super) fn ctr_ghash<const P: u8, const K: bool>(
-    k: &[__m128i; 11],
+    k: &[[u8; 16]; 11],
     h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
+    ej0: __m128i,
     x: __m128i,
     first: Option<__m128i>,
     lens: __m128i,
@@ -343,7 +349,8 @@ pub(super) fn ctr_ghash<const P: u8, const K: bool>(
         Some(a) if pass != Pass::CtrOnly => (gcm_ni::gf_mul(_mm_xor_si128(x, a), h1), None),
         _ => (x, None),
     };
-    let kz: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(k[i]));
+    // Broadcast from the key's own bytes (each a VBROADCASTI32X4 from memory).
+    let kz: [__m512i; 11] = core::array::from_fn(|i| _mm512_broadcast_i32x4(gcm_ni::load(&k[i])));
     // Counter blocks kept with the 32-bit counter in native order in the last dword of each
     // lane, so one VPADDD steps all four (inc32 of SP 800-38D 6.2 wraps the same way), and
     // byte-swapped into place for AES.
@@ -529,7 +536,7 @@ pub(super) fn ctr_ghash<const P: u8, const K: bool>(
         // No power left for the lengths block: the tail alone (H^16..H^1), then the lengths.
         let h: [__m512i; REGS] = core::array::from_fn(|j| powers(h_pow, 16 - PER * j));
         let x = mul_sum!(REGS, &with_state(x, hashed), &h).reduce();
-        return gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1);
+        return tag(gcm_ni::gf_mul(_mm_xor_si128(x, lens), h1), ej0);
     }
     // S = x H^(n+1) + sum of block i times H^(n+1-i) (i from 0, the state folded into block
     // 0) + lengths times H [+ pre times H^(n+2)], one reduction. Past block n-1 the lanes
@@ -539,7 +546,7 @@ pub(super) fn ctr_ghash<const P: u8, const K: bool>(
         w = w.add(Wide::mul(p, gcm_ni::load(&h_pow[n + 1])));
     }
     if n == 0 {
-        return w.add(Wide::mul(x, h1)).reduce();
+        return tag(w.add(Wide::mul(x, h1)).reduce(), ej0);
     }
     let blocks = with_state(x, hashed);
     // Register j: H^(n+1-4j) down to H^(n-2-4j); j < regs, so its top is at least H^2.
@@ -557,7 +564,16 @@ pub(super) fn ctr_ghash<const P: u8, const K: bool>(
         _ => mul_sum!(REGS, &blocks, &h),
     };
     acc.add_wide(w);
-    acc.reduce()
+    tag(acc.reduce(), ej0)
+}
+
+/// The tag E_K(J0) xor S (SP 800-38D 7.1 step 6) from S byte-reversed (GHASH's
+/// representation) and `ej0`, in wire order.
+#[inline]
+#[target_feature(enable = "ssse3")]
+fn tag(s: __m128i, ej0: __m128i) -> __m128i {
+    let rev = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    _mm_xor_si128(_mm_shuffle_epi8(s, rev), ej0)
 }
 
 /// [`Pass`] as the const parameter of [`ctr_ghash`].
