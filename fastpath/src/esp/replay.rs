@@ -224,7 +224,12 @@ mod tests {
         assert_eq!(accept(&mut w, 100), Err(EspError::Replayed));
         // Top at word 32 (seq 2048): word 1 (64..128) is exactly the oldest word in the window.
         assert_eq!(accept(&mut w, 2048), Ok(()));
-        assert_eq!(w.check(2048 - REPLAY_WINDOW + 1), Ok(()));
+        assert_eq!(
+            w.check(2048 - REPLAY_WINDOW + 1),
+            Err(EspError::Replayed),
+            "65, the oldest in the window, kept from the ring"
+        );
+        assert_eq!(w.check(2048 - REPLAY_WINDOW), Err(EspError::TooOld));
         assert_eq!(accept(&mut w, 127), Err(EspError::Replayed), "word 1 kept");
         assert_eq!(accept(&mut w, 126), Ok(()));
         assert_eq!(accept(&mut w, 63), Err(EspError::TooOld));
