@@ -1,4 +1,12 @@
-//! Inbound anti-replay window (RFC 4303 3.4.3) as an RFC 6479 ring of u64 bitmap words.
+//! Inbound anti-replay window (RFC 4303 3.4.3) as an RFC 6479 ring of u64 bitmap words,
+//! the newest word held apart beside the top (the "head word").
+//!
+//! The head word is the bitmap of the 64 sequence numbers around `top` (`top / 64`); it sits
+//! right after `top`, so in an [`InboundSa`](super::InboundSa) both share the SA's first
+//! cache line and a packet at or just above the top (the common in-order one) reads and
+//! writes that line only, where the plain ring put its word in one of five lines. The ring
+//! holds the 31 older words; its slot of the top's word is unused until the top moves into
+//! a newer word, when the head word is stored there (one store per 64 in-order packets).
 //!
 //! Sequence numbers are held as `u64` so extended sequence numbers (RFC 4303 A2) only need
 //! the high-bit inference in front of [`ReplayWindow::check`]; the bitmap does not change.
@@ -14,12 +22,15 @@ const BITS: u64 = (WORDS as u64) * 64;
 pub const REPLAY_WINDOW: u64 = BITS - 64;
 
 /// Sliding anti-replay window: `top` is the highest authenticated sequence number so far.
-/// `repr(C)`: `top` first, so it shares a cache line with what precedes the window in an
-/// [`InboundSa`](super::InboundSa).
+/// `repr(C)`: `top` and the head word first, so they share a cache line with what precedes
+/// the window in an [`InboundSa`](super::InboundSa).
 #[derive(Clone)]
 #[repr(C)]
 pub struct ReplayWindow {
     top: u64,
+    /// The bitmap of the word of `top` (sequence numbers `top / 64 * 64 ..` + 64); the ring's
+    /// slot of that word is stale while this holds it.
+    head: u64,
     ring: [u64; WORDS],
 }
 
@@ -42,20 +53,9 @@ impl ReplayWindow {
     pub const fn new() -> Self {
         Self {
             top: 0,
+            head: 0,
             ring: [0; WORDS],
         }
-    }
-
-    /// Starts loading what checking and recording `seq_lo` (the low half of a sequence
-    /// number) in the window at `p` reads: `top` and the ring word of `seq_lo`.
-    /// Computes addresses only (never reads through `p`), so any pointer will do.
-    #[inline]
-    pub(super) fn prefetch_at(p: *const Self, seq_lo: u32) {
-        let base = p.cast::<u8>();
-        crate::sad::prefetch(base.wrapping_add(core::mem::offset_of!(Self, top)));
-        let (word, _) = Self::position(u64::from(seq_lo));
-        let ring = core::mem::offset_of!(Self, ring) + word * 8;
-        crate::sad::prefetch(base.wrapping_add(ring));
     }
 
     /// Highest sequence number accepted so far (0 if none).
@@ -76,8 +76,7 @@ impl ReplayWindow {
         if self.top - seq >= REPLAY_WINDOW {
             return Err(EspError::TooOld);
         }
-        let (word, bit) = Self::position(seq);
-        if self.ring[word] & bit != 0 {
+        if self.word_of(seq) & Self::bit(seq) != 0 {
             Err(EspError::Replayed)
         } else {
             Ok(())
@@ -90,20 +89,48 @@ impl ReplayWindow {
         if seq > self.top {
             let old_word = self.top / 64;
             let new_word = seq / 64;
-            // RFC 6479: clear the words the window slides over, at most the whole ring.
-            let steps = (new_word - old_word).min(WORDS as u64);
-            for i in 1..=steps {
-                self.ring[((old_word + i) % WORDS as u64) as usize] = 0;
+            if new_word != old_word {
+                // The head word joins the ring; RFC 6479: the words the window slides over
+                // are cleared, at most the whole ring (the new top's own slot stays stale:
+                // the new head word, empty, stands for it).
+                self.ring[Self::slot(old_word)] = self.head;
+                let steps = (new_word - old_word - 1).min(WORDS as u64);
+                for i in 1..=steps {
+                    self.ring[Self::slot(old_word + i)] = 0;
+                }
+                self.head = 0;
             }
             self.top = seq;
         }
-        let (word, bit) = Self::position(seq);
-        self.ring[word] |= bit;
+        let bit = Self::bit(seq);
+        if seq / 64 == self.top / 64 {
+            self.head |= bit;
+        } else {
+            self.ring[Self::slot(seq / 64)] |= bit;
+        }
     }
 
-    fn position(seq: u64) -> (usize, u64) {
-        let idx = seq % BITS;
-        ((idx / 64) as usize, 1u64 << (idx % 64))
+    /// The bitmap word that holds `seq` (at most `REPLAY_WINDOW - 1` below the top): the
+    /// head word for the top's own word, else its ring slot.
+    #[inline(always)]
+    fn word_of(&self, seq: u64) -> u64 {
+        if seq / 64 == self.top / 64 {
+            self.head
+        } else {
+            self.ring[Self::slot(seq / 64)]
+        }
+    }
+
+    /// The ring slot of bitmap word `word` (`seq / 64`).
+    #[inline(always)]
+    fn slot(word: u64) -> usize {
+        (word % WORDS as u64) as usize
+    }
+
+    /// The bit of `seq` in its word.
+    #[inline(always)]
+    fn bit(seq: u64) -> u64 {
+        1u64 << (seq % 64)
     }
 }
 
@@ -173,6 +200,51 @@ mod tests {
         w.update(7);
         assert_eq!(w.check(7), Err(EspError::Replayed));
         assert_eq!(w.top(), 7);
+    }
+
+    /// The head word's edges: the top crossing into the next word (the head joins the ring),
+    /// a packet in the oldest word the window still covers, jumps of exactly the ring's
+    /// width (the old word's slot is the new top's), one word more, and a packet in the
+    /// top's word below the top (read from the head word, not the ring).
+    #[test]
+    fn the_head_word_at_word_edges() {
+        let mut w = ReplayWindow::new();
+        for s in [62, 63, 64, 65] {
+            assert_eq!(accept(&mut w, s), Ok(()), "seq {s}");
+        }
+        assert_eq!((w.top(), w.head), (65, 0b11));
+        assert_eq!(w.ring[0], 3 << 62, "the old head word is in the ring");
+        for s in [62, 63, 64, 65] {
+            assert_eq!(accept(&mut w, s), Err(EspError::Replayed), "seq {s}");
+        }
+        assert_eq!(accept(&mut w, 61), Ok(()), "an older word, from the ring");
+        // In the top's word but below the top: from the head word.
+        assert_eq!(accept(&mut w, 127), Ok(()));
+        assert_eq!(accept(&mut w, 100), Ok(()));
+        assert_eq!(accept(&mut w, 100), Err(EspError::Replayed));
+        // Top at word 32 (seq 2048): word 1 (64..128) is exactly the oldest word in the window.
+        assert_eq!(accept(&mut w, 2048), Ok(()));
+        assert_eq!(
+            w.check(2048 - REPLAY_WINDOW + 1),
+            Err(EspError::Replayed),
+            "65, the oldest in the window, kept from the ring"
+        );
+        assert_eq!(w.check(2048 - REPLAY_WINDOW), Err(EspError::TooOld));
+        assert_eq!(accept(&mut w, 127), Err(EspError::Replayed), "word 1 kept");
+        assert_eq!(accept(&mut w, 126), Ok(()));
+        assert_eq!(accept(&mut w, 63), Err(EspError::TooOld));
+        // A jump of exactly 32 words: the old word's slot is the new top's; nothing of the
+        // old word may be read as the new one's.
+        assert_eq!(accept(&mut w, 2048 + 32 * 64), Ok(()));
+        assert_eq!(w.head, 1, "the new head word holds the new top only");
+        assert_eq!(accept(&mut w, 2048 + 32 * 64 + 1), Ok(()));
+        assert_eq!(accept(&mut w, 2048 + 31 * 64), Ok(()), "a cleared word");
+        // 33 words: the whole ring cleared.
+        let top = 2048 + 65 * 64 + 5;
+        assert_eq!(accept(&mut w, top), Ok(()));
+        for s in top - REPLAY_WINDOW + 1..top {
+            assert_eq!(w.check(s), Ok(()), "seq {s}");
+        }
     }
 
     /// Compares against a naive set-based model over a pseudo-random walk.

@@ -500,14 +500,16 @@ impl Framed {
 /// An inbound SA: anti-replay window and keyed transform.
 ///
 /// Laid out (`repr(C)`) for the fewest cache lines per packet when SAs come from memory (a
-/// worker with millions of SAs): the SPI, the ESN flag, the packet and byte counters and
-/// the window's top share one line with the window's first ring words, then come the rest
-/// of the ring (one more line per packet at most), the drop counters (only an error
-/// touches them) and the transform, whose first [`HOT_BYTES`](super::transform::HOT_BYTES) — all that hmac-sha-1-96 +
+/// worker with millions of SAs): the SPI, the ESN flag, the packet and byte counters, the
+/// window's top and its head word (the bitmap of the top's word, `ReplayWindow`) share one
+/// line with the window's first ring words, then come the rest of the ring (read only by a
+/// packet older than the top's word), the drop counters (only an error touches them) and
+/// the transform, whose first [`HOT_BYTES`](super::transform::HOT_BYTES) — all that hmac-sha-1-96 +
 /// aes-cbc decapsulation reads — fill four whole lines. That holds where the SA starts
 /// [`InboundSa::LINE_OFFSET`] bytes into a 64-byte line, as it does in the worker's slab
 /// (`SaSlab`: the slot's SPI, then the SA, cells 64-byte aligned); both sides assert it at
-/// compile time. Six lines per packet in all, where the compiler's layout took nine or ten.
+/// compile time. Five lines for an in-order packet, six for one behind the top's word, where
+/// the compiler's layout took nine or ten.
 #[repr(C)]
 pub struct InboundSa {
     spi: u32,
@@ -526,15 +528,15 @@ pub struct InboundSa {
 
 /// Bytes between the drop counters and the transform of an [`InboundSa`], so the transform
 /// starts a cache line when the SA starts [`InboundSa::LINE_OFFSET`] bytes into one.
-const TRANSFORM_PAD: usize = 16;
+const TRANSFORM_PAD: usize = 8;
 
 const _: () = assert!(
     (InboundSa::LINE_OFFSET + core::mem::offset_of!(InboundSa, transform)).is_multiple_of(64),
     "an inbound SA's transform must start a cache line (adjust TRANSFORM_PAD)"
 );
 const _: () = assert!(
-    InboundSa::LINE_OFFSET + core::mem::offset_of!(InboundSa, window) + 8 <= 64,
-    "an inbound SA's window top must share the first line"
+    InboundSa::LINE_OFFSET + core::mem::offset_of!(InboundSa, window) + 16 <= 64,
+    "an inbound SA's window top and head word must share the first line"
 );
 
 impl core::fmt::Debug for InboundSa {
@@ -599,18 +601,22 @@ impl InboundSa {
     /// slot's SPI (see the type's documentation).
     pub const LINE_OFFSET: usize = 8;
 
-    /// Starts loading the parts of the SA at `p` that decapsulating a packet with sequence
-    /// number low half `seq_lo` reads (SPI and flags, the window's top and ring word, the
-    /// packet counters, and the first `transform_lines` cache lines of the transform: see
+    /// Starts loading the parts of the SA at `p` that decapsulating an in-order packet reads
+    /// (SPI and flags, the packet counters, the window's top and head word: one line; and
+    /// the first `transform_lines` cache lines of the transform: see
     /// [`InboundSa::transform_lines`]), so a burst can have every SA of its packets on the
     /// way from memory before it decapsulates the first (at millions of SAs each is several
     /// cache misses). Computes addresses only (never reads through `p`, so any pointer will
-    /// do); the caller has the line count from the SA's table entry.
+    /// do); the caller has the line count from the SA's table entry. `_seq_lo` (the packet's
+    /// sequence number, low half) is not used since the head word: a packet behind the top's
+    /// word (rare: reordered) reads its ring word on demand, and asking for it ahead cost
+    /// every packet a line.
     #[inline]
-    pub fn prefetch_at(p: *const Self, seq_lo: u32, transform_lines: u8) {
+    pub fn prefetch_at(p: *const Self, _seq_lo: u32, transform_lines: u8) {
         use core::mem::offset_of;
         let base = p.cast::<u8>();
-        // SPI, flag, packet counters and the window's top: one line (asserted above).
+        // SPI, flag, packet counters, the window's top and head word: one line (asserted
+        // above).
         crate::sad::prefetch(base.wrapping_add(offset_of!(Self, spi)));
         // The transform's lines into the L2 (read later, by the decapsulation; a burst asks
         // for four or five per SA at once, more than the L1 tracks: see
@@ -620,7 +626,6 @@ impl InboundSa {
         for k in 0..lines {
             crate::sad::prefetch_l2(base.wrapping_add(t + 64 * k));
         }
-        ReplayWindow::prefetch_at(base.wrapping_add(offset_of!(Self, window)).cast(), seq_lo);
     }
 
     /// Cache lines the whole transform spans (it starts a line).
@@ -1016,11 +1021,12 @@ mod tests {
     use super::*;
 
     /// What decapsulating one packet reads and writes of an SA placed as the worker's slab
-    /// places it (`LINE_OFFSET` into a line, behind the slot's SPI) lies in six cache lines:
-    /// one for the SPI, flag, packet counters and window top, four for the transform's hot
-    /// bytes, and the ring word of the packet's sequence number.
+    /// places it (`LINE_OFFSET` into a line, behind the slot's SPI) lies in five cache lines
+    /// for a packet in the top's word or above (one for the SPI, flag, packet counters,
+    /// window top and head word, four for the transform's hot bytes) and six for an older
+    /// one (its ring word).
     #[test]
-    fn a_packet_touches_six_lines_of_an_inbound_sa() {
+    fn an_in_order_packet_touches_five_lines_of_an_inbound_sa() {
         use core::mem::{offset_of, size_of};
         let line = |off: usize| (InboundSa::LINE_OFFSET + off) / 64;
         let head = [
@@ -1028,14 +1034,15 @@ mod tests {
             offset_of!(InboundSa, esn),
             offset_of!(InboundSa, packets),
             offset_of!(InboundSa, bytes) + 7,
-            offset_of!(InboundSa, window) + 7,
+            offset_of!(InboundSa, window) + 15,
         ];
         assert!(head.iter().all(|&o| line(o) == 0), "{head:?}");
         let t = offset_of!(InboundSa, transform);
         let hot: std::collections::BTreeSet<_> = (t..t + HOT_BYTES).map(line).collect();
         assert_eq!(hot.len(), 4, "the transform's hot bytes span {hot:?}");
-        let ring = offset_of!(InboundSa, window) + 8;
-        for word in 0..(size_of::<ReplayWindow>() - 8) / 8 {
+        assert!(!hot.contains(&0));
+        let ring = offset_of!(InboundSa, window) + 16;
+        for word in 0..(size_of::<ReplayWindow>() - 16) / 8 {
             let w = ring + 8 * word;
             assert_eq!(line(w), line(w + 7), "ring word {word} straddles two lines");
             let mut lines = hot.clone();

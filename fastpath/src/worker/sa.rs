@@ -193,10 +193,11 @@ impl<T> SaSlab<T> {
 
 impl SaSlab<InboundSa> {
     /// The first of a burst's two prefetch passes over its SAs, in the pass that finds each
-    /// SA's slot: the cell's first line (the slot's SPI, the SA's counters and window top)
-    /// and the ring word of `seq_lo`, without reading anything; the transform's lines follow
+    /// SA's slot: the cell's first line (the slot's SPI, the SA's counters, the window's top
+    /// and head word: all an in-order packet's window check reads), without reading
+    /// anything; the transform's lines follow
     /// in the second pass ([`SaSlab::prefetch`], just before each slot's SPI is checked).
-    /// Two lines per SA instead of six in the first pass leave the core's line fill buffers
+    /// One line per SA instead of five in the first pass leaves the core's line fill buffers
     /// to the burst's table lookups, whose lines the first pass waits for
     /// (docs/BENCHMARKS.md, *Flat SA lookup, round 11*).
     #[inline]
@@ -208,7 +209,7 @@ impl SaSlab<InboundSa> {
     /// the SA in `slot` reads, `transform_lines` of its transform included (from the SA's
     /// table entry), without reading anything (see [`InboundSa::prefetch_at`]); nothing for
     /// a slot beyond the slab. After [`SaSlab::prefetch_head`] of the same packet, its first
-    /// two lines are already on their way and only the transform's lines are new.
+    /// line is already on its way and only the transform's lines are new.
     #[inline]
     pub fn prefetch(&self, slot: u32, seq_lo: u32, transform_lines: u8) {
         let Some(cell) = self.cell_ptr(slot) else {
