@@ -108,7 +108,7 @@ impl<'a> Iterator for ListIter<'a> {
         let b = s.as_bytes();
         let mut i = 0;
         // Only `"`, `<` and `,` matter outside `<...>`, only `>` inside: jump between them.
-        while let Some(at) = memchr::memchr3(b'"', b'<', b',', &b[i..]) {
+        while let Some(at) = akagate_proto::swar::find_of_three_near(b'"', b'<', b',', &b[i..]) {
             i += at;
             match b[i] {
                 b'"' => match quoted_end(b, i) {
@@ -118,7 +118,7 @@ impl<'a> Iterator for ListIter<'a> {
                         return Some(Err(e));
                     }
                 },
-                b'<' => match memchr::memchr(b'>', &b[i + 1..]) {
+                b'<' => match akagate_proto::swar::find_byte_near(b'>', &b[i + 1..]) {
                     Some(close) => i += close + 2,
                     None => break,
                 },
