@@ -57,8 +57,8 @@ pub fn find_byte_near(needle: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr(needle, hay.get(at..)?).map(|i| at + i)
 }
 
-/// How far [`find_of_three_near`] steps a word at a time before
-/// handing the rest to `memchr3` (a header value or list element is rarely
+/// How far [`find_of_two_near`] and [`find_of_three_near`] step a word at a time before
+/// handing the rest to `memchr2` / `memchr3` (a header value or list element is rarely
 /// longer; past this the vector search's set-up pays for itself).
 const NEAR_SET: usize = 64;
 
@@ -94,6 +94,17 @@ fn scan_words(hay: &[u8], limit: usize, hits: impl Fn(u64) -> u64) -> Result<Opt
         at += 8;
     }
     Err(at)
+}
+
+/// The index of the first `a` or `b` in `hay`: a word at a time over the first 64 bytes
+/// (a quoted parameter value up to its closing quote), `memchr2` beyond.
+#[inline]
+pub fn find_of_two_near(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let (pa, pb) = (LO * u64::from(a), LO * u64::from(b));
+    match scan_words(hay, NEAR_SET, |w| zero_bytes(w ^ pa) | zero_bytes(w ^ pb)) {
+        Ok(found) => found,
+        Err(at) => memchr::memchr2(a, b, hay.get(at..)?).map(|i| at + i),
+    }
 }
 
 /// The index of the first `a`, `b` or `c` in `hay`: a word at a time over the first 64
@@ -237,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn find_of_three_near_finds_what_position_finds() {
+    fn find_of_two_and_three_near_find_what_position_finds() {
         let mut next = xorshift(0x5851_f42d_4c95_7f2d);
         let alphabet = [
             b'\r', b'\n', b'"', b'<', b',', 0x00, 0x80, 0xff, 0x8d, 0x0c, b'a',
@@ -254,6 +265,13 @@ mod tests {
                         }
                     })
                     .collect();
+                for (a, b) in [(b'\r', b'\n'), (b'"', b'\\'), (0x00, 0xff)] {
+                    assert_eq!(
+                        find_of_two_near(a, b, &hay),
+                        hay.iter().position(|&x| x == a || x == b),
+                        "{a:#x} {b:#x} in {hay:?}"
+                    );
+                }
                 for (a, b, c) in [(b'"', b'<', b','), (0x00, 0x80, 0xff)] {
                     assert_eq!(
                         find_of_three_near(a, b, c, &hay),
