@@ -2,7 +2,7 @@
 //! read in place from the borrowed value.
 
 use super::error::ParseError;
-use super::lex::{is_lws, is_token_char, quoted_end, trim_lws_start, unquote};
+use super::lex::{is_token_char, quoted_end, trim_lws_start, unquote};
 use std::borrow::Cow;
 
 /// One parameter; `value` is raw (a quoted value keeps its quotes, see [`Param::unquoted`]).
@@ -148,6 +148,7 @@ impl<'a> Iterator for ParamIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::lex::is_lws;
 
     #[test]
     fn ends_value_is_lws_and_the_separators() {
