@@ -258,7 +258,7 @@ mod tests {
                 let hay: Vec<u8> = (0..len)
                     .map(|_| {
                         // Mostly filler, so the first hit lands at every distance.
-                        if next() % 8 == 0 {
+                        if next().is_multiple_of(8) {
                             alphabet[(next() % alphabet.len() as u64) as usize]
                         } else {
                             b'a'

@@ -198,7 +198,7 @@ mod tests {
                         state ^= state >> 7;
                         state ^= state << 17;
                         // Mostly filler, so quotes and escapes land at every distance.
-                        if state % 6 == 0 {
+                        if state.is_multiple_of(6) {
                             alphabet[(state / 6 % alphabet.len() as u64) as usize]
                         } else {
                             b'x'
