@@ -57,6 +57,68 @@ pub fn find_byte_near(needle: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr(needle, hay.get(at..)?).map(|i| at + i)
 }
 
+/// How far [`find_of_two_near`] and [`find_of_three_near`] step a word at a time before
+/// handing the rest to `memchr2` / `memchr3` (a header value or list element is rarely
+/// longer; past this the vector search's set-up pays for itself).
+const NEAR_SET: usize = 64;
+
+/// The first byte of `hay` from `at` that `hits` flags (`0x80` in each flagged byte of a
+/// word, exact per byte): a word at a time while `at < limit`; the last fewer than eight
+/// bytes as the slice's last word shifted down (bytes already looked at dropped, none
+/// read twice into the answer). `None` with `at` where the word steps stopped, for the
+/// caller's long search, if `limit` was reached first.
+#[inline(always)]
+fn scan_words(hay: &[u8], limit: usize, hits: impl Fn(u64) -> u64) -> Result<Option<usize>, usize> {
+    let mut at = 0;
+    while at < limit {
+        let Some(word) = word_at(hay, at) else {
+            let left = hay.len() - at;
+            if left == 0 {
+                return Ok(None);
+            }
+            if hay.len() >= 8 {
+                // `hay`'s last word holds the `left` bytes from `at` in its top bytes.
+                let last = word_at(hay, hay.len() - 8).unwrap_or(0);
+                let flagged = hits(last) >> (8 * (8 - left));
+                return Ok((flagged != 0).then(|| at + flagged.trailing_zeros() as usize / 8));
+            }
+            return Ok(hay[at..]
+                .iter()
+                .position(|&c| hits(u64::from(c)) & 0x80 != 0)
+                .map(|i| at + i));
+        };
+        let flagged = hits(word);
+        if flagged != 0 {
+            return Ok(Some(at + flagged.trailing_zeros() as usize / 8));
+        }
+        at += 8;
+    }
+    Err(at)
+}
+
+/// The index of the first `a` or `b` in `hay`: a word at a time over the first 64 bytes
+/// (a quoted parameter value up to its closing quote), `memchr2` beyond.
+#[inline]
+pub fn find_of_two_near(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let (pa, pb) = (LO * u64::from(a), LO * u64::from(b));
+    match scan_words(hay, NEAR_SET, |w| zero_bytes(w ^ pa) | zero_bytes(w ^ pb)) {
+        Ok(found) => found,
+        Err(at) => memchr::memchr2(a, b, hay.get(at..)?).map(|i| at + i),
+    }
+}
+
+/// The index of the first `a`, `b` or `c` in `hay`: a word at a time over the first 64
+/// bytes (a list element of a header value, the `<` that starts it), `memchr3` beyond.
+#[inline]
+pub fn find_of_three_near(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
+    let (pa, pb, pc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
+    let hits = |w: u64| zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc);
+    match scan_words(hay, NEAR_SET, hits) {
+        Ok(found) => found,
+        Err(at) => memchr::memchr3(a, b, c, hay.get(at..)?).map(|i| at + i),
+    }
+}
+
 /// `word` (eight packed bytes) with its ASCII upper-case letters lower-cased and every other
 /// byte unchanged, as `u8::to_ascii_lowercase` does to each byte.
 #[inline]
@@ -179,6 +241,42 @@ mod tests {
                         find_byte_near(needle, &hay),
                         hay.iter().position(|&c| c == needle),
                         "{needle:#x} in {hay:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_of_two_and_three_near_find_what_position_finds() {
+        let mut next = xorshift(0x5851_f42d_4c95_7f2d);
+        let alphabet = [
+            b'\r', b'\n', b'"', b'<', b',', 0x00, 0x80, 0xff, 0x8d, 0x0c, b'a',
+        ];
+        for len in 0..150 {
+            for _ in 0..100 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| {
+                        // Mostly filler, so the first hit lands at every distance.
+                        if next().is_multiple_of(8) {
+                            alphabet[(next() % alphabet.len() as u64) as usize]
+                        } else {
+                            b'a'
+                        }
+                    })
+                    .collect();
+                for (a, b) in [(b'\r', b'\n'), (b'"', b'\\'), (0x00, 0xff)] {
+                    assert_eq!(
+                        find_of_two_near(a, b, &hay),
+                        hay.iter().position(|&x| x == a || x == b),
+                        "{a:#x} {b:#x} in {hay:?}"
+                    );
+                }
+                for (a, b, c) in [(b'"', b'<', b','), (0x00, 0x80, 0xff)] {
+                    assert_eq!(
+                        find_of_three_near(a, b, c, &hay),
+                        hay.iter().position(|&x| x == a || x == b || x == c),
+                        "{a:#x} {b:#x} {c:#x} in {hay:?}"
                     );
                 }
             }

@@ -10,7 +10,7 @@ use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
 use super::name_addr::{Contact, NameAddr};
 use super::via::Via;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 
 mod note;
 
@@ -118,6 +118,9 @@ pub struct Message<'a> {
     pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     /// The first Contact (`None`: no Contact header), parsed on first use like the above.
     pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
+    /// The Call-ID's value passed its check once (validation, then every response built
+    /// reads it again): a later read only looks the header up.
+    pub(crate) call_id_checked: Cell<bool>,
     /// The `received` / `rport` noted for the top Via, applied where a Via is written
     /// ([`ViaNote`]).
     via_note: Option<ViaNote>,
@@ -129,6 +132,10 @@ pub(crate) fn parse_content_length(value: &str) -> Result<usize, ParseError> {
 }
 
 fn parse_version(v: &str) -> Result<(), ParseError> {
+    // What nearly every message carries, and what every check below accepts.
+    if v == "SIP/2.0" {
+        return Ok(());
+    }
     let rest = v.strip_prefix("SIP/").ok_or(ParseError::BadRequestLine)?;
     let (major, minor) = rest.split_once('.').ok_or(ParseError::BadRequestLine)?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -325,6 +332,7 @@ impl<'a> Message<'a> {
             to: OnceCell::new(),
             from: OnceCell::new(),
             first_contact: OnceCell::new(),
+            call_id_checked: Cell::new(false),
             via_note: None,
         })
     }

@@ -122,11 +122,15 @@ impl<'a> Message<'a> {
     /// The Call-ID.
     pub fn call_id(&self) -> Result<&'a str, ParseError> {
         let v = self.required(HeaderKind::CallId)?;
+        if self.call_id_checked.get() {
+            return Ok(v);
+        }
         let ok = !v.is_empty()
             && v.bytes().all(|b| is_word_char(b) || b == b'@')
             && v.bytes().filter(|&b| b == b'@').count() <= 1
             && !v.starts_with('@')
             && !v.ends_with('@');
+        self.call_id_checked.set(ok);
         ok.then_some(v).ok_or(ParseError::BadHeader("Call-ID"))
     }
 
@@ -244,6 +248,36 @@ impl<'a> Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_id_read_again_is_what_its_first_check_said() {
+        let msg = |call_id: &str| {
+            format!(
+                "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: {call_id}\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        for (id, ok) in [
+            ("abc@host", true),
+            ("a@b@c", false),
+            ("@x", false),
+            ("x y", false),
+        ] {
+            let text = msg(id);
+            let m = Message::parse(text.as_bytes()).unwrap();
+            // The first read checks, the later ones reuse the check: same answer each time.
+            for _ in 0..3 {
+                let got = m.call_id();
+                assert_eq!(got.is_ok(), ok, "{id}");
+                if ok {
+                    assert_eq!(got, Ok(id));
+                } else {
+                    assert_eq!(got, Err(ParseError::BadHeader("Call-ID")));
+                }
+            }
+        }
+    }
 
     #[test]
     fn cseq_forms() {
