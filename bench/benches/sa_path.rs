@@ -11,8 +11,10 @@
 //! each pass over the ring (32 Ki packets) the replay windows of the SAs it used are reset to
 //! just below their start, the caches flushed by writing 64 MiB, and 64 bursts run untimed, so no
 //! size starts a pass with SAs left warm by the reset. Ids: `sa_path/decap/<SAs>` (as the
-//! worker does it: the burst's table slots prefetched first, then each SA's first lines as
-//! its entry is found, then its transform's lines just before the slab's SPI check) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
+//! worker does it: the burst's table slots and the first lines of the SAs in their SPIs'
+//! direct cells prefetched first, then each SA's first lines again as its entry is found
+//! (for an SA not in its direct cell), then its transform's lines just before the slab's
+//! SPI check) and `sa_path/decap_no_prefetch/<SAs>` (the same without the prefetches,
 //! the same-run baseline).
 //!
 //! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: on a shared box
@@ -157,13 +159,15 @@ impl Bed {
         let suite = suite();
         let table = InboundTable::with_capacity(n).expect("capacity");
         let mut sas = WorkerSas::default();
+        // As the worker: inbound SAs in the direct cells of their SPIs' table slots.
+        sas.index_inbound_by_spi(table.layout(), table.capacity());
         sas.inbound.reserve(n);
         let mut spis = Vec::with_capacity(n);
         for k in 0..n {
             let spi = table.allocate().expect("allocate");
             let sa = InboundSa::new(spi, &suite).expect("sa");
             let transform_lines = sa.transform_lines();
-            let slot = sas.inbound.insert(spi, sa);
+            let slot = sas.insert_inbound(spi, sa);
             let entry = InboundEntry {
                 ue: IpAddr::V4(ue_addr(k)),
                 local: IpAddr::V4(LOCAL),
@@ -249,12 +253,16 @@ impl Bed {
             core::array::from_fn(|_| DecapItem::new(0, &mut [], 0..0));
         let mut found = [None; BURST];
         let t0 = tsc();
-        // Phase zero (worker: `rx_burst`): the table slots of the burst's SPIs.
+        // Phase zero (worker: `rx_burst`): the table slots of the burst's SPIs, and the first
+        // lines of the SAs in their SPIs' direct cells.
         if prefetch {
             for (rx, (r, _, _)) in self.rx.iter().zip(metas) {
                 let spi = &rx[r.start + 20..r.start + 24];
-                self.table
-                    .prefetch(u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]));
+                let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+                self.table.prefetch(spi);
+                if let Some(slot) = self.sas.direct_slot(spi) {
+                    self.sas.inbound.prefetch_head(slot, 0);
+                }
             }
         }
         // Phase one (worker: `esp_target`): entry, address and owner checks, the SA's first

@@ -445,6 +445,45 @@ fn unprotected_and_misrouted_packets_are_dropped_and_counted() {
     assert_eq!(t.count("drop_closed_port"), 1);
 }
 
+/// Issue 11: the worker finds an SA from its SPI's slot (the inbound slab's direct cell), and
+/// the table and the cell's whole SPI still decide: random SPIs, and SPIs of the installed
+/// SAs' slots in other generations, reach no SA, never panic, and are counted as unknown;
+/// the set's own packets still go through.
+#[test]
+fn forged_spis_at_the_sas_slots_find_nothing_and_are_counted() {
+    let mut t = Bed::new();
+    t.arp();
+    let (spi_pc, spi_ps) = t.install();
+    let _ = t.events();
+    let layout = t.table.layout();
+    let mut forged: Vec<u32> = (1..=8)
+        .flat_map(|g| [spi_pc, spi_ps].map(|spi| layout.compose(layout.slot(spi) as u32, g)))
+        .filter(|&s| s != spi_pc && s != spi_ps)
+        .collect();
+    let mut x = 0x9e37_79b9_u32;
+    for _ in 0..64 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if x > 255 && x != spi_pc && x != spi_ps {
+            forged.push(x);
+        }
+    }
+    let ip = udp_packet(PORT_UC, PORT_PS, b"x");
+    for &spi in &forged {
+        let mut sa = OutboundSa::new(spi, &suite()).unwrap();
+        t.ue.send_ip(&encapsulate(&mut sa, &ip).unwrap());
+    }
+    t.pump(4);
+    assert_eq!(t.count("drop_esp_unknown_spi"), forged.len() as u64);
+    assert!(sips(&t.events()).is_empty());
+    // The set's own SA still opens the UE's request.
+    t.ue_send(ue_flow(PORT_UC, PORT_PS), REGISTER, true);
+    t.pump(10);
+    assert_eq!(sips(&t.events()).len(), 1);
+    assert_eq!(t.count("drop_esp_unknown_spi"), forged.len() as u64);
+}
+
 /// Clear TCP to the TLS port reaches the UE's stack only when the worker has one (RFC 3261
 /// 26.2): the connection is accepted in clear (no SA), and plain SIP on it, which is no TLS,
 /// resets it and counts `drop_tls` without a SIP event. Without a TLS port the same segments

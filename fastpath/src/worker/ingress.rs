@@ -176,10 +176,16 @@ impl<Q: PortQueue> Worker<Q> {
         let tp = super::phases::stamp();
         // Phase zero: the table slots of the burst's ESP SPIs start loading, so the lookups of
         // phase one find them in the cache (at millions of SAs each is a miss to memory; this
-        // way the burst's misses overlap instead of following one another).
+        // way the burst's misses overlap instead of following one another), and with each the
+        // first line of the SA in the direct cell of its SPI (`WorkerSas::direct_slot`), where
+        // the install put it unless that cell was taken: the SA's line no longer waits for
+        // the table's to say where it is. The table still decides which SA a packet gets.
         for b in rx.iter() {
             if let Some(spi) = peek_frame_spi(b.data()) {
                 self.table.prefetch(spi);
+                if let Some(slot) = self.link.sas.direct_slot(spi) {
+                    self.link.sas.inbound.prefetch_head(slot, 0);
+                }
             }
         }
         self.prefetch_ues(&rx);

@@ -366,6 +366,9 @@ impl<Q: PortQueue> Worker<Q> {
         let mut link = Link::new(&cfg, queue, counters.clone());
         // The SA slabs' segments are first touched by a helper thread, not in an install.
         link.sas.keep_spare_segments();
+        // Inbound SAs in the cells of their SPIs' table slots, found from the SPI.
+        link.sas
+            .index_inbound_by_spi(table.layout(), table.capacity());
         Worker {
             link,
             reasm: Reassembler::new(cfg.reasm),

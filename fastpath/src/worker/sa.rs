@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use crate::esp::{InboundSa, KeyedSuite, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
 use crate::l2::hop::HopCache;
-use crate::sad::{FlatEntry, PageArray, Spare, ENTRY_WORDS, HUGE_PAGE};
+use crate::sad::{FlatEntry, PageArray, Spare, SpiLayout, ENTRY_WORDS, HUGE_PAGE};
 use crate::stack::ports::Ports;
 
 use super::UeTag;
@@ -131,6 +131,12 @@ const _: () = assert!(
 /// One segment: the cells that fill one 2 MiB page ([`PageArray`]).
 type Segment<T> = PageArray<Option<Cell<T>>>;
 
+/// A slab's committed direct cells stay within this many times the SAs stored in them (plus
+/// one segment): [`SaSlab::insert_at`] opens no direct segment beyond, so a worker that owns
+/// only some of a table's slots (several workers, or a churned table whose FIFO reuse spreads
+/// its SPIs) does not commit the whole slot range.
+const DIRECT_SLACK: usize = 2;
+
 /// A worker's own store of SAs (DPDK style: the SA belongs to the core that uses it).
 ///
 /// The cells live in fixed-size segments of [`SaSlab::SEGMENT_SLOTS`] (as many as fill one
@@ -141,12 +147,26 @@ type Segment<T> = PageArray<Option<Cell<T>>>;
 /// those ever used. Slot `s` is cell `s % SEGMENT_SLOTS` of segment `s / SEGMENT_SLOTS`. The
 /// most recently freed slot is reused first; a freed slot drops its SA at once (the
 /// transforms zero their keys on drop). Never shared: it needs `&mut` for every packet.
+///
+/// A slab may keep a direct region ([`SaSlab::set_direct`], the inbound slab of a worker):
+/// its slots below `direct` are the table slots of the SAs' SPIs ([`SaSlab::insert_at`]),
+/// so a packet's SA is found, and prefetched, from its SPI alone; an SA whose direct cell is
+/// taken (its slot's old SA still drains) or whose segment would break the memory bound
+/// ([`DIRECT_SLACK`]) goes to the slots above, handed out as without a direct region.
 #[derive(Debug)]
 pub struct SaSlab<T> {
-    segments: Vec<Segment<T>>,
-    /// Slots handed out so far: every slot below is stored or in `free`.
+    /// The segments by index; `None` for a direct segment no SA opened.
+    segments: Vec<Option<Segment<T>>>,
+    /// Slots of the direct region (a whole number of segments; 0: none).
+    direct: u32,
+    /// Slots handed out so far: every slot in `direct..next` is stored or in `free`.
     next: u32,
     free: Vec<u32>,
+    /// SAs stored, in all and in the direct region.
+    stored: usize,
+    direct_stored: usize,
+    /// Direct segments opened.
+    direct_segments: usize,
     /// Where the SA and its SPI sit inside a cell, for [`SaSlab::prefetch`] (the same for
     /// every cell; learnt at an insert, as the layout of `Option<Cell<T>>` is the compiler's).
     sa_offset: usize,
@@ -160,8 +180,12 @@ impl<T> Default for SaSlab<T> {
     fn default() -> Self {
         SaSlab {
             segments: Vec::new(),
+            direct: 0,
             next: 0,
             free: Vec::new(),
+            stored: 0,
+            direct_stored: 0,
+            direct_segments: 0,
             sa_offset: 0,
             spi_offset: 0,
             spare: Spare::default(),
@@ -243,36 +267,105 @@ impl<T> SaSlab<T> {
         (slot / Self::SEGMENT_SLOTS, slot % Self::SEGMENT_SLOTS)
     }
 
-    /// Stores `sa` (the SA of `spi`) and returns its slot.
+    /// Gives the slab a direct region of `slots` slots (rounded up to whole segments), for
+    /// [`SaSlab::insert_at`]; only while the slab is empty and never used (else nothing).
+    pub fn set_direct(&mut self, slots: usize) {
+        if self.next != self.direct || !self.segments.is_empty() {
+            return;
+        }
+        let segments = slots.div_ceil(Self::SEGMENT_SLOTS);
+        let Ok(direct) = u32::try_from(segments * Self::SEGMENT_SLOTS) else {
+            return;
+        };
+        self.direct = direct;
+        self.next = direct;
+        self.segments.resize_with(segments, || None);
+    }
+
+    /// Slots of the direct region (0: none).
+    pub fn direct_slots(&self) -> u32 {
+        self.direct
+    }
+
+    /// Opens segment `seg` if it is not (from the spare if one is made).
+    fn open(&mut self, seg: usize) {
+        if self.segments.len() <= seg {
+            self.segments.resize_with(seg + 1, || None);
+        }
+        if let Some(s) = self.segments.get_mut(seg) {
+            if s.is_none() {
+                *s = Some(
+                    self.spare
+                        .take()
+                        .unwrap_or_else(|| PageArray::filled(1, || None)),
+                );
+            }
+        }
+    }
+
+    /// True if segment `seg` is open.
+    fn is_open(&self, seg: usize) -> bool {
+        matches!(self.segments.get(seg), Some(Some(_)))
+    }
+
+    /// Puts `sa` (the SA of `spi`) into the empty cell of `slot`; false if it is taken.
+    fn place(&mut self, slot: u32, spi: u32, sa: T) -> Result<(), T> {
+        let Some(c) = self.cell_mut(slot) else {
+            return Err(sa);
+        };
+        if c.is_some() {
+            return Err(sa);
+        }
+        let c = c.insert(Cell { spi, sa });
+        let base = c as *const Cell<T> as usize;
+        let sa_offset = &c.sa as *const T as usize - base;
+        let spi_offset = &c.spi as *const u32 as usize - base;
+        self.sa_offset = sa_offset;
+        self.spi_offset = spi_offset;
+        self.stored += 1;
+        Ok(())
+    }
+
+    /// Stores `sa` (the SA of `spi`) in direct slot `want` (the table slot of `spi`) if that
+    /// cell is empty and its segment is open or may be opened ([`DIRECT_SLACK`]), else as
+    /// [`SaSlab::insert`] does; returns the slot it went to.
+    pub fn insert_at(&mut self, want: u32, spi: u32, sa: T) -> u32 {
+        if want < self.direct {
+            let (seg, _) = Self::split(want);
+            let open = self.is_open(seg);
+            let may_open = (self.direct_segments * Self::SEGMENT_SLOTS)
+                <= DIRECT_SLACK * self.direct_stored + Self::SEGMENT_SLOTS;
+            if open || may_open {
+                if !open {
+                    self.open(seg);
+                    self.direct_segments += 1;
+                }
+                match self.place(want, spi, sa) {
+                    Ok(()) => {
+                        self.direct_stored += 1;
+                        return want;
+                    }
+                    Err(sa) => return self.insert(spi, sa),
+                }
+            }
+        }
+        self.insert(spi, sa)
+    }
+
+    /// Stores `sa` (the SA of `spi`) and returns its slot (above the direct region).
     #[inline(always)]
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
                 let i = self.next;
-                let (seg, _) = Self::split(i);
-                if seg == self.segments.len() {
-                    let segment = self
-                        .spare
-                        .take()
-                        .unwrap_or_else(|| PageArray::filled(1, || None));
-                    self.segments.push(segment);
-                }
+                self.open(Self::split(i).0);
                 self.next += 1;
                 i
             }
         };
-        let (seg, off) = Self::split(slot);
-        if let Some(c) = self
-            .segments
-            .get_mut(seg)
-            .and_then(|s| s.as_mut_slice().get_mut(off))
-        {
-            let c = c.insert(Cell { spi, sa });
-            let base = c as *const Cell<T> as usize;
-            self.sa_offset = &c.sa as *const T as usize - base;
-            self.spi_offset = &c.spi as *const u32 as usize - base;
-        }
+        // The slot is free (popped, or fresh in an open segment): the place is empty.
+        let _ = self.place(slot, spi, sa);
         slot
     }
 
@@ -280,6 +373,7 @@ impl<T> SaSlab<T> {
     /// segments themselves are allocated as they fill and never move).
     pub fn reserve(&mut self, n: usize) {
         let segments = n.div_ceil(Self::SEGMENT_SLOTS);
+        let segments = segments + self.direct as usize / Self::SEGMENT_SLOTS;
         self.segments
             .reserve(segments.saturating_sub(self.segments.len()));
     }
@@ -288,14 +382,18 @@ impl<T> SaSlab<T> {
     #[inline(always)]
     fn cell(&self, slot: u32) -> Option<&Option<Cell<T>>> {
         let (seg, off) = Self::split(slot);
-        self.segments.get(seg)?.as_slice().get(off)
+        self.segments.get(seg)?.as_ref()?.as_slice().get(off)
     }
 
     /// The cell of `slot` for writing, if the slot was ever handed out.
     #[inline(always)]
     fn cell_mut(&mut self, slot: u32) -> Option<&mut Option<Cell<T>>> {
         let (seg, off) = Self::split(slot);
-        self.segments.get_mut(seg)?.as_mut_slice().get_mut(off)
+        self.segments
+            .get_mut(seg)?
+            .as_mut()?
+            .as_mut_slice()
+            .get_mut(off)
     }
 
     /// Starts loading the whole cell of `slot` (the SA and its SPI), without reading
@@ -331,9 +429,15 @@ impl<T> SaSlab<T> {
 
     /// Drops the SA in `slot`, if any.
     pub fn remove(&mut self, slot: u32) {
+        let direct = slot < self.direct;
         if let Some(c) = self.cell_mut(slot) {
             if c.take().is_some() {
-                self.free.push(slot);
+                self.stored -= 1;
+                if direct {
+                    self.direct_stored -= 1;
+                } else {
+                    self.free.push(slot);
+                }
             }
         }
     }
@@ -358,7 +462,7 @@ impl<T> SaSlab<T> {
 
     /// Number of SAs stored.
     pub fn len(&self) -> usize {
-        self.next as usize - self.free.len()
+        self.stored
     }
 
     /// True if no SA is stored.
@@ -369,7 +473,7 @@ impl<T> SaSlab<T> {
     /// Bytes of the segments allocated (stored SAs and empty cells; the SAs' own boxed parts
     /// not included).
     pub fn segment_bytes(&self) -> usize {
-        self.segments.iter().map(PageArray::bytes).sum()
+        self.segments.iter().flatten().map(PageArray::bytes).sum()
     }
 }
 
@@ -400,6 +504,9 @@ pub struct WorkerSas {
     retired: Vec<u32>,
     /// Source of the outbound SAs' GCM/GMAC IV masks, made on the first install.
     seeds: IvSeeds,
+    /// The table's SPI layout once the inbound slab is indexed by SPI
+    /// ([`WorkerSas::index_inbound_by_spi`]).
+    spi_layout: Option<SpiLayout>,
 }
 
 /// The worker's CSPRNG that draws each outbound SA's GCM/GMAC IV mask (`esp::iv`: the SAs
@@ -429,6 +536,35 @@ impl IvSeeds {
 }
 
 impl WorkerSas {
+    /// From now on inbound SAs go to the direct cell of their SPI's table slot where they can
+    /// ([`SaSlab::insert_at`]), for a table of `capacity` slots laid out as `layout`; only
+    /// before the first install (else nothing).
+    pub fn index_inbound_by_spi(&mut self, layout: SpiLayout, capacity: usize) {
+        if self.spi_layout.is_none() && self.inbound.is_empty() {
+            self.inbound.set_direct(capacity);
+            if self.inbound.direct_slots() > 0 {
+                self.spi_layout = Some(layout);
+            }
+        }
+    }
+
+    /// The inbound slab's direct slot of `spi` (its table slot), if the slab is indexed by
+    /// SPI: where its SA is if [`SaSlab::insert_at`] put it there, a hint to prefetch before
+    /// the table says.
+    #[inline(always)]
+    pub fn direct_slot(&self, spi: u32) -> Option<u32> {
+        let slot = self.spi_layout?.slot(spi) as u32;
+        (slot < self.inbound.direct_slots()).then_some(slot)
+    }
+
+    /// Stores the inbound SA of `spi` (in its direct cell if it can) and returns its slot.
+    pub fn insert_inbound(&mut self, spi: u32, sa: InboundSa) -> u32 {
+        match self.direct_slot(spi) {
+            Some(want) => self.inbound.insert_at(want, spi, sa),
+            None => self.inbound.insert(spi, sa),
+        }
+    }
+
     /// Has both slabs' next segments made ahead off the worker's core
     /// ([`SaSlab::keep_spare_segment`]).
     pub fn keep_spare_segments(&mut self) {
@@ -562,8 +698,8 @@ impl SaSetState {
             spi_us: set.spi_us,
             out_uc: sas.outbound.insert(set.spi_uc, out_uc),
             out_us: sas.outbound.insert(set.spi_us, out_us),
-            in_ps: sas.inbound.insert(set.spi_ps, in_ps),
-            in_pc: sas.inbound.insert(set.spi_pc, in_pc),
+            in_ps: sas.insert_inbound(set.spi_ps, in_ps),
+            in_pc: sas.insert_inbound(set.spi_pc, in_pc),
             drain_until: None,
             used: false,
             transform_lines,
