@@ -91,7 +91,7 @@ fn sparse_direct_slots_commit_a_bounded_number_of_segments() {
         );
     }
     let direct = placed.iter().filter(|&&p| p < s.direct_slots()).count();
-    assert!(direct >= 1 && direct <= 3, "{direct} direct");
+    assert!((1..=3).contains(&direct), "{direct} direct");
     // At most the direct segments the bound allows, and one for the overflow.
     assert!(s.segment_bytes() <= (direct + 1) * akagate_fastpath::sad::HUGE_PAGE);
     // A dense worker (every slot of the first segments) keeps all its SAs direct.
