@@ -308,7 +308,8 @@ impl<T> SaSlab<T> {
         matches!(self.segments.get(seg), Some(Some(_)))
     }
 
-    /// Puts `sa` (the SA of `spi`) into the empty cell of `slot`; false if it is taken.
+    /// Puts `sa` (the SA of `spi`) into the empty cell of `slot`; gives it back if the cell is
+    /// taken or not in an open segment.
     fn place(&mut self, slot: u32, spi: u32, sa: T) -> Result<(), T> {
         let Some(c) = self.cell_mut(slot) else {
             return Err(sa);
