@@ -4,11 +4,12 @@
 //! slot whose old SA still drains sends the new SA elsewhere, exactly; a worker that owns a
 //! sparse share of the slots does not commit the whole range.
 
-use akagate_fastpath::esp::{AuthAlg, EncrAlg, SaKeys, Suite};
 use akagate_fastpath::ipc::{OutboundSeq, SaSet};
 use akagate_fastpath::sad::SpiLayout;
 use akagate_fastpath::worker::{SaSetState, SaSlab, WorkerSas};
 use rand::{Rng, SeedableRng};
+
+mod support;
 
 type Sa = [u64; 128];
 
@@ -101,32 +102,15 @@ fn sparse_direct_slots_commit_a_bounded_number_of_segments() {
     }
 }
 
-fn suite() -> Suite {
-    Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: vec![1; 20],
-            encr_key: vec![2; 16],
-            salt: [0; 4],
-        },
-    }
-}
-
+/// The bed's SA set (`support::sa_set`) with the P-CSCF's inbound SPIs `spi_pc`/`spi_ps`.
 fn sa_set(spi_pc: u32, spi_ps: u32) -> SaSet {
-    SaSet {
-        ue: "10.0.0.7".parse().unwrap(),
-        local: "10.0.0.1".parse().unwrap(),
-        suite: suite(),
+    support::sa_set(
+        "10.0.0.7".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        support::suite(),
         spi_pc,
         spi_ps,
-        spi_uc: 2000,
-        spi_us: 2001,
-        port_pc: 5066,
-        port_ps: 5064,
-        port_uc: 31800,
-        port_us: 31900,
-    }
+    )
 }
 
 /// The worker's install puts the set's inbound SAs at their SPIs' slots, so the burst's
