@@ -10,7 +10,7 @@ use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
 use super::name_addr::{Contact, NameAddr};
 use super::via::Via;
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 
 mod note;
 
@@ -118,9 +118,9 @@ pub struct Message<'a> {
     pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     /// The first Contact (`None`: no Contact header), parsed on first use like the above.
     pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
-    /// The Call-ID's value passed its check once (validation, then every response built
-    /// reads it again): a later read only looks the header up.
-    pub(crate) call_id_checked: Cell<bool>,
+    /// The Call-ID, checked on first use like the above (validation, then every response
+    /// built reads it again).
+    pub(crate) call_id: OnceCell<Result<&'a str, ParseError>>,
     /// The `received` / `rport` noted for the top Via, applied where a Via is written
     /// ([`ViaNote`]).
     via_note: Option<ViaNote>,
@@ -332,7 +332,7 @@ impl<'a> Message<'a> {
             to: OnceCell::new(),
             from: OnceCell::new(),
             first_contact: OnceCell::new(),
-            call_id_checked: Cell::new(false),
+            call_id: OnceCell::new(),
             via_note: None,
         })
     }

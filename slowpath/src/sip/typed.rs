@@ -121,17 +121,15 @@ impl<'a> Message<'a> {
 
     /// The Call-ID.
     pub fn call_id(&self) -> Result<&'a str, ParseError> {
-        let v = self.required(HeaderKind::CallId)?;
-        if self.call_id_checked.get() {
-            return Ok(v);
-        }
-        let ok = !v.is_empty()
-            && v.bytes().all(|b| is_word_char(b) || b == b'@')
-            && v.bytes().filter(|&b| b == b'@').count() <= 1
-            && !v.starts_with('@')
-            && !v.ends_with('@');
-        self.call_id_checked.set(ok);
-        ok.then_some(v).ok_or(ParseError::BadHeader("Call-ID"))
+        *self.call_id.get_or_init(|| {
+            let v = self.required(HeaderKind::CallId)?;
+            let ok = !v.is_empty()
+                && v.bytes().all(|b| is_word_char(b) || b == b'@')
+                && v.bytes().filter(|&b| b == b'@').count() <= 1
+                && !v.starts_with('@')
+                && !v.ends_with('@');
+            ok.then_some(v).ok_or(ParseError::BadHeader("Call-ID"))
+        })
     }
 
     /// The CSeq.
