@@ -1,12 +1,13 @@
-//! TCP and UDP checksum verification of inbound packets (RFC 9293 3.1, RFC 768, RFC 1071; the
-//! pseudo-header of RFC 9293 3.1 / RFC 768 for IPv4 and RFC 8200 8.1 for IPv6), 32 bytes
-//! per vectorised step ([`ones_complement_sum`]).
+//! TCP and UDP checksum verification of inbound packets and filling of outbound ones (RFC
+//! 9293 3.1, RFC 768, RFC 1071; the pseudo-header of RFC 9293 3.1 / RFC 768 for IPv4 and RFC
+//! 8200 8.1 for IPv6), 32 bytes per vectorised step ([`ones_complement_sum`]).
 //!
 //! Why not smoltcp's: `smoltcp::wire::ip::checksum::data` adds two bytes at a time, 8% of the
 //! worker's samples on 1408-byte segments (docs/BENCHMARKS.md, "The SIP framing scan in one
-//! pass"). The per-UE interfaces are built with smoltcp's TCP and UDP receive checks off
-//! (`Checksum::Tx`: it still fills the checksum of what it sends) and every packet is
-//! verified here first, protected or not, so none with a bad checksum reaches a socket.
+//! pass"). The per-UE interfaces are built with smoltcp's TCP and UDP checksums off both
+//! ways (`Checksum::None`): every packet is verified here first, protected or not, so none
+//! with a bad checksum reaches a socket, and every segment and datagram the stack writes is
+//! filled here ([`fill_transport_checksum`]) before it leaves the device.
 
 use super::ip::{Direction, IpRepr};
 use std::net::IpAddr;
@@ -152,6 +153,63 @@ pub fn transport_checksum_ok_parsed(packet: &[u8], ip: &IpRepr) -> bool {
     fold(sum) == 0xffff
 }
 
+/// Fills the TCP or UDP checksum of an outbound IP packet written by a per-UE stack, whose
+/// interfaces leave smoltcp's transmit checksums off (`device::stack_capabilities`: smoltcp
+/// writes the field as zero and adds two bytes at a time when it fills it, about 1% of the
+/// worker's instructions a registration). Summed as [`transport_checksum_ok_parsed`] checks
+/// it; a UDP checksum that comes out zero is sent as all ones (RFC 768: zero means none).
+/// Anything else (ICMP, a fragment, a packet too short for its headers) is left as it is:
+/// smoltcp fills ICMP's, and builds no fragments.
+pub fn fill_transport_checksum(packet: &mut [u8]) {
+    let Some(&first) = packet.first() else {
+        return;
+    };
+    // The fixed headers only: smoltcp puts no extension header before TCP or UDP.
+    let (off, len, proto, src, dst) = match first >> 4 {
+        4 if packet.len() >= 20 => {
+            let ihl = usize::from(first & 0x0f) * 4;
+            // More fragments or an offset: a fragment, not a whole segment.
+            if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+                return;
+            }
+            let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+            let a = |i: usize| [packet[i], packet[i + 1], packet[i + 2], packet[i + 3]];
+            let (s, d) = (
+                std::net::Ipv4Addr::from(a(12)),
+                std::net::Ipv4Addr::from(a(16)),
+            );
+            (ihl, total, packet[9], IpAddr::V4(s), IpAddr::V4(d))
+        }
+        6 if packet.len() >= 40 => {
+            let payload = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+            let a = |i: usize| -> [u8; 16] { packet[i..i + 16].try_into().unwrap_or([0; 16]) };
+            let (s, d) = (
+                std::net::Ipv6Addr::from(a(8)),
+                std::net::Ipv6Addr::from(a(24)),
+            );
+            (40, 40 + payload, packet[6], IpAddr::V6(s), IpAddr::V6(d))
+        }
+        _ => return,
+    };
+    let field = match proto {
+        TCP if len >= off + 20 => off + 16,
+        UDP if len >= off + 8 => off + 6,
+        _ => return,
+    };
+    let Some(payload) = packet.get_mut(off..len) else {
+        return;
+    };
+    let at = field - off;
+    payload[at..at + 2].copy_from_slice(&[0, 0]);
+    let sum = u128::from(ones_complement_sum(payload))
+        + pseudo_header_sum(src, dst, proto, payload.len());
+    let c = match !fold(sum) {
+        0 if proto == UDP => 0xffff,
+        c => c,
+    };
+    payload[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +300,56 @@ mod tests {
             &caps,
         );
         buf
+    }
+
+    /// The checksum filled here is the one smoltcp fills, byte for byte, at every length
+    /// (odd and even tails), both families, TCP and UDP, from a zeroed field or any other;
+    /// a UDP sum of zero goes out as all ones; ICMP and fragments are left alone.
+    #[test]
+    fn fills_what_smoltcp_fills() {
+        for v6 in [false, true] {
+            for n in 0..300usize {
+                let payload: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+                for want in [segment(v6, &payload), datagram(v6, &payload)] {
+                    let off = if v6 { 40 } else { 20 };
+                    let field = off
+                        + if want[if v6 { 6 } else { 9 }] == TCP {
+                            16
+                        } else {
+                            6
+                        };
+                    for junk in [[0u8, 0], [0xab, 0xcd]] {
+                        let mut got = want.clone();
+                        got[field..field + 2].copy_from_slice(&junk);
+                        fill_transport_checksum(&mut got);
+                        assert_eq!(got, want, "v6 {v6}, {n} bytes");
+                    }
+                }
+            }
+        }
+        // A UDP datagram whose sum is zero: with a zero payload the checksum `c` is the
+        // complement of the rest's sum, so a payload word of `c` makes the sum all ones.
+        let mut d = datagram(false, &[0, 0]);
+        let c = [d[26], d[27]];
+        d[28..30].copy_from_slice(&c);
+        fill_transport_checksum(&mut d);
+        assert_eq!(&d[26..28], &[0xff, 0xff]);
+        assert!(transport_checksum_ok(&d));
+        // ICMP and a fragment keep their bytes.
+        let (mut icmp, ..) = ip_packet(false, IpProtocol::Icmp, 16);
+        let before = icmp.clone();
+        fill_transport_checksum(&mut icmp);
+        assert_eq!(icmp, before);
+        let mut frag = segment(false, b"abc");
+        frag[6] |= 0x20;
+        let before = frag.clone();
+        fill_transport_checksum(&mut frag);
+        assert_eq!(frag, before);
+        // Too short for its header: untouched, no panic.
+        for n in 0..60 {
+            let mut p = segment(false, b"")[..n.min(40)].to_vec();
+            fill_transport_checksum(&mut p);
+        }
     }
 
     /// Every length (odd and even tails), both families, TCP and UDP: smoltcp's checksums
