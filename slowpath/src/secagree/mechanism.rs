@@ -178,8 +178,9 @@ impl SecMechanism {
     /// piece without rendering: a UE that echoes the Security-Server it was sent as it was
     /// written (the usual case) is recognised without parsing the echo.
     pub fn renders_as(&self, text: &str) -> bool {
-        // The pieces of `render_pieces` matched in place, a separator as one byte (a
-        // closure per piece and a slice compare per separator cost three times this).
+        // The pieces of `render_pieces` matched in place over bytes: the parameters read
+        // from their spans (no character-boundary checks), a separator as one byte (a
+        // closure per piece and a string slice per parameter cost more than the compares).
         let t = text.as_bytes();
         let mut at = 0;
         let mut piece = |p: &[u8]| match t.get(at..at + p.len()) {
@@ -192,10 +193,16 @@ impl SecMechanism {
         if !piece(self.name.as_bytes()) {
             return false;
         }
-        for (n, v) in self.params() {
-            if !(piece(b";")
-                && piece(n.as_bytes())
-                && (v.is_empty() || (piece(b"=") && piece(v.as_bytes()))))
+        let own = self.text.as_bytes();
+        for s in &self.spans {
+            let (n, v, e) = (
+                s.name_start as usize,
+                s.value_start as usize,
+                s.end as usize,
+            );
+            let name = own.get(n..v).unwrap_or_default();
+            let value = own.get(v..e).unwrap_or_default();
+            if !(piece(b";") && piece(name) && (value.is_empty() || (piece(b"=") && piece(value))))
             {
                 return false;
             }
