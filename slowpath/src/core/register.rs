@@ -770,7 +770,11 @@ impl Core {
                 .algorithm
                 .as_deref()
                 .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
-            && creds.verify("REGISTER", p.vector.xres.as_bytes());
+            && creds.verify_with_ha2(
+                "REGISTER",
+                p.vector.xres.as_bytes(),
+                &self.register_ha2.register(&creds.uri),
+            );
         if !ok {
             return self.fail_pending(req, key, spi, now, out);
         }
