@@ -290,14 +290,9 @@ impl DigestCredentials {
 }
 
 impl CredentialsRef<'_> {
-    /// [`DigestCredentials::verify`] of the borrowed credentials.
-    #[cfg(test)]
-    pub(crate) fn verify(&self, method: &str, password: &[u8]) -> bool {
-        self.verify_with_ha2(method, password, &ha2(method, &self.uri))
-    }
-
-    /// [`CredentialsRef::verify`] with H(A2) given: `ha2` must be [`ha2`] of `method` and
-    /// these credentials' `uri` (e.g. kept by an [`Ha2Cache`]).
+    /// [`DigestCredentials::verify`] of the borrowed credentials, with H(A2) given: `ha2`
+    /// must be [`ha2`] of `method` and these credentials' `uri` (e.g. kept by an
+    /// [`Ha2Cache`]).
     pub(crate) fn verify_with_ha2(&self, method: &str, password: &[u8], ha2: &[u8; 32]) -> bool {
         let input = DigestInput {
             username: &self.username,
