@@ -195,8 +195,20 @@ fn hex_md5(parts: &[&[u8]]) -> [u8; 32] {
 /// MD5(H(A1):nonce:nc:cnonce:qop:H(A2)) with qop=auth, or MD5(H(A1):nonce:H(A2)) without qop.
 /// For AKAv1-MD5 the password is the RES as raw bytes (RFC 3310 3.2), or `AUTS_PASSWORD`.
 pub fn digest_response(input: &DigestInput<'_>, password: &[u8]) -> DigestResponse {
+    response_with_ha2(input, password, &ha2(input.method, input.uri))
+}
+
+/// H(A2) = MD5(method:uri) in lower-case hex (RFC 2617 3.2.2.3, `qop=auth` or none): public
+/// values only, so it may be kept and reused for every request with the same method and
+/// `uri` (every REGISTER of a realm names the same one).
+pub(crate) fn ha2(method: &str, uri: &str) -> [u8; 32] {
+    hex_md5(&[method.as_bytes(), uri.as_bytes()])
+}
+
+/// [`digest_response`] with H(A2) given ([`ha2`] of `input.method` and `input.uri`).
+fn response_with_ha2(input: &DigestInput<'_>, password: &[u8], ha2: &[u8; 32]) -> DigestResponse {
     let ha1 = hex_md5(&[input.username.as_bytes(), input.realm.as_bytes(), password]);
-    let ha2 = hex_md5(&[input.method.as_bytes(), input.uri.as_bytes()]);
+    let ha2 = &ha2[..];
     let resp = match input.qop {
         Some(q) => hex_md5(&[
             &ha1,
@@ -204,9 +216,9 @@ pub fn digest_response(input: &DigestInput<'_>, password: &[u8]) -> DigestRespon
             q.nc.as_bytes(),
             q.cnonce.as_bytes(),
             b"auth",
-            &ha2,
+            ha2,
         ]),
-        None => hex_md5(&[&ha1, input.nonce.as_bytes(), &ha2]),
+        None => hex_md5(&[&ha1, input.nonce.as_bytes(), ha2]),
     };
     DigestResponse(resp)
 }
@@ -219,7 +231,17 @@ pub fn aka_response(input: &DigestInput<'_>, res: &Res) -> DigestResponse {
 /// Checks a received `response` against the expected one in constant time (hex digits
 /// compared case-insensitively).
 pub fn verify_response(input: &DigestInput<'_>, password: &[u8], received: &str) -> bool {
-    let expected = digest_response(input, password);
+    verify_response_with_ha2(input, password, received, &ha2(input.method, input.uri))
+}
+
+/// [`verify_response`] with H(A2) given ([`ha2`] of `input.method` and `input.uri`).
+fn verify_response_with_ha2(
+    input: &DigestInput<'_>,
+    password: &[u8],
+    received: &str,
+    ha2: &[u8; 32],
+) -> bool {
+    let expected = response_with_ha2(input, password, ha2);
     let received = received.as_bytes();
     if received.len() != expected.0.len() {
         return false;
@@ -268,8 +290,10 @@ impl DigestCredentials {
 }
 
 impl CredentialsRef<'_> {
-    /// [`DigestCredentials::verify`] of the borrowed credentials.
-    pub(crate) fn verify(&self, method: &str, password: &[u8]) -> bool {
+    /// [`DigestCredentials::verify`] of the borrowed credentials, with H(A2) given: `ha2`
+    /// must be [`ha2`] of `method` and these credentials' `uri` (e.g. kept by an
+    /// [`Ha2Cache`]).
+    pub(crate) fn verify_with_ha2(&self, method: &str, password: &[u8], ha2: &[u8; 32]) -> bool {
         let input = DigestInput {
             username: &self.username,
             realm: &self.realm,
@@ -282,7 +306,31 @@ impl CredentialsRef<'_> {
                 self.cnonce.as_deref(),
             ),
         };
-        verify_response(&input, password, &self.response)
+        verify_response_with_ha2(&input, password, &self.response, ha2)
+    }
+}
+
+/// The last REGISTER `uri` and its H(A2) ([`ha2`] of `REGISTER` and it): the UEs of a realm
+/// all name the same `uri`, so the completing REGISTER's digest is two MD5s instead of
+/// three. Holds public values only.
+#[derive(Debug, Default)]
+pub(crate) struct Ha2Cache {
+    uri: String,
+    ha2: [u8; 32],
+    /// Whether `ha2` was computed (an empty `uri` is a valid one).
+    set: bool,
+}
+
+impl Ha2Cache {
+    /// H(A2) of a REGISTER naming `uri`, from the cache when it was the last one asked.
+    pub(crate) fn register(&mut self, uri: &str) -> [u8; 32] {
+        if !(self.set && self.uri == uri) {
+            self.ha2 = ha2("REGISTER", uri);
+            self.uri.clear();
+            self.uri.push_str(uri);
+            self.set = true;
+        }
+        self.ha2
     }
 }
 
@@ -310,6 +358,30 @@ mod tests {
                 hex_md5(parts).to_vec(),
                 hex::encode(h.finalize()).into_bytes()
             );
+        }
+    }
+
+    #[test]
+    fn the_kept_ha2_is_the_one_computed_whatever_the_uri_sequence() {
+        let mut cache = Ha2Cache::default();
+        for uri in ["sip:a", "sip:a", "", "", "sip:b", "sip:a", "sip:b", "sip:b"] {
+            assert_eq!(cache.register(uri), ha2("REGISTER", uri), "{uri:?}");
+            let input = DigestInput {
+                username: "u",
+                realm: "r",
+                method: "REGISTER",
+                uri,
+                nonce: "n",
+                qop: Some(QopAuth {
+                    nc: "00000001",
+                    cnonce: "c",
+                }),
+            };
+            let good = digest_response(&input, b"pw");
+            let h = cache.register(uri);
+            assert_eq!(response_with_ha2(&input, b"pw", &h), good);
+            assert!(verify_response_with_ha2(&input, b"pw", good.as_str(), &h));
+            assert!(!verify_response_with_ha2(&input, b"px", good.as_str(), &h));
         }
     }
 

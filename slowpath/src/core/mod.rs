@@ -50,6 +50,8 @@ pub struct Core {
     pub(crate) reg_subs: regsub::RegSubs,
     /// Registrations made without authentication for emergency sessions only.
     pub(crate) emergency_only: std::collections::HashSet<String>,
+    /// H(A2) of the last completing REGISTER's digest `uri` (the same for a realm's UEs).
+    pub(crate) register_ha2: crate::aka::Ha2Cache,
 }
 
 impl core::fmt::Debug for Core {
@@ -83,6 +85,7 @@ impl Core {
             relay: RelayState::default(),
             reg_subs: regsub::RegSubs::default(),
             emergency_only: std::collections::HashSet::new(),
+            register_ha2: crate::aka::Ha2Cache::default(),
         }
     }
 

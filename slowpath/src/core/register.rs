@@ -28,7 +28,7 @@ use crate::secagree::{
     render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
     IPSEC_3GPP, TLS_MECHANISM,
 };
-use crate::sip::{response_to, HeaderKind, Message};
+use crate::sip::{response_to, HeaderKind};
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1), checked
 /// ([`ChallengeRef::check`]): render it, or write its pieces into the 401.
@@ -291,8 +291,11 @@ impl Core {
         };
         // RFC 3261 10.3 step 7 (and 20.23): a lifetime shorter than we accept, other than a
         // de-registration, is refused before any challenge or SA set is spent on it.
+        // The lifetime asked, read once (the Contact's `expires` is a walk over its
+        // parameters) and handed to everything below that grants or checks it.
+        let asked = requested_expires(msg);
         let min = self.shared.cfg.min_expires;
-        if let Some(asked) = requested_expires(msg).filter(|&e| e != 0 && e < min) {
+        if let Some(asked) = asked.filter(|&e| e != 0 && e < min) {
             tracing::debug!("REGISTER for {impi} asks {asked} s, below min-expires {min}");
             let extra = [("Min-Expires", min.to_string())];
             return self
@@ -307,7 +310,7 @@ impl Core {
                 && req.via_spi.is_none()
                 && is_emergency_registration(msg)
             {
-                return self.register_emergency_unauthenticated(req, &impi, now, out);
+                return self.register_emergency_unauthenticated(req, &impi, asked, now, out);
             }
             // The answers a real IMPI would get, and nothing spent (see `decoy`).
             if req.via_spi.is_some() {
@@ -324,16 +327,20 @@ impl Core {
         } else {
             std::borrow::Cow::Borrowed(&*ids.impi)
         };
-        self.register_for(req, &key, &ids, creds.as_ref(), now, out);
+        self.register_for(req, &key, &ids, creds.as_ref(), asked, now, out);
         self.rearm(&key);
     }
 
+    /// A REGISTER of a provisioned subscriber (`key`, `ids`) with its credentials, if any,
+    /// and the lifetime it asks (`asked`, [`requested_expires`]).
+    #[allow(clippy::too_many_arguments)]
     fn register_for(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
         ids: &Identities,
         creds: Option<&CredentialsRef<'_>>,
+        asked: Option<u32>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
@@ -372,7 +379,7 @@ impl Core {
                 // outside them is the UE reporting a MAC failure (RFC 3310 3.3).
                 return self.fail_pending(req, key, spi, now, out);
             }
-            return self.complete(req, key, spi, creds, now, out);
+            return self.complete(req, key, spi, creds, asked, now, out);
         }
 
         match kind {
@@ -400,7 +407,7 @@ impl Core {
                 if let Some(spi) = req.via_spi {
                     self.cx().note_traffic(key, spi, out);
                 }
-                if requested_expires(msg) == Some(0) {
+                if asked == Some(0) {
                     return self.deregister(req, key, now, out);
                 }
                 // A TLS-bound registration has no keys to renew: its Security-Client is the
@@ -416,7 +423,7 @@ impl Core {
                     // registered set is not re-authenticated (TS 24.229 5.4.1.2.2 1) leaves
                     // that to the registrar): the binding is refreshed and the SAs stay
                     // (TS 24.228 flow 6.x: the SAs are only replaced after a new 401).
-                    self.refresh(req, key, now, out);
+                    self.refresh(req, key, asked, now, out);
                 }
             }
             Some(SetKind::Pending) => match req.via_spi {
@@ -623,9 +630,10 @@ impl Core {
         self.remove_sets(failed, out);
     }
 
-    /// The lifetime granted for `msg` (RFC 3261 10.3 step 7, capped by configuration).
-    fn granted_expires(&self, msg: &Message<'_>) -> u32 {
-        requested_expires(msg)
+    /// The lifetime granted for a REGISTER asking `asked` ([`requested_expires`]; RFC 3261
+    /// 10.3 step 7, capped by configuration).
+    fn granted_expires(&self, asked: Option<u32>) -> u32 {
+        asked
             .unwrap_or(self.shared.cfg.default_expires)
             .min(self.shared.cfg.max_expires)
     }
@@ -633,10 +641,12 @@ impl Core {
     /// An emergency registration without authentication (`emergency-without-auth`): a
     /// flow-bound registration (no SAs, the UE's requests accepted from this flow only) that
     /// may only open emergency sessions (`Core::emergency_only`), answered 200 at once.
+    /// `asked`: the lifetime the REGISTER asks ([`requested_expires`]).
     fn register_emergency_unauthenticated(
         &mut self,
         req: &Req<'_, '_>,
         impi: &str,
+        asked: Option<u32>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
@@ -683,7 +693,7 @@ impl Core {
         for old in displaced.replaced.iter().chain(&displaced.evicted) {
             self.shared.remove_set(old, out);
         }
-        let expires = self.granted_expires(req.msg);
+        let expires = self.granted_expires(asked);
         let contact = contact_uri(req.msg).unwrap_or_default();
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let superseded = self
@@ -736,12 +746,15 @@ impl Core {
 
     /// The protected REGISTER over the pending set with inbound SPI `spi`: check
     /// Security-Verify and the digest, then bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2).
+    /// `asked`: the lifetime the REGISTER asks ([`requested_expires`]).
+    #[allow(clippy::too_many_arguments)]
     fn complete(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
         spi: u32,
         creds: &CredentialsRef<'_>,
+        asked: Option<u32>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
@@ -757,11 +770,15 @@ impl Core {
                 .algorithm
                 .as_deref()
                 .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
-            && creds.verify("REGISTER", p.vector.xres.as_bytes());
+            && creds.verify_with_ha2(
+                "REGISTER",
+                p.vector.xres.as_bytes(),
+                &self.register_ha2.register(&creds.uri),
+            );
         if !ok {
             return self.fail_pending(req, key, spi, now, out);
         }
-        let expires = self.granted_expires(msg);
+        let expires = self.granted_expires(asked);
         let contact = contact_uri_str(msg).unwrap_or_default();
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let Some(superseded) =
@@ -779,15 +796,16 @@ impl Core {
     }
 
     /// A re-REGISTER over the registered set without a new Security-Client: new lifetime
-    /// (and contact), same SAs.
+    /// (and contact), same SAs. `asked`: the lifetime it asks ([`requested_expires`]).
     fn refresh(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
+        asked: Option<u32>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
-        let expires = self.granted_expires(req.msg);
+        let expires = self.granted_expires(asked);
         let expires_at = now + Duration::from_secs(u64::from(expires));
         let Some(contact) = self
             .registrar

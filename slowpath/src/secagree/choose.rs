@@ -67,36 +67,31 @@ impl ChosenMechanism {
     }
 }
 
-/// Reads one `ipsec-3gpp` offer; `None` for other mechanisms, unknown algorithms, `prot=ah`,
-/// `mod=tun`, or missing/invalid SPIs and ports.
-fn offer(m: &impl Mechanism) -> Option<ChosenMechanism> {
-    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
-        return None;
-    }
+/// Reads one `ipsec-3gpp` offer whose [`Mechanism::offer_params`] are `params` and whose
+/// algorithms [`algorithms`] read already: `None` for `prot=ah`, `mod=tun`, `alg=null`
+/// without aes-gcm, or missing/invalid SPIs and ports.
+fn offer_of(
+    params: &[Option<&str>; 8],
+    (auth, encr): (AuthAlg, EncrAlg),
+) -> Option<ChosenMechanism> {
     // The first of each name counts, as `param` reads it (a view read them when checked).
-    let [prot, mode, alg, ealg, spi_c, spi_s, port_c, port_s] = m.offer_params();
+    let [prot, mode, _, _, spi_c, spi_s, port_c, port_s] = *params;
     // TS 33.203 7.1: ESP in transport mode; absent means the default (esp, trans).
     if prot.is_some_and(|p| !p.eq_ignore_ascii_case("esp"))
         || mode.is_some_and(|p| !p.eq_ignore_ascii_case("trans"))
     {
         return None;
     }
-    let auth = AuthAlg::from_token(alg?)?;
-    // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
-    let encr = match ealg {
-        Some(e) => EncrAlg::from_token(e)?,
-        None => EncrAlg::Null,
-    };
     // TS 33.203 Annex H: `alg=null` is only meaningful with the combined-mode aes-gcm, whose
     // ICV is the integrity protection; with any other ealg the SA would have none.
     if auth == AuthAlg::Null && encr != EncrAlg::AesGcm {
         return None;
     }
     // RFC 4303 2.1: SPIs 0..=255 are reserved.
-    let spi_uc = spi_c?.parse::<u32>().ok().filter(|s| *s > 255)?;
-    let spi_us = spi_s?.parse::<u32>().ok().filter(|s| *s > 255)?;
-    let port_uc = port_c?.parse::<u16>().ok().filter(|p| *p != 0)?;
-    let port_us = port_s?.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let spi_uc = decimal_u32(spi_c?).filter(|s| *s > 255)?;
+    let spi_us = decimal_u32(spi_s?).filter(|s| *s > 255)?;
+    let port_uc = decimal_u16(port_c?).filter(|p| *p != 0)?;
+    let port_us = decimal_u16(port_s?).filter(|p| *p != 0)?;
     Some(ChosenMechanism {
         auth,
         encr,
@@ -141,21 +136,21 @@ impl<'p> Chooser<'p> {
     /// offer's rank is where its pair comes in the profile's order, and the first offer of
     /// the lowest rank wins — the offer a walk over the profile's pairs would find first.
     pub fn consider(&mut self, m: &impl Mechanism) {
-        let profile = self.profile;
-        // An offer that could not beat the best so far need not be read further (its SPIs
+        // The algorithms and their rank first, each read once: an offer the profile does not
+        // allow, or that could not beat the best so far, need not be read further (its SPIs
         // and ports parsed): whether it is valid changes nothing.
-        if let Some((b, _)) = &self.best {
-            match algorithms(m).and_then(|a| rank_of(profile, a)) {
-                Some(r) if r < *b => {}
-                _ => return,
-            }
+        let params = m.offer_params();
+        let Some(algs) = algorithms(m, &params) else {
+            return;
+        };
+        let Some(r) = rank_of(self.profile, algs) else {
+            return;
+        };
+        if self.best.as_ref().is_some_and(|(b, _)| r >= *b) {
+            return;
         }
-        if let Some(c) = offer(m) {
-            if let Some(r) = rank_of(profile, (c.auth, c.encr)) {
-                if self.best.as_ref().is_none_or(|(b, _)| r < *b) {
-                    self.best = Some((r, c));
-                }
-            }
+        if let Some(c) = offer_of(&params, algs) {
+            self.best = Some((r, c));
         }
     }
 
@@ -165,18 +160,44 @@ impl<'p> Chooser<'p> {
     }
 }
 
-/// The algorithms an `ipsec-3gpp` offer names, if it names known ones (not yet checked
-/// further: see [`offer`]).
-fn algorithms(m: &impl Mechanism) -> Option<(AuthAlg, EncrAlg)> {
+/// The algorithms an `ipsec-3gpp` offer (its [`Mechanism::offer_params`]: `params`) names,
+/// if it names known ones (not yet checked further: see [`offer_of`]).
+fn algorithms(m: &impl Mechanism, params: &[Option<&str>; 8]) -> Option<(AuthAlg, EncrAlg)> {
     if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
         return None;
     }
-    let [_, _, alg, ealg, ..] = m.offer_params();
+    let [_, _, alg, ealg, ..] = *params;
+    let auth = AuthAlg::from_token(alg?)?;
+    // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
     let encr = match ealg {
         Some(e) => EncrAlg::from_token(e)?,
         None => EncrAlg::Null,
     };
-    Some((AuthAlg::from_token(alg?)?, encr))
+    Some((auth, encr))
+}
+
+/// `s.parse::<u32>().ok()` without the generic radix parser (about a third of its
+/// instructions for an SPI's ten digits): an optional `+`, then one or more ASCII digits,
+/// `None` on overflow.
+fn decimal_u32(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix('+').unwrap_or(s).as_bytes();
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n = 0u32;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(d))?;
+    }
+    Some(n)
+}
+
+/// `s.parse::<u16>().ok()` ([`decimal_u32`], then the range).
+fn decimal_u16(s: &str) -> Option<u16> {
+    decimal_u32(s).and_then(|n| u16::try_from(n).ok())
 }
 
 /// Where the pair `(auth, encr)` comes in the profile's order (`encr_alg_list` first, then
@@ -198,6 +219,66 @@ mod tests {
 
     /// The six offers of a China Mobile VoLTE phone (real capture, see tests/fixtures/reg).
     const CMCC: &str = "ipsec-3gpp; alg=hmac-md5-96; ealg=des-ede3-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-md5-96; ealg=aes-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-md5-96; ealg=null; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=des-ede3-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=aes-cbc; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904,ipsec-3gpp; alg=hmac-sha-1-96; ealg=null; spi-c=1028536224; spi-s=455113919; port-c=8034; port-s=8904";
+
+    #[test]
+    fn decimals_are_what_std_parses() {
+        let mut cases: Vec<String> = [
+            "",
+            "+",
+            "-",
+            "++1",
+            "+-1",
+            "-0",
+            "+0",
+            "0",
+            " 1",
+            "1 ",
+            "1a",
+            "a1",
+            "255",
+            "256",
+            "65535",
+            "65536",
+            "0065535",
+            "4294967295",
+            "4294967296",
+            "+4294967295",
+            "00000000004294967295",
+            "99999999999",
+            "1028536224",
+            "٣",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every string of up to three bytes over the digits, signs and two neighbours of
+        // the digit range, and random digit strings of up to 12 digits.
+        let alphabet = ['0', '1', '5', '9', '+', '-', '/', ':'];
+        for a in alphabet {
+            cases.push(a.to_string());
+            for b in alphabet {
+                cases.push(format!("{a}{b}"));
+                for c in alphabet {
+                    cases.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 13) as usize;
+            let digits: String = (0..len)
+                .map(|i| char::from(b'0' + ((x >> (4 * i)) % 10) as u8))
+                .collect();
+            cases.push(digits);
+        }
+        for s in &cases {
+            assert_eq!(decimal_u32(s), s.parse::<u32>().ok(), "{s:?}");
+            assert_eq!(decimal_u16(s), s.parse::<u16>().ok(), "{s:?}");
+        }
+    }
 
     #[test]
     fn default_profile_picks_sha1_aes_from_six_offers() {

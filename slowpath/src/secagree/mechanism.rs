@@ -178,11 +178,36 @@ impl SecMechanism {
     /// piece without rendering: a UE that echoes the Security-Server it was sent as it was
     /// written (the usual case) is recognised without parsing the echo.
     pub fn renders_as(&self, text: &str) -> bool {
-        let mut rest = Some(text.as_bytes());
-        self.render_pieces(|piece| {
-            rest = rest.and_then(|r| r.strip_prefix(piece.as_bytes()));
-        });
-        rest.is_some_and(<[u8]>::is_empty)
+        // The pieces of `render_pieces` matched in place over bytes: the parameters read
+        // from their spans (no character-boundary checks), a separator as one byte (a
+        // closure per piece and a string slice per parameter cost more than the compares).
+        let t = text.as_bytes();
+        let mut at = 0;
+        let mut piece = |p: &[u8]| match t.get(at..at + p.len()) {
+            Some(s) if s == p => {
+                at += p.len();
+                true
+            }
+            _ => false,
+        };
+        if !piece(self.name.as_bytes()) {
+            return false;
+        }
+        let own = self.text.as_bytes();
+        for s in &self.spans {
+            let (n, v, e) = (
+                s.name_start as usize,
+                s.value_start as usize,
+                s.end as usize,
+            );
+            let name = own.get(n..v).unwrap_or_default();
+            let value = own.get(v..e).unwrap_or_default();
+            if !(piece(b";") && piece(name) && (value.is_empty() || (piece(b"=") && piece(value))))
+            {
+                return false;
+            }
+        }
+        at == t.len()
     }
 
     /// [`SecMechanism::render`] handed piece by piece to `put` (written straight into a
@@ -814,6 +839,43 @@ mod tests {
             // Equivalent or not, the general comparison still decides those.
         }
         assert!(m.equivalent(&parse_security_header(&text.replace(";q", "; q")).unwrap()[0]));
+    }
+
+    #[test]
+    fn renders_as_is_the_rendering_compared_whatever_the_edit() {
+        for header in [
+            "IPSEC-3gpp; q=0.1; alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=5062;port-s=5064;mod",
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=4294967295;spi-s=256;port-c=65535;port-s=5064;q=0.1",
+            "tls;q=0.1",
+            "digest",
+            "x;a;b=;c=\"q;r\"",
+        ] {
+            let m = &parse_security_header(header).unwrap()[0];
+            let text = m.render();
+            let mut edits = vec![text.clone(), String::new()];
+            let b = text.as_bytes();
+            for i in 0..=b.len() {
+                edits.push(String::from_utf8_lossy(&b[..i]).into_owned());
+                for c in [b';', b'=', b'a', b'A', b'0', b' '] {
+                    let mut ins = b.to_vec();
+                    ins.insert(i, c);
+                    edits.push(String::from_utf8_lossy(&ins).into_owned());
+                    if i < b.len() {
+                        let mut sub = b.to_vec();
+                        sub[i] = c;
+                        edits.push(String::from_utf8_lossy(&sub).into_owned());
+                    }
+                }
+                if i < b.len() {
+                    let mut del = b.to_vec();
+                    del.remove(i);
+                    edits.push(String::from_utf8_lossy(&del).into_owned());
+                }
+            }
+            for e in &edits {
+                assert_eq!(m.renders_as(e), *e == text, "{header}: {e:?}");
+            }
+        }
     }
 
     #[test]
