@@ -158,6 +158,51 @@ pub fn packed_prefix(hay: &[u8], at: usize, len: usize) -> Option<u64> {
     })
 }
 
+/// `0x80` in each byte of `word` that is a control byte (below 0x20) or equal to `a` or `b`,
+/// `0` in the others: exact per byte (no borrow or carry crosses a byte), so bytes of 0x80
+/// and above count only as `a` or `b`.
+#[inline]
+pub fn control_or_two_bytes(word: u64, a: u8, b: u8) -> u64 {
+    // High bit of `(low seven bits) + 0x60`: the byte's low seven bits are at least 0x20.
+    let at_least_space = (word & !HI) + LO * 0x60;
+    let control = !(at_least_space | word) & HI;
+    control | zero_bytes(word ^ (LO * u64::from(a))) | zero_bytes(word ^ (LO * u64::from(b)))
+}
+
+/// Whether `hay` holds a control byte (below 0x20), `a` or `b` — a JSON string's bytes that
+/// need an escape are these with `"` and `\\` — looked at eight bytes a step: a slice of 8
+/// bytes or more as its words, the tail as the slice's last word again; 4 to 7 bytes as the
+/// first and last four; 1 to 3 as the first, middle and last byte, the rest of the word
+/// filled with the first.
+#[inline]
+pub fn has_control_or_two(hay: &[u8], a: u8, b: u8) -> bool {
+    let n = hay.len();
+    let flagged = |w: u64| control_or_two_bytes(w, a, b);
+    if let Some(last) = n.checked_sub(8).and_then(|at| word_at(hay, at)) {
+        let mut acc = flagged(last);
+        let mut at = 0;
+        while at + 8 < n {
+            acc |= word_at(hay, at).map_or(0, flagged);
+            at += 8;
+        }
+        return acc != 0;
+    }
+    let half = |at: usize| {
+        hay.get(at..at + 4)
+            .and_then(|h| <[u8; 4]>::try_from(h).ok())
+            .map_or(0, |h| u64::from(u32::from_le_bytes(h)))
+    };
+    let word = match (n, hay.first()) {
+        (4.., _) => half(0) | half(n - 4) << 32,
+        (_, Some(&first)) => {
+            let three = u64::from(first) | u64::from(hay[n / 2]) << 8 | u64::from(hay[n - 1]) << 16;
+            (LO * u64::from(first)) & !0xff_ffff | three
+        }
+        (_, None) => return false,
+    };
+    flagged(word) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +371,28 @@ mod tests {
             Some(u64::from_le_bytes(*b"-c=5086;"))
         );
         assert_eq!(packed_prefix(hay, 5, 3), None);
+    }
+
+    #[test]
+    fn has_control_or_two_says_what_a_byte_loop_says() {
+        // Every byte value at every place of slices of 0 to 20 bytes, among fill bytes that
+        // sit next to the sought ones and above 0x7f (the record's own exhaustive test holds
+        // it to JSON's escapes).
+        for (a, b) in [(b'"', b'\\'), (0x80, 0xff)] {
+            let slow = |h: &[u8]| h.iter().any(|&c| c < 0x20 || c == a || c == b);
+            for len in 0..=20 {
+                for fill in [b'a', b' ', b'!', 0x7f, 0x81, 0xa0, 0xdc] {
+                    let mut h = vec![fill; len];
+                    assert_eq!(has_control_or_two(&h, a, b), slow(&h), "{len} {fill:#x}");
+                    for at in 0..len {
+                        for v in 0..=255u8 {
+                            h[at] = v;
+                            assert_eq!(has_control_or_two(&h, a, b), slow(&h), "{h:?}");
+                        }
+                        h[at] = fill;
+                    }
+                }
+            }
+        }
     }
 }
