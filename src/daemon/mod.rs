@@ -311,11 +311,6 @@ impl Daemon {
         let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..nshards)
             .map(|_| bounded::<WorkerEvent>(opts.event_queue.max(1)))
             .unzip();
-        // Every sender of events rings its shard's bell unless proxy mode's core link (which
-        // does not) sends too: then the shards wait as crossbeam waits.
-        let slowpath_bells: Vec<_> = (0..nshards)
-            .map(|_| Arc::new(wake::SlowpathBell::new(config.ims_core.is_none())))
-            .collect();
         let workers_stop = Arc::new(AtomicBool::new(false));
         let slowpath_stop = Arc::new(AtomicBool::new(false));
         let pinned = opts.pinning == Pinning::Configured;
@@ -469,7 +464,6 @@ impl Daemon {
                 idle: opts.idle,
                 stop: workers_stop.clone(),
                 wake,
-                slowpath_bells: wake::SlowpathBells::new(slowpath_bells.clone()),
                 restore: restore_cmds.next().unwrap_or_default(),
                 socket_reserve: config.stack.socket_reserve,
             };
@@ -549,19 +543,14 @@ impl Daemon {
         let mut hop_updates = hop_updates.into_iter();
         let mut registrations = registrations.into_iter();
         let access = setup::sip_access(config, sip_port);
-        for (k, (((core, events), queries), bell)) in cores
-            .into_iter()
-            .zip(event_rxs)
-            .zip(queries)
-            .zip(slowpath_bells)
-            .enumerate()
+        for (k, ((core, events), queries)) in
+            cores.into_iter().zip(event_rxs).zip(queries).enumerate()
         {
             let counters = shard_counters.get(k).cloned().unwrap_or_default();
             let slowpath = slowpath::Slowpath {
                 control: queries,
                 core,
                 events,
-                bell,
                 commands: command_txs.clone(),
                 wakers: wakers.clone(),
                 counters,

@@ -20,7 +20,7 @@ use super::journal::SqnJournal;
 use super::setup::SipAccess;
 use super::stats::{inc, SlowpathCounters, StatsSource};
 use super::store::RegistrationStore;
-use super::wake::{SlowpathBell, WorkerWake};
+use super::wake::WorkerWake;
 use akagate_sys::steer::Steering;
 
 /// Longest sleep without looking at the stop flag, the stats clock and the core's timers.
@@ -52,8 +52,6 @@ pub(super) struct SlowpathExit {
 pub(super) struct Slowpath {
     pub core: Core,
     pub events: Receiver<WorkerEvent>,
-    /// Rung by the workers after they queue events: lets the thread park at once when idle.
-    pub bell: Arc<SlowpathBell>,
     pub commands: Vec<Sender<WorkerCommand>>,
     /// Per worker, parallel to `commands`: wakes it when a command was queued.
     pub wakers: Vec<Arc<WorkerWake>>,
@@ -119,7 +117,7 @@ impl Slowpath {
                 wake = wake.max(now + MIN_TIMER_WAIT);
             }
             let mut batch = Vec::new();
-            match self.bell.recv_deadline(&self.events, wake) {
+            match self.events.recv_deadline(wake) {
                 Ok(ev) => {
                     self.on_event(ev, &mut batch);
                     for _ in 1..EVENT_BATCH {
@@ -635,7 +633,6 @@ mod tests {
         let slowpath = Slowpath {
             core,
             events,
-            bell: Arc::new(SlowpathBell::new(false)),
             commands: vec![commands_tx],
             wakers: vec![Arc::default()],
             counters: counters.clone(),

@@ -13,7 +13,7 @@ use akagate_sys::steer::Steering;
 use akagate_sys::{IoError, PortQueue};
 use crossbeam_channel::{Receiver, Sender};
 
-use super::wake::{SlowpathBells, WorkerWake};
+use super::wake::WorkerWake;
 use super::IdlePolicy;
 
 /// After `stop`, how long the worker may keep running to empty its command queue.
@@ -109,8 +109,6 @@ pub(super) struct WorkerThread<Q> {
     pub stop: Arc<AtomicBool>,
     /// How the slowpath wakes this worker when it queues a command.
     pub wake: Arc<WorkerWake>,
-    /// Rung after a turn that did work (it may have queued events): wakes an idle slowpath.
-    pub slowpath_bells: SlowpathBells,
     /// Restored SA sets (`RestoreSaSet`) installed before the worker reports ready.
     pub restore: Vec<WorkerCommand>,
     /// Spare TCP sockets made and first touched before the worker reports ready
@@ -222,7 +220,6 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
             idle,
             stop,
             wake,
-            slowpath_bells,
             restore,
             socket_reserve,
         } = self;
@@ -271,7 +268,6 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
                 i64::try_from(t0.duration_since(start).as_micros()).unwrap_or(i64::MAX),
             ));
             if work > 0 {
-                slowpath_bells.ring();
                 match t0.elapsed() {
                     d if d < PREEMPTED => busy += d,
                     _ => skipped += 1,
@@ -446,7 +442,6 @@ mod tests {
             idle,
             stop,
             wake: wake.clone(),
-            slowpath_bells: SlowpathBells::default(),
             restore: Vec::new(),
             socket_reserve: 4,
         };
