@@ -199,7 +199,7 @@ pub fn has_control_or_two(hay: &[u8], a: u8, b: u8) -> bool {
                 .into_iter()
                 .find(|&f| f != a && f != b)
                 .unwrap_or(0x7f);
-            LO * u64::from(fill) & !0xff_ffff | three
+            (LO * u64::from(fill)) & !0xff_ffff | three
         }
         0 => return false,
     };
