@@ -256,47 +256,10 @@ fn escapes_in(key: &str, reg: &Registration, active: &Active) -> bool {
 }
 
 /// Whether `b` holds a byte serde_json escapes (`"`, `\\`, or a control character below
-/// 0x20), looked at eight bytes a step as one `u64`: the tail as the last eight bytes again,
-/// a string of 4 to 7 bytes as its first and last four, of 1 to 3 as its first, middle and
-/// last byte among harmless ones (most of a record's strings are the Security-Server's short
-/// parameters).
+/// 0x20): [`akagate_proto::swar::has_control_or_two`], eight bytes a step.
 #[inline]
 fn needs_escape(b: &[u8]) -> bool {
-    /// Which bytes of `x` are `"`, `\\` or below 0x20, as their high bits: exact for the
-    /// word as a whole (a byte after a true one may be flagged too, by the borrow, which
-    /// does not change the answer), and bytes of 0x80 and above never count.
-    #[inline(always)]
-    fn flagged(x: u64) -> u64 {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        let zero = |y: u64| y.wrapping_sub(ONES) & !y;
-        let control = x.wrapping_sub(ONES * 0x20) & !x;
-        (control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH
-    }
-    let u64_at = |at: usize| {
-        let mut w = [0; 8];
-        w.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let u32_at = |at: usize| {
-        let mut w = [0; 4];
-        w.copy_from_slice(&b[at..at + 4]);
-        u64::from(u32::from_le_bytes(w))
-    };
-    let n = b.len();
-    if n >= 8 {
-        let last = flagged(u64_at(n - 8));
-        return (0..n / 8).fold(last, |acc, i| acc | flagged(u64_at(8 * i))) != 0;
-    }
-    let x = match n {
-        4.. => u32_at(0) | u32_at(n - 4) << 32,
-        1.. => {
-            let three = u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16;
-            0x6161_6161_6100_0000 | three
-        }
-        0 => return false,
-    };
-    flagged(x) != 0
+    akagate_proto::swar::has_control_or_two(b, b'"', b'\\')
 }
 
 /// `name`, then `s` between quotes as it is (a string without anything to escape).
