@@ -9,6 +9,7 @@ use super::error::ParseError;
 use super::header_name::HeaderKind;
 use super::lex::{is_token, parse_decimal, trim_lws, ListIter};
 use super::name_addr::{Contact, NameAddr};
+use super::typed::ContactTail;
 use super::via::Via;
 use std::cell::OnceCell;
 
@@ -117,7 +118,8 @@ pub struct Message<'a> {
     /// The From header, parsed on first use (validation and the transaction key read it).
     pub(crate) from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     /// The first Contact (`None`: no Contact header), parsed on first use like the above.
-    pub(crate) first_contact: OnceCell<Option<Result<Contact<'a>, ParseError>>>,
+    /// With it, where the Contact list goes on ([`ContactTail`]).
+    pub(crate) first_contact: OnceCell<(Option<Result<Contact<'a>, ParseError>>, ContactTail<'a>)>,
     /// The Call-ID, checked on first use like the above (validation, then every response
     /// built reads it again).
     pub(crate) call_id: OnceCell<Result<&'a str, ParseError>>,

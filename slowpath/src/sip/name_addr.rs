@@ -8,6 +8,8 @@ use super::lex::{find_byte, is_lws, is_token_char, quoted_end, trim_lws, trim_lw
 use super::params::Params;
 use super::uri::Uri;
 
+mod walk;
+
 /// `[display-name] <URI> *(;param)` or `URI *(;param)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameAddr<'a> {

@@ -3,7 +3,7 @@
 
 use super::error::ParseError;
 use super::header_name::HeaderKind;
-use super::lex::{is_lws, is_token, parse_decimal, trim_lws};
+use super::lex::{is_lws, is_token, parse_decimal, trim_lws, ListIter};
 use super::message::Message;
 use super::name_addr::{delta_seconds, Contact, NameAddr};
 use super::via::Via;
@@ -32,6 +32,17 @@ impl<'a> CSeq<'a> {
     }
 }
 
+/// Where the Contact list goes on after its first element (the cache of
+/// [`Message::first_contact`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ContactTail<'a> {
+    /// The first element was walked to its end: the text after its comma in the first
+    /// Contact line (`None`: it was that line's only element).
+    Rest(Option<&'a str>),
+    /// The first element came from the list split: skip one element of the whole list.
+    Unknown,
+}
+
 /// Call-ID = word ["@" word] (RFC 3261 25.1).
 fn is_word_char(b: u8) -> bool {
     super::lex::is_token_char(b)
@@ -56,6 +67,13 @@ impl<'a> Message<'a> {
     fn single_name_addr(&self, kind: HeaderKind) -> Result<NameAddr<'a>, ParseError> {
         let label = kind.label();
         let value = self.required(kind)?;
+        // One walk where it decides; the list split and the element's parse otherwise.
+        if let Some((addr, rest)) = NameAddr::parse_list_head(value) {
+            return match rest {
+                None => Ok(addr),
+                Some(_) => Err(ParseError::MultipleHeaders(label)),
+            };
+        }
         let mut it = super::lex::ListIter::new(value);
         let first = it
             .next()
@@ -152,10 +170,42 @@ impl<'a> Message<'a> {
 
     /// [`Message::first_contact`] borrowed from its cache.
     pub(crate) fn cached_first_contact(&self) -> Option<Result<&Contact<'a>, ParseError>> {
-        self.first_contact
-            .get_or_init(|| self.contacts().next())
+        self.first_contact_cell()
+            .0
             .as_ref()
             .map(|r| r.as_ref().map_err(|e| *e))
+    }
+
+    /// The first Contact and what follows it: in one walk of its list element where
+    /// [`NameAddr::parse_list_head`] decides, as [`Message::contacts`]'s first item otherwise.
+    fn first_contact_cell(&self) -> &(Option<Result<Contact<'a>, ParseError>>, ContactTail<'a>) {
+        self.first_contact.get_or_init(|| {
+            let walked = self
+                .header(HeaderKind::Contact)
+                .and_then(NameAddr::parse_list_head);
+            match walked {
+                Some((addr, rest)) => (Some(Ok(Contact::Addr(addr))), ContactTail::Rest(rest)),
+                None => (self.contacts().next(), ContactTail::Unknown),
+            }
+        })
+    }
+
+    /// Every Contact list element after the first, unparsed ([`Message::list_values`] of
+    /// Contact but its first item), without splitting the first one off again where the walk
+    /// found its end.
+    pub(crate) fn contact_values_after_first(
+        &self,
+    ) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
+        let (walked, head) = match self.first_contact_cell().1 {
+            ContactTail::Rest(rest) => (true, rest),
+            ContactTail::Unknown => (false, None),
+        };
+        head.into_iter().flat_map(ListIter::new).chain(
+            self.header_values(HeaderKind::Contact)
+                .skip(usize::from(walked))
+                .flat_map(ListIter::new)
+                .skip(usize::from(!walked)),
+        )
     }
 
     /// Every name-addr of a list header (Route, Record-Route, Path, Service-Route,

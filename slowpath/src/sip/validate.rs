@@ -41,13 +41,11 @@ impl<'a> Message<'a> {
         self.call_id()?;
         if let Some(first) = self.cached_first_contact() {
             first?;
-            self.list_values(HeaderKind::Contact)
-                .skip(1)
-                .try_for_each(|c| {
-                    c.and_then(Contact::parse)
-                        .map(|_| ())
-                        .map_err(|_| ParseError::BadHeader("Contact"))
-                })?;
+            self.contact_values_after_first().try_for_each(|c| {
+                c.and_then(Contact::parse)
+                    .map(|_| ())
+                    .map_err(|_| ParseError::BadHeader("Contact"))
+            })?;
         }
         for kind in [
             HeaderKind::Route,
