@@ -909,6 +909,11 @@ impl InboundSa {
 /// stored whole, so the load is forwarded from that store; a 16-byte load ending at the pad
 /// length byte spans two stored blocks and waits for both to reach the cache. Longer padding
 /// (never ours) goes through [`monotonic_padding`].
+#[cfg(test)]
+pub(super) fn padding_ok_for_test(trailed: &[u8], pad_len: usize) -> bool {
+    padding_ok(trailed, pad_len)
+}
+
 fn padding_ok(trailed: &[u8], pad_len: usize) -> bool {
     if pad_len <= 14 {
         let last16 = trailed
