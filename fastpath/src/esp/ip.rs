@@ -62,6 +62,7 @@ pub(super) struct HeaderFix {
 }
 
 impl HeaderFix {
+    /// The fix of a plain 20-byte IPv4 header, for the phase diagnostics (`esp::phases`).
     #[cfg(test)]
     pub(super) fn v4_for_test() -> Self {
         Self {

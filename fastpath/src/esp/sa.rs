@@ -984,6 +984,7 @@ impl InboundSa {
 /// stored whole, so the load is forwarded from that store; a 16-byte load ending at the pad
 /// length byte spans two stored blocks and waits for both to reach the cache. Longer padding
 /// (never ours) goes through [`monotonic_padding`].
+/// [`padding_ok`] for the phase diagnostics (`esp::phases`).
 #[cfg(test)]
 pub(super) fn padding_ok_for_test(trailed: &[u8], pad_len: usize) -> bool {
     padding_ok(trailed, pad_len)
