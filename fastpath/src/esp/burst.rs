@@ -597,7 +597,18 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
             match &it.stage {
                 Stage::Idle => continue,
                 // The result written into the item (`finish_into`), not returned and copied.
-                Stage::Checked(c) => sa.finish_into(it.buf, c, it.icv.as_ref(), &mut it.result),
+                Stage::Checked(c) => {
+                    #[cfg(target_arch = "x86_64")]
+                    let done = match it.icv.as_ref() {
+                        Some(icv) => sa.finish_cbc_into(it.buf, c, icv, &mut it.result),
+                        None => false,
+                    };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let done = false;
+                    if !done {
+                        sa.finish_into(it.buf, c, it.icv.as_ref(), &mut it.result);
+                    }
+                }
                 Stage::Deferred => match sa.precheck(it.buf, it.pkt.clone(), it.ip.as_ref()) {
                     Ok(c) => sa.finish_into(it.buf, &c, None, &mut it.result),
                     Err(e) => {

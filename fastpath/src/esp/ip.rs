@@ -62,6 +62,16 @@ pub(super) struct HeaderFix {
 }
 
 impl HeaderFix {
+    /// The fix of a plain 20-byte IPv4 header, for the phase diagnostics (`esp::phases`).
+    #[cfg(test)]
+    pub(super) fn v4_for_test() -> Self {
+        Self {
+            hdr_len: 20,
+            next_header_at: 9,
+            v6: false,
+        }
+    }
+
     /// The fix for a packet of layout `lay` (whose offsets fit in a packet: `lay.fits`).
     pub(super) fn of(lay: &IpLayout) -> Self {
         Self {

@@ -295,7 +295,7 @@ fn gcm_phase_split() {
             .map(|i| InboundSa::new(spi(i), &suite(i as u8)).unwrap())
             .collect();
         let mut bufs = vec![template.clone(); N];
-        let mut ph: [Vec<u64>; 8] = Default::default();
+        let mut ph: [Vec<u64>; 9] = Default::default();
         for _ in 0..ROUNDS {
             // Phased outbound.
             for b in bufs.iter_mut() {
@@ -356,6 +356,23 @@ fn gcm_phase_split() {
             }
             let t9 = tsc();
             ph[5].push(t9 - t8);
+            // The same, each body's trailer read back at once (pad length, next header, the
+            // padding check), as `finish` does after the kernel.
+            let mut scratch = sealed.clone();
+            let t8 = tsc();
+            for (i, (b, f)) in scratch.iter_mut().zip(&framed).enumerate() {
+                let (salt, g) = inb[i % 4].transform().gcm_ni().unwrap();
+                let esp = &mut b[f.esp()];
+                let (hdr_iv, rest) = esp.split_at_mut(16);
+                let (body, tag) = rest.split_at_mut(rest.len() - 16);
+                let hi: &[u8; 16] = (&*hdr_iv).try_into().unwrap();
+                assert!(g.open_esp(salt, hi, None, body, tag));
+                let pad = usize::from(body[body.len() - 2]);
+                core::hint::black_box(body[body.len() - 1]);
+                assert!(super::sa::padding_ok_for_test(body, pad));
+            }
+            let t9 = tsc();
+            ph[8].push(t9 - t8);
             // The whole burst calls, next sequence numbers.
             for b in bufs.iter_mut() {
                 b.copy_from_slice(&template);
@@ -387,8 +404,8 @@ fn gcm_phase_split() {
         eprintln!(
             "{size:>5} B, TSC ticks per packet (medians): out: frame {:.0} + seal {:.0} \
              (bare kernel {:.0}), whole burst {:.0}; in: precheck {:.0} + finish {:.0} \
-             (bare kernel {:.0}), whole burst {:.0}",
-            m[0], m[1], m[2], m[6], m[3], m[4], m[5], m[7]
+             (bare kernel {:.0}, with the trailer read {:.0}), whole burst {:.0}",
+            m[0], m[1], m[2], m[6], m[3], m[4], m[5], m[8], m[7]
         );
     }
 }
@@ -794,5 +811,192 @@ fn gcm_chain_overlap() {
             "{n:>13}: median {m:.1}, fastest {:.1} ticks a packet",
             v[0] as f64 / BURST as f64
         );
+    }
+}
+
+/// What `finish` costs at 1408 B beside its CBC decryption, on the burst's own buffers as
+/// `decapsulate_burst` leaves them (32 packets over 4 SAs, restored, prechecked and their ICVs
+/// computed on 16 lanes before each round, untimed). Rounds in turn: the 32 packets'
+/// `finish`; only their in-place CBC decryption (`cbc in place`); that and the trailer's
+/// reads (`cbc + trailer`); `finish`'s steps written out here (`by hand`: window check, ICV
+/// compare, window update, decryption, padding check, header restored); the decryption of an
+/// L1 copy of each body (`cbc, L1 copy`, timed per packet). TSC ticks per packet, medians.
+/// `FS_SKIP=icv,win,pad,hdr` leaves steps out of `by hand`; `FS_OPEN=1` runs its ICV compare,
+/// window update and decryption through `Transform::open_with`; `FS_STRIDE=N` puts the buffers
+/// N bytes apart in one allocation (else each is its own `Vec`, as in criterion's bench).
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::finish_split -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn finish_split() {
+    if !sha1_x16::available() || CbcKernel::detect() != Some(CbcKernel::Vaes16) {
+        eprintln!("SKIPPED: needs AVX-512, VAES and SHA-NI");
+        return;
+    }
+    const R: usize = 6000;
+    let (template, range) = packet(1408);
+    let mut sas: Vec<OutboundSa> = (0..SAS as u8)
+        .map(|i| OutboundSa::new(0x100 + u32::from(i), &suite(i)).unwrap())
+        .collect();
+    let mut sealed = vec![template.clone(); BURST];
+    let mut ranges = Vec::new();
+    for (i, b) in sealed.iter_mut().enumerate() {
+        ranges.push(sas[i % SAS].encapsulate(b, range.clone()).unwrap());
+    }
+    let fresh = || -> Vec<InboundSa> {
+        (0..SAS as u8)
+            .map(|i| InboundSa::new(0x100 + u32::from(i), &suite(i)).unwrap())
+            .collect()
+    };
+    let stride = std::env::var("FS_STRIDE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let len = template.len();
+    let mut own = sealed.clone();
+    let mut pool = vec![0u8; stride.unwrap_or(0).max(len) * BURST + 64];
+    let mut bufs: Vec<&mut [u8]> = match stride {
+        Some(n) => pool
+            .chunks_mut(n.max(len))
+            .take(BURST)
+            .map(|c| &mut c[..len])
+            .collect(),
+        None => own.iter_mut().map(|b| &mut b[..]).collect(),
+    };
+    let mut t: [Vec<u64>; 5] = Default::default();
+    // Read once here: a string search per packet costs more than the steps it switches.
+    let skip = std::env::var("FS_SKIP").unwrap_or_default();
+    let via_open = std::env::var_os("FS_OPEN").is_some();
+    let [icv_on, win_on, pad_on, hdr_on] = ["icv", "win", "pad", "hdr"].map(|s| !skip.contains(s));
+    let mut wins = [(); SAS].map(|_| super::replay::ReplayWindow::new());
+    for round in 0..R {
+        if round % 5 == 3 {
+            wins = [(); SAS].map(|_| super::replay::ReplayWindow::new());
+        }
+        for (b, s) in bufs.iter_mut().zip(&sealed) {
+            b.copy_from_slice(s);
+        }
+        let mut inb = fresh();
+        let checked: Vec<_> = bufs
+            .iter()
+            .zip(&ranges)
+            .enumerate()
+            .map(|(i, (b, r))| inb[i % SAS].precheck(b, r.clone(), None).unwrap())
+            .collect();
+        let mut icvs = [[0u8; HMAC96_ICV_LEN]; BURST];
+        let jobs = bufs
+            .iter()
+            .zip(&checked)
+            .zip(icvs.iter_mut())
+            .enumerate()
+            .map(|(i, ((b, c), icv))| {
+                let (_, key) = inb[i % SAS].transform().aes_sha1_ni().unwrap();
+                let esp = &b[c.esp()];
+                HmacJob {
+                    key,
+                    msg: &esp[..esp.len() - HMAC96_ICV_LEN],
+                    seq_hi: None,
+                    icv,
+                }
+            });
+        sha1_x16::hmac_sha1_96_cold(jobs);
+        let kind = round % 5;
+        if kind == 4 {
+            let mut dec = 0;
+            for (i, (b, c)) in bufs.iter().zip(&checked).enumerate() {
+                let esp = &b[c.esp()];
+                let mut body = [0u8; 1536];
+                let n = esp.len() - HMAC96_ICV_LEN - ESP_HDR_LEN - 16;
+                body[..n].copy_from_slice(&esp[ESP_HDR_LEN + 16..][..n]);
+                let iv = &esp[ESP_HDR_LEN..ESP_HDR_LEN + 16];
+                let (k, _) = inb[i % SAS].transform().aes_sha1_ni().unwrap();
+                let d0 = tsc();
+                k.cbc_decrypt(iv, &mut body[..n]);
+                dec += tsc() - d0;
+            }
+            t[kind].push(dec);
+            continue;
+        }
+        let t0 = tsc();
+        for i in 0..BURST {
+            let (b, c, icv) = (&mut bufs[i], &checked[i], &icvs[i]);
+            let sa = &mut inb[i % SAS];
+            if kind == 3 {
+                let w = &mut wins[i % SAS];
+                if via_open {
+                    // The ICV compare, window update and decryption through `open_with`.
+                    w.check(c.seq).unwrap();
+                    let esp = &mut b[c.esp()];
+                    sa.transform()
+                        .open_with(esp, None, Some(icv), || w.update(c.seq))
+                        .unwrap();
+                    let body = &esp[ESP_HDR_LEN + 16..esp.len() - HMAC96_ICV_LEN];
+                    let (pad, nh) = (usize::from(body[body.len() - 2]), body[body.len() - 1]);
+                    assert!(super::sa::padding_ok_for_test(body, pad));
+                    let len = 20 + body.len() - 2 - pad;
+                    let pkt = &mut b[c.esp().start - 20..];
+                    let fix = super::ip::HeaderFix::v4_for_test();
+                    super::ip::restore_header(pkt, 24, fix, nh, len);
+                    continue;
+                }
+                if win_on {
+                    w.check(c.seq).unwrap();
+                }
+                let esp = &mut b[c.esp()];
+                let n = esp.len() - HMAC96_ICV_LEN;
+                let (authed, got) = esp.split_at_mut(n);
+                if icv_on {
+                    assert!(super::integ::tags_equal(icv, got));
+                }
+                if win_on {
+                    w.update(c.seq);
+                }
+                let (hdr_iv, body) = authed.split_at_mut(ESP_HDR_LEN + 16);
+                let (k, _) = sa.transform().aes_sha1_ni().unwrap();
+                k.cbc_decrypt(&hdr_iv[ESP_HDR_LEN..], body);
+                let pad = usize::from(body[body.len() - 2]);
+                let nh = body[body.len() - 1];
+                if pad_on {
+                    assert!(super::sa::padding_ok_for_test(body, pad));
+                }
+                if hdr_on {
+                    let len = 20 + body.len() - 2 - pad;
+                    let pkt = &mut b[c.esp().start - 20..];
+                    super::ip::restore_header(
+                        pkt,
+                        24,
+                        super::ip::HeaderFix::v4_for_test(),
+                        nh,
+                        len,
+                    );
+                }
+                continue;
+            }
+            if kind == 0 {
+                core::hint::black_box(sa.finish(b, c, Some(icv)).unwrap());
+                continue;
+            }
+            let (k, _) = sa.transform().aes_sha1_ni().unwrap();
+            let esp = &mut b[c.esp()];
+            let n = esp.len() - HMAC96_ICV_LEN;
+            let (hdr_iv, body) = esp[..n].split_at_mut(ESP_HDR_LEN + 16);
+            k.cbc_decrypt(&hdr_iv[ESP_HDR_LEN..], body);
+            if kind == 2 {
+                let pad = usize::from(body[body.len() - 2]);
+                core::hint::black_box(body[body.len() - 1]);
+                core::hint::black_box(super::sa::padding_ok_for_test(body, pad));
+            }
+        }
+        t[kind].push(tsc() - t0);
+    }
+    for (name, v) in [
+        "finish",
+        "cbc in place",
+        "cbc + trailer",
+        "by hand",
+        "cbc, L1 copy",
+    ]
+    .iter()
+    .zip(t.iter_mut())
+    {
+        eprintln!("{name:>14}: median {:6.1} ticks a packet", median(v));
     }
 }

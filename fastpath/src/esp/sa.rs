@@ -10,6 +10,7 @@ use core::ops::Range;
 use rand::RngCore;
 
 use super::error::{EspCounters, EspError, SaError};
+use super::integ::HMAC96_ICV_LEN;
 use super::ip::{self, IpLayout, IPPROTO_ESP};
 use super::iv;
 use super::replay::{ReplayWindow, REPLAY_WINDOW};
@@ -856,6 +857,80 @@ impl InboundSa {
         *out = r.map(|(range, _)| range);
     }
 
+    /// [`finish_into`](Self::finish_into) for the burst's usual packet: hmac-sha-1-96 +
+    /// aes-cbc on AES-NI, a non-ESN SA, its ICV computed by the burst (`icv`, for `c.seq`).
+    /// The same checks in the same order as `finish` and `Transform::open_with`, written
+    /// for that one case. False (nothing done) for any other SA.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn finish_cbc_into(
+        &mut self,
+        buf: &mut [u8],
+        c: &Checked,
+        icv: &[u8; HMAC96_ICV_LEN],
+        out: &mut Result<Range<usize>, EspError>,
+    ) -> bool {
+        if self.esn {
+            return false;
+        }
+        let Some((cipher, _)) = self.transform.aes_sha1_ni() else {
+            return false;
+        };
+        let r = Self::finish_cbc(&mut self.window, cipher, buf, c, icv);
+        self.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
+        *out = r.map(|(range, _)| range);
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn finish_cbc(
+        window: &mut ReplayWindow,
+        cipher: &super::aesni::Aes128Ni,
+        buf: &mut [u8],
+        c: &Checked,
+        icv: &[u8; HMAC96_ICV_LEN],
+    ) -> Result<(Range<usize>, usize), EspError> {
+        const FRONT: usize = ESP_HDR_LEN + 16;
+        let seq = u64::from(c.seq_lo);
+        window.check(seq)?;
+        let hdr_len = c.fix.hdr_len();
+        let ip_pkt = buf.get_mut(c.start..c.end).ok_or(EspError::Truncated)?;
+        let esp = ip_pkt.get_mut(hdr_len..).ok_or(EspError::Truncated)?;
+        let body_end = esp
+            .len()
+            .checked_sub(HMAC96_ICV_LEN)
+            .filter(|&e| e >= FRONT)
+            .ok_or(EspError::Truncated)?;
+        let (authed, got) = esp.split_at_mut(body_end);
+        let (hdr_iv, body) = authed.split_at_mut(FRONT);
+        if body.len() < 2 {
+            return Err(EspError::Truncated);
+        }
+        if body.len() & 15 != 0 {
+            return Err(EspError::BadLength);
+        }
+        if !super::integ::tags_equal(icv, got) {
+            return Err(EspError::AuthFailed);
+        }
+        window.update(seq);
+        cipher.cbc_decrypt(&hdr_iv[ESP_HDR_LEN..], body);
+        let n = body.len();
+        let next_header = body[n - 1];
+        let pad_len = usize::from(body[n - 2]);
+        let payload_len = (n - 2).checked_sub(pad_len).ok_or(EspError::BadPadding)?;
+        if !padding_ok(body, pad_len) {
+            return Err(EspError::BadPadding);
+        }
+        if next_header == NH_DUMMY {
+            return Err(EspError::Dummy);
+        }
+        let new_len = hdr_len + payload_len;
+        ip::restore_header(ip_pkt, FRONT, c.fix, next_header, new_len);
+        crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
+        let start = c.start + FRONT;
+        Ok((start..start + new_len, payload_len))
+    }
+
     #[inline(always)]
     fn finish_inline(
         &mut self,
@@ -909,6 +984,12 @@ impl InboundSa {
 /// stored whole, so the load is forwarded from that store; a 16-byte load ending at the pad
 /// length byte spans two stored blocks and waits for both to reach the cache. Longer padding
 /// (never ours) goes through [`monotonic_padding`].
+/// [`padding_ok`] for the phase diagnostics (`esp::phases`).
+#[cfg(test)]
+pub(super) fn padding_ok_for_test(trailed: &[u8], pad_len: usize) -> bool {
+    padding_ok(trailed, pad_len)
+}
+
 fn padding_ok(trailed: &[u8], pad_len: usize) -> bool {
     if pad_len <= 14 {
         let last16 = trailed
