@@ -116,6 +116,21 @@ pub struct Uri<'a> {
 }
 
 impl<'a> Uri<'a> {
+    /// `raw` of `scheme` with `rest` after its colon, before any part is read out of it.
+    fn bare(raw: &'a str, scheme: Scheme<'a>, rest: &'a str) -> Self {
+        Uri {
+            raw,
+            scheme,
+            user: None,
+            password: None,
+            host: None,
+            port: None,
+            opaque: rest,
+            params: Params::default(),
+            headers: None,
+        }
+    }
+
     /// Parses a URI (no surrounding `<>`, no white space).
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
         match s.strip_prefix("sip:") {
@@ -151,17 +166,7 @@ impl<'a> Uri<'a> {
         } else {
             Scheme::Other(scheme_s)
         };
-        let mut uri = Uri {
-            raw: s,
-            scheme,
-            user: None,
-            password: None,
-            host: None,
-            port: None,
-            opaque: rest,
-            params: Params::default(),
-            headers: None,
-        };
+        let mut uri = Uri::bare(s, scheme, rest);
         match scheme {
             Scheme::Sip | Scheme::Sips => parse_sip(rest, &mut uri)?,
             Scheme::Tel => {
@@ -213,32 +218,10 @@ fn parse_sip_walk<'a>(s: &'a str, rest: &'a str) -> Result<Uri<'a>, ParseError> 
         }
         colon |= c == b':';
     }
-    let mut uri = Uri {
-        raw: s,
-        scheme: Scheme::Sip,
-        user: None,
-        password: None,
-        host: None,
-        port: None,
-        opaque: rest,
-        params: Params::default(),
-        headers: None,
-    };
+    let mut uri = Uri::bare(s, Scheme::Sip, rest);
     // Every cut is at an ASCII byte: a character boundary.
     let hostpart = match at {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let (user, password) = match colon.then(|| split_once_byte(userinfo, b':')) {
-                Some(Some((u, p))) => (u, Some(p)),
-                _ => (userinfo, None),
-            };
-            if user.is_empty() {
-                return Err(ParseError::BadUri);
-            }
-            uri.user = Some(user);
-            uri.password = password;
-            &rest[at + 1..]
-        }
+        Some(at) => set_userinfo(&mut uri, rest, at, colon)?,
         None => rest,
     };
     if hostpart.starts_with('[') {
@@ -256,22 +239,32 @@ fn parse_sip_walk<'a>(s: &'a str, rest: &'a str) -> Result<Uri<'a>, ParseError> 
     Ok(uri)
 }
 
+/// Sets `uri`'s user and password from the userinfo `rest[..at]` (`at` is the `@`; `colon`
+/// is false when the caller saw no `:` before it, which saves the search) and returns the
+/// host part after the `@`. An empty user is `BadUri`.
+fn set_userinfo<'a>(
+    uri: &mut Uri<'a>,
+    rest: &'a str,
+    at: usize,
+    colon: bool,
+) -> Result<&'a str, ParseError> {
+    let userinfo = &rest[..at];
+    let (user, password) = match colon.then(|| split_once_byte(userinfo, b':')) {
+        Some(Some((u, p))) => (u, Some(p)),
+        _ => (userinfo, None),
+    };
+    if user.is_empty() {
+        return Err(ParseError::BadUri);
+    }
+    uri.user = Some(user);
+    uri.password = password;
+    Ok(&rest[at + 1..])
+}
+
 fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseError> {
     // `@` cannot occur after the userinfo (RFC 3261 25.1), so the first one ends it.
     let hostpart = match find_byte(rest, b'@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let (user, password) = match split_once_byte(userinfo, b':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            if user.is_empty() {
-                return Err(ParseError::BadUri);
-            }
-            uri.user = Some(user);
-            uri.password = password;
-            &rest[at + 1..]
-        }
+        Some(at) => set_userinfo(uri, rest, at, true)?,
         None => rest,
     };
     if hostpart.starts_with('[') {

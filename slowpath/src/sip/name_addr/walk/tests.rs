@@ -76,18 +76,7 @@ fn two_step_single<'a>(
     m: &Message<'a>,
     kind: HeaderKind,
 ) -> Result<NameAddr<'a>, crate::sip::ParseError> {
-    use crate::sip::ParseError;
-    let label = kind.label();
-    let value = m.required(kind)?;
-    let mut it = ListIter::new(value);
-    let first = it
-        .next()
-        .ok_or(ParseError::BadHeader(label))?
-        .map_err(|_| ParseError::BadHeader(label))?;
-    if it.next().is_some() {
-        return Err(ParseError::MultipleHeaders(label));
-    }
-    NameAddr::parse(first).map_err(|_| ParseError::BadHeader(label))
+    crate::sip::typed::single_name_addr_two_step(m.required(kind)?, kind.label())
 }
 
 const PIECES: &[&str] = &[
