@@ -601,7 +601,7 @@ fn decapsulate_burst_inner<S: SaSlots<InboundSa> + ?Sized>(
                     #[cfg(target_arch = "x86_64")]
                     let done = match it.icv.as_ref() {
                         Some(icv) => sa.finish_cbc_into(it.buf, c, icv, &mut it.result),
-                        None => false,
+                        None => sa.finish_gcm_into(it.buf, c, &mut it.result),
                     };
                     #[cfg(not(target_arch = "x86_64"))]
                     let done = false;

@@ -52,6 +52,8 @@ mod stitch;
 mod transform;
 
 #[cfg(all(test, target_arch = "x86_64"))]
+mod finish_tests;
+#[cfg(all(test, target_arch = "x86_64"))]
 mod phases;
 
 pub use transform::cbc;
