@@ -853,6 +853,16 @@ impl InboundSa {
         out: &mut Result<Range<usize>, EspError>,
     ) {
         let r = self.finish_inline(buf, c, icv);
+        self.record_into(r, out);
+    }
+
+    /// A burst item's finish `r` counted in the SA's counters and written into `out`.
+    #[inline(always)]
+    fn record_into(
+        &mut self,
+        r: Result<(Range<usize>, usize), EspError>,
+        out: &mut Result<Range<usize>, EspError>,
+    ) {
         self.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
         *out = r.map(|(range, _)| range);
     }
@@ -876,8 +886,7 @@ impl InboundSa {
             return false;
         };
         let r = Self::finish_cbc(&mut self.window, cipher, buf, c, icv);
-        self.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
-        *out = r.map(|(range, _)| range);
+        self.record_into(r, out);
         true
     }
 
@@ -921,14 +930,7 @@ impl InboundSa {
         if !padding_ok(body, pad_len) {
             return Err(EspError::BadPadding);
         }
-        if next_header == NH_DUMMY {
-            return Err(EspError::Dummy);
-        }
-        let new_len = hdr_len + payload_len;
-        ip::restore_header(ip_pkt, FRONT, c.fix, next_header, new_len);
-        crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
-        let start = c.start + FRONT;
-        Ok((start..start + new_len, payload_len))
+        restored(ip_pkt, FRONT, c, next_header, payload_len)
     }
 
     /// [`finish_into`](Self::finish_into) for the burst's aes-gcm-16 packet (RFC 4106,
@@ -949,8 +951,7 @@ impl InboundSa {
             return false;
         };
         let r = Self::finish_gcm(&mut self.window, salt, aead, buf, c);
-        self.count(r.as_ref().map(|(_, payload)| *payload).map_err(|e| *e));
-        *out = r.map(|(range, _)| range);
+        self.record_into(r, out);
         true
     }
 
@@ -996,15 +997,7 @@ impl InboundSa {
         if !padding_ok(authed, pad_len) {
             return Err(EspError::BadPadding);
         }
-        if next_header == NH_DUMMY {
-            return Err(EspError::Dummy);
-        }
-        let payload_len = payload_end - FRONT;
-        let new_len = hdr_len + payload_len;
-        ip::restore_header(ip_pkt, FRONT, c.fix, next_header, new_len);
-        crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
-        let start = c.start + FRONT;
-        Ok((start..start + new_len, payload_len))
+        restored(ip_pkt, FRONT, c, next_header, payload_end - FRONT)
     }
 
     #[inline(always)]
@@ -1040,18 +1033,31 @@ impl InboundSa {
         if !padding_ok(&esp[..body_end], pad_len) {
             return Err(EspError::BadPadding);
         }
-        if next_header == NH_DUMMY {
-            return Err(EspError::Dummy);
-        }
-        let payload_len = payload_end - front;
-        let new_len = hdr_len + payload_len;
-        // Move the IP header forward over ESP header and IV, fixed on the way (one read, one
-        // write for the usual headers); the payload stays where it is.
-        ip::restore_header(ip_pkt, front, c.fix, next_header, new_len);
-        crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
-        let start = c.start + front;
-        Ok((start..start + new_len, payload_len))
+        restored(ip_pkt, front, c, next_header, payload_end - front)
     }
+}
+
+/// The end of every inbound finish once the padding is checked: a dummy packet refused (RFC
+/// 4303 2.6), then the IP header moved forward over ESP header and IV (`front` bytes), fixed
+/// on the way (one read, one write for the usual headers) while the payload stays where it
+/// is; the payload's range in the buffer and its length.
+#[inline(always)]
+fn restored(
+    ip_pkt: &mut [u8],
+    front: usize,
+    c: &Checked,
+    next_header: u8,
+    payload_len: usize,
+) -> Result<(Range<usize>, usize), EspError> {
+    if next_header == NH_DUMMY {
+        return Err(EspError::Dummy);
+    }
+    let hdr_len = c.fix.hdr_len();
+    let new_len = hdr_len + payload_len;
+    ip::restore_header(ip_pkt, front, c.fix, next_header, new_len);
+    crate::copies::note(crate::copies::CopySite::EspHeaderIn, hdr_len);
+    let start = c.start + front;
+    Ok((start..start + new_len, payload_len))
 }
 
 /// True if the `pad_len` bytes before the last two of `trailed` (the body through its pad
