@@ -130,10 +130,17 @@ pub fn parse_snapshot(text: &str) -> Result<SqnState, HssError> {
         .collect()
 }
 
-/// Renders a snapshot (TOML map IMPI -> SQN in 12 hex digits).
+/// Renders a snapshot (TOML map IMPI -> SQN in 12 hex digits): one `key = "sqn"` line per
+/// IMPI, in the order given (the state's, sorted). IMPIs of the usual characters are written
+/// directly, byte for byte as `toml` writes them (issue 10: `toml`'s serializer was ~10k
+/// instructions a registration at shutdown); a state with any other IMPI goes through `toml`.
 pub fn render_snapshot<'a>(
     state: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> Result<String, HssError> {
+    let state: Vec<(&str, u64)> = state.into_iter().collect();
+    if let Some(text) = render_plain(&state) {
+        return Ok(text);
+    }
     let snap: BTreeMap<&str, String> = state
         .into_iter()
         .map(|(k, v)| (k, format!("{v:012x}")))
@@ -142,6 +149,39 @@ pub fn render_snapshot<'a>(
         line: 0,
         reason: e.to_string(),
     })
+}
+
+/// [`render_snapshot`] without `toml`, if every IMPI is a bare key (`A-Za-z0-9_-`) or a
+/// quoted one of printable ASCII without `"`, `\` or `'` (so neither form needs an escape),
+/// and the IMPIs come sorted without duplicates (as `toml` writes a map); `None` otherwise.
+fn render_plain(state: &[(&str, u64)]) -> Option<String> {
+    let mut out = String::new();
+    let mut last: Option<&str> = None;
+    for &(impi, sqn) in state {
+        if last.is_some_and(|l| l >= impi) {
+            return None;
+        }
+        last = Some(impi);
+        let bare = !impi.is_empty()
+            && impi
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let quoted = impi
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\\' | b'\''));
+        if !bare && !quoted {
+            return None;
+        }
+        out.reserve(impi.len() + 20);
+        if !bare {
+            out.push('"');
+        }
+        out.push_str(impi);
+        out.push_str(if bare { " = \"" } else { "\" = \"" });
+        push_hex12(&mut out, sqn);
+        out.push_str("\"\n");
+    }
+    Some(out)
 }
 
 /// Parses 12 hex digits (a 48-bit SQN).
@@ -155,6 +195,55 @@ pub(crate) fn parse_sqn_hex(hex: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The snapshot is written without `toml` (issue 10) byte for byte as `toml` wrote it,
+    /// bare and quoted keys alike; an IMPI that would need an escape takes `toml`'s way, and
+    /// every rendering parses back to the state.
+    #[test]
+    fn snapshots_are_the_bytes_toml_wrote() {
+        let via_toml = |state: &SqnState| {
+            let snap: BTreeMap<&str, String> = state
+                .iter()
+                .map(|(k, v)| (k.as_str(), format!("{v:012x}")))
+                .collect();
+            toml::to_string(&snap).unwrap()
+        };
+        let plain = [
+            "user1@ims.mnc001.mcc001.3gppnetwork.org",
+            "bare_key-1",
+            "",
+            "A",
+            "with space",
+            "punct ~!#$%^&*()+={}[]|:;<>,./?",
+            "001010000000001@ims.mnc001.mcc001.3gppnetwork.org",
+        ];
+        let escaped = [
+            "quo\"te",
+            "back\\slash",
+            "apo'strophe",
+            "tab\there",
+            "é@x",
+            "nl\n",
+        ];
+        for impis in [
+            &plain[..],
+            &escaped[..],
+            &[plain[0], escaped[3]][..],
+            &[][..],
+        ] {
+            let state: SqnState = (impis.iter().enumerate())
+                .map(|(i, k)| (k.to_string(), (i as u64 + 1) * 0x1_0001 + (1 << 47)))
+                .collect();
+            let text = render_snapshot(state.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+            assert_eq!(text, via_toml(&state), "{impis:?}");
+            assert_eq!(parse_snapshot(&text).unwrap(), state);
+        }
+        let all_plain = plain.iter().all(|k| render_plain(&[(k, 7)]).is_some());
+        assert!(all_plain, "the usual IMPIs are written without toml");
+        for k in escaped {
+            assert!(render_plain(&[(k, 7)]).is_none(), "{k:?}");
+        }
+    }
 
     /// The journal line is written without `fmt` (issue 10), byte for byte what
     /// `writeln!("{:012x} {}")` wrote before, for SQNs of every width.

@@ -95,38 +95,46 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<Frame> {
 pub(super) fn live_records(bytes: &[u8], from: usize) -> (Vec<Frame>, Damage) {
     let mut newest: HashMap<&[u8], Frame> = HashMap::new();
     let mut order: Vec<Range<usize>> = Vec::new();
-    let mut damage = Damage::default();
-    let mut at = from;
-    while at < bytes.len() {
-        let frame = match frame_at(bytes, at) {
-            Some(f) => f,
-            None => {
-                let bad = at;
-                at += 1;
-                while at < bytes.len() && frame_at(bytes, at).is_none() {
-                    at += 1;
-                }
-                if at >= bytes.len() {
-                    damage.torn_bytes = bytes.len() - bad;
-                } else {
-                    damage.corrupt_regions += 1;
-                    damage.corrupt_bytes += at - bad;
-                }
-                continue;
-            }
-        };
-        at = frame.frame.end;
+    let damage = each_frame(bytes, from, |frame| {
         let key = &bytes[frame.key.clone()];
         if newest.insert(key, frame.clone()).is_none() {
             order.push(frame.key);
         }
-    }
+    });
     let live = order
         .into_iter()
         .filter_map(|k| newest.remove(&bytes[k]))
         .filter(|f| f.put)
         .collect();
     (live, damage)
+}
+
+/// Every well-formed record of a log file's content (after [`MAGIC`]) in file order, older
+/// versions of a key and tombstones included, bad stretches skipped as [`live_records`]
+/// skips them; returns the damage. For readers that need no "newest per key" (the SQN
+/// records: a later one never holds a smaller SQN), so no map of the keys is built.
+pub(super) fn each_frame(bytes: &[u8], from: usize, mut f: impl FnMut(Frame)) -> Damage {
+    let mut damage = Damage::default();
+    let mut at = from;
+    while at < bytes.len() {
+        let Some(frame) = frame_at(bytes, at) else {
+            let bad = at;
+            at += 1;
+            while at < bytes.len() && frame_at(bytes, at).is_none() {
+                at += 1;
+            }
+            if at >= bytes.len() {
+                damage.torn_bytes = bytes.len() - bad;
+            } else {
+                damage.corrupt_regions += 1;
+                damage.corrupt_bytes += at - bad;
+            }
+            continue;
+        };
+        at = frame.frame.end;
+        f(frame);
+    }
+    damage
 }
 
 /// A batch of records to append: their headers and the store's own bytes in one plain

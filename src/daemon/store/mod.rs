@@ -676,14 +676,16 @@ fn sqn_records_in(path: &Path, state: &mut SqnState) {
     if !bytes.starts_with(MAGIC) {
         return;
     }
-    let (live, _) = log::live_records(&bytes, MAGIC.len());
-    for f in live {
-        if bytes[f.key].starts_with(SQN_KEY_PREFIX.as_bytes()) {
+    // Every SQN record, not only the newest per IMPI: the fold keeps the largest SQN of each
+    // IMPI (as `apply_journal` and the snapshot's fold always did), so an older record
+    // changes nothing and no map of the keys is needed.
+    log::each_frame(&bytes, MAGIC.len(), |f| {
+        if f.put && bytes[f.key].starts_with(SQN_KEY_PREFIX.as_bytes()) {
             if let Ok(line) = std::str::from_utf8(&bytes[f.value]) {
                 apply_journal(state, line);
             }
         }
-    }
+    });
 }
 
 /// Opens the store at `path`. A store that cannot be created is logged and its shard runs
