@@ -272,8 +272,13 @@ fn read_state(path: &Path) -> Result<SqnState, HssError> {
     Ok(state)
 }
 
-/// Folds `extra` into `state`, keeping the larger SQN of each IMPI.
-fn fold(state: &mut SqnState, extra: SqnState) {
+/// Folds `extra` into `state`, keeping the larger SQN of each IMPI. The smaller map is
+/// folded into the larger (at shutdown `state` is the snapshot written at start and `extra`
+/// the store's records of the whole run: moved, not inserted one by one).
+fn fold(state: &mut SqnState, mut extra: SqnState) {
+    if extra.len() > state.len() {
+        std::mem::swap(state, &mut extra);
+    }
     for (impi, sqn) in extra {
         let e = state.entry(impi).or_insert(0);
         *e = (*e).max(sqn);
