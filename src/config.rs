@@ -309,9 +309,6 @@ pub struct Limits {
     /// The SQN journal is checkpointed into the state file once it holds this many bytes
     /// (or the state file's size, if larger).
     pub sqn_journal_max_bytes: u64,
-    /// How long the slowpath thread waits for more events after a small turn before its
-    /// group commit (`commit-linger-us`; zero: it commits at once).
-    pub commit_linger: Duration,
 }
 
 /// SIP transaction timers (RFC 3261 17, Table 4; 16.6 step 11 for Timer C).
@@ -443,10 +440,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     max_pending_per_impi: 4,
     retry_after: 5,
     sqn_journal_max_bytes: 1 << 20,
-    commit_linger: Duration::from_micros(DEFAULT_COMMIT_LINGER_US),
 };
-/// `[limits] commit-linger-us` when not given.
-const DEFAULT_COMMIT_LINGER_US: u64 = 0;
 /// RFC 3261 17.1.1.1 (T1, T2), 17.1.2.2 (T4), 17.1.1.2 (Timer D: at least 32 s),
 /// 16.6 step 11 (Timer C: more than 3 minutes).
 const DEFAULT_SIP_TIMERS: SipTimers = SipTimers {
@@ -717,7 +711,6 @@ struct RawLimits {
     max_pending_per_impi: Option<S<i64>>,
     retry_after: Option<S<i64>>,
     sqn_journal_max_bytes: Option<S<i64>>,
-    commit_linger_us: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1166,12 +1159,6 @@ impl Validator<'_> {
             4096..(1 << 40) + 1,
             d.sqn_journal_max_bytes,
         );
-        let linger = get(
-            &raw.commit_linger_us,
-            "limits.commit-linger-us",
-            0..10_001,
-            DEFAULT_COMMIT_LINGER_US,
-        );
         let count = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
         let small = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());
         Some(Limits {
@@ -1182,7 +1169,6 @@ impl Validator<'_> {
             max_pending_per_impi: count(per_impi)?,
             retry_after: small(retry_after)?,
             sqn_journal_max_bytes: journal?,
-            commit_linger: Duration::from_micros(linger?),
         })
     }
 

@@ -566,11 +566,6 @@ impl Daemon {
                 core_link: core_tx.clone(),
                 core_link_threads: core_link.take(),
                 hop_updates: hop_updates.next().flatten(),
-                linger: std::env::var("AKG_LINGER_US")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .map_or(config.limits.commit_linger, Duration::from_micros),
-                durable: None,
             };
             let slowpath_core = match pinned {
                 true => config.cores.slowpath.get(k).copied(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use akagate_fastpath::ipc::{Transport, WorkerCommand, WorkerEvent};
-use akagate_slowpath::hss::{HssError, PersistRecord, PersistTicket};
+use akagate_slowpath::hss::{HssError, PersistRecord};
 use akagate_slowpath::registrar::RegistrationChange;
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -29,9 +29,6 @@ const TICK: Duration = Duration::from_millis(100);
 const MIN_TIMER_WAIT: Duration = Duration::from_millis(1);
 /// Events handled per wake-up before timers and the stop flag are looked at again.
 const EVENT_BATCH: usize = 256;
-/// A turn of fewer events than this, with something to commit, lingers (`linger`) for more
-/// before its group commit; a larger turn commits at once.
-const LINGER_BELOW: usize = 32;
 /// How long a command may wait for room in a worker's queue before it is dropped; workers
 /// never block, so a full queue for this long means the worker is overloaded.
 const COMMAND_SEND_TIMEOUT: Duration = Duration::from_millis(50);
@@ -81,11 +78,6 @@ pub(super) struct Slowpath {
     pub core_link_threads: Option<super::corelink::CoreLink>,
     /// Proxy mode with next hops given as names: their re-resolutions.
     pub hop_updates: Option<HopUpdates>,
-    /// How long a small turn with something to commit sleeps for more events before its
-    /// group commit (`[limits] commit-linger-us`; zero: it commits at once).
-    pub linger: Duration,
-    /// The last SQN ticket made durable: the HSS's newer one means records wait.
-    pub durable: Option<PersistTicket>,
 }
 
 /// Proxy mode's next hops re-resolved by the DNS refresh thread, as one shard receives them.
@@ -128,10 +120,11 @@ impl Slowpath {
             match self.events.recv_deadline(wake) {
                 Ok(ev) => {
                     self.on_event(ev, &mut batch);
-                    let taken = 1 + self.take_queued(&mut batch, EVENT_BATCH - 1);
-                    if taken < LINGER_BELOW && self.lingers(wake) {
-                        std::thread::sleep(self.linger);
-                        self.take_queued(&mut batch, EVENT_BATCH - taken);
+                    for _ in 1..EVENT_BATCH {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.on_event(ev, &mut batch),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -174,28 +167,6 @@ impl Slowpath {
             }
         }
         self.finish()
-    }
-
-    /// Runs up to `max` queued events through the core (none waits); returns how many.
-    fn take_queued(&mut self, batch: &mut Vec<WorkerCommand>, max: usize) -> usize {
-        for n in 0..max {
-            match self.events.try_recv() {
-                Ok(ev) => self.on_event(ev, batch),
-                Err(_) => return n,
-            }
-        }
-        max
-    }
-
-    /// Whether this small turn sleeps for more events before its group commit: a linger is
-    /// set, the turn has something to make durable (SQN records or registration changes),
-    /// and no deadline (timer, tick, stats) falls within the linger. Nothing is answered
-    /// meanwhile: the commands wait in the batch, the 401s and 200 OKs for the commit.
-    fn lingers(&self, wake: Instant) -> bool {
-        !self.linger.is_zero()
-            && (self.core.hss().last_ticket() != self.durable
-                || self.core.has_registration_changes())
-            && Instant::now() + self.linger < wake
     }
 
     /// Handles the events queued when the stop came (not those that keep arriving, so a
@@ -336,10 +307,7 @@ impl Slowpath {
             Ok(()) => {
                 inc(&self.counters.registration_store_commits);
                 match self.core.hss().last_ticket() {
-                    Some(ticket) if !records.is_empty() => {
-                        self.durable = Some(ticket);
-                        self.core.on_durable(ticket)
-                    }
+                    Some(ticket) if !records.is_empty() => self.core.on_durable(ticket),
                     _ => Vec::new(),
                 }
             }
@@ -399,7 +367,6 @@ impl Slowpath {
             core,
             journal,
             counters,
-            durable,
             ..
         } = self;
         let Some(journal) = journal.as_mut() else {
@@ -415,10 +382,7 @@ impl Slowpath {
         };
         let hss = core.hss();
         match journal.commit(&records, || hss.sqn_state()) {
-            Ok(()) => {
-                *durable = Some(ticket);
-                core.on_durable(ticket)
-            }
+            Ok(()) => core.on_durable(ticket),
             Err(e) => {
                 let withheld = core.on_persist_failed(ticket);
                 inc(&counters.sqn_commit_failures);
@@ -690,8 +654,6 @@ mod tests {
             core_link: None,
             core_link_threads: None,
             hop_updates: None,
-            linger: Duration::ZERO,
-            durable: None,
         };
         (slowpath, events_tx, commands_rx)
     }
