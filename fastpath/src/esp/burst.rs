@@ -217,8 +217,10 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                             Some(h) => gcm_pair = Some(h),
                             None => held_gcm = Some(i),
                         }
-                    } else if let Some(body) = it.buf.get_mut(esp) {
-                        sa.transform().seal(body, it.framed.seq_hi());
+                    } else if !seal_gcm(sa, it.buf, &it.framed) {
+                        if let Some(body) = it.buf.get_mut(esp) {
+                            sa.transform().seal(body, it.framed.seq_hi());
+                        }
                     }
                 }
                 Err(e) => {
@@ -326,6 +328,19 @@ fn seal_each<S: SaSlots<OutboundSa> + ?Sized>(sas: &S, group: &mut [EncapItem<'_
         if let (Some(sa), Some(esp)) = (sas.slot(it.sa), it.buf.get_mut(f.esp())) {
             sa.transform().seal(esp, f.seq_hi());
         }
+    }
+}
+
+/// Seals the framed item `f` of `buf` straight through the aes-gcm-16 kernel
+/// ([`OutboundSa::seal_gcm`]); false (nothing done) where that does not apply.
+#[inline(always)]
+fn seal_gcm(sa: &OutboundSa, buf: &mut [u8], f: &Framed) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return sa.seal_gcm(buf, f);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (sa, buf, f);
+        false
     }
 }
 

@@ -14,22 +14,22 @@ use super::{AuthAlg, EncrAlg, SaKeys, Suite, REPLAY_WINDOW};
 const ROOM: usize = 128;
 
 /// xorshift64: a fixed, reproducible stream.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
 
-fn gcm_suite(k: u8) -> Suite {
+pub(super) fn gcm_suite(k: u8) -> Suite {
     Suite {
         auth: AuthAlg::Null,
         encr: EncrAlg::AesGcm,
@@ -43,7 +43,7 @@ fn gcm_suite(k: u8) -> Suite {
 
 /// An IPv4 or IPv6 UDP packet of `len` upper-layer bytes (at least 8 for IPv6) with room
 /// on both sides.
-fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> (Vec<u8>, Range<usize>) {
+pub(super) fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> (Vec<u8>, Range<usize>) {
     let hdr = if v6 { 40 } else { 20 };
     let total = hdr + len;
     let mut buf = vec![0u8; ROOM + total + ROOM];

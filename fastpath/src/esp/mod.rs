@@ -55,6 +55,8 @@ mod transform;
 mod finish_tests;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod phases;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod seal_tests;
 
 pub use transform::cbc;
 

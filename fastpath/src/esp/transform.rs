@@ -343,10 +343,11 @@ impl Transform {
                 aead: Gcm::Ni128(g),
                 salt,
             } if hdr_iv.len() == 16 => {
-                // Nonce, AAD and lengths made in registers from the packet's own bytes.
-                let mut hi = [0u8; 16];
-                hi.copy_from_slice(hdr_iv);
-                icv.copy_from_slice(&g.seal_esp(salt, &hi, seq_hi, body));
+                // Nonce, AAD and lengths made in registers from the packet's own bytes, read
+                // where they lie (no copy to the stack).
+                if let Ok(hi) = <&[u8; 16]>::try_from(&*hdr_iv) {
+                    icv.copy_from_slice(&g.seal_esp(salt, hi, seq_hi, body));
+                }
             }
             Transform::Gcm { aead, salt } => {
                 let nonce = gcm_nonce(salt, &hdr_iv[ESP_HDR_LEN..]);
