@@ -2,6 +2,9 @@
 //! LF, 64 bytes a word, with the head's end (the first CRLFCRLF) and whether a NUL comes
 //! before it noted on the way.
 //!
+//! The same module finds where a quoted string's plain run stops ([`find_quoted_stop`]: the
+//! closing `"`, a `\`, a control byte), for the `Authorization` header's values.
+//!
 //! The slowpath's parser asked `memmem` for the head's end, `memchr` for a NUL, then
 //! `memchr2` once per header line for its CR (and again per fold): about fifteen searches a
 //! REGISTER, each paying its set-up for a line of 40–300 bytes. Here the head is read once
@@ -17,6 +20,10 @@
 //! after `is_x86_feature_detected!("avx2")`. The portable form ([`masks_portable`]) is the
 //! reference the vector forms are tested against, byte for byte.
 #![allow(unsafe_code)]
+
+mod quoted;
+
+pub use quoted::{find_quoted_stop, find_quoted_stop_portable, is_quoted_stop};
 
 /// How many bytes of head [`HeadLines`] holds; a longer head is not scanned here
 /// ([`HeadLines::scan`] says `None` and the caller takes its general path).
@@ -75,13 +82,11 @@ impl std::fmt::Debug for HeadLines {
     }
 }
 
-/// Where the scan is between blocks: the previous block's CR and LF bits (a CRLFCRLF may
-/// straddle two blocks) and whether a NUL has been seen.
+/// The previous block's CR and LF bits: a CRLFCRLF may straddle two blocks.
 #[derive(Clone, Copy, Default)]
 struct Carry {
     cr: u64,
     lf: u64,
-    nul: bool,
 }
 
 impl HeadLines {
@@ -92,7 +97,7 @@ impl HeadLines {
 
     /// Scans `raw` from its start for its first CRLFCRLF, noting every CR and LF before it.
     /// `Some(head end)` — what [`crate::sipscan::find_head_end`] gives — when the CRLFCRLF
-    /// starts within the first [`HEAD_SCAN_MAX`] bytes; `None` when there is none or the head
+    /// ends within the first [`HEAD_SCAN_MAX`] bytes; `None` when there is none or the head
     /// is longer (the caller's general path then decides: this one never gives a wrong end).
     pub fn scan(&mut self, raw: &[u8]) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
@@ -115,14 +120,15 @@ impl HeadLines {
     #[inline(always)]
     fn scan_blocks(&mut self, raw: &[u8], masks: impl Fn(&[u8; 64]) -> Masks) -> Option<usize> {
         let mut carry = Carry::default();
-        let mut blocks = raw.chunks_exact(64);
-        for (k, block) in blocks.by_ref().take(HEAD_WORDS).enumerate() {
-            let block = <&[u8; 64]>::try_from(block).ok()?;
-            if let Some(end) = self.step(k, masks(block), &mut carry) {
-                return Some(end);
+        let mut nul_before = false;
+        for (k, block) in raw.chunks_exact(64).take(HEAD_WORDS).enumerate() {
+            let m = masks(<&[u8; 64]>::try_from(block).ok()?);
+            if let Some(end) = self.step(k, m.cr, m.lf, &mut carry) {
+                return Some(self.end_at(end, k, nul_before, m.nul));
             }
+            nul_before |= m.nul != 0;
         }
-        self.tail(raw, &mut carry, masks)
+        self.tail(raw, &mut carry, nul_before, masks)
     }
 
     /// The last (short) block of `raw`, zero-padded, if the scan got that far.
@@ -131,64 +137,96 @@ impl HeadLines {
         &mut self,
         raw: &[u8],
         carry: &mut Carry,
+        nul_before: bool,
         masks: impl Fn(&[u8; 64]) -> Masks,
     ) -> Option<usize> {
         let k = raw.len() / 64;
-        let rest = &raw[k * 64..];
+        let rest = raw.get(k * 64..)?;
         if k >= HEAD_WORDS || rest.is_empty() {
             return None;
         }
         let mut block = [0u8; 64];
-        block[..rest.len()].copy_from_slice(rest);
-        let mut m = masks(&block);
-        // The padding's zeros are not the input's.
-        m.nul &= (1u64 << rest.len()) - 1;
-        self.step(k, m, carry)
+        block.get_mut(..rest.len())?.copy_from_slice(rest);
+        let m = masks(&block);
+        let end = self.step(k, m.cr, m.lf, carry)?;
+        // The padding's zeros are not the input's; they are past the end anyway.
+        Some(self.end_at(end, k, nul_before, m.nul))
     }
 
-    /// Takes block `k`'s masks: stores its line ends, looks for a CRLFCRLF ending in it (its
-    /// start may be in the previous block) and notes a NUL before the head's end.
+    /// Takes block `k`'s CR and LF bits: stores its line ends and looks for a CRLFCRLF
+    /// ending in it (its start may be in the previous block): `Some(where it starts)`.
     #[inline(always)]
-    fn step(&mut self, k: usize, m: Masks, carry: &mut Carry) -> Option<usize> {
-        let ends = m.cr | m.lf;
+    fn step(&mut self, k: usize, cr: u64, lf: u64, carry: &mut Carry) -> Option<usize> {
         if let Some(w) = self.words.get_mut(k) {
-            *w = ends;
+            *w = cr | lf;
         }
         // Bit q: an LF at q, a CR at q-1, an LF at q-2 and a CR at q-3 (the earlier bits
         // from the previous block's top).
-        let blank = m.lf
-            & ((m.cr << 1) | (carry.cr >> 63))
-            & ((m.lf << 2) | (carry.lf >> 62))
-            & ((m.cr << 3) | (carry.cr >> 61));
-        if blank != 0 {
-            let end = (k * 64 + blank.trailing_zeros() as usize + 1) - CRLFCRLF_LEN;
-            // NULs of this block before the end (the bytes of the CRLFCRLF are none).
-            let before = end.saturating_sub(k * 64);
-            let below = if before >= 64 {
-                u64::MAX
-            } else {
-                (1u64 << before) - 1
-            };
-            self.nul = carry.nul || m.nul & below != 0;
-            self.head_end = end;
-            return Some(end);
-        }
-        carry.cr = m.cr;
-        carry.lf = m.lf;
-        carry.nul |= m.nul != 0;
-        None
+        let blank = lf
+            & ((cr << 1) | (carry.cr >> 63))
+            & ((lf << 2) | (carry.lf >> 62))
+            & ((cr << 3) | (carry.cr >> 61));
+        carry.cr = cr;
+        carry.lf = lf;
+        (blank != 0).then(|| (k * 64 + blank.trailing_zeros() as usize + 1) - CRLFCRLF_LEN)
     }
 
-    /// The scan with AVX2: 32 bytes a compare.
+    /// Notes the head's end, found in block `k` whose NUL bits are `nul` (`nul_before`: a
+    /// NUL in an earlier block), and whether a NUL comes before it.
+    #[inline(always)]
+    fn end_at(&mut self, end: usize, k: usize, nul_before: bool, nul: u64) -> usize {
+        // NULs of this block before the end (the bytes of the CRLFCRLF are none).
+        let before = end.saturating_sub(k * 64);
+        let below = if before >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << before) - 1
+        };
+        self.nul = nul_before || nul & below != 0;
+        self.head_end = end;
+        end
+    }
+
+    /// The scan with AVX2: 32 bytes a compare; the NULs gathered in a vector and looked at
+    /// only in the block where the head ends.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn scan_avx2(&mut self, raw: &[u8]) -> Option<usize> {
-        self.scan_blocks(raw, |block| {
-            // SAFETY: this closure is inlined into `scan_avx2` (AVX2 enabled, and the CPU has
-            // it: the caller's contract).
+        use std::arch::x86_64::{
+            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+            _mm256_set1_epi8, _mm256_setzero_si256, _mm256_testz_si256,
+        };
+        let cr_v = _mm256_set1_epi8(b'\r' as i8);
+        let lf_v = _mm256_set1_epi8(b'\n' as i8);
+        let zero = _mm256_setzero_si256();
+        let bits = |a, b| {
+            let a = u64::from(_mm256_movemask_epi8(a) as u32);
+            let b = u64::from(_mm256_movemask_epi8(b) as u32);
+            a | (b << 32)
+        };
+        let mut nuls = zero;
+        let mut carry = Carry::default();
+        for (k, block) in raw.chunks_exact(64).take(HEAD_WORDS).enumerate() {
+            let p = block.as_ptr().cast::<__m256i>();
+            // SAFETY: `block` is 64 bytes (`chunks_exact`): the loads read its two halves,
+            // unaligned loads being allowed.
+            let (lo, hi) = unsafe { (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))) };
+            let cr = bits(_mm256_cmpeq_epi8(lo, cr_v), _mm256_cmpeq_epi8(hi, cr_v));
+            let lf = bits(_mm256_cmpeq_epi8(lo, lf_v), _mm256_cmpeq_epi8(hi, lf_v));
+            let (nul_lo, nul_hi) = (_mm256_cmpeq_epi8(lo, zero), _mm256_cmpeq_epi8(hi, zero));
+            if let Some(end) = self.step(k, cr, lf, &mut carry) {
+                let nul_before = _mm256_testz_si256(nuls, nuls) == 0;
+                return Some(self.end_at(end, k, nul_before, bits(nul_lo, nul_hi)));
+            }
+            nuls = _mm256_or_si256(nuls, _mm256_or_si256(nul_lo, nul_hi));
+        }
+        let nul_before = _mm256_testz_si256(nuls, nuls) == 0;
+        self.tail(raw, &mut carry, nul_before, |block| {
+            // SAFETY: inlined into `scan_avx2` (AVX2 enabled, and the CPU has it: the
+            // caller's contract).
             unsafe { masks_avx2(block) }
         })
     }

@@ -172,3 +172,46 @@ fn real_heads_scan_as_find_head_end_does() {
         check(&msg[..cut]);
     }
 }
+
+/// Every byte value at every position of every length up to 40, among fill bytes that are
+/// and are not stops: the vector search finds what the byte loop finds.
+#[test]
+fn the_quoted_stop_is_the_byte_loops() {
+    for len in 0..40 {
+        for fill in [b'a', b'\t', 0x80, 0xff, b'~', b' '] {
+            let mut b = vec![fill; len];
+            assert_eq!(find_quoted_stop(&b), find_quoted_stop_portable(&b));
+            for pos in 0..len {
+                for c in 0..=255u8 {
+                    b[pos] = c;
+                    assert_eq!(
+                        find_quoted_stop(&b),
+                        find_quoted_stop_portable(&b),
+                        "len {len} fill {fill} pos {pos} byte {c}"
+                    );
+                    // A second stop later never moves the first.
+                    if pos + 1 < len {
+                        b[len - 1] = b'"';
+                        assert_eq!(find_quoted_stop(&b), find_quoted_stop_portable(&b));
+                        b[len - 1] = fill;
+                    }
+                }
+                b[pos] = fill;
+            }
+        }
+    }
+    let mut rng = Rng(77);
+    for _ in 0..50_000 {
+        let len = rng.below(200);
+        let b: Vec<u8> = (0..len)
+            .map(|_| {
+                if rng.below(40) == 0 {
+                    rng.byte()
+                } else {
+                    b'a' + rng.below(26) as u8
+                }
+            })
+            .collect();
+        assert_eq!(find_quoted_stop(&b), find_quoted_stop_portable(&b), "{b:?}");
+    }
+}
