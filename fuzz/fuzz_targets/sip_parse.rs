@@ -1,7 +1,9 @@
 //! Fuzz target: the SIP parser, every typed accessor, validation, the stream framer and the
 //! workers' shard scan (`akagate_proto::shard::scan`: every SIP message a worker or the core
 //! link hands on with slowpath shards) must never panic on any input (seed corpus:
-//! slowpath/tests/fixtures/sip/).
+//! slowpath/tests/fixtures/sip/). The parse (the head's line ends from one vector scan) must
+//! give what the general parse (`memmem`, `memchr2` a line) gives: the same message or the
+//! same error.
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
@@ -11,7 +13,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = next_frame(data, &FrameLimits::default());
     let _ = akagate_proto::shard::scan(data);
-    let Ok(m) = Message::parse(data) else {
+    let parsed = Message::parse(data);
+    assert_eq!(
+        format!("{parsed:?}"),
+        format!("{:?}", Message::parse_general(data))
+    );
+    let Ok(m) = parsed else {
         return;
     };
     let _ = m.validate();

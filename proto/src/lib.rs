@@ -9,7 +9,7 @@
 //! ([`counters`](mod@counters)) both sides' statistics are declared with, so every counter's name, help text
 //! and kind are written once; and the process-wide queue of recycled SIP message buffers
 //! ([`msgbuf`]) the workers frame into and the slowpath gives back. It depends on no other akagate crate.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod counters;
@@ -17,6 +17,7 @@ pub mod hash;
 pub mod ipc;
 pub mod msgbuf;
 pub mod shard;
+pub mod simd;
 pub mod sipscan;
 pub mod spi;
 pub mod stream;

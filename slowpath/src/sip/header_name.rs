@@ -126,9 +126,172 @@ const TABLE: &[(HeaderKind, &str, u8)] = &[
     (HeaderKind::Server, "Server", 0),
 ];
 
+/// The longest name [`HeaderKind::from_name`] can know (a test checks the table against it).
+const LONGEST: usize = 32;
+
+/// One name [`HeaderKind::from_name`] knows: a full name or a compact form, lower-cased and
+/// zero-padded.
+#[derive(Clone, Copy)]
+struct Known {
+    kind: HeaderKind,
+    len: usize,
+    lower: [u8; LONGEST],
+}
+
+/// How many names are known: every full name and every compact form.
+const KNOWN_COUNT: usize = {
+    let mut n = TABLE.len();
+    let mut i = 0;
+    while i < TABLE.len() {
+        if TABLE[i].2 != 0 {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Every known name, full names first, then the compact forms.
+const KNOWN: [Known; KNOWN_COUNT] = {
+    let none = Known {
+        kind: HeaderKind::Other,
+        len: 0,
+        lower: [0; LONGEST],
+    };
+    let mut known = [none; KNOWN_COUNT];
+    let mut n = 0;
+    let mut i = 0;
+    while i < TABLE.len() {
+        let (kind, name, compact) = TABLE[i];
+        let name = name.as_bytes();
+        assert!(name.len() <= LONGEST, "a known name longer than LONGEST");
+        let mut lower = [0; LONGEST];
+        let mut j = 0;
+        while j < name.len() {
+            lower[j] = name[j].to_ascii_lowercase();
+            j += 1;
+        }
+        known[n] = Known {
+            kind,
+            len: name.len(),
+            lower,
+        };
+        n += 1;
+        if compact != 0 {
+            let mut lower = [0; LONGEST];
+            lower[0] = compact.to_ascii_lowercase();
+            known[n] = Known {
+                kind,
+                len: 1,
+                lower,
+            };
+            n += 1;
+        }
+        i += 1;
+    }
+    known
+};
+
+/// The multiplier of [`slot_of`]: found by a search for one that gives every known name its
+/// own slot (the build fails in [`SLOTS`] if a name is added that collides).
+const SLOT_MULTIPLIER: u32 = 0xf84a_bd7f;
+
+/// A name's slot in [`SLOTS`], from its length and its first and last bytes (`| 0x20`: the
+/// same for either case of a letter).
+const fn slot_of(len: usize, first: u8, last: u8) -> usize {
+    let key = (len as u32 & 0xff) | ((first as u32 | 0x20) << 8) | ((last as u32 | 0x20) << 16);
+    (key.wrapping_mul(SLOT_MULTIPLIER) >> 24) as usize
+}
+
+/// For each slot, one more than the index in [`KNOWN`] of the name that hashes there (0: none).
+const SLOTS: [u8; 256] = {
+    let mut slots = [0u8; 256];
+    let mut i = 0;
+    while i < KNOWN_COUNT {
+        let k = KNOWN[i];
+        let slot = slot_of(k.len, k.lower[0], k.lower[k.len - 1]);
+        assert!(slots[slot] == 0, "two known header names share a slot");
+        slots[slot] = (i + 1) as u8;
+        i += 1;
+    }
+    slots
+};
+
+/// The four bytes of `b` from `at`, little-endian.
+fn half_word_at(b: &[u8], at: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(4)?)?;
+    bytes
+        .try_into()
+        .ok()
+        .map(|w| u64::from(u32::from_le_bytes(w)))
+}
+
+/// True if `name` lower-cased is `lower` (a known name's zero-padded lower-case form, of the
+/// same length as `name`, at most [`LONGEST`]): eight bytes a compare, the last word (or the
+/// last four bytes, or byte) overlapping the ones before, so every byte is compared.
+fn eq_lowered(name: &[u8], lower: &[u8; LONGEST]) -> bool {
+    let n = name.len();
+    let lowered = |w: u64| swar::lower_ascii_word(w);
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if swar::word_at(name, at).map(lowered) != swar::word_at(lower, at) {
+                return false;
+            }
+            at += 8;
+        }
+        swar::word_at(name, n - 8).map(lowered) == swar::word_at(lower, n - 8)
+    } else if n >= 4 {
+        let pack = |b: &[u8]| Some(half_word_at(b, 0)? | (half_word_at(b, n - 4)? << 32));
+        pack(name).map(lowered) == pack(lower)
+    } else {
+        let pack = |b: &[u8]| {
+            let at = |i: usize| b.get(i).map_or(0, |&c| u64::from(c));
+            at(0) | (at(n / 2) << 8) | (at(n.wrapping_sub(1)) << 16)
+        };
+        n != 0 && lowered(pack(name)) == pack(lower)
+    }
+}
+
 impl HeaderKind {
     /// Resolves a header name (full or compact form, any case).
     pub fn from_name(name: &str) -> HeaderKind {
+        // One candidate from the name's length and first and last bytes (no two known names
+        // share a slot), then the whole name compared with it, lower-cased a word at a time.
+        let b = name.as_bytes();
+        let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+            return HeaderKind::Other;
+        };
+        if b.len() > LONGEST {
+            return HeaderKind::Other;
+        }
+        let slot = SLOTS[slot_of(b.len(), first, last)];
+        match KNOWN.get(usize::from(slot).wrapping_sub(1)) {
+            Some(k) if k.len == b.len() && eq_lowered(b, &k.lower) => k.kind,
+            _ => HeaderKind::Other,
+        }
+    }
+
+    /// The canonical (full) name, or `None` for `Other`.
+    pub fn name(self) -> Option<&'static str> {
+        TABLE
+            .iter()
+            .find(|(k, _, _)| *k == self)
+            .map(|(_, n, _)| *n)
+    }
+
+    /// A static name for error messages (`"header"` for `Other`).
+    pub(crate) fn label(self) -> &'static str {
+        self.name().unwrap_or("header")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lower-casing copy and `match` `from_name` stands in for: the reference.
+    fn from_name_reference(name: &str) -> HeaderKind {
         // Lower-case into a stack buffer, then one `match` the compiler turns into length and
         // word compares; no known name is longer than 32 bytes.
         let b = name.as_bytes();
@@ -220,24 +383,6 @@ impl HeaderKind {
         }
     }
 
-    /// The canonical (full) name, or `None` for `Other`.
-    pub fn name(self) -> Option<&'static str> {
-        TABLE
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map(|(_, n, _)| *n)
-    }
-
-    /// A static name for error messages (`"header"` for `Other`).
-    pub(crate) fn label(self) -> &'static str {
-        self.name().unwrap_or("header")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
     #[test]
     fn compact_and_full_forms() {
         for (c, k) in [
@@ -283,5 +428,114 @@ mod tests {
                 assert_eq!(HeaderKind::from_name(&(compact as char).to_string()), kind);
             }
         }
+    }
+
+    /// Every known name in every case mix (the longer ones in 4,096 random mixes), and near
+    /// misses of each: a byte changed to each of a set of bytes at every position, the name
+    /// cut short, a byte added at either end. The slot and word compare answer as the
+    /// reference `match` does.
+    #[test]
+    fn from_name_is_the_reference_on_known_names_and_near_misses() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let check = |name: &[u8]| {
+            if let Ok(name) = std::str::from_utf8(name) {
+                assert_eq!(
+                    HeaderKind::from_name(name),
+                    from_name_reference(name),
+                    "{name:?}"
+                );
+            }
+        };
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for &(_, name, compact) in TABLE {
+            names.push(name.as_bytes().to_vec());
+            if compact != 0 {
+                names.push(vec![compact]);
+            }
+        }
+        let mut decided = 0;
+        for name in &names {
+            let n = name.len();
+            let mixes: Vec<u64> = if n <= 12 {
+                (0..1u64 << n).collect()
+            } else {
+                (0..4096).map(|_| rand()).collect()
+            };
+            for mix in mixes {
+                let mixed: Vec<u8> = name
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| {
+                        if mix >> (i % 64) & 1 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
+                    .collect();
+                check(&mixed);
+                decided += usize::from(
+                    HeaderKind::from_name(std::str::from_utf8(&mixed).unwrap())
+                        != HeaderKind::Other,
+                );
+            }
+            for at in 0..n {
+                for b in [
+                    0u8,
+                    b'-',
+                    b'_',
+                    b'.',
+                    b'0',
+                    b'9',
+                    b'@',
+                    b'[',
+                    b'`',
+                    b'{',
+                    0x7f,
+                    b'a' ^ 0x20,
+                    b'z',
+                ] {
+                    let mut near = name.clone();
+                    near[at] = b;
+                    check(&near);
+                    near[at] ^= 0x20;
+                    check(&near);
+                }
+                check(&name[..at]);
+                check(&name[at..]);
+            }
+            for b in [b'a', b'-', b'S', b'x'] {
+                check(&[name.as_slice(), &[b]].concat());
+                check(&[&[b], name.as_slice()].concat());
+            }
+            let mut utf8 = String::from_utf8(name.clone()).unwrap();
+            utf8.push('é');
+            check(utf8.as_bytes());
+        }
+        assert!(decided > 50_000, "{decided}");
+        // Random short tokens, letters and dashes mostly, and every one- and two-byte name.
+        for _ in 0..200_000 {
+            let n = (rand() % 34) as usize;
+            let name: Vec<u8> = (0..n)
+                .map(|_| {
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.!%*+`'~0123456789"
+                        [(rand() % 72) as usize]
+                })
+                .collect();
+            check(&name);
+        }
+        for a in 0..128u8 {
+            check(&[a]);
+            for b in 0..128u8 {
+                check(&[a, b]);
+            }
+        }
+        check(b"");
     }
 }

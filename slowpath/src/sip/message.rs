@@ -2,6 +2,7 @@
 //! The header index lives inline for up to [`INLINE_HEADERS`] headers, so the common path does
 //! not allocate.
 
+use akagate_proto::simd::HeadLines;
 use akagate_proto::sipscan::{self, find_head_end, is_token_char};
 use akagate_proto::swar;
 
@@ -14,6 +15,8 @@ use super::via::Via;
 use std::cell::OnceCell;
 
 mod note;
+#[cfg(test)]
+mod scan_tests;
 
 pub use note::ViaNote;
 
@@ -217,10 +220,12 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 /// lines (`sipscan::HeaderLines`) and each line at its colon
 /// (`sipscan::split_nul_checked_header_line`) gives, with the same error for the same line,
 /// without scanning a line for its end, then for its colon, then its value for CR and LF
-/// again (a test compares the two).
+/// again (a test compares the two). `line_end(from)` is the first CR or LF of `section` at or
+/// after `from` (`None`: none before the section's end).
 fn split_header_at(
     section: &[u8],
     at: usize,
+    line_end: impl Fn(usize) -> Option<usize>,
 ) -> Result<(std::ops::Range<usize>, std::ops::Range<usize>, usize), ParseError> {
     let bad = ParseError::from(sipscan::ScanError::BadHeaderLine);
     // name = token, then SP/HT, then the colon; anything else before a colon is refused
@@ -250,11 +255,7 @@ fn split_header_at(
     // without its LF or an LF without its CR is refused (RFC 3261 7.3.1).
     let mut from = value_start;
     loop {
-        let Some(j) = section
-            .get(from..)
-            .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
-            .map(|j| from + j)
-        else {
+        let Some(j) = line_end(from) else {
             return Ok((name, value_start..section.len(), section.len()));
         };
         if section[j] != b'\r' || section.get(j + 1) != Some(&b'\n') {
@@ -283,6 +284,27 @@ impl<'a> Message<'a> {
     /// are ignored and fewer bytes are an error (RFC 3261 18.3). Without Content-Length the body
     /// is the rest of the input (datagram). Semantic checks are in [`Message::validate`].
     pub fn parse(raw: &'a [u8]) -> Result<Message<'a>, ParseError> {
+        // The head's line ends in one vector pass; a head without an end or longer than the
+        // scan holds takes the general path, which decides it as before.
+        let mut lines = HeadLines::new();
+        let Some(head_end) = lines.scan(raw) else {
+            return Message::parse_general(raw);
+        };
+        // RFC 3261 25.1: no NUL before the body (start line included) but a quoted-pair's;
+        // the exact check only when the scan saw a NUL at all.
+        if lines.has_nul() && sipscan::has_bare_nul(&raw[..head_end]) {
+            return Err(ParseError::NulInHeader);
+        }
+        let head = simdutf8::basic::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let start_end = lines.crlf_from(raw, 0);
+        Message::parse_lines(raw, head, start_end, |from| lines.line_end_from(from))
+    }
+
+    /// [`Message::parse`] without the head's vector scan: `memmem` for the head's end,
+    /// `memchr2` for each line's. The path of a head longer than
+    /// [`akagate_proto::simd::HEAD_SCAN_MAX`] (or without an end), and the reference the
+    /// scan is tested and fuzzed against: both give the same message or the same error.
+    pub fn parse_general(raw: &'a [u8]) -> Result<Message<'a>, ParseError> {
         let head_end = find_head_end(raw).ok_or(ParseError::Truncated)?;
         // RFC 3261 25.1: no NUL before the body (start line included) but a quoted-pair's.
         if sipscan::has_bare_nul(&raw[..head_end]) {
@@ -291,9 +313,29 @@ impl<'a> Message<'a> {
         // The whole head checked by simdutf8's vector walk (std's is byte-wise for the
         // ASCII it then finds: ~1.5 instructions a byte of a 1 KiB REGISTER head).
         let head = simdutf8::basic::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let (start_line, section) = match find_crlf(head.as_bytes()) {
-            Some(p) => (&head[..p], &head[p + 2..]),
-            None => (head, ""),
+        let b = head.as_bytes();
+        let line_end = |from: usize| {
+            b.get(from..)
+                .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
+                .map(|j| from + j)
+        };
+        Message::parse_lines(raw, head, find_crlf(b), line_end)
+    }
+
+    /// The head (`raw` up to its blank line, checked: no bare NUL, UTF-8) split into its start
+    /// line (ending at `start_end`, the head's first CRLF) and header lines, each line's end
+    /// found by `line_end` (the first CR or LF of the head at or after an offset, `None` past
+    /// the last), and the body after it.
+    fn parse_lines(
+        raw: &'a [u8],
+        head: &'a str,
+        start_end: Option<usize>,
+        line_end: impl Fn(usize) -> Option<usize>,
+    ) -> Result<Message<'a>, ParseError> {
+        let head_end = head.len();
+        let (start_line, section, offset) = match start_end {
+            Some(p) => (&head[..p], &head[p + 2..], p + 2),
+            None => (head, "", head_end),
         };
         if section.starts_with([' ', '\t']) {
             return Err(ParseError::BadHeaderLine);
@@ -302,9 +344,11 @@ impl<'a> Message<'a> {
         let mut headers = HeaderList::new();
         let mut content_length = None;
         let mut at = 0;
+        // The section's line ends are the head's, shifted by where the section starts.
+        let section_end = |from: usize| line_end(offset + from).map(|j| j - offset);
         while at < section.len() {
             // The whole head was cleared of bare NULs above.
-            let (name, value, next) = split_header_at(section.as_bytes(), at)?;
+            let (name, value, next) = split_header_at(section.as_bytes(), at, section_end)?;
             at = next;
             // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
             // them from it instead of validating them again.
@@ -495,7 +539,13 @@ mod tests {
         let mut out = Vec::new();
         let mut at = 0;
         while at < section.len() {
-            let (name, value, next) = split_header_at(section, at)?;
+            let line_end = |from: usize| {
+                section
+                    .get(from..)
+                    .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
+                    .map(|j| from + j)
+            };
+            let (name, value, next) = split_header_at(section, at, line_end)?;
             assert!(next > at);
             out.push((name, value));
             at = next;

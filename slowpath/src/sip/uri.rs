@@ -47,10 +47,7 @@ impl<'a> Host<'a> {
             return Err(ParseError::BadUri);
         }
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return s
-                .parse::<Ipv4Addr>()
-                .map(Host::Ipv4)
-                .map_err(|_| ParseError::BadUri);
+            return parse_ipv4(s).map(Host::Ipv4).ok_or(ParseError::BadUri);
         }
         let ok = s.bytes().all(|b| HOST_NAME_BYTE[usize::from(b)]);
         if !ok || s.starts_with('.') || s.starts_with('-') {
@@ -297,6 +294,45 @@ fn split_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseE
     Ok(())
 }
 
+/// `s` as a dotted IPv4 address, as `Ipv4Addr`'s `FromStr` reads it: four decimal octets of
+/// one to three digits, none above 255, no leading zero. The usual address is read in one
+/// walk ([`ipv4_dotted`]); anything that walk does not accept goes to `std`'s parser, so the
+/// answer is `std`'s (a test compares the two).
+pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    ipv4_dotted(s.as_bytes()).or_else(|| s.parse().ok())
+}
+
+/// The four octets of `b` if it is exactly `d.d.d.d` with each `d` one to three digits,
+/// no leading zero and at most 255; `None` for anything else (not necessarily invalid:
+/// [`parse_ipv4`] then asks `std`).
+pub(crate) fn ipv4_dotted(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut at = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let start = at;
+        let mut value = 0u32;
+        while let Some(&c) = b.get(at) {
+            if !c.is_ascii_digit() || at - start == 3 {
+                break;
+            }
+            value = value * 10 + u32::from(c - b'0');
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (at == b.len()).then_some(Ipv4Addr::from(octets))
+}
+
 /// [`split_hostpart`] for a host that is not an IPv6 reference, in one walk: the host runs to
 /// the first `:`, `;` or `?` (a host name or IPv4 address holds none), and the walk notes on
 /// the way what [`Host::parse`] asks of its bytes; the port to the next `;` or `?`. The same
@@ -318,7 +354,7 @@ fn walk_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseEr
     uri.host = Some(if end == 0 {
         return Err(ParseError::BadUri);
     } else if seen & DOTTED != 0 {
-        Host::Ipv4(host.parse::<Ipv4Addr>().map_err(|_| ParseError::BadUri)?)
+        Host::Ipv4(parse_ipv4(host).ok_or(ParseError::BadUri)?)
     } else if seen & NAME != 0 && !host.starts_with('.') && !host.starts_with('-') {
         Host::Name(host)
     } else {
@@ -452,6 +488,74 @@ pub fn percent_decode(s: &str) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-walk IPv4 read against `std`'s: every string over digits and dots up to six
+    /// bytes, every dotted quad of edge-case octets, random digit-and-dot strings up to 17.
+    #[test]
+    fn the_ipv4_walk_reads_as_std_does() {
+        let check = |s: &str| assert_eq!(parse_ipv4(s), s.parse::<Ipv4Addr>().ok(), "{s:?}");
+        const ALPHA: &[u8] = b"0123456789.";
+        let mut s = Vec::new();
+        fn every(s: &mut Vec<u8>, left: usize, check: &dyn Fn(&str)) {
+            check(std::str::from_utf8(s).unwrap());
+            if left == 0 {
+                return;
+            }
+            for &c in ALPHA {
+                s.push(c);
+                every(s, left - 1, check);
+                s.pop();
+            }
+        }
+        every(&mut s, 6, &check);
+        let octets = [
+            "0", "00", "000", "0000", "1", "01", "001", "9", "10", "99", "100", "199", "200",
+            "249", "250", "255", "256", "300", "999", "1000", "",
+        ];
+        let mut accepted = 0;
+        for a in octets {
+            for b in octets {
+                for c in octets {
+                    for d in octets {
+                        let s = format!("{a}.{b}.{c}.{d}");
+                        check(&s);
+                        accepted += usize::from(ipv4_dotted(s.as_bytes()).is_some());
+                    }
+                }
+            }
+        }
+        assert!(accepted > 10_000, "{accepted}");
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        for _ in 0..300_000 {
+            let mut s = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 18) as usize;
+            for i in 0..len {
+                let r = (state >> (i * 3)) % 14;
+                s.push(match r {
+                    0..=2 => '.',
+                    3 => '0',
+                    4 => '2',
+                    5 => '5',
+                    _ => char::from(b'0' + (r as u8 % 10)),
+                });
+                state = state.rotate_left(7) ^ (i as u64);
+            }
+            check(&s);
+        }
+        for s in [
+            "10.0.0.1",
+            "192.0.2.255",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.4.",
+            "1..2.3",
+        ] {
+            check(s);
+        }
+    }
 
     #[test]
     fn sip_uri_parts() {

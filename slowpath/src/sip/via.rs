@@ -165,6 +165,10 @@ pub(crate) fn parse_ip(v: &str) -> Option<IpAddr> {
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(v);
+    // The usual IPv4 `received` in one walk (the same address or none as `std`'s parse).
+    if let Some(a) = super::uri::ipv4_dotted(v.as_bytes()) {
+        return Some(IpAddr::V4(a));
+    }
     v.parse().ok()
 }
 
