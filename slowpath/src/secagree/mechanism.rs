@@ -144,6 +144,17 @@ impl SecMechanism {
         })
     }
 
+    /// Every parameter's name and value back to back, in the order sent (one look over all
+    /// of them, e.g. for bytes a record must escape).
+    pub(crate) fn param_text(&self) -> &str {
+        &self.text
+    }
+
+    /// How many parameters there are.
+    pub(crate) fn param_count(&self) -> usize {
+        self.spans.len()
+    }
+
     /// The value of parameter `name` (case-insensitive), if present.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params()
