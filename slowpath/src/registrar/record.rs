@@ -151,7 +151,8 @@ fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
     let mut n = FIXED + key.len() + reg.impi.len() + active.contact.len();
     n += reg.impus.iter().map(|u| u.len() + 3).sum::<usize>();
     if let Some(m) = &active.security_server {
-        // Each parameter `,["name","value"]`: its text and eight bytes.
+        // Each parameter `,["name","value"]`: its name and value (the kept text, with a
+        // `;` and `=` beside them) and eight bytes.
         n += m.name.len() + 6 + m.param_text().len() + 8 * m.param_count();
     }
     let keys = &active.set.suite.keys;
