@@ -413,6 +413,45 @@ mod tests {
         );
     }
 
+    /// A name made once is written as a `&str` name is, and a name that is not a token,
+    /// or Content-Length in either form and any case, is refused where it is made.
+    #[test]
+    fn static_names_write_what_str_names_write_and_refuse_bad_ones() {
+        const X_NAME: StaticName<6> = StaticName::new(b"X-Name");
+        let mut a = MessageBuilder::response(200, "OK");
+        let mut b = MessageBuilder::response(200, "OK");
+        a.push_named_parts(&X_NAME, &["1\r", "\n2"]);
+        a.push_named_with(&X_NAME, |w| {
+            w.str("v").decimal(9);
+        });
+        b.push_header_parts("X-Name", &["1\r", "\n2"]);
+        b.push_header_with("X-Name", |w| {
+            w.str("v").decimal(9);
+        });
+        assert_eq!(a.build(), b.build());
+        for bad in [
+            &b"Content-Length"[..],
+            b"content-LENGTH",
+            b"l",
+            b"L",
+            b"X Y",
+            b"X:",
+            b"X\r",
+            b"X\n",
+            b"",
+        ] {
+            let refused = std::panic::catch_unwind(|| match bad.len() {
+                0 => drop(StaticName::<0>::new(&[])),
+                1 => drop(StaticName::<1>::new(bad.try_into().unwrap())),
+                2 => drop(StaticName::<2>::new(bad.try_into().unwrap())),
+                3 => drop(StaticName::<3>::new(bad.try_into().unwrap())),
+                _ => drop(StaticName::<14>::new(bad.try_into().unwrap())),
+            });
+            assert!(refused.is_err(), "{bad:?}");
+        }
+        let _ = StaticName::new(b"Content-Lengths");
+    }
+
     #[test]
     fn builds_with_content_length() {
         let m = MessageBuilder::request("MESSAGE", "sip:b@example.com")
