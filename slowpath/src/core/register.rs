@@ -28,6 +28,7 @@ use crate::secagree::{
     render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
     IPSEC_3GPP, TLS_MECHANISM,
 };
+use crate::sip::builder::StaticName;
 use crate::sip::{response_to, HeaderKind};
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1), checked
@@ -50,6 +51,15 @@ pub(crate) fn aka_challenge<'a>(
 
 /// The sec-agree option tag (RFC 3329 2.2).
 const SEC_AGREE: &str = "sec-agree";
+
+// The headers the 401 and the 200 add, their names checked here once.
+const WWW_AUTHENTICATE: StaticName<16> = StaticName::new(b"WWW-Authenticate");
+const SECURITY_SERVER: StaticName<15> = StaticName::new(b"Security-Server");
+const CONTACT: StaticName<7> = StaticName::new(b"Contact");
+const EXPIRES: StaticName<7> = StaticName::new(b"Expires");
+const PATH: StaticName<4> = StaticName::new(b"Path");
+const SERVICE_ROUTE: StaticName<13> = StaticName::new(b"Service-Route");
+const P_ASSOCIATED_URI: StaticName<16> = StaticName::new(b"P-Associated-URI");
 
 impl Core {
     /// Our supported mechanisms, for 421/494 answers (RFC 3329 2.3.1).
@@ -514,13 +524,13 @@ impl Core {
         // The challenge and the Security-Server written straight into the 401.
         self.shared
             .respond_with(req, 401, "Unauthorized", now, out, |b| {
-                b.push_header_with("WWW-Authenticate", |w| {
+                b.push_named_with(&WWW_AUTHENTICATE, |w| {
                     www.render_pieces(|p| {
                         w.str(p);
                     })
                 });
                 if let Some(server) = &security_server {
-                    b.push_header_with("Security-Server", |w| {
+                    b.push_named_with(&SECURITY_SERVER, |w| {
                         server.render_pieces(|p| {
                             w.str(p);
                         })
@@ -724,15 +734,15 @@ impl Core {
         match response_to(req.msg, 200, "OK", Some(tag.as_str())) {
             Ok(mut b) => {
                 let host = &self.shared.cfg.pcscf_host;
-                b.push_header_with("Contact", |v| {
+                b.push_named_with(&CONTACT, |v| {
                     v.str("<").str(contact).str(">;expires=").decimal(expires);
                 });
-                b.push_header_with("Expires", |v| {
+                b.push_named_with(&EXPIRES, |v| {
                     v.decimal(expires);
                 });
-                b.push_header_parts("Path", &["<sip:term@", host, ";lr>"]);
-                b.push_header_parts("Service-Route", &["<sip:orig@", host, ";lr>"]);
-                b.push_header_with("P-Associated-URI", |v| {
+                b.push_named_parts(&PATH, &["<sip:term@", host, ";lr>"]);
+                b.push_named_parts(&SERVICE_ROUTE, &["<sip:orig@", host, ";lr>"]);
+                b.push_named_with(&P_ASSOCIATED_URI, |v| {
                     for (i, u) in impus.iter().enumerate() {
                         v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");
                     }

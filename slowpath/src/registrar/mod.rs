@@ -1036,6 +1036,70 @@ mod tests {
         assert!(r.persisted(KEY, t, wall).is_none() && r.encoded(KEY, t, wall).is_none());
     }
 
+    /// The record over random bindings is serde_json's bytes of the owned form (what the
+    /// encoder wrote before its pieces were copied at known lengths and the Security-Server
+    /// kept as rendered): random identities, contacts and Security-Server parameters over
+    /// an alphabet with JSON's escapes, empty values, IPv4 and IPv6 addresses, every suite.
+    #[test]
+    fn random_bindings_encode_as_the_owned_forms_json() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        const ALPHABET: &[char] = &[
+            'a', 'Z', '0', '9', '-', '.', ';', '=', '<', '>', ':', '@', '"', '\\', '\n', '\r',
+            '\t', '\u{1}', '\u{1f}', ' ', 'é', '€',
+        ];
+        let text = |rng: &mut rand::rngs::StdRng, max: usize| -> String {
+            let n = rng.gen_range(0..=max);
+            (0..n)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
+                .collect()
+        };
+        let suites = [
+            (AuthAlg::HmacSha1_96, EncrAlg::AesCbc),
+            (AuthAlg::HmacMd5_96, EncrAlg::Null),
+            (AuthAlg::Null, EncrAlg::AesGcm),
+            (AuthAlg::HmacSha1_96, EncrAlg::DesEde3Cbc),
+        ];
+        let wall = std::time::UNIX_EPOCH + secs(1_000_000);
+        for round in 0..2000 {
+            let (mut r, t) = (Registrar::default(), Instant::now());
+            let ue = if round % 3 == 0 {
+                "2001:db8::7"
+            } else {
+                "10.1.2.3"
+            };
+            let mut p = pending_to(1000, ue, t);
+            let (auth, encr) = suites[round % suites.len()];
+            p.set.suite =
+                derive_suite(auth, encr, &Ck::new([round as u8; 16]), &Ik::new([7; 16])).unwrap();
+            p.security_server = match round % 4 {
+                0 => None,
+                _ => {
+                    let mut m = SecMechanism::new(&text(&mut rng, 12));
+                    for _ in 0..rng.gen_range(0..10) {
+                        let (n, v) = (text(&mut rng, 8), text(&mut rng, 8));
+                        m = if rng.gen_bool(0.5) {
+                            m.with_str(&n, &v)
+                        } else {
+                            m.with_u32(&n, rng.gen())
+                        };
+                    }
+                    Some(m)
+                }
+            };
+            let impus: Vec<String> = (0..rng.gen_range(0..4))
+                .map(|_| text(&mut rng, 30))
+                .collect();
+            let key = text(&mut rng, 20);
+            r.challenged(&key, &text(&mut rng, 20), &impus, p, MAX);
+            let contact = text(&mut rng, 40);
+            r.complete(&key, 1001, contact, Transport::Tcp, t + secs(600));
+            let owned = r.persisted(&key, t, wall).unwrap();
+            let (_, json) = r.encoded(&key, t, wall).unwrap();
+            assert_eq!(*json, serde_json::to_vec(&owned).unwrap(), "round {round}");
+        }
+    }
+
     /// Key hygiene: a record longer than 2 KiB (many IMPUs, a long Contact) is written into
     /// a buffer allocated once from the record's size, never reallocated mid-write (which
     /// would leave a copy of the keys in freed memory); a Contact full of escapes, which

@@ -68,6 +68,16 @@ impl SecretBuf {
         self.buf.push(byte);
     }
 
+    /// Appends `bytes` between double quotes (one capacity check for the three pieces).
+    #[inline]
+    pub fn append_quoted(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len() + 2);
+        let buf = &mut *self.buf;
+        buf.push(b'"');
+        buf.extend_from_slice(bytes);
+        buf.push(b'"');
+    }
+
     /// Appends `n` bytes that `fill` writes into a zeroed slice (one capacity check for
     /// all of them).
     #[inline]
@@ -141,11 +151,9 @@ fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
     let mut n = FIXED + key.len() + reg.impi.len() + active.contact.len();
     n += reg.impus.iter().map(|u| u.len() + 3).sum::<usize>();
     if let Some(m) = &active.security_server {
-        n += m.name.len() + 6;
-        n += m
-            .params()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum::<usize>();
+        // Each parameter `,["name","value"]`: its name and value (the kept text, with a
+        // `;` and `=` beside them) and eight bytes.
+        n += m.name.len() + 6 + m.param_text().len() + 8 * m.param_count();
     }
     let keys = &active.set.suite.keys;
     n + 2 * (keys.integ_key.len() + keys.encr_key.len() + keys.salt.len())
@@ -188,12 +196,10 @@ fn write<const ESCAPE: bool>(
             quoted(out, s)
         }
     };
-    let str_field = |out: &mut SecretBuf, name: &[u8], s: &str| {
-        out.extend_from_slice(name);
-        str_value(out, s)
-    };
-    str_field(out, b"{\"key\":", key);
-    str_field(out, b",\"impi\":", &reg.impi);
+    out.extend_from_slice(b"{\"key\":");
+    str_value(out, key);
+    out.extend_from_slice(b",\"impi\":");
+    str_value(out, &reg.impi);
     out.extend_from_slice(b",\"impus\":[");
     for (i, u) in reg.impus.iter().enumerate() {
         if i > 0 {
@@ -202,7 +208,8 @@ fn write<const ESCAPE: bool>(
         str_value(out, u);
     }
     out.push(b']');
-    str_field(out, b",\"contact\":", &active.contact);
+    out.extend_from_slice(b",\"contact\":");
+    str_value(out, &active.contact);
     field_raw(out, b",\"transport\":", active.proto.token());
     field_num(out, b",\"expires_unix_ms\":", expires_unix_ms);
     out.extend_from_slice(b",\"security_server\":");
@@ -213,7 +220,10 @@ fn write<const ESCAPE: bool>(
             str_value(out, &m.name);
             out.extend_from_slice(b",[");
             for (i, (k, v)) in m.params().enumerate() {
-                out.extend_from_slice(if i > 0 { b",[" } else { b"[" });
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
                 str_value(out, k);
                 out.push(b',');
                 str_value(out, v);
@@ -249,9 +259,8 @@ fn escapes_in(key: &str, reg: &Registration, active: &Active) -> bool {
         || reg.impus.iter().any(|u| needs_escape(u.as_bytes()))
         || needs_escape(active.contact.as_bytes())
         || active.security_server.as_ref().is_some_and(|m| {
-            needs_escape(m.name.as_bytes())
-                || m.params()
-                    .any(|(k, v)| needs_escape(k.as_bytes()) || needs_escape(v.as_bytes()))
+            // The names and values back to back: one look at all of them.
+            needs_escape(m.name.as_bytes()) || needs_escape(m.param_text().as_bytes())
         })
 }
 
@@ -264,7 +273,7 @@ fn needs_escape(b: &[u8]) -> bool {
 
 /// `name`, then `s` between quotes as it is (a string without anything to escape).
 #[inline]
-fn field_raw(out: &mut SecretBuf, name: &[u8], s: &str) {
+fn field_raw<const N: usize>(out: &mut SecretBuf, name: &[u8; N], s: &str) {
     out.extend_from_slice(name);
     quoted(out, s);
 }
@@ -272,21 +281,19 @@ fn field_raw(out: &mut SecretBuf, name: &[u8], s: &str) {
 /// `s` between quotes as it is (a string without anything to escape).
 #[inline]
 fn quoted(out: &mut SecretBuf, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
+    out.append_quoted(s.as_bytes());
 }
 
 /// `name`, then `n`.
-fn field_num(out: &mut SecretBuf, name: &[u8], n: u64) {
+#[inline]
+fn field_num<const N: usize>(out: &mut SecretBuf, name: &[u8; N], n: u64) {
     out.extend_from_slice(name);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `name`, then `addr` as a string (what its `Display` writes: an IPv4 address digit by
 /// digit, without the formatter).
-fn field_addr(out: &mut SecretBuf, name: &[u8], addr: IpAddr) {
+fn field_addr<const N: usize>(out: &mut SecretBuf, name: &[u8; N], addr: IpAddr) {
     out.extend_from_slice(name);
     out.push(b'"');
     match addr {
@@ -307,7 +314,7 @@ fn field_addr(out: &mut SecretBuf, name: &[u8], addr: IpAddr) {
 }
 
 /// `name`, then `bytes` as a lower-case hex string (as the `hex` crate writes it).
-fn field_hex(out: &mut SecretBuf, name: &[u8], bytes: &[u8]) {
+fn field_hex<const N: usize>(out: &mut SecretBuf, name: &[u8; N], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.extend_from_slice(name);
     out.push(b'"');

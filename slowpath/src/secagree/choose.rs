@@ -44,7 +44,7 @@ impl ChosenMechanism {
         port_pc: u16,
         port_ps: u16,
     ) -> SecMechanism {
-        // Nine parameters, about 90 bytes of names and values: room for all at once.
+        // Nine parameters, about 110 bytes as rendered: room for all at once.
         let mut m = SecMechanism::with_capacity(IPSEC_3GPP, 9, 128);
         let (mut a, mut b, mut c, mut d) = (
             itoa::Buffer::new(),
@@ -53,15 +53,15 @@ impl ChosenMechanism {
             itoa::Buffer::new(),
         );
         m.push_lower(&[
-            ("alg", self.auth.token()),
-            ("ealg", self.encr.token()),
-            ("prot", "esp"),
-            ("mod", "trans"),
-            ("spi-c", a.format(spi_pc)),
-            ("spi-s", b.format(spi_ps)),
-            ("port-c", c.format(port_pc)),
-            ("port-s", d.format(port_ps)),
-            ("q", SERVER_Q),
+            (";alg=", self.auth.token()),
+            (";ealg=", self.encr.token()),
+            (";prot=", "esp"),
+            (";mod=", "trans"),
+            (";spi-c=", a.format(spi_pc)),
+            (";spi-s=", b.format(spi_ps)),
+            (";port-c=", c.format(port_pc)),
+            (";port-s=", d.format(port_ps)),
+            (";q=", SERVER_Q),
         ]);
         m
     }

@@ -34,14 +34,15 @@ pub enum SecAgreeError {
 
 /// One security mechanism with its parameters, names lower-cased, values as sent (trimmed).
 ///
-/// The parameters live in one string (`name=value` back to back) indexed by spans, so a parsed
-/// mechanism costs three allocations whatever its parameter count (a REGISTER's
-/// Security-Client carries six mechanisms of eight parameters each).
+/// The parameters live in one string, written as [`SecMechanism::render`] writes them after
+/// the name (`;name=value;name`…), indexed by spans: a parsed mechanism costs three
+/// allocations whatever its parameter count (a REGISTER's Security-Client carries six
+/// mechanisms of eight parameters each), and the rendering is the name and that string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecMechanism {
     /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...).
     pub name: String,
-    /// Every parameter's name and value, back to back.
+    /// Every parameter as rendered: `;name` and, for a non-empty value, `=value`.
     text: String,
     /// Where each parameter's name and value are in `text`, in the order sent.
     spans: Vec<ParamSpan>,
@@ -78,38 +79,60 @@ impl SecMechanism {
     /// Appends a parameter (builder style).
     pub fn with(mut self, name: &str, value: impl std::fmt::Display) -> Self {
         use std::fmt::Write as _;
-        let name_start = self.text.len();
-        self.text.push_str(name);
+        let name_start = self.start_param(name);
         self.text[name_start..].make_ascii_lowercase();
         let value_start = self.text.len();
         let _ = write!(self.text, "{value}");
-        self.push_span(name_start, value_start);
+        self.end_param(name_start, value_start);
         self
     }
 
     /// [`SecMechanism::with`] for a text value, without the formatter.
     pub fn with_str(mut self, name: &str, value: &str) -> Self {
-        let name_start = self.text.len();
-        self.text.push_str(name);
+        let name_start = self.start_param(name);
         self.text[name_start..].make_ascii_lowercase();
         let value_start = self.text.len();
         self.text.push_str(value);
-        self.push_span(name_start, value_start);
+        self.end_param(name_start, value_start);
         self
     }
 
-    /// Appends parameters whose names are lower-case already (ours), in order: what
-    /// [`SecMechanism::with_str`] does for each, without lower-casing the names again and
+    /// Appends parameters whose names are lower-case already (ours), each given as it is
+    /// rendered before its value (`;name=`), in order: what [`SecMechanism::with_str`] does
+    /// for each, without lower-casing the names again, with two copies a parameter and
     /// without moving the mechanism through a call per parameter.
     pub(crate) fn push_lower(&mut self, params: &[(&str, &str)]) {
-        for &(name, value) in params {
-            debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
-            let name_start = self.text.len();
-            self.text.push_str(name);
+        for &(lead, value) in params {
+            debug_assert!(lead.len() > 2 && lead.starts_with(';') && lead.ends_with('='));
+            debug_assert!(!lead.bytes().any(|b| b.is_ascii_uppercase()));
+            let name_start = self.text.len() + 1;
+            self.text.push_str(lead);
             let value_start = self.text.len();
             self.text.push_str(value);
-            self.push_span(name_start, value_start);
+            self.end_param(name_start, value_start);
         }
+    }
+
+    /// Writes `;name=` and returns where the name starts (the value follows the `=`).
+    #[inline]
+    fn start_param(&mut self, name: &str) -> usize {
+        self.text.push(';');
+        let name_start = self.text.len();
+        self.text.push_str(name);
+        self.text.push('=');
+        name_start
+    }
+
+    /// Ends the parameter whose name starts at `name_start` and whose value was written
+    /// from `value_start` to the end of `text`: an empty value takes back its `=` (the
+    /// rendering writes none), then the span is recorded.
+    #[inline]
+    fn end_param(&mut self, name_start: usize, mut value_start: usize) {
+        if self.text.len() == value_start {
+            self.text.pop();
+            value_start -= 1;
+        }
+        self.push_span(name_start, value_start);
     }
 
     /// [`SecMechanism::with`] for a number (SPIs, ports), written without the formatter.
@@ -137,11 +160,24 @@ impl SecMechanism {
                 s.value_start as usize,
                 s.end as usize,
             );
+            // A value follows its name's `=` when it is not empty.
+            let name_end = if v == e { v } else { v - 1 };
             (
-                self.text.get(n..v).unwrap_or(""),
+                self.text.get(n..name_end).unwrap_or(""),
                 self.text.get(v..e).unwrap_or(""),
             )
         })
+    }
+
+    /// Every parameter as rendered, in the order sent (`;name=value`…: one look over all of
+    /// them, e.g. for bytes a record must escape).
+    pub(crate) fn param_text(&self) -> &str {
+        &self.text
+    }
+
+    /// How many parameters there are.
+    pub(crate) fn param_count(&self) -> usize {
+        self.spans.len()
     }
 
     /// The value of parameter `name` (case-insensitive), if present.
@@ -169,59 +205,25 @@ impl SecMechanism {
 
     /// Renders the mechanism as `name;p=v;p=v` (no spaces).
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(self.name.len() + self.text.len() + 2 * self.spans.len());
+        let mut s = String::with_capacity(self.name.len() + self.text.len());
         self.render_pieces(|p| s.push_str(p));
         s
     }
 
-    /// Whether `text` is exactly what [`SecMechanism::render`] writes, compared piece by
-    /// piece without rendering: a UE that echoes the Security-Server it was sent as it was
-    /// written (the usual case) is recognised without parsing the echo.
+    /// Whether `text` is exactly what [`SecMechanism::render`] writes: a UE that echoes the
+    /// Security-Server it was sent as it was written (the usual case) is recognised without
+    /// parsing the echo. Two compares: the parameters are kept as rendered.
     pub fn renders_as(&self, text: &str) -> bool {
-        // The pieces of `render_pieces` matched in place over bytes: the parameters read
-        // from their spans (no character-boundary checks), a separator as one byte (a
-        // closure per piece and a string slice per parameter cost more than the compares).
-        let t = text.as_bytes();
-        let mut at = 0;
-        let mut piece = |p: &[u8]| match t.get(at..at + p.len()) {
-            Some(s) if s == p => {
-                at += p.len();
-                true
-            }
-            _ => false,
-        };
-        if !piece(self.name.as_bytes()) {
-            return false;
-        }
-        let own = self.text.as_bytes();
-        for s in &self.spans {
-            let (n, v, e) = (
-                s.name_start as usize,
-                s.value_start as usize,
-                s.end as usize,
-            );
-            let name = own.get(n..v).unwrap_or_default();
-            let value = own.get(v..e).unwrap_or_default();
-            if !(piece(b";") && piece(name) && (value.is_empty() || (piece(b"=") && piece(value))))
-            {
-                return false;
-            }
-        }
-        at == t.len()
+        text.len() == self.name.len() + self.text.len()
+            && text.as_bytes().starts_with(self.name.as_bytes())
+            && text.as_bytes().ends_with(self.text.as_bytes())
     }
 
     /// [`SecMechanism::render`] handed piece by piece to `put` (written straight into a
-    /// message, no intermediate string).
+    /// message, no intermediate string): the name, then the parameters as kept.
     pub fn render_pieces(&self, mut put: impl FnMut(&str)) {
         put(&self.name);
-        for (n, v) in self.params() {
-            put(";");
-            put(n);
-            if !v.is_empty() {
-                put("=");
-                put(v);
-            }
-        }
+        put(&self.text);
     }
 }
 
@@ -575,17 +577,19 @@ impl<'a> Mechanism for MechanismView<'a> {
 impl MechanismView<'_> {
     /// The owned mechanism (names lower-cased, values as sent).
     pub fn to_owned(&self) -> SecMechanism {
+        let count = self.each_param().count();
         let mut m = SecMechanism {
             name: self.name.to_ascii_lowercase(),
-            text: String::with_capacity(self.params.map_or(0, str::len)),
-            spans: Vec::with_capacity(self.each_param().count()),
+            // `;` and `=` for each parameter beside its name and value.
+            text: String::with_capacity(self.params.map_or(0, str::len) + 2 * count),
+            spans: Vec::with_capacity(count),
         };
         for (n, v) in self.each_param() {
-            let name_start = m.text.len();
-            m.text.extend(n.chars().map(|c| c.to_ascii_lowercase()));
+            let name_start = m.start_param(n);
+            m.text[name_start..].make_ascii_lowercase();
             let value_start = m.text.len();
             m.text.push_str(v);
-            m.push_span(name_start, value_start);
+            m.end_param(name_start, value_start);
         }
         m
     }
@@ -818,6 +822,72 @@ pub fn render_security_header(mechs: &[SecMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parameters kept as rendered read back as they were given, whichever way the
+    /// mechanism was made (built, built with empty values, parsed), and the rendering is
+    /// what writing `;name` and `=value` for each (a non-empty value) writes.
+    #[test]
+    fn parameters_kept_as_rendered_read_back_as_given() {
+        let rendered = |m: &SecMechanism| {
+            let mut s = m.name.clone();
+            for (n, v) in m.params() {
+                s.push(';');
+                s.push_str(n);
+                if !v.is_empty() {
+                    s.push('=');
+                    s.push_str(v);
+                }
+            }
+            s
+        };
+        let built = SecMechanism::new("IPsec-3GPP")
+            .with("ALG", "hmac-sha-1-96")
+            .with_str("flag", "")
+            .with("e", "")
+            .with_u32("spi-c", 4096)
+            .with_str("q", "0.1");
+        assert_eq!(
+            built.params().collect::<Vec<_>>(),
+            [
+                ("alg", "hmac-sha-1-96"),
+                ("flag", ""),
+                ("e", ""),
+                ("spi-c", "4096"),
+                ("q", "0.1")
+            ]
+        );
+        assert_eq!(
+            built.render(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;flag;e;spi-c=4096;q=0.1"
+        );
+        let c = crate::secagree::ChosenMechanism {
+            auth: akagate_proto::suite::AuthAlg::HmacSha1_96,
+            encr: akagate_proto::suite::EncrAlg::AesCbc,
+            spi_uc: 1111,
+            spi_us: 2222,
+            port_uc: 5060,
+            port_us: 5062,
+        };
+        let server = c.security_server(4096, 4097, 5100, 6100);
+        let header = "ipsec-3gpp; Alg=hmac-md5-96;FLAG; ealg=\"aes-cbc\" ;q=0.5, digest;x=\"a;b\"";
+        let parsed = parse_security_header(header).unwrap();
+        for m in [&built, &server, &parsed[0], &parsed[1]] {
+            assert_eq!(m.render(), rendered(m));
+            assert!(m.renders_as(&rendered(m)));
+            let again = parse_security_header(&m.render()).unwrap();
+            assert_eq!(&again[0], m);
+        }
+        assert_eq!(
+            parsed[0].params().collect::<Vec<_>>(),
+            [
+                ("alg", "hmac-md5-96"),
+                ("flag", ""),
+                ("ealg", "\"aes-cbc\""),
+                ("q", "0.5")
+            ]
+        );
+        assert_eq!(parsed[1].param("x"), Some("\"a;b\""));
+    }
 
     #[test]
     fn renders_as_is_exactly_the_rendered_text() {

@@ -24,6 +24,47 @@ const HEAD_CAPACITY: usize = 1536;
 /// Contact and Expires, the To tag, the Via note and Content-Length.
 const ADDED_ROOM: usize = 640;
 
+/// A header name fixed where the program is written (`const`): checked once, when it is
+/// made ([`StaticName::new`], at compile time in a `const`), so writing it copies `N` bytes
+/// of a known length (no call, no per-byte CR/LF check, no Content-Length lookup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticName<const N: usize>([u8; N]);
+
+impl<const N: usize> StaticName<N> {
+    /// `name` as a header name. Panics (a compile error in a `const`) unless it is a
+    /// non-empty token (RFC 3261 25.1: no CR, LF, space or colon) other than
+    /// Content-Length or its compact form `l`, which [`MessageBuilder::build`] writes.
+    pub const fn new(name: &[u8; N]) -> Self {
+        assert!(N > 0, "empty header name");
+        let mut i = 0;
+        while i < N {
+            let b = name[i];
+            let token = b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+                );
+            assert!(token, "a header name is a token");
+            i += 1;
+        }
+        assert!(
+            !(N == 1 && (name[0] == b'l' || name[0] == b'L')),
+            "Content-Length is computed"
+        );
+        if N == 14 {
+            let c = b"content-length";
+            let mut same = true;
+            let mut i = 0;
+            while i < N {
+                same &= name[i].to_ascii_lowercase() == c[i];
+                i += 1;
+            }
+            assert!(!same, "Content-Length is computed");
+        }
+        StaticName(*name)
+    }
+}
+
 fn push_clean(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
     out.extend_from_slice(s.as_bytes());
@@ -121,6 +162,40 @@ impl MessageBuilder {
         }
         push_clean(&mut self.head, name);
         self.head.extend_from_slice(b": ");
+        self.value_with(write);
+    }
+
+    /// [`MessageBuilder::push_header_with`] under a name checked when it was made.
+    pub fn push_named_with<const N: usize>(
+        &mut self,
+        name: &StaticName<N>,
+        write: impl FnOnce(&mut ValueWriter<'_>),
+    ) {
+        self.push_name(name);
+        self.value_with(write);
+    }
+
+    /// [`MessageBuilder::push_header_parts`] under a name checked when it was made.
+    pub fn push_named_parts<const N: usize>(&mut self, name: &StaticName<N>, parts: &[&str]) {
+        self.push_name(name);
+        let value = self.head.len();
+        for p in parts {
+            self.head.extend_from_slice(p.as_bytes());
+        }
+        clean_from(&mut self.head, value);
+        self.head.extend_from_slice(b"\r\n");
+    }
+
+    /// `name: `, copied as two pieces of known length.
+    #[inline]
+    fn push_name<const N: usize>(&mut self, name: &StaticName<N>) {
+        self.head.extend_from_slice(&name.0);
+        self.head.extend_from_slice(b": ");
+    }
+
+    /// The value `write` produces, its CR and LF blanked, and the line's end.
+    #[inline]
+    fn value_with(&mut self, write: impl FnOnce(&mut ValueWriter<'_>)) {
         let value = self.head.len();
         write(&mut ValueWriter(&mut self.head));
         // The pieces were copied as they came: CR and LF blanked once over the whole value.
@@ -177,6 +252,13 @@ impl ValueWriter<'_> {
     }
 }
 
+/// The names a response copies from its request.
+const VIA: StaticName<3> = StaticName::new(b"Via");
+const FROM: StaticName<4> = StaticName::new(b"From");
+const TO: StaticName<2> = StaticName::new(b"To");
+const CALL_ID: StaticName<7> = StaticName::new(b"Call-ID");
+const CSEQ: StaticName<4> = StaticName::new(b"CSeq");
+
 /// A response to `request` per RFC 3261 8.2.6.2: Via headers in order, From, To (adding
 /// `to_tag` unless the To already has a tag or the code is 100), Call-ID and CSeq; a 100 also
 /// copies Timestamp (8.2.6.1). Fails if one of those headers is missing or malformed.
@@ -214,24 +296,24 @@ pub fn response_to(
             continue;
         }
         match noted {
-            Some(n) if n.line == i => b.push_header_with("Via", |w| {
+            Some(n) if n.line == i => b.push_named_with(&VIA, |w| {
                 n.pieces(&mut |p| {
                     w.str(p);
                 })
             }),
-            _ => b.push_header("Via", h.value),
+            _ => b.push_named_parts(&VIA, &[h.value]),
         }
     }
-    b.push_header("From", from);
+    b.push_named_parts(&FROM, &[from]);
     let to_raw = request.required(HeaderKind::To)?;
     match to_tag {
         Some(tag) if code > 100 && to.tag().is_none() => {
-            b.push_header_parts("To", &[to_raw, ";tag=", tag]);
+            b.push_named_parts(&TO, &[to_raw, ";tag=", tag]);
         }
-        _ => b.push_header("To", to_raw),
+        _ => b.push_named_parts(&TO, &[to_raw]),
     }
-    b.push_header("Call-ID", call_id);
-    b.push_header("CSeq", cseq);
+    b.push_named_parts(&CALL_ID, &[call_id]);
+    b.push_named_parts(&CSEQ, &[cseq]);
     if code == 100 {
         if let Some(ts) = request.header(HeaderKind::Timestamp) {
             b.push_header("Timestamp", ts);
@@ -329,6 +411,45 @@ mod tests {
             m,
             format!("SIP/2.0 200 OK\r\nA: 1  2{spaced}\r\nB:  7a b\r\nC: {spaced}\r\nContent-Length: 0\r\n\r\n")
         );
+    }
+
+    /// A name made once is written as a `&str` name is, and a name that is not a token,
+    /// or Content-Length in either form and any case, is refused where it is made.
+    #[test]
+    fn static_names_write_what_str_names_write_and_refuse_bad_ones() {
+        const X_NAME: StaticName<6> = StaticName::new(b"X-Name");
+        let mut a = MessageBuilder::response(200, "OK");
+        let mut b = MessageBuilder::response(200, "OK");
+        a.push_named_parts(&X_NAME, &["1\r", "\n2"]);
+        a.push_named_with(&X_NAME, |w| {
+            w.str("v").decimal(9);
+        });
+        b.push_header_parts("X-Name", &["1\r", "\n2"]);
+        b.push_header_with("X-Name", |w| {
+            w.str("v").decimal(9);
+        });
+        assert_eq!(a.build(), b.build());
+        for bad in [
+            &b"Content-Length"[..],
+            b"content-LENGTH",
+            b"l",
+            b"L",
+            b"X Y",
+            b"X:",
+            b"X\r",
+            b"X\n",
+            b"",
+        ] {
+            let refused = std::panic::catch_unwind(|| match bad.len() {
+                0 => drop(StaticName::<0>::new(&[])),
+                1 => drop(StaticName::<1>::new(bad.try_into().unwrap())),
+                2 => drop(StaticName::<2>::new(bad.try_into().unwrap())),
+                3 => drop(StaticName::<3>::new(bad.try_into().unwrap())),
+                _ => drop(StaticName::<14>::new(bad.try_into().unwrap())),
+            });
+            assert!(refused.is_err(), "{bad:?}");
+        }
+        let _ = StaticName::new(b"Content-Lengths");
     }
 
     #[test]
