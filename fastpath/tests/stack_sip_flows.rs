@@ -967,7 +967,10 @@ fn an_ipv4_header_with_a_wrong_checksum_is_dropped_and_sent_ones_are_right() {
     l.ue.poll(l.now, &mut l.ev_u);
     let mut pk = l.ue.pop_outbound().expect("the REGISTER datagram");
     let ip = smoltcp::wire::Ipv4Packet::new_checked(&pk[..]).expect("an IPv4 header");
-    assert!(ip.verify_checksum(), "the device filled the header checksum");
+    assert!(
+        ip.verify_checksum(),
+        "the device filled the header checksum"
+    );
     assert_ne!(ip.checksum(), 0);
     pk[8] ^= 0x01;
     l.pcscf.push_inbound(pk, None).unwrap();

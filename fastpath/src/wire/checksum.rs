@@ -193,17 +193,29 @@ pub fn ipv4_header_checksum_ok(packet: &[u8]) -> bool {
     if first >> 4 != 4 || ihl < 20 {
         return true;
     }
-    packet.get(..ihl).is_none_or(|h| ipv4_header_sum(h) == 0xffff)
+    packet
+        .get(..ihl)
+        .is_none_or(|h| ipv4_header_sum(h) == 0xffff)
 }
 
 /// The ones'-complement sum of an IPv4 header `h` (20 to 60 bytes, whole 32-bit words),
-/// folded, not complemented: 0xffff over a header whose checksum is right.
+/// folded, not complemented: 0xffff over a header whose checksum is right. The usual
+/// 20-byte header is five words added in registers, no loop; at most 15 words of 32 bits sum
+/// below 2^36, so four fixed folds finish it.
+#[inline]
 fn ipv4_header_sum(h: &[u8]) -> u16 {
-    let acc: u64 = h
-        .chunks_exact(4)
-        .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
-        .sum();
-    fold(u128::from(acc))
+    let word = |w: &[u8]| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let acc: u64 = match h.first_chunk::<20>() {
+        Some(w) if h.len() == 20 => {
+            word(&w[0..4]) + word(&w[4..8]) + word(&w[8..12]) + word(&w[12..16]) + word(&w[16..20])
+        }
+        _ => h.chunks_exact(4).map(word).sum(),
+    };
+    let s = (acc & 0xffff_ffff) + (acc >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 /// Fills the TCP or UDP checksum of an outbound IP packet written by a per-UE stack, whose
@@ -465,7 +477,9 @@ mod tests {
         assert_eq!(got, want);
         // Options (IHL 6 to 15): the header sums to all ones afterwards.
         for words in 6..=15u8 {
-            let mut h: Vec<u8> = (0..usize::from(words) * 4 + 8).map(|_| next() as u8).collect();
+            let mut h: Vec<u8> = (0..usize::from(words) * 4 + 8)
+                .map(|_| next() as u8)
+                .collect();
             h[0] = 0x40 | words;
             fill_ipv4_header_checksum(&mut h);
             let hl = usize::from(words) * 4;
