@@ -953,3 +953,32 @@ fn a_datagram_with_a_wrong_checksum_is_dropped() {
     assert_eq!(l.sip_p().len(), 1);
     assert_eq!(l.sip_p()[0].bytes, REGISTER);
 }
+
+/// RFC 791 3.1: the per-UE interfaces have smoltcp's IPv4 header checksum off both ways. What
+/// the stack sends carries a right one (the device fills it; smoltcp's own check agrees), and
+/// a datagram whose header was damaged on the way (its TTL, which no transport checksum
+/// covers) is dropped and counted by the stack, not delivered; the next one arrives.
+#[test]
+fn an_ipv4_header_with_a_wrong_checksum_is_dropped_and_sent_ones_are_right() {
+    let mut l = Link::new(P4, U4, StackConfig::default());
+    l.ue.listen(45000, false, true);
+    let flow = ue_side(&l, 45000, SIP_PORT, Transport::Udp);
+    l.ue.send(flow, REGISTER, false).unwrap();
+    l.ue.poll(l.now, &mut l.ev_u);
+    let mut pk = l.ue.pop_outbound().expect("the REGISTER datagram");
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&pk[..]).expect("an IPv4 header");
+    assert!(
+        ip.verify_checksum(),
+        "the device filled the header checksum"
+    );
+    assert_ne!(ip.checksum(), 0);
+    pk[8] ^= 0x01;
+    l.pcscf.push_inbound(pk, None).unwrap();
+    l.pump(3);
+    assert!(l.sip_p().is_empty(), "the damaged datagram was delivered");
+    assert_eq!(l.pcscf.take_counters().bad_checksum, 1);
+    l.ue.send(flow, REGISTER, false).unwrap();
+    l.pump(3);
+    assert_eq!(l.sip_p().len(), 1);
+    assert_eq!(l.sip_p()[0].bytes, REGISTER);
+}

@@ -81,27 +81,40 @@ impl NeighborCache {
         }
     }
 
+    /// One look-up of `ip` in the usual cases (a known address refreshed, a new one with room:
+    /// a UE's ARP request), and none in `solicited` while nothing is being solicited.
     fn learn_bounded(&mut self, ip: IpAddr, mac: EthernetAddress, now: Instant, bounded: bool) {
+        use std::collections::hash_map::Entry;
         if !mac.is_unicast() {
             return;
         }
-        if bounded && !self.entries.contains_key(&ip) && self.entries.len() >= self.max {
-            let before = self.entries.len();
-            self.entries.retain(|_, (_, exp)| *exp > now);
-            if self.entries.len() != before {
-                self.invalidate();
-            }
-            if self.entries.len() >= self.max {
-                return;
-            }
-        }
         let exp = now + self.ttl;
-        if let Some((old, old_exp)) = self.entries.insert(ip, (mac, exp)) {
-            if old != mac || exp < old_exp {
-                self.invalidate();
+        let full = bounded && self.entries.len() >= self.max;
+        match self.entries.entry(ip) {
+            Entry::Occupied(mut e) => {
+                let (old, old_exp) = e.insert((mac, exp));
+                if old != mac || exp < old_exp {
+                    self.invalidate();
+                }
+            }
+            Entry::Vacant(v) if !full => {
+                v.insert((mac, exp));
+            }
+            Entry::Vacant(_) => {
+                let before = self.entries.len();
+                self.entries.retain(|_, (_, exp)| *exp > now);
+                if self.entries.len() != before {
+                    self.invalidate();
+                }
+                if self.entries.len() >= self.max {
+                    return;
+                }
+                self.entries.insert(ip, (mac, exp));
             }
         }
-        self.solicited.remove(&ip);
+        if !self.solicited.is_empty() {
+            self.solicited.remove(&ip);
+        }
     }
 
     /// True if `ip` exists in the cache (even expired): RFC 826 updates only known senders.

@@ -63,15 +63,19 @@ impl QueueDevice {
     }
 }
 
-/// What every per-UE interface is built with: IP medium, and smoltcp's TCP and UDP
-/// checksums neither verified on receive nor filled on transmit — the stack verifies every
+/// What every per-UE interface is built with: IP medium, and smoltcp's IPv4 header, TCP and
+/// UDP checksums neither verified on receive nor filled on transmit — the stack verifies every
 /// inbound segment and datagram itself first (`crate::wire::checksum`, eight bytes per
-/// addition), so none with a bad checksum reaches a socket (RFC 9293 3.1, RFC 768), and the
-/// devices' transmit tokens fill those of every packet smoltcp writes
-/// ([`crate::wire::checksum::fill_transport_checksum`]; smoltcp adds two bytes at a time).
+/// addition), so none with a bad checksum reaches a socket (RFC 9293 3.1, RFC 768); an
+/// inbound IPv4 header was verified by the link layer or made by ESP decapsulation or
+/// reassembly before the worker hands it over (`UeStack::input_segment`), and is verified
+/// by the stack on its other ways in (`UeStack::input`, `UeStack::push_inbound`). The
+/// devices' transmit tokens fill all three of every packet smoltcp writes
+/// ([`crate::wire::checksum::fill_checksums`]; smoltcp adds two bytes at a time).
 pub fn stack_capabilities() -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ip;
+    caps.checksum.ipv4 = Checksum::None;
     caps.checksum.tcp = Checksum::None;
     caps.checksum.udp = Checksum::None;
     caps
@@ -93,8 +97,8 @@ impl phy::TxToken for QueueTxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0u8; len];
         let r = f(&mut buf);
-        // smoltcp leaves TCP and UDP checksums to the device ([`stack_capabilities`]).
-        crate::wire::checksum::fill_transport_checksum(&mut buf);
+        // smoltcp leaves its checksums to the device ([`stack_capabilities`]).
+        crate::wire::checksum::fill_checksums(&mut buf);
         self.0.push_back(buf);
         r
     }
@@ -193,8 +197,8 @@ impl<S: PacketSink> phy::TxToken for SinkTxToken<'_, S> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         self.0.send(len, |buf| {
             let r = f(buf);
-            // smoltcp leaves TCP and UDP checksums to the device ([`stack_capabilities`]).
-            crate::wire::checksum::fill_transport_checksum(buf);
+            // smoltcp leaves its checksums to the device ([`stack_capabilities`]).
+            crate::wire::checksum::fill_checksums(buf);
             // smoltcp wrote the packet into the sink's buffer: its payload from a socket's.
             #[cfg(any(test, feature = "copy-count"))]
             note_payload(crate::copies::CopySite::StackTx, buf);

@@ -149,7 +149,9 @@ pub struct StackCounters {
     pub udp_queue_full: u64,
     /// TLS connections aborted: failed handshake, bad record or alert (RFC 8446 6).
     pub tls_errors: u64,
-    /// TCP segments and UDP datagrams dropped for a wrong checksum (RFC 9293 3.1, RFC 768).
+    /// Packets dropped for a wrong checksum: a TCP segment's or UDP datagram's (RFC 9293 3.1,
+    /// RFC 768), or an IPv4 header's the stack checks itself (RFC 791 3.1; `UeStack::input`,
+    /// `UeStack::push_inbound`).
     pub bad_checksum: u64,
 }
 
@@ -1067,7 +1069,9 @@ impl UeStack {
         packet: Vec<u8>,
         via_spi: Option<u32>,
     ) -> Result<(), StackError> {
-        if !crate::wire::checksum::transport_checksum_ok(&packet) {
+        if !crate::wire::checksum::ipv4_header_checksum_ok(&packet)
+            || !crate::wire::checksum::transport_checksum_ok(&packet)
+        {
             self.counters.bad_checksum += 1;
             return Ok(());
         }
@@ -1115,6 +1119,13 @@ impl UeStack {
         now: Instant,
         sink: &mut S,
     ) -> bool {
+        // smoltcp's interfaces do not verify the IPv4 header checksum (see
+        // `device::stack_capabilities`); the worker's packets come through `input_segment`,
+        // verified or made by it, anyone else's are verified here.
+        if !crate::wire::checksum::ipv4_header_checksum_ok(packet) {
+            self.counters.bad_checksum += 1;
+            return true;
+        }
         match IpRepr::from_bytes(packet, Direction::Inbound) {
             Ok(ip) => {
                 let seg = Segment::parse(packet, &ip);
@@ -1126,7 +1137,9 @@ impl UeStack {
 
     /// [`UeStack::input`] of a packet whose header the caller has parsed already (`ip`, the
     /// [`IpRepr`] of `packet` itself) and whose transport facts it has read from it (`seg`):
-    /// the worker's one parse, so the header is not read again before smoltcp's own.
+    /// the worker's one parse, so the header is not read again before smoltcp's own. An IPv4
+    /// header's checksum is the caller's to have verified (the worker's link layer does) or
+    /// made (ESP decapsulation, reassembly): neither this nor smoltcp looks at it again.
     /// Returns whether the stack needs a poll, as [`UeStack::input`].
     pub fn input_segment<S: PacketSink>(
         &mut self,

@@ -153,6 +153,71 @@ pub fn transport_checksum_ok_parsed(packet: &[u8], ip: &IpRepr) -> bool {
     fold(sum) == 0xffff
 }
 
+/// Fills the checksums of an outbound IP packet written by a per-UE stack: the IPv4 header's
+/// ([`fill_ipv4_header_checksum`]) and the TCP or UDP one ([`fill_transport_checksum`]).
+/// The per-UE interfaces leave all three to the device (`device::stack_capabilities`).
+pub fn fill_checksums(packet: &mut [u8]) {
+    fill_ipv4_header_checksum(packet);
+    fill_transport_checksum(packet);
+}
+
+/// Fills the header checksum of an outbound IPv4 packet (RFC 791 3.1, summed as RFC 1071
+/// allows: whole 32-bit words, folded once), which smoltcp writes as zero when its IPv4
+/// checksum is off (`device::stack_capabilities`; smoltcp adds two bytes at a time when it
+/// fills it). Anything else (IPv6, a header length the packet does not hold) is left alone.
+pub fn fill_ipv4_header_checksum(packet: &mut [u8]) {
+    let Some(&first) = packet.first() else {
+        return;
+    };
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 {
+        return;
+    }
+    let Some(h) = packet.get_mut(..ihl) else {
+        return;
+    };
+    h[10..12].copy_from_slice(&[0, 0]);
+    let c = !ipv4_header_sum(h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Whether an inbound packet's IPv4 header checksum is right (RFC 791 3.1): true for
+/// anything that is not an IPv4 header the packet holds (IPv6 has none; a header smoltcp
+/// cannot parse is smoltcp's to refuse), so it is the receive check smoltcp's IPv4
+/// checksum did before the per-UE interfaces turned it off (`device::stack_capabilities`).
+pub fn ipv4_header_checksum_ok(packet: &[u8]) -> bool {
+    let Some(&first) = packet.first() else {
+        return true;
+    };
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 {
+        return true;
+    }
+    packet
+        .get(..ihl)
+        .is_none_or(|h| ipv4_header_sum(h) == 0xffff)
+}
+
+/// The ones'-complement sum of an IPv4 header `h` (20 to 60 bytes, whole 32-bit words),
+/// folded, not complemented: 0xffff over a header whose checksum is right. The usual
+/// 20-byte header is five words added in registers, no loop; at most 15 words of 32 bits sum
+/// below 2^36, so four fixed folds finish it.
+#[inline]
+fn ipv4_header_sum(h: &[u8]) -> u16 {
+    let word = |w: &[u8]| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let acc: u64 = match h.first_chunk::<20>() {
+        Some(w) if h.len() == 20 => {
+            word(&w[0..4]) + word(&w[4..8]) + word(&w[8..12]) + word(&w[12..16]) + word(&w[16..20])
+        }
+        _ => h.chunks_exact(4).map(word).sum(),
+    };
+    let s = (acc & 0xffff_ffff) + (acc >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
 /// Fills the TCP or UDP checksum of an outbound IP packet written by a per-UE stack, whose
 /// interfaces leave smoltcp's transmit checksums off (`device::stack_capabilities`: smoltcp
 /// writes the field as zero and adds two bytes at a time when it fills it, about 1% of the
@@ -350,6 +415,97 @@ mod tests {
             let mut p = segment(false, b"")[..n.min(40)].to_vec();
             fill_transport_checksum(&mut p);
         }
+    }
+
+    /// The IPv4 header checksum filled here is the one smoltcp fills, byte for byte (lengths,
+    /// protocols, TTLs and addresses varied; from smoltcp's zero with its checksum off, a
+    /// zeroed or any other field); `fill_checksums` fills both fields; the receive check
+    /// accepts smoltcp's headers and catches every flipped bit after the version; headers with
+    /// options are filled to RFC 1071's sum; IPv6 and short packets are left alone.
+    #[test]
+    fn fills_the_ipv4_header_checksum_smoltcp_fills() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let off = ChecksumCapabilities::ignored();
+        for proto in [IpProtocol::Tcp, IpProtocol::Udp, IpProtocol::Icmp] {
+            for len in [0usize, 1, 7, 20, 100, 1380, 65515] {
+                for ttl in [1u8, 64, 255] {
+                    let r = next();
+                    let repr = Ipv4Repr {
+                        src_addr: std::net::Ipv4Addr::from(r as u32),
+                        dst_addr: std::net::Ipv4Addr::from((r >> 32) as u32),
+                        next_header: proto,
+                        payload_len: len,
+                        hop_limit: ttl,
+                    };
+                    let mut want = vec![0u8; 20];
+                    let mut p = Ipv4Packet::new_unchecked(&mut want);
+                    repr.emit(&mut p, &ChecksumCapabilities::default());
+                    let mut zero = vec![0u8; 20];
+                    repr.emit(&mut Ipv4Packet::new_unchecked(&mut zero), &off);
+                    assert_eq!(&zero[10..12], &[0, 0], "smoltcp with its checksum off");
+                    for junk in [None, Some([0u8, 0]), Some([0x5a, 0xa5])] {
+                        let mut got = zero.clone();
+                        if let Some(j) = junk {
+                            got[10..12].copy_from_slice(&j);
+                        }
+                        fill_ipv4_header_checksum(&mut got);
+                        assert_eq!(got, want, "{proto} {len} {ttl}");
+                    }
+                    assert!(ipv4_header_checksum_ok(&want));
+                    for at in 1..20 {
+                        for bit in 0..8 {
+                            let mut bad = want.clone();
+                            bad[at] ^= 1 << bit;
+                            assert!(!ipv4_header_checksum_ok(&bad), "byte {at} bit {bit}");
+                        }
+                    }
+                }
+            }
+        }
+        // Both fields of a segment smoltcp wrote with its checksums off.
+        let want = segment(false, b"SIP/2.0 200 OK");
+        let mut got = want.clone();
+        got[10..12].copy_from_slice(&[0, 0]);
+        got[36..38].copy_from_slice(&[0, 0]);
+        fill_checksums(&mut got);
+        assert_eq!(got, want);
+        // Options (IHL 6 to 15): the header sums to all ones afterwards.
+        for words in 6..=15u8 {
+            let mut h: Vec<u8> = (0..usize::from(words) * 4 + 8)
+                .map(|_| next() as u8)
+                .collect();
+            h[0] = 0x40 | words;
+            fill_ipv4_header_checksum(&mut h);
+            let hl = usize::from(words) * 4;
+            assert_eq!(super::super::ip::ipv4_checksum(&h[..hl]), 0, "IHL {words}");
+            assert!(ipv4_header_checksum_ok(&h));
+        }
+        // Not ours to touch or to refuse: IPv6, a header length below 20 or past the end.
+        let v6 = segment(true, b"x");
+        let mut p = v6.clone();
+        fill_ipv4_header_checksum(&mut p);
+        assert_eq!(p, v6);
+        assert!(ipv4_header_checksum_ok(&v6));
+        for n in 0..24 {
+            let mut p = want[..n.min(want.len())].to_vec();
+            let before = p.clone();
+            if n < 20 {
+                fill_ipv4_header_checksum(&mut p);
+                assert_eq!(p, before, "{n} bytes");
+            }
+            assert!(ipv4_header_checksum_ok(&p[..n.min(19)]));
+        }
+        let mut short_ihl = want.clone();
+        short_ihl[0] = 0x44;
+        let before = short_ihl.clone();
+        fill_ipv4_header_checksum(&mut short_ihl);
+        assert_eq!(short_ihl, before);
     }
 
     /// Every length (odd and even tails), both families, TCP and UDP: smoltcp's checksums
