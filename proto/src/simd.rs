@@ -196,30 +196,34 @@ impl HeadLines {
     #[target_feature(enable = "avx2")]
     unsafe fn scan_avx2(&mut self, raw: &[u8]) -> Option<usize> {
         use std::arch::x86_64::{
-            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
-            _mm256_set1_epi8, _mm256_setzero_si256, _mm256_testz_si256,
+            _mm256_cmpeq_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256,
+            _mm256_testz_si256,
         };
         let cr_v = _mm256_set1_epi8(b'\r' as i8);
         let lf_v = _mm256_set1_epi8(b'\n' as i8);
         let zero = _mm256_setzero_si256();
-        let bits = |a, b| {
-            let a = u64::from(_mm256_movemask_epi8(a) as u32);
-            let b = u64::from(_mm256_movemask_epi8(b) as u32);
-            a | (b << 32)
-        };
         let mut nuls = zero;
         let mut carry = Carry::default();
         for (k, block) in raw.chunks_exact(64).take(HEAD_WORDS).enumerate() {
-            let p = block.as_ptr().cast::<__m256i>();
-            // SAFETY: `block` is 64 bytes (`chunks_exact`): the loads read its two halves,
-            // unaligned loads being allowed.
-            let (lo, hi) = unsafe { (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))) };
-            let cr = bits(_mm256_cmpeq_epi8(lo, cr_v), _mm256_cmpeq_epi8(hi, cr_v));
-            let lf = bits(_mm256_cmpeq_epi8(lo, lf_v), _mm256_cmpeq_epi8(hi, lf_v));
+            let Ok(block) = <&[u8; 64]>::try_from(block) else {
+                break;
+            };
+            // SAFETY: AVX2 is enabled here and the CPU has it (this function's contract).
+            let (lo, hi, cr, lf) = unsafe {
+                let (lo, hi) = halves_avx2(block);
+                (
+                    lo,
+                    hi,
+                    eq_bits_avx2(lo, hi, cr_v),
+                    eq_bits_avx2(lo, hi, lf_v),
+                )
+            };
             let (nul_lo, nul_hi) = (_mm256_cmpeq_epi8(lo, zero), _mm256_cmpeq_epi8(hi, zero));
             if let Some(end) = self.step(k, cr, lf, &mut carry) {
                 let nul_before = _mm256_testz_si256(nuls, nuls) == 0;
-                return Some(self.end_at(end, k, nul_before, bits(nul_lo, nul_hi)));
+                // SAFETY: as for the loads above.
+                let nul = unsafe { bits_avx2(nul_lo, nul_hi) };
+                return Some(self.end_at(end, k, nul_before, nul));
             }
             nuls = _mm256_or_si256(nuls, _mm256_or_si256(nul_lo, nul_hi));
         }
@@ -307,27 +311,57 @@ pub fn masks_sse2(block: &[u8; 64]) -> Masks {
 #[target_feature(enable = "avx2")]
 #[inline]
 pub unsafe fn masks_avx2(block: &[u8; 64]) -> Masks {
-    use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
-        _mm256_setzero_si256,
-    };
+    use std::arch::x86_64::{_mm256_set1_epi8, _mm256_setzero_si256};
+    // SAFETY: the CPU has AVX2 (this function's contract), all the helpers need.
+    unsafe {
+        let (lo, hi) = halves_avx2(block);
+        Masks {
+            cr: eq_bits_avx2(lo, hi, _mm256_set1_epi8(b'\r' as i8)),
+            lf: eq_bits_avx2(lo, hi, _mm256_set1_epi8(b'\n' as i8)),
+            nul: eq_bits_avx2(lo, hi, _mm256_setzero_si256()),
+        }
+    }
+}
+
+/// The two 32-byte halves of `block`, loaded.
+///
+/// # Safety
+/// The CPU must support AVX2 (as for the two helpers below).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn halves_avx2(
+    block: &[u8; 64],
+) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256};
     let p = block.as_ptr().cast::<__m256i>();
     // SAFETY: the two loads read bytes 0..32 and 32..64 of a 64-byte array (unaligned loads
-    // allowed); the compares need AVX2, which the caller guarantees.
-    let (lo, hi) = unsafe { (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))) };
-    let cr = _mm256_set1_epi8(b'\r' as i8);
-    let lf = _mm256_set1_epi8(b'\n' as i8);
-    let zero = _mm256_setzero_si256();
-    let bits = |a, b| {
-        let a = u64::from(_mm256_movemask_epi8(a) as u32);
-        let b = u64::from(_mm256_movemask_epi8(b) as u32);
-        a | (b << 32)
-    };
-    Masks {
-        cr: bits(_mm256_cmpeq_epi8(lo, cr), _mm256_cmpeq_epi8(hi, cr)),
-        lf: bits(_mm256_cmpeq_epi8(lo, lf), _mm256_cmpeq_epi8(hi, lf)),
-        nul: bits(_mm256_cmpeq_epi8(lo, zero), _mm256_cmpeq_epi8(hi, zero)),
-    }
+    // allowed); the CPU has AVX2 (the caller's contract).
+    unsafe { (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))) }
+}
+
+/// One bit a byte of the 64 bytes `lo`, `hi` (in that order) that equals `v`'s bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn eq_bits_avx2(
+    lo: std::arch::x86_64::__m256i,
+    hi: std::arch::x86_64::__m256i,
+    v: std::arch::x86_64::__m256i,
+) -> u64 {
+    use std::arch::x86_64::_mm256_cmpeq_epi8;
+    bits_avx2(_mm256_cmpeq_epi8(lo, v), _mm256_cmpeq_epi8(hi, v))
+}
+
+/// The byte masks `a` (bytes 0..32) and `b` (32..64) as one bit a byte.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn bits_avx2(a: std::arch::x86_64::__m256i, b: std::arch::x86_64::__m256i) -> u64 {
+    use std::arch::x86_64::_mm256_movemask_epi8;
+    let a = u64::from(_mm256_movemask_epi8(a) as u32);
+    let b = u64::from(_mm256_movemask_epi8(b) as u32);
+    a | (b << 32)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub mod lex;
 pub mod message;
 pub mod name_addr;
 pub mod params;
+#[cfg(test)]
+mod test_fixtures;
 pub mod transaction;
 pub mod typed;
 pub mod uri;

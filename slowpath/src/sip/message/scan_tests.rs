@@ -4,23 +4,9 @@
 //! random heads dense in CR, LF, NUL, colons and folds.
 
 use super::Message;
+use crate::sip::test_fixtures::fixture_messages as fixtures;
 use akagate_proto::simd::HEAD_SCAN_MAX;
 use rand::{Rng, SeedableRng};
-
-fn fixtures() -> Vec<Vec<u8>> {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sip");
-    let mut out = Vec::new();
-    for dir in ["real", "rfc4475"] {
-        let mut paths: Vec<_> = std::fs::read_dir(format!("{base}/{dir}"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-            .collect();
-        paths.sort();
-        out.extend(paths.iter().map(|p| std::fs::read(p).unwrap()));
-    }
-    out
-}
 
 /// The two parses of `raw` agree (their `Debug` forms: start line, every header's name,
 /// value and kind, body, Content-Length; or the error). True if `raw` parsed.

@@ -5,6 +5,7 @@
 use super::super::{Contact, NameAddr};
 use crate::sip::lex::ListIter;
 use crate::sip::message::Message;
+use crate::sip::test_fixtures::fixture_messages as fixtures;
 use crate::sip::HeaderKind;
 use rand::{Rng, SeedableRng};
 
@@ -22,21 +23,6 @@ fn agrees(v: &str) -> bool {
     let after: Vec<_> = rest.into_iter().flat_map(ListIter::new).collect();
     assert_eq!(after, it.collect::<Vec<_>>(), "{v:?}");
     true
-}
-
-fn fixtures() -> Vec<Vec<u8>> {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sip");
-    let mut out = Vec::new();
-    for dir in ["real", "rfc4475"] {
-        let mut paths: Vec<_> = std::fs::read_dir(format!("{base}/{dir}"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-            .collect();
-        paths.sort();
-        out.extend(paths.iter().map(|p| std::fs::read(p).unwrap()));
-    }
-    out
 }
 
 /// Every header value of every fixture message that parses, and every message's own From,
