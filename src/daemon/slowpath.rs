@@ -32,8 +32,18 @@ const EVENT_BATCH: usize = 256;
 /// How long a command may wait for room in a worker's queue before it is dropped; workers
 /// never block, so a full queue for this long means the worker is overloaded.
 const COMMAND_SEND_TIMEOUT: Duration = Duration::from_millis(50);
-/// How often the registration gauge is refreshed (it walks all registrations).
+/// How often the registration gauge is refreshed (it walks all registrations), at least.
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
+/// The gauges' walk takes at most about 1/`GAUGE_COST_RATIO` of the thread: with many
+/// registrations (a walk of a million takes tens of milliseconds) the period stretches to
+/// this many times the last walk's duration ([`next_gauge_after`]).
+const GAUGE_COST_RATIO: u32 = 50;
+
+/// When the gauges are next refreshed after a refresh that started at `started` and took
+/// `took`: [`GAUGE_PERIOD`] later, or [`GAUGE_COST_RATIO`] times `took` if that is longer.
+fn next_gauge_after(started: Instant, took: Duration) -> Instant {
+    started + GAUGE_PERIOD.max(took.saturating_mul(GAUGE_COST_RATIO))
+}
 /// Address space the thread grows its heap by before it runs (`worker::reserve_heap`): the
 /// registrar's, the transactions' and the store's buffers then grow without an `mprotect`
 /// per page (issue 10: 571 of them on this thread for 2,000 registrations).
@@ -156,8 +166,9 @@ impl Slowpath {
             let commands = self.control.serve(&mut self.core, now);
             self.dispatch(commands);
             if now >= next_gauge {
+                let started = Instant::now();
                 self.publish_gauges();
-                next_gauge = now + GAUGE_PERIOD;
+                next_gauge = next_gauge_after(started, started.elapsed());
             }
             if let (Some(t), Some(i)) = (next_log, self.stats_interval) {
                 if now >= t {
@@ -1043,5 +1054,28 @@ mod tests {
         // SEQ 1, IND 0 with the default 5 IND bits (TS 33.102 C.3.2).
         assert_eq!(journal, "000000000020 alice@open-ims.test\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The gauges' walk of every registration keeps to its share of the thread however many
+    /// registrations there are: a short walk keeps the 100 ms period, a long one stretches it
+    /// so the walk is at most 1/50 of the time between walks.
+    #[test]
+    fn the_gauges_walk_takes_a_bounded_share_of_the_thread() {
+        let t = Instant::now();
+        assert_eq!(
+            next_gauge_after(t, Duration::from_micros(10)),
+            t + GAUGE_PERIOD
+        );
+        assert_eq!(next_gauge_after(t, Duration::ZERO), t + GAUGE_PERIOD);
+        for ms in [3, 30, 300] {
+            let took = Duration::from_millis(ms);
+            let period = next_gauge_after(t, took) - t;
+            assert!(period >= GAUGE_PERIOD, "{ms} ms: {period:?}");
+            assert!(took * GAUGE_COST_RATIO <= period, "{ms} ms: {period:?}");
+        }
+        assert_eq!(
+            next_gauge_after(t, Duration::from_millis(30)) - t,
+            Duration::from_millis(1500)
+        );
     }
 }
