@@ -2716,6 +2716,11 @@ mod tests {
             "{ev:?}"
         );
         assert_eq!(pc.tcp_connections(), 1, "the second one stays");
+        // The deadline the worker then moves is the one the reap read (not asked again): the
+        // stack's own, the second connection's handshake timer.
+        let due = pc.poll_at_after_input(at(101));
+        assert!(due.is_some_and(|t| t > at(101)));
+        assert_eq!(due, pc.poll_at(at(101)));
         assert!(!pc.reap_closed(at(101), 40000, 5060, &mut ev), "only once");
         ev.clear();
         poll_does_nothing(&mut pc, at(101), &mut ev, &mut sink);
