@@ -1,6 +1,8 @@
 //! HMAC-96 integrity (RFC 2403 hmac-md5-96, RFC 2404 hmac-sha-1-96) with the ipad/opad hash
 //! states computed once per SA, so a packet costs no key processing and no allocation.
 
+use std::sync::Arc;
+
 use md5::Md5;
 use sha1::digest::{Digest, FixedOutputReset, Reset};
 use sha1::Sha1;
@@ -148,9 +150,11 @@ pub type HmacMd5Key = HmacKey<Md5>;
 ///
 /// hmac-sha-1-96 keeps only its SHA-NI pad states where the CPU has the SHA extensions (40
 /// bytes inline, the states the burst kernels read too: one keying, one copy per SA); the
-/// `sha1`/`md5` crate states (about 200 bytes each) are boxed, so the enum stays small for
-/// the transform's hot bytes (`transform::HOT_BYTES`). `repr(u8)`: a one-byte tag and the
-/// pad states right behind it.
+/// `sha1`/`md5` crate states (about 200 bytes each) are on the heap, so the enum stays small
+/// for the transform's hot bytes (`transform::HOT_BYTES`), and shared: a clone (the SAs of
+/// one set, `KeyedSuite`) takes a reference, not an allocation and a copy of the states; the
+/// last one to go resets them ([`HmacKey`]'s drop). `repr(u8)`: a one-byte tag and the pad
+/// states right behind it.
 #[derive(Clone)]
 #[repr(u8)]
 pub(super) enum Hmac96 {
@@ -158,9 +162,9 @@ pub(super) enum Hmac96 {
     #[cfg(target_arch = "x86_64")]
     Sha1Ni(Sha1NiKey),
     /// hmac-sha-1-96 (RFC 2404) through the `sha1` crate.
-    Sha1(Box<HmacSha1Key>),
+    Sha1(Arc<HmacSha1Key>),
     /// hmac-md5-96 (RFC 2403).
-    Md5(Box<HmacMd5Key>),
+    Md5(Arc<HmacMd5Key>),
 }
 
 impl Hmac96 {
@@ -171,12 +175,12 @@ impl Hmac96 {
         if let Some(k) = Sha1NiKey::new(key) {
             return Hmac96::Sha1Ni(k);
         }
-        Hmac96::Sha1(Box::new(HmacSha1Key::new(key)))
+        Hmac96::Sha1(Arc::new(HmacSha1Key::new(key)))
     }
 
     /// The state for hmac-md5-96 with `key`.
     pub(super) fn md5(key: &[u8]) -> Self {
-        Hmac96::Md5(Box::new(HmacMd5Key::new(key)))
+        Hmac96::Md5(Arc::new(HmacMd5Key::new(key)))
     }
 
     /// The 96-bit ICV over the concatenation of `parts`.
@@ -373,6 +377,35 @@ mod tests {
                 assert_eq!(got[..], want[..HMAC96_ICV_LEN], "length {len}, cut {cut}");
             }
         }
+    }
+
+    /// A clone of a software HMAC state (the SAs of one set keyed once, `KeyedSuite`) shares
+    /// the keyed pad states instead of allocating and copying them, MACs alike, and the
+    /// states go (their drop resets them) when the last SA holding them does.
+    #[test]
+    fn clones_share_the_software_states_until_the_last_goes() {
+        let key: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(29) ^ 0x3c).collect();
+        let mac = Hmac96::md5(&key);
+        let copies: Vec<Hmac96> = (0..3).map(|_| mac.clone()).collect();
+        let Hmac96::Md5(state) = &mac else {
+            panic!("hmac-md5-96 keeps the md5 crate's states");
+        };
+        let weak = Arc::downgrade(state);
+        for c in &copies {
+            let Hmac96::Md5(s) = c else {
+                panic!("a clone keeps the variant");
+            };
+            assert!(Arc::ptr_eq(s, state), "a clone shares the states");
+            assert_eq!(c.icv(&[b"abc", b"def"]), mac.icv(&[b"abcdef"]));
+        }
+        assert_eq!(Arc::strong_count(state), 4);
+        drop(mac);
+        assert!(weak.upgrade().is_some(), "the clones still hold the states");
+        drop(copies);
+        assert!(
+            weak.upgrade().is_none(),
+            "the last SA's drop drops the states"
+        );
     }
 
     /// Equal tags compare equal; a tag differing in any one bit of any byte, or of another

@@ -25,13 +25,23 @@ pub const MAX_TAILROOM: usize = 29;
 /// Next-header value of a dummy packet (RFC 4303 2.6).
 const NH_DUMMY: u8 = 59;
 
-fn check_spi(spi: u32) -> Result<(), SaError> {
+/// Refuses the SPIs no SA may have (RFC 4303 2.1).
+pub(crate) fn check_spi(spi: u32) -> Result<(), SaError> {
     // RFC 4303 2.1: 1..=255 reserved by IANA, 0 for local use only.
     if spi <= 255 {
         Err(SaError::ReservedSpi(spi))
     } else {
         Ok(())
     }
+}
+
+/// An outbound SA's counter-IV mask, drawn from `seeds` (see `OutboundSa::iv_mask`).
+pub(crate) fn iv_mask_from(mut seeds: impl RngCore) -> Result<u64, SaError> {
+    let mut mask = [0u8; 8];
+    seeds
+        .try_fill_bytes(&mut mask)
+        .map_err(|_| SaError::Entropy)?;
+    Ok(u64::from_ne_bytes(mask))
 }
 
 /// SPI of an ESP packet (the first four bytes after the IP and extension headers), for the
@@ -80,6 +90,11 @@ impl KeyedSuite {
     /// Keys `suite` (fails as an SA of it would: a bad key length, an unsupported suite).
     pub fn new(suite: &Suite) -> Result<Self, SaError> {
         Ok(KeyedSuite(Transform::new(suite)?))
+    }
+
+    /// [`InboundSa::transform_lines`] of an inbound SA of this suite.
+    pub fn transform_lines(&self) -> u8 {
+        InboundSa::lines_of(&self.0)
     }
 }
 
@@ -153,22 +168,58 @@ impl OutboundSa {
     fn with_transform(
         spi: u32,
         transform: Transform,
-        mut seeds: impl RngCore,
+        seeds: impl RngCore,
     ) -> Result<Self, SaError> {
-        let mut mask = [0u8; 8];
-        seeds
-            .try_fill_bytes(&mut mask)
-            .map_err(|_| SaError::Entropy)?;
-        Ok(Self {
+        Ok(Self::with_mask(spi, transform, iv_mask_from(seeds)?))
+    }
+
+    /// The SA for a checked `spi` around its keyed `transform`, its counter IVs masked with
+    /// `iv_mask` ([`iv_mask_from`]).
+    #[inline(always)]
+    fn with_mask(spi: u32, transform: Transform, iv_mask: u64) -> Self {
+        Self {
             spi,
             seq: 0,
             seq_limit: u64::MAX,
             esn: false,
             geometry: transform.geometry(),
             transform,
-            iv_mask: u64::from_ne_bytes(mask),
+            iv_mask,
             counters: EspCounters::default(),
-        })
+        }
+    }
+
+    /// As [`OutboundSa::keyed`] then [`OutboundSa::resume`] at `seq`, for an `spi` the
+    /// caller checked ([`check_spi`]) and an IV mask it drew ([`iv_mask_from`]): infallible,
+    /// so the worker builds it in the slab cell it goes to (`SaSlab::insert_with`) instead of
+    /// moving a finished SA there.
+    #[inline(always)]
+    pub(crate) fn from_keyed(
+        spi: u32,
+        keyed: &KeyedSuite,
+        iv_mask: u64,
+        seq: akagate_proto::ipc::OutboundSeq,
+    ) -> Self {
+        debug_assert!(check_spi(spi).is_ok());
+        let mut sa = Self::with_mask(spi, keyed.0.clone(), iv_mask);
+        sa.seq = seq.after;
+        sa.seq_limit = seq.limit;
+        sa
+    }
+
+    /// As [`OutboundSa::from_keyed`], taking the keyed suite itself (the set's last SA).
+    #[inline(always)]
+    pub(crate) fn from_keyed_owned(
+        spi: u32,
+        keyed: KeyedSuite,
+        iv_mask: u64,
+        seq: akagate_proto::ipc::OutboundSeq,
+    ) -> Self {
+        debug_assert!(check_spi(spi).is_ok());
+        let mut sa = Self::with_mask(spi, keyed.0, iv_mask);
+        sa.seq = seq.after;
+        sa.seq_limit = seq.limit;
+        sa
     }
 
     /// Switches the SA to extended sequence numbers (RFC 4303 2.2.1; not negotiated by
@@ -624,6 +675,14 @@ impl InboundSa {
         Ok(Self::with_transform(spi, keyed.0.clone()))
     }
 
+    /// As [`InboundSa::keyed`] for an `spi` the caller checked ([`check_spi`]): infallible,
+    /// so the worker builds it in the slab cell it goes to (`WorkerSas::insert_inbound_with`).
+    #[inline(always)]
+    pub(crate) fn from_keyed(spi: u32, keyed: &KeyedSuite) -> Self {
+        debug_assert!(check_spi(spi).is_ok());
+        Self::with_transform(spi, keyed.0.clone())
+    }
+
     /// The SA for a checked `spi` around its keyed `transform`.
     #[inline(always)]
     fn with_transform(spi: u32, transform: Transform) -> Self {
@@ -701,8 +760,12 @@ impl InboundSa {
     /// keeps the count in the SA's table entry, so a packet's prefetch knows it before the
     /// SA is read.
     pub fn transform_lines(&self) -> u8 {
-        let lines = self
-            .transform
+        Self::lines_of(&self.transform)
+    }
+
+    /// [`InboundSa::transform_lines`] of an SA keyed with `transform`.
+    fn lines_of(transform: &Transform) -> u8 {
+        let lines = transform
             .hot_bytes()
             .map_or(Self::TRANSFORM_LINES, |b| b.div_ceil(64));
         u8::try_from(lines).unwrap_or(u8::MAX)

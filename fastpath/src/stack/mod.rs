@@ -1254,18 +1254,22 @@ impl UeStack {
             && s.send_queue() == 0
             && conn.pending.is_empty()
             && conn.tls.is_none();
-        if !idle
-            || self
-                .iface
-                .poll_at(now, &self.sockets)
-                .is_some_and(|t| t <= now)
-        {
+        if !idle {
+            return false;
+        }
+        let at = self.iface.poll_at(now, &self.sockets);
+        if at.is_some_and(|t| t <= now) {
             return false;
         }
         let ev = conn.end_event(s);
         self.remove_conn(handle, Some(ev), events);
         self.compact_socket_set();
         self.rx_hint = self.conns.last().map_or(0, |(_, c)| c.rx_addr);
+        // The deadline the caller moves next is the one just read: the socket reaped was
+        // CLOSED with no remote (smoltcp's LAST-ACK to CLOSED clears it), which wants no poll,
+        // and the others are as they were ([`UeStack::poll_at_after_input`] takes it).
+        self.quiet_poll_at = at;
+        self.quiet_known = self.now == now;
         true
     }
 
@@ -2712,6 +2716,11 @@ mod tests {
             "{ev:?}"
         );
         assert_eq!(pc.tcp_connections(), 1, "the second one stays");
+        // The deadline the worker then moves is the one the reap read (not asked again): the
+        // stack's own, the second connection's handshake timer.
+        let due = pc.poll_at_after_input(at(101));
+        assert!(due.is_some_and(|t| t > at(101)));
+        assert_eq!(due, pc.poll_at(at(101)));
         assert!(!pc.reap_closed(at(101), 40000, 5060, &mut ev), "only once");
         ev.clear();
         poll_does_nothing(&mut pc, at(101), &mut ev, &mut sink);

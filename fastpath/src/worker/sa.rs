@@ -8,6 +8,7 @@ use std::ops::{Deref, DerefMut};
 
 use smallvec::SmallVec;
 
+use crate::esp::sa::{check_spi, iv_mask_from};
 use crate::esp::{InboundSa, KeyedSuite, OutboundSa, SaError, SaSlots};
 use crate::ipc::{OutboundSeq, SaSet};
 use crate::l2::hop::HopCache;
@@ -308,16 +309,18 @@ impl<T> SaSlab<T> {
         matches!(self.segments.get(seg), Some(Some(_)))
     }
 
-    /// Puts `sa` (the SA of `spi`) into the empty cell of `slot`; gives it back if the cell is
-    /// taken or not in an open segment.
-    fn place(&mut self, slot: u32, spi: u32, sa: T) -> Result<(), T> {
+    /// Puts the SA of `spi` that `make` builds into the empty cell of `slot`, built there
+    /// (`make` runs only then); gives `make` back if the cell is taken or not in an open
+    /// segment.
+    #[inline(always)]
+    fn place_with<F: FnOnce() -> T>(&mut self, slot: u32, spi: u32, make: F) -> Result<(), F> {
         let Some(c) = self.cell_mut(slot) else {
-            return Err(sa);
+            return Err(make);
         };
         if c.is_some() {
-            return Err(sa);
+            return Err(make);
         }
-        let c = c.insert(Cell { spi, sa });
+        let c = c.insert(Cell { spi, sa: make() });
         let base = c as *const Cell<T> as usize;
         let sa_offset = &c.sa as *const T as usize - base;
         let spi_offset = &c.spi as *const u32 as usize - base;
@@ -331,6 +334,13 @@ impl<T> SaSlab<T> {
     /// cell is empty and its segment is open or may be opened ([`DIRECT_SLACK`]), else as
     /// [`SaSlab::insert`] does; returns the slot it went to.
     pub fn insert_at(&mut self, want: u32, spi: u32, sa: T) -> u32 {
+        self.insert_at_with(want, spi, move || sa)
+    }
+
+    /// As [`SaSlab::insert_at`], the SA built by `make` in the cell it goes to (an SA is
+    /// about 1 KiB: built elsewhere and moved in, it was copied once more per move).
+    #[inline(always)]
+    pub fn insert_at_with(&mut self, want: u32, spi: u32, make: impl FnOnce() -> T) -> u32 {
         if want < self.direct {
             let (seg, _) = Self::split(want);
             let open = self.is_open(seg);
@@ -341,21 +351,27 @@ impl<T> SaSlab<T> {
                     self.open(seg);
                     self.direct_segments += 1;
                 }
-                match self.place(want, spi, sa) {
+                match self.place_with(want, spi, make) {
                     Ok(()) => {
                         self.direct_stored += 1;
                         return want;
                     }
-                    Err(sa) => return self.insert(spi, sa),
+                    Err(make) => return self.insert_with(spi, make),
                 }
             }
         }
-        self.insert(spi, sa)
+        self.insert_with(spi, make)
     }
 
     /// Stores `sa` (the SA of `spi`) and returns its slot (above the direct region).
     #[inline(always)]
     pub fn insert(&mut self, spi: u32, sa: T) -> u32 {
+        self.insert_with(spi, move || sa)
+    }
+
+    /// As [`SaSlab::insert`], the SA built by `make` in its cell.
+    #[inline(always)]
+    pub fn insert_with(&mut self, spi: u32, make: impl FnOnce() -> T) -> u32 {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -365,8 +381,9 @@ impl<T> SaSlab<T> {
                 i
             }
         };
-        // The slot is free (popped, or fresh in an open segment): the place is empty.
-        let _ = self.place(slot, spi, sa);
+        // The slot is free (popped, or fresh in an open segment): the place is empty, so
+        // `make` runs.
+        let _ = self.place_with(slot, spi, make);
         slot
     }
 
@@ -560,9 +577,15 @@ impl WorkerSas {
 
     /// Stores the inbound SA of `spi` (in its direct cell if it can) and returns its slot.
     pub fn insert_inbound(&mut self, spi: u32, sa: InboundSa) -> u32 {
+        self.insert_inbound_with(spi, move || sa)
+    }
+
+    /// As [`WorkerSas::insert_inbound`], the SA built by `make` in its cell.
+    #[inline(always)]
+    pub fn insert_inbound_with(&mut self, spi: u32, make: impl FnOnce() -> InboundSa) -> u32 {
         match self.direct_slot(spi) {
-            Some(want) => self.inbound.insert_at(want, spi, sa),
-            None => self.inbound.insert(spi, sa),
+            Some(want) => self.inbound.insert_at_with(want, spi, make),
+            None => self.inbound.insert_with(spi, make),
         }
     }
 
@@ -681,13 +704,26 @@ impl SaSetState {
         sas.inbound.prefetch_next_two();
         sas.outbound.prefetch_next_two();
         let keyed = KeyedSuite::new(&set.suite)?;
-        let in_ps = InboundSa::keyed(set.spi_ps, &keyed)?;
-        let in_pc = InboundSa::keyed(set.spi_pc, &keyed)?;
-        let transform_lines = in_ps.transform_lines();
+        // Everything that may fail first, so each SA is then built in its slab cell.
+        for spi in [set.spi_ps, set.spi_pc, set.spi_uc, set.spi_us] {
+            check_spi(spi)?;
+        }
+        let transform_lines = keyed.transform_lines();
         // The sequence block this run may send in (restarts, see `OutboundSeq`).
         let seeds = sas.seeds.get()?;
-        let out_uc = OutboundSa::keyed(set.spi_uc, &keyed, &mut *seeds)?.resume(seq);
-        let out_us = OutboundSa::keyed_owned(set.spi_us, keyed, seeds)?.resume(seq);
+        let mask_uc = iv_mask_from(&mut *seeds)?;
+        let mask_us = iv_mask_from(seeds)?;
+        let in_ps =
+            sas.insert_inbound_with(set.spi_ps, || InboundSa::from_keyed(set.spi_ps, &keyed));
+        let in_pc =
+            sas.insert_inbound_with(set.spi_pc, || InboundSa::from_keyed(set.spi_pc, &keyed));
+        let out_uc = sas.outbound.insert_with(set.spi_uc, || {
+            OutboundSa::from_keyed(set.spi_uc, &keyed, mask_uc, seq)
+        });
+        // The last SA takes the keyed suite itself: no copy, and none left to zeroize.
+        let out_us = sas.outbound.insert_with(set.spi_us, move || {
+            OutboundSa::from_keyed_owned(set.spi_us, keyed, mask_us, seq)
+        });
         let state = SaSetState {
             spi_pc: set.spi_pc,
             spi_ps: set.spi_ps,
@@ -697,10 +733,10 @@ impl SaSetState {
             port_us: set.port_us,
             spi_uc: set.spi_uc,
             spi_us: set.spi_us,
-            out_uc: sas.outbound.insert(set.spi_uc, out_uc),
-            out_us: sas.outbound.insert(set.spi_us, out_us),
-            in_ps: sas.insert_inbound(set.spi_ps, in_ps),
-            in_pc: sas.insert_inbound(set.spi_pc, in_pc),
+            out_uc,
+            out_us,
+            in_ps,
+            in_pc,
             drain_until: None,
             used: false,
             transform_lines,
