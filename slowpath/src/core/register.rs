@@ -342,7 +342,7 @@ impl Core {
             return self.register_unknown(req, &impi, creds.as_ref(), now, out);
         };
         // The registrar's key: the IMPI lower-cased, borrowed when it already is.
-        let key = if ids.impi.bytes().any(|b| b.is_ascii_uppercase()) {
+        let key = if crate::hss::has_ascii_uppercase(&ids.impi) {
             std::borrow::Cow::Owned(ids.impi.to_ascii_lowercase())
         } else {
             std::borrow::Cow::Borrowed(&*ids.impi)
