@@ -46,7 +46,7 @@ impl ChosenMechanism {
         port_ps: u16,
     ) -> SecMechanism {
         // Nine parameters, about 110 bytes as rendered: room for all at once.
-        let mut m = SecMechanism::with_capacity(IPSEC_3GPP, 9, 128);
+        let mut m = SecMechanism::with_capacity_static(IPSEC_3GPP, 9, 128);
         let (mut a, mut b, mut c, mut d) = (
             itoa::Buffer::new(),
             itoa::Buffer::new(),
@@ -405,6 +405,11 @@ mod tests {
             .with("q", SERVER_Q);
         let server = c.security_server(4294967295, 256, 65535, 5064);
         assert_eq!(server, by_formatter);
+        // Our name is the program's, not a copy (one allocation a challenge fewer).
+        assert!(matches!(
+            server.name,
+            std::borrow::Cow::Borrowed(IPSEC_3GPP)
+        ));
         assert_eq!(
             server.render(),
             "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=4294967295;spi-s=256;port-c=65535;port-s=5064;q=0.1"
