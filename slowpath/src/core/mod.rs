@@ -52,6 +52,9 @@ pub struct Core {
     pub(crate) emergency_only: std::collections::HashSet<String>,
     /// H(A2) of the last completing REGISTER's digest `uri` (the same for a realm's UEs).
     pub(crate) register_ha2: crate::aka::Ha2Cache,
+    /// The 200's Path and Service-Route to a registration (TS 24.229 5.2.2.1), which name
+    /// only the configuration's host: rendered once, copied whole into each 200.
+    pub(crate) registered_routes: crate::sip::builder::HeaderLines,
 }
 
 impl core::fmt::Debug for Core {
@@ -76,6 +79,7 @@ impl Core {
         // At most one registration per subscriber (emergency ones without authentication
         // aside): room for all of them up front.
         let registrar = Registrar::with_capacity(hss.len());
+        let registered_routes = register::registered_routes(&cfg.pcscf_host);
         Core {
             decoy_key,
             shared: Shared::new(cfg, spis, rng),
@@ -86,6 +90,7 @@ impl Core {
             reg_subs: regsub::RegSubs::default(),
             emergency_only: std::collections::HashSet::new(),
             register_ha2: crate::aka::Ha2Cache::default(),
+            registered_routes,
         }
     }
 

@@ -28,7 +28,7 @@ use crate::secagree::{
     render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
     IPSEC_3GPP, TLS_MECHANISM,
 };
-use crate::sip::builder::StaticName;
+use crate::sip::builder::{HeaderLines, StaticName};
 use crate::sip::{response_to, HeaderKind};
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1), checked
@@ -60,6 +60,16 @@ const EXPIRES: StaticName<7> = StaticName::new(b"Expires");
 const PATH: StaticName<4> = StaticName::new(b"Path");
 const SERVICE_ROUTE: StaticName<13> = StaticName::new(b"Service-Route");
 const P_ASSOCIATED_URI: StaticName<16> = StaticName::new(b"P-Associated-URI");
+
+/// The 200's `Path` and `Service-Route` for a P-CSCF named `host` ([`Core`] keeps them):
+/// the UE's terminating requests come back through us (`term`), its originating ones leave
+/// through us (`orig`).
+pub(crate) fn registered_routes(host: &str) -> HeaderLines {
+    HeaderLines::new(|b| {
+        b.push_named_parts(&PATH, &["<sip:term@", host, ";lr>"]);
+        b.push_named_parts(&SERVICE_ROUTE, &["<sip:orig@", host, ";lr>"]);
+    })
+}
 
 impl Core {
     /// Our supported mechanisms, for 421/494 answers (RFC 3329 2.3.1).
@@ -332,7 +342,7 @@ impl Core {
             return self.register_unknown(req, &impi, creds.as_ref(), now, out);
         };
         // The registrar's key: the IMPI lower-cased, borrowed when it already is.
-        let key = if ids.impi.bytes().any(|b| b.is_ascii_uppercase()) {
+        let key = if crate::hss::has_ascii_uppercase(&ids.impi) {
             std::borrow::Cow::Owned(ids.impi.to_ascii_lowercase())
         } else {
             std::borrow::Cow::Borrowed(&*ids.impi)
@@ -728,20 +738,18 @@ impl Core {
         out: &mut Vec<WorkerCommand>,
     ) {
         let impus = self.registrar.impus(key).unwrap_or_default();
-        // `respond_with` written out here: the headers borrow the configuration's host
-        // while the tag is drawn from the shared state (no copy of the host).
+        // `respond_with` written out here: the tag is drawn from the shared state while the
+        // headers borrow the core's rendered routes.
         let tag = self.shared.tag();
         match response_to(req.msg, 200, "OK", Some(tag.as_str())) {
             Ok(mut b) => {
-                let host = &self.shared.cfg.pcscf_host;
                 b.push_named_with(&CONTACT, |v| {
                     v.str("<").str(contact).str(">;expires=").decimal(expires);
                 });
                 b.push_named_with(&EXPIRES, |v| {
                     v.decimal(expires);
                 });
-                b.push_named_parts(&PATH, &["<sip:term@", host, ";lr>"]);
-                b.push_named_parts(&SERVICE_ROUTE, &["<sip:orig@", host, ";lr>"]);
+                b.push_lines(&self.registered_routes);
                 b.push_named_with(&P_ASSOCIATED_URI, |v| {
                     for (i, u) in impus.iter().enumerate() {
                         v.str(if i == 0 { "<" } else { ", <" }).str(u).str(">");

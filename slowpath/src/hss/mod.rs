@@ -12,4 +12,5 @@ pub use persist::{
     apply_journal, parse_snapshot, render_snapshot, PersistRecord, PersistTicket, SqnState,
 };
 pub use record::{parse_csv, parse_toml, SubscriberRecord};
+pub(crate) use store::has_ascii_uppercase;
 pub use store::{Hss, HssError, Identities, Subscriber};

@@ -308,7 +308,7 @@ impl Registrar {
             expires_unix_ms: unix_ms(wall + left),
             security_server: active.security_server.as_ref().map(|m| {
                 let params = m.params().map(|(k, v)| (k.to_string(), v.to_string()));
-                (m.name.clone(), params.collect())
+                (m.name.to_string(), params.collect())
             }),
             set: PersistedSet::of(&active.set),
         })

@@ -2,6 +2,7 @@
 //! the Security-Server the P-CSCF answers with.
 
 use akagate_proto::suite::{AuthAlg, EncrAlg};
+use akagate_proto::swar;
 
 use super::{ImsAkaProfile, Mechanism, SecMechanism};
 
@@ -45,7 +46,7 @@ impl ChosenMechanism {
         port_ps: u16,
     ) -> SecMechanism {
         // Nine parameters, about 110 bytes as rendered: room for all at once.
-        let mut m = SecMechanism::with_capacity(IPSEC_3GPP, 9, 128);
+        let mut m = SecMechanism::with_capacity_static(IPSEC_3GPP, 9, 128);
         let (mut a, mut b, mut c, mut d) = (
             itoa::Buffer::new(),
             itoa::Buffer::new(),
@@ -163,17 +164,56 @@ impl<'p> Chooser<'p> {
 /// The algorithms an `ipsec-3gpp` offer (its [`Mechanism::offer_params`]: `params`) names,
 /// if it names known ones (not yet checked further: see [`offer_of`]).
 fn algorithms(m: &impl Mechanism, params: &[Option<&str>; 8]) -> Option<(AuthAlg, EncrAlg)> {
-    if !m.name().eq_ignore_ascii_case(IPSEC_3GPP) {
+    if !is_lower_token(m.name(), IPSEC_3GPP) {
         return None;
     }
     let [_, _, alg, ealg, ..] = *params;
-    let auth = AuthAlg::from_token(alg?)?;
+    let alg = alg?;
+    let auth = AUTH_ALGS
+        .into_iter()
+        .find(|a| is_lower_token(alg, a.token()))?;
     // A missing ealg means null encryption (TS 33.203 Annex H, Rel-5 UEs).
     let encr = match ealg {
-        Some(e) => EncrAlg::from_token(e)?,
+        Some(e) => ENCR_ALGS
+            .into_iter()
+            .find(|a| is_lower_token(e, a.token()))?,
         None => EncrAlg::Null,
     };
     Some((auth, encr))
+}
+
+/// Every `alg` [`AuthAlg::from_token`] knows.
+const AUTH_ALGS: [AuthAlg; 4] = [
+    AuthAlg::HmacMd5_96,
+    AuthAlg::HmacSha1_96,
+    AuthAlg::AesGmac,
+    AuthAlg::Null,
+];
+/// Every `ealg` [`EncrAlg::from_token`] knows.
+const ENCR_ALGS: [EncrAlg; 4] = [
+    EncrAlg::Null,
+    EncrAlg::AesCbc,
+    EncrAlg::DesEde3Cbc,
+    EncrAlg::AesGcm,
+];
+
+/// Whether `s` is `lower` (a lower-case token) in any case, as `eq_ignore_ascii_case`
+/// answers, eight bytes a step: a Security-Client's six offers name the mechanism and two
+/// algorithms each, 7 to 13 bytes, which a byte loop compares a byte at a time.
+fn is_lower_token(s: &str, lower: &str) -> bool {
+    let (a, b) = (s.as_bytes(), lower.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.eq_ignore_ascii_case(b);
+    }
+    let word = |x: &[u8], at: usize| swar::word_at(x, at).unwrap_or(0);
+    let same = |at: usize| swar::lower_ascii_word(word(a, at)) == word(b, at);
+    // The whole words, then the last eight bytes (overlapping the last word when `n` is
+    // not a multiple of eight).
+    (0..n / 8).all(|i| same(8 * i)) && same(n - 8)
 }
 
 /// `s.parse::<u32>().ok()` without the generic radix parser (about a third of its
@@ -280,6 +320,54 @@ mod tests {
         }
     }
 
+    /// The word-at-a-time token compare answers what `eq_ignore_ascii_case` answers, and
+    /// the algorithm lists are what `from_token` knows.
+    #[test]
+    fn lower_tokens_compare_as_eq_ignore_ascii_case() {
+        let mut tokens: Vec<&str> = AUTH_ALGS.iter().map(|a| a.token()).collect();
+        tokens.extend(ENCR_ALGS.iter().map(|e| e.token()));
+        tokens.extend([
+            IPSEC_3GPP,
+            TLS_MECHANISM,
+            "",
+            "abcdefgh",
+            "abcdefghijklmnopq",
+        ]);
+        let mut cases: Vec<String> = Vec::new();
+        for t in &tokens {
+            assert_eq!(*t, t.to_ascii_lowercase());
+            cases.push(t.to_string());
+            cases.push(t.to_ascii_uppercase());
+            // Every one-byte edit: each byte flipped in case, bumped, set high, and the
+            // token cut or lengthened.
+            for i in 0..t.len() {
+                for f in [0x20u8, 0x01, 0x80, 0x40] {
+                    let mut b = t.as_bytes().to_vec();
+                    b[i] ^= f;
+                    cases.push(String::from_utf8_lossy(&b).into_owned());
+                }
+                cases.push(t[..i].to_string());
+            }
+            cases.push(format!("{t}x"));
+            cases.push(format!("{t}é"));
+        }
+        for t in &tokens {
+            for c in &cases {
+                assert_eq!(
+                    is_lower_token(c, t),
+                    c.eq_ignore_ascii_case(t),
+                    "{c:?} {t:?}"
+                );
+            }
+        }
+        for c in &cases {
+            let auth = AUTH_ALGS.into_iter().find(|a| is_lower_token(c, a.token()));
+            let encr = ENCR_ALGS.into_iter().find(|a| is_lower_token(c, a.token()));
+            assert_eq!(auth, AuthAlg::from_token(c), "{c:?}");
+            assert_eq!(encr, EncrAlg::from_token(c), "{c:?}");
+        }
+    }
+
     #[test]
     fn default_profile_picks_sha1_aes_from_six_offers() {
         let c = choose(
@@ -317,6 +405,11 @@ mod tests {
             .with("q", SERVER_Q);
         let server = c.security_server(4294967295, 256, 65535, 5064);
         assert_eq!(server, by_formatter);
+        // Our name is the program's, not a copy (one allocation a challenge fewer).
+        assert!(matches!(
+            server.name,
+            std::borrow::Cow::Borrowed(IPSEC_3GPP)
+        ));
         assert_eq!(
             server.render(),
             "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=4294967295;spi-s=256;port-c=65535;port-s=5064;q=0.1"

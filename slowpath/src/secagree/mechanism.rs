@@ -1,6 +1,8 @@
 //! One `sec-mechanism` of a Security-Client/-Server/-Verify header (RFC 3329 2.2): parsing,
 //! rendering, and the parameter-for-parameter comparison Security-Verify needs (RFC 3329 2.3.1).
 
+use std::borrow::Cow;
+
 use akagate_proto::sipscan::is_token_char;
 use akagate_proto::swar;
 use thiserror::Error;
@@ -40,8 +42,9 @@ pub enum SecAgreeError {
 /// mechanisms of eight parameters each), and the rendering is the name and that string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecMechanism {
-    /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...).
-    pub name: String,
+    /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...): borrowed for a
+    /// name fixed in the program (our Security-Server's, no allocation), owned when parsed.
+    pub name: Cow<'static, str>,
     /// Every parameter as rendered: `;name` and, for a non-empty value, `=value`.
     text: String,
     /// Where each parameter's name and value are in `text`, in the order sent.
@@ -60,7 +63,7 @@ impl SecMechanism {
     /// A mechanism with no parameters.
     pub fn new(name: &str) -> Self {
         Self {
-            name: name.to_ascii_lowercase(),
+            name: Cow::Owned(name.to_ascii_lowercase()),
             text: String::new(),
             spans: Vec::new(),
         }
@@ -70,7 +73,18 @@ impl SecMechanism {
     /// (one allocation each for a mechanism built whole, as our Security-Server is).
     pub fn with_capacity(name: &str, params: usize, text: usize) -> Self {
         Self {
-            name: name.to_ascii_lowercase(),
+            name: Cow::Owned(name.to_ascii_lowercase()),
+            text: String::with_capacity(text),
+            spans: Vec::with_capacity(params),
+        }
+    }
+
+    /// [`SecMechanism::with_capacity`] for a lower-case name fixed in the program
+    /// (`ipsec-3gpp`, `tls`): the name is borrowed, not copied (one allocation fewer).
+    pub fn with_capacity_static(name: &'static str, params: usize, text: usize) -> Self {
+        debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+        Self {
+            name: Cow::Borrowed(name),
             text: String::with_capacity(text),
             spans: Vec::with_capacity(params),
         }
@@ -579,7 +593,7 @@ impl MechanismView<'_> {
     pub fn to_owned(&self) -> SecMechanism {
         let count = self.each_param().count();
         let mut m = SecMechanism {
-            name: self.name.to_ascii_lowercase(),
+            name: Cow::Owned(self.name.to_ascii_lowercase()),
             // `;` and `=` for each parameter beside its name and value.
             text: String::with_capacity(self.params.map_or(0, str::len) + 2 * count),
             spans: Vec::with_capacity(count),
@@ -829,7 +843,7 @@ mod tests {
     #[test]
     fn parameters_kept_as_rendered_read_back_as_given() {
         let rendered = |m: &SecMechanism| {
-            let mut s = m.name.clone();
+            let mut s = m.name.to_string();
             for (n, v) in m.params() {
                 s.push(';');
                 s.push_str(n);

@@ -203,6 +203,11 @@ impl MessageBuilder {
         self.head.extend_from_slice(b"\r\n");
     }
 
+    /// Appends header lines rendered once ([`HeaderLines`]) as one copy.
+    pub fn push_lines(&mut self, lines: &HeaderLines) {
+        self.head.extend_from_slice(&lines.0);
+    }
+
     /// Appends a header line (builder style).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.push_header(name, value);
@@ -230,6 +235,29 @@ impl MessageBuilder {
         self.head.extend_from_slice(b"\r\n\r\n");
         self.head.extend_from_slice(&self.body);
         self.head
+    }
+}
+
+/// Header lines written once by a [`MessageBuilder`]'s own header methods (names checked,
+/// CR and LF of values blanked) and copied into many messages whole
+/// ([`MessageBuilder::push_lines`]): headers whose values depend only on the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderLines(Box<[u8]>);
+
+impl HeaderLines {
+    /// The lines `write` pushes into an empty builder, kept as written.
+    pub fn new(write: impl FnOnce(&mut MessageBuilder)) -> Self {
+        let mut b = MessageBuilder {
+            head: Vec::new(),
+            body: Vec::new(),
+        };
+        write(&mut b);
+        HeaderLines(b.head.into_boxed_slice())
+    }
+
+    /// The lines as bytes (each ends in CR LF).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -411,6 +439,27 @@ mod tests {
             m,
             format!("SIP/2.0 200 OK\r\nA: 1  2{spaced}\r\nB:  7a b\r\nC: {spaced}\r\nContent-Length: 0\r\n\r\n")
         );
+    }
+
+    /// Lines rendered once and pushed whole are the bytes the same pushes write in place,
+    /// a CR or LF in a value blanked alike.
+    #[test]
+    fn header_lines_rendered_once_are_what_the_pushes_write() {
+        const PATH: StaticName<4> = StaticName::new(b"Path");
+        for host in ["pcscf.example.org", "a\r\nVia: x", ""] {
+            let write = |b: &mut MessageBuilder| {
+                b.push_named_parts(&PATH, &["<sip:term@", host, ";lr>"]);
+                b.push_header("Service-Route", host);
+            };
+            let lines = HeaderLines::new(write);
+            let mut direct = MessageBuilder::response(200, "OK");
+            write(&mut direct);
+            let mut copied = MessageBuilder::response(200, "OK");
+            copied.push_lines(&lines);
+            assert_eq!(copied.build(), direct.build());
+            assert!(lines.as_bytes().ends_with(b"\r\n"));
+            assert_eq!(lines.as_bytes().iter().filter(|&&b| b == b'\n').count(), 2);
+        }
     }
 
     /// A name made once is written as a `&str` name is, and a name that is not a token,
