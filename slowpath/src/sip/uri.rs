@@ -390,14 +390,15 @@ fn walk_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseEr
 }
 
 /// [`HOST_CLASS`]: a host-name byte ([`HOST_NAME_BYTE`]).
-const NAME: u8 = 1;
+pub(crate) const NAME: u8 = 1;
 /// [`HOST_CLASS`]: a digit or a dot (an IPv4 address's bytes).
-const DOTTED: u8 = 2;
+pub(crate) const DOTTED: u8 = 2;
 /// [`HOST_CLASS`]: a byte that ends the host (`:`, `;`, `?`).
 const STOP: u8 = 4;
 
-/// Each byte's [`NAME`], [`DOTTED`] and [`STOP`] bits, for [`walk_hostpart`].
-const HOST_CLASS: [u8; 256] = {
+/// Each byte's [`NAME`], [`DOTTED`] and [`STOP`] bits, for [`walk_hostpart`] (and the Via's
+/// sent-by walk).
+pub(crate) const HOST_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {

@@ -8,6 +8,10 @@ use super::lex::{is_lws, is_token_char, parse_decimal, trim_lws, trim_lws_start}
 use super::params::Params;
 use super::uri::Host;
 
+mod walk;
+#[cfg(test)]
+mod walk_tests;
+
 /// The RFC 3261 branch magic cookie (17.2.3).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
 
@@ -86,7 +90,19 @@ fn check_params<'a>(params: &Params<'a>) -> Result<KnownParams<'a>, ParseError> 
 
 impl<'a> Via<'a> {
     /// Parses one (comma-split) Via value; LWS is allowed around `/` (RFC 4475 3.1.1.1).
+    /// The usual value is read in one walk; anything the walk does not decide takes
+    /// [`Via::parse_general`], so both give the same Via or the same error.
     pub fn parse(s: &'a str) -> Result<Via<'a>, ParseError> {
+        match walk::walk(s) {
+            Some(via) => Ok(via),
+            None => Via::parse_general(s),
+        }
+    }
+
+    /// [`Via::parse`] piece by piece (three token reads, the sent-by's split, a parameter
+    /// iterator): the path of any value the one walk does not decide, and its reference in
+    /// the differential tests.
+    pub fn parse_general(s: &'a str) -> Result<Via<'a>, ParseError> {
         let bad = ParseError::BadHeader("Via");
         let s = trim_lws(s);
         let (protocol, rest) = take_token(s);
