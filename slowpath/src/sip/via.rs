@@ -99,6 +99,14 @@ impl<'a> Via<'a> {
         }
     }
 
+    /// `s` read by [`Via::parse`]'s one walk alone: `None` where the walk does not decide
+    /// (the value may still parse, or not, piece by piece). A value the walk reads holds no
+    /// `,`, `"`, `<` and no LWS at either end, so a header value it reads is a one-element
+    /// list.
+    pub(crate) fn parse_walked(s: &'a str) -> Option<Via<'a>> {
+        walk::walk(s)
+    }
+
     /// [`Via::parse`] piece by piece (three token reads, the sent-by's split, a parameter
     /// iterator): the path of any value the one walk does not decide, and its reference in
     /// the differential tests.

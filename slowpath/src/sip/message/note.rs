@@ -198,7 +198,17 @@ impl<'a> Message<'a> {
             .iter()
             .position(|h| h.kind == HeaderKind::Via)?;
         let value = self.headers().get(line)?.value;
-        let first = ListIter::new(value).next()?.ok()?;
+        // The top Via runs from the line's start to its end (its protocol starts the value,
+        // its parameters end it): the line is that one element, no list split needed.
+        let end_of = |s: &str| s.as_ptr() as usize + s.len();
+        let whole = via.protocol.as_ptr() == value.as_ptr()
+            && end_of(via.params.raw()) == end_of(value)
+            && end_of(via.sent_by) <= end_of(value);
+        let first = if whole {
+            value
+        } else {
+            ListIter::new(value).next()?.ok()?
+        };
         let offset = |part: &str, base: usize| (part.as_ptr() as usize).checked_sub(base);
         let start = offset(first, value.as_ptr() as usize)?;
         let end = start.checked_add(first.len())?;
@@ -277,6 +287,51 @@ mod tests {
             let mut line = String::new();
             m.noted_via().unwrap().pieces(&mut |p| line.push_str(p));
             assert_eq!(line, format!("{element}, SIP/2.0/UDP y;branch=z9hG4bK9"));
+        }
+    }
+
+    #[test]
+    fn a_line_of_one_element_is_that_element_however_it_was_read() {
+        // Walked whole, read piece by piece (LWS inside: its runs as written, the `rport` and
+        // the `;` before it left out), a trailing comma's empty element
+        // after it, a second element: the noted line is the noted element and what follows.
+        for (line, element, after) in [
+            (
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport",
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1",
+                "",
+            ),
+            ("SIP/2.0/TCP 10.1.0.2:5060", "SIP/2.0/TCP 10.1.0.2:5060", ""),
+            (
+                "SIP / 2.0/TCP h ;rport ; branch=z9hG4bK1",
+                "SIP / 2.0/TCP h ; branch=z9hG4bK1",
+                "",
+            ),
+            (
+                "SIP/2.0/TCP h;branch=z9hG4bK1;rport,",
+                "SIP/2.0/TCP h;branch=z9hG4bK1",
+                ",",
+            ),
+            (
+                "SIP/2.0/TCP h;rport , SIP/2.0/UDP y",
+                "SIP/2.0/TCP h",
+                " , SIP/2.0/UDP y",
+            ),
+        ] {
+            let req = REQ.replace(
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1, SIP/2.0/UDP y;branch=z9hG4bK9",
+                line,
+            );
+            let m = Message::parse(req.as_bytes())
+                .unwrap()
+                .with_via_note(note("192.0.2.7", Some(4)));
+            let mut noted = String::new();
+            m.noted_via().unwrap().pieces(&mut |p| noted.push_str(p));
+            assert_eq!(
+                noted,
+                format!("{element};received=192.0.2.7;rport=4{after}"),
+                "{line:?}"
+            );
         }
     }
 
