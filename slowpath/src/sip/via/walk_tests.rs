@@ -228,3 +228,45 @@ fn the_walk_is_the_general_parse_on_mutated_vias() {
     }
     assert!(walked > 20_000, "{walked}");
 }
+
+#[test]
+fn the_top_via_is_the_first_element_of_the_via_list() {
+    // The fixtures, and each with its first Via line replaced by forms the walk reads whole
+    // or not (a second element, a trailing comma, LWS, a bad value).
+    let mut checked = 0;
+    for raw in fixture_messages() {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let mut variants = vec![text.clone()];
+        if let Some(at) = text.find("\r\nVia: ").or_else(|| text.find("\r\nv: ")) {
+            let from = at + text[at..].find(':').unwrap() + 2;
+            for line in [
+                "SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK1;rport",
+                "SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK1,SIP/2.0/UDP h",
+                "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK1,",
+                "SIP/2.0/TCP 10.0.0.1 ;branch=z9hG4bK1",
+                "SIP/2.0/TCP 10.0.0.1;branch",
+                "",
+            ] {
+                let mut v = text.clone();
+                v.insert_str(from, &format!("{line}, "));
+                variants.push(v);
+                let mut v = text.clone();
+                let end = from + text[from..].find("\r\n").unwrap();
+                v.replace_range(from..end, line);
+                variants.push(v);
+            }
+        }
+        for v in variants {
+            let Ok(m) = Message::parse(v.as_bytes()) else {
+                continue;
+            };
+            let listed = m
+                .vias()
+                .next()
+                .unwrap_or(Err(crate::sip::ParseError::MissingHeader("Via")));
+            assert_eq!(m.top_via(), listed, "{v:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
