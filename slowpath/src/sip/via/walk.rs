@@ -84,6 +84,7 @@ pub(super) fn walk(s: &str) -> Option<Via<'_>> {
     }
     let sent_by = &s[host_start..i];
     let params = &s[i..];
+    let sent_by_end = i;
     let mut known = KnownParams::default();
     while i < b.len() {
         // `b[i]` is a `;` here.
@@ -107,6 +108,7 @@ pub(super) fn walk(s: &str) -> Option<Via<'_>> {
             return None;
         }
         note_param(&mut known, name, value)?;
+        known.cuts.param(name, i - sent_by_end);
     }
     Some(Via {
         protocol: &s[..3],
