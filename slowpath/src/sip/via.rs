@@ -200,6 +200,15 @@ impl<'a> Via<'a> {
         &self.known.cuts
     }
 
+    /// True if this Via, parsed from a list element of `line` (a Via header's value), is the
+    /// whole of it: it starts the value and its parameters end it. The line is then that one
+    /// element (a comma after it, and anything past, would end the element before the
+    /// value's end), and a list split of it gives this element alone.
+    pub(crate) fn spans_line(&self, line: &str) -> bool {
+        let end_of = |s: &str| s.as_ptr() as usize + s.len();
+        self.protocol.as_ptr() == line.as_ptr() && end_of(self.params.raw()) == end_of(line)
+    }
+
     /// The branch parameter.
     pub fn branch(&self) -> Option<&'a str> {
         self.known.branch.flatten()

@@ -234,13 +234,9 @@ impl<'a> Message<'a> {
             .iter()
             .position(|h| h.kind == HeaderKind::Via)?;
         let value = self.headers().get(line)?.value;
-        // The top Via runs from the line's start to its end (its protocol starts the value,
-        // its parameters end it): the line is that one element, no list split needed.
-        let end_of = |s: &str| s.as_ptr() as usize + s.len();
-        let whole = via.protocol.as_ptr() == value.as_ptr()
-            && end_of(via.params.raw()) == end_of(value)
-            && end_of(via.sent_by) <= end_of(value);
-        let first = if whole {
+        // The top Via runs from the line's start to its end: the line is that one element,
+        // no list split needed.
+        let first = if via.spans_line(value) {
             value
         } else {
             ListIter::new(value).next()?.ok()?

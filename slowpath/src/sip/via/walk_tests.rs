@@ -245,6 +245,8 @@ fn the_top_via_is_the_first_element_of_the_via_list() {
                 "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK1,",
                 "SIP/2.0/TCP 10.0.0.1 ;branch=z9hG4bK1",
                 "SIP/2.0/TCP 10.0.0.1;branch",
+                "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK1 , SIP/2.0/UDP h;branch",
+                "SIP/2.0/TCP 10.0.0.1;branch=z9hG4bK1, \"",
                 "",
             ] {
                 let mut v = text.clone();
@@ -265,6 +267,14 @@ fn the_top_via_is_the_first_element_of_the_via_list() {
                 .next()
                 .unwrap_or(Err(crate::sip::ParseError::MissingHeader("Via")));
             assert_eq!(m.top_via(), listed, "{v:?}");
+            // The elements after it check as the list split's `skip(1)` checks them.
+            if let Ok(top) = m.top_via() {
+                assert_eq!(
+                    m.check_vias_after(&top),
+                    m.check_vias_after_listed(),
+                    "{v:?}"
+                );
+            }
             checked += 1;
         }
     }
