@@ -292,7 +292,7 @@ mod tests {
             let t: String = (0..len)
                 .map(|i| {
                     let r = (state >> (i % 60)) as usize;
-                    if r % 17 == 0 {
+                    if r.is_multiple_of(17) {
                         'x'
                     } else {
                         char::from(b'0' + (r % 10) as u8)
