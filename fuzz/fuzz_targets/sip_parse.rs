@@ -3,16 +3,21 @@
 //! link hands on with slowpath shards) must never panic on any input (seed corpus:
 //! slowpath/tests/fixtures/sip/). The parse (the head's line ends from one vector scan) must
 //! give what the general parse (`memmem`, `memchr2` a line) gives: the same message or the
-//! same error.
+//! same error. Each Via element, and the input itself read as one, must parse by the one walk
+//! (`Via::parse`) as it does piece by piece (`Via::parse_general`); the top Via as the first
+//! element of the Via list.
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
-use akagate_slowpath::sip::{next_frame, FrameLimits, HeaderKind, Message};
+use akagate_slowpath::sip::{next_frame, FrameLimits, HeaderKind, Message, Via};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = next_frame(data, &FrameLimits::default());
     let _ = akagate_proto::shard::scan(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        assert_eq!(Via::parse(s), Via::parse_general(s));
+    }
     let parsed = Message::parse(data);
     assert_eq!(
         format!("{parsed:?}"),
@@ -22,6 +27,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = m.validate();
+    for e in m.list_values(HeaderKind::Via).flatten() {
+        assert_eq!(Via::parse(e), Via::parse_general(e));
+    }
+    assert_eq!(
+        m.top_via(),
+        m.vias()
+            .next()
+            .unwrap_or(Err(akagate_slowpath::sip::ParseError::MissingHeader("Via")))
+    );
     for v in m.vias().flatten() {
         let _ = (v.branch(), v.received(), v.rport());
     }

@@ -141,12 +141,18 @@ impl<'a> Iterator for ListIter<'a> {
 
 /// Parses a decimal number of at most `max`; `None` on an empty, non-digit or too large value.
 pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
+    // One pass: a non-digit anywhere, an overflow or a value past `max` is `None`, whichever
+    // comes first (the same answer as checking the digits first).
     let mut v: u64 = 0;
     for b in s.bytes() {
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
         if v > max {
             return None;
         }
@@ -237,5 +243,69 @@ mod tests {
         assert_eq!(parse_decimal("256", 255), None);
         assert_eq!(parse_decimal("-1", 255), None);
         assert_eq!(parse_decimal("99999999999999999999999", u64::MAX), None);
+    }
+
+    /// The two-pass form `parse_decimal` had: every byte a digit, then the value.
+    fn parse_decimal_two_pass(s: &str, max: u64) -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for b in s.bytes() {
+            v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            if v > max {
+                return None;
+            }
+        }
+        Some(v)
+    }
+
+    #[test]
+    fn the_one_pass_decimal_is_the_two_pass_one() {
+        const ALPHA: &[u8] = b"0123456789 x/:";
+        let maxes = [0, 9, 255, 699, 65535, u64::from(u32::MAX), u64::MAX];
+        let mut s = Vec::new();
+        fn every(s: &mut Vec<u8>, left: usize, maxes: &[u64]) {
+            let t = std::str::from_utf8(s).unwrap();
+            for &max in maxes {
+                assert_eq!(
+                    parse_decimal(t, max),
+                    parse_decimal_two_pass(t, max),
+                    "{t:?}"
+                );
+            }
+            if left > 0 {
+                for &c in ALPHA {
+                    s.push(c);
+                    every(s, left - 1, maxes);
+                    s.pop();
+                }
+            }
+        }
+        every(&mut s, 4, &maxes);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 26) as usize;
+            let t: String = (0..len)
+                .map(|i| {
+                    let r = (state >> (i % 60)) as usize;
+                    if r.is_multiple_of(17) {
+                        'x'
+                    } else {
+                        char::from(b'0' + (r % 10) as u8)
+                    }
+                })
+                .collect();
+            for &max in &maxes {
+                assert_eq!(
+                    parse_decimal(&t, max),
+                    parse_decimal_two_pass(&t, max),
+                    "{t:?}"
+                );
+            }
+        }
     }
 }

@@ -114,6 +114,9 @@ pub struct Message<'a> {
     headers: HeaderList<'a>,
     body: &'a [u8],
     content_length: Option<usize>,
+    /// No header value holds a CR, LF or NUL: no line was folded and the head has no NUL
+    /// ([`Message::values_are_clean`]).
+    values_clean: bool,
     /// The topmost Via and the To header, parsed on first use: validation, the transaction
     /// key, the registrar and the response builder all read them.
     pub(crate) top_via: OnceCell<Result<Via<'a>, ParseError>>,
@@ -221,11 +224,12 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 /// (`sipscan::split_nul_checked_header_line`) gives, with the same error for the same line,
 /// without scanning a line for its end, then for its colon, then its value for CR and LF
 /// again (a test compares the two). `line_end(from)` is the first CR or LF of `section` at or
-/// after `from` (`None`: none before the section's end).
+/// after `from` (`None`: none before the section's end). A folded line sets `*folded`.
 fn split_header_at(
     section: &[u8],
     at: usize,
     line_end: impl Fn(usize) -> Option<usize>,
+    folded: &mut bool,
 ) -> Result<(std::ops::Range<usize>, std::ops::Range<usize>, usize), ParseError> {
     let bad = ParseError::from(sipscan::ScanError::BadHeaderLine);
     // name = token, then SP/HT, then the colon; anything else before a colon is refused
@@ -264,6 +268,7 @@ fn split_header_at(
         if !matches!(section.get(j + 2), Some(b' ' | b'\t')) {
             return Ok((name, value_start..j, j + 2));
         }
+        *folded = true;
         from = j + 2;
     }
 }
@@ -295,9 +300,17 @@ impl<'a> Message<'a> {
         if lines.has_nul() && sipscan::has_bare_nul(&raw[..head_end]) {
             return Err(ParseError::NulInHeader);
         }
+        // The scan's flag may count a NUL past the head's end: the exact answer only then.
+        let head_has_nul = lines.has_nul() && memchr::memchr(0, &raw[..head_end]).is_some();
         let head = simdutf8::basic::from_utf8(&raw[..head_end]).map_err(|_| ParseError::NotUtf8)?;
         let start_end = lines.crlf_from(raw, 0);
-        Message::parse_lines(raw, head, start_end, |from| lines.line_end_from(from))
+        Message::parse_lines(
+            raw,
+            head,
+            start_end,
+            |from| lines.line_end_from(from),
+            head_has_nul,
+        )
     }
 
     /// [`Message::parse`] without the head's vector scan: `memmem` for the head's end,
@@ -319,7 +332,8 @@ impl<'a> Message<'a> {
                 .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
                 .map(|j| from + j)
         };
-        Message::parse_lines(raw, head, find_crlf(b), line_end)
+        let head_has_nul = memchr::memchr(0, b).is_some();
+        Message::parse_lines(raw, head, find_crlf(b), line_end, head_has_nul)
     }
 
     /// The head (`raw` up to its blank line, checked: no bare NUL, UTF-8) split into its start
@@ -331,6 +345,7 @@ impl<'a> Message<'a> {
         head: &'a str,
         start_end: Option<usize>,
         line_end: impl Fn(usize) -> Option<usize>,
+        head_has_nul: bool,
     ) -> Result<Message<'a>, ParseError> {
         let head_end = head.len();
         let (start_line, section, offset) = match start_end {
@@ -344,11 +359,13 @@ impl<'a> Message<'a> {
         let mut headers = HeaderList::new();
         let mut content_length = None;
         let mut at = 0;
+        let mut folded = false;
         // The section's line ends are the head's, shifted by where the section starts.
         let section_end = |from: usize| line_end(offset + from).map(|j| j - offset);
         while at < section.len() {
             // The whole head was cleared of bare NULs above.
-            let (name, value, next) = split_header_at(section.as_bytes(), at, section_end)?;
+            let (name, value, next) =
+                split_header_at(section.as_bytes(), at, section_end, &mut folded)?;
             at = next;
             // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
             // them from it instead of validating them again.
@@ -374,6 +391,7 @@ impl<'a> Message<'a> {
             headers,
             body,
             content_length,
+            values_clean: !folded && !head_has_nul,
             top_via: OnceCell::new(),
             to: OnceCell::new(),
             from: OnceCell::new(),
@@ -381,6 +399,14 @@ impl<'a> Message<'a> {
             call_id: OnceCell::new(),
             via_note: None,
         })
+    }
+
+    /// True if no header value of this message holds a CR, LF or NUL (no line of its head
+    /// was folded and its head has no NUL, a quoted-pair's included): a builder that copies
+    /// values from it into another message need not scan them for line breaks. False says
+    /// only "maybe": a fold inside the value, or one that LWS trimming removed.
+    pub fn values_are_clean(&self) -> bool {
+        self.values_clean
     }
 
     /// The input this message was parsed from (including any ignored trailing bytes).
@@ -545,7 +571,7 @@ mod tests {
                     .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
                     .map(|j| from + j)
             };
-            let (name, value, next) = split_header_at(section, at, line_end)?;
+            let (name, value, next) = split_header_at(section, at, line_end, &mut false)?;
             assert!(next > at);
             out.push((name, value));
             at = next;
@@ -689,6 +715,29 @@ mod tests {
     }
 
     const REQ: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nX-Long: a\r\n  b\r\nl: 3\r\n\r\nabcdef";
+
+    #[test]
+    fn values_are_clean_without_a_fold_or_a_nul_in_the_head() {
+        let head = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n";
+        for (rest, clean) in [
+            ("Subject: x\r\n\r\n", true),
+            ("Subject: x\r\n\r\nbody\0with a NUL", true),
+            ("Subject: x\r\n y\r\n\r\n", false),
+            ("Subject: x\r\n\t\r\n\r\n", false),
+            ("Subject: \"a\\\0b\"\r\n\r\n", false),
+        ] {
+            let raw = format!("{head}{rest}");
+            for m in [
+                Message::parse(raw.as_bytes()),
+                Message::parse_general(raw.as_bytes()),
+            ] {
+                assert_eq!(m.unwrap().values_are_clean(), clean, "{raw:?}");
+            }
+        }
+        // Past the scan's bound (the general path): the same answers.
+        let long = format!("{head}X-Pad: {}\r\n x\r\n\r\n", "p".repeat(5000));
+        assert!(!Message::parse(long.as_bytes()).unwrap().values_are_clean());
+    }
 
     #[test]
     fn parses_headers_and_body() {

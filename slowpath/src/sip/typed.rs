@@ -113,6 +113,11 @@ impl<'a> Message<'a> {
     pub(crate) fn cached_top_via(&self) -> Result<&Via<'a>, ParseError> {
         self.top_via
             .get_or_init(|| {
+                // A first Via line the one walk reads whole is its own first element (the
+                // walk passes no `,`, `"`, `<` or LWS at either end): no list split.
+                if let Some(via) = self.header(HeaderKind::Via).and_then(Via::parse_walked) {
+                    return Ok(via);
+                }
                 self.vias()
                     .next()
                     .unwrap_or(Err(ParseError::MissingHeader("Via")))

@@ -306,31 +306,41 @@ pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
 /// no leading zero and at most 255; `None` for anything else (not necessarily invalid:
 /// [`parse_ipv4`] then asks `std`).
 pub(crate) fn ipv4_dotted(b: &[u8]) -> Option<Ipv4Addr> {
+    // One pass over the bytes (7 to 15 of them), the octet closed at each dot: no bounds
+    // check or restart per octet.
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
     let mut octets = [0u8; 4];
-    let mut at = 0;
-    for (n, octet) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if b.get(at) != Some(&b'.') {
+    let mut n = 0;
+    let mut value = 0u32;
+    let mut digits = 0u32;
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || n == 3 {
                 return None;
             }
-            at += 1;
+            octets[n] = value as u8;
+            n += 1;
+            (value, digits) = (0, 0);
+            continue;
         }
-        let start = at;
-        let mut value = 0u32;
-        while let Some(&c) = b.get(at) {
-            if !c.is_ascii_digit() || at - start == 3 {
-                break;
-            }
-            value = value * 10 + u32::from(c - b'0');
-            at += 1;
-        }
-        let digits = at - start;
-        if digits == 0 || (digits > 1 && b[start] == b'0') {
+        let d = u32::from(c.wrapping_sub(b'0'));
+        // A fourth digit, a leading zero, or a value past 255.
+        if d > 9 || digits == 3 || (digits == 1 && value == 0) {
             return None;
         }
-        *octet = u8::try_from(value).ok()?;
+        value = value * 10 + d;
+        digits += 1;
+        if value > 255 {
+            return None;
+        }
     }
-    (at == b.len()).then_some(Ipv4Addr::from(octets))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// [`split_hostpart`] for a host that is not an IPv6 reference, in one walk: the host runs to
@@ -390,14 +400,15 @@ fn walk_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseEr
 }
 
 /// [`HOST_CLASS`]: a host-name byte ([`HOST_NAME_BYTE`]).
-const NAME: u8 = 1;
+pub(crate) const NAME: u8 = 1;
 /// [`HOST_CLASS`]: a digit or a dot (an IPv4 address's bytes).
-const DOTTED: u8 = 2;
+pub(crate) const DOTTED: u8 = 2;
 /// [`HOST_CLASS`]: a byte that ends the host (`:`, `;`, `?`).
 const STOP: u8 = 4;
 
-/// Each byte's [`NAME`], [`DOTTED`] and [`STOP`] bits, for [`walk_hostpart`].
-const HOST_CLASS: [u8; 256] = {
+/// Each byte's [`NAME`], [`DOTTED`] and [`STOP`] bits, for [`walk_hostpart`] (and the Via's
+/// sent-by walk).
+pub(crate) const HOST_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {
@@ -493,7 +504,12 @@ mod tests {
     /// bytes, every dotted quad of edge-case octets, random digit-and-dot strings up to 17.
     #[test]
     fn the_ipv4_walk_reads_as_std_does() {
-        let check = |s: &str| assert_eq!(parse_ipv4(s), s.parse::<Ipv4Addr>().ok(), "{s:?}");
+        let check = |s: &str| {
+            let std = s.parse::<Ipv4Addr>().ok();
+            assert_eq!(parse_ipv4(s), std, "{s:?}");
+            // The walk alone decides every string here as `std` does.
+            assert_eq!(ipv4_dotted(s.as_bytes()), std, "{s:?}");
+        };
         const ALPHA: &[u8] = b"0123456789.";
         let mut s = Vec::new();
         fn every(s: &mut Vec<u8>, left: usize, check: &dyn Fn(&str)) {

@@ -3,7 +3,7 @@
 
 use super::error::ParseError;
 use super::header_name::HeaderKind;
-use super::lex::trim_lws;
+use super::lex::{trim_lws, ListIter};
 use super::message::{Message, StartLine};
 use super::name_addr::Contact;
 use super::uri::{Scheme, Uri};
@@ -26,16 +26,8 @@ impl<'a> Message<'a> {
         } else {
             self.cseq()?;
         }
-        self.cached_top_via()?;
-        // The top Via and first Contact are parsed (and cached) above: skip their raw values
-        // rather than parse them again.
-        self.list_values(HeaderKind::Via)
-            .skip(1)
-            .try_for_each(|v| {
-                v.map_err(|_| ParseError::BadHeader("Via"))
-                    .and_then(Via::parse)
-                    .map(|_| ())
-            })?;
+        let top_via = self.cached_top_via()?;
+        self.check_vias_after(top_via)?;
         self.cached_from()?;
         self.cached_to()?;
         self.call_id()?;
@@ -71,6 +63,37 @@ impl<'a> Message<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Every Via element after the top one (`top`, parsed and cached) parses. The top Via and
+    /// first Contact are parsed (and cached) before: their raw values are skipped rather than
+    /// parsed again. A top Via that is its whole line skips the line (the same elements after
+    /// it as the list split's `skip(1)`, without splitting it).
+    pub(crate) fn check_vias_after(&self, top: &Via<'a>) -> Result<(), ParseError> {
+        let check_via = |v: Result<&'a str, ParseError>| {
+            v.map_err(|_| ParseError::BadHeader("Via"))
+                .and_then(Via::parse)
+                .map(|_| ())
+        };
+        let mut lines = self.header_values(HeaderKind::Via);
+        if lines.next().is_some_and(|first| top.spans_line(first)) {
+            lines.flat_map(ListIter::new).try_for_each(check_via)
+        } else {
+            self.list_values(HeaderKind::Via)
+                .skip(1)
+                .try_for_each(check_via)
+        }
+    }
+
+    /// [`Message::check_vias_after`] as it was: every element after the list split's first
+    /// (the reference of a differential test).
+    #[cfg(test)]
+    pub(crate) fn check_vias_after_listed(&self) -> Result<(), ParseError> {
+        self.list_values(HeaderKind::Via).skip(1).try_for_each(|v| {
+            v.map_err(|_| ParseError::BadHeader("Via"))
+                .and_then(Via::parse)
+                .map(|_| ())
+        })
     }
 
     /// The Request-URI parsed; schemes other than sip, sips and tel give 416 (RFC 3261 8.2.2.1),

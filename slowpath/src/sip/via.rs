@@ -8,6 +8,10 @@ use super::lex::{is_lws, is_token_char, parse_decimal, trim_lws, trim_lws_start}
 use super::params::Params;
 use super::uri::Host;
 
+mod walk;
+#[cfg(test)]
+mod walk_tests;
+
 /// The RFC 3261 branch magic cookie (17.2.3).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
 
@@ -40,6 +44,53 @@ struct KnownParams<'a> {
     branch: Option<Option<&'a str>>,
     received: Option<Option<&'a str>>,
     rport: Option<Option<&'a str>>,
+    /// Where the `received` and `rport` parameters lie (a server's note replaces them).
+    cuts: NotedCuts,
+}
+
+/// The `received` / `rport` parameters of a Via (any case, every one of them) as offsets into
+/// its `params.raw()`: for each, the end of the parameter before it (0 for the first) and its
+/// own end (of its value, or of its name for a flag); and the end of the last parameter.
+/// What the response builder leaves out of the top Via's text to write the note's instead,
+/// without walking the parameters again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NotedCuts {
+    /// The first [`NotedCuts::MAX`] cuts, `(end before, own end)`.
+    pub(crate) cuts: [(u32, u32); NotedCuts::MAX],
+    /// How many `received` / `rport` parameters there are (may exceed [`NotedCuts::MAX`]).
+    pub(crate) count: u32,
+    /// The end of the last parameter (0 without one).
+    pub(crate) last_end: u32,
+}
+
+impl NotedCuts {
+    /// The most cuts kept; a Via with more is rebuilt from its parts instead.
+    pub(crate) const MAX: usize = 3;
+
+    /// Notes the parameter ending at `end` (an offset into the parameters' text) whose name
+    /// is `name`.
+    #[inline]
+    fn param(&mut self, name: &str, end: usize) {
+        // Offsets past u32 (a 4 GiB value) are not met: `count` saturates them away.
+        let end = u32::try_from(end).unwrap_or(u32::MAX);
+        if is_noted_name(name) {
+            if let Some(slot) = self.cuts.get_mut(self.count as usize) {
+                *slot = (self.last_end, end);
+            }
+            self.count = self.count.saturating_add(1);
+        }
+        self.last_end = end;
+    }
+}
+
+/// True for a parameter a server's note replaces: `received` or `rport`, in any case.
+#[inline]
+pub(crate) fn is_noted_name(name: &str) -> bool {
+    match name.len() {
+        8 => name.eq_ignore_ascii_case("received"),
+        5 => name.eq_ignore_ascii_case("rport"),
+        _ => false,
+    }
 }
 
 fn take_token(s: &str) -> (&str, &str) {
@@ -58,8 +109,13 @@ fn slash(s: &str) -> Result<&str, ParseError> {
 /// `received` and `rport`.
 fn check_params<'a>(params: &Params<'a>) -> Result<KnownParams<'a>, ParseError> {
     let mut known = KnownParams::default();
+    let base = params.raw().as_ptr() as usize;
     for p in params.iter() {
         let p = p?;
+        let last = p.value.unwrap_or(p.name);
+        known
+            .cuts
+            .param(p.name, last.as_ptr() as usize + last.len() - base);
         // Names compared in place: no lower-cased copy per parameter.
         let is = |name: &str| p.name.eq_ignore_ascii_case(name);
         let number_up_to = |max| !matches!(p.value, Some(v) if parse_decimal(v, max).is_none());
@@ -86,7 +142,27 @@ fn check_params<'a>(params: &Params<'a>) -> Result<KnownParams<'a>, ParseError> 
 
 impl<'a> Via<'a> {
     /// Parses one (comma-split) Via value; LWS is allowed around `/` (RFC 4475 3.1.1.1).
+    /// The usual value is read in one walk; anything the walk does not decide takes
+    /// [`Via::parse_general`], so both give the same Via or the same error.
     pub fn parse(s: &'a str) -> Result<Via<'a>, ParseError> {
+        match walk::walk(s) {
+            Some(via) => Ok(via),
+            None => Via::parse_general(s),
+        }
+    }
+
+    /// `s` read by [`Via::parse`]'s one walk alone: `None` where the walk does not decide
+    /// (the value may still parse, or not, piece by piece). A value the walk reads holds no
+    /// `,`, `"`, `<` and no LWS at either end, so a header value it reads is a one-element
+    /// list.
+    pub(crate) fn parse_walked(s: &'a str) -> Option<Via<'a>> {
+        walk::walk(s)
+    }
+
+    /// [`Via::parse`] piece by piece (three token reads, the sent-by's split, a parameter
+    /// iterator): the path of any value the one walk does not decide, and its reference in
+    /// the differential tests.
+    pub fn parse_general(s: &'a str) -> Result<Via<'a>, ParseError> {
         let bad = ParseError::BadHeader("Via");
         let s = trim_lws(s);
         let (protocol, rest) = take_token(s);
@@ -117,6 +193,20 @@ impl<'a> Via<'a> {
             params,
             known,
         })
+    }
+
+    /// Where the `received` and `rport` parameters lie in `params.raw()`.
+    pub(crate) fn noted_cuts(&self) -> &NotedCuts {
+        &self.known.cuts
+    }
+
+    /// True if this Via, parsed from a list element of `line` (a Via header's value), is the
+    /// whole of it: it starts the value and its parameters end it. The line is then that one
+    /// element (a comma after it, and anything past, would end the element before the
+    /// value's end), and a list split of it gives this element alone.
+    pub(crate) fn spans_line(&self, line: &str) -> bool {
+        let end_of = |s: &str| s.as_ptr() as usize + s.len();
+        self.protocol.as_ptr() == line.as_ptr() && end_of(self.params.raw()) == end_of(line)
     }
 
     /// The branch parameter.

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::Message;
 use crate::sip::header_name::HeaderKind;
 use crate::sip::lex::ListIter;
-use crate::sip::via::Via;
+use crate::sip::via::{NotedCuts, Via};
 
 /// What a server notes in the top Via of a request it received (RFC 3261 18.2.1,
 /// RFC 3581 4): the source address and, when the Via asks for it with `rport`, the port.
@@ -70,9 +70,45 @@ impl NotedVia<'_> {
 impl NotedVia<'_> {
     /// The element's text up to the end of its last parameter, in as few pieces as there are
     /// runs between a `received` or `rport` parameter (each left out with its `;`): RFC 3261
-    /// 8.2.6.2 wants the response's Via as the request's. False, with nothing written, if a
-    /// parsed piece does not lie in the element's text (it always does).
+    /// 8.2.6.2 wants the response's Via as the request's. The runs come from where the parse
+    /// noted those parameters ([`Via::noted_cuts`]), not from a walk of the parameters again.
+    /// False, with nothing written, if there are more than [`NotedCuts::MAX`] of them or a
+    /// piece does not lie in the element's text (it always does).
     fn kept_runs(&self, f: &mut dyn FnMut(&str)) -> bool {
+        let v = &self.via;
+        let base = self.text.as_ptr() as usize;
+        let Some(p) = (v.params.raw().as_ptr() as usize).checked_sub(base) else {
+            return false;
+        };
+        let cuts = v.noted_cuts();
+        let n = cuts.count as usize;
+        let Some(noted) = cuts.cuts.get(..n) else {
+            return false;
+        };
+        // Runs of the text to write: [start, end) pairs, one more than the cuts.
+        let mut runs = [(0usize, 0usize); NotedCuts::MAX + 1];
+        let mut run = 0;
+        for (slot, &(before, own)) in runs.iter_mut().zip(noted) {
+            *slot = (run, p + before as usize);
+            run = p + own as usize;
+        }
+        runs[n] = (run, p + cuts.last_end as usize);
+        let runs = &runs[..=n];
+        if runs.iter().any(|&(a, b)| self.text.get(a..b).is_none()) {
+            return false;
+        }
+        for &(a, b) in runs {
+            if let Some(piece) = self.text.get(a..b).filter(|p| !p.is_empty()) {
+                f(piece);
+            }
+        }
+        true
+    }
+
+    /// [`NotedVia::kept_runs`] as it was: the runs found by walking the parameters (the
+    /// reference the noted cuts are tested against).
+    #[cfg(test)]
+    fn kept_runs_walked(&self, f: &mut dyn FnMut(&str)) -> bool {
         let v = &self.via;
         let base = self.text.as_ptr() as usize;
         let at = |part: &str| (part.as_ptr() as usize).checked_sub(base);
@@ -198,7 +234,13 @@ impl<'a> Message<'a> {
             .iter()
             .position(|h| h.kind == HeaderKind::Via)?;
         let value = self.headers().get(line)?.value;
-        let first = ListIter::new(value).next()?.ok()?;
+        // The top Via runs from the line's start to its end: the line is that one element,
+        // no list split needed.
+        let first = if via.spans_line(value) {
+            value
+        } else {
+            ListIter::new(value).next()?.ok()?
+        };
         let offset = |part: &str, base: usize| (part.as_ptr() as usize).checked_sub(base);
         let start = offset(first, value.as_ptr() as usize)?;
         let end = start.checked_add(first.len())?;
@@ -277,6 +319,105 @@ mod tests {
             let mut line = String::new();
             m.noted_via().unwrap().pieces(&mut |p| line.push_str(p));
             assert_eq!(line, format!("{element}, SIP/2.0/UDP y;branch=z9hG4bK9"));
+        }
+    }
+
+    #[test]
+    fn the_noted_cuts_give_the_runs_the_walk_of_the_parameters_gives() {
+        // Sent-bys and parameters (every case of the noted names, flags, values, quoted
+        // values, LWS around `;`), up to five parameters in random order, walked or not.
+        const SENT_BY: &[&str] = &[
+            "SIP/2.0/TCP 10.1.0.2:5060",
+            "SIP / 2.0/UDP h",
+            "SIP/2.0/TLS [::1]",
+        ];
+        const PARAMS: &[&str] = &[
+            ";branch=z9hG4bK1",
+            ";rport",
+            ";RPORT=5",
+            ";Rport=65535",
+            ";received=10.0.0.1",
+            ";RECEIVED=10.9.9.9",
+            ";x=1",
+            ";lr",
+            ";x=\"a;b\"",
+            " ; rport",
+            " ;received=1.2.3.4 ",
+            ";ttl=3",
+            ";maddr=h",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut decided, mut over) = (0, 0);
+        for _ in 0..20_000 {
+            let mut via = SENT_BY[next(SENT_BY.len())].to_string();
+            for _ in 0..next(6) {
+                via.push_str(PARAMS[next(PARAMS.len())]);
+            }
+            let raw = format!("OPTIONS sip:a@b SIP/2.0\r\nVia: {via}\r\nCall-ID: c\r\n\r\n");
+            let m = Message::parse(raw.as_bytes())
+                .unwrap()
+                .with_via_note(note("192.0.2.7", Some(4)));
+            let Some(noted) = m.noted_via() else {
+                continue;
+            };
+            let (mut cut, mut walked) = (Vec::new(), Vec::new());
+            let a = noted.kept_runs(&mut |p| cut.push(p.to_string()));
+            let b = noted.kept_runs_walked(&mut |p| walked.push(p.to_string()));
+            assert_eq!((a, &cut), (b, &walked), "{via:?}");
+            decided += usize::from(a);
+            over += usize::from(!a);
+        }
+        assert!(decided > 10_000 && over > 100, "{decided} {over}");
+    }
+
+    #[test]
+    fn a_line_of_one_element_is_that_element_however_it_was_read() {
+        // Walked whole, read piece by piece (LWS inside: its runs as written, the `rport` and
+        // the `;` before it left out), a trailing comma's empty element
+        // after it, a second element: the noted line is the noted element and what follows.
+        for (line, element, after) in [
+            (
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport",
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1",
+                "",
+            ),
+            ("SIP/2.0/TCP 10.1.0.2:5060", "SIP/2.0/TCP 10.1.0.2:5060", ""),
+            (
+                "SIP / 2.0/TCP h ;rport ; branch=z9hG4bK1",
+                "SIP / 2.0/TCP h ; branch=z9hG4bK1",
+                "",
+            ),
+            (
+                "SIP/2.0/TCP h;branch=z9hG4bK1;rport,",
+                "SIP/2.0/TCP h;branch=z9hG4bK1",
+                ",",
+            ),
+            (
+                "SIP/2.0/TCP h;rport , SIP/2.0/UDP y",
+                "SIP/2.0/TCP h",
+                " , SIP/2.0/UDP y",
+            ),
+        ] {
+            let req = REQ.replace(
+                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1, SIP/2.0/UDP y;branch=z9hG4bK9",
+                line,
+            );
+            let m = Message::parse(req.as_bytes())
+                .unwrap()
+                .with_via_note(note("192.0.2.7", Some(4)));
+            let mut noted = String::new();
+            m.noted_via().unwrap().pieces(&mut |p| noted.push_str(p));
+            assert_eq!(
+                noted,
+                format!("{element};received=192.0.2.7;rport=4{after}"),
+                "{line:?}"
+            );
         }
     }
 
