@@ -1,9 +1,9 @@
 //! The registration store's file: an append-only log of length-prefixed, checksummed records
 //! (a put of a key's record or a tombstone deleting it), the newest record of a key winning
-//! when the file is read. A group commit appends its batch with one write that is durable
-//! when it returns (`super::append`: `O_DIRECT | O_DSYNC` into a zeroed extent, else
-//! `O_APPEND | O_DSYNC`); a crash can only tear the unacknowledged tail, which reading
-//! skips, as it skips the zeroed extent after the last record.
+//! when the file is read. The log's handle is opened `O_DSYNC`: a group commit appends its
+//! batch with one `writev` that is durable when it returns (the kernel's `fdatasync` of the
+//! range inside the same system call); a crash can only tear the unsynced tail, which
+//! reading skips.
 //! Compaction writes the live records into a new file (temp, fsync, rename, fsync of the
 //! directory). Only framing and files here: what a record means is the store's.
 //!
@@ -15,13 +15,11 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
-
-use super::append::{writev_all, Appender};
 
 /// The first bytes of a log file (its format version in the last two).
 pub(super) const MAGIC: &[u8; 16] = b"akagate-reglog1\n";
@@ -59,10 +57,6 @@ pub(super) struct Damage {
     pub corrupt_regions: usize,
     /// Bytes in those stretches.
     pub corrupt_bytes: usize,
-    /// Zero bytes after the last record: the extent written ahead of the log's end
-    /// (`super::append`), or what a crash left where the file grew before its data landed.
-    /// No damage.
-    pub zeros: usize,
 }
 
 /// The body at `at` if a well-formed record starts there: (body range, key range, put).
@@ -132,11 +126,7 @@ pub(super) fn each_frame(bytes: &[u8], from: usize, mut f: impl FnMut(Frame)) ->
                 at += 1;
             }
             if at >= bytes.len() {
-                if bytes[bad..].iter().all(|&b| b == 0) {
-                    damage.zeros = bytes.len() - bad;
-                } else {
-                    damage.torn_bytes = bytes.len() - bad;
-                }
+                damage.torn_bytes = bytes.len() - bad;
             } else {
                 damage.corrupt_regions += 1;
                 damage.corrupt_bytes += at - bad;
@@ -268,26 +258,37 @@ impl<'a> Batch<'a> {
         self.len == 0
     }
 
-    /// The batch's bytes in order, as slices.
-    pub fn parts(&self) -> Vec<&[u8]> {
-        self.pieces
+    /// Writes the batch to `file` with as few `writev` calls as the system allows (one for
+    /// up to `IOV_MAX` pieces; a short write continues where it stopped).
+    pub fn write_to(&self, file: &mut File) -> io::Result<()> {
+        let parts: Vec<&[u8]> = self
+            .pieces
             .iter()
             .map(|p| match p {
                 Piece::Plain(r) => &self.plain[r.clone()],
                 Piece::Borrowed(b) => *b,
             })
-            .collect()
-    }
-
-    /// Writes the batch to `file` with as few `writev` calls as the system allows (one for up
-    /// to `IOV_MAX` pieces; a short write continues where it stopped).
-    pub fn write_to(&self, file: &mut File) -> io::Result<()> {
-        writev_all(file, &self.parts())
-    }
-
-    /// Appends the batch through the log's handle, durable when this returns.
-    pub fn append_to(&self, log: &mut Appender) -> io::Result<()> {
-        log.append(&self.parts(), self.len)
+            .collect();
+        // The first part not written whole, and how much of it was.
+        let (mut first, mut done) = (0, 0);
+        while first < parts.len() {
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[first][done..])
+                .chain(parts[first + 1..].iter().copied())
+                .map(IoSlice::new)
+                .collect();
+            let mut n = match file.write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n + done,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            while first < parts.len() && n >= parts[first].len() {
+                n -= parts[first].len();
+                first += 1;
+            }
+            done = n;
+        }
+        Ok(())
     }
 }
 
@@ -307,6 +308,13 @@ fn private() -> OpenOptions {
         o.mode(0o600);
     }
     o
+}
+
+/// `options` with `O_DSYNC`: a write returns once its data (and the size that reaches it)
+/// is on stable storage, as a `write` followed by `fdatasync` would, in one system call.
+fn synchronous(options: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_DSYNC)
 }
 
 /// Reads all of `path` into a buffer zeroized on drop, allocated once from the file's size
@@ -337,9 +345,9 @@ pub(super) struct ReplaceError {
     /// What failed.
     pub error: io::Error,
     /// Set when the new file was renamed over `path` but the directory's fsync failed: the
-    /// file's append handle and its size. It is `path`'s file now, but a crash may still
+    /// file (open for appending) and its size. It is `path`'s file now, but a crash may still
     /// bring the old one back until the directory is synced.
-    pub renamed: Option<(Appender, u64)>,
+    pub renamed: Option<(File, u64)>,
 }
 
 impl From<io::Error> for ReplaceError {
@@ -353,24 +361,20 @@ impl From<io::Error> for ReplaceError {
 
 /// Replaces `path` by a new log holding `batch`, atomically: a temp file (mode 0600) with
 /// the magic and the records, fsynced, renamed over `path`, the directory fsynced. Returns
-/// the new file's append handle (it follows the file through the rename) and its size.
-/// Until the rename, `path` is untouched.
-pub(super) fn replace(path: &Path, batch: &Batch<'_>) -> Result<(Appender, u64), ReplaceError> {
+/// the new file open for appending (the handle follows the file through the rename) and its
+/// size. Until the rename, `path` is untouched.
+pub(super) fn replace(path: &Path, batch: &Batch<'_>) -> Result<(File, u64), ReplaceError> {
     let tmp = with_suffix(path, ".tmp");
-    let size = write_temp(&tmp, batch)?;
-    let f = match Appender::open(&tmp, size) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-    };
+    let (f, size) = write_temp(&tmp, batch)?;
     install(&tmp, path, f, size)
 }
 
 /// Writes a new log holding `batch` at `tmp` (a stale file there removed first; mode 0600),
-/// durable when this returns, and its size.
-pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<u64> {
+/// durable when this returns: the file, open for appending with `O_DSYNC` (every later
+/// write through it is durable when it returns), and its size. The records themselves go
+/// through a plain handle and one `fsync` (a large log takes several `writev`s, which
+/// `O_DSYNC` would each make wait for the disk); the returned handle is opened afresh.
+pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<(File, u64)> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -379,22 +383,25 @@ pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<u64> {
     let written = f
         .write_all(MAGIC)
         .and_then(|()| batch.write_to(&mut f))
-        .and_then(|()| f.sync_all());
-    if let Err(e) = written {
-        let _ = fs::remove_file(tmp);
-        return Err(e);
+        .and_then(|()| f.sync_all())
+        .and_then(|()| synchronous(OpenOptions::new().append(true)).open(tmp));
+    match written {
+        Ok(f) => Ok((f, (MAGIC.len() + batch.len()) as u64)),
+        Err(e) => {
+            let _ = fs::remove_file(tmp);
+            Err(e)
+        }
     }
-    Ok((MAGIC.len() + batch.len()) as u64)
 }
 
-/// Renames the durable log `tmp` (its append handle `f`, `size` bytes) over `path` and fsyncs the
+/// Renames the durable log `tmp` (its handle `f`, `size` bytes) over `path` and fsyncs the
 /// directory; `tmp` is removed if the rename fails.
 pub(super) fn install(
     tmp: &Path,
     path: &Path,
-    f: Appender,
+    f: File,
     size: u64,
-) -> Result<(Appender, u64), ReplaceError> {
+) -> Result<(File, u64), ReplaceError> {
     if let Err(e) = fs::rename(tmp, path) {
         let _ = fs::remove_file(tmp);
         return Err(e.into());
@@ -509,9 +516,8 @@ mod tests {
         }));
     }
 
-    /// A torn tail (a partial record) is dropped and reported as torn, zeros after the last
-    /// record (the extent written ahead, or a crash's) as zeros; every complete record
-    /// before them is kept.
+    /// A torn tail (a partial record, or zeros where a crash left the file longer than its
+    /// data) is dropped and reported as torn; every complete record before it is kept.
     #[test]
     fn a_torn_tail_is_dropped() {
         let mut b = Batch::default();
@@ -532,14 +538,7 @@ mod tests {
         let mut zeros = full.clone();
         zeros.extend_from_slice(&[0; 4096]);
         let (live, damage) = live_records(&zeros, MAGIC.len());
-        assert_eq!((live.len(), damage.torn_bytes, damage.zeros), (2, 0, 4096));
-        // A torn record inside the zeroed extent: the record's bytes and the zeros after
-        // them are one torn tail.
-        let mut torn = full.clone();
-        torn.extend_from_slice(&full[MAGIC.len()..MAGIC.len() + 10]);
-        torn.extend_from_slice(&[0; 4096]);
-        let (live, damage) = live_records(&torn, MAGIC.len());
-        assert_eq!((live.len(), damage.torn_bytes, damage.zeros), (2, 4106, 0));
+        assert_eq!((live.len(), damage.torn_bytes), (2, 4096));
     }
 
     /// A damaged record between good ones is skipped and counted; the records after it

@@ -9,12 +9,12 @@
 //! zeroized, and a store that cannot be read is set aside, never fatal. A store written by
 //! an earlier version (`redb`) is read once and rewritten as a log (`migrate.rs`).
 
-mod append;
 mod log;
 mod migrate;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -97,7 +97,7 @@ pub struct Restored {
 
 /// The registration store of a running daemon.
 pub struct RegistrationStore {
-    file: append::Appender,
+    file: File,
     path: PathBuf,
     /// Per IMPI key, the (spi_ps, epoch) of a set restored in this run: a later write of the
     /// same set keeps its epoch, a new set starts at 0. Keyed foldhash, as the registrar's
@@ -131,8 +131,8 @@ pub struct RegistrationStore {
 struct Compaction {
     /// The log's durable size when the compaction started.
     upto: u64,
-    /// The compacted file's size.
-    thread: std::thread::JoinHandle<std::io::Result<u64>>,
+    /// The compacted file (open for appending) and its size.
+    thread: std::thread::JoinHandle<std::io::Result<(File, u64)>>,
 }
 
 impl Drop for RegistrationStore {
@@ -423,16 +423,16 @@ impl RegistrationStore {
     /// Swaps the log's file handle (tests: a handle whose writes fail, e.g. /dev/full).
     #[cfg(test)]
     pub(super) fn replace_file_for_test(&mut self, file: File) {
-        self.file = append::Appender::buffered(file, self.committed);
+        self.file = file;
     }
 
-    /// Appends `batch` and makes it durable: one write through the log's handle, durable
-    /// when it returns (`append::Appender`: no separate `fdatasync`).
+    /// Appends `batch` and makes it durable: one `writev` through the log's `O_DSYNC`
+    /// handle ([`log::write_temp`]), durable when it returns (no separate `fdatasync`).
     fn append(&mut self, batch: &Batch<'_>) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Err(e) = batch.append_to(&mut self.file) {
+        if let Err(e) = batch.write_to(&mut self.file) {
             self.poisoned = true;
             return Err(err(&self.path, e));
         }
@@ -450,7 +450,7 @@ impl RegistrationStore {
         }
         if self.poisoned {
             self.file
-                .cut_back(self.committed)
+                .set_len(self.committed)
                 .map_err(|e| err(&self.path, e))?;
             self.poisoned = false;
         }
@@ -492,26 +492,22 @@ impl RegistrationStore {
     fn install_compaction(&mut self, c: Compaction) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tmp = log::with_suffix(&path, COMPACT_SUFFIX);
-        let size = match c.thread.join() {
+        let (mut file, size) = match c.thread.join() {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(err(&path, e)),
             Err(_) => return Err(err(&path, "the compaction thread panicked")),
         };
         let tail_len = usize::try_from(self.committed - c.upto).unwrap_or(usize::MAX);
         let mut tail = zeroize::Zeroizing::new(vec![0u8; tail_len]);
-        // The log's handle only appends: the tail is read through one of its own, and
-        // appended through the new file's handle (durable when that returns).
+        // The log's handle only appends: the tail is read through one of its own.
         let copied = File::open(&path)
             .and_then(|log| std::os::unix::fs::FileExt::read_exact_at(&log, &mut tail, c.upto))
-            .and_then(|()| append::Appender::open(&tmp, size))
-            .and_then(|mut f| f.append(&[&tail], tail.len()).map(|()| f));
-        let file = match copied {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(err(&path, e));
-            }
-        };
+            .and_then(|()| file.write_all(&tail))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(err(&path, e));
+        }
         let size = size + tail.len() as u64;
         let (file, size) = match log::install(&tmp, &path, file, size) {
             Ok(done) => done,
@@ -645,7 +641,7 @@ pub fn shard_store_path(base: &Path, shard: usize) -> PathBuf {
 /// The compaction thread's work: the live records (newest per key, tombstones and what they
 /// cover dropped) of `path`'s first `upto` bytes, copied as they are into a durable temp
 /// file beside it.
-fn compact_into(path: &Path, upto: u64) -> std::io::Result<u64> {
+fn compact_into(path: &Path, upto: u64) -> std::io::Result<(File, u64)> {
     let bytes = log::read_all(path)?.unwrap_or_default();
     let end = usize::try_from(upto).unwrap_or(usize::MAX).min(bytes.len());
     if !bytes.starts_with(MAGIC) {
@@ -935,15 +931,7 @@ mod tests {
         let bytes = fs::read(p).unwrap();
         assert!(bytes.starts_with(MAGIC));
         let (live, damage) = log::live_records(&bytes, MAGIC.len());
-        // Zeros after the records are the extent written ahead, no damage.
-        let zeros = damage.zeros;
-        assert_eq!(
-            damage,
-            log::Damage {
-                zeros,
-                ..Default::default()
-            }
-        );
+        assert_eq!(damage, log::Damage::default());
         live.into_iter()
             .map(|f| {
                 let key = String::from_utf8(bytes[f.key].to_vec()).unwrap();
@@ -1353,10 +1341,7 @@ mod tests {
             registration: reg("b@x", 400, 100),
         })
         .unwrap();
-        let mut raw = Batch::default();
-        raw.put("junk@x", &[], b"{not json", b"");
-        raw.put("a@x", &[], &other, b"");
-        s.append(&raw).unwrap();
+        append_raw(&p, &[("junk@x", b"{not json"), ("a@x", &other)]);
         s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 500, 100)))])
             .unwrap();
         drop(s);
@@ -1379,12 +1364,7 @@ mod tests {
         ])
         .unwrap();
         drop(s);
-        // The file as an earlier version left it (no zeroed extent after the records).
-        let mut whole = fs::read(&p).unwrap();
-        whole.truncate(whole.iter().rposition(|&b| b != 0).unwrap() + 1);
-        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-        f.set_len(whole.len() as u64).unwrap();
-        drop(f);
+        let whole = fs::read(&p).unwrap();
         // The next batch torn after a few bytes of its second record, then zeros beyond.
         let mut batch = Batch::default();
         let json = serde_json::to_vec(&Stored {
@@ -1476,9 +1456,7 @@ mod tests {
         assert!(s.compacting.is_none());
         assert!(s.compactions() >= 1);
         assert!(s.committed > upto);
-        // The records end at `committed`; zeros (the extent written ahead) may follow.
-        let bytes = fs::read(&p).unwrap();
-        assert!(bytes[s.committed as usize..].iter().all(|&b| b == 0));
+        assert_eq!(fs::metadata(&p).unwrap().len(), s.committed);
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&p).unwrap().permissions().mode();
@@ -1521,9 +1499,7 @@ mod tests {
                 changes.push(RegistrationChange::Put(Box::new(reg("kept@x", 900, 5000))));
             }
             s.apply(&changes).unwrap();
-            // The records' bytes; the file adds at most the extent written ahead.
-            bound = bound.max(s.committed);
-            assert!(fs::metadata(&p).unwrap().len() <= s.committed + (1 << 20) + 8192);
+            bound = bound.max(fs::metadata(&p).unwrap().len());
             // Every other round the compaction started by the last apply is installed by
             // the next one (with that commit copied after it), else waited for here.
             if round % 2 == 1 {
@@ -1553,112 +1529,40 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
-    /// The flags `file` was opened with (as /proc shows them, octal).
+    /// Whether `file` was opened `O_DSYNC` (its flags as /proc shows them, octal).
     #[cfg(target_os = "linux")]
-    fn open_flags(file: &File) -> i32 {
+    fn is_dsync(file: &File) -> bool {
         use std::os::fd::AsRawFd;
         let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).unwrap();
-        info.lines()
+        let flags = info
+            .lines()
             .find_map(|l| l.strip_prefix("flags:"))
             .map(|f| i32::from_str_radix(f.trim(), 8).unwrap())
-            .unwrap()
+            .unwrap();
+        flags & libc::O_DSYNC == libc::O_DSYNC
     }
 
-    /// A commit is durable when its one write returns, with no `fdatasync`: the log's
-    /// handle is `O_DSYNC` from the open, and still after a compaction replaced the file;
-    /// where the file system takes `O_DIRECT` (ext4 here) it is direct too, and commits
-    /// inside the zeroed extent leave the file's size as it is.
+    /// A commit is durable when its one `writev` returns, with no `fdatasync`: the log's
+    /// handle is `O_DSYNC` from the open, and still after a compaction replaced the file.
     #[cfg(target_os = "linux")]
     #[test]
     fn the_logs_handle_makes_every_append_durable() {
         let d = tmpdir("dsync");
         let p = d.join("r.registrations");
-        let (mut s, _) = RegistrationStore::open_with(&p, at(10), 1 << 30).unwrap();
-        let flags = open_flags(s.file.file());
-        assert_eq!(flags & libc::O_DSYNC, libc::O_DSYNC);
-        let direct = s.file.is_direct();
-        assert_eq!(direct, flags & libc::O_DIRECT != 0);
-        let mut sizes = Vec::new();
+        let (mut s, _) = RegistrationStore::open_with(&p, at(10), 1).unwrap();
+        assert!(is_dsync(&s.file));
         for (i, impi) in ["a@x", "b@x", "a@x", "b@x"].into_iter().enumerate() {
-            let r = reg(impi, 300 + i as u32, 2000);
-            s.apply(&[RegistrationChange::Put(Box::new(r))]).unwrap();
-            sizes.push(fs::metadata(&p).unwrap().len());
-        }
-        if direct {
-            assert!(
-                sizes.iter().all(|&n| n == sizes[0] && n > s.committed),
-                "{sizes:?}"
-            );
-        }
-        s.compact_bytes = 1;
-        s.apply(&[RegistrationChange::Delete("a@x".into())])
+            s.apply(&[RegistrationChange::Put(Box::new(reg(
+                impi,
+                300 + i as u32,
+                2000,
+            )))])
             .unwrap();
+        }
         s.finish_compaction();
-        assert_eq!(s.compactions(), 1);
-        let flags = open_flags(s.file.file());
-        assert_eq!(flags & libc::O_DSYNC, libc::O_DSYNC);
-        assert_eq!(s.file.is_direct(), direct);
-        s.apply(&[RegistrationChange::Put(Box::new(reg("c@x", 9, 2000)))])
-            .unwrap();
-        let mut keys: Vec<_> = values(&p).into_keys().collect();
-        keys.sort();
-        assert_eq!(keys, ["b@x", "c@x"]);
+        assert!(s.compactions() >= 1);
+        assert!(is_dsync(&s.file));
         drop(s);
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    /// A crash while a commit was being written into the zeroed extent: the batch's bytes
-    /// stop part way, zeros after them. The open keeps every acknowledged record, counts
-    /// nothing corrupt, and the next commits (after the open's rewrite) read back whole.
-    #[test]
-    fn a_torn_write_inside_the_zeroed_extent_loses_only_its_batch() {
-        let d = tmpdir("torn-extent");
-        let p = d.join("r.registrations");
-        let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
-        for (i, impi) in ["a@x", "b@x"].into_iter().enumerate() {
-            let r = reg(impi, 300 + i as u32, 2000);
-            s.apply(&[RegistrationChange::Put(Box::new(r))]).unwrap();
-        }
-        let end = s.committed;
-        drop(s);
-        let size = fs::metadata(&p).unwrap().len();
-        let json = serde_json::to_vec(&Stored {
-            seq_epoch: 0,
-            registration: reg("c@x", 500, 2000),
-        })
-        .unwrap();
-        let mut batch = Batch::default();
-        batch.put("c@x", &[], &json, b"");
-        let torn: Vec<u8> = batch.parts().concat();
-        for cut in [1, 9, torn.len() / 2, torn.len() - 1] {
-            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-            std::os::unix::fs::FileExt::write_all_at(&f, &torn[..cut], end).unwrap();
-            drop(f);
-            assert_eq!(fs::metadata(&p).unwrap().len(), size.max(end + cut as u64));
-            let bytes = fs::read(&p).unwrap();
-            let (live, damage) = log::live_records(&bytes, MAGIC.len());
-            assert_eq!((live.len(), damage.corrupt_regions), (2, 0), "cut {cut}");
-            assert!(damage.torn_bytes >= cut, "cut {cut}");
-            // Put the file back as the crash found it for the next cut.
-            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-            std::os::unix::fs::FileExt::write_all_at(&f, &vec![0; cut], end).unwrap();
-        }
-        std::os::unix::fs::FileExt::write_all_at(
-            &fs::OpenOptions::new().write(true).open(&p).unwrap(),
-            &torn[..torn.len() - 1],
-            end,
-        )
-        .unwrap();
-        let (mut s, r) = RegistrationStore::open(&p, at(10)).unwrap();
-        let mut keys: Vec<_> = r.records.iter().map(|(r, _)| r.key.clone()).collect();
-        keys.sort();
-        assert_eq!((keys, r.corrupt), (vec!["a@x".into(), "b@x".into()], 0));
-        s.apply(&[RegistrationChange::Put(Box::new(reg("d@x", 600, 2000)))])
-            .unwrap();
-        drop(s);
-        let mut keys: Vec<_> = values(&p).into_keys().collect();
-        keys.sort();
-        assert_eq!(keys, ["a@x", "b@x", "d@x"]);
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -1672,8 +1576,7 @@ mod tests {
         let (mut s, _) = RegistrationStore::open(&p, at(10)).unwrap();
         s.apply(&[RegistrationChange::Put(Box::new(reg("a@x", 300, 2000)))])
             .unwrap();
-        let read_only = append::Appender::buffered(File::open(&p).unwrap(), s.committed);
-        let good = std::mem::replace(&mut s.file, read_only);
+        let good = std::mem::replace(&mut s.file, File::open(&p).unwrap());
         let failed = [RegistrationChange::Put(Box::new(reg("b@x", 400, 2000)))];
         assert!(s.apply(&failed).is_err());
         s.file = good;
