@@ -1,9 +1,7 @@
 //! The registration store's file: an append-only log of length-prefixed, checksummed records
 //! (a put of a key's record or a tombstone deleting it), the newest record of a key winning
-//! when the file is read. The log's handle is opened `O_DSYNC`: a group commit appends its
-//! batch with one `writev` that is durable when it returns (the kernel's `fdatasync` of the
-//! range inside the same system call); a crash can only tear the unsynced tail, which
-//! reading skips.
+//! when the file is read. A group commit appends its batch with one `writev` and makes it
+//! durable with one `fdatasync`; a crash can only tear the unsynced tail, which reading skips.
 //! Compaction writes the live records into a new file (temp, fsync, rename, fsync of the
 //! directory). Only framing and files here: what a record means is the store's.
 //!
@@ -310,13 +308,6 @@ fn private() -> OpenOptions {
     o
 }
 
-/// `options` with `O_DSYNC`: a write returns once its data (and the size that reaches it)
-/// is on stable storage, as a `write` followed by `fdatasync` would, in one system call.
-fn synchronous(options: &mut OpenOptions) -> &mut OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    options.custom_flags(libc::O_DSYNC)
-}
-
 /// Reads all of `path` into a buffer zeroized on drop, allocated once from the file's size
 /// (it holds SA keys; a growing `Vec` would leave copies behind). `Ok(None)`: no file.
 pub(super) fn read_all(path: &Path) -> io::Result<Option<Zeroizing<Vec<u8>>>> {
@@ -370,10 +361,7 @@ pub(super) fn replace(path: &Path, batch: &Batch<'_>) -> Result<(File, u64), Rep
 }
 
 /// Writes a new log holding `batch` at `tmp` (a stale file there removed first; mode 0600),
-/// durable when this returns: the file, open for appending with `O_DSYNC` (every later
-/// write through it is durable when it returns), and its size. The records themselves go
-/// through a plain handle and one `fsync` (a large log takes several `writev`s, which
-/// `O_DSYNC` would each make wait for the disk); the returned handle is opened afresh.
+/// durable when this returns: the file, open for appending, and its size.
 pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<(File, u64)> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -383,15 +371,12 @@ pub(super) fn write_temp(tmp: &Path, batch: &Batch<'_>) -> io::Result<(File, u64
     let written = f
         .write_all(MAGIC)
         .and_then(|()| batch.write_to(&mut f))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| synchronous(OpenOptions::new().append(true)).open(tmp));
-    match written {
-        Ok(f) => Ok((f, (MAGIC.len() + batch.len()) as u64)),
-        Err(e) => {
-            let _ = fs::remove_file(tmp);
-            Err(e)
-        }
+        .and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(tmp);
+        return Err(e);
     }
+    Ok((f, (MAGIC.len() + batch.len()) as u64))
 }
 
 /// Renames the durable log `tmp` (its handle `f`, `size` bytes) over `path` and fsyncs the
