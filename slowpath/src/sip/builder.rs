@@ -65,6 +65,15 @@ impl<const N: usize> StaticName<N> {
     }
 }
 
+/// Whether a value copied into a message is scanned for CR and LF.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Blank every CR and LF (values of unknown origin).
+    Blank,
+    /// Copy as is: the source message said its values hold none ([`Message::values_are_clean`]).
+    Clean,
+}
+
 fn push_clean(out: &mut Vec<u8>, s: &str) {
     let start = out.len();
     out.extend_from_slice(s.as_bytes());
@@ -162,7 +171,7 @@ impl MessageBuilder {
         }
         push_clean(&mut self.head, name);
         self.head.extend_from_slice(b": ");
-        self.value_with(write);
+        self.value_with(write, Scan::Blank);
     }
 
     /// [`MessageBuilder::push_header_with`] under a name checked when it was made.
@@ -172,17 +181,25 @@ impl MessageBuilder {
         write: impl FnOnce(&mut ValueWriter<'_>),
     ) {
         self.push_name(name);
-        self.value_with(write);
+        self.value_with(write, Scan::Blank);
     }
 
     /// [`MessageBuilder::push_header_parts`] under a name checked when it was made.
     pub fn push_named_parts<const N: usize>(&mut self, name: &StaticName<N>, parts: &[&str]) {
+        self.named_parts(name, parts, Scan::Blank);
+    }
+
+    /// `name: ` and `parts`, their CR and LF blanked unless `scan` says they hold none.
+    #[inline]
+    fn named_parts<const N: usize>(&mut self, name: &StaticName<N>, parts: &[&str], scan: Scan) {
         self.push_name(name);
         let value = self.head.len();
         for p in parts {
             self.head.extend_from_slice(p.as_bytes());
         }
-        clean_from(&mut self.head, value);
+        if scan == Scan::Blank {
+            clean_from(&mut self.head, value);
+        }
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -195,11 +212,13 @@ impl MessageBuilder {
 
     /// The value `write` produces, its CR and LF blanked, and the line's end.
     #[inline]
-    fn value_with(&mut self, write: impl FnOnce(&mut ValueWriter<'_>)) {
+    fn value_with(&mut self, write: impl FnOnce(&mut ValueWriter<'_>), scan: Scan) {
         let value = self.head.len();
         write(&mut ValueWriter(&mut self.head));
         // The pieces were copied as they came: CR and LF blanked once over the whole value.
-        clean_from(&mut self.head, value);
+        if scan == Scan::Blank {
+            clean_from(&mut self.head, value);
+        }
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -296,6 +315,23 @@ pub fn response_to(
     reason: &str,
     to_tag: Option<&str>,
 ) -> Result<MessageBuilder, ParseError> {
+    // A request whose values hold no CR or LF (no folded line) is copied without the scan.
+    let scan = if request.values_are_clean() {
+        Scan::Clean
+    } else {
+        Scan::Blank
+    };
+    response_with(request, code, reason, to_tag, scan)
+}
+
+/// [`response_to`], the copied values scanned for CR and LF as `scan` says.
+fn response_with(
+    request: &Message<'_>,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    scan: Scan,
+) -> Result<MessageBuilder, ParseError> {
     let to = request.cached_to()?;
     let from = request.required(HeaderKind::From)?;
     let call_id = request.call_id()?;
@@ -317,31 +353,49 @@ pub fn response_to(
         + 64;
     let mut b =
         MessageBuilder::response_with_capacity(code, reason, copied + reason.len() + ADDED_ROOM);
-    // The first Via line carries the `received` / `rport` noted for the request, if any.
+    // The first Via line carries the `received` / `rport` noted for the request, if any (the
+    // noted address is text this node wrote).
     let noted = request.noted_via();
     for (i, h) in request.headers().iter().enumerate() {
         if h.kind != HeaderKind::Via {
             continue;
         }
         match noted {
-            Some(n) if n.line == i => b.push_named_with(&VIA, |w| {
-                n.pieces(&mut |p| {
-                    w.str(p);
-                })
-            }),
-            _ => b.push_named_parts(&VIA, &[h.value]),
+            Some(n) if n.line == i => {
+                b.push_name(&VIA);
+                b.value_with(
+                    |w| {
+                        n.pieces(&mut |p| {
+                            w.str(p);
+                        })
+                    },
+                    scan,
+                );
+            }
+            _ => b.named_parts(&VIA, &[h.value], scan),
         }
     }
-    b.push_named_parts(&FROM, &[from]);
+    b.named_parts(&FROM, &[from], scan);
     let to_raw = request.required(HeaderKind::To)?;
     match to_tag {
         Some(tag) if code > 100 && to.tag().is_none() => {
-            b.push_named_parts(&TO, &[to_raw, ";tag=", tag]);
+            // The caller's tag is not the request's: it is always scanned.
+            b.push_name(&TO);
+            let value = b.head.len();
+            b.head.extend_from_slice(to_raw.as_bytes());
+            b.head.extend_from_slice(b";tag=");
+            let tag_at = b.head.len();
+            b.head.extend_from_slice(tag.as_bytes());
+            clean_from(
+                &mut b.head,
+                if scan == Scan::Blank { value } else { tag_at },
+            );
+            b.head.extend_from_slice(b"\r\n");
         }
-        _ => b.push_named_parts(&TO, &[to_raw]),
+        _ => b.named_parts(&TO, &[to_raw], scan),
     }
-    b.push_named_parts(&CALL_ID, &[call_id]);
-    b.push_named_parts(&CSEQ, &[cseq]);
+    b.named_parts(&CALL_ID, &[call_id], scan);
+    b.named_parts(&CSEQ, &[cseq], scan);
     if code == 100 {
         if let Some(ts) = request.header(HeaderKind::Timestamp) {
             b.push_header("Timestamp", ts);
@@ -499,6 +553,58 @@ mod tests {
             assert!(refused.is_err(), "{bad:?}");
         }
         let _ = StaticName::new(b"Content-Lengths");
+    }
+
+    /// A response copied without the scan (its request's values are clean) is byte for byte
+    /// the scanned one, over the fixture messages, folded forms of them and hostile To tags;
+    /// a folded request's values are still blanked.
+    #[test]
+    fn clean_requests_copy_without_the_scan_what_the_scan_writes() {
+        let mut checked = (0, 0);
+        for raw in crate::sip::test_fixtures::fixture_messages() {
+            let mut forms = vec![raw.clone()];
+            // Each header line folded once after its colon's first following space.
+            let head_end = raw
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(raw.len());
+            for (i, _) in raw[..head_end]
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b':')
+            {
+                if raw.get(i + 1) == Some(&b' ') {
+                    let mut f = raw.clone();
+                    f.splice(i + 1..i + 2, b"\r\n  ".iter().copied());
+                    forms.push(f);
+                }
+            }
+            for form in &forms {
+                let Ok(m) = Message::parse(form) else {
+                    continue;
+                };
+                for (code, tag) in [(100, None), (401, Some("a1b2")), (200, Some("t\r\nX: y"))] {
+                    let (Ok(fast), Ok(scanned)) = (
+                        response_to(&m, code, default_reason(code), tag),
+                        response_with(&m, code, default_reason(code), tag, Scan::Blank),
+                    ) else {
+                        continue;
+                    };
+                    let fast = fast.build();
+                    assert_eq!(fast, scanned.build(), "{}", String::from_utf8_lossy(form));
+                    let head = &fast[..fast.windows(4).position(|w| w == b"\r\n\r\n").unwrap()];
+                    assert!(head
+                        .split(|&b| b == b'\n')
+                        .all(|l| !l.contains(&b'\r') || l.ends_with(b"\r")));
+                    if m.values_are_clean() {
+                        checked.0 += 1;
+                    } else {
+                        checked.1 += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked.0 > 50 && checked.1 > 50, "{checked:?}");
     }
 
     #[test]
