@@ -218,6 +218,8 @@ fn put<E>(entries: &mut Vec<E>, spare: &mut Vec<Vec<E>>, entry: E) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng};
     use std::collections::HashMap;
 
     fn ms(v: i64) -> Instant {
@@ -413,35 +415,27 @@ mod tests {
         }
     }
 
-    /// A step of xorshift64.
-    fn next(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
-
     #[test]
     fn fires_each_live_deadline_once_when_due_as_a_map_would() {
         // Random deadlines up to six turns ahead (some already past), moved and cancelled,
         // and random steps of the clock (up to three turns at once), against the live map:
         // each expire fires exactly the keys whose live deadline has come.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut x = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
         let mut w = wheel();
         let mut now = 0i64;
         for _ in 0..20_000 {
-            for _ in 0..(next(&mut x) % 4) {
-                let k = (next(&mut x) % 40) as u32;
-                match next(&mut x) % 8 {
+            for _ in 0..(x.gen::<u64>() % 4) {
+                let k = (x.gen::<u64>() % 40) as u32;
+                match x.gen::<u64>() % 8 {
                     0 => w.cancel(k),
-                    1 => w.schedule(k, ms(now - (next(&mut x) % 5) as i64)),
-                    2 | 3 => w.schedule(k, ms(now + (next(&mut x) % (6 * 64)) as i64)),
-                    _ => w.schedule(k, ms(now + (next(&mut x) % 40) as i64)),
+                    1 => w.schedule(k, ms(now - (x.gen::<u64>() % 5) as i64)),
+                    2 | 3 => w.schedule(k, ms(now + (x.gen::<u64>() % (6 * 64)) as i64)),
+                    _ => w.schedule(k, ms(now + (x.gen::<u64>() % 40) as i64)),
                 }
             }
-            now += match next(&mut x) % 50 {
-                0 => (next(&mut x) % (3 * 64)) as i64,
-                _ => (next(&mut x) % 3) as i64,
+            now += match x.gen::<u64>() % 50 {
+                0 => (x.gen::<u64>() % (3 * 64)) as i64,
+                _ => (x.gen::<u64>() % 3) as i64,
             };
             let mut want: Vec<u32> = w
                 .live

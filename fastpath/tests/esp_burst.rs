@@ -11,24 +11,14 @@ use akagate_fastpath::esp::{
     OutboundSa, SaKeys, Suite,
 };
 use hmac::{Hmac, Mac};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 
 const ROOM: usize = 64;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
+/// `n` random bytes from `r`.
+fn bytes(r: &mut StdRng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| r.gen()).collect()
 }
 
 /// One SA's parameters: suite (keys derived from `seed`), SPI, ESN.
@@ -125,7 +115,7 @@ fn iv_len(s: &SaSpec) -> usize {
 }
 
 /// An IPv4 or IPv6 packet with `len` bytes of upper-layer payload.
-fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> Vec<u8> {
+fn ip_packet(r: &mut StdRng, len: usize, v6: bool) -> Vec<u8> {
     let mut p = if v6 {
         let mut h = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
         h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
@@ -151,7 +141,7 @@ fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> Vec<u8> {
         h[10..12].copy_from_slice(&sum.to_be_bytes());
         h
     };
-    p.extend(r.bytes(len));
+    p.extend(bytes(r, len));
     p
 }
 
@@ -175,7 +165,7 @@ fn padded(pkt: &[u8]) -> Vec<u8> {
 /// this burst's (a duplicate); any other pick (or one with nothing to repeat) hands `esp`
 /// back for the caller's own cases.
 fn forged_or_repeated(
-    r: &mut Rng,
+    r: &mut StdRng,
     pick: usize,
     mut esp: Vec<u8>,
     history: &[(usize, Vec<u8>)],
@@ -183,16 +173,16 @@ fn forged_or_repeated(
 ) -> Result<(Option<usize>, Vec<u8>), Vec<u8>> {
     match pick {
         0 => {
-            let at = 20 + r.below(esp.len() - 20);
-            esp[at] ^= 1 << r.below(8);
+            let at = 20 + r.gen_range(0..esp.len() - 20);
+            esp[at] ^= 1 << r.gen_range(0..8);
             Ok((None, esp))
         }
         1 if !history.is_empty() => {
-            let (s, p) = history[r.below(history.len())].clone();
+            let (s, p) = history[r.gen_range(0..history.len())].clone();
             Ok((Some(s), p))
         }
         2 if !pkts.is_empty() => {
-            let (s, p) = pkts[r.below(pkts.len())].clone();
+            let (s, p) = pkts[r.gen_range(0..pkts.len())].clone();
             Ok((Some(s), p))
         }
         _ => Err(esp),
@@ -307,28 +297,28 @@ fn burst_vs_single(
 #[test]
 fn random_bursts_match_single_packet_path() {
     let specs = specs();
-    let mut r = Rng(0x00b0_5eed_1234_5678);
+    let mut r = StdRng::seed_from_u64(0x00b0_5eed_1234_5678);
     for kernel in kernels() {
         let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let mut inb: Vec<InboundSa> = specs.iter().map(inbound).collect();
         for round in 0..60 {
-            let n = 1 + r.below(64);
+            let n = 1 + r.gen_range(0..64);
             // Mostly the multi-buffer suite (SAs 0..4), some of every other.
             let cases: Vec<Case> = (0..n)
                 .map(|_| {
-                    let sa = if r.below(4) == 0 {
-                        r.below(specs.len())
+                    let sa = if r.gen_range(0..4) == 0 {
+                        r.gen_range(0..specs.len())
                     } else {
-                        r.below(4)
+                        r.gen_range(0..4)
                     };
-                    let len = match r.below(3) {
-                        0 => 1 + r.below(64),
-                        1 => r.below(1500),
-                        _ => 1408 + r.below(16),
+                    let len = match r.gen_range(0..3) {
+                        0 => 1 + r.gen_range(0..64),
+                        1 => r.gen_range(0..1500),
+                        _ => 1408 + r.gen_range(0..16),
                     };
-                    let v6 = r.below(4) == 0;
+                    let v6 = r.gen_range(0..4) == 0;
                     let ip = ip_packet(&mut r, len, v6);
-                    let iv = r.bytes(iv_len(&specs[sa]));
+                    let iv = bytes(&mut r, iv_len(&specs[sa]));
                     Case {
                         sa,
                         ip,
@@ -386,27 +376,27 @@ fn gcm_bursts_match_single_packet_path() {
         spec(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, 25, false),
         spec(AuthAlg::AesGmac, EncrAlg::Null, 26, false),
     ];
-    let mut r = Rng(0x4106_0008_dead_beef);
+    let mut r = StdRng::seed_from_u64(0x4106_0008_dead_beef);
     for kernel in kernels() {
         let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let mut inb: Vec<InboundSa> = specs.iter().map(inbound).collect();
         for round in 0..200 {
-            let n = 1 + r.below(40);
+            let n = 1 + r.gen_range(0..40);
             let cases: Vec<Case> = (0..n)
                 .map(|_| {
-                    let sa = if r.below(5) == 0 {
-                        r.below(specs.len())
+                    let sa = if r.gen_range(0..5) == 0 {
+                        r.gen_range(0..specs.len())
                     } else {
-                        r.below(4)
+                        r.gen_range(0..4)
                     };
-                    let len = match r.below(4) {
-                        0 => r.below(2001),
-                        _ => r.below(80),
+                    let len = match r.gen_range(0..4) {
+                        0 => r.gen_range(0..2001),
+                        _ => r.gen_range(0..80),
                     };
                     // An IPv6 UDP packet needs its 8-byte header (else refused).
-                    let v6 = len >= 8 && r.below(4) == 0;
+                    let v6 = len >= 8 && r.gen_range(0..4) == 0;
                     let ip = ip_packet(&mut r, len, v6);
-                    let iv = r.bytes(iv_len(&specs[sa]));
+                    let iv = bytes(&mut r, iv_len(&specs[sa]));
                     Case {
                         sa,
                         ip,
@@ -433,7 +423,7 @@ fn gcm_bursts_match_single_packet_path() {
 #[test]
 fn every_padding_length() {
     let specs = specs();
-    let mut r = Rng(0x9ad);
+    let mut r = StdRng::seed_from_u64(0x9ad);
     for kernel in kernels() {
         let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         let cases: Vec<Case> = (0..64)
@@ -443,7 +433,7 @@ fn every_padding_length() {
                 Case {
                     sa,
                     ip: ip_packet(&mut r, len, i % 3 == 0),
-                    iv: r.bytes(16),
+                    iv: bytes(&mut r, 16),
                     room: ROOM,
                 }
             })
@@ -461,7 +451,7 @@ fn every_padding_length() {
 #[test]
 fn like_length_bursts_at_every_length() {
     let specs = specs();
-    let mut r = Rng(0x5ea1);
+    let mut r = StdRng::seed_from_u64(0x5ea1);
     for kernel in kernels() {
         let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         for (b, len) in (0..=2000).step_by(7).chain(0..=40).enumerate() {
@@ -476,7 +466,7 @@ fn like_length_bursts_at_every_length() {
                     Case {
                         sa,
                         ip: ip_packet(&mut r, len, v6),
-                        iv: r.bytes(16),
+                        iv: bytes(&mut r, 16),
                         room: ROOM,
                     }
                 })
@@ -496,7 +486,7 @@ fn like_length_bursts_at_every_length() {
 #[test]
 fn drops_inside_a_burst() {
     let specs = specs();
-    let mut r = Rng(0xbad);
+    let mut r = StdRng::seed_from_u64(0xbad);
     for kernel in kernels() {
         let (mut burst_sas, mut single_sas) = (outbound_sas(&specs), outbound_sas(&specs));
         // SA 1 has one sequence number left.
@@ -506,7 +496,7 @@ fn drops_inside_a_burst() {
             .map(|i| Case {
                 sa: i % 4,
                 ip: ip_packet(&mut r, 300 + i, false),
-                iv: r.bytes(16),
+                iv: bytes(&mut r, 16),
                 room: ROOM,
             })
             .collect();
@@ -525,7 +515,7 @@ fn drops_inside_a_burst() {
 fn unknown_sa_index_is_refused_before_any_work() {
     let specs = specs();
     let mut sas: Vec<OutboundSa> = specs.iter().take(2).map(outbound).collect();
-    let mut r = Rng(7);
+    let mut r = StdRng::seed_from_u64(7);
     let ip = ip_packet(&mut r, 100, false);
     let mut a = padded(&ip);
     let mut b = a.clone();
@@ -554,7 +544,7 @@ fn default_kernel_with_references_round_trips() {
     let specs = specs();
     let mut owned: Vec<OutboundSa> = specs.iter().map(outbound).collect();
     let mut inb: Vec<InboundSa> = specs.iter().map(inbound).collect();
-    let mut r = Rng(99);
+    let mut r = StdRng::seed_from_u64(99);
     let packets: Vec<(usize, Vec<u8>)> = (0..32)
         .map(|i| (i % specs.len(), ip_packet(&mut r, 1408, false)))
         .collect();
@@ -593,7 +583,7 @@ fn burst_timing() {
     let mut sas: Vec<OutboundSa> = specs.iter().map(outbound).collect();
     // ESN off everywhere: the timing is of the common case.
     sas[2] = OutboundSa::new(specs[2].spi, &specs[2].suite).unwrap();
-    let mut r = Rng(5);
+    let mut r = StdRng::seed_from_u64(5);
     for size in [64usize, 256, 1024, 1408] {
         let ip = ip_packet(&mut r, size, false);
         let template = padded(&ip);
@@ -631,29 +621,29 @@ fn burst_timing() {
 fn decapsulate_bursts_match_single_packet_path() {
     use akagate_fastpath::esp::burst::decapsulate_burst_with;
     let specs = specs();
-    let mut r = Rng(0xdec0de);
+    let mut r = StdRng::seed_from_u64(0xdec0de);
     for multi in [true, false] {
         let mut out: Vec<OutboundSa> = specs.iter().map(outbound).collect();
         let mut burst_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
         let mut single_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
         let mut history: Vec<(usize, Vec<u8>)> = Vec::new();
         for round in 0..40 {
-            let n = 1 + r.below(64);
+            let n = 1 + r.gen_range(0..64);
             let mut pkts: Vec<(usize, Vec<u8>)> = Vec::new();
             for _ in 0..n {
-                let sa = if r.below(4) == 0 {
-                    r.below(specs.len())
+                let sa = if r.gen_range(0..4) == 0 {
+                    r.gen_range(0..specs.len())
                 } else {
-                    r.below(4)
+                    r.gen_range(0..4)
                 };
-                let len = 1 + r.below(1500);
-                let v6 = r.below(4) == 0;
+                let len = 1 + r.gen_range(0..1500);
+                let v6 = r.gen_range(0..4) == 0;
                 let ip = ip_packet(&mut r, len, v6);
                 let mut buf = padded(&ip);
                 let range = out[sa]
                     .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                     .unwrap();
-                let pick = r.below(12);
+                let pick = r.gen_range(0..12);
                 // Forged (a bit of the body or ICV), a replay, a duplicate inside this burst.
                 let (to, mut esp) =
                     match forged_or_repeated(&mut r, pick, buf[range].to_vec(), &history, &pkts) {
@@ -667,7 +657,7 @@ fn decapsulate_bursts_match_single_packet_path() {
                 match pick {
                     3 => {
                         // Truncated: the IP length field promises more than there is.
-                        let cut = 1 + r.below(24.min(esp.len() - 44));
+                        let cut = 1 + r.gen_range(0..24.min(esp.len() - 44));
                         esp.truncate(esp.len() - cut);
                     }
                     4 => to = (sa + 1) % specs.len(),
@@ -707,33 +697,33 @@ fn decapsulate_bursts_match_single_packet_path() {
 fn hostile_decapsulate_bursts_match_single_packet_path() {
     use akagate_fastpath::esp::{decapsulate_burst, DecapItem};
     let specs: Vec<SaSpec> = specs().into_iter().take(4).collect();
-    let mut r = Rng(0x0bad_f00d);
+    let mut r = StdRng::seed_from_u64(0x0bad_f00d);
     let mut out: Vec<OutboundSa> = specs.iter().map(outbound).collect();
     let mut burst_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
     let mut single_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
     for round in 0..60 {
-        let n = 1 + r.below(48);
+        let n = 1 + r.gen_range(0..48);
         let pkts: Vec<(usize, Vec<u8>)> = (0..n)
             .map(|_| {
-                let sa = r.below(4);
-                let len = 1 + r.below(700);
+                let sa = r.gen_range(0..4);
+                let len = 1 + r.gen_range(0..700);
                 let ip = ip_packet(&mut r, len, false);
                 let mut buf = padded(&ip);
                 let range = out[sa]
                     .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                     .unwrap();
                 let mut p = buf[range].to_vec();
-                match r.below(4) {
+                match r.gen_range(0..4) {
                     0 => {
-                        for _ in 0..1 + r.below(4) {
-                            let at = r.below(p.len());
-                            p[at] = r.next() as u8;
+                        for _ in 0..1 + r.gen_range(0..4) {
+                            let at = r.gen_range(0..p.len());
+                            p[at] = r.gen::<u64>() as u8;
                         }
                     }
-                    1 => p.truncate(r.below(p.len() + 1)),
+                    1 => p.truncate(r.gen_range(0..p.len() + 1)),
                     2 => {
-                        let len = r.below(120);
-                        p = r.bytes(len);
+                        let len = r.gen_range(0..120);
+                        p = bytes(&mut r, len);
                     }
                     _ => {}
                 }
@@ -778,7 +768,7 @@ fn hostile_decapsulate_bursts_match_single_packet_path() {
 fn both_ways_timing() {
     use akagate_fastpath::esp::burst::decapsulate_burst;
     use akagate_fastpath::esp::DecapItem;
-    let mut r = Rng(11);
+    let mut r = StdRng::seed_from_u64(11);
     for encr in [EncrAlg::AesCbc, EncrAlg::AesGcm] {
         let specs: Vec<SaSpec> = (1..=4)
             .map(|i| spec(AuthAlg::HmacSha1_96, encr, i, false))
@@ -843,33 +833,33 @@ fn short_gcm_decapsulate_bursts_keep_every_byte() {
         spec(AuthAlg::Null, EncrAlg::AesGcm, 23, true),
         spec(AuthAlg::HmacSha1_96, EncrAlg::AesCbc, 24, false),
     ];
-    let mut r = Rng(0x4106_0064);
+    let mut r = StdRng::seed_from_u64(0x4106_0064);
     let mut out: Vec<OutboundSa> = specs.iter().map(outbound).collect();
     let mut burst_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
     let mut single_sas: Vec<InboundSa> = specs.iter().map(inbound).collect();
     let mut history: Vec<(usize, Vec<u8>)> = Vec::new();
     for round in 0..300 {
-        let n = 1 + r.below(40);
+        let n = 1 + r.gen_range(0..40);
         let mut pkts: Vec<(usize, Vec<u8>)> = Vec::new();
         for _ in 0..n {
-            let sa = if r.below(6) == 0 {
-                2 + r.below(2)
+            let sa = if r.gen_range(0..6) == 0 {
+                2 + r.gen_range(0..2)
             } else {
-                r.below(2)
+                r.gen_range(0..2)
             };
             // Mostly payloads whose body is at most six blocks (IPv4 header included).
-            let len = if r.below(5) == 0 {
-                80 + r.below(300)
+            let len = if r.gen_range(0..5) == 0 {
+                80 + r.gen_range(0..300)
             } else {
-                1 + r.below(72)
+                1 + r.gen_range(0..72)
             };
-            let v6 = r.below(5) == 0;
+            let v6 = r.gen_range(0..5) == 0;
             let ip = ip_packet(&mut r, len, v6);
             let mut buf = padded(&ip);
             let range = out[sa]
                 .encapsulate(&mut buf, ROOM..ROOM + ip.len())
                 .unwrap();
-            let pick = r.below(8);
+            let pick = r.gen_range(0..8);
             // Forged (a bit after the outer header), a replay, a duplicate inside this burst.
             let mut esp =
                 match forged_or_repeated(&mut r, pick, buf[range].to_vec(), &history, &pkts) {
@@ -881,7 +871,7 @@ fn short_gcm_decapsulate_bursts_keep_every_byte() {
                 };
             if pick == 3 {
                 // A body of 0 or 1 bytes: header, IV and ICV only (IPv4 length fixed).
-                let keep = 20 + 16 + r.below(2) + 16;
+                let keep = 20 + 16 + r.gen_range(0..2) + 16;
                 if esp[0] >> 4 == 4 && esp.len() > keep {
                     esp.truncate(keep);
                     esp[2..4].copy_from_slice(&(keep as u16).to_be_bytes());

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akagate_fastpath::sad::{self, FlatEntry, SaTable, SpiAllocator, ENTRY_WORDS};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 
 const CAPACITY: usize = 512;
 const READERS: usize = 3;
@@ -48,20 +50,6 @@ impl FlatEntry for Stamp {
     }
 }
 
-/// xorshift64*: a tiny deterministic generator so each thread has its own stream.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn readers_never_see_torn_or_foreign_entries() {
     let table = Arc::new(SaTable::<Stamp>::with_capacity(CAPACITY).unwrap());
@@ -80,14 +68,14 @@ fn readers_never_see_torn_or_foreign_entries() {
                 errors.clone(),
             );
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (r as u64 + 1));
+                let mut rng = StdRng::seed_from_u64(0x9E37_79B9_7F4A_7C15 ^ (r as u64 + 1));
                 let (mut hits, mut misses) = (0u64, 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..32 {
-                        let slot = rng.below(CAPACITY);
+                        let slot = rng.gen_range(0..CAPACITY);
                         let mut spi = published[slot].load(Ordering::Relaxed);
-                        if rng.below(8) == 0 {
-                            spi ^= 1 << (table.layout().slot_bits() + rng.below(4) as u32);
+                        if rng.gen_range(0..8) == 0 {
+                            spi ^= 1 << (table.layout().slot_bits() + rng.gen_range(0..4) as u32);
                         }
                         table.prefetch(spi);
                         match table.lookup(spi) {
@@ -106,7 +94,7 @@ fn readers_never_see_torn_or_foreign_entries() {
         })
         .collect();
 
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut rng = StdRng::seed_from_u64(0xD1B5_4A32_D192_ED03);
     let mut live_spis: Vec<u32> = Vec::with_capacity(CAPACITY);
     let mut removed_not_released: Vec<u32> = Vec::new();
     let mut ops = 0u64;
@@ -115,14 +103,14 @@ fn readers_never_see_torn_or_foreign_entries() {
         for _ in 0..256 {
             ops += 1;
             let fill = live_spis.len() + removed_not_released.len();
-            if fill < CAPACITY * 3 / 4 && rng.below(2) == 0 {
+            if fill < CAPACITY * 3 / 4 && rng.gen_range(0..2) == 0 {
                 let spi = table.allocate().unwrap();
                 table.install(spi, Stamp::new(spi, ops)).unwrap();
                 published[table.layout().slot(spi)].store(spi, Ordering::Relaxed);
                 live_spis.push(spi);
             } else if !live_spis.is_empty() {
-                let spi = live_spis.swap_remove(rng.below(live_spis.len()));
-                if rng.below(2) == 0 {
+                let spi = live_spis.swap_remove(rng.gen_range(0..live_spis.len()));
+                if rng.gen_range(0..2) == 0 {
                     table.release(spi).unwrap(); // removes and frees the slot at once
                 } else {
                     table.remove(spi).unwrap();

@@ -7,25 +7,25 @@
 
 use core::ops::Range;
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
+
 use super::error::EspError;
 use super::sa::{InboundSa, OutboundSa};
 use super::{AuthAlg, EncrAlg, SaKeys, Suite, REPLAY_WINDOW};
 
 const ROOM: usize = 128;
 
-/// xorshift64: a fixed, reproducible stream.
-pub(super) struct Rng(pub(super) u64);
-
-impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub(super) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+/// An aes-cbc + hmac-sha-1-96 suite keyed from `k`: the SA the GCM-only paths must refuse.
+pub(super) fn cbc_suite(k: u8) -> Suite {
+    Suite {
+        auth: AuthAlg::HmacSha1_96,
+        encr: EncrAlg::AesCbc,
+        keys: SaKeys {
+            integ_key: vec![k; 20],
+            encr_key: vec![k ^ 0x5a; 16],
+            salt: [0; 4],
+        },
     }
 }
 
@@ -43,7 +43,7 @@ pub(super) fn gcm_suite(k: u8) -> Suite {
 
 /// An IPv4 or IPv6 UDP packet of `len` upper-layer bytes (at least 8 for IPv6) with room
 /// on both sides.
-pub(super) fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> (Vec<u8>, Range<usize>) {
+pub(super) fn ip_packet(r: &mut StdRng, len: usize, v6: bool) -> (Vec<u8>, Range<usize>) {
     let hdr = if v6 { 40 } else { 20 };
     let total = hdr + len;
     let mut buf = vec![0u8; ROOM + total + ROOM];
@@ -53,7 +53,7 @@ pub(super) fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> (Vec<u8>, Range<us
         ip[4..6].copy_from_slice(&(len as u16).to_be_bytes());
         ip[6] = 17;
         ip[7] = 64;
-        ip[8..40].iter_mut().for_each(|b| *b = r.next() as u8);
+        ip[8..40].iter_mut().for_each(|b| *b = r.gen::<u64>() as u8);
     } else {
         ip[..20].copy_from_slice(&[
             0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
@@ -62,7 +62,7 @@ pub(super) fn ip_packet(r: &mut Rng, len: usize, v6: bool) -> (Vec<u8>, Range<us
         let sum = super::ip::ipv4_checksum(&ip[..20]);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
     }
-    ip[hdr..].iter_mut().for_each(|b| *b = r.next() as u8);
+    ip[hdr..].iter_mut().for_each(|b| *b = r.gen::<u64>() as u8);
     (buf, ROOM..ROOM + total)
 }
 
@@ -103,7 +103,7 @@ fn seal(
     buf: &mut [u8],
     pkt: Range<usize>,
     twist: Twist,
-    r: &mut Rng,
+    r: &mut StdRng,
 ) -> Range<usize> {
     const RAMP_IV: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
     let iv = (twist == Twist::PadIntoIv).then_some(&RAMP_IV[..]);
@@ -113,12 +113,12 @@ fn seal(
     let pad_len = usize::from(esp[body_end - 2]);
     match twist {
         Twist::BadPadding if pad_len > 0 => {
-            esp[body_end - 2 - 1 - r.below(pad_len)] ^= 1 + r.below(255) as u8;
+            esp[body_end - 2 - 1 - r.gen_range(0..pad_len)] ^= 1 + r.gen_range(0..255) as u8;
         }
         // No padding to spoil: claim some that is not there.
         Twist::BadPadding => esp[body_end - 2] = 3,
         Twist::PadPastBody => {
-            esp[body_end - 2] = (body_end - 2 - 16 + 1 + r.below(8)).min(255) as u8
+            esp[body_end - 2] = (body_end - 2 - 16 + 1 + r.gen_range(0..8)).min(255) as u8
         }
         Twist::PadIntoIv => {
             for (i, b) in esp[16..body_end - 2].iter_mut().enumerate() {
@@ -129,8 +129,8 @@ fn seal(
         Twist::Dummy => {
             esp[body_end - 1] = 59;
             // Half of them with bad padding too: the padding is checked first.
-            if r.below(2) == 0 {
-                esp[body_end - 2] = pad_len as u8 + 1 + r.below(3) as u8;
+            if r.gen_range(0..2) == 0 {
+                esp[body_end - 2] = pad_len as u8 + 1 + r.gen_range(0..3) as u8;
             }
         }
         _ => {}
@@ -139,8 +139,8 @@ fn seal(
     let esp = &mut buf[f.esp()];
     let n = esp.len();
     match twist {
-        Twist::ForgedTag => esp[n - 1 - r.below(16)] ^= 1 << r.below(8),
-        Twist::ForgedBody => esp[8 + r.below(n - 24)] ^= 1 << r.below(8),
+        Twist::ForgedTag => esp[n - 1 - r.gen_range(0..16)] ^= 1 << r.gen_range(0..8),
+        Twist::ForgedBody => esp[8 + r.gen_range(0..n - 24)] ^= 1 << r.gen_range(0..8),
         _ => {}
     }
     f.range()
@@ -161,32 +161,32 @@ fn gcm_finish_matches_the_generic_finish() {
         eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
         return;
     }
-    let mut r = Rng(0x4106_f1e1_0022_0001);
+    let mut r = StdRng::seed_from_u64(0x4106_f1e1_0022_0001);
     let mut seen = std::collections::BTreeSet::new();
     for case in 0..3000 {
-        let k = r.below(4) as u8;
+        let k = r.gen_range(0..4) as u8;
         let spi = 0x2000 + u32::from(k);
         let mut out = OutboundSa::new(spi, &gcm_suite(k)).unwrap();
         let (mut a, mut b) = (
             InboundSa::new(spi, &gcm_suite(k)).unwrap(),
             InboundSa::new(spi, &gcm_suite(k)).unwrap(),
         );
-        let top = r.below(5000) as u64;
+        let top = r.gen_range(0..5000) as u64;
         a.set_window_top_for_test(top);
         b.set_window_top_for_test(top);
         // Mostly ahead of the top, some inside the window, a few behind it.
-        let seq = match r.below(4) {
-            0 => (top + 1).saturating_sub(r.below(REPLAY_WINDOW as usize + 40) as u64),
-            _ => top + 1 + r.below(100) as u64,
+        let seq = match r.gen_range(0..4) {
+            0 => (top + 1).saturating_sub(r.gen_range(0..REPLAY_WINDOW as usize + 40) as u64),
+            _ => top + 1 + r.gen_range(0..100) as u64,
         }
         .max(1);
         out.set_last_seq_for_test(seq - 1);
-        let len = match r.below(4) {
-            0 => 1300 + r.below(200),
-            _ => r.below(200),
+        let len = match r.gen_range(0..4) {
+            0 => 1300 + r.gen_range(0..200),
+            _ => r.gen_range(0..200),
         };
-        let v6 = len >= 8 && r.below(3) == 0;
-        let twist = TWISTS[r.below(TWISTS.len())];
+        let v6 = len >= 8 && r.gen_range(0..3) == 0;
+        let twist = TWISTS[r.gen_range(0..TWISTS.len())];
         let (mut buf, pkt) = ip_packet(&mut r, len, v6);
         let pkt = seal(&mut out, &mut buf, pkt, twist, &mut r);
         let ctx = format!("case {case}: {twist:?}, len {len}, v6 {v6}, seq {seq}, top {top}");
@@ -206,7 +206,7 @@ fn gcm_finish_matches_the_generic_finish() {
                 }
             }
             Twist::TooOld => {
-                let ahead = seq + REPLAY_WINDOW + r.below(50) as u64;
+                let ahead = seq + REPLAY_WINDOW + r.gen_range(0..50) as u64;
                 out.set_last_seq_for_test(ahead - 1);
                 let (mut other, p) = ip_packet(&mut r, 20, false);
                 let p = seal(&mut out, &mut other, p, Twist::None, &mut r);
@@ -242,16 +242,8 @@ fn gcm_finish_matches_the_generic_finish() {
 /// Any SA but a non-ESN aes-gcm-16 one on AES-NI: refused, nothing touched.
 #[test]
 fn gcm_finish_refuses_other_sas() {
-    let cbc = Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: vec![7; 20],
-            encr_key: vec![9; 16],
-            salt: [0; 4],
-        },
-    };
-    let mut r = Rng(0x4106_0022_e5e5);
+    let cbc = cbc_suite(7);
+    let mut r = StdRng::seed_from_u64(0x4106_0022_e5e5);
     for (suite, esn) in [(cbc, false), (gcm_suite(1), true)] {
         let mut out = OutboundSa::new(0x3000, &suite).unwrap();
         let mut inb = InboundSa::new(0x3000, &suite).unwrap();

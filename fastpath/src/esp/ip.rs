@@ -346,6 +346,8 @@ pub fn max_len(version: IpVersion) -> usize {
 mod tests {
     use super::*;
     use crate::wire::ip::{IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING};
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng};
 
     #[test]
     fn checksum_of_rfc3602_case5_headers() {
@@ -358,14 +360,10 @@ mod tests {
         assert_eq!(ipv4_checksum(&orig), 0);
     }
 
-    /// A xorshift64 stream from `seed` (random test headers, reproducible).
-    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        }
+    /// A reproducible stream of random words from `seed` (random test headers).
+    fn random_words(seed: u64) -> impl FnMut() -> u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        move || rng.gen()
     }
 
     /// The checksum summed with the new fields in registers equals the one of the header
@@ -373,7 +371,7 @@ mod tests {
     /// extreme lengths and protocols; the 20-byte path (`ipv4_checksum20`) equals it.
     #[test]
     fn checksum_with_new_fields_matches_written_header() {
-        let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut rnd = random_words(0x2545_f491_4f6c_dd1du64);
         for n in 0..3000 {
             let hl = 20 + 4 * (n % 11);
             let mut hdr: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();
@@ -403,7 +401,7 @@ mod tests {
     /// IPv4 headers of every length, IPv6 with and without extension headers, several shifts.
     #[test]
     fn restore_header_matches_copy_then_fix() {
-        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rnd = random_words(0x9e37_79b9_7f4a_7c15u64);
         for n in 0..4000 {
             let v6 = n % 2 == 1;
             let (hdr_len, nh_at) = if v6 {
@@ -452,7 +450,7 @@ mod tests {
     #[test]
     fn headers_match_the_full_parse() {
         use crate::wire::ip::{IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING};
-        let mut rnd = xorshift(0x0123_4567_89ab_cdefu64);
+        let mut rnd = random_words(0x0123_4567_89ab_cdefu64);
         let mut fast = 0;
         for n in 0..20000 {
             let buf_len = [0usize, 1, 19, 20, 39, 40, 41, 60, 64, 100, 1500][n % 11];
@@ -512,7 +510,7 @@ mod tests {
             }
             s as u16
         };
-        let mut rnd = xorshift(0x0f01_d16f_01d1_6f01u64);
+        let mut rnd = random_words(0x0f01_d16f_01d1_6f01u64);
         let mut sums = vec![
             0u64,
             1,
@@ -536,7 +534,7 @@ mod tests {
 
     #[test]
     fn header_ok_matches_the_checksum() {
-        let mut rnd = xorshift(0x5151_7a7a_0f0f_3c3cu64);
+        let mut rnd = random_words(0x5151_7a7a_0f0f_3c3cu64);
         for n in 0..30000usize {
             let hl = 20 + 4 * (n % 11);
             let mut h: Vec<u8> = (0..hl).map(|_| rnd() as u8).collect();

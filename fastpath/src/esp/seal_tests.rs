@@ -5,11 +5,10 @@
 //! other SA (CBC) is refused with nothing done.
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng as _, SeedableRng};
 
-use super::finish_tests::{gcm_suite, ip_packet, Rng};
+use super::finish_tests::{cbc_suite, gcm_suite, ip_packet};
 use super::sa::{InboundSa, OutboundSa};
-use super::{AuthAlg, EncrAlg, SaKeys, Suite};
 
 /// Twin outbound SAs of key `k` whose IV masks are drawn from the same seed.
 fn twins(spi: u32, k: u8, esn: bool, seed: u64) -> [OutboundSa; 2] {
@@ -31,24 +30,24 @@ fn gcm_seal_matches_the_generic_seal() {
         eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
         return;
     }
-    let mut r = Rng(0x4106_5ea1_0023_0001);
+    let mut r = StdRng::seed_from_u64(0x4106_5ea1_0023_0001);
     for case in 0..2000 {
-        let k = r.below(4) as u8;
+        let k = r.gen_range(0..4) as u8;
         let spi = 0x3000 + u32::from(k);
-        let esn = r.below(3) == 0;
-        let [mut a, mut b] = twins(spi, k, esn, r.next());
+        let esn = r.gen_range(0..3) == 0;
+        let [mut a, mut b] = twins(spi, k, esn, r.gen::<u64>());
         // Some just below and across the 32-bit boundary (ESN), the rest small.
-        let last = match r.below(4) {
-            0 if esn => u64::from(u32::MAX) - 2 + r.below(5) as u64,
-            _ => r.below(100_000) as u64,
+        let last = match r.gen_range(0..4) {
+            0 if esn => u64::from(u32::MAX) - 2 + r.gen_range(0..5) as u64,
+            _ => r.gen_range(0..100_000) as u64,
         };
         a.set_last_seq_for_test(last);
         b.set_last_seq_for_test(last);
-        let len = match r.below(3) {
-            0 => 1300 + r.below(200),
-            _ => r.below(200),
+        let len = match r.gen_range(0..3) {
+            0 => 1300 + r.gen_range(0..200),
+            _ => r.gen_range(0..200),
         };
-        let v6 = len >= 8 && r.below(3) == 0;
+        let v6 = len >= 8 && r.gen_range(0..3) == 0;
         let (template, pkt) = ip_packet(&mut r, len, v6);
         let ctx = format!("case {case}: len {len}, v6 {v6}, esn {esn}, last {last}");
         let (mut ba, mut bb) = (template.clone(), template);
@@ -83,17 +82,8 @@ fn gcm_seal_matches_the_generic_seal() {
 /// A CBC SA is not sealed by `seal_gcm`: false, the buffer untouched.
 #[test]
 fn gcm_seal_refuses_other_sas() {
-    let cbc = Suite {
-        auth: AuthAlg::HmacSha1_96,
-        encr: EncrAlg::AesCbc,
-        keys: SaKeys {
-            integ_key: vec![5; 20],
-            encr_key: vec![6; 16],
-            salt: [0; 4],
-        },
-    };
-    let mut sa = OutboundSa::new(0x3100, &cbc).unwrap();
-    let mut r = Rng(7);
+    let mut sa = OutboundSa::new(0x3100, &cbc_suite(5)).unwrap();
+    let mut r = StdRng::seed_from_u64(7);
     let (mut buf, pkt) = ip_packet(&mut r, 100, false);
     let f = sa.frame(&mut buf, pkt, None, None).unwrap();
     let before = buf.clone();

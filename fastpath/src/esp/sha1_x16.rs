@@ -602,20 +602,8 @@ mod tests {
     use super::*;
     use crate::esp::stitch::Sha1NiKey;
     use hmac::{Hmac, Mac};
-
-    /// A small deterministic generator (xorshift64*), so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng};
 
     fn expected(key: &[u8], msg: &[u8], seq_hi: Option<u32>) -> [u8; 12] {
         let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
@@ -629,17 +617,17 @@ mod tests {
     /// Runs the 16-lane kernel (no fallback to SHA-NI, `handoff` 0 unless given) over
     /// `lens` messages with random keys, offsets and ESN suffixes; compares each ICV with
     /// the `hmac` + `sha1` crates.
-    fn check(rng: &mut Rng, lens: &[usize], handoff: usize, cold: bool) {
+    fn check(rng: &mut StdRng, lens: &[usize], handoff: usize, cold: bool) {
         let ikeys: Vec<Vec<u8>> = (0..5)
-            .map(|_| (0..20).map(|_| rng.next() as u8).collect())
+            .map(|_| (0..20).map(|_| rng.gen::<u64>() as u8).collect())
             .collect();
         let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
-        let data: Vec<u8> = (0..4200).map(|_| rng.next() as u8).collect();
+        let data: Vec<u8> = (0..4200).map(|_| rng.gen::<u64>() as u8).collect();
         let cases: Vec<(usize, usize, usize, Option<u32>)> = lens
             .iter()
             .map(|&n| {
-                let (k, off) = (rng.below(keys.len()), rng.below(64));
-                let hi = (rng.below(2) == 1).then(|| rng.next() as u32);
+                let (k, off) = (rng.gen_range(0..keys.len()), rng.gen_range(0..64));
+                let hi = (rng.gen_range(0..2) == 1).then(|| rng.gen::<u64>() as u32);
                 (k, off, n, hi)
             })
             .collect();
@@ -674,7 +662,7 @@ mod tests {
             eprintln!("SKIPPED: no AVX-512");
             return;
         }
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = StdRng::seed_from_u64(0x1234_5678_9abc_def1);
         let lens: Vec<usize> = (0..300).collect();
         check(&mut rng, &lens, 0, false);
     }
@@ -688,14 +676,14 @@ mod tests {
             eprintln!("SKIPPED: no AVX-512");
             return;
         }
-        let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+        let mut rng = StdRng::seed_from_u64(0x0dd_ba11_cafe_f00d);
         for n in 1..=40 {
             for handoff in [0, Crossing::SLOW_SHA_NI.long, MIN_LANES] {
                 let lens: Vec<usize> = (0..n)
-                    .map(|_| match rng.below(3) {
-                        0 => rng.below(200),
-                        1 => 1400 + rng.below(100),
-                        _ => rng.below(4097),
+                    .map(|_| match rng.gen_range(0..3) {
+                        0 => rng.gen_range(0..200),
+                        1 => 1400 + rng.gen_range(0..100),
+                        _ => rng.gen_range(0..4097),
                     })
                     .collect();
                 check(&mut rng, &lens, handoff, n % 2 == 0);
@@ -712,12 +700,12 @@ mod tests {
             eprintln!("SKIPPED: no AVX-512");
             return;
         }
-        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        let mut rng = StdRng::seed_from_u64(0x6a09_e667_f3bc_c908);
         let ikeys: Vec<Vec<u8>> = (0..4)
-            .map(|_| (0..20).map(|_| rng.next() as u8).collect())
+            .map(|_| (0..20).map(|_| rng.gen::<u64>() as u8).collect())
             .collect();
         let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
-        let data: Vec<u8> = (0..3200).map(|_| rng.next() as u8).collect();
+        let data: Vec<u8> = (0..3200).map(|_| rng.gen::<u64>() as u8).collect();
         let mut groups: Vec<Vec<usize>> = (0..=300)
             .collect::<Vec<_>>()
             .chunks(16)
@@ -726,11 +714,11 @@ mod tests {
         groups.push(vec![104; 16]);
         groups.push(vec![1448; 16]);
         groups.push(vec![1448; 3]);
-        groups.push((0..16).map(|_| rng.below(3000)).collect());
+        groups.push((0..16).map(|_| rng.gen_range(0..3000)).collect());
         for lens in groups {
             let cases: Vec<(usize, usize)> = lens
                 .iter()
-                .map(|_| (rng.below(keys.len()), rng.below(64)))
+                .map(|_| (rng.gen_range(0..keys.len()), rng.gen_range(0..64)))
                 .collect();
             let mut icvs = vec![[0u8; 12]; lens.len()];
             let mut jobs = icvs
