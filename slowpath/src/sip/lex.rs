@@ -163,6 +163,8 @@ pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng};
 
     #[test]
     fn list_respects_quotes_and_angles() {
@@ -283,11 +285,9 @@ mod tests {
             }
         }
         every(&mut s, 4, &maxes);
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state: u64 = rng.gen();
             let len = (state % 26) as usize;
             let t: String = (0..len)
                 .map(|i| {
