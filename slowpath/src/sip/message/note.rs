@@ -93,7 +93,12 @@ impl NotedVia<'_> {
             run = p + own as usize;
         }
         runs[n] = (run, p + cuts.last_end as usize);
-        let runs = &runs[..=n];
+        self.write_runs(&runs[..=n], f)
+    }
+
+    /// Gives `f` each non-empty run `[a, b)` of the element's text, or nothing and false if
+    /// one of them is not inside it.
+    fn write_runs(&self, runs: &[(usize, usize)], f: &mut dyn FnMut(&str)) -> bool {
         if runs.iter().any(|&(a, b)| self.text.get(a..b).is_none()) {
             return false;
         }
@@ -139,16 +144,7 @@ impl NotedVia<'_> {
         };
         *slot = (run, end);
         n += 1;
-        let runs = &runs[..n];
-        if runs.iter().any(|&(a, b)| self.text.get(a..b).is_none()) {
-            return false;
-        }
-        for &(a, b) in runs {
-            if let Some(piece) = self.text.get(a..b).filter(|p| !p.is_empty()) {
-                f(piece);
-            }
-        }
-        true
+        self.write_runs(&runs[..n], f)
     }
 
     /// The element rebuilt from its parsed parts, `received` and `rport` left out.
@@ -294,6 +290,13 @@ mod tests {
         })
     }
 
+    /// `req` parsed, with `ip` and `port` noted for its top Via.
+    fn noted_request<'a>(req: &'a str, ip: &str, port: Option<u16>) -> Message<'a> {
+        Message::parse(req.as_bytes())
+            .unwrap()
+            .with_via_note(note(ip, port))
+    }
+
     #[test]
     fn noted_bytes_replace_the_top_element_only() {
         let m = Message::parse(REQ.as_bytes()).unwrap();
@@ -404,13 +407,8 @@ mod tests {
                 " , SIP/2.0/UDP y",
             ),
         ] {
-            let req = REQ.replace(
-                "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1, SIP/2.0/UDP y;branch=z9hG4bK9",
-                line,
-            );
-            let m = Message::parse(req.as_bytes())
-                .unwrap()
-                .with_via_note(note("192.0.2.7", Some(4)));
+            let req = REQ.replace("SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1, SIP/2.0/UDP y;branch=z9hG4bK9", line);
+            let m = noted_request(&req, "192.0.2.7", Some(4));
             let mut noted = String::new();
             m.noted_via().unwrap().pieces(&mut |p| noted.push_str(p));
             assert_eq!(
@@ -435,9 +433,7 @@ mod tests {
                 "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1",
                 element,
             );
-            let m = Message::parse(req.as_bytes())
-                .unwrap()
-                .with_via_note(note("192.0.2.7", Some(4)));
+            let m = noted_request(&req, "192.0.2.7", Some(4));
             let noted = m.noted_via().unwrap();
             let (mut runs, mut rebuilt) = (String::new(), String::new());
             // Four or more left-out parameters take the rebuilt form (at most three runs).
@@ -457,9 +453,7 @@ mod tests {
             "SIP/2.0/TCP 10.1.0.2:5060;branch=z9hG4bK1;rport;RECEIVED=10.9.9.9;x=1",
             "SIP / 2.0 / TCP 10.1.0.2:5060 ; branch = z9hG4bK1 ;rport ; x",
         );
-        let m = Message::parse(req.as_bytes())
-            .unwrap()
-            .with_via_note(note("192.0.2.7", None));
+        let m = noted_request(&req, "192.0.2.7", None);
         let mut line = String::new();
         m.noted_via()
             .unwrap()

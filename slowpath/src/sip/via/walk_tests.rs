@@ -49,7 +49,7 @@ fn the_walk_is_the_general_parse_on_the_fixtures() {
     assert!(walked > 10, "{walked}");
 }
 
-/// Pieces a Via is made of, and the bytes that trip a parser.
+/// Pieces a Via is made of, and the bytes that trip a parser (with [`PARAMS`]: see `piece`).
 const PIECES: &[&str] = &[
     "SIP/2.0/",
     "SIP",
@@ -86,32 +86,9 @@ const PIECES: &[&str] = &[
     ":0",
     ":00005060",
     ":x",
-    ";",
     ";;",
-    ";branch=z9hG4bK776asdhds",
-    ";branch",
-    ";BRANCH=z9hG4bKa",
-    ";Branch=a@b",
-    ";branch=",
-    ";rport",
-    ";rport=5060",
-    ";RPORT=65536",
-    ";rport=x",
-    ";received=10.0.0.1",
-    ";received=[::1]",
     ";received=::1",
-    ";Received=1.2.3",
-    ";received",
     ";received=1.2.3.4.5",
-    ";ttl",
-    ";ttl=255",
-    ";TTL=256",
-    ";maddr=224.2.0.1",
-    ";x",
-    ";x=y",
-    ";x=\"q;,\"",
-    ";x=a%20b",
-    ";x=~",
     "=",
     ",",
     "\"",
@@ -125,6 +102,14 @@ const PIECES: &[&str] = &[
     "received",
     "rport",
 ];
+
+/// The `i`th of [`PIECES`] then [`PARAMS`], the pieces inserted anywhere.
+fn piece(i: usize) -> &'static str {
+    PIECES
+        .get(i)
+        .copied()
+        .unwrap_or_else(|| PARAMS[i - PIECES.len()])
+}
 
 /// Parameters, well formed or not.
 const PARAMS: &[&str] = &[
@@ -189,7 +174,7 @@ fn the_walk_is_the_general_parse_on_generated_vias() {
             }
         }
         for _ in 0..rng.gen_range(0..3) * usize::from(rng.gen_bool(0.4)) {
-            let piece = PIECES[rng.gen_range(0..PIECES.len())];
+            let piece = piece(rng.gen_range(0..PIECES.len() + PARAMS.len()));
             let at = rng.gen_range(0..=s.len());
             if s.is_char_boundary(at) {
                 s.insert_str(at, piece);
