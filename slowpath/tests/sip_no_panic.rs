@@ -8,18 +8,13 @@ use akagate_slowpath::sip::{next_frame, FrameLimits, HeaderKind, Message};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+// The unit tests' fixture loader, shared rather than written again.
+#[path = "../src/sip/test_fixtures.rs"]
+mod test_fixtures;
+
+/// The fixture messages (real captures and RFC 4475's), at least 40 of them.
 fn fixtures() -> Vec<Vec<u8>> {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sip");
-    let mut out = Vec::new();
-    for dir in ["rfc4475", "real"] {
-        let mut entries: Vec<_> = std::fs::read_dir(format!("{base}/{dir}"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-            .collect();
-        entries.sort();
-        out.extend(entries.iter().map(|p| std::fs::read(p).unwrap()));
-    }
+    let out = test_fixtures::fixture_messages();
     assert!(out.len() > 40);
     out
 }
