@@ -119,16 +119,17 @@ pub enum RegistrationChange {
     Delete(String),
 }
 
-/// A registration as the JSON of its [`PersistedRegistration`] (serde_json's compact form,
-/// byte for byte), written straight from the registrar's state. Zeroized on drop (it holds
-/// the SA keys in hex); never printed.
+/// A registration as the store's binary record of its [`PersistedRegistration`]
+/// (`registrar/record.rs`, read back by [`decode_record`](super::decode_record)), written
+/// straight from the registrar's state. Zeroized on drop (it holds the SA keys); never
+/// printed.
 pub struct EncodedRegistration {
     /// The registrar's key (as [`PersistedRegistration::key`]).
     pub key: String,
     /// The set's inbound SPI at the protected server port (as [`PersistedSet::spi_ps`]).
     pub spi_ps: u32,
-    /// The JSON object.
-    pub json: Zeroizing<Vec<u8>>,
+    /// The record.
+    pub record: Zeroizing<Vec<u8>>,
 }
 
 impl core::fmt::Debug for EncodedRegistration {
@@ -240,9 +241,11 @@ impl Registrar {
         keys.sort_unstable();
         keys.into_iter()
             .map(|key| match self.encoded(&key, now, wall) {
-                Some((spi_ps, json)) => {
-                    RegistrationChange::Encoded(EncodedRegistration { key, spi_ps, json })
-                }
+                Some((spi_ps, record)) => RegistrationChange::Encoded(EncodedRegistration {
+                    key,
+                    spi_ps,
+                    record,
+                }),
                 None => RegistrationChange::Delete(key),
             })
             .collect()
@@ -253,7 +256,7 @@ impl Registrar {
         !self.changed.is_empty()
     }
 
-    /// Registration `key` encoded as the store keeps it (the JSON of what
+    /// Registration `key` encoded as the store keeps it (the record of what
     /// `Registrar::persisted` makes, written from the registrar's state), with its set's
     /// `spi_ps`, if it is registered over SAs.
     pub(super) fn encoded(
@@ -269,8 +272,8 @@ impl Registrar {
             return None;
         }
         let left = active.expires_at.saturating_duration_since(now);
-        let json = super::record::encode(key, reg, active, unix_ms(wall + left)).into_inner();
-        Some((set.spi_ps, json))
+        let record = super::record::encode(key, reg, active, unix_ms(wall + left)).into_inner();
+        Some((set.spi_ps, record))
     }
 
     /// Every registration registered over SAs in its owned form (what the store's records

@@ -1,9 +1,19 @@
 //! The registration store's record written straight from the registrar's state (issue 14):
-//! the JSON of a [`PersistedRegistration`](super::PersistedRegistration), byte for byte as
-//! serde_json writes it (compact form, its string escapes), without building the owned form
-//! and its strings first. The record holds the SA keys in hex: it is written into a
-//! [`SecretBuf`], sized from the record before writing, so it is not reallocated, and zeroized
-//! on drop (a plain `Vec` that grows leaves the old copy of the keys in freed memory).
+//! a binary record ([`VERSION`] 2) of a [`PersistedRegistration`], without building the owned
+//! form and its strings first, and its decoder ([`decode`]). Version 1 was the owned form's
+//! JSON (serde_json's compact form, its first byte `{`): the store still reads it with
+//! serde_json. The record holds the SA keys (raw bytes): it is written into a [`SecretBuf`],
+//! sized from the record before writing, so it is not reallocated, and zeroized on drop (a
+//! plain `Vec` that grows leaves the old copy of the keys in freed memory).
+//!
+//! ```text
+//! record := VERSION:u8 expires_unix_ms:u64 spi_pc spi_ps spi_uc spi_us:u32
+//!           port_pc port_ps port_uc port_us:u16 ue:addr local:addr
+//!           key impi contact transport auth encr:str integ_key encr_key salt:bytes
+//!           impus:(n:u32 str[n]) security_server:(0 | 1 name:str n:u32 (str str)[n])
+//! str    := len:u32 utf8[len]        bytes := len:u32 byte[len]
+//! addr   := 4 octets[4] | 6 octets[16]                      (integers little-endian)
+//! ```
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -11,7 +21,7 @@ use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 use super::state::Active;
-use super::Registration;
+use super::{PersistedRegistration, PersistedSet, Registration};
 
 /// A byte buffer for secrets (records holding SA keys): zeroized on drop, and when a write
 /// does not fit, its bytes move to a larger allocation and the old one is zeroized before it
@@ -140,331 +150,435 @@ impl core::fmt::Debug for SecretBuf {
     }
 }
 
-/// Room for everything of a record but its strings' and keys' contents: field names,
-/// punctuation and quotes (~260 bytes), nine numbers of at most 20 digits, two addresses of
-/// at most 45 characters, three algorithm and transport tokens.
-const FIXED: usize = 640;
+/// The record's first byte: its format's version (2, binary; 1 was JSON, first byte `{`).
+pub const VERSION: u8 = 2;
 
-/// The record's size up front (exact but for string escapes, which are rare and take the
-/// buffer's zeroizing grow path): so the buffer is allocated once, fitting the record.
-fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
-    let mut n = FIXED + key.len() + reg.impi.len() + active.contact.len();
-    n += reg.impus.iter().map(|u| u.len() + 3).sum::<usize>();
-    if let Some(m) = &active.security_server {
-        // Each parameter `,["name","value"]`: its name and value (the kept text, with a
-        // `;` and `=` beside them) and eight bytes.
-        n += m.name.len() + 6 + m.param_text().len() + 8 * m.param_count();
+/// The fixed part: the version, the expiry, four SPIs and four ports.
+const FIXED: usize = 1 + 8 + 4 * 4 + 4 * 2;
+
+/// Bytes of an address in the record.
+fn addr_len(a: IpAddr) -> usize {
+    match a {
+        IpAddr::V4(_) => 1 + 4,
+        IpAddr::V6(_) => 1 + 16,
     }
-    let keys = &active.set.suite.keys;
-    n + 2 * (keys.integ_key.len() + keys.encr_key.len() + keys.salt.len())
 }
 
-/// The JSON of registration `key` (`reg`, registered over `active`, expiring at
+/// The record's size up front (exact but for the Security-Server's parameters, counted from
+/// their rendered text, which is longer): so the buffer is allocated once, fitting it.
+fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
+    let set = &active.set;
+    let keys = &set.suite.keys;
+    let mut n = FIXED + addr_len(set.ue) + addr_len(set.local);
+    n += 6 * 4 + key.len() + reg.impi.len() + active.contact.len();
+    n += active.proto.token().len() + set.suite.auth.token().len();
+    n += set.suite.encr.token().len();
+    n += 3 * 4 + keys.integ_key.len() + keys.encr_key.len() + keys.salt.len();
+    n += 4 + reg.impus.iter().map(|u| 4 + u.len()).sum::<usize>();
+    n += 1;
+    if let Some(m) = &active.security_server {
+        n += 4 + m.name.len() + 4 + m.param_text().len() + 8 * m.param_count();
+    }
+    n
+}
+
+/// The record of registration `key` (`reg`, registered over `active`, expiring at
 /// `expires_unix_ms`) as the store keeps it.
-///
-/// Every string is looked at once, eight bytes at a time ([`needs_escape`]); in the usual
-/// record none needs an escape and each is copied between its quotes as it is (the tokens of
-/// the transport and the algorithms are ours and never need one). Otherwise each string takes
-/// serde_json's escapes ([`string`]).
 pub(super) fn encode(
     key: &str,
     reg: &Registration,
     active: &Active,
     expires_unix_ms: u64,
 ) -> SecretBuf {
-    let mut o = SecretBuf::with_capacity(capacity_for(key, reg, active));
-    if escapes_in(key, reg, active) {
-        write::<true>(&mut o, key, reg, active, expires_unix_ms);
-    } else {
-        write::<false>(&mut o, key, reg, active, expires_unix_ms);
-    }
-    o
-}
-
-/// [`encode`]'s writer: `ESCAPE` says whether strings are escaped or copied as they are.
-fn write<const ESCAPE: bool>(
-    out: &mut SecretBuf,
-    key: &str,
-    reg: &Registration,
-    active: &Active,
-    expires_unix_ms: u64,
-) {
-    let str_value = |out: &mut SecretBuf, s: &str| {
-        if ESCAPE {
-            string(out, s)
-        } else {
-            quoted(out, s)
-        }
-    };
-    out.extend_from_slice(b"{\"key\":");
-    str_value(out, key);
-    out.extend_from_slice(b",\"impi\":");
-    str_value(out, &reg.impi);
-    out.extend_from_slice(b",\"impus\":[");
-    for (i, u) in reg.impus.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        str_value(out, u);
-    }
-    out.push(b']');
-    out.extend_from_slice(b",\"contact\":");
-    str_value(out, &active.contact);
-    field_raw(out, b",\"transport\":", active.proto.token());
-    field_num(out, b",\"expires_unix_ms\":", expires_unix_ms);
-    out.extend_from_slice(b",\"security_server\":");
-    match &active.security_server {
-        None => out.extend_from_slice(b"null"),
-        Some(m) => {
-            out.push(b'[');
-            str_value(out, &m.name);
-            out.extend_from_slice(b",[");
-            for (i, (k, v)) in m.params().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.push(b'[');
-                str_value(out, k);
-                out.push(b',');
-                str_value(out, v);
-                out.push(b']');
-            }
-            out.extend_from_slice(b"]]");
-        }
-    }
+    let mut out = SecretBuf::with_capacity(capacity_for(key, reg, active));
     let set = &active.set;
-    field_addr(out, b",\"set\":{\"ue\":", set.ue);
-    field_addr(out, b",\"local\":", set.local);
-    field_raw(out, b",\"auth\":", set.suite.auth.token());
-    field_raw(out, b",\"encr\":", set.suite.encr.token());
+    let mut fixed = [0u8; FIXED];
+    fixed[0] = VERSION;
+    fixed[1..9].copy_from_slice(&expires_unix_ms.to_le_bytes());
+    for (i, spi) in [set.spi_pc, set.spi_ps, set.spi_uc, set.spi_us]
+        .into_iter()
+        .enumerate()
+    {
+        fixed[9 + 4 * i..13 + 4 * i].copy_from_slice(&spi.to_le_bytes());
+    }
+    for (i, port) in [set.port_pc, set.port_ps, set.port_uc, set.port_us]
+        .into_iter()
+        .enumerate()
+    {
+        fixed[25 + 2 * i..27 + 2 * i].copy_from_slice(&port.to_le_bytes());
+    }
+    out.extend_from_slice(&fixed);
+    addr(&mut out, set.ue);
+    addr(&mut out, set.local);
+    for s in [
+        key,
+        &reg.impi,
+        &active.contact,
+        active.proto.token(),
+        set.suite.auth.token(),
+        set.suite.encr.token(),
+    ] {
+        bytes(&mut out, s.as_bytes());
+    }
     let keys = &set.suite.keys;
-    field_hex(out, b",\"integ_key\":", &keys.integ_key);
-    field_hex(out, b",\"encr_key\":", &keys.encr_key);
-    field_hex(out, b",\"salt\":", &keys.salt);
-    field_num(out, b",\"spi_pc\":", set.spi_pc.into());
-    field_num(out, b",\"spi_ps\":", set.spi_ps.into());
-    field_num(out, b",\"spi_uc\":", set.spi_uc.into());
-    field_num(out, b",\"spi_us\":", set.spi_us.into());
-    field_num(out, b",\"port_pc\":", set.port_pc.into());
-    field_num(out, b",\"port_ps\":", set.port_ps.into());
-    field_num(out, b",\"port_uc\":", set.port_uc.into());
-    field_num(out, b",\"port_us\":", set.port_us.into());
-    out.extend_from_slice(b"}}");
-}
-
-/// Whether any string of the record needs a JSON escape.
-fn escapes_in(key: &str, reg: &Registration, active: &Active) -> bool {
-    needs_escape(key.as_bytes())
-        || needs_escape(reg.impi.as_bytes())
-        || reg.impus.iter().any(|u| needs_escape(u.as_bytes()))
-        || needs_escape(active.contact.as_bytes())
-        || active.security_server.as_ref().is_some_and(|m| {
-            // The names and values back to back: one look at all of them.
-            needs_escape(m.name.as_bytes()) || needs_escape(m.param_text().as_bytes())
-        })
-}
-
-/// Whether `b` holds a byte serde_json escapes (`"`, `\\`, or a control character below
-/// 0x20): [`akagate_proto::swar::has_control_or_two`], eight bytes a step.
-#[inline]
-fn needs_escape(b: &[u8]) -> bool {
-    akagate_proto::swar::has_control_or_two(b, b'"', b'\\')
-}
-
-/// `name`, then `s` between quotes as it is (a string without anything to escape).
-#[inline]
-fn field_raw<const N: usize>(out: &mut SecretBuf, name: &[u8; N], s: &str) {
-    out.extend_from_slice(name);
-    quoted(out, s);
-}
-
-/// `s` between quotes as it is (a string without anything to escape).
-#[inline]
-fn quoted(out: &mut SecretBuf, s: &str) {
-    out.append_quoted(s.as_bytes());
-}
-
-/// `name`, then `n`.
-#[inline]
-fn field_num<const N: usize>(out: &mut SecretBuf, name: &[u8; N], n: u64) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-/// `name`, then `addr` as a string (what its `Display` writes: an IPv4 address digit by
-/// digit, without the formatter).
-fn field_addr<const N: usize>(out: &mut SecretBuf, name: &[u8; N], addr: IpAddr) {
-    out.extend_from_slice(name);
-    out.push(b'"');
-    match addr {
-        IpAddr::V4(a) => {
-            for (k, octet) in a.octets().into_iter().enumerate() {
-                if k > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+    for k in [&keys.integ_key[..], &keys.encr_key, &keys.salt] {
+        bytes(&mut out, k);
+    }
+    count(&mut out, reg.impus.len());
+    for u in reg.impus.iter() {
+        bytes(&mut out, u.as_bytes());
+    }
+    match &active.security_server {
+        None => out.push(0),
+        Some(m) => {
+            out.push(1);
+            bytes(&mut out, m.name.as_bytes());
+            count(&mut out, m.param_count());
+            for (k, v) in m.params() {
+                bytes(&mut out, k.as_bytes());
+                bytes(&mut out, v.as_bytes());
             }
         }
-        // Its text needs no escapes; writing into a Vec does not fail.
+    }
+    out
+}
+
+/// The record of the owned form `r` (byte for byte what [`encode`] writes from the
+/// registrar's state for the same registration): for tests and tools. `None` if a key is
+/// not hex (the owned form holds them as hex).
+pub fn encode_owned(r: &PersistedRegistration) -> Option<SecretBuf> {
+    let s = &r.set;
+    let keys = [&s.integ_key, &s.encr_key, &s.salt].map(|k| hex::decode(k).map(Zeroizing::new));
+    let [Ok(integ), Ok(encr), Ok(salt)] = keys else {
+        return None;
+    };
+    let mut out = SecretBuf::with_capacity(1024);
+    out.push(VERSION);
+    out.extend_from_slice(&r.expires_unix_ms.to_le_bytes());
+    for spi in [s.spi_pc, s.spi_ps, s.spi_uc, s.spi_us] {
+        out.extend_from_slice(&spi.to_le_bytes());
+    }
+    for port in [s.port_pc, s.port_ps, s.port_uc, s.port_us] {
+        out.extend_from_slice(&port.to_le_bytes());
+    }
+    addr(&mut out, s.ue);
+    addr(&mut out, s.local);
+    for t in [&r.key, &r.impi, &r.contact, &r.transport, &s.auth, &s.encr] {
+        bytes(&mut out, t.as_bytes());
+    }
+    for k in [&integ, &encr, &salt] {
+        bytes(&mut out, k);
+    }
+    count(&mut out, r.impus.len());
+    for u in &r.impus {
+        bytes(&mut out, u.as_bytes());
+    }
+    match &r.security_server {
+        None => out.push(0),
+        Some((name, params)) => {
+            out.push(1);
+            bytes(&mut out, name.as_bytes());
+            count(&mut out, params.len());
+            for (k, v) in params {
+                bytes(&mut out, k.as_bytes());
+                bytes(&mut out, v.as_bytes());
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A length or count as the record's `u32` (a SIP message, a few KiB, never holds more;
+/// saturated, so a record that could not be read back is refused by [`decode`], no panic).
+#[inline]
+fn count(out: &mut SecretBuf, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// `b` after its length.
+#[inline]
+fn bytes(out: &mut SecretBuf, b: &[u8]) {
+    out.reserve(4 + b.len());
+    count(out, b.len());
+    out.extend_from_slice(b);
+}
+
+/// An address: its family's tag (4 or 6) and its octets.
+#[inline]
+fn addr(out: &mut SecretBuf, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            out.extend_from_slice(&[4, o[0], o[1], o[2], o[3]]);
+        }
         IpAddr::V6(a) => {
-            let _ = write!(out, "{a}");
+            out.push(6);
+            out.extend_from_slice(&a.octets());
         }
     }
-    out.push(b'"');
 }
 
-/// `name`, then `bytes` as a lower-case hex string (as the `hex` crate writes it).
-fn field_hex<const N: usize>(out: &mut SecretBuf, name: &[u8; N], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(name);
-    out.push(b'"');
-    out.append_with(2 * bytes.len(), |hex| {
-        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
+/// The registration in a record [`encode`] wrote; `None` if `record` is not one (another
+/// version, cut short, bytes left over, a string not UTF-8, an unknown address family).
+/// Never panics, whatever the bytes (the store's file is input). The keys come back as the
+/// owned form's hex strings (zeroized on its drop).
+pub fn decode(record: &[u8]) -> Option<PersistedRegistration> {
+    let mut r = Reader(record);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let expires_unix_ms = r.u64()?;
+    let (spi_pc, spi_ps, spi_uc, spi_us) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    let (port_pc, port_ps, port_uc, port_us) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+    let (ue, local) = (r.addr()?, r.addr()?);
+    let key = r.string()?;
+    let impi = r.string()?;
+    let contact = r.string()?;
+    let transport = r.string()?;
+    let auth = r.string()?;
+    let encr = r.string()?;
+    let integ_key = hex::encode(r.bytes()?);
+    let encr_key = hex::encode(r.bytes()?);
+    let salt = hex::encode(r.bytes()?);
+    let n = r.u32()?;
+    let mut impus = Vec::new();
+    for _ in 0..n {
+        impus.push(r.string()?);
+    }
+    let security_server = match r.u8()? {
+        0 => None,
+        1 => {
+            let name = r.string()?;
+            let n = r.u32()?;
+            let mut params = Vec::new();
+            for _ in 0..n {
+                params.push((r.string()?, r.string()?));
+            }
+            Some((name, params))
         }
-    });
-    out.push(b'"');
+        _ => return None,
+    };
+    let set = PersistedSet {
+        ue,
+        local,
+        auth,
+        encr,
+        integ_key,
+        encr_key,
+        salt,
+        spi_pc,
+        spi_ps,
+        spi_uc,
+        spi_us,
+        port_pc,
+        port_ps,
+        port_uc,
+        port_us,
+    };
+    r.0.is_empty().then_some(PersistedRegistration {
+        key,
+        impi,
+        impus,
+        contact,
+        transport,
+        expires_unix_ms,
+        security_server,
+        set,
+    })
 }
 
-/// `s` as a JSON string with serde_json's escapes: `"` and `\` backslashed, the control
-/// characters with a short escape as such, the others as `\u00xx`; everything else as is.
-fn string(out: &mut SecretBuf, s: &str) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let b = s.as_bytes();
-    out.push(b'"');
-    // Nothing to escape: one copy.
-    if !needs_escape(b) {
-        out.extend_from_slice(b);
-        out.push(b'"');
-        return;
+/// [`decode`]'s cursor: every read checks its length first.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
     }
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let short: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                DIGITS[usize::from(c >> 4)],
-                DIGITS[usize::from(c & 0x0f)],
-            ],
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(short);
-        start = i + 1;
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
     }
-    out.extend_from_slice(&b[start..]);
-    out.push(b'"');
+
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    }
+
+    fn addr(&mut self) -> Option<IpAddr> {
+        match self.u8()? {
+            4 => Some(IpAddr::from(self.array::<4>()?)),
+            6 => Some(IpAddr::from(self.array::<16>()?)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{field_addr, field_hex, needs_escape, string, SecretBuf};
-    use akagate_proto::suite::{AuthAlg, EncrAlg};
-    use akagate_proto::Transport;
+    use super::{decode, SecretBuf, VERSION};
+    use rand::{Rng, SeedableRng};
     use std::net::IpAddr;
 
-    /// The word-at-a-time check says what a byte-by-byte one says: every byte value at every
-    /// position of strings of 0 to 24 bytes (around the 8-byte steps and the overlapping
-    /// tail), among plain bytes and among bytes above 0x7f.
-    #[test]
-    fn the_escape_check_is_exact() {
-        let slow = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
-        for len in 0..=24 {
-            for fill in [b'a', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
-                let mut b = vec![fill; len];
-                assert_eq!(needs_escape(&b), slow(&b), "{len} {fill:#x}");
-                for at in 0..len {
-                    for v in 0..=255u8 {
-                        b[at] = v;
-                        assert_eq!(needs_escape(&b), slow(&b), "{len} {fill:#x} {at} {v:#x}");
-                    }
-                    b[at] = fill;
-                }
+    /// A record written by hand after the format's grammar (the module's doc): what
+    /// `encode` writes must stay readable by this decoder, field for field.
+    fn by_hand(ue: IpAddr, sec: bool) -> Vec<u8> {
+        let mut b = vec![VERSION];
+        b.extend_from_slice(&1_700_000_000_123u64.to_le_bytes());
+        for spi in [1000u32, 1001, 2000, 2001] {
+            b.extend_from_slice(&spi.to_le_bytes());
+        }
+        for port in [5064u16, 5066, 6000, 6001] {
+            b.extend_from_slice(&port.to_le_bytes());
+        }
+        for a in [ue, "10.0.0.1".parse().unwrap()] {
+            match a {
+                IpAddr::V4(a) => b.extend(std::iter::once(4).chain(a.octets())),
+                IpAddr::V6(a) => b.extend(std::iter::once(6).chain(a.octets())),
             }
         }
-    }
-
-    /// The tokens written without a look for escapes need none.
-    #[test]
-    fn tokens_need_no_escape() {
-        let auth = [
-            AuthAlg::HmacMd5_96,
-            AuthAlg::HmacSha1_96,
-            AuthAlg::AesGmac,
-            AuthAlg::Null,
-        ];
-        let encr = [
-            EncrAlg::Null,
-            EncrAlg::AesCbc,
-            EncrAlg::DesEde3Cbc,
-            EncrAlg::AesGcm,
-        ];
-        let tokens = (auth.iter().map(|a| a.token()))
-            .chain(encr.iter().map(|e| e.token()))
-            .chain([Transport::Udp, Transport::Tcp].map(Transport::token));
-        for t in tokens {
-            assert!(!needs_escape(t.as_bytes()), "{t}");
-        }
-    }
-
-    /// Strings are escaped as serde_json escapes them: every ASCII character, one at a time
-    /// and between others, and text beyond ASCII.
-    #[test]
-    fn strings_are_serde_jsons() {
-        let mut all = String::new();
-        for c in (0u8..=0x7f)
-            .map(char::from)
-            .chain(['é', '€', '😀', '\u{2028}'])
-        {
-            all.push(c);
-            for s in [c.to_string(), format!("a{c}b{c}")] {
-                let mut out = SecretBuf::default();
-                string(&mut out, &s);
-                assert_eq!(*out, serde_json::to_vec(&s).unwrap(), "{:?}", s);
-            }
-        }
-        let mut out = SecretBuf::default();
-        string(&mut out, &all);
-        assert_eq!(*out, serde_json::to_vec(&all).unwrap());
-    }
-
-    /// Addresses are written as `Display` writes them, IPv4 and IPv6.
-    #[test]
-    fn addresses_are_their_display() {
-        for a in [
-            "0.0.0.0",
-            "10.0.255.1",
-            "255.255.255.255",
-            "2001:db8::1",
-            "::ffff:1.2.3.4",
+        let s = |b: &mut Vec<u8>, v: &[u8]| {
+            b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            b.extend_from_slice(v);
+        };
+        for v in [
+            "a@x",
+            "A@x",
+            "<sip:a@ue>",
+            "udp",
+            "hmac-sha-1-96",
+            "aes-cbc",
         ] {
-            let ip: IpAddr = a.parse().unwrap();
-            let mut out = SecretBuf::default();
-            field_addr(&mut out, b"", ip);
-            assert_eq!(*out, serde_json::to_vec(&ip).unwrap(), "{a}");
+            s(&mut b, v.as_bytes());
+        }
+        for k in [&[0xab; 20][..], &[0x01; 16], &[0, 0, 0, 0]] {
+            s(&mut b, k);
+        }
+        b.extend_from_slice(&2u32.to_le_bytes());
+        s(&mut b, b"sip:a@x");
+        s(&mut b, b"tel:+1");
+        if sec {
+            b.push(1);
+            s(&mut b, b"ipsec-3gpp");
+            b.extend_from_slice(&2u32.to_le_bytes());
+            for v in ["alg", "hmac-sha-1-96", "q", ""] {
+                s(&mut b, v.as_bytes());
+            }
+        } else {
+            b.push(0);
+        }
+        b
+    }
+
+    /// The hand-written record reads back field for field, IPv4 and IPv6, with and without
+    /// a Security-Server; the keys as the owned form's hex.
+    #[test]
+    fn a_record_written_by_the_grammar_reads_back() {
+        for (ue, sec) in [("10.1.2.3", true), ("2001:db8::7", false)] {
+            let ue: IpAddr = ue.parse().unwrap();
+            let r = decode(&by_hand(ue, sec)).expect("reads");
+            assert_eq!(
+                (r.key.as_str(), r.impi.as_str(), r.contact.as_str()),
+                ("a@x", "A@x", "<sip:a@ue>")
+            );
+            assert_eq!(
+                (r.transport.as_str(), r.expires_unix_ms),
+                ("udp", 1_700_000_000_123)
+            );
+            assert_eq!(r.impus, ["sip:a@x", "tel:+1"]);
+            let s = &r.set;
+            assert_eq!((s.ue, s.local), (ue, "10.0.0.1".parse().unwrap()));
+            assert_eq!(
+                (s.auth.as_str(), s.encr.as_str()),
+                ("hmac-sha-1-96", "aes-cbc")
+            );
+            assert_eq!(s.integ_key, "ab".repeat(20));
+            assert_eq!(
+                (s.encr_key.as_str(), s.salt.as_str()),
+                (&*"01".repeat(16), "00000000")
+            );
+            assert_eq!(
+                (s.spi_pc, s.spi_ps, s.spi_uc, s.spi_us),
+                (1000, 1001, 2000, 2001)
+            );
+            assert_eq!(
+                (s.port_pc, s.port_ps, s.port_uc, s.port_us),
+                (5064, 5066, 6000, 6001)
+            );
+            let want = sec.then(|| {
+                let p = [("alg", "hmac-sha-1-96"), ("q", "")];
+                let p = p.map(|(k, v)| (k.to_string(), v.to_string())).to_vec();
+                ("ipsec-3gpp".to_string(), p)
+            });
+            assert_eq!(r.security_server, want);
         }
     }
 
-    /// Keys are the `hex` crate's encoding (what stores written so far hold and what a
-    /// restart decodes) over every byte value and the key lengths in use, empty included.
+    /// Input never panics and is refused unless whole: every cut of a record, a byte
+    /// more, another version, an unknown address family or Security-Server tag, a string not
+    /// UTF-8, huge lengths and counts, every single-byte change, and random bytes.
     #[test]
-    fn keys_are_the_hex_crates_encoding() {
-        let all: Vec<u8> = (0..=255).collect();
-        for key in [&all[..], &[], &all[7..11], &all[100..120], &all[200..232]] {
-            let mut out = SecretBuf::default();
-            field_hex(&mut out, b"", key);
-            assert_eq!(*out, format!("\"{}\"", hex::encode(key)).into_bytes());
+    fn a_damaged_record_is_refused_without_a_panic() {
+        let good = by_hand("10.1.2.3".parse().unwrap(), true);
+        assert!(decode(&good).is_some());
+        for cut in 0..good.len() {
+            assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut more = good.clone();
+        more.push(0);
+        assert!(decode(&more).is_none());
+        for (at, v) in [(0, 1), (0, b'{'), (33, 5), (33, 0)] {
+            let mut b = good.clone();
+            b[at] = v;
+            assert!(decode(&b).is_none(), "{at} {v}");
+        }
+        // The key's length (after the two IPv4 addresses) made huge; the key not UTF-8.
+        let key_at = 33 + 5 + 5;
+        let mut b = good.clone();
+        b[key_at..key_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&b).is_none());
+        let mut b = good.clone();
+        b[key_at + 4] = 0xff;
+        assert!(decode(&b).is_none());
+        for at in 0..good.len() {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[at] ^= v;
+                let _ = decode(&b);
+            }
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        for _ in 0..20_000 {
+            let n = rng.gen_range(0..200);
+            let mut b: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+            if let Some(first) = b.first_mut() {
+                *first = VERSION;
+            }
+            let _ = decode(&b);
         }
     }
 

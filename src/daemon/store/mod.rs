@@ -23,7 +23,9 @@ use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::InboundTable;
 use akagate_proto::hash::{keyed_map, KeyedMap};
 use akagate_slowpath::hss::{apply_journal, PersistRecord, SqnState};
-use akagate_slowpath::registrar::{unix_ms, PersistedRegistration, RegistrationChange, SecretBuf};
+use akagate_slowpath::registrar::{
+    decode_record, unix_ms, PersistedRegistration, RegistrationChange, SecretBuf,
+};
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,12 @@ struct StoredRef<'a> {
     /// As [`Stored::registration`].
     registration: &'a PersistedRegistration,
 }
+
+/// The first byte of a stored value in the binary form: `STORED_BINARY seq_epoch:u32le
+/// record`, the record the registrar's (`registrar/record.rs`, its own version byte first).
+/// A value whose first byte is `{` is the JSON of [`Stored`] (earlier versions; the owned
+/// form's rare writes: moved shards, the rewrite at open, tests).
+const STORED_BINARY: u8 = 2;
 
 /// Room for one usual encoded record (a registration with its Security-Server and hex keys
 /// is under 1 KiB); a longer one moves the buffer to a larger allocation, the old one
@@ -371,14 +379,9 @@ impl RegistrationStore {
                 }
                 RegistrationChange::Encoded(r) => {
                     let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
-                    // Byte for byte serde_json's `Stored` around the registration's JSON.
-                    let mut digits = itoa::Buffer::new();
-                    let head: [&[u8]; 3] = [
-                        b"{\"seq_epoch\":",
-                        digits.format(seq_epoch).as_bytes(),
-                        b",\"registration\":",
-                    ];
-                    put_checked(&mut batch, &r.key, &head, &r.json, b"}");
+                    let epoch = seq_epoch.to_le_bytes();
+                    let head: [&[u8]; 2] = [&[STORED_BINARY], &epoch];
+                    put_checked(&mut batch, &r.key, &head, &r.record, b"");
                 }
                 RegistrationChange::Delete(key) => {
                     self.epochs.remove(key);
@@ -615,18 +618,35 @@ fn put_checked<'a>(batch: &mut Batch<'a>, key: &str, head: &[&[u8]], json: &'a [
     batch.put(key, head, json, tail);
 }
 
+/// A stored value read back: the binary form ([`STORED_BINARY`], the epoch, the
+/// registrar's record) or the JSON object of [`Stored`] that earlier versions wrote (and
+/// the owned form's writes still do); `None` if it is neither.
+fn decode_stored(value: &[u8]) -> Option<Stored> {
+    match *value.first()? {
+        b'{' => serde_json::from_slice(value).ok(),
+        STORED_BINARY => {
+            let epoch = value.get(1..5)?.try_into().ok()?;
+            Some(Stored {
+                seq_epoch: u32::from_le_bytes(epoch),
+                registration: decode_record(value.get(5..)?)?,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Judges the stored record `value` of `key` at open: kept (its epoch advanced, into
 /// `keep`) or dropped and counted (unreadable, filed under another key, expired, out of
 /// epochs).
 fn judge(key: &str, value: &[u8], now_ms: u64, restored: &mut Restored, keep: &mut Vec<Stored>) {
-    match serde_json::from_slice::<Stored>(value) {
-        Err(_) => restored.corrupt += 1,
-        Ok(s) if s.registration.key != key => restored.corrupt += 1,
-        Ok(s) if s.registration.expires_unix_ms <= now_ms => restored.expired += 1,
-        Ok(s) if OutboundSeq::of_epoch(s.seq_epoch.saturating_add(1)).is_none() => {
+    match decode_stored(value) {
+        None => restored.corrupt += 1,
+        Some(s) if s.registration.key != key => restored.corrupt += 1,
+        Some(s) if s.registration.expires_unix_ms <= now_ms => restored.expired += 1,
+        Some(s) if OutboundSeq::of_epoch(s.seq_epoch.saturating_add(1)).is_none() => {
             restored.exhausted += 1
         }
-        Ok(s) => keep.push(Stored {
+        Some(s) => keep.push(Stored {
             seq_epoch: s.seq_epoch + 1,
             registration: s.registration,
         }),
@@ -926,7 +946,6 @@ mod tests {
     use super::*;
     use akagate_slowpath::registrar::PersistedSet;
     use std::time::Duration;
-    use zeroize::Zeroizing;
 
     /// The live records of the log at `p`, key -> value.
     fn values(p: &Path) -> HashMap<String, Vec<u8>> {
@@ -1054,9 +1073,9 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
-    /// A registration the registrar hands out encoded is stored as the owned [`Stored`]
-    /// encodes (what `load` reads): the record's wrapper around it is serde_json's, for
-    /// epoch 0 and the largest epoch, and a batch of encoded records reads back as written.
+    /// A registration the registrar hands out encoded is stored in the binary form (the
+    /// tag, its epoch, the registrar's record), for epoch 0, 7 and the largest epoch, and
+    /// reads back as the owned [`Stored`]; a batch of encoded records reads back as written.
     #[test]
     fn an_encoded_registration_is_stored_as_the_owned_form_encodes_it() {
         let r = reg("long-name-for-a-longer-record@x", 900, 2000);
@@ -1064,7 +1083,9 @@ mod tests {
             RegistrationChange::Encoded(akagate_slowpath::registrar::EncodedRegistration {
                 key: r.key.clone(),
                 spi_ps: r.set.spi_ps,
-                json: Zeroizing::new(serde_json::to_vec(r).unwrap()),
+                record: akagate_slowpath::registrar::encode_record(r)
+                    .unwrap()
+                    .into_inner(),
             })
         };
         let d = tmpdir("encoded");
@@ -1075,12 +1096,12 @@ mod tests {
                 s.epochs.insert(r.key.clone(), (r.set.spi_ps, seq_epoch));
             }
             s.apply(&[encoded(&r)]).unwrap();
-            let owned = serde_json::to_vec(&Stored {
-                seq_epoch,
-                registration: r.clone(),
-            })
-            .unwrap();
-            assert_eq!(values(&p)[&r.key], owned, "epoch {seq_epoch}");
+            let value = &values(&p)[&r.key];
+            let record = akagate_slowpath::registrar::encode_record(&r).unwrap();
+            let want: Vec<u8> = [&[STORED_BINARY][..], &seq_epoch.to_le_bytes(), &record].concat();
+            assert_eq!(*value, want, "epoch {seq_epoch}");
+            let back = decode_stored(value).unwrap();
+            assert_eq!((back.seq_epoch, &back.registration), (seq_epoch, &r));
         }
         s.epochs.clear();
         let batch = [r, reg("s@x", 300, 2000)];
@@ -1090,6 +1111,59 @@ mod tests {
         let mut back: Vec<_> = restored.records.iter().map(|(r, _)| r.clone()).collect();
         back.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(back, batch);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A log as earlier versions wrote it (JSON values, `{"seq_epoch":…,"registration":…}`,
+    /// byte for byte what their tests held their writer to) opens, and binary records
+    /// appended after the text ones win over them per key: text and binary records mixed in
+    /// one log, each read by its first byte; a binary value cut short, another tag, or a
+    /// registration filed under another key is corrupt.
+    #[test]
+    fn text_records_of_earlier_versions_and_binary_records_are_both_read() {
+        let d = tmpdir("mixed");
+        let p = d.join("s.registrations");
+        let (s, _) = RegistrationStore::open(&p, at(1000)).unwrap();
+        drop(s);
+        let json = |r: &PersistedRegistration, seq_epoch: u32| {
+            let registration = r.clone();
+            serde_json::to_vec(&Stored {
+                seq_epoch,
+                registration,
+            })
+            .unwrap()
+        };
+        let binary = |r: &PersistedRegistration, seq_epoch: u32| -> Vec<u8> {
+            let record = akagate_slowpath::registrar::encode_record(r).unwrap();
+            [&[STORED_BINARY][..], &seq_epoch.to_le_bytes(), &record].concat()
+        };
+        let (a, b, c) = (
+            reg("a@x", 300, 2000),
+            reg("b@x", 400, 2000),
+            reg("c@x", 500, 2000),
+        );
+        let mut b2 = b.clone();
+        b2.contact = "<sip:moved@ue>".into();
+        let (ja, jb, bb2, bc) = (json(&a, 3), json(&b, 1), binary(&b2, 2), binary(&c, 4));
+        let cut = &bc[..bc.len() - 1];
+        let other_key = binary(&a, 0);
+        append_raw(
+            &p,
+            &[
+                ("a@x", &ja),
+                ("b@x", &jb),
+                ("b@x", &bb2),
+                ("c@x", &bc),
+                ("d@x", cut),
+                ("e@x", &[7, 0, 0, 0, 0]),
+                ("f@x", &other_key),
+            ],
+        );
+        let (_, r) = RegistrationStore::open(&p, at(1001)).unwrap();
+        let mut back: Vec<_> = r.records.clone();
+        back.sort_by(|x, y| x.0.key.cmp(&y.0.key));
+        assert_eq!(r.corrupt, 3);
+        assert_eq!(back, [(a, 4), (b2, 3), (c, 5)]);
         let _ = fs::remove_dir_all(&d);
     }
 
