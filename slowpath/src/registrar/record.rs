@@ -98,6 +98,11 @@ impl SecretBuf {
         fill(&mut self.buf[at..]);
     }
 
+    /// Keeps the first `len` bytes (the rest stays in the allocation, zeroized on drop).
+    pub fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+
     /// Forgets the content (overwritten by later writes; all of it zeroized on drop).
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -164,9 +169,10 @@ fn addr_len(a: IpAddr) -> usize {
     }
 }
 
-/// The record's size up front (exact but for the Security-Server's parameters, counted from
-/// their rendered text, which is longer): so the buffer is allocated once, fitting it.
-fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
+/// The record's size, exact but for the Security-Server's parameters, counted from their
+/// rendered text (`;name=value`…, two bytes a parameter more): so the buffer is allocated
+/// once, fitting it, and written in one pass without a capacity check per field.
+fn size_of(key: &str, reg: &Registration, active: &Active) -> usize {
     let set = &active.set;
     let keys = &set.suite.keys;
     let mut n = FIXED + addr_len(set.ue) + addr_len(set.local);
@@ -183,64 +189,112 @@ fn capacity_for(key: &str, reg: &Registration, active: &Active) -> usize {
 }
 
 /// The record of registration `key` (`reg`, registered over `active`, expiring at
-/// `expires_unix_ms`) as the store keeps it.
+/// `expires_unix_ms`) as the store keeps it: sized first ([`size_of`]), then written into
+/// the buffer's zeroed bytes in one pass ([`Cursor`]) and cut to what was written.
 pub(super) fn encode(
     key: &str,
     reg: &Registration,
     active: &Active,
     expires_unix_ms: u64,
 ) -> SecretBuf {
-    let mut out = SecretBuf::with_capacity(capacity_for(key, reg, active));
-    let set = &active.set;
-    let mut fixed = [0u8; FIXED];
-    fixed[0] = VERSION;
-    fixed[1..9].copy_from_slice(&expires_unix_ms.to_le_bytes());
-    for (i, spi) in [set.spi_pc, set.spi_ps, set.spi_uc, set.spi_us]
-        .into_iter()
-        .enumerate()
-    {
-        fixed[9 + 4 * i..13 + 4 * i].copy_from_slice(&spi.to_le_bytes());
+    let n = size_of(key, reg, active);
+    let mut out = SecretBuf::with_capacity(n);
+    let mut written = 0;
+    out.append_with(n, |buf| {
+        let mut c = Cursor { buf, at: 0 };
+        let set = &active.set;
+        c.put(&[VERSION]);
+        c.put(&expires_unix_ms.to_le_bytes());
+        for spi in [set.spi_pc, set.spi_ps, set.spi_uc, set.spi_us] {
+            c.put(&spi.to_le_bytes());
+        }
+        for port in [set.port_pc, set.port_ps, set.port_uc, set.port_us] {
+            c.put(&port.to_le_bytes());
+        }
+        c.addr(set.ue);
+        c.addr(set.local);
+        for s in [
+            key,
+            &reg.impi,
+            &active.contact,
+            active.proto.token(),
+            set.suite.auth.token(),
+            set.suite.encr.token(),
+        ] {
+            c.bytes(s.as_bytes());
+        }
+        let keys = &set.suite.keys;
+        for k in [&keys.integ_key[..], &keys.encr_key, &keys.salt] {
+            c.bytes(k);
+        }
+        c.count(reg.impus.len());
+        for u in reg.impus.iter() {
+            c.bytes(u.as_bytes());
+        }
+        match &active.security_server {
+            None => c.put(&[0]),
+            Some(m) => {
+                c.put(&[1]);
+                c.bytes(m.name.as_bytes());
+                c.count(m.param_count());
+                for (k, v) in m.params() {
+                    c.bytes(k.as_bytes());
+                    c.bytes(v.as_bytes());
+                }
+            }
+        }
+        written = c.at;
+    });
+    debug_assert!(written <= n, "size_of is an upper bound");
+    out.truncate(written);
+    out
+}
+
+/// [`encode`]'s writer over the record's bytes, sized up front. A write past the end (a
+/// size the record does not have) is dropped, never a panic; the tests hold the size exact.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    /// Writes `b`.
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        let end = self.at + b.len();
+        if let Some(dst) = self.buf.get_mut(self.at..end) {
+            dst.copy_from_slice(b);
+        }
+        self.at = end;
     }
-    for (i, port) in [set.port_pc, set.port_ps, set.port_uc, set.port_us]
-        .into_iter()
-        .enumerate()
-    {
-        fixed[25 + 2 * i..27 + 2 * i].copy_from_slice(&port.to_le_bytes());
+
+    /// A length or count as the record's `u32` (saturated, as [`count`]).
+    #[inline]
+    fn count(&mut self, n: usize) {
+        self.put(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
     }
-    out.extend_from_slice(&fixed);
-    addr(&mut out, set.ue);
-    addr(&mut out, set.local);
-    for s in [
-        key,
-        &reg.impi,
-        &active.contact,
-        active.proto.token(),
-        set.suite.auth.token(),
-        set.suite.encr.token(),
-    ] {
-        bytes(&mut out, s.as_bytes());
+
+    /// `b` after its length.
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.count(b.len());
+        self.put(b);
     }
-    let keys = &set.suite.keys;
-    for k in [&keys.integ_key[..], &keys.encr_key, &keys.salt] {
-        bytes(&mut out, k);
-    }
-    count(&mut out, reg.impus.len());
-    for u in reg.impus.iter() {
-        bytes(&mut out, u.as_bytes());
-    }
-    match &active.security_server {
-        None => out.push(0),
-        Some(m) => {
-            out.push(1);
-            bytes(&mut out, m.name.as_bytes());
-            count(&mut out, m.param_count());
-            for (k, v) in m.params() {
-                bytes(&mut out, k.as_bytes());
-                bytes(&mut out, v.as_bytes());
+
+    /// An address: its family's tag (4 or 6) and its octets.
+    #[inline]
+    fn addr(&mut self, a: IpAddr) {
+        match a {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                self.put(&[4, o[0], o[1], o[2], o[3]]);
+            }
+            IpAddr::V6(a) => {
+                self.put(&[6]);
+                self.put(&a.octets());
             }
         }
     }
-    out
 }
 
 /// The record of the owned form `r` (byte for byte what [`encode`] writes from the
