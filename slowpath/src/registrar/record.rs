@@ -78,16 +78,6 @@ impl SecretBuf {
         self.buf.push(byte);
     }
 
-    /// Appends `bytes` between double quotes (one capacity check for the three pieces).
-    #[inline]
-    pub fn append_quoted(&mut self, bytes: &[u8]) {
-        self.reserve(bytes.len() + 2);
-        let buf = &mut *self.buf;
-        buf.push(b'"');
-        buf.extend_from_slice(bytes);
-        buf.push(b'"');
-    }
-
     /// Appends `n` bytes that `fill` writes into a zeroed slice (one capacity check for
     /// all of them).
     #[inline]
