@@ -300,10 +300,15 @@ macro_rules! mul_sum {
 /// packet, hashed before the payload) and the byte-reversed lengths block `lens`.
 #[derive(Clone, Copy)]
 pub(super) struct Front {
+    /// J0, wire order.
     pub(super) j0: __m128i,
+    /// E_K(J0), wire order.
     pub(super) ej0: __m128i,
+    /// The GHASH state to continue from.
     pub(super) x: __m128i,
+    /// A block hashed before the payload (byte-reversed), if any.
     pub(super) first: Option<__m128i>,
+    /// The lengths block (byte-reversed).
     pub(super) lens: __m128i,
 }
 
