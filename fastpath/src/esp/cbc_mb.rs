@@ -69,7 +69,10 @@ struct LaneTable<const L: usize> {
 
 /// Encrypts every stream with `kernel` (which the caller checked with
 /// [`CbcKernel::supported`]: `Aes128Ni` exists only with AES-NI, and the VAES kernel is only
-/// chosen after its own detection).
+/// chosen after its own detection). Never inlined: inlined into `encapsulate_burst` (which
+/// it was once the GCM seal's entry there shrank), it changed that function's register
+/// allocation and cost the GCM 64-byte burst ~4% (docs/BENCHMARKS.md, round 25).
+#[inline(never)]
 pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kernel: CbcKernel) {
     match kernel {
         CbcKernel::Vaes16 if kernel.supported() => run_lanes::<16>(

@@ -142,7 +142,9 @@ impl Aes128GcmNi {
     /// Encrypts the body of an ESP packet in place and returns its 16-byte ICV (RFC 4106):
     /// `hdr_iv` is the packet's SPI, sequence number and explicit IV, in wire order. The
     /// nonce, J0, the AAD (SPI || seq, or SPI || `seq_hi` || seq_lo with ESN, RFC 4106 5)
-    /// and the lengths block are built in registers from it, not in memory.
+    /// and the lengths block are built in registers from it, not in memory. Inlined: a
+    /// dispatch to one of three calls (out of line, it cost the 64-byte seal a call more).
+    #[inline(always)]
     pub(super) fn seal_esp(
         &self,
         salt: &[u8; 4],
@@ -155,6 +157,12 @@ impl Aes128GcmNi {
             // found.
             return unsafe {
                 self.short_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
+            };
+        }
+        if self.wide {
+            // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
+            return unsafe {
+                self.long_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
             };
         }
         // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
@@ -181,6 +189,17 @@ impl Aes128GcmNi {
             }
             // SAFETY: as above; the keystream applied again restores the ciphertext.
             unsafe { self.short_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
+            return false;
+        }
+        if self.wide {
+            use super::gcm_vaes::{CTR_ONLY, OPEN};
+            // SAFETY: as in `seal_esp`'s 512-bit case.
+            let expect = unsafe { self.long_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
+            if super::integ::tags_equal(&expect, tag) {
+                return true;
+            }
+            // SAFETY: as above; the keystream applied again restores the ciphertext.
+            unsafe { self.long_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
             return false;
         }
         // SAFETY: as in `seal_esp`.
@@ -221,6 +240,32 @@ impl Aes128GcmNi {
         let mut tag = [0u8; 16];
         store(&mut tag, t);
         tag
+    }
+
+    /// A body longer than the short kernel takes, on the 512-bit path: one call of
+    /// `gcm_vaes::esp_long` (the product form [`karatsuba`](super::gcm_vaes::karatsuba)
+    /// picks) under pass `P`; returns its tag (the expected one for `OPEN`).
+    ///
+    /// # Safety
+    /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
+    #[inline]
+    unsafe fn long_esp<const P: u8>(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        use super::gcm_vaes::{esp_long, karatsuba, CTR_ONLY};
+        let (k, h) = (&self.enc, &self.h_pow);
+        // SAFETY: the caller guarantees the features (this function's contract).
+        unsafe {
+            if P != CTR_ONLY && karatsuba() {
+                esp_long::<P, true>(k, h, salt, hdr_iv, seq_hi, body)
+            } else {
+                esp_long::<P, false>(k, h, salt, hdr_iv, seq_hi, body)
+            }
+        }
     }
 
     /// [`seal_esp`](Self::seal_esp) / [`open_esp`](Self::open_esp) under `pass`.
@@ -290,24 +335,20 @@ impl Aes128GcmNi {
                 // The round keys by reference to the key's bytes, not to `k`: passing `&k`
                 // made `enc_keys` a libc memcpy of the 176 bytes to the stack each packet.
                 let (ek, h) = (&self.enc, &self.h_pow);
-                let e = ej0;
+                let f = move || super::gcm_vaes::Front {
+                    j0,
+                    ej0,
+                    x,
+                    first,
+                    lens,
+                };
                 match (pass, karatsuba()) {
-                    (Pass::Seal, false) => {
-                        ctr_ghash::<SEAL, false>(ek, h, j0, e, x, first, lens, buf)
-                    }
-                    (Pass::Seal, true) => {
-                        ctr_ghash::<SEAL, true>(ek, h, j0, e, x, first, lens, buf)
-                    }
-                    (Pass::Open, false) => {
-                        ctr_ghash::<OPEN, false>(ek, h, j0, e, x, first, lens, buf)
-                    }
-                    (Pass::Open, true) => {
-                        ctr_ghash::<OPEN, true>(ek, h, j0, e, x, first, lens, buf)
-                    }
+                    (Pass::Seal, false) => ctr_ghash::<SEAL, false>(ek, h, f, buf),
+                    (Pass::Seal, true) => ctr_ghash::<SEAL, true>(ek, h, f, buf),
+                    (Pass::Open, false) => ctr_ghash::<OPEN, false>(ek, h, f, buf),
+                    (Pass::Open, true) => ctr_ghash::<OPEN, true>(ek, h, f, buf),
                     // No GHASH: the product form does not matter.
-                    (Pass::CtrOnly, _) => {
-                        ctr_ghash::<CTR_ONLY, false>(ek, h, j0, e, x, first, lens, buf)
-                    }
+                    (Pass::CtrOnly, _) => ctr_ghash::<CTR_ONLY, false>(ek, h, f, buf),
                 }
             }
         } else {
@@ -1009,7 +1050,7 @@ mod tests {
     /// runs is also checked against the `aes-gcm` crate by the tests around this one.
     #[test]
     fn wide_product_forms_agree() {
-        use super::super::gcm_vaes::{ctr_ghash, CTR_ONLY, OPEN, SEAL};
+        use super::super::gcm_vaes::{ctr_ghash, Front, CTR_ONLY, OPEN, SEAL};
         if !super::super::gcm_vaes::available() {
             eprintln!("SKIPPED: no VAES/VPCLMULQDQ/AVX-512");
             return;
@@ -1024,6 +1065,13 @@ mod tests {
             let h = &g.h_pow;
             let (j0, x, lens_block) = (block(), block(), block());
             let first = (n % 2 == 0).then(&mut block);
+            let f = move || Front {
+                j0,
+                ej0: j0,
+                x,
+                first,
+                lens: lens_block,
+            };
             let data: Vec<u8> = (0..len).map(|_| rnd()).collect();
             for pass in [SEAL, OPEN, CTR_ONLY] {
                 let (mut four, mut three) = (data.clone(), data.clone());
@@ -1031,28 +1079,16 @@ mod tests {
                 let (s4, s3) = unsafe {
                     match pass {
                         SEAL => (
-                            ctr_ghash::<SEAL, false>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
-                            ),
-                            ctr_ghash::<SEAL, true>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
-                            ),
+                            ctr_ghash::<SEAL, false>(&g.enc, h, f, &mut four),
+                            ctr_ghash::<SEAL, true>(&g.enc, h, f, &mut three),
                         ),
                         OPEN => (
-                            ctr_ghash::<OPEN, false>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
-                            ),
-                            ctr_ghash::<OPEN, true>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
-                            ),
+                            ctr_ghash::<OPEN, false>(&g.enc, h, f, &mut four),
+                            ctr_ghash::<OPEN, true>(&g.enc, h, f, &mut three),
                         ),
                         _ => (
-                            ctr_ghash::<CTR_ONLY, false>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut four,
-                            ),
-                            ctr_ghash::<CTR_ONLY, true>(
-                                &g.enc, h, j0, j0, x, first, lens_block, &mut three,
-                            ),
+                            ctr_ghash::<CTR_ONLY, false>(&g.enc, h, f, &mut four),
+                            ctr_ghash::<CTR_ONLY, true>(&g.enc, h, f, &mut three),
                         ),
                     }
                 };

@@ -295,15 +295,33 @@ macro_rules! mul_sum {
     }};
 }
 
-/// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
-/// and the byte-reversed block `first` if given (the AAD of an ESP packet), the payload's
-/// first counter block being `IV || 2`, then the byte-reversed lengths block `lens`: the
-/// 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns the tag, S (the GHASH
-/// of the whole input, SP 800-38D 7.1 step 5) xor `ej0` (E_K(J0), step 6), in wire order;
-/// for [`CTR_ONLY`] a meaningless value.
+/// What [`ctr_ghash`] starts from: J0 (the pre-counter block), E_K(J0) (SP 800-38D 7.1
+/// step 6), the GHASH state `x`, the byte-reversed block `first` if any (the AAD of an ESP
+/// packet, hashed before the payload) and the byte-reversed lengths block `lens`.
+#[derive(Clone, Copy)]
+pub(super) struct Front {
+    /// J0, wire order.
+    pub(super) j0: __m128i,
+    /// E_K(J0), wire order.
+    pub(super) ej0: __m128i,
+    /// The GHASH state to continue from.
+    pub(super) x: __m128i,
+    /// A block hashed before the payload (byte-reversed), if any.
+    pub(super) first: Option<__m128i>,
+    /// The lengths block (byte-reversed).
+    pub(super) lens: __m128i,
+}
+
+/// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from [`Front`]'s GHASH
+/// state `x` and block `first`, the payload's first counter block being `IV || 2`, then the
+/// lengths block: the 512-bit counterpart of `Aes128GcmNi::run_blocks`' middle. Returns the
+/// tag, S (the GHASH of the whole input, SP 800-38D 7.1 step 5) xor E_K(J0) (step 6), in
+/// wire order; for [`CTR_ONLY`] a meaningless value.
 ///
-/// `k` is `Aes128GcmNi`'s round keys, `h_pow` its table (H^1..H^16), `j0` the pre-counter
-/// block.
+/// `k` is `Aes128GcmNi`'s round keys, `h_pow` its table (H^1..H^16), `front` makes the
+/// [`Front`] (called once, at the start): a closure, so that the ESP entry ([`esp_long`])
+/// builds J0, AAD, lengths and E_K(J0) here from references to the packet, in registers
+/// (made by the caller and passed in, each 128-bit argument went through the stack).
 /// The last batch's reduction also covers the lengths block (times H^1, the tail's blocks
 /// then times H^(n+1)..H^2) when the tail has at most 15 blocks, and a payload of at most
 /// 14 blocks (an ESP packet's AAD, payload and lengths in one batch) takes `first` into it
@@ -312,20 +330,20 @@ macro_rules! mul_sum {
 /// One copy per pass (`P`: [`SEAL`], [`OPEN`] or [`CTR_ONLY`]), so no pass is tested
 /// inside the loops (the caller matches on [`Pass`]), and per product form (`K`: the
 /// batches' GHASH by Karatsuba, where [`karatsuba`] says so).
-// Eight: E_K(J0) is an argument so that the caller computes it before the call (made for
-// the tag after it, the compiler sank it there, a serial chain at the packet's end).
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 pub(super) fn ctr_ghash<const P: u8, const K: bool>(
     k: &[[u8; 16]; 11],
     h_pow: &[[u8; 16]; HPOW],
-    j0: __m128i,
-    ej0: __m128i,
-    x: __m128i,
-    first: Option<__m128i>,
-    lens: __m128i,
+    front: impl FnOnce() -> Front,
     buf: &mut [u8],
 ) -> __m128i {
+    let Front {
+        j0,
+        ej0,
+        x,
+        first,
+        lens,
+    } = front();
     let pass = match P {
         SEAL => Pass::Seal,
         OPEN => Pass::Open,
@@ -565,6 +583,53 @@ pub(super) fn ctr_ghash<const P: u8, const K: bool>(
     };
     acc.add_wide(w);
     tag(acc.reduce(), ej0)
+}
+
+/// An ESP packet's body (RFC 4106; longer than [`SHORT_BODY_MAX`] on the seal and open
+/// paths, any length for [`CTR_ONLY`]) through [`ctr_ghash`] under pass `P` and product form
+/// `K`, from references to its key (`enc`, `h_pow`), salt and 16 bytes of SPI, sequence
+/// number and IV: J0, the AAD and lengths blocks and E_K(J0) are made here, in registers,
+/// and the kernel is inlined, so no 128-bit argument goes through the stack (passed to a
+/// call, each did). Returns the tag in wire order (the expected one for [`OPEN`]).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
+pub(super) fn esp_long<const P: u8, const K: bool>(
+    enc: &[[u8; 16]; 11],
+    h_pow: &[[u8; 16]; HPOW],
+    salt: &[u8; 4],
+    hdr_iv: &[u8; 16],
+    seq_hi: Option<u32>,
+    body: &mut [u8],
+) -> [u8; 16] {
+    let body_len = body.len();
+    // The front made inside the kernel (this closure inherits the features).
+    let front = || {
+        let (j0, aad, lens) = gcm_ni::esp_blocks(salt, gcm_ni::load(hdr_iv), seq_hi, body_len);
+        // E_K(J0), 128 bits wide.
+        let mut ej0 = _mm_xor_si128(j0, gcm_ni::load(&enc[0]));
+        for rk in &enc[1..10] {
+            ej0 = _mm_aesenc_si128(ej0, gcm_ni::load(rk));
+        }
+        ej0 = _mm_aesenclast_si128(ej0, gcm_ni::load(&enc[10]));
+        // Made here, before the payload: an empty asm that takes the value keeps the
+        // compiler from sinking the chain to the tag at the packet's end (where it was
+        // serial).
+        // SAFETY: the template is only a comment: no instruction, memory, stack or flags.
+        unsafe {
+            core::arch::asm!("/* {0} */", inout(xmm_reg) ej0, options(nomem, nostack, preserves_flags))
+        };
+        Front {
+            j0,
+            ej0,
+            x: _mm_setzero_si128(),
+            first: Some(aad),
+            lens,
+        }
+    };
+    let t = ctr_ghash::<P, K>(enc, h_pow, front, body);
+    let mut tag = [0u8; 16];
+    // SAFETY: `tag` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(tag.as_mut_ptr().cast(), t) };
+    tag
 }
 
 /// The tag E_K(J0) xor S (SP 800-38D 7.1 step 6) from S byte-reversed (GHASH's

@@ -300,15 +300,7 @@ fn gcm_phase_split() {
     }
     const N: usize = BURST;
     const ROUNDS: usize = 20000;
-    let suite = |i: u8| Suite {
-        auth: AuthAlg::Null,
-        encr: EncrAlg::AesGcm,
-        keys: SaKeys {
-            integ_key: Vec::new(),
-            encr_key: vec![0x22 ^ i; 16],
-            salt: [i, 1, 2, 3],
-        },
-    };
+    let suite = gcm_suite;
     for size in [64usize, 1408] {
         let (template, pkt) = packet(size);
         let spi = |i: usize| 0x1000 + i as u32;
@@ -432,6 +424,139 @@ fn gcm_phase_split() {
             m[0], m[1], m[2], m[6], m[3], m[4], m[5], m[8], m[7]
         );
     }
+}
+
+/// The aes-gcm-16 suite of the burst timings' SA `i` (AES-GCM-128, its own key and salt).
+fn gcm_suite(i: u8) -> Suite {
+    Suite {
+        auth: AuthAlg::Null,
+        encr: EncrAlg::AesGcm,
+        keys: SaKeys {
+            integ_key: Vec::new(),
+            encr_key: vec![0x22 ^ i; 16],
+            salt: [i, 1, 2, 3],
+        },
+    }
+}
+
+/// The GCM burst calls on buffers of two temperatures, to tell the criterion rows'
+/// (`esp_burst{,_decrypt}/gcm`) harness from the calls: per packet, `hot` is one burst
+/// copied (outbound) or sealed (inbound) just before the timed call, its items made
+/// untimed (as `gcm_phase_split`'s whole bursts); `l2` is eight bursts set up ahead (about
+/// 400 KiB, criterion's `WARM_BURSTS`), each burst's items made untimed; `bench` the same
+/// with the items' `Vec` made and the results walked inside the timed region, as the
+/// criterion routine does. Medians of TSC ticks a packet.
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::gcm_burst_harness -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn gcm_burst_harness() {
+    if !super::gcm_ni::available() {
+        eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
+        return;
+    }
+    const SETS: usize = 8;
+    const ROUNDS: usize = 3000;
+    for size in [64usize, 1408] {
+        let (template, pkt) = packet(size);
+        let spi = |i: usize| 0x1000 + i as u32;
+        let mut out: Vec<OutboundSa> = (0..SAS)
+            .map(|i| OutboundSa::new(spi(i), &gcm_suite(i as u8)).unwrap())
+            .collect();
+        let mut inb: Vec<InboundSa> = (0..SAS)
+            .map(|i| InboundSa::new(spi(i), &gcm_suite(i as u8)).unwrap())
+            .collect();
+        // [out hot, out l2, out bench, in hot, in l2, in bench]
+        let mut ph: [Vec<u64>; 6] = Default::default();
+        for round in 0..ROUNDS {
+            for mode in 0..3 {
+                let sets = if mode == 0 { 1 } else { SETS };
+                let mut bufs: Vec<Vec<Vec<u8>>> = vec![vec![template.clone(); BURST]; sets];
+                let t0;
+                let mut ranges = Vec::new();
+                if mode == 2 {
+                    t0 = tsc();
+                    for b in bufs.iter_mut() {
+                        let mut items = encap_items(b, &pkt);
+                        encapsulate_burst(&mut out, &mut items).unwrap();
+                        assert!(items.iter().all(|i| i.result.is_ok()));
+                    }
+                } else {
+                    let mut all: Vec<_> = bufs.iter_mut().map(|b| encap_items(b, &pkt)).collect();
+                    t0 = tsc();
+                    for items in all.iter_mut() {
+                        encapsulate_burst(&mut out, items).unwrap();
+                    }
+                    let t1 = tsc();
+                    ph[mode].push(t1 - t0);
+                    for items in &all {
+                        ranges.push(items.iter().map(|i| i.result.clone().unwrap()).collect());
+                    }
+                }
+                if mode == 2 {
+                    ph[2].push(tsc() - t0);
+                    // Sealed again with the items kept, for the inbound run.
+                    bufs = vec![vec![template.clone(); BURST]; sets];
+                    for b in bufs.iter_mut() {
+                        let mut items = encap_items(b, &pkt);
+                        encapsulate_burst(&mut out, &mut items).unwrap();
+                        ranges.push(items.iter().map(|i| i.result.clone().unwrap()).collect());
+                    }
+                }
+                let ranges: Vec<Vec<core::ops::Range<usize>>> = ranges;
+                if mode == 2 {
+                    let t0 = tsc();
+                    for (b, r) in bufs.iter_mut().zip(&ranges) {
+                        let mut items = decap_items(b, r);
+                        decapsulate_burst(&mut inb, &mut items).unwrap();
+                        assert!(items.iter().all(|i| i.result.is_ok()));
+                    }
+                    ph[5].push(tsc() - t0);
+                } else {
+                    let mut all: Vec<_> = bufs
+                        .iter_mut()
+                        .zip(&ranges)
+                        .map(|(b, r)| decap_items(b, r))
+                        .collect();
+                    let t0 = tsc();
+                    for items in all.iter_mut() {
+                        decapsulate_burst(&mut inb, items).unwrap();
+                    }
+                    ph[3 + mode].push(tsc() - t0);
+                    assert!(
+                        all.iter().flatten().all(|i| i.result.is_ok()),
+                        "round {round}"
+                    );
+                }
+            }
+        }
+        let m: Vec<f64> = ph
+            .iter_mut()
+            .enumerate()
+            .map(|(i, v)| median(v) / if i % 3 == 0 { 1.0 } else { SETS as f64 })
+            .collect();
+        eprintln!(
+            "{size:>5} B, TSC ticks per packet (medians), harness: out hot {:.0}, l2 {:.0}, \
+             bench {:.0}; in hot {:.0}, l2 {:.0}, bench {:.0}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+}
+
+/// A burst's outbound items over `b`'s buffers (`pkt` in each), SAs round robin.
+fn encap_items<'a>(b: &'a mut [Vec<u8>], pkt: &core::ops::Range<usize>) -> Vec<EncapItem<'a>> {
+    b.iter_mut()
+        .enumerate()
+        .map(|(i, b)| EncapItem::new(i % SAS, b, pkt.clone()))
+        .collect()
+}
+
+/// A burst's inbound items over `b`'s buffers, the ESP packets at `r`, SAs round robin.
+fn decap_items<'a>(b: &'a mut [Vec<u8>], r: &[core::ops::Range<usize>]) -> Vec<DecapItem<'a>> {
+    b.iter_mut()
+        .zip(r)
+        .enumerate()
+        .map(|(i, (b, r))| DecapItem::new(i % SAS, b, r.clone()))
+        .collect()
 }
 
 /// The aes-gcm-16 SA the kernel timings seal and open with (one fixed key); `None`, with a
