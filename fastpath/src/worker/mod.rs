@@ -621,12 +621,17 @@ impl<Q: PortQueue> Worker<Q> {
         next
     }
 
-    /// Sends collected stack events to the slowpath.
+    /// Sends collected stack events to the slowpath. Called every loop turn and after every
+    /// poll, most of which report nothing: the check is inlined, the sending is not.
+    #[inline]
     fn forward_events(&mut self) {
-        // Called after every batch of commands and every poll, most of which report nothing.
-        if self.stack_events.is_empty() {
-            return;
+        if !self.stack_events.is_empty() {
+            self.send_events();
         }
+    }
+
+    /// [`Worker::forward_events`] once there is something to send.
+    fn send_events(&mut self) {
         for ev in self.stack_events.drain(..) {
             if matches!(ev, WorkerEvent::Sip(_)) {
                 inc(&self.counters.sip_in);
