@@ -102,6 +102,12 @@ impl GatewayWatch {
         self.counters
     }
 
+    /// True if [`GatewayWatch::poll`] has anything to look at `now` (false with no gateway).
+    #[inline]
+    pub fn is_due(&self, now: Instant) -> bool {
+        now >= self.next_due
+    }
+
     /// Looks at the gateways that are due at `now` against `neighbors` and hands the
     /// solicitations to send to `out`. Cheap when nothing is due (one comparison).
     pub fn poll(&mut self, now: Instant, neighbors: &NeighborCache, mut out: impl FnMut(Probe)) {

@@ -170,7 +170,15 @@ impl L2 {
     /// to the known address (RFC 4861 7.3.3 PROBE) and solicits an unresolved gateway by
     /// broadcast (rate-limited); the frames go to `replies`. Call once per loop turn; it
     /// costs one comparison when no gateway is due.
+    #[inline]
     pub fn maintain(&mut self, now: Instant, replies: &mut Vec<Vec<u8>>) {
+        if self.gateways.is_due(now) {
+            self.maintain_due(now, replies);
+        }
+    }
+
+    /// [`L2::maintain`] once a gateway is due.
+    fn maintain_due(&mut self, now: Instant, replies: &mut Vec<Vec<u8>>) {
         // Allocates only on a turn that sends probes (a few per `neighbor_ttl`).
         let mut probes = Vec::new();
         self.gateways.poll(now, &self.neighbors, |p| probes.push(p));

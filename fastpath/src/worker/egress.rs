@@ -136,13 +136,22 @@ impl<Q: PortQueue> Link<Q> {
     /// `encapsulate_burst_in` (each SA's sequence numbers in the order its packets were
     /// emitted, RFC 4303 3.3.3) and frames them; then frees the outbound SAs of sets that
     /// went meanwhile. A packet whose encapsulation failed is dropped, never sent in clear.
+    #[inline]
     pub(super) fn flush_encap(&mut self, now: Instant) {
-        self.seal_pending(now);
+        // Checked here, inlined in the loop turn: most turns seal nothing, and the call alone
+        // (its frame of a group's ranges) costs more than the check.
+        if !self.encap.is_empty() {
+            self.seal_pending(now);
+        }
         self.sas.free_retired();
     }
 
     /// The part of [`Link::flush_encap`] that encapsulates and frames what was collected.
     fn seal_pending(&mut self, now: Instant) {
+        // Most turns collected nothing (every idle turn, and a turn of clear packets only).
+        if self.encap.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.encap);
         let (t0, packets) = (super::phases::stamp(), pending.len());
         while !pending.is_empty() {
@@ -205,6 +214,9 @@ impl<Q: PortQueue> Link<Q> {
     /// Copies ARP/ND frames built this iteration into port buffers; their storage goes back
     /// to the link layer for its next answers.
     pub(super) fn flush_ctrl(&mut self) {
+        if self.ctrl.is_empty() {
+            return;
+        }
         for f in self.ctrl.drain(..) {
             match self.queue.alloc() {
                 None => inc(&self.counters.drop_no_buffer),

@@ -163,15 +163,14 @@ impl<Q: PortQueue> Worker<Q> {
     /// Receives and processes one burst; returns the number of frames.
     pub(super) fn rx_burst(&mut self, now: Instant) -> usize {
         let t0 = super::phases::stamp();
-        let mut rx = std::mem::take(&mut self.rx);
-        let n = self.link.queue.rx_burst(&mut rx, self.cfg.burst);
+        let n = self.link.queue.rx_burst(&mut self.rx, self.cfg.burst);
         // Once per burst (every packet of it has the same `now`); reassembly itself only sees
         // fragments.
         self.reasm.expire(now);
         if n == 0 {
-            self.rx = rx;
             return 0;
         }
+        let mut rx = std::mem::take(&mut self.rx);
         super::counters::add(&self.counters.rx_frames, n as u64);
         let tp = super::phases::stamp();
         // Phase zero: the table slots of the burst's ESP SPIs start loading, so the lookups of
