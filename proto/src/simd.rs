@@ -2,6 +2,9 @@
 //! LF, 64 bytes a word, with the head's end (the first CRLFCRLF) and whether a NUL comes
 //! before it noted on the way.
 //!
+//! Its `class` part finds where a `token`, a host name or a URI's user part stops, sixteen
+//! bytes a compare ([`token_end`], [`host_name_run`], [`user_stop`]).
+//!
 //! The same module finds where a quoted string's plain run stops ([`find_quoted_stop`]: the
 //! closing `"`, a `\`, a control byte), for the `Authorization` header's values.
 //!
@@ -21,8 +24,13 @@
 //! reference the vector forms are tested against, byte for byte.
 #![allow(unsafe_code)]
 
+mod class;
 mod quoted;
 
+pub use class::{
+    host_name_run, host_name_run_portable, is_dotted_byte, is_host_name_byte, is_token_byte,
+    is_user_stop, token_end, token_end_portable, user_stop, user_stop_portable, HostRun, UserStop,
+};
 pub use quoted::{find_quoted_stop, find_quoted_stop_portable, is_quoted_stop};
 
 /// How many bytes of head [`HeadLines`] holds; a longer head is not scanned here
