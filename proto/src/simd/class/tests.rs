@@ -31,6 +31,7 @@ fn the_byte_tests_are_the_grammar_classes() {
             is_token_byte(c),
             c.is_ascii_alphanumeric() || token_marks.contains(&c)
         );
+        assert_eq!(is_token_byte(c), crate::sipscan::is_token_char(c));
         assert_eq!(
             is_host_name_byte(c),
             c.is_ascii_alphanumeric() || b"-._".contains(&c)
