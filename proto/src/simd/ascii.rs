@@ -25,7 +25,11 @@ mod tests {
                 for v in 0..=255u8 {
                     let mut b = vec![b'7'; len];
                     b[at] = v;
-                    let want = if v < 0x80 { std::str::from_utf8(&b).ok() } else { None };
+                    let want = if v < 0x80 {
+                        std::str::from_utf8(&b).ok()
+                    } else {
+                        None
+                    };
                     assert_eq!(ascii_str(&b), want, "{b:?}");
                 }
             }

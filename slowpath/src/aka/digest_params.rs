@@ -965,8 +965,18 @@ mod tests {
     #[test]
     fn the_folded_name_is_the_case_insensitive_compare() {
         let names = [
-            "username", "realm", "nonce", "uri", "response", "algorithm", "qop", "nc", "cnonce",
-            "opaque", "auts", "integrity-protected",
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "response",
+            "algorithm",
+            "qop",
+            "nc",
+            "cnonce",
+            "opaque",
+            "auts",
+            "integrity-protected",
         ];
         let spec = |b: &[u8]| {
             names

@@ -254,15 +254,13 @@ fn eq_folded(name: &[u8], k: &Known) -> bool {
     let n = name.len();
     let (lower, fold) = (&k.lower, &k.fold);
     if n >= 8 {
-        let same = |at: usize| {
-            match (
-                swar::word_at(name, at),
-                swar::word_at(fold, at),
-                swar::word_at(lower, at),
-            ) {
-                (Some(x), Some(f), Some(t)) => x | f == t,
-                _ => false,
-            }
+        let same = |at: usize| match (
+            swar::word_at(name, at),
+            swar::word_at(fold, at),
+            swar::word_at(lower, at),
+        ) {
+            (Some(x), Some(f), Some(t)) => x | f == t,
+            _ => false,
         };
         let mut at = 0;
         while at + 8 < n {

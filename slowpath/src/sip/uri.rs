@@ -352,8 +352,7 @@ fn walk_hostpart<'a>(hostpart: &'a str, uri: &mut Uri<'a>) -> Result<(), ParseEr
     // address (`BadUri`, the error wherever the host would have ended).
     let run = simd::host_name_run(b, 0);
     let end = run.end;
-    if b
-        .get(end)
+    if b.get(end)
         .is_some_and(|&c| HOST_CLASS[usize::from(c)] & STOP == 0)
     {
         return Err(ParseError::BadUri);

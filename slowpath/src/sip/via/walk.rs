@@ -16,8 +16,8 @@
 use super::super::lex::{is_token_char, parse_decimal};
 use super::super::params::Params;
 use super::super::uri::{ipv4_dotted, Host};
-use akagate_proto::simd;
 use super::{parse_ip, KnownParams, Via};
+use akagate_proto::simd;
 
 /// The start every SIP 2.0 Via has, compared as one eight-byte word.
 const PREFIX: &[u8; 8] = b"SIP/2.0/";
