@@ -5,7 +5,8 @@
 //! give what the general parse (`memmem`, `memchr2` a line) gives: the same message or the
 //! same error. Each Via element, and the input itself read as one, must parse by the one walk
 //! (`Via::parse`) as it does piece by piece (`Via::parse_general`); the top Via as the first
-//! element of the Via list.
+//! element of the Via list. The 16-byte class runs (`akagate_proto::simd`: token, host name,
+//! URI user part) must end where their byte loops end, from every start.
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
@@ -15,6 +16,19 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = next_frame(data, &FrameLimits::default());
     let _ = akagate_proto::shard::scan(data);
+    for from in 0..data.len().min(48) + 1 {
+        use akagate_proto::simd;
+        assert_eq!(
+            simd::token_end(data, from),
+            simd::token_end_portable(data, from)
+        );
+        assert_eq!(
+            simd::host_name_run(data, from),
+            simd::host_name_run_portable(data, from)
+        );
+        let rest = data.get(from..).unwrap_or_default();
+        assert_eq!(simd::user_stop(rest), simd::user_stop_portable(rest));
+    }
     if let Ok(s) = std::str::from_utf8(data) {
         assert_eq!(Via::parse(s), Via::parse_general(s));
     }

@@ -2,6 +2,10 @@
 //! LF, 64 bytes a word, with the head's end (the first CRLFCRLF) and whether a NUL comes
 //! before it noted on the way.
 //!
+//! Its `class` part finds where a `token`, a host name or a URI's user part stops, sixteen
+//! bytes a compare ([`token_end`], [`host_name_run`], [`user_stop`]); its `ascii` part turns
+//! ASCII bytes into text without re-validating them as UTF-8 ([`ascii_str`]).
+//!
 //! The same module finds where a quoted string's plain run stops ([`find_quoted_stop`]: the
 //! closing `"`, a `\`, a control byte), for the `Authorization` header's values.
 //!
@@ -15,14 +19,22 @@
 //! `#![deny(unsafe_code)]`, this module `#[allow]`s it): x86-64's vector compares
 //! (`core::arch`: SSE2, which every x86-64 has, and AVX2 when the CPU reports it at run
 //! time) need it even where the target feature is the baseline. The `unsafe` here does
-//! only two things, each with its `// SAFETY:`: unaligned vector loads from inside a slice
-//! (or a local 64-byte block) whose length is checked first, and a call of the AVX2 form
-//! after `is_x86_feature_detected!("avx2")`. The portable form ([`masks_portable`]) is the
+//! only three things, each with its `// SAFETY:`: unaligned vector loads from inside a slice
+//! (or a local 64-byte block) whose length is checked first, a call of the AVX2 form
+//! after `is_x86_feature_detected!("avx2")`, and `from_utf8_unchecked` of bytes just checked
+//! to be ASCII ([`ascii_str`]). The portable form ([`masks_portable`]) is the
 //! reference the vector forms are tested against, byte for byte.
 #![allow(unsafe_code)]
 
+mod ascii;
+mod class;
 mod quoted;
 
+pub use ascii::ascii_str;
+pub use class::{
+    host_name_run, host_name_run_portable, is_dotted_byte, is_host_name_byte, is_token_byte,
+    is_user_stop, token_end, token_end_portable, user_stop, user_stop_portable, HostRun, UserStop,
+};
 pub use quoted::{find_quoted_stop, find_quoted_stop_portable, is_quoted_stop};
 
 /// How many bytes of head [`HeadLines`] holds; a longer head is not scanned here

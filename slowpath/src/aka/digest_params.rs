@@ -267,8 +267,8 @@ enum Known {
     IntegrityProtected,
 }
 
-/// `name`'s first eight bytes packed little-endian (the rest zero), as [`Known::of`] reads a
-/// name lower-cased.
+/// `name`'s first eight bytes packed little-endian (the rest zero), with bit 5 of every byte
+/// set ([`folded`]), as [`Known::of`] reads a name.
 const fn packed(name: &[u8]) -> u64 {
     let mut word = 0;
     let mut i = 0;
@@ -276,7 +276,16 @@ const fn packed(name: &[u8]) -> u64 {
         word |= (name[i] as u64) << (8 * i);
         i += 1;
     }
-    word
+    folded(word)
+}
+
+/// `word` with bit 5 (0x20) of each byte set: a letter of either case reads as its lower
+/// case, and a byte reads as a lower-case letter only if it is that letter in either case
+/// (the first eight bytes of every known name are letters; the padding's zeros read 0x20
+/// on both sides). Two instructions where lower-casing only the letters takes a dozen.
+#[inline]
+const fn folded(word: u64) -> u64 {
+    word | 0x2020_2020_2020_2020
 }
 
 const USERNAME: u64 = packed(b"username");
@@ -294,28 +303,28 @@ const INTEGRIT: u64 = packed(b"integrity-protected");
 
 impl Known {
     /// The known name `name` is (case-insensitive), if any: its length and first eight
-    /// bytes lower-cased decide, the rest of a longer name is compared.
+    /// bytes folded decide, the rest of a longer name is compared.
     fn of(name: &str) -> Option<Known> {
         let b = name.as_bytes();
         let mut word = 0u64;
-        for (i, c) in b.iter().take(8).enumerate() {
-            word |= u64::from(c.to_ascii_lowercase()) << (8 * i);
+        for (i, &c) in b.iter().take(8).enumerate() {
+            word |= u64::from(c) << (8 * i);
         }
-        Self::of_lowered(b, word)
+        Self::of_folded(b, folded(word))
     }
 
-    /// [`Known::of`] for the name `input[at..at + len]`, its first word read and lower-cased
-    /// eight bytes at once where the input has eight bytes from `at`.
+    /// [`Known::of`] for the name `input[at..at + len]`, its first word read at once where
+    /// the input has eight bytes from `at`.
     fn of_at(input: &'_ [u8], at: usize, len: usize) -> Option<Known> {
         let name = input.get(at..at + len)?;
         match swar::packed_prefix(input, at, len.min(8)) {
-            Some(word) => Self::of_lowered(name, swar::lower_ascii_word(word)),
+            Some(word) => Self::of_folded(name, folded(word)),
             None => std::str::from_utf8(name).ok().and_then(Self::of),
         }
     }
 
-    /// The known name `b` is, given its first eight bytes lower-cased and packed (`word`).
-    fn of_lowered(b: &[u8], word: u64) -> Option<Known> {
+    /// The known name `b` is, given its first eight bytes packed and [`folded`] (`word`).
+    fn of_folded(b: &[u8], word: u64) -> Option<Known> {
         Some(match (b.len(), word) {
             (8, USERNAME) => Known::Username,
             (5, REALM) => Known::Realm,
@@ -946,6 +955,49 @@ mod tests {
                 let input = format!("x, {}{tail}", k.name().to_ascii_uppercase());
                 assert_eq!(Known::of_at(input.as_bytes(), 3, k.name().len()), Some(k));
                 assert_eq!(Known::of_at(input.as_bytes(), 3, k.name().len() - 1), None);
+            }
+        }
+    }
+
+    /// The folded word decides as a case-insensitive compare of the whole name: every byte
+    /// value at every place of every known name (as written and upper-cased), read in place
+    /// with and without eight bytes after its start.
+    #[test]
+    fn the_folded_name_is_the_case_insensitive_compare() {
+        let names = [
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "response",
+            "algorithm",
+            "qop",
+            "nc",
+            "cnonce",
+            "opaque",
+            "auts",
+            "integrity-protected",
+        ];
+        let spec = |b: &[u8]| {
+            names
+                .iter()
+                .position(|n| b.eq_ignore_ascii_case(n.as_bytes()))
+                .map(|i| Known::of(names[i]).unwrap())
+        };
+        for n in names {
+            for name in [n.to_string(), n.to_ascii_uppercase()] {
+                let mut b = name.into_bytes();
+                for at in 0..b.len() {
+                    let was = b[at];
+                    for v in 0..=255u8 {
+                        b[at] = v;
+                        for tail in [&b""[..], b"=\"value, long enough\""] {
+                            let input = [&b[..], tail].concat();
+                            assert_eq!(Known::of_at(&input, 0, b.len()), spec(&b), "{b:?}");
+                        }
+                    }
+                    b[at] = was;
+                }
             }
         }
     }

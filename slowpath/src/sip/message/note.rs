@@ -199,7 +199,8 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
             48 - w.len()
         }
     };
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    // Digits, dots, colons and hex letters: ASCII, checked a word at a time.
+    akagate_proto::simd::ascii_str(&buf[..len]).unwrap_or_default()
 }
 
 impl<'a> Message<'a> {
