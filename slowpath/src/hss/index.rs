@@ -108,22 +108,29 @@ impl ImpiIndex {
         }
     }
 
-    /// The keyed hash of `key` with its ASCII letters lower-cased, eight bytes a step.
+    /// The keyed hash of `key` with ASCII case folded: every byte with its `0x20` bit set,
+    /// eight bytes a step (what `to_ascii_lowercase` does to a letter, and the same for a
+    /// key and its lower-cased form; the compare tells apart what this folds together).
     #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
+        const CASE: u64 = 0x2020_2020_2020_2020;
         let [k0, k1] = self.seed;
         let n = key.len();
         let mut h = fold(k1 ^ n as u64, k0);
-        if n < 8 {
-            let w = key.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
-            h = fold(h ^ swar::lower_ascii_word(w), k0);
-        } else {
-            // The whole words, then the last eight bytes (overlapping when `n` is not a
-            // multiple of eight: the length is in the hash already).
-            for at in (0..n / 8).map(|i| 8 * i).chain([n - 8]) {
-                let w = swar::word_at(key, at).unwrap_or(0);
-                h = fold(h ^ swar::lower_ascii_word(w), k0);
-            }
+        let mut words = key.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            h = fold(h ^ (w | CASE), k0);
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            // The last eight bytes (overlapping the words: the length is in the hash
+            // already), or the whole of a shorter key.
+            let w = match swar::word_at(key, n.wrapping_sub(8)) {
+                Some(w) => w,
+                None => tail.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b)),
+            };
+            h = fold(h ^ (w | CASE), k0);
         }
         fold(h, k1 | 1)
     }
@@ -155,10 +162,14 @@ fn fold(a: u64, b: u64) -> u64 {
     p as u64 ^ (p >> 64) as u64
 }
 
-/// Whether `a` and `b` are equal with ASCII case ignored (`eq_ignore_ascii_case`), eight
-/// bytes a step.
+/// Whether `a` and `b` are equal with ASCII case ignored (`eq_ignore_ascii_case`): the
+/// bytes compared as they are first (a key is almost always given in its provisioned case),
+/// then eight at a time lower-cased.
 #[inline]
 pub(super) fn eq_folded(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
     let n = a.len();
     if n != b.len() {
         return false;
@@ -202,7 +213,7 @@ mod tests {
             assert_eq!(ix.find(k, |j| &keys[j]), Some(i));
             assert_eq!(ix.find(&k.to_ascii_uppercase(), |j| &keys[j]), Some(i));
             let mut flipped = k.clone().into_bytes();
-            flipped[i % k.len()] ^= 0x40; // a digit made a letter, a letter not one
+            flipped[i % k.len()] ^= 0x40; // digit to letter, letter to punctuation: never a key
             let flipped = String::from_utf8(flipped).unwrap();
             assert_eq!(ix.find(&flipped, |j| &keys[j]), None, "{flipped}");
             assert_eq!(ix.find(&k[..k.len() - 1], |j| &keys[j]), None);
