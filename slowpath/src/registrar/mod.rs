@@ -746,7 +746,7 @@ mod tests {
             set: set_to(spi, ue),
             security_server: Some(SecMechanism::new("ipsec-3gpp")),
             bound_flow: None,
-            nonce: format!("nonce-{spi}"),
+            nonce: format!("nonce-{spi}").into(),
             vector: Arc::new(AuthVector {
                 rand: [0; 16],
                 xres: Res::new(&[9; 8]).unwrap(),
