@@ -369,6 +369,7 @@ impl Registrar {
                 armed: None,
             }),
         );
+        self.active += 1;
         Ok(())
     }
 }
