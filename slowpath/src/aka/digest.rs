@@ -119,7 +119,8 @@ fn base64_32(raw: &[u8; 32]) -> [u8; 44] {
 }
 
 /// A nonce as sent: ours (`base64(RAND || AUTN)`, 44 characters) inline, any other (the
-/// S-CSCF's in proxy mode, one with server data) owned. Read as a `str`; two are equal when
+/// S-CSCF's in proxy mode, one with server data) owned. Read as a `str` (the inline bytes are
+/// ASCII by construction: no UTF-8 check on each read, three a challenge); two are equal when
 /// their texts are. Not secret (it travels in the clear).
 #[derive(Clone, Default)]
 pub struct NonceText(Text);
@@ -141,8 +142,10 @@ impl NonceText {
     /// The nonce's text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // ASCII (the alphabet and `=`): the check passes, one word-wide pass.
-            Text::Inline(b) => std::str::from_utf8(b).unwrap_or_default(),
+            // SAFETY: `Text::Inline` is made only by `AkaNonce::text` from `base64_32`'s
+            // output, every byte of which is from the base64 alphabet or `=` (ASCII, so valid
+            // UTF-8); the enum is private and nothing writes into its bytes later.
+            Text::Inline(b) => unsafe { std::str::from_utf8_unchecked(b) },
             Text::Owned(s) => s,
         }
     }
