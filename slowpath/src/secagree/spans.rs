@@ -49,6 +49,7 @@ impl Spans {
     }
 
     /// The spans, in order.
+    #[inline]
     pub(super) fn as_slice(&self) -> &[ParamSpan] {
         match self {
             Spans::Inline { len, items } => items.get(..usize::from(*len)).unwrap_or(&[]),
@@ -57,25 +58,34 @@ impl Spans {
     }
 
     /// How many spans there are.
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.as_slice().len()
     }
 
     /// Appends `span`, moving the list to the heap when the inline room is full.
+    #[inline]
     pub(super) fn push(&mut self, span: ParamSpan) {
+        if let Spans::Inline { len, items } = self {
+            if let Some(slot) = items.get_mut(usize::from(*len)) {
+                *slot = span;
+                *len += 1;
+                return;
+            }
+        }
+        self.push_past_inline(span);
+    }
+
+    /// [`Spans::push`] past the inline room (a mechanism of more than nine parameters).
+    #[cold]
+    fn push_past_inline(&mut self, span: ParamSpan) {
         match self {
-            Spans::Inline { len, items } => match items.get_mut(usize::from(*len)) {
-                Some(slot) => {
-                    *slot = span;
-                    *len += 1;
-                }
-                None => {
-                    let mut v = Vec::with_capacity(2 * INLINE);
-                    v.extend_from_slice(items);
-                    v.push(span);
-                    *self = Spans::Heap(v);
-                }
-            },
+            Spans::Inline { items, .. } => {
+                let mut v = Vec::with_capacity(2 * INLINE);
+                v.extend_from_slice(items);
+                v.push(span);
+                *self = Spans::Heap(v);
+            }
             Spans::Heap(v) => v.push(span),
         }
     }
