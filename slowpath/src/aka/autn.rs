@@ -72,7 +72,8 @@ pub struct AuthVector {
 impl AuthVector {
     /// Generates the vector for a given RAND, SQN and AMF (TS 33.102 6.3.2, Figure 7).
     pub fn generate(m: &Milenage, rand: [u8; 16], sqn: Sqn, amf: [u8; 2]) -> Self {
-        let (mac_a, out) = m.f1_f2345(&rand, &sqn.to_bytes(), &amf);
+        let mac_a = m.f1(&rand, &sqn.to_bytes(), &amf);
+        let out = m.f2345(&rand);
         AuthVector {
             rand,
             autn: Autn::new(sqn, &out.ak, amf, mac_a),

@@ -183,57 +183,6 @@ impl Milenage {
         result
     }
 
-    /// f1's MAC-A and f2–f5 of one RAND, SQN and AMF, as [`Milenage::f1`] and
-    /// [`Milenage::f2345`] give them, with TEMP computed once and OUT1–OUT4 encrypted as one
-    /// batch of four blocks (an authentication vector's functions: five block encryptions in
-    /// two calls into the cipher where apart they are six in six).
-    pub fn f1_f2345(&self, rand: &[u8; 16], sqn: &[u8; 6], amf: &[u8; 2]) -> ([u8; 8], F2345) {
-        let mut in1 = [0u8; 16];
-        in1[0..6].copy_from_slice(sqn);
-        in1[6..8].copy_from_slice(amf);
-        in1[8..14].copy_from_slice(sqn);
-        in1[14..16].copy_from_slice(amf);
-        let mut temp = self.temp(rand);
-        // OUT1's input is TEMP xor rot(IN1 xor OPc, r1) xor c1; OUT2..4's rot(TEMP xor OPc,
-        // rn) xor cn.
-        let mut t_opc = xor16(&temp, &self.opc);
-        let mut in1_opc = xor16(&in1, &self.opc);
-        let mut blocks = [
-            xor16(&temp, &rot(&in1_opc, R1)),
-            rot(&t_opc, R2),
-            rot(&t_opc, R3),
-            rot(&t_opc, R4),
-        ]
-        .map(GenericArray::from);
-        for (b, c) in blocks.iter_mut().zip([C1, C2, C3, C4]) {
-            b[15] ^= c;
-        }
-        self.cipher.encrypt_blocks(&mut blocks);
-        let mut outs = blocks.map(|b| xor16(&b.into(), &self.opc));
-        let [out1, out2, out3, out4] = &outs;
-        let mac_a = first8(out1);
-        let mut ak = [0u8; 6];
-        ak.copy_from_slice(&out2[0..6]);
-        let mut res = [0u8; 8];
-        res.copy_from_slice(&out2[8..16]);
-        let result = F2345 {
-            res: Res::from(res),
-            ck: Ck::new(*out3),
-            ik: Ik::new(*out4),
-            ak,
-        };
-        in1.zeroize();
-        temp.zeroize();
-        t_opc.zeroize();
-        in1_opc.zeroize();
-        res.zeroize();
-        for b in &mut blocks {
-            b.as_mut_slice().zeroize();
-        }
-        outs.zeroize();
-        (mac_a, result)
-    }
-
     /// f5*: the anonymity key AK used to conceal SQN_MS in AUTS (first 48 bits of OUT5).
     pub fn f5_star(&self, rand: &[u8; 16]) -> [u8; 6] {
         let mut temp = self.temp(rand);
@@ -300,25 +249,6 @@ mod tests {
         assert_eq!(hex::encode(o.ak), "aa689c648370");
         assert_eq!(hex::encode(m.f5(&rand)), "aa689c648370");
         assert_eq!(hex::encode(m.f5_star(&rand)), "451e8beca43b");
-    }
-
-    /// The batch gives what f1 and f2345 give apart, for 200 random K, OPc, RAND, SQN and
-    /// AMF (test set 1 through `AuthVector::generate` in the HSS's tests).
-    #[test]
-    fn f1_f2345_is_f1_and_f2345() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(35_206);
-        for _ in 0..200 {
-            let m = Milenage::new(&rng.gen(), &rng.gen());
-            let (rand, sqn, amf): ([u8; 16], [u8; 6], [u8; 2]) = (rng.gen(), rng.gen(), rng.gen());
-            let (mac_a, o) = m.f1_f2345(&rand, &sqn, &amf);
-            let want = m.f2345(&rand);
-            assert_eq!(mac_a, m.f1(&rand, &sqn, &amf));
-            assert_eq!(o.res.as_bytes(), want.res.as_bytes());
-            assert_eq!(o.ck.as_bytes(), want.ck.as_bytes());
-            assert_eq!(o.ik.as_bytes(), want.ik.as_bytes());
-            assert_eq!(o.ak, want.ak);
-        }
     }
 
     #[test]
