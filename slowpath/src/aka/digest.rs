@@ -119,9 +119,9 @@ fn base64_32(raw: &[u8; 32]) -> [u8; 44] {
 }
 
 /// A nonce as sent: ours (`base64(RAND || AUTN)`, 44 characters) inline, any other (the
-/// S-CSCF's in proxy mode, one with server data) owned. Read as a `str` (the inline bytes are
-/// ASCII by construction: no UTF-8 check on each read, three a challenge); two are equal when
-/// their texts are. Not secret (it travels in the clear).
+/// S-CSCF's in proxy mode, one with server data) owned. Read as a `str` (an inline one checked
+/// as UTF-8 on each read, so a caller reads it once) and compared as bytes (no check); two are
+/// equal when their texts are. Not secret (it travels in the clear).
 #[derive(Clone, Default)]
 pub struct NonceText(Text);
 
@@ -142,11 +142,17 @@ impl NonceText {
     /// The nonce's text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // SAFETY: `Text::Inline` is made only by `AkaNonce::text` from `base64_32`'s
-            // output, every byte of which is from the base64 alphabet or `=` (ASCII, so valid
-            // UTF-8); the enum is private and nothing writes into its bytes later.
-            Text::Inline(b) => unsafe { std::str::from_utf8_unchecked(b) },
+            // ASCII (the alphabet and `=`): the check passes.
+            Text::Inline(b) => std::str::from_utf8(b).unwrap_or_default(),
             Text::Owned(s) => s,
+        }
+    }
+
+    /// The nonce's bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Text::Inline(b) => b,
+            Text::Owned(s) => s.as_bytes(),
         }
     }
 }
@@ -176,7 +182,7 @@ impl From<NonceText> for String {
 
 impl PartialEq for NonceText {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -184,13 +190,13 @@ impl Eq for NonceText {}
 
 impl PartialEq<str> for NonceText {
     fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for NonceText {
     fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
