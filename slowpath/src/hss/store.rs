@@ -744,4 +744,27 @@ mod tests {
         hss.challenge(IMPI, RAND).unwrap();
         assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 2);
     }
+
+    /// The subscriber found last is a hint for its own IMPI only: a challenge of another
+    /// subscriber right after it, or of the same IMPI given as another string, is looked up;
+    /// each challenge advances its own subscriber's SEQ.
+    #[test]
+    fn the_last_found_subscriber_is_only_a_hint() {
+        let mut b = rec(false, "000000000000");
+        b.impi = "b@x".into();
+        b.impu = vec!["sip:b@x".into()];
+        let mut hss = Hss::from_records(&[rec(false, "000000000000"), b]).unwrap();
+        let a = hss.subscriber(IMPI).unwrap().identities();
+        let seq = |h: &Hss, impi: &str| h.subscriber(impi).unwrap().seq_he();
+        let (a0, b0) = (seq(&hss, IMPI), seq(&hss, "b@x"));
+        let _ = hss.subscriber(IMPI);
+        hss.challenge("B@X", RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0, b0 + 1));
+        let _ = hss.subscriber(IMPI);
+        hss.challenge(&a.impi, RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 1, b0 + 1));
+        let _ = hss.subscriber("b@x");
+        hss.challenge(&IMPI.to_string(), RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 2, b0 + 1));
+    }
 }
