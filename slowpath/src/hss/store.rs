@@ -764,7 +764,7 @@ mod tests {
         hss.challenge(&a.impi, RAND).unwrap();
         assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 1, b0 + 1));
         let _ = hss.subscriber("b@x");
-        hss.challenge(&IMPI.to_string(), RAND).unwrap();
+        hss.challenge(IMPI, RAND).unwrap();
         assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 2, b0 + 1));
     }
 }

@@ -1276,10 +1276,11 @@ mod tests {
                         r.fail_pending(key, s);
                     }
                 }
-                5 => match r.expire(key, now) {
-                    Some(Expiry::Ended) => drop(r.remove(key)),
-                    _ => {}
-                },
+                5 => {
+                    if let Some(Expiry::Ended) = r.expire(key, now) {
+                        r.remove(key);
+                    }
+                }
                 _ => {
                     if rng.gen_range(0..4) == 0 {
                         r.remove(key);
