@@ -57,13 +57,24 @@ pub struct AkaNonce {
 impl AkaNonce {
     /// base64(RAND || AUTN || server data), padded.
     pub fn encode(&self) -> String {
+        self.text().into()
+    }
+
+    /// [`AkaNonce::encode`] kept inline when there is no server data (every nonce of ours:
+    /// no allocation).
+    pub fn text(&self) -> NonceText {
         if self.server_data.is_empty() {
-            // Every nonce of ours: RAND || AUTN from the stack, no intermediate buffer.
+            // RAND || AUTN from the stack, no intermediate buffer.
             let mut raw = [0u8; 32];
             raw[..16].copy_from_slice(&self.rand);
             raw[16..].copy_from_slice(self.autn.as_bytes());
-            return base64_32(&raw);
+            return NonceText(Text::Inline(base64_32(&raw)));
         }
+        NonceText(Text::Owned(self.encode_long()))
+    }
+
+    /// base64 of RAND, AUTN and the server data.
+    fn encode_long(&self) -> String {
         let mut raw = Vec::with_capacity(32 + self.server_data.len());
         raw.extend_from_slice(&self.rand);
         raw.extend_from_slice(self.autn.as_bytes());
@@ -94,7 +105,7 @@ impl AkaNonce {
 /// groups of three bytes and the last two with one `=`, 44 characters written straight into
 /// the string's one allocation (the general engine's set-up and length checks cost more
 /// than the encoding of a nonce).
-fn base64_32(raw: &[u8; 32]) -> String {
+fn base64_32(raw: &[u8; 32]) -> [u8; 44] {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let sym = |v: u32| ALPHABET[(v & 63) as usize];
     let mut out = [0u8; 44];
@@ -104,9 +115,95 @@ fn base64_32(raw: &[u8; 32]) -> String {
     }
     let v = u32::from(raw[30]) << 16 | u32::from(raw[31]) << 8;
     out[40..].copy_from_slice(&[sym(v >> 18), sym(v >> 12), sym(v >> 6), b'=']);
-    // Every byte is from the alphabet or `=`: ASCII, so the check passes (one word-wide
-    // pass) and the string is one allocation of 44 bytes.
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    out
+}
+
+/// A nonce as sent: ours (`base64(RAND || AUTN)`, 44 characters) inline, any other (the
+/// S-CSCF's in proxy mode, one with server data) owned. Read as a `str` (an inline one checked
+/// as UTF-8 on each read, so a caller reads it once) and compared as bytes (no check); two are
+/// equal when their texts are. Not secret (it travels in the clear).
+#[derive(Clone, Default)]
+pub struct NonceText(Text);
+
+#[derive(Clone)]
+enum Text {
+    /// 44 bytes of the base64 alphabet and `=`.
+    Inline([u8; 44]),
+    Owned(String),
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::Owned(String::new())
+    }
+}
+
+impl NonceText {
+    /// The nonce's text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // ASCII (the alphabet and `=`): the check passes.
+            Text::Inline(b) => std::str::from_utf8(b).unwrap_or_default(),
+            Text::Owned(s) => s,
+        }
+    }
+
+    /// The nonce's bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Text::Inline(b) => b,
+            Text::Owned(s) => s.as_bytes(),
+        }
+    }
+}
+
+impl core::ops::Deref for NonceText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for NonceText {
+    fn from(s: String) -> Self {
+        NonceText(Text::Owned(s))
+    }
+}
+
+impl From<NonceText> for String {
+    fn from(n: NonceText) -> Self {
+        match n.0 {
+            Text::Owned(s) => s,
+            Text::Inline(_) => n.as_str().to_owned(),
+        }
+    }
+}
+
+impl PartialEq for NonceText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NonceText {}
+
+impl PartialEq<str> for NonceText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for NonceText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl core::fmt::Debug for NonceText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// base64(AUTS) for the `auts` parameter (RFC 3310 3.4).
@@ -381,7 +478,7 @@ mod tests {
             cases.push(raw);
         }
         for raw in cases {
-            assert_eq!(base64_32(&raw), B64.encode(raw));
+            assert_eq!(&base64_32(&raw)[..], B64.encode(raw).as_bytes());
         }
     }
 
@@ -460,6 +557,30 @@ mod tests {
         raw.extend([0x07; 16]);
         assert_eq!(n.encode(), B64.encode(&raw));
         assert_eq!(AkaNonce::decode(&n.encode()), Ok(n));
+    }
+
+    /// The inline text of a nonce without server data, the owned one of a nonce with it and
+    /// one given as a `String` read, compare and convert as the encoded `String`.
+    #[test]
+    fn nonce_texts_are_the_encoded_strings() {
+        let mut n = AkaNonce {
+            rand: [0x5a; 16],
+            autn: Autn::from_bytes([0xc3; 16]),
+            server_data: Vec::new(),
+        };
+        let inline = n.text();
+        assert!(matches!(inline.0, Text::Inline(_)));
+        let s = n.encode();
+        assert_eq!((inline.as_str(), &*inline), (s.as_str(), s.as_str()));
+        assert_eq!(inline, NonceText::from(s.clone()));
+        assert!(inline == s.as_str() && inline == *s.as_str());
+        assert_eq!(format!("{inline:?}"), format!("{s:?}"));
+        assert_eq!(String::from(inline.clone()), s);
+        n.server_data = vec![1, 2, 3];
+        let owned = n.text();
+        assert_eq!(owned.as_str(), n.encode());
+        assert_ne!(owned, inline);
+        assert_eq!(NonceText::default().as_str(), "");
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub use autn::{AuthVector, Autn, Auts, AutsError, AMF_RESYNC};
 pub(crate) use digest::Ha2Cache;
 pub use digest::{
     aka_response, decode_auts, digest_response, encode_auts, verify_response, AkaNonce,
-    AkaNonceError, DigestInput, DigestResponse, QopAuth, ALGORITHM_AKAV1_MD5, AUTS_PASSWORD,
+    AkaNonceError, DigestInput, DigestResponse, NonceText, QopAuth, ALGORITHM_AKAV1_MD5,
+    AUTS_PASSWORD,
 };
 pub use digest_params::{
     ChallengeRef, DigestChallenge, DigestCredentials, DigestParams, DigestParseError,

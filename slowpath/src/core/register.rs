@@ -387,7 +387,7 @@ impl Core {
                 (Some(SetKind::Pending), Some(spi)) => self.registrar.pending_of_spi(key, spi),
                 _ => self.registrar.pending_answered(key, &c.nonce, req.flow.ue),
             };
-            p.filter(|p| p.nonce == c.nonce).map(|p| p.set.spi_ps)
+            p.filter(|p| p.nonce == *c.nonce).map(|p| p.set.spi_ps)
         });
 
         if let (Some(spi), Some(creds)) = (answered, creds) {
@@ -512,9 +512,10 @@ impl Core {
             autn: vector.autn,
             server_data: Vec::new(),
         }
-        .encode();
+        .text();
         let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
-        let Ok(www) = aka_challenge(impi, &nonce) else {
+        // Read once (an inline nonce's text is checked on each read).
+        let Ok(www) = aka_challenge(impi, nonce.as_str()) else {
             self.shared.release_spis(&set);
             return self
                 .shared
@@ -694,7 +695,7 @@ impl Core {
         let pending = Pending {
             set,
             security_server: None,
-            nonce: String::new(),
+            nonce: Default::default(),
             vector: Arc::new(vector),
             issued: now,
             ticket: None,

@@ -634,7 +634,7 @@ impl Core {
         let pending = Pending {
             set,
             security_server: server,
-            nonce,
+            nonce: nonce.into(),
             vector: Arc::new(vector),
             issued: now,
             ticket: None,

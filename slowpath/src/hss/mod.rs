@@ -3,6 +3,7 @@
 //! disk (the daemon journals them and reports them durable before a challenge may leave).
 
 mod generate;
+mod index;
 mod persist;
 mod record;
 mod store;

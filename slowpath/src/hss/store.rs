@@ -6,11 +6,13 @@ use akagate_proto::hash::{keyed_map, KeyedMap};
 use akagate_proto::swar;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
 use zeroize::Zeroize;
 
+use super::index::ImpiIndex;
 use super::persist::{parse_sqn_hex, PersistRecord, PersistTicket, SqnState};
 use super::record::{parse_csv, parse_toml, SubscriberRecord};
 use crate::aka::autn::{AuthVector, Auts};
@@ -137,11 +139,23 @@ fn hex_array<const N: usize>(
 /// The map key of identity `id`: trimmed and lower-cased, borrowed when it is already so
 /// (an identity is looked up twice per REGISTER; most arrive lower-case).
 fn key(id: &str) -> std::borrow::Cow<'_, str> {
-    let id = id.trim();
+    let id = trimmed(id);
     if has_ascii_uppercase(id) {
         std::borrow::Cow::Owned(id.to_ascii_lowercase())
     } else {
         std::borrow::Cow::Borrowed(id)
+    }
+}
+
+/// `id.trim()`, without its walk over both ends when they are plainly not white space (an
+/// ASCII byte above the space: no character `trim` removes starts with one).
+#[inline]
+fn trimmed(id: &str) -> &str {
+    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x80);
+    if plain(id.as_bytes().first()) && plain(id.as_bytes().last()) {
+        id
+    } else {
+        id.trim()
     }
 }
 
@@ -166,7 +180,11 @@ pub(crate) fn has_ascii_uppercase(s: &str) -> bool {
 #[derive(Debug)]
 pub struct Hss {
     subs: Vec<Subscriber>,
-    by_impi: KeyedMap<String, usize>,
+    /// Each subscriber's index by its IMPI, the key read from the subscriber.
+    by_impi: ImpiIndex,
+    /// The subscriber found last by [`Hss::subscriber`]: a challenge of the same IMPI (its
+    /// identity, handed back) is the same subscriber without a look-up. A hint, checked.
+    recent: AtomicUsize,
     by_impu: KeyedMap<String, usize>,
     policy: SqnPolicy,
     /// SQN records not yet taken by the owner of the disk (`None`: SQNs are not persisted).
@@ -201,7 +219,8 @@ impl Hss {
         let policy = SqnPolicy::default();
         let mut hss = Hss {
             subs: Vec::with_capacity(records.len()),
-            by_impi: keyed_map(),
+            by_impi: ImpiIndex::with_capacity(records.len()),
+            recent: AtomicUsize::new(0),
             by_impu: keyed_map(),
             policy,
             persist: None,
@@ -251,8 +270,19 @@ impl Hss {
             let (seq, _) = policy.split(Sqn::from_bytes(sqn_bytes(sqn)));
             let gen = SqnGenerator::new(policy, seq).map_err(|_| HssError::SqnExhausted)?;
             let i = hss.subs.len();
-            if hss.by_impi.insert(key(impi).into_owned(), i).is_some() {
-                return Err(HssError::Duplicate(impi.into()));
+            let subs = &hss.subs;
+            match hss
+                .by_impi
+                .insert(impi, i, |j| subs.get(j).map_or("", |s| &s.impi))
+            {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return Err(HssError::Duplicate(impi.into())),
+                None => {
+                    return Err(HssError::Parse {
+                        line: 0,
+                        reason: "too many subscribers".into(),
+                    })
+                }
             }
             for u in &r.impu {
                 if hss.by_impu.insert(key(u).into_owned(), i).is_some() {
@@ -295,11 +325,7 @@ impl Hss {
     /// [`Hss::sqn_state`].
     pub fn with_sqn_state(mut self, state: SqnState) -> Result<Self, HssError> {
         for (impi, sqn) in state {
-            let Some(s) = self
-                .by_impi
-                .get(&*key(&impi))
-                .and_then(|&i| self.subs.get_mut(i))
-            else {
+            let Some(s) = self.find(&impi).and_then(|i| self.subs.get_mut(i)) else {
                 self.foreign.insert(impi, sqn);
                 continue;
             };
@@ -368,9 +394,16 @@ impl Hss {
 
     /// The subscriber with this IMPI.
     pub fn subscriber(&self, impi: &str) -> Option<&Subscriber> {
-        self.by_impi
-            .get(&*key(impi))
-            .and_then(|&i| self.subs.get(i))
+        let i = self.find(impi)?;
+        self.recent.store(i, Ordering::Relaxed);
+        self.subs.get(i)
+    }
+
+    /// The index of the subscriber with this IMPI (trimmed, ASCII case ignored).
+    #[inline]
+    fn find(&self, impi: &str) -> Option<usize> {
+        let subs = &self.subs;
+        (self.by_impi).find(trimmed(impi), |j| subs.get(j).map_or("", |s| &s.impi))
     }
 
     /// Splits the subscribers into `shards` HSSs (docs/ARCHITECTURE.md, "Slowpath shards"):
@@ -392,7 +425,8 @@ impl Hss {
         let mut out: Vec<Hss> = (0..shards)
             .map(|_| Hss {
                 subs: Vec::new(),
-                by_impi: keyed_map(),
+                by_impi: ImpiIndex::default(),
+                recent: AtomicUsize::new(0),
                 by_impu: keyed_map(),
                 policy: self.policy,
                 persist: persists.then(Outbox::default),
@@ -405,7 +439,9 @@ impl Hss {
                 continue;
             };
             let i = hss.subs.len();
-            hss.by_impi.insert(key(&sub.impi).into_owned(), i);
+            let subs = &hss.subs;
+            // Unique and fewer than before: accepted by the whole store's index.
+            let _ = (hss.by_impi).insert(&sub.impi, i, |j| subs.get(j).map_or("", |s| &s.impi));
             for u in sub.impu.iter() {
                 hss.by_impu.insert(key(u).into_owned(), i);
             }
@@ -442,11 +478,19 @@ impl Hss {
             .and_then(|&i| self.subs.get(i))
     }
 
+    /// The index of `impi`'s subscriber: the one [`Hss::subscriber`] found last when `impi`
+    /// is its own IMPI (the same bytes in memory, as [`Identities`] hand them out), else
+    /// looked up.
     fn index(&self, impi: &str) -> Result<usize, HssError> {
-        self.by_impi
-            .get(&*key(impi))
-            .copied()
-            .ok_or(HssError::UnknownImpi)
+        let recent = self.recent.load(Ordering::Relaxed);
+        if self
+            .subs
+            .get(recent)
+            .is_some_and(|s| std::ptr::eq(&*s.impi, impi))
+        {
+            return Ok(recent);
+        }
+        self.find(impi).ok_or(HssError::UnknownImpi)
     }
 
     /// A fresh authentication vector for `impi` with the given RAND (TS 33.102 6.3.2). With
@@ -699,5 +743,28 @@ mod tests {
         hss.on_durable();
         hss.challenge(IMPI, RAND).unwrap();
         assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 2);
+    }
+
+    /// The subscriber found last is a hint for its own IMPI only: a challenge of another
+    /// subscriber right after it, or of the same IMPI given as another string, is looked up;
+    /// each challenge advances its own subscriber's SEQ.
+    #[test]
+    fn the_last_found_subscriber_is_only_a_hint() {
+        let mut b = rec(false, "000000000000");
+        b.impi = "b@x".into();
+        b.impu = vec!["sip:b@x".into()];
+        let mut hss = Hss::from_records(&[rec(false, "000000000000"), b]).unwrap();
+        let a = hss.subscriber(IMPI).unwrap().identities();
+        let seq = |h: &Hss, impi: &str| h.subscriber(impi).unwrap().seq_he();
+        let (a0, b0) = (seq(&hss, IMPI), seq(&hss, "b@x"));
+        let _ = hss.subscriber(IMPI);
+        hss.challenge("B@X", RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0, b0 + 1));
+        let _ = hss.subscriber(IMPI);
+        hss.challenge(&a.impi, RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 1, b0 + 1));
+        let _ = hss.subscriber("b@x");
+        hss.challenge(IMPI, RAND).unwrap();
+        assert_eq!((seq(&hss, IMPI), seq(&hss, "b@x")), (a0 + 2, b0 + 1));
     }
 }

@@ -372,6 +372,7 @@ impl Registrar {
                 armed: None,
             }),
         );
+        self.active += 1;
         Ok(())
     }
 }

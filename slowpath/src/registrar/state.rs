@@ -14,7 +14,7 @@ use std::time::Instant;
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 
 use super::SaSetExt;
-use crate::aka::AuthVector;
+use crate::aka::{AuthVector, NonceText};
 use crate::hss::PersistTicket;
 use crate::secagree::SecMechanism;
 
@@ -26,7 +26,7 @@ pub(crate) struct Pending {
     /// flow-bound challenge (no sec-agree, no Security-Verify expected).
     pub security_server: Option<SecMechanism>,
     /// The nonce of the challenge (base64(RAND || AUTN)).
-    pub nonce: String,
+    pub nonce: NonceText,
     /// The vector (RAND for resynchronisation, XRES the digest password, CK/IK the SA
     /// keys), shared with the other challenges that reuse it.
     pub vector: Arc<AuthVector>,

@@ -7,6 +7,7 @@ use akagate_proto::sipscan::is_token_char;
 use akagate_proto::swar;
 use thiserror::Error;
 
+use super::spans::{ParamSpan, Spans};
 use crate::sip::lex::is_token;
 
 /// Upper bound on mechanisms accepted in one header (real UEs send up to 6).
@@ -37,9 +38,10 @@ pub enum SecAgreeError {
 /// One security mechanism with its parameters, names lower-cased, values as sent (trimmed).
 ///
 /// The parameters live in one string, written as [`SecMechanism::render`] writes them after
-/// the name (`;name=value;name`…), indexed by spans: a parsed mechanism costs three
-/// allocations whatever its parameter count (a REGISTER's Security-Client carries six
-/// mechanisms of eight parameters each), and the rendering is the name and that string.
+/// the name (`;name=value;name`…), indexed by spans kept inline up to nine parameters: a
+/// parsed mechanism costs two allocations (name and text) whatever its parameter count up to
+/// nine (a REGISTER's Security-Client carries six mechanisms of eight parameters each), our
+/// Security-Server one (its text), and the rendering is the name and that string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecMechanism {
     /// Mechanism name, lower-case (`ipsec-3gpp`, `digest`, `tls`, ...): borrowed for a
@@ -48,15 +50,7 @@ pub struct SecMechanism {
     /// Every parameter as rendered: `;name` and, for a non-empty value, `=value`.
     text: String,
     /// Where each parameter's name and value are in `text`, in the order sent.
-    spans: Vec<ParamSpan>,
-}
-
-/// A parameter's name `text[name_start..value_start]` and value `text[value_start..end]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ParamSpan {
-    name_start: u32,
-    value_start: u32,
-    end: u32,
+    spans: Spans,
 }
 
 impl SecMechanism {
@@ -65,7 +59,7 @@ impl SecMechanism {
         Self {
             name: Cow::Owned(name.to_ascii_lowercase()),
             text: String::new(),
-            spans: Vec::new(),
+            spans: Spans::default(),
         }
     }
 
@@ -75,7 +69,7 @@ impl SecMechanism {
         Self {
             name: Cow::Owned(name.to_ascii_lowercase()),
             text: String::with_capacity(text),
-            spans: Vec::with_capacity(params),
+            spans: Spans::with_capacity(params),
         }
     }
 
@@ -86,7 +80,7 @@ impl SecMechanism {
         Self {
             name: Cow::Borrowed(name),
             text: String::with_capacity(text),
-            spans: Vec::with_capacity(params),
+            spans: Spans::with_capacity(params),
         }
     }
 
@@ -168,7 +162,7 @@ impl SecMechanism {
 
     /// The parameters in the order sent: lower-case name, value as sent (empty when absent).
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.spans.iter().map(|s| {
+        self.spans.as_slice().iter().map(|s| {
             let (n, v, e) = (
                 s.name_start as usize,
                 s.value_start as usize,
@@ -596,7 +590,7 @@ impl MechanismView<'_> {
             name: Cow::Owned(self.name.to_ascii_lowercase()),
             // `;` and `=` for each parameter beside its name and value.
             text: String::with_capacity(self.params.map_or(0, str::len) + 2 * count),
-            spans: Vec::with_capacity(count),
+            spans: Spans::with_capacity(count),
         };
         for (n, v) in self.each_param() {
             let name_start = m.start_param(n);

@@ -4,6 +4,7 @@
 mod choose;
 mod mechanism;
 mod profile;
+mod spans;
 
 pub use choose::{
     choose, tls_security_server, Chooser, ChosenMechanism, IPSEC_3GPP, TLS_MECHANISM,
