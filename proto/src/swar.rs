@@ -158,54 +158,6 @@ pub fn packed_prefix(hay: &[u8], at: usize, len: usize) -> Option<u64> {
     })
 }
 
-/// Nonzero if any byte of `word` is a control byte (below 0x20) or equal to `a` or `b`, and
-/// zero if none is: exact for the word as a whole, not per byte (a byte after a flagged one
-/// may be flagged too, by the borrow, which does not change the answer), and bytes of 0x80
-/// and above count only as `a` or `b`. The short borrowing form of the zero-byte test, a
-/// step cheaper than the exact per-byte [`zero_bytes`].
-#[inline(always)]
-pub fn control_or_two_flags(word: u64, a: u8, b: u8) -> u64 {
-    let zero = |y: u64| y.wrapping_sub(LO) & !y;
-    let control = word.wrapping_sub(LO * 0x20) & !word;
-    (control | zero(word ^ (LO * u64::from(a))) | zero(word ^ (LO * u64::from(b)))) & HI
-}
-
-/// Whether `hay` holds a control byte (below 0x20), `a` or `b` — with `"` and `\\` the bytes
-/// a JSON string escapes — eight bytes a step: a slice of 8 bytes or more as its words, the
-/// tail as the slice's last word again; 4 to 7 bytes as the first and last four; 1 to 3 as
-/// the first, middle and last byte, the rest of the word filled with a byte not sought.
-#[inline]
-pub fn has_control_or_two(hay: &[u8], a: u8, b: u8) -> bool {
-    let n = hay.len();
-    let flagged = |w: u64| control_or_two_flags(w, a, b);
-    let word = |at: usize| word_at(hay, at).unwrap_or(0);
-    if n >= 8 {
-        let last = flagged(word(n - 8));
-        return (0..n / 8).fold(last, |acc, i| acc | flagged(word(8 * i))) != 0;
-    }
-    let half = |at: usize| {
-        let mut h = [0; 4];
-        h.copy_from_slice(&hay[at..at + 4]);
-        u64::from(u32::from_le_bytes(h))
-    };
-    let x = match n {
-        4.. => half(0) | half(n - 4) << 32,
-        1.. => {
-            let three =
-                u64::from(hay[0]) | u64::from(hay[n / 2]) << 8 | u64::from(hay[n - 1]) << 16;
-            // The rest filled with a byte not sought and not a control byte (a constant
-            // once `a` and `b` are): DEL, or `~` or `}` when those are sought.
-            let fill = [0x7f, b'~', b'}']
-                .into_iter()
-                .find(|&f| f != a && f != b)
-                .unwrap_or(0x7f);
-            (LO * u64::from(fill)) & !0xff_ffff | three
-        }
-        0 => return false,
-    };
-    flagged(x) != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,28 +324,5 @@ mod tests {
             Some(u64::from_le_bytes(*b"-c=5086;"))
         );
         assert_eq!(packed_prefix(hay, 5, 3), None);
-    }
-
-    #[test]
-    fn has_control_or_two_says_what_a_byte_loop_says() {
-        // Every byte value at every place of slices of 0 to 20 bytes, among fill bytes that
-        // sit next to the sought ones and above 0x7f (the record's own exhaustive test holds
-        // it to JSON's escapes).
-        for (a, b) in [(b'"', b'\\'), (0x80, 0xff), (0x7f, b'~'), (b'}', 0x7f)] {
-            let slow = |h: &[u8]| h.iter().any(|&c| c < 0x20 || c == a || c == b);
-            for len in 0..=20 {
-                for fill in [b'a', b' ', b'!', 0x7f, 0x81, 0xa0, 0xdc] {
-                    let mut h = vec![fill; len];
-                    assert_eq!(has_control_or_two(&h, a, b), slow(&h), "{len} {fill:#x}");
-                    for at in 0..len {
-                        for v in 0..=255u8 {
-                            h[at] = v;
-                            assert_eq!(has_control_or_two(&h, a, b), slow(&h), "{h:?}");
-                        }
-                        h[at] = fill;
-                    }
-                }
-            }
-        }
     }
 }
