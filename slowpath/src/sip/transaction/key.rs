@@ -30,82 +30,199 @@ pub enum ServerKey {
 }
 
 /// An RFC 3261 server transaction key: top Via branch, sent-by (lower-cased host and
-/// explicit port) and method (ACK counted as INVITE), in one string (one allocation per
-/// request rather than three) with the lengths that split it.
+/// explicit port) and method (ACK counted as INVITE), in one text ([`KeyText`]: inline up to
+/// [`KEY_INLINE`] bytes, so a usual request's key allocates nothing) with the lengths that
+/// split it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rfc3261Key {
-    text: String,
+    text: KeyText,
     branch_len: usize,
     sent_by_len: usize,
 }
 
+/// Bytes of key text held inline: the magic cookie and a 32-character branch, an IPv6
+/// sent-by with its port and the longest method fit.
+pub const KEY_INLINE: usize = 110;
+
+/// A key's text: inline when it fits [`KEY_INLINE`] bytes (always, when it does: equal texts
+/// have equal forms), on the heap otherwise. Compared and hashed as its bytes.
+#[derive(Clone)]
+enum KeyText {
+    Inline { len: u8, buf: [u8; KEY_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyText {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyText::Inline { len, buf } => &buf[..usize::from(*len)],
+            KeyText::Heap(b) => b,
+        }
+    }
+}
+
+impl PartialEq for KeyText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyText {}
+
+impl std::hash::Hash for KeyText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
+/// Writes a [`KeyText`]: into a stack buffer while it fits, into a `Vec` after.
+struct KeyWriter {
+    buf: [u8; KEY_INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl KeyWriter {
+    fn new() -> Self {
+        KeyWriter {
+            buf: [0; KEY_INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        if self.spill.is_empty() {
+            if let Some(dst) = self.buf.get_mut(self.len..self.len + s.len()) {
+                dst.copy_from_slice(s);
+                self.len += s.len();
+                return;
+            }
+            self.spill.reserve(self.len + s.len() + 16);
+            self.spill.extend_from_slice(&self.buf[..self.len]);
+            self.len = 0;
+        }
+        self.spill.extend_from_slice(s);
+    }
+
+    /// Lower-cases the ASCII letters written from `start` on.
+    fn lower_from(&mut self, start: usize) {
+        let text = if self.spill.is_empty() {
+            &mut self.buf[..self.len]
+        } else {
+            &mut self.spill[..]
+        };
+        if let Some(t) = text.get_mut(start..) {
+            t.make_ascii_lowercase();
+        }
+    }
+
+    fn finish(self) -> KeyText {
+        match u8::try_from(self.len) {
+            Ok(len) if self.spill.is_empty() => KeyText::Inline { len, buf: self.buf },
+            _ => KeyText::Heap(self.spill.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::fmt::Write for KeyWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
 impl Rfc3261Key {
     fn new(branch: &str, via: &Via<'_>, method: &str) -> Self {
-        let mut text = String::with_capacity(branch.len() + via.sent_by.len() + method.len() + 8);
-        text.push_str(branch);
-        push_sent_by(&mut text, via);
-        let sent_by_len = text.len() - branch.len();
-        text.push_str(method);
+        let mut w = KeyWriter::new();
+        w.push(branch.as_bytes());
+        push_sent_by(&mut w, via);
+        let sent_by_len = w.len() - branch.len();
+        w.push(method.as_bytes());
         Rfc3261Key {
-            text,
+            text: w.finish(),
             branch_len: branch.len(),
             sent_by_len,
         }
     }
 
+    /// The text between byte `from` and `to` (pieces of `&str`s, cut at their ends).
+    fn piece(&self, from: usize, to: Option<usize>) -> &str {
+        let b = self.text.as_bytes();
+        let b = match to {
+            Some(to) => b.get(from..to),
+            None => b.get(from..),
+        };
+        b.and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
     /// Top Via branch.
     pub fn branch(&self) -> &str {
-        &self.text[..self.branch_len]
+        self.piece(0, Some(self.branch_len))
     }
 
     /// Top Via sent-by, lower-cased host and explicit port.
     pub fn sent_by(&self) -> &str {
-        &self.text[self.branch_len..self.branch_len + self.sent_by_len]
+        self.piece(self.branch_len, Some(self.branch_len + self.sent_by_len))
     }
 
     /// Request method, with ACK counted as INVITE.
     pub fn method(&self) -> &str {
-        &self.text[self.branch_len + self.sent_by_len..]
+        self.piece(self.branch_len + self.sent_by_len, None)
     }
 
     /// The same key for another method.
     fn with_method(&self, method: &str) -> Self {
         let head = self.branch_len + self.sent_by_len;
-        let mut text = String::with_capacity(head + method.len());
-        text.push_str(&self.text[..head]);
-        text.push_str(method);
-        Rfc3261Key { text, ..*self }
+        let mut w = KeyWriter::new();
+        w.push(&self.text.as_bytes()[..head]);
+        w.push(method.as_bytes());
+        Rfc3261Key {
+            text: w.finish(),
+            ..*self
+        }
     }
 }
 
 /// Appends `host:port` of the Via's sent-by, the host lower-cased (ASCII once parsed).
-fn push_sent_by(s: &mut String, via: &Via<'_>) {
+fn push_sent_by(w: &mut KeyWriter, via: &Via<'_>) {
     use std::fmt::Write as _;
-    let start = s.len();
+    let start = w.len();
     // What `{host}:{port}` writes, without the formatter for the usual IPv4 or name.
     match via.host {
-        Host::Name(n) => s.push_str(n),
+        Host::Name(n) => w.push(n.as_bytes()),
         Host::Ipv4(a) => {
             for (k, octet) in a.octets().into_iter().enumerate() {
                 if k > 0 {
-                    s.push('.');
+                    w.push(b".");
                 }
-                s.push_str(itoa::Buffer::new().format(octet));
+                w.push(itoa::Buffer::new().format(octet).as_bytes());
             }
         }
         Host::Ipv6(_) => {
-            let _ = write!(s, "{}", via.host);
+            let _ = write!(w, "{}", via.host);
         }
     }
-    s.push(':');
-    s.push_str(itoa::Buffer::new().format(via.port_or_default()));
-    s[start..].make_ascii_lowercase();
+    w.push(b":");
+    w.push(itoa::Buffer::new().format(via.port_or_default()).as_bytes());
+    w.lower_from(start);
 }
 
 fn sent_by(via: &Via<'_>) -> String {
-    let mut s = String::with_capacity(48);
-    push_sent_by(&mut s, via);
-    s
+    let mut w = KeyWriter::new();
+    push_sent_by(&mut w, via);
+    String::from_utf8_lossy(w.finish().as_bytes()).into_owned()
 }
 
 impl ServerKey {
@@ -185,9 +302,15 @@ mod tests {
         ] {
             let v = Via::parse(via).unwrap();
             assert_eq!(v.port_or_default(), port);
-            let mut s = String::from("x");
-            push_sent_by(&mut s, &v);
-            assert_eq!(s, format!("x{}:{port}", v.host).to_ascii_lowercase());
+            let mut w = KeyWriter::new();
+            w.push(b"x");
+            push_sent_by(&mut w, &v);
+            assert_eq!(
+                w.finish().as_bytes(),
+                format!("x{}:{port}", v.host)
+                    .to_ascii_lowercase()
+                    .as_bytes()
+            );
         }
     }
 
@@ -210,6 +333,72 @@ mod tests {
         assert_eq!(
             (i.branch(), i.sent_by(), i.method()),
             ("z9hG4bKx1", "host.example:5070", "INVITE")
+        );
+    }
+
+    /// A request whose top Via is `via` and method `method`.
+    fn request(method: &str, via: &str) -> String {
+        format!(
+            "{method} sip:a@b SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn keys_inline_and_on_the_heap_are_their_parts() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        // Branch lengths either side of the inline size, an IPv6 sent-by, upper-case hosts.
+        for n in [1, 20, 60, 80, 90, 95, 100, 101, 102, 103, 110, 200, 600] {
+            for host in ["10.0.255.1:5070", "Host.Example", "[2001:DB8::1]:5070"] {
+                let branch = format!("z9hG4bK{}", "x".repeat(n));
+                let via = format!("SIP/2.0/TCP {host};branch={branch}");
+                let text = request("REGISTER", &via);
+                let m = Message::parse(text.as_bytes()).unwrap();
+                let ServerKey::Rfc3261(k) = ServerKey::for_request(&m).unwrap() else {
+                    panic!("not an RFC 3261 key");
+                };
+                let v = Via::parse(&via).unwrap();
+                let sent_by = format!("{}:{}", v.host, v.port_or_default()).to_ascii_lowercase();
+                assert_eq!(
+                    (k.branch(), k.sent_by(), k.method()),
+                    (&*branch, &*sent_by, "REGISTER")
+                );
+                let inline = matches!(k.text, KeyText::Inline { .. });
+                let whole = branch.len() + sent_by.len() + "REGISTER".len();
+                assert_eq!(inline, whole <= KEY_INLINE, "{whole} bytes");
+                // The same key made again is equal and hashes alike; another method is not.
+                let again =
+                    ServerKey::for_request(&Message::parse(text.as_bytes()).unwrap()).unwrap();
+                let key = ServerKey::Rfc3261(k.clone());
+                assert_eq!(key, again);
+                assert_eq!(hasher.hash_one(&key), hasher.hash_one(&again));
+                let other = ServerKey::Rfc3261(k.with_method("INVITE"));
+                assert_ne!(key, other);
+                let ServerKey::Rfc3261(o) = other else {
+                    unreachable!()
+                };
+                assert_eq!(
+                    (o.branch(), o.sent_by(), o.method()),
+                    (&*branch, &*sent_by, "INVITE")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_heap_and_an_inline_text_of_the_same_bytes_are_equal() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut w = KeyWriter::new();
+        w.push(b"z9hG4bKabc");
+        let inline = w.finish();
+        let heap = KeyText::Heap(b"z9hG4bKabc".to_vec().into_boxed_slice());
+        assert!(matches!(inline, KeyText::Inline { .. }));
+        assert_eq!(inline, heap);
+        assert_eq!(hasher.hash_one(&inline), hasher.hash_one(&heap));
+        assert_ne!(
+            inline,
+            KeyText::Heap(b"z9hG4bKabd".to_vec().into_boxed_slice())
         );
     }
 }

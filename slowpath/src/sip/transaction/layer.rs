@@ -92,8 +92,9 @@ impl Tx {
 
 #[derive(Debug)]
 enum Key {
-    /// Shared with `servers`: a new server transaction copies no key strings.
-    Server(std::sync::Arc<ServerKey>),
+    /// A copy of the key in `servers` (an RFC 3261 key is inline: copying it allocates
+    /// nothing).
+    Server(ServerKey),
     Client(ClientKey),
 }
 
@@ -113,7 +114,7 @@ struct Entry {
 pub struct TransactionLayer {
     cfg: TimerConfig,
     next_id: u64,
-    servers: KeyedMap<std::sync::Arc<ServerKey>, TxId>,
+    servers: KeyedMap<ServerKey, TxId>,
     clients: KeyedMap<ClientKey, TxId>,
     entries: KeyedMap<TxId, Entry>,
     deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
@@ -179,7 +180,6 @@ impl TransactionLayer {
                 _ => Tx::Nist(ServerNonInvite::new(peer.transport.is_reliable(), self.cfg)),
             };
             let id = self.alloc();
-            let key = std::sync::Arc::new(key);
             self.servers.insert(key.clone(), id);
             self.entries.insert(
                 id,
