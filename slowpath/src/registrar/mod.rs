@@ -357,10 +357,12 @@ impl Registrar {
         pending: Pending,
         max_pending: usize,
     ) -> Displaced {
-        let shared_key = match self.regs.get_key_value(key) {
-            Some((k, _)) => k.clone(),
-            None if *ids.impi == *key => ids.impi.clone(),
-            None => Arc::from(key),
+        // One look-up tells whether the registration exists (a new one is inserted below
+        // without looking again).
+        let (shared_key, exists) = match self.regs.get_key_value(key) {
+            Some((k, _)) => (k.clone(), true),
+            None if *ids.impi == *key => (ids.impi.clone(), false),
+            None => (Arc::from(key), false),
         };
         for spi in [pending.set.spi_pc, pending.set.spi_ps] {
             self.by_spi.insert(spi, shared_key.clone());
@@ -372,7 +374,7 @@ impl Registrar {
         self.count(pending.source(), true);
         let mut displaced = Displaced::default();
         let source = pending.source();
-        let Some(reg) = self.regs.get_mut(key) else {
+        let Some(reg) = exists.then(|| self.regs.get_mut(key)).flatten() else {
             let reg = Registration {
                 impi: ids.impi.clone(),
                 impus: ids.impus.clone(),
@@ -449,8 +451,7 @@ impl Registrar {
                 expires_at,
             }
         };
-        let (state, done) = take_state(reg).complete(spi, bind);
-        reg.state = state;
+        let done = reg.state.complete(spi, bind);
         // Completing binds an active set; it never takes one away.
         if !was_active && reg.state.active().is_some() {
             self.active += 1;
