@@ -15,8 +15,9 @@ use rand::RngCore;
 use super::durability::Held;
 use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
+use crate::sip::builder::response_tagged;
 use crate::sip::transaction::{TransactionLayer, TxId};
-use crate::sip::{response_to, MessageBuilder};
+use crate::sip::MessageBuilder;
 use crate::upstream::HopHealth;
 
 /// The core's shared machinery (see the module documentation).
@@ -126,7 +127,7 @@ impl Shared {
         headers: impl FnOnce(&mut MessageBuilder),
     ) {
         let tag = self.tag();
-        let mut b = match response_to(req.msg, code, reason, Some(tag.as_str())) {
+        let mut b = match response_tagged(req.msg, code, reason, tag.as_bytes()) {
             Ok(b) => b,
             Err(e) => return tracing::debug!("cannot answer {code}: {e}"),
         };
@@ -299,9 +300,15 @@ pub(crate) struct Tag([u8; 16]);
 
 impl Tag {
     /// The tag as text.
+    #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {
         // Only hex digits are ever written into it.
         std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    /// The tag's bytes (hex digits; no UTF-8 check).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -28,8 +28,8 @@ use crate::secagree::{
     render_security_header, tls_security_server, ChosenMechanism, Mechanism, SecMechanism,
     IPSEC_3GPP, TLS_MECHANISM,
 };
-use crate::sip::builder::{HeaderLines, StaticName};
-use crate::sip::{response_to, HeaderKind};
+use crate::sip::builder::{response_tagged, HeaderLines, StaticName};
+use crate::sip::HeaderKind;
 
 /// The `WWW-Authenticate` value of an IMS-AKA challenge for `impi` (RFC 3310 3.1), checked
 /// ([`ChallengeRef::check`]): render it, or write its pieces into the 401.
@@ -742,7 +742,7 @@ impl Core {
         // `respond_with` written out here: the tag is drawn from the shared state while the
         // headers borrow the core's rendered routes.
         let tag = self.shared.tag();
-        match response_to(req.msg, 200, "OK", Some(tag.as_str())) {
+        match response_tagged(req.msg, 200, "OK", tag.as_bytes()) {
             Ok(mut b) => {
                 b.push_named_with(&CONTACT, |v| {
                     v.str("<").str(contact).str(">;expires=").decimal(expires);

@@ -86,17 +86,18 @@ fn clean_from(out: &mut [u8], start: usize) {
     let Some(tail) = out.get_mut(start..) else {
         return;
     };
-    // A plain loop over a short piece, where `memchr`'s set-up costs more than the scan.
-    if tail.len() < 32 {
-        for b in tail {
-            if matches!(*b, b'\r' | b'\n') {
-                *b = b' ';
-            }
+    // Up to 64 bytes (a tag, a reason, most values) a word at a time, where a byte loop
+    // costs a few instructions a byte and `memchr`'s set-up more than the scan; longer
+    // values through `memchr2`.
+    let find = |t: &[u8]| {
+        if t.len() <= 64 {
+            akagate_proto::swar::find_of_two_near(b'\r', b'\n', t)
+        } else {
+            memchr::memchr2(b'\r', b'\n', t)
         }
-        return;
-    }
+    };
     let mut at = 0;
-    while let Some(i) = memchr::memchr2(b'\r', b'\n', &tail[at..]) {
+    while let Some(i) = tail.get(at..).and_then(find) {
         tail[at + i] = b' ';
         at += i + 1;
     }
@@ -321,7 +322,23 @@ pub fn response_to(
     } else {
         Scan::Blank
     };
-    response_with(request, code, reason, to_tag, scan)
+    response_with(request, code, reason, to_tag.map(str::as_bytes), scan)
+}
+
+/// [`response_to`] with a To tag given as bytes (ours, [`crate::context`]'s 16 hex digits:
+/// no UTF-8 check to read them as text; CR and LF are blanked in them as in any tag).
+pub(crate) fn response_tagged(
+    request: &Message<'_>,
+    code: u16,
+    reason: &str,
+    to_tag: &[u8],
+) -> Result<MessageBuilder, ParseError> {
+    let scan = if request.values_are_clean() {
+        Scan::Clean
+    } else {
+        Scan::Blank
+    };
+    response_with(request, code, reason, Some(to_tag), scan)
 }
 
 /// [`response_to`], the copied values scanned for CR and LF as `scan` says.
@@ -329,7 +346,7 @@ fn response_with(
     request: &Message<'_>,
     code: u16,
     reason: &str,
-    to_tag: Option<&str>,
+    to_tag: Option<&[u8]>,
     scan: Scan,
 ) -> Result<MessageBuilder, ParseError> {
     let to = request.cached_to()?;
@@ -385,7 +402,7 @@ fn response_with(
             b.head.extend_from_slice(to_raw.as_bytes());
             b.head.extend_from_slice(b";tag=");
             let tag_at = b.head.len();
-            b.head.extend_from_slice(tag.as_bytes());
+            b.head.extend_from_slice(tag);
             clean_from(
                 &mut b.head,
                 if scan == Scan::Blank { value } else { tag_at },
@@ -475,6 +492,41 @@ pub fn default_reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_from_blanks_what_a_byte_loop_blanks() {
+        // Every length up to past the word scan's 64 bytes, CR, LF and their neighbours at
+        // every position and in pairs, from every start.
+        for len in 0..150usize {
+            for at in 0..len.max(1) {
+                for (c, d) in [
+                    (b'\r', b'\n'),
+                    (b'\n', b'\n'),
+                    (b'\x0c', b'\x0e'),
+                    (b'\r', b'a'),
+                ] {
+                    let mut v: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if let Some(x) = v.get_mut(at) {
+                        *x = c;
+                    }
+                    if let Some(x) = v.get_mut((at * 7 + 3) % len.max(1)) {
+                        *x = d;
+                    }
+                    for start in [0, 1, at, len] {
+                        let mut want = v.clone();
+                        for b in want.iter_mut().skip(start) {
+                            if matches!(*b, b'\r' | b'\n') {
+                                *b = b' ';
+                            }
+                        }
+                        let mut got = v.clone();
+                        clean_from(&mut got, start);
+                        assert_eq!(got, want, "len {len} at {at} start {start}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn values_written_in_pieces_are_cleaned_whole() {
@@ -586,7 +638,13 @@ mod tests {
                 for (code, tag) in [(100, None), (401, Some("a1b2")), (200, Some("t\r\nX: y"))] {
                     let (Ok(fast), Ok(scanned)) = (
                         response_to(&m, code, default_reason(code), tag),
-                        response_with(&m, code, default_reason(code), tag, Scan::Blank),
+                        response_with(
+                            &m,
+                            code,
+                            default_reason(code),
+                            tag.map(str::as_bytes),
+                            Scan::Blank,
+                        ),
                     ) else {
                         continue;
                     };
