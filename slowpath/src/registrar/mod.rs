@@ -375,15 +375,18 @@ impl Registrar {
         let mut displaced = Displaced::default();
         let source = pending.source();
         let Some(reg) = exists.then(|| self.regs.get_mut(key)).flatten() else {
-            let reg = Registration {
-                impi: ids.impi.clone(),
-                impus: ids.impus.clone(),
-                state: RegState::Challenged {
-                    pending: vec![pending],
-                },
-                armed: None,
-            };
-            self.regs.insert(shared_key, Box::new(reg));
+            // Written straight into its box (built on the stack first, it was one more copy).
+            self.regs.insert(
+                shared_key,
+                Box::new(Registration {
+                    impi: ids.impi.clone(),
+                    impus: ids.impus.clone(),
+                    state: RegState::Challenged {
+                        pending: vec![pending],
+                    },
+                    armed: None,
+                }),
+            );
             return displaced;
         };
         let (state, replaced) = take_state(reg).drop_pending(|p| p.source() == source);

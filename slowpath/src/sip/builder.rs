@@ -341,6 +341,33 @@ pub(crate) fn response_tagged(
     response_with(request, code, reason, Some(to_tag), scan)
 }
 
+/// A header that must appear once, as [`Message::required`] reads it: seen not at all,
+/// once (its value), or more.
+#[derive(Clone, Copy)]
+enum Once<'a> {
+    None,
+    One(&'a str),
+    More,
+}
+
+impl<'a> Once<'a> {
+    fn see(&mut self, value: &'a str) {
+        *self = match self {
+            Once::None => Once::One(value),
+            _ => Once::More,
+        };
+    }
+
+    /// The value, or [`Message::required`]'s error for `kind`.
+    fn required(self, kind: HeaderKind) -> Result<&'a str, ParseError> {
+        match self {
+            Once::One(v) => Ok(v),
+            Once::None => Err(ParseError::MissingHeader(kind.label())),
+            Once::More => Err(ParseError::MultipleHeaders(kind.label())),
+        }
+    }
+}
+
 /// [`response_to`], the copied values scanned for CR and LF as `scan` says.
 fn response_with(
     request: &Message<'_>,
@@ -350,24 +377,27 @@ fn response_with(
     scan: Scan,
 ) -> Result<MessageBuilder, ParseError> {
     let to = request.cached_to()?;
-    let from = request.required(HeaderKind::From)?;
+    // One pass over the header lines: the Vias' length, and From, To and CSeq, each of
+    // which must be there once (what `Message::required` checks, a pass each).
+    let (mut vias, mut from, mut to_raw, mut cseq) = (0usize, Once::None, Once::None, Once::None);
+    for h in request.headers() {
+        match h.kind {
+            HeaderKind::Via => vias += h.value.len() + 8,
+            HeaderKind::From => from.see(h.value),
+            HeaderKind::To => to_raw.see(h.value),
+            HeaderKind::CSeq => cseq.see(h.value),
+            _ => {}
+        }
+    }
+    let to_raw = to_raw.required(HeaderKind::To)?;
+    let from = from.required(HeaderKind::From)?;
     let call_id = request.call_id()?;
-    let cseq = request.required(HeaderKind::CSeq)?;
+    let cseq = cseq.required(HeaderKind::CSeq)?;
     request.cached_top_via()?;
     // What is copied from the request, and room for what the caller adds: a 401 or 200 to a
     // REGISTER stays under 1 KiB, where the allocator serves it from its per-thread cache
     // (a fixed 1.5 KiB head went through the slower general path every time).
-    let copied: usize = request
-        .headers()
-        .iter()
-        .filter(|h| h.kind == HeaderKind::Via)
-        .map(|h| h.value.len() + 8)
-        .sum::<usize>()
-        + from.len()
-        + request.required(HeaderKind::To)?.len()
-        + call_id.len()
-        + cseq.len()
-        + 64;
+    let copied = vias + from.len() + to_raw.len() + call_id.len() + cseq.len() + 64;
     let mut b =
         MessageBuilder::response_with_capacity(code, reason, copied + reason.len() + ADDED_ROOM);
     // The first Via line carries the `received` / `rport` noted for the request, if any (the
@@ -393,7 +423,6 @@ fn response_with(
         }
     }
     b.named_parts(&FROM, &[from], scan);
-    let to_raw = request.required(HeaderKind::To)?;
     match to_tag {
         Some(tag) if code > 100 && to.tag().is_none() => {
             // The caller's tag is not the request's: it is always scanned.
@@ -492,6 +521,49 @@ pub fn default_reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_and_doubled_headers_fail_as_required_reads_them() {
+        let lines = [
+            "Via: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bK1",
+            "From: <sip:a@b>;tag=1",
+            "To: <sip:a@b>",
+            "Call-ID: c",
+            "CSeq: 1 REGISTER",
+            "Max-Forwards: 70",
+        ];
+        // Each line left out, and each doubled.
+        for i in 0..lines.len() {
+            for doubled in [false, true] {
+                let mut head = String::from("REGISTER sip:b SIP/2.0\r\n");
+                for (k, l) in lines.iter().enumerate() {
+                    let n = match (k == i, doubled) {
+                        (false, _) => 1,
+                        (true, false) => 0,
+                        (true, true) => 2,
+                    };
+                    for _ in 0..n {
+                        head.push_str(l);
+                        head.push_str("\r\n");
+                    }
+                }
+                head.push_str("\r\n");
+                let Ok(m) = Message::parse(head.as_bytes()) else {
+                    continue;
+                };
+                let by_required = m
+                    .cached_to()
+                    .map(|_| ())
+                    .and_then(|_| m.required(HeaderKind::To).map(|_| ()))
+                    .and_then(|_| m.required(HeaderKind::From).map(|_| ()))
+                    .and_then(|_| m.call_id().map(|_| ()))
+                    .and_then(|_| m.required(HeaderKind::CSeq).map(|_| ()))
+                    .and_then(|_| m.cached_top_via().map(|_| ()));
+                let built = response_to(&m, 200, "OK", Some("t")).map(|_| ());
+                assert_eq!(built, by_required, "line {i} doubled {doubled}");
+            }
+        }
+    }
 
     #[test]
     fn clean_from_blanks_what_a_byte_loop_blanks() {

@@ -101,6 +101,36 @@ impl KeyWriter {
         self.len + self.spill.len()
     }
 
+    /// Appends one byte (a digit, a separator): no copy call.
+    #[inline]
+    fn push_byte(&mut self, b: u8) {
+        match self.buf.get_mut(self.len) {
+            Some(slot) if self.spill.is_empty() => {
+                *slot = b;
+                self.len += 1;
+            }
+            _ => self.push(&[b]),
+        }
+    }
+
+    /// Appends `n` in decimal, a digit at a time (an octet or a port: at most five).
+    #[inline]
+    fn push_decimal(&mut self, n: u16) {
+        let mut digits = [0u8; 5];
+        let (mut n, mut i) = (n, digits.len());
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.push_byte(d);
+        }
+    }
+
     fn push(&mut self, s: &[u8]) {
         if self.spill.is_empty() {
             if let Some(dst) = self.buf.get_mut(self.len..self.len + s.len()) {
@@ -205,18 +235,21 @@ fn push_sent_by(w: &mut KeyWriter, via: &Via<'_>) {
         Host::Ipv4(a) => {
             for (k, octet) in a.octets().into_iter().enumerate() {
                 if k > 0 {
-                    w.push(b".");
+                    w.push_byte(b'.');
                 }
-                w.push(itoa::Buffer::new().format(octet).as_bytes());
+                w.push_decimal(u16::from(octet));
             }
         }
         Host::Ipv6(_) => {
             let _ = write!(w, "{}", via.host);
         }
     }
-    w.push(b":");
-    w.push(itoa::Buffer::new().format(via.port_or_default()).as_bytes());
-    w.lower_from(start);
+    w.push_byte(b':');
+    w.push_decimal(via.port_or_default());
+    // Digits and dots have no case: only a name is lower-cased.
+    if matches!(via.host, Host::Name(_)) {
+        w.lower_from(start);
+    }
 }
 
 fn sent_by(via: &Via<'_>) -> String {
