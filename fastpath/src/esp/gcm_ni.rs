@@ -354,17 +354,12 @@ impl Aes128GcmNi {
         } else {
             let h: [__m128i; AGG] = core::array::from_fn(|i| load(&self.h_pow[i]));
             let mut x = x;
-            // A payload shorter than one batch keeps `first` for the tail's one reduction;
-            // a longer one hashes it now.
-            let pre = match first {
-                Some(a) if pass != Pass::CtrOnly && buf.len() < 16 * AGG => Some(a),
-                Some(a) if pass != Pass::CtrOnly => {
-                    x = gf_mul(_mm_xor_si128(x, a), h[0]);
-                    None
-                }
-                _ => None,
-            };
-            let s = ctr_ghash(&k, &h, &self.h_pow, j0, x, pre, lens, buf, pass);
+            if let (Some(a), true) = (first, pass != Pass::CtrOnly) {
+                x = gf_mul(_mm_xor_si128(x, a), h[0]);
+            }
+            x = ctr_ghash(&k, &h, j0, x, buf, pass);
+            // Step 5: the lengths block.
+            let s = gf_mul(_mm_xor_si128(x, lens), h[0]);
             _mm_xor_si128(bswap(s), ej0)
         };
         let mut tag = [0u8; 16];
@@ -489,22 +484,15 @@ fn lengths_block(aad_len: u64, len: usize) -> __m128i {
     )
 }
 
-/// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`
-/// (then the byte-reversed block `pre`, if given, hashed before the payload), the payload's
-/// first counter block being `IV || 2`, 128 bits at a time, then the byte-reversed lengths
-/// block `lens`. Returns S, the GHASH of the whole input (SP 800-38D 7.1 step 5); for
-/// `CtrOnly` a meaningless value. `h` is H^1..H^8, `h_pow` the whole table (the tail's
-/// products reach H^10).
-#[allow(clippy::too_many_arguments)]
+/// GHASH of `buf` (under `pass`) with CTR applied in place, continuing from GHASH state `x`,
+/// the payload's first counter block being `IV || 2`, 128 bits at a time. Returns the GHASH
+/// state before the lengths block.
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
 fn ctr_ghash(
     k: &[__m128i; 11],
     h: &[__m128i; AGG],
-    h_pow: &[[u8; 16]; HPOW],
     j0: __m128i,
     mut x: __m128i,
-    pre: Option<__m128i>,
-    lens: __m128i,
     buf: &mut [u8],
     pass: Pass,
 ) -> __m128i {
@@ -541,105 +529,45 @@ fn ctr_ghash(
     if let Some(blocks) = pending {
         x = ghash8(&blocks, h).reduce();
     }
-    ctr_ghash_tail(k, h_pow, j0, ctr, x, pre, lens, chunks.into_remainder(), pass)
-}
-
-/// The last 0..=127 bytes of a payload (`rest`, its counter blocks from `ctr`) under
-/// `pass`, then the lengths block `lens`, from GHASH state `x` (and `pre`, as in
-/// [`ctr_ghash`]): S. The n <= 8 blocks' keystream is computed side by side (the last one
-/// partial, SP 800-38D 6.5: the leftmost bytes of its keystream block; GHASH sees it
-/// zero-padded, 6.4 via 7.1 step 5), and GHASH takes every block, the lengths block and
-/// `pre` in one reduction: S = (x [+ pre]) H^(n+1 [+1]) + sum of block i times H^(n+1-i) +
-/// lengths times H, with the state folded into the first term. Block by block, each block
-/// and the lengths block was its own multiply and reduction in a serial chain. No
-/// keystream byte beyond the payload is stored.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
-fn ctr_ghash_tail(
-    k: &[__m128i; 11],
-    h_pow: &[[u8; 16]; HPOW],
-    j0: __m128i,
-    ctr: u32,
-    x: __m128i,
-    pre: Option<__m128i>,
-    lens: __m128i,
-    rest: &mut [u8],
-    pass: Pass,
-) -> __m128i {
-    let len = rest.len();
-    let n = len.div_ceil(16).min(AGG);
-    let zero = _mm_setzero_si128();
-    let mut ks = [zero; AGG];
-    match n {
-        0 => {}
-        1 => ks[0] = aes1(k, counter_block(j0, ctr)),
-        2 => ks[..2].copy_from_slice(&aes_ctr::<2>(k, j0, ctr)),
-        3 | 4 => ks[..4].copy_from_slice(&aes_ctr::<4>(k, j0, ctr)),
-        5 | 6 => ks[..6].copy_from_slice(&aes_ctr::<6>(k, j0, ctr)),
-        _ => ks = aes_ctr::<AGG>(k, j0, ctr),
-    }
-    let mut hashed = [zero; AGG];
-    for (i, (ks, hashed)) in ks.iter().zip(hashed.iter_mut()).take(n).enumerate() {
-        let at = 16 * i;
-        let Some(part) = rest.get_mut(at..len.min(at + 16)) else {
-            break;
-        };
-        let m = part.len();
-        let (data, out) = if let Ok(block) = <&mut [u8; 16]>::try_from(&mut *part) {
-            let data = load(block);
-            let out = _mm_xor_si128(data, *ks);
-            store(block, out);
-            (data, out)
-        } else {
-            let mut pad = [0u8; 16];
-            pad[..m].copy_from_slice(part);
-            let data = load(&pad);
-            // Keystream bytes past the payload masked off: GHASH's zero padding, and none
-            // of them reaches memory.
-            let out = _mm_and_si128(_mm_xor_si128(data, *ks), load(&low_bytes_mask(m)));
-            store(&mut pad, out);
-            part.copy_from_slice(&pad[..m]);
-            (data, out)
-        };
-        *hashed = bswap(if pass == Pass::Seal { out } else { data });
-    }
-    if pass == Pass::CtrOnly {
-        return x;
-    }
-    let hp = |e: usize| load(&h_pow[e - 1]);
-    // The state folded into the first term of the sum.
-    let (mut acc, from) = match pre {
-        Some(a) => (Wide::mul(_mm_xor_si128(x, a), hp(n + 2)), 0),
-        None if n > 0 => (Wide::mul(_mm_xor_si128(hashed[0], x), hp(n + 1)), 1),
-        None => return gf_mul(_mm_xor_si128(lens, x), hp(1)),
-    };
-    for (i, b) in hashed.iter().enumerate().take(n).skip(from) {
-        acc.add_mul(*b, hp(n + 1 - i));
-    }
-    acc.add_mul(lens, hp(1));
-    acc.reduce()
-}
-
-/// Bytes 0..m of 16 set (0xff), the rest zero.
-fn low_bytes_mask(m: usize) -> [u8; 16] {
-    core::array::from_fn(|i| if i < m { 0xff } else { 0 })
-}
-
-/// The AES-CTR keystream of the `N` counter blocks from `ctr`, side by side.
-#[inline]
-#[target_feature(enable = "aes,sse2,sse4.1")]
-fn aes_ctr<const N: usize>(k: &[__m128i; 11], j0: __m128i, ctr: u32) -> [__m128i; N] {
-    let mut s: [__m128i; N] =
-        core::array::from_fn(|i| _mm_xor_si128(counter_block(j0, ctr.wrapping_add(i as u32)), k[0]));
-    for rk in &k[1..10] {
-        for v in s.iter_mut() {
-            *v = _mm_aesenc_si128(*v, *rk);
+    let rest = chunks.into_remainder();
+    let mut blocks = rest.chunks_exact_mut(16);
+    for block in &mut blocks {
+        let p = block.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: `block` is exactly 16 bytes; unaligned load/store.
+        let data = unsafe { _mm_loadu_si128(p) };
+        if pass == Pass::Open {
+            x = gf_mul(_mm_xor_si128(x, bswap(data)), h[0]);
+        }
+        let out = _mm_xor_si128(data, aes1(k, counter_block(j0, ctr)));
+        ctr = ctr.wrapping_add(1);
+        // SAFETY: as above.
+        unsafe { _mm_storeu_si128(p, out) };
+        if pass == Pass::Seal {
+            x = gf_mul(_mm_xor_si128(x, bswap(out)), h[0]);
         }
     }
-    for v in s.iter_mut() {
-        *v = _mm_aesenclast_si128(*v, k[10]);
+    let tail = blocks.into_remainder();
+    if !tail.is_empty() {
+        // SP 800-38D 6.5: the last partial block uses the leftmost bytes of its keystream
+        // block; GHASH sees it padded with zeros (6.4 via 7.1 step 5).
+        let mut pad = [0u8; 16];
+        pad[..tail.len()].copy_from_slice(tail);
+        if pass == Pass::Open {
+            x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
+        }
+        let mut ks = [0u8; 16];
+        store(&mut ks, aes1(k, counter_block(j0, ctr)));
+        for (b, s) in tail.iter_mut().zip(ks.iter()) {
+            *b ^= s;
+        }
+        if pass == Pass::Seal {
+            pad = [0u8; 16];
+            pad[..tail.len()].copy_from_slice(tail);
+            x = gf_mul(_mm_xor_si128(x, bswap(load(&pad))), h[0]);
+        }
+        ks.zeroize();
     }
-    s
+    x
 }
 
 /// H = E_K(0^128) and its powers in the table's order (H^1..H^16), byte-reversed, times x.
