@@ -299,7 +299,6 @@ fn tcp_socket_with(rx: Vec<u8>, tx: Vec<u8>) -> (tcp::Socket<'static>, usize) {
 
 /// A spare socket of this thread with buffers of exactly `rx` and `tx` bytes, if one is kept,
 /// and the address of its receive buffer.
-#[inline(always)]
 fn take_spare(rx: usize, tx: usize) -> Option<(tcp::Socket<'static>, usize)> {
     SPARE.with(|p| {
         let mut p = p.try_borrow_mut().ok()?;
@@ -1030,7 +1029,6 @@ impl UeStack {
     }
 
     /// A TCP socket for a listener or a connection, and the address of its receive buffer.
-    #[inline(always)]
     fn new_tcp_socket(&self) -> (tcp::Socket<'static>, usize) {
         let spare = self
             .recycle
@@ -1669,7 +1667,6 @@ impl UeStack {
 
     /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first, and a
     /// full one exactly one more slot.
-    #[inline(always)]
     fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> SocketHandle {
         let live = self.live_sockets();
         if live == 0 {
