@@ -299,8 +299,17 @@ impl Reassembler {
         )?))
     }
 
-    /// Drops incomplete datagrams older than the timeout.
+    /// Drops incomplete datagrams older than the timeout. With nothing held (every loop turn
+    /// without fragments) only the check of the empty order queue, inline.
+    #[inline]
     pub fn expire(&mut self, now: Instant) {
+        if !self.order.is_empty() {
+            self.expire_held(now);
+        }
+    }
+
+    /// [`Reassembler::expire`] with datagrams (or their stale keys) held.
+    fn expire_held(&mut self, now: Instant) {
         // Completed datagrams leave stale keys behind; keep the queue proportional to the table.
         if self.order.len() > 2 * self.cfg.max_datagrams + 64 {
             let table = &self.table;

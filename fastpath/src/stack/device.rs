@@ -145,6 +145,19 @@ pub trait PacketSink {
     /// on scratch space, and drops the packet.
     fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R;
 
+    /// [`PacketSink::send`] of a packet smoltcp writes with its checksums left to the device
+    /// ([`stack_capabilities`]): `fill` writes it, then its checksums are filled
+    /// ([`crate::wire::checksum::fill_checksums`]). A sink that reads the packet's headers to
+    /// route it overrides this to have them from the fill
+    /// ([`crate::wire::checksum::fill_checksums_described`]) instead of parsing them again.
+    fn send_checksummed<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+        self.send(len, |buf| {
+            let r = fill(buf);
+            crate::wire::checksum::fill_checksums(buf);
+            r
+        })
+    }
+
     /// Whether the sink can take another packet now; smoltcp keeps what it would send for a
     /// later poll otherwise.
     fn can_send(&mut self) -> bool;
@@ -195,10 +208,10 @@ impl phy::RxToken for SliceRxToken<'_> {
 
 impl<S: PacketSink> phy::TxToken for SinkTxToken<'_, S> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        self.0.send(len, |buf| {
+        // smoltcp leaves its checksums to the device ([`stack_capabilities`]): the sink fills
+        // them after `f`.
+        self.0.send_checksummed(len, |buf| {
             let r = f(buf);
-            // smoltcp leaves its checksums to the device ([`stack_capabilities`]).
-            crate::wire::checksum::fill_checksums(buf);
             // smoltcp wrote the packet into the sink's buffer: its payload from a socket's.
             #[cfg(any(test, feature = "copy-count"))]
             note_payload(crate::copies::CopySite::StackTx, buf);

@@ -453,6 +453,20 @@ impl<Q: PortQueue> Link<Q> {
         let parsed = IpRepr::from_bytes(pkt, Direction::Outbound)
             .ok()
             .and_then(|ip| Some((ip, Segment::parse(pkt, &ip)?)));
+        self.emit_parsed(sets, b, parsed, now);
+    }
+
+    /// [`Link::emit`] of a packet whose header and transport facts the caller has: what
+    /// `IpRepr::from_bytes` (outbound) and `Segment::parse` make of `b`'s packet, `None` if
+    /// they refuse it ([`crate::wire::checksum::fill_checksums_described`] reads them while
+    /// filling the checksums).
+    fn emit_parsed(
+        &mut self,
+        sets: &mut UeEgress,
+        b: PacketBuf,
+        parsed: Option<(IpRepr, Segment)>,
+        now: Instant,
+    ) {
         let Some((ip, seg)) = parsed else {
             return self.drop(b, |c| &c.drop_egress_not_sip);
         };
@@ -496,10 +510,24 @@ pub(super) struct StackSink<'a, Q: PortQueue> {
     spare: Option<PacketBuf>,
 }
 
-impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
-    fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+impl<Q: PortQueue> StackSink<'_, Q> {
+    /// Lets `fill` write a packet of `len` bytes into a buffer of the pool and sends it on:
+    /// `finish` (after `fill`, on the packet) says what [`Link::emit_parsed`] routes it by,
+    /// `None` to have [`Link::emit`] parse it. Above the link MTU, the big buffer
+    /// ([`Link::send_big`]) after `fill` and `finish`.
+    fn send_with<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+        finish: impl FnOnce(&mut [u8]) -> Option<Option<(IpRepr, Segment)>>,
+    ) -> R {
         let link = &mut *self.link;
         if len > link.link_mtu {
+            let fill = |buf: &mut [u8]| {
+                let r = fill(buf);
+                let _ = finish(buf);
+                r
+            };
             return link.send_big(self.sets, len, fill, self.now);
         }
         let Some(mut b) = self.spare.take().or_else(|| link.queue.alloc()) else {
@@ -515,11 +543,28 @@ impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
             return discard(&mut link.scratch, len, fill);
         };
         let result = fill(dst);
-        match b.set_range(area) {
-            Ok(()) => link.emit(self.sets, b, self.now),
-            Err(_) => link.drop(b, |c| &c.drop_egress_too_big),
+        let parsed = finish(dst);
+        match (b.set_range(area), parsed) {
+            (Ok(()), Some(parsed)) => link.emit_parsed(self.sets, b, parsed, self.now),
+            (Ok(()), None) => link.emit(self.sets, b, self.now),
+            (Err(_), _) => link.drop(b, |c| &c.drop_egress_too_big),
         }
         result
+    }
+}
+
+impl<Q: PortQueue> PacketSink for StackSink<'_, Q> {
+    fn send<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+        self.send_with(len, fill, |_| None)
+    }
+
+    /// The checksums filled and the header read in one pass
+    /// ([`crate::wire::checksum::fill_checksums_described`]): [`Link::emit`] does not parse
+    /// the packet again.
+    fn send_checksummed<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, fill: F) -> R {
+        self.send_with(len, fill, |buf| {
+            Some(crate::wire::checksum::fill_checksums_described(buf))
+        })
     }
 
     fn can_send(&mut self) -> bool {
