@@ -83,10 +83,19 @@ impl PersistRecord {
 /// challenge on the slowpath thread).
 fn push_hex12(out: &mut String, v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    if v >> 48 == 0 {
+        // An SQN: exactly 12 digits, written at fixed places (no loop-carried count).
+        let mut digits = [0u8; 12];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((v >> (44 - 4 * i)) & 0xf) as usize];
+        }
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+        return;
+    }
     let mut digits = [0u8; 16];
     let mut n = 0;
     let mut rest = v;
-    while n < 12 || rest != 0 {
+    while rest != 0 {
         digits[15 - n] = HEX[(rest & 0xf) as usize];
         rest >>= 4;
         n += 1;
@@ -131,13 +140,20 @@ pub fn parse_snapshot(text: &str) -> Result<SqnState, HssError> {
 }
 
 /// Renders a snapshot (TOML map IMPI -> SQN in 12 hex digits): one `key = "sqn"` line per
-/// IMPI, in the order given (the state's, sorted). IMPIs of the usual characters are written
+/// IMPI, sorted (as `toml` writes a map; a state given in another order is sorted first,
+/// an IMPI given twice written once with its largest SQN). IMPIs of the usual characters are written
 /// directly, byte for byte as `toml` writes them (issue 10: `toml`'s serializer was ~10k
 /// instructions a registration at shutdown); a state with any other IMPI goes through `toml`.
 pub fn render_snapshot<'a>(
     state: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> Result<String, HssError> {
-    let state: Vec<(&str, u64)> = state.into_iter().collect();
+    let mut state: Vec<(&str, u64)> = state.into_iter().collect();
+    if !state.windows(2).all(|w| w[0].0 < w[1].0) {
+        // A checkpoint's state comes in the HSS's order: sorted here (an IMPI twice keeps
+        // its largest SQN, the fold's rule), so it is written without `toml` too.
+        state.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        state.dedup_by(|later, first| later.0 == first.0);
+    }
     if let Some(text) = render_plain(&state) {
         return Ok(text);
     }
@@ -155,24 +171,23 @@ pub fn render_snapshot<'a>(
 /// quoted one of printable ASCII without `"`, `\` or `'` (so neither form needs an escape),
 /// and the IMPIs come sorted without duplicates (as `toml` writes a map); `None` otherwise.
 fn render_plain(state: &[(&str, u64)]) -> Option<String> {
-    let mut out = String::new();
+    let bytes: usize = state.iter().map(|(impi, _)| impi.len() + 20).sum();
+    let mut out = String::with_capacity(bytes);
     let mut last: Option<&str> = None;
     for &(impi, sqn) in state {
         if last.is_some_and(|l| l >= impi) {
             return None;
         }
         last = Some(impi);
-        let bare = !impi.is_empty()
-            && impi
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let quoted = impi
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\\' | b'\''));
-        if !bare && !quoted {
-            return None;
+        // One pass: bare while every byte is `A-Za-z0-9_-`; any byte outside printable
+        // ASCII, or `"`, `\` or `'`, needs an escape.
+        let mut bare = !impi.is_empty();
+        for b in impi.bytes() {
+            bare &= b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            if !(b' '..=b'~').contains(&b) || matches!(b, b'"' | b'\\' | b'\'') {
+                return None;
+            }
         }
-        out.reserve(impi.len() + 20);
         if !bare {
             out.push('"');
         }
@@ -262,6 +277,39 @@ mod tests {
                 assert_eq!(r.journal_line(), format!("{sqn:012x} {impi}\n"));
             }
         }
+    }
+
+    /// A state in the HSS's order (a checkpoint's), an IMPI twice among it, renders as the
+    /// sorted map `toml` writes, the largest SQN of the IMPI kept, and without `toml` when
+    /// its IMPIs allow.
+    #[test]
+    fn an_unsorted_state_renders_as_its_sorted_map() {
+        let given = [
+            ("c@x", 3u64),
+            ("a@x", 1),
+            ("b@x", 0x20),
+            ("a@x", 9),
+            ("b@x", 0x10),
+            ("with space", 5),
+        ];
+        let mut want: SqnState = SqnState::new();
+        for (k, v) in given {
+            let e = want.entry(k.to_string()).or_insert(0);
+            *e = (*e).max(v);
+        }
+        let via_toml = toml::to_string(
+            &(want.iter())
+                .map(|(k, v)| (k.as_str(), format!("{v:012x}")))
+                .collect::<BTreeMap<&str, String>>(),
+        )
+        .unwrap();
+        let text = render_snapshot(given).unwrap();
+        assert_eq!(text, via_toml);
+        assert_eq!(parse_snapshot(&text).unwrap(), want);
+        // The same with an IMPI that needs `toml`'s escapes.
+        let text = render_snapshot([("z\"q", 4), ("a@x", 2), ("z\"q", 7)]).unwrap();
+        let want: SqnState = [("a@x".to_string(), 2), ("z\"q".to_string(), 7)].into();
+        assert_eq!(parse_snapshot(&text).unwrap(), want);
     }
 
     #[test]
