@@ -76,22 +76,59 @@ impl PersistRecord {
         out.push_str(&self.impi);
         out.push('\n');
     }
+
+    /// [`PersistRecord::push_journal_line`] into bytes (the registration store's SQN
+    /// record: no UTF-8 check of the digits).
+    pub fn push_journal_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(14 + self.impi.len());
+        push_hex12_bytes(out, self.sqn);
+        out.push(b' ');
+        out.extend_from_slice(self.impi.as_bytes());
+        out.push(b'\n');
+    }
 }
 
 /// Appends `v` in lower-case hex, at least 12 digits (zero-padded), as `{:012x}` writes it
 /// (an SQN is 48 bits, so always 12), without the formatting machinery (issue 10: a line per
 /// challenge on the slowpath thread).
 fn push_hex12(out: &mut String, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    if v >> 48 == 0 {
-        // An SQN: exactly 12 digits, written at fixed places (no loop-carried count).
-        let mut digits = [0u8; 12];
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = HEX[((v >> (44 - 4 * i)) & 0xf) as usize];
-        }
-        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
-        return;
+    match hex12(v) {
+        Some(digits) => out.extend(digits.iter().map(|&d| char::from(d))),
+        None => push_hex_long(out, v),
     }
+}
+
+/// [`push_hex12`] into bytes.
+fn push_hex12_bytes(out: &mut Vec<u8>, v: u64) {
+    match hex12(v) {
+        Some(digits) => out.extend_from_slice(&digits),
+        None => {
+            let mut s = String::new();
+            push_hex_long(&mut s, v);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// Lower-case hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The 12 hex digits of an SQN (`v` below 2^48), written at fixed places; `None` above.
+#[inline]
+fn hex12(v: u64) -> Option<[u8; 12]> {
+    if v >> 48 != 0 {
+        return None;
+    }
+    let mut digits = [0u8; 12];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((v >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    Some(digits)
+}
+
+/// `v` (at least 2^48: more than 12 digits) in hex.
+#[cold]
+fn push_hex_long(out: &mut String, v: u64) {
     let mut digits = [0u8; 16];
     let mut n = 0;
     let mut rest = v;
@@ -172,32 +209,52 @@ pub fn render_snapshot<'a>(
 /// and the IMPIs come sorted without duplicates (as `toml` writes a map); `None` otherwise.
 fn render_plain(state: &[(&str, u64)]) -> Option<String> {
     let bytes: usize = state.iter().map(|(impi, _)| impi.len() + 20).sum();
-    let mut out = String::with_capacity(bytes);
+    let mut out: Vec<u8> = Vec::with_capacity(bytes);
     let mut last: Option<&str> = None;
     for &(impi, sqn) in state {
         if last.is_some_and(|l| l >= impi) {
             return None;
         }
         last = Some(impi);
-        // One pass: bare while every byte is `A-Za-z0-9_-`; any byte outside printable
-        // ASCII, or `"`, `\` or `'`, needs an escape.
-        let mut bare = !impi.is_empty();
-        for b in impi.bytes() {
-            bare &= b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-            if !(b' '..=b'~').contains(&b) || matches!(b, b'"' | b'\\' | b'\'') {
-                return None;
-            }
+        // One pass, a table look-up a byte: bare if every byte is `A-Za-z0-9_-`; a byte
+        // outside printable ASCII, or `"`, `\` or `'`, needs an escape.
+        let class = impi.bytes().fold(BARE | QUOTED, |c, b| c & KEY_CLASS[usize::from(b)]);
+        if class & QUOTED == 0 {
+            return None;
         }
+        let bare = !impi.is_empty() && class & BARE != 0;
         if !bare {
-            out.push('"');
+            out.push(b'"');
         }
-        out.push_str(impi);
-        out.push_str(if bare { " = \"" } else { "\" = \"" });
-        push_hex12(&mut out, sqn);
-        out.push_str("\"\n");
+        out.extend_from_slice(impi.as_bytes());
+        out.extend_from_slice(if bare { b" = \"" } else { b"\" = \"" });
+        push_hex12_bytes(&mut out, sqn);
+        out.extend_from_slice(b"\"\n");
     }
-    Some(out)
+    // Printable ASCII only: one check of the whole text.
+    String::from_utf8(out).ok()
 }
+
+/// [`KEY_CLASS`]: the byte may stand in a bare TOML key.
+const BARE: u8 = 1;
+/// [`KEY_CLASS`]: the byte may stand in a quoted TOML key without an escape.
+const QUOTED: u8 = 2;
+/// Per byte, [`BARE`] and [`QUOTED`] as they apply.
+const KEY_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c >= b' ' && c <= b'~' && c != b'"' && c != b'\\' && c != b'\'' {
+            t[b] |= QUOTED;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+            t[b] |= BARE;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// Parses 12 hex digits (a 48-bit SQN).
 pub(crate) fn parse_sqn_hex(hex: &str) -> Option<u64> {
@@ -275,6 +332,9 @@ mod tests {
                 r.push_journal_line(&mut got);
                 assert_eq!(got, format!("before\n{sqn:012x} {impi}\n"), "sqn {sqn:#x}");
                 assert_eq!(r.journal_line(), format!("{sqn:012x} {impi}\n"));
+                let mut bytes = b"before\n".to_vec();
+                r.push_journal_bytes(&mut bytes);
+                assert_eq!(bytes, format!("before\n{sqn:012x} {impi}\n").into_bytes());
             }
         }
     }

@@ -395,14 +395,14 @@ impl RegistrationStore {
                 }
             }
         }
-        let (mut key, mut line) = (String::new(), String::new());
+        let (mut key, mut line) = (String::new(), Vec::new());
         for r in sqns {
             key.clear();
             key.push_str(SQN_KEY_PREFIX);
             key.push_str(r.impi());
             line.clear();
-            r.push_journal_line(&mut line);
-            put_checked(&mut batch, &key, &[line.as_bytes()], b"", b"");
+            r.push_journal_bytes(&mut line);
+            put_checked(&mut batch, &key, &[&line], b"", b"");
         }
         self.append(&batch)?;
         drop(batch);
