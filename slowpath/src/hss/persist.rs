@@ -218,7 +218,9 @@ fn render_plain(state: &[(&str, u64)]) -> Option<String> {
         last = Some(impi);
         // One pass, a table look-up a byte: bare if every byte is `A-Za-z0-9_-`; a byte
         // outside printable ASCII, or `"`, `\` or `'`, needs an escape.
-        let class = impi.bytes().fold(BARE | QUOTED, |c, b| c & KEY_CLASS[usize::from(b)]);
+        let class = impi
+            .bytes()
+            .fold(BARE | QUOTED, |c, b| c & KEY_CLASS[usize::from(b)]);
         if class & QUOTED == 0 {
             return None;
         }
