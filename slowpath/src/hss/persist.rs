@@ -76,17 +76,63 @@ impl PersistRecord {
         out.push_str(&self.impi);
         out.push('\n');
     }
+
+    /// [`PersistRecord::push_journal_line`] into bytes (the registration store's SQN
+    /// record: no UTF-8 check of the digits).
+    pub fn push_journal_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(14 + self.impi.len());
+        push_hex12_bytes(out, self.sqn);
+        out.push(b' ');
+        out.extend_from_slice(self.impi.as_bytes());
+        out.push(b'\n');
+    }
 }
 
 /// Appends `v` in lower-case hex, at least 12 digits (zero-padded), as `{:012x}` writes it
 /// (an SQN is 48 bits, so always 12), without the formatting machinery (issue 10: a line per
 /// challenge on the slowpath thread).
 fn push_hex12(out: &mut String, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match hex12(v) {
+        Some(digits) => out.extend(digits.iter().map(|&d| char::from(d))),
+        None => push_hex_long(out, v),
+    }
+}
+
+/// [`push_hex12`] into bytes.
+fn push_hex12_bytes(out: &mut Vec<u8>, v: u64) {
+    match hex12(v) {
+        Some(digits) => out.extend_from_slice(&digits),
+        None => {
+            let mut s = String::new();
+            push_hex_long(&mut s, v);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// Lower-case hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The 12 hex digits of an SQN (`v` below 2^48), written at fixed places; `None` above.
+#[inline]
+fn hex12(v: u64) -> Option<[u8; 12]> {
+    if v >> 48 != 0 {
+        return None;
+    }
+    let mut digits = [0u8; 12];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((v >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    Some(digits)
+}
+
+/// `v` (at least 2^48: more than 12 digits) in hex.
+#[cold]
+fn push_hex_long(out: &mut String, v: u64) {
     let mut digits = [0u8; 16];
     let mut n = 0;
     let mut rest = v;
-    while n < 12 || rest != 0 {
+    while rest != 0 {
         digits[15 - n] = HEX[(rest & 0xf) as usize];
         rest >>= 4;
         n += 1;
@@ -131,13 +177,20 @@ pub fn parse_snapshot(text: &str) -> Result<SqnState, HssError> {
 }
 
 /// Renders a snapshot (TOML map IMPI -> SQN in 12 hex digits): one `key = "sqn"` line per
-/// IMPI, in the order given (the state's, sorted). IMPIs of the usual characters are written
+/// IMPI, sorted (as `toml` writes a map; a state given in another order is sorted first,
+/// an IMPI given twice written once with its largest SQN). IMPIs of the usual characters are written
 /// directly, byte for byte as `toml` writes them (issue 10: `toml`'s serializer was ~10k
 /// instructions a registration at shutdown); a state with any other IMPI goes through `toml`.
 pub fn render_snapshot<'a>(
     state: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> Result<String, HssError> {
-    let state: Vec<(&str, u64)> = state.into_iter().collect();
+    let mut state: Vec<(&str, u64)> = state.into_iter().collect();
+    if !state.windows(2).all(|w| w[0].0 < w[1].0) {
+        // A checkpoint's state comes in the HSS's order: sorted here (an IMPI twice keeps
+        // its largest SQN, the fold's rule), so it is written without `toml` too.
+        state.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        state.dedup_by(|later, first| later.0 == first.0);
+    }
     if let Some(text) = render_plain(&state) {
         return Ok(text);
     }
@@ -155,34 +208,55 @@ pub fn render_snapshot<'a>(
 /// quoted one of printable ASCII without `"`, `\` or `'` (so neither form needs an escape),
 /// and the IMPIs come sorted without duplicates (as `toml` writes a map); `None` otherwise.
 fn render_plain(state: &[(&str, u64)]) -> Option<String> {
-    let mut out = String::new();
+    let bytes: usize = state.iter().map(|(impi, _)| impi.len() + 20).sum();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes);
     let mut last: Option<&str> = None;
     for &(impi, sqn) in state {
         if last.is_some_and(|l| l >= impi) {
             return None;
         }
         last = Some(impi);
-        let bare = !impi.is_empty()
-            && impi
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let quoted = impi
+        // One pass, a table look-up a byte: bare if every byte is `A-Za-z0-9_-`; a byte
+        // outside printable ASCII, or `"`, `\` or `'`, needs an escape.
+        let class = impi
             .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\\' | b'\''));
-        if !bare && !quoted {
+            .fold(BARE | QUOTED, |c, b| c & KEY_CLASS[usize::from(b)]);
+        if class & QUOTED == 0 {
             return None;
         }
-        out.reserve(impi.len() + 20);
+        let bare = !impi.is_empty() && class & BARE != 0;
         if !bare {
-            out.push('"');
+            out.push(b'"');
         }
-        out.push_str(impi);
-        out.push_str(if bare { " = \"" } else { "\" = \"" });
-        push_hex12(&mut out, sqn);
-        out.push_str("\"\n");
+        out.extend_from_slice(impi.as_bytes());
+        out.extend_from_slice(if bare { b" = \"" } else { b"\" = \"" });
+        push_hex12_bytes(&mut out, sqn);
+        out.extend_from_slice(b"\"\n");
     }
-    Some(out)
+    // Printable ASCII only: one check of the whole text.
+    String::from_utf8(out).ok()
 }
+
+/// [`KEY_CLASS`]: the byte may stand in a bare TOML key.
+const BARE: u8 = 1;
+/// [`KEY_CLASS`]: the byte may stand in a quoted TOML key without an escape.
+const QUOTED: u8 = 2;
+/// Per byte, [`BARE`] and [`QUOTED`] as they apply.
+const KEY_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c >= b' ' && c <= b'~' && c != b'"' && c != b'\\' && c != b'\'' {
+            t[b] |= QUOTED;
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+            t[b] |= BARE;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// Parses 12 hex digits (a 48-bit SQN).
 pub(crate) fn parse_sqn_hex(hex: &str) -> Option<u64> {
@@ -260,8 +334,44 @@ mod tests {
                 r.push_journal_line(&mut got);
                 assert_eq!(got, format!("before\n{sqn:012x} {impi}\n"), "sqn {sqn:#x}");
                 assert_eq!(r.journal_line(), format!("{sqn:012x} {impi}\n"));
+                let mut bytes = b"before\n".to_vec();
+                r.push_journal_bytes(&mut bytes);
+                assert_eq!(bytes, format!("before\n{sqn:012x} {impi}\n").into_bytes());
             }
         }
+    }
+
+    /// A state in the HSS's order (a checkpoint's), an IMPI twice among it, renders as the
+    /// sorted map `toml` writes, the largest SQN of the IMPI kept, and without `toml` when
+    /// its IMPIs allow.
+    #[test]
+    fn an_unsorted_state_renders_as_its_sorted_map() {
+        let given = [
+            ("c@x", 3u64),
+            ("a@x", 1),
+            ("b@x", 0x20),
+            ("a@x", 9),
+            ("b@x", 0x10),
+            ("with space", 5),
+        ];
+        let mut want: SqnState = SqnState::new();
+        for (k, v) in given {
+            let e = want.entry(k.to_string()).or_insert(0);
+            *e = (*e).max(v);
+        }
+        let via_toml = toml::to_string(
+            &(want.iter())
+                .map(|(k, v)| (k.as_str(), format!("{v:012x}")))
+                .collect::<BTreeMap<&str, String>>(),
+        )
+        .unwrap();
+        let text = render_snapshot(given).unwrap();
+        assert_eq!(text, via_toml);
+        assert_eq!(parse_snapshot(&text).unwrap(), want);
+        // The same with an IMPI that needs `toml`'s escapes.
+        let text = render_snapshot([("z\"q", 4), ("a@x", 2), ("z\"q", 7)]).unwrap();
+        let want: SqnState = [("a@x".to_string(), 2), ("z\"q".to_string(), 7)].into();
+        assert_eq!(parse_snapshot(&text).unwrap(), want);
     }
 
     #[test]

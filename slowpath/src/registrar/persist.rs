@@ -132,6 +132,23 @@ pub struct EncodedRegistration {
     pub record: Zeroizing<Vec<u8>>,
 }
 
+impl Drop for EncodedRegistration {
+    fn drop(&mut self) {
+        // Emptied first, so the `Zeroizing` drop that follows wipes the whole allocation as
+        // spare capacity, one `memset` behind an optimisation barrier ([`wipe_on_drop`]),
+        // instead of a volatile write per byte (~0.9k instructions a registration).
+        wipe_on_drop(&mut self.record);
+    }
+}
+
+/// Prepares `buf` for its `Zeroizing` drop to wipe it word-wise: `zeroize` clears a `Vec`'s
+/// elements one volatile byte write each, but its spare capacity (here all of it, the
+/// length being 0) with one `memset` and an optimisation barrier. The bytes are wiped all
+/// the same, by the drop that follows.
+pub(super) fn wipe_on_drop(buf: &mut Zeroizing<Vec<u8>>) {
+    buf.clear();
+}
+
 impl core::fmt::Debug for EncodedRegistration {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EncodedRegistration")
@@ -236,8 +253,9 @@ impl Registrar {
     /// registered binding over SAs as it is now (`now` and `wall` are the same instant on the
     /// monotonic and the wall clock, to date the expiry), anything else deleted.
     pub fn take_changes(&mut self, now: Instant, wall: SystemTime) -> Vec<RegistrationChange> {
-        let keys = std::mem::take(&mut self.changed);
-        let mut keys: Vec<String> = keys.into_iter().collect();
+        // Drained, not taken: the set keeps its table for the next turn's changes (a set
+        // taken empty grew again, rehashing, in every turn).
+        let mut keys: Vec<String> = self.changed.drain().collect();
         keys.sort_unstable();
         keys.into_iter()
             .map(|key| match self.encoded(&key, now, wall) {

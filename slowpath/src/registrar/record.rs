@@ -59,7 +59,8 @@ impl SecretBuf {
             need.max(self.buf.capacity().saturating_mul(2)),
         ));
         bigger.extend_from_slice(&self.buf);
-        // The old allocation is zeroized (its whole capacity) as it drops here.
+        // The old allocation is zeroized (its whole capacity, word-wise) as it drops here.
+        super::persist::wipe_on_drop(&mut self.buf);
         self.buf = bigger;
         self.grows += 1;
     }
@@ -109,8 +110,15 @@ impl SecretBuf {
     }
 
     /// The buffer, still zeroized on drop.
-    pub fn into_inner(self) -> Zeroizing<Vec<u8>> {
-        self.buf
+    pub fn into_inner(mut self) -> Zeroizing<Vec<u8>> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+impl Drop for SecretBuf {
+    fn drop(&mut self) {
+        // The whole allocation wiped word-wise by the `Zeroizing` drop that follows.
+        super::persist::wipe_on_drop(&mut self.buf);
     }
 }
 
