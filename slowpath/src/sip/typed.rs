@@ -286,6 +286,17 @@ impl<'a> Message<'a> {
         })
     }
 
+    /// Whether every option tag of every `kind` line is a token (`Err(BadHeader)` if not):
+    /// what [`Message::option_tags`] would find, without splitting the lists
+    /// ([`super::lex::is_token_list`]).
+    pub(crate) fn check_option_tags(&self, kind: HeaderKind) -> Result<(), ParseError> {
+        if self.header_values(kind).all(super::lex::is_token_list) {
+            Ok(())
+        } else {
+            Err(ParseError::BadHeader(kind.label()))
+        }
+    }
+
     /// Require option tags.
     pub fn require(&self) -> impl Iterator<Item = Result<&'a str, ParseError>> + '_ {
         self.option_tags(HeaderKind::Require)
