@@ -63,6 +63,11 @@ struct HeaderList<'a> {
     /// One bit per [`HeaderKind`] present ([`kind_bit`]): a lookup of a header the message
     /// does not have (most of those `validate` and the handlers ask for) scans nothing.
     present: u64,
+    /// One bit per [`HeaderKind`] with more than one line.
+    repeated: u64,
+    /// The index of each present kind's first line (read only where `present` has its bit):
+    /// a lookup starts there, and for a kind of one line reads that line alone.
+    first: [u8; 64],
 }
 
 /// The bit of `kind` in [`HeaderList::present`] (fewer than 64 kinds; a test checks).
@@ -77,6 +82,8 @@ impl<'a> HeaderList<'a> {
             len: 0,
             spill: Vec::new(),
             present: 0,
+            repeated: 0,
+            first: [0; 64],
         }
     }
 
@@ -84,7 +91,14 @@ impl<'a> HeaderList<'a> {
         if self.len >= MAX_HEADERS {
             return Err(ParseError::TooManyHeaders);
         }
-        self.present |= kind_bit(h.kind);
+        let bit = kind_bit(h.kind);
+        if self.present & bit == 0 {
+            // Below MAX_HEADERS (256): the index fits.
+            self.first[(h.kind as usize) & 63] = self.len as u8;
+        } else {
+            self.repeated |= bit;
+        }
+        self.present |= bit;
         if self.len < INLINE_HEADERS {
             self.inline[self.len] = h;
         } else {
@@ -103,6 +117,23 @@ impl<'a> HeaderList<'a> {
         } else {
             &self.spill
         }
+    }
+
+    /// The lines a lookup of `kind` need read: none if absent, its one line if it has one,
+    /// else every line from its first.
+    fn lines_of(&self, kind: HeaderKind) -> &[Header<'a>] {
+        let bit = kind_bit(kind);
+        if self.present & bit == 0 {
+            return &[];
+        }
+        let all = self.as_slice();
+        let first = usize::from(self.first[(kind as usize) & 63]);
+        let end = if self.repeated & bit == 0 {
+            first + 1
+        } else {
+            all.len()
+        };
+        all.get(first..end).unwrap_or_default()
     }
 }
 
@@ -514,8 +545,8 @@ impl<'a> Message<'a> {
 
     /// Values of every header line of `kind`, in order.
     pub fn header_values(&self, kind: HeaderKind) -> impl Iterator<Item = &'a str> + '_ {
-        let lines = if self.has(kind) { self.headers() } else { &[] };
-        lines
+        self.headers
+            .lines_of(kind)
             .iter()
             .filter(move |h| h.kind == kind)
             .map(|h| h.value)
@@ -537,8 +568,8 @@ impl<'a> Message<'a> {
         name: &'s str,
     ) -> impl Iterator<Item = &'a str> + 's {
         let kind = HeaderKind::from_name(name);
-        let lines = if self.has(kind) { self.headers() } else { &[] };
-        lines
+        self.headers
+            .lines_of(kind)
             .iter()
             .filter(move |h| {
                 h.kind == kind && (kind != HeaderKind::Other || h.name.eq_ignore_ascii_case(name))
@@ -561,12 +592,11 @@ impl<'a> Message<'a> {
 
     /// The single value of a header that must appear at most once; `Ok(None)` if absent.
     pub fn single(&self, kind: HeaderKind) -> Result<Option<&'a str>, ParseError> {
-        let mut it = self.header_values(kind);
-        let first = it.next();
-        if it.next().is_some() {
-            return Err(ParseError::MultipleHeaders(kind.label()));
+        match self.headers.lines_of(kind) {
+            [] => Ok(None),
+            [one] => Ok(Some(one.value)),
+            _ => Err(ParseError::MultipleHeaders(kind.label())),
         }
-        Ok(first)
     }
 
     /// Like [`Message::single`] but the header is mandatory.
@@ -805,6 +835,67 @@ mod tests {
         ] {
             assert_eq!(find_crlf(s.as_bytes()), s.find("\r\n"), "{s:?}");
         }
+    }
+
+    /// Lookups through the first-line index give what a filter over every line gives: the
+    /// values of a kind in order, `single`'s one value or its error, on random messages with
+    /// repeated, compact-form and unknown headers, some past the inline capacity.
+    #[test]
+    fn indexed_lookups_are_a_filter_over_every_line() {
+        const NAMES: [&str; 12] = [
+            "Via", "v", "To", "Contact", "m", "Require", "X-A", "X-B", "Expires", "Route",
+            "Call-ID", "cseq",
+        ];
+        let kinds: Vec<HeaderKind> = NAMES
+            .iter()
+            .map(|n| HeaderKind::from_name(n))
+            .chain([HeaderKind::Date, HeaderKind::Other])
+            .collect();
+        let mut state = 0x0dd_ba11_cafe_f00du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut singles, mut multiples) = (0, 0);
+        for round in 0..3000 {
+            let mut text = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+            let lines = next() % if round % 10 == 0 { 60 } else { 12 };
+            for i in 0..lines {
+                let name = NAMES[(next() % NAMES.len() as u64) as usize];
+                text.push_str(&format!("{name}: {i}\r\n"));
+            }
+            text.push_str("\r\n");
+            let m = Message::parse(text.as_bytes()).unwrap();
+            for &kind in &kinds {
+                let plain: Vec<&str> = m
+                    .headers()
+                    .iter()
+                    .filter(|h| h.kind == kind)
+                    .map(|h| h.value)
+                    .collect();
+                assert_eq!(m.header_values(kind).collect::<Vec<_>>(), plain, "{kind:?}");
+                let single = match plain.as_slice() {
+                    [] => Ok(None),
+                    [one] => Ok(Some(*one)),
+                    _ => Err(ParseError::MultipleHeaders(kind.label())),
+                };
+                singles += usize::from(plain.len() == 1);
+                multiples += usize::from(plain.len() > 1);
+                assert_eq!(m.single(kind), single, "{kind:?}");
+                assert_eq!(m.has(kind), !plain.is_empty());
+            }
+            assert_eq!(
+                m.header_values_by_name("x-b").collect::<Vec<_>>(),
+                m.headers()
+                    .iter()
+                    .filter(|h| h.name == "X-B")
+                    .map(|h| h.value)
+                    .collect::<Vec<_>>()
+            );
+        }
+        assert!(singles > 1000 && multiples > 1000, "{singles} {multiples}");
     }
 
     #[test]
