@@ -144,7 +144,7 @@ impl<'a> Iterator for ListIter<'a> {
 /// then a `,` or the end. The same answer as the split and a check of each element (a test
 /// compares the two): a `"` or `<` is in no token, so wherever the split would have honoured
 /// one, some element is not a token and the walk refuses it too.
-pub(crate) fn is_token_list(value: &str) -> bool {
+pub fn is_token_list(value: &str) -> bool {
     let b = value.as_bytes();
     let skip_lws = |mut i: usize| {
         while b.get(i).copied().is_some_and(is_lws) {
