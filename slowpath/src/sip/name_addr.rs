@@ -231,7 +231,7 @@ mod tests {
         ] {
             assert_eq!(delta_seconds(s), delta_seconds_two_pass(s), "{s:?}");
         }
-        let mut state = 0x5eed_0f_de17a_u64;
+        let mut state = 0x05ee_d0fd_e17a_u64;
         let mut saturated = 0;
         for _ in 0..200_000 {
             state ^= state << 13;
