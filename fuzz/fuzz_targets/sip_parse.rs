@@ -6,11 +6,15 @@
 //! same error. Each Via element, and the input itself read as one, must parse by the one walk
 //! (`Via::parse`) as it does piece by piece (`Via::parse_general`); the top Via as the first
 //! element of the Via list. The 16-byte class runs (`akagate_proto::simd`: token, host name,
-//! URI user part) must end where their byte loops end, from every start.
+//! URI user part) must end where their byte loops end, from every start; so must the
+//! Request-URI's control/SP/DEL check (`swar::has_ctl_space_or_del`). An option-tag list
+//! read in one walk (`lex::is_token_list`) must be what the list split and a token check of
+//! each element say, on every header value and on the input; a lookup by kind through the
+//! parse's index (`header_values`, `single`) what a filter over every line gives.
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
-use akagate_slowpath::sip::{next_frame, FrameLimits, HeaderKind, Message, Via};
+use akagate_slowpath::sip::{lex, next_frame, FrameLimits, HeaderKind, Message, Via};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,8 +33,19 @@ fuzz_target!(|data: &[u8]| {
         let rest = data.get(from..).unwrap_or_default();
         assert_eq!(simd::user_stop(rest), simd::user_stop_portable(rest));
     }
+    assert_eq!(
+        akagate_proto::swar::has_ctl_space_or_del(data),
+        akagate_proto::swar::has_ctl_space_or_del_portable(data)
+    );
+    let token_list_is_the_split = |v: &str| {
+        assert_eq!(
+            lex::is_token_list(v),
+            lex::ListIter::new(v).all(|e| e.is_ok_and(lex::is_token))
+        );
+    };
     if let Ok(s) = std::str::from_utf8(data) {
         assert_eq!(Via::parse(s), Via::parse_general(s));
+        token_list_is_the_split(s);
     }
     let parsed = Message::parse(data);
     assert_eq!(
@@ -41,6 +56,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = m.validate();
+    for h in m.headers() {
+        token_list_is_the_split(h.value);
+        let plain: Vec<&str> = m
+            .headers()
+            .iter()
+            .filter(|o| o.kind == h.kind)
+            .map(|o| o.value)
+            .collect();
+        assert_eq!(m.header_values(h.kind).collect::<Vec<_>>(), plain);
+        assert_eq!(m.single(h.kind).is_err(), plain.len() > 1);
+        assert_eq!(
+            m.single(h.kind).ok().flatten(),
+            plain.first().copied().filter(|_| plain.len() == 1)
+        );
+    }
     for e in m.list_values(HeaderKind::Via).flatten() {
         assert_eq!(Via::parse(e), Via::parse_general(e));
     }

@@ -146,6 +146,39 @@ pub fn leading_letters_or_dash(word: u64) -> usize {
     (!(letter | dash) & HI).trailing_zeros() as usize / 8
 }
 
+/// True if a byte of `b` is a control or SP (at most 0x20) or DEL (0x7f): what a
+/// Request-URI may not hold (RFC 3261 25.1). Bytes of 0x80 and above pass. Eight bytes a
+/// step, the last word overlapping the one before; a slice shorter than eight a byte at a
+/// time (exact, as [`has_ctl_space_or_del_portable`], which a test holds it to).
+#[inline]
+pub fn has_ctl_space_or_del(b: &[u8]) -> bool {
+    let flagged = |word: u64| {
+        let low7 = word & !HI;
+        // High bit: the low seven bits are at least 0x21 (no carry out of a byte: ≤ 0xde).
+        let from_21 = low7 + LO * u64::from(0x80 - 0x21u8);
+        // High bit: the low seven bits are 0x7f.
+        let del = low7 + LO;
+        (!from_21 | del) & !word & HI
+    };
+    let n = b.len();
+    if n < 8 {
+        return has_ctl_space_or_del_portable(b);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word_at(b, at).is_some_and(|w| flagged(w) != 0) {
+            return true;
+        }
+        at += 8;
+    }
+    word_at(b, n - 8).is_some_and(|w| flagged(w) != 0)
+}
+
+/// [`has_ctl_space_or_del`] a byte at a time: the reference.
+pub fn has_ctl_space_or_del_portable(b: &[u8]) -> bool {
+    b.iter().any(|&c| c <= 0x20 || c == 0x7f)
+}
+
 /// The first `len` (≤ 8) bytes of `hay` from `at`, packed little-endian as a word with the
 /// rest zero, if `hay` has eight bytes from `at` (a caller short of that packs by hand).
 #[inline]
@@ -168,6 +201,45 @@ mod tests {
     fn random_words(seed: u64) -> impl FnMut() -> u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         move || rng.gen()
+    }
+
+    #[test]
+    fn has_ctl_space_or_del_is_the_byte_loop() {
+        // Every byte value at every position of slices of every length up to 40.
+        for len in 1..=40 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    assert_eq!(
+                        has_ctl_space_or_del(&v),
+                        has_ctl_space_or_del_portable(&v),
+                        "{len} {at} {c:#x}"
+                    );
+                }
+            }
+        }
+        assert!(!has_ctl_space_or_del(b""));
+        let mut next = random_words(0x0c71_5bac_e0de_1000);
+        let mut flagged = 0;
+        for _ in 0..100_000 {
+            let len = (next() % 48) as usize;
+            // Mostly printable bytes, so slices both with and without a hit come up.
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 40 == 0 {
+                        (r >> 8) as u8
+                    } else {
+                        0x21 + (r >> 8) as u8 % 0x5e
+                    }
+                })
+                .collect();
+            let got = has_ctl_space_or_del(&v);
+            flagged += usize::from(got);
+            assert_eq!(got, has_ctl_space_or_del_portable(&v), "{v:x?}");
+        }
+        assert!(flagged > 2_000 && flagged < 90_000, "{flagged}");
     }
 
     #[test]

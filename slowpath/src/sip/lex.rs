@@ -139,6 +139,34 @@ impl<'a> Iterator for ListIter<'a> {
     }
 }
 
+/// True if every element [`ListIter`] splits `value` into is a `token` (an option-tag list:
+/// Require, Proxy-Require, Supported, RFC 3261 20.32), in one walk: LWS, a token run, LWS,
+/// then a `,` or the end. The same answer as the split and a check of each element (a test
+/// compares the two): a `"` or `<` is in no token, so wherever the split would have honoured
+/// one, some element is not a token and the walk refuses it too.
+pub fn is_token_list(value: &str) -> bool {
+    let b = value.as_bytes();
+    let skip_lws = |mut i: usize| {
+        while b.get(i).copied().is_some_and(is_lws) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_lws(0);
+    loop {
+        let end = akagate_proto::simd::token_end(b, i);
+        if end == i {
+            return false;
+        }
+        i = skip_lws(end);
+        match b.get(i) {
+            None => return true,
+            Some(b',') => i = skip_lws(i + 1),
+            Some(_) => return false,
+        }
+    }
+}
+
 /// Parses a decimal number of at most `max`; `None` on an empty, non-digit or too large value.
 pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
     if s.is_empty() {
@@ -245,6 +273,72 @@ mod tests {
         assert_eq!(parse_decimal("256", 255), None);
         assert_eq!(parse_decimal("-1", 255), None);
         assert_eq!(parse_decimal("99999999999999999999999", u64::MAX), None);
+    }
+
+    /// The split and a check of each element: what [`is_token_list`] stands in for.
+    fn is_token_list_by_split(value: &str) -> bool {
+        ListIter::new(value).all(|e| e.is_ok_and(is_token))
+    }
+
+    #[test]
+    fn a_token_list_walk_is_the_split_and_check() {
+        for (v, ok) in [
+            ("sec-agree", true),
+            ("path, sec-agree", true),
+            ("a ,\r\n b", true),
+            ("", false),
+            ("a,", false),
+            (",a", false),
+            ("a,,b", false),
+            ("a b", false),
+            ("\"a\"", false),
+            ("<a>", false),
+            ("a;b", false),
+        ] {
+            assert_eq!(is_token_list(v), ok, "{v:?}");
+            assert_eq!(is_token_list_by_split(v), ok, "{v:?}");
+        }
+        // Every byte value in every position of a short list.
+        for c in 0..=255u8 {
+            for at in 0..12 {
+                let mut v = b"ab, c-d ,e".to_vec();
+                v.insert(at.min(v.len()), c);
+                let Ok(t) = std::str::from_utf8(&v) else {
+                    continue;
+                };
+                assert_eq!(is_token_list(t), is_token_list_by_split(t), "{t:?}");
+            }
+        }
+        const PIECES: [&str; 16] = [
+            "sec-agree",
+            "path",
+            ",",
+            ", ",
+            " ",
+            "\t",
+            "\r\n ",
+            "\"",
+            "\"x,y\"",
+            "<",
+            ">",
+            "<a,b>",
+            "\u{e9}",
+            ";",
+            "x",
+            "\\",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eca_9ee0);
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let n = rng.gen_range(0..8);
+            let v: String = (0..n)
+                .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
+                .collect();
+            let ok = is_token_list(&v);
+            accepted += usize::from(ok);
+            assert_eq!(ok, is_token_list_by_split(&v), "{v:?}");
+        }
+        assert!(accepted > 1000, "{accepted}");
     }
 
     /// The two-pass form `parse_decimal` had: every byte a digit, then the value.

@@ -63,6 +63,11 @@ struct HeaderList<'a> {
     /// One bit per [`HeaderKind`] present ([`kind_bit`]): a lookup of a header the message
     /// does not have (most of those `validate` and the handlers ask for) scans nothing.
     present: u64,
+    /// One bit per [`HeaderKind`] with more than one line.
+    repeated: u64,
+    /// The index of each present kind's first line (read only where `present` has its bit):
+    /// a lookup starts there, and for a kind of one line reads that line alone.
+    first: [u8; 64],
 }
 
 /// The bit of `kind` in [`HeaderList::present`] (fewer than 64 kinds; a test checks).
@@ -77,6 +82,8 @@ impl<'a> HeaderList<'a> {
             len: 0,
             spill: Vec::new(),
             present: 0,
+            repeated: 0,
+            first: [0; 64],
         }
     }
 
@@ -84,7 +91,14 @@ impl<'a> HeaderList<'a> {
         if self.len >= MAX_HEADERS {
             return Err(ParseError::TooManyHeaders);
         }
-        self.present |= kind_bit(h.kind);
+        let bit = kind_bit(h.kind);
+        if self.present & bit == 0 {
+            // Below MAX_HEADERS (256): the index fits.
+            self.first[(h.kind as usize) & 63] = self.len as u8;
+        } else {
+            self.repeated |= bit;
+        }
+        self.present |= bit;
         if self.len < INLINE_HEADERS {
             self.inline[self.len] = h;
         } else {
@@ -103,6 +117,23 @@ impl<'a> HeaderList<'a> {
         } else {
             &self.spill
         }
+    }
+
+    /// The lines a lookup of `kind` need read: none if absent, its one line if it has one,
+    /// else every line from its first.
+    fn lines_of(&self, kind: HeaderKind) -> &[Header<'a>] {
+        let bit = kind_bit(kind);
+        if self.present & bit == 0 {
+            return &[];
+        }
+        let all = self.as_slice();
+        let first = usize::from(self.first[(kind as usize) & 63]);
+        let end = if self.repeated & bit == 0 {
+            first + 1
+        } else {
+            all.len()
+        };
+        all.get(first..end).unwrap_or_default()
     }
 }
 
@@ -176,6 +207,9 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
         }
         return Ok(StartLine::Response { code, reason });
     }
+    if let Some(request) = request_line_fast(line) {
+        return Ok(request);
+    }
     // Exactly three parts separated by single spaces (`str::split(' ')` into three), found
     // by one walk over the short line rather than a searcher per part.
     let b = line.as_bytes();
@@ -201,6 +235,44 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     }
     parse_version(version)?;
     Ok(StartLine::Request { method, uri })
+}
+
+/// The request line `Method SP Request-URI SP SIP/2.0` as [`parse_start_line`] reads it,
+/// where it is well formed: the method's letters eight at a time
+/// ([`swar::leading_letters_or_dash`]), the version compared whole and the URI checked for
+/// controls, SP and DEL eight bytes a step ([`swar::has_ctl_space_or_del`]). `None` for
+/// anything else (another version, a bad part, a response), which the general walk then
+/// decides with its own error; a test compares the two on random lines.
+fn request_line_fast(line: &str) -> Option<StartLine<'_>> {
+    const VERSION: &[u8] = b" SIP/2.0";
+    let b = line.as_bytes();
+    let mut i = 0;
+    while let Some(word) = swar::word_at(b, i) {
+        let run = swar::leading_letters_or_dash(word);
+        i += run;
+        if run < 8 {
+            break;
+        }
+    }
+    while b.get(i).is_some_and(|&c| is_token_char(c)) {
+        i += 1;
+    }
+    if i == 0 || b.get(i) != Some(&b' ') {
+        return None;
+    }
+    let uri_end = b.len().checked_sub(VERSION.len())?;
+    if uri_end <= i + 1 || b.get(uri_end..)? != VERSION {
+        return None;
+    }
+    let uri = b.get(i + 1..uri_end)?;
+    if swar::has_ctl_space_or_del(uri) {
+        return None;
+    }
+    // Every cut is at an ASCII byte: a character boundary.
+    Some(StartLine::Request {
+        method: line.get(..i)?,
+        uri: line.get(i + 1..uri_end)?,
+    })
 }
 
 /// The first CRLF of `b` (`str::find("\r\n")` without its two-way searcher's set-up: the
@@ -473,8 +545,8 @@ impl<'a> Message<'a> {
 
     /// Values of every header line of `kind`, in order.
     pub fn header_values(&self, kind: HeaderKind) -> impl Iterator<Item = &'a str> + '_ {
-        let lines = if self.has(kind) { self.headers() } else { &[] };
-        lines
+        self.headers
+            .lines_of(kind)
             .iter()
             .filter(move |h| h.kind == kind)
             .map(|h| h.value)
@@ -496,8 +568,8 @@ impl<'a> Message<'a> {
         name: &'s str,
     ) -> impl Iterator<Item = &'a str> + 's {
         let kind = HeaderKind::from_name(name);
-        let lines = if self.has(kind) { self.headers() } else { &[] };
-        lines
+        self.headers
+            .lines_of(kind)
             .iter()
             .filter(move |h| {
                 h.kind == kind && (kind != HeaderKind::Other || h.name.eq_ignore_ascii_case(name))
@@ -520,12 +592,11 @@ impl<'a> Message<'a> {
 
     /// The single value of a header that must appear at most once; `Ok(None)` if absent.
     pub fn single(&self, kind: HeaderKind) -> Result<Option<&'a str>, ParseError> {
-        let mut it = self.header_values(kind);
-        let first = it.next();
-        if it.next().is_some() {
-            return Err(ParseError::MultipleHeaders(kind.label()));
+        match self.headers.lines_of(kind) {
+            [] => Ok(None),
+            [one] => Ok(Some(one.value)),
+            _ => Err(ParseError::MultipleHeaders(kind.label())),
         }
-        Ok(first)
     }
 
     /// Like [`Message::single`] but the header is mandatory.
@@ -766,6 +837,67 @@ mod tests {
         }
     }
 
+    /// Lookups through the first-line index give what a filter over every line gives: the
+    /// values of a kind in order, `single`'s one value or its error, on random messages with
+    /// repeated, compact-form and unknown headers, some past the inline capacity.
+    #[test]
+    fn indexed_lookups_are_a_filter_over_every_line() {
+        const NAMES: [&str; 12] = [
+            "Via", "v", "To", "Contact", "m", "Require", "X-A", "X-B", "Expires", "Route",
+            "Call-ID", "cseq",
+        ];
+        let kinds: Vec<HeaderKind> = NAMES
+            .iter()
+            .map(|n| HeaderKind::from_name(n))
+            .chain([HeaderKind::Date, HeaderKind::Other])
+            .collect();
+        let mut state = 0x0dd_ba11_cafe_f00du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut singles, mut multiples) = (0, 0);
+        for round in 0..3000 {
+            let mut text = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+            let lines = next() % if round % 10 == 0 { 60 } else { 12 };
+            for i in 0..lines {
+                let name = NAMES[(next() % NAMES.len() as u64) as usize];
+                text.push_str(&format!("{name}: {i}\r\n"));
+            }
+            text.push_str("\r\n");
+            let m = Message::parse(text.as_bytes()).unwrap();
+            for &kind in &kinds {
+                let plain: Vec<&str> = m
+                    .headers()
+                    .iter()
+                    .filter(|h| h.kind == kind)
+                    .map(|h| h.value)
+                    .collect();
+                assert_eq!(m.header_values(kind).collect::<Vec<_>>(), plain, "{kind:?}");
+                let single = match plain.as_slice() {
+                    [] => Ok(None),
+                    [one] => Ok(Some(*one)),
+                    _ => Err(ParseError::MultipleHeaders(kind.label())),
+                };
+                singles += usize::from(plain.len() == 1);
+                multiples += usize::from(plain.len() > 1);
+                assert_eq!(m.single(kind), single, "{kind:?}");
+                assert_eq!(m.has(kind), !plain.is_empty());
+            }
+            assert_eq!(
+                m.header_values_by_name("x-b").collect::<Vec<_>>(),
+                m.headers()
+                    .iter()
+                    .filter(|h| h.name == "X-B")
+                    .map(|h| h.value)
+                    .collect::<Vec<_>>()
+            );
+        }
+        assert!(singles > 1000 && multiples > 1000, "{singles} {multiples}");
+    }
+
     #[test]
     fn every_kind_has_its_own_presence_bit() {
         assert!((HeaderKind::Other as u32) < 64);
@@ -822,15 +954,33 @@ mod tests {
             Ok(StartLine::Request { method, uri })
         }
         let slots: [&[&str]; 6] = [
-            &["REGISTER", "", "x@", "é", "INVITE"],
+            &[
+                "REGISTER",
+                "",
+                "x@",
+                "é",
+                "INVITE",
+                "NOTIFY-1.x",
+                "ABCDEFGHIJ",
+                "A\u{7f}",
+            ],
             &[" ", "", "  ", "\t"],
-            &["sip:a@b", "", "sip:\u{7f}", "x", "é"],
+            &[
+                "sip:a@b",
+                "",
+                "sip:\u{7f}",
+                "x",
+                "é",
+                "sip:ims.example.com",
+                "s\u{1}p",
+                "a\tb",
+            ],
             &[" ", "", "  "],
-            &["SIP/2.0", "SIP/3.0", "", "SIP/2.0 "],
+            &["SIP/2.0", "SIP/3.0", "", "SIP/2.0 ", "SIP/2.00", "SIP/02.0"],
             &["", "", " ", " x"],
         ];
         let mut state = 0x1234_5678_9abc_def1u64;
-        let mut ok = 0;
+        let (mut ok, mut fast) = (0, 0);
         for _ in 0..100_000 {
             let mut line = String::new();
             for slot in slots {
@@ -845,8 +995,14 @@ mod tests {
             let got = parse_start_line(&line);
             ok += usize::from(got.is_ok());
             assert_eq!(got, by_split(&line), "{line:?}");
+            if let Some(f) = request_line_fast(&line) {
+                fast += 1;
+                assert_eq!(Ok(f), by_split(&line), "{line:?}");
+            }
         }
         assert!(ok > 100, "{ok}");
+        // The fast form decides a good share itself (and nothing it decides differs).
+        assert!(fast > 100, "{fast}");
     }
 
     #[test]

@@ -151,10 +151,21 @@ impl<'a> Contact<'a> {
 /// Parses delta-seconds, saturating at 2^32-1; `None` if not all digits.
 pub(crate) fn delta_seconds(s: &str) -> Option<u32> {
     let s = trim_lws(s);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
-    Some(super::lex::parse_decimal(s, u32::MAX.into()).map_or(u32::MAX, |v| v as u32))
+    // One pass: a non-digit anywhere is `None`; the value saturates past 2^32 - 1 (held at
+    // 2^32 on the way, so it never overflows). The same answer as checking every digit,
+    // then parsing with a bound (a test compares the two).
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = (v * 10 + u64::from(d)).min(1 << 32);
+    }
+    Some(v.min(u64::from(u32::MAX)) as u32)
 }
 
 #[cfg(test)]
@@ -189,6 +200,56 @@ mod tests {
         ] {
             assert!(NameAddr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The two-pass form `delta_seconds` had: every byte a digit, then a bounded parse.
+    fn delta_seconds_two_pass(s: &str) -> Option<u32> {
+        let s = trim_lws(s);
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(super::super::lex::parse_decimal(s, u32::MAX.into()).map_or(u32::MAX, |v| v as u32))
+    }
+
+    #[test]
+    fn one_pass_delta_seconds_is_the_two_pass_one() {
+        for s in [
+            "",
+            " ",
+            "0",
+            "600000",
+            " 3600 ",
+            "4294967295",
+            "4294967296",
+            "00004294967296",
+            "99999999999999999999999999",
+            "12a",
+            "-1",
+            "1 2",
+            "\t7\r\n",
+            "\u{e9}",
+        ] {
+            assert_eq!(delta_seconds(s), delta_seconds_two_pass(s), "{s:?}");
+        }
+        let mut state = 0x05ee_d0fd_e17a_u64;
+        let mut saturated = 0;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| match (state >> (i * 2 % 60)) % 23 {
+                    0 => ' ',
+                    1 => 'x',
+                    r => char::from(b'0' + (r % 10) as u8),
+                })
+                .collect();
+            let got = delta_seconds(&s);
+            saturated += usize::from(got == Some(u32::MAX));
+            assert_eq!(got, delta_seconds_two_pass(&s), "{s:?}");
+        }
+        assert!(saturated > 100, "{saturated}");
     }
 
     #[test]

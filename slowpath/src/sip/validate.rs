@@ -52,7 +52,7 @@ impl<'a> Message<'a> {
             HeaderKind::ProxyRequire,
             HeaderKind::Supported,
         ] {
-            self.option_tags(kind).try_for_each(|t| t.map(|_| ()))?;
+            self.check_option_tags(kind)?;
         }
         self.expires()?;
         self.single(HeaderKind::ContentType)?;
