@@ -246,17 +246,7 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
 fn request_line_fast(line: &str) -> Option<StartLine<'_>> {
     const VERSION: &[u8] = b" SIP/2.0";
     let b = line.as_bytes();
-    let mut i = 0;
-    while let Some(word) = swar::word_at(b, i) {
-        let run = swar::leading_letters_or_dash(word);
-        i += run;
-        if run < 8 {
-            break;
-        }
-    }
-    while b.get(i).is_some_and(|&c| is_token_char(c)) {
-        i += 1;
-    }
+    let i = token_end(b, 0);
     if i == 0 || b.get(i) != Some(&b' ') {
         return None;
     }
@@ -273,6 +263,25 @@ fn request_line_fast(line: &str) -> Option<StartLine<'_>> {
         method: line.get(..i)?,
         uri: line.get(i + 1..uri_end)?,
     })
+}
+
+/// The end of the token run of `b` starting at `at` (`at` itself if none): letters and `-`
+/// (every common method and header name) eight at a time, then any other token bytes one by
+/// one; the same end as the byte loop alone.
+#[inline]
+fn token_end(b: &[u8], at: usize) -> usize {
+    let mut i = at;
+    while let Some(word) = swar::word_at(b, i) {
+        let run = swar::leading_letters_or_dash(word);
+        i += run;
+        if run < 8 {
+            break;
+        }
+    }
+    while b.get(i).is_some_and(|&c| is_token_char(c)) {
+        i += 1;
+    }
+    i
 }
 
 /// The first CRLF of `b` (`str::find("\r\n")` without its two-way searcher's set-up: the
@@ -306,19 +315,7 @@ fn split_header_at(
     let bad = ParseError::from(sipscan::ScanError::BadHeaderLine);
     // name = token, then SP/HT, then the colon; anything else before a colon is refused
     // (the name could not be a token), and so is a line without one.
-    let mut i = at;
-    // Letters and `-` (every common name) eight at a time, then any other token bytes one by
-    // one: the same end as the byte loop alone.
-    while let Some(word) = swar::word_at(section, i) {
-        let run = swar::leading_letters_or_dash(word);
-        i += run;
-        if run < 8 {
-            break;
-        }
-    }
-    while section.get(i).is_some_and(|&c| is_token_char(c)) {
-        i += 1;
-    }
+    let mut i = token_end(section, at);
     let name = at..i;
     while matches!(section.get(i), Some(b' ' | b'\t')) {
         i += 1;

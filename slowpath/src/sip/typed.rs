@@ -20,11 +20,17 @@ pub struct CSeq<'a> {
 impl<'a> CSeq<'a> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(s: &'a str) -> Result<CSeq<'a>, ParseError> {
-        let bad = ParseError::BadHeader("CSeq");
         let s = trim_lws(s);
         if let Some(cseq) = CSeq::parse_plain(s) {
             return Ok(cseq);
         }
+        CSeq::parse_general(s)
+    }
+
+    /// `CSeq::parse` without its plain-form shortcut (`s` trimmed): the general reading,
+    /// and the reference the shortcut is tested against.
+    fn parse_general(s: &'a str) -> Result<CSeq<'a>, ParseError> {
+        let bad = ParseError::BadHeader("CSeq");
         let split = s.bytes().position(is_lws).ok_or(bad)?;
         let seq = parse_decimal(&s[..split], (1 << 31) - 1).ok_or(bad)? as u32;
         let method = trim_lws(&s[split..]);
@@ -390,15 +396,7 @@ mod tests {
 
     /// `CSeq::parse` without its plain-form shortcut: the reference.
     fn cseq_general(s: &str) -> Result<CSeq<'_>, ParseError> {
-        let bad = ParseError::BadHeader("CSeq");
-        let s = trim_lws(s);
-        let split = s.bytes().position(is_lws).ok_or(bad)?;
-        let seq = parse_decimal(&s[..split], (1 << 31) - 1).ok_or(bad)? as u32;
-        let method = trim_lws(&s[split..]);
-        if !is_token(method) {
-            return Err(bad);
-        }
-        Ok(CSeq { seq, method })
+        CSeq::parse_general(trim_lws(s))
     }
 
     #[test]
