@@ -48,14 +48,38 @@ pub(super) fn available() -> bool {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 #[repr(C)]
 pub(super) struct Aes128GcmNi {
-    /// The CPU has 512-bit VAES and VPCLMULQDQ (`gcm_vaes::available`): CTR and GHASH of
-    /// the payload run there.
+    /// Which kernel runs the payload's CTR and GHASH ([`Path`], the widest this CPU has).
     #[zeroize(skip)]
-    wide: bool,
+    path: Path,
     /// AES-128 encryption round keys (FIPS-197 5.2).
     enc: [[u8; 16]; 11],
     /// `h_pow[i]` is H^(i + 1), byte-reversed and times x.
     h_pow: [[u8; 16]; HPOW],
+}
+
+/// The payload kernel a key state runs: one byte, the first of the state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(super) enum Path {
+    /// 128-bit AES-NI and PCLMULQDQ (`ctr_ghash` here).
+    Xmm,
+    /// 256-bit VAES and VPCLMULQDQ without AVX-512 (`gcm_ymm`).
+    Ymm,
+    /// 512-bit VAES and VPCLMULQDQ with AVX-512 F and BW (`gcm_vaes`).
+    Zmm,
+}
+
+impl Path {
+    /// The widest path this CPU runs (features read once by the std detection cache).
+    fn best() -> Path {
+        if super::gcm_vaes::available() {
+            Path::Zmm
+        } else if super::gcm_ymm::available() {
+            Path::Ymm
+        } else {
+            Path::Xmm
+        }
+    }
 }
 
 /// What the CTR pass does with GHASH.
@@ -83,7 +107,7 @@ impl Aes128GcmNi {
         }
         drop(aes);
         let mut g = Self {
-            wide: super::gcm_vaes::available(),
+            path: Path::best(),
             enc,
             h_pow: [[0; 16]; HPOW],
         };
@@ -104,7 +128,7 @@ impl Aes128GcmNi {
     #[cfg(test)]
     pub(super) fn parts_for_test(&self) -> [(usize, usize); 3] {
         [
-            (&self.wide as *const bool as usize, 1),
+            (&self.path as *const Path as usize, 1),
             (
                 self.enc.as_ptr() as usize,
                 core::mem::size_of_val(&self.enc),
@@ -159,14 +183,15 @@ impl Aes128GcmNi {
                 self.short_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
             };
         }
-        if self.wide {
-            // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
-            return unsafe {
-                self.long_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
-            };
+        use super::gcm_vaes::SEAL;
+        match self.path {
+            // SAFETY: `Zmm` is set only if `gcm_vaes::available()` found the features.
+            Path::Zmm => unsafe { self.long_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
+            // SAFETY: `Ymm` is set only if `gcm_ymm::available()` found the features.
+            Path::Ymm => unsafe { self.ymm_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
+            // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
+            Path::Xmm => unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) },
         }
-        // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
-        unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) }
     }
 
     /// Verifies the ICV `tag` of an ESP packet (as in [`seal_esp`](Self::seal_esp)) in
@@ -191,7 +216,18 @@ impl Aes128GcmNi {
             unsafe { self.short_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
             return false;
         }
-        if self.wide {
+        if self.path == Path::Ymm {
+            use super::gcm_vaes::{CTR_ONLY, OPEN};
+            // SAFETY: as in `seal_esp`'s 256-bit case.
+            let expect = unsafe { self.ymm_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
+            if super::integ::tags_equal(&expect, tag) {
+                return true;
+            }
+            // SAFETY: as above; the keystream applied again restores the ciphertext.
+            unsafe { self.ymm_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
+            return false;
+        }
+        if self.path == Path::Zmm {
             use super::gcm_vaes::{CTR_ONLY, OPEN};
             // SAFETY: as in `seal_esp`'s 512-bit case.
             let expect = unsafe { self.long_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
@@ -268,6 +304,23 @@ impl Aes128GcmNi {
         }
     }
 
+    /// One ESP body on the 256-bit path: `gcm_ymm::esp` under pass `P`; returns its tag
+    /// (the expected one for `OPEN`).
+    ///
+    /// # Safety
+    /// The CPU must have the 256-bit path's features (`gcm_ymm::available`).
+    #[inline]
+    unsafe fn ymm_esp<const P: u8>(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        // SAFETY: the caller guarantees the features (this function's contract).
+        unsafe { super::gcm_ymm::esp::<P>(&self.enc, &self.h_pow, salt, hdr_iv, seq_hi, body) }
+    }
+
     /// [`seal_esp`](Self::seal_esp) / [`open_esp`](Self::open_esp) under `pass`.
     #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
     fn run_esp(
@@ -286,7 +339,7 @@ impl Aes128GcmNi {
     /// multi-packet kernel (the 512-bit path, at most six blocks).
     #[inline]
     pub(super) fn seals_short(&self, len: usize) -> bool {
-        self.wide && len <= super::gcm_vaes::SHORT_BODY_MAX
+        self.path == Path::Zmm && len <= super::gcm_vaes::SHORT_BODY_MAX
     }
 
     /// GHASH of `aad`, the CTR pass over `buf` (hashing the ciphertext as `pass` says) and
@@ -328,8 +381,27 @@ impl Aes128GcmNi {
         // only for the tag after it, the compiler sank it past the call, a serial 10-round
         // chain at the packet's end.)
         let ej0 = aes1(&k, j0);
-        let t = if self.wide {
-            // SAFETY: `wide` is set only if `gcm_vaes::available()` found the features.
+        let t = if self.path == Path::Ymm {
+            use super::gcm_vaes::{Front, CTR_ONLY, OPEN, SEAL};
+            use super::gcm_ymm::ctr_ghash;
+            let (ek, h) = (&self.enc, &self.h_pow);
+            let f = move || Front {
+                j0,
+                ej0,
+                x,
+                first,
+                lens,
+            };
+            // SAFETY: `Ymm` is set only if `gcm_ymm::available()` found the features.
+            unsafe {
+                match pass {
+                    Pass::Seal => ctr_ghash::<SEAL>(ek, h, f, buf),
+                    Pass::Open => ctr_ghash::<OPEN>(ek, h, f, buf),
+                    Pass::CtrOnly => ctr_ghash::<CTR_ONLY>(ek, h, f, buf),
+                }
+            }
+        } else if self.path == Path::Zmm {
+            // SAFETY: `Zmm` is set only if `gcm_vaes::available()` found the features.
             unsafe {
                 use super::gcm_vaes::{ctr_ghash, karatsuba, CTR_ONLY, OPEN, SEAL};
                 // The round keys by reference to the key's bytes, not to `k`: passing `&k`
@@ -840,6 +912,19 @@ mod tests {
     use aes_gcm::aead::{consts::U12, AeadInPlace, KeyInit};
     use aes_gcm::AesGcm;
 
+    /// Every payload path this CPU runs, narrowest first (a CPU with the 512-bit path also
+    /// runs the 256-bit one).
+    fn paths() -> Vec<Path> {
+        let mut p = vec![Path::Xmm];
+        if super::super::gcm_ymm::available() {
+            p.push(Path::Ymm);
+        }
+        if super::super::gcm_vaes::available() {
+            p.push(Path::Zmm);
+        }
+        p
+    }
+
     fn rng(seed: u64) -> impl FnMut() -> u8 {
         let mut x = seed;
         move || {
@@ -1009,10 +1094,8 @@ mod tests {
             eprintln!("SKIPPED: no AES-NI/PCLMULQDQ");
             return;
         }
-        let wide = super::super::gcm_vaes::available();
-        if !wide {
-            eprintln!("512-bit path SKIPPED: no VAES/VPCLMULQDQ/AVX-512");
-        }
+        let ps = paths();
+        eprintln!("paths {ps:?}");
         let mut rnd = rng(0x5151_2026_1203_0042);
         let lens = (0..=600usize).chain([1023, 1024, 1025, 1412, 1500, 4095, 4096, 4097]);
         for (n, len) in lens.enumerate() {
@@ -1022,23 +1105,25 @@ mod tests {
             let plain: Vec<u8> = (0..len).map(|_| rnd()).collect();
             let (expect, expect_tag) = crate_seal(&key, &nonce, &aad, &plain);
             let mut g = Aes128GcmNi::new(&key).unwrap();
-            for (w, other) in [(false, wide), (wide, false)] {
-                g.wide = w;
+            // Each path seals, the next one (round the list) opens.
+            for (i, &w) in ps.iter().enumerate() {
+                let other = ps[(i + 1) % ps.len()];
+                g.path = w;
                 let mut got = plain.clone();
                 let tag = g.seal(&nonce, &aad, &mut got);
-                assert_eq!(got, expect, "ciphertext, len {len}, wide {w}");
-                assert_eq!(tag[..], expect_tag[..], "tag, len {len}, wide {w}");
-                g.wide = other;
+                assert_eq!(got, expect, "ciphertext, len {len}, path {w:?}");
+                assert_eq!(tag[..], expect_tag[..], "tag, len {len}, path {w:?}");
+                g.path = other;
                 assert!(
                     g.open(&nonce, &aad, &mut got, &tag),
-                    "len {len}, wide {other}"
+                    "len {len}, path {other:?}"
                 );
-                assert_eq!(got, plain, "decrypted, len {len}, wide {other}");
+                assert_eq!(got, plain, "decrypted, len {len}, path {other:?}");
                 let mut bad = tag;
                 bad[len % 16] ^= 1;
                 let mut buf = expect.clone();
                 assert!(!g.open(&nonce, &aad, &mut buf, &bad), "forged, len {len}");
-                assert_eq!(buf, expect, "restored, len {len}, wide {other}");
+                assert_eq!(buf, expect, "restored, len {len}, path {other:?}");
             }
         }
     }
@@ -1114,10 +1199,10 @@ mod tests {
             eprintln!("SKIPPED: no AES-NI/PCLMULQDQ");
             return;
         }
-        let wide = super::super::gcm_vaes::available();
+        let ps = paths();
         let mut rnd = rng(0x4106_2026_1204_0001);
         let lens =
-            (0..=2000usize).chain([3824, 3840, 4063, 4064, 4065, 4080, 4096, 4097, 4352, 8192]);
+            (0..=2048usize).chain([3824, 3840, 4063, 4064, 4065, 4080, 4096, 4097, 4352, 8192]);
         for len in lens {
             let key: [u8; 16] = core::array::from_fn(|_| rnd());
             let salt: [u8; 4] = core::array::from_fn(|_| rnd());
@@ -1134,17 +1219,20 @@ mod tests {
             let plain: Vec<u8> = (0..len).map(|_| rnd()).collect();
             let (expect, expect_tag) = crate_seal(&key, &nonce, &aad, &plain);
             let mut g = Aes128GcmNi::new(&key).unwrap();
-            for w in [false, wide] {
-                g.wide = w;
+            for &w in &ps {
+                g.path = w;
                 let mut got = plain.clone();
                 let tag = g.seal_esp(&salt, &hdr_iv, seq_hi, &mut got);
-                assert_eq!(got, expect, "ciphertext, len {len}, wide {w}");
-                assert_eq!(tag, expect_tag, "tag, len {len}, wide {w}, esn {seq_hi:?}");
+                assert_eq!(got, expect, "ciphertext, len {len}, path {w:?}");
+                assert_eq!(
+                    tag, expect_tag,
+                    "tag, len {len}, path {w:?}, esn {seq_hi:?}"
+                );
                 assert!(
                     g.open_esp(&salt, &hdr_iv, seq_hi, &mut got, &tag),
                     "len {len}"
                 );
-                assert_eq!(got, plain, "decrypted, len {len}, wide {w}");
+                assert_eq!(got, plain, "decrypted, len {len}, path {w:?}");
                 let mut buf = expect.clone();
                 let mut bad_hdr = hdr_iv;
                 bad_hdr[len % 16] ^= 0x10;
@@ -1152,13 +1240,13 @@ mod tests {
                     !g.open_esp(&salt, &bad_hdr, seq_hi, &mut buf, &tag),
                     "len {len}"
                 );
-                assert_eq!(buf, expect, "restored, len {len}, wide {w}");
+                assert_eq!(buf, expect, "restored, len {len}, path {w:?}");
                 let other_hi = Some(seq_hi.map_or(0, |h| h ^ 1));
                 assert!(
                     !g.open_esp(&salt, &hdr_iv, other_hi, &mut buf, &tag),
                     "esn, {len}"
                 );
-                assert_eq!(buf, expect, "restored, len {len}, wide {w}");
+                assert_eq!(buf, expect, "restored, len {len}, path {w:?}");
             }
         }
     }
@@ -1275,14 +1363,33 @@ mod tests {
         assert_eq!(sa.transform_lines(), 5);
     }
 
-    /// A key state takes the 512-bit path exactly when the CPU has it (so the ESP tests and
-    /// the RFC 4106 vectors run through it on such a CPU).
+    /// A key state takes the widest path the CPU has: 512-bit with AVX-512 F and BW, VAES
+    /// and VPCLMULQDQ, else 256-bit with AVX2, VAES and VPCLMULQDQ (so the ESP tests and the
+    /// RFC 4106 vectors run through it on such a CPU).
     #[test]
-    fn wide_path_is_used_where_available() {
+    fn widest_path_is_used_where_available() {
         let Some(g) = available().then(|| Aes128GcmNi::new(&[1; 16]).unwrap()) else {
             return;
         };
-        assert_eq!(g.wide, super::super::gcm_vaes::available());
+        let has = |f: &[bool]| f.iter().all(|&b| b);
+        let (avx2, vaes, clmul) = (
+            std::is_x86_feature_detected!("avx2"),
+            std::is_x86_feature_detected!("vaes"),
+            std::is_x86_feature_detected!("vpclmulqdq"),
+        );
+        let avx512 = has(&[
+            std::is_x86_feature_detected!("avx512f"),
+            std::is_x86_feature_detected!("avx512bw"),
+        ]);
+        let want = if has(&[avx512, vaes, clmul]) {
+            Path::Zmm
+        } else if has(&[avx2, vaes, clmul]) {
+            Path::Ymm
+        } else {
+            Path::Xmm
+        };
+        eprintln!("path {want:?}");
+        assert_eq!(g.path, want);
     }
 
     /// Time of a seal and an open of 1412 bytes (an ESP body of 1408 payload bytes) and of 68
@@ -1292,7 +1399,7 @@ mod tests {
     #[test]
     #[ignore]
     fn path_timing() {
-        if !super::super::gcm_vaes::available() {
+        if !available() {
             return;
         }
         let mut g = Aes128GcmNi::new(&[3; 16]).unwrap();
@@ -1303,7 +1410,7 @@ mod tests {
             let mut ctr_only = [u128::MAX; 2];
             for _ in 0..20000 {
                 for (w, best) in best.iter_mut().enumerate() {
-                    g.wide = w == 1;
+                    g.path = if w == 1 { Path::best() } else { Path::Xmm };
                     let t = std::time::Instant::now();
                     // SAFETY: test only; the features were checked above.
                     unsafe { g.run(&nonce, &aad, &mut buf, Pass::CtrOnly) };
@@ -1317,7 +1424,7 @@ mod tests {
                 }
             }
             eprintln!(
-                "{len} B: 128-bit seal {} open {} ns, 512-bit seal {} open {} ns (CTR alone {} / {})",
+                "{len} B: 128-bit seal {} open {} ns, widest seal {} open {} ns (CTR alone {} / {})",
                 best[0][0], best[0][1], best[1][0], best[1][1], ctr_only[0], ctr_only[1]
             );
         }

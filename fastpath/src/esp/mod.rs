@@ -24,7 +24,8 @@
 //!   multi-buffer there (`cbc_mb`: many CBC chains in lock-step, VAES or AES-NI;
 //!   `sha1_x16`: sixteen HMAC-SHA-1 messages on AVX-512 lanes; `sha1_mb`: four interleaved
 //!   on SHA-NI, for small bursts and CPUs without AVX-512). With AVX-512, VAES and
-//!   VPCLMULQDQ, AES-128-GCM's payload runs on 512-bit registers (`gcm_vaes`).
+//!   VPCLMULQDQ, AES-128-GCM's payload runs on 512-bit registers (`gcm_vaes`); with VAES and
+//!   VPCLMULQDQ but no AVX-512 (AMD Zen 3), on 256-bit registers (`gcm_ymm`).
 
 #[cfg(target_arch = "x86_64")]
 mod aesni;
@@ -36,6 +37,8 @@ pub mod error;
 mod gcm_ni;
 #[cfg(target_arch = "x86_64")]
 mod gcm_vaes;
+#[cfg(target_arch = "x86_64")]
+mod gcm_ymm;
 pub mod integ;
 pub mod ip;
 mod iv;
