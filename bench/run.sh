@@ -838,8 +838,21 @@ crypto_criterion() {
     }
 }
 
+# crypto_host: the CPU's model name, family/model/stepping and flags line (/proc/cpuinfo's
+# first processor), for the crypto result files.
+crypto_host() {
+    awk -F': *' '/^model name/ && !m {m=$2} /^cpu family/ && !f {f=$2} /^model\t/ && !o {o=$2}
+        /^stepping/ && !s {s=$2} /^flags/ && !l {l=$2}
+        END {printf "cpu: %s (family %s model %s stepping %s)\nflags: %s\n", m, f, o, s, l}' \
+        /proc/cpuinfo
+}
+
 section_crypto() {
     echo "== crypto: burst ESP vs intel-ipsec-mb, single packet vs OpenSSL (64 and 1408 B)"
+    # The host the figures come from: which kernels run depends on the CPU (a Zen 3 has
+    # VAES on 256-bit registers only, a Zen 4 AVX-512), so each result file says it.
+    crypto_host >"$RESULTS/crypto-host.txt"
+    sed 's/^/   /' "$RESULTS/crypto-host.txt"
     local bin="$TARGET_DIR/ipsecmb-baseline"
     if ! cc -O2 -Wall -o "$bin" "$ROOT/bench/baseline/ipsecmb.c" -lIPSec_MB \
         >"$RESULTS/crypto-build.log" 2>&1; then
@@ -1000,6 +1013,7 @@ json.dump({"section": "crypto",
                      "dpdk-test-crypto-perf (throughput test, crypto_aesni_mb PMD, bursts of "
                      "32) the wall time of its polling worker lcore",
            "loadavg": open("/proc/loadavg").read().split()[:3],
+           "host": dict(l.rstrip("\n").split(": ", 1) for l in open(sys.argv[3].replace("crypto.json", "crypto-host.txt")) if ": " in l),
            "results": rows}, open(sys.argv[3], "w"), indent=1)
 PYEOF
     echo "wrote $RESULTS/crypto.json"
