@@ -139,7 +139,16 @@ impl<'a> Cursor<'a> {
 
     fn token(&mut self) -> Result<&'a str, DigestParseError> {
         let start = self.pos;
-        while self.peek().is_some_and(is_tchar) {
+        // A run of letters and `-` (every parameter name, most token values) eight bytes a
+        // step; a run that stops short at a byte that is no token character is the token.
+        // Other token characters (digits, `.`, ...) a byte at a time.
+        let mut ended = false;
+        if let Some(word) = swar::word_at(self.b, start) {
+            let run = swar::leading_letters_or_dash(word);
+            self.pos += run;
+            ended = run < 8 && !self.peek().is_some_and(is_tchar);
+        }
+        while !ended && self.peek().is_some_and(is_tchar) {
             self.pos += 1;
         }
         match self.b.get(start..self.pos) {
