@@ -285,7 +285,7 @@ fn hex_md5(parts: &[&[u8]]) -> [u8; 32] {
         len += sep + p.len();
     }
     let d = match joined.get(..len) {
-        Some(all) => super::md5::md5(all),
+        Some(all) => Md5::digest(all),
         None => {
             let mut h = Md5::new();
             for (i, p) in parts.iter().enumerate() {
@@ -294,7 +294,7 @@ fn hex_md5(parts: &[&[u8]]) -> [u8; 32] {
                 }
                 h.update(p);
             }
-            h.finalize().into()
+            h.finalize()
         }
     };
     let mut out = [0u8; 32];

@@ -5,7 +5,6 @@ pub mod digest;
 pub mod digest_params;
 pub mod keys;
 pub mod material;
-mod md5;
 pub mod milenage;
 pub mod sqn;
 pub mod usim;
