@@ -377,6 +377,14 @@ const KNOWN: usize = Known::IntegrityProtected as usize + 1;
 impl<'a> ParamRefs<'a> {
     /// The grammar of [`DigestParams::parse`] ([`each_param`]), keeping the known parameters.
     fn parse(input: &'a str) -> Result<Self, DigestParseError> {
+        match Self::parse_plain(input) {
+            Some(refs) => Ok(refs),
+            None => Self::parse_general(input),
+        }
+    }
+
+    /// [`ParamRefs::parse`] by the general walk ([`each_param`]), whatever the list's form.
+    fn parse_general(input: &'a str) -> Result<Self, DigestParseError> {
         let mut refs = ParamRefs {
             known: Default::default(),
         };
@@ -386,6 +394,82 @@ impl<'a> ParamRefs<'a> {
             }
         })?;
         Ok(refs)
+    }
+
+    /// [`ParamRefs::parse`] of a list written the plain way every UE writes one: `Digest `,
+    /// then `name=value` pairs joined by `,` or `, `, each name a known one ([`Known`]) of
+    /// letters and `-` given once, each value a token or a quoted-string with no escape,
+    /// fold or control byte. `None` for anything else (the general walk then reads it, and
+    /// reports its errors). What it returns is what [`each_param`] finds for such a list: the
+    /// same bytes end the scheme, each name, each value and each separator there, with no
+    /// blank to skip in between.
+    fn parse_plain(input: &'a str) -> Option<Self> {
+        let b = input.as_bytes();
+        if !b.get(..7)?.eq_ignore_ascii_case(b"Digest ") {
+            return None;
+        }
+        let mut refs = ParamRefs {
+            known: Default::default(),
+        };
+        let mut seen = 0u16;
+        let mut at = 7;
+        loop {
+            // The name: letters and `-` up to `=`, read a word at a time.
+            let word = swar::word_at(b, at)?;
+            let len = swar::leading_letters_or_dash(word);
+            let len = if len < 8 {
+                len
+            } else {
+                // `integrity-protected`, the one known name past eight bytes.
+                len + b
+                    .get(at + 8..)?
+                    .iter()
+                    .take_while(|&&c| c.is_ascii_alphabetic() || c == b'-')
+                    .count()
+            };
+            if len == 0 || b.get(at + len) != Some(&b'=') {
+                return None;
+            }
+            let known = Known::of_folded(
+                b.get(at..at + len)?,
+                folded(swar::packed_prefix(b, at, len.min(8))?),
+            )?;
+            let bit = 1u16 << (known as u16);
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            at += len + 1;
+            // The value: a quoted-string with no escape or control, or a token.
+            let value = if b.get(at) == Some(&b'"') {
+                let from = at + 1;
+                let len = simd::find_quoted_stop(b.get(from..)?)?;
+                if b.get(from + len) != Some(&b'"') {
+                    return None;
+                }
+                at = from + len + 1;
+                input.get(from..from + len)?
+            } else {
+                let from = at;
+                while b.get(at).is_some_and(|&c| is_tchar(c)) {
+                    at += 1;
+                }
+                if at == from {
+                    return None;
+                }
+                input.get(from..at)?
+            };
+            refs.known[known as usize] = Some(Cow::Borrowed(value));
+            // The end, or `,` / `, ` and the next name.
+            match b.get(at) {
+                None => return Some(refs),
+                Some(b',') => at += 1,
+                Some(_) => return None,
+            }
+            if b.get(at) == Some(&b' ') {
+                at += 1;
+            }
+        }
     }
 
     /// Takes a known parameter's value out of the list.
@@ -914,6 +998,136 @@ fn has_control(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain reading ([`ParamRefs::parse_plain`]) takes what UEs send, and whatever it
+    /// takes the general walk reads alike: credentials as the UE simulator, SIPp and the
+    /// interop peers write them, then each of them with every byte replaced by each
+    /// delimiter, blank, control, escape, case change and a two-byte character, a byte
+    /// deleted, a space inserted or a duplicate appended, and random lists.
+    #[test]
+    fn plain_reading_is_the_general_walks() {
+        let same = |input: &str| -> bool {
+            let general = ParamRefs::parse_general(input);
+            match ParamRefs::parse_plain(input) {
+                None => false,
+                Some(plain) => {
+                    let general =
+                        general.unwrap_or_else(|e| panic!("{input:?}: plain read, general {e:?}"));
+                    assert_eq!(plain.known, general.known, "{input:?}");
+                    true
+                }
+            }
+        };
+        let usual = [
+            concat!(
+                "Digest username=\"001010000000001@ims.mnc001.mcc001.3gppnetwork.org\", ",
+                "realm=\"ims.mnc001.mcc001.3gppnetwork.org\", nonce=\"\", ",
+                "uri=\"sip:ims.mnc001.mcc001.3gppnetwork.org\", response=\"\""
+            ),
+            concat!(
+                "Digest username=\"alice@ims.test\", realm=\"ims.test\", ",
+                "nonce=\"3Q3ZgMzg5Ozr0Vqb3lQUQmFyTXJJTBAAAM9xW8ZsXZI=\", ",
+                "uri=\"sip:ims.test\", response=\"6629fae49393a05397450978507c4ef1\", ",
+                "algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\""
+            ),
+            concat!(
+                "Digest username=\"u@r\",realm=\"r\",nonce=\"n\",uri=\"sip:r\",",
+                "response=\"\",integrity-protected=yes,opaque=\"o\",auts=\"AAAA\""
+            ),
+            "DIGEST Username=\"u\", REALM=\"r\", nonce=\"n\", uri=\"u\", response=\"\"",
+        ];
+        for u in usual {
+            assert!(same(u), "{u:?} not read the plain way");
+        }
+        let subs = [
+            "", " ", "  ", "\t", "\r\n ", "\r\n", "\n", ",", ", ", ",,", "=", "\"", "\\", "\\\"",
+            "\u{1}", "\u{7f}", "\u{e9}", "A", "z", "-", "0", ";", "x=y", "username",
+        ];
+        let mut tried = 0usize;
+        for u in usual {
+            for at in 0..=u.len() {
+                if !u.is_char_boundary(at) {
+                    continue;
+                }
+                for sub in subs {
+                    // Replaced (one byte), inserted.
+                    if at < u.len() {
+                        same(&format!("{}{sub}{}", &u[..at], &u[at + 1..]));
+                    }
+                    same(&format!("{}{sub}{}", &u[..at], &u[at..]));
+                    tried += 2;
+                }
+                // Case changed.
+                let mut b = u.as_bytes().to_vec();
+                if let Some(c) = b.get_mut(at) {
+                    *c ^= 0x20 * u8::from(c.is_ascii_alphabetic());
+                }
+                same(&String::from_utf8(b).unwrap());
+            }
+            for dup in [
+                ", realm=\"x\"",
+                ", nc=1",
+                ", domain=\"d\"",
+                ", qop=auth",
+                ",",
+            ] {
+                same(&format!("{u}{dup}"));
+            }
+            // Cut short at every byte.
+            for at in 0..u.len() {
+                same(&u[..at]);
+            }
+        }
+        let pieces = [
+            "Digest ",
+            "digest ",
+            "username=",
+            "realm=",
+            "nonce=",
+            "uri=",
+            "response=",
+            "algorithm=",
+            "qop=",
+            "nc=",
+            "cnonce=",
+            "opaque=",
+            "auts=",
+            "integrity-protected=",
+            "domain=",
+            "\"v\"",
+            "\"\"",
+            "\"a,b\"",
+            "\"a\\\"b\"",
+            "tok",
+            "AKAv1-MD5",
+            ", ",
+            ",",
+            " ",
+            "=",
+            "\"",
+            "\r\n ",
+            "\t",
+        ];
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        for _ in 0..50_000 {
+            let mut s = String::from("Digest ");
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = 1 + (seed % 14) as usize;
+            let mut r = seed;
+            for i in 0..n {
+                r = r
+                    .rotate_left(7)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .wrapping_add(i as u64);
+                s.push_str(pieces[(r >> 33) as usize % pieces.len()]);
+            }
+            same(&s);
+            tried += 1;
+        }
+        assert!(tried > 10_000);
+    }
 
     #[test]
     fn known_names_are_exactly_the_credentials_names_in_any_case() {
