@@ -157,17 +157,26 @@ impl TransactionLayer {
     ) -> Result<Incoming, ParseError> {
         if msg.is_request() {
             let key = ServerKey::for_request(msg)?;
-            if let Some(&id) = self.servers.get(&key) {
-                if let Some(entry) = self.entries.get_mut(&id) {
-                    match &mut entry.tx {
-                        Tx::Ist(t) => t.handle_request(msg, now),
-                        Tx::Nist(t) => t.handle_request(msg, now),
-                        _ => {}
+            // One hash of the key: the entry either holds the live transaction or is where
+            // the new one goes.
+            let slot = match self.servers.entry(key) {
+                std::collections::hash_map::Entry::Occupied(o) => Err(*o.get()),
+                std::collections::hash_map::Entry::Vacant(v) => Ok(v),
+            };
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(id) => {
+                    if let Some(entry) = self.entries.get_mut(&id) {
+                        match &mut entry.tx {
+                            Tx::Ist(t) => t.handle_request(msg, now),
+                            Tx::Nist(t) => t.handle_request(msg, now),
+                            _ => {}
+                        }
                     }
+                    self.drain(id);
+                    return Ok(Incoming::Absorbed(id));
                 }
-                self.drain(id);
-                return Ok(Incoming::Absorbed(id));
-            }
+            };
             let tx = match msg.method() {
                 // An ACK without an INVITE transaction belongs to a 2xx: core handles it.
                 Some("ACK") => return Ok(Incoming::Stray),
@@ -179,8 +188,11 @@ impl TransactionLayer {
                 )),
                 _ => Tx::Nist(ServerNonInvite::new(peer.transport.is_reliable(), self.cfg)),
             };
-            let id = self.alloc();
-            self.servers.insert(key.clone(), id);
+            // `alloc`, inline: `slot` holds `servers` borrowed.
+            self.next_id += 1;
+            let id = TxId(self.next_id);
+            let key = slot.key().clone();
+            slot.insert(id);
             self.entries.insert(
                 id,
                 Entry {
@@ -382,9 +394,11 @@ impl TransactionLayer {
     }
 
     fn drain_one(&mut self, id: TxId) {
-        let Some(entry) = self.entries.get_mut(&id) else {
+        // One hash of `id`: the entry is read, and removed once terminated, through it.
+        let std::collections::hash_map::Entry::Occupied(mut slot) = self.entries.entry(id) else {
             return;
         };
+        let entry = slot.get_mut();
         let peer = entry.peer;
         let core = entry.tx.core();
         while let Some(bytes) = core.poll_transmit() {
@@ -394,12 +408,10 @@ impl TransactionLayer {
             self.events.push_back((id, ev));
         }
         if core.is_terminated() {
-            if let Some(entry) = self.entries.remove(&id) {
-                match entry.key {
-                    Key::Server(k) => self.servers.remove(&k),
-                    Key::Client(k) => self.clients.remove(&k),
-                };
-            }
+            match slot.remove().key {
+                Key::Server(k) => self.servers.remove(&k),
+                Key::Client(k) => self.clients.remove(&k),
+            };
             return;
         }
         let next = core.poll_timeout();
