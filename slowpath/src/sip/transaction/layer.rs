@@ -157,26 +157,17 @@ impl TransactionLayer {
     ) -> Result<Incoming, ParseError> {
         if msg.is_request() {
             let key = ServerKey::for_request(msg)?;
-            // One hash of the key: the entry either holds the live transaction or is where
-            // the new one goes.
-            let slot = match self.servers.entry(key) {
-                std::collections::hash_map::Entry::Occupied(o) => Err(*o.get()),
-                std::collections::hash_map::Entry::Vacant(v) => Ok(v),
-            };
-            let slot = match slot {
-                Ok(slot) => slot,
-                Err(id) => {
-                    if let Some(entry) = self.entries.get_mut(&id) {
-                        match &mut entry.tx {
-                            Tx::Ist(t) => t.handle_request(msg, now),
-                            Tx::Nist(t) => t.handle_request(msg, now),
-                            _ => {}
-                        }
+            if let Some(&id) = self.servers.get(&key) {
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    match &mut entry.tx {
+                        Tx::Ist(t) => t.handle_request(msg, now),
+                        Tx::Nist(t) => t.handle_request(msg, now),
+                        _ => {}
                     }
-                    self.drain(id);
-                    return Ok(Incoming::Absorbed(id));
                 }
-            };
+                self.drain(id);
+                return Ok(Incoming::Absorbed(id));
+            }
             let tx = match msg.method() {
                 // An ACK without an INVITE transaction belongs to a 2xx: core handles it.
                 Some("ACK") => return Ok(Incoming::Stray),
@@ -188,11 +179,8 @@ impl TransactionLayer {
                 )),
                 _ => Tx::Nist(ServerNonInvite::new(peer.transport.is_reliable(), self.cfg)),
             };
-            // `alloc`, inline: `slot` holds `servers` borrowed.
-            self.next_id += 1;
-            let id = TxId(self.next_id);
-            let key = slot.key().clone();
-            slot.insert(id);
+            let id = self.alloc();
+            self.servers.insert(key.clone(), id);
             self.entries.insert(
                 id,
                 Entry {
