@@ -5,8 +5,8 @@
 //! server transaction. The SA install goes out at once: it carries no SQN, and the worker
 //! must have it before the 401 anyway (TS 33.203 7.1).
 
-use akagate_proto::ipc::WorkerCommand;
 use akagate_proto::hash::KeyedMap;
+use akagate_proto::ipc::WorkerCommand;
 use std::collections::VecDeque;
 
 use crate::hss::PersistTicket;

@@ -4,8 +4,8 @@
 //! counted like real ones so the limits answer a stranger alike for real and unknown IMPIs.
 //! Registered UEs' requests through their SAs never pass here.
 
-use std::collections::hash_map::{Entry, RandomState};
 use akagate_proto::hash::KeyedMap;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;

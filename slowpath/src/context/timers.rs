@@ -165,7 +165,11 @@ mod tests {
                     6 => {
                         // A duplicate arm without the previous deadline (two live pairs of
                         // one key), or of a pair already live.
-                        let at = if rng.gen_bool(0.5) { slot.unwrap_or(at) } else { at };
+                        let at = if rng.gen_bool(0.5) {
+                            slot.unwrap_or(at)
+                        } else {
+                            at
+                        };
                         set.arm(key(i), None, Some(at));
                         model.insert((at, key(i)));
                     }
@@ -216,7 +220,10 @@ mod tests {
         assert!(set.heap.len() <= 4 + SLACK, "{}", set.heap.len());
         let end = base + Duration::from_secs(2_000_000);
         assert_eq!(set.pop_due(end), Some((base, key(1))));
-        assert_eq!(set.pop_due(end), Some((base + Duration::from_secs(100_000), key(0))));
+        assert_eq!(
+            set.pop_due(end),
+            Some((base + Duration::from_secs(100_000), key(0)))
+        );
         assert_eq!(set.first(), None);
     }
 }
