@@ -5,8 +5,9 @@
 //! server transaction. The SA install goes out at once: it carries no SQN, and the worker
 //! must have it before the 401 anyway (TS 33.203 7.1).
 
+use akagate_proto::hash::KeyedMap;
 use akagate_proto::ipc::WorkerCommand;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::hss::PersistTicket;
 use crate::sip::transaction::TxId;
@@ -37,7 +38,7 @@ pub struct Withheld {
 pub(crate) struct Held {
     queue: VecDeque<HeldCommand>,
     /// Server transactions whose every send waits for a ticket (their response is a 401).
-    awaiting: HashMap<TxId, PersistTicket>,
+    awaiting: KeyedMap<TxId, PersistTicket>,
     /// Every record up to this ticket was reported durable.
     durable: Option<PersistTicket>,
     /// The records up to this ticket could not be made durable (their 401s were dropped).

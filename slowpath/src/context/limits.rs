@@ -4,8 +4,9 @@
 //! counted like real ones so the limits answer a stranger alike for real and unknown IMPIs.
 //! Registered UEs' requests through their SAs never pass here.
 
+use akagate_proto::hash::KeyedMap;
 use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ pub(crate) struct Admission {
     /// Admitted in this window.
     total: u32,
     /// Admitted in this window, by source address.
-    by_source: HashMap<IpAddr, u32>,
+    by_source: KeyedMap<IpAddr, u32>,
 }
 
 impl Admission {
@@ -76,14 +77,14 @@ pub(crate) struct DecoyLedger {
     /// Per-start keys of the IMPI hash (strangers cannot aim collisions).
     hasher: RandomState,
     /// Outstanding (source, IMPI) pairs and their deadline.
-    live: HashMap<(IpAddr, u64), Instant>,
+    live: KeyedMap<(IpAddr, u64), Instant>,
     /// Every note in the order made (deadlines rise: one timeout, time never goes back);
     /// an entry whose pair was noted again later or forgotten is skipped when it comes up.
     queue: VecDeque<(Instant, IpAddr, u64)>,
     /// Outstanding pairs per source address.
-    by_source: HashMap<IpAddr, usize>,
+    by_source: KeyedMap<IpAddr, usize>,
     /// RAND of each unknown IMPI's current decoy vector and until when it is reused.
-    vectors: HashMap<u64, ([u8; 16], Instant)>,
+    vectors: KeyedMap<u64, ([u8; 16], Instant)>,
     /// `vectors` is swept of lapsed entries when it grows to this size (amortised O(1)).
     sweep_at: usize,
 }
@@ -95,10 +96,10 @@ impl Default for DecoyLedger {
     fn default() -> Self {
         DecoyLedger {
             hasher: RandomState::new(),
-            live: HashMap::new(),
+            live: akagate_proto::hash::keyed_map(),
             queue: VecDeque::new(),
-            by_source: HashMap::new(),
-            vectors: HashMap::new(),
+            by_source: akagate_proto::hash::keyed_map(),
+            vectors: akagate_proto::hash::keyed_map(),
             sweep_at: SWEEP_MIN,
         }
     }

@@ -6,6 +6,7 @@
 mod durability;
 mod limits;
 mod shared;
+mod timers;
 
 pub use durability::Withheld;
 pub(crate) use limits::{Admission, DecoyLedger, RateVerdict};
@@ -221,20 +222,21 @@ pub(crate) struct TxInfo {
     pub request: Option<Vec<u8>>,
 }
 
-/// A deadline in the core's timer set.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A deadline in the core's timer set (its text keys shared, so the set's heap and live
+/// index hold one copy).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum TimerKey {
     /// A registration's next deadline (challenge, binding or old set), by IMPI key (the
     /// registrar's own key, shared: arming copies no string).
     Registration(std::sync::Arc<str>),
     /// How long 2xx retransmissions to a forwarded INVITE are still relayed, by our branch.
-    Accepted(String),
+    Accepted(std::sync::Arc<str>),
     /// Timer C of a forwarded INVITE's client transaction (RFC 3261 16.6 step 11).
     TimerC(TxId),
     /// The next OPTIONS keep-alive of a registration, by IMPI key.
-    KeepAlive(String),
+    KeepAlive(std::sync::Arc<str>),
     /// The refresh of one of our reg-event subscriptions, by Call-ID (TS 24.229 5.2.3).
-    RegSubRefresh(String),
+    RegSubRefresh(std::sync::Arc<str>),
     /// The end of the wait for a core next hop's first answer to a relayed REGISTER.
     HopTimeout(TxId),
 }

@@ -4,7 +4,6 @@
 //! durability. The REGISTER procedure and the proxy reach it through [`Cx`](super::Cx).
 
 use akagate_proto::hash::{keyed_map, KeyedMap};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +12,7 @@ use akagate_proto::spi::SpiAllocator;
 use rand::RngCore;
 
 use super::durability::Held;
+use super::timers::TimerSet;
 use super::{peer_of, Admission, CoreConfig, CoreStats, DecoyLedger, Req, TimerKey, TxInfo};
 use crate::registrar::SaSetExt;
 use crate::sip::builder::response_tagged;
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     /// Transport state of each live transaction.
     pub txs: KeyedMap<TxId, TxInfo>,
     /// Registration, keep-alive, Timer C and 2xx-relay deadlines, earliest first.
-    pub timers: BTreeSet<(Instant, TimerKey)>,
+    pub timers: TimerSet,
     /// Makes every branch we create unique even with a poor random source.
     pub branch_seq: u64,
     pub stats: CoreStats,
@@ -54,7 +54,7 @@ impl Shared {
             rng,
             txl,
             txs: keyed_map(),
-            timers: BTreeSet::new(),
+            timers: TimerSet::default(),
             branch_seq: 0,
             stats: CoreStats::default(),
             held: Held::default(),
@@ -178,31 +178,14 @@ impl Shared {
 
     /// Arms `key`'s timer at `at`, replacing `previous`.
     pub(crate) fn arm(&mut self, key: TimerKey, previous: Option<Instant>, at: Option<Instant>) {
-        if previous == at {
-            return;
-        }
-        let mut key = key;
-        if let Some(p) = previous {
-            // The probe's key is taken back for the insert (no copy of it).
-            let probe = (p, key);
-            self.timers.remove(&probe);
-            key = probe.1;
-        }
-        if let Some(a) = at {
-            self.timers.insert((a, key));
-        }
+        self.timers.arm(key, previous, at);
     }
 
     /// Takes every timer due at `now`, earliest first.
     pub(crate) fn due_timers(&mut self, now: Instant) -> Vec<(Instant, TimerKey)> {
         let mut due = Vec::new();
-        while let Some(first) = self.timers.first() {
-            if first.0 > now {
-                break;
-            }
-            if let Some(t) = self.timers.pop_first() {
-                due.push(t);
-            }
+        while let Some(t) = self.timers.pop_due(now) {
+            due.push(t);
         }
         due
     }

@@ -49,7 +49,7 @@ pub struct Core {
     /// Proxy mode: our reg-event subscriptions at the S-CSCF.
     pub(crate) reg_subs: regsub::RegSubs,
     /// Registrations made without authentication for emergency sessions only.
-    pub(crate) emergency_only: std::collections::HashSet<String>,
+    pub(crate) emergency_only: akagate_proto::hash::KeyedSet<String>,
     /// H(A2) of the last completing REGISTER's digest `uri` (the same for a realm's UEs).
     pub(crate) register_ha2: crate::aka::Ha2Cache,
     /// The 200's Path and Service-Route to a registration (TS 24.229 5.2.2.1), which name
@@ -88,7 +88,7 @@ impl Core {
             proxy: Proxy::default(),
             relay: RelayState::default(),
             reg_subs: regsub::RegSubs::default(),
-            emergency_only: std::collections::HashSet::new(),
+            emergency_only: akagate_proto::hash::keyed_set(),
             register_ha2: crate::aka::Ha2Cache::default(),
             registered_routes,
         }
@@ -551,7 +551,7 @@ impl Core {
 
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self.shared.timers.first().map(|(at, _)| *at);
+        let ours = self.shared.timers.first();
         match (ours, self.shared.txl.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

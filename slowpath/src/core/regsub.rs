@@ -4,7 +4,8 @@
 //! terminated (deactivated, rejected, unregistered, expired ...) ends the registration and
 //! its SAs at once (network-initiated de-registration); a shorter lifetime shortens ours.
 
-use std::collections::{HashMap, VecDeque};
+use akagate_proto::hash::KeyedMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use akagate_proto::ipc::WorkerCommand;
@@ -54,9 +55,9 @@ struct SubTx {
 #[derive(Default)]
 pub(crate) struct RegSubs {
     /// Call-ID -> the subscription.
-    by_call_id: HashMap<String, RegSub>,
+    by_call_id: KeyedMap<String, RegSub>,
     /// Our SUBSCRIBE client transactions.
-    by_tx: HashMap<TxId, SubTx>,
+    by_tx: KeyedMap<TxId, SubTx>,
     /// Call-IDs of subscriptions whose registration ended here, newest last (at most
     /// [`ENDED_KEPT`]): the S-CSCF's terminating NOTIFY that follows a de-registration gets
     /// 200, not an error (RFC 6665 4.1.3 leaves the subscriber free to accept it).
@@ -319,7 +320,7 @@ impl Core {
         let previous = sub.refresh_at;
         let at = now + refresh_after(granted);
         sub.refresh_at = Some(at);
-        let key = TimerKey::RegSubRefresh(call_id.to_string());
+        let key = TimerKey::RegSubRefresh(call_id.into());
         self.shared.arm(key, previous, Some(at));
     }
 

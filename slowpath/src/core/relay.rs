@@ -9,7 +9,7 @@
 //! Messages on the core side travel as flows whose local address is our core-facing address
 //! (`Upstream::is_core_flow`); the daemon carries them over kernel sockets.
 
-use std::collections::HashMap;
+use akagate_proto::hash::KeyedMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,13 +91,13 @@ pub(crate) struct CoreBinding {
 /// Proxy mode's state in the core.
 #[derive(Default)]
 pub(crate) struct RelayState {
-    relays: HashMap<TxId, Relay>,
+    relays: KeyedMap<TxId, Relay>,
     /// Path token -> IMPI key.
-    by_path: HashMap<String, String>,
+    by_path: KeyedMap<String, String>,
     /// IMPI key -> what the core told us.
-    bindings: HashMap<String, CoreBinding>,
+    bindings: KeyedMap<String, CoreBinding>,
     /// Registered Contact (lower case) -> IMPI key.
-    by_contact: HashMap<String, String>,
+    by_contact: KeyedMap<String, String>,
 }
 
 impl RelayState {

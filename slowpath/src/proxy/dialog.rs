@@ -3,7 +3,7 @@
 //! to release a dialog itself with a BYE to both parties when one of them de-registers or
 //! its registration expires (TS 24.229 5.2.8.1.2).
 
-use std::collections::HashMap;
+use akagate_proto::hash::KeyedMap;
 use std::time::Instant;
 
 use akagate_proto::ipc::{SaSet, Transport, WorkerCommand};
@@ -19,9 +19,9 @@ use crate::sip::{HeaderKind, Message, MessageBuilder};
 /// what it releases, not the number of calls up times the number of UEs leaving.
 #[derive(Default)]
 pub(crate) struct DialogTable {
-    by_id: HashMap<String, Dialog>,
+    by_id: KeyedMap<String, Dialog>,
     /// Registration key -> Call-IDs of the dialogs it is caller or callee of.
-    by_party: HashMap<String, Vec<String>>,
+    by_party: KeyedMap<String, Vec<String>>,
 }
 
 impl DialogTable {

@@ -46,14 +46,14 @@ impl Proxy {
         let at = now + every;
         ka.armed = Some(at);
         cx.shared
-            .arm(TimerKey::KeepAlive(key.to_string()), None, Some(at));
+            .arm(TimerKey::KeepAlive(key.into()), None, Some(at));
     }
 
     /// Stops registration `key`'s keep-alives and forgets their state.
     pub(crate) fn forget_keepalive(&mut self, cx: &mut Cx<'_>, key: &str) {
         if let Some(ka) = self.keepalives.remove(key) {
             cx.shared
-                .arm(TimerKey::KeepAlive(key.to_string()), ka.armed, None);
+                .arm(TimerKey::KeepAlive(key.into()), ka.armed, None);
         }
     }
 

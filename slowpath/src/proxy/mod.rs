@@ -19,7 +19,7 @@ pub(crate) use regevent::RegSubscription;
 pub(crate) use reject::raw_error_response;
 pub(crate) use transport::{host, received_note};
 
-use std::collections::HashMap;
+use akagate_proto::hash::KeyedMap;
 use std::time::Instant;
 
 use akagate_proto::ipc::Flow;
@@ -35,21 +35,21 @@ pub(crate) struct Proxy {
     /// Call-ID -> the dialog between two registered parties (indexed by party).
     dialogs: DialogTable,
     /// reg-event subscriptions by IMPI key of the registration watched.
-    reg_subs: HashMap<String, Vec<RegSubscription>>,
+    reg_subs: KeyedMap<String, Vec<RegSubscription>>,
     /// Keep-alive state by IMPI key.
-    keepalives: HashMap<String, KeepAlive>,
+    keepalives: KeyedMap<String, KeepAlive>,
     /// Client transactions the proxy started, with the server transaction they serve.
-    forwarded: HashMap<TxId, Forwarded>,
+    forwarded: KeyedMap<TxId, Forwarded>,
     /// Server transaction -> the client transaction forwarding it (for CANCEL).
-    forwarded_by_server: HashMap<TxId, TxId>,
+    forwarded_by_server: KeyedMap<TxId, TxId>,
     /// Our branch of an INVITE answered 2xx -> the caller's flow, for 2xx retransmissions.
-    accepted: HashMap<String, Flow>,
+    accepted: KeyedMap<String, Flow>,
     /// Proxy mode: Call-ID -> the registration on our access side of a dialog through the
     /// core (in-dialog requests from the core find their UE by it).
     core_dialogs: CoreDialogs,
     /// Proxy mode: Call-ID -> the unprotected flow of an anonymous emergency session's
     /// caller (TS 24.229 5.2.10.4), for the requests of that dialog in both directions.
-    anonymous_emergency: HashMap<String, Flow>,
+    anonymous_emergency: KeyedMap<String, Flow>,
     /// Registrations whose keep-alives failed too often, for the core to end.
     unreachable: Vec<String>,
 }
@@ -102,8 +102,8 @@ pub(crate) use crate::registrar::RegEnd;
 /// indexed by registration so its end forgets its own without a walk of all.
 #[derive(Default)]
 struct CoreDialogs {
-    by_id: HashMap<String, String>,
-    by_key: HashMap<String, Vec<String>>,
+    by_id: KeyedMap<String, String>,
+    by_key: KeyedMap<String, Vec<String>>,
 }
 
 impl CoreDialogs {

@@ -590,7 +590,8 @@ impl Proxy {
             if let Some(origin) = cx.shared.txs.get(&server).map(|i| i.flow) {
                 self.accepted.insert(branch.clone(), origin);
                 let until = now + cx.shared.cfg.timers.t1x64();
-                cx.shared.arm(TimerKey::Accepted(branch), None, Some(until));
+                cx.shared
+                    .arm(TimerKey::Accepted(branch.into()), None, Some(until));
             }
         }
         cx.shared.send_response(server, e.to_bytes(), now, out);

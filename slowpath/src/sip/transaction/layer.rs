@@ -382,9 +382,11 @@ impl TransactionLayer {
     }
 
     fn drain_one(&mut self, id: TxId) {
-        let Some(entry) = self.entries.get_mut(&id) else {
+        // One hash of `id`: the entry is read, and removed once terminated, through it.
+        let std::collections::hash_map::Entry::Occupied(mut slot) = self.entries.entry(id) else {
             return;
         };
+        let entry = slot.get_mut();
         let peer = entry.peer;
         let core = entry.tx.core();
         while let Some(bytes) = core.poll_transmit() {
@@ -394,12 +396,10 @@ impl TransactionLayer {
             self.events.push_back((id, ev));
         }
         if core.is_terminated() {
-            if let Some(entry) = self.entries.remove(&id) {
-                match entry.key {
-                    Key::Server(k) => self.servers.remove(&k),
-                    Key::Client(k) => self.clients.remove(&k),
-                };
-            }
+            match slot.remove().key {
+                Key::Server(k) => self.servers.remove(&k),
+                Key::Client(k) => self.clients.remove(&k),
+            };
             return;
         }
         let next = core.poll_timeout();
