@@ -24,7 +24,8 @@ use akagate_fastpath::worker::InboundTable;
 use akagate_proto::hash::{keyed_map, KeyedMap};
 use akagate_slowpath::hss::{apply_journal, PersistRecord, SqnState};
 use akagate_slowpath::registrar::{
-    decode_record, unix_ms, PersistedRegistration, RegistrationChange, SecretBuf,
+    decode_record, unix_ms, ChangeRef, ChangeSet, PersistedRegistration, RegistrationChange,
+    SecretBuf,
 };
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
@@ -135,6 +136,11 @@ pub struct RegistrationStore {
     compactions: u64,
     /// A compaction running on its own thread, installed by a later commit.
     compacting: Option<Compaction>,
+    /// The last group commit's batch buffers, for the next ([`log::Spare`]).
+    spare: log::Spare,
+    /// The `writev` list's allocation, kept from append to append
+    /// ([`Batch::write_to_with`]).
+    iov: Vec<std::io::IoSlice<'static>>,
 }
 
 /// A compaction on its own thread: the live records of the log's first `upto` bytes written
@@ -329,6 +335,8 @@ impl RegistrationStore {
             sqn_commits: 0,
             compactions: 0,
             compacting: None,
+            spare: log::Spare::default(),
+            iov: Vec::new(),
         };
         for s in keep {
             let key = s.registration.key.clone();
@@ -382,19 +390,63 @@ impl RegistrationStore {
                     }
                 }
                 RegistrationChange::Encoded(r) => {
-                    let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
-                    let epoch = seq_epoch.to_le_bytes();
-                    let head: [&[u8]; 2] = [&[STORED_BINARY], &epoch];
-                    put_checked(&mut batch, &r.key, &head, &r.record, b"");
+                    self.put_encoded(&mut batch, &r.key, r.spi_ps, &r.record);
                 }
-                RegistrationChange::Delete(key) => {
-                    self.epochs.remove(key);
-                    if key.len() <= log::MAX_KEY {
-                        batch.delete(key);
-                    }
-                }
+                RegistrationChange::Delete(key) => self.delete(&mut batch, key),
             }
         }
+        self.append_with_sqns(batch, sqns)
+    }
+
+    /// [`RegistrationStore::commit`] of the changes in `set` (the registrar's records
+    /// written into one shared buffer, [`ChangeSet`]) with the SQN records `sqns`: one
+    /// `writev`, one `fdatasync`. The caller clears `set` once this returns `Ok`.
+    pub fn commit_set(
+        &mut self,
+        set: &ChangeSet,
+        sqns: &[PersistRecord],
+    ) -> Result<(), StoreError> {
+        if set.is_empty() && sqns.is_empty() {
+            return Ok(());
+        }
+        self.recover()?;
+        let spare = std::mem::take(&mut self.spare);
+        let mut batch = Batch::recycled(spare, set.len() + sqns.len(), PLAIN_PER_RECORD);
+        for c in set.iter() {
+            match c {
+                ChangeRef::Put {
+                    key,
+                    spi_ps,
+                    record,
+                } => self.put_encoded(&mut batch, key, spi_ps, record),
+                ChangeRef::Delete(key) => self.delete(&mut batch, key),
+            }
+        }
+        self.append_with_sqns(batch, sqns)
+    }
+
+    /// Adds the put of registration `key`'s binary record (its epoch advanced) to `batch`.
+    fn put_encoded<'a>(&mut self, batch: &mut Batch<'a>, key: &str, spi_ps: u32, record: &'a [u8]) {
+        let epoch = self.epoch_of(key, spi_ps).to_le_bytes();
+        let head: [&[u8]; 2] = [&[STORED_BINARY], &epoch];
+        put_checked(batch, key, &head, record, b"");
+    }
+
+    /// Adds the tombstone of `key` to `batch` and forgets its epoch.
+    fn delete(&mut self, batch: &mut Batch<'_>, key: &str) {
+        self.epochs.remove(key);
+        if key.len() <= log::MAX_KEY {
+            batch.delete(key);
+        }
+    }
+
+    /// Adds the SQN records `sqns` to `batch` and appends it (one `writev`, one
+    /// `fdatasync`).
+    fn append_with_sqns(
+        &mut self,
+        mut batch: Batch<'_>,
+        sqns: &[PersistRecord],
+    ) -> Result<(), StoreError> {
         let (mut key, mut line) = (String::new(), Vec::new());
         for r in sqns {
             key.clear();
@@ -404,8 +456,9 @@ impl RegistrationStore {
             r.push_journal_bytes(&mut line);
             put_checked(&mut batch, &key, &[&line], b"", b"");
         }
-        self.append(&batch)?;
-        drop(batch);
+        let appended = self.append(&batch);
+        self.spare = batch.into_spare();
+        appended?;
         if !sqns.is_empty() {
             self.sqn_commits += 1;
         }
@@ -431,7 +484,7 @@ impl RegistrationStore {
             return Ok(());
         }
         let written = batch
-            .write_to(&mut self.file)
+            .write_to_with(&mut self.file, &mut self.iov)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             self.poisoned = true;
