@@ -202,6 +202,21 @@ impl ChangeSet {
         })
     }
 
+    /// Adds a put of `record` (a registration's, as [`EncodedRegistration::record`]) for
+    /// `key`, copied into the shared buffer: for tools and tests, and for records made
+    /// elsewhere.
+    pub fn push_encoded(&mut self, key: &str, spi_ps: u32, record: &[u8]) {
+        let start = self.records.len();
+        self.records.extend_from_slice(record);
+        let at = start..self.records.len();
+        self.changes.push((key.to_string(), Some((spi_ps, at))));
+    }
+
+    /// Adds a deletion of `key`.
+    pub fn push_delete(&mut self, key: &str) {
+        self.changes.push((key.to_string(), None));
+    }
+
     /// How many changes there are.
     pub fn len(&self) -> usize {
         self.changes.len()
