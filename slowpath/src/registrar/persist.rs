@@ -170,8 +170,12 @@ pub struct ChangeSet {
     records: super::SecretBuf,
     /// The changes in order: each key, and for a registration its set's `spi_ps` and where
     /// its record is in `records`.
-    changes: Vec<(String, Option<(u32, core::ops::Range<usize>)>)>,
+    changes: Vec<(String, Option<RecordAt>)>,
 }
+
+/// A registration's record in a [`ChangeSet`]: its set's `spi_ps` and where the record is
+/// in the shared buffer.
+type RecordAt = (u32, core::ops::Range<usize>);
 
 /// One change of a [`ChangeSet`], borrowed.
 #[derive(Clone, Copy)]
