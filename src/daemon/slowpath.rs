@@ -911,7 +911,7 @@ mod tests {
             "the 401 waits in the core: {batch:?}"
         );
         assert_eq!(slowpath.core.held(), 1);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(
             matches!(cmds.as_slice(), [WorkerCommand::InstallSaSet(_)]),
@@ -931,7 +931,7 @@ mod tests {
             "{batch:?}"
         );
         assert_eq!(slowpath.core.held(), 1);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         assert_eq!(commands_rx.try_iter().count(), 1, "the 500 only");
         assert_eq!(counts(&slowpath), (2, 2, 0));
 
@@ -941,7 +941,7 @@ mod tests {
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
         assert!(batch.is_empty(), "{batch:?}");
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(matches!(cmds.as_slice(), [c] if is_401(c)), "{cmds:?}");
         assert_eq!(counts(&slowpath), (2, 2, 0));
@@ -953,7 +953,7 @@ mod tests {
         // Challenges are made again.
         let mut batch = Vec::new();
         slowpath.on_event(register_branch("z9hG4bK-third"), &mut batch);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -980,7 +980,7 @@ mod tests {
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
         assert_eq!(slowpath.core.held(), 1, "the 401 waits for durability");
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         slowpath.publish_counters();
@@ -1013,7 +1013,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         let c = &slowpath.counters;
@@ -1042,7 +1042,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             let mut batch = Vec::new();
             slowpath.on_event(register_branch(&format!("z9hG4bK-cp{i}")), &mut batch);
-            slowpath.release(batch);
+            slowpath.release(&mut { batch });
             assert!(commands_rx.try_iter().any(|c| is_401(&c)), "REGISTER {i}");
             let size = std::fs::metadata(&journal).unwrap().len();
             assert!(size < 64, "{size} bytes after {i}");

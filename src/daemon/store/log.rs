@@ -203,6 +203,8 @@ impl<'a> Batch<'a> {
             mut plain, pieces, ..
         } = self;
         plain.clear();
+        // The element type only changes lifetime: nothing is kept.
+        #[allow(clippy::unnecessary_filter_map)]
         let pieces: Vec<Piece<'static>> = pieces
             .into_iter()
             .filter_map(|_| None::<Piece<'static>>)
@@ -327,32 +329,44 @@ impl<'a> Batch<'a> {
         // same layout: the standard library reuses the allocation), and back after.
         let mut slices: Vec<IoSlice<'_>> =
             std::mem::take(iov).into_iter().filter(|_| false).collect();
-        slices.extend(self.pieces.iter().map(|p| {
-            IoSlice::new(match p {
-                Piece::Plain(r) => self.plain.get(r.clone()).unwrap_or_default(),
-                Piece::Borrowed(b) => b,
-            })
-        }));
-        let written = write_all_vectored(file, &mut slices);
-        *iov = slices
+        // Bytes written so far: a short write goes on from there.
+        let mut done = 0usize;
+        let written = loop {
+            slices.clear();
+            let mut skip = done;
+            for p in &self.pieces {
+                let bytes: &[u8] = match p {
+                    Piece::Plain(r) => self.plain.get(r.clone()).unwrap_or_default(),
+                    Piece::Borrowed(b) => b,
+                };
+                match bytes.get(skip..) {
+                    Some(rest) if !rest.is_empty() => {
+                        slices.push(IoSlice::new(rest));
+                        skip = 0;
+                    }
+                    _ => skip -= skip.min(bytes.len()),
+                }
+            }
+            if slices.is_empty() {
+                break Ok(());
+            }
+            match file.write_vectored(&slices) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        slices.clear();
+        // The element type only changes lifetime: nothing is kept.
+        #[allow(clippy::unnecessary_filter_map)]
+        let emptied = slices
             .into_iter()
             .filter_map(|_| None::<IoSlice<'static>>)
             .collect();
+        *iov = emptied;
         written
     }
-}
-
-/// Writes all of `bufs` to `file`, a short write continued where it stopped.
-fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    while !bufs.is_empty() {
-        match file.write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// `path` with `suffix` appended to its name.
