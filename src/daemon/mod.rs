@@ -557,7 +557,9 @@ impl Daemon {
                 stop: slowpath_stop.clone(),
                 journal: journals.next(),
                 registrations: registrations.next().flatten(),
-                unstored: Vec::new(),
+                unstored: Default::default(),
+                batch: Vec::new(),
+                records: Vec::new(),
                 // One periodic log line for the whole daemon.
                 stats_interval: opts.stats_interval.filter(|_| k == 0),
                 stats: handle.stats.clone(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use akagate_fastpath::ipc::{Transport, WorkerCommand, WorkerEvent};
 use akagate_slowpath::hss::{HssError, PersistRecord};
-use akagate_slowpath::registrar::RegistrationChange;
+use akagate_slowpath::registrar::ChangeSet;
 use akagate_slowpath::Core;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
@@ -72,8 +72,15 @@ pub(super) struct Slowpath {
     /// Where registered bindings go, to survive a restart (none without a subscriber file,
     /// and in proxy mode).
     pub registrations: Option<RegistrationStore>,
-    /// Changes a failed store commit left behind, written before the next ones.
-    pub unstored: Vec<RegistrationChange>,
+    /// The registrations' changes not yet in the store: each turn's are taken into it and
+    /// it is cleared once committed; after a failed commit they stay, written before the
+    /// next turn's. One zeroizing buffer for all the records, reused from turn to turn.
+    pub unstored: ChangeSet,
+    /// The turn's commands, sent by [`Slowpath::dispatch`]; kept from turn to turn so the
+    /// list does not grow again in each.
+    pub batch: Vec<WorkerCommand>,
+    /// The turn's SQN records for the group commit, kept from turn to turn the same way.
+    pub records: Vec<PersistRecord>,
     pub stats_interval: Option<Duration>,
     pub stats: StatsSource,
     /// The port's steering: which worker owns a UE.
@@ -126,7 +133,7 @@ impl Slowpath {
             if timer_ran {
                 wake = wake.max(now + MIN_TIMER_WAIT);
             }
-            let mut batch = Vec::new();
+            let mut batch = std::mem::take(&mut self.batch);
             match self.events.recv_deadline(wake) {
                 Ok(ev) => {
                     self.on_event(ev, &mut batch);
@@ -140,7 +147,7 @@ impl Slowpath {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     tracing::error!("slowpath: every worker is gone; stopping");
-                    self.release(batch);
+                    self.release(&mut batch);
                     break;
                 }
             }
@@ -157,14 +164,15 @@ impl Slowpath {
             // Other shards saw our UEs' new sets in use (calls they own): old sets retire;
             // their UEs we hold calls with ended: those calls are released.
             batch.extend(self.core.apply_remote_traffic(now));
-            self.release(batch);
+            self.release(&mut batch);
+            self.batch = batch;
             self.publish_counters();
             if let Some(Ok((hops, emergency))) = self.hop_updates.as_ref().map(|h| h.rx.try_recv())
             {
                 self.core.set_next_hops(hops, emergency);
             }
-            let commands = self.control.serve(&mut self.core, now);
-            self.dispatch(commands);
+            let mut commands = self.control.serve(&mut self.core, now);
+            self.dispatch(&mut commands);
             if now >= next_gauge {
                 let started = Instant::now();
                 self.publish_gauges();
@@ -195,7 +203,7 @@ impl Slowpath {
                 Err(_) => break,
             }
         }
-        self.release(batch);
+        self.release(&mut batch);
         self.counters
             .drained_at_shutdown
             .store(drained, Ordering::Relaxed);
@@ -277,7 +285,7 @@ impl Slowpath {
     /// no 200 OK before its binding would. With a registration store and a healthy journal
     /// both go into the store's log in one append and one `fdatasync`
     /// ([`Slowpath::commit_together`]); otherwise the journal and the store commit apart.
-    fn release(&mut self, mut batch: Vec<WorkerCommand>) {
+    fn release(&mut self, batch: &mut Vec<WorkerCommand>) {
         let together =
             self.registrations.is_some() && self.journal.as_ref().is_some_and(|j| !j.is_poisoned());
         if together {
@@ -297,23 +305,32 @@ impl Slowpath {
     /// next batch, as a failed store commit always was. Returns the commands the core
     /// released (or gave back).
     fn commit_together(&mut self) -> Vec<WorkerCommand> {
-        let records: Vec<PersistRecord> = std::iter::from_fn(|| self.core.poll_persist()).collect();
-        let has_changes = self.core.has_registration_changes() || !self.unstored.is_empty();
-        if records.is_empty() && !has_changes {
-            return Vec::new();
-        }
-        let mut changes = std::mem::take(&mut self.unstored);
-        if has_changes {
-            changes.extend(
-                self.core
-                    .take_registration_changes(Instant::now(), SystemTime::now()),
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        records.extend(std::iter::from_fn(|| self.core.poll_persist()));
+        let released = self.commit_records_together(&records);
+        self.records = records;
+        released
+    }
+
+    /// [`Slowpath::commit_together`] of the batch's SQN records `records`.
+    fn commit_records_together(&mut self, records: &[PersistRecord]) -> Vec<WorkerCommand> {
+        if self.core.has_registration_changes() {
+            self.core.take_registration_changes_into(
+                Instant::now(),
+                SystemTime::now(),
+                &mut self.unstored,
             );
+        }
+        if records.is_empty() && self.unstored.is_empty() {
+            return Vec::new();
         }
         let Some(store) = self.registrations.as_mut() else {
             return Vec::new();
         };
-        match store.commit(&changes, &records) {
+        match store.commit_set(&self.unstored, records) {
             Ok(()) => {
+                self.unstored.clear();
                 inc(&self.counters.registration_store_commits);
                 match self.core.hss().last_ticket() {
                     Some(ticket) if !records.is_empty() => self.core.on_durable(ticket),
@@ -323,9 +340,6 @@ impl Slowpath {
             Err(e) => {
                 inc(&self.counters.registration_store_failures);
                 tracing::error!("slowpath: {e}; SQNs to the journal, bindings retried");
-                if !changes.is_empty() {
-                    self.unstored = changes;
-                }
                 self.persist_records(records)
             }
         }
@@ -342,17 +356,19 @@ impl Slowpath {
         if !self.core.has_registration_changes() && self.unstored.is_empty() {
             return;
         }
-        let mut changes = std::mem::take(&mut self.unstored);
-        changes.extend(
-            self.core
-                .take_registration_changes(Instant::now(), SystemTime::now()),
+        self.core.take_registration_changes_into(
+            Instant::now(),
+            SystemTime::now(),
+            &mut self.unstored,
         );
-        match store.apply(&changes) {
-            Ok(()) => inc(&self.counters.registration_store_commits),
+        match store.commit_set(&self.unstored, &[]) {
+            Ok(()) => {
+                self.unstored.clear();
+                inc(&self.counters.registration_store_commits);
+            }
             Err(e) => {
                 inc(&self.counters.registration_store_failures);
                 tracing::error!("slowpath: {e}; retried with the next batch");
-                self.unstored = changes;
             }
         }
     }
@@ -362,7 +378,7 @@ impl Slowpath {
     /// poisoned journal is retried every turn, records or not.
     fn persist(&mut self) -> Vec<WorkerCommand> {
         let records: Vec<PersistRecord> = std::iter::from_fn(|| self.core.poll_persist()).collect();
-        self.persist_records(records)
+        self.persist_records(&records)
     }
 
     /// Writes `records` to the journal with one fsync (or rewrites the whole state if the
@@ -371,7 +387,7 @@ impl Slowpath {
     /// `challenges_withheld`; UEs retry or retransmit) and the rest is returned: it carries
     /// no SQN, and holding back SA installs/removals would leave workers and core out of
     /// step.
-    fn persist_records(&mut self, records: Vec<PersistRecord>) -> Vec<WorkerCommand> {
+    fn persist_records(&mut self, records: &[PersistRecord]) -> Vec<WorkerCommand> {
         let Slowpath {
             core,
             journal,
@@ -390,7 +406,7 @@ impl Slowpath {
             return Vec::new();
         };
         let hss = core.hss();
-        match journal.commit(&records, || sqn_checkpoint_of(hss)) {
+        match journal.commit(records, || sqn_checkpoint_of(hss)) {
             Ok(()) => core.on_durable(ticket),
             Err(e) => {
                 let withheld = core.on_persist_failed(ticket);
@@ -416,9 +432,9 @@ impl Slowpath {
     /// Each worker given a command is woken once, after the last (a worker woken by the
     /// first command of a batch would park again between them: ~1.8 unparks a turn before,
     /// each a `futex` call and on a VM an IPI); a worker whose queue is full is woken at once.
-    fn dispatch(&mut self, actions: Vec<WorkerCommand>) {
+    fn dispatch(&mut self, actions: &mut Vec<WorkerCommand>) {
         let mut to_wake = Wakes::default();
-        for cmd in actions {
+        for cmd in actions.drain(..) {
             if let Some(owner) = self.send(cmd) {
                 to_wake.add(owner);
             }
@@ -661,7 +677,9 @@ mod tests {
             stop: Arc::new(AtomicBool::new(stop)),
             journal: Some(journal),
             registrations: None,
-            unstored: Vec::new(),
+            unstored: Default::default(),
+            batch: Vec::new(),
+            records: Vec::new(),
             stats_interval: None,
             stats: StatsSource {
                 started: Instant::now(),
@@ -699,10 +717,10 @@ mod tests {
     fn a_dispatch_wakes_its_worker_once() {
         let dir = tmp("wake-once");
         let (mut slowpath, _events_tx, commands_rx) = slowpath_in(&dir, true);
-        slowpath.dispatch(vec![WorkerCommand::Close(flow()); 3]);
+        slowpath.dispatch(&mut vec![WorkerCommand::Close(flow()); 3]);
         assert_eq!(commands_rx.try_iter().count(), 3);
         assert_eq!(slowpath.wakers[0].wakes(), 1);
-        slowpath.dispatch(Vec::new());
+        slowpath.dispatch(&mut Vec::new());
         assert_eq!(slowpath.wakers[0].wakes(), 1);
         let mut w = Wakes::default();
         for owner in [3, 63, 64, 3, 200, 64, 0] {
@@ -735,7 +753,7 @@ mod tests {
             std::thread::yield_now();
         }
         // The queue holds 4: the fifth command waits for room.
-        slowpath.dispatch(vec![WorkerCommand::Close(flow()); 5]);
+        slowpath.dispatch(&mut vec![WorkerCommand::Close(flow()); 5]);
         let (got, took) = worker.join().unwrap();
         assert_eq!(got, 5);
         assert!(
@@ -893,7 +911,7 @@ mod tests {
             "the 401 waits in the core: {batch:?}"
         );
         assert_eq!(slowpath.core.held(), 1);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(
             matches!(cmds.as_slice(), [WorkerCommand::InstallSaSet(_)]),
@@ -913,7 +931,7 @@ mod tests {
             "{batch:?}"
         );
         assert_eq!(slowpath.core.held(), 1);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         assert_eq!(commands_rx.try_iter().count(), 1, "the 500 only");
         assert_eq!(counts(&slowpath), (2, 2, 0));
 
@@ -923,7 +941,7 @@ mod tests {
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
         assert!(batch.is_empty(), "{batch:?}");
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(matches!(cmds.as_slice(), [c] if is_401(c)), "{cmds:?}");
         assert_eq!(counts(&slowpath), (2, 2, 0));
@@ -935,7 +953,7 @@ mod tests {
         // Challenges are made again.
         let mut batch = Vec::new();
         slowpath.on_event(register_branch("z9hG4bK-third"), &mut batch);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -962,7 +980,7 @@ mod tests {
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
         assert_eq!(slowpath.core.held(), 1, "the 401 waits for durability");
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         slowpath.publish_counters();
@@ -995,7 +1013,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         slowpath.on_event(register(), &mut batch);
-        slowpath.release(batch);
+        slowpath.release(&mut { batch });
         let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
         assert!(cmds.iter().any(is_401), "{cmds:?}");
         let c = &slowpath.counters;
@@ -1024,7 +1042,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             let mut batch = Vec::new();
             slowpath.on_event(register_branch(&format!("z9hG4bK-cp{i}")), &mut batch);
-            slowpath.release(batch);
+            slowpath.release(&mut { batch });
             assert!(commands_rx.try_iter().any(|c| is_401(&c)), "REGISTER {i}");
             let size = std::fs::metadata(&journal).unwrap().len();
             assert!(size < 64, "{size} bytes after {i}");

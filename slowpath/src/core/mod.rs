@@ -154,6 +154,17 @@ impl Core {
         self.registrar.take_changes(now, wall)
     }
 
+    /// [`Core::take_registration_changes`] appended to `set`, the records written into its
+    /// shared buffer (no allocation per record; the daemon's group commit reuses one set).
+    pub fn take_registration_changes_into(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+        set: &mut crate::registrar::ChangeSet,
+    ) {
+        self.registrar.take_changes_into(now, wall, set);
+    }
+
     /// Every registration registered over SAs as a store keeps it, in its owned form (what
     /// the records of [`Core::take_registration_changes`] decode to), by key.
     pub fn registration_records(

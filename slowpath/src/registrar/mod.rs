@@ -18,8 +18,8 @@ mod view;
 
 pub use directory::{Located, LocationDirectory};
 pub use persist::{
-    unix_ms, EncodedRegistration, PersistedRegistration, PersistedSet, RegistrationChange,
-    RestoreError,
+    unix_ms, ChangeRef, ChangeSet, EncodedRegistration, PersistedRegistration, PersistedSet,
+    RegistrationChange, RestoreError,
 };
 pub use record::{
     decode as decode_record, encode_owned as encode_record, SecretBuf, VERSION as RECORD_VERSION,

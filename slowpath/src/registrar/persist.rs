@@ -158,6 +158,95 @@ impl core::fmt::Debug for EncodedRegistration {
     }
 }
 
+/// The registrations' changes as the store must now hold them, of one turn or of several
+/// (a failed commit keeps them and the next turn's are appended, in order): each registered
+/// binding's record ([`EncodedRegistration`]'s) back to back in one zeroizing buffer that is
+/// reused from turn to turn, so a record costs no allocation, free and wipe of its own; each
+/// other key deleted. Written by [`Registrar::take_changes_into`]. Never printed (the buffer
+/// holds SA keys); the buffer is zeroized when cleared and on drop.
+#[derive(Default)]
+pub struct ChangeSet {
+    /// The records, back to back.
+    records: super::SecretBuf,
+    /// The changes in order: each key, and for a registration its set's `spi_ps` and where
+    /// its record is in `records`.
+    changes: Vec<(String, Option<RecordAt>)>,
+}
+
+/// A registration's record in a [`ChangeSet`]: its set's `spi_ps` and where the record is
+/// in the shared buffer.
+type RecordAt = (u32, core::ops::Range<usize>);
+
+/// One change of a [`ChangeSet`], borrowed.
+#[derive(Clone, Copy)]
+pub enum ChangeRef<'a> {
+    /// Keep this record (as [`RegistrationChange::Encoded`]).
+    Put {
+        /// The registrar's key.
+        key: &'a str,
+        /// The set's inbound SPI at the protected server port.
+        spi_ps: u32,
+        /// The record.
+        record: &'a [u8],
+    },
+    /// Forget the key (as [`RegistrationChange::Delete`]).
+    Delete(&'a str),
+}
+
+impl ChangeSet {
+    /// The changes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ChangeRef<'_>> + '_ {
+        self.changes.iter().map(|(key, put)| match put {
+            Some((spi_ps, at)) => ChangeRef::Put {
+                key,
+                spi_ps: *spi_ps,
+                record: self.records.get(at.clone()).unwrap_or_default(),
+            },
+            None => ChangeRef::Delete(key),
+        })
+    }
+
+    /// Adds a put of `record` (a registration's, as [`EncodedRegistration::record`]) for
+    /// `key`, copied into the shared buffer: for tools and tests, and for records made
+    /// elsewhere.
+    pub fn push_encoded(&mut self, key: &str, spi_ps: u32, record: &[u8]) {
+        let start = self.records.len();
+        self.records.extend_from_slice(record);
+        let at = start..self.records.len();
+        self.changes.push((key.to_string(), Some((spi_ps, at))));
+    }
+
+    /// Adds a deletion of `key`.
+    pub fn push_delete(&mut self, key: &str) {
+        self.changes.push((key.to_string(), None));
+    }
+
+    /// How many changes there are.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Forgets the changes (the store holds them now): the records' bytes are zeroized, the
+    /// buffer and the list kept for the next ones.
+    pub fn clear(&mut self) {
+        self.records.wipe();
+        self.changes.clear();
+    }
+}
+
+impl core::fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChangeSet")
+            .field("changes", &self.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a stored registration was not restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
@@ -267,6 +356,31 @@ impl Registrar {
                 None => RegistrationChange::Delete(key),
             })
             .collect()
+    }
+
+    /// [`Registrar::take_changes`] appended to `set` (the records written into its shared
+    /// buffer), in no particular order (each key is there once, and the store's order of
+    /// different keys does not matter).
+    pub fn take_changes_into(&mut self, now: Instant, wall: SystemTime, set: &mut ChangeSet) {
+        let Registrar { changed, regs, .. } = self;
+        for key in changed.drain() {
+            let active = regs
+                .get(key.as_str())
+                .and_then(|reg| Some((reg, reg.state.active()?)))
+                .filter(|(_, active)| !active.set.is_unprotected());
+            let put = active.map(|(reg, active)| {
+                let left = active.expires_at.saturating_duration_since(now);
+                let at = super::record::encode_into(
+                    &key,
+                    reg,
+                    active,
+                    unix_ms(wall + left),
+                    &mut set.records,
+                );
+                (active.set.spi_ps, at)
+            });
+            set.changes.push((key, put));
+        }
     }
 
     /// Whether bindings changed since [`Registrar::take_changes`].

@@ -24,7 +24,8 @@ use akagate_fastpath::worker::InboundTable;
 use akagate_proto::hash::{keyed_map, KeyedMap};
 use akagate_slowpath::hss::{apply_journal, PersistRecord, SqnState};
 use akagate_slowpath::registrar::{
-    decode_record, unix_ms, PersistedRegistration, RegistrationChange, SecretBuf,
+    decode_record, unix_ms, ChangeRef, ChangeSet, PersistedRegistration, RegistrationChange,
+    SecretBuf,
 };
 use akagate_slowpath::Core;
 use akagate_sys::steer::Steering;
@@ -135,6 +136,11 @@ pub struct RegistrationStore {
     compactions: u64,
     /// A compaction running on its own thread, installed by a later commit.
     compacting: Option<Compaction>,
+    /// The last group commit's batch buffers, for the next ([`log::Spare`]).
+    spare: log::Spare,
+    /// The `writev` list's allocation, kept from append to append
+    /// ([`Batch::write_to_with`]).
+    iov: Vec<std::io::IoSlice<'static>>,
 }
 
 /// A compaction on its own thread: the live records of the log's first `upto` bytes written
@@ -329,6 +335,8 @@ impl RegistrationStore {
             sqn_commits: 0,
             compactions: 0,
             compacting: None,
+            spare: log::Spare::default(),
+            iov: Vec::new(),
         };
         for s in keep {
             let key = s.registration.key.clone();
@@ -382,19 +390,63 @@ impl RegistrationStore {
                     }
                 }
                 RegistrationChange::Encoded(r) => {
-                    let seq_epoch = self.epoch_of(&r.key, r.spi_ps);
-                    let epoch = seq_epoch.to_le_bytes();
-                    let head: [&[u8]; 2] = [&[STORED_BINARY], &epoch];
-                    put_checked(&mut batch, &r.key, &head, &r.record, b"");
+                    self.put_encoded(&mut batch, &r.key, r.spi_ps, &r.record);
                 }
-                RegistrationChange::Delete(key) => {
-                    self.epochs.remove(key);
-                    if key.len() <= log::MAX_KEY {
-                        batch.delete(key);
-                    }
-                }
+                RegistrationChange::Delete(key) => self.delete(&mut batch, key),
             }
         }
+        self.append_with_sqns(batch, sqns)
+    }
+
+    /// [`RegistrationStore::commit`] of the changes in `set` (the registrar's records
+    /// written into one shared buffer, [`ChangeSet`]) with the SQN records `sqns`: one
+    /// `writev`, one `fdatasync`. The caller clears `set` once this returns `Ok`.
+    pub fn commit_set(
+        &mut self,
+        set: &ChangeSet,
+        sqns: &[PersistRecord],
+    ) -> Result<(), StoreError> {
+        if set.is_empty() && sqns.is_empty() {
+            return Ok(());
+        }
+        self.recover()?;
+        let spare = std::mem::take(&mut self.spare);
+        let mut batch = Batch::recycled(spare, set.len() + sqns.len(), PLAIN_PER_RECORD);
+        for c in set.iter() {
+            match c {
+                ChangeRef::Put {
+                    key,
+                    spi_ps,
+                    record,
+                } => self.put_encoded(&mut batch, key, spi_ps, record),
+                ChangeRef::Delete(key) => self.delete(&mut batch, key),
+            }
+        }
+        self.append_with_sqns(batch, sqns)
+    }
+
+    /// Adds the put of registration `key`'s binary record (its epoch advanced) to `batch`.
+    fn put_encoded<'a>(&mut self, batch: &mut Batch<'a>, key: &str, spi_ps: u32, record: &'a [u8]) {
+        let epoch = self.epoch_of(key, spi_ps).to_le_bytes();
+        let head: [&[u8]; 2] = [&[STORED_BINARY], &epoch];
+        put_checked(batch, key, &head, record, b"");
+    }
+
+    /// Adds the tombstone of `key` to `batch` and forgets its epoch.
+    fn delete(&mut self, batch: &mut Batch<'_>, key: &str) {
+        self.epochs.remove(key);
+        if key.len() <= log::MAX_KEY {
+            batch.delete(key);
+        }
+    }
+
+    /// Adds the SQN records `sqns` to `batch` and appends it (one `writev`, one
+    /// `fdatasync`).
+    fn append_with_sqns(
+        &mut self,
+        mut batch: Batch<'_>,
+        sqns: &[PersistRecord],
+    ) -> Result<(), StoreError> {
         let (mut key, mut line) = (String::new(), Vec::new());
         for r in sqns {
             key.clear();
@@ -404,8 +456,9 @@ impl RegistrationStore {
             r.push_journal_bytes(&mut line);
             put_checked(&mut batch, &key, &[&line], b"", b"");
         }
-        self.append(&batch)?;
-        drop(batch);
+        let appended = self.append(&batch);
+        self.spare = batch.into_spare();
+        appended?;
         if !sqns.is_empty() {
             self.sqn_commits += 1;
         }
@@ -431,7 +484,7 @@ impl RegistrationStore {
             return Ok(());
         }
         let written = batch
-            .write_to(&mut self.file)
+            .write_to_with(&mut self.file, &mut self.iov)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             self.poisoned = true;
@@ -960,6 +1013,86 @@ mod tests {
         // the zeroize, so reading them as `u8` is defined.
         let wiped = spare.iter().all(|b| unsafe { b.assume_init() } == 0);
         assert!(wiped, "a byte of the emptied buffer survived its zeroize");
+    }
+
+    /// A [`ChangeSet`]'s wipe zeroizes every byte its records held and keeps the allocation
+    /// (read back through the buffer's spare capacity after the wipe).
+    #[test]
+    fn a_change_sets_wipe_zeroizes_its_records() {
+        let mut buf = SecretBuf::with_capacity(4000);
+        let record: Vec<u8> = (0..3500u32).map(|i| (i % 251) as u8 | 1).collect();
+        buf.extend_from_slice(&record);
+        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
+        buf.wipe();
+        assert!(buf.is_empty() && buf.capacity() == cap);
+        // SAFETY: the allocation is still the buffer's (capacity kept, nothing written since),
+        // and all its first 3,500 bytes were initialised, by the writes or by the wipe.
+        let held = unsafe { std::slice::from_raw_parts(ptr, record.len()) };
+        assert!(held.iter().all(|&b| b == 0), "a byte survived the wipe");
+    }
+
+    /// A [`ChangeSet`] commits as the same changes given one by one
+    /// ([`RegistrationChange::Encoded`] and `Delete`): the log holds the same live records,
+    /// in the set's order (a delete after a put of its key wins, a put after a delete); a
+    /// cleared set writes nothing.
+    #[test]
+    fn a_change_set_commits_as_its_changes_one_by_one() {
+        let regs: Vec<_> = (0..5)
+            .map(|i: u32| reg(&format!("user{i}@x"), 900 + 2 * i, 2000))
+            .collect();
+        let record = |r: &PersistedRegistration| {
+            akagate_slowpath::registrar::encode_record(r)
+                .unwrap()
+                .into_inner()
+        };
+        let d = tmpdir("changeset");
+        let (p1, p2) = (d.join("one.registrations"), d.join("set.registrations"));
+        let (mut one, _) = RegistrationStore::open(&p1, at(1000)).unwrap();
+        let (mut set_store, _) = RegistrationStore::open(&p2, at(1000)).unwrap();
+        let mut changes = Vec::new();
+        let mut set = ChangeSet::default();
+        for (i, r) in regs.iter().enumerate() {
+            changes.push(RegistrationChange::Encoded(
+                akagate_slowpath::registrar::EncodedRegistration {
+                    key: r.key.clone(),
+                    spi_ps: r.set.spi_ps,
+                    record: record(r),
+                },
+            ));
+            set.push_encoded(&r.key, r.set.spi_ps, &record(r));
+            if i == 1 {
+                changes.push(RegistrationChange::Delete(r.key.clone()));
+                set.push_delete(&r.key);
+            }
+        }
+        changes.push(RegistrationChange::Delete(regs[3].key.clone()));
+        set.push_delete(&regs[3].key);
+        let last = &regs[3];
+        changes.push(RegistrationChange::Encoded(
+            akagate_slowpath::registrar::EncodedRegistration {
+                key: last.key.clone(),
+                spi_ps: last.set.spi_ps,
+                record: record(last),
+            },
+        ));
+        set.push_encoded(&last.key, last.set.spi_ps, &record(last));
+        assert_eq!(set.len(), changes.len());
+        one.apply(&changes).unwrap();
+        set_store.commit_set(&set, &[]).unwrap();
+        let (v1, v2) = (values(&p1), values(&p2));
+        assert_eq!(v1.len(), 4, "user1 deleted, user3 put again");
+        assert_eq!(v1, v2);
+        set.clear();
+        assert!(set.is_empty());
+        let len = fs::metadata(&p2).unwrap().len();
+        set_store.commit_set(&set, &[]).unwrap();
+        assert_eq!(
+            fs::metadata(&p2).unwrap().len(),
+            len,
+            "an empty set writes nothing"
+        );
+        drop((one, set_store));
+        let _ = fs::remove_dir_all(&d);
     }
 
     /// The live records of the log at `p`, key -> value.
