@@ -29,7 +29,9 @@ fn main() {
                     bytes += m.len();
                 }
             };
-            framer.feed(msg, 0, &mut on_frame).expect("a whole message frames");
+            framer
+                .feed(msg, 0, &mut on_frame)
+                .expect("a whole message frames");
             // The head cut in its middle: the second read resumes the scan.
             let cut = msg.len() / 3;
             framer
@@ -41,7 +43,11 @@ fn main() {
         }
     }
     let ns = t0.elapsed().as_nanos() as f64;
-    assert_eq!(messages, rounds * 2 * FIXTURES.len(), "every message framed once");
+    assert_eq!(
+        messages,
+        rounds * 2 * FIXTURES.len(),
+        "every message framed once"
+    );
     println!(
         "{messages} messages ({bytes} bytes) framed, {:.1} ns a message",
         ns / messages as f64
