@@ -15,8 +15,8 @@ use akagate_proto::msgbuf;
 use akagate_proto::sipscan::{scan_frame_by, FrameLimits, HeadScan, Scanned, CRLF, CRLFCRLF};
 
 /// `sipscan::scan_frame` with the head's LFs found 64 bytes at a time by SIMD compares where
-/// the CPU has AVX-512BW ([`walk_head`]); the same answer (`scan_frame_by`'s contract, and
-/// the tests below against `scan_frame`).
+/// the CPU has AVX-512BW, 32 at a time where it has AVX2 ([`walk_head`]); the same answer
+/// (`scan_frame_by`'s contract, and the tests below against `scan_frame`).
 fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned, FramingError> {
     scan_frame_by(buf, limits, resume, walk_head)
 }
@@ -24,15 +24,80 @@ fn scan_frame(buf: &[u8], limits: &FrameLimits, resume: usize) -> Result<Scanned
 /// The walk over a head's LFs for `scan_frame_by`: masks where the SWAR walk in `proto`
 /// (which forbids `unsafe`, so cannot call intrinsics) stops at every LF and mispredicts
 /// its branches, ~10 per head. AVX-512BW when the CPU has it and the walk spans a block at
-/// least, else `proto`'s walk (a resumed walk over a small segment's few bytes: the masks'
-/// setup costs more than the few words).
+/// least, else AVX2 (a Zen 3) when it spans two blocks, else `proto`'s walk (a resumed walk
+/// over a small segment's few bytes: the masks' setup costs more than the few words).
 fn walk_head(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if b.len().saturating_sub(from) >= 64 && std::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above; BW implies F).
-        return unsafe { walk_head_avx512(b, from, s) };
+    {
+        let span = b.len().saturating_sub(from);
+        if span >= 64 && std::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above; BW implies F).
+            return unsafe { walk_head_avx512(b, from, s) };
+        }
+        if span >= 64 && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { walk_head_avx2(b, from, s) };
+        }
     }
     HeadScan::walk(b, from, s)
+}
+
+/// [`walk_head`] on AVX2: [`walk_head_avx512`]'s mask per 32-byte block (an LF with CR
+/// before it and CR, `c`, `C`, `l` or `L` after it) from three unaligned loads. AVX2 has no
+/// masked byte loads, so a block's loads stay inside `b`: a block at `i` reads `i - 1 ..
+/// i + 33`; the last block is moved back to end there at `b.len()` and its lanes already
+/// walked are shifted out. An LF in the last byte is never looked at: with no byte after it
+/// `note_lf` does nothing with it. With fewer than 34 bytes (no block fits), `proto`'s walk.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn walk_head_avx2(b: &[u8], from: usize, s: &mut HeadScan) -> bool {
+    use std::arch::x86_64::*;
+    let len = b.len();
+    if len < 34 {
+        return HeadScan::walk(b, from, s);
+    }
+    let (lf, cr) = (_mm256_set1_epi8(b'\n' as i8), _mm256_set1_epi8(b'\r' as i8));
+    let (c, l, case) = (
+        _mm256_set1_epi8(b'c' as i8),
+        _mm256_set1_epi8(b'l' as i8),
+        _mm256_set1_epi8(0x20),
+    );
+    // An LF at 0 has no CR before it: the first block starts at 1 at least. The lanes of a
+    // block are bytes q .. q + 32, of which those from i on are new.
+    let mut i = from.max(1);
+    // The last lane that can matter is len - 2 (its byte after is len - 1).
+    while i + 1 < len {
+        // The block at i, or the last one (ending at len - 1, its "after" load at len).
+        let q = i.min(len - 33);
+        let p = b.as_ptr().wrapping_add(q);
+        // SAFETY: q >= 1 (len >= 34) and q + 33 <= len, so q - 1 .. q + 33 lies inside `b`.
+        let (here, before, after) = unsafe {
+            (
+                _mm256_loadu_si256(p.cast()),
+                _mm256_loadu_si256(p.sub(1).cast()),
+                _mm256_loadu_si256(p.add(1).cast()),
+            )
+        };
+        let folded = _mm256_or_si256(after, case);
+        let next = _mm256_or_si256(
+            _mm256_cmpeq_epi8(after, cr),
+            _mm256_or_si256(_mm256_cmpeq_epi8(folded, c), _mm256_cmpeq_epi8(folded, l)),
+        );
+        let hit = _mm256_and_si256(
+            _mm256_and_si256(_mm256_cmpeq_epi8(here, lf), _mm256_cmpeq_epi8(before, cr)),
+            next,
+        );
+        // Lanes before i (the moved last block's overlap) were walked already.
+        let mut m = (_mm256_movemask_epi8(hit) as u32 as u64) >> (i - q) << (i - q);
+        while m != 0 {
+            if s.note_lf(b, from, q + m.trailing_zeros() as usize) {
+                return true;
+            }
+            m &= m - 1;
+        }
+        i = q + 32;
+    }
+    false
 }
 
 /// [`walk_head`] on AVX-512BW: per 64-byte block, one mask of the LFs that have CR before
@@ -694,6 +759,16 @@ mod tests {
             },
             "the AVX-512 walk did not find a head's end"
         );
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            !std::is_x86_feature_detected!("avx2") || {
+                let mut s = HeadScan::default();
+                let head = b"REGISTER sip:x SIP/2.0\r\nl: 1\r\nVia: a\r\n\r\nx";
+                // SAFETY: the CPU has AVX2 (checked on the line above).
+                unsafe { walk_head_avx2(head, 0, &mut s) }
+            },
+            "the AVX2 walk did not find a head's end"
+        );
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = |n: u64| {
             x ^= x << 13;
@@ -706,7 +781,7 @@ mod tests {
             max_head: 150,
             max_body: 65536,
         };
-        let (mut ends, mut candidates) = (0, 0);
+        let (mut ends, mut candidates, mut avx2_walks) = (0, 0, 0);
         for _ in 0..4000 {
             let n = rnd(200);
             let sparse = rnd(3) == 0;
@@ -730,6 +805,15 @@ mod tests {
                     let f = unsafe { walk_head_avx512(&buf, from, &mut c) };
                     assert_eq!((f, &c), (found, &a), "{buf:?} from {from}");
                 }
+                // The AVX2 walk itself likewise: its last block moved back, its tail.
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    let mut c = HeadScan::default();
+                    // SAFETY: the CPU has AVX2 (checked on the line above).
+                    let f = unsafe { walk_head_avx2(&buf, from, &mut c) };
+                    assert_eq!((f, &c), (found, &a), "{buf:?} from {from}");
+                    avx2_walks += 1;
+                }
                 ends += usize::from(found);
                 candidates += usize::from(a != HeadScan::default() && !found);
             }
@@ -743,6 +827,8 @@ mod tests {
         }
         // The walks ended at heads and noted candidates often enough to test something.
         assert!(ends > 10_000 && candidates > 1_000, "{ends} {candidates}");
+        #[cfg(target_arch = "x86_64")]
+        assert!(!std::is_x86_feature_detected!("avx2") || avx2_walks > 100_000);
         let msg = include_bytes!("../../tests/fixtures/stack/register_boghe_openims.sip");
         for cut in 0..=msg.len() {
             assert_eq!(
