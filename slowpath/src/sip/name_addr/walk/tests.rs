@@ -257,7 +257,11 @@ fn a_uri_lent_by_the_other_header_is_the_uri_parsed_again() {
             continue;
         };
         let (from_first, to_second) = (m.from_header(), m.to_header());
-        assert_eq!(from_first, two_step_single(&m, HeaderKind::From), "{values:?}");
+        assert_eq!(
+            from_first,
+            two_step_single(&m, HeaderKind::From),
+            "{values:?}"
+        );
         assert_eq!(to_second, two_step_single(&m, HeaderKind::To), "{values:?}");
         lent += usize::from(
             matches!((&from_first, &to_second), (Ok(f), Ok(t)) if f.uri.raw == t.uri.raw),
