@@ -10,7 +10,9 @@
 //! Request-URI's control/SP/DEL check (`swar::has_ctl_space_or_del`). An option-tag list
 //! read in one walk (`lex::is_token_list`) must be what the list split and a token check of
 //! each element say, on every header value and on the input; a lookup by kind through the
-//! parse's index (`header_values`, `single`) what a filter over every line gives.
+//! parse's index (`header_values`, `single`) what a filter over every line gives. To read
+//! after From (lent From's URI where the text is the same) must be To read first, and From
+//! read after To must be From read first.
 #![no_main]
 
 use akagate_slowpath::sip::transaction::{ClientKey, ServerKey};
@@ -56,6 +58,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = m.validate();
+    // `validate` reads From, then To (which takes From's URI where the text is the same):
+    // read in the other order from a second parse, each unlent read is the other's reference.
+    let m2 = Message::parse(data).expect("parsed above");
+    let to_unlent = m2.to_header();
+    assert_eq!(m2.from_header(), m.from_header());
+    assert_eq!(m.to_header(), to_unlent);
     for h in m.headers() {
         token_list_is_the_split(h.value);
         let plain: Vec<&str> = m

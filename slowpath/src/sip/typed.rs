@@ -84,7 +84,9 @@ pub(crate) enum ContactTail<'a> {
     Unknown,
 }
 
-/// Call-ID = word ["@" word] (RFC 3261 25.1).
+/// Call-ID = word ["@" word] (RFC 3261 25.1): a word's bytes (the reference of
+/// [`CALL_ID_BYTE`]).
+#[cfg(test)]
 fn is_word_char(b: u8) -> bool {
     super::lex::is_token_char(b)
         || matches!(
@@ -102,6 +104,50 @@ fn is_word_char(b: u8) -> bool {
                 | b'{'
                 | b'}'
         )
+}
+
+/// The bytes of a Call-ID: a word's (`is_word_char`: a token's and the word's own), and
+/// `@` (a test holds it to `is_word_char` on every byte value).
+const CALL_ID_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let others = b"-.!%*_+`'~()<>:\\\"/[]?{}@";
+    let mut i = 0;
+    while i < others.len() {
+        t[others[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// `v` is a Call-ID, `word ["@" word]`, checked in one pass: every byte a word's or `@`, at
+/// most one `@`, and neither at an end. `is_call_id_reference` is the same check as four
+/// passes (a test compares them).
+fn is_call_id(v: &str) -> bool {
+    let b = v.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return false;
+    };
+    let (mut ok, mut ats) = (true, 0u32);
+    for &c in b {
+        ok &= CALL_ID_BYTE[usize::from(c)];
+        ats += u32::from(c == b'@');
+    }
+    ok && ats <= 1 && first != b'@' && last != b'@'
+}
+
+/// [`is_call_id`] as it was written first: the test's reference.
+#[cfg(test)]
+fn is_call_id_reference(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes().all(|b| is_word_char(b) || b == b'@')
+        && v.bytes().filter(|&b| b == b'@').count() <= 1
+        && !v.starts_with('@')
+        && !v.ends_with('@')
 }
 
 /// A header that holds one name-addr (From, To) read in two steps: the list split, then the
@@ -126,8 +172,15 @@ impl<'a> Message<'a> {
     fn single_name_addr(&self, kind: HeaderKind) -> Result<NameAddr<'a>, ParseError> {
         let label = kind.label();
         let value = self.required(kind)?;
+        // From and To usually carry the same URI: the one parsed first (From, in `validate`)
+        // stands for the other's where the text is the same.
+        let other = match kind {
+            HeaderKind::To => &self.from,
+            _ => &self.to,
+        };
+        let known = other.get().and_then(|r| r.as_ref().ok()).map(|a| &a.uri);
         // One walk where it decides; the list split and the element's parse otherwise.
-        if let Some((addr, rest)) = NameAddr::parse_list_head(value) {
+        if let Some((addr, rest)) = NameAddr::parse_list_head_known(value, known) {
             return match rest {
                 None => Ok(addr),
                 Some(_) => Err(ParseError::MultipleHeaders(label)),
@@ -197,12 +250,9 @@ impl<'a> Message<'a> {
     pub fn call_id(&self) -> Result<&'a str, ParseError> {
         *self.call_id.get_or_init(|| {
             let v = self.required(HeaderKind::CallId)?;
-            let ok = !v.is_empty()
-                && v.bytes().all(|b| is_word_char(b) || b == b'@')
-                && v.bytes().filter(|&b| b == b'@').count() <= 1
-                && !v.starts_with('@')
-                && !v.ends_with('@');
-            ok.then_some(v).ok_or(ParseError::BadHeader("Call-ID"))
+            is_call_id(v)
+                .then_some(v)
+                .ok_or(ParseError::BadHeader("Call-ID"))
         })
     }
 
@@ -363,6 +413,49 @@ impl<'a> Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_pass_call_id_check_is_the_four_pass_one() {
+        for c in 0..=255u8 {
+            assert_eq!(
+                CALL_ID_BYTE[usize::from(c)],
+                is_word_char(c) || c == b'@',
+                "{c}"
+            );
+        }
+        // Every byte value at every position of short values around an `@`, and random ones.
+        for base in ["a", "ab@cd", "x.y-z!@[v6]", "@", "a@b@c"] {
+            for at in 0..=base.len() {
+                for c in 0..=255u8 {
+                    for replace in [false, true] {
+                        let mut v = base.as_bytes().to_vec();
+                        if replace && at < v.len() {
+                            v[at] = c;
+                        } else {
+                            v.insert(at, c);
+                        }
+                        if let Ok(v) = std::str::from_utf8(&v) {
+                            assert_eq!(is_call_id(v), is_call_id_reference(v), "{v:?}");
+                        }
+                    }
+                }
+            }
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(27);
+        let alphabet = b"a0.@@<>\\\"{} \t;,\x7f\x00";
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let v: Vec<u8> = (0..rng.gen_range(0..12))
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            let v = std::str::from_utf8(&v).expect("ASCII");
+            assert_eq!(is_call_id(v), is_call_id_reference(v), "{v:?}");
+            accepted += usize::from(is_call_id(v));
+        }
+        assert_eq!(is_call_id(""), is_call_id_reference(""));
+        assert!(accepted > 1_000, "{accepted}");
+    }
 
     #[test]
     fn a_call_id_read_again_is_what_its_first_check_said() {

@@ -45,6 +45,17 @@ impl<'a> NameAddr<'a> {
     /// to the list split and [`NameAddr::parse`] (which give the same address whenever this
     /// gives one).
     pub fn parse_list_head(value: &'a str) -> Option<(NameAddr<'a>, Option<&'a str>)> {
+        NameAddr::parse_list_head_known(value, None)
+    }
+
+    /// [`NameAddr::parse_list_head`] given a URI already parsed from another header (To
+    /// after From, which usually carry the same IMPU): where the bracketed text is `known`'s
+    /// text byte for byte, `known` is the URI (the parse of the same text gives an equal
+    /// one), and is not parsed again.
+    pub(crate) fn parse_list_head_known(
+        value: &'a str,
+        known: Option<&Uri<'a>>,
+    ) -> Option<(NameAddr<'a>, Option<&'a str>)> {
         let b = value.as_bytes();
         let start = skip_lws(b, 0);
         // The display name: a quoted string, or tokens and LWS up to the `<`.
@@ -74,7 +85,11 @@ impl<'a> NameAddr<'a> {
             ((last > start).then(|| value.get(start..last)).flatten(), i)
         };
         let gt = lt + 1 + akagate_proto::swar::find_byte_near(b'>', b.get(lt + 1..)?)?;
-        let uri = Uri::parse(value.get(lt + 1..gt)?).ok()?;
+        let text = value.get(lt + 1..gt)?;
+        let uri = match known {
+            Some(k) if k.raw == text => *k,
+            _ => Uri::parse(text).ok()?,
+        };
         // The parameters, checked as `ParamIter` checks them, up to the element's end.
         let mut i = gt + 1;
         let mut end = i;
