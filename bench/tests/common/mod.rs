@@ -149,16 +149,31 @@ impl Bed {
         }
     }
 
-    /// Registrations with an active SA set, as the P-CSCF counts them (the daemon refreshes
-    /// its gauge every 100 ms, so it is given 150 ms first).
+    /// Registrations with an active SA set, as the P-CSCF counts them. The daemon refreshes
+    /// its gauge every 100 ms, later when its thread is starved (a loaded box), so it is read
+    /// every 150 ms until two readings agree (for at most 3 s).
     pub fn registered(&mut self) -> u64 {
-        if let Pcscf::Daemon { clock, .. } = &self.pcscf {
+        let Pcscf::Daemon { clock, .. } = &self.pcscf else {
+            return self.registered_now();
+        };
+        let clock = *clock;
+        let give_up = clock.elapsed() + std::time::Duration::from_secs(3);
+        let mut last = None;
+        loop {
             let until = clock.elapsed() + std::time::Duration::from_millis(150);
-            let clock = *clock;
             while clock.elapsed() < until {
                 self.pump(1);
             }
+            let now = self.registered_now();
+            if last == Some(now) || clock.elapsed() >= give_up {
+                return now;
+            }
+            last = Some(now);
         }
+    }
+
+    /// The P-CSCF's registration count as it reads at this moment.
+    fn registered_now(&self) -> u64 {
         match &self.pcscf {
             Pcscf::Inline(gw) => gw.core().registered() as u64,
             Pcscf::Daemon { handle, .. } => handle.stats().slowpath.registrations,

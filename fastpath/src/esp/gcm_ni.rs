@@ -205,38 +205,30 @@ impl Aes128GcmNi {
         body: &mut [u8],
         tag: &[u8],
     ) -> bool {
+        use super::gcm_vaes::{CTR_ONLY, OPEN};
+        // Opens with the wide kernel `$k` (`short_esp`, `ymm_esp` or `long_esp`); on a tag
+        // mismatch applies its keystream again, so the ciphertext is restored. A macro, not a
+        // helper: the three calls stay exactly as inlined as written out.
+        macro_rules! open_or_restore {
+            ($k:ident) => {{
+                // SAFETY: `$k`'s features were found: `seals_short` is true only on the
+                // 512-bit path, and `path` is `Ymm` or `Zmm` only if `new` found that path's.
+                let expect = unsafe { self.$k::<OPEN>(salt, hdr_iv, seq_hi, body) };
+                if super::integ::tags_equal(&expect, tag) {
+                    return true;
+                }
+                // SAFETY: as above; the keystream applied again restores the ciphertext.
+                unsafe { self.$k::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
+                return false;
+            }};
+        }
         if self.seals_short(body.len()) {
-            use super::gcm_vaes::{CTR_ONLY, OPEN};
-            // SAFETY: as in `seal_esp`'s short case.
-            let expect = unsafe { self.short_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
-            if super::integ::tags_equal(&expect, tag) {
-                return true;
-            }
-            // SAFETY: as above; the keystream applied again restores the ciphertext.
-            unsafe { self.short_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
-            return false;
+            open_or_restore!(short_esp)
         }
-        if self.path == Path::Ymm {
-            use super::gcm_vaes::{CTR_ONLY, OPEN};
-            // SAFETY: as in `seal_esp`'s 256-bit case.
-            let expect = unsafe { self.ymm_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
-            if super::integ::tags_equal(&expect, tag) {
-                return true;
-            }
-            // SAFETY: as above; the keystream applied again restores the ciphertext.
-            unsafe { self.ymm_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
-            return false;
-        }
-        if self.path == Path::Zmm {
-            use super::gcm_vaes::{CTR_ONLY, OPEN};
-            // SAFETY: as in `seal_esp`'s 512-bit case.
-            let expect = unsafe { self.long_esp::<OPEN>(salt, hdr_iv, seq_hi, body) };
-            if super::integ::tags_equal(&expect, tag) {
-                return true;
-            }
-            // SAFETY: as above; the keystream applied again restores the ciphertext.
-            unsafe { self.long_esp::<CTR_ONLY>(salt, hdr_iv, seq_hi, body) };
-            return false;
+        match self.path {
+            Path::Ymm => open_or_restore!(ymm_esp),
+            Path::Zmm => open_or_restore!(long_esp),
+            Path::Xmm => {}
         }
         // SAFETY: as in `seal_esp`.
         let expect = unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Open) };
