@@ -102,8 +102,8 @@ impl SecretBuf {
         self.buf.clear();
     }
 
-    /// Empties the buffer and zeroizes the bytes it held now, in one `memset` behind an
-    /// optimisation barrier (`zeroize` of the spare capacity they became), keeping the
+    /// Empties the buffer and zeroizes the bytes it held now, behind an optimisation barrier
+    /// (`zeroize` of the spare capacity they became, in 1 KiB pieces), keeping the
     /// allocation for the next writes.
     pub fn wipe(&mut self) {
         let used = self.buf.len();
