@@ -220,6 +220,12 @@ fn push_quoted(out: &mut String, value: &str) {
 /// `value` as a quoted-string, in pieces: `"` and `\\` escaped (RFC 3261 25.1).
 fn quoted_pieces(value: &str, f: &mut impl FnMut(&str)) {
     f("\"");
+    quoted_body(value, f);
+    f("\"");
+}
+
+/// [`quoted_pieces`] without its quotes: `value` with `"` and `\\` escaped.
+fn quoted_body(value: &str, f: &mut impl FnMut(&str)) {
     let mut rest = value;
     while let Some(i) = memchr::memchr2(b'"', b'\\', rest.as_bytes()) {
         // Both bytes are ASCII: `i` and `i + 1` are character boundaries.
@@ -229,7 +235,6 @@ fn quoted_pieces(value: &str, f: &mut impl FnMut(&str)) {
         rest = &rest[i + 1..];
     }
     f(rest);
-    f("\"");
 }
 
 fn check_value(value: &str, name: &'static str) -> Result<(), DigestParseError> {
@@ -775,35 +780,29 @@ impl ChallengeRef<'_> {
     /// straight into a message being built; [`ChallengeRef::check`] first, which this does
     /// not repeat.
     pub fn render_pieces(&self, mut f: impl FnMut(&str)) {
-        f("Digest");
-        let mut first = true;
-        let mut put = |name: &str, value: &str, quoted: bool| {
-            f(if std::mem::take(&mut first) {
-                " "
-            } else {
-                ", "
-            });
-            f(name);
-            f("=");
-            if quoted {
-                quoted_pieces(value, &mut f);
-            } else {
-                f(value);
-            }
-        };
-        put("realm", self.realm, true);
-        put("nonce", self.nonce, true);
+        // Each parameter's separator, name, `=` and opening quote go as one piece (the
+        // realm is always first): eleven pieces for an IMS-AKA challenge, not the
+        // twenty-three of a piece each, every piece a call into the message being built.
+        /// `lead`, then `value` quoted-string'd, then its closing quote.
+        fn quoted(f: &mut impl FnMut(&str), lead: &str, value: &str) {
+            f(lead);
+            quoted_body(value, f);
+            f("\"");
+        }
+        quoted(&mut f, "Digest realm=\"", self.realm);
+        quoted(&mut f, ", nonce=\"", self.nonce);
         if let Some(a) = self.algorithm {
-            put("algorithm", a, false);
+            f(", algorithm=");
+            f(a);
         }
         if let Some(q) = self.qop {
-            put("qop", q, true);
+            quoted(&mut f, ", qop=\"", q);
         }
         if let Some(o) = self.opaque {
-            put("opaque", o, true);
+            quoted(&mut f, ", opaque=\"", o);
         }
         if self.stale {
-            put("stale", "TRUE", false);
+            f(", stale=TRUE");
         }
     }
 }
@@ -1410,6 +1409,45 @@ mod tests {
             ..c
         };
         assert_eq!(ctl.render(), Err(DigestParseError::InvalidValue("value")));
+    }
+
+    #[test]
+    fn challenge_pieces_are_the_list_rendered_with_any_parameter_left_out() {
+        // Its leads join a separator, a name, `=` and a quote: with every optional parameter
+        // present or absent, and values with and without escapes, the same bytes as the list.
+        let values = [
+            ("ims.mnc001.mcc001.3gppnetwork.org", "bm9uY2U="),
+            ("a\"b\\c", "\"\""),
+            ("", ""),
+        ];
+        for (realm, nonce) in values {
+            for mask in 0..16u8 {
+                let c = DigestChallenge {
+                    realm: realm.into(),
+                    nonce: nonce.into(),
+                    algorithm: (mask & 1 != 0).then(|| "AKAv1-MD5".into()),
+                    qop: (mask & 2 != 0).then(|| "auth".into()),
+                    opaque: (mask & 4 != 0).then(|| "o\"p\\".into()),
+                    stale: mask & 8 != 0,
+                };
+                let mut p = DigestParams::new();
+                p.push("realm", &c.realm, true).unwrap();
+                p.push("nonce", &c.nonce, true).unwrap();
+                if let Some(a) = &c.algorithm {
+                    p.push("algorithm", a, false).unwrap();
+                }
+                if let Some(q) = &c.qop {
+                    p.push("qop", q, true).unwrap();
+                }
+                if let Some(o) = &c.opaque {
+                    p.push("opaque", o, true).unwrap();
+                }
+                if c.stale {
+                    p.push("stale", "TRUE", false).unwrap();
+                }
+                assert_eq!(c.render().unwrap(), p.render(), "{mask}");
+            }
+        }
     }
 
     #[test]

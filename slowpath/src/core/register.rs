@@ -71,6 +71,25 @@ pub(crate) fn registered_routes(host: &str) -> HeaderLines {
     })
 }
 
+/// Whether the protected REGISTER `msg` with credentials `c` answers challenge `p`: its
+/// Security-Verify echoes the Security-Server sent (RFC 3329 2.3.1, TS 33.203 7.2), its
+/// algorithm is AKAv1-MD5 where named, and its digest response is the one XRES gives
+/// (RFC 3310 3.2); `ha2` keeps the REGISTER's H(A2) for its digest-uri.
+fn answer_verifies(
+    msg: &crate::sip::Message<'_>,
+    p: &Pending,
+    c: &CredentialsRef<'_>,
+    ha2: &mut crate::aka::Ha2Cache,
+) -> bool {
+    p.security_server
+        .as_ref()
+        .is_none_or(|s| verify_matches(msg, s))
+        && c.algorithm
+            .as_deref()
+            .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
+        && c.verify_with_ha2("REGISTER", p.vector.xres.as_bytes(), &ha2.register(&c.uri))
+}
+
 impl Core {
     /// Our supported mechanisms, for 421/494 answers (RFC 3329 2.3.1).
     fn supported_mechanisms(&self) -> String {
@@ -382,15 +401,22 @@ impl Core {
 
         // Which challenge does it answer? Through a pending set, that set's; outside every
         // SA, one sent to this address (the nonce is no secret: a stranger may know it).
+        // An answer through the challenge's own set without AUTS is verified while its
+        // challenge is at hand (see `complete`), not looked up again.
+        let ha2 = &mut self.register_ha2;
         let answered = creds.and_then(|c| {
             let p = match (kind, req.via_spi) {
                 (Some(SetKind::Pending), Some(spi)) => self.registrar.pending_of_spi(key, spi),
                 _ => self.registrar.pending_answered(key, &c.nonce, req.flow.ue),
             };
-            p.filter(|p| p.nonce == *c.nonce).map(|p| p.set.spi_ps)
+            p.filter(|p| p.nonce == *c.nonce).map(|p| {
+                let verified = (kind == Some(SetKind::Pending) && c.auts.is_none())
+                    .then(|| answer_verifies(msg, p, c, ha2));
+                (p.set.spi_ps, verified)
+            })
         });
 
-        if let (Some(spi), Some(creds)) = (answered, creds) {
+        if let (Some((spi, verified)), Some(creds)) = (answered, creds) {
             if let Some(auts) = &creds.auts {
                 return self.resync(req, key, ids, spi, auts, now, out);
             }
@@ -399,7 +425,7 @@ impl Core {
                 // outside them is the UE reporting a MAC failure (RFC 3310 3.3).
                 return self.fail_pending(req, key, spi, now, out);
             }
-            return self.complete(req, key, spi, creds, asked, now, out);
+            return self.complete(req, key, spi, verified == Some(true), asked, now, out);
         }
 
         match kind {
@@ -483,13 +509,22 @@ impl Core {
         let Some(chosen) = self.choose_offer(req, now, out) else {
             return;
         };
+        // Whether `key` may have a registration: through an SA it has (the SA led to it);
+        // outside every SA, looked up once here. Where it has none (a first REGISTER), its
+        // challenges, newest challenge and kept IMPI need not be looked up one by one: each
+        // look-up would miss. Nothing below adds or removes a registration before the last
+        // of them.
+        let known = req.via_spi.is_some() || self.registrar.impi(key).is_some();
         // Through the registered SAs the UE has shown it can answer: never shed (its
         // challenge still counts towards the totals).
-        let exempt = req.via_spi.is_some() || self.registrar.has_pending_for(key, req.flow.ue);
+        let exempt = req.via_spi.is_some()
+            || (known && self.registrar.has_pending_for(key, req.flow.ue));
         if !self.room_for_challenge(req, exempt, now, out) {
             return;
         }
-        let Some((vector, issued, ticket)) = self.vector_for(req, key, ids, fresh, now, out) else {
+        let Some((vector, issued, ticket)) =
+            self.vector_for(req, key, ids, known, fresh, now, out)
+        else {
             return;
         };
         let (set, server) = match new_sa_set(
@@ -513,7 +548,10 @@ impl Core {
             server_data: Vec::new(),
         }
         .text();
-        let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
+        let impi = known
+            .then(|| self.registrar.impi(key))
+            .flatten()
+            .unwrap_or(&ids.impi);
         // Read once (an inline nonce's text is checked on each read).
         let Ok(www) = aka_challenge(impi, nonce.as_str()) else {
             self.shared.release_spis(&set);
@@ -570,19 +608,21 @@ impl Core {
     /// The vector for a challenge of `key`, when it was made and the SQN record its 401
     /// waits for: the newest unanswered one of an unauthenticated REGISTER while fresh (see
     /// `challenge`) and not withheld by a failed write, else a new one from the source
-    /// (`None`: answered 500).
-    #[allow(clippy::type_complexity)]
+    /// (`None`: answered 500). `known`: false when `key` has no registration (nothing to
+    /// look up).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn vector_for(
         &mut self,
         req: &Req<'_, '_>,
         key: &str,
         ids: &Identities,
+        known: bool,
         fresh: bool,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) -> Option<(Arc<AuthVector>, Instant, Option<PersistTicket>)> {
         let timeout = self.shared.cfg.challenge_timeout;
-        let reusable = (!fresh && req.via_spi.is_none())
+        let reusable = (known && !fresh && req.via_spi.is_none())
             .then(|| self.registrar.newest_pending(key))
             .flatten()
             .filter(|p| now < p.issued + timeout)
@@ -591,7 +631,10 @@ impl Core {
             self.shared.stats.vectors_reused += 1;
             return Some((p.vector.clone(), p.issued, p.ticket));
         }
-        let impi = self.registrar.impi(key).unwrap_or(&ids.impi);
+        let impi = known
+            .then(|| self.registrar.impi(key))
+            .flatten()
+            .unwrap_or(&ids.impi);
         // With SQN state, the vector's SQN is queued for persistence and the 401 waits for
         // it (TS 33.102 6.3.2).
         let source: &mut dyn AuthVectorSource = &mut self.hss;
@@ -763,8 +806,9 @@ impl Core {
         self.on_registered(key, now, out);
     }
 
-    /// The protected REGISTER over the pending set with inbound SPI `spi`: check
-    /// Security-Verify and the digest, then bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2).
+    /// The protected REGISTER over the pending set with inbound SPI `spi`: where it
+    /// answered the challenge (`verified`: Security-Verify and the digest checked by
+    /// [`answer_verifies`]), bind and answer 200 (TS 24.229 5.2.2.1, 5.4.1.2); else 403.
     /// `asked`: the lifetime the REGISTER asks ([`requested_expires`]).
     #[allow(clippy::too_many_arguments)]
     fn complete(
@@ -772,29 +816,13 @@ impl Core {
         req: &Req<'_, '_>,
         key: &str,
         spi: u32,
-        creds: &CredentialsRef<'_>,
+        verified: bool,
         asked: Option<u32>,
         now: Instant,
         out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
-        let Some(p) = self.registrar.pending_of_spi(key, spi) else {
-            return;
-        };
-        let ok = p
-            .security_server
-            .as_ref()
-            .is_none_or(|s| verify_matches(msg, s))
-            && creds
-                .algorithm
-                .as_deref()
-                .is_none_or(|a| a.eq_ignore_ascii_case(ALGORITHM_AKAV1_MD5))
-            && creds.verify_with_ha2(
-                "REGISTER",
-                p.vector.xres.as_bytes(),
-                &self.register_ha2.register(&creds.uri),
-            );
-        if !ok {
+        if !verified {
             return self.fail_pending(req, key, spi, now, out);
         }
         let expires = self.granted_expires(asked);

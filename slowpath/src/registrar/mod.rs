@@ -669,10 +669,22 @@ impl Registrar {
     /// next)` with the registration's shared key, noting `next` as armed. `None` if `key` is
     /// gone.
     pub fn rearm(&mut self, key: &str) -> Option<(Arc<str>, Option<Instant>, Option<Instant>)> {
-        let shared = self.regs.get_key_value(key)?.0.clone();
         let reg = self.regs.get_mut(key)?;
+        // The key shared with the entry is the IMPI's own `Arc` when that is lower-case
+        // already (see `challenged_with`): equal text is then the same key, found without
+        // hashing the IMPI a second time. A key made from another spelling is looked up.
+        let shared = if *reg.impi == *key {
+            Some(reg.impi.clone())
+        } else {
+            None
+        };
         let next = reg.state.next_deadline();
-        Some((shared, std::mem::replace(&mut reg.armed, next), next))
+        let previous = std::mem::replace(&mut reg.armed, next);
+        let shared = match shared {
+            Some(k) => k,
+            None => self.regs.get_key_value(key)?.0.clone(),
+        };
+        Some((shared, previous, next))
     }
 
     /// Deadlines of registrations that went away since the last call, to take out of the

@@ -4,6 +4,7 @@
 use akagate_proto::suite::{AuthAlg, EncrAlg};
 use akagate_proto::swar;
 
+use super::spans::{ParamSpan, Spans};
 use super::{ImsAkaProfile, Mechanism, SecMechanism};
 
 /// The mechanism name of IMS-AKA ESP (TS 33.203 Annex H).
@@ -45,26 +46,100 @@ impl ChosenMechanism {
         port_pc: u16,
         port_ps: u16,
     ) -> SecMechanism {
-        // Nine parameters, about 110 bytes as rendered: room for all at once.
-        let mut m = SecMechanism::with_capacity_static(IPSEC_3GPP, 9, 128);
-        let (mut a, mut b, mut c, mut d) = (
-            itoa::Buffer::new(),
-            itoa::Buffer::new(),
-            itoa::Buffer::new(),
-            itoa::Buffer::new(),
-        );
-        m.push_lower(&[
-            (";alg=", self.auth.token()),
-            (";ealg=", self.encr.token()),
-            (";prot=", "esp"),
-            (";mod=", "trans"),
-            (";spi-c=", a.format(spi_pc)),
-            (";spi-s=", b.format(spi_ps)),
-            (";port-c=", c.format(port_pc)),
-            (";port-s=", d.format(port_ps)),
-            (";q=", SERVER_Q),
-        ]);
-        m
+        let mut t = ServerText::new();
+        t.param(b";alg=", |t| t.put(self.auth.token().as_bytes()));
+        t.param(b";ealg=", |t| t.put(self.encr.token().as_bytes()));
+        t.param(b";prot=", |t| t.put(b"esp"));
+        t.param(b";mod=", |t| t.put(b"trans"));
+        t.param(b";spi-c=", |t| t.decimal(spi_pc));
+        t.param(b";spi-s=", |t| t.decimal(spi_ps));
+        t.param(b";port-c=", |t| t.decimal(u32::from(port_pc)));
+        t.param(b";port-s=", |t| t.decimal(u32::from(port_ps)));
+        t.param(b";q=", |t| t.put(SERVER_Q.as_bytes()));
+        t.finish()
+    }
+}
+
+/// The longest parameter text of our Security-Server: `;alg=hmac-sha-1-96` (18 bytes),
+/// `;ealg=des-ede3-cbc` (18), `;prot=esp` (9), `;mod=trans` (10), two SPIs of ten digits
+/// (17 each), two ports of five (13 each), `;q=0.1` (6): 121 bytes.
+const SERVER_TEXT_MAX: usize = 128;
+
+/// Our Security-Server's parameters written on the stack with their spans, then copied into
+/// the mechanism's string once: one allocation and one copy, where appending nine names and
+/// values to the string checked its room and called a copy eighteen times (about a third of
+/// the instructions).
+struct ServerText {
+    /// The parameters as rendered (`;name=value`…), `len` bytes of it written.
+    buf: [u8; SERVER_TEXT_MAX],
+    /// How much of `buf` is written.
+    len: usize,
+    /// Where each parameter's name and value are in `buf`.
+    spans: Spans,
+}
+
+impl ServerText {
+    /// Nothing written yet.
+    fn new() -> Self {
+        ServerText {
+            buf: [0; SERVER_TEXT_MAX],
+            len: 0,
+            spans: Spans::default(),
+        }
+    }
+
+    /// Appends `s`. Our parameters never exceed [`SERVER_TEXT_MAX`] (a test writes the
+    /// longest): a piece that would is dropped, not written past the end.
+    #[inline]
+    fn put(&mut self, s: &[u8]) {
+        let end = self.len + s.len();
+        if let Some(d) = self.buf.get_mut(self.len..end) {
+            d.copy_from_slice(s);
+            self.len = end;
+        }
+    }
+
+    /// Appends `n` in decimal (no leading zeros).
+    #[inline]
+    fn decimal(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            // A digit: below 10.
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
+    }
+
+    /// Appends one parameter: `lead` (`;name=`, lower-case), then its value as `value`
+    /// writes it (never empty here), and records where its name and value are.
+    #[inline]
+    fn param(&mut self, lead: &[u8], value: impl FnOnce(&mut Self)) {
+        debug_assert!(lead.len() > 2 && lead.starts_with(b";") && lead.ends_with(b"="));
+        let name_start = self.len + 1;
+        self.put(lead);
+        let value_start = self.len;
+        value(self);
+        debug_assert!(self.len > value_start);
+        // Below SERVER_TEXT_MAX: every offset fits.
+        let at = |i: usize| i as u32;
+        self.spans.push(ParamSpan {
+            name_start: at(name_start),
+            value_start: at(value_start),
+            end: at(self.len),
+        });
+    }
+
+    /// The `ipsec-3gpp` mechanism of these parameters.
+    fn finish(self) -> SecMechanism {
+        // Every piece written is ASCII (tokens, digits, `;`, `=`).
+        let text = std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default();
+        SecMechanism::from_rendered(IPSEC_3GPP, text.to_owned(), self.spans)
     }
 }
 
@@ -429,6 +504,151 @@ mod tests {
             chooser.chosen(),
             choose(&profile, &parse_security_header(CMCC).unwrap())
         );
+    }
+
+    /// The choice over views (read in one pass, the canonical reading first) is the choice
+    /// over the parsed mechanisms (each offer's parameters walked from its owned list), and
+    /// both refuse the same headers, on real Security-Clients and on mutations of them: order
+    /// changed, names upper-cased, blanks, bytes dropped, doubled and substituted.
+    #[test]
+    fn the_choice_over_views_is_the_choice_over_parsed_offers_on_mutated_headers() {
+        const COMPACT: &str = "ipsec-3gpp;alg=hmac-sha-1-96;ealg=null;prot=esp;mod=trans;\
+                               spi-c=51018934;spi-s=2732688522;port-c=63375;port-s=63374";
+        const TWO: &str = "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;prot=esp;mod=trans;\
+                           spi-c=1111;spi-s=2222;port-c=31800;port-s=31900, ipsec-3gpp;\
+                           alg=hmac-md5-96;ealg=null;prot=esp;mod=trans;spi-c=1111;\
+                           spi-s=2222;port-c=31800;port-s=31900";
+        const GCM: &str = "ipsec-3gpp;alg=null;ealg=aes-gcm;prot=esp;mod=trans;spi-c=4096;\
+                           spi-s=4097;port-c=5100;port-s=6100,ipsec-3gpp;alg=aes-gmac;\
+                           ealg=aes-gcm;spi-c=300;spi-s=301;port-c=1;port-s=2";
+        let profiles = [ImsAkaProfile::default(), gcm_profile()];
+        let bytes = b";=, \t\"aAmM0-9+";
+        let mut rng = StdRng::seed_from_u64(28);
+        let (mut chosen, mut refused) = (0, 0);
+        for round in 0..40_000 {
+            let base = [COMPACT, TWO, GCM, CMCC][round % 4];
+            let mut text = base.as_bytes().to_vec();
+            for _ in 0..rng.gen_range(0..4) {
+                let at = rng.gen_range(0..text.len());
+                match rng.gen_range(0..6) {
+                    0 => {
+                        text.remove(at);
+                    }
+                    1 => text.insert(at, bytes[rng.gen_range(0..bytes.len())]),
+                    2 => text[at] = bytes[rng.gen_range(0..bytes.len())],
+                    3 => text[at] = text[at].to_ascii_uppercase(),
+                    4 => {
+                        // A parameter moved to the end of its mechanism's list.
+                        let s = String::from_utf8_lossy(&text).into_owned();
+                        let mut mechs: Vec<String> = s.split(',').map(str::to_string).collect();
+                        let m = rng.gen_range(0..mechs.len());
+                        let mut params: Vec<&str> = mechs[m].split(';').collect();
+                        if params.len() > 2 {
+                            let p = params.remove(rng.gen_range(1..params.len()));
+                            params.push(p);
+                        }
+                        mechs[m] = params.join(";");
+                        text = mechs.join(",").into_bytes();
+                    }
+                    _ => {
+                        // A parameter doubled in place.
+                        let s = String::from_utf8_lossy(&text).into_owned();
+                        let params: Vec<&str> = s.split(';').collect();
+                        let p = rng.gen_range(0..params.len());
+                        let mut out = params[..=p].to_vec();
+                        if p > 0 {
+                            out.push(params[p]);
+                        }
+                        out.extend_from_slice(&params[p + 1..]);
+                        text = out.join(";").into_bytes();
+                    }
+                }
+                if text.is_empty() {
+                    text.push(b'x');
+                }
+            }
+            let Ok(text) = String::from_utf8(text) else {
+                continue;
+            };
+            let parsed = parse_security_header(&text);
+            for profile in &profiles {
+                let mut chooser = Chooser::new(profile);
+                let viewed = crate::secagree::each_security_view(&text, |v| chooser.consider(&v));
+                assert_eq!(viewed.is_ok(), parsed.is_ok(), "{text:?}");
+                if let Ok(parsed) = &parsed {
+                    let by_parse = choose(profile, parsed);
+                    let by_view = chooser.chosen();
+                    assert_eq!(by_view, by_parse, "{text:?}");
+                    if by_view.is_some() {
+                        chosen += 1;
+                    }
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(chosen > 20_000 && refused > 2_000, "{chosen} {refused}");
+    }
+
+    /// Our Security-Server written whole on the stack is the one appended parameter by
+    /// parameter (name, text, spans and rendering), for every pair of algorithms and SPIs
+    /// and ports from the least to the longest.
+    #[test]
+    fn the_security_server_written_whole_is_the_one_appended() {
+        let auths = [
+            AuthAlg::HmacMd5_96,
+            AuthAlg::HmacSha1_96,
+            AuthAlg::AesGmac,
+            AuthAlg::Null,
+        ];
+        let encrs = [
+            EncrAlg::Null,
+            EncrAlg::AesCbc,
+            EncrAlg::DesEde3Cbc,
+            EncrAlg::AesGcm,
+        ];
+        let mut rng = StdRng::seed_from_u64(2028);
+        let mut numbers: Vec<u32> = vec![0, 1, 9, 10, 99, 100, 255, 256, 65535, 65536];
+        numbers.extend([999_999_999, 1_000_000_000, u32::MAX - 1, u32::MAX]);
+        numbers.extend((0..40).map(|_| rng.gen::<u32>() >> rng.gen_range(0..32)));
+        let mut checked = 0;
+        for auth in auths {
+            for encr in encrs {
+                let c = ChosenMechanism {
+                    auth,
+                    encr,
+                    spi_uc: 1,
+                    spi_us: 2,
+                    port_uc: 3,
+                    port_us: 4,
+                };
+                for (i, &spi_pc) in numbers.iter().enumerate() {
+                    let spi_ps = numbers[(i * 7 + 3) % numbers.len()];
+                    let port_pc = (numbers[(i * 5 + 1) % numbers.len()] & 0xffff) as u16;
+                    let port_ps = (numbers[(i * 3 + 2) % numbers.len()] & 0xffff) as u16;
+                    let appended = SecMechanism::new(IPSEC_3GPP)
+                        .with_str("alg", auth.token())
+                        .with_str("ealg", encr.token())
+                        .with_str("prot", "esp")
+                        .with_str("mod", "trans")
+                        .with_u32("spi-c", spi_pc)
+                        .with_u32("spi-s", spi_ps)
+                        .with_u32("port-c", u32::from(port_pc))
+                        .with_u32("port-s", u32::from(port_ps))
+                        .with_str("q", SERVER_Q);
+                    let whole = c.security_server(spi_pc, spi_ps, port_pc, port_ps);
+                    assert_eq!(whole, appended);
+                    assert_eq!(whole.render(), appended.render());
+                    assert_eq!(whole.param_count(), 9);
+                    checked += 1;
+                }
+                // The longest text fits.
+                let longest = c.security_server(u32::MAX, u32::MAX, 65535, 65535);
+                assert!(longest.param_text().len() <= SERVER_TEXT_MAX);
+                assert!(longest.render().ends_with(";port-s=65535;q=0.1"));
+            }
+        }
+        assert_eq!(checked, 16 * numbers.len());
     }
 
     #[test]

@@ -105,19 +105,15 @@ impl SecMechanism {
         self
     }
 
-    /// Appends parameters whose names are lower-case already (ours), each given as it is
-    /// rendered before its value (`;name=`), in order: what [`SecMechanism::with_str`] does
-    /// for each, without lower-casing the names again, with two copies a parameter and
-    /// without moving the mechanism through a call per parameter.
-    pub(crate) fn push_lower(&mut self, params: &[(&str, &str)]) {
-        for &(lead, value) in params {
-            debug_assert!(lead.len() > 2 && lead.starts_with(';') && lead.ends_with('='));
-            debug_assert!(!lead.bytes().any(|b| b.is_ascii_uppercase()));
-            let name_start = self.text.len() + 1;
-            self.text.push_str(lead);
-            let value_start = self.text.len();
-            self.text.push_str(value);
-            self.end_param(name_start, value_start);
+    /// A mechanism of a lower-case `name` fixed in the program whose parameters were
+    /// written whole, as rendered (`;name=value`…), with their `spans`: our Security-Server
+    /// ([`ChosenMechanism::security_server`](super::ChosenMechanism::security_server)).
+    pub(super) fn from_rendered(name: &'static str, text: String, spans: Spans) -> Self {
+        debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+        Self {
+            name: Cow::Borrowed(name),
+            text,
+            spans,
         }
     }
 
@@ -683,7 +679,13 @@ pub fn each_security_view<'a>(
         let mut offer = [None; 8];
         // Without a quote in the value, none in its parameters: the usual parameters (token
         // names, no blanks) are read in one pass; anything else takes the general walk.
-        let fast = plain && params.is_some_and(|p| plain_params(p, &mut offer));
+        let fast = plain
+            && params.is_some_and(|p| {
+                canonical_params(p, &mut offer) || {
+                    offer = [None; 8];
+                    plain_params(p, &mut offer)
+                }
+            });
         if !fast {
             offer = walk_params(params, plain)?;
         }
@@ -774,6 +776,50 @@ fn plain_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
         }
     }
     false
+}
+
+/// The names of an offer's parameters as UEs write them, `=` included, in the order they
+/// write them (TS 33.203 7.2's example, and the real captures): [`OFFER_PARAMS`] reordered.
+const CANONICAL: [(&[u8], usize); 8] = [
+    (b"alg=", 2),
+    (b"ealg=", 3),
+    (b"prot=", 0),
+    (b"mod=", 1),
+    (b"spi-c=", 4),
+    (b"spi-s=", 5),
+    (b"port-c=", 6),
+    (b"port-s=", 7),
+];
+
+/// [`plain_params`] for parameters written as UEs write them: only names of [`CANONICAL`],
+/// lower-case, each followed by `=`, in that order (any of them left out), no other
+/// parameter. Each name is compared as its bytes where it is expected, not found, lower-cased
+/// and matched against every known name. True (with `offer` filled as [`plain_params`]
+/// fills it: each name is a token, seen once, followed by `=`, its value up to the next `;`
+/// trimmed alike) exactly when the parameters are of that form; false (leaving `offer`
+/// partly filled) for anything else, which [`plain_params`] then reads.
+fn canonical_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
+    let b = p.as_bytes();
+    let mut start = 0;
+    let mut names = CANONICAL.iter();
+    loop {
+        let rest = b.get(start..).unwrap_or_default();
+        let Some(&(name, slot)) = names.by_ref().find(|(n, _)| rest.starts_with(n)) else {
+            return false;
+        };
+        let from = start + name.len();
+        let tail = b.get(from..).unwrap_or_default();
+        let (end, next) = match swar::find_byte_near(b';', tail) {
+            Some(k) => (from + k, Some(from + k + 1)),
+            None => (b.len(), None),
+        };
+        // `=` and `;` are ASCII: both cuts are character boundaries.
+        offer[slot] = Some(p.get(from..end).map_or("", trim));
+        match next {
+            Some(n) => start = n,
+            None => return true,
+        }
+    }
 }
 
 /// The parameter name starting at `start` of `b`, for [`plain_params`]: its length and
@@ -1118,6 +1164,75 @@ mod tests {
         assert_eq!(walk_params(Some(&many), true), Err(SecAgreeError::TooLarge));
         let most = vec!["a=1"; MAX_PARAMS].join(";");
         assert!(plain_params(&most, &mut [None; 8]));
+    }
+
+    #[test]
+    fn the_canonical_reading_is_the_one_pass_and_the_walk_where_it_answers() {
+        // The real captures' offers, and the bench UE's, are read in the canonical order.
+        for real in [
+            "alg=hmac-sha-1-96;ealg=null;prot=esp;mod=trans;spi-c=51018934;spi-s=2732688522;\
+             port-c=63375;port-s=63374",
+            "alg=hmac-md5-96;ealg=aes-cbc;prot=esp;mod=trans;spi-c=1;spi-s=2;port-c=3;port-s=4",
+            "alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4",
+        ] {
+            let mut offer = [None; 8];
+            assert!(canonical_params(real, &mut offer), "{real}");
+            assert_eq!(Ok(offer), walk_params(Some(real), true));
+            let mut plain = [None; 8];
+            assert!(plain_params(real, &mut plain));
+            assert_eq!(offer, plain);
+        }
+        // Random parameter lists of the canonical names, other names and the bytes that end
+        // or change them, in and out of order: wherever the canonical reading answers, the
+        // one pass answers the same and the walk reads the same; it answers for most lists
+        // made of the canonical pieces in order.
+        let pieces: [&str; 22] = [
+            "alg=", "ealg=", "prot=", "mod=", "spi-c=", "spi-s=", "port-c=", "port-s=", "ALG=",
+            "Mod=", "alg", "q=", "x", "=", ";", ";", " ", "\t", "1", "esp", "\u{e9}", "spi-c",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut canonical, mut other) = (0, 0);
+        for round in 0..60_000 {
+            let text: String = if round % 3 == 0 {
+                // In order, each name kept one time in two, values from the pieces.
+                let mut t = String::new();
+                for (name, _) in CANONICAL {
+                    if next() % 2 == 0 {
+                        continue;
+                    }
+                    if !t.is_empty() {
+                        t.push(';');
+                    }
+                    t.push_str(std::str::from_utf8(name).unwrap());
+                    for _ in 0..next() % 3 {
+                        t.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+                    }
+                }
+                t
+            } else {
+                let len = (next() % 12) as usize;
+                (0..len)
+                    .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                    .collect()
+            };
+            let mut offer = [None; 8];
+            if canonical_params(&text, &mut offer) {
+                canonical += 1;
+                let mut plain = [None; 8];
+                assert!(plain_params(&text, &mut plain), "{text:?}");
+                assert_eq!(offer, plain, "{text:?}");
+                assert_eq!(walk_params(Some(&text), true), Ok(offer), "{text:?}");
+            } else {
+                other += 1;
+            }
+        }
+        assert!(canonical > 5_000 && other > 5_000, "{canonical} {other}");
     }
 
     #[test]
