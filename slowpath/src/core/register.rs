@@ -384,20 +384,20 @@ impl Core {
         out: &mut Vec<WorkerCommand>,
     ) {
         let msg = req.msg;
-        // Which SA set did it come through? Decided by the SA, never by the port.
-        let kind = match req.via_spi {
-            None => None,
+        // Which SA set did it come through? Decided by the SA, never by the port. A pending
+        // set's challenge is what the set's kind is read from (a set is pending exactly when
+        // a challenge has it), kept for the answer below rather than looked up again.
+        let (kind, through) = match req.via_spi {
+            None => (None, None),
             Some(spi) => match self.registrar.key_of_spi(spi) {
-                Some(k) if k == key => self.registrar.kind_of(key, spi),
+                Some(k) if k == key => match self.registrar.pending_of_spi(key, spi) {
+                    Some(p) => (Some(SetKind::Pending), Some(p)),
+                    None => (self.registrar.kind_of(key, spi), None),
+                },
                 // Through another UE's SA, or an SA we no longer know: refuse.
                 _ => return self.shared.respond(req, 403, "Forbidden", &[], now, out),
             },
         };
-        let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
-
-        if kind.is_none() && self.missing_sec_agree(req, now, out) {
-            return;
-        }
 
         // Which challenge does it answer? Through a pending set, that set's; outside every
         // SA, one sent to this address (the nonce is no secret: a stranger may know it).
@@ -405,8 +405,8 @@ impl Core {
         // challenge is at hand (see `complete`), not looked up again.
         let ha2 = &mut self.register_ha2;
         let answered = creds.and_then(|c| {
-            let p = match (kind, req.via_spi) {
-                (Some(SetKind::Pending), Some(spi)) => self.registrar.pending_of_spi(key, spi),
+            let p = match kind {
+                Some(SetKind::Pending) => through,
                 _ => self.registrar.pending_answered(key, &c.nonce, req.flow.ue),
             };
             p.filter(|p| p.nonce == *c.nonce).map(|p| {
@@ -415,6 +415,11 @@ impl Core {
                 (p.set.spi_ps, verified)
             })
         });
+        let has_security_client = msg.header(HeaderKind::SecurityClient).is_some();
+
+        if kind.is_none() && self.missing_sec_agree(req, now, out) {
+            return;
+        }
 
         if let (Some((spi, verified)), Some(creds)) = (answered, creds) {
             if let Some(auts) = &creds.auts {
