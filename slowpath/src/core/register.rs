@@ -522,13 +522,12 @@ impl Core {
         let known = req.via_spi.is_some() || self.registrar.impi(key).is_some();
         // Through the registered SAs the UE has shown it can answer: never shed (its
         // challenge still counts towards the totals).
-        let exempt = req.via_spi.is_some()
-            || (known && self.registrar.has_pending_for(key, req.flow.ue));
+        let exempt =
+            req.via_spi.is_some() || (known && self.registrar.has_pending_for(key, req.flow.ue));
         if !self.room_for_challenge(req, exempt, now, out) {
             return;
         }
-        let Some((vector, issued, ticket)) =
-            self.vector_for(req, key, ids, known, fresh, now, out)
+        let Some((vector, issued, ticket)) = self.vector_for(req, key, ids, known, fresh, now, out)
         else {
             return;
         };
