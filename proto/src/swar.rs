@@ -119,31 +119,6 @@ pub fn find_of_three_near(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
-/// The positions of `needle` in `hay` as bits (bit `i` set where `hay[i] == needle`), a word
-/// at a time, for `hay` of at most 128 bytes (`None` for a longer one): a short `;`-separated
-/// list's separators found in one pass, each then taken as the lowest bit left, instead of a
-/// search from every item's start.
-#[inline]
-pub fn byte_mask_128(needle: u8, hay: &[u8]) -> Option<u128> {
-    if hay.len() > 128 {
-        return None;
-    }
-    let pattern = LO * u64::from(needle);
-    // Each byte's high bit, gathered into the top byte: bit `i` from byte `i`.
-    let gather = |hits: u64| ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
-    let mut mask = 0u128;
-    let mut at = 0;
-    while let Some(word) = word_at(hay, at) {
-        mask |= u128::from(gather(zero_bytes(word ^ pattern))) << at;
-        at += 8;
-    }
-    // The last bytes, fewer than eight, one at a time.
-    for (i, &c) in hay.get(at..).unwrap_or_default().iter().enumerate() {
-        mask |= u128::from(c == needle) << (at + i);
-    }
-    Some(mask)
-}
-
 /// `word` (eight packed bytes) with its ASCII upper-case letters lower-cased and every other
 /// byte unchanged, as `u8::to_ascii_lowercase` does to each byte.
 #[inline]
@@ -219,32 +194,6 @@ pub fn packed_prefix(hay: &[u8], at: usize, len: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_masks_are_the_positions() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let bytes = [b';', b'=', b'a', 0, 0x80, 0xbb, b':', b';' | 0x80];
-        for len in 0..=130usize {
-            for _ in 0..50 {
-                let hay: Vec<u8> = (0..len)
-                    .map(|_| bytes[(next() % bytes.len() as u64) as usize])
-                    .collect();
-                let want = (len <= 128).then(|| {
-                    hay.iter()
-                        .enumerate()
-                        .filter(|(_, &c)| c == b';')
-                        .fold(0u128, |m, (i, _)| m | 1 << i)
-                });
-                assert_eq!(byte_mask_128(b';', &hay), want, "{hay:?}");
-            }
-        }
-    }
     use rand::rngs::StdRng;
     use rand::{Rng as _, SeedableRng};
 

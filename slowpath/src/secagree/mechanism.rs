@@ -800,11 +800,6 @@ const CANONICAL: [(&[u8], usize); 8] = [
 /// partly filled) for anything else, which [`plain_params`] then reads.
 fn canonical_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
     let b = p.as_bytes();
-    // Every `;` found in one pass (an offer's parameters are about 110 bytes); a name holds
-    // none, so the lowest one left is where the current parameter's value ends.
-    let Some(mut semis) = swar::byte_mask_128(b';', b) else {
-        return false;
-    };
     let mut start = 0;
     let mut names = CANONICAL.iter();
     loop {
@@ -813,12 +808,10 @@ fn canonical_params<'a>(p: &'a str, offer: &mut [Option<&'a str>; 8]) -> bool {
             return false;
         };
         let from = start + name.len();
-        let (end, next) = if semis == 0 {
-            (b.len(), None)
-        } else {
-            let k = semis.trailing_zeros() as usize;
-            semis &= semis - 1;
-            (k, Some(k + 1))
+        let tail = b.get(from..).unwrap_or_default();
+        let (end, next) = match swar::find_byte_near(b';', tail) {
+            Some(k) => (from + k, Some(from + k + 1)),
+            None => (b.len(), None),
         };
         // `=` and `;` are ASCII: both cuts are character boundaries.
         offer[slot] = Some(p.get(from..end).map_or("", trim));

@@ -44,15 +44,9 @@ impl NotedVia<'_> {
     /// element with its `received` / `rport` parameters replaced by the note's (written
     /// last, `received` first), the other elements as they are.
     pub(crate) fn pieces(&self, f: &mut dyn FnMut(&str)) {
-        // A line of one element (the usual top Via) has nothing before or after it: no call
-        // to write nothing.
-        if !self.before.is_empty() {
-            f(self.before);
-        }
+        f(self.before);
         self.element_pieces(f);
-        if !self.after.is_empty() {
-            f(self.after);
-        }
+        f(self.after);
     }
 
     /// The pieces of the noted top element alone: the element as written, without its
@@ -61,9 +55,15 @@ impl NotedVia<'_> {
         if !self.kept_runs(f) {
             self.kept_params(f);
         }
-        // The note as one piece (one call into the message being built, not four).
-        let mut buf = [0u8; NOTE_TEXT_MAX];
-        f(note_text(self.note, &mut buf));
+        // An IPv6 address is 45 characters at most, a port 5.
+        let mut buf = [0u8; 48];
+        // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
+        f(";received=");
+        f(ip_text(self.note.received, &mut buf));
+        if let Some(port) = self.note.rport {
+            f(";rport=");
+            f(itoa::Buffer::new().format(port));
+        }
     }
 }
 
@@ -165,36 +165,6 @@ impl NotedVia<'_> {
             }
         }
     }
-}
-
-/// The longest [`note_text`]: `;received=` (10), an IPv6 address (45 characters at most),
-/// `;rport=` (7) and a port (5).
-const NOTE_TEXT_MAX: usize = 67;
-
-/// The note's parameters as written after the top Via element's kept text, into `buf`:
-/// `;received=` with the address, then `;rport=` with the port where one is noted.
-fn note_text(note: ViaNote, buf: &mut [u8; NOTE_TEXT_MAX]) -> &str {
-    let mut ip = [0u8; 48];
-    // via-received is a bare IPv4address / IPv6address (RFC 3261 25.1, RFC 5118 4.5).
-    let addr = ip_text(note.received, &mut ip);
-    let mut port = itoa::Buffer::new();
-    let rport = note.rport.map(|p| port.format(p));
-    let pieces = [
-        ";received=",
-        addr,
-        if rport.is_some() { ";rport=" } else { "" },
-        rport.unwrap_or(""),
-    ];
-    let mut len = 0;
-    for piece in pieces {
-        // Within NOTE_TEXT_MAX by the lengths above.
-        if let Some(dst) = buf.get_mut(len..len + piece.len()) {
-            dst.copy_from_slice(piece.as_bytes());
-            len += piece.len();
-        }
-    }
-    // Copies of ASCII pieces.
-    akagate_proto::simd::ascii_str(&buf[..len]).unwrap_or_default()
 }
 
 /// `ip` as text, written into `buf`: dotted decimal by hand, IPv6 in its RFC 5952 form
@@ -511,28 +481,6 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip, &mut buf), ip.to_string());
-        }
-    }
-
-    #[test]
-    fn the_note_in_one_piece_is_its_four_pieces_formatted() {
-        let mut buf = [0u8; NOTE_TEXT_MAX];
-        for ip in [
-            "0.0.0.0",
-            "192.168.255.100",
-            "2001:db8::9",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            "1111:2222:3333:4444:5555:6666:123.123.123.123",
-        ] {
-            let received: IpAddr = ip.parse().unwrap();
-            for rport in [None, Some(0), Some(9), Some(5060), Some(65535)] {
-                let mut want = format!(";received={received}");
-                if let Some(p) = rport {
-                    want.push_str(&format!(";rport={p}"));
-                }
-                let got = note_text(ViaNote { received, rport }, &mut buf);
-                assert_eq!(got, want);
-            }
         }
     }
 
