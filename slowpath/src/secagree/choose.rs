@@ -137,8 +137,8 @@ impl ServerText {
 
     /// The `ipsec-3gpp` mechanism of these parameters.
     fn finish(self) -> SecMechanism {
-        // Every piece written is ASCII (tokens, digits, `;`, `=`), checked a word at a time.
-        let text = akagate_proto::simd::ascii_str(&self.buf[..self.len]).unwrap_or_default();
+        // Every piece written is ASCII (tokens, digits, `;`, `=`).
+        let text = std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default();
         SecMechanism::from_rendered(IPSEC_3GPP, text.to_owned(), self.spans)
     }
 }
