@@ -37,6 +37,10 @@ pub fn ones_complement_sum(data: &[u8]) -> u16 {
         // SAFETY: the CPU has AVX2, checked on the line above.
         return unsafe { sum_avx2(data) };
     }
+    if data.len() < 32 {
+        // No block of eight words: the words alone (a header, a pure ACK).
+        return rest_sum(0, data);
+    }
     lane_sum(data)
 }
 
@@ -113,26 +117,34 @@ fn lane_sum(data: &[u8]) -> u16 {
 
 /// Adds the little-endian 32-bit words of `rest` (the last one padded with zeros) to `acc`,
 /// the lanes' sum, folds and swaps it to network order.
+/// `rest` is shorter than 2^34 bytes (it is under 64: its words sum in 64 bits).
 #[inline(always)]
-fn rest_sum(mut acc: u128, rest: &[u8]) -> u16 {
+fn rest_sum(acc: u128, rest: &[u8]) -> u16 {
     let mut words = rest.chunks_exact(4);
+    let mut sum = 0u64;
     for w in &mut words {
-        acc += u128::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
     }
     let mut tail = [0u8; 4];
     tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    acc += u128::from(u32::from_le_bytes(tail));
+    sum += u64::from(u32::from_le_bytes(tail));
     // The little-endian sum's bytes swapped are the big-endian sum (a 16-bit rotation by
     // eight is a multiplication by 2^8 modulo 2^16 - 1, and 0xffff stays 0xffff).
-    fold(acc).swap_bytes()
+    fold(acc + u128::from(sum)).swap_bytes()
 }
 
-/// Folds a wide ones'-complement accumulator to 16 bits.
-fn fold(mut acc: u128) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+/// Folds a wide ones'-complement accumulator to 16 bits: 0 only for 0, else the value in
+/// 1..=0xffff congruent to `acc` modulo 2^16 - 1 (what adding the 16-bit halves until none
+/// is left over gives). 2^32 is 1 modulo 2^16 - 1, so the accumulator's four 32-bit words
+/// are added first (under 2^34), then three fixed 16-bit folds end below 2^16; no step
+/// turns a non-zero sum into zero.
+fn fold(acc: u128) -> u16 {
+    let w = |x: u128| (x & 0xffff_ffff) as u64;
+    let s = w(acc) + w(acc >> 32) + w(acc >> 64) + w(acc >> 96);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 /// The pseudo-header's sum: addresses, protocol and upper-layer length.
