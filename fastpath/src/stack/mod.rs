@@ -316,6 +316,47 @@ fn take_spare(rx: usize, tx: usize) -> Option<(tcp::Socket<'static>, usize)> {
     })
 }
 
+/// The settings every TCP socket of a stack gets: the `timeout` of an unanswered segment,
+/// and no Nagle (SIP messages are written whole; Nagle would only delay the last segment).
+fn set_up_tcp_socket(s: &mut tcp::Socket<'static>, timeout: Duration) {
+    s.set_timeout(Some(timeout));
+    s.set_nagle_enabled(false);
+}
+
+/// A listener on `ep` from this thread's spare sockets with buffers of exactly `rx` and `tx`
+/// bytes, added to `sockets` (which must have room: `UeStack::room_for_socket`): set up and
+/// listening where it lies among the spares, then moved once, into the set. Its handle and
+/// the address of its receive buffer; `None` (nothing changed) without such a spare.
+fn arm_spare(
+    sockets: &mut SocketSet<'static>,
+    rx: usize,
+    tx: usize,
+    timeout: Duration,
+    ep: IpListenEndpoint,
+) -> Option<(SocketHandle, usize)> {
+    SPARE.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let i = p
+            .iter()
+            .rposition(|(s, _)| s.recv_capacity() == rx && s.send_capacity() == tx)?;
+        let (s, rx_addr) = &mut p[i];
+        let rx_addr = *rx_addr;
+        set_up_tcp_socket(s, timeout);
+        s.listen(ep).ok()?;
+        let handle = if i + 1 == p.len() {
+            sockets.add(p.pop()?.0)
+        } else {
+            sockets.add(p.swap_remove(i).0)
+        };
+        // A reserve drawn down gives back the list's room, as [`take_spare`] does.
+        if p.capacity() > 4 * SPARE_SOCKETS && p.len() < p.capacity() / 4 {
+            let keep = (2 * p.len()).max(SPARE_SOCKETS);
+            p.shrink_to(keep);
+        }
+        Some((handle, rx_addr))
+    })
+}
+
 /// Keeps `s`, a TCP socket just taken out of its set whose receive buffer is at `rx_addr`,
 /// as a spare of this thread (closed at once: it is in no set, so it sends nothing), unless
 /// the thread keeps [`SPARE_SOCKETS`].
@@ -1040,20 +1081,42 @@ impl UeStack {
                 vec![0u8; self.cfg.tcp_tx_buf],
             )
         });
-        s.set_timeout(Some(self.cfg.tcp_timeout));
-        // SIP messages are written whole; Nagle would only delay the last segment.
-        s.set_nagle_enabled(false);
+        set_up_tcp_socket(&mut s, self.cfg.tcp_timeout);
         (s, rx_addr)
     }
 
+    /// Arms a listener on `port` for the SYN about to be processed. A recycling stack's
+    /// listener is a spare socket set up and listening where it lies in the thread's spares,
+    /// then moved once into the socket set ([`arm_spare`]); taken out, returned and handed on
+    /// it was moved seven times (480 bytes each, docs/BENCHMARKS.md, *round 28*).
     fn arm_listener(&mut self, port: u16) {
-        let (mut s, rx_addr) = self.new_tcp_socket();
+        // smoltcp refuses to listen on port 0 (and a socket from the spares or a new one is
+        // closed, so that is the only refusal).
+        if port == 0 {
+            return;
+        }
         let ep = IpListenEndpoint {
             addr: Some(self.local.into()),
             port,
         };
-        if s.listen(ep).is_ok() {
-            let handle = self.add_socket(s);
+        self.room_for_socket();
+        let (rx, tx, timeout) = (
+            self.cfg.tcp_rx_buf,
+            self.cfg.tcp_tx_buf,
+            self.cfg.tcp_timeout,
+        );
+        let armed = if self.recycle {
+            arm_spare(&mut self.sockets, rx, tx, timeout, ep)
+        } else {
+            None
+        };
+        let armed = armed.or_else(|| {
+            let (mut s, rx_addr) = tcp_socket_with(vec![0u8; rx], vec![0u8; tx]);
+            set_up_tcp_socket(&mut s, timeout);
+            s.listen(ep).ok()?;
+            Some((self.sockets.add(s), rx_addr))
+        });
+        if let Some((handle, rx_addr)) = armed {
             self.tcp_listeners.push(Bound {
                 port,
                 handle,
@@ -1668,6 +1731,13 @@ impl UeStack {
     /// Adds a socket, giving an empty stack a socket set of [`SOCKET_SLOTS`] first, and a
     /// full one exactly one more slot.
     fn add_socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, s: T) -> SocketHandle {
+        self.room_for_socket();
+        self.sockets.add(s)
+    }
+
+    /// Makes room in the socket set for one more socket, added right after (as
+    /// [`UeStack::add_socket`] adds it).
+    fn room_for_socket(&mut self) {
         let live = self.live_sockets();
         if live == 0 {
             // No handle is outstanding, so the set may be replaced.
@@ -1680,7 +1750,6 @@ impl UeStack {
         self.live_peak = self
             .live_peak
             .max(u8::try_from(live + 1).unwrap_or(u8::MAX));
-        self.sockets.add(s)
     }
 
     /// Gives the socket set exactly as many slots as live sockets once some went (a slot is

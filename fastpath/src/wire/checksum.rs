@@ -25,14 +25,52 @@ const UDP: u8 = 17;
 /// the compiler turns into vector adds, no byte swap per word — and the end-around carries
 /// folded once at the end (2(C) allows deferring them), then swapped to network order. A
 /// lane takes one word per block, so it cannot overflow below 2^32 blocks. Where the CPU has
-/// AVX-512 it is summed 64 bytes a step ([`sum_avx512`]).
+/// AVX-512 it is summed 64 bytes a step ([`sum_avx512`]), where it has AVX2 32 ([`sum_avx2`]).
 pub fn ones_complement_sum(data: &[u8]) -> u16 {
     #[cfg(target_arch = "x86_64")]
     if data.len() >= 128 && std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked on the line above.
         return unsafe { sum_avx512(data) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= 64 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked on the line above.
+        return unsafe { sum_avx2(data) };
+    }
+    if data.len() < 32 {
+        // No block of eight words: the words alone (a header, a pure ACK).
+        return rest_sum(0, data);
+    }
     lane_sum(data)
+}
+
+/// [`ones_complement_sum`] with AVX2 on a CPU without AVX-512F (this project's Zen 3 host):
+/// each 32-byte block one load, its four 64-bit lanes split into their low and high 32-bit
+/// words (an AND and a shift) and added into two accumulators of four 64-bit lanes; the
+/// blocks' remainder as [`lane_sum`]'s. About four vector operations per 32 bytes where the
+/// portable loop compiled for SSE2 takes fifteen. The two accumulators are added lane by
+/// lane at the end, so a lane takes two words per block: no overflow below 2^31 blocks.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_avx2(data: &[u8]) -> u16 {
+    use std::arch::x86_64::*;
+    let low = _mm256_set1_epi64x(0xffff_ffff);
+    let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    let mut halves = data.chunks_exact(32);
+    for half in &mut halves {
+        // SAFETY: `half` is 32 bytes long; the load is unaligned.
+        let v = unsafe { _mm256_loadu_si256(half.as_ptr().cast()) };
+        lo = _mm256_add_epi64(lo, _mm256_and_si256(v, low));
+        hi = _mm256_add_epi64(hi, _mm256_srli_epi64::<32>(v));
+    }
+    let mut lanes = [0u64; 4];
+    // SAFETY: `lanes` is 32 bytes long; the store is unaligned.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_add_epi64(lo, hi)) };
+    let acc: u128 = lanes.iter().map(|&l| u128::from(l)).sum();
+    rest_sum(acc, halves.remainder())
 }
 
 /// [`ones_complement_sum`] with AVX-512F: each 64-byte block one load, its eight 64-bit
@@ -79,26 +117,34 @@ fn lane_sum(data: &[u8]) -> u16 {
 
 /// Adds the little-endian 32-bit words of `rest` (the last one padded with zeros) to `acc`,
 /// the lanes' sum, folds and swaps it to network order.
+/// `rest` is shorter than 2^34 bytes (it is under 64: its words sum in 64 bits).
 #[inline(always)]
-fn rest_sum(mut acc: u128, rest: &[u8]) -> u16 {
+fn rest_sum(acc: u128, rest: &[u8]) -> u16 {
     let mut words = rest.chunks_exact(4);
+    let mut sum = 0u64;
     for w in &mut words {
-        acc += u128::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
     }
     let mut tail = [0u8; 4];
     tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    acc += u128::from(u32::from_le_bytes(tail));
+    sum += u64::from(u32::from_le_bytes(tail));
     // The little-endian sum's bytes swapped are the big-endian sum (a 16-bit rotation by
     // eight is a multiplication by 2^8 modulo 2^16 - 1, and 0xffff stays 0xffff).
-    fold(acc).swap_bytes()
+    fold(acc + u128::from(sum)).swap_bytes()
 }
 
-/// Folds a wide ones'-complement accumulator to 16 bits.
-fn fold(mut acc: u128) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+/// Folds a wide ones'-complement accumulator to 16 bits: 0 only for 0, else the value in
+/// 1..=0xffff congruent to `acc` modulo 2^16 - 1 (what adding the 16-bit halves until none
+/// is left over gives). 2^32 is 1 modulo 2^16 - 1, so the accumulator's four 32-bit words
+/// are added first (under 2^34), then three fixed 16-bit folds end below 2^16; no step
+/// turns a non-zero sum into zero.
+fn fold(acc: u128) -> u16 {
+    let w = |x: u128| (x & 0xffff_ffff) as u64;
+    let s = w(acc) + w(acc >> 32) + w(acc >> 64) + w(acc >> 96);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 /// The pseudo-header's sum: addresses, protocol and upper-layer length.
@@ -711,6 +757,12 @@ mod tests {
                         // SAFETY: the CPU has AVX-512F (checked on the line above).
                         let wide = unsafe { sum_avx512(d) };
                         assert_eq!(wide, want, "AVX-512, len {len} at {start}");
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if std::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the CPU has AVX2 (checked on the line above).
+                        let wide = unsafe { sum_avx2(d) };
+                        assert_eq!(wide, want, "AVX2, len {len} at {start}");
                     }
                 }
             }
