@@ -15,7 +15,7 @@
 use core::arch::x86_64::*;
 
 use super::gcm_ni::{self, Pass, Wide, HPOW, POLY_FOLD};
-use super::gcm_vaes::{Front, OPEN, SEAL};
+use super::gcm_vaes::{Front, Short, CTR_ONLY, OPEN, SEAL, SHORT_BODY_MAX};
 
 /// Blocks per register.
 const PER: usize = 2;
@@ -528,6 +528,142 @@ fn with_state(x: __m128i, blocks: [__m256i; REGS]) -> [__m256i; REGS] {
     let mut out = blocks.map(|b| _mm256_shuffle_epi8(b, rev));
     out[0] = _mm256_xor_si256(out[0], _mm256_set_m128i(_mm_setzero_si128(), x));
     out
+}
+
+/// True if [`short`] takes an ESP body of `len` bytes: at most `gcm_vaes::SHORT_BODY_MAX`
+/// (six blocks: J0 and the body's counter blocks fill at most four registers) and whole
+/// 4-byte words, since AVX2's masked loads and stores move dwords (an ESP body is a
+/// multiple of four bytes, RFC 4303 2.4; other lengths go through [`esp`]).
+#[inline]
+pub(super) fn takes_short(len: usize) -> bool {
+    len <= SHORT_BODY_MAX && len % 4 == 0
+}
+
+/// Registers of counter blocks [`short`] runs for the longest body of `len` bytes it is
+/// given: J0 and `len.div_ceil(16)` blocks, two a register, at least two registers (one
+/// monomorph fewer; a body of at most one block wastes one register's rounds).
+#[inline]
+pub(super) fn short_regs(len: usize) -> usize {
+    (len.div_ceil(16) + 1).div_ceil(PER).max(2)
+}
+
+/// Dwords 0..8 of a register: the first `m` of them set (the 32 bytes at `8 - m` of 8 ones
+/// then 8 zeros, `m` at most 8).
+static DKEEP: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// The dword mask of register `r` of a short packet's memory (which starts 16 bytes before
+/// the body, so lane 0 is J0's and the body sits in lanes 1..=n): dword `8 r + d` is the
+/// body's if it lies in 4..4 + `words`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn body_mask(r: usize, words: usize) -> __m256i {
+    let m = (4 + words).saturating_sub(8 * r).min(8);
+    // SAFETY: 8 - m + 8 <= 16: the eight dwords read lie within `DKEEP`.
+    let v = unsafe { _mm256_loadu_si256(DKEEP.as_ptr().add(8 - m).cast()) };
+    if r == 0 {
+        _mm256_blend_epi32::<0x0f>(v, _mm256_setzero_si256())
+    } else {
+        v
+    }
+}
+
+/// The 256-bit counterpart of `gcm_vaes::short`: CTR over the bodies of `M` short ESP
+/// packets (RFC 4106; each may have its own key) and their tags E_K(J0) xor S, [`SEAL`]
+/// hashing the ciphertext written and [`OPEN`] the ciphertext read (the returned tag then
+/// the expected one; [`CTR_ONLY`] hashes nothing). Per packet, `R` registers of AES over J0
+/// and its counter blocks (lane i is counter block i + 1: lane 0's keystream is E_K(J0), the
+/// body in lanes 1..=n), the rounds of the `M` packets interleaved, then one carry-less
+/// multiply pass of the AAD and the ciphertext by H^(n+2)..H^2 on the same `R` registers,
+/// the lengths block's H^1 product in lane 0, and one reduction. The body is loaded and
+/// stored in place by dword masks (AVX2 has no byte masks; [`takes_short`]). Every body must
+/// satisfy [`takes_short`] and need at most `R` registers ([`short_regs`]); otherwise
+/// nothing is done and the tags are zero (the callers check).
+#[inline]
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+pub(super) fn short<const M: usize, const R: usize, const P: u8>(
+    pk: &mut [Short<'_>; M],
+) -> [__m128i; M] {
+    let zero = _mm_setzero_si128();
+    if pk
+        .iter()
+        .any(|s| !takes_short(s.body.len()) || short_regs(s.body.len()) > R)
+    {
+        return [zero; M];
+    }
+    let key = |s: &Short<'_>, r: usize| _mm256_broadcastsi128_si256(gcm_ni::load(&s.enc[r]));
+    // Loops over the packets rather than `array::from_fn` closures, as in `gcm_vaes::short`.
+    // J0, the byte-reversed AAD and lengths blocks of each packet.
+    let mut blocks = [(zero, zero, zero); M];
+    let mut st = [[_mm256_setzero_si256(); R]; M];
+    for m in 0..M {
+        let s = &pk[m];
+        blocks[m] = gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len());
+        // SP 800-38D 7.1: J0 = nonce || 1, the payload's blocks nonce || 2, nonce || 3, ...
+        // J0's counter is big-endian in its last byte, so lane i's block is J0 plus i in
+        // that byte (i at most 7: no carry).
+        let j0 = _mm256_broadcastsi128_si256(blocks[m].0);
+        let k0 = key(s, 0);
+        for (r, v) in st[m].iter_mut().enumerate() {
+            let (lo, hi) = ((PER * r) as i32, (PER * r + 1) as i32);
+            let c = _mm256_add_epi32(j0, _mm256_set_epi32(hi << 24, 0, 0, 0, lo << 24, 0, 0, 0));
+            *v = _mm256_xor_si256(c, k0);
+        }
+    }
+    for r in 1..10 {
+        for m in 0..M {
+            let k = key(&pk[m], r);
+            st[m] = st[m].map(|v| _mm256_aesenc_epi128(v, k));
+        }
+    }
+    for m in 0..M {
+        let k = key(&pk[m], 10);
+        st[m] = st[m].map(|v| _mm256_aesenclast_epi128(v, k));
+    }
+    let rev = _mm256_broadcastsi128_si256(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let mut tags = [zero; M];
+    for m in 0..M {
+        let (_, aad, lens) = blocks[m];
+        let s = &mut pk[m];
+        let len = s.body.len();
+        let n = len.div_ceil(16);
+        let p = s.body.as_mut_ptr().wrapping_sub(16).cast::<i32>();
+        let masks: [__m256i; R] = core::array::from_fn(|r| body_mask(r, len / 4));
+        // SAFETY: each mask selects, of the eight dwords at p + 8 r, only dwords of `body`
+        // (bytes 16..16 + len from p, `len` a multiple of 4); masked-off dwords are neither
+        // read nor faulted on, and `wrapping_*` keeps the address arithmetic defined.
+        let data: [__m256i; R] = core::array::from_fn(|r| unsafe {
+            _mm256_maskload_epi32(p.wrapping_add(8 * r), masks[r])
+        });
+        let out: [__m256i; R] = core::array::from_fn(|r| {
+            _mm256_and_si256(_mm256_xor_si256(data[r], st[m][r]), masks[r])
+        });
+        for r in 0..R {
+            // SAFETY: as for the loads: only the body's dwords are written.
+            unsafe { _mm256_maskstore_epi32(p.wrapping_add(8 * r), masks[r], out[r]) };
+        }
+        if P == CTR_ONLY {
+            continue;
+        }
+        // GHASH lanes: the AAD (lane 0, zero in `c`), C_1..C_n (zero-padded, as masked),
+        // zeros past them; lane i times H^(n+2-i), powers below H^1 zero. The lengths
+        // block's product by H^1 goes into lane 0 before the one reduction.
+        let c = if P == OPEN { data } else { out };
+        let g0 = _mm256_xor_si256(
+            _mm256_shuffle_epi8(c[0], rev),
+            _mm256_set_m128i(zero, aad),
+        );
+        let mut acc = WideY::mul(g0, powers(s.h_pow, n + 2));
+        for (r, c) in c.iter().enumerate().skip(1) {
+            let top = (n + 2).saturating_sub(PER * r);
+            acc.add_mul(_mm256_shuffle_epi8(*c, rev), powers(s.h_pow, top));
+        }
+        acc.add_wide(Wide::mul(lens, gcm_ni::load(&s.h_pow[0])));
+        // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
+        tags[m] = tag(acc.reduce(), _mm256_castsi256_si128(st[m][0]));
+    }
+    tags
 }
 
 // A batch of 16 blocks takes the whole table.
