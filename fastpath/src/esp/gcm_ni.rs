@@ -550,9 +550,9 @@ pub(super) fn seal_esp_many<const M: usize>(jobs: [EspSeal<'_>; M]) {
 /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 unsafe fn seal_many_wide<const M: usize>(jobs: [EspSeal<'_>; M]) {
-    seal_many_with(jobs, |pk| {
-        super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(pk)
-    });
+    let (icvs, mut pk) = short_jobs(jobs);
+    let tags = super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(&mut pk);
+    store_icvs(icvs, tags);
 }
 
 /// [`seal_esp_many`]'s 256-bit kernel call, on as many registers a packet as the longest
@@ -569,26 +569,27 @@ unsafe fn seal_many_ymm<const M: usize>(jobs: [EspSeal<'_>; M]) {
         .map(|j| short_regs(j.esp.len().saturating_sub(32)))
         .max()
         .unwrap_or(0);
-    seal_many_with(jobs, |pk| match regs {
-        ..=2 => short::<M, 2, SEAL>(pk),
-        3 => short::<M, 3, SEAL>(pk),
-        _ => short::<M, 4, SEAL>(pk),
-    });
+    let (icvs, mut pk) = short_jobs(jobs);
+    let tags = match regs {
+        ..=2 => short::<M, 2, SEAL>(&mut pk),
+        3 => short::<M, 3, SEAL>(&mut pk),
+        _ => short::<M, 4, SEAL>(&mut pk),
+    };
+    store_icvs(icvs, tags);
 }
 
-/// The short packets of `jobs` through `kernel` (a multi-packet kernel under `SEAL`), the
-/// tags it returns stored in their ICV slots.
+/// `jobs` as the multi-packet kernels' packets, and their ICV slots.
 #[inline(always)]
-fn seal_many_with<const M: usize>(
-    jobs: [EspSeal<'_>; M],
-    kernel: impl FnOnce(&mut [super::gcm_vaes::Short<'_>; M]) -> [__m128i; M],
-) {
+#[allow(clippy::type_complexity)]
+fn short_jobs<'a, const M: usize>(
+    jobs: [EspSeal<'a>; M],
+) -> ([&'a mut [u8]; M], [super::gcm_vaes::Short<'a>; M]) {
     let mut icvs: [&mut [u8]; M] = core::array::from_fn(|_| <&mut [u8]>::default());
     // The ICV slots by iterator, not by an index: with no bounds check (and its panic call)
     // the closure is small enough to be inlined, where as a call per packet it cost the
     // 64-B burst ~14 TSC ticks a packet (docs/BENCHMARKS.md, round 24).
     let mut slots = icvs.iter_mut();
-    let mut pk = jobs.map(|j| {
+    let pk = jobs.map(|j| {
         let (hdr_iv, rest) = j.esp.split_at_mut(j.esp.len().min(16));
         let (body, icv) = rest.split_at_mut(rest.len().saturating_sub(16));
         if let Some(slot) = slots.next() {
@@ -604,7 +605,12 @@ fn seal_many_with<const M: usize>(
             body,
         }
     });
-    let tags = kernel(&mut pk);
+    (icvs, pk)
+}
+
+/// The multi-packet kernel's tags `tags` into their ICV slots.
+#[inline(always)]
+fn store_icvs<const M: usize>(icvs: [&mut [u8]; M], tags: [__m128i; M]) {
     for (icv, t) in icvs.into_iter().zip(tags) {
         if let Ok(icv) = <&mut [u8; 16]>::try_from(icv) {
             store(icv, t);
