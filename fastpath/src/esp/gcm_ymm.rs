@@ -4,9 +4,11 @@
 //! the 512-bit kernel (`gcm_vaes`): a batch is 16 blocks (256 bytes, eight registers), CTR
 //! of the batch with the GHASH of 16 ciphertext blocks stitched into its AES rounds,
 //! multiplied by H^16..H^1 and reduced once; the last 0..=255 bytes go through the same
-//! kernel once more. AVX2 has no byte-masked loads or stores, so the tail is bounced
-//! through a zeroed 256-byte stack block and its keystream past the payload masked off in
-//! registers (by a mask loaded from a sliding window of ones and zeros). Same GCM and same
+//! kernel once more. AVX2 has no byte-masked loads or stores: the tail's whole registers
+//! are loaded and stored in place, its last 1..=31 bytes by a dword-masked VPMASKMOVD (or,
+//! when they are not whole words, through a zeroed 32-byte stack block), and its keystream
+//! past the payload masked off in registers (by a mask loaded from a sliding window of ones
+//! and zeros) before anything is stored or hashed. Same GCM and same
 //! GHASH representation as the 128-bit path (`gcm_ni`, whose module comment explains the
 //! byte reversal and the reduction).
 
@@ -214,9 +216,9 @@ fn keep(m: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(KEEP.as_ptr().add(32 - m).cast()) }
 }
 
-/// A 256-byte block aligned for the tail's bounce.
+/// A 32-byte block aligned for the tail's last partial register when it is not whole words.
 #[repr(C, align(32))]
-struct Bounce([u8; BATCH]);
+struct Bounce([u8; 32]);
 
 /// GHASH of `buf` (under pass `P`) with CTR applied in place, continuing from [`Front`]'s
 /// GHASH state `x` and block `first`, the payload's first counter block being `IV || 2`,
@@ -357,12 +359,32 @@ pub(super) fn ctr_ghash<const P: u8>(
     let n = len.div_ceil(16);
     let mut hashed = [_mm256_setzero_si256(); REGS];
     if n > 0 {
-        let mut pad = Bounce([0; BATCH]);
-        pad.0[..len].copy_from_slice(rest);
-        let p = pad.0.as_mut_ptr();
-        // SAFETY: `pad` is 256 bytes: eight 32-byte loads at 32 j.
-        let data: [__m256i; REGS] =
-            core::array::from_fn(|j| unsafe { _mm256_load_si256(p.add(32 * j).cast()) });
+        // Whole registers in place; the last 1..=31 bytes by a dword-masked load and store
+        // when they are whole 4-byte words (an ESP body's always are), else through a
+        // zeroed 32-byte block.
+        let (whole, part) = (len / 32, len % 32);
+        let words = part % 4 == 0;
+        let mut pad = Bounce([0; 32]);
+        if !words {
+            pad.0[..part].copy_from_slice(&rest[32 * whole..]);
+        }
+        let part_mask = dwords(part / 4);
+        let p = rest.as_mut_ptr();
+        let data: [__m256i; REGS] = core::array::from_fn(|j| {
+            if j < whole {
+                // SAFETY: j < whole: bytes 32 j .. 32 j + 32 lie within `rest`.
+                unsafe { _mm256_loadu_si256(p.add(32 * j).cast()) }
+            } else if j == whole && part > 0 && words {
+                // SAFETY: the mask selects the first part / 4 dwords at 32 whole, the last
+                // `part` bytes of `rest`; the others are neither read nor faulted on.
+                unsafe { _mm256_maskload_epi32(p.add(32 * j).cast(), part_mask) }
+            } else if j == whole && part > 0 {
+                // SAFETY: `pad` is 32 bytes, aligned to 32.
+                unsafe { _mm256_load_si256(pad.0.as_ptr().cast()) }
+            } else {
+                _mm256_setzero_si256()
+            }
+        });
         let ctrs = next_ctrs();
         let to_hash = pending.take();
         let hz = match to_hash {
@@ -393,11 +415,18 @@ pub(super) fn ctr_ghash<const P: u8>(
                 keep(len.saturating_sub(32 * j)),
             )
         });
-        for (j, v) in out.iter().enumerate().take(n.div_ceil(PER)) {
+        for (j, v) in out.iter().enumerate().take(whole) {
             // SAFETY: as for the loads above.
-            unsafe { _mm256_store_si256(p.add(32 * j).cast(), *v) };
+            unsafe { _mm256_storeu_si256(p.add(32 * j).cast(), *v) };
         }
-        rest.copy_from_slice(&pad.0[..len]);
+        if part > 0 && words {
+            // SAFETY: as for the masked load above: only the last `part` bytes are written.
+            unsafe { _mm256_maskstore_epi32(p.add(32 * whole).cast(), part_mask, out[whole]) };
+        } else if part > 0 {
+            // SAFETY: `pad` is 32 bytes, aligned to 32; `whole` < REGS when `part` > 0.
+            unsafe { _mm256_store_si256(pad.0.as_mut_ptr().cast(), out[whole]) };
+            rest[32 * whole..].copy_from_slice(&pad.0[..part]);
+        }
         hashed = match pass {
             Pass::Open => data,
             Pass::Seal => out,
@@ -551,15 +580,22 @@ pub(super) fn short_regs(len: usize) -> usize {
 /// then 8 zeros, `m` at most 8).
 static DKEEP: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
+/// A mask of the first `m` dwords of a register (`m` at most 8), for VPMASKMOVD.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dwords(m: usize) -> __m256i {
+    let m = m.min(8);
+    // SAFETY: 8 - m + 8 <= 16: the eight dwords read lie within `DKEEP`.
+    unsafe { _mm256_loadu_si256(DKEEP.as_ptr().add(8 - m).cast()) }
+}
+
 /// The dword mask of register `r` of a short packet's memory (which starts 16 bytes before
 /// the body, so lane 0 is J0's and the body sits in lanes 1..=n): dword `8 r + d` is the
 /// body's if it lies in 4..4 + `words`.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn body_mask(r: usize, words: usize) -> __m256i {
-    let m = (4 + words).saturating_sub(8 * r).min(8);
-    // SAFETY: 8 - m + 8 <= 16: the eight dwords read lie within `DKEEP`.
-    let v = unsafe { _mm256_loadu_si256(DKEEP.as_ptr().add(8 - m).cast()) };
+    let v = dwords((4 + words).saturating_sub(8 * r));
     if r == 0 {
         _mm256_blend_epi32::<0x0f>(v, _mm256_setzero_si256())
     } else {
@@ -664,10 +700,7 @@ pub(super) fn short<const M: usize, const R: usize, const P: u8>(
         // zeros past them; lane i times H^(n+2-i), powers below H^1 zero. The lengths
         // block's product by H^1 goes into lane 0 before the one reduction.
         let c = if P == OPEN { data } else { out };
-        let g0 = _mm256_xor_si256(
-            _mm256_shuffle_epi8(c[0], rev),
-            _mm256_set_m128i(zero, aad),
-        );
+        let g0 = _mm256_xor_si256(_mm256_shuffle_epi8(c[0], rev), _mm256_set_m128i(zero, aad));
         let mut acc = WideY::mul(g0, powers(s.h_pow, n + 2));
         for r in 1..R {
             let top = (n + 2).saturating_sub(PER * r);
