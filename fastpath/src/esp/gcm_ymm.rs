@@ -363,7 +363,7 @@ pub(super) fn ctr_ghash<const P: u8>(
         // when they are whole 4-byte words (an ESP body's always are), else through a
         // zeroed 32-byte block.
         let (whole, part) = (len / 32, len % 32);
-        let words = part % 4 == 0;
+        let words = part.is_multiple_of(4);
         let mut pad = Bounce([0; 32]);
         if !words {
             pad.0[..part].copy_from_slice(&rest[32 * whole..]);
@@ -565,7 +565,7 @@ fn with_state(x: __m128i, blocks: [__m256i; REGS]) -> [__m256i; REGS] {
 /// multiple of four bytes, RFC 4303 2.4; other lengths go through [`esp`]).
 #[inline]
 pub(super) fn takes_short(len: usize) -> bool {
-    len <= SHORT_BODY_MAX && len % 4 == 0
+    len <= SHORT_BODY_MAX && len.is_multiple_of(4)
 }
 
 /// Registers of counter blocks [`short`] runs for the longest body of `len` bytes it is
