@@ -361,8 +361,8 @@ fn multi_buffer_transform(t: &super::transform::Transform) -> bool {
     };
 }
 
-/// True if the SA is aes-gcm-16 on the 512-bit path and its ESP packet of `esp_len` bytes
-/// (header, IV, body, ICV) is short enough for the multi-packet GCM kernel.
+/// True if the SA is aes-gcm-16 on the 512- or 256-bit path and its ESP packet of `esp_len`
+/// bytes (header, IV, body, ICV) is short enough for that path's multi-packet GCM kernel.
 fn gcm_short(sa: &OutboundSa, esp_len: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     return sa

@@ -176,18 +176,16 @@ impl Aes128GcmNi {
         seq_hi: Option<u32>,
         body: &mut [u8],
     ) -> [u8; 16] {
-        if self.seals_short(body.len()) {
-            // SAFETY: `seals_short` is true only on the 512-bit path, whose features `new`
-            // found.
-            return unsafe {
-                self.short_esp::<{ super::gcm_vaes::SEAL }>(salt, hdr_iv, seq_hi, body)
-            };
-        }
         use super::gcm_vaes::SEAL;
+        let short = self.seals_short(body.len());
         match self.path {
             // SAFETY: `Zmm` is set only if `gcm_vaes::available()` found the features.
-            Path::Zmm => unsafe { self.long_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
+            Path::Zmm if short => unsafe { self.short_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
             // SAFETY: `Ymm` is set only if `gcm_ymm::available()` found the features.
+            Path::Ymm if short => unsafe { self.ymm_short::<SEAL>(salt, hdr_iv, seq_hi, body) },
+            // SAFETY: as above.
+            Path::Zmm => unsafe { self.long_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
+            // SAFETY: as above.
             Path::Ymm => unsafe { self.ymm_esp::<SEAL>(salt, hdr_iv, seq_hi, body) },
             // SAFETY: `Aes128GcmNi` only exists if the CPU features were detected (see `new`).
             Path::Xmm => unsafe { self.run_esp(salt, hdr_iv, seq_hi, body, Pass::Seal) },
@@ -206,13 +204,13 @@ impl Aes128GcmNi {
         tag: &[u8],
     ) -> bool {
         use super::gcm_vaes::{CTR_ONLY, OPEN};
-        // Opens with the wide kernel `$k` (`short_esp`, `ymm_esp` or `long_esp`); on a tag
+        // Opens with the wide kernel `$k` (`short_esp`, `ymm_short`, `ymm_esp` or `long_esp`); on a tag
         // mismatch applies its keystream again, so the ciphertext is restored. A macro, not a
         // helper: the three calls stay exactly as inlined as written out.
         macro_rules! open_or_restore {
             ($k:ident) => {{
-                // SAFETY: `$k`'s features were found: `seals_short` is true only on the
-                // 512-bit path, and `path` is `Ymm` or `Zmm` only if `new` found that path's.
+                // SAFETY: `$k`'s features were found: `path` is `Ymm` or `Zmm` only if `new`
+                // found that path's, and each arm calls its own path's kernels.
                 let expect = unsafe { self.$k::<OPEN>(salt, hdr_iv, seq_hi, body) };
                 if super::integ::tags_equal(&expect, tag) {
                     return true;
@@ -222,10 +220,10 @@ impl Aes128GcmNi {
                 return false;
             }};
         }
-        if self.seals_short(body.len()) {
-            open_or_restore!(short_esp)
-        }
+        let short = self.seals_short(body.len());
         match self.path {
+            Path::Zmm if short => open_or_restore!(short_esp),
+            Path::Ymm if short => open_or_restore!(ymm_short),
             Path::Ymm => open_or_restore!(ymm_esp),
             Path::Zmm => open_or_restore!(long_esp),
             Path::Xmm => {}
@@ -296,6 +294,40 @@ impl Aes128GcmNi {
         }
     }
 
+    /// One short packet (`gcm_ymm::takes_short` of its body) through the 256-bit
+    /// multi-packet kernel under pass `P`, on as few registers as its body needs; returns
+    /// its tag (the expected one for `OPEN`).
+    ///
+    /// # Safety
+    /// The CPU must have the 256-bit path's features (`gcm_ymm::available`).
+    #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+    unsafe fn ymm_short<const P: u8>(
+        &self,
+        salt: &[u8; 4],
+        hdr_iv: &[u8; 16],
+        seq_hi: Option<u32>,
+        body: &mut [u8],
+    ) -> [u8; 16] {
+        use super::gcm_ymm::{short, short_regs};
+        let regs = short_regs(body.len());
+        let mut pk = [super::gcm_vaes::Short {
+            enc: &self.enc,
+            h_pow: &self.h_pow,
+            salt,
+            hdr_iv,
+            seq_hi,
+            body,
+        }];
+        let [t] = match regs {
+            ..=2 => short::<1, 2, P>(&mut pk),
+            3 => short::<1, 3, P>(&mut pk),
+            _ => short::<1, 4, P>(&mut pk),
+        };
+        let mut tag = [0u8; 16];
+        store(&mut tag, t);
+        tag
+    }
+
     /// One ESP body on the 256-bit path: `gcm_ymm::esp` under pass `P`; returns its tag
     /// (the expected one for `OPEN`).
     ///
@@ -328,10 +360,15 @@ impl Aes128GcmNi {
     }
 
     /// True if [`seal_esp_many`] seals a body of `len` bytes with this key in its
-    /// multi-packet kernel (the 512-bit path, at most six blocks).
+    /// multi-packet kernel: at most six blocks on the 512-bit path, six blocks of whole
+    /// 4-byte words on the 256-bit one (`gcm_ymm::takes_short`).
     #[inline]
     pub(super) fn seals_short(&self, len: usize) -> bool {
-        self.path == Path::Zmm && len <= super::gcm_vaes::SHORT_BODY_MAX
+        match self.path {
+            Path::Zmm => len <= super::gcm_vaes::SHORT_BODY_MAX,
+            Path::Ymm => super::gcm_ymm::takes_short(len),
+            Path::Xmm => false,
+        }
     }
 
     /// GHASH of `aad`, the CTR pass over `buf` (hashing the ciphertext as `pass` says) and
@@ -479,25 +516,30 @@ pub(super) struct EspSeal<'a> {
 }
 
 /// Seals `M` ESP packets (each key's [`seals_short`](Aes128GcmNi::seals_short) true of its
-/// body, else all go through [`Aes128GcmNi::seal_esp`] one by one) with the multi-packet
-/// kernel: the same ciphertext and ICV as `seal_esp` on each.
+/// body and all keys on one path, else all go through [`Aes128GcmNi::seal_esp`] one by one)
+/// with the multi-packet kernel of their path: the same ciphertext and ICV as `seal_esp` on
+/// each.
 pub(super) fn seal_esp_many<const M: usize>(jobs: [EspSeal<'_>; M]) {
+    let path = jobs.first().map(|j| j.g.path);
     let short = jobs
         .iter()
-        .all(|j| j.esp.len() >= 32 && j.g.seals_short(j.esp.len() - 32));
-    if short {
-        // SAFETY: `seals_short` is true only on the 512-bit path, whose features `new` found.
-        unsafe { seal_many_wide(jobs) }
-    } else {
-        for j in jobs {
-            let Some((hdr_iv, rest)) = j.esp.split_first_chunk_mut::<16>() else {
-                continue;
-            };
-            let Some(body_len) = rest.len().checked_sub(16) else {
-                continue;
-            };
-            let (body, icv) = rest.split_at_mut(body_len);
-            icv.copy_from_slice(&j.g.seal_esp(j.salt, hdr_iv, j.seq_hi, body));
+        .all(|j| Some(j.g.path) == path && j.esp.len() >= 32 && j.g.seals_short(j.esp.len() - 32));
+    match path {
+        // SAFETY: `Zmm` is set only if `gcm_vaes::available()` found the features.
+        Some(Path::Zmm) if short => unsafe { seal_many_wide(jobs) },
+        // SAFETY: `Ymm` is set only if `gcm_ymm::available()` found the features.
+        Some(Path::Ymm) if short => unsafe { seal_many_ymm(jobs) },
+        _ => {
+            for j in jobs {
+                let Some((hdr_iv, rest)) = j.esp.split_first_chunk_mut::<16>() else {
+                    continue;
+                };
+                let Some(body_len) = rest.len().checked_sub(16) else {
+                    continue;
+                };
+                let (body, icv) = rest.split_at_mut(body_len);
+                icv.copy_from_slice(&j.g.seal_esp(j.salt, hdr_iv, j.seq_hi, body));
+            }
         }
     }
 }
@@ -508,12 +550,46 @@ pub(super) fn seal_esp_many<const M: usize>(jobs: [EspSeal<'_>; M]) {
 /// The CPU must have the 512-bit path's features (`gcm_vaes::available`).
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
 unsafe fn seal_many_wide<const M: usize>(jobs: [EspSeal<'_>; M]) {
+    let (icvs, mut pk) = short_jobs(jobs);
+    let tags = super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(&mut pk);
+    store_icvs(icvs, tags);
+}
+
+/// [`seal_esp_many`]'s 256-bit kernel call, on as many registers a packet as the longest
+/// body needs.
+///
+/// # Safety
+/// The CPU must have the 256-bit path's features (`gcm_ymm::available`).
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+unsafe fn seal_many_ymm<const M: usize>(jobs: [EspSeal<'_>; M]) {
+    use super::gcm_vaes::SEAL;
+    use super::gcm_ymm::{short, short_regs};
+    let regs = jobs
+        .iter()
+        .map(|j| short_regs(j.esp.len().saturating_sub(32)))
+        .max()
+        .unwrap_or(0);
+    let (icvs, mut pk) = short_jobs(jobs);
+    let tags = match regs {
+        ..=2 => short::<M, 2, SEAL>(&mut pk),
+        3 => short::<M, 3, SEAL>(&mut pk),
+        _ => short::<M, 4, SEAL>(&mut pk),
+    };
+    store_icvs(icvs, tags);
+}
+
+/// `jobs` as the multi-packet kernels' packets, and their ICV slots.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn short_jobs<'a, const M: usize>(
+    jobs: [EspSeal<'a>; M],
+) -> ([&'a mut [u8]; M], [super::gcm_vaes::Short<'a>; M]) {
     let mut icvs: [&mut [u8]; M] = core::array::from_fn(|_| <&mut [u8]>::default());
     // The ICV slots by iterator, not by an index: with no bounds check (and its panic call)
     // the closure is small enough to be inlined, where as a call per packet it cost the
     // 64-B burst ~14 TSC ticks a packet (docs/BENCHMARKS.md, round 24).
     let mut slots = icvs.iter_mut();
-    let mut pk = jobs.map(|j| {
+    let pk = jobs.map(|j| {
         let (hdr_iv, rest) = j.esp.split_at_mut(j.esp.len().min(16));
         let (body, icv) = rest.split_at_mut(rest.len().saturating_sub(16));
         if let Some(slot) = slots.next() {
@@ -529,7 +605,12 @@ unsafe fn seal_many_wide<const M: usize>(jobs: [EspSeal<'_>; M]) {
             body,
         }
     });
-    let tags = super::gcm_vaes::short::<M, { super::gcm_vaes::SEAL }>(&mut pk);
+    (icvs, pk)
+}
+
+/// The multi-packet kernel's tags `tags` into their ICV slots.
+#[inline(always)]
+fn store_icvs<const M: usize>(icvs: [&mut [u8]; M], tags: [__m128i; M]) {
     for (icv, t) in icvs.into_iter().zip(tags) {
         if let Ok(icv) = <&mut [u8; 16]>::try_from(icv) {
             store(icv, t);
@@ -1256,10 +1337,12 @@ mod tests {
         (nonce, aad)
     }
 
-    /// The multi-packet seal against the `aes-gcm` crate: one, two and four packets of
-    /// different keys side by side, every body length 0..=SHORT_BODY_MAX in every position
-    /// (with and without ESN, bytes around each packet untouched), and longer bodies through
-    /// the single-packet fallback.
+    /// The multi-packet seal against the `aes-gcm` crate, on every path this CPU runs: one,
+    /// two and four packets of different keys side by side, every body length
+    /// 0..=SHORT_BODY_MAX in every position (with and without ESN, bytes around each packet
+    /// untouched), bursts of whole-word lengths only (the 256-bit kernel's) and mixed ones,
+    /// and longer bodies through the single-packet fallback; each packet then opened in
+    /// place (the bytes around it untouched) and, with a forged tag, refused and restored.
     #[test]
     fn seal_esp_many_matches_aes_gcm_crate() {
         if !available() {
@@ -1269,11 +1352,23 @@ mod tests {
         let mut rnd = rng(0x4106_2026_1205_0008);
         let max = super::super::gcm_vaes::SHORT_BODY_MAX;
         let lens: Vec<usize> = (0..=max).chain([max + 1, 200, 1408]).collect();
-        fn run<const M: usize>(rnd: &mut impl FnMut() -> u8, lens: &[usize], shift: usize) {
+        let words: Vec<usize> = (0..=max).step_by(4).chain([max + 4]).collect();
+        fn run<const M: usize>(
+            rnd: &mut impl FnMut() -> u8,
+            lens: &[usize],
+            shift: usize,
+            path: Path,
+        ) {
             for i in 0..lens.len() {
                 let keys: [[u8; 16]; M] = core::array::from_fn(|_| core::array::from_fn(|_| rnd()));
-                let gs: Vec<Aes128GcmNi> =
-                    keys.iter().map(|k| Aes128GcmNi::new(k).unwrap()).collect();
+                let gs: Vec<Aes128GcmNi> = keys
+                    .iter()
+                    .map(|k| {
+                        let mut g = Aes128GcmNi::new(k).unwrap();
+                        g.path = path;
+                        g
+                    })
+                    .collect();
                 let salts: [[u8; 4]; M] = core::array::from_fn(|_| core::array::from_fn(|_| rnd()));
                 let his: [Option<u32>; M] = core::array::from_fn(|m| {
                     ((i + m) % 3 == 1).then(|| u32::from_be_bytes([rnd(), rnd(), rnd(), rnd()]))
@@ -1285,6 +1380,7 @@ mod tests {
                     .iter()
                     .map(|&l| (0..7 + 16 + l + 16 + 7).map(|_| rnd()).collect())
                     .collect();
+                let plain = bufs.clone();
                 let mut expect = bufs.clone();
                 for m in 0..M {
                     let e = &mut expect[m];
@@ -1306,12 +1402,37 @@ mod tests {
                     }
                 });
                 seal_esp_many(jobs);
-                assert_eq!(bufs, expect, "M {M}, bodies {blens:?}, esn {his:?}");
+                let at = format!("M {M}, bodies {blens:?}, esn {his:?}, path {path:?}");
+                assert_eq!(bufs, expect, "{at}");
+                for m in 0..M {
+                    let l = blens[m];
+                    let b = &mut bufs[m];
+                    let (head, rest) = b.split_at_mut(23);
+                    let (body, icv) = rest.split_at_mut(l);
+                    let hdr_iv: [u8; 16] = head[7..23].try_into().unwrap();
+                    let mut forged = [0u8; 16];
+                    forged.copy_from_slice(&icv[..16]);
+                    forged[l % 16] ^= 1;
+                    assert!(!gs[m].open_esp(&salts[m], &hdr_iv, his[m], body, &forged));
+                    assert_eq!(bufs[m], expect[m], "restored, {at}");
+                    let b = &mut bufs[m];
+                    let (head, rest) = b.split_at_mut(23);
+                    let (body, icv) = rest.split_at_mut(l);
+                    let hdr_iv: [u8; 16] = head[7..23].try_into().unwrap();
+                    assert!(gs[m].open_esp(&salts[m], &hdr_iv, his[m], body, &icv[..16]));
+                    assert_eq!(b[..23 + l], plain[m][..23 + l], "opened, {at}");
+                    assert_eq!(b[23 + l..], expect[m][23 + l..], "after the body, {at}");
+                }
             }
         }
-        run::<1>(&mut rnd, &lens, 0);
-        run::<2>(&mut rnd, &lens, 7);
-        run::<4>(&mut rnd, &lens, 5);
+        for w in paths() {
+            run::<1>(&mut rnd, &lens, 0, w);
+            run::<2>(&mut rnd, &lens, 7, w);
+            run::<4>(&mut rnd, &lens, 5, w);
+            run::<2>(&mut rnd, &words, 3, w);
+            run::<3>(&mut rnd, &words, 5, w);
+            run::<4>(&mut rnd, &words, 7, w);
+        }
     }
 
     /// What an aes-gcm-16 packet reads of its SA's transform lies in its first

@@ -4,9 +4,11 @@
 //! the 512-bit kernel (`gcm_vaes`): a batch is 16 blocks (256 bytes, eight registers), CTR
 //! of the batch with the GHASH of 16 ciphertext blocks stitched into its AES rounds,
 //! multiplied by H^16..H^1 and reduced once; the last 0..=255 bytes go through the same
-//! kernel once more. AVX2 has no byte-masked loads or stores, so the tail is bounced
-//! through a zeroed 256-byte stack block and its keystream past the payload masked off in
-//! registers (by a mask loaded from a sliding window of ones and zeros). Same GCM and same
+//! kernel once more. AVX2 has no byte-masked loads or stores: the tail's whole registers
+//! are loaded and stored in place, its last 1..=31 bytes by a dword-masked VPMASKMOVD (or,
+//! when they are not whole words, through a zeroed 32-byte stack block), and its keystream
+//! past the payload masked off in registers (by a mask loaded from a sliding window of ones
+//! and zeros) before anything is stored or hashed. Same GCM and same
 //! GHASH representation as the 128-bit path (`gcm_ni`, whose module comment explains the
 //! byte reversal and the reduction).
 
@@ -15,7 +17,7 @@
 use core::arch::x86_64::*;
 
 use super::gcm_ni::{self, Pass, Wide, HPOW, POLY_FOLD};
-use super::gcm_vaes::{Front, OPEN, SEAL};
+use super::gcm_vaes::{Front, Short, CTR_ONLY, OPEN, SEAL, SHORT_BODY_MAX};
 
 /// Blocks per register.
 const PER: usize = 2;
@@ -214,9 +216,9 @@ fn keep(m: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(KEEP.as_ptr().add(32 - m).cast()) }
 }
 
-/// A 256-byte block aligned for the tail's bounce.
+/// A 32-byte block aligned for the tail's last partial register when it is not whole words.
 #[repr(C, align(32))]
-struct Bounce([u8; BATCH]);
+struct Bounce([u8; 32]);
 
 /// GHASH of `buf` (under pass `P`) with CTR applied in place, continuing from [`Front`]'s
 /// GHASH state `x` and block `first`, the payload's first counter block being `IV || 2`,
@@ -357,12 +359,32 @@ pub(super) fn ctr_ghash<const P: u8>(
     let n = len.div_ceil(16);
     let mut hashed = [_mm256_setzero_si256(); REGS];
     if n > 0 {
-        let mut pad = Bounce([0; BATCH]);
-        pad.0[..len].copy_from_slice(rest);
-        let p = pad.0.as_mut_ptr();
-        // SAFETY: `pad` is 256 bytes: eight 32-byte loads at 32 j.
-        let data: [__m256i; REGS] =
-            core::array::from_fn(|j| unsafe { _mm256_load_si256(p.add(32 * j).cast()) });
+        // Whole registers in place; the last 1..=31 bytes by a dword-masked load and store
+        // when they are whole 4-byte words (an ESP body's always are), else through a
+        // zeroed 32-byte block.
+        let (whole, part) = (len / 32, len % 32);
+        let words = part.is_multiple_of(4);
+        let mut pad = Bounce([0; 32]);
+        if !words {
+            pad.0[..part].copy_from_slice(&rest[32 * whole..]);
+        }
+        let part_mask = dwords(part / 4);
+        let p = rest.as_mut_ptr();
+        let data: [__m256i; REGS] = core::array::from_fn(|j| {
+            if j < whole {
+                // SAFETY: j < whole: bytes 32 j .. 32 j + 32 lie within `rest`.
+                unsafe { _mm256_loadu_si256(p.add(32 * j).cast()) }
+            } else if j == whole && part > 0 && words {
+                // SAFETY: the mask selects the first part / 4 dwords at 32 whole, the last
+                // `part` bytes of `rest`; the others are neither read nor faulted on.
+                unsafe { _mm256_maskload_epi32(p.add(32 * j).cast(), part_mask) }
+            } else if j == whole && part > 0 {
+                // SAFETY: `pad` is 32 bytes, aligned to 32.
+                unsafe { _mm256_load_si256(pad.0.as_ptr().cast()) }
+            } else {
+                _mm256_setzero_si256()
+            }
+        });
         let ctrs = next_ctrs();
         let to_hash = pending.take();
         let hz = match to_hash {
@@ -393,11 +415,18 @@ pub(super) fn ctr_ghash<const P: u8>(
                 keep(len.saturating_sub(32 * j)),
             )
         });
-        for (j, v) in out.iter().enumerate().take(n.div_ceil(PER)) {
+        for (j, v) in out.iter().enumerate().take(whole) {
             // SAFETY: as for the loads above.
-            unsafe { _mm256_store_si256(p.add(32 * j).cast(), *v) };
+            unsafe { _mm256_storeu_si256(p.add(32 * j).cast(), *v) };
         }
-        rest.copy_from_slice(&pad.0[..len]);
+        if part > 0 && words {
+            // SAFETY: as for the masked load above: only the last `part` bytes are written.
+            unsafe { _mm256_maskstore_epi32(p.add(32 * whole).cast(), part_mask, out[whole]) };
+        } else if part > 0 {
+            // SAFETY: `pad` is 32 bytes, aligned to 32; `whole` < REGS when `part` > 0.
+            unsafe { _mm256_store_si256(pad.0.as_mut_ptr().cast(), out[whole]) };
+            rest[32 * whole..].copy_from_slice(&pad.0[..part]);
+        }
         hashed = match pass {
             Pass::Open => data,
             Pass::Seal => out,
@@ -528,6 +557,160 @@ fn with_state(x: __m128i, blocks: [__m256i; REGS]) -> [__m256i; REGS] {
     let mut out = blocks.map(|b| _mm256_shuffle_epi8(b, rev));
     out[0] = _mm256_xor_si256(out[0], _mm256_set_m128i(_mm_setzero_si128(), x));
     out
+}
+
+/// True if [`short`] takes an ESP body of `len` bytes: at most `gcm_vaes::SHORT_BODY_MAX`
+/// (six blocks: J0 and the body's counter blocks fill at most four registers) and whole
+/// 4-byte words, since AVX2's masked loads and stores move dwords (an ESP body is a
+/// multiple of four bytes, RFC 4303 2.4; other lengths go through [`esp`]).
+#[inline]
+pub(super) fn takes_short(len: usize) -> bool {
+    len <= SHORT_BODY_MAX && len.is_multiple_of(4)
+}
+
+/// Registers of counter blocks [`short`] runs for the longest body of `len` bytes it is
+/// given: J0 and `len.div_ceil(16)` blocks, two a register, at least two registers (one
+/// monomorph fewer; a body of at most one block wastes one register's rounds).
+#[inline]
+pub(super) fn short_regs(len: usize) -> usize {
+    (len.div_ceil(16) + 1).div_ceil(PER).max(2)
+}
+
+/// Dwords 0..8 of a register: the first `m` of them set (the 32 bytes at `8 - m` of 8 ones
+/// then 8 zeros, `m` at most 8).
+static DKEEP: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// A mask of the first `m` dwords of a register (`m` at most 8), for VPMASKMOVD.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dwords(m: usize) -> __m256i {
+    let m = m.min(8);
+    // SAFETY: 8 - m + 8 <= 16: the eight dwords read lie within `DKEEP`.
+    unsafe { _mm256_loadu_si256(DKEEP.as_ptr().add(8 - m).cast()) }
+}
+
+/// The dword mask of register `r` of a short packet's memory (which starts 16 bytes before
+/// the body, so lane 0 is J0's and the body sits in lanes 1..=n): dword `8 r + d` is the
+/// body's if it lies in 4..4 + `words`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn body_mask(r: usize, words: usize) -> __m256i {
+    let v = dwords((4 + words).saturating_sub(8 * r));
+    if r == 0 {
+        _mm256_blend_epi32::<0x0f>(v, _mm256_setzero_si256())
+    } else {
+        v
+    }
+}
+
+/// Round key `r` of `enc` in both lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn round_key(enc: &[[u8; 16]; 11], r: usize) -> __m256i {
+    _mm256_broadcastsi128_si256(gcm_ni::load(&enc[r]))
+}
+
+/// The 256-bit counterpart of `gcm_vaes::short`: CTR over the bodies of `M` short ESP
+/// packets (RFC 4106; each may have its own key) and their tags E_K(J0) xor S, [`SEAL`]
+/// hashing the ciphertext written and [`OPEN`] the ciphertext read (the returned tag then
+/// the expected one; [`CTR_ONLY`] hashes nothing). Per packet, `R` registers of AES over J0
+/// and its counter blocks (lane i is counter block i + 1: lane 0's keystream is E_K(J0), the
+/// body in lanes 1..=n), the rounds of the `M` packets interleaved, then one carry-less
+/// multiply pass of the AAD and the ciphertext by H^(n+2)..H^2 on the same `R` registers,
+/// the lengths block's H^1 product in lane 0, and one reduction. The body is loaded and
+/// stored in place by dword masks (AVX2 has no byte masks; [`takes_short`]). Every body must
+/// satisfy [`takes_short`] and need at most `R` registers ([`short_regs`]); otherwise
+/// nothing is done and the tags are zero (the callers check).
+#[inline]
+#[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
+#[allow(clippy::needless_range_loop)]
+pub(super) fn short<const M: usize, const R: usize, const P: u8>(
+    pk: &mut [Short<'_>; M],
+) -> [__m128i; M] {
+    let zero = _mm_setzero_si128();
+    if pk
+        .iter()
+        .any(|s| !takes_short(s.body.len()) || short_regs(s.body.len()) > R)
+    {
+        return [zero; M];
+    }
+    // Plain loops, no closures over registers (`array::map`, `from_fn`): in the two-packet
+    // seal the compiler left such closures out of line, each a call with its registers
+    // through the stack (the 64-B burst seal 3.6 times slower).
+    // J0, the byte-reversed AAD and lengths blocks of each packet.
+    let mut blocks = [(zero, zero, zero); M];
+    let mut st = [[_mm256_setzero_si256(); R]; M];
+    for m in 0..M {
+        let s = &pk[m];
+        blocks[m] = gcm_ni::esp_blocks(s.salt, gcm_ni::load(s.hdr_iv), s.seq_hi, s.body.len());
+        // SP 800-38D 7.1: J0 = nonce || 1, the payload's blocks nonce || 2, nonce || 3, ...
+        // J0's counter is big-endian in its last byte, so lane i's block is J0 plus i in
+        // that byte (i at most 7: no carry).
+        let j0 = _mm256_broadcastsi128_si256(blocks[m].0);
+        let k0 = round_key(s.enc, 0);
+        for (r, v) in st[m].iter_mut().enumerate() {
+            let (lo, hi) = ((PER * r) as i32, (PER * r + 1) as i32);
+            let c = _mm256_add_epi32(j0, _mm256_set_epi32(hi << 24, 0, 0, 0, lo << 24, 0, 0, 0));
+            *v = _mm256_xor_si256(c, k0);
+        }
+    }
+    for r in 1..10 {
+        for m in 0..M {
+            let k = round_key(pk[m].enc, r);
+            for v in st[m].iter_mut() {
+                *v = _mm256_aesenc_epi128(*v, k);
+            }
+        }
+    }
+    for m in 0..M {
+        let k = round_key(pk[m].enc, 10);
+        for v in st[m].iter_mut() {
+            *v = _mm256_aesenclast_epi128(*v, k);
+        }
+    }
+    let rev = _mm256_broadcastsi128_si256(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let mut tags = [zero; M];
+    for m in 0..M {
+        let (_, aad, lens) = blocks[m];
+        let s = &mut pk[m];
+        let len = s.body.len();
+        let n = len.div_ceil(16);
+        let p = s.body.as_mut_ptr().wrapping_sub(16).cast::<i32>();
+        let mut data = [_mm256_setzero_si256(); R];
+        let mut out = [_mm256_setzero_si256(); R];
+        for r in 0..R {
+            let mask = body_mask(r, len / 4);
+            let q = p.wrapping_add(8 * r);
+            // SAFETY: the mask selects, of the eight dwords at p + 8 r, only dwords of
+            // `body` (bytes 16..16 + len from p, `len` a multiple of 4); masked-off dwords
+            // are neither read nor written nor faulted on, and `wrapping_*` keeps the
+            // address arithmetic defined.
+            unsafe {
+                data[r] = _mm256_maskload_epi32(q, mask);
+                out[r] = _mm256_and_si256(_mm256_xor_si256(data[r], st[m][r]), mask);
+                _mm256_maskstore_epi32(q, mask, out[r]);
+            }
+        }
+        if P == CTR_ONLY {
+            continue;
+        }
+        // GHASH lanes: the AAD (lane 0, zero in `c`), C_1..C_n (zero-padded, as masked),
+        // zeros past them; lane i times H^(n+2-i), powers below H^1 zero. The lengths
+        // block's product by H^1 goes into lane 0 before the one reduction.
+        let c = if P == OPEN { data } else { out };
+        let g0 = _mm256_xor_si256(_mm256_shuffle_epi8(c[0], rev), _mm256_set_m128i(zero, aad));
+        let mut acc = WideY::mul(g0, powers(s.h_pow, n + 2));
+        for r in 1..R {
+            let top = (n + 2).saturating_sub(PER * r);
+            acc.add_mul(_mm256_shuffle_epi8(c[r], rev), powers(s.h_pow, top));
+        }
+        acc.add_wide(Wide::mul(lens, gcm_ni::load(&s.h_pow[0])));
+        // SP 800-38D 7.1 step 6: the tag is E_K(J0) xor S, E_K(J0) lane 0 of the keystream.
+        tags[m] = tag(acc.reduce(), _mm256_castsi256_si128(st[m][0]));
+    }
+    tags
 }
 
 // A batch of 16 blocks takes the whole table.
