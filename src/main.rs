@@ -12,6 +12,17 @@ use akagate::logger::{self, LogFormat};
 use akagate::{Daemon, DaemonHandle, IdlePolicy, StartOptions};
 use clap::Parser;
 
+/// The process's allocator: mimalloc (feature `mimalloc`, the default), jemalloc (feature
+/// `jemalloc`, without `mimalloc`), or glibc's malloc with neither (docs/ARCHITECTURE.md,
+/// *The allocator*; docs/BENCHMARKS.md, round 28 `halloc28`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The process's allocator: jemalloc (feature `jemalloc` without `mimalloc`).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const AFTER_HELP: &str = "\
 Exit status: 0 ok (also after SIGINT/SIGTERM), 1 the daemon failed to start or stopped
 uncleanly, 2 invalid command line or invalid configuration.

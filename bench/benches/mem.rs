@@ -8,6 +8,7 @@
 use akagate_bench::memprobe::{measure, Counting};
 use akagate_fastpath::worker::phases;
 
+// Counts, and forwards to the crate's chosen allocator (`alloccount::Chosen`, mimalloc by default).
 #[global_allocator]
 static ALLOC: Counting = Counting;
 

@@ -3,11 +3,34 @@
 //! [`in_gateway`]. Its own module so the gateway (which reads the counters around each step)
 //! and the memory probe (which drives the gateway) do not import each other.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// A global allocator that forwards to the system allocator and counts the bytes allocated
+/// The allocator the binaries of this crate run on (akabench's `#[global_allocator]`) and
+/// that [`Counting`] wraps, chosen by the crate's features as the daemon's is
+/// (docs/ARCHITECTURE.md, *The allocator*): mimalloc (feature `mimalloc`, the default).
+#[cfg(feature = "mimalloc")]
+pub type Chosen = mimalloc::MiMalloc;
+/// The allocator the binaries of this crate run on: jemalloc (feature `jemalloc` without
+/// `mimalloc`).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+pub type Chosen = tikv_jemallocator::Jemalloc;
+/// The allocator the binaries of this crate run on: glibc's malloc (neither feature).
+#[cfg(not(any(feature = "mimalloc", feature = "jemalloc")))]
+pub type Chosen = std::alloc::System;
+
+/// The value of [`Chosen`] (all three are unit structs).
+#[cfg(feature = "mimalloc")]
+pub const CHOSEN: Chosen = mimalloc::MiMalloc;
+/// The value of [`Chosen`].
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+pub const CHOSEN: Chosen = tikv_jemallocator::Jemalloc;
+/// The value of [`Chosen`].
+#[cfg(not(any(feature = "mimalloc", feature = "jemalloc")))]
+pub const CHOSEN: Chosen = std::alloc::System;
+
+/// A global allocator that forwards to the [`Chosen`] allocator and counts the bytes allocated
 /// minus freed of the allocations made while their thread was inside [`in_gateway`].
 /// Declare it in the binary: `#[global_allocator] static A: Counting = Counting;`.
 ///
@@ -44,9 +67,9 @@ fn counted_here() -> bool {
     IN_GATEWAY.with(Cell::get) || akagate_fastpath::sad::on_helper_thread()
 }
 
-/// The layout actually asked of the system for `l`, and the header's size: a header of at
-/// least 16 bytes (a multiple of the alignment) in front of the caller's block, its last byte
-/// the origin flag.
+/// The layout actually asked of the chosen allocator for `l`, and the header's size: a
+/// header of at least 16 bytes (a multiple of the alignment) in front of the caller's block,
+/// its last byte the origin flag.
 fn with_header(l: Layout) -> Option<(Layout, usize)> {
     let align = l.align().max(16);
     let header = align;
@@ -71,8 +94,8 @@ unsafe fn finish(base: *mut u8, header: usize, counted: bool) -> *mut u8 {
     }
 }
 
-/// Allocates `l` with its header through `system` (given the full layout), counting it if
-/// this thread is the gateway's now; null if the system allocator fails.
+/// Allocates `l` with its header through `system` (the chosen allocator, given the full
+/// layout), counting it if this thread is the gateway's now; null if that allocator fails.
 fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
     let Some((full, header)) = with_header(l) else {
         return std::ptr::null_mut();
@@ -87,17 +110,17 @@ fn allocate(l: Layout, system: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
     unsafe { finish(base, header, counted) }
 }
 
-// SAFETY: every call is forwarded to the system allocator with a header of `with_header`'s
+// SAFETY: every call is forwarded to the chosen allocator with a header of `with_header`'s
 // size in front of the caller's block, and the caller's pointer is that block's start plus
 // the header, aligned as asked (the header is a multiple of the alignment).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         // SAFETY: `full` has a non-zero size (it includes the header).
-        allocate(l, |full| unsafe { System.alloc(full) })
+        allocate(l, |full| unsafe { CHOSEN.alloc(full) })
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        allocate(l, |full| unsafe { System.alloc_zeroed(full) })
+        allocate(l, |full| unsafe { CHOSEN.alloc_zeroed(full) })
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         let Some((full, header)) = with_header(l) else {
@@ -109,7 +132,7 @@ unsafe impl GlobalAlloc for Counting {
             if p.sub(1).read() != 0 {
                 GATEWAY_LIVE.fetch_sub(l.size() as i64, Ordering::Relaxed);
             }
-            System.dealloc(p.sub(header), full)
+            CHOSEN.dealloc(p.sub(header), full)
         }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
@@ -121,7 +144,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as for `dealloc`; the header (and its flag) moves with the block.
         unsafe {
             let counted = p.sub(1).read() != 0;
-            let base = System.realloc(p.sub(header), full, new_full);
+            let base = CHOSEN.realloc(p.sub(header), full, new_full);
             if base.is_null() {
                 return base;
             }

@@ -116,7 +116,9 @@ pub(super) struct DnsRefresh {
 impl Slowpath {
     /// The thread body.
     pub fn run(mut self) -> SlowpathExit {
-        super::worker::reserve_heap(HEAP_RESERVE);
+        if super::worker::GLIBC_ARENAS {
+            super::worker::reserve_heap(HEAP_RESERVE);
+        }
         self.publish_gauges();
         let mut next_gauge = Instant::now() + GAUGE_PERIOD;
         let mut next_log = self.stats_interval.map(|i| Instant::now() + i);

@@ -27,6 +27,12 @@ const HEAP_RESERVE: usize = 48 << 20;
 /// allocations (about 2.6 KiB a registration beyond the reserved sockets) then touch pages
 /// already resident.
 const HEAP_PREFAULT: usize = 32 << 20;
+/// Whether the process runs on glibc's malloc (the crate built without the `mimalloc` and
+/// `jemalloc` features, which select the binaries' global allocator): only then do
+/// [`reserve_heap`] and [`prefault_heap`] run, they work around glibc's per-thread arenas.
+/// mimalloc maps its arenas writable (no `mprotect` per page) on transparent huge pages, so
+/// a first touch is one fault per 2 MiB (docs/ARCHITECTURE.md, *The allocator*).
+pub(crate) const GLIBC_ARENAS: bool = !cfg!(any(feature = "mimalloc", feature = "jemalloc"));
 /// Allocation size of [`reserve_heap`]: below glibc's mmap threshold (128 KiB at least), so
 /// the blocks come from the thread's arena.
 const HEAP_RESERVE_BLOCK: usize = 64 << 10;
@@ -230,9 +236,11 @@ impl<Q: PortQueue + 'static> WorkerThread<Q> {
                 return;
             }
         }
-        reserve_heap(HEAP_RESERVE);
+        if GLIBC_ARENAS {
+            reserve_heap(HEAP_RESERVE);
+        }
         // Kept until the thread ends: freeing it would let glibc trim the prefaulted pages.
-        let _plug = prefault_heap(HEAP_PREFAULT);
+        let _plug = GLIBC_ARENAS.then(|| prefault_heap(HEAP_PREFAULT));
         let start = Instant::now();
         let now = || {
             smoltcp::time::Instant::from_micros(

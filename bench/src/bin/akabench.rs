@@ -15,6 +15,11 @@ use akagate_fastpath::ipc::Transport;
 use clap::{value_parser, Parser, ValueEnum};
 use smoltcp::time::Duration;
 
+/// The process's allocator, the daemon's choice (mimalloc by default; the crate's features,
+/// `akagate_bench::alloccount::Chosen`).
+#[global_allocator]
+static GLOBAL: akagate_bench::alloccount::Chosen = akagate_bench::alloccount::CHOSEN;
+
 const AFTER_HELP: &str = "\
 Exit status: 0 if every registration and call succeeded, 1 otherwise (also when the
 subscriber file cannot be read or the report cannot be written), 2 usage error or a backend
