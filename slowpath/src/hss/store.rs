@@ -471,6 +471,14 @@ impl Hss {
             .map(String::as_str)
     }
 
+    /// At the process's exit (the daemon's shutdown, [`crate::Core::release_at_exit`]): the
+    /// IMPU index's keys (public identities, no secret; one allocation each) are left to the
+    /// exit instead of freed one by one. The subscribers drop as usual (their keys zeroize
+    /// themselves). The HSS answers no IMPU after this.
+    pub(crate) fn forget_impu_index_at_exit(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.by_impu));
+    }
+
     /// The subscriber owning this IMPU.
     pub fn by_impu(&self, impu: &str) -> Option<&Subscriber> {
         self.by_impu
