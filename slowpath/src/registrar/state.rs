@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use akagate_proto::ipc::{Flow, SaSet, Transport};
+use akagate_proto::suite::SaKeys;
+use zeroize::Zeroize;
 
 use super::SaSetExt;
 use crate::aka::{AuthVector, NonceText};
@@ -330,9 +332,10 @@ impl RegState {
 
 impl RegState {
     /// At the process's exit ([`super::Registrar::forget_at_exit`]): the keys of the active
-    /// and the old set are zeroized in place and the pending challenges dropped (their sets
-    /// and vectors zeroize themselves as they drop); what is left holds no key. The fields
-    /// are named one by one so that a new field of these types is looked at here.
+    /// and the old set are zeroized in place ([`wipe_keys`]) and the pending challenges
+    /// dropped (their sets and vectors zeroize themselves as they drop); what is left holds
+    /// no key. The fields are named one by one so that a new field of these types is looked
+    /// at here.
     fn wipe_at_exit(&mut self) {
         let (active, old) = match self {
             RegState::Challenged { pending } => {
@@ -357,24 +360,34 @@ impl RegState {
             expires_at: _,
         }) = active
         {
-            zeroize::Zeroize::zeroize(&mut set.suite.keys);
+            wipe_keys(&mut set.suite.keys);
         }
         if let Some(OldSet { set, until: _ }) = old {
-            zeroize::Zeroize::zeroize(&mut set.suite.keys);
+            wipe_keys(&mut set.suite.keys);
         }
     }
 }
 
+/// Zeroizes an SA's keys in place: every byte of their allocations, the lengths kept (so
+/// the wipe can be read back), and the salt.
+fn wipe_keys(keys: &mut SaKeys) {
+    let SaKeys {
+        integ_key,
+        encr_key,
+        salt,
+    } = keys;
+    for k in [integ_key, encr_key] {
+        k.as_mut_slice().zeroize();
+        k.spare_capacity_mut().zeroize();
+    }
+    salt.zeroize();
+}
+
 impl super::Registrar {
-    /// Ends the registrar at the process's exit (the daemon's shutdown): every registration's
-    /// SA keys are zeroized ([`RegState::wipe_at_exit`]) and the registrations, with the SPI
-    /// index that names them, are left to the exit instead of freed a block at a time (about
-    /// ten frees a registration, ~2k instructions, docs/BENCHMARKS.md round 28). The rest of
-    /// the registrar drops as usual. The memory left is never returned: only for a registrar
-    /// whose process is ending.
-    pub(crate) fn forget_at_exit(&mut self) {
-        let mut regs = std::mem::take(&mut self.regs);
-        for reg in regs.values_mut() {
+    /// Zeroizes the SA keys of every registration and drops their pending challenges
+    /// ([`RegState::wipe_at_exit`]): the first half of [`super::Registrar::forget_at_exit`].
+    fn wipe_keys_at_exit(&mut self) {
+        for reg in self.regs.values_mut() {
             let super::Registration {
                 impi: _,
                 impus: _,
@@ -383,7 +396,17 @@ impl super::Registrar {
             } = &mut **reg;
             state.wipe_at_exit();
         }
-        std::mem::forget(regs);
+    }
+
+    /// Ends the registrar at the process's exit (the daemon's shutdown): every registration's
+    /// SA keys are zeroized and the registrations, with the SPI index that names them, are
+    /// left to the exit instead of freed a block at a time (about ten frees a registration,
+    /// ~2k instructions, docs/BENCHMARKS.md round 28). The rest of the registrar drops as
+    /// usual. The memory left is never returned: only for a registrar whose process is
+    /// ending.
+    pub(crate) fn forget_at_exit(&mut self) {
+        self.wipe_keys_at_exit();
+        std::mem::forget(std::mem::take(&mut self.regs));
         std::mem::forget(std::mem::take(&mut self.by_spi));
     }
 }
@@ -438,21 +461,17 @@ mod tests {
         }
     }
 
-    /// Where a set's key bytes are, and how many (the integrity key, then the encryption
-    /// key), read before the registrar lets go of them.
-    fn key_bytes(set: &SaSet) -> [(*const u8, usize); 2] {
+    /// A set's integrity and encryption keys, copied.
+    fn keys_of(set: &SaSet) -> [Vec<u8>; 2] {
         let k = &set.suite.keys;
-        [
-            (k.integ_key.as_ptr(), k.integ_key.len()),
-            (k.encr_key.as_ptr(), k.encr_key.len()),
-        ]
+        [k.integ_key.clone(), k.encr_key.clone()]
     }
 
     /// Round 28: the daemon's exit leaves the registrations' memory to the process, but not
-    /// their keys: every byte that held an active or an old set's integrity or encryption
-    /// key reads 0 after [`Registrar::forget_at_exit`], for registrations registered once,
-    /// registered twice (an old set kept) and refreshing (a challenge besides the active
-    /// set); the key bytes are non-zero before.
+    /// their keys: every byte of an active or an old set's integrity and encryption key
+    /// reads 0 after the exit's wipe (non-zero before, the lengths kept), for registrations
+    /// registered once, registered twice (an old set kept) and refreshing (a challenge
+    /// besides the active set, dropped); then the registrar holds no registration.
     #[test]
     fn the_keys_of_every_registration_are_zeroized_at_exit() {
         let t = Instant::now();
@@ -478,32 +497,33 @@ mod tests {
                 next(&mut r, &key, i + 201);
             }
         }
-        let mut held = Vec::new();
-        let (mut olds, mut refreshing) = (0, 0);
-        for reg in r.regs.values() {
-            let state = &reg.state;
-            held.extend(key_bytes(&state.active().unwrap().set));
-            if let Some(o) = state.old() {
-                held.extend(key_bytes(&o.set));
-                olds += 1;
-            }
-            refreshing += usize::from(!state.pending().is_empty());
+        // Every active and old set's keys, in the map's order.
+        let sets = |r: &Registrar| -> Vec<[Vec<u8>; 2]> {
+            r.regs
+                .values()
+                .flat_map(|reg| {
+                    let s = &reg.state;
+                    let active = s.active().map(|a| keys_of(&a.set));
+                    active.into_iter().chain(s.old().map(|o| keys_of(&o.set)))
+                })
+                .collect()
+        };
+        let before = sets(&r);
+        let olds = r.regs.values().filter(|g| g.state.old().is_some()).count();
+        let refreshing = r.regs.values().filter(|g| !g.state.pending().is_empty());
+        assert_eq!((before.len(), olds, refreshing.count()), (50, 20, 10));
+        for k in before.iter().flatten() {
+            assert!(k.len() >= 16 && k.iter().any(|&b| b != 0));
         }
-        assert_eq!((held.len(), olds, refreshing), (2 * 50, 20, 10));
-        for &(p, n) in &held {
-            // SAFETY: the key's allocation is live (owned by the registrar's set) and `n`
-            // bytes long.
-            let bytes = unsafe { std::slice::from_raw_parts(p, n) };
-            assert!(n >= 16 && bytes.iter().any(|&b| b != 0));
+        r.wipe_keys_at_exit();
+        let after = sets(&r);
+        assert_eq!(after.len(), before.len());
+        for (a, b) in after.iter().flatten().zip(before.iter().flatten()) {
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().all(|&x| x == 0), "{} key bytes not zeroized", a.len());
         }
+        assert!(r.regs.values().all(|g| g.state.pending().is_empty()));
         r.forget_at_exit();
         assert_eq!(r.len(), 0);
-        for &(p, n) in &held {
-            // SAFETY: the registrations were forgotten, never freed: the allocation is still
-            // live, zeroized in place (a `Vec`'s zeroize keeps its allocation), and nothing
-            // else refers to it.
-            let bytes = unsafe { std::slice::from_raw_parts(p, n) };
-            assert!(bytes.iter().all(|&b| b == 0), "{n} key bytes not zeroized");
-        }
     }
 }
