@@ -476,7 +476,9 @@ impl Hss {
     /// exit instead of freed one by one. The subscribers drop as usual (their keys zeroize
     /// themselves). The HSS answers no IMPU after this.
     pub(crate) fn forget_impu_index_at_exit(&mut self) {
-        std::mem::forget(std::mem::take(&mut self.by_impu));
+        // An empty map under the same hasher: no fresh seed drawn (`getrandom`).
+        let empty = KeyedMap::with_hasher(self.by_impu.hasher().clone());
+        std::mem::forget(std::mem::replace(&mut self.by_impu, empty));
     }
 
     /// The subscriber owning this IMPU.
@@ -516,7 +518,7 @@ impl Hss {
         if let Some(p) = self.persist.as_mut() {
             p.last = p.last.next();
             p.queue
-                .push_back(PersistRecord::new(p.last, &s.impi, sqn.value()));
+                .push_back(PersistRecord::new(p.last, s.impi.clone(), sqn.value()));
         }
         Ok(AuthVector::generate(&s.milenage, rand, sqn, s.amf))
     }

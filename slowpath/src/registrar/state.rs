@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use akagate_proto::hash::KeyedMap;
 use akagate_proto::ipc::{Flow, SaSet, Transport};
 use akagate_proto::suite::SaKeys;
 use zeroize::Zeroize;
@@ -406,9 +407,16 @@ impl super::Registrar {
     /// ending.
     pub(crate) fn forget_at_exit(&mut self) {
         self.wipe_keys_at_exit();
-        std::mem::forget(std::mem::take(&mut self.regs));
-        std::mem::forget(std::mem::take(&mut self.by_spi));
+        std::mem::forget(take_keyed(&mut self.regs));
+        std::mem::forget(take_keyed(&mut self.by_spi));
     }
+}
+
+/// Takes `map` out, an empty map under the same hasher left in its place (no fresh seed
+/// drawn: the thread's first one is a `getrandom`).
+fn take_keyed<K, V>(map: &mut KeyedMap<K, V>) -> KeyedMap<K, V> {
+    let empty = KeyedMap::with_hasher(map.hasher().clone());
+    std::mem::replace(map, empty)
 }
 
 #[cfg(test)]
@@ -520,7 +528,11 @@ mod tests {
         assert_eq!(after.len(), before.len());
         for (a, b) in after.iter().flatten().zip(before.iter().flatten()) {
             assert_eq!(a.len(), b.len());
-            assert!(a.iter().all(|&x| x == 0), "{} key bytes not zeroized", a.len());
+            assert!(
+                a.iter().all(|&x| x == 0),
+                "{} key bytes not zeroized",
+                a.len()
+            );
         }
         assert!(r.regs.values().all(|g| g.state.pending().is_empty()));
         r.forget_at_exit();
