@@ -332,6 +332,13 @@ impl Core {
     /// Handles one event from a worker.
     pub fn handle(&mut self, event: WorkerEvent, now: Instant) -> Vec<WorkerCommand> {
         let mut out = Vec::new();
+        self.handle_into(event, now, &mut out);
+        out
+    }
+
+    /// [`Core::handle`] appending the event's commands to `out` (the caller's list for a
+    /// batch of events: no list allocated and freed per event).
+    pub fn handle_into(&mut self, event: WorkerEvent, now: Instant, out: &mut Vec<WorkerCommand>) {
         match event {
             WorkerEvent::Sip(mut sip) => {
                 // A flow-bound registration (no sec-agree): its flow stands for its set, as
@@ -339,35 +346,44 @@ impl Core {
                 if sip.via_spi.is_none() {
                     sip.via_spi = self.registrar.spi_of_flow(&sip.flow);
                 }
-                self.on_sip(&sip, now, &mut out);
+                self.on_sip(&sip, now, out);
                 // Done with the message: its buffer goes back to the workers' queue
                 // (`akagate_proto::msgbuf`) rather than to this thread's `free`.
                 akagate_proto::msgbuf::recycle(sip.bytes);
             }
             // Connections come and go; registrations are bound to SAs, not to connections —
             // except a flow-bound one (no sec-agree), which is bound to its connection.
-            WorkerEvent::TcpClosed(flow) => self.on_flow_closed(flow, now, &mut out),
+            WorkerEvent::TcpClosed(flow) => self.on_flow_closed(flow, now, out),
             // The requests waiting on a connection that could not be opened fail now, not
             // after timer B / F (RFC 3261 16.9).
             WorkerEvent::ConnectFailed(flow) | WorkerEvent::SendLost(flow)
                 if self.is_core_flow(&flow) =>
             {
-                self.on_core_flow_failed(flow, now, &mut out)
+                self.on_core_flow_failed(flow, now, out)
             }
             WorkerEvent::ConnectFailed(flow) => {
                 let (proxy, mut cx) = self.proxy_cx();
-                proxy.on_connect_failed(&mut cx, flow, now, &mut out);
+                proxy.on_connect_failed(&mut cx, flow, now, out);
             }
             // Requests lost to a reset are resent on a fresh connection, or fail now.
             WorkerEvent::SendLost(flow) => {
                 let (proxy, mut cx) = self.proxy_cx();
-                proxy.on_send_lost(&mut cx, flow, now, &mut out);
+                proxy.on_send_lost(&mut cx, flow, now, out);
             }
         }
-        self.process_events(now, &mut out);
-        self.end_unreachable(now, &mut out);
+        self.process_events(now, out);
+        self.end_unreachable(now, out);
         self.registrar.publish();
-        out
+    }
+
+    /// Ends the core at the process's exit (the daemon's shutdown): every SA key of its
+    /// registrations is zeroized, and the registrations and the HSS's IMPU index are left to
+    /// the exit instead of freed a block at a time (about a dozen frees a registration,
+    /// ~2.2k instructions: docs/BENCHMARKS.md round 28); the rest drops as usual, keys
+    /// zeroizing themselves. The memory left is never returned: only where the process ends.
+    pub fn release_at_exit(mut self) {
+        self.registrar.forget_at_exit();
+        self.hss.forget_impu_index_at_exit();
     }
 
     /// Several slowpath shards: this core publishes its registrations' bindings in

@@ -5,6 +5,7 @@
 //! on-disk forms, a journal and a snapshot, as text: no file I/O happens here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::HssError;
 
@@ -33,17 +34,15 @@ impl PersistTicket {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistRecord {
     ticket: PersistTicket,
-    impi: String,
+    /// The subscriber's own IMPI, shared (a challenge allocates no copy of it, and the
+    /// slowpath thread frees none after its group commit).
+    impi: Arc<str>,
     sqn: u64,
 }
 
 impl PersistRecord {
-    pub(crate) fn new(ticket: PersistTicket, impi: &str, sqn: u64) -> Self {
-        PersistRecord {
-            ticket,
-            impi: impi.to_string(),
-            sqn,
-        }
+    pub(crate) fn new(ticket: PersistTicket, impi: Arc<str>, sqn: u64) -> Self {
+        PersistRecord { ticket, impi, sqn }
     }
 
     /// Its place in the order of records.
@@ -329,7 +328,7 @@ mod tests {
         values.extend([0x0123_4567_89ab, 0xfedc_ba98_7654_3210, 0xa5a5_a5a5_a5a5]);
         for sqn in values {
             for impi in ["a@x", "user1@ims.mnc001.mcc001.3gppnetwork.org", ""] {
-                let r = PersistRecord::new(PersistTicket(7), impi, sqn);
+                let r = PersistRecord::new(PersistTicket(7), impi.into(), sqn);
                 let mut got = String::from("before\n");
                 r.push_journal_line(&mut got);
                 assert_eq!(got, format!("before\n{sqn:012x} {impi}\n"), "sqn {sqn:#x}");
@@ -377,9 +376,9 @@ mod tests {
     #[test]
     fn journal_lines_round_trip_and_torn_lines_are_skipped() {
         let records = [
-            PersistRecord::new(PersistTicket(1), "a@x", 0x20),
-            PersistRecord::new(PersistTicket(2), "a@x", 0x40),
-            PersistRecord::new(PersistTicket(3), "b@x", 0x60),
+            PersistRecord::new(PersistTicket(1), "a@x".into(), 0x20),
+            PersistRecord::new(PersistTicket(2), "a@x".into(), 0x40),
+            PersistRecord::new(PersistTicket(3), "b@x".into(), 0x60),
         ];
         let mut text: String = records.iter().map(PersistRecord::journal_line).collect();
         assert_eq!(text.lines().next(), Some("000000000020 a@x"));

@@ -471,6 +471,16 @@ impl Hss {
             .map(String::as_str)
     }
 
+    /// At the process's exit (the daemon's shutdown, [`crate::Core::release_at_exit`]): the
+    /// IMPU index's keys (public identities, no secret; one allocation each) are left to the
+    /// exit instead of freed one by one. The subscribers drop as usual (their keys zeroize
+    /// themselves). The HSS answers no IMPU after this.
+    pub(crate) fn forget_impu_index_at_exit(&mut self) {
+        // An empty map under the same hasher: no fresh seed drawn (`getrandom`).
+        let empty = KeyedMap::with_hasher(self.by_impu.hasher().clone());
+        std::mem::forget(std::mem::replace(&mut self.by_impu, empty));
+    }
+
     /// The subscriber owning this IMPU.
     pub fn by_impu(&self, impu: &str) -> Option<&Subscriber> {
         self.by_impu
@@ -508,7 +518,7 @@ impl Hss {
         if let Some(p) = self.persist.as_mut() {
             p.last = p.last.next();
             p.queue
-                .push_back(PersistRecord::new(p.last, &s.impi, sqn.value()));
+                .push_back(PersistRecord::new(p.last, s.impi.clone(), sqn.value()));
         }
         Ok(AuthVector::generate(&s.milenage, rand, sqn, s.amf))
     }

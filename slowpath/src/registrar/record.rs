@@ -278,9 +278,9 @@ pub(super) fn encode_into(
                 c.put(&[1]);
                 c.bytes(m.name.as_bytes());
                 c.count(m.param_count());
-                for (k, v) in m.params() {
-                    c.bytes(k.as_bytes());
-                    c.bytes(v.as_bytes());
+                for (k, v) in m.param_bytes() {
+                    c.bytes(k);
+                    c.bytes(v);
                 }
             }
         }

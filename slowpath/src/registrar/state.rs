@@ -11,7 +11,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use akagate_proto::hash::KeyedMap;
 use akagate_proto::ipc::{Flow, SaSet, Transport};
+use akagate_proto::suite::SaKeys;
+use zeroize::Zeroize;
 
 use super::SaSetExt;
 use crate::aka::{AuthVector, NonceText};
@@ -325,5 +328,214 @@ impl RegState {
             .chain(old.map(|o| o.set))
             .chain(pending.into_iter().map(|p| p.set))
             .collect()
+    }
+}
+
+impl RegState {
+    /// At the process's exit ([`super::Registrar::forget_at_exit`]): the keys of the active
+    /// and the old set are zeroized in place ([`wipe_keys`]) and the pending challenges
+    /// dropped (their sets and vectors zeroize themselves as they drop); what is left holds
+    /// no key. The fields are named one by one so that a new field of these types is looked
+    /// at here.
+    fn wipe_at_exit(&mut self) {
+        let (active, old) = match self {
+            RegState::Challenged { pending } => {
+                drop(std::mem::take(pending));
+                (None, None)
+            }
+            RegState::Registered { active, old } => (Some(active), old.as_mut()),
+            RegState::Refreshing {
+                active,
+                pending,
+                old,
+            } => {
+                drop(std::mem::take(pending));
+                (Some(active), old.as_mut())
+            }
+        };
+        if let Some(Active {
+            set,
+            security_server: _,
+            contact: _,
+            proto: _,
+            expires_at: _,
+        }) = active
+        {
+            wipe_keys(&mut set.suite.keys);
+        }
+        if let Some(OldSet { set, until: _ }) = old {
+            wipe_keys(&mut set.suite.keys);
+        }
+    }
+}
+
+/// Zeroizes an SA's keys in place: every byte of their allocations, the lengths kept (so
+/// the wipe can be read back), and the salt.
+fn wipe_keys(keys: &mut SaKeys) {
+    let SaKeys {
+        integ_key,
+        encr_key,
+        salt,
+    } = keys;
+    for k in [integ_key, encr_key] {
+        k.as_mut_slice().zeroize();
+        k.spare_capacity_mut().zeroize();
+    }
+    salt.zeroize();
+}
+
+impl super::Registrar {
+    /// Zeroizes the SA keys of every registration and drops their pending challenges
+    /// ([`RegState::wipe_at_exit`]): the first half of [`super::Registrar::forget_at_exit`].
+    fn wipe_keys_at_exit(&mut self) {
+        for reg in self.regs.values_mut() {
+            let super::Registration {
+                impi: _,
+                impus: _,
+                state,
+                armed: _,
+            } = &mut **reg;
+            state.wipe_at_exit();
+        }
+    }
+
+    /// Ends the registrar at the process's exit (the daemon's shutdown): every registration's
+    /// SA keys are zeroized and the registrations, with the SPI index that names them, are
+    /// left to the exit instead of freed a block at a time (about ten frees a registration,
+    /// ~2k instructions, docs/BENCHMARKS.md round 28). The rest of the registrar drops as
+    /// usual. The memory left is never returned: only for a registrar whose process is
+    /// ending.
+    pub(crate) fn forget_at_exit(&mut self) {
+        self.wipe_keys_at_exit();
+        std::mem::forget(take_keyed(&mut self.regs));
+        std::mem::forget(take_keyed(&mut self.by_spi));
+    }
+}
+
+/// Takes `map` out, an empty map under the same hasher left in its place (no fresh seed
+/// drawn: the thread's first one is a `getrandom`).
+fn take_keyed<K, V>(map: &mut KeyedMap<K, V>) -> KeyedMap<K, V> {
+    let empty = KeyedMap::with_hasher(map.hasher().clone());
+    std::mem::replace(map, empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use akagate_proto::suite::{AuthAlg, EncrAlg};
+
+    use super::*;
+    use crate::aka::{derive_suite, Autn, Ck, Ik, Res};
+    use crate::registrar::Registrar;
+
+    /// A challenge over SPIs `spi`, `spi + 1` with an hmac-sha-1-96 + aes-cbc suite whose
+    /// keys come from `seed` (never zero).
+    fn pending(spi: u32, seed: u8, t: Instant) -> Pending {
+        let suite = derive_suite(
+            AuthAlg::HmacSha1_96,
+            EncrAlg::AesCbc,
+            &Ck::new([seed; 16]),
+            &Ik::new([seed ^ 0x5a; 16]),
+        )
+        .unwrap();
+        Pending {
+            set: SaSet {
+                ue: "10.0.0.2".parse().unwrap(),
+                local: "10.0.0.1".parse().unwrap(),
+                suite,
+                spi_pc: spi,
+                spi_ps: spi + 1,
+                spi_uc: 7,
+                spi_us: 8,
+                port_pc: 5100,
+                port_ps: 6100,
+                port_uc: 5080,
+                port_us: 5090,
+            },
+            security_server: Some(SecMechanism::new("ipsec-3gpp")),
+            bound_flow: None,
+            nonce: format!("nonce-{spi}").into(),
+            vector: Arc::new(AuthVector {
+                rand: [0; 16],
+                xres: Res::new(&[9; 8]).unwrap(),
+                ck: Ck::new([seed; 16]),
+                ik: Ik::new([seed ^ 0x5a; 16]),
+                autn: Autn::from_bytes([3; 16]),
+            }),
+            issued: t,
+            ticket: None,
+            deadline: t + Duration::from_secs(30),
+        }
+    }
+
+    /// A set's integrity and encryption keys, copied.
+    fn keys_of(set: &SaSet) -> [Vec<u8>; 2] {
+        let k = &set.suite.keys;
+        [k.integ_key.clone(), k.encr_key.clone()]
+    }
+
+    /// Round 28: the daemon's exit leaves the registrations' memory to the process, but not
+    /// their keys: every byte of an active or an old set's integrity and encryption key
+    /// reads 0 after the exit's wipe (non-zero before, the lengths kept), for registrations
+    /// registered once, registered twice (an old set kept) and refreshing (a challenge
+    /// besides the active set, dropped); then the registrar holds no registration.
+    #[test]
+    fn the_keys_of_every_registration_are_zeroized_at_exit() {
+        let t = Instant::now();
+        let mut r = Registrar::default();
+        let mut spi = 1000;
+        let mut next = |r: &mut Registrar, key: &str, seed: u8| {
+            spi += 10;
+            r.challenged(key, key, &[], pending(spi, seed, t), 4);
+            spi
+        };
+        let expiry = t + Duration::from_secs(600);
+        for i in 0..30u8 {
+            let key = format!("ue{i}@x");
+            let s = next(&mut r, &key, i + 1);
+            r.complete(&key, s + 1, "sip:a@ue".into(), Transport::Udp, expiry);
+            if i % 3 > 0 {
+                // Registered again: the first set becomes the old one.
+                let s = next(&mut r, &key, i + 101);
+                r.complete(&key, s + 1, "sip:a@ue".into(), Transport::Udp, expiry);
+            }
+            if i % 3 == 2 {
+                // Refreshing: challenged again while registered.
+                next(&mut r, &key, i + 201);
+            }
+        }
+        // Every active and old set's keys, in the map's order.
+        let sets = |r: &Registrar| -> Vec<[Vec<u8>; 2]> {
+            r.regs
+                .values()
+                .flat_map(|reg| {
+                    let s = &reg.state;
+                    let active = s.active().map(|a| keys_of(&a.set));
+                    active.into_iter().chain(s.old().map(|o| keys_of(&o.set)))
+                })
+                .collect()
+        };
+        let before = sets(&r);
+        let olds = r.regs.values().filter(|g| g.state.old().is_some()).count();
+        let refreshing = r.regs.values().filter(|g| !g.state.pending().is_empty());
+        assert_eq!((before.len(), olds, refreshing.count()), (50, 20, 10));
+        for k in before.iter().flatten() {
+            assert!(k.len() >= 16 && k.iter().any(|&b| b != 0));
+        }
+        r.wipe_keys_at_exit();
+        let after = sets(&r);
+        assert_eq!(after.len(), before.len());
+        for (a, b) in after.iter().flatten().zip(before.iter().flatten()) {
+            assert_eq!(a.len(), b.len());
+            assert!(
+                a.iter().all(|&x| x == 0),
+                "{} key bytes not zeroized",
+                a.len()
+            );
+        }
+        assert!(r.regs.values().all(|g| g.state.pending().is_empty()));
+        r.forget_at_exit();
+        assert_eq!(r.len(), 0);
     }
 }

@@ -173,6 +173,24 @@ impl SecMechanism {
         })
     }
 
+    /// [`SecMechanism::params`] as bytes, without `str`'s boundary checks (every span starts
+    /// and ends at an ASCII `;` or `=` of the text, or its end): what a record copies.
+    pub(crate) fn param_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let text = self.text.as_bytes();
+        self.spans.as_slice().iter().map(move |s| {
+            let (n, v, e) = (
+                s.name_start as usize,
+                s.value_start as usize,
+                s.end as usize,
+            );
+            let name_end = if v == e { v } else { v - 1 };
+            (
+                text.get(n..name_end).unwrap_or_default(),
+                text.get(v..e).unwrap_or_default(),
+            )
+        })
+    }
+
     /// Every parameter as rendered, in the order sent (`;name=value`…: one look over all of
     /// them, e.g. for bytes a record must escape).
     pub(crate) fn param_text(&self) -> &str {
