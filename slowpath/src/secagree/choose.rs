@@ -101,19 +101,8 @@ impl ServerText {
 
     /// Appends `n` in decimal (no leading zeros).
     #[inline]
-    fn decimal(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            // A digit: below 10.
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
+    fn decimal(&mut self, n: u32) {
+        self.put(itoa::Buffer::new().format(n).as_bytes());
     }
 
     /// Appends one parameter: `lead` (`;name=`, lower-case), then its value as `value`
