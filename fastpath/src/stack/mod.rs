@@ -166,14 +166,6 @@ pub struct ConnDeadlines {
     pub idle: Option<Duration>,
 }
 
-impl ConnDeadlines {
-    /// Deadlines that only count the connections ([`UeStack::conns_on`]).
-    const NONE: ConnDeadlines = ConnDeadlines {
-        message: Duration::ZERO,
-        idle: None,
-    };
-}
-
 /// One port's connections as [`UeStack::port_use`] counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortUse {
@@ -1560,8 +1552,18 @@ impl UeStack {
     /// TCP connections accepted on our `port` (not yet closed) and how many of them are
     /// still in the handshake (SYN-RECEIVED).
     pub fn conns_on(&self, port: u16) -> (usize, usize) {
-        let u = self.port_use(port, ConnDeadlines::NONE);
-        (u.conns, u.half_open)
+        // The counts alone: the worker's limits recount them after most packets to the SIP
+        // port, and [`UeStack::port_use`]'s deadlines would only be dropped.
+        let (mut conns, mut half_open) = (0, 0);
+        for (h, c) in &self.conns {
+            if c.flow.local_port == port && !c.outgoing {
+                conns += 1;
+                half_open += usize::from(
+                    self.sockets.get::<tcp::Socket>(*h).state() == tcp::State::SynReceived,
+                );
+            }
+        }
+        (conns, half_open)
     }
 
     /// [`UeStack::conns_on`] and [`UeStack::conn_deadline`] in one walk over the
