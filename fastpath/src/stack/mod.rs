@@ -166,14 +166,6 @@ pub struct ConnDeadlines {
     pub idle: Option<Duration>,
 }
 
-impl ConnDeadlines {
-    /// Deadlines that only count the connections ([`UeStack::conns_on`]).
-    const NONE: ConnDeadlines = ConnDeadlines {
-        message: Duration::ZERO,
-        idle: None,
-    };
-}
-
 /// One port's connections as [`UeStack::port_use`] counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortUse {
@@ -1560,8 +1552,18 @@ impl UeStack {
     /// TCP connections accepted on our `port` (not yet closed) and how many of them are
     /// still in the handshake (SYN-RECEIVED).
     pub fn conns_on(&self, port: u16) -> (usize, usize) {
-        let u = self.port_use(port, ConnDeadlines::NONE);
-        (u.conns, u.half_open)
+        // The counts alone: the worker's limits recount them after most packets to the SIP
+        // port, and [`UeStack::port_use`]'s deadlines would only be dropped.
+        let (mut conns, mut half_open) = (0, 0);
+        for (h, c) in &self.conns {
+            if c.flow.local_port == port && !c.outgoing {
+                conns += 1;
+                half_open += usize::from(
+                    self.sockets.get::<tcp::Socket>(*h).state() == tcp::State::SynReceived,
+                );
+            }
+        }
+        (conns, half_open)
     }
 
     /// [`UeStack::conns_on`] and [`UeStack::conn_deadline`] in one walk over the
@@ -2954,6 +2956,48 @@ mod tests {
 
     /// A port listens for what it was asked to, each transport on its own, in one entry,
     /// until it is unlistened; another port is untouched.
+    /// `conns_on` counts the connections to the port and those of them in the handshake, as
+    /// the handshakes stand: one established (its SYN-ACK answered) and one whose SYN-ACK never
+    /// reaches its UE; the deadline walk (`port_use`) counts the same, and another port none.
+    #[test]
+    fn conns_on_counts_the_port_s_connections_and_handshakes() {
+        let PcAndUes {
+            mut pc,
+            mut ue,
+            mut ue2,
+            to_pc,
+            ..
+        } = pc_and_ues();
+        let (mut ev, mut sink) = (Vec::new(), Collect(Vec::new()));
+        assert_eq!(pc.conns_on(5060), (0, 0));
+        ue.send(
+            to_pc,
+            b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+            true,
+        )
+        .unwrap();
+        exchange(&mut pc, &mut ue, 0, true, false, &mut ev, &mut sink);
+        assert_eq!(pc.conns_on(5060), (1, 1), "the SYN-ACK is not yet answered");
+        exchange(&mut pc, &mut ue, 1, true, false, &mut ev, &mut sink);
+        assert_eq!(pc.conns_on(5060), (1, 0), "established");
+        second_syn(
+            &mut ue2,
+            &mut pc,
+            to_pc,
+            b"x",
+            Instant::from_millis(2),
+            &mut sink,
+        );
+        assert_eq!(pc.conns_on(5060), (2, 1), "a second one in its handshake");
+        let d = ConnDeadlines {
+            message: Duration::from_secs(10),
+            idle: Some(Duration::from_secs(64)),
+        };
+        let u = pc.port_use(5060, d);
+        assert_eq!((u.conns, u.half_open), (2, 1));
+        assert_eq!(pc.conns_on(5061), (0, 0));
+    }
+
     #[test]
     fn ports_listen_per_transport_in_one_entry() {
         let local = IpAddr::from([10, 0, 0, 1]);

@@ -125,9 +125,14 @@ fn rest_sum(acc: u128, rest: &[u8]) -> u16 {
     for w in &mut words {
         sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
     }
-    let mut tail = [0u8; 4];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    sum += u64::from(u32::from_le_bytes(tail));
+    // The last word's zero to three bytes, padded with zeros, built in place: a copy into a
+    // padded array is a call to `memcpy` of variable length.
+    sum += u64::from(match *words.remainder() {
+        [a] => u32::from(a),
+        [a, b] => u32::from_le_bytes([a, b, 0, 0]),
+        [a, b, c] => u32::from_le_bytes([a, b, c, 0]),
+        _ => 0,
+    });
     // The little-endian sum's bytes swapped are the big-endian sum (a 16-bit rotation by
     // eight is a multiplication by 2^8 modulo 2^16 - 1, and 0xffff stays 0xffff).
     fold(acc + u128::from(sum)).swap_bytes()
