@@ -584,9 +584,8 @@ impl<'a> Message<'a> {
                 content_length = Some(parse_content_length(value_text)?);
             }
             // The trimmed value is a part of the untrimmed one: its offset in the head.
-            let value_at = offset
-                + value.start
-                + (value_text.as_ptr() as usize - untrimmed.as_ptr() as usize);
+            let value_at =
+                offset + value.start + (value_text.as_ptr() as usize - untrimmed.as_ptr() as usize);
             headers.push(Slot::new(
                 offset + name.start..offset + name.end,
                 value_at..value_at + value_text.len(),
