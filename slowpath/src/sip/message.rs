@@ -56,50 +56,42 @@ pub struct Header<'a> {
     pub kind: HeaderKind,
 }
 
-/// One header line in the index, as offsets into the message's head (16 bytes, against 40
-/// for a [`Header`] of two `&str`s: the inline index is filled and moved with each parse).
-/// A name longer than `u16::MAX` bytes keeps `u16::MAX` and is found again from its start.
+/// One header line in the index: its value, and its name as an offset into the message's
+/// head (24 bytes, against 40 for a [`Header`] of two `&str`s: the inline index is filled
+/// and moved with each parse). The name is read again only where a line is read whole or
+/// an extension header is looked up by name. A name longer than `u16::MAX` bytes keeps
+/// `u16::MAX` and is found again from its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slot {
-    value_at: u32,
-    value_len: u32,
+struct Slot<'a> {
+    value: &'a str,
     name_at: u32,
     name_len: u16,
     kind: HeaderKind,
 }
 
-impl Slot {
-    const EMPTY: Slot = Slot {
-        value_at: 0,
-        value_len: 0,
+impl<'a> Slot<'a> {
+    const EMPTY: Slot<'static> = Slot {
+        value: "",
         name_at: 0,
         name_len: 0,
         kind: HeaderKind::Other,
     };
 
-    /// The slot of the line whose name and value are these ranges of `head` (whose length
-    /// fits `u32`, checked by the caller).
-    fn new(name: std::ops::Range<usize>, value: std::ops::Range<usize>, kind: HeaderKind) -> Self {
+    /// The slot of the line whose name is this range of `head` (whose length fits `u32`,
+    /// checked by the caller).
+    fn new(name: std::ops::Range<usize>, value: &'a str, kind: HeaderKind) -> Self {
         Slot {
-            value_at: value.start as u32,
-            value_len: value.len() as u32,
+            value,
             name_at: name.start as u32,
             name_len: u16::try_from(name.len()).unwrap_or(u16::MAX),
             kind,
         }
     }
 
-    /// The value's text in `head` (the slot was made from it: the range is in bounds, at
+    /// The name's text in `head` (the slot was made from it: the range is in bounds, at
     /// ASCII boundaries).
     #[inline]
-    fn value<'a>(&self, head: &'a str) -> &'a str {
-        let at = self.value_at as usize;
-        head.get(at..at + self.value_len as usize)
-            .unwrap_or_default()
-    }
-
-    /// The name's text in `head`.
-    fn name<'a>(&self, head: &'a str) -> &'a str {
+    fn name(&self, head: &'a str) -> &'a str {
         let at = self.name_at as usize;
         let end = if self.name_len == u16::MAX {
             token_end(head.as_bytes(), at)
@@ -111,10 +103,10 @@ impl Slot {
 
     /// The line as a [`Header`] of `head`.
     #[inline]
-    fn header<'a>(&self, head: &'a str) -> Header<'a> {
+    fn header(&self, head: &'a str) -> Header<'a> {
         Header {
             name: self.name(head),
-            value: self.value(head),
+            value: self.value,
             kind: self.kind,
         }
     }
@@ -123,7 +115,7 @@ impl Slot {
 /// Every header line of a message in order ([`Message::headers`]), each read from the head.
 #[derive(Debug, Clone, Copy)]
 pub struct Headers<'m, 'a> {
-    slots: &'m [Slot],
+    slots: &'m [Slot<'a>],
     head: &'a str,
 }
 
@@ -164,7 +156,7 @@ impl<'m, 'a> IntoIterator for Headers<'m, 'a> {
 /// The iterator of [`Headers::iter`].
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'m, 'a> {
-    slots: std::slice::Iter<'m, Slot>,
+    slots: std::slice::Iter<'m, Slot<'a>>,
     head: &'a str,
 }
 
@@ -184,10 +176,10 @@ impl<'a> Iterator for HeaderIter<'_, 'a> {
 impl ExactSizeIterator for HeaderIter<'_, '_> {}
 
 #[derive(Debug, Clone)]
-struct HeaderList {
-    inline: [Slot; INLINE_HEADERS],
+struct HeaderList<'a> {
+    inline: [Slot<'a>; INLINE_HEADERS],
     len: usize,
-    spill: Vec<Slot>,
+    spill: Vec<Slot<'a>>,
     /// One bit per [`HeaderKind`] present ([`kind_bit`]): a lookup of a header the message
     /// does not have (most of those `validate` and the handlers ask for) scans nothing.
     present: u64,
@@ -203,7 +195,7 @@ fn kind_bit(kind: HeaderKind) -> u64 {
     1u64 << ((kind as u32) & 63)
 }
 
-impl HeaderList {
+impl<'a> HeaderList<'a> {
     fn new() -> Self {
         HeaderList {
             inline: [Slot::EMPTY; INLINE_HEADERS],
@@ -215,7 +207,7 @@ impl HeaderList {
         }
     }
 
-    fn push(&mut self, h: Slot) -> Result<(), ParseError> {
+    fn push(&mut self, h: Slot<'a>) -> Result<(), ParseError> {
         if self.len >= MAX_HEADERS {
             return Err(ParseError::TooManyHeaders);
         }
@@ -239,7 +231,7 @@ impl HeaderList {
         Ok(())
     }
 
-    fn as_slice(&self) -> &[Slot] {
+    fn as_slice(&self) -> &[Slot<'a>] {
         if self.spill.is_empty() {
             &self.inline[..self.len]
         } else {
@@ -249,7 +241,7 @@ impl HeaderList {
 
     /// The lines a lookup of `kind` need read: none if absent, its one line if it has one,
     /// else every line from its first.
-    fn lines_of(&self, kind: HeaderKind) -> &[Slot] {
+    fn lines_of(&self, kind: HeaderKind) -> &[Slot<'a>] {
         let bit = kind_bit(kind);
         if self.present & bit == 0 {
             return &[];
@@ -273,7 +265,7 @@ pub struct Message<'a> {
     /// of it.
     head: &'a str,
     start: StartLine<'a>,
-    headers: HeaderList,
+    headers: HeaderList<'a>,
     body: &'a [u8],
     content_length: Option<usize>,
     /// No header value holds a CR, LF or NUL: no line was folded and the head has no NUL
@@ -574,8 +566,7 @@ impl<'a> Message<'a> {
             // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
             // them from it instead of validating them again.
             let name_text = section.get(name.clone()).ok_or(ParseError::NotUtf8)?;
-            let untrimmed = section.get(value.clone()).ok_or(ParseError::NotUtf8)?;
-            let value_text = trim_lws(untrimmed);
+            let value_text = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
             let kind = HeaderKind::from_name(name_text);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
@@ -583,12 +574,9 @@ impl<'a> Message<'a> {
                 }
                 content_length = Some(parse_content_length(value_text)?);
             }
-            // The trimmed value is a part of the untrimmed one: its offset in the head.
-            let value_at =
-                offset + value.start + (value_text.as_ptr() as usize - untrimmed.as_ptr() as usize);
             headers.push(Slot::new(
                 offset + name.start..offset + name.end,
-                value_at..value_at + value_text.len(),
+                value_text,
                 kind,
             ))?;
         }
@@ -677,6 +665,12 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Every header line's kind and value in order, without its name (what the builder's
+    /// and the Via note's walks read).
+    pub(crate) fn kinds_and_values(&self) -> impl Iterator<Item = (HeaderKind, &'a str)> + '_ {
+        self.headers.as_slice().iter().map(|h| (h.kind, h.value))
+    }
+
     /// The body (bounded by Content-Length when present).
     pub fn body(&self) -> &'a [u8] {
         self.body
@@ -689,12 +683,11 @@ impl<'a> Message<'a> {
 
     /// Values of every header line of `kind`, in order.
     pub fn header_values(&self, kind: HeaderKind) -> impl Iterator<Item = &'a str> + '_ {
-        let head = self.head;
         self.headers
             .lines_of(kind)
             .iter()
             .filter(move |h| h.kind == kind)
-            .map(move |h| h.value(head))
+            .map(|h| h.value)
     }
 
     /// Whether the message has a header line of `kind`.
@@ -721,7 +714,7 @@ impl<'a> Message<'a> {
                 h.kind == kind
                     && (kind != HeaderKind::Other || h.name(head).eq_ignore_ascii_case(name))
             })
-            .map(move |h| h.value(head))
+            .map(|h| h.value)
     }
 
     /// The first value of the header called `name`.
@@ -741,7 +734,7 @@ impl<'a> Message<'a> {
     pub fn single(&self, kind: HeaderKind) -> Result<Option<&'a str>, ParseError> {
         match self.headers.lines_of(kind) {
             [] => Ok(None),
-            [one] => Ok(Some(one.value(self.head))),
+            [one] => Ok(Some(one.value)),
             _ => Err(ParseError::MultipleHeaders(kind.label())),
         }
     }
