@@ -381,12 +381,12 @@ fn response_with(
     // One pass over the header lines: the Vias' length, and From, To and CSeq, each of
     // which must be there once (what `Message::required` checks, a pass each).
     let (mut vias, mut from, mut to_raw, mut cseq) = (0usize, Once::None, Once::None, Once::None);
-    for (kind, value) in request.kinds_and_values() {
-        match kind {
-            HeaderKind::Via => vias += value.len() + 8,
-            HeaderKind::From => from.see(value),
-            HeaderKind::To => to_raw.see(value),
-            HeaderKind::CSeq => cseq.see(value),
+    for h in request.headers() {
+        match h.kind {
+            HeaderKind::Via => vias += h.value.len() + 8,
+            HeaderKind::From => from.see(h.value),
+            HeaderKind::To => to_raw.see(h.value),
+            HeaderKind::CSeq => cseq.see(h.value),
             _ => {}
         }
     }
@@ -404,8 +404,8 @@ fn response_with(
     // The first Via line carries the `received` / `rport` noted for the request, if any (the
     // noted address is text this node wrote).
     let noted = request.noted_via();
-    for (i, (kind, value)) in request.kinds_and_values().enumerate() {
-        if kind != HeaderKind::Via {
+    for (i, h) in request.headers().iter().enumerate() {
+        if h.kind != HeaderKind::Via {
             continue;
         }
         match noted {
@@ -420,7 +420,7 @@ fn response_with(
                     scan,
                 );
             }
-            _ => b.named_parts(&VIA, &[value], scan),
+            _ => b.named_parts(&VIA, &[h.value], scan),
         }
     }
     b.named_parts(&FROM, &[from], scan);

@@ -45,7 +45,6 @@ pub enum StartLine<'a> {
 }
 
 /// One header line: name as written, value with surrounding LWS removed (folds kept inside).
-/// A view of the message's head, made from its [`Slot`] where a line is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header<'a> {
     /// Name as written (may be the compact form).
@@ -56,130 +55,11 @@ pub struct Header<'a> {
     pub kind: HeaderKind,
 }
 
-/// One header line in the index: its value, and its name as an offset into the message's
-/// head (24 bytes, against 40 for a [`Header`] of two `&str`s: the inline index is filled
-/// and moved with each parse). The name is read again only where a line is read whole or
-/// an extension header is looked up by name. A name longer than `u16::MAX` bytes keeps
-/// `u16::MAX` and is found again from its start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slot<'a> {
-    value: &'a str,
-    name_at: u32,
-    name_len: u16,
-    kind: HeaderKind,
-}
-
-impl<'a> Slot<'a> {
-    const EMPTY: Slot<'static> = Slot {
-        value: "",
-        name_at: 0,
-        name_len: 0,
-        kind: HeaderKind::Other,
-    };
-
-    /// The slot of the line whose name is this range of `head` (whose length fits `u32`,
-    /// checked by the caller).
-    fn new(name: std::ops::Range<usize>, value: &'a str, kind: HeaderKind) -> Self {
-        Slot {
-            value,
-            name_at: name.start as u32,
-            name_len: u16::try_from(name.len()).unwrap_or(u16::MAX),
-            kind,
-        }
-    }
-
-    /// The name's text in `head` (the slot was made from it: the range is in bounds, at
-    /// ASCII boundaries).
-    #[inline]
-    fn name(&self, head: &'a str) -> &'a str {
-        let at = self.name_at as usize;
-        let end = if self.name_len == u16::MAX {
-            token_end(head.as_bytes(), at)
-        } else {
-            at + usize::from(self.name_len)
-        };
-        head.get(at..end).unwrap_or_default()
-    }
-
-    /// The line as a [`Header`] of `head`.
-    #[inline]
-    fn header(&self, head: &'a str) -> Header<'a> {
-        Header {
-            name: self.name(head),
-            value: self.value,
-            kind: self.kind,
-        }
-    }
-}
-
-/// Every header line of a message in order ([`Message::headers`]), each read from the head.
-#[derive(Debug, Clone, Copy)]
-pub struct Headers<'m, 'a> {
-    slots: &'m [Slot<'a>],
-    head: &'a str,
-}
-
-impl<'m, 'a> Headers<'m, 'a> {
-    /// The number of header lines.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// True if the message has no header line.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// The line at `index` (0: the first after the start line).
-    pub fn get(&self, index: usize) -> Option<Header<'a>> {
-        self.slots.get(index).map(|s| s.header(self.head))
-    }
-
-    /// The lines in order.
-    pub fn iter(&self) -> HeaderIter<'m, 'a> {
-        HeaderIter {
-            slots: self.slots.iter(),
-            head: self.head,
-        }
-    }
-}
-
-impl<'m, 'a> IntoIterator for Headers<'m, 'a> {
-    type Item = Header<'a>;
-    type IntoIter = HeaderIter<'m, 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
-/// The iterator of [`Headers::iter`].
-#[derive(Debug, Clone)]
-pub struct HeaderIter<'m, 'a> {
-    slots: std::slice::Iter<'m, Slot<'a>>,
-    head: &'a str,
-}
-
-impl<'a> Iterator for HeaderIter<'_, 'a> {
-    type Item = Header<'a>;
-
-    #[inline]
-    fn next(&mut self) -> Option<Header<'a>> {
-        self.slots.next().map(|s| s.header(self.head))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.slots.size_hint()
-    }
-}
-
-impl ExactSizeIterator for HeaderIter<'_, '_> {}
-
 #[derive(Debug, Clone)]
 struct HeaderList<'a> {
-    inline: [Slot<'a>; INLINE_HEADERS],
+    inline: [Header<'a>; INLINE_HEADERS],
     len: usize,
-    spill: Vec<Slot<'a>>,
+    spill: Vec<Header<'a>>,
     /// One bit per [`HeaderKind`] present ([`kind_bit`]): a lookup of a header the message
     /// does not have (most of those `validate` and the handlers ask for) scans nothing.
     present: u64,
@@ -198,7 +78,7 @@ fn kind_bit(kind: HeaderKind) -> u64 {
 impl<'a> HeaderList<'a> {
     fn new() -> Self {
         HeaderList {
-            inline: [Slot::EMPTY; INLINE_HEADERS],
+            inline: [Header::default(); INLINE_HEADERS],
             len: 0,
             spill: Vec::new(),
             present: 0,
@@ -207,7 +87,7 @@ impl<'a> HeaderList<'a> {
         }
     }
 
-    fn push(&mut self, h: Slot<'a>) -> Result<(), ParseError> {
+    fn push(&mut self, h: Header<'a>) -> Result<(), ParseError> {
         if self.len >= MAX_HEADERS {
             return Err(ParseError::TooManyHeaders);
         }
@@ -231,7 +111,7 @@ impl<'a> HeaderList<'a> {
         Ok(())
     }
 
-    fn as_slice(&self) -> &[Slot<'a>] {
+    fn as_slice(&self) -> &[Header<'a>] {
         if self.spill.is_empty() {
             &self.inline[..self.len]
         } else {
@@ -241,7 +121,7 @@ impl<'a> HeaderList<'a> {
 
     /// The lines a lookup of `kind` need read: none if absent, its one line if it has one,
     /// else every line from its first.
-    fn lines_of(&self, kind: HeaderKind) -> &[Slot<'a>] {
+    fn lines_of(&self, kind: HeaderKind) -> &[Header<'a>] {
         let bit = kind_bit(kind);
         if self.present & bit == 0 {
             return &[];
@@ -261,9 +141,6 @@ impl<'a> HeaderList<'a> {
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     raw: &'a [u8],
-    /// The head (`raw` up to its blank line, checked UTF-8): the header index's offsets are
-    /// of it.
-    head: &'a str,
     start: StartLine<'a>,
     headers: HeaderList<'a>,
     body: &'a [u8],
@@ -540,10 +417,6 @@ impl<'a> Message<'a> {
         head_has_nul: bool,
     ) -> Result<Message<'a>, ParseError> {
         let head_end = head.len();
-        // The index keeps offsets of the head as `u32`: a larger head exceeds every limit.
-        if u32::try_from(head_end).is_err() {
-            return Err(ParseError::TooLarge);
-        }
         let (start_line, section, offset) = match start_end {
             Some(p) => (&head[..p], &head[p + 2..], p + 2),
             None => (head, "", head_end),
@@ -565,20 +438,16 @@ impl<'a> Message<'a> {
             at = next;
             // Both ranges are of `section` (checked UTF-8 above), at ASCII boundaries: take
             // them from it instead of validating them again.
-            let name_text = section.get(name.clone()).ok_or(ParseError::NotUtf8)?;
-            let value_text = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
-            let kind = HeaderKind::from_name(name_text);
+            let name = section.get(name).ok_or(ParseError::NotUtf8)?;
+            let value = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
+            let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
                 if content_length.is_some() {
                     return Err(ParseError::MultipleContentLength);
                 }
-                content_length = Some(parse_content_length(value_text)?);
+                content_length = Some(parse_content_length(value)?);
             }
-            headers.push(Slot::new(
-                offset + name.start..offset + name.end,
-                value_text,
-                kind,
-            ))?;
+            headers.push(Header { name, value, kind })?;
         }
         let rest = &raw[head_end + 4..];
         let body = match content_length {
@@ -587,7 +456,6 @@ impl<'a> Message<'a> {
         };
         Ok(Message {
             raw,
-            head,
             start,
             headers,
             body,
@@ -658,17 +526,8 @@ impl<'a> Message<'a> {
     }
 
     /// All header lines in order.
-    pub fn headers(&self) -> Headers<'_, 'a> {
-        Headers {
-            slots: self.headers.as_slice(),
-            head: self.head,
-        }
-    }
-
-    /// Every header line's kind and value in order, without its name (what the builder's
-    /// and the Via note's walks read).
-    pub(crate) fn kinds_and_values(&self) -> impl Iterator<Item = (HeaderKind, &'a str)> + '_ {
-        self.headers.as_slice().iter().map(|h| (h.kind, h.value))
+    pub fn headers(&self) -> &[Header<'a>] {
+        self.headers.as_slice()
     }
 
     /// The body (bounded by Content-Length when present).
@@ -706,13 +565,11 @@ impl<'a> Message<'a> {
         name: &'s str,
     ) -> impl Iterator<Item = &'a str> + 's {
         let kind = HeaderKind::from_name(name);
-        let head = self.head;
         self.headers
             .lines_of(kind)
             .iter()
             .filter(move |h| {
-                h.kind == kind
-                    && (kind != HeaderKind::Other || h.name(head).eq_ignore_ascii_case(name))
+                h.kind == kind && (kind != HeaderKind::Other || h.name.eq_ignore_ascii_case(name))
             })
             .map(|h| h.value)
     }

@@ -23,7 +23,7 @@ pub use edit::MessageEdit;
 pub use error::ParseError;
 pub use framer::{next_frame, Frame, FrameLimits};
 pub use header_name::HeaderKind;
-pub use message::{Header, HeaderIter, Headers, Message, StartLine, ViaNote};
+pub use message::{Header, Message, StartLine, ViaNote};
 pub use name_addr::{Contact, NameAddr};
 pub use params::{Param, Params};
 pub use typed::CSeq;

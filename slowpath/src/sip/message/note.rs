@@ -226,10 +226,11 @@ impl<'a> Message<'a> {
     pub(crate) fn noted_via(&self) -> Option<NotedVia<'a>> {
         let note = self.via_note?;
         let via = self.top_via().ok()?;
-        let (line, (_, value)) = self
-            .kinds_and_values()
-            .enumerate()
-            .find(|(_, (kind, _))| *kind == HeaderKind::Via)?;
+        let line = self
+            .headers()
+            .iter()
+            .position(|h| h.kind == HeaderKind::Via)?;
+        let value = self.headers().get(line)?.value;
         // The top Via runs from the line's start to its end: the line is that one element,
         // no list split needed.
         let first = if via.spans_line(value) {
