@@ -1,7 +1,8 @@
 //! The 401s and the 200 OK the core sends for the recorded REGISTERs (Boghe, China Mobile
 //! VoLTE) and the test UE's full registration, byte for byte against the bytes recorded in
-//! `tests/fixtures/reg/wire/` (written by the core at main `62ea353`). The test bed's random source is fixed, so nonces, tags and SPIs repeat.
-//! `AKG_BLESS_WIRE=1` writes the files again from the current core.
+//! `tests/fixtures/reg/wire/` (written by the core at main `62ea353`). The test bed's
+//! random source is fixed, so nonces, tags and SPIs repeat. `AKG_BLESS_WIRE=1` writes the
+//! files again from the current core.
 
 mod reg_common;
 
