@@ -185,16 +185,15 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
     for group in items.chunks_mut(GROUP) {
         let mut pending = 0usize;
         let mut pending_bytes = 0usize;
-        // Framed short aes-gcm-16 items waiting for a fourth one to be sealed with.
-        let mut held_gcm = [0usize; GCM_AT_ONCE];
-        let mut held = 0usize;
+        // A framed short aes-gcm-16 item waiting for a second one to be sealed with.
+        let mut held_gcm: Option<usize> = None;
         for i in 0..group.len() {
             prefetch_ahead(group, i, |it| (&*it.buf, it.pkt.start));
             let it = &mut group[i];
             let Some(sa) = sas.slot_mut(it.sa) else {
                 continue;
             };
-            let mut gcm_full = false;
+            let mut gcm_pair = None;
             // Framed in place in the item (`frame_into`: no copy of a fresh result).
             match sa.frame_into(
                 it.buf,
@@ -212,14 +211,11 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                         pending_bytes += esp.len();
                         it.waiting = true;
                         pending += 1;
-                    } else if let Some(at_once) =
-                        gcm_short(sa, esp.len()).filter(|_| kernel.is_some())
-                    {
+                    } else if kernel.is_some() && gcm_short(sa, esp.len()) {
                         it.waiting = true;
-                        if let Some(h) = held_gcm.get_mut(held) {
-                            *h = i;
-                            held += 1;
-                            gcm_full = held >= at_once;
+                        match held_gcm.take() {
+                            Some(h) => gcm_pair = Some(h),
+                            None => held_gcm = Some(i),
                         }
                     } else if !seal_gcm(sa, it.buf, &it.framed) {
                         if let Some(body) = it.buf.get_mut(esp) {
@@ -232,20 +228,19 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                     it.result = Err(e);
                 }
             }
-            // Sealed here, between the framings, rather than after the loop: the four
-            // packets' arithmetic runs while the next packets' first lines arrive.
+            // Sealed here, between the framings, rather than after the loop: the pair's
+            // arithmetic runs while the next packets' first lines arrive.
             #[cfg(target_arch = "x86_64")]
-            if gcm_full {
-                seal_gcm_items(sas, group, &held_gcm);
-                held = 0;
+            if let Some(h) = gcm_pair {
+                seal_gcm_items(sas, group, h, Some(i));
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = gcm_full;
+            let _ = gcm_pair;
         }
         // GCM first: `seal_multi` takes every framed item it finds.
         #[cfg(target_arch = "x86_64")]
-        if let Some(h @ [_, ..]) = held_gcm.get(..held) {
-            seal_gcm_items(sas, group, h);
+        if let Some(h) = held_gcm {
+            seal_gcm_items(sas, group, h, None);
         }
         #[cfg(target_arch = "x86_64")]
         if let (Some(k), true) = (kernel, pending > 0) {
@@ -256,7 +251,7 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pending, pending_bytes, held_gcm, held);
+        let _ = (pending, pending_bytes, held_gcm);
     }
     Ok(())
 }
@@ -366,35 +361,30 @@ fn multi_buffer_transform(t: &super::transform::Transform) -> bool {
     };
 }
 
-/// If the SA is aes-gcm-16 on the 512- or 256-bit path and its ESP packet of `esp_len`
-/// bytes (header, IV, body, ICV) is short enough for that path's multi-packet GCM kernel,
-/// how many such packets to seal in one call (at most [`GCM_AT_ONCE`]).
-fn gcm_short(sa: &OutboundSa, esp_len: usize) -> Option<usize> {
+/// True if the SA is aes-gcm-16 on the 512- or 256-bit path and its ESP packet of `esp_len`
+/// bytes (header, IV, body, ICV) is short enough for that path's multi-packet GCM kernel.
+fn gcm_short(sa: &OutboundSa, esp_len: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     return sa
         .transform()
         .gcm_ni()
-        .filter(|(_, g)| g.seals_short(esp_len.saturating_sub(32)))
-        .map(|(_, g)| g.short_at_once().min(GCM_AT_ONCE));
+        .is_some_and(|(_, g)| g.seals_short(esp_len.saturating_sub(32)));
     #[cfg(not(target_arch = "x86_64"))]
     return {
         let _ = (sa, esp_len);
-        None
+        false
     };
 }
 
-/// Most short aes-gcm-16 packets of a burst held for one multi-packet kernel call (the
-/// path's own count: `Aes128GcmNi::short_at_once`): one packet's AES, multiplies and
-/// reduction are a serial chain, chains side by side hide each other's latency.
-const GCM_AT_ONCE: usize = 4;
-
-/// Seals the framed short aes-gcm-16 items of `group` at the increasing indices `at` (1..=
-/// [`GCM_AT_ONCE`] of them) in one multi-packet kernel call.
+/// Seals the framed short aes-gcm-16 item `a` of `group`, with item `b` (after it) in the
+/// same multi-packet kernel call if given: one packet's AES, multiplies and reduction are a
+/// serial chain, two chains side by side hide each other's latency.
 #[cfg(target_arch = "x86_64")]
 fn seal_gcm_items<S: SaSlots<OutboundSa> + ?Sized>(
     sas: &S,
     group: &mut [EncapItem<'_>],
-    at: &[usize],
+    a: usize,
+    b: Option<usize>,
 ) {
     use super::gcm_ni::{seal_esp_many, EspSeal};
     fn job<'a, S: SaSlots<OutboundSa> + ?Sized>(
@@ -413,38 +403,19 @@ fn seal_gcm_items<S: SaSlots<OutboundSa> + ?Sized>(
             esp: it.buf.get_mut(f.esp())?,
         })
     }
-    fn jobs<'a, S: SaSlots<OutboundSa> + ?Sized, const N: usize>(
-        sas: &'a S,
-        group: &'a mut [EncapItem<'_>],
-        at: [usize; N],
-    ) -> [Option<EspSeal<'a>>; N] {
-        match group.get_disjoint_mut(at) {
-            Ok(items) => items.map(|it| job(sas, it)),
-            Err(_) => core::array::from_fn(|_| None),
+    let (first, second) = match b {
+        Some(b) if a < b && b < group.len() => {
+            let (x, y) = group.split_at_mut(b);
+            (x.get_mut(a), y.first_mut())
         }
-    }
-    // A job missing (cannot happen: every held item was framed for a GCM SA) leaves the
-    // others sealed one by one.
-    fn each<const N: usize>(js: [Option<EspSeal<'_>>; N]) {
-        for j in js.into_iter().flatten() {
-            seal_esp_many([j]);
-        }
-    }
-    match *at {
-        [a, b, c, d] => match jobs(sas, group, [a, b, c, d]) {
-            [Some(a), Some(b), Some(c), Some(d)] => seal_esp_many([a, b, c, d]),
-            js => each(js),
-        },
-        [a, b, c] => match jobs(sas, group, [a, b, c]) {
-            [Some(a), Some(b), Some(c)] => seal_esp_many([a, b, c]),
-            js => each(js),
-        },
-        [a, b] => match jobs(sas, group, [a, b]) {
-            [Some(a), Some(b)] => seal_esp_many([a, b]),
-            js => each(js),
-        },
-        [a] => each(jobs(sas, group, [a])),
-        _ => {}
+        _ => (group.get_mut(a), None),
+    };
+    let ja = first.and_then(|it| job(sas, it));
+    let jb = second.and_then(|it| job(sas, it));
+    match (ja, jb) {
+        (Some(x), Some(y)) => seal_esp_many([x, y]),
+        (Some(x), None) | (None, Some(x)) => seal_esp_many([x]),
+        (None, None) => {}
     }
 }
 

@@ -371,18 +371,6 @@ impl Aes128GcmNi {
         }
     }
 
-    /// How many short bodies the burst gives [`seal_esp_many`] at once on this key's path:
-    /// four on `Ymm` (three registers a 64-B packet, 12 AES chains in flight where Zen 3's
-    /// two VAES units with a latency of four take eight; docs/BENCHMARKS.md, round 29),
-    /// two on `Zmm` (round 24's pairs; four not measured there), one on `Xmm`.
-    pub(super) fn short_at_once(&self) -> usize {
-        match self.path {
-            Path::Ymm => 4,
-            Path::Zmm => 2,
-            Path::Xmm => 1,
-        }
-    }
-
     /// GHASH of `aad`, the CTR pass over `buf` (hashing the ciphertext as `pass` says) and
     /// the tag; for `CtrOnly` the returned tag is meaningless.
     #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
