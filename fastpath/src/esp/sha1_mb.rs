@@ -281,7 +281,7 @@ macro_rules! compress_quads {
             ($r:literal, $f:literal) => {{
                 for i in 0..$n {
                     let m = if $r < 4 {
-                        ring[i][$r]
+                        ring[i][$r % 4]
                     } else {
                         let rg = &ring[i];
                         let t = _mm_sha1msg1_epu32(rg[$r % 4], rg[($r + 1) % 4]);
