@@ -454,16 +454,34 @@ fn gcm_burst_harness() {
         eprintln!("SKIPPED: needs AES-NI and PCLMULQDQ");
         return;
     }
+    burst_harness(gcm_suite);
+}
+
+/// [`gcm_burst_harness`] on hmac-sha-1-96 + aes-cbc SAs (the criterion rows
+/// `esp_burst{,_decrypt}/mb`): the multi-buffer kernels this CPU has.
+/// `cargo test --release -p akagate-fastpath --lib esp::phases::cbc_burst_harness -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn cbc_burst_harness() {
+    if CbcKernel::detect().is_none() || !super::stitch::available() {
+        eprintln!("SKIPPED: needs AES-NI and SHA-NI");
+        return;
+    }
+    burst_harness(suite);
+}
+
+/// The burst harness of [`gcm_burst_harness`] over SAs of `suite`.
+fn burst_harness(suite: fn(u8) -> Suite) {
     const SETS: usize = 8;
     const ROUNDS: usize = 3000;
     for size in [64usize, 1408] {
         let (template, pkt) = packet(size);
         let spi = |i: usize| 0x1000 + i as u32;
         let mut out: Vec<OutboundSa> = (0..SAS)
-            .map(|i| OutboundSa::new(spi(i), &gcm_suite(i as u8)).unwrap())
+            .map(|i| OutboundSa::new(spi(i), &suite(i as u8)).unwrap())
             .collect();
         let mut inb: Vec<InboundSa> = (0..SAS)
-            .map(|i| InboundSa::new(spi(i), &gcm_suite(i as u8)).unwrap())
+            .map(|i| InboundSa::new(spi(i), &suite(i as u8)).unwrap())
             .collect();
         // [out hot, out l2, out bench, in hot, in l2, in bench]
         let mut ph: [Vec<u64>; 6] = Default::default();

@@ -203,10 +203,182 @@ impl<'a> Blocks<'a> {
     }
 }
 
+/// Most inner blocks (after the ipad block: whole message blocks and the padded tail) of a
+/// message that [`hmac_sha1_96`] hashes in [`hmac_short`]: 183 bytes with the ESN suffix, so
+/// every packet of up to about 150 payload bytes (a 64-byte payload's ESP packet
+/// authenticates 104 bytes: one whole block and a one-block tail).
+const SHORT_BLOCKS: usize = 3;
+
+/// Inner blocks after the ipad block of `j`'s HMAC: the whole blocks, then one or two
+/// padded tail blocks (FIPS 180-4 5.1.1: 0x80 and the 8-byte length).
+fn inner_blocks(j: &HmacJob<'_>) -> usize {
+    let len = j.msg.len() + if j.seq_hi.is_some() { 4 } else { 0 };
+    (len + 9).div_ceil(64)
+}
+
 /// Computes every job's ICV. The caller guarantees SHA-NI (a [`Sha1NiKey`] exists only
-/// after its feature check).
+/// after its feature check). Jobs are taken [`LANES`] at a time: while a group's messages
+/// are short (at most [`SHORT_BLOCKS`] inner blocks) and of one block count, the group goes
+/// through [`hmac_short`], its HMACs start to end in registers; the first group that does
+/// not fit, and every job after it, take the lanes ([`finish_lanes`]).
 pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
-    finish_lanes(jobs.into_iter().map(Lane::start))
+    let mut jobs = jobs.into_iter();
+    loop {
+        let group: [Option<HmacJob<'a>>; LANES] = core::array::from_fn(|_| jobs.next());
+        let Some(k) = group[0].as_ref().map(inner_blocks) else {
+            return;
+        };
+        if k > SHORT_BLOCKS || group.iter().flatten().any(|j| inner_blocks(j) != k) {
+            let rest = group.into_iter().flatten().chain(jobs);
+            return finish_lanes(rest.map(Lane::start));
+        }
+        // SAFETY: SHA, SSSE3 and SSE4.1 are present, as the caller guarantees; every job
+        // has `k` inner blocks, checked above.
+        unsafe {
+            match group {
+                [Some(a), Some(b), Some(c), Some(d)] => hmac_short([a, b, c, d], k),
+                [Some(a), Some(b), Some(c), None] => return hmac_short([a, b, c], k),
+                [Some(a), Some(b), None, None] => return hmac_short([a, b], k),
+                [Some(a), None, None, None] => return hmac_short([a], k),
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The padded inner tail of `j` (its bytes after the last whole block, the ESN suffix,
+/// 0x80 and the bit length, FIPS 180-4 5.1.1) written into `tail`; returns the bytes of
+/// whole blocks read from the message in place.
+fn short_tail(j: &HmacJob<'_>, tail: &mut [u8; 128]) -> usize {
+    let full = j.msg.len() / 64 * 64;
+    let rem = j.msg.get(full..).unwrap_or_default();
+    let mut n = rem.len();
+    tail[..n].copy_from_slice(rem);
+    if let Some(hi) = j.seq_hi {
+        tail[n..n + 4].copy_from_slice(&hi.to_be_bytes());
+        n += 4;
+    }
+    // The ipad block already hashed counts towards the length.
+    let bits = ((64 + full + n) as u64) * 8;
+    tail[n] = 0x80;
+    let tail_len = if n + 9 <= 64 { 64 } else { 128 };
+    tail[tail_len - 8..tail_len].copy_from_slice(&bits.to_be_bytes());
+    full
+}
+
+/// One SHA-1 compression on each of `N` chaining states held in registers (`$abcd`: A..D,
+/// A in the high dword; `$e`: E in the high dword, the rest zero), message quads `$m`
+/// (`$m[i][q]`: words 4q..4q+3 of lane i's block, W[4q] in the high dword), the rounds of
+/// the lanes interleaved (FIPS 180-4 6.1.2 steps 1–4). A macro, so that it sits inline in
+/// its caller's `target_feature`.
+macro_rules! compress_quads {
+    ($n:expr, $abcd:ident, $e:ident, $m:expr) => {{
+        let abcd0 = $abcd;
+        let e_save = $e;
+        let mut e_prev = e_save;
+        let mut ring: [[__m128i; 4]; $n] = $m;
+        macro_rules! quad {
+            ($r:literal, $f:literal) => {{
+                for i in 0..$n {
+                    let m = if $r < 4 {
+                        ring[i][$r % 4]
+                    } else {
+                        let rg = &ring[i];
+                        let t = _mm_sha1msg1_epu32(rg[$r % 4], rg[($r + 1) % 4]);
+                        let m = _mm_sha1msg2_epu32(
+                            _mm_xor_si128(t, rg[($r + 2) % 4]),
+                            rg[($r + 3) % 4],
+                        );
+                        ring[i][$r % 4] = m;
+                        m
+                    };
+                    let e = if $r == 0 {
+                        _mm_add_epi32(e_prev[i], m)
+                    } else {
+                        _mm_sha1nexte_epu32(e_prev[i], m)
+                    };
+                    e_prev[i] = $abcd[i];
+                    $abcd[i] = _mm_sha1rnds4_epu32::<$f>($abcd[i], e);
+                }
+            }};
+        }
+        stitch::sha1_quad_rounds!(quad);
+        for i in 0..$n {
+            $e[i] = _mm_sha1nexte_epu32(e_prev[i], e_save[i]);
+            $abcd[i] = _mm_add_epi32($abcd[i], abcd0[i]);
+        }
+    }};
+}
+
+/// The HMAC-SHA-1-96 of `N` short jobs of `k` (1..=[`SHORT_BLOCKS`]) inner blocks each,
+/// start to end with the chaining states in registers: the inner blocks read in place (the
+/// whole ones) or from a padded tail on the stack, the outer block made in registers from
+/// the inner digest (RFC 2104; words 5..15 are FIPS 180-4's padding of 20 bytes after the
+/// opad block), the ICV stored from the register. No lane bookkeeping, no block copied but
+/// the tail's.
+///
+/// # Safety
+/// The CPU must support SHA, SSSE3 and SSE4.1; each job must have `k` inner blocks
+/// ([`inner_blocks`]).
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[allow(unused_assignments)] // the last quad-rounds' ring writes are dead
+unsafe fn hmac_short<const N: usize>(jobs: [HmacJob<'_>; N], k: usize) {
+    let mut tails = [[0u8; 128]; N];
+    let mut full = [0usize; N];
+    for i in 0..N {
+        full[i] = short_tail(&jobs[i], &mut tails[i]);
+    }
+    // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
+    let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+    let start = |s: &[u32; 5]| {
+        // SAFETY: five u32; the first four are an unaligned 16-byte load.
+        let v = unsafe { _mm_loadu_si128(s.as_ptr().cast()) };
+        (
+            _mm_shuffle_epi32::<0x1b>(v),
+            _mm_set_epi32(s[4] as i32, 0, 0, 0),
+        )
+    };
+    let mut abcd: [__m128i; N] = core::array::from_fn(|i| start(&jobs[i].key.ipad).0);
+    let mut e: [__m128i; N] = core::array::from_fn(|i| start(&jobs[i].key.ipad).1);
+    for b in 0..k.min(SHORT_BLOCKS) {
+        let m: [[__m128i; 4]; N] = core::array::from_fn(|i| {
+            let at = 64 * b;
+            let p = if at < full[i] {
+                jobs[i].msg.as_ptr().wrapping_add(at)
+            } else {
+                tails[i].as_ptr().wrapping_add(at - full[i])
+            };
+            core::array::from_fn(|q| {
+                // SAFETY: `p` is a whole message block (`at + 64 <= full`) or one of the
+                // tail's blocks (`k` inner blocks: `at - full + 64 <= 128`); an unaligned
+                // 16-byte load at 16 q.
+                let w = unsafe { _mm_loadu_si128(p.wrapping_add(16 * q).cast()) };
+                _mm_shuffle_epi8(w, bswap)
+            })
+        });
+        compress_quads!(N, abcd, e, m);
+    }
+    // The outer block: the inner digest (A..D is already W0..W3 in order, E in the high
+    // dword is W4), 0x80, and the bit length (64 + 20) * 8 in W15.
+    let m: [[__m128i; 4]; N] = core::array::from_fn(|i| {
+        [
+            abcd[i],
+            _mm_or_si128(e[i], _mm_set_epi32(0, 0x8000_0000u32 as i32, 0, 0)),
+            _mm_setzero_si128(),
+            _mm_set_epi32(0, 0, 0, (64 + 20) * 8),
+        ]
+    });
+    abcd = core::array::from_fn(|i| start(&jobs[i].key.opad).0);
+    e = core::array::from_fn(|i| start(&jobs[i].key.opad).1);
+    compress_quads!(N, abcd, e, m);
+    for (i, j) in jobs.into_iter().enumerate() {
+        // A..D big-endian in memory order: the digest's first 12 bytes are the ICV.
+        let mut d = [0u8; 16];
+        // SAFETY: 16 writable bytes, unaligned store.
+        unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), _mm_shuffle_epi8(abcd[i], bswap)) };
+        let n = j.icv.len().min(12);
+        j.icv[..n].copy_from_slice(&d[..n]);
+    }
 }
 
 /// Completes every lane (started or part-way through, as `sha1_x16` leaves them) and writes
@@ -559,6 +731,75 @@ mod tests {
                 m.update(&(0x0102_0304 + n as u32).to_be_bytes());
             }
             assert_eq!(icv[..], m.finalize().into_bytes()[..12], "length {n}");
+        }
+    }
+
+    /// The short path ([`hmac_short`]): bursts of 1..=9 jobs of one length (groups of four,
+    /// then the rest: every `N`), every length 0..=200 around the one-, two- and
+    /// three-block tails and past [`SHORT_BLOCKS`], ESN on and off, three keys, each ICV
+    /// against the `hmac` + `sha1` crates; then groups of short lengths whose block counts
+    /// differ (the lanes take them from that group on).
+    #[test]
+    fn short_groups_match_hmac_crate() {
+        if !stitch::available() {
+            eprintln!("SKIPPED: no SHA-NI");
+            return;
+        }
+        let ikeys: Vec<Vec<u8>> = (0..3u8)
+            .map(|k| (0..20).map(|i| i * 11 + k).collect())
+            .collect();
+        let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
+        let data: Vec<u8> = (0..2000u32).map(|i| (i * 29 + 3) as u8).collect();
+        let want = |n: usize, at: usize, k: usize, hi: Option<u32>| {
+            let mut m = Hmac::<sha1::Sha1>::new_from_slice(&ikeys[k]).unwrap();
+            m.update(&data[at..at + n]);
+            if let Some(hi) = hi {
+                m.update(&hi.to_be_bytes());
+            }
+            m.finalize().into_bytes()[..12].to_vec()
+        };
+        let run = |lens: &[usize], esn: bool| {
+            let his: Vec<Option<u32>> = (0..lens.len())
+                .map(|i| esn.then_some(0x0a0b_0c0d ^ i as u32))
+                .collect();
+            let mut icvs = vec![[0u8; 12]; lens.len()];
+            let jobs = icvs.iter_mut().enumerate().map(|(i, icv)| HmacJob {
+                key: &keys[i % 3],
+                msg: &data[7 * i..7 * i + lens[i]],
+                seq_hi: his[i],
+                icv,
+            });
+            hmac_sha1_96(jobs);
+            for (i, icv) in icvs.iter().enumerate() {
+                assert_eq!(
+                    icv[..],
+                    want(lens[i], 7 * i, i % 3, his[i])[..],
+                    "lengths {lens:?} esn {esn} job {i}"
+                );
+            }
+        };
+        for n in 0..=200 {
+            for count in 1..=9 {
+                for esn in [false, true] {
+                    run(&vec![n; count], esn);
+                }
+            }
+        }
+        // One-, two- and three-block messages mixed: a group of four alike, then one whose
+        // counts differ, then alike again (all through the lanes).
+        for (a, b) in [
+            (40, 60),
+            (60, 104),
+            (104, 119),
+            (119, 183),
+            (183, 184),
+            (0, 200),
+        ] {
+            for esn in [false, true] {
+                run(&[a, a, a, a, a, b, a, a, a, b, b], esn);
+                run(&[a, a, b], esn);
+                run(&[b, a, a, a, a, a], esn);
+            }
         }
     }
 
