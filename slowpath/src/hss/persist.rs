@@ -76,13 +76,6 @@ impl PersistRecord {
         out.push('\n');
     }
 
-    /// The SQN as the journal line's 12 hex digits (`{:012x}`), `None` if it needs more
-    /// (never for a 48-bit SQN; [`PersistRecord::push_journal_bytes`] writes those): for a
-    /// line written in pieces.
-    pub fn sqn_hex12(&self) -> Option<[u8; 12]> {
-        hex12(self.sqn)
-    }
-
     /// [`PersistRecord::push_journal_line`] into bytes (the registration store's SQN
     /// record: no UTF-8 check of the digits).
     pub fn push_journal_bytes(&self, out: &mut Vec<u8>) {

@@ -82,6 +82,16 @@ impl SecretBuf {
         self.buf.push(byte);
     }
 
+    /// Appends `n` bytes that `fill` writes into a zeroed slice (one capacity check for
+    /// all of them).
+    #[inline]
+    pub fn append_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) {
+        self.reserve(n);
+        let at = self.buf.len();
+        self.buf.resize(at + n, 0);
+        fill(&mut self.buf[at..]);
+    }
+
     /// Keeps the first `len` bytes (the rest stays in the allocation, zeroized on drop).
     pub fn truncate(&mut self, len: usize) {
         self.buf.truncate(len);
@@ -207,7 +217,7 @@ fn size_of(key: &str, reg: &Registration, active: &Active) -> usize {
 
 /// The record of registration `key` (`reg`, registered over `active`, expiring at
 /// `expires_unix_ms`) as the store keeps it: sized first ([`size_of`]), then written into
-/// the buffer's room in one pass ([`encode_into`]).
+/// the buffer's zeroed bytes in one pass ([`Cursor`]) and cut to what was written.
 pub(super) fn encode(
     key: &str,
     reg: &Registration,
@@ -220,10 +230,7 @@ pub(super) fn encode(
 }
 
 /// [`encode`] appending the record to `out` (a buffer the records of a turn share, so a
-/// record costs no allocation of its own); returns where it is in `out`. The room is
-/// reserved once ([`size_of`]) and the record appended field by field behind what is there,
-/// never past that room (so the buffer never moves, leaving a copy of the keys behind): no
-/// zero fill first, no cut after.
+/// record costs no allocation of its own); returns where it is in `out`.
 pub(super) fn encode_into(
     key: &str,
     reg: &Registration,
@@ -232,99 +239,74 @@ pub(super) fn encode_into(
     out: &mut SecretBuf,
 ) -> core::ops::Range<usize> {
     let n = size_of(key, reg, active);
-    out.reserve(n);
     let start = out.len();
-    let set = &active.set;
-    let mut w = Writer {
-        end: start + n,
-        buf: &mut out.buf,
-    };
-    let mut head = [0u8; FIXED + 2 * (1 + 16)];
-    head[0] = VERSION;
-    head[1..9].copy_from_slice(&expires_unix_ms.to_le_bytes());
-    for (i, spi) in [set.spi_pc, set.spi_ps, set.spi_uc, set.spi_us]
-        .into_iter()
-        .enumerate()
-    {
-        head[9 + 4 * i..13 + 4 * i].copy_from_slice(&spi.to_le_bytes());
-    }
-    for (i, port) in [set.port_pc, set.port_ps, set.port_uc, set.port_us]
-        .into_iter()
-        .enumerate()
-    {
-        head[25 + 2 * i..27 + 2 * i].copy_from_slice(&port.to_le_bytes());
-    }
-    let at = put_addr(&mut head, FIXED, set.ue);
-    let at = put_addr(&mut head, at, set.local);
-    w.put(&head[..at]);
-    for s in [
-        key,
-        &reg.impi,
-        &active.contact,
-        active.proto.token(),
-        set.suite.auth.token(),
-        set.suite.encr.token(),
-    ] {
-        w.bytes(s.as_bytes());
-    }
-    let keys = &set.suite.keys;
-    for k in [&keys.integ_key[..], &keys.encr_key, &keys.salt] {
-        w.bytes(k);
-    }
-    w.count(reg.impus.len());
-    for u in reg.impus.iter() {
-        w.bytes(u.as_bytes());
-    }
-    match &active.security_server {
-        None => w.put(&[0]),
-        Some(m) => {
-            w.put(&[1]);
-            w.bytes(m.name.as_bytes());
-            w.count(m.param_count());
-            for (k, v) in m.param_bytes() {
-                w.bytes(k);
-                w.bytes(v);
+    let mut written = 0;
+    out.append_with(n, |buf| {
+        let mut c = Cursor { buf, at: 0 };
+        let set = &active.set;
+        c.put(&[VERSION]);
+        c.put(&expires_unix_ms.to_le_bytes());
+        for spi in [set.spi_pc, set.spi_ps, set.spi_uc, set.spi_us] {
+            c.put(&spi.to_le_bytes());
+        }
+        for port in [set.port_pc, set.port_ps, set.port_uc, set.port_us] {
+            c.put(&port.to_le_bytes());
+        }
+        c.addr(set.ue);
+        c.addr(set.local);
+        for s in [
+            key,
+            &reg.impi,
+            &active.contact,
+            active.proto.token(),
+            set.suite.auth.token(),
+            set.suite.encr.token(),
+        ] {
+            c.bytes(s.as_bytes());
+        }
+        let keys = &set.suite.keys;
+        for k in [&keys.integ_key[..], &keys.encr_key, &keys.salt] {
+            c.bytes(k);
+        }
+        c.count(reg.impus.len());
+        for u in reg.impus.iter() {
+            c.bytes(u.as_bytes());
+        }
+        match &active.security_server {
+            None => c.put(&[0]),
+            Some(m) => {
+                c.put(&[1]);
+                c.bytes(m.name.as_bytes());
+                c.count(m.param_count());
+                for (k, v) in m.param_bytes() {
+                    c.bytes(k);
+                    c.bytes(v);
+                }
             }
         }
-    }
+        written = c.at;
+    });
+    debug_assert!(written <= n, "size_of is an upper bound");
+    out.truncate(start + written.min(n));
     start..out.len()
 }
 
-/// Address `a` written into `head` at `at` (its family's tag, 4 or 6, and its octets);
-/// returns where it ends.
-#[inline]
-fn put_addr(head: &mut [u8; FIXED + 2 * (1 + 16)], at: usize, a: IpAddr) -> usize {
-    match a {
-        IpAddr::V4(a) => {
-            head[at] = 4;
-            head[at + 1..at + 5].copy_from_slice(&a.octets());
-            at + 5
-        }
-        IpAddr::V6(a) => {
-            head[at] = 6;
-            head[at + 1..at + 17].copy_from_slice(&a.octets());
-            at + 17
-        }
-    }
+/// [`encode`]'s writer over the record's bytes, sized up front. A write past the end (a
+/// size the record does not have) is dropped, never a panic; the tests hold the size exact.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    at: usize,
 }
 
-/// [`encode_into`]'s writer: appends to the buffer up to `end` (the room reserved for the
-/// record). A write past it (a size the record does not have) is dropped with every write
-/// after it, never a panic and never a move of the buffer; the tests hold the size exact.
-struct Writer<'a> {
-    buf: &'a mut Vec<u8>,
-    end: usize,
-}
-
-impl Writer<'_> {
-    /// Appends `b`.
+impl Cursor<'_> {
+    /// Writes `b`.
     #[inline]
     fn put(&mut self, b: &[u8]) {
-        if b.len() <= self.end.saturating_sub(self.buf.len()) {
-            self.buf.extend_from_slice(b);
-        } else {
-            self.end = 0;
+        let end = self.at + b.len();
+        if let Some(dst) = self.buf.get_mut(self.at..end) {
+            dst.copy_from_slice(b);
         }
+        self.at = end;
     }
 
     /// A length or count as the record's `u32` (saturated, as [`count`]).
@@ -338,6 +320,21 @@ impl Writer<'_> {
     fn bytes(&mut self, b: &[u8]) {
         self.count(b.len());
         self.put(b);
+    }
+
+    /// An address: its family's tag (4 or 6) and its octets.
+    #[inline]
+    fn addr(&mut self, a: IpAddr) {
+        match a {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                self.put(&[4, o[0], o[1], o[2], o[3]]);
+            }
+            IpAddr::V6(a) => {
+                self.put(&[6]);
+                self.put(&a.octets());
+            }
+        }
     }
 }
 

@@ -212,28 +212,27 @@ impl<'a> Batch<'a> {
         Spare { plain, pieces }
     }
 
-    /// Starts a record of `kind` whose key is the `key` parts joined and whose value
-    /// starts with the `head` parts (longer keys than [`MAX_KEY`] are the caller's to
-    /// refuse): all of it in `plain` (its room reserved once), checksummed in one update.
-    /// Returns the key's and the head's lengths.
-    fn begin(&mut self, kind: u8, key: &[&[u8]], head: &[&[u8]]) -> (usize, usize) {
-        let key_len: usize = key.iter().map(|k| k.len()).sum();
-        let head_len: usize = head.iter().map(|h| h.len()).sum();
-        debug_assert!(self.open.is_none() && key_len <= MAX_KEY);
-        self.plain.reserve(HEADER + 3 + key_len + head_len);
+    /// Starts a record of `kind` for `key` whose value starts with the `head` parts (longer
+    /// keys than [`MAX_KEY`] are the caller's to refuse): all of it in `plain`, checksummed
+    /// in one update. Returns the head's length.
+    fn begin(&mut self, kind: u8, key: &str, head: &[&[u8]]) -> usize {
+        debug_assert!(self.open.is_none() && key.len() <= MAX_KEY);
         let at = self.plain.len();
-        let mut start = [0u8; HEADER + 3];
-        start[HEADER] = kind;
-        start[HEADER + 1..].copy_from_slice(&(key_len as u16).to_le_bytes());
-        self.plain.extend_from_slice(&start);
-        for part in key.iter().chain(head) {
+        self.plain.extend_from_slice(&[0; HEADER]);
+        let body = self.plain.len();
+        self.plain.push(kind);
+        self.plain
+            .extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.plain.extend_from_slice(key.as_bytes());
+        let value = self.plain.len();
+        for part in head {
             self.plain.extend_from_slice(part);
         }
         let mut crc = self.fresh.clone();
-        crc.update(&self.plain[at + HEADER..]);
+        crc.update(&self.plain[body..]);
         self.open = Some((at, crc));
         self.extend_plain(at);
-        (key_len, head_len)
+        self.plain.len() - value
     }
 
     /// Adds `plain[from..]` to the pieces (joined to the previous plain piece if adjacent).
@@ -283,18 +282,11 @@ impl<'a> Batch<'a> {
 
     /// A put of `key`: the value is the `head` parts, then `value` (borrowed), then `tail`.
     pub fn put(&mut self, key: &str, head: &[&[u8]], value: &'a [u8], tail: &[u8]) {
-        let (key_len, head_len) = self.begin(PUT, &[key.as_bytes()], head);
-        let len = 3 + key_len + head_len + value.len() + tail.len();
+        let head_len = self.begin(PUT, key, head);
+        let len = 3 + key.len() + head_len + value.len() + tail.len();
         self.borrowed(value);
         self.plain(tail);
         self.end(len);
-    }
-
-    /// A put whose key is the `key` parts joined and whose value is the `value` parts, all
-    /// store-owned (an SQN record: no key or line built apart first).
-    pub fn put_parts(&mut self, key: &[&[u8]], value: &[&[u8]]) {
-        let (key_len, value_len) = self.begin(PUT, key, value);
-        self.end(3 + key_len + value_len);
     }
 
     /// A record copied as it is (compaction: a frame read from the old file).
@@ -305,8 +297,8 @@ impl<'a> Batch<'a> {
 
     /// A tombstone for `key`.
     pub fn delete(&mut self, key: &str) {
-        let (key_len, _) = self.begin(DELETE, &[key.as_bytes()], &[]);
-        self.end(3 + key_len);
+        self.begin(DELETE, key, &[]);
+        self.end(3 + key.len());
     }
 
     /// Bytes in the batch.

@@ -447,26 +447,14 @@ impl RegistrationStore {
         mut batch: Batch<'_>,
         sqns: &[PersistRecord],
     ) -> Result<(), StoreError> {
-        let mut line = Vec::new();
+        let (mut key, mut line) = (String::new(), Vec::new());
         for r in sqns {
-            let impi = r.impi().as_bytes();
-            if SQN_KEY_PREFIX.len() + impi.len() > log::MAX_KEY {
-                tracing::error!(
-                    "registration store: an SQN key of {} bytes not stored",
-                    SQN_KEY_PREFIX.len() + impi.len()
-                );
-                continue;
-            }
-            // The record is the journal's line `<sqn> <impi>\n`, written in its pieces.
-            let key = [SQN_KEY_PREFIX.as_bytes(), impi];
-            match r.sqn_hex12() {
-                Some(digits) => batch.put_parts(&key, &[&digits, b" ", impi, b"\n"]),
-                None => {
-                    line.clear();
-                    r.push_journal_bytes(&mut line);
-                    batch.put_parts(&key, &[&line]);
-                }
-            }
+            key.clear();
+            key.push_str(SQN_KEY_PREFIX);
+            key.push_str(r.impi());
+            line.clear();
+            r.push_journal_bytes(&mut line);
+            put_checked(&mut batch, &key, &[&line], b"", b"");
         }
         let appended = self.append(&batch);
         self.spare = batch.into_spare();
