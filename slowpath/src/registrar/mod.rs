@@ -1175,6 +1175,35 @@ mod tests {
         }
     }
 
+    /// The turn's shared-buffer records (`take_changes_into`, the wall clock's distance from
+    /// the epoch taken once a turn) carry the expiry `take_changes` writes, to the
+    /// millisecond: `(wall + left)` floored, not `wall` and `left` floored apart (here 0.6 ms
+    /// of each make 1.2 ms: one millisecond more than the parts floored).
+    #[test]
+    fn a_turns_records_expire_at_the_millisecond_of_wall_plus_left() {
+        let t = Instant::now();
+        let wall = std::time::UNIX_EPOCH + secs(1_000_000) + Duration::from_nanos(600_000);
+        let now = t + Duration::from_nanos(400_000);
+        let mut one = Registrar::default();
+        one.track_changes();
+        registered(&mut one, t);
+        let mut set = ChangeSet::default();
+        one.take_changes_into(now, wall, &mut set);
+        let mut into = set.iter().map(|c| match c {
+            ChangeRef::Put { record, .. } => record::decode(record).unwrap(),
+            ChangeRef::Delete(k) => panic!("{k} deleted"),
+        });
+        let from_into = into.next().unwrap();
+        assert!(into.next().is_none());
+        // 1,000,000.0006 s + 599.9996 s = 1,000,600.0002 s.
+        assert_eq!(from_into.expires_unix_ms, 1_000_600_000);
+        let mut other = Registrar::default();
+        other.track_changes();
+        registered(&mut other, t);
+        let owned = decoded(other.take_changes(now, wall).pop());
+        assert_eq!(owned.expires_unix_ms, from_into.expires_unix_ms);
+    }
+
     /// Issue 14: only registered bindings over SAs reach the store, every change to one is
     /// reported once, and a stored binding comes back after a restart as it was (set, keys,
     /// Security-Server, contact, remaining lifetime), unless it expired meanwhile.

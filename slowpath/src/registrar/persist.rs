@@ -363,6 +363,13 @@ impl Registrar {
     /// different keys does not matter).
     pub fn take_changes_into(&mut self, now: Instant, wall: SystemTime, set: &mut ChangeSet) {
         let Registrar { changed, regs, .. } = self;
+        // The wall clock's distance from the epoch once, not per record (the same
+        // milliseconds as `unix_ms(wall + left)`, which a clock before the epoch still takes).
+        let since_epoch = wall.duration_since(UNIX_EPOCH).ok();
+        let expiry_ms = |left: Duration| match since_epoch.and_then(|d| d.checked_add(left)) {
+            Some(at) => at.as_millis().min(u128::from(u64::MAX)) as u64,
+            None => unix_ms(wall + left),
+        };
         for key in changed.drain() {
             let active = regs
                 .get(key.as_str())
@@ -374,7 +381,7 @@ impl Registrar {
                     &key,
                     reg,
                     active,
-                    unix_ms(wall + left),
+                    expiry_ms(left),
                     &mut set.records,
                 );
                 (active.set.spi_ps, at)
