@@ -699,19 +699,34 @@ mod tests {
     use super::*;
     use hmac::{Hmac, Mac};
 
+    /// Three 20-byte HMAC keys (byte `i` of key `k` is `i * key_step + k`), their SHA-NI
+    /// states, and `len` bytes of data (`i * mul + add`); `None` (the test skipped) on a
+    /// CPU without SHA-NI.
+    fn fixture(
+        key_step: u8,
+        len: u32,
+        mul: u32,
+        add: u32,
+    ) -> Option<(Vec<Vec<u8>>, Vec<Sha1NiKey>, Vec<u8>)> {
+        if !stitch::available() {
+            eprintln!("SKIPPED: no SHA-NI");
+            return None;
+        }
+        let ikeys: Vec<Vec<u8>> = (0..3u8)
+            .map(|k| (0..20).map(|i| i * key_step + k).collect())
+            .collect();
+        let keys = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
+        let data = (0..len).map(|i| (i * mul + add) as u8).collect();
+        Some((ikeys, keys, data))
+    }
+
     /// Against the `hmac` + `sha1` crates for every message length 0..300 (each tail
     /// shape: one or two padding blocks), with and without the ESN suffix, several keys.
     #[test]
     fn matches_hmac_crate() {
-        if !stitch::available() {
-            eprintln!("SKIPPED: no SHA-NI");
+        let Some((ikeys, keys, data)) = fixture(7, 300, 31, 5) else {
             return;
-        }
-        let ikeys: Vec<Vec<u8>> = (0..3u8)
-            .map(|k| (0..20).map(|i| i * 7 + k).collect())
-            .collect();
-        let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 31 + 5) as u8).collect();
+        };
         let mut icvs = vec![[0u8; 12]; 300];
         let jobs: Vec<HmacJob<'_>> = icvs
             .iter_mut()
@@ -741,15 +756,9 @@ mod tests {
     /// differ (the lanes take them from that group on).
     #[test]
     fn short_groups_match_hmac_crate() {
-        if !stitch::available() {
-            eprintln!("SKIPPED: no SHA-NI");
+        let Some((ikeys, keys, data)) = fixture(11, 2000, 29, 3) else {
             return;
-        }
-        let ikeys: Vec<Vec<u8>> = (0..3u8)
-            .map(|k| (0..20).map(|i| i * 11 + k).collect())
-            .collect();
-        let keys: Vec<Sha1NiKey> = ikeys.iter().map(|k| Sha1NiKey::new(k).unwrap()).collect();
-        let data: Vec<u8> = (0..2000u32).map(|i| (i * 29 + 3) as u8).collect();
+        };
         let want = |n: usize, at: usize, k: usize, hi: Option<u32>| {
             let mut m = Hmac::<sha1::Sha1>::new_from_slice(&ikeys[k]).unwrap();
             m.update(&data[at..at + n]);

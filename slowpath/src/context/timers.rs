@@ -216,6 +216,31 @@ mod tests {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
+    /// Pops every deadline due at `now` from the set and from the model, asserting both
+    /// give the same pairs in the same order, and clears the popped keys' `armed` slots.
+    fn pop_due_against_model(
+        set: &mut TimerSet,
+        model: &mut BTreeSet<(Instant, TimerKey)>,
+        armed: &mut [Option<Instant>],
+        now: Instant,
+        (seed, step): (u64, usize),
+    ) {
+        loop {
+            let want = match model.first() {
+                Some(f) if f.0 <= now => model.pop_first(),
+                _ => None,
+            };
+            let got = set.pop_due(now);
+            assert_eq!(got, want, "seed {seed} step {step}");
+            let Some((popped, k)) = got else { break };
+            for (j, s) in armed.iter_mut().enumerate() {
+                if key(j as u64) == k && *s == Some(popped) {
+                    *s = None;
+                }
+            }
+        }
+    }
+
     fn key(i: u64) -> TimerKey {
         match i % 6 {
             0 => TimerKey::Registration(format!("impi{i}@ims").into()),
@@ -278,20 +303,7 @@ mod tests {
                     }
                     _ => {
                         now += Duration::from_millis(rng.gen_range(0..40));
-                        loop {
-                            let want = match model.first() {
-                                Some(f) if f.0 <= now => model.pop_first(),
-                                _ => None,
-                            };
-                            let got = set.pop_due(now);
-                            assert_eq!(got, want, "seed {seed} step {step}");
-                            let Some((popped, k)) = got else { break };
-                            for (j, s) in armed.iter_mut().enumerate() {
-                                if key(j as u64) == k && *s == Some(popped) {
-                                    *s = None;
-                                }
-                            }
-                        }
+                        pop_due_against_model(&mut set, &mut model, &mut armed, now, (seed, step));
                     }
                 }
                 assert_eq!(set.first(), model.first().map(|(a, _)| *a), "seed {seed}");
@@ -337,20 +349,7 @@ mod tests {
                     }
                     _ => {
                         now += Duration::from_millis(rng.gen_range(0..2000));
-                        loop {
-                            let want = match model.first() {
-                                Some(f) if f.0 <= now => model.pop_first(),
-                                _ => None,
-                            };
-                            let got = set.pop_due(now);
-                            assert_eq!(got, want, "seed {seed} step {step}");
-                            let Some((popped, k)) = got else { break };
-                            for (j, s) in armed.iter_mut().enumerate() {
-                                if key(j as u64) == k && *s == Some(popped) {
-                                    *s = None;
-                                }
-                            }
-                        }
+                        pop_due_against_model(&mut set, &mut model, &mut armed, now, (seed, step));
                     }
                 }
                 assert_eq!(set.first(), model.first().map(|(a, _)| *a), "seed {seed}");
