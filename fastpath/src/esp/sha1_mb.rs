@@ -699,15 +699,13 @@ mod tests {
     use super::*;
     use hmac::{Hmac, Mac};
 
+    /// The raw keys, their SHA-NI states and the data of [`fixture`].
+    type Fixture = (Vec<Vec<u8>>, Vec<Sha1NiKey>, Vec<u8>);
+
     /// Three 20-byte HMAC keys (byte `i` of key `k` is `i * key_step + k`), their SHA-NI
     /// states, and `len` bytes of data (`i * mul + add`); `None` (the test skipped) on a
     /// CPU without SHA-NI.
-    fn fixture(
-        key_step: u8,
-        len: u32,
-        mul: u32,
-        add: u32,
-    ) -> Option<(Vec<Vec<u8>>, Vec<Sha1NiKey>, Vec<u8>)> {
+    fn fixture(key_step: u8, len: u32, mul: u32, add: u32) -> Option<Fixture> {
         if !stitch::available() {
             eprintln!("SKIPPED: no SHA-NI");
             return None;
