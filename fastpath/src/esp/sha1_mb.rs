@@ -73,20 +73,9 @@ struct Blocks<'a> {
 impl<'a> Lane<'a> {
     /// A lane at the first block of `j`'s inner hash.
     pub(super) fn start(j: HmacJob<'a>) -> Self {
-        let full = j.msg.len() / 64 * 64;
         let mut tail = [0u8; 128];
-        let (body, rem) = j.msg.split_at(full);
-        tail[..rem.len()].copy_from_slice(rem);
-        let mut n = rem.len();
-        if let Some(hi) = j.seq_hi {
-            tail[n..n + 4].copy_from_slice(&hi.to_be_bytes());
-            n += 4;
-        }
-        // FIPS 180-4 5.1.1; the ipad block already hashed counts towards the length.
-        let bits = ((64 + full + n) as u64) * 8;
-        tail[n] = 0x80;
-        let tail_len = if n + 9 <= 64 { 64 } else { 128 };
-        tail[tail_len - 8..tail_len].copy_from_slice(&bits.to_be_bytes());
+        let (full, tail_len) = padded_tail(&j, &mut tail);
+        let body = &j.msg[..full];
         Lane {
             finished: false,
             state: j.key.ipad,
@@ -248,8 +237,8 @@ pub(super) fn hmac_sha1_96<'a>(jobs: impl IntoIterator<Item = HmacJob<'a>>) {
 
 /// The padded inner tail of `j` (its bytes after the last whole block, the ESN suffix,
 /// 0x80 and the bit length, FIPS 180-4 5.1.1) written into `tail`; returns the bytes of
-/// whole blocks read from the message in place.
-fn short_tail(j: &HmacJob<'_>, tail: &mut [u8; 128]) -> usize {
+/// whole blocks read from the message in place and the tail's length (64 or 128).
+fn padded_tail(j: &HmacJob<'_>, tail: &mut [u8; 128]) -> (usize, usize) {
     let full = j.msg.len() / 64 * 64;
     let rem = j.msg.get(full..).unwrap_or_default();
     let mut n = rem.len();
@@ -263,7 +252,7 @@ fn short_tail(j: &HmacJob<'_>, tail: &mut [u8; 128]) -> usize {
     tail[n] = 0x80;
     let tail_len = if n + 9 <= 64 { 64 } else { 128 };
     tail[tail_len - 8..tail_len].copy_from_slice(&bits.to_be_bytes());
-    full
+    (full, tail_len)
 }
 
 /// One SHA-1 compression on each of `N` chaining states held in registers (`$abcd`: A..D,
@@ -326,7 +315,7 @@ unsafe fn hmac_short<const N: usize>(jobs: [HmacJob<'_>; N], k: usize) {
     let mut tails = [[0u8; 128]; N];
     let mut full = [0usize; N];
     for i in 0..N {
-        full[i] = short_tail(&jobs[i], &mut tails[i]);
+        full[i] = padded_tail(&jobs[i], &mut tails[i]).0;
     }
     // Message words are big-endian; SHA1RNDS4 wants W[t] in the high dword.
     let bswap = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
