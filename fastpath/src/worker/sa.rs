@@ -575,22 +575,6 @@ impl WorkerSas {
         (slot < self.inbound.direct_slots()).then_some(slot)
     }
 
-    /// Starts loading the inbound cells the SAs of `spis` will go to: their direct cells
-    /// where the slab is indexed by SPI ([`WorkerSas::direct_slot`]; a taken cell sends its
-    /// SA above, where the loads only wasted a little bandwidth), else the slab's next two.
-    #[inline]
-    pub fn prefetch_inbound_cells(&self, spis: [u32; 2]) {
-        if self.spi_layout.is_none() {
-            self.inbound.prefetch_next_two();
-            return;
-        }
-        for spi in spis {
-            if let Some(slot) = self.direct_slot(spi) {
-                self.inbound.prefetch_cell(slot);
-            }
-        }
-    }
-
     /// Stores the inbound SA of `spi` (in its direct cell if it can) and returns its slot.
     pub fn insert_inbound(&mut self, spi: u32, sa: InboundSa) -> u32 {
         self.insert_inbound_with(spi, move || sa)
@@ -725,10 +709,7 @@ impl SaSetState {
         sas: &mut WorkerSas,
     ) -> Result<(Self, InboundEntry, InboundEntry), SaError> {
         // Keyed once for the four: TS 33.203 7.1 gives them the same IK_ESP and CK_ESP.
-        // The keying's work hides the loads of the cells the SAs go to: the inbound ones
-        // are their SPIs' direct cells where the slab is indexed by SPI (its next free
-        // slots are not where they go then), else the slab's next two.
-        sas.prefetch_inbound_cells([set.spi_ps, set.spi_pc]);
+        sas.inbound.prefetch_next_two();
         sas.outbound.prefetch_next_two();
         let keyed = KeyedSuite::new(&set.suite)?;
         // Everything that may fail first, so each SA is then built in its slab cell.
@@ -768,11 +749,8 @@ impl SaSetState {
             used: false,
             transform_lines,
         };
-        // The next install's outbound cells, early (its inbound ones depend on its SPIs:
-        // without a direct region, the next two).
-        if sas.spi_layout.is_none() {
-            sas.inbound.prefetch_next_two();
-        }
+        // The next install's cells, early.
+        sas.inbound.prefetch_next_two();
         sas.outbound.prefetch_next_two();
         let ps = state.entry(set.spi_ps, set.ue, set.local, worker);
         let pc = state.entry(set.spi_pc, set.ue, set.local, worker);
