@@ -132,10 +132,17 @@ pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kern
                 keys: [&IDLE_KEYS; 8],
                 chain: [0; 8],
             },
-            |t, p, s, n| {
-                // SAFETY: the streams carry `Aes128Ni` keys, which exist only if AES-NI was
-                // detected; pointers as above.
-                unsafe { steps_ni(t, p, s, n) }
+            if std::is_x86_feature_detected!("avx") {
+                |t: &mut LaneRefs<'_, 8>, p: &[*mut u8; 8], s: &[usize; 8], n| {
+                    // SAFETY: AES-NI as below, and AVX was detected just above.
+                    unsafe { steps_ni_avx(t, p, s, n) }
+                }
+            } else {
+                |t: &mut LaneRefs<'_, 8>, p: &[*mut u8; 8], s: &[usize; 8], n| {
+                    // SAFETY: the streams carry `Aes128Ni` keys, which exist only if AES-NI
+                    // was detected; pointers as above.
+                    unsafe { steps_ni(t, p, s, n) }
+                }
             },
             |t| t.chain.zeroize(),
         ),
@@ -221,6 +228,59 @@ fn run_lanes<'a, const L: usize, T: Lanes<'a>>(
     scratch.zeroize();
 }
 
+/// The body of [`steps_ni`] and [`steps_ni_avx`], expanded in each (so compiled with each
+/// one's target features); the callers' safety contract is its own.
+macro_rules! steps_ni_body {
+    ($t:expr, $ptr:expr, $stride:expr, $n:expr) => {{
+        const L: usize = 8;
+        let keys = $t.keys;
+        let key = |r: usize, l: usize| -> __m128i {
+            // SAFETY: `keys[l][r]` is 16 readable bytes.
+            unsafe { _mm_loadu_si128(keys[l][r].as_ptr().cast()) }
+        };
+        // SAFETY: each chain slot is 16 bytes; unaligned load.
+        let mut c: [__m128i; L] = core::array::from_fn(|l| unsafe {
+            _mm_loadu_si128((&$t.chain[l] as *const u128).cast())
+        });
+        for i in 0..$n {
+            // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
+            let p: [*mut __m128i; L] =
+                core::array::from_fn(|l| unsafe { $ptr[l].add($stride[l] * i) }.cast());
+            let mut x: [__m128i; L] = core::array::from_fn(|l| {
+                // SAFETY: as above; unaligned load of the lane's plaintext block.
+                let m = unsafe { _mm_loadu_si128(p[l]) };
+                _mm_xor_si128(_mm_xor_si128(m, c[l]), key(0, l))
+            });
+            for r in 1..10 {
+                for (l, v) in x.iter_mut().enumerate() {
+                    *v = _mm_aesenc_si128(*v, key(r, l));
+                }
+            }
+            for (l, v) in x.iter_mut().enumerate() {
+                *v = _mm_aesenclast_si128(*v, key(10, l));
+                // SAFETY: as above; unaligned store of the ciphertext block.
+                unsafe { _mm_storeu_si128(p[l], *v) };
+                c[l] = *v;
+            }
+        }
+        for (l, v) in c.iter().enumerate() {
+            // SAFETY: each chain slot is 16 writable bytes.
+            unsafe { _mm_storeu_si128((&mut $t.chain[l] as *mut u128).cast(), *v) };
+        }
+    }};
+}
+
+/// [`steps_ni`] VEX-encoded: the round keys, which lie unaligned in their SAs, are memory
+/// operands of `vaesenc` (legacy `aesenc` takes only aligned ones, so without AVX each key
+/// is a load of its own, about twice the instructions a block).
+///
+/// # Safety
+/// AES-NI and AVX must be available; pointers as for [`steps_ni`].
+#[target_feature(enable = "aes,avx")]
+unsafe fn steps_ni_avx(t: &mut LaneRefs<'_, 8>, ptr: &[*mut u8; 8], stride: &[usize; 8], n: usize) {
+    steps_ni_body!(t, ptr, stride, n)
+}
+
 /// `n` lock-step blocks on 8 lanes with AES-NI.
 ///
 /// # Safety
@@ -228,40 +288,7 @@ fn run_lanes<'a, const L: usize, T: Lanes<'a>>(
 /// for reads and writes for every `i < n`, and not overlap another lane's blocks.
 #[target_feature(enable = "aes,sse2")]
 unsafe fn steps_ni(t: &mut LaneRefs<'_, 8>, ptr: &[*mut u8; 8], stride: &[usize; 8], n: usize) {
-    const L: usize = 8;
-    let keys = t.keys;
-    let key = |r: usize, l: usize| -> __m128i {
-        // SAFETY: `keys[l][r]` is 16 readable bytes.
-        unsafe { _mm_loadu_si128(keys[l][r].as_ptr().cast()) }
-    };
-    // SAFETY: each chain slot is 16 bytes; unaligned load.
-    let mut c: [__m128i; L] =
-        core::array::from_fn(|l| unsafe { _mm_loadu_si128((&t.chain[l] as *const u128).cast()) });
-    for i in 0..n {
-        // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
-        let p: [*mut __m128i; L] =
-            core::array::from_fn(|l| unsafe { ptr[l].add(stride[l] * i) }.cast());
-        let mut x: [__m128i; L] = core::array::from_fn(|l| {
-            // SAFETY: as above; unaligned load of the lane's plaintext block.
-            let m = unsafe { _mm_loadu_si128(p[l]) };
-            _mm_xor_si128(_mm_xor_si128(m, c[l]), key(0, l))
-        });
-        for r in 1..10 {
-            for (l, v) in x.iter_mut().enumerate() {
-                *v = _mm_aesenc_si128(*v, key(r, l));
-            }
-        }
-        for (l, v) in x.iter_mut().enumerate() {
-            *v = _mm_aesenclast_si128(*v, key(10, l));
-            // SAFETY: as above; unaligned store of the ciphertext block.
-            unsafe { _mm_storeu_si128(p[l], *v) };
-            c[l] = *v;
-        }
-    }
-    for (l, v) in c.iter().enumerate() {
-        // SAFETY: each chain slot is 16 writable bytes.
-        unsafe { _mm_storeu_si128((&mut t.chain[l] as *mut u128).cast(), *v) };
-    }
+    steps_ni_body!(t, ptr, stride, n)
 }
 
 /// `n` lock-step blocks on 16 lanes with VAES: four zmm registers of four lanes each.
