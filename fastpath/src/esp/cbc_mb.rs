@@ -243,9 +243,10 @@ macro_rules! steps_ni_body {
             _mm_loadu_si128((&$t.chain[l] as *const u128).cast())
         });
         for i in 0..$n {
-            // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
-            let p: [*mut __m128i; L] =
-                core::array::from_fn(|l| unsafe { $ptr[l].add($stride[l] * i) }.cast());
+            let p: [*mut __m128i; L] = core::array::from_fn(|l| {
+                // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
+                unsafe { $ptr[l].add($stride[l] * i) }.cast()
+            });
             let mut x: [__m128i; L] = core::array::from_fn(|l| {
                 // SAFETY: as above; unaligned load of the lane's plaintext block.
                 let m = unsafe { _mm_loadu_si128(p[l]) };
