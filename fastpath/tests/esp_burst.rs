@@ -558,6 +558,20 @@ fn default_kernel_with_references_round_trips() {
     encapsulate_burst(&mut refs, &mut items).unwrap();
     let results: Vec<_> = items.iter().map(|i| i.result.clone().unwrap()).collect();
     drop(items);
+    // The CBC packets' IVs (drawn for the group at once) differ pairwise.
+    let cbc_ivs: Vec<&[u8]> = packets
+        .iter()
+        .zip(bufs.iter().zip(&results))
+        .filter(|((sa, _), _)| iv_len(&specs[*sa]) == 16)
+        .map(|(_, (buf, range))| &buf[range.start + 28..range.start + 44])
+        .collect();
+    assert!(cbc_ivs.len() >= 8, "the specs hold aes-cbc SAs");
+    let distinct: std::collections::HashSet<&[u8]> = cbc_ivs.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        cbc_ivs.len(),
+        "a CBC IV repeated within a burst"
+    );
     for (i, ((sa, ip), (buf, range))) in
         packets.iter().zip(bufs.iter_mut().zip(results)).enumerate()
     {

@@ -183,6 +183,8 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
         });
     }
     for group in items.chunks_mut(GROUP) {
+        let mut ivs = GroupIvs::default();
+        let len = group.len();
         let mut pending = 0usize;
         let mut pending_bytes = 0usize;
         // A framed short aes-gcm-16 item waiting for a second one to be sealed with.
@@ -194,14 +196,13 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
                 continue;
             };
             let mut gcm_pair = None;
+            // A multi-buffer SA's packet is aes-cbc: its 16-byte IV from the group's draw.
+            let iv = match it.iv {
+                None if kernel.is_some() && multi_buffer(sa) => Some(ivs.take(len - i).as_slice()),
+                iv => iv,
+            };
             // Framed in place in the item (`frame_into`: no copy of a fresh result).
-            match sa.frame_into(
-                it.buf,
-                it.pkt.clone(),
-                it.iv,
-                it.ip.as_ref(),
-                &mut it.framed,
-            ) {
+            match sa.frame_into(it.buf, it.pkt.clone(), iv, it.ip.as_ref(), &mut it.framed) {
                 Ok(()) => {
                     let f = &it.framed;
                     sa.count(Ok(f.payload_len()));
@@ -254,6 +255,42 @@ fn encapsulate_burst_inner<S: SaSlots<OutboundSa> + ?Sized>(
         let _ = (pending, pending_bytes, held_gcm);
     }
     Ok(())
+}
+
+/// The unpredictable CBC IVs (RFC 3602 2.1) of a group's multi-buffer packets, drawn from
+/// the thread's source in one call at the first packet that needs one, as many as the
+/// group has packets left: one thread-local access a group, not one a packet. IVs drawn and
+/// not used (other packets of the group took another path, or failed to frame) are never
+/// sent, and are wiped on drop.
+#[derive(Default)]
+struct GroupIvs {
+    ivs: [[u8; 16]; GROUP],
+    next: usize,
+    drawn: usize,
+}
+
+impl GroupIvs {
+    /// The next IV; `left` is how many packets of the group are left, this one included
+    /// (each takes at most one IV, so one draw serves the group).
+    #[inline]
+    fn take(&mut self, left: usize) -> &[u8; 16] {
+        if self.next >= self.drawn {
+            let n = left.clamp(1, GROUP);
+            super::iv::fill_unpredictable16(&mut self.ivs[..n]);
+            (self.next, self.drawn) = (0, n);
+        }
+        let iv = &self.ivs[self.next];
+        self.next += 1;
+        iv
+    }
+}
+
+impl Drop for GroupIvs {
+    fn drop(&mut self) {
+        for iv in self.ivs.get_mut(self.next..self.drawn).unwrap_or_default() {
+            zeroize::Zeroize::zeroize(iv);
+        }
+    }
 }
 
 /// Packets ahead of the one being framed or checked whose first line is asked for: the

@@ -58,13 +58,50 @@ impl CbcKernel {
     }
 }
 
-/// Per-lane state: round keys laid out `[round][lane]` so that one zmm load fetches round
-/// `r` of four neighbouring lanes, and the chaining values. Blocks are `u128` in memory byte
-/// order (`from_ne_bytes`), so wiping the keys is 16-byte volatile stores, not byte stores.
+/// Per-lane state of the VAES kernel: round keys laid out `[round][lane]` so that one zmm
+/// load fetches round `r` of four neighbouring lanes, and the chaining values. Blocks are
+/// `u128` in memory byte order (`from_ne_bytes`), so wiping the keys is 16-byte volatile
+/// stores, not byte stores.
 #[repr(C, align(64))]
 struct LaneTable<const L: usize> {
     keys: [[u128; L]; 11],
     chain: [u128; L],
+}
+
+/// Per-lane state of the AES-NI kernel: a reference to each lane's round keys where they
+/// lie in the SA (an xmm kernel loads one lane's round key at a time, so it needs no
+/// `[round][lane]` copy; nothing secret is copied, so there is nothing to wipe but the
+/// chaining values) and the chaining values.
+struct LaneRefs<'a, const L: usize> {
+    keys: [&'a [[u8; 16]; 11]; L],
+    chain: [u128; L],
+}
+
+/// Round keys for a lane no stream has used yet: it only re-encrypts its scratch block.
+static IDLE_KEYS: [[u8; 16]; 11] = [[0; 16]; 11];
+
+/// How a lane table takes a stream: its round keys and IV put in lane `l`.
+trait Lanes<'a> {
+    /// Makes lane `l` run under `keys` from the chaining value `iv`.
+    fn load(&mut self, l: usize, keys: &'a Aes128Ni, iv: [u8; 16]);
+}
+
+impl<'a, const L: usize> Lanes<'a> for LaneTable<L> {
+    #[inline(always)]
+    fn load(&mut self, l: usize, keys: &'a Aes128Ni, iv: [u8; 16]) {
+        for (r, k) in keys.enc_bytes().iter().enumerate() {
+            self.keys[r][l] = u128::from_ne_bytes(*k);
+        }
+        self.chain[l] = u128::from_ne_bytes(iv);
+    }
+}
+
+impl<'a, const L: usize> Lanes<'a> for LaneRefs<'a, L> {
+    #[inline(always)]
+    fn load(&mut self, l: usize, keys: &'a Aes128Ni, iv: [u8; 16]) {
+        self.keys[l] = keys.enc_bytes();
+        self.chain[l] = u128::from_ne_bytes(iv);
+    }
 }
 
 /// Encrypts every stream with `kernel` (which the caller checked with
@@ -75,8 +112,12 @@ struct LaneTable<const L: usize> {
 #[inline(never)]
 pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kernel: CbcKernel) {
     match kernel {
-        CbcKernel::Vaes16 if kernel.supported() => run_lanes::<16>(
+        CbcKernel::Vaes16 if kernel.supported() => run_lanes::<16, _>(
             streams,
+            LaneTable {
+                keys: [[0; 16]; 11],
+                chain: [0; 16],
+            },
             |t, p, s, n| {
                 // SAFETY: VAES and AVX-512F were detected just above; `run_lanes` hands over
                 // pointers valid for `n` blocks at their stride (see `run_lanes`).
@@ -85,17 +126,25 @@ pub(super) fn encrypt<'a>(streams: impl IntoIterator<Item = CbcStream<'a>>, kern
             // SAFETY: AVX-512F was detected just above.
             |t| unsafe { wipe_zmm(t) },
         ),
-        _ => run_lanes::<8>(
+        _ => run_lanes::<8, _>(
             streams,
-            |t, p, s, n| {
-                // SAFETY: the streams carry `Aes128Ni` keys, which exist only if AES-NI was
-                // detected; pointers as above.
-                unsafe { steps_ni(t, p, s, n) }
+            LaneRefs {
+                keys: [&IDLE_KEYS; 8],
+                chain: [0; 8],
             },
-            |t| {
-                t.keys.zeroize();
-                t.chain.zeroize();
+            if std::is_x86_feature_detected!("avx") {
+                |t: &mut LaneRefs<'_, 8>, p: &[*mut u8; 8], s: &[usize; 8], n| {
+                    // SAFETY: AES-NI as below, and AVX was detected just above.
+                    unsafe { steps_ni_avx(t, p, s, n) }
+                }
+            } else {
+                |t: &mut LaneRefs<'_, 8>, p: &[*mut u8; 8], s: &[usize; 8], n| {
+                    // SAFETY: the streams carry `Aes128Ni` keys, which exist only if AES-NI
+                    // was detected; pointers as above.
+                    unsafe { steps_ni(t, p, s, n) }
+                }
             },
+            |t| t.chain.zeroize(),
         ),
     }
 }
@@ -122,15 +171,12 @@ unsafe fn wipe_zmm<const L: usize>(t: &mut LaneTable<L>) {
 /// the shortest active one has left, retires and refills, until every stream is done.
 /// Idle lanes encrypt a scratch block in place (stride 0), which keeps the kernels free of
 /// per-lane branches.
-fn run_lanes<'a, const L: usize>(
+fn run_lanes<'a, const L: usize, T: Lanes<'a>>(
     streams: impl IntoIterator<Item = CbcStream<'a>>,
-    mut steps: impl FnMut(&mut LaneTable<L>, &[*mut u8; L], &[usize; L], usize),
-    wipe: impl FnOnce(&mut LaneTable<L>),
+    mut table: T,
+    mut steps: impl FnMut(&mut T, &[*mut u8; L], &[usize; L], usize),
+    wipe: impl FnOnce(&mut T),
 ) {
-    let mut table = LaneTable::<L> {
-        keys: [[0; L]; 11],
-        chain: [0; L],
-    };
     let mut scratch = [0u128; L];
     // Remaining whole-block plaintext of each lane's stream; empty = idle.
     let mut rest: [&'a mut [u8]; L] = core::array::from_fn(|_| <&mut [u8]>::default());
@@ -148,10 +194,7 @@ fn run_lanes<'a, const L: usize>(
                     continue;
                 }
                 *lane = &mut data[..whole];
-                for (r, k) in s.keys.enc_bytes().iter().enumerate() {
-                    table.keys[r][l] = u128::from_ne_bytes(*k);
-                }
-                table.chain[l] = u128::from_ne_bytes(s.iv);
+                table.load(l, s.keys, s.iv);
                 break;
             }
         }
@@ -185,46 +228,68 @@ fn run_lanes<'a, const L: usize>(
     scratch.zeroize();
 }
 
+/// The body of [`steps_ni`] and [`steps_ni_avx`], expanded in each (so compiled with each
+/// one's target features); the callers' safety contract is its own.
+macro_rules! steps_ni_body {
+    ($t:expr, $ptr:expr, $stride:expr, $n:expr) => {{
+        const L: usize = 8;
+        let keys = $t.keys;
+        let key = |r: usize, l: usize| -> __m128i {
+            // SAFETY: `keys[l][r]` is 16 readable bytes.
+            unsafe { _mm_loadu_si128(keys[l][r].as_ptr().cast()) }
+        };
+        // SAFETY: each chain slot is 16 bytes; unaligned load.
+        let mut c: [__m128i; L] = core::array::from_fn(|l| unsafe {
+            _mm_loadu_si128((&$t.chain[l] as *const u128).cast())
+        });
+        for i in 0..$n {
+            let p: [*mut __m128i; L] = core::array::from_fn(|l| {
+                // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
+                unsafe { $ptr[l].add($stride[l] * i) }.cast()
+            });
+            let mut x: [__m128i; L] = core::array::from_fn(|l| {
+                // SAFETY: as above; unaligned load of the lane's plaintext block.
+                let m = unsafe { _mm_loadu_si128(p[l]) };
+                _mm_xor_si128(_mm_xor_si128(m, c[l]), key(0, l))
+            });
+            for r in 1..10 {
+                for (l, v) in x.iter_mut().enumerate() {
+                    *v = _mm_aesenc_si128(*v, key(r, l));
+                }
+            }
+            for (l, v) in x.iter_mut().enumerate() {
+                *v = _mm_aesenclast_si128(*v, key(10, l));
+                // SAFETY: as above; unaligned store of the ciphertext block.
+                unsafe { _mm_storeu_si128(p[l], *v) };
+                c[l] = *v;
+            }
+        }
+        for (l, v) in c.iter().enumerate() {
+            // SAFETY: each chain slot is 16 writable bytes.
+            unsafe { _mm_storeu_si128((&mut $t.chain[l] as *mut u128).cast(), *v) };
+        }
+    }};
+}
+
+/// [`steps_ni`] VEX-encoded: the round keys, which lie unaligned in their SAs, are memory
+/// operands of `vaesenc` (legacy `aesenc` takes only aligned ones, so without AVX each key
+/// is a load of its own, about twice the instructions a block).
+///
+/// # Safety
+/// AES-NI and AVX must be available; pointers as for [`steps_ni`].
+#[target_feature(enable = "aes,avx")]
+unsafe fn steps_ni_avx(t: &mut LaneRefs<'_, 8>, ptr: &[*mut u8; 8], stride: &[usize; 8], n: usize) {
+    steps_ni_body!(t, ptr, stride, n)
+}
+
 /// `n` lock-step blocks on 8 lanes with AES-NI.
 ///
 /// # Safety
 /// AES-NI must be available; for each lane, `ptr[l] + stride[l] * i .. + 16` must be valid
 /// for reads and writes for every `i < n`, and not overlap another lane's blocks.
 #[target_feature(enable = "aes,sse2")]
-unsafe fn steps_ni(t: &mut LaneTable<8>, ptr: &[*mut u8; 8], stride: &[usize; 8], n: usize) {
-    const L: usize = 8;
-    let key = |r: usize, l: usize| -> __m128i {
-        // SAFETY: `t.keys[r][l]` is 16 readable bytes.
-        unsafe { _mm_loadu_si128((&t.keys[r][l] as *const u128).cast()) }
-    };
-    // SAFETY: each chain slot is 16 bytes; unaligned load.
-    let mut c: [__m128i; L] =
-        core::array::from_fn(|l| unsafe { _mm_loadu_si128((&t.chain[l] as *const u128).cast()) });
-    for i in 0..n {
-        // SAFETY: the caller guarantees block `i` of each lane is valid (see above).
-        let p: [*mut __m128i; L] =
-            core::array::from_fn(|l| unsafe { ptr[l].add(stride[l] * i) }.cast());
-        let mut x: [__m128i; L] = core::array::from_fn(|l| {
-            // SAFETY: as above; unaligned load of the lane's plaintext block.
-            let m = unsafe { _mm_loadu_si128(p[l]) };
-            _mm_xor_si128(_mm_xor_si128(m, c[l]), key(0, l))
-        });
-        for r in 1..10 {
-            for (l, v) in x.iter_mut().enumerate() {
-                *v = _mm_aesenc_si128(*v, key(r, l));
-            }
-        }
-        for (l, v) in x.iter_mut().enumerate() {
-            *v = _mm_aesenclast_si128(*v, key(10, l));
-            // SAFETY: as above; unaligned store of the ciphertext block.
-            unsafe { _mm_storeu_si128(p[l], *v) };
-            c[l] = *v;
-        }
-    }
-    for (l, v) in c.iter().enumerate() {
-        // SAFETY: each chain slot is 16 writable bytes.
-        unsafe { _mm_storeu_si128((&mut t.chain[l] as *mut u128).cast(), *v) };
-    }
+unsafe fn steps_ni(t: &mut LaneRefs<'_, 8>, ptr: &[*mut u8; 8], stride: &[usize; 8], n: usize) {
+    steps_ni_body!(t, ptr, stride, n)
 }
 
 /// `n` lock-step blocks on 16 lanes with VAES: four zmm registers of four lanes each.

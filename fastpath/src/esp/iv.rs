@@ -46,6 +46,20 @@ pub(super) fn fill_unpredictable(slot: &mut [u8]) {
     fill_from_thread_rng(slot);
 }
 
+/// Fills each 16-byte CBC IV slot of `slots` as [`fill_unpredictable`] does, with one
+/// access to the thread's source for all of them (a burst's packets draw their IVs at once).
+pub(super) fn fill_unpredictable16(slots: &mut [[u8; 16]]) {
+    #[cfg(target_arch = "x86_64")]
+    if ctr::fill16_many(slots) {
+        return;
+    }
+    with_thread_rng(|rng| {
+        for slot in slots.iter_mut() {
+            fill_from(rng, slot);
+        }
+    });
+}
+
 /// Runs `f` on the thread's ChaCha12 generator, seeding it from the OS at first use.
 #[inline]
 fn with_thread_rng<R>(f: impl FnOnce(&mut StdRng) -> R) -> R {

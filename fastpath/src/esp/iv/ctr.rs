@@ -29,6 +29,13 @@ thread_local! {
 /// CPU lacks AES-NI.
 #[inline]
 pub(super) fn fill16(slot: &mut [u8; 16]) -> bool {
+    fill16_many(core::slice::from_mut(slot))
+}
+
+/// Fills every 16-byte IV slot of `slots` from the thread's AES-CTR source, in one access to
+/// it; false (slots untouched) if the CPU lacks AES-NI.
+#[inline]
+pub(super) fn fill16_many(slots: &mut [[u8; 16]]) -> bool {
     CTR.with(|cell| {
         let mut g = cell.borrow_mut();
         if g.is_none() {
@@ -36,7 +43,9 @@ pub(super) fn fill16(slot: &mut [u8; 16]) -> bool {
         }
         match g.as_mut() {
             Some(c) => {
-                *slot = c.take();
+                for slot in slots.iter_mut() {
+                    *slot = c.take();
+                }
                 true
             }
             None => false,
