@@ -150,6 +150,58 @@ mod tests {
         assert!(second < Duration::from_secs(5), "did not park: {second:?}");
     }
 
+    /// No lost wake-up: a command handed over while the worker is on its way into a park
+    /// (its flag set, its queue just checked) still ends the park. The two threads play
+    /// ping-pong 5,000 times, each command queued and announced at a random point of the
+    /// worker's spin, check and park; a missed wake-up would hold the worker for the whole
+    /// 10 s park, beyond the bound.
+    #[test]
+    fn a_hand_off_racing_the_park_is_never_lost() {
+        const ROUNDS: u32 = 5_000;
+        let w = Arc::new(WorkerWake::default());
+        let (tx, rx) = crossbeam_channel::bounded::<u32>(1);
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded::<u32>(1);
+        let worker = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                w.register_current();
+                let mut parks = 0u32;
+                for want in 0..ROUNDS {
+                    let cmd = loop {
+                        if let Ok(c) = rx.try_recv() {
+                            break c;
+                        }
+                        let t = Instant::now();
+                        parks += u32::from(w.sleep(Duration::from_secs(10), || !rx.is_empty()));
+                        assert!(
+                            t.elapsed() < Duration::from_secs(5),
+                            "round {want}: the park ran to its timeout (a lost wake-up)"
+                        );
+                    };
+                    assert_eq!(cmd, want);
+                    ack_tx.send(cmd).unwrap();
+                }
+                parks
+            })
+        };
+        let started = Instant::now();
+        let mut spin = 0u32;
+        for i in 0..ROUNDS {
+            // Vary where in the worker's way to its park the command lands.
+            spin = spin.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            for _ in 0..(spin >> 20) % 2_000 {
+                std::hint::spin_loop();
+            }
+            tx.send(i).unwrap();
+            w.wake();
+            assert_eq!(ack_rx.recv().unwrap(), i);
+        }
+        let parks = worker.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        // The race was run: some hand-offs found the worker parked.
+        assert!(parks > 0, "the worker never parked");
+    }
+
     /// A ring of the frame bell ends a worker's long park (the frames it announces are not
     /// commands: `pending()` stays false throughout).
     #[test]

@@ -37,11 +37,18 @@ pub(crate) const GLIBC_ARENAS: bool = !cfg!(any(feature = "mimalloc", feature = 
 /// the blocks come from the thread's arena.
 const HEAP_RESERVE_BLOCK: usize = 64 << 10;
 
-/// Idle iterations a backing-off worker spins before it parks; without a [`FrameBell`] it
-/// yields up to [`YIELD_ITERATIONS`] first.
+/// Idle iterations a backing-off worker whose frames are not announced by a [`FrameBell`]
+/// (a NIC port) spins before it yields, up to [`YIELD_ITERATIONS`], and then parks.
 ///
 /// [`FrameBell`]: super::FrameBell
 const SPIN_ITERATIONS: u32 = 64;
+/// Idle iterations a backing-off worker whose frames ring the bell spins before it parks.
+/// It hears of every frame and command, so the spin only spares a park's cost (a futex wait
+/// and two switches, several µs on this VM) when work comes back soon: 16 turns are about
+/// that long. Round 30 (`hwake30`): against 64 turns, 2.5 idle turns a registration instead
+/// of 10 at the same parks (0.22), worker + slowpath CPU −4 µs a registration in
+/// alternated pairs (docs/BENCHMARKS.md).
+const SPIN_RUNG: u32 = 16;
 /// Idle iterations (spin included) after which a backing-off worker whose frames nobody
 /// announces stops yielding and parks. A worker whose frames ring the bell skips the yields:
 /// each costs a system call and, on a shared CPU, two context switches (round 19: ~17
@@ -174,9 +181,10 @@ impl Backoff {
         match self.policy {
             IdlePolicy::BusyPoll => std::hint::spin_loop(),
             IdlePolicy::Backoff { max_sleep } => {
-                if self.idle < SPIN_ITERATIONS {
+                let rung = self.wake.frames_rung();
+                if self.idle < if rung { SPIN_RUNG } else { SPIN_ITERATIONS } {
                     std::hint::spin_loop();
-                } else if self.idle < YIELD_ITERATIONS && !self.wake.frames_rung() {
+                } else if self.idle < YIELD_ITERATIONS && !rung {
                     std::thread::yield_now();
                     self.yields += 1;
                 } else {
@@ -715,7 +723,8 @@ mod tests {
     }
 
     /// Once the frame bell has rung, an idle backing-off worker parks as soon as its spin
-    /// ends; a worker whose frames nobody announces (a NIC port) still yields first.
+    /// of [`SPIN_RUNG`] turns ends; a worker whose frames nobody announces (a NIC port)
+    /// still spins [`SPIN_ITERATIONS`] and yields first.
     #[test]
     fn a_worker_whose_frames_ring_parks_without_yielding() {
         let policy = IdlePolicy::Backoff {
@@ -731,19 +740,27 @@ mod tests {
         let rung = Arc::new(WorkerWake::default());
         FrameBell::new(vec![rung.clone()]).ring();
         let mut b = Backoff::new(policy, rung, false);
-        for _ in 0..turns {
+        // It spins a shorter window (SPIN_RUNG turns, the first park on the last of them).
+        for _ in 1..SPIN_RUNG {
+            b.after(0, || false, |_| Duration::from_micros(50));
+        }
+        assert_eq!((b.yields, b.parks), (0, 0));
+        b.after(0, || false, |_| Duration::from_micros(50));
+        assert_eq!((b.yields, b.parks), (0, 1));
+        for _ in SPIN_RUNG..turns {
             // A timer due in 50 µs each time.
             b.after(0, || false, |_| Duration::from_micros(50));
         }
-        assert_eq!((b.yields, b.parks), (0, 11));
+        let parks = u64::from(turns - SPIN_RUNG + 1);
+        assert_eq!((b.yields, b.parks), (0, parks));
         // Queued commands keep it from parking at all.
         for _ in 0..5 {
             b.after(0, || true, |limit| limit);
         }
-        assert_eq!(b.parks, 11);
+        assert_eq!(b.parks, parks);
         // A timer due now: no park either.
         b.after(0, || false, |_| Duration::ZERO);
-        assert_eq!(b.parks, 11);
+        assert_eq!(b.parks, parks);
         // Work ends the streak and publishes it.
         b.after(1, || false, |limit| limit);
         assert_eq!((b.idle, b.yields, b.parks), (0, 0, 0));
