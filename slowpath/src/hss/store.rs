@@ -815,8 +815,9 @@ mod tests {
             .unwrap();
         let next = hss.challenge(IMPI, RAND).unwrap().autn;
         assert_ne!(sent, next);
-        // The record held the bound, SEQ 1 + a block - 1: the restart resumes above it.
-        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), SQN_BLOCK + 1);
+        // The record held the bound, SEQ 2 (the file's SQN is SEQ 1) + a block - 1: the
+        // restart resumes above it.
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), SQN_BLOCK + 2);
     }
 
     #[test]
