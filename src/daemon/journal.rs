@@ -759,8 +759,8 @@ mod tests {
             .write_all(b"0000000")
             .unwrap();
         let (mut j, s) = SqnJournal::open(&p).unwrap();
-        assert_eq!(s.get(&a), Some(&((2 << 5) | 1)));
-        assert_eq!(s.get(&b), Some(&0x20));
+        assert_eq!(s.get(&a), Some(&((2 << 5) | 31)));
+        assert_eq!(s.get(&b), Some(&((1 << 5) | 31)));
         assert_eq!(fs::read_to_string(d.join("sqn.toml.journal")).unwrap(), "");
         let mut hss = hss(s);
         let records = challenges(&mut hss, 0, 1);
@@ -851,7 +851,7 @@ mod tests {
         assert!(!j.is_poisoned());
         let snapshot = fs::read_to_string(&state).unwrap();
         assert!(
-            snapshot.contains(&format!("\"{impi}\" = \"{:012x}\"", (2 << 5) | 1)),
+            snapshot.contains(&format!("\"{impi}\" = \"{:012x}\"", (2 << 5) | 31)),
             "{snapshot}"
         );
         assert!(
@@ -863,7 +863,7 @@ mod tests {
         j.commit(&records, || hss.sqn_state()).unwrap();
         drop(j);
         let (_, recovered) = SqnJournal::open(&state).unwrap();
-        assert_eq!(recovered.get(&impi), Some(&((3 << 5) | 2)));
+        assert_eq!(recovered.get(&impi), Some(&((3 << 5) | 31)));
         assert_eq!(recovered.get("ghost@x"), Some(&0x400));
         let _ = fs::remove_dir_all(&d);
     }
