@@ -123,11 +123,12 @@ fn sigterm_and_sigint_stop_the_daemon_cleanly_and_persist_sqns() {
             ))),
             "{rest:#?}"
         );
-        // The state file exists. No challenge was sent, so it records only the subscriber's
-        // provisioned SQN, its floor: the shutdown checkpoints the HSS's memory, as the
-        // checkpoints while running do (docs/ARCHITECTURE.md, round 26).
+        // The state file exists. No challenge was sent, so it records the bound the start
+        // reserved above the provisioned SQN (SEQ 1 + a block of 1,024, IND 31; "SQN
+        // blocks"): the shutdown checkpoints the HSS's memory, as the checkpoints while
+        // running do (docs/ARCHITECTURE.md, round 26).
         let text = std::fs::read_to_string(&state).unwrap();
-        assert_eq!(text.trim(), "\"alice@open-ims.test\" = \"000000000020\"");
+        assert_eq!(text.trim(), "\"alice@open-ims.test\" = \"00000000803f\"");
     }
 }
 

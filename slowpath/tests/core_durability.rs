@@ -13,8 +13,16 @@ use akagate_slowpath::{Core, CoreConfig};
 use rand::SeedableRng;
 use reg_common::*;
 
-/// Subscribers 001010000000001..=3 (TS 35.208 4.3.1 Test Set 1 keys), continuing from `state`.
+/// Subscribers 001010000000001..=3 (TS 35.208 4.3.1 Test Set 1 keys), continuing from
+/// `state`, with SQN blocks of one SEQ: every challenge passes its bound and queues a
+/// record (the contract for such a challenge; `a_challenge_under_a_reserved_bound_leaves_at_once`
+/// covers the blocks).
 fn persisted_hss(state: SqnState) -> Hss {
+    blocked_hss(state, 1)
+}
+
+/// [`persisted_hss`] with SQN blocks of `block` SEQ.
+fn blocked_hss(state: SqnState, block: u64) -> Hss {
     let records: Vec<SubscriberRecord> = (1..=3)
         .map(|n| SubscriberRecord {
             impi: format!("00101000000000{n}@{REALM}"),
@@ -30,6 +38,7 @@ fn persisted_hss(state: SqnState) -> Hss {
         .unwrap()
         .with_sqn_state(state)
         .unwrap()
+        .with_sqn_block(block)
 }
 
 /// A test bed whose core runs over `hss`.
@@ -145,12 +154,14 @@ fn a_challenge_leaves_only_when_its_record_is_durable() {
     for (i, c) in released.iter().enumerate() {
         let (flow, _) = sent(c);
         assert_eq!(flow, ues[i].unprotected_flow());
-        // The SQN the USIM recovers from AUTN is the one recorded for its IMPI.
+        // The SQN the USIM recovers from AUTN is under the bound recorded for its IMPI,
+        // of the same SEQ (a block of one).
         let sqn = ue_authenticate(&mut usims[i], &nonce_of(c))
             .unwrap()
             .sqn
             .value();
-        assert_eq!(sqn, records[i].sqn());
+        assert!(sqn <= records[i].sqn());
+        assert_eq!(sqn >> 5, records[i].sqn() >> 5);
     }
     assert_eq!(t.core.held(), 1);
     assert!(t.core.on_durable(records[1].ticket()).is_empty());
@@ -282,4 +293,42 @@ fn restart_from_the_written_records_never_reuses_a_durable_sqn() {
         ue_authenticate(&mut usims[*i], nonce),
         Err(AkaFailure::SyncFailure { .. })
     ));
+}
+
+/// SQN blocks: under a bound reserved at start (durable, the daemon's snapshot) a challenge
+/// queues no record and its 401 leaves with the SA install; the USIM accepts it. The
+/// challenge that passes the bound queues one record (the new bound) and waits for it, as
+/// does the next one under that bound; both leave at its `on_durable`.
+#[test]
+fn a_challenge_under_a_reserved_bound_leaves_at_once() {
+    let mut hss = blocked_hss(SqnState::new(), 2);
+    hss.reserve_sqn_blocks();
+    let mut t = testbed(hss);
+    let ue = Ue::new(&mut t, 0, 6300);
+    let mut usim = set1_usim();
+    for attempt in 1..=2 {
+        later(&mut t);
+        let out = t.sip(ue.unprotected_flow(), None, &register_text(&ue, attempt));
+        let c = out
+            .iter()
+            .find(|c| is_401(c))
+            .expect("the 401 leaves at once");
+        assert!(ue_authenticate(&mut usim, &nonce_of(c)).is_ok());
+        assert_eq!(t.core.poll_persist(), None, "no record under the bound");
+    }
+    assert_eq!(t.core.held(), 0);
+    let (_, record) = challenge_held(&mut t, &ue, 3);
+    assert_eq!(record.sqn() >> 5, 4, "SEQ 3 and 4 reserved");
+    later(&mut t);
+    let out = t.sip(ue.unprotected_flow(), None, &register_text(&ue, 4));
+    assert!(
+        !out.iter().any(is_401),
+        "under a bound not yet durable: {out:?}"
+    );
+    assert_eq!(t.core.poll_persist(), None);
+    let released = t.core.on_durable(record.ticket());
+    assert_eq!(released.iter().filter(|c| is_401(c)).count(), 2);
+    for c in released.iter().filter(|c| is_401(c)) {
+        assert!(ue_authenticate(&mut usim, &nonce_of(c)).is_ok());
+    }
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use akagate_slowpath::hss::{
-    apply_journal, parse_snapshot, render_snapshot, HssError, PersistRecord, SqnState,
+    apply_journal, parse_snapshot, render_snapshot, Hss, HssError, PersistRecord, SqnState,
 };
 
 /// The SQN state of all subscribers on disk: `<path>` (snapshot, TOML map IMPI -> last SQN in
@@ -87,15 +87,24 @@ impl SqnJournal {
     /// SQN records); this single-file form is for tests.
     #[cfg(test)]
     pub fn open(path: &Path) -> Result<(Self, SqnState), HssError> {
-        Self::open_with(path, SqnState::new())
+        Self::open_with(path, SqnState::new(), |_| Ok(SqnState::new()))
     }
 
     /// [`SqnJournal::open`], with `extra` folded in (the larger SQN per IMPI wins) before the
-    /// snapshot is written: the state of other shards' files (see [`open_shards`]).
-    pub(super) fn open_with(path: &Path, extra: SqnState) -> Result<(Self, SqnState), HssError> {
+    /// snapshot is written: the state of other shards' files (see [`open_shards`]); then
+    /// the state `raise` makes of the whole, folded in too (the SQN bounds reserved at
+    /// start, [`open_shards_for`]: durable in this snapshot before any challenge).
+    pub(super) fn open_with(
+        path: &Path,
+        extra: SqnState,
+        raise: impl FnOnce(&SqnState) -> Result<SqnState, HssError>,
+    ) -> Result<(Self, SqnState), HssError> {
         let journal_path = with_suffix(path, ".journal");
         let mut state = read_state(path)?;
         fold(&mut state, extra);
+        let raised = raise(&state)?;
+        // Folded, not replacing: the snapshot never holds less than the files held.
+        fold(&mut state, raised);
         let snapshot_bytes = write_snapshot(path, state.iter().map(|(k, v)| (k.as_str(), *v)))?;
         // Only after the snapshot holds everything is the journal emptied.
         let journal = empty_journal(&journal_path)?;
@@ -332,10 +341,53 @@ pub(super) fn shard_files(base: &Path) -> Result<Vec<usize>, HssError> {
 /// step leaves every SQN on disk: the files are removed only after `base` holds their state,
 /// and `base` loses other shards' IMPIs only when shard 0 checkpoints, after their files
 /// were written. Returns each shard's journal and the whole folded state.
+#[cfg(test)]
 pub fn open_shards(
     base: &Path,
     shards: usize,
     shard_of: impl Fn(&str) -> usize,
+) -> Result<(Vec<SqnJournal>, SqnState), HssError> {
+    open_shards_raising(base, shards, shard_of, |_| Ok(SqnState::new()))
+}
+
+/// [`open_shards`] for an HSS (the daemon's start): `open` builds it from the folded state
+/// ([`Hss::with_sqn_state`]), each subscriber then reserves a block of SEQ above its bound
+/// ([`Hss::reserve_sqn_blocks`]), and the snapshots this start writes anyway hold the
+/// raised bounds, durable before the HSS is returned, so the first [`SQN_BLOCK`] challenges
+/// of each subscriber need no write (docs/ARCHITECTURE.md, "SQN blocks"). A crash before
+/// the snapshot leaves the old state (the next start reserves above it); after it, the
+/// next start resumes above the raised bounds.
+///
+/// [`SQN_BLOCK`]: akagate_slowpath::hss::SQN_BLOCK
+pub fn open_shards_for(
+    base: &Path,
+    shards: usize,
+    shard_of: impl Fn(&str) -> usize,
+    open: impl FnOnce(SqnState) -> Result<Hss, HssError>,
+) -> Result<(Vec<SqnJournal>, Hss), HssError> {
+    let mut opened = None;
+    let (journals, _) = open_shards_raising(base, shards, shard_of, |state| {
+        let mut hss = open(state.clone())?;
+        hss.reserve_sqn_blocks();
+        let raised = (hss.sqn_state()).map(|(impi, sqn)| (impi.to_owned(), sqn));
+        let raised = raised.collect();
+        opened = Some(hss);
+        Ok(raised)
+    })?;
+    let hss = opened.ok_or_else(|| HssError::Parse {
+        line: 0,
+        reason: "SQN state: no HSS opened".into(),
+    })?;
+    Ok((journals, hss))
+}
+
+/// [`open_shards`], the state `raise` makes of the folded one folded in before the
+/// snapshots are written.
+fn open_shards_raising(
+    base: &Path,
+    shards: usize,
+    shard_of: impl Fn(&str) -> usize,
+    raise: impl FnOnce(&SqnState) -> Result<SqnState, HssError>,
 ) -> Result<(Vec<SqnJournal>, SqnState), HssError> {
     let stale = shard_files(base)?;
     // SQNs a group commit made durable in the registration store's log instead of the
@@ -345,7 +397,7 @@ pub fn open_shards(
     for &k in &stale {
         fold(&mut others, read_state(&shard_path(base, k))?);
     }
-    let (first, state) = SqnJournal::open_with(base, others)?;
+    let (first, state) = SqnJournal::open_with(base, others, raise)?;
     for &k in &stale {
         let path = shard_path(base, k);
         for p in [with_suffix(&path, ".journal"), path] {
@@ -366,7 +418,7 @@ pub fn open_shards(
             .map(|(i, s)| (i.clone(), *s))
             .collect();
         let path = shard_path(base, k);
-        let (journal, _) = SqnJournal::open_with(&path, subset)?;
+        let (journal, _) = SqnJournal::open_with(&path, subset, |_| Ok(SqnState::new()))?;
         journals.push(journal);
     }
     Ok((journals, state))
@@ -416,12 +468,143 @@ mod tests {
         generate_subscribers(2, 1, Plmn::default())
     }
 
-    /// An HSS over two generated subscribers continuing from `state`.
+    /// An HSS over two generated subscribers continuing from `state`, with SQN blocks of one
+    /// SEQ (a record per challenge, as before SQN blocks: these tests follow the records
+    /// wherever they are written; `open_with_blocks` tests the blocks).
     fn hss(state: SqnState) -> Hss {
         Hss::from_records(&subscribers())
             .unwrap()
             .with_sqn_state(state)
             .unwrap()
+            .with_sqn_block(1)
+    }
+
+    /// The daemon's start over the two subscribers (`setup::load_hss`): the state folded,
+    /// blocks of `block` SEQ reserved and durable in the snapshots, the HSS split into
+    /// `shards`.
+    fn open_with_blocks(p: &Path, shards: usize, block: u64) -> (Vec<SqnJournal>, Vec<Hss>) {
+        let shard_of =
+            move |impi: &str| akagate_proto::shard::shard_of_name(impi.as_bytes(), shards);
+        let (journals, hss) = open_shards_for(p, shards, shard_of, |state| {
+            Ok(Hss::from_records(&subscribers())?
+                .with_sqn_state(state)?
+                .with_sqn_block(block))
+        })
+        .unwrap();
+        let hss = match shards {
+            1 => vec![hss],
+            n => hss.into_shards(n, shard_of),
+        };
+        (journals, hss)
+    }
+
+    /// A USIM per subscriber (TS 33.102 Annex C's array, Δ = 2^28), keyed from the file.
+    fn usims() -> Vec<akagate_slowpath::aka::Usim> {
+        use akagate_slowpath::aka::{Milenage, SqnArray, SqnPolicy, Usim};
+        subscribers()
+            .iter()
+            .map(|r| {
+                let k: [u8; 16] = hex::decode(&r.k).unwrap().try_into().unwrap();
+                let opc: [u8; 16] = hex::decode(r.opc.as_ref().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                Usim::new(Milenage::new(&k, &opc), SqnArray::new(SqnPolicy::default()))
+            })
+            .collect()
+    }
+
+    /// One challenge of subscriber `who` on the shard owning it, checked by its USIM (the
+    /// AUTN's MAC-A, SEQ above SEQ_MS, a jump below Δ); the daemon's group commit of what
+    /// it queued, before the 401 would leave. Returns the SEQ the USIM accepted.
+    fn challenge_checked(
+        journals: &mut [SqnJournal],
+        shards: &mut [Hss],
+        usim: &mut akagate_slowpath::aka::Usim,
+        who: usize,
+    ) -> u64 {
+        let impi = subscribers()[who].impi.clone();
+        let k = akagate_proto::shard::shard_of_name(impi.as_bytes(), shards.len());
+        let rand = [who as u8 + 1; 16];
+        let v = shards[k].challenge(&impi, rand).unwrap();
+        let records: Vec<PersistRecord> = std::iter::from_fn(|| shards[k].poll_persist()).collect();
+        let hss = &shards[k];
+        journals[k].commit(&records, || hss.sqn_state()).unwrap();
+        let ok = usim.authenticate(&rand, &v.autn).expect("the USIM accepts");
+        ok.sqn.value() >> 5
+    }
+
+    /// SQN blocks and a crash: challenges under the bound reserved at start (no record),
+    /// past it (a record each block) and under the new bound again, then a crash (no
+    /// shutdown's checkpoint). After the restart, with one shard and with two, every SQN
+    /// of every subscriber is above every SQN it had before, and its USIM accepts it: the
+    /// jump is at most two blocks, far below Δ.
+    #[test]
+    fn a_crash_under_the_bound_never_reuses_an_sqn() {
+        for shards in [1, 2] {
+            let d = tmpdir(&format!("blocks-{shards}"));
+            let p = d.join("sqn.toml");
+            let mut usims = usims();
+            let mut before = [0u64; 2];
+            {
+                let (mut journals, mut hss) = open_with_blocks(&p, shards, 4);
+                // SEQ 1..=4 reserved at start; 5 passes (8), 9 passes (12); 10 under it.
+                for (who, n) in [(0, 10), (1, 6)] {
+                    for _ in 0..n {
+                        let seq = challenge_checked(&mut journals, &mut hss, &mut usims[who], who);
+                        assert!(seq > before[who], "{shards} shard(s), {who}: SEQ rises");
+                        before[who] = seq;
+                    }
+                }
+                assert_eq!(before, [10, 6]);
+            }
+            let (mut journals, mut hss) = open_with_blocks(&p, shards, 4);
+            for who in 0..2 {
+                for _ in 0..3 {
+                    let seq = challenge_checked(&mut journals, &mut hss, &mut usims[who], who);
+                    assert!(seq > before[who], "{shards} shard(s), {who}: SQN reused");
+                    assert!(
+                        seq - before[who] <= 8,
+                        "at most the block left and one more"
+                    );
+                    before[who] = seq;
+                }
+            }
+            let _ = fs::remove_dir_all(&d);
+        }
+    }
+
+    /// A crash between the start's snapshot of the raised bounds and the first challenge:
+    /// the next start resumes above those bounds (nothing under them can have left, but
+    /// anything could have) and raises them again, durable before its first challenge;
+    /// the USIM accepts its first SQN, a jump of two blocks (the reserved and the raised).
+    #[test]
+    fn a_crash_before_the_first_challenge_keeps_the_raised_bounds() {
+        let d = tmpdir("blocks-start");
+        let p = d.join("sqn.toml");
+        let subs = subscribers();
+        let block = akagate_slowpath::hss::SQN_BLOCK;
+        let bound_of = |state: &SqnState, who: usize| state[&subs[who].impi] >> 5;
+        drop(open_with_blocks(&p, 1, block));
+        let first = read_state(&p).unwrap();
+        // The file's SQN 0, a block above it, durable in the snapshot.
+        assert_eq!(first[&subs[0].impi], (block << 5) | 31);
+        let (mut journals, mut hss) = open_with_blocks(&p, 1, block);
+        let second = read_state(&p).unwrap();
+        let mut usims = usims();
+        for who in 0..2 {
+            assert_eq!(bound_of(&second, who), bound_of(&first, who) + block);
+            let seq = challenge_checked(&mut journals, &mut hss, &mut usims[who], who);
+            assert_eq!(
+                seq,
+                bound_of(&first, who) + 1,
+                "{who}: resumes above the bound"
+            );
+        }
+        // Nothing was written by those challenges: under the raised bounds.
+        assert_eq!(read_state(&p).unwrap(), second);
+        assert_eq!(journals[0].journal_bytes(), 0);
+        let _ = fs::remove_dir_all(&d);
     }
 
     /// `n` challenges of subscriber `who` (0 or 1), returned as the records they queued.
@@ -576,16 +759,16 @@ mod tests {
             .write_all(b"0000000")
             .unwrap();
         let (mut j, s) = SqnJournal::open(&p).unwrap();
-        assert_eq!(s.get(&a), Some(&((2 << 5) | 1)));
-        assert_eq!(s.get(&b), Some(&0x20));
+        assert_eq!(s.get(&a), Some(&((2 << 5) | 31)));
+        assert_eq!(s.get(&b), Some(&((1 << 5) | 31)));
         assert_eq!(fs::read_to_string(d.join("sqn.toml.journal")).unwrap(), "");
         let mut hss = hss(s);
         let records = challenges(&mut hss, 0, 1);
         j.commit(&records, || hss.sqn_state()).unwrap();
         drop(j);
         let (_, s) = SqnJournal::open(&p).unwrap();
-        // SEQ 3; IND starts again at 0 after a restart (TS 33.102 C.3.2).
-        assert_eq!(s.get(&a), Some(&(3 << 5)));
+        // SEQ 3, its bound written with the last IND (a block of one).
+        assert_eq!(s.get(&a), Some(&((3 << 5) | 31)));
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -668,7 +851,7 @@ mod tests {
         assert!(!j.is_poisoned());
         let snapshot = fs::read_to_string(&state).unwrap();
         assert!(
-            snapshot.contains(&format!("\"{impi}\" = \"{:012x}\"", (2 << 5) | 1)),
+            snapshot.contains(&format!("\"{impi}\" = \"{:012x}\"", (2 << 5) | 31)),
             "{snapshot}"
         );
         assert!(
@@ -680,7 +863,7 @@ mod tests {
         j.commit(&records, || hss.sqn_state()).unwrap();
         drop(j);
         let (_, recovered) = SqnJournal::open(&state).unwrap();
-        assert_eq!(recovered.get(&impi), Some(&((3 << 5) | 2)));
+        assert_eq!(recovered.get(&impi), Some(&((3 << 5) | 31)));
         assert_eq!(recovered.get("ghost@x"), Some(&0x400));
         let _ = fs::remove_dir_all(&d);
     }

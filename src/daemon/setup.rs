@@ -271,12 +271,13 @@ pub(super) fn load_hss(
         path: path.clone(),
         source,
     };
-    let (journals, state) =
-        super::journal::open_shards(&path, shards, shard_of).map_err(state_error)?;
+    // Each subscriber's SQN bound raised by a block, durable in the start's snapshot.
+    let (journals, hss) =
+        super::journal::open_shards_for(&path, shards, shard_of, |s| hss.with_sqn_state(s))
+            .map_err(state_error)?;
     let journals = (journals.into_iter())
         .map(|j| j.with_max_bytes(config.limits.sqn_journal_max_bytes))
         .collect();
-    let hss = hss.with_sqn_state(state).map_err(state_error)?;
     Ok((split(hss), journals))
 }
 

@@ -646,9 +646,26 @@ mod tests {
         stop: bool,
         cfg: CoreConfig,
     ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
+        slowpath_sqn(dir, stop, cfg, akagate_slowpath::hss::SQN_BLOCK, false)
+    }
+
+    /// [`slowpath_with`] with SQN blocks of `block` SEQ steps, reserved at start if
+    /// `reserve` (as the daemon's start does, the bound durable in the snapshot) or else
+    /// by the first challenge.
+    fn slowpath_sqn(
+        dir: &std::path::Path,
+        stop: bool,
+        cfg: CoreConfig,
+        block: u64,
+        reserve: bool,
+    ) -> (Slowpath, Sender<WorkerEvent>, Receiver<WorkerCommand>) {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
         let (journal, recovered) = SqnJournal::open(&dir.join("sqn-state")).unwrap();
+        let journal_checkpoint = |path: &std::path::Path, hss: &Hss| {
+            let (mut j, _) = SqnJournal::open(path).unwrap();
+            j.checkpoint(hss.sqn_state()).unwrap();
+        };
         let hss = Hss::from_records(&[SubscriberRecord {
             impi: "alice@open-ims.test".into(),
             impu: vec!["sip:alice@open-ims.test".into()],
@@ -661,7 +678,16 @@ mod tests {
         }])
         .unwrap()
         .with_sqn_state(recovered)
-        .unwrap();
+        .unwrap()
+        .with_sqn_block(block);
+        let hss = if reserve {
+            let mut hss = hss;
+            hss.reserve_sqn_blocks();
+            journal_checkpoint(&dir.join("sqn-state"), &hss);
+            hss
+        } else {
+            hss
+        };
         let table = Arc::new(InboundTable::with_capacity(64).unwrap());
         let core = Core::new(
             cfg,
@@ -951,7 +977,8 @@ mod tests {
         assert_eq!(counts(&slowpath), (2, 2, 0));
         let snapshot = std::fs::read_to_string(dir.join("sqn-state")).unwrap();
         assert!(
-            snapshot.contains("\"alice@open-ims.test\" = \"000000000020\""),
+            // The bound of the block from SEQ 1 (SEQ 1,024, IND 31).
+            snapshot.contains("\"alice@open-ims.test\" = \"00000000801f\""),
             "{snapshot}"
         );
         // Challenges are made again.
@@ -997,8 +1024,10 @@ mod tests {
         // The crash: the thread is gone without its shutdown's compaction.
         drop(slowpath);
         let (_, state) = super::super::journal::open_shards(&base, 1, |_| 0).unwrap();
-        // SEQ 1, IND 0 (TS 33.102 C.3.2).
-        assert_eq!(state.get("alice@open-ims.test"), Some(&0x20));
+        // The first SEQ passed the bound (nothing reserved at this start): the record holds
+        // a block from SEQ 1 on, written with the last IND.
+        let bound = (akagate_slowpath::hss::SQN_BLOCK << 5) | 31;
+        assert_eq!(state.get("alice@open-ims.test"), Some(&bound));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1024,7 +1053,53 @@ mod tests {
         assert_eq!(c.registration_store_failures.load(Ordering::Relaxed), 1);
         assert_eq!(c.challenges_withheld.load(Ordering::Relaxed), 0);
         let journal = std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
-        assert_eq!(journal, "000000000020 alice@open-ims.test\n");
+        // The bound of the block from SEQ 1 (SEQ 1,024, IND 31).
+        assert_eq!(journal, "00000000801f alice@open-ims.test\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// SQN blocks: with a bound reserved at start, a REGISTER's 401 leaves in its own turn
+    /// without a commit (no record, no store append, no journal line); only the challenge
+    /// that passes the bound waits for a commit, which then carries its one record.
+    #[test]
+    fn a_401_under_the_reserved_bound_waits_for_no_commit() {
+        let dir = tmp("sqn-block");
+        // A vector is reused for at most a millisecond: each REGISTER below spends an SQN.
+        let cfg = CoreConfig {
+            challenge_timeout: Duration::from_millis(1),
+            ..CoreConfig::default()
+        };
+        let (mut slowpath, _events_tx, commands_rx) = slowpath_sqn(&dir, true, cfg, 2, true);
+        let path = super::super::store::shard_store_path(&dir.join("sqn-state"), 0);
+        let (store, _) = RegistrationStore::open(&path, SystemTime::now()).unwrap();
+        slowpath.registrations = Some(store);
+        let store_len = || std::fs::metadata(&path).unwrap().len();
+        let len0 = store_len();
+        // The third waits: its 401 and the removal of the set it replaces are held.
+        for (i, waits) in [(0, false), (1, false), (2, true)] {
+            std::thread::sleep(Duration::from_millis(2));
+            let mut batch = Vec::new();
+            slowpath.on_event(register_branch(&format!("z9hG4bK-blk{i}")), &mut batch);
+            assert_eq!(slowpath.core.held() > 0, waits, "REGISTER {i}");
+            slowpath.release(&mut { batch });
+            let cmds: Vec<WorkerCommand> = commands_rx.try_iter().collect();
+            assert!(cmds.iter().any(is_401), "REGISTER {i}: {cmds:?}");
+            slowpath.publish_counters();
+            let c = &slowpath.counters;
+            let commits = c.registration_store_commits.load(Ordering::Relaxed);
+            assert_eq!(commits, u64::from(waits), "REGISTER {i}");
+            assert_eq!(c.sqn_commits.load(Ordering::Relaxed), u64::from(waits));
+            if !waits {
+                assert_eq!(store_len(), len0, "REGISTER {i}: nothing appended");
+            }
+        }
+        let journal = std::fs::read_to_string(dir.join("sqn-state.journal")).unwrap();
+        assert_eq!(journal, "", "no journal line either");
+        // The third SEQ passed the bound reserved at start (SEQ 2): a block of 2 from it.
+        drop(slowpath);
+        let (_, state) =
+            super::super::journal::open_shards(&dir.join("sqn-state"), 1, |_| 0).unwrap();
+        assert_eq!(state.get("alice@open-ims.test"), Some(&((4 << 5) | 31)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1039,7 +1114,8 @@ mod tests {
             challenge_timeout: Duration::from_millis(1),
             ..CoreConfig::default()
         };
-        let (mut slowpath, _events_tx, commands_rx) = slowpath_with(&dir, true, cfg);
+        // A block of one SEQ: a record per challenge, as before SQN blocks.
+        let (mut slowpath, _events_tx, commands_rx) = slowpath_sqn(&dir, true, cfg, 1, false);
         slowpath.journal = slowpath.journal.take().map(|j| j.with_max_bytes(64));
         let journal = dir.join("sqn-state.journal");
         for i in 0..10 {
@@ -1056,9 +1132,10 @@ mod tests {
         assert_eq!(c.sqn_checkpoints.load(Ordering::Relaxed), 5);
         assert_eq!(c.sqn_journal_bytes.load(Ordering::Relaxed), 0);
         drop(slowpath);
-        // Ten SQNs: SEQ 10, IND 9 (TS 33.102 C.3.2), whether in the snapshot or the journal.
+        // Ten SQNs: the bound SEQ 10 (written with the last IND), whether in the snapshot or
+        // the journal.
         let (_, state) = SqnJournal::open(&dir.join("sqn-state")).unwrap();
-        assert_eq!(state.get("alice@open-ims.test"), Some(&((10 << 5) | 9)));
+        assert_eq!(state.get("alice@open-ims.test"), Some(&((10 << 5) | 31)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1084,8 +1161,9 @@ mod tests {
         stop.store(true, Ordering::Release);
         let exit = thread.join().unwrap();
         assert!(exit.persist_error.is_none(), "{:?}", exit.persist_error);
-        // SEQ 1, IND 0 with the default 5 IND bits (TS 33.102 C.3.2).
-        assert_eq!(journal, "000000000020 alice@open-ims.test\n");
+        // The bound of the block from SEQ 1: SEQ 1,024 with the last of the default 5 IND
+        // bits' INDs (TS 33.102 C.3.2).
+        assert_eq!(journal, "00000000801f alice@open-ims.test\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -14,4 +14,4 @@ pub use persist::{
 };
 pub use record::{parse_csv, parse_toml, SubscriberRecord};
 pub(crate) use store::has_ascii_uppercase;
-pub use store::{Hss, HssError, Identities, Subscriber};
+pub use store::{Hss, HssError, Identities, Subscriber, SQN_BLOCK};

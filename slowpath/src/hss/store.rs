@@ -19,6 +19,13 @@ use crate::aka::autn::{AuthVector, Auts};
 use crate::aka::milenage::Milenage;
 use crate::aka::sqn::{Sqn, SqnGenerator, SqnPolicy};
 
+/// SEQ steps reserved by one durable SQN record ([`Hss::challenge`]) or by the start
+/// ([`Hss::reserve_sqn_blocks`]): challenges up to the reserved bound need no write. 1,024
+/// is far below the USIM's Δ (2^28, TS 33.102 C.2.1), so a restart's jump of at most one
+/// block is always accepted, and a 43-bit SEQ (IND of 5 bits) survives 2^33 restarts;
+/// with one registration a UE every hour, one record per 1,024 challenges (about six weeks).
+pub const SQN_BLOCK: u64 = 1024;
+
 /// A subscriber's identities as the source knows them, shared with it (a registration keeps
 /// them without a copy per REGISTER).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +90,14 @@ pub struct Subscriber {
     milenage: Milenage,
     amf: [u8; 2],
     sqn: SqnGenerator,
-    /// The largest SQN ever journaled or recovered for this subscriber: a restart resumes
-    /// above it, so every checkpoint writes it (a resync may move SEQ_HE below it).
+    /// The subscriber's SQN bound: the largest SQN ever recovered, provisioned, reserved at
+    /// start or queued for a write. With SQN state, every SQN handed out is at most it, and
+    /// a restart resumes above it, so every checkpoint writes it (a resync may move SEQ_HE
+    /// below it). Challenges up to its SEQ queue no record.
     sqn_floor: u64,
+    /// The record that raised [`Subscriber::sqn_floor`] last (`None`: durable since the
+    /// start): a challenge under the bound waits for it.
+    floor_ticket: Option<PersistTicket>,
 }
 
 impl core::fmt::Debug for Subscriber {
@@ -191,6 +203,10 @@ pub struct Hss {
     persist: Option<Outbox>,
     /// SQN state of IMPIs not provisioned (any more), kept so a checkpoint does not lose it.
     foreign: BTreeMap<String, u64>,
+    /// SEQ steps a crossing challenge reserves ([`SQN_BLOCK`]).
+    sqn_block: u64,
+    /// The record the last challenge's vector waits for ([`Hss::challenge_ticket`]).
+    challenge_ticket: Option<PersistTicket>,
     /// With slowpath shards: every IMPU (lookup key) -> its IMPI, of all shards, shared
     /// read-only, so a shard finds the owner of a request's target ([`Hss::impi_of_impu`]).
     all_impus: Option<std::sync::Arc<HashMap<String, String>>>,
@@ -225,6 +241,8 @@ impl Hss {
             policy,
             persist: None,
             foreign: BTreeMap::new(),
+            sqn_block: SQN_BLOCK,
+            challenge_ticket: None,
             all_impus: None,
         };
         for r in records {
@@ -296,6 +314,7 @@ impl Hss {
                 amf,
                 sqn: gen,
                 sqn_floor: sqn,
+                floor_ticket: None,
             });
         }
         Ok(hss)
@@ -320,9 +339,11 @@ impl Hss {
 
     /// Persists SQNs from here on, continuing from `state` (IMPI -> last SQN, as recovered
     /// from disk): each subscriber continues above the larger of the file's SQN and the
-    /// recovered one, and every later challenge queues a [`PersistRecord`]
-    /// ([`Hss::poll_persist`]). IMPIs of `state` that are not provisioned are kept for
-    /// [`Hss::sqn_state`].
+    /// recovered one (its bound), and a challenge that passes the subscriber's bound raises
+    /// it by a block and queues a [`PersistRecord`] of the new bound ([`Hss::poll_persist`]).
+    /// Nothing is reserved yet: the first challenge of each subscriber queues a record
+    /// unless [`Hss::reserve_sqn_blocks`] follows. IMPIs of `state` that are not
+    /// provisioned are kept for [`Hss::sqn_state`].
     pub fn with_sqn_state(mut self, state: SqnState) -> Result<Self, HssError> {
         for (impi, sqn) in state {
             let Some(s) = self.find(&impi).and_then(|i| self.subs.get_mut(i)) else {
@@ -337,6 +358,42 @@ impl Hss {
         }
         self.persist = Some(Outbox::default());
         Ok(self)
+    }
+
+    /// Reserves a block of SEQ above every subscriber's bound (after
+    /// [`Hss::with_sqn_state`], at start): SEQ_HE resumes at the bound recovered, and the
+    /// bound becomes SEQ_HE + the block, so the first [`SQN_BLOCK`] challenges of each
+    /// subscriber queue no record. The caller must make [`Hss::sqn_state`] durable before
+    /// the first challenge leaves (the daemon writes it as the snapshot of its start,
+    /// `journal::open_shards_for`). A restart thus costs each subscriber at most one block.
+    pub fn reserve_sqn_blocks(&mut self) {
+        let policy = self.policy;
+        for s in &mut self.subs {
+            let floor_seq = seq_of(policy, s.sqn_floor);
+            // Resume above the bound (a provisioned SQN or a recovered bound alike).
+            if floor_seq > s.sqn.seq_he() {
+                if let Ok(g) = SqnGenerator::new(policy, floor_seq) {
+                    s.sqn = g;
+                }
+            }
+            let bound = s.sqn.seq_he().saturating_add(self.sqn_block);
+            s.sqn_floor = s.sqn_floor.max(block_end(policy, bound));
+            s.floor_ticket = None;
+        }
+    }
+
+    /// Sets the SEQ steps a challenge that passes its subscriber's bound reserves (at least
+    /// 1: a record per challenge, as before blocks; tests).
+    pub fn with_sqn_block(mut self, steps: u64) -> Self {
+        self.sqn_block = steps.max(1);
+        self
+    }
+
+    /// The ticket of the record the last [`Hss::challenge`]'s vector must wait for (the
+    /// record that raised its subscriber's bound, durable or not), `None` if it may leave at
+    /// once: no SQN state, or a bound durable since the start.
+    pub fn challenge_ticket(&self) -> Option<PersistTicket> {
+        self.challenge_ticket
     }
 
     /// Whether SQNs are persisted ([`Hss::with_sqn_state`]).
@@ -431,6 +488,8 @@ impl Hss {
                 policy: self.policy,
                 persist: persists.then(Outbox::default),
                 foreign: BTreeMap::new(),
+                sqn_block: self.sqn_block,
+                challenge_ticket: None,
                 all_impus: Some(all_impus.clone()),
             })
             .collect();
@@ -514,11 +573,23 @@ impl Hss {
         }
         let s = self.subs.get_mut(i).ok_or(HssError::UnknownImpi)?;
         let sqn = s.sqn.next_sqn().map_err(|_| HssError::SqnExhausted)?;
-        s.sqn_floor = s.sqn_floor.max(sqn.value());
+        self.challenge_ticket = None;
         if let Some(p) = self.persist.as_mut() {
-            p.last = p.last.next();
-            p.queue
-                .push_back(PersistRecord::new(p.last, s.impi.clone(), sqn.value()));
+            let (seq, _) = self.policy.split(sqn);
+            let floor_seq = seq_of(self.policy, s.sqn_floor);
+            if seq > floor_seq {
+                // Past the bound: a block from this SEQ on, written before this challenge
+                // leaves (and the others under the new bound with it).
+                let bound = block_end(self.policy, seq.saturating_add(self.sqn_block - 1));
+                s.sqn_floor = s.sqn_floor.max(bound);
+                p.last = p.last.next();
+                p.queue
+                    .push_back(PersistRecord::new(p.last, s.impi.clone(), s.sqn_floor));
+                s.floor_ticket = Some(p.last);
+            }
+            self.challenge_ticket = s.floor_ticket;
+        } else {
+            s.sqn_floor = s.sqn_floor.max(sqn.value());
         }
         Ok(AuthVector::generate(&s.milenage, rand, sqn, s.amf))
     }
@@ -534,6 +605,20 @@ impl Hss {
         s.sqn.resync(sqn_ms);
         Ok(())
     }
+}
+
+/// The largest SQN of SEQ `seq` (its last IND), `seq` capped at the policy's largest SEQ:
+/// the value a bound is written as, at least every SQN of a SEQ up to `seq`.
+fn block_end(policy: SqnPolicy, seq: u64) -> u64 {
+    let seq = seq.min(policy.seq_max());
+    policy
+        .join(seq, policy.ind_count() - 1)
+        .map_or(crate::aka::sqn::SQN_MAX, Sqn::value)
+}
+
+/// The SEQ of SQN value `v` (its low 48 bits).
+fn seq_of(policy: SqnPolicy, v: u64) -> u64 {
+    policy.split(Sqn::from_bytes(sqn_bytes(v))).0
 }
 
 fn sqn_bytes(v: u64) -> [u8; 6] {
@@ -680,10 +765,13 @@ mod tests {
 
     #[test]
     fn records_come_out_in_order_with_rising_tickets() {
+        // A block of one SEQ: every challenge passes the bound (a record each, as before
+        // SQN blocks).
         let mut hss = Hss::from_records(&[rec(false, "000000000000")])
             .unwrap()
             .with_sqn_state(SqnState::new())
-            .unwrap();
+            .unwrap()
+            .with_sqn_block(1);
         assert_eq!(hss.last_ticket(), None);
         for _ in 0..3 {
             hss.challenge(IMPI, RAND).unwrap();
@@ -693,13 +781,13 @@ mod tests {
             .iter()
             .map(|r| (r.ticket().get(), r.impi(), r.sqn()))
             .collect();
-        // SEQ 1, 2, 3 with IND 0, 1, 2 (TS 33.102 C.3.2, 5 IND bits).
+        // SEQ 1, 2, 3 (TS 33.102 C.3.2, 5 IND bits), each bound written with the last IND.
         assert_eq!(
             got,
             [
-                (1, IMPI, 0x20),
-                (2, IMPI, (2 << 5) | 1),
-                (3, IMPI, (3 << 5) | 2)
+                (1, IMPI, (1 << 5) | 31),
+                (2, IMPI, (2 << 5) | 31),
+                (3, IMPI, (3 << 5) | 31)
             ]
         );
         assert_eq!(hss.last_ticket(), records.last().map(PersistRecord::ticket));
@@ -727,7 +815,9 @@ mod tests {
             .unwrap();
         let next = hss.challenge(IMPI, RAND).unwrap().autn;
         assert_ne!(sent, next);
-        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 4);
+        // The record held the bound, SEQ 2 (the file's SQN is SEQ 1) + a block - 1: the
+        // restart resumes above it.
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), SQN_BLOCK + 2);
     }
 
     #[test]
@@ -749,10 +839,101 @@ mod tests {
         );
         // What a checkpoint writes covers every SQN handed out, and the ghost.
         let state: Vec<(&str, u64)> = hss.sqn_state().collect();
-        assert_eq!(state, [(IMPI, 0x20), ("ghost@x", 0x400)]);
+        assert_eq!(state, [(IMPI, (SQN_BLOCK << 5) | 31), ("ghost@x", 0x400)]);
         hss.on_durable();
         hss.challenge(IMPI, RAND).unwrap();
         assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 2);
+    }
+
+    /// SQN blocks: after the start's reservation, SQNs up to the bound queue no record and
+    /// wait for nothing; the challenge that passes the bound queues one record of the new
+    /// bound (a block from its SEQ on) and waits for it, and so does every challenge under
+    /// the new bound until its record is durable. Every SQN handed out is at most the state
+    /// a checkpoint writes.
+    #[test]
+    fn sqns_under_the_bound_need_no_record_and_the_crossing_one_waits() {
+        let mut hss = Hss::from_records(&[rec(false, "000000000020")])
+            .unwrap()
+            .with_sqn_state(SqnState::new())
+            .unwrap()
+            .with_sqn_block(4);
+        hss.reserve_sqn_blocks();
+        // The file's SQN 0x20 is SEQ 1: SEQ 2..=5 reserved, written as SEQ 5's last IND.
+        let bound = |h: &Hss| h.sqn_state().next().map(|(_, v)| v).unwrap();
+        assert_eq!(bound(&hss), (5 << 5) | 31);
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            let v = hss.challenge(IMPI, RAND).unwrap();
+            assert_eq!(hss.challenge_ticket(), None, "under the bound: no wait");
+            sent.push(v.autn);
+        }
+        assert!(drain(&mut hss).is_empty(), "under the bound: no record");
+        assert_eq!(hss.subscriber(IMPI).unwrap().seq_he(), 5);
+        // SEQ 6 passes the bound: SEQ 6..=9 reserved by one record, which it waits for.
+        hss.challenge(IMPI, RAND).unwrap();
+        let t = hss
+            .challenge_ticket()
+            .expect("the crossing challenge waits");
+        hss.challenge(IMPI, RAND).unwrap();
+        assert_eq!(
+            hss.challenge_ticket(),
+            Some(t),
+            "under a bound not yet durable"
+        );
+        let records = drain(&mut hss);
+        let got: Vec<(u64, u64)> = records
+            .iter()
+            .map(|r| (r.ticket().get(), r.sqn()))
+            .collect();
+        assert_eq!(got, [(t.get(), (9 << 5) | 31)]);
+        assert_eq!(bound(&hss), (9 << 5) | 31);
+        for _ in 0..2 {
+            hss.challenge(IMPI, RAND).unwrap();
+            assert_eq!(hss.challenge_ticket(), Some(t));
+        }
+        assert!(drain(&mut hss).is_empty());
+        // SEQ 10: the next block.
+        hss.challenge(IMPI, RAND).unwrap();
+        assert!(hss.challenge_ticket() > Some(t));
+        assert_eq!(drain(&mut hss)[0].sqn(), (13 << 5) | 31);
+        // Without the start's reservation the first challenge passes the bound.
+        let mut cold = Hss::from_records(&[rec(false, "000000000020")])
+            .unwrap()
+            .with_sqn_state(SqnState::new())
+            .unwrap();
+        cold.challenge(IMPI, RAND).unwrap();
+        assert!(cold.challenge_ticket().is_some());
+        let block_end = ((1 + SQN_BLOCK) << 5) | 31;
+        assert_eq!(drain(&mut cold)[0].sqn(), block_end);
+        // Without SQN state nothing waits, whatever the bound.
+        let mut plain = Hss::from_records(&[rec(false, "000000000020")]).unwrap();
+        plain.challenge(IMPI, RAND).unwrap();
+        assert_eq!(plain.challenge_ticket(), None);
+    }
+
+    /// A resync that moves SEQ_HE above the bound (the UE is ahead) makes the next
+    /// challenge pass it: a new block from there, written before the challenge leaves.
+    #[test]
+    fn a_resync_ahead_of_the_bound_reserves_a_new_block() {
+        let mut hss = Hss::from_records(&[rec(false, "000000000020")])
+            .unwrap()
+            .with_sqn_state(SqnState::new())
+            .unwrap();
+        hss.reserve_sqn_blocks();
+        // The UE is at SQN_MS = ff9bb4d0b607 (TS 35.208 set 1's AUTS).
+        let auts: [u8; 14] = hex::decode("ba853f3c123ccf44e93596e355c6")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        hss.resync(IMPI, &RAND, &auts).unwrap();
+        hss.challenge(IMPI, RAND).unwrap();
+        assert!(hss.challenge_ticket().is_some());
+        let seq_ms = 0xff9bb4d0b607u64 >> 5;
+        assert_eq!(
+            drain(&mut hss)[0].sqn(),
+            ((seq_ms + SQN_BLOCK) << 5) | 31,
+            "a block from SEQ_MS + 1 on"
+        );
     }
 
     /// The subscriber found last is a hint for its own IMPI only: a challenge of another

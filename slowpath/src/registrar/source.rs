@@ -51,8 +51,9 @@ impl AuthVectorSource for Hss {
         let mut rand = [0u8; 16];
         rng.fill_bytes(&mut rand);
         let av = self.challenge(impi, rand)?;
-        // With SQN state, `challenge` queued exactly one record: the latest; without, none.
-        let durable_after = self.last_ticket();
+        // With SQN state, the record of the subscriber's SQN bound (queued by this
+        // challenge if it passed the bound, else earlier); without, none.
+        let durable_after = self.challenge_ticket();
         Ok(IssuedVector { av, durable_after })
     }
 
