@@ -547,7 +547,7 @@ mod tests {
                 b'0', b'9', b'a', b'f', b'A', b'F', b'g', b'G', 0x10, 0x7f, b'@',
             ] {
                 let mut b = good.as_bytes().to_vec();
-                if b[i].to_ascii_lowercase() == c.to_ascii_lowercase() {
+                if b[i].eq_ignore_ascii_case(&c) {
                     continue;
                 }
                 b[i] = c;
