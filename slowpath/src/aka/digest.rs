@@ -268,42 +268,48 @@ impl core::fmt::Debug for DigestResponse {
 }
 
 fn hex_md5(parts: &[&[u8]]) -> [u8; 32] {
-    // The parts joined by ':' on the stack and hashed in one call (a digest's strings are a
-    // few hundred bytes; one `update` per part and colon cost more than the copy).
-    let mut joined = [0u8; 512];
-    let mut len = 0;
-    for (i, p) in parts.iter().enumerate() {
-        let sep = usize::from(i > 0);
-        let Some(dst) = joined.get_mut(len..len + sep + p.len()) else {
-            len = usize::MAX;
-            break;
-        };
-        if sep == 1 {
-            dst[0] = b':';
-        }
-        dst[sep..].copy_from_slice(p);
-        len += sep + p.len();
-    }
-    let d = match joined.get(..len) {
-        Some(all) => Md5::digest(all),
-        None => {
-            let mut h = Md5::new();
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    h.update(b":");
-                }
-                h.update(p);
+    // The parts joined by ':' on the stack, padded there and hashed block by block (a
+    // digest's strings are a few hundred bytes); a longer join through the streaming hasher.
+    let d: [u8; 16] = super::md5_short::md5_joined(parts).unwrap_or_else(|| {
+        let mut h = Md5::new();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                h.update(b":");
             }
-            h.finalize()
+            h.update(p);
         }
-    };
+        h.finalize().into()
+    });
     let mut out = [0u8; 32];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in d.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+    for (o, &b) in out.chunks_exact_mut(2).zip(&d) {
+        o.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     out
+}
+
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
+
+/// `w`'s eight bytes each lower-cased as [`u8::to_ascii_lowercase`] does (only `A`-`Z`
+/// change), branch-free: a byte's low seven bits plus a bias set its top bit exactly when it
+/// is at least `A` (or more than `Z`), without a carry into the next byte.
+fn ascii_lower_word(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let low7 = w & !HIGH;
+    let at_least_a = low7 + ONES * u64::from(0x80 - b'A');
+    let above_z = low7 + ONES * u64::from(0x80 - b'Z' - 1);
+    let upper = at_least_a & !above_z & !w & HIGH;
+    w | (upper >> 2)
 }
 
 /// RFC 2617 3.2.2.1 response with algorithm MD5 (which AKAv1-MD5 uses, RFC 3310 3.1):
@@ -358,15 +364,17 @@ fn verify_response_with_ha2(
     ha2: &[u8; 32],
 ) -> bool {
     let expected = response_with_ha2(input, password, ha2);
-    let received = received.as_bytes();
-    if received.len() != expected.0.len() {
+    let Ok(received) = <&[u8; 32]>::try_from(received.as_bytes()) else {
         return false;
+    };
+    // Eight bytes at a time: the received digits lower-cased and every difference or'ed
+    // together, then one constant-time test of the result.
+    let mut diff = 0u64;
+    for (r, e) in received.chunks_exact(8).zip(expected.0.chunks_exact(8)) {
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        diff |= ascii_lower_word(word(r)) ^ word(e);
     }
-    let mut lower = [0u8; 32];
-    for (l, r) in lower.iter_mut().zip(received) {
-        *l = r.to_ascii_lowercase();
-    }
-    bool::from(lower.ct_eq(&expected.0))
+    bool::from(diff.ct_eq(&0))
 }
 
 /// `qop=auth` with its `nc` and `cnonce`, when the credentials carry all three.
@@ -480,6 +488,74 @@ mod tests {
         for raw in cases {
             assert_eq!(&base64_32(&raw)[..], B64.encode(raw).as_bytes());
         }
+    }
+
+    /// The word-wise lower-casing is `to_ascii_lowercase` for every byte value in every
+    /// position, among random neighbours.
+    #[test]
+    fn word_lowercase_is_ascii_lowercase() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for pos in 0..8 {
+            for v in 0..=255u8 {
+                for _ in 0..4 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let mut b = x.to_le_bytes();
+                    b[pos] = v;
+                    let want = b.map(|c| c.to_ascii_lowercase());
+                    assert_eq!(
+                        ascii_lower_word(u64::from_le_bytes(b)).to_le_bytes(),
+                        want,
+                        "{b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A response is accepted in upper or mixed case, and refused when any one digit
+    /// differs, is replaced by a byte that lower-cases to nothing it matches, or the length
+    /// differs.
+    #[test]
+    fn verify_compares_every_digit() {
+        let input = DigestInput {
+            username: "u",
+            realm: "r",
+            method: "REGISTER",
+            uri: "sip:r",
+            nonce: "n",
+            qop: None,
+        };
+        let good = digest_response(&input, b"pw");
+        let good = good.as_str();
+        assert!(verify_response(&input, b"pw", good));
+        let mixed: String = good
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        assert!(verify_response(&input, b"pw", &mixed));
+        for i in 0..32 {
+            for c in [
+                b'0', b'9', b'a', b'f', b'A', b'F', b'g', b'G', 0x10, 0x7f, b'@',
+            ] {
+                let mut b = good.as_bytes().to_vec();
+                if b[i].eq_ignore_ascii_case(&c) {
+                    continue;
+                }
+                b[i] = c;
+                let s = String::from_utf8(b).unwrap();
+                assert!(!verify_response(&input, b"pw", &s), "{s}");
+            }
+        }
+        assert!(!verify_response(&input, b"pw", &format!("{good}0")));
     }
 
     #[test]

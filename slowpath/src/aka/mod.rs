@@ -5,6 +5,7 @@ pub mod digest;
 pub mod digest_params;
 pub mod keys;
 pub mod material;
+mod md5_short;
 pub mod milenage;
 pub mod sqn;
 pub mod usim;
