@@ -592,9 +592,9 @@ mod tests {
         let (mut journals, mut hss) = open_with_blocks(&p, 1, block);
         let second = read_state(&p).unwrap();
         let mut usims = usims();
-        for who in 0..2 {
+        for (who, usim) in usims.iter_mut().enumerate().take(2) {
             assert_eq!(bound_of(&second, who), bound_of(&first, who) + block);
-            let seq = challenge_checked(&mut journals, &mut hss, &mut usims[who], who);
+            let seq = challenge_checked(&mut journals, &mut hss, usim, who);
             assert_eq!(
                 seq,
                 bound_of(&first, who) + 1,
