@@ -11,7 +11,10 @@
 //! sift-down through every level (a registration's challenge deadline, taken out when the
 //! REGISTER that answers it completes, is often the earliest of all). So arm, re-arm and
 //! cancel cost a hash each instead of two B-tree walks, and nothing allocates but the
-//! lanes', the heap's and the set's amortised growth. Everything is rebuilt from the live
+//! lanes', the heap's and the set's amortised growth. Each entry carries its key's keyed
+//! hash, computed once an [`TimerSet::arm`]: the live set's look-ups (the old pair's removal,
+//! the new one's insert, the fronts' liveness checks) fold that one word instead of hashing
+//! the key's text again. Everything is rebuilt from the live
 //! set when stale entries outnumber live ones (plus a slack), so a churn of re-armed
 //! registrations cannot grow it without bound.
 //!
@@ -19,11 +22,12 @@
 //! changes nothing, cancelling one not live changes nothing, and [`TimerSet::pop_due`]
 //! yields the live pairs in `(deadline, key)` order, each once.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
 
-use akagate_proto::hash::{keyed_set, KeyedSet};
+use akagate_proto::hash::KeyedState;
 
 use super::TimerKey;
 
@@ -33,7 +37,65 @@ const SLACK: usize = 1024;
 /// Sorted runs kept besides the heap: one each for the few kinds of fixed-delay deadline.
 const LANES: usize = 4;
 
-type Pair = (Instant, TimerKey);
+/// A deadline and its key, with the key's keyed hash (the live set's hash of the pair).
+/// Ordered and compared by `(deadline, key)` alone.
+#[derive(Clone)]
+struct Pair {
+    at: Instant,
+    key: TimerKey,
+    hash: u64,
+}
+
+impl PartialEq for Pair {
+    fn eq(&self, other: &Self) -> bool {
+        // Equal keys hash equal: a differing hash settles it without reading the key.
+        self.hash == other.hash && self.at == other.at && self.key == other.key
+    }
+}
+
+impl Eq for Pair {}
+
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pair {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.at
+            .cmp(&other.at)
+            .then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl Hash for Pair {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The key's keyed hash alone: a key's few live deadlines share a bucket chain.
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes the one word a [`Pair`] writes through: it is already a keyed hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `Pair`; fold anything else in, should it appear.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// Where the earliest entry is.
 #[derive(Clone, Copy)]
@@ -50,7 +112,9 @@ pub(crate) struct TimerSet {
     /// The pairs that fit no lane, and stale ones not yet dropped; its top is live.
     heap: BinaryHeap<Reverse<Pair>>,
     /// The live pairs.
-    live: KeyedSet<Pair>,
+    live: HashSet<Pair, BuildHasherDefault<PreHashed>>,
+    /// The keyed hasher of the keys (a random seed per set).
+    keys: KeyedState,
 }
 
 impl Default for TimerSet {
@@ -58,7 +122,8 @@ impl Default for TimerSet {
         TimerSet {
             lanes: Default::default(),
             heap: BinaryHeap::new(),
-            live: keyed_set(),
+            live: HashSet::default(),
+            keys: KeyedState::default(),
         }
     }
 }
@@ -70,17 +135,18 @@ impl TimerSet {
         if previous == at {
             return;
         }
+        // The key hashed once; the probe's key is taken back for the insert (no copy of it).
+        let hash = self.keys.hash_one(&key);
         let mut key = key;
         if let Some(p) = previous {
-            // The probe's key is taken back for the insert (no copy of it).
-            let probe = (p, key);
+            let probe = Pair { at: p, key, hash };
             if self.live.remove(&probe) {
                 self.prune_fronts_equal_to(&probe);
             }
-            key = probe.1;
+            key = probe.key;
         }
         if let Some(a) = at {
-            let entry = (a, key);
+            let entry = Pair { at: a, key, hash };
             // A pair already live changes nothing (its entry is there).
             if self.live.insert(entry.clone()) {
                 self.place(entry);
@@ -93,13 +159,13 @@ impl TimerSet {
 
     /// The earliest live deadline.
     pub(crate) fn first(&self) -> Option<Instant> {
-        self.earliest().map(|(_, (at, _))| *at)
+        self.earliest().map(|(_, pair)| pair.at)
     }
 
     /// Takes the earliest live pair if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
-        let (place, (at, _)) = self.earliest()?;
-        if *at > now {
+        let (place, pair) = self.earliest()?;
+        if pair.at > now {
             return None;
         }
         let entry = match place {
@@ -110,7 +176,7 @@ impl TimerSet {
         // The run's next entry may be stale, and so may another copy of the pair at a front.
         self.prune(place);
         self.prune_fronts_equal_to(&entry);
-        Some(entry)
+        Some((entry.at, entry.key))
     }
 
     /// Number of live pairs.
