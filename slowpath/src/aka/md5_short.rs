@@ -84,11 +84,10 @@ const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 /// Applies one 64-byte block to `state` (RFC 1321 3.4).
 fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
-    // Built in place word by word (a zero fill first cost a `memset` call a block).
-    let x: [u32; 16] = core::array::from_fn(|i| {
-        let b = &block[4 * i..4 * i + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    });
+    let mut x = [0u32; 16];
+    for (w, b) in x.iter_mut().zip(block.chunks_exact(4)) {
+        *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
     let [mut a, mut b, mut c, mut d] = *state;
     // a = b + ((a + F(b, c, d) + X[k] + T[i]) <<< s), F written with one operation fewer
     // where an identity allows: F = d ^ (b & (c ^ d)), G = c ^ (d & (b ^ c)).
