@@ -287,9 +287,7 @@ impl Core {
     }
 
     /// A REGISTER's digest credentials (if any) and IMPI (Authorization `username`, else from
-    /// To); `None` once the REGISTER was answered 400 for lacking them. Inlined: its result
-    /// (a dozen `Cow`s) is then read where it is built, not moved out to the caller.
-    #[inline(always)]
+    /// To); `None` once the REGISTER was answered 400 for lacking them.
     pub(crate) fn register_identity<'a>(
         &mut self,
         req: &Req<'_, 'a>,

@@ -425,22 +425,8 @@ impl<'a> Message<'a> {
             return Err(ParseError::BadHeaderLine);
         }
         let start = parse_start_line(start_line)?;
-        // The message is built where it is returned: its header index (about 1.4 KiB) is
-        // filled in place, not filled beside it and moved in.
-        let mut msg = Message {
-            raw,
-            start,
-            headers: HeaderList::new(),
-            body: &[],
-            content_length: None,
-            values_clean: false,
-            top_via: OnceCell::new(),
-            to: OnceCell::new(),
-            from: OnceCell::new(),
-            first_contact: OnceCell::new(),
-            call_id: OnceCell::new(),
-            via_note: None,
-        };
+        let mut headers = HeaderList::new();
+        let mut content_length = None;
         let mut at = 0;
         let mut folded = false;
         // The section's line ends are the head's, shifted by where the section starts.
@@ -456,20 +442,32 @@ impl<'a> Message<'a> {
             let value = trim_lws(section.get(value).ok_or(ParseError::NotUtf8)?);
             let kind = HeaderKind::from_name(name);
             if kind == HeaderKind::ContentLength {
-                if msg.content_length.is_some() {
+                if content_length.is_some() {
                     return Err(ParseError::MultipleContentLength);
                 }
-                msg.content_length = Some(parse_content_length(value)?);
+                content_length = Some(parse_content_length(value)?);
             }
-            msg.headers.push(Header { name, value, kind })?;
+            headers.push(Header { name, value, kind })?;
         }
         let rest = &raw[head_end + 4..];
-        msg.body = match msg.content_length {
+        let body = match content_length {
             Some(n) => rest.get(..n).ok_or(ParseError::BodyTooShort)?,
             None => rest,
         };
-        msg.values_clean = !folded && !head_has_nul;
-        Ok(msg)
+        Ok(Message {
+            raw,
+            start,
+            headers,
+            body,
+            content_length,
+            values_clean: !folded && !head_has_nul,
+            top_via: OnceCell::new(),
+            to: OnceCell::new(),
+            from: OnceCell::new(),
+            first_contact: OnceCell::new(),
+            call_id: OnceCell::new(),
+            via_note: None,
+        })
     }
 
     /// True if no header value of this message holds a CR, LF or NUL (no line of its head
