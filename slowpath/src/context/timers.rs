@@ -105,6 +105,7 @@ enum Place {
 }
 
 /// Deadlines of the core, earliest first (see the module documentation).
+#[derive(Default)]
 pub(crate) struct TimerSet {
     /// Runs sorted by `(deadline, key)`: appended at the back, taken from the front. Each
     /// front is live.
@@ -115,17 +116,6 @@ pub(crate) struct TimerSet {
     live: HashSet<Pair, BuildHasherDefault<PreHashed>>,
     /// The keyed hasher of the keys (a random seed per set).
     keys: KeyedState,
-}
-
-impl Default for TimerSet {
-    fn default() -> Self {
-        TimerSet {
-            lanes: Default::default(),
-            heap: BinaryHeap::new(),
-            live: HashSet::default(),
-            keys: KeyedState::default(),
-        }
-    }
 }
 
 impl TimerSet {
