@@ -357,4 +357,35 @@ mod tests {
             Some(&1)
         );
     }
+
+    /// Start-up at carrier scale (issue 10): prints the CPU time of reading
+    /// `AKAGATE_LOAD_N` (default 100,000) generated subscribers and building the store, by
+    /// the line reader and by `toml`, and checks they agree. Run with `cargo test --release
+    /// -p akagate-slowpath --lib load_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn load_timing() {
+        let n: u64 = std::env::var("AKAGATE_LOAD_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let text = render_toml(&generate_subscribers(n, 1, Plmn::default()));
+        let t = std::time::Instant::now();
+        let plain = crate::hss::parse_toml(&text).unwrap();
+        let parsed = t.elapsed();
+        let hss = crate::hss::Hss::from_records_owned(plain.clone()).unwrap();
+        let built = t.elapsed() - parsed;
+        let t = std::time::Instant::now();
+        let via_toml = parse_toml_document(&text).unwrap();
+        let toml_parsed = t.elapsed();
+        assert_eq!(plain, via_toml);
+        assert_eq!(hss.len() as u64, n);
+        println!(
+            "{n} subscribers ({} MB): line reader {:.3} s, toml {:.3} s; store built in {:.3} s",
+            text.len() >> 20,
+            parsed.as_secs_f64(),
+            toml_parsed.as_secs_f64(),
+            built.as_secs_f64()
+        );
+    }
 }
