@@ -17,10 +17,11 @@ use super::record::SubscriberRecord;
 /// The lines of `text`: split after `\n`, the `\n` or `\r\n` dropped (a lone `\r`, the
 /// last line's too, stays in the line, where no rule of these readers accepts it).
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split_inclusive('\n').map(|l| match l.strip_suffix('\n') {
-        Some(l) => l.strip_suffix('\r').unwrap_or(l),
-        None => l,
-    })
+    text.split_inclusive('\n')
+        .map(|l| match l.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => l,
+        })
 }
 
 /// `s` without leading TOML white space (space, tab).
@@ -32,7 +33,9 @@ fn skip_ws(s: &str) -> &str {
 /// of allowed characters (TOML: tab, printable ASCII, non-ASCII; no other control byte).
 fn ends_line(rest: &str) -> bool {
     match skip_ws(rest).strip_prefix('#') {
-        Some(comment) => comment.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f)),
+        Some(comment) => comment
+            .bytes()
+            .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f)),
         None => skip_ws(rest).is_empty(),
     }
 }
@@ -269,7 +272,10 @@ mod tests {
             format!("  [[subscriber]]\n\t{rec}sqn = \"000000000020\" # c\namf=\"0000\"\n"),
             "[[subscriber]]\nimpi=\"b\"\nimpu=[]\nk=\"x\"\n".into(),
             "[[subscriber]]\nimpi=\"\"\nimpu=[ \"a\" , \"b\", ]\nk=\"x\"\nop=\"y\"\n".into(),
-            format!("[[subscriber]]\n{rec}[[subscriber]]\n{}", rec.replace("a@x", "b@x")),
+            format!(
+                "[[subscriber]]\n{rec}[[subscriber]]\n{}",
+                rec.replace("a@x", "b@x")
+            ),
         ];
         for text in &inside {
             let plain = subscribers(text).unwrap_or_else(|| panic!("inside: {text:?}"));

@@ -232,14 +232,20 @@ impl Default for PersistTicket {
 impl Hss {
     /// Builds the store from file records (no SQN persistence until [`Hss::with_sqn_state`]).
     pub fn from_records(records: &[SubscriberRecord]) -> Result<Self, HssError> {
-        Self::build(records.len(), records.iter().map(std::borrow::Cow::Borrowed))
+        Self::build(
+            records.len(),
+            records.iter().map(std::borrow::Cow::Borrowed),
+        )
     }
 
     /// [`Hss::from_records`], the records moved in: their identities become the store's
     /// without a copy, and each record is dropped (its keys zeroized) as soon as it is read
     /// (issue 10: a million subscribers at start).
     pub fn from_records_owned(records: Vec<SubscriberRecord>) -> Result<Self, HssError> {
-        Self::build(records.len(), records.into_iter().map(std::borrow::Cow::Owned))
+        Self::build(
+            records.len(),
+            records.into_iter().map(std::borrow::Cow::Owned),
+        )
     }
 
     /// The store of `n` records, borrowed or owned.
