@@ -262,10 +262,12 @@ pub(super) fn load_hss(
         })?;
         return Ok((split(hss), Vec::new()));
     };
+    let started = std::time::Instant::now();
     let hss = Hss::load(file).map_err(|source| StartError::Subscribers {
         path: file.to_path_buf(),
         source,
     })?;
+    let loaded = started.elapsed();
     let path = sqn_state.map_or_else(|| default_sqn_state(file), Path::to_path_buf);
     let state_error = |source| StartError::SqnState {
         path: path.clone(),
@@ -275,6 +277,14 @@ pub(super) fn load_hss(
     let (journals, hss) =
         super::journal::open_shards_for(&path, shards, shard_of, |s| hss.with_sqn_state(s))
             .map_err(state_error)?;
+    // Start-up phases at carrier scale (issue 10: a million subscribers).
+    tracing::info!(
+        "{} subscriber(s) loaded in {:.3} s; SQN state {} read, blocks reserved and written in {:.3} s",
+        hss.len(),
+        loaded.as_secs_f64(),
+        path.display(),
+        (started.elapsed() - loaded).as_secs_f64()
+    );
     let journals = (journals.into_iter())
         .map(|j| j.with_max_bytes(config.limits.sqn_journal_max_bytes))
         .collect();

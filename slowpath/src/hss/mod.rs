@@ -5,13 +5,15 @@
 mod generate;
 mod index;
 mod persist;
+mod plain;
 mod record;
 mod store;
 
 pub use generate::{generate_subscribers, render_toml, Plmn};
 pub use persist::{
-    apply_journal, parse_snapshot, render_snapshot, PersistRecord, PersistTicket, SqnState,
+    apply_journal, parse_snapshot, parse_snapshot_document, render_snapshot, PersistRecord,
+    PersistTicket, SqnState,
 };
-pub use record::{parse_csv, parse_toml, SubscriberRecord};
+pub use record::{parse_csv, parse_toml, parse_toml_document, SubscriberRecord};
 pub(crate) use store::has_ascii_uppercase;
 pub use store::{Hss, HssError, Identities, Subscriber, SQN_BLOCK};

@@ -158,8 +158,20 @@ pub fn apply_journal(state: &mut SqnState, text: &str) {
     }
 }
 
-/// Parses a snapshot (TOML map IMPI -> SQN in 12 hex digits).
+/// Parses a snapshot (TOML map IMPI -> SQN in 12 hex digits). A snapshot as
+/// [`render_snapshot`] writes it without `toml` is read line by line (issue 10: a million
+/// IMPIs); any other (an older file `toml` wrote with escapes, one edited by hand) by `toml`
+/// ([`parse_snapshot_document`]), whose result and errors it then is.
 pub fn parse_snapshot(text: &str) -> Result<SqnState, HssError> {
+    match super::plain::snapshot(text) {
+        Some(state) => Ok(state),
+        None => parse_snapshot_document(text),
+    }
+}
+
+/// Parses a snapshot with the `toml` crate only (the reference [`parse_snapshot`]'s line
+/// reader agrees with).
+pub fn parse_snapshot_document(text: &str) -> Result<SqnState, HssError> {
     let snap: BTreeMap<String, String> = toml::from_str(text).map_err(|e| HssError::Parse {
         line: 0,
         reason: format!("SQN state: {}", e.message()),

@@ -2,7 +2,7 @@
 //! queued for persistence ([`PersistRecord`]), and re-synchronisation from AUTS
 //! (TS 33.102 6.3.3, 6.3.5). No file is written here; see [`super::persist`].
 
-use akagate_proto::hash::{keyed_map, KeyedMap};
+use akagate_proto::hash::{keyed_map, keyed_map_with_capacity, KeyedMap};
 use akagate_proto::swar;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -232,12 +232,34 @@ impl Default for PersistTicket {
 impl Hss {
     /// Builds the store from file records (no SQN persistence until [`Hss::with_sqn_state`]).
     pub fn from_records(records: &[SubscriberRecord]) -> Result<Self, HssError> {
+        Self::build(
+            records.len(),
+            records.iter().map(std::borrow::Cow::Borrowed),
+        )
+    }
+
+    /// [`Hss::from_records`], the records moved in: their identities become the store's
+    /// without a copy, and each record is dropped (its keys zeroized) as soon as it is read
+    /// (issue 10: a million subscribers at start).
+    pub fn from_records_owned(records: Vec<SubscriberRecord>) -> Result<Self, HssError> {
+        Self::build(
+            records.len(),
+            records.into_iter().map(std::borrow::Cow::Owned),
+        )
+    }
+
+    /// The store of `n` records, borrowed or owned.
+    fn build<'a>(
+        n: usize,
+        records: impl Iterator<Item = std::borrow::Cow<'a, SubscriberRecord>>,
+    ) -> Result<Self, HssError> {
         let policy = SqnPolicy::default();
         let mut hss = Hss {
-            subs: Vec::with_capacity(records.len()),
-            by_impi: ImpiIndex::with_capacity(records.len()),
+            subs: Vec::with_capacity(n),
+            by_impi: ImpiIndex::with_capacity(n),
             recent: AtomicUsize::new(0),
-            by_impu: keyed_map(),
+            // Two IMPUs a subscriber is the usual provisioning: one allocation at start.
+            by_impu: keyed_map_with_capacity(2 * n),
             policy,
             persist: None,
             foreign: BTreeMap::new(),
@@ -245,7 +267,7 @@ impl Hss {
             challenge_ticket: None,
             all_impus: None,
         };
-        for r in records {
+        for mut r in records {
             let impi = r.impi.trim();
             if impi.is_empty()
                 || impi
@@ -307,9 +329,15 @@ impl Hss {
                     return Err(HssError::Duplicate(u.clone()));
                 }
             }
+            let impi: Arc<str> = impi.into();
+            let impu: Arc<[String]> = match &mut r {
+                // Moved: the strings are the record's own.
+                std::borrow::Cow::Owned(r) => std::mem::take(&mut r.impu).into(),
+                std::borrow::Cow::Borrowed(r) => r.impu.as_slice().into(),
+            };
             hss.subs.push(Subscriber {
-                impi: impi.into(),
-                impu: r.impu.as_slice().into(),
+                impi,
+                impu,
                 milenage,
                 amf,
                 sqn: gen,
@@ -334,7 +362,8 @@ impl Hss {
         } else {
             parse_toml(&text)?
         };
-        Self::from_records(&records)
+        drop(text);
+        Self::from_records_owned(records)
     }
 
     /// Persists SQNs from here on, continuing from `state` (IMPI -> last SQN, as recovered
