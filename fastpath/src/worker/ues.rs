@@ -119,6 +119,16 @@ impl<T> Ues<T> {
         }
     }
 
+    /// The record of `ip`, to change: the one `hint` names if it is still `ip`'s, else the
+    /// map's (a hint is a tag found ahead of its use, which a removal since may have outdated).
+    pub(super) fn hinted_mut(&mut self, hint: Option<UeTag>, ip: IpAddr) -> Option<&mut T> {
+        let tag = match hint {
+            Some(t) if self.at_of(t, ip).is_some() => t,
+            _ => self.find(&ip)?,
+        };
+        self.at_mut(tag)
+    }
+
     /// Adds the record `make(tag)` for `ip`, which has none; returns it with its tag.
     pub(super) fn insert_with(
         &mut self,
