@@ -540,7 +540,11 @@ fn the_kept_sums_are_right_after_each_command_before_a_poll() {
         bed.now,
     );
     assert_eq!(bed.counter("drop_send_failed"), 0);
-    assert_eq!(bed.worker.sip_port_use(), (1, 0, 1), "a send on the connection");
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        (1, 0, 1),
+        "a send on the connection"
+    );
     assert_eq!(
         bed.worker.sip_port_use(),
         bed.worker.sip_port_use_recounted()
@@ -560,7 +564,11 @@ fn the_kept_sums_are_right_after_each_command_before_a_poll() {
         bed.now,
     );
     assert!(bed.worker.has_ue(&spoofed(1).into()));
-    assert_eq!(bed.worker.sip_port_use(), (1, 0, 2), "a stack made by a send");
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        (1, 0, 2),
+        "a stack made by a send"
+    );
     assert_eq!(
         bed.worker.sip_port_use(),
         bed.worker.sip_port_use_recounted()
@@ -591,7 +599,11 @@ fn the_kept_sums_are_right_after_each_command_before_a_poll() {
     bed.step();
     assert_eq!(bed.counter("commands"), before + 4);
     assert_eq!(bed.counter("drop_send_failed"), 0);
-    assert_eq!(bed.counter("ues"), 4, "the registered UE and three senders' stacks");
+    assert_eq!(
+        bed.counter("ues"),
+        4,
+        "the registered UE and three senders' stacks"
+    );
     assert_eq!(
         bed.worker.sip_port_use(),
         bed.worker.sip_port_use_recounted()

@@ -118,7 +118,10 @@ impl<Q: PortQueue> Worker<Q> {
         // or removal may change its connections: the SIP port's limits count them at once,
         // on the record the command found. A send to a UE that was there changes no count
         // (it opens only outgoing connections, which the limits do not count).
-        if let Some(ue) = self.execute(cmd, hint, now).and_then(|tag| self.ues.at_mut(tag)) {
+        if let Some(ue) = self
+            .execute(cmd, hint, now)
+            .and_then(|tag| self.ues.at_mut(tag))
+        {
             self.sip_use.recount(ue, self.cfg.sip_port);
         }
         phases::note(phase, t0);
@@ -126,12 +129,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Carries out `cmd` (`hint`: see [`Worker::command_at`]); returns the UE whose use of the
     /// SIP port may have changed (`None`: none).
-    fn execute(
-        &mut self,
-        cmd: WorkerCommand,
-        hint: Option<UeTag>,
-        now: Instant,
-    ) -> Option<UeTag> {
+    fn execute(&mut self, cmd: WorkerCommand, hint: Option<UeTag>, now: Instant) -> Option<UeTag> {
         match cmd {
             WorkerCommand::Send {
                 flow,

@@ -86,11 +86,6 @@ impl<T> Ues<T> {
         self.at(self.find(ip)?)
     }
 
-    /// The record of `ip`, to change.
-    pub(super) fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut T> {
-        self.at_mut(self.find(ip)?)
-    }
-
     /// The record `tag` names, if its UE is still there.
     pub(super) fn at(&self, tag: UeTag) -> Option<&T> {
         let s = self.slots.get(tag.slot as usize)?;
