@@ -9,19 +9,6 @@ use super::{SaSetState, UeTag, Worker};
 use crate::ipc::{OutboundSeq, SaSet, Transport, WorkerCommand, WorkerEvent};
 use crate::stack::StackError;
 
-/// Commands taken from the channel at once: their UE look-ups and prefetches run ahead
-/// of them ([`Worker::run_commands`]).
-const COMMAND_BATCH: usize = 8;
-
-/// The UE a command is for.
-fn command_ue(cmd: &WorkerCommand) -> std::net::IpAddr {
-    match cmd {
-        WorkerCommand::Send { flow, .. } | WorkerCommand::Close(flow) => flow.ue,
-        WorkerCommand::InstallSaSet(set) | WorkerCommand::RestoreSaSet { set, .. } => set.ue,
-        WorkerCommand::RemoveSaSet { ue, .. } => *ue,
-    }
-}
-
 /// Where a response goes when the UE has closed the TCP connection its request came on
 /// (port_uc -> port_ps of a live set): a new connection from our port_pc to the UE's port_us,
 /// under the same set's spi_us / spi_pc. RFC 3261 18.2.2 opens it to the sent-by port of the
@@ -49,12 +36,6 @@ fn response_flow_after_close(
 
 impl<Q: PortQueue> Worker<Q> {
     /// Executes up to `commands_per_loop` queued commands; returns how many.
-    ///
-    /// Commands are taken in batches of up to [`COMMAND_BATCH`]: the batch's UE look-ups
-    /// (the map's lines, cold at thousands of UEs) and the found records' prefetches go first,
-    /// back to back so their misses overlap, then the commands run in order with the tags
-    /// found (each checked against its slot's generation and address before use: a command
-    /// earlier in the batch may have removed or created the UE).
     pub(super) fn run_commands(&mut self, now: Instant) -> usize {
         // Most turns find no command: the channel's two indices read inline, not a receive.
         // What commands executed directly (`Worker::command`) reported still goes now.
@@ -64,33 +45,12 @@ impl<Q: PortQueue> Worker<Q> {
         }
         let mut n = 0;
         while n < self.cfg.commands_per_loop {
-            let mut batch: [Option<WorkerCommand>; COMMAND_BATCH] = [const { None }; COMMAND_BATCH];
-            let mut tags = [None; COMMAND_BATCH];
-            let mut k = 0;
-            while k < COMMAND_BATCH && n + k < self.cfg.commands_per_loop {
-                let Ok(cmd) = self.commands.try_recv() else {
-                    break;
-                };
-                let tag = self.ues.find(&command_ue(&cmd));
-                if let Some(u) = tag.and_then(|t| self.ues.at(t)) {
-                    u.prefetch();
-                }
-                (batch[k], tags[k]) = (Some(cmd), tag);
-                k += 1;
-            }
-            if k == 0 {
+            let Ok(cmd) = self.commands.try_recv() else {
                 break;
-            }
-            n += k;
-            for (cmd, tag) in batch.iter_mut().zip(tags).take(k) {
-                if let Some(cmd) = cmd.take() {
-                    inc(&self.counters.commands);
-                    self.command_at(cmd, tag, now);
-                }
-            }
-            if k < COMMAND_BATCH {
-                break;
-            }
+            };
+            n += 1;
+            inc(&self.counters.commands);
+            self.command(cmd, now);
         }
         self.forward_events();
         n
@@ -98,13 +58,6 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Executes one command (also usable directly by tests and the daemon).
     pub fn command(&mut self, cmd: WorkerCommand, now: Instant) {
-        self.command_at(cmd, None, now);
-    }
-
-    /// [`Worker::command`] with `hint`, the tag its UE had when the command was taken (a look-up
-    /// done ahead; `None`: none found or none done). The hint is used only if its slot still
-    /// holds a UE at the command's address.
-    fn command_at(&mut self, cmd: WorkerCommand, hint: Option<UeTag>, now: Instant) {
         use super::phases::{self, Phase};
         let t0 = phases::stamp();
         let phase = match &cmd {
@@ -114,22 +67,16 @@ impl<Q: PortQueue> Worker<Q> {
             }
             WorkerCommand::Close(_) | WorkerCommand::RemoveSaSet { .. } => Phase::CmdOther,
         };
-        // An install registers the UE, a send that made the UE adds one unregistered, a close
-        // or removal may change its connections: the SIP port's limits count them at once,
-        // on the record the command found. A send to a UE that was there changes no count
-        // (it opens only outgoing connections, which the limits do not count).
-        if let Some(ue) = self
-            .execute(cmd, hint, now)
-            .and_then(|tag| self.ues.at_mut(tag))
-        {
+        // A send may open a connection, an install registers the UE: the SIP port's limits
+        // count them at once, on the record the command found (one map look-up a command).
+        if let Some(ue) = self.execute(cmd, now).and_then(|tag| self.ues.at_mut(tag)) {
             self.sip_use.recount(ue, self.cfg.sip_port);
         }
         phases::note(phase, t0);
     }
 
-    /// Carries out `cmd` (`hint`: see [`Worker::command_at`]); returns the UE whose use of the
-    /// SIP port may have changed (`None`: none).
-    fn execute(&mut self, cmd: WorkerCommand, hint: Option<UeTag>, now: Instant) -> Option<UeTag> {
+    /// Carries out `cmd`; returns the UE it found or made (`None`: none).
+    fn execute(&mut self, cmd: WorkerCommand, now: Instant) -> Option<UeTag> {
         match cmd {
             WorkerCommand::Send {
                 flow,
@@ -137,14 +84,13 @@ impl<Q: PortQueue> Worker<Q> {
                 connect_if_absent,
             } => {
                 let create = connect_if_absent || flow.proto == Transport::Udp;
-                let before = self.ues.len();
                 let Some(ue) = super::ue_entry_in(
                     &mut self.ues,
                     &self.cfg,
                     &self.counters,
                     flow.ue,
                     flow.local,
-                    hint,
+                    None,
                     create,
                     now,
                 ) else {
@@ -175,26 +121,22 @@ impl<Q: PortQueue> Worker<Q> {
                     }
                 }
                 super::wake_ue(&mut self.woken, ue);
-                let tag = ue.tag;
-                // Only a UE this made has a use to count (its one unregistered).
-                (before != self.ues.len()).then_some(tag)
+                Some(ue.tag)
             }
             WorkerCommand::Close(flow) => {
-                let ue = self.ues.hinted_mut(hint, flow.ue)?;
+                let ue = self.ues.get_mut(&flow.ue)?;
                 let _ = ue.stack.close(flow);
                 super::wake_ue(&mut self.woken, ue);
                 Some(ue.tag)
             }
             // A registration's set sends in epoch 0; a restored one in its restart epoch,
             // whose numbers no earlier run sent (RFC 4303 3.3.3; `OutboundSeq`).
-            WorkerCommand::InstallSaSet(set) => {
-                self.install(&set, OutboundSeq::of_epoch(0), hint, now)
-            }
+            WorkerCommand::InstallSaSet(set) => self.install(&set, OutboundSeq::of_epoch(0), now),
             WorkerCommand::RestoreSaSet { set, seq_epoch } => {
-                self.install(&set, OutboundSeq::of_epoch(seq_epoch), hint, now)
+                self.install(&set, OutboundSeq::of_epoch(seq_epoch), now)
             }
             WorkerCommand::RemoveSaSet { ue, spi_pc, spi_ps } => {
-                self.remove_set(ue, spi_pc, spi_ps, hint, now)
+                self.remove_set(ue, spi_pc, spi_ps, now)
             }
         }
     }
@@ -204,13 +146,7 @@ impl<Q: PortQueue> Worker<Q> {
     /// SPI (nothing else holds it then).
     /// `seq` bounds the outbound sequence numbers (`None`: the set may not send, refused).
     /// Returns the UE that holds the set (`None`: refused, and no UE was left).
-    fn install(
-        &mut self,
-        set: &SaSet,
-        seq: Option<OutboundSeq>,
-        hint: Option<UeTag>,
-        now: Instant,
-    ) -> Option<UeTag> {
+    fn install(&mut self, set: &SaSet, seq: Option<OutboundSeq>, now: Instant) -> Option<UeTag> {
         if !self.link.l2.is_local(set.local) {
             inc(&self.counters.drop_sa_install);
             return None;
@@ -220,11 +156,8 @@ impl<Q: PortQueue> Worker<Q> {
             return None;
         };
         let table = self.table.clone();
-        // One look-up (none with a good hint): the tag takes `ue_entry_in` past the map.
-        let existed = match hint {
-            Some(t) if self.ues.at_of(t, set.ue).is_some() => Some(t),
-            _ => self.ues.find(&set.ue),
-        };
+        // One look-up: the tag it finds takes `ue_entry_in` past the map.
+        let existed = self.ues.find(&set.ue);
         let Some(owner) = super::ue_entry_in(
             &mut self.ues,
             &self.cfg,
@@ -303,10 +236,9 @@ impl<Q: PortQueue> Worker<Q> {
         ue_ip: std::net::IpAddr,
         spi_pc: u32,
         spi_ps: u32,
-        hint: Option<UeTag>,
         now: Instant,
     ) -> Option<UeTag> {
-        let ue = self.ues.hinted_mut(hint, ue_ip)?;
+        let ue = self.ues.get_mut(&ue_ip)?;
         let Some(i) = ue
             .sa_sets
             .iter()

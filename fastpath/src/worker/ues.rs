@@ -86,6 +86,11 @@ impl<T> Ues<T> {
         self.at(self.find(ip)?)
     }
 
+    /// The record of `ip`, to change.
+    pub(super) fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut T> {
+        self.at_mut(self.find(ip)?)
+    }
+
     /// The record `tag` names, if its UE is still there.
     pub(super) fn at(&self, tag: UeTag) -> Option<&T> {
         let s = self.slots.get(tag.slot as usize)?;
@@ -112,16 +117,6 @@ impl<T> Ues<T> {
             Some((a, ue)) if s.gen == tag.gen && *a == ip => Some(ue),
             _ => None,
         }
-    }
-
-    /// The record of `ip`, to change: the one `hint` names if it is still `ip`'s, else the
-    /// map's (a hint is a tag found ahead of its use, which a removal since may have outdated).
-    pub(super) fn hinted_mut(&mut self, hint: Option<UeTag>, ip: IpAddr) -> Option<&mut T> {
-        let tag = match hint {
-            Some(t) if self.at_of(t, ip).is_some() => t,
-            _ => self.find(&ip)?,
-        };
-        self.at_mut(tag)
     }
 
     /// Adds the record `make(tag)` for `ip`, which has none; returns it with its tag.
