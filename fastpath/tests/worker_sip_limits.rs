@@ -11,12 +11,12 @@ use std::net::{IpAddr, Ipv4Addr};
 mod support;
 
 use akagate_fastpath::esp::{InboundSa, OutboundSa};
-use akagate_fastpath::ipc::{WorkerCommand, WorkerEvent};
+use akagate_fastpath::ipc::{Flow, Transport, WorkerCommand, WorkerEvent};
 use akagate_fastpath::sad::SpiAllocator;
 use akagate_fastpath::worker::{SipPortLimits, Worker};
 use akagate_sys::mempair::MemQueue;
 use akagate_sys::{PacketBuf, PortQueue};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -90,6 +90,8 @@ fn tcp_v4(
 struct Bed {
     worker: Worker<MemQueue>,
     ue: MemQueue,
+    /// The worker's command channel.
+    cmds: Sender<WorkerCommand>,
     events: Receiver<WorkerEvent>,
     now: Instant,
     /// The registered UE's outbound and inbound SAs.
@@ -130,6 +132,7 @@ impl Bed {
         let mut bed = Bed {
             worker: w.worker,
             ue: w.ue,
+            cmds: w.cmds,
             events: w.events,
             now: w.now,
             out,
@@ -508,4 +511,101 @@ fn syns_beyond_the_stacks_connection_limit_are_counted() {
     assert_eq!(opened, 8);
     // smoltcp answers the two refused SYNs with RST; each is counted.
     assert_eq!(bed.counter("drop_conn_limit"), 2);
+}
+
+/// A command's effect on the SIP port's kept sums is there as soon as the command ran, before
+/// any poll counts them again: a response on a connection to the SIP port changes no count,
+/// a datagram to an address without a stack makes one (one more unregistered), and several
+/// commands taken from the channel at once (their UEs looked up ahead) leave the same sums.
+#[test]
+fn the_kept_sums_are_right_after_each_command_before_a_poll() {
+    let mut bed = Bed::new();
+    let src = (spoofed(0), 40000);
+    assert!(bed.connect(src));
+    assert_eq!(bed.worker.sip_port_use(), (1, 0, 1));
+    let on_conn = Flow {
+        ue: src.0.into(),
+        ue_port: src.1,
+        local: PCSCF_V4.into(),
+        local_port: SIP_PORT,
+        proto: Transport::Tcp,
+    };
+    let response = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+    bed.worker.command(
+        WorkerCommand::Send {
+            flow: on_conn,
+            bytes: response.clone(),
+            connect_if_absent: false,
+        },
+        bed.now,
+    );
+    assert_eq!(bed.counter("drop_send_failed"), 0);
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        (1, 0, 1),
+        "a send on the connection"
+    );
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        bed.worker.sip_port_use_recounted()
+    );
+    let to_new = Flow {
+        ue: spoofed(1).into(),
+        ue_port: 5080,
+        proto: Transport::Udp,
+        ..on_conn
+    };
+    bed.worker.command(
+        WorkerCommand::Send {
+            flow: to_new,
+            bytes: OPTIONS.to_vec(),
+            connect_if_absent: false,
+        },
+        bed.now,
+    );
+    assert!(bed.worker.has_ue(&spoofed(1).into()));
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        (1, 0, 2),
+        "a stack made by a send"
+    );
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        bed.worker.sip_port_use_recounted()
+    );
+    // Through the channel, in one batch: sends to a third address (made by the first,
+    // found by the second although the batch looked it up before it existed), one on the
+    // connection, and one to the second address.
+    let to_third = Flow {
+        ue: spoofed(2).into(),
+        ..to_new
+    };
+    let cmds = [
+        (to_third, OPTIONS.to_vec()),
+        (to_third, OPTIONS.to_vec()),
+        (on_conn, response),
+        (to_new, OPTIONS.to_vec()),
+    ];
+    for (flow, bytes) in cmds {
+        bed.cmds
+            .send(WorkerCommand::Send {
+                flow,
+                bytes,
+                connect_if_absent: false,
+            })
+            .unwrap();
+    }
+    let before = bed.counter("commands");
+    bed.step();
+    assert_eq!(bed.counter("commands"), before + 4);
+    assert_eq!(bed.counter("drop_send_failed"), 0);
+    assert_eq!(
+        bed.counter("ues"),
+        4,
+        "the registered UE and three senders' stacks"
+    );
+    assert_eq!(
+        bed.worker.sip_port_use(),
+        bed.worker.sip_port_use_recounted()
+    );
 }
