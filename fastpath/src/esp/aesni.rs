@@ -276,7 +276,8 @@ impl Aes128Ni {
     /// VPERM2I128 joining a register's high block to the next one's low block.
     #[target_feature(enable = "aes,avx2,vaes")]
     unsafe fn cbc_decrypt_ymm(&self, iv: &[u8; 16], data: &mut [u8]) {
-        let k: [__m256i; 11] = core::array::from_fn(|i| _mm256_broadcastsi128_si256(load(&self.dec[i])));
+        let k: [__m256i; 11] =
+            core::array::from_fn(|i| _mm256_broadcastsi128_si256(load(&self.dec[i])));
         // The ciphertext block before the current one, in the high 128-bit lane.
         let mut prev = _mm256_broadcastsi128_si256(load(iv));
         let mut chunks = data.chunks_exact_mut(8 * 32);
