@@ -239,7 +239,7 @@ fn buffer(c: &Case) -> Vec<u8> {
 
 fn kernels() -> Vec<Option<CbcKernel>> {
     let mut k = vec![None];
-    for c in [CbcKernel::Vaes16, CbcKernel::AesNi8] {
+    for c in [CbcKernel::Vaes16, CbcKernel::VaesYmm16, CbcKernel::AesNi8] {
         if c.supported() {
             k.push(Some(c));
         } else {

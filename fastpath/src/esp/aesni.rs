@@ -54,6 +54,13 @@ fn vaes_available() -> bool {
     std::is_x86_feature_detected!("vaes") && std::is_x86_feature_detected!("avx512f")
 }
 
+/// True if this CPU has VAES and AVX2 (16-block CBC decryption on ymm registers, for CPUs
+/// without AVX-512 such as Zen 3, where VAESDEC ymm issues on two pipes: four blocks a
+/// cycle against AESDEC xmm's two).
+fn vaes_ymm_available() -> bool {
+    std::is_x86_feature_detected!("vaes") && std::is_x86_feature_detected!("avx2")
+}
+
 /// True if this CPU can run [`Aes128Ni`].
 pub(super) fn available() -> bool {
     std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("sse2")
@@ -207,6 +214,9 @@ impl Aes128Ni {
         if vaes_available() {
             // SAFETY: VAES and AVX-512F were just detected (AES-NI by `new`).
             unsafe { self.cbc_decrypt_vaes(&chain, data) }
+        } else if vaes_ymm_available() {
+            // SAFETY: VAES and AVX2 were just detected (AES-NI by `new`).
+            unsafe { self.cbc_decrypt_ymm(&chain, data) }
         } else {
             // SAFETY: `Aes128Ni` only exists if AES-NI and SSE2 were detected (see `new`).
             unsafe { self.cbc_decrypt_ni(&chain, data) }
@@ -256,6 +266,58 @@ impl Aes128Ni {
                 2 => tail_vaes::<2>(&k, prev, p, blocks),
                 3 => tail_vaes::<3>(&k, prev, p, blocks),
                 4 => tail_vaes::<4>(&k, prev, p, blocks),
+                _ => {}
+            }
+        }
+    }
+
+    /// CBC decryption two blocks per ymm register, eight registers per step (VAESDEC's
+    /// latency times its two pipes); each block's predecessor comes from the same loads,
+    /// VPERM2I128 joining a register's high block to the next one's low block.
+    #[target_feature(enable = "aes,avx2,vaes")]
+    unsafe fn cbc_decrypt_ymm(&self, iv: &[u8; 16], data: &mut [u8]) {
+        let k: [__m256i; 11] =
+            core::array::from_fn(|i| _mm256_broadcastsi128_si256(load(&self.dec[i])));
+        // The ciphertext block before the current one, in the high 128-bit lane.
+        let mut prev = _mm256_broadcastsi128_si256(load(iv));
+        let mut chunks = data.chunks_exact_mut(8 * 32);
+        for chunk in &mut chunks {
+            let p = chunk.as_mut_ptr().cast::<__m256i>();
+            // SAFETY: `chunk` is 256 bytes: eight unaligned 32-byte loads at p.add(0..8).
+            let c: [__m256i; 8] = core::array::from_fn(|i| unsafe { _mm256_loadu_si256(p.add(i)) });
+            let mut x: [__m256i; 8] = core::array::from_fn(|i| _mm256_xor_si256(c[i], k[0]));
+            for rk in &k[1..10] {
+                for v in x.iter_mut() {
+                    *v = _mm256_aesdec_epi128(*v, *rk);
+                }
+            }
+            for (i, v) in x.iter_mut().enumerate() {
+                let before = if i == 0 { prev } else { c[i - 1] };
+                // Blocks 2i-1 and 2i: the high block of `before`, the low block of c[i].
+                let chain = _mm256_permute2x128_si256::<0x21>(before, c[i]);
+                *v = _mm256_xor_si256(_mm256_aesdeclast_epi128(*v, k[10]), chain);
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_si256(p.add(i), *v) };
+            }
+            prev = c[7];
+        }
+        // The last 0..=15 blocks: up to eight registers side by side, an odd last block alone
+        // in the low half of the last one (a 16-byte load and store).
+        let rest = chunks.into_remainder();
+        let p = rest.as_mut_ptr();
+        let blocks = rest.len() / 16;
+        // SAFETY: VAES and AVX2 are enabled here; `p` is valid for `blocks` 16-byte blocks
+        // (see `tail_ymm`), in every arm.
+        unsafe {
+            match blocks.div_ceil(2) {
+                1 => tail_ymm::<1>(&k, prev, p, blocks),
+                2 => tail_ymm::<2>(&k, prev, p, blocks),
+                3 => tail_ymm::<3>(&k, prev, p, blocks),
+                4 => tail_ymm::<4>(&k, prev, p, blocks),
+                5 => tail_ymm::<5>(&k, prev, p, blocks),
+                6 => tail_ymm::<6>(&k, prev, p, blocks),
+                7 => tail_ymm::<7>(&k, prev, p, blocks),
+                8 => tail_ymm::<8>(&k, prev, p, blocks),
                 _ => {}
             }
         }
@@ -350,6 +412,50 @@ unsafe fn tail_vaes<const R: usize>(k: &[__m512i; 11], prev: __m512i, p: *mut u8
     }
 }
 
+/// CBC-decrypts the `blocks` (`2 * R - 1 ..= 2 * R`) 16-byte blocks at `p` in place, two
+/// per ymm register, all `R` registers at once; `prev` holds the ciphertext block before
+/// them in its high 128-bit lane, `k` the decryption round keys broadcast to both lanes.
+///
+/// # Safety
+/// VAES and AVX2 must be available, and `p` valid for reads and writes of `16 * blocks`
+/// bytes (an odd last block is loaded and stored alone).
+#[inline]
+#[target_feature(enable = "aes,avx2,vaes")]
+unsafe fn tail_ymm<const R: usize>(k: &[__m256i; 11], prev: __m256i, p: *mut u8, blocks: usize) {
+    let p = p.cast::<__m256i>();
+    let whole = |i: usize| 2 * i + 2 <= blocks;
+    let c: [__m256i; R] = core::array::from_fn(|i| {
+        // SAFETY: register i's blocks 2i (and 2i + 1 if `whole`) lie within the `blocks`
+        // blocks at `p`; unaligned loads.
+        unsafe {
+            if whole(i) {
+                _mm256_loadu_si256(p.add(i))
+            } else {
+                _mm256_zextsi128_si256(_mm_loadu_si128(p.add(i).cast()))
+            }
+        }
+    });
+    let mut x: [__m256i; R] = core::array::from_fn(|i| _mm256_xor_si256(c[i], k[0]));
+    for rk in &k[1..10] {
+        for v in x.iter_mut() {
+            *v = _mm256_aesdec_epi128(*v, *rk);
+        }
+    }
+    for (i, v) in x.iter_mut().enumerate() {
+        let before = if i == 0 { prev } else { c[i - 1] };
+        let chain = _mm256_permute2x128_si256::<0x21>(before, c[i]);
+        *v = _mm256_xor_si256(_mm256_aesdeclast_epi128(*v, k[10]), chain);
+        // SAFETY: as for the loads: only the blocks that exist are stored; unaligned.
+        unsafe {
+            if whole(i) {
+                _mm256_storeu_si256(p.add(i), *v);
+            } else {
+                _mm_storeu_si128(p.add(i).cast(), _mm256_castsi256_si128(*v));
+            }
+        }
+    }
+}
+
 /// Overwrites a stack array of round keys (the registers themselves are not addressable).
 trait ZeroizeRegisters {
     fn zeroize_registers(&mut self);
@@ -404,8 +510,9 @@ mod tests {
     }
 
     /// Compares against the `aes` crate (a second implementation) on many keys and lengths
-    /// (every remainder of the VAES decryption's 16-block loop: its tails of one to four
-    /// registers, the last one masked; the AES-NI loop's 8-block remainders).
+    /// (every remainder of the VAES decryption's 16-block loops: the zmm tails of one to
+    /// four registers, the last one masked, the ymm tails of one to eight, an odd last
+    /// block alone; the AES-NI loop's 8-block remainders), each kernel the CPU runs.
     #[test]
     fn matches_aes_crate_cbc() {
         if !available() {
@@ -439,8 +546,26 @@ mod tests {
             ni.cbc_encrypt(&iv, &mut got, |c| seen.extend_from_slice(c));
             assert_eq!(got, expect, "{blocks} blocks");
             assert_eq!(seen, expect, "chunks handed out in order");
+            let ciphertext = got.clone();
             ni.cbc_decrypt(&iv, &mut got);
             assert_eq!(got, plain, "{blocks} blocks");
+            // Every decryption kernel this CPU runs, whichever `cbc_decrypt` picks.
+            let mut each = ciphertext.clone();
+            // SAFETY: AES-NI and SSE2 detected by `new`.
+            unsafe { ni.cbc_decrypt_ni(&iv, &mut each) };
+            assert_eq!(each, plain, "AES-NI, {blocks} blocks");
+            if vaes_ymm_available() {
+                let mut each = ciphertext.clone();
+                // SAFETY: VAES and AVX2 detected just now.
+                unsafe { ni.cbc_decrypt_ymm(&iv, &mut each) };
+                assert_eq!(each, plain, "VAES ymm, {blocks} blocks");
+            }
+            if vaes_available() {
+                let mut each = ciphertext.clone();
+                // SAFETY: VAES and AVX-512F detected just now.
+                unsafe { ni.cbc_decrypt_vaes(&iv, &mut each) };
+                assert_eq!(each, plain, "VAES zmm, {blocks} blocks");
+            }
             // And the decryption round keys against the crate's decryption.
             let mut one = GenericArray::clone_from_slice(&expect[..16]);
             soft.decrypt_block(&mut one);
@@ -450,7 +575,8 @@ mod tests {
     }
 
     /// Timing of CBC decryption of 1424 and 80 bytes (ESP bodies of 1408 and 64 payload
-    /// bytes) with 16 (VAES) and 8 (AES-NI) blocks in flight, TSC ticks, minimum over many
+    /// bytes) with 16 (VAES zmm or ymm) and 8 (AES-NI) blocks in flight (a kernel the CPU
+    /// lacks reads as the AES-NI one), TSC ticks, minimum over many
     /// rounds (the two RDTSC included).
     /// `cargo test --release -p akagate-fastpath --lib aesni::tests::decrypt_timing -- --ignored --nocapture`
     #[test]
@@ -462,7 +588,7 @@ mod tests {
         for len in [1424usize, 80] {
             let mut data = vec![0x5au8; len];
             let iv = [1u8; 16];
-            let mut best = [u64::MAX; 2];
+            let mut best = [u64::MAX; 3];
             for _ in 0..20000 {
                 for (v, best) in best.iter_mut().enumerate() {
                     // SAFETY: RDTSC exists on every x86_64 CPU.
@@ -470,6 +596,9 @@ mod tests {
                     if v == 0 && vaes_available() {
                         // SAFETY: VAES and AVX-512F detected just now.
                         unsafe { ni.cbc_decrypt_vaes(&iv, &mut data) }
+                    } else if v == 1 && vaes_ymm_available() {
+                        // SAFETY: VAES and AVX2 detected just now.
+                        unsafe { ni.cbc_decrypt_ymm(&iv, &mut data) }
                     } else {
                         // SAFETY: AES-NI detected by `new`.
                         unsafe { ni.cbc_decrypt_ni(&iv, &mut data) }
@@ -478,7 +607,10 @@ mod tests {
                     *best = (*best).min(unsafe { _rdtsc() } - t);
                 }
             }
-            eprintln!("{len} B: VAES {} ticks, AES-NI {} ticks", best[0], best[1]);
+            eprintln!(
+                "{len} B: VAES zmm {} ticks, VAES ymm {} ticks, AES-NI {} ticks",
+                best[0], best[1], best[2]
+            );
         }
     }
 }
