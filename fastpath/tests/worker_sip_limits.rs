@@ -531,23 +531,32 @@ fn the_kept_sums_are_right_after_each_command_before_a_poll() {
         proto: Transport::Tcp,
     };
     let response = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
-    bed.worker.command(
-        WorkerCommand::Send {
-            flow: on_conn,
-            bytes: response.clone(),
-            connect_if_absent: false,
-        },
-        bed.now,
-    );
-    assert_eq!(bed.counter("drop_send_failed"), 0);
-    assert_eq!(
-        bed.worker.sip_port_use(),
+    // One command run directly, then the kept sums: `expected`, and what a recount finds.
+    let send_and_check =
+        |bed: &mut Bed, flow: Flow, bytes: Vec<u8>, expected: (usize, usize, usize), what: &str| {
+            let now = bed.now;
+            bed.worker.command(
+                WorkerCommand::Send {
+                    flow,
+                    bytes,
+                    connect_if_absent: false,
+                },
+                now,
+            );
+            assert_eq!(bed.counter("drop_send_failed"), 0, "{what}");
+            assert_eq!(bed.worker.sip_port_use(), expected, "{what}");
+            assert_eq!(
+                bed.worker.sip_port_use(),
+                bed.worker.sip_port_use_recounted(),
+                "{what}"
+            );
+        };
+    send_and_check(
+        &mut bed,
+        on_conn,
+        response.clone(),
         (1, 0, 1),
-        "a send on the connection"
-    );
-    assert_eq!(
-        bed.worker.sip_port_use(),
-        bed.worker.sip_port_use_recounted()
+        "a send on the connection",
     );
     let to_new = Flow {
         ue: spoofed(1).into(),
@@ -555,24 +564,14 @@ fn the_kept_sums_are_right_after_each_command_before_a_poll() {
         proto: Transport::Udp,
         ..on_conn
     };
-    bed.worker.command(
-        WorkerCommand::Send {
-            flow: to_new,
-            bytes: OPTIONS.to_vec(),
-            connect_if_absent: false,
-        },
-        bed.now,
+    send_and_check(
+        &mut bed,
+        to_new,
+        OPTIONS.to_vec(),
+        (1, 0, 2),
+        "a stack made by a send",
     );
     assert!(bed.worker.has_ue(&spoofed(1).into()));
-    assert_eq!(
-        bed.worker.sip_port_use(),
-        (1, 0, 2),
-        "a stack made by a send"
-    );
-    assert_eq!(
-        bed.worker.sip_port_use(),
-        bed.worker.sip_port_use_recounted()
-    );
     // Through the channel, in one batch: sends to a third address (made by the first,
     // found by the second although the batch looked it up before it existed), one on the
     // connection, and one to the second address.
